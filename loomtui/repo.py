@@ -1,0 +1,94 @@
+"""Locating the git repository and loomtui's private state directory within it."""
+
+from __future__ import annotations
+
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+from loomtui.errors import LoomError, NotARepository
+
+STATE_DIR_NAME = "loom"
+
+
+@dataclass(frozen=True)
+class RepoPaths:
+    """Where a repository's files and loomtui's state live.
+
+    `state_dir` sits under git's *common* dir, so every worktree of the repository
+    (every sandbox) sees the same store and audit log, and git never tracks it.
+    """
+
+    root: Path
+    common_dir: Path
+
+    @property
+    def state_dir(self) -> Path:
+        return self.common_dir / STATE_DIR_NAME
+
+    @property
+    def store_path(self) -> Path:
+        return self.state_dir / "state.db"
+
+    @property
+    def audit_path(self) -> Path:
+        return self.state_dir / "audit.jsonl"
+
+    @property
+    def config_path(self) -> Path:
+        return self.root / ".loom" / "loom.yaml"
+
+    def ensure_state_dir(self) -> Path:
+        """Create the state directory, reporting an unwritable repository in one line."""
+        try:
+            self.state_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise LoomError(f"cannot create {self.state_dir}: {exc.strerror}") from None
+        return self.state_dir
+
+
+def _git(cwd: Path, *args: str) -> str:
+    try:
+        out = subprocess.run(
+            ["git", *args], cwd=cwd, capture_output=True, text=True, check=True
+        )
+    except FileNotFoundError:
+        raise LoomError("git is not installed or not on PATH") from None
+    except subprocess.CalledProcessError as exc:
+        raise NotARepository(
+            f"{cwd} is not inside a git repository (run `git init` or cd into one)"
+        ) from exc
+    return out.stdout.strip()
+
+
+def find_repo(start: Path | str | None = None) -> RepoPaths:
+    """Return the paths of the git repository containing `start` (default: cwd)."""
+    cwd = Path(start or Path.cwd()).resolve()
+    if not cwd.is_dir():
+        raise LoomError(f"{cwd}: no such directory")
+    out = _git(cwd, "rev-parse", "--show-toplevel", "--git-common-dir")
+    lines = out.splitlines()
+    if len(lines) < 2:
+        raise NotARepository(f"{cwd} is not inside a git work tree")
+    root = Path(lines[0]).resolve()
+    common = Path(lines[1])
+    if not common.is_absolute():
+        common = (cwd / common).resolve()
+    return RepoPaths(root=root, common_dir=common)
+
+
+def current_branch(root: Path) -> str:
+    """The checked-out branch name, or a short commit id when detached, or '(no commits)'."""
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "--abbrev-ref", "HEAD"],
+            cwd=root, capture_output=True, text=True, check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "(no commits)"
+    if out == "HEAD":
+        sha = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True
+        ).stdout.strip()
+        return f"(detached {sha})"
+    return out

@@ -1,0 +1,86 @@
+"""The store's schema as an ordered list of migrations.
+
+`PRAGMA user_version` holds how many migrations a database has had; opening a store
+applies the missing ones in one transaction, so a store is never half-migrated.
+Append new migrations; never edit a released one.
+"""
+
+from __future__ import annotations
+
+MIGRATIONS: list[str] = [
+    # 1: the foundation tables.
+    """
+    CREATE TABLE events (
+        id      INTEGER PRIMARY KEY AUTOINCREMENT,
+        ts      REAL NOT NULL,
+        kind    TEXT NOT NULL,
+        subject TEXT NOT NULL DEFAULT '',
+        data    TEXT NOT NULL DEFAULT '{}'
+    );
+    CREATE TABLE sandboxes (
+        id        TEXT PRIMARY KEY,
+        task      TEXT NOT NULL,
+        runtime   TEXT NOT NULL,
+        status    TEXT NOT NULL,
+        base_ref  TEXT NOT NULL DEFAULT '',
+        branch    TEXT NOT NULL DEFAULT '',
+        worktree  TEXT NOT NULL DEFAULT '',
+        isolation TEXT NOT NULL DEFAULT '',
+        pid       INTEGER,
+        pid_start TEXT,
+        exit_code INTEGER,
+        created   REAL NOT NULL,
+        updated   REAL NOT NULL,
+        heartbeat REAL,
+        data      TEXT NOT NULL DEFAULT '{}'
+    );
+    CREATE TABLE claims (
+        id         INTEGER PRIMARY KEY AUTOINCREMENT,
+        sandbox_id TEXT NOT NULL,
+        target     TEXT NOT NULL,
+        mode       TEXT NOT NULL CHECK (mode IN ('exclusive', 'shared')),
+        reason     TEXT NOT NULL DEFAULT '',
+        created    REAL NOT NULL,
+        expires    REAL NOT NULL,
+        released   REAL,
+        release_reason TEXT
+    );
+    CREATE TABLE claim_regions (
+        claim_id  INTEGER NOT NULL REFERENCES claims(id),
+        region_id TEXT NOT NULL,
+        PRIMARY KEY (claim_id, region_id)
+    );
+    CREATE INDEX claim_regions_by_region ON claim_regions(region_id);
+    CREATE INDEX claims_live ON claims(released, sandbox_id);
+    CREATE TABLE escalations (
+        id         INTEGER PRIMARY KEY AUTOINCREMENT,
+        sandbox_id TEXT NOT NULL DEFAULT '',
+        kind       TEXT NOT NULL,
+        status     TEXT NOT NULL,
+        risk       TEXT NOT NULL DEFAULT 'normal',
+        summary    TEXT NOT NULL DEFAULT '',
+        created    REAL NOT NULL,
+        updated    REAL NOT NULL,
+        data       TEXT NOT NULL DEFAULT '{}'
+    );
+    CREATE INDEX escalations_open ON escalations(status);
+    CREATE TABLE gate_runs (
+        id         INTEGER PRIMARY KEY AUTOINCREMENT,
+        sandbox_id TEXT NOT NULL,
+        gate       TEXT NOT NULL,
+        status     TEXT NOT NULL,
+        commit_sha TEXT NOT NULL DEFAULT '',
+        started    REAL NOT NULL,
+        finished   REAL,
+        data       TEXT NOT NULL DEFAULT '{}'
+    );
+    CREATE INDEX gate_runs_by_sandbox ON gate_runs(sandbox_id);
+    CREATE TABLE audit_checkpoint (
+        id   INTEGER PRIMARY KEY CHECK (id = 1),
+        seq  INTEGER NOT NULL,
+        hash TEXT NOT NULL
+    );
+    """,
+]
+
+SCHEMA_VERSION = len(MIGRATIONS)

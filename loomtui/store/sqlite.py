@@ -1,0 +1,464 @@
+"""The SQLite backend of the state store (WAL, short BEGIN IMMEDIATE transactions).
+
+Many processes write at once: the TUI, CLI calls from agent hooks, sandbox
+supervisors. Every write runs in an immediate transaction, so writers queue on the
+database lock (up to the busy timeout) instead of failing half way, and a caller can
+group reads and writes into one atomic step with `transaction()` (that is how a claim
+checks for conflicts and inserts without a race).
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from loomtui.errors import StoreError
+from loomtui.store.records import (
+    ClaimRecord,
+    EscalationRecord,
+    Event,
+    GateRunRecord,
+    SandboxRecord,
+    StoreStatus,
+)
+from loomtui.store.schema import MIGRATIONS, SCHEMA_VERSION
+
+BUSY_TIMEOUT_S = 10.0
+
+_SANDBOX_COLUMNS = (
+    "id", "task", "runtime", "status", "created", "updated", "base_ref", "branch",
+    "worktree", "isolation", "pid", "pid_start", "exit_code", "heartbeat", "data",
+)
+_SANDBOX_MUTABLE = frozenset(_SANDBOX_COLUMNS) - {"id", "created", "updated"}
+_ESCALATION_MUTABLE = frozenset({"status", "risk", "summary", "data"})
+
+
+def _dumps(data: dict[str, Any] | None) -> str:
+    return json.dumps(data or {}, sort_keys=True, default=str)
+
+
+def _describe(exc: sqlite3.Error, path: Path, waited: float = BUSY_TIMEOUT_S) -> StoreError:
+    """Turn an sqlite error into one line a user can act on."""
+    text = str(exc)
+    if "not a database" in text or "malformed" in text:
+        return StoreError(
+            f"{path}: the state store is corrupt ({text}); move it aside and run again to start a new one"
+        )
+    if "locked" in text or "busy" in text:
+        return StoreError(
+            f"{path}: the state store is locked by another process (waited {waited:g}s); try again"
+        )
+    if "readonly" in text or "unable to open" in text or "disk I/O" in text:
+        return StoreError(f"{path}: cannot write the state store ({text})")
+    return StoreError(f"{path}: state store error: {text}")
+
+
+class SqliteStore:
+    """The shared state of one repository, in one SQLite file."""
+
+    def __init__(self, path: Path, *, busy_timeout: float = BUSY_TIMEOUT_S) -> None:
+        self.path = Path(path)
+        self.busy_timeout = busy_timeout
+        self._local = threading.local()
+        self._connections: list[sqlite3.Connection] = []
+        self._lock = threading.Lock()
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StoreError(f"cannot create {self.path.parent}: {exc.strerror}") from None
+        self._migrate()
+
+    # -- connections and transactions ------------------------------------------
+
+    def _error(self, exc: sqlite3.Error) -> StoreError:
+        return _describe(exc, self.path, self.busy_timeout)
+
+    def _conn(self) -> sqlite3.Connection:
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            try:
+                conn = sqlite3.connect(
+                    self.path, timeout=self.busy_timeout, isolation_level=None,
+                    check_same_thread=False,
+                )
+                conn.row_factory = sqlite3.Row
+                conn.execute("PRAGMA journal_mode=WAL")
+                # NORMAL is durable across application crashes in WAL mode; only
+                # a power loss can drop the last commits, never corrupt the file.
+                conn.execute("PRAGMA synchronous=NORMAL")
+                conn.execute("PRAGMA foreign_keys=ON")
+            except sqlite3.Error as exc:
+                raise self._error(exc) from None
+            self._local.conn = conn
+            self._local.depth = 0
+            with self._lock:
+                self._connections.append(conn)
+        return conn
+
+    @contextmanager
+    def transaction(self) -> Iterator[SqliteStore]:
+        """Group reads and writes into one atomic step (BEGIN IMMEDIATE); nests."""
+        conn = self._conn()
+        if self._local.depth:
+            self._local.depth += 1
+            try:
+                yield self
+            finally:
+                self._local.depth -= 1
+            return
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as exc:
+            raise self._error(exc) from None
+        self._local.depth = 1
+        try:
+            yield self
+        except BaseException:
+            self._local.depth = 0
+            conn.execute("ROLLBACK")
+            raise
+        self._local.depth = 0
+        try:
+            conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            conn.execute("ROLLBACK")
+            raise self._error(exc) from None
+
+    def _query(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
+        try:
+            return self._conn().execute(sql, params).fetchall()
+        except sqlite3.Error as exc:
+            raise self._error(exc) from None
+
+    def _execute(self, sql: str, params: Sequence[Any] = ()) -> sqlite3.Cursor:
+        """Run one write; callers hold `transaction()` so events commit with it."""
+        try:
+            return self._conn().execute(sql, params)
+        except sqlite3.IntegrityError:
+            raise
+        except sqlite3.Error as exc:
+            raise self._error(exc) from None
+
+    def _migrate(self) -> None:
+        conn = self._conn()
+        try:
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+        except sqlite3.Error as exc:
+            raise self._error(exc) from None
+        if version > SCHEMA_VERSION:
+            raise StoreError(
+                f"{self.path}: the state store has schema {version}, newer than this loomtui "
+                f"understands ({SCHEMA_VERSION}); upgrade loomtui"
+            )
+        if version == SCHEMA_VERSION:
+            return
+        with self.transaction():
+            # Re-read under the lock: another process may have migrated meanwhile.
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+            for number in range(version, SCHEMA_VERSION):
+                for statement in MIGRATIONS[number].split(";"):
+                    if statement.strip():
+                        self._execute(statement)
+                self._execute(f"PRAGMA user_version = {number + 1}")
+
+    def close(self) -> None:
+        """Close every connection this store opened (one per thread that used it)."""
+        with self._lock:
+            for conn in self._connections:
+                conn.close()
+            self._connections.clear()
+        self._local = threading.local()
+
+    def __enter__(self) -> SqliteStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- events -----------------------------------------------------------------
+
+    def _emit(self, kind: str, subject: str = "", data: dict[str, Any] | None = None) -> int:
+        cursor = self._execute(
+            "INSERT INTO events (ts, kind, subject, data) VALUES (?, ?, ?, ?)",
+            (time.time(), kind, subject, _dumps(data)),
+        )
+        return int(cursor.lastrowid or 0)
+
+    def append_event(self, kind: str, subject: str = "", data: dict[str, Any] | None = None) -> int:
+        """Append one event to the stream and return its id."""
+        with self.transaction():
+            return self._emit(kind, subject, data)
+
+    def events_since(self, after_id: int, limit: int = 1000) -> list[Event]:
+        """Events with id > after_id, oldest first: what a UI polls to stay live."""
+        rows = self._query(
+            "SELECT id, ts, kind, subject, data FROM events WHERE id > ? ORDER BY id LIMIT ?",
+            (after_id, limit),
+        )
+        return [Event(r["id"], r["ts"], r["kind"], r["subject"], json.loads(r["data"])) for r in rows]
+
+    def last_event_id(self) -> int:
+        """The id of the newest event (0 for a new store)."""
+        row = self._query("SELECT COALESCE(MAX(id), 0) FROM events")[0]
+        return int(row[0])
+
+    # -- sandboxes ----------------------------------------------------------------
+
+    @staticmethod
+    def _sandbox(row: sqlite3.Row) -> SandboxRecord:
+        values = {name: row[name] for name in _SANDBOX_COLUMNS}
+        values["data"] = json.loads(values["data"])
+        return SandboxRecord(**values)
+
+    def add_sandbox(self, record: SandboxRecord) -> SandboxRecord:
+        """Insert a new sandbox; its id must be unused."""
+        values = [getattr(record, name) for name in _SANDBOX_COLUMNS]
+        values[-1] = _dumps(record.data)
+        with self.transaction():
+            try:
+                self._execute(
+                    f"INSERT INTO sandboxes ({', '.join(_SANDBOX_COLUMNS)}) "
+                    f"VALUES ({', '.join('?' * len(_SANDBOX_COLUMNS))})",
+                    values,
+                )
+            except sqlite3.IntegrityError:
+                raise StoreError(f"sandbox {record.id} already exists") from None
+            self._emit("sandbox.added", record.id, {"status": record.status})
+        return record
+
+    def update_sandbox(self, sandbox_id: str, **fields: Any) -> SandboxRecord:
+        """Change some fields of a sandbox (merging `data` into the stored dict)."""
+        unknown = set(fields) - _SANDBOX_MUTABLE
+        if unknown:
+            raise ValueError(f"not sandbox fields: {sorted(unknown)}")
+        with self.transaction():
+            current = self.get_sandbox(sandbox_id)
+            if current is None:
+                raise StoreError(f"no sandbox {sandbox_id}")
+            if "data" in fields:
+                fields["data"] = _dumps({**current.data, **fields["data"]})
+            fields["updated"] = time.time()
+            assignments = ", ".join(f"{name} = ?" for name in fields)
+            self._execute(
+                f"UPDATE sandboxes SET {assignments} WHERE id = ?", [*fields.values(), sandbox_id]
+            )
+            changed = {k: v for k, v in fields.items() if k in ("status", "exit_code", "pid")}
+            self._emit("sandbox.updated", sandbox_id, changed)
+            updated = self.get_sandbox(sandbox_id)
+        assert updated is not None
+        return updated
+
+    def get_sandbox(self, sandbox_id: str) -> SandboxRecord | None:
+        rows = self._query("SELECT * FROM sandboxes WHERE id = ?", (sandbox_id,))
+        return self._sandbox(rows[0]) if rows else None
+
+    def list_sandboxes(self, *, include_archived: bool = False) -> list[SandboxRecord]:
+        """Sandboxes, newest first."""
+        sql = "SELECT * FROM sandboxes"
+        if not include_archived:
+            sql += " WHERE status != 'archived'"
+        return [self._sandbox(r) for r in self._query(sql + " ORDER BY created DESC, id")]
+
+    # -- claims -------------------------------------------------------------------
+
+    def _claims(self, where: str, params: Sequence[Any]) -> list[ClaimRecord]:
+        rows = self._query(
+            "SELECT c.*, group_concat(r.region_id, char(10)) AS regions FROM claims c "
+            f"LEFT JOIN claim_regions r ON r.claim_id = c.id WHERE {where} "
+            "GROUP BY c.id ORDER BY c.id",
+            params,
+        )
+        return [
+            ClaimRecord(
+                id=r["id"], sandbox_id=r["sandbox_id"], target=r["target"], mode=r["mode"],
+                reason=r["reason"], created=r["created"], expires=r["expires"],
+                region_ids=tuple(sorted((r["regions"] or "").split("\n"))) if r["regions"] else (),
+                released=r["released"], release_reason=r["release_reason"],
+            )
+            for r in rows
+        ]
+
+    def live_claims(self, sandbox_id: str | None = None) -> list[ClaimRecord]:
+        """Claims not yet released (expired leases included: the engine releases them)."""
+        if sandbox_id is None:
+            return self._claims("c.released IS NULL", ())
+        return self._claims("c.released IS NULL AND c.sandbox_id = ?", (sandbox_id,))
+
+    def get_claim(self, claim_id: int) -> ClaimRecord | None:
+        found = self._claims("c.id = ?", (claim_id,))
+        return found[0] if found else None
+
+    def add_claim(
+        self, sandbox_id: str, target: str, mode: str, reason: str, expires: float,
+        region_ids: Sequence[str],
+    ) -> ClaimRecord:
+        """Insert a claim on some regions. Conflict checks belong to the caller's transaction."""
+        now = time.time()
+        with self.transaction():
+            cursor = self._execute(
+                "INSERT INTO claims (sandbox_id, target, mode, reason, created, expires) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                (sandbox_id, target, mode, reason, now, expires),
+            )
+            claim_id = int(cursor.lastrowid or 0)
+            self._conn().executemany(
+                "INSERT OR IGNORE INTO claim_regions (claim_id, region_id) VALUES (?, ?)",
+                [(claim_id, region) for region in region_ids],
+            )
+            self._emit("claim.added", sandbox_id, {"claim": claim_id, "target": target, "mode": mode})
+        claim = self.get_claim(claim_id)
+        assert claim is not None
+        return claim
+
+    def renew_claim(self, claim_id: int, expires: float) -> None:
+        with self.transaction():
+            self._execute("UPDATE claims SET expires = ? WHERE id = ? AND released IS NULL", (expires, claim_id))
+            self._emit("claim.renewed", str(claim_id), {"expires": expires})
+
+    def release_claim(self, claim_id: int, reason: str) -> bool:
+        """Release a live claim; False when it was already released."""
+        with self.transaction():
+            cursor = self._execute(
+                "UPDATE claims SET released = ?, release_reason = ? WHERE id = ? AND released IS NULL",
+                (time.time(), reason, claim_id),
+            )
+            if cursor.rowcount:
+                self._emit("claim.released", str(claim_id), {"reason": reason})
+            return bool(cursor.rowcount)
+
+    # -- escalations ----------------------------------------------------------------
+
+    @staticmethod
+    def _escalation(row: sqlite3.Row) -> EscalationRecord:
+        return EscalationRecord(
+            id=row["id"], sandbox_id=row["sandbox_id"], kind=row["kind"], status=row["status"],
+            risk=row["risk"], summary=row["summary"], created=row["created"],
+            updated=row["updated"], data=json.loads(row["data"]),
+        )
+
+    def add_escalation(
+        self, kind: str, *, sandbox_id: str = "", risk: str = "normal", summary: str = "",
+        data: dict[str, Any] | None = None,
+    ) -> EscalationRecord:
+        now = time.time()
+        with self.transaction():
+            cursor = self._execute(
+                "INSERT INTO escalations (sandbox_id, kind, status, risk, summary, created, updated, data) "
+                "VALUES (?, ?, 'open', ?, ?, ?, ?, ?)",
+                (sandbox_id, kind, risk, summary, now, now, _dumps(data)),
+            )
+            escalation_id = int(cursor.lastrowid or 0)
+            self._emit("escalation.opened", str(escalation_id), {"sandbox": sandbox_id, "risk": risk})
+        found = self.get_escalation(escalation_id)
+        assert found is not None
+        return found
+
+    def update_escalation(self, escalation_id: int, **fields: Any) -> EscalationRecord:
+        unknown = set(fields) - _ESCALATION_MUTABLE
+        if unknown:
+            raise ValueError(f"not escalation fields: {sorted(unknown)}")
+        with self.transaction():
+            current = self.get_escalation(escalation_id)
+            if current is None:
+                raise StoreError(f"no escalation {escalation_id}")
+            if "data" in fields:
+                fields["data"] = _dumps({**current.data, **fields["data"]})
+            fields["updated"] = time.time()
+            assignments = ", ".join(f"{name} = ?" for name in fields)
+            self._execute(
+                f"UPDATE escalations SET {assignments} WHERE id = ?", [*fields.values(), escalation_id]
+            )
+            self._emit("escalation.updated", str(escalation_id), {"status": fields.get("status", current.status)})
+            updated = self.get_escalation(escalation_id)
+        assert updated is not None
+        return updated
+
+    def get_escalation(self, escalation_id: int) -> EscalationRecord | None:
+        rows = self._query("SELECT * FROM escalations WHERE id = ?", (escalation_id,))
+        return self._escalation(rows[0]) if rows else None
+
+    def list_escalations(self, status: str | None = None) -> list[EscalationRecord]:
+        """Escalations, oldest first, optionally only those in one status."""
+        if status is None:
+            rows = self._query("SELECT * FROM escalations ORDER BY id")
+        else:
+            rows = self._query("SELECT * FROM escalations WHERE status = ? ORDER BY id", (status,))
+        return [self._escalation(r) for r in rows]
+
+    # -- gate runs --------------------------------------------------------------------
+
+    @staticmethod
+    def _gate_run(row: sqlite3.Row) -> GateRunRecord:
+        return GateRunRecord(
+            id=row["id"], sandbox_id=row["sandbox_id"], gate=row["gate"], status=row["status"],
+            commit_sha=row["commit_sha"], started=row["started"], finished=row["finished"],
+            data=json.loads(row["data"]),
+        )
+
+    def add_gate_run(self, sandbox_id: str, gate: str, commit_sha: str = "") -> GateRunRecord:
+        with self.transaction():
+            cursor = self._execute(
+                "INSERT INTO gate_runs (sandbox_id, gate, status, commit_sha, started) "
+                "VALUES (?, ?, 'running', ?, ?)",
+                (sandbox_id, gate, commit_sha, time.time()),
+            )
+            run_id = int(cursor.lastrowid or 0)
+            self._emit("gate.started", sandbox_id, {"run": run_id, "gate": gate})
+        return self._gate_run(self._query("SELECT * FROM gate_runs WHERE id = ?", (run_id,))[0])
+
+    def finish_gate_run(self, run_id: int, status: str, data: dict[str, Any] | None = None) -> None:
+        with self.transaction():
+            self._execute(
+                "UPDATE gate_runs SET status = ?, finished = ?, data = ? WHERE id = ?",
+                (status, time.time(), _dumps(data), run_id),
+            )
+            self._emit("gate.finished", str(run_id), {"status": status})
+
+    def gate_runs(self, sandbox_id: str) -> list[GateRunRecord]:
+        rows = self._query("SELECT * FROM gate_runs WHERE sandbox_id = ? ORDER BY id", (sandbox_id,))
+        return [self._gate_run(r) for r in rows]
+
+    # -- audit checkpoint -----------------------------------------------------------
+
+    def audit_checkpoint(self) -> tuple[int, str] | None:
+        """The (seq, hash) of the newest audit entry, kept outside the log file."""
+        rows = self._query("SELECT seq, hash FROM audit_checkpoint WHERE id = 1")
+        return (int(rows[0]["seq"]), str(rows[0]["hash"])) if rows else None
+
+    def set_audit_checkpoint(self, seq: int, entry_hash: str) -> None:
+        """Advance the checkpoint; it never moves backwards."""
+        with self.transaction():
+            self._execute(
+                "INSERT INTO audit_checkpoint (id, seq, hash) VALUES (1, ?, ?) "
+                "ON CONFLICT(id) DO UPDATE SET seq = excluded.seq, hash = excluded.hash "
+                "WHERE excluded.seq > audit_checkpoint.seq",
+                (seq, entry_hash),
+            )
+            self._emit("audit.appended", str(seq), {})
+
+    # -- health -----------------------------------------------------------------------
+
+    def status(self) -> StoreStatus:
+        """Schema version, journal mode, newest event and row counts."""
+        counts = {
+            table: int(self._query(f"SELECT COUNT(*) FROM {table}")[0][0])
+            for table in ("sandboxes", "claims", "escalations", "gate_runs", "events")
+        }
+        return StoreStatus(
+            path=str(self.path),
+            schema_version=int(self._query("PRAGMA user_version")[0][0]),
+            journal_mode=str(self._query("PRAGMA journal_mode")[0][0]),
+            last_event_id=self.last_event_id(),
+            counts=counts,
+        )
+
+    def integrity_problems(self) -> list[str]:
+        """SQLite's full integrity check: an empty list means the file is sound."""
+        rows = self._query("PRAGMA integrity_check")
+        return [str(r[0]) for r in rows if r[0] != "ok"]

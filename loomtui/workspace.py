@@ -1,0 +1,51 @@
+"""A repository opened for loomtui: its paths, store, audit log and acting user.
+
+The CLI and the TUI both start here, so they see the same engines and state.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from loomtui.audit import AuditEntry, AuditLog
+from loomtui.config import LoomConfig, load_config
+from loomtui.identity import current_user
+from loomtui.repo import RepoPaths, find_repo
+from loomtui.store import Store, open_store
+
+
+@dataclass
+class Workspace:
+    paths: RepoPaths
+    store: Store
+    audit: AuditLog
+    actor: str
+
+    @property
+    def root(self) -> Path:
+        return self.paths.root
+
+    def load_config(self) -> LoomConfig:
+        """Load and validate `.loom/loom.yaml` (raises ConfigError with file:line)."""
+        return load_config(self.paths.root)
+
+    def record(self, action: str, subject: str = "", details: dict[str, Any] | None = None) -> AuditEntry:
+        """Append an audit entry as the current user."""
+        return self.audit.append(self.actor, action, subject, details)
+
+    def close(self) -> None:
+        self.store.close()
+
+
+def open_workspace(start: Path | str | None = None) -> Workspace:
+    """Open the repository containing `start` (default: cwd), creating its state if new."""
+    paths = find_repo(start)
+    store = open_store(paths)
+    return Workspace(
+        paths=paths,
+        store=store,
+        audit=AuditLog(paths.audit_path, checkpoint=store),
+        actor=current_user(paths.root),
+    )
