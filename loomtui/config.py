@@ -1,0 +1,353 @@
+"""`.loom/loom.yaml`: loomtui's per-repository config, loaded into frozen dataclasses.
+
+Every key is optional; an absent file gives the defaults. Any problem with the
+file is one ConfigError reading `.loom/loom.yaml:LINE: key: problem`.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import Final, Literal, TypeVar
+
+from loomtui.errors import ConfigError, LoomError
+from loomtui.yamlcheck import Fields, Value, closest, compose
+
+__all__ = [
+    "BUILTIN_RUNTIMES",
+    "CONFIG_PATH",
+    "PLACEHOLDERS",
+    "ContextConfig",
+    "CoordinationConfig",
+    "GateConfig",
+    "GateKind",
+    "LoomConfig",
+    "RuntimeConfig",
+    "RuntimeMode",
+    "builtin_runtimes",
+    "load_config",
+    "parse_config",
+]
+
+CONFIG_PATH: Final = ".loom/loom.yaml"
+"""Where the config lives, relative to the repository root (also how errors show it)."""
+
+PLACEHOLDERS: Final = frozenset({"task", "context_file", "sandbox", "script", "worktree"})
+"""Names a runtime's argv may use as `{name}`; execution substitutes them per sandbox."""
+
+RuntimeMode = Literal["headless", "interactive"]
+GateKind = Literal["deterministic", "behavioural"]
+
+# Dicts rather than tuples so a validated string maps to its Literal type
+# without a cast.
+_MODES: Final[dict[str, RuntimeMode]] = {"headless": "headless", "interactive": "interactive"}
+_GATE_KINDS: Final[dict[str, GateKind]] = {
+    "deterministic": "deterministic",
+    "behavioural": "behavioural",
+}
+
+# Only identifier-shaped `{name}` is a placeholder, so literal braces such as a
+# JSON argument (`{"a": 1}`) pass through untouched.
+_PLACEHOLDER_RE: Final = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
+_RUNTIME_NAME_RE: Final = re.compile(r"[a-z0-9][a-z0-9_-]*")
+_ENV_NAME_RE: Final = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+_T = TypeVar("_T")
+
+
+@dataclass(frozen=True)
+class RuntimeConfig:
+    """How to start one agent runtime: argv with placeholders, and its isolation."""
+
+    name: str
+    argv: tuple[str, ...]
+    mode: RuntimeMode = "headless"
+    network: bool = False
+    env: tuple[str, ...] = ()
+    description: str | None = None
+    builtin: bool = False
+
+    def render_argv(self, values: Mapping[str, str]) -> tuple[str, ...]:
+        """argv with each `{placeholder}` replaced from `values`; no shell is involved."""
+
+        def substitute(match: re.Match[str]) -> str:
+            name = match.group(1)
+            if name not in values:
+                raise LoomError(f"runtime {self.name!r}: no value for placeholder {{{name}}}")
+            return values[name]
+
+        return tuple(_PLACEHOLDER_RE.sub(substitute, arg) for arg in self.argv)
+
+
+@dataclass(frozen=True)
+class GateConfig:
+    """One gate: a command run (argv, no shell) in the sandbox after the agent stops."""
+
+    name: str
+    run: tuple[str, ...]
+    timeout: float = 600.0
+    kind: GateKind = "deterministic"
+
+
+@dataclass(frozen=True)
+class ContextConfig:
+    """Which files feed an agent's context bundle, and how large it may be."""
+
+    sources: tuple[str, ...] = ("AGENTS.md", "CLAUDE.md", "docs/adr/*.md")
+    budget_tokens: int = 8000
+
+
+@dataclass(frozen=True)
+class CoordinationConfig:
+    """How claims are matched and how far conflicts look along dependencies."""
+
+    dependency_hops: int = 1
+    lease_seconds: int = 3600
+    include: tuple[str, ...] = ("**/*.py",)
+    exclude: tuple[str, ...] = ()
+
+
+# The runtimes that exist without any config. A task's text is never passed
+# through a shell, so there is deliberately no generic `bash -lc {task}` entry.
+BUILTIN_RUNTIMES: Final[tuple[RuntimeConfig, ...]] = (
+    RuntimeConfig(
+        name="claude",
+        argv=("claude", "-p", "{task}", "--output-format", "stream-json", "--verbose"),
+        network=True,
+        env=("ANTHROPIC_API_KEY",),
+        description="Claude Code, headless",
+        builtin=True,
+    ),
+    RuntimeConfig(
+        name="codex",
+        argv=("codex", "exec", "{task}"),
+        network=True,
+        env=("OPENAI_API_KEY",),
+        description="OpenAI Codex CLI, headless",
+        builtin=True,
+    ),
+    RuntimeConfig(
+        name="aider",
+        argv=("aider", "--yes-always", "--message", "{task}"),
+        network=True,
+        env=("OPENAI_API_KEY", "ANTHROPIC_API_KEY"),
+        description="Aider, one message then exit",
+        builtin=True,
+    ),
+    RuntimeConfig(
+        name="script",
+        argv=("loomtui", "script-agent", "{script}"),
+        network=False,
+        description="A scripted agent replaying a file of edits (demo and tests)",
+        builtin=True,
+    ),
+)
+
+
+def builtin_runtimes() -> dict[str, RuntimeConfig]:
+    """A fresh name -> runtime dict of the built-ins."""
+    return {runtime.name: runtime for runtime in BUILTIN_RUNTIMES}
+
+
+@dataclass(frozen=True)
+class LoomConfig:
+    """The whole config. `source` is the file path as shown in errors, None for defaults."""
+
+    version: int = 1
+    runtimes: dict[str, RuntimeConfig] = field(default_factory=builtin_runtimes)
+    gates: tuple[GateConfig, ...] = ()
+    context: ContextConfig = ContextConfig()
+    policy: str = ".loom/policy.yaml"
+    coordination: CoordinationConfig = CoordinationConfig()
+    theme: str = "loom-dark"
+    source: str | None = None
+
+
+def load_config(root: Path) -> LoomConfig:
+    """Read `root/.loom/loom.yaml`; defaults if it does not exist. Raises ConfigError."""
+    shown = CONFIG_PATH
+    try:
+        data = (root / CONFIG_PATH).read_bytes()
+    except FileNotFoundError:
+        return LoomConfig()
+    except OSError as exc:
+        raise ConfigError(shown, None, f"cannot read file: {exc.strerror or exc}") from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            shown, None, f"not valid UTF-8 (byte 0x{data[exc.start]:02x} at offset {exc.start})"
+        ) from None
+    return parse_config(text, shown)
+
+
+def parse_config(text: str, path: str) -> LoomConfig:
+    """Validate config `text`; `path` names the file in errors and becomes `source`."""
+    root = compose(text, path)
+    if root is None:
+        return LoomConfig(source=path)
+    top = root.as_mapping(
+        known=("version", "runtimes", "gates", "context", "policy", "coordination", "theme")
+    )
+    defaults = LoomConfig()
+    version = top.get("version")
+    if version is not None and version.as_int() != 1:
+        raise version.error(f"unsupported version {version.as_int()} (only 1 is supported)")
+    runtimes = builtin_runtimes()
+    if (section := top.get("runtimes")) is not None:
+        runtimes.update(_parse_runtimes(section))
+    gates = top.get("gates")
+    context = top.get("context")
+    policy = top.get("policy")
+    coordination = top.get("coordination")
+    theme = top.get("theme")
+    return LoomConfig(
+        runtimes=runtimes,
+        gates=_parse_gates(gates) if gates else (),
+        context=_parse_context(context) if context else defaults.context,
+        policy=_parse_policy(policy) if policy else defaults.policy,
+        coordination=(
+            _parse_coordination(coordination) if coordination else defaults.coordination
+        ),
+        theme=theme.as_str(non_empty=True) if theme else defaults.theme,
+        source=path,
+    )
+
+
+def _parse_runtimes(section: Value) -> dict[str, RuntimeConfig]:
+    runtimes: dict[str, RuntimeConfig] = {}
+    entries = section.as_mapping()
+    for name, value in entries.items():
+        if not _RUNTIME_NAME_RE.fullmatch(name):
+            raise entries.key(name).error(
+                "invalid runtime name (use lowercase letters, digits, '-' and '_', "
+                "starting with a letter or digit)"
+            )
+        runtimes[name] = _parse_runtime(name, value)
+    return runtimes
+
+
+def _parse_runtime(name: str, value: Value) -> RuntimeConfig:
+    fields = value.as_mapping(
+        known=("argv", "mode", "network", "env", "description"), required=("argv",)
+    )
+    argv_value = fields["argv"]
+    argv_value.as_str_list(non_empty=True)
+    argv: list[str] = []
+    for item in argv_value.as_list():
+        arg = item.as_str()
+        for match in _PLACEHOLDER_RE.finditer(arg):
+            if match.group(1) not in PLACEHOLDERS:
+                guess = closest(match.group(1), PLACEHOLDERS)
+                hint = f"did you mean {{{guess}}}? " if guess else ""
+                allowed = ", ".join(f"{{{p}}}" for p in sorted(PLACEHOLDERS))
+                raise item.error(
+                    f"unknown placeholder {match.group(0)} ({hint}allowed: {allowed})"
+                )
+        argv.append(arg)
+    if not argv[0].strip():
+        raise argv_value.error("the program (first item) must not be empty")
+    env = _optional(fields, "env", _parse_env, ())
+    mode = fields.get("mode")
+    network = fields.get("network")
+    description = fields.get("description")
+    return RuntimeConfig(
+        name=name,
+        argv=tuple(argv),
+        mode=_MODES[mode.as_choice(tuple(_MODES))] if mode else "headless",
+        network=network.as_bool() if network else False,
+        env=env,
+        description=description.as_str() if description else None,
+    )
+
+
+def _parse_env(value: Value) -> tuple[str, ...]:
+    names: list[str] = []
+    for item in value.as_list():
+        name = item.as_str()
+        if not _ENV_NAME_RE.fullmatch(name):
+            raise item.error(f"invalid environment variable name {name!r}")
+        names.append(name)
+    return tuple(names)
+
+
+def _parse_gates(section: Value) -> tuple[GateConfig, ...]:
+    gates: list[GateConfig] = []
+    first_line: dict[str, int] = {}
+    for item in section.as_list():
+        fields = item.as_mapping(
+            known=("name", "run", "timeout", "kind"), required=("name", "run")
+        )
+        name_value = fields["name"]
+        name = name_value.as_str(non_empty=True)
+        if name in first_line:
+            raise name_value.error(
+                f"duplicate gate name {name!r} (first defined on line {first_line[name]})"
+            )
+        first_line[name] = name_value.line
+        run = fields["run"].as_str_list(non_empty=True)
+        if not run[0].strip():
+            raise fields["run"].error("the program (first item) must not be empty")
+        timeout = fields.get("timeout")
+        kind = fields.get("kind")
+        gates.append(
+            GateConfig(
+                name=name,
+                run=run,
+                timeout=timeout.as_number(positive=True) if timeout else 600.0,
+                kind=_GATE_KINDS[kind.as_choice(tuple(_GATE_KINDS))] if kind else "deterministic",
+            )
+        )
+    return tuple(gates)
+
+
+def _parse_context(section: Value) -> ContextConfig:
+    fields = section.as_mapping(known=("sources", "budget_tokens"))
+    default = ContextConfig()
+    return ContextConfig(
+        sources=_optional(fields, "sources", _globs, default.sources),
+        budget_tokens=_optional(fields, "budget_tokens", _positive_int, default.budget_tokens),
+    )
+
+
+def _parse_policy(value: Value) -> str:
+    policy = value.as_str(non_empty=True)
+    # The policy is versioned with the code, so it must live inside the repository.
+    pure = PurePosixPath(policy)
+    if pure.is_absolute() or ".." in pure.parts:
+        raise value.error(
+            f"must be a path inside the repository, relative to its root (got {policy!r})"
+        )
+    return policy
+
+
+def _parse_coordination(section: Value) -> CoordinationConfig:
+    fields = section.as_mapping(known=("dependency_hops", "lease_seconds", "include", "exclude"))
+    default = CoordinationConfig()
+    return CoordinationConfig(
+        dependency_hops=_optional(
+            fields, "dependency_hops", _dependency_hops, default.dependency_hops
+        ),
+        lease_seconds=_optional(fields, "lease_seconds", _positive_int, default.lease_seconds),
+        include=_optional(fields, "include", _globs, default.include),
+        exclude=_optional(fields, "exclude", _globs, default.exclude),
+    )
+
+
+def _globs(value: Value) -> tuple[str, ...]:
+    return value.as_str_list(items_non_empty=True)
+
+
+def _dependency_hops(value: Value) -> int:
+    return value.as_int(minimum=0, maximum=5)
+
+
+def _positive_int(value: Value) -> int:
+    return value.as_int(minimum=1)
+
+
+def _optional(fields: Fields, name: str, read: Callable[[Value], _T], default: _T) -> _T:
+    value = fields.get(name)
+    return default if value is None else read(value)

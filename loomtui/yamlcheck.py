@@ -1,0 +1,315 @@
+"""Validate YAML files node by node so every error names file, line and key.
+
+Config, policy and theme files share these helpers. The text is *composed*
+(not loaded) with ``yaml.SafeLoader``: the node tree keeps the position of
+every key and value, so an error points at the line the user must edit instead
+of being guessed by searching the text afterwards.
+
+Usage::
+
+    root = compose(text, ".loom/loom.yaml")       # Value | None (empty file)
+    top = root.as_mapping(known=("theme", "gates"))
+    theme = top.get("theme")
+    name = theme.as_str(non_empty=True) if theme else "loom-dark"
+
+Every failure is a :class:`~loomtui.errors.ConfigError` whose message reads
+``path:line: key: problem``; no ``yaml`` exception ever escapes.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+from collections.abc import Collection, Iterator, Sequence
+from dataclasses import dataclass
+
+import yaml
+from yaml.constructor import SafeConstructor
+from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
+
+from loomtui.errors import ConfigError
+
+__all__ = ["Fields", "Value", "closest", "compose", "describe"]
+
+_CORE = "tag:yaml.org,2002:"
+_STR = _CORE + "str"
+_INT = _CORE + "int"
+_FLOAT = _CORE + "float"
+_BOOL = _CORE + "bool"
+_NULL = _CORE + "null"
+_MERGE = _CORE + "merge"
+
+
+def compose(text: str, path: str) -> Value | None:
+    """Compose `text` into its root node; None for an empty document.
+
+    Malformed YAML, several documents and duplicate mapping keys (which PyYAML
+    would silently resolve to the last one) are reported as ConfigError.
+    """
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.MarkedYAMLError as exc:
+        raise _yaml_error(exc, path) from None
+    except yaml.reader.ReaderError as exc:
+        # Raised for control characters; its position is an index into `text`.
+        line = text.count("\n", 0, exc.position) + 1
+        raise ConfigError(
+            path, line, f"invalid YAML: unacceptable character #x{exc.character:04x}: {exc.reason}"
+        ) from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(path, None, f"invalid YAML: {exc}") from None
+    except RecursionError:
+        # PyYAML's composer recurses once per nesting level.
+        raise ConfigError(path, None, "invalid YAML: nested too deeply") from None
+    if node is None:
+        return None
+    _reject_duplicate_keys(node, path)
+    return Value(node, path, "")
+
+
+def describe(node: Node) -> str:
+    """A short human rendering of what a node holds, for "(got ...)" in messages."""
+    if isinstance(node, MappingNode):
+        return "a mapping"
+    if isinstance(node, SequenceNode):
+        return "a list"
+    assert isinstance(node, ScalarNode)
+    if node.tag == _NULL:
+        return "null"
+    if node.tag == _STR:
+        text = str(node.value)
+        return repr(text if len(text) <= 40 else text[:37] + "...")
+    if node.tag.startswith(_CORE):
+        return str(node.value)
+    return f"a value tagged {node.tag}"
+
+
+def closest(word: str, choices: Collection[str]) -> str | None:
+    """The choice most like `word` (a likely typo of it), or None when none is close."""
+    close = difflib.get_close_matches(word, sorted(choices), n=1, cutoff=0.6)
+    return close[0] if close else None
+
+
+@dataclass(frozen=True)
+class Value:
+    """One YAML node together with the file and dotted key it was reached by.
+
+    The `as_*` readers return the node as a Python value of one type or raise a
+    ConfigError at the node's line naming `key`.
+    """
+
+    node: Node
+    path: str
+    key: str
+
+    @property
+    def line(self) -> int:
+        """1-based line where the node starts."""
+        return int(self.node.start_mark.line) + 1
+
+    def error(self, message: str) -> ConfigError:
+        """A ConfigError `path:line: key: message` for this node (to be raised)."""
+        return ConfigError(self.path, self.line, f"{self.key or 'top level'}: {message}")
+
+    def child(self, node: Node, name: str) -> Value:
+        """The value of mapping key `name` under this one."""
+        return Value(node, self.path, f"{self.key}.{name}" if self.key else name)
+
+    def is_null(self) -> bool:
+        """Whether the node is an explicit or empty null (`key:` with nothing after it)."""
+        return isinstance(self.node, ScalarNode) and self.node.tag == _NULL
+
+    def as_str(self, *, non_empty: bool = False) -> str:
+        """A string; with `non_empty`, "" is rejected too."""
+        node = self.node
+        if not (isinstance(node, ScalarNode) and node.tag == _STR):
+            raise self.error(f"expected a string (got {describe(node)})")
+        text = str(node.value)
+        if non_empty and not text.strip():
+            raise self.error("must not be empty")
+        return text
+
+    def as_choice(self, choices: Sequence[str]) -> str:
+        """One of `choices` (a string), with a suggestion for a near miss."""
+        node = self.node
+        if isinstance(node, ScalarNode) and node.tag == _STR and node.value in choices:
+            return str(node.value)
+        guess = closest(str(node.value), choices) if isinstance(node, ScalarNode) else None
+        hint = f"; did you mean {guess!r}?" if guess else ""
+        raise self.error(f"must be one of {', '.join(choices)} (got {describe(node)}{hint})")
+
+    def as_bool(self) -> bool:
+        """A boolean (true/false; YAML 1.1 also reads yes/no/on/off as booleans)."""
+        if not (isinstance(self.node, ScalarNode) and self.node.tag == _BOOL):
+            raise self.error(f"expected true or false (got {describe(self.node)})")
+        return bool(self._construct())
+
+    def as_int(self, *, minimum: int | None = None, maximum: int | None = None) -> int:
+        """An integer within the inclusive bounds given."""
+        if not (isinstance(self.node, ScalarNode) and self.node.tag == _INT):
+            raise self.error(f"expected an integer (got {describe(self.node)})")
+        number = self._construct()
+        assert isinstance(number, int)
+        if minimum is not None and maximum is not None and not minimum <= number <= maximum:
+            raise self.error(f"must be between {minimum} and {maximum} (got {number})")
+        if minimum is not None and number < minimum:
+            raise self.error(f"must be at least {minimum} (got {number})")
+        if maximum is not None and number > maximum:
+            raise self.error(f"must be at most {maximum} (got {number})")
+        return number
+
+    def as_number(self, *, positive: bool = False) -> float:
+        """A finite int or float, as float; with `positive`, it must be > 0."""
+        if not (isinstance(self.node, ScalarNode) and self.node.tag in (_INT, _FLOAT)):
+            raise self.error(f"expected a number (got {describe(self.node)})")
+        raw = self._construct()
+        assert isinstance(raw, (int, float))
+        number = float(raw)
+        if not math.isfinite(number):
+            raise self.error(f"must be a finite number (got {describe(self.node)})")
+        if positive and number <= 0:
+            raise self.error(f"must be greater than 0 (got {describe(self.node)})")
+        return number
+
+    def as_list(self) -> list[Value]:
+        """The items of a list, keyed `key[i]`; null counts as an empty list."""
+        # A list whose every item is commented out is null, not a type error.
+        if self.is_null():
+            return []
+        if not isinstance(self.node, SequenceNode):
+            raise self.error(f"expected a list (got {describe(self.node)})")
+        return [
+            Value(item, self.path, f"{self.key}[{i}]") for i, item in enumerate(self.node.value)
+        ]
+
+    def as_str_list(
+        self, *, non_empty: bool = False, items_non_empty: bool = False
+    ) -> tuple[str, ...]:
+        """A list of strings; `non_empty` rejects [], `items_non_empty` rejects ""."""
+        items = tuple(item.as_str(non_empty=items_non_empty) for item in self.as_list())
+        if non_empty and not items:
+            raise self.error("must be a non-empty list")
+        return items
+
+    def as_mapping(
+        self, known: Collection[str] | None = None, required: Collection[str] = ()
+    ) -> Fields:
+        """A mapping with string keys; null counts as empty.
+
+        `known` is the field table: any other key is an error with a did-you-mean
+        suggestion (None accepts any key, e.g. user-chosen names). Each of
+        `required` must be present.
+        """
+        if self.is_null():
+            entries: dict[str, tuple[Node, Node]] = {}
+        elif not isinstance(self.node, MappingNode):
+            raise self.error(f"expected a mapping (got {describe(self.node)})")
+        else:
+            entries = {}
+            for key_node, value_node in self.node.value:
+                if key_node.tag == _MERGE:
+                    raise Value(key_node, self.path, self.key).error(
+                        "merge keys ('<<') are not supported"
+                    )
+                if not (isinstance(key_node, ScalarNode) and key_node.tag == _STR):
+                    hint = "; quote it" if isinstance(key_node, ScalarNode) else ""
+                    raise Value(key_node, self.path, self.key).error(
+                        f"keys must be strings (got {describe(key_node)}{hint})"
+                    )
+                name = str(key_node.value)
+                if known is not None and name not in known:
+                    guess = closest(name, known)
+                    hint = f" (did you mean {guess!r}?)" if guess else ""
+                    raise self.child(key_node, name).error("unknown key" + hint)
+                entries[name] = (key_node, value_node)
+        for name in required:
+            if name not in entries:
+                raise self.child(self.node, name).error("required key missing")
+        return Fields(self, entries)
+
+    def _construct(self) -> object:
+        # A fresh constructor per call: SafeConstructor caches per instance, and
+        # it already implements every YAML 1.1 spelling (0x1F, 1_000, .inf, yes).
+        try:
+            return SafeConstructor().construct_object(self.node)
+        except (yaml.YAMLError, ValueError, OverflowError) as exc:
+            raise self.error(f"invalid value {describe(self.node)}: {exc}") from None
+
+
+class Fields:
+    """The entries of a checked mapping, in file order, as `Value`s."""
+
+    def __init__(self, owner: Value, entries: dict[str, tuple[Node, Node]]) -> None:
+        self.owner = owner
+        self._entries = entries
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._entries
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def get(self, name: str) -> Value | None:
+        """The value under `name`, or None when the key is absent."""
+        entry = self._entries.get(name)
+        return None if entry is None else self.owner.child(entry[1], name)
+
+    def __getitem__(self, name: str) -> Value:
+        """The value of a key known to be present (e.g. one listed as required)."""
+        return self.owner.child(self._entries[name][1], name)
+
+    def key(self, name: str) -> Value:
+        """The key itself as a Value, for errors about the name rather than its value."""
+        return self.owner.child(self._entries[name][0], name)
+
+    def items(self) -> Iterator[tuple[str, Value]]:
+        """(name, value) pairs in file order."""
+        for name, (_, value_node) in self._entries.items():
+            yield name, self.owner.child(value_node, name)
+
+
+def _yaml_error(exc: yaml.MarkedYAMLError, path: str) -> ConfigError:
+    mark = exc.problem_mark or exc.context_mark
+    line = int(mark.line) + 1 if mark is not None else None
+    problem, context = exc.problem or "", exc.context or ""
+    if problem and context.startswith("while") and exc.context_mark is not None:
+        # "expected ',' or ']' ... (while parsing a flow sequence on line 3)"
+        message = f"{problem} ({context} on line {exc.context_mark.line + 1})"
+    elif problem and context:
+        # The composer's "expected a single document in the stream", "but found another document"
+        message = f"{context}, {problem}"
+    else:
+        message = problem or context or "malformed document"
+    # One line, always: a message is shown in a status bar and a CLI line.
+    return ConfigError(path, line, "invalid YAML: " + " ".join(message.split()))
+
+
+def _reject_duplicate_keys(root: Node, path: str) -> None:
+    # Iterative, and each node visited once: aliases share nodes and may even
+    # form cycles (`&a [*a]`), which a naive recursive walk would never leave.
+    seen: set[int] = set()
+    stack: list[Value] = [Value(root, path, "")]
+    while stack:
+        value = stack.pop()
+        node = value.node
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        if isinstance(node, SequenceNode):
+            stack.extend(
+                Value(item, path, f"{value.key}[{i}]") for i, item in enumerate(node.value)
+            )
+        elif isinstance(node, MappingNode):
+            first: dict[tuple[str, str], int] = {}
+            for key_node, value_node in node.value:
+                if not isinstance(key_node, ScalarNode):
+                    continue
+                name = str(key_node.value)
+                line = int(key_node.start_mark.line) + 1
+                ident = (key_node.tag, name)
+                if ident in first:
+                    raise value.child(key_node, name).error(
+                        f"duplicate key (first defined on line {first[ident]})"
+                    )
+                first[ident] = line
+                stack.append(value.child(value_node, name))

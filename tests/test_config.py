@@ -1,0 +1,394 @@
+"""Tests for .loom/loom.yaml loading (loomtui.config) and its validator (loomtui.yamlcheck)."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from loomtui.config import (
+    BUILTIN_RUNTIMES,
+    CONFIG_PATH,
+    ContextConfig,
+    CoordinationConfig,
+    GateConfig,
+    LoomConfig,
+    RuntimeConfig,
+    load_config,
+    parse_config,
+)
+from loomtui.errors import ConfigError, LoomError
+from loomtui.yamlcheck import compose
+
+PATH = ".loom/loom.yaml"
+
+
+def write_config(root: Path, text: str | bytes) -> Path:
+    target = root / CONFIG_PATH
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if isinstance(text, str):
+        target.write_text(textwrap.dedent(text), encoding="utf-8")
+    else:
+        target.write_bytes(text)
+    return target
+
+
+def error_of(text: str) -> str:
+    with pytest.raises(ConfigError) as info:
+        parse_config(textwrap.dedent(text), PATH)
+    message = str(info.value)
+    assert "\n" not in message
+    return message
+
+
+# --- defaults -------------------------------------------------------------
+
+
+def test_absent_file_gives_defaults(tmp_path: Path) -> None:
+    config = load_config(tmp_path)
+    assert config == LoomConfig()
+    assert config.source is None
+    assert list(config.runtimes) == ["claude", "codex", "aider", "script"]
+    assert config.gates == ()
+    assert config.context == ContextConfig(("AGENTS.md", "CLAUDE.md", "docs/adr/*.md"), 8000)
+    assert config.policy == ".loom/policy.yaml"
+    assert config.coordination == CoordinationConfig(1, 3600, ("**/*.py",), ())
+    assert config.theme == "loom-dark"
+
+
+def test_empty_and_comment_only_files_give_defaults(tmp_path: Path) -> None:
+    write_config(tmp_path, "# nothing yet\n")
+    config = load_config(tmp_path)
+    assert config.source == PATH
+    assert config.runtimes == LoomConfig().runtimes
+    assert parse_config("", PATH).theme == "loom-dark"
+
+
+def test_null_sections_count_as_empty() -> None:
+    # Sections whose contents are all commented out parse as null.
+    config = parse_config("runtimes:\n  # claude: ...\ngates:\ncontext:\ncoordination:\n", PATH)
+    assert config.runtimes == LoomConfig().runtimes
+    assert config.gates == ()
+    assert config.context == ContextConfig()
+
+
+def test_builtin_runtimes() -> None:
+    runtimes = LoomConfig().runtimes
+    claude = runtimes["claude"]
+    assert claude.argv == ("claude", "-p", "{task}", "--output-format", "stream-json", "--verbose")
+    assert (claude.mode, claude.network, claude.env) == ("headless", True, ("ANTHROPIC_API_KEY",))
+    assert runtimes["codex"].argv == ("codex", "exec", "{task}")
+    assert runtimes["aider"].env == ("OPENAI_API_KEY", "ANTHROPIC_API_KEY")
+    assert runtimes["script"].argv == ("loomtui", "script-agent", "{script}")
+    assert runtimes["script"].network is False
+    assert all(r.builtin for r in BUILTIN_RUNTIMES)
+    # No built-in hands the task text to a shell.
+    assert not any(r.argv[0] in ("sh", "bash") for r in BUILTIN_RUNTIMES)
+
+
+# --- a full valid file ----------------------------------------------------
+
+FULL = """\
+version: 1
+runtimes:
+  claude:
+    argv: ["claude", "-p", "{task}", "--append-system-prompt-file", "{context_file}"]
+    mode: interactive
+    network: true
+    env: [ANTHROPIC_API_KEY]
+    description: "Claude, interactive"
+  local-llm:
+    argv: [my-agent, --cwd, "{worktree}", --json, '{"x": 1}', "{task}"]
+gates:
+  - name: tests
+    run: ["python", "-m", "pytest", "-q"]
+    timeout: 300
+  - name: score
+    run: [loomtui, score, "--baseline"]
+    timeout: 12.5
+    kind: behavioural
+context:
+  sources: ["AGENTS.md", "docs/adr/*.md"]
+  budget_tokens: 4000
+policy: config/policy.yaml
+coordination:
+  dependency_hops: 0
+  lease_seconds: 60
+  include: ["src/**/*.py"]
+  exclude: ["src/generated/**"]
+theme: loom-light
+"""
+
+
+def test_full_valid_file(tmp_path: Path) -> None:
+    write_config(tmp_path, FULL)
+    config = load_config(tmp_path)
+    assert config.source == PATH
+    assert config.runtimes["claude"] == RuntimeConfig(
+        name="claude",
+        argv=("claude", "-p", "{task}", "--append-system-prompt-file", "{context_file}"),
+        mode="interactive",
+        network=True,
+        env=("ANTHROPIC_API_KEY",),
+        description="Claude, interactive",
+    )
+    local = config.runtimes["local-llm"]
+    assert local.argv[-2:] == ('{"x": 1}', "{task}")
+    assert (local.mode, local.network, local.env, local.description) == (
+        "headless", False, (), None,
+    )
+    assert config.gates == (
+        GateConfig("tests", ("python", "-m", "pytest", "-q"), 300.0, "deterministic"),
+        GateConfig("score", ("loomtui", "score", "--baseline"), 12.5, "behavioural"),
+    )
+    assert config.context == ContextConfig(("AGENTS.md", "docs/adr/*.md"), 4000)
+    assert config.policy == "config/policy.yaml"
+    assert config.coordination == CoordinationConfig(0, 60, ("src/**/*.py",), ("src/generated/**",))
+    assert config.theme == "loom-light"
+
+
+def test_builtins_merged_and_overridden() -> None:
+    config = parse_config(
+        "runtimes:\n  claude:\n    argv: [claude, '{task}']\n  mine:\n    argv: [mine]\n", PATH
+    )
+    assert list(config.runtimes) == ["claude", "codex", "aider", "script", "mine"]
+    # A file's runtime replaces the built-in wholly: nothing is inherited.
+    assert config.runtimes["claude"] == RuntimeConfig(name="claude", argv=("claude", "{task}"))
+    assert config.runtimes["codex"] is LoomConfig().runtimes["codex"]
+    assert config.runtimes["mine"].argv == ("mine",)
+
+
+def test_omitted_keys_take_defaults() -> None:
+    config = parse_config("gates:\n  - name: lint\n    run: [ruff, check]\ncontext:\n  budget_tokens: 10\n", PATH)
+    assert config.gates == (GateConfig("lint", ("ruff", "check"), 600.0, "deterministic"),)
+    assert config.context.sources == ContextConfig().sources
+    assert config.coordination == CoordinationConfig()
+
+
+def test_render_argv_substitutes_without_a_shell() -> None:
+    runtime = LoomConfig().runtimes["claude"]
+    argv = runtime.render_argv({"task": "fix it; rm -rf /"})
+    assert argv[2] == "fix it; rm -rf /"
+    literal = RuntimeConfig(name="x", argv=("a", '{"k": 1}', "{script}"))
+    assert literal.render_argv({"script": "s.yaml"}) == ("a", '{"k": 1}', "s.yaml")
+    with pytest.raises(LoomError, match=r"no value for placeholder \{script\}"):
+        literal.render_argv({})
+
+
+# --- errors: exact file:line: key: prefixes ---------------------------------
+
+
+def test_malformed_yaml_uses_problem_mark_line() -> None:
+    message = error_of("theme: x\nruntimes:\n  claude: [a\n  codex: b\n")
+    assert message.startswith(f"{PATH}:4: invalid YAML: ")
+
+
+def test_malformed_yaml_unclosed_quote() -> None:
+    assert error_of('theme: x\npolicy: "abc\n').startswith(f"{PATH}:3: invalid YAML: ")
+
+
+def test_several_documents_rejected() -> None:
+    assert error_of("theme: a\n---\ntheme: b\n") == (
+        f"{PATH}:2: invalid YAML: expected a single document in the stream, "
+        "but found another document"
+    )
+
+
+def test_control_character_rejected_with_line() -> None:
+    assert error_of("theme: a\npolicy: \x01\n").startswith(f"{PATH}:2: invalid YAML: unacceptable character")
+
+
+def test_deep_nesting_is_an_error_not_a_crash() -> None:
+    assert error_of("[" * 5000).startswith(f"{PATH}: invalid YAML")
+
+
+def test_top_level_list() -> None:
+    assert error_of("- theme\n- x\n") == f"{PATH}:1: top level: expected a mapping (got a list)"
+
+
+def test_top_level_scalar() -> None:
+    assert error_of("hello\n") == f"{PATH}:1: top level: expected a mapping (got 'hello')"
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (
+            "theme: loom\nruntimes:\n  claude:\n    argv: [claude]\n    network: 'yes'\n",
+            "5: runtimes.claude.network: expected true or false (got 'yes')",
+        ),
+        (
+            "context:\n  budget_tokens: lots\n",
+            "2: context.budget_tokens: expected an integer (got 'lots')",
+        ),
+        ("context:\n  budget_tokens: 1.5\n", "2: context.budget_tokens: expected an integer (got 1.5)"),
+        ("context:\n  budget_tokens: true\n", "2: context.budget_tokens: expected an integer (got true)"),
+        ("context:\n  sources: AGENTS.md\n", "2: context.sources: expected a list (got 'AGENTS.md')"),
+        ("context:\n  sources: [AGENTS.md, 3]\n", "2: context.sources[1]: expected a string (got 3)"),
+        ("theme: 12\n", "1: theme: expected a string (got 12)"),
+        ("theme:\n", "1: theme: expected a string (got null)"),
+        ("policy: [a]\n", "1: policy: expected a string (got a list)"),
+        ("coordination: 5\n", "1: coordination: expected a mapping (got 5)"),
+        ("gates: {tests: 1}\n", "1: gates: expected a list (got a mapping)"),
+        ("gates:\n  - tests\n", "2: gates[0]: expected a mapping (got 'tests')"),
+        ("runtimes: [claude]\n", "1: runtimes: expected a mapping (got a list)"),
+        ("runtimes:\n  x:\n    argv: claude\n", "3: runtimes.x.argv: expected a list (got 'claude')"),
+        ("gates:\n  - {name: t, run: [a], timeout: soon}\n", "2: gates[0].timeout: expected a number (got 'soon')"),
+    ],
+)
+def test_wrong_types(text: str, expected: str) -> None:
+    assert error_of(text) == f"{PATH}:{expected}"
+
+
+def test_unknown_key_with_suggestion() -> None:
+    text = "runtimes:\n  claude:\n    argz: [claude]\n"
+    assert error_of(text) == f"{PATH}:3: runtimes.claude.argz: unknown key (did you mean 'argv'?)"
+
+
+def test_unknown_top_level_key() -> None:
+    assert error_of("theme: x\nthemes: y\n") == f"{PATH}:2: themes: unknown key (did you mean 'theme'?)"
+    assert error_of("zzz: 1\n") == f"{PATH}:1: zzz: unknown key"
+
+
+def test_duplicate_key() -> None:
+    text = """\
+    runtimes:
+      claude:
+        argv: [claude]
+        mode: headless
+        network: true
+        mode: interactive
+    """
+    assert error_of(text) == (
+        f"{PATH}:6: runtimes.claude.mode: duplicate key (first defined on line 4)"
+    )
+
+
+def test_duplicate_top_level_key() -> None:
+    assert error_of("theme: a\npolicy: p\ntheme: b\n") == (
+        f"{PATH}:3: theme: duplicate key (first defined on line 1)"
+    )
+
+
+def test_bad_placeholder() -> None:
+    text = "runtimes:\n  mine:\n    argv: [mine, --task, '{taks}']\n"
+    assert error_of(text) == (
+        f"{PATH}:3: runtimes.mine.argv[2]: unknown placeholder {{taks}} (did you mean {{task}}? "
+        "allowed: {context_file}, {sandbox}, {script}, {task}, {worktree})"
+    )
+    assert error_of("runtimes:\n  m:\n    argv:\n      - m\n      - '{foo}'\n").startswith(
+        f"{PATH}:5: runtimes.m.argv[1]: unknown placeholder {{foo}} (allowed: "
+    )
+
+
+def test_bad_mode() -> None:
+    text = "\n".join(["version: 1", "", "runtimes:", "  claude:", "    argv: [claude]", "", "    mode: batch"])
+    assert error_of(text) == (
+        f"{PATH}:7: runtimes.claude.mode: must be one of headless, interactive (got 'batch')"
+    )
+
+
+def test_bad_gate_kind_suggests() -> None:
+    assert error_of("gates:\n  - {name: t, run: [a], kind: behavioral}\n") == (
+        f"{PATH}:2: gates[0].kind: must be one of deterministic, behavioural "
+        "(got 'behavioral'; did you mean 'behavioural'?)"
+    )
+
+
+def test_duplicate_gate_name() -> None:
+    text = """\
+    gates:
+      - name: tests
+        run: [pytest]
+      - name: lint
+        run: [ruff]
+      - name: tests
+        run: [pytest, -x]
+    """
+    assert error_of(text) == (
+        f"{PATH}:6: gates[2].name: duplicate gate name 'tests' (first defined on line 2)"
+    )
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("version: 2\n", "1: version: unsupported version 2 (only 1 is supported)"),
+        ("gates:\n  - run: [a]\n", "2: gates[0].name: required key missing"),
+        ("gates:\n  - name: t\n", "2: gates[0].run: required key missing"),
+        ("gates:\n  - {name: t, run: []}\n", "2: gates[0].run: must be a non-empty list"),
+        ("gates:\n  - {name: t, run: [a], timeout: 0}\n", "2: gates[0].timeout: must be greater than 0 (got 0)"),
+        ("gates:\n  - {name: t, run: [a], timeout: .inf}\n", "2: gates[0].timeout: must be a finite number (got .inf)"),
+        ("gates:\n  - {name: '', run: [a]}\n", "2: gates[0].name: must not be empty"),
+        ("runtimes:\n  claude:\n    mode: headless\n", "3: runtimes.claude.argv: required key missing"),
+        ("runtimes:\n  x:\n    argv: ['', a]\n", "3: runtimes.x.argv: the program (first item) must not be empty"),
+        ("runtimes:\n  x: {argv: [a], env: [A B]}\n", "2: runtimes.x.env[0]: invalid environment variable name 'A B'"),
+        ("runtimes:\n  Big: {argv: [a]}\n", "2: runtimes.Big: invalid runtime name"),
+        ("runtimes:\n  1: {argv: [a]}\n", "2: runtimes: keys must be strings (got 1; quote it)"),
+        ("coordination:\n  dependency_hops: 6\n", "2: coordination.dependency_hops: must be between 0 and 5 (got 6)"),
+        ("coordination:\n  lease_seconds: 0\n", "2: coordination.lease_seconds: must be at least 1 (got 0)"),
+        ("coordination:\n  include: ['']\n", "2: coordination.include[0]: must not be empty"),
+        ("context:\n  budget_tokens: -5\n", "2: context.budget_tokens: must be at least 1 (got -5)"),
+        ("policy: /etc/policy.yaml\n", "1: policy: must be a path inside the repository"),
+        ("policy: ../other/policy.yaml\n", "1: policy: must be a path inside the repository"),
+        ("base: &b {argv: [a]}\n", "1: base: unknown key"),
+        ("runtimes:\n  <<: {x: {argv: [a]}}\n", "2: runtimes: merge keys ('<<') are not supported"),
+    ],
+)
+def test_value_errors(text: str, expected: str) -> None:
+    assert error_of(text).startswith(f"{PATH}:{expected}")
+
+
+def test_aliases_are_followed() -> None:
+    text = "context:\n  sources: &s [A.md]\ncoordination:\n  include: *s\n"
+    assert parse_config(text, PATH).coordination.include == ("A.md",)
+
+
+def test_recursive_alias_does_not_hang() -> None:
+    assert error_of("runtimes: &a {x: *a}\n") == f"{PATH}:1: runtimes.x.x: unknown key"
+
+
+# --- file-level errors --------------------------------------------------------
+
+
+def test_non_utf8_file(tmp_path: Path) -> None:
+    write_config(tmp_path, b"theme: caf\xe9\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(tmp_path)
+    assert str(info.value) == f"{PATH}: not valid UTF-8 (byte 0xe9 at offset 10)"
+    assert info.value.line is None
+
+
+def test_unreadable_file(tmp_path: Path) -> None:
+    (tmp_path / CONFIG_PATH).mkdir(parents=True)  # a directory where the file should be
+    with pytest.raises(ConfigError) as info:
+        load_config(tmp_path)
+    assert str(info.value).startswith(f"{PATH}: cannot read file: ")
+    assert info.value.line is None
+
+
+def test_load_errors_name_the_relative_path(tmp_path: Path) -> None:
+    write_config(tmp_path, "theme: [x]\n")
+    with pytest.raises(ConfigError, match=r"^\.loom/loom\.yaml:1: theme: expected a string"):
+        load_config(tmp_path)
+
+
+def test_utf8_bom_accepted(tmp_path: Path) -> None:
+    write_config(tmp_path, "\ufefftheme: dark\n".encode())
+    assert load_config(tmp_path).theme == "dark"
+
+
+# --- yamlcheck directly -----------------------------------------------------
+
+
+def test_yamlcheck_fields_and_lines() -> None:
+    root = compose("a: 1\nb:\n  - x\n  - y\n", "f.yaml")
+    assert root is not None
+    fields = root.as_mapping(known=("a", "b", "c"), required=("a",))
+    assert "c" not in fields and len(fields) == 2
+    assert fields["a"].as_int() == 1
+    items = fields["b"].as_list()
+    assert [(i.key, i.line, i.as_str()) for i in items] == [("b[0]", 3, "x"), ("b[1]", 4, "y")]
+    assert fields.key("b").line == 2
+    assert compose("# empty\n", "f.yaml") is None
