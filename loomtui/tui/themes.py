@@ -1,0 +1,281 @@
+"""Load colour themes from YAML files and register them with the Textual app.
+
+A theme file maps onto :class:`textual.theme.Theme`::
+
+    name: loom-dark          # required
+    dark: true
+    primary: "#6CA8FF"       # required
+    background: "#14171D"
+    variables:               # optional Textual CSS variables
+      footer-key-foreground: "#F2B36B"
+
+Themes come from, in increasing precedence: the bundled ``themes/`` folder,
+the user's theme folder (``$LOOMTUI_CONFIG_DIR/themes``, else
+``$XDG_CONFIG_HOME/loomtui/themes``, else ``~/.config/loomtui/themes``), then
+any ``extra_dirs``. A later theme with the same name replaces an earlier one.
+
+Loading is never fatal: each problem becomes one line ``path:line: key: message``
+in :attr:`ThemeLoadResult.problems` and the offending file is skipped.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from textual.color import Color, ColorParseError
+from textual.theme import Theme
+
+from loomtui.errors import ConfigError
+from loomtui.resources import bundled
+from loomtui.yamlcheck import Value, closest, compose
+
+if TYPE_CHECKING:
+    from textual.app import App
+
+__all__ = [
+    "COLOUR_KEYS",
+    "DEFAULT_THEME",
+    "ThemeLoadResult",
+    "bundled_themes_dir",
+    "check_theme_file",
+    "load_themes",
+    "register_themes",
+    "user_themes_dir",
+]
+
+DEFAULT_THEME = "loom-dark"
+
+COLOUR_KEYS: tuple[str, ...] = (
+    "primary",
+    "secondary",
+    "accent",
+    "foreground",
+    "background",
+    "surface",
+    "panel",
+    "success",
+    "warning",
+    "error",
+    "boost",
+)
+_FLOAT_KEYS = ("luminosity_spread", "text_alpha")
+_BOOL_KEYS = ("dark", "ansi")
+KNOWN_KEYS: tuple[str, ...] = ("name", *COLOUR_KEYS, *_BOOL_KEYS, *_FLOAT_KEYS, "variables")
+REQUIRED_KEYS: tuple[str, ...] = ("name", "primary")
+
+# Theme names end up in a CSS class (`-theme-<name>`); variable names in `$name`.
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
+_VARIABLE_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_-]*$")
+_SUFFIXES = (".yaml", ".yml")
+
+
+@dataclass
+class ThemeLoadResult:
+    """What :func:`load_themes` found."""
+
+    themes: list[Theme] = field(default_factory=list)
+    """Bundled themes first, then user ones; one per name (the later source wins)."""
+    problems: list[str] = field(default_factory=list)
+    """One line per problem, ``path:line: key: message``; those files were skipped."""
+    sources: dict[str, Path] = field(default_factory=dict)
+    """Theme name -> the file it was finally loaded from."""
+
+    @property
+    def names(self) -> list[str]:
+        return [theme.name for theme in self.themes]
+
+    def get(self, name: str) -> Theme | None:
+        return next((theme for theme in self.themes if theme.name == name), None)
+
+
+def bundled_themes_dir() -> Path:
+    """The themes shipped with loomtui (wheel: ``loomtui/_data/themes``; checkout: ``<repo>/themes``)."""
+    return bundled("themes")
+
+
+def user_themes_dir() -> Path:
+    """Where users put their own theme files."""
+    config_dir = os.environ.get("LOOMTUI_CONFIG_DIR")
+    if config_dir:
+        return Path(config_dir).expanduser() / "themes"
+    xdg = os.environ.get("XDG_CONFIG_HOME")
+    base = Path(xdg).expanduser() if xdg else Path.home() / ".config"
+    return base / "loomtui" / "themes"
+
+
+def load_themes(extra_dirs: Sequence[Path] = ()) -> ThemeLoadResult:
+    """Load bundled, user and `extra_dirs` themes; never raises for bad files."""
+    result = ThemeLoadResult()
+    by_name: dict[str, Theme] = {}  # insertion order = first appearance
+    for directory in (bundled_themes_dir(), user_themes_dir(), *map(Path, extra_dirs)):
+        seen_here: dict[str, Path] = {}
+        for path in _theme_files(directory, result.problems):
+            theme, line, errors = check_theme_file(path)
+            if theme is None:
+                result.problems.extend(str(error) for error in errors)
+                continue
+            if theme.name in seen_here:
+                result.problems.append(
+                    f"{path}:{line}: name: theme {theme.name!r} is already defined in "
+                    f"{seen_here[theme.name]}; file skipped"
+                )
+                continue
+            seen_here[theme.name] = path
+            by_name[theme.name] = theme
+            result.sources[theme.name] = path
+    result.themes = list(by_name.values())
+    return result
+
+
+def check_theme_file(path: Path) -> tuple[Theme | None, int, list[ConfigError]]:
+    """Validate one theme file: (theme, line of its `name:`, []) or (None, 0, every problem)."""
+    try:
+        theme, line = _load(Path(path))
+    except _Problems as exc:
+        return None, 0, exc.errors
+    except ConfigError as exc:
+        return None, 0, [exc]
+    return theme, line, []
+
+
+def register_themes(app: App[Any], result: ThemeLoadResult) -> None:
+    """Register every loaded theme with `app` (replacing any of the same name)."""
+    for theme in result.themes:
+        app.register_theme(theme)
+
+
+# -- internals ---------------------------------------------------------------
+
+
+def _theme_files(directory: Path, problems: list[str]) -> list[Path]:
+    try:
+        if not directory.is_dir():
+            return []
+        return sorted(
+            p for p in directory.iterdir() if p.suffix in _SUFFIXES and not p.name.startswith(".")
+        )
+    except OSError as exc:
+        problems.append(f"{directory}: cannot list theme folder: {exc.strerror or exc}")
+        return []
+
+
+class _Problems(Exception):
+    """Several problems in one file."""
+
+    def __init__(self, errors: list[ConfigError]) -> None:
+        super().__init__(str(errors[0]))
+        self.errors = errors
+
+
+def _load(path: Path) -> tuple[Theme, int]:
+    """The theme in `path` and the line of its `name:`; raises ConfigError or _Problems."""
+    where = str(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(where, None, f"not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    except OSError as exc:
+        raise ConfigError(where, None, f"cannot read: {exc.strerror or exc}") from None
+
+    root = compose(text, where)  # raises ConfigError for malformed YAML / duplicate keys
+    if root is None:
+        raise ConfigError(where, 1, "top level: the file is empty; a theme needs name and primary")
+    fields = root.as_mapping()  # keys checked below so that every problem is reported
+
+    errors: list[ConfigError] = []
+    for key, _ in fields.items():
+        if key not in KNOWN_KEYS:
+            guess = closest(key, KNOWN_KEYS)
+            hint = f" (did you mean {guess!r}?)" if guess else ""
+            errors.append(fields.key(key).error("unknown key" + hint))
+    for key in REQUIRED_KEYS:
+        if key not in fields:
+            errors.append(root.child(root.node, key).error("required key missing"))
+
+    kwargs: dict[str, object] = {}
+    name_line = root.line
+    for key, value in fields.items():
+        if key not in KNOWN_KEYS:
+            continue
+        try:
+            if key == "name":
+                name_line = value.line
+                kwargs[key] = _name(value)
+            elif key in COLOUR_KEYS:
+                kwargs[key] = _colour(value)
+            elif key in _BOOL_KEYS:
+                kwargs[key] = value.as_bool()
+            elif key in _FLOAT_KEYS:
+                kwargs[key] = _fraction(value)
+            else:  # variables
+                kwargs[key] = _variables(value, errors)
+        except ConfigError as exc:
+            errors.append(exc)
+
+    if not errors:
+        theme = Theme(**kwargs)  # type: ignore[arg-type]
+        try:
+            theme.to_color_system().generate()
+        except Exception as exc:  # noqa: BLE001 - whatever Textual rejects, skip the file
+            errors.append(root.error(f"Textual rejected the theme: {exc}"))
+        else:
+            return theme, name_line
+    raise _Problems(errors)
+
+
+def _name(value: Value) -> str:
+    name = value.as_str(non_empty=True).strip()
+    if not _NAME_RE.match(name):
+        raise value.error(
+            f"{name!r} is not a valid theme name (use letters, digits, '-' and '_', e.g. 'my-theme')"
+        )
+    return name
+
+
+def _colour(value: Value) -> str:
+    text = value.as_str(non_empty=True).strip()
+    try:
+        Color.parse(text)
+    except ColorParseError as exc:
+        suggestion = f" (did you mean {exc.suggested_color!r}?)" if exc.suggested_color else ""
+        raise value.error(f"{text!r} is not a colour{suggestion}") from None
+    return text
+
+
+def _fraction(value: Value) -> float:
+    number = value.as_number()
+    if not 0.0 <= number <= 1.0:
+        raise value.error(f"must be between 0 and 1 (got {number:g})")
+    return number
+
+
+def _variables(value: Value, errors: list[ConfigError]) -> dict[str, str]:
+    variables: dict[str, str] = {}
+    fields = value.as_mapping()
+    for name, item in fields.items():
+        if not _VARIABLE_RE.match(name):
+            errors.append(fields.key(name).error("not a valid CSS variable name"))
+            continue
+        try:
+            variables[name] = _variable_value(item)
+        except ConfigError as exc:
+            errors.append(exc)
+    return variables
+
+
+def _variable_value(item: Value) -> str:
+    """Variable values are CSS text ("#fff 30%", "bold", "$primary"); numbers are allowed."""
+    try:
+        return item.as_str(non_empty=True).strip()
+    except ConfigError:
+        pass
+    try:
+        number = item.as_number()
+    except ConfigError:
+        raise item.error("expected a string or a number") from None
+    return f"{number:g}"
