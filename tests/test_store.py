@@ -1,0 +1,138 @@
+"""The state store: schema, migrations, atomic transactions, concurrency, failures."""
+
+from __future__ import annotations
+
+import multiprocessing
+import sqlite3
+import time
+from pathlib import Path
+
+import pytest
+
+from loomtui.errors import StoreError
+from loomtui.repo import find_repo
+from loomtui.store import SandboxRecord, SqliteStore, open_store
+from loomtui.store.schema import SCHEMA_VERSION
+
+
+def sandbox(sandbox_id: str, status: str = "planned") -> SandboxRecord:
+    now = time.time()
+    return SandboxRecord(id=sandbox_id, task="fix the thing", runtime="script", status=status,
+                         created=now, updated=now)
+
+
+def test_store_lives_under_git_common_dir_shared_by_worktrees(repo: Path) -> None:
+    from tests.conftest import git
+
+    git(repo, "worktree", "add", "-q", str(repo.parent / "wt"), "-b", "other")
+    main_paths = find_repo(repo)
+    worktree_paths = find_repo(repo.parent / "wt")
+    assert main_paths.store_path == worktree_paths.store_path
+    assert main_paths.store_path.is_relative_to(repo / ".git")
+    store = open_store(main_paths)
+    store.add_sandbox(sandbox("s1"))
+    assert open_store(worktree_paths).get_sandbox("s1") is not None
+    assert git(repo, "status", "--porcelain") == ""
+
+
+def test_new_store_is_migrated_to_current_schema_in_wal_mode(tmp_path: Path) -> None:
+    status = SqliteStore(tmp_path / "s.db").status()
+    assert status.schema_version == SCHEMA_VERSION
+    assert status.journal_mode == "wal"
+
+
+def test_migration_from_an_older_schema_and_refusal_of_a_newer_one(tmp_path: Path) -> None:
+    path = tmp_path / "s.db"
+    conn = sqlite3.connect(path)
+    conn.execute("PRAGMA user_version = 0")
+    conn.close()
+    assert SqliteStore(path).status().schema_version == SCHEMA_VERSION
+    conn = sqlite3.connect(path)
+    conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    conn.close()
+    with pytest.raises(StoreError, match="newer than this loomtui"):
+        SqliteStore(path)
+
+
+def test_sandbox_roundtrip_update_and_events(tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path / "s.db")
+    store.add_sandbox(sandbox("s1"))
+    updated = store.update_sandbox("s1", status="running", pid=42, data={"risk": "high"})
+    assert (updated.status, updated.pid, updated.data) == ("running", 42, {"risk": "high"})
+    with pytest.raises(StoreError, match="already exists"):
+        store.add_sandbox(sandbox("s1"))
+    kinds = [e.kind for e in store.events_since(0)]
+    assert kinds == ["sandbox.added", "sandbox.updated"]
+    assert store.events_since(1)[0].data == {"pid": 42, "status": "running"}
+
+
+def test_failed_transaction_rolls_back_its_event(tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path / "s.db")
+    with pytest.raises(RuntimeError):
+        with store.transaction():
+            store.add_sandbox(sandbox("s1"))
+            raise RuntimeError("boom")
+    assert store.get_sandbox("s1") is None
+    assert store.last_event_id() == 0
+
+
+def test_claims_live_and_release(tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path / "s.db")
+    claim = store.add_claim("s1", "a.py::f", "exclusive", "why", time.time() + 60, ["a.py::f", "a.py"])
+    assert claim.region_ids == ("a.py", "a.py::f")
+    assert [c.id for c in store.live_claims("s1")] == [claim.id]
+    assert store.release_claim(claim.id, "done") is True
+    assert store.release_claim(claim.id, "again") is False
+    assert store.live_claims() == []
+
+
+def _add_events(path: str, worker: int, count: int) -> None:
+    store = SqliteStore(Path(path))
+    for number in range(count):
+        store.append_event("test.event", f"w{worker}", {"n": number})
+    store.close()
+
+
+def test_many_processes_write_without_losing_anything(tmp_path: Path) -> None:
+    path = tmp_path / "s.db"
+    SqliteStore(path).close()
+    context = multiprocessing.get_context("spawn")
+    procs = [context.Process(target=_add_events, args=(str(path), w, 200)) for w in range(6)]
+    for proc in procs:
+        proc.start()
+    for proc in procs:
+        proc.join(60)
+        assert proc.exitcode == 0
+    events = SqliteStore(path).events_since(0, limit=10_000)
+    assert len(events) == 1200
+    assert [e.id for e in events] == sorted(e.id for e in events)
+    assert SqliteStore(path).integrity_problems() == []
+
+
+def test_corrupt_store_is_one_clear_error(tmp_path: Path) -> None:
+    path = tmp_path / "s.db"
+    path.write_bytes(b"this is not sqlite" * 500)
+    with pytest.raises(StoreError, match="corrupt.*move it aside"):
+        SqliteStore(path)
+
+
+def test_locked_store_is_one_clear_error(tmp_path: Path) -> None:
+    path = tmp_path / "s.db"
+    SqliteStore(path).close()
+    holder = sqlite3.connect(path, isolation_level=None)
+    holder.execute("BEGIN EXCLUSIVE")
+    try:
+        store = SqliteStore(path, busy_timeout=0.2)
+        with pytest.raises(StoreError, match="locked by another process"):
+            store.append_event("x")
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+
+
+@pytest.mark.skipif(__import__("os").geteuid() == 0, reason="root can write anywhere")
+def test_unwritable_location_is_one_clear_error(tmp_path: Path) -> None:
+    locked = tmp_path / "ro"
+    locked.mkdir(mode=0o500)
+    with pytest.raises(StoreError):
+        SqliteStore(locked / "sub" / "s.db")
