@@ -1,0 +1,187 @@
+"""The `loomtui` command: the TUI by default, and subcommands over the same engines.
+
+Exit codes: 0 ok, 1 a check failed (conflict, refused, broken audit chain), 2 usage
+or input error. A user's mistake is one line on stderr, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import asdict
+from typing import Any
+
+from loomtui import __version__
+from loomtui.errors import LoomError
+from loomtui.workspace import Workspace, open_workspace
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+def _print_json(value: Any) -> None:
+    print(json.dumps(value, indent=2, sort_keys=True, default=str))
+
+
+def _workspace(args: argparse.Namespace) -> Workspace:
+    return open_workspace(args.repo)
+
+
+# -- the TUI and the demo ------------------------------------------------------
+
+
+def cmd_tui(args: argparse.Namespace) -> int:
+    workspace = _workspace(args)
+    from loomtui.tui.app import run_app  # Textual loads only when a UI is wanted
+
+    return run_app(workspace)
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from loomtui.demo import prepare_demo_repo
+    from loomtui.demo.scenario import run_headless
+
+    repo = prepare_demo_repo()
+    workspace = open_workspace(repo)
+    try:
+        if args.headless:
+            summary = run_headless(workspace)
+            if args.json:
+                _print_json(summary)
+            else:
+                for line in summary["lines"]:
+                    print(line)
+            code = 0 if summary["ok"] else 1
+        else:
+            from loomtui.tui.app import run_app
+
+            code = run_app(workspace, demo=True)
+    finally:
+        workspace.close()
+        if args.keep:
+            print(f"demo repository kept at {repo}", file=sys.stderr)
+        else:
+            import shutil
+
+            shutil.rmtree(repo.parent, ignore_errors=True)
+    return code
+
+
+# -- audit ------------------------------------------------------------------------
+
+
+def cmd_audit_verify(args: argparse.Namespace) -> int:
+    workspace = _workspace(args)
+    result = workspace.audit.verify()
+    if args.json:
+        _print_json({"path": str(workspace.audit.path), **asdict(result)})
+    else:
+        print(result.summary(workspace.audit.path))
+    return 0 if result.ok else 1
+
+
+def cmd_audit_tail(args: argparse.Namespace) -> int:
+    workspace = _workspace(args)
+    entries = workspace.audit.tail(args.n)
+    if args.json:
+        _print_json([asdict(e) for e in entries])
+        return 0
+    if not entries:
+        print("(the audit log is empty)")
+    for entry in entries:
+        details = json.dumps(entry.details, sort_keys=True) if entry.details else ""
+        print(f"{entry.seq:>6}  {entry.ts}  {entry.actor}  {entry.action}  {entry.subject}  {details}".rstrip())
+    return 0
+
+
+# -- config and status ---------------------------------------------------------------
+
+
+def cmd_config_check(args: argparse.Namespace) -> int:
+    workspace = _workspace(args)
+    config = workspace.load_config()
+    source = config.source or "(no .loom/loom.yaml: defaults)"
+    if args.json:
+        _print_json({"source": config.source, "config": asdict(config)})
+    else:
+        print(f"OK: {source}; runtimes: {', '.join(sorted(config.runtimes))}; gates: "
+              f"{', '.join(g.name for g in config.gates) or 'none'}")
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    workspace = _workspace(args)
+    status = workspace.store.status()
+    if args.json:
+        _print_json(asdict(status))
+    else:
+        print(f"store: {status.path} (schema {status.schema_version}, {status.journal_mode})")
+        print("       " + ", ".join(f"{n} {name}" for name, n in status.counts.items()))
+    return 0
+
+
+# -- parser ---------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="loomtui",
+        description="A terminal control plane for teams running several AI coding agents on one "
+        "git repository. With no command, opens the dashboard for the repository you are in.",
+        epilog="Exit codes: 0 ok, 1 a check failed or was refused, 2 usage or input error.",
+    )
+    parser.add_argument("--version", action="version", version=f"loomtui {__version__}")
+    parser.add_argument("-C", "--repo", metavar="PATH", default=None,
+                        help="run as if started in PATH (default: the current directory)")
+    parser.set_defaults(handler=cmd_tui)
+    commands = parser.add_subparsers(title="commands", metavar="COMMAND")
+
+    def command(name: str, handler: Handler, help_text: str, *, json_flag: bool = False,
+                parent: Any = commands) -> argparse.ArgumentParser:
+        sub: argparse.ArgumentParser = parent.add_parser(name, help=help_text, description=help_text)
+        sub.set_defaults(handler=handler)
+        if json_flag:
+            sub.add_argument("--json", action="store_true", help="print JSON for scripts")
+        return sub
+
+    demo = command("demo", cmd_demo, "open the app on a fresh copy of the bundled sample repo",
+                   json_flag=True)
+    demo.add_argument("--keep", action="store_true", help="keep the demo repository and print its path")
+    demo.add_argument("--headless", action="store_true", help="run the scenario without a UI and print a summary")
+
+    audit = command("audit", lambda a: _usage(audit), "the hash-chained audit log")
+    audit_commands = audit.add_subparsers(title="audit commands", metavar="COMMAND")
+    command("verify", cmd_audit_verify, "check the chain; exit 1 naming the first broken entry",
+            json_flag=True, parent=audit_commands)
+    tail = command("tail", cmd_audit_tail, "print the newest entries", json_flag=True,
+                   parent=audit_commands)
+    tail.add_argument("-n", type=int, default=20, metavar="N", help="how many entries (default 20)")
+
+    config = command("config", lambda a: _usage(config), "the repository's .loom/loom.yaml")
+    config_commands = config.add_subparsers(title="config commands", metavar="COMMAND")
+    command("check", cmd_config_check, "validate .loom/loom.yaml (errors name file:line)",
+            json_flag=True, parent=config_commands)
+
+    command("status", cmd_status, "where the state store is and what it holds", json_flag=True)
+    return parser
+
+
+def _usage(parser: argparse.ArgumentParser) -> int:
+    parser.print_help(sys.stderr)
+    return 2
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; return the exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.handler(args))
+    except LoomError as exc:
+        print(f"loomtui: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        return 0

@@ -1,0 +1,170 @@
+"""The Textual app: a thin client of the engines, kept live by the store's event stream."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from textual import work
+from textual.app import App
+from textual.binding import Binding
+from textual.worker import get_current_worker
+
+from loomtui.config import LoomConfig
+from loomtui.errors import LoomError
+from loomtui.repo import current_branch
+from loomtui.tui.messages import ConfigProblem, StoreChanged
+from loomtui.tui.screens.dashboard import DashboardScreen
+from loomtui.tui.screens.help import HelpScreen
+from loomtui.tui.snapshot import DashboardSnapshot, read_snapshot
+from loomtui.tui.themes import load_themes, register_themes
+from loomtui.tui.widgets.status_header import StatusHeader
+from loomtui.workspace import Workspace
+
+POLL_SECONDS = 0.25
+DEFAULT_THEME = "loom-dark"
+
+
+class LoomApp(App[int]):
+    """The loomtui dashboard over one repository."""
+
+    TITLE = "loomtui"
+    CSS_PATH = "app.tcss"
+    MODES = {"dashboard": DashboardScreen}
+    DEFAULT_MODE = "dashboard"
+    BINDINGS = [
+        Binding("question_mark", "help", "Help", key_display="?", id="app.help"),
+        Binding("colon", "command_palette", "Commands", key_display=":", id="app.commands"),
+        Binding("t", "next_theme", "Theme", id="app.theme"),
+        Binding("1", "switch_mode('dashboard')", "Dashboard", show=False, id="app.mode.dashboard"),
+        Binding("q", "quit", "Quit", id="app.quit"),
+    ]
+
+    def __init__(
+        self, workspace: Workspace, *, demo: bool = False, poll_seconds: float = POLL_SECONDS,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        super().__init__()
+        self.clock = clock  # tests pass a fixed clock: no real time in snapshots
+        self.workspace = workspace
+        self.demo = demo
+        self.poll_seconds = poll_seconds
+        self.latest_snapshot: DashboardSnapshot | None = None
+        self.config: LoomConfig | None = None
+        self.config_problem: str | None = None
+        self.theme_problems: list[str] = []
+        self._last_event = 0
+        self._config_mtime: float | None = -1.0
+        self._branch = current_branch(workspace.root)
+
+    # -- start-up -----------------------------------------------------------------
+
+    def on_mount(self) -> None:
+        themes = load_themes()
+        register_themes(self, themes)
+        self.theme_problems = themes.problems
+        for problem in themes.problems:
+            self.notify(problem, title="theme skipped", severity="warning", timeout=8)
+        self._reload_config_if_changed()
+        wanted = self.config.theme if self.config else DEFAULT_THEME
+        self.theme = wanted if wanted in self.available_themes else DEFAULT_THEME
+        self.set_interval(self.poll_seconds, self.poll_store)
+        self.poll_store()
+
+    def update_header(self, header: StatusHeader) -> None:
+        """Fill a screen's header with what the app knows."""
+        header.repo = self.workspace.root.name
+        header.branch = self._branch
+        header.store_state = "ok"
+        header.mode_title = "demo" if self.demo else ""
+
+    # -- live refresh -----------------------------------------------------------------
+
+    def poll_store(self) -> None:
+        self._poll_worker()
+
+    @work(thread=True, exclusive=True, group="poll", exit_on_error=False)
+    def _poll_worker(self) -> None:
+        """Read new events (and the state they change) off the UI thread."""
+        worker = get_current_worker()
+        try:
+            last = self.workspace.store.last_event_id()
+            if last != self._last_event or self.latest_snapshot is None:
+                snapshot = read_snapshot(self.workspace, self._last_event)
+                if not worker.is_cancelled:
+                    self.post_message(StoreChanged(snapshot))
+            self._reload_config_if_changed()
+        except LoomError as exc:
+            self.call_from_thread(self._store_failed, str(exc))
+
+    def _store_failed(self, message: str) -> None:
+        for header in self.screen.query(StatusHeader):
+            header.store_state = "error"
+        self.notify(message, title="store", severity="error", timeout=10)
+
+    def on_store_changed(self, message: StoreChanged) -> None:
+        self._last_event = message.snapshot.last_event_id
+        self.latest_snapshot = message.snapshot
+        screen = self.screen
+        # Hidden screens skip the update; they catch up on resume.
+        if isinstance(screen, DashboardScreen):
+            screen.show_snapshot(message.snapshot)
+
+    # -- config: reloaded on change, last good kept ------------------------------------
+
+    def _reload_config_if_changed(self) -> None:
+        path: Path = self.workspace.paths.config_path
+        try:
+            mtime: float | None = os.stat(path).st_mtime
+        except OSError:
+            mtime = None
+        if mtime == self._config_mtime:
+            return
+        self._config_mtime = mtime
+        try:
+            config = self.workspace.load_config()
+        except LoomError as exc:
+            problem: str | None = str(exc)
+        else:
+            self.config = config
+            problem = None
+        if self.is_running and problem != self.config_problem:
+            self.post_message(ConfigProblem(problem))
+        self.config_problem = problem
+
+    def on_config_problem(self, message: ConfigProblem) -> None:
+        self.config_problem = message.message
+        for screen in self.screen_stack:
+            if isinstance(screen, DashboardScreen):
+                screen.show_config_problem(message.message)
+        if message.message:
+            self.notify(message.message, title="config error", severity="error", timeout=10)
+
+    # -- actions ------------------------------------------------------------------------
+
+    def action_help(self) -> None:
+        rows: list[tuple[str, str, str, str]] = []
+        for key, active in self.screen.active_bindings.items():
+            binding = active.binding
+            if not binding.description:
+                continue
+            where = "app" if active.node is self else type(active.node).__name__
+            rows.append((self.get_key_display(binding), binding.description, where, binding.id or ""))
+        self.push_screen(HelpScreen(rows))
+
+    def action_next_theme(self) -> None:
+        names = [name for name in self.available_themes if name.startswith("loom-")]
+        names += sorted(name for name in self.available_themes if not name.startswith("loom-")
+                        and name not in ("textual-ansi",))
+        current = names.index(self.theme) if self.theme in names else -1
+        self.theme = names[(current + 1) % len(names)]
+        self.notify(f"theme: {self.theme}", timeout=2)
+
+
+def run_app(workspace: Workspace, *, demo: bool = False) -> int:
+    """Run the app until the user quits; return its exit code."""
+    app = LoomApp(workspace, demo=demo)
+    result = app.run()
+    return int(result or 0)

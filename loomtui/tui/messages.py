@@ -1,0 +1,23 @@
+"""Typed messages the app's workers post to the UI thread."""
+
+from __future__ import annotations
+
+from textual.message import Message
+
+from loomtui.tui.snapshot import DashboardSnapshot
+
+
+class StoreChanged(Message):
+    """The store has new events; `snapshot` holds the fresh state."""
+
+    def __init__(self, snapshot: DashboardSnapshot) -> None:
+        super().__init__()
+        self.snapshot = snapshot
+
+
+class ConfigProblem(Message):
+    """`.loom/loom.yaml` failed to load; the app keeps the last good config."""
+
+    def __init__(self, message: str | None) -> None:
+        super().__init__()
+        self.message = message

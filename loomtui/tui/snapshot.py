@@ -1,0 +1,35 @@
+"""What the dashboard shows, read from the store in one go (off the UI thread)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from loomtui.store import EscalationRecord, Event, SandboxRecord
+from loomtui.workspace import Workspace
+
+
+@dataclass(frozen=True)
+class DashboardSnapshot:
+    sandboxes: list[SandboxRecord]
+    open_escalations: list[EscalationRecord]
+    claims_by_sandbox: dict[str, int]
+    conflicts: int
+    events: list[Event] = field(default_factory=list)
+    last_event_id: int = 0
+
+
+def read_snapshot(workspace: Workspace, after_event: int) -> DashboardSnapshot:
+    """Everything the dashboard needs, plus the events newer than `after_event`."""
+    store = workspace.store
+    events = store.events_since(after_event)
+    claims_by_sandbox: dict[str, int] = {}
+    for claim in store.live_claims():
+        claims_by_sandbox[claim.sandbox_id] = claims_by_sandbox.get(claim.sandbox_id, 0) + 1
+    return DashboardSnapshot(
+        sandboxes=store.list_sandboxes(),
+        open_escalations=store.list_escalations("open"),
+        claims_by_sandbox=claims_by_sandbox,
+        conflicts=0,
+        events=events,
+        last_event_id=events[-1].id if events else after_event,
+    )

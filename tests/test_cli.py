@@ -1,0 +1,88 @@
+"""The installed `loomtui` command: exit codes and one-line errors, never a traceback."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+LOOMTUI = shutil.which("loomtui") or "loomtui"
+
+
+def run(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([LOOMTUI, *args], cwd=cwd, capture_output=True, text=True, timeout=120)
+
+
+def assert_one_line_error(done: subprocess.CompletedProcess[str], code: int, needle: str) -> None:
+    assert done.returncode == code, done.stderr
+    assert "Traceback" not in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1, done.stderr
+    assert needle in done.stderr
+
+
+def test_outside_a_git_repository_is_one_error_and_exit_2(tmp_path: Path) -> None:
+    assert_one_line_error(run(tmp_path), 2, "not inside a git repository")
+    assert_one_line_error(run(tmp_path, "audit", "verify"), 2, "not inside a git repository")
+
+
+def test_help_names_the_commands(repo: Path) -> None:
+    done = run(repo, "--help")
+    assert done.returncode == 0
+    for command in ("demo", "audit", "config", "status"):
+        assert command in done.stdout
+
+
+def test_audit_verify_ok_then_broken(repo: Path) -> None:
+    from loomtui.workspace import open_workspace
+
+    workspace = open_workspace(repo)
+    for number in range(3):
+        workspace.record("test.action", f"s{number}")
+    done = run(repo, "audit", "verify")
+    assert done.returncode == 0 and done.stdout.startswith("OK: 3 entries")
+    data = json.loads(run(repo, "audit", "verify", "--json").stdout)
+    assert data["ok"] is True and data["entries"] == 3
+    tail = json.loads(run(repo, "audit", "tail", "-n", "2", "--json").stdout)
+    assert [e["subject"] for e in tail] == ["s1", "s2"]
+    path = workspace.audit.path
+    path.write_text(path.read_text().replace('"s1"', '"sX"'))
+    done = run(repo, "audit", "verify")
+    assert done.returncode == 1 and "BROKEN" in done.stdout and "audit.jsonl:2" in done.stdout
+
+
+def test_config_check_reports_file_line_and_key(repo: Path) -> None:
+    (repo / ".loom").mkdir()
+    (repo / ".loom" / "loom.yaml").write_text("version: 1\nruntimes:\n  claude:\n    argz: [x]\n")
+    assert_one_line_error(run(repo, "config", "check"), 2, ".loom/loom.yaml:4: runtimes.claude.argz")
+    (repo / ".loom" / "loom.yaml").write_text("version: 1\nruntimes: [\n")
+    assert_one_line_error(run(repo, "config", "check"), 2, ".loom/loom.yaml:")
+
+
+def test_corrupt_store_is_one_error(repo: Path) -> None:
+    state = repo / ".git" / "loom"
+    state.mkdir()
+    (state / "state.db").write_bytes(b"garbage" * 1000)
+    assert_one_line_error(run(repo, "status"), 2, "corrupt")
+
+
+def test_unwritable_state_location_is_one_error(repo: Path) -> None:
+    # Root ignores permission bits, so block the state directory with a file instead.
+    (repo / ".git" / "loom").write_text("in the way")
+    assert_one_line_error(run(repo, "status"), 2, "cannot create")
+
+
+@pytest.mark.skipif(__import__("os").geteuid() == 0, reason="root can write anywhere")
+def test_unwritable_repository_is_one_error(repo: Path) -> None:
+    (repo / ".git").chmod(0o500)
+    try:
+        assert_one_line_error(run(repo, "status"), 2, "cannot")
+    finally:
+        (repo / ".git").chmod(0o700)
+
+
+def test_status_json(repo: Path) -> None:
+    data = json.loads(run(repo, "status", "--json").stdout)
+    assert data["schema_version"] >= 1 and data["journal_mode"] == "wal"

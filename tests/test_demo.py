@@ -1,0 +1,55 @@
+"""The demo repository is a real git repository whose own test suite passes."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from loomtui.demo import prepare_demo_repo
+from tests.conftest import git
+
+LOOMTUI = shutil.which("loomtui") or "loomtui"
+
+
+def test_demo_copy_is_a_committed_git_repository_whose_tests_pass(tmp_path: Path) -> None:
+    repo = prepare_demo_repo(tmp_path)
+    assert git(repo, "rev-parse", "--abbrev-ref", "HEAD") == "main"
+    assert git(repo, "status", "--porcelain") == ""
+    tracked = git(repo, "ls-files").splitlines()
+    assert {".loom/loom.yaml", ".loom/policy.yaml", "AGENTS.md", "CODEOWNERS"} <= set(tracked)
+    assert not any("__pycache__" in name for name in tracked)
+    suite = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"],
+                           cwd=repo, capture_output=True, text=True, timeout=120)
+    assert suite.returncode == 0, suite.stdout[-2000:]
+    assert " passed" in suite.stdout
+
+
+def test_sample_repo_is_big_enough_for_an_interesting_graph(tmp_path: Path) -> None:
+    import ast
+
+    repo = prepare_demo_repo(tmp_path)
+    modules = [p for p in repo.rglob("*.py") if "tests" not in p.parts and p.name != "conftest.py"]
+    definitions = sum(
+        isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))
+        for path in modules for node in ast.walk(ast.parse(path.read_text()))
+    )
+    assert len(modules) >= 15 and definitions >= 60
+
+
+def test_headless_demo_keeps_and_reports(tmp_path: Path) -> None:
+    done = subprocess.run([LOOMTUI, "demo", "--headless", "--keep", "--json"], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    summary = json.loads(done.stdout)
+    assert summary["ok"] is True and summary["baseline_exit"] == 0
+    assert done.stderr.strip() == f"demo repository kept at {summary['repo']}"
+    path = Path(summary["repo"])
+    try:
+        assert (path / ".git").is_dir()
+        verify = subprocess.run([LOOMTUI, "audit", "verify"], cwd=path, capture_output=True, text=True)
+        assert verify.returncode == 0 and verify.stdout.startswith("OK:")
+    finally:
+        shutil.rmtree(path.parent)

@@ -1,0 +1,50 @@
+"""SVG snapshots of each screen at a fixed size, with a fixed clock and no cursor blink."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from loomtui.store import SandboxRecord
+from loomtui.tui.app import LoomApp
+from loomtui.workspace import open_workspace
+
+FIXED_NOW = 1_790_000_000.0
+SIZE = (120, 30)
+
+
+@pytest.fixture
+def populated(repo: Path) -> LoomApp:
+    workspace = open_workspace(repo)
+    for number, (task, status, runtime) in enumerate([
+        ("Add partial refunds to the refunds API", "running", "claude"),
+        ("Refactor currency rounding helper", "awaiting review", "codex"),
+        ("Fix typos in notification templates", "exited", "script"),
+    ]):
+        workspace.store.add_sandbox(SandboxRecord(
+            id=f"sb{number + 1}", task=task, runtime=runtime, status=status,
+            created=FIXED_NOW - 600 * (number + 1), updated=FIXED_NOW, isolation="worktree",
+        ))
+    return LoomApp(workspace, clock=lambda: FIXED_NOW)
+
+
+def test_dashboard_empty(snap_compare, repo: Path) -> None:  # type: ignore[no-untyped-def]
+    app = LoomApp(open_workspace(repo), clock=lambda: FIXED_NOW)
+    assert snap_compare(app, terminal_size=SIZE)
+
+
+def test_dashboard_with_sandboxes(snap_compare, populated: LoomApp) -> None:  # type: ignore[no-untyped-def]
+    assert snap_compare(populated, terminal_size=SIZE, press=["down"])
+
+
+def test_help_screen(snap_compare, populated: LoomApp) -> None:  # type: ignore[no-untyped-def]
+    assert snap_compare(populated, terminal_size=SIZE, press=["question_mark"])
+
+
+def test_high_contrast_theme(snap_compare, populated: LoomApp) -> None:  # type: ignore[no-untyped-def]
+    async def to_high_contrast(pilot) -> None:  # type: ignore[no-untyped-def]
+        pilot.app.theme = "loom-high-contrast"
+        await pilot.pause()
+
+    assert snap_compare(populated, terminal_size=SIZE, run_before=to_high_contrast)

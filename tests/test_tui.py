@@ -1,0 +1,134 @@
+"""The TUI shell driven with Textual's pilot: help, themes, filter, live store, config banner."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from textual.widgets import DataTable, Static
+
+from loomtui.store import SandboxRecord
+from loomtui.tui.app import LoomApp
+from loomtui.tui.screens.dashboard import DashboardScreen
+from loomtui.tui.screens.help import HelpScreen
+from loomtui.tui.widgets.status_header import StatusHeader
+from loomtui.workspace import Workspace, open_workspace
+
+SIZE = (130, 32)
+
+
+def add_sandbox(workspace: Workspace, sandbox_id: str, task: str, status: str = "running") -> None:
+    now = time.time()
+    workspace.store.add_sandbox(SandboxRecord(
+        id=sandbox_id, task=task, runtime="script", status=status, created=now, updated=now,
+    ))
+
+
+async def wait_for(pilot, condition, timeout: float = 5.0) -> None:  # type: ignore[no-untyped-def]
+    """Let the app run until `condition()` holds; the live refresh is what is under test."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        await pilot.pause(0.05)
+
+
+async def test_header_shows_repo_branch_and_store(repo: Path) -> None:
+    app = LoomApp(open_workspace(repo))
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        header = app.screen.query_one(StatusHeader)
+        assert (header.repo, header.branch, header.store_state) == ("repo", "main", "ok")
+
+
+async def test_help_lists_every_binding_with_its_id(repo: Path) -> None:
+    app = LoomApp(open_workspace(repo))
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("question_mark")
+        await pilot.pause()
+        assert isinstance(app.screen, HelpScreen)
+        ids = {row[3] for row in app.screen.rows}
+        assert {"app.help", "app.theme", "app.quit", "app.commands", "dashboard.filter"} <= ids
+        await pilot.press("escape")
+        await pilot.pause()
+        assert isinstance(app.screen, DashboardScreen)
+
+
+async def test_theme_switches_with_t(repo: Path) -> None:
+    app = LoomApp(open_workspace(repo))
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        assert app.theme == "loom-dark"
+        await pilot.press("t")
+        await pilot.pause()
+        assert app.theme == "loom-high-contrast" or app.theme.startswith("loom-")
+        assert app.theme != "loom-dark"
+
+
+async def test_a_write_from_another_process_appears_live(repo: Path) -> None:
+    app = LoomApp(open_workspace(repo))
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        table = app.screen.query_one("#sandboxes", DataTable)
+        assert table.row_count == 0
+        script = (
+            "import time\n"
+            "from loomtui.store import SandboxRecord\n"
+            "from loomtui.workspace import open_workspace\n"
+            f"ws = open_workspace({str(repo)!r})\n"
+            "now = time.time()\n"
+            "ws.store.add_sandbox(SandboxRecord(id='ext1', task='[bold]not markup[/]', runtime='script',"
+            " status='running', created=now, updated=now))\n"
+        )
+        subprocess.run([sys.executable, "-c", script], check=True)
+        started = time.monotonic()
+        await wait_for(pilot, lambda: table.row_count == 1)
+        assert time.monotonic() - started < 1.5
+        assert str(table.get_cell("ext1", "task")) == "[bold]not markup[/]"
+        assert app.screen.query_one(StatusHeader).sandboxes == 1
+
+
+async def test_rows_update_in_place_by_key(repo: Path) -> None:
+    workspace = open_workspace(repo)
+    add_sandbox(workspace, "s1", "first task")
+    app = LoomApp(workspace)
+    async with app.run_test(size=SIZE) as pilot:
+        table = app.screen.query_one("#sandboxes", DataTable)
+        await wait_for(pilot, lambda: table.row_count == 1)
+        workspace.store.update_sandbox("s1", status="failed", exit_code=3)
+        await wait_for(pilot, lambda: str(table.get_cell("s1", "status")) == "failed")
+        assert table.row_count == 1
+
+
+async def test_filter_hides_rows_and_escape_clears_it(repo: Path) -> None:
+    workspace = open_workspace(repo)
+    add_sandbox(workspace, "s1", "fix refunds rounding")
+    add_sandbox(workspace, "s2", "typo in templates")
+    app = LoomApp(workspace)
+    async with app.run_test(size=SIZE) as pilot:
+        table = app.screen.query_one("#sandboxes", DataTable)
+        await wait_for(pilot, lambda: table.row_count == 2)
+        await pilot.press("slash", *"refund")
+        await pilot.pause()
+        assert [k.value for k in table.rows] == ["s1"]
+        await pilot.press("escape")
+        await pilot.pause()
+        assert table.row_count == 2 and app.focused is table
+
+
+async def test_bad_config_shows_banner_and_keeps_last_good(repo: Path) -> None:
+    config = repo / ".loom" / "loom.yaml"
+    config.parent.mkdir()
+    config.write_text("version: 1\ntheme: loom-light\n")
+    app = LoomApp(open_workspace(repo))
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        assert app.theme == "loom-light"
+        config.write_text("version: 1\ncoordination:\n  dependency_hops: many\n")
+        banner = app.screen.query_one("#banner", Static)
+        await wait_for(pilot, lambda: not banner.has_class("hidden"))
+        assert ".loom/loom.yaml:3" in str(banner.render())
+        assert app.config is not None and app.config.theme == "loom-light"
+        config.write_text("version: 1\n")
+        await wait_for(pilot, lambda: banner.has_class("hidden"))
