@@ -29,7 +29,8 @@ def run_headless(workspace: Workspace) -> dict[str, Any]:
 
     baseline = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"],
                               cwd=root, capture_output=True, text=True)
-    summary = (baseline.stdout.strip().splitlines() or ["(no output)"])[-1]
+    output = baseline.stdout.strip() or baseline.stderr.strip()
+    summary = (output.splitlines() or ["(no output)"])[-1]
     lines.append(f"baseline test suite: {summary}")
     ok &= baseline.returncode == 0
     workspace.record("demo.baseline", str(root), {"exit": baseline.returncode, "summary": summary})

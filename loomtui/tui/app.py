@@ -152,6 +152,8 @@ class LoomApp(App[int]):
                 continue
             where = "app" if active.node is self else type(active.node).__name__
             rows.append((self.get_key_display(binding), binding.description, where, binding.id or ""))
+        # loomtui's own keys (they carry ids) first; the focused widget's keys after.
+        rows.sort(key=lambda row: (row[3] == "", row[2] != "app"))
         self.push_screen(HelpScreen(rows))
 
     def action_next_theme(self) -> None:

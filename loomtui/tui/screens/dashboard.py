@@ -147,13 +147,16 @@ class DashboardScreen(Screen[None]):
         table = self.query_one("#sandboxes", DataTable)
         empty = self.query_one("#empty", Static)
         total = len(self.snapshot.sandboxes) if self.snapshot else 0
+        table.display = total > 0
+        if table.display and self.focused is None:
+            table.focus()
         if table.row_count:
             empty.update("")
         elif total:
             empty.update(Text(f"No sandbox matches the filter ({total} hidden). esc clears it."))
         else:
-            empty.update(Text("No sandboxes yet. Start one with `loomtui sandbox new` "
-                              "or `n`; they appear here live."))
+            empty.update(Text("No sandboxes in this repository yet; they appear here live "
+                              "as agents start."))
 
     def selected_sandbox(self) -> SandboxRecord | None:
         table = self.query_one("#sandboxes", DataTable)

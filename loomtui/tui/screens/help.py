@@ -39,15 +39,3 @@ class HelpScreen(ModalScreen[None]):
             table.add_row(Text(key, style="bold"), description, where, binding_id)
         table.focus()
 
-
-def binding_rows(screen_bindings: list[tuple[str, Binding]]) -> list[tuple[str, str, str, str]]:
-    """(key, description, where, id) for each binding, first occurrence of a key wins."""
-    seen: set[str] = set()
-    rows = []
-    for where, binding in screen_bindings:
-        key = binding.key_display or binding.key
-        if key in seen or not binding.description:
-            continue
-        seen.add(key)
-        rows.append((key, binding.description, where, binding.id or ""))
-    return rows

@@ -1,0 +1,91 @@
+"""End to end: the installed `loomtui` command in a real terminal (tmux), driven by keys."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux not installed")
+LOOMTUI = shutil.which("loomtui") or "loomtui"
+
+
+class Terminal:
+    """A detached tmux session on a private socket."""
+
+    def __init__(self, cwd: Path, command: str) -> None:
+        self.socket = f"loomtui-test-{uuid.uuid4().hex[:8]}"
+        self.cwd = cwd
+        self._tmux("new-session", "-d", "-s", "t", "-x", "120", "-y", "30", "-c", str(cwd),
+                   f"{command}; echo EXIT=$?; sleep 30")
+
+    def _tmux(self, *args: str) -> str:
+        return subprocess.run(["tmux", "-L", self.socket, *args], capture_output=True,
+                              text=True, check=True).stdout
+
+    def screen(self) -> str:
+        return self._tmux("capture-pane", "-p", "-t", "t")
+
+    def keys(self, *keys: str) -> None:
+        self._tmux("send-keys", "-t", "t", *keys)
+
+    def wait_for(self, text: str, timeout: float = 15.0) -> str:
+        deadline = time.monotonic() + timeout
+        while True:
+            screen = self.screen()
+            if text in screen:
+                return screen
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{text!r} never appeared; screen was:\n{screen}")
+            time.sleep(0.1)
+
+    def close(self) -> None:
+        subprocess.run(["tmux", "-L", self.socket, "kill-server"], capture_output=True)
+
+
+@pytest.fixture
+def terminal(repo: Path) -> Iterator[Terminal]:
+    term = Terminal(repo, LOOMTUI)
+    yield term
+    term.close()
+
+
+def test_dashboard_help_and_quit_in_a_real_terminal(terminal: Terminal, repo: Path) -> None:
+    screen = terminal.wait_for("store: ok")
+    assert "repo on main" in screen and "? Help" in screen
+    terminal.keys("?")
+    screen = terminal.wait_for("Keys")
+    assert "app.help" in screen and "dashboard.filter" in screen
+    terminal.keys("Escape")
+    time.sleep(0.3)
+    terminal.keys("q")
+    terminal.wait_for("EXIT=0")
+
+
+def test_a_cli_write_appears_in_the_running_dashboard(terminal: Terminal, repo: Path) -> None:
+    terminal.wait_for("store: ok")
+    script = (
+        "import time\nfrom loomtui.store import SandboxRecord\nfrom loomtui.workspace import open_workspace\n"
+        f"ws = open_workspace({str(repo)!r}); now = time.time()\n"
+        "ws.store.add_sandbox(SandboxRecord(id='e2e1', task='visible from afar', runtime='script',"
+        " status='running', created=now, updated=now))\n"
+    )
+    subprocess.run(["python", "-c", script], check=True)
+    terminal.wait_for("visible from afar", timeout=5)
+    terminal.keys("q")
+    terminal.wait_for("EXIT=0")
+
+
+def test_outside_a_repository_the_command_says_so_and_exits_2(tmp_path: Path) -> None:
+    term = Terminal(tmp_path, LOOMTUI)
+    try:
+        screen = term.wait_for("EXIT=")
+        assert "EXIT=2" in screen and "not inside a git repository" in screen
+        assert "Traceback" not in screen
+    finally:
+        term.close()
