@@ -20,19 +20,37 @@ from loomtui.workspace import Workspace, open_workspace
 Handler = Callable[[argparse.Namespace], int]
 
 
-def _print_json(value: Any) -> None:
+def print_json(value: Any) -> None:
+    """Print a value as indented JSON (the `--json` output of every command)."""
     print(json.dumps(value, indent=2, sort_keys=True, default=str))
 
 
-def _workspace(args: argparse.Namespace) -> Workspace:
+def workspace_for(args: argparse.Namespace) -> Workspace:
+    """The workspace named by the global `-C/--repo` option (default: cwd)."""
     return open_workspace(args.repo)
+
+
+def add_command(parent: Any, name: str, handler: Handler, help_text: str, *,
+                json_flag: bool = False) -> argparse.ArgumentParser:
+    """Add one subcommand with its handler (and `--json` when scripts will read it)."""
+    sub: argparse.ArgumentParser = parent.add_parser(name, help=help_text, description=help_text)
+    sub.set_defaults(handler=handler)
+    if json_flag:
+        sub.add_argument("--json", action="store_true", help="print JSON for scripts")
+    return sub
+
+
+def add_group(parent: Any, name: str, help_text: str) -> Any:
+    """Add a command with subcommands (`loomtui audit verify`); bare, it prints its help."""
+    group = add_command(parent, name, lambda _args: _usage(group), help_text)
+    return group.add_subparsers(title=f"{name} commands", metavar="COMMAND")
 
 
 # -- the TUI and the demo ------------------------------------------------------
 
 
 def cmd_tui(args: argparse.Namespace) -> int:
-    workspace = _workspace(args)
+    workspace = workspace_for(args)
     from loomtui.tui.app import run_app  # Textual loads only when a UI is wanted
 
     return run_app(workspace)
@@ -48,7 +66,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         if args.headless:
             summary = run_headless(workspace)
             if args.json:
-                _print_json(summary)
+                print_json(summary)
             else:
                 for line in summary["lines"]:
                     print(line)
@@ -72,20 +90,20 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_audit_verify(args: argparse.Namespace) -> int:
-    workspace = _workspace(args)
+    workspace = workspace_for(args)
     result = workspace.audit.verify()
     if args.json:
-        _print_json({"path": str(workspace.audit.path), **asdict(result)})
+        print_json({"path": str(workspace.audit.path), **asdict(result)})
     else:
         print(result.summary(workspace.audit.path))
     return 0 if result.ok else 1
 
 
 def cmd_audit_tail(args: argparse.Namespace) -> int:
-    workspace = _workspace(args)
+    workspace = workspace_for(args)
     entries = workspace.audit.tail(args.n)
     if args.json:
-        _print_json([asdict(e) for e in entries])
+        print_json([asdict(e) for e in entries])
         return 0
     if not entries:
         print("(the audit log is empty)")
@@ -99,11 +117,11 @@ def cmd_audit_tail(args: argparse.Namespace) -> int:
 
 
 def cmd_config_check(args: argparse.Namespace) -> int:
-    workspace = _workspace(args)
+    workspace = workspace_for(args)
     config = workspace.load_config()
     source = config.source or "(no .loom/loom.yaml: defaults)"
     if args.json:
-        _print_json({"source": config.source, "config": asdict(config)})
+        print_json({"source": config.source, "config": asdict(config)})
     else:
         print(f"OK: {source}; runtimes: {', '.join(sorted(config.runtimes))}; gates: "
               f"{', '.join(g.name for g in config.gates) or 'none'}")
@@ -111,10 +129,10 @@ def cmd_config_check(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    workspace = _workspace(args)
+    workspace = workspace_for(args)
     status = workspace.store.status()
     if args.json:
-        _print_json(asdict(status))
+        print_json(asdict(status))
     else:
         print(f"store: {status.path} (schema {status.schema_version}, {status.journal_mode})")
         print("       " + ", ".join(f"{n} {name}" for name, n in status.counts.items()))
@@ -137,34 +155,30 @@ def build_parser() -> argparse.ArgumentParser:
     parser.set_defaults(handler=cmd_tui)
     commands = parser.add_subparsers(title="commands", metavar="COMMAND")
 
-    def command(name: str, handler: Handler, help_text: str, *, json_flag: bool = False,
-                parent: Any = commands) -> argparse.ArgumentParser:
-        sub: argparse.ArgumentParser = parent.add_parser(name, help=help_text, description=help_text)
-        sub.set_defaults(handler=handler)
-        if json_flag:
-            sub.add_argument("--json", action="store_true", help="print JSON for scripts")
-        return sub
-
-    demo = command("demo", cmd_demo, "open the app on a fresh copy of the bundled sample repo",
-                   json_flag=True)
+    demo = add_command(commands, "demo", cmd_demo,
+                       "open the app on a fresh copy of the bundled sample repo", json_flag=True)
     demo.add_argument("--keep", action="store_true", help="keep the demo repository and print its path")
     demo.add_argument("--headless", action="store_true", help="run the scenario without a UI and print a summary")
 
-    audit = command("audit", lambda a: _usage(audit), "the hash-chained audit log")
-    audit_commands = audit.add_subparsers(title="audit commands", metavar="COMMAND")
-    command("verify", cmd_audit_verify, "check the chain; exit 1 naming the first broken entry",
-            json_flag=True, parent=audit_commands)
-    tail = command("tail", cmd_audit_tail, "print the newest entries", json_flag=True,
-                   parent=audit_commands)
+    audit = add_group(commands, "audit", "the hash-chained audit log")
+    add_command(audit, "verify", cmd_audit_verify, "check the chain; exit 1 naming the first broken entry",
+                json_flag=True)
+    tail = add_command(audit, "tail", cmd_audit_tail, "print the newest entries", json_flag=True)
     tail.add_argument("-n", type=int, default=20, metavar="N", help="how many entries (default 20)")
 
-    config = command("config", lambda a: _usage(config), "the repository's .loom/loom.yaml")
-    config_commands = config.add_subparsers(title="config commands", metavar="COMMAND")
-    command("check", cmd_config_check, "validate .loom/loom.yaml (errors name file:line)",
-            json_flag=True, parent=config_commands)
+    config = add_group(commands, "config", "the repository's .loom/loom.yaml")
+    add_command(config, "check", cmd_config_check, "validate .loom/loom.yaml (errors name file:line)",
+                json_flag=True)
 
-    command("status", cmd_status, "where the state store is and what it holds", json_flag=True)
+    add_command(commands, "status", cmd_status, "where the state store is and what it holds", json_flag=True)
+    for register in _layer_commands():
+        register(commands)
     return parser
+
+
+def _layer_commands() -> list[Callable[[Any], None]]:
+    """Each layer's `register(subparsers)`; imported here so `--help` lists them all."""
+    return []
 
 
 def _usage(parser: argparse.ArgumentParser) -> int:
