@@ -290,6 +290,23 @@ class SqliteStore:
             return self._claims("c.released IS NULL", ())
         return self._claims("c.released IS NULL AND c.sandbox_id = ?", (sandbox_id,))
 
+    def live_claims_on(self, region_ids: Sequence[str]) -> list[ClaimRecord]:
+        """Live claims holding any of these regions (the index on region_id keeps this fast)."""
+        if not region_ids:
+            return []
+        found: dict[int, ClaimRecord] = {}
+        # SQLite caps bound parameters; query in chunks.
+        for start in range(0, len(region_ids), 500):
+            chunk = list(region_ids[start:start + 500])
+            marks = ", ".join("?" * len(chunk))
+            for claim in self._claims(
+                "c.released IS NULL AND c.id IN "
+                f"(SELECT claim_id FROM claim_regions WHERE region_id IN ({marks}))",
+                chunk,
+            ):
+                found[claim.id] = claim
+        return sorted(found.values(), key=lambda c: c.id)
+
     def get_claim(self, claim_id: int) -> ClaimRecord | None:
         found = self._claims("c.id = ?", (claim_id,))
         return found[0] if found else None
