@@ -1,0 +1,724 @@
+"""Regions of Python source and the per-file facts the dependency graph is built from.
+
+A region is a module, class, function or method, named by a stable id
+(`pkg/mod.py`, `pkg/mod.py::Class.method`, `pkg/mod.py::outer.inner`). This module
+is the fast producer: one `ast` pass per file yields the regions with their spans
+and everything cross-file resolution needs, as plain tuples that pickle quickly.
+
+The facts are deliberately independent of the file's path, so one cache entry
+keyed by the git blob hash serves every worktree and every rename; region ids are
+made from the path only when a file joins an index (`regions_of`).
+
+Name resolution is split in two. Here, inside one file, the head of every dotted
+name is resolved through the lexical scopes (locals, enclosing functions, the
+class body where visible, module globals, builtins): local variables and builtins
+are dropped, and what remains is a `Ref` whose head is a `Binding` (a local
+definition, an import, `self`, `super()`, or a star import). `index.py` resolves
+the imports and the attribute tail across files.
+"""
+
+from __future__ import annotations
+
+import ast
+import builtins
+import hashlib
+import io
+import pickle
+import tokenize
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import NamedTuple, TypeAlias
+
+MAX_FILE_BYTES = 2 * 1024 * 1024
+
+# Bumped whenever the shape of FileFacts or the extraction rules change, so caches
+# written by an older loomtui are never read as current.
+FACTS_VERSION = 1
+
+REGION_KINDS = frozenset({"module", "class", "function", "method", "file"})
+
+
+@dataclass(frozen=True, slots=True)
+class Region:
+    """A module, class, function or method: its id, kind, exact line span and content hash."""
+
+    id: str
+    kind: str
+    path: str
+    qualname: str
+    start: int
+    end: int
+    hash: str
+    doc: str = ""
+    warning: str = ""
+
+    def __reduce__(self) -> tuple[type[Region], tuple[str, str, str, str, int, int, str, str, str]]:
+        # The generated slots pickling looks up dataclass fields per object, which
+        # dominates loading a snapshot of thousands of regions.
+        return (Region, (self.id, self.kind, self.path, self.qualname, self.start, self.end, self.hash, self.doc, self.warning))
+
+
+# A binding is what a name means in one scope. Tuples rather than classes keep the
+# cache small and fast to load; the first element says which kind it is:
+#   ("def", region_index)                    a class or function defined in this file
+#   ("module", dotted, level)                `import a.b as c` binds c to module a.b
+#   ("from", dotted, level, name)            `from .x import y as z` binds z to x.y
+#   ("self", class_index)                    first parameter of a method
+#   ("super", class_index)                   `super()` inside a method
+#   ("star",)                                not bound here, maybe by a star import
+#   ("builtin", name)                        a builtin used as a base class
+#   ("data",)                                any other value; resolution stops there
+#   ("unknown",)                             an unresolved base class (already reported)
+Binding: TypeAlias = tuple[str | int, ...]
+DATA: Binding = ("data",)
+STAR: Binding = ("star",)
+UNKNOWN: Binding = ("unknown",)
+
+# (kind, qualname, start, end, sha256, doc first line)
+RegionRow: TypeAlias = tuple[str, str, int, int, str, str]
+
+# An (ast node, scope index) pair waiting on the expression walker's stack.
+_Push: TypeAlias = Callable[[tuple[ast.AST, int]], None]
+
+
+class Ref(NamedTuple):
+    """A use of the dotted name `name.rest...` in a region: its head resolved within the file, its tail not."""
+
+    region: int
+    name: str
+    head: Binding
+    rest: tuple[str, ...]
+
+
+class ImportFact(NamedTuple):
+    """One imported name: `import dotted` (name None) or `from .dotted import name`."""
+
+    region: int
+    dotted: str
+    level: int
+    name: str | None
+
+
+class FileShape(NamedTuple):
+    """What other files can see of this one: its regions and its module and class namespaces."""
+
+    regions: tuple[RegionRow, ...]
+    parents: tuple[int, ...]
+    module_scope: dict[str, Binding]
+    class_scopes: dict[int, dict[str, Binding]]
+    instance_attrs: dict[int, frozenset[str]]
+    bases: dict[int, tuple[Ref, ...]]
+    open_classes: frozenset[int]
+    stars: tuple[tuple[str, int], ...]
+    exports: tuple[str, ...] | None
+    interface: str
+
+
+class FileUses(NamedTuple):
+    """What this file uses, for resolving its own outgoing edges."""
+
+    refs: tuple[Ref, ...]
+    imports: tuple[ImportFact, ...]
+    unresolved: tuple[tuple[int, str], ...]
+
+
+class FileFacts(NamedTuple):
+    """Everything the index needs from one file's content (no path inside)."""
+
+    shape: FileShape
+    uses: FileUses
+    warning: str
+
+
+# Names any module can use without binding them.
+_IMPLICIT_NAMES = frozenset(dir(builtins)) | {
+    "__file__", "__name__", "__doc__", "__spec__", "__loader__", "__package__",
+    "__path__", "__builtins__", "__annotations__", "__dict__", "__qualname__",
+    "__module__", "__class__", "__cached__",
+}
+
+# Fields that never hold a node with names in it (operators, contexts, plain
+# strings); skipping them roughly halves the nodes the walker visits.
+_LEAF_FIELDS = frozenset({
+    "ctx", "op", "ops", "id", "attr", "arg", "name", "names", "module", "level",
+    "type_comment", "kind", "conversion", "is_async", "value_kind",
+})
+_CHILD_FIELDS: dict[type, tuple[str, ...]] = {}
+_FUNCTION_TYPES = (ast.FunctionDef, ast.AsyncFunctionDef)
+_COMPREHENSIONS = (ast.ListComp, ast.SetComp, ast.GeneratorExp, ast.DictComp)
+
+
+def sha256_text(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def source_lines(text: str) -> list[str]:
+    """Lines as the Python tokenizer counts them (\\n, \\r\\n and a lone \\r end a line)."""
+    lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
+    if len(lines) > 1 and lines[-1] == "":
+        lines.pop()
+    return lines
+
+
+def span_hash(lines: list[str], start: int, end: int) -> str:
+    """sha256 of lines start..end (1-based, inclusive), newline-normalised."""
+    return sha256_text("\n".join(lines[start - 1 : end]))
+
+
+def first_doc_line(doc: str | None) -> str:
+    if not doc:
+        return ""
+    for line in doc.strip().splitlines():
+        return line.strip()
+    return ""
+
+
+def unique_qualname(seen: dict[str, int], qualname: str) -> str:
+    """Second and later definitions of one qualname (overloads, property setters) get `#n`."""
+    count = seen.get(qualname, 0) + 1
+    seen[qualname] = count
+    return qualname if count == 1 else f"{qualname}#{count}"
+
+
+def decorated_start(lines: list[str], first_line: int) -> int:
+    """The line of the `@` that introduces a decorator whose expression begins on `first_line`.
+
+    ast positions a decorator at its expression, which may sit below the `@`
+    (`@(`, or a backslash continuation); only whitespace, brackets and comments can
+    come between, so the nearest line starting with `@` is the one.
+    """
+    line = first_line
+    while line > 1 and not lines[line - 1].lstrip().startswith("@"):
+        line -= 1
+    return line
+
+
+def decode_source(data: bytes) -> tuple[str | None, str]:
+    """(text, "") for decodable Python source, else (None, reason it is not Python)."""
+    if len(data) > MAX_FILE_BYTES:
+        return None, f"file too large ({len(data)} bytes > {MAX_FILE_BYTES})"
+    if b"\0" in data:
+        return None, "binary file (contains NUL bytes)"
+    try:
+        encoding, _ = tokenize.detect_encoding(io.BytesIO(data).readline)
+        return data.decode(encoding), ""
+    except (SyntaxError, LookupError):
+        return None, "unknown source encoding"
+    except UnicodeDecodeError as exc:
+        return None, f"not valid {exc.encoding.upper()} (byte {exc.start})"
+
+
+def file_facts(byte_lines: int, digest: str, warning: str) -> FileFacts:
+    """Facts of a file that is not valid Python: one file-level region and a warning."""
+    row: RegionRow = ("file", "", 1, max(1, byte_lines), digest, "")
+    shape = FileShape((row,), (-1,), {}, {}, {}, {}, frozenset(), (), None, "file")
+    return FileFacts(shape, FileUses((), (), ()), warning)
+
+
+def extract_facts(data: bytes) -> FileFacts:
+    """Parse one file's bytes into regions and path-free resolution facts."""
+    text, problem = decode_source(data)
+    tree: ast.Module | None = None
+    if text is not None:
+        try:
+            tree = ast.parse(text)
+        except SyntaxError as exc:
+            problem = f"syntax error at line {exc.lineno}: {exc.msg}"
+        except (ValueError, RecursionError, MemoryError) as exc:
+            problem = f"cannot parse: {type(exc).__name__}"
+    if tree is None or text is None:
+        lines = data.count(b"\n") + (0 if data.endswith(b"\n") else 1)
+        return file_facts(lines, hashlib.sha256(data).hexdigest(), problem)
+    return _FactCollector(source_lines(text)).collect(tree)
+
+
+class _Scope:
+    """One lexical scope while collecting: its bindings and how names reach it."""
+
+    __slots__ = ("parent", "kind", "bindings", "declared", "method_of")
+
+    def __init__(self, parent: int, kind: str, method_of: int = -1) -> None:
+        self.parent = parent
+        self.kind = kind  # "module" | "class" | "function" | "comprehension"
+        self.bindings: dict[str, Binding] = {}
+        self.declared: dict[str, str] = {}  # name -> "global" | "nonlocal"
+        self.method_of = method_of  # class region index when this is a method's scope
+
+
+class _FactCollector:
+    """One pass over a module's ast collecting regions, scopes and raw name uses."""
+
+    def __init__(self, lines: list[str]) -> None:
+        self.lines = lines
+        self.regions: list[RegionRow] = []
+        self.parents: list[int] = []
+        self.seen_qualnames: dict[str, int] = {}
+        self.scopes: list[_Scope] = []
+        self.region_scope: dict[int, int] = {}
+        self.class_bases: dict[int, list[tuple[int, ast.expr]]] = {}
+        self.instance_attrs: dict[int, set[str]] = {}
+        self.open_classes: set[int] = set()
+        self.imports: list[ImportFact] = []
+        self.stars: list[tuple[str, int]] = []
+        # `__all__` when the module spells it out literally; None means "public names".
+        self.exports: list[str] | None = None
+        self.exports_known = True
+        # (region, scope, head, rest): heads are resolved once all bindings are known
+        self.raw_refs: dict[tuple[int, int, str, tuple[str, ...]], None] = {}
+
+    # -- structure ---------------------------------------------------------------
+
+    def collect(self, tree: ast.Module) -> FileFacts:
+        end = max(1, len(self.lines))
+        doc = first_doc_line(ast.get_docstring(tree))
+        self._add_region("module", "", 1, end, -1, doc)
+        self.scopes.append(_Scope(-1, "module"))
+        self.region_scope[0] = 0
+        self._body(tree.body, 0, 0)
+        return self._finish()
+
+    def _add_region(self, kind: str, qualname: str, start: int, end: int, parent: int, doc: str) -> int:
+        self.regions.append((kind, qualname, start, end, span_hash(self.lines, start, end), doc))
+        self.parents.append(parent)
+        return len(self.regions) - 1
+
+    def _new_scope(self, parent: int, kind: str, method_of: int = -1) -> int:
+        self.scopes.append(_Scope(parent, kind, method_of))
+        return len(self.scopes) - 1
+
+    def _bind(self, scope: int, name: str, binding: Binding) -> None:
+        target = self.scopes[scope]
+        declared = target.declared.get(name)
+        if declared == "global":
+            target = self.scopes[0]
+        elif declared == "nonlocal":
+            return
+        current = target.bindings.get(name)
+        # A definition or import says more than a plain value does, whatever the
+        # order (try/except fallbacks, `x = None` placeholders); first one wins.
+        if current is None or (current is DATA and binding is not DATA):
+            target.bindings[name] = binding
+
+    def _body(self, body: Iterable[ast.stmt], region: int, scope: int) -> None:
+        for stmt in body:
+            kind = type(stmt)
+            if kind is ast.FunctionDef or kind is ast.AsyncFunctionDef:
+                self._function(stmt, region, scope)  # type: ignore[arg-type]
+            elif kind is ast.ClassDef:
+                self._class(stmt, region, scope)  # type: ignore[arg-type]
+            elif kind is ast.Import:
+                self._import(stmt, region, scope)  # type: ignore[arg-type]
+            elif kind is ast.ImportFrom:
+                self._import_from(stmt, region, scope)  # type: ignore[arg-type]
+            elif scope == 0 and _assigns_all(stmt):
+                self._note_exports(stmt)
+                self._compound(stmt, region, scope)
+            elif kind is ast.Global or kind is ast.Nonlocal:
+                word = "global" if kind is ast.Global else "nonlocal"
+                for name in stmt.names:  # type: ignore[attr-defined]
+                    self.scopes[scope].declared[name] = word
+            else:
+                self._compound(stmt, region, scope)
+
+    def _note_exports(self, stmt: ast.stmt) -> None:
+        value = getattr(stmt, "value", None)
+        names = _string_list(value) if value is not None else None
+        if names is None:
+            self.exports_known = False
+        elif isinstance(stmt, ast.AugAssign):
+            self.exports = [*(self.exports or []), *names]
+        else:
+            self.exports = names
+
+    def _compound(self, stmt: ast.stmt, region: int, scope: int) -> None:
+        # Statements other than defs and imports: expressions are walked, nested
+        # statement lists (if/for/try/with/match bodies) stay in the same scope.
+        for field in stmt._fields:
+            value = getattr(stmt, field)
+            if isinstance(value, list):
+                if value and isinstance(value[0], ast.stmt):
+                    self._body(value, region, scope)
+                    continue
+                for item in value:
+                    if isinstance(item, ast.excepthandler):
+                        self._handler(item, region, scope)  # type: ignore[arg-type]
+                    elif isinstance(item, ast.match_case):
+                        self._walk(item.pattern, region, scope)
+                        if item.guard is not None:
+                            self._walk(item.guard, region, scope)
+                        self._body(item.body, region, scope)
+                    elif isinstance(item, ast.AST):
+                        self._walk(item, region, scope)
+            elif isinstance(value, ast.AST):
+                self._walk(value, region, scope)
+
+    def _handler(self, handler: ast.ExceptHandler, region: int, scope: int) -> None:
+        if handler.type is not None:
+            self._walk(handler.type, region, scope)
+        if handler.name:
+            self._bind(scope, handler.name, DATA)
+        self._body(handler.body, region, scope)
+
+    def _def_span(self, node: ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef) -> tuple[int, int]:
+        start = node.lineno
+        if node.decorator_list:
+            start = decorated_start(self.lines, node.decorator_list[0].lineno)
+        return start, node.end_lineno or node.lineno
+
+    def _qualname(self, parent: int, name: str) -> str:
+        prefix = self.regions[parent][1]
+        return unique_qualname(self.seen_qualnames, f"{prefix}.{name}" if prefix else name)
+
+    def _bind_type_params(self, node: ast.AST, scope: int) -> None:
+        # PEP 695 type parameters (3.12+); bound in the enclosing scope so annotations
+        # that use them are not reported as unresolved.
+        for param in getattr(node, "type_params", ()):
+            self._bind(scope, param.name, DATA)
+
+    def _function(self, node: ast.FunctionDef | ast.AsyncFunctionDef, region: int, scope: int) -> None:
+        enclosing = self.scopes[scope]
+        kind = "method" if enclosing.kind == "class" else "function"
+        start, end = self._def_span(node)
+        idx = self._add_region(
+            kind, self._qualname(region, node.name), start, end, region, first_doc_line(ast.get_docstring(node))
+        )
+        self._bind(scope, node.name, ("def", idx))
+        self._bind_type_params(node, scope)
+        # Decorators, defaults and annotations are evaluated in the enclosing scope
+        # but belong to this region's lines, so they count as its uses.
+        for decorator in node.decorator_list:
+            self._walk(decorator, idx, scope)
+        args = node.args
+        for default in (*args.defaults, *args.kw_defaults):
+            if default is not None:
+                self._walk(default, idx, scope)
+        params = [*args.posonlyargs, *args.args, *args.kwonlyargs]
+        if args.vararg is not None:
+            params.append(args.vararg)
+        if args.kwarg is not None:
+            params.append(args.kwarg)
+        for param in params:
+            if param.annotation is not None:
+                self._walk(param.annotation, idx, scope)
+        if node.returns is not None:
+            self._walk(node.returns, idx, scope)
+
+        class_region = region if kind == "method" else -1
+        inner = self._new_scope(scope, "function", class_region)
+        self.region_scope[idx] = inner
+        positional = [*args.posonlyargs, *args.args]
+        is_static = any(isinstance(d, ast.Name) and d.id == "staticmethod" for d in node.decorator_list)
+        for i, param in enumerate(params):
+            if i == 0 and kind == "method" and not is_static and positional:
+                self._bind(inner, param.arg, ("self", region))
+            else:
+                self._bind(inner, param.arg, DATA)
+        self._body(node.body, idx, inner)
+
+    def _class(self, node: ast.ClassDef, region: int, scope: int) -> None:
+        start, end = self._def_span(node)
+        idx = self._add_region(
+            "class", self._qualname(region, node.name), start, end, region, first_doc_line(ast.get_docstring(node))
+        )
+        self._bind(scope, node.name, ("def", idx))
+        self._bind_type_params(node, scope)
+        for decorator in node.decorator_list:
+            self._walk(decorator, idx, scope)
+        bases: list[tuple[int, ast.expr]] = []
+        for base in node.bases:
+            # A plain dotted base becomes an `inherits` edge; anything else
+            # (a call, a subscript's arguments) is walked as ordinary uses.
+            expr = base.value if isinstance(base, ast.Subscript) else base
+            if _dotted(expr) is not None:
+                bases.append((scope, expr))
+                if expr is not base:
+                    self._walk(base.slice, idx, scope)  # type: ignore[attr-defined]
+            else:
+                self._walk(base, idx, scope)
+        self.class_bases[idx] = bases
+        # A class decorator or metaclass may add any attribute, as may __getattr__.
+        dynamic = {"__getattr__", "__getattribute__"}
+        if node.decorator_list or node.keywords or any(
+            isinstance(stmt, _FUNCTION_TYPES) and stmt.name in dynamic for stmt in node.body
+        ):
+            self.open_classes.add(idx)
+        for keyword in node.keywords:
+            self._walk(keyword.value, idx, scope)
+        inner = self._new_scope(scope, "class")
+        self.region_scope[idx] = inner
+        self.instance_attrs[idx] = set()
+        self._body(node.body, idx, inner)
+
+    def _import(self, node: ast.Import, region: int, scope: int) -> None:
+        for alias in node.names:
+            self.imports.append(ImportFact(region, alias.name, 0, None))
+            if alias.asname:
+                self._bind(scope, alias.asname, ("module", alias.name, 0))
+            else:
+                head = alias.name.partition(".")[0]
+                self._bind(scope, head, ("module", head, 0))
+
+    def _import_from(self, node: ast.ImportFrom, region: int, scope: int) -> None:
+        module = node.module or ""
+        for alias in node.names:
+            self.imports.append(ImportFact(region, module, node.level, alias.name))
+            if alias.name == "*":
+                self.stars.append((module, node.level))
+            else:
+                self._bind(scope, alias.asname or alias.name, ("from", module, node.level, alias.name))
+
+    # -- expressions ---------------------------------------------------------------
+
+    def _walk(self, root: ast.AST, region: int, scope: int) -> None:
+        # Iterative: long operator chains in generated code would overflow recursion.
+        stack: list[tuple[ast.AST, int]] = [(root, scope)]
+        pop, push = stack.pop, stack.append
+        while stack:
+            node, sc = pop()
+            kind = type(node)
+            if kind is ast.Name:
+                if type(node.ctx) is ast.Load:  # type: ignore[attr-defined]
+                    self.raw_refs[(region, sc, node.id, ())] = None  # type: ignore[attr-defined]
+                elif type(node.ctx) is ast.Store:  # type: ignore[attr-defined]
+                    self._bind(sc, node.id, DATA)  # type: ignore[attr-defined]
+            elif kind is ast.Attribute:
+                self._attribute(node, region, sc, push)  # type: ignore[arg-type]
+            elif kind is ast.Constant:
+                continue
+            elif kind is ast.Lambda:
+                self._lambda(node, sc, push)  # type: ignore[arg-type]
+            elif kind in _COMPREHENSIONS:
+                self._comprehension(node, sc, push)
+            elif kind is ast.NamedExpr:
+                target_scope = sc
+                while self.scopes[target_scope].kind == "comprehension":
+                    target_scope = self.scopes[target_scope].parent
+                self._bind(target_scope, node.target.id, DATA)  # type: ignore[attr-defined]
+                push((node.value, sc))  # type: ignore[attr-defined]
+            elif kind is ast.MatchAs or kind is ast.MatchStar or kind is ast.MatchMapping:
+                name = getattr(node, "rest" if kind is ast.MatchMapping else "name")
+                if name:
+                    self._bind(sc, name, DATA)
+                self._push_children(node, sc, push)
+            else:
+                self._push_children(node, sc, push)
+
+    @staticmethod
+    def _push_children(node: ast.AST, scope: int, push: _Push) -> None:
+        kind = type(node)
+        fields = _CHILD_FIELDS.get(kind)
+        if fields is None:
+            fields = _CHILD_FIELDS[kind] = tuple(f for f in kind._fields if f not in _LEAF_FIELDS)
+        for field in fields:
+            value = getattr(node, field)
+            if isinstance(value, ast.AST):
+                push((value, scope))
+            elif isinstance(value, list):
+                for item in value:
+                    if isinstance(item, ast.AST):
+                        push((item, scope))
+
+    def _attribute(self, node: ast.Attribute, region: int, scope: int, push: _Push) -> None:
+        parts = [node.attr]
+        base: ast.expr = node.value
+        while type(base) is ast.Attribute:
+            parts.append(base.attr)  # type: ignore[attr-defined]
+            base = base.value  # type: ignore[attr-defined]
+        parts.reverse()
+        stored = type(node.ctx) is not ast.Load
+        if type(base) is ast.Name:
+            if stored:
+                # `x.y.z = v` uses x.y; `self.z = v` declares an instance attribute.
+                self._note_instance_attr(scope, base.id, parts)  # type: ignore[attr-defined]
+                parts.pop()
+            self.raw_refs[(region, scope, base.id, tuple(parts))] = None  # type: ignore[attr-defined]
+        elif (
+            type(base) is ast.Call
+            and type(base.func) is ast.Name  # type: ignore[attr-defined]
+            and base.func.id == "super"  # type: ignore[attr-defined]
+            and not stored
+        ):
+            self.raw_refs[(region, scope, "super()", (parts[0],))] = None
+            self._push_children(base, scope, push)
+        else:
+            push((base, scope))
+
+    def _note_instance_attr(self, scope: int, head: str, parts: list[str]) -> None:
+        if len(parts) != 1:
+            return
+        binding = self._lookup(scope, head)
+        if binding is not None and binding[0] == "self":
+            self.instance_attrs[int(binding[1])].add(parts[0])
+        elif head == "self":
+            # `self = object.__new__(cls)` in __new__ and the like: still the instance.
+            current = scope
+            while current != -1 and self.scopes[current].kind in ("function", "comprehension"):
+                if self.scopes[current].method_of >= 0:
+                    self.instance_attrs[self.scopes[current].method_of].add(parts[0])
+                    return
+                current = self.scopes[current].parent
+
+    def _lambda(self, node: ast.Lambda, scope: int, push: _Push) -> None:
+        args = node.args
+        for default in (*args.defaults, *args.kw_defaults):
+            if default is not None:
+                push((default, scope))
+        inner = self._new_scope(scope, "function")
+        for param in (*args.posonlyargs, *args.args, *args.kwonlyargs, args.vararg, args.kwarg):
+            if param is not None:
+                self._bind(inner, param.arg, DATA)
+        push((node.body, inner))
+
+    def _comprehension(self, node: ast.AST, scope: int, push: _Push) -> None:
+        generators: list[ast.comprehension] = node.generators  # type: ignore[attr-defined]
+        inner = self._new_scope(scope, "comprehension")
+        # The first iterable is evaluated in the enclosing scope, the rest inside.
+        push((generators[0].iter, scope))
+        for i, gen in enumerate(generators):
+            push((gen.target, inner))
+            if i:
+                push((gen.iter, inner))
+            for cond in gen.ifs:
+                push((cond, inner))
+        if isinstance(node, ast.DictComp):
+            push((node.key, inner))
+            push((node.value, inner))
+        else:
+            push((node.elt, inner))  # type: ignore[attr-defined]
+
+    # -- resolution within the file ---------------------------------------------------
+
+    def _lookup(self, scope: int, name: str) -> Binding | None:
+        """The binding `name` has when used in `scope` (LEGB; class bodies are not enclosing scopes)."""
+        current = scope
+        while current != -1:
+            info = self.scopes[current]
+            if current == scope or info.kind != "class":
+                found = info.bindings.get(name)
+                if found is not None:
+                    return found
+            current = info.parent
+        return None
+
+    def _resolve_head(self, region: int, scope: int, head: str, rest: tuple[str, ...]) -> Ref | None | str:
+        """A Ref for a use that may cross regions, None if it needs no edge, or the dotted text if unresolved."""
+        if head == "super()":
+            info = self.scopes[scope]
+            while info.kind == "comprehension":
+                info = self.scopes[info.parent]
+            if info.method_of < 0:
+                return "super()." + ".".join(rest)
+            return Ref(region, head, ("super", info.method_of), rest)
+        binding = self._lookup(scope, head)
+        if binding is None:
+            if head in _IMPLICIT_NAMES:
+                return None
+            if self.stars:
+                return Ref(region, head, STAR, rest)
+            return ".".join((head, *rest))
+        if binding is DATA or (binding[0] == "self" and not rest):
+            return None
+        return Ref(region, head, binding, rest)
+
+    def _finish(self) -> FileFacts:
+        refs: dict[Ref, None] = {}
+        unresolved: dict[tuple[int, str], None] = {}
+        for region, scope, head, rest in self.raw_refs:
+            resolved = self._resolve_head(region, scope, head, rest)
+            if isinstance(resolved, str):
+                unresolved[(region, resolved)] = None
+            elif resolved is not None:
+                refs[resolved] = None
+
+        bases: dict[int, tuple[Ref, ...]] = {}
+        for cls, exprs in self.class_bases.items():
+            resolved_bases: list[Ref] = []
+            for scope, expr in exprs:
+                head, *tail = _dotted(expr) or ("",)
+                rest = tuple(tail)
+                binding = self._lookup(scope, head)
+                if binding is None and head in _IMPLICIT_NAMES:
+                    if head != "object":
+                        resolved_bases.append(Ref(cls, head, ("builtin", head), rest))
+                elif binding is not None:
+                    resolved_bases.append(Ref(cls, head, binding, rest))
+                elif self.stars:
+                    resolved_bases.append(Ref(cls, head, STAR, rest))
+                else:
+                    unresolved[(cls, ".".join((head, *rest)))] = None
+                    resolved_bases.append(Ref(cls, head, UNKNOWN, rest))
+            bases[cls] = tuple(resolved_bases)
+
+        class_scopes = {
+            cls: self.scopes[scope].bindings
+            for cls, scope in self.region_scope.items()
+            if self.regions[cls][0] == "class"
+        }
+        instance_attrs = {cls: frozenset(names) for cls, names in self.instance_attrs.items()}
+        # Sets are sorted for the digest: their order varies with the hash seed.
+        sorted_attrs = {cls: sorted(names) for cls, names in self.instance_attrs.items()}
+        module_scope = self.scopes[0].bindings
+        stars = tuple(self.stars)
+        exports = tuple(self.exports) if self.exports is not None and self.exports_known else None
+        parents = tuple(self.parents)
+        # Another file's resolution reads only these parts, so when an edit leaves
+        # them equal, files that depend on this one keep their edges.
+        visible = (
+            tuple((row[0], row[1]) for row in self.regions),
+            parents, module_scope, class_scopes, sorted_attrs, bases, sorted(self.open_classes), stars, exports,
+        )
+        interface = hashlib.blake2b(pickle.dumps(visible, protocol=5), digest_size=16).hexdigest()
+        shape = FileShape(
+            tuple(self.regions), parents, module_scope, class_scopes, instance_attrs, bases,
+            frozenset(self.open_classes), stars, exports, interface,
+        )
+        uses = FileUses(tuple(refs), tuple(self.imports), tuple(unresolved))
+        return FileFacts(shape, uses, "")
+
+
+def _assigns_all(stmt: ast.stmt) -> bool:
+    if isinstance(stmt, ast.Assign):
+        return any(isinstance(t, ast.Name) and t.id == "__all__" for t in stmt.targets)
+    if isinstance(stmt, (ast.AugAssign, ast.AnnAssign)):
+        return isinstance(stmt.target, ast.Name) and stmt.target.id == "__all__"
+    return False
+
+
+def _string_list(expr: ast.expr) -> list[str] | None:
+    """The strings of a literal list or tuple of strings, None for anything else."""
+    if not isinstance(expr, (ast.List, ast.Tuple)):
+        return None
+    names = [elt.value for elt in expr.elts if isinstance(elt, ast.Constant) and isinstance(elt.value, str)]
+    return names if len(names) == len(expr.elts) else None
+
+
+def _dotted(expr: ast.expr) -> list[str] | None:
+    """["a", "b", "c"] for the expression `a.b.c`, None for anything else."""
+    parts: list[str] = []
+    while isinstance(expr, ast.Attribute):
+        parts.append(expr.attr)
+        expr = expr.value
+    if not isinstance(expr, ast.Name):
+        return None
+    parts.append(expr.id)
+    parts.reverse()
+    return parts
+
+
+def region_id(path: str, qualname: str) -> str:
+    """`path` for a module or file region, `path::qualname` otherwise."""
+    return f"{path}::{qualname}" if qualname else path
+
+
+def regions_of(shape: FileShape, path: str, warning: str = "") -> list[Region]:
+    """The Region objects of one file, in source order (each parent before its children)."""
+    return [
+        Region(region_id(path, qualname), kind, path, qualname, start, end, digest, doc, warning if kind == "file" else "")
+        for kind, qualname, start, end, digest, doc in shape.regions
+    ]
+
+
+def ast_regions(source: str, path: str) -> list[Region]:
+    """Regions of `source` by the fast (ast) producer; the file-level region if it is not Python."""
+    facts = extract_facts(source.encode("utf-8", "surrogatepass"))
+    return regions_of(facts.shape, path, facts.warning)
