@@ -173,12 +173,24 @@ def build_parser() -> argparse.ArgumentParser:
     add_command(commands, "status", cmd_status, "where the state store is and what it holds", json_flag=True)
     for register in _layer_commands():
         register(commands)
+    bench = add_group(commands, "bench", "benchmarks that print figures (speed, memory)")
+    for register in _bench_commands():
+        register(bench)
     return parser
 
 
 def _layer_commands() -> list[Callable[[Any], None]]:
     """Each layer's `register(subparsers)`; imported here so `--help` lists them all."""
-    return []
+    from loomtui.cli import coordination
+
+    return [coordination.register]
+
+
+def _bench_commands() -> list[Callable[[Any], None]]:
+    """Each layer's `register_bench(subparsers)` for `loomtui bench ...`."""
+    from loomtui.cli import coordination
+
+    return [coordination.register_bench]
 
 
 def _usage(parser: argparse.ArgumentParser) -> int:

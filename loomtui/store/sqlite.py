@@ -307,6 +307,15 @@ class SqliteStore:
                 found[claim.id] = claim
         return sorted(found.values(), key=lambda c: c.id)
 
+    def stale_claims(self, now: float, ended_statuses: Sequence[str]) -> list[ClaimRecord]:
+        """Live claims whose lease has run out or whose sandbox has ended."""
+        marks = ", ".join("?" * len(ended_statuses)) or "NULL"
+        return self._claims(
+            "c.released IS NULL AND (c.expires < ? OR c.sandbox_id IN "
+            f"(SELECT id FROM sandboxes WHERE status IN ({marks})))",
+            (now, *ended_statuses),
+        )
+
     def get_claim(self, claim_id: int) -> ClaimRecord | None:
         found = self._claims("c.id = ?", (claim_id,))
         return found[0] if found else None
@@ -479,3 +488,20 @@ class SqliteStore:
         """SQLite's full integrity check: an empty list means the file is sound."""
         rows = self._query("PRAGMA integrity_check")
         return [str(r[0]) for r in rows if r[0] != "ok"]
+
+    # -- execution --
+
+    def heartbeat_sandbox(self, sandbox_id: str, when: float, data: dict[str, Any] | None = None) -> bool:
+        """Record a supervisor's heartbeat (merging `data`) without an event: liveness is not news.
+
+        Returns False when the sandbox does not exist.
+        """
+        with self.transaction():
+            current = self.get_sandbox(sandbox_id)
+            if current is None:
+                return False
+            self._execute(
+                "UPDATE sandboxes SET heartbeat = ?, data = ? WHERE id = ?",
+                (when, _dumps({**current.data, **(data or {})}), sandbox_id),
+            )
+        return True

@@ -1,0 +1,253 @@
+"""`loomtui index | regions | claim | conflicts`: the coordination engine from the shell."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from loomtui.cli import add_command, add_group, print_json, workspace_for
+from loomtui.coordination.claims import ClaimRefused, Conflict, Coordinator, open_coordinator
+from loomtui.coordination.index import RepoIndex, build_index
+from loomtui.errors import LoomError
+from loomtui.store import ClaimRecord
+from loomtui.workspace import Workspace
+
+
+def _progress_printer() -> Any:
+    """Progress on stderr when it is a terminal; silent for scripts and pipes."""
+    if not sys.stderr.isatty():
+        return None
+
+    def show(done: int, total: int) -> None:
+        print(f"\rindexing {done}/{total} files", end="" if done < total else "\n", file=sys.stderr)
+
+    return show
+
+
+def _index(workspace: Workspace) -> RepoIndex:
+    config = workspace.load_config().coordination
+    return build_index(workspace.root, cache_dir=workspace.paths.state_dir / "index-cache",
+                       include=config.include, exclude=config.exclude, progress=_progress_printer())
+
+
+def _coordinator(args: argparse.Namespace) -> Coordinator:
+    workspace = workspace_for(args)
+    return open_coordinator(workspace, _index(workspace))
+
+
+def _sandbox(args: argparse.Namespace) -> str:
+    sandbox = args.sandbox or os.environ.get("LOOM_SANDBOX", "")
+    if not sandbox:
+        raise LoomError("name the sandbox with --sandbox ID (or set LOOM_SANDBOX)")
+    return str(sandbox)
+
+
+def _claim_dict(claim: ClaimRecord) -> dict[str, Any]:
+    return asdict(claim)
+
+
+def _print_conflicts(conflicts: list[Conflict]) -> None:
+    for conflict in conflicts:
+        print(f"{conflict.severity:<7} {conflict.kind:<19} {conflict.explanation}")
+
+
+# -- commands ---------------------------------------------------------------------------
+
+
+def cmd_index(args: argparse.Namespace) -> int:
+    workspace = workspace_for(args)
+    started = time.perf_counter()
+    index = _index(workspace)
+    elapsed = time.perf_counter() - started
+    summary = {
+        "root": str(index.root), "files": len(index.files), "regions": len(index.regions),
+        "edges": index.graph.number_of_edges(), "unresolved": len(index.unresolved),
+        "warnings": index.warnings, "seconds": round(elapsed, 3), **getattr(index, "stats", {}),
+    }
+    if args.json:
+        print_json(summary)
+        return 0
+    print(f"{summary['files']} files, {summary['regions']} regions, {summary['edges']} edges, "
+          f"{summary['unresolved']} unresolved references ({elapsed:.2f}s)")
+    for warning in index.warnings:
+        print(f"warning: {warning}")
+    return 0
+
+
+def cmd_regions(args: argparse.Namespace) -> int:
+    coordinator = _coordinator(args)
+    path = coordinator.repo_path(args.path)
+    if path not in coordinator.index.files:
+        raise LoomError(f"{args.path}: not an indexed file (see `loomtui index`)")
+    regions = coordinator.index.regions_in(path)
+    if args.json:
+        print_json([asdict(r) for r in regions])
+        return 0
+    for region in regions:
+        note = f"  ! {region.warning}" if region.warning else ""
+        print(f"{region.start:>5}-{region.end:<5} {region.kind:<8} {region.id}  {region.hash[:10]}{note}")
+    return 0
+
+
+def cmd_claim_add(args: argparse.Namespace) -> int:
+    coordinator = _coordinator(args)
+    sandbox = _sandbox(args)
+    results, refused = [], None
+    try:
+        with coordinator.store.transaction():  # several targets: all or nothing
+            for target in args.targets:
+                results.append(coordinator.claim(
+                    sandbox, target, mode="shared" if args.shared else "exclusive", reason=args.reason,
+                    ttl=args.ttl, override_reason=args.override))
+    except ClaimRefused as exc:
+        refused = exc
+    if args.json:
+        print_json({
+            "ok": refused is None,
+            "refused": str(refused) if refused else None,
+            "claims": [] if refused else [_claim_dict(r.claim) for r in results],
+            "conflicts": [c.as_dict() for c in (refused.conflicts if refused else
+                                                [c for r in results for c in r.conflicts])],
+        })
+        return 1 if refused else 0
+    if refused is not None:
+        print(f"refused: {refused}", file=sys.stderr)
+        _print_conflicts(refused.conflicts)
+        return 1
+    for result in results:
+        claim = result.claim
+        tag = " (override recorded)" if result.overridden else ""
+        print(f"claim #{claim.id} {claim.mode} {claim.target} -> {', '.join(claim.region_ids)}{tag}")
+        _print_conflicts(result.conflicts)
+    return 0
+
+
+def cmd_claim_release(args: argparse.Namespace) -> int:
+    coordinator = _coordinator(args)
+    if args.all:
+        count = coordinator.release_sandbox(_sandbox(args), args.reason)
+        print(f"released {count} claim(s)")
+        return 0
+    if not args.claim_ids:
+        raise LoomError("name claim ids to release, or --all with --sandbox")
+    missed = [cid for cid in args.claim_ids if not coordinator.release(cid, args.reason)]
+    if missed:
+        print(f"already released: {', '.join(f'#{c}' for c in missed)}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def cmd_claim_renew(args: argparse.Namespace) -> int:
+    claim = _coordinator(args).renew(args.claim_id, args.ttl)
+    print(f"claim #{claim.id} now expires in {int(claim.expires - time.time())}s")
+    return 0
+
+
+def cmd_claim_list(args: argparse.Namespace) -> int:
+    workspace = workspace_for(args)
+    claims = workspace.store.live_claims(args.sandbox)
+    if args.json:
+        print_json([_claim_dict(c) for c in claims])
+        return 0
+    if not claims:
+        print("no live claims")
+    now = time.time()
+    for claim in claims:
+        left = int(claim.expires - now)
+        lease = f"{left}s left" if left > 0 else "expired"
+        print(f"#{claim.id:<5} {claim.sandbox_id:<12} {claim.mode:<9} {claim.target}  ({lease}) "
+              f"{claim.reason}".rstrip())
+    return 0
+
+
+def cmd_claim_suggest(args: argparse.Namespace) -> int:
+    from loomtui.coordination.suggest import suggest_regions
+
+    workspace = workspace_for(args)
+    suggestions = suggest_regions(_index(workspace), " ".join(args.task), limit=args.limit)
+    if args.json:
+        print_json([{"region": s.region.id, "kind": s.region.kind, "score": s.score,
+                     "doc": s.region.doc} for s in suggestions])
+        return 0
+    for suggestion in suggestions:
+        print(f"{suggestion.score:>5.1f}  {suggestion.region.id}  {suggestion.region.doc}".rstrip())
+    return 0
+
+
+def cmd_conflicts(args: argparse.Namespace) -> int:
+    conflicts = _coordinator(args).conflicts()
+    if args.json:
+        print_json([c.as_dict() for c in conflicts])
+    elif conflicts:
+        _print_conflicts(conflicts)
+    else:
+        print("no conflicts among live claims")
+    return 1 if conflicts else 0
+
+
+def cmd_bench_index(args: argparse.Namespace) -> int:
+    from loomtui.coordination.bench import run_index_bench
+
+    result = run_index_bench(Path(args.path) if args.path else None)
+    if args.json:
+        print_json(result)
+    else:
+        for key, value in result.items():
+            print(f"{key:>22}: {value}")
+    return 0
+
+
+# -- registration -------------------------------------------------------------------------
+
+
+def register(commands: Any) -> None:
+    """Add the coordination commands to the top-level parser."""
+    add_command(commands, "index", cmd_index,
+                "parse the repository into regions and a dependency graph (cached)", json_flag=True)
+    regions = add_command(commands, "regions", cmd_regions, "list the regions of one file", json_flag=True)
+    regions.add_argument("path", metavar="PATH")
+
+    claim = add_group(commands, "claim", "claim code regions for a sandbox before an agent edits them")
+    sandbox_help = "the claiming sandbox (default: $LOOM_SANDBOX)"
+    add = add_command(claim, "add", cmd_claim_add,
+                      "claim targets: a region id (path.py::Class.method), a file, a directory, a glob, "
+                      "or path.py:10-40; exit 1 when refused", json_flag=True)
+    add.add_argument("targets", nargs="+", metavar="TARGET")
+    add.add_argument("--sandbox", help=sandbox_help)
+    add.add_argument("--shared", action="store_true", help="a read claim: others may read too")
+    add.add_argument("--reason", default="", help="why (shown to others and in the audit log)")
+    add.add_argument("--ttl", type=float, default=None, metavar="SECONDS",
+                     help="lease length (default: coordination.lease_seconds)")
+    add.add_argument("--override", metavar="REASON", default=None,
+                     help="force a refused claim; recorded in the audit log as an override")
+    release = add_command(claim, "release", cmd_claim_release, "release claims")
+    release.add_argument("claim_ids", nargs="*", type=int, metavar="CLAIM_ID")
+    release.add_argument("--all", action="store_true", help="every live claim of --sandbox")
+    release.add_argument("--sandbox", help=sandbox_help)
+    release.add_argument("--reason", default="released", help="recorded in the audit log")
+    renew = add_command(claim, "renew", cmd_claim_renew, "extend a claim's lease")
+    renew.add_argument("claim_id", type=int, metavar="CLAIM_ID")
+    renew.add_argument("--ttl", type=float, default=None, metavar="SECONDS")
+    listing = add_command(claim, "list", cmd_claim_list, "live claims", json_flag=True)
+    listing.add_argument("--sandbox", help="only this sandbox's claims")
+    suggest = add_command(claim, "suggest", cmd_claim_suggest,
+                          "rank the regions a task's text most likely touches", json_flag=True)
+    suggest.add_argument("task", nargs="+", metavar="TASK")
+    suggest.add_argument("--limit", type=int, default=10, metavar="N")
+
+    add_command(commands, "conflicts", cmd_conflicts,
+                "conflicts among live claims; exit 1 when there are any", json_flag=True)
+
+
+def register_bench(bench: Any) -> None:
+    """`loomtui bench index`."""
+    index = add_command(bench, "index", cmd_bench_index,
+                        "index benchmark: cold, warm and incremental times, claim checks, memory",
+                        json_flag=True)
+    index.add_argument("path", nargs="?", default=None, metavar="PATH",
+                       help="a Python tree (default: the installed networkx package)")

@@ -1,0 +1,492 @@
+"""Claims on code regions, and the conflicts between them, decided before any code is written.
+
+A sandbox (any agent session) claims targets: a region id, a file, a glob, or
+`path:10-40`. Each claim maps to regions of the dependency graph. A new claim is
+checked against every live claim of other sandboxes inside one immediate store
+transaction, so of any number of racing exclusive claims on a region exactly one
+wins. Conflicts:
+
+- overlap: the same region, or one nested in the other, both exclusive: refused;
+- shared-vs-exclusive: a read (shared) claim and an exclusive one overlap: warning;
+- dependency: an edge (within `dependency_hops`) joins regions claimed by two
+  sandboxes: warning, raised to high when one side's signature changed.
+
+Every claim, refusal, override, release and expiry is an audit entry.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+
+import networkx as nx
+import pathspec
+
+from loomtui.coordination.index import DEPENDENCY_KINDS, RepoIndex
+from loomtui.coordination.regions import Region
+from loomtui.errors import LoomError
+from loomtui.store import ClaimRecord
+from loomtui.workspace import Workspace
+
+MODES = ("exclusive", "shared")
+# Sandboxes in these states hold no claims: theirs are released with an audit entry.
+ENDED_STATUSES = ("exited", "merged", "rejected", "failed", "archived")
+_LINE_RANGE = re.compile(r"^(?P<path>.+):(?P<start>\d+)(?:-(?P<end>\d+))?$")
+_GLOB_CHARS = frozenset("*?[")
+
+
+class ClaimRefused(LoomError):
+    """A claim overlaps another sandbox's exclusive claim (exit code 1)."""
+
+    exit_code = 1
+
+    def __init__(self, message: str, conflicts: Sequence[Conflict]) -> None:
+        super().__init__(message)
+        self.conflicts = list(conflicts)
+
+
+@dataclass(frozen=True)
+class Conflict:
+    """Two claims that collide, why, and the graph path between their regions."""
+
+    kind: str  # overlap | shared-vs-exclusive | dependency
+    severity: str  # error (refused) | high | warning
+    sandbox_a: str
+    region_a: str
+    claim_a: int | None  # None for a proposed claim not yet stored
+    sandbox_b: str
+    region_b: str
+    claim_b: int
+    path: tuple[str, ...]
+    explanation: str
+
+    @property
+    def blocking(self) -> bool:
+        return self.severity == "error"
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "kind": self.kind, "severity": self.severity, "explanation": self.explanation,
+            "a": {"sandbox": self.sandbox_a, "region": self.region_a, "claim": self.claim_a},
+            "b": {"sandbox": self.sandbox_b, "region": self.region_b, "claim": self.claim_b},
+            "path": list(self.path),
+        }
+
+
+@dataclass(frozen=True)
+class ClaimResult:
+    claim: ClaimRecord
+    conflicts: list[Conflict] = field(default_factory=list)
+    overridden: bool = False
+
+
+@dataclass(frozen=True)
+class EditDecision:
+    """What the edit hook answers: allow, claim-and-allow, or deny with a reason."""
+
+    verdict: str  # allow | claim | deny
+    reason: str
+    regions: tuple[str, ...]
+    conflicts: tuple[Conflict, ...] = ()
+
+
+# -- region relations ---------------------------------------------------------------
+
+
+def split_id(region_id: str) -> tuple[str, str]:
+    """(path, qualname) of a region id; qualname is '' for a module or file."""
+    path, _, qualname = region_id.partition("::")
+    return path, qualname
+
+
+def overlaps(a: str, b: str) -> bool:
+    """True when two regions are the same or one is nested in the other."""
+    path_a, qual_a = split_id(a)
+    path_b, qual_b = split_id(b)
+    if path_a != path_b:
+        return False
+    if not qual_a or not qual_b or qual_a == qual_b:
+        return True
+    return qual_b.startswith(qual_a + ".") or qual_a.startswith(qual_b + ".")
+
+
+def ancestors(region_id: str) -> list[str]:
+    """The regions that contain this one: its module, then each enclosing class/function."""
+    path, qualname = split_id(region_id)
+    if not qualname:
+        return []
+    parts = qualname.split(".")
+    return [path] + [f"{path}::{'.'.join(parts[:n])}" for n in range(1, len(parts))]
+
+
+# -- the engine ------------------------------------------------------------------------
+
+
+class Coordinator:
+    """Claims, conflicts, suggestions and edit checks over one repository's index."""
+
+    def __init__(self, workspace: Workspace, index: RepoIndex, *, dependency_hops: int = 1,
+                 lease_seconds: int = 3600) -> None:
+        self.workspace = workspace
+        self.store = workspace.store
+        self.index = index
+        self.hops = dependency_hops
+        self.lease_seconds = lease_seconds
+        self._dependency_view: nx.Graph | None = None
+
+    # -- targets to regions ------------------------------------------------------------
+
+    def resolve(self, target: str) -> list[str]:
+        """Region ids a target names: region id, file, directory, glob, or `path:10-40`."""
+        target = target.strip()
+        if not target:
+            raise LoomError("empty claim target")
+        if "::" in target:
+            if target in self.index.regions:
+                return [target]
+            raise LoomError(f"unknown region {target}{self._did_you_mean(target)}")
+        ranged = _LINE_RANGE.match(target)
+        if ranged and not _GLOB_CHARS & set(target):
+            path = self.repo_path(ranged["path"])
+            start = int(ranged["start"])
+            end = int(ranged["end"] or start)
+            if end < start:
+                raise LoomError(f"{target}: the range ends before it starts")
+            return self._regions_for_lines(path, start, end)
+        if _GLOB_CHARS & set(target):
+            spec = pathspec.GitIgnoreSpec.from_lines([target])
+            matched = sorted(p for p in self.index.files if spec.match_file(p))
+            if not matched:
+                raise LoomError(f"{target}: the glob matches no indexed file")
+            return matched
+        path = self.repo_path(target)
+        if path in self.index.files:
+            return [path]
+        if (self.index.root / path).is_dir():
+            prefix = path.rstrip("/") + "/"
+            inside = sorted(p for p in self.index.files if p.startswith(prefix))
+            if inside:
+                return inside
+            raise LoomError(f"{target}: no indexed file in that directory")
+        if (self.index.root / path).is_file():
+            return [path]  # a file the index does not parse (a template, a doc): a file region
+        raise LoomError(f"{target}: no such file or region in {self.index.root}")
+
+    def repo_path(self, raw: str) -> str:
+        """A repository-relative posix path; anything escaping the repository is refused."""
+        candidate = Path(raw)
+        if candidate.is_absolute():
+            try:
+                candidate = candidate.resolve().relative_to(self.index.root.resolve())
+            except ValueError:
+                raise LoomError(f"{raw}: outside the repository") from None
+        normal = PurePosixPath(candidate.as_posix())
+        if ".." in normal.parts:
+            raise LoomError(f"{raw}: paths may not leave the repository ('..')")
+        resolved = (self.index.root / normal).resolve()
+        if not resolved.is_relative_to(self.index.root.resolve()):
+            raise LoomError(f"{raw}: resolves outside the repository (symlink?)")
+        return str(normal).removeprefix("./")
+
+    def _regions_for_lines(self, path: str, start: int, end: int) -> list[str]:
+        if path not in self.index.files:
+            if (self.index.root / path).is_file():
+                return [path]
+            raise LoomError(f"{path}: no such file in {self.index.root}")
+        try:
+            text = (self.index.root / path).read_text("utf-8", "replace").splitlines()
+        except OSError:
+            text = []
+        # Blank and comment lines between two methods would otherwise claim their class.
+        lines = [n for n in range(start, end + 1)
+                 if n > len(text) or (text[n - 1].strip() and not text[n - 1].lstrip().startswith("#"))]
+        found: list[str] = []
+        for line in lines or [start]:
+            region = self.index.innermost_at(path, line)
+            rid = region.id if region else path
+            if rid not in found:
+                found.append(rid)
+        return found
+
+    def _did_you_mean(self, target: str) -> str:
+        from rapidfuzz import process
+
+        match = process.extractOne(target, list(self.index.regions), score_cutoff=70)
+        return f" (did you mean {match[0]}?)" if match else ""
+
+    # -- the graph -----------------------------------------------------------------
+
+    def dependency_view(self) -> nx.Graph:
+        """The undirected dependency edges (imports, references, inherits), built once."""
+        if self._dependency_view is None:
+            view = nx.Graph()
+            view.add_nodes_from(self.index.graph.nodes)
+            view.add_edges_from(
+                (a, b) for a, b, kind in self.index.graph.edges(data="kind") if kind in DEPENDENCY_KINDS
+            )
+            self._dependency_view = view
+        return self._dependency_view
+
+    def path_between(self, a: str, b: str) -> tuple[str, ...]:
+        """The shortest dependency path between two regions (or just the pair)."""
+        view = self.dependency_view()
+        try:
+            return tuple(nx.shortest_path(view, a, b))
+        except (nx.NetworkXNoPath, nx.NodeNotFound):
+            return (a, b)
+
+    def describe_path(self, path: Sequence[str]) -> str:
+        """`a -calls-> b <-imports- c`: each step with its edge kind and direction."""
+        graph = self.index.graph
+        text = path[0]
+        for left, right in zip(path, path[1:]):
+            if graph.has_edge(left, right):
+                text += f" -{graph.edges[left, right]['kind']}-> {right}"
+            elif graph.has_edge(right, left):
+                text += f" <-{graph.edges[right, left]['kind']}- {right}"
+            else:
+                text += f" ~ {right}"
+        return text
+
+    def _neighbourhood(self, region_id: str) -> set[str]:
+        if region_id not in self.index.regions or self.hops == 0:
+            return set()
+        return set(self.index.neighbours(region_id, hops=self.hops))
+
+    def _descendants(self, region_id: str) -> list[str]:
+        region = self.index.regions.get(region_id)
+        if region is None:
+            return []
+        prefix = region.qualname + "." if region.qualname else ""
+        return [r.id for r in self.index.regions_in(region.path, region.start, region.end)
+                if r.id != region_id and r.qualname and r.qualname.startswith(prefix)]
+
+    # -- checking ---------------------------------------------------------------------
+
+    def covered(self, region_id: str) -> list[str]:
+        """A region and every region nested in it (a module claim covers its functions)."""
+        return [region_id, *self._descendants(region_id)]
+
+    def _near_map(self, region_ids: Sequence[str]) -> dict[str, str]:
+        """Each region within `hops` of what these claims cover -> the covered region it touches."""
+        near: dict[str, str] = {}
+        for rid in region_ids:
+            for covered in self.covered(rid):
+                for neighbour in self._neighbourhood(covered):
+                    known = near.get(neighbour)
+                    # Name the most specific region that touches it: the method that
+                    # calls a helper, not the module that imports it.
+                    if known is None or len(covered) > len(known):
+                        near[neighbour] = covered
+        return near
+
+    def _candidates(self, region_ids: Sequence[str], near: Mapping[str, str]) -> list[str]:
+        """Every region id a conflicting claim could be stored under."""
+        wanted: set[str] = set()
+        for rid in (*region_ids, *near):
+            wanted.add(rid)
+            wanted.update(ancestors(rid))
+        for rid in region_ids:
+            wanted.update(self._descendants(rid))
+        return sorted(wanted)
+
+    def check(self, sandbox_id: str, region_ids: Sequence[str], mode: str = "exclusive",
+              signature_changed: Iterable[str] = (), *, claim_id: int | None = None,
+              lookup: Callable[[list[str]], list[ClaimRecord]] | None = None) -> list[Conflict]:
+        """Conflicts a claim by `sandbox_id` on these regions has with other sandboxes' live claims."""
+        near = self._near_map(region_ids)
+        find = lookup or self.store.live_claims_on
+        others = [c for c in find(self._candidates(region_ids, near)) if c.sandbox_id != sandbox_id]
+        changed = set(signature_changed)
+        found: dict[tuple[str, str, str, int], Conflict] = {}
+        for other in others:
+            for mine in region_ids:
+                for theirs in other.region_ids:
+                    conflict = self._pair(sandbox_id, claim_id, mine, mode, other, theirs, near, changed)
+                    if conflict is not None:
+                        found.setdefault((conflict.kind, conflict.region_a, conflict.region_b, other.id),
+                                         conflict)
+        order = {"error": 0, "high": 1, "warning": 2}
+        return sorted(found.values(), key=lambda c: (order[c.severity], c.region_a, c.region_b))
+
+    def _pair(self, sandbox_id: str, claim_id: int | None, mine: str, mode: str, other: ClaimRecord,
+              theirs: str, near: Mapping[str, str], signature_changed: set[str]) -> Conflict | None:
+        them = f"sandbox {other.sandbox_id} (claim #{other.id}, {other.mode})"
+        if overlaps(mine, theirs):
+            path = (mine, theirs) if mine != theirs else (mine,)
+            if mode == "exclusive" and other.mode == "exclusive":
+                nested = "" if mine == theirs else f" (nested in {mine})" if len(theirs) > len(mine) \
+                    else f" (which contains {mine})"
+                return Conflict("overlap", "error", sandbox_id, mine, claim_id, other.sandbox_id, theirs,
+                                other.id, path,
+                                f"{mine} is held by {them}: {theirs}{nested}")
+            if mode != other.mode:
+                return Conflict("shared-vs-exclusive", "warning", sandbox_id, mine, claim_id,
+                                other.sandbox_id, theirs, other.id, path,
+                                f"{mine} ({mode}, sandbox {sandbox_id}) overlaps {theirs} held by {them}; "
+                                "the reader may see it change underneath")
+            return None
+        for touched in self.covered(theirs):
+            source = near.get(touched)
+            if source is None or not overlaps(source, mine):
+                continue
+            path = self.path_between(source, touched)
+            severity = "high" if {source, touched} & signature_changed else "warning"
+            changed = "; a signature on the path changed" if severity == "high" else ""
+            return Conflict("dependency", severity, sandbox_id, source, claim_id, other.sandbox_id, touched,
+                            other.id, path,
+                            f"{source} (sandbox {sandbox_id}) depends on or is used by {touched} held by "
+                            f"{them}: {self.describe_path(path)}{changed}")
+        return None
+
+    # -- claiming ---------------------------------------------------------------------
+
+    def claim(self, sandbox_id: str, target: str, *, mode: str = "exclusive", reason: str = "",
+              ttl: float | None = None, override_reason: str | None = None) -> ClaimResult:
+        """Claim a target atomically; refused on overlap unless overridden with a reason."""
+        return self.claim_regions(sandbox_id, target, self.resolve(target), mode=mode, reason=reason,
+                                  ttl=ttl, override_reason=override_reason)
+
+    def claim_regions(self, sandbox_id: str, target: str, region_ids: Sequence[str], *,
+                      mode: str = "exclusive", reason: str = "", ttl: float | None = None,
+                      override_reason: str | None = None) -> ClaimResult:
+        """Claim already-resolved regions (a new file the index has not seen is its own region)."""
+        if mode not in MODES:
+            raise LoomError(f"claim mode must be one of {', '.join(MODES)} (got {mode!r})")
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}", sandbox_id):
+            raise LoomError(f"{sandbox_id!r} is not a sandbox id (letters, digits, . _ -)")
+        if override_reason is not None and not override_reason.strip():
+            raise LoomError("an override needs a reason")
+        lease = self.lease_seconds if ttl is None else ttl
+        # Check and insert in one immediate transaction: racing claims serialise here.
+        with self.store.transaction():
+            self.release_stale()
+            conflicts = self.check(sandbox_id, region_ids, mode)
+            blocking = [c for c in conflicts if c.blocking]
+            details = {"target": target, "mode": mode, "regions": region_ids,
+                       "conflicts": [c.as_dict() for c in conflicts]}
+            if blocking and override_reason is None:
+                self.workspace.record("claim.refused", sandbox_id, details)
+                raise ClaimRefused(f"claim on {target} refused: {blocking[0].explanation}", conflicts)
+            claim = self.store.add_claim(sandbox_id, target, mode, reason, time.time() + lease, region_ids)
+            if blocking:
+                self.workspace.record("claim.override", sandbox_id,
+                                      {**details, "claim": claim.id, "reason": override_reason})
+            self.workspace.record("claim.added", sandbox_id, {**details, "claim": claim.id, "reason": reason})
+        return ClaimResult(claim, conflicts, overridden=bool(blocking))
+
+    def release(self, claim_id: int, reason: str = "released") -> bool:
+        """Release one claim; False when it was not live."""
+        with self.store.transaction():
+            claim = self.store.get_claim(claim_id)
+            if claim is None:
+                raise LoomError(f"no claim #{claim_id}")
+            released = self.store.release_claim(claim_id, reason)
+            if released:
+                self.workspace.record("claim.released", claim.sandbox_id,
+                                      {"claim": claim_id, "target": claim.target, "reason": reason})
+        return released
+
+    def release_sandbox(self, sandbox_id: str, reason: str = "released") -> int:
+        """Release every live claim of a sandbox; returns how many."""
+        count = 0
+        with self.store.transaction():
+            for claim in self.store.live_claims(sandbox_id):
+                count += self.release(claim.id, reason)
+        return count
+
+    def renew(self, claim_id: int, ttl: float | None = None) -> ClaimRecord:
+        """Extend a live claim's lease."""
+        claim = self.store.get_claim(claim_id)
+        if claim is None or claim.released is not None:
+            raise LoomError(f"claim #{claim_id} is not live")
+        self.store.renew_claim(claim_id, time.time() + (self.lease_seconds if ttl is None else ttl))
+        renewed = self.store.get_claim(claim_id)
+        assert renewed is not None
+        return renewed
+
+    def release_stale(self, now: float | None = None) -> list[ClaimRecord]:
+        """Release expired leases and claims of ended sandboxes, each with an audit entry."""
+        now = time.time() if now is None else now
+        stale = self.store.stale_claims(now, ENDED_STATUSES)
+        with self.store.transaction():
+            for claim in stale:
+                why = "lease expired" if claim.expires < now else "sandbox ended"
+                if self.store.release_claim(claim.id, why):
+                    self.workspace.record("claim.expired", claim.sandbox_id,
+                                          {"claim": claim.id, "target": claim.target, "reason": why})
+        return stale
+
+    # -- the whole picture ------------------------------------------------------------
+
+    def conflicts(self, signature_changed: Iterable[str] = ()) -> list[Conflict]:
+        """Every conflict among live claims, each pair of regions reported once."""
+        live = self.store.live_claims()
+        by_region: dict[str, list[ClaimRecord]] = {}
+        for claim in live:
+            for rid in claim.region_ids:
+                by_region.setdefault(rid, []).append(claim)
+
+        def lookup(region_ids: list[str]) -> list[ClaimRecord]:
+            return list({c.id: c for rid in region_ids for c in by_region.get(rid, ())}.values())
+
+        seen: set[tuple[str, ...]] = set()
+        found: list[Conflict] = []
+        for claim in live:
+            for conflict in self.check(claim.sandbox_id, claim.region_ids, claim.mode, signature_changed,
+                                       claim_id=claim.id, lookup=lookup):
+                key = (conflict.kind, *sorted([(conflict.sandbox_a, conflict.region_a),
+                                               (conflict.sandbox_b, conflict.region_b)]))
+                if key not in seen:
+                    seen.add(key)
+                    found.append(conflict)
+        return found
+
+    # -- the edit hook ------------------------------------------------------------------
+
+    def check_edit(self, sandbox_id: str, path: str, lines: tuple[int, int] | None = None) -> EditDecision:
+        """Allow an edit inside the sandbox's claims, claim free regions, deny others' regions."""
+        rel = self.repo_path(path)
+        if lines is None or rel not in self.index.files:
+            region_ids = [rel]
+        else:
+            region_ids = self._regions_for_lines(rel, *lines)
+        own = self.store.live_claims(sandbox_id)
+        held = {rid for c in own if c.mode == "exclusive" for rid in c.region_ids}
+        needed = [rid for rid in region_ids if rid not in held and not set(ancestors(rid)) & held]
+        if not needed:
+            return EditDecision("allow", "inside this sandbox's claims", tuple(region_ids))
+        target = needed[0] if len(needed) == 1 else f"{rel}:{lines[0]}-{lines[1]}" if lines else rel
+        try:
+            result = self.claim_regions(sandbox_id, target, needed, reason=f"claimed by edit of {rel}")
+        except ClaimRefused as refused:
+            return EditDecision("deny", str(refused), tuple(region_ids), tuple(refused.conflicts))
+        warnings = "; ".join(c.explanation for c in result.conflicts)
+        reason = f"claimed {', '.join(result.claim.region_ids)}" + (f" (warning: {warnings})" if warnings else "")
+        return EditDecision("claim", reason, tuple(region_ids), tuple(result.conflicts))
+
+
+def claim_targets(workspace: Workspace, sandbox_id: str, targets: Sequence[str], *,
+                  mode: str = "exclusive", reason: str = "") -> list[ClaimRecord]:
+    """Claim several targets for a sandbox, all or nothing (raises ClaimRefused)."""
+    coordinator = open_coordinator(workspace)
+    claims: list[ClaimRecord] = []
+    with workspace.store.transaction():
+        for target in targets:
+            claims.append(coordinator.claim(sandbox_id, target, mode=mode, reason=reason).claim)
+    return claims
+
+
+def open_coordinator(workspace: Workspace, index: RepoIndex | None = None) -> Coordinator:
+    """A coordinator over the repository's (cached) index, configured from loom.yaml."""
+    from loomtui.coordination.index import build_index
+
+    config = workspace.load_config().coordination
+    if index is None:
+        index = build_index(workspace.root, cache_dir=workspace.paths.state_dir / "index-cache",
+                            include=config.include, exclude=config.exclude)
+    return Coordinator(workspace, index, dependency_hops=config.dependency_hops,
+                       lease_seconds=config.lease_seconds)

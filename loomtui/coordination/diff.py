@@ -1,0 +1,66 @@
+"""Diff to regions: which regions a branch or working tree changed, and whether signatures did."""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from loomtui.coordination.claims import ancestors
+from loomtui.coordination.signatures import changed_regions
+from loomtui.errors import LoomError
+from loomtui.store import ClaimRecord
+
+
+@dataclass(frozen=True)
+class ChangedRegion:
+    region_id: str
+    change: str  # added | removed | modified
+    signature_changed: bool
+    claimed: bool = True
+
+
+def _git(root: Path, *args: str) -> str:
+    done = subprocess.run(["git", *args], cwd=root, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise LoomError(f"git {' '.join(args)}: {done.stderr.strip() or 'failed'}")
+    return done.stdout
+
+
+def _show(root: Path, rev: str, path: str) -> str:
+    done = subprocess.run(["git", "show", f"{rev}:{path}"], cwd=root, capture_output=True)
+    return done.stdout.decode("utf-8", "replace") if done.returncode == 0 else ""
+
+
+def changed_files(root: Path, base: str, head: str | None = None) -> list[str]:
+    """Paths changed between `base` and `head` (default: the working tree, untracked included)."""
+    _git(root, "rev-parse", "--verify", "--quiet", f"{base}^{{commit}}")
+    spec = [base] if head is None else [base, head]
+    names = _git(root, "diff", "--name-only", "--no-renames", "-z", *spec).split("\0")
+    if head is None:
+        names += _git(root, "ls-files", "--others", "--exclude-standard", "-z").split("\0")
+    return sorted({n for n in names if n})
+
+
+def diff_regions(root: Path, base: str, head: str | None = None,
+                 claims: Sequence[ClaimRecord] | None = None) -> list[ChangedRegion]:
+    """Regions changed since `base`; with `claims`, each says whether those claims cover it."""
+    held = {rid for claim in claims or () if claim.mode == "exclusive" for rid in claim.region_ids}
+    found: list[ChangedRegion] = []
+    for path in changed_files(root, base, head):
+        old = _show(root, base, path)
+        if head is None:
+            target = root / path
+            new = target.read_text("utf-8", "replace") if target.is_file() else ""
+        else:
+            new = _show(root, head, path)
+        if path.endswith(".py"):
+            changes = [(c.region_id, c.change, c.signature_changed) for c in changed_regions(old, new, path)]
+        else:
+            kind = "added" if not old else "removed" if not new else "modified"
+            changes = [(path, kind, False)]
+        for region_id, change, signature in changes:
+            covered = claims is None or region_id in held or bool(set(ancestors(region_id)) & held)
+            found.append(ChangedRegion(region_id, change, signature, covered))
+    return found

@@ -1,0 +1,65 @@
+"""Ranking likely regions for a task's text, so claims can be confirmed before an agent starts."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from rapidfuzz import fuzz, process, utils
+
+from loomtui.coordination.index import RepoIndex
+from loomtui.coordination.regions import Region
+
+# Words that say what to do rather than where: they match everything equally.
+_STOP_WORDS = frozenset(
+    "a an and the to of in on for with from into by is are be it this that add fix make "
+    "use using update change new support so when should all any".split()
+)
+_WORD = re.compile(r"[A-Z]?[a-z]+|[A-Z]+(?![a-z])|\d+")
+
+
+@dataclass(frozen=True)
+class Suggestion:
+    region: Region
+    score: float
+
+
+def _stem(word: str) -> str:
+    # Crude, but enough that "rounding" meets "round" and "refunds" meets "refund".
+    for suffix in ("ings", "ing", "ies", "es", "ed", "s"):
+        if word.endswith(suffix) and len(word) - len(suffix) >= 3:
+            return word[: -len(suffix)]
+    return word
+
+
+def words(text: str) -> str:
+    """Lower-case word stems of identifiers and prose: `round_minor_units` -> `round minor unit`."""
+    return " ".join(_stem(w.lower()) for w in _WORD.findall(text))
+
+
+def _name_words(region: Region) -> str:
+    return f"{words(region.qualname)} {words(region.path.removesuffix('.py').replace('/', ' '))}"
+
+
+def suggest_regions(index: RepoIndex, task: str, limit: int = 10) -> list[Suggestion]:
+    """The regions a task most likely touches, best first (rapidfuzz over names, paths, docs)."""
+    query = " ".join(w for w in words(task).split() if w not in _STOP_WORDS)
+    if not query:
+        return []
+    regions = [r for r in index.regions.values() if r.kind != "file"]
+    by_name = process.cdist([query], [_name_words(r) for r in regions], scorer=fuzz.token_set_ratio,
+                            processor=utils.default_process)[0]
+    by_doc = process.cdist([query], [words(r.doc) for r in regions], scorer=fuzz.token_set_ratio,
+                           processor=utils.default_process)[0]
+    # Names say where, docstrings say what; an undocumented region leans on its name alone.
+    # Private helpers are rarely where a task starts.
+    scores = [
+        (0.6 * float(name) + 0.4 * (float(doc) if region.doc else 0.8 * float(name)))
+        * (0.9 if region.qualname.rpartition(".")[2].startswith("_") else 1.0)
+        for region, name, doc in zip(regions, by_name, by_doc)
+    ]
+    # Prefer the most specific region among equal scores: a method over its class and module.
+    specificity = {"method": 3, "function": 3, "class": 2, "module": 1}
+    ordered = sorted(range(len(regions)), key=lambda i: (-scores[i], -specificity.get(regions[i].kind, 0),
+                                                         regions[i].id))
+    return [Suggestion(regions[i], round(scores[i], 1)) for i in ordered[:limit] if scores[i] >= 40]

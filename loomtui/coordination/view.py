@@ -1,0 +1,57 @@
+"""What a coordination view shows: live claims, their conflicts, and each claimed region's
+dependency neighbourhood with the owner of every neighbour. Plain data for any UI."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from loomtui.coordination.claims import Conflict, Coordinator, ancestors
+from loomtui.coordination.index import DEPENDENCY_KINDS
+from loomtui.store import ClaimRecord
+
+
+@dataclass(frozen=True)
+class Edge:
+    """One dependency edge seen from a claimed region."""
+
+    neighbour: str
+    kind: str
+    outgoing: bool  # True: the claimed region uses the neighbour
+    owners: tuple[str, ...]  # sandboxes whose claims cover the neighbour
+
+
+@dataclass(frozen=True)
+class CoordinationPicture:
+    claims: list[ClaimRecord]
+    conflicts: list[Conflict]
+    neighbourhoods: dict[str, list[Edge]] = field(default_factory=dict)
+    files: int = 0
+    regions: int = 0
+    edges: int = 0
+
+
+def owners_of(region_id: str, claims: list[ClaimRecord]) -> tuple[str, ...]:
+    """Sandboxes whose live claims cover a region (directly or through an enclosing region)."""
+    covering = {region_id, *ancestors(region_id)}
+    return tuple(sorted({c.sandbox_id for c in claims if covering & set(c.region_ids)}))
+
+
+def coordination_picture(coordinator: Coordinator) -> CoordinationPicture:
+    """Claims, conflicts and the one-hop dependency neighbourhood of every claimed region."""
+    claims = coordinator.store.live_claims()
+    graph = coordinator.index.graph
+    neighbourhoods: dict[str, list[Edge]] = {}
+    for claim in claims:
+        for region_id in claim.region_ids:
+            if region_id in neighbourhoods or region_id not in graph:
+                continue
+            edges = [Edge(n, kind, True, owners_of(n, claims))
+                     for _, n, kind in graph.out_edges(region_id, data="kind") if kind in DEPENDENCY_KINDS]
+            edges += [Edge(n, kind, False, owners_of(n, claims))
+                      for n, _, kind in graph.in_edges(region_id, data="kind") if kind in DEPENDENCY_KINDS]
+            neighbourhoods[region_id] = sorted(edges, key=lambda e: (not e.owners, e.neighbour))
+    return CoordinationPicture(
+        claims=claims, conflicts=coordinator.conflicts(), neighbourhoods=neighbourhoods,
+        files=len(coordinator.index.files), regions=len(coordinator.index.regions),
+        edges=graph.number_of_edges(),
+    )

@@ -1,0 +1,232 @@
+"""Claims and conflicts on the real sample billing repo: refusals, warnings, races, leases."""
+
+from __future__ import annotations
+
+import multiprocessing
+import time
+from pathlib import Path
+
+import pytest
+
+from loomtui.coordination.claims import ClaimRefused, Coordinator, claim_targets, open_coordinator
+from loomtui.coordination.suggest import suggest_regions
+from loomtui.demo import prepare_demo_repo
+from loomtui.errors import LoomError
+from loomtui.store import SandboxRecord
+from loomtui.workspace import open_workspace
+from tests.conftest import git
+
+QUOTE = "payments/refunds.py::RefundService.quote"
+SERVICE = "payments/refunds.py::RefundService"
+ROUNDING = "payments/currency.py::round_minor_units"
+
+
+@pytest.fixture(scope="module")
+def billing(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return prepare_demo_repo(tmp_path_factory.mktemp("billing"))
+
+
+@pytest.fixture
+def coordinator(billing: Path, tmp_path: Path) -> Coordinator:
+    # A fresh copy per test so claims never leak between tests.
+    repo = tmp_path / "billing"
+    git(tmp_path, "clone", "-q", str(billing), str(repo))
+    return open_coordinator(open_workspace(repo))
+
+
+def actions(coordinator: Coordinator) -> list[str]:
+    return [e.action for e in coordinator.workspace.audit.entries()]
+
+
+def test_same_region_exclusive_twice_is_refused_and_audited(coordinator: Coordinator) -> None:
+    coordinator.claim("a", QUOTE, reason="partial refunds")
+    with pytest.raises(ClaimRefused) as refused:
+        coordinator.claim("b", QUOTE)
+    conflict = refused.value.conflicts[0]
+    assert (conflict.kind, conflict.severity, conflict.sandbox_b) == ("overlap", "error", "a")
+    assert refused.value.exit_code == 1
+    assert actions(coordinator) == ["claim.added", "claim.refused"]
+    assert [c.sandbox_id for c in coordinator.store.live_claims()] == ["a"]
+
+
+def test_nested_regions_overlap_both_ways(coordinator: Coordinator) -> None:
+    coordinator.claim("a", QUOTE)
+    with pytest.raises(ClaimRefused, match="nested"):
+        coordinator.claim("b", SERVICE)
+    with pytest.raises(ClaimRefused):
+        coordinator.claim("b", "payments/refunds.py")
+
+
+def test_shared_claims_coexist_and_shared_vs_exclusive_warns(coordinator: Coordinator) -> None:
+    coordinator.claim("a", QUOTE, mode="shared")
+    assert coordinator.claim("b", QUOTE, mode="shared").conflicts == []
+    result = coordinator.claim("c", SERVICE)
+    assert {c.kind for c in result.conflicts} == {"shared-vs-exclusive"}
+    assert all(not c.blocking for c in result.conflicts)
+
+
+def test_dependency_through_the_graph_warns_with_the_path(coordinator: Coordinator) -> None:
+    coordinator.claim("refunds", QUOTE)
+    result = coordinator.claim("rounding", ROUNDING)
+    assert [(c.kind, c.severity) for c in result.conflicts] == [("dependency", "warning")]
+    conflict = result.conflicts[0]
+    assert conflict.path == (ROUNDING, QUOTE)
+    assert "-references->" not in conflict.explanation or QUOTE in conflict.explanation
+    assert f"<-references- {QUOTE}" in conflict.explanation
+    assert [c.kind for c in coordinator.conflicts()] == ["dependency"]
+
+
+def test_no_dependency_warning_with_zero_hops(coordinator: Coordinator) -> None:
+    coordinator.hops = 0
+    coordinator.claim("refunds", QUOTE)
+    assert coordinator.claim("rounding", ROUNDING).conflicts == []
+
+
+def test_module_claim_covers_its_functions_for_dependencies(coordinator: Coordinator) -> None:
+    coordinator.claim("refunds", QUOTE)
+    result = coordinator.claim("rounding", "payments/currency.py")
+    assert any(c.kind == "dependency" and c.region_a == ROUNDING for c in result.conflicts)
+
+
+def test_signature_change_raises_dependency_severity(coordinator: Coordinator) -> None:
+    coordinator.claim("refunds", QUOTE)
+    coordinator.claim("rounding", ROUNDING)
+    [conflict] = coordinator.conflicts(signature_changed=[ROUNDING])
+    assert conflict.severity == "high" and "signature" in conflict.explanation
+
+
+def test_override_needs_a_reason_and_is_audited(coordinator: Coordinator) -> None:
+    coordinator.claim("a", QUOTE)
+    with pytest.raises(LoomError, match="needs a reason"):
+        coordinator.claim("b", QUOTE, override_reason=" ")
+    result = coordinator.claim("b", QUOTE, override_reason="hotfix agreed with a")
+    assert result.overridden
+    assert actions(coordinator)[-2:] == ["claim.override", "claim.added"]
+
+
+def test_lease_expiry_and_ended_sandboxes_release_with_audit(coordinator: Coordinator) -> None:
+    store = coordinator.store
+    short = coordinator.claim("a", QUOTE, ttl=0.01).claim
+    now = time.time()
+    store.add_sandbox(SandboxRecord(id="done", task="t", runtime="script", status="running",
+                                    created=now, updated=now))
+    ended = coordinator.claim("done", ROUNDING).claim
+    store.update_sandbox("done", status="exited")
+    time.sleep(0.02)
+    released = {c.id for c in coordinator.release_stale()}
+    assert released == {short.id, ended.id}
+    assert store.live_claims() == []
+    reasons = {e.details["reason"] for e in coordinator.workspace.audit.entries() if e.action == "claim.expired"}
+    assert reasons == {"lease expired", "sandbox ended"}
+    coordinator.claim("b", QUOTE)  # free again
+
+
+def test_renew_and_release(coordinator: Coordinator) -> None:
+    claim = coordinator.claim("a", QUOTE, ttl=10).claim
+    assert coordinator.renew(claim.id, ttl=1000).expires > claim.expires + 900
+    assert coordinator.release(claim.id) is True
+    assert coordinator.release(claim.id) is False
+    with pytest.raises(LoomError, match="not live"):
+        coordinator.renew(claim.id)
+
+
+def test_targets_resolve_to_regions(coordinator: Coordinator) -> None:
+    assert coordinator.resolve(QUOTE) == [QUOTE]
+    assert coordinator.resolve("payments/refunds.py") == ["payments/refunds.py"]
+    assert "payments/currency.py" in coordinator.resolve("payments/")
+    assert coordinator.resolve("payments/c*.py") == ["payments/currency.py"]
+    assert coordinator.resolve("notifications/templates/refund_issued.txt") == [
+        "notifications/templates/refund_issued.txt"]
+    quote = coordinator.index.regions[QUOTE]
+    assert coordinator.resolve(f"payments/refunds.py:{quote.start + 1}-{quote.end}") == [QUOTE]
+
+
+@pytest.mark.parametrize(("target", "message"), [
+    ("payments/refunds.py::RefundService.qoute", "did you mean payments/refunds.py::RefundService.quote"),
+    ("../outside.py", "may not leave the repository"),
+    ("/etc/passwd", "outside the repository"),
+    ("nope/*.py", "matches no indexed file"),
+    ("missing.py", "no such file"),
+    ("payments/refunds.py:40-10", "ends before it starts"),
+])
+def test_bad_targets_are_one_clear_error(coordinator: Coordinator, target: str, message: str) -> None:
+    with pytest.raises(LoomError, match=message.replace(".", r"\.").replace("*", r"\*")):
+        coordinator.claim("a", target)
+
+
+def _race(repo: str, sandbox: str, barrier: multiprocessing.synchronize.Barrier,
+          results: multiprocessing.queues.Queue[str]) -> None:
+    coordinator = open_coordinator(open_workspace(repo))
+    barrier.wait()
+    try:
+        coordinator.claim(sandbox, QUOTE)
+        results.put(f"won:{sandbox}")
+    except ClaimRefused:
+        results.put(f"refused:{sandbox}")
+
+
+def test_racing_exclusive_claims_across_processes_exactly_one_wins(coordinator: Coordinator) -> None:
+    context = multiprocessing.get_context("fork")
+    racers = 8
+    barrier = context.Barrier(racers)
+    results: multiprocessing.queues.Queue[str] = context.Queue()
+    procs = [context.Process(target=_race, args=(str(coordinator.workspace.root), f"s{n}", barrier, results))
+             for n in range(racers)]
+    for proc in procs:
+        proc.start()
+    outcomes = [results.get(timeout=60) for _ in procs]
+    for proc in procs:
+        proc.join(30)
+    assert sum(o.startswith("won:") for o in outcomes) == 1
+    assert len(coordinator.store.live_claims()) == 1
+    assert coordinator.workspace.audit.verify().ok
+
+
+def test_claim_targets_is_all_or_nothing(coordinator: Coordinator) -> None:
+    coordinator.claim("a", ROUNDING)
+    with pytest.raises(ClaimRefused):
+        claim_targets(coordinator.workspace, "b", [QUOTE, ROUNDING])
+    assert [c.sandbox_id for c in coordinator.store.live_claims()] == ["a"]
+
+
+def test_check_edit_allows_claims_and_denies(coordinator: Coordinator) -> None:
+    quote = coordinator.index.regions[QUOTE]
+    coordinator.claim("a", QUOTE)
+    assert coordinator.check_edit("a", "payments/refunds.py", (quote.start + 1, quote.start + 2)).verdict == "allow"
+    denied = coordinator.check_edit("b", "payments/refunds.py", (quote.start + 1, quote.start + 1))
+    assert denied.verdict == "deny" and "sandbox a" in denied.reason
+    rounding = coordinator.index.regions[ROUNDING]
+    granted = coordinator.check_edit("b", "payments/currency.py", (rounding.start, rounding.start))
+    assert granted.verdict == "claim" and ROUNDING in granted.reason
+    assert coordinator.check_edit("b", "docs/new-page.md").verdict == "claim"
+
+
+def test_suggestions_rank_the_right_regions(coordinator: Coordinator) -> None:
+    top = [s.region.id for s in suggest_regions(coordinator.index, "refactor the currency rounding helper", 3)]
+    assert ROUNDING in top
+    top = [s.region.id for s in suggest_regions(coordinator.index, "speed up invoice totals", 3)]
+    assert "payments/invoices.py::invoice_total" in top
+    assert suggest_regions(coordinator.index, "the and of", 3) == []
+
+
+def test_diff_to_regions_marks_signature_changes_and_unclaimed_edits(coordinator: Coordinator) -> None:
+    from loomtui.coordination.diff import diff_regions
+
+    root = coordinator.workspace.root
+    source = (root / "payments/currency.py").read_text()
+    old_def = "def round_minor_units(amount: AmountLike, currency: str) -> Decimal:"
+    assert old_def in source
+    source = source.replace(old_def, old_def.replace("currency: str)", "currency: str, mode: str = 'even')"))
+    (root / "payments/currency.py").write_text(source)
+    refunds = (root / "payments/refunds.py").read_text()
+    quote = coordinator.index.regions[QUOTE]
+    lines = refunds.splitlines(keepends=True)
+    lines[quote.end - 1] = lines[quote.end - 1].rstrip("\n") + "  # touched\n"
+    (root / "payments/refunds.py").write_text("".join(lines))
+    claim = coordinator.claim("a", ROUNDING).claim
+    changes = {c.region_id: c for c in diff_regions(root, "HEAD", claims=[claim])}
+    assert changes[ROUNDING].signature_changed and changes[ROUNDING].claimed
+    assert changes[QUOTE].change == "modified" and not changes[QUOTE].signature_changed
+    assert changes[QUOTE].claimed is False
+    with pytest.raises(LoomError):
+        diff_regions(root, "no-such-ref")
