@@ -48,3 +48,23 @@ def test_high_contrast_theme(snap_compare, populated: LoomApp) -> None:  # type:
         await pilot.pause()
 
     assert snap_compare(populated, terminal_size=SIZE, run_before=to_high_contrast)
+
+
+def test_claims_graph(snap_compare, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from loomtui.coordination.claims import open_coordinator
+    from loomtui.demo import prepare_demo_repo
+
+    repo = prepare_demo_repo(tmp_path)
+    coordinator = open_coordinator(open_workspace(repo))
+    coordinator.claim("refunds", "payments/refunds.py::RefundService.quote", reason="partial refunds")
+    coordinator.claim("rounding", "payments/currency.py::round_minor_units", reason="refactor rounding")
+    app = LoomApp(open_workspace(repo), clock=lambda: FIXED_NOW)
+
+    async def open_graph(pilot) -> None:  # type: ignore[no-untyped-def]
+        from tests.test_tui import wait_for
+
+        await wait_for(pilot, lambda: app.coordination is not None)
+        await pilot.press("2")
+        await pilot.pause()
+
+    assert snap_compare(app, terminal_size=(140, 36), run_before=open_graph)

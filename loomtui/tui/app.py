@@ -13,10 +13,14 @@ from textual.binding import Binding
 from textual.worker import get_current_worker
 
 from loomtui.config import LoomConfig
+from loomtui.coordination.claims import Coordinator
+from loomtui.coordination.index import build_index
+from loomtui.coordination.view import CoordinationPicture, coordination_picture
 from loomtui.errors import LoomError
 from loomtui.repo import current_branch
-from loomtui.tui.messages import ConfigProblem, StoreChanged
+from loomtui.tui.messages import ConfigProblem, CoordinationChanged, IndexProgress, StoreChanged
 from loomtui.tui.screens.dashboard import DashboardScreen
+from loomtui.tui.screens.graph import GraphScreen
 from loomtui.tui.screens.help import HelpScreen
 from loomtui.tui.snapshot import DashboardSnapshot, read_snapshot
 from loomtui.tui.themes import load_themes, register_themes
@@ -32,13 +36,14 @@ class LoomApp(App[int]):
 
     TITLE = "loomtui"
     CSS_PATH = "app.tcss"
-    MODES = {"dashboard": DashboardScreen}
+    MODES = {"dashboard": DashboardScreen, "graph": GraphScreen}
     DEFAULT_MODE = "dashboard"
     BINDINGS = [
         Binding("question_mark", "help", "Help", key_display="?", id="app.help"),
         Binding("colon", "command_palette", "Commands", key_display=":", id="app.commands"),
         Binding("t", "next_theme", "Theme", id="app.theme"),
-        Binding("1", "switch_mode('dashboard')", "Dashboard", show=False, id="app.mode.dashboard"),
+        Binding("1", "switch_mode('dashboard')", "Sandboxes", id="app.mode.dashboard"),
+        Binding("2", "switch_mode('graph')", "Claims", id="app.mode.graph"),
         Binding("q", "quit", "Quit", id="app.quit"),
     ]
 
@@ -52,6 +57,8 @@ class LoomApp(App[int]):
         self.demo = demo
         self.poll_seconds = poll_seconds
         self.latest_snapshot: DashboardSnapshot | None = None
+        self.coordination: CoordinationPicture | None = None
+        self._coordinator: Coordinator | None = None
         self.config: LoomConfig | None = None
         self.config_problem: str | None = None
         self.theme_problems: list[str] = []
@@ -72,6 +79,7 @@ class LoomApp(App[int]):
         self.theme = wanted if wanted in self.available_themes else DEFAULT_THEME
         self.set_interval(self.poll_seconds, self.poll_store)
         self.poll_store()
+        self.refresh_coordination()
 
     def update_header(self, header: StatusHeader) -> None:
         """Fill a screen's header with what the app knows."""
@@ -79,6 +87,8 @@ class LoomApp(App[int]):
         header.branch = self._branch
         header.store_state = "ok"
         header.mode_title = "demo" if self.demo else ""
+        if self.coordination is not None:
+            header.conflicts = len(self.coordination.conflicts)
 
     # -- live refresh -----------------------------------------------------------------
 
@@ -111,6 +121,41 @@ class LoomApp(App[int]):
         # Hidden screens skip the update; they catch up on resume.
         if isinstance(screen, DashboardScreen):
             screen.show_snapshot(message.snapshot)
+        if any(e.kind.startswith(("claim.", "sandbox.")) for e in message.snapshot.events):
+            self.refresh_coordination()
+
+    # -- coordination: index in a worker, conflicts recomputed when claims change ------
+
+    def refresh_coordination(self, *, reindex: bool = False) -> None:
+        """Recompute claims and conflicts (and re-index first when asked) off the UI thread."""
+        self._coordination_worker(reindex)
+
+    @work(thread=True, exclusive=True, group="coordination", exit_on_error=False)
+    def _coordination_worker(self, reindex: bool) -> None:
+        try:
+            if self._coordinator is None or reindex:
+                settings = (self.config or LoomConfig()).coordination
+                index = build_index(
+                    self.workspace.root, cache_dir=self.workspace.paths.state_dir / "index-cache",
+                    include=settings.include, exclude=settings.exclude,
+                    progress=lambda done, total: self.post_message(IndexProgress(done, total)),
+                )
+                self._coordinator = Coordinator(self.workspace, index, dependency_hops=settings.dependency_hops,
+                                                lease_seconds=settings.lease_seconds)
+            self.post_message(CoordinationChanged(coordination_picture(self._coordinator)))
+        except LoomError as exc:
+            self.call_from_thread(self.notify, str(exc), title="coordination", severity="error")
+
+    def on_index_progress(self, message: IndexProgress) -> None:
+        if isinstance(self.screen, GraphScreen):
+            self.screen.show_progress(message.done, message.total)
+
+    def on_coordination_changed(self, message: CoordinationChanged) -> None:
+        self.coordination = message.picture
+        for header in self.screen.query(StatusHeader):
+            header.conflicts = len(message.picture.conflicts)
+        if isinstance(self.screen, GraphScreen):
+            self.screen.show_picture(message.picture)
 
     # -- config: reloaded on change, last good kept ------------------------------------
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from textual.message import Message
 
+from loomtui.coordination.view import CoordinationPicture
 from loomtui.tui.snapshot import DashboardSnapshot
 
 
@@ -21,3 +22,20 @@ class ConfigProblem(Message):
     def __init__(self, message: str | None) -> None:
         super().__init__()
         self.message = message
+
+
+class IndexProgress(Message):
+    """Indexing the repository: `done` of `total` files parsed."""
+
+    def __init__(self, done: int, total: int) -> None:
+        super().__init__()
+        self.done = done
+        self.total = total
+
+
+class CoordinationChanged(Message):
+    """Claims or the index changed; `picture` is the fresh coordination state."""
+
+    def __init__(self, picture: CoordinationPicture) -> None:
+        super().__init__()
+        self.picture = picture

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from loomtui.store import EscalationRecord, Event, SandboxRecord
+from loomtui.store import ClaimRecord, EscalationRecord, Event, SandboxRecord
 from loomtui.workspace import Workspace
 
 
@@ -12,8 +12,7 @@ from loomtui.workspace import Workspace
 class DashboardSnapshot:
     sandboxes: list[SandboxRecord]
     open_escalations: list[EscalationRecord]
-    claims_by_sandbox: dict[str, int]
-    conflicts: int
+    claims_by_sandbox: dict[str, list[ClaimRecord]]
     events: list[Event] = field(default_factory=list)
     last_event_id: int = 0
 
@@ -22,14 +21,13 @@ def read_snapshot(workspace: Workspace, after_event: int) -> DashboardSnapshot:
     """Everything the dashboard needs, plus the events newer than `after_event`."""
     store = workspace.store
     events = store.events_since(after_event)
-    claims_by_sandbox: dict[str, int] = {}
+    claims_by_sandbox: dict[str, list[ClaimRecord]] = {}
     for claim in store.live_claims():
-        claims_by_sandbox[claim.sandbox_id] = claims_by_sandbox.get(claim.sandbox_id, 0) + 1
+        claims_by_sandbox.setdefault(claim.sandbox_id, []).append(claim)
     return DashboardSnapshot(
         sandboxes=store.list_sandboxes(),
         open_escalations=store.list_escalations("open"),
         claims_by_sandbox=claims_by_sandbox,
-        conflicts=0,
         events=events,
         last_event_id=events[-1].id if events else after_event,
     )

@@ -101,7 +101,6 @@ class DashboardScreen(Screen[None]):
         header = self.query_one(StatusHeader)
         header.sandboxes = len(snapshot.sandboxes)
         header.escalations = len(snapshot.open_escalations)
-        header.conflicts = snapshot.conflicts
         log = self.query_one("#activity", Log)
         log.write_lines(format_event(e) for e in snapshot.events)
         self._sync_table(snapshot)
@@ -135,7 +134,7 @@ class DashboardScreen(Screen[None]):
             if row_key.value not in wanted:
                 table.remove_row(row_key)
         for sandbox in wanted.values():
-            cells = self._row(sandbox, snapshot.claims_by_sandbox.get(sandbox.id, 0))
+            cells = self._row(sandbox, len(snapshot.claims_by_sandbox.get(sandbox.id, [])))
             if sandbox.id in table.rows:
                 for column, value in cells.items():
                     table.update_cell(sandbox.id, column, value)
@@ -185,8 +184,17 @@ class DashboardScreen(Screen[None]):
             lines.append(f"{label:>10}  ", style="dim")
             lines.append(f"{value}\n")  # plain append: untrusted text is never markup
         details.update(lines)
-        count = self.snapshot.claims_by_sandbox.get(sandbox.id, 0) if self.snapshot else 0
-        claims.update(Text(f"{count} live claim(s)."))
+        held = self.snapshot.claims_by_sandbox.get(sandbox.id, []) if self.snapshot else []
+        listing = Text(f"{len(held)} live claim(s)\n", style="bold")
+        now = self.app.clock()  # type: ignore[attr-defined]
+        for claim in held:
+            left = int(claim.expires - now)
+            listing.append(f"#{claim.id} {claim.mode:<9} ")
+            listing.append(claim.target)
+            listing.append(f"  lease {left}s\n" if left > 0 else "  lease expired\n", style="dim")
+            for region in claim.region_ids:
+                listing.append(f"    {region}\n", style="dim")
+        claims.update(listing)
 
     @on(DataTable.RowHighlighted, "#sandboxes")
     def _row_highlighted(self) -> None:
