@@ -192,8 +192,9 @@ def cmd_conflicts(args: argparse.Namespace) -> int:
 
 def cmd_bench_index(args: argparse.Namespace) -> int:
     from loomtui.coordination.bench import run_index_bench
+    from loomtui.coordination.claim_bench import claim_check_bench
 
-    result = run_index_bench(Path(args.path) if args.path else None)
+    result = run_index_bench(Path(args.path) if args.path else None, claim_bench=claim_check_bench)
     if args.json:
         print_json(result)
     else:

@@ -122,6 +122,12 @@ def ancestors(region_id: str) -> list[str]:
     return [path] + [f"{path}::{'.'.join(parts[:n])}" for n in range(1, len(parts))]
 
 
+def edge_label(data: Mapping[str, object]) -> str:
+    """The dependency kinds of a graph edge, e.g. `imports+references`."""
+    kinds = data.get("kinds") or {data.get("kind")}
+    return "+".join(sorted(k for k in kinds if k in DEPENDENCY_KINDS)) or str(data.get("kind"))  # type: ignore[union-attr]
+
+
 # -- the engine ------------------------------------------------------------------------
 
 
@@ -225,7 +231,7 @@ class Coordinator:
             view = nx.Graph()
             view.add_nodes_from(self.index.graph.nodes)
             view.add_edges_from(
-                (a, b) for a, b, kind in self.index.graph.edges(data="kind") if kind in DEPENDENCY_KINDS
+                (a, b) for a, b, kinds in self.index.graph.edges(data="kinds") if kinds & DEPENDENCY_KINDS
             )
             self._dependency_view = view
         return self._dependency_view
@@ -244,9 +250,9 @@ class Coordinator:
         text = path[0]
         for left, right in zip(path, path[1:]):
             if graph.has_edge(left, right):
-                text += f" -{graph.edges[left, right]['kind']}-> {right}"
+                text += f" -{edge_label(graph.edges[left, right])}-> {right}"
             elif graph.has_edge(right, left):
-                text += f" <-{graph.edges[right, left]['kind']}- {right}"
+                text += f" <-{edge_label(graph.edges[right, left])}- {right}"
             else:
                 text += f" ~ {right}"
         return text

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from loomtui.coordination.claims import Conflict, Coordinator, ancestors
+from loomtui.coordination.claims import Conflict, Coordinator, ancestors, edge_label
 from loomtui.coordination.index import DEPENDENCY_KINDS
 from loomtui.store import ClaimRecord
 
@@ -45,10 +45,10 @@ def coordination_picture(coordinator: Coordinator) -> CoordinationPicture:
         for region_id in claim.region_ids:
             if region_id in neighbourhoods or region_id not in graph:
                 continue
-            edges = [Edge(n, kind, True, owners_of(n, claims))
-                     for _, n, kind in graph.out_edges(region_id, data="kind") if kind in DEPENDENCY_KINDS]
-            edges += [Edge(n, kind, False, owners_of(n, claims))
-                      for n, _, kind in graph.in_edges(region_id, data="kind") if kind in DEPENDENCY_KINDS]
+            edges = [Edge(n, edge_label(data), True, owners_of(n, claims))
+                     for _, n, data in graph.out_edges(region_id, data=True) if data["kinds"] & DEPENDENCY_KINDS]
+            edges += [Edge(n, edge_label(data), False, owners_of(n, claims))
+                      for n, _, data in graph.in_edges(region_id, data=True) if data["kinds"] & DEPENDENCY_KINDS]
             neighbourhoods[region_id] = sorted(edges, key=lambda e: (not e.owners, e.neighbour))
     return CoordinationPicture(
         claims=claims, conflicts=coordinator.conflicts(), neighbourhoods=neighbourhoods,
