@@ -181,9 +181,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _layer_commands() -> list[Callable[[Any], None]]:
     """Each layer's `register(subparsers)`; imported here so `--help` lists them all."""
-    from loomtui.cli import coordination
+    from loomtui.cli import coordination, governance
 
-    return [coordination.register]
+    return [coordination.register, governance.register]
 
 
 def _bench_commands() -> list[Callable[[Any], None]]:

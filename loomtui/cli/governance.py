@@ -1,0 +1,103 @@
+"""`loomtui policy validate | test`: the governance policy engine from the shell."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from loomtui.cli import add_command, add_group, print_json
+from loomtui.config import load_config
+from loomtui.governance.policy import (
+    CaseResult,
+    Policy,
+    can_override,
+    groups_of,
+    load_policy,
+    load_policy_tests,
+    read_policy_file,
+    run_policy_case,
+)
+from loomtui.identity import current_user
+from loomtui.repo import find_repo
+
+
+def _policy(args: argparse.Namespace, explicit: str | None) -> tuple[Policy, Path]:
+    """The policy named on the command line, else the one `.loom/loom.yaml` names.
+
+    Only the repository's location is needed: the store is not opened, so these
+    commands work in CI on a fresh clone.
+    """
+    root = find_repo(args.repo).root
+    if explicit:
+        return read_policy_file(Path(explicit), explicit, root), root
+    return load_policy(root, load_config(root).policy), root
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    policy, root = _policy(args, args.file)
+    user = current_user(root)
+    groups = sorted(groups_of(policy, user))
+    if args.json:
+        print_json({
+            "ok": True, "source": policy.source, "summary": policy.summary(),
+            "rules": [rule.name for rule in policy.rules], "groups": sorted(policy.groups),
+            "warnings": list(policy.warnings),
+            "user": {"id": user, "groups": groups, "can_override": can_override(policy, user)},
+        })
+        return 0
+    print(f"OK: {policy.summary()}")
+    for warning in policy.warnings:
+        print(f"warning: {warning}")
+    print(f"you ({user}): groups {', '.join(groups) or 'none'}; "
+          f"may override a block: {'yes' if can_override(policy, user) else 'no'}")
+    return 0
+
+
+def cmd_test(args: argparse.Namespace) -> int:
+    policy, _root = _policy(args, args.policy)
+    cases = load_policy_tests(Path(args.fixtures), args.fixtures)
+    results = [run_policy_case(policy, case) for case in cases]
+    failed = [result for result in results if not result.passed]
+    if args.json:
+        print_json({"ok": not failed, "policy": policy.source, "fixtures": args.fixtures,
+                    "cases": [_result_dict(result) for result in results]})
+        return 1 if failed else 0
+    for result in results:
+        print(f"{'PASS' if result.passed else 'FAIL'}  {result.case.name}")
+        if not result.passed:
+            print(f"      {args.fixtures}:{result.case.line}")
+            for failure in result.failures:
+                print(f"      {failure}")
+            for line in result.evaluation.explanation():
+                print(f"      | {line}")
+    source = policy.source or "the built-in default policy"
+    print(f"{len(results) - len(failed)} passed, {len(failed)} failed ({args.fixtures} against {source})")
+    return 1 if failed else 0
+
+
+def _result_dict(result: CaseResult) -> dict[str, Any]:
+    return {
+        "name": result.case.name, "line": result.case.line, "passed": result.passed,
+        "failures": list(result.failures), "outcome": result.evaluation.outcome,
+        "risk": result.evaluation.risk, "rules": list(result.evaluation.rule_names()),
+        "explanation": result.evaluation.explanation(),
+    }
+
+
+def register(commands: Any) -> None:
+    """Add `policy validate` and `policy test` to the top-level subcommands."""
+    policy = add_group(commands, "policy", "the governance policy (.loom/policy.yaml)")
+    validate = add_command(
+        policy, "validate", cmd_validate,
+        "check the policy (and its CODEOWNERS); errors name file:line and exit 2", json_flag=True,
+    )
+    validate.add_argument("file", nargs="?", metavar="FILE",
+                          help="a policy file to check instead of the repository's")
+    test = add_command(
+        policy, "test", cmd_test,
+        "run fixture cases (change -> expected decision); exit 1 if any fails", json_flag=True,
+    )
+    test.add_argument("fixtures", metavar="FIXTURES.yaml", help="the cases to run")
+    test.add_argument("--policy", metavar="FILE", default=None,
+                      help="test this policy file instead of the repository's")

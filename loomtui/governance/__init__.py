@@ -1,0 +1,7 @@
+"""Governance (layer 4): whether a change may proceed, who must approve it, and why.
+
+`policy` is the pure policy engine: it loads `.loom/policy.yaml` (and optionally a
+CODEOWNERS file, read by `codeowners`), evaluates the facts of a change at claim
+time or after the gates, and explains every rule that applied. It knows nothing of
+the store or the UI; escalations, approvals and overrides are built on top of it.
+"""
