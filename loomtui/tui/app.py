@@ -17,9 +17,11 @@ from loomtui.coordination.claims import Coordinator
 from loomtui.coordination.index import build_index
 from loomtui.coordination.view import CoordinationPicture, coordination_picture
 from loomtui.errors import LoomError
+from loomtui.governance.policy import Policy, load_policy
 from loomtui.repo import current_branch
 from loomtui.tui.messages import ConfigProblem, CoordinationChanged, IndexProgress, StoreChanged
 from loomtui.tui.screens.dashboard import DashboardScreen
+from loomtui.tui.screens.escalations import EscalationsScreen
 from loomtui.tui.screens.graph import GraphScreen
 from loomtui.tui.screens.help import HelpScreen
 from loomtui.tui.snapshot import DashboardSnapshot, read_snapshot
@@ -36,7 +38,7 @@ class LoomApp(App[int]):
 
     TITLE = "loomtui"
     CSS_PATH = "app.tcss"
-    MODES = {"dashboard": DashboardScreen, "graph": GraphScreen}
+    MODES = {"dashboard": DashboardScreen, "graph": GraphScreen, "escalations": EscalationsScreen}
     DEFAULT_MODE = "dashboard"
     BINDINGS = [
         Binding("question_mark", "help", "Help", key_display="?", id="app.help"),
@@ -44,6 +46,7 @@ class LoomApp(App[int]):
         Binding("t", "next_theme", "Theme", id="app.theme"),
         Binding("1", "switch_mode('dashboard')", "Sandboxes", id="app.mode.dashboard"),
         Binding("2", "switch_mode('graph')", "Claims", id="app.mode.graph"),
+        Binding("3", "switch_mode('escalations')", "Escalations", id="app.mode.escalations"),
         Binding("q", "quit", "Quit", id="app.quit"),
     ]
 
@@ -60,10 +63,11 @@ class LoomApp(App[int]):
         self.coordination: CoordinationPicture | None = None
         self._coordinator: Coordinator | None = None
         self.config: LoomConfig | None = None
+        self.policy: Policy | None = None
         self.config_problem: str | None = None
         self.theme_problems: list[str] = []
         self._last_event = 0
-        self._config_mtime: float | None = -1.0
+        self._watched_mtimes: dict[str, float | None] = {}
         self._branch = current_branch(workspace.root)
 
     # -- start-up -----------------------------------------------------------------
@@ -74,7 +78,7 @@ class LoomApp(App[int]):
         self.theme_problems = themes.problems
         for problem in themes.problems:
             self.notify(problem, title="theme skipped", severity="warning", timeout=8)
-        self._reload_config_if_changed()
+        self._reload_if_changed()
         wanted = self.config.theme if self.config else DEFAULT_THEME
         self.theme = wanted if wanted in self.available_themes else DEFAULT_THEME
         self.set_interval(self.poll_seconds, self.poll_store)
@@ -101,11 +105,14 @@ class LoomApp(App[int]):
         worker = get_current_worker()
         try:
             last = self.workspace.store.last_event_id()
+            if self.latest_snapshot is None:
+                # Start with recent history only; a long-lived store has far more.
+                self._last_event = max(0, last - 200)
             if last != self._last_event or self.latest_snapshot is None:
                 snapshot = read_snapshot(self.workspace, self._last_event)
                 if not worker.is_cancelled:
                     self.post_message(StoreChanged(snapshot))
-            self._reload_config_if_changed()
+            self._reload_if_changed()
         except LoomError as exc:
             self.call_from_thread(self._store_failed, str(exc))
 
@@ -115,14 +122,24 @@ class LoomApp(App[int]):
         self.notify(message, title="store", severity="error", timeout=10)
 
     def on_store_changed(self, message: StoreChanged) -> None:
+        first = self.latest_snapshot is None
         self._last_event = message.snapshot.last_event_id
         self.latest_snapshot = message.snapshot
         screen = self.screen
         # Hidden screens skip the update; they catch up on resume.
         if isinstance(screen, DashboardScreen):
             screen.show_snapshot(message.snapshot)
-        if any(e.kind.startswith(("claim.", "sandbox.")) for e in message.snapshot.events):
+        kinds = [e.kind for e in message.snapshot.events]
+        if any(k.startswith(("claim.", "sandbox.")) for k in kinds):
             self.refresh_coordination()
+        if any(k.startswith("escalation.") for k in kinds):
+            if isinstance(screen, EscalationsScreen):
+                screen.reload()
+            opened = kinds.count("escalation.opened")
+            if opened and not first:
+                self.bell()
+                self.notify(f"{opened} new escalation(s) waiting: press 3", title="escalation",
+                            severity="warning", timeout=8)
 
     # -- coordination: index in a worker, conflicts recomputed when claims change ------
 
@@ -157,25 +174,37 @@ class LoomApp(App[int]):
         if isinstance(self.screen, GraphScreen):
             self.screen.show_picture(message.picture)
 
-    # -- config: reloaded on change, last good kept ------------------------------------
+    # -- config and policy: reloaded on change, last good kept ------------------------
 
-    def _reload_config_if_changed(self) -> None:
-        path: Path = self.workspace.paths.config_path
+    def _changed(self, path: Path) -> bool:
         try:
-            mtime: float | None = os.stat(path).st_mtime
+            mtime: float | None = os.stat(path).st_mtime_ns
         except OSError:
             mtime = None
-        if mtime == self._config_mtime:
-            return
-        self._config_mtime = mtime
-        try:
-            config = self.workspace.load_config()
-        except LoomError as exc:
-            problem: str | None = str(exc)
-        else:
-            self.config = config
-            problem = None
-        if self.is_running and problem != self.config_problem:
+        changed = self._watched_mtimes.get(str(path), -1) != mtime
+        self._watched_mtimes[str(path)] = mtime
+        return changed
+
+    def _reload_if_changed(self) -> None:
+        """Re-read loom.yaml and the policy when their files change; keep the last good ones."""
+        problems: list[str] = []
+        if self._changed(self.workspace.paths.config_path) or self.config is None:
+            try:
+                self.config = self.workspace.load_config()
+            except LoomError as exc:
+                problems.append(str(exc))
+        elif self.config_problem and self.config_problem.startswith(".loom/loom.yaml"):
+            problems.append(self.config_problem)
+        policy_file = (self.config or LoomConfig()).policy
+        if self._changed(self.workspace.root / policy_file) or self.policy is None:
+            try:
+                self.policy = load_policy(self.workspace.root, policy_file)
+            except LoomError as exc:
+                problems.append(str(exc))
+        elif self.config_problem and not self.config_problem.startswith(".loom/loom.yaml"):
+            problems.extend(p for p in self.config_problem.split("\n") if not p.startswith(".loom/loom.yaml"))
+        problem = "\n".join(dict.fromkeys(problems)) or None
+        if problem != self.config_problem:
             self.post_message(ConfigProblem(problem))
         self.config_problem = problem
 

@@ -1,0 +1,207 @@
+"""Escalations and the decisions on them: approve, reject, override.
+
+An escalation records what needs deciding (before an agent starts, after its gates,
+a conflict override, an agent's permission request), the rules that fired, the
+evidence, who may decide and its history. Approvals are tied to the commit they
+approved: once the sandbox has a new commit they no longer count. Nothing running
+inside a sandbox may decide (see `refuse_inside_sandbox`).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from loomtui.errors import LoomError
+from loomtui.governance.policy import (
+    ChangeFacts,
+    Evaluation,
+    Policy,
+    Requirement,
+    can_override,
+    groups_of,
+    requirement_status,
+)
+from loomtui.store import EscalationRecord
+from loomtui.workspace import Workspace
+
+KINDS = ("pre-start", "post-gate", "conflict-override", "permission-request")
+RISK_ORDER = {"critical": 0, "high": 1, "medium": 2, "normal": 3, "low": 4}
+OPEN = "open"
+DECIDED = ("approved", "rejected", "overridden")
+
+
+class DecisionRefused(LoomError):
+    """The user may not take this decision (exit code 1)."""
+
+    exit_code = 1
+
+
+def refuse_inside_sandbox() -> None:
+    """Decisions are for people: a process inside a sandbox (an agent) is refused.
+
+    This is the first of two walls; the second is that a sandbox sees the store and
+    the audit log read-only, so even a process that unsets the variable cannot write.
+    """
+    if os.environ.get("LOOM_SANDBOX"):
+        raise DecisionRefused("decisions cannot be made from inside a sandbox (agents never decide)")
+
+
+@dataclass(frozen=True)
+class Approval:
+    user: str
+    commit: str
+    at: float
+
+
+def _requirement_dict(requirement: Requirement) -> dict[str, Any]:
+    return {"rule": requirement.rule, "groups": list(requirement.groups), "count": requirement.count,
+            "eligible": sorted(requirement.eligible), "paths": list(requirement.paths)}
+
+
+def _requirements(escalation: EscalationRecord) -> list[Requirement]:
+    return [Requirement(rule=r["rule"], groups=tuple(r["groups"]), count=int(r["count"]),
+                        eligible=frozenset(r["eligible"]), paths=tuple(r.get("paths", ())))
+            for r in escalation.data.get("requirements", [])]
+
+
+def approvals(escalation: EscalationRecord, commit: str | None = None) -> list[Approval]:
+    """Approvals still in force: those given for `commit` (the sandbox's current head)."""
+    given = [Approval(a["user"], a["commit"], a["at"]) for a in escalation.data.get("approvals", [])]
+    return given if commit is None else [a for a in given if a.commit == commit]
+
+
+def open_escalation(workspace: Workspace, kind: str, evaluation: Evaluation, facts: ChangeFacts, *,
+                    sandbox_id: str = "", commit: str = "", summary: str = "",
+                    evidence: Mapping[str, Any] | None = None) -> EscalationRecord:
+    """Open an escalation for a policy evaluation that needs people (or is blocked)."""
+    if kind not in KINDS:
+        raise ValueError(f"unknown escalation kind {kind!r}")
+    data = {
+        "outcome": evaluation.outcome,
+        "explanation": evaluation.explanation(),
+        "rules": [{"name": a.name, "decision": a.decision, "risk": a.risk, "why": a.why}
+                  for a in evaluation.applied],
+        "requirements": [_requirement_dict(r) for r in evaluation.requirements],
+        "facts": asdict(facts),
+        "author": facts.author or "",
+        "commit": commit,
+        "evidence": dict(evidence or {}),
+        "approvals": [],
+        "history": [{"at": time.time(), "event": "opened", "by": workspace.actor}],
+    }
+    text = summary or f"{kind}: {evaluation.outcome} ({', '.join(a.name for a in evaluation.applied)})"
+    with workspace.store.transaction():
+        record = workspace.store.add_escalation(kind, sandbox_id=sandbox_id, risk=evaluation.risk,
+                                                summary=text, data=data)
+        workspace.record("escalation.opened", str(record.id),
+                         {"kind": kind, "sandbox": sandbox_id, "outcome": evaluation.outcome,
+                          "risk": evaluation.risk, "rules": [a.name for a in evaluation.applied]})
+    return record
+
+
+def status_lines(escalation: EscalationRecord, commit: str | None = None) -> list[str]:
+    """One line per requirement saying how far it is met, e.g. `1 of 2 from payments-team`."""
+    users = [a.user for a in approvals(escalation, commit or escalation.data.get("commit"))]
+    author = escalation.data.get("author") or None
+    return [requirement_status(req, users, author, True)[1] for req in _requirements(escalation)]
+
+
+def allowed_decisions(policy: Policy, escalation: EscalationRecord, user: str) -> list[str]:
+    """Which of approve / reject / override this user may take on this escalation now."""
+    if escalation.status != OPEN:
+        return []
+    allowed = []
+    author = escalation.data.get("author") or None
+    already = {a.user for a in approvals(escalation, escalation.data.get("commit"))}
+    eligible = any(req.admits(user) for req in _requirements(escalation))
+    separated = not (policy.separation_of_duties and author == user)
+    if escalation.data.get("outcome") != "block" and eligible and separated and user not in already:
+        allowed.append("approve")
+    if eligible or groups_of(policy, user) or can_override(policy, user):
+        allowed.append("reject")
+    if can_override(policy, user):
+        allowed.append("override")
+    return allowed
+
+
+def decide(workspace: Workspace, policy: Policy, escalation_id: int, decision: str, *,
+           reason: str = "", current_commit: str | None = None,
+           expires_hours: float | None = None) -> EscalationRecord:
+    """Record one person's decision; the escalation closes when the policy is satisfied."""
+    refuse_inside_sandbox()
+    if decision not in ("approve", "reject", "override"):
+        raise LoomError(f"decision must be approve, reject or override (got {decision!r})")
+    if decision in ("reject", "override") and not reason.strip():
+        raise LoomError(f"a {decision} needs a reason")
+    user = workspace.actor
+    with workspace.store.transaction():
+        escalation = workspace.store.get_escalation(escalation_id)
+        if escalation is None:
+            raise LoomError(f"no escalation #{escalation_id}")
+        if escalation.status != OPEN:
+            raise DecisionRefused(f"escalation #{escalation_id} is already {escalation.status}")
+        commit = current_commit if current_commit is not None else escalation.data.get("commit", "")
+        history = list(escalation.data.get("history", []))
+        data: dict[str, Any] = {}
+        if commit != escalation.data.get("commit", ""):
+            # A new commit: approvals given for the old diff no longer count.
+            history.append({"at": time.time(), "event": "approvals invalidated by new commit",
+                            "commit": commit, "by": user})
+            data["commit"] = commit
+        allowed = allowed_decisions(policy, _with(escalation, commit), user)
+        if decision not in allowed:
+            raise DecisionRefused(_why_not(policy, escalation, user, decision))
+        status = OPEN
+        if decision == "approve":
+            given = [a for a in escalation.data.get("approvals", []) if a["commit"] == commit]
+            given.append({"user": user, "commit": commit, "at": time.time()})
+            data["approvals"] = given
+            users = [a["user"] for a in given]
+            author = escalation.data.get("author") or None
+            if all(requirement_status(r, users, author, policy.separation_of_duties)[0]
+                   for r in _requirements(escalation)):
+                status = "approved"
+        elif decision == "reject":
+            status = "rejected"
+        else:
+            status = "overridden"
+            if expires_hours:
+                data["override_expires"] = time.time() + expires_hours * 3600
+        history.append({"at": time.time(), "event": decision, "by": user, "reason": reason, "commit": commit})
+        data["history"] = history
+        updated = workspace.store.update_escalation(escalation_id, status=status, data=data)
+        workspace.record(f"escalation.{decision}", str(escalation_id),
+                         {"by": user, "reason": reason, "commit": commit, "status": status,
+                          "sandbox": escalation.sandbox_id})
+    return updated
+
+
+def _with(escalation: EscalationRecord, commit: str) -> EscalationRecord:
+    """The escalation as it stands for `commit` (approvals for other commits dropped)."""
+    data = dict(escalation.data)
+    data["approvals"] = [a for a in data.get("approvals", []) if a["commit"] == commit]
+    data["commit"] = commit
+    return EscalationRecord(**{**asdict(escalation), "data": data})
+
+
+def _why_not(policy: Policy, escalation: EscalationRecord, user: str, decision: str) -> str:
+    if decision == "override":
+        return f"{user} may not override: the policy allows overrides only by {', '.join(policy.override_groups) or 'nobody'}"
+    if decision == "approve" and escalation.data.get("outcome") == "block":
+        return "a blocked change cannot be approved, only overridden with a reason"
+    if decision == "approve" and policy.separation_of_duties and escalation.data.get("author") == user:
+        return f"{user} is the author; separation of duties requires someone else to approve"
+    if decision == "approve" and user in {a["user"] for a in escalation.data.get("approvals", [])}:
+        return f"{user} has already approved this commit"
+    groups = sorted({g for r in _requirements(escalation) for g in r.groups})
+    return f"{user} may not {decision}: needs a member of {', '.join(groups) or 'the policy groups'}"
+
+
+def queue(workspace: Workspace, statuses: Sequence[str] = (OPEN,)) -> list[EscalationRecord]:
+    """Escalations in these statuses, riskiest first, then oldest."""
+    found = [e for status in statuses for e in workspace.store.list_escalations(status)]
+    return sorted(found, key=lambda e: (RISK_ORDER.get(e.risk, 3), e.created))

@@ -1,0 +1,54 @@
+"""The facts the policy is evaluated on, read from git: paths, regions, signatures, size."""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from loomtui.coordination.diff import changed_files, diff_regions
+from loomtui.governance.policy import ChangeFacts
+
+
+def _git(root: Path, *args: str) -> str | None:
+    done = subprocess.run(["git", *args], cwd=root, capture_output=True, text=True)
+    return done.stdout.strip() if done.returncode == 0 else None
+
+
+def branch_head(root: Path, ref: str) -> str | None:
+    """The commit a ref points at, or None when it does not exist."""
+    return _git(root, "rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}")
+
+
+def commit_author(root: Path, rev: str) -> str | None:
+    """The author e-mail of a commit."""
+    return _git(root, "log", "-1", "--format=%ae", rev) or None
+
+
+def lines_changed(root: Path, base: str, head: str | None = None) -> int:
+    """Lines added plus removed between base and head (the working tree when head is None)."""
+    spec = [base] if head is None else [base, head]
+    out = _git(root, "diff", "--numstat", "--no-renames", *spec) or ""
+    total = 0
+    for line in out.splitlines():
+        added, removed, _ = line.split("\t", 2)
+        total += (int(added) if added.isdigit() else 0) + (int(removed) if removed.isdigit() else 0)
+    return total
+
+
+def change_facts(root: Path, base: str, head: str | None = None, *, gates: Mapping[str, str] | None = None,
+                 runtime: str | None = None, author: str | None = None,
+                 labels: Sequence[str] = ()) -> ChangeFacts:
+    """Facts for the post-gate policy run on the diff from base to head."""
+    changes = diff_regions(root, base, head)
+    return ChangeFacts(
+        stage="post-gate",
+        paths=tuple(changed_files(root, base, head)),
+        regions=tuple(sorted({c.region_id for c in changes})),
+        signature_changed=tuple(sorted({c.region_id for c in changes if c.signature_changed})),
+        lines_changed=lines_changed(root, base, head),
+        gates=dict(gates or {}),
+        runtime=runtime,
+        labels=tuple(labels),
+        author=author if author is not None else (commit_author(root, head) if head else None),
+    )

@@ -1,0 +1,250 @@
+"""The escalation queue: riskiest and oldest first; `a` approve, `r` reject, `o` override.
+
+Only the decisions the current user may take are offered (the others are hidden
+from the footer and refused if pressed); the engine checks again when it records.
+"""
+
+from __future__ import annotations
+
+import time
+
+from rich.text import Text
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.screen import ModalScreen, Screen
+from textual.widgets import Button, DataTable, Footer, Input, Label, Static
+
+from loomtui.errors import LoomError
+from loomtui.governance.escalations import allowed_decisions, decide, status_lines
+from loomtui.store import EscalationRecord
+from loomtui.tui.screens.dashboard import format_age
+from loomtui.tui.widgets.status_header import StatusHeader
+
+RISK_STYLES = {"critical": "bold red", "high": "red", "medium": "yellow", "normal": "", "low": "dim"}
+COLUMNS = (("id", "#"), ("risk", "Risk"), ("kind", "Kind"), ("sandbox", "Sandbox"), ("age", "Age"),
+           ("summary", "Summary"))
+
+
+class ReasonScreen(ModalScreen[str | None]):
+    """Asks for the reason a reject or override needs; esc cancels."""
+
+    BINDINGS = [Binding("escape", "cancel", "Cancel", id="reason.cancel")]
+    DEFAULT_CSS = """
+    ReasonScreen { align: center middle; }
+    ReasonScreen > Vertical { width: 70; height: auto; border: round $warning; background: $surface;
+                              padding: 1 2; }
+    ReasonScreen Horizontal { height: auto; margin-top: 1; }
+    """
+
+    def __init__(self, title: str) -> None:
+        super().__init__()
+        self.title_text = title
+
+    def compose(self) -> ComposeResult:
+        with Vertical():
+            yield Label(Text(self.title_text, style="bold"))
+            yield Input(placeholder="reason (required; goes into the audit log)", id="reason")
+            with Horizontal():
+                yield Button("Record", variant="warning", id="record")
+                yield Button("Cancel", id="cancel")
+
+    @on(Input.Submitted)
+    @on(Button.Pressed, "#record")
+    def _record(self) -> None:
+        reason = self.query_one("#reason", Input).value.strip()
+        if not reason:
+            self.notify("a reason is required", severity="warning")
+            return
+        self.dismiss(reason)
+
+    @on(Button.Pressed, "#cancel")
+    def action_cancel(self) -> None:
+        self.dismiss(None)
+
+
+class EscalationsScreen(Screen[None]):
+    """The queue a tech lead triages with a few keys."""
+
+    AUTO_FOCUS = "#queue"
+    BINDINGS = [
+        Binding("a", "decide('approve')", "Approve", id="escalations.approve"),
+        Binding("r", "decide('reject')", "Reject", id="escalations.reject"),
+        Binding("o", "decide('override')", "Override", id="escalations.override"),
+        Binding("h", "toggle_history", "Decided too", id="escalations.history"),
+        Binding("escape", "back", "Back", id="escalations.back"),
+    ]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.escalations: list[EscalationRecord] = []
+        self.show_decided = False
+
+    def compose(self) -> ComposeResult:
+        yield StatusHeader(id="status")
+        with Horizontal(id="esc-body"):
+            yield DataTable(id="queue", cursor_type="row", zebra_stripes=True)
+            with VerticalScroll(id="esc-detail-pane"):
+                yield Static(id="esc-detail")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        table = self.query_one("#queue", DataTable)
+        for key, label in COLUMNS:
+            table.add_column(label, key=key)
+        self.app.update_header(self.query_one(StatusHeader))  # type: ignore[attr-defined]
+        self.reload()
+
+    def on_screen_resume(self) -> None:
+        self.reload()
+
+    # -- data ----------------------------------------------------------------------------
+
+    @work(thread=True, exclusive=True, group="escalations")
+    def reload(self) -> None:
+        """Read the queue off the UI thread."""
+        from loomtui.governance.escalations import DECIDED, OPEN, queue
+
+        statuses = (OPEN, *DECIDED) if self.show_decided else (OPEN,)
+        found = queue(self.app.workspace, statuses)  # type: ignore[attr-defined]
+        self.app.call_from_thread(self.show_queue, found)
+
+    def show_queue(self, escalations: list[EscalationRecord]) -> None:
+        self.escalations = escalations
+        table = self.query_one("#queue", DataTable)
+        wanted = {str(e.id): e for e in escalations}
+        for row_key in list(table.rows):
+            if row_key.value not in wanted:
+                table.remove_row(row_key)
+        now = self.app.clock()  # type: ignore[attr-defined]
+        for key, escalation in wanted.items():
+            cells = {
+                "id": key,
+                "risk": Text(escalation.risk, style=RISK_STYLES.get(escalation.risk, "")),
+                "kind": escalation.kind,
+                "sandbox": Text(escalation.sandbox_id or "–"),
+                "age": format_age(now - escalation.created),
+                "summary": Text(escalation.summary if escalation.status == "open"
+                                else f"[{escalation.status}] {escalation.summary}"),
+            }
+            if key in table.rows:
+                for column, value in cells.items():
+                    table.update_cell(key, column, value)
+            else:
+                table.add_row(*cells.values(), key=key)
+        self._sort(table)
+        self.show_detail()
+        self.refresh_bindings()
+
+    def _sort(self, table: DataTable) -> None:  # type: ignore[type-arg]
+        order = {str(e.id): n for n, e in enumerate(self.escalations)}
+        table.sort("id", key=lambda value: order.get(str(value), 0))
+
+    def selected(self) -> EscalationRecord | None:
+        table = self.query_one("#queue", DataTable)
+        if not table.row_count:
+            return None
+        key = table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value
+        return next((e for e in self.escalations if str(e.id) == key), None)
+
+    @on(DataTable.RowHighlighted, "#queue")
+    def show_detail(self) -> None:
+        detail = self.query_one("#esc-detail", Static)
+        escalation = self.selected()
+        if escalation is None:
+            detail.update(Text("No open escalations. Changes that need a person's decision "
+                               "appear here live." if not self.show_decided else "No escalations."))
+            self.refresh_bindings()
+            return
+        data = escalation.data
+        text = Text()
+        text.append(f"#{escalation.id} {escalation.kind}", style="bold")
+        text.append(f"  risk {escalation.risk}  status {escalation.status}\n",
+                    style=RISK_STYLES.get(escalation.risk, ""))
+        text.append(escalation.summary + "\n\n")
+        text.append("Why\n", style="bold underline")
+        for line in data.get("explanation", []):
+            text.append(f"  {line}\n")
+        text.append("\nApprovals\n", style="bold underline")
+        for line in status_lines(escalation):
+            text.append(f"  {line}\n")
+        evidence = data.get("evidence", {})
+        if evidence:
+            text.append("\nEvidence\n", style="bold underline")
+            for key, value in evidence.items():
+                text.append(f"  {key}: ", style="dim")
+                text.append(f"{value}\n")
+        text.append("\nHistory\n", style="bold underline")
+        for event in data.get("history", []):
+            stamp = time.strftime("%Y-%m-%d %H:%M", time.localtime(event.get("at", 0)))
+            reason = f" — {event['reason']}" if event.get("reason") else ""
+            text.append(f"  {stamp} {event.get('event')} by {event.get('by', '?')}{reason}\n")
+        policy = self.app.policy  # type: ignore[attr-defined]
+        if policy is not None:
+            offered = allowed_decisions(policy, escalation, self.app.workspace.actor)  # type: ignore[attr-defined]
+            text.append(f"\nYou ({self.app.workspace.actor}) may: ", style="bold")  # type: ignore[attr-defined]
+            text.append(", ".join(offered) or "nothing here")
+        detail.update(text)
+        self.refresh_bindings()
+
+    # -- decisions -------------------------------------------------------------------
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action != "decide":
+            return True
+        escalation = self.selected()
+        policy = self.app.policy  # type: ignore[attr-defined]
+        if escalation is None or policy is None:
+            return False
+        return parameters[0] in allowed_decisions(policy, escalation, self.app.workspace.actor)  # type: ignore[attr-defined]
+
+    def action_decide(self, decision: str) -> None:
+        escalation = self.selected()
+        if escalation is None:
+            return
+        if decision == "approve":
+            self._record(escalation.id, decision, "")
+            return
+        title = f"{decision.capitalize()} escalation #{escalation.id}: why?"
+
+        def recorded(reason: str | None) -> None:
+            if reason:
+                self._record(escalation.id, decision, reason)
+
+        self.app.push_screen(ReasonScreen(title), recorded)
+
+    @work(thread=True, group="decide")
+    def _record(self, escalation_id: int, decision: str, reason: str) -> None:
+        app = self.app
+        try:
+            current = _sandbox_head(app.workspace, escalation_id)  # type: ignore[attr-defined]
+            updated = decide(app.workspace, app.policy, escalation_id, decision,  # type: ignore[attr-defined]
+                             reason=reason, current_commit=current)
+        except LoomError as exc:
+            app.call_from_thread(app.notify, str(exc), title="not recorded", severity="error")
+            return
+        app.call_from_thread(app.notify, f"#{escalation_id}: {decision} recorded ({updated.status})",
+                             title="decision")
+        self.reload()
+
+    def action_toggle_history(self) -> None:
+        self.show_decided = not self.show_decided
+        self.reload()
+
+    def action_back(self) -> None:
+        self.app.switch_mode("dashboard")
+
+
+def _sandbox_head(workspace: object, escalation_id: int) -> str | None:
+    """The sandbox branch's current commit, so approvals bind to the diff they saw."""
+    from loomtui.governance.gitfacts import branch_head
+
+    store = workspace.store  # type: ignore[attr-defined]
+    escalation = store.get_escalation(escalation_id)
+    if escalation is None or not escalation.sandbox_id:
+        return None
+    sandbox = store.get_sandbox(escalation.sandbox_id)
+    if sandbox is None or not sandbox.branch:
+        return None
+    return branch_head(workspace.root, sandbox.branch)  # type: ignore[attr-defined]

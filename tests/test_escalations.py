@@ -1,0 +1,123 @@
+"""Escalations and decisions under the sample repo's real policy."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from loomtui.demo import prepare_demo_repo
+from loomtui.errors import LoomError
+from loomtui.governance.escalations import (
+    DecisionRefused,
+    allowed_decisions,
+    decide,
+    open_escalation,
+    queue,
+    status_lines,
+)
+from loomtui.governance.policy import ChangeFacts, Policy, evaluate, load_policy
+from loomtui.workspace import Workspace, open_workspace
+
+ALICE, BOB, LEAD, CAROL = "alice@example.com", "bob@example.com", "lead@example.com", "carol@example.com"
+
+
+@pytest.fixture
+def billing(tmp_path: Path) -> Path:
+    return prepare_demo_repo(tmp_path)
+
+
+def as_user(repo: Path, user: str) -> Workspace:
+    workspace = open_workspace(repo)
+    workspace.actor = user
+    return workspace
+
+
+def payments_change(author: str = "agent@example.com") -> ChangeFacts:
+    return ChangeFacts(stage="post-gate", paths=("payments/refunds.py",),
+                       regions=("payments/refunds.py::RefundService.quote",), lines_changed=12,
+                       gates={"tests": "passed"}, author=author)
+
+
+def escalate(repo: Path, facts: ChangeFacts, commit: str = "c1") -> tuple[Policy, int]:
+    policy = load_policy(repo)
+    evaluation = evaluate(policy, facts)
+    record = open_escalation(as_user(repo, "agent-runner@example.com"), "post-gate", evaluation, facts,
+                             sandbox_id="sb1", commit=commit)
+    return policy, record.id
+
+
+def test_two_payments_approvals_needed_each_counted(billing: Path) -> None:
+    policy, escalation_id = escalate(billing, payments_change())
+    record = decide(as_user(billing, ALICE), policy, escalation_id, "approve")
+    assert record.status == "open"
+    assert any("1 of 2" in line for line in status_lines(record))
+    with pytest.raises(DecisionRefused, match="already approved"):
+        decide(as_user(billing, ALICE), policy, escalation_id, "approve")
+    record = decide(as_user(billing, BOB), policy, escalation_id, "approve")
+    assert record.status == "approved"
+    actions = [e.action for e in open_workspace(billing).audit.entries()]
+    assert actions == ["escalation.opened", "escalation.approve", "escalation.approve"]
+
+
+def test_outsider_cannot_approve_and_is_told_why(billing: Path) -> None:
+    policy, escalation_id = escalate(billing, payments_change())
+    with pytest.raises(DecisionRefused, match="payments-team"):
+        decide(as_user(billing, CAROL), policy, escalation_id, "approve")
+
+
+def test_separation_of_duties_excludes_the_author(billing: Path) -> None:
+    policy, escalation_id = escalate(billing, payments_change(author=ALICE))
+    assert "approve" not in allowed_decisions(policy, open_workspace(billing).store.get_escalation(escalation_id),
+                                              ALICE)
+    with pytest.raises(DecisionRefused, match="separation of duties"):
+        decide(as_user(billing, ALICE), policy, escalation_id, "approve")
+
+
+def test_new_commit_invalidates_earlier_approvals(billing: Path) -> None:
+    policy, escalation_id = escalate(billing, payments_change(), commit="c1")
+    decide(as_user(billing, ALICE), policy, escalation_id, "approve", current_commit="c1")
+    record = decide(as_user(billing, BOB), policy, escalation_id, "approve", current_commit="c2")
+    assert record.status == "open"  # Alice approved c1, not c2
+    assert [a["user"] for a in record.data["approvals"]] == [BOB]
+    assert any(h["event"] == "approvals invalidated by new commit" for h in record.data["history"])
+
+
+def test_reject_needs_a_reason(billing: Path) -> None:
+    policy, escalation_id = escalate(billing, payments_change())
+    with pytest.raises(LoomError, match="needs a reason"):
+        decide(as_user(billing, ALICE), policy, escalation_id, "reject")
+    record = decide(as_user(billing, ALICE), policy, escalation_id, "reject", reason="rounds twice")
+    assert record.status == "rejected"
+    with pytest.raises(DecisionRefused, match="already rejected"):
+        decide(as_user(billing, BOB), policy, escalation_id, "approve")
+
+
+def test_block_can_only_be_overridden_by_allowed_groups(billing: Path) -> None:
+    facts = ChangeFacts(stage="post-gate", paths=("config/prod.env", "certs/server.pem"), author="x@example.com")
+    policy, escalation_id = escalate(billing, facts)
+    record = open_workspace(billing).store.get_escalation(escalation_id)
+    assert record is not None and record.data["outcome"] == "block"
+    assert "approve" not in allowed_decisions(policy, record, LEAD)
+    if not policy.overrides.groups:
+        pytest.skip("the sample policy allows no overrides")
+    with pytest.raises(DecisionRefused, match="may not override"):
+        decide(as_user(billing, CAROL), policy, escalation_id, "override", reason="because")
+    overrider = sorted(policy.groups[policy.overrides.groups[0]])[0]
+    record = decide(as_user(billing, overrider), policy, escalation_id, "override", reason="incident 42",
+                    expires_hours=4)
+    assert record.status == "overridden" and record.data["override_expires"] > 0
+
+
+def test_an_agent_inside_a_sandbox_can_never_decide(billing: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    policy, escalation_id = escalate(billing, payments_change())
+    monkeypatch.setenv("LOOM_SANDBOX", "sb1")
+    with pytest.raises(DecisionRefused, match="agents never decide"):
+        decide(as_user(billing, ALICE), policy, escalation_id, "approve")
+
+
+def test_queue_is_riskiest_then_oldest(billing: Path) -> None:
+    escalate(billing, ChangeFacts(stage="post-gate", paths=("api/handlers.py",), author="a@example.com"))
+    _, high = escalate(billing, payments_change())
+    ordered = queue(open_workspace(billing))
+    assert ordered[0].id == high

@@ -1,0 +1,98 @@
+"""The escalation keys driven with the pilot: a approve, r reject with a reason, o hidden when not allowed."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from textual.widgets import DataTable, Input
+
+from loomtui.demo import prepare_demo_repo
+from loomtui.tui.app import LoomApp
+from loomtui.tui.screens.escalations import EscalationsScreen, ReasonScreen
+from loomtui.workspace import open_workspace
+from tests.test_escalations import ALICE, CAROL, escalate, payments_change
+from tests.test_tui import wait_for
+
+SIZE = (150, 40)
+
+
+@pytest.fixture
+def billing(tmp_path: Path) -> Path:
+    return prepare_demo_repo(tmp_path)
+
+
+def app_as(repo: Path, user: str) -> LoomApp:
+    workspace = open_workspace(repo)
+    workspace.actor = user
+    return LoomApp(workspace)
+
+
+async def open_queue(app: LoomApp, pilot, rows: int = 1) -> DataTable:  # type: ignore[no-untyped-def]
+    await wait_for(pilot, lambda: app.policy is not None)
+    await pilot.press("3")
+    await pilot.pause()
+    assert isinstance(app.screen, EscalationsScreen)
+    table = app.screen.query_one("#queue", DataTable)
+    await wait_for(pilot, lambda: table.row_count == rows)
+    return table
+
+
+async def test_approve_with_a(billing: Path) -> None:
+    _, escalation_id = escalate(billing, payments_change())
+    app = app_as(billing, ALICE)
+    async with app.run_test(size=SIZE) as pilot:
+        await open_queue(app, pilot)
+        await pilot.press("a")
+        store = app.workspace.store
+        await wait_for(pilot, lambda: len(store.get_escalation(escalation_id).data["approvals"]) == 1)
+        assert store.get_escalation(escalation_id).status == "open"  # one of two
+
+
+async def test_reject_asks_for_a_reason(billing: Path) -> None:
+    _, escalation_id = escalate(billing, payments_change())
+    app = app_as(billing, ALICE)
+    async with app.run_test(size=SIZE) as pilot:
+        table = await open_queue(app, pilot)
+        await pilot.press("r")
+        await pilot.pause()
+        assert isinstance(app.screen, ReasonScreen)
+        await pilot.press("enter")  # empty: refused, stays open
+        await pilot.pause()
+        assert isinstance(app.screen, ReasonScreen)
+        app.screen.query_one(Input).value = "double rounding in quote"
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: table.row_count == 0)
+        record = app.workspace.store.get_escalation(escalation_id)
+        assert record.status == "rejected"
+        assert record.data["history"][-1]["reason"] == "double rounding in quote"
+
+
+async def test_only_permitted_decisions_are_offered(billing: Path) -> None:
+    escalate(billing, payments_change())
+    app = app_as(billing, CAROL)  # not in payments-team, not an overrider
+    async with app.run_test(size=SIZE) as pilot:
+        await open_queue(app, pilot)
+        screen = app.screen
+        assert screen.check_action("decide", ("approve",)) is False
+        assert screen.check_action("decide", ("override",)) is False
+        await pilot.press("a")
+        await pilot.pause()
+        record = app.workspace.store.list_escalations()[0]
+        assert record.data["approvals"] == []
+
+
+async def test_an_escalation_from_another_process_appears_and_rings(billing: Path) -> None:
+    app = app_as(billing, ALICE)
+    async with app.run_test(size=SIZE) as pilot:
+        table = await open_queue(app, pilot, rows=0)
+        script = (
+            "from pathlib import Path\n"
+            "from tests.test_escalations import escalate, payments_change\n"
+            f"escalate(Path({str(billing)!r}), payments_change())\n"
+        )
+        subprocess.run([sys.executable, "-c", script], check=True, cwd=Path(__file__).parent.parent)
+        await wait_for(pilot, lambda: table.row_count == 1, timeout=3)
+        assert any("escalation" in (n.title or "") for n in app._notifications)
