@@ -11,7 +11,8 @@ Building has three stages, each cheap to skip:
    edges. The whole resolved index is saved as a snapshot keyed by every
    (path, blob) pair: an unchanged tree loads it as is, and a tree that differs
    in a few files patches the newest snapshot, re-resolving only the changed
-   files and the files whose resolution read a changed file's interface.
+   files and the files whose resolution read a changed file's interface. A
+   patch is saved as a new snapshot only once it has grown large.
 """
 
 from __future__ import annotations
@@ -29,10 +30,10 @@ import tempfile
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Executor, ProcessPoolExecutor, as_completed
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
-from pathlib import Path, PurePosixPath
-from typing import TypeAlias
+from pathlib import Path
+from typing import TypeAlias, TypeVar
 
 import networkx as nx
 import pathspec
@@ -46,6 +47,7 @@ from loomtui.coordination.regions import (
     FileFacts,
     FileShape,
     FileUses,
+    ImportFact,
     Ref,
     Region,
     extract_facts,
@@ -64,6 +66,11 @@ SNAPSHOTS_KEPT = 4
 # Beyond this share of changed files, patching a snapshot costs more than
 # resolving everything again.
 INCREMENTAL_MAX_SHARE = 0.25
+# A patched snapshot is saved only when it differs from its base in more files
+# than this, or re-resolved more files than SNAPSHOT_RESOLVED; otherwise the next
+# build redoes the (small) patch.
+SNAPSHOT_DRIFT = 16
+SNAPSHOT_RESOLVED = 64
 
 ProgressFn: TypeAlias = Callable[[int, int], None]
 
@@ -143,7 +150,7 @@ def default_cache_dir(root: Path) -> Path | None:
     from loomtui.repo import find_repo
 
     try:
-        return find_repo(root).state_dir / "index"
+        return find_repo(root).state_dir / "index-cache"
     except LoomError:
         return None
 
@@ -160,7 +167,7 @@ def _git(root: Path, *args: str) -> subprocess.CompletedProcess[bytes] | None:
 
 def _git_listing(root: Path) -> list[str] | None:
     """Tracked and untracked-but-not-ignored files under `root`, or None if git does not own it."""
-    # check-ignore answers 1 for a directory git tracks, 0 when an enclosing
+    # check-ignore answers 1 for a directory git does not ignore, 0 when an enclosing
     # repository ignores it (a virtualenv, site-packages), 128 outside any repository.
     ignored = _git(root, "check-ignore", "-q", "--", ".")
     if ignored is None or ignored.returncode != 1:
@@ -196,8 +203,11 @@ def _checked_relative(root: Path, name: str | os.PathLike[str]) -> str:
     """`name` as a normalised repository-relative posix path; ValueError if it leaves the repository."""
     raw = os.fspath(name)
     if os.path.isabs(raw):
+        # The directory is resolved (root is), the file itself not: a symlink
+        # keeps its own path and is checked where it points when read.
+        directory, filename = os.path.split(raw)
         try:
-            raw = os.path.relpath(raw, root)
+            raw = os.path.join(os.path.relpath(os.path.realpath(directory), root), filename)
         except ValueError:
             raise ValueError(f"{name}: outside the repository") from None
     relative = posixpath.normpath(raw.replace(os.sep, "/"))
@@ -283,26 +293,19 @@ def _read_sources(
 # -- cache ---------------------------------------------------------------------------
 
 
-def _atomic_write(target: Path, payload: bytes) -> None:
+def _atomic_pickle(target: Path, value: object) -> None:
     # Several processes may index at once: write aside, then rename into place.
+    # Pickled straight into the file, so a large snapshot is never held twice.
     target.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(dir=target.parent, prefix=".tmp-")
     try:
         with os.fdopen(handle, "wb") as out:
-            out.write(payload)
+            pickle.dump(value, out, protocol=pickle.HIGHEST_PROTOCOL)
         os.replace(temporary, target)
     except BaseException:
-        with _suppress_oserror():
+        with suppress(OSError):
             os.unlink(temporary)
         raise
-
-
-@contextmanager
-def _suppress_oserror() -> Iterator[None]:
-    try:
-        yield
-    except OSError:
-        pass
 
 
 def _load_pickle(path: Path) -> object | None:
@@ -310,8 +313,9 @@ def _load_pickle(path: Path) -> object | None:
     # version) is simply a miss.
     try:
         with open(path, "rb") as handle:
-            return pickle.load(handle)
-    except Exception:  # noqa: BLE001 - any failure to unpickle means "not cached"
+            loaded: object = pickle.load(handle)
+            return loaded
+    except Exception:  # any failure to read or unpickle means "not cached"
         return None
 
 
@@ -324,8 +328,8 @@ def _facts_path(facts_dir: Path, blob: str) -> Path:
 
 
 def _store_facts(facts_dir: Path, blob: str, facts: FileFacts) -> None:
-    with _suppress_oserror():
-        _atomic_write(_facts_path(facts_dir, blob), pickle.dumps(facts, protocol=pickle.HIGHEST_PROTOCOL))
+    with suppress(OSError):
+        _atomic_pickle(_facts_path(facts_dir, blob), facts)
 
 
 def _load_facts(facts_dir: Path, blob: str) -> FileFacts | None:
@@ -363,14 +367,23 @@ def _load_snapshot(path: Path) -> _Snapshot | None:
     return snapshot if isinstance(snapshot, _Snapshot) else None
 
 
+def _snapshots_newest_first(directory: Path) -> list[os.DirEntry[str]]:
+    def written(entry: os.DirEntry[str]) -> int:
+        try:
+            return entry.stat().st_mtime_ns
+        except OSError:  # removed meanwhile by another process pruning
+            return -1
+
+    try:
+        entries = [entry for entry in os.scandir(directory) if entry.name.endswith(".pickle")]
+    except OSError:
+        return []
+    return sorted(entries, key=written, reverse=True)
+
+
 def _newest_snapshot(directory: Path, excluding: str) -> _Snapshot | None:
     """The most recently written snapshot: the likeliest to differ from this tree in few files."""
-    try:
-        candidates = [entry for entry in os.scandir(directory) if entry.name.endswith(".pickle")]
-    except OSError:
-        return None
-    candidates.sort(key=lambda entry: entry.stat().st_mtime_ns, reverse=True)
-    for entry in candidates:
+    for entry in _snapshots_newest_first(directory):
         if entry.name != f"{excluding}.pickle":
             snapshot = _load_snapshot(Path(entry.path))
             if snapshot is not None:
@@ -379,15 +392,10 @@ def _newest_snapshot(directory: Path, excluding: str) -> _Snapshot | None:
 
 
 def _save_snapshot(directory: Path, snapshot: _Snapshot) -> None:
-    with _suppress_oserror():
-        _atomic_write(directory / f"{snapshot.key}.pickle", pickle.dumps(snapshot, protocol=pickle.HIGHEST_PROTOCOL))
-        entries = sorted(
-            (entry for entry in os.scandir(directory) if entry.name.endswith(".pickle")),
-            key=lambda entry: entry.stat().st_mtime_ns,
-            reverse=True,
-        )
-        for stale in entries[SNAPSHOTS_KEPT:]:
-            with _suppress_oserror():
+    with suppress(OSError):
+        _atomic_pickle(directory / f"{snapshot.key}.pickle", snapshot)
+        for stale in _snapshots_newest_first(directory)[SNAPSHOTS_KEPT:]:
+            with suppress(OSError):
                 os.unlink(stale.path)
 
 
@@ -474,40 +482,48 @@ def _parse(
 
 
 class _ModuleMap:
-    """Dotted module names of the indexed files and back.
+    """Dotted module names of the indexed files, and which file a name means where.
 
-    A file's primary name follows its chain of `__init__.py` packages (so a
-    src/ layout resolves as installed); its path-derived name is an alias, which
-    covers namespace packages. When the root itself is a package its directory
-    name leads, as in-package absolute imports expect.
+    A file's import root is the first directory above it without `__init__.py`:
+    the directory Python would have on sys.path to import it. Its name is the
+    dotted path from there, so a src/ layout resolves as installed. Roots that
+    hold packages (the top, src/) are seen from everywhere; a directory of plain
+    modules (tests/, scripts/, test data) only from itself, so its `gc.py` does
+    not shadow the standard library for the whole repository. The dotted path
+    from the top is a last resort, which covers namespace packages. When the
+    top itself is a package its directory name leads every name.
     """
 
     def __init__(self, paths: Iterable[str], package: str) -> None:
         paths = sorted(paths)
         package_dirs = {posixpath.dirname(p) for p in paths if posixpath.basename(p) == "__init__.py"}
+        prefix = [package] if package and "" in package_dirs else []
         self.name_of: dict[str, str] = {}
-        self.path_of: dict[str, str] = {}
+        self.root_of: dict[str, str] = {}
         self.names_of: dict[str, tuple[str, ...]] = {}
-        aliases: list[tuple[str, str]] = []
+        self.by_root: dict[str, dict[str, str]] = {"": {}}
+        self.by_full_path: dict[str, str] = {}
         for path in paths:
             directory, filename = posixpath.split(path)
             stem = filename.rpartition(".")[0] or filename
             parts = [] if stem == "__init__" else [stem]
+            # Climb while the directory is a package.
             while directory and directory in package_dirs:
                 directory, name = posixpath.split(directory)
                 parts.insert(0, name)
-            if not directory and "" in package_dirs and package:
-                parts.insert(0, package)
+            if not directory and "" in package_dirs:
+                parts[:0] = prefix
             primary = ".".join(parts)
             self.name_of[path] = primary
-            self.path_of.setdefault(primary, path)
-            dirs = posixpath.dirname(path)
-            alias = ".".join([*(dirs.split("/") if dirs else []), *([] if stem == "__init__" else [stem])])
-            aliases.append((alias, path))
-            self.names_of[path] = (primary,) if alias == primary else (primary, alias)
-        for alias, path in aliases:
-            if alias:
-                self.path_of.setdefault(alias, path)
+            self.root_of[path] = directory
+            self.by_root.setdefault(directory, {}).setdefault(primary, path)
+            folders = posixpath.dirname(path)
+            own = [] if stem == "__init__" else [stem]
+            full = ".".join([*prefix, *(folders.split("/") if folders else []), *own])
+            self.by_full_path.setdefault(full, path)
+            self.names_of[path] = (_root_key(directory, primary), _root_key("*", full))
+        holding_packages = {self.root_of[p] for p in paths if posixpath.dirname(p) != self.root_of[p]}
+        self.global_roots = ("", *sorted(holding_packages - {""}))
 
     def package_of(self, path: str) -> str:
         name = self.name_of[path]
@@ -524,6 +540,22 @@ class _ModuleMap:
         base = parts[: len(parts) - (level - 1)]
         return ".".join([*base, dotted] if dotted else base)
 
+    def find(self, name: str, root: str) -> tuple[str | None, tuple[str, ...]]:
+        """The file module `name` means when imported under import root `root`, and the keys looked at."""
+        keys: list[str] = []
+        for candidate in (root, *(r for r in self.global_roots if r != root)):
+            keys.append(_root_key(candidate, name))
+            found = self.by_root.get(candidate, {}).get(name)
+            if found is not None:
+                return found, tuple(keys)
+        keys.append(_root_key("*", name))
+        return self.by_full_path.get(name), tuple(keys)
+
+
+def _root_key(root: str, name: str) -> str:
+    # What a resolution records when it looks a module name up under one root.
+    return f"{root}\0{name}"
+
 
 # -- resolution ----------------------------------------------------------------------
 
@@ -538,13 +570,19 @@ FOUND, HELD, EXTERNAL, MISSING = 0, 1, 2, 3
 _EXTERNAL: Result = (EXTERNAL, "", -1)
 _MISSING: Result = (MISSING, "", -1)
 
-# Attributes every class has through `object` and `type`.
+# Attributes every class has through `object` and `type`, and every module has.
 _OBJECT_ATTRS = frozenset(dir(object)) | frozenset(dir(type))
+_MODULE_ATTRS = frozenset({
+    "__file__", "__name__", "__doc__", "__spec__", "__loader__", "__package__", "__path__",
+    "__dict__", "__all__", "__builtins__", "__cached__", "__annotations__",
+})
 
 _KIND_RANK = {kind: rank for rank, kind in enumerate(EDGE_KIND_ORDER)}
 _KIND_SETS: dict[frozenset[str], frozenset[str]] = {}
 
 EdgeRow: TypeAlias = tuple[str, str, dict[str, object]]
+_Key = TypeVar("_Key", bound=tuple[object, ...])
+_Value = TypeVar("_Value")
 
 
 @dataclass(slots=True)
@@ -572,16 +610,22 @@ class _Resolver:
         self.bases_memo: dict[tuple[str, int], tuple[tuple[Result, ...], frozenset[str]]] = {}
         self.active: set[tuple[object, ...]] = set()
         self.cycles = 0
-        self.prefix_memo: dict[str, bool] = {}
+        self.find_memo: dict[tuple[str, str], tuple[str | None, tuple[str, ...]]] = {}
         self.stars_memo: dict[str, tuple[tuple[str | None, ...], frozenset[str]]] = {}
 
-    def _memoised(self, memo: dict, key: tuple, compute: Callable[[], object]) -> object:  # type: ignore[type-arg]
+    def _memoised(
+        self,
+        memo: dict[_Key, tuple[_Value, frozenset[str]]],
+        key: _Key,
+        compute: Callable[[], _Value],
+        cycle_value: _Value,
+    ) -> _Value:
         hit = memo.get(key)
         if hit is None:
             if key in self.active:
                 # A cycle of star imports or bases: nothing more to find this way.
                 self.cycles += 1
-                return _MISSING
+                return cycle_value
             outer, cycles = self.consulted, self.cycles
             self.consulted = set()
             self.active.add(key)
@@ -598,29 +642,43 @@ class _Resolver:
         self.consulted |= hit[1]
         return hit[0]
 
-    def module_path(self, name: str) -> str | None:
-        self.consulted.add(name)
-        return self.modules.path_of.get(name)
+    def module_path(self, name: str, context: str) -> str | None:
+        """The file module `name` is when imported from the file `context`."""
+        key = (self.modules.root_of[context], name)
+        hit = self.find_memo.get(key)
+        if hit is None:
+            hit = self.find_memo[key] = self.modules.find(name, key[0])
+        self.consulted.update(hit[1])
+        return hit[0]
 
-    def _under_repo_package(self, name: str) -> bool:
-        """Whether some leading part of `name` is an indexed module (so the rest should be too)."""
-        known = self.prefix_memo.get(name)
-        if known is None:
-            head, _, _ = name.rpartition(".")
-            known = self.prefix_memo[name] = bool(head) and (
-                head in self.modules.path_of or self._under_repo_package(head)
-            )
-        return known
+    def resolve_module(self, name: str, context: str) -> Result:
+        """Module `name` as imported from the file `context`.
 
-    def _absent(self, name: str) -> Result:
-        return _MISSING if self._under_repo_package(name) else _EXTERNAL
+        A name that is no file may still be an attribute of a module that is
+        (`os.path`, bound in os.py); once a leading part is indexed, the rest
+        must be found there or it is missing.
+        """
+        target = self.module_path(name, context)
+        if target is not None:
+            return (FOUND, target, 0)
+        head, _, attr = name.rpartition(".")
+        if not head:
+            return _EXTERNAL
+        base = self.resolve_module(head, context)
+        return self.walk(base, (attr,)) if base[0] == FOUND else base
+
+    def kind_of(self, path: str, idx: int) -> str:
+        # Every read of another file's shape is recorded: a file named in an
+        # import can turn from unparsable to a module and back.
+        self.consulted.add(path)
+        return self.shapes[path].regions[idx][0]
 
     def lookup_module(self, path: str, name: str) -> Result:
         hit = self.module_memo.get((path, name))
         if hit is not None:
             self.consulted |= hit[1]
             return hit[0]
-        return self._memoised(self.module_memo, (path, name), lambda: self._lookup_module(path, name))  # type: ignore[return-value]
+        return self._memoised(self.module_memo, (path, name), lambda: self._lookup_module(path, name), _MISSING)
 
     def _star_sources(self, path: str) -> tuple[str | None, ...]:
         """Paths of the modules `path` star-imports, latest first (None: from outside the repository)."""
@@ -631,7 +689,8 @@ class _Resolver:
             sources: list[str | None] = []
             for dotted, level in reversed(self.shapes[path].stars):
                 module = self.modules.absolute(path, dotted, level)
-                sources.append(self.module_path(module) if module is not None else None)
+                found = self.resolve_module(module, path) if module is not None else _MISSING
+                sources.append(found[1] if found[0] == FOUND and found[2] == 0 else None)
             hit = self.stars_memo[path] = (tuple(sources), frozenset(self.consulted))
             self.consulted = outer
         self.consulted |= hit[1]
@@ -644,49 +703,59 @@ class _Resolver:
             return (HELD, path, 0)
         binding = shape.module_scope.get(name)
         if binding is not None:
-            return self.binding_target(path, binding, 0)
+            found = self.binding_target(path, binding, 0)
+            # Bound here by an import that cannot be followed: that import is
+            # reported against this module; users of the name stop here.
+            return (HELD, path, 0) if found[0] == MISSING else found
         reachable_outside = False
         # A later star import rebinds what an earlier one bound, so search backwards.
         for source in self._star_sources(path) if shape.stars else ():
             if source is None:
-                reachable_outside = True
+                reachable_outside = True  # outside the repository, or already reported missing
                 continue
+            self.consulted.add(source)  # its exports are part of its interface
             exports = self.shapes[source].exports
             if name not in exports if exports is not None else name.startswith("_"):
                 continue
             found = self.lookup_module(source, name)
-            if found[0] != MISSING:
+            if found[0] in (FOUND, HELD):
                 return found
-        submodule = self.module_path(f"{self.modules.name_of[path]}.{name}")
+            reachable_outside = reachable_outside or found[0] == EXTERNAL
+        submodule = self.module_path(f"{self.modules.name_of[path]}.{name}", path)
         if submodule is not None:
             return (FOUND, submodule, 0)
-        return _EXTERNAL if reachable_outside else _MISSING
+        if (shape.exports is not None and name in shape.exports) or name in _MODULE_ATTRS:
+            return (HELD, path, 0)  # promised by __all__ (so made at run time), or __file__ and kin
+        return _EXTERNAL if reachable_outside or shape.open_module else _MISSING
 
     def lookup_class(self, path: str, cls: int, name: str) -> Result:
-        return self._memoised(self.class_memo, (path, cls, name), lambda: self._lookup_class(path, cls, name))  # type: ignore[return-value]
+        return self._memoised(self.class_memo, (path, cls, name), lambda: self._lookup_class(path, cls, name), _MISSING)
 
     def _lookup_class(self, path: str, cls: int, name: str) -> Result:
         self.consulted.add(path)
         shape = self.shapes[path]
         binding = shape.class_scopes.get(cls, {}).get(name)
         if binding is not None:
-            return (HELD, path, cls) if binding is DATA else self.binding_target(path, binding, cls)
+            found = (HELD, path, cls) if binding == DATA else self.binding_target(path, binding, cls)
+            return (HELD, path, cls) if found[0] == MISSING else found
         if name in shape.instance_attrs.get(cls, ()):
             return (HELD, path, cls)
         open_ended = False
         for base in self.bases(path, cls):
-            if base[0] == FOUND and self.shapes[base[1]].regions[base[2]][0] == "class":
+            if base[0] == FOUND and self.kind_of(base[1], base[2]) == "class":
                 found = self.lookup_class(base[1], base[2], name)
                 if found[0] != MISSING:
                     return found
-            elif base[0] != MISSING:
-                open_ended = True  # a base from outside: it may define the name
+            else:
+                # A base from outside may define the name; an unresolved one is
+                # reported already and must not make every lookup through it fail.
+                open_ended = True
         if open_ended or name in _OBJECT_ATTRS or cls in shape.open_classes:
             return _EXTERNAL
         return _MISSING
 
     def bases(self, path: str, cls: int) -> tuple[Result, ...]:
-        return self._memoised(self.bases_memo, (path, cls), lambda: self._bases(path, cls))  # type: ignore[return-value]
+        return self._memoised(self.bases_memo, (path, cls), lambda: self._bases(path, cls), ())
 
     def _bases(self, path: str, cls: int) -> tuple[Result, ...]:
         self.consulted.add(path)
@@ -695,44 +764,44 @@ class _Resolver:
     def binding_target(self, path: str, binding: Binding, context: int) -> Result:
         """What a binding found in `path` refers to (`context`: the region it was found in)."""
         kind = binding[0]
-        if kind == "def":
-            return (FOUND, path, int(binding[1]))
-        if kind == "self":
+        if kind in ("def", "self"):
             return (FOUND, path, int(binding[1]))
         if kind == "module":
-            name = str(binding[1])
-            target = self.module_path(name)
-            return (FOUND, target, 0) if target is not None else self._absent(name)
+            return self.resolve_module(str(binding[1]), path)
         if kind == "from":
             module = self.modules.absolute(path, str(binding[1]), int(binding[2]))
             if module is None:
                 return _MISSING
-            return self.from_import(module, str(binding[3]))
+            return self.from_import(path, module, str(binding[3]))
         if kind == "data":
             return (HELD, path, context)
         return _EXTERNAL  # builtins, unknown bases
 
-    def from_import(self, module: str, name: str) -> Result:
-        # As the import system does: an attribute of the module, else its submodule.
-        source = self.module_path(module)
-        if source is not None:
-            found = self.lookup_module(source, name)
+    def from_import(self, path: str, module: str, name: str) -> Result:
+        """`from module import name` in the file `path`: an attribute of the module, else its submodule."""
+        base = self.resolve_module(module, path)
+        if base[0] == HELD:
+            return base
+        if base[0] == FOUND:
+            found = self.walk(base, (name,))
             if found[0] != MISSING:
                 return found
-        submodule = self.module_path(f"{module}.{name}") if module else None
+        submodule = self.module_path(f"{module}.{name}", path)
         if submodule is not None:
             return (FOUND, submodule, 0)
-        return _MISSING if source is not None else self._absent(f"{module}.{name}")
+        return _MISSING if base[0] in (FOUND, MISSING) else _EXTERNAL
 
     def _super(self, path: str, cls: int, name: str) -> Result:
-        # Only the bases are searched: that is what super() reaches.
-        open_ended = False
-        for base in self.bases(path, cls):
-            if base[0] == FOUND and self.shapes[base[1]].regions[base[2]][0] == "class":
+        # Only the bases are searched: that is what super() reaches. A class
+        # without bases calling super() is a mixin: its MRO is its users' business.
+        bases = self.bases(path, cls)
+        open_ended = not bases
+        for base in bases:
+            if base[0] == FOUND and self.kind_of(base[1], base[2]) == "class":
                 found = self.lookup_class(base[1], base[2], name)
                 if found[0] != MISSING:
                     return found
-            elif base[0] != MISSING:
+            else:
                 open_ended = True
         return _EXTERNAL if open_ended or name in _OBJECT_ATTRS else _MISSING
 
@@ -742,7 +811,7 @@ class _Resolver:
             if result[0] != FOUND:
                 break
             _, path, idx = result
-            kind = self.shapes[path].regions[idx][0]
+            kind = self.kind_of(path, idx)
             if kind == "module":
                 result = self.lookup_module(path, attr)
             elif kind == "class":
@@ -766,9 +835,8 @@ class _Resolver:
         if module is None:
             return _MISSING
         if name is None or name == "*":
-            target = self.module_path(module)
-            return (FOUND, target, 0) if target is not None else self._absent(module)
-        return self.from_import(module, name)
+            return self.resolve_module(module, path)
+        return self.from_import(path, module, name)
 
     def resolve_file(self, path: str, uses: FileUses) -> _Resolved:
         """Every outgoing edge of one file's regions."""
@@ -779,43 +847,51 @@ class _Resolver:
         kinds: dict[tuple[str, str], set[str]] = {}
         unresolved: list[tuple[str, str]] = []
 
-        def add(source: int, result: Result, kind: str, text: Callable[[], str]) -> None:
+        def add(source: int, result: Result, kind: str) -> bool:
+            """Record the edge `result` calls for; False if the name is missing from the repository."""
             outcome, target_path, target = result
             if outcome == MISSING:
-                unresolved.append((ids[source], text()))
-                return
+                return False
             if outcome == EXTERNAL:
-                return
+                return True
             if target_path == path:
                 # Using oneself or an enclosing region adds nothing to containment.
                 ancestor = source
                 while ancestor != -1:
                     if ancestor == target:
-                        return
+                        return True
                     ancestor = parents[ancestor]
                 target_id = ids[target]
             else:
                 target_id = region_id(target_path, self.shapes[target_path].regions[target][1])
             kinds.setdefault((ids[source], target_id), set()).add(kind)
+            return True
 
         for child, parent in enumerate(parents):
             if parent >= 0:
                 kinds[(ids[parent], ids[child])] = {"contains"}
         for fact in uses.imports:
-            dotted, level, name = fact.dotted, fact.level, fact.name
-            add(fact.region, self.resolve_import(path, dotted, level, name), "imports",
-                lambda: "." * level + ".".join(p for p in (dotted, name if name != "*" else None) if p))
+            if not add(fact.region, self.resolve_import(path, fact.dotted, fact.level, fact.name), "imports"):
+                unresolved.append((ids[fact.region], _import_text(fact)))
         for cls, class_bases in shape.bases.items():
-            for result, base in zip(self.bases(path, cls), class_bases):
-                add(cls, result, "inherits", lambda: _dotted_text(base))
+            for result, base in zip(self.bases(path, cls), class_bases, strict=True):
+                if not add(cls, result, "inherits"):
+                    unresolved.append((ids[cls], _dotted_text(base)))
         for ref in uses.refs:
-            add(ref.region, self.resolve_ref(path, ref), "references", lambda: _dotted_text(ref))
+            if not add(ref.region, self.resolve_ref(path, ref), "references"):
+                unresolved.append((ids[ref.region], _dotted_text(ref)))
         unresolved.extend((ids[region], text) for region, text in uses.unresolved)
         return _Resolved(_edge_rows(kinds), unresolved, frozenset(self.consulted))
 
 
 def _dotted_text(ref: Ref) -> str:
     return ".".join((ref.name, *ref.rest))
+
+
+def _import_text(fact: ImportFact) -> str:
+    """`.x.y` for `from .x import y`: the imported name as the import spells it."""
+    name = fact.name if fact.name != "*" else None
+    return "." * fact.level + ".".join(part for part in (fact.dotted, name) if part)
 
 
 def _edge_rows(kinds: Mapping[tuple[str, str], set[str]]) -> list[EdgeRow]:
@@ -851,6 +927,8 @@ def build_index(
     files are loaded or parsed.
     """
     root = Path(root).resolve()
+    if not root.is_dir():
+        raise ValueError(f"{root}: not a directory")
     warnings: list[str] = []
     if files is None:
         paths, explicit = list_files(root, include, exclude), False
@@ -887,6 +965,7 @@ class _Build:
         self.done = 0
         self.parsed = 0
         self.resolved = 0
+        self.drift = 0
 
     def _advance(self, count: int) -> None:
         self.done += count
@@ -904,7 +983,11 @@ class _Build:
         snapshot = self._patch(base) if base is not None else None
         if snapshot is None:
             snapshot = self._full()
-        _save_snapshot(self.snapshot_dir, snapshot)
+            _save_snapshot(self.snapshot_dir, snapshot)
+        elif self.drift > SNAPSHOT_DRIFT or self.resolved > SNAPSHOT_RESOLVED:
+            # A small patch is cheaper to redo next time than a whole snapshot
+            # is to write (and pickling holds the GIL); a large one is kept.
+            _save_snapshot(self.snapshot_dir, snapshot)
         return self._index(snapshot)
 
     def _facts_for(self, paths: Iterable[str]) -> dict[str, FileFacts]:
@@ -953,7 +1036,8 @@ class _Build:
         changed = [path for path, blob in new.items() if old.get(path) != blob]
         removed = [path for path in old if path not in new]
         added = [path for path in changed if path not in old]
-        if base.package != self.package or len(changed) + len(removed) > INCREMENTAL_MAX_SHARE * len(new):
+        self.drift = len(changed) + len(removed)
+        if base.package != self.package or self.drift > INCREMENTAL_MAX_SHARE * len(new):
             return None
         # A package appearing or vanishing renames the modules beneath it.
         if any(posixpath.basename(path) == "__init__.py" for path in (*added, *removed)):
@@ -1007,10 +1091,15 @@ class _Build:
         return _Snapshot(self.key, self.package, new, shapes, file_warnings, graph, unresolved, consulted)
 
     def _index(self, snapshot: _Snapshot) -> RepoIndex:
+        # Identical files are parsed once, so the count may fall short: say "done".
+        if self.progress is not None and (self.done != len(self.sources) or not self.sources):
+            self.done = len(self.sources)
+            self.progress(self.done, self.done)
         graph = snapshot.graph
         regions: dict[str, Region] = {node: data["region"] for node, data in graph.nodes(data=True)}
         unresolved = [item for path in self.pairs for item in snapshot.unresolved.get(path, ())]
-        warnings = self.warnings + [f"{path}: {snapshot.file_warnings[path]}" for path in self.pairs if path in snapshot.file_warnings]
+        file_warnings = snapshot.file_warnings
+        warnings = self.warnings + [f"{path}: {file_warnings[path]}" for path in self.pairs if path in file_warnings]
         stats = {
             "files": len(self.pairs),
             "parsed": self.parsed,

@@ -31,9 +31,10 @@ from typing import NamedTuple, TypeAlias
 
 MAX_FILE_BYTES = 2 * 1024 * 1024
 
-# Bumped whenever the shape of FileFacts or the extraction rules change, so caches
-# written by an older loomtui are never read as current.
-FACTS_VERSION = 1
+# Bumped whenever the shape of FileFacts, the extraction rules or the resolution
+# rules (index.py) change, so caches and snapshots written by an older loomtui are
+# never read as current.
+FACTS_VERSION = 2
 
 REGION_KINDS = frozenset({"module", "class", "function", "method", "file"})
 
@@ -55,7 +56,8 @@ class Region:
     def __reduce__(self) -> tuple[type[Region], tuple[str, str, str, str, int, int, str, str, str]]:
         # The generated slots pickling looks up dataclass fields per object, which
         # dominates loading a snapshot of thousands of regions.
-        return (Region, (self.id, self.kind, self.path, self.qualname, self.start, self.end, self.hash, self.doc, self.warning))
+        fields = (self.id, self.kind, self.path, self.qualname, self.start, self.end, self.hash, self.doc, self.warning)
+        return (Region, fields)
 
 
 # A binding is what a name means in one scope. Tuples rather than classes keep the
@@ -111,6 +113,7 @@ class FileShape(NamedTuple):
     open_classes: frozenset[int]
     stars: tuple[tuple[str, int], ...]
     exports: tuple[str, ...] | None
+    open_module: bool
     interface: str
 
 
@@ -144,6 +147,9 @@ _LEAF_FIELDS = frozenset({
     "type_comment", "kind", "conversion", "is_async", "value_kind",
 })
 _CHILD_FIELDS: dict[type, tuple[str, ...]] = {}
+# Used at module level, these can create module attributes no parser sees (as
+# can `globals()` anywhere).
+_DYNAMIC_NAMESPACE = frozenset({"exec", "vars", "setattr"})
 _FUNCTION_TYPES = (ast.FunctionDef, ast.AsyncFunctionDef)
 _COMPREHENSIONS = (ast.ListComp, ast.SetComp, ast.GeneratorExp, ast.DictComp)
 
@@ -202,7 +208,13 @@ def decode_source(data: bytes) -> tuple[str | None, str]:
     try:
         encoding, _ = tokenize.detect_encoding(io.BytesIO(data).readline)
         return data.decode(encoding), ""
-    except (SyntaxError, LookupError):
+    except SyntaxError:
+        # detect_encoding also refuses first lines that are not UTF-8 when no
+        # encoding is declared; say which it is.
+        try:
+            data.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            return None, f"not valid UTF-8 (byte {exc.start})"
         return None, "unknown source encoding"
     except UnicodeDecodeError as exc:
         return None, f"not valid {exc.encoding.upper()} (byte {exc.start})"
@@ -211,7 +223,7 @@ def decode_source(data: bytes) -> tuple[str | None, str]:
 def file_facts(byte_lines: int, digest: str, warning: str) -> FileFacts:
     """Facts of a file that is not valid Python: one file-level region and a warning."""
     row: RegionRow = ("file", "", 1, max(1, byte_lines), digest, "")
-    shape = FileShape((row,), (-1,), {}, {}, {}, {}, frozenset(), (), None, "file")
+    shape = FileShape((row,), (-1,), {}, {}, {}, {}, frozenset(), (), None, True, "file")
     return FileFacts(shape, FileUses((), (), ()), warning)
 
 
@@ -235,7 +247,7 @@ def extract_facts(data: bytes) -> FileFacts:
 class _Scope:
     """One lexical scope while collecting: its bindings and how names reach it."""
 
-    __slots__ = ("parent", "kind", "bindings", "declared", "method_of")
+    __slots__ = ("bindings", "declared", "kind", "method_of", "parent")
 
     def __init__(self, parent: int, kind: str, method_of: int = -1) -> None:
         self.parent = parent
@@ -262,7 +274,12 @@ class _FactCollector:
         self.stars: list[tuple[str, int]] = []
         # `__all__` when the module spells it out literally; None means "public names".
         self.exports: list[str] | None = None
-        self.exports_known = True
+        # False once the module makes names at run time (a computed __all__,
+        # globals(), exec, a module __getattr__): then a name it lacks is unknown,
+        # not missing.
+        self.namespace_known = True
+        # (scope, name, attribute) of `name.attribute = ...`: a class given attributes from outside
+        self.attribute_stores: list[tuple[int, str, str]] = []
         # (region, scope, head, rest): heads are resolved once all bindings are known
         self.raw_refs: dict[tuple[int, int, str, tuple[str, ...]], None] = {}
 
@@ -301,30 +318,28 @@ class _FactCollector:
 
     def _body(self, body: Iterable[ast.stmt], region: int, scope: int) -> None:
         for stmt in body:
-            kind = type(stmt)
-            if kind is ast.FunctionDef or kind is ast.AsyncFunctionDef:
-                self._function(stmt, region, scope)  # type: ignore[arg-type]
-            elif kind is ast.ClassDef:
-                self._class(stmt, region, scope)  # type: ignore[arg-type]
-            elif kind is ast.Import:
-                self._import(stmt, region, scope)  # type: ignore[arg-type]
-            elif kind is ast.ImportFrom:
-                self._import_from(stmt, region, scope)  # type: ignore[arg-type]
-            elif scope == 0 and _assigns_all(stmt):
-                self._note_exports(stmt)
-                self._compound(stmt, region, scope)
-            elif kind is ast.Global or kind is ast.Nonlocal:
-                word = "global" if kind is ast.Global else "nonlocal"
-                for name in stmt.names:  # type: ignore[attr-defined]
+            if isinstance(stmt, _FUNCTION_TYPES):
+                self._function(stmt, region, scope)
+            elif isinstance(stmt, ast.ClassDef):
+                self._class(stmt, region, scope)
+            elif isinstance(stmt, ast.Import):
+                self._import(stmt, region, scope)
+            elif isinstance(stmt, ast.ImportFrom):
+                self._import_from(stmt, region, scope)
+            elif isinstance(stmt, (ast.Global, ast.Nonlocal)):
+                word = "global" if isinstance(stmt, ast.Global) else "nonlocal"
+                for name in stmt.names:
                     self.scopes[scope].declared[name] = word
             else:
+                if scope == 0 and _assigns_all(stmt):
+                    self._note_exports(stmt)
                 self._compound(stmt, region, scope)
 
     def _note_exports(self, stmt: ast.stmt) -> None:
         value = getattr(stmt, "value", None)
         names = _string_list(value) if value is not None else None
         if names is None:
-            self.exports_known = False
+            self.namespace_known = False
         elif isinstance(stmt, ast.AugAssign):
             self.exports = [*(self.exports or []), *names]
         else:
@@ -340,8 +355,8 @@ class _FactCollector:
                     self._body(value, region, scope)
                     continue
                 for item in value:
-                    if isinstance(item, ast.excepthandler):
-                        self._handler(item, region, scope)  # type: ignore[arg-type]
+                    if isinstance(item, ast.ExceptHandler):
+                        self._handler(item, region, scope)
                     elif isinstance(item, ast.match_case):
                         self._walk(item.pattern, region, scope)
                         if item.guard is not None:
@@ -431,8 +446,8 @@ class _FactCollector:
             expr = base.value if isinstance(base, ast.Subscript) else base
             if _dotted(expr) is not None:
                 bases.append((scope, expr))
-                if expr is not base:
-                    self._walk(base.slice, idx, scope)  # type: ignore[attr-defined]
+                if isinstance(base, ast.Subscript):
+                    self._walk(base.slice, idx, scope)
             else:
                 self._walk(base, idx, scope)
         self.class_bases[idx] = bases
@@ -475,28 +490,29 @@ class _FactCollector:
         pop, push = stack.pop, stack.append
         while stack:
             node, sc = pop()
-            kind = type(node)
-            if kind is ast.Name:
-                if type(node.ctx) is ast.Load:  # type: ignore[attr-defined]
-                    self.raw_refs[(region, sc, node.id, ())] = None  # type: ignore[attr-defined]
-                elif type(node.ctx) is ast.Store:  # type: ignore[attr-defined]
-                    self._bind(sc, node.id, DATA)  # type: ignore[attr-defined]
-            elif kind is ast.Attribute:
-                self._attribute(node, region, sc, push)  # type: ignore[arg-type]
-            elif kind is ast.Constant:
+            if isinstance(node, ast.Name):
+                if isinstance(node.ctx, ast.Load):
+                    self.raw_refs[(region, sc, node.id, ())] = None
+                    if node.id == "globals" or (sc == 0 and node.id in _DYNAMIC_NAMESPACE):
+                        self.namespace_known = False
+                elif isinstance(node.ctx, ast.Store):
+                    self._bind(sc, node.id, DATA)
+            elif isinstance(node, ast.Attribute):
+                self._attribute(node, region, sc, push)
+            elif isinstance(node, ast.Constant):
                 continue
-            elif kind is ast.Lambda:
-                self._lambda(node, sc, push)  # type: ignore[arg-type]
-            elif kind in _COMPREHENSIONS:
+            elif isinstance(node, ast.Lambda):
+                self._lambda(node, sc, push)
+            elif isinstance(node, _COMPREHENSIONS):
                 self._comprehension(node, sc, push)
-            elif kind is ast.NamedExpr:
+            elif isinstance(node, ast.NamedExpr):
                 target_scope = sc
                 while self.scopes[target_scope].kind == "comprehension":
                     target_scope = self.scopes[target_scope].parent
-                self._bind(target_scope, node.target.id, DATA)  # type: ignore[attr-defined]
-                push((node.value, sc))  # type: ignore[attr-defined]
-            elif kind is ast.MatchAs or kind is ast.MatchStar or kind is ast.MatchMapping:
-                name = getattr(node, "rest" if kind is ast.MatchMapping else "name")
+                self._bind(target_scope, node.target.id, DATA)
+                push((node.value, sc))
+            elif isinstance(node, (ast.MatchAs, ast.MatchStar, ast.MatchMapping)):
+                name = node.rest if isinstance(node, ast.MatchMapping) else node.name
                 if name:
                     self._bind(sc, name, DATA)
                 self._push_children(node, sc, push)
@@ -521,21 +537,23 @@ class _FactCollector:
     def _attribute(self, node: ast.Attribute, region: int, scope: int, push: _Push) -> None:
         parts = [node.attr]
         base: ast.expr = node.value
-        while type(base) is ast.Attribute:
-            parts.append(base.attr)  # type: ignore[attr-defined]
-            base = base.value  # type: ignore[attr-defined]
+        while isinstance(base, ast.Attribute):
+            parts.append(base.attr)
+            base = base.value
         parts.reverse()
-        stored = type(node.ctx) is not ast.Load
-        if type(base) is ast.Name:
+        stored = not isinstance(node.ctx, ast.Load)
+        if isinstance(base, ast.Name):
+            if base.id == "__all__" and scope == 0:
+                self.namespace_known = False  # __all__.extend(...) and the like
             if stored:
                 # `x.y.z = v` uses x.y; `self.z = v` declares an instance attribute.
-                self._note_instance_attr(scope, base.id, parts)  # type: ignore[attr-defined]
+                self._note_instance_attr(scope, base.id, parts)
                 parts.pop()
-            self.raw_refs[(region, scope, base.id, tuple(parts))] = None  # type: ignore[attr-defined]
+            self.raw_refs[(region, scope, base.id, tuple(parts))] = None
         elif (
-            type(base) is ast.Call
-            and type(base.func) is ast.Name  # type: ignore[attr-defined]
-            and base.func.id == "super"  # type: ignore[attr-defined]
+            isinstance(base, ast.Call)
+            and isinstance(base.func, ast.Name)
+            and base.func.id == "super"
             and not stored
         ):
             self.raw_refs[(region, scope, "super()", (parts[0],))] = None
@@ -549,7 +567,9 @@ class _FactCollector:
         binding = self._lookup(scope, head)
         if binding is not None and binding[0] == "self":
             self.instance_attrs[int(binding[1])].add(parts[0])
-        elif head == "self":
+        elif head != "self":
+            self.attribute_stores.append((scope, head, parts[0]))
+        else:
             # `self = object.__new__(cls)` in __new__ and the like: still the instance.
             current = scope
             while current != -1 and self.scopes[current].kind in ("function", "comprehension"):
@@ -569,8 +589,10 @@ class _FactCollector:
                 self._bind(inner, param.arg, DATA)
         push((node.body, inner))
 
-    def _comprehension(self, node: ast.AST, scope: int, push: _Push) -> None:
-        generators: list[ast.comprehension] = node.generators  # type: ignore[attr-defined]
+    def _comprehension(
+        self, node: ast.ListComp | ast.SetComp | ast.GeneratorExp | ast.DictComp, scope: int, push: _Push
+    ) -> None:
+        generators = node.generators
         inner = self._new_scope(scope, "comprehension")
         # The first iterable is evaluated in the enclosing scope, the rest inside.
         push((generators[0].iter, scope))
@@ -584,7 +606,7 @@ class _FactCollector:
             push((node.key, inner))
             push((node.value, inner))
         else:
-            push((node.elt, inner))  # type: ignore[attr-defined]
+            push((node.elt, inner))
 
     # -- resolution within the file ---------------------------------------------------
 
@@ -600,7 +622,7 @@ class _FactCollector:
             current = info.parent
         return None
 
-    def _resolve_head(self, region: int, scope: int, head: str, rest: tuple[str, ...]) -> Ref | None | str:
+    def _resolve_head(self, region: int, scope: int, head: str, rest: tuple[str, ...]) -> Ref | str | None:
         """A Ref for a use that may cross regions, None if it needs no edge, or the dotted text if unresolved."""
         if head == "super()":
             info = self.scopes[scope]
@@ -613,8 +635,11 @@ class _FactCollector:
         if binding is None:
             if head in _IMPLICIT_NAMES:
                 return None
-            if self.stars:
+            if self.stars or (self.exports is not None and head in self.exports):
+                # Maybe from a star import, or made at run time as __all__ promises.
                 return Ref(region, head, STAR, rest)
+            if not self.namespace_known:
+                return None  # the module makes names at run time: unknowable
             return ".".join((head, *rest))
         if binding is DATA or (binding[0] == "self" and not rest):
             return None
@@ -629,6 +654,12 @@ class _FactCollector:
                 unresolved[(region, resolved)] = None
             elif resolved is not None:
                 refs[resolved] = None
+
+        for scope, head, attr in self.attribute_stores:
+            # `Class.attr = value` after the class body: data of that class.
+            binding = self._lookup(scope, head)
+            if binding is not None and binding[0] == "def" and int(binding[1]) in self.instance_attrs:
+                self.instance_attrs[int(binding[1])].add(attr)
 
         bases: dict[int, tuple[Ref, ...]] = {}
         for cls, exprs in self.class_bases.items():
@@ -659,18 +690,20 @@ class _FactCollector:
         sorted_attrs = {cls: sorted(names) for cls, names in self.instance_attrs.items()}
         module_scope = self.scopes[0].bindings
         stars = tuple(self.stars)
-        exports = tuple(self.exports) if self.exports is not None and self.exports_known else None
+        exports = tuple(self.exports) if self.exports is not None and self.namespace_known else None
+        open_module = not self.namespace_known or "__getattr__" in self.scopes[0].bindings
         parents = tuple(self.parents)
         # Another file's resolution reads only these parts, so when an edit leaves
         # them equal, files that depend on this one keep their edges.
         visible = (
             tuple((row[0], row[1]) for row in self.regions),
             parents, module_scope, class_scopes, sorted_attrs, bases, sorted(self.open_classes), stars, exports,
+            open_module,
         )
         interface = hashlib.blake2b(pickle.dumps(visible, protocol=5), digest_size=16).hexdigest()
         shape = FileShape(
             tuple(self.regions), parents, module_scope, class_scopes, instance_attrs, bases,
-            frozenset(self.open_classes), stars, exports, interface,
+            frozenset(self.open_classes), stars, exports, open_module, interface,
         )
         uses = FileUses(tuple(refs), tuple(self.imports), tuple(unresolved))
         return FileFacts(shape, uses, "")
@@ -713,8 +746,8 @@ def region_id(path: str, qualname: str) -> str:
 def regions_of(shape: FileShape, path: str, warning: str = "") -> list[Region]:
     """The Region objects of one file, in source order (each parent before its children)."""
     return [
-        Region(region_id(path, qualname), kind, path, qualname, start, end, digest, doc, warning if kind == "file" else "")
-        for kind, qualname, start, end, digest, doc in shape.regions
+        Region(region_id(path, name), kind, path, name, start, end, digest, doc, warning if kind == "file" else "")
+        for kind, name, start, end, digest, doc in shape.regions
     ]
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import tokenize
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import libcst as cst
@@ -56,9 +57,28 @@ def _expr_text(node: cst.CSTNode) -> str:
         tokens = list(tokenize.generate_tokens(io.StringIO(f"({code})").readline))
     except (tokenize.TokenError, SyntaxError):
         return " ".join(code.split())
-    skipped = {tokenize.COMMENT, tokenize.NL, tokenize.NEWLINE, tokenize.INDENT, tokenize.DEDENT, tokenize.ENDMARKER}
-    texts = [token.string for token in tokens if token.type not in skipped]
-    return " ".join(texts[1:-1])
+    kept = [token for token in tokens if token.type not in _LAYOUT_TOKENS][1:-1]
+    text = ""
+    previous: tokenize.TokenInfo | None = None
+    for token in kept:
+        if previous is not None and not _tight(previous, token):
+            text += " "
+        text += token.string
+        previous = token
+    return text
+
+
+_LAYOUT_TOKENS = frozenset(
+    {tokenize.COMMENT, tokenize.NL, tokenize.NEWLINE, tokenize.INDENT, tokenize.DEDENT, tokenize.ENDMARKER}
+)
+
+
+def _tight(previous: tokenize.TokenInfo, token: tokenize.TokenInfo) -> bool:
+    """Whether two tokens are written without a space between them (attribute, call, brackets)."""
+    if token.string in {".", ",", ")", "]", "}"} or previous.string in {".", "(", "[", "{"}:
+        return True
+    opens_call = token.string in {"(", "["}
+    return opens_call and (previous.type in (tokenize.NAME, tokenize.STRING) or previous.string in {")", "]"})
 
 
 def _param_text(param: cst.Param) -> str:
@@ -89,13 +109,13 @@ def _parameters_text(params: cst.Parameters) -> str:
 
 
 def _arg_text(arg: cst.Arg) -> str:
-    prefix = arg.star if isinstance(arg.star, str) else ""
+    prefix: str = arg.star if isinstance(arg.star, str) else ""
     if arg.keyword is not None:
         prefix += arg.keyword.value + "="
     return prefix + _expr_text(arg.value)
 
 
-def _decorators_text(decorators: tuple[cst.Decorator, ...] | list[cst.Decorator]) -> str:
+def _decorators_text(decorators: Sequence[cst.Decorator]) -> str:
     return "".join(f"@{_expr_text(d.decorator)}\n" for d in decorators)
 
 
@@ -127,9 +147,8 @@ class _RegionScanner(cst.CSTVisitor):
 
     def visit_Module(self, node: cst.Module) -> None:
         end = max(1, len(self.lines))
-        region = Region(
-            self.path, "module", self.path, "", 1, end, span_hash(self.lines, 1, end), first_doc_line(node.get_docstring())
-        )
+        doc = first_doc_line(node.get_docstring())
+        region = Region(self.path, "module", self.path, "", 1, end, span_hash(self.lines, 1, end), doc)
         self._enter(region, None, "")
 
     def _enter(self, region: Region, parent: str | None, signature: str) -> None:
