@@ -95,13 +95,19 @@ def test_signature_change_raises_dependency_severity(coordinator: Coordinator) -
     assert conflict.severity == "high" and "signature" in conflict.explanation
 
 
-def test_override_needs_a_reason_and_is_audited(coordinator: Coordinator) -> None:
+def test_override_needs_a_reason_permission_and_is_recorded(coordinator: Coordinator) -> None:
     coordinator.claim("a", QUOTE)
     with pytest.raises(LoomError, match="needs a reason"):
         coordinator.claim("b", QUOTE, override_reason=" ")
+    coordinator.workspace.actor = "carol@example.com"  # not in the policy's override groups
+    with pytest.raises(ClaimRefused, match="may not override"):
+        coordinator.claim("b", QUOTE, override_reason="I want it")
+    coordinator.workspace.actor = "lead@example.com"  # leads may override in the sample policy
     result = coordinator.claim("b", QUOTE, override_reason="hotfix agreed with a")
     assert result.overridden
     assert actions(coordinator)[-2:] == ["claim.override", "claim.added"]
+    [escalation] = coordinator.store.list_escalations()
+    assert escalation.kind == "conflict-override" and escalation.data["reason"] == "hotfix agreed with a"
 
 
 def test_lease_expiry_and_ended_sandboxes_release_with_audit(coordinator: Coordinator) -> None:

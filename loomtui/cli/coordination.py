@@ -180,7 +180,10 @@ def cmd_claim_suggest(args: argparse.Namespace) -> int:
 
 
 def cmd_conflicts(args: argparse.Namespace) -> int:
-    conflicts = _coordinator(args).conflicts()
+    from loomtui.coordination.claims import sandbox_signature_changes
+
+    coordinator = _coordinator(args)
+    conflicts = coordinator.conflicts(signature_changed=sandbox_signature_changes(coordinator.workspace))
     if args.json:
         print_json([c.as_dict() for c in conflicts])
     elif conflicts:

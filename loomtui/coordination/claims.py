@@ -142,6 +142,8 @@ class Coordinator:
         self.hops = dependency_hops
         self.lease_seconds = lease_seconds
         self._dependency_view: nx.Graph | None = None
+        # Who may force a refused claim is governance's call; open_coordinator wires the policy in.
+        self.may_override: Callable[[str], bool] = lambda user: False
 
     # -- targets to regions ------------------------------------------------------------
 
@@ -377,8 +379,20 @@ class Coordinator:
             if blocking and override_reason is None:
                 self.workspace.record("claim.refused", sandbox_id, details)
                 raise ClaimRefused(f"claim on {target} refused: {blocking[0].explanation}", conflicts)
+            if blocking and not self.may_override(self.workspace.actor):
+                self.workspace.record("claim.refused", sandbox_id, {**details, "override_denied": True})
+                raise ClaimRefused(f"claim on {target} refused: {self.workspace.actor} may not override "
+                                   f"(the policy's overrides.groups decide who may)", conflicts)
             claim = self.store.add_claim(sandbox_id, target, mode, reason, time.time() + lease, region_ids)
             if blocking:
+                # Recorded as an escalation already decided, so the queue's history shows it.
+                record = self.store.add_escalation(
+                    "conflict-override", sandbox_id=sandbox_id, risk="high",
+                    summary=f"override of a refused claim on {target}: {override_reason}",
+                    data={"claim": claim.id, "by": self.workspace.actor, "reason": override_reason,
+                          "conflicts": details["conflicts"]},
+                )
+                self.store.update_escalation(record.id, status="overridden")
                 self.workspace.record("claim.override", sandbox_id,
                                       {**details, "claim": claim.id, "reason": override_reason})
             self.workspace.record("claim.added", sandbox_id, {**details, "claim": claim.id, "reason": reason})
@@ -494,5 +508,35 @@ def open_coordinator(workspace: Workspace, index: RepoIndex | None = None) -> Co
     if index is None:
         index = build_index(workspace.root, cache_dir=workspace.paths.state_dir / "index-cache",
                             include=config.include, exclude=config.exclude)
-    return Coordinator(workspace, index, dependency_hops=config.dependency_hops,
-                       lease_seconds=config.lease_seconds)
+    coordinator = Coordinator(workspace, index, dependency_hops=config.dependency_hops,
+                              lease_seconds=config.lease_seconds)
+    coordinator.may_override = _policy_override_check(workspace)
+    return coordinator
+
+
+def _policy_override_check(workspace: Workspace) -> Callable[[str], bool]:
+    """Ask the repository's policy (read when first needed) whether a user may override."""
+    from loomtui.governance.policy import can_override, load_policy
+
+    def may_override(user: str) -> bool:
+        return can_override(load_policy(workspace.root, workspace.load_config().policy), user)
+
+    return may_override
+
+
+def sandbox_signature_changes(workspace: Workspace) -> set[str]:
+    """Regions whose signature a live sandbox changed (its worktree against its base)."""
+    from loomtui.coordination.diff import diff_regions
+
+    changed: set[str] = set()
+    for sandbox in workspace.store.list_sandboxes():
+        if sandbox.status in ENDED_STATUSES or not sandbox.worktree or not sandbox.base_ref:
+            continue
+        if not Path(sandbox.worktree).is_dir():
+            continue
+        try:
+            changes = diff_regions(Path(sandbox.worktree), sandbox.base_ref)
+        except LoomError:
+            continue  # a sandbox whose base vanished is reported by execution's reconcile
+        changed.update(c.region_id for c in changes if c.signature_changed)
+    return changed
