@@ -181,16 +181,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _layer_commands() -> list[Callable[[Any], None]]:
     """Each layer's `register(subparsers)`; imported here so `--help` lists them all."""
-    from loomtui.cli import coordination, governance
+    from loomtui.cli import coordination, execution, governance
 
-    return [coordination.register, governance.register]
+    return [coordination.register, execution.register, governance.register]
 
 
 def _bench_commands() -> list[Callable[[Any], None]]:
     """Each layer's `register_bench(subparsers)` for `loomtui bench ...`."""
-    from loomtui.cli import coordination
+    from loomtui.cli import coordination, execution
 
-    return [coordination.register_bench]
+    return [coordination.register_bench, execution.register_bench]
 
 
 def _usage(parser: argparse.ArgumentParser) -> int:

@@ -1,0 +1,282 @@
+"""`loomtui sandbox ...`, `attach`, `doctor`, `script-agent`, `bench sandboxes`: the execution layer from the shell."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from dataclasses import asdict
+from typing import Any
+
+from loomtui.cli import add_command, add_group, print_json, workspace_for
+from loomtui.execution import recovery, review
+from loomtui.execution import sandboxes as engine
+from loomtui.execution.sandboxes import DEFAULT_GRACE_S
+from loomtui.store import SandboxRecord
+
+
+def _record_dict(record: SandboxRecord) -> dict[str, Any]:
+    return {**asdict(record), "isolation_label": engine.isolation_label(record)}
+
+
+def _age(seconds: float) -> str:
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{int(seconds // size)}{unit}"
+    return f"{int(seconds)}s"
+
+
+def _show(record: SandboxRecord, what: str) -> None:
+    print(f"sandbox {record.id} {what} ({record.status})")
+
+
+# -- commands ---------------------------------------------------------------------------
+
+
+def cmd_new(args: argparse.Namespace) -> int:
+    workspace = workspace_for(args)
+    record = engine.create_sandbox(
+        workspace, args.task, args.runtime, base=args.base, claims=args.claim or (), script=args.script,
+        isolate=False if args.no_isolation else None,
+    )
+    if not args.no_start:
+        record = engine.start(workspace, record.id)
+    if args.json:
+        print_json(_record_dict(record))
+        return 0
+    print(f"sandbox {record.id}: {record.runtime} on {record.branch} from {record.base_ref}, "
+          f"{engine.isolation_label(record)}, {record.status}")
+    if record.isolation != "bwrap":
+        print("warning: bubblewrap is not available, so this agent is NOT isolated (see `loomtui doctor`)",
+              file=sys.stderr)
+    follow = (f"loomtui attach {record.id}" if (record.data.get("launch") or {}).get("mode") == "interactive"
+              else f"loomtui sandbox logs {record.id} -f")
+    print(f"  worktree {record.worktree}\n  follow   {follow}")
+    return 0
+
+
+def cmd_start(args: argparse.Namespace) -> int:
+    _show(engine.start(workspace_for(args), args.id), "started")
+    return 0
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    workspace = workspace_for(args)
+    report = recovery.reconcile(workspace)
+    records = engine.list_sandboxes(workspace, include_archived=args.all)
+    if args.json:
+        print_json({"sandboxes": [_record_dict(r) for r in records], "reconcile": asdict(report)})
+        return 0
+    for line in report.lines():
+        print(f"note: {line}", file=sys.stderr)
+    if not records:
+        print("no sandboxes (start one with `loomtui sandbox new --runtime R --task TEXT`)")
+        return 0
+    now = time.time()
+    print(f"{'ID':<8} {'STATUS':<16} {'RUNTIME':<10} {'ISOLATION':<17} {'AGE':>4}  TASK")
+    for r in records:
+        task = " ".join(r.task.split())
+        task = task if len(task) <= 50 else task[:49] + "…"
+        flag = " [orphaned]" if r.data.get("orphan") else ""
+        flag += " [worktree missing]" if r.data.get("worktree_missing") else ""
+        print(f"{r.id:<8} {r.status:<16} {r.runtime:<10} {engine.isolation_label(r):<17} "
+              f"{_age(now - r.created):>4}  {task}{flag}")
+    return 0
+
+
+def cmd_logs(args: argparse.Namespace) -> int:
+    workspace = workspace_for(args)
+    if not args.follow:
+        for line in engine.read_log_tail(workspace, args.id, args.n):
+            print(line)
+        return 0
+    for line in engine.follow_log(workspace, args.id, last=args.n):
+        print(line, flush=True)
+    return 0
+
+
+def cmd_stop(args: argparse.Namespace) -> int:
+    record = engine.stop(workspace_for(args), args.id, grace=args.grace)
+    code = "" if record.exit_code is None else f", exit code {record.exit_code}"
+    print(f"sandbox {record.id} stopped ({record.status}{code})")
+    return 0
+
+
+def cmd_pause(args: argparse.Namespace) -> int:
+    _show(engine.pause(workspace_for(args), args.id), "paused")
+    return 0
+
+
+def cmd_resume(args: argparse.Namespace) -> int:
+    _show(engine.resume(workspace_for(args), args.id), "resumed")
+    return 0
+
+
+def cmd_attach(args: argparse.Namespace) -> int:
+    argv = engine.attach_command(workspace_for(args), args.id)
+    sys.stdout.flush()
+    os.execvp(argv[0], argv)  # the terminal becomes tmux's; detaching (C-b d) returns to the shell
+
+
+def cmd_diff(args: argparse.Namespace) -> int:
+    result = review.diff(workspace_for(args), args.id, patch=not (args.stat or args.json))
+    if args.json:
+        print_json({**asdict(result), "added": result.added, "deleted": result.deleted})
+        return 0
+    if args.stat:
+        for change in result.files:
+            added = "-" if change.added is None else change.added
+            deleted = "-" if change.deleted is None else change.deleted
+            print(f"{added:>6} {deleted:>6}  {change.path}")
+        extra = " (uncommitted work included)" if result.includes_uncommitted else ""
+        print(f"{len(result.files)} files, +{result.added} -{result.deleted}{extra}")
+        return 0
+    sys.stdout.write(result.patch)
+    return 0
+
+
+def cmd_merge(args: argparse.Namespace) -> int:
+    result = review.merge(workspace_for(args), args.id, into=args.into)
+    if args.json:
+        print_json(asdict(result))
+    else:
+        print(f"merged sandbox {result.sandbox_id} into {result.target} as {result.commit[:12]}")
+    return 0
+
+
+def cmd_rm(args: argparse.Namespace) -> int:
+    result = review.remove(workspace_for(args), args.id, force=args.force, delete_branch=args.delete_branch)
+    if args.json:
+        print_json(asdict(result))
+        return 0
+    if result.saved_commit:
+        print(f"saved uncommitted work to {result.branch} as {result.saved_commit[:12]}")
+    kept = "deleted" if result.branch_deleted else "kept"
+    print(f"removed sandbox {result.sandbox_id}; branch {result.branch} {kept}")
+    return 0
+
+
+def cmd_reconcile(args: argparse.Namespace) -> int:
+    report = recovery.reconcile(workspace_for(args))
+    if args.json:
+        print_json(asdict(report))
+    else:
+        print("\n".join(report.lines()) or f"all accounted for ({len(report.alive)} running)")
+    return 0
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    from loomtui.execution.doctor import run_doctor
+
+    report = run_doctor(args.repo)
+    if args.json:
+        print_json(report.as_dict())
+    else:
+        for check in report.checks:
+            print(f"{check.level:<8} {check.name:<18} {check.detail}")
+    return 0 if report.ok else 1
+
+
+def cmd_script_agent(args: argparse.Namespace) -> int:
+    from loomtui.execution.script_agent import main
+
+    return main(args.script, check_only=args.check)
+
+
+def cmd_bench_sandboxes(args: argparse.Namespace) -> int:
+    from loomtui.execution.bench import format_report, run_sandbox_bench
+
+    result = run_sandbox_bench(count=args.count, seconds=args.seconds, lines_per_second=args.rate)
+    if args.json:
+        print_json(result)
+    else:
+        print(format_report(result))
+    return 0 if result["log_lines_lost"] == 0 else 1
+
+
+# -- registration -------------------------------------------------------------------------
+
+
+def _id_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("id", metavar="ID", help="sandbox id (or a unique prefix of one)")
+
+
+def register(commands: Any) -> None:
+    """Add `sandbox`, `attach`, `doctor` and `script-agent` to the loomtui command."""
+    sandbox = add_group(commands, "sandbox", "agent sandboxes: a worktree, a branch and a supervised agent each")
+
+    new = add_command(sandbox, "new", cmd_new, "create a sandbox (worktree on branch loom/ID) and start its agent",
+                      json_flag=True)
+    new.add_argument("--runtime", required=True, metavar="R",
+                     help="runtime from .loom/loom.yaml (built in: claude, codex, aider, script)")
+    new.add_argument("--task", required=True, metavar="TEXT",
+                     help="what the agent should do; passed as one argument, never through a shell")
+    new.add_argument("--base", default="HEAD", metavar="REF", help="commit or branch to start from (default HEAD)")
+    new.add_argument("--claim", action="append", metavar="TARGET",
+                     help="claim a region, file, glob or path:LINES before the agent starts (repeatable); "
+                          "a refused claim creates nothing and exits 1")
+    new.add_argument("--script", metavar="FILE", help="the YAML script a `script` runtime replays")
+    new.add_argument("--no-start", action="store_true", help="create the sandbox but do not start the agent")
+    new.add_argument("--no-isolation", action="store_true",
+                     help="run the agent as a plain process even where bubblewrap works")
+
+    _id_arg(add_command(sandbox, "start", cmd_start, "start the agent of a sandbox created with --no-start"))
+    listing = add_command(sandbox, "list", cmd_list,
+                          "sandboxes, newest first (reconciles the store with the processes first)", json_flag=True)
+    listing.add_argument("--all", action="store_true", help="include removed (archived) sandboxes")
+
+    logs = add_command(sandbox, "logs", cmd_logs, "print the agent's output")
+    _id_arg(logs)
+    logs.add_argument("-f", "--follow", action="store_true", help="keep printing until the agent ends")
+    logs.add_argument("-n", type=int, default=50, metavar="N", help="lines of the end to print first (default 50)")
+
+    stop = add_command(sandbox, "stop", cmd_stop, "stop the agent: SIGTERM, then SIGKILL after the grace period")
+    _id_arg(stop)
+    stop.add_argument("--grace", type=float, default=DEFAULT_GRACE_S, metavar="SECONDS",
+                      help=f"seconds between SIGTERM and SIGKILL (default {DEFAULT_GRACE_S:g})")
+    _id_arg(add_command(sandbox, "pause", cmd_pause, "freeze the agent (SIGSTOP)"))
+    _id_arg(add_command(sandbox, "resume", cmd_resume, "let a paused agent continue (SIGCONT)"))
+    _id_arg(add_command(sandbox, "attach", cmd_attach, "attach to an interactive agent's tmux session (detach: C-b d)"))
+
+    diff = add_command(sandbox, "diff", cmd_diff, "what the sandbox changed since it left its target branch",
+                       json_flag=True)
+    _id_arg(diff)
+    diff.add_argument("--stat", action="store_true", help="per-file line counts instead of the patch")
+
+    merge = add_command(sandbox, "merge", cmd_merge,
+                        "merge an approved sandbox into its target, only if clean (exit 1 on conflict)",
+                        json_flag=True)
+    _id_arg(merge)
+    merge.add_argument("--into", metavar="BRANCH", help="target branch (default: the one it was created from)")
+
+    rm = add_command(sandbox, "rm", cmd_rm,
+                     "remove the worktree and archive the sandbox; refused with uncommitted changes",
+                     json_flag=True)
+    _id_arg(rm)
+    rm.add_argument("--force", action="store_true",
+                    help="commit uncommitted changes to the sandbox branch first (and stop a running agent)")
+    rm.add_argument("--delete-branch", action="store_true",
+                    help="delete the branch too (an unmerged one also needs --force)")
+    add_command(sandbox, "reconcile", cmd_reconcile,
+                "match the store with running processes and worktrees; mark orphans", json_flag=True)
+
+    _id_arg(add_command(commands, "attach", cmd_attach,
+                        "attach to an interactive sandbox's tmux session (detach with C-b d)"))
+    add_command(commands, "doctor", cmd_doctor,
+                "check git, bubblewrap, tmux, runtimes, the store and sandboxes", json_flag=True)
+    agent = add_command(commands, "script-agent", cmd_script_agent,
+                        "replay a YAML script of timed edits and commits here (the `script` runtime)")
+    agent.add_argument("script", metavar="SCRIPT", help="the script file")
+    agent.add_argument("--check", action="store_true", help="only validate the script")
+
+
+def register_bench(bench: Any) -> None:
+    """Add `loomtui bench sandboxes` to the shared `bench` group."""
+    run = add_command(bench, "sandboxes", cmd_bench_sandboxes,
+                      "create sandboxes on the sample repo, run logging script agents, print the figures",
+                      json_flag=True)
+    run.add_argument("--count", type=int, default=20, help="sandboxes (default 20)")
+    run.add_argument("--seconds", type=float, default=10.0, help="how long each agent logs (default 10)")
+    run.add_argument("--rate", type=int, default=100, help="log lines per second per agent (default 100)")
+

@@ -1,0 +1,118 @@
+"""`loomtui doctor`: is this machine and repository ready to run agents, and how isolated.
+
+Each check says ok, warning (works, with a limit the user should know: no
+isolation, no tmux, a runtime not installed) or error (something is broken: no
+git, a damaged store or audit log).
+"""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Final
+
+from loomtui.errors import LoomError, NotARepository
+from loomtui.execution.gitops import MERGE_TREE_MIN_VERSION, git_version
+from loomtui.execution.isolation import isolation_status
+from loomtui.execution.runtimes import runtime_report
+from loomtui.workspace import Workspace, open_workspace
+
+OK: Final = "ok"
+WARNING: Final = "warning"
+ERROR: Final = "error"
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    level: str  # ok | warning | error
+    detail: str
+
+
+@dataclass
+class DoctorReport:
+    checks: list[Check] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return all(check.level != ERROR for check in self.checks)
+
+    def add(self, name: str, level: str, detail: str) -> None:
+        self.checks.append(Check(name, level, detail))
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"ok": self.ok, "checks": [asdict(c) for c in self.checks]}
+
+
+def _check_tools(report: DoctorReport) -> None:
+    version = git_version()
+    if version is None:
+        report.add("git", ERROR, "git is not installed or not on PATH")
+    else:
+        shown = ".".join(map(str, version))
+        if version < MERGE_TREE_MIN_VERSION:
+            needed = ".".join(map(str, MERGE_TREE_MIN_VERSION))
+            report.add("git", WARNING, f"git {shown}: sandboxes work, merging needs {needed} or newer")
+        else:
+            report.add("git", OK, f"git {shown}")
+    isolation = isolation_status()
+    report.add("isolation", OK if isolation.available else WARNING, isolation.detail)
+    tmux = shutil.which("tmux")
+    report.add("tmux", OK if tmux else WARNING,
+               f"tmux at {tmux}" if tmux else "tmux is not installed: interactive runtimes cannot run")
+
+
+def _check_repository(report: DoctorReport, workspace: Workspace) -> None:
+    try:
+        config = workspace.load_config()
+    except LoomError as exc:
+        report.add("config", ERROR, str(exc))
+        config = None
+    if config is not None:
+        for row in runtime_report(config):
+            name = f"runtime {row['runtime']}"
+            if row["found"]:
+                report.add(name, OK, f"{row['program']} -> {row['found']} ({row['mode']})")
+            else:
+                report.add(name, WARNING, f"{row['program']} is not on PATH")
+    store = workspace.store
+    try:
+        problems = store.integrity_problems()
+        status = store.status()
+    except LoomError as exc:
+        report.add("store", ERROR, str(exc))
+    else:
+        if problems:
+            report.add("store", ERROR, f"{status.path}: integrity check failed: {problems[0]}")
+        else:
+            report.add("store", OK, f"{status.path} (schema {status.schema_version}, {status.journal_mode}, "
+                                    f"{status.counts.get('sandboxes', 0)} sandboxes)")
+    verify = workspace.audit.verify()
+    report.add("audit", OK if verify.ok else ERROR, verify.summary(workspace.audit.path))
+    from loomtui.execution.recovery import reconcile
+
+    found = reconcile(workspace)
+    lines = found.lines()
+    report.add("sandboxes", WARNING if lines else OK,
+               "; ".join(lines) if lines else f"{len(found.alive)} running, all accounted for")
+
+
+def run_doctor(start: Path | str | None = None) -> DoctorReport:
+    """Check the tools, then (inside a repository) its config, runtimes, store, audit log and sandboxes."""
+    report = DoctorReport()
+    _check_tools(report)
+    try:
+        workspace = open_workspace(start)
+    except NotARepository as exc:
+        report.add("repository", WARNING, str(exc))
+        return report
+    except LoomError as exc:  # a repository whose store cannot be opened
+        report.add("repository", ERROR, str(exc))
+        return report
+    try:
+        report.add("repository", OK, str(workspace.root))
+        _check_repository(report, workspace)
+    finally:
+        workspace.close()
+    return report

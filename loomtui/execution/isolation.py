@@ -1,0 +1,117 @@
+"""Isolation with bubblewrap: what an agent may read, write and reach.
+
+Inside the sandbox the whole filesystem is read-only, except:
+
+- its own worktree, and its own private `/tmp` (a fresh tmpfs);
+- the parts of the git common dir a commit on its branch needs (objects, the
+  `refs/heads/loom` directory and its reflogs, the worktree's own admin dir);
+- the runtime's config and cache paths (e.g. `~/.claude`), when they exist.
+
+loomtui's state dir (`.git/loom`: the store and the audit log) stays read-only
+even though it sits inside the git dir, so an agent can never write a decision;
+only its supervisor, outside the sandbox, writes there. The main working tree,
+the repository's config and hooks, and every other branch stay read-only too.
+The network is unshared unless the runtime allows it, the agent sees only its
+own processes, and it dies with its supervisor.
+
+Without bwrap the agent runs as a plain process and `isolation` says "none".
+"""
+
+from __future__ import annotations
+
+import functools
+import shutil
+import subprocess
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Final
+
+ISOLATION_BWRAP: Final = "bwrap"
+ISOLATION_NONE: Final = "none"
+
+PRIVATE_TMP: Final = Path("/tmp")
+"""Replaced by a private tmpfs in the sandbox; anything needed from under it is bound back."""
+
+
+@dataclass(frozen=True)
+class IsolationStatus:
+    available: bool
+    program: str | None
+    detail: str
+
+
+@functools.lru_cache(maxsize=1)
+def isolation_status() -> IsolationStatus:
+    """Whether bwrap is installed *and* works here (containers may forbid namespaces)."""
+    program = shutil.which("bwrap")
+    if program is None:
+        return IsolationStatus(False, None, "bubblewrap (bwrap) is not installed: agents run NOT isolated")
+    probe = [program, "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--unshare-pid",
+             "--unshare-net", "--die-with-parent", "--", "true"]
+    try:
+        done = subprocess.run(probe, capture_output=True, text=True, timeout=10, check=False)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return IsolationStatus(False, program, f"bwrap cannot run ({exc}): agents run NOT isolated")
+    if done.returncode != 0:
+        reason = (done.stderr.strip().splitlines() or ["unknown error"])[-1]
+        return IsolationStatus(False, program, f"bwrap is installed but fails here ({reason}): "
+                                               "agents run NOT isolated")
+    return IsolationStatus(True, program, f"bubblewrap at {program}: agents run isolated")
+
+
+def isolation_available() -> bool:
+    """True when sandboxes can run under bubblewrap."""
+    return isolation_status().available
+
+
+@dataclass(frozen=True)
+class SandboxMounts:
+    """The paths of one sandbox that its bwrap command line is made from."""
+
+    worktree: Path
+    worktree_git_dir: Path  # <common>/worktrees/<name>: the worktree's HEAD, index, logs
+    common_dir: Path
+    state_dir: Path
+    branch: str  # e.g. loom/ab12cd
+    readable: tuple[Path, ...] = ()  # paths under the private /tmp to bind back read-only
+    writable: tuple[Path, ...] = ()  # the runtime's own config and cache paths
+    network: bool = False
+
+
+def under_private_tmp(paths: Iterable[Path]) -> tuple[Path, ...]:
+    """The paths the private /tmp would hide, outermost first, nested ones dropped."""
+    hidden = sorted({p for p in paths if p.is_absolute() and p.is_relative_to(PRIVATE_TMP) and p != PRIVATE_TMP},
+                    key=lambda p: len(p.parts))
+    kept: list[Path] = []
+    for path in hidden:
+        if not any(path.is_relative_to(outer) for outer in kept):
+            kept.append(path)
+    return tuple(kept)
+
+
+def bwrap_argv(mounts: SandboxMounts, program: str = "bwrap") -> list[str]:
+    """The bwrap command line (to be followed by the agent's argv). Later mounts stack on earlier ones."""
+    argv = [program, "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc",
+            "--tmpfs", str(PRIVATE_TMP)]
+    for path in mounts.readable:
+        argv += ["--ro-bind-try", str(path), str(path)]
+    common = mounts.common_dir
+    branch_dir = str(Path(mounts.branch).parent)  # "loom": git writes <ref>.lock beside the ref
+    for path, required in (
+        (common / "objects", True),
+        (common / "refs" / "heads" / branch_dir, True),
+        (common / "logs" / "refs" / "heads" / branch_dir, False),
+        (mounts.worktree_git_dir, True),
+    ):
+        argv += ["--bind" if required else "--bind-try", str(path), str(path)]
+    # Explicit, though nothing above binds it writable: the store and audit log stay read-only.
+    argv += ["--ro-bind", str(mounts.state_dir), str(mounts.state_dir)]
+    argv += ["--bind", str(mounts.worktree), str(mounts.worktree)]
+    for path in mounts.writable:
+        argv += ["--bind-try", str(path), str(path)]
+    argv += ["--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try"]
+    if not mounts.network:
+        argv.append("--unshare-net")
+    argv += ["--die-with-parent", "--chdir", str(mounts.worktree), "--"]
+    return argv

@@ -1,0 +1,97 @@
+"""A sandbox's lifecycle: its statuses, the moves between them, and how a move is recorded.
+
+Every move goes through `transition()`: a compare-and-set on the store (so two
+processes racing to move one sandbox cannot both win) followed by an audit entry.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Final
+
+from loomtui.errors import LoomError
+from loomtui.store import SandboxRecord
+from loomtui.workspace import Workspace
+
+PLANNED: Final = "planned"
+RUNNING: Final = "running"
+PAUSED: Final = "paused"
+EXITED: Final = "exited"
+GATING: Final = "gating"
+AWAITING_REVIEW: Final = "awaiting_review"
+APPROVED: Final = "approved"
+MERGED: Final = "merged"
+REJECTED: Final = "rejected"
+FAILED: Final = "failed"
+ARCHIVED: Final = "archived"
+
+STATUSES: Final = (
+    PLANNED, RUNNING, PAUSED, EXITED, GATING, AWAITING_REVIEW, APPROVED, MERGED, REJECTED,
+    FAILED, ARCHIVED,
+)
+LIVE: Final = frozenset({RUNNING, PAUSED})
+"""Statuses in which an agent process should exist."""
+
+TRANSITIONS: Final[dict[str, frozenset[str]]] = {
+    PLANNED: frozenset({RUNNING, FAILED, REJECTED, ARCHIVED}),
+    RUNNING: frozenset({PAUSED, EXITED, FAILED}),
+    PAUSED: frozenset({RUNNING, EXITED, FAILED}),
+    # A failed agent may still have left work worth gating and reviewing.
+    EXITED: frozenset({GATING, AWAITING_REVIEW, APPROVED, REJECTED, FAILED, ARCHIVED}),
+    FAILED: frozenset({GATING, AWAITING_REVIEW, REJECTED, ARCHIVED}),
+    GATING: frozenset({AWAITING_REVIEW, APPROVED, REJECTED, FAILED}),
+    AWAITING_REVIEW: frozenset({APPROVED, REJECTED, GATING, ARCHIVED}),
+    APPROVED: frozenset({MERGED, REJECTED, AWAITING_REVIEW, GATING, ARCHIVED}),
+    MERGED: frozenset({ARCHIVED}),
+    # An override (governance) may approve a rejected change.
+    REJECTED: frozenset({APPROVED, AWAITING_REVIEW, ARCHIVED}),
+    ARCHIVED: frozenset(),
+}
+
+
+def sources_of(status: str) -> frozenset[str]:
+    """The statuses from which a sandbox may move to `status`."""
+    return frozenset(src for src, targets in TRANSITIONS.items() if status in targets)
+
+
+def transition(
+    workspace: Workspace, sandbox_id: str, to: str, *, reason: str = "",
+    allowed_from: frozenset[str] | None = None, audit: dict[str, Any] | None = None,
+    **fields: Any,
+) -> SandboxRecord:
+    """Move a sandbox to `to` (setting `fields` too) and record the move in the audit log.
+
+    Raises LoomError (exit 1) when the sandbox is not in a status that may move to
+    `to`; the check and the write are one store transaction.
+    """
+    if to not in TRANSITIONS:
+        raise LoomError(f"unknown sandbox status {to!r} (one of {', '.join(STATUSES)})")
+    sources = sources_of(to) if allowed_from is None else allowed_from
+    store = workspace.store
+    with store.transaction():
+        current = store.get_sandbox(sandbox_id)
+        if current is None:
+            raise LoomError(f"no sandbox {sandbox_id}")
+        if current.status not in sources:
+            raise LoomError(
+                f"sandbox {sandbox_id} is {current.status}; it cannot become {to}", exit_code=1
+            )
+        if reason:
+            fields["data"] = {**fields.get("data", {}), "reason": reason}
+        updated = store.update_sandbox(sandbox_id, status=to, **fields)
+    details: dict[str, Any] = {"from": current.status, "to": to, **(audit or {})}
+    if reason:
+        details["reason"] = reason
+    workspace.record(f"sandbox.{to}", sandbox_id, details)
+    return updated
+
+
+ENGINE_OWNED: Final = frozenset({RUNNING, PAUSED, MERGED, ARCHIVED})
+"""Statuses only the execution engine sets, because a process or git change goes with them."""
+
+
+def set_status(workspace: Workspace, sandbox_id: str, status: str, reason: str = "") -> SandboxRecord:
+    """Move a sandbox along its review lifecycle (what guardrails and governance call)."""
+    if status in ENGINE_OWNED:
+        raise LoomError(f"a sandbox becomes {status} through its command (start, resume, merge, rm), "
+                        "not by setting its status")
+    return transition(workspace, sandbox_id, status, reason=reason)

@@ -1,0 +1,109 @@
+"""Recovery: reconciling the store with the processes and worktrees actually present."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from loomtui.execution.gitops import Git
+from loomtui.execution.lifecycle import (
+    ARCHIVED,
+    FAILED,
+    LIVE,
+    PLANNED,
+    REJECTED,
+    transition,
+)
+from loomtui.execution.procs import is_alive
+from loomtui.execution.sandboxes import (
+    get_sandbox,
+    live_agent_group,
+    mark_failed,
+    worktrees_dir,
+)
+from loomtui.store import SandboxRecord
+from loomtui.workspace import Workspace
+
+
+@dataclass
+class ReconcileReport:
+    """What `reconcile` found: who is alive, what it marked, what it could not place."""
+
+    alive: list[str] = field(default_factory=list)
+    orphaned: list[str] = field(default_factory=list)  # marked in this run
+    missing_worktrees: list[str] = field(default_factory=list)
+    unknown_worktrees: list[str] = field(default_factory=list)
+
+    def lines(self) -> list[str]:
+        found = []
+        if self.orphaned:
+            found.append(f"orphaned (supervisor gone): {', '.join(self.orphaned)}")
+        if self.missing_worktrees:
+            found.append(f"worktree deleted by hand: {', '.join(self.missing_worktrees)}")
+        if self.unknown_worktrees:
+            found.append(f"worktrees no sandbox owns: {', '.join(self.unknown_worktrees)}")
+        return found
+
+
+def reconcile(workspace: Workspace) -> ReconcileReport:
+    """Match the store against the processes and worktrees actually present; mark, never drop.
+
+    A running sandbox whose supervisor is gone (checked by pid *and* start time) is
+    marked orphaned: still `running` when its agent survives (stop it as usual),
+    else `failed`. A worktree deleted by hand is marked on the sandbox (its branch,
+    holding the committed work, is untouched). Worktree directories that no sandbox
+    owns are reported, not deleted.
+    """
+    report = ReconcileReport()
+    records = workspace.store.list_sandboxes(include_archived=True)
+    pruned = False
+    for record in records:
+        if record.status == ARCHIVED:
+            continue
+        if record.status in LIVE or (record.status == PLANNED and record.pid):
+            _reconcile_process(workspace, record, report)
+        if record.status not in (REJECTED,) and record.worktree and not Path(record.worktree).is_dir():
+            report.missing_worktrees.append(record.id)
+            if not record.data.get("worktree_missing"):
+                if not pruned:
+                    # Lets git forget the admin entry of a deleted worktree; the branch stays.
+                    Git(workspace.root).run("worktree", "prune")
+                    pruned = True
+                workspace.store.update_sandbox(record.id, data={"worktree_missing": True})
+                workspace.record("sandbox.worktree_missing", record.id, {"worktree": record.worktree})
+                current = get_sandbox(workspace, record.id)
+                if current.status == PLANNED:
+                    mark_failed(workspace, record.id, "its worktree was deleted before it started")
+    known = {record.id for record in records}
+    folder = worktrees_dir(workspace.paths)
+    if folder.is_dir():
+        report.unknown_worktrees = sorted(p.name for p in folder.iterdir() if p.is_dir() and p.name not in known)
+    return report
+
+
+def _reconcile_process(workspace: Workspace, record: SandboxRecord, report: ReconcileReport) -> None:
+    if is_alive(record.pid, record.pid_start):
+        report.alive.append(record.id)
+        return
+    agent = live_agent_group(record)
+    store = workspace.store
+    with store.transaction():
+        # Re-read under the lock: the supervisor may have recorded the exit meanwhile.
+        current = store.get_sandbox(record.id)
+        if current is None or current.status != record.status or current.pid != record.pid:
+            return
+        earlier = current.data.get("orphan")
+        if agent is not None:
+            if earlier:
+                return  # marked before, and its agent still runs: nothing new
+            why = f"supervisor (pid {record.pid}) is gone; agent pid {agent} still runs - stop it to end it"
+            store.update_sandbox(record.id, data={"orphan": why})
+        else:
+            why = (f"{earlier}; the agent has ended since" if earlier else
+                   f"supervisor (pid {record.pid}) and agent ended without recording an exit "
+                   "(killed, or the machine restarted)")
+            transition(workspace, record.id, FAILED, reason=why, data={"orphan": why, "error": why},
+                       allowed_from=frozenset({current.status}), audit={"orphan": True})
+    if agent is not None:
+        workspace.record("sandbox.orphaned", record.id, {"reason": why, "agent_pid": agent})
+    report.orphaned.append(record.id)

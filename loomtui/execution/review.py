@@ -1,0 +1,271 @@
+"""Reviewing a sandbox's work: its diff, merging it, removing it without losing anything."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from loomtui.errors import LoomError
+from loomtui.execution.gitops import (
+    MERGE_TREE_MIN_VERSION,
+    Git,
+    GitFailed,
+    first_line,
+    git_version,
+)
+from loomtui.execution.lifecycle import APPROVED, ARCHIVED, LIVE, MERGED, transition
+from loomtui.execution.sandboxes import DEFAULT_GRACE_S, get_sandbox, stop
+from loomtui.store import SandboxRecord
+from loomtui.workspace import Workspace
+
+
+@dataclass(frozen=True)
+class FileChange:
+    path: str
+    added: int | None  # None for a binary file
+    deleted: int | None
+
+
+@dataclass(frozen=True)
+class SandboxDiff:
+    """What a sandbox changed relative to where its branch left the target."""
+
+    sandbox_id: str
+    base: str
+    head: str  # the branch tip, or a snapshot tree when uncommitted work is included
+    files: tuple[FileChange, ...]
+    patch: str
+    includes_uncommitted: bool
+
+    @property
+    def added(self) -> int:
+        return sum(f.added or 0 for f in self.files)
+
+    @property
+    def deleted(self) -> int:
+        return sum(f.deleted or 0 for f in self.files)
+
+
+def _snapshot_tree(worktree: Path) -> str:
+    """A tree of the worktree as it is, untracked files included, without touching its index."""
+    tree_git = Git(worktree)
+    index = Path(tree_git.out("rev-parse", "--git-path", "index").strip())
+    if not index.is_absolute():
+        index = worktree / index
+    with tempfile.TemporaryDirectory(prefix="loomtui-index-") as scratch:
+        copy = Path(scratch) / "index"
+        if index.exists():
+            shutil.copyfile(index, copy)  # keeps the stat cache, so unchanged files are not re-read
+        env = {"GIT_INDEX_FILE": str(copy)}
+        if not index.exists():
+            tree_git.out("read-tree", "HEAD", env=env)
+        tree_git.out("add", "-A", env=env)
+        return tree_git.out("write-tree", env=env).strip()
+
+
+def _branch_tip(repo: Git, record: SandboxRecord) -> str:
+    tip = repo.resolve_commit(record.branch)
+    if tip is None:
+        raise LoomError(f"sandbox {record.id}: branch {record.branch} no longer exists", exit_code=1)
+    return tip
+
+
+def diff(workspace: Workspace, sandbox_id: str, *, patch: bool = True) -> SandboxDiff:
+    """The sandbox's changes since it branched off its target, uncommitted work included."""
+    record = get_sandbox(workspace, sandbox_id)
+    repo = Git(workspace.root)
+    tip = _branch_tip(repo, record)
+    target = record.data.get("target")
+    target_sha = repo.resolve_commit(target) if target else None
+    base = (repo.out("merge-base", target_sha, tip).strip() if target_sha
+            else str(record.data.get("base_sha") or tip))
+    worktree = Path(record.worktree)
+    uncommitted = worktree.is_dir() and bool(Git(worktree).dirty_paths())
+    head = _snapshot_tree(worktree) if uncommitted else tip
+    files = []
+    for entry in repo.out("diff", "--numstat", "--no-renames", base, head).splitlines():
+        added, deleted, path = entry.split("\t", 2)
+        files.append(FileChange(path, None if added == "-" else int(added), None if deleted == "-" else int(deleted)))
+    text = repo.out("diff", "--no-renames", base, head) if patch else ""
+    return SandboxDiff(record.id, base, head, tuple(files), text, uncommitted)
+
+
+@dataclass(frozen=True)
+class MergeResult:
+    sandbox_id: str
+    target: str
+    commit: str
+    updated_worktree: str | None  # the working tree that had the target checked out, if any
+
+
+def _trailer_value(text: str) -> str:
+    return " ".join(str(text).split())
+
+
+def merge_message(record: SandboxRecord, target: str, trailers: Sequence[tuple[str, str]] = ()) -> str:
+    """The merge commit's message, ending in the trailers that mark agent-made work."""
+    launch = record.data.get("launch") or {}
+    summary = _trailer_value(record.task)
+    if len(summary) > 60:
+        summary = summary[:59] + "…"
+    lines = [
+        f"Merge {record.branch} into {target}: {summary}",
+        "",
+        "Task:",
+        record.task[:2000],
+        "",
+        f"Loom-Sandbox: {record.id}",
+        f"Loom-Runtime: {record.runtime}",
+        f"Assisted-by: {_trailer_value(launch.get('assisted_by') or record.runtime)} (via loomtui)",
+    ]
+    lines += [f"{_trailer_value(key)}: {_trailer_value(value)}" for key, value in trailers]
+    return "\n".join(lines) + "\n"
+
+
+class MergeConflict(LoomError):
+    """The merge would conflict; nothing was changed (exit code 1)."""
+
+    exit_code = 1
+
+    def __init__(self, message: str, paths: Sequence[str]) -> None:
+        super().__init__(message)
+        self.paths = list(paths)
+
+
+def merge(workspace: Workspace, sandbox_id: str, *, into: str | None = None,
+          trailers: Sequence[tuple[str, str]] = ()) -> MergeResult:
+    """Merge an approved sandbox's branch into its target, only if the merge is clean.
+
+    The merge is computed first with `git merge-tree` (no working tree touched). A
+    conflict raises MergeConflict and changes nothing. A clean merge becomes a
+    merge commit with `Loom-Sandbox:`, `Loom-Runtime:` and `Assisted-by:` trailers;
+    the target branch moves to it (fast-forwarding the working tree that has it
+    checked out, if one does, which git refuses rather than overwrite local edits).
+    """
+    record = get_sandbox(workspace, sandbox_id)
+    if record.status != APPROVED:
+        raise LoomError(f"sandbox {record.id} is {record.status}, not approved; only an approved sandbox merges",
+                        exit_code=1)
+    version = git_version() or (0,)
+    if version < MERGE_TREE_MIN_VERSION:
+        raise LoomError(f"merging needs git {'.'.join(map(str, MERGE_TREE_MIN_VERSION))} or newer "
+                        f"(found {'.'.join(map(str, version))})")
+    worktree = Path(record.worktree)
+    if worktree.is_dir() and (dirty := Git(worktree).dirty_paths()):
+        raise LoomError(f"sandbox {record.id} has uncommitted changes ({', '.join(dirty[:5])}) that were not "
+                        "reviewed; nothing was merged", exit_code=1)
+    repo = Git(workspace.root)
+    target = into or record.data.get("target")
+    if not target:
+        raise LoomError(f"sandbox {record.id} has no target branch; name one with --into BRANCH")
+    if not repo.local_branch_exists(target):
+        raise LoomError(f"target branch {target!r} does not exist")
+    tip = _branch_tip(repo, record)
+    approved = record.data.get("approved_commit")
+    if approved and approved != tip:
+        raise LoomError(f"{record.branch} moved since it was approved ({approved[:12]} -> {tip[:12]}); "
+                        "nothing was merged", exit_code=1)
+    target_sha = repo.out("rev-parse", f"refs/heads/{target}").strip()
+    if repo.ok("merge-base", "--is-ancestor", tip, target_sha):
+        raise LoomError(f"{record.branch} has nothing that {target} lacks; nothing to merge", exit_code=1)
+    check = repo.run("merge-tree", "--write-tree", "--name-only", "--no-messages", target_sha, tip)
+    if check.status == 1:
+        conflicted = [line for line in check.out.splitlines()[1:] if line]
+        workspace.record("sandbox.merge_conflict", record.id, {"target": target, "paths": conflicted})
+        raise MergeConflict(f"merging {record.branch} into {target} would conflict in "
+                            f"{', '.join(conflicted) or 'some files'}; nothing was changed", conflicted)
+    if check.status != 0:
+        raise GitFailed(f"git merge-tree failed: {first_line(check.err or check.out)}")
+    tree = check.out.splitlines()[0].strip()
+    message = merge_message(record, target, trailers)
+    commit = repo.out("commit-tree", tree, "-p", target_sha, "-p", tip, "-m", message).strip()
+    checked_out = repo.worktrees_with_branch(target)
+    updated: str | None = None
+    if checked_out:
+        place = checked_out[0]
+        done = Git(place).run("merge", "--ff-only", "--quiet", commit)
+        if done.status != 0:
+            raise LoomError(f"cannot bring {place} up to the merge ({first_line(done.err or done.out)}); "
+                            "nothing was changed", exit_code=1)
+        updated = str(place)
+    else:
+        repo.out("update-ref", "-m", f"loomtui: merge sandbox {record.id}", f"refs/heads/{target}", commit,
+                 target_sha)
+    transition(workspace, record.id, MERGED, allowed_from=frozenset({APPROVED}),
+               data={"merged_commit": commit, "merged_into": target},
+               audit={"commit": commit, "target": target, "branch_tip": tip})
+    return MergeResult(record.id, target, commit, updated)
+
+
+# -- removal -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RemoveResult:
+    sandbox_id: str
+    branch: str
+    branch_tip: str | None
+    saved_commit: str | None  # the commit that saved uncommitted work, if any
+    branch_deleted: bool
+
+
+def remove(workspace: Workspace, sandbox_id: str, *, force: bool = False, delete_branch: bool = False,
+           grace: float = DEFAULT_GRACE_S) -> RemoveResult:
+    """Remove a sandbox's worktree and archive it, never losing work.
+
+    Uncommitted changes refuse the removal, or with `force` are first committed to
+    the sandbox branch. A running agent refuses it, or with `force` is stopped. The
+    branch stays, unless it is merged into the target (its commits are safe there)
+    or `delete_branch` is given (an unmerged branch also needs `force`).
+    """
+    record = get_sandbox(workspace, sandbox_id)
+    if record.status == ARCHIVED:
+        raise LoomError(f"sandbox {record.id} is already removed", exit_code=1)
+    if record.status in LIVE and not force:
+        raise LoomError(f"sandbox {record.id} is {record.status}; stop it first (or --force to stop it "
+                        "and remove)", exit_code=1)
+    repo = Git(workspace.root)
+    worktree = Path(record.worktree)
+    dirty = Git(worktree).dirty_paths() if worktree.is_dir() else []
+    if dirty and not force:
+        shown = ", ".join(dirty[:5]) + (f" and {len(dirty) - 5} more" if len(dirty) > 5 else "")
+        raise LoomError(f"sandbox {record.id} has uncommitted changes ({shown}); nothing was removed. "
+                        f"--force commits them to {record.branch} first", exit_code=1)
+    if delete_branch and not force and not _branch_merged(repo, record):
+        raise LoomError(f"{record.branch} is not merged; nothing was removed. --delete-branch --force "
+                        "deletes it anyway", exit_code=1)
+    if record.status in LIVE:
+        record = stop(workspace, record.id, grace=grace)
+    saved: str | None = None
+    if worktree.is_dir():
+        saved = Git(worktree).commit_all(
+            f"loomtui: save uncommitted work of sandbox {record.id} before removal\n\n"
+            f"Loom-Sandbox: {record.id}\n")
+        done = repo.run("worktree", "remove", str(worktree))
+        if done.status != 0:
+            raise LoomError(f"cannot remove the worktree of {record.id}: {first_line(done.err)}"
+                            + (f" (the work was saved as {saved[:12]})" if saved else ""), exit_code=1)
+    else:
+        repo.run("worktree", "prune")
+    tip = repo.resolve_commit(record.branch)
+    merged = _branch_merged(repo, record)
+    deleted = False
+    if tip and (merged or delete_branch):
+        repo.out("branch", "-D", record.branch)
+        deleted = True
+    transition(workspace, record.id, ARCHIVED, data={"archived_at": time.time(), "saved_commit": saved},
+               audit={"branch": record.branch, "branch_tip": tip, "branch_deleted": deleted,
+                      "saved_commit": saved, "merged": merged})
+    return RemoveResult(record.id, record.branch, tip, saved, deleted)
+
+
+def _branch_merged(repo: Git, record: SandboxRecord) -> bool:
+    """Whether every commit of the sandbox branch is in its target (so deleting it loses nothing)."""
+    tip = repo.resolve_commit(record.branch)
+    target = record.data.get("merged_into") or record.data.get("target")
+    target_sha = repo.resolve_commit(target) if target else None
+    return bool(tip and target_sha and repo.ok("merge-base", "--is-ancestor", tip, target_sha))

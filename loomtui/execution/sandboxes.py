@@ -1,0 +1,504 @@
+"""Sandboxes: one git worktree on its own branch per agent task, and its agent's life.
+
+Creating, starting, stopping, pausing, attaching and reading logs; `review` has
+diff, merge and remove, `recovery` has reconcile. On disk, under the repository's
+state dir (`<git common dir>/loom`, shared by every worktree, never tracked):
+
+    worktrees/<id>/            the sandbox's worktree, on branch loom/<id>
+    sandboxes/<id>/agent.log   everything the agent printed (stdout and stderr)
+    sandboxes/<id>/supervisor.log   the supervisor's own diagnostics
+    sandboxes/<id>/context.md  the context handed to the agent ({context_file})
+    sandboxes/<id>/script.yaml the script of a `script` runtime ({script})
+
+Worktrees live inside the git dir rather than beside the repository: the main
+working tree never sees them (no stray files, nothing for `git status`, test
+runners or editors to pick up), they need no write access outside the repository,
+and they move and are deleted with it.
+
+Ids are random short slugs (`3fa9c1`): a task's text never becomes a path, a
+branch name or part of a shell string.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Collection, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final
+
+from loomtui.config import RuntimeConfig
+from loomtui.errors import LoomError
+from loomtui.execution.gitops import Git
+from loomtui.execution.isolation import (
+    ISOLATION_BWRAP,
+    ISOLATION_NONE,
+    isolation_available,
+)
+from loomtui.execution.lifecycle import (
+    EXITED,
+    FAILED,
+    LIVE,
+    PAUSED,
+    PLANNED,
+    REJECTED,
+    RUNNING,
+    transition,
+)
+from loomtui.execution.procs import group_exists, is_alive, signal_group
+from loomtui.execution.runtimes import find_runtime, prepare_launch, uses_placeholder
+from loomtui.repo import RepoPaths
+from loomtui.store import SandboxRecord
+from loomtui.workspace import Workspace
+
+DEFAULT_GRACE_S: Final = 10.0
+"""How long a stopped agent gets between SIGTERM and SIGKILL."""
+SUPERVISOR_SETTLE_S: Final = 10.0
+"""How long `stop` waits for the supervisor to record the exit before recording it itself."""
+BRANCH_PREFIX: Final = "loom/"
+TMUX_PREFIX: Final = "loom-"
+MAX_TASK_CHARS: Final = 20_000
+SPARE_ON_TERM: Final = frozenset({"bwrap"})
+
+_ID_RE: Final = re.compile(r"[a-z0-9][a-z0-9-]{0,39}")
+
+
+# -- where things are ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SandboxPaths:
+    """The files of one sandbox under the state dir."""
+
+    dir: Path
+    worktree: Path
+
+    @property
+    def log(self) -> Path:
+        return self.dir / "agent.log"
+
+    @property
+    def supervisor_log(self) -> Path:
+        return self.dir / "supervisor.log"
+
+    @property
+    def context(self) -> Path:
+        return self.dir / "context.md"
+
+    @property
+    def script(self) -> Path:
+        return self.dir / "script.yaml"
+
+    @property
+    def tmp(self) -> Path:
+        """TMPDIR of an agent without isolation (under bwrap it gets a private /tmp)."""
+        return self.dir / "tmp"
+
+    @property
+    def pane_exit(self) -> Path:
+        """Where the tmux pane wrapper writes an interactive agent's exit status."""
+        return self.dir / "exit"
+
+    @property
+    def pane_env(self) -> Path:
+        return self.dir / "pane-env.json"
+
+    @property
+    def pane_go(self) -> Path:
+        return self.dir / "pane-go"
+
+
+def worktrees_dir(paths: RepoPaths) -> Path:
+    return paths.state_dir / "worktrees"
+
+
+def sandbox_paths(paths: RepoPaths, sandbox_id: str) -> SandboxPaths:
+    check_id(sandbox_id)
+    return SandboxPaths(dir=paths.state_dir / "sandboxes" / sandbox_id,
+                        worktree=worktrees_dir(paths) / sandbox_id)
+
+
+def check_id(text: str) -> str:
+    """A sandbox id as typed by a user; anything that is not a safe slug is refused."""
+    if not _ID_RE.fullmatch(text):
+        raise LoomError(f"{text!r} is not a sandbox id (lowercase letters, digits and '-')")
+    return text
+
+
+def tmux_session(sandbox_id: str) -> str:
+    return TMUX_PREFIX + sandbox_id
+
+
+def get_sandbox(workspace: Workspace, sandbox_id: str) -> SandboxRecord:
+    """The sandbox with this id, or a unique id prefix; a one-line error otherwise."""
+    check_id(sandbox_id)
+    record = workspace.store.get_sandbox(sandbox_id)
+    if record is not None:
+        return record
+    matches = [r for r in workspace.store.list_sandboxes(include_archived=True) if r.id.startswith(sandbox_id)]
+    if len(matches) == 1:
+        return matches[0]
+    if matches:
+        raise LoomError(f"{sandbox_id!r} matches several sandboxes: {', '.join(r.id for r in matches)}")
+    raise LoomError(f"no sandbox {sandbox_id!r} (see `loomtui sandbox list --all`)")
+
+
+def list_sandboxes(workspace: Workspace, *, include_archived: bool = False) -> list[SandboxRecord]:
+    """Sandboxes, newest first."""
+    return workspace.store.list_sandboxes(include_archived=include_archived)
+
+
+def isolation_label(record: SandboxRecord) -> str:
+    """How a sandbox is isolated, said plainly (for tables and detail views)."""
+    return "isolated (bwrap)" if record.isolation == ISOLATION_BWRAP else "NOT isolated"
+
+
+def _paths(workspace: Workspace, record: SandboxRecord) -> SandboxPaths:
+    return sandbox_paths(workspace.paths, record.id)
+
+
+# -- creating and starting ------------------------------------------------------------
+
+
+def _merge_target(repo: Git, base: str) -> str | None:
+    """The branch a sandbox's work goes back into: its base if that is a branch, else HEAD's."""
+    if base != "HEAD" and repo.local_branch_exists(base):
+        return base
+    return repo.current_branch()
+
+
+def _claim(workspace: Workspace, sandbox_id: str, targets: Sequence[str], reason: str) -> list[int]:
+    try:
+        from loomtui.coordination.claims import claim_targets
+    except ImportError:
+        raise LoomError("--claim needs the coordination layer (loomtui.coordination.claims)") from None
+    return [claim.id for claim in claim_targets(workspace, sandbox_id, list(targets), reason=reason)]
+
+
+def _checked_task(task: str) -> str:
+    task = task.strip()
+    if not task:
+        raise LoomError("the task is empty; say what the agent should do")
+    if "\0" in task or len(task) > MAX_TASK_CHARS:
+        raise LoomError(f"the task must be text of at most {MAX_TASK_CHARS} characters")
+    return task
+
+
+def _checked_runtime(workspace: Workspace, name: str, script: Path | str | None) -> RuntimeConfig:
+    """The runtime, once its script (if it takes one) and its tools check out."""
+    from loomtui.execution.script_agent import load_script
+
+    runtime = find_runtime(workspace.load_config(), name)
+    wants_script = uses_placeholder(runtime, "script")
+    if wants_script and script is None:
+        raise LoomError(f"runtime {name!r} replays a script: give one with --script FILE")
+    if script is not None and not wants_script:
+        raise LoomError(f"runtime {name!r} takes no script (its argv has no {{script}})")
+    if script is not None:
+        load_script(script)  # file:line errors now, before anything exists
+    if runtime.mode == "interactive" and shutil.which("tmux") is None:
+        raise LoomError(f"runtime {name!r} is interactive and needs tmux, which is not on PATH")
+    return runtime
+
+
+def _chosen_isolation(isolate: bool | None) -> str:
+    """bwrap when asked for or (isolate=None) when it works here; a plain process otherwise."""
+    if isolate and not isolation_available():
+        raise LoomError("isolation was requested but bubblewrap (bwrap) does not work here; see `loomtui doctor`")
+    use_bwrap = isolation_available() if isolate is None else isolate
+    return ISOLATION_BWRAP if use_bwrap else ISOLATION_NONE
+
+
+def create_sandbox(
+    workspace: Workspace, task: str, runtime: str, *, base: str = "HEAD", claims: Sequence[str] = (),
+    script: Path | str | None = None, context: str | None = None, isolate: bool | None = None,
+) -> SandboxRecord:
+    """Plan a sandbox: check the inputs, claim its targets, then create its worktree and branch.
+
+    Nothing is created when an input is wrong (unknown runtime, program not on
+    PATH, missing base ref, bad script). A refused claim leaves the sandbox
+    recorded as `rejected` with the reason, and no worktree. `isolate=None` uses
+    bubblewrap when it works here. The agent starts with `start()`.
+    """
+    task = _checked_task(task)
+    runtime_config = _checked_runtime(workspace, runtime, script)
+    repo = Git(workspace.root)
+    base_sha = repo.resolve_commit(base)
+    if base_sha is None:
+        raise LoomError(f"base ref {base!r} does not exist in {workspace.root}"
+                        + (" (the repository has no commits yet)" if base == "HEAD" else ""))
+    isolation = _chosen_isolation(isolate)
+    sandbox_id = _unused_id(workspace)
+    paths = sandbox_paths(workspace.paths, sandbox_id)
+    launch = prepare_launch(runtime_config, {
+        "task": task, "sandbox": sandbox_id, "worktree": str(paths.worktree),
+        "context_file": str(paths.context), "script": str(paths.script),
+    })
+    target = _merge_target(repo, base)
+
+    now = time.time()
+    record = workspace.store.add_sandbox(SandboxRecord(
+        id=sandbox_id, task=task, runtime=runtime, status=PLANNED, created=now, updated=now,
+        base_ref=base, branch=BRANCH_PREFIX + sandbox_id, worktree=str(paths.worktree), isolation=isolation,
+        data={"base_sha": base_sha, "target": target, "launch": launch.to_data(), "claims": list(claims),
+              "created_by": workspace.actor},
+    ))
+    workspace.record("sandbox.planned", sandbox_id, {
+        "runtime": runtime, "base": base, "base_sha": base_sha, "target": target,
+        "isolation": isolation, "claims": list(claims),
+    })
+    if claims:
+        try:
+            claim_ids = _claim(workspace, sandbox_id, claims, reason=task[:200])
+        except LoomError as exc:
+            transition(workspace, sandbox_id, REJECTED, reason=str(exc), allowed_from=frozenset({PLANNED}))
+            raise
+        workspace.store.update_sandbox(sandbox_id, data={"claim_ids": claim_ids})
+
+    try:
+        paths.dir.mkdir(parents=True, exist_ok=True)
+        paths.context.write_text(context if context is not None else f"# Task\n\n{task}\n", encoding="utf-8")
+        if script is not None:
+            shutil.copyfile(script, paths.script)
+        repo.out("worktree", "add", "--quiet", "-b", record.branch, str(paths.worktree), base_sha)
+        git_dir = Git(paths.worktree).out("rev-parse", "--absolute-git-dir").strip()
+    except (OSError, LoomError) as exc:
+        message = getattr(exc, "strerror", None) or str(exc)
+        mark_failed(workspace, sandbox_id, f"cannot create the worktree: {message}")
+        raise LoomError(f"sandbox {sandbox_id}: cannot create the worktree: {message}") from None
+    return workspace.store.update_sandbox(sandbox_id, data={"git_dir": git_dir})
+
+
+def _unused_id(workspace: Workspace) -> str:
+    for _attempt in range(100):
+        sandbox_id = secrets.token_hex(3)
+        if workspace.store.get_sandbox(sandbox_id) is None and not _branch_taken(workspace, sandbox_id):
+            return sandbox_id
+    raise LoomError("could not find an unused sandbox id")
+
+
+def _branch_taken(workspace: Workspace, sandbox_id: str) -> bool:
+    """Whether loom/<id> already exists (say, left from a store that was moved aside)."""
+    return Git(workspace.root).local_branch_exists(BRANCH_PREFIX + sandbox_id)
+
+
+def mark_failed(workspace: Workspace, sandbox_id: str, error: str, **data: Any) -> SandboxRecord:
+    """Move a sandbox to failed, keeping the reason."""
+    return transition(workspace, sandbox_id, FAILED, reason=error, data={"error": error, **data})
+
+
+def start(workspace: Workspace, sandbox_id: str) -> SandboxRecord:
+    """Start a planned sandbox's agent under a detached supervisor; returns once it is launched.
+
+    The supervisor runs in its own session (not a child of the caller), so the
+    agent keeps running when the TUI or the shell that started it goes away.
+    """
+    record = get_sandbox(workspace, sandbox_id)
+    if record.status != PLANNED:
+        raise LoomError(f"sandbox {record.id} is {record.status}; only a planned sandbox starts", exit_code=1)
+    if is_alive(record.pid, record.pid_start):
+        raise LoomError(f"sandbox {record.id} is already starting (supervisor pid {record.pid})", exit_code=1)
+    paths = _paths(workspace, record)
+    if not paths.worktree.is_dir():
+        raise LoomError(f"sandbox {record.id}: its worktree {paths.worktree} is missing", exit_code=1)
+    paths.dir.mkdir(parents=True, exist_ok=True)
+    command = [sys.executable, "-m", "loomtui.execution.supervisor", str(workspace.root), record.id]
+    try:
+        with open(paths.supervisor_log, "ab") as diagnostics:
+            process = subprocess.Popen(
+                command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=diagnostics,
+                cwd=paths.dir, start_new_session=True, close_fds=True,
+            )
+    except OSError as exc:
+        raise LoomError(f"cannot start the supervisor of {record.id}: {exc.strerror or exc}") from None
+    assert process.stdout is not None
+    # The supervisor forks itself away and answers once its pid is in the store;
+    # the process we started exits at once, so nothing is left for us to reap.
+    ready = process.stdout.readline()
+    process.stdout.close()
+    process.wait()
+    if not ready.strip():
+        raise LoomError(f"the supervisor of {record.id} did not start; see {paths.supervisor_log}")
+    return get_sandbox(workspace, record.id)
+
+
+# -- signals: stop, pause, resume ----------------------------------------------------------
+
+
+def live_agent_group(record: SandboxRecord) -> int | None:
+    """The agent's process group id, if the recorded agent is still that very process.
+
+    Agents lead their own process group, so the agent's pid is also the group's id.
+    """
+    pid = record.data.get("agent_pid")
+    if isinstance(pid, int) and is_alive(pid, record.data.get("agent_pid_start")):
+        return pid
+    return None
+
+
+def _wait(condition: Any, timeout: float, interval: float = 0.05) -> bool:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(interval)
+    return True
+
+
+def stop(workspace: Workspace, sandbox_id: str, *, grace: float = DEFAULT_GRACE_S) -> SandboxRecord:
+    """SIGTERM the agent's process group, SIGKILL it after `grace` seconds; wait for the exit record."""
+    record = get_sandbox(workspace, sandbox_id)
+    if record.status not in LIVE:
+        raise LoomError(f"sandbox {record.id} is {record.status}, not running", exit_code=1)
+    workspace.store.update_sandbox(record.id, data={
+        "stop_requested": {"by": workspace.actor, "at": time.time(), "grace": grace}})
+    workspace.record("sandbox.stop_requested", record.id, {"grace": grace})
+    group = live_agent_group(record)
+    killed = False
+    if group is not None:
+        signal_group(group, signal.SIGTERM, spare=SPARE_ON_TERM)
+        signal_group(group, signal.SIGCONT)  # a paused agent must run to act on SIGTERM
+        if not _wait(lambda: not group_exists(group), grace):
+            # Recorded before the signal, so the entry precedes the exit the supervisor records.
+            workspace.record("sandbox.killed", record.id, {"after_grace_s": grace, "signal": "SIGKILL"})
+            killed = signal_group(group, signal.SIGKILL)
+    # The supervisor records the exit; give it time, unless it is gone.
+    _wait(lambda: get_sandbox(workspace, record.id).status not in LIVE
+          or not _supervisor_alive(workspace, record.id), SUPERVISOR_SETTLE_S)
+    current = get_sandbox(workspace, record.id)
+    if current.status in LIVE:
+        return transition(workspace, record.id, EXITED, reason="stopped; no supervisor recorded the exit",
+                          data={"ended_at": time.time(), "killed_after_grace": killed},
+                          allowed_from=LIVE)
+    return current
+
+
+def _supervisor_alive(workspace: Workspace, sandbox_id: str) -> bool:
+    record = workspace.store.get_sandbox(sandbox_id)
+    return record is not None and is_alive(record.pid, record.pid_start)
+
+
+def _signal_agent(workspace: Workspace, sandbox_id: str, sig: signal.Signals, *, expect: str,
+                  to: str, verb: str) -> SandboxRecord:
+    record = get_sandbox(workspace, sandbox_id)
+    if record.status != expect:
+        raise LoomError(f"sandbox {record.id} is {record.status}; only a {expect} sandbox can be {verb}",
+                        exit_code=1)
+    group = live_agent_group(record)
+    if group is None:
+        raise LoomError(f"sandbox {record.id}: its agent process is gone (run `loomtui sandbox list` to "
+                        "reconcile)", exit_code=1)
+    signal_group(group, sig)
+    return transition(workspace, record.id, to, allowed_from=frozenset({expect}))
+
+
+def pause(workspace: Workspace, sandbox_id: str) -> SandboxRecord:
+    """Freeze a running agent (SIGSTOP to its process group)."""
+    return _signal_agent(workspace, sandbox_id, signal.SIGSTOP, expect=RUNNING, to=PAUSED, verb="paused")
+
+
+def resume(workspace: Workspace, sandbox_id: str) -> SandboxRecord:
+    """Let a paused agent continue (SIGCONT)."""
+    return _signal_agent(workspace, sandbox_id, signal.SIGCONT, expect=PAUSED, to=RUNNING, verb="resumed")
+
+
+def attach_command(workspace: Workspace, sandbox_id: str) -> list[str]:
+    """The tmux command that attaches the terminal to an interactive sandbox (detach: C-b d)."""
+    record = get_sandbox(workspace, sandbox_id)
+    launch = record.data.get("launch") or {}
+    if launch.get("mode") != "interactive":
+        raise LoomError(f"sandbox {record.id} runs headless; follow its output with "
+                        f"`loomtui sandbox logs {record.id} -f`", exit_code=1)
+    session = tmux_session(record.id)
+    if record.status not in LIVE or subprocess.run(["tmux", "has-session", "-t", f"={session}"],
+                                                   capture_output=True, check=False).returncode != 0:
+        raise LoomError(f"sandbox {record.id} is {record.status}; its tmux session is gone", exit_code=1)
+    # Inside tmux already, switching the client avoids a nested session.
+    verb = "switch-client" if os.environ.get("TMUX") else "attach-session"
+    return ["tmux", verb, "-t", f"={session}"]
+
+
+# -- logs --------------------------------------------------------------------------------
+
+
+def log_path(workspace: Workspace, sandbox_id: str) -> Path:
+    """The agent's output log (which may not exist yet)."""
+    return sandbox_paths(workspace.paths, get_sandbox(workspace, sandbox_id).id).log
+
+
+def _tail_lines(path: Path, lines: int, end: int | None = None) -> list[str]:
+    """The last `lines` lines of `path` before byte `end` (default: its end), read backwards."""
+    if lines <= 0:
+        return []
+    try:
+        with open(path, "rb") as handle:
+            if end is None:
+                end = handle.seek(0, os.SEEK_END)
+            block = 8192
+            data = b""
+            while end > 0 and data.count(b"\n") <= lines:
+                start = max(0, end - block)
+                handle.seek(start)
+                data = handle.read(end - start) + data
+                end = start
+                block *= 2
+    except FileNotFoundError:
+        return []
+    return data.decode("utf-8", errors="replace").splitlines()[-lines:]
+
+
+def read_log_tail(workspace: Workspace, sandbox_id: str, lines: int = 50) -> list[str]:
+    """The last `lines` lines of a sandbox's log (cheap on large logs)."""
+    return _tail_lines(log_path(workspace, sandbox_id), lines)
+
+
+def follow_log(workspace: Workspace, sandbox_id: str, *, last: int = 0, poll: float = 0.2) -> Iterator[str]:
+    """The last `last` lines, then each new line as it is written, until the agent has ended.
+
+    Both parts are read from one offset, so no line is skipped or repeated between them.
+    """
+    record = get_sandbox(workspace, sandbox_id)
+    path = sandbox_paths(workspace.paths, record.id).log
+    position = path.stat().st_size if path.exists() else 0
+    yield from _tail_lines(path, last, position)
+    pending = b""
+    while True:
+        ended = get_sandbox(workspace, record.id).status not in LIVE | {PLANNED}
+        try:
+            with open(path, "rb") as handle:
+                handle.seek(position)
+                chunk = handle.read()
+        except FileNotFoundError:
+            chunk = b""
+        position += len(chunk)
+        pending += chunk
+        *complete, pending = pending.split(b"\n")
+        for line in complete:
+            yield line.decode("utf-8", errors="replace")
+        if ended and not chunk:
+            if pending:
+                yield pending.decode("utf-8", errors="replace")
+            return
+        if not chunk:
+            time.sleep(poll)
+
+
+def wait_for_status(workspace: Workspace, sandbox_id: str, statuses: Collection[str], *,
+                    timeout: float = 60.0, interval: float = 0.1) -> SandboxRecord:
+    """Poll until the sandbox reaches one of `statuses`; LoomError when `timeout` passes first."""
+    wanted = set(statuses)
+    deadline = time.monotonic() + timeout
+    while True:
+        record = get_sandbox(workspace, sandbox_id)
+        if record.status in wanted:
+            return record
+        if time.monotonic() >= deadline:
+            raise LoomError(f"sandbox {sandbox_id} is still {record.status} after {timeout:g}s", exit_code=1)
+        time.sleep(interval)

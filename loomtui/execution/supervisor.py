@@ -1,0 +1,450 @@
+"""The supervisor: one small detached process per running sandbox.
+
+Run as `python -m loomtui.execution.supervisor REPO SANDBOX_ID` by `start()`. It
+forks itself into the background (so it is nobody's child and outlives the TUI or
+shell that started it), then:
+
+- starts the agent (under bubblewrap when the sandbox is isolated; in a tmux
+  session for an interactive runtime) with the reduced environment;
+- copies the agent's output, line by line, into the sandbox's log, turning
+  structured output (Claude Code's stream JSON, the script agent's steps) into
+  `sandbox.activity` events;
+- writes a heartbeat to the store every few seconds;
+- when the agent ends, commits what it left uncommitted to the sandbox branch (so
+  the branch holds all its work) and records the exit code and final status.
+
+If writing the log fails (disk full), the log is cut back to its last whole line,
+the agent is stopped and the sandbox is marked failed with the reason: output that
+cannot be recorded is not silently dropped.
+
+The supervisor is the only writer of the store and the audit log for its sandbox
+while the agent runs; the agent itself can read but not write them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import resource
+import shlex
+import signal
+import subprocess
+import sys
+import threading
+import time
+import traceback
+from pathlib import Path
+from typing import Any, Final
+
+from loomtui.errors import LoomError
+from loomtui.execution.activity import Activity, parser_for
+from loomtui.execution.gitops import Git
+from loomtui.execution.isolation import (
+    ISOLATION_BWRAP,
+    SandboxMounts,
+    bwrap_argv,
+    under_private_tmp,
+)
+from loomtui.execution.lifecycle import (
+    EXITED,
+    FAILED,
+    LIVE,
+    PLANNED,
+    RUNNING,
+    transition,
+)
+from loomtui.execution.procs import (
+    die_with_parent_hook,
+    exit_status,
+    group_exists,
+    identity,
+    signal_group,
+)
+from loomtui.execution.runtimes import LaunchSpec, agent_environment, state_paths
+from loomtui.execution.sandboxes import (
+    SPARE_ON_TERM,
+    SandboxPaths,
+    sandbox_paths,
+    tmux_session,
+)
+from loomtui.store import SandboxRecord
+from loomtui.workspace import Workspace, open_workspace
+
+HEARTBEAT_S: Final = 2.0
+LOG_FAILURE_GRACE_S: Final = 5.0
+READ_CHUNK: Final = 65536  # a line longer than this is logged in pieces, byte for byte
+PANE_POLL_S: Final = 0.2
+_STOP: Final = object()
+
+
+class LogWriteFailed(Exception):
+    """Writing the agent log failed; the log was cut back to its last whole line."""
+
+
+class LogWriter:
+    """Appends the agent's output to its log; a failed write cuts the log back to its last whole line."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        self.size = os.fstat(self.fd).st_size
+        self.whole = self.size  # where the last complete line ends
+        self.lines = 0
+
+    def write(self, data: bytes) -> None:
+        view = memoryview(data)
+        try:
+            while view:
+                written = os.write(self.fd, view)
+                view = view[written:]
+        except OSError as exc:
+            try:
+                os.ftruncate(self.fd, self.whole)
+                self.size = self.whole
+            except OSError:
+                pass  # /dev/full and the like: nothing was kept to cut back
+            raise LogWriteFailed(f"{exc.strerror or exc} writing {self.path}") from None
+        self.size += len(data)
+        self.lines += data.count(b"\n")
+        if data.endswith(b"\n"):
+            self.whole = self.size
+
+    def close(self) -> None:
+        os.close(self.fd)
+
+
+def _diagnose(message: str) -> None:
+    """A line for supervisor.log; never fatal (that file may sit on the disk that just filled up)."""
+    try:
+        print(message, file=sys.stderr, flush=True)
+    except OSError:
+        pass
+
+
+def _cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+class Supervisor:
+    """Runs one sandbox's agent to its end and records everything about it."""
+
+    def __init__(self, workspace: Workspace, record: SandboxRecord, *, startup_cpu: float = 0.0) -> None:
+        self.workspace = workspace
+        self.record = record
+        self.paths: SandboxPaths = sandbox_paths(workspace.paths, record.id)
+        self.spec = LaunchSpec.from_data(record.data["launch"])
+        self.activities: queue.Queue[Any] = queue.Queue()
+        self.log: LogWriter | None = None
+        self.log_error: str | None = None
+        self.agent_result: dict[str, Any] = {}
+        # CPU spent before the daemonizing fork (interpreter start, imports): the
+        # child's own counters start from zero, but this is supervisor cost too.
+        self.startup_cpu = startup_cpu
+        self.cpu_at_start = 0.0
+
+    # -- the command ---------------------------------------------------------------------
+
+    def environment(self) -> dict[str, str]:
+        isolated = self.record.isolation == ISOLATION_BWRAP
+        tmp = "/tmp" if isolated else str(self.paths.tmp)
+        if not isolated:
+            self.paths.tmp.mkdir(parents=True, exist_ok=True)
+        return agent_environment(self.spec, os.environ, {
+            "LOOM_SANDBOX": self.record.id,
+            "LOOM_REPO": str(self.workspace.root),
+            "LOOM_CONTEXT_FILE": str(self.paths.context),
+            "TMPDIR": tmp,
+        })
+
+    def command(self, env: dict[str, str]) -> list[str]:
+        argv = list(self.spec.argv)
+        if self.record.isolation != ISOLATION_BWRAP:
+            return argv
+        repo = self.workspace.paths
+        path_dirs = [Path(p) for p in env.get("PATH", "").split(os.pathsep) if p]
+        needed = [repo.root, repo.common_dir, Path(argv[0]).parent, Path(sys.prefix), Path(sys.base_prefix),
+                  *path_dirs]
+        mounts = SandboxMounts(
+            worktree=self.paths.worktree,
+            worktree_git_dir=Path(self.record.data["git_dir"]),
+            common_dir=repo.common_dir,
+            state_dir=repo.state_dir,
+            branch=self.record.branch,
+            readable=under_private_tmp(needed),
+            writable=tuple(state_paths(self.spec, env.get("HOME"))),
+            network=self.spec.network,
+        )
+        return bwrap_argv(mounts) + argv
+
+    # -- running -------------------------------------------------------------------------
+
+    def run(self) -> int:
+        self.cpu_at_start = _cpu_seconds()
+        env = self.environment()
+        argv = self.command(env)
+        writer = threading.Thread(target=self._store_loop, name="store", daemon=True)
+        try:
+            self.log = LogWriter(self.paths.log)
+        except OSError as exc:
+            return self._finish(None, None, error=f"cannot open the log {self.paths.log}: {exc.strerror}")
+        if self.spec.mode == "interactive":
+            code, signame = self._run_in_tmux(argv, env, writer)
+        else:
+            code, signame = self._run_headless(argv, env, writer)
+        return self._finish(code, signame, writer=writer)
+
+    def _started(self, agent_pid: int, **data: Any) -> bool:
+        try:
+            transition(self.workspace, self.record.id, RUNNING, allowed_from=frozenset({PLANNED}),
+                       pid=os.getpid(), pid_start=identity(os.getpid()),
+                       data={"agent_pid": agent_pid, "agent_pid_start": identity(agent_pid),
+                             "started_at": time.time(), **data},
+                       audit={"agent_pid": agent_pid, "isolation": self.record.isolation})
+        except LoomError as exc:  # someone moved it meanwhile (rejected, archived): do not run
+            _diagnose(f"not starting: {exc}")
+            return False
+        return True
+
+    def _run_headless(self, argv: list[str], env: dict[str, str],
+                      writer: threading.Thread) -> tuple[int | None, str | None]:
+        isolated = self.record.isolation == ISOLATION_BWRAP
+        try:
+            # Spawned from the main thread before any other thread exists, so the
+            # preexec hook is safe; and the death signal follows the forking thread.
+            process = subprocess.Popen(
+                argv, cwd=self.paths.worktree, env=env, stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, process_group=0,
+                preexec_fn=None if isolated else die_with_parent_hook(),  # noqa: PLW1509
+            )
+        except OSError as exc:
+            self.log_error = f"cannot start {argv[0]}: {exc.strerror or exc}"
+            return None, None
+        if not self._started(process.pid):
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+            return process.returncode, None
+        writer.start()
+        assert process.stdout is not None
+        parse = parser_for(self.spec.output)
+        last = b"\n"
+        for chunk in iter(lambda: process.stdout.readline(READ_CHUNK), b""):  # type: ignore[union-attr]
+            last = chunk
+            self._log(chunk)
+            if parse is not None:
+                for activity in parse(chunk.decode("utf-8", errors="replace").rstrip("\n")):
+                    self.activities.put(activity)
+        if not last.endswith(b"\n"):
+            self._log(b"\n")  # the log always ends with a whole line
+        process.wait()
+        code, signame = exit_status(process.returncode)
+        return code, signame
+
+    def _log(self, data: bytes) -> None:
+        if self.log is None or self.log_error is not None:
+            return
+        try:
+            self.log.write(data)
+        except LogWriteFailed as exc:
+            self.log_error = f"log write failed: {exc}; the agent was stopped (log kept up to line {self.log.lines})"
+            self.workspace.record("sandbox.log_failed", self.record.id, {"error": str(exc), "lines": self.log.lines})
+            threading.Thread(target=self._stop_agent, daemon=True).start()
+
+    def _stop_agent(self) -> None:
+        record = self.workspace.store.get_sandbox(self.record.id)
+        group = record.data.get("agent_pid") if record else None
+        if not isinstance(group, int):
+            return
+        signal_group(group, signal.SIGTERM, spare=SPARE_ON_TERM)
+        signal_group(group, signal.SIGCONT)
+        deadline = time.monotonic() + LOG_FAILURE_GRACE_S
+        while group_exists(group) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        signal_group(group, signal.SIGKILL)
+
+    # -- interactive: tmux ---------------------------------------------------------------
+
+    def _tmux(self, *args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(["tmux", *args], capture_output=True, text=True, check=False)
+
+    def _run_in_tmux(self, argv: list[str], env: dict[str, str],
+                     writer: threading.Thread) -> tuple[int | None, str | None]:
+        session = tmux_session(self.record.id)
+        paths = self.paths
+        for stale in (paths.pane_exit, paths.pane_go):
+            stale.unlink(missing_ok=True)
+        # The pane's process is a child of the tmux server, which has its own
+        # environment; the wrapper picks the agent's reduced one up from this file
+        # (not the command line, where secrets would show in `ps`).
+        fd = os.open(paths.pane_env, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            json.dump(env, handle)
+        wrapper = [sys.executable, "-m", "loomtui.execution.pane", str(paths.dir), "--", *argv]
+        created = self._tmux("new-session", "-d", "-s", session, "-x", "200", "-y", "50",
+                             "-c", str(paths.worktree), *wrapper)
+        if created.returncode != 0:
+            paths.pane_env.unlink(missing_ok=True)
+            self.log_error = f"cannot start tmux session {session}: {created.stderr.strip()}"
+            return None, None
+        # tmux runs this through sh; the log path is ours and quoted, never task text.
+        pane = f"={session}:"  # a pane target: the session's current pane
+        self._tmux("pipe-pane", "-t", pane, "-o", f"cat >> {shlex.quote(str(paths.log))}")
+        shown = self._tmux("display-message", "-p", "-t", pane, "#{pane_pid}").stdout.strip()
+        if not shown.isdigit() or int(shown) <= 1:
+            self._tmux("kill-session", "-t", f"={session}")
+            self.log_error = f"cannot find the process of tmux session {session}"
+            return None, None
+        pane_pid = int(shown)
+        paths.pane_go.touch()
+        if not self._started(pane_pid, tmux_session=session):
+            self._tmux("kill-session", "-t", f"={session}")
+            return None, None
+        writer.start()
+        while True:
+            if paths.pane_exit.exists():
+                break
+            if self._tmux("has-session", "-t", f"={session}").returncode != 0:
+                break
+            time.sleep(PANE_POLL_S)
+        self._tmux("kill-session", "-t", f"={session}")
+        try:
+            code_text, _, signame = paths.pane_exit.read_text().partition(" ")
+            return int(code_text), signame.strip() or None
+        except (OSError, ValueError):
+            self.log_error = self.log_error or "the tmux session ended without an exit status (killed?)"
+            return None, None
+
+    # -- the store ---------------------------------------------------------------------
+
+    def _store_loop(self) -> None:
+        """Activities and heartbeats go to the store here, so a busy store never stalls the log."""
+        next_beat = 0.0
+        store = self.workspace.store
+        while True:
+            timeout = max(0.0, next_beat - time.monotonic())
+            try:
+                item = self.activities.get(timeout=timeout)
+            except queue.Empty:
+                item = None
+            try:
+                if item is _STOP:
+                    return
+                if item is not None:
+                    self._emit(item)
+                if time.monotonic() >= next_beat:
+                    store.heartbeat_sandbox(self.record.id, time.time(), self._progress())
+                    next_beat = time.monotonic() + HEARTBEAT_S
+            except LoomError as exc:  # a locked store: say so in the diagnostics and carry on
+                _diagnose(f"store write failed: {exc}")
+
+    def _emit(self, activity: Activity) -> None:
+        if activity.get("kind") == "result":
+            self.agent_result = {k: activity.get(k) for k in ("turns", "cost_usd", "is_error")}
+        self.workspace.store.append_event("sandbox.activity", self.record.id, activity)
+
+    def _progress(self) -> dict[str, Any]:
+        progress: dict[str, Any] = {"log_lines": self.log.lines if self.log else 0,
+                                    "log_bytes": self.log.size if self.log else 0}
+        if self.agent_result:
+            progress["agent_result"] = self.agent_result
+        return progress
+
+    # -- the end -------------------------------------------------------------------------
+
+    def _save_work(self) -> tuple[str | None, str | None]:
+        """Commit what the agent left uncommitted, so its branch holds all of its work."""
+        if not self.paths.worktree.is_dir():
+            return None, None
+        try:
+            saved = Git(self.paths.worktree).commit_all(
+                f"loomtui: work left uncommitted by the agent in sandbox {self.record.id}\n\n"
+                f"Loom-Sandbox: {self.record.id}\nLoom-Runtime: {self.record.runtime}\n")
+        except LoomError as exc:
+            return None, str(exc)
+        return saved, None
+
+    def _finish(self, code: int | None, signame: str | None, *, error: str | None = None,
+                writer: threading.Thread | None = None) -> int:
+        if writer is not None and writer.is_alive():
+            self.activities.put(_STOP)
+            writer.join(timeout=30)
+        if self.log is not None:
+            self.log.close()
+        saved, save_error = self._save_work()
+        current = self.workspace.store.get_sandbox(self.record.id)
+        stop_requested = bool(current and current.data.get("stop_requested"))
+        error = error or self.log_error
+        if error:
+            status = FAILED
+        elif stop_requested or code == 0:
+            status = EXITED
+        else:
+            status = FAILED
+            error = f"killed by {signame}" if signame else f"exited with code {code}"
+        data: dict[str, Any] = {
+            "ended_at": time.time(), "exit_signal": signame, "saved_commit": saved,
+            "supervisor_cpu_s": round(self.startup_cpu + _cpu_seconds(), 4),
+            "supervisor_cpu_running_s": round(_cpu_seconds() - self.cpu_at_start, 4),
+            **self._progress(),
+        }
+        if error:
+            data["error"] = error
+        if save_error:
+            data["save_error"] = save_error
+        reason = error or ("stopped by " + str(current.data["stop_requested"].get("by"))
+                           if stop_requested and current else "")
+        try:
+            transition(self.workspace, self.record.id, status, reason=reason, exit_code=code, data=data,
+                       allowed_from=LIVE | {PLANNED},
+                       audit={"exit_code": code, "signal": signame, "saved_commit": saved})
+        except LoomError as exc:
+            _diagnose(f"cannot record the end: {exc}")
+            return 1
+        return 0
+
+
+def _daemonize() -> None:
+    """Fork away from whoever started us: the parent returns at once, the child carries on."""
+    if os.fork() > 0:
+        os._exit(0)
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) != 2:
+        print("usage: python -m loomtui.execution.supervisor REPO SANDBOX_ID", file=sys.stderr)
+        return 2
+    root, sandbox_id = argv
+    startup_cpu = _cpu_seconds()
+    _daemonize()
+    try:
+        workspace = open_workspace(root)
+        record = workspace.store.get_sandbox(sandbox_id)
+        if record is None:
+            _diagnose(f"no sandbox {sandbox_id}")
+            return 2
+        me = os.getpid()
+        record = workspace.store.update_sandbox(record.id, pid=me, pid_start=identity(me))
+    except LoomError as exc:
+        _diagnose(f"supervisor: {exc}")
+        return 2
+    # Tell start() we are recorded, then stop talking to it: stdout joins the diagnostics.
+    sys.stdout.write(json.dumps({"pid": me}) + "\n")
+    sys.stdout.flush()
+    os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
+    try:
+        return Supervisor(workspace, record, startup_cpu=startup_cpu).run()
+    except Exception:  # noqa: BLE001 - a bug: keep the traceback in supervisor.log, say so in the store
+        _diagnose(traceback.format_exc())
+        try:
+            transition(workspace, sandbox_id, FAILED, reason="the supervisor crashed; see supervisor.log",
+                       allowed_from=LIVE | {PLANNED})
+        except LoomError:
+            pass
+        return 1
+    finally:
+        workspace.close()
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

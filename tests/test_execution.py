@@ -1,0 +1,797 @@
+"""The execution layer end to end: real worktrees, real supervisors, real agents (stand-ins on PATH).
+
+Stand-in executables play the vendor CLIs: they check the argv they are given,
+write files and print what the real tool would. Nothing pretends a vendor CLI ran.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from loomtui.errors import ConfigError, LoomError
+from loomtui.execution import recovery, review
+from loomtui.execution import sandboxes as sb
+from loomtui.execution.activity import parse_claude_stream, parse_script_agent
+from loomtui.execution.isolation import (
+    SandboxMounts,
+    bwrap_argv,
+    isolation_available,
+    under_private_tmp,
+)
+from loomtui.execution.lifecycle import (
+    APPROVED,
+    ARCHIVED,
+    EXITED,
+    FAILED,
+    MERGED,
+    PAUSED,
+    PLANNED,
+    REJECTED,
+    RUNNING,
+    set_status,
+)
+from loomtui.execution.procs import group_exists, identity, is_alive
+from loomtui.execution.script_agent import parse_script
+from loomtui.store import SandboxRecord
+from loomtui.workspace import Workspace, open_workspace
+from tests.conftest import git
+
+needs_bwrap = pytest.mark.skipif(not isolation_available(), reason="bubblewrap (bwrap) not usable here")
+needs_tmux = pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux not installed")
+ENDED = {EXITED, FAILED}
+
+
+# -- helpers ---------------------------------------------------------------------------
+
+
+def stand_in(bin_dir: Path, name: str, body: str) -> Path:
+    """An executable Python script called `name` on the test PATH."""
+    path = bin_dir / name
+    header = f"#!{sys.executable}\nimport json, os, signal, subprocess, sys, time\n"
+    path.write_text(header + textwrap.dedent(body))
+    path.chmod(0o755)
+    return path
+
+
+def write_config(repo: Path, runtimes: str) -> None:
+    """A .loom/loom.yaml with these runtimes (indented YAML under `runtimes:`)."""
+    (repo / ".loom").mkdir(exist_ok=True)
+    body = textwrap.indent(textwrap.dedent(runtimes), "  ")
+    (repo / ".loom" / "loom.yaml").write_text("version: 1\nruntimes:\n" + body)
+
+
+def write_script(path: Path, text: str) -> Path:
+    path.write_text(textwrap.dedent(text))
+    return path
+
+
+def wait_until(condition, timeout: float = 30.0, what: str = "condition") -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.05)
+
+
+def ended(workspace: Workspace, sandbox_id: str) -> SandboxRecord:
+    return sb.wait_for_status(workspace, sandbox_id, ENDED, timeout=60)
+
+
+def running(workspace: Workspace, sandbox_id: str) -> SandboxRecord:
+    return sb.wait_for_status(workspace, sandbox_id, {RUNNING}, timeout=30)
+
+
+def audit_actions(workspace: Workspace, sandbox_id: str) -> list[str]:
+    return [e.action for e in workspace.audit.entries() if e.subject == sandbox_id]
+
+
+def kill_leftovers(workspace: Workspace) -> None:
+    """No test leaves a supervisor or an agent behind."""
+    for record in workspace.store.list_sandboxes(include_archived=True):
+        agent = record.data.get("agent_pid")
+        if isinstance(agent, int) and agent > 1 and is_alive(agent, record.data.get("agent_pid_start")):
+            try:
+                os.killpg(agent, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        if record.pid and record.pid > 1 and is_alive(record.pid, record.pid_start):
+            try:
+                os.kill(record.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+
+@pytest.fixture
+def bin_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    folder = tmp_path / "bin"
+    folder.mkdir()
+    monkeypatch.setenv("PATH", f"{folder}{os.pathsep}{os.environ['PATH']}")
+    return folder
+
+
+@pytest.fixture
+def ws(repo: Path, bin_dir: Path) -> Iterator[Workspace]:
+    workspace = open_workspace(repo)
+    try:
+        yield workspace
+    finally:
+        kill_leftovers(workspace)
+        workspace.close()
+
+
+def no_sandbox_left(workspace: Workspace, repo: Path) -> None:
+    assert workspace.store.list_sandboxes(include_archived=True) == []
+    assert git(repo, "branch", "--list", "loom/*") == ""
+    assert not (workspace.paths.state_dir / "worktrees").exists() or not any(
+        (workspace.paths.state_dir / "worktrees").iterdir())
+
+
+# -- the script runtime, end to end ------------------------------------------------------
+
+
+def test_script_agent_edits_and_commits_in_its_own_worktree(ws: Workspace, repo: Path, tmp_path: Path) -> None:
+    script = write_script(tmp_path / "edit.yaml", """\
+        - {after: 0.05, write: src/app.py, content: "VALUE = 1\\n"}
+        - {replace: {path: README.md, old: "test repo", new: "agent repo"}}
+        - {log: "tick {n}", repeat: 3}
+        - {commit: "Add the app"}
+        - {append: notes.txt, content: "left uncommitted\\n"}
+    """)
+    record = sb.create_sandbox(ws, "add the app", "script", script=script)
+    assert record.status == PLANNED and record.branch == f"loom/{record.id}"
+    assert Path(record.worktree).is_relative_to(ws.paths.state_dir)
+    sb.start(ws, record.id)
+    done = ended(ws, record.id)
+
+    assert done.status == EXITED and done.exit_code == 0
+    assert sb.read_log_tail(ws, record.id, 10) == [
+        "[script] write src/app.py", "[script] replace README.md", "tick 1", "tick 2", "tick 3",
+        f"[script] commit Add the app ({git(repo, 'rev-parse', '--short', f'{record.branch}~1')})",
+        "[script] append notes.txt",
+    ]
+    # The agent's own commit, then the supervisor saved what it left uncommitted.
+    subjects = git(repo, "log", "--format=%s", f"main..{record.branch}").splitlines()
+    assert subjects == [f"loomtui: work left uncommitted by the agent in sandbox {record.id}", "Add the app"]
+    assert git(repo, "show", f"{record.branch}:README.md") == "# agent repo"
+    # The main working tree and branch are untouched.
+    assert (repo / "README.md").read_text() == "# test repo\n"
+    assert git(repo, "status", "--porcelain") == "" and git(repo, "log", "--format=%s", "main") == "initial"
+    assert audit_actions(ws, record.id) == ["sandbox.planned", "sandbox.running", "sandbox.exited"]
+    kinds = [e.data.get("kind") for e in ws.store.events_since(0) if e.kind == "sandbox.activity"]
+    assert kinds == ["write", "replace", "commit", "append"]
+    assert done.heartbeat is not None and done.data["log_lines"] == 7
+    changes = review.diff(ws, record.id)
+    assert {c.path for c in changes.files} == {"src/app.py", "README.md", "notes.txt"}
+    assert "+VALUE = 1" in changes.patch
+
+
+def test_claude_stand_in_gets_its_exact_argv_and_a_reduced_environment(
+    ws: Workspace, repo: Path, bin_dir: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    task = 'fix it; $(touch pwned) && rm -rf ~ "quoted" `x`'
+    stand_in(bin_dir, "claude", """\
+        with open("seen.json", "w") as out:
+            json.dump({"argv": sys.argv[1:], "env": sorted(os.environ)}, out)
+        def emit(message):
+            print(json.dumps(message), flush=True)
+        emit({"type": "system", "subtype": "init", "model": "stand-in"})
+        emit({"type": "assistant", "message": {"content": [
+            {"type": "text", "text": "Editing the file."},
+            {"type": "tool_use", "name": "Edit", "input": {"file_path": "app.py"}}]}})
+        emit({"type": "result", "subtype": "success", "num_turns": 2, "total_cost_usd": 0.01, "is_error": False})
+    """)
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "test-key")
+    monkeypatch.setenv("LOOM_TEST_SECRET", "must not leak")
+    record = sb.start(ws, sb.create_sandbox(ws, task, "claude").id)
+    done = ended(ws, record.id)
+    assert done.status == EXITED, done.data
+    seen = json.loads(git(repo, "show", f"{record.branch}:seen.json"))
+    assert seen["argv"] == ["-p", task, "--output-format", "stream-json", "--verbose"]
+    assert not (Path(record.worktree) / "pwned").exists() and not (repo / "pwned").exists()
+    assert {"ANTHROPIC_API_KEY", "LOOM_SANDBOX", "LOOM_REPO", "PATH", "HOME"} <= set(seen["env"])
+    assert "LOOM_TEST_SECRET" not in seen["env"]
+    activity = [e.data for e in ws.store.events_since(0) if e.kind == "sandbox.activity"]
+    assert [a["summary"] for a in activity] == [
+        "session started (stand-in)", "Editing the file.", "Edit app.py", "finished: success, 2 turns, $0.0100"]
+    assert done.data["agent_result"] == {"turns": 2, "cost_usd": 0.01, "is_error": False}
+
+
+@pytest.mark.parametrize(("runtime", "expected"), [
+    ("codex", ["exec", "TASK"]),
+    ("aider", ["--yes-always", "--message", "TASK"]),
+])
+def test_codex_and_aider_stand_ins_get_their_argv(ws: Workspace, repo: Path, bin_dir: Path,
+                                                   runtime: str, expected: list[str]) -> None:
+    stand_in(bin_dir, runtime, f"""\
+        expected = {expected!r}
+        got = sys.argv[1:]
+        if got != [a.replace("TASK", "rename the helper") for a in expected]:
+            print("unexpected argv", got, flush=True)
+            sys.exit(9)
+        open("done.txt", "w").write("ok")
+    """)
+    record = sb.start(ws, sb.create_sandbox(ws, "rename the helper", runtime).id)
+    done = ended(ws, record.id)
+    assert done.status == EXITED, sb.read_log_tail(ws, record.id)
+    assert git(repo, "show", f"{record.branch}:done.txt") == "ok"
+
+
+# -- bad input: one clear error, nothing created ------------------------------------------------
+
+
+def test_nonexistent_base_ref_creates_nothing(ws: Workspace, repo: Path) -> None:
+    with pytest.raises(LoomError, match="base ref 'no-such-branch' does not exist") as raised:
+        sb.create_sandbox(ws, "task", "script", base="no-such-branch", script=_tiny_script(ws))
+    assert "\n" not in str(raised.value)
+    no_sandbox_left(ws, repo)
+
+
+def test_runtime_not_on_path_is_a_clear_error_and_creates_nothing(ws: Workspace, repo: Path) -> None:
+    write_config(repo, """\
+        ghost:
+          argv: ["no-such-agent-binary", "{task}"]
+    """)
+    with pytest.raises(LoomError, match=r"runtime 'ghost': 'no-such-agent-binary' is not on PATH"):
+        sb.create_sandbox(ws, "task", "ghost")
+    with pytest.raises(LoomError, match=r"unknown runtime 'claud' \(did you mean 'claude'\?"):
+        sb.create_sandbox(ws, "task", "claud")
+    no_sandbox_left(ws, repo)
+
+
+def test_bad_script_is_reported_with_file_and_line(ws: Workspace, repo: Path, tmp_path: Path) -> None:
+    script = write_script(tmp_path / "bad.yaml", """\
+        - {write: ok.txt, content: "x"}
+        - {write: ../escape.txt, content: "x"}
+    """)
+    with pytest.raises(ConfigError, match=r"bad\.yaml:2: \[1\]\.write: must be a path inside the worktree"):
+        sb.create_sandbox(ws, "task", "script", script=script)
+    with pytest.raises(LoomError, match="give one with --script FILE"):
+        sb.create_sandbox(ws, "task", "script")
+    no_sandbox_left(ws, repo)
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("- {write: a.txt, commit: x}\n", r"s\.yaml:1: \[0\]: each step needs exactly one of"),
+    ("- {after: -1, log: x}\n", r"s\.yaml:1: \[0\]\.after: must not be negative"),
+    ("- {log: x, content: y}\n", r"s\.yaml:1: \[0\]\.content: not used by a log step"),
+    ("- {exit: 300}\n", r"s\.yaml:1: \[0\]\.exit: must be between 0 and 255"),
+    ("- {replace: {path: a, old: b}}\n", r"s\.yaml:1: \[0\]\.replace\.new: required key missing"),
+    ("- {wirte: a}\n", r"unknown key \(did you mean 'write'\?\)"),
+    ("{write: a}\n", r"s\.yaml:1: top level: expected a list"),
+])
+def test_script_schema_errors_name_file_and_line(text: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        parse_script(text, "s.yaml")
+
+
+def test_ids_are_slugs_and_never_come_from_user_text(ws: Workspace) -> None:
+    for bad in ("../etc", "a/b", "X1", "", "-rf", "a b"):
+        with pytest.raises(LoomError, match="is not a sandbox id"):
+            sb.get_sandbox(ws, bad)
+    with pytest.raises(LoomError, match="no sandbox 'abc123'"):
+        sb.get_sandbox(ws, "abc123")
+
+
+# -- the agent's life: exit codes, stop, pause ------------------------------------------------------
+
+
+def test_runtime_that_exits_at_once_is_failed_with_its_exit_code(ws: Workspace, repo: Path, bin_dir: Path) -> None:
+    stand_in(bin_dir, "quitter", """\
+        print("giving up", flush=True)
+        sys.exit(3)
+    """)
+    write_config(repo, 'quitter:\n  argv: ["quitter", "{task}"]\n')
+    record = sb.start(ws, sb.create_sandbox(ws, "anything", "quitter").id)
+    done = ended(ws, record.id)
+    assert (done.status, done.exit_code, done.data["error"]) == (FAILED, 3, "exited with code 3")
+    assert sb.read_log_tail(ws, record.id) == ["giving up"]
+    assert audit_actions(ws, record.id)[-1] == "sandbox.failed"
+
+
+def test_stop_terms_the_agent_then_kills_one_that_ignores_sigterm(ws: Workspace, repo: Path, bin_dir: Path) -> None:
+    stand_in(bin_dir, "polite", """\
+        def leave(*_):
+            print("cleaning up", flush=True)
+            sys.exit(7)
+        signal.signal(signal.SIGTERM, leave)
+        print("ready", flush=True)
+        while True:
+            time.sleep(0.05)
+    """)
+    stand_in(bin_dir, "stubborn", """\
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        print("ready", flush=True)
+        while True:
+            time.sleep(0.05)
+    """)
+    write_config(repo, 'polite:\n  argv: ["polite"]\nstubborn:\n  argv: ["stubborn"]\n')
+    polite = sb.start(ws, sb.create_sandbox(ws, "run politely", "polite").id)
+    stubborn = sb.start(ws, sb.create_sandbox(ws, "run stubbornly", "stubborn").id)
+    for record in (polite, stubborn):
+        running(ws, record.id)
+        wait_until(lambda r=record: "ready" in sb.read_log_tail(ws, r.id), what="agent ready")
+
+    # SIGTERM reaches the agent itself (under bwrap too), which exits its own way.
+    done = sb.stop(ws, polite.id, grace=30)
+    assert (done.status, done.exit_code) == (EXITED, 7)
+    assert sb.read_log_tail(ws, polite.id)[-1] == "cleaning up"
+    assert "sandbox.killed" not in audit_actions(ws, polite.id)
+
+    group = sb.get_sandbox(ws, stubborn.id).data["agent_pid"]
+    done = sb.stop(ws, stubborn.id, grace=0.5)
+    assert done.status == EXITED and done.exit_code == 128 + signal.SIGKILL
+    assert not group_exists(group)
+    assert audit_actions(ws, stubborn.id)[-3:] == ["sandbox.stop_requested", "sandbox.killed", "sandbox.exited"]
+    with pytest.raises(LoomError, match="is exited, not running"):
+        sb.stop(ws, stubborn.id)
+
+
+def _process_state(pid: int) -> str:
+    text = Path(f"/proc/{pid}/stat").read_text()
+    return text[text.rindex(")") + 2]
+
+
+def test_pause_and_resume_freeze_and_thaw_the_agent(ws: Workspace, repo: Path, bin_dir: Path) -> None:
+    stand_in(bin_dir, "counter", """\
+        n = 0
+        while True:
+            n += 1
+            print(n, flush=True)
+            time.sleep(0.02)
+    """)
+    write_config(repo, 'counter:\n  argv: ["counter"]\n')
+    record = running(ws, sb.start(ws, sb.create_sandbox(ws, "count", "counter").id).id)
+    agent = record.data["agent_pid"]
+    members = lambda: [int(p) for p in os.listdir("/proc") if p.isdigit() and _pgrp(int(p)) == agent]
+    assert sb.pause(ws, record.id).status == PAUSED
+    wait_until(lambda: all(_process_state(pid) == "T" for pid in members()), what="stopped processes")
+    with pytest.raises(LoomError, match="only a running sandbox can be paused"):
+        sb.pause(ws, record.id)
+    assert sb.resume(ws, record.id).status == RUNNING
+    wait_until(lambda: all(_process_state(pid) != "T" for pid in members()), what="running processes")
+    # Stopping a paused agent works too (it is continued so it can act on SIGTERM).
+    sb.pause(ws, record.id)
+    assert sb.stop(ws, record.id, grace=5).status == EXITED
+    actions = audit_actions(ws, record.id)
+    assert actions.count("sandbox.paused") == 2 and "sandbox.running" in actions[2:]
+
+
+def _pgrp(pid: int) -> int | None:
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return int(text[text.rindex(")") + 2:].split()[2])
+
+
+# -- removal and merge: nothing is lost, nothing is half done --------------------------------------
+
+
+def _finished_script_sandbox(ws: Workspace, tmp_path: Path, steps: str, task: str = "edit") -> SandboxRecord:
+    script = write_script(tmp_path / f"{task.replace(' ', '-')}.yaml", steps)
+    record = sb.start(ws, sb.create_sandbox(ws, task, "script", script=script).id)
+    done = ended(ws, record.id)
+    assert done.status == EXITED, sb.read_log_tail(ws, record.id)
+    return done
+
+
+def test_remove_refuses_uncommitted_work_and_force_commits_it_first(ws: Workspace, repo: Path, tmp_path: Path) -> None:
+    record = _finished_script_sandbox(ws, tmp_path, '- {write: a.txt, content: "agent\\n"}\n')
+    worktree = Path(record.worktree)
+    (worktree / "by-hand.txt").write_text("a human's edit after the agent ended\n")
+    with pytest.raises(LoomError, match=r"has uncommitted changes \(by-hand.txt\); nothing was removed") as raised:
+        review.remove(ws, record.id)
+    assert raised.value.exit_code == 1 and worktree.is_dir()
+
+    result = review.remove(ws, record.id, force=True)
+    assert result.saved_commit and not result.branch_deleted and not worktree.exists()
+    assert git(repo, "show", f"{record.branch}:by-hand.txt") == "a human's edit after the agent ended"
+    assert git(repo, "rev-parse", record.branch) == result.saved_commit
+    assert sb.get_sandbox(ws, record.id).status == ARCHIVED
+    assert sb.list_sandboxes(ws) == [] and len(sb.list_sandboxes(ws, include_archived=True)) == 1
+    assert audit_actions(ws, record.id)[-1] == "sandbox.archived"
+    # The branch stays until explicitly deleted.
+    assert git(repo, "branch", "--list", record.branch).strip() == record.branch
+
+
+def _approve(ws: Workspace, sandbox_id: str) -> None:
+    set_status(ws, sandbox_id, "awaiting_review", reason="gates passed")
+    set_status(ws, sandbox_id, APPROVED, reason="looks good")
+
+
+def test_clean_merge_carries_trailers_and_updates_the_checked_out_target(
+    ws: Workspace, repo: Path, tmp_path: Path,
+) -> None:
+    record = _finished_script_sandbox(ws, tmp_path, """\
+        - {write: feature.py, content: "def feature():\\n    return 42\\n"}
+        - {commit: "Add feature"}
+    """, task="add the feature")
+    with pytest.raises(LoomError, match="is exited, not approved") as raised:
+        review.merge(ws, record.id)
+    assert raised.value.exit_code == 1
+    _approve(ws, record.id)
+    result = review.merge(ws, record.id)
+
+    assert result.target == "main" and result.updated_worktree == str(repo)
+    assert git(repo, "rev-parse", "main") == result.commit
+    assert git(repo, "rev-list", "--parents", "-n", "1", "main").split()[1:] == [
+        git(repo, "rev-parse", "HEAD~1"), git(repo, "rev-parse", record.branch)]
+    trailers = git(repo, "log", "-1", "--format=%(trailers:only,unfold)", "main").splitlines()
+    assert trailers == [f"Loom-Sandbox: {record.id}", "Loom-Runtime: script",
+                        "Assisted-by: loomtui script agent (via loomtui)"]
+    assert (repo / "feature.py").read_text().endswith("return 42\n")
+    assert git(repo, "status", "--porcelain") == ""
+    assert sb.get_sandbox(ws, record.id).status == MERGED
+    assert review.remove(ws, record.id).branch_deleted  # merged: its commits are safe in main
+
+
+def test_conflicting_merge_is_reported_and_changes_nothing(ws: Workspace, repo: Path, tmp_path: Path) -> None:
+    record = _finished_script_sandbox(ws, tmp_path, """\
+        - {write: README.md, content: "# the agent's title\\n"}
+        - {commit: "Retitle"}
+    """)
+    (repo / "README.md").write_text("# a human's title\n")
+    git(repo, "commit", "-qam", "Human retitle")
+    (repo / "wip.txt").write_text("uncommitted work in the main tree\n")
+    before = {"main": git(repo, "rev-parse", "main"), "branch": git(repo, "rev-parse", record.branch),
+              "status": git(repo, "status", "--porcelain"), "readme": (repo / "README.md").read_text(),
+              "worktree": (Path(record.worktree) / "README.md").read_text()}
+    _approve(ws, record.id)
+    with pytest.raises(review.MergeConflict, match=r"would conflict in README\.md; nothing was changed") as raised:
+        review.merge(ws, record.id)
+    assert raised.value.exit_code == 1 and raised.value.paths == ["README.md"]
+    after = {"main": git(repo, "rev-parse", "main"), "branch": git(repo, "rev-parse", record.branch),
+             "status": git(repo, "status", "--porcelain"), "readme": (repo / "README.md").read_text(),
+             "worktree": (Path(record.worktree) / "README.md").read_text()}
+    assert after == before
+    assert sb.get_sandbox(ws, record.id).status == APPROVED
+    assert audit_actions(ws, record.id)[-1] == "sandbox.merge_conflict"
+
+
+# -- recovery: survive the launcher, find orphans, notice deleted worktrees ------------------------
+
+
+def test_supervisor_outlives_its_launcher_killed_with_sigkill(ws: Workspace, repo: Path, bin_dir: Path) -> None:
+    stand_in(bin_dir, "waiter", """\
+        print("waiting", flush=True)
+        while not os.path.exists("release.flag"):  # in its worktree: the one place both sides see
+            time.sleep(0.05)
+        print("released", flush=True)
+    """)
+    write_config(repo, 'waiter:\n  argv: ["waiter"]\n')
+    # The launcher plays the TUI: it starts a sandbox, then is killed with -9.
+    launcher = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""\
+        import sys, time
+        from loomtui.workspace import open_workspace
+        from loomtui.execution import sandboxes as sb
+        ws = open_workspace({str(repo)!r})
+        record = sb.start(ws, sb.create_sandbox(ws, "wait for the flag", "waiter").id)
+        print(record.id, flush=True)
+        time.sleep(600)
+    """)], stdout=subprocess.PIPE, text=True)
+    assert launcher.stdout is not None
+    sandbox_id = launcher.stdout.readline().strip()
+    running(ws, sandbox_id)
+    launcher.kill()
+    launcher.wait()
+
+    report = recovery.reconcile(ws)
+    assert report.alive == [sandbox_id] and report.orphaned == []
+    (Path(sb.get_sandbox(ws, sandbox_id).worktree) / "release.flag").touch()  # only after the launcher died
+    done = ended(ws, sandbox_id)
+    assert done.status == EXITED and sb.read_log_tail(ws, sandbox_id) == ["waiting", "released"]
+
+
+def test_reconcile_marks_a_sandbox_whose_supervisor_was_killed(ws: Workspace, repo: Path, bin_dir: Path) -> None:
+    stand_in(bin_dir, "sleeper", "print('up', flush=True)\ntime.sleep(600)\n")
+    write_config(repo, 'sleeper:\n  argv: ["sleeper"]\n')
+    record = running(ws, sb.start(ws, sb.create_sandbox(ws, "sleep", "sleeper").id).id)
+    os.kill(record.pid, signal.SIGKILL)  # the supervisor dies; its agent dies with it
+    wait_until(lambda: not group_exists(record.data["agent_pid"]), what="the agent to die with its supervisor")
+
+    report = recovery.reconcile(ws)
+    assert report.orphaned == [record.id]
+    marked = sb.get_sandbox(ws, record.id)
+    assert marked.status == FAILED and "ended without recording an exit" in marked.data["orphan"]
+    assert recovery.reconcile(ws).orphaned == []  # marked once, not again
+    assert audit_actions(ws, record.id)[-1] == "sandbox.failed"
+
+
+def test_reconcile_is_not_fooled_by_a_reused_pid_and_stop_ends_a_surviving_agent(ws: Workspace) -> None:
+    def fake_running(pid: int, pid_start: str | None, agent: int, agent_start: str | None) -> str:
+        record = sb.create_sandbox(ws, "recorded long ago", "script", script=_tiny_script(ws))
+        ws.store.update_sandbox(record.id, status=RUNNING, pid=pid, pid_start=pid_start,
+                                data={"agent_pid": agent, "agent_pid_start": agent_start})
+        return record.id
+
+    # A live pid (this very test process) recorded with another start time is not the supervisor.
+    me = os.getpid()
+    reused = fake_running(me, f"{me}:other-boot:1", me, f"{me}:other-boot:1")
+    # A dead supervisor whose agent survived in its own process group.
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    agent = subprocess.Popen(["sleep", "600"], process_group=0)
+    survivor = fake_running(gone.pid, f"{gone.pid}:x:1", agent.pid, identity(agent.pid))
+
+    report = recovery.reconcile(ws)
+    assert sorted(report.orphaned) == sorted([reused, survivor])
+    assert sb.get_sandbox(ws, reused).status == FAILED
+    left = sb.get_sandbox(ws, survivor)
+    assert left.status == RUNNING and "still runs" in left.data["orphan"]
+    assert audit_actions(ws, survivor)[-1] == "sandbox.orphaned"
+
+    done = sb.stop(ws, survivor, grace=5)
+    agent.wait(timeout=10)
+    assert done.status == EXITED and "no supervisor recorded the exit" in done.data["reason"]
+
+    # An orphaned agent that ends by itself is noticed by the next reconcile.
+    agent = subprocess.Popen(["sleep", "600"], process_group=0)
+    lone = fake_running(gone.pid, f"{gone.pid}:x:1", agent.pid, identity(agent.pid))
+    assert recovery.reconcile(ws).orphaned == [lone]
+    assert recovery.reconcile(ws).orphaned == []  # still running: nothing new
+    agent.kill()
+    agent.wait()
+    assert recovery.reconcile(ws).orphaned == [lone]
+    assert "the agent has ended since" in sb.get_sandbox(ws, lone).data["error"]
+    assert sb.get_sandbox(ws, lone).status == FAILED
+
+
+def _tiny_script(ws: Workspace) -> Path:
+    path = ws.paths.state_dir / "tiny.yaml"
+    path.write_text("- {log: hi}\n")
+    return path
+
+
+def test_worktree_deleted_by_hand_is_marked_and_its_branch_kept(ws: Workspace, repo: Path, tmp_path: Path) -> None:
+    unstarted = sb.create_sandbox(ws, "never started", "script", script=_tiny_script(ws))
+    finished = _finished_script_sandbox(ws, tmp_path, '- {write: kept.txt, content: "work\\n"}\n')
+    for record in (unstarted, finished):
+        shutil.rmtree(record.worktree)
+
+    report = recovery.reconcile(ws)
+    assert sorted(report.missing_worktrees) == sorted([unstarted.id, finished.id])
+    assert sb.get_sandbox(ws, unstarted.id).status == FAILED
+    marked = sb.get_sandbox(ws, finished.id)
+    assert marked.status == EXITED and marked.data["worktree_missing"] is True
+    assert git(repo, "show", f"{finished.branch}:kept.txt") == "work"
+    assert audit_actions(ws, finished.id)[-1] == "sandbox.worktree_missing"
+    # Removal still works, and keeps the unmerged branch unless told (with --force) to delete it.
+    with pytest.raises(LoomError, match="is not merged; nothing was removed"):
+        review.remove(ws, finished.id, delete_branch=True)
+    assert not review.remove(ws, finished.id).branch_deleted
+    assert git(repo, "branch", "--list", finished.branch).strip() == finished.branch
+    # A worktree directory no sandbox owns is reported, never deleted.
+    stray = ws.paths.state_dir / "worktrees" / "stray"
+    stray.mkdir()
+    assert recovery.reconcile(ws).unknown_worktrees == ["stray"] and stray.is_dir()
+
+
+@pytest.mark.parametrize("full_disk", ["tmpfs", "dev-full"])
+def test_disk_full_while_logging_fails_the_sandbox_and_keeps_whole_lines(
+    ws: Workspace, repo: Path, bin_dir: Path, full_disk: str,
+) -> None:
+    stand_in(bin_dir, "chatty", """\
+        n = 0
+        while True:
+            n += 1
+            print(f"line {n} " + "x" * 90, flush=True)
+    """)
+    write_config(repo, 'chatty:\n  argv: ["chatty"]\n')
+    record = sb.create_sandbox(ws, "talk a lot", "chatty")
+    folder = sb.sandbox_paths(ws.paths, record.id).dir
+    mounted = False
+    if full_disk == "tmpfs":
+        # A real full filesystem: a 64 KiB tmpfs over the sandbox's log directory.
+        kept = {p.name: p.read_bytes() for p in folder.iterdir()}
+        if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(folder)],
+                          capture_output=True, check=False).returncode != 0:
+            pytest.skip("cannot mount a tmpfs here (needs root)")
+        mounted = True
+        for name, data in kept.items():
+            (folder / name).write_bytes(data)
+    else:
+        # Everywhere: the log is /dev/full, where every write fails with ENOSPC.
+        (folder / "agent.log").symlink_to("/dev/full")
+    try:
+        sb.start(ws, record.id)
+        done = ended(ws, record.id)
+        assert done.status == FAILED
+        assert "log write failed: No space left on device" in done.data["error"]
+        assert "sandbox.log_failed" in audit_actions(ws, record.id)
+        if mounted:
+            log = (folder / "agent.log").read_bytes()
+            assert log and log.endswith(b"\n")
+            assert all(re.fullmatch(rb"line \d+ x{90}", line) for line in log.splitlines())
+            assert done.data["log_lines"] == len(log.splitlines())
+    finally:
+        if mounted:
+            subprocess.run(["umount", "-l", str(folder)], check=False)
+
+
+# -- isolation ------------------------------------------------------------------------------
+
+
+@needs_bwrap
+def test_isolated_agent_cannot_write_outside_its_worktree(ws: Workspace, repo: Path, bin_dir: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    stand_in(bin_dir, "prober", """\
+        repo = os.environ["LOOM_REPO"]
+        state = os.path.join(repo, ".git", "loom")
+        results = {}
+        def attempt(name, path, mode="a"):
+            try:
+                with open(path, mode) as handle:
+                    handle.write("x")
+                results[name] = "written"
+            except OSError as exc:
+                results[name] = exc.strerror
+        attempt("main_tree", os.path.join(repo, "ESCAPE.txt"))
+        attempt("store", os.path.join(state, "state.db"))
+        attempt("audit", os.path.join(state, "audit.jsonl"))
+        attempt("git_config", os.path.join(repo, ".git", "config"))
+        attempt("home", os.path.expanduser("~/loomtui-escape.txt"))
+        attempt("private_tmp", "/tmp/scratch.txt")
+        attempt("worktree", "inside.txt", "w")
+        main_ref = subprocess.run(["git", "update-ref", "refs/heads/main", "HEAD"], capture_output=True, check=False)
+        results["move_main_branch"] = main_ref.returncode
+        subprocess.run(["git", "add", "inside.txt"], check=True)
+        results["own_commit"] = subprocess.run(["git", "commit", "-qm", "inside"], check=False).returncode
+        with open("/proc/net/dev") as dev:
+            results["interfaces"] = sorted(line.split(":")[0].strip() for line in dev.readlines()[2:])
+        results["env"] = sorted(os.environ)
+        print(json.dumps(results), flush=True)
+    """)
+    write_config(repo, 'prober:\n  argv: ["prober"]\n  env: [PROBER_TOKEN]\n')
+    monkeypatch.setenv("PROBER_TOKEN", "allowed")
+    monkeypatch.setenv("LOOM_TEST_SECRET", "not allowed")
+    main_before = git(repo, "rev-parse", "main")
+    record = sb.create_sandbox(ws, "probe the walls", "prober")
+    audit_before = ws.paths.audit_path.read_bytes()
+    assert record.isolation == "bwrap" and sb.isolation_label(record) == "isolated (bwrap)"
+    sb.start(ws, record.id)
+    done = ended(ws, record.id)
+    assert done.status == EXITED, sb.read_log_tail(ws, record.id)
+    results = json.loads(sb.read_log_tail(ws, record.id, 1)[0])
+
+    for outside in ("main_tree", "store", "audit", "git_config", "home"):
+        assert results[outside] == "Read-only file system", (outside, results[outside])
+    assert results["private_tmp"] == "written" and results["worktree"] == "written"
+    assert results["move_main_branch"] != 0 and git(repo, "rev-parse", "main") == main_before
+    assert results["own_commit"] == 0 and git(repo, "log", "-1", "--format=%s", record.branch) == "inside"
+    assert results["interfaces"] == ["lo"]  # network: false
+    assert "PROBER_TOKEN" in results["env"] and "LOOM_TEST_SECRET" not in results["env"]
+    assert not (repo / "ESCAPE.txt").exists() and not Path("/tmp/scratch.txt").exists()
+    # Only the supervisor wrote the store and the audit log, and both are intact.
+    assert ws.paths.audit_path.read_bytes().startswith(audit_before)
+    assert ws.audit.verify().ok and ws.store.integrity_problems() == []
+
+
+def test_bwrap_command_line_keeps_the_state_dir_read_only(tmp_path: Path) -> None:
+    common = tmp_path / "repo" / ".git"
+    mounts = SandboxMounts(
+        worktree=common / "loom" / "worktrees" / "ab12cd", worktree_git_dir=common / "worktrees" / "ab12cd",
+        common_dir=common, state_dir=common / "loom", branch="loom/ab12cd",
+        readable=under_private_tmp([tmp_path / "repo", common, tmp_path / "repo" / "sub", Path("/usr/bin")]),
+    )
+    argv = bwrap_argv(mounts)
+    pairs = [(argv[i], argv[i + 1]) for i in range(len(argv) - 1) if argv[i].startswith("--")]
+    ro_state = pairs.index(("--ro-bind", str(common / "loom")))
+    assert pairs.index(("--bind", str(common / "objects"))) < ro_state
+    assert pairs.index(("--bind", str(mounts.worktree))) > ro_state  # the worktree is writable again on top
+    assert ("--ro-bind-try", str(tmp_path / "repo")) in pairs and ("--ro-bind-try", "/usr/bin") not in pairs
+    assert ("--bind", str(common)) not in pairs and ("--bind", str(common / "refs")) not in pairs
+    assert "--unshare-net" in argv and "--die-with-parent" in argv and argv[-1] == "--"
+    assert "--unshare-net" not in bwrap_argv(SandboxMounts(**{**mounts.__dict__, "network": True}))
+
+
+def test_without_isolation_the_sandbox_says_so(ws: Workspace, tmp_path: Path) -> None:
+    record = sb.create_sandbox(ws, "plain", "script", script=_tiny_script(ws), isolate=False)
+    assert record.isolation == "none" and sb.isolation_label(record) == "NOT isolated"
+    sb.start(ws, record.id)
+    assert ended(ws, record.id).status == EXITED
+
+
+# -- interactive runtimes: tmux ----------------------------------------------------------------
+
+
+@needs_tmux
+def test_interactive_runtime_runs_in_a_tmux_session(ws: Workspace, repo: Path, bin_dir: Path, tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    sockets = tmp_path / "tmux"
+    sockets.mkdir()
+    monkeypatch.setenv("TMUX_TMPDIR", str(sockets))  # a private tmux server for this test
+    monkeypatch.delenv("TMUX", raising=False)
+    stand_in(bin_dir, "chat", """\
+        answer = input("ready> ")
+        with open("answer.txt", "w") as out:
+            out.write(answer + "\\n")
+        print("bye", flush=True)
+    """)
+    write_config(repo, 'chat:\n  argv: ["chat"]\n  mode: interactive\n')
+    try:
+        record = running(ws, sb.start(ws, sb.create_sandbox(ws, "talk to me", "chat").id).id)
+        session = f"={sb.tmux_session(record.id)}"
+        assert sb.attach_command(ws, record.id) == ["tmux", "attach-session", "-t", session]
+        pane = session + ":"
+        screen = lambda: subprocess.run(["tmux", "capture-pane", "-p", "-t", pane],
+                                        capture_output=True, text=True, check=False).stdout
+        wait_until(lambda: "ready>" in screen(), what="the prompt")
+        subprocess.run(["tmux", "send-keys", "-t", pane, "hello there", "Enter"], check=True)
+        done = ended(ws, record.id)
+        assert (done.status, done.exit_code) == (EXITED, 0)
+        assert git(repo, "show", f"{record.branch}:answer.txt") == "hello there"
+        wait_until(lambda: "bye" in sb.log_path(ws, record.id).read_text(), what="the log")
+        with pytest.raises(LoomError, match="its tmux session is gone"):
+            sb.attach_command(ws, record.id)
+    finally:
+        subprocess.run(["tmux", "kill-server"], capture_output=True, check=False)
+
+
+def test_attach_to_a_headless_sandbox_points_at_the_logs(ws: Workspace) -> None:
+    record = sb.create_sandbox(ws, "headless", "script", script=_tiny_script(ws))
+    with pytest.raises(LoomError, match=f"runs headless; follow its output with `loomtui sandbox logs {record.id} -f`"):
+        sb.attach_command(ws, record.id)
+
+
+# -- claims go through coordination before anything is created ---------------------------------------
+
+
+@pytest.fixture
+def claimable(repo: Path) -> Path:
+    pytest.importorskip("loomtui.coordination.claims")
+    (repo / "pkg").mkdir()
+    (repo / "pkg" / "__init__.py").write_text("")
+    (repo / "pkg" / "billing.py").write_text("def charge(amount):\n    return amount\n")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-qm", "billing")
+    return repo
+
+
+def test_a_refused_claim_leaves_a_rejected_record_and_no_worktree(ws: Workspace, claimable: Path) -> None:
+    first = sb.create_sandbox(ws, "change charge", "script", script=_tiny_script(ws), claims=["pkg/billing.py"])
+    assert first.status == PLANNED and Path(first.worktree).is_dir()
+    with pytest.raises(LoomError) as raised:
+        sb.create_sandbox(ws, "also change charge", "script", script=_tiny_script(ws), claims=["pkg/billing.py"])
+    assert raised.value.exit_code == 1
+    rejected = [r for r in sb.list_sandboxes(ws) if r.status == REJECTED]
+    assert len(rejected) == 1 and "refused" in rejected[0].data["reason"]
+    assert not Path(rejected[0].worktree).exists()
+    assert git(claimable, "branch", "--list", rejected[0].branch) == ""
+
+
+def test_two_racing_sandbox_news_for_one_claim_never_both_win(ws: Workspace, claimable: Path) -> None:
+    script = _tiny_script(ws)
+    command = [sys.executable, "-m", "loomtui", "sandbox", "new", "--runtime", "script", "--script", str(script),
+               "--no-start", "--task", "race", "--claim", "pkg/billing.py::charge"]
+    racers = [subprocess.Popen(command, cwd=claimable, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+              for _ in range(2)]
+    outcomes = sorted(p.wait(timeout=60) for p in racers)
+    assert outcomes == [0, 1]
+    statuses = sorted(r.status for r in sb.list_sandboxes(ws))
+    assert statuses == [PLANNED, REJECTED]
+
+
+# -- the parsers ---------------------------------------------------------------------------------
+
+
+def test_activity_parsers_ignore_what_they_do_not_understand() -> None:
+    assert parse_claude_stream("not json") == []
+    assert parse_claude_stream('{"type": "user", "message": "odd"}') == []
+    assert parse_claude_stream("[1, 2]") == []
+    tool = json.dumps({"type": "assistant", "message": {"content": [
+        {"type": "tool_use", "name": "Bash", "input": {"command": "pytest -q"}}]}})
+    assert parse_claude_stream(tool) == [{"kind": "tool", "tool": "Bash", "summary": "Bash pytest -q"}]
+    assert parse_script_agent("[script] write a.py") == [{"kind": "write", "summary": "write a.py"}]
+    assert parse_script_agent("tick 3") == []

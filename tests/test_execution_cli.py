@@ -1,0 +1,167 @@
+"""`loomtui sandbox ...`, `doctor`, `script-agent`: the installed command, exit codes and one-line errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from loomtui.execution import isolation
+from loomtui.execution import sandboxes as sb
+from loomtui.execution.doctor import run_doctor
+from loomtui.workspace import open_workspace
+from tests.conftest import git
+from tests.test_execution import stand_in, write_config
+
+LOOMTUI = shutil.which("loomtui") or "loomtui"
+
+
+def run(cwd: Path, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([LOOMTUI, *args], cwd=cwd, capture_output=True, text=True, timeout=timeout, check=False)
+
+
+def one_line_error(done: subprocess.CompletedProcess[str], code: int, needle: str) -> None:
+    assert done.returncode == code, (done.stdout, done.stderr)
+    assert "Traceback" not in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1, done.stderr
+    assert needle in done.stderr, done.stderr
+
+
+@pytest.fixture
+def script(tmp_path: Path) -> Path:
+    path = tmp_path / "agent.yaml"
+    path.write_text('- {write: hello.txt, content: "hi\\n"}\n- {log: "line {n}", repeat: 3, every: 0.05}\n'
+                    '- {commit: "Say hello"}\n')
+    return path
+
+
+def test_a_sandbox_from_the_command_line(repo: Path, script: Path) -> None:
+    done = run(repo, "sandbox", "new", "--runtime", "script", "--task", "say hello", "--script", str(script),
+               "--json")
+    assert done.returncode == 0, done.stderr
+    created = json.loads(done.stdout)
+    sandbox_id = created["id"]
+    assert created["branch"] == f"loom/{sandbox_id}" and created["isolation_label"] in ("isolated (bwrap)",
+                                                                                        "NOT isolated")
+    follow = run(repo, "sandbox", "logs", sandbox_id, "-f")
+    assert follow.returncode == 0
+    commit = git(repo, "rev-parse", "--short", f"loom/{sandbox_id}")
+    assert follow.stdout.splitlines()[-4:] == ["line 1", "line 2", "line 3", f"[script] commit Say hello ({commit})"]
+    listing = json.loads(run(repo, "sandbox", "list", "--json").stdout)
+    assert [(s["id"], s["status"]) for s in listing["sandboxes"]] == [(sandbox_id, "exited")]
+    assert listing["reconcile"]["orphaned"] == []
+    table = run(repo, "sandbox", "list").stdout
+    assert sandbox_id in table and "say hello" in table and "exited" in table
+    stat = run(repo, "sandbox", "diff", sandbox_id, "--stat")
+    assert stat.stdout.splitlines()[-1] == "1 files, +1 -0" and "hello.txt" in stat.stdout
+    assert "+hi" in run(repo, "sandbox", "diff", sandbox_id[:4]).stdout  # a unique prefix is enough
+    removed = run(repo, "sandbox", "rm", sandbox_id)
+    assert removed.returncode == 0 and f"branch loom/{sandbox_id} kept" in removed.stdout
+    assert "no sandboxes" in run(repo, "sandbox", "list").stdout
+    assert sandbox_id in run(repo, "sandbox", "list", "--all").stdout
+    actions = [e["action"] for e in json.loads(run(repo, "audit", "tail", "--json").stdout)]
+    assert actions == ["sandbox.planned", "sandbox.running", "sandbox.exited", "sandbox.archived"]
+
+
+def test_bad_input_is_one_line_and_the_right_exit_code(repo: Path, script: Path, tmp_path: Path) -> None:
+    one_line_error(run(repo, "sandbox", "new", "--runtime", "script", "--task", "x", "--script", str(script),
+                       "--base", "no-such-ref"), 2, "base ref 'no-such-ref' does not exist")
+    write_config(repo, 'ghost:\n  argv: ["no-such-agent-binary", "{task}"]\n')
+    one_line_error(run(repo, "sandbox", "new", "--runtime", "ghost", "--task", "x"), 2, "is not on PATH")
+    one_line_error(run(repo, "sandbox", "new", "--runtime", "script", "--task", "   ", "--script", str(script)),
+                   2, "the task is empty")
+    one_line_error(run(repo, "sandbox", "logs", "../../etc"), 2, "is not a sandbox id")
+    one_line_error(run(repo, "sandbox", "stop", "abcdef"), 2, "no sandbox 'abcdef'")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("- {log: fine}\n- {write: /etc/passwd, content: x}\n")
+    one_line_error(run(repo, "script-agent", str(bad)), 2, "bad.yaml:2: [1].write: must be a path inside")
+    one_line_error(run(repo, "sandbox", "new", "--runtime", "script", "--task", "x", "--script", str(bad)),
+                   2, "bad.yaml:2:")
+    assert run(repo, "sandbox", "list", "--json").stdout.count('"id"') == 0  # none of that created anything
+
+    created = json.loads(run(repo, "sandbox", "new", "--runtime", "script", "--task", "x", "--script", str(script),
+                             "--no-start", "--json").stdout)
+    sandbox_id = created["id"]
+    assert created["status"] == "planned"
+    one_line_error(run(repo, "sandbox", "stop", sandbox_id), 1, "is planned, not running")
+    one_line_error(run(repo, "sandbox", "merge", sandbox_id), 1, "not approved")
+    one_line_error(run(repo, "attach", sandbox_id), 1, "runs headless")
+    (Path(created["worktree"]) / "scratch.txt").write_text("uncommitted\n")
+    one_line_error(run(repo, "sandbox", "rm", sandbox_id), 1, "has uncommitted changes (scratch.txt)")
+    assert run(repo, "sandbox", "rm", sandbox_id, "--force").returncode == 0
+    assert git(repo, "show", f"loom/{sandbox_id}:scratch.txt") == "uncommitted"
+
+
+def test_help_lists_the_execution_commands(repo: Path) -> None:
+    top = run(repo, "--help").stdout
+    for command in ("sandbox", "attach", "doctor", "script-agent"):
+        assert command in top
+    sandbox_help = run(repo, "sandbox", "--help").stdout
+    for command in ("new", "list", "logs", "stop", "pause", "resume", "attach", "diff", "merge", "rm"):
+        assert f"    {command}" in sandbox_help
+
+
+def test_doctor_reports_tools_runtimes_store_and_sandboxes(repo: Path, tmp_path: Path) -> None:
+    done = run(repo, "doctor", "--json")
+    assert done.returncode == 0, done.stdout
+    checks = {c["name"]: c for c in json.loads(done.stdout)["checks"]}
+    assert {"git", "isolation", "tmux", "repository", "store", "audit", "sandboxes", "runtime claude",
+            "runtime script"} <= set(checks)
+    assert checks["store"]["level"] == "ok" and checks["runtime script"]["level"] == "ok"
+    outside = run(tmp_path, "doctor")
+    assert outside.returncode == 0 and "not inside a git repository" in outside.stdout
+
+
+def test_without_bubblewrap_doctor_and_the_sandbox_say_not_isolated(
+    repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    real_which = shutil.which
+    monkeypatch.setattr(isolation.shutil, "which",
+                        lambda name, *a, **k: None if name == "bwrap" else real_which(name, *a, **k))
+    isolation.isolation_status.cache_clear()
+    try:
+        report = run_doctor(repo)
+        check = next(c for c in report.checks if c.name == "isolation")
+        assert check.level == "warning" and "NOT isolated" in check.detail
+        workspace = open_workspace(repo)
+        (tmp_path / "s.yaml").write_text("- {log: hi}\n")
+        record = sb.create_sandbox(workspace, "task", "script", script=tmp_path / "s.yaml")
+        assert record.isolation == "none" and sb.isolation_label(record) == "NOT isolated"
+        with pytest.raises(Exception, match="isolation was requested"):
+            sb.create_sandbox(workspace, "task", "script", script=tmp_path / "s.yaml", isolate=True)
+        workspace.close()
+    finally:
+        isolation.isolation_status.cache_clear()
+
+
+def test_stop_pause_resume_from_the_command_line(repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    stand_in(bin_dir, "looper", "print('up', flush=True)\nwhile True:\n    time.sleep(0.05)\n")
+    write_config(repo, 'looper:\n  argv: ["looper"]\n')
+    sandbox_id = json.loads(run(repo, "sandbox", "new", "--runtime", "looper", "--task", "loop", "--json").stdout)["id"]
+    workspace = open_workspace(repo)
+    try:
+        sb.wait_for_status(workspace, sandbox_id, {"running"}, timeout=30)
+        assert run(repo, "sandbox", "pause", sandbox_id).stdout.strip() == f"sandbox {sandbox_id} paused (paused)"
+        assert run(repo, "sandbox", "resume", sandbox_id).stdout.strip() == f"sandbox {sandbox_id} resumed (running)"
+        stopped = run(repo, "sandbox", "stop", sandbox_id, "--grace", "5")
+        assert stopped.returncode == 0 and f"sandbox {sandbox_id} stopped (exited" in stopped.stdout
+    finally:
+        record = workspace.store.get_sandbox(sandbox_id)
+        if record is not None and record.status in ("running", "paused"):
+            sb.stop(workspace, sandbox_id, grace=0.1)
+        workspace.close()
+
+
+def test_script_agent_check_mode(tmp_path: Path, script: Path) -> None:
+    done = subprocess.run([sys.executable, "-m", "loomtui", "script-agent", "--check", str(script)],
+                          capture_output=True, text=True, cwd=tmp_path, check=False)
+    assert done.returncode == 0 and done.stdout.strip() == f"OK: {script}: 3 steps"
+    assert not (tmp_path / "hello.txt").exists()
