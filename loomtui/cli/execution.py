@@ -187,7 +187,12 @@ def cmd_script_agent(args: argparse.Namespace) -> int:
 def cmd_bench_sandboxes(args: argparse.Namespace) -> int:
     from loomtui.execution.bench import format_report, run_sandbox_bench
 
-    result = run_sandbox_bench(count=args.count, seconds=args.seconds, lines_per_second=args.rate)
+    from loomtui.tui.bench import measure_key_to_repaint
+
+    result = run_sandbox_bench(
+        count=args.count, seconds=args.seconds, lines_per_second=args.rate,
+        measure_tui=lambda workspace: measure_key_to_repaint(workspace, seconds=max(1.0, args.seconds - 2)),
+    )
     if args.json:
         print_json(result)
     else:

@@ -84,6 +84,20 @@ class LoomApp(App[int]):
         self.set_interval(self.poll_seconds, self.poll_store)
         self.poll_store()
         self.refresh_coordination()
+        self._reconcile()
+
+    @work(thread=True, group="reconcile", exit_on_error=False)
+    def _reconcile(self) -> None:
+        """Match the store with the agents actually running: the TUI may have been killed."""
+        from loomtui.execution.recovery import reconcile
+
+        try:
+            report = reconcile(self.workspace)
+        except LoomError as exc:
+            self.call_from_thread(self.notify, str(exc), title="reconcile", severity="error")
+            return
+        for line in report.lines():
+            self.call_from_thread(self.notify, line, title="sandboxes", severity="warning", timeout=10)
 
     def update_header(self, header: StatusHeader) -> None:
         """Fill a screen's header with what the app knows."""

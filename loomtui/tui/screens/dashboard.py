@@ -5,13 +5,19 @@ from __future__ import annotations
 from datetime import datetime
 
 from rich.text import Text
-from textual import on
+import time
+from pathlib import Path
+
+from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
+from textual.timer import Timer
 from textual.widgets import DataTable, Footer, Input, Log, Static, TabbedContent, TabPane
 
+from loomtui.errors import LoomError
+from loomtui.execution import review, sandboxes
 from loomtui.store import Event, SandboxRecord
 from loomtui.tui.snapshot import DashboardSnapshot
 from loomtui.tui.widgets.status_header import StatusHeader
@@ -49,15 +55,24 @@ class DashboardScreen(Screen[None]):
 
     AUTO_FOCUS = "#sandboxes"
     BINDINGS = [
+        Binding("n", "new_sandbox", "New", id="dashboard.new"),
+        Binding("s", "stop", "Stop", id="dashboard.stop"),
+        Binding("p", "pause_resume", "Pause/resume", id="dashboard.pause"),
+        Binding("enter", "open", "Attach/log", id="dashboard.open"),
+        Binding("d", "diff", "Diff", id="dashboard.diff"),
+        Binding("x", "archive", "Archive", id="dashboard.archive"),
         Binding("slash", "filter", "Filter", key_display="/", id="dashboard.filter"),
         Binding("escape", "back", "Back", id="dashboard.back"),
-        Binding("enter", "details", "Details", id="dashboard.details", show=False),
     ]
 
     def __init__(self) -> None:
         super().__init__()
         self.snapshot: DashboardSnapshot | None = None
         self.filter_text = ""
+        self.tailing: str | None = None
+        self.diff_stats: dict[str, str] = {}
+        self._shown_cells: dict[str, dict[str, str]] = {}
+        self._follow_timer: Timer | None = None
 
     def compose(self) -> ComposeResult:
         yield StatusHeader(id="status")
@@ -70,6 +85,8 @@ class DashboardScreen(Screen[None]):
             with TabbedContent(id="detail"):
                 with TabPane("Details", id="tab-details"):
                     yield Static("", id="details")
+                with TabPane("Log", id="tab-log"):
+                    yield Log(max_lines=1000, id="agent-log")
                 with TabPane("Claims", id="tab-claims"):
                     yield Static("", id="claims")
                 with TabPane("Activity", id="tab-activity"):
@@ -121,7 +138,8 @@ class DashboardScreen(Screen[None]):
             "task": Text(sandbox.task.splitlines()[0] if sandbox.task else ""),
             "status": Text(sandbox.status, style=STATUS_STYLES.get(sandbox.status, "")),
             "age": format_age(self.app.clock() - sandbox.created),  # type: ignore[attr-defined]
-            "isolation": Text(sandbox.isolation or "–"),
+            "isolation": Text(sandboxes.isolation_label(sandbox),
+                              style="" if sandbox.isolation == "bwrap" else "bold yellow"),
             "claims": str(claims),
             "gates": Text(gates),
             "risk": Text(risk),
@@ -133,13 +151,18 @@ class DashboardScreen(Screen[None]):
         for row_key in list(table.rows):
             if row_key.value not in wanted:
                 table.remove_row(row_key)
+                self._shown_cells.pop(str(row_key.value), None)
         for sandbox in wanted.values():
             cells = self._row(sandbox, len(snapshot.claims_by_sandbox.get(sandbox.id, [])))
-            if sandbox.id in table.rows:
+            shown = self._shown_cells.get(sandbox.id)
+            if sandbox.id in table.rows and shown is not None:
+                # Only cells whose text changed: each update costs a repaint.
                 for column, value in cells.items():
-                    table.update_cell(sandbox.id, column, value)
+                    if shown.get(column) != str(value):
+                        table.update_cell(sandbox.id, column, value)
             else:
                 table.add_row(*cells.values(), key=sandbox.id)
+            self._shown_cells[sandbox.id] = {column: str(value) for column, value in cells.items()}
         self._show_empty_state()
 
     def _show_empty_state(self) -> None:
@@ -177,13 +200,24 @@ class DashboardScreen(Screen[None]):
             ("id", sandbox.id), ("task", sandbox.task), ("runtime", sandbox.runtime),
             ("status", sandbox.status), ("branch", sandbox.branch or "–"),
             ("base", sandbox.base_ref or "–"), ("worktree", sandbox.worktree or "–"),
-            ("isolation", sandbox.isolation or "–"),
             ("pid", str(sandbox.pid) if sandbox.pid else "–"),
             ("exit code", "–" if sandbox.exit_code is None else str(sandbox.exit_code)),
         ):
             lines.append(f"{label:>10}  ", style="dim")
             lines.append(f"{value}\n")  # plain append: untrusted text is never markup
+        lines.append(f"{'isolation':>10}  ", style="dim")
+        lines.append(sandboxes.isolation_label(sandbox) + "\n",
+                     style="" if sandbox.isolation == "bwrap" else "bold yellow")
+        if sandbox.id in self.diff_stats:
+            lines.append(f"{'diff':>10}  ", style="dim")
+            lines.append(self.diff_stats[sandbox.id] + "\n")
         details.update(lines)
+        if sandbox.id != self.tailing:
+            # Follow the selection only once it settles: scrolling through twenty
+            # sandboxes must not start twenty log readers and twenty git diffs.
+            if self._follow_timer is not None:
+                self._follow_timer.stop()
+            self._follow_timer = self.set_timer(0.3, lambda: self._follow(sandbox.id))
         held = self.snapshot.claims_by_sandbox.get(sandbox.id, []) if self.snapshot else []
         listing = Text(f"{len(held)} live claim(s)\n", style="bold")
         now = self.app.clock()  # type: ignore[attr-defined]
@@ -231,5 +265,159 @@ class DashboardScreen(Screen[None]):
             box.add_class("hidden")
         self.query_one("#sandboxes", DataTable).focus()
 
-    def action_details(self) -> None:
-        self.query_one("#detail", TabbedContent).active = "tab-details"
+    # -- sandboxes: workers do the I/O, the UI thread only shows results -----------------
+
+    def _follow(self, sandbox_id: str) -> None:
+        selected = self.selected_sandbox()
+        if selected is None or selected.id != sandbox_id or sandbox_id == self.tailing:
+            return
+        self.tailing = sandbox_id
+        self.query_one("#agent-log", Log).clear()
+        self._tail_log(sandbox_id)
+        self._diff_stats(sandbox_id)
+
+    @work(thread=True, exclusive=True, group="log-tail")
+    def _tail_log(self, sandbox_id: str) -> None:
+        """Stream the selected sandbox's log into the Log tab until another is selected."""
+        from textual.worker import get_current_worker
+
+        worker = get_current_worker()
+        log = self.query_one("#agent-log", Log)
+        path = Path(sandboxes.log_path(self.app.workspace, sandbox_id))  # type: ignore[attr-defined]
+        first = sandboxes.read_log_tail(self.app.workspace, sandbox_id, 200)  # type: ignore[attr-defined]
+        self.app.call_from_thread(log.write_lines, first)
+        offset = path.stat().st_size if path.exists() else 0
+        pending = b""
+        while not worker.is_cancelled:
+            try:
+                size = path.stat().st_size
+            except OSError:
+                size = 0
+            if size > offset:
+                with open(path, "rb") as handle:
+                    handle.seek(offset)
+                    pending += handle.read(size - offset)
+                offset = size
+                *whole, pending = pending.split(b"\n")
+                if whole:
+                    text = [line.decode("utf-8", "replace") for line in whole]
+                    self.app.call_from_thread(log.write_lines, text)
+            time.sleep(0.2)
+
+    @work(thread=True, exclusive=True, group="diff-stats")
+    def _diff_stats(self, sandbox_id: str) -> None:
+        try:
+            found = review.diff(self.app.workspace, sandbox_id, patch=False)  # type: ignore[attr-defined]
+        except LoomError:
+            return
+        stats = f"{len(found.files)} files, +{found.added} -{found.deleted}"
+        if found.includes_uncommitted:
+            stats += " (uncommitted work included)"
+        self.diff_stats[sandbox_id] = stats
+        self.app.call_from_thread(self._show_detail)
+
+    def _run(self, label: str, call: object, *args: object) -> None:
+        """Run an engine call in a worker; report its error in one line."""
+        self._engine_worker(label, call, args)
+
+    @work(thread=True, group="sandbox-actions")
+    def _engine_worker(self, label: str, call: object, args: tuple[object, ...]) -> None:
+        try:
+            call(self.app.workspace, *args)  # type: ignore[operator, attr-defined]
+        except LoomError as exc:
+            self.app.call_from_thread(self.app.notify, str(exc), title=label, severity="error")
+            return
+        self.app.call_from_thread(self.app.notify, f"{label}: done", timeout=3)
+
+    def action_new_sandbox(self) -> None:
+        from loomtui.tui.screens.sandbox_forms import NewSandboxScreen
+
+        config = self.app.config  # type: ignore[attr-defined]
+        runtimes = sorted(config.runtimes) if config else ["script"]
+        default = "claude" if "claude" in runtimes else runtimes[0]
+        self.app.push_screen(NewSandboxScreen(runtimes, default), self._create)
+
+    def _create(self, request: object) -> None:
+        if request is None:
+            return
+        self._create_worker(request)
+
+    @work(thread=True, group="sandbox-actions")
+    def _create_worker(self, request: object) -> None:
+        app = self.app
+        try:
+            record = sandboxes.create_sandbox(
+                app.workspace, request.task, request.runtime, base=request.base,  # type: ignore[attr-defined]
+                claims=request.claims, script=request.script,  # type: ignore[attr-defined]
+            )
+            sandboxes.start(app.workspace, record.id)  # type: ignore[attr-defined]
+        except LoomError as exc:
+            app.call_from_thread(app.notify, str(exc), title="new sandbox", severity="error")
+            return
+        app.call_from_thread(app.notify, f"sandbox {record.id} started", title="new sandbox")
+
+    def action_stop(self) -> None:
+        if (sandbox := self.selected_sandbox()) is not None:
+            self._run(f"stop {sandbox.id}", sandboxes.stop, sandbox.id)
+
+    def action_pause_resume(self) -> None:
+        if (sandbox := self.selected_sandbox()) is not None:
+            call = sandboxes.resume if sandbox.status == "paused" else sandboxes.pause
+            self._run(f"{call.__name__} {sandbox.id}", call, sandbox.id)
+
+    def action_open(self) -> None:
+        """Enter: attach to an interactive agent's tmux session, else show its log."""
+        sandbox = self.selected_sandbox()
+        if sandbox is None:
+            return
+        if sandbox.data.get("launch", {}).get("mode") == "interactive" and sandbox.status in ("running", "paused"):
+            import subprocess
+
+            try:
+                command = sandboxes.attach_command(self.app.workspace, sandbox.id)  # type: ignore[attr-defined]
+            except LoomError as exc:
+                self.app.notify(str(exc), title="attach", severity="error")
+                return
+            with self.app.suspend():
+                subprocess.run(command)
+            return
+        self.query_one("#detail", TabbedContent).active = "tab-log"
+
+    def action_diff(self) -> None:
+        if (sandbox := self.selected_sandbox()) is not None:
+            self._show_diff(sandbox.id)
+
+    @work(thread=True, group="diff")
+    def _show_diff(self, sandbox_id: str) -> None:
+        from loomtui.tui.screens.sandbox_forms import DiffScreen
+
+        try:
+            found = review.diff(self.app.workspace, sandbox_id)  # type: ignore[attr-defined]
+        except LoomError as exc:
+            self.app.call_from_thread(self.app.notify, str(exc), title="diff", severity="error")
+            return
+        title = f"sandbox {sandbox_id}: {len(found.files)} files, +{found.added} -{found.deleted}"
+        self.app.call_from_thread(self.app.push_screen, DiffScreen(title, found.patch))
+
+    def action_archive(self) -> None:
+        from loomtui.tui.screens.sandbox_forms import ConfirmScreen
+
+        sandbox = self.selected_sandbox()
+        if sandbox is None:
+            return
+        question = (f"Archive sandbox {sandbox.id}? Its worktree is removed; uncommitted work is "
+                    f"committed to {sandbox.branch or 'its branch'} first, and the branch stays.")
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self._run(f"archive {sandbox.id}", _archive, sandbox.id)
+
+        self.app.push_screen(ConfirmScreen(question), answered)
+
+
+def _archive(workspace: object, sandbox_id: str) -> None:
+    """Archive without losing work: uncommitted changes are committed to the branch first."""
+    record = sandboxes.get_sandbox(workspace, sandbox_id)  # type: ignore[arg-type]
+    if record.status in ("running", "paused"):
+        raise LoomError(f"sandbox {sandbox_id} is {record.status}; stop it first (s)")
+    review.remove(workspace, sandbox_id, force=True)  # type: ignore[arg-type]

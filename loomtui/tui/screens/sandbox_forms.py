@@ -1,0 +1,177 @@
+"""Modal screens for sandboxes: the new-sandbox form, a diff viewer and a confirmation."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from rich.syntax import Syntax
+from rich.text import Text
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.screen import ModalScreen
+from textual.widgets import Button, Input, Label, Select, SelectionList, Static
+from textual.widgets.selection_list import Selection
+
+from loomtui.coordination.suggest import suggest_regions
+
+
+@dataclass(frozen=True)
+class NewSandboxRequest:
+    task: str
+    runtime: str
+    base: str
+    claims: tuple[str, ...]
+    script: str | None
+
+
+class NewSandboxScreen(ModalScreen[NewSandboxRequest | None]):
+    """`n`: task, runtime, base and the claims the coordination engine suggests.
+
+    Conflicts of the ticked claims are shown before anything starts, so the
+    engineer sees a collision before the agent generates a line.
+    """
+
+    BINDINGS = [Binding("escape", "cancel", "Cancel", id="new.cancel")]
+    DEFAULT_CSS = """
+    NewSandboxScreen { align: center middle; }
+    NewSandboxScreen > Vertical { width: 100; max-width: 95%; height: 90%; border: round $primary;
+                                  background: $surface; padding: 0 1; }
+    NewSandboxScreen SelectionList { height: 1fr; min-height: 6; }
+    NewSandboxScreen #claim-check { height: auto; max-height: 8; }
+    NewSandboxScreen Horizontal { height: auto; }
+    NewSandboxScreen Input, NewSandboxScreen Select { margin-bottom: 0; }
+    """
+
+    def __init__(self, runtimes: list[str], default_runtime: str) -> None:
+        super().__init__()
+        self.runtimes = runtimes
+        self.default_runtime = default_runtime
+
+    def compose(self) -> ComposeResult:
+        with Vertical():
+            yield Label(Text("New sandbox", style="bold"))
+            yield Input(placeholder="task: what should the agent do?", id="task")
+            with Horizontal():
+                yield Select([(name, name) for name in self.runtimes], value=self.default_runtime,
+                             allow_blank=False, id="runtime")
+                yield Input(value="HEAD", placeholder="base ref", id="base")
+            yield Input(placeholder="script file (script runtime only)", id="script")
+            yield Label("Claims (suggested from the task; space toggles):")
+            yield SelectionList[str](id="claims")
+            yield Static(id="claim-check")
+            with Horizontal():
+                yield Button("Start", variant="primary", id="start")
+                yield Button("Cancel", id="cancel")
+
+    def on_mount(self) -> None:
+        self._show_script_field()
+
+    @on(Select.Changed, "#runtime")
+    def _show_script_field(self) -> None:
+        self.query_one("#script", Input).display = self.query_one("#runtime", Select).value == "script"
+
+    @on(Input.Changed, "#task")
+    def _task_changed(self, event: Input.Changed) -> None:
+        self._suggest(event.value)
+
+    @work(thread=True, exclusive=True, group="suggest")
+    def _suggest(self, task: str) -> None:
+        coordinator = self.app._coordinator  # type: ignore[attr-defined]
+        if coordinator is None or len(task.strip()) < 3:
+            return
+        suggestions = suggest_regions(coordinator.index, task, limit=8)
+        self.app.call_from_thread(self._show_suggestions, [s.region.id for s in suggestions])
+
+    def _show_suggestions(self, region_ids: list[str]) -> None:
+        claims = self.query_one("#claims", SelectionList)
+        ticked = set(claims.selected)
+        claims.clear_options()
+        for region_id in dict.fromkeys([*ticked, *region_ids]):
+            claims.add_option(Selection(Text(region_id), region_id, region_id in ticked))
+
+    @on(SelectionList.SelectedChanged, "#claims")
+    def _claims_changed(self) -> None:
+        self._check(tuple(self.query_one("#claims", SelectionList).selected))
+
+    @work(thread=True, exclusive=True, group="claim-check")
+    def _check(self, region_ids: tuple[str, ...]) -> None:
+        coordinator = self.app._coordinator  # type: ignore[attr-defined]
+        if coordinator is None:
+            return
+        conflicts = coordinator.check("(new)", list(region_ids)) if region_ids else []
+        text = Text()
+        for conflict in conflicts:
+            style = "bold red" if conflict.blocking else "yellow"
+            text.append(f"{conflict.severity} {conflict.kind}: ", style=style)
+            text.append(conflict.explanation + "\n")
+        if region_ids and not conflicts:
+            text.append("No conflicts with live claims.", style="green")
+        self.app.call_from_thread(self.query_one("#claim-check", Static).update, text)
+
+    @on(Button.Pressed, "#start")
+    def _start(self) -> None:
+        task = self.query_one("#task", Input).value.strip()
+        if not task:
+            self.notify("the task is required", severity="warning")
+            return
+        runtime = str(self.query_one("#runtime", Select).value)
+        script = self.query_one("#script", Input).value.strip() or None
+        self.dismiss(NewSandboxRequest(
+            task=task, runtime=runtime, base=self.query_one("#base", Input).value.strip() or "HEAD",
+            claims=tuple(self.query_one("#claims", SelectionList).selected),
+            script=script if runtime == "script" else None,
+        ))
+
+    @on(Button.Pressed, "#cancel")
+    def action_cancel(self) -> None:
+        self.dismiss(None)
+
+
+class ConfirmScreen(ModalScreen[bool]):
+    """A yes/no question; `y` confirms, `n` or `esc` declines."""
+
+    BINDINGS = [
+        Binding("y", "answer(True)", "Yes", id="confirm.yes"),
+        Binding("n,escape", "answer(False)", "No", id="confirm.no"),
+    ]
+    DEFAULT_CSS = """
+    ConfirmScreen { align: center middle; }
+    ConfirmScreen > Vertical { width: 70; height: auto; border: round $warning; background: $surface;
+                               padding: 1 2; }
+    """
+
+    def __init__(self, question: str) -> None:
+        super().__init__()
+        self.question = question
+
+    def compose(self) -> ComposeResult:
+        with Vertical():
+            yield Static(Text(self.question))
+            yield Static(Text("y yes · n no", style="dim"))
+
+    def action_answer(self, answer: bool) -> None:
+        self.dismiss(answer)
+
+
+class DiffScreen(ModalScreen[None]):
+    """A sandbox's diff, highlighted; `esc` closes."""
+
+    BINDINGS = [Binding("escape,q,d", "dismiss", "Close", id="diff.close")]
+    DEFAULT_CSS = """
+    DiffScreen { align: center middle; }
+    DiffScreen > VerticalScroll { width: 95%; height: 90%; border: round $primary; background: $surface; }
+    """
+
+    def __init__(self, title: str, patch: str) -> None:
+        super().__init__()
+        self.title_text = title
+        self.patch = patch
+
+    def compose(self) -> ComposeResult:
+        with VerticalScroll():
+            yield Static(Text(self.title_text, style="bold"))
+            # Syntax renders the patch as data: nothing in it is read as markup.
+            yield Static(Syntax(self.patch or "(no changes)", "diff", word_wrap=False,
+                                theme="ansi_dark"))

@@ -1,0 +1,73 @@
+"""Sandboxes from the dashboard, driven with the pilot over real script agents."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from textual.widgets import DataTable, Input, Log, Select, SelectionList, Static
+
+from loomtui.demo import prepare_demo_repo
+from loomtui.execution import sandboxes
+from loomtui.tui.app import LoomApp
+from loomtui.tui.screens.sandbox_forms import ConfirmScreen, DiffScreen, NewSandboxScreen
+from loomtui.workspace import open_workspace
+from tests.test_tui import wait_for
+
+SIZE = (160, 45)
+SCRIPT = """\
+- {log: "agent says hello"}
+- {replace: {path: notifications/templates/refund_issued.txt, old: recieve, new: receive}}
+- {commit: "Fix a typo"}
+- {log: "tick {n}", repeat: 600, every: 0.05}
+"""
+
+
+@pytest.fixture
+def billing(tmp_path: Path) -> Path:
+    repo = prepare_demo_repo(tmp_path)
+    (repo.parent / "typo.yaml").write_text(SCRIPT)
+    return repo
+
+
+async def test_new_sandbox_runs_streams_stops_diffs_and_archives(billing: Path) -> None:
+    app = LoomApp(open_workspace(billing))
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: app._coordinator is not None)
+        await pilot.press("n")
+        await pilot.pause()
+        form = app.screen
+        assert isinstance(form, NewSandboxScreen)
+        form.query_one("#runtime", Select).value = "script"
+        await pilot.pause()
+        form.query_one("#script", Input).value = str(billing.parent / "typo.yaml")
+        form.query_one("#task", Input).value = "fix typos in notification templates"
+        claims = form.query_one("#claims", SelectionList)
+        await wait_for(pilot, lambda: claims.option_count > 0)
+        claims.select(claims.get_option_at_index(0).value)
+        check = form.query_one("#claim-check", Static)
+        await wait_for(pilot, lambda: "No conflicts" in str(check.render()))
+        await pilot.click("#start")
+        table = app.screen.query_one("#sandboxes", DataTable)
+        await wait_for(pilot, lambda: table.row_count == 1, timeout=15)
+        sandbox_id = next(iter(table.rows)).value
+        await wait_for(pilot, lambda: str(table.get_cell(sandbox_id, "status")) == "running", timeout=15)
+        assert str(table.get_cell(sandbox_id, "claims")) == "1"
+        log = app.screen.query_one("#agent-log", Log)
+        await wait_for(pilot, lambda: any("agent says hello" in line for line in log.lines), timeout=10)
+
+        await pilot.press("s")
+        await wait_for(pilot, lambda: str(table.get_cell(sandbox_id, "status")) in ("exited", "failed"),
+                       timeout=20)
+        await pilot.press("d")
+        await wait_for(pilot, lambda: isinstance(app.screen, DiffScreen))
+        assert "receive" in app.screen.patch
+        await pilot.press("escape")
+        await pilot.pause()
+        await pilot.press("x")
+        await pilot.pause()
+        assert isinstance(app.screen, ConfirmScreen)
+        await pilot.press("y")
+        await wait_for(pilot, lambda: table.row_count == 0, timeout=15)
+        record = sandboxes.get_sandbox(app.workspace, sandbox_id)
+        assert record.status == "archived"
