@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from loomtui.cli import add_command, add_group, print_json
+from loomtui.cli import add_command, add_group, print_json, workspace_for
 from loomtui.config import load_config
 from loomtui.governance.policy import (
     CaseResult,
@@ -85,8 +85,43 @@ def _result_dict(result: CaseResult) -> dict[str, Any]:
     }
 
 
+def cmd_gate(args: argparse.Namespace) -> int:
+    from loomtui.governance.gate import run_gate
+    from loomtui.store import open_store
+
+    policy, root = _policy(args, None)  # a broken policy raises: the gate fails closed (exit 2)
+    paths = find_repo(root)
+    # Read the store only where one exists: a CI clone must not grow one.
+    store = open_store(paths) if paths.store_path.exists() else None
+    report = run_gate(root, policy, base=args.base, head=args.head, store=store)
+    if args.format == "json":
+        print_json(report.as_dict())
+    elif args.format == "markdown":
+        print(report.markdown())
+    else:
+        print(report.text())
+    return report.exit_code
+
+
+def cmd_explain(args: argparse.Namespace) -> int:
+    from loomtui.governance.explain import explain_sandbox
+
+    workspace = workspace_for(args)
+    policy = load_policy(workspace.root, workspace.load_config().policy)
+    explained = explain_sandbox(workspace, policy, args.sandbox)
+    if args.json:
+        print_json(explained)
+        return 0
+    for stage in ("claim", "post-gate"):
+        section = explained[stage]
+        print(f"{stage}: {section['outcome']} (risk {section['risk']})")
+        for line in section["explanation"]:
+            print(f"  {line}")
+    return 0
+
+
 def register(commands: Any) -> None:
-    """Add `policy validate` and `policy test` to the top-level subcommands."""
+    """Add `policy validate | test | explain` and `gate` to the top-level subcommands."""
     policy = add_group(commands, "policy", "the governance policy (.loom/policy.yaml)")
     validate = add_command(
         policy, "validate", cmd_validate,
@@ -101,3 +136,16 @@ def register(commands: Any) -> None:
     test.add_argument("fixtures", metavar="FIXTURES.yaml", help="the cases to run")
     test.add_argument("--policy", metavar="FILE", default=None,
                       help="test this policy file instead of the repository's")
+    explain = add_command(policy, "explain", cmd_explain,
+                          "which rules apply to a sandbox, at claim time and on its diff, and why",
+                          json_flag=True)
+    explain.add_argument("sandbox", metavar="SANDBOX")
+
+    gate = add_command(commands, "gate", cmd_gate,
+                       "the CI gate: evaluate the policy on a branch's diff; exit 0 pass, 1 needs "
+                       "approval or blocked, 2 error (a broken policy fails closed)")
+    gate.add_argument("--base", default=None, metavar="REF",
+                      help="the target (default: $GITHUB_BASE_REF, main or master)")
+    gate.add_argument("--head", default="HEAD", metavar="REF", help="the change (default HEAD)")
+    gate.add_argument("--format", choices=("text", "json", "markdown"), default="text",
+                      help="markdown is ready to post as a pull-request comment")

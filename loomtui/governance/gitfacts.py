@@ -10,25 +10,25 @@ from loomtui.coordination.diff import changed_files, diff_regions
 from loomtui.governance.policy import ChangeFacts
 
 
-def _git(root: Path, *args: str) -> str | None:
+def git_output(root: Path, *args: str) -> str | None:
     done = subprocess.run(["git", *args], cwd=root, capture_output=True, text=True)
     return done.stdout.strip() if done.returncode == 0 else None
 
 
 def branch_head(root: Path, ref: str) -> str | None:
     """The commit a ref points at, or None when it does not exist."""
-    return _git(root, "rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}")
+    return git_output(root, "rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}")
 
 
 def commit_author(root: Path, rev: str) -> str | None:
     """The author e-mail of a commit."""
-    return _git(root, "log", "-1", "--format=%ae", rev) or None
+    return git_output(root, "log", "-1", "--format=%ae", rev) or None
 
 
 def lines_changed(root: Path, base: str, head: str | None = None) -> int:
     """Lines added plus removed between base and head (the working tree when head is None)."""
     spec = [base] if head is None else [base, head]
-    out = _git(root, "diff", "--numstat", "--no-renames", *spec) or ""
+    out = git_output(root, "diff", "--numstat", "--no-renames", *spec) or ""
     total = 0
     for line in out.splitlines():
         added, removed, _ = line.split("\t", 2)

@@ -1,0 +1,42 @@
+"""`policy explain SANDBOX`: which rules apply to a sandbox and why, at both stages."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from loomtui.coordination.claims import split_id
+from loomtui.execution.sandboxes import get_sandbox
+from loomtui.governance.gitfacts import change_facts
+from loomtui.governance.policy import ChangeFacts, Evaluation, Policy, evaluate
+from loomtui.workspace import Workspace
+
+
+def _summary(evaluation: Evaluation) -> dict[str, Any]:
+    return {"outcome": evaluation.outcome, "risk": evaluation.risk,
+            "rules": list(evaluation.rule_names()), "explanation": evaluation.explanation()}
+
+
+def claim_facts(workspace: Workspace, sandbox_id: str, author: str | None = None) -> ChangeFacts:
+    """The claim-stage facts of a sandbox: the paths and regions its live claims hold."""
+    regions = sorted({rid for c in workspace.store.live_claims(sandbox_id) for rid in c.region_ids})
+    return ChangeFacts(stage="claim", paths=tuple(sorted({split_id(r)[0] for r in regions})),
+                       regions=tuple(regions), author=author)
+
+
+def explain_sandbox(workspace: Workspace, policy: Policy, sandbox_id: str) -> dict[str, Any]:
+    """Both policy runs for a sandbox: on its claims, and on its diff with its gate results."""
+    record = get_sandbox(workspace, sandbox_id)
+    gates = {run.gate: run.status for run in workspace.store.gate_runs(record.id)}
+    base = str(record.data.get("base_sha") or record.base_ref)
+    worktree = Path(record.worktree)
+    if worktree.is_dir():
+        facts = change_facts(worktree, base, None, gates=gates, runtime=record.runtime)
+    else:
+        facts = change_facts(workspace.root, base, record.branch, gates=gates, runtime=record.runtime)
+    return {
+        "sandbox": record.id,
+        "claim": _summary(evaluate(policy, claim_facts(workspace, record.id))),
+        "post-gate": {**_summary(evaluate(policy, facts)), "paths": list(facts.paths),
+                      "lines_changed": facts.lines_changed},
+    }

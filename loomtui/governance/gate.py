@@ -1,0 +1,135 @@
+"""The CI gate: the policy evaluated on a branch's diff, as a report a CI job can post.
+
+This is what makes the policy "codified in CI config, not a doc": the same rules the
+TUI applies decide whether a branch may merge. It fails closed: a policy that does
+not load is an error, never a pass.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from loomtui.errors import LoomError
+from loomtui.governance.gitfacts import branch_head, change_facts, git_output
+from loomtui.governance.policy import ChangeFacts, Evaluation, Policy, decision_met, evaluate
+from loomtui.store import Store
+
+EXIT_PASS, EXIT_NEEDS_APPROVAL = 0, 1
+
+
+@dataclass(frozen=True)
+class GateReport:
+    base: str
+    head: str
+    facts: ChangeFacts
+    evaluation: Evaluation
+    approvals: tuple[str, ...] = ()
+    approved: bool = False
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def passed(self) -> bool:
+        return self.evaluation.outcome == "auto_approve" or (
+            self.evaluation.outcome == "require" and self.approved)
+
+    @property
+    def exit_code(self) -> int:
+        return EXIT_PASS if self.passed else EXIT_NEEDS_APPROVAL
+
+    @property
+    def verdict(self) -> str:
+        if self.evaluation.outcome == "block":
+            return "BLOCKED"
+        return "PASS" if self.passed else "NEEDS APPROVAL"
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "verdict": self.verdict, "exit_code": self.exit_code, "base": self.base, "head": self.head,
+            "outcome": self.evaluation.outcome, "risk": self.evaluation.risk,
+            "rules": [{"name": a.name, "decision": a.decision, "risk": a.risk, "why": a.why}
+                      for a in self.evaluation.applied],
+            "requirements": [r.describe() for r in self.evaluation.requirements],
+            "approvals": list(self.approvals), "paths": list(self.facts.paths),
+            "regions": list(self.facts.regions), "signature_changed": list(self.facts.signature_changed),
+            "lines_changed": self.facts.lines_changed, "gates": dict(self.facts.gates),
+            "explanation": self.evaluation.explanation(), "notes": self.notes,
+        }
+
+    def text(self) -> str:
+        lines = [f"loomtui gate: {self.verdict} ({self.base}..{self.head[:12]}, "
+                 f"{len(self.facts.paths)} files, {self.facts.lines_changed} lines, risk {self.evaluation.risk})"]
+        lines += [f"  {line}" for line in self.evaluation.explanation()]
+        lines += [f"  approved by: {', '.join(self.approvals)}"] if self.approvals else []
+        lines += [f"  note: {note}" for note in self.notes]
+        return "\n".join(lines)
+
+    def markdown(self) -> str:
+        icon = {"PASS": "✅", "NEEDS APPROVAL": "⏳", "BLOCKED": "⛔"}[self.verdict]
+        out = [f"### {icon} loomtui policy gate: {self.verdict}", "",
+               f"`{self.base}..{self.head[:12]}` · {len(self.facts.paths)} files · "
+               f"{self.facts.lines_changed} lines · risk **{self.evaluation.risk}**", "",
+               "| rule | decision | risk | why |", "| --- | --- | --- | --- |"]
+        out += [f"| {a.name} | {a.decision} | {a.risk} | {a.why} |" for a in self.evaluation.applied]
+        if self.evaluation.requirements:
+            out += ["", "**Needs:** " + "; ".join(r.describe() for r in self.evaluation.requirements)]
+        if self.approvals:
+            out += ["", "**Approved by:** " + ", ".join(self.approvals)]
+        out += [f"\n> {note}" for note in self.notes]
+        return "\n".join(out)
+
+
+def default_base(root: Path) -> str:
+    """The target branch: $GITHUB_BASE_REF in a pull request, else main, else master."""
+    for candidate in (os.environ.get("GITHUB_BASE_REF"), "origin/main", "main", "origin/master", "master"):
+        if candidate and branch_head(root, candidate):
+            return candidate
+    raise LoomError("no base branch found; name one with --base REF")
+
+
+def run_gate(root: Path, policy: Policy, *, base: str | None = None, head: str = "HEAD",
+             store: Store | None = None) -> GateReport:
+    """Evaluate the policy on base...head, with gate results and approvals from the store if any."""
+    base = base or default_base(root)
+    head_sha = branch_head(root, head)
+    if head_sha is None:
+        raise LoomError(f"head {head!r} is not a commit")
+    if branch_head(root, base) is None:
+        raise LoomError(f"base {base!r} is not a commit")
+    merge_base = git_output(root, "merge-base", base, head_sha) or base
+    gates: dict[str, str] = {}
+    runtime = None
+    approvals: tuple[str, ...] = ()
+    notes: list[str] = []
+    sandbox = _sandbox_of(store, head) if store is not None else None
+    if sandbox is not None:
+        runtime = sandbox.runtime
+        for run in store.gate_runs(sandbox.id):  # type: ignore[union-attr]
+            if run.commit_sha in ("", head_sha):
+                gates[run.gate] = run.status
+        approvals = _approvals_for(store, sandbox.id, head_sha)  # type: ignore[arg-type]
+    elif store is None:
+        notes.append("no state store here (a fresh CI clone): gate results and approvals recorded "
+                     "in loomtui are not visible, so `require` rules report NEEDS APPROVAL")
+    facts = change_facts(root, merge_base, head_sha, gates=gates, runtime=runtime)
+    evaluation = evaluate(policy, facts)
+    approved = bool(approvals) and decision_met(policy, evaluation, approvals, facts.author)[0]
+    return GateReport(base, head_sha, facts, evaluation, approvals, approved, notes)
+
+
+def _sandbox_of(store: Store, head: str) -> Any:
+    """The sandbox whose branch is `head` (loom/<id>), if any."""
+    name = head.removeprefix("refs/heads/")
+    if not name.startswith("loom/"):
+        return None
+    return store.get_sandbox(name.removeprefix("loom/"))
+
+
+def _approvals_for(store: Store, sandbox_id: str, head_sha: str) -> tuple[str, ...]:
+    users: list[str] = []
+    for escalation in store.list_escalations():
+        if escalation.sandbox_id == sandbox_id and escalation.kind == "post-gate":
+            users += [a["user"] for a in escalation.data.get("approvals", []) if a.get("commit") == head_sha]
+    return tuple(dict.fromkeys(users))

@@ -1,0 +1,98 @@
+"""The CI gate on real branches of the sample repo: pass, needs approval, blocked, fails closed."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from loomtui.demo import prepare_demo_repo
+from tests.conftest import git
+
+LOOMTUI = shutil.which("loomtui") or "loomtui"
+
+
+@pytest.fixture
+def billing(tmp_path: Path) -> Path:
+    return prepare_demo_repo(tmp_path)
+
+
+def branch_with(repo: Path, name: str, edits: dict[str, str]) -> None:
+    git(repo, "checkout", "-q", "-b", name)
+    for path, text in edits.items():
+        target = repo / path
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(text)
+    git(repo, "add", "-A", "-f")
+    git(repo, "commit", "-q", "-m", f"change on {name}")
+
+
+def gate(repo: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([LOOMTUI, "gate", "--base", "main", *args], cwd=repo, capture_output=True,
+                          text=True, timeout=60)
+
+
+def test_docs_only_change_passes(billing: Path) -> None:
+    template = (billing / "notifications/templates/refund_issued.txt").read_text()
+    branch_with(billing, "typos", {"notifications/templates/refund_issued.txt": template.replace("recieve", "receive")})
+    done = gate(billing)
+    assert done.returncode == 0, done.stdout
+    assert done.stdout.startswith("loomtui gate: PASS")
+    assert not (billing / ".git" / "loom").exists()  # a CI run leaves no store behind
+
+
+def test_payments_change_needs_two_approvals(billing: Path) -> None:
+    refunds = (billing / "payments/refunds.py").read_text()
+    branch_with(billing, "refunds", {"payments/refunds.py": refunds + "\n# note\n"})
+    done = gate(billing, "--format", "json")
+    report = json.loads(done.stdout)
+    assert done.returncode == 1 and report["verdict"] == "NEEDS APPROVAL"
+    assert "payments-high-risk" in [r["name"] for r in report["rules"]]
+    assert any("2 approvals from payments-team" in r for r in report["requirements"])
+
+
+def test_secrets_are_blocked_and_markdown_says_so(billing: Path) -> None:
+    branch_with(billing, "oops", {"certs/server.pem": "-----BEGIN KEY-----\n"})
+    done = gate(billing, "--format", "markdown")
+    assert done.returncode == 1
+    assert "BLOCKED" in done.stdout and "| no-secrets | block |" in done.stdout
+
+
+def test_broken_policy_fails_closed(billing: Path) -> None:
+    (billing / ".loom/policy.yaml").write_text("version: 1\nrules:\n  - name: x\n    decision: maybe\n")
+    done = gate(billing)
+    assert done.returncode == 2
+    assert ".loom/policy.yaml:3" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_unknown_refs_are_one_clear_error(billing: Path) -> None:
+    done = subprocess.run([LOOMTUI, "gate", "--base", "nope"], cwd=billing, capture_output=True, text=True)
+    assert done.returncode == 2 and "nope" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_policy_explain_covers_both_stages(billing: Path) -> None:
+    from loomtui.coordination.claims import open_coordinator
+    from loomtui.execution.sandboxes import create_sandbox
+    from loomtui.governance.explain import explain_sandbox
+    from loomtui.governance.policy import load_policy
+    from loomtui.workspace import open_workspace
+
+    workspace = open_workspace(billing)
+    record = create_sandbox(workspace, "touch refunds", "script",
+                            script=_script(billing), claims=["payments/refunds.py::RefundService.quote"])
+    (Path(record.worktree) / "payments/refunds.py").write_text(
+        (billing / "payments/refunds.py").read_text() + "\n# edited in the sandbox\n")
+    explained = explain_sandbox(workspace, load_policy(billing), record.id)
+    assert "payments-high-risk" in explained["claim"]["rules"]
+    assert explained["post-gate"]["paths"] == ["payments/refunds.py"]
+    assert explained["post-gate"]["outcome"] == "require"
+    assert open_coordinator(workspace).store.live_claims(record.id)
+
+
+def _script(repo: Path) -> Path:
+    path = repo.parent / "noop.yaml"
+    path.write_text('- {log: "nothing"}\n')
+    return path
