@@ -22,6 +22,7 @@ from loomtui.repo import current_branch
 from loomtui.tui.messages import ConfigProblem, CoordinationChanged, IndexProgress, StoreChanged
 from loomtui.tui.screens.dashboard import DashboardScreen
 from loomtui.tui.screens.escalations import EscalationsScreen
+from loomtui.tui.screens.governance import AuditScreen, PolicyScreen
 from loomtui.tui.screens.graph import GraphScreen
 from loomtui.tui.screens.help import HelpScreen
 from loomtui.tui.snapshot import DashboardSnapshot, read_snapshot
@@ -38,7 +39,8 @@ class LoomApp(App[int]):
 
     TITLE = "loomtui"
     CSS_PATH = "app.tcss"
-    MODES = {"dashboard": DashboardScreen, "graph": GraphScreen, "escalations": EscalationsScreen}
+    MODES = {"dashboard": DashboardScreen, "graph": GraphScreen, "escalations": EscalationsScreen,
+             "policy": PolicyScreen, "audit": AuditScreen}
     DEFAULT_MODE = "dashboard"
     BINDINGS = [
         Binding("question_mark", "help", "Help", key_display="?", id="app.help"),
@@ -47,6 +49,8 @@ class LoomApp(App[int]):
         Binding("1", "switch_mode('dashboard')", "Sandboxes", id="app.mode.dashboard"),
         Binding("2", "switch_mode('graph')", "Claims", id="app.mode.graph"),
         Binding("3", "switch_mode('escalations')", "Escalations", id="app.mode.escalations"),
+        Binding("4", "switch_mode('policy')", "Policy", id="app.mode.policy"),
+        Binding("5", "switch_mode('audit')", "Audit", id="app.mode.audit"),
         Binding("q", "quit", "Quit", id="app.quit"),
     ]
 
@@ -146,6 +150,8 @@ class LoomApp(App[int]):
         kinds = [e.kind for e in message.snapshot.events]
         if any(k.startswith(("claim.", "sandbox.")) for k in kinds):
             self.refresh_coordination()
+        if "audit.appended" in kinds and isinstance(screen, AuditScreen):
+            screen.reload()
         if any(k.startswith("escalation.") for k in kinds):
             if isinstance(screen, EscalationsScreen):
                 screen.reload()
@@ -224,6 +230,8 @@ class LoomApp(App[int]):
 
     def on_config_problem(self, message: ConfigProblem) -> None:
         self.config_problem = message.message
+        if isinstance(self.screen, PolicyScreen):
+            self.screen.show_policy()
         for screen in self.screen_stack:
             if isinstance(screen, DashboardScreen):
                 screen.show_config_problem(message.message)

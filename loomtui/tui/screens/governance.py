@@ -1,0 +1,210 @@
+"""The policy view (rules, and which fired for a sandbox) and the audit view (entries, verify)."""
+
+from __future__ import annotations
+
+import json
+
+from rich.text import Text
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, VerticalScroll
+from textual.screen import Screen
+from textual.widgets import DataTable, Footer, Select, Static
+
+from loomtui.audit import AuditEntry
+from loomtui.errors import LoomError
+from loomtui.governance.policy import Policy, Rule
+from loomtui.tui.widgets.status_header import StatusHeader
+
+DECISION_STYLES = {"block": "bold red", "require": "yellow", "auto_approve": "green"}
+AUDIT_ROWS = 500
+
+
+def _when(rule: Rule) -> str:
+    """A one-line summary of a rule's conditions."""
+    when = rule.when
+    parts = []
+    if when.paths is not None:
+        parts.append("paths " + ", ".join(when.paths.patterns))
+    if when.regions is not None:
+        parts.append("regions " + ", ".join(glob.pattern for glob in when.regions))
+    for label, value in (("signature changed", when.signature_changed), ("lines over", when.lines_over),
+                         ("lines under", when.lines_under), ("gates failed", when.gates_failed),
+                         ("gates passed", when.gates_passed), ("runtime", when.runtime),
+                         ("labels", when.labels)):
+        if value is not None:
+            parts.append(f"{label} {', '.join(value) if isinstance(value, tuple) else value}")
+    return "; ".join(parts) or "always"
+
+
+class PolicyScreen(Screen[None]):
+    """The rules of `.loom/policy.yaml`, and which of them fire for the chosen sandbox."""
+
+    AUTO_FOCUS = "#rules"
+    BINDINGS = [Binding("escape", "back", "Back", id="policy.back")]
+
+    def compose(self) -> ComposeResult:
+        yield StatusHeader(id="status")
+        yield Static(id="policy-source")
+        yield Select[str]([], prompt="choose a sandbox to see which rules fire", id="policy-sandbox")
+        with Horizontal(id="policy-body"):
+            yield DataTable(id="rules", cursor_type="row", zebra_stripes=True)
+            with VerticalScroll(id="policy-detail-pane"):
+                yield Static(id="policy-detail")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        table = self.query_one("#rules", DataTable)
+        for key, label in (("fired", "Fired"), ("name", "Rule"), ("stage", "Stage"),
+                           ("decision", "Decision"), ("risk", "Risk"), ("when", "When")):
+            table.add_column(label, key=key)
+        self.app.update_header(self.query_one(StatusHeader))  # type: ignore[attr-defined]
+        self.show_policy()
+
+    def on_screen_resume(self) -> None:
+        self.show_policy()
+
+    def show_policy(self, fired: frozenset[str] = frozenset(), explanation: list[str] | None = None) -> None:
+        policy: Policy | None = self.app.policy  # type: ignore[attr-defined]
+        source = self.query_one("#policy-source", Static)
+        if policy is None:
+            source.update(Text("No policy loaded.", style="bold red"))
+            return
+        text = Text(f" {policy.summary()}")
+        for warning in policy.warnings:
+            text.append(f"\n warning: {warning}", style="yellow")
+        problem = self.app.config_problem  # type: ignore[attr-defined]
+        if problem:
+            text.append(f"\n {problem} (showing the last good policy)", style="bold red")
+        source.update(text)
+        table = self.query_one("#rules", DataTable)
+        table.clear()  # rules are few and change only on reload
+        for rule in policy.rules:
+            table.add_row(
+                Text("●" if rule.name in fired else "", style="bold green"), Text(rule.name), rule.stage,
+                Text(rule.decision, style=DECISION_STYLES.get(rule.decision, "")), rule.risk or "–",
+                Text(_when(rule)), key=rule.name,
+            )
+        sandboxes = self.app.latest_snapshot.sandboxes if self.app.latest_snapshot else []  # type: ignore[attr-defined]
+        select = self.query_one("#policy-sandbox", Select)
+        options = [(Text(f"{s.id}  {s.task}"), s.id) for s in sandboxes]
+        if [value for _, value in options] != [value for _, value in select._options if value != Select.BLANK]:
+            select.set_options(options)
+        detail = self.query_one("#policy-detail", Static)
+        detail.update(Text("\n".join(explanation)) if explanation else
+                      Text("Pick a sandbox above: its claims and its diff are evaluated, and the rules "
+                           "that fire are marked ●."))
+
+    @on(Select.Changed, "#policy-sandbox")
+    def _sandbox_chosen(self, event: Select.Changed) -> None:
+        if event.value != Select.BLANK:
+            self._explain(str(event.value))
+
+    @work(thread=True, exclusive=True, group="explain")
+    def _explain(self, sandbox_id: str) -> None:
+        from loomtui.governance.explain import explain_sandbox
+
+        policy = self.app.policy  # type: ignore[attr-defined]
+        try:
+            explained = explain_sandbox(self.app.workspace, policy, sandbox_id)  # type: ignore[attr-defined]
+        except LoomError as exc:
+            self.app.call_from_thread(self.app.notify, str(exc), title="explain", severity="error")
+            return
+        fired = frozenset(explained["claim"]["rules"]) | frozenset(explained["post-gate"]["rules"])
+        lines = [f"sandbox {sandbox_id}", ""]
+        for stage in ("claim", "post-gate"):
+            section = explained[stage]
+            lines.append(f"{stage}: {section['outcome']} (risk {section['risk']})")
+            lines += [f"  {line}" for line in section["explanation"]]
+            lines.append("")
+        self.app.call_from_thread(self.show_policy, fired, lines)
+
+    def action_back(self) -> None:
+        self.app.switch_mode("dashboard")
+
+
+class AuditScreen(Screen[None]):
+    """The newest audit entries, live, with the chain's verify status."""
+
+    AUTO_FOCUS = "#audit"
+    BINDINGS = [
+        Binding("v", "verify", "Verify", id="audit.verify"),
+        Binding("escape", "back", "Back", id="audit.back"),
+    ]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.entries: dict[int, AuditEntry] = {}
+
+    def compose(self) -> ComposeResult:
+        yield StatusHeader(id="status")
+        yield Static(id="verify")
+        with Horizontal(id="audit-body"):
+            yield DataTable(id="audit", cursor_type="row", zebra_stripes=True)
+            with VerticalScroll(id="audit-detail-pane"):
+                yield Static(id="audit-detail")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        table = self.query_one("#audit", DataTable)
+        for key, label in (("seq", "#"), ("ts", "Time (UTC)"), ("actor", "Actor"), ("action", "Action"),
+                           ("subject", "Subject")):
+            table.add_column(label, key=key)
+        self.app.update_header(self.query_one(StatusHeader))  # type: ignore[attr-defined]
+        self.reload()
+        self.action_verify()
+
+    def on_screen_resume(self) -> None:
+        self.reload()
+
+    @work(thread=True, exclusive=True, group="audit-read")
+    def reload(self) -> None:
+        tail = self.app.workspace.audit.tail(AUDIT_ROWS)  # type: ignore[attr-defined]
+        self.app.call_from_thread(self._show_entries, tail)
+
+    def _show_entries(self, tail: list[AuditEntry]) -> None:
+        table = self.query_one("#audit", DataTable)
+        at_end = table.cursor_row >= table.row_count - 1
+        for entry in tail:
+            if entry.seq in self.entries:
+                continue
+            self.entries[entry.seq] = entry
+            table.add_row(str(entry.seq), entry.ts[:19].replace("T", " "), Text(entry.actor),
+                          Text(entry.action), Text(entry.subject), key=str(entry.seq))
+        while table.row_count > AUDIT_ROWS:  # bounded, like every log here
+            oldest = min(self.entries)
+            table.remove_row(str(oldest))
+            del self.entries[oldest]
+        if at_end and table.row_count:
+            table.move_cursor(row=table.row_count - 1)
+        self._show_entry()
+
+    @on(DataTable.RowHighlighted, "#audit")
+    def _show_entry(self) -> None:
+        table = self.query_one("#audit", DataTable)
+        if not table.row_count:
+            self.query_one("#audit-detail", Static).update(Text("The audit log is empty."))
+            return
+        key = table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value
+        entry = self.entries.get(int(key or 0))
+        if entry is None:
+            return
+        text = Text()
+        text.append(f"#{entry.seq} {entry.action}\n", style="bold")
+        for label, value in (("time", entry.ts), ("actor", entry.actor), ("subject", entry.subject),
+                             ("hash", entry.hash), ("prev", entry.prev)):
+            text.append(f"{label:>8} ", style="dim")
+            text.append(f"{value}\n")
+        text.append("\n" + json.dumps(entry.details, indent=2, sort_keys=True, default=str))
+        self.query_one("#audit-detail", Static).update(text)
+
+    @work(thread=True, exclusive=True, group="audit-verify")
+    def action_verify(self) -> None:
+        audit = self.app.workspace.audit  # type: ignore[attr-defined]
+        result = audit.verify()
+        line = Text(f" {result.summary(audit.path)}", style="bold green" if result.ok else "bold red")
+        self.app.call_from_thread(self.query_one("#verify", Static).update, line)
+
+    def action_back(self) -> None:
+        self.app.switch_mode("dashboard")

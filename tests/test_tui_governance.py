@@ -1,0 +1,61 @@
+"""The policy and audit views driven with the pilot."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from textual.widgets import DataTable, Select, Static
+
+from loomtui.demo import prepare_demo_repo
+from loomtui.execution.sandboxes import create_sandbox
+from loomtui.tui.app import LoomApp
+from loomtui.tui.screens.governance import AuditScreen, PolicyScreen
+from loomtui.workspace import open_workspace
+from tests.test_tui import wait_for
+
+SIZE = (160, 45)
+
+
+@pytest.fixture
+def billing(tmp_path: Path) -> Path:
+    return prepare_demo_repo(tmp_path)
+
+
+async def test_policy_view_marks_the_rules_that_fire_for_a_sandbox(billing: Path) -> None:
+    workspace = open_workspace(billing)
+    script = billing.parent / "noop.yaml"
+    script.write_text('- {log: "nothing"}\n')
+    record = create_sandbox(workspace, "refunds work", "script", script=script,
+                            claims=["payments/refunds.py::RefundService.quote"])
+    app = LoomApp(workspace)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: app.policy is not None and app.latest_snapshot is not None)
+        await pilot.press("4")
+        await pilot.pause()
+        assert isinstance(app.screen, PolicyScreen)
+        table = app.screen.query_one("#rules", DataTable)
+        assert "payments-high-risk" in [k.value for k in table.rows]
+        app.screen.query_one("#policy-sandbox", Select).value = record.id
+        await wait_for(pilot, lambda: str(table.get_cell("payments-high-risk", "fired")) == "●")
+        assert str(table.get_cell("no-secrets", "fired")) == ""
+        assert "claim: require" in str(app.screen.query_one("#policy-detail", Static).render())
+
+
+async def test_audit_view_lists_entries_live_and_verifies(billing: Path) -> None:
+    workspace = open_workspace(billing)
+    workspace.record("test.first", "one")
+    app = LoomApp(workspace)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("5")
+        await pilot.pause()
+        assert isinstance(app.screen, AuditScreen)
+        table = app.screen.query_one("#audit", DataTable)
+        verify = app.screen.query_one("#verify", Static)
+        await wait_for(pilot, lambda: table.row_count == 1 and "OK: 1 entries" in str(verify.render()))
+        open_workspace(billing).record("test.second", "two")
+        await wait_for(pilot, lambda: table.row_count == 2)
+        log = workspace.audit.path
+        log.write_text(log.read_text().replace('"one"', '"uno"'))
+        await pilot.press("v")
+        await wait_for(pilot, lambda: "BROKEN" in str(verify.render()))
