@@ -81,18 +81,79 @@ def test_policy_explain_covers_both_stages(billing: Path) -> None:
     from loomtui.workspace import open_workspace
 
     workspace = open_workspace(billing)
-    record = create_sandbox(workspace, "touch refunds", "script",
-                            script=_script(billing), claims=["payments/refunds.py::RefundService.quote"])
+    record = create_sandbox(workspace, "touch the ledger", "script",
+                            script=_script(billing), claims=["payments/ledger.py::Ledger"])
     (Path(record.worktree) / "payments/refunds.py").write_text(
         (billing / "payments/refunds.py").read_text() + "\n# edited in the sandbox\n")
     explained = explain_sandbox(workspace, load_policy(billing), record.id)
-    assert "payments-high-risk" in explained["claim"]["rules"]
+    assert explained["claim"]["rules"] == ["ledger-claims"]
     assert explained["post-gate"]["paths"] == ["payments/refunds.py"]
-    assert explained["post-gate"]["outcome"] == "require"
+    assert "payments-high-risk" in explained["post-gate"]["rules"]
     assert open_coordinator(workspace).store.live_claims(record.id)
+
+
+def test_claims_the_policy_requires_wait_for_approval_before_start(billing: Path) -> None:
+    from loomtui.errors import LoomError
+    from loomtui.execution.sandboxes import create_sandbox, start
+    from loomtui.governance.escalations import decide
+    from loomtui.governance.policy import load_policy
+    from loomtui.workspace import open_workspace
+
+    workspace = open_workspace(billing)
+    record = create_sandbox(workspace, "rework the ledger", "script", script=_script(billing),
+                            claims=["payments/ledger.py::Ledger"])
+    waiting = record.data["awaiting_escalation"]
+    [escalation] = workspace.store.list_escalations("open")
+    assert escalation.id == waiting and escalation.kind == "pre-start" and escalation.risk == "critical"
+    with pytest.raises(LoomError, match="waits for approval"):
+        start(workspace, record.id)
+    lead = open_workspace(billing)
+    lead.actor = "lead@example.com"
+    assert decide(lead, load_policy(billing), waiting, "approve").status == "approved"
+    from loomtui.execution.sandboxes import wait_for_status
+
+    start(workspace, record.id)
+    assert wait_for_status(workspace, record.id, {"running", "exited"}, timeout=30).status in ("running", "exited")
+
+
+def test_claims_the_policy_blocks_reject_the_sandbox(billing: Path) -> None:
+    from loomtui.errors import LoomError
+    from loomtui.execution.sandboxes import create_sandbox, get_sandbox
+    from loomtui.workspace import open_workspace
+
+    (billing / "secrets.env").write_text("X=1\n")
+    policy = billing / ".loom/policy.yaml"
+    policy.write_text(policy.read_text().replace('"**/.env"]', '"**/.env", "secrets.env"]'))
+    workspace = open_workspace(billing)
+    with pytest.raises(LoomError, match="blocks its claims"):
+        create_sandbox(workspace, "read secrets", "script", script=_script(billing), claims=["secrets.env"])
+    [record] = workspace.store.list_sandboxes()
+    assert get_sandbox(workspace, record.id).status == "rejected"
 
 
 def _script(repo: Path) -> Path:
     path = repo.parent / "noop.yaml"
     path.write_text('- {log: "nothing"}\n')
     return path
+
+
+def test_escalation_cli_lists_and_decides(billing: Path) -> None:
+    from loomtui.execution.sandboxes import create_sandbox
+    from loomtui.workspace import open_workspace
+
+    record = create_sandbox(open_workspace(billing), "rework the ledger", "script", script=_script(billing),
+                            claims=["payments/ledger.py::Ledger"])
+    waiting = record.data["awaiting_escalation"]
+    listing = subprocess.run([LOOMTUI, "escalation", "list", "--json"], cwd=billing, capture_output=True, text=True)
+    assert [e["id"] for e in json.loads(listing.stdout)] == [waiting]
+    env = {**__import__("os").environ, "LOOM_USER": "carol@example.com"}
+    refused = subprocess.run([LOOMTUI, "escalation", "approve", str(waiting)], cwd=billing,
+                             capture_output=True, text=True, env=env)
+    assert refused.returncode == 1 and "leads" in refused.stderr
+    env["LOOM_USER"] = "lead@example.com"
+    done = subprocess.run([LOOMTUI, "escalation", "approve", str(waiting)], cwd=billing,
+                          capture_output=True, text=True, env=env)
+    assert done.returncode == 0 and "now approved" in done.stdout
+    rejected = subprocess.run([LOOMTUI, "escalation", "reject", str(waiting)], cwd=billing,
+                              capture_output=True, text=True, env=env)
+    assert rejected.returncode == 2 and "--reason" in rejected.stderr

@@ -26,8 +26,8 @@ async def test_policy_view_marks_the_rules_that_fire_for_a_sandbox(billing: Path
     workspace = open_workspace(billing)
     script = billing.parent / "noop.yaml"
     script.write_text('- {log: "nothing"}\n')
-    record = create_sandbox(workspace, "refunds work", "script", script=script,
-                            claims=["payments/refunds.py::RefundService.quote"])
+    record = create_sandbox(workspace, "ledger work", "script", script=script,
+                            claims=["payments/ledger.py::Ledger"])
     app = LoomApp(workspace)
     async with app.run_test(size=SIZE) as pilot:
         await wait_for(pilot, lambda: app.policy is not None and app.latest_snapshot is not None)
@@ -37,7 +37,7 @@ async def test_policy_view_marks_the_rules_that_fire_for_a_sandbox(billing: Path
         table = app.screen.query_one("#rules", DataTable)
         assert "payments-high-risk" in [k.value for k in table.rows]
         app.screen.query_one("#policy-sandbox", Select).value = record.id
-        await wait_for(pilot, lambda: str(table.get_cell("payments-high-risk", "fired")) == "●")
+        await wait_for(pilot, lambda: str(table.get_cell("ledger-claims", "fired")) == "●")
         assert str(table.get_cell("no-secrets", "fired")) == ""
         assert "claim: require" in str(app.screen.query_one("#policy-detail", Static).render())
 

@@ -40,7 +40,8 @@ def cmd_new(args: argparse.Namespace) -> int:
         workspace, args.task, args.runtime, base=args.base, claims=args.claim or (), script=args.script,
         isolate=False if args.no_isolation else None,
     )
-    if not args.no_start:
+    waiting = record.data.get("awaiting_escalation")
+    if not args.no_start and not waiting:
         record = engine.start(workspace, record.id)
     if args.json:
         print_json(_record_dict(record))
@@ -53,6 +54,9 @@ def cmd_new(args: argparse.Namespace) -> int:
     follow = (f"loomtui attach {record.id}" if (record.data.get("launch") or {}).get("mode") == "interactive"
               else f"loomtui sandbox logs {record.id} -f")
     print(f"  worktree {record.worktree}\n  follow   {follow}")
+    if waiting:
+        print(f"  waits    the policy needs approval before this agent starts: escalation #{waiting} "
+              f"(`loomtui escalation approve {waiting}` or `3` in the app; then `loomtui sandbox start {record.id}`)")
     return 0
 
 

@@ -120,8 +120,44 @@ def cmd_explain(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_escalation_list(args: argparse.Namespace) -> int:
+    from loomtui.governance.escalations import DECIDED, OPEN, queue, status_lines
+
+    workspace = workspace_for(args)
+    found = queue(workspace, (OPEN, *DECIDED) if args.all else (OPEN,))
+    if args.json:
+        print_json([{"id": e.id, "kind": e.kind, "status": e.status, "risk": e.risk, "sandbox": e.sandbox_id,
+                     "summary": e.summary, "created": e.created, "approvals": status_lines(e),
+                     "explanation": e.data.get("explanation", [])} for e in found])
+        return 0
+    if not found:
+        print("no open escalations" if not args.all else "no escalations")
+    for escalation in found:
+        print(f"#{escalation.id:<4} {escalation.risk:<8} {escalation.status:<10} {escalation.kind:<18} "
+              f"{escalation.sandbox_id or '-':<8} {escalation.summary}")
+        for line in status_lines(escalation):
+            print(f"      {line}")
+    return 0
+
+
+def cmd_decide(args: argparse.Namespace) -> int:
+    from loomtui.governance.escalations import decide
+    from loomtui.governance.gitfacts import branch_head
+
+    workspace = workspace_for(args)
+    policy = load_policy(workspace.root, workspace.load_config().policy)
+    escalation = workspace.store.get_escalation(args.id)
+    sandbox = workspace.store.get_sandbox(escalation.sandbox_id) if escalation and escalation.sandbox_id else None
+    # An approval binds to the sandbox's commit now, so a later commit needs a new one.
+    current = branch_head(workspace.root, sandbox.branch) if sandbox and sandbox.branch else None
+    record = decide(workspace, policy, args.id, args.decision, reason=getattr(args, "reason", "") or "",
+                    current_commit=current, expires_hours=getattr(args, "hours", None))
+    print(f"#{record.id}: {args.decision} recorded by {workspace.actor}; now {record.status}")
+    return 0
+
+
 def register(commands: Any) -> None:
-    """Add `policy validate | test | explain` and `gate` to the top-level subcommands."""
+    """Add `policy validate | test | explain`, `gate` and `escalation` to the top-level subcommands."""
     policy = add_group(commands, "policy", "the governance policy (.loom/policy.yaml)")
     validate = add_command(
         policy, "validate", cmd_validate,
@@ -149,3 +185,18 @@ def register(commands: Any) -> None:
     gate.add_argument("--head", default="HEAD", metavar="REF", help="the change (default HEAD)")
     gate.add_argument("--format", choices=("text", "json", "markdown"), default="text",
                       help="markdown is ready to post as a pull-request comment")
+
+    escalation = add_group(commands, "escalation", "the escalation queue: list and decide")
+    listing = add_command(escalation, "list", cmd_escalation_list, "open escalations, riskiest first",
+                          json_flag=True)
+    listing.add_argument("--all", action="store_true", help="decided ones too")
+    for decision, help_text in (("approve", "approve (counts toward each requirement you are eligible for)"),
+                                ("reject", "reject, with a reason"),
+                                ("override", "override a block, with a reason (the policy's override groups)")):
+        decide = add_command(escalation, decision, cmd_decide, help_text)
+        decide.set_defaults(decision=decision)
+        decide.add_argument("id", type=int, metavar="ID")
+        if decision != "approve":
+            decide.add_argument("--reason", required=True, help="recorded in the audit log")
+        if decision == "override":
+            decide.add_argument("--hours", type=float, default=None, help="the override expires after this")

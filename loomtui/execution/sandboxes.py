@@ -261,6 +261,7 @@ def create_sandbox(
             transition(workspace, sandbox_id, REJECTED, reason=str(exc), allowed_from=frozenset({PLANNED}))
             raise
         workspace.store.update_sandbox(sandbox_id, data={"claim_ids": claim_ids})
+        _policy_before_start(workspace, sandbox_id)
 
     try:
         paths.dir.mkdir(parents=True, exist_ok=True)
@@ -274,6 +275,17 @@ def create_sandbox(
         mark_failed(workspace, sandbox_id, f"cannot create the worktree: {message}")
         raise LoomError(f"sandbox {sandbox_id}: cannot create the worktree: {message}") from None
     return workspace.store.update_sandbox(sandbox_id, data={"git_dir": git_dir})
+
+
+def _policy_before_start(workspace: Workspace, sandbox_id: str) -> None:
+    """The policy on the claims, before generation: a block rejects, a require waits for people."""
+    from loomtui.governance.prestart import PrestartBlocked, prestart_check
+
+    try:
+        prestart_check(workspace, sandbox_id)
+    except PrestartBlocked as exc:
+        transition(workspace, sandbox_id, REJECTED, reason=str(exc), allowed_from=frozenset({PLANNED}))
+        raise
 
 
 def _unused_id(workspace: Workspace) -> str:
@@ -303,6 +315,10 @@ def start(workspace: Workspace, sandbox_id: str) -> SandboxRecord:
     record = get_sandbox(workspace, sandbox_id)
     if record.status != PLANNED:
         raise LoomError(f"sandbox {record.id} is {record.status}; only a planned sandbox starts", exit_code=1)
+    from loomtui.governance.prestart import start_blocker
+
+    if (blocker := start_blocker(workspace, record)) is not None:
+        raise LoomError(blocker, exit_code=1)
     if is_alive(record.pid, record.pid_start):
         raise LoomError(f"sandbox {record.id} is already starting (supervisor pid {record.pid})", exit_code=1)
     paths = _paths(workspace, record)

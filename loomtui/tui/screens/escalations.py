@@ -226,6 +226,15 @@ class EscalationsScreen(Screen[None]):
             return
         app.call_from_thread(app.notify, f"#{escalation_id}: {decision} recorded ({updated.status})",
                              title="decision")
+        if updated.kind == "pre-start" and updated.status in ("approved", "overridden"):
+            # The agent was waiting on exactly this decision: start it now.
+            from loomtui.execution.sandboxes import start
+
+            try:
+                start(app.workspace, updated.sandbox_id)  # type: ignore[attr-defined]
+                app.call_from_thread(app.notify, f"sandbox {updated.sandbox_id} started", title="decision")
+            except LoomError as exc:
+                app.call_from_thread(app.notify, str(exc), title="start", severity="error")
         self.reload()
 
     def action_toggle_history(self) -> None:

@@ -1,0 +1,56 @@
+"""Policy at claim time, before generation: may this sandbox's agent even start?
+
+A `block` on the claimed regions rejects the sandbox; a `require` opens a pre-start
+escalation, and the agent does not start until it is approved (or overridden).
+"""
+
+from __future__ import annotations
+
+from loomtui.errors import LoomError
+from loomtui.governance.escalations import open_escalation
+from loomtui.governance.explain import claim_facts
+from loomtui.governance.policy import evaluate, load_policy
+from loomtui.store import EscalationRecord, SandboxRecord
+from loomtui.workspace import Workspace
+
+CLEARED = ("approved", "overridden")
+
+
+def prestart_check(workspace: Workspace, sandbox_id: str) -> EscalationRecord | None:
+    """Evaluate the policy on a planned sandbox's claims; returns the escalation it waits on."""
+    facts = claim_facts(workspace, sandbox_id, author=workspace.actor)
+    if not facts.regions:
+        return None
+    policy = load_policy(workspace.root, workspace.load_config().policy)
+    evaluation = evaluate(policy, facts)
+    if evaluation.outcome == "auto_approve" or (evaluation.outcome == "require" and not evaluation.requirements):
+        return None
+    if evaluation.outcome == "block":
+        blockers = ", ".join(a.name for a in evaluation.applied if a.decision == "block")
+        raise PrestartBlocked(f"sandbox {sandbox_id}: the policy blocks its claims ({blockers})")
+    escalation = open_escalation(
+        workspace, "pre-start", evaluation, facts, sandbox_id=sandbox_id,
+        summary=f"start of sandbox {sandbox_id} on {', '.join(facts.regions[:3])}"
+                + ("…" if len(facts.regions) > 3 else ""),
+    )
+    workspace.store.update_sandbox(sandbox_id, data={"awaiting_escalation": escalation.id})
+    return escalation
+
+
+class PrestartBlocked(LoomError):
+    """The policy blocks a sandbox's claims outright (exit code 1)."""
+
+    exit_code = 1
+
+
+def start_blocker(workspace: Workspace, record: SandboxRecord) -> str | None:
+    """Why a planned sandbox may not start yet, or None when nothing holds it back."""
+    escalation_id = record.data.get("awaiting_escalation")
+    if not escalation_id:
+        return None
+    escalation = workspace.store.get_escalation(int(escalation_id))
+    if escalation is None or escalation.status in CLEARED:
+        return None
+    if escalation.status == "rejected":
+        return f"sandbox {record.id} was not approved to start (escalation #{escalation.id} rejected)"
+    return f"sandbox {record.id} waits for approval to start (escalation #{escalation.id}: press 3 in the app)"
