@@ -13,7 +13,7 @@ from pathlib import Path, PurePosixPath
 from typing import Final, Literal, TypeVar
 
 from loomtui.errors import ConfigError, LoomError
-from loomtui.yamlcheck import Fields, Value, closest, compose
+from loomtui.yamlcheck import Fields, Value, closest, compose, read_text
 
 __all__ = [
     "BUILTIN_RUNTIMES",
@@ -168,18 +168,9 @@ class LoomConfig:
 def load_config(root: Path) -> LoomConfig:
     """Read `root/.loom/loom.yaml`; defaults if it does not exist. Raises ConfigError."""
     shown = CONFIG_PATH
-    try:
-        data = (root / CONFIG_PATH).read_bytes()
-    except FileNotFoundError:
+    if not (root / CONFIG_PATH).exists():
         return LoomConfig()
-    except OSError as exc:
-        raise ConfigError(shown, None, f"cannot read file: {exc.strerror or exc}") from None
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise ConfigError(
-            shown, None, f"not valid UTF-8 (byte 0x{data[exc.start]:02x} at offset {exc.start})"
-        ) from None
+    text = read_text(root / CONFIG_PATH, shown)
     return parse_config(text, shown)
 
 

@@ -18,6 +18,8 @@ Every failure is a :class:`~loomtui.errors.ConfigError` whose message reads
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import difflib
 import math
 from collections.abc import Collection, Iterator, Sequence
@@ -313,3 +315,19 @@ def _reject_duplicate_keys(root: Node, path: str) -> None:
                     )
                 first[ident] = line
                 stack.append(value.child(value_node, name))
+
+
+def read_text(file: Path, shown: str) -> str:
+    """A config-like file's text; a missing, unreadable or non-UTF-8 file is one ConfigError naming `shown`."""
+    try:
+        data = file.read_bytes()
+    except FileNotFoundError:
+        raise ConfigError(shown, None, "file not found") from None
+    except OSError as exc:
+        raise ConfigError(shown, None, f"cannot read file: {exc.strerror or exc}") from None
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            shown, None, f"not valid UTF-8 (byte 0x{data[exc.start]:02x} at offset {exc.start})"
+        ) from None

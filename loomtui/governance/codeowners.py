@@ -29,6 +29,7 @@ from typing import Final
 import pathspec
 
 from loomtui.errors import ConfigError
+from loomtui.yamlcheck import read_text
 
 __all__ = ["CodeOwners", "OwnershipRule", "load_codeowners", "parse_codeowners"]
 
@@ -111,16 +112,7 @@ def load_codeowners(root: Path, relative: str) -> CodeOwners:
     pure = PurePosixPath(relative)
     if pure.is_absolute() or ".." in pure.parts:
         raise ConfigError(relative, None, "CODEOWNERS must be a path inside the repository")
-    try:
-        data = (root / relative).read_bytes()
-    except FileNotFoundError:
-        raise ConfigError(relative, None, "file not found") from None
-    except OSError as exc:
-        raise ConfigError(relative, None, f"cannot read file: {exc.strerror or exc}") from None
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise ConfigError(relative, None, f"not valid UTF-8 (offset {exc.start})") from None
+    text = read_text(root / relative, relative)
     return parse_codeowners(text, relative)
 
 

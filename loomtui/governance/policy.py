@@ -39,7 +39,7 @@ from yaml.nodes import ScalarNode
 
 from loomtui.errors import ConfigError
 from loomtui.governance.codeowners import CodeOwners, load_codeowners
-from loomtui.yamlcheck import Fields, Value, closest, compose
+from loomtui.yamlcheck import Fields, Value, closest, compose, read_text
 
 __all__ = [
     "ANYONE",
@@ -426,18 +426,7 @@ def load_policy(root: Path, relative: str = POLICY_PATH) -> Policy:
 
 def read_policy_file(file: Path, shown: str, root: Path | None) -> Policy:
     """Read and validate one policy file; errors name it as `shown`."""
-    try:
-        data = file.read_bytes()
-    except FileNotFoundError:
-        raise ConfigError(shown, None, "file not found") from None
-    except OSError as exc:
-        raise ConfigError(shown, None, f"cannot read file: {exc.strerror or exc}") from None
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise ConfigError(
-            shown, None, f"not valid UTF-8 (byte 0x{data[exc.start]:02x} at offset {exc.start})"
-        ) from None
+    text = read_text(file, shown)
     return parse_policy(text, shown, root)
 
 
@@ -1074,12 +1063,7 @@ _EXPECT_KEYS: Final = ("outcome", "risk", "rules", "approvals", "met")
 
 def load_policy_tests(file: Path, shown: str) -> tuple[PolicyCase, ...]:
     """Read and validate a fixtures file (errors name it as `shown`)."""
-    try:
-        text = file.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(shown, None, "file not found") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(shown, None, f"cannot read file: {exc}") from None
+    text = read_text(file, shown)
     return parse_policy_tests(text, shown)
 
 

@@ -32,7 +32,7 @@ from textual.theme import Theme
 
 from loomtui.errors import ConfigError
 from loomtui.resources import bundled
-from loomtui.yamlcheck import Value, closest, compose
+from loomtui.yamlcheck import Value, closest, compose, read_text
 
 if TYPE_CHECKING:
     from textual.app import App
@@ -175,12 +175,7 @@ class _Problems(Exception):
 def _load(path: Path) -> tuple[Theme, int]:
     """The theme in `path` and the line of its `name:`; raises ConfigError or _Problems."""
     where = str(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as exc:
-        raise ConfigError(where, None, f"not UTF-8 text ({exc.reason} at byte {exc.start})") from None
-    except OSError as exc:
-        raise ConfigError(where, None, f"cannot read: {exc.strerror or exc}") from None
+    text = read_text(path, where)
 
     root = compose(text, where)  # raises ConfigError for malformed YAML / duplicate keys
     if root is None:
