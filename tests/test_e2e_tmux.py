@@ -89,3 +89,39 @@ def test_outside_a_repository_the_command_says_so_and_exits_2(tmp_path: Path) ->
         assert "Traceback" not in screen
     finally:
         term.close()
+
+
+def test_tui_killed_with_9_leaves_agents_running_and_the_next_start_shows_them(tmp_path: Path) -> None:
+    import os
+    import signal
+
+    from loomtui.demo import prepare_demo_repo
+    from loomtui.execution.sandboxes import create_sandbox, get_sandbox, start, stop, wait_for_status
+    from loomtui.workspace import open_workspace
+
+    repo = prepare_demo_repo(tmp_path)
+    script = tmp_path / "long.yaml"
+    script.write_text('- {log: "still here {n}", repeat: 400, every: 0.05}\n')
+    workspace = open_workspace(repo)
+    record = create_sandbox(workspace, "outlive the TUI", "script", script=script)
+    start(workspace, record.id)
+    wait_for_status(workspace, record.id, {"running"}, timeout=30)
+    first = Terminal(repo, LOOMTUI)
+    try:
+        first.wait_for("outlive the TUI")
+        pid = int(first._tmux("display-message", "-p", "-t", "t", "#{pane_pid}").strip())
+        # The pane runs a shell; its child is loomtui. Kill that child the hard way.
+        children = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout.split()
+        for child in children:
+            os.kill(int(child), signal.SIGKILL)
+        first.wait_for("EXIT=137")
+    finally:
+        first.close()
+    assert get_sandbox(workspace, record.id).status == "running"
+    second = Terminal(repo, LOOMTUI)
+    try:
+        screen = second.wait_for("outlive the TUI")
+        assert "running" in screen
+    finally:
+        second.close()
+        stop(workspace, record.id, grace=2)
