@@ -7,6 +7,7 @@ or input error. A user's mistake is one line on stderr, never a traceback.
 from __future__ import annotations
 
 import argparse
+import os
 import json
 import sys
 from collections.abc import Callable, Sequence
@@ -58,24 +59,29 @@ def cmd_tui(args: argparse.Namespace) -> int:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     from loomtui.demo import prepare_demo_repo
-    from loomtui.demo.scenario import run_headless
+    from loomtui.demo.scenario import run_headless, stop_scenario
 
     repo = prepare_demo_repo()
     workspace = open_workspace(repo)
     try:
         if args.headless:
-            summary = run_headless(workspace)
+            # Each step is printed as it happens; --json prints only the final summary.
+            summary = run_headless(workspace, on_step=None if args.json else lambda line: print(line, flush=True))
             if args.json:
                 print_json(summary)
-            else:
-                for line in summary["lines"]:
-                    print(line)
             code = 0 if summary["ok"] else 1
         else:
+            from loomtui.demo.scenario import DEMO_REVIEWERS
             from loomtui.tui.app import run_app
 
+            # You triage as a payments reviewer, so the queue's keys do something;
+            # LOOM_USER picks someone else (lead@example.com may override blocks).
+            if not os.environ.get("LOOM_USER"):
+                workspace.actor = DEMO_REVIEWERS[0]
             code = run_app(workspace, demo=True)
     finally:
+        if not args.keep:
+            stop_scenario(workspace)  # agents still running would write into a deleted repository
         workspace.close()
         if args.keep:
             print(f"demo repository kept at {repo}", file=sys.stderr)

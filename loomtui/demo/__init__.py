@@ -36,6 +36,12 @@ def _git(cwd: Path, *args: str) -> str:
     return done.stdout.strip()
 
 
+def _has_git_identity(repo: Path) -> bool:
+    """Whether git can name an author here (config or environment) without the demo's defaults."""
+    done = subprocess.run(["git", "var", "GIT_COMMITTER_IDENT"], cwd=repo, capture_output=True, check=False)
+    return done.returncode == 0
+
+
 def prepare_demo_repo(parent: Path | None = None) -> Path:
     """Copy the sample repo into a new temporary directory and commit it on `main`."""
     source = bundled("sample_repo")
@@ -48,6 +54,10 @@ def prepare_demo_repo(parent: Path | None = None) -> Path:
     repo = base / "billing-service"
     shutil.copytree(source, repo, ignore=_IGNORED)
     _git(repo, "init", "-q", "-b", "main")
+    if not _has_git_identity(repo):
+        # The scenario's merge commits need an identity too; this one stays in the demo repository.
+        _git(repo, "config", "user.name", "loomtui demo")
+        _git(repo, "config", "user.email", "demo@loomtui.invalid")
     _git(repo, "add", "-A")
     _git(repo, "commit", "-q", "-m", "Initial commit of the billing service")
     return repo
