@@ -118,6 +118,8 @@ def test_lease_expiry_and_ended_sandboxes_release_with_audit(coordinator: Coordi
                                     created=now, updated=now))
     ended = coordinator.claim("done", ROUNDING).claim
     store.update_sandbox("done", status="exited")
+    assert coordinator.release_stale() == []  # exited, awaiting review: its claims hold
+    store.update_sandbox("done", status="merged")
     released = {c.id for c in coordinator.release_stale(now=time.time() + 120)}
     assert released == {short.id, ended.id}
     assert store.live_claims() == []
@@ -142,6 +144,9 @@ def test_targets_resolve_to_regions(coordinator: Coordinator) -> None:
     assert coordinator.resolve("payments/c*.py") == ["payments/currency.py"]
     assert coordinator.resolve("notifications/templates/refund_issued.txt") == [
         "notifications/templates/refund_issued.txt"]
+    templates = coordinator.resolve("notifications/templates/*.txt")
+    assert "notifications/templates/refund_issued.txt" in templates and len(templates) >= 3
+    assert "notifications/templates/invoice_issued.txt" in coordinator.resolve("notifications/templates")
     quote = coordinator.index.regions[QUOTE]
     assert coordinator.resolve(f"payments/refunds.py:{quote.start + 1}-{quote.end}") == [QUOTE]
 
@@ -150,7 +155,7 @@ def test_targets_resolve_to_regions(coordinator: Coordinator) -> None:
     ("payments/refunds.py::RefundService.qoute", "did you mean payments/refunds.py::RefundService.quote"),
     ("../outside.py", "may not leave the repository"),
     ("/etc/passwd", "outside the repository"),
-    ("nope/*.py", "matches no indexed file"),
+    ("nope/*.py", "matches no file in the repository"),
     ("missing.py", "no such file"),
     ("payments/refunds.py:40-10", "ends before it starts"),
 ])

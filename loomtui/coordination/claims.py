@@ -33,7 +33,8 @@ from loomtui.workspace import Workspace
 
 MODES = ("exclusive", "shared")
 # Sandboxes in these states hold no claims: theirs are released with an audit entry.
-ENDED_STATUSES = ("exited", "merged", "rejected", "failed", "archived")
+# An agent that merely exited still holds its claims: its change awaits review.
+ENDED_STATUSES = ("merged", "rejected", "archived")
 _LINE_RANGE = re.compile(r"^(?P<path>.+):(?P<start>\d+)(?:-(?P<end>\d+))?$")
 _GLOB_CHARS = frozenset("*?[")
 
@@ -142,6 +143,7 @@ class Coordinator:
         self.hops = dependency_hops
         self.lease_seconds = lease_seconds
         self._dependency_view: nx.Graph | None = None
+        self._repo_files: list[str] | None = None
         # Who may force a refused claim is governance's call; open_coordinator wires the policy in.
         self.may_override: Callable[[str], bool] = lambda user: False
 
@@ -166,22 +168,30 @@ class Coordinator:
             return self._regions_for_lines(path, start, end)
         if _GLOB_CHARS & set(target):
             spec = pathspec.GitIgnoreSpec.from_lines([target])
-            matched = sorted(p for p in self.index.files if spec.match_file(p))
+            matched = sorted(p for p in self.repo_files() if spec.match_file(p))
             if not matched:
-                raise LoomError(f"{target}: the glob matches no indexed file")
+                raise LoomError(f"{target}: the glob matches no file in the repository")
             return matched
         path = self.repo_path(target)
         if path in self.index.files:
             return [path]
         if (self.index.root / path).is_dir():
             prefix = path.rstrip("/") + "/"
-            inside = sorted(p for p in self.index.files if p.startswith(prefix))
+            inside = sorted(p for p in self.repo_files() if p.startswith(prefix))
             if inside:
                 return inside
-            raise LoomError(f"{target}: no indexed file in that directory")
+            raise LoomError(f"{target}: no file in that directory")
         if (self.index.root / path).is_file():
             return [path]  # a file the index does not parse (a template, a doc): a file region
         raise LoomError(f"{target}: no such file or region in {self.index.root}")
+
+    def repo_files(self) -> list[str]:
+        """Every file of the repository: parsed ones are module regions, the rest file regions."""
+        if self._repo_files is None:
+            from loomtui.coordination.index import list_files
+
+            self._repo_files = sorted(set(self.index.files) | set(list_files(self.index.root, include=("*",))))
+        return self._repo_files
 
     def repo_path(self, raw: str) -> str:
         """A repository-relative posix path; anything escaping the repository is refused."""
@@ -530,12 +540,15 @@ def sandbox_signature_changes(workspace: Workspace) -> set[str]:
 
     changed: set[str] = set()
     for sandbox in workspace.store.list_sandboxes():
-        if sandbox.status in ENDED_STATUSES or not sandbox.worktree or not sandbox.base_ref:
+        # The commit the sandbox started from: `base_ref` may be HEAD, which inside
+        # the worktree is the sandbox's own tip.
+        base = str(sandbox.data.get("base_sha") or "")
+        if sandbox.status in ENDED_STATUSES or not sandbox.worktree or not base:
             continue
         if not Path(sandbox.worktree).is_dir():
             continue
         try:
-            changes = diff_regions(Path(sandbox.worktree), sandbox.base_ref)
+            changes = diff_regions(Path(sandbox.worktree), base)
         except LoomError:
             continue  # a sandbox whose base vanished is reported by execution's reconcile
         changed.update(c.region_id for c in changes if c.signature_changed)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from loomtui.coordination.claims import Conflict, Coordinator, ancestors, edge_label
+from loomtui.coordination.claims import Conflict, Coordinator, ancestors, edge_label, sandbox_signature_changes
 from loomtui.coordination.index import DEPENDENCY_KINDS
 from loomtui.store import ClaimRecord
 
@@ -51,7 +51,8 @@ def coordination_picture(coordinator: Coordinator) -> CoordinationPicture:
                       for n, _, data in graph.in_edges(region_id, data=True) if data["kinds"] & DEPENDENCY_KINDS]
             neighbourhoods[region_id] = sorted(edges, key=lambda e: (not e.owners, e.neighbour))
     return CoordinationPicture(
-        claims=claims, conflicts=coordinator.conflicts(), neighbourhoods=neighbourhoods,
+        claims=claims, neighbourhoods=neighbourhoods,
+        conflicts=coordinator.conflicts(signature_changed=sandbox_signature_changes(coordinator.workspace)),
         files=len(coordinator.index.files), regions=len(coordinator.index.regions),
         edges=graph.number_of_edges(),
     )
