@@ -56,6 +56,15 @@ class Git:
             raise GitFailed(f"git {args[0]} failed: {first_line(result.err or result.out)}")
         return result.out
 
+    def fallback_identity(self, name: str, email: str) -> tuple[str, ...]:
+        """`-c user.name=… -c user.email=…` where git has no identity configured, else nothing.
+
+        A fresh machine or a CI runner often has none, and a commit must not fail for it.
+        """
+        if self.run("var", "GIT_COMMITTER_IDENT").status == 0:
+            return ()
+        return ("-c", f"user.name={name}", "-c", f"user.email={email}")
+
     def ok(self, *args: str) -> bool:
         """Whether `git ARGS` succeeds (for questions such as `merge-base --is-ancestor`)."""
         return self.run(*args).status == 0

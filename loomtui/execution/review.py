@@ -182,7 +182,9 @@ def merge(workspace: Workspace, sandbox_id: str, *, into: str | None = None,
         raise GitFailed(f"git merge-tree failed: {first_line(check.err or check.out)}")
     tree = check.out.splitlines()[0].strip()
     message = merge_message(record, target, trailers)
-    commit = repo.out("commit-tree", tree, "-p", target_sha, "-p", tip, "-m", message).strip()
+    email = workspace.actor if "@" in workspace.actor else "loomtui@localhost.invalid"
+    identity = repo.fallback_identity("loomtui", email)
+    commit = repo.out(*identity, "commit-tree", tree, "-p", target_sha, "-p", tip, "-m", message).strip()
     checked_out = repo.worktrees_with_branch(target)
     updated: str | None = None
     if checked_out:

@@ -30,11 +30,11 @@ from pathlib import Path, PurePosixPath
 from typing import Final
 
 from loomtui.errors import ConfigError, LoomError
+from loomtui.execution.gitops import Git
 from loomtui.yamlcheck import Fields, Value, compose
 
 ACTIONS: Final = ("write", "append", "replace", "delete", "commit", "log", "exit")
 _KNOWN: Final = ("after", *ACTIONS, "content", "repeat", "every")
-_FALLBACK_IDENTITY: Final = ("-c", "user.name=loomtui script agent", "-c", "user.email=script-agent@loomtui.invalid")
 
 
 @dataclass(frozen=True)
@@ -145,7 +145,7 @@ def _git(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
 
 def _git_commit(root: Path, message: str) -> str:
     """Commit everything, as a developer would; a fallback identity where none is configured."""
-    identity = () if _git(root, "var", "GIT_AUTHOR_IDENT").returncode == 0 else _FALLBACK_IDENTITY
+    identity = Git(root).fallback_identity("loomtui script agent", "script-agent@loomtui.invalid")
     _git(root, "add", "-A")
     if not _git(root, "status", "--porcelain").stdout:
         return "nothing to commit"
