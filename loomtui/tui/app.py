@@ -89,6 +89,42 @@ class LoomApp(App[int]):
         self.poll_store()
         self.refresh_coordination()
         self._reconcile()
+        if self.demo:
+            self._start_demo()
+            self.set_interval(1.5, self._advance_demo)
+
+    # -- the demo: the scenario runs on the real engines, the app only shows it ----------
+
+    def _say(self, line: str) -> None:
+        """A scenario step worth interrupting for, as a notification (called from worker threads).
+
+        The rest is visible anyway: in the sandboxes table, their logs and the queue.
+        """
+        text = line.strip()
+        if text.startswith("==") or any(word in text for word in ("WARNING", "HIGH", "merged", "-> escalation")):
+            severity = "warning" if ("WARNING" in text or "HIGH" in text) else "information"
+            self.call_from_thread(self.notify, text.strip("= "), title="demo", severity=severity, timeout=8)
+
+    @work(thread=True, group="demo", exit_on_error=False)
+    def _start_demo(self) -> None:
+        from loomtui.demo.scenario import start_scenario
+
+        try:
+            start_scenario(self.workspace, on_step=self._say)
+        except LoomError as exc:
+            self.call_from_thread(self.notify, str(exc), title="demo", severity="error")
+
+    def _advance_demo(self) -> None:
+        self._advance_demo_worker()
+
+    @work(thread=True, exclusive=True, group="demo-advance", exit_on_error=False)
+    def _advance_demo_worker(self) -> None:
+        from loomtui.demo.scenario import advance_scenario
+
+        try:
+            advance_scenario(self.workspace, on_step=self._say)
+        except LoomError as exc:
+            self.call_from_thread(self.notify, str(exc), title="demo", severity="error")
 
     @work(thread=True, group="reconcile", exit_on_error=False)
     def _reconcile(self) -> None:
@@ -111,6 +147,9 @@ class LoomApp(App[int]):
         header.mode_title = "demo" if self.demo else ""
         if self.coordination is not None:
             header.conflicts = len(self.coordination.conflicts)
+        if self.latest_snapshot is not None:
+            header.sandboxes = len(self.latest_snapshot.sandboxes)
+            header.escalations = len(self.latest_snapshot.open_escalations)
 
     # -- live refresh -----------------------------------------------------------------
 
@@ -144,6 +183,8 @@ class LoomApp(App[int]):
         self._last_event = message.snapshot.last_event_id
         self.latest_snapshot = message.snapshot
         screen = self.screen
+        for header in screen.query(StatusHeader):
+            self.update_header(header)
         # Hidden screens skip the update; they catch up on resume.
         if isinstance(screen, DashboardScreen):
             screen.show_snapshot(message.snapshot)

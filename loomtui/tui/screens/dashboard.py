@@ -29,9 +29,18 @@ SANDBOX_COLUMNS = (
 )
 STATUS_STYLES = {
     "running": "bold green", "failed": "bold red", "rejected": "red",
-    "awaiting review": "bold yellow", "gating": "cyan", "approved": "green",
+    "awaiting_review": "bold yellow", "gating": "cyan", "approved": "green",
     "merged": "dim green", "exited": "dim", "planned": "blue",
 }
+
+
+GATE_MARKS = {"passed": "✓", "failed": "✗", "error": "!", "running": "…"}
+RISK_STYLES = {"critical": "bold red", "high": "red", "medium": "yellow", "low": "dim"}
+TASK_WIDTH = 40  # the whole task is in the detail pane; the table keeps its other columns visible
+
+
+def _short(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: width - 1] + "…"
 
 
 def format_age(seconds: float) -> str:
@@ -115,9 +124,6 @@ class DashboardScreen(Screen[None]):
     def show_snapshot(self, snapshot: DashboardSnapshot) -> None:
         """Apply fresh store state: table rows by key, counts, and new events."""
         self.snapshot = snapshot
-        header = self.query_one(StatusHeader)
-        header.sandboxes = len(snapshot.sandboxes)
-        header.escalations = len(snapshot.open_escalations)
         log = self.query_one("#activity", Log)
         log.write_lines(format_event(e) for e in snapshot.events)
         self._sync_table(snapshot)
@@ -130,19 +136,22 @@ class DashboardScreen(Screen[None]):
         )
 
     def _row(self, sandbox: SandboxRecord, claims: int) -> dict[str, Text | str]:
-        gates = str(sandbox.data.get("gates", "")) or "–"
-        risk = str(sandbox.data.get("risk", "")) or "–"
+        assert self.snapshot is not None
+        results = self.snapshot.gates_by_sandbox.get(sandbox.id, {})
+        gates = Text(" ".join(f"{name}{GATE_MARKS.get(status, '…')}" for name, status in results.items()) or "–",
+                     style="red" if any(v in ("failed", "error") for v in results.values()) else "")
+        risk = self.snapshot.risk_by_sandbox.get(sandbox.id, "–")
         return {
             "id": sandbox.id,
             "runtime": Text(sandbox.runtime),
-            "task": Text(sandbox.task.splitlines()[0] if sandbox.task else ""),
+            "task": Text(_short(sandbox.task.splitlines()[0] if sandbox.task else "", TASK_WIDTH)),
             "status": Text(sandbox.status, style=STATUS_STYLES.get(sandbox.status, "")),
             "age": format_age(self.app.clock() - sandbox.created),  # type: ignore[attr-defined]
-            "isolation": Text(sandboxes.isolation_label(sandbox),
+            "isolation": Text("bwrap" if sandbox.isolation == "bwrap" else "NONE",
                               style="" if sandbox.isolation == "bwrap" else "bold yellow"),
             "claims": str(claims),
-            "gates": Text(gates),
-            "risk": Text(risk),
+            "gates": gates,
+            "risk": Text(risk, style=RISK_STYLES.get(risk, "")),
         }
 
     def _sync_table(self, snapshot: DashboardSnapshot) -> None:
@@ -159,7 +168,7 @@ class DashboardScreen(Screen[None]):
                 # Only cells whose text changed: each update costs a repaint.
                 for column, value in cells.items():
                     if shown.get(column) != str(value):
-                        table.update_cell(sandbox.id, column, value)
+                        table.update_cell(sandbox.id, column, value, update_width=True)
             else:
                 table.add_row(*cells.values(), key=sandbox.id)
             self._shown_cells[sandbox.id] = {column: str(value) for column, value in cells.items()}

@@ -19,10 +19,9 @@ from textual.widgets import Button, DataTable, Footer, Input, Label, Static
 from loomtui.errors import LoomError
 from loomtui.governance.escalations import allowed_decisions, decide, status_lines
 from loomtui.store import EscalationRecord
-from loomtui.tui.screens.dashboard import format_age
+from loomtui.tui.screens.dashboard import RISK_STYLES, format_age
 from loomtui.tui.widgets.status_header import StatusHeader
 
-RISK_STYLES = {"critical": "bold red", "high": "red", "medium": "yellow", "normal": "", "low": "dim"}
 COLUMNS = (("id", "#"), ("risk", "Risk"), ("kind", "Kind"), ("sandbox", "Sandbox"), ("age", "Age"),
            ("summary", "Summary"))
 
@@ -174,7 +173,17 @@ class EscalationsScreen(Screen[None]):
             text.append("\nEvidence\n", style="bold underline")
             for key, value in evidence.items():
                 text.append(f"  {key}: ", style="dim")
-                text.append(f"{value}\n")
+                if isinstance(value, dict):
+                    # e.g. gates: name -> {status, summary, failed_tests}
+                    text.append("\n")
+                    for name, item in value.items():
+                        detail = item.get("status", item) if isinstance(item, dict) else item
+                        summary = item.get("summary", "") if isinstance(item, dict) else ""
+                        text.append(f"    {name}: {detail} {summary}".rstrip() + "\n")
+                        for failed in (item.get("failed_tests", []) if isinstance(item, dict) else []):
+                            text.append(f"      ✗ {failed}\n", style="red")
+                else:
+                    text.append(f"{value}\n")
         text.append("\nHistory\n", style="bold underline")
         for event in data.get("history", []):
             stamp = time.strftime("%Y-%m-%d %H:%M", time.localtime(event.get("at", 0)))
