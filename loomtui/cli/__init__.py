@@ -187,9 +187,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _layer_commands() -> list[Callable[[Any], None]]:
     """Each layer's `register(subparsers)`; imported here so `--help` lists them all."""
-    from loomtui.cli import coordination, execution, governance
+    from loomtui.cli import coordination, execution, governance, hooks
 
-    return [coordination.register, execution.register, governance.register]
+    return [coordination.register, execution.register, governance.register, hooks.register]
 
 
 def _bench_commands() -> list[Callable[[Any], None]]:

@@ -114,6 +114,11 @@ class SandboxPaths:
     def pane_go(self) -> Path:
         return self.dir / "pane-go"
 
+    @property
+    def broker(self) -> Path:
+        """The socket the supervisor answers the agent's hooks on ($LOOM_BROKER)."""
+        return self.dir / "broker.sock"
+
 
 def worktrees_dir(paths: RepoPaths) -> Path:
     return paths.state_dir / "worktrees"
@@ -270,6 +275,9 @@ def create_sandbox(
             shutil.copyfile(script, paths.script)
         repo.out("worktree", "add", "--quiet", "-b", record.branch, str(paths.worktree), base_sha)
         git_dir = Git(paths.worktree).out("rev-parse", "--absolute-git-dir").strip()
+        from loomtui.governance.hooks import install_hooks
+
+        install_hooks(workspace, paths.worktree, sandbox_id)  # the agent asks before every write
     except (OSError, LoomError) as exc:
         message = getattr(exc, "strerror", None) or str(exc)
         mark_failed(workspace, sandbox_id, f"cannot create the worktree: {message}")

@@ -68,6 +68,7 @@ from loomtui.execution.sandboxes import (
     sandbox_paths,
     tmux_session,
 )
+from loomtui.governance.broker import Broker
 from loomtui.store import SandboxRecord
 from loomtui.workspace import Workspace, open_workspace
 
@@ -143,6 +144,7 @@ class Supervisor:
         # child's own counters start from zero, but this is supervisor cost too.
         self.startup_cpu = startup_cpu
         self.cpu_at_start = 0.0
+        self.broker: Broker | None = None
 
     # -- the command ---------------------------------------------------------------------
 
@@ -155,6 +157,7 @@ class Supervisor:
             "LOOM_SANDBOX": self.record.id,
             "LOOM_REPO": str(self.workspace.root),
             "LOOM_CONTEXT_FILE": str(self.paths.context),
+            "LOOM_BROKER": str(self.paths.broker),
             "TMPDIR": tmp,
         })
 
@@ -189,6 +192,14 @@ class Supervisor:
             self.log = LogWriter(self.paths.log)
         except OSError as exc:
             return self._finish(None, None, error=f"cannot open the log {self.paths.log}: {exc.strerror}")
+        # Bound now, so the agent's first hook finds it; served from a thread once the agent
+        # is spawned (no thread may exist while Popen forks, see _run_headless).
+        self.broker = Broker(self.workspace, self.record.id, self.paths.worktree, self.paths.broker)
+        try:
+            self.broker.listen()
+        except OSError as exc:
+            return self._finish(None, None, error=f"cannot serve the hook broker {self.paths.broker}: "
+                                                  f"{exc.strerror or exc}")
         if self.spec.mode == "interactive":
             code, signame = self._run_in_tmux(argv, env, writer)
         else:
@@ -205,6 +216,8 @@ class Supervisor:
         except LoomError as exc:  # someone moved it meanwhile (rejected, archived): do not run
             _diagnose(f"not starting: {exc}")
             return False
+        if self.broker is not None:
+            self.broker.start()
         return True
 
     def _run_headless(self, argv: list[str], env: dict[str, str],
@@ -369,6 +382,8 @@ class Supervisor:
         if writer is not None and writer.is_alive():
             self.activities.put(_STOP)
             writer.join(timeout=30)
+        if self.broker is not None:
+            self.broker.close()
         if self.log is not None:
             self.log.close()
         saved, save_error = self._save_work()

@@ -1,0 +1,133 @@
+"""`loomtui hook claude | install | git-pre-commit`: the agent hooks.
+
+`hook claude` is a gate: an answer Claude Code cannot read, or a crash (a non-zero
+exit other than 2 counts as "carry on"), would let the tool call through. So every
+failure becomes a deny, exit 2 with one line on stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from loomtui.cli import add_command, add_group, print_json
+from loomtui.errors import LoomError
+from loomtui.governance import hooks
+from loomtui.governance.broker import BrokerClient, LocalChannel, channel_for, event_channel
+from loomtui.repo import find_repo
+from loomtui.workspace import Workspace, open_workspace
+
+MAX_INPUT_BYTES = 16 << 20
+
+
+def _refuse(reason: str) -> int:
+    print(f"loomtui: denied: {reason}", file=sys.stderr)
+    return 2
+
+
+def cmd_claude(args: argparse.Namespace) -> int:
+    channel: BrokerClient | LocalChannel | None = None
+    try:
+        event = hooks.parse_hook_input(sys.stdin.read(MAX_INPUT_BYTES))
+        channel = event_channel(event, args.sandbox)
+        answer = None if channel is None else hooks.answer_event(event, channel, wait=args.timeout)
+    except LoomError as exc:
+        return _refuse(str(exc))
+    except Exception as exc:  # noqa: BLE001 - a bug here must deny, not let the tool through
+        return _refuse(f"internal error: {type(exc).__name__}: {exc}")
+    finally:
+        if channel is not None:
+            channel.close()
+    if answer is None:
+        return 0  # not a write loomtui governs: the runtime's own permission rules decide
+    if args.exit_code and answer.decision == "deny":
+        return _refuse(answer.reason.removeprefix("loomtui: "))
+    print(json.dumps(answer.to_claude()))
+    return 0
+
+
+def cmd_install(args: argparse.Namespace) -> int:
+    from loomtui.execution.sandboxes import get_sandbox
+
+    workspace = open_workspace(args.path or args.repo)
+    try:
+        if args.sandbox:
+            record = get_sandbox(workspace, args.sandbox)
+            if not record.worktree or not Path(record.worktree).is_dir():
+                raise LoomError(f"sandbox {record.id} has no worktree")
+            worktree, sandbox_id = Path(record.worktree), record.id
+        else:
+            worktree = workspace.root
+            sandbox_id = _sandbox_of(workspace, worktree) or hooks.local_sandbox_id(worktree)
+        report = hooks.install_hooks(workspace, worktree, sandbox_id, wait=args.timeout)
+    finally:
+        workspace.close()
+    if args.json:
+        print_json(asdict(report))
+    else:
+        print(report.summary())
+    return 0
+
+
+def _sandbox_of(workspace: Workspace, worktree: Path) -> str | None:
+    for record in workspace.store.list_sandboxes(include_archived=True):
+        if record.worktree and Path(record.worktree).resolve() == worktree.resolve():
+            return str(record.id)
+    return None
+
+
+def cmd_git_pre_commit(args: argparse.Namespace) -> int:
+    channel: BrokerClient | LocalChannel | None = None
+    try:
+        tree = find_repo(args.repo).root
+        # Outside any sandbox (no id recorded for this worktree) it is a person's commit:
+        # every sandbox's claims count as someone else's.
+        sandbox = os.environ.get("LOOM_SANDBOX") or hooks.configured_sandbox(tree) or hooks.NO_SANDBOX
+        channel = channel_for(tree, sandbox=sandbox)
+        paths, regions = hooks.staged_changes(tree)
+        if not paths:
+            return 0
+        answer = channel.request("check_commit", paths=paths, regions=regions)
+    except LoomError as exc:
+        print(f"loomtui: commit refused: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        if channel is not None:
+            channel.close()
+    if answer["decision"] == "deny":
+        print(f"loomtui: commit refused: {answer['reason']} (see `loomtui claim list`)", file=sys.stderr)
+        return 1
+    return 0
+
+
+def register(commands: Any) -> None:
+    """Add `loomtui hook ...` to the top-level parser."""
+    hook = add_group(commands, "hook", "agent hooks: Claude Code's edit and permission checks, git pre-commit")
+    claude = add_command(
+        hook, "claude", cmd_claude,
+        "answer one Claude Code hook event (JSON on stdin): PreToolUse on a write claims and allows, "
+        "asks (policy requires approval) or denies (another sandbox's region, policy block); "
+        "PermissionRequest waits for a lead's decision in loomtui")
+    claude.add_argument("--sandbox", help="the sandbox to claim for outside a sandbox "
+                                          "(default: set by `hook install`, else claude-<session>)")
+    claude.add_argument("--timeout", type=float, default=hooks.DEFAULT_PERMISSION_WAIT_S, metavar="SECONDS",
+                        help="how long a permission request waits for a lead (default 120); then deny")
+    claude.add_argument("--exit-code", action="store_true",
+                        help="answer a deny with exit 2 and the reason on stderr instead of JSON")
+    install = add_command(
+        hook, "install", cmd_install,
+        "wire a worktree's .claude/settings.json and git pre-commit to loomtui (kept out of its commits)",
+        json_flag=True)
+    install.add_argument("path", nargs="?", default=None, metavar="PATH",
+                         help="a worktree (default: the current one)")
+    install.add_argument("--sandbox", metavar="ID", help="the worktree of this sandbox")
+    install.add_argument("--timeout", type=float, default=hooks.DEFAULT_PERMISSION_WAIT_S, metavar="SECONDS",
+                         help="how long permission requests wait for a lead (default 120)")
+    add_command(hook, "git-pre-commit", cmd_git_pre_commit,
+                "refuse a commit whose staged change touches another sandbox's claimed region or a "
+                "region the policy blocks (exit 1)")

@@ -1,0 +1,244 @@
+"""The hook broker: how a sandboxed agent's hooks reach the store it may not write.
+
+Under bubblewrap the agent sees `.git/loom` (the store and the audit log)
+read-only, so its hooks cannot claim a region or open an escalation themselves.
+The sandbox's supervisor, outside the sandbox, serves a unix socket at
+`.git/loom/sandboxes/<id>/broker.sock` (connecting to a socket is allowed on a
+read-only mount) and answers for that one sandbox: the sandbox id comes from the
+broker, never from the request, so an agent cannot act as another sandbox, and
+the vocabulary (`hooks.OPERATIONS`) has no decide, approve or policy write.
+
+Protocol: one JSON object per line each way. A request is `{"op": NAME, ...}`; an
+answer is `{"ok": true, ...}` or `{"ok": false, "error": "one line"}`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import socket
+import socketserver
+import sys
+import threading
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, Final
+
+from loomtui.errors import LoomError, NotARepository
+from loomtui.governance.hooks import (
+    HookEvent,
+    HookGate,
+    configured_sandbox,
+    dispatch,
+    session_sandbox,
+)
+from loomtui.repo import find_repo
+from loomtui.workspace import Workspace, open_workspace
+
+MAX_REQUEST_BYTES: Final = 1 << 20
+CLIENT_TIMEOUT_S: Final = 30.0
+IDLE_TIMEOUT_S: Final = 300.0
+_SUN_PATH_MAX: Final = 100  # sun_path holds 108 bytes; keep clear of the edge
+
+
+class BrokerError(LoomError):
+    """The broker could not be reached or refused the request."""
+
+
+@contextlib.contextmanager
+def _addressable(path: Path) -> Iterator[str]:
+    """A name for `path` that fits a socket address: a long one goes through its directory's fd."""
+    if len(os.fsencode(path)) <= _SUN_PATH_MAX:
+        yield str(path)
+        return
+    folder = os.open(path.parent, os.O_PATH | os.O_DIRECTORY)
+    try:
+        yield f"/proc/self/fd/{folder}/{path.name}"
+    finally:
+        os.close(folder)
+
+
+class _Handler(socketserver.StreamRequestHandler):
+    timeout = IDLE_TIMEOUT_S
+    server: _Server
+
+    def handle(self) -> None:
+        while True:
+            try:
+                line = self.rfile.readline(MAX_REQUEST_BYTES + 1)
+            except OSError:  # idle too long, or the agent went away
+                return
+            if not line:
+                return
+            if len(line) > MAX_REQUEST_BYTES:
+                self._send({"ok": False, "error": f"request over {MAX_REQUEST_BYTES} bytes"})
+                return
+            self._send(self.server.broker.answer(line))
+
+    def _send(self, answer: dict[str, Any]) -> None:
+        with contextlib.suppress(OSError):
+            self.wfile.write(json.dumps(answer, default=str).encode() + b"\n")
+
+
+class _Server(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
+    daemon_threads = True
+    broker: Broker
+
+    def server_bind(self) -> None:
+        with _addressable(Path(self.server_address)) as name:  # type: ignore[arg-type]
+            self.socket.bind(name)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        print(f"broker: a connection failed: {sys.exc_info()[1]}", file=sys.stderr, flush=True)
+
+
+class Broker:
+    """Serves one sandbox's hook requests on a unix socket, from the supervisor.
+
+    `listen()` binds before the agent starts (so its first hook finds the socket);
+    `start()` runs the accept loop in a thread. Requests are answered one at a time
+    on a single worker thread: the store keeps one connection per thread, and the
+    answers take milliseconds.
+    """
+
+    def __init__(self, workspace: Workspace, sandbox_id: str, worktree: Path, socket_path: Path) -> None:
+        self.gate = HookGate(workspace, sandbox_id, worktree)
+        self.path = socket_path
+        self._server: _Server | None = None
+        self._thread: threading.Thread | None = None
+        self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="broker")
+
+    def listen(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with contextlib.suppress(FileNotFoundError):
+            self.path.unlink()  # left by a supervisor that was killed
+        server = _Server(str(self.path), _Handler, bind_and_activate=False)
+        server.broker = self
+        try:
+            server.server_bind()
+            server.server_activate()
+        except OSError:
+            server.server_close()
+            raise
+        os.chmod(self.path, 0o600)
+        self._server = server
+
+    def start(self) -> None:
+        if self._server is None:
+            self.listen()
+        assert self._server is not None
+        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.5},
+                                        name="broker", daemon=True)
+        self._thread.start()
+
+    def answer(self, line: bytes) -> dict[str, Any]:
+        """One request line in, one answer out; never raises."""
+        try:
+            request = json.loads(line)
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            return {"ok": False, "error": "a request is one line of JSON"}
+        try:
+            return self._worker.submit(dispatch, self.gate, request).result()
+        except Exception as exc:  # noqa: BLE001 - a bug must answer the agent, not kill the connection
+            print(f"broker: {request.get('op') if isinstance(request, dict) else '?'} failed: "
+                  f"{type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
+            return {"ok": False, "error": f"internal error in the broker: {type(exc).__name__}"}
+
+    def close(self) -> None:
+        if self._server is not None:
+            if self._thread is not None:
+                self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+        self._worker.shutdown(wait=False)
+        with contextlib.suppress(FileNotFoundError):
+            self.path.unlink()
+
+
+class BrokerClient:
+    """The agent's end: one connection, one request line and one answer line at a time."""
+
+    def __init__(self, path: Path, timeout: float = CLIENT_TIMEOUT_S) -> None:
+        self.path = path
+        self.timeout = timeout
+        self._socket: socket.socket | None = None
+        self._reader: Any = None
+
+    def _connect(self) -> None:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(self.timeout)
+        try:
+            with _addressable(self.path) as name:
+                sock.connect(name)
+        except OSError as exc:
+            sock.close()
+            raise BrokerError(f"the loomtui broker at {self.path} is not reachable "
+                              f"({exc.strerror or exc}); is the sandbox's supervisor running?") from None
+        self._socket = sock
+        self._reader = sock.makefile("rb")
+
+    def request(self, op: str, **fields: Any) -> dict[str, Any]:
+        """Send one request; the answer's fields, or BrokerError with the broker's reason."""
+        if self._socket is None:
+            self._connect()
+        assert self._socket is not None
+        try:
+            self._socket.sendall(json.dumps({"op": op, **fields}).encode() + b"\n")
+            line = self._reader.readline(MAX_REQUEST_BYTES + 1)
+        except OSError as exc:
+            raise BrokerError(f"the loomtui broker did not answer ({exc.strerror or exc})") from None
+        if not line:
+            raise BrokerError("the loomtui broker closed the connection")
+        answer: dict[str, Any] = json.loads(line)
+        if not answer.get("ok"):
+            raise BrokerError(f"the loomtui broker refused {op}: {answer.get('error')}")
+        return answer
+
+    def close(self) -> None:
+        if self._socket is not None:
+            self._reader.close()
+            self._socket.close()
+            self._socket = None
+
+
+class LocalChannel:
+    """Requests answered in this process: a hook outside any sandbox writes the store itself."""
+
+    def __init__(self, gate: HookGate) -> None:
+        self.gate = gate
+
+    def request(self, op: str, **fields: Any) -> dict[str, Any]:
+        answer = dispatch(self.gate, {"op": op, **fields})
+        if not answer.get("ok"):
+            raise LoomError(str(answer.get("error")))
+        return answer
+
+    def close(self) -> None:
+        self.gate.workspace.close()
+
+
+def channel_for(cwd: Path, *, sandbox: str | None = None, session_id: str = "") -> BrokerClient | LocalChannel:
+    """Where a hook's requests go: `$LOOM_BROKER` inside a sandbox, else the engines directly.
+
+    Outside a sandbox the sandbox id is `--sandbox`, else the one `hook install`
+    recorded for the worktree, else `claude-<session>`. NotARepository when `cwd`
+    is in no git repository (then loomtui has no opinion).
+    """
+    broker = os.environ.get("LOOM_BROKER")
+    if broker:
+        return BrokerClient(Path(broker))
+    tree = find_repo(cwd).root
+    trusted = os.environ.get("LOOM_REPO") or tree  # a sandbox's policy is the main checkout's
+    sandbox_id = (os.environ.get("LOOM_SANDBOX") or sandbox or configured_sandbox(tree)
+                  or session_sandbox(session_id))
+    return LocalChannel(HookGate(open_workspace(trusted), sandbox_id, tree))
+
+
+def event_channel(event: HookEvent, sandbox: str | None) -> BrokerClient | LocalChannel | None:
+    """`channel_for` a hook event; None when its directory is in no repository."""
+    try:
+        return channel_for(event.cwd, sandbox=sandbox, session_id=event.session_id)
+    except NotARepository:
+        return None

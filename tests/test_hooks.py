@@ -1,0 +1,529 @@
+"""The agent hooks, for real: Claude Code hook payloads piped into `loomtui hook claude`,
+git commits through the installed pre-commit, and the broker serving a bubblewrapped agent."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from loomtui.coordination.claims import open_coordinator
+from loomtui.demo import prepare_demo_repo
+from loomtui.errors import LoomError
+from loomtui.execution import sandboxes as sb
+from loomtui.execution.isolation import isolation_available
+from loomtui.governance.broker import Broker, BrokerClient, BrokerError
+from loomtui.governance.escalations import decide, open_escalation
+from loomtui.governance.hooks import (
+    HookGate,
+    bash_write_targets,
+    changed_ranges,
+    merge_settings,
+)
+from loomtui.governance.policy import ChangeFacts, evaluate, load_policy
+from loomtui.workspace import Workspace, open_workspace
+from tests.conftest import git
+
+SESSION = "5d1e2f3a-8b7c-4d6e-9f01-23456789abcd"
+ME = "claude-5d1e2f3a"
+LEAD = "lead@example.com"
+SERVICE = "customers/service.py"
+GET_LINE = "        return self._customers.get(customer_id)\n"
+FIND_LINE = "        wanted = email.strip().lower()\n"
+_LOOMTUI = Path(sys.executable).with_name("loomtui")
+LOOMTUI = [str(_LOOMTUI)] if _LOOMTUI.exists() else [sys.executable, "-m", "loomtui"]
+
+needs_bwrap = pytest.mark.skipif(not isolation_available(), reason="bubblewrap (bwrap) not usable here")
+
+
+@pytest.fixture
+def billing(tmp_path: Path) -> Path:
+    return prepare_demo_repo(tmp_path)
+
+
+@pytest.fixture
+def ws(billing: Path) -> Iterator[Workspace]:
+    workspace = open_workspace(billing)
+    yield workspace
+    workspace.close()
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    """This process's environment without any sandbox it may itself be running in."""
+    env = {k: v for k, v in os.environ.items() if k not in ("LOOM_SANDBOX", "LOOM_BROKER", "LOOM_REPO")}
+    return {**env, **extra}
+
+
+def payload(repo: Path, tool: str, tool_input: dict[str, Any], *, event: str = "PreToolUse",
+            session: str = SESSION, **extra: Any) -> dict[str, Any]:
+    """A hook input as Claude Code sends it."""
+    return {"session_id": session, "transcript_path": f"/root/.claude/projects/billing/{session}.jsonl",
+            "cwd": str(repo), "permission_mode": "default", "hook_event_name": event, "tool_name": tool,
+            "tool_input": tool_input, "tool_use_id": "toolu_01HookTest", **extra}
+
+
+def hook(data: dict[str, Any] | str, *args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    text = data if isinstance(data, str) else json.dumps(data)
+    return subprocess.run([*LOOMTUI, "hook", "claude", *args], input=text, capture_output=True, text=True,
+                          cwd=cwd, env=clean_env(), timeout=60)
+
+
+def decision(done: subprocess.CompletedProcess[str]) -> tuple[str, str]:
+    assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr
+    out = json.loads(done.stdout)["hookSpecificOutput"]
+    assert out["hookEventName"] == "PreToolUse"
+    return out["permissionDecision"], out["permissionDecisionReason"]
+
+
+def edit(repo: Path, old: str, new: str, path: str = SERVICE) -> dict[str, Any]:
+    return payload(repo, "Edit", {"file_path": str(repo / path), "old_string": old, "new_string": new,
+                                  "replace_all": False})
+
+
+def claimed(ws: Workspace, sandbox_id: str) -> set[str]:
+    return {rid for claim in ws.store.live_claims(sandbox_id) for rid in claim.region_ids}
+
+
+def hook_entries(ws: Workspace) -> list[dict[str, Any]]:
+    return [{"subject": e.subject, **e.details} for e in ws.audit.entries() if e.action == "hook.edit"]
+
+
+# -- PreToolUse: claims before code --------------------------------------------------------
+
+
+def test_edit_claims_a_free_method_then_is_allowed_inside_its_claim(billing: Path, ws: Workspace) -> None:
+    verdict, reason = decision(hook(edit(billing, GET_LINE, GET_LINE.replace("customer_id)", "customer_id.strip())"))))
+    assert verdict == "allow" and "claimed customers/service.py::CustomerService.get" in reason
+    assert claimed(ws, ME) == {"customers/service.py::CustomerService.get"}
+
+    second = GET_LINE.replace("return", "return  ")
+    verdict, reason = decision(hook(edit(billing, GET_LINE, second)))
+    assert (verdict, reason) == ("allow", "loomtui: inside this sandbox's claims")
+    assert len(ws.store.live_claims(ME)) == 1
+    entries = hook_entries(ws)
+    assert [(e["subject"], e["tool"], e["decision"], e["lines"]) for e in entries] == [
+        (ME, "Edit", "allow", [[61, 61]]), (ME, "Edit", "allow", [[61, 61]])]
+
+
+def test_write_and_multiedit_claim_only_the_methods_they_change(billing: Path, ws: Workspace) -> None:
+    text = (billing / SERVICE).read_text()
+    rewritten = text.replace(FIND_LINE, FIND_LINE.replace("lower()", "casefold()"))
+    verdict, _ = decision(hook(payload(billing, "Write", {"file_path": str(billing / SERVICE), "content": rewritten},
+                                       session="aaaa1111-write")))
+    assert verdict == "allow"
+    assert claimed(ws, "claude-aaaa1111") == {"customers/service.py::CustomerService.find_by_email"}
+
+    tier = "        customer.tier = tier\n"
+    edits = [{"old_string": GET_LINE, "new_string": GET_LINE.replace("get(", "get( "), "replace_all": False},
+             {"old_string": tier, "new_string": tier.replace("= tier", "= CustomerTier(tier)")}]
+    verdict, _ = decision(hook(payload(billing, "MultiEdit", {"file_path": str(billing / SERVICE), "edits": edits},
+                                       session="bbbb2222-multi")))
+    assert verdict == "allow"
+    # update_preferences lies between the two edits and is not claimed.
+    assert claimed(ws, "claude-bbbb2222") == {"customers/service.py::CustomerService.get",
+                                              "customers/service.py::CustomerService.upgrade_tier"}
+
+
+def test_new_files_and_notebooks_are_claimed_whole(billing: Path, ws: Workspace) -> None:
+    verdict, _ = decision(hook(payload(billing, "Write", {"file_path": str(billing / "reports/monthly.py"),
+                                                          "content": "TOTAL = 0\n"})))
+    assert verdict == "allow"
+    notebook = {"notebook_path": str(billing / "analysis/churn.ipynb"), "cell_id": "cell-3",
+                "new_source": "df.describe()", "cell_type": "code", "edit_mode": "replace"}
+    verdict, _ = decision(hook(payload(billing, "NotebookEdit", notebook)))
+    assert verdict == "allow"
+    assert claimed(ws, ME) == {"reports/monthly.py", "analysis/churn.ipynb"}
+
+
+def test_a_region_another_sandbox_holds_is_denied_and_nothing_is_claimed(billing: Path, ws: Workspace) -> None:
+    open_coordinator(ws).claim("refunds-agent", f"{SERVICE}::CustomerService.find_by_email")
+    done = hook(edit(billing, FIND_LINE, FIND_LINE.replace("lower()", "casefold()")))
+    verdict, reason = decision(done)
+    assert verdict == "deny" and "held by sandbox refunds-agent" in reason
+    assert claimed(ws, ME) == set()
+    assert hook_entries(ws)[-1]["decision"] == "deny"
+    # The same answer for runtimes that read exit codes: 2, the reason on stderr.
+    done = hook(edit(billing, FIND_LINE, FIND_LINE.replace("lower()", "casefold()")), "--exit-code")
+    assert done.returncode == 2 and done.stdout == ""
+    assert done.stderr.startswith("loomtui: denied: claim on") and done.stderr.count("\n") == 1
+
+
+def test_the_claim_stage_policy_asks_for_a_require_and_denies_a_block(billing: Path, ws: Workspace) -> None:
+    ledger = (billing / "payments/ledger.py").read_text()
+    line = next(row for row in ledger.splitlines(keepends=True) if "def find_charge" in row)
+    verdict, reason = decision(hook(edit(billing, line, line.replace("find_charge", "find_charge "),
+                                         path="payments/ledger.py")))
+    assert verdict == "ask" and "ledger-claims needs 1 approval from leads" in reason
+    assert claimed(ws, ME) == {"payments/ledger.py::Ledger.find_charge"}  # reserved while a person decides
+
+    verdict, reason = decision(hook(payload(billing, "Write", {"file_path": str(billing / "deploy/prod.pem"),
+                                                               "content": "-----BEGIN KEY-----\n"})))
+    assert verdict == "deny" and "no-secrets" in reason
+    assert "deploy/prod.pem" not in claimed(ws, ME)
+
+
+def test_bash_writes_are_claimed_and_a_held_region_is_denied(billing: Path, ws: Workspace) -> None:
+    command = "echo '- retry once' >> docs/runbook.md && sed -i 's/lower()/casefold()/' customers/validation.py"
+    done = hook(payload(billing, "Bash", {"command": command, "description": "Update the runbook"}))
+    # Claimed, but the command itself is left to Claude Code's own Bash permission rules.
+    assert done.returncode == 0 and done.stdout == "" and done.stderr == ""
+    assert claimed(ws, ME) == {"docs/runbook.md", "customers/validation.py"}
+
+    open_coordinator(ws).claim("docs-agent", "docs/architecture.md")
+    verdict, reason = decision(hook(payload(billing, "Bash", {"command": "cat notes.txt | tee docs/architecture.md"})))
+    assert verdict == "deny" and "held by sandbox docs-agent" in reason
+
+    before = len(list(ws.audit.entries()))
+    done = hook(payload(billing, "Bash", {"command": "ls -la payments && git status 2>&1 | head"}))
+    assert (done.returncode, done.stdout) == (0, "") and len(list(ws.audit.entries())) == before
+
+
+@pytest.mark.parametrize(("text", "problem"), [
+    ("this is not json", "not JSON"),
+    ("[1, 2]", "JSON object"),
+    (json.dumps({"session_id": SESSION, "cwd": "/tmp", "tool_name": "Edit", "tool_input": {}}), "hook_event_name"),
+    (json.dumps({"session_id": SESSION, "cwd": "/tmp", "hook_event_name": "PostToolUse", "tool_name": "Edit",
+                 "tool_input": {}}), "unknown hook event 'PostToolUse'"),
+    (json.dumps({"session_id": SESSION, "cwd": "/tmp", "hook_event_name": "PreToolUse", "tool_name": "Edit",
+                 "tool_input": "x"}), "tool_input"),
+    ("EDIT", "needs a 'file_path'"),
+])
+def test_malformed_input_fails_closed_in_one_line(billing: Path, text: str, problem: str) -> None:
+    if text == "EDIT":
+        text = json.dumps(payload(billing, "Edit", {"old_string": "a", "new_string": "b"}))
+    done = hook(text, cwd=billing)
+    assert done.returncode == 2 and done.stdout == ""
+    assert done.stderr.startswith("loomtui: denied: ") and problem in done.stderr
+    assert done.stderr.count("\n") == 1 and "Traceback" not in done.stderr
+
+
+def test_an_approved_pre_start_escalation_covers_later_edits(billing: Path, ws: Workspace) -> None:
+    gate = HookGate(ws, "ledger-agent", billing)
+    ledger = str(billing / "payments/ledger.py")
+    assert gate.check_edit(ledger, [124, 124]).decision == "ask"
+    policy = load_policy(billing, ".loom/policy.yaml")
+    facts = ChangeFacts(stage="claim", paths=("payments/ledger.py",), regions=("payments/ledger.py::Ledger",))
+    escalation = open_escalation(ws, "pre-start", evaluate(policy, facts), facts, sandbox_id="ledger-agent")
+    lead = open_workspace(billing)
+    lead.actor = LEAD
+    decide(lead, policy, escalation.id, "approve")
+    lead.close()
+    answer = gate.check_edit(ledger, [131, 131])
+    assert answer.decision == "allow" and answer.regions == ("payments/ledger.py::Ledger.total_refunded",)
+
+
+def test_a_sandbox_may_not_write_its_hook_settings_or_outside_its_worktree(billing: Path, ws: Workspace,
+                                                                           tmp_path: Path) -> None:
+    record = sb.create_sandbox(ws, "stay inside", "script", script=_script(billing), isolate=False)
+    gate = HookGate(ws, record.id, Path(record.worktree))
+    assert "loomtui hooks" in gate.check_edit(".claude/settings.json").reason
+    assert gate.check_edit(str(billing / SERVICE)).decision == "deny"  # the main checkout
+    assert gate.check_edit(".git/config").decision == "deny"
+    (Path(record.worktree) / "escape").symlink_to(billing)
+    assert "symlink" in gate.check_edit("escape/README.md").reason
+    assert gate.check_edit(str(tmp_path / "scratch.txt")).decision == "none"  # not the repository's
+    assert gate.check_edit(SERVICE, [61, 61]).decision == "allow"
+
+
+# -- PermissionRequest: a lead answers in the TUI ---------------------------------------------
+
+
+def permission(repo: Path, command: str) -> dict[str, Any]:
+    return payload(repo, "Bash", {"command": command, "description": "Install a dependency"},
+                   event="PermissionRequest",
+                   permission_suggestions=[{"type": "addRules", "behavior": "allow", "destination": "localSettings",
+                                            "rules": [{"toolName": "Bash", "ruleContent": command}]}])
+
+
+def permission_answer(done: subprocess.CompletedProcess[str]) -> dict[str, Any]:
+    assert done.returncode == 0, done.stderr
+    out = json.loads(done.stdout)["hookSpecificOutput"]
+    assert out["hookEventName"] == "PermissionRequest"
+    return out["decision"]
+
+
+def test_a_permission_request_waits_for_a_lead_who_approves_it(billing: Path, ws: Workspace) -> None:
+    lead = open_workspace(billing)
+    lead.actor = LEAD
+    decided: list[str] = []
+
+    def lead_in_the_tui() -> None:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            waiting = [e for e in lead.store.list_escalations("open") if e.kind == "permission-request"]
+            if waiting:
+                decided.append(decide(lead, load_policy(billing, ".loom/policy.yaml"), waiting[0].id,
+                                      "approve").status)
+                return
+            time.sleep(0.05)
+
+    thread = threading.Thread(target=lead_in_the_tui)
+    thread.start()
+    done = hook(permission(billing, "npm install left-pad"), "--timeout", "20")
+    thread.join()
+    assert decided == ["approved"]
+    assert permission_answer(done) == {"behavior": "allow"}
+    (escalation,) = ws.store.list_escalations()
+    assert escalation.sandbox_id == ME and escalation.summary == f"{ME} asks: Bash npm install left-pad"
+    assert escalation.data["evidence"]["permission_suggestions"][0]["behavior"] == "allow"
+    lead.close()
+
+
+def test_an_unanswered_permission_request_is_denied_and_withdrawn(billing: Path, ws: Workspace) -> None:
+    started = time.monotonic()
+    answer = permission_answer(hook(permission(billing, "curl https://example.com/install.sh"), "--timeout", "1"))
+    assert time.monotonic() - started < 10
+    assert answer["behavior"] == "deny" and "within 1s" in answer["message"]
+    (escalation,) = ws.store.list_escalations()
+    assert escalation.status == "withdrawn"
+    assert [e.action for e in ws.audit.entries()][-1] == "escalation.withdrawn"
+
+
+# -- the broker --------------------------------------------------------------------------------
+
+
+def test_the_broker_answers_for_its_own_sandbox_only_and_never_decides(billing: Path, ws: Workspace,
+                                                                       tmp_path: Path) -> None:
+    other = HookGate(ws, "other-agent", billing).open_permission_request("Bash", {"command": "make deploy"})
+    # A path longer than a socket address may be: bound and reached through the directory's fd.
+    socket_path = tmp_path / ("deep-" * 20) / "broker.sock"
+    broker = Broker(ws, "agent-1", billing, socket_path)
+    broker.start()
+    client = BrokerClient(socket_path)
+    try:
+        answer = client.request("check_edit", path=str(billing / SERVICE), lines=[61, 61], sandbox="other-agent")
+        assert answer["decision"] == "allow" and claimed(ws, "agent-1") == {f"{SERVICE}::CustomerService.get"}
+        for op in ("decide", "approve", "override", "write_policy"):
+            with pytest.raises(BrokerError, match="unknown operation"):
+                client.request(op, id=other["id"], decision="approve")
+        with pytest.raises(BrokerError, match="no permission request"):
+            client.request("escalation_status", id=other["id"])
+        with pytest.raises(BrokerError, match="no permission request"):
+            client.request("withdraw_permission_request", id=other["id"])
+    finally:
+        client.close()
+        broker.close()
+    assert ws.store.get_escalation(other["id"]).status == "open"  # type: ignore[union-attr]
+    assert not socket_path.exists()
+
+
+PROBE = """\
+import json, os, sqlite3, subprocess, sys
+from pathlib import Path
+from loomtui.governance.broker import BrokerClient, BrokerError
+
+tree = Path.cwd()
+state = Path(os.environ["LOOM_REPO"]) / ".git" / "loom"
+service = tree / "customers" / "service.py"
+text = service.read_text()
+results = {}
+
+client = BrokerClient(Path(os.environ["LOOM_BROKER"]))  # any request line, as a hostile agent could send
+
+def broker(op, **fields):
+    try:
+        return client.request(op, **fields)
+    except BrokerError as exc:
+        return {"ok": False, "error": str(exc)}
+
+hook_input = {"session_id": "s", "cwd": str(tree), "hook_event_name": "PreToolUse", "tool_name": "Edit",
+              "tool_input": {"file_path": str(service), "old_string": GET_LINE, "new_string": NEW_GET}}
+done = subprocess.run([sys.executable, "-m", "loomtui", "hook", "claude"], input=json.dumps(hook_input),
+                      capture_output=True, text=True)
+results["hook"] = [done.returncode, done.stdout and json.loads(done.stdout), done.stderr]
+results["as_other"] = broker("check_edit", sandbox="other-agent", path=str(service), lines=[65, 65])
+results["approve"] = broker("approve", id=ESCALATION)
+results["status"] = broker("escalation_status", id=ESCALATION)
+try:
+    with open(state / "audit.jsonl", "a") as log:
+        log.write("forged")
+    results["audit_write"] = "written"
+except OSError as exc:
+    results["audit_write"] = exc.strerror
+try:
+    db = sqlite3.connect(state / "state.db")
+    db.execute("UPDATE escalations SET status = 'approved'")
+    db.commit()
+    results["store_write"] = "written"
+except sqlite3.Error as exc:
+    results["store_write"] = str(exc)
+decide = ("import os; from loomtui.workspace import open_workspace; from loomtui.governance.escalations import decide;"
+          "from loomtui.governance.policy import load_policy; ws = open_workspace(os.environ['LOOM_REPO']);"
+          "decide(ws, load_policy(ws.root, '.loom/policy.yaml'), ESCALATION, 'approve')")
+# Without LOOM_SANDBOX and claiming to be a lead, the read-only store is the wall left.
+as_lead = {**{k: v for k, v in os.environ.items() if k != "LOOM_SANDBOX"}, "LOOM_USER": "lead@example.com"}
+for name, env in (("decide", os.environ), ("decide_unset", as_lead)):
+    done = subprocess.run([sys.executable, "-c", decide], env=env, capture_output=True, text=True)
+    results[name] = done.stderr.strip().splitlines()[-1] if done.returncode else "decided"
+service.write_text(text.replace(GET_LINE, NEW_GET))
+subprocess.run(["git", "add", "-A"], check=True)
+done = subprocess.run(["git", "commit", "-qm", "own region"], capture_output=True, text=True)
+results["commit_own"] = done.returncode
+service.write_text(service.read_text().replace("lower()", "casefold()"))
+subprocess.run(["git", "add", "-A"], check=True)
+done = subprocess.run(["git", "commit", "-qm", "their region"], capture_output=True, text=True)
+results["commit_theirs"] = [done.returncode, done.stderr.strip()]
+subprocess.run(["git", "reset", "-q", "--hard"], check=True)
+print(json.dumps(results), flush=True)
+"""
+
+
+@needs_bwrap
+def test_a_bubblewrapped_agent_claims_through_the_broker_but_cannot_write_or_decide(
+        billing: Path, ws: Workspace, tmp_path: Path) -> None:
+    new_get = GET_LINE.replace("customer_id)", "customer_id.strip())")
+    probe = billing / "probe_agent.py"  # in the main checkout, which the sandbox can read
+    config_path = billing / ".loom" / "loom.yaml"
+    config = yaml.safe_load(config_path.read_text())
+    config["runtimes"]["probe"] = {"argv": [sys.executable, str(probe)], "mode": "headless", "network": False}
+    config_path.write_text(yaml.safe_dump(config))
+    record = sb.create_sandbox(ws, "probe the broker", "probe", isolate=True)
+    escalation = HookGate(ws, record.id, Path(record.worktree)).open_permission_request(
+        "Bash", {"command": "make deploy"})["id"]
+    probe.write_text(PROBE.replace("GET_LINE", repr(GET_LINE)).replace("NEW_GET", repr(new_get))
+                     .replace("ESCALATION", str(escalation)))
+    open_coordinator(ws).claim("other-agent", f"{SERVICE}::CustomerService.find_by_email")
+    audit_before = ws.paths.audit_path.read_bytes()
+
+    sb.start(ws, record.id)
+    done = sb.wait_for_status(ws, record.id, {"exited", "failed"}, timeout=60)
+    assert done.status == "exited", sb.read_log_tail(ws, record.id, 20)
+    results = json.loads(sb.read_log_tail(ws, record.id, 1)[0])
+
+    code, answer, _err = results["hook"]
+    assert code == 0 and answer["hookSpecificOutput"]["permissionDecision"] == "allow"
+    assert claimed(ws, record.id) == {f"{SERVICE}::CustomerService.get"}
+    # The broker speaks for its own sandbox whatever the request says.
+    assert results["as_other"]["decision"] == "deny" and "held by sandbox other-agent" in results["as_other"]["reason"]
+    assert results["approve"]["ok"] is False and "never decide" in results["approve"]["error"]
+    assert results["status"] == {"ok": True, "id": escalation, "status": "open", "decision": None,
+                                 "message": f"waiting for a decision on escalation #{escalation}"}
+    assert results["audit_write"] == "Read-only file system"
+    assert results["store_write"] != "written"
+    assert "inside a sandbox" in results["decide"]
+    assert "StoreError" in results["decide_unset"] and "readonly" in results["decide_unset"]
+    assert ws.store.get_escalation(escalation).status == "open"  # type: ignore[union-attr]
+    assert results["commit_own"] == 0
+    refused_code, refused = results["commit_theirs"]
+    assert refused_code != 0 and "commit refused" in refused and "held by sandbox other-agent" in refused
+    assert git(billing, "log", "-1", "--format=%s", record.branch) == "own region"
+    # The broker wrote for the agent: its answers and the claim are in an intact audit log.
+    actions = [e.action for e in ws.audit.entries() if e.subject == record.id]
+    assert {"hook.edit", "claim.added", "hook.commit_refused"} <= set(actions)
+    assert ws.paths.audit_path.read_bytes().startswith(audit_before) and ws.audit.verify().ok
+    assert not sb.sandbox_paths(ws.paths, record.id).broker.exists()
+
+
+# -- install and the git pre-commit hook ---------------------------------------------------------
+
+
+def test_install_merges_settings_and_keeps_them_out_of_the_sandboxs_commits(billing: Path, ws: Workspace) -> None:
+    record = sb.create_sandbox(ws, "plain", "script", script=_script(billing), isolate=False)
+    tree = Path(record.worktree)
+    settings = json.loads((tree / ".claude/settings.json").read_text())
+    assert [g["matcher"] for g in settings["hooks"]["PreToolUse"]] == ["Edit|Write|MultiEdit|NotebookEdit|Bash"]
+    assert settings["hooks"]["PermissionRequest"][0]["hooks"][0]["command"].endswith("hook claude --timeout 120")
+    assert git(tree, "status", "--porcelain") == ""
+    assert git(tree, "config", "loom.sandbox") == record.id
+    # Only this worktree ignores it: the main checkout still sees a new settings file.
+    (billing / ".claude").mkdir()
+    (billing / ".claude/settings.json").write_text('{"model": "opus"}\n')
+    assert "?? .claude/" in git(billing, "status", "--porcelain")
+
+    # A tracked settings file: merged (the team's settings kept), and hidden from this sandbox's commits.
+    team = {"permissions": {"allow": ["Bash(pytest:*)"]},
+            "hooks": {"PreToolUse": [{"matcher": "Bash", "hooks": [{"type": "command", "command": "audit-bash"}]}]}}
+    (billing / ".claude/settings.json").write_text(json.dumps(team))
+    git(billing, "add", ".claude/settings.json")
+    git(billing, "commit", "-qm", "team settings")
+    record = sb.create_sandbox(ws, "tracked", "script", script=_script(billing), isolate=False)
+    tree = Path(record.worktree)
+    merged = json.loads((tree / ".claude/settings.json").read_text())
+    assert merged["permissions"] == team["permissions"]
+    assert [h["command"] for g in merged["hooks"]["PreToolUse"] for h in g["hooks"]][0] == "audit-bash"
+    assert git(tree, "status", "--porcelain") == ""
+    done = subprocess.run([*LOOMTUI, "hook", "install", "--sandbox", record.id], cwd=billing, env=clean_env(),
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    again = json.loads((tree / ".claude/settings.json").read_text())
+    commands = [h["command"] for g in again["hooks"]["PreToolUse"] for h in g["hooks"]]
+    assert len(commands) == 2 and commands[0] == "audit-bash"  # ours replaced, not added twice
+    assert len(again["hooks"]["PermissionRequest"]) == 1 and again["permissions"] == team["permissions"]
+
+
+def test_merge_refuses_settings_it_cannot_read() -> None:
+    with pytest.raises(LoomError, match="'hooks' is not an object"):
+        merge_settings({"hooks": []})
+    stop = [{"hooks": [{"type": "command", "command": "notify"}]}]
+    kept = merge_settings({"hooks": {"Stop": stop}, "env": {"A": "1"}})
+    assert kept["env"] == {"A": "1"} and kept["hooks"]["Stop"][0]["hooks"][0]["command"] == "notify"
+
+
+def test_git_pre_commit_refuses_another_sandboxs_region_and_allows_its_own(billing: Path, ws: Workspace) -> None:
+    record = sb.create_sandbox(ws, "edit customers", "script", script=_script(billing), isolate=False,
+                               claims=[f"{SERVICE}::CustomerService.get"])
+    tree = Path(record.worktree)
+    open_coordinator(ws).claim("other-agent", f"{SERVICE}::CustomerService.find_by_email")
+    service = tree / SERVICE
+    env = clean_env()
+
+    service.write_text(service.read_text().replace(GET_LINE, GET_LINE.replace("customer_id)", "customer_id.strip())")))
+    git(tree, "add", "-A")
+    own = subprocess.run(["git", "commit", "-qm", "inside my claim"], cwd=tree, env=env, capture_output=True, text=True)
+    assert own.returncode == 0, own.stderr
+
+    service.write_text(service.read_text().replace(FIND_LINE, FIND_LINE.replace("lower()", "casefold()")))
+    git(tree, "add", "-A")
+    theirs = subprocess.run(["git", "commit", "-qm", "in their claim"], cwd=tree, env=env, capture_output=True,
+                            text=True)
+    assert theirs.returncode == 1
+    assert theirs.stderr.startswith("loomtui: commit refused: ") and theirs.stderr.count("\n") == 1
+    assert "held by sandbox other-agent" in theirs.stderr
+    assert git(tree, "log", "-1", "--format=%s") == "inside my claim"
+
+
+def _script(repo: Path) -> Path:
+    path = repo.parent / "idle.yaml"
+    path.write_text("- {log: idle}\n")
+    return path
+
+
+# -- the pieces ----------------------------------------------------------------------------------
+
+
+def test_changed_ranges_are_lines_of_the_current_file() -> None:
+    before = "".join(f"line {n}\n" for n in range(1, 11))
+    assert changed_ranges(before, before.replace("line 3\n", "LINE 3\n")) == [(3, 3)]
+    assert changed_ranges(before, before.replace("line 3\n", "").replace("line 9\n", "nine\n")) == [(3, 3), (9, 9)]
+    assert changed_ranges(before, before + "line 11\n") == [(10, 10)]  # an append touches the last line
+    assert changed_ranges(before, before.replace("line 5\n", "line 5\nnew\n")) == [(5, 6)]
+
+
+@pytest.mark.parametrize(("command", "written"), [
+    ("echo hi > a.txt; cat a.txt >> b.txt 2>/dev/null", ["a.txt", "b.txt"]),
+    ("make 2>&1 | tee -a build.log", ["build.log"]),
+    ("sed -i.bak -e 's/a/b/' x.py y.py && sed 's/a/b/' z.py", ["x.py", "y.py"]),
+    ("perl -pi -e 's/a/b/' m.pl", ["m.pl"]),
+    ("cp -r src/a.py src/b.py dest/ && mv old.py new.py", ["dest/a.py", "dest/b.py", "old.py", "new.py"]),
+    ("touch -d yesterday stamp && rm -f junk.tmp", ["stamp", "junk.tmp"]),
+    ("cat <<'EOF' > gen.py\nprint('>> not a file')\nEOF\n", ["gen.py"]),
+    ("FOO=1 sudo tee /etc/hosts < hosts.new", ["/etc/hosts"]),
+    ("cd docs && echo x > notes.md", ["docs/notes.md"]),
+    ("echo $X > \"$OUT\"; grep -r x . > /dev/null; ls -la", []),
+])
+def test_bash_write_targets_best_effort(tmp_path: Path, command: str, written: list[str]) -> None:
+    expected = [w if w.startswith("/") else str(tmp_path / w) for w in written]
+    assert bash_write_targets(command, tmp_path) == expected
+
+
+def test_shell_quoting_errors_still_find_redirections(tmp_path: Path) -> None:
+    assert bash_write_targets("echo 'unbalanced > out.txt", tmp_path) == [str(tmp_path / "out.txt")]
