@@ -110,7 +110,11 @@ class CoordinationConfig:
 
 
 # The runtimes that exist without any config. A task's text is never passed
-# through a shell, so there is deliberately no generic `bash -lc {task}` entry.
+# through a shell, so there is deliberately no generic `bash -lc {task}` entry:
+# the generic `command` runtime takes its argv per sandbox instead
+# (`loomtui sandbox new --runtime command --task T -- PROGRAM ARG {task} ...`).
+GENERIC_COMMAND: Final = "{command}"  # stands for the argv given when the sandbox is created
+
 BUILTIN_RUNTIMES: Final[tuple[RuntimeConfig, ...]] = (
     RuntimeConfig(
         name="claude",
@@ -134,6 +138,13 @@ BUILTIN_RUNTIMES: Final[tuple[RuntimeConfig, ...]] = (
         network=True,
         env=("OPENAI_API_KEY", "ANTHROPIC_API_KEY"),
         description="Aider, one message then exit",
+        builtin=True,
+    ),
+    RuntimeConfig(
+        name="command",
+        argv=(GENERIC_COMMAND,),
+        network=False,
+        description="Any program, its argv given per sandbox after `--` (placeholders allowed)",
         builtin=True,
     ),
     RuntimeConfig(

@@ -165,3 +165,25 @@ def test_script_agent_check_mode(tmp_path: Path, script: Path) -> None:
                           capture_output=True, text=True, cwd=tmp_path, check=False)
     assert done.returncode == 0 and done.stdout.strip() == f"OK: {script}: 3 steps"
     assert not (tmp_path / "hello.txt").exists()
+
+
+def test_generic_command_runtime_runs_the_given_argv_without_a_shell(tmp_path: Path) -> None:
+    from loomtui.demo import prepare_demo_repo
+    from loomtui.execution.sandboxes import log_path, wait_for_status
+    from loomtui.workspace import open_workspace
+
+    repo = prepare_demo_repo(tmp_path)
+    done = subprocess.run(
+        [sys.executable, "-m", "loomtui", "sandbox", "new", "--runtime", "command", "--task", "a; rm -rf /",
+         "--json", "--", "printf", "%s|", "{task}", "second arg"],
+        cwd=repo, capture_output=True, text=True, timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    sandbox_id = json.loads(done.stdout)["id"]
+    workspace = open_workspace(repo)
+    assert wait_for_status(workspace, sandbox_id, {"exited", "failed"}, timeout=30).status == "exited"
+    # Each placeholder is one whole argument: the task's `;` is text, never a shell's.
+    assert log_path(workspace, sandbox_id).read_text().startswith("a; rm -rf /|second arg|")
+    missing = subprocess.run([sys.executable, "-m", "loomtui", "sandbox", "new", "--runtime", "command",
+                              "--task", "x"], cwd=repo, capture_output=True, text=True)
+    assert missing.returncode == 2 and "after `--`" in missing.stderr

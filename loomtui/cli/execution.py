@@ -38,7 +38,7 @@ def cmd_new(args: argparse.Namespace) -> int:
     workspace = workspace_for(args)
     record = engine.create_sandbox(
         workspace, args.task, args.runtime, base=args.base, claims=args.claim or (), script=args.script,
-        isolate=False if args.no_isolation else None,
+        isolate=False if args.no_isolation else None, command=args.command,
     )
     waiting = record.data.get("awaiting_escalation")
     if not args.no_start and not waiting:
@@ -49,8 +49,8 @@ def cmd_new(args: argparse.Namespace) -> int:
     print(f"sandbox {record.id}: {record.runtime} on {record.branch} from {record.base_ref}, "
           f"{engine.isolation_label(record)}, {record.status}")
     if record.isolation != "bwrap":
-        print("warning: bubblewrap is not available, so this agent is NOT isolated (see `loomtui doctor`)",
-              file=sys.stderr)
+        why = "--no-isolation was given" if args.no_isolation else "bubblewrap is not available"
+        print(f"warning: {why}, so this agent is NOT isolated (see `loomtui doctor`)", file=sys.stderr)
     follow = (f"loomtui attach {record.id}" if (record.data.get("launch") or {}).get("mode") == "interactive"
               else f"loomtui sandbox logs {record.id} -f")
     print(f"  worktree {record.worktree}\n  follow   {follow}")
@@ -226,6 +226,9 @@ def register(commands: Any) -> None:
                      help="claim a region, file, glob or path:LINES before the agent starts (repeatable); "
                           "a refused claim creates nothing and exits 1")
     new.add_argument("--script", metavar="FILE", help="the YAML script a `script` runtime replays")
+    new.add_argument("command", nargs="*", metavar="-- PROGRAM ARG",
+                     help="for the generic `command` runtime: the program and its arguments "
+                          "({task}, {context_file}, {sandbox} are substituted as whole arguments)")
     new.add_argument("--no-start", action="store_true", help="create the sandbox but do not start the agent")
     new.add_argument("--no-isolation", action="store_true",
                      help="run the agent as a plain process even where bubblewrap works")

@@ -21,6 +21,8 @@ branch name or part of a shell string.
 
 from __future__ import annotations
 
+import dataclasses
+
 import os
 import re
 import secrets
@@ -196,11 +198,20 @@ def _checked_task(task: str) -> str:
     return task
 
 
-def _checked_runtime(workspace: Workspace, name: str, script: Path | str | None) -> RuntimeConfig:
+def _checked_runtime(workspace: Workspace, name: str, script: Path | str | None,
+                     command: Sequence[str] = ()) -> RuntimeConfig:
     """The runtime, once its script (if it takes one) and its tools check out."""
+    from loomtui.config import GENERIC_COMMAND
     from loomtui.execution.script_agent import load_script
 
     runtime = find_runtime(workspace.load_config(), name)
+    if runtime.argv == (GENERIC_COMMAND,):
+        if not command or not command[0]:
+            raise LoomError(f"runtime {name!r} runs the program you give after `--` "
+                            "(e.g. -- mytool --prompt {task})")
+        runtime = dataclasses.replace(runtime, argv=tuple(command))
+    elif command:
+        raise LoomError(f"runtime {name!r} has its own argv; a command after `--` is only for `command`")
     wants_script = uses_placeholder(runtime, "script")
     if wants_script and script is None:
         raise LoomError(f"runtime {name!r} replays a script: give one with --script FILE")
@@ -224,6 +235,7 @@ def _chosen_isolation(isolate: bool | None) -> str:
 def create_sandbox(
     workspace: Workspace, task: str, runtime: str, *, base: str = "HEAD", claims: Sequence[str] = (),
     script: Path | str | None = None, context: str | None = None, isolate: bool | None = None,
+    command: Sequence[str] = (),
 ) -> SandboxRecord:
     """Plan a sandbox: check the inputs, claim its targets, then create its worktree and branch.
 
@@ -233,7 +245,7 @@ def create_sandbox(
     bubblewrap when it works here. The agent starts with `start()`.
     """
     task = _checked_task(task)
-    runtime_config = _checked_runtime(workspace, runtime, script)
+    runtime_config = _checked_runtime(workspace, runtime, script, command)
     repo = Git(workspace.root)
     base_sha = repo.resolve_commit(base)
     if base_sha is None:
