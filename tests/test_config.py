@@ -49,7 +49,7 @@ def test_absent_file_gives_defaults(tmp_path: Path) -> None:
     config = load_config(tmp_path)
     assert config == LoomConfig()
     assert config.source is None
-    assert list(config.runtimes) == ["claude", "codex", "aider", "script"]
+    assert list(config.runtimes) == ["claude", "codex", "aider", "command", "script"]
     assert config.gates == ()
     assert config.context == ContextConfig(("AGENTS.md", "CLAUDE.md", "docs/adr/*.md"), 8000)
     assert config.policy == ".loom/policy.yaml"
@@ -152,7 +152,7 @@ def test_builtins_merged_and_overridden() -> None:
     config = parse_config(
         "runtimes:\n  claude:\n    argv: [claude, '{task}']\n  mine:\n    argv: [mine]\n", PATH
     )
-    assert list(config.runtimes) == ["claude", "codex", "aider", "script", "mine"]
+    assert list(config.runtimes) == ["claude", "codex", "aider", "command", "script", "mine"]
     # A file's runtime replaces the built-in wholly: nothing is inherited.
     assert config.runtimes["claude"] == RuntimeConfig(name="claude", argv=("claude", "{task}"))
     assert config.runtimes["codex"] is LoomConfig().runtimes["codex"]
