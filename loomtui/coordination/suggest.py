@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from rapidfuzz import fuzz, process, utils
+from rapidfuzz import fuzz, utils
 
 from loomtui.coordination.index import RepoIndex
 from loomtui.coordination.regions import Region
@@ -47,10 +47,10 @@ def suggest_regions(index: RepoIndex, task: str, limit: int = 10) -> list[Sugges
     if not query:
         return []
     regions = [r for r in index.regions.values() if r.kind != "file"]
-    by_name = process.cdist([query], [_name_words(r) for r in regions], scorer=fuzz.token_set_ratio,
-                            processor=utils.default_process)[0]
-    by_doc = process.cdist([query], [words(r.doc) for r in regions], scorer=fuzz.token_set_ratio,
-                           processor=utils.default_process)[0]
+    # A plain loop, not process.cdist: that one needs numpy, which loomtui does not depend on.
+    processed = utils.default_process(query)
+    by_name = [fuzz.token_set_ratio(processed, utils.default_process(_name_words(r))) for r in regions]
+    by_doc = [fuzz.token_set_ratio(processed, utils.default_process(words(r.doc))) for r in regions]
     # Names say where, docstrings say what; an undocumented region leans on its name alone.
     # Private helpers are rarely where a task starts.
     scores = [

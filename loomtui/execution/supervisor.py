@@ -37,6 +37,7 @@ import traceback
 from pathlib import Path
 from typing import Any, Final
 
+import loomtui
 from loomtui.errors import LoomError
 from loomtui.execution.activity import Activity, parser_for
 from loomtui.execution.gitops import Git
@@ -167,8 +168,10 @@ class Supervisor:
             return argv
         repo = self.workspace.paths
         path_dirs = [Path(p) for p in env.get("PATH", "").split(os.pathsep) if p]
+        # loomtui's own import root too: an editable install (a clone under /tmp, say)
+        # imports from there, and the script agent and hooks run this very loomtui.
         needed = [repo.root, repo.common_dir, Path(argv[0]).parent, Path(sys.prefix), Path(sys.base_prefix),
-                  *path_dirs]
+                  Path(loomtui.__file__).resolve().parent.parent, *path_dirs]
         mounts = SandboxMounts(
             worktree=self.paths.worktree,
             worktree_git_dir=Path(self.record.data["git_dir"]),
