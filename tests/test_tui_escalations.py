@@ -96,3 +96,25 @@ async def test_an_escalation_from_another_process_appears_and_rings(billing: Pat
         subprocess.run([sys.executable, "-c", script], check=True, cwd=Path(__file__).parent.parent)
         await wait_for(pilot, lambda: table.row_count == 1, timeout=3)
         assert any("escalation" in (n.title or "") for n in app._notifications)
+
+
+async def test_d_shows_the_sandbox_diff_behind_an_escalation(billing: Path) -> None:
+    from loomtui.execution.sandboxes import create_sandbox
+    from loomtui.governance.escalations import open_escalation
+    from loomtui.governance.policy import evaluate, load_policy
+    from loomtui.tui.screens.sandbox_forms import DiffScreen
+
+    workspace = open_workspace(billing)
+    script = billing.parent / "noop.yaml"
+    script.write_text('- {log: "nothing"}\n')
+    record = create_sandbox(workspace, "touch refunds", "script", script=script)
+    refunds = billing / "payments/refunds.py"
+    (Path(record.worktree) / "payments/refunds.py").write_text(refunds.read_text() + "\n# reviewed change\n")
+    facts = payments_change()
+    open_escalation(workspace, "post-gate", evaluate(load_policy(billing), facts), facts, sandbox_id=record.id)
+    app = app_as(billing, ALICE)
+    async with app.run_test(size=SIZE) as pilot:
+        await open_queue(app, pilot)
+        await pilot.press("d")
+        await wait_for(pilot, lambda: isinstance(app.screen, DiffScreen))
+        assert "# reviewed change" in app.screen.patch

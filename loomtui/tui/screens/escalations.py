@@ -71,6 +71,7 @@ class EscalationsScreen(Screen[None]):
         Binding("a", "decide('approve')", "Approve", id="escalations.approve"),
         Binding("r", "decide('reject')", "Reject", id="escalations.reject"),
         Binding("o", "decide('override')", "Override", id="escalations.override"),
+        Binding("d", "diff", "Diff", id="escalations.diff"),
         Binding("h", "toggle_history", "Decided too", id="escalations.history"),
         Binding("escape", "back", "Back", id="escalations.back"),
     ]
@@ -168,6 +169,15 @@ class EscalationsScreen(Screen[None]):
         text.append("\nApprovals\n", style="bold underline")
         for line in status_lines(escalation):
             text.append(f"  {line}\n")
+        facts = data.get("facts", {})
+        if facts.get("paths"):
+            text.append("\nChange\n", style="bold underline")
+            text.append(f"  {len(facts['paths'])} path(s), {facts.get('lines_changed', 0)} lines"
+                        + (" (d shows the diff)" if escalation.sandbox_id else "") + "\n")
+            for path in facts["paths"][:12]:
+                text.append(f"    {path}\n")
+            for region in facts.get("signature_changed", [])[:6]:
+                text.append(f"    signature changed: {region}\n", style="yellow")
         evidence = data.get("evidence", {})
         if evidence:
             text.append("\nEvidence\n", style="bold underline")
@@ -245,6 +255,23 @@ class EscalationsScreen(Screen[None]):
             except LoomError as exc:
                 app.call_from_thread(app.notify, str(exc), title="start", severity="error")
         self.reload()
+
+    @work(thread=True, group="diff")
+    def action_diff(self) -> None:
+        from loomtui.execution.review import diff
+        from loomtui.tui.screens.sandbox_forms import DiffScreen
+
+        escalation = self.app.call_from_thread(self.selected)
+        if escalation is None or not escalation.sandbox_id:
+            return
+        try:
+            found = diff(self.app.workspace, escalation.sandbox_id)  # type: ignore[attr-defined]
+        except LoomError as exc:
+            self.app.call_from_thread(self.app.notify, str(exc), title="diff", severity="error")
+            return
+        title = (f"escalation #{escalation.id}, sandbox {escalation.sandbox_id}: "
+                 f"{len(found.files)} files, +{found.added} -{found.deleted}")
+        self.app.call_from_thread(self.app.push_screen, DiffScreen(title, found.patch))
 
     def action_toggle_history(self) -> None:
         self.show_decided = not self.show_decided
