@@ -18,8 +18,9 @@ SIZE = (120, 30)
 def populated(repo: Path) -> LoomApp:
     workspace = open_workspace(repo)
     for number, (task, status, runtime) in enumerate([
-        ("Add partial refunds to the refunds API", "running", "claude"),
-        ("Refactor currency rounding helper", "awaiting review", "codex"),
+        # No live statuses: reconcile would (rightly) orphan a "running" record with no process.
+        ("Add partial refunds to the refunds API", "failed", "claude"),
+        ("Refactor currency rounding helper", "awaiting_review", "codex"),
         ("Fix typos in notification templates", "exited", "script"),
     ]):
         workspace.store.add_sandbox(SandboxRecord(
@@ -68,3 +69,48 @@ def test_claims_graph(snap_compare, tmp_path: Path) -> None:  # type: ignore[no-
         await pilot.pause()
 
     assert snap_compare(app, terminal_size=(140, 36), run_before=open_graph)
+
+
+def _governance_app(tmp_path: Path) -> LoomApp:
+    from loomtui.demo import prepare_demo_repo
+    from loomtui.governance.escalations import open_escalation
+    from loomtui.governance.policy import ChangeFacts, evaluate, load_policy
+
+    repo = prepare_demo_repo(tmp_path)
+    workspace = open_workspace(repo)
+    facts = ChangeFacts(stage="post-gate", paths=("payments/refunds.py",),
+                        regions=("payments/refunds.py::RefundService.quote",), lines_changed=12,
+                        gates={"tests": "passed"}, author="agent@example.com")
+    escalation = open_escalation(workspace, "post-gate", evaluate(load_policy(repo), facts), facts,
+                                 sandbox_id="sb1", commit="c1")
+    # Fixed times in what the pictures show: no real clock.
+    workspace.store.update_escalation(escalation.id, data={"history": [
+        {"at": FIXED_NOW - 60, "event": "opened", "by": "agent-runner@example.com"}]})
+    workspace.actor = "alice@example.com"
+    return LoomApp(workspace, clock=lambda: FIXED_NOW)
+
+
+def test_escalation_queue(snap_compare, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    app = _governance_app(tmp_path)
+
+    async def open_queue(pilot) -> None:  # type: ignore[no-untyped-def]
+        from tests.test_tui import wait_for
+
+        await wait_for(pilot, lambda: app.policy is not None)
+        await pilot.press("3")
+        await wait_for(pilot, lambda: app.screen.query_one("#queue").row_count == 1)
+
+    assert snap_compare(app, terminal_size=(140, 40), run_before=open_queue)
+
+
+def test_policy_view(snap_compare, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    app = _governance_app(tmp_path)
+
+    async def open_policy(pilot) -> None:  # type: ignore[no-untyped-def]
+        from tests.test_tui import wait_for
+
+        await wait_for(pilot, lambda: app.policy is not None)
+        await pilot.press("4")
+        await pilot.pause()
+
+    assert snap_compare(app, terminal_size=(140, 36), run_before=open_policy)

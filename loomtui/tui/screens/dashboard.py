@@ -22,10 +22,11 @@ from loomtui.store import Event, SandboxRecord
 from loomtui.tui.snapshot import DashboardSnapshot
 from loomtui.tui.widgets.status_header import StatusHeader
 
+# Most telling first: on a narrow terminal the last columns scroll off, and they
+# (runtime, isolation) are in the detail pane anyway.
 SANDBOX_COLUMNS = (
-    ("id", "ID"), ("runtime", "Runtime"), ("task", "Task"), ("status", "Status"),
-    ("age", "Age"), ("isolation", "Isolation"), ("claims", "Claims"),
-    ("gates", "Gates"), ("risk", "Risk"),
+    ("id", "ID"), ("status", "Status"), ("task", "Task"), ("gates", "Gates"), ("risk", "Risk"),
+    ("claims", "Claims"), ("age", "Age"), ("runtime", "Runtime"), ("isolation", "Isolation"),
 )
 STATUS_STYLES = {
     "running": "bold green", "failed": "bold red", "rejected": "red",
@@ -36,7 +37,7 @@ STATUS_STYLES = {
 
 GATE_MARKS = {"passed": "✓", "failed": "✗", "error": "!", "running": "…"}
 RISK_STYLES = {"critical": "bold red", "high": "red", "medium": "yellow", "low": "dim"}
-TASK_WIDTH = 40  # the whole task is in the detail pane; the table keeps its other columns visible
+TASK_WIDTH = 34  # the whole task is in the detail pane; the table keeps its other columns visible
 
 
 def _short(text: str, width: int) -> str:
@@ -141,7 +142,7 @@ class DashboardScreen(Screen[None]):
         gates = Text(" ".join(f"{name}{GATE_MARKS.get(status, '…')}" for name, status in results.items()) or "–",
                      style="red" if any(v in ("failed", "error") for v in results.values()) else "")
         risk = self.snapshot.risk_by_sandbox.get(sandbox.id, "–")
-        return {
+        cells: dict[str, Text | str] = {
             "id": sandbox.id,
             "runtime": Text(sandbox.runtime),
             "task": Text(_short(sandbox.task.splitlines()[0] if sandbox.task else "", TASK_WIDTH)),
@@ -153,6 +154,7 @@ class DashboardScreen(Screen[None]):
             "gates": gates,
             "risk": Text(risk, style=RISK_STYLES.get(risk, "")),
         }
+        return {key: cells[key] for key, _ in SANDBOX_COLUMNS}
 
     def _sync_table(self, snapshot: DashboardSnapshot) -> None:
         table = self.query_one("#sandboxes", DataTable)
@@ -181,6 +183,7 @@ class DashboardScreen(Screen[None]):
         table.display = total > 0
         if table.display and self.focused is None:
             table.focus()
+        empty.display = not table.row_count
         if table.row_count:
             empty.update("")
         elif total:
