@@ -21,6 +21,12 @@ SANDBOX_COLOURS = ("#5fafff", "#ffaf5f", "#af87ff", "#5fd7af", "#ff87af", "#d7d7
 SEVERITY_STYLES = {"error": "bold red", "high": "bold yellow", "warning": "yellow"}
 
 
+def _short_region(region_id: str) -> str:
+    """`Class.method` for a region inside a file, the path for a whole file."""
+    path, _, qualname = region_id.partition("::")
+    return qualname or path
+
+
 def sandbox_colours(claims: list[ClaimRecord]) -> dict[str, str]:
     """A stable colour per sandbox, in the order sandboxes first claimed something."""
     colours: dict[str, str] = {}
@@ -96,9 +102,11 @@ class GraphScreen(Screen[None]):
             if row_key.value not in keys:
                 table.remove_row(row_key)
         for key, conflict in zip(keys, conflicts):
+            # Short names here; the detail pane below has the full ids and the path.
             between = Text.assemble(
-                (conflict.sandbox_a, colours.get(conflict.sandbox_a, "")), " ", conflict.region_a,
-                "  ×  ", (conflict.sandbox_b, colours.get(conflict.sandbox_b, "")), " ", conflict.region_b,
+                (conflict.sandbox_a, colours.get(conflict.sandbox_a, "")), " ", _short_region(conflict.region_a),
+                "  ×  ", (conflict.sandbox_b, colours.get(conflict.sandbox_b, "")), " ",
+                _short_region(conflict.region_b),
             )
             cells = [Text(conflict.severity, style=SEVERITY_STYLES[conflict.severity]), conflict.kind, between]
             if key in table.rows:
