@@ -44,6 +44,10 @@ class PolicyScreen(Screen[None]):
     AUTO_FOCUS = "#rules"
     BINDINGS = [Binding("escape", "back", "Back", id="policy.back")]
 
+    def __init__(self) -> None:
+        super().__init__()
+        self.explanation: list[str] = []
+
     def compose(self) -> ComposeResult:
         yield StatusHeader(id="status")
         yield Static(id="policy-source")
@@ -91,10 +95,37 @@ class PolicyScreen(Screen[None]):
         options = [(Text(f"{s.id}  {s.task}"), s.id) for s in sandboxes]
         if [value for _, value in options] != [value for _, value in select._options if value != Select.BLANK]:
             select.set_options(options)
-        detail = self.query_one("#policy-detail", Static)
-        detail.update(Text("\n".join(explanation)) if explanation else
-                      Text("Pick a sandbox above: its claims and its diff are evaluated, and the rules "
-                           "that fire are marked ●."))
+        if explanation is not None:
+            self.explanation = explanation
+        self._show_rule()
+
+    @on(DataTable.RowHighlighted, "#rules")
+    def _show_rule(self) -> None:
+        """The highlighted rule in full, then the chosen sandbox's evaluation."""
+        policy: Policy | None = self.app.policy  # type: ignore[attr-defined]
+        table = self.query_one("#rules", DataTable)
+        text = Text()
+        if policy is not None and table.row_count:
+            name = table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value
+            rule = next((r for r in policy.rules if r.name == name), None)
+            if rule is not None:
+                text.append(f"{rule.name}", style="bold")
+                text.append(f"  ({policy.source}:{rule.line})\n" if rule.line else "\n", style="dim")
+                if rule.description:
+                    text.append(rule.description + "\n")
+                text.append(f"when: {_when(rule)}\n")
+                text.append(f"stage {rule.stage}, decision ")
+                text.append(rule.decision, style=DECISION_STYLES.get(rule.decision, ""))
+                if rule.approvals is not None:
+                    who = "code owners" if rule.approvals.codeowners else " or ".join(rule.approvals.groups)
+                    text.append(f", {rule.approvals.count} approval(s) from {who}")
+                text.append("\n\n")
+        if self.explanation:
+            text.append("\n".join(self.explanation))
+        else:
+            text.append("Pick a sandbox above: its claims and its diff are evaluated, and the rules "
+                        "that fire are marked ●.", style="dim")
+        self.query_one("#policy-detail", Static).update(text)
 
     @on(Select.Changed, "#policy-sandbox")
     def _sandbox_chosen(self, event: Select.Changed) -> None:
