@@ -132,3 +132,13 @@ async def test_bad_config_shows_banner_and_keeps_last_good(repo: Path) -> None:
         assert app.config is not None and app.config.theme == "loom-light"
         config.write_text("version: 1\n")
         await wait_for(pilot, lambda: banner.has_class("hidden"))
+
+
+async def test_notifications_never_parse_markup(repo: Path) -> None:
+    """Errors carry paths and task text; `[/x]` in one must show as text, not break rendering."""
+    app = LoomApp(open_workspace(repo))
+    async with app.run_test(size=SIZE) as pilot:
+        app.notify("cannot read /tmp/[/x]weird[bold].yaml", title="config [error]")
+        await pilot.pause()
+        [note] = list(app._notifications)
+        assert note.markup is False and "[/x]" in note.message

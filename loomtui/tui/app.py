@@ -10,6 +10,7 @@ from pathlib import Path
 from textual import work
 from textual.app import App
 from textual.binding import Binding
+from textual.notifications import SeverityLevel
 from textual.worker import get_current_worker
 
 from loomtui.config import LoomConfig
@@ -73,6 +74,12 @@ class LoomApp(App[int]):
         self._last_event = 0
         self._watched_mtimes: dict[str, float | None] = {}
         self._branch = current_branch(workspace.root)
+
+    def notify(self, message: str, *, title: str = "", severity: SeverityLevel = "information",
+               timeout: float | None = None, markup: bool = False) -> None:
+        """Textual's notify, but never parsing markup: our messages carry paths, task text
+        and errors, any of which may contain `[`."""
+        super().notify(message, title=title, severity=severity, timeout=timeout, markup=markup)
 
     # -- start-up -----------------------------------------------------------------
 
