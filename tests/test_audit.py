@@ -145,3 +145,19 @@ def test_fifty_processes_appending_a_hundred_entries_each(tmp_path: Path) -> Non
     for entry in audit.entries():
         per_worker[entry.actor] = per_worker.get(entry.actor, 0) + 1
     assert set(per_worker.values()) == {100} and len(per_worker) == 50
+
+
+def test_checkpoint_survives_the_rollback_of_the_callers_transaction(tmp_path: Path) -> None:
+    """An entry appended inside a transaction that then fails is on disk: so is its checkpoint."""
+    store = SqliteStore(tmp_path / "s.db")
+    audit = AuditLog(tmp_path / "audit.jsonl", checkpoint=store)
+    audit.append("a", "first")
+    with pytest.raises(RuntimeError):
+        with store.transaction():
+            with store.transaction():
+                audit.append("a", "refused", details={"why": "overlap"})
+            raise RuntimeError("the claim was refused")
+    assert store.audit_checkpoint() is not None and store.audit_checkpoint()[0] == 2
+    audit.path.write_bytes(b"".join(audit.path.read_bytes().splitlines(keepends=True)[:1]))
+    result = audit.verify()
+    assert not result.ok and "truncated" in result.problem

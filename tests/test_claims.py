@@ -240,3 +240,13 @@ def test_diff_to_regions_marks_signature_changes_and_unclaimed_edits(coordinator
     assert changes[QUOTE].claimed is False
     with pytest.raises(LoomError):
         diff_regions(root, "no-such-ref")
+
+
+def test_cutting_off_a_refusal_from_the_audit_log_is_detected(coordinator: Coordinator) -> None:
+    coordinator.claim("a", QUOTE)
+    with pytest.raises(ClaimRefused):
+        coordinator.claim("b", QUOTE)
+    log = coordinator.workspace.audit
+    assert actions(coordinator) == ["claim.added", "claim.refused"]
+    log.path.write_bytes(log.path.read_bytes().splitlines(keepends=True)[0])
+    assert not log.verify().ok

@@ -380,6 +380,7 @@ class Coordinator:
             raise LoomError("an override needs a reason")
         lease = self.lease_seconds if ttl is None else ttl
         # Check and insert in one immediate transaction: racing claims serialise here.
+        refused: ClaimRefused | None = None
         with self.store.transaction():
             self.release_stale()
             conflicts = self.check(sandbox_id, region_ids, mode)
@@ -387,25 +388,30 @@ class Coordinator:
             details = {"target": target, "mode": mode, "regions": region_ids,
                        "conflicts": [c.as_dict() for c in conflicts]}
             if blocking and override_reason is None:
-                self.workspace.record("claim.refused", sandbox_id, details)
-                raise ClaimRefused(f"claim on {target} refused: {blocking[0].explanation}", conflicts)
-            if blocking and not self.may_override(self.workspace.actor):
-                self.workspace.record("claim.refused", sandbox_id, {**details, "override_denied": True})
-                raise ClaimRefused(f"claim on {target} refused: {self.workspace.actor} may not override "
-                                   f"(the policy's overrides.groups decide who may)", conflicts)
-            claim = self.store.add_claim(sandbox_id, target, mode, reason, time.time() + lease, region_ids)
-            if blocking:
-                # Recorded as an escalation already decided, so the queue's history shows it.
-                record = self.store.add_escalation(
-                    "conflict-override", sandbox_id=sandbox_id, risk="high",
-                    summary=f"override of a refused claim on {target}: {override_reason}",
-                    data={"claim": claim.id, "by": self.workspace.actor, "reason": override_reason,
-                          "conflicts": details["conflicts"]},
-                )
-                self.store.update_escalation(record.id, status="overridden")
-                self.workspace.record("claim.override", sandbox_id,
-                                      {**details, "claim": claim.id, "reason": override_reason})
-            self.workspace.record("claim.added", sandbox_id, {**details, "claim": claim.id, "reason": reason})
+                refused = ClaimRefused(f"claim on {target} refused: {blocking[0].explanation}", conflicts)
+            elif blocking and not self.may_override(self.workspace.actor):
+                details["override_denied"] = True
+                refused = ClaimRefused(f"claim on {target} refused: {self.workspace.actor} may not override "
+                                       f"(the policy's overrides.groups decide who may)", conflicts)
+            if refused is None:
+                claim = self.store.add_claim(sandbox_id, target, mode, reason, time.time() + lease, region_ids)
+                if blocking:
+                    # Recorded as an escalation already decided, so the queue's history shows it.
+                    record = self.store.add_escalation(
+                        "conflict-override", sandbox_id=sandbox_id, risk="high",
+                        summary=f"override of a refused claim on {target}: {override_reason}",
+                        data={"claim": claim.id, "by": self.workspace.actor, "reason": override_reason,
+                              "conflicts": details["conflicts"]},
+                    )
+                    self.store.update_escalation(record.id, status="overridden")
+                    self.workspace.record("claim.override", sandbox_id,
+                                          {**details, "claim": claim.id, "reason": override_reason})
+                self.workspace.record("claim.added", sandbox_id, {**details, "claim": claim.id, "reason": reason})
+        if refused is not None:
+            # Recorded after the transaction: inside it, the rollback that a raise causes
+            # would also roll back the audit checkpoint, and a cut log would go unnoticed.
+            self.workspace.record("claim.refused", sandbox_id, details)
+            raise refused
         return ClaimResult(claim, conflicts, overridden=bool(blocking))
 
     def release(self, claim_id: int, reason: str = "released") -> bool:

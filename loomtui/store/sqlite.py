@@ -122,6 +122,7 @@ class SqliteStore:
         except BaseException:
             self._local.depth = 0
             conn.execute("ROLLBACK")
+            self._flush_checkpoint()
             raise
         self._local.depth = 0
         try:
@@ -129,6 +130,8 @@ class SqliteStore:
         except sqlite3.Error as exc:
             conn.execute("ROLLBACK")
             raise self._error(exc) from None
+        finally:
+            self._flush_checkpoint()
 
     def _query(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
         try:
@@ -458,7 +461,26 @@ class SqliteStore:
         return (int(rows[0]["seq"]), str(rows[0]["hash"])) if rows else None
 
     def set_audit_checkpoint(self, seq: int, entry_hash: str) -> None:
-        """Advance the checkpoint; it never moves backwards."""
+        """Advance the checkpoint; it never moves backwards.
+
+        The log line it marks is already on disk, so it must not be undone by the
+        rollback of a caller's transaction: inside one, it is written when the
+        outermost transaction ends, committed or not.
+        """
+        if getattr(self._local, "depth", 0):
+            pending = getattr(self._local, "checkpoint", None)
+            if pending is None or seq > pending[0]:
+                self._local.checkpoint = (seq, entry_hash)
+            return
+        self._write_checkpoint(seq, entry_hash)
+
+    def _flush_checkpoint(self) -> None:
+        pending = getattr(self._local, "checkpoint", None)
+        if pending is not None:
+            self._local.checkpoint = None
+            self._write_checkpoint(*pending)
+
+    def _write_checkpoint(self, seq: int, entry_hash: str) -> None:
         with self.transaction():
             self._execute(
                 "INSERT INTO audit_checkpoint (id, seq, hash) VALUES (1, ?, ?) "
