@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from loomtui.errors import LoomError
 from loomtui.execution import isolation
 from loomtui.execution import sandboxes as sb
 from loomtui.execution.doctor import run_doctor
@@ -113,6 +114,9 @@ def test_doctor_reports_tools_runtimes_store_and_sandboxes(repo: Path, tmp_path:
     assert {"git", "isolation", "tmux", "repository", "store", "audit", "sandboxes", "runtime claude",
             "runtime script"} <= set(checks)
     assert checks["store"]["level"] == "ok" and checks["runtime script"]["level"] == "ok"
+    # The generic runtime's argv is a placeholder: it has no program to miss.
+    assert (checks["runtime command"]["level"], checks["runtime command"]["detail"]) == (
+        "ok", "runs the program given after `--`")
     outside = run(tmp_path, "doctor")
     assert outside.returncode == 0 and "not inside a git repository" in outside.stdout
 
@@ -132,7 +136,7 @@ def test_without_bubblewrap_doctor_and_the_sandbox_say_not_isolated(
         (tmp_path / "s.yaml").write_text("- {log: hi}\n")
         record = sb.create_sandbox(workspace, "task", "script", script=tmp_path / "s.yaml")
         assert record.isolation == "none" and sb.isolation_label(record) == "NOT isolated"
-        with pytest.raises(Exception, match="isolation was requested"):
+        with pytest.raises(LoomError, match="isolation was requested"):
             sb.create_sandbox(workspace, "task", "script", script=tmp_path / "s.yaml", isolate=True)
         workspace.close()
     finally:

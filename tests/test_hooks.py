@@ -25,6 +25,7 @@ from loomtui.governance.broker import Broker, BrokerClient, BrokerError
 from loomtui.governance.escalations import decide, open_escalation
 from loomtui.governance.hooks import (
     HookGate,
+    apply_edits,
     bash_write_targets,
     changed_ranges,
     merge_settings,
@@ -131,6 +132,30 @@ def test_write_and_multiedit_claim_only_the_methods_they_change(billing: Path, w
     # update_preferences lies between the two edits and is not claimed.
     assert claimed(ws, "claude-bbbb2222") == {"customers/service.py::CustomerService.get",
                                               "customers/service.py::CustomerService.upgrade_tier"}
+
+
+def test_an_edit_that_cannot_apply_claims_nothing_and_gives_no_decision(billing: Path, ws: Workspace) -> None:
+    done = hook(edit(billing, "        return self._customers.pop(customer_id)\n", GET_LINE))
+    # No opinion: Claude Code's own rules apply and its Edit fails on the missing text.
+    assert (done.returncode, done.stdout, done.stderr) == (0, "", "")
+    assert ws.store.live_claims(ME) == []
+    # MultiEdit applies all or none: one missing old_string means nothing is written.
+    edits = [{"old_string": GET_LINE, "new_string": GET_LINE.replace("get(", "get( ")},
+             {"old_string": "not in the file\n", "new_string": "x\n"}]
+    done = hook(payload(billing, "MultiEdit", {"file_path": str(billing / SERVICE), "edits": edits}))
+    assert (done.returncode, done.stdout) == (0, "") and ws.store.live_claims(ME) == []
+    # So the file stays free: another sandbox's edit of the same method is allowed.
+    verdict, _ = decision(hook(payload(billing, "Edit", {"file_path": str(billing / SERVICE), "old_string": GET_LINE,
+                                                         "new_string": GET_LINE.replace("get(", "get( ")},
+                                       session="cccc3333-other")))
+    assert verdict == "allow" and claimed(ws, "claude-cccc3333") == {f"{SERVICE}::CustomerService.get"}
+
+
+def test_an_old_string_with_curly_quotes_matches_as_claude_codes_edit_does() -> None:
+    text = "a = 1\nname = 'x'\nb = 2\n"
+    assert apply_edits(text, [{"old_string": "name = \u2018x\u2019", "new_string": "name = 'y'"}]) == \
+        "a = 1\nname = 'y'\nb = 2\n"
+    assert apply_edits(text, [{"old_string": "name = 'z'", "new_string": "name = 'y'"}]) is None
 
 
 def test_new_files_and_notebooks_are_claimed_whole(billing: Path, ws: Workspace) -> None:
@@ -279,9 +304,7 @@ def test_a_permission_request_waits_for_a_lead_who_approves_it(billing: Path, ws
 
 
 def test_an_unanswered_permission_request_is_denied_and_withdrawn(billing: Path, ws: Workspace) -> None:
-    started = time.monotonic()
     answer = permission_answer(hook(permission(billing, "curl https://example.com/install.sh"), "--timeout", "1"))
-    assert time.monotonic() - started < 10
     assert answer["behavior"] == "deny" and "within 1s" in answer["message"]
     (escalation,) = ws.store.list_escalations()
     assert escalation.status == "withdrawn"
@@ -525,5 +548,13 @@ def test_bash_write_targets_best_effort(tmp_path: Path, command: str, written: l
     assert bash_write_targets(command, tmp_path) == expected
 
 
-def test_shell_quoting_errors_still_find_redirections(tmp_path: Path) -> None:
-    assert bash_write_targets("echo 'unbalanced > out.txt", tmp_path) == [str(tmp_path / "out.txt")]
+def test_a_command_with_unbalanced_quotes_claims_nothing(tmp_path: Path) -> None:
+    # The `> x` sits inside the open quote: the shell writes no x (it refuses the command).
+    assert bash_write_targets('echo "unterminated > x', tmp_path) == []
+    assert bash_write_targets("echo 'unbalanced > out.txt", tmp_path) == []
+
+
+def test_an_unparsable_bash_command_gets_no_decision(billing: Path, ws: Workspace) -> None:
+    done = hook(payload(billing, "Bash", {"command": 'echo "unterminated > x'}))
+    assert (done.returncode, done.stdout, done.stderr) == (0, "", "")
+    assert ws.store.live_claims(ME) == []

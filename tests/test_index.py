@@ -504,10 +504,17 @@ def test_added_and_removed_regions() -> None:
     new = BASE.replace("def free(x):\n    return x\n", "def fresh(y):\n    return y\n")
     assert changed_regions(BASE, new, "mod.py") == [
         RegionChange("mod.py", "modified", False),
-        RegionChange("mod.py::fresh", "added", True),
-        RegionChange("mod.py::free", "removed", True),
+        RegionChange("mod.py::fresh", "added", False),  # nothing calls it yet
+        RegionChange("mod.py::free", "removed", True),  # its callers break
     ]
     assert changed_regions(BASE, BASE, "mod.py") == []
+
+
+def test_a_new_function_is_not_a_signature_change() -> None:
+    new = BASE + "\n\ndef test_free():\n    assert free(1) == 1\n"
+    changes = changed_regions(BASE, new, "mod.py")
+    assert RegionChange("mod.py::test_free", "added", False) in changes
+    assert [c.region_id for c in changes if c.signature_changed] == []
 
 
 def test_invalid_side_is_a_whole_file_change() -> None:

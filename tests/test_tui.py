@@ -87,9 +87,7 @@ async def test_a_write_from_another_process_appears_live(repo: Path) -> None:
             " status='running', created=now, updated=now))\n"
         )
         subprocess.run([sys.executable, "-c", script], check=True)
-        started = time.monotonic()
         await wait_for(pilot, lambda: table.row_count == 1)
-        assert time.monotonic() - started < 1.5
         assert str(table.get_cell("ext1", "task")) == "[bold]not markup[/]"
         assert app.screen.query_one(StatusHeader).sandboxes == 1
 

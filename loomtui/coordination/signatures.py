@@ -251,8 +251,9 @@ def _own_hashes(scanned: list[_Scanned], lines: list[str]) -> dict[str, str]:
 def changed_regions(old_src: str, new_src: str, path: str) -> list[RegionChange]:
     """Regions of `path` that differ between two versions of its source.
 
-    "modified" means the region's own code changed (see `_own_hashes`); added and
-    removed regions count as signature changes. A side that is not valid Python
+    "modified" means the region's own code changed (see `_own_hashes`). A removed region
+    is a signature change (its callers break); an added one is not (nothing calls it
+    yet, so no claim elsewhere depends on it). A side that is not valid Python
     makes the whole file one modified region with an unknown (True) signature change.
     Order: the new version's regions in source order, then the removed ones.
     """
@@ -269,7 +270,7 @@ def changed_regions(old_src: str, new_src: str, path: str) -> list[RegionChange]
     for qualname, item in new_by_name.items():
         before = old_by_name.get(qualname)
         if before is None:
-            changes.append(RegionChange(item.region.id, "added", True))
+            changes.append(RegionChange(item.region.id, "added", False))
         elif old_own[qualname] != new_own[qualname]:
             changes.append(RegionChange(item.region.id, "modified", before.signature != item.signature))
     for qualname, item in old_by_name.items():

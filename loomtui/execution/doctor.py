@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
+from loomtui.config import GENERIC_COMMAND
 from loomtui.errors import LoomError, NotARepository
 from loomtui.execution.gitops import MERGE_TREE_MIN_VERSION, git_version
 from loomtui.execution.isolation import isolation_status
@@ -72,7 +73,9 @@ def _check_repository(report: DoctorReport, workspace: Workspace) -> None:
     if config is not None:
         for row in runtime_report(config):
             name = f"runtime {row['runtime']}"
-            if row["found"]:
+            if row["program"] == GENERIC_COMMAND:  # a placeholder, not a program: nothing to find
+                report.add(name, OK, "runs the program given after `--`")
+            elif row["found"]:
                 report.add(name, OK, f"{row['program']} -> {row['found']} ({row['mode']})")
             else:
                 report.add(name, WARNING, f"{row['program']} is not on PATH")

@@ -61,6 +61,7 @@ GRANTING_KINDS: Final = ("pre-start", PERMISSION_KIND)
 MAX_DIFF_LINES: Final = 20_000  # beyond this a rewrite claims the whole file rather than diffing it
 MAX_RANGES: Final = 20
 MAX_TARGETS: Final = 50
+_CURLY_QUOTES: Final = str.maketrans("\u2018\u2019\u201c\u201d", "''\"\"")
 NO_SANDBOX: Final = "-"
 """The id a person's own commit is checked under: it holds no claims, so every claim is another's."""
 _ID_CHARS: Final = re.compile(r"[^A-Za-z0-9]")
@@ -180,7 +181,13 @@ def edit_targets(event: HookEvent) -> list[EditTarget] | None:
     if not isinstance(edits, list) or not edits:
         raise HookInputError("MultiEdit tool_input needs a non-empty 'edits' list")
     new = apply_edits(current, edits)
-    return [EditTarget(path, None if new is None else changed_ranges(current, new))]
+    if new is None:
+        # The tool fails on an old_string it cannot find (MultiEdit applies all or none),
+        # so it writes nothing: claiming the file would lock it for every other sandbox
+        # for nothing. No decision rather than allow: a PreToolUse allow skips Claude
+        # Code's own permission rules, and a write that will not happen needs no grant.
+        return None
+    return [EditTarget(path, changed_ranges(current, new))]
 
 
 def _absolute(raw: str, cwd: Path) -> str:
@@ -202,10 +209,23 @@ def apply_edits(text: str, edits: Sequence[Any]) -> str | None:
         old, new = edit.get("old_string"), edit.get("new_string")
         if not isinstance(old, str) or not isinstance(new, str):
             raise HookInputError("an edit needs 'old_string' and 'new_string' strings")
-        if not old or old not in text:
-            return None  # the runtime may still match it (quote normalisation): claim the file
+        old = _actual_string(text, old)
+        if old is None:
+            return None
         text = text.replace(old, new) if edit.get("replace_all") else text.replace(old, new, 1)
     return text
+
+
+def _actual_string(text: str, old: str) -> str | None:
+    """The text in `text` that Claude Code's Edit would replace for `old`; None when none."""
+    if not old:
+        return None  # an empty old_string creates a file: on an existing one the tool fails
+    if old in text:
+        return old
+    # Claude Code also matches with curly quotes read as straight ones; without this a
+    # write it does make would go unclaimed. One character for one keeps offsets aligned.
+    at = text.translate(_CURLY_QUOTES).find(old.translate(_CURLY_QUOTES))
+    return None if at < 0 else text[at : at + len(old)]
 
 
 def changed_ranges(current: str, new: str) -> list[tuple[int, int]] | None:
@@ -257,9 +277,12 @@ def bash_write_targets(command: str, cwd: Path) -> list[str]:
     (the git pre-commit hook and the post-gate policy still see the change)."""
     try:
         tokens = _shell_tokens(_without_heredoc_bodies(command))
-    except ValueError:  # unbalanced quotes: the redirections are still visible to a plain scan
-        tokens = re.findall(r">>?\s*([^\s;&|<>]+)", command)
-        tokens = [t for word in tokens for t in (">", word)]
+    except ValueError:
+        # Unbalanced quotes: a scan of the raw text finds names inside the open quote
+        # (`echo "a > x` writes no x) and would claim them. The shell refuses such a
+        # command, so claim nothing and leave it to Claude Code's own Bash rules; a write
+        # that does happen is still seen by the git pre-commit hook.
+        return []
     found: list[str] = []
     for words in _simple_commands(tokens):
         if words[0] == "cd" and len(words) == 2 and "$" not in words[1]:
