@@ -9,7 +9,6 @@ plain processes otherwise; both paths run the same scenario.
 from __future__ import annotations
 
 import os
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,6 +18,7 @@ import yaml
 
 from loomtui.coordination.diff import diff_regions
 from loomtui.demo import prepare_demo_repo
+from loomtui.governance.review import ESCALATION_KEY
 from loomtui.demo.scenario import (
     AGENT_NAMES,
     DEMO_LEAD,
@@ -51,9 +51,7 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Workspace, d
         repo = prepare_demo_repo(tmp_path_factory.mktemp("demo"))
         workspace = open_workspace(repo)
         streamed: list[str] = []
-        started = time.monotonic()
         summary = run_headless(workspace, on_step=streamed.append)
-        summary["test_elapsed_s"] = time.monotonic() - started
         try:
             yield workspace, summary, streamed
         finally:
@@ -65,13 +63,12 @@ def _sandbox(workspace: Workspace, name: str) -> Any:
     return demo_sandboxes(workspace)[name]
 
 
-def test_headless_run_meets_every_expected_outcome_quickly(run: tuple[Workspace, dict[str, Any], list[str]]) -> None:
+def test_headless_run_meets_every_expected_outcome(run: tuple[Workspace, dict[str, Any], list[str]]) -> None:
     _workspace, summary, streamed = run
     assert summary["checks"] and all(summary["checks"].values()), summary["checks"]
     assert summary["ok"] is True
     assert streamed == summary["lines"]  # printed step by step, as it happened
     assert any(line.startswith("== Claims before code") for line in streamed)
-    assert summary["test_elapsed_s"] < 60
     assert set(summary["agents"]) == set(AGENT_NAMES)
 
 
@@ -111,7 +108,7 @@ def test_the_careless_speed_up_fails_the_fragile_test_and_is_blocked(
     assert runs["tests"].status == "failed" and runs["compile"].status == "passed"
     assert FRAGILE_TEST in runs["tests"].data["failed_tests"]
     assert runs["tests"].commit_sha == git(workspace.root, "rev-parse", invoices.branch)
-    escalation = workspace.store.get_escalation(invoices.data["demo_escalation"])
+    escalation = workspace.store.get_escalation(invoices.data[ESCALATION_KEY])
     assert escalation is not None and escalation.data["outcome"] == "block"
     assert "failing-gates" in [rule["name"] for rule in escalation.data["rules"]]
 
@@ -136,7 +133,7 @@ def test_refunds_need_and_get_two_payments_approvals_then_merge(
         run: tuple[Workspace, dict[str, Any], list[str]]) -> None:
     workspace, _summary, _streamed = run
     refunds = _sandbox(workspace, "refunds")
-    escalation = workspace.store.get_escalation(refunds.data["demo_escalation"])
+    escalation = workspace.store.get_escalation(refunds.data[ESCALATION_KEY])
     assert escalation is not None and escalation.status == "approved"
     assert [a["user"] for a in escalation.data["approvals"]] == list(DEMO_REVIEWERS)
     assert all(a["commit"] == refunds.data["approved_commit"] for a in escalation.data["approvals"])
@@ -169,7 +166,7 @@ def test_advancing_again_is_idempotent_and_follows_a_leads_decision(
     lead.actor = DEMO_LEAD
     try:
         policy = load_policy(workspace.root, workspace.load_config().policy)
-        decide(lead, policy, rounding.data["demo_escalation"], "reject", reason="changes a shared signature")
+        decide(lead, policy, rounding.data[ESCALATION_KEY], "reject", reason="changes a shared signature")
         assert scenario_pending(workspace)
         lines = advance_scenario(lead)
     finally:

@@ -140,8 +140,30 @@ def cmd_diff(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_review(args: argparse.Namespace) -> int:
+    from loomtui.governance.review import review_sandbox
+
+    outcome = review_sandbox(workspace_for(args), args.id, say=None if args.json else print)
+    if args.json:
+        print_json({"sandbox": outcome.sandbox.id, "status": outcome.sandbox.status, "commit": outcome.commit,
+                    "outcome": outcome.evaluation.outcome, "risk": outcome.evaluation.risk,
+                    "rules": list(outcome.evaluation.rule_names()),
+                    "gates": {r.gate: r.status for r in outcome.gates},
+                    "escalation": outcome.escalation.id if outcome.escalation else None,
+                    "explanation": outcome.evaluation.explanation()})
+        return 0
+    print(outcome.line())
+    for line in outcome.evaluation.explanation():
+        print(f"  {line}")
+    return 0
+
+
 def cmd_merge(args: argparse.Namespace) -> int:
-    result = review.merge(workspace_for(args), args.id, into=args.into)
+    from loomtui.governance.review import follow_decision, merge_trailers
+
+    workspace = workspace_for(args)
+    follow_decision(workspace, engine.get_sandbox(workspace, args.id).id)  # people may have decided since
+    result = review.merge(workspace, args.id, into=args.into, trailers=merge_trailers(workspace, args.id))
     if args.json:
         print_json(asdict(result))
     else:
@@ -255,6 +277,11 @@ def register(commands: Any) -> None:
                        json_flag=True)
     _id_arg(diff)
     diff.add_argument("--stat", action="store_true", help="per-file line counts instead of the patch")
+
+    review_cmd = add_command(sandbox, "review", cmd_review,
+                             "gate an ended sandbox and run the policy on its diff: approved, or an "
+                             "escalation for people; again after new commits", json_flag=True)
+    _id_arg(review_cmd)
 
     merge = add_command(sandbox, "merge", cmd_merge,
                         "merge an approved sandbox into its target, only if clean (exit 1 on conflict)",

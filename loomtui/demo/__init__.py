@@ -15,7 +15,7 @@ from pathlib import Path
 from loomtui.errors import LoomError
 from loomtui.resources import bundled
 
-_IGNORED = shutil.ignore_patterns("__pycache__", ".pytest_cache", "*.pyc")
+_IGNORED = shutil.ignore_patterns("__pycache__", ".pytest_cache", "*.pyc", ".benchmarks")
 
 
 def _git(cwd: Path, *args: str) -> str:

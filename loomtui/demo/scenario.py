@@ -48,15 +48,15 @@ from loomtui.coordination.claims import (
     sandbox_signature_changes,
 )
 from loomtui.coordination.suggest import suggest_regions
-from loomtui.demo.gates import (
+from loomtui.governance.review import ESCALATION_KEY as REVIEW_ESCALATION_KEY
+from loomtui.governance.review import decided_escalation, follow_decision, merge_trailers, review_sandbox
+from loomtui.guardrails.gates import (
     gate_argv,
     gate_environment,
-    run_configured_gates,
 )
 from loomtui.errors import LoomError
 from loomtui.execution.gitops import Git
 from loomtui.execution.lifecycle import (
-    APPROVED,
     ARCHIVED,
     AWAITING_REVIEW,
     EXITED,
@@ -72,8 +72,7 @@ from loomtui.execution.lifecycle import (
 )
 from loomtui.execution.review import merge
 from loomtui.execution.sandboxes import create_sandbox, isolation_label, start, stop
-from loomtui.governance.escalations import decide, open_escalation, queue, status_lines
-from loomtui.governance.gitfacts import change_facts
+from loomtui.governance.escalations import decide, queue, status_lines
 from loomtui.governance.policy import (
     ChangeFacts,
     Evaluation,
@@ -99,7 +98,7 @@ AGENT_KEY: Final = "demo_agent"
 CONFLICTS_KEY: Final = "demo_conflicts_at_claim"
 RAISED_KEY: Final = "demo_conflicts_raised"
 POLICY_KEY: Final = "demo_policy"
-ESCALATION_KEY: Final = "demo_escalation"
+ESCALATION_KEY: Final = REVIEW_ESCALATION_KEY  # the review engine's own record of it
 ERROR_KEY: Final = "demo_error"
 PRESTART_KEY: Final = "awaiting_escalation"  # set by execution/governance when the policy holds a start
 
@@ -467,93 +466,51 @@ def _ended_line(record: SandboxRecord, repo: Git) -> str:
 
 
 def _review(workspace: Workspace, policy: Policy, record: SandboxRecord, say: Say) -> None:
-    """Gates, then policy on the diff: merge an auto-approved change, open an escalation otherwise."""
-    ended = record
+    """Gates, then policy on the diff (the same review as real work): merge what is approved."""
+    name = str(record.data.get(AGENT_KEY))
+    say(f"[{name}] {_ended_line(record, Git(workspace.root))}")
+    _check_raised_conflicts(workspace, demo_sandboxes(workspace), say)  # a signature seen at the latest now
     try:
-        record = transition(workspace, record.id, GATING, reason="agent ended; running the configured gates",
-                            allowed_from=frozenset({EXITED, FAILED}))
+        outcome = review_sandbox(
+            workspace, record.id, policy=policy, say=lambda line: say(f"  {line}"),
+            summary=f"{name}: {record.task[:70]}")
     except LoomError:
         return  # another caller is on it
-    name = str(record.data.get(AGENT_KEY))
-    repo = Git(workspace.root)
-    say(f"[{name}] {_ended_line(ended, repo)}")
-    sandboxes = demo_sandboxes(workspace)
-    _check_raised_conflicts(workspace, sandboxes, say)  # a signature seen at the latest while gating
-    results = run_configured_gates(workspace, record.id)
-    say("  gates (.loom/loom.yaml, in its worktree): " + "; ".join(r.describe() for r in results))
-    for result in results:
-        for test in result.failed_tests:
-            say(f"    {result.gate} failed: {test}")
-    tip = repo.resolve_commit(record.branch)
-    base = record.data.get("base_sha")
-    if tip is None or not base:
-        raise LoomError(f"sandbox {record.id} has no branch tip or base to review")
-    facts = change_facts(workspace.root, str(base), tip, gates={r.gate: r.status for r in results},
-                         runtime=record.runtime, author=record.data.get("created_by") or None)
-    evaluation = evaluate(policy, facts)
-    signature = f", signature changed: {', '.join(facts.signature_changed)}" if facts.signature_changed else ""
-    say(f"  diff: {', '.join(facts.paths)} ({facts.lines_changed} lines{signature})")
-    say(f"  policy after the gates: {_outcome(evaluation)}")
-    summary = {"outcome": evaluation.outcome, "risk": evaluation.risk, "rules": list(evaluation.rule_names()),
-               "needs": [r.describe() for r in evaluation.requirements], "commit": tip}
-    workspace.record("policy.evaluated", record.id, {"stage": "post-gate", **summary})
-    workspace.store.update_sandbox(record.id, data={POLICY_KEY: summary})
-    if evaluation.outcome == "auto_approve":
-        rules = ", ".join(evaluation.rule_names())
-        transition(workspace, record.id, APPROVED, reason=f"auto-approved by the policy ({rules})",
-                   allowed_from=frozenset({GATING}), data={"approved_commit": tip},
-                   audit={"commit": tip, "rules": list(evaluation.rule_names())})
+    workspace.store.update_sandbox(record.id, data={POLICY_KEY: {
+        "outcome": outcome.evaluation.outcome, "risk": outcome.evaluation.risk,
+        "rules": list(outcome.evaluation.rule_names()),
+        "needs": [r.describe() for r in outcome.evaluation.requirements], "commit": outcome.commit}})
+    say(f"  policy after the gates: {_outcome(outcome.evaluation)}")
+    if outcome.escalation is None:
+        rules = ", ".join(outcome.evaluation.rule_names())
         _merge(workspace, record.id, [("Loom-Policy", f"auto_approve ({rules})")], say)
         return
-    gates = {r.gate: {"status": r.status, "summary": r.summary, "failed_tests": list(r.failed_tests),
-                      "run": r.run_id} for r in results}
-    escalation = open_escalation(
-        workspace, "post-gate", evaluation, facts, sandbox_id=record.id, commit=tip,
-        summary=f"{name}: {record.task[:70]} ({evaluation.outcome}: {', '.join(evaluation.rule_names())})",
-        evidence={"gates": gates, "lines_changed": facts.lines_changed})
-    transition(workspace, record.id, AWAITING_REVIEW, allowed_from=frozenset({GATING}),
-               reason=f"escalation #{escalation.id}: {evaluation.outcome}", data={ESCALATION_KEY: escalation.id})
-    wait = "a lead may override it" if evaluation.outcome == "block" else "waiting for approvals"
-    say(f"  escalation #{escalation.id} opened ({evaluation.outcome}, risk {escalation.risk}); {wait}")
+    wait = "a lead may override it" if outcome.evaluation.outcome == "block" else "waiting for approvals"
+    say(f"  escalation #{outcome.escalation.id} opened ({outcome.evaluation.outcome}, "
+        f"risk {outcome.escalation.risk}); {wait}")
 
 
 def _decided(workspace: Workspace, record: SandboxRecord) -> EscalationRecord | None:
     """The sandbox's escalation, if people have decided it."""
-    escalation_id = record.data.get(ESCALATION_KEY)
-    escalation = workspace.store.get_escalation(int(escalation_id)) if escalation_id else None
-    return escalation if escalation is not None and escalation.status != "open" else None
+    return decided_escalation(workspace, record.id)
 
 
 def _follow_decision(workspace: Workspace, record: SandboxRecord, say: Say) -> None:
     escalation = _decided(workspace, record)
-    if escalation is None:
-        return
-    name = record.data.get(AGENT_KEY)
-    people = ", ".join(a["user"] for a in escalation.data.get("approvals", [])) or "?"
-    if escalation.status == "rejected":
-        try:
-            transition(workspace, record.id, REJECTED, allowed_from=frozenset({AWAITING_REVIEW}),
-                       reason=f"escalation #{escalation.id} rejected")
-        except LoomError:
-            return
-        say(f"[{name}] escalation #{escalation.id} rejected: the change is not merged")
-        return
-    commit = str(escalation.data.get("commit") or "")
-    how = "approved by " + people if escalation.status == "approved" else "overridden"
     try:
-        transition(workspace, record.id, APPROVED, allowed_from=frozenset({AWAITING_REVIEW}),
-                   reason=f"escalation #{escalation.id} {how}", data={"approved_commit": commit},
-                   audit={"escalation": escalation.id, "commit": commit})
+        moved = follow_decision(workspace, record.id)
     except LoomError:
         return
+    if moved is None or escalation is None:
+        return
+    name = record.data.get(AGENT_KEY)
+    if moved.status == "rejected":
+        say(f"[{name}] escalation #{escalation.id} rejected: the change is not merged")
+        return
+    people = ", ".join(a["user"] for a in escalation.data.get("approvals", [])) or "?"
+    how = "approved by " + people if escalation.status == "approved" else "overridden"
     say(f"[{name}] escalation #{escalation.id} {how}")
-    if escalation.status == "approved":
-        trailers = [("Loom-Escalation", f"#{escalation.id}"), ("Loom-Approved-by", people)]
-    else:
-        overrider = next((h.get("by") for h in reversed(escalation.data.get("history", []))
-                          if h.get("event") == "override"), "?")
-        trailers = [("Loom-Escalation", f"#{escalation.id}"), ("Loom-Overridden-by", str(overrider))]
-    _merge(workspace, record.id, trailers, say)
+    _merge(workspace, record.id, merge_trailers(workspace, record.id), say)
 
 
 def _merge(workspace: Workspace, sandbox_id: str, trailers: list[tuple[str, str]], say: Say) -> None:

@@ -11,7 +11,7 @@ from textual import work
 from textual.app import App
 from textual.binding import Binding
 from textual.notifications import SeverityLevel
-from textual.worker import get_current_worker
+from textual.worker import Worker, WorkerState, get_current_worker
 
 from loomtui.config import LoomConfig
 from loomtui.coordination.claims import Coordinator
@@ -81,6 +81,13 @@ class LoomApp(App[int]):
         and errors, any of which may contain `[`."""
         super().notify(message, title=title, severity=severity, timeout=timeout, markup=markup)
 
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        """A worker that failed unexpectedly is reported in one line; the app keeps running."""
+        if event.state == WorkerState.ERROR and event.worker.error is not None:
+            error = event.worker.error
+            self.notify(f"{type(error).__name__}: {error}", title=f"{event.worker.name or 'worker'} failed",
+                        severity="error", timeout=10)
+
     # -- start-up -----------------------------------------------------------------
 
     def on_mount(self) -> None:
@@ -99,6 +106,42 @@ class LoomApp(App[int]):
         if self.demo:
             self._start_demo()
             self.set_interval(1.5, self._advance_demo)
+        else:
+            # The demo reviews its own agents; elsewhere the app does it for everyone.
+            self.set_interval(2.0, self._review_ended)
+
+    # -- after an agent stops: gates, policy, then whatever people decide ----------------
+
+    def _review_ended(self) -> None:
+        if self.latest_snapshot is not None:
+            self._review_worker([s.id for s in self.latest_snapshot.sandboxes
+                                 if s.status in ("exited", "failed", "awaiting_review")])
+
+    @work(thread=True, exclusive=True, group="review", exit_on_error=False)
+    def _review_worker(self, sandbox_ids: list[str]) -> None:
+        from loomtui.execution.gitops import Git
+        from loomtui.governance.review import follow_decision, review_sandbox
+
+        repo = Git(self.workspace.root)
+        for sandbox_id in sandbox_ids:
+            record = self.workspace.store.get_sandbox(sandbox_id)
+            if record is None:
+                continue
+            try:
+                if record.status == "awaiting_review":
+                    moved = follow_decision(self.workspace, sandbox_id)
+                    if moved is not None:
+                        self.call_from_thread(self.notify, f"sandbox {sandbox_id}: {moved.status}",
+                                              title="review")
+                    continue
+                tip = repo.resolve_commit(record.branch) if record.branch else None
+                if tip is None or tip == record.data.get("base_sha") or record.data.get("reviewed_commit") == tip:
+                    continue  # nothing to review (no commits), or done already
+                self.workspace.store.update_sandbox(sandbox_id, data={"reviewed_commit": tip})
+                outcome = review_sandbox(self.workspace, sandbox_id, policy=self.policy)
+                self.call_from_thread(self.notify, outcome.line(), title="review", timeout=8)
+            except LoomError as exc:
+                self.call_from_thread(self.notify, str(exc), title="review", severity="error")
 
     # -- the demo: the scenario runs on the real engines, the app only shows it ----------
 

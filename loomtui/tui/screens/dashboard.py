@@ -67,12 +67,13 @@ class DashboardScreen(Screen[None]):
     BINDINGS = [
         Binding("n", "new_sandbox", "New", id="dashboard.new"),
         Binding("s", "stop", "Stop", id="dashboard.stop"),
-        Binding("p", "pause_resume", "Pause/resume", id="dashboard.pause"),
+        Binding("p", "pause_resume", "Pause/resume", id="dashboard.pause", show=False),
         Binding("enter", "open", "Attach/log", id="dashboard.open"),
         Binding("d", "diff", "Diff", id="dashboard.diff"),
-        Binding("x", "archive", "Archive", id="dashboard.archive"),
+        Binding("m", "merge", "Merge", id="dashboard.merge"),
+        Binding("x", "archive", "Archive", id="dashboard.archive", show=False),
         Binding("slash", "filter", "Filter", key_display="/", id="dashboard.filter"),
-        Binding("escape", "back", "Back", id="dashboard.back"),
+        Binding("escape", "back", "Back", id="dashboard.back", show=False),
     ]
 
     def __init__(self) -> None:
@@ -101,7 +102,7 @@ class DashboardScreen(Screen[None]):
                     yield Static("", id="claims")
                 with TabPane("Activity", id="tab-activity"):
                     yield Log(max_lines=500, id="activity")
-        yield Footer()
+        yield Footer(compact=True)
 
     def on_mount(self) -> None:
         table = self.query_one("#sandboxes", DataTable)
@@ -127,6 +128,8 @@ class DashboardScreen(Screen[None]):
         self.snapshot = snapshot
         log = self.query_one("#activity", Log)
         log.write_lines(format_event(e) for e in snapshot.events)
+        if self.tailing and any(e.subject == self.tailing and e.kind.startswith("sandbox.") for e in snapshot.events):
+            self._diff_stats(self.tailing)  # its branch or worktree may have moved
         self._sync_table(snapshot)
         self._show_detail()
 
@@ -284,17 +287,17 @@ class DashboardScreen(Screen[None]):
         if selected is None or selected.id != sandbox_id or sandbox_id == self.tailing:
             return
         self.tailing = sandbox_id
-        self.query_one("#agent-log", Log).clear()
-        self._tail_log(sandbox_id)
+        log = self.query_one("#agent-log", Log)
+        log.clear()
+        self._tail_log(sandbox_id, log)
         self._diff_stats(sandbox_id)
 
-    @work(thread=True, exclusive=True, group="log-tail")
-    def _tail_log(self, sandbox_id: str) -> None:
+    @work(thread=True, exclusive=True, group="log-tail", exit_on_error=False)
+    def _tail_log(self, sandbox_id: str, log: Log) -> None:
         """Stream the selected sandbox's log into the Log tab until another is selected."""
         from textual.worker import get_current_worker
 
         worker = get_current_worker()
-        log = self.query_one("#agent-log", Log)
         path = Path(sandboxes.log_path(self.app.workspace, sandbox_id))  # type: ignore[attr-defined]
         first = sandboxes.read_log_tail(self.app.workspace, sandbox_id, 200)  # type: ignore[attr-defined]
         self.app.call_from_thread(log.write_lines, first)
@@ -303,20 +306,22 @@ class DashboardScreen(Screen[None]):
         while not worker.is_cancelled:
             try:
                 size = path.stat().st_size
+                if size < offset:
+                    # Cut back to its last whole line (a full disk): follow from the new end.
+                    offset, pending = size, b""
+                elif size > offset:
+                    with open(path, "rb") as handle:
+                        handle.seek(offset)
+                        pending += handle.read(size - offset)
+                    offset = size
             except OSError:
-                size = 0
-            if size > offset:
-                with open(path, "rb") as handle:
-                    handle.seek(offset)
-                    pending += handle.read(size - offset)
-                offset = size
-                *whole, pending = pending.split(b"\n")
-                if whole:
-                    text = [line.decode("utf-8", "replace") for line in whole]
-                    self.app.call_from_thread(log.write_lines, text)
+                pass  # not written yet, or removed with its sandbox
+            *whole, pending = pending.split(b"\n")
+            if whole:
+                self.app.call_from_thread(log.write_lines, [line.decode("utf-8", "replace") for line in whole])
             time.sleep(0.2)
 
-    @work(thread=True, exclusive=True, group="diff-stats")
+    @work(thread=True, exclusive=True, group="diff-stats", exit_on_error=False)
     def _diff_stats(self, sandbox_id: str) -> None:
         try:
             found = review.diff(self.app.workspace, sandbox_id, patch=False)  # type: ignore[attr-defined]
@@ -325,14 +330,17 @@ class DashboardScreen(Screen[None]):
         stats = f"{len(found.files)} files, +{found.added} -{found.deleted}"
         if found.includes_uncommitted:
             stats += " (uncommitted work included)"
+        self.app.call_from_thread(self._set_diff_stats, sandbox_id, stats)
+
+    def _set_diff_stats(self, sandbox_id: str, stats: str) -> None:
         self.diff_stats[sandbox_id] = stats
-        self.app.call_from_thread(self._show_detail)
+        self._show_detail()
 
     def _run(self, label: str, call: object, *args: object) -> None:
         """Run an engine call in a worker; report its error in one line."""
         self._engine_worker(label, call, args)
 
-    @work(thread=True, group="sandbox-actions")
+    @work(thread=True, group="sandbox-actions", exit_on_error=False)
     def _engine_worker(self, label: str, call: object, args: tuple[object, ...]) -> None:
         try:
             call(self.app.workspace, *args)  # type: ignore[operator, attr-defined]
@@ -354,7 +362,7 @@ class DashboardScreen(Screen[None]):
             return
         self._create_worker(request)
 
-    @work(thread=True, group="sandbox-actions")
+    @work(thread=True, group="sandbox-actions", exit_on_error=False)
     def _create_worker(self, request: object) -> None:
         app = self.app
         try:
@@ -399,7 +407,7 @@ class DashboardScreen(Screen[None]):
         if (sandbox := self.selected_sandbox()) is not None:
             self._show_diff(sandbox.id)
 
-    @work(thread=True, group="diff")
+    @work(thread=True, group="diff", exit_on_error=False)
     def _show_diff(self, sandbox_id: str) -> None:
         from loomtui.tui.screens.sandbox_forms import DiffScreen
 
@@ -410,6 +418,24 @@ class DashboardScreen(Screen[None]):
             return
         title = f"sandbox {sandbox_id}: {len(found.files)} files, +{found.added} -{found.deleted}"
         self.app.call_from_thread(self.app.push_screen, DiffScreen(title, found.patch))
+
+    def action_merge(self) -> None:
+        from loomtui.tui.screens.sandbox_forms import ConfirmScreen
+
+        sandbox = self.selected_sandbox()
+        if sandbox is None:
+            return
+        if sandbox.status != "approved":
+            self.app.notify(f"sandbox {sandbox.id} is {sandbox.status}: only an approved change merges "
+                            "(its review and escalation come first)", title="merge", severity="warning")
+            return
+        question = f"Merge sandbox {sandbox.id} ({sandbox.branch}) into its target? Only a clean merge goes in."
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self._run(f"merge {sandbox.id}", _merge, sandbox.id)
+
+        self.app.push_screen(ConfirmScreen(question), answered)
 
     def action_archive(self) -> None:
         from loomtui.tui.screens.sandbox_forms import ConfirmScreen
@@ -425,6 +451,13 @@ class DashboardScreen(Screen[None]):
                 self._run(f"archive {sandbox.id}", _archive, sandbox.id)
 
         self.app.push_screen(ConfirmScreen(question), answered)
+
+
+def _merge(workspace: object, sandbox_id: str) -> None:
+    """Merge an approved sandbox, its trailers saying how the change was allowed."""
+    from loomtui.governance.review import merge_trailers
+
+    review.merge(workspace, sandbox_id, trailers=merge_trailers(workspace, sandbox_id))  # type: ignore[arg-type]
 
 
 def _archive(workspace: object, sandbox_id: str) -> None:

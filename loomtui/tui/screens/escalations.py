@@ -87,7 +87,7 @@ class EscalationsScreen(Screen[None]):
             yield DataTable(id="queue", cursor_type="row", zebra_stripes=True)
             with VerticalScroll(id="esc-detail-pane"):
                 yield Static(id="esc-detail")
-        yield Footer()
+        yield Footer(compact=True)
 
     def on_mount(self) -> None:
         table = self.query_one("#queue", DataTable)
@@ -101,7 +101,7 @@ class EscalationsScreen(Screen[None]):
 
     # -- data ----------------------------------------------------------------------------
 
-    @work(thread=True, exclusive=True, group="escalations")
+    @work(thread=True, exclusive=True, group="escalations", exit_on_error=False)
     def reload(self) -> None:
         """Read the queue off the UI thread."""
         from loomtui.governance.escalations import DECIDED, OPEN, queue
@@ -233,7 +233,7 @@ class EscalationsScreen(Screen[None]):
 
         self.app.push_screen(ReasonScreen(title), recorded)
 
-    @work(thread=True, group="decide")
+    @work(thread=True, group="decide", exit_on_error=False)
     def _record(self, escalation_id: int, decision: str, reason: str) -> None:
         app = self.app
         try:
@@ -256,7 +256,7 @@ class EscalationsScreen(Screen[None]):
                 app.call_from_thread(app.notify, str(exc), title="start", severity="error")
         self.reload()
 
-    @work(thread=True, group="diff")
+    @work(thread=True, group="diff", exit_on_error=False)
     def action_diff(self) -> None:
         from loomtui.execution.review import diff
         from loomtui.tui.screens.sandbox_forms import DiffScreen

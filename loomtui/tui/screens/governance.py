@@ -56,7 +56,7 @@ class PolicyScreen(Screen[None]):
             yield DataTable(id="rules", cursor_type="row", zebra_stripes=True)
             with VerticalScroll(id="policy-detail-pane"):
                 yield Static(id="policy-detail")
-        yield Footer()
+        yield Footer(compact=True)
 
     def on_mount(self) -> None:
         table = self.query_one("#rules", DataTable)
@@ -132,7 +132,7 @@ class PolicyScreen(Screen[None]):
         if event.value != Select.BLANK:
             self._explain(str(event.value))
 
-    @work(thread=True, exclusive=True, group="explain")
+    @work(thread=True, exclusive=True, group="explain", exit_on_error=False)
     def _explain(self, sandbox_id: str) -> None:
         from loomtui.governance.explain import explain_sandbox
 
@@ -175,7 +175,7 @@ class AuditScreen(Screen[None]):
             yield DataTable(id="audit", cursor_type="row", zebra_stripes=True)
             with VerticalScroll(id="audit-detail-pane"):
                 yield Static(id="audit-detail")
-        yield Footer()
+        yield Footer(compact=True)
 
     def on_mount(self) -> None:
         table = self.query_one("#audit", DataTable)
@@ -189,7 +189,7 @@ class AuditScreen(Screen[None]):
     def on_screen_resume(self) -> None:
         self.reload()
 
-    @work(thread=True, exclusive=True, group="audit-read")
+    @work(thread=True, exclusive=True, group="audit-read", exit_on_error=False)
     def reload(self) -> None:
         tail = self.app.workspace.audit.tail(AUDIT_ROWS)  # type: ignore[attr-defined]
         self.app.call_from_thread(self._show_entries, tail)
@@ -230,7 +230,7 @@ class AuditScreen(Screen[None]):
         text.append("\n" + json.dumps(entry.details, indent=2, sort_keys=True, default=str))
         self.query_one("#audit-detail", Static).update(text)
 
-    @work(thread=True, exclusive=True, group="audit-verify")
+    @work(thread=True, exclusive=True, group="audit-verify", exit_on_error=False)
     def action_verify(self) -> None:
         audit = self.app.workspace.audit  # type: ignore[attr-defined]
         result = audit.verify()

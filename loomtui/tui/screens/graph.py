@@ -60,7 +60,7 @@ class GraphScreen(Screen[None]):
             with Vertical(id="graph-right"):
                 yield Static(Text("Claims and their neighbourhood", style="bold"), classes="section-title")
                 yield Tree("claims", id="claims-tree")
-        yield Footer()
+        yield Footer(compact=True)
 
     def on_mount(self) -> None:
         table = self.query_one("#conflicts", DataTable)

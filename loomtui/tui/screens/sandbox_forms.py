@@ -76,7 +76,7 @@ class NewSandboxScreen(ModalScreen[NewSandboxRequest | None]):
     def _task_changed(self, event: Input.Changed) -> None:
         self._suggest(event.value)
 
-    @work(thread=True, exclusive=True, group="suggest")
+    @work(thread=True, exclusive=True, group="suggest", exit_on_error=False)
     def _suggest(self, task: str) -> None:
         coordinator = self.app._coordinator  # type: ignore[attr-defined]
         if coordinator is None or len(task.strip()) < 3:
@@ -95,7 +95,7 @@ class NewSandboxScreen(ModalScreen[NewSandboxRequest | None]):
     def _claims_changed(self) -> None:
         self._check(tuple(self.query_one("#claims", SelectionList).selected))
 
-    @work(thread=True, exclusive=True, group="claim-check")
+    @work(thread=True, exclusive=True, group="claim-check", exit_on_error=False)
     def _check(self, region_ids: tuple[str, ...]) -> None:
         coordinator = self.app._coordinator  # type: ignore[attr-defined]
         if coordinator is None:

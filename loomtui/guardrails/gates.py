@@ -1,16 +1,13 @@
-"""A stand-in for the guardrails layer: run the configured gates in a sandbox's worktree.
+"""Gate 1, deterministic checks: run the configured gates in a sandbox's worktree.
 
-The demo needs real gate results before the policy can run on a change, and the
-guardrails layer (gate 1 deterministic checks, gate 2 behavioural scoring against
-a baseline, results streamed live) does not exist yet. This module does the least
-that is honest: it runs each deterministic gate of `.loom/loom.yaml` (`gates:
-[{name, run, timeout}]`) as a plain subprocess in the sandbox's worktree, at its
-branch tip, and records what really happened with `store.add_gate_run` /
-`store.finish_gate_run` and one audit entry per gate. Nothing is scored and
-nothing is compared with a baseline; behavioural gates are skipped, saying so.
+The policy after the gates needs real gate results. This runs each deterministic
+gate of `.loom/loom.yaml` (`gates: [{name, run, timeout}]`) as a plain subprocess
+in the sandbox's worktree, at its branch tip, and records what really happened
+with `store.add_gate_run` / `store.finish_gate_run` and one audit entry per gate.
 
-It is to be replaced by the guardrails layer; callers use only
-`run_configured_gates(workspace, sandbox_id)` and `GateResult`.
+Not here yet (the guardrails issue): gate 2's behavioural scoring, comparison
+with the base commit's baseline, and live streaming of results; behavioural
+gates are skipped, saying so. Callers use `run_configured_gates` and `GateResult`.
 """
 
 from __future__ import annotations
@@ -148,7 +145,7 @@ def run_configured_gates(workspace: Workspace, sandbox_id: str, *,
         workspace.store.finish_gate_run(run.id, status, {
             "argv": list(argv), "exit_code": exit_code, "duration_s": duration, "summary": result.summary,
             "failed_tests": list(result.failed_tests), "output_tail": list(tail),
-            "runner": "loomtui.demo.gates (stand-in for the guardrails layer)",
+            "runner": "loomtui.guardrails.gates (gate 1: deterministic)",
         })
         workspace.record(f"gate.{status}", record.id, {
             "gate": gate.name, "run": run.id, "commit": commit, "exit_code": exit_code,

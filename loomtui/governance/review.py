@@ -1,0 +1,141 @@
+"""After an agent stops: gates, then the policy on the actual diff, then people.
+
+`review_sandbox` runs the configured gates in the sandbox's worktree and evaluates
+the policy on its diff (from the commit it started at to its branch tip) with those
+results. An auto-approved change is `approved` at once; anything else opens a
+post-gate escalation and waits in `awaiting_review`. `follow_decision` moves a
+sandbox on once people have decided (`approved`, or `rejected`). An approval is
+for the commit the policy saw: a sandbox that commits again is reviewed again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from loomtui.errors import LoomError
+from loomtui.execution.gitops import Git
+from loomtui.execution.lifecycle import APPROVED, AWAITING_REVIEW, EXITED, FAILED, GATING, REJECTED, transition
+from loomtui.execution.sandboxes import get_sandbox
+from loomtui.governance.escalations import open_escalation
+from loomtui.governance.gitfacts import change_facts
+from loomtui.governance.policy import Evaluation, Policy, evaluate, load_policy
+from loomtui.guardrails.gates import GateResult, run_configured_gates
+from loomtui.store import EscalationRecord, SandboxRecord
+from loomtui.workspace import Workspace
+
+Say = Callable[[str], None]
+REVIEWABLE = frozenset({EXITED, FAILED})
+ESCALATION_KEY = "review_escalation"
+
+
+@dataclass(frozen=True)
+class ReviewOutcome:
+    sandbox: SandboxRecord
+    commit: str
+    gates: list[GateResult]
+    evaluation: Evaluation
+    escalation: EscalationRecord | None
+
+    def line(self) -> str:
+        rules = ", ".join(self.evaluation.rule_names()) or "no rule"
+        where = f"; escalation #{self.escalation.id}" if self.escalation else ""
+        return (f"sandbox {self.sandbox.id}: {self.evaluation.outcome} (risk {self.evaluation.risk}; {rules})"
+                f"{where}; now {self.sandbox.status}")
+
+
+def _quiet(_line: str) -> None:
+    return None
+
+
+def review_sandbox(workspace: Workspace, sandbox_id: str, *, policy: Policy | None = None,
+                   say: Say | None = None, summary: str | None = None) -> ReviewOutcome:
+    """Gate and judge an ended sandbox (or one with new commits since its last review)."""
+    say = say or _quiet
+    record = get_sandbox(workspace, sandbox_id)
+    repo = Git(workspace.root)
+    tip = repo.resolve_commit(record.branch)
+    base = record.data.get("base_sha")
+    if tip is None or not base:
+        raise LoomError(f"sandbox {record.id} has no branch tip or base commit to review", exit_code=1)
+    previous = _escalation(workspace, record)
+    again = record.status == AWAITING_REVIEW and previous is not None and previous.data.get("commit") != tip
+    if record.status not in REVIEWABLE and not again:
+        raise LoomError(f"sandbox {record.id} is {record.status}: only a sandbox whose agent has ended, or one "
+                        "with commits since its review, is reviewed", exit_code=1)
+    if again and previous is not None and previous.status == "open":
+        # Superseded, not decided: what it asked about is no longer the change.
+        workspace.store.update_escalation(previous.id, status="superseded")
+        workspace.record("escalation.superseded", str(previous.id), {"sandbox": record.id, "commit": tip})
+    record = transition(workspace, record.id, GATING, reason=f"reviewing commit {tip[:12]}",
+                        allowed_from=frozenset({*REVIEWABLE, AWAITING_REVIEW}))
+    results = run_configured_gates(workspace, record.id)
+    say("gates: " + ("; ".join(r.describe() for r in results) or "none configured"))
+    for result in results:
+        for test in result.failed_tests:
+            say(f"  {result.gate} failed: {test}")
+    policy = policy or load_policy(workspace.root, workspace.load_config().policy)
+    facts = change_facts(workspace.root, str(base), tip, gates={r.gate: r.status for r in results},
+                         runtime=record.runtime, author=record.data.get("created_by") or None)
+    evaluation = evaluate(policy, facts)
+    signature = f", signature changed: {', '.join(facts.signature_changed)}" if facts.signature_changed else ""
+    say(f"diff: {', '.join(facts.paths) or 'nothing'} ({facts.lines_changed} lines{signature})")
+    workspace.record("policy.evaluated", record.id, {
+        "stage": "post-gate", "commit": tip, "outcome": evaluation.outcome, "risk": evaluation.risk,
+        "rules": list(evaluation.rule_names()), "needs": [r.describe() for r in evaluation.requirements]})
+    if evaluation.outcome == "auto_approve":
+        record = transition(workspace, record.id, APPROVED, allowed_from=frozenset({GATING}),
+                            reason=f"auto-approved by the policy ({', '.join(evaluation.rule_names())})",
+                            data={"approved_commit": tip}, audit={"commit": tip})
+        return ReviewOutcome(record, tip, results, evaluation, None)
+    gates = {r.gate: {"status": r.status, "summary": r.summary, "failed_tests": list(r.failed_tests),
+                      "run": r.run_id} for r in results}
+    escalation = open_escalation(
+        workspace, "post-gate", evaluation, facts, sandbox_id=record.id, commit=tip,
+        summary=summary or f"{record.task[:70]} ({evaluation.outcome}: {', '.join(evaluation.rule_names())})",
+        evidence={"gates": gates, "lines_changed": facts.lines_changed})
+    record = transition(workspace, record.id, AWAITING_REVIEW, allowed_from=frozenset({GATING}),
+                        reason=f"escalation #{escalation.id}: {evaluation.outcome}",
+                        data={ESCALATION_KEY: escalation.id})
+    return ReviewOutcome(record, tip, results, evaluation, escalation)
+
+
+def _escalation(workspace: Workspace, record: SandboxRecord) -> EscalationRecord | None:
+    escalation_id = record.data.get(ESCALATION_KEY)
+    return workspace.store.get_escalation(int(escalation_id)) if escalation_id else None
+
+
+def decided_escalation(workspace: Workspace, sandbox_id: str) -> EscalationRecord | None:
+    """The sandbox's post-gate escalation, once people have decided it."""
+    escalation = _escalation(workspace, get_sandbox(workspace, sandbox_id))
+    return escalation if escalation is not None and escalation.status in ("approved", "overridden",
+                                                                           "rejected") else None
+
+
+def follow_decision(workspace: Workspace, sandbox_id: str) -> SandboxRecord | None:
+    """Move an awaiting sandbox on after its escalation is decided; None while it is open."""
+    record = get_sandbox(workspace, sandbox_id)
+    escalation = decided_escalation(workspace, sandbox_id)
+    if record.status != AWAITING_REVIEW or escalation is None:
+        return None
+    if escalation.status == "rejected":
+        return transition(workspace, record.id, REJECTED, allowed_from=frozenset({AWAITING_REVIEW}),
+                          reason=f"escalation #{escalation.id} rejected")
+    commit = str(escalation.data.get("commit") or "")
+    return transition(workspace, record.id, APPROVED, allowed_from=frozenset({AWAITING_REVIEW}),
+                      reason=f"escalation #{escalation.id} {escalation.status}",
+                      data={"approved_commit": commit}, audit={"escalation": escalation.id, "commit": commit})
+
+
+def merge_trailers(workspace: Workspace, sandbox_id: str) -> list[tuple[str, str]]:
+    """What the merge commit says about how the change was allowed: policy, escalation, people."""
+    escalation = _escalation(workspace, get_sandbox(workspace, sandbox_id))
+    if escalation is None:
+        return [("Loom-Policy", "auto_approve")]
+    trailers = [("Loom-Escalation", f"#{escalation.id}")]
+    if escalation.status == "overridden":
+        overrider = next((h.get("by") for h in reversed(escalation.data.get("history", []))
+                          if h.get("event") == "override"), "?")
+        return [*trailers, ("Loom-Overridden-by", str(overrider))]
+    people = ", ".join(a["user"] for a in escalation.data.get("approvals", [])) or "?"
+    return [*trailers, ("Loom-Approved-by", people)]
