@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Final, Literal, TypeVar
 
-from loomtui.errors import ConfigError, LoomError
+from loomtui.errors import LoomError
 from loomtui.yamlcheck import Fields, Value, closest, compose, read_text
 
 __all__ = [

@@ -63,6 +63,8 @@ def test_secrets_are_blocked_and_markdown_says_so(billing: Path) -> None:
 
 def test_broken_policy_fails_closed(billing: Path) -> None:
     (billing / ".loom/policy.yaml").write_text("version: 1\nrules:\n  - name: x\n    decision: maybe\n")
+    git(billing, "commit", "-qam", "break the policy on main")  # the gate judges by the base's policy
+    branch_with(billing, "any", {"docs/note.md": "a note\n"})
     done = gate(billing)
     assert done.returncode == 2
     assert ".loom/policy.yaml:3" in done.stderr and "Traceback" not in done.stderr
@@ -157,3 +159,16 @@ def test_escalation_cli_lists_and_decides(billing: Path) -> None:
     rejected = subprocess.run([LOOMTUI, "escalation", "reject", str(waiting)], cwd=billing,
                               capture_output=True, text=True, env=env)
     assert rejected.returncode == 2 and "--reason" in rejected.stderr
+
+
+def test_a_branch_cannot_loosen_the_policy_that_judges_it(billing: Path) -> None:
+    policy = (billing / ".loom/policy.yaml").read_text()
+    loosened = policy.replace("rules:\n", "rules:\n  - name: anything-goes\n    when: {paths: ['**']}\n"
+                                          "    decision: auto_approve\n", 1)
+    ledger = (billing / "payments/ledger.py").read_text()
+    branch_with(billing, "sneaky", {".loom/policy.yaml": loosened, "payments/ledger.py": ledger + "\n# x\n"})
+    done = gate(billing, "--format", "json")
+    report = json.loads(done.stdout)
+    assert done.returncode == 1 and report["verdict"] == "NEEDS APPROVAL"
+    assert "anything-goes" not in [r["name"] for r in report["rules"]]
+    assert any("judged by the base's policy" in note for note in report["notes"])

@@ -832,3 +832,12 @@ def test_evaluation_is_plain_data() -> None:
     assert isinstance(evaluation, Evaluation)
     with pytest.raises(AttributeError):
         evaluation.outcome = "block"  # type: ignore[misc]
+
+
+def test_a_policy_path_that_names_a_missing_file_is_an_error(tmp_path: Path) -> None:
+    from loomtui.errors import ConfigError
+    from loomtui.governance.policy import load_policy
+
+    with pytest.raises(ConfigError, match="nope.yaml: the policy file named by `policy:`"):
+        load_policy(tmp_path, "nope.yaml")
+    assert load_policy(tmp_path).source is None  # the usual path, absent: the built-in default

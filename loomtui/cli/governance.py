@@ -89,11 +89,11 @@ def cmd_gate(args: argparse.Namespace) -> int:
     from loomtui.governance.gate import run_gate
     from loomtui.store import open_store
 
-    policy, root = _policy(args, None)  # a broken policy raises: the gate fails closed (exit 2)
-    paths = find_repo(root)
-    # Read the store only where one exists: a CI clone must not grow one.
+    paths = find_repo(args.repo)
+    # Read the store only where one exists: a CI clone must not grow one. The policy is
+    # the base's (a broken one raises: the gate fails closed, exit 2).
     store = open_store(paths) if paths.store_path.exists() else None
-    report = run_gate(root, policy, base=args.base, head=args.head, store=store)
+    report = run_gate(paths.root, base=args.base, head=args.head, store=store)
     if args.format == "json":
         print_json(report.as_dict())
     elif args.format == "markdown":

@@ -26,7 +26,6 @@ import networkx as nx
 import pathspec
 
 from loomtui.coordination.index import DEPENDENCY_KINDS, RepoIndex
-from loomtui.coordination.regions import Region
 from loomtui.errors import LoomError
 from loomtui.store import ClaimRecord
 from loomtui.workspace import Workspace

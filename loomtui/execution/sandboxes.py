@@ -259,6 +259,14 @@ def create_sandbox(
         "context_file": str(paths.context), "script": str(paths.script),
     })
     target = _merge_target(repo, base)
+    if claims:
+        # A mistyped target is bad input: say so before anything is recorded. (A refused
+        # claim, by contrast, is a decision, and leaves a rejected record behind.)
+        from loomtui.coordination.claims import open_coordinator
+
+        coordinator = open_coordinator(workspace)
+        for claim_target in claims:
+            coordinator.resolve(claim_target)
 
     now = time.time()
     record = workspace.store.add_sandbox(SandboxRecord(

@@ -144,15 +144,17 @@ def decide(workspace: Workspace, policy: Policy, escalation_id: int, decision: s
             raise LoomError(f"no escalation #{escalation_id}")
         if escalation.status != OPEN:
             raise DecisionRefused(f"escalation #{escalation_id} is already {escalation.status}")
-        commit = current_commit if current_commit is not None else escalation.data.get("commit", "")
+        evaluated = escalation.data.get("commit", "")
+        commit = current_commit if current_commit is not None else evaluated
         history = list(escalation.data.get("history", []))
         data: dict[str, Any] = {}
-        if commit != escalation.data.get("commit", ""):
-            # A new commit: approvals given for the old diff no longer count.
-            history.append({"at": time.time(), "event": "approvals invalidated by new commit",
-                            "commit": commit, "by": user})
-            data["commit"] = commit
-        allowed = allowed_decisions(policy, _with(escalation, commit), user)
+        if evaluated and commit != evaluated:
+            # The policy judged another diff: deciding now would approve what nobody evaluated.
+            raise DecisionRefused(
+                f"escalation #{escalation_id} was evaluated on commit {evaluated[:12]}, but sandbox "
+                f"{escalation.sandbox_id} is now at {commit[:12]}: review it again "
+                f"(loomtui sandbox review {escalation.sandbox_id}) so the policy sees the new diff")
+        allowed = allowed_decisions(policy, escalation, user)
         if decision not in allowed:
             raise DecisionRefused(_why_not(policy, escalation, user, decision))
         status = OPEN
@@ -178,14 +180,6 @@ def decide(workspace: Workspace, policy: Policy, escalation_id: int, decision: s
                          {"by": user, "reason": reason, "commit": commit, "status": status,
                           "sandbox": escalation.sandbox_id})
     return updated
-
-
-def _with(escalation: EscalationRecord, commit: str) -> EscalationRecord:
-    """The escalation as it stands for `commit` (approvals for other commits dropped)."""
-    data = dict(escalation.data)
-    data["approvals"] = [a for a in data.get("approvals", []) if a["commit"] == commit]
-    data["commit"] = commit
-    return EscalationRecord(**{**asdict(escalation), "data": data})
 
 
 def _why_not(policy: Policy, escalation: EscalationRecord, user: str, decision: str) -> str:

@@ -8,6 +8,8 @@ not load is an error, never a pass.
 from __future__ import annotations
 
 import os
+import subprocess
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -81,6 +83,29 @@ class GateReport:
         return "\n".join(out)
 
 
+POLICY_FILES = (".loom", "CODEOWNERS", ".github/CODEOWNERS", "docs/CODEOWNERS")
+
+
+def policy_at(root: Path, rev: str) -> Policy:
+    """The policy as it stands at `rev` (loom.yaml, the policy file and CODEOWNERS from there).
+
+    A branch is judged by the policy of what it merges into, never by its own: a
+    change that loosens the policy must not approve itself.
+    """
+    from loomtui.config import load_config
+    from loomtui.governance.policy import load_policy
+
+    names = (git_output(root, "ls-tree", "-r", "--name-only", rev, "--", *POLICY_FILES) or "").splitlines()
+    with tempfile.TemporaryDirectory(prefix="loomtui-policy-") as scratch:
+        snapshot = Path(scratch)
+        for name in names:
+            done = subprocess.run(["git", "show", f"{rev}:{name}"], cwd=root, capture_output=True)
+            if done.returncode == 0:
+                (snapshot / name).parent.mkdir(parents=True, exist_ok=True)
+                (snapshot / name).write_bytes(done.stdout)
+        return load_policy(snapshot, load_config(snapshot).policy)
+
+
 def default_base(root: Path) -> str:
     """The target branch: $GITHUB_BASE_REF in a pull request, else main, else master."""
     for candidate in (os.environ.get("GITHUB_BASE_REF"), "origin/main", "main", "origin/master", "master"):
@@ -89,9 +114,10 @@ def default_base(root: Path) -> str:
     raise LoomError("no base branch found; name one with --base REF")
 
 
-def run_gate(root: Path, policy: Policy, *, base: str | None = None, head: str = "HEAD",
+def run_gate(root: Path, policy: Policy | None = None, *, base: str | None = None, head: str = "HEAD",
              store: Store | None = None) -> GateReport:
-    """Evaluate the policy on base...head, with gate results and approvals from the store if any."""
+    """Evaluate the policy (by default the base's) on base...head, with gate results and approvals
+    from the store if any."""
     base = base or default_base(root)
     head_sha = branch_head(root, head)
     if head_sha is None:
@@ -99,6 +125,8 @@ def run_gate(root: Path, policy: Policy, *, base: str | None = None, head: str =
     if branch_head(root, base) is None:
         raise LoomError(f"base {base!r} is not a commit")
     merge_base = git_output(root, "merge-base", base, head_sha) or base
+    if policy is None:
+        policy = policy_at(root, merge_base)
     gates: dict[str, str] = {}
     runtime = None
     approvals: tuple[str, ...] = ()
@@ -107,7 +135,7 @@ def run_gate(root: Path, policy: Policy, *, base: str | None = None, head: str =
     if sandbox is not None:
         runtime = sandbox.runtime
         for run in store.gate_runs(sandbox.id):  # type: ignore[union-attr]
-            if run.commit_sha in ("", head_sha):
+            if run.commit_sha == head_sha:  # results for another commit say nothing about this one
                 gates[run.gate] = run.status
         approvals = _approvals_for(store, sandbox.id, head_sha)  # type: ignore[arg-type]
     elif store is None:
@@ -115,6 +143,8 @@ def run_gate(root: Path, policy: Policy, *, base: str | None = None, head: str =
                      "in loomtui are not visible, so `require` rules report NEEDS APPROVAL")
     facts = change_facts(root, merge_base, head_sha, gates=gates, runtime=runtime)
     evaluation = evaluate(policy, facts)
+    if any(path.startswith(".loom/") or path.endswith("CODEOWNERS") for path in facts.paths):
+        notes.append("this change edits the policy or code owners; it is judged by the base's policy")
     approved = bool(approvals) and decision_met(policy, evaluation, approvals, facts.author)[0]
     return GateReport(base, head_sha, facts, evaluation, approvals, approved, notes)
 

@@ -417,9 +417,16 @@ def default_policy(source: str | None = None) -> Policy:
 
 
 def load_policy(root: Path, relative: str = POLICY_PATH) -> Policy:
-    """Read `root/relative`; the built-in default when it does not exist. Raises ConfigError."""
+    """Read `root/relative`; the built-in default when the usual file does not exist.
+
+    A path named on purpose (`policy:` in loom.yaml) that does not exist is an
+    error: a typo must not quietly drop every rule. Raises ConfigError.
+    """
     target = root / relative
     if not target.exists():
+        if relative != POLICY_PATH:
+            raise ConfigError(relative, None, "the policy file named by `policy:` in .loom/loom.yaml "
+                                              "does not exist")
         return default_policy()
     return read_policy_file(target, relative, root)
 
