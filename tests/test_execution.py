@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from loomtui.errors import ConfigError, LoomError
-from loomtui.execution import recovery, review
+from loomtui.execution import isolation, recovery, review
 from loomtui.execution import sandboxes as sb
 from loomtui.execution.activity import parse_claude_stream, parse_script_agent
 from loomtui.execution.isolation import (
@@ -795,3 +795,34 @@ def test_activity_parsers_ignore_what_they_do_not_understand() -> None:
     assert parse_claude_stream(tool) == [{"kind": "tool", "tool": "Bash", "summary": "Bash pytest -q"}]
     assert parse_script_agent("[script] write a.py") == [{"kind": "write", "summary": "write a.py"}]
     assert parse_script_agent("tick 3") == []
+
+
+@pytest.mark.skipif(not isolation.isolation_available(), reason="bubblewrap is not usable here")
+def test_an_isolated_agent_commits_on_its_branch_but_cannot_touch_another_sandboxes(tmp_path: Path) -> None:
+    from loomtui.demo import prepare_demo_repo
+    from loomtui.execution.sandboxes import create_sandbox, start, wait_for_status
+    from loomtui.workspace import open_workspace
+
+    repo = prepare_demo_repo(tmp_path)
+    workspace = open_workspace(repo)
+
+    def run(*argv: str) -> tuple[str, str]:
+        record = create_sandbox(workspace, " ".join(argv), "command", command=argv)
+        start(workspace, record.id)
+        ended = wait_for_status(workspace, record.id, {"exited", "failed"}, timeout=60)
+        return record.id, ended.status
+
+    victim, _ = run("true")
+    victim_tip = git(repo, "rev-parse", f"loom/{victim}")
+    writer, status = run("git", "commit", "--allow-empty", "-q", "-m", "the agent's own commit")
+    assert status == "exited"
+    assert git(repo, "log", "-1", "--format=%s", f"loom/{writer}") == "the agent's own commit"
+    assert git(repo, "cat-file", "-t", f"loom/{writer}") == "commit"  # its object reached the shared store
+    _, status = run("git", "update-ref", f"refs/heads/loom/{victim}", f"loom/{writer}")
+    assert git(repo, "rev-parse", f"loom/{victim}") == victim_tip
+    _, status = run("git", "branch", "-D", f"loom/{victim}")
+    assert git(repo, "rev-parse", f"loom/{victim}") == victim_tip
+    shared = repo / ".git" / "objects"
+    before = sorted(p.name for p in shared.iterdir())
+    _, status = run("touch", str(shared / "planted"))
+    assert status == "failed" and sorted(p.name for p in shared.iterdir()) == before

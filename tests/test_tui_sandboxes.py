@@ -57,9 +57,8 @@ async def test_new_sandbox_runs_streams_stops_diffs_and_archives(billing: Path) 
         await wait_for(pilot, lambda: any("agent says hello" in line for line in log.lines), timeout=10)
 
         await pilot.press("s")
-        # Once stopped, the app reviews its commit at once: exited, then gating and on.
-        await wait_for(pilot, lambda: str(table.get_cell(sandbox_id, "status")) not in ("running", "planned"),
-                       timeout=20)
+        # Once stopped, the app reviews its commit: gates, then the policy auto-approves a typo fix.
+        await wait_for(pilot, lambda: str(table.get_cell(sandbox_id, "status")) == "approved", timeout=60)
         await pilot.press("d")
         await wait_for(pilot, lambda: isinstance(app.screen, DiffScreen))
         assert "receive" in app.screen.patch

@@ -77,6 +77,31 @@ class SandboxMounts:
     readable: tuple[Path, ...] = ()  # paths under the private /tmp to bind back read-only
     writable: tuple[Path, ...] = ()  # the runtime's own config and cache paths
     network: bool = False
+    private_git: Path | None = None  # see PrivateGit: the agent's own objects and branch refs
+
+
+@dataclass(frozen=True)
+class PrivateGit:
+    """Where an isolated agent's git writes land, outside the shared repository."""
+
+    root: Path
+
+    @property
+    def objects(self) -> Path:
+        return self.root / "objects"
+
+    @property
+    def refs(self) -> Path:
+        return self.root / "refs-heads"
+
+    @property
+    def logs(self) -> Path:
+        return self.root / "logs-heads"
+
+    def environment(self, common_dir: Path) -> dict[str, str]:
+        """What makes git write objects privately while reading the shared store."""
+        return {"GIT_OBJECT_DIRECTORY": str(self.objects),
+                "GIT_ALTERNATE_OBJECT_DIRECTORIES": str(common_dir / "objects")}
 
 
 def under_private_tmp(paths: Iterable[Path]) -> tuple[Path, ...]:
@@ -98,15 +123,31 @@ def bwrap_argv(mounts: SandboxMounts, program: str = "bwrap") -> list[str]:
         argv += ["--ro-bind-try", str(path), str(path)]
     common = mounts.common_dir
     branch_dir = str(Path(mounts.branch).parent)  # "loom": git writes <ref>.lock beside the ref
-    for path, required in (
-        (common / "objects", True),
-        (common / "refs" / "heads" / branch_dir, True),
-        (common / "logs" / "refs" / "heads" / branch_dir, False),
-        (mounts.worktree_git_dir, True),
-    ):
-        argv += ["--bind" if required else "--bind-try", str(path), str(path)]
+    if mounts.private_git is None:
+        for path, required in (
+            (common / "objects", True),
+            (common / "refs" / "heads" / branch_dir, True),
+            (common / "logs" / "refs" / "heads" / branch_dir, False),
+            (mounts.worktree_git_dir, True),
+        ):
+            argv += ["--bind" if required else "--bind-try", str(path), str(path)]
+    else:
+        argv += ["--bind", str(mounts.worktree_git_dir), str(mounts.worktree_git_dir)]
     # Explicit, though nothing above binds it writable: the store and audit log stay read-only.
     argv += ["--ro-bind", str(mounts.state_dir), str(mounts.state_dir)]
+    if mounts.private_git is not None:
+        # After the state dir (where it lives), so this bind is the one that counts. The
+        # shared object store and the other sandboxes' branches stay read-only: the agent
+        # writes objects to its own directory (GIT_OBJECT_DIRECTORY, the shared store as
+        # an alternate) and sees, in place of refs/heads/loom, a directory holding only
+        # its own branch. Its supervisor copies both back (execution.privategit).
+        private = PrivateGit(mounts.private_git)
+        for source, target in (
+            (private.objects, private.objects),
+            (private.refs, common / "refs" / "heads" / branch_dir),
+            (private.logs, common / "logs" / "refs" / "heads" / branch_dir),
+        ):
+            argv += ["--bind", str(source), str(target)]
     argv += ["--bind", str(mounts.worktree), str(mounts.worktree)]
     for path in mounts.writable:
         argv += ["--bind-try", str(path), str(path)]

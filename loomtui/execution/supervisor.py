@@ -39,10 +39,12 @@ from typing import Any, Final
 
 import loomtui
 from loomtui.errors import LoomError
+from loomtui.execution import privategit
 from loomtui.execution.activity import Activity, parser_for
 from loomtui.execution.gitops import Git
 from loomtui.execution.isolation import (
     ISOLATION_BWRAP,
+    PrivateGit,
     SandboxMounts,
     bwrap_argv,
     under_private_tmp,
@@ -149,18 +151,36 @@ class Supervisor:
 
     # -- the command ---------------------------------------------------------------------
 
+    @property
+    def private_git(self) -> PrivateGit | None:
+        """Where the agent's git writes go under isolation (None without it)."""
+        if self.record.isolation != ISOLATION_BWRAP:
+            return None
+        return PrivateGit(self.paths.dir / "git")
+
     def environment(self) -> dict[str, str]:
         isolated = self.record.isolation == ISOLATION_BWRAP
         tmp = "/tmp" if isolated else str(self.paths.tmp)
         if not isolated:
             self.paths.tmp.mkdir(parents=True, exist_ok=True)
+        private = self.private_git
         return agent_environment(self.spec, os.environ, {
             "LOOM_SANDBOX": self.record.id,
             "LOOM_REPO": str(self.workspace.root),
             "LOOM_CONTEXT_FILE": str(self.paths.context),
             "LOOM_BROKER": str(self.paths.broker),
             "TMPDIR": tmp,
+            **(private.environment(self.workspace.paths.common_dir) if private else {}),
         })
+
+    def sync_git(self) -> None:
+        """Bring the isolated agent's commits into the shared repository (no-op without isolation)."""
+        private = self.private_git
+        if private is not None:
+            try:
+                privategit.sync(private, self.workspace.root, self.workspace.paths.common_dir, self.record.branch)
+            except (OSError, LoomError) as exc:
+                _diagnose(f"git sync failed: {exc}")
 
     def command(self, env: dict[str, str]) -> list[str]:
         argv = list(self.spec.argv)
@@ -172,6 +192,9 @@ class Supervisor:
         # imports from there, and the script agent and hooks run this very loomtui.
         needed = [repo.root, repo.common_dir, Path(argv[0]).parent, Path(sys.prefix), Path(sys.base_prefix),
                   Path(loomtui.__file__).resolve().parent.parent, *path_dirs]
+        private = self.private_git
+        assert private is not None
+        privategit.prepare(private, self.workspace.root, repo.common_dir, self.record.branch)
         mounts = SandboxMounts(
             worktree=self.paths.worktree,
             worktree_git_dir=Path(self.record.data["git_dir"]),
@@ -181,6 +204,7 @@ class Supervisor:
             readable=under_private_tmp(needed),
             writable=tuple(state_paths(self.spec, env.get("HOME"))),
             network=self.spec.network,
+            private_git=private.root,
         )
         return bwrap_argv(mounts) + argv
 
@@ -349,6 +373,7 @@ class Supervisor:
                 if item is not None:
                     self._emit(item)
                 if time.monotonic() >= next_beat:
+                    self.sync_git()  # the app's diff and review see commits within a beat
                     store.heartbeat_sandbox(self.record.id, time.time(), self._progress())
                     next_beat = time.monotonic() + HEARTBEAT_S
             except LoomError as exc:  # a locked store: say so in the diagnostics and carry on
@@ -389,6 +414,7 @@ class Supervisor:
             self.broker.close()
         if self.log is not None:
             self.log.close()
+        self.sync_git()  # before saving leftovers: those commit on top of the agent's last commit
         saved, save_error = self._save_work()
         current = self.workspace.store.get_sandbox(self.record.id)
         stop_requested = bool(current and current.data.get("stop_requested"))
