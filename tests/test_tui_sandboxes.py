@@ -33,7 +33,7 @@ def billing(tmp_path: Path) -> Path:
 async def test_new_sandbox_runs_streams_stops_diffs_and_archives(billing: Path) -> None:
     app = LoomApp(open_workspace(billing))
     async with app.run_test(size=SIZE) as pilot:
-        await wait_for(pilot, lambda: app._coordinator is not None)
+        await wait_for(pilot, lambda: app.coordinator is not None)
         await pilot.press("n")
         await pilot.pause()
         form = app.screen

@@ -66,7 +66,7 @@ class LoomApp(App[int]):
         self.poll_seconds = poll_seconds
         self.latest_snapshot: DashboardSnapshot | None = None
         self.coordination: CoordinationPicture | None = None
-        self._coordinator: Coordinator | None = None
+        self.coordinator: Coordinator | None = None  # built by a worker; None until indexed
         self.config: LoomConfig | None = None
         self.policy: Policy | None = None
         self.config_problem: str | None = None
@@ -261,16 +261,16 @@ class LoomApp(App[int]):
     @work(thread=True, exclusive=True, group="coordination", exit_on_error=False)
     def _coordination_worker(self, reindex: bool) -> None:
         try:
-            if self._coordinator is None or reindex:
+            if self.coordinator is None or reindex:
                 settings = (self.config or LoomConfig()).coordination
                 index = build_index(
                     self.workspace.root, cache_dir=self.workspace.paths.state_dir / "index-cache",
                     include=settings.include, exclude=settings.exclude,
                     progress=lambda done, total: self.post_message(IndexProgress(done, total)),
                 )
-                self._coordinator = Coordinator(self.workspace, index, dependency_hops=settings.dependency_hops,
+                self.coordinator = Coordinator(self.workspace, index, dependency_hops=settings.dependency_hops,
                                                 lease_seconds=settings.lease_seconds)
-            self.post_message(CoordinationChanged(coordination_picture(self._coordinator)))
+            self.post_message(CoordinationChanged(coordination_picture(self.coordinator)))
         except LoomError as exc:
             self.call_from_thread(self.notify, str(exc), title="coordination", severity="error")
 

@@ -47,6 +47,7 @@ class PolicyScreen(Screen[None]):
     def __init__(self) -> None:
         super().__init__()
         self.explanation: list[str] = []
+        self.sandbox_options: list[str] = []
 
     def compose(self) -> ComposeResult:
         yield StatusHeader(id="status")
@@ -93,7 +94,8 @@ class PolicyScreen(Screen[None]):
         sandboxes = self.app.latest_snapshot.sandboxes if self.app.latest_snapshot else []  # type: ignore[attr-defined]
         select = self.query_one("#policy-sandbox", Select)
         options = [(Text(f"{s.id}  {s.task}"), s.id) for s in sandboxes]
-        if [value for _, value in options] != [value for _, value in select._options if value != Select.BLANK]:
+        if [value for _, value in options] != self.sandbox_options:
+            self.sandbox_options = [value for _, value in options]
             select.set_options(options)
         if explanation is not None:
             self.explanation = explanation

@@ -78,8 +78,12 @@ class NewSandboxScreen(ModalScreen[NewSandboxRequest | None]):
 
     @work(thread=True, exclusive=True, group="suggest", exit_on_error=False)
     def _suggest(self, task: str) -> None:
-        coordinator = self.app._coordinator  # type: ignore[attr-defined]
-        if coordinator is None or len(task.strip()) < 3:
+        coordinator = self.app.coordinator  # type: ignore[attr-defined]
+        if coordinator is None:
+            self.app.call_from_thread(self.query_one("#claim-check", Static).update,
+                                      Text("Still indexing the repository: suggestions follow.", style="dim"))
+            return
+        if len(task.strip()) < 3:
             return
         suggestions = suggest_regions(coordinator.index, task, limit=8)
         self.app.call_from_thread(self._show_suggestions, [s.region.id for s in suggestions])
@@ -97,7 +101,7 @@ class NewSandboxScreen(ModalScreen[NewSandboxRequest | None]):
 
     @work(thread=True, exclusive=True, group="claim-check", exit_on_error=False)
     def _check(self, region_ids: tuple[str, ...]) -> None:
-        coordinator = self.app._coordinator  # type: ignore[attr-defined]
+        coordinator = self.app.coordinator  # type: ignore[attr-defined]
         if coordinator is None:
             return
         conflicts = coordinator.check("(new)", list(region_ids)) if region_ids else []
