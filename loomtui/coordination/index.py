@@ -740,16 +740,9 @@ class _Resolver:
             return (HELD, path, cls) if found[0] == MISSING else found
         if name in shape.instance_attrs.get(cls, ()):
             return (HELD, path, cls)
-        open_ended = False
-        for base in self.bases(path, cls):
-            if base[0] == FOUND and self.kind_of(base[1], base[2]) == "class":
-                found = self.lookup_class(base[1], base[2], name)
-                if found[0] != MISSING:
-                    return found
-            else:
-                # A base from outside may define the name; an unresolved one is
-                # reported already and must not make every lookup through it fail.
-                open_ended = True
+        found, open_ended = self._search_bases(path, cls, name)
+        if found is not None:
+            return found
         if open_ended or name in _OBJECT_ATTRS or cls in shape.open_classes:
             return _EXTERNAL
         return _MISSING
@@ -794,16 +787,27 @@ class _Resolver:
     def _super(self, path: str, cls: int, name: str) -> Result:
         # Only the bases are searched: that is what super() reaches. A class
         # without bases calling super() is a mixin: its MRO is its users' business.
-        bases = self.bases(path, cls)
-        open_ended = not bases
-        for base in bases:
+        found, open_ended = self._search_bases(path, cls, name)
+        if found is not None:
+            return found
+        open_ended = open_ended or not self.bases(path, cls)
+        return _EXTERNAL if open_ended or name in _OBJECT_ATTRS else _MISSING
+
+    def _search_bases(self, path: str, cls: int, name: str) -> tuple[Result | None, bool]:
+        """The first base class (in order) that has `name`, and whether a base lies outside.
+
+        A base from outside may define the name; an unresolved one is reported
+        already and must not make every lookup through it fail.
+        """
+        open_ended = False
+        for base in self.bases(path, cls):
             if base[0] == FOUND and self.kind_of(base[1], base[2]) == "class":
                 found = self.lookup_class(base[1], base[2], name)
                 if found[0] != MISSING:
-                    return found
+                    return found, open_ended
             else:
                 open_ended = True
-        return _EXTERNAL if open_ended or name in _OBJECT_ATTRS else _MISSING
+        return None, open_ended
 
     def walk(self, result: Result, rest: Sequence[str]) -> Result:
         """Follow an attribute tail from a resolved region as far as the repository knows it."""
