@@ -118,3 +118,24 @@ async def test_d_shows_the_sandbox_diff_behind_an_escalation(billing: Path) -> N
         await pilot.press("d")
         await wait_for(pilot, lambda: isinstance(app.screen, DiffScreen))
         assert "# reviewed change" in app.screen.patch
+
+
+async def test_an_escalation_with_gate_evidence_shows_each_gate_and_failed_test(billing: Path) -> None:
+    from textual.widgets import Static
+
+    from loomtui.governance.escalations import open_escalation
+    from loomtui.governance.policy import evaluate, load_policy
+
+    workspace = open_workspace(billing)
+    facts = payments_change()
+    open_escalation(workspace, "post-gate", evaluate(load_policy(billing), facts), facts, sandbox_id="sb1",
+                    evidence={"gates": {"tests": {"status": "failed", "summary": "1 failed, 20 passed",
+                                                  "failed_tests": ["tests/test_invoices.py::test_fragile"]},
+                                        "compile": {"status": "passed", "summary": ""}},
+                              "lines_changed": 12})
+    app = app_as(billing, ALICE)
+    async with app.run_test(size=SIZE) as pilot:
+        await open_queue(app, pilot)
+        shown = str(app.screen.query_one("#esc-detail", Static).render())
+        assert "tests: failed 1 failed, 20 passed" in shown
+        assert "✗ tests/test_invoices.py::test_fragile" in shown and "compile: passed" in shown

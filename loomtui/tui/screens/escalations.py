@@ -187,9 +187,9 @@ class EscalationsScreen(Screen[None]):
                     # e.g. gates: name -> {status, summary, failed_tests}
                     text.append("\n")
                     for name, item in value.items():
-                        detail = item.get("status", item) if isinstance(item, dict) else item
+                        result = item.get("status", item) if isinstance(item, dict) else item
                         summary = item.get("summary", "") if isinstance(item, dict) else ""
-                        text.append(f"    {name}: {detail} {summary}".rstrip() + "\n")
+                        text.append(f"    {name}: {result} {summary}".rstrip() + "\n")
                         for failed in (item.get("failed_tests", []) if isinstance(item, dict) else []):
                             text.append(f"      ✗ {failed}\n", style="red")
                 else:
