@@ -251,7 +251,7 @@ def _parse_runtime(name: str, value: Value) -> RuntimeConfig:
         argv.append(arg)
     if not argv[0].strip():
         raise argv_value.error("the program (first item) must not be empty")
-    env = _optional(fields, "env", _parse_env, ())
+    env: tuple[str, ...] = _optional(fields, "env", _parse_env, ())
     mode = fields.get("mode")
     network = fields.get("network")
     description = fields.get("description")

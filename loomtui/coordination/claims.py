@@ -124,8 +124,9 @@ def ancestors(region_id: str) -> list[str]:
 
 def edge_label(data: Mapping[str, object]) -> str:
     """The dependency kinds of a graph edge, e.g. `imports+references`."""
-    kinds = data.get("kinds") or {data.get("kind")}
-    return "+".join(sorted(k for k in kinds if k in DEPENDENCY_KINDS)) or str(data.get("kind"))  # type: ignore[union-attr]
+    kinds = data.get("kinds")
+    found = kinds if isinstance(kinds, frozenset | set) else {data.get("kind")}
+    return "+".join(sorted(str(k) for k in found if k in DEPENDENCY_KINDS)) or str(data.get("kind"))
 
 
 # -- the engine ------------------------------------------------------------------------
@@ -333,7 +334,7 @@ class Coordinator:
               theirs: str, near: Mapping[str, str], signature_changed: set[str]) -> Conflict | None:
         them = f"sandbox {other.sandbox_id} (claim #{other.id}, {other.mode})"
         if overlaps(mine, theirs):
-            path = (mine, theirs) if mine != theirs else (mine,)
+            path: tuple[str, ...] = (mine, theirs) if mine != theirs else (mine,)
             if mode == "exclusive" and other.mode == "exclusive":
                 nested = "" if mine == theirs else f" (nested in {mine})" if len(theirs) > len(mine) \
                     else f" (which contains {mine})"
@@ -384,8 +385,8 @@ class Coordinator:
             self.release_stale()
             conflicts = self.check(sandbox_id, region_ids, mode)
             blocking = [c for c in conflicts if c.blocking]
-            details = {"target": target, "mode": mode, "regions": region_ids,
-                       "conflicts": [c.as_dict() for c in conflicts]}
+            details: dict[str, object] = {"target": target, "mode": mode, "regions": region_ids,
+                                          "conflicts": [c.as_dict() for c in conflicts]}
             if blocking and override_reason is None:
                 refused = ClaimRefused(f"claim on {target} refused: {blocking[0].explanation}", conflicts)
             elif blocking and not self.may_override(self.workspace.actor):
@@ -468,7 +469,7 @@ class Coordinator:
         def lookup(region_ids: list[str]) -> list[ClaimRecord]:
             return list({c.id: c for rid in region_ids for c in by_region.get(rid, ())}.values())
 
-        seen: set[tuple[str, ...]] = set()
+        seen: set[tuple[object, ...]] = set()
         found: list[Conflict] = []
         for claim in live:
             for conflict in self.check(claim.sandbox_id, claim.region_ids, claim.mode, signature_changed,

@@ -740,9 +740,9 @@ class _Resolver:
             return (HELD, path, cls) if found[0] == MISSING else found
         if name in shape.instance_attrs.get(cls, ()):
             return (HELD, path, cls)
-        found, open_ended = self._search_bases(path, cls, name)
-        if found is not None:
-            return found
+        inherited, open_ended = self._search_bases(path, cls, name)
+        if inherited is not None:
+            return inherited
         if open_ended or name in _OBJECT_ATTRS or cls in shape.open_classes:
             return _EXTERNAL
         return _MISSING

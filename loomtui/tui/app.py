@@ -266,13 +266,17 @@ class LoomApp(App[int]):
                 index = build_index(
                     self.workspace.root, cache_dir=self.workspace.paths.state_dir / "index-cache",
                     include=settings.include, exclude=settings.exclude,
-                    progress=lambda done, total: self.post_message(IndexProgress(done, total)),
+                    progress=self._index_progress,
                 )
                 self.coordinator = Coordinator(self.workspace, index, dependency_hops=settings.dependency_hops,
                                                 lease_seconds=settings.lease_seconds)
             self.post_message(CoordinationChanged(coordination_picture(self.coordinator)))
         except LoomError as exc:
             self.call_from_thread(self.notify, str(exc), title="coordination", severity="error")
+
+    def _index_progress(self, done: int, total: int) -> None:
+        """Called by the indexer, from a worker thread (post_message is thread-safe)."""
+        self.post_message(IndexProgress(done, total))
 
     def on_index_progress(self, message: IndexProgress) -> None:
         if isinstance(self.screen, GraphScreen):
