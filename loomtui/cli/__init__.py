@@ -96,13 +96,16 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_audit_verify(args: argparse.Namespace) -> int:
+    from loomtui.governance.auditproof import verify_audit
+
     workspace = workspace_for(args)
-    result = workspace.audit.verify()
+    # The chain, then the heads anchored in merge commits, then every decision's signature.
+    report = verify_audit(workspace, tuple(getattr(args, "ref", None) or ()))
     if args.json:
-        print_json({"path": str(workspace.audit.path), **asdict(result)})
+        print_json(report.as_dict(workspace.audit.path))
     else:
-        print(result.summary(workspace.audit.path))
-    return 0 if result.ok else 1
+        print("\n".join(report.lines(workspace.audit.path)))
+    return 0 if report.ok else 1
 
 
 def cmd_audit_tail(args: argparse.Namespace) -> int:
@@ -167,8 +170,11 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--headless", action="store_true", help="run the scenario without a UI and print a summary")
 
     audit = add_group(commands, "audit", "the hash-chained audit log")
-    add_command(audit, "verify", cmd_audit_verify, "check the chain; exit 1 naming the first broken entry",
-                json_flag=True)
+    verify = add_command(audit, "verify", cmd_audit_verify,
+                         "check the chain, the heads anchored in merge commits and the decisions' "
+                         "signatures; exit 1 naming the first broken entry", json_flag=True)
+    verify.add_argument("--ref", action="append", metavar="REF",
+                        help="also read anchors from this ref's history (e.g. origin/main after a fetch)")
     tail = add_command(audit, "tail", cmd_audit_tail, "print the newest entries", json_flag=True)
     tail.add_argument("-n", type=int, default=20, metavar="N", help="how many entries (default 20)")
 
@@ -194,9 +200,9 @@ def _layer_commands() -> list[Callable[[Any], None]]:
 
 def _bench_commands() -> list[Callable[[Any], None]]:
     """Each layer's `register_bench(subparsers)` for `loomtui bench ...`."""
-    from loomtui.cli import coordination, execution
+    from loomtui.cli import coordination, execution, governance
 
-    return [coordination.register_bench, execution.register_bench]
+    return [coordination.register_bench, execution.register_bench, governance.register_bench]
 
 
 def _usage(parser: argparse.ArgumentParser) -> int:

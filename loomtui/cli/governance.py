@@ -8,6 +8,7 @@ from typing import Any
 
 from loomtui.cli import add_command, add_group, print_json, workspace_for
 from loomtui.config import load_config
+from loomtui.errors import LoomError
 from loomtui.governance.policy import (
     CaseResult,
     Policy,
@@ -128,7 +129,7 @@ def cmd_escalation_list(args: argparse.Namespace) -> int:
     if args.json:
         print_json([{"id": e.id, "kind": e.kind, "status": e.status, "risk": e.risk, "sandbox": e.sandbox_id,
                      "summary": e.summary, "created": e.created, "approvals": status_lines(e),
-                     "explanation": e.data.get("explanation", [])} for e in found])
+                     "explanation": e.data.get("explanation", []), "decisions": _decisions(e)} for e in found])
         return 0
     if not found:
         print("no open escalations" if not args.all else "no escalations")
@@ -137,6 +138,42 @@ def cmd_escalation_list(args: argparse.Namespace) -> int:
               f"{escalation.sandbox_id or '-':<8} {escalation.summary}")
         for line in status_lines(escalation):
             print(f"      {line}")
+        for made in _decisions(escalation):
+            print(f"      {made['decision']} by {made['by']}: {made['signature']}")
+    return 0
+
+
+def _decisions(escalation: Any) -> list[dict[str, Any]]:
+    """The people's decisions on an escalation, each with whether it was signed."""
+    return [{"decision": h.get("event"), "by": h.get("by", "?"), "commit": h.get("commit", ""),
+             "reason": h.get("reason", ""), "at": h.get("at"), "signature": h.get("signature", "unsigned")}
+            for h in escalation.data.get("history", []) if h.get("event") in ("approve", "reject", "override")]
+
+
+def cmd_escalation_show(args: argparse.Namespace) -> int:
+    from loomtui.governance.escalations import status_lines
+
+    workspace = workspace_for(args)
+    escalation = workspace.store.get_escalation(args.id)
+    if escalation is None:
+        raise LoomError(f"no escalation #{args.id}", exit_code=1)
+    decisions = _decisions(escalation)
+    if args.json:
+        print_json({"id": escalation.id, "kind": escalation.kind, "status": escalation.status,
+                    "risk": escalation.risk, "sandbox": escalation.sandbox_id, "summary": escalation.summary,
+                    "commit": escalation.data.get("commit", ""), "approvals": status_lines(escalation),
+                    "explanation": escalation.data.get("explanation", []), "decisions": decisions})
+        return 0
+    print(f"#{escalation.id} {escalation.kind}  risk {escalation.risk}  status {escalation.status}")
+    print(f"  {escalation.summary}")
+    for line in escalation.data.get("explanation", []):
+        print(f"  {line}")
+    for line in status_lines(escalation):
+        print(f"  {line}")
+    for made in decisions:
+        reason = f" — {made['reason']}" if made["reason"] else ""
+        print(f"  {made['decision']} by {made['by']} on {str(made['commit'])[:12] or '-'}: "
+              f"{made['signature']}{reason}")
     return 0
 
 
@@ -152,8 +189,32 @@ def cmd_decide(args: argparse.Namespace) -> int:
     current = branch_head(workspace.root, sandbox.branch) if sandbox and sandbox.branch else None
     record = decide(workspace, policy, args.id, args.decision, reason=getattr(args, "reason", "") or "",
                     current_commit=current, expires_hours=getattr(args, "hours", None))
-    print(f"#{record.id}: {args.decision} recorded by {workspace.actor}; now {record.status}")
+    made: dict[str, Any] = next((h for h in reversed(record.data.get("history", []))
+                                 if h.get("by") == workspace.actor), {})
+    signed = made.get("signature", "unsigned")
+    print(f"#{record.id}: {args.decision} recorded by {workspace.actor} ({signed}); now {record.status}")
     return 0
+
+
+def cmd_bench_tamper(args: argparse.Namespace) -> int:
+    from loomtui.governance.tamper_bench import run_tamper_bench
+
+    figures = run_tamper_bench()
+    if args.json:
+        print_json(figures)
+    else:
+        for name, case in {**figures["cases"], **figures["limits"]}.items():
+            print(f"{name:<13} {case['what']}")
+            print(f"{'':<13} chain alone: {case['chain_only']}; audit verify: {case['full_verify']}: {case['verify']}")
+        print(figures["summary"])
+    return 0 if figures["caught"] == figures["total"] else 1
+
+
+def register_bench(bench: Any) -> None:
+    """Add `loomtui bench tamper` to the shared `bench` group."""
+    add_command(bench, "tamper", cmd_bench_tamper,
+                "rewrite a real audit history the ways a local attacker would; count what verify catches",
+                json_flag=True)
 
 
 def register(commands: Any) -> None:
@@ -190,6 +251,10 @@ def register(commands: Any) -> None:
     listing = add_command(escalation, "list", cmd_escalation_list, "open escalations, riskiest first",
                           json_flag=True)
     listing.add_argument("--all", action="store_true", help="decided ones too")
+    show = add_command(escalation, "show", cmd_escalation_show,
+                       "one escalation: why, what it needs, and each decision (signed or unsigned)",
+                       json_flag=True)
+    show.add_argument("id", type=int, metavar="ID")
     for decision, help_text in (("approve", "approve (counts toward each requirement you are eligible for)"),
                                 ("reject", "reject, with a reason"),
                                 ("override", "override a block, with a reason (the policy's override groups)")):

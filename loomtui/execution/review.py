@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from loomtui.auditanchor import head_trailer
 from loomtui.errors import LoomError
 from loomtui.execution.gitops import (
     MERGE_TREE_MIN_VERSION,
@@ -181,7 +182,10 @@ def merge(workspace: Workspace, sandbox_id: str, *, into: str | None = None,
     if check.status != 0:
         raise GitFailed(f"git merge-tree failed: {first_line(check.err or check.out)}")
     tree = check.out.splitlines()[0].strip()
-    message = merge_message(record, target, trailers)
+    # The audit head goes into the merge commit (`Loom-Audit:`), so a later rewrite of the
+    # log contradicts a commit other clones hold (`loomtui audit verify` checks it).
+    anchor = head_trailer(workspace.audit, workspace.root)
+    message = merge_message(record, target, (*trailers, *([anchor] if anchor else [])))
     email = workspace.actor if "@" in workspace.actor else "loomtui@localhost.invalid"
     identity = repo.fallback_identity("loomtui", email)
     commit = repo.out(*identity, "commit-tree", tree, "-p", target_sha, "-p", tip, "-m", message).strip()

@@ -13,6 +13,7 @@ import os
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from loomtui.errors import LoomError
@@ -25,6 +26,7 @@ from loomtui.governance.policy import (
     groups_of,
     requirement_status,
 )
+from loomtui.governance.signing import BAD, VERIFIED, Decision, sign_decision
 from loomtui.store import EscalationRecord
 from loomtui.workspace import Workspace
 
@@ -157,6 +159,7 @@ def decide(workspace: Workspace, policy: Policy, escalation_id: int, decision: s
         allowed = allowed_decisions(policy, escalation, user)
         if decision not in allowed:
             raise DecisionRefused(_why_not(policy, escalation, user, decision))
+        signed = _sign(workspace, policy, escalation_id, decision, commit, reason)
         status = OPEN
         if decision == "approve":
             given = [a for a in escalation.data.get("approvals", []) if a["commit"] == commit]
@@ -173,13 +176,38 @@ def decide(workspace: Workspace, policy: Policy, escalation_id: int, decision: s
             status = "overridden"
             if expires_hours:
                 data["override_expires"] = time.time() + expires_hours * 3600
-        history.append({"at": time.time(), "event": decision, "by": user, "reason": reason, "commit": commit})
+        history.append({"at": time.time(), "event": decision, "by": user, "reason": reason, "commit": commit,
+                        "signature": signed["signature_status"]})
         data["history"] = history
         updated = workspace.store.update_escalation(escalation_id, status=status, data=data)
         workspace.record(f"escalation.{decision}", str(escalation_id),
                          {"by": user, "reason": reason, "commit": commit, "status": status,
-                          "sandbox": escalation.sandbox_id})
+                          "sandbox": escalation.sandbox_id, **signed})
     return updated
+
+
+def _sign(workspace: Workspace, policy: Policy, escalation_id: int, decision: str, commit: str,
+          reason: str) -> dict[str, Any]:
+    """Sign the decision with the user's ssh key; refused when the policy requires a valid signature.
+
+    Returns the fields kept in the audit entry: when it was decided (signed over),
+    the signature, and its verdict against allowed_signers at decision time.
+    """
+    decided = Decision(str(escalation_id), decision, workspace.actor, commit, reason,
+                       datetime.now(UTC).isoformat(timespec="seconds"))
+    verdict = sign_decision(workspace.root, policy, decided)
+    if policy.decisions.require_signature and verdict.status != VERIFIED:
+        raise DecisionRefused(f"the policy requires signed decisions, and this one is not validly signed: "
+                              f"{verdict.detail}")
+    fields: dict[str, Any] = {"decided_at": decided.at, "signature_status": verdict.status}
+    if verdict.status == BAD:
+        # A signature that does not verify for this person is not kept as if it did.
+        fields["signature_status"] = "unsigned"
+    elif verdict.signature:
+        fields["signature"] = verdict.signature
+    if verdict.status != VERIFIED:
+        fields["signature_detail"] = verdict.detail
+    return fields
 
 
 def _why_not(policy: Policy, escalation: EscalationRecord, user: str, decision: str) -> str:

@@ -104,6 +104,7 @@ DEFAULT_RULE: Final = "default"
 
 _TOP_KEYS: Final = (
     "version", "groups", "codeowners", "separation_of_duties", "default", "overrides", "rules",
+    "decisions",
 )
 _RULE_KEYS: Final = ("name", "description", "stage", "when", "risk", "decision", "approvals")
 _WHEN_KEYS: Final = (
@@ -274,6 +275,15 @@ class OverridePolicy:
 
 
 @dataclass(frozen=True)
+class DecisionSigning:
+    """`decisions:`: whether a person's decision must be signed, and who may sign (an ssh
+    allowed_signers file in the repository, read from the main checkout)."""
+
+    require_signature: bool = False
+    allowed_signers: str = ".loom/allowed_signers"
+
+
+@dataclass(frozen=True)
 class Policy:
     """A validated policy. `source` is the file as shown in messages; None: the built-in default.
 
@@ -288,6 +298,7 @@ class Policy:
     overrides: OverridePolicy = OverridePolicy()
     codeowners: CodeOwners | None = None
     source: str | None = None
+    decisions: DecisionSigning = DecisionSigning()
     warnings: tuple[str, ...] = ()
 
     @property
@@ -311,6 +322,8 @@ class Policy:
             parts.append(
                 f"overrides by {', '.join(self.overrides.groups)} (max {self.overrides.max_hours}h)"
             )
+        if self.decisions.require_signature:
+            parts.append(f"decisions signed (keys in {self.decisions.allowed_signers})")
         return f"{self.source}: " + "; ".join(parts)
 
 
@@ -462,6 +475,7 @@ def parse_policy(text: str, path: str, root: Path | None = None) -> Policy:
     overrides = _optional(top, "overrides", context.parse_overrides, OverridePolicy())
     no_rules: tuple[Rule, ...] = ()
     rules = _optional(top, "rules", context.parse_rules, no_rules)
+    decisions = _optional(top, "decisions", _parse_decisions, DecisionSigning())
     if codeowners is not None:
         warnings.extend(_unknown_owner_warnings(codeowners, groups, path))
     return Policy(
@@ -472,6 +486,7 @@ def parse_policy(text: str, path: str, root: Path | None = None) -> Policy:
         overrides=overrides,
         codeowners=codeowners,
         source=path,
+        decisions=decisions,
         warnings=tuple(warnings),
     )
 
@@ -588,6 +603,15 @@ class _Context:
                 f"{_plural(len(members), 'member')}: a change authored by one of them can never be "
                 "met under separation of duties"
             )
+
+
+def _parse_decisions(value: Value) -> DecisionSigning:
+    fields = value.as_mapping(known=("require_signature", "allowed_signers"))
+    return DecisionSigning(
+        require_signature=_optional(fields, "require_signature", Value.as_bool, False),
+        allowed_signers=_optional(fields, "allowed_signers", lambda v: v.as_str(non_empty=True),
+                                  DecisionSigning.allowed_signers),
+    )
 
 
 def _parse_groups(section: Value) -> dict[str, frozenset[str]]:

@@ -198,7 +198,11 @@ class EscalationsScreen(Screen[None]):
         for event in data.get("history", []):
             stamp = time.strftime("%Y-%m-%d %H:%M", time.localtime(event.get("at", 0)))
             reason = f" — {event['reason']}" if event.get("reason") else ""
-            text.append(f"  {stamp} {event.get('event')} by {event.get('by', '?')}{reason}\n")
+            text.append(f"  {stamp} {event.get('event')} by {event.get('by', '?')}")
+            if event.get("event") in ("approve", "reject", "override"):
+                signed = str(event.get("signature", "unsigned"))
+                text.append(f" [{signed}]", style="green" if signed == "verified" else "yellow")
+            text.append(f"{reason}\n")
         policy = self.app.policy  # type: ignore[attr-defined]
         if policy is not None:
             offered = allowed_decisions(policy, escalation, self.app.workspace.actor)  # type: ignore[attr-defined]

@@ -1,0 +1,78 @@
+"""The audit head as a commit trailer, so a local rewrite of the log contradicts history.
+
+A local user who can write both the audit log and the state store can always
+rebuild a consistent history there. What they cannot rewrite is a commit that
+other clones already hold. So when loomtui merges a sandbox, the merge commit
+carries the audit head at that moment:
+
+    Loom-Audit: 42 <sha256 of entry 42> log=<first 16 hex of entry 1's hash>
+
+`log=` names which audit log the head belongs to (every clone keeps its own), and
+this clone remembers its log's name in git config (`loom.auditlog`), outside the
+state directory, so a log replaced wholesale is told apart from another clone's.
+Reading anchors back and checking the log against them is governance's job
+(`loomtui.governance.anchors`); this module only writes and parses the trailer.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+from pathlib import Path
+from typing import Final
+
+from loomtui.audit import AuditLog
+
+TRAILER: Final = "Loom-Audit"
+LOG_ID_KEY: Final = "loom.auditlog"
+_ANCHOR = re.compile(r"^\s*(\d+)\s+([0-9a-f]{64})(?:\s+log=([0-9a-f]{8,64}))?\s*$")
+
+
+def log_id(first_entry_hash: str) -> str:
+    """The name of an audit log: the start of its first entry's hash."""
+    return first_entry_hash[:16]
+
+
+def format_anchor(seq: int, entry_hash: str, log: str) -> str:
+    return f"{seq} {entry_hash} log={log}"
+
+
+def parse_anchor(value: str) -> tuple[int, str, str | None] | None:
+    """(seq, hash, log id or None) from a trailer value; None when it is not an anchor."""
+    match = _ANCHOR.match(value)
+    if match is None:
+        return None
+    return int(match.group(1)), match.group(2), match.group(3)
+
+
+def configured_log_id(root: Path) -> str | None:
+    """The log id this clone anchored with (git config `loom.auditlog`), if any."""
+    try:
+        done = subprocess.run(["git", "config", "--get", LOG_ID_KEY], cwd=root,
+                              capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    value = done.stdout.strip()
+    return value or None
+
+
+def head_trailer(log: AuditLog, root: Path) -> tuple[str, str] | None:
+    """The `Loom-Audit` trailer for the log's current head; None for an empty log.
+
+    The first time a head is anchored, the log's id is remembered in git config, so
+    `audit verify` can tell this clone's anchors from other clones'.
+    """
+    first = last = None
+    for entry in log.entries():
+        if first is None:
+            first = entry
+        last = entry
+    if first is None or last is None:
+        return None
+    name = log_id(first.hash)
+    if configured_log_id(root) is None:
+        try:
+            subprocess.run(["git", "config", LOG_ID_KEY, name], cwd=root, capture_output=True, timeout=10)
+        except (OSError, subprocess.TimeoutExpired):
+            pass  # the anchor still names its log; verify then only lacks the local memory of it
+    return TRAILER, format_anchor(last.seq, last.hash, name)

@@ -1,0 +1,80 @@
+"""`audit verify`, in full: the chain, the anchors in history, and the signed decisions.
+
+The chain check (`AuditLog.verify`) catches an edit, a deletion or a reordering
+inside the log, and the store's checkpoint catches a cut the store did not see.
+Someone who can write both files can rebuild a consistent pair, so on top of it:
+
+- anchors (`loomtui.governance.anchors`): the log must hold every (seq, hash) that
+  a merge commit on the main branch anchored for this clone's log;
+- signatures (`loomtui.governance.signing`): every decision entry's signature must
+  verify against the repository's allowed_signers; a bad one always fails, an
+  unsigned one fails when the policy requires signed decisions.
+
+What none of this can prove (entries after the newest anchor, unsigned decisions
+under a policy that does not require signatures) is listed in the notes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from loomtui.audit import VerifyResult
+from loomtui.config import load_config
+from loomtui.governance.anchors import AnchorReport, anchor_report
+from loomtui.governance.policy import load_policy
+from loomtui.governance.signing import SignatureReport, check_decisions, main_checkout
+from loomtui.workspace import Workspace
+
+
+@dataclass
+class AuditReport:
+    chain: VerifyResult
+    anchors: AnchorReport
+    signatures: SignatureReport
+
+    def problems(self) -> list[tuple[int | None, str]]:
+        return [*self.anchors.problems, *self.signatures.problems]
+
+    @property
+    def ok(self) -> bool:
+        return self.chain.ok and not self.problems()
+
+    def result(self) -> VerifyResult:
+        """The whole check as one VerifyResult (the chain's first, then anchors, then signatures)."""
+        if not self.chain.ok:
+            return self.chain
+        notes = [*self.chain.notes, *self.anchors.notes, *self.signatures.notes]
+        problems = self.problems()
+        if problems:
+            seq, text = problems[0]
+            # "N entries verified before it": up to the entry named, or the whole (cut) log.
+            before = min(self.chain.entries, seq - 1) if seq else self.chain.entries
+            return VerifyResult(False, before, text, seq, notes)
+        return VerifyResult(True, self.chain.entries, notes=notes)
+
+    def lines(self, path: Path) -> list[str]:
+        """The summary line (`OK: ...` or `BROKEN: ...`), then any further problems."""
+        lines = [self.result().summary(path)]
+        rest = self.problems()[1:] if self.chain.ok else self.problems()
+        lines += [f"  also: {text}" for _seq, text in rest]
+        return lines
+
+    def as_dict(self, path: Path) -> dict[str, Any]:
+        return {"path": str(path), **asdict(self.result()), "chain_ok": self.chain.ok,
+                "log_entries": self.chain.entries,
+                "anchors": self.anchors.as_dict(), "signatures": self.signatures.as_dict()}
+
+
+def verify_audit(workspace: Workspace, refs: tuple[str, ...] = ()) -> AuditReport:
+    """Check the chain, the anchors on the main branches (and `refs`), and every decision's signature."""
+    chain = workspace.audit.verify()
+    entries = list(workspace.audit.entries())
+    targets = {str(s.data.get("merged_into")) for s in workspace.store.list_sandboxes(include_archived=True)
+               if s.data.get("merged_into")}
+    anchors = anchor_report(workspace.root, entries, refs, sorted(targets))
+    trusted = main_checkout(workspace.root)
+    policy = load_policy(trusted, load_config(trusted).policy)
+    signatures = check_decisions(entries, workspace.root, policy)
+    return AuditReport(chain, anchors, signatures)

@@ -1,0 +1,291 @@
+"""Signed decisions: a person's approve / reject / override, signed with their ssh key.
+
+A decision is signed with git's ssh signing (`ssh-keygen -Y sign -n loomtui-decision`)
+over a canonical text of what was decided: the escalation, the decision, who, the
+commit it binds to, the reason and when. The key is `LOOM_SIGNING_KEY`, else git
+config `loom.signingkey`, else git's `user.signingkey` when `gpg.format` is `ssh`
+(a private key file, a public key whose private half is in ssh-agent, or a
+`key::ssh-ed25519 ...` literal). The signature is kept in the decision's audit entry.
+
+Who may sign for whom is an ssh `allowed_signers` file kept in the repository
+(`.loom/allowed_signers`, or `decisions.allowed_signers` in the policy), read from
+the main checkout, never from a sandbox's worktree. With `decisions:
+{require_signature: true}` an unsigned or badly signed decision is refused when it
+is taken, and `audit verify` fails on any decision entry that does not verify.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Final
+
+from loomtui.audit import AuditEntry
+from loomtui.errors import LoomError
+from loomtui.governance.policy import Policy
+
+NAMESPACE: Final = "loomtui-decision"
+DECISION_ACTIONS: Final = {"escalation.approve": "approve", "escalation.reject": "reject",
+                           "escalation.override": "override"}
+
+VERIFIED: Final = "verified"  # signed by a key allowed_signers lists for the actor
+UNSIGNED: Final = "unsigned"  # no signature
+BAD: Final = "bad"  # a signature that does not verify for the actor (forged, edited, someone else's key)
+UNLISTED: Final = "unlisted"  # signed, but allowed_signers names no key for the actor
+NO_SIGNERS: Final = "no-allowed-signers"  # signed, but the repository has no allowed_signers file
+_TIMEOUT: Final = 30.0
+
+
+class SigningError(LoomError):
+    """ssh-keygen could not sign (no key, a locked key, no ssh-keygen)."""
+
+    exit_code = 1
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What a person decided; its canonical text is what gets signed."""
+
+    escalation: str
+    decision: str
+    actor: str
+    commit: str
+    reason: str
+    at: str
+
+    def canonical(self) -> bytes:
+        lines = ["loomtui-decision v1"]
+        lines += [f"{name}: {json.dumps(value)}" for name, value in asdict(self).items()]
+        return ("\n".join(lines) + "\n").encode()
+
+    @classmethod
+    def from_entry(cls, entry: AuditEntry) -> Decision:
+        details = entry.details
+        return cls(escalation=entry.subject, decision=DECISION_ACTIONS.get(entry.action, entry.action),
+                   actor=entry.actor, commit=str(details.get("commit", "")),
+                   reason=str(details.get("reason", "")), at=str(details.get("decided_at", "")))
+
+
+@dataclass(frozen=True)
+class Verdict:
+    status: str
+    detail: str
+    signature: str | None = None
+
+
+# -- the signing key -----------------------------------------------------------------------
+
+
+def _git_config(root: Path, key: str) -> str:
+    try:
+        done = subprocess.run(["git", "config", "--get", key], cwd=root, capture_output=True, text=True,
+                              timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return ""
+    return done.stdout.strip()
+
+
+def signing_key(root: Path) -> str | None:
+    """The key decisions are signed with, or None when none is configured."""
+    explicit = os.environ.get("LOOM_SIGNING_KEY", "").strip() or _git_config(root, "loom.signingkey")
+    if explicit:
+        return explicit
+    if _git_config(root, "gpg.format").lower() == "ssh":
+        return _git_config(root, "user.signingkey") or None
+    return None
+
+
+def _ssh_keygen() -> str:
+    found = shutil.which("ssh-keygen")
+    if found is None:
+        raise SigningError("ssh-keygen is not installed (apt-get install openssh-client)")
+    return found
+
+
+def sign(decision: Decision, key: str) -> str:
+    """The armored ssh signature of the decision's canonical text."""
+    with tempfile.TemporaryDirectory(prefix="loomtui-sign-") as scratch:
+        if key.startswith("key::"):
+            key_file = Path(scratch) / "key.pub"  # a public key literal: the private half is in ssh-agent
+            key_file.write_text(key[len("key::"):].strip() + "\n")
+        else:
+            key_file = Path(os.path.expanduser(key))
+            if not key_file.exists():
+                raise SigningError(f"the signing key {key} does not exist")
+        try:
+            done = subprocess.run([_ssh_keygen(), "-Y", "sign", "-f", str(key_file), "-n", NAMESPACE],
+                                  input=decision.canonical(), capture_output=True, timeout=_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            raise SigningError("ssh-keygen timed out signing (a passphrase prompt? use ssh-agent)") from None
+    out = done.stdout.decode(errors="replace")
+    if done.returncode != 0 or "BEGIN SSH SIGNATURE" not in out:
+        error = done.stderr.decode(errors="replace").strip().splitlines()
+        raise SigningError(f"ssh-keygen could not sign with {key}: {error[-1] if error else 'no signature'}")
+    return out
+
+
+# -- allowed signers -------------------------------------------------------------------------
+
+
+def main_checkout(root: Path) -> Path:
+    """The repository's main working tree, even when `root` is a sandbox's worktree."""
+    try:
+        done = subprocess.run(["git", "rev-parse", "--path-format=absolute", "--git-common-dir"], cwd=root,
+                              capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return root
+    common = Path(done.stdout.strip()) if done.returncode == 0 and done.stdout.strip() else None
+    return common.parent if common is not None and common.name == ".git" else root
+
+
+def allowed_signers_path(root: Path, policy: Policy) -> Path:
+    """The allowed_signers file in the main checkout (the policy's `decisions.allowed_signers`)."""
+    return main_checkout(root) / policy.decisions.allowed_signers
+
+
+def listed_principals(allowed: Path) -> list[str]:
+    """The principal patterns of an allowed_signers file (first field of each line)."""
+    try:
+        text = allowed.read_text(errors="replace")
+    except OSError:
+        return []
+    principals: list[str] = []
+    for line in text.splitlines():
+        line = line.strip()
+        if line and not line.startswith("#"):
+            principals += [p for p in line.split(None, 1)[0].split(",") if p]
+    return principals
+
+
+def is_listed(allowed: Path, actor: str) -> bool:
+    wanted = actor.casefold()
+    return any(not p.startswith("!") and fnmatch.fnmatchcase(wanted, p.casefold())
+               for p in listed_principals(allowed))
+
+
+def _keygen_verify(args: list[str], data: bytes, signature: str) -> subprocess.CompletedProcess[bytes]:
+    with tempfile.TemporaryDirectory(prefix="loomtui-verify-") as scratch:
+        sig_file = Path(scratch) / "decision.sig"
+        sig_file.write_text(signature)
+        return subprocess.run([_ssh_keygen(), "-Y", *args, "-s", str(sig_file)], input=data,
+                              capture_output=True, timeout=_TIMEOUT)
+
+
+def verify(decision: Decision, signature: str | None, allowed: Path) -> Verdict:
+    """Whether `signature` is the actor's signature of this decision, per allowed_signers."""
+    if not signature:
+        return Verdict(UNSIGNED, "unsigned")
+    if not allowed.is_file():
+        return Verdict(NO_SIGNERS, f"signed, but there is no {allowed.name} to check it against", signature)
+    if not is_listed(allowed, decision.actor):
+        return Verdict(UNLISTED, f"signed, but {allowed.name} lists no key for {decision.actor}", signature)
+    try:
+        done = _keygen_verify(["verify", "-f", str(allowed), "-I", decision.actor, "-n", NAMESPACE],
+                              decision.canonical(), signature)
+    except SigningError as exc:
+        return Verdict(BAD, str(exc), signature)
+    except subprocess.TimeoutExpired:
+        return Verdict(BAD, "ssh-keygen timed out verifying", signature)
+    if done.returncode == 0:
+        return Verdict(VERIFIED, f"signed by {decision.actor}", signature)
+    return Verdict(BAD, _why_bad(decision, signature, allowed), signature)
+
+
+def _why_bad(decision: Decision, signature: str, allowed: Path) -> str:
+    """Say whose key made a signature that does not verify for the actor, if anyone's."""
+    try:
+        found = _keygen_verify(["find-principals", "-f", str(allowed), "-n", NAMESPACE], b"", signature)
+    except (SigningError, subprocess.TimeoutExpired):
+        found = None
+    owners = found.stdout.decode(errors="replace").split() if found and found.returncode == 0 else []
+    if owners and decision.actor not in owners:
+        return f"signed with the key of {', '.join(owners)}, not of {decision.actor}"
+    if owners:
+        return f"the signature does not match the decision (edited after {decision.actor} signed it)"
+    return f"not signed by any key {allowed.name} lists for {decision.actor}"
+
+
+# -- at decision time ------------------------------------------------------------------------
+
+
+def sign_decision(root: Path, policy: Policy, decision: Decision) -> Verdict:
+    """Sign a decision now with the user's key and check it against allowed_signers.
+
+    Never raises for a missing or failing key: the verdict says what happened, and the
+    caller refuses the decision when the policy requires a signature.
+    """
+    key = signing_key(root)
+    if key is None:
+        return Verdict(UNSIGNED, "no signing key (set git's user.signingkey with gpg.format=ssh, "
+                                 "git config loom.signingkey, or LOOM_SIGNING_KEY)")
+    try:
+        signature = sign(decision, key)
+    except SigningError as exc:
+        return Verdict(UNSIGNED, str(exc))
+    except subprocess.TimeoutExpired:
+        return Verdict(UNSIGNED, "ssh-keygen timed out signing")
+    return verify(decision, signature, allowed_signers_path(root, policy))
+
+
+# -- in `audit verify` -------------------------------------------------------------------------
+
+
+@dataclass
+class SignatureReport:
+    """Every decision in the log with its signature's verdict, and what fails."""
+
+    required: bool
+    allowed_signers: str
+    decisions: list[dict[str, Any]] = field(default_factory=list)
+    problems: list[tuple[int, str]] = field(default_factory=list)  # (seq, what is wrong)
+    notes: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"required": self.required, "allowed_signers": self.allowed_signers,
+                "decisions": self.decisions,
+                "problems": [{"seq": seq, "problem": text} for seq, text in self.problems]}
+
+
+def check_decisions(entries: Iterable[AuditEntry], root: Path, policy: Policy) -> SignatureReport:
+    """Check each decision entry's signature; bad ones always fail, unsigned ones when required."""
+    allowed = allowed_signers_path(root, policy)
+    required = policy.decisions.require_signature
+    report = SignatureReport(required, policy.decisions.allowed_signers)
+    for entry in entries:
+        if entry.action not in DECISION_ACTIONS:
+            continue
+        decision = Decision.from_entry(entry)
+        signature = entry.details.get("signature")
+        verdict = verify(decision, signature if isinstance(signature, str) else None, allowed)
+        by = entry.details.get("by")
+        if verdict.status == VERIFIED and by is not None and by != entry.actor:
+            verdict = Verdict(BAD, f"the entry says {by} decided, but it is {entry.actor}'s", signature)
+        report.decisions.append({"seq": entry.seq, "escalation": entry.subject, "decision": decision.decision,
+                                 "actor": entry.actor, "status": verdict.status, "detail": verdict.detail})
+        if verdict.status == BAD:
+            report.problems.append((entry.seq, f"seq {entry.seq}: {entry.action} #{entry.subject} by "
+                                               f"{entry.actor} has a bad signature ({verdict.detail})"))
+        elif required and verdict.status != VERIFIED:
+            report.problems.append((entry.seq, f"seq {entry.seq}: {entry.action} #{entry.subject} by "
+                                               f"{entry.actor} is {verdict.status}, and the policy requires "
+                                               "signed decisions"))
+    counts: dict[str, list[int]] = {}
+    for item in report.decisions:
+        counts.setdefault(item["status"], []).append(item["seq"])
+    if report.decisions:
+        parts = [f"{len(seqs)} {status}" + (f" (seq {_seq_list(seqs)})" if status != VERIFIED else "")
+                 for status, seqs in sorted(counts.items())]
+        report.notes.append(f"{len(report.decisions)} decisions: {', '.join(parts)}")
+    return report
+
+
+def _seq_list(seqs: list[int], limit: int = 8) -> str:
+    shown = ", ".join(str(s) for s in seqs[:limit])
+    return shown + (f" and {len(seqs) - limit} more" if len(seqs) > limit else "")

@@ -1,0 +1,243 @@
+"""Signed decisions: real ssh keys, a real allowed_signers file, the real CLI."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from loomtui.audit import GENESIS, AuditEntry, entry_hash
+from loomtui.demo import prepare_demo_repo
+from loomtui.errors import ConfigError
+from loomtui.governance.auditproof import verify_audit
+from loomtui.governance.escalations import DecisionRefused, decide, open_escalation
+from loomtui.governance.policy import ChangeFacts, Policy, evaluate, load_policy, parse_policy
+from loomtui.governance.signing import (
+    BAD,
+    UNSIGNED,
+    VERIFIED,
+    Decision,
+    check_decisions,
+    sign,
+    signing_key,
+    verify,
+)
+from loomtui.governance.tamper_bench import make_key
+from loomtui.workspace import Workspace, open_workspace
+from tests.conftest import git
+
+LOOMTUI = shutil.which("loomtui") or "loomtui"
+ALICE, BOB, LEAD, MALLORY = "alice@example.com", "bob@example.com", "lead@example.com", "mallory@example.com"
+
+
+@pytest.fixture
+def keys(tmp_path: Path) -> dict[str, Path]:
+    directory = tmp_path / "keys"
+    directory.mkdir()
+    return {who: make_key(directory, who.split("@")[0]) for who in (ALICE, BOB, LEAD, MALLORY)}
+
+
+def write_allowed(repo: Path, keys: dict[str, Path], people: tuple[str, ...]) -> None:
+    lines = [f"{who} {Path(str(keys[who]) + '.pub').read_text().strip()}" for who in people]
+    (repo / ".loom" / "allowed_signers").write_text("\n".join(lines) + "\n")
+
+
+def setup_repo(tmp_path: Path, keys: dict[str, Path], *, required: bool) -> Path:
+    repo = prepare_demo_repo(tmp_path)
+    write_allowed(repo, keys, (ALICE, BOB, LEAD))
+    if required:
+        policy = repo / ".loom" / "policy.yaml"
+        policy.write_text(policy.read_text() + "decisions: {require_signature: true}\n")
+    git(repo, "add", ".loom")
+    git(repo, "commit", "-q", "-m", "signed decisions")
+    return repo
+
+
+def escalate(repo: Path) -> tuple[Policy, int]:
+    policy = load_policy(repo)
+    facts = ChangeFacts(stage="post-gate", paths=("payments/refunds.py",),
+                        regions=("payments/refunds.py::RefundService.quote",), lines_changed=12,
+                        gates={"tests": "passed"}, author="agent@example.com")
+    workspace = open_workspace(repo)
+    workspace.actor = "agent-runner@example.com"
+    record = open_escalation(workspace, "post-gate", evaluate(policy, facts), facts, sandbox_id="sb1",
+                             commit="c1")
+    workspace.close()
+    return policy, record.id
+
+
+def as_user(repo: Path, user: str) -> Workspace:
+    workspace = open_workspace(repo)
+    workspace.actor = user
+    return workspace
+
+
+def run(repo: Path, *args: str, user: str | None = None, key: Path | None = None) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if k not in ("LOOM_SIGNING_KEY", "LOOM_USER")}
+    env.update({"LOOM_USER": user} if user else {})
+    env.update({"LOOM_SIGNING_KEY": str(key)} if key else {})
+    return subprocess.run([LOOMTUI, *args], cwd=repo, capture_output=True, text=True, env=env, timeout=120)
+
+
+def decision_entries(repo: Path) -> list[AuditEntry]:
+    return [e for e in open_workspace(repo).audit.entries() if e.action.startswith("escalation.approve")]
+
+
+def test_a_signed_approval_verifies(tmp_path: Path, keys: dict[str, Path], monkeypatch: pytest.MonkeyPatch) -> None:
+    repo = setup_repo(tmp_path, keys, required=True)
+    _policy, escalation = escalate(repo)
+    done = run(repo, "escalation", "approve", str(escalation), user=ALICE, key=keys[ALICE])
+    assert done.returncode == 0, done.stderr
+    assert "(verified)" in done.stdout
+    [entry] = decision_entries(repo)
+    assert "BEGIN SSH SIGNATURE" in entry.details["signature"] and entry.details["signature_status"] == VERIFIED
+    # ssh-keygen itself agrees, over the canonical text, with the allowed_signers in the repository.
+    assert verify(Decision.from_entry(entry), entry.details["signature"],
+                  repo / ".loom" / "allowed_signers").status == VERIFIED
+    verified = run(repo, "audit", "verify", "--json")
+    data = json.loads(verified.stdout)
+    assert verified.returncode == 0 and data["ok"] is True
+    assert data["signatures"]["required"] is True
+    assert data["signatures"]["decisions"] == [
+        {"seq": entry.seq, "escalation": str(escalation), "decision": "approve", "actor": ALICE,
+         "status": "verified", "detail": f"signed by {ALICE}"}]
+    shown = run(repo, "escalation", "show", str(escalation))
+    assert shown.returncode == 0 and f"approve by {ALICE} on c1: verified" in shown.stdout
+
+
+def test_a_signature_by_a_key_not_in_allowed_signers_fails(tmp_path: Path, keys: dict[str, Path]) -> None:
+    repo = setup_repo(tmp_path, keys, required=True)
+    _policy, escalation = escalate(repo)
+    # At decision time: Alice signing with Mallory's key is refused, and nothing is recorded.
+    refused = run(repo, "escalation", "approve", str(escalation), user=ALICE, key=keys[MALLORY])
+    assert refused.returncode == 1 and "not validly signed" in refused.stderr, refused.stderr
+    assert decision_entries(repo) == []
+    # In the log: a decision signed with a key allowed_signers does not list for its actor fails verify.
+    workspace = open_workspace(repo)
+    made = Decision(str(escalation), "approve", LEAD, "c1", "", "2026-01-01T00:00:00+00:00")
+    workspace.audit.append(LEAD, "escalation.approve", str(escalation),
+                           {"by": LEAD, "reason": "", "commit": "c1", "decided_at": made.at,
+                            "signature": sign(made, str(keys[MALLORY]))})
+    bad = run(repo, "audit", "verify")
+    assert bad.returncode == 1, bad.stdout
+    seq = list(workspace.audit.entries())[-1].seq
+    assert f"seq {seq}: escalation.approve #{escalation} by {LEAD} has a bad signature" in bad.stdout
+    # Bob's key is listed, but for Bob: the report says whose key it is.
+    impostor = Decision(str(escalation), "approve", LEAD, "c1", "", made.at)
+    verdict = verify(impostor, sign(impostor, str(keys[BOB])), repo / ".loom" / "allowed_signers")
+    assert verdict.status == BAD and f"key of {BOB}, not of {LEAD}" in verdict.detail
+
+
+def test_require_signature_refuses_an_unsigned_approval(tmp_path: Path, keys: dict[str, Path],
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    repo = setup_repo(tmp_path, keys, required=True)
+    policy, escalation = escalate(repo)
+    monkeypatch.delenv("LOOM_SIGNING_KEY", raising=False)
+    with pytest.raises(DecisionRefused, match="requires signed decisions.*no signing key"):
+        decide(as_user(repo, ALICE), policy, escalation, "approve")
+    record = open_workspace(repo).store.get_escalation(escalation)
+    assert record is not None and record.data["approvals"] == [] and decision_entries(repo) == []
+    done = run(repo, "escalation", "approve", str(escalation), user=ALICE)
+    assert done.returncode == 1 and "requires signed decisions" in done.stderr
+
+
+def test_without_the_requirement_an_unsigned_decision_is_recorded_and_shown_unsigned(
+        tmp_path: Path, keys: dict[str, Path]) -> None:
+    repo = setup_repo(tmp_path, keys, required=False)
+    _policy, escalation = escalate(repo)
+    done = run(repo, "escalation", "approve", str(escalation), user=ALICE)
+    assert done.returncode == 0 and "(unsigned)" in done.stdout
+    listing = run(repo, "escalation", "list", "--all")
+    assert f"approve by {ALICE}: unsigned" in listing.stdout
+    verified = run(repo, "audit", "verify")
+    assert verified.returncode == 0 and "1 unsigned (seq" in verified.stdout, verified.stdout
+
+
+def test_a_forged_unsigned_approval_with_a_valid_chain_fails_verify(tmp_path: Path, keys: dict[str, Path]) -> None:
+    """(d) Appended by someone who can write the log, as lead@example.com, chain and checkpoint valid."""
+    repo = setup_repo(tmp_path, keys, required=True)
+    _policy, escalation = escalate(repo)
+    assert run(repo, "escalation", "approve", str(escalation), user=ALICE, key=keys[ALICE]).returncode == 0
+    workspace = open_workspace(repo)
+    forged = workspace.audit.append(LEAD, "escalation.approve", str(escalation),
+                                    {"by": LEAD, "reason": "", "commit": "c1", "status": "approved"})
+    assert workspace.audit.verify().ok  # the chain alone is fine
+    done = run(repo, "audit", "verify")
+    assert done.returncode == 1
+    assert (f"{forged.seq}: seq {forged.seq}: escalation.approve #{escalation} by {LEAD} is unsigned, "
+            "and the policy requires signed decisions") in done.stdout, done.stdout
+
+
+def test_a_signed_decision_edited_afterwards_fails_verify(tmp_path: Path, keys: dict[str, Path]) -> None:
+    repo = setup_repo(tmp_path, keys, required=False)
+    _policy, escalation = escalate(repo)
+    assert run(repo, "escalation", "reject", str(escalation), "--reason", "too risky", user=LEAD,
+               key=keys[LEAD]).returncode == 0
+    path = open_workspace(repo).audit.path
+    rows = [json.loads(line) for line in path.read_text().splitlines()]
+    target = next(r for r in rows if r["action"] == "escalation.reject")
+    target["details"]["reason"] = "looks fine"  # the signature no longer covers what the entry says
+    prev = GENESIS
+    for row in rows:
+        row["prev"] = prev
+        row["hash"] = prev = entry_hash(row)
+    path.write_text("".join(AuditEntry(**r).line() + "\n" for r in rows))
+    workspace = open_workspace(repo)
+    report = check_decisions(workspace.audit.entries(), repo, load_policy(repo))
+    assert [d["status"] for d in report.decisions] == [BAD]
+    assert "edited after" in report.decisions[0]["detail"]
+    assert not verify_audit(workspace).ok
+
+
+def test_git_ssh_signing_config_is_used(tmp_path: Path, keys: dict[str, Path], monkeypatch: pytest.MonkeyPatch) -> None:
+    repo = setup_repo(tmp_path, keys, required=True)
+    monkeypatch.delenv("LOOM_SIGNING_KEY", raising=False)
+    assert signing_key(repo) is None
+    git(repo, "config", "user.signingkey", str(keys[BOB]))
+    assert signing_key(repo) is None  # gpg.format is not ssh
+    git(repo, "config", "gpg.format", "ssh")
+    assert signing_key(repo) == str(keys[BOB])
+    policy, escalation = escalate(repo)
+    decide(as_user(repo, BOB), policy, escalation, "approve")
+    [entry] = decision_entries(repo)
+    assert entry.details["signature_status"] == VERIFIED
+
+
+def test_unsigned_verdict_and_policy_parsing() -> None:
+    made = Decision("1", "approve", ALICE, "c1", "", "t")
+    assert verify(made, None, Path("/nonexistent")).status == UNSIGNED
+    policy = parse_policy("decisions: {require_signature: true, allowed_signers: keys/allowed}\n", "p.yaml")
+    assert policy.decisions.require_signature and policy.decisions.allowed_signers == "keys/allowed"
+    assert not parse_policy("version: 1\n", "p.yaml").decisions.require_signature
+    with pytest.raises(ConfigError, match="unknown key"):
+        parse_policy("decisions: {require_signatures: true}\n", "p.yaml")
+
+
+async def test_the_app_shows_whether_each_decision_was_signed(tmp_path: Path, keys: dict[str, Path],
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    from textual.widgets import DataTable, Static
+
+    from loomtui.tui.app import LoomApp
+    from tests.test_tui import wait_for
+
+    repo = setup_repo(tmp_path, keys, required=False)
+    policy, escalation = escalate(repo)
+    monkeypatch.setenv("LOOM_SIGNING_KEY", str(keys[ALICE]))
+    decide(as_user(repo, ALICE), policy, escalation, "approve")
+    monkeypatch.delenv("LOOM_SIGNING_KEY")
+    decide(as_user(repo, BOB), policy, escalation, "approve")  # unsigned: the policy allows it here
+    app = LoomApp(as_user(repo, LEAD))
+    async with app.run_test(size=(150, 40)) as pilot:
+        await wait_for(pilot, lambda: app.policy is not None)
+        await pilot.press("3")
+        await pilot.pause()
+        await pilot.press("h")  # decided ones too
+        table = app.screen.query_one("#queue", DataTable)
+        await wait_for(pilot, lambda: table.row_count == 1)
+        await pilot.pause()
+        shown = str(app.screen.query_one("#esc-detail", Static).render())
+    assert f"approve by {ALICE} [verified]" in shown and f"approve by {BOB} [unsigned]" in shown, shown
