@@ -32,8 +32,14 @@ class Workspace:
         return load_config(self.paths.root)
 
     def record(self, action: str, subject: str = "", details: dict[str, Any] | None = None) -> AuditEntry:
-        """Append an audit entry as the current user."""
+        """Append an audit entry as the current user, in the current transaction if any
+        (committed with the change it records, or rolled back with it)."""
         return self.audit.append(self.actor, action, subject, details)
+
+    def record_attempt(self, action: str, subject: str = "", details: dict[str, Any] | None = None) -> None:
+        """Record something that changed nothing (a refusal) once the current transaction
+        ends, whether it commits or rolls back (at once outside a transaction)."""
+        self.audit.append_after_transaction(self.actor, action, subject, details)
 
     def close(self) -> None:
         self.store.close()
@@ -46,6 +52,6 @@ def open_workspace(start: Path | str | None = None) -> Workspace:
     return Workspace(
         paths=paths,
         store=store,
-        audit=AuditLog(paths.audit_path, checkpoint=store),
+        audit=AuditLog(paths.audit_path, store=store),
         actor=current_user(paths.root),
     )

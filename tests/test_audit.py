@@ -16,7 +16,7 @@ from loomtui.store import SqliteStore
 
 @pytest.fixture
 def log(tmp_path: Path) -> AuditLog:
-    audit = AuditLog(tmp_path / "audit.jsonl", checkpoint=SqliteStore(tmp_path / "s.db"))
+    audit = AuditLog(tmp_path / "audit.jsonl", store=SqliteStore(tmp_path / "s.db"))
     for number in range(1, 6):
         audit.append("lead@example.com", "test.step", f"subject-{number}", {"n": number})
     return audit
@@ -122,7 +122,7 @@ def test_crash_of_a_real_process_mid_append(tmp_path: Path) -> None:
 
 
 def _append_many(path: str, store: str, worker: int, count: int) -> None:
-    audit = AuditLog(Path(path), checkpoint=SqliteStore(Path(store)))
+    audit = AuditLog(Path(path), store=SqliteStore(Path(store)))
     for number in range(count):
         audit.append(f"worker-{worker}", "load.test", str(number))
 
@@ -137,7 +137,7 @@ def test_fifty_processes_appending_a_hundred_entries_each(tmp_path: Path) -> Non
     for proc in procs:
         proc.join(240)
         assert proc.exitcode == 0
-    audit = AuditLog(path, checkpoint=SqliteStore(store))
+    audit = AuditLog(path, store=SqliteStore(store))
     result = audit.verify()
     assert result.ok, result.problem
     assert result.entries == 5000
@@ -147,17 +147,103 @@ def test_fifty_processes_appending_a_hundred_entries_each(tmp_path: Path) -> Non
     assert set(per_worker.values()) == {100} and len(per_worker) == 50
 
 
-def test_checkpoint_survives_the_rollback_of_the_callers_transaction(tmp_path: Path) -> None:
-    """An entry appended inside a transaction that then fails is on disk: so is its checkpoint."""
+def test_an_entry_in_a_rolled_back_transaction_never_appears(tmp_path: Path) -> None:
+    """A state change and its entry commit together or not at all: neither table nor file keep it."""
     store = SqliteStore(tmp_path / "s.db")
-    audit = AuditLog(tmp_path / "audit.jsonl", checkpoint=store)
+    audit = AuditLog(tmp_path / "audit.jsonl", store=store)
     audit.append("a", "first")
     with pytest.raises(RuntimeError):
         with store.transaction():
+            store.append_event("state.change")
             with store.transaction():
                 audit.append("a", "refused", details={"why": "overlap"})
             raise RuntimeError("the claim was refused")
-    assert store.audit_checkpoint() is not None and store.audit_checkpoint()[0] == 2
-    audit.path.write_bytes(b"".join(audit.path.read_bytes().splitlines(keepends=True)[:1]))
+    assert [e.action for e in audit.entries()] == ["first"]
+    assert len(store.audit_hashes()) == 1 and store.audit_checkpoint() == (1, store.audit_hashes()[0])
+    assert b"refused" not in audit.path.read_bytes()
+    entry = audit.append("a", "second")  # the chain goes on from the last committed entry
+    assert entry.seq == 2 and audit.verify().ok and audit.verify().entries == 2
+
+
+def test_an_entry_in_a_committed_transaction_reaches_the_file_after_the_commit(tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path / "s.db")
+    audit = AuditLog(tmp_path / "audit.jsonl", store=store)
+    with store.transaction():
+        audit.append("a", "one")
+        audit.append("a", "two")
+        assert not audit.path.exists()  # nothing reaches the file before the commit
+    assert [e.action for e in audit.entries()] == ["one", "two"]
+    assert store.audit_checkpoint() == (2, audit.tail(1)[0].hash)
+
+
+def test_an_attempt_is_recorded_whether_the_transaction_commits_or_not(tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path / "s.db")
+    audit = AuditLog(tmp_path / "audit.jsonl", store=store)
+    with pytest.raises(RuntimeError):
+        with store.transaction():
+            audit.append("a", "claim.added")
+            audit.append_after_transaction("a", "claim.refused")
+            raise RuntimeError("refused")
+    assert [e.action for e in audit.entries()] == ["claim.refused"]
+    assert audit.verify().ok
+
+
+def test_a_crash_between_commit_and_file_loses_nothing(tmp_path: Path) -> None:
+    """A writer killed after its commit, before the file: the next reader appends the entry."""
+    path, db = tmp_path / "audit.jsonl", tmp_path / "s.db"
+    AuditLog(path, store=SqliteStore(db)).append("a", "one")
+    script = (
+        "import os\n"
+        "from pathlib import Path\n"
+        "from loomtui.audit import AuditLog\n"
+        "from loomtui.store import SqliteStore\n"
+        f"log = AuditLog(Path({str(path)!r}), store=SqliteStore(Path({str(db)!r})))\n"
+        "log._mirror_after_commit = lambda: os._exit(9)\n"
+        "log.append('a', 'committed, then killed')\n"
+    )
+    assert subprocess.run([sys.executable, "-c", script]).returncode == 9
+    assert len(path.read_bytes().splitlines()) == 1
+    audit = AuditLog(path, store=SqliteStore(db))
     result = audit.verify()
-    assert not result.ok and "truncated" in result.problem
+    assert result.ok and result.entries == 2 and "missing from the log" in result.notes[0]
+    assert audit.tail(1)[0].action == "committed, then killed"
+    assert audit.verify().ok and audit.verify().notes == []
+
+
+def test_a_line_the_store_never_committed_is_reported(log: AuditLog) -> None:
+    """A forger who appends a well-chained line to the file is caught: the store does not have it."""
+    from loomtui.audit import entry_hash
+
+    last = json.loads(lines(log)[-1])
+    forged = {**last, "seq": 6, "prev": last["hash"], "action": "escalation.approve", "subject": "7"}
+    forged["hash"] = entry_hash(forged)
+    with open(log.path, "a") as handle:
+        handle.write(json.dumps(forged) + "\n")
+    result = log.verify()
+    assert not result.ok and result.line == 6 and "never committed" in result.problem
+    log.append("dev@example.com", "later")  # the store's entry 6 is not written over the forged line
+    assert b"later" not in log.path.read_bytes()
+    assert [e.action for e in log.tail(2)] == ["test.step", "escalation.approve"]
+    assert not log.verify().ok
+
+
+def test_a_log_from_before_the_audit_table_is_imported_and_keeps_verifying(tmp_path: Path) -> None:
+    """An old repository: its JSONL log (and checkpoint) predate the table; they migrate."""
+    import sqlite3
+
+    path, db = tmp_path / "audit.jsonl", tmp_path / "s.db"
+    old = AuditLog(path)  # entries written the old way, file only
+    for number in range(3):
+        old.append("a", "old.step", str(number))
+    SqliteStore(db).close()
+    conn = sqlite3.connect(db)  # back to schema 1, as a store of the previous release
+    conn.execute("DROP TABLE audit")
+    conn.execute("PRAGMA user_version = 1")
+    conn.execute("INSERT INTO audit_checkpoint (id, seq, hash) VALUES (1, 3, ?)", (old.tail(1)[0].hash,))
+    conn.commit()
+    conn.close()
+    audit = AuditLog(path, store=SqliteStore(db))
+    result = audit.verify()
+    assert result.ok and result.entries == 3
+    entry = audit.append("b", "new.step")
+    assert entry.seq == 4 and audit.verify().ok and len(audit.store.audit_hashes()) == 4  # type: ignore[union-attr]

@@ -249,3 +249,30 @@ def test_cutting_off_a_refusal_from_the_audit_log_is_detected(coordinator: Coord
     assert actions(coordinator) == ["claim.added", "claim.refused"]
     log.path.write_bytes(log.path.read_bytes().splitlines(keepends=True)[0])
     assert not log.verify().ok
+
+
+def test_a_refused_claim_leaves_no_added_entry_and_claim_ids_match_the_store(coordinator: Coordinator) -> None:
+    """All or nothing, in the log too: the rolled-back target of a refused claim is not logged."""
+    coordinator.claim("a", ROUNDING)
+    with pytest.raises(ClaimRefused):
+        claim_targets(coordinator.workspace, "b", [QUOTE, ROUNDING])
+    assert actions(coordinator) == ["claim.added", "claim.refused"]
+    after = coordinator.claim("c", QUOTE).claim
+    added = [e for e in coordinator.workspace.audit.entries() if e.action == "claim.added"]
+    assert [(e.subject, e.details["claim"]) for e in added] == [("a", 1), ("c", after.id)]
+    assert {c.id: c.sandbox_id for c in coordinator.store.live_claims()} == {1: "a", after.id: "c"}
+    assert coordinator.workspace.audit.verify().ok
+
+
+def test_an_expired_lease_is_released_once_even_when_a_refusal_rolls_it_back(coordinator: Coordinator) -> None:
+    short = coordinator.claim("a", QUOTE, ttl=0.05).claim
+    coordinator.claim("b", ROUNDING)
+    time.sleep(0.1)
+    with pytest.raises(ClaimRefused):  # expires a's lease, then is refused: all rolled back
+        claim_targets(coordinator.workspace, "c", [QUOTE, ROUNDING])
+    assert coordinator.store.get_claim(short.id).released is None  # type: ignore[union-attr]
+    coordinator.claim("c", QUOTE)
+    expired = [e for e in coordinator.workspace.audit.entries() if e.action == "claim.expired"]
+    assert [e.details["claim"] for e in expired] == [short.id]
+    assert coordinator.store.get_claim(short.id).released is not None  # type: ignore[union-attr]
+    assert coordinator.workspace.audit.verify().ok

@@ -408,9 +408,9 @@ class Coordinator:
                                           {**details, "claim": claim.id, "reason": override_reason})
                 self.workspace.record("claim.added", sandbox_id, {**details, "claim": claim.id, "reason": reason})
         if refused is not None:
-            # Recorded after the transaction: inside it, the rollback that a raise causes
-            # would also roll back the audit checkpoint, and a cut log would go unnoticed.
-            self.workspace.record("claim.refused", sandbox_id, details)
+            # A refusal changes nothing, and is recorded even when it rolls back the
+            # caller's transaction (the other targets of an all-or-nothing claim).
+            self.workspace.record_attempt("claim.refused", sandbox_id, details)
             raise refused
         return ClaimResult(claim, conflicts, overridden=bool(blocking))
 

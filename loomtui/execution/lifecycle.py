@@ -78,10 +78,10 @@ def transition(
         if reason:
             fields["data"] = {**fields.get("data", {}), "reason": reason}
         updated = store.update_sandbox(sandbox_id, status=to, **fields)
-    details: dict[str, Any] = {"from": current.status, "to": to, **(audit or {})}
-    if reason:
-        details["reason"] = reason
-    workspace.record(f"sandbox.{to}", sandbox_id, details)
+        details: dict[str, Any] = {"from": current.status, "to": to, **(audit or {})}
+        if reason:
+            details["reason"] = reason
+        workspace.record(f"sandbox.{to}", sandbox_id, details)  # commits with the move, or not at all
     return updated
 
 

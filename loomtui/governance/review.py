@@ -65,8 +65,9 @@ def review_sandbox(workspace: Workspace, sandbox_id: str, *, policy: Policy | No
                         "with commits since its review, is reviewed", exit_code=1)
     if again and previous is not None and previous.status == "open":
         # Superseded, not decided: what it asked about is no longer the change.
-        workspace.store.update_escalation(previous.id, status="superseded")
-        workspace.record("escalation.superseded", str(previous.id), {"sandbox": record.id, "commit": tip})
+        with workspace.store.transaction():
+            workspace.store.update_escalation(previous.id, status="superseded")
+            workspace.record("escalation.superseded", str(previous.id), {"sandbox": record.id, "commit": tip})
     record = transition(workspace, record.id, GATING, reason=f"reviewing commit {tip[:12]}",
                         allowed_from=frozenset({*REVIEWABLE, AWAITING_REVIEW}))
     results = run_configured_gates(workspace, record.id)

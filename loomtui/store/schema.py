@@ -81,6 +81,17 @@ MIGRATIONS: list[str] = [
         hash TEXT NOT NULL
     );
     """,
+    # 2: the audit entries themselves, written in the transaction of the change they
+    # record (the JSONL file mirrors this table; audit.py imports an older file on
+    # first use). `entry` is the entry's exact line; `audit_checkpoint` now marks the
+    # newest entry known to be in the file.
+    """
+    CREATE TABLE audit (
+        seq   INTEGER PRIMARY KEY,
+        hash  TEXT NOT NULL,
+        entry TEXT NOT NULL
+    );
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -13,7 +13,7 @@ import json
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -117,21 +117,56 @@ class SqliteStore:
         except sqlite3.Error as exc:
             raise self._error(exc) from None
         self._local.depth = 1
+        self._local.after = []
         try:
             yield self
         except BaseException:
             self._local.depth = 0
-            conn.execute("ROLLBACK")
-            self._flush_checkpoint()
+            self._rollback(conn)
+            self._run_after(committed=False)
             raise
         self._local.depth = 0
         try:
             conn.execute("COMMIT")
         except sqlite3.Error as exc:
-            conn.execute("ROLLBACK")
+            self._rollback(conn)
+            self._run_after(committed=False)
             raise self._error(exc) from None
-        finally:
-            self._flush_checkpoint()
+        self._run_after(committed=True)
+
+    @staticmethod
+    def _rollback(conn: sqlite3.Connection) -> None:
+        try:
+            conn.execute("ROLLBACK")
+        except sqlite3.Error:
+            pass  # SQLite already rolled it back (some errors end the transaction themselves)
+
+    def in_transaction(self) -> bool:
+        """True while this thread is inside `transaction()`."""
+        return bool(getattr(self._local, "depth", 0))
+
+    def after_transaction(self, callback: Callable[[], None], *, also_on_rollback: bool = False) -> None:
+        """Run `callback` when this thread's outermost transaction has committed (or, with
+        `also_on_rollback`, ended either way); once however often it is asked for in one
+        transaction; outside a transaction, at once."""
+        if not self.in_transaction():
+            callback()
+            return
+        if (callback, also_on_rollback) not in self._local.after:
+            self._local.after.append((callback, also_on_rollback))
+
+    def _run_after(self, *, committed: bool) -> None:
+        callbacks: list[tuple[Callable[[], None], bool]] = self._local.after
+        self._local.after = []
+        failure: BaseException | None = None
+        for callback, also_on_rollback in callbacks:
+            if committed or also_on_rollback:
+                try:
+                    callback()
+                except BaseException as exc:  # run the others, then raise the first
+                    failure = failure or exc
+        if failure is not None:
+            raise failure
 
     def _query(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
         try:
@@ -286,6 +321,10 @@ class SqliteStore:
             )
             for r in rows
         ]
+
+    def all_claims(self) -> list[ClaimRecord]:
+        """Every claim ever made, live or released, oldest first."""
+        return self._claims("1 = 1", ())
 
     def live_claims(self, sandbox_id: str | None = None) -> list[ClaimRecord]:
         """Claims not yet released (expired leases included: the engine releases them)."""
@@ -453,34 +492,45 @@ class SqliteStore:
         rows = self._query("SELECT * FROM gate_runs WHERE sandbox_id = ? ORDER BY id", (sandbox_id,))
         return [self._gate_run(r) for r in rows]
 
-    # -- audit checkpoint -----------------------------------------------------------
+    # -- audit entries ----------------------------------------------------------------
+
+    def audit_head(self) -> tuple[int, str] | None:
+        """The (seq, hash) of the newest committed audit entry (None for an empty table)."""
+        rows = self._query("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1")
+        return (int(rows[0]["seq"]), str(rows[0]["hash"])) if rows else None
+
+    def add_audit_entries(self, rows: Sequence[tuple[int, str, str]]) -> None:
+        """Insert (seq, hash, line) entries in the caller's transaction, with one event."""
+        if not rows:
+            return
+        if not self.in_transaction():
+            raise StoreError("audit entries are added inside a transaction (their seq is read under its lock)")
+        try:
+            self._conn().executemany("INSERT INTO audit (seq, hash, entry) VALUES (?, ?, ?)", rows)
+        except sqlite3.Error as exc:
+            raise self._error(exc) from None
+        self._emit("audit.appended", str(rows[-1][0]), {})
+
+    def audit_entries_after(self, seq: int) -> list[tuple[int, str, str]]:
+        """Committed (seq, hash, line) entries after `seq`, oldest first."""
+        rows = self._query("SELECT seq, hash, entry FROM audit WHERE seq > ? ORDER BY seq", (seq,))
+        return [(int(r["seq"]), str(r["hash"]), str(r["entry"])) for r in rows]
+
+    def audit_hash(self, seq: int) -> str | None:
+        rows = self._query("SELECT hash FROM audit WHERE seq = ?", (seq,))
+        return str(rows[0]["hash"]) if rows else None
+
+    def audit_hashes(self) -> list[str]:
+        """The hash of every committed entry, by seq."""
+        return [str(r[0]) for r in self._query("SELECT hash FROM audit ORDER BY seq")]
 
     def audit_checkpoint(self) -> tuple[int, str] | None:
-        """The (seq, hash) of the newest audit entry, kept outside the log file."""
+        """The (seq, hash) of the newest audit entry known to be written to the log file."""
         rows = self._query("SELECT seq, hash FROM audit_checkpoint WHERE id = 1")
         return (int(rows[0]["seq"]), str(rows[0]["hash"])) if rows else None
 
     def set_audit_checkpoint(self, seq: int, entry_hash: str) -> None:
-        """Advance the checkpoint; it never moves backwards.
-
-        The log line it marks is already on disk, so it must not be undone by the
-        rollback of a caller's transaction: inside one, it is written when the
-        outermost transaction ends, committed or not.
-        """
-        if getattr(self._local, "depth", 0):
-            pending = getattr(self._local, "checkpoint", None)
-            if pending is None or seq > pending[0]:
-                self._local.checkpoint = (seq, entry_hash)
-            return
-        self._write_checkpoint(seq, entry_hash)
-
-    def _flush_checkpoint(self) -> None:
-        pending = getattr(self._local, "checkpoint", None)
-        if pending is not None:
-            self._local.checkpoint = None
-            self._write_checkpoint(*pending)
-
-    def _write_checkpoint(self, seq: int, entry_hash: str) -> None:
+        """Advance the checkpoint; it never moves backwards."""
         with self.transaction():
             self._execute(
                 "INSERT INTO audit_checkpoint (id, seq, hash) VALUES (1, ?, ?) "
@@ -488,7 +538,6 @@ class SqliteStore:
                 "WHERE excluded.seq > audit_checkpoint.seq",
                 (seq, entry_hash),
             )
-            self._emit("audit.appended", str(seq), {})
 
     # -- health -----------------------------------------------------------------------
 
