@@ -10,6 +10,13 @@ from loomtui.errors import LoomError, NotARepository
 
 STATE_DIR_NAME = "loom"
 
+DISTRUSTING_GIT_CONFIG: tuple[str, ...] = (
+    "-c", "core.fsmonitor=false", "-c", "core.hooksPath=/dev/null", "-c", "core.untrackedCache=false",
+    "-c", "core.splitIndex=false", "-c", "gc.auto=0", "-c", "maintenance.auto=false",
+)
+"""What loomtui forces whenever it runs git on a tree an agent may have written: nothing the
+agent could have configured there runs (fsmonitor, hooks, background maintenance)."""
+
 
 @dataclass(frozen=True)
 class RepoPaths:

@@ -684,12 +684,20 @@ def test_bwrap_command_line_keeps_the_state_dir_read_only(tmp_path: Path) -> Non
         worktree=common / "loom" / "worktrees" / "ab12cd", worktree_git_dir=common / "worktrees" / "ab12cd",
         common_dir=common, state_dir=common / "loom", branch="loom/ab12cd",
         readable=under_private_tmp([tmp_path / "repo", common, tmp_path / "repo" / "sub", Path("/usr/bin")]),
+        own_dir=common / "loom" / "sandboxes" / "ab12cd",
+        hidden=(common / "loom" / "sandboxes", common / "loom" / "worktrees", common / "worktrees"),
     )
     argv = bwrap_argv(mounts)
     pairs = [(argv[i], argv[i + 1]) for i in range(len(argv) - 1) if argv[i].startswith("--")]
     ro_state = pairs.index(("--ro-bind", str(common / "loom")))
-    assert pairs.index(("--bind", str(common / "objects"))) < ro_state
-    assert pairs.index(("--bind", str(mounts.worktree))) > ro_state  # the worktree is writable again on top
+    # Other sandboxes' dirs vanish under empty tmpfs mounts stacked on the read-only state dir;
+    # the sandbox's own dir (its broker) and its own worktree and admin dir come back on top.
+    hidden = [pairs.index(("--tmpfs", str(path))) for path in mounts.hidden]
+    own = pairs.index(("--ro-bind", str(mounts.own_dir)))
+    assert ro_state < min(hidden) and max(hidden) < own
+    assert pairs.index(("--bind", str(mounts.worktree))) > own  # the worktree is writable again on top
+    assert pairs.index(("--bind", str(mounts.worktree_git_dir))) > max(hidden)
+    assert pairs.index(("--bind", str(common / "objects"))) > ro_state
     assert ("--ro-bind-try", str(tmp_path / "repo")) in pairs and ("--ro-bind-try", "/usr/bin") not in pairs
     assert ("--bind", str(common)) not in pairs and ("--bind", str(common / "refs")) not in pairs
     assert "--unshare-net" in argv and "--die-with-parent" in argv and argv[-1] == "--"

@@ -255,7 +255,12 @@ def test_a_sandbox_may_not_write_its_hook_settings_or_outside_its_worktree(billi
     assert gate.check_edit(".git/config").decision == "deny"
     (Path(record.worktree) / "escape").symlink_to(billing)
     assert "symlink" in gate.check_edit("escape/README.md").reason
-    assert gate.check_edit(str(tmp_path / "scratch.txt")).decision == "none"  # not the repository's
+    # Anywhere else outside the worktree is refused, however the path is spelled; only the
+    # sandbox's own temporary directory is left to Claude Code's own rules.
+    for outside in (str(tmp_path / "scratch.txt"), "/etc/passwd", "../../../../../../../../etc/passwd"):
+        assert gate.check_edit(outside).decision == "deny", outside
+    scratch = sb.sandbox_paths(ws.paths, record.id).tmp
+    assert gate.check_edit(str(scratch / "notes.txt")).decision == "none"
     assert gate.check_edit(SERVICE, [61, 61]).decision == "allow"
 
 

@@ -281,10 +281,10 @@ def test_symlink_out_of_repository_is_refused(tree: Path, tmp_path: Path) -> Non
     outside = tmp_path / "outside.py"
     outside.write_text("SECRET = 1\n")
     (tree / "escape.py").symlink_to(outside)
-    (tree / "alias.py").symlink_to(tree / "util.py")  # inside: indexed like any file
+    (tree / "alias.py").symlink_to(tree / "util.py")  # inside: an alias, indexed under its target's name
     index = build_index(tree)
     assert "escape.py" not in index.files
-    assert "alias.py::scaled" in index.regions
+    assert "util.py::scaled" in index.regions and "alias.py" not in index.files
     assert "escape.py: refused: symlink points outside the repository" in index.warnings
     with pytest.raises(ValueError, match="outside the repository"):
         build_index(tree, files=["escape.py"])

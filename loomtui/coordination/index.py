@@ -55,6 +55,7 @@ from loomtui.coordination.regions import (
     region_id,
     regions_of,
 )
+from loomtui.repo import DISTRUSTING_GIT_CONFIG
 
 DEPENDENCY_KINDS = frozenset({"imports", "references", "inherits"})
 # When one pair of regions is related in several ways, the edge's `kind` is the
@@ -159,8 +160,10 @@ def default_cache_dir(root: Path) -> Path | None:
 
 
 def _git(root: Path, *args: str) -> subprocess.CompletedProcess[bytes] | None:
+    # `root` may be an agent's worktree: nothing it could have set in its git config runs.
     try:
-        return subprocess.run(["git", *args], cwd=root, capture_output=True, check=False)
+        return subprocess.run(["git", *DISTRUSTING_GIT_CONFIG, *args], cwd=root, capture_output=True,
+                              check=False)
     except OSError:
         return None
 
@@ -268,7 +271,10 @@ def _read_sources(
                 warnings.append(f"{path}: refused: symlink points outside the repository")
                 continue
             if stat.S_ISLNK(info.st_mode):
-                info = os.stat(full)
+                # An alias inside the repository is not code of its own: its target is indexed
+                # under its real name, and regions named through the alias would let two
+                # sandboxes claim one file.
+                continue
             if not stat.S_ISREG(info.st_mode):
                 if explicit:
                     raise ValueError(f"{path}: not a regular file")

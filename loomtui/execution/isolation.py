@@ -3,6 +3,7 @@
 Inside the sandbox the whole filesystem is read-only, except:
 
 - its own worktree, and its own private `/tmp` (a fresh tmpfs);
+  other sandboxes' worktrees, git admin dirs and state dirs are not even visible;
 - the parts of the git common dir a commit on its branch needs (objects, the
   `refs/heads/loom` directory and its reflogs, the worktree's own admin dir);
 - the runtime's config and cache paths (e.g. `~/.claude`), when they exist.
@@ -30,6 +31,16 @@ from typing import Final
 ISOLATION_BWRAP: Final = "bwrap"
 ISOLATION_NONE: Final = "none"
 
+NOT_STOPPED_WITHOUT_ISOLATION: Final[dict[str, str]] = {
+    "direct-write": "write outside its worktree (the main checkout, your home, other sandboxes)",
+    "store-write": "write loomtui's state store and audit log",
+    "links-out": "write files outside its worktree through symlinks and hard links",
+    "bad-object": "corrupt the repository's shared git object store",
+    "gate-conftest": "run code as you through the gates (they run its tests)",
+}
+"""What a hostile agent run without bubblewrap can do, proven by `loomtui bench hostile`: it is a
+plain process of your user. loomtui's own processes still never run what it planted in git."""
+
 PRIVATE_TMP: Final = Path("/tmp")
 """Replaced by a private tmpfs in the sandbox; anything needed from under it is bound back."""
 
@@ -46,18 +57,26 @@ def isolation_status() -> IsolationStatus:
     """Whether bwrap is installed *and* works here (containers may forbid namespaces)."""
     program = shutil.which("bwrap")
     if program is None:
-        return IsolationStatus(False, None, "bubblewrap (bwrap) is not installed: agents run NOT isolated")
+        return IsolationStatus(False, None, "bubblewrap (bwrap) is not installed: agents run NOT isolated, "
+                                            f"so a hostile one can {without_isolation()}")
     probe = [program, "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--unshare-pid",
              "--unshare-net", "--die-with-parent", "--", "true"]
     try:
         done = subprocess.run(probe, capture_output=True, text=True, timeout=10, check=False)
     except (OSError, subprocess.TimeoutExpired) as exc:
-        return IsolationStatus(False, program, f"bwrap cannot run ({exc}): agents run NOT isolated")
+        return IsolationStatus(False, program, f"bwrap cannot run ({exc}): agents run NOT isolated, "
+                                               f"so a hostile one can {without_isolation()}")
     if done.returncode != 0:
         reason = (done.stderr.strip().splitlines() or ["unknown error"])[-1]
         return IsolationStatus(False, program, f"bwrap is installed but fails here ({reason}): "
-                                               "agents run NOT isolated")
+                                               f"agents run NOT isolated, so a hostile one can "
+                                               f"{without_isolation()}")
     return IsolationStatus(True, program, f"bubblewrap at {program}: agents run isolated")
+
+
+def without_isolation() -> str:
+    """What an agent without isolation can do that loomtui cannot stop, as one clause."""
+    return "; ".join(NOT_STOPPED_WITHOUT_ISOLATION.values())
 
 
 def isolation_available() -> bool:
@@ -78,6 +97,8 @@ class SandboxMounts:
     writable: tuple[Path, ...] = ()  # the runtime's own config and cache paths
     network: bool = False
     private_git: Path | None = None  # see PrivateGit: the agent's own objects and branch refs
+    own_dir: Path | None = None  # the sandbox's own state dir (its broker socket, its context)
+    hidden: tuple[Path, ...] = ()  # other sandboxes' dirs, worktrees and git admin dirs: not even seen
 
 
 @dataclass(frozen=True)
@@ -121,6 +142,14 @@ def bwrap_argv(mounts: SandboxMounts, program: str = "bwrap") -> list[str]:
             "--tmpfs", str(PRIVATE_TMP)]
     for path in mounts.readable:
         argv += ["--ro-bind-try", str(path), str(path)]
+    # The store and audit log stay read-only: only the supervisor, outside, writes them.
+    argv += ["--ro-bind", str(mounts.state_dir), str(mounts.state_dir)]
+    # Other sandboxes are not there at all: not their broker sockets (an agent could
+    # otherwise ask in another sandbox's name), not their worktrees or git admin dirs.
+    for path in mounts.hidden:
+        argv += ["--tmpfs", str(path)]
+    if mounts.own_dir is not None:
+        argv += ["--ro-bind", str(mounts.own_dir), str(mounts.own_dir)]
     common = mounts.common_dir
     branch_dir = str(Path(mounts.branch).parent)  # "loom": git writes <ref>.lock beside the ref
     if mounts.private_git is None:
@@ -133,14 +162,11 @@ def bwrap_argv(mounts: SandboxMounts, program: str = "bwrap") -> list[str]:
             argv += ["--bind" if required else "--bind-try", str(path), str(path)]
     else:
         argv += ["--bind", str(mounts.worktree_git_dir), str(mounts.worktree_git_dir)]
-    # Explicit, though nothing above binds it writable: the store and audit log stay read-only.
-    argv += ["--ro-bind", str(mounts.state_dir), str(mounts.state_dir)]
-    if mounts.private_git is not None:
-        # After the state dir (where it lives), so this bind is the one that counts. The
-        # shared object store and the other sandboxes' branches stay read-only: the agent
-        # writes objects to its own directory (GIT_OBJECT_DIRECTORY, the shared store as
-        # an alternate) and sees, in place of refs/heads/loom, a directory holding only
-        # its own branch. Its supervisor copies both back (execution.privategit).
+        # The shared object store and the other sandboxes' branches stay read-only:
+        # the agent writes objects to its own directory (GIT_OBJECT_DIRECTORY, the
+        # shared store as an alternate) and sees, in place of refs/heads/loom, a
+        # directory holding only its own branch. Its supervisor brings both back,
+        # verified (execution.privategit).
         private = PrivateGit(mounts.private_git)
         for source, target in (
             (private.objects, private.objects),

@@ -4,16 +4,17 @@ Inside bubblewrap the agent may not write the shared object store or other
 sandboxes' branches, so it commits into its own object directory and its own copy
 of `refs/heads/loom` (see isolation.PrivateGit). Its supervisor, outside the
 sandbox, prepares those before the agent starts and syncs them back while it runs
-and when it ends: new objects are copied into the shared store (never replacing
-one), and the real branch moves with a compare-and-swap `update-ref`.
+and when it ends: the objects its branch needs are packed and indexed into the
+shared store as a fetch would do it (each one hashed and checked, never a file
+copied), and the real branch moves with a compare-and-swap `update-ref`.
 """
 
 from __future__ import annotations
 
-import os
-import shutil
+import re
 from pathlib import Path
 
+from loomtui.errors import LoomError
 from loomtui.execution.gitops import Git
 from loomtui.execution.isolation import PrivateGit
 
@@ -28,36 +29,38 @@ def prepare(private: PrivateGit, root: Path, common_dir: Path, branch: str) -> N
         (private.refs / Path(branch).name).write_text(tip + "\n")
 
 
-def _copy_new(source: Path, target: Path) -> None:
-    """Copy a file that the target store lacks, atomically (objects are immutable)."""
-    if target.exists():
+def _import_objects(repo: Git, private: PrivateGit, tip: str) -> None:
+    """Bring the objects `tip` needs from the agent's directory into the shared store, verified.
+
+    Never a file copy: the agent wrote those files, and one named for an object it
+    does not hold would corrupt the shared store. They are packed and indexed as a
+    fetch would be (`index-pack --strict` hashes and checks every object), so only
+    well-formed objects under their true names arrive.
+    """
+    reading = {"GIT_ALTERNATE_OBJECT_DIRECTORIES": str(private.objects)}
+    wanted = repo.feed("rev-list", "--objects", tip, "--not", "--all", data=b"", env=reading)
+    if not wanted.strip():
         return
-    target.parent.mkdir(parents=True, exist_ok=True)
-    partial = target.with_name(f".{target.name}.loom-partial")
-    shutil.copyfile(source, partial)
-    os.replace(partial, target)
+    pack = repo.feed("pack-objects", "--stdout", "-q", data=wanted, env=reading)
+    repo.feed("index-pack", "--stdin", "--strict", data=pack)
 
 
-def sync(private: PrivateGit, root: Path, common_dir: Path, branch: str) -> str | None:
-    """Copy the agent's new objects into the shared store and move its branch; returns the tip."""
-    shared = common_dir / "objects"
-    if private.objects.is_dir():
-        for entry in sorted(private.objects.iterdir()):
-            if len(entry.name) == 2 and entry.is_dir():  # loose objects
-                for item in entry.iterdir():
-                    _copy_new(item, shared / entry.name / item.name)
-        pack_dir = private.objects / "pack"
-        if pack_dir.is_dir():
-            # A pack before its index: git trusts a pack only once its .idx is there.
-            for suffix in (".pack", ".rev", ".idx"):
-                for item in sorted(pack_dir.glob(f"*{suffix}")):
-                    _copy_new(item, shared / "pack" / item.name)
+def sync(private: PrivateGit, root: Path, branch: str) -> str | None:
+    """Bring the agent's new commits into the shared store and move its branch; returns the tip."""
     ref = private.refs / Path(branch).name
-    new = ref.read_text().strip() if ref.is_file() else ""
+    try:
+        new = ref.read_text().strip() if ref.is_file() and not ref.is_symlink() else ""
+    except (OSError, UnicodeDecodeError):
+        new = ""
     repo = Git(root)
     old = repo.resolve_commit(branch) or ""
-    if new and new != old and len(new) == 40:
+    if new and new != old and re.fullmatch(r"[0-9a-f]{40}", new):
+        try:
+            _import_objects(repo, private, new)
+        except LoomError:
+            return old or None  # objects missing or malformed: the branch stays where it was
         result = repo.run("update-ref", f"refs/heads/{branch}", new, old)
         if result.status != 0:
             return old or None
-    return new or old or None
+        return new
+    return old or None

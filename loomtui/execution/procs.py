@@ -149,3 +149,33 @@ def die_with_parent_hook() -> Callable[[], None] | None:
         libc.prctl(pr_set_pdeathsig, signal.SIGKILL)
 
     return hook
+
+
+def parent_of(pid: int) -> int | None:
+    """The parent pid of a live process, None when it is gone (Linux only)."""
+    fields = _stat_fields(pid)
+    return int(fields[1]) if fields is not None and len(fields) > 1 else None
+
+
+def descends_from(pid: int, ancestors: set[int]) -> bool:
+    """Whether `pid` is one of `ancestors` or a process below one of them (walks /proc)."""
+    seen: set[int] = set()
+    current: int | None = pid
+    while current is not None and current > 1 and current not in seen:
+        if current in ancestors:
+            return True
+        seen.add(current)
+        current = parent_of(current)
+    return False
+
+
+def become_subreaper() -> bool:
+    """Adopt orphaned descendants (PR_SET_CHILD_SUBREAPER), so a process an agent double-forks
+    still counts as the agent's; False where the kernel or libc cannot."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        return int(libc.prctl(36, 1, 0, 0, 0)) == 0  # 36: PR_SET_CHILD_SUBREAPER
+    except (OSError, AttributeError):
+        return False

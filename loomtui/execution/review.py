@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import shutil
-import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -19,7 +18,14 @@ from loomtui.execution.gitops import (
     git_version,
 )
 from loomtui.execution.lifecycle import APPROVED, ARCHIVED, LIVE, MERGED, transition
-from loomtui.execution.sandboxes import DEFAULT_GRACE_S, get_sandbox, stop
+from loomtui.execution.sandboxes import (
+    DEFAULT_GRACE_S,
+    agent_tree,
+    get_sandbox,
+    is_sandbox_worktree,
+    sandbox_paths,
+    stop,
+)
 from loomtui.store import SandboxRecord
 from loomtui.workspace import Workspace
 
@@ -51,23 +57,6 @@ class SandboxDiff:
         return sum(f.deleted or 0 for f in self.files)
 
 
-def _snapshot_tree(worktree: Path) -> str:
-    """A tree of the worktree as it is, untracked files included, without touching its index."""
-    tree_git = Git(worktree)
-    index = Path(tree_git.out("rev-parse", "--git-path", "index").strip())
-    if not index.is_absolute():
-        index = worktree / index
-    with tempfile.TemporaryDirectory(prefix="loomtui-index-") as scratch:
-        copy = Path(scratch) / "index"
-        if index.exists():
-            shutil.copyfile(index, copy)  # keeps the stat cache, so unchanged files are not re-read
-        env = {"GIT_INDEX_FILE": str(copy)}
-        if not index.exists():
-            tree_git.out("read-tree", "HEAD", env=env)
-        tree_git.out("add", "-A", env=env)
-        return tree_git.out("write-tree", env=env).strip()
-
-
 def _branch_tip(repo: Git, record: SandboxRecord) -> str:
     tip = repo.resolve_commit(record.branch)
     if tip is None:
@@ -85,8 +74,9 @@ def diff(workspace: Workspace, sandbox_id: str, *, patch: bool = True) -> Sandbo
     base = (repo.out("merge-base", target_sha, tip).strip() if target_sha
             else str(record.data.get("base_sha") or tip))
     worktree = Path(record.worktree)
-    uncommitted = worktree.is_dir() and bool(Git(worktree).dirty_paths())
-    head = _snapshot_tree(worktree) if uncommitted else tip
+    snapshot, changed = agent_tree(workspace, record).snapshot(tip) if worktree.is_dir() else (tip, [])
+    uncommitted = bool(changed)
+    head = snapshot if uncommitted else tip
     files = []
     for entry in repo.out("diff", "--numstat", "--no-renames", base, head).splitlines():
         added, deleted, path = entry.split("\t", 2)
@@ -156,7 +146,7 @@ def merge(workspace: Workspace, sandbox_id: str, *, into: str | None = None,
         raise LoomError(f"merging needs git {'.'.join(map(str, MERGE_TREE_MIN_VERSION))} or newer "
                         f"(found {'.'.join(map(str, version))})")
     worktree = Path(record.worktree)
-    if worktree.is_dir() and (dirty := Git(worktree).dirty_paths()):
+    if worktree.is_dir() and (dirty := agent_tree(workspace, record).dirty_paths(record.branch)):
         raise LoomError(f"sandbox {record.id} has uncommitted changes ({', '.join(dirty[:5])}) that were not "
                         "reviewed; nothing was merged", exit_code=1)
     repo = Git(workspace.root)
@@ -189,7 +179,10 @@ def merge(workspace: Workspace, sandbox_id: str, *, into: str | None = None,
     email = workspace.actor if "@" in workspace.actor else "loomtui@localhost.invalid"
     identity = repo.fallback_identity("loomtui", email)
     commit = repo.out(*identity, "commit-tree", tree, "-p", target_sha, "-p", tip, "-m", message).strip()
-    checked_out = repo.worktrees_with_branch(target)
+    # Never a sandbox's worktree (an agent can point its HEAD at the target): git run
+    # there would read the agent's config and hooks. Only a person's checkout is updated.
+    checked_out = [place for place in repo.worktrees_with_branch(target)
+                   if not is_sandbox_worktree(workspace, place)]
     updated: str | None = None
     if checked_out:
         place = checked_out[0]
@@ -236,7 +229,8 @@ def remove(workspace: Workspace, sandbox_id: str, *, force: bool = False, delete
                         "and remove)", exit_code=1)
     repo = Git(workspace.root)
     worktree = Path(record.worktree)
-    dirty = Git(worktree).dirty_paths() if worktree.is_dir() else []
+    tree = agent_tree(workspace, record)
+    dirty = tree.dirty_paths(record.branch) if worktree.is_dir() else []
     if dirty and not force:
         shown = ", ".join(dirty[:5]) + (f" and {len(dirty) - 5} more" if len(dirty) > 5 else "")
         raise LoomError(f"sandbox {record.id} has uncommitted changes ({shown}); nothing was removed. "
@@ -248,15 +242,19 @@ def remove(workspace: Workspace, sandbox_id: str, *, force: bool = False, delete
         record = stop(workspace, record.id, grace=grace)
     saved: str | None = None
     if worktree.is_dir():
-        saved = Git(worktree).commit_all(
+        saved = tree.commit_all(
+            record.branch,
             f"loomtui: save uncommitted work of sandbox {record.id} before removal\n\n"
-            f"Loom-Sandbox: {record.id}\n")
-        done = repo.run("worktree", "remove", str(worktree))
-        if done.status != 0:
-            raise LoomError(f"cannot remove the worktree of {record.id}: {first_line(done.err)}"
-                            + (f" (the work was saved as {saved[:12]})" if saved else ""), exit_code=1)
-    else:
-        repo.run("worktree", "prune")
+            f"Loom-Sandbox: {record.id}\n", repo.fallback_identity("loomtui", "loomtui@localhost.invalid"))
+        # Not `git worktree remove`: that runs git in the worktree (its config, its
+        # fsmonitor). The work is on the branch now; rmtree never follows a symlink.
+        try:
+            shutil.rmtree(worktree)
+        except OSError as exc:
+            raise LoomError(f"cannot remove the worktree of {record.id}: {exc.strerror or exc}"
+                            + (f" (the work was saved as {saved[:12]})" if saved else ""), exit_code=1) from None
+    repo.run("worktree", "prune")
+    sandbox_paths(workspace.paths, record.id).outside_index.unlink(missing_ok=True)
     tip = repo.resolve_commit(record.branch)
     merged = _branch_merged(repo, record)
     deleted = False

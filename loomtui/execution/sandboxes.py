@@ -38,7 +38,7 @@ from typing import Any, Final
 
 from loomtui.config import RuntimeConfig
 from loomtui.errors import LoomError
-from loomtui.execution.gitops import Git
+from loomtui.execution.gitops import AgentTree, Git
 from loomtui.execution.isolation import (
     ISOLATION_BWRAP,
     ISOLATION_NONE,
@@ -68,6 +68,10 @@ BRANCH_PREFIX: Final = "loom/"
 TMUX_PREFIX: Final = "loom-"
 MAX_TASK_CHARS: Final = 20_000
 SPARE_ON_TERM: Final = frozenset({"bwrap"})
+
+HOOK_SETTINGS_PATH: Final = ".claude/settings.json"
+MANAGED_FILES: Final = (HOOK_SETTINGS_PATH,)
+"""Files loomtui writes into a worktree (the agent hooks' settings): never committed as the agent's work."""
 
 _ID_RE: Final = re.compile(r"[a-z0-9][a-z0-9-]{0,39}")
 
@@ -115,6 +119,11 @@ class SandboxPaths:
     @property
     def pane_go(self) -> Path:
         return self.dir / "pane-go"
+
+    @property
+    def outside_index(self) -> Path:
+        """The index loomtui keeps of the worktree from outside (see gitops.AgentTree)."""
+        return self.dir / "outside.index"
 
     @property
     def broker(self) -> Path:
@@ -165,6 +174,17 @@ def list_sandboxes(workspace: Workspace, *, include_archived: bool = False) -> l
 def isolation_label(record: SandboxRecord) -> str:
     """How a sandbox is isolated, said plainly (for tables and detail views)."""
     return "isolated (bwrap)" if record.isolation == ISOLATION_BWRAP else "NOT isolated"
+
+
+def agent_tree(workspace: Workspace, record: SandboxRecord) -> AgentTree:
+    """How loomtui runs git on a sandbox's worktree: never reading what the agent could plant there."""
+    paths = sandbox_paths(workspace.paths, record.id)
+    return AgentTree(workspace.paths.common_dir, Path(record.worktree), paths.outside_index, MANAGED_FILES)
+
+
+def is_sandbox_worktree(workspace: Workspace, path: Path) -> bool:
+    """Whether `path` is (inside) some sandbox's worktree rather than a person's checkout."""
+    return Path(path).resolve().is_relative_to(worktrees_dir(workspace.paths).resolve())
 
 
 def _paths(workspace: Workspace, record: SandboxRecord) -> SandboxPaths:
@@ -369,7 +389,12 @@ def start(workspace: Workspace, sandbox_id: str) -> SandboxRecord:
     process.stdout.close()
     process.wait()
     if not ready.strip():
-        raise LoomError(f"the supervisor of {record.id} did not start; see {paths.supervisor_log}")
+        try:
+            said = [line for line in paths.supervisor_log.read_text("utf-8", "replace").splitlines() if line.strip()]
+        except OSError:
+            said = []
+        why = f" ({said[-1].strip()})" if said else ""
+        raise LoomError(f"the supervisor of {record.id} did not start{why}; see {paths.supervisor_log}")
     return get_sandbox(workspace, record.id)
 
 

@@ -37,17 +37,13 @@ import traceback
 from pathlib import Path
 from typing import Any, Final
 
-import loomtui
 from loomtui.errors import LoomError
-from loomtui.execution import privategit
+from loomtui.execution import confinement, privategit
 from loomtui.execution.activity import Activity, parser_for
 from loomtui.execution.gitops import Git
 from loomtui.execution.isolation import (
     ISOLATION_BWRAP,
     PrivateGit,
-    SandboxMounts,
-    bwrap_argv,
-    under_private_tmp,
 )
 from loomtui.execution.lifecycle import (
     EXITED,
@@ -58,16 +54,18 @@ from loomtui.execution.lifecycle import (
     transition,
 )
 from loomtui.execution.procs import (
+    become_subreaper,
     die_with_parent_hook,
     exit_status,
     group_exists,
     identity,
     signal_group,
 )
-from loomtui.execution.runtimes import LaunchSpec, agent_environment, state_paths
+from loomtui.execution.runtimes import LaunchSpec
 from loomtui.execution.sandboxes import (
     SPARE_ON_TERM,
     SandboxPaths,
+    agent_tree,
     sandbox_paths,
     tmux_session,
 )
@@ -154,64 +152,30 @@ class Supervisor:
     @property
     def private_git(self) -> PrivateGit | None:
         """Where the agent's git writes go under isolation (None without it)."""
-        if self.record.isolation != ISOLATION_BWRAP:
-            return None
-        return PrivateGit(self.paths.dir / "git")
+        return confinement.private_git(self.workspace, self.record)
 
     def environment(self) -> dict[str, str]:
-        isolated = self.record.isolation == ISOLATION_BWRAP
-        tmp = "/tmp" if isolated else str(self.paths.tmp)
-        if not isolated:
-            self.paths.tmp.mkdir(parents=True, exist_ok=True)
-        private = self.private_git
-        return agent_environment(self.spec, os.environ, {
-            "LOOM_SANDBOX": self.record.id,
-            "LOOM_REPO": str(self.workspace.root),
-            "LOOM_CONTEXT_FILE": str(self.paths.context),
-            "LOOM_BROKER": str(self.paths.broker),
-            "TMPDIR": tmp,
-            **(private.environment(self.workspace.paths.common_dir) if private else {}),
-        })
+        return confinement.sandbox_environment(self.workspace, self.record, self.spec)
 
     def sync_git(self) -> None:
         """Bring the isolated agent's commits into the shared repository (no-op without isolation)."""
         private = self.private_git
         if private is not None:
             try:
-                privategit.sync(private, self.workspace.root, self.workspace.paths.common_dir, self.record.branch)
+                privategit.sync(private, self.workspace.root, self.record.branch)
             except (OSError, LoomError) as exc:
                 _diagnose(f"git sync failed: {exc}")
 
     def command(self, env: dict[str, str]) -> list[str]:
-        argv = list(self.spec.argv)
-        if self.record.isolation != ISOLATION_BWRAP:
-            return argv
-        repo = self.workspace.paths
-        path_dirs = [Path(p) for p in env.get("PATH", "").split(os.pathsep) if p]
-        # loomtui's own import root too: an editable install (a clone under /tmp, say)
-        # imports from there, and the script agent and hooks run this very loomtui.
-        needed = [repo.root, repo.common_dir, Path(argv[0]).parent, Path(sys.prefix), Path(sys.base_prefix),
-                  Path(loomtui.__file__).resolve().parent.parent, *path_dirs]
-        private = self.private_git
-        assert private is not None
-        privategit.prepare(private, self.workspace.root, repo.common_dir, self.record.branch)
-        mounts = SandboxMounts(
-            worktree=self.paths.worktree,
-            worktree_git_dir=Path(self.record.data["git_dir"]),
-            common_dir=repo.common_dir,
-            state_dir=repo.state_dir,
-            branch=self.record.branch,
-            readable=under_private_tmp(needed),
-            writable=tuple(state_paths(self.spec, env.get("HOME"))),
-            network=self.spec.network,
-            private_git=private.root,
-        )
-        return bwrap_argv(mounts) + argv
+        return confinement.confined_argv(self.workspace, self.record, self.spec.argv, env,
+                                         network=self.spec.network,
+                                         writable=confinement.runtime_state_paths(self.spec, env))
 
     # -- running -------------------------------------------------------------------------
 
     def run(self) -> int:
         self.cpu_at_start = _cpu_seconds()
+        become_subreaper()  # an agent's double-forked helpers stay ours (and the broker's to answer)
         env = self.environment()
         argv = self.command(env)
         writer = threading.Thread(target=self._store_loop, name="store", daemon=True)
@@ -394,15 +358,32 @@ class Supervisor:
     # -- the end -------------------------------------------------------------------------
 
     def _save_work(self) -> tuple[str | None, str | None]:
-        """Commit what the agent left uncommitted, so its branch holds all of its work."""
+        """Commit what the agent left uncommitted, so its branch holds all of its work.
+
+        From outside the sandbox, with git told where the repository is: nothing the
+        agent wrote into its worktree or its git admin dir is read as config or run.
+        """
         if not self.paths.worktree.is_dir():
             return None, None
+        tree = agent_tree(self.workspace, self.record)
         try:
-            saved = Git(self.paths.worktree).commit_all(
+            saved = tree.commit_all(
+                self.record.branch,
                 f"loomtui: work left uncommitted by the agent in sandbox {self.record.id}\n\n"
-                f"Loom-Sandbox: {self.record.id}\nLoom-Runtime: {self.record.runtime}\n")
+                f"Loom-Sandbox: {self.record.id}\nLoom-Runtime: {self.record.runtime}\n",
+                Git(self.workspace.root).fallback_identity("loomtui", "loomtui@localhost.invalid"))
         except LoomError as exc:
             return None, str(exc)
+        if saved is not None:
+            private = self.private_git
+            if private is not None:  # so a later sync cannot move the branch back
+                (private.refs / Path(self.record.branch).name).write_text(saved + "\n")
+            git_dir = self.record.data.get("git_dir")
+            if git_dir:
+                try:
+                    tree.reset_index(Path(git_dir) / "index", saved)
+                except LoomError as exc:  # cosmetic: `git status` in the worktree looks stale
+                    _diagnose(f"cannot refresh the worktree's index: {exc}")
         return saved, None
 
     def _finish(self, code: int | None, signame: str | None, *, error: str | None = None,

@@ -19,6 +19,7 @@ import json
 import os
 import socket
 import socketserver
+import struct
 import sys
 import threading
 from collections.abc import Iterator
@@ -27,6 +28,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from loomtui.errors import LoomError, NotARepository
+from loomtui.execution.procs import descends_from
 from loomtui.governance.hooks import (
     HookEvent,
     HookGate,
@@ -65,6 +67,10 @@ class _Handler(socketserver.StreamRequestHandler):
     server: _Server
 
     def handle(self) -> None:
+        refusal = self.server.broker.refuse_peer(self.request)
+        if refusal is not None:
+            self._send({"ok": False, "error": refusal})
+            return
         while True:
             try:
                 line = self.rfile.readline(MAX_REQUEST_BYTES + 1)
@@ -132,6 +138,29 @@ class Broker:
         self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.5},
                                         name="broker", daemon=True)
         self._thread.start()
+
+    def refuse_peer(self, connection: socket.socket) -> str | None:
+        """Why this connection is not from this sandbox's agent, or None when it is.
+
+        Known from the socket (the kernel's SO_PEERCRED), never from the request: the
+        caller must be this supervisor's descendant (the agent and its hooks; orphans
+        are adopted, see procs.become_subreaper) or the recorded agent's (a tmux pane).
+        """
+        try:
+            raw = connection.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+        except OSError as exc:
+            return f"cannot tell who is calling ({exc.strerror or exc})"
+        pid = struct.unpack("3i", raw)[0]
+        allowed = {os.getpid()}
+        record = self._worker.submit(self.gate.workspace.store.get_sandbox, self.gate.sandbox_id).result()
+        agent = record.data.get("agent_pid") if record is not None else None
+        if isinstance(agent, int):
+            allowed.add(agent)
+        if pid > 0 and descends_from(pid, allowed):
+            return None
+        print(f"broker: refused a connection from pid {pid}, not of sandbox {self.gate.sandbox_id}",
+              file=sys.stderr, flush=True)
+        return f"this broker serves only sandbox {self.gate.sandbox_id}'s own agent"
 
     def answer(self, line: bytes) -> dict[str, Any]:
         """One request line in, one answer out; never raises."""

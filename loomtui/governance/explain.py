@@ -6,7 +6,8 @@ from pathlib import Path
 from typing import Any
 
 from loomtui.coordination.claims import split_id
-from loomtui.execution.sandboxes import get_sandbox
+from loomtui.execution.gitops import Git
+from loomtui.execution.sandboxes import agent_tree, get_sandbox
 from loomtui.governance.gitfacts import change_facts
 from loomtui.governance.policy import ChangeFacts, Evaluation, Policy, evaluate
 from loomtui.workspace import Workspace
@@ -29,11 +30,12 @@ def explain_sandbox(workspace: Workspace, policy: Policy, sandbox_id: str) -> di
     record = get_sandbox(workspace, sandbox_id)
     gates = {run.gate: run.status for run in workspace.store.gate_runs(record.id)}
     base = str(record.data.get("base_sha") or record.base_ref)
-    worktree = Path(record.worktree)
-    if worktree.is_dir():
-        facts = change_facts(worktree, base, None, gates=gates, runtime=record.runtime)
-    else:
-        facts = change_facts(workspace.root, base, record.branch, gates=gates, runtime=record.runtime)
+    head = record.branch
+    if Path(record.worktree).is_dir():
+        tip = Git(workspace.root).resolve_commit(record.branch)
+        if tip is not None:  # the worktree as it is, seen from outside (never git run inside it)
+            head = agent_tree(workspace, record).snapshot(tip)[0]
+    facts = change_facts(workspace.root, base, head, gates=gates, runtime=record.runtime)
     return {
         "sandbox": record.id,
         "claim": _summary(evaluate(policy, claim_facts(workspace, record.id))),

@@ -30,6 +30,7 @@ import re
 import shlex
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -37,6 +38,8 @@ from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any, Final, Protocol
 
 from loomtui.errors import LoomError
+from loomtui.execution.isolation import ISOLATION_BWRAP, PRIVATE_TMP
+from loomtui.execution.sandboxes import HOOK_SETTINGS_PATH, sandbox_paths
 from loomtui.governance.policy import (
     AppliedRule,
     ChangeFacts,
@@ -54,7 +57,7 @@ if TYPE_CHECKING:  # the coordination engine loads on the first edit check, not 
 
 EDIT_TOOLS: Final = ("Edit", "Write", "MultiEdit", "NotebookEdit")
 PRE_TOOL_MATCHER: Final = "|".join((*EDIT_TOOLS, "Bash"))
-SETTINGS_PATH: Final = ".claude/settings.json"
+SETTINGS_PATH: Final = HOOK_SETTINGS_PATH
 DEFAULT_PERMISSION_WAIT_S: Final = 120.0
 PERMISSION_KIND: Final = "permission-request"
 GRANTING_KINDS: Final = ("pre-start", PERMISSION_KIND)
@@ -479,6 +482,15 @@ class HookGate:
         self.runtime = record.runtime if record else None
         self.branch = record.branch if record else None
         self.managed = record is not None  # a loom sandbox: its hook settings are ours
+        self.scratch = self._scratch_dirs(record)
+
+    def _scratch_dirs(self, record: Any) -> tuple[Path, ...]:
+        """Where an agent may write outside its worktree: its own temporary directory only."""
+        if record is None:
+            return (Path(tempfile.gettempdir()).resolve(),)
+        if record.isolation == ISOLATION_BWRAP:
+            return (PRIVATE_TMP,)  # a private tmpfs inside the sandbox
+        return (sandbox_paths(self.workspace.paths, record.id).tmp.resolve(),)
 
     # -- plumbing ------------------------------------------------------------------------
 
@@ -511,10 +523,16 @@ class HookGate:
             return str(rel)
         if absolute.is_relative_to(self.tree):
             return Answer("deny", f"{path} leads out of the worktree through a symlink")
+        # The innermost enclosing place decides: a sandbox's scratch dir may sit in the git dir,
+        # and a checkout may sit under /tmp.
         guarded = (self.workspace.root.resolve(), self.workspace.paths.common_dir.resolve())
-        if any(resolved.is_relative_to(root) for root in guarded):
-            return Answer("deny", f"{path} is outside this sandbox's worktree {self.tree}")
-        return Answer("none", f"{path} is outside the repository")
+        places = [(len(root.parts), False) for root in guarded if resolved.is_relative_to(root)]
+        places += [(len(tmp.parts), True) for tmp in self.scratch
+                   if resolved.is_relative_to(tmp) and resolved != tmp]
+        if places and max(places)[1]:
+            return Answer("none", f"{path} is this sandbox's scratch space")
+        return Answer("deny", f"{path} is outside this sandbox's worktree {self.tree}; an agent writes "
+                              "only there (and in its temporary directory)")
 
     # -- requests ------------------------------------------------------------------------
 

@@ -1,8 +1,8 @@
 """Gate 1, deterministic checks: run the configured gates in a sandbox's worktree.
 
 The policy after the gates needs real gate results. This runs each deterministic
-gate of `.loom/loom.yaml` (`gates: [{name, run, timeout}]`) as a plain subprocess
-in the sandbox's worktree, at its branch tip, and records what really happened
+gate of `.loom/loom.yaml` (`gates: [{name, run, timeout}]`) in the sandbox's
+worktree, confined as its agent was (the tests it runs are the agent's code), at its branch tip, and records what really happened
 with `store.add_gate_run` / `store.finish_gate_run` and one audit entry per gate.
 
 Not here yet (the guardrails issue): gate 2's behavioural scoring, comparison
@@ -12,9 +12,11 @@ gates are skipped, saying so. Callers use `run_configured_gates` and `GateResult
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -25,8 +27,11 @@ from typing import Any, Final
 
 from loomtui.config import GateConfig
 from loomtui.errors import LoomError
+from loomtui.execution.confinement import confined_argv, sandbox_environment
 from loomtui.execution.gitops import Git
+from loomtui.execution.runtimes import LaunchSpec
 from loomtui.execution.sandboxes import get_sandbox
+from loomtui.store import SandboxRecord
 from loomtui.workspace import Workspace
 
 OUTPUT_TAIL_LINES: Final = 40
@@ -96,21 +101,31 @@ def _summary(output: str, exit_code: int | None) -> str:
     return "" if exit_code == 0 else f"exit {exit_code}"
 
 
-def _run_one(gate: GateConfig, worktree: Path) -> tuple[str, int | None, str, list[str]]:
+def _run_one(workspace: Workspace, record: SandboxRecord,
+             gate: GateConfig) -> tuple[str, int | None, str, list[str]]:
+    """Run one gate with the agent's own confinement: it runs the agent's code (its tests)."""
     argv = gate_argv(gate)
+    worktree = Path(record.worktree)
     if shutil.which(argv[0]) is None and not Path(argv[0]).is_file():
         return "error", None, f"{argv[0]!r} is not on PATH", argv
+    spec = LaunchSpec.from_data(record.data["launch"])
+    env = gate_environment(sandbox_environment(workspace, record, spec))
+    command = confined_argv(workspace, record, argv, env)  # no network, nothing writable but the worktree
     try:
-        done = subprocess.run(argv, cwd=worktree, env=gate_environment(), stdin=subprocess.DEVNULL,
-                              capture_output=True, text=True, errors="replace", timeout=gate.timeout,
-                              check=False)
-    except subprocess.TimeoutExpired as exc:
-        partial = exc.stdout if isinstance(exc.stdout, str) else (exc.stdout or b"").decode("utf-8", "replace")
-        return "error", None, f"timed out after {gate.timeout:g}s\n{partial}", argv
+        process = subprocess.Popen(command, cwd=worktree, env=env, stdin=subprocess.DEVNULL,
+                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, errors="replace",
+                                   start_new_session=True)
     except OSError as exc:
         return "error", None, f"cannot run {argv[0]}: {exc.strerror or exc}", argv
-    output = done.stdout + (("\n" + done.stderr) if done.stderr.strip() else "")
-    return ("passed" if done.returncode == 0 else "failed"), done.returncode, output, argv
+    try:
+        stdout, stderr = process.communicate(timeout=gate.timeout)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)  # the whole group: a test's children too
+        stdout, _ = process.communicate()
+        return "error", None, f"timed out after {gate.timeout:g}s\n{stdout}", argv
+    output = stdout + (("\n" + stderr) if stderr.strip() else "")
+    return ("passed" if process.returncode == 0 else "failed"), process.returncode, output, argv
 
 
 def run_configured_gates(workspace: Workspace, sandbox_id: str, *,
@@ -136,7 +151,7 @@ def run_configured_gates(workspace: Workspace, sandbox_id: str, *,
             continue
         run = workspace.store.add_gate_run(record.id, gate.name, commit)
         started = time.monotonic()
-        status, exit_code, output, argv = _run_one(gate, worktree)
+        status, exit_code, output, argv = _run_one(workspace, record, gate)
         duration = round(time.monotonic() - started, 2)
         tail = tuple(output.splitlines()[-OUTPUT_TAIL_LINES:])
         result = GateResult(gate=gate.name, status=status, run_id=run.id, commit=commit, argv=tuple(argv),

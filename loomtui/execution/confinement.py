@@ -1,0 +1,93 @@
+"""What a sandbox's code runs with: its environment and, under isolation, its bwrap command line.
+
+The agent runs so, and so does anything else that runs code the agent wrote (the
+gates run its tests, which may hold a hostile `conftest.py`): whatever reads or
+executes the worktree's content does it inside the same walls.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import loomtui
+from loomtui.execution import privategit
+from loomtui.execution.isolation import (
+    ISOLATION_BWRAP,
+    PRIVATE_TMP,
+    PrivateGit,
+    SandboxMounts,
+    bwrap_argv,
+    under_private_tmp,
+)
+from loomtui.execution.runtimes import LaunchSpec, agent_environment, state_paths
+from loomtui.execution.sandboxes import sandbox_paths, worktrees_dir
+from loomtui.store import SandboxRecord
+from loomtui.workspace import Workspace
+
+
+def private_git(workspace: Workspace, record: SandboxRecord) -> PrivateGit | None:
+    """Where an isolated agent's git writes go (None without isolation)."""
+    if record.isolation != ISOLATION_BWRAP:
+        return None
+    return PrivateGit(sandbox_paths(workspace.paths, record.id).dir / "git")
+
+
+def sandbox_environment(workspace: Workspace, record: SandboxRecord, spec: LaunchSpec,
+                        source: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The reduced environment of code run for a sandbox: the runtime's allow-list and loomtui's own."""
+    paths = sandbox_paths(workspace.paths, record.id)
+    isolated = record.isolation == ISOLATION_BWRAP
+    if not isolated:
+        paths.tmp.mkdir(parents=True, exist_ok=True)
+    private = private_git(workspace, record)
+    return agent_environment(spec, os.environ if source is None else source, {
+        "LOOM_SANDBOX": record.id,
+        "LOOM_REPO": str(workspace.root),
+        "LOOM_CONTEXT_FILE": str(paths.context),
+        "LOOM_BROKER": str(paths.broker),
+        "TMPDIR": str(PRIVATE_TMP) if isolated else str(paths.tmp),
+        **(private.environment(workspace.paths.common_dir) if private else {}),
+    })
+
+
+def confined_argv(workspace: Workspace, record: SandboxRecord, argv: Sequence[str], env: Mapping[str, str],
+                  *, network: bool = False, writable: Sequence[Path] = ()) -> list[str]:
+    """`argv` as it runs for this sandbox: under bwrap with the sandbox's mounts when it is isolated.
+
+    `writable` adds paths outside the worktree (a runtime's own config and cache).
+    """
+    argv = list(argv)
+    if record.isolation != ISOLATION_BWRAP:
+        return argv
+    repo = workspace.paths
+    paths = sandbox_paths(repo, record.id)
+    path_dirs = [Path(p) for p in env.get("PATH", "").split(os.pathsep) if p]
+    # loomtui's own import root too: an editable install (a clone under /tmp, say)
+    # imports from there, and the script agent and hooks run this very loomtui.
+    needed = [repo.root, repo.common_dir, Path(argv[0]).parent, Path(sys.prefix), Path(sys.base_prefix),
+              Path(loomtui.__file__).resolve().parent.parent, *path_dirs]
+    private = private_git(workspace, record)
+    assert private is not None
+    privategit.prepare(private, workspace.root, repo.common_dir, record.branch)
+    mounts = SandboxMounts(
+        worktree=paths.worktree,
+        worktree_git_dir=Path(record.data["git_dir"]),
+        common_dir=repo.common_dir,
+        state_dir=repo.state_dir,
+        branch=record.branch,
+        readable=under_private_tmp(needed),
+        writable=tuple(writable),
+        network=network,
+        private_git=private.root,
+        own_dir=paths.dir,
+        hidden=(repo.state_dir / "sandboxes", worktrees_dir(repo), repo.common_dir / "worktrees"),
+    )
+    return bwrap_argv(mounts) + argv
+
+
+def runtime_state_paths(spec: LaunchSpec, env: Mapping[str, str]) -> list[Path]:
+    """The runtime's own config and cache paths that exist (writable for the agent, nothing else)."""
+    return state_paths(spec, env.get("HOME"))
