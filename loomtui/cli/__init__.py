@@ -200,10 +200,10 @@ def _layer_commands() -> list[Callable[[Any], None]]:
 
 def _bench_commands() -> list[Callable[[Any], None]]:
     """Each layer's `register_bench(subparsers)` for `loomtui bench ...`."""
-    from loomtui.cli import audit_bench, coordination, execution, governance
+    from loomtui.cli import audit_bench, coordination, execution, governance, hostile_bench
 
     return [coordination.register_bench, execution.register_bench, governance.register_bench,
-            audit_bench.register_bench]
+            audit_bench.register_bench, hostile_bench.register_bench]
 
 
 def _usage(parser: argparse.ArgumentParser) -> int:

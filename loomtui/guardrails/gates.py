@@ -31,6 +31,7 @@ from loomtui.execution.confinement import confined_argv, sandbox_environment
 from loomtui.execution.gitops import Git
 from loomtui.execution.runtimes import LaunchSpec
 from loomtui.execution.sandboxes import get_sandbox
+from loomtui.repo import DISTRUSTING_GIT_CONFIG
 from loomtui.store import SandboxRecord
 from loomtui.workspace import Workspace
 
@@ -77,9 +78,20 @@ def gate_argv(gate: GateConfig) -> list[str]:
 
 
 def gate_environment(source: Mapping[str, str] | None = None) -> dict[str, str]:
-    """The caller's environment without the variables of an enclosing pytest run."""
+    """The caller's environment without the variables of an enclosing pytest run.
+
+    Any git a check runs in the worktree (a plugin asking `git describe`, say) is told
+    to skip fsmonitor and hooks, which the agent may have planted in the worktree's config.
+    """
     env = dict(os.environ if source is None else source)
-    return {k: v for k, v in env.items() if not k.startswith(_DROPPED_ENV_PREFIXES)}
+    env = {k: v for k, v in env.items() if not k.startswith(_DROPPED_ENV_PREFIXES)}
+    settings = DISTRUSTING_GIT_CONFIG[1::2]  # the values of its `-c` pairs
+    env["GIT_CONFIG_COUNT"] = str(len(settings))
+    for number, setting in enumerate(settings):
+        key, _, value = setting.partition("=")
+        env[f"GIT_CONFIG_KEY_{number}"] = key
+        env[f"GIT_CONFIG_VALUE_{number}"] = value
+    return env
 
 
 def failed_tests(output: str) -> tuple[str, ...]:
