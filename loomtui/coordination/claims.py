@@ -204,10 +204,14 @@ class Coordinator:
         normal = PurePosixPath(candidate.as_posix())
         if ".." in normal.parts:
             raise LoomError(f"{raw}: paths may not leave the repository ('..')")
+        root = self.index.root.resolve()
         resolved = (self.index.root / normal).resolve()
-        if not resolved.is_relative_to(self.index.root.resolve()):
+        if not resolved.is_relative_to(root):
             raise LoomError(f"{raw}: resolves outside the repository (symlink?)")
-        return str(normal).removeprefix("./")
+        if resolved == root:
+            return str(normal).removeprefix("./")
+        # Through symlinks to the file itself: an alias must not let two sandboxes hold one file.
+        return resolved.relative_to(root).as_posix()
 
     def _regions_for_lines(self, path: str, start: int, end: int) -> list[str]:
         if path not in self.index.files:
