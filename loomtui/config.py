@@ -13,11 +13,13 @@ from pathlib import Path, PurePosixPath
 from typing import Final, Literal, TypeVar
 
 from loomtui.errors import LoomError
+from loomtui.globs import glob_problem
 from loomtui.yamlcheck import Fields, Value, closest, compose, read_text
 
 __all__ = [
     "BUILTIN_RUNTIMES",
     "CONFIG_PATH",
+    "MAX_LEASE_SECONDS",
     "PLACEHOLDERS",
     "ContextConfig",
     "CoordinationConfig",
@@ -33,6 +35,9 @@ __all__ = [
 
 CONFIG_PATH: Final = ".loom/loom.yaml"
 """Where the config lives, relative to the repository root (also how errors show it)."""
+
+MAX_LEASE_SECONDS: Final = 30 * 24 * 3600
+"""The longest claim lease (30 days): `coordination.lease_seconds` and a claim's `--ttl`."""
 
 PLACEHOLDERS: Final = frozenset({"task", "context_file", "sandbox", "script", "worktree"})
 """Names a runtime's argv may use as `{name}`; execution substitutes them per sandbox."""
@@ -332,14 +337,31 @@ def _parse_coordination(section: Value) -> CoordinationConfig:
         dependency_hops=_optional(
             fields, "dependency_hops", _dependency_hops, default.dependency_hops
         ),
-        lease_seconds=_optional(fields, "lease_seconds", _positive_int, default.lease_seconds),
-        include=_optional(fields, "include", _globs, default.include),
-        exclude=_optional(fields, "exclude", _globs, default.exclude),
+        lease_seconds=_optional(fields, "lease_seconds", _lease_seconds, default.lease_seconds),
+        include=_optional(fields, "include", _path_globs, default.include),
+        exclude=_optional(fields, "exclude", _path_globs, default.exclude),
     )
 
 
 def _globs(value: Value) -> tuple[str, ...]:
     return value.as_str_list(items_non_empty=True)
+
+
+def _path_globs(value: Value) -> tuple[str, ...]:
+    """Gitignore-style globs, each compiled once here so a bad one names its line."""
+    for item in value.as_list():
+        pattern = item.as_str(non_empty=True)
+        problem = glob_problem(pattern)
+        if problem:
+            raise item.error(f"invalid glob {pattern!r}: {problem}")
+    return _globs(value)
+
+
+def _lease_seconds(value: Value) -> int:
+    seconds = value.as_int(minimum=1)
+    if seconds > MAX_LEASE_SECONDS:
+        raise value.error(f"must be at most {MAX_LEASE_SECONDS} (30 days; got {seconds})")
+    return seconds
 
 
 def _dependency_hops(value: Value) -> int:

@@ -2,14 +2,39 @@
 
 from __future__ import annotations
 
+_SHOWN_LIMIT = 200
+
+
+def escape_controls(text: str) -> str:
+    """`text` with every unprintable character escaped (`\\n`, `\\x1b`, ...): it stays one line."""
+    if text.isprintable():
+        return text
+    return "".join(ch if ch.isprintable() else ch.encode("unicode_escape").decode("ascii") for ch in text)
+
+
+def shown(text: str) -> str:
+    """Untrusted text (a target, a path, a value) as it appears in a one-line message.
+
+    Printable text is shown as is; text with a newline or another control character
+    is shown as a Python literal (quoted, escaped), so it cannot break the line or
+    drive the terminal. Very long text is cut.
+    """
+    if len(text) > _SHOWN_LIMIT:
+        return repr(text[:_SHOWN_LIMIT]) + f"... ({len(text)} characters)"
+    return text if text.isprintable() else repr(text)
+
 
 class LoomError(Exception):
-    """A user-facing error: its message is one clear line; `exit_code` is what the CLI returns."""
+    """A user-facing error: its message is one clear line; `exit_code` is what the CLI returns.
+
+    Control characters in the message are escaped, so whatever text it quotes, it
+    is one line on a terminal (callers should still quote untrusted text with `shown`).
+    """
 
     exit_code = 2
 
     def __init__(self, message: str, *, exit_code: int | None = None) -> None:
-        super().__init__(message)
+        super().__init__(escape_controls(message))
         if exit_code is not None:
             self.exit_code = exit_code
 
@@ -22,7 +47,7 @@ class ConfigError(LoomError):
     """A config, policy or theme file is malformed; the message starts with file:line."""
 
     def __init__(self, path: str, line: int | None, message: str) -> None:
-        where = f"{path}:{line}" if line else path
+        where = f"{shown(path)}:{line}" if line else shown(path)
         super().__init__(f"{where}: {message}")
         self.path = path
         self.line = line

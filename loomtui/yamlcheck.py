@@ -18,12 +18,13 @@ Every failure is a :class:`~loomtui.errors.ConfigError` whose message reads
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import difflib
 import math
+import os
+import stat
 from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import yaml
 from yaml.constructor import SafeConstructor
@@ -31,7 +32,7 @@ from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from loomtui.errors import ConfigError
 
-__all__ = ["Fields", "Value", "closest", "compose", "describe"]
+__all__ = ["MAX_FILE_BYTES", "Fields", "Value", "closest", "compose", "describe", "read_text"]
 
 _CORE = "tag:yaml.org,2002:"
 _STR = _CORE + "str"
@@ -317,17 +318,44 @@ def _reject_duplicate_keys(root: Node, path: str) -> None:
                 stack.append(value.child(value_node, name))
 
 
+MAX_FILE_BYTES = 1024 * 1024
+"""The largest config-like file read (1 MiB): a policy or config is a few KiB."""
+
+
 def read_text(file: Path, shown: str) -> str:
-    """A config-like file's text; a missing, unreadable or non-UTF-8 file is one ConfigError naming `shown`."""
+    """A config-like file's text; one ConfigError naming `shown` for a missing, unreadable,
+    non-regular (a device, a FIFO), oversized (over MAX_FILE_BYTES) or non-UTF-8 file."""
     try:
-        data = file.read_bytes()
+        # O_NONBLOCK: opening a FIFO must not wait for a writer; it is refused below.
+        fd = os.open(file, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
     except FileNotFoundError:
         raise ConfigError(shown, None, "file not found") from None
     except OSError as exc:
         raise ConfigError(shown, None, f"cannot read file: {exc.strerror or exc}") from None
+    try:
+        info = os.fstat(fd)
+        if stat.S_ISDIR(info.st_mode):
+            raise ConfigError(shown, None, "cannot read file: it is a directory")
+        if not stat.S_ISREG(info.st_mode):
+            raise ConfigError(shown, None, "not a regular file (a device, FIFO or socket)")
+        if info.st_size > MAX_FILE_BYTES:
+            raise ConfigError(shown, None, _too_large(info.st_size))
+        # Read one byte past the cap: a file that grew since fstat is caught too.
+        with os.fdopen(fd, "rb", closefd=False) as handle:
+            data = handle.read(MAX_FILE_BYTES + 1)
+    except OSError as exc:
+        raise ConfigError(shown, None, f"cannot read file: {exc.strerror or exc}") from None
+    finally:
+        os.close(fd)
+    if len(data) > MAX_FILE_BYTES:
+        raise ConfigError(shown, None, _too_large(len(data)))
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise ConfigError(
             shown, None, f"not valid UTF-8 (byte 0x{data[exc.start]:02x} at offset {exc.start})"
         ) from None
+
+
+def _too_large(size: int) -> str:
+    return f"too large for a config file ({size:,} bytes; at most {MAX_FILE_BYTES:,})"

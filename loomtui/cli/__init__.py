@@ -7,18 +7,93 @@ or input error. A user's mistake is one line on stderr, never a traceback.
 from __future__ import annotations
 
 import argparse
-import os
 import json
+import math
+import os
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import asdict
-from typing import Any
+from typing import Any, NoReturn
 
 from loomtui import __version__
-from loomtui.errors import LoomError
+from loomtui.errors import LoomError, escape_controls
 from loomtui.workspace import Workspace, open_workspace
 
 Handler = Callable[[argparse.Namespace], int]
+
+SQLITE_MAX_ID = 2**63 - 1
+"""The largest id a store row can have (SQLite's INTEGER)."""
+
+
+class LoomArgumentParser(argparse.ArgumentParser):
+    """The parser of `loomtui` and, through `add_subparsers`, of every subcommand.
+
+    A usage error is one line on stderr and exit status 2, as for every other input
+    error: `loomtui claim add: error: the following arguments are required: --sandbox
+    (see loomtui claim add --help)`.
+    """
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {escape_controls(message)} (see {self.prog} --help)\n")
+
+
+# -- argument types: a bad number is a usage error naming the option, never a traceback --
+
+
+def count_arg(text: str) -> int:
+    """A count that may be 0 (`-n 0`): a non-negative integer."""
+    number = _integer(text)
+    if number < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more (got {number})")
+    return number
+
+
+def positive_int_arg(text: str) -> int:
+    """An integer of at least 1."""
+    number = _integer(text)
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"must be 1 or more (got {number})")
+    return number
+
+
+def id_arg(text: str) -> int:
+    """A store id: an integer from 1 to SQLITE_MAX_ID."""
+    number = _integer(text)
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"not an id (got {number}; ids start at 1)")
+    return number
+
+
+def seconds_arg(maximum: float, *, allow_zero: bool = False, unit: str = "seconds") -> Callable[[str], float]:
+    """A finite number of `unit` above 0 (or 0 too) and at most `maximum`."""
+
+    def parse(text: str) -> float:
+        try:
+            number = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number of {unit} (got {text!r})") from None
+        if not math.isfinite(number):
+            raise argparse.ArgumentTypeError(f"must be a finite number of {unit} (got {text!r})")
+        if number < 0 or (number == 0 and not allow_zero):
+            least = "0 or more" if allow_zero else "more than 0"
+            raise argparse.ArgumentTypeError(f"must be {least} {unit} (got {text!r})")
+        if number > maximum:
+            raise argparse.ArgumentTypeError(f"may be at most {maximum:g} {unit} (got {text!r})")
+        return number
+
+    parse.__name__ = unit
+    return parse
+
+
+def _integer(text: str) -> int:
+    """An integer that fits the store and the C APIs (its size at most SQLITE_MAX_ID)."""
+    try:
+        number = int(text)  # int() itself refuses thousands of digits
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer (got {text!r})") from None
+    if abs(number) > SQLITE_MAX_ID:
+        raise argparse.ArgumentTypeError(f"too large (at most {SQLITE_MAX_ID})")
+    return number
 
 
 def print_json(value: Any) -> None:
@@ -42,9 +117,10 @@ def add_command(parent: Any, name: str, handler: Handler, help_text: str, *,
 
 
 def add_group(parent: Any, name: str, help_text: str) -> Any:
-    """Add a command with subcommands (`loomtui audit verify`); bare, it prints its help."""
-    group = add_command(parent, name, lambda _args: _usage(group), help_text)
-    return group.add_subparsers(title=f"{name} commands", metavar="COMMAND")
+    """Add a command with subcommands (`loomtui audit verify`); bare, it is a usage error naming them."""
+    group = add_command(parent, name, lambda _args: _missing_command(group, commands), help_text)
+    commands = group.add_subparsers(title=f"{name} commands", metavar="COMMAND")
+    return commands
 
 
 # -- the TUI and the demo ------------------------------------------------------
@@ -152,7 +228,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = LoomArgumentParser(
         prog="loomtui",
         description="A terminal control plane for teams running several AI coding agents on one "
         "git repository. With no command, opens the dashboard for the repository you are in.",
@@ -176,7 +252,7 @@ def build_parser() -> argparse.ArgumentParser:
     verify.add_argument("--ref", action="append", metavar="REF",
                         help="also read anchors from this ref's history (e.g. origin/main after a fetch)")
     tail = add_command(audit, "tail", cmd_audit_tail, "print the newest entries", json_flag=True)
-    tail.add_argument("-n", type=int, default=20, metavar="N", help="how many entries (default 20)")
+    tail.add_argument("-n", type=count_arg, default=20, metavar="N", help="how many entries (default 20)")
 
     config = add_group(commands, "config", "the repository's .loom/loom.yaml")
     add_command(config, "check", cmd_config_check, "validate .loom/loom.yaml (errors name file:line)",
@@ -206,9 +282,8 @@ def _bench_commands() -> list[Callable[[Any], None]]:
             audit_bench.register_bench, hostile_bench.register_bench]
 
 
-def _usage(parser: argparse.ArgumentParser) -> int:
-    parser.print_help(sys.stderr)
-    return 2
+def _missing_command(parser: argparse.ArgumentParser, commands: Any) -> NoReturn:
+    parser.error(f"name a command: {', '.join(commands.choices)}")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -10,10 +10,10 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from loomtui.cli import add_command, add_group, print_json, workspace_for
-from loomtui.coordination.claims import ClaimRefused, Conflict, Coordinator, open_coordinator
+from loomtui.cli import add_command, add_group, id_arg, positive_int_arg, print_json, workspace_for
+from loomtui.coordination.claims import ClaimRefused, Conflict, Coordinator, lease_length, open_coordinator
 from loomtui.coordination.index import RepoIndex, build_index
-from loomtui.errors import LoomError
+from loomtui.errors import LoomError, escape_controls, shown
 from loomtui.store import ClaimRecord
 from loomtui.workspace import Workspace
 
@@ -45,6 +45,16 @@ def _sandbox(args: argparse.Namespace) -> str:
     if not sandbox:
         raise LoomError("name the sandbox with --sandbox ID (or set LOOM_SANDBOX)")
     return str(sandbox)
+
+
+def lease_arg(text: str) -> float:
+    """`--ttl`: what the engine accepts as a lease (finite, above 0, at most 30 days)."""
+    try:
+        return lease_length(float(text))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds (got {text!r})") from None
+    except LoomError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _claim_dict(claim: ClaimRecord) -> dict[str, Any]:
@@ -83,7 +93,7 @@ def cmd_regions(args: argparse.Namespace) -> int:
     coordinator = _coordinator(args)
     path = coordinator.repo_path(args.path)
     if path not in coordinator.index.files:
-        raise LoomError(f"{args.path}: not an indexed file (see `loomtui index`)")
+        raise LoomError(f"{shown(args.path)}: not an indexed file (see `loomtui index`)")
     regions = coordinator.index.regions_in(path)
     if args.json:
         print_json([asdict(r) for r in regions])
@@ -160,8 +170,8 @@ def cmd_claim_list(args: argparse.Namespace) -> int:
     for claim in claims:
         left = int(claim.expires - now)
         lease = f"{left}s left" if left > 0 else "expired"
-        print(f"#{claim.id:<5} {claim.sandbox_id:<12} {claim.mode:<9} {claim.target}  ({lease}) "
-              f"{claim.reason}".rstrip())
+        print(f"#{claim.id:<5} {claim.sandbox_id:<12} {claim.mode:<9} {escape_controls(claim.target)}  ({lease}) "
+              f"{escape_controls(claim.reason)}".rstrip())
     return 0
 
 
@@ -225,24 +235,25 @@ def register(commands: Any) -> None:
     add.add_argument("--sandbox", help=sandbox_help)
     add.add_argument("--shared", action="store_true", help="a read claim: others may read too")
     add.add_argument("--reason", default="", help="why (shown to others and in the audit log)")
-    add.add_argument("--ttl", type=float, default=None, metavar="SECONDS",
-                     help="lease length (default: coordination.lease_seconds)")
+    add.add_argument("--ttl", type=lease_arg, default=None, metavar="SECONDS",
+                     help="lease length, at most 30 days (default: coordination.lease_seconds)")
     add.add_argument("--override", metavar="REASON", default=None,
                      help="force a refused claim; recorded in the audit log as an override")
     release = add_command(claim, "release", cmd_claim_release, "release claims")
-    release.add_argument("claim_ids", nargs="*", type=int, metavar="CLAIM_ID")
+    release.add_argument("claim_ids", nargs="*", type=id_arg, metavar="CLAIM_ID")
     release.add_argument("--all", action="store_true", help="every live claim of --sandbox")
     release.add_argument("--sandbox", help=sandbox_help)
     release.add_argument("--reason", default="released", help="recorded in the audit log")
     renew = add_command(claim, "renew", cmd_claim_renew, "extend a claim's lease")
-    renew.add_argument("claim_id", type=int, metavar="CLAIM_ID")
-    renew.add_argument("--ttl", type=float, default=None, metavar="SECONDS")
+    renew.add_argument("claim_id", type=id_arg, metavar="CLAIM_ID")
+    renew.add_argument("--ttl", type=lease_arg, default=None, metavar="SECONDS",
+                       help="the new lease from now, at most 30 days (default: coordination.lease_seconds)")
     listing = add_command(claim, "list", cmd_claim_list, "live claims", json_flag=True)
     listing.add_argument("--sandbox", help="only this sandbox's claims")
     suggest = add_command(claim, "suggest", cmd_claim_suggest,
                           "rank the regions a task's text most likely touches", json_flag=True)
     suggest.add_argument("task", nargs="+", metavar="TASK")
-    suggest.add_argument("--limit", type=int, default=10, metavar="N")
+    suggest.add_argument("--limit", type=positive_int_arg, default=10, metavar="N")
 
     add_command(commands, "conflicts", cmd_conflicts,
                 "conflicts among live claims; exit 1 when there are any", json_flag=True)

@@ -9,7 +9,7 @@ import time
 from dataclasses import asdict
 from typing import Any
 
-from loomtui.cli import add_command, add_group, print_json, workspace_for
+from loomtui.cli import add_command, add_group, count_arg, positive_int_arg, print_json, seconds_arg, workspace_for
 from loomtui.execution import recovery, review
 from loomtui.execution import sandboxes as engine
 from loomtui.execution.sandboxes import DEFAULT_GRACE_S
@@ -263,11 +263,11 @@ def register(commands: Any) -> None:
     logs = add_command(sandbox, "logs", cmd_logs, "print the agent's output")
     _id_arg(logs)
     logs.add_argument("-f", "--follow", action="store_true", help="keep printing until the agent ends")
-    logs.add_argument("-n", type=int, default=50, metavar="N", help="lines of the end to print first (default 50)")
+    logs.add_argument("-n", type=count_arg, default=50, metavar="N", help="lines of the end to print first (default 50)")
 
     stop = add_command(sandbox, "stop", cmd_stop, "stop the agent: SIGTERM, then SIGKILL after the grace period")
     _id_arg(stop)
-    stop.add_argument("--grace", type=float, default=DEFAULT_GRACE_S, metavar="SECONDS",
+    stop.add_argument("--grace", type=seconds_arg(3600, allow_zero=True), default=DEFAULT_GRACE_S, metavar="SECONDS",
                       help=f"seconds between SIGTERM and SIGKILL (default {DEFAULT_GRACE_S:g})")
     _id_arg(add_command(sandbox, "pause", cmd_pause, "freeze the agent (SIGSTOP)"))
     _id_arg(add_command(sandbox, "resume", cmd_resume, "let a paused agent continue (SIGCONT)"))
@@ -315,7 +315,7 @@ def register_bench(bench: Any) -> None:
     run = add_command(bench, "sandboxes", cmd_bench_sandboxes,
                       "create sandboxes on the sample repo, run logging script agents, print the figures",
                       json_flag=True)
-    run.add_argument("--count", type=int, default=20, help="sandboxes (default 20)")
-    run.add_argument("--seconds", type=float, default=10.0, help="how long each agent logs (default 10)")
-    run.add_argument("--rate", type=int, default=100, help="log lines per second per agent (default 100)")
+    run.add_argument("--count", type=positive_int_arg, default=20, help="sandboxes (default 20)")
+    run.add_argument("--seconds", type=seconds_arg(3600), default=10.0, help="how long each agent logs (default 10)")
+    run.add_argument("--rate", type=positive_int_arg, default=100, help="log lines per second per agent (default 100)")
 

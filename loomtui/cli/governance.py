@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from loomtui.cli import add_command, add_group, print_json, workspace_for
+from loomtui.cli import add_command, add_group, id_arg, print_json, seconds_arg, workspace_for
 from loomtui.config import load_config
 from loomtui.errors import LoomError
 from loomtui.governance.policy import (
@@ -21,6 +21,9 @@ from loomtui.governance.policy import (
 )
 from loomtui.identity import current_user
 from loomtui.repo import find_repo
+
+MAX_OVERRIDE_HOURS = 365 * 24
+"""The longest an override's `--hours` may be (a year)."""
 
 
 def _policy(args: argparse.Namespace, explicit: str | None) -> tuple[Policy, Path]:
@@ -260,8 +263,9 @@ def register(commands: Any) -> None:
                                 ("override", "override a block, with a reason (the policy's override groups)")):
         decide = add_command(escalation, decision, cmd_decide, help_text)
         decide.set_defaults(decision=decision)
-        decide.add_argument("id", type=int, metavar="ID")
+        decide.add_argument("id", type=id_arg, metavar="ID")
         if decision != "approve":
             decide.add_argument("--reason", required=True, help="recorded in the audit log")
         if decision == "override":
-            decide.add_argument("--hours", type=float, default=None, help="the override expires after this")
+            decide.add_argument("--hours", type=seconds_arg(MAX_OVERRIDE_HOURS, unit="hours"), default=None,
+                                help="the override expires after this")

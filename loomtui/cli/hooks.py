@@ -15,7 +15,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from loomtui.cli import add_command, add_group, print_json
+from loomtui.cli import add_command, add_group, print_json, seconds_arg
 from loomtui.errors import LoomError
 from loomtui.governance import hooks
 from loomtui.governance.broker import BrokerClient, LocalChannel, channel_for, event_channel
@@ -23,6 +23,8 @@ from loomtui.repo import find_repo
 from loomtui.workspace import Workspace, open_workspace
 
 MAX_INPUT_BYTES = 16 << 20
+MAX_WAIT_S = 24 * 3600
+"""The longest a permission request may wait for a lead (`--timeout`)."""
 
 
 def _refuse(reason: str) -> int:
@@ -115,7 +117,7 @@ def register(commands: Any) -> None:
         "PermissionRequest waits for a lead's decision in loomtui")
     claude.add_argument("--sandbox", help="the sandbox to claim for outside a sandbox "
                                           "(default: set by `hook install`, else claude-<session>)")
-    claude.add_argument("--timeout", type=float, default=hooks.DEFAULT_PERMISSION_WAIT_S, metavar="SECONDS",
+    claude.add_argument("--timeout", type=seconds_arg(MAX_WAIT_S), default=hooks.DEFAULT_PERMISSION_WAIT_S, metavar="SECONDS",
                         help="how long a permission request waits for a lead (default 120); then deny")
     claude.add_argument("--exit-code", action="store_true",
                         help="answer a deny with exit 2 and the reason on stderr instead of JSON")
@@ -126,7 +128,7 @@ def register(commands: Any) -> None:
     install.add_argument("path", nargs="?", default=None, metavar="PATH",
                          help="a worktree (default: the current one)")
     install.add_argument("--sandbox", metavar="ID", help="the worktree of this sandbox")
-    install.add_argument("--timeout", type=float, default=hooks.DEFAULT_PERMISSION_WAIT_S, metavar="SECONDS",
+    install.add_argument("--timeout", type=seconds_arg(MAX_WAIT_S), default=hooks.DEFAULT_PERMISSION_WAIT_S, metavar="SECONDS",
                          help="how long permission requests wait for a lead (default 120)")
     add_command(hook, "git-pre-commit", cmd_git_pre_commit,
                 "refuse a commit whose staged change touches another sandbox's claimed region or a "

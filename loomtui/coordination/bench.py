@@ -18,6 +18,7 @@ from contextlib import suppress
 from pathlib import Path
 
 from loomtui.coordination.index import DEPENDENCY_KINDS, RepoIndex, build_index, list_files
+from loomtui.errors import LoomError, shown
 
 
 def _default_tree() -> Path:
@@ -77,7 +78,7 @@ def _edit_one_function(root: Path, index: RepoIndex) -> str:
         lines.insert(at, f"{indent}_loomtui_bench_edit = 1\n")
         file.write_text("".join(lines), encoding="utf-8")
         return path
-    raise ValueError(f"{root}: no function to edit")
+    raise LoomError(f"{shown(str(root))}: no Python function to edit (the benchmark needs a Python tree)")
 
 
 def _add_function(root: Path, path: str) -> None:
@@ -114,7 +115,7 @@ def run_index_bench(
     """
     source = (path or _default_tree()).resolve()
     if not source.is_dir():
-        raise ValueError(f"{source}: not a directory")
+        raise LoomError(f"{shown(str(source))}: not a directory")
     with tempfile.TemporaryDirectory(prefix="loomtui-bench-") as scratch:
         tree = Path(scratch) / source.name
         paths = _copy_listed(source, tree)

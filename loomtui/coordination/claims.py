@@ -16,6 +16,7 @@ Every claim, refusal, override, release and expiry is an audit entry.
 
 from __future__ import annotations
 
+import math
 import re
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -25,8 +26,10 @@ from pathlib import Path, PurePosixPath
 import networkx as nx
 import pathspec
 
+from loomtui.config import MAX_LEASE_SECONDS
 from loomtui.coordination.index import DEPENDENCY_KINDS, RepoIndex
-from loomtui.errors import LoomError
+from loomtui.errors import LoomError, shown
+from loomtui.globs import glob_problem
 from loomtui.store import ClaimRecord
 from loomtui.workspace import Workspace
 
@@ -35,7 +38,26 @@ MODES = ("exclusive", "shared")
 # An agent that merely exited still holds its claims: its change awaits review.
 ENDED_STATUSES = ("merged", "rejected", "archived")
 _LINE_RANGE = re.compile(r"^(?P<path>.+):(?P<start>\d+)(?:-(?P<end>\d+))?$")
+# More digits than this is past the end of any file; int() of thousands of digits raises.
+_MAX_LINE_DIGITS = 12
 _GLOB_CHARS = frozenset("*?[")
+
+
+def lease_length(ttl: object) -> float:
+    """A claim's lease in seconds: a finite number above 0 and at most MAX_LEASE_SECONDS (30 days).
+
+    NaN, infinities, 0 and negatives are refused: a lease must neither be born
+    expired nor never expire.
+    """
+    if isinstance(ttl, bool) or not isinstance(ttl, int | float):
+        raise LoomError(f"a lease (ttl) must be a number of seconds (got {ttl!r})")
+    if isinstance(ttl, float) and not math.isfinite(ttl):
+        raise LoomError(f"a lease (ttl) must be a finite number of seconds (got {ttl!r})")
+    if ttl <= 0:
+        raise LoomError(f"a lease (ttl) must be more than 0 seconds (got {ttl!r})")
+    if ttl > MAX_LEASE_SECONDS:
+        raise LoomError(f"a lease (ttl) may be at most {MAX_LEASE_SECONDS} seconds (30 days; got {ttl!r})")
+    return float(ttl)
 
 
 class ClaimRefused(LoomError):
@@ -157,20 +179,20 @@ class Coordinator:
         if "::" in target:
             if target in self.index.regions:
                 return [target]
-            raise LoomError(f"unknown region {target}{self._did_you_mean(target)}")
+            raise LoomError(f"unknown region {shown(target)}{self._did_you_mean(target)}")
         ranged = _LINE_RANGE.match(target)
         if ranged and not _GLOB_CHARS & set(target):
             path = self.repo_path(ranged["path"])
-            start = int(ranged["start"])
-            end = int(ranged["end"] or start)
-            if end < start:
-                raise LoomError(f"{target}: the range ends before it starts")
+            start, end = self._line_span(target, path, ranged["start"], ranged["end"] or ranged["start"])
             return self._regions_for_lines(path, start, end)
         if _GLOB_CHARS & set(target):
+            problem = glob_problem(target)
+            if problem is not None:
+                raise LoomError(f"{shown(target)}: invalid glob: {problem}")
             spec = pathspec.GitIgnoreSpec.from_lines([target])
             matched = sorted(p for p in self.repo_files() if spec.match_file(p))
             if not matched:
-                raise LoomError(f"{target}: the glob matches no file in the repository")
+                raise LoomError(f"{shown(target)}: the glob matches no file in the repository")
             return matched
         path = self.repo_path(target)
         if path in self.index.files:
@@ -180,10 +202,54 @@ class Coordinator:
             inside = sorted(p for p in self.repo_files() if p.startswith(prefix))
             if inside:
                 return inside
-            raise LoomError(f"{target}: no file in that directory")
+            raise LoomError(f"{shown(target)}: no file in that directory")
         if (self.index.root / path).is_file():
             return [path]  # a file the index does not parse (a template, a doc): a file region
-        raise LoomError(f"{target}: no such file or region in {self.index.root}")
+        raise LoomError(f"{shown(target)}: no such file or region in {self.index.root}")
+
+    def _line_span(self, target: str, path: str, first: str, last: str) -> tuple[int, int]:
+        """The lines `path:START-END` names, checked against the file's real length."""
+        if path not in self.index.files and not (self.index.root / path).is_file():
+            raise LoomError(f"{shown(path)}: no such file in {self.index.root}")
+        count = self._line_count(path)
+        past = count + 1  # any line number too long to convert is past the end
+        start = int(first) if len(first) <= _MAX_LINE_DIGITS else past
+        end = int(last) if len(last) <= _MAX_LINE_DIGITS else past
+        if start < 1:
+            raise LoomError(f"{shown(target)}: line numbers start at 1")
+        if end < start:
+            raise LoomError(f"{shown(target)}: the range ends before it starts")
+        if end > count:
+            line = end if len(last) <= _MAX_LINE_DIGITS else f"{last[:_MAX_LINE_DIGITS]}..."
+            raise LoomError(f"{shown(target)}: line {line} is past the end of {shown(path)} "
+                            f"({count} line{'' if count == 1 else 's'})")
+        return start, end
+
+    def _line_count(self, path: str) -> int:
+        """How many lines a file has (a last line without a newline counts), read in chunks."""
+        if path in self.index.files:
+            return len(self._source_lines(path))
+        count, last = 0, b"\n"
+        try:
+            with open(self.index.root / path, "rb") as handle:
+                while chunk := handle.read(1 << 20):
+                    count += chunk.count(b"\n")
+                    last = chunk[-1:]
+        except OSError as exc:
+            raise LoomError(f"{shown(path)}: cannot read: {exc.strerror or exc}") from None
+        return count + (last != b"\n")
+
+    def _source_lines(self, path: str) -> list[str]:
+        """A parsed file's lines, split as Python counts them (\\n, \\r\\n or \\r); [] if unreadable."""
+        try:
+            with open(self.index.root / path, encoding="utf-8", errors="replace", newline=None) as handle:
+                text = handle.read()
+        except OSError:
+            return []
+        lines = text.split("\n")
+        if lines[-1] == "":
+            lines.pop()  # the newline ending the last line starts no line of its own
+        return lines
 
     def repo_files(self) -> list[str]:
         """Every file of the repository: parsed ones are module regions, the rest file regions."""
@@ -200,31 +266,36 @@ class Coordinator:
             try:
                 candidate = candidate.resolve().relative_to(self.index.root.resolve())
             except ValueError:
-                raise LoomError(f"{raw}: outside the repository") from None
+                raise LoomError(f"{shown(raw)}: outside the repository") from None
         normal = PurePosixPath(candidate.as_posix())
         if ".." in normal.parts:
-            raise LoomError(f"{raw}: paths may not leave the repository ('..')")
+            raise LoomError(f"{shown(raw)}: paths may not leave the repository ('..')")
         root = self.index.root.resolve()
         resolved = (self.index.root / normal).resolve()
         if not resolved.is_relative_to(root):
-            raise LoomError(f"{raw}: resolves outside the repository (symlink?)")
+            raise LoomError(f"{shown(raw)}: resolves outside the repository (symlink?)")
         if resolved == root:
             return str(normal).removeprefix("./")
         # Through symlinks to the file itself: an alias must not let two sandboxes hold one file.
         return resolved.relative_to(root).as_posix()
 
     def _regions_for_lines(self, path: str, start: int, end: int) -> list[str]:
+        """The regions lines start..end of a file touch; lines past its end touch the module.
+
+        The work is bounded by the file's length, whatever the range (an edit hook
+        or the broker may pass any numbers; `resolve` has refused bad ones already).
+        """
         if path not in self.index.files:
             if (self.index.root / path).is_file():
                 return [path]
-            raise LoomError(f"{path}: no such file in {self.index.root}")
-        try:
-            text = (self.index.root / path).read_text("utf-8", "replace").splitlines()
-        except OSError:
-            text = []
+            raise LoomError(f"{shown(path)}: no such file in {self.index.root}")
+        text = self._source_lines(path)
+        start = max(start, 1)
         # Blank and comment lines between two methods would otherwise claim their class.
-        lines = [n for n in range(start, end + 1)
-                 if n > len(text) or (text[n - 1].strip() and not text[n - 1].lstrip().startswith("#"))]
+        lines = [n for n in range(start, min(end, len(text)) + 1)
+                 if text[n - 1].strip() and not text[n - 1].lstrip().startswith("#")]
+        if end > len(text):
+            lines.append(max(start, len(text) + 1))  # past the end: no region but the module
         found: list[str] = []
         for line in lines or [start]:
             region = self.index.innermost_at(path, line)
@@ -382,7 +453,7 @@ class Coordinator:
             raise LoomError(f"{sandbox_id!r} is not a sandbox id (letters, digits, . _ -)")
         if override_reason is not None and not override_reason.strip():
             raise LoomError("an override needs a reason")
-        lease = self.lease_seconds if ttl is None else ttl
+        lease = lease_length(self.lease_seconds if ttl is None else ttl)
         # Check and insert in one immediate transaction: racing claims serialise here.
         refused: ClaimRefused | None = None
         with self.store.transaction():
@@ -392,10 +463,10 @@ class Coordinator:
             details: dict[str, object] = {"target": target, "mode": mode, "regions": region_ids,
                                           "conflicts": [c.as_dict() for c in conflicts]}
             if blocking and override_reason is None:
-                refused = ClaimRefused(f"claim on {target} refused: {blocking[0].explanation}", conflicts)
+                refused = ClaimRefused(f"claim on {shown(target)} refused: {blocking[0].explanation}", conflicts)
             elif blocking and not self.may_override(self.workspace.actor):
                 details["override_denied"] = True
-                refused = ClaimRefused(f"claim on {target} refused: {self.workspace.actor} may not override "
+                refused = ClaimRefused(f"claim on {shown(target)} refused: {self.workspace.actor} may not override "
                                        f"(the policy's overrides.groups decide who may)", conflicts)
             if refused is None:
                 claim = self.store.add_claim(sandbox_id, target, mode, reason, time.time() + lease, region_ids)
@@ -439,12 +510,18 @@ class Coordinator:
         return count
 
     def renew(self, claim_id: int, ttl: float | None = None) -> ClaimRecord:
-        """Extend a live claim's lease."""
-        claim = self.store.get_claim(claim_id)
-        if claim is None or claim.released is not None:
-            raise LoomError(f"claim #{claim_id} is not live")
-        self.store.renew_claim(claim_id, time.time() + (self.lease_seconds if ttl is None else ttl))
-        renewed = self.store.get_claim(claim_id)
+        """Extend a live claim's lease to `ttl` seconds from now, with an audit entry."""
+        lease = lease_length(self.lease_seconds if ttl is None else ttl)
+        with self.store.transaction():
+            claim = self.store.get_claim(claim_id)
+            if claim is None or claim.released is not None:
+                raise LoomError(f"claim #{claim_id} is not live")
+            expires = time.time() + lease
+            self.store.renew_claim(claim_id, expires)
+            self.workspace.record("claim.renewed", claim.sandbox_id,
+                                  {"claim": claim_id, "target": claim.target, "expires": expires,
+                                   "previous_expires": claim.expires})
+            renewed = self.store.get_claim(claim_id)
         assert renewed is not None
         return renewed
 

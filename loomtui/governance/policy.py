@@ -38,6 +38,7 @@ import pathspec
 from yaml.nodes import ScalarNode
 
 from loomtui.errors import ConfigError
+from loomtui.globs import glob_problem
 from loomtui.governance.codeowners import CodeOwners, load_codeowners
 from loomtui.yamlcheck import Fields, Value, closest, compose, read_text
 
@@ -691,7 +692,7 @@ def _parse_path_globs(value: Value) -> PathGlobs:
     patterns: list[str] = []
     for item in _one_or_many(value):
         pattern = item.as_str(non_empty=True)
-        problem = _path_glob_problem(pattern)
+        problem = glob_problem(pattern)
         if problem:
             raise item.error(f"invalid glob {pattern!r}: {problem}")
         patterns.append(pattern)
@@ -707,7 +708,7 @@ def _parse_region_globs(value: Value) -> tuple[RegionGlob, ...]:
     for item in _one_or_many(value):
         pattern = item.as_str(non_empty=True)
         path, separator, qualname = pattern.partition("::")
-        problem = _path_glob_problem(path) if path else "no path before '::'"
+        problem = glob_problem(path) if path else "no path before '::'"
         if "::" in qualname:
             problem = "'::' may appear once"
         elif separator and not qualname:
@@ -722,21 +723,6 @@ def _parse_region_globs(value: Value) -> tuple[RegionGlob, ...]:
     if not globs:
         raise value.error("must list at least one region glob")
     return tuple(globs)
-
-
-def _path_glob_problem(pattern: str) -> str | None:
-    """What is wrong with a gitignore-style glob, or None when `pathspec` accepts it."""
-    if pattern.startswith("#"):
-        return "it is a comment in gitignore syntax (write \\# for a literal #)"
-    try:
-        compiled = pathspec.GitIgnoreSpec.from_lines([pattern])
-    except ValueError as exc:
-        return str(exc)
-    if not compiled.patterns or compiled.patterns[0].include is None:
-        # pathspec turns what it cannot read (an unclosed `[`, a lone `/`) into a
-        # pattern that matches nothing; in a policy that is always a mistake.
-        return "it can never match a path (an unclosed '['?)"
-    return None
 
 
 def _names(value: Value) -> tuple[str, ...]:
