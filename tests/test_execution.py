@@ -429,8 +429,12 @@ def test_clean_merge_carries_trailers_and_updates_the_checked_out_target(
     assert git(repo, "rev-list", "--parents", "-n", "1", "main").split()[1:] == [
         git(repo, "rev-parse", "HEAD~1"), git(repo, "rev-parse", record.branch)]
     trailers = git(repo, "log", "-1", "--format=%(trailers:only,unfold)", "main").splitlines()
-    assert trailers == [f"Loom-Sandbox: {record.id}", "Loom-Runtime: script",
-                        "Assisted-by: loomtui script agent (via loomtui)"]
+    assert trailers[:3] == [f"Loom-Sandbox: {record.id}", "Loom-Runtime: script",
+                            "Assisted-by: loomtui script agent (via loomtui)"]
+    # The audit head at merge time (see tests/test_audit_anchors.py): a real entry of this log.
+    assert len(trailers) == 4 and trailers[3].startswith("Loom-Audit: ")
+    seq, anchored = trailers[3].split()[1:3]
+    assert any(e.seq == int(seq) and e.hash == anchored for e in ws.audit.entries())
     assert (repo / "feature.py").read_text().endswith("return 42\n")
     assert git(repo, "status", "--porcelain") == ""
     assert sb.get_sandbox(ws, record.id).status == MERGED
