@@ -118,3 +118,46 @@ async def test_the_app_reviews_an_ended_agent_and_m_merges_the_approved_change(b
         await pilot.press("y")
         await wait_for(pilot, lambda: workspace.store.get_sandbox(sandbox_id).status == "merged", timeout=30)
     assert f"Loom-Sandbox: {sandbox_id}" in git(billing, "log", "-1", "--format=%B", "main")
+
+
+LEDGER_EDIT = """\
+- {append: payments/ledger.py, content: "\\n# the ledger is append-only\\n"}
+- {commit: "Document the ledger"}
+"""
+
+
+def test_a_claim_stage_requirement_holds_at_review_for_an_agent_that_wrote_without_asking(billing: Path) -> None:
+    """`ledger-claims` (a lead must agree before the ledger is touched) is a claim-stage rule. An agent
+    that never claimed and never asked (any permission mode) still meets it before anything merges."""
+    workspace = open_workspace(billing)
+    sandbox_id = run_agent(workspace, LEDGER_EDIT, "document the ledger")
+    outcome = json.loads(loomtui(billing, "sandbox", "review", sandbox_id, "--json").stdout)
+    assert outcome["outcome"] == "require" and outcome["status"] == "awaiting_review"
+    escalation = workspace.store.get_escalation(outcome["escalation"])
+    assert escalation is not None
+    rules = [rule["name"] for rule in escalation.data["rules"]]
+    assert "payments-high-risk" in rules and "ledger-claims (claim stage, not granted before)" in rules
+    for reviewer in ("alice@example.com", "bob@example.com"):
+        assert loomtui(billing, "escalation", "approve", str(escalation.id), user=reviewer).returncode == 0
+    refused = loomtui(billing, "sandbox", "merge", sandbox_id)
+    assert refused.returncode == 1, "two payments reviewers are not the lead the claim-stage rule asks for"
+    assert loomtui(billing, "escalation", "approve", str(escalation.id), user="lead@example.com").returncode == 0
+    merged = loomtui(billing, "sandbox", "merge", sandbox_id)
+    assert merged.returncode == 0, merged.stderr
+
+
+def test_a_claim_stage_requirement_granted_before_start_is_not_asked_again(billing: Path) -> None:
+    workspace = open_workspace(billing)
+    script = billing.parent / "ledger.yaml"
+    script.write_text(LEDGER_EDIT)
+    record = create_sandbox(workspace, "document the ledger", "script", script=script,
+                            claims=["payments/ledger.py"])
+    prestart = workspace.store.get_escalation(int(workspace.store.get_sandbox(record.id).data["awaiting_escalation"]))
+    assert prestart is not None and prestart.kind == "pre-start"
+    assert loomtui(billing, "escalation", "approve", str(prestart.id), user="lead@example.com").returncode == 0
+    start(workspace, record.id)
+    wait_for_status(workspace, record.id, {"exited", "failed"}, timeout=60)
+    outcome = json.loads(loomtui(billing, "sandbox", "review", record.id, "--json").stdout)
+    escalation = workspace.store.get_escalation(outcome["escalation"])
+    assert escalation is not None
+    assert [rule["name"] for rule in escalation.data["rules"]] == ["payments-high-risk"]

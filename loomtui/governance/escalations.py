@@ -31,6 +31,8 @@ from loomtui.store import EscalationRecord
 from loomtui.workspace import Workspace
 
 KINDS = ("pre-start", "post-gate", "conflict-override", "permission-request")
+GRANTING_KINDS = ("pre-start", "permission-request")
+"""Escalations whose approval lets a sandbox change the regions they were about."""
 RISK_ORDER = {"critical": 0, "high": 1, "medium": 2, "normal": 3, "low": 4}
 OPEN = "open"
 DECIDED = ("approved", "rejected", "overridden")
@@ -103,6 +105,24 @@ def open_escalation(workspace: Workspace, kind: str, evaluation: Evaluation, fac
                          {"kind": kind, "sandbox": sandbox_id, "outcome": evaluation.outcome,
                           "risk": evaluation.risk, "rules": [a.name for a in evaluation.applied]})
     return record
+
+
+def granted_regions(workspace: Workspace, sandbox_id: str, regions: Sequence[str]) -> set[str]:
+    """Which of `regions` people already allowed this sandbox to change: approved (or
+    overridden) before it started, or on a permission request while it ran."""
+    from loomtui.coordination.claims import ancestors, split_id
+
+    scopes = [e.data.get("facts") or {} for status in ("approved", "overridden")
+              for e in workspace.store.list_escalations(status)
+              if e.sandbox_id == sandbox_id and e.kind in GRANTING_KINDS]
+
+    def covered(region: str, facts: Mapping[str, Any]) -> bool:
+        approved = set(facts.get("regions") or ())
+        whole_files = set(facts.get("paths") or ()) - {split_id(r)[0] for r in approved}
+        return region in approved or bool(set(ancestors(region)) & approved) \
+            or split_id(region)[0] in whole_files
+
+    return {region for region in regions if any(covered(region, facts) for facts in scopes)}
 
 
 def status_lines(escalation: EscalationRecord, commit: str | None = None) -> list[str]:

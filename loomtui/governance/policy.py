@@ -28,6 +28,7 @@ Identities are compared case-insensitively (emails are, in practice).
 
 from __future__ import annotations
 
+import dataclasses
 import fnmatch
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -420,6 +421,26 @@ class Evaluation:
             return "1 requirement" if count == 1 else f"{count} requirements, each to be met on its own"
         approvers = [rule.name for rule in self.applied if rule.decision == "auto_approve"]
         return f"auto-approved by {', '.join(approvers)}" if approvers else "no approval needed"
+
+
+def combined(first: Evaluation, second: Evaluation, label: str) -> Evaluation:
+    """One decision from two evaluations of one change (at `first`'s stage): a block in either
+    blocks, every requirement of both must be met, the higher risk counts. The rules of
+    `second` are named with `label`, e.g. `ledger-claims (claim stage)`."""
+    def marked(name: str) -> str:
+        return f"{name} ({label})"
+
+    carried = tuple(dataclasses.replace(rule, name=marked(rule.name),
+                                        requirements=tuple(dataclasses.replace(r, rule=marked(r.rule))
+                                                           for r in rule.requirements))
+                    for rule in second.applied if rule.decision != "auto_approve")
+    requirements = first.requirements + tuple(r for rule in carried for r in rule.requirements)
+    outcome: Decision = ("block" if "block" in (first.outcome, second.outcome)
+                         else "require" if requirements else first.outcome)
+    risks = [risk for risk in (first.risk, second.risk) if risk in RISKS]
+    risk = max(risks, key=RISKS.index) if risks else first.risk
+    return Evaluation(first.stage, outcome, risk, first.applied + carried, requirements,
+                      first.notes + tuple(f"{label}: {note}" for note in second.notes))
 
 
 # -- loading -----------------------------------------------------------------------------

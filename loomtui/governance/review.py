@@ -13,13 +13,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from loomtui.coordination.claims import split_id
 from loomtui.errors import LoomError
 from loomtui.execution.gitops import Git
 from loomtui.execution.lifecycle import APPROVED, AWAITING_REVIEW, EXITED, FAILED, GATING, REJECTED, transition
 from loomtui.execution.sandboxes import get_sandbox
-from loomtui.governance.escalations import open_escalation
+from loomtui.governance.escalations import granted_regions, open_escalation
 from loomtui.governance.gitfacts import change_facts
-from loomtui.governance.policy import Evaluation, Policy, evaluate, load_policy
+from loomtui.governance.policy import ChangeFacts, Evaluation, Policy, combined, evaluate, load_policy
 from loomtui.guardrails.gates import GateResult, run_configured_gates
 from loomtui.store import EscalationRecord, SandboxRecord
 from loomtui.workspace import Workspace
@@ -78,7 +79,7 @@ def review_sandbox(workspace: Workspace, sandbox_id: str, *, policy: Policy | No
     policy = policy or load_policy(workspace.root, workspace.load_config().policy)
     facts = change_facts(workspace.root, str(base), tip, gates={r.gate: r.status for r in results},
                          runtime=record.runtime, author=record.data.get("created_by") or None)
-    evaluation = evaluate(policy, facts)
+    evaluation = _with_claim_stage(workspace, policy, record, evaluate(policy, facts), facts)
     signature = f", signature changed: {', '.join(facts.signature_changed)}" if facts.signature_changed else ""
     say(f"diff: {', '.join(facts.paths) or 'nothing'} ({facts.lines_changed} lines{signature})")
     workspace.record("policy.evaluated", record.id, {
@@ -99,6 +100,26 @@ def review_sandbox(workspace: Workspace, sandbox_id: str, *, policy: Policy | No
                         reason=f"escalation #{escalation.id}: {evaluation.outcome}",
                         data={ESCALATION_KEY: escalation.id})
     return ReviewOutcome(record, tip, results, evaluation, escalation)
+
+
+def _with_claim_stage(workspace: Workspace, policy: Policy, record: SandboxRecord, evaluation: Evaluation,
+                      facts: ChangeFacts) -> Evaluation:
+    """The post-gate decision, plus the claim-stage rules on what the sandbox really changed.
+
+    A claim-stage `require` or `block` (a lead must agree before payments code is
+    touched) holds whatever the agent's permission mode was: an agent that wrote
+    without asking meets it here, unless people already granted this sandbox those
+    regions (a pre-start or permission-request escalation approved).
+    """
+    changed = facts.regions or facts.all_paths()
+    ungranted = [region for region in changed if region not in granted_regions(workspace, record.id, changed)]
+    if not ungranted:
+        return evaluation
+    claim = evaluate(policy, ChangeFacts(stage="claim", paths=tuple(sorted({split_id(r)[0] for r in ungranted})),
+                                         regions=tuple(ungranted), runtime=record.runtime, author=facts.author))
+    if claim.outcome == "auto_approve":
+        return evaluation
+    return combined(evaluation, claim, "claim stage, not granted before")
 
 
 def _escalation(workspace: Workspace, record: SandboxRecord) -> EscalationRecord | None:
