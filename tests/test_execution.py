@@ -205,7 +205,9 @@ def test_claude_stand_in_gets_its_exact_argv_and_a_reduced_environment(
     activity = [e.data for e in ws.store.events_since(0) if e.kind == "sandbox.activity"]
     assert [a["summary"] for a in activity] == [
         "session started (stand-in)", "Editing the file.", "Edit app.py", "finished: success, 2 turns, $0.0100"]
-    assert done.data["agent_result"] == {"turns": 2, "cost_usd": 0.01, "is_error": False}
+    assert done.data["agent_result"] == {"turns": 2, "cost_usd": 0.01, "is_error": False, "input_tokens": 0,
+                                         "output_tokens": 0, "cache_read_tokens": 0, "cache_creation_tokens": 0,
+                                         "denials": []}
 
 
 @pytest.mark.parametrize(("runtime", "expected"), [
@@ -806,6 +808,24 @@ def test_activity_parsers_ignore_what_they_do_not_understand() -> None:
         {"type": "tool_use", "name": "Bash", "input": {"command": "pytest -q"}}]}})
     assert parse_claude_stream(tool) == [{"kind": "tool", "tool": "Bash", "summary": "Bash pytest -q"}]
     assert parse_script_agent("[script] write a.py") == [{"kind": "write", "summary": "write a.py"}]
+
+
+def test_a_claude_result_with_denials_tokens_and_cost_is_not_plain_success() -> None:
+    result = json.dumps({
+        "type": "result", "subtype": "success", "is_error": False, "num_turns": 4, "total_cost_usd": 0.0421,
+        "usage": {"input_tokens": 1200, "output_tokens": 340, "cache_read_input_tokens": 800,
+                  "cache_creation_input_tokens": 64},
+        "permission_denials": [{"tool_name": "Write", "tool_use_id": "t1",
+                                "tool_input": {"file_path": "payments/ledger.py", "content": "x"}},
+                               {"tool_name": "Bash", "tool_use_id": "t2", "tool_input": {"command": "rm -rf /"}}]})
+    denied_write, denied_bash, finished = parse_claude_stream(result)
+    assert denied_write["summary"] == "denied: Write payments/ledger.py" and denied_bash["tool"] == "Bash"
+    assert finished["summary"] == ("finished: success, 4 turns, $0.0421, 1200 in / 340 out tokens, "
+                                   "2 permission denials")
+    assert (finished["input_tokens"], finished["output_tokens"], finished["cache_read_tokens"]) == (1200, 340, 800)
+    assert [d["target"] for d in finished["denials"]] == ["payments/ledger.py", "rm -rf /"]
+    odd = json.dumps({"type": "result", "usage": "junk", "permission_denials": "junk", "total_cost_usd": "x"})
+    assert parse_claude_stream(odd)[-1]["cost_usd"] is None  # malformed fields: skipped, never a crash
     assert parse_script_agent("tick 3") == []
 
 

@@ -71,3 +71,40 @@ async def test_new_sandbox_runs_streams_stops_diffs_and_archives(billing: Path) 
         await wait_for(pilot, lambda: table.row_count == 0, timeout=15)
         record = sandboxes.get_sandbox(app.workspace, sandbox_id)
         assert record.status == "archived"
+
+
+FAKE_CLAUDE = """\
+#!{python}
+import json
+print(json.dumps({{"type": "system", "subtype": "init", "model": "stand-in"}}), flush=True)
+print(json.dumps({{"type": "result", "subtype": "success", "is_error": False, "num_turns": 3,
+                  "total_cost_usd": 0.25, "usage": {{"input_tokens": 900, "output_tokens": 120}},
+                  "permission_denials": [{{"tool_name": "Write", "tool_use_id": "t1",
+                                          "tool_input": {{"file_path": "payments/[ledger].py"}}}}]}}), flush=True)
+"""
+
+
+async def test_the_detail_shows_what_the_agent_reported_tokens_cost_and_refused_calls(billing: Path) -> None:
+    import sys
+
+    import yaml
+
+    program = billing.parent / "bin" / "claude"
+    program.parent.mkdir()
+    program.write_text(FAKE_CLAUDE.format(python=sys.executable))
+    program.chmod(0o755)
+    config_path = billing / ".loom" / "loom.yaml"
+    config = yaml.safe_load(config_path.read_text())
+    config["runtimes"]["claude"] = {"argv": [str(program), "-p", "{task}", "--output-format", "stream-json"],
+                                    "mode": "headless", "network": False}
+    config_path.write_text(yaml.safe_dump(config))
+    workspace = open_workspace(billing)
+    record = sandboxes.start(workspace, sandboxes.create_sandbox(workspace, "try the ledger", "claude").id)
+    sandboxes.wait_for_status(workspace, record.id, {"exited", "failed"}, timeout=30)
+    app = LoomApp(workspace)
+    async with app.run_test(size=SIZE) as pilot:
+        details = app.screen.query_one("#details", Static)
+        await wait_for(pilot, lambda: "tool call(s) refused" in str(details.render()))
+        shown = str(details.render())
+        assert "3 turns, 900 in / 120 out tokens, $0.2500" in shown
+        assert "Write payments/[ledger].py" in shown  # agent text shown as it is, never read as markup

@@ -17,6 +17,9 @@ from loomtui.execution.runtimes import OUTPUT_CLAUDE_STREAM, OUTPUT_SCRIPT_AGENT
 
 Activity = dict[str, Any]
 SUMMARY_CHARS = 160
+AGENT_RESULT_KEYS = ("turns", "cost_usd", "is_error", "input_tokens", "output_tokens", "cache_read_tokens",
+                     "cache_creation_tokens", "denials")
+"""What a sandbox keeps of its agent's own closing report (`agent_result` in its data)."""
 
 # The script agent announces each step as `[script] ACTION DETAIL` (see script_agent.py).
 SCRIPT_STEP = re.compile(r"^\[script\] (?P<action>[a-z]+)(?: (?P<detail>.*))?$")
@@ -52,16 +55,7 @@ def parse_claude_stream(line: str) -> list[Activity]:
         model = message.get("model") or "unknown model"
         return [{"kind": "init", "summary": f"session started ({model})"}]
     if kind == "result":
-        turns = message.get("num_turns")
-        cost = message.get("total_cost_usd")
-        outcome = message.get("subtype") or ("error" if message.get("is_error") else "success")
-        parts = [str(outcome)]
-        if turns is not None:
-            parts.append(f"{turns} turns")
-        if isinstance(cost, (int, float)):
-            parts.append(f"${cost:.4f}")
-        return [{"kind": "result", "summary": "finished: " + ", ".join(parts),
-                 "turns": turns, "cost_usd": cost, "is_error": bool(message.get("is_error"))}]
+        return _result(message)
     content = (message.get("message") or {}).get("content") if isinstance(message.get("message"), dict) else None
     if not isinstance(content, list):
         return []
@@ -77,6 +71,41 @@ def parse_claude_stream(line: str) -> list[Activity]:
             found.append({"kind": "text", "summary": _short(str(block["text"]))})
         elif kind == "user" and block.get("type") == "tool_result" and block.get("is_error"):
             found.append({"kind": "error", "summary": _short(f"tool error: {block.get('content', '')}")})
+    return found
+
+
+def _count(value: Any) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else 0
+
+
+def _result(message: dict[str, Any]) -> list[Activity]:
+    """Claude Code's closing `result`: outcome, turns, cost, tokens, and every refused tool call."""
+    turns = message.get("num_turns")
+    cost = message.get("total_cost_usd")
+    outcome = message.get("subtype") or ("error" if message.get("is_error") else "success")
+    usage = message.get("usage") if isinstance(message.get("usage"), dict) else {}
+    tokens = {"input_tokens": _count(usage.get("input_tokens")),
+              "output_tokens": _count(usage.get("output_tokens")),
+              "cache_read_tokens": _count(usage.get("cache_read_input_tokens")),
+              "cache_creation_tokens": _count(usage.get("cache_creation_input_tokens"))}
+    raw = message.get("permission_denials")
+    denials = [{"tool": str(d.get("tool_name") or "tool"), "target": _short(_tool_target(d.get("tool_input")))}
+               for d in (raw if isinstance(raw, list) else []) if isinstance(d, dict)]
+    parts = [str(outcome)]
+    if turns is not None:
+        parts.append(f"{turns} turns")
+    if isinstance(cost, (int, float)):
+        parts.append(f"${cost:.4f}")
+    if tokens["input_tokens"] or tokens["output_tokens"]:
+        parts.append(f"{tokens['input_tokens']} in / {tokens['output_tokens']} out tokens")
+    if denials:
+        # A run that was refused what it tried is not plain success: say so in the summary.
+        parts.append(f"{len(denials)} permission denial{'s' if len(denials) != 1 else ''}")
+    found: list[Activity] = [{"kind": "denied", "summary": _short(f"denied: {d['tool']} {d['target']}".strip()),
+                              **d} for d in denials]
+    found.append({"kind": "result", "summary": "finished: " + ", ".join(parts), "turns": turns,
+                  "cost_usd": cost if isinstance(cost, (int, float)) else None,
+                  "is_error": bool(message.get("is_error")), "denials": denials, **tokens})
     return found
 
 

@@ -39,7 +39,7 @@ from typing import Any, Final
 
 from loomtui.errors import LoomError
 from loomtui.execution import confinement, privategit
-from loomtui.execution.activity import Activity, parser_for
+from loomtui.execution.activity import AGENT_RESULT_KEYS, Activity, parser_for
 from loomtui.execution.gitops import Git
 from loomtui.execution.isolation import (
     ISOLATION_BWRAP,
@@ -345,7 +345,7 @@ class Supervisor:
 
     def _emit(self, activity: Activity) -> None:
         if activity.get("kind") == "result":
-            self.agent_result = {k: activity.get(k) for k in ("turns", "cost_usd", "is_error")}
+            self.agent_result = {k: activity.get(k) for k in AGENT_RESULT_KEYS}
         self.workspace.store.append_event("sandbox.activity", self.record.id, activity)
 
     def _progress(self) -> dict[str, Any]:

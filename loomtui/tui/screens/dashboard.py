@@ -60,6 +60,29 @@ def format_event(event: Event) -> str:
     return f"{stamp}  {event.kind:<20} {event.subject}  {details}".rstrip()
 
 
+def _agent_report(lines: Text, result: object) -> None:
+    """What the agent itself reported at its end: turns, tokens, cost, and every refused tool call."""
+    if not isinstance(result, dict):
+        return
+    parts = []
+    if result.get("turns") is not None:
+        parts.append(f"{result['turns']} turns")
+    if result.get("input_tokens") or result.get("output_tokens"):
+        parts.append(f"{result.get('input_tokens', 0)} in / {result.get('output_tokens', 0)} out tokens")
+    if isinstance(result.get("cost_usd"), (int, float)):
+        parts.append(f"${result['cost_usd']:.4f}")
+    if parts:
+        lines.append(f"{'agent':>10}  ", style="dim")
+        lines.append(", ".join(parts) + "\n", style="bold red" if result.get("is_error") else "")
+    denials = result.get("denials") or []
+    if denials:
+        lines.append(f"{'denied':>10}  ", style="dim")
+        lines.append(f"{len(denials)} tool call(s) refused\n", style="bold yellow")
+        for denial in denials[:10]:
+            lines.append(" " * 12)
+            lines.append(f"{denial.get('tool', '?')} {denial.get('target', '')}\n")  # agent text: never markup
+
+
 class DashboardScreen(Screen[None]):
     """Sandboxes table, detail tabs and the live activity of the store."""
 
@@ -226,6 +249,7 @@ class DashboardScreen(Screen[None]):
         if sandbox.id in self.diff_stats:
             lines.append(f"{'diff':>10}  ", style="dim")
             lines.append(self.diff_stats[sandbox.id] + "\n")
+        _agent_report(lines, sandbox.data.get("agent_result"))
         details.update(lines)
         if sandbox.id != self.tailing:
             # Follow the selection only once it settles: scrolling through twenty
