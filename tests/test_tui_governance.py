@@ -59,3 +59,21 @@ async def test_audit_view_lists_entries_live_and_verifies(billing: Path) -> None
         log.write_text(log.read_text().replace('"one"', '"uno"'))
         await pilot.press("v")
         await wait_for(pilot, lambda: "BROKEN" in str(verify.render()))
+
+
+async def test_audit_view_verifies_in_full_a_forged_decision_with_a_valid_chain(billing: Path) -> None:
+    """`v` makes the whole check `audit verify` makes, not only the chain: a decision appended with a
+    valid chain but no signature, under a policy that requires signed decisions, is caught."""
+    policy = billing / ".loom" / "policy.yaml"
+    policy.write_text(policy.read_text() + "decisions: {require_signature: true}\n")
+    workspace = open_workspace(billing)
+    forged = workspace.audit.append("lead@example.com", "escalation.approve", "1",
+                                    {"by": "lead@example.com", "reason": "", "commit": "c1", "status": "approved"})
+    assert workspace.audit.verify().ok  # the chain alone cannot tell
+    app = LoomApp(workspace)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("5")
+        await pilot.pause()
+        verify = app.screen.query_one("#verify", Static)
+        await wait_for(pilot, lambda: "BROKEN" in str(verify.render()))
+        assert f"seq {forged.seq}" in str(verify.render()) and "unsigned" in str(verify.render())

@@ -234,10 +234,22 @@ class AuditScreen(Screen[None]):
 
     @work(thread=True, exclusive=True, group="audit-verify", exit_on_error=False)
     def action_verify(self) -> None:
-        audit = self.app.workspace.audit  # type: ignore[attr-defined]
-        result = audit.verify()
-        line = Text(f" {result.summary(audit.path)}", style="bold green" if result.ok else "bold red")
-        self.app.call_from_thread(self.query_one("#verify", Static).update, line)
+        """The whole check `loomtui audit verify` makes: the chain, the anchors in the
+        repository's history, and every decision's signature; and what it cannot prove."""
+        from loomtui.errors import LoomError
+        from loomtui.governance.auditproof import verify_audit
+
+        workspace = self.app.workspace  # type: ignore[attr-defined]
+        try:
+            report = verify_audit(workspace)
+        except LoomError as exc:  # a broken policy or config: say so, keep the screen
+            shown = Text(f" cannot verify: {exc}", style="bold red")
+        else:
+            lines = report.lines(workspace.audit.path)
+            shown = Text(f" {lines[0]}", style="bold green" if report.ok else "bold red")
+            for line in lines[1:]:
+                shown.append(f"\n {line}", style="red")
+        self.app.call_from_thread(self.query_one("#verify", Static).update, shown)
 
     def action_back(self) -> None:
         self.app.switch_mode("dashboard")
