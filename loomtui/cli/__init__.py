@@ -13,11 +13,13 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import asdict
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from loomtui import __version__
 from loomtui.errors import LoomError, escape_controls
-from loomtui.workspace import Workspace, open_workspace
+
+if TYPE_CHECKING:  # the engines load with the command that needs them, not with the hook's fast path
+    from loomtui.workspace import Workspace
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -103,6 +105,8 @@ def print_json(value: Any) -> None:
 
 def workspace_for(args: argparse.Namespace) -> Workspace:
     """The workspace named by the global `-C/--repo` option (default: cwd)."""
+    from loomtui.workspace import open_workspace
+
     return open_workspace(args.repo)
 
 
@@ -136,6 +140,7 @@ def cmd_tui(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from loomtui.demo import prepare_demo_repo
     from loomtui.demo.scenario import run_headless, stop_scenario
+    from loomtui.workspace import open_workspace
 
     repo = prepare_demo_repo()
     workspace = open_workspace(repo)
@@ -276,10 +281,17 @@ def _layer_commands() -> list[Callable[[Any], None]]:
 
 def _bench_commands() -> list[Callable[[Any], None]]:
     """Each layer's `register_bench(subparsers)` for `loomtui bench ...`."""
-    from loomtui.cli import audit_bench, coordination, execution, governance, hostile_bench
+    from loomtui.cli import (
+        audit_bench,
+        coordination,
+        execution,
+        governance,
+        hook_bench,
+        hostile_bench,
+    )
 
     return [coordination.register_bench, execution.register_bench, governance.register_bench,
-            audit_bench.register_bench, hostile_bench.register_bench]
+            audit_bench.register_bench, hostile_bench.register_bench, hook_bench.register_bench]
 
 
 def _missing_command(parser: argparse.ArgumentParser, commands: Any) -> NoReturn:
@@ -288,6 +300,11 @@ def _missing_command(parser: argparse.ArgumentParser, commands: Any) -> NoReturn
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return the exit code."""
+    from loomtui.governance.hooks.client import fast_main
+
+    fast = fast_main(sys.argv[1:] if argv is None else argv)  # an agent's hook inside a sandbox
+    if fast is not None:
+        return fast
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

@@ -1,14 +1,13 @@
 """`loomtui hook claude | install | git-pre-commit`: the agent hooks.
 
-`hook claude` is a gate: an answer Claude Code cannot read, or a crash (a non-zero
-exit other than 2 counts as "carry on"), would let the tool call through. So every
-failure becomes a deny, exit 2 with one line on stderr.
+Inside a sandbox (`$LOOM_BROKER`) the two hooks an agent waits for never get
+here: `hooks.client.fast_main` answers them before this parser is built. Both
+paths run the same `claude_hook` and `pre_commit_hook`, so they answer alike.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from dataclasses import asdict
@@ -18,39 +17,15 @@ from typing import Any
 from loomtui.cli import add_command, add_group, print_json, seconds_arg
 from loomtui.errors import LoomError
 from loomtui.governance import hooks
-from loomtui.governance.broker import BrokerClient, LocalChannel, channel_for, event_channel
+from loomtui.governance.broker import channel_for, event_channel
+from loomtui.governance.hooks.client import MAX_WAIT_S, claude_hook, pre_commit_hook
 from loomtui.repo import find_repo
 from loomtui.workspace import Workspace, open_workspace
 
-MAX_INPUT_BYTES = 16 << 20
-MAX_WAIT_S = 24 * 3600
-"""The longest a permission request may wait for a lead (`--timeout`)."""
-
-
-def _refuse(reason: str) -> int:
-    print(f"loomtui: denied: {reason}", file=sys.stderr)
-    return 2
-
 
 def cmd_claude(args: argparse.Namespace) -> int:
-    channel: BrokerClient | LocalChannel | None = None
-    try:
-        event = hooks.parse_hook_input(sys.stdin.read(MAX_INPUT_BYTES))
-        channel = event_channel(event, args.sandbox)
-        answer = None if channel is None else hooks.answer_event(event, channel, wait=args.timeout)
-    except LoomError as exc:
-        return _refuse(str(exc))
-    except Exception as exc:  # noqa: BLE001 - a bug here must deny, not let the tool through
-        return _refuse(f"internal error: {type(exc).__name__}: {exc}")
-    finally:
-        if channel is not None:
-            channel.close()
-    if answer is None:
-        return 0  # not a write loomtui governs: the runtime's own permission rules decide
-    if args.exit_code and answer.decision == "deny":
-        return _refuse(answer.reason.removeprefix("loomtui: "))
-    print(json.dumps(answer.to_claude()))
-    return 0
+    return claude_hook(lambda event: event_channel(event, args.sandbox), wait=args.timeout,
+                       exit_code=args.exit_code)
 
 
 def cmd_install(args: argparse.Namespace) -> int:
@@ -84,27 +59,15 @@ def _sandbox_of(workspace: Workspace, worktree: Path) -> str | None:
 
 
 def cmd_git_pre_commit(args: argparse.Namespace) -> int:
-    channel: BrokerClient | LocalChannel | None = None
     try:
         tree = find_repo(args.repo).root
         # Outside any sandbox (no id recorded for this worktree) it is a person's commit:
         # every sandbox's claims count as someone else's.
         sandbox = os.environ.get("LOOM_SANDBOX") or hooks.configured_sandbox(tree) or hooks.NO_SANDBOX
-        channel = channel_for(tree, sandbox=sandbox)
-        paths, regions = hooks.staged_changes(tree)
-        if not paths:
-            return 0
-        answer = channel.request("check_commit", paths=paths, regions=regions)
     except LoomError as exc:
         print(f"loomtui: commit refused: {exc}", file=sys.stderr)
         return 1
-    finally:
-        if channel is not None:
-            channel.close()
-    if answer["decision"] == "deny":
-        print(f"loomtui: commit refused: {answer['reason']} (see `loomtui claim list`)", file=sys.stderr)
-        return 1
-    return 0
+    return pre_commit_hook(tree, lambda: channel_for(tree, sandbox=sandbox))
 
 
 def register(commands: Any) -> None:
@@ -114,6 +77,7 @@ def register(commands: Any) -> None:
         hook, "claude", cmd_claude,
         "answer one Claude Code hook event (JSON on stdin): PreToolUse on a write claims and allows, "
         "asks (policy requires approval) or denies (another sandbox's region, policy block); "
+        "PostToolUse confirms the claims of a call that happened; "
         "PermissionRequest waits for a lead's decision in loomtui")
     claude.add_argument("--sandbox", help="the sandbox to claim for outside a sandbox "
                                           "(default: set by `hook install`, else claude-<session>)")

@@ -169,6 +169,11 @@ class Coordinator:
         # Who may force a refused claim is governance's call; open_coordinator wires the policy in.
         self.may_override: Callable[[str], bool] = lambda user: False
 
+    def index_changed(self) -> None:
+        """Forget what was derived from the index after it was patched in place."""
+        self._dependency_view = None
+        self._repo_files = None
+
     # -- targets to regions ------------------------------------------------------------
 
     def resolve(self, target: str) -> list[str]:
@@ -564,8 +569,9 @@ class Coordinator:
 
     # -- the edit hook ------------------------------------------------------------------
 
-    def check_edit(self, sandbox_id: str, path: str, lines: tuple[int, int] | None = None) -> EditDecision:
-        """Allow an edit inside the sandbox's claims, claim free regions, deny others' regions."""
+    def check_edit(self, sandbox_id: str, path: str, lines: tuple[int, int] | None = None, *,
+                   reason: str | None = None) -> EditDecision:
+        """Allow an edit inside the sandbox's claims, claim free regions (with `reason`), deny others' regions."""
         rel = self.repo_path(path)
         if lines is None or rel not in self.index.files:
             region_ids = [rel]
@@ -578,7 +584,7 @@ class Coordinator:
             return EditDecision("allow", "inside this sandbox's claims", tuple(region_ids))
         target = needed[0] if len(needed) == 1 else f"{rel}:{lines[0]}-{lines[1]}" if lines else rel
         try:
-            result = self.claim_regions(sandbox_id, target, needed, reason=f"claimed by edit of {rel}")
+            result = self.claim_regions(sandbox_id, target, needed, reason=reason or f"claimed by edit of {rel}")
         except ClaimRefused as refused:
             return EditDecision("deny", str(refused), tuple(region_ids), tuple(refused.conflicts))
         warnings = "; ".join(c.explanation for c in result.conflicts)

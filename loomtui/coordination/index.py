@@ -126,6 +126,47 @@ class RepoIndex:
                 found = region
         return found
 
+    def refresh_file(self, path: str, include: Sequence[str] = ("**/*.py",), exclude: Sequence[str] = ()) -> bool:
+        """Bring one file up to date in place; True when it had changed.
+
+        For a long-lived process (a sandbox's broker) that keeps its index warm:
+        the file is hashed, and only when its blob differs is it parsed again (with
+        `build_index(files=[path])`). Its regions replace the old ones; the
+        dependency edges of regions that still exist are kept and the file's own
+        edges come from the new parse; references it newly makes into other files
+        wait for the next full build.
+        """
+        try:
+            data = (self.root / path).read_bytes() if (self.root / path).is_file() else None
+        except OSError:
+            data = None
+        blob = blob_hash(data) if data is not None else None
+        if self.files.get(path) == blob:
+            return False
+        if path not in self.files and not (pathspec.GitIgnoreSpec.from_lines(include).match_file(path)
+                                           and not pathspec.GitIgnoreSpec.from_lines(exclude).match_file(path)):
+            return False  # not a file the index covers
+        try:
+            fresh = build_index(self.root, files=[path]) if blob is not None else None
+        except ValueError:
+            fresh = None
+        old_ids = [region.id for region in self._file_regions(path)]
+        new_regions = {rid: r for rid, r in fresh.regions.items() if r.path == path} if fresh else {}
+        for rid in old_ids:
+            del self.regions[rid]
+        self.graph.remove_nodes_from([rid for rid in old_ids if rid not in new_regions])
+        if fresh is not None:
+            self.graph.add_nodes_from(fresh.graph.nodes(data=True))
+            self.graph.add_edges_from(fresh.graph.edges(data=True))
+        self.regions.update(new_regions)
+        if fresh is not None and path in fresh.files:
+            self.files[path] = fresh.files[path]
+        else:
+            self.files.pop(path, None)
+        if self._by_path is not None:
+            self._by_path[path] = sorted(new_regions.values(), key=lambda r: (r.start, -r.end))
+        return True
+
     def neighbours(self, region_id: str, hops: int = 1, kinds: frozenset[str] = DEPENDENCY_KINDS) -> set[str]:
         """Regions within `hops` dependency edges of `region_id`, either direction; empty if unknown."""
         if region_id not in self.graph:

@@ -22,7 +22,6 @@ import socketserver
 import struct
 import sys
 import threading
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Final
@@ -36,30 +35,19 @@ from loomtui.governance.hooks import (
     dispatch,
     session_sandbox,
 )
+from loomtui.governance.hooks.client import (
+    MAX_REQUEST_BYTES,
+    BrokerClient,
+    BrokerError,
+    addressable,
+)
+from loomtui.governance.hooks.gate import DEFAULT_CONFIRM_S
 from loomtui.repo import find_repo
 from loomtui.workspace import Workspace, open_workspace
 
-MAX_REQUEST_BYTES: Final = 1 << 20
-CLIENT_TIMEOUT_S: Final = 30.0
+__all__ = ["Broker", "BrokerClient", "BrokerError", "LocalChannel", "channel_for", "event_channel"]
+
 IDLE_TIMEOUT_S: Final = 300.0
-_SUN_PATH_MAX: Final = 100  # sun_path holds 108 bytes; keep clear of the edge
-
-
-class BrokerError(LoomError):
-    """The broker could not be reached or refused the request."""
-
-
-@contextlib.contextmanager
-def _addressable(path: Path) -> Iterator[str]:
-    """A name for `path` that fits a socket address: a long one goes through its directory's fd."""
-    if len(os.fsencode(path)) <= _SUN_PATH_MAX:
-        yield str(path)
-        return
-    folder = os.open(path.parent, os.O_PATH | os.O_DIRECTORY)
-    try:
-        yield f"/proc/self/fd/{folder}/{path.name}"
-    finally:
-        os.close(folder)
 
 
 class _Handler(socketserver.StreamRequestHandler):
@@ -93,7 +81,7 @@ class _Server(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
     broker: Broker
 
     def server_bind(self) -> None:
-        with _addressable(Path(self.server_address)) as name:  # type: ignore[arg-type]
+        with addressable(Path(self.server_address)) as name:  # type: ignore[arg-type]
             self.socket.bind(name)
 
     def handle_error(self, request: Any, client_address: Any) -> None:
@@ -109,11 +97,17 @@ class Broker:
     answers take milliseconds.
     """
 
-    def __init__(self, workspace: Workspace, sandbox_id: str, worktree: Path, socket_path: Path) -> None:
-        self.gate = HookGate(workspace, sandbox_id, worktree)
+    def __init__(self, workspace: Workspace, sandbox_id: str, worktree: Path, socket_path: Path, *,
+                 confirm_window: float | None = None) -> None:
+        if confirm_window is None:
+            confirm_window = confirm_window_from_env()
+        # One gate for the broker's life: its index and policy stay loaded between requests.
+        self.gate = HookGate(workspace, sandbox_id, worktree, confirm_window=confirm_window)
         self.path = socket_path
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
+        self._sweeper: threading.Thread | None = None
+        self._stopping = threading.Event()
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="broker")
 
     def listen(self) -> None:
@@ -138,6 +132,18 @@ class Broker:
         self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.5},
                                         name="broker", daemon=True)
         self._thread.start()
+        self._sweeper = threading.Thread(target=self._sweep_loop, name="broker-sweep", daemon=True)
+        self._sweeper.start()
+
+    def _sweep_loop(self) -> None:
+        """Release claims whose tool call never happened, soon after their window closes."""
+        interval = min(15.0, max(0.5, self.gate.confirm_window / 4))
+        while not self._stopping.wait(interval):
+            try:
+                self._worker.submit(self.gate.release_unconfirmed).result()
+            except Exception as exc:  # noqa: BLE001 - a failed sweep is retried; it must not stop the broker
+                print(f"broker: releasing unconfirmed claims failed: {type(exc).__name__}: {exc}",
+                      file=sys.stderr, flush=True)
 
     def refuse_peer(self, connection: socket.socket) -> str | None:
         """Why this connection is not from this sandbox's agent, or None when it is.
@@ -176,60 +182,31 @@ class Broker:
             return {"ok": False, "error": f"internal error in the broker: {type(exc).__name__}"}
 
     def close(self) -> None:
+        """Stop serving; the agent has ended, so claims still waiting for their tool call go."""
+        self._stopping.set()
         if self._server is not None:
             if self._thread is not None:
                 self._server.shutdown()
             self._server.server_close()
             self._server = None
+        try:
+            self._worker.submit(self.gate.release_unconfirmed, everything=True).result()
+        except Exception as exc:  # noqa: BLE001 - closing must finish; the leases still run out
+            print(f"broker: releasing unconfirmed claims failed: {type(exc).__name__}: {exc}",
+                  file=sys.stderr, flush=True)
         self._worker.shutdown(wait=False)
         with contextlib.suppress(FileNotFoundError):
             self.path.unlink()
 
 
-class BrokerClient:
-    """The agent's end: one connection, one request line and one answer line at a time."""
-
-    def __init__(self, path: Path, timeout: float = CLIENT_TIMEOUT_S) -> None:
-        self.path = path
-        self.timeout = timeout
-        self._socket: socket.socket | None = None
-        self._reader: Any = None
-
-    def _connect(self) -> None:
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        sock.settimeout(self.timeout)
-        try:
-            with _addressable(self.path) as name:
-                sock.connect(name)
-        except OSError as exc:
-            sock.close()
-            raise BrokerError(f"the loomtui broker at {self.path} is not reachable "
-                              f"({exc.strerror or exc}); is the sandbox's supervisor running?") from None
-        self._socket = sock
-        self._reader = sock.makefile("rb")
-
-    def request(self, op: str, **fields: Any) -> dict[str, Any]:
-        """Send one request; the answer's fields, or BrokerError with the broker's reason."""
-        if self._socket is None:
-            self._connect()
-        assert self._socket is not None
-        try:
-            self._socket.sendall(json.dumps({"op": op, **fields}).encode() + b"\n")
-            line = self._reader.readline(MAX_REQUEST_BYTES + 1)
-        except OSError as exc:
-            raise BrokerError(f"the loomtui broker did not answer ({exc.strerror or exc})") from None
-        if not line:
-            raise BrokerError("the loomtui broker closed the connection")
-        answer: dict[str, Any] = json.loads(line)
-        if not answer.get("ok"):
-            raise BrokerError(f"the loomtui broker refused {op}: {answer.get('error')}")
-        return answer
-
-    def close(self) -> None:
-        if self._socket is not None:
-            self._reader.close()
-            self._socket.close()
-            self._socket = None
+def confirm_window_from_env() -> float:
+    """`$LOOM_CLAIM_CONFIRM_S`: how long an edit's claim waits for its tool call (default 120)."""
+    raw = os.environ.get("LOOM_CLAIM_CONFIRM_S", "")
+    try:
+        value = float(raw)
+    except ValueError:
+        return DEFAULT_CONFIRM_S
+    return value if 0 < value < float("inf") else DEFAULT_CONFIRM_S
 
 
 class LocalChannel:
@@ -262,7 +239,7 @@ def channel_for(cwd: Path, *, sandbox: str | None = None, session_id: str = "") 
     trusted = os.environ.get("LOOM_REPO") or tree  # a sandbox's policy is the main checkout's
     sandbox_id = (os.environ.get("LOOM_SANDBOX") or sandbox or configured_sandbox(tree)
                   or session_sandbox(session_id))
-    return LocalChannel(HookGate(open_workspace(trusted), sandbox_id, tree))
+    return LocalChannel(HookGate(open_workspace(trusted), sandbox_id, tree, confirm_window=confirm_window_from_env()))
 
 
 def event_channel(event: HookEvent, sandbox: str | None) -> BrokerClient | LocalChannel | None:

@@ -389,6 +389,15 @@ class SqliteStore:
             self._execute("UPDATE claims SET expires = ? WHERE id = ? AND released IS NULL", (expires, claim_id))
             self._emit("claim.renewed", str(claim_id), {"expires": expires})
 
+    def set_claim_reason(self, claim_id: int, reason: str) -> bool:
+        """Restate why a live claim is held (an edit's claim once its edit is confirmed)."""
+        with self.transaction():
+            cursor = self._execute("UPDATE claims SET reason = ? WHERE id = ? AND released IS NULL",
+                                   (reason, claim_id))
+            if cursor.rowcount:
+                self._emit("claim.updated", str(claim_id), {"reason": reason})
+        return bool(cursor.rowcount)
+
     def release_claim(self, claim_id: int, reason: str) -> bool:
         """Release a live claim; False when it was already released."""
         with self.transaction():

@@ -1,0 +1,88 @@
+"""The git pre-commit hook's side: what a staged change touches, read with git.
+
+Stdlib only: it runs in the hook process before every commit in a sandbox. It
+sends the staged paths and, for Python files, their text at HEAD and as staged;
+the gate maps those to regions (`check_commit`).
+"""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+from typing import Any, Final
+
+from loomtui.errors import LoomError
+
+NO_SANDBOX: Final = "-"
+"""The id a person's own commit is checked under: it holds no claims, so every claim is another's."""
+MAX_COMMIT_TEXT: Final = 8 << 20
+"""Python text sent with one commit check; a file beyond it counts as a change to all of it."""
+
+
+def configured_sandbox(tree: Path) -> str | None:
+    """The sandbox id `hook install` recorded in this worktree's own git config."""
+    value = git(tree, "config", "--get", "loom.sandbox", check=False).strip()
+    return value or None
+
+
+def staged_request(tree: Path | None) -> dict[str, Any] | None:
+    """The `check_commit` request for the staged change (the index against HEAD); None when empty."""
+    names = git(tree, "diff", "--cached", "--name-only", "--no-renames", "-z").split("\0")
+    paths = sorted({n for n in names if n})
+    if not paths:
+        return None
+    python = [p for p in paths if p.endswith(".py") and "\n" not in p]
+    texts = _blobs(tree, [f"HEAD:{p}" for p in python] + [f":{p}" for p in python])
+    regions = [p for p in paths if p not in python]
+    files: list[dict[str, str]] = []
+    budget = MAX_COMMIT_TEXT
+    for position, path in enumerate(python):
+        old, new = texts[position], texts[len(python) + position]
+        budget -= len(old) + len(new)
+        if budget < 0:
+            regions.append(path)  # too much to send: the whole file
+        else:
+            files.append({"path": path, "old": old, "new": new})
+    return {"paths": paths, "regions": regions, "files": files}
+
+
+def staged_changes(tree: Path) -> tuple[list[str], list[str]]:
+    """The paths and regions the staged change (the index against HEAD) touches."""
+    from loomtui.coordination.signatures import changed_regions
+
+    request = staged_request(tree)
+    if request is None:
+        return [], []
+    regions = list(request["regions"])
+    for item in request["files"]:
+        regions.extend(c.region_id for c in changed_regions(item["old"], item["new"], item["path"]))
+    return request["paths"], list(dict.fromkeys(regions))
+
+
+def _blobs(tree: Path | None, names: list[str]) -> list[str]:
+    """The text of each `REV:PATH` (empty when it does not exist), in one `git cat-file --batch`."""
+    if not names:
+        return []
+    done = subprocess.run(["git", "cat-file", "--batch"], cwd=tree, input="".join(f"{n}\n" for n in names).encode(),
+                          capture_output=True, check=False)
+    if done.returncode != 0:
+        raise LoomError(f"git cat-file: {done.stderr.decode(errors='replace').strip() or 'failed'}")
+    out, at, texts = done.stdout, 0, []
+    for _name in names:
+        end = out.index(b"\n", at)
+        header = out[at:end].split()
+        at = end + 1
+        if len(header) == 3 and header[1] == b"blob":
+            size = int(header[2])
+            texts.append(out[at : at + size].decode("utf-8", "replace"))
+            at += size + 1
+        else:
+            texts.append("")  # missing (a new file, or no HEAD yet) or not a blob
+    return texts
+
+
+def git(tree: Path | None, *args: str, check: bool = True) -> str:
+    done = subprocess.run(["git", *args], cwd=tree, capture_output=True, text=True, errors="replace", check=False)
+    if check and done.returncode != 0:
+        raise LoomError(f"git {' '.join(args[:2])}: {done.stderr.strip() or 'failed'}")
+    return done.stdout if done.returncode == 0 else ""

@@ -1,0 +1,204 @@
+"""Installing the hooks in a worktree: Claude Code's settings and the git hooks."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shlex
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Final
+
+from loomtui.errors import LoomError
+from loomtui.execution.sandboxes import HOOK_SETTINGS_PATH
+from loomtui.governance.hooks.claude import DEFAULT_PERMISSION_WAIT_S, PRE_TOOL_MATCHER
+from loomtui.governance.hooks.commit import git as _git
+from loomtui.governance.hooks.edits import read_text as _read_text
+
+if TYPE_CHECKING:
+    from loomtui.workspace import Workspace
+
+SETTINGS_PATH: Final = HOOK_SETTINGS_PATH
+
+GIT_HOOKS: Final = ("applypatch-msg", "pre-applypatch", "post-applypatch", "pre-commit", "pre-merge-commit",
+                    "prepare-commit-msg", "commit-msg", "post-commit", "pre-rebase", "post-checkout",
+                    "post-merge", "pre-push", "post-rewrite", "pre-auto-gc")
+
+# Then the repository's own hook, from the hooks dir in force before this worktree's
+# core.hooksPath pointed here: the shared config's (read from its file, never this
+# worktree's), the user's or the system's, else <common dir>/hooks.
+_FORWARD: Final = """\
+common=$(git rev-parse --git-common-dir)
+dir=$(git config --file "$common/config" core.hooksPath || git config --global core.hooksPath \\
+      || git config --system core.hooksPath) || dir="$common/hooks"
+[ "$dir" = "$(dirname "$0")" ] && exit 0
+hook="$dir/$(basename "$0")"
+if [ -x "$hook" ]; then exec "$hook" "$@"; fi
+exit 0
+"""
+
+
+@dataclass(frozen=True)
+class InstallReport:
+    worktree: str
+    sandbox_id: str
+    settings: str
+    settings_tracked: bool
+    hooks_dir: str
+
+    def summary(self) -> str:
+        kept = "skip-worktree (tracked)" if self.settings_tracked else "excluded for this worktree only"
+        return (f"agent hooks installed in {self.worktree} for sandbox {self.sandbox_id}: {self.settings} "
+                f"({kept}); git hooks from {self.hooks_dir} via this worktree's core.hooksPath")
+
+
+def hook_command(*args: str) -> str:
+    """The command line that runs `loomtui ARGS` with this very installation (no PATH lookup:
+    an agent's reduced PATH or a repository's .python-version cannot pick another one)."""
+    return shlex.join([sys.executable, "-m", "loomtui", *args])
+
+
+def install_hooks(workspace: Workspace, worktree: Path, sandbox_id: str, *,
+                  wait: float = DEFAULT_PERMISSION_WAIT_S) -> InstallReport:
+    """Wire a worktree's Claude Code settings and git pre-commit to loomtui (idempotent)."""
+    tree = Path(_git(worktree, "rev-parse", "--show-toplevel").strip())
+    settings = tree / SETTINGS_PATH
+    try:
+        merged = merge_settings(_read_settings(settings), wait=wait)
+        _write_atomic(settings, json.dumps(merged, indent=2) + "\n")
+        hooks_dir = _write_git_hooks(workspace.paths.state_dir / "hooks")
+    except OSError as exc:
+        raise LoomError(f"cannot install the agent hooks in {tree}: {exc.strerror or exc}") from None
+    _enable_worktree_config(tree)
+    tracked = bool(_git(tree, "ls-files", "--", SETTINGS_PATH).strip())
+    if tracked:
+        # The index is per worktree, so this hides our edit from this sandbox's commits only.
+        _git(tree, "update-index", "--skip-worktree", "--", SETTINGS_PATH)
+    else:
+        _exclude_for_worktree(tree)
+    _git(tree, "config", "--worktree", "core.hooksPath", str(hooks_dir))
+    _git(tree, "config", "--worktree", "loom.sandbox", sandbox_id)
+    return InstallReport(str(tree), sandbox_id, str(settings), tracked, str(hooks_dir))
+
+
+def merge_settings(current: dict[str, Any], *, wait: float = DEFAULT_PERMISSION_WAIT_S) -> dict[str, Any]:
+    """Claude Code settings with loomtui's hooks in place of any earlier ones; the rest kept."""
+    ours = {
+        "PreToolUse": (PRE_TOOL_MATCHER, hook_command("hook", "claude"), 60),
+        # The tool call happened: it confirms the claims its PreToolUse made.
+        "PostToolUse": (PRE_TOOL_MATCHER, hook_command("hook", "claude"), 60),
+        # Claude Code stops a hook after its `timeout`: give the wait for a lead some slack.
+        "PermissionRequest": ("*", hook_command("hook", "claude", "--timeout", f"{wait:g}"), int(wait) + 30),
+    }
+    settings = dict(current)
+    hooks = settings.get("hooks", {})
+    if not isinstance(hooks, dict):
+        raise LoomError(f"{SETTINGS_PATH}: 'hooks' is not an object; fix it by hand before installing")
+    hooks = dict(hooks)
+    for event, (matcher, command, timeout) in ours.items():
+        groups = hooks.get(event, [])
+        if not isinstance(groups, list):
+            raise LoomError(f"{SETTINGS_PATH}: hooks.{event} is not a list; fix it by hand before installing")
+        kept = []
+        for group in groups:
+            if isinstance(group, dict) and isinstance(group.get("hooks"), list):
+                others = [h for h in group["hooks"] if not _is_ours(h)]
+                if others:
+                    kept.append({**group, "hooks": others})
+            else:
+                kept.append(group)  # not ours to judge: kept as it is
+        kept.append({"matcher": matcher, "hooks": [{"type": "command", "command": command, "timeout": timeout}]})
+        hooks[event] = kept
+    settings["hooks"] = hooks
+    return settings
+
+
+def _is_ours(hook: Any) -> bool:
+    command = hook.get("command", "") if isinstance(hook, dict) else ""
+    return isinstance(command, str) and "loomtui" in command and " hook claude" in command
+
+
+def _read_settings(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text("utf-8")
+    except FileNotFoundError:
+        return {}
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise LoomError(f"{path}:{exc.lineno}: not valid JSON ({exc.msg}); fix it before installing hooks") \
+            from None
+    if not isinstance(data, dict):
+        raise LoomError(f"{path}: settings must be a JSON object")
+    return data
+
+
+def _write_atomic(path: Path, text: str, mode: int = 0o644) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    temporary.write_text(text, encoding="utf-8")
+    os.chmod(temporary, mode)
+    os.replace(temporary, path)
+
+
+def _write_git_hooks(folder: Path) -> Path:
+    """The shared hooks dir sandboxes point at: our pre-commit, then the repository's own hooks."""
+    check = f"{hook_command('hook', 'git-pre-commit')} || exit 1\n"
+    for name in GIT_HOOKS:
+        body = "#!/bin/sh\n# Installed by loomtui (`loomtui hook install`).\n"
+        body += (check if name == "pre-commit" else "") + _FORWARD
+        target = folder / name
+        if not target.exists() or target.read_text() != body:
+            _write_atomic(target, body, 0o755)
+    return folder
+
+
+def _exclude_for_worktree(tree: Path) -> None:
+    """Ignore the settings file in this worktree only.
+
+    `info/exclude` lives in git's common dir, shared by every worktree (check:
+    `git rev-parse --git-path info/exclude`), so it would hide the file in the main
+    checkout too. Instead this worktree's own `core.excludesFile` names a file in its
+    git dir, which carries on the user's global excludes that setting replaces.
+    """
+    git_dir = Path(_git(tree, "rev-parse", "--absolute-git-dir").strip())
+    exclude = git_dir / "loom-exclude"
+    if _git(tree, "config", "--worktree", "--get", "core.excludesFile", check=False).strip() == str(exclude):
+        return
+    previous = _git(tree, "config", "--path", "--get", "core.excludesFile", check=False).strip()
+    if not previous:
+        xdg = os.environ.get("XDG_CONFIG_HOME") or os.path.expanduser("~/.config")
+        previous = os.path.join(xdg, "git", "ignore")
+    inherited = _read_text(Path(previous)) or ""
+    lines = ["# loomtui: keep this sandbox's hook settings out of its commits", f"/{SETTINGS_PATH}",
+             f"# carried over from {previous}", inherited]
+    try:
+        _write_atomic(exclude, "\n".join(lines) + "\n")
+    except OSError as exc:
+        raise LoomError(f"cannot write {exclude}: {exc.strerror or exc}") from None
+    _git(tree, "config", "--worktree", "core.excludesFile", str(exclude))
+
+
+def _enable_worktree_config(tree: Path) -> None:
+    """Turn on per-worktree config (`git config --worktree`), once per repository.
+
+    It changes nothing for the other worktrees. Two sandboxes created at once race
+    for the shared config's lock, hence the retries.
+    """
+    for _attempt in range(20):
+        if _git(tree, "config", "--get", "extensions.worktreeConfig", check=False).strip() == "true":
+            return
+        try:
+            _git(tree, "config", "extensions.worktreeConfig", "true")
+            return
+        except LoomError:
+            time.sleep(0.05)
+    _git(tree, "config", "extensions.worktreeConfig", "true")
+
+
+def local_sandbox_id(tree: Path) -> str:
+    """A stable id for a checkout that is not a loomtui sandbox (a person's own clone)."""
+    return "local-" + hashlib.sha256(str(tree.resolve()).encode()).hexdigest()[:8]
