@@ -7,6 +7,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 import time
 import tracemalloc
 from pathlib import Path
@@ -282,3 +283,9 @@ def test_cli_renew_is_audited(repo: Path) -> None:
 
 def test_bench_index_on_a_missing_directory_is_one_line(tmp_path: Path) -> None:
     assert_one_line_error(run(tmp_path, "bench", "index", str(tmp_path / "missing")), "not a directory")
+
+
+def test_a_script_that_is_not_a_regular_file_is_refused_not_read(tmp_path: Path) -> None:
+    done = subprocess.run([sys.executable, "-m", "loomtui", "script-agent", "--check", "/dev/zero"],
+                          capture_output=True, text=True, timeout=30, cwd=tmp_path)
+    assert done.returncode == 2 and len(done.stderr.splitlines()) == 1 and "Traceback" not in done.stderr

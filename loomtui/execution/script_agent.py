@@ -31,7 +31,7 @@ from typing import Final
 
 from loomtui.errors import ConfigError, LoomError
 from loomtui.execution.gitops import Git
-from loomtui.yamlcheck import Fields, Value, compose
+from loomtui.yamlcheck import Fields, Value, compose, read_text
 
 ACTIONS: Final = ("write", "append", "replace", "delete", "commit", "log", "exit")
 _KNOWN: Final = ("after", *ACTIONS, "content", "repeat", "every")
@@ -57,13 +57,10 @@ class Step:
 def load_script(path: Path | str, shown: str | None = None) -> list[Step]:
     """Read and validate a script file; raises ConfigError (`file:line: key: problem`)."""
     shown = shown or str(path)
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise LoomError(f"{shown}: no such script file") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(shown, None, f"cannot read script: {getattr(exc, 'strerror', None) or exc}") from None
-    return parse_script(text, shown)
+    if not Path(path).exists():
+        raise LoomError(f"{shown}: no such script file")
+    # The one reader of config-like files: regular files of bounded size only (not /dev/zero).
+    return parse_script(read_text(Path(path), shown), shown)
 
 
 def parse_script(text: str, shown: str) -> list[Step]:
