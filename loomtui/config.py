@@ -39,7 +39,7 @@ CONFIG_PATH: Final = ".loom/loom.yaml"
 MAX_LEASE_SECONDS: Final = 30 * 24 * 3600
 """The longest claim lease (30 days): `coordination.lease_seconds` and a claim's `--ttl`."""
 
-PLACEHOLDERS: Final = frozenset({"task", "context_file", "sandbox", "script", "worktree"})
+PLACEHOLDERS: Final = frozenset({"task", "context_file", "sandbox", "script", "worktree", "mcp_config"})
 """Names a runtime's argv may use as `{name}`; execution substitutes them per sandbox."""
 
 RuntimeMode = Literal["headless", "interactive"]
@@ -123,7 +123,10 @@ GENERIC_COMMAND: Final = "{command}"  # stands for the argv given when the sandb
 BUILTIN_RUNTIMES: Final[tuple[RuntimeConfig, ...]] = (
     RuntimeConfig(
         name="claude",
-        argv=("claude", "-p", "{task}", "--output-format", "stream-json", "--verbose"),
+        # Permission prompts go to loomtui's MCP server (`loomtui mcp`): under -p Claude Code
+        # runs no PermissionRequest hook, so without it a lead's approval could never be asked.
+        argv=("claude", "-p", "{task}", "--output-format", "stream-json", "--verbose",
+              "--mcp-config", "{mcp_config}", "--permission-prompt-tool", "mcp__loomtui__permission_prompt"),
         network=True,
         env=("ANTHROPIC_API_KEY",),
         description="Claude Code, headless",

@@ -76,7 +76,8 @@ def test_null_sections_count_as_empty() -> None:
 def test_builtin_runtimes() -> None:
     runtimes = LoomConfig().runtimes
     claude = runtimes["claude"]
-    assert claude.argv == ("claude", "-p", "{task}", "--output-format", "stream-json", "--verbose")
+    assert claude.argv == ("claude", "-p", "{task}", "--output-format", "stream-json", "--verbose",
+                           "--mcp-config", "{mcp_config}", "--permission-prompt-tool", "mcp__loomtui__permission_prompt")
     assert (claude.mode, claude.network, claude.env) == ("headless", True, ("ANTHROPIC_API_KEY",))
     assert runtimes["codex"].argv == ("codex", "exec", "{task}")
     assert runtimes["aider"].env == ("OPENAI_API_KEY", "ANTHROPIC_API_KEY")
@@ -168,7 +169,7 @@ def test_omitted_keys_take_defaults() -> None:
 
 def test_render_argv_substitutes_without_a_shell() -> None:
     runtime = LoomConfig().runtimes["claude"]
-    argv = runtime.render_argv({"task": "fix it; rm -rf /"})
+    argv = runtime.render_argv({"task": "fix it; rm -rf /", "mcp_config": "mcp.json"})
     assert argv[2] == "fix it; rm -rf /"
     literal = RuntimeConfig(name="x", argv=("a", '{"k": 1}', "{script}"))
     assert literal.render_argv({"script": "s.yaml"}) == ("a", '{"k": 1}', "s.yaml")
@@ -275,7 +276,7 @@ def test_bad_placeholder() -> None:
     text = "runtimes:\n  mine:\n    argv: [mine, --task, '{taks}']\n"
     assert error_of(text) == (
         f"{PATH}:3: runtimes.mine.argv[2]: unknown placeholder {{taks}} (did you mean {{task}}? "
-        "allowed: {context_file}, {sandbox}, {script}, {task}, {worktree})"
+        "allowed: {context_file}, {mcp_config}, {sandbox}, {script}, {task}, {worktree})"
     )
     assert error_of("runtimes:\n  m:\n    argv:\n      - m\n      - '{foo}'\n").startswith(
         f"{PATH}:5: runtimes.m.argv[1]: unknown placeholder {{foo}} (allowed: "

@@ -219,10 +219,10 @@ def test_a_claim_whose_edit_never_happens_is_released(billing: Path, ws: Workspa
     assert gate.check_tool("Edit", _target(billing, GET_LINE), tool_use_id="toolu_refused").decision == "allow"
     assert gate.check_tool("Edit", _target(billing, FIND_LINE), tool_use_id="toolu_done").decision == "allow"
     assert gate.confirm_tool_use("toolu_done", "Edit")
-    clock.now += 60
-    assert gate.release_unconfirmed() == []
-    clock.now += 61
     (refused,) = [c for c in ws.store.live_claims(AGENT) if awaiting(c)]
+    clock.now = refused.created + 60
+    assert gate.release_unconfirmed() == []
+    clock.now = refused.created + 121
     assert gate.release_unconfirmed() == [refused.id]
     assert {rid for c in ws.store.live_claims(AGENT) for rid in c.region_ids} == \
         {f"{SERVICE}::CustomerService.find_by_email"}

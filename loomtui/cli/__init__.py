@@ -274,9 +274,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _layer_commands() -> list[Callable[[Any], None]]:
     """Each layer's `register(subparsers)`; imported here so `--help` lists them all."""
-    from loomtui.cli import coordination, execution, governance, hooks
+    from loomtui.cli import coordination, execution, governance, hooks, mcp
 
-    return [coordination.register, execution.register, governance.register, hooks.register]
+    return [coordination.register, execution.register, governance.register, hooks.register, mcp.register]
 
 
 def _bench_commands() -> list[Callable[[Any], None]]:

@@ -39,6 +39,7 @@ from typing import Any, Final
 from loomtui.config import RuntimeConfig
 from loomtui.errors import LoomError
 from loomtui.execution.gitops import AgentTree, Git
+from loomtui.execution.mcpconfig import mcp_config_path, write_mcp_config
 from loomtui.execution.isolation import (
     ISOLATION_BWRAP,
     ISOLATION_NONE,
@@ -277,6 +278,7 @@ def create_sandbox(
     launch = prepare_launch(runtime_config, {
         "task": task, "sandbox": sandbox_id, "worktree": str(paths.worktree),
         "context_file": str(paths.context), "script": str(paths.script),
+        "mcp_config": str(mcp_config_path(paths.dir)),
     })
     target = _merge_target(repo, base)
     if claims:
@@ -311,6 +313,7 @@ def create_sandbox(
     try:
         paths.dir.mkdir(parents=True, exist_ok=True)
         paths.context.write_text(context if context is not None else f"# Task\n\n{task}\n", encoding="utf-8")
+        write_mcp_config(mcp_config_path(paths.dir), paths.worktree)  # loomtui's MCP server ({mcp_config})
         if script is not None:
             shutil.copyfile(script, paths.script)
         repo.out("worktree", "add", "--quiet", "-b", record.branch, str(paths.worktree), base_sha)

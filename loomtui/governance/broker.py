@@ -28,6 +28,7 @@ from typing import Any, Final
 
 from loomtui.errors import LoomError, NotARepository
 from loomtui.execution.procs import descends_from
+from loomtui.governance.agent_ops import WaitTracker, abandon_waits
 from loomtui.governance.hooks import (
     HookEvent,
     HookGate,
@@ -55,6 +56,13 @@ class _Handler(socketserver.StreamRequestHandler):
     server: _Server
 
     def handle(self) -> None:
+        waits = WaitTracker()  # what this connection's agent waits on: given up when it goes away
+        try:
+            self._serve(waits)
+        finally:
+            self.server.broker.abandon(waits.waiting)
+
+    def _serve(self, waits: WaitTracker) -> None:
         refusal = self.server.broker.refuse_peer(self.request)
         if refusal is not None:
             self._send({"ok": False, "error": refusal})
@@ -69,7 +77,7 @@ class _Handler(socketserver.StreamRequestHandler):
             if len(line) > MAX_REQUEST_BYTES:
                 self._send({"ok": False, "error": f"request over {MAX_REQUEST_BYTES} bytes"})
                 return
-            self._send(self.server.broker.answer(line))
+            self._send(self.server.broker.answer(line, waits))
 
     def _send(self, answer: dict[str, Any]) -> None:
         with contextlib.suppress(OSError):
@@ -168,18 +176,30 @@ class Broker:
               file=sys.stderr, flush=True)
         return f"this broker serves only sandbox {self.gate.sandbox_id}'s own agent"
 
-    def answer(self, line: bytes) -> dict[str, Any]:
+    def answer(self, line: bytes, waits: WaitTracker | None = None) -> dict[str, Any]:
         """One request line in, one answer out; never raises."""
         try:
             request = json.loads(line)
         except (json.JSONDecodeError, UnicodeDecodeError):
             return {"ok": False, "error": "a request is one line of JSON"}
         try:
-            return self._worker.submit(dispatch, self.gate, request).result()
+            answer = self._worker.submit(dispatch, self.gate, request).result()
+            if waits is not None:
+                waits.note(request, answer)
+            return answer
         except Exception as exc:  # noqa: BLE001 - a bug must answer the agent, not kill the connection
             print(f"broker: {request.get('op') if isinstance(request, dict) else '?'} failed: "
                   f"{type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
             return {"ok": False, "error": f"internal error in the broker: {type(exc).__name__}"}
+
+    def abandon(self, waiting: list[int]) -> None:
+        """The agent's connection closed while it waited on these requests: withdraw them
+        (a decision that came meanwhile is kept, noted as never heard: the agent was told no)."""
+        if waiting:
+            with contextlib.suppress(Exception):  # the worker is shut down when the broker closes
+                self._worker.submit(abandon_waits, self.gate, list(waiting),
+                                    "the agent's connection closed while it waited (its MCP server or "
+                                    "hook was stopped)").result()
 
     def close(self) -> None:
         """Stop serving; the agent has ended, so claims still waiting for their tool call go."""

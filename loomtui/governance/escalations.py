@@ -30,7 +30,7 @@ from loomtui.governance.signing import BAD, VERIFIED, Decision, sign_decision
 from loomtui.store import EscalationRecord
 from loomtui.workspace import Workspace
 
-KINDS = ("pre-start", "post-gate", "conflict-override", "permission-request")
+KINDS = ("pre-start", "post-gate", "conflict-override", "permission-request", "question")
 GRANTING_KINDS = ("pre-start", "permission-request")
 """Escalations whose approval lets a sandbox change the regions they were about."""
 RISK_ORDER = {"critical": 0, "high": 1, "medium": 2, "normal": 3, "low": 4}
@@ -160,6 +160,9 @@ def decide(workspace: Workspace, policy: Policy, escalation_id: int, decision: s
     if decision in ("reject", "override") and not reason.strip():
         raise LoomError(f"a {decision} needs a reason")
     user = workspace.actor
+    late = _too_late(workspace, escalation_id, decision, reason)
+    if late:
+        raise DecisionRefused(late)
     with workspace.store.transaction():
         escalation = workspace.store.get_escalation(escalation_id)
         if escalation is None:
@@ -204,6 +207,27 @@ def decide(workspace: Workspace, policy: Policy, escalation_id: int, decision: s
                          {"by": user, "reason": reason, "commit": commit, "status": status,
                           "sandbox": escalation.sandbox_id, **signed})
     return updated
+
+
+def _too_late(workspace: Workspace, escalation_id: int, decision: str, reason: str) -> str:
+    """A decision on a request the agent stopped waiting for: noted in its history (the agent
+    was already told no, so nothing changes) and refused with that said; "" otherwise."""
+    with workspace.store.transaction():
+        escalation = workspace.store.get_escalation(escalation_id)
+        if escalation is None or escalation.status != "withdrawn":
+            return ""
+        why = next((h.get("reason") for h in reversed(escalation.data.get("history", []))
+                    if h.get("event") == "withdrawn"), "") or "it stopped waiting"
+        note = f"decided after the agent had given up ({why}); the agent was already told no"
+        history = [*escalation.data.get("history", []),
+                   {"at": time.time(), "event": f"late-{decision}", "by": workspace.actor, "reason": reason,
+                    "note": note}]
+        workspace.store.update_escalation(escalation_id, data={"history": history})
+        workspace.record("escalation.late_decision", str(escalation_id),
+                         {"by": workspace.actor, "decision": decision, "reason": reason, "note": note,
+                          "sandbox": escalation.sandbox_id})
+    return (f"escalation #{escalation_id} was withdrawn before this {decision}: {note}; your {decision} is "
+            "noted in its history, and the agent may ask again")
 
 
 def _sign(workspace: Workspace, policy: Policy, escalation_id: int, decision: str, commit: str,

@@ -1,0 +1,288 @@
+"""What an agent may ask besides the edit checks: its claims, claiming, releasing, a lead's word.
+
+The MCP server (`loomtui mcp`) offers these to agents as tools, so agents can
+cooperate instead of colliding. Each operation has the signature of those in
+`hooks.OPERATIONS` (a `HookGate` for one sandbox and the request) and is
+registered there, so a sandboxed agent reaches them through its broker like the
+hooks do. As for the rest of the vocabulary: the sandbox is the gate's, never
+the request's, and nothing here decides an escalation. An agent may claim free
+regions (as its edits do), release its own claims, open a question or a
+permission request, see where its own requests stand, and stop waiting for them.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, Final
+
+from loomtui.errors import LoomError
+from loomtui.governance.policy import ChangeFacts, evaluate
+from loomtui.store import ClaimRecord, EscalationRecord
+
+if TYPE_CHECKING:  # the gate registers these operations: it imports this module, not the reverse
+    from loomtui.governance.hooks.gate import HookGate
+
+PERMISSION_KIND: Final = "permission-request"  # as hooks.gate.PERMISSION_KIND
+QUESTION_KIND: Final = "question"
+WAITING_KINDS: Final = (PERMISSION_KIND, QUESTION_KIND)
+"""Escalations an agent opens and waits on: its permission requests and its questions."""
+MAX_QUESTION_CHARS: Final = 4000
+MAX_PATHS: Final = 50
+
+
+# -- claims ---------------------------------------------------------------------------
+
+
+def _claim_dict(claim: ClaimRecord) -> dict[str, Any]:
+    return {"id": claim.id, "target": claim.target, "mode": claim.mode, "regions": list(claim.region_ids),
+            "expires": claim.expires, "reason": claim.reason}
+
+
+def _own_conflicts(gate: HookGate) -> list[dict[str, Any]]:
+    coordinator = gate.coordinator()
+    return [c.as_dict() for c in coordinator.conflicts()
+            if gate.sandbox_id in (c.sandbox_a, c.sandbox_b)]
+
+
+def op_my_claims(gate: HookGate, request: Mapping[str, Any]) -> dict[str, Any]:
+    """This sandbox's live claims, and every conflict they have with other sandboxes' claims."""
+    claims = gate.workspace.store.live_claims(gate.sandbox_id)
+    return {"sandbox": gate.sandbox_id, "claims": [_claim_dict(c) for c in claims],
+            "conflicts": _own_conflicts(gate)}
+
+
+def op_conflicts(gate: HookGate, request: Mapping[str, Any]) -> dict[str, Any]:
+    """With `target`: what claiming it would collide with. Without: this sandbox's conflicts."""
+    target = request.get("target")
+    if target is None or target == "":
+        return {"sandbox": gate.sandbox_id, "conflicts": _own_conflicts(gate)}
+    target = _text(request, "target")
+    coordinator = gate.coordinator()
+    regions = coordinator.resolve(target)
+    found = coordinator.check(gate.sandbox_id, regions)
+    return {"sandbox": gate.sandbox_id, "target": target, "regions": regions,
+            "free": not any(c.blocking for c in found), "conflicts": [c.as_dict() for c in found]}
+
+
+def op_claim(gate: HookGate, request: Mapping[str, Any]) -> dict[str, Any]:
+    """Claim a region, file, directory or glob for this sandbox; refused on another's claim or a policy block."""
+    from loomtui.coordination.claims import ClaimRefused, split_id
+
+    target = _text(request, "target")
+    mode = request.get("mode") or "exclusive"
+    reason = str(request.get("reason") or "claimed by the agent")[:500]
+    coordinator = gate.coordinator()
+    regions = coordinator.resolve(target)
+    paths = tuple(sorted({split_id(r)[0] for r in regions}))
+    evaluation = evaluate(gate.policy(), ChangeFacts(stage="claim", paths=paths, regions=tuple(regions),
+                                                     runtime=gate.runtime))
+    if evaluation.outcome == "block":
+        why = evaluation.explanation()[0].split(": ", 1)[-1]
+        gate.workspace.record("agent.claim_refused", gate.sandbox_id, {"target": target, "reason": why})
+        return {"claimed": False, "target": target, "reason": f"policy: {why}", "conflicts": []}
+    try:
+        result = coordinator.claim(gate.sandbox_id, target, mode=str(mode), reason=reason)
+    except ClaimRefused as refused:
+        return {"claimed": False, "target": target, "reason": str(refused),
+                "conflicts": [c.as_dict() for c in refused.conflicts]}
+    answer: dict[str, Any] = {"claimed": True, "claim": _claim_dict(result.claim),
+                              "conflicts": [c.as_dict() for c in result.conflicts]}
+    if evaluation.outcome == "require":
+        needs = "; ".join(f"{r.rule} needs {r.describe()}" for r in evaluation.requirements)
+        answer["needs_approval"] = f"editing these regions asks a person first: {needs}"
+    return answer
+
+
+def op_release(gate: HookGate, request: Mapping[str, Any]) -> dict[str, Any]:
+    """Release this sandbox's own claims: one by `claim` id, or those on `target`."""
+    from loomtui.coordination.claims import ancestors
+
+    own = gate.workspace.store.live_claims(gate.sandbox_id)
+    claim_id = request.get("claim")
+    if claim_id is not None:
+        if isinstance(claim_id, bool) or not isinstance(claim_id, int):
+            raise LoomError("request field 'claim' must be an integer")
+        chosen = [c for c in own if c.id == claim_id]
+        if not chosen:
+            raise LoomError(f"sandbox {gate.sandbox_id} holds no live claim #{claim_id}")
+    else:
+        target = _text(request, "target")
+        wanted = set(gate.coordinator().resolve(target))
+        chosen = [c for c in own if c.target == target
+                  or (c.region_ids and all(r in wanted or set(ancestors(r)) & wanted for r in c.region_ids))]
+        if not chosen:
+            raise LoomError(f"sandbox {gate.sandbox_id} holds no live claim on {target}")
+    reason = str(request.get("reason") or "released by the agent")[:500]
+    coordinator = gate.coordinator()
+    released = [c.id for c in chosen if coordinator.release(c.id, reason)]
+    return {"released": released, "claims": [_claim_dict(c) for c in gate.workspace.store.live_claims(gate.sandbox_id)]}
+
+
+# -- questions and the requests an agent waits on --------------------------------------
+
+
+def op_ask_lead(gate: HookGate, request: Mapping[str, Any]) -> dict[str, Any]:
+    """Open a question for a lead (an escalation of kind `question`); its answer is a decision on it."""
+    from loomtui.governance.escalations import open_escalation
+    from loomtui.governance.hooks.gate import permission_evaluation
+
+    question = _text(request, "question")[:MAX_QUESTION_CHARS]
+    raw_paths = request.get("paths") or []
+    if not isinstance(raw_paths, list) or not all(isinstance(p, str) for p in raw_paths):
+        raise LoomError("request field 'paths' must be a list of strings")
+    paths = sorted({p for p in (gate.relative(p) for p in raw_paths[:MAX_PATHS]) if isinstance(p, str)})
+    policy = gate.policy()
+    facts = ChangeFacts(stage="claim", paths=tuple(paths), runtime=gate.runtime)
+    evaluation = permission_evaluation(policy, facts)
+    if evaluation.outcome == "block" and paths:
+        # A question about blocked code is still a question: the default approvers answer it.
+        evaluation = permission_evaluation(policy, ChangeFacts(stage="claim", paths=(), runtime=gate.runtime))
+    if evaluation.outcome == "block":
+        raise LoomError("the policy names no one who may answer an agent's question")
+    short = " ".join(question.split())
+    summary = f"{gate.sandbox_id} asks: {short if len(short) <= 150 else short[:147] + '...'}"
+    extra = request.get("extra")
+    record = open_escalation(gate.workspace, QUESTION_KIND, evaluation, facts, sandbox_id=gate.sandbox_id,
+                             summary=summary,
+                             evidence={"question": question, **(extra if isinstance(extra, dict) else {})})
+    return {"id": record.id, "status": record.status}
+
+
+def _own(gate: HookGate, escalation_id: Any) -> EscalationRecord:
+    if isinstance(escalation_id, bool) or not isinstance(escalation_id, int):
+        raise LoomError("request field 'id' must be an integer")
+    record = gate.workspace.store.get_escalation(escalation_id)
+    if record is None or record.sandbox_id != gate.sandbox_id or record.kind not in WAITING_KINDS:
+        raise LoomError(f"no request or question #{escalation_id} of sandbox {gate.sandbox_id}")
+    return record
+
+
+def request_status(record: EscalationRecord) -> dict[str, Any]:
+    """Where a request stands and what it means for the agent: decision allow | deny | None (waiting)."""
+    history = record.data.get("history", [])
+    why = next((h.get("reason") for h in reversed(history) if h.get("reason")), "")
+    decided_by = next((h.get("by") for h in reversed(history) if h.get("event") in ("approve", "reject",
+                                                                                     "override")), "")
+    by = f" by {decided_by}" if decided_by else ""
+    if record.status == "open":
+        return {"id": record.id, "kind": record.kind, "status": "open", "decision": None,
+                "message": f"waiting for a decision on escalation #{record.id}"}
+    if record.status in ("approved", "overridden"):
+        word = "answered yes" if record.kind == QUESTION_KIND else "approved in loomtui"
+        message = f"{word}{by} (escalation #{record.id})" + (f": {why}" if why else "")
+        return {"id": record.id, "kind": record.kind, "status": record.status, "decision": "allow",
+                "message": message}
+    word = "answered no" if record.kind == QUESTION_KIND and record.status == "rejected" \
+        else f"escalation #{record.id} was {record.status}"
+    if record.kind == QUESTION_KIND and record.status == "rejected":
+        word += f"{by} (escalation #{record.id})"
+    elif record.status == "rejected":
+        word += by
+    return {"id": record.id, "kind": record.kind, "status": record.status, "decision": "deny",
+            "message": word + (f": {why}" if why else "")}
+
+
+def op_request_status(gate: HookGate, request: Mapping[str, Any]) -> dict[str, Any]:
+    """Where one of this sandbox's permission requests or questions stands."""
+    return request_status(_own(gate, request.get("id")))
+
+
+def give_up(gate: HookGate, escalation_id: Any, reason: str) -> dict[str, Any]:
+    """The agent stopped waiting: an open request is withdrawn; one decided meanwhile keeps its
+    decision, and its history says the agent never heard it (it was told no)."""
+    reason = reason[:500] or "the agent stopped waiting"
+    with gate.workspace.store.transaction():
+        record = _own(gate, escalation_id)
+        history = list(record.data.get("history", []))
+        if record.status == "open":
+            history.append({"at": time.time(), "event": "withdrawn", "by": gate.sandbox_id, "reason": reason})
+            record = gate.workspace.store.update_escalation(record.id, status="withdrawn", data={"history": history})
+            gate.workspace.record("escalation.withdrawn", str(record.id),
+                                  {"sandbox": gate.sandbox_id, "reason": reason})
+            return {**request_status(record), "decision": "deny"}
+        if not any(h.get("event") == "unheard" for h in history):
+            note = (f"the agent had stopped waiting ({reason}) and was told no; this {record.status} "
+                    "decision stands, and counts if it asks again")
+            history.append({"at": time.time(), "event": "unheard", "by": gate.sandbox_id, "note": note})
+            record = gate.workspace.store.update_escalation(record.id, data={"history": history})
+            gate.workspace.record("escalation.unheard", str(record.id),
+                                  {"sandbox": gate.sandbox_id, "status": record.status, "reason": reason})
+    return {**request_status(record), "decision": "deny", "unheard": True}
+
+
+def op_give_up(gate: HookGate, request: Mapping[str, Any]) -> dict[str, Any]:
+    """Stop waiting on one of this sandbox's requests (see `give_up`); the answer is always deny."""
+    return give_up(gate, request.get("id"), str(request.get("reason") or "the agent stopped waiting"))
+
+
+def abandon_waits(gate: HookGate, ids: list[int], reason: str) -> None:
+    """Give up each request in `ids`: their waiter went away before it heard a decision."""
+    for escalation_id in ids:
+        try:
+            give_up(gate, escalation_id, reason)
+        except LoomError:
+            continue
+
+
+class WaitTracker:
+    """The requests one connection opened and has not yet heard decided (see `Broker`)."""
+
+    OPENS: Final = ("open_permission_request", "ask_lead")
+    STATUSES: Final = ("escalation_status", "request_status", "withdraw_permission_request", "give_up")
+
+    def __init__(self) -> None:
+        self.waiting: list[int] = []
+
+    def note(self, request: Any, answer: Mapping[str, Any]) -> None:
+        if not isinstance(request, dict) or not answer.get("ok"):
+            return
+        op, found = request.get("op"), answer.get("id")
+        if not isinstance(found, int) or isinstance(found, bool):
+            return
+        if op in self.OPENS and answer.get("status") == "open" and found not in self.waiting:
+            self.waiting.append(found)
+        elif op in self.STATUSES and answer.get("decision") is not None and found in self.waiting:
+            self.waiting.remove(found)
+
+
+def withdraw_orphans(gate: HookGate) -> list[int]:
+    """Withdraw this sandbox's open requests whose waiting process (recorded as `waiter`) is gone.
+
+    For a server outside any sandbox, which has no broker to notice that it died: it
+    runs when the next one starts. Inside a sandbox the broker does it at once.
+    """
+    from loomtui.execution.procs import is_alive
+
+    withdrawn = []
+    for record in gate.workspace.store.list_escalations("open"):
+        if record.sandbox_id != gate.sandbox_id or record.kind not in WAITING_KINDS:
+            continue
+        waiter = record.data.get("evidence", {}).get("waiter")
+        if not isinstance(waiter, dict) or not isinstance(waiter.get("pid"), int):
+            continue
+        if waiter["pid"] == os.getpid() or is_alive(waiter["pid"], waiter.get("identity")):
+            continue
+        give_up(gate, record.id, "the loomtui MCP server that was waiting for it had stopped")
+        withdrawn.append(record.id)
+    return withdrawn
+
+
+def _text(request: Mapping[str, Any], name: str) -> str:
+    value = request.get(name)
+    if not isinstance(value, str) or not value.strip():
+        raise LoomError(f"request field {name!r} must be a non-empty string")
+    return value
+
+
+AGENT_OPERATIONS: Final = {
+    "my_claims": op_my_claims,
+    "conflicts": op_conflicts,
+    "claim": op_claim,
+    "release": op_release,
+    "ask_lead": op_ask_lead,
+    "request_status": op_request_status,
+    "give_up": op_give_up,
+}
+"""Registered into `hooks.OPERATIONS`: asking and cooperating, never deciding."""

@@ -1,0 +1,357 @@
+"""`loomtui mcp`, for real: the MCP SDK's client drives the server over stdio in a subprocess,
+against the bundled sample repo with a sandbox and its broker; and once the real Claude Code
+CLI, against a fake Anthropic Messages API on 127.0.0.1, through the permission prompt tool."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+from mcp import ClientSession
+from mcp.client.stdio import StdioServerParameters, stdio_client
+
+from loomtui.config import LoomConfig
+from loomtui.coordination.claims import open_coordinator
+from loomtui.demo import prepare_demo_repo
+from loomtui.errors import LoomError
+from loomtui.execution import sandboxes as sb
+from loomtui.execution.mcpconfig import mcp_config_path
+from loomtui.execution.runtimes import prepare_launch
+from loomtui.governance.agent_ops import PERMISSION_KIND
+from loomtui.governance.broker import Broker
+from loomtui.governance.escalations import DecisionRefused, decide
+from loomtui.governance.hooks import PERMISSION_KIND as GATE_PERMISSION_KIND
+from loomtui.governance.policy import load_policy
+from loomtui.store import EscalationRecord
+from loomtui.workspace import Workspace, open_workspace
+from tests.fake_anthropic import FakeAnthropic, text, tool_use
+
+LEAD = "lead@example.com"
+SERVICE = "customers/service.py"
+LEDGER = "payments/ledger.py"
+
+
+@pytest.fixture
+def billing(tmp_path: Path) -> Path:
+    return prepare_demo_repo(tmp_path)
+
+
+@pytest.fixture
+def ws(billing: Path) -> Iterator[Workspace]:
+    workspace = open_workspace(billing)
+    yield workspace
+    workspace.close()
+
+
+@pytest.fixture
+def sandbox(ws: Workspace) -> sb.SandboxRecord:
+    """A planned sandbox (its worktree, hooks and MCP config made); the test plays its agent."""
+    return sb.create_sandbox(ws, "work on billing", "command", command=["true"], isolate=False)
+
+
+@pytest.fixture
+def broker(ws: Workspace, sandbox: sb.SandboxRecord, tmp_path: Path) -> Iterator[Path]:
+    """The sandbox's broker, served from this process (the MCP server is its descendant)."""
+    socket_path = tmp_path / "broker.sock"
+    serving = Broker(ws, sandbox.id, Path(sandbox.worktree or ""), socket_path)
+    serving.start()
+    yield socket_path
+    serving.close()
+
+
+def server_env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in ("LOOM_SANDBOX", "LOOM_BROKER", "LOOM_REPO")}
+    return {**env, **extra}
+
+
+def server_argv(worktree: Path, timeout: float) -> list[str]:
+    return ["-m", "loomtui", "-C", str(worktree), "mcp", "--timeout", f"{timeout:g}", "--poll", "0.1"]
+
+
+@asynccontextmanager
+async def session(worktree: Path, *, broker: Path | None = None, timeout: float = 30) -> AsyncIterator[ClientSession]:
+    """The MCP SDK's client on a real `loomtui mcp` subprocess."""
+    env = server_env(**({"LOOM_BROKER": str(broker)} if broker else {}))
+    params = StdioServerParameters(command=sys.executable, args=server_argv(worktree, timeout), env=env,
+                                   cwd=str(worktree))
+    async with stdio_client(params) as (read, write), ClientSession(read, write) as client:
+        await client.initialize()
+        yield client
+
+
+async def call(client: ClientSession, tool: str, **arguments: Any) -> Any:
+    result = await client.call_tool(tool, arguments)
+    assert not result.is_error, result
+    return json.loads(result.content[0].text)  # type: ignore[union-attr]
+
+
+def write(worktree: Path, path: str, content: str) -> dict[str, Any]:
+    return {"tool_name": "Write", "input": {"file_path": str(worktree / path), "content": content},
+            "tool_use_id": "toolu_01McpTest"}
+
+
+def ledger_edit(worktree: Path) -> dict[str, Any]:
+    text_now = (worktree / LEDGER).read_text()
+    line = next(row for row in text_now.splitlines(keepends=True) if "def find_charge" in row)
+    return {"tool_name": "Edit", "input": {"file_path": str(worktree / LEDGER), "old_string": line,
+                                           "new_string": line.replace("find_charge", "find_charge "),
+                                           "replace_all": False}, "tool_use_id": "toolu_01Ledger"}
+
+
+async def lead_decides(billing: Path, decision: str, kind: str = PERMISSION_KIND, reason: str = "") -> EscalationRecord:
+    """A lead in the TUI: waits for the open escalation, then decides it."""
+    lead = open_workspace(billing)
+    lead.actor = LEAD
+    try:
+        for _ in range(400):
+            waiting = [e for e in lead.store.list_escalations("open") if e.kind == kind]
+            if waiting:
+                return decide(lead, load_policy(billing, ".loom/policy.yaml"), waiting[0].id, decision,
+                              reason=reason)
+            await asyncio.sleep(0.05)
+        raise AssertionError("no escalation opened")
+    finally:
+        lead.close()
+
+
+def test_the_permission_kind_is_the_gates() -> None:
+    assert PERMISSION_KIND == GATE_PERMISSION_KIND
+
+
+# -- the permission prompt --------------------------------------------------------------------------
+
+
+async def test_a_write_to_free_or_own_regions_is_allowed_with_its_input_unchanged(
+        ws: Workspace, sandbox: sb.SandboxRecord, broker: Path) -> None:
+    tree = Path(sandbox.worktree or "")
+    async with session(tree, broker=broker) as client:
+        request = write(tree, "docs/notes.md", "# notes\n")
+        assert await call(client, "permission_prompt", **request) == {"behavior": "allow",
+                                                                      "updatedInput": request["input"]}
+        claims = await call(client, "my_claims")
+    assert claims["sandbox"] == sandbox.id
+    assert [c["regions"] for c in claims["claims"]] == [["docs/notes.md"]]
+    assert not ws.store.list_escalations()
+
+
+async def test_a_region_another_sandbox_holds_is_denied_naming_the_holder(
+        ws: Workspace, sandbox: sb.SandboxRecord, broker: Path) -> None:
+    open_coordinator(ws).claim("rival-7", SERVICE, reason="theirs")
+    tree = Path(sandbox.worktree or "")
+    async with session(tree, broker=broker) as client:
+        answer = await call(client, "permission_prompt", **write(tree, SERVICE, "x = 1\n"))
+    assert answer["behavior"] == "deny"
+    assert "held by sandbox rival-7" in answer["message"] and answer["message"].startswith("loomtui: ")
+    assert not ws.store.live_claims(sandbox.id)
+
+
+@pytest.mark.parametrize("decision", ["approve", "reject"])
+async def test_a_policy_require_waits_for_a_lead(billing: Path, ws: Workspace, sandbox: sb.SandboxRecord,
+                                                 broker: Path, decision: str) -> None:
+    tree = Path(sandbox.worktree or "")
+    async with session(tree, broker=broker) as client:
+        asked = asyncio.ensure_future(call(client, "permission_prompt", **ledger_edit(tree)))
+        decided = await lead_decides(billing, decision, reason="" if decision == "approve" else "not today")
+        answer = await asyncio.wait_for(asked, 20)
+    (escalation,) = ws.store.list_escalations()
+    assert escalation.kind == PERMISSION_KIND and escalation.sandbox_id == sandbox.id
+    assert escalation.data["evidence"]["via"] == "mcp"
+    assert escalation.data["evidence"]["tool_use_id"] == "toolu_01Ledger"
+    if decision == "approve":
+        assert decided.status == "approved"
+        assert answer == {"behavior": "allow", "updatedInput": ledger_edit(tree)["input"]}
+    else:
+        assert decided.status == "rejected"
+        assert answer["behavior"] == "deny" and "rejected by lead@example.com: not today" in answer["message"]
+
+
+async def test_no_decision_in_time_withdraws_the_request_and_denies(
+        billing: Path, ws: Workspace, sandbox: sb.SandboxRecord, broker: Path) -> None:
+    tree = Path(sandbox.worktree or "")
+    async with session(tree, broker=broker, timeout=1) as client:
+        answer = await call(client, "permission_prompt", **ledger_edit(tree))
+    assert answer["behavior"] == "deny" and "within 1s; it was withdrawn" in answer["message"]
+    (escalation,) = ws.store.list_escalations()
+    assert escalation.status == "withdrawn"
+    # A lead deciding now: noted in the history, refused with why, nothing changes.
+    lead = open_workspace(billing)
+    lead.actor = LEAD
+    with pytest.raises(DecisionRefused, match="was withdrawn before this approve.*already told no"):
+        decide(lead, load_policy(billing, ".loom/policy.yaml"), escalation.id, "approve")
+    lead.close()
+    history = ws.store.get_escalation(escalation.id).data["history"]  # type: ignore[union-attr]
+    assert history[-1]["event"] == "late-approve" and history[-1]["by"] == LEAD
+    assert ws.store.get_escalation(escalation.id).status == "withdrawn"  # type: ignore[union-attr]
+
+
+class RawServer:
+    """`loomtui mcp` spoken to by hand (JSON-RPC lines), so a test can kill it mid-call."""
+
+    def __init__(self, worktree: Path, env: dict[str, str]) -> None:
+        self.process = subprocess.Popen([sys.executable, *server_argv(worktree, 60)], cwd=worktree, env=env,
+                                        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                                        text=True)
+        self.send({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
+            "protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "test", "version": "1"}}})
+        assert self.process.stdout is not None
+        assert "result" in json.loads(self.process.stdout.readline())
+        self.send({"jsonrpc": "2.0", "method": "notifications/initialized"})
+
+    def send(self, message: dict[str, Any]) -> None:
+        assert self.process.stdin is not None
+        self.process.stdin.write(json.dumps(message) + "\n")
+        self.process.stdin.flush()
+
+    def call(self, tool: str, arguments: dict[str, Any]) -> None:
+        self.send({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": tool,
+                                                                                  "arguments": arguments}})
+
+    def kill(self) -> None:
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait(10)
+
+
+def wait_for_status(ws: Workspace, status: str, kind: str = PERMISSION_KIND) -> EscalationRecord:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        found = [e for e in ws.store.list_escalations(status) if e.kind == kind]
+        if found:
+            return found[0]
+        time.sleep(0.05)
+    raise AssertionError(f"no {kind} escalation became {status}")
+
+
+def test_a_server_killed_mid_wait_has_its_request_withdrawn_by_the_broker(
+        ws: Workspace, sandbox: sb.SandboxRecord, broker: Path) -> None:
+    tree = Path(sandbox.worktree or "")
+    server = RawServer(tree, server_env(LOOM_BROKER=str(broker)))
+    try:
+        server.call("permission_prompt", ledger_edit(tree))
+        opened = wait_for_status(ws, "open")
+    finally:
+        server.kill()
+    withdrawn = wait_for_status(ws, "withdrawn")
+    assert withdrawn.id == opened.id
+    assert "connection closed" in withdrawn.data["history"][-1]["reason"]
+
+
+def test_outside_a_sandbox_the_next_server_withdraws_what_a_killed_one_left(
+        ws: Workspace, sandbox: sb.SandboxRecord) -> None:
+    tree = Path(sandbox.worktree or "")
+    server = RawServer(tree, server_env())
+    try:
+        server.call("permission_prompt", ledger_edit(tree))
+        opened = wait_for_status(ws, "open")
+    finally:
+        server.kill()
+    assert opened.sandbox_id == sandbox.id  # the id `hook install` recorded for the worktree
+    assert opened.data["evidence"]["waiter"]["pid"] == server.process.pid
+    RawServer(tree, server_env()).kill()  # starts, withdraws the orphan, and goes
+    withdrawn = wait_for_status(ws, "withdrawn")
+    assert withdrawn.id == opened.id and "had stopped" in withdrawn.data["history"][-1]["reason"]
+
+
+# -- cooperating ------------------------------------------------------------------------------------
+
+
+async def test_claim_release_conflicts_and_a_question_to_a_lead(
+        billing: Path, ws: Workspace, sandbox: sb.SandboxRecord, broker: Path) -> None:
+    open_coordinator(ws).claim("rival-7", f"{SERVICE}::CustomerService.get", reason="theirs")
+    tree = Path(sandbox.worktree or "")
+    async with session(tree, broker=broker) as client:
+        taken = await call(client, "claim", target=f"{SERVICE}::CustomerService.get")
+        assert taken["claimed"] is False and "held by sandbox rival-7" in taken["reason"]
+        probe = await call(client, "conflicts", target=SERVICE)
+        assert probe["free"] is False and probe["conflicts"][0]["b"]["sandbox"] == "rival-7"
+        mine = await call(client, "claim", target="customers/validation.py", reason="normalise emails")
+        assert mine["claimed"] is True
+        ledger = await call(client, "claim", target=LEDGER)
+        assert ledger["claimed"] is True and "ledger-claims needs 1 approval from leads" in ledger["needs_approval"]
+        listed = await call(client, "my_claims")
+        assert {c["target"] for c in listed["claims"]} == {"customers/validation.py", LEDGER}
+        released = await call(client, "release", target=LEDGER)
+        assert released["released"] == [ledger["claim"]["id"]]
+        assert [c["target"] for c in released["claims"]] == ["customers/validation.py"]
+
+        asked = asyncio.ensure_future(call(client, "ask_lead", question="May I rename Ledger.find_charge?",
+                                           paths=[LEDGER]))
+        await lead_decides(billing, "reject", kind="question", reason="callers depend on it; add an alias")
+        answer = await asyncio.wait_for(asked, 20)
+    assert answer["answer"] == "no" and "add an alias" in answer["message"]
+    (question,) = [e for e in ws.store.list_escalations() if e.kind == "question"]
+    assert question.summary == f"{sandbox.id} asks: May I rename Ledger.find_charge?"
+    assert ws.store.get_claim(ledger["claim"]["id"]).released is not None  # type: ignore[union-attr]
+
+
+def test_nothing_in_the_vocabulary_decides() -> None:
+    from loomtui.governance.hooks import OPERATIONS
+
+    assert {"my_claims", "claim", "release", "conflicts", "ask_lead", "give_up"} <= set(OPERATIONS)
+    assert not {"decide", "approve", "reject", "override"} & set(OPERATIONS)
+
+
+def test_the_claude_runtime_is_wired_to_the_server(ws: Workspace, sandbox: sb.SandboxRecord) -> None:
+    config = json.loads(mcp_config_path(sb.sandbox_paths(ws.paths, sandbox.id).dir).read_text())
+    server = config["mcpServers"]["loomtui"]
+    assert server["command"] == sys.executable and server["args"][:2] == ["-m", "loomtui"]
+    assert "mcp" in server["args"] and server["alwaysLoad"] is True
+    argv = LoomConfig().runtimes["claude"].argv
+    assert argv[argv.index("--mcp-config") + 1] == "{mcp_config}"
+    assert argv[argv.index("--permission-prompt-tool") + 1] == "mcp__loomtui__permission_prompt"
+
+
+# -- the real Claude Code CLI -------------------------------------------------------------------------
+
+
+@pytest.mark.skipif(shutil.which("claude") is None, reason="the claude CLI is not on PATH")
+def test_real_claude_code_asks_a_lead_through_the_permission_tool(
+        billing: Path, ws: Workspace, sandbox: sb.SandboxRecord, tmp_path: Path) -> None:
+    tree = Path(sandbox.worktree or "")
+    target = tree / LEDGER
+    new_text = target.read_text() + "\n\n# reviewed by a lead\n"
+    paths = sb.sandbox_paths(ws.paths, sandbox.id)
+    spec = prepare_launch(LoomConfig().runtimes["claude"], {
+        "task": "note the review in the ledger", "sandbox": sandbox.id, "worktree": str(tree),
+        "context_file": str(paths.context), "script": str(paths.script),
+        "mcp_config": str(mcp_config_path(paths.dir))})
+    home = tmp_path / "home"
+    home.mkdir()
+    with FakeAnthropic([tool_use("Read", {"file_path": str(target)}),  # Claude Code writes only what it read
+                        tool_use("Write", {"file_path": str(target), "content": new_text}),
+                        text("Noted.")]) as api:
+        env = {**server_env(), "HOME": str(home), "ANTHROPIC_BASE_URL": api.url, "ANTHROPIC_API_KEY": "test",
+               "DISABLE_AUTOUPDATER": "1", "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1"}
+        agent = subprocess.Popen(list(spec.argv), cwd=tree, env=env, stdout=subprocess.PIPE,
+                                 stderr=subprocess.PIPE, text=True)
+        try:
+            decided = asyncio.run(lead_decides(billing, "approve"))
+            out, err = agent.communicate(timeout=90)
+        except AssertionError:
+            agent.kill()
+            out, err = agent.communicate()
+            raise AssertionError(f"{out[-3000:]}\n{err[-2000:]}\n{api.requests and api.tool_results()}") from None
+        finally:
+            if agent.poll() is None:
+                agent.kill()
+        results = api.tool_results()
+    assert agent.returncode == 0, err[-2000:]
+    assert decided.status == "approved" and decided.data["evidence"]["via"] == "mcp"
+    assert decided.data["evidence"]["tool_name"] == "Write"
+    assert target.read_text() == new_text
+    assert len(results) == 2 and not any(r.get("is_error") for r in results), results
+    assert json.loads(out.splitlines()[-1])["result"] == "Noted."
+
+
+def test_errors_are_loom_errors() -> None:
+    assert issubclass(DecisionRefused, LoomError)
