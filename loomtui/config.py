@@ -22,6 +22,7 @@ __all__ = [
     "MAX_LEASE_SECONDS",
     "PLACEHOLDERS",
     "ContextConfig",
+    "ContextLayer",
     "CoordinationConfig",
     "GateConfig",
     "GateKind",
@@ -97,11 +98,33 @@ class GateConfig:
 
 
 @dataclass(frozen=True)
-class ContextConfig:
-    """Which files feed an agent's context bundle, and how large it may be."""
+class ContextLayer:
+    """A layer of context from outside the repository (org-wide, business unit, ...).
 
-    sources: tuple[str, ...] = ("AGENTS.md", "CLAUDE.md", "docs/adr/*.md")
+    Exactly one of `repo` (a local git repository, read at the pinned `ref`) and
+    `dir` (a directory) is set; paths are relative to the repository root or absolute.
+    """
+
+    name: str
+    repo: str | None = None
+    dir: str | None = None
+    ref: str = "HEAD"
+    sources: tuple[str, ...] = ("**/*.md",)
+
+
+@dataclass(frozen=True)
+class ContextConfig:
+    """Which files feed an agent's context bundle, and how large it may be.
+
+    `layers` are merged in the order given, then the repository's own `sources`
+    (the most specific layer): a section with the same heading path in a later
+    layer replaces the earlier one. `pinned` sections are in every slice.
+    """
+
+    sources: tuple[str, ...] = ("AGENTS.md", "CLAUDE.md", "docs/adr/*.md", "docs/conventions/*.md")
     budget_tokens: int = 8000
+    pinned: tuple[str, ...] = ()
+    layers: tuple[ContextLayer, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -314,12 +337,46 @@ def _parse_gates(section: Value) -> tuple[GateConfig, ...]:
 
 
 def _parse_context(section: Value) -> ContextConfig:
-    fields = section.as_mapping(known=("sources", "budget_tokens"))
+    fields = section.as_mapping(known=("sources", "budget_tokens", "pinned", "layers"))
     default = ContextConfig()
     return ContextConfig(
-        sources=_optional(fields, "sources", _globs, default.sources),
+        sources=_optional(fields, "sources", _path_globs, default.sources),
         budget_tokens=_optional(fields, "budget_tokens", _positive_int, default.budget_tokens),
+        pinned=_optional(fields, "pinned", _globs, default.pinned),
+        layers=_optional(fields, "layers", _context_layers, default.layers),
     )
+
+
+_LAYER_NAME_RE: Final = re.compile(r"[a-z0-9][a-z0-9_-]*")
+
+
+def _context_layers(value: Value) -> tuple[ContextLayer, ...]:
+    """`context.layers`: outside sources, least specific first; the repository's own come last."""
+    layers: list[ContextLayer] = []
+    first_line: dict[str, int] = {"repo": 0}
+    for item in value.as_list():
+        fields = item.as_mapping(known=("name", "repo", "dir", "ref", "sources"), required=("name",))
+        name_value = fields["name"]
+        name = name_value.as_str(non_empty=True)
+        if not _LAYER_NAME_RE.fullmatch(name):
+            raise name_value.error("invalid layer name (use lowercase letters, digits, '-' and '_')")
+        if name in first_line:
+            where = f"first defined on line {first_line[name]}" if first_line[name] else "the repository's own layer"
+            raise name_value.error(f"duplicate layer name {name!r} ({where})")
+        first_line[name] = name_value.line
+        repo, directory, ref = fields.get("repo"), fields.get("dir"), fields.get("ref")
+        if (repo is None) == (directory is None):
+            raise item.error("give exactly one of repo (a git repository at a pinned ref) and dir (a directory)")
+        if ref is not None and repo is None:
+            raise ref.error("ref applies only to a repo layer")
+        layers.append(ContextLayer(
+            name=name,
+            repo=repo.as_str(non_empty=True) if repo else None,
+            dir=directory.as_str(non_empty=True) if directory else None,
+            ref=ref.as_str(non_empty=True) if ref else "HEAD",
+            sources=_optional(fields, "sources", _path_globs, ("**/*.md",)),
+        ))
+    return tuple(layers)
 
 
 def _parse_policy(value: Value) -> str:

@@ -51,7 +51,7 @@ def test_absent_file_gives_defaults(tmp_path: Path) -> None:
     assert config.source is None
     assert list(config.runtimes) == ["claude", "codex", "aider", "command", "script"]
     assert config.gates == ()
-    assert config.context == ContextConfig(("AGENTS.md", "CLAUDE.md", "docs/adr/*.md"), 8000)
+    assert config.context == ContextConfig(("AGENTS.md", "CLAUDE.md", "docs/adr/*.md", "docs/conventions/*.md"), 8000)
     assert config.policy == ".loom/policy.yaml"
     assert config.coordination == CoordinationConfig(1, 3600, ("**/*.py",), ())
     assert config.theme == "loom-dark"

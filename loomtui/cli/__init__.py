@@ -274,9 +274,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _layer_commands() -> list[Callable[[Any], None]]:
     """Each layer's `register(subparsers)`; imported here so `--help` lists them all."""
-    from loomtui.cli import coordination, execution, governance, hooks, mcp
+    from loomtui.cli import coordination, execution, governance, hooks, knowledge, mcp
 
-    return [coordination.register, execution.register, governance.register, hooks.register, mcp.register]
+    return [coordination.register, knowledge.register, execution.register, governance.register, hooks.register,
+            mcp.register]
 
 
 def _bench_commands() -> list[Callable[[Any], None]]:
@@ -288,10 +289,12 @@ def _bench_commands() -> list[Callable[[Any], None]]:
         governance,
         hook_bench,
         hostile_bench,
+        knowledge,
     )
 
-    return [coordination.register_bench, execution.register_bench, governance.register_bench,
-            audit_bench.register_bench, hostile_bench.register_bench, hook_bench.register_bench]
+    return [coordination.register_bench, knowledge.register_bench, execution.register_bench,
+            governance.register_bench, audit_bench.register_bench, hostile_bench.register_bench,
+            hook_bench.register_bench]
 
 
 def _missing_command(parser: argparse.ArgumentParser, commands: Any) -> NoReturn:

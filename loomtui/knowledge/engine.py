@@ -1,0 +1,262 @@
+"""The knowledge engine's entry points: the context of a repository, a task's slice, drift.
+
+Whoever creates a sandbox calls `slice_for_task` and, once the sandbox exists,
+`record_slice` (its store data and an audit entry, in one transaction);
+`drift_report` compares what each live sandbox got with the context now.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pathspec
+
+from loomtui.config import LoomConfig
+from loomtui.coordination.index import RepoIndex, build_index
+from loomtui.coordination.suggest import suggest_regions
+from loomtui.errors import LoomError
+from loomtui.knowledge.rules import Finding, check_rules
+from loomtui.knowledge.sections import Section
+from loomtui.knowledge.slicing import ClaimInput, Slice, slice_context
+from loomtui.knowledge.sources import (
+    Context,
+    head_commit,
+    load_context,
+    resolve_mentions,
+)
+from loomtui.workspace import Workspace
+
+__all__ = [
+    "ENDED_STATUSES",
+    "AdrFlag",
+    "DriftReport",
+    "SandboxDrift",
+    "adr_flags",
+    "claim_inputs",
+    "context_of",
+    "convention_findings",
+    "drift_report",
+    "knowledge_index",
+    "record_slice",
+    "slice_for_task",
+]
+
+ENDED_STATUSES = ("merged", "rejected", "archived")
+SUGGESTED_REGIONS = 5
+
+
+def knowledge_index(workspace: Workspace, config: LoomConfig | None = None) -> RepoIndex:
+    """The region index ADR mentions are matched against: every included file, tests too
+    (an ADR may name a test), cached with the coordination index's facts."""
+    config = config or workspace.load_config()
+    return build_index(workspace.root, cache_dir=workspace.paths.state_dir / "index-cache",
+                       include=config.coordination.include)
+
+
+def context_of(workspace: Workspace, *, at: str | None = None, index: RepoIndex | None = None,
+               config: LoomConfig | None = None) -> Context:
+    """The repository's context at `at` (None: the working tree), mentions matched to `index`."""
+    config = config or workspace.load_config()
+    context = load_context(workspace.root, config.context, at=at)
+    return resolve_mentions(context, index)
+
+
+def claim_inputs(workspace: Workspace, index: RepoIndex, targets: Sequence[str], task: str = "",
+                 config: LoomConfig | None = None) -> list[ClaimInput]:
+    """Claim targets resolved to regions like `loomtui claim add` would (errors one line);
+    with no targets, the regions coordination suggests for the task, marked as suggested."""
+    from loomtui.coordination.claims import Coordinator
+
+    if targets:
+        coordinator = Coordinator(workspace, index)
+        return [ClaimInput(target, tuple(coordinator.resolve(target))) for target in targets]
+    if not task.strip():
+        return []
+    config = config or workspace.load_config()
+    excluded = pathspec.GitIgnoreSpec.from_lines(config.coordination.exclude)
+    found = [s for s in suggest_regions(index, task, limit=4 * SUGGESTED_REGIONS)
+             if not excluded.match_file(s.region.path)][:SUGGESTED_REGIONS]
+    return [ClaimInput(s.region.id, (s.region.id,), suggested=True) for s in found]
+
+
+def slice_for_task(workspace: Workspace, task: str, targets: Sequence[str] = (), *, at: str | None = None,
+                   budget: int | None = None, index: RepoIndex | None = None,
+                   claims: Sequence[ClaimInput] | None = None) -> tuple[Slice, Context]:
+    """The slice for a task (and its claims) from the context at `at` (None: working tree)."""
+    config = workspace.load_config()
+    index = index if index is not None else knowledge_index(workspace, config)
+    context = context_of(workspace, at=at, index=index, config=config)
+    if claims is None:
+        claims = claim_inputs(workspace, index, targets, task, config)
+    return slice_context(context, task, claims, budget=budget, repo_index=index), context
+
+
+def slice_record(piece: Slice, context: Context) -> dict[str, Any]:
+    """What a sandbox's store data keeps of its slice (enough to explain it and find drift)."""
+    return {
+        "version": piece.version, "commit": piece.commit, "budget_tokens": piece.budget, "tokens": piece.tokens,
+        "task": piece.task,
+        "claims": [{"target": c.target, "regions": list(c.regions[:50]), "suggested": c.suggested}
+                   for c in piece.claims],
+        "sections": [{k: v for k, v in p.as_dict().items() if k not in ("heading",)} for p in piece.picks],
+        "files": context.file_blobs(),
+        "layers": {s.name: {"version": s.version, "commit": s.commit, "where": s.where} for s in context.layers},
+        "problems": piece.problems[:20],
+    }
+
+
+def record_slice(workspace: Workspace, sandbox_id: str, piece: Slice, context: Context,
+                 written: Sequence[str] = ()) -> dict[str, Any]:
+    """Store the slice a sandbox got (its data's `context`) and audit it, together."""
+    record = {**slice_record(piece, context), "written": list(written)}
+    with workspace.store.transaction():
+        workspace.store.update_sandbox(sandbox_id, data={"context": record})
+        workspace.record("context.sliced", sandbox_id, {
+            "version": piece.version, "commit": piece.commit, "tokens": piece.tokens,
+            "sections": [p.section.id for p in piece.picks], "written": list(written)})
+    return record
+
+
+# -- drift ------------------------------------------------------------------------------------------
+
+
+@dataclass
+class SandboxDrift:
+    """How a live sandbox's context compares with the context now."""
+
+    sandbox: str
+    status: str  # fresh | behind (the version moved, its slice did not) | stale | unknown
+    recorded: str
+    current: str
+    changes: list[dict[str, str]] = field(default_factory=list)
+    files: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"sandbox": self.sandbox, "status": self.status, "recorded_version": self.recorded,
+                "current_version": self.current, "changes": self.changes, "files": self.files}
+
+
+@dataclass(frozen=True)
+class AdrFlag:
+    adr: str
+    title: str
+    kind: str  # missing | superseded
+    detail: str
+
+    def as_dict(self) -> dict[str, str]:
+        return {"adr": self.adr, "title": self.title, "kind": self.kind, "detail": self.detail}
+
+
+@dataclass
+class DriftReport:
+    version: str
+    commit: str | None
+    sandboxes: list[SandboxDrift]
+    adrs: list[AdrFlag]
+    findings: list[Finding]
+    problems: list[str]
+
+    @property
+    def flagged(self) -> bool:
+        return bool(self.adrs or self.findings or any(s.status == "stale" for s in self.sandboxes))
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"version": self.version, "commit": self.commit, "flagged": self.flagged,
+                "sandboxes": [s.as_dict() for s in self.sandboxes], "adrs": [a.as_dict() for a in self.adrs],
+                "conventions": [f.as_dict() for f in self.findings], "problems": self.problems}
+
+
+def sandbox_drift(sandbox_id: str, recorded: dict[str, Any], current: Context,
+                  index: RepoIndex | None) -> SandboxDrift:
+    """Compare one sandbox's recorded slice with the current context (and the slice it would get now)."""
+    version = str(recorded.get("version", ""))
+    if not version:
+        return SandboxDrift(sandbox_id, "unknown", "", current.version)
+    if version == current.version:
+        return SandboxDrift(sandbox_id, "fresh", version, current.version)
+    changes: list[dict[str, str]] = []
+    had = {str(s.get("id")): s for s in recorded.get("sections", []) if isinstance(s, dict)}
+    for section_id, old in had.items():
+        now = current.section(section_id)
+        if now is None:
+            changes.append({"id": section_id, "title": str(old.get("title", "")), "change": "removed"})
+        elif now.hash != old.get("hash"):
+            changes.append({"id": section_id, "title": now.title, "change": "changed"})
+    claims = [ClaimInput(str(c.get("target", "")), tuple(c.get("regions", ())), bool(c.get("suggested")))
+              for c in recorded.get("claims", []) if isinstance(c, dict)]
+    try:
+        fresh = slice_context(current, str(recorded.get("task", "")), claims,
+                              budget=int(recorded.get("budget_tokens") or current.config.budget_tokens),
+                              repo_index=index)
+        for pick in fresh.picks:
+            if pick.section.id not in had:
+                changes.append({"id": pick.section.id, "title": pick.section.title, "change": "added",
+                                "why": pick.why()})
+    except LoomError as exc:
+        changes.append({"id": "", "title": "", "change": f"cannot slice now: {exc}"})
+    old_files: dict[str, str] = recorded.get("files", {}) or {}
+    new_files = current.file_blobs()
+    files = sorted(f"{name} ({'removed' if name not in new_files else 'added' if name not in old_files else 'changed'})"
+                   for name in set(old_files) | set(new_files) if old_files.get(name) != new_files.get(name))
+    return SandboxDrift(sandbox_id, "stale" if changes else "behind", version, current.version, changes, files)
+
+
+def adr_flags(context: Context) -> list[AdrFlag]:
+    """ADRs whose mentioned paths or symbols no longer exist, or that another ADR supersedes."""
+    flags: list[AdrFlag] = []
+    adrs = [s for s in context.sections if s.adr is not None]
+    by_number = {s.adr.number: s for s in adrs if s.adr is not None and s.adr.number is not None}
+    superseding: dict[int, list[Section]] = {}
+    for section in adrs:
+        assert section.adr is not None
+        for number in section.adr.supersedes:
+            superseding.setdefault(number, []).append(section)
+    for section in adrs:
+        adr = section.adr
+        assert adr is not None
+        missing = [m for m in section.mentions if m.exists is False]
+        if missing:
+            flags.append(AdrFlag(section.id, section.title, "missing", "names what no longer exists: " + ", ".join(
+                f"`{m.text}` ({'no such path' if m.kind == 'path' else 'defined nowhere in the code' if m.target == m.text else 'no ' + m.target})"
+                for m in missing)))
+        by = sorted({*adr.superseded_by, *(s.adr.number for s in superseding.get(adr.number or -1, ())
+                                          if s.adr is not None and s.adr.number is not None)})
+        if by and adr.state != "superseded":
+            names = ", ".join(by_number[n].title if n in by_number else f"ADR {n:04d}" for n in by)
+            flags.append(AdrFlag(section.id, section.title, "superseded",
+                                 f"superseded by {names} but its status is {adr.status or 'not set'!r}"))
+        elif adr.state == "superseded" or adr.superseded_by:
+            names = ", ".join(by_number[n].title if n in by_number else f"ADR {n:04d} (missing)" for n in by)
+            flags.append(AdrFlag(section.id, section.title, "superseded",
+                                 f"superseded{' by ' + names if names else ''}: agents should follow the newer decision"))
+    return flags
+
+
+def convention_findings(root: Path, context: Context, files: Sequence[str] | None = None) -> list[Finding]:
+    """Where the code under `root` breaks a machine-checkable convention (gate 2's conventions item).
+
+    `root` may be a sandbox's worktree: files are parsed, never imported or run.
+    """
+    return check_rules(root, context.rules, files)
+
+
+def drift_report(workspace: Workspace, *, index: RepoIndex | None = None) -> DriftReport:
+    """Live sandboxes against the context at the repository's HEAD (the working tree before any
+    commit), ADRs against the code, and the conventions' rules against the working tree."""
+    config = workspace.load_config()
+    index = index if index is not None else knowledge_index(workspace, config)
+    at = "HEAD" if head_commit(workspace.root) else None
+    current = context_of(workspace, at=at, index=index, config=config)
+    sandboxes = []
+    for record in workspace.store.list_sandboxes():
+        if record.status in ENDED_STATUSES:
+            continue
+        recorded = record.data.get("context")
+        if isinstance(recorded, dict):
+            sandboxes.append(sandbox_drift(record.id, recorded, current, index))
+    return DriftReport(current.version, current.commit, sandboxes, adr_flags(current),
+                       convention_findings(workspace.root, current), list(current.problems))
+

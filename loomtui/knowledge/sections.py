@@ -1,0 +1,266 @@
+"""Sources split into sections: Markdown by headings, ADRs whole with their metadata, contracts whole.
+
+A section is the unit of context an agent gets: one heading's text (up to the next
+heading), one architectural decision record, or one contract file (an OpenAPI
+document, a schema). Sections are named by their layer, their source path and their
+heading path (`repo:AGENTS.md#Working on the billing service > Money`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass, field
+from pathlib import PurePosixPath
+from typing import Final
+
+__all__ = [
+    "CHARS_PER_TOKEN",
+    "AdrInfo",
+    "Mention",
+    "Section",
+    "code_refs",
+    "estimate_tokens",
+    "is_adr_path",
+    "parse_adr",
+    "split_source",
+]
+
+CHARS_PER_TOKEN: Final = 4
+"""Tokens are estimated, not counted: about four characters of English or code per token."""
+
+MARKDOWN_SUFFIXES: Final = frozenset({".md", ".markdown", ".mdx"})
+CONTRACT_SUFFIXES: Final = frozenset({".yaml", ".yml", ".json", ".proto", ".graphql", ".gql", ".avsc"})
+_ADR_DIRS: Final = frozenset({"adr", "adrs", "decisions", "decision-records"})
+
+_HEADING = re.compile(r"^ {0,3}(#{1,6})[ \t]+(.*?)[ \t]*#*[ \t]*$")
+_FENCE = re.compile(r"^ {0,3}(`{3,}|~{3,})(.*)$")
+_CODE_SPAN = re.compile(r"`([^`\n]{2,200})`")
+_ADR_NUMBER_IN_NAME = re.compile(r"^(\d{1,6})(?=[-_. ])")
+_ADR_NUMBER_IN_TITLE = re.compile(r"^(?:ADR[-\s]?)?#?(\d{1,6})[.:)\s-]+\s*(.*)$", re.IGNORECASE)
+_FIELD_LINE = re.compile(r"^\s*[-*]?\s*\**(date|status)\**\s*:\s*\**\s*(.+?)\s*$", re.IGNORECASE)
+_SUPERSEDED_BY = re.compile(r"superseded\s+by\s+(?:\[)?(?:ADR[-\s]?)?#?0*(\d{1,6})", re.IGNORECASE)
+_SUPERSEDES = re.compile(r"\bsupersedes\s+(?:\[)?(?:ADR[-\s]?)?#?0*(\d{1,6})", re.IGNORECASE)
+_REF_SHAPE = re.compile(r"^[A-Za-z_./][\w./:-]*$")
+
+
+def estimate_tokens(text: str) -> int:
+    """An estimate of how many tokens `text` costs an agent: characters / 4, rounded up."""
+    return -(-len(text) // CHARS_PER_TOKEN)
+
+
+@dataclass(frozen=True, slots=True)
+class Mention:
+    """A path or code symbol a section names, as matched against the region index.
+
+    `target` is a repository path or a region id (`path::qualname`); `exists` is
+    None when it was not checked (no index given, or a name that may be external).
+    """
+
+    text: str
+    kind: str  # "path" | "symbol"
+    target: str
+    exists: bool | None
+
+
+@dataclass(frozen=True, slots=True)
+class AdrInfo:
+    """What an architectural decision record says about itself."""
+
+    number: int | None
+    title: str
+    status: str
+    date: str
+    supersedes: tuple[int, ...] = ()
+    superseded_by: tuple[int, ...] = ()
+
+    @property
+    def state(self) -> str:
+        """The status's first word, lower case (accepted, proposed, superseded, ...)."""
+        return self.status.split()[0].strip(".,;:").lower() if self.status.split() else ""
+
+
+@dataclass(frozen=True)
+class Section:
+    """One unit of context: a heading's text, a whole ADR, or a whole contract file."""
+
+    layer: str
+    source: str
+    heading: tuple[str, ...]
+    text: str
+    line: int
+    kind: str  # "markdown" | "adr" | "contract" | "text"
+    ordinal: int = 1  # the nth section with this heading path in its file
+    adr: AdrInfo | None = None
+    refs: tuple[str, ...] = ()
+    mentions: tuple[Mention, ...] = ()
+    hash: str = field(default="", compare=False)
+
+    def __post_init__(self) -> None:
+        if not self.hash:
+            object.__setattr__(self, "hash", hashlib.sha256(self.text.encode("utf-8", "surrogatepass")).hexdigest()[:16])
+
+    @property
+    def title(self) -> str:
+        if self.adr is not None and self.adr.number is not None:
+            return f"ADR {self.adr.number:04d}: {self.adr.title}"
+        return self.heading[-1] if self.heading else PurePosixPath(self.source).name
+
+    @property
+    def heading_path(self) -> str:
+        """The heading path as shown: `Working on the billing service > Money`."""
+        return " > ".join(self.heading)
+
+    @property
+    def id(self) -> str:
+        """Stable across versions while the section keeps its file and heading path."""
+        anchor = self.heading_path
+        if self.ordinal > 1:
+            anchor += f" ({self.ordinal})"
+        return f"{self.layer}:{self.source}#{anchor}" if anchor else f"{self.layer}:{self.source}"
+
+    @property
+    def key(self) -> str:
+        """What a more specific layer must match to replace this section: the heading path."""
+        if self.kind in ("adr", "contract", "text") or not self.heading:
+            return "file:" + self.source.lower()
+        return " > ".join(" ".join(h.lower().split()) for h in self.heading) + (
+            f" ({self.ordinal})" if self.ordinal > 1 else ""
+        )
+
+    @property
+    def tokens(self) -> int:
+        return estimate_tokens(self.text)
+
+    @property
+    def label(self) -> str:
+        """Where the section comes from, for people: `AGENTS.md > Money [repo]`."""
+        where = f"{self.source} > {self.heading_path}" if self.heading and self.kind == "markdown" else self.source
+        return f"{where} [{self.layer}]"
+
+
+def is_adr_path(path: str) -> bool:
+    """Whether a Markdown source is an ADR: it lives in an `adr`, `adrs` or `decisions` directory."""
+    parts = PurePosixPath(path).parts
+    return any(part.lower() in _ADR_DIRS for part in parts[:-1])
+
+
+def split_source(layer: str, path: str, text: str) -> list[Section]:
+    """The sections of one source file's text."""
+    suffix = PurePosixPath(path).suffix.lower()
+    if suffix in MARKDOWN_SUFFIXES:
+        if is_adr_path(path):
+            return [_adr_section(layer, path, text)]
+        return split_markdown(layer, path, text)
+    kind = "contract" if suffix in CONTRACT_SUFFIXES else "text"
+    if not text.strip():
+        return []
+    return [Section(layer, path, (), text, 1, kind)]
+
+
+def split_markdown(layer: str, path: str, text: str) -> list[Section]:
+    """Split Markdown at ATX headings (not inside fenced code); blank sections are dropped."""
+    lines = text.splitlines(keepends=True)
+    stack: list[tuple[int, str]] = []
+    starts: list[tuple[int, tuple[str, ...]]] = [(0, ())]
+    fence: str | None = None
+    for number, line in enumerate(lines):
+        fenced = _FENCE.match(line)
+        if fence is not None:
+            if fenced and fenced.group(1)[0] == fence[0] and len(fenced.group(1)) >= len(fence) \
+                    and not fenced.group(2).strip():
+                fence = None
+            continue
+        if fenced:
+            fence = fenced.group(1)
+            continue
+        heading = _HEADING.match(line)
+        if heading is None:
+            continue
+        level, title = len(heading.group(1)), heading.group(2).strip()
+        while stack and stack[-1][0] >= level:
+            stack.pop()
+        stack.append((level, title))
+        starts.append((number, tuple(t for _, t in stack)))
+    sections: list[Section] = []
+    seen: dict[tuple[str, ...], int] = {}
+    for i, (start, heading_path) in enumerate(starts):
+        end = starts[i + 1][0] if i + 1 < len(starts) else len(lines)
+        chunk = "".join(lines[start:end])
+        body = chunk if not heading_path else "".join(lines[start + 1:end])
+        if not body.strip():
+            continue
+        ordinal = seen[heading_path] = seen.get(heading_path, 0) + 1
+        sections.append(Section(layer, path, heading_path, chunk.rstrip() + "\n", start + 1, "markdown",
+                                ordinal=ordinal, refs=code_refs(chunk)))
+    return sections
+
+
+def _adr_section(layer: str, path: str, text: str) -> Section:
+    return Section(layer, path, (), text.rstrip() + "\n", 1, "adr", adr=parse_adr(path, text), refs=code_refs(text))
+
+
+def parse_adr(path: str, text: str) -> AdrInfo:
+    """Number, title, status, date and supersession links of an ADR (Nygard or MADR style)."""
+    name = PurePosixPath(path).name
+    number: int | None = None
+    if found := _ADR_NUMBER_IN_NAME.match(name):
+        number = int(found.group(1))
+    title = PurePosixPath(path).stem
+    status = date = ""
+    lines = text.splitlines()
+    current: str | None = None
+    for line in lines:
+        heading = _HEADING.match(line)
+        if heading:
+            level, words = len(heading.group(1)), heading.group(2).strip()
+            if level == 1 and title == PurePosixPath(path).stem:
+                in_title = _ADR_NUMBER_IN_TITLE.match(words)
+                if in_title and in_title.group(2):
+                    number = number if number is not None else int(in_title.group(1))
+                    title = in_title.group(2).strip()
+                else:
+                    title = words
+            current = words.lower()
+            continue
+        stripped = line.strip()
+        if not stripped:
+            continue
+        if current in ("status", "date") and not (status if current == "status" else date):
+            if current == "status":
+                status = stripped.lstrip("-* ")
+            else:
+                date = stripped.lstrip("-* ")
+            continue
+        field_line = _FIELD_LINE.match(line)
+        if field_line:
+            which, value = field_line.group(1).lower(), field_line.group(2).strip("* ")
+            if which == "status" and not status:
+                status = value
+            elif which == "date" and not date:
+                date = value
+    superseded_by = tuple(sorted({int(n) for n in _SUPERSEDED_BY.findall(status)}))
+    supersedes = tuple(sorted({int(n) for n in _SUPERSEDES.findall(text)} - {number or -1}))
+    return AdrInfo(number, title, status, date, supersedes, superseded_by)
+
+
+def code_refs(text: str) -> tuple[str, ...]:
+    """Code spans outside fenced blocks that may name a path or symbol (`payments.currency`)."""
+    refs: list[str] = []
+    fence: str | None = None
+    for line in text.splitlines():
+        fenced = _FENCE.match(line)
+        if fence is not None:
+            if fenced and fenced.group(1)[0] == fence[0] and not fenced.group(2).strip():
+                fence = None
+            continue
+        if fenced:
+            fence = fenced.group(1)
+            continue
+        if "`" not in line:
+            continue
+        for span in _CODE_SPAN.findall(line):
+            candidate = span.strip().removesuffix("()")
+            if _REF_SHAPE.match(candidate) and candidate not in refs:
+                refs.append(candidate)
+    return tuple(refs)

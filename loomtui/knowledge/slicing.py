@@ -1,0 +1,467 @@
+"""The slice: the sections one task needs, ranked, within the token budget, each saying why.
+
+Relevance has two sides, scored 0-100 each:
+
+- **terms**: the task's words (stemmed, stop words dropped) found in a section's
+  heading (strong) or body (weaker, more so when repeated), each weighted by how
+  rare it is across all sections; words one typo away match through rapidfuzz.
+- **claims**: the regions the task claims (or, with no claims, the regions the
+  coordination layer suggests for the task, counted lower) against what a
+  section mentions: the same region, file, dependency neighbour, directory or
+  package; the claimed names in its text; a `loom-rule` of it covering the file.
+
+score = the larger side + 0.3 x the smaller. A section is picked from score 30;
+pinned sections always are, first. Picks fill the budget best first (tokens are
+estimated as characters / 4); a section that does not fit is left out and
+listed, and smaller ones may still fit.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import PurePosixPath
+from typing import Any, Final
+
+import pathspec
+from rapidfuzz import fuzz, process
+
+from loomtui.coordination.index import RepoIndex
+from loomtui.errors import LoomError
+from loomtui.knowledge.sections import CHARS_PER_TOKEN, Section, estimate_tokens
+from loomtui.knowledge.sources import Context
+
+__all__ = ["MIN_SCORE", "ClaimInput", "Pick", "Slice", "pinned_sections", "slice_context", "task_terms"]
+
+MIN_SCORE: Final = 30.0
+_FUZZY_CUTOFF: Final = 85.0
+_STOP_WORDS: Final = frozenset(
+    ["a", "an", "and", "the", "to", "of", "in", "on", "for", "with", "from", "into", "by", "is", "are", "be", "it", "its", "this", "that", "these", "those", "add", "fix", "make", "use", "using", "update", "change", "new", "support", "so", "when", "should", "all", "any", "as", "at", "or", "not", "no", "do", "does", "can", "could", "we", "our", "you", "your", "they", "them", "their", "there", "here", "was", "were", "has", "have", "had", "will", "would", "may", "might", "must", "also", "than", "then", "only", "just", "more", "most", "some", "such", "via", "per", "each", "every", "other", "about", "after", "before", "over", "under", "up", "down", "out", "off", "get", "got", "let", "lets"]
+)
+_WORD = re.compile(r"[A-Z]?[a-z]+|[A-Z]+(?![a-z])")
+_STEM_CACHE: dict[str, str] = {}
+
+
+def _stem(word: str) -> str:
+    found = _STEM_CACHE.get(word)
+    if found is None:
+        low = word.lower()
+        found = low
+        if low.endswith("ies") and len(low) > 4:
+            found = low[:-3] + "y"
+        else:
+            for suffix in ("ings", "ing", "ed", "s"):
+                if low.endswith(suffix) and len(low) - len(suffix) >= 3 and not low.endswith("ss"):
+                    found = low[: -len(suffix)]
+                    break
+            # "invoice", "invoices" and "invoiced" meet at "invoic".
+            if found.endswith("e") and len(found) > 3:
+                found = found[:-1]
+        if len(found) < 2 or found in _STOP_WORDS:
+            found = ""
+        if len(_STEM_CACHE) < 200_000:
+            _STEM_CACHE[word] = found
+    return found
+
+
+def _terms(text: str) -> dict[str, int]:
+    """Stemmed words and how often each occurs (identifiers split: `InvoiceCalculator`)."""
+    raw = Counter(_WORD.findall(text))
+    terms: dict[str, int] = {}
+    cache_get = _STEM_CACHE.get
+    terms_get = terms.get
+    for word, count in raw.items():
+        stem = cache_get(word)
+        if stem is None:
+            stem = _stem(word)
+        if stem:
+            terms[stem] = terms_get(stem, 0) + count
+    return terms
+
+
+def _display_forms(text: str) -> dict[str, str]:
+    """Each stem of `text` -> the first word of it as written (`invoic` -> `invoices`)."""
+    forms: dict[str, str] = {}
+    for word in _WORD.findall(text):
+        if stem := _stem(word):
+            forms.setdefault(stem, word.lower())
+    return forms
+
+
+def task_terms(text: str) -> list[str]:
+    """The words of a task that say what it is about, stemmed, in order, once each."""
+    return list(dict.fromkeys(_terms_in_order(text)))
+
+
+def _terms_in_order(text: str) -> list[str]:
+    stems = (_stem(w) for w in _WORD.findall(text))
+    return [s for s in stems if s]
+
+
+# -- the per-context term index -----------------------------------------------------------
+
+
+class _TermIndex:
+    """Every section's words, counted once per context (see Context.cache).
+
+    Built in C as far as it goes: one Counter of raw words per section, and the
+    vocabulary grouped by stem. A term's postings (section -> count) are gathered
+    the first time a task asks for it and kept.
+    """
+
+    def __init__(self, sections: Sequence[Section]) -> None:
+        self.count = len(sections)
+        self.counters = [Counter(_WORD.findall(section.text)) for section in sections]
+        self.headings: list[frozenset[str]] = []
+        for section in sections:
+            heading = " ".join(section.heading) or section.title
+            if section.adr is not None:
+                heading += " " + section.adr.title
+            self.headings.append(frozenset(_terms(heading)))
+        families: dict[str, list[str]] = {}
+        for word in set().union(*self.counters) if self.counters else ():
+            if stem := _stem(word):
+                families.setdefault(stem, []).append(word)
+        for i, heading_terms in enumerate(self.headings):
+            for term in heading_terms:
+                families.setdefault(term, [])
+        self.families = families
+        buckets: dict[str, list[str]] = {}
+        for term in families:
+            buckets.setdefault(term[0], []).append(term)
+        self.buckets = buckets
+        self._postings: dict[str, dict[int, int]] = {}
+
+    def postings(self, term: str) -> dict[int, int]:
+        """Section index -> how often `term` (any word of its stem) occurs; heading-only counts 1."""
+        found = self._postings.get(term)
+        if found is None:
+            found = {}
+            for word in self.families.get(term, ()):
+                for i, counter in enumerate(self.counters):
+                    n = counter.get(word)
+                    if n:
+                        found[i] = found.get(i, 0) + n
+            for i, heading in enumerate(self.headings):
+                if term in heading and i not in found:
+                    found[i] = 1
+            self._postings[term] = found
+        return found
+
+    def idf(self, term: str) -> float:
+        df = len(self.postings(term))
+        return math.log((self.count + 1) / (df + 0.5)) if df else 0.0
+
+    def expand(self, term: str) -> list[tuple[str, float]]:
+        """The term itself if any section has it, and near spellings (similarity 0-1)."""
+        found = [(term, 1.0)] if term in self.families else []
+        if len(term) >= 5:
+            candidates = [t for t in self.buckets.get(term[0], ()) if abs(len(t) - len(term)) <= 2 and t != term]
+            for other, similarity, _ in process.extract(term, candidates, scorer=fuzz.ratio,
+                                                        score_cutoff=_FUZZY_CUTOFF, limit=3):
+                found.append((other, similarity / 100.0))
+        return found
+
+
+def _term_index(context: Context) -> _TermIndex:
+    found = context.cache.get("terms")
+    if not isinstance(found, _TermIndex):
+        found = _TermIndex(context.sections)
+        context.cache["terms"] = found
+    return found
+
+
+# -- claims ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ClaimInput:
+    """A claim as the slice sees it: what was claimed and the region ids it covers."""
+
+    target: str
+    regions: tuple[str, ...]
+    suggested: bool = False
+
+
+def _path_of(target: str) -> str:
+    return target.partition("::")[0]
+
+
+def _relation(mention: str, region: str, neighbours: set[str]) -> tuple[float, str]:
+    """How closely a mentioned path/region relates to a claimed region (strength, how)."""
+    m_path, r_path = _path_of(mention), _path_of(region)
+    if m_path.endswith("/__init__.py"):
+        m_path = m_path.removesuffix("/__init__.py")
+        if r_path.startswith(m_path + "/"):
+            return 0.5, f"its package {m_path}/"
+    if mention == region or region.startswith(mention + ".") or mention.startswith(region + ".") \
+            or (mention == m_path and r_path == m_path) or (region == r_path and m_path == r_path):
+        return 1.0, "the claimed region"
+    if m_path == r_path:
+        return 0.85, f"the same file {r_path}"
+    if r_path.startswith(m_path.rstrip("/") + "/"):
+        return 0.6, f"its directory {m_path.rstrip('/')}/"
+    if mention in neighbours or m_path in neighbours:
+        return 0.6, "a dependency of it"
+    m_parts, r_parts = PurePosixPath(m_path).parts, PurePosixPath(r_path).parts
+    if len(m_parts) > 1 and len(r_parts) > 1 and m_parts[:-1] == r_parts[:-1]:
+        return 0.5, f"the same directory {'/'.join(r_parts[:-1])}/"
+    if len(m_parts) > 1 and len(r_parts) > 1 and m_parts[0] == r_parts[0]:
+        return 0.4, f"the same package {r_parts[0]}/"
+    return 0.0, ""
+
+
+@dataclass(frozen=True)
+class _ClaimHit:
+    strength: float
+    reason: str
+
+
+def _claim_hits(context: Context, index: _TermIndex, claims: Sequence[ClaimInput],
+                repo_index: RepoIndex | None) -> dict[int, _ClaimHit]:
+    hits: dict[int, _ClaimHit] = {}
+
+    def offer(i: int, strength: float, reason: str) -> None:
+        if strength > 0 and (i not in hits or strength > hits[i].strength):
+            hits[i] = _ClaimHit(strength, reason)
+
+    rule_sections = _rule_sections(context)
+    for claim in claims:
+        factor = 0.6 if claim.suggested else 1.0
+        label = f"{'suggested region' if claim.suggested else 'claim'} {claim.target}"
+        for region in claim.regions[:50]:
+            neighbours = repo_index.neighbours(region) if repo_index is not None and not claim.suggested else set()
+            neighbour_paths = {_path_of(n) for n in neighbours} | neighbours
+            for i, section in enumerate(context.sections):
+                for mention in section.mentions:
+                    if mention.exists is False:
+                        continue
+                    strength, how = _relation(mention.target, region, neighbour_paths)
+                    # A suggestion is a guess: only a mention of its own file or region counts.
+                    if strength >= (0.85 if claim.suggested else 0.0) and strength:
+                        offer(i, strength * factor, f"{label}: mentions `{mention.text}` ({how})")
+            # The claimed names themselves in a section's words.
+            # The claimed name written out (`InvoiceCalculator`, `round_minor_units`): a
+            # plain word (`total`) is a term like any other, counted once.
+            name = _claimed_name(region)
+            if len(name) >= 6 and ("_" in name.strip("_") or any(c.isupper() for c in name[1:])):
+                for i, section in enumerate(context.sections):
+                    if name in section.text:
+                        offer(i, 0.7 * factor, f"{label}: names `{name}`")
+            for rule, i in rule_sections:
+                if rule.covers(_path_of(region)):
+                    # A rule for every file says nothing about this one in particular.
+                    broad = any(p.lstrip("/").startswith("*") for p in rule.paths)
+                    offer(i, (0.3 if broad else 0.8) * factor,
+                          f"{label}: its rule `{rule.id}` covers {_path_of(region)}")
+    return hits
+
+
+def _claimed_name(region: str) -> str:
+    """The name a claimed region goes by: `total` for `a.py::Invoice.total`, the package for `__init__.py`."""
+    qualname = region.partition("::")[2]
+    if qualname:
+        name = qualname.rpartition(".")[2]
+        return "" if name.startswith("__") else name
+    path = PurePosixPath(region)
+    return path.parent.name if path.stem == "__init__" else path.stem
+
+
+def _rule_sections(context: Context) -> list[tuple[Any, int]]:
+    found: list[tuple[Any, int]] = []
+    for rule in context.rules:
+        layer, _, rest = rule.origin.partition(":")
+        path, _, line = rest.rpartition(":")
+        best: int | None = None
+        for i, section in enumerate(context.sections):
+            if section.layer == layer and section.source == path and section.line <= int(line or 0) \
+                    and (best is None or section.line > context.sections[best].line):
+                best = i
+        if best is not None:
+            found.append((rule, best))
+    return found
+
+
+# -- the slice ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Pick:
+    """One section in a slice and why it is there."""
+
+    section: Section
+    score: float
+    terms: tuple[str, ...] = ()
+    term_score: float = 0.0
+    claim_score: float = 0.0
+    pulled_by: str = ""
+    pinned: bool = False
+
+    @property
+    def tokens(self) -> int:
+        return estimate_tokens(self.section.text)
+
+    def why(self) -> str:
+        if self.pinned:
+            return "pinned (context.pinned)"
+        parts = [f"score {self.score:.0f}"]
+        if self.terms:
+            parts.append("terms: " + ", ".join(self.terms))
+        if self.pulled_by:
+            parts.append(self.pulled_by)
+        return "; ".join(parts)
+
+    def as_dict(self) -> dict[str, Any]:
+        section = self.section
+        return {"id": section.id, "layer": section.layer, "source": section.source, "line": section.line,
+                "heading": list(section.heading), "title": section.title, "kind": section.kind,
+                "hash": section.hash, "tokens": self.tokens, "score": round(self.score, 1),
+                "term_score": round(self.term_score, 1), "claim_score": round(self.claim_score, 1),
+                "terms": list(self.terms), "pulled_by": self.pulled_by, "pinned": self.pinned, "why": self.why()}
+
+
+@dataclass
+class Slice:
+    """The sections chosen for one task from one context, and what was left out."""
+
+    task: str
+    claims: list[ClaimInput]
+    version: str
+    commit: str | None
+    budget: int
+    picks: list[Pick]
+    left_out: list[tuple[Pick, str]] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def tokens(self) -> int:
+        return sum(p.tokens for p in self.picks)
+
+    def summary(self) -> str:
+        where = f"commit {self.commit[:12]}" if self.commit else "the working tree"
+        return (f"context version {self.version} ({where}): {len(self.picks)} section"
+                f"{'' if len(self.picks) == 1 else 's'}, ~{self.tokens:,} of {self.budget:,} tokens "
+                f"(estimated as characters / {CHARS_PER_TOKEN})")
+
+    def render(self) -> str:
+        """The slice as the Markdown file an agent reads."""
+        lines = ["# Context for this task", "",
+                 (f"Assembled by loomtui from the team's sources: {self.summary()}. "
+                  "This is the ground truth on conventions and decisions for this change; "
+                  "each section says where it comes from and why it is here."), "",
+                 "## Task", "", self.task.strip() or "(no task text)", ""]
+        if self.claims:
+            kind = "Regions suggested for the task" if all(c.suggested for c in self.claims) else "Claimed regions"
+            lines += [f"## {kind}", ""] + [f"- `{c.target}`" for c in self.claims] + [""]
+        for pick in self.picks:
+            lines += ["---", "", f"> from {pick.section.label}: {pick.why()}", "", pick.section.text.rstrip(), ""]
+        return "\n".join(lines)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "task": self.task, "version": self.version, "commit": self.commit, "budget_tokens": self.budget,
+            "tokens": self.tokens, "chars_per_token": CHARS_PER_TOKEN,
+            "claims": [{"target": c.target, "regions": list(c.regions), "suggested": c.suggested}
+                       for c in self.claims],
+            "sections": [p.as_dict() for p in self.picks],
+            "left_out": [{**p.as_dict(), "reason": reason} for p, reason in self.left_out],
+            "problems": list(self.problems),
+        }
+
+
+def pinned_sections(context: Context) -> tuple[list[Section], list[str]]:
+    """The sections `context.pinned` names, and a problem per selector matching none.
+
+    A selector is `PATH` (every section of the files the glob matches), or
+    `PATH#HEADING` (the section whose heading, or heading path `A > B`, it is),
+    optionally after `LAYER:`.
+    """
+    chosen: list[Section] = []
+    problems: list[str] = []
+    layer_names = {s.layer for s in context.sections}
+    for selector in context.config.pinned:
+        layer = None
+        body = selector
+        head, sep, tail = selector.partition(":")
+        if sep and head in layer_names:
+            layer, body = head, tail
+        path, _, heading = body.partition("#")
+        spec = pathspec.GitIgnoreSpec.from_lines(["/" + path.lstrip("/")])
+        wanted = " ".join(heading.lower().split())
+        matched = [
+            s for s in context.sections
+            if (layer is None or s.layer == layer) and spec.match_file(s.source)
+            and (not wanted or wanted in (" ".join(s.heading_path.lower().split()),
+                                          " ".join(s.heading[-1].lower().split()) if s.heading else ""))
+        ]
+        if not matched:
+            problems.append(f"context.pinned: {selector!r} matches no section")
+        chosen.extend(s for s in matched if s not in chosen)
+    return chosen, problems
+
+
+def slice_context(context: Context, task: str, claims: Sequence[ClaimInput] = (), *,
+                  budget: int | None = None, repo_index: RepoIndex | None = None) -> Slice:
+    """Rank every section for `task` and `claims` and fill the budget; raises LoomError when
+    the pinned sections alone exceed it."""
+    budget = context.config.budget_tokens if budget is None else budget
+    pinned, problems = pinned_sections(context)
+    pinned_tokens = sum(estimate_tokens(s.text) for s in pinned)
+    if pinned_tokens > budget:
+        raise LoomError(f"the context budget of {budget:,} tokens is smaller than the pinned sections "
+                        f"({pinned_tokens:,} tokens in {len(pinned)}); raise context.budget_tokens or pin less")
+    index = _term_index(context)
+    ranked = _rank(context, index, task, claims, repo_index)
+    picks = [Pick(s, 100.0, pinned=True) for s in pinned]
+    used = pinned_tokens
+    left_out: list[tuple[Pick, str]] = []
+    pinned_ids = {s.id for s in pinned}
+    for pick in ranked:
+        if pick.section.id in pinned_ids:
+            continue
+        if pick.score < MIN_SCORE:
+            break
+        if used + pick.tokens > budget:
+            left_out.append((pick, f"over budget ({pick.tokens:,} tokens; {budget - used:,} left)"))
+            continue
+        picks.append(pick)
+        used += pick.tokens
+    return Slice(task, list(claims), context.version, context.commit, budget, picks, left_out,
+                 problems + list(context.problems))
+
+
+def _rank(context: Context, index: _TermIndex, task: str, claims: Sequence[ClaimInput],
+          repo_index: RepoIndex | None) -> list[Pick]:
+    words = task_terms(task)
+    forms = _display_forms(task)
+    max_idf = math.log((index.count + 1) / 0.5) or 1.0
+    weights: dict[str, float] = {}
+    strengths: dict[int, dict[str, tuple[float, str]]] = {}
+    for word in words:
+        expansions = index.expand(word)
+        idf = index.idf(expansions[0][0]) if expansions else math.log(index.count + 1)
+        weights[word] = 0.3 + 0.7 * min(idf / max_idf, 1.0)
+        for term, similarity in expansions:
+            shown_term = forms.get(word, word) + ("" if term == word else f"~{term}")
+            for i, count in index.postings(term).items():
+                strength = 1.0 if term in index.headings[i] else 0.5 + 0.3 * min(count, 3) / 3
+                strength *= similarity if similarity == 1.0 else similarity * 0.9
+                current = strengths.setdefault(i, {}).get(word)
+                if current is None or strength > current[0]:
+                    strengths[i][word] = (strength, shown_term)
+    total_weight = sum(weights.values()) or 1.0
+    hits = _claim_hits(context, index, claims, repo_index) if claims else {}
+    picks: list[Pick] = []
+    for i in set(strengths) | set(hits):
+        matched = strengths.get(i, {})
+        term_score = 100.0 * sum(weights[w] * s for w, (s, _) in matched.items()) / total_weight
+        hit = hits.get(i)
+        claim_score = 100.0 * hit.strength if hit else 0.0
+        score = min(100.0, max(term_score, claim_score) + 0.3 * min(term_score, claim_score))
+        terms = tuple(shown for _, (_, shown) in sorted(matched.items(), key=lambda kv: -kv[1][0]))
+        picks.append(Pick(context.sections[i], score, terms, term_score, claim_score, hit.reason if hit else ""))
+    picks.sort(key=lambda p: (-p.score, p.section.source, p.section.line))
+    return picks

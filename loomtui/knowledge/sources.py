@@ -1,0 +1,625 @@
+"""Context sources read at a commit (or the working tree), merged across layers, and versioned.
+
+The repository's own sources (`context.sources`) are the most specific layer,
+named `repo`. Layers from outside the repository (`context.layers`: a local git
+repository read at a pinned ref, or a directory) come first, least specific
+first; a section whose heading path a later layer repeats is replaced by it.
+
+A **context version** is a hash over (layer, path, git blob id) of every source
+file: the same files give the same version whether read from a commit or from a
+working tree, and any edit to any source gives a new one. Git is always run with
+loomtui's distrusting flags, and a blob is read through `git cat-file`, never by
+checking anything out.
+"""
+
+from __future__ import annotations
+
+import builtins
+import hashlib
+import os
+import re
+import stat
+import subprocess
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path, PurePosixPath
+from typing import Final, Protocol
+
+import pathspec
+
+from loomtui.config import ContextConfig, ContextLayer
+from loomtui.coordination.index import RepoIndex, blob_hash
+from loomtui.errors import LoomError, shown
+from loomtui.knowledge.rules import Rule, parse_rules
+from loomtui.knowledge.sections import MARKDOWN_SUFFIXES, Mention, Section, split_source
+from loomtui.repo import DISTRUSTING_GIT_CONFIG
+
+__all__ = [
+    "MAX_SOURCE_BYTES",
+    "REPO_LAYER",
+    "WORKTREE",
+    "Context",
+    "LayerState",
+    "SourceFile",
+    "VersionEntry",
+    "context_versions",
+    "head_commit",
+    "load_context",
+    "resolve_at",
+    "resolve_mentions",
+]
+
+MAX_SOURCE_BYTES: Final = 256 * 1024
+"""At most this much (256 KiB) of one source file is read; the rest is left out and reported."""
+
+REPO_LAYER: Final = "repo"
+WORKTREE: Final = "worktree"
+_BINARY_SNIFF = 8192
+_GLOB_CHARS = frozenset("*?[")
+
+
+def _git(cwd: Path, *args: str, check: bool = True) -> str:
+    try:
+        done = subprocess.run(["git", *DISTRUSTING_GIT_CONFIG, "-c", "core.quotePath=false", *args],
+                              cwd=cwd, capture_output=True, check=False)
+    except OSError as exc:
+        raise LoomError(f"cannot run git: {exc.strerror or exc}") from None
+    if done.returncode != 0:
+        if not check:
+            return ""
+        message = done.stderr.decode("utf-8", "replace").strip().splitlines()
+        raise LoomError(f"git {args[0]} failed in {cwd}: {message[-1] if message else done.returncode}")
+    return done.stdout.decode("utf-8", "surrogateescape")
+
+
+def head_commit(root: Path, ref: str = "HEAD") -> str | None:
+    """The commit `ref` names in the repository at `root`, or None (no such ref, no history)."""
+    out = _git(root, "rev-parse", "--verify", "--quiet", "--end-of-options", f"{ref}^{{commit}}", check=False)
+    return out.strip() or None
+
+
+# -- trees: where files are read from ------------------------------------------------
+
+
+class _Tree(Protocol):
+    where: str
+
+    def listing(self) -> dict[str, str | None]:
+        """Every file: path -> git blob id (None when only reading reveals it)."""
+        ...
+
+    def read(self, path: str, limit: int) -> tuple[bytes, str, int]:
+        """(at most `limit` bytes, the blob id, the full size); OSError if unreadable."""
+        ...
+
+
+class _FileTree:
+    """A directory on disk: a working tree (listed by git) or an outside directory (walked)."""
+
+    def __init__(self, root: Path, *, git_listing: bool) -> None:
+        self.root = root
+        self.where = str(root)
+        self._git_listing = git_listing
+        self._real = os.path.realpath(root)
+
+    def listing(self) -> dict[str, str | None]:
+        names: list[str] | None = None
+        if self._git_listing:
+            out = _git(self.root, "ls-files", "-z", "-co", "--exclude-standard", check=False)
+            names = [n for n in out.split("\0") if n] or None
+        if names is None:
+            names = []
+            for directory, dirnames, filenames in os.walk(self.root):
+                dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+                relative = os.path.relpath(directory, self.root)
+                prefix = "" if relative == "." else relative.replace(os.sep, "/") + "/"
+                names.extend(prefix + name for name in filenames)
+        return dict.fromkeys(names)
+
+    def read(self, path: str, limit: int) -> tuple[bytes, str, int]:
+        full = os.path.join(self.root, path)
+        real = os.path.realpath(full)
+        if not real.startswith(self._real + os.sep):
+            raise OSError(0, "a symlink leading out of the tree")
+        # O_NONBLOCK: a FIFO planted as a source must not hang the read.
+        fd = os.open(real, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+        with os.fdopen(fd, "rb") as handle:
+            info = os.fstat(handle.fileno())
+            if not stat.S_ISREG(info.st_mode):
+                raise OSError(0, "not a regular file")
+            head = handle.read(limit)
+            if info.st_size <= limit and len(head) < limit:
+                return head, blob_hash(head), len(head)
+            # Hashed in chunks, kept only up to `limit`: a huge file is never held whole.
+            size = info.st_size
+            digest = hashlib.sha1(b"blob %d\0" % size)
+            digest.update(head)
+            read = len(head)
+            while chunk := handle.read(1 << 20):
+                digest.update(chunk)
+                read += len(chunk)
+            if read != size:  # it changed while read: hash what was read
+                digest = hashlib.sha1(b"blob %d\0" % read)
+                handle.seek(0)
+                while chunk := handle.read(1 << 20):
+                    digest.update(chunk)
+            return head, digest.hexdigest(), read
+
+
+class _GitTree:
+    """The tree of one commit, read through `git ls-tree` and `git cat-file --batch`."""
+
+    def __init__(self, repo: Path, commit: str, where: str) -> None:
+        self.repo = repo
+        self.commit = commit
+        self.where = where
+        self._batch: subprocess.Popen[bytes] | None = None
+
+    def listing(self) -> dict[str, str | None]:
+        out = _git(self.repo, "ls-tree", "-r", "-z", "--full-tree", self.commit)
+        files: dict[str, str | None] = {}
+        for record in out.split("\0"):
+            if not record:
+                continue
+            meta, _, path = record.partition("\t")
+            mode, kind, sha = meta.split()
+            if kind == "blob" and mode != "120000":  # a symlink's blob is its target, not text
+                files[path] = sha
+        return files
+
+    def read(self, path: str, limit: int) -> tuple[bytes, str, int]:
+        raise NotImplementedError  # read_blob is used: the blob id comes from the listing
+
+    def read_blob(self, sha: str, limit: int) -> tuple[bytes, int]:
+        if self._batch is None:
+            self._batch = subprocess.Popen(["git", *DISTRUSTING_GIT_CONFIG, "cat-file", "--batch"],
+                                           cwd=self.repo, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                           stderr=subprocess.DEVNULL)
+        batch = self._batch
+        assert batch.stdin is not None and batch.stdout is not None
+        batch.stdin.write(sha.encode() + b"\n")
+        batch.stdin.flush()
+        header = batch.stdout.readline().split()
+        if len(header) < 3:
+            raise OSError(0, f"git cannot read blob {sha[:12]}")
+        size = int(header[2])
+        kept = batch.stdout.read(min(size, limit))
+        left = size - len(kept)
+        while left > 0:
+            left -= len(batch.stdout.read(min(left, 1 << 20)))
+        batch.stdout.read(1)  # the newline after the object
+        return kept, size
+
+    def close(self) -> None:
+        if self._batch is not None:
+            assert self._batch.stdin is not None
+            self._batch.stdin.close()
+            self._batch.wait()
+            self._batch = None
+
+
+# -- globs ------------------------------------------------------------------------------
+
+
+def _anchored(pattern: str) -> str:
+    """A source glob anchored at the top of its tree (`AGENTS.md` is the top file, not any)."""
+    negated = pattern.startswith("!")
+    body = pattern[1:] if negated else pattern
+    if not body.startswith(("/", "**")):
+        body = "/" + body
+    return ("!" if negated else "") + body
+
+
+def _spec(patterns: Sequence[str]) -> pathspec.GitIgnoreSpec:
+    return pathspec.GitIgnoreSpec.from_lines([_anchored(p) for p in patterns])
+
+
+def git_pathspecs(patterns: Sequence[str]) -> list[str]:
+    """The source globs as git pathspecs (for `git log -- ...`)."""
+    specs = []
+    for pattern in patterns:
+        negated = pattern.startswith("!")
+        body = (pattern[1:] if negated else pattern).lstrip("/")
+        if body.endswith("/"):
+            body += "**"
+        specs.append(f":({'exclude,' if negated else ''}glob){body}")
+    return specs
+
+
+# -- the context ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SourceFile:
+    layer: str
+    path: str
+    blob: str
+    size: int
+    truncated: bool
+    sections: int
+
+
+@dataclass(frozen=True)
+class LayerState:
+    """One layer as read: where from, at which commit (repo layers), and its own version."""
+
+    name: str
+    where: str
+    ref: str | None
+    commit: str | None
+    version: str
+    files: int
+
+
+@dataclass
+class Context:
+    """Every section of every layer at one point, merged, with its version and its problems."""
+
+    version: str
+    commit: str | None  # the repository's commit read; None for its working tree
+    layers: list[LayerState]
+    files: list[SourceFile]
+    sections: list[Section]
+    overridden: list[tuple[str, str]]  # (section id replaced, id of the section replacing it)
+    rules: list[Rule]
+    problems: list[str]
+    config: ContextConfig
+    repo_files: frozenset[str] = frozenset()
+    cache: dict[str, object] = field(default_factory=dict, repr=False, compare=False)
+
+    @property
+    def at(self) -> str:
+        return self.commit or WORKTREE
+
+    def section(self, section_id: str) -> Section | None:
+        return self.by_id().get(section_id)
+
+    def by_id(self) -> dict[str, Section]:
+        found = self.cache.get("by_id")
+        if not isinstance(found, dict):
+            found = {s.id: s for s in self.sections}
+            self.cache["by_id"] = found
+        return found
+
+    def file_blobs(self) -> dict[str, str]:
+        """`layer:path` -> blob id of every source file."""
+        return {f"{f.layer}:{f.path}": f.blob for f in self.files}
+
+
+def _version(pairs: Iterable[tuple[str, str, str]]) -> str:
+    digest = hashlib.sha256()
+    for layer, path, blob in pairs:
+        digest.update(f"{layer}\0{path}\0{blob}\n".encode("utf-8", "surrogateescape"))
+    return digest.hexdigest()[:12]
+
+
+def _decode(data: bytes, shown_path: str, problems: list[str]) -> str | None:
+    if b"\0" in data[:_BINARY_SNIFF]:
+        problems.append(f"{shown_path}: a binary file, skipped")
+        return None
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        if exc.start >= len(data) - 3 and exc.reason == "unexpected end of data":
+            return data[: exc.start].decode("utf-8")  # a cut inside the last character
+        problems.append(f"{shown_path}: not valid UTF-8 (byte 0x{data[exc.start]:02x} at offset "
+                        f"{exc.start}); undecodable bytes are shown as U+FFFD")
+        return data.decode("utf-8", "replace")
+
+
+def _read_layer(name: str, tree: _Tree | _GitTree, patterns: Sequence[str], problems: list[str],
+                *, report_missing: bool) -> tuple[list[SourceFile], list[Section], list[Rule], dict[str, str | None]]:
+    listing = tree.listing()
+    spec = _spec(patterns)
+    chosen = sorted(path for path in listing if spec.match_file(path))
+    if report_missing:
+        for pattern in patterns:
+            literal = pattern.lstrip("/")
+            if not _GLOB_CHARS & set(literal) and not pattern.startswith("!") and literal not in listing \
+                    and not any(p.startswith(literal.rstrip("/") + "/") for p in chosen):
+                problems.append(f"{_where(name, literal)}: no such file")
+    files: list[SourceFile] = []
+    sections: list[Section] = []
+    rules: list[Rule] = []
+    for path in chosen:
+        label = _where(name, path)
+        try:
+            if isinstance(tree, _GitTree):
+                blob = listing[path]
+                assert blob is not None
+                data, size = tree.read_blob(blob, MAX_SOURCE_BYTES)
+            else:
+                data, blob, size = tree.read(path, MAX_SOURCE_BYTES)
+        except OSError as exc:
+            problems.append(f"{label}: cannot read: {exc.strerror or exc}")
+            continue
+        truncated = size > len(data)
+        if truncated:
+            cut = data.rfind(b"\n")
+            data = data[: cut + 1] if cut > 0 else data
+            problems.append(f"{label}: {size:,} bytes; only the first {len(data):,} are used "
+                            f"(at most {MAX_SOURCE_BYTES:,} per file)")
+        text = _decode(data, label, problems)
+        found = split_source(name, path, text) if text is not None else []
+        if text is not None and PurePosixPath(path).suffix.lower() in MARKDOWN_SUFFIXES and "loom-rule" in text:
+            file_rules, rule_problems = parse_rules(name, path, text)
+            rules.extend(file_rules)
+            problems.extend(f"{name}:{p}" if name != REPO_LAYER else p for p in rule_problems)
+        files.append(SourceFile(name, path, blob, size, truncated, len(found)))
+        sections.extend(found)
+    return files, sections, rules, listing
+
+
+def _where(layer: str, path: str) -> str:
+    return shown(path) if layer == REPO_LAYER else f"{layer}:{shown(path)}"
+
+
+def _outside_tree(root: Path, layer: ContextLayer, problems: list[str]) -> tuple[_Tree | _GitTree | None, LayerState]:
+    raw = layer.repo if layer.repo is not None else layer.dir
+    assert raw is not None
+    location = (root / os.path.expanduser(raw)).resolve()
+    missing = LayerState(layer.name, str(location), layer.ref if layer.repo else None, None, "", 0)
+    if not location.is_dir():
+        problems.append(f"layer {layer.name}: {shown(str(location))}: no such directory; the layer is left out")
+        return None, missing
+    if layer.dir is not None:
+        return _FileTree(location, git_listing=False), missing
+    commit = head_commit(location, layer.ref)
+    if commit is None:
+        problems.append(f"layer {layer.name}: {shown(str(location))}: no commit {shown(layer.ref)} "
+                        "(not a git repository, or the ref is missing); the layer is left out")
+        return None, missing
+    state = replace(missing, commit=commit)
+    return _GitTree(location, commit, f"{location}@{layer.ref}"), state
+
+
+def load_context(root: Path, config: ContextConfig, *, at: str | None = None) -> Context:
+    """Read, split and merge every layer's sources.
+
+    `at` is a commit-ish of the repository at `root` (its sources are read from
+    git's objects) or None / "worktree" for the files on disk. Problems with one
+    source (missing, unreadable, not UTF-8, too large) are reported in `problems`
+    and the rest is still used. An unknown `at` is a LoomError.
+    """
+    root = Path(root)
+    problems: list[str] = []
+    commit: str | None = None
+    if at not in (None, WORKTREE):
+        assert at is not None
+        commit = head_commit(root, at)
+        if commit is None:
+            if head_commit(root) is None:
+                raise LoomError(f"{shown(at)}: the repository has no commits yet (use the working tree)")
+            raise LoomError(f"{shown(at)}: no such commit or ref")
+    layers: list[LayerState] = []
+    all_files: list[SourceFile] = []
+    merged: dict[str, Section] = {}
+    order: list[str] = []
+    overridden: list[tuple[str, str]] = []
+    rules: list[Rule] = []
+    repo_listing: Mapping[str, str | None] = {}
+    plan: list[tuple[str, _Tree | _GitTree | None, LayerState, Sequence[str], bool]] = []
+    for layer in config.layers:
+        tree, state = _outside_tree(root, layer, problems)
+        plan.append((layer.name, tree, state, layer.sources, True))
+    repo_tree: _Tree | _GitTree = (_GitTree(root, commit, f"{root}@{commit[:12]}") if commit
+                                   else _FileTree(root, git_listing=True))
+    repo_state = LayerState(REPO_LAYER, str(root), None, commit, "", 0)
+    defaults = config.sources == ContextConfig().sources
+    plan.append((REPO_LAYER, repo_tree, repo_state, config.sources, not defaults))
+    for name, tree, state, patterns, report in plan:
+        if tree is None:
+            layers.append(state)
+            continue
+        try:
+            files, sections, layer_rules, listing = _read_layer(name, tree, patterns, problems,
+                                                                 report_missing=report)
+        except LoomError as exc:
+            problems.append(f"layer {name}: {exc}")
+            layers.append(state)
+            continue
+        finally:
+            if isinstance(tree, _GitTree):
+                tree.close()
+        if name == REPO_LAYER:
+            repo_listing = listing
+        layers.append(replace(state, where=tree.where,
+                              version=_version((name, f.path, f.blob) for f in files), files=len(files)))
+        all_files.extend(files)
+        rules.extend(layer_rules)
+        for section in sections:
+            earlier = merged.get(section.key)
+            if earlier is not None and earlier.layer != section.layer:
+                overridden.append((earlier.id, section.id))
+                merged[section.key] = section
+                continue
+            key = section.key if earlier is None else f"{section.key}\0{section.id}"
+            merged[key] = section
+            order.append(key)
+    version = _version_of_layers([(s.name, s.version) for s in layers if s.name != REPO_LAYER and s.version],
+                                 [(REPO_LAYER, f.path, f.blob) for f in all_files if f.layer == REPO_LAYER])
+    return Context(version=version, commit=commit, layers=layers, files=all_files,
+                   sections=[merged[k] for k in order if k in merged], overridden=overridden,
+                   rules=rules, problems=problems, config=config, repo_files=frozenset(repo_listing))
+
+
+def resolve_at(root: Path, text: str, config: ContextConfig) -> str | None:
+    """A commit for a user's `V`: a context version id (or prefix), a commit-ish, or worktree (None)."""
+    if text in (WORKTREE, "working-tree", "wt"):
+        return None
+    for entry in context_versions(root, config, limit=500):
+        if entry.version.startswith(text) and len(text) >= 4:
+            return entry.commit
+    commit = head_commit(root, text)
+    if commit is None:
+        raise LoomError(f"{shown(text)}: no such context version, commit or ref (see loomtui context versions)")
+    return commit
+
+
+# -- history -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class VersionEntry:
+    """The context as of one commit that changed a repository source."""
+
+    version: str
+    commit: str
+    time: int
+    subject: str
+    changed: tuple[str, ...]
+
+
+def context_versions(root: Path, config: ContextConfig, *, limit: int = 20) -> list[VersionEntry]:
+    """The newest `limit` commits that changed a source, with the context version at each.
+
+    The repository's own sources come from history; outside layers are as configured
+    now (their own pinned refs), so their version is folded into every entry. Empty
+    for a repository without commits.
+    """
+    if head_commit(root) is None:
+        return []
+    out = _git(root, "log", f"-n{limit}", "--format=%x1e%H%x1f%ct%x1f%s", "--name-only", "--",
+               *git_pathspecs(config.sources))
+    outside = [(s.name, s.version) for s in load_context_layers_only(root, config)]
+    spec = _spec(config.sources)
+    entries: list[VersionEntry] = []
+    for record in out.split("\x1e"):
+        if not record.strip():
+            continue
+        head, _, names = record.partition("\n")
+        commit, when, subject = (head.split("\x1f") + ["", ""])[:3]
+        changed = tuple(n for n in names.splitlines() if n and spec.match_file(n))
+        tree = _GitTree(root, commit, commit)
+        files = tree.listing()
+        pairs = [(REPO_LAYER, p, b or "") for p, b in sorted(files.items()) if spec.match_file(p)]
+        version = _version_of_layers(outside, pairs)
+        entries.append(VersionEntry(version, commit, int(when or 0), subject, changed))
+    return entries
+
+
+def load_context_layers_only(root: Path, config: ContextConfig) -> list[LayerState]:
+    """The outside layers' states (where, commit, version) without reading the repository."""
+    states: list[LayerState] = []
+    problems: list[str] = []
+    for layer in config.layers:
+        tree, state = _outside_tree(root, layer, problems)
+        if tree is None:
+            continue
+        try:
+            spec = _spec(layer.sources)
+            listing = tree.listing()
+            pairs = []
+            for path in sorted(p for p in listing if spec.match_file(p)):
+                blob = listing[path]
+                if blob is None:
+                    try:
+                        _, blob, _ = tree.read(path, 0)
+                    except OSError:
+                        continue
+                pairs.append((layer.name, path, blob))
+            states.append(replace(state, version=_version(pairs), files=len(pairs)))
+        except LoomError:
+            continue
+    return states
+
+
+def _version_of_layers(outside: Sequence[tuple[str, str]], repo_pairs: Sequence[tuple[str, str, str]]) -> str:
+    """The context version: each outside layer's own version, then the repository's files."""
+    digest = hashlib.sha256()
+    for name, layer_version in outside:
+        digest.update(f"{name}\0{layer_version}\n".encode())
+    digest.update(_version(repo_pairs).encode())
+    return digest.hexdigest()[:12]
+
+
+# -- mentions ------------------------------------------------------------------------------------------
+
+
+_COMPOUND = re.compile(r"^_?[a-z][a-z0-9]*(?:_[a-z0-9]+)+$|^_?[A-Z][a-z0-9]+(?:[A-Z][a-z0-9]+)+$")
+_BUILTINS = frozenset(dir(builtins))
+_IDENT_PART = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_")
+
+
+def _is_identifier_path(text: str) -> bool:
+    return all(part and part[0] not in "0123456789" and set(part) <= _IDENT_PART for part in text.split("."))
+
+
+class _Resolver:
+    def __init__(self, index: RepoIndex | None, files: frozenset[str]) -> None:
+        self.regions = index.regions if index is not None else {}
+        self.indexed = frozenset(index.files) if index is not None else frozenset()
+        self.files = files | self.indexed
+        self.dirs = {str(parent) for f in self.files for parent in PurePosixPath(f).parents if str(parent) != "."}
+        self.by_qualname: dict[str, list[str]] = {}
+        for region in self.regions.values():
+            if region.qualname:
+                self.by_qualname.setdefault(region.qualname, []).append(region.id)
+
+    def resolve(self, ref: str) -> Mention | None:
+        if "::" in ref:
+            path = ref.partition("::")[0]
+            if path not in self.files:
+                return Mention(ref, "symbol", ref, False)
+            return Mention(ref, "symbol", ref, ref in self.regions if path in self.indexed else None)
+        if "/" in ref:
+            if _GLOB_CHARS & set(ref) or ref.startswith(("/", "~", "http")):
+                return None
+            path = ref.removeprefix("./").rstrip("/")
+            return Mention(ref, "path", path, path in self.files or path in self.dirs)
+        if ref in self.files:
+            return Mention(ref, "path", ref, True)
+        if not _is_identifier_path(ref):
+            return None
+        parts = ref.split(".")
+        for i in range(len(parts), 0, -1):
+            module = "/".join(parts[:i])
+            for candidate in (module + ".py", module + "/__init__.py"):
+                if candidate not in self.files:
+                    continue
+                rest = ".".join(parts[i:])
+                if not rest:
+                    return Mention(ref, "path", candidate, True)
+                region = f"{candidate}::{rest}"
+                if region in self.regions:
+                    return Mention(ref, "symbol", region, True)
+                if candidate not in self.indexed:
+                    return Mention(ref, "symbol", region, None)
+                # A name re-exported by a package: defined somewhere below it.
+                package = candidate.rsplit("/", 1)[0] + "/" if "/" in candidate else ""
+                for other in self.by_qualname.get(rest, ()):
+                    if other.startswith(package):
+                        return Mention(ref, "symbol", other, True)
+                return Mention(ref, "symbol", region, False)
+        if module_dir := next((d for d in (parts[0],) if d in self.dirs), None):
+            return Mention(ref, "path", module_dir, True) if len(parts) == 1 else None
+        found = self.by_qualname.get(ref)
+        if found:
+            return Mention(ref, "symbol", min(found), True)
+        if self.regions and len(parts) == 1 and _COMPOUND.match(ref) and ref not in _BUILTINS:
+            # `to_minor_units`, `InvoiceCalculator`: a name of this code base that is gone (an
+            # outside name is written with its module, `decimal.Decimal`, and not checked).
+            return Mention(ref, "symbol", ref, False)
+        return None
+
+
+def resolve_mentions(context: Context, index: RepoIndex | None) -> Context:
+    """The context with each section's code spans matched against the region index.
+
+    A path, `path::qualname`, or dotted name rooted in one of the repository's
+    modules is checked (exists True/False); a bare name is kept only when some
+    region has it (a name like `Decimal.quantize` may live outside the repository).
+    """
+    resolver = _Resolver(index, context.repo_files)
+    sections: list[Section] = []
+    for section in context.sections:
+        mentions = []
+        if section.layer == REPO_LAYER:
+            for ref in section.refs:
+                mention = resolver.resolve(ref)
+                if mention is not None:
+                    mentions.append(mention)
+        sections.append(replace(section, mentions=tuple(mentions)))
+    context.sections = sections
+    context.cache.clear()
+    return context

@@ -1,0 +1,314 @@
+"""The knowledge layer: sections, versions, layers, the slice per task, drift and conventions."""
+
+from __future__ import annotations
+
+import shutil
+import time
+from pathlib import Path
+
+import pytest
+
+from loomtui.config import ContextConfig, ContextLayer, parse_config
+from loomtui.errors import ConfigError, LoomError
+from loomtui.knowledge.engine import (
+    adr_flags,
+    context_of,
+    convention_findings,
+    drift_report,
+    knowledge_index,
+    record_slice,
+    slice_for_task,
+)
+from loomtui.knowledge.sections import parse_adr, split_markdown
+from loomtui.knowledge.slicing import ClaimInput, slice_context
+from loomtui.knowledge.sources import (
+    MAX_SOURCE_BYTES,
+    context_versions,
+    load_context,
+    resolve_mentions,
+)
+from loomtui.store import SandboxRecord
+from loomtui.workspace import Workspace, open_workspace
+from tests.conftest import git
+
+SAMPLE = Path(__file__).resolve().parent.parent / "sample_repo"
+
+
+@pytest.fixture
+def sample(tmp_path: Path) -> Path:
+    root = tmp_path / "billing"
+    shutil.copytree(SAMPLE, root)
+    git(root, "init", "-q", "-b", "main")
+    git(root, "add", "-A")
+    git(root, "commit", "-q", "-m", "billing service")
+    return root
+
+
+@pytest.fixture
+def workspace(sample: Path) -> Workspace:
+    ws = open_workspace(sample)
+    yield ws
+    ws.close()
+
+
+def ids(piece: object) -> list[str]:
+    return [p.section.id for p in piece.picks]  # type: ignore[attr-defined]
+
+
+# -- sections -------------------------------------------------------------------------------
+
+
+def test_markdown_splits_at_headings_not_inside_code() -> None:
+    text = ("Intro line.\n\n# Guide\n\nTop.\n\n## Money\n\nUse Decimal.\n\n```sh\n# not a heading\n```\n\n"
+            "## Empty\n\n### Deeper\n\nText.\n\n## Money\n\nAgain.\n")
+    sections = split_markdown("repo", "GUIDE.md", text)
+    assert [s.heading for s in sections] == [(), ("Guide",), ("Guide", "Money"), ("Guide", "Empty", "Deeper"),
+                                             ("Guide", "Money")]
+    assert "# not a heading" in sections[2].text
+    assert sections[4].id == "repo:GUIDE.md#Guide > Money (2)"
+    assert sections[0].id == "repo:GUIDE.md"
+
+
+def test_adr_metadata_nygard_and_superseded() -> None:
+    adr = parse_adr("docs/adr/0007-queue.md", "# 7. Use a queue\n\nDate: 2024-05-01\n\n## Status\n\n"
+                                               "Superseded by ADR 0009\n\n## Decision\n\nSupersedes ADR 3.\n")
+    assert (adr.number, adr.title, adr.date, adr.state) == (7, "Use a queue", "2024-05-01", "superseded")
+    assert adr.superseded_by == (9,) and adr.supersedes == (3,)
+
+
+# -- ranking on crafted documents ------------------------------------------------------------------
+
+
+def crafted(tmp_path: Path, **config: object) -> tuple[Path, ContextConfig]:
+    root = tmp_path / "crafted"
+    (root / "docs").mkdir(parents=True)
+    (root / "GUIDE.md").write_text(
+        "# Guide\n\n## Caching\n\nThe cache is warmed at start-up; entries expire after ten minutes.\n\n"
+        "## Webhooks\n\nWebhook deliveries are retried with exponential backoff; a webhook signature "
+        "is checked before parsing.\n\n## Release\n\nTag releases from main.\n")
+    (root / "docs" / "big.md").write_text("# Webhook appendix\n\n" + "webhook retry detail. " * 3000)
+    (root / "docs" / "rules.md").write_text("# House rules\n\nBe kind in review.\n")
+    return root, ContextConfig(sources=("GUIDE.md", "docs/*.md"), **config)  # type: ignore[arg-type]
+
+
+def test_the_relevant_section_comes_first_within_the_budget_and_pinned_stay(tmp_path: Path) -> None:
+    root, config = crafted(tmp_path, budget_tokens=400, pinned=("docs/rules.md",))
+    context = load_context(root, config)
+    piece = slice_context(context, "Retry failed webhook deliveries")
+    assert ids(piece)[0] == "repo:docs/rules.md#House rules"  # pinned first
+    assert piece.picks[0].pinned
+    assert ids(piece)[1] == "repo:GUIDE.md#Guide > Webhooks"
+    assert piece.picks[1].terms[:2] == ("webhook", "deliveries")
+    assert piece.tokens <= 400
+    assert [p.section.source for p, _ in piece.left_out] == ["docs/big.md"]  # relevant, but over budget
+    assert "repo:GUIDE.md#Guide > Release" not in ids(piece)
+
+
+def test_a_budget_smaller_than_the_pinned_sections_is_one_clear_error(tmp_path: Path) -> None:
+    root, config = crafted(tmp_path, budget_tokens=5, pinned=("GUIDE.md#Webhooks",))
+    with pytest.raises(LoomError, match="budget of 5 tokens is smaller than the pinned sections"):
+        slice_context(load_context(root, config), "anything")
+
+
+def test_a_typo_still_matches_through_rapidfuzz(tmp_path: Path) -> None:
+    root, config = crafted(tmp_path)
+    piece = slice_context(load_context(root, config), "webhok signatures")
+    assert ids(piece)[0] == "repo:GUIDE.md#Guide > Webhooks"
+
+
+# -- the sample repository -------------------------------------------------------------------------
+
+
+def test_invoice_totals_get_adr_0002_and_the_money_conventions(workspace: Workspace) -> None:
+    piece, _ = slice_for_task(workspace, "Speed up invoice totals")
+    got = ids(piece)
+    assert "repo:docs/adr/0002-bankers-rounding-per-line-item.md" in got
+    assert "repo:docs/conventions/money.md#Money" in got
+    claimed, _ = slice_for_task(workspace, "Speed up invoice totals",
+                                ["payments/invoices.py::InvoiceCalculator"])
+    assert "repo:docs/adr/0002-bankers-rounding-per-line-item.md" in ids(claimed)
+    rounding = next(p for p in claimed.picks if p.section.id.endswith("> Rounding"))
+    assert "claim payments/invoices.py::InvoiceCalculator" in rounding.pulled_by
+
+
+def test_notification_templates_do_not_get_rounding_or_money(workspace: Workspace) -> None:
+    for targets in ((), ("notifications/templates/",)):
+        piece, _ = slice_for_task(workspace, "Fix typos in the notification templates", targets)
+        got = ids(piece)
+        assert "repo:docs/adr/0004-notifications-use-public-payments-api.md" in got
+        assert not [i for i in got if "0002" in i or "money.md" in i or i.endswith("> Money")], got
+
+
+def test_the_slice_renders_every_pick_with_why(workspace: Workspace) -> None:
+    piece, _ = slice_for_task(workspace, "Speed up invoice totals")
+    text = piece.render()
+    assert text.startswith("# Context for this task")
+    assert "Speed up invoice totals" in text and piece.version in text
+    assert text.count("> from ") == len(piece.picks)
+    assert "ROUND_HALF_EVEN" in text
+
+
+# -- versions and drift -------------------------------------------------------------------------------
+
+
+def test_versions_follow_history_and_match_the_working_tree(sample: Path) -> None:
+    config = ContextConfig(sources=("AGENTS.md", "docs/adr/*.md", "docs/conventions/*.md"))
+    first = load_context(sample, config)
+    agents = sample / "AGENTS.md"
+    agents.write_text(agents.read_text().replace("never `float`", "never `float` (see ADR 0001)"))
+    edited = load_context(sample, config)
+    assert edited.version != first.version
+    git(sample, "commit", "-qam", "AGENTS.md: point at ADR 0001")
+    (sample / "src.py").write_text("x = 1\n")
+    git(sample, "add", "src.py")
+    git(sample, "commit", "-qm", "code only")
+    versions = context_versions(sample, config)
+    assert [v.version for v in versions] == [edited.version, first.version]
+    assert versions[0].changed == ("AGENTS.md",)
+    assert load_context(sample, config, at="HEAD~2").version == first.version
+
+
+def test_a_commit_to_agents_md_makes_a_sandbox_stale(workspace: Workspace, sample: Path) -> None:
+    now = time.time()
+    workspace.store.add_sandbox(SandboxRecord(id="inv1", task="Speed up invoice totals", runtime="script",
+                                              status="running", created=now, updated=now))
+    index = knowledge_index(workspace)
+    piece, context = slice_for_task(workspace, "Speed up invoice totals", at="HEAD", index=index)
+    record_slice(workspace, "inv1", piece, context, written=["context.md"])
+    assert workspace.store.get_sandbox("inv1").data["context"]["version"] == context.version
+    assert workspace.audit.tail(1)[0].action == "context.sliced"
+    assert [s.status for s in drift_report(workspace, index=index).sandboxes] == ["fresh"]
+
+    agents = sample / "AGENTS.md"
+    agents.write_text(agents.read_text().replace("Invoice lines are rounded one by one",
+                                                 "Invoice lines are always rounded one by one"))
+    git(sample, "commit", "-qam", "AGENTS.md: stress per-line rounding")
+    report = drift_report(workspace, index=index)
+    [drift] = report.sandboxes
+    assert drift.status == "stale"
+    assert {"id": "repo:AGENTS.md#Working on the billing service > Rounding", "title": "Rounding",
+            "change": "changed"} in drift.changes
+    assert "repo:AGENTS.md (changed)" in drift.files
+
+
+def test_an_adr_naming_a_deleted_function_is_flagged(workspace: Workspace, sample: Path) -> None:
+    currency = sample / "payments" / "currency.py"
+    assert not adr_flags(context_of(workspace, index=knowledge_index(workspace)))
+    source = currency.read_text()
+    start = source.index("def to_minor_units")
+    end = source.index("def from_minor_units")
+    currency.write_text(source[:start] + source[end:])
+    (sample / "docs" / "adr" / "0005-queue.md").write_text(
+        "# 5. Old queue\n\n## Status\n\nSuperseded by ADR 6\n\n## Decision\n\nUse `storage/queue.py`.\n")
+    flags = adr_flags(context_of(workspace, index=knowledge_index(workspace)))
+    kinds = {(f.title, f.kind) for f in flags}
+    assert ("ADR 0002: Banker's rounding, per line item, in one module", "missing") in kinds
+    assert ("ADR 0005: Old queue", "missing") in kinds and ("ADR 0005: Old queue", "superseded") in kinds
+    missing = next(f for f in flags if "0002" in f.adr)
+    assert "`to_minor_units` (defined nowhere in the code)" in missing.detail
+
+
+def test_conventions_rules_find_float_and_round_in_the_code(sample: Path) -> None:
+    config = parse_config((sample / ".loom" / "loom.yaml").read_text(), ".loom/loom.yaml").context
+    context = load_context(sample, config)
+    assert {r.id for r in context.rules} == {"no-float-for-money", "rounding-only-in-currency"}
+    assert convention_findings(sample, context) == []
+    tax = sample / "payments" / "tax.py"
+    tax.write_text(tax.read_text() + "\n\ndef quick(x):\n    return round(float(x), 2)\n")
+    found = [str(f) for f in convention_findings(sample, context)]
+    assert any(f.startswith("payments/tax.py:") and "rounding-only-in-currency: calls round()" in f for f in found)
+    assert any("no-float-for-money: calls float()" in f for f in found)
+
+
+# -- layers -----------------------------------------------------------------------------------------
+
+
+def test_org_layers_merge_in_order_and_the_more_specific_wins(tmp_path: Path, sample: Path) -> None:
+    org = tmp_path / "org"
+    (org / "conventions").mkdir(parents=True)
+    (org / "conventions" / "logging.md").write_text("# Logging\n\nOrg: log as JSON.\n")
+    (org / "conventions" / "security.md").write_text("# Security\n\nOrg: never log secrets.\n")
+    git(org, "init", "-q", "-b", "main")
+    git(org, "add", "-A")
+    git(org, "commit", "-qm", "v1")
+    git(org, "tag", "v1")
+    (org / "conventions" / "security.md").write_text("# Security\n\nOrg v2: rotate keys.\n")
+    git(org, "commit", "-qam", "v2")
+    unit = tmp_path / "unit"
+    unit.mkdir()
+    (unit / "security.md").write_text("# Security\n\nBusiness unit: secrets live in the vault.\n")
+    config = ContextConfig(sources=("docs/conventions/*.md",), layers=(
+        ContextLayer("org", repo=str(org), ref="v1", sources=("conventions/*.md",)),
+        ContextLayer("bu", dir=str(unit)),
+    ))
+    context = load_context(sample, config)
+    by_key = {s.key: s for s in context.sections}
+    assert by_key["security"].layer == "bu" and "vault" in by_key["security"].text
+    assert by_key["logging"].layer == "repo"  # the repository's docs/conventions/logging.md wins
+    assert ("org:conventions/security.md#Security", "bu:security.md#Security") in context.overridden
+    assert ("org:conventions/logging.md#Logging", "repo:docs/conventions/logging.md#Logging") in context.overridden
+    assert [s.name for s in context.layers] == ["org", "bu", "repo"]
+    moved = load_context(sample, ContextConfig(sources=config.sources, layers=(
+        ContextLayer("org", repo=str(org), ref="main", sources=("conventions/*.md",)), config.layers[1])))
+    assert moved.version != context.version  # the org layer moving is a new version
+
+
+def test_layer_config_errors_name_file_and_line() -> None:
+    text = "context:\n  layers:\n    - name: org\n      dir: /x\n      ref: main\n"
+    with pytest.raises(ConfigError, match=r"^\.loom/loom\.yaml:5: context\.layers\[0\]\.ref: ref applies only"):
+        parse_config(text, ".loom/loom.yaml")
+    with pytest.raises(ConfigError, match=r":3: context\.layers\[0\]: give exactly one of repo"):
+        parse_config("context:\n  layers:\n    - name: org\n", ".loom/loom.yaml")
+    with pytest.raises(ConfigError, match="duplicate layer name 'repo'"):
+        parse_config("context:\n  layers:\n    - {name: repo, dir: /x}\n", ".loom/loom.yaml")
+
+
+# -- bad input ------------------------------------------------------------------------------------------
+
+
+def test_bad_sources_are_reported_per_file_and_the_rest_is_used(tmp_path: Path) -> None:
+    root = tmp_path / "bad"
+    (root / "docs").mkdir(parents=True)
+    (root / "docs" / "good.md").write_text("# Good\n\nFine text.\n")
+    (root / "docs" / "latin1.md").write_bytes("# Caf\xe9\n\nna\xefve text\n".encode("latin-1"))
+    (root / "docs" / "binary.md").write_bytes(b"\x00\x01\x02")
+    (root / "docs" / "huge.md").write_text("# Huge\n\n" + "line of text\n" * 100_000)
+    locked = root / "docs" / "locked.md"
+    locked.write_text("# Locked\n")
+    locked.chmod(0)
+    try:
+        context = load_context(root, ContextConfig(sources=("AGENTS.md", "docs/*.md")))
+    finally:
+        locked.chmod(0o644)
+    problems = "\n".join(context.problems)
+    assert "AGENTS.md: no such file" in problems
+    assert "docs/latin1.md: not valid UTF-8" in problems
+    assert "docs/binary.md: a binary file, skipped" in problems
+    assert "docs/huge.md: 1,300,008 bytes; only the first" in problems
+    import os
+    if os.geteuid() != 0:
+        assert "docs/locked.md: cannot read" in problems
+    titles = {s.title for s in context.sections}
+    assert {"Good", "Huge"} <= titles
+    huge = next(s for s in context.sections if s.title == "Huge")
+    assert len(huge.text) <= MAX_SOURCE_BYTES
+    assert any("Caf\ufffd" == s.title for s in context.sections)
+
+
+def test_a_repository_without_history(tmp_path: Path) -> None:
+    root = tmp_path / "fresh"
+    root.mkdir()
+    git(root, "init", "-q")
+    (root / "AGENTS.md").write_text("# Rules\n\nBe careful.\n")
+    config = ContextConfig()
+    assert context_versions(root, config) == []
+    assert len(load_context(root, config).sections) == 1
+    with pytest.raises(LoomError, match="no commits yet"):
+        load_context(root, config, at="HEAD")
+
+
+def test_mentions_without_an_index_are_unchecked(sample: Path) -> None:
+    context = resolve_mentions(load_context(sample, ContextConfig()), None)
+    adr = next(s for s in context.sections if s.adr is not None and s.adr.number == 2)
+    assert all(m.exists is not False for m in adr.mentions)
+    assert slice_context(context, "invoice totals", [ClaimInput("payments/invoices.py", ("payments/invoices.py",))])
