@@ -32,6 +32,7 @@ __all__ = [
     "builtin_runtimes",
     "load_config",
     "parse_config",
+    "worktrees_problem",
 ]
 
 CONFIG_PATH: Final = ".loom/loom.yaml"
@@ -143,6 +144,9 @@ class CoordinationConfig:
 # (`loomtui sandbox new --runtime command --task T -- PROGRAM ARG {task} ...`).
 GENERIC_COMMAND: Final = "{command}"  # stands for the argv given when the sandbox is created
 
+# The vendor CLIs talk to a model API, so they get the network; the credential and
+# endpoint variables each vendor documents are passed by program (see
+# execution.runtimes.VENDOR_ENV), so `env:` here is only for extra names.
 BUILTIN_RUNTIMES: Final[tuple[RuntimeConfig, ...]] = (
     RuntimeConfig(
         name="claude",
@@ -151,23 +155,35 @@ BUILTIN_RUNTIMES: Final[tuple[RuntimeConfig, ...]] = (
         argv=("claude", "-p", "{task}", "--output-format", "stream-json", "--verbose",
               "--mcp-config", "{mcp_config}", "--permission-prompt-tool", "mcp__loomtui__permission_prompt"),
         network=True,
-        env=("ANTHROPIC_API_KEY",),
         description="Claude Code, headless",
         builtin=True,
     ),
     RuntimeConfig(
         name="codex",
-        argv=("codex", "exec", "{task}"),
+        # No prompt can be answered in a sandbox: `exec` never asks. Codex's own
+        # `workspace-write` sandbox makes every `.git` read-only (even one listed in its
+        # writable_roots), so the agent could never commit and the git pre-commit hook,
+        # the only check a runtime without editor hooks gets, would never run: loomtui's
+        # bubblewrap is the sandbox instead. The worktree is a git repository, but its
+        # check must not stop a run either. `--` keeps a task starting with "-" from
+        # being read as an option.
+        argv=("codex", "exec", "--sandbox", "danger-full-access", "--skip-git-repo-check", "--color", "never",
+              "--", "{task}"),
         network=True,
-        env=("OPENAI_API_KEY",),
         description="OpenAI Codex CLI, headless",
         builtin=True,
     ),
     RuntimeConfig(
         name="aider",
-        argv=("aider", "--yes-always", "--message", "{task}"),
+        # One message, then exit, never prompting: every question is answered yes, no
+        # update check, analytics, release notes or model warnings (they open browsers).
+        # Its commits go to the sandbox branch with the hooks run (--git-commit-verify);
+        # its history files stay out of the worktree; the context is read-only input.
+        argv=("aider", "--yes-always", "--no-check-update", "--no-analytics", "--no-show-release-notes",
+              "--no-show-model-warnings", "--no-pretty", "--no-fancy-input", "--no-detect-urls",
+              "--no-gitignore", "--git-commit-verify", "--input-history-file=/dev/null",
+              "--chat-history-file=/dev/null", "--read={context_file}", "--message={task}"),
         network=True,
-        env=("OPENAI_API_KEY", "ANTHROPIC_API_KEY"),
         description="Aider, one message then exit",
         builtin=True,
     ),
@@ -204,6 +220,8 @@ class LoomConfig:
     policy: str = ".loom/policy.yaml"
     coordination: CoordinationConfig = CoordinationConfig()
     theme: str = "loom-dark"
+    worktrees: str | None = None
+    """Where sandboxes' worktrees go (None: the user's data dir); see execution.sandboxes.worktrees_root."""
     source: str | None = None
 
 
@@ -222,7 +240,7 @@ def parse_config(text: str, path: str) -> LoomConfig:
     if root is None:
         return LoomConfig(source=path)
     top = root.as_mapping(
-        known=("version", "runtimes", "gates", "context", "policy", "coordination", "theme")
+        known=("version", "runtimes", "gates", "context", "policy", "coordination", "theme", "worktrees")
     )
     defaults = LoomConfig()
     version = top.get("version")
@@ -236,6 +254,7 @@ def parse_config(text: str, path: str) -> LoomConfig:
     policy = top.get("policy")
     coordination = top.get("coordination")
     theme = top.get("theme")
+    worktrees = top.get("worktrees")
     return LoomConfig(
         runtimes=runtimes,
         gates=_parse_gates(gates) if gates else (),
@@ -245,6 +264,7 @@ def parse_config(text: str, path: str) -> LoomConfig:
             _parse_coordination(coordination) if coordination else defaults.coordination
         ),
         theme=theme.as_str(non_empty=True) if theme else defaults.theme,
+        worktrees=_parse_worktrees(worktrees) if worktrees else None,
         source=path,
     )
 
@@ -401,6 +421,28 @@ def _parse_coordination(section: Value) -> CoordinationConfig:
         include=_optional(fields, "include", _path_globs, default.include),
         exclude=_optional(fields, "exclude", _path_globs, default.exclude),
     )
+
+
+def worktrees_problem(location: str) -> str | None:
+    """Why `location` cannot hold sandboxes' worktrees, or None (also used for $LOOMTUI_WORKTREES).
+
+    Claude Code refuses every write to a path with a `.git` component, whatever its
+    hooks answer, so worktrees must live outside any git directory.
+    """
+    if "\0" in location:
+        return "must not contain a NUL character"
+    if ".git" in PurePosixPath(location).parts:
+        return (f"must be outside any .git directory (got {location!r}): agents such as Claude Code "
+                "refuse to write there")
+    return None
+
+
+def _parse_worktrees(value: Value) -> str:
+    location = value.as_str(non_empty=True)
+    problem = worktrees_problem(location)
+    if problem:
+        raise value.error(problem)
+    return location
 
 
 def _globs(value: Value) -> tuple[str, ...]:

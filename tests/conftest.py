@@ -22,6 +22,9 @@ def _isolated_environment(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pyt
     for name, value in GIT_ENV.items():
         monkeypatch.setenv(name, value)
     monkeypatch.setenv("LOOMTUI_CONFIG_DIR", str(tmp_path_factory.mktemp("userconfig")))
+    # Sandboxes' worktrees go under the user's data dir: a throwaway one, never the real ~/.local/share.
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path_factory.mktemp("userdata")))
+    monkeypatch.delenv("LOOMTUI_WORKTREES", raising=False)
     monkeypatch.delenv("LOOM_USER", raising=False)
 
 

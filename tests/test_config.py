@@ -78,9 +78,14 @@ def test_builtin_runtimes() -> None:
     claude = runtimes["claude"]
     assert claude.argv == ("claude", "-p", "{task}", "--output-format", "stream-json", "--verbose",
                            "--mcp-config", "{mcp_config}", "--permission-prompt-tool", "mcp__loomtui__permission_prompt")
-    assert (claude.mode, claude.network, claude.env) == ("headless", True, ("ANTHROPIC_API_KEY",))
-    assert runtimes["codex"].argv == ("codex", "exec", "{task}")
-    assert runtimes["aider"].env == ("OPENAI_API_KEY", "ANTHROPIC_API_KEY")
+    # The vendors' credential variables are passed by program (execution.runtimes.VENDOR_ENV).
+    assert (claude.mode, claude.network, claude.env) == ("headless", True, ())
+    codex, aider = runtimes["codex"], runtimes["aider"]
+    assert codex.argv[:2] == ("codex", "exec") and codex.argv[-2:] == ("--", "{task}")
+    assert {"--sandbox", "--skip-git-repo-check"} <= set(codex.argv)
+    assert aider.argv[-1] == "--message={task}" and "--yes-always" in aider.argv
+    assert {"--no-check-update", "--no-analytics", "--git-commit-verify"} <= set(aider.argv)
+    assert all(runtimes[n].network for n in ("claude", "codex", "aider"))
     assert runtimes["script"].argv == ("loomtui", "script-agent", "{script}")
     assert runtimes["script"].network is False
     assert all(r.builtin for r in BUILTIN_RUNTIMES)

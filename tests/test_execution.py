@@ -134,8 +134,8 @@ def ws(repo: Path, bin_dir: Path) -> Iterator[Workspace]:
 def no_sandbox_left(workspace: Workspace, repo: Path) -> None:
     assert workspace.store.list_sandboxes(include_archived=True) == []
     assert git(repo, "branch", "--list", "loom/*") == ""
-    assert not (workspace.paths.state_dir / "worktrees").exists() or not any(
-        (workspace.paths.state_dir / "worktrees").iterdir())
+    root = sb.configured_worktrees_root(workspace)
+    assert not root.exists() or not any(root.iterdir())
 
 
 # -- the script runtime, end to end ------------------------------------------------------
@@ -151,7 +151,9 @@ def test_script_agent_edits_and_commits_in_its_own_worktree(ws: Workspace, repo:
     """)
     record = sb.create_sandbox(ws, "add the app", "script", script=script)
     assert record.status == PLANNED and record.branch == f"loom/{record.id}"
-    assert Path(record.worktree).is_relative_to(ws.paths.state_dir)
+    # Outside any .git directory (Claude Code refuses to write there) and outside the checkout.
+    assert ".git" not in Path(record.worktree).parts and not Path(record.worktree).is_relative_to(repo)
+    assert Path(record.worktree) == sb.configured_worktrees_root(ws) / record.id
     sb.start(ws, record.id)
     done = ended(ws, record.id)
 
@@ -211,15 +213,19 @@ def test_claude_stand_in_gets_its_exact_argv_and_a_reduced_environment(
 
 
 @pytest.mark.parametrize(("runtime", "expected"), [
-    ("codex", ["exec", "TASK"]),
-    ("aider", ["--yes-always", "--message", "TASK"]),
+    ("codex", ["exec", "--sandbox", "danger-full-access", "--skip-git-repo-check", "--color", "never", "--", "TASK"]),
+    ("aider", ["--yes-always", "--no-check-update", "--no-analytics", "--no-show-release-notes",
+               "--no-show-model-warnings", "--no-pretty", "--no-fancy-input", "--no-detect-urls", "--no-gitignore",
+               "--git-commit-verify", "--input-history-file=/dev/null", "--chat-history-file=/dev/null",
+               "--read=CONTEXT", "--message=TASK"]),
 ])
 def test_codex_and_aider_stand_ins_get_their_argv(ws: Workspace, repo: Path, bin_dir: Path,
                                                    runtime: str, expected: list[str]) -> None:
     stand_in(bin_dir, runtime, f"""\
         expected = {expected!r}
         got = sys.argv[1:]
-        if got != [a.replace("TASK", "rename the helper") for a in expected]:
+        context = os.environ["LOOM_CONTEXT_FILE"]
+        if got != [a.replace("TASK", "rename the helper").replace("CONTEXT", context) for a in expected]:
             print("unexpected argv", got, flush=True)
             sys.exit(9)
         open("done.txt", "w").write("ok")
@@ -579,9 +585,9 @@ def test_worktree_deleted_by_hand_is_marked_and_its_branch_kept(ws: Workspace, r
     assert not review.remove(ws, finished.id).branch_deleted
     assert git(repo, "branch", "--list", finished.branch).strip() == finished.branch
     # A worktree directory no sandbox owns is reported, never deleted.
-    stray = ws.paths.state_dir / "worktrees" / "stray"
+    stray = sb.configured_worktrees_root(ws) / "stray"
     stray.mkdir()
-    assert recovery.reconcile(ws).unknown_worktrees == ["stray"] and stray.is_dir()
+    assert recovery.reconcile(ws).unknown_worktrees == [str(stray)] and stray.is_dir()
 
 
 @pytest.mark.parametrize("full_disk", ["tmpfs", "dev-full"])

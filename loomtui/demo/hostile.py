@@ -182,8 +182,11 @@ and its tests run with the same rights. Everything else above is stopped in both
 _APP = "def handler(request):\n    return request\n"
 # The gate runs the agent's tests as any gate would (pytest imports its conftest.py);
 # plugins are not loaded, to keep the self-test quick.
+# Worktrees beside the checkout, inside the throwaway folder that `_markers` scans (and
+# that is deleted afterwards); their own folder is the one place a marker may be.
 _CONFIG = """\
 version: 1
+worktrees: ../worktrees
 runtimes: {{}}
 gates:
   - name: tests
@@ -237,7 +240,7 @@ def _make_repo(parent: Path) -> Path:
 
 
 def _markers(parent: Path) -> list[Path]:
-    """Every marker file outside the sandboxes' worktrees (they live under .git/loom/worktrees)."""
+    """Every marker file outside the sandboxes' worktrees (they live in `worktrees/`, see _CONFIG)."""
     found = []
     for directory, dirnames, filenames in os.walk(parent):
         dirnames[:] = [d for d in dirnames if d != "worktrees"]

@@ -22,8 +22,18 @@ from loomtui.execution.isolation import (
     bwrap_argv,
     under_private_tmp,
 )
-from loomtui.execution.runtimes import LaunchSpec, agent_environment, state_paths
-from loomtui.execution.sandboxes import sandbox_paths, worktrees_dir
+from loomtui.execution.runtimes import (
+    LaunchSpec,
+    agent_environment,
+    program_files,
+    state_paths,
+)
+from loomtui.execution.sandboxes import (
+    legacy_worktrees_dir,
+    record_paths,
+    sandbox_paths,
+    worktree_roots,
+)
 from loomtui.store import SandboxRecord
 from loomtui.workspace import Workspace
 
@@ -63,12 +73,15 @@ def confined_argv(workspace: Workspace, record: SandboxRecord, argv: Sequence[st
     if record.isolation != ISOLATION_BWRAP:
         return argv
     repo = workspace.paths
-    paths = sandbox_paths(repo, record.id)
+    paths = record_paths(repo, record)
     path_dirs = [Path(p) for p in env.get("PATH", "").split(os.pathsep) if p]
     # loomtui's own import root too: an editable install (a clone under /tmp, say)
-    # imports from there, and the script agent and hooks run this very loomtui.
-    needed = [repo.root, repo.common_dir, Path(argv[0]).parent, Path(sys.prefix), Path(sys.base_prefix),
-              Path(loomtui.__file__).resolve().parent.parent, *path_dirs]
+    # imports from there, and the script agent and hooks run this very loomtui. The
+    # program's own files too: a symlink's target (npm links bin/claude into
+    # lib/node_modules), its package, and the interpreter of a `#!` script.
+    needed = [repo.root, repo.common_dir, Path(sys.prefix), Path(sys.base_prefix),
+              Path(loomtui.__file__).resolve().parent.parent, *path_dirs,
+              *program_files(argv[0], env.get("PATH"))]
     private = private_git(workspace, record)
     assert private is not None
     privategit.prepare(private, workspace.root, repo.common_dir, record.branch)
@@ -83,11 +96,25 @@ def confined_argv(workspace: Workspace, record: SandboxRecord, argv: Sequence[st
         network=network,
         private_git=private.root,
         own_dir=paths.dir,
-        hidden=(repo.state_dir / "sandboxes", worktrees_dir(repo), repo.common_dir / "worktrees"),
+        hidden=_hidden(workspace),
     )
     return bwrap_argv(mounts) + argv
 
 
+def _hidden(workspace: Workspace) -> tuple[Path, ...]:
+    """What no sandbox sees: every sandbox's state dir, git admin dir and worktree (its own are bound
+    back on top), wherever this repository's worktrees live; only folders that exist (the
+    filesystem is read-only, so bwrap could not make a mount point for one that does not)."""
+    repo = workspace.paths
+    folders = [repo.state_dir / "sandboxes", repo.common_dir / "worktrees", legacy_worktrees_dir(repo),
+               *worktree_roots(workspace)]
+    unique: list[Path] = []
+    for folder in folders:
+        if folder not in unique and folder.is_dir():
+            unique.append(folder)
+    return tuple(unique)
+
+
 def runtime_state_paths(spec: LaunchSpec, env: Mapping[str, str]) -> list[Path]:
     """The runtime's own config and cache paths that exist (writable for the agent, nothing else)."""
-    return state_paths(spec, env.get("HOME"))
+    return state_paths(spec, env.get("HOME"), env)

@@ -79,6 +79,11 @@ def _check_repository(report: DoctorReport, workspace: Workspace) -> None:
                 report.add(name, OK, f"{row['program']} -> {row['found']} ({row['mode']})")
             else:
                 report.add(name, WARNING, f"{row['program']} is not on PATH")
+            credentials = row["credentials"]
+            if credentials["needs_one_of"]:
+                # A vendor CLI without its credentials starts, then fails at its first request.
+                report.add(f"{name} credentials", OK if credentials["ok"] else WARNING, credentials["summary"])
+        _check_worktrees(report, workspace)
     store = workspace.store
     try:
         problems = store.integrity_problems()
@@ -99,6 +104,17 @@ def _check_repository(report: DoctorReport, workspace: Workspace) -> None:
     lines = found.lines()
     report.add("sandboxes", WARNING if lines else OK,
                "; ".join(lines) if lines else f"{len(found.alive)} running, all accounted for")
+
+
+def _check_worktrees(report: DoctorReport, workspace: Workspace) -> None:
+    from loomtui.execution.sandboxes import configured_worktrees_root
+
+    try:
+        root = configured_worktrees_root(workspace)
+    except LoomError as exc:
+        report.add("worktrees", ERROR, str(exc))
+        return
+    report.add("worktrees", OK, f"new sandboxes' worktrees go in {root}")
 
 
 def run_doctor(start: Path | str | None = None) -> DoctorReport:

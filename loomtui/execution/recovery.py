@@ -19,7 +19,7 @@ from loomtui.execution.sandboxes import (
     get_sandbox,
     live_agent_group,
     mark_failed,
-    worktrees_dir,
+    worktree_roots,
 )
 from loomtui.store import SandboxRecord
 from loomtui.workspace import Workspace
@@ -32,7 +32,7 @@ class ReconcileReport:
     alive: list[str] = field(default_factory=list)
     orphaned: list[str] = field(default_factory=list)  # marked in this run
     missing_worktrees: list[str] = field(default_factory=list)
-    unknown_worktrees: list[str] = field(default_factory=list)
+    unknown_worktrees: list[str] = field(default_factory=list)  # their paths
 
     def lines(self) -> list[str]:
         found = []
@@ -74,11 +74,21 @@ def reconcile(workspace: Workspace) -> ReconcileReport:
                 current = get_sandbox(workspace, record.id)
                 if current.status == PLANNED:
                     mark_failed(workspace, record.id, "its worktree was deleted before it started")
-    known = {record.id for record in records}
-    folder = worktrees_dir(workspace.paths)
-    if folder.is_dir():
-        report.unknown_worktrees = sorted(p.name for p in folder.iterdir() if p.is_dir() and p.name not in known)
+    report.unknown_worktrees = _stray_worktrees(workspace, records)
     return report
+
+
+def _stray_worktrees(workspace: Workspace, records: list[SandboxRecord]) -> list[str]:
+    """Directories in the folders worktrees live in (wherever they are) that no sandbox records."""
+    known = {Path(record.worktree).resolve() for record in records if record.worktree}
+    stray: set[str] = set()
+    for folder in worktree_roots(workspace):
+        try:
+            entries = list(folder.iterdir()) if folder.is_dir() else []
+        except OSError:
+            continue
+        stray.update(str(p) for p in entries if p.is_dir() and p.resolve() not in known)
+    return sorted(stray)
 
 
 def _reconcile_process(workspace: Workspace, record: SandboxRecord, report: ReconcileReport) -> None:

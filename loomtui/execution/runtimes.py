@@ -3,6 +3,11 @@
 A task's text is substituted as one whole argument (`{task}`), never through a
 shell. The rendered command is fixed when the sandbox is created and kept in the
 store, so a later config edit does not change what an existing sandbox runs.
+
+Each vendor CLI gets the environment variables its vendor documents for
+credentials, endpoints and providers (`VENDOR_ENV`, by program name, so a runtime
+of your own that runs `claude` gets them too); `credential_status` says which of
+them a runtime needs and which are missing (`loomtui doctor`).
 """
 
 from __future__ import annotations
@@ -10,8 +15,8 @@ from __future__ import annotations
 import os
 import shutil
 import sys
-from collections.abc import Mapping
-from dataclasses import asdict, dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
@@ -27,12 +32,78 @@ ENV_ALLOW_LIST: Final = (
 """Variables every agent gets (when set); a runtime adds the ones its config names."""
 ENV_ALLOW_PREFIXES: Final = ("LC_",)
 
+NETWORK_ENV: Final = (
+    "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "no_proxy",
+    "all_proxy", "SSL_CERT_FILE", "SSL_CERT_DIR", "REQUESTS_CA_BUNDLE", "NODE_EXTRA_CA_CERTS",
+)
+"""Proxies and CA bundles: a runtime with the network gets these (when set)."""
+
 # Per program: where it keeps its login, settings and caches. Under isolation
 # these (when they exist) are the only writable paths outside the worktree.
+# `$NAME` is the path an environment variable names (when it is set).
 STATE_PATHS: Final[dict[str, tuple[str, ...]]] = {
-    "claude": ("~/.claude", "~/.claude.json", "~/.config/claude", "~/.cache/claude"),
-    "codex": ("~/.codex",),
+    "claude": ("~/.claude", "~/.claude.json", "~/.config/claude", "~/.cache/claude", "$CLAUDE_CONFIG_DIR"),
+    "codex": ("~/.codex", "$CODEX_HOME"),
     "aider": ("~/.aider", "~/.cache/aider"),
+}
+
+
+@dataclass(frozen=True)
+class VendorEnv:
+    """The environment a vendor documents for its CLI: what to pass, and what counts as credentials."""
+
+    names: tuple[str, ...] = ()
+    prefixes: tuple[str, ...] = ()
+    switched: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    """(switch, names): names (or prefixes, ending in `_`) passed only when the switch variable is
+    set, so a cloud's credentials reach the agent only when it is told to use that cloud."""
+    credentials: tuple[tuple[str, ...], ...] = ()
+    """Alternatives; one is enough, and each needs all of its names set (non-empty)."""
+    logins: tuple[str, ...] = ()
+    """Files a stored login leaves (`claude /login`, `codex login`): credentials without variables."""
+    note: str = ""
+
+
+# From the vendors' own documentation: Claude Code's "Environment variables" and
+# "Bedrock, Vertex AI and proxies" pages; Codex's "Environment variables" and
+# config (`OPENAI_BASE_URL`, `CODEX_HOME`, `CODEX_API_KEY`); Aider's "API keys" and
+# ".env" pages (every option is also `AIDER_<OPTION>`).
+VENDOR_ENV: Final[dict[str, VendorEnv]] = {
+    "claude": VendorEnv(
+        names=("CLAUDE_CONFIG_DIR", "DISABLE_AUTOUPDATER", "DISABLE_TELEMETRY", "DISABLE_ERROR_REPORTING",
+               "DISABLE_NON_ESSENTIAL_MODEL_CALLS", "MAX_THINKING_TOKENS", "API_TIMEOUT_MS",
+               "BASH_DEFAULT_TIMEOUT_MS", "BASH_MAX_TIMEOUT_MS", "MCP_TIMEOUT", "MCP_TOOL_TIMEOUT"),
+        prefixes=("ANTHROPIC_", "CLAUDE_CODE_"),
+        switched=(("CLAUDE_CODE_USE_BEDROCK", ("AWS_",)),
+                  ("CLAUDE_CODE_USE_VERTEX", ("CLOUD_ML_REGION", "VERTEX_REGION_", "GOOGLE_APPLICATION_CREDENTIALS",
+                                              "GOOGLE_CLOUD_PROJECT", "GCLOUD_PROJECT", "CLOUDSDK_CONFIG"))),
+        credentials=(("ANTHROPIC_API_KEY",), ("ANTHROPIC_AUTH_TOKEN",), ("CLAUDE_CODE_OAUTH_TOKEN",),
+                     ("CLAUDE_CODE_USE_BEDROCK",),
+                     ("CLAUDE_CODE_USE_VERTEX", "CLOUD_ML_REGION", "ANTHROPIC_VERTEX_PROJECT_ID"),
+                     ("CLAUDE_CODE_USE_FOUNDRY",)),
+        logins=("$CLAUDE_CONFIG_DIR/.credentials.json", "~/.claude/.credentials.json"),
+        note="Bedrock also needs AWS credentials (AWS_PROFILE, AWS_ACCESS_KEY_ID, AWS_BEARER_TOKEN_BEDROCK "
+             "or ~/.aws)",
+    ),
+    "codex": VendorEnv(
+        names=("AZURE_OPENAI_API_KEY",),
+        prefixes=("OPENAI_", "CODEX_"),
+        credentials=(("OPENAI_API_KEY",), ("CODEX_API_KEY",), ("CODEX_ACCESS_TOKEN",)),
+        logins=("$CODEX_HOME/auth.json", "~/.codex/auth.json"),
+        note="a provider of your own in config.toml reads the variable its env_key names: add it to env:",
+    ),
+    "aider": VendorEnv(
+        names=("ANTHROPIC_API_KEY", "GEMINI_API_KEY", "OPENROUTER_API_KEY", "DEEPSEEK_API_KEY", "GROQ_API_KEY",
+               "MISTRAL_API_KEY", "XAI_API_KEY", "COHERE_API_KEY", "OLLAMA_API_BASE", "AZURE_API_KEY",
+               "AZURE_API_BASE", "AZURE_API_VERSION"),
+        prefixes=("AIDER_", "OPENAI_"),
+        credentials=(("OPENAI_API_KEY",), ("ANTHROPIC_API_KEY",), ("AIDER_OPENAI_API_KEY",),
+                     ("AIDER_ANTHROPIC_API_KEY",), ("GEMINI_API_KEY",), ("OPENROUTER_API_KEY",),
+                     ("DEEPSEEK_API_KEY",), ("GROQ_API_KEY",), ("MISTRAL_API_KEY",), ("XAI_API_KEY",),
+                     ("AZURE_API_KEY",), ("OLLAMA_API_BASE",)),
+        logins=("~/.aider.conf.yml", "~/.env"),
+        note="other providers' keys (and AWS_* for Bedrock): add their names to env:",
+    ),
 }
 
 # Per program: the name used in the `Assisted-by:` trailer of a merge.
@@ -60,6 +131,8 @@ class LaunchSpec:
     state_paths: tuple[str, ...]
     output: str
     assisted_by: str
+    env_prefixes: tuple[str, ...] = field(default=())
+    env_switched: tuple[tuple[str, tuple[str, ...]], ...] = field(default=())
 
     def to_data(self) -> dict[str, Any]:
         return asdict(self)
@@ -70,7 +143,8 @@ class LaunchSpec:
             runtime=str(data["runtime"]), argv=tuple(data["argv"]), mode=str(data["mode"]),
             network=bool(data["network"]), env_names=tuple(data["env_names"]),
             state_paths=tuple(data["state_paths"]), output=str(data["output"]),
-            assisted_by=str(data["assisted_by"]),
+            assisted_by=str(data["assisted_by"]), env_prefixes=tuple(data.get("env_prefixes", ())),
+            env_switched=tuple((str(switch), tuple(names)) for switch, names in data.get("env_switched", ())),
         )
 
 
@@ -94,25 +168,117 @@ def program_path(program: str, search_path: str | None) -> str | None:
     return shutil.which(program, path=search_path)
 
 
+def _program_problem(program: str, search_path: str | None) -> str:
+    """Why `program` cannot be run (it was not found as an executable), said plainly."""
+    if os.sep in program:
+        path = Path(program)
+        if path.is_dir():
+            return f"{program!r} is a directory, not a program"
+        if path.is_file():
+            return f"{program!r} is not executable (chmod +x it)"
+        if path.is_symlink():
+            return f"{program!r} is a symlink to {os.readlink(path)!r}, which does not exist"
+        return f"{program!r} does not exist"
+    for folder in (search_path or "").split(os.pathsep):
+        candidate = Path(folder or ".") / program
+        if candidate.is_file():
+            return f"{program!r} is on PATH at {candidate} but is not executable (chmod +x it)"
+    return f"{program!r} is not on PATH"
+
+
+MAX_LINKS: Final = 40
+
+
+def shebang(path: Path | str) -> list[str] | None:
+    """The `#!` line of a script, split (`["/usr/bin/env", "node"]`), or None for anything else."""
+    try:
+        with open(path, "rb") as handle:
+            first = handle.readline(256)
+    except OSError:
+        return None
+    if not first.startswith(b"#!"):
+        return None
+    words = first[2:].decode("utf-8", "replace").split()
+    return words or None
+
+
+def interpreter(path: Path | str, search_path: str | None) -> tuple[str, str | None] | None:
+    """The interpreter a `#!` script runs under: (as written, where it is or None); None if no `#!`.
+
+    `#!/usr/bin/env node` (also `env -S node --flag`) names `node`, found on `search_path`.
+    """
+    words = shebang(path)
+    if words is None:
+        return None
+    program = words[0]
+    if Path(program).name == "env":
+        names = [w for w in words[1:] if not w.startswith("-") and "=" not in w]
+        if not names:
+            return (program, program if os.access(program, os.X_OK) else None)
+        return (names[0], program_path(names[0], search_path))
+    return (program, program if os.path.isfile(program) and os.access(program, os.X_OK) else None)
+
+
+def program_files(program: str, search_path: str | None, *, _depth: int = 0) -> list[Path]:
+    """The folders running `program` reads besides the system's own: its folder, each symlink's
+    target folder (npm links `bin/claude` into `lib/node_modules/...`), the package it lives in
+    (the enclosing `node_modules`, an install prefix above `bin/` such as a virtualenv), and the
+    same for the interpreter of a `#!` script. Isolation binds back those a private /tmp hides."""
+    found = program_path(program, search_path) if os.sep not in program else program
+    if not found or not os.path.lexists(found):
+        return []
+    folders: list[Path] = []
+
+    def add(folder: Path) -> None:
+        folders.append(folder)
+        if folder.name == "bin":
+            folders.append(folder.parent)
+        if "node_modules" in folder.parts:
+            index = folder.parts.index("node_modules")
+            folders.append(Path(*folder.parts[:index + 1]))
+
+    current = Path(os.path.abspath(found))
+    for _hop in range(MAX_LINKS):
+        add(current.parent)
+        if not current.is_symlink():
+            break
+        current = Path(os.path.normpath(current.parent / os.readlink(current)))
+    resolved = Path(found).resolve()
+    add(resolved.parent)
+    runs_under = interpreter(resolved, search_path)
+    if runs_under is not None and runs_under[1] and _depth < 3:
+        folders += program_files(runs_under[1], search_path, _depth=_depth + 1)
+    unique: list[Path] = []
+    for folder in folders:
+        if folder not in unique:
+            unique.append(folder)
+    return unique
+
+
 def prepare_launch(runtime: RuntimeConfig, values: Mapping[str, str],
                    search_path: str | None = None) -> LaunchSpec:
     """Render a runtime's argv for one sandbox and resolve its program on PATH.
 
-    Raises a one-line LoomError when the program is not installed.
+    Raises a one-line LoomError when the program is not installed, is not
+    executable, or is a `#!` script whose interpreter is missing.
     """
     argv = list(runtime.render_argv(values))
     program = Path(argv[0]).name
+    search = search_path if search_path is not None else os.environ.get("PATH")
     if argv[0] == "loomtui":
         # The script runtime runs loomtui itself: use this very installation,
         # whether or not its entry point is on PATH.
         argv[:1] = [sys.executable, "-m", "loomtui"]
     else:
-        found = program_path(argv[0], search_path if search_path is not None else os.environ.get("PATH"))
+        found = program_path(argv[0], search) if argv[0] else None
+        fix = ("give a program that exists" if runtime.argv[0] != argv[0] else
+               f"install it, or set runtimes.{runtime.name}.argv in .loom/loom.yaml")
         if found is None:
-            raise LoomError(
-                f"runtime {runtime.name!r}: {argv[0]!r} is not on PATH (install it, or set "
-                f"runtimes.{runtime.name}.argv in .loom/loom.yaml)"
-            )
+            raise LoomError(f"runtime {runtime.name!r}: {_program_problem(argv[0], search)} ({fix})")
+        runs_under = interpreter(Path(found).resolve(), search)
+        if runs_under is not None and runs_under[1] is None:
+            raise LoomError(f"runtime {runtime.name!r}: {found} runs under {runs_under[0]!r}, which is not "
+                            f"installed ({'not on PATH' if os.sep not in runs_under[0] else 'no such program'})")
         argv[0] = found
     if program == "claude" and "stream-json" in argv:
         output = OUTPUT_CLAUDE_STREAM
@@ -120,40 +286,116 @@ def prepare_launch(runtime: RuntimeConfig, values: Mapping[str, str],
         output = OUTPUT_SCRIPT_AGENT
     else:
         output = OUTPUT_PLAIN
+    vendor = VENDOR_ENV.get(program, VendorEnv())
+    names = [*vendor.names, *(n for alternative in vendor.credentials for n in alternative),
+             *(NETWORK_ENV if runtime.network else ()), *runtime.env]
     return LaunchSpec(
         runtime=runtime.name,
         argv=tuple(argv),
         mode=runtime.mode,
         network=runtime.network,
-        env_names=runtime.env,
+        env_names=tuple(dict.fromkeys(names)),
         state_paths=STATE_PATHS.get(program, ()),
         output=output,
         assisted_by=PRODUCT_NAMES.get(program, program),
+        env_prefixes=vendor.prefixes,
+        env_switched=vendor.switched,
     )
 
 
 def agent_environment(spec: LaunchSpec, source: Mapping[str, str], extra: Mapping[str, str]) -> dict[str, str]:
     """The reduced environment an agent runs with: the allow-list, the runtime's names, `extra`."""
     wanted = set(ENV_ALLOW_LIST) | set(spec.env_names)
+    prefixes = ENV_ALLOW_PREFIXES + spec.env_prefixes
+    for switch, names in spec.env_switched:
+        if source.get(switch):
+            wanted.update(n for n in names if not n.endswith("_"))
+            prefixes += tuple(n for n in names if n.endswith("_"))
     env = {
         name: value for name, value in source.items()
-        if name in wanted or name.startswith(ENV_ALLOW_PREFIXES)
+        if name in wanted or name.startswith(prefixes)
     }
     env.setdefault("PATH", os.defpath)
     env.update(extra)
     return env
 
 
-def state_paths(spec: LaunchSpec, home: str | None) -> list[Path]:
-    """The runtime's existing config/cache paths, expanded against `home`."""
+def expand_path(raw: str, env: Mapping[str, str]) -> Path | None:
+    """`~/x` against $HOME, `$NAME/x` against the variable; None when what it needs is not set."""
+    if raw.startswith("~/"):
+        home = env.get("HOME")
+        return Path(home) / raw[2:] if home else None
+    if raw.startswith("$"):
+        name, _, rest = raw[1:].partition("/")
+        value = env.get(name)
+        if not value:
+            return None
+        return Path(value) / rest if rest else Path(value)
+    return Path(raw)
+
+
+def state_paths(spec: LaunchSpec, home: str | None, env: Mapping[str, str] | None = None) -> list[Path]:
+    """The runtime's existing config/cache paths, expanded against `home` (and `env` for `$NAME`)."""
     if not home:
         return []
+    values = {**(env or {}), "HOME": home}
     found = []
     for raw in spec.state_paths:
-        path = Path(home) / raw[2:] if raw.startswith("~/") else Path(raw)
-        if path.exists():
+        path = expand_path(raw, values)
+        if path is not None and path.is_absolute() and path.exists() and path not in found:
             found.append(path)
     return found
+
+
+@dataclass(frozen=True)
+class CredentialStatus:
+    """Whether a runtime's credentials are there, for `doctor`."""
+
+    needs: tuple[tuple[str, ...], ...]  # alternatives, one is enough
+    present: tuple[str, ...]  # the alternative that is complete (its names), or ()
+    partial: tuple[tuple[str, tuple[str, ...]], ...]  # (started alternative's first name, its missing names)
+    login: str | None  # a stored login file that stands in for variables
+    note: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return bool(self.present) or self.login is not None or not self.needs
+
+    def summary(self) -> str:
+        if not self.needs:
+            return "needs no credentials"
+        if self.present:
+            return f"credentials: {' + '.join(self.present)} set"
+        if self.login:
+            return f"credentials: the login stored in {self.login}"
+        alternatives = " | ".join(" + ".join(a) for a in self.needs)
+        text = f"no credentials: needs one of {alternatives} (none is set)"
+        for first, missing in self.partial:
+            text += f"; {first} is set but {', '.join(missing)} {'is' if len(missing) == 1 else 'are'} missing"
+        return text + (f"; {self.note}" if self.note else "")
+
+
+def credential_status(program: str, env: Mapping[str, str], extra: Sequence[str] = ()) -> CredentialStatus:
+    """Which credential variables `program` (a vendor CLI) needs, which are set, or a stored login."""
+    vendor = VENDOR_ENV.get(Path(program).name)
+    if vendor is None or not vendor.credentials:
+        return CredentialStatus((), (), (), None)
+    present: tuple[str, ...] = ()
+    partial = []
+    for alternative in vendor.credentials:
+        have = [name for name in alternative if env.get(name)]
+        if len(have) == len(alternative):
+            present = alternative
+            break
+        if have:
+            partial.append((have[0], tuple(n for n in alternative if not env.get(n))))
+    login = None
+    for raw in vendor.logins:
+        path = expand_path(raw, env)
+        if path is not None and path.is_file():
+            login = str(path)
+            break
+    return CredentialStatus(vendor.credentials, present, tuple(partial), login, vendor.note)
 
 
 def runtime_report(config: LoomConfig, search_path: str | None = None) -> list[dict[str, Any]]:
@@ -166,6 +408,11 @@ def runtime_report(config: LoomConfig, search_path: str | None = None) -> list[d
             found: str | None = sys.executable + " -m loomtui"
         else:
             found = program_path(program, search_path if search_path is not None else os.environ.get("PATH"))
+        status = credential_status(program, os.environ)
         rows.append({"runtime": name, "program": program, "found": found, "mode": runtime.mode,
-                     "network": runtime.network})
+                     "network": runtime.network,
+                     "credentials": {"ok": status.ok, "needs_one_of": [list(a) for a in status.needs],
+                                     "present": list(status.present), "login": status.login,
+                                     "missing": [list(m) for _first, m in status.partial],
+                                     "summary": status.summary()}})
     return rows

@@ -4,16 +4,21 @@ Creating, starting, stopping, pausing, attaching and reading logs; `review` has
 diff, merge and remove, `recovery` has reconcile. On disk, under the repository's
 state dir (`<git common dir>/loom`, shared by every worktree, never tracked):
 
-    worktrees/<id>/            the sandbox's worktree, on branch loom/<id>
     sandboxes/<id>/agent.log   everything the agent printed (stdout and stderr)
     sandboxes/<id>/supervisor.log   the supervisor's own diagnostics
     sandboxes/<id>/context.md  the context handed to the agent ({context_file})
     sandboxes/<id>/script.yaml the script of a `script` runtime ({script})
 
-Worktrees live inside the git dir rather than beside the repository: the main
-working tree never sees them (no stray files, nothing for `git status`, test
-runners or editors to pick up), they need no write access outside the repository,
-and they move and are deleted with it.
+and each sandbox's worktree, on branch loom/<id>, in this repository's worktrees
+root (`worktrees_root`): by default
+`$XDG_DATA_HOME/loomtui/worktrees/<repo name>-<hash of its git dir>/<id>`
+(`~/.local/share` without XDG_DATA_HOME), elsewhere with `worktrees:` in
+`.loom/loom.yaml` or `$LOOMTUI_WORKTREES`. Never inside a `.git` directory: Claude
+Code refuses every write to a path with a `.git` component, whatever its hooks
+answer. Never inside the main working tree either: `git status`, test runners and
+editors there would pick them up. The store records each sandbox's worktree, and
+everything reads it from there (`record_paths`), so sandboxes made before a move
+(older ones live in `.git/loom/worktrees/<id>`) keep working.
 
 Ids are random short slugs (`3fa9c1`): a task's text never becomes a path, a
 branch name or part of a shell string.
@@ -22,7 +27,7 @@ branch name or part of a shell string.
 from __future__ import annotations
 
 import dataclasses
-
+import hashlib
 import os
 import re
 import secrets
@@ -31,15 +36,14 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Collection, Iterator, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
-from loomtui.config import RuntimeConfig
+from loomtui.config import RuntimeConfig, worktrees_problem
 from loomtui.errors import LoomError
 from loomtui.execution.gitops import AgentTree, Git
-from loomtui.execution.mcpconfig import mcp_config_path, write_mcp_config
 from loomtui.execution.isolation import (
     ISOLATION_BWRAP,
     ISOLATION_NONE,
@@ -55,6 +59,7 @@ from loomtui.execution.lifecycle import (
     RUNNING,
     transition,
 )
+from loomtui.execution.mcpconfig import mcp_config_path, write_mcp_config
 from loomtui.execution.procs import group_exists, is_alive, signal_group
 from loomtui.execution.runtimes import find_runtime, prepare_launch, uses_placeholder
 from loomtui.repo import RepoPaths
@@ -71,8 +76,12 @@ MAX_TASK_CHARS: Final = 20_000
 SPARE_ON_TERM: Final = frozenset({"bwrap"})
 
 HOOK_SETTINGS_PATH: Final = ".claude/settings.json"
-MANAGED_FILES: Final = (HOOK_SETTINGS_PATH,)
-"""Files loomtui writes into a worktree (the agent hooks' settings): never committed as the agent's work."""
+MANAGED_FILES: Final = (HOOK_SETTINGS_PATH, ".aider.tags.cache.v4")
+"""Files loomtui writes into a worktree (the agent hooks' settings), and a runtime's own caches
+(Aider's repository map): never committed as the agent's work."""
+
+WORKTREES_ENV: Final = "LOOMTUI_WORKTREES"
+"""Overrides `worktrees:` of .loom/loom.yaml: where this user's sandboxes' worktrees go."""
 
 _ID_RE: Final = re.compile(r"[a-z0-9][a-z0-9-]{0,39}")
 
@@ -82,10 +91,17 @@ _ID_RE: Final = re.compile(r"[a-z0-9][a-z0-9-]{0,39}")
 
 @dataclass(frozen=True)
 class SandboxPaths:
-    """The files of one sandbox under the state dir."""
+    """The files of one sandbox under the state dir, and (when known) its worktree."""
 
     dir: Path
-    worktree: Path
+    recorded_worktree: Path | None = None
+
+    @property
+    def worktree(self) -> Path:
+        """The sandbox's worktree, as the store records it (see `record_paths`)."""
+        if self.recorded_worktree is None:
+            raise LoomError("internal error: a sandbox's worktree is read from its record (record_paths)")
+        return self.recorded_worktree
 
     @property
     def log(self) -> Path:
@@ -132,14 +148,91 @@ class SandboxPaths:
         return self.dir / "broker.sock"
 
 
-def worktrees_dir(paths: RepoPaths) -> Path:
+def legacy_worktrees_dir(paths: RepoPaths) -> Path:
+    """Where sandboxes made before worktrees moved out of the git dir have theirs."""
     return paths.state_dir / "worktrees"
 
 
-def sandbox_paths(paths: RepoPaths, sandbox_id: str) -> SandboxPaths:
+def data_home(env: Mapping[str, str] | None = None) -> Path:
+    """The user's data directory: $XDG_DATA_HOME, else ~/.local/share."""
+    env = os.environ if env is None else env
+    xdg = env.get("XDG_DATA_HOME", "")
+    if xdg and Path(xdg).is_absolute():
+        return Path(xdg)
+    home = env.get("HOME") or str(Path.home())
+    return Path(home) / ".local" / "share"
+
+
+def repo_slug(paths: RepoPaths) -> str:
+    """`<repo name>-<hash of its git common dir>`: one folder per repository (and per clone)."""
+    name = re.sub(r"[^A-Za-z0-9._-]", "_", paths.root.name).lstrip(".")[:40] or "repo"
+    digest = hashlib.sha256(os.fsencode(paths.common_dir.resolve())).hexdigest()[:10]
+    return f"{name}-{digest}"
+
+
+def worktrees_root(paths: RepoPaths, setting: str | None = None,
+                   env: Mapping[str, str] | None = None) -> Path:
+    """Where this repository's new sandboxes' worktrees go (one folder per repository under it).
+
+    $LOOMTUI_WORKTREES, else `setting` (`worktrees:` of .loom/loom.yaml; relative to the
+    repository root, `~` expanded), else the user's data dir `loomtui/worktrees`. A
+    location inside a `.git` directory or inside the main working tree is refused.
+    """
+    env = os.environ if env is None else env
+    raw = env.get(WORKTREES_ENV) or setting
+    if raw:
+        where = f"${WORKTREES_ENV}" if env.get(WORKTREES_ENV) else "worktrees: in .loom/loom.yaml"
+        problem = worktrees_problem(raw)
+        if problem:
+            raise LoomError(f"{where} {problem}")
+        base = Path(os.path.expanduser(raw))
+        if not base.is_absolute():
+            base = paths.root / base
+    else:
+        where = "the worktrees location"
+        base = data_home(env) / "loomtui" / "worktrees"
+    root = Path(os.path.normpath(base / repo_slug(paths)))
+    resolved = root.resolve()
+    if ".git" in resolved.parts:
+        raise LoomError(f"{where}: {root} is inside a .git directory; agents such as Claude Code refuse "
+                        "to write there")
+    if resolved.is_relative_to(paths.root.resolve()):
+        raise LoomError(f"{where}: {root} is inside the repository's working tree; put worktrees outside it")
+    return root
+
+
+def configured_worktrees_root(workspace: Workspace) -> Path:
+    """This repository's worktrees root as its config and environment say (errors are one line)."""
+    return worktrees_root(workspace.paths, workspace.load_config().worktrees)
+
+
+def worktree_roots(workspace: Workspace) -> list[Path]:
+    """Every folder this repository's sandboxes' worktrees live in: the configured root, the
+    folders the store records (a root may have moved since), and the old `.git/loom/worktrees`."""
+    roots = [legacy_worktrees_dir(workspace.paths)]
+    try:
+        roots.append(configured_worktrees_root(workspace))
+    except LoomError:
+        pass  # a broken config: the recorded folders still say where the worktrees are
+    roots += [Path(r.worktree).parent for r in workspace.store.list_sandboxes(include_archived=True)
+              if r.worktree]
+    unique: list[Path] = []
+    for root in roots:
+        if root not in unique:
+            unique.append(root)
+    return unique
+
+
+def sandbox_paths(paths: RepoPaths, sandbox_id: str, worktree: Path | str | None = None) -> SandboxPaths:
+    """A sandbox's files; its worktree only when given (a record's: see `record_paths`)."""
     check_id(sandbox_id)
     return SandboxPaths(dir=paths.state_dir / "sandboxes" / sandbox_id,
-                        worktree=worktrees_dir(paths) / sandbox_id)
+                        recorded_worktree=Path(worktree) if worktree else None)
+
+
+def record_paths(paths: RepoPaths, record: SandboxRecord) -> SandboxPaths:
+    """A recorded sandbox's files, its worktree where the store says it is (never recomputed)."""
+    return sandbox_paths(paths, record.id, record.worktree or None)
 
 
 def check_id(text: str) -> str:
@@ -179,17 +272,25 @@ def isolation_label(record: SandboxRecord) -> str:
 
 def agent_tree(workspace: Workspace, record: SandboxRecord) -> AgentTree:
     """How loomtui runs git on a sandbox's worktree: never reading what the agent could plant there."""
-    paths = sandbox_paths(workspace.paths, record.id)
+    paths = record_paths(workspace.paths, record)
     return AgentTree(workspace.paths.common_dir, Path(record.worktree), paths.outside_index, MANAGED_FILES)
 
 
 def is_sandbox_worktree(workspace: Workspace, path: Path) -> bool:
-    """Whether `path` is (inside) some sandbox's worktree rather than a person's checkout."""
-    return Path(path).resolve().is_relative_to(worktrees_dir(workspace.paths).resolve())
+    """Whether `path` is (inside) some sandbox's worktree rather than a person's checkout.
+
+    By the store's records first (wherever each worktree was made), then by the folders
+    worktrees live in (a stray one no record owns is still not a person's checkout).
+    """
+    place = Path(path).resolve()
+    for record in workspace.store.list_sandboxes(include_archived=True):
+        if record.worktree and place.is_relative_to(Path(record.worktree).resolve()):
+            return True
+    return any(place.is_relative_to(root.resolve()) for root in worktree_roots(workspace))
 
 
 def _paths(workspace: Workspace, record: SandboxRecord) -> SandboxPaths:
-    return sandbox_paths(workspace.paths, record.id)
+    return record_paths(workspace.paths, record)
 
 
 # -- creating and starting ------------------------------------------------------------
@@ -273,8 +374,9 @@ def create_sandbox(
         raise LoomError(f"base ref {base!r} does not exist in {workspace.root}"
                         + (" (the repository has no commits yet)" if base == "HEAD" else ""))
     isolation = _chosen_isolation(isolate)
-    sandbox_id = _unused_id(workspace)
-    paths = sandbox_paths(workspace.paths, sandbox_id)
+    root = configured_worktrees_root(workspace)
+    sandbox_id = _unused_id(workspace, root)
+    paths = sandbox_paths(workspace.paths, sandbox_id, root / sandbox_id)
     launch = prepare_launch(runtime_config, {
         "task": task, "sandbox": sandbox_id, "worktree": str(paths.worktree),
         "context_file": str(paths.context), "script": str(paths.script),
@@ -312,6 +414,7 @@ def create_sandbox(
 
     try:
         paths.dir.mkdir(parents=True, exist_ok=True)
+        paths.worktree.parent.mkdir(parents=True, exist_ok=True)
         paths.context.write_text(context if context is not None else f"# Task\n\n{task}\n", encoding="utf-8")
         write_mcp_config(mcp_config_path(paths.dir), paths.worktree)  # loomtui's MCP server ({mcp_config})
         if script is not None:
@@ -339,10 +442,11 @@ def _policy_before_start(workspace: Workspace, sandbox_id: str) -> None:
         raise
 
 
-def _unused_id(workspace: Workspace) -> str:
+def _unused_id(workspace: Workspace, root: Path) -> str:
     for _attempt in range(100):
         sandbox_id = secrets.token_hex(3)
-        if workspace.store.get_sandbox(sandbox_id) is None and not _branch_taken(workspace, sandbox_id):
+        if (workspace.store.get_sandbox(sandbox_id) is None and not _branch_taken(workspace, sandbox_id)
+                and not (root / sandbox_id).exists()):
             return sandbox_id
     raise LoomError("could not find an unused sandbox id")
 

@@ -66,7 +66,7 @@ from loomtui.execution.sandboxes import (
     SPARE_ON_TERM,
     SandboxPaths,
     agent_tree,
-    sandbox_paths,
+    record_paths,
     tmux_session,
 )
 from loomtui.governance.broker import Broker
@@ -135,7 +135,7 @@ class Supervisor:
     def __init__(self, workspace: Workspace, record: SandboxRecord, *, startup_cpu: float = 0.0) -> None:
         self.workspace = workspace
         self.record = record
-        self.paths: SandboxPaths = sandbox_paths(workspace.paths, record.id)
+        self.paths: SandboxPaths = record_paths(workspace.paths, record)
         self.spec = LaunchSpec.from_data(record.data["launch"])
         self.activities: queue.Queue[Any] = queue.Queue()
         self.log: LogWriter | None = None

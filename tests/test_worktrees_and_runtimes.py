@@ -1,0 +1,363 @@
+"""Real agents' needs (issue #9): worktrees outside any `.git` directory, symlinked and `#!`
+programs under bubblewrap, each vendor's credential variables, and a runtime that cannot run."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from loomtui.config import parse_config
+from loomtui.errors import ConfigError, LoomError
+from loomtui.execution import confinement, recovery, review
+from loomtui.execution import sandboxes as sb
+from loomtui.execution.doctor import run_doctor
+from loomtui.execution.isolation import isolation_available
+from loomtui.execution.lifecycle import ARCHIVED, EXITED, PLANNED
+from loomtui.execution.runtimes import (
+    LaunchSpec,
+    agent_environment,
+    credential_status,
+    prepare_launch,
+    program_files,
+)
+from loomtui.repo import RepoPaths
+from loomtui.workspace import Workspace, open_workspace
+from tests.conftest import git
+from tests.test_execution import (
+    ended,
+    kill_leftovers,
+    stand_in,
+    write_script,
+)
+
+needs_bwrap = pytest.mark.skipif(not isolation_available(), reason="bubblewrap (bwrap) not usable here")
+PATH = ".loom/loom.yaml"
+
+
+@pytest.fixture
+def bin_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    folder = tmp_path / "bin"
+    folder.mkdir()
+    monkeypatch.setenv("PATH", f"{folder}{os.pathsep}{os.environ['PATH']}")
+    return folder
+
+
+@pytest.fixture
+def ws(repo: Path, bin_dir: Path) -> Iterator[Workspace]:
+    workspace = open_workspace(repo)
+    try:
+        yield workspace
+    finally:
+        kill_leftovers(workspace)
+        workspace.close()
+
+
+def _nothing_made(workspace: Workspace) -> None:
+    assert workspace.store.list_sandboxes(include_archived=True) == []
+    assert git(workspace.root, "branch", "--list", "loom/*") == ""
+    root = sb.configured_worktrees_root(workspace)
+    assert not root.exists() or not any(root.iterdir())
+    assert not (workspace.paths.state_dir / "sandboxes").exists() or not any(
+        (workspace.paths.state_dir / "sandboxes").iterdir())
+
+
+# -- where worktrees live ------------------------------------------------------------------
+
+
+def test_the_default_worktrees_root_is_in_the_data_dir_one_folder_per_repository(tmp_path: Path) -> None:
+    paths = RepoPaths(root=tmp_path / "shop", common_dir=tmp_path / "shop" / ".git")
+    other = RepoPaths(root=tmp_path / "elsewhere" / "shop", common_dir=tmp_path / "elsewhere" / "shop" / ".git")
+    env = {"XDG_DATA_HOME": str(tmp_path / "data"), "HOME": str(tmp_path / "home")}
+    root = sb.worktrees_root(paths, None, env)
+    assert root.parent == tmp_path / "data" / "loomtui" / "worktrees" and root.name.startswith("shop-")
+    assert sb.worktrees_root(paths, None, env) == root  # stable
+    assert sb.worktrees_root(other, None, env) != root  # two clones of one name never share a folder
+    assert sb.worktrees_root(paths, None, {"HOME": str(tmp_path / "home")}).parent == (
+        tmp_path / "home" / ".local" / "share" / "loomtui" / "worktrees")
+    # `worktrees:` of the config, relative to the repository root; the environment overrides it.
+    assert sb.worktrees_root(paths, "../wt", env) == tmp_path / "wt" / root.name
+    assert sb.worktrees_root(paths, "../wt", {**env, sb.WORKTREES_ENV: str(tmp_path / "mine")}) == (
+        tmp_path / "mine" / root.name)
+    with pytest.raises(LoomError, match="inside the repository's working tree"):
+        sb.worktrees_root(paths, "build/wt", env)
+    with pytest.raises(LoomError, match=r"\$LOOMTUI_WORKTREES must be outside any \.git directory"):
+        sb.worktrees_root(paths, None, {**env, sb.WORKTREES_ENV: str(tmp_path / "x" / ".git" / "wt")})
+
+
+def test_the_worktrees_key_is_validated_with_file_and_line() -> None:
+    assert parse_config("worktrees: ~/wt\n", PATH).worktrees == "~/wt"
+    assert parse_config("version: 1\n", PATH).worktrees is None
+    for text, problem in (("version: 1\nworktrees: .git/loom/wt\n", "must be outside any .git directory"),
+                          ("version: 1\nworktrees: 3\n", "expected a string"),
+                          ("version: 1\nworktrees: ''\n", "must not be empty")):
+        with pytest.raises(ConfigError) as raised:
+            parse_config(text, PATH)
+        assert str(raised.value).startswith(f"{PATH}:2: worktrees: ") and problem in str(raised.value)
+
+
+def test_a_worktree_outside_the_git_dir_is_a_sandbox_worktree_and_the_checkout_is_not(
+        ws: Workspace, repo: Path, tmp_path: Path) -> None:
+    script = write_script(tmp_path / "s.yaml", '- {write: made.txt, content: "x\\n"}\n')
+    record = sb.create_sandbox(ws, "make a file", "script", script=script)
+    worktree = Path(record.worktree)
+    assert ".git" not in worktree.parts and not worktree.is_relative_to(repo)
+    assert sb.is_sandbox_worktree(ws, worktree) and sb.is_sandbox_worktree(ws, worktree / "sub")
+    assert not sb.is_sandbox_worktree(ws, repo)
+    # Git in the worktree finds its repository; the agent runs there.
+    assert git(worktree, "rev-parse", "--abbrev-ref", "HEAD") == record.branch
+    sb.start(ws, record.id)
+    assert ended(ws, record.id).status == EXITED
+    assert git(repo, "show", f"{record.branch}:made.txt") == "x"
+    # Every folder worktrees live in is hidden from agents (their own is bound back on top).
+    hidden = confinement._hidden(ws)
+    assert worktree.parent in hidden and ws.paths.state_dir / "sandboxes" in hidden
+
+
+def test_the_configured_location_is_used_and_a_bad_one_creates_nothing(ws: Workspace, repo: Path,
+                                                                      tmp_path: Path) -> None:
+    (repo / ".loom").mkdir()
+    (repo / ".loom" / "loom.yaml").write_text("version: 1\nworktrees: ../trees\n")
+    record = sb.create_sandbox(ws, "task", "command", command=["true"])
+    assert Path(record.worktree).parent.parent == tmp_path / "trees"
+    review.remove(ws, record.id)
+    (repo / ".loom" / "loom.yaml").write_text("version: 1\nworktrees: inside\n")
+    with pytest.raises(LoomError, match="inside the repository's working tree"):
+        sb.create_sandbox(ws, "task", "command", command=["true"])
+    assert len(ws.store.list_sandboxes(include_archived=True)) == 1  # only the removed one
+
+
+def test_an_old_sandbox_under_git_loom_worktrees_is_still_listed_diffed_and_removed(
+        ws: Workspace, repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    legacy = sb.legacy_worktrees_dir(ws.paths)
+    with monkeypatch.context() as patch:  # made the way loomtui made sandboxes before
+        patch.setattr(sb, "configured_worktrees_root", lambda workspace: legacy)
+        script = write_script(tmp_path / "old.yaml", '- {write: old.txt, content: "old\\n"}\n')
+        old = sb.create_sandbox(ws, "an old sandbox", "script", script=script)
+    assert Path(old.worktree) == legacy / old.id
+    new = sb.create_sandbox(ws, "a new sandbox", "command", command=["true"])
+    assert Path(new.worktree).parent != legacy
+    # It runs (isolated where bubblewrap works: its worktree is bound back over the hidden folder).
+    sb.start(ws, old.id)
+    assert ended(ws, old.id).status == EXITED
+    assert {r.id for r in sb.list_sandboxes(ws)} == {old.id, new.id}
+    assert sb.is_sandbox_worktree(ws, Path(old.worktree)) and sb.is_sandbox_worktree(ws, Path(new.worktree))
+    assert [f.path for f in review.diff(ws, old.id).files] == ["old.txt"]
+    (Path(old.worktree) / "later.txt").write_text("uncommitted\n")
+    assert review.diff(ws, old.id).includes_uncommitted
+    assert recovery.reconcile(ws).unknown_worktrees == []
+    review.remove(ws, old.id, force=True)
+    assert sb.get_sandbox(ws, old.id).status == ARCHIVED and not Path(old.worktree).exists()
+    assert git(repo, "show", f"{old.branch}:later.txt") == "uncommitted"
+    assert sb.get_sandbox(ws, new.id).status == PLANNED and Path(new.worktree).is_dir()
+
+
+@needs_bwrap
+def test_an_isolated_agent_cannot_see_another_sandboxs_worktree(ws: Workspace, repo: Path) -> None:
+    victim = sb.create_sandbox(ws, "holds a secret", "command", isolate=True, command=["true"])
+    (Path(victim.worktree) / "secret.txt").write_text("s3cret\n")
+    probe = sb.create_sandbox(ws, "looks around", "command", isolate=True, command=[
+        "sh", "-c", (f'ls -A "{victim.worktree}" > seen.txt 2>&1; cat "{victim.worktree}/secret.txt" >> seen.txt 2>&1;'
+                     f' ls -A "{Path(victim.worktree).parent}" >> seen.txt 2>&1; echo mine > own.txt')])
+    sb.start(ws, probe.id)
+    assert ended(ws, probe.id).status == EXITED
+    seen = git(repo, "show", f"{probe.branch}:seen.txt").splitlines()
+    # The victim's worktree is not there; its folder holds only the probe's own worktree.
+    assert seen[0].endswith("No such file or directory") and seen[1].endswith("No such file or directory")
+    assert seen[2:] == [probe.id], seen
+    assert git(repo, "show", f"{probe.branch}:own.txt") == "mine"
+
+
+# -- programs under bubblewrap: symlinks and interpreters ------------------------------------------
+
+
+def _linked_tool(tmp_path: Path) -> tuple[Path, Path]:
+    """An npm-style install under tmp: `links/tool` -> `pkg/lib/node_modules/tool/cli.py`, whose `#!`
+    interpreter is a virtualenv-style link `venv/bin/python` (also under tmp), and which imports a
+    module beside it. Returns (the link, the script)."""
+    package = tmp_path / "pkg" / "lib" / "node_modules" / "tool"
+    package.mkdir(parents=True)
+    (package / "helper.py").write_text("WORD = 'linked'\n")
+    venv = tmp_path / "venv" / "bin"
+    venv.mkdir(parents=True)
+    (venv / "python").symlink_to(sys.executable)
+    script = package / "cli.py"
+    script.write_text(f"#!{venv / 'python'}\nimport os, sys\nsys.path.insert(0, os.path.dirname(os.path.realpath("
+                      "__file__)))\nimport helper\nopen('ran.txt', 'w').write(helper.WORD + '\\n')\n")
+    script.chmod(0o755)
+    links = tmp_path / "links"
+    links.mkdir()
+    link = links / "tool"
+    link.symlink_to(os.path.relpath(script, links))
+    return link, script
+
+
+def test_program_files_follow_links_packages_and_interpreters(tmp_path: Path) -> None:
+    link, script = _linked_tool(tmp_path)
+    files = program_files(str(link), os.environ.get("PATH"))
+    assert link.parent in files and script.parent in files
+    assert tmp_path / "pkg" / "lib" / "node_modules" in files  # the whole package tree
+    assert tmp_path / "venv" / "bin" in files and tmp_path / "venv" in files  # the interpreter's prefix
+    assert program_files(str(tmp_path / "nothing"), "") == []
+
+
+@pytest.mark.parametrize("isolate", [pytest.param(True, marks=needs_bwrap), False])
+def test_a_symlinked_script_agent_runs(ws: Workspace, repo: Path, tmp_path: Path, isolate: bool) -> None:
+    link, _script = _linked_tool(tmp_path)
+    record = sb.create_sandbox(ws, "run the linked tool", "command", isolate=isolate, command=[str(link)])
+    sb.start(ws, record.id)
+    done = ended(ws, record.id)
+    assert done.status == EXITED, sb.read_log_tail(ws, record.id)
+    assert git(repo, "show", f"{record.branch}:ran.txt") == "linked"
+
+
+# -- bad input: a program that cannot run -------------------------------------------------------------
+
+
+def test_a_missing_or_unrunnable_program_is_one_line_and_makes_nothing(ws: Workspace, bin_dir: Path,
+                                                                      tmp_path: Path) -> None:
+    plain = tmp_path / "plain.sh"
+    plain.write_text("#!/bin/sh\necho hi\n")  # not executable
+    orphan = tmp_path / "orphan.sh"
+    orphan.write_text("#!/no/such/interpreter\necho hi\n")
+    orphan.chmod(0o755)
+    needs_env = tmp_path / "needs-env.sh"
+    needs_env.write_text("#!/usr/bin/env no-such-interpreter-xyz\n")
+    needs_env.chmod(0o755)
+    dangling = tmp_path / "dangling"
+    dangling.symlink_to(tmp_path / "gone")
+    (bin_dir / "notexec").write_text("#!/bin/sh\n")
+    cases = {
+        str(tmp_path / "nope"): "does not exist",
+        str(plain): "is not executable",
+        str(tmp_path): "is a directory",
+        str(dangling): "which does not exist",
+        "no-such-program-xyz": "is not on PATH",
+        "notexec": "is on PATH at",
+        str(orphan): "runs under '/no/such/interpreter', which is not installed",
+        str(needs_env): "runs under 'no-such-interpreter-xyz', which is not installed",
+    }
+    for program, needle in cases.items():
+        with pytest.raises(LoomError) as raised:
+            sb.create_sandbox(ws, "task", "command", command=[program])
+        message = str(raised.value)
+        assert needle in message and "\n" not in message and raised.value.exit_code == 2, message
+    _nothing_made(ws)
+
+
+def test_the_command_line_says_so_in_one_line_with_exit_2(repo: Path, tmp_path: Path) -> None:
+    plain = tmp_path / "plain.sh"
+    plain.write_text("#!/bin/sh\n")
+    for program, needle in ((str(tmp_path / "nope"), "does not exist"), (str(plain), "is not executable")):
+        done = subprocess.run([sys.executable, "-m", "loomtui", "sandbox", "new", "--runtime", "command",
+                               "--task", "t", "--", program], cwd=repo, capture_output=True, text=True,
+                              timeout=60, check=False)
+        assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
+        assert len(done.stderr.strip().splitlines()) == 1 and needle in done.stderr, done.stderr
+    workspace = open_workspace(repo)
+    try:
+        _nothing_made(workspace)
+    finally:
+        workspace.close()
+
+
+# -- credentials per runtime ----------------------------------------------------------------------------
+
+
+def _spec(ws: Workspace, runtime: str) -> LaunchSpec:
+    config = ws.load_config().runtimes[runtime]
+    return prepare_launch(config, {"task": "t", "context_file": "c.md", "sandbox": "x", "worktree": "w",
+                                   "script": "s", "mcp_config": "m.json"}, search_path=os.environ["PATH"])
+
+
+@pytest.mark.parametrize("runtime", ["claude", "codex", "aider"])
+def test_each_vendor_gets_its_documented_variables_and_nothing_else(ws: Workspace, bin_dir: Path,
+                                                                    runtime: str) -> None:
+    stand_in(bin_dir, runtime, "pass\n")
+    source = {
+        "PATH": "/usr/bin", "HOME": "/home/u", "LOOM_TEST_SECRET": "no", "GITHUB_TOKEN": "no",
+        "ANTHROPIC_API_KEY": "k", "ANTHROPIC_BASE_URL": "http://127.0.0.1:9", "ANTHROPIC_AUTH_TOKEN": "t",
+        "CLAUDE_CODE_OAUTH_TOKEN": "o", "CLAUDE_CODE_USE_VERTEX": "1", "ANTHROPIC_VERTEX_PROJECT_ID": "p",
+        "CLOUD_ML_REGION": "us-east5", "GOOGLE_APPLICATION_CREDENTIALS": "/k.json", "AWS_SECRET_ACCESS_KEY": "a",
+        "OPENAI_API_KEY": "o", "OPENAI_BASE_URL": "http://127.0.0.1:9/v1", "OPENAI_API_BASE": "http://x/v1",
+        "CODEX_HOME": "/home/u/.codex-x", "AIDER_MODEL": "openai/m", "HTTPS_PROXY": "http://proxy:3128",
+    }
+    env = agent_environment(_spec(ws, runtime), source, {})
+    assert "LOOM_TEST_SECRET" not in env and "GITHUB_TOKEN" not in env
+    assert env["HTTPS_PROXY"] == "http://proxy:3128"  # they all talk to a model API
+    wanted = {
+        "claude": {"ANTHROPIC_API_KEY", "ANTHROPIC_BASE_URL", "ANTHROPIC_AUTH_TOKEN", "CLAUDE_CODE_OAUTH_TOKEN",
+                   "CLAUDE_CODE_USE_VERTEX", "ANTHROPIC_VERTEX_PROJECT_ID", "CLOUD_ML_REGION",
+                   "GOOGLE_APPLICATION_CREDENTIALS"},
+        "codex": {"OPENAI_API_KEY", "OPENAI_BASE_URL", "CODEX_HOME"},
+        "aider": {"OPENAI_API_KEY", "OPENAI_API_BASE", "ANTHROPIC_API_KEY", "AIDER_MODEL"},
+    }[runtime]
+    assert wanted <= set(env), wanted - set(env)
+    # A cloud's credentials only reach the agent when it is told to use that cloud.
+    assert "AWS_SECRET_ACCESS_KEY" not in env
+    if runtime == "claude":
+        bedrock = agent_environment(_spec(ws, runtime), {**source, "CLAUDE_CODE_USE_BEDROCK": "1"}, {})
+        assert bedrock["AWS_SECRET_ACCESS_KEY"] == "a"
+        assert "GOOGLE_APPLICATION_CREDENTIALS" not in agent_environment(
+            _spec(ws, runtime), {k: v for k, v in source.items() if k != "CLAUDE_CODE_USE_VERTEX"}, {})
+    else:
+        assert "ANTHROPIC_AUTH_TOKEN" not in env and "CLAUDE_CODE_OAUTH_TOKEN" not in env
+
+
+def test_an_old_launch_record_without_the_new_fields_still_loads() -> None:
+    spec = LaunchSpec.from_data({"runtime": "claude", "argv": ["claude"], "mode": "headless", "network": True,
+                                 "env_names": ["ANTHROPIC_API_KEY"], "state_paths": [], "output": "plain",
+                                 "assisted_by": "Claude Code"})
+    assert spec.env_prefixes == () and spec.env_switched == ()
+    assert LaunchSpec.from_data(json.loads(json.dumps(spec.to_data()))) == spec
+
+
+def test_credential_status_says_what_is_needed_and_what_is_missing(tmp_path: Path) -> None:
+    home = {"HOME": str(tmp_path)}
+    missing = credential_status("claude", home)
+    assert not missing.ok and "ANTHROPIC_API_KEY | ANTHROPIC_AUTH_TOKEN | CLAUDE_CODE_OAUTH_TOKEN" in (
+        missing.summary())
+    assert credential_status("claude", {**home, "ANTHROPIC_AUTH_TOKEN": "t"}).present == ("ANTHROPIC_AUTH_TOKEN",)
+    assert not credential_status("claude", {**home, "ANTHROPIC_API_KEY": ""}).ok  # empty is not set
+    partial = credential_status("claude", {**home, "CLAUDE_CODE_USE_VERTEX": "1", "CLOUD_ML_REGION": "r"})
+    assert not partial.ok
+    assert "CLAUDE_CODE_USE_VERTEX is set but ANTHROPIC_VERTEX_PROJECT_ID is missing" in partial.summary()
+    (tmp_path / ".codex").mkdir()
+    (tmp_path / ".codex" / "auth.json").write_text("{}")
+    codex = credential_status("/usr/bin/codex", home)
+    assert codex.ok and codex.login == str(tmp_path / ".codex" / "auth.json")
+    assert credential_status("aider", {**home, "GEMINI_API_KEY": "g"}).ok
+    assert credential_status("mytool", home).ok and credential_status("mytool", home).needs == ()
+
+
+def test_doctor_reports_each_runtimes_credentials(repo: Path, monkeypatch: pytest.MonkeyPatch,
+                                                   tmp_path: Path) -> None:
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    for name in ("ANTHROPIC_API_KEY", "OPENAI_API_KEY", "CODEX_API_KEY", "CODEX_HOME", "CLAUDE_CONFIG_DIR"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("ANTHROPIC_AUTH_TOKEN", "t")
+    checks = {c.name: c for c in run_doctor(repo).checks}
+    assert checks["runtime claude credentials"].level == "ok"
+    assert "ANTHROPIC_AUTH_TOKEN" in checks["runtime claude credentials"].detail
+    codex = checks["runtime codex credentials"]
+    assert codex.level == "warning" and "OPENAI_API_KEY | CODEX_API_KEY" in codex.detail
+    assert "runtime command credentials" not in checks
+    assert checks["worktrees"].level == "ok" and str(sb.configured_worktrees_root(open_workspace(repo))) in (
+        checks["worktrees"].detail)
+
+
+def test_a_state_path_named_by_a_variable_is_writable_for_the_agent(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    (home / ".codex").mkdir(parents=True)
+    custom = tmp_path / "codex-home"
+    custom.mkdir()
+    spec = LaunchSpec(runtime="codex", argv=("codex",), mode="headless", network=True, env_names=(),
+                      state_paths=("~/.codex", "$CODEX_HOME"), output="plain", assisted_by="Codex CLI")
+    assert confinement.runtime_state_paths(spec, {"HOME": str(home), "CODEX_HOME": str(custom)}) == [
+        home / ".codex", custom]
+    assert confinement.runtime_state_paths(spec, {"HOME": str(home)}) == [home / ".codex"]
