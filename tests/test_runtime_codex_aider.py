@@ -1,0 +1,338 @@
+"""Codex and Aider, the real CLIs, end to end through `loomtui sandbox new` (issue #9).
+
+Each runs the built-in runtime against a scripted model on 127.0.0.1 (tests/fake_openai.py),
+under bubblewrap and without it, on the bundled sample repo:
+
+- an edit to a free region lands and the agent's own commit is on the sandbox branch;
+- an edit to a region another sandbox holds: the agent's commit is refused by the git
+  pre-commit hook (through the broker, under bubblewrap) naming the holder; loomtui saves
+  the leftover onto the branch and the review holds it for people;
+- an edit to payments/ledger.py (the claim-stage `ledger-claims` rule: a lead must agree)
+  is asked of people at review, and nothing merges until every approval is in;
+- a model API answering 500 (Codex) or refusing the request (Aider): the agent's own
+  error is in the log, the sandbox ends with the exit code it gave, claims kept.
+
+Neither CLI reaches the internet: Codex talks to a provider of its own in CODEX_HOME's
+config.toml (no websockets, no plugins, no update check, no analytics); Aider gets the
+model's metadata from a warm cache and litellm's bundled price map (~/.env), no update
+check or analytics. The CLIs are skipped when they are not installed (.ci/run installs them).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from loomtui.demo import prepare_demo_repo
+from loomtui.execution.isolation import isolation_available
+from loomtui.execution.sandboxes import log_path, wait_for_status
+from loomtui.workspace import Workspace, open_workspace
+from tests.fake_openai import FakeOpenAI, Turn, custom_call, fail, function_call, text
+
+AIDER_VENV = Path("/opt/aider-venv")
+CODEX = shutil.which("codex")
+AIDER = shutil.which("aider") or (str(AIDER_VENV / "bin" / "aider") if (AIDER_VENV / "bin" / "aider").exists()
+                                  else None)
+
+needs_codex = pytest.mark.skipif(CODEX is None, reason="the codex CLI is not installed (npm i -g @openai/codex)")
+needs_aider = pytest.mark.skipif(AIDER is None, reason="aider is not installed (.ci/run: /opt/aider-venv)")
+needs_bwrap = pytest.mark.skipif(not isolation_available(), reason="bubblewrap does not work here")
+
+RUNTIMES = [pytest.param("codex", marks=needs_codex), pytest.param("aider", marks=needs_aider)]
+ISOLATION = [pytest.param(True, id="bwrap", marks=needs_bwrap), pytest.param(False, id="no-isolation")]
+
+FREE = "notifications/formatting.py"
+HELD = "customers/validation.py"
+LEDGER = "payments/ledger.py"
+LEAD, PAYMENTS = "lead@example.com", ("alice@example.com", "bob@example.com")
+
+
+# -- the agent's world: a HOME, the CLI's config, the fake model -------------------------------
+
+
+@pytest.fixture
+def scratch() -> Iterator[Path]:
+    """A directory outside /tmp: bubblewrap gives the agent a private /tmp, so HOME can't live there."""
+    path = Path(tempfile.mkdtemp(prefix="loomtui-e2e-", dir="/var/tmp"))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def codex_home(base: Path, api_url: str) -> Path:
+    """CODEX_HOME with a model provider on loopback. Codex 0.171 does not read OPENAI_BASE_URL."""
+    home = base / f"codex-{len(list(base.glob('codex-*')))}"
+    home.mkdir()
+    (home / "config.toml").write_text(
+        'model = "gpt-5.5"\n'  # a catalog model with the classic tools: exec_command + apply_patch
+        'model_provider = "loopback"\n'
+        "check_for_update_on_startup = false\n"
+        "[model_providers.loopback]\n"
+        'name = "loopback"\n'
+        f'base_url = "{api_url}"\n'
+        'wire_api = "responses"\n'
+        'env_key = "OPENAI_API_KEY"\n'
+        "supports_websockets = false\n"
+        "request_max_retries = 0\n"
+        "stream_max_retries = 0\n"
+        "[analytics]\nenabled = false\n"
+        "[features]\nplugins = false\napps = false\nremote_plugin = false\n"
+    )
+    return home
+
+
+def aider_home(home: Path) -> None:
+    """Aider's model-metadata cache warm (else it fetches litellm's price list from GitHub) and
+    litellm told to use its bundled price map (~/.env: aider loads it before importing litellm)."""
+    caches = home / ".aider" / "caches"
+    caches.mkdir(parents=True, exist_ok=True)
+    (caches / "model_prices_and_context_window.json").write_text(json.dumps({"fake-model": {
+        "max_input_tokens": 128000, "max_output_tokens": 4096, "input_cost_per_token": 0,
+        "output_cost_per_token": 0, "litellm_provider": "openai", "mode": "chat"}}))
+    (home / ".env").write_text("LITELLM_LOCAL_MODEL_COST_MAP=True\n")
+
+
+@dataclass
+class Agent:
+    """One sandbox's agent: its scripted model and the environment `sandbox new` runs with."""
+
+    api: FakeOpenAI
+    env: dict[str, str]
+    sandbox: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def agent_env(runtime: str, scratch: Path, api: FakeOpenAI) -> dict[str, str]:
+    home = scratch / "home"
+    home.mkdir(exist_ok=True)
+    # A user's git identity (Aider writes one into the repository's .git/config when git has
+    # none, and under bubblewrap that file is read-only: it would die).
+    (home / ".gitconfig").write_text("[user]\n\tname = Agent User\n\temail = agent@example.com\n")
+    env = {**os.environ, "HOME": str(home), "OPENAI_API_KEY": "test"}
+    for name in ("OPENAI_BASE_URL", "OPENAI_API_BASE", "CODEX_HOME", "PYTHONPATH"):
+        env.pop(name, None)
+    if runtime == "codex":
+        env["CODEX_HOME"] = str(codex_home(scratch, api.url))
+    else:
+        aider_home(home)
+        env.update({"OPENAI_API_BASE": api.url, "AIDER_MODEL": "openai/fake-model", "AIDER_EDIT_FORMAT": "whole"})
+        env["PATH"] = f"{Path(str(AIDER)).parent}{os.pathsep}{env.get('PATH', '')}"
+    return env
+
+
+def edit_turns(runtime: str, repo: Path, path: str, message: str) -> list[Turn]:
+    """The model's replies for: change the first line (the docstring) of `path`, then commit."""
+    old = (repo / path).read_text()
+    first = old.splitlines()[0]
+    changed = first.replace('"""', '"""Edited by the agent. ', 1)
+    if runtime == "codex":
+        patch = f"*** Begin Patch\n*** Update File: {path}\n@@\n-{first}\n+{changed}\n*** End Patch\n"
+        return [custom_call("apply_patch", patch),
+                function_call("exec_command", {"cmd": f"git add -A && git commit -q -m '{message}'"}),
+                text("done")]
+    # Aider: the whole file in its `whole` edit format; then the commit message it asks for.
+    new = old.replace(first, changed, 1)
+    return [text(f"Editing {path}.\n\n{path}\n```python\n{new}```\n"), text(message)]
+
+
+def billing(tmp_path: Path) -> Path:
+    """The sample repo with one quick gate: these tests are about the runtimes, not the sample's tests."""
+    repo = prepare_demo_repo(tmp_path)
+    config = repo / ".loom" / "loom.yaml"
+    text_ = config.read_text()
+    start, end = text_.index("gates:"), text_.index("context:")
+    config.write_text(text_[:start] + 'gates:\n  - name: compile\n    run: ["python", "-c", "pass"]\n'
+                      + text_[end:])
+    subprocess.run(["git", "commit", "-qam", "One quick gate"], cwd=repo, check=True, capture_output=True)
+    return repo
+
+
+def loom(repo: Path, *args: str, env: dict[str, str] | None = None, user: str | None = None,
+         timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    run_env = dict(env or os.environ)
+    if user:
+        run_env["LOOM_USER"] = user
+    return subprocess.run([sys.executable, "-m", "loomtui", *args], cwd=repo, capture_output=True, text=True,
+                          env=run_env, timeout=timeout, check=False)
+
+
+def start_agents(repo: Path, runtime: str, isolated: bool, agents: dict[str, Agent]) -> None:
+    """`sandbox new` for every agent at once; each gets its own model (its own environment)."""
+    running = {}
+    for name, agent in agents.items():
+        args = ["sandbox", "new", "--runtime", runtime, "--task", agent.extra["task"], "--json",
+                *agent.extra.get("args", ()), *([] if isolated else ["--no-isolation"])]
+        running[name] = subprocess.Popen([sys.executable, "-m", "loomtui", *args], cwd=repo, env=agent.env,
+                                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    for name, process in running.items():
+        out, err = process.communicate(timeout=120)
+        assert process.returncode == 0, err
+        agents[name].sandbox = json.loads(out)["id"]
+
+
+def audit(workspace: Workspace) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in workspace.paths.audit_path.read_text().splitlines() if line.strip()]
+
+
+def branch_files(repo: Path, branch: str, base: str = "main") -> set[str]:
+    out = subprocess.run(["git", "diff", "--name-only", f"{base}...{branch}"], cwd=repo, capture_output=True,
+                         text=True, check=True).stdout
+    return set(out.split())
+
+
+def commit_subjects(repo: Path, branch: str, base: str = "main") -> list[str]:
+    out = subprocess.run(["git", "log", "--format=%s", f"{base}..{branch}"], cwd=repo, capture_output=True,
+                         text=True, check=True).stdout
+    return out.splitlines()
+
+
+# -- the runs ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("isolated", ISOLATION)
+@pytest.mark.parametrize("runtime", RUNTIMES)
+def test_real_agent_free_edit_lands_held_region_refused_ledger_waits_for_people(
+        runtime: str, isolated: bool, tmp_path: Path, scratch: Path) -> None:
+    repo = billing(tmp_path)
+    workspace = open_workspace(repo)
+    # Another sandbox holds the validation module (its agent never started).
+    held = loom(repo, "sandbox", "new", "--runtime", "command", "--task", "hold validation", "--no-start",
+                "--claim", HELD, "--json", "--", "true")
+    assert held.returncode == 0, held.stderr
+    holder = json.loads(held.stdout)["id"]
+
+    agents: dict[str, Agent] = {}
+    try:
+        for name, path in (("free", FREE), ("held", HELD), ("ledger", LEDGER)):
+            api = FakeOpenAI(edit_turns(runtime, repo, path, f"Edit the {name} docstring")).start()
+            agents[name] = Agent(api, agent_env(runtime, scratch, api),
+                                 extra={"task": f"edit the docstring of {path} and commit"})
+        start_agents(repo, runtime, isolated, agents)
+        ended = {name: wait_for_status(workspace, agent.sandbox, {"exited", "failed"}, timeout=120)
+                 for name, agent in agents.items()}
+    finally:
+        for agent in agents.values():
+            agent.api.stop()
+
+    for name, record in ended.items():
+        log = log_path(workspace, record.id).read_text(errors="replace")
+        assert record.status == "exited", (name, record.status, record.data.get("error"), log[-3000:])
+        assert record.isolation == ("bwrap" if isolated else "none") or not isolated, record.isolation
+        assert agents[name].api.requests, f"{name}: the agent never reached the model"
+        if runtime == "codex":
+            assert "apply_patch" in agents[name].api.tool_names()
+            assert "exec_command" in agents[name].api.tool_names()
+
+    # The free edit: in the worktree, committed by the agent itself on its branch.
+    free = ended["free"]
+    assert "Edited by the agent." in (Path(free.worktree) / FREE).read_text()
+    assert "Edit the free docstring" in commit_subjects(repo, free.branch)
+    assert FREE in branch_files(repo, free.branch)
+    if runtime == "codex":
+        outputs = [o["output"] for o in agents["free"].api.tool_outputs()]
+        assert any("Success" in o for o in outputs), outputs
+
+    # The held region: the agent's commit refused by the pre-commit hook, naming the holder.
+    entries = audit(workspace)
+    refusals = [e for e in entries if e["action"] == "hook.commit_refused"
+                and e["subject"].endswith(ended["held"].id)]
+    assert refusals, [e["action"] for e in entries]
+    assert holder in json.dumps(refusals[0]["details"]), refusals[0]
+    held_log = log_path(workspace, ended["held"].id).read_text(errors="replace")
+    if runtime == "codex":
+        outputs = " ".join(o["output"] for o in agents["held"].api.tool_outputs())
+        assert holder in outputs, outputs  # what the model was told
+    else:
+        assert holder in held_log, held_log[-2000:]
+    held_subjects = commit_subjects(repo, ended["held"].branch)
+    assert "Edit the held docstring" not in held_subjects
+    # loomtui saved what the agent left uncommitted: the branch holds all of its work...
+    assert ended["held"].data.get("saved_commit"), ended["held"].data
+    assert HELD in branch_files(repo, ended["held"].branch)
+    assert any(s.startswith("loomtui: work left uncommitted") for s in held_subjects), held_subjects
+    # ...and the holder's claim is untouched.
+    assert [c.target for c in workspace.store.live_claims(holder)] == [HELD] or \
+        any(HELD in c.target for c in workspace.store.live_claims(holder))
+
+    # Review: the held change waits for people; nothing merges.
+    review = loom(repo, "sandbox", "review", ended["held"].id, "--json")
+    outcome = json.loads(review.stdout)
+    assert outcome["status"] == "awaiting_review", outcome
+    assert loom(repo, "sandbox", "merge", ended["held"].id).returncode == 1
+
+    # The ledger: a lead must agree (claim stage) and two payments reviewers (post-gate).
+    review = loom(repo, "sandbox", "review", ended["ledger"].id, "--json")
+    outcome = json.loads(review.stdout)
+    assert outcome["outcome"] == "require" and outcome["status"] == "awaiting_review", outcome
+    escalation = workspace.store.get_escalation(outcome["escalation"])
+    assert escalation is not None
+    rules = [rule["name"] for rule in escalation.data["rules"]]
+    assert "ledger-claims (claim stage, not granted before)" in rules, rules
+    assert "payments-high-risk" in rules, rules
+    for reviewer in PAYMENTS:
+        assert loom(repo, "escalation", "approve", str(escalation.id), user=reviewer).returncode == 0
+    refused = loom(repo, "sandbox", "merge", ended["ledger"].id)
+    assert refused.returncode == 1, "two payments reviewers are not the lead the ledger asks for"
+    main_before = subprocess.run(["git", "rev-parse", "main"], cwd=repo, capture_output=True, text=True,
+                                 check=True).stdout
+    assert loom(repo, "escalation", "approve", str(escalation.id), user=LEAD).returncode == 0
+    merged = loom(repo, "sandbox", "merge", ended["ledger"].id)
+    assert merged.returncode == 0, merged.stderr
+    assert subprocess.run(["git", "rev-parse", "main"], cwd=repo, capture_output=True,
+                          text=True, check=True).stdout != main_before
+    assert "Edited by the agent." in subprocess.run(["git", "show", f"main:{LEDGER}"], cwd=repo,
+                                                    capture_output=True, text=True, check=True).stdout
+
+
+# -- faults -------------------------------------------------------------------------------------
+
+
+@needs_codex
+@pytest.mark.parametrize("isolated", ISOLATION)
+def test_codex_model_api_answering_500_fails_the_sandbox_with_its_exit_code_claims_kept(
+        isolated: bool, tmp_path: Path, scratch: Path) -> None:
+    repo = billing(tmp_path)
+    workspace = open_workspace(repo)
+    with FakeOpenAI(always_fail=500) as api:
+        agent = Agent(api, agent_env("codex", scratch, api), extra={"task": "edit", "args": ["--claim", FREE]})
+        start_agents(repo, "codex", isolated, {"agent": agent})
+        sandbox = agent.sandbox
+        record = wait_for_status(workspace, sandbox, {"exited", "failed"}, timeout=60)
+    assert api.requests, "codex never reached the model"
+    assert record.status == "failed" and record.exit_code == 1, (record.status, record.exit_code, record.data)
+    assert "exited with code 1" in str(record.data.get("error"))
+    log = log_path(workspace, sandbox).read_text(errors="replace")
+    assert "ERROR" in log, log[-2000:]  # the agent's own words
+    assert [c.target for c in workspace.store.live_claims(sandbox)], "claims are kept for a retry"
+    actions = [e["action"] for e in audit(workspace) if e["subject"].endswith(sandbox)]
+    assert "sandbox.failed" in actions, actions
+
+
+@needs_aider
+def test_aider_model_api_refusing_the_request_is_in_the_log_but_aider_exits_0(
+        tmp_path: Path, scratch: Path) -> None:
+    """Aider retries a 5xx or an unreachable server for about a minute, and with --message it exits 0
+    whatever happened: loomtui can only show its words. A 404 (a model the API does not know) is
+    not retried, which keeps this test fast."""
+    repo = billing(tmp_path)
+    workspace = open_workspace(repo)
+    with FakeOpenAI([fail(404)]) as api:
+        agent = Agent(api, agent_env("aider", scratch, api), extra={"task": "edit", "args": ["--claim", FREE]})
+        start_agents(repo, "aider", False, {"agent": agent})
+        sandbox = agent.sandbox
+        record = wait_for_status(workspace, sandbox, {"exited", "failed"}, timeout=60)
+    assert api.requests, "aider never reached the model"
+    log = log_path(workspace, sandbox).read_text(errors="replace")
+    assert "fake server error 404" in log or "NotFoundError" in log, log[-2000:]
+    assert record.status == "exited" and record.exit_code == 0, (record.status, record.exit_code)
+    assert not commit_subjects(repo, record.branch), "nothing was written"
+    assert [c.target for c in workspace.store.live_claims(sandbox)], "claims are kept for a retry"
