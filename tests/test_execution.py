@@ -170,7 +170,8 @@ def test_script_agent_edits_and_commits_in_its_own_worktree(ws: Workspace, repo:
     # The main working tree and branch are untouched.
     assert (repo / "README.md").read_text() == "# test repo\n"
     assert git(repo, "status", "--porcelain") == "" and git(repo, "log", "--format=%s", "main") == "initial"
-    assert audit_actions(ws, record.id) == ["sandbox.planned", "sandbox.running", "sandbox.exited"]
+    assert audit_actions(ws, record.id) == ["sandbox.planned", "context.sliced", "sandbox.running",
+                                             "sandbox.exited"]
     kinds = [e.data.get("kind") for e in ws.store.events_since(0) if e.kind == "sandbox.activity"]
     assert kinds == ["write", "replace", "commit", "append"]
     assert done.heartbeat is not None and done.data["log_lines"] == 7

@@ -66,7 +66,8 @@ def test_a_sandbox_from_the_command_line(repo: Path, script: Path) -> None:
     assert "no sandboxes" in run(repo, "sandbox", "list").stdout
     assert sandbox_id in run(repo, "sandbox", "list", "--all").stdout
     actions = [e["action"] for e in json.loads(run(repo, "audit", "tail", "--json").stdout)]
-    assert actions == ["sandbox.planned", "sandbox.running", "sandbox.exited", "sandbox.archived"]
+    assert actions == ["sandbox.planned", "context.sliced", "sandbox.running", "sandbox.exited",
+                       "sandbox.archived"]
 
 
 def test_bad_input_is_one_line_and_the_right_exit_code(repo: Path, script: Path, tmp_path: Path) -> None:

@@ -43,6 +43,9 @@ from typing import Any, Final
 
 from loomtui.config import RuntimeConfig, worktrees_problem
 from loomtui.errors import LoomError
+from loomtui.execution.context_files import AgentContext, worktree_context_files
+from loomtui.execution.context_files import assemble as assemble_context
+from loomtui.execution.context_files import record as record_context
 from loomtui.execution.gitops import AgentTree, Git
 from loomtui.execution.isolation import (
     ISOLATION_BWRAP,
@@ -273,7 +276,8 @@ def isolation_label(record: SandboxRecord) -> str:
 def agent_tree(workspace: Workspace, record: SandboxRecord) -> AgentTree:
     """How loomtui runs git on a sandbox's worktree: never reading what the agent could plant there."""
     paths = record_paths(workspace.paths, record)
-    return AgentTree(workspace.paths.common_dir, Path(record.worktree), paths.outside_index, MANAGED_FILES)
+    managed = (*MANAGED_FILES, *record.data.get("context_files", ()))
+    return AgentTree(workspace.paths.common_dir, Path(record.worktree), paths.outside_index, managed)
 
 
 def is_sandbox_worktree(workspace: Workspace, path: Path) -> bool:
@@ -415,20 +419,26 @@ def create_sandbox(
     try:
         paths.dir.mkdir(parents=True, exist_ok=True)
         paths.worktree.parent.mkdir(parents=True, exist_ok=True)
-        paths.context.write_text(context if context is not None else f"# Task\n\n{task}\n", encoding="utf-8")
+        given = AgentContext(context) if context is not None else assemble_context(workspace, task, claims, base_sha)
+        paths.context.write_text(given.text, encoding="utf-8")
         write_mcp_config(mcp_config_path(paths.dir), paths.worktree)  # loomtui's MCP server ({mcp_config})
         if script is not None:
             shutil.copyfile(script, paths.script)
         repo.out("worktree", "add", "--quiet", "-b", record.branch, str(paths.worktree), base_sha)
         git_dir = Git(paths.worktree).out("rev-parse", "--absolute-git-dir").strip()
+        context_files = worktree_context_files(launch.argv)  # CLAUDE.md, AGENTS.md: where the agent reads
+        for name in context_files:
+            (paths.worktree / name).write_text(given.text, encoding="utf-8")
         from loomtui.governance.hooks import install_hooks
 
-        install_hooks(workspace, paths.worktree, sandbox_id)  # the agent asks before every write
+        # The agent asks before every write; loomtui's own files stay out of its commits.
+        install_hooks(workspace, paths.worktree, sandbox_id, managed=context_files)
     except (OSError, LoomError) as exc:
         message = getattr(exc, "strerror", None) or str(exc)
         mark_failed(workspace, sandbox_id, f"cannot create the worktree: {message}")
         raise LoomError(f"sandbox {sandbox_id}: cannot create the worktree: {message}") from None
-    return workspace.store.update_sandbox(sandbox_id, data={"git_dir": git_dir})
+    record_context(workspace, sandbox_id, given, [str(paths.context), *context_files])
+    return workspace.store.update_sandbox(sandbox_id, data={"git_dir": git_dir, "context_files": context_files})
 
 
 def _policy_before_start(workspace: Workspace, sandbox_id: str) -> None:

@@ -8,6 +8,7 @@ import os
 import shlex
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
@@ -62,8 +63,12 @@ def hook_command(*args: str) -> str:
 
 
 def install_hooks(workspace: Workspace, worktree: Path, sandbox_id: str, *,
-                  wait: float = DEFAULT_PERMISSION_WAIT_S) -> InstallReport:
-    """Wire a worktree's Claude Code settings and git pre-commit to loomtui (idempotent)."""
+                  wait: float = DEFAULT_PERMISSION_WAIT_S, managed: Sequence[str] = ()) -> InstallReport:
+    """Wire a worktree's Claude Code settings and git pre-commit to loomtui (idempotent).
+
+    `managed` names more files loomtui wrote into the worktree (the agent's context):
+    like the settings, they stay out of the sandbox's commits.
+    """
     tree = Path(_git(worktree, "rev-parse", "--show-toplevel").strip())
     settings = tree / SETTINGS_PATH
     try:
@@ -73,12 +78,15 @@ def install_hooks(workspace: Workspace, worktree: Path, sandbox_id: str, *,
     except OSError as exc:
         raise LoomError(f"cannot install the agent hooks in {tree}: {exc.strerror or exc}") from None
     _enable_worktree_config(tree)
-    tracked = bool(_git(tree, "ls-files", "--", SETTINGS_PATH).strip())
-    if tracked:
-        # The index is per worktree, so this hides our edit from this sandbox's commits only.
-        _git(tree, "update-index", "--skip-worktree", "--", SETTINGS_PATH)
-    else:
-        _exclude_for_worktree(tree)
+    ours = [SETTINGS_PATH, *managed]
+    tracked_files = set(_git(tree, "ls-files", "-z", "--", *ours).split("\0")) - {""}
+    if tracked_files:
+        # The index is per worktree, so this hides our edits from this sandbox's commits only.
+        _git(tree, "update-index", "--skip-worktree", "--", *sorted(tracked_files))
+    untracked = [name for name in ours if name not in tracked_files]
+    if untracked:
+        _exclude_for_worktree(tree, untracked)
+    tracked = SETTINGS_PATH in tracked_files
     _git(tree, "config", "--worktree", "core.hooksPath", str(hooks_dir))
     _git(tree, "config", "--worktree", "loom.sandbox", sandbox_id)
     return InstallReport(str(tree), sandbox_id, str(settings), tracked, str(hooks_dir))
@@ -156,8 +164,8 @@ def _write_git_hooks(folder: Path) -> Path:
     return folder
 
 
-def _exclude_for_worktree(tree: Path) -> None:
-    """Ignore the settings file in this worktree only.
+def _exclude_for_worktree(tree: Path, names: Sequence[str]) -> None:
+    """Ignore these files (loomtui's own) in this worktree only.
 
     `info/exclude` lives in git's common dir, shared by every worktree (check:
     `git rev-parse --git-path info/exclude`), so it would hide the file in the main
@@ -173,8 +181,8 @@ def _exclude_for_worktree(tree: Path) -> None:
         xdg = os.environ.get("XDG_CONFIG_HOME") or os.path.expanduser("~/.config")
         previous = os.path.join(xdg, "git", "ignore")
     inherited = _read_text(Path(previous)) or ""
-    lines = ["# loomtui: keep this sandbox's hook settings out of its commits", f"/{SETTINGS_PATH}",
-             f"# carried over from {previous}", inherited]
+    lines = ["# loomtui: keep the files loomtui wrote (hook settings, context) out of this sandbox's commits",
+             *(f"/{name}" for name in names), f"# carried over from {previous}", inherited]
     try:
         _write_atomic(exclude, "\n".join(lines) + "\n")
     except OSError as exc:

@@ -1,0 +1,70 @@
+"""The context an agent gets: the knowledge layer's slice, written where its runtime reads it.
+
+Every sandbox gets `context.md` in its state dir (`{context_file}`, `$LOOM_CONTEXT_FILE`;
+Aider reads it with `--read`). Claude Code reads `CLAUDE.md` and Codex `AGENTS.md`
+from the worktree, so the slice is written there too, in place of the repository's
+own file (whose relevant sections the slice carries, with where they come from).
+Those files are loomtui's, not the agent's work: they stay out of the sandbox's
+commits (`install_hooks(managed=...)`) and out of loomtui's own snapshot of it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Final
+
+from loomtui.errors import LoomError
+from loomtui.workspace import Workspace
+
+if TYPE_CHECKING:  # the knowledge engine loads when a sandbox is created, not with the supervisor
+    from loomtui.knowledge.slicing import Slice
+    from loomtui.knowledge.sources import Context
+
+WORKTREE_FILES: Final[dict[str, str]] = {"claude": "CLAUDE.md", "codex": "AGENTS.md"}
+"""Per agent program: the file in the worktree it reads as its instructions."""
+
+
+def worktree_context_files(argv: Sequence[str]) -> list[str]:
+    """The worktree files a runtime's program reads its context from (none for most)."""
+    name = WORKTREE_FILES.get(Path(argv[0]).name) if argv else None
+    return [name] if name else []
+
+
+def task_only(task: str) -> str:
+    return f"# Task\n\n{task}\n"
+
+
+@dataclass(frozen=True)
+class AgentContext:
+    """What a sandbox's agent is given: the text, and the slice it came from (None: the task only)."""
+
+    text: str
+    piece: Slice | None = None
+    context: Context | None = None
+
+
+def assemble(workspace: Workspace, task: str, claims: Sequence[str], base_sha: str) -> AgentContext:
+    """The slice for the task and its claims from the context at the base commit, rendered.
+
+    Without a usable knowledge layer (a broken source config) the agent gets the task
+    alone and the problem is audited: a sandbox is never refused for its context.
+    """
+    from loomtui.knowledge.engine import slice_for_task
+
+    try:
+        piece, context = slice_for_task(workspace, task, list(claims), at=base_sha)
+    except LoomError as exc:
+        workspace.record("context.unavailable", "", {"error": str(exc)})
+        return AgentContext(task_only(task))
+    return AgentContext(piece.render(), piece, context)
+
+
+def record(workspace: Workspace, sandbox_id: str, given: AgentContext, written: Sequence[str]) -> None:
+    """Keep the version and the sections a sandbox got, with an audit entry (the knowledge engine's)."""
+    if given.piece is None or given.context is None:
+        return
+    from loomtui.knowledge.engine import record_slice
+
+    record_slice(workspace, sandbox_id, given.piece, given.context, written=list(written))

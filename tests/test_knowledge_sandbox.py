@@ -1,0 +1,77 @@
+"""The knowledge layer's slice reaches each sandbox's agent where its runtime reads it, and stays out of
+the agent's commits."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from loomtui.demo import prepare_demo_repo
+from loomtui.execution import review
+from loomtui.execution import sandboxes as sb
+from loomtui.workspace import open_workspace
+from tests.conftest import git
+
+AGENT = """\
+#!{python}
+import subprocess, sys
+open("notes.txt", "w").write("the agent's own work\\n")
+subprocess.run(["git", "add", "-A"], check=True)
+subprocess.run(["git", "commit", "-qm", "agent work"], check=True)
+"""
+
+
+@pytest.fixture
+def billing(tmp_path: Path) -> Path:
+    return prepare_demo_repo(tmp_path)
+
+
+def stand_in(repo: Path, name: str) -> None:
+    """A program called `name` (so loomtui treats it as that agent) that commits everything it sees."""
+    program = repo.parent / "bin" / name
+    program.parent.mkdir(exist_ok=True)
+    program.write_text(AGENT.format(python=sys.executable))
+    program.chmod(0o755)
+    config_path = repo / ".loom" / "loom.yaml"
+    config = yaml.safe_load(config_path.read_text())
+    config["runtimes"][name] = {"argv": [str(program)], "mode": "headless", "network": False}
+    config_path.write_text(yaml.safe_dump(config))
+
+
+def test_a_sandbox_gets_the_slice_for_its_task_recorded_and_audited(billing: Path) -> None:
+    workspace = open_workspace(billing)
+    record = sb.create_sandbox(workspace, "make invoice totals round each line", "command",
+                               command=["true"], claims=["payments/invoices.py"])
+    text = sb.sandbox_paths(workspace.paths, record.id).context.read_text()
+    assert "banker" in text.lower() and "docs/adr/0002" in text  # ADR 0002, with where it comes from
+    stored = workspace.store.get_sandbox(record.id).data["context"]  # type: ignore[union-attr]
+    assert stored["version"] and any("0002" in s["id"] for s in stored["sections"])
+    sliced = [e for e in workspace.audit.entries() if e.action == "context.sliced" and e.subject == record.id]
+    assert len(sliced) == 1 and sliced[0].details["version"] == stored["version"]
+    other = sb.create_sandbox(workspace, "fix a typo in the refund notification template", "command",
+                              command=["true"])
+    assert "0002" not in sb.sandbox_paths(workspace.paths, other.id).context.read_text()
+
+
+@pytest.mark.parametrize(("program", "file", "tracked"), [("codex", "AGENTS.md", True),
+                                                          ("claude", "CLAUDE.md", False)])
+def test_the_slice_is_where_the_agent_reads_it_and_never_part_of_its_work(
+        billing: Path, program: str, file: str, tracked: bool) -> None:
+    stand_in(billing, program)
+    workspace = open_workspace(billing)
+    assert bool(git(billing, "ls-files", "--", file)) == tracked  # the sample repo has an AGENTS.md
+    record = sb.create_sandbox(workspace, "make invoice totals round each line", program, isolate=False)
+    worktree = Path(record.worktree)
+    assert (worktree / file).read_text().startswith("# Context for this task")
+    sb.start(workspace, record.id)
+    done = sb.wait_for_status(workspace, record.id, {"exited", "failed"}, timeout=30)
+    assert done.status == "exited", sb.read_log_tail(workspace, record.id)
+    committed = git(billing, "show", "--name-only", "--format=", record.branch).split()
+    assert committed == ["notes.txt"], committed  # `git add -A` by the agent: still not loomtui's file
+    assert [f.path for f in review.diff(workspace, record.id).files] == ["notes.txt"]
+    status = subprocess.run(["git", "status", "--porcelain"], cwd=worktree, capture_output=True, text=True)
+    assert status.stdout == ""
