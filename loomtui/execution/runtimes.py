@@ -62,6 +62,8 @@ class VendorEnv:
     logins: tuple[str, ...] = ()
     """Files a stored login leaves (`claude /login`, `codex login`): credentials without variables."""
     note: str = ""
+    defaults: tuple[tuple[str, str], ...] = ()
+    """(name, value) set for the agent when the environment does not set the name itself."""
 
 
 # From the vendors' own documentation: Claude Code's "Environment variables" and
@@ -70,7 +72,8 @@ class VendorEnv:
 # ".env" pages (every option is also `AIDER_<OPTION>`).
 VENDOR_ENV: Final[dict[str, VendorEnv]] = {
     "claude": VendorEnv(
-        names=("CLAUDE_CONFIG_DIR", "DISABLE_AUTOUPDATER", "DISABLE_TELEMETRY", "DISABLE_ERROR_REPORTING",
+        names=("CLAUDE_CONFIG_DIR", "MCP_CONNECT_TIMEOUT_MS", "DISABLE_AUTOUPDATER", "DISABLE_TELEMETRY",
+               "DISABLE_ERROR_REPORTING",
                "DISABLE_NON_ESSENTIAL_MODEL_CALLS", "MAX_THINKING_TOKENS", "API_TIMEOUT_MS",
                "BASH_DEFAULT_TIMEOUT_MS", "BASH_MAX_TIMEOUT_MS", "MCP_TIMEOUT", "MCP_TOOL_TIMEOUT"),
         prefixes=("ANTHROPIC_", "CLAUDE_CODE_"),
@@ -84,6 +87,11 @@ VENDOR_ENV: Final[dict[str, VendorEnv]] = {
         logins=("$CLAUDE_CONFIG_DIR/.credentials.json", "~/.claude/.credentials.json"),
         note="Bedrock also needs AWS credentials (AWS_PROFILE, AWS_ACCESS_KEY_ID, AWS_BEARER_TOKEN_BEDROCK "
              "or ~/.aws)",
+        # Under -p Claude Code waits MCP_CONNECT_TIMEOUT_MS (5 s by default) for even an alwaysLoad
+        # MCP server, then goes on without it: loomtui's permission tool is then "not found" and
+        # every call Claude Code would ask about fails. The server (a Python process importing the
+        # MCP SDK) can take longer than that on a busy machine.
+        defaults=(("MCP_CONNECT_TIMEOUT_MS", "60000"),),
     ),
     "codex": VendorEnv(
         names=("AZURE_OPENAI_API_KEY",),
@@ -133,6 +141,7 @@ class LaunchSpec:
     assisted_by: str
     env_prefixes: tuple[str, ...] = field(default=())
     env_switched: tuple[tuple[str, tuple[str, ...]], ...] = field(default=())
+    env_defaults: tuple[tuple[str, str], ...] = field(default=())
 
     def to_data(self) -> dict[str, Any]:
         return asdict(self)
@@ -145,6 +154,7 @@ class LaunchSpec:
             state_paths=tuple(data["state_paths"]), output=str(data["output"]),
             assisted_by=str(data["assisted_by"]), env_prefixes=tuple(data.get("env_prefixes", ())),
             env_switched=tuple((str(switch), tuple(names)) for switch, names in data.get("env_switched", ())),
+            env_defaults=tuple((str(name), str(value)) for name, value in data.get("env_defaults", ())),
         )
 
 
@@ -300,6 +310,7 @@ def prepare_launch(runtime: RuntimeConfig, values: Mapping[str, str],
         assisted_by=PRODUCT_NAMES.get(program, program),
         env_prefixes=vendor.prefixes,
         env_switched=vendor.switched,
+        env_defaults=vendor.defaults,
     )
 
 
@@ -316,6 +327,8 @@ def agent_environment(spec: LaunchSpec, source: Mapping[str, str], extra: Mappin
         if name in wanted or name.startswith(prefixes)
     }
     env.setdefault("PATH", os.defpath)
+    for name, value in spec.env_defaults:
+        env.setdefault(name, value)
     env.update(extra)
     return env
 

@@ -1,0 +1,329 @@
+"""Claude Code, the real CLI, end to end through `loomtui sandbox new --runtime claude` (issue #9).
+
+The built-in claude runtime (`claude -p TASK --output-format stream-json --verbose --mcp-config
+... --permission-prompt-tool mcp__loomtui__permission_prompt`) runs against a scripted Anthropic
+Messages API on 127.0.0.1 (tests/fake_anthropic.py, one server per sandbox), under bubblewrap
+and without it, on the bundled sample repo, with a HOME that has no ~/.claude at all:
+
+- an Edit of a free region is allowed by the PreToolUse hook, lands, is confirmed by the real
+  PostToolUse (`claim.confirmed`, its tool_use_id) and is committed on the sandbox branch;
+- a Write to a region another sandbox holds is denied naming the holder: the model gets an
+  error tool_result saying so, and nothing is written;
+- a Write to payments/ledger.py (claim-stage `ledger-claims`: a lead must agree) goes to
+  loomtui's MCP permission tool, which opens an escalation and waits; a lead approves and the
+  write lands; the review still asks the payments reviewers, and nothing merges before them.
+
+And the faults: a model API that is unreachable or answers 500 (Claude Code's own error is
+the sandbox's activity; the sandbox fails; its claims are kept), malformed stream-json lines
+(skipped and counted), and interactive mode (tmux).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Self
+
+import pytest
+
+from loomtui.demo import prepare_demo_repo
+from loomtui.execution import sandboxes as sb
+from loomtui.execution.isolation import isolation_available
+from loomtui.governance.escalations import decide
+from loomtui.governance.hooks.gate import awaiting
+from loomtui.governance.policy import load_policy
+from loomtui.governance.review import follow_decision
+from loomtui.workspace import Workspace, open_workspace
+from tests.fake_anthropic import FakeAnthropic, Turn, text, tool_use
+
+CLAUDE = shutil.which("claude")
+needs_claude = pytest.mark.skipif(CLAUDE is None, reason="the claude CLI is not installed (npm i -g "
+                                                          "@anthropic-ai/claude-code)")
+needs_bwrap = pytest.mark.skipif(not isolation_available(), reason="bubblewrap does not work here")
+ISOLATION = [pytest.param(True, id="bwrap", marks=needs_bwrap), pytest.param(False, id="no-isolation")]
+
+FREE = "notifications/formatting.py"
+HELD = "customers/validation.py"
+LEDGER = "payments/ledger.py"
+LEAD, PAYMENTS = "lead@example.com", ("alice@example.com", "bob@example.com")
+MARK = "Edited by the agent. "
+
+pytestmark = needs_claude
+
+
+# -- the agent's world ------------------------------------------------------------------------
+
+
+@pytest.fixture
+def scratch() -> Iterator[Path]:
+    """Outside /tmp: bubblewrap gives the agent a private /tmp, so its HOME can't live there."""
+    path = Path(tempfile.mkdtemp(prefix="loomtui-claude-", dir="/var/tmp"))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def claude_repo(base: Path) -> Path:
+    """The sample repo with the built-in claude runtime (the sample's own entry, without the MCP
+    permission tool, is dropped) and one quick gate."""
+    repo = prepare_demo_repo(base)
+    config = repo / ".loom" / "loom.yaml"
+    text_ = config.read_text()
+    start, end = text_.index("  claude:\n"), text_.index("gates:")
+    text_ = text_[:start] + text_[end:]
+    start, end = text_.index("gates:"), text_.index("context:")
+    config.write_text(text_[:start] + 'gates:\n  - name: compile\n    run: ["python", "-c", "pass"]\n'
+                      + text_[end:])
+    subprocess.run(["git", "commit", "-qam", "The built-in claude runtime, one quick gate"], cwd=repo, check=True,
+                   capture_output=True)
+    return repo
+
+
+def agent_env(scratch: Path, api_url: str, **extra: str) -> dict[str, str]:
+    """What a user exports: a key and an endpoint. HOME is new and empty (no ~/.claude)."""
+    home = Path(tempfile.mkdtemp(prefix="home-", dir=scratch))
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("ANTHROPIC_", "CLAUDE_CODE_", "LOOM_")) and k != "PYTHONPATH"}
+    env.update(HOME=str(home), ANTHROPIC_BASE_URL=api_url, ANTHROPIC_API_KEY="test", DISABLE_AUTOUPDATER="1",
+               CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC="1", **extra)
+    return env
+
+
+def docstring_edit(repo: Path, path: str) -> tuple[dict[str, Any], str]:
+    """An Edit input changing `path`'s first line (its docstring), and the file's text after it."""
+    old = (repo / path).read_text()
+    first = old.splitlines()[0]
+    changed = first.replace('"""', '"""' + MARK, 1)
+    return {"old_string": first, "new_string": changed}, old.replace(first, changed, 1)
+
+
+class ScriptedLater(FakeAnthropic):
+    """A fake model whose script is given once the sandbox (and so its worktree path) exists:
+    the agent's first turn waits for it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.ready = threading.Event()
+
+    def _next(self, body: dict[str, Any]) -> Turn:
+        if body.get("tools"):
+            self.ready.wait(60)
+        return super()._next(body)
+
+    def script(self, *turns: Turn) -> None:
+        self.add(*turns)
+        self.ready.set()
+
+
+@dataclass
+class Agent:
+    api: ScriptedLater
+    env: dict[str, str]
+    task: str
+    args: tuple[str, ...] = ()
+    sandbox: str = ""
+    turns: dict[str, Turn] = field(default_factory=dict)
+
+
+def loom(repo: Path, *args: str, env: dict[str, str] | None = None,
+         timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "loomtui", *args], cwd=repo, capture_output=True, text=True,
+                          env=env or {k: v for k, v in os.environ.items() if not k.startswith("LOOM_")},
+                          timeout=timeout, check=False)
+
+
+def start_agents(repo: Path, isolated: bool, agents: dict[str, Agent]) -> None:
+    """`loomtui sandbox new --runtime claude` for every agent at once, each with its own model."""
+    running = {}
+    for name, agent in agents.items():
+        argv = [sys.executable, "-m", "loomtui", "sandbox", "new", "--runtime", "claude", "--task", agent.task,
+                "--json", *agent.args, *([] if isolated else ["--no-isolation"])]
+        running[name] = subprocess.Popen(argv, cwd=repo, env=agent.env, stdout=subprocess.PIPE,
+                                         stderr=subprocess.PIPE, text=True)
+    for name, process in running.items():
+        out, err = process.communicate(timeout=120)
+        assert process.returncode == 0, (name, err)
+        agents[name].sandbox = json.loads(out)["id"]
+
+
+class Lead:
+    """lead@example.com at the escalation queue: approves each permission request as it opens."""
+
+    def __init__(self, repo: Path) -> None:
+        self.repo = repo
+        self.approved: list[int] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._watch, daemon=True)
+
+    def __enter__(self) -> Self:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self._stop.set()
+        self._thread.join(10)
+
+    def _watch(self) -> None:
+        workspace = open_workspace(self.repo)
+        workspace.actor = LEAD
+        policy = load_policy(self.repo, ".loom/policy.yaml")
+        try:
+            while not self._stop.wait(0.1):
+                for escalation in workspace.store.list_escalations("open"):
+                    if escalation.kind == "permission-request" and escalation.id not in self.approved:
+                        decide(workspace, policy, escalation.id, "approve")
+                        self.approved.append(escalation.id)
+        finally:
+            workspace.close()
+
+
+def audit(workspace: Workspace, sandbox: str) -> list[dict[str, Any]]:
+    entries = [json.loads(line) for line in workspace.paths.audit_path.read_text().splitlines() if line.strip()]
+    return [e for e in entries if e["subject"] == sandbox]
+
+
+def git_out(repo: Path, *args: str) -> str:
+    return subprocess.run(["git", *args], cwd=repo, capture_output=True, text=True, check=True).stdout
+
+
+def ended(workspace: Workspace, agent: Agent, timeout: float = 150) -> sb.SandboxRecord:
+    record = sb.wait_for_status(workspace, agent.sandbox, {"exited", "failed"}, timeout=timeout)
+    log = sb.log_path(workspace, record.id).read_text(errors="replace")
+    assert record.status == "exited", (record.status, record.data.get("error"), log[-3000:],
+                                       agent.api.tool_results())
+    return record
+
+
+# -- the runs ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("isolated", ISOLATION)
+def test_real_claude_free_edit_lands_held_region_refused_ledger_asks_a_lead(
+        isolated: bool, tmp_path: Path, scratch: Path) -> None:
+    repo = claude_repo(tmp_path)
+    workspace = open_workspace(repo)
+    # Another sandbox holds the validation module (its agent never started).
+    holder = sb.create_sandbox(workspace, "hold validation", "command", command=["true"], isolate=False,
+                               claims=[HELD]).id
+
+    # The model's script for two agents, one sandbox each, running at once.
+    free_edit, free_after = docstring_edit(repo, FREE)
+    _ledger_edit, ledger_after = docstring_edit(repo, LEDGER)
+    held_before = (repo / HELD).read_text()
+    agents: dict[str, Agent] = {}
+    try:
+        edits = {"free": tool_use("Edit", {"file_path": "WT/" + FREE, **free_edit}),
+                 "held": tool_use("Write", {"file_path": "WT/" + HELD, "content": "taken = True\n"})}
+        ledger = {"ledger": tool_use("Write", {"file_path": "WT/" + LEDGER, "content": ledger_after})}
+        for name, turns in (("edits", edits), ("ledger", ledger)):
+            api = ScriptedLater().start()
+            agents[name] = Agent(api, agent_env(scratch, api.url), task=f"{name}: edit the docstrings",
+                                 turns=turns)
+        start_agents_scripted(repo, isolated, agents, reads={"edits": (FREE, HELD), "ledger": (LEDGER,)})
+        with Lead(repo) as lead:
+            records = {name: ended(workspace, agent) for name, agent in agents.items()}
+    finally:
+        for agent in agents.values():
+            agent.api.stop()
+
+    for name, record in records.items():
+        assert record.isolation == ("bwrap" if isolated else "none"), record.isolation
+        # The network is on for claude (network: true): 127.0.0.1 reached the fake model.
+        assert agents[name].api.turn_requests, f"{name}: claude never reached the model"
+
+    # -- the free edit: allowed, written, confirmed by PostToolUse, committed on the branch.
+    edits_record, free_id = records["edits"], agents["edits"].turns["free"].tool_id
+    results = {r["tool_use_id"]: r for r in agents["edits"].api.tool_results()}
+    assert not results[free_id].get("is_error"), results[free_id]
+    assert (Path(edits_record.worktree or "") / FREE).read_text() == free_after
+    assert FREE in git_out(repo, "diff", "--name-only", f"main...{edits_record.branch}").split()
+    assert edits_record.data.get("saved_commit"), edits_record.data  # loomtui committed what it left
+    entries = audit(workspace, edits_record.id)
+    allowed = [e for e in entries if e["action"] == "hook.edit" and e["details"].get("tool_use_id") == free_id]
+    assert [e["details"]["decision"] for e in allowed] == ["allow"], allowed
+    assert allowed[0]["details"]["path"] == FREE and allowed[0]["details"]["tool"] == "Edit"
+    confirmed = [e for e in entries if e["action"] == "claim.confirmed"]
+    assert [(e["details"]["tool_use_id"], e["details"]["tool"]) for e in confirmed] == [(free_id, "Edit")], confirmed
+    claims = workspace.store.live_claims(edits_record.id)
+    assert claims and all(not awaiting(c) for c in claims), [(c.target, c.reason) for c in claims]
+    assert any(r.startswith(FREE) for c in claims for r in c.region_ids), [c.region_ids for c in claims]
+
+    # -- the held region: denied naming the holder; the model was told; nothing written.
+    held_id = agents["edits"].turns["held"].tool_id
+    assert results[held_id].get("is_error") is True, results[held_id]
+    assert f"held by sandbox {holder}" in json.dumps(results[held_id]["content"]), results[held_id]
+    assert (Path(edits_record.worktree or "") / HELD).read_text() == held_before
+    assert HELD not in git_out(repo, "diff", "--name-only", f"main...{edits_record.branch}").split()
+    denied = [e for e in entries if e["action"] == "hook.edit" and e["details"].get("tool_use_id") == held_id]
+    assert denied and denied[0]["details"]["decision"] == "deny" and holder in denied[0]["details"]["reason"]
+    assert not any(HELD in r for c in claims for r in c.region_ids)
+    assert [c.target for c in workspace.store.live_claims(holder)] == [HELD]
+    assert edits_record.data["agent_result"]["denials"], edits_record.data["agent_result"]
+    assert not [e for e in workspace.store.list_escalations() if e.sandbox_id == edits_record.id]
+
+    # -- the ledger: asked of a person through the MCP permission tool, approved by the lead.
+    ledger_record, ledger_id = records["ledger"], agents["ledger"].turns["ledger"].tool_id
+    (escalation,) = [e for e in workspace.store.list_escalations() if e.sandbox_id == ledger_record.id]
+    assert escalation.kind == "permission-request" and escalation.status == "approved"
+    assert escalation.id in lead.approved
+    assert escalation.data["evidence"]["via"] == "mcp" and escalation.data["evidence"]["tool_use_id"] == ledger_id
+    assert escalation.data["evidence"]["tool_name"] == "Write"
+    assert (Path(ledger_record.worktree or "") / LEDGER).read_text() == ledger_after
+    ledger_results = {r["tool_use_id"]: r for r in agents["ledger"].api.tool_results()}
+    assert not ledger_results[ledger_id].get("is_error"), ledger_results[ledger_id]
+    entries = audit(workspace, ledger_record.id)
+    asked = [e["details"]["decision"] for e in entries if e["action"] == "hook.edit"
+             and e["details"].get("tool_use_id") == ledger_id]
+    assert asked and set(asked) == {"ask"}, asked  # the hook's ask, then the permission tool's own check
+    assert [e["details"]["tool_use_id"] for e in entries if e["action"] == "claim.confirmed"] == [ledger_id]
+
+    # -- nothing reaches main without the policy's approvals.
+    review = loom(repo, "sandbox", "review", ledger_record.id, "--json")
+    assert review.returncode == 0, review.stderr
+    outcome = json.loads(review.stdout)
+    assert outcome["outcome"] == "require" and outcome["status"] == "awaiting_review", outcome
+    post = workspace.store.get_escalation(outcome["escalation"])
+    assert post is not None
+    rules = [rule["name"] for rule in post.data["rules"]]
+    assert "payments-high-risk" in rules and not any(r.startswith("ledger-claims") for r in rules), rules
+    main_before = git_out(repo, "rev-parse", "main")
+    refused = loom(repo, "sandbox", "merge", ledger_record.id)
+    assert refused.returncode == 1 and "not approved" in refused.stderr, refused.stderr
+    assert git_out(repo, "rev-parse", "main") == main_before
+    policy = load_policy(repo, ".loom/policy.yaml")
+    for reviewer in PAYMENTS:
+        workspace.actor = reviewer
+        decide(workspace, policy, post.id, "approve")
+    follow_decision(workspace, ledger_record.id)
+    merged = loom(repo, "sandbox", "merge", ledger_record.id)
+    assert merged.returncode == 0, merged.stderr
+    assert git_out(repo, "show", f"main:{LEDGER}") == ledger_after
+    workspace.close()
+
+
+def start_agents_scripted(repo: Path, isolated: bool, agents: dict[str, Agent],
+                          reads: dict[str, tuple[str, ...]]) -> None:
+    """Start the agents, then give each model its script with the worktree's real paths (Claude Code
+    writes only a file it has read, so each write is preceded by a Read)."""
+    start_agents(repo, isolated, agents)
+    workspace = open_workspace(repo)
+    try:
+        for name, agent in agents.items():
+            tree = sb.get_sandbox(workspace, agent.sandbox).worktree or ""
+            for turn in agent.turns.values():
+                for key in ("file_path",):
+                    if isinstance(turn.tool_input.get(key), str):
+                        turn.tool_input[key] = turn.tool_input[key].replace("WT", tree, 1)
+            script: list[Turn] = []
+            for path, (_label, turn) in zip(reads[name], agent.turns.items(), strict=True):
+                script += [tool_use("Read", {"file_path": f"{tree}/{path}"}), turn]
+            agent.api.script(*script, text("done"))
+    finally:
+        workspace.close()
