@@ -75,3 +75,27 @@ def test_the_slice_is_where_the_agent_reads_it_and_never_part_of_its_work(
     assert [f.path for f in review.diff(workspace, record.id).files] == ["notes.txt"]
     status = subprocess.run(["git", "status", "--porcelain"], cwd=worktree, capture_output=True, text=True)
     assert status.stdout == ""
+
+
+async def test_the_context_tab_shows_what_the_agent_got_and_flags_it_stale(billing: Path) -> None:
+    from textual.widgets import Static, TabbedContent
+
+    from loomtui.tui.app import LoomApp
+    from tests.test_tui import wait_for
+
+    workspace = open_workspace(billing)
+    record = sb.create_sandbox(workspace, "make invoice totals round each line", "command",
+                               command=["true"], claims=["payments/invoices.py"])
+    adr = billing / "docs" / "adr" / "0002-bankers-rounding-per-line-item.md"
+    adr.write_text(adr.read_text().replace("line item", "line item (amended)"))  # the team's decision moved
+    app = LoomApp(workspace)
+    async with app.run_test(size=(160, 45)) as pilot:
+        view = app.screen.query_one("#context", Static)
+        await wait_for(pilot, lambda: "STALE" in str(view.render()), timeout=30)
+        app.screen.query_one("#detail", TabbedContent).active = "tab-context"
+        await pilot.pause()
+        shown = str(view.render())
+        stored = workspace.store.get_sandbox(record.id).data["context"]  # type: ignore[union-attr]
+        assert f"version {stored['version'][:12]}" in shown
+        assert "docs/adr/0002-bankers-rounding-per-line-item.md" in shown and "score" in shown
+        assert "changed:" in shown

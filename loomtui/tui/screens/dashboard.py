@@ -11,7 +11,7 @@ from pathlib import Path
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Horizontal, Vertical
+from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import Screen
 from textual.timer import Timer
 from textual.widgets import DataTable, Footer, Input, Log, Static, TabbedContent, TabPane
@@ -58,6 +58,9 @@ def format_event(event: Event) -> str:
     stamp = datetime.fromtimestamp(event.ts).strftime("%H:%M:%S")
     details = " ".join(f"{k}={v}" for k, v in sorted(event.data.items()))
     return f"{stamp}  {event.kind:<20} {event.subject}  {details}".rstrip()
+
+
+DRIFT_RECHECK_S = 10.0
 
 
 def _agent_report(lines: Text, result: object) -> None:
@@ -107,6 +110,7 @@ class DashboardScreen(Screen[None]):
         self.diff_stats: dict[str, str] = {}
         self._shown_cells: dict[str, dict[str, str]] = {}
         self._follow_timer: Timer | None = None
+        self._drift: dict[str, tuple[float, str]] = {}  # sandbox -> (when checked, what was found)
 
     def compose(self) -> ComposeResult:
         yield StatusHeader(id="status")
@@ -125,6 +129,8 @@ class DashboardScreen(Screen[None]):
                     yield Static("", id="claims")
                 with TabPane("Activity", id="tab-activity"):
                     yield Log(max_lines=500, id="activity")
+                with TabPane("Context", id="tab-context"), VerticalScroll():
+                    yield Static("", id="context")
         yield Footer(compact=True)
 
     def on_mount(self) -> None:
@@ -251,6 +257,7 @@ class DashboardScreen(Screen[None]):
             lines.append(self.diff_stats[sandbox.id] + "\n")
         _agent_report(lines, sandbox.data.get("agent_result"))
         details.update(lines)
+        self._show_context(sandbox)
         if sandbox.id != self.tailing:
             # Follow the selection only once it settles: scrolling through twenty
             # sandboxes must not start twenty log readers and twenty git diffs.
@@ -268,6 +275,53 @@ class DashboardScreen(Screen[None]):
             for region in claim.region_ids:
                 listing.append(f"    {region}\n", style="dim")
         claims.update(listing)
+
+    def _show_context(self, sandbox: SandboxRecord) -> None:
+        """The context the agent got: version, each section and why; whether it has gone stale."""
+        checked, drift = self._drift.get(sandbox.id, (0.0, ""))
+        given = sandbox.data.get("context")
+        view = self.query_one("#context", Static)
+        if not isinstance(given, dict):
+            view.update(Text("This sandbox got its task only (no context slice was recorded)."))
+            return
+        text = Text()
+        text.append(f"version {str(given.get('version', '?'))[:12]}", style="bold")
+        text.append(f"  commit {str(given.get('commit') or '?')[:12]}  "
+                    f"~{given.get('tokens', 0)} of {given.get('budget_tokens', '?')} tokens\n", style="dim")
+        text.append(drift or "checking for drift...\n", style="bold yellow" if drift.startswith("STALE") else "dim")
+        for section in given.get("sections", []):
+            text.append(f"\n{section.get('title') or section.get('id')}\n", style="bold")
+            text.append(f"  {section.get('source')}:{section.get('line')} ({section.get('layer')})\n", style="dim")
+            text.append(f"  {section.get('why', '')}\n")  # untrusted file text: appended, never markup
+        view.update(text)
+        if time.monotonic() - checked > DRIFT_RECHECK_S:  # the screen repaints often; drift is not cheap
+            self._drift[sandbox.id] = (time.monotonic(), drift)
+            self._check_drift(sandbox)
+
+    @work(thread=True, exclusive=True, group="context-drift", exit_on_error=False)
+    def _check_drift(self, sandbox: SandboxRecord) -> None:
+        from loomtui.knowledge.engine import context_of, sandbox_drift
+
+        workspace = self.app.workspace  # type: ignore[attr-defined]
+        try:
+            drift = sandbox_drift(sandbox.id, sandbox.data["context"], context_of(workspace), None)
+        except (LoomError, KeyError) as exc:
+            line = f"drift unknown: {exc}\n"
+        else:
+            if drift.status == "stale":
+                changed = "; ".join(f"{c['change']}: {c.get('title') or c.get('id')}" for c in drift.changes[:6])
+                line = f"STALE: the context changed since it started ({changed})\n"
+            elif drift.status == "behind":
+                line = "the context moved since, but not in this sandbox's sections\n"
+            else:
+                line = "fresh: the context is what it got\n"
+        self.app.call_from_thread(self._drift_known, sandbox.id, line)
+
+    def _drift_known(self, sandbox_id: str, line: str) -> None:
+        self._drift[sandbox_id] = (time.monotonic(), line)
+        current = self.selected_sandbox()
+        if current is not None and current.id == sandbox_id:
+            self._show_context(current)
 
     @on(DataTable.RowHighlighted, "#sandboxes")
     def _row_highlighted(self) -> None:
