@@ -136,6 +136,9 @@ class CoordinationConfig:
     lease_seconds: int = 3600
     include: tuple[str, ...] = ("**/*.py",)
     exclude: tuple[str, ...] = ()
+    confirm_seconds: float = 120.0
+    """How long a claim an edit hook made waits for its tool call to happen (its PostToolUse)
+    before it is released; a call waiting on a person keeps its claims until they decide."""
 
 
 # The runtimes that exist without any config. A task's text is never passed
@@ -411,7 +414,8 @@ def _parse_policy(value: Value) -> str:
 
 
 def _parse_coordination(section: Value) -> CoordinationConfig:
-    fields = section.as_mapping(known=("dependency_hops", "lease_seconds", "include", "exclude"))
+    fields = section.as_mapping(known=("dependency_hops", "lease_seconds", "include", "exclude",
+                                       "confirm_seconds"))
     default = CoordinationConfig()
     return CoordinationConfig(
         dependency_hops=_optional(
@@ -420,6 +424,7 @@ def _parse_coordination(section: Value) -> CoordinationConfig:
         lease_seconds=_optional(fields, "lease_seconds", _lease_seconds, default.lease_seconds),
         include=_optional(fields, "include", _path_globs, default.include),
         exclude=_optional(fields, "exclude", _path_globs, default.exclude),
+        confirm_seconds=_optional(fields, "confirm_seconds", _confirm_seconds, default.confirm_seconds),
     )
 
 
@@ -463,6 +468,13 @@ def _lease_seconds(value: Value) -> int:
     seconds = value.as_int(minimum=1)
     if seconds > MAX_LEASE_SECONDS:
         raise value.error(f"must be at most {MAX_LEASE_SECONDS} (30 days; got {seconds})")
+    return seconds
+
+
+def _confirm_seconds(value: Value) -> float:
+    seconds = value.as_number(positive=True)
+    if seconds > MAX_LEASE_SECONDS:
+        raise value.error(f"must be at most {MAX_LEASE_SECONDS} (30 days; got {seconds:g})")
     return seconds
 
 

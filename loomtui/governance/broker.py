@@ -42,7 +42,6 @@ from loomtui.governance.hooks.client import (
     BrokerError,
     addressable,
 )
-from loomtui.governance.hooks.gate import DEFAULT_CONFIRM_S
 from loomtui.repo import find_repo
 from loomtui.workspace import Workspace, open_workspace
 
@@ -219,14 +218,15 @@ class Broker:
             self.path.unlink()
 
 
-def confirm_window_from_env() -> float:
-    """`$LOOM_CLAIM_CONFIRM_S`: how long an edit's claim waits for its tool call (default 120)."""
+def confirm_window_from_env() -> float | None:
+    """`$LOOM_CLAIM_CONFIRM_S`, which overrides `coordination.confirm_seconds` (how long an edit's
+    claim waits for its tool call); None when it is not set to a positive number."""
     raw = os.environ.get("LOOM_CLAIM_CONFIRM_S", "")
     try:
         value = float(raw)
     except ValueError:
-        return DEFAULT_CONFIRM_S
-    return value if 0 < value < float("inf") else DEFAULT_CONFIRM_S
+        return None
+    return value if 0 < value < float("inf") else None
 
 
 class LocalChannel:

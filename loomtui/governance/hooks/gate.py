@@ -10,8 +10,11 @@ nothing in it decides an escalation, so an agent can ask, never approve.
 A claim an edit hook makes is provisional until the edit is seen to happen: the
 tool call's PostToolUse (`confirm_tool_use`) or a commit of the file
 (`check_commit`) confirms it; one still unconfirmed `confirm_window` seconds
-later, or when the agent ends, is released ("the edit it was claimed for never
-happened"), so a refused tool call does not keep other sandboxes out.
+later (`coordination.confirm_seconds`, or `$LOOM_CLAIM_CONFIRM_S`), or when the
+agent ends, is released ("the edit it was claimed for never happened"), so a
+refused tool call does not keep other sandboxes out. A call waiting on a person
+(its permission request open) keeps its claims until they decide: approved, the
+window starts again from the decision; rejected or withdrawn, the claims go.
 """
 
 from __future__ import annotations
@@ -89,11 +92,11 @@ class HookGate:
     """
 
     def __init__(self, workspace: Workspace, sandbox_id: str, tree: Path, *,
-                 confirm_window: float = DEFAULT_CONFIRM_S, clock: Callable[[], float] = time.time) -> None:
+                 confirm_window: float | None = None, clock: Callable[[], float] = time.time) -> None:
         self.workspace = workspace
         self.sandbox_id = sandbox_id
         self.tree = tree.resolve()
-        self.confirm_window = confirm_window
+        self._confirm_window = confirm_window
         self.clock = clock
         self._coordinator: Coordinator | None = None
         self._index_settings: tuple[Any, ...] | None = None
@@ -118,6 +121,17 @@ class HookGate:
     def config(self) -> LoomConfig:
         """The trusted checkout's loom.yaml, read again only when the file changes."""
         return self._cached("config", (self.workspace.root / ".loom" / "loom.yaml",), self.workspace.load_config)
+
+    @property
+    def confirm_window(self) -> float:
+        """Seconds a provisional claim waits for its tool call: as given, else the config's
+        `coordination.confirm_seconds` (a broken config: the default)."""
+        if self._confirm_window is not None:
+            return self._confirm_window
+        try:
+            return self.config().coordination.confirm_seconds
+        except LoomError:
+            return DEFAULT_CONFIRM_S
 
     def policy(self) -> Policy:
         """The trusted checkout's policy, read again only when it (or a CODEOWNERS) changes."""
@@ -321,15 +335,42 @@ class HookGate:
 
     def release_unconfirmed(self, *, everything: bool = False) -> list[int]:
         """Release this sandbox's claims whose tool call never happened within the confirm window
-        (all of them with `everything`: the agent has ended)."""
-        cutoff = self.clock() - self.confirm_window
+        (all of them with `everything`: the agent has ended).
+
+        A claim whose call waits on a person (an open permission request for it) is kept; once
+        approved it has the window again from the decision; rejected or withdrawn, it goes.
+        """
+        window = self.confirm_window
+        now = self.clock()
         released = []
+        asked: list[EscalationRecord] | None = None
         for claim in self.workspace.store.live_claims(self.sandbox_id):
             waiting = awaiting(claim)
-            if waiting and (everything or claim.created <= cutoff):
-                self._release(claim, NEVER_HAPPENED, tool_use_id=" ".join(waiting))
-                released.append(claim.id)
+            if not waiting or (not everything and claim.created > now - window):
+                continue
+            reason = NEVER_HAPPENED
+            details: dict[str, Any] = {"tool_use_id": " ".join(waiting)}
+            if not everything:
+                if asked is None:  # looked up only when a claim's window has closed
+                    asked = self._permission_requests()
+                requests = [e for e in asked if _asks_for(e, claim, waiting)]
+                if any(e.status == "open" for e in requests):
+                    continue  # a person has not decided yet
+                approved = [e for e in requests if e.status in ("approved", "overridden")]
+                if approved and max(_decided_at(e) for e in approved) > now - window:
+                    continue  # approved: the call happens now, its PostToolUse confirms
+                if requests and not approved:
+                    last = requests[-1]
+                    reason = f"the edit it was claimed for was refused (escalation #{last.id} {last.status})"
+                    details["escalation"] = last.id
+            self._release(claim, reason, **details)
+            released.append(claim.id)
         return released
+
+    def _permission_requests(self) -> list[EscalationRecord]:
+        """This sandbox's permission requests, oldest first."""
+        return [e for e in self.workspace.store.list_escalations()
+                if e.sandbox_id == self.sandbox_id and e.kind == PERMISSION_KIND]
 
     def _regions(self, coordinator: Coordinator, rel: str,
                  ranges: list[tuple[int, int]] | None) -> tuple[str, ...]:
@@ -469,6 +510,24 @@ def open_permission_request(gate: HookGate, tool_name: str, tool_input: Mapping[
                             extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Open a permission request for `gate`'s sandbox (see `HookGate.open_permission_request`)."""
     return gate.open_permission_request(tool_name, tool_input, extra=extra)
+
+
+def _asks_for(request: EscalationRecord, claim: ClaimRecord, waiting: Sequence[str]) -> bool:
+    """Whether a permission request is about the tool call a provisional claim waits for: by its
+    tool_use_id, or (a prompt that names none) by the files it would write."""
+    evidence = request.data.get("evidence") or {}
+    tool_use_id = evidence.get("tool_use_id") if isinstance(evidence, dict) else None
+    if tool_use_id:
+        return tool_use_id in waiting
+    paths = set((request.data.get("facts") or {}).get("paths") or ())
+    return any(region.split("::")[0] in paths for region in claim.region_ids)
+
+
+def _decided_at(request: EscalationRecord) -> float:
+    """When a person decided a request (its last history entry), else when it last changed."""
+    history = request.data.get("history") or []
+    times = [h["at"] for h in history if isinstance(h, dict) and isinstance(h.get("at"), (int, float))]
+    return max([request.updated, *times]) if times else request.updated
 
 
 def _combined(tool: str, answers: Sequence[Answer]) -> Answer:
