@@ -356,3 +356,17 @@ def test_real_claude_code_asks_a_lead_through_the_permission_tool(
 
 def test_errors_are_loom_errors() -> None:
     assert issubclass(DecisionRefused, LoomError)
+
+
+async def test_an_agent_reads_its_context_and_searches_the_teams(
+        billing: Path, ws: Workspace, sandbox: sb.SandboxRecord) -> None:
+    tree = Path(sandbox.worktree or "")
+    context_file = sb.sandbox_paths(ws.paths, sandbox.id).context
+    env = server_env(LOOM_CONTEXT_FILE=str(context_file), LOOM_REPO=str(billing))
+    params = StdioServerParameters(command=sys.executable, args=server_argv(tree, 30), env=env, cwd=str(tree))
+    async with stdio_client(params) as (read, write_stream), ClientSession(read, write_stream) as client:
+        await client.initialize()
+        given = await client.call_tool("context", {})
+        assert not given.is_error and given.content[0].text == context_file.read_text()  # type: ignore[union-attr]
+        found = await call(client, "search_context", query="banker's rounding per line item", limit=3)
+    assert found[0]["where"].startswith("docs/adr/0002") and found[0]["excerpt"]

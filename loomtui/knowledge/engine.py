@@ -260,3 +260,23 @@ def drift_report(workspace: Workspace, *, index: RepoIndex | None = None) -> Dri
     return DriftReport(current.version, current.commit, sandboxes, adr_flags(current),
                        convention_findings(workspace.root, current), list(current.problems))
 
+
+
+# -- search ------------------------------------------------------------------------------------------
+
+
+def search_sections(context: Context, query: str, limit: int = 5) -> list[dict[str, Any]]:
+    """The sections that best match `query` (fuzzy, on titles and text), best first, with an excerpt."""
+    from rapidfuzz import fuzz, process
+
+    if not query.strip():
+        return []
+    choices = {i: f"{s.title}\n{s.text[:4000]}" for i, s in enumerate(context.sections)}
+    found = process.extract(query, choices, scorer=fuzz.WRatio, limit=max(1, min(limit, 50)))
+    results = []
+    for _text, score, i in found:
+        section = context.sections[i]
+        body = " ".join(section.text.split())
+        results.append({"id": section.id, "title": section.title, "where": f"{section.source}:{section.line}",
+                        "layer": section.layer, "score": round(score, 1), "excerpt": body[:300]})
+    return results

@@ -290,7 +290,39 @@ def build_server(agent: Agent) -> Any:
         return json.dumps({"escalation": opened["id"], "answer": "yes" if status["decision"] == "allow" else "no",
                            "message": status.get("message", "")}, indent=1)
 
+    @server.tool(structured_output=False,
+                 description="The context loomtui assembled for this task: the team's conventions, ADRs and "
+                             "contracts that apply, each with where it comes from. Ground truth: follow it.")
+    async def context() -> str:
+        given = os.environ.get("LOOM_CONTEXT_FILE")
+        if not given:
+            raise ToolError("not in a loomtui sandbox: no context was assembled for a task here")
+        try:
+            return Path(given).read_text(encoding="utf-8", errors="replace")
+        except OSError as exc:
+            raise ToolError(f"cannot read the context: {exc.strerror or exc}") from None
+
+    @server.tool(structured_output=False,
+                 description="Search every section of the team's context (AGENTS.md, ADRs, conventions, "
+                             "contracts) for a topic, e.g. 'rounding' or 'refund API'; best matches first.")
+    async def search_context(query: str, limit: int = 5) -> str:
+        return json.dumps(await agent.call(lambda: _search_context(agent.settings.cwd, query, limit)), indent=1)
+
     return server
+
+
+def _search_context(cwd: Path, query: str, limit: int) -> list[dict[str, Any]]:
+    """The trusted checkout's context (the main one for a sandbox), searched."""
+    from loomtui.config import load_config
+    from loomtui.knowledge.engine import search_sections
+    from loomtui.knowledge.sources import load_context
+    from loomtui.repo import find_repo
+
+    root = Path(os.environ.get("LOOM_REPO") or find_repo(cwd).root)
+    try:
+        return search_sections(load_context(root, load_config(root).context), query, limit)
+    except LoomError as exc:
+        return [{"error": str(exc)}]
 
 
 def run(settings: Settings) -> int:
