@@ -52,9 +52,11 @@ def text(reply: str) -> Turn:
 class FakeAnthropic:
     """A scripted Messages API server in a thread: `with FakeAnthropic([turns]) as api: api.url`."""
 
-    def __init__(self, turns: list[Turn] | None = None, *, model: str = "claude-sonnet-4-5") -> None:
+    def __init__(self, turns: list[Turn] | None = None, *, model: str = "claude-sonnet-4-5",
+                 always_fail: int | None = None) -> None:
         self.turns: deque[Turn] = deque(turns or [])
         self.model = model
+        self.always_fail = always_fail  # answer every /v1/messages with this HTTP status
         self.requests: list[dict[str, Any]] = []
         self.turn_requests: list[dict[str, Any]] = []
         self.paths: list[str] = []
@@ -193,6 +195,12 @@ class _Handler(BaseHTTPRequestHandler):
             return
         if not path.endswith("/v1/messages"):
             self._json(404, {"type": "error", "error": {"type": "not_found_error", "message": self.path}})
+            return
+        if self.api.always_fail:
+            with self.api._lock:
+                self.api.requests.append(body)
+            self._json(self.api.always_fail, {"type": "error", "error": {
+                "type": "api_error", "message": f"fake server error {self.api.always_fail}"}})
             return
         turn = self.api._next(body)
         if not body.get("stream"):

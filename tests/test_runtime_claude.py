@@ -23,9 +23,11 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
+import textwrap
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -55,9 +57,6 @@ HELD = "customers/validation.py"
 LEDGER = "payments/ledger.py"
 LEAD, PAYMENTS = "lead@example.com", ("alice@example.com", "bob@example.com")
 MARK = "Edited by the agent. "
-
-pytestmark = needs_claude
-
 
 # -- the agent's world ------------------------------------------------------------------------
 
@@ -204,6 +203,7 @@ def ended(workspace: Workspace, agent: Agent, timeout: float = 150) -> sb.Sandbo
 # -- the runs ----------------------------------------------------------------------------------
 
 
+@needs_claude
 @pytest.mark.parametrize("isolated", ISOLATION)
 def test_real_claude_free_edit_lands_held_region_refused_ledger_asks_a_lead(
         isolated: bool, tmp_path: Path, scratch: Path) -> None:
@@ -327,3 +327,79 @@ def start_agents_scripted(repo: Path, isolated: bool, agents: dict[str, Agent],
             agent.api.script(*script, text("done"))
     finally:
         workspace.close()
+
+
+# -- faults --------------------------------------------------------------------------------------
+
+
+def activities(workspace: Workspace, sandbox: str) -> list[dict[str, Any]]:
+    return [e.data for e in workspace.store.events_since(0) if e.kind == "sandbox.activity"
+            and e.subject == sandbox]
+
+
+@needs_claude
+def test_a_model_api_unreachable_or_failing_fails_the_sandbox_with_claude_s_own_error_claims_kept(
+        tmp_path: Path, scratch: Path) -> None:
+    repo = claude_repo(tmp_path)
+    workspace = open_workspace(repo)
+    with socket.socket() as probe:  # a loopback port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        closed = f"http://127.0.0.1:{probe.getsockname()[1]}"
+    # CLAUDE_CODE_MAX_RETRIES (passed: CLAUDE_CODE_*) keeps Claude Code from retrying for minutes.
+    with FakeAnthropic(always_fail=500) as failing:
+        agents = {
+            "unreachable": Agent(failing, agent_env(scratch, closed, CLAUDE_CODE_MAX_RETRIES="0"), task="edit",
+                                 args=("--claim", FREE)),
+            "500": Agent(failing, agent_env(scratch, failing.url, CLAUDE_CODE_MAX_RETRIES="0"), task="edit",
+                         args=("--claim", HELD)),
+        }
+        start_agents(repo, False, agents)
+        records = {name: sb.wait_for_status(workspace, agent.sandbox, {"exited", "failed"}, timeout=90)
+                   for name, agent in agents.items()}
+    assert failing.requests, "claude never reached the failing model"
+    for name, record in records.items():
+        assert record.status == "failed" and record.exit_code == 1, (name, record.status, record.data)
+        assert "exited with code 1" in str(record.data.get("error"))
+        seen = activities(workspace, record.id)
+        (result,) = [a for a in seen if a["kind"] == "result"]
+        assert result["is_error"] is True and result["summary"].startswith("finished: error (API Error"), result
+        assert record.data["agent_result"]["is_error"] is True
+        words = "Unable to connect" if name == "unreachable" else "500"
+        assert any(words in a["summary"] for a in seen if a["kind"] == "text"), seen
+        assert [c.target for c in workspace.store.live_claims(record.id)], f"{name}: claims are kept for a retry"
+        assert "unparsed_lines" not in record.data
+        actions = [e["action"] for e in audit(workspace, record.id)]
+        assert "sandbox.failed" in actions, actions
+    workspace.close()
+
+
+def test_malformed_stream_json_lines_are_skipped_and_counted(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A stand-in `claude` (the real one never writes a broken line on purpose) mixing good lines
+    with broken ones: the good ones are activity, the broken ones are counted, the run is fine."""
+    repo = claude_repo(tmp_path)
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    program = bin_dir / "claude"
+    program.write_text(f"#!{sys.executable}\n" + textwrap.dedent("""\
+        import json
+        def emit(text):
+            print(text, flush=True)
+        emit(json.dumps({"type": "system", "subtype": "init", "model": "stand-in"}))
+        emit('{"type": "assistant", "message": {"content": [{"type": "text"')   # cut short
+        emit("[1, 2, 3]")                                                        # not an object
+        emit("Warning: something the CLI printed on its own")                    # not JSON
+        emit("")
+        emit(json.dumps({"type": "assistant", "message": {"content": [{"type": "text", "text": "Done."}]}}))
+        emit(json.dumps({"type": "result", "subtype": "success", "num_turns": 1, "is_error": False}))
+    """))
+    program.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "test")
+    workspace = open_workspace(repo)
+    record = sb.start(workspace, sb.create_sandbox(workspace, "say done", "claude", isolate=False).id)
+    done = sb.wait_for_status(workspace, record.id, {"exited", "failed"}, timeout=60)
+    assert done.status == "exited", done.data
+    assert done.data["unparsed_lines"] == 3
+    assert [a["summary"] for a in activities(workspace, record.id)] == [
+        "session started (stand-in)", "Done.", "finished: success, 1 turns"]
+    workspace.close()

@@ -54,6 +54,12 @@ def parse_claude_stream(line: str) -> list[Activity]:
     if kind == "system" and message.get("subtype") == "init":
         model = message.get("model") or "unknown model"
         return [{"kind": "init", "summary": f"session started ({model})"}]
+    if kind == "system" and message.get("subtype") == "api_retry":
+        # The model API failed (unreachable, 5xx, overloaded): Claude Code waits and tries again.
+        status = message.get("error_status")
+        why = f"HTTP {status}" if status else str(message.get("error") or "error")
+        return [{"kind": "retry", "summary": _short(f"model API {why}: retry {message.get('attempt')} of "
+                                                     f"{message.get('max_retries')}")}]
     if kind == "result":
         return _result(message)
     content = (message.get("message") or {}).get("content") if isinstance(message.get("message"), dict) else None
@@ -83,7 +89,12 @@ def _result(message: dict[str, Any]) -> list[Activity]:
     turns = message.get("num_turns")
     cost = message.get("total_cost_usd")
     outcome = message.get("subtype") or ("error" if message.get("is_error") else "success")
-    usage = message.get("usage") if isinstance(message.get("usage"), dict) else {}
+    if message.get("is_error") and outcome == "success":
+        # Claude Code ends an API failure with subtype "success" and is_error: it is an error.
+        result = message.get("result")
+        outcome = f"error ({result})" if isinstance(result, str) and result else "error"
+    raw_usage = message.get("usage")
+    usage: dict[str, Any] = raw_usage if isinstance(raw_usage, dict) else {}
     tokens = {"input_tokens": _count(usage.get("input_tokens")),
               "output_tokens": _count(usage.get("output_tokens")),
               "cache_read_tokens": _count(usage.get("cache_read_input_tokens")),
@@ -109,6 +120,17 @@ def _result(message: dict[str, Any]) -> list[Activity]:
     return found
 
 
+def is_stream_json(line: str) -> bool:
+    """Whether a line of `stream-json` output is what the format promises (one JSON object, or
+    blank); anything else is skipped and counted as unparsed."""
+    if not line.strip():
+        return True
+    try:
+        return isinstance(json.loads(line), dict)
+    except ValueError:
+        return False
+
+
 def parse_script_agent(line: str) -> list[Activity]:
     """Activities in the script agent's step announcements."""
     match = SCRIPT_STEP.match(line)
@@ -124,6 +146,16 @@ PARSERS: dict[str, Callable[[str], list[Activity]]] = {
 }
 
 
+CHECKS: dict[str, Callable[[str], bool]] = {
+    OUTPUT_CLAUDE_STREAM: is_stream_json,
+}
+
+
 def parser_for(output: str) -> Callable[[str], list[Activity]] | None:
     """The parser for a runtime's output format; None for plain output."""
     return PARSERS.get(output)
+
+
+def checker_for(output: str) -> Callable[[str], bool] | None:
+    """Whether a line is well-formed in a runtime's output format; None when any line is."""
+    return CHECKS.get(output)

@@ -39,7 +39,12 @@ from typing import Any, Final
 
 from loomtui.errors import LoomError
 from loomtui.execution import confinement, privategit
-from loomtui.execution.activity import AGENT_RESULT_KEYS, Activity, parser_for
+from loomtui.execution.activity import (
+    AGENT_RESULT_KEYS,
+    Activity,
+    checker_for,
+    parser_for,
+)
 from loomtui.execution.gitops import Git
 from loomtui.execution.isolation import (
     ISOLATION_BWRAP,
@@ -141,6 +146,7 @@ class Supervisor:
         self.log: LogWriter | None = None
         self.log_error: str | None = None
         self.agent_result: dict[str, Any] = {}
+        self.unparsed_lines = 0  # lines of structured output that were not (skipped, counted)
         # CPU spent before the daemonizing fork (interpreter start, imports): the
         # child's own counters start from zero, but this is supervisor cost too.
         self.startup_cpu = startup_cpu
@@ -231,14 +237,18 @@ class Supervisor:
             return process.returncode, None
         writer.start()
         assert process.stdout is not None
-        parse = parser_for(self.spec.output)
+        parse, check = parser_for(self.spec.output), checker_for(self.spec.output)
         last = b"\n"
         for chunk in iter(lambda: process.stdout.readline(READ_CHUNK), b""):  # type: ignore[union-attr]
             last = chunk
             self._log(chunk)
             if parse is not None:
-                for activity in parse(chunk.decode("utf-8", errors="replace").rstrip("\n")):
+                line = chunk.decode("utf-8", errors="replace").rstrip("\n")
+                found = parse(line)
+                for activity in found:
                     self.activities.put(activity)
+                if not found and check is not None and not check(line):
+                    self.unparsed_lines += 1  # skipped (it is in the log), counted, never fatal
         if not last.endswith(b"\n"):
             self._log(b"\n")  # the log always ends with a whole line
         process.wait()
@@ -351,6 +361,8 @@ class Supervisor:
     def _progress(self) -> dict[str, Any]:
         progress: dict[str, Any] = {"log_lines": self.log.lines if self.log else 0,
                                     "log_bytes": self.log.size if self.log else 0}
+        if self.unparsed_lines:
+            progress["unparsed_lines"] = self.unparsed_lines
         if self.agent_result:
             progress["agent_result"] = self.agent_result
         return progress
