@@ -29,6 +29,7 @@ import sys
 import tempfile
 import textwrap
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -402,4 +403,70 @@ def test_malformed_stream_json_lines_are_skipped_and_counted(tmp_path: Path, mon
     assert done.data["unparsed_lines"] == 3
     assert [a["summary"] for a in activities(workspace, record.id)] == [
         "session started (stand-in)", "Done.", "finished: success, 1 turns"]
+    workspace.close()
+
+
+# -- interactive (tmux) -----------------------------------------------------------------------------
+
+
+def pane(session: str) -> str:
+    return subprocess.run(["tmux", "capture-pane", "-p", "-t", f"={session}:"], capture_output=True, text=True,
+                          check=False).stdout
+
+
+def wait_for(what: str, check: Any, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.2)
+
+
+@needs_claude
+@pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed")
+def test_interactive_claude_in_tmux_takes_a_typed_prompt_and_its_edit_is_checked(
+        tmp_path: Path, scratch: Path) -> None:
+    """`mode: interactive`: Claude Code's own TUI in the tmux session `loom-ID`, with the hooks and the
+    MCP server wired as for the headless runtime; a person types a prompt (here tmux send-keys)."""
+    repo = claude_repo(tmp_path)
+    config = repo / ".loom" / "loom.yaml"
+    config.write_text(config.read_text().replace("runtimes:\n", (
+        "runtimes:\n  claude-tui:\n    argv: [claude, --mcp-config, '{mcp_config}', --permission-prompt-tool,"
+        " mcp__loomtui__permission_prompt]\n    mode: interactive\n    network: true\n"), 1))
+    subprocess.run(["git", "commit", "-qam", "An interactive claude"], cwd=repo, check=True, capture_output=True)
+    workspace = open_workspace(repo)
+    with ScriptedLater() as api:
+        env = agent_env(scratch, api.url)
+        # What a user of the TUI has already answered once: onboarding done, this API key approved.
+        (Path(env["HOME"]) / ".claude.json").write_text(json.dumps({
+            "hasCompletedOnboarding": True, "theme": "dark",
+            "customApiKeyResponses": {"approved": ["test"], "rejected": []}}))
+        agent = Agent(api, env, task="interactive session")
+        started = loom(repo, "sandbox", "new", "--runtime", "claude-tui", "--task", agent.task, "--json", env=env)
+        assert started.returncode == 0, started.stderr
+        record = json.loads(started.stdout)
+        sandbox, tree = record["id"], Path(record["worktree"])
+        assert record["isolation"] == ("bwrap" if isolation_available() else "none")
+        session = f"loom-{sandbox}"
+        new_file = tree / "notifications" / "hello.py"
+        api.script(tool_use("Write", {"file_path": str(new_file), "content": "HELLO = 1\n"}), text("Written."))
+        try:
+            wait_for("the session", lambda: sb.get_sandbox(workspace, sandbox).data.get("tmux_session") == session)
+            wait_for("the folder trust question", lambda: "trust this folder" in pane(session))
+            subprocess.run(["tmux", "send-keys", "-t", f"={session}:", "Enter"], check=True)
+            wait_for("the prompt", lambda: "for shortcuts" in pane(session))
+            subprocess.run(["tmux", "send-keys", "-t", f"={session}:", "-l", "write the hello module"], check=True)
+            time.sleep(0.3)
+            subprocess.run(["tmux", "send-keys", "-t", f"={session}:", "Enter"], check=True)
+            wait_for("the write", new_file.exists)
+            wait_for("its PostToolUse", lambda: any(e["action"] == "claim.confirmed"
+                                                    for e in audit(workspace, sandbox)))
+        finally:
+            stopped = sb.stop(workspace, sandbox, grace=5)
+    assert new_file.read_text() == "HELLO = 1\n"
+    (write,) = [e for e in audit(workspace, sandbox) if e["action"] == "hook.edit"]
+    assert write["details"]["decision"] == "allow" and write["details"]["path"] == "notifications/hello.py"
+    assert (tree / ".claude" / "settings.json").exists()  # the hooks that answered
+    assert stopped.status == "exited" and stopped.data.get("saved_commit"), stopped.data
+    assert "HELLO = 1" in git_out(repo, "show", f"{stopped.branch}:notifications/hello.py")
     workspace.close()
