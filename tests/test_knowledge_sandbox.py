@@ -99,3 +99,52 @@ async def test_the_context_tab_shows_what_the_agent_got_and_flags_it_stale(billi
         assert f"version {stored['version'][:12]}" in shown
         assert "docs/adr/0002-bankers-rounding-per-line-item.md" in shown and "score" in shown
         assert "changed:" in shown
+
+
+async def test_the_context_view_lists_searches_and_opens_sections_from_the_palette(billing: Path) -> None:
+    from textual.command import CommandList
+    from textual.widgets import DataTable, Input, Static
+
+    from loomtui.tui.app import LoomApp
+    from loomtui.tui.screens.context import ContextScreen
+    from tests.test_tui import wait_for
+
+    app = LoomApp(open_workspace(billing))
+    async with app.run_test(size=(160, 45)) as pilot:
+        await pilot.press("6")
+        await pilot.pause()
+        assert isinstance(app.screen, ContextScreen)
+        table = app.screen.query_one("#sections", DataTable)
+        await wait_for(pilot, lambda: table.row_count > 5, timeout=30)
+        await pilot.press("slash")
+        await pilot.pause()
+        app.screen.query_one("#context-filter", Input).value = "bankers rounding"
+        await wait_for(pilot, lambda: table.row_count > 0 and "0002" in str(table.coordinate_to_cell_key(
+            table.cursor_coordinate).row_key.value))
+        assert "round" in str(app.screen.query_one("#section", Static).render()).lower()
+        await pilot.press("escape")  # clears the filter
+        await pilot.press("escape")  # back to the dashboard
+        await pilot.pause()
+        assert app.current_mode == "dashboard"
+        await pilot.press("colon")
+        await pilot.pause()
+        await pilot.press(*"money")
+        results = app.screen.query_one(CommandList)
+
+        def offered() -> bool:
+            return results.option_count > 0 and "context: " in str(results.get_option_at_index(0).prompt)
+
+        await wait_for(pilot, offered, timeout=15)
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: isinstance(app.screen, ContextScreen))
+        screen = app.screen
+        assert isinstance(screen, ContextScreen)
+        table = screen.query_one("#sections", DataTable)
+
+        def opened() -> bool:
+            if not table.row_count:
+                return False
+            key = str(table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value)
+            return "money" in key.lower() and table.cursor_row > 0  # the palette's pick, not the first row
+
+        await wait_for(pilot, opened, timeout=15)

@@ -266,16 +266,21 @@ def drift_report(workspace: Workspace, *, index: RepoIndex | None = None) -> Dri
 
 
 def search_sections(context: Context, query: str, limit: int = 5) -> list[dict[str, Any]]:
-    """The sections that best match `query` (fuzzy, on titles and text), best first, with an excerpt."""
-    from rapidfuzz import fuzz, process
+    """The sections that best match `query`, best first, with an excerpt: fuzzy on the title and
+    source (weighted most) and on the text, so "bankers rounding" finds "Banker's rounding per line item"."""
+    from rapidfuzz import fuzz, utils
 
-    if not query.strip():
+    wanted = utils.default_process(query)
+    if not wanted:
         return []
-    choices = {i: f"{s.title}\n{s.text[:4000]}" for i, s in enumerate(context.sections)}
-    found = process.extract(query, choices, scorer=fuzz.WRatio, limit=max(1, min(limit, 50)))
+    scored = []
+    for section in context.sections:
+        named = fuzz.token_set_ratio(wanted, utils.default_process(f"{section.title} {section.source}"))
+        body = fuzz.partial_token_set_ratio(wanted, utils.default_process(section.text[:4000]))
+        scored.append((0.65 * named + 0.35 * body, section))
+    scored.sort(key=lambda pair: -pair[0])
     results = []
-    for _text, score, i in found:
-        section = context.sections[i]
+    for score, section in scored[:max(1, min(limit, 50))]:
         body = " ".join(section.text.split())
         results.append({"id": section.id, "title": section.title, "where": f"{section.source}:{section.line}",
                         "layer": section.layer, "score": round(score, 1), "excerpt": body[:300]})

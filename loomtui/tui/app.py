@@ -21,6 +21,7 @@ from loomtui.errors import LoomError
 from loomtui.governance.policy import Policy, load_policy
 from loomtui.repo import current_branch
 from loomtui.tui.messages import ConfigProblem, CoordinationChanged, IndexProgress, StoreChanged
+from loomtui.tui.screens.context import ContextScreen, ContextSections
 from loomtui.tui.screens.dashboard import DashboardScreen
 from loomtui.tui.screens.escalations import EscalationsScreen
 from loomtui.tui.screens.governance import AuditScreen, PolicyScreen
@@ -41,7 +42,8 @@ class LoomApp(App[int]):
     TITLE = "loomtui"
     CSS_PATH = "app.tcss"
     MODES = {"dashboard": DashboardScreen, "graph": GraphScreen, "escalations": EscalationsScreen,
-             "policy": PolicyScreen, "audit": AuditScreen}
+             "policy": PolicyScreen, "audit": AuditScreen, "context": ContextScreen}
+    COMMANDS = App.COMMANDS | {ContextSections}
     DEFAULT_MODE = "dashboard"
     BINDINGS = [
         Binding("question_mark", "help", "Help", key_display="?", id="app.help"),
@@ -52,6 +54,7 @@ class LoomApp(App[int]):
         Binding("3", "switch_mode('escalations')", "Escalations", id="app.mode.escalations"),
         Binding("4", "switch_mode('policy')", "Policy", id="app.mode.policy"),
         Binding("5", "switch_mode('audit')", "Audit", id="app.mode.audit"),
+        Binding("6", "switch_mode('context')", "Context", id="app.mode.context"),
         Binding("q", "quit", "Quit", id="app.quit"),
     ]
 

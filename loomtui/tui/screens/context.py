@@ -1,0 +1,182 @@
+"""The context view: every section of the team's context (AGENTS.md, ADRs, conventions, contracts),
+browsed and fuzzy-searched, with each section's text and its ADR flags; also offered in the palette."""
+
+from __future__ import annotations
+
+from functools import partial
+from typing import TYPE_CHECKING
+
+from rich.text import Text
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.command import Hit, Hits, Provider
+from textual.containers import Horizontal, VerticalScroll
+from textual.screen import Screen
+from textual.widgets import DataTable, Footer, Input, Static
+
+from loomtui.errors import LoomError
+from loomtui.tui.widgets.status_header import StatusHeader
+
+if TYPE_CHECKING:
+    from loomtui.knowledge.sources import Context
+
+MAX_ROWS = 2000
+
+
+def load_team_context(workspace: object) -> Context:
+    """The repository's context (working tree), its ADR mentions matched to the region index."""
+    from loomtui.knowledge.engine import context_of
+
+    return context_of(workspace)  # type: ignore[arg-type]
+
+
+class ContextScreen(Screen[None]):
+    """All sections, a `/` fuzzy filter, and the highlighted section in full."""
+
+    AUTO_FOCUS = "#sections"
+    BINDINGS = [
+        Binding("slash", "filter", "Filter", key_display="/", id="context.filter"),
+        Binding("r", "reload", "Reload", id="context.reload"),
+        Binding("escape", "back", "Back", id="context.back"),
+    ]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.context: Context | None = None
+        self.flags: dict[str, str] = {}
+        self.pending: str | None = None  # a section the palette asked for before the context was read
+
+    def compose(self) -> ComposeResult:
+        yield StatusHeader(id="status")
+        yield Input(placeholder="search the context (esc clears)", id="context-filter", classes="hidden")
+        yield Static("", id="context-summary")
+        with Horizontal(id="context-body"):
+            yield DataTable(id="sections", cursor_type="row", zebra_stripes=True)
+            with VerticalScroll(id="section-pane"):
+                yield Static("", id="section")
+        yield Footer(compact=True)
+
+    def on_mount(self) -> None:
+        table = self.query_one("#sections", DataTable)
+        for key, label in (("title", "Section"), ("where", "Where"), ("layer", "Layer")):
+            table.add_column(label, key=key)
+        self.app.update_header(self.query_one(StatusHeader))  # type: ignore[attr-defined]
+        self.action_reload()
+
+    @work(thread=True, exclusive=True, group="context-load", exit_on_error=False)
+    def action_reload(self) -> None:
+        from loomtui.knowledge.engine import adr_flags
+
+        try:
+            context = load_team_context(self.app.workspace)  # type: ignore[attr-defined]
+            flags = {flag.adr: f"{flag.kind}: {flag.detail}" for flag in adr_flags(context)}
+        except LoomError as exc:
+            self.app.call_from_thread(self.query_one("#context-summary", Static).update,
+                                      Text(f" cannot read the context: {exc}", style="bold red"))
+            return
+        self.app.call_from_thread(self._loaded, context, flags)
+
+    def _loaded(self, context: Context, flags: dict[str, str]) -> None:
+        self.context, self.flags = context, flags
+        problems = f"; {len(context.problems)} problem(s): {context.problems[0]}" if context.problems else ""
+        self.query_one("#context-summary", Static).update(Text(
+            f" context version {context.version[:12]}: {len(context.sections)} sections from "
+            f"{len(context.files)} files, {len(flags)} ADR(s) flagged{problems}", style="dim"))
+        self._fill(self.query_one("#context-filter", Input).value)
+        if self.pending is not None:
+            self.show_section(self.pending)
+
+    def _fill(self, query: str) -> None:
+        """Rows for every section, or the best matches for `query` (rapidfuzz), best first."""
+        from loomtui.knowledge.engine import search_sections
+
+        if self.context is None:
+            return
+        table = self.query_one("#sections", DataTable)
+        table.clear()
+        by_id = self.context.by_id()
+        ids = ([hit["id"] for hit in search_sections(self.context, query, limit=50)] if query.strip()
+               else [section.id for section in self.context.sections[:MAX_ROWS]])
+        for section_id in ids:
+            section = by_id[section_id]
+            flagged = section.id in self.flags or section.source in self.flags
+            table.add_row(Text(section.title, style="bold yellow" if flagged else ""),
+                          Text(f"{section.source}:{section.line}"), Text(section.layer), key=section.id)
+        self._show()
+
+    @on(DataTable.RowHighlighted, "#sections")
+    def _show(self) -> None:
+        table = self.query_one("#sections", DataTable)
+        pane = self.query_one("#section", Static)
+        if self.context is None or not table.row_count:
+            pane.update(Text("No section matches." if self.context else "Reading the context..."))
+            return
+        key = table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value
+        section = self.context.section(str(key))
+        if section is None:
+            return
+        text = Text()
+        text.append(f"{section.title}\n", style="bold")
+        text.append(f"{section.source}:{section.line}  layer {section.layer}  ~{len(section.text) // 4} tokens\n",
+                    style="dim")
+        flag = self.flags.get(section.id) or self.flags.get(section.source)
+        if flag:
+            text.append(f"flagged: {flag}\n", style="bold yellow")
+        text.append("\n" + section.text)  # the team's files: shown as they are, never as markup
+        pane.update(text)
+
+    def show_section(self, section_id: str) -> None:
+        """Jump to one section (from the palette)."""
+        if self.context is None:
+            self.pending = section_id
+            return
+        self.pending = None
+        table = self.query_one("#sections", DataTable)
+        self.query_one("#context-filter", Input).value = ""
+        self._fill("")
+        if section_id in {str(key.value) for key in table.rows}:
+            table.move_cursor(row=table.get_row_index(section_id))
+
+    def action_filter(self) -> None:
+        box = self.query_one("#context-filter", Input)
+        box.remove_class("hidden")
+        box.focus()
+
+    @on(Input.Changed, "#context-filter")
+    def _filter_changed(self, event: Input.Changed) -> None:
+        self._fill(event.value)
+
+    def action_back(self) -> None:
+        box = self.query_one("#context-filter", Input)
+        if not box.has_class("hidden"):
+            box.value = ""
+            box.add_class("hidden")
+            self.query_one("#sections", DataTable).focus()
+            return
+        self.app.switch_mode("dashboard")
+
+
+class ContextSections(Provider):
+    """Palette: jump to any section of the team's context by its title or source."""
+
+    async def startup(self) -> None:
+        worker = self.app.run_worker(partial(load_team_context, self.app.workspace),  # type: ignore[attr-defined]
+                                     thread=True, exit_on_error=False)
+        await worker.wait()
+        self.sections = [] if worker.result is None else [(s.id, f"context: {s.title} ({s.source})")
+                                                           for s in worker.result.sections]
+
+    async def search(self, query: str) -> Hits:
+        matcher = self.matcher(query)
+        for section_id, label in getattr(self, "sections", []):
+            score = matcher.match(label)
+            if score > 0:
+                yield Hit(score, matcher.highlight(label), partial(self._open, section_id),
+                          help="open in the context view")
+
+    def _open(self, section_id: str) -> None:
+        self.app.switch_mode("context")
+        screen = self.app.screen
+        if isinstance(screen, ContextScreen):
+            screen.call_after_refresh(screen.show_section, section_id)
