@@ -148,3 +148,26 @@ async def test_the_context_view_lists_searches_and_opens_sections_from_the_palet
             return "money" in key.lower() and table.cursor_row > 0  # the palette's pick, not the first row
 
         await wait_for(pilot, opened, timeout=15)
+
+
+def test_refresh_gives_a_stale_agent_the_context_now_and_never_writes_through_its_links(billing: Path) -> None:
+    stand_in(billing, "claude")
+    workspace = open_workspace(billing)
+    record = sb.create_sandbox(workspace, "make invoice totals round each line", "claude", isolate=False,
+                               claims=["payments/invoices.py"])
+    adr = billing / "docs" / "adr" / "0002-bankers-rounding-per-line-item.md"
+    adr.write_text(adr.read_text() + "\nAmended: round half even, per line, always.\n")
+    git(billing, "commit", "-qam", "Amend ADR 0002")
+    outside = billing.parent / "precious.txt"
+    outside.write_text("not the agent's\n")
+    claude_md = Path(record.worktree) / "CLAUDE.md"
+    claude_md.unlink()
+    claude_md.symlink_to(outside)  # what a hostile agent would leave for loomtui to write through
+    done = subprocess.run([sys.executable, "-m", "loomtui", "context", "refresh", record.id], cwd=billing,
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert outside.read_text() == "not the agent's\n"
+    assert not claude_md.is_symlink() and "Amended: round half even" in claude_md.read_text()
+    assert "Amended" in sb.sandbox_paths(workspace.paths, record.id).context.read_text()
+    sliced = [e for e in open_workspace(billing).audit.entries() if e.action == "context.sliced"]
+    assert [e.subject for e in sliced].count(record.id) == 2

@@ -207,6 +207,19 @@ def cmd_context_drift(args: argparse.Namespace) -> int:
     return 1 if report.flagged else 0
 
 
+def cmd_context_refresh(args: argparse.Namespace) -> int:
+    from loomtui.execution.context_files import refresh
+
+    workspace = workspace_for(args)
+    given = refresh(workspace, args.sandbox)
+    assert given.piece is not None
+    if args.json:
+        print_json(given.piece.as_dict())
+    else:
+        print(f"sandbox {args.sandbox}: context refreshed to {given.piece.summary()}")
+    return 0
+
+
 def cmd_bench_context(args: argparse.Namespace) -> int:
     from loomtui.knowledge.bench import run_bench
 
@@ -248,6 +261,10 @@ def register(commands: Any) -> None:
                        help="the token budget (default: context.budget_tokens)")
     piece.add_argument("--at", metavar="REF", help=at_help)
     piece.add_argument("--markdown", action="store_true", help="print the file the agent would read")
+    refreshed = add_command(context, "refresh", cmd_context_refresh,
+                            "slice a sandbox's task again from the context now and rewrite the files its "
+                            "agent reads (after drift)", json_flag=True)
+    refreshed.add_argument("sandbox", metavar="SANDBOX", help="the sandbox id (or a unique prefix)")
     add_command(context, "drift", cmd_context_drift,
                 "live sandboxes whose context changed since they started, ADRs naming what no longer exists "
                 "or superseded, code breaking a machine-checkable convention; exit 1 if any", json_flag=True)

@@ -10,6 +10,7 @@ commits (`install_hooks(managed=...)`) and out of loomtui's own snapshot of it.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -68,3 +69,37 @@ def record(workspace: Workspace, sandbox_id: str, given: AgentContext, written: 
     from loomtui.knowledge.engine import record_slice
 
     record_slice(workspace, sandbox_id, given.piece, given.context, written=list(written))
+
+
+def write_atomically(path: Path, text: str) -> None:
+    """Replace `path` by rename: an agent that turned it into a symlink to a file outside its
+    worktree gets the link replaced, never the file it points to written."""
+    partial = path.with_name(f".{path.name}.loom-{os.getpid()}")
+    with open(partial, "x", encoding="utf-8") as handle:  # "x": never through an existing name
+        handle.write(text)
+    os.replace(partial, path)
+
+
+def refresh(workspace: Workspace, sandbox_id: str) -> AgentContext:
+    """Slice a sandbox's task again from the context now (its claims as recorded), rewrite the files
+    its agent reads, and record the new slice; a running agent reads it on its next look."""
+    from loomtui.execution.sandboxes import get_sandbox, sandbox_paths
+
+    sandbox = get_sandbox(workspace, sandbox_id)
+    recorded = sandbox.data.get("context") or {}
+    targets = [str(c.get("target")) for c in recorded.get("claims", []) if not c.get("suggested")]
+    given = assemble(workspace, sandbox.task, targets, "HEAD")
+    if given.piece is None:
+        raise LoomError(f"sandbox {sandbox.id}: the context cannot be sliced now (see the audit log)", exit_code=1)
+    paths = sandbox_paths(workspace.paths, sandbox.id)
+    names = [str(name) for name in sandbox.data.get("context_files", ())]
+    worktree = Path(sandbox.worktree)
+    try:
+        write_atomically(paths.context, given.text)
+        for name in names:
+            if worktree.is_dir():
+                write_atomically(worktree / name, given.text)
+    except OSError as exc:
+        raise LoomError(f"sandbox {sandbox.id}: cannot write its context: {exc.strerror or exc}") from None
+    record(workspace, sandbox.id, given, [str(paths.context), *names])
+    return given

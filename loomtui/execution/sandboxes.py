@@ -46,6 +46,7 @@ from loomtui.errors import LoomError
 from loomtui.execution.context_files import AgentContext, worktree_context_files
 from loomtui.execution.context_files import assemble as assemble_context
 from loomtui.execution.context_files import record as record_context
+from loomtui.execution.context_files import write_atomically as write_context_file
 from loomtui.execution.gitops import AgentTree, Git
 from loomtui.execution.isolation import (
     ISOLATION_BWRAP,
@@ -428,7 +429,7 @@ def create_sandbox(
         git_dir = Git(paths.worktree).out("rev-parse", "--absolute-git-dir").strip()
         context_files = worktree_context_files(launch.argv)  # CLAUDE.md, AGENTS.md: where the agent reads
         for name in context_files:
-            (paths.worktree / name).write_text(given.text, encoding="utf-8")
+            write_context_file(paths.worktree / name, given.text)
         from loomtui.governance.hooks import install_hooks
 
         # The agent asks before every write; loomtui's own files stay out of its commits.
