@@ -320,11 +320,11 @@ class Coordinator:
     def dependency_view(self) -> nx.Graph:
         """The undirected dependency edges (imports, references, inherits), built once."""
         if self._dependency_view is None:
-            view = nx.Graph()
+            view: nx.Graph[str] = nx.Graph()
             view.add_nodes_from(self.index.graph.nodes)
-            view.add_edges_from(
-                (a, b) for a, b, kinds in self.index.graph.edges(data="kinds") if kinds & DEPENDENCY_KINDS
-            )
+            labelled: Iterable[tuple[str, str, frozenset[str]]] = self.index.graph.edges(data="kinds")
+            edges = [(a, b) for a, b, kinds in labelled if kinds & DEPENDENCY_KINDS]
+            view.add_edges_from(edges)
             self._dependency_view = view
         return self._dependency_view
 

@@ -1067,7 +1067,7 @@ class _Build:
         facts = self._facts_for(self.pairs)
         shapes = {path: facts[path].shape for path in self.pairs}
         resolver = _Resolver(shapes, _ModuleMap(shapes, self.package))
-        graph = nx.DiGraph()
+        graph: nx.DiGraph[str] = nx.DiGraph()
         for path in self.pairs:
             graph.add_nodes_from((r.id, {"region": r}) for r in regions_of(shapes[path], path, facts[path].warning))
         unresolved: dict[str, list[tuple[str, str]]] = {}

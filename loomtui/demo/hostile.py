@@ -241,7 +241,7 @@ def _make_repo(parent: Path) -> Path:
 
 def _markers(parent: Path) -> list[Path]:
     """Every marker file outside the sandboxes' worktrees (they live in `worktrees/`, see _CONFIG)."""
-    found = []
+    found: list[Path] = []
     for directory, dirnames, filenames in os.walk(parent):
         dirnames[:] = [d for d in dirnames if d != "worktrees"]
         found.extend(Path(directory) / name for name in filenames if name.startswith(MARKER))

@@ -276,8 +276,8 @@ def search_sections(context: Context, query: str, limit: int = 5) -> list[dict[s
     scored = []
     for section in context.sections:
         named = fuzz.token_set_ratio(wanted, utils.default_process(f"{section.title} {section.source}"))
-        body = fuzz.partial_token_set_ratio(wanted, utils.default_process(section.text[:4000]))
-        scored.append((0.65 * named + 0.35 * body, section))
+        in_text = fuzz.partial_token_set_ratio(wanted, utils.default_process(section.text[:4000]))
+        scored.append((0.65 * named + 0.35 * in_text, section))
     scored.sort(key=lambda pair: -pair[0])
     results = []
     for score, section in scored[:max(1, min(limit, 50))]:
