@@ -469,7 +469,7 @@ class AuditLog:
             notes.append("no store to compare (store not available)")
             return VerifyResult(True, count, notes=notes)
         committed = self.store.audit_hashes()
-        for number, (mine, theirs) in enumerate(zip(hashes, committed), start=1):
+        for number, (mine, theirs) in enumerate(zip(hashes, committed, strict=False), start=1):
             if mine != theirs:
                 return VerifyResult(
                     False, number - 1,

@@ -10,8 +10,21 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from loomtui.cli import add_command, add_group, id_arg, positive_int_arg, print_json, workspace_for
-from loomtui.coordination.claims import ClaimRefused, Conflict, Coordinator, lease_length, open_coordinator
+from loomtui.cli import (
+    add_command,
+    add_group,
+    id_arg,
+    positive_int_arg,
+    print_json,
+    workspace_for,
+)
+from loomtui.coordination.claims import (
+    ClaimRefused,
+    Conflict,
+    Coordinator,
+    lease_length,
+    open_coordinator,
+)
 from loomtui.coordination.index import RepoIndex, build_index
 from loomtui.errors import LoomError, escape_controls, shown
 from loomtui.store import ClaimRecord

@@ -9,7 +9,15 @@ import time
 from dataclasses import asdict
 from typing import Any
 
-from loomtui.cli import add_command, add_group, count_arg, positive_int_arg, print_json, seconds_arg, workspace_for
+from loomtui.cli import (
+    add_command,
+    add_group,
+    count_arg,
+    positive_int_arg,
+    print_json,
+    seconds_arg,
+    workspace_for,
+)
 from loomtui.execution import recovery, review
 from loomtui.execution import sandboxes as engine
 from loomtui.execution.sandboxes import DEFAULT_GRACE_S
@@ -212,7 +220,6 @@ def cmd_script_agent(args: argparse.Namespace) -> int:
 
 def cmd_bench_sandboxes(args: argparse.Namespace) -> int:
     from loomtui.execution.bench import format_report, run_sandbox_bench
-
     from loomtui.tui.bench import measure_key_to_repaint
 
     result = run_sandbox_bench(
@@ -263,7 +270,8 @@ def register(commands: Any) -> None:
     logs = add_command(sandbox, "logs", cmd_logs, "print the agent's output")
     _id_arg(logs)
     logs.add_argument("-f", "--follow", action="store_true", help="keep printing until the agent ends")
-    logs.add_argument("-n", type=count_arg, default=50, metavar="N", help="lines of the end to print first (default 50)")
+    logs.add_argument("-n", type=count_arg, default=50, metavar="N",
+                      help="lines of the end to print first (default 50)")
 
     stop = add_command(sandbox, "stop", cmd_stop, "stop the agent: SIGTERM, then SIGKILL after the grace period")
     _id_arg(stop)

@@ -6,7 +6,14 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from loomtui.cli import add_command, add_group, id_arg, print_json, seconds_arg, workspace_for
+from loomtui.cli import (
+    add_command,
+    add_group,
+    id_arg,
+    print_json,
+    seconds_arg,
+    workspace_for,
+)
 from loomtui.config import load_config
 from loomtui.errors import LoomError
 from loomtui.governance.policy import (

@@ -81,7 +81,8 @@ def register(commands: Any) -> None:
         "PermissionRequest waits for a lead's decision in loomtui")
     claude.add_argument("--sandbox", help="the sandbox to claim for outside a sandbox "
                                           "(default: set by `hook install`, else claude-<session>)")
-    claude.add_argument("--timeout", type=seconds_arg(MAX_WAIT_S), default=hooks.DEFAULT_PERMISSION_WAIT_S, metavar="SECONDS",
+    claude.add_argument("--timeout", type=seconds_arg(MAX_WAIT_S),
+                        default=hooks.DEFAULT_PERMISSION_WAIT_S, metavar="SECONDS",
                         help="how long a permission request waits for a lead (default 120); then deny")
     claude.add_argument("--exit-code", action="store_true",
                         help="answer a deny with exit 2 and the reason on stderr instead of JSON")
@@ -92,7 +93,8 @@ def register(commands: Any) -> None:
     install.add_argument("path", nargs="?", default=None, metavar="PATH",
                          help="a worktree (default: the current one)")
     install.add_argument("--sandbox", metavar="ID", help="the worktree of this sandbox")
-    install.add_argument("--timeout", type=seconds_arg(MAX_WAIT_S), default=hooks.DEFAULT_PERMISSION_WAIT_S, metavar="SECONDS",
+    install.add_argument("--timeout", type=seconds_arg(MAX_WAIT_S),
+                        default=hooks.DEFAULT_PERMISSION_WAIT_S, metavar="SECONDS",
                          help="how long permission requests wait for a lead (default 120)")
     add_command(hook, "git-pre-commit", cmd_git_pre_commit,
                 "refuse a commit whose staged change touches another sandbox's claimed region or a "

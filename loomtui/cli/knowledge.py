@@ -228,7 +228,8 @@ def cmd_bench_context(args: argparse.Namespace) -> int:
         print_json(result)
     else:
         print(f"slice over {result['sections']:,} sections ({result['bytes'] / 1e6:.1f} MB): median "
-              f"{result['slice_ms_median']} ms, max {result['slice_ms_max']} ms (target <= {result['target_ms']:g} ms); "
+              f"{result['slice_ms_median']} ms, max {result['slice_ms_max']} ms "
+              f"(target <= {result['target_ms']:g} ms); "
               f"load {result['load_ms']} ms, term index {result['term_index_ms']} ms; "
               f"{result['picked']} sections, {result['tokens']:,} of {result['budget_tokens']:,} tokens")
     return 0 if result["ok"] else 1

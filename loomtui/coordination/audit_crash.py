@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from loomtui.audit import AuditEntry
-from loomtui.coordination.claims import ClaimRefused, Coordinator, open_coordinator
+from loomtui.coordination.claims import ClaimRefused, open_coordinator
 from loomtui.coordination.index import RepoIndex
 from loomtui.errors import LoomError
 from loomtui.workspace import Workspace, open_workspace

@@ -17,7 +17,12 @@ from collections.abc import Callable
 from contextlib import suppress
 from pathlib import Path
 
-from loomtui.coordination.index import DEPENDENCY_KINDS, RepoIndex, build_index, list_files
+from loomtui.coordination.index import (
+    DEPENDENCY_KINDS,
+    RepoIndex,
+    build_index,
+    list_files,
+)
 from loomtui.errors import LoomError, shown
 
 

@@ -340,7 +340,7 @@ class Coordinator:
         """`a -calls-> b <-imports- c`: each step with its edge kind and direction."""
         graph = self.index.graph
         text = path[0]
-        for left, right in zip(path, path[1:]):
+        for left, right in zip(path, path[1:], strict=False):
             if graph.has_edge(left, right):
                 text += f" -{edge_label(graph.edges[left, right])}-> {right}"
             elif graph.has_edge(right, left):

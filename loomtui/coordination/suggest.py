@@ -56,7 +56,7 @@ def suggest_regions(index: RepoIndex, task: str, limit: int = 10) -> list[Sugges
     scores = [
         (0.6 * float(name) + 0.4 * (float(doc) if region.doc else 0.8 * float(name)))
         * (0.9 if region.qualname.rpartition(".")[2].startswith("_") else 1.0)
-        for region, name, doc in zip(regions, by_name, by_doc)
+        for region, name, doc in zip(regions, by_name, by_doc, strict=False)
     ]
     # Prefer the most specific region among equal scores: a method over its class and module.
     specificity = {"method": 3, "function": 3, "class": 2, "module": 1}

@@ -5,7 +5,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from loomtui.coordination.claims import Conflict, Coordinator, ancestors, edge_label, sandbox_signature_changes
+from loomtui.coordination.claims import (
+    Conflict,
+    Coordinator,
+    ancestors,
+    edge_label,
+    sandbox_signature_changes,
+)
 from loomtui.coordination.index import DEPENDENCY_KINDS
 from loomtui.store import ClaimRecord
 

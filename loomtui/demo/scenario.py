@@ -48,12 +48,6 @@ from loomtui.coordination.claims import (
     sandbox_signature_changes,
 )
 from loomtui.coordination.suggest import suggest_regions
-from loomtui.governance.review import ESCALATION_KEY as REVIEW_ESCALATION_KEY
-from loomtui.governance.review import decided_escalation, follow_decision, merge_trailers, review_sandbox
-from loomtui.guardrails.gates import (
-    gate_argv,
-    gate_environment,
-)
 from loomtui.errors import LoomError
 from loomtui.execution.gitops import Git
 from loomtui.execution.lifecycle import (
@@ -79,6 +73,17 @@ from loomtui.governance.policy import (
     Policy,
     evaluate,
     load_policy,
+)
+from loomtui.governance.review import ESCALATION_KEY as REVIEW_ESCALATION_KEY
+from loomtui.governance.review import (
+    decided_escalation,
+    follow_decision,
+    merge_trailers,
+    review_sandbox,
+)
+from loomtui.guardrails.gates import (
+    gate_argv,
+    gate_environment,
 )
 from loomtui.store import EscalationRecord, SandboxRecord
 from loomtui.workspace import Workspace
@@ -317,7 +322,7 @@ def _start(workspace: Workspace, say: _Steps, approve_start: bool) -> list[str]:
             _approve(workspace, policy, int(record.data[PRESTART_KEY]), f"the start of {agent.name}", say)
 
     say.heading("Agents at work")
-    for agent, record in created:
+    for _agent, record in created:
         _start_if_cleared(workspace, workspace.store.get_sandbox(record.id) or record, say)
     return say.lines
 

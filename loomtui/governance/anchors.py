@@ -22,7 +22,13 @@ from pathlib import Path
 from typing import Any
 
 from loomtui.audit import AuditEntry
-from loomtui.auditanchor import LOG_ID_KEY, TRAILER, configured_log_id, log_id, parse_anchor
+from loomtui.auditanchor import (
+    LOG_ID_KEY,
+    TRAILER,
+    configured_log_id,
+    log_id,
+    parse_anchor,
+)
 
 DEFAULT_BRANCHES = ("main", "master")
 

@@ -256,7 +256,8 @@ def _sign(workspace: Workspace, policy: Policy, escalation_id: int, decision: st
 
 def _why_not(policy: Policy, escalation: EscalationRecord, user: str, decision: str) -> str:
     if decision == "override":
-        return f"{user} may not override: the policy allows overrides only by {', '.join(policy.override_groups) or 'nobody'}"
+        allowed = ", ".join(policy.override_groups) or "nobody"
+        return f"{user} may not override: the policy allows overrides only by {allowed}"
     if decision == "approve" and escalation.data.get("outcome") == "block":
         return "a blocked change cannot be approved, only overridden with a reason"
     if decision == "approve" and policy.separation_of_duties and escalation.data.get("author") == user:

@@ -16,7 +16,13 @@ from typing import Any
 
 from loomtui.errors import LoomError
 from loomtui.governance.gitfacts import branch_head, change_facts, git_output
-from loomtui.governance.policy import ChangeFacts, Evaluation, Policy, decision_met, evaluate
+from loomtui.governance.policy import (
+    ChangeFacts,
+    Evaluation,
+    Policy,
+    decision_met,
+    evaluate,
+)
 from loomtui.store import Store
 
 EXIT_PASS, EXIT_NEEDS_APPROVAL = 0, 1

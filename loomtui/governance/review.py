@@ -16,11 +16,26 @@ from dataclasses import dataclass
 from loomtui.coordination.claims import split_id
 from loomtui.errors import LoomError
 from loomtui.execution.gitops import Git
-from loomtui.execution.lifecycle import APPROVED, AWAITING_REVIEW, EXITED, FAILED, GATING, REJECTED, transition
+from loomtui.execution.lifecycle import (
+    APPROVED,
+    AWAITING_REVIEW,
+    EXITED,
+    FAILED,
+    GATING,
+    REJECTED,
+    transition,
+)
 from loomtui.execution.sandboxes import get_sandbox
 from loomtui.governance.escalations import granted_regions, open_escalation
 from loomtui.governance.gitfacts import change_facts
-from loomtui.governance.policy import ChangeFacts, Evaluation, Policy, combined, evaluate, load_policy
+from loomtui.governance.policy import (
+    ChangeFacts,
+    Evaluation,
+    Policy,
+    combined,
+    evaluate,
+    load_policy,
+)
 from loomtui.guardrails.gates import GateResult, run_configured_gates
 from loomtui.store import EscalationRecord, SandboxRecord
 from loomtui.workspace import Workspace

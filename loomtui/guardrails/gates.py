@@ -2,7 +2,8 @@
 
 The policy after the gates needs real gate results. This runs each deterministic
 gate of `.loom/loom.yaml` (`gates: [{name, run, timeout}]`) in the sandbox's
-worktree, confined as its agent was (the tests it runs are the agent's code), at its branch tip, and records what really happened
+worktree, confined as its agent was (the tests it runs are the agent's code), at its
+branch tip, and records what really happened
 with `store.add_gate_run` / `store.finish_gate_run` and one audit entry per gate.
 
 Not here yet (the guardrails issue): gate 2's behavioural scoring, comparison

@@ -19,7 +19,7 @@ from loomtui.coordination.index import RepoIndex, build_index
 from loomtui.coordination.suggest import suggest_regions
 from loomtui.errors import LoomError
 from loomtui.knowledge.rules import Finding, check_rules
-from loomtui.knowledge.sections import Section
+from loomtui.knowledge.sections import Mention, Section
 from loomtui.knowledge.slicing import ClaimInput, Slice, slice_context
 from loomtui.knowledge.sources import (
     Context,
@@ -204,6 +204,12 @@ def sandbox_drift(sandbox_id: str, recorded: dict[str, Any], current: Context,
     return SandboxDrift(sandbox_id, "stale" if changes else "behind", version, current.version, changes, files)
 
 
+def _missing_why(mention: Mention) -> str:
+    if mention.kind == "path":
+        return "no such path"
+    return "defined nowhere in the code" if mention.target == mention.text else f"no {mention.target}"
+
+
 def adr_flags(context: Context) -> list[AdrFlag]:
     """ADRs whose mentioned paths or symbols no longer exist, or that another ADR supersedes."""
     flags: list[AdrFlag] = []
@@ -220,7 +226,7 @@ def adr_flags(context: Context) -> list[AdrFlag]:
         missing = [m for m in section.mentions if m.exists is False]
         if missing:
             flags.append(AdrFlag(section.id, section.title, "missing", "names what no longer exists: " + ", ".join(
-                f"`{m.text}` ({'no such path' if m.kind == 'path' else 'defined nowhere in the code' if m.target == m.text else 'no ' + m.target})"
+                f"`{m.text}` ({_missing_why(m)})"
                 for m in missing)))
         by = sorted({*adr.superseded_by, *(s.adr.number for s in superseding.get(adr.number or -1, ())
                                           if s.adr is not None and s.adr.number is not None)})
@@ -231,7 +237,8 @@ def adr_flags(context: Context) -> list[AdrFlag]:
         elif adr.state == "superseded" or adr.superseded_by:
             names = ", ".join(by_number[n].title if n in by_number else f"ADR {n:04d} (missing)" for n in by)
             flags.append(AdrFlag(section.id, section.title, "superseded",
-                                 f"superseded{' by ' + names if names else ''}: agents should follow the newer decision"))
+                                 f"superseded{' by ' + names if names else ''}: "
+                                 "agents should follow the newer decision"))
     return flags
 
 

@@ -98,7 +98,8 @@ class Section:
 
     def __post_init__(self) -> None:
         if not self.hash:
-            object.__setattr__(self, "hash", hashlib.sha256(self.text.encode("utf-8", "surrogatepass")).hexdigest()[:16])
+            digest = hashlib.sha256(self.text.encode("utf-8", "surrogatepass")).hexdigest()[:16]
+            object.__setattr__(self, "hash", digest)
 
     @property
     def title(self) -> str:

@@ -39,7 +39,13 @@ __all__ = ["MIN_SCORE", "ClaimInput", "Pick", "Slice", "pinned_sections", "slice
 MIN_SCORE: Final = 30.0
 _FUZZY_CUTOFF: Final = 85.0
 _STOP_WORDS: Final = frozenset(
-    ["a", "an", "and", "the", "to", "of", "in", "on", "for", "with", "from", "into", "by", "is", "are", "be", "it", "its", "this", "that", "these", "those", "add", "fix", "make", "use", "using", "update", "change", "new", "support", "so", "when", "should", "all", "any", "as", "at", "or", "not", "no", "do", "does", "can", "could", "we", "our", "you", "your", "they", "them", "their", "there", "here", "was", "were", "has", "have", "had", "will", "would", "may", "might", "must", "also", "than", "then", "only", "just", "more", "most", "some", "such", "via", "per", "each", "every", "other", "about", "after", "before", "over", "under", "up", "down", "out", "off", "get", "got", "let", "lets"]
+    ["a", "an", "and", "the", "to", "of", "in", "on", "for", "with", "from", "into", "by", "is", "are", "be", "it",
+     "its", "this", "that", "these", "those", "add", "fix", "make", "use", "using", "update", "change", "new",
+     "support", "so", "when", "should", "all", "any", "as", "at", "or", "not", "no", "do", "does", "can", "could",
+     "we", "our", "you", "your", "they", "them", "their", "there", "here", "was", "were", "has", "have", "had",
+     "will", "would", "may", "might", "must", "also", "than", "then", "only", "just", "more", "most", "some",
+     "such", "via", "per", "each", "every", "other", "about", "after", "before", "over", "under", "up", "down",
+     "out", "off", "get", "got", "let", "lets"]
 )
 _WORD = re.compile(r"[A-Z]?[a-z]+|[A-Z]+(?![a-z])")
 _STEM_CACHE: dict[str, str] = {}
@@ -125,7 +131,7 @@ class _TermIndex:
         for word in set().union(*self.counters) if self.counters else ():
             if stem := _stem(word):
                 families.setdefault(stem, []).append(word)
-        for i, heading_terms in enumerate(self.headings):
+        for heading_terms in self.headings:
             for term in heading_terms:
                 families.setdefault(term, [])
         self.families = families

@@ -20,7 +20,12 @@ from loomtui.coordination.view import CoordinationPicture, coordination_picture
 from loomtui.errors import LoomError
 from loomtui.governance.policy import Policy, load_policy
 from loomtui.repo import current_branch
-from loomtui.tui.messages import ConfigProblem, CoordinationChanged, IndexProgress, StoreChanged
+from loomtui.tui.messages import (
+    ConfigProblem,
+    CoordinationChanged,
+    IndexProgress,
+    StoreChanged,
+)
 from loomtui.tui.screens.context import ContextScreen, ContextSections
 from loomtui.tui.screens.dashboard import DashboardScreen
 from loomtui.tui.screens.escalations import EscalationsScreen
@@ -340,7 +345,7 @@ class LoomApp(App[int]):
 
     def action_help(self) -> None:
         rows: list[tuple[str, str, str, str]] = []
-        for key, active in self.screen.active_bindings.items():
+        for active in self.screen.active_bindings.values():
             binding = active.binding
             if not binding.description:
                 continue

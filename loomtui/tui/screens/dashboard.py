@@ -2,19 +2,26 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-
-from rich.text import Text
 import time
+from datetime import datetime
 from pathlib import Path
 
+from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import Screen
 from textual.timer import Timer
-from textual.widgets import DataTable, Footer, Input, Log, Static, TabbedContent, TabPane
+from textual.widgets import (
+    DataTable,
+    Footer,
+    Input,
+    Log,
+    Static,
+    TabbedContent,
+    TabPane,
+)
 
 from loomtui.errors import LoomError
 from loomtui.execution import review, sandboxes

@@ -101,7 +101,7 @@ class GraphScreen(Screen[None]):
         for row_key in list(table.rows):
             if row_key.value not in keys:
                 table.remove_row(row_key)
-        for key, conflict in zip(keys, conflicts):
+        for key, conflict in zip(keys, conflicts, strict=False):
             # Short names here; the detail pane below has the full ids and the path.
             between = Text.assemble(
                 (conflict.sandbox_a, colours.get(conflict.sandbox_a, "")), " ", _short_region(conflict.region_a),
@@ -110,7 +110,7 @@ class GraphScreen(Screen[None]):
             )
             cells = [Text(conflict.severity, style=SEVERITY_STYLES[conflict.severity]), conflict.kind, between]
             if key in table.rows:
-                for column, value in zip(("severity", "kind", "between"), cells):
+                for column, value in zip(("severity", "kind", "between"), cells, strict=False):
                     table.update_cell(key, column, value)
             else:
                 table.add_row(*cells, key=key)
