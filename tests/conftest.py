@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import io
 import os
 import subprocess
+from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
 
 import pytest
+
+from loomtui.execution.script_agent import TIME_SCALE_ENV as SCRIPT_TIME_SCALE_ENV
+
+FAST_SCRIPTS = "0.1"
+"""LOOMTUI_SCRIPT_TIME_SCALE in tests: a script's `after: 1.0` waits 0.1 s."""
 
 GIT_ENV = {
     "GIT_AUTHOR_NAME": "Test Author",
@@ -26,6 +33,15 @@ def _isolated_environment(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pyt
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path_factory.mktemp("userdata")))
     monkeypatch.delenv("LOOMTUI_WORKTREES", raising=False)
     monkeypatch.delenv("LOOM_USER", raising=False)
+    # Script agents replay their timed steps ten times faster (a test that needs an agent
+    # running for a while sets it back to 1: `real_time_agents`).
+    monkeypatch.setenv(SCRIPT_TIME_SCALE_ENV, FAST_SCRIPTS)
+
+
+@pytest.fixture
+def real_time_agents(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Script agents wait as their scripts say (for a test that needs one still running later)."""
+    monkeypatch.setenv(SCRIPT_TIME_SCALE_ENV, "1")
 
 
 def git(cwd: Path, *args: str) -> str:
@@ -48,3 +64,60 @@ def repo(tmp_path: Path) -> Path:
     git(root, "add", "-A")
     git(root, "commit", "-q", "-m", "initial")
     return root
+
+
+QUICK_GATES = ('gates:\n  - name: tests\n    run: ["python", "-c", "pass"]\n'
+               '  - name: compile\n    run: ["python", "-c", "pass"]\n')
+
+
+def quick_gates(repo: Path) -> Path:
+    """The sample repo's gates (its pytest suite, compileall) swapped for two instant ones of the same
+    names, committed: for tests about what happens around a review, not about the gates' verdicts
+    (those run the real gates: test_demo_scenario, test_gate, test_demo)."""
+    config = repo / ".loom" / "loom.yaml"
+    text = config.read_text()
+    start, end = text.index("gates:"), text.index("context:")
+    config.write_text(text[:start] + QUICK_GATES + text[end:])
+    git(repo, "commit", "-qam", "Quick gates")
+    return repo
+
+
+@pytest.fixture
+def billing(tmp_path: Path) -> Path:
+    """A fresh committed copy of the bundled sample repo (the billing service)."""
+    from loomtui.demo import prepare_demo_repo
+
+    return prepare_demo_repo(tmp_path)
+
+
+def run_cli(repo: Path, *args: str, user: str | None = None) -> subprocess.CompletedProcess[str]:
+    """`loomtui ARGS` run in `repo` inside this process: the command's own parser, handlers, output
+    and exit code, without starting Python and importing the engines again (~0.5 s of CPU each).
+    A test keeps a real `loomtui` process where the command line itself is what it proves."""
+    from loomtui.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    with pytest.MonkeyPatch.context() as env:
+        env.chdir(repo)
+        if user is not None:
+            env.setenv("LOOM_USER", user)
+        with redirect_stdout(out), redirect_stderr(err):
+            try:
+                code = main(list(args))
+            except SystemExit as exc:  # argparse: --help, a usage error
+                code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    return subprocess.CompletedProcess(["loomtui", *args], code, out.getvalue(), err.getvalue())
+
+
+# The files that take longest (real agent CLIs, the headless demo, many sandboxes) run first,
+# so that under `-n auto --dist loadfile` no worker starts a long file when the others are done.
+SLOW_FILES_FIRST = (
+    "test_runtime_codex_aider.py", "test_runtime_claude.py", "test_demo_scenario.py", "test_hostile_agent.py",
+    "test_demo.py", "test_review.py", "test_mcp.py", "test_execution_cli.py", "test_hook_fast.py",
+    "test_e2e_tmux.py", "test_hooks.py", "test_execution.py", "test_tui_sandboxes.py",
+)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    rank = {name: index for index, name in enumerate(SLOW_FILES_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: a file's order is kept

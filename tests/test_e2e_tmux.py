@@ -91,6 +91,7 @@ def test_outside_a_repository_the_command_says_so_and_exits_2(tmp_path: Path) ->
         term.close()
 
 
+@pytest.mark.usefixtures("real_time_agents")
 def test_tui_killed_with_9_leaves_agents_running_and_the_next_start_shows_them(tmp_path: Path) -> None:
     import os
     import signal

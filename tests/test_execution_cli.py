@@ -16,14 +16,21 @@ from loomtui.execution import isolation
 from loomtui.execution import sandboxes as sb
 from loomtui.execution.doctor import run_doctor
 from loomtui.workspace import open_workspace
-from tests.conftest import git
+from tests.conftest import git, run_cli
 from tests.test_execution import stand_in, write_config
 
 LOOMTUI = shutil.which("loomtui") or "loomtui"
 
 
-def run(cwd: Path, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+def installed(cwd: Path, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    """The installed `loomtui` command, in its own process."""
     return subprocess.run([LOOMTUI, *args], cwd=cwd, capture_output=True, text=True, timeout=timeout, check=False)
+
+
+def run(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """The same command's parser and handlers in this process (no Python start for each call); each
+    test below runs its first command through the installed one."""
+    return run_cli(cwd, *args)
 
 
 def one_line_error(done: subprocess.CompletedProcess[str], code: int, needle: str) -> None:
@@ -42,8 +49,8 @@ def script(tmp_path: Path) -> Path:
 
 
 def test_a_sandbox_from_the_command_line(repo: Path, script: Path) -> None:
-    done = run(repo, "sandbox", "new", "--runtime", "script", "--task", "say hello", "--script", str(script),
-               "--json")
+    done = installed(repo, "sandbox", "new", "--runtime", "script", "--task", "say hello", "--script", str(script),
+                     "--json")
     assert done.returncode == 0, done.stderr
     created = json.loads(done.stdout)
     sandbox_id = created["id"]
@@ -71,8 +78,8 @@ def test_a_sandbox_from_the_command_line(repo: Path, script: Path) -> None:
 
 
 def test_bad_input_is_one_line_and_the_right_exit_code(repo: Path, script: Path, tmp_path: Path) -> None:
-    one_line_error(run(repo, "sandbox", "new", "--runtime", "script", "--task", "x", "--script", str(script),
-                       "--base", "no-such-ref"), 2, "base ref 'no-such-ref' does not exist")
+    one_line_error(installed(repo, "sandbox", "new", "--runtime", "script", "--task", "x", "--script", str(script),
+                             "--base", "no-such-ref"), 2, "base ref 'no-such-ref' does not exist")
     write_config(repo, 'ghost:\n  argv: ["no-such-agent-binary", "{task}"]\n')
     one_line_error(run(repo, "sandbox", "new", "--runtime", "ghost", "--task", "x"), 2, "is not on PATH")
     one_line_error(run(repo, "sandbox", "new", "--runtime", "script", "--task", "   ", "--script", str(script)),
@@ -100,7 +107,7 @@ def test_bad_input_is_one_line_and_the_right_exit_code(repo: Path, script: Path,
 
 
 def test_help_lists_the_execution_commands(repo: Path) -> None:
-    top = run(repo, "--help").stdout
+    top = installed(repo, "--help").stdout
     for command in ("sandbox", "attach", "doctor", "script-agent"):
         assert command in top
     sandbox_help = run(repo, "sandbox", "--help").stdout
@@ -109,7 +116,7 @@ def test_help_lists_the_execution_commands(repo: Path) -> None:
 
 
 def test_doctor_reports_tools_runtimes_store_and_sandboxes(repo: Path, tmp_path: Path) -> None:
-    done = run(repo, "doctor", "--json")
+    done = installed(repo, "doctor", "--json")
     assert done.returncode == 0, done.stdout
     checks = {c["name"]: c for c in json.loads(done.stdout)["checks"]}
     assert {"git", "isolation", "tmux", "repository", "store", "audit", "sandboxes", "runtime claude",
@@ -150,7 +157,8 @@ def test_stop_pause_resume_from_the_command_line(repo: Path, tmp_path: Path, mon
     monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
     stand_in(bin_dir, "looper", "print('up', flush=True)\nwhile True:\n    time.sleep(0.05)\n")
     write_config(repo, 'looper:\n  argv: ["looper"]\n')
-    sandbox_id = json.loads(run(repo, "sandbox", "new", "--runtime", "looper", "--task", "loop", "--json").stdout)["id"]
+    sandbox_id = json.loads(installed(repo, "sandbox", "new", "--runtime", "looper", "--task", "loop",
+                                      "--json").stdout)["id"]
     workspace = open_workspace(repo)
     try:
         sb.wait_for_status(workspace, sandbox_id, {"running"}, timeout=30)

@@ -13,13 +13,20 @@ import pytest
 from loomtui.demo import prepare_demo_repo
 from loomtui.execution.sandboxes import create_sandbox, start, wait_for_status
 from loomtui.workspace import Workspace, open_workspace
-from tests.conftest import git
+from tests.conftest import git, quick_gates, run_cli
 
 LOOMTUI = shutil.which("loomtui") or "loomtui"
 
 
 @pytest.fixture
 def billing(tmp_path: Path) -> Path:
+    """The sample repo with instant gates: these tests are about policy, people and merges; the one
+    auto-approve test below runs the sample's real gates (its pytest suite, compileall)."""
+    return quick_gates(prepare_demo_repo(tmp_path))
+
+
+@pytest.fixture
+def real_gates_billing(tmp_path: Path) -> Path:
     return prepare_demo_repo(tmp_path)
 
 
@@ -33,8 +40,14 @@ def run_agent(workspace: Workspace, script_text: str, task: str) -> str:
 
 
 def loomtui(repo: Path, *args: str, user: str | None = None) -> subprocess.CompletedProcess[str]:
+    """The real `loomtui` command, in its own process."""
     env = {**os.environ, **({"LOOM_USER": user} if user else {})}
     return subprocess.run([LOOMTUI, *args], cwd=repo, capture_output=True, text=True, env=env, timeout=180)
+
+
+# The command's own handlers in this process (tests/conftest.py): the tests below keep a real
+# `loomtui` process for the review, merge and error of the first and the unknown-sandbox ones.
+cli = run_cli
 
 
 TYPO_FIX = """\
@@ -47,7 +60,8 @@ REFUNDS_EDIT = """\
 """
 
 
-def test_an_auto_approved_change_is_approved_and_merges_with_trailers(billing: Path) -> None:
+def test_an_auto_approved_change_is_approved_and_merges_with_trailers(real_gates_billing: Path) -> None:
+    billing = real_gates_billing
     workspace = open_workspace(billing)
     sandbox_id = run_agent(workspace, TYPO_FIX, "fix a typo")
     reviewed = loomtui(billing, "sandbox", "review", sandbox_id, "--json")
@@ -64,15 +78,15 @@ def test_an_auto_approved_change_is_approved_and_merges_with_trailers(billing: P
 def test_a_payments_change_waits_for_two_reviewers_then_merges(billing: Path) -> None:
     workspace = open_workspace(billing)
     sandbox_id = run_agent(workspace, REFUNDS_EDIT, "document refunds")
-    outcome = json.loads(loomtui(billing, "sandbox", "review", sandbox_id, "--json").stdout)
+    outcome = json.loads(cli(billing, "sandbox", "review", sandbox_id, "--json").stdout)
     assert outcome["outcome"] == "require" and outcome["status"] == "awaiting_review"
     escalation = str(outcome["escalation"])
-    refused = loomtui(billing, "sandbox", "merge", sandbox_id)
+    refused = cli(billing, "sandbox", "merge", sandbox_id)
     assert refused.returncode == 1 and "Traceback" not in refused.stderr
     for reviewer in ("alice@example.com", "bob@example.com"):
-        done = loomtui(billing, "escalation", "approve", escalation, user=reviewer)
+        done = cli(billing, "escalation", "approve", escalation, user=reviewer)
         assert done.returncode == 0, done.stderr
-    merged = loomtui(billing, "sandbox", "merge", sandbox_id)
+    merged = cli(billing, "sandbox", "merge", sandbox_id)
     assert merged.returncode == 0, merged.stderr
     message = git(billing, "log", "-1", "--format=%B", "main")
     assert f"Loom-Escalation: #{escalation}" in message
@@ -82,13 +96,13 @@ def test_a_payments_change_waits_for_two_reviewers_then_merges(billing: Path) ->
 def test_new_commits_after_review_supersede_the_escalation(billing: Path) -> None:
     workspace = open_workspace(billing)
     sandbox_id = run_agent(workspace, REFUNDS_EDIT, "document refunds")
-    first = json.loads(loomtui(billing, "sandbox", "review", sandbox_id, "--json").stdout)
+    first = json.loads(cli(billing, "sandbox", "review", sandbox_id, "--json").stdout)
     worktree = Path(workspace.store.get_sandbox(sandbox_id).worktree)
     (worktree / "payments/refunds.py").write_text((worktree / "payments/refunds.py").read_text() + "# more\n")
     git(worktree, "commit", "-qam", "one more change")
-    stale = loomtui(billing, "escalation", "approve", str(first["escalation"]), user="alice@example.com")
+    stale = cli(billing, "escalation", "approve", str(first["escalation"]), user="alice@example.com")
     assert stale.returncode == 1 and "review it again" in stale.stderr
-    second = json.loads(loomtui(billing, "sandbox", "review", sandbox_id, "--json").stdout)
+    second = json.loads(cli(billing, "sandbox", "review", sandbox_id, "--json").stdout)
     assert second["escalation"] != first["escalation"]
     assert workspace.store.get_escalation(first["escalation"]).status == "superseded"
 
@@ -131,18 +145,18 @@ def test_a_claim_stage_requirement_holds_at_review_for_an_agent_that_wrote_witho
     that never claimed and never asked (any permission mode) still meets it before anything merges."""
     workspace = open_workspace(billing)
     sandbox_id = run_agent(workspace, LEDGER_EDIT, "document the ledger")
-    outcome = json.loads(loomtui(billing, "sandbox", "review", sandbox_id, "--json").stdout)
+    outcome = json.loads(cli(billing, "sandbox", "review", sandbox_id, "--json").stdout)
     assert outcome["outcome"] == "require" and outcome["status"] == "awaiting_review"
     escalation = workspace.store.get_escalation(outcome["escalation"])
     assert escalation is not None
     rules = [rule["name"] for rule in escalation.data["rules"]]
     assert "payments-high-risk" in rules and "ledger-claims (claim stage, not granted before)" in rules
     for reviewer in ("alice@example.com", "bob@example.com"):
-        assert loomtui(billing, "escalation", "approve", str(escalation.id), user=reviewer).returncode == 0
-    refused = loomtui(billing, "sandbox", "merge", sandbox_id)
+        assert cli(billing, "escalation", "approve", str(escalation.id), user=reviewer).returncode == 0
+    refused = cli(billing, "sandbox", "merge", sandbox_id)
     assert refused.returncode == 1, "two payments reviewers are not the lead the claim-stage rule asks for"
-    assert loomtui(billing, "escalation", "approve", str(escalation.id), user="lead@example.com").returncode == 0
-    merged = loomtui(billing, "sandbox", "merge", sandbox_id)
+    assert cli(billing, "escalation", "approve", str(escalation.id), user="lead@example.com").returncode == 0
+    merged = cli(billing, "sandbox", "merge", sandbox_id)
     assert merged.returncode == 0, merged.stderr
 
 
@@ -154,10 +168,10 @@ def test_a_claim_stage_requirement_granted_before_start_is_not_asked_again(billi
                             claims=["payments/ledger.py"])
     prestart = workspace.store.get_escalation(int(workspace.store.get_sandbox(record.id).data["awaiting_escalation"]))
     assert prestart is not None and prestart.kind == "pre-start"
-    assert loomtui(billing, "escalation", "approve", str(prestart.id), user="lead@example.com").returncode == 0
+    assert cli(billing, "escalation", "approve", str(prestart.id), user="lead@example.com").returncode == 0
     start(workspace, record.id)
     wait_for_status(workspace, record.id, {"exited", "failed"}, timeout=60)
-    outcome = json.loads(loomtui(billing, "sandbox", "review", record.id, "--json").stdout)
+    outcome = json.loads(cli(billing, "sandbox", "review", record.id, "--json").stdout)
     escalation = workspace.store.get_escalation(outcome["escalation"])
     assert escalation is not None
     assert [rule["name"] for rule in escalation.data["rules"]] == ["payments-high-risk"]

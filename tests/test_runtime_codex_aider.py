@@ -37,6 +37,7 @@ from loomtui.demo import prepare_demo_repo
 from loomtui.execution.isolation import isolation_available
 from loomtui.execution.sandboxes import log_path, wait_for_status
 from loomtui.workspace import Workspace, open_workspace
+from tests.conftest import quick_gates, run_cli
 from tests.fake_openai import FakeOpenAI, Turn, custom_call, fail, function_call, text
 
 AIDER_VENV = Path("/opt/aider-venv")
@@ -145,19 +146,13 @@ def edit_turns(runtime: str, repo: Path, path: str, message: str) -> list[Turn]:
 
 
 def billing(tmp_path: Path) -> Path:
-    """The sample repo with one quick gate: these tests are about the runtimes, not the sample's tests."""
-    repo = prepare_demo_repo(tmp_path)
-    config = repo / ".loom" / "loom.yaml"
-    text_ = config.read_text()
-    start, end = text_.index("gates:"), text_.index("context:")
-    config.write_text(text_[:start] + 'gates:\n  - name: compile\n    run: ["python", "-c", "pass"]\n'
-                      + text_[end:])
-    subprocess.run(["git", "commit", "-qam", "One quick gate"], cwd=repo, check=True, capture_output=True)
-    return repo
+    """The sample repo with quick gates: these tests are about the runtimes, not the sample's tests."""
+    return quick_gates(prepare_demo_repo(tmp_path))
 
 
 def loom(repo: Path, *args: str, env: dict[str, str] | None = None, user: str | None = None,
          timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    """The real `loomtui` command in its own process (`sandbox new` below, and the ledger's merge)."""
     run_env = dict(env or os.environ)
     if user:
         run_env["LOOM_USER"] = user
@@ -205,7 +200,7 @@ def test_real_agent_free_edit_lands_held_region_refused_ledger_waits_for_people(
     repo = billing(tmp_path)
     workspace = open_workspace(repo)
     # Another sandbox holds the validation module (its agent never started).
-    held = loom(repo, "sandbox", "new", "--runtime", "command", "--task", "hold validation", "--no-start",
+    held = run_cli(repo, "sandbox", "new", "--runtime", "command", "--task", "hold validation", "--no-start",
                 "--claim", HELD, "--json", "--", "true")
     assert held.returncode == 0, held.stderr
     holder = json.loads(held.stdout)["id"]
@@ -264,13 +259,13 @@ def test_real_agent_free_edit_lands_held_region_refused_ledger_waits_for_people(
         any(HELD in c.target for c in workspace.store.live_claims(holder))
 
     # Review: the held change waits for people; nothing merges.
-    review = loom(repo, "sandbox", "review", ended["held"].id, "--json")
+    review = run_cli(repo, "sandbox", "review", ended["held"].id, "--json")
     outcome = json.loads(review.stdout)
     assert outcome["status"] == "awaiting_review", outcome
-    assert loom(repo, "sandbox", "merge", ended["held"].id).returncode == 1
+    assert run_cli(repo, "sandbox", "merge", ended["held"].id).returncode == 1
 
     # The ledger: a lead must agree (claim stage) and two payments reviewers (post-gate).
-    review = loom(repo, "sandbox", "review", ended["ledger"].id, "--json")
+    review = run_cli(repo, "sandbox", "review", ended["ledger"].id, "--json")
     outcome = json.loads(review.stdout)
     assert outcome["outcome"] == "require" and outcome["status"] == "awaiting_review", outcome
     escalation = workspace.store.get_escalation(outcome["escalation"])
@@ -279,12 +274,12 @@ def test_real_agent_free_edit_lands_held_region_refused_ledger_waits_for_people(
     assert "ledger-claims (claim stage, not granted before)" in rules, rules
     assert "payments-high-risk" in rules, rules
     for reviewer in PAYMENTS:
-        assert loom(repo, "escalation", "approve", str(escalation.id), user=reviewer).returncode == 0
-    refused = loom(repo, "sandbox", "merge", ended["ledger"].id)
+        assert run_cli(repo, "escalation", "approve", str(escalation.id), user=reviewer).returncode == 0
+    refused = run_cli(repo, "sandbox", "merge", ended["ledger"].id)
     assert refused.returncode == 1, "two payments reviewers are not the lead the ledger asks for"
     main_before = subprocess.run(["git", "rev-parse", "main"], cwd=repo, capture_output=True, text=True,
                                  check=True).stdout
-    assert loom(repo, "escalation", "approve", str(escalation.id), user=LEAD).returncode == 0
+    assert run_cli(repo, "escalation", "approve", str(escalation.id), user=LEAD).returncode == 0
     merged = loom(repo, "sandbox", "merge", ended["ledger"].id)
     assert merged.returncode == 0, merged.stderr
     assert subprocess.run(["git", "rev-parse", "main"], cwd=repo, capture_output=True,

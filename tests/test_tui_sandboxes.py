@@ -30,6 +30,7 @@ def billing(tmp_path: Path) -> Path:
     return repo
 
 
+@pytest.mark.usefixtures("real_time_agents")
 async def test_new_sandbox_runs_streams_stops_diffs_and_archives(billing: Path) -> None:
     app = LoomApp(open_workspace(billing))
     async with app.run_test(size=SIZE) as pilot:

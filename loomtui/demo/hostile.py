@@ -276,9 +276,15 @@ def run_attempts(isolate: bool, *, attempts: tuple[Attempt, ...] = ATTEMPTS, par
                 records[attempt.name] = sandboxes.create_sandbox(
                     workspace, f"hostile: {attempt.tries}", "command", isolate=isolate,
                     command=["sh", "-c", script])
-            for name, record in records.items():
-                say(f"{name}: started in sandbox {record.id}")
+            # Started side by side: each start waits for its supervisor to load, which a process
+            # does on its own (one after another, that was most of the run).
+            def launch(name: str, record: Any) -> None:
                 sandboxes.start(workspace, record.id)
+                say(f"{name}: started in sandbox {record.id}")
+
+            with ThreadPoolExecutor(max_workers=4) as pool:
+                for future in [pool.submit(launch, name, record) for name, record in records.items()]:
+                    future.result()
             for record in records.values():
                 sandboxes.wait_for_status(workspace, record.id, {EXITED, FAILED}, timeout=60)
             main_before = _git(repo, "rev-parse", "main").strip()

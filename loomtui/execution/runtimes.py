@@ -93,6 +93,8 @@ VENDOR_ENV: Final[dict[str, VendorEnv]] = {
         # MCP SDK) can take longer than that on a busy machine.
         defaults=(("MCP_CONNECT_TIMEOUT_MS", "60000"),),
     ),
+    # loomtui's own script agent (the `script` runtime): how fast it replays its waits.
+    "loomtui": VendorEnv(names=("LOOMTUI_SCRIPT_TIME_SCALE",)),
     "codex": VendorEnv(
         names=("AZURE_OPENAI_API_KEY",),
         prefixes=("OPENAI_", "CODEX_"),

@@ -17,6 +17,9 @@ seconds (default 0) and then doing exactly one thing:
 
 Paths are relative to the agent's working directory (its worktree) and may not
 leave it. Every error in a script names `file:line`.
+
+`LOOMTUI_SCRIPT_TIME_SCALE` (default 1) multiplies every wait (`after`, `every`):
+0.1 replays a script ten times faster, 0 without waiting. The tests use it.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Final
@@ -35,6 +39,21 @@ from loomtui.yamlcheck import Fields, Value, compose, read_text
 
 ACTIONS: Final = ("write", "append", "replace", "delete", "commit", "log", "exit")
 _KNOWN: Final = ("after", *ACTIONS, "content", "repeat", "every")
+TIME_SCALE_ENV: Final = "LOOMTUI_SCRIPT_TIME_SCALE"
+
+
+def time_scale(env: Mapping[str, str] | None = None) -> float:
+    """The factor every wait of a script is multiplied by (`LOOMTUI_SCRIPT_TIME_SCALE`, default 1)."""
+    raw = (os.environ if env is None else env).get(TIME_SCALE_ENV, "").strip()
+    if not raw:
+        return 1.0
+    try:
+        scale = float(raw)
+    except ValueError:
+        scale = -1.0
+    if not 0 <= scale < float("inf"):
+        raise LoomError(f"{TIME_SCALE_ENV}={raw!r}: expected a number of 0 or more (1 is real time)")
+    return scale
 
 
 @dataclass(frozen=True)
@@ -157,19 +176,22 @@ def _say(text: str) -> None:
     sys.stdout.flush()
 
 
-def run_script(steps: list[Step], root: Path, shown: str) -> int:
-    """Carry out the steps in `root`; returns the exit code. Raises ScriptFailed on a bad step."""
+def run_script(steps: list[Step], root: Path, shown: str, *, scale: float | None = None) -> int:
+    """Carry out the steps in `root`; returns the exit code. Raises ScriptFailed on a bad step.
+
+    Every wait is multiplied by `scale` (default: `time_scale()`, from the environment)."""
     root = root.resolve()
+    scale = time_scale() if scale is None else scale
     total = len(steps)
     for number, step in enumerate(steps, start=1):
-        if step.after:
-            time.sleep(step.after)
+        if step.after and scale:
+            time.sleep(step.after * scale)
         where = f"step {number}/{total}"
         if step.action == "log":
             start = time.monotonic()
             for n in range(1, step.repeat + 1):
                 # Paced against the start time, so the rate holds however long a write takes.
-                delay = start + (n - 1) * step.every - time.monotonic()
+                delay = start + (n - 1) * step.every * scale - time.monotonic()
                 if delay > 0:
                     time.sleep(delay)
                 _say(step.message.replace("{n}", str(n)))
@@ -205,7 +227,8 @@ def run_script(steps: list[Step], root: Path, shown: str) -> int:
 def main(script: str, *, check_only: bool = False) -> int:
     """`loomtui script-agent SCRIPT`: validate, then replay in the current directory."""
     steps = load_script(script)
+    scale = time_scale()
     if check_only:
         print(f"OK: {script}: {len(steps)} steps")
         return 0
-    return run_script(steps, Path(os.getcwd()), script)
+    return run_script(steps, Path(os.getcwd()), script, scale=scale)
