@@ -137,7 +137,7 @@ class EscalationsScreen(Screen[None]):
         self.show_detail()
         self.refresh_bindings()
 
-    def _sort(self, table: DataTable) -> None:  # type: ignore[type-arg]
+    def _sort(self, table: DataTable) -> None:
         order = {str(e.id): n for n, e in enumerate(self.escalations)}
         table.sort("id", key=lambda value: order.get(str(value), 0))
 
