@@ -12,6 +12,7 @@ most 8x).
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import statistics
@@ -152,6 +153,8 @@ def _measure(repo: Path, target: str, committed: str, calls: int, socket_path: P
         seconds, _out, code = _run(commit_hook, cwd=repo, env=env)
         timings["commit"].append(seconds)
         answers[f"commit exit {code}"] = answers.get(f"commit exit {code}", 0) + 1
+    say(f"{calls} permission_prompt calls to one `loomtui mcp` server (no person needed)")
+    timings["mcp"] = asyncio.run(_mcp_answers(repo, env, events[1:calls + 1]))
     bare_figures = _percentiles(timings["bare"])
     result: dict[str, Any] = {
         "repository": {"source": str(source), "files": len(list((repo / source.name).rglob("*.py"))),
@@ -159,13 +162,38 @@ def _measure(repo: Path, target: str, committed: str, calls: int, socket_path: P
         "bare_python": bare_figures,
         "answers": answers,
     }
-    for name, key in (("hook_claude_pretooluse_edit", "edit"), ("hook_git_pre_commit", "commit")):
+    for name, key in (("hook_claude_pretooluse_edit", "edit"), ("hook_git_pre_commit", "commit"),
+                      ("mcp_permission_prompt", "mcp")):
         figures = _percentiles(timings[key])
         figures["p50_x_bare"] = round(figures["p50_ms"] / bare_figures["p50_ms"], 2)
         figures["p95_x_bare"] = round(figures["p95_ms"] / bare_figures["p95_ms"], 2)
         figures["meets_target"] = figures["p50_x_bare"] <= 5 and figures["p95_x_bare"] <= 8
         result[name] = figures
     return result
+
+
+async def _mcp_answers(repo: Path, env: dict[str, str], events: list[str]) -> list[float]:
+    """Round trips of Claude Code's permission prompt to a running `loomtui mcp`, one per edit.
+
+    The server is long-lived (it starts with the agent), so each answer is a tool call
+    through the broker, not a process start.
+    """
+    from mcp import ClientSession, StdioServerParameters
+    from mcp.client.stdio import stdio_client
+
+    params = StdioServerParameters(command=sys.executable, args=["-m", "loomtui", "-C", str(repo), "mcp"],
+                                   env=env, cwd=str(repo))
+    samples: list[float] = []
+    async with stdio_client(params) as (read, write), ClientSession(read, write) as client:
+        await client.initialize()
+        for number, event in enumerate(events):
+            data = json.loads(event)
+            arguments = {"tool_name": data["tool_name"], "input": data["tool_input"],
+                         "tool_use_id": f"toolu_bench{number:04d}"}
+            started = time.perf_counter()
+            await client.call_tool("permission_prompt", arguments)
+            samples.append(time.perf_counter() - started)
+    return samples
 
 
 def report_lines(result: dict[str, Any]) -> list[str]:
@@ -175,7 +203,8 @@ def report_lines(result: dict[str, Any]) -> list[str]:
               f"{repo['claims_held']} claims held"),
              f"python -c pass            p50 {bare['p50_ms']:7.1f} ms   p95 {bare['p95_ms']:7.1f} ms"]
     for name, label in (("hook_claude_pretooluse_edit", "hook claude (PreToolUse)"),
-                        ("hook_git_pre_commit", "hook git-pre-commit")):
+                        ("hook_git_pre_commit", "hook git-pre-commit"),
+                        ("mcp_permission_prompt", "mcp permission_prompt")):
         f = result[name]
         verdict = "within target" if f["meets_target"] else "OVER target (p50 <= 5x, p95 <= 8x)"
         lines.append(f"{label:<25} p50 {f['p50_ms']:7.1f} ms ({f['p50_x_bare']}x)   "
