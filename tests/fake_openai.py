@@ -10,7 +10,8 @@ Two wire formats, one queue of scripted turns:
 - **Chat Completions** (`POST /v1/chat/completions`, what Aider speaks through
   litellm): streamed `chat.completion.chunk` deltas ending in `data: [DONE]`, or one
   `chat.completion` when the request does not stream. Aider edits files through the
-  text of its reply (its edit format), so a chat turn is just text.
+  text of its reply (its edit format), so a chat turn is just text; its code blocks are
+  sent in the fence Aider's prompt asked for (``` unless a file in the chat has such lines).
 
 Each request that asks for a model reply takes the next turn; with the script used
 up the reply is "done" (no tool call, so the agent's loop ends). `fail(status)`
@@ -25,10 +26,11 @@ from __future__ import annotations
 
 import itertools
 import json
+import re
 import threading
 import time
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Self
 
@@ -143,7 +145,8 @@ class FakeOpenAI:
             self.requests.append(body)
             if self.always_fail:
                 return fail(self.always_fail)
-            return self.turns.popleft() if self.turns else text("done")
+            turn = self.turns.popleft() if self.turns else text("done")
+        return _in_asked_fence(turn, body)
 
     def response_items(self, turn: Turn) -> list[dict[str, Any]]:
         items: list[dict[str, Any]] = []
@@ -203,6 +206,22 @@ class FakeOpenAI:
                 "choices": [{"index": 0, "message": {"role": "assistant", "content": turn.text or "done"},
                              "finish_reason": "stop"}],
                 "usage": {"prompt_tokens": 100, "completion_tokens": 20, "total_tokens": 120}}
+
+
+def _in_asked_fence(turn: Turn, body: dict[str, Any]) -> Turn:
+    """A chat turn's ``` code blocks in the fence Aider asked for, as a model following its prompt
+    would write them. Aider asks for ```` (or <source>...</source>) instead of ``` when a file in
+    the chat, its `--read` context included, has a line starting with ```, and parses only the
+    fence it asked for."""
+    prompts = " ".join(str(m.get("content")) for m in body.get("messages") or [] if isinstance(m, dict))
+    asked = re.search(r"Second line: opening (\S+)", prompts)
+    if not asked or not turn.text or asked.group(1) == "```":
+        return turn
+    opening = asked.group(1)
+    closing = opening.replace("<", "</", 1) if opening.startswith("<") else opening
+    fenced = re.sub(r"^```\w*\n(.*?)^```", lambda m: f"{opening}\n{m.group(1)}{closing}", turn.text,
+                    flags=re.DOTALL | re.MULTILINE)
+    return replace(turn, text=fenced)
 
 
 class _Handler(BaseHTTPRequestHandler):
