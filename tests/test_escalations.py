@@ -6,7 +6,6 @@ from pathlib import Path
 
 import pytest
 
-from loomtui.demo import prepare_demo_repo
 from loomtui.errors import LoomError
 from loomtui.governance.escalations import (
     DecisionRefused,
@@ -21,11 +20,6 @@ from loomtui.governance.policy import ChangeFacts, Policy, evaluate, load_policy
 from loomtui.workspace import Workspace, open_workspace
 
 ALICE, BOB, LEAD, CAROL = "alice@example.com", "bob@example.com", "lead@example.com", "carol@example.com"
-
-
-@pytest.fixture
-def billing(tmp_path: Path) -> Path:
-    return prepare_demo_repo(tmp_path)
 
 
 def as_user(repo: Path, user: str) -> Workspace:

@@ -46,7 +46,7 @@ from loomtui.execution.procs import group_exists, identity, is_alive
 from loomtui.execution.script_agent import parse_script
 from loomtui.store import SandboxRecord
 from loomtui.workspace import Workspace, open_workspace
-from tests.conftest import git
+from tests.conftest import git, wait_until
 
 needs_bwrap = pytest.mark.skipif(not isolation_available(), reason="bubblewrap (bwrap) not usable here")
 needs_tmux = pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux not installed")
@@ -75,14 +75,6 @@ def write_config(repo: Path, runtimes: str) -> None:
 def write_script(path: Path, text: str) -> Path:
     path.write_text(textwrap.dedent(text))
     return path
-
-
-def wait_until(condition, timeout: float = 30.0, what: str = "condition") -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
 
 
 def ended(workspace: Workspace, sandbox_id: str) -> SandboxRecord:

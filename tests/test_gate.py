@@ -9,15 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from loomtui.demo import prepare_demo_repo
 from tests.conftest import git
 
 LOOMTUI = shutil.which("loomtui") or "loomtui"
-
-
-@pytest.fixture
-def billing(tmp_path: Path) -> Path:
-    return prepare_demo_repo(tmp_path)
 
 
 def branch_with(repo: Path, name: str, edits: dict[str, str]) -> None:

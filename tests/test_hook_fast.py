@@ -56,11 +56,6 @@ def run_hook(data: dict[str, Any], *args: str, broker: Path | None = None, cwd: 
 
 
 @pytest.fixture
-def billing(tmp_path: Path) -> Path:
-    return prepare_demo_repo(tmp_path)
-
-
-@pytest.fixture
 def ws(billing: Path) -> Iterator[Workspace]:
     workspace = open_workspace(billing)
     yield workspace

@@ -23,7 +23,6 @@ from mcp.client.stdio import StdioServerParameters, stdio_client
 
 from loomtui.config import LoomConfig
 from loomtui.coordination.claims import open_coordinator
-from loomtui.demo import prepare_demo_repo
 from loomtui.errors import LoomError
 from loomtui.execution import sandboxes as sb
 from loomtui.execution.mcpconfig import mcp_config_path
@@ -40,11 +39,6 @@ from tests.fake_anthropic import FakeAnthropic, text, tool_use
 LEAD = "lead@example.com"
 SERVICE = "customers/service.py"
 LEDGER = "payments/ledger.py"
-
-
-@pytest.fixture
-def billing(tmp_path: Path) -> Path:
-    return prepare_demo_repo(tmp_path)
 
 
 @pytest.fixture

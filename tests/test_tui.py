@@ -15,6 +15,7 @@ from loomtui.tui.screens.dashboard import DashboardScreen
 from loomtui.tui.screens.help import HelpScreen
 from loomtui.tui.widgets.status_header import StatusHeader
 from loomtui.workspace import Workspace, open_workspace
+from tests.conftest import wait_for
 
 SIZE = (130, 32)
 
@@ -24,14 +25,6 @@ def add_sandbox(workspace: Workspace, sandbox_id: str, task: str, status: str = 
     workspace.store.add_sandbox(SandboxRecord(
         id=sandbox_id, task=task, runtime="script", status=status, created=now, updated=now,
     ))
-
-
-async def wait_for(pilot, condition, timeout: float = 5.0) -> None:  # type: ignore[no-untyped-def]
-    """Let the app run until `condition()` holds; the live refresh is what is under test."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met in time"
-        await pilot.pause(0.05)
 
 
 async def test_header_shows_repo_branch_and_store(repo: Path) -> None:

@@ -9,7 +9,6 @@ from pathlib import Path
 import pytest
 from textual.widgets import DataTable, Input
 
-from loomtui.demo import prepare_demo_repo
 from loomtui.tui.app import LoomApp
 from loomtui.tui.screens.escalations import EscalationsScreen, ReasonScreen
 from loomtui.workspace import open_workspace
@@ -17,11 +16,6 @@ from tests.test_escalations import ALICE, CAROL, escalate, payments_change
 from tests.test_tui import wait_for
 
 SIZE = (150, 40)
-
-
-@pytest.fixture
-def billing(tmp_path: Path) -> Path:
-    return prepare_demo_repo(tmp_path)
 
 
 def app_as(repo: Path, user: str) -> LoomApp:

@@ -7,7 +7,6 @@ from pathlib import Path
 import pytest
 from textual.widgets import DataTable, Select, Static
 
-from loomtui.demo import prepare_demo_repo
 from loomtui.execution.sandboxes import create_sandbox
 from loomtui.tui.app import LoomApp
 from loomtui.tui.screens.governance import AuditScreen, PolicyScreen
@@ -15,11 +14,6 @@ from loomtui.workspace import open_workspace
 from tests.test_tui import wait_for
 
 SIZE = (160, 45)
-
-
-@pytest.fixture
-def billing(tmp_path: Path) -> Path:
-    return prepare_demo_repo(tmp_path)
 
 
 async def test_policy_view_marks_the_rules_that_fire_for_a_sandbox(billing: Path) -> None:
