@@ -71,12 +71,15 @@ def record(workspace: Workspace, sandbox_id: str, given: AgentContext, written: 
     record_slice(workspace, sandbox_id, given.piece, given.context, written=list(written))
 
 
-def write_atomically(path: Path, text: str) -> None:
+def write_atomically(path: Path, text: str, mode: int = 0o644) -> None:
     """Replace `path` by rename: an agent that turned it into a symlink to a file outside its
     worktree gets the link replaced, never the file it points to written."""
+    path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(f".{path.name}.loom-{os.getpid()}")
+    partial.unlink(missing_ok=True)  # a leftover (or a planted link) goes, never written through
     with open(partial, "x", encoding="utf-8") as handle:  # "x": never through an existing name
         handle.write(text)
+    os.chmod(partial, mode)
     os.replace(partial, path)
 
 

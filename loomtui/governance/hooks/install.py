@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
 from loomtui.errors import LoomError
+from loomtui.execution.context_files import write_atomically
 from loomtui.execution.sandboxes import HOOK_SETTINGS_PATH
 from loomtui.governance.hooks.claude import DEFAULT_PERMISSION_WAIT_S, PRE_TOOL_MATCHER
 from loomtui.governance.hooks.commit import git as _git
@@ -73,7 +74,7 @@ def install_hooks(workspace: Workspace, worktree: Path, sandbox_id: str, *,
     settings = tree / SETTINGS_PATH
     try:
         merged = merge_settings(_read_settings(settings), wait=wait)
-        _write_atomic(settings, json.dumps(merged, indent=2) + "\n")
+        write_atomically(settings, json.dumps(merged, indent=2) + "\n")
         hooks_dir = _write_git_hooks(workspace.paths.state_dir / "hooks")
     except OSError as exc:
         raise LoomError(f"cannot install the agent hooks in {tree}: {exc.strerror or exc}") from None
@@ -144,14 +145,6 @@ def _read_settings(path: Path) -> dict[str, Any]:
     return data
 
 
-def _write_atomic(path: Path, text: str, mode: int = 0o644) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    temporary.write_text(text, encoding="utf-8")
-    os.chmod(temporary, mode)
-    os.replace(temporary, path)
-
-
 def _write_git_hooks(folder: Path) -> Path:
     """The shared hooks dir sandboxes point at: our pre-commit, then the repository's own hooks."""
     check = f"{hook_command('hook', 'git-pre-commit')} || exit 1\n"
@@ -160,7 +153,7 @@ def _write_git_hooks(folder: Path) -> Path:
         body += (check if name == "pre-commit" else "") + _FORWARD
         target = folder / name
         if not target.exists() or target.read_text() != body:
-            _write_atomic(target, body, 0o755)
+            write_atomically(target, body, 0o755)
     return folder
 
 
@@ -184,7 +177,7 @@ def _exclude_for_worktree(tree: Path, names: Sequence[str]) -> None:
     lines = ["# loomtui: keep the files loomtui wrote (hook settings, context) out of this sandbox's commits",
              *(f"/{name}" for name in names), f"# carried over from {previous}", inherited]
     try:
-        _write_atomic(exclude, "\n".join(lines) + "\n")
+        write_atomically(exclude, "\n".join(lines) + "\n")
     except OSError as exc:
         raise LoomError(f"cannot write {exclude}: {exc.strerror or exc}") from None
     _git(tree, "config", "--worktree", "core.excludesFile", str(exclude))
