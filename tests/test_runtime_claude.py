@@ -71,13 +71,11 @@ def scratch() -> Iterator[Path]:
 
 
 def claude_repo(base: Path) -> Path:
-    """The sample repo with the built-in claude runtime (the sample's own entry, without the MCP
-    permission tool, is dropped) and one quick gate."""
+    """The sample repo (whose claude runtime is the built-in one) with one quick gate."""
     repo = prepare_demo_repo(base)
     config = repo / ".loom" / "loom.yaml"
     text_ = config.read_text()
-    start, end = text_.index("  claude:\n"), text_.index("gates:")
-    text_ = text_[:start] + text_[end:]
+    assert "  claude:\n" not in text_, "the sample overrides the built-in claude runtime"
     start, end = text_.index("gates:"), text_.index("context:")
     config.write_text(text_[:start] + 'gates:\n  - name: compile\n    run: ["python", "-c", "pass"]\n'
                       + text_[end:])
