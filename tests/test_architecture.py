@@ -1,4 +1,6 @@
-"""The layering rules: Textual only inside loomtui/tui, SQL only inside loomtui/store."""
+"""The layering rules: Textual only inside loomtui/tui, SQL only inside loomtui/store, and no
+import that climbs the layer order (DESIGN.md: store and audit; coordination; knowledge;
+execution; guardrails; governance; observability; workflow; then the front-ends)."""
 
 from __future__ import annotations
 
@@ -51,10 +53,65 @@ def test_no_sql_or_sqlite_outside_store() -> None:
     assert offenders == []
 
 
+LAYERS = (
+    ("store", "audit", "auditanchor", "config", "errors", "globs", "identity", "repo", "resources", "sample",
+     "workspace", "yamlcheck", "__init__", "__main__"),
+    ("coordination",),
+    ("knowledge",),
+    ("execution",),
+    ("guardrails",),
+    ("governance",),
+    ("observability",),
+    ("workflow",),
+    ("cli", "tui", "mcp", "demo"),
+)
+"""Lowest first. `__main__` only hands over to the CLI, which it loads inside a function."""
+RANK = {name: rank for rank, names in enumerate(LAYERS) for name in names}
+
+
+def layer_of(module: str) -> str:
+    """`loomtui.execution.sandboxes` -> `execution`; `loomtui` -> `__init__`."""
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 else "__init__"
+
+
+def upward_imports(path: Path, module: str) -> list[str]:
+    """Every import in `path` (module `module`), at any depth, of a layer above its own."""
+    own = RANK[layer_of(module)]
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        names = ([alias.name for alias in node.names] if isinstance(node, ast.Import)
+                 else [node.module] if isinstance(node, ast.ImportFrom) and node.module and not node.level else [])
+        for name in names:
+            if name.startswith("loomtui.") and RANK.get(layer_of(name), -1) > own and layer_of(module) != "__main__":
+                found.append(f"{module}:{node.lineno} imports {name} ({layer_of(name)} is above "
+                             f"{layer_of(module)})")
+    return found
+
+
+def module_name(path: Path) -> str:
+    parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def test_every_module_belongs_to_a_layer() -> None:
+    unknown = sorted({layer_of(module_name(p)) for p in modules()} - set(RANK))
+    assert unknown == []
+
+
+def test_no_import_climbs_the_layer_order() -> None:
+    offenders = [line for path in modules() for line in upward_imports(path, module_name(path))]
+    assert offenders == []
+
+
 def test_the_rules_catch_a_violation(tmp_path: Path) -> None:
-    """The checks themselves can fail: a planted violation is found."""
+    """The checks themselves can fail: a planted violation of each rule is found."""
     planted = tmp_path / "bad.py"
-    planted.write_text("import textual.app\nQUERY = 'SELECT id FROM claims'\n")
+    planted.write_text("import textual.app\nQUERY = 'SELECT id FROM claims'\n"
+                       "def f():\n    from loomtui.governance.policy import load_policy\n")
     assert "textual.app" in imported_names(planted)
     assert SQL.search("SELECT id FROM claims")
     assert not SQL.search("select a region from the graph")
+    assert upward_imports(planted, "loomtui.execution.sandboxes") == [
+        "loomtui.execution.sandboxes:4 imports loomtui.governance.policy (governance is above execution)"]
+    assert upward_imports(planted, "loomtui.workflow.engine") == []

@@ -21,8 +21,8 @@ import pytest
 from loomtui.audit import GENESIS, AuditEntry, AuditLog, entry_hash
 from loomtui.auditanchor import parse_anchor
 from loomtui.governance.anchors import Anchor, check_anchors
-from loomtui.governance.tamper_bench import History, build_history, run_tamper_bench
 from loomtui.store import open_store
+from loomtui.workflow.tamper_bench import History, build_history, run_tamper_bench
 from loomtui.workspace import open_workspace
 from tests.conftest import GIT_ENV, git
 

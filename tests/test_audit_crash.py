@@ -15,6 +15,7 @@ import json
 import os
 from pathlib import Path
 
+from loomtui.governance.coordinator import governed_coordinator
 from loomtui.coordination.audit_crash import crash_loop, disagreements
 from loomtui.workspace import open_workspace
 
@@ -34,10 +35,9 @@ def test_store_and_log_agree_after_every_round_of_random_kills(tmp_path: Path) -
 def test_the_agreement_check_catches_a_phantom_and_a_double_release(tmp_path: Path) -> None:
     """The check itself can fail: a claim.added the store never had, a release logged twice."""
     from loomtui.coordination.audit_crash import make_repo
-    from loomtui.coordination.claims import open_coordinator
 
     workspace = open_workspace(make_repo(tmp_path / "repo"))
-    coordinator = open_coordinator(workspace)
+    coordinator = governed_coordinator(workspace)
     claim = coordinator.claim("s0", "pkg/mod0.py").claim
     coordinator.release(claim.id, "done")
     assert disagreements(workspace, list(workspace.audit.entries())) == []

@@ -14,8 +14,9 @@ from pathlib import Path
 
 import pytest
 
+from loomtui.governance.coordinator import governed_coordinator
 from loomtui.config import MAX_LEASE_SECONDS, parse_config
-from loomtui.coordination.claims import Coordinator, lease_length, open_coordinator
+from loomtui.coordination.claims import Coordinator, lease_length
 from loomtui.demo import prepare_demo_repo
 from loomtui.errors import ConfigError, LoomError
 from loomtui.governance.policy import parse_policy
@@ -42,7 +43,7 @@ def repo(billing: Path, tmp_path: Path) -> Path:
 
 @pytest.fixture
 def coordinator(repo: Path) -> Coordinator:
-    return open_coordinator(open_workspace(repo))
+    return governed_coordinator(open_workspace(repo))
 
 
 def run(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -120,7 +121,7 @@ def test_an_edit_check_with_a_huge_span_is_bounded_by_the_file(coordinator: Coor
 def test_cli_range_error_is_one_line_and_stores_nothing(repo: Path) -> None:
     assert_one_line_error(run(repo, "claim", "add", "--sandbox", "a", f"{REFUNDS}:1-10000000"),
                           "is past the end of payments/refunds.py")
-    assert_nothing_stored(open_coordinator(open_workspace(repo)))
+    assert_nothing_stored(governed_coordinator(open_workspace(repo)))
 
 
 # -- 2. leases ------------------------------------------------------------------------------
@@ -271,7 +272,7 @@ def test_renew_writes_an_audit_entry_with_the_new_expiry(coordinator: Coordinato
 
 
 def test_cli_renew_is_audited(repo: Path) -> None:
-    claim = open_coordinator(open_workspace(repo)).claim("a", QUOTE, ttl=60).claim
+    claim = governed_coordinator(open_workspace(repo)).claim("a", QUOTE, ttl=60).claim
     done = run(repo, "claim", "renew", str(claim.id), "--ttl", "900")
     assert done.returncode == 0, done.stderr
     entries = list(open_workspace(repo).audit.entries())

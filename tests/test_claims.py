@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from loomtui.coordination.claims import ClaimRefused, Coordinator, claim_targets, open_coordinator
+from loomtui.governance.coordinator import governed_coordinator
+from loomtui.coordination.claims import ClaimRefused, Coordinator, claim_targets
 from loomtui.coordination.suggest import suggest_regions
 from loomtui.demo import prepare_demo_repo
 from loomtui.errors import LoomError
@@ -31,7 +32,7 @@ def coordinator(billing: Path, tmp_path: Path) -> Coordinator:
     # A fresh copy per test so claims never leak between tests.
     repo = tmp_path / "billing"
     git(tmp_path, "clone", "-q", str(billing), str(repo))
-    return open_coordinator(open_workspace(repo))
+    return governed_coordinator(open_workspace(repo))
 
 
 def actions(coordinator: Coordinator) -> list[str]:
@@ -165,7 +166,7 @@ def test_bad_targets_are_one_clear_error(coordinator: Coordinator, target: str, 
 
 def _race(repo: str, sandbox: str, barrier: multiprocessing.synchronize.Barrier,
           results: multiprocessing.queues.Queue[str]) -> None:
-    coordinator = open_coordinator(open_workspace(repo))
+    coordinator = governed_coordinator(open_workspace(repo))
     barrier.wait()
     try:
         coordinator.claim(sandbox, QUOTE)
@@ -194,7 +195,7 @@ def test_racing_exclusive_claims_across_processes_exactly_one_wins(coordinator: 
 def test_claim_targets_is_all_or_nothing(coordinator: Coordinator) -> None:
     coordinator.claim("a", ROUNDING)
     with pytest.raises(ClaimRefused):
-        claim_targets(coordinator.workspace, "b", [QUOTE, ROUNDING])
+        claim_targets(coordinator, "b", [QUOTE, ROUNDING])
     assert [c.sandbox_id for c in coordinator.store.live_claims()] == ["a"]
 
 
@@ -255,7 +256,7 @@ def test_a_refused_claim_leaves_no_added_entry_and_claim_ids_match_the_store(coo
     """All or nothing, in the log too: the rolled-back target of a refused claim is not logged."""
     coordinator.claim("a", ROUNDING)
     with pytest.raises(ClaimRefused):
-        claim_targets(coordinator.workspace, "b", [QUOTE, ROUNDING])
+        claim_targets(coordinator, "b", [QUOTE, ROUNDING])
     assert actions(coordinator) == ["claim.added", "claim.refused"]
     after = coordinator.claim("c", QUOTE).claim
     added = [e for e in coordinator.workspace.audit.entries() if e.action == "claim.added"]
@@ -269,7 +270,7 @@ def test_an_expired_lease_is_released_once_even_when_a_refusal_rolls_it_back(coo
     coordinator.claim("b", ROUNDING)
     time.sleep(0.1)
     with pytest.raises(ClaimRefused):  # expires a's lease, then is refused: all rolled back
-        claim_targets(coordinator.workspace, "c", [QUOTE, ROUNDING])
+        claim_targets(coordinator, "c", [QUOTE, ROUNDING])
     assert coordinator.store.get_claim(short.id).released is None  # type: ignore[union-attr]
     coordinator.claim("c", QUOTE)
     expired = [e for e in coordinator.workspace.audit.entries() if e.action == "claim.expired"]

@@ -97,7 +97,8 @@ def test_tui_killed_with_9_leaves_agents_running_and_the_next_start_shows_them(t
     import signal
 
     from loomtui.demo import prepare_demo_repo
-    from loomtui.execution.sandboxes import create_sandbox, get_sandbox, start, stop, wait_for_status
+    from loomtui.execution.sandboxes import get_sandbox, stop, wait_for_status
+    from loomtui.workflow.tasks import create_sandbox, start
     from loomtui.workspace import open_workspace
 
     repo = prepare_demo_repo(tmp_path)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -9,14 +11,15 @@ import pytest
 from loomtui.errors import LoomError
 from loomtui.governance.escalations import (
     DecisionRefused,
-    approvals,
     allowed_decisions,
+    approvals,
     decide,
     open_escalation,
     queue,
     status_lines,
 )
 from loomtui.governance.policy import ChangeFacts, Policy, evaluate, load_policy
+from loomtui.store import SandboxRecord
 from loomtui.workspace import Workspace, open_workspace
 
 ALICE, BOB, LEAD, CAROL = "alice@example.com", "bob@example.com", "lead@example.com", "carol@example.com"
@@ -70,12 +73,36 @@ def test_separation_of_duties_excludes_the_author(billing: Path) -> None:
 
 
 def test_a_new_commit_means_no_decision_until_it_is_reviewed(billing: Path) -> None:
-    policy, escalation_id = escalate(billing, payments_change(), commit="c1")
-    decide(as_user(billing, ALICE), policy, escalation_id, "approve", current_commit="c1")
+    """The commit a decision binds to is looked up by the engine, never given by the caller."""
+    first = subprocess.run(["git", "rev-parse", "HEAD"], cwd=billing, capture_output=True, text=True,
+                           check=True).stdout.strip()
+    subprocess.run(["git", "branch", "loom/sb1", first], cwd=billing, check=True)
+    now = time.time()
+    open_workspace(billing).store.add_sandbox(SandboxRecord(
+        id="sb1", task="t", runtime="script", status="awaiting_review", created=now, updated=now,
+        branch="loom/sb1"))
+    policy, escalation_id = escalate(billing, payments_change(), commit=first)
+    decide(as_user(billing, ALICE), policy, escalation_id, "approve")
+    subprocess.run(["git", "commit", "-q", "--allow-empty", "-m", "more"], cwd=billing, check=True)
+    second = subprocess.run(["git", "rev-parse", "HEAD"], cwd=billing, capture_output=True, text=True,
+                            check=True).stdout.strip()
+    subprocess.run(["git", "branch", "-f", "loom/sb1", second], cwd=billing, check=True)
     with pytest.raises(DecisionRefused, match="review it again"):
-        decide(as_user(billing, BOB), policy, escalation_id, "approve", current_commit="c2")
+        decide(as_user(billing, BOB), policy, escalation_id, "approve")
     record = open_workspace(billing).store.get_escalation(escalation_id)
-    assert record.status == "open" and [a.user for a in approvals(record, "c1")] == [ALICE]
+    assert record.status == "open" and [a.user for a in approvals(record, first)] == [ALICE]
+
+
+def test_an_override_lasts_at_most_the_policy_s_max_hours(billing: Path) -> None:
+    policy, escalation_id = escalate(billing, payments_change())
+    lead = next(iter(policy.groups.get("leads", ()))) if policy.groups.get("leads") else None
+    if lead is None:
+        pytest.skip("the sample policy names no leads")
+    with pytest.raises(DecisionRefused, match="at most 72h"):
+        decide(as_user(billing, lead), policy, escalation_id, "override", reason="hotfix", expires_hours=100)
+    record = decide(as_user(billing, lead), policy, escalation_id, "override", reason="hotfix")
+    assert record.status == "overridden"
+    assert record.data["override_expires"] <= time.time() + 72 * 3600 + 5
 
 
 def test_reject_needs_a_reason(billing: Path) -> None:

@@ -14,7 +14,6 @@ import signal
 import subprocess
 import sys
 import textwrap
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -31,6 +30,7 @@ from loomtui.execution.isolation import (
     under_private_tmp,
 )
 from loomtui.execution.lifecycle import (
+    AWAITING_REVIEW,
     APPROVED,
     ARCHIVED,
     EXITED,
@@ -45,12 +45,16 @@ from loomtui.execution.lifecycle import (
 from loomtui.execution.procs import group_exists, identity, is_alive
 from loomtui.execution.script_agent import parse_script
 from loomtui.store import SandboxRecord
+from loomtui.workflow import tasks
+from loomtui.workflow.engine import wait_until_settled
 from loomtui.workspace import Workspace, open_workspace
 from tests.conftest import git, wait_until
 
 needs_bwrap = pytest.mark.skipif(not isolation_available(), reason="bubblewrap (bwrap) not usable here")
 needs_tmux = pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux not installed")
 ENDED = {EXITED, FAILED}
+EXITED_OK = {EXITED, AWAITING_REVIEW}
+"""An agent that exited 0: then reviewed by the workflow when it left a change."""
 
 
 # -- helpers ---------------------------------------------------------------------------
@@ -78,7 +82,10 @@ def write_script(path: Path, text: str) -> Path:
 
 
 def ended(workspace: Workspace, sandbox_id: str) -> SandboxRecord:
-    return sb.wait_for_status(workspace, sandbox_id, ENDED, timeout=60)
+    """The sandbox once its agent has ended and the workflow has advanced it as far as it goes
+    (a change is reviewed: gates, then the policy, which here asks a person)."""
+    wait_until_settled(workspace, sandbox_id, timeout=60)
+    return sb.get_sandbox(workspace, sandbox_id)
 
 
 def running(workspace: Workspace, sandbox_id: str) -> SandboxRecord:
@@ -141,15 +148,16 @@ def test_script_agent_edits_and_commits_in_its_own_worktree(ws: Workspace, repo:
         - {commit: "Add the app"}
         - {append: notes.txt, content: "left uncommitted\\n"}
     """)
-    record = sb.create_sandbox(ws, "add the app", "script", script=script)
+    record = tasks.create_sandbox(ws, "add the app", "script", script=script)
     assert record.status == PLANNED and record.branch == f"loom/{record.id}"
     # Outside any .git directory (Claude Code refuses to write there) and outside the checkout.
     assert ".git" not in Path(record.worktree).parts and not Path(record.worktree).is_relative_to(repo)
     assert Path(record.worktree) == sb.configured_worktrees_root(ws) / record.id
-    sb.start(ws, record.id)
+    tasks.start(ws, record.id)
     done = ended(ws, record.id)
 
-    assert done.status == EXITED and done.exit_code == 0
+    # Ended, then reviewed by the workflow with no app open: the default policy asks a person.
+    assert done.status == AWAITING_REVIEW and done.exit_code == 0
     assert sb.read_log_tail(ws, record.id, 10) == [
         "[script] write src/app.py", "[script] replace README.md", "tick 1", "tick 2", "tick 3",
         f"[script] commit Add the app ({git(repo, 'rev-parse', '--short', f'{record.branch}~1')})",
@@ -163,7 +171,8 @@ def test_script_agent_edits_and_commits_in_its_own_worktree(ws: Workspace, repo:
     assert (repo / "README.md").read_text() == "# test repo\n"
     assert git(repo, "status", "--porcelain") == "" and git(repo, "log", "--format=%s", "main") == "initial"
     assert audit_actions(ws, record.id) == ["sandbox.planned", "context.sliced", "sandbox.running",
-                                             "sandbox.exited"]
+                                             "sandbox.exited", "sandbox.gating", "policy.evaluated",
+                                             "sandbox.awaiting_review"]
     kinds = [e.data.get("kind") for e in ws.store.events_since(0) if e.kind == "sandbox.activity"]
     assert kinds == ["write", "replace", "commit", "append"]
     assert done.heartbeat is not None and done.data["log_lines"] == 7
@@ -189,9 +198,9 @@ def test_claude_stand_in_gets_its_exact_argv_and_a_reduced_environment(
     """)
     monkeypatch.setenv("ANTHROPIC_API_KEY", "test-key")
     monkeypatch.setenv("LOOM_TEST_SECRET", "must not leak")
-    record = sb.start(ws, sb.create_sandbox(ws, task, "claude").id)
+    record = tasks.start(ws, tasks.create_sandbox(ws, task, "claude").id)
     done = ended(ws, record.id)
-    assert done.status == EXITED, done.data
+    assert done.status in EXITED_OK, done.data
     seen = json.loads(git(repo, "show", f"{record.branch}:seen.json"))
     mcp_config = str(sb.sandbox_paths(ws.paths, record.id).dir / "mcp.json")
     assert seen["argv"] == ["-p", task, "--output-format", "stream-json", "--verbose", "--mcp-config", mcp_config,
@@ -225,9 +234,9 @@ def test_codex_and_aider_stand_ins_get_their_argv(ws: Workspace, repo: Path, bin
             sys.exit(9)
         open("done.txt", "w").write("ok")
     """)
-    record = sb.start(ws, sb.create_sandbox(ws, "rename the helper", runtime).id)
+    record = tasks.start(ws, tasks.create_sandbox(ws, "rename the helper", runtime).id)
     done = ended(ws, record.id)
-    assert done.status == EXITED, sb.read_log_tail(ws, record.id)
+    assert done.status in EXITED_OK, sb.read_log_tail(ws, record.id)
     assert git(repo, "show", f"{record.branch}:done.txt") == "ok"
 
 
@@ -236,7 +245,7 @@ def test_codex_and_aider_stand_ins_get_their_argv(ws: Workspace, repo: Path, bin
 
 def test_nonexistent_base_ref_creates_nothing(ws: Workspace, repo: Path) -> None:
     with pytest.raises(LoomError, match="base ref 'no-such-branch' does not exist") as raised:
-        sb.create_sandbox(ws, "task", "script", base="no-such-branch", script=_tiny_script(ws))
+        tasks.create_sandbox(ws, "task", "script", base="no-such-branch", script=_tiny_script(ws))
     assert "\n" not in str(raised.value)
     no_sandbox_left(ws, repo)
 
@@ -247,9 +256,9 @@ def test_runtime_not_on_path_is_a_clear_error_and_creates_nothing(ws: Workspace,
           argv: ["no-such-agent-binary", "{task}"]
     """)
     with pytest.raises(LoomError, match=r"runtime 'ghost': 'no-such-agent-binary' is not on PATH"):
-        sb.create_sandbox(ws, "task", "ghost")
+        tasks.create_sandbox(ws, "task", "ghost")
     with pytest.raises(LoomError, match=r"unknown runtime 'claud' \(did you mean 'claude'\?"):
-        sb.create_sandbox(ws, "task", "claud")
+        tasks.create_sandbox(ws, "task", "claud")
     no_sandbox_left(ws, repo)
 
 
@@ -259,9 +268,9 @@ def test_bad_script_is_reported_with_file_and_line(ws: Workspace, repo: Path, tm
         - {write: ../escape.txt, content: "x"}
     """)
     with pytest.raises(ConfigError, match=r"bad\.yaml:2: \[1\]\.write: must be a path inside the worktree"):
-        sb.create_sandbox(ws, "task", "script", script=script)
+        tasks.create_sandbox(ws, "task", "script", script=script)
     with pytest.raises(LoomError, match="give one with --script FILE"):
-        sb.create_sandbox(ws, "task", "script")
+        tasks.create_sandbox(ws, "task", "script")
     no_sandbox_left(ws, repo)
 
 
@@ -296,7 +305,7 @@ def test_runtime_that_exits_at_once_is_failed_with_its_exit_code(ws: Workspace, 
         sys.exit(3)
     """)
     write_config(repo, 'quitter:\n  argv: ["quitter", "{task}"]\n')
-    record = sb.start(ws, sb.create_sandbox(ws, "anything", "quitter").id)
+    record = tasks.start(ws, tasks.create_sandbox(ws, "anything", "quitter").id)
     done = ended(ws, record.id)
     assert (done.status, done.exit_code, done.data["error"]) == (FAILED, 3, "exited with code 3")
     assert sb.read_log_tail(ws, record.id) == ["giving up"]
@@ -320,8 +329,8 @@ def test_stop_terms_the_agent_then_kills_one_that_ignores_sigterm(ws: Workspace,
             time.sleep(0.05)
     """)
     write_config(repo, 'polite:\n  argv: ["polite"]\nstubborn:\n  argv: ["stubborn"]\n')
-    polite = sb.start(ws, sb.create_sandbox(ws, "run politely", "polite").id)
-    stubborn = sb.start(ws, sb.create_sandbox(ws, "run stubbornly", "stubborn").id)
+    polite = tasks.start(ws, tasks.create_sandbox(ws, "run politely", "polite").id)
+    stubborn = tasks.start(ws, tasks.create_sandbox(ws, "run stubbornly", "stubborn").id)
     for record in (polite, stubborn):
         running(ws, record.id)
         wait_until(lambda r=record: "ready" in sb.read_log_tail(ws, r.id), what="agent ready")
@@ -334,7 +343,7 @@ def test_stop_terms_the_agent_then_kills_one_that_ignores_sigterm(ws: Workspace,
 
     group = sb.get_sandbox(ws, stubborn.id).data["agent_pid"]
     done = sb.stop(ws, stubborn.id, grace=0.5)
-    assert done.status == EXITED and done.exit_code == 128 + signal.SIGKILL
+    assert done.status in EXITED_OK and done.exit_code == 128 + signal.SIGKILL
     assert not group_exists(group)
     assert audit_actions(ws, stubborn.id)[-3:] == ["sandbox.stop_requested", "sandbox.killed", "sandbox.exited"]
     with pytest.raises(LoomError, match="is exited, not running"):
@@ -355,7 +364,7 @@ def test_pause_and_resume_freeze_and_thaw_the_agent(ws: Workspace, repo: Path, b
             time.sleep(0.02)
     """)
     write_config(repo, 'counter:\n  argv: ["counter"]\n')
-    record = running(ws, sb.start(ws, sb.create_sandbox(ws, "count", "counter").id).id)
+    record = running(ws, tasks.start(ws, tasks.create_sandbox(ws, "count", "counter").id).id)
     agent = record.data["agent_pid"]
     members = lambda: [int(p) for p in os.listdir("/proc") if p.isdigit() and _pgrp(int(p)) == agent]
     assert sb.pause(ws, record.id).status == PAUSED
@@ -366,7 +375,7 @@ def test_pause_and_resume_freeze_and_thaw_the_agent(ws: Workspace, repo: Path, b
     wait_until(lambda: all(_process_state(pid) != "T" for pid in members()), what="running processes")
     # Stopping a paused agent works too (it is continued so it can act on SIGTERM).
     sb.pause(ws, record.id)
-    assert sb.stop(ws, record.id, grace=5).status == EXITED
+    assert sb.stop(ws, record.id, grace=5).status in EXITED_OK
     actions = audit_actions(ws, record.id)
     assert actions.count("sandbox.paused") == 2 and "sandbox.running" in actions[2:]
 
@@ -384,9 +393,9 @@ def _pgrp(pid: int) -> int | None:
 
 def _finished_script_sandbox(ws: Workspace, tmp_path: Path, steps: str, task: str = "edit") -> SandboxRecord:
     script = write_script(tmp_path / f"{task.replace(' ', '-')}.yaml", steps)
-    record = sb.start(ws, sb.create_sandbox(ws, task, "script", script=script).id)
+    record = tasks.start(ws, tasks.create_sandbox(ws, task, "script", script=script).id)
     done = ended(ws, record.id)
-    assert done.status == EXITED, sb.read_log_tail(ws, record.id)
+    assert done.status == AWAITING_REVIEW and done.exit_code == 0, sb.read_log_tail(ws, record.id)
     return done
 
 
@@ -410,7 +419,6 @@ def test_remove_refuses_uncommitted_work_and_force_commits_it_first(ws: Workspac
 
 
 def _approve(ws: Workspace, sandbox_id: str) -> None:
-    set_status(ws, sandbox_id, "awaiting_review", reason="gates passed")
     set_status(ws, sandbox_id, APPROVED, reason="looks good")
 
 
@@ -421,7 +429,7 @@ def test_clean_merge_carries_trailers_and_updates_the_checked_out_target(
         - {write: feature.py, content: "def feature():\\n    return 42\\n"}
         - {commit: "Add feature"}
     """, task="add the feature")
-    with pytest.raises(LoomError, match="is exited, not approved") as raised:
+    with pytest.raises(LoomError, match="is awaiting_review, not approved") as raised:
         review.merge(ws, record.id)
     assert raised.value.exit_code == 1
     _approve(ws, record.id)
@@ -482,9 +490,9 @@ def test_supervisor_outlives_its_launcher_killed_with_sigkill(ws: Workspace, rep
     launcher = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""\
         import sys, time
         from loomtui.workspace import open_workspace
-        from loomtui.execution import sandboxes as sb
+        from loomtui.workflow import tasks
         ws = open_workspace({str(repo)!r})
-        record = sb.start(ws, sb.create_sandbox(ws, "wait for the flag", "waiter").id)
+        record = tasks.start(ws, tasks.create_sandbox(ws, "wait for the flag", "waiter").id)
         print(record.id, flush=True)
         time.sleep(600)
     """)], stdout=subprocess.PIPE, text=True)
@@ -498,13 +506,13 @@ def test_supervisor_outlives_its_launcher_killed_with_sigkill(ws: Workspace, rep
     assert report.alive == [sandbox_id] and report.orphaned == []
     (Path(sb.get_sandbox(ws, sandbox_id).worktree) / "release.flag").touch()  # only after the launcher died
     done = ended(ws, sandbox_id)
-    assert done.status == EXITED and sb.read_log_tail(ws, sandbox_id) == ["waiting", "released"]
+    assert done.status in EXITED_OK and sb.read_log_tail(ws, sandbox_id) == ["waiting", "released"]
 
 
 def test_reconcile_marks_a_sandbox_whose_supervisor_was_killed(ws: Workspace, repo: Path, bin_dir: Path) -> None:
     stand_in(bin_dir, "sleeper", "print('up', flush=True)\ntime.sleep(600)\n")
     write_config(repo, 'sleeper:\n  argv: ["sleeper"]\n')
-    record = running(ws, sb.start(ws, sb.create_sandbox(ws, "sleep", "sleeper").id).id)
+    record = running(ws, tasks.start(ws, tasks.create_sandbox(ws, "sleep", "sleeper").id).id)
     os.kill(record.pid, signal.SIGKILL)  # the supervisor dies; its agent dies with it
     wait_until(lambda: not group_exists(record.data["agent_pid"]), what="the agent to die with its supervisor")
 
@@ -518,7 +526,7 @@ def test_reconcile_marks_a_sandbox_whose_supervisor_was_killed(ws: Workspace, re
 
 def test_reconcile_is_not_fooled_by_a_reused_pid_and_stop_ends_a_surviving_agent(ws: Workspace) -> None:
     def fake_running(pid: int, pid_start: str | None, agent: int, agent_start: str | None) -> str:
-        record = sb.create_sandbox(ws, "recorded long ago", "script", script=_tiny_script(ws))
+        record = tasks.create_sandbox(ws, "recorded long ago", "script", script=_tiny_script(ws))
         ws.store.update_sandbox(record.id, status=RUNNING, pid=pid, pid_start=pid_start,
                                 data={"agent_pid": agent, "agent_pid_start": agent_start})
         return record.id
@@ -541,7 +549,7 @@ def test_reconcile_is_not_fooled_by_a_reused_pid_and_stop_ends_a_surviving_agent
 
     done = sb.stop(ws, survivor, grace=5)
     agent.wait(timeout=10)
-    assert done.status == EXITED and "no supervisor recorded the exit" in done.data["reason"]
+    assert done.status in EXITED_OK and "no supervisor recorded the exit" in done.data["reason"]
 
     # An orphaned agent that ends by itself is noticed by the next reconcile.
     agent = subprocess.Popen(["sleep", "600"], process_group=0)
@@ -562,7 +570,7 @@ def _tiny_script(ws: Workspace) -> Path:
 
 
 def test_worktree_deleted_by_hand_is_marked_and_its_branch_kept(ws: Workspace, repo: Path, tmp_path: Path) -> None:
-    unstarted = sb.create_sandbox(ws, "never started", "script", script=_tiny_script(ws))
+    unstarted = tasks.create_sandbox(ws, "never started", "script", script=_tiny_script(ws))
     finished = _finished_script_sandbox(ws, tmp_path, '- {write: kept.txt, content: "work\\n"}\n')
     for record in (unstarted, finished):
         shutil.rmtree(record.worktree)
@@ -571,7 +579,7 @@ def test_worktree_deleted_by_hand_is_marked_and_its_branch_kept(ws: Workspace, r
     assert sorted(report.missing_worktrees) == sorted([unstarted.id, finished.id])
     assert sb.get_sandbox(ws, unstarted.id).status == FAILED
     marked = sb.get_sandbox(ws, finished.id)
-    assert marked.status == EXITED and marked.data["worktree_missing"] is True
+    assert marked.status in EXITED_OK and marked.data["worktree_missing"] is True
     assert git(repo, "show", f"{finished.branch}:kept.txt") == "work"
     assert audit_actions(ws, finished.id)[-1] == "sandbox.worktree_missing"
     # Removal still works, and keeps the unmerged branch unless told (with --force) to delete it.
@@ -596,7 +604,7 @@ def test_disk_full_while_logging_fails_the_sandbox_and_keeps_whole_lines(
             print(f"line {n} " + "x" * 90, flush=True)
     """)
     write_config(repo, 'chatty:\n  argv: ["chatty"]\n')
-    record = sb.create_sandbox(ws, "talk a lot", "chatty")
+    record = tasks.create_sandbox(ws, "talk a lot", "chatty")
     folder = sb.sandbox_paths(ws.paths, record.id).dir
     mounted = False
     if full_disk == "tmpfs":
@@ -612,7 +620,7 @@ def test_disk_full_while_logging_fails_the_sandbox_and_keeps_whole_lines(
         # Everywhere: the log is /dev/full, where every write fails with ENOSPC.
         (folder / "agent.log").symlink_to("/dev/full")
     try:
-        sb.start(ws, record.id)
+        tasks.start(ws, record.id)
         done = ended(ws, record.id)
         assert done.status == FAILED
         assert "log write failed: No space left on device" in done.data["error"]
@@ -664,12 +672,12 @@ def test_isolated_agent_cannot_write_outside_its_worktree(ws: Workspace, repo: P
     monkeypatch.setenv("PROBER_TOKEN", "allowed")
     monkeypatch.setenv("LOOM_TEST_SECRET", "not allowed")
     main_before = git(repo, "rev-parse", "main")
-    record = sb.create_sandbox(ws, "probe the walls", "prober")
+    record = tasks.create_sandbox(ws, "probe the walls", "prober")
     audit_before = ws.paths.audit_path.read_bytes()
     assert record.isolation == "bwrap" and sb.isolation_label(record) == "isolated (bwrap)"
-    sb.start(ws, record.id)
+    tasks.start(ws, record.id)
     done = ended(ws, record.id)
-    assert done.status == EXITED, sb.read_log_tail(ws, record.id)
+    assert done.status in EXITED_OK, sb.read_log_tail(ws, record.id)
     results = json.loads(sb.read_log_tail(ws, record.id, 1)[0])
 
     for outside in ("main_tree", "store", "audit", "git_config", "home"):
@@ -712,10 +720,10 @@ def test_bwrap_command_line_keeps_the_state_dir_read_only(tmp_path: Path) -> Non
 
 
 def test_without_isolation_the_sandbox_says_so(ws: Workspace, tmp_path: Path) -> None:
-    record = sb.create_sandbox(ws, "plain", "script", script=_tiny_script(ws), isolate=False)
+    record = tasks.create_sandbox(ws, "plain", "script", script=_tiny_script(ws), isolate=False)
     assert record.isolation == "none" and sb.isolation_label(record) == "NOT isolated"
-    sb.start(ws, record.id)
-    assert ended(ws, record.id).status == EXITED
+    tasks.start(ws, record.id)
+    assert ended(ws, record.id).status in EXITED_OK
 
 
 # -- interactive runtimes: tmux ----------------------------------------------------------------
@@ -736,7 +744,7 @@ def test_interactive_runtime_runs_in_a_tmux_session(ws: Workspace, repo: Path, b
     """)
     write_config(repo, 'chat:\n  argv: ["chat"]\n  mode: interactive\n')
     try:
-        record = running(ws, sb.start(ws, sb.create_sandbox(ws, "talk to me", "chat").id).id)
+        record = running(ws, tasks.start(ws, tasks.create_sandbox(ws, "talk to me", "chat").id).id)
         session = f"={sb.tmux_session(record.id)}"
         assert sb.attach_command(ws, record.id) == ["tmux", "attach-session", "-t", session]
         pane = session + ":"
@@ -745,7 +753,7 @@ def test_interactive_runtime_runs_in_a_tmux_session(ws: Workspace, repo: Path, b
         wait_until(lambda: "ready>" in screen(), what="the prompt")
         subprocess.run(["tmux", "send-keys", "-t", pane, "hello there", "Enter"], check=True)
         done = ended(ws, record.id)
-        assert (done.status, done.exit_code) == (EXITED, 0)
+        assert (done.status in EXITED_OK, done.exit_code) == (True, 0)
         assert git(repo, "show", f"{record.branch}:answer.txt") == "hello there"
         wait_until(lambda: "bye" in sb.log_path(ws, record.id).read_text(), what="the log")
         with pytest.raises(LoomError, match="its tmux session is gone"):
@@ -755,7 +763,7 @@ def test_interactive_runtime_runs_in_a_tmux_session(ws: Workspace, repo: Path, b
 
 
 def test_attach_to_a_headless_sandbox_points_at_the_logs(ws: Workspace) -> None:
-    record = sb.create_sandbox(ws, "headless", "script", script=_tiny_script(ws))
+    record = tasks.create_sandbox(ws, "headless", "script", script=_tiny_script(ws))
     with pytest.raises(LoomError, match=f"runs headless; follow its output with `loomtui sandbox logs {record.id} -f`"):
         sb.attach_command(ws, record.id)
 
@@ -775,10 +783,10 @@ def claimable(repo: Path) -> Path:
 
 
 def test_a_refused_claim_leaves_a_rejected_record_and_no_worktree(ws: Workspace, claimable: Path) -> None:
-    first = sb.create_sandbox(ws, "change charge", "script", script=_tiny_script(ws), claims=["pkg/billing.py"])
+    first = tasks.create_sandbox(ws, "change charge", "script", script=_tiny_script(ws), claims=["pkg/billing.py"])
     assert first.status == PLANNED and Path(first.worktree).is_dir()
     with pytest.raises(LoomError) as raised:
-        sb.create_sandbox(ws, "also change charge", "script", script=_tiny_script(ws), claims=["pkg/billing.py"])
+        tasks.create_sandbox(ws, "also change charge", "script", script=_tiny_script(ws), claims=["pkg/billing.py"])
     assert raised.value.exit_code == 1
     rejected = [r for r in sb.list_sandboxes(ws) if r.status == REJECTED]
     assert len(rejected) == 1 and "refused" in rejected[0].data["reason"]
@@ -833,7 +841,8 @@ def test_a_claude_result_with_denials_tokens_and_cost_is_not_plain_success() -> 
 @pytest.mark.skipif(not isolation.isolation_available(), reason="bubblewrap is not usable here")
 def test_an_isolated_agent_commits_on_its_branch_but_cannot_touch_another_sandboxes(tmp_path: Path) -> None:
     from loomtui.demo import prepare_demo_repo
-    from loomtui.execution.sandboxes import create_sandbox, start, wait_for_status
+    from loomtui.execution.sandboxes import wait_for_status
+    from loomtui.workflow.tasks import create_sandbox, start
     from loomtui.workspace import open_workspace
 
     repo = prepare_demo_repo(tmp_path)

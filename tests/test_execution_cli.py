@@ -15,6 +15,7 @@ from loomtui.errors import LoomError
 from loomtui.execution import isolation
 from loomtui.execution import sandboxes as sb
 from loomtui.execution.doctor import run_doctor
+from loomtui.workflow import tasks
 from loomtui.workspace import open_workspace
 from tests.conftest import git, run_cli
 from tests.test_execution import stand_in, write_config
@@ -142,10 +143,10 @@ def test_without_bubblewrap_doctor_and_the_sandbox_say_not_isolated(
         assert check.level == "warning" and "NOT isolated" in check.detail
         workspace = open_workspace(repo)
         (tmp_path / "s.yaml").write_text("- {log: hi}\n")
-        record = sb.create_sandbox(workspace, "task", "script", script=tmp_path / "s.yaml")
+        record = tasks.create_sandbox(workspace, "task", "script", script=tmp_path / "s.yaml")
         assert record.isolation == "none" and sb.isolation_label(record) == "NOT isolated"
         with pytest.raises(LoomError, match="isolation was requested"):
-            sb.create_sandbox(workspace, "task", "script", script=tmp_path / "s.yaml", isolate=True)
+            tasks.create_sandbox(workspace, "task", "script", script=tmp_path / "s.yaml", isolate=True)
         workspace.close()
     finally:
         isolation.isolation_status.cache_clear()

@@ -70,10 +70,10 @@ def test_unknown_refs_are_one_clear_error(billing: Path) -> None:
 
 
 def test_policy_explain_covers_both_stages(billing: Path) -> None:
-    from loomtui.coordination.claims import open_coordinator
-    from loomtui.execution.sandboxes import create_sandbox
+    from loomtui.governance.coordinator import governed_coordinator
     from loomtui.governance.explain import explain_sandbox
     from loomtui.governance.policy import load_policy
+    from loomtui.workflow.tasks import create_sandbox
     from loomtui.workspace import open_workspace
 
     workspace = open_workspace(billing)
@@ -85,14 +85,14 @@ def test_policy_explain_covers_both_stages(billing: Path) -> None:
     assert explained["claim"]["rules"] == ["ledger-claims"]
     assert explained["post-gate"]["paths"] == ["payments/refunds.py"]
     assert "payments-high-risk" in explained["post-gate"]["rules"]
-    assert open_coordinator(workspace).store.live_claims(record.id)
+    assert governed_coordinator(workspace).store.live_claims(record.id)
 
 
 def test_claims_the_policy_requires_wait_for_approval_before_start(billing: Path) -> None:
     from loomtui.errors import LoomError
-    from loomtui.execution.sandboxes import create_sandbox, start
     from loomtui.governance.escalations import decide
     from loomtui.governance.policy import load_policy
+    from loomtui.workflow.tasks import create_sandbox, start
     from loomtui.workspace import open_workspace
 
     workspace = open_workspace(billing)
@@ -114,7 +114,8 @@ def test_claims_the_policy_requires_wait_for_approval_before_start(billing: Path
 
 def test_claims_the_policy_blocks_reject_the_sandbox(billing: Path) -> None:
     from loomtui.errors import LoomError
-    from loomtui.execution.sandboxes import create_sandbox, get_sandbox
+    from loomtui.execution.sandboxes import get_sandbox
+    from loomtui.workflow.tasks import create_sandbox
     from loomtui.workspace import open_workspace
 
     (billing / "secrets.env").write_text("X=1\n")
@@ -134,7 +135,7 @@ def _script(repo: Path) -> Path:
 
 
 def test_escalation_cli_lists_and_decides(billing: Path) -> None:
-    from loomtui.execution.sandboxes import create_sandbox
+    from loomtui.workflow.tasks import create_sandbox
     from loomtui.workspace import open_workspace
 
     record = create_sandbox(open_workspace(billing), "rework the ledger", "script", script=_script(billing),

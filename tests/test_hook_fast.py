@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from loomtui.coordination.claims import open_coordinator
+from loomtui.governance.coordinator import governed_coordinator
 from loomtui.demo import prepare_demo_repo
 from loomtui.governance.broker import Broker
 from loomtui.governance.hooks import NEVER_HAPPENED, HookGate
@@ -126,7 +126,7 @@ def test_the_console_script_entry_point_imports_nothing_heavy() -> None:
 def _answers(repo: Path, broker_path: Path | None) -> list[tuple[int, str, str]]:
     """allow, deny, ask and none, through the fast path (a broker) or the full CLI (no broker)."""
     workspace = open_workspace(repo)
-    open_coordinator(workspace).claim("refunds-agent", f"{SERVICE}::CustomerService.find_by_email")
+    governed_coordinator(workspace).claim("refunds-agent", f"{SERVICE}::CustomerService.find_by_email")
     workspace.close()
     ledger = (repo / "payments/ledger.py").read_text()
     charge = next(row for row in ledger.splitlines(keepends=True) if "def find_charge" in row)
@@ -159,7 +159,7 @@ def test_the_fast_path_answers_as_the_full_cli_does(billing: Path, broker: Path,
 
 
 def test_the_fast_pre_commit_answers_as_the_full_cli_does(billing: Path, ws: Workspace, broker: Path) -> None:
-    open_coordinator(ws).claim("refunds-agent", f"{SERVICE}::CustomerService.find_by_email")
+    governed_coordinator(ws).claim("refunds-agent", f"{SERVICE}::CustomerService.find_by_email")
     service = billing / SERVICE
     service.write_text(service.read_text().replace(FIND_LINE, FIND_LINE.replace("lower()", "casefold()")))
     git(billing, "add", SERVICE)
@@ -265,7 +265,7 @@ def test_without_a_tool_use_id_a_claim_is_held_at_once(billing: Path, ws: Worksp
 
 
 def test_the_audit_records_exactly_what_the_hook_answered(billing: Path, ws: Workspace, broker: Path) -> None:
-    open_coordinator(ws).claim("docs-agent", "docs/architecture.md")
+    governed_coordinator(ws).claim("docs-agent", "docs/architecture.md")
     done = run_hook(payload(billing, "Bash", {"command": "echo x >> docs/runbook.md"}), broker=broker, cwd=billing)
     assert (done.returncode, done.stdout) == (0, "")
     done = run_hook(payload(billing, "Bash", {"command": "echo x > docs/runbook.md; tee docs/architecture.md"}),

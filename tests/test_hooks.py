@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 import yaml
 
-from loomtui.coordination.claims import open_coordinator
+from loomtui.governance.coordinator import governed_coordinator
 from loomtui.demo import prepare_demo_repo
 from loomtui.errors import LoomError
 from loomtui.execution import sandboxes as sb
@@ -31,6 +31,7 @@ from loomtui.governance.hooks import (
     merge_settings,
 )
 from loomtui.governance.policy import ChangeFacts, evaluate, load_policy
+from loomtui.workflow import tasks
 from loomtui.workspace import Workspace, open_workspace
 from tests.conftest import git
 
@@ -170,7 +171,7 @@ def test_new_files_and_notebooks_are_claimed_whole(billing: Path, ws: Workspace)
 
 
 def test_a_region_another_sandbox_holds_is_denied_and_nothing_is_claimed(billing: Path, ws: Workspace) -> None:
-    open_coordinator(ws).claim("refunds-agent", f"{SERVICE}::CustomerService.find_by_email")
+    governed_coordinator(ws).claim("refunds-agent", f"{SERVICE}::CustomerService.find_by_email")
     done = hook(edit(billing, FIND_LINE, FIND_LINE.replace("lower()", "casefold()")))
     verdict, reason = decision(done)
     assert verdict == "deny" and "held by sandbox refunds-agent" in reason
@@ -203,7 +204,7 @@ def test_bash_writes_are_claimed_and_a_held_region_is_denied(billing: Path, ws: 
     assert done.returncode == 0 and done.stdout == "" and done.stderr == ""
     assert claimed(ws, ME) == {"docs/runbook.md", "customers/validation.py"}
 
-    open_coordinator(ws).claim("docs-agent", "docs/architecture.md")
+    governed_coordinator(ws).claim("docs-agent", "docs/architecture.md")
     verdict, reason = decision(hook(payload(billing, "Bash", {"command": "cat notes.txt | tee docs/architecture.md"})))
     assert verdict == "deny" and "held by sandbox docs-agent" in reason
 
@@ -248,7 +249,7 @@ def test_an_approved_pre_start_escalation_covers_later_edits(billing: Path, ws: 
 
 def test_a_sandbox_may_not_write_its_hook_settings_or_outside_its_worktree(billing: Path, ws: Workspace,
                                                                            tmp_path: Path) -> None:
-    record = sb.create_sandbox(ws, "stay inside", "script", script=_script(billing), isolate=False)
+    record = tasks.create_sandbox(ws, "stay inside", "script", script=_script(billing), isolate=False)
     gate = HookGate(ws, record.id, Path(record.worktree))
     assert "loomtui hooks" in gate.check_edit(".claude/settings.json").reason
     assert gate.check_edit(str(billing / SERVICE)).decision == "deny"  # the main checkout
@@ -414,15 +415,15 @@ def test_a_bubblewrapped_agent_claims_through_the_broker_but_cannot_write_or_dec
     config = yaml.safe_load(config_path.read_text())
     config["runtimes"]["probe"] = {"argv": [sys.executable, str(probe)], "mode": "headless", "network": False}
     config_path.write_text(yaml.safe_dump(config))
-    record = sb.create_sandbox(ws, "probe the broker", "probe", isolate=True)
+    record = tasks.create_sandbox(ws, "probe the broker", "probe", isolate=True)
     escalation = HookGate(ws, record.id, Path(record.worktree)).open_permission_request(
         "Bash", {"command": "make deploy"})["id"]
     probe.write_text(PROBE.replace("GET_LINE", repr(GET_LINE)).replace("NEW_GET", repr(new_get))
                      .replace("ESCALATION", str(escalation)))
-    open_coordinator(ws).claim("other-agent", f"{SERVICE}::CustomerService.find_by_email")
+    governed_coordinator(ws).claim("other-agent", f"{SERVICE}::CustomerService.find_by_email")
     audit_before = ws.paths.audit_path.read_bytes()
 
-    sb.start(ws, record.id)
+    tasks.start(ws, record.id)
     done = sb.wait_for_status(ws, record.id, {"exited", "failed"}, timeout=60)
     assert done.status == "exited", sb.read_log_tail(ws, record.id, 20)
     results = json.loads(sb.read_log_tail(ws, record.id, 1)[0])
@@ -455,7 +456,7 @@ def test_a_bubblewrapped_agent_claims_through_the_broker_but_cannot_write_or_dec
 
 
 def test_install_merges_settings_and_keeps_them_out_of_the_sandboxs_commits(billing: Path, ws: Workspace) -> None:
-    record = sb.create_sandbox(ws, "plain", "script", script=_script(billing), isolate=False)
+    record = tasks.create_sandbox(ws, "plain", "script", script=_script(billing), isolate=False)
     tree = Path(record.worktree)
     settings = json.loads((tree / ".claude/settings.json").read_text())
     assert [g["matcher"] for g in settings["hooks"]["PreToolUse"]] == ["Edit|Write|MultiEdit|NotebookEdit|Bash"]
@@ -473,7 +474,7 @@ def test_install_merges_settings_and_keeps_them_out_of_the_sandboxs_commits(bill
     (billing / ".claude/settings.json").write_text(json.dumps(team))
     git(billing, "add", ".claude/settings.json")
     git(billing, "commit", "-qm", "team settings")
-    record = sb.create_sandbox(ws, "tracked", "script", script=_script(billing), isolate=False)
+    record = tasks.create_sandbox(ws, "tracked", "script", script=_script(billing), isolate=False)
     tree = Path(record.worktree)
     merged = json.loads((tree / ".claude/settings.json").read_text())
     assert merged["permissions"] == team["permissions"]
@@ -497,10 +498,10 @@ def test_merge_refuses_settings_it_cannot_read() -> None:
 
 
 def test_git_pre_commit_refuses_another_sandboxs_region_and_allows_its_own(billing: Path, ws: Workspace) -> None:
-    record = sb.create_sandbox(ws, "edit customers", "script", script=_script(billing), isolate=False,
+    record = tasks.create_sandbox(ws, "edit customers", "script", script=_script(billing), isolate=False,
                                claims=[f"{SERVICE}::CustomerService.get"])
     tree = Path(record.worktree)
-    open_coordinator(ws).claim("other-agent", f"{SERVICE}::CustomerService.find_by_email")
+    governed_coordinator(ws).claim("other-agent", f"{SERVICE}::CustomerService.find_by_email")
     service = tree / SERVICE
     env = clean_env()
 

@@ -13,6 +13,7 @@ import yaml
 from loomtui.demo import prepare_demo_repo
 from loomtui.execution import review
 from loomtui.execution import sandboxes as sb
+from loomtui.workflow import tasks
 from loomtui.workspace import open_workspace
 from tests.conftest import git
 
@@ -44,7 +45,7 @@ def stand_in(repo: Path, name: str) -> None:
 
 def test_a_sandbox_gets_the_slice_for_its_task_recorded_and_audited(billing: Path) -> None:
     workspace = open_workspace(billing)
-    record = sb.create_sandbox(workspace, "make invoice totals round each line", "command",
+    record = tasks.create_sandbox(workspace, "make invoice totals round each line", "command",
                                command=["true"], claims=["payments/invoices.py"])
     text = sb.sandbox_paths(workspace.paths, record.id).context.read_text()
     assert "banker" in text.lower() and "docs/adr/0002" in text  # ADR 0002, with where it comes from
@@ -52,7 +53,7 @@ def test_a_sandbox_gets_the_slice_for_its_task_recorded_and_audited(billing: Pat
     assert stored["version"] and any("0002" in s["id"] for s in stored["sections"])
     sliced = [e for e in workspace.audit.entries() if e.action == "context.sliced" and e.subject == record.id]
     assert len(sliced) == 1 and sliced[0].details["version"] == stored["version"]
-    other = sb.create_sandbox(workspace, "fix a typo in the refund notification template", "command",
+    other = tasks.create_sandbox(workspace, "fix a typo in the refund notification template", "command",
                               command=["true"])
     assert "0002" not in sb.sandbox_paths(workspace.paths, other.id).context.read_text()
 
@@ -64,10 +65,10 @@ def test_the_slice_is_where_the_agent_reads_it_and_never_part_of_its_work(
     stand_in(billing, program)
     workspace = open_workspace(billing)
     assert bool(git(billing, "ls-files", "--", file)) == tracked  # the sample repo has an AGENTS.md
-    record = sb.create_sandbox(workspace, "make invoice totals round each line", program, isolate=False)
+    record = tasks.create_sandbox(workspace, "make invoice totals round each line", program, isolate=False)
     worktree = Path(record.worktree)
     assert (worktree / file).read_text().startswith("# Context for this task")
-    sb.start(workspace, record.id)
+    tasks.start(workspace, record.id)
     done = sb.wait_for_status(workspace, record.id, {"exited", "failed"}, timeout=30)
     assert done.status == "exited", sb.read_log_tail(workspace, record.id)
     committed = git(billing, "show", "--name-only", "--format=", record.branch).split()
@@ -84,7 +85,7 @@ async def test_the_context_tab_shows_what_the_agent_got_and_flags_it_stale(billi
     from tests.test_tui import wait_for
 
     workspace = open_workspace(billing)
-    record = sb.create_sandbox(workspace, "make invoice totals round each line", "command",
+    record = tasks.create_sandbox(workspace, "make invoice totals round each line", "command",
                                command=["true"], claims=["payments/invoices.py"])
     adr = billing / "docs" / "adr" / "0002-bankers-rounding-per-line-item.md"
     adr.write_text(adr.read_text().replace("line item", "line item (amended)"))  # the team's decision moved
@@ -153,7 +154,7 @@ async def test_the_context_view_lists_searches_and_opens_sections_from_the_palet
 def test_refresh_gives_a_stale_agent_the_context_now_and_never_writes_through_its_links(billing: Path) -> None:
     stand_in(billing, "claude")
     workspace = open_workspace(billing)
-    record = sb.create_sandbox(workspace, "make invoice totals round each line", "claude", isolate=False,
+    record = tasks.create_sandbox(workspace, "make invoice totals round each line", "claude", isolate=False,
                                claims=["payments/invoices.py"])
     adr = billing / "docs" / "adr" / "0002-bankers-rounding-per-line-item.md"
     adr.write_text(adr.read_text() + "\nAmended: round half even, per line, always.\n")

@@ -21,8 +21,8 @@ import pytest
 from mcp import ClientSession
 from mcp.client.stdio import StdioServerParameters, stdio_client
 
+from loomtui.governance.coordinator import governed_coordinator
 from loomtui.config import LoomConfig
-from loomtui.coordination.claims import open_coordinator
 from loomtui.errors import LoomError
 from loomtui.execution import sandboxes as sb
 from loomtui.execution.mcpconfig import mcp_config_path
@@ -33,6 +33,7 @@ from loomtui.governance.escalations import DecisionRefused, decide
 from loomtui.governance.hooks import PERMISSION_KIND as GATE_PERMISSION_KIND
 from loomtui.governance.policy import load_policy
 from loomtui.store import EscalationRecord
+from loomtui.workflow import tasks
 from loomtui.workspace import Workspace, open_workspace
 from tests.fake_anthropic import FakeAnthropic, text, tool_use
 
@@ -51,7 +52,7 @@ def ws(billing: Path) -> Iterator[Workspace]:
 @pytest.fixture
 def sandbox(ws: Workspace) -> sb.SandboxRecord:
     """A planned sandbox (its worktree, hooks and MCP config made); the test plays its agent."""
-    return sb.create_sandbox(ws, "work on billing", "command", command=["true"], isolate=False)
+    return tasks.create_sandbox(ws, "work on billing", "command", command=["true"], isolate=False)
 
 
 @pytest.fixture
@@ -142,7 +143,7 @@ async def test_a_write_to_free_or_own_regions_is_allowed_with_its_input_unchange
 
 async def test_a_region_another_sandbox_holds_is_denied_naming_the_holder(
         ws: Workspace, sandbox: sb.SandboxRecord, broker: Path) -> None:
-    open_coordinator(ws).claim("rival-7", SERVICE, reason="theirs")
+    governed_coordinator(ws).claim("rival-7", SERVICE, reason="theirs")
     tree = Path(sandbox.worktree or "")
     async with session(tree, broker=broker) as client:
         answer = await call(client, "permission_prompt", **write(tree, SERVICE, "x = 1\n"))
@@ -262,7 +263,7 @@ def test_outside_a_sandbox_the_next_server_withdraws_what_a_killed_one_left(
 
 async def test_claim_release_conflicts_and_a_question_to_a_lead(
         billing: Path, ws: Workspace, sandbox: sb.SandboxRecord, broker: Path) -> None:
-    open_coordinator(ws).claim("rival-7", f"{SERVICE}::CustomerService.get", reason="theirs")
+    governed_coordinator(ws).claim("rival-7", f"{SERVICE}::CustomerService.get", reason="theirs")
     tree = Path(sandbox.worktree or "")
     async with session(tree, broker=broker) as client:
         taken = await call(client, "claim", target=f"{SERVICE}::CustomerService.get")

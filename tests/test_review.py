@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from loomtui.demo import prepare_demo_repo
-from loomtui.execution.sandboxes import create_sandbox, start, wait_for_status
+from loomtui.execution.sandboxes import wait_for_status
+from loomtui.workflow.tasks import create_sandbox, start
 from loomtui.workspace import Workspace, open_workspace
 from tests.conftest import git, quick_gates, run_cli
 

@@ -44,6 +44,7 @@ from loomtui.governance.escalations import decide
 from loomtui.governance.hooks.gate import awaiting
 from loomtui.governance.policy import load_policy
 from loomtui.governance.review import follow_decision
+from loomtui.workflow import tasks
 from loomtui.workspace import Workspace, open_workspace
 from tests.fake_anthropic import FakeAnthropic, Turn, text, tool_use
 
@@ -209,7 +210,7 @@ def test_real_claude_free_edit_lands_held_region_refused_ledger_asks_a_lead(
     repo = claude_repo(tmp_path)
     workspace = open_workspace(repo)
     # Another sandbox holds the validation module (its agent never started).
-    holder = sb.create_sandbox(workspace, "hold validation", "command", command=["true"], isolate=False,
+    holder = tasks.create_sandbox(workspace, "hold validation", "command", command=["true"], isolate=False,
                                claims=[HELD]).id
 
     # The model's script for two agents, one sandbox each, running at once.
@@ -395,7 +396,7 @@ def test_malformed_stream_json_lines_are_skipped_and_counted(tmp_path: Path, mon
     monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
     monkeypatch.setenv("ANTHROPIC_API_KEY", "test")
     workspace = open_workspace(repo)
-    record = sb.start(workspace, sb.create_sandbox(workspace, "say done", "claude", isolate=False).id)
+    record = tasks.start(workspace, tasks.create_sandbox(workspace, "say done", "claude", isolate=False).id)
     done = sb.wait_for_status(workspace, record.id, {"exited", "failed"}, timeout=60)
     assert done.status == "exited", done.data
     assert done.data["unparsed_lines"] == 3

@@ -48,6 +48,7 @@ import pytest
 from loomtui.demo import prepare_demo_repo
 from loomtui.execution import sandboxes as sb
 from loomtui.execution.isolation import isolation_available
+from loomtui.workflow import tasks
 from loomtui.workspace import Workspace, open_workspace
 from tests import test_runtime_codex_aider as headless
 from tests.fake_openai import FakeOpenAI, Turn, custom_call, text
@@ -192,9 +193,9 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
                 home_dir = headless.codex_home(scratch, session.api.url)
                 env.setenv("CODEX_HOME", str(home_dir))
                 session.started_s = time.monotonic()
-                record = sb.create_sandbox(workspace, TASK["codex"], "codex", isolate=isolate)
+                record = tasks.create_sandbox(workspace, TASK["codex"], "codex", isolate=isolate)
                 _trust(home_dir / "config.toml", Path(record.worktree))
-                record = sb.start(workspace, record.id)
+                record = tasks.start(workspace, record.id)
                 session.sandbox, session.worktree = record.id, Path(record.worktree)
             if cli is not None:
                 out, err = cli.communicate(timeout=120)

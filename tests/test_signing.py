@@ -26,7 +26,7 @@ from loomtui.governance.signing import (
     signing_key,
     verify,
 )
-from loomtui.governance.tamper_bench import make_key
+from loomtui.workflow.tamper_bench import make_key
 from loomtui.workspace import Workspace, open_workspace
 from tests.conftest import git
 

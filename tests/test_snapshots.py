@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from loomtui.governance.coordinator import governed_coordinator
 from loomtui.store import SandboxRecord
 from loomtui.tui.app import LoomApp
 from loomtui.workspace import open_workspace
@@ -52,11 +53,10 @@ def test_high_contrast_theme(snap_compare, populated: LoomApp) -> None:  # type:
 
 
 def test_claims_graph(snap_compare, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    from loomtui.coordination.claims import open_coordinator
     from loomtui.demo import prepare_demo_repo
 
     repo = prepare_demo_repo(tmp_path)
-    coordinator = open_coordinator(open_workspace(repo))
+    coordinator = governed_coordinator(open_workspace(repo))
     coordinator.claim("refunds", "payments/refunds.py::RefundService.quote", reason="partial refunds")
     coordinator.claim("rounding", "payments/currency.py::round_minor_units", reason="refactor rounding")
     app = LoomApp(open_workspace(repo), clock=lambda: FIXED_NOW)

@@ -6,7 +6,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
 from textual.widgets import DataTable, Input
 
 from loomtui.tui.app import LoomApp
@@ -93,10 +92,10 @@ async def test_an_escalation_from_another_process_appears_and_rings(billing: Pat
 
 
 async def test_d_shows_the_sandbox_diff_behind_an_escalation(billing: Path) -> None:
-    from loomtui.execution.sandboxes import create_sandbox
     from loomtui.governance.escalations import open_escalation
     from loomtui.governance.policy import evaluate, load_policy
     from loomtui.tui.screens.sandbox_forms import DiffScreen
+    from loomtui.workflow.tasks import create_sandbox
 
     workspace = open_workspace(billing)
     script = billing.parent / "noop.yaml"

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
 from textual.widgets import DataTable, Select, Static
 
-from loomtui.execution.sandboxes import create_sandbox
 from loomtui.tui.app import LoomApp
 from loomtui.tui.screens.governance import AuditScreen, PolicyScreen
+from loomtui.workflow.tasks import create_sandbox
 from loomtui.workspace import open_workspace
 from tests.test_tui import wait_for
 

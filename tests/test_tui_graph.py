@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from textual.widgets import DataTable, Static, Tree
 
-from loomtui.coordination.claims import open_coordinator
+from loomtui.governance.coordinator import governed_coordinator
 from loomtui.demo import prepare_demo_repo
 from loomtui.tui.app import LoomApp
 from loomtui.tui.screens.graph import GraphScreen
@@ -25,7 +25,7 @@ SIZE = (150, 40)
 @pytest.fixture
 def billing(tmp_path: Path) -> Path:
     repo = prepare_demo_repo(tmp_path)
-    coordinator = open_coordinator(open_workspace(repo))
+    coordinator = governed_coordinator(open_workspace(repo))
     coordinator.claim("refunds", QUOTE, reason="partial refunds")
     coordinator.claim("rounding", ROUNDING, reason="refactor rounding")
     return repo
@@ -69,7 +69,7 @@ async def test_a_claim_from_another_process_updates_conflicts_live(billing: Path
 
 
 async def test_conflicts_are_navigable_with_the_keyboard(billing: Path) -> None:
-    open_coordinator(open_workspace(billing)).claim("reader", QUOTE, mode="shared")
+    governed_coordinator(open_workspace(billing)).claim("reader", QUOTE, mode="shared")
     app = LoomApp(open_workspace(billing))
     async with app.run_test(size=SIZE) as pilot:
         await pilot.press("2")

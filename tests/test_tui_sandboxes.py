@@ -11,6 +11,7 @@ from loomtui.demo import prepare_demo_repo
 from loomtui.execution import sandboxes
 from loomtui.tui.app import LoomApp
 from loomtui.tui.screens.sandbox_forms import ConfirmScreen, DiffScreen, NewSandboxScreen
+from loomtui.workflow import tasks
 from loomtui.workspace import open_workspace
 from tests.test_tui import wait_for
 
@@ -100,7 +101,7 @@ async def test_the_detail_shows_what_the_agent_reported_tokens_cost_and_refused_
                                     "mode": "headless", "network": False}
     config_path.write_text(yaml.safe_dump(config))
     workspace = open_workspace(billing)
-    record = sandboxes.start(workspace, sandboxes.create_sandbox(workspace, "try the ledger", "claude").id)
+    record = tasks.start(workspace, tasks.create_sandbox(workspace, "try the ledger", "claude").id)
     sandboxes.wait_for_status(workspace, record.id, {"exited", "failed"}, timeout=30)
     app = LoomApp(workspace)
     async with app.run_test(size=SIZE) as pilot:

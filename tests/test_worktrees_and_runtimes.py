@@ -27,6 +27,7 @@ from loomtui.execution.runtimes import (
     program_files,
 )
 from loomtui.repo import RepoPaths
+from loomtui.workflow import tasks
 from loomtui.workspace import Workspace, open_workspace
 from tests.conftest import git
 from tests.test_execution import (
@@ -104,14 +105,14 @@ def test_the_worktrees_key_is_validated_with_file_and_line() -> None:
 def test_a_worktree_outside_the_git_dir_is_a_sandbox_worktree_and_the_checkout_is_not(
         ws: Workspace, repo: Path, tmp_path: Path) -> None:
     script = write_script(tmp_path / "s.yaml", '- {write: made.txt, content: "x\\n"}\n')
-    record = sb.create_sandbox(ws, "make a file", "script", script=script)
+    record = tasks.create_sandbox(ws, "make a file", "script", script=script)
     worktree = Path(record.worktree)
     assert ".git" not in worktree.parts and not worktree.is_relative_to(repo)
     assert sb.is_sandbox_worktree(ws, worktree) and sb.is_sandbox_worktree(ws, worktree / "sub")
     assert not sb.is_sandbox_worktree(ws, repo)
     # Git in the worktree finds its repository; the agent runs there.
     assert git(worktree, "rev-parse", "--abbrev-ref", "HEAD") == record.branch
-    sb.start(ws, record.id)
+    tasks.start(ws, record.id)
     assert ended(ws, record.id).status == EXITED
     assert git(repo, "show", f"{record.branch}:made.txt") == "x"
     # Every folder worktrees live in is hidden from agents (their own is bound back on top).
@@ -123,12 +124,12 @@ def test_the_configured_location_is_used_and_a_bad_one_creates_nothing(ws: Works
                                                                       tmp_path: Path) -> None:
     (repo / ".loom").mkdir()
     (repo / ".loom" / "loom.yaml").write_text("version: 1\nworktrees: ../trees\n")
-    record = sb.create_sandbox(ws, "task", "command", command=["true"])
+    record = tasks.create_sandbox(ws, "task", "command", command=["true"])
     assert Path(record.worktree).parent.parent == tmp_path / "trees"
     review.remove(ws, record.id)
     (repo / ".loom" / "loom.yaml").write_text("version: 1\nworktrees: inside\n")
     with pytest.raises(LoomError, match="inside the repository's working tree"):
-        sb.create_sandbox(ws, "task", "command", command=["true"])
+        tasks.create_sandbox(ws, "task", "command", command=["true"])
     assert len(ws.store.list_sandboxes(include_archived=True)) == 1  # only the removed one
 
 
@@ -138,12 +139,12 @@ def test_an_old_sandbox_under_git_loom_worktrees_is_still_listed_diffed_and_remo
     with monkeypatch.context() as patch:  # made the way loomtui made sandboxes before
         patch.setattr(sb, "configured_worktrees_root", lambda workspace: legacy)
         script = write_script(tmp_path / "old.yaml", '- {write: old.txt, content: "old\\n"}\n')
-        old = sb.create_sandbox(ws, "an old sandbox", "script", script=script)
+        old = tasks.create_sandbox(ws, "an old sandbox", "script", script=script)
     assert Path(old.worktree) == legacy / old.id
-    new = sb.create_sandbox(ws, "a new sandbox", "command", command=["true"])
+    new = tasks.create_sandbox(ws, "a new sandbox", "command", command=["true"])
     assert Path(new.worktree).parent != legacy
     # It runs (isolated where bubblewrap works: its worktree is bound back over the hidden folder).
-    sb.start(ws, old.id)
+    tasks.start(ws, old.id)
     assert ended(ws, old.id).status == EXITED
     assert {r.id for r in sb.list_sandboxes(ws)} == {old.id, new.id}
     assert sb.is_sandbox_worktree(ws, Path(old.worktree)) and sb.is_sandbox_worktree(ws, Path(new.worktree))
@@ -159,12 +160,12 @@ def test_an_old_sandbox_under_git_loom_worktrees_is_still_listed_diffed_and_remo
 
 @needs_bwrap
 def test_an_isolated_agent_cannot_see_another_sandboxs_worktree(ws: Workspace, repo: Path) -> None:
-    victim = sb.create_sandbox(ws, "holds a secret", "command", isolate=True, command=["true"])
+    victim = tasks.create_sandbox(ws, "holds a secret", "command", isolate=True, command=["true"])
     (Path(victim.worktree) / "secret.txt").write_text("s3cret\n")
-    probe = sb.create_sandbox(ws, "looks around", "command", isolate=True, command=[
+    probe = tasks.create_sandbox(ws, "looks around", "command", isolate=True, command=[
         "sh", "-c", (f'ls -A "{victim.worktree}" > seen.txt 2>&1; cat "{victim.worktree}/secret.txt" >> seen.txt 2>&1;'
                      f' ls -A "{Path(victim.worktree).parent}" >> seen.txt 2>&1; echo mine > own.txt')])
-    sb.start(ws, probe.id)
+    tasks.start(ws, probe.id)
     assert ended(ws, probe.id).status == EXITED
     seen = git(repo, "show", f"{probe.branch}:seen.txt").splitlines()
     # The victim's worktree is not there; its folder holds only the probe's own worktree.
@@ -209,8 +210,8 @@ def test_program_files_follow_links_packages_and_interpreters(tmp_path: Path) ->
 @pytest.mark.parametrize("isolate", [pytest.param(True, marks=needs_bwrap), False])
 def test_a_symlinked_script_agent_runs(ws: Workspace, repo: Path, tmp_path: Path, isolate: bool) -> None:
     link, _script = _linked_tool(tmp_path)
-    record = sb.create_sandbox(ws, "run the linked tool", "command", isolate=isolate, command=[str(link)])
-    sb.start(ws, record.id)
+    record = tasks.create_sandbox(ws, "run the linked tool", "command", isolate=isolate, command=[str(link)])
+    tasks.start(ws, record.id)
     done = ended(ws, record.id)
     assert done.status == EXITED, sb.read_log_tail(ws, record.id)
     assert git(repo, "show", f"{record.branch}:ran.txt") == "linked"
@@ -244,7 +245,7 @@ def test_a_missing_or_unrunnable_program_is_one_line_and_makes_nothing(ws: Works
     }
     for program, needle in cases.items():
         with pytest.raises(LoomError) as raised:
-            sb.create_sandbox(ws, "task", "command", command=[program])
+            tasks.create_sandbox(ws, "task", "command", command=[program])
         message = str(raised.value)
         assert needle in message and "\n" not in message and raised.value.exit_code == 2, message
     _nothing_made(ws)

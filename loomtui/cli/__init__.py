@@ -274,10 +274,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _layer_commands() -> list[Callable[[Any], None]]:
     """Each layer's `register(subparsers)`; imported here so `--help` lists them all."""
-    from loomtui.cli import coordination, execution, governance, hooks, knowledge, mcp
+    from loomtui.cli import coordination, execution, governance, hooks, knowledge, mcp, workflow
 
     return [coordination.register, knowledge.register, execution.register, governance.register, hooks.register,
-            mcp.register]
+            mcp.register, workflow.register]
 
 
 def _bench_commands() -> list[Callable[[Any], None]]:

@@ -23,10 +23,10 @@ from loomtui.coordination.claims import (
     Conflict,
     Coordinator,
     lease_length,
-    open_coordinator,
 )
 from loomtui.coordination.index import RepoIndex, build_index
 from loomtui.errors import LoomError, escape_controls, shown
+from loomtui.governance.coordinator import governed_coordinator
 from loomtui.store import ClaimRecord
 from loomtui.workspace import Workspace
 
@@ -50,7 +50,7 @@ def _index(workspace: Workspace) -> RepoIndex:
 
 def _coordinator(args: argparse.Namespace) -> Coordinator:
     workspace = workspace_for(args)
-    return open_coordinator(workspace, _index(workspace))
+    return governed_coordinator(workspace, _index(workspace))
 
 
 def _sandbox(args: argparse.Namespace) -> str:

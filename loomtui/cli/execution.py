@@ -6,8 +6,9 @@ import argparse
 import os
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import asdict
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from loomtui.cli import (
     add_command,
@@ -18,10 +19,15 @@ from loomtui.cli import (
     seconds_arg,
     workspace_for,
 )
+from loomtui.errors import LoomError
 from loomtui.execution import recovery, review
 from loomtui.execution import sandboxes as engine
 from loomtui.execution.sandboxes import DEFAULT_GRACE_S
 from loomtui.store import SandboxRecord
+from loomtui.workspace import Workspace
+
+if TYPE_CHECKING:
+    from loomtui.workflow.engine import Workflow
 
 
 def _record_dict(record: SandboxRecord) -> dict[str, Any]:
@@ -35,6 +41,12 @@ def _age(seconds: float) -> str:
     return f"{int(seconds)}s"
 
 
+def _workflow(workspace: Workspace, say: Callable[[str], None] | None = None) -> Workflow:
+    from loomtui.workflow.engine import Workflow  # loaded by the commands that need it, not by every one
+
+    return Workflow(workspace, say=say)
+
+
 def _show(record: SandboxRecord, what: str) -> None:
     print(f"sandbox {record.id} {what} ({record.status})")
 
@@ -43,16 +55,17 @@ def _show(record: SandboxRecord, what: str) -> None:
 
 
 def cmd_new(args: argparse.Namespace) -> int:
+    from loomtui.workflow.tasks import create_sandbox
+
     workspace = workspace_for(args)
-    record = engine.create_sandbox(
+    record = create_sandbox(
         workspace, args.task, args.runtime, base=args.base, claims=args.claim or (), script=args.script,
-        isolate=False if args.no_isolation else None, command=args.command,
+        isolate=False if args.no_isolation else None, command=args.command, after=args.after or (),
+        autostart=not args.no_start,
     )
-    waiting = record.data.get("awaiting_escalation")
-    if not args.no_start and not waiting:
-        record = engine.start(workspace, record.id)
+    view = _workflow(workspace).view(record)
     if args.json:
-        print_json(_record_dict(record))
+        print_json({**_record_dict(record), "step": str(view.step), "waits_on": view.waits_on})
         return 0
     print(f"sandbox {record.id}: {record.runtime} on {record.branch} from {record.base_ref}, "
           f"{engine.isolation_label(record)}, {record.status}")
@@ -62,14 +75,34 @@ def cmd_new(args: argparse.Namespace) -> int:
     follow = (f"loomtui attach {record.id}" if (record.data.get("launch") or {}).get("mode") == "interactive"
               else f"loomtui sandbox logs {record.id} -f")
     print(f"  worktree {record.worktree}\n  follow   {follow}")
-    if waiting:
-        print(f"  waits    the policy needs approval before this agent starts: escalation #{waiting} "
-              f"(`loomtui escalation approve {waiting}` or `3` in the app; then `loomtui sandbox start {record.id}`)")
+    if record.status == "planned" and view.step != "agent":
+        print(f"  next     {view.line()}")
     return 0
 
 
 def cmd_start(args: argparse.Namespace) -> int:
-    _show(engine.start(workspace_for(args), args.id), "started")
+    from loomtui.workflow.tasks import start
+
+    _show(start(workspace_for(args), args.id), "started")
+    return 0
+
+
+def cmd_advance(args: argparse.Namespace) -> int:
+    workspace = workspace_for(args)
+    say = None if args.json else print
+    flow = _workflow(workspace, say)
+    if args.all:
+        results = flow.advance_all(retry=True)
+    elif args.id:
+        results = [flow.advance(engine.get_sandbox(workspace, args.id).id, retry=True)]
+    else:
+        raise LoomError("name a sandbox ID, or --all")
+    if args.json:
+        print_json({"advanced": [{"sandbox": r.sandbox_id, "done": list(r.done), "status": r.status,
+                                  "step": str(r.now.step), "waits_on": r.now.waits_on} for r in results]})
+        return 0
+    for result in results:
+        print(f"sandbox {result.sandbox_id}: {result.status}; {result.now.line()}")
     return 0
 
 
@@ -149,9 +182,9 @@ def cmd_diff(args: argparse.Namespace) -> int:
 
 
 def cmd_review(args: argparse.Namespace) -> int:
-    from loomtui.governance.review import review_sandbox
-
-    outcome = review_sandbox(workspace_for(args), args.id, say=None if args.json else print)
+    workspace = workspace_for(args)
+    flow = _workflow(workspace, None if args.json else print)
+    outcome = flow.review_now(engine.get_sandbox(workspace, args.id).id)
     if args.json:
         print_json({"sandbox": outcome.sandbox.id, "status": outcome.sandbox.status, "commit": outcome.commit,
                     "outcome": outcome.evaluation.outcome, "risk": outcome.evaluation.risk,
@@ -167,20 +200,24 @@ def cmd_review(args: argparse.Namespace) -> int:
 
 
 def cmd_merge(args: argparse.Namespace) -> int:
-    from loomtui.governance.review import follow_decision, merge_trailers
+    from loomtui.workflow.engine import request_merge
 
     workspace = workspace_for(args)
-    follow_decision(workspace, engine.get_sandbox(workspace, args.id).id)  # people may have decided since
-    result = review.merge(workspace, args.id, into=args.into, trailers=merge_trailers(workspace, args.id))
+    result = request_merge(workspace, args.id, into=args.into)
+    record = engine.get_sandbox(workspace, result.sandbox_id)
+    merged = {"sandbox_id": record.id, "target": record.data.get("merged_into"),
+              "commit": record.data.get("merged_commit"), "started": [line for line in result.done]}
     if args.json:
-        print_json(asdict(result))
+        print_json(merged)
     else:
-        print(f"merged sandbox {result.sandbox_id} into {result.target} as {result.commit[:12]}")
+        print(f"merged sandbox {record.id} into {merged['target']} as {str(merged['commit'])[:12]}")
     return 0
 
 
 def cmd_rm(args: argparse.Namespace) -> int:
-    result = review.remove(workspace_for(args), args.id, force=args.force, delete_branch=args.delete_branch)
+    from loomtui.workflow.tasks import remove
+
+    result = remove(workspace_for(args), args.id, force=args.force, delete_branch=args.delete_branch)
     if args.json:
         print_json(asdict(result))
         return 0
@@ -219,8 +256,8 @@ def cmd_script_agent(args: argparse.Namespace) -> int:
 
 
 def cmd_bench_sandboxes(args: argparse.Namespace) -> int:
-    from loomtui.execution.bench import format_report, run_sandbox_bench
     from loomtui.tui.bench import measure_key_to_repaint
+    from loomtui.workflow.sandbox_bench import format_report, run_sandbox_bench
 
     result = run_sandbox_bench(
         count=args.count, seconds=args.seconds, lines_per_second=args.rate,
@@ -258,11 +295,19 @@ def register(commands: Any) -> None:
     new.add_argument("command", nargs="*", metavar="-- PROGRAM ARG",
                      help="for the generic `command` runtime: the program and its arguments "
                           "({task}, {context_file}, {sandbox} are substituted as whole arguments)")
+    new.add_argument("--after", action="append", metavar="ID",
+                     help="wait for sandbox ID's change to merge first (repeatable); this task's claims, "
+                          "worktree and agent start from the merged target then")
     new.add_argument("--no-start", action="store_true", help="create the sandbox but do not start the agent")
     new.add_argument("--no-isolation", action="store_true",
                      help="run the agent as a plain process even where bubblewrap works")
 
     _id_arg(add_command(sandbox, "start", cmd_start, "start the agent of a sandbox created with --no-start"))
+    advance = add_command(sandbox, "advance", cmd_advance,
+                          "do a sandbox's due workflow steps now (review, follow a decision, merge, release "
+                          "claims, start what waited); retries a failed step", json_flag=True)
+    advance.add_argument("id", metavar="ID", nargs="?", help="sandbox id (or a unique prefix of one)")
+    advance.add_argument("--all", action="store_true", help="every sandbox")
     listing = add_command(sandbox, "list", cmd_list,
                           "sandboxes, newest first (reconciles the store with the processes first)", json_flag=True)
     listing.add_argument("--all", action="store_true", help="include removed (archived) sandboxes")

@@ -189,25 +189,26 @@ def cmd_escalation_show(args: argparse.Namespace) -> int:
 
 def cmd_decide(args: argparse.Namespace) -> int:
     from loomtui.governance.escalations import decide
-    from loomtui.governance.gitfacts import branch_head
 
     workspace = workspace_for(args)
     policy = load_policy(workspace.root, workspace.load_config().policy)
-    escalation = workspace.store.get_escalation(args.id)
-    sandbox = workspace.store.get_sandbox(escalation.sandbox_id) if escalation and escalation.sandbox_id else None
-    # An approval binds to the sandbox's commit now, so a later commit needs a new one.
-    current = branch_head(workspace.root, sandbox.branch) if sandbox and sandbox.branch else None
     record = decide(workspace, policy, args.id, args.decision, reason=getattr(args, "reason", "") or "",
-                    current_commit=current, expires_hours=getattr(args, "hours", None))
+                    expires_hours=getattr(args, "hours", None))
     made: dict[str, Any] = next((h for h in reversed(record.data.get("history", []))
                                  if h.get("by") == workspace.actor), {})
     signed = made.get("signature", "unsigned")
     print(f"#{record.id}: {args.decision} recorded by {workspace.actor} ({signed}); now {record.status}")
+    if record.sandbox_id and workspace.store.get_sandbox(record.sandbox_id) is not None:
+        from loomtui.workflow.engine import advance  # the decision may let the sandbox move on now
+
+        moved = advance(workspace, record.sandbox_id)
+        for line in moved.done:
+            print(f"  sandbox {moved.sandbox_id}: {line}")
     return 0
 
 
 def cmd_bench_tamper(args: argparse.Namespace) -> int:
-    from loomtui.governance.tamper_bench import run_tamper_bench
+    from loomtui.workflow.tamper_bench import run_tamper_bench
 
     figures = run_tamper_bench()
     if args.json:

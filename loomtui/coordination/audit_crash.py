@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from loomtui.audit import AuditEntry
-from loomtui.coordination.claims import ClaimRefused, open_coordinator
+from loomtui.coordination.claims import ClaimRefused, nobody_overrides, open_coordinator
 from loomtui.coordination.index import RepoIndex
 from loomtui.errors import LoomError
 from loomtui.workspace import Workspace, open_workspace
@@ -69,7 +69,7 @@ def _api_writer(repo: str, index: RepoIndex, seed: int) -> None:
     """Claim, release and sweep until killed (runs in a forked process)."""
     rng = random.Random(seed)
     workspace = open_workspace(repo)
-    coordinator = open_coordinator(workspace, index)
+    coordinator = open_coordinator(workspace, index, may_override=nobody_overrides)
     choices = targets()
     while True:
         sandbox = rng.choice(SANDBOXES)
@@ -173,7 +173,7 @@ def crash_loop(rounds: int = 10, *, writers: int = 4, cli_writers: int = 0, seed
     try:
         repo = make_repo(scratch / "repo")
         workspace = open_workspace(repo)
-        index = open_coordinator(workspace).index  # built once; forked writers share it
+        index = open_coordinator(workspace, may_override=nobody_overrides).index  # built once; forked writers share it
         workspace.close()
         context = multiprocessing.get_context("fork")
         agreed, killed, failed = 0, 0, 0

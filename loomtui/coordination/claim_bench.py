@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 from loomtui.audit import AuditLog
-from loomtui.coordination.claims import Coordinator
+from loomtui.coordination.claims import Coordinator, nobody_overrides
 from loomtui.coordination.index import RepoIndex
 from loomtui.repo import RepoPaths
 from loomtui.store import SqliteStore
@@ -28,7 +28,7 @@ def claim_check_bench(index: RepoIndex, *, sandboxes: int = 200, claims: int = 5
         store = SqliteStore(Path(scratch) / "state.db")
         workspace = Workspace(paths=RepoPaths(root=index.root, common_dir=Path(scratch)), store=store,
                               audit=AuditLog(Path(scratch) / "audit.jsonl", store), actor="bench")
-        coordinator = Coordinator(workspace, index, dependency_hops=1)
+        coordinator = Coordinator(workspace, index, dependency_hops=1, may_override=nobody_overrides)
         expires = time.time() + 3600
         with store.transaction():
             for number, region_id in enumerate(held):

@@ -154,11 +154,15 @@ def edge_label(data: Mapping[str, object]) -> str:
 # -- the engine ------------------------------------------------------------------------
 
 
+OverrideCheck = Callable[[str], bool]
+"""Whether a user may force a claim another sandbox's claim refuses (the policy decides)."""
+
+
 class Coordinator:
     """Claims, conflicts, suggestions and edit checks over one repository's index."""
 
-    def __init__(self, workspace: Workspace, index: RepoIndex, *, dependency_hops: int = 1,
-                 lease_seconds: int = 3600) -> None:
+    def __init__(self, workspace: Workspace, index: RepoIndex, *, may_override: OverrideCheck,
+                 dependency_hops: int = 1, lease_seconds: int = 3600) -> None:
         self.workspace = workspace
         self.store = workspace.store
         self.index = index
@@ -166,8 +170,9 @@ class Coordinator:
         self.lease_seconds = lease_seconds
         self._dependency_view: nx.Graph | None = None
         self._repo_files: list[str] | None = None
-        # Who may force a refused claim is governance's call; open_coordinator wires the policy in.
-        self.may_override: Callable[[str], bool] = lambda user: False
+        # Who may force a refused claim is governance's call (the policy's override groups): the
+        # caller says, every time, so no coordinator quietly lets nobody (or everybody) override.
+        self.may_override = may_override
 
     def index_changed(self) -> None:
         """Forget what was derived from the index after it was patched in place."""
@@ -496,23 +501,11 @@ class Coordinator:
 
     def release(self, claim_id: int, reason: str = "released") -> bool:
         """Release one claim; False when it was not live."""
-        with self.store.transaction():
-            claim = self.store.get_claim(claim_id)
-            if claim is None:
-                raise LoomError(f"no claim #{claim_id}")
-            released = self.store.release_claim(claim_id, reason)
-            if released:
-                self.workspace.record("claim.released", claim.sandbox_id,
-                                      {"claim": claim_id, "target": claim.target, "reason": reason})
-        return released
+        return release_claim(self.workspace, claim_id, reason)
 
     def release_sandbox(self, sandbox_id: str, reason: str = "released") -> int:
         """Release every live claim of a sandbox; returns how many."""
-        count = 0
-        with self.store.transaction():
-            for claim in self.store.live_claims(sandbox_id):
-                count += self.release(claim.id, reason)
-        return count
+        return release_claims_of(self.workspace, sandbox_id, reason)
 
     def renew(self, claim_id: int, ttl: float | None = None) -> ClaimRecord:
         """Extend a live claim's lease to `ttl` seconds from now, with an audit entry."""
@@ -592,18 +585,45 @@ class Coordinator:
         return EditDecision("claim", reason, tuple(region_ids), tuple(result.conflicts))
 
 
-def claim_targets(workspace: Workspace, sandbox_id: str, targets: Sequence[str], *,
+def claim_targets(coordinator: Coordinator, sandbox_id: str, targets: Sequence[str], *,
                   mode: str = "exclusive", reason: str = "") -> list[ClaimRecord]:
     """Claim several targets for a sandbox, all or nothing (raises ClaimRefused)."""
-    coordinator = open_coordinator(workspace)
     claims: list[ClaimRecord] = []
-    with workspace.store.transaction():
+    with coordinator.store.transaction():
         for target in targets:
             claims.append(coordinator.claim(sandbox_id, target, mode=mode, reason=reason).claim)
     return claims
 
 
-def open_coordinator(workspace: Workspace, index: RepoIndex | None = None) -> Coordinator:
+def release_claim(workspace: Workspace, claim_id: int, reason: str = "released") -> bool:
+    """Release one claim, with its audit entry; False when it was not live."""
+    with workspace.store.transaction():
+        claim = workspace.store.get_claim(claim_id)
+        if claim is None:
+            raise LoomError(f"no claim #{claim_id}")
+        released = workspace.store.release_claim(claim_id, reason)
+        if released:
+            workspace.record("claim.released", claim.sandbox_id,
+                             {"claim": claim_id, "target": claim.target, "reason": reason})
+    return released
+
+
+def release_claims_of(workspace: Workspace, sandbox_id: str, reason: str = "released") -> int:
+    """Release every live claim of a sandbox (no index needed); returns how many."""
+    count = 0
+    with workspace.store.transaction():
+        for claim in workspace.store.live_claims(sandbox_id):
+            count += release_claim(workspace, claim.id, reason)
+    return count
+
+
+def nobody_overrides(user: str) -> bool:
+    """The override check of a coordinator that never forces a claim (reads, benches, crash tests)."""
+    return False
+
+
+def open_coordinator(workspace: Workspace, index: RepoIndex | None = None, *,
+                     may_override: OverrideCheck) -> Coordinator:
     """A coordinator over the repository's (cached) index, configured from loom.yaml."""
     from loomtui.coordination.index import build_index
 
@@ -611,20 +631,8 @@ def open_coordinator(workspace: Workspace, index: RepoIndex | None = None) -> Co
     if index is None:
         index = build_index(workspace.root, cache_dir=workspace.paths.state_dir / "index-cache",
                             include=config.include, exclude=config.exclude)
-    coordinator = Coordinator(workspace, index, dependency_hops=config.dependency_hops,
-                              lease_seconds=config.lease_seconds)
-    coordinator.may_override = _policy_override_check(workspace)
-    return coordinator
-
-
-def _policy_override_check(workspace: Workspace) -> Callable[[str], bool]:
-    """Ask the repository's policy (read when first needed) whether a user may override."""
-    from loomtui.governance.policy import can_override, load_policy
-
-    def may_override(user: str) -> bool:
-        return can_override(load_policy(workspace.root, workspace.load_config().policy), user)
-
-    return may_override
+    return Coordinator(workspace, index, may_override=may_override, dependency_hops=config.dependency_hops,
+                       lease_seconds=config.lease_seconds)
 
 
 def sandbox_signature_changes(workspace: Workspace) -> set[str]:

@@ -251,12 +251,14 @@ def _markers(parent: Path) -> list[Path]:
 def run_attempts(isolate: bool, *, attempts: tuple[Attempt, ...] = ATTEMPTS, parent: Path | None = None,
                  progress: Callable[[str], None] | None = None) -> HostileReport:
     """Run every attempt at once in one throwaway repository, then loomtui's whole after-life on each."""
-    from loomtui.coordination.claims import open_coordinator
-    from loomtui.execution import review, sandboxes
-    from loomtui.execution.lifecycle import APPROVED, EXITED, FAILED, transition
+    from loomtui.execution import review
+    from loomtui.execution.lifecycle import APPROVED, transition
+    from loomtui.governance.coordinator import governed_coordinator
     from loomtui.governance.explain import explain_sandbox
     from loomtui.governance.policy import load_policy
     from loomtui.guardrails.gates import run_configured_gates
+    from loomtui.workflow import tasks
+    from loomtui.workflow.engine import wait_until_settled
     from loomtui.workspace import open_workspace
 
     say = progress or (lambda _text: None)
@@ -266,27 +268,27 @@ def run_attempts(isolate: bool, *, attempts: tuple[Attempt, ...] = ATTEMPTS, par
         repo = _make_repo(base)
         workspace = open_workspace(repo)
         try:
-            victim = sandboxes.create_sandbox(workspace, "an honest agent", "command", isolate=isolate,
+            victim = tasks.create_sandbox(workspace, "an honest agent", "command", isolate=isolate,
                                               command=["sleep", "30"])
-            sandboxes.start(workspace, victim.id)
+            tasks.start(workspace, victim.id)
             records = {}
             for attempt in attempts:
                 script = attempt.script.format(python=sys.executable, victim=victim.id,
                                                marker=f"{MARKER}-{attempt.name}")
-                records[attempt.name] = sandboxes.create_sandbox(
+                records[attempt.name] = tasks.create_sandbox(
                     workspace, f"hostile: {attempt.tries}", "command", isolate=isolate,
                     command=["sh", "-c", script])
             # Started side by side: each start waits for its supervisor to load, which a process
             # does on its own (one after another, that was most of the run).
             def launch(name: str, record: Any) -> None:
-                sandboxes.start(workspace, record.id)
+                tasks.start(workspace, record.id)
                 say(f"{name}: started in sandbox {record.id}")
 
             with ThreadPoolExecutor(max_workers=4) as pool:
                 for future in [pool.submit(launch, name, record) for name, record in records.items()]:
                     future.result()
-            for record in records.values():
-                sandboxes.wait_for_status(workspace, record.id, {EXITED, FAILED}, timeout=60)
+            for record in records.values():  # ended, and advanced by the workflow as far as it goes
+                wait_until_settled(workspace, record.id, timeout=60)
             main_before = _git(repo, "rev-parse", "main").strip()
             policy = load_policy(workspace.root, workspace.load_config().policy)
 
@@ -313,10 +315,10 @@ def run_attempts(isolate: bool, *, attempts: tuple[Attempt, ...] = ATTEMPTS, par
             # The victim's claim, had another sandbox's broker been made to speak for it.
             victim_claims = {rid for claim in workspace.store.live_claims(victim.id) for rid in claim.region_ids}
             # A merge into main while the head-on-main sandbox points its HEAD there.
-            honest = sandboxes.create_sandbox(workspace, "an honest change", "command", isolate=isolate,
+            honest = tasks.create_sandbox(workspace, "an honest change", "command", isolate=isolate,
                                               command=["sh", "-c", "echo reviewed > honest.txt"])
-            sandboxes.start(workspace, honest.id)
-            sandboxes.wait_for_status(workspace, honest.id, {EXITED, FAILED}, timeout=60)
+            tasks.start(workspace, honest.id)
+            wait_until_settled(workspace, honest.id, timeout=60)
             tip = _git(repo, "rev-parse", honest.branch).strip()
             # The person's checkout moves to another branch, so only the agent's worktree "has" main.
             _git(repo, "checkout", "-q", "-b", "elsewhere")
@@ -324,7 +326,7 @@ def run_attempts(isolate: bool, *, attempts: tuple[Attempt, ...] = ATTEMPTS, par
             review.merge(workspace, honest.id)
             merged = _git(repo, "rev-parse", "main").strip()
             # A symlinked alias must not let two sandboxes hold one file.
-            coordinator = open_coordinator(workspace)
+            coordinator = governed_coordinator(workspace)
             alias_claims = 0
             for holder, target in (("claims-a", "app.py"), ("claims-b", "alias.py")):
                 try:

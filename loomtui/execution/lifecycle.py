@@ -6,28 +6,43 @@ processes racing to move one sandbox cannot both win) followed by an audit entry
 
 from __future__ import annotations
 
+from enum import StrEnum
 from typing import Any, Final
 
 from loomtui.errors import LoomError
 from loomtui.store import SandboxRecord
 from loomtui.workspace import Workspace
 
-PLANNED: Final = "planned"
-RUNNING: Final = "running"
-PAUSED: Final = "paused"
-EXITED: Final = "exited"
-GATING: Final = "gating"
-AWAITING_REVIEW: Final = "awaiting_review"
-APPROVED: Final = "approved"
-MERGED: Final = "merged"
-REJECTED: Final = "rejected"
-FAILED: Final = "failed"
-ARCHIVED: Final = "archived"
 
-STATUSES: Final = (
-    PLANNED, RUNNING, PAUSED, EXITED, GATING, AWAITING_REVIEW, APPROVED, MERGED, REJECTED,
-    FAILED, ARCHIVED,
-)
+class SandboxStatus(StrEnum):
+    """Where a sandbox is in its life. A member is its own string, as stored."""
+
+    PLANNED = "planned"
+    RUNNING = "running"
+    PAUSED = "paused"
+    EXITED = "exited"
+    GATING = "gating"
+    AWAITING_REVIEW = "awaiting_review"
+    APPROVED = "approved"
+    MERGED = "merged"
+    REJECTED = "rejected"
+    FAILED = "failed"
+    ARCHIVED = "archived"
+
+
+PLANNED: Final = SandboxStatus.PLANNED
+RUNNING: Final = SandboxStatus.RUNNING
+PAUSED: Final = SandboxStatus.PAUSED
+EXITED: Final = SandboxStatus.EXITED
+GATING: Final = SandboxStatus.GATING
+AWAITING_REVIEW: Final = SandboxStatus.AWAITING_REVIEW
+APPROVED: Final = SandboxStatus.APPROVED
+MERGED: Final = SandboxStatus.MERGED
+REJECTED: Final = SandboxStatus.REJECTED
+FAILED: Final = SandboxStatus.FAILED
+ARCHIVED: Final = SandboxStatus.ARCHIVED
+
+STATUSES: Final = tuple(SandboxStatus)
 LIVE: Final = frozenset({RUNNING, PAUSED})
 """Statuses in which an agent process should exist."""
 
@@ -38,7 +53,8 @@ TRANSITIONS: Final[dict[str, frozenset[str]]] = {
     # A failed agent may still have left work worth gating and reviewing.
     EXITED: frozenset({GATING, AWAITING_REVIEW, APPROVED, REJECTED, FAILED, ARCHIVED}),
     FAILED: frozenset({GATING, AWAITING_REVIEW, REJECTED, ARCHIVED}),
-    GATING: frozenset({AWAITING_REVIEW, APPROVED, REJECTED, FAILED}),
+    # GATING again: the workflow redoes a review whose process died mid-step.
+    GATING: frozenset({GATING, AWAITING_REVIEW, APPROVED, REJECTED, FAILED}),
     AWAITING_REVIEW: frozenset({APPROVED, REJECTED, GATING, ARCHIVED}),
     APPROVED: frozenset({MERGED, REJECTED, AWAITING_REVIEW, GATING, ARCHIVED}),
     MERGED: frozenset({ARCHIVED}),

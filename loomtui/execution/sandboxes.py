@@ -59,7 +59,6 @@ from loomtui.execution.lifecycle import (
     LIVE,
     PAUSED,
     PLANNED,
-    REJECTED,
     RUNNING,
     transition,
 )
@@ -83,6 +82,9 @@ HOOK_SETTINGS_PATH: Final = ".claude/settings.json"
 MANAGED_FILES: Final = (HOOK_SETTINGS_PATH, ".aider.tags.cache.v4")
 """Files loomtui writes into a worktree (the agent hooks' settings), and a runtime's own caches
 (Aider's repository map): never committed as the agent's work."""
+
+SUPERVISOR_MODULE: Final = "loomtui.execution.supervisor"
+"""The bare supervisor: runs and records the agent, and nothing else."""
 
 WORKTREES_ENV: Final = "LOOMTUI_WORKTREES"
 """Overrides `worktrees:` of .loom/loom.yaml: where this user's sandboxes' worktrees go."""
@@ -308,14 +310,6 @@ def _merge_target(repo: Git, base: str) -> str | None:
     return repo.current_branch()
 
 
-def _claim(workspace: Workspace, sandbox_id: str, targets: Sequence[str], reason: str) -> list[int]:
-    try:
-        from loomtui.coordination.claims import claim_targets
-    except ImportError:
-        raise LoomError("--claim needs the coordination layer (loomtui.coordination.claims)") from None
-    return [claim.id for claim in claim_targets(workspace, sandbox_id, list(targets), reason=reason)]
-
-
 def _checked_task(task: str) -> str:
     task = task.strip()
     if not task:
@@ -359,17 +353,17 @@ def _chosen_isolation(isolate: bool | None) -> str:
     return ISOLATION_BWRAP if use_bwrap else ISOLATION_NONE
 
 
-def create_sandbox(
+def plan_sandbox(
     workspace: Workspace, task: str, runtime: str, *, base: str = "HEAD", claims: Sequence[str] = (),
-    script: Path | str | None = None, context: str | None = None, isolate: bool | None = None,
-    command: Sequence[str] = (),
+    script: Path | str | None = None, isolate: bool | None = None, command: Sequence[str] = (),
+    data: Mapping[str, Any] | None = None,
 ) -> SandboxRecord:
-    """Plan a sandbox: check the inputs, claim its targets, then create its worktree and branch.
+    """Check a task's inputs and record it as a `planned` sandbox (no worktree yet: `make_worktree`).
 
-    Nothing is created when an input is wrong (unknown runtime, program not on
-    PATH, missing base ref, bad script). A refused claim leaves the sandbox
-    recorded as `rejected` with the reason, and no worktree. `isolate=None` uses
-    bubblewrap when it works here. The agent starts with `start()`.
+    Nothing is recorded when an input is wrong (unknown runtime, program not on
+    PATH, missing base ref, bad script). `claims` are recorded, not taken: claiming
+    is coordination's, through the workflow. `isolate=None` uses bubblewrap when it
+    works here. `data` is kept on the record (the workflow's own fields).
     """
     task = _checked_task(task)
     runtime_config = _checked_runtime(workspace, runtime, script, command)
@@ -388,69 +382,63 @@ def create_sandbox(
         "mcp_config": str(mcp_config_path(paths.dir)),
     })
     target = _merge_target(repo, base)
-    if claims:
-        # A mistyped target is bad input: say so before anything is recorded. (A refused
-        # claim, by contrast, is a decision, and leaves a rejected record behind.)
-        from loomtui.coordination.claims import open_coordinator
-
-        coordinator = open_coordinator(workspace)
-        for claim_target in claims:
-            coordinator.resolve(claim_target)
-
     now = time.time()
     record = workspace.store.add_sandbox(SandboxRecord(
         id=sandbox_id, task=task, runtime=runtime, status=PLANNED, created=now, updated=now,
         base_ref=base, branch=BRANCH_PREFIX + sandbox_id, worktree=str(paths.worktree), isolation=isolation,
         data={"base_sha": base_sha, "target": target, "launch": launch.to_data(), "claims": list(claims),
-              "created_by": workspace.actor},
+              "created_by": workspace.actor, **(data or {})},
     ))
     workspace.record("sandbox.planned", sandbox_id, {
         "runtime": runtime, "base": base, "base_sha": base_sha, "target": target,
-        "isolation": isolation, "claims": list(claims),
+        "isolation": isolation, "claims": list(claims), **(data or {}),
     })
-    if claims:
+    if script is not None:
         try:
-            claim_ids = _claim(workspace, sandbox_id, claims, reason=task[:200])
-        except LoomError as exc:
-            transition(workspace, sandbox_id, REJECTED, reason=str(exc), allowed_from=frozenset({PLANNED}))
-            raise
-        workspace.store.update_sandbox(sandbox_id, data={"claim_ids": claim_ids})
-        _policy_before_start(workspace, sandbox_id)
+            paths.dir.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(script, paths.script)  # the script as it was when the task was stated
+        except OSError as exc:
+            message = exc.strerror or str(exc)
+            mark_failed(workspace, sandbox_id, f"cannot copy the script: {message}")
+            raise LoomError(f"sandbox {sandbox_id}: cannot copy the script {script}: {message}") from None
+    return record
 
+
+def make_worktree(workspace: Workspace, sandbox_id: str, *, base_sha: str | None = None,
+                  context: str | None = None) -> SandboxRecord:
+    """Create a planned sandbox's worktree and branch (from `base_sha`, else its recorded base), with
+    the context handed to its agent written in. A failure marks the sandbox failed (one-line error)."""
+    record = get_sandbox(workspace, sandbox_id)
+    if record.status != PLANNED:
+        raise LoomError(f"sandbox {record.id} is {record.status}; only a planned sandbox gets a worktree",
+                        exit_code=1)
+    base_sha = base_sha or str(record.data["base_sha"])
+    paths = _paths(workspace, record)
+    launch_argv = (record.data.get("launch") or {}).get("argv") or []
     try:
         paths.dir.mkdir(parents=True, exist_ok=True)
         paths.worktree.parent.mkdir(parents=True, exist_ok=True)
-        given = AgentContext(context) if context is not None else assemble_context(workspace, task, claims, base_sha)
+        given = (AgentContext(context) if context is not None
+                 else assemble_context(workspace, record.task, record.data.get("claims") or [], base_sha))
         paths.context.write_text(given.text, encoding="utf-8")
         write_mcp_config(mcp_config_path(paths.dir), paths.worktree)  # loomtui's MCP server ({mcp_config})
-        if script is not None:
-            shutil.copyfile(script, paths.script)
-        repo.out("worktree", "add", "--quiet", "-b", record.branch, str(paths.worktree), base_sha)
+        Git(workspace.root).out("worktree", "add", "--quiet", "-b", record.branch, str(paths.worktree), base_sha)
         git_dir = Git(paths.worktree).out("rev-parse", "--absolute-git-dir").strip()
-        context_files = worktree_context_files(launch.argv)  # CLAUDE.md, AGENTS.md: where the agent reads
+        context_files = worktree_context_files(launch_argv)  # CLAUDE.md, AGENTS.md: where the agent reads
         for name in context_files:
             write_context_file(paths.worktree / name, given.text)
-        from loomtui.governance.hooks import install_hooks
-
-        # The agent asks before every write; loomtui's own files stay out of its commits.
-        install_hooks(workspace, paths.worktree, sandbox_id, managed=context_files)
     except (OSError, LoomError) as exc:
         message = getattr(exc, "strerror", None) or str(exc)
         mark_failed(workspace, sandbox_id, f"cannot create the worktree: {message}")
         raise LoomError(f"sandbox {sandbox_id}: cannot create the worktree: {message}") from None
     record_context(workspace, sandbox_id, given, [str(paths.context), *context_files])
-    return workspace.store.update_sandbox(sandbox_id, data={"git_dir": git_dir, "context_files": context_files})
+    return workspace.store.update_sandbox(sandbox_id, data={
+        "git_dir": git_dir, "context_files": context_files, "base_sha": base_sha, "worktree_made": True})
 
 
-def _policy_before_start(workspace: Workspace, sandbox_id: str) -> None:
-    """The policy on the claims, before generation: a block rejects, a require waits for people."""
-    from loomtui.governance.prestart import PrestartBlocked, prestart_check
-
-    try:
-        prestart_check(workspace, sandbox_id)
-    except PrestartBlocked as exc:
-        transition(workspace, sandbox_id, REJECTED, reason=str(exc), allowed_from=frozenset({PLANNED}))
-        raise
+def has_worktree(record: SandboxRecord) -> bool:
+    """Whether a sandbox's worktree was made (a task waiting on others gets its own later)."""
+    return bool(record.data.get("worktree_made", record.data.get("git_dir")))
 
 
 def _unused_id(workspace: Workspace, root: Path) -> str:
@@ -472,26 +460,25 @@ def mark_failed(workspace: Workspace, sandbox_id: str, error: str, **data: Any) 
     return transition(workspace, sandbox_id, FAILED, reason=error, data={"error": error, **data})
 
 
-def start(workspace: Workspace, sandbox_id: str) -> SandboxRecord:
+def start(workspace: Workspace, sandbox_id: str, *, supervisor: str = SUPERVISOR_MODULE) -> SandboxRecord:
     """Start a planned sandbox's agent under a detached supervisor; returns once it is launched.
 
     The supervisor runs in its own session (not a child of the caller), so the
     agent keeps running when the TUI or the shell that started it goes away.
+    `supervisor` is the module run as it (`python -m`): the workflow passes its own,
+    which serves the agent's hooks and advances the sandbox when the agent ends.
+    Whether the sandbox may start (approvals, other tasks) is the workflow's to say.
     """
     record = get_sandbox(workspace, sandbox_id)
     if record.status != PLANNED:
         raise LoomError(f"sandbox {record.id} is {record.status}; only a planned sandbox starts", exit_code=1)
-    from loomtui.governance.prestart import start_blocker
-
-    if (blocker := start_blocker(workspace, record)) is not None:
-        raise LoomError(blocker, exit_code=1)
     if is_alive(record.pid, record.pid_start):
         raise LoomError(f"sandbox {record.id} is already starting (supervisor pid {record.pid})", exit_code=1)
     paths = _paths(workspace, record)
     if not paths.worktree.is_dir():
         raise LoomError(f"sandbox {record.id}: its worktree {paths.worktree} is missing", exit_code=1)
     paths.dir.mkdir(parents=True, exist_ok=True)
-    command = [sys.executable, "-m", "loomtui.execution.supervisor", str(workspace.root), record.id]
+    command = [sys.executable, "-m", supervisor, str(workspace.root), record.id]
     try:
         with open(paths.supervisor_log, "ab") as diagnostics:
             process = subprocess.Popen(

@@ -34,8 +34,9 @@ import sys
 import threading
 import time
 import traceback
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 from loomtui.errors import LoomError
 from loomtui.execution import confinement, privategit
@@ -74,7 +75,6 @@ from loomtui.execution.sandboxes import (
     record_paths,
     tmux_session,
 )
-from loomtui.governance.broker import Broker
 from loomtui.store import SandboxRecord
 from loomtui.workspace import Workspace, open_workspace
 
@@ -83,6 +83,22 @@ LOG_FAILURE_GRACE_S: Final = 5.0
 READ_CHUNK: Final = 65536  # a line longer than this is logged in pieces, byte for byte
 PANE_POLL_S: Final = 0.2
 _STOP: Final = object()
+
+
+class HookServer(Protocol):
+    """What answers the agent's hooks on its socket while it runs (governance's broker)."""
+
+    def listen(self) -> None: ...
+
+    def start(self) -> None: ...
+
+    def close(self) -> None: ...
+
+
+HookServerFactory = Callable[[Workspace, str, Path, Path], HookServer]
+"""Makes the hook server of (workspace, sandbox id, worktree, socket path)."""
+AfterEnd = Callable[[Workspace, str], None]
+"""Called once the agent's end is recorded (the workflow advances the sandbox)."""
 
 
 class LogWriteFailed(Exception):
@@ -137,7 +153,8 @@ def _cpu_seconds() -> float:
 class Supervisor:
     """Runs one sandbox's agent to its end and records everything about it."""
 
-    def __init__(self, workspace: Workspace, record: SandboxRecord, *, startup_cpu: float = 0.0) -> None:
+    def __init__(self, workspace: Workspace, record: SandboxRecord, *, startup_cpu: float = 0.0,
+                 hook_server: HookServerFactory | None = None) -> None:
         self.workspace = workspace
         self.record = record
         self.paths: SandboxPaths = record_paths(workspace.paths, record)
@@ -151,7 +168,8 @@ class Supervisor:
         # child's own counters start from zero, but this is supervisor cost too.
         self.startup_cpu = startup_cpu
         self.cpu_at_start = 0.0
-        self.broker: Broker | None = None
+        self.hook_server = hook_server
+        self.broker: HookServer | None = None
 
     # -- the command ---------------------------------------------------------------------
 
@@ -191,9 +209,10 @@ class Supervisor:
             return self._finish(None, None, error=f"cannot open the log {self.paths.log}: {exc.strerror}")
         # Bound now, so the agent's first hook finds it; served from a thread once the agent
         # is spawned (no thread may exist while Popen forks, see _run_headless).
-        self.broker = Broker(self.workspace, self.record.id, self.paths.worktree, self.paths.broker)
         try:
-            self.broker.listen()
+            if self.hook_server is not None:
+                self.broker = self.hook_server(self.workspace, self.record.id, self.paths.worktree, self.paths.broker)
+                self.broker.listen()
         except OSError as exc:
             return self._finish(None, None, error=f"cannot serve the hook broker {self.paths.broker}: "
                                                   f"{exc.strerror or exc}")
@@ -447,9 +466,11 @@ def _daemonize() -> None:
         os._exit(0)
 
 
-def main(argv: list[str]) -> int:
+def main(argv: list[str], *, hook_server: HookServerFactory | None = None,
+         after_end: AfterEnd | None = None, name: str = "loomtui.execution.supervisor") -> int:
+    """Supervise one sandbox's agent (`python -m NAME REPO SANDBOX_ID`), then call `after_end`."""
     if len(argv) != 2:
-        print("usage: python -m loomtui.execution.supervisor REPO SANDBOX_ID", file=sys.stderr)
+        print(f"usage: python -m {name} REPO SANDBOX_ID", file=sys.stderr)
         return 2
     root, sandbox_id = argv
     startup_cpu = _cpu_seconds()
@@ -470,7 +491,13 @@ def main(argv: list[str]) -> int:
     sys.stdout.flush()
     os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
     try:
-        return Supervisor(workspace, record, startup_cpu=startup_cpu).run()
+        code = Supervisor(workspace, record, startup_cpu=startup_cpu, hook_server=hook_server).run()
+        if after_end is not None and code == 0:
+            try:
+                after_end(workspace, sandbox_id)
+            except Exception:  # noqa: BLE001 - the agent's end is recorded; whoever advances next redoes it
+                _diagnose("after the agent ended: " + traceback.format_exc())
+        return code
     except Exception:  # noqa: BLE001 - a bug: keep the traceback in supervisor.log, say so in the store
         _diagnose(traceback.format_exc())
         try:
@@ -481,7 +508,6 @@ def main(argv: list[str]) -> int:
         return 1
     finally:
         workspace.close()
-
 
 if __name__ == "__main__":
     sys.exit(main(sys.argv[1:]))

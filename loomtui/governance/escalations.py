@@ -14,9 +14,11 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
+from enum import StrEnum
 from typing import Any
 
 from loomtui.errors import LoomError
+from loomtui.governance.gitfacts import branch_head
 from loomtui.governance.policy import (
     ChangeFacts,
     Evaluation,
@@ -34,8 +36,20 @@ KINDS = ("pre-start", "post-gate", "conflict-override", "permission-request", "q
 GRANTING_KINDS = ("pre-start", "permission-request")
 """Escalations whose approval lets a sandbox change the regions they were about."""
 RISK_ORDER = {"critical": 0, "high": 1, "medium": 2, "normal": 3, "low": 4}
-OPEN = "open"
-DECIDED = ("approved", "rejected", "overridden")
+class EscalationStatus(StrEnum):
+    """Where an escalation is. A member is its own string, as stored."""
+
+    OPEN = "open"
+    APPROVED = "approved"
+    REJECTED = "rejected"
+    OVERRIDDEN = "overridden"
+    SUPERSEDED = "superseded"
+
+
+OPEN = EscalationStatus.OPEN
+DECIDED = (EscalationStatus.APPROVED, EscalationStatus.REJECTED, EscalationStatus.OVERRIDDEN)
+CLEARED = (EscalationStatus.APPROVED, EscalationStatus.OVERRIDDEN)
+"""Decided in favour: what was asked may go ahead."""
 
 
 class DecisionRefused(LoomError):
@@ -112,7 +126,7 @@ def granted_regions(workspace: Workspace, sandbox_id: str, regions: Sequence[str
     overridden) before it started, or on a permission request while it ran."""
     from loomtui.coordination.claims import ancestors, split_id
 
-    scopes = [e.data.get("facts") or {} for status in ("approved", "overridden")
+    scopes = [e.data.get("facts") or {} for status in CLEARED
               for e in workspace.store.list_escalations(status)
               if e.sandbox_id == sandbox_id and e.kind in GRANTING_KINDS]
 
@@ -150,10 +164,21 @@ def allowed_decisions(policy: Policy, escalation: EscalationRecord, user: str) -
     return allowed
 
 
+def _sandbox_head(workspace: Workspace, escalation_id: int) -> str | None:
+    """The commit the escalation's sandbox is at now (None: no sandbox, or no branch yet)."""
+    escalation = workspace.store.get_escalation(escalation_id)
+    sandbox = workspace.store.get_sandbox(escalation.sandbox_id) if escalation and escalation.sandbox_id else None
+    return branch_head(workspace.root, sandbox.branch) if sandbox and sandbox.branch else None
+
+
 def decide(workspace: Workspace, policy: Policy, escalation_id: int, decision: str, *,
-           reason: str = "", current_commit: str | None = None,
-           expires_hours: float | None = None) -> EscalationRecord:
-    """Record one person's decision; the escalation closes when the policy is satisfied."""
+           reason: str = "", expires_hours: float | None = None) -> EscalationRecord:
+    """Record one person's decision; the escalation closes when the policy is satisfied.
+
+    The decision binds to the sandbox's commit as it is now, looked up here (never
+    taken from the caller), so a later commit needs a new decision. An override
+    lasts at most the policy's `overrides.max_hours`.
+    """
     refuse_inside_sandbox()
     if decision not in ("approve", "reject", "override"):
         raise LoomError(f"decision must be approve, reject or override (got {decision!r})")
@@ -163,6 +188,10 @@ def decide(workspace: Workspace, policy: Policy, escalation_id: int, decision: s
     late = _too_late(workspace, escalation_id, decision, reason)
     if late:
         raise DecisionRefused(late)
+    if expires_hours is not None and expires_hours > policy.overrides.max_hours:
+        raise DecisionRefused(f"an override lasts at most {policy.overrides.max_hours}h by the policy "
+                              f"(overrides.max_hours); {expires_hours:g}h was asked")
+    current_commit = _sandbox_head(workspace, escalation_id)
     with workspace.store.transaction():
         escalation = workspace.store.get_escalation(escalation_id)
         if escalation is None:
@@ -192,13 +221,12 @@ def decide(workspace: Workspace, policy: Policy, escalation_id: int, decision: s
             author = escalation.data.get("author") or None
             if all(requirement_status(r, users, author, policy.separation_of_duties)[0]
                    for r in _requirements(escalation)):
-                status = "approved"
+                status = EscalationStatus.APPROVED
         elif decision == "reject":
-            status = "rejected"
+            status = EscalationStatus.REJECTED
         else:
-            status = "overridden"
-            if expires_hours:
-                data["override_expires"] = time.time() + expires_hours * 3600
+            status = EscalationStatus.OVERRIDDEN
+            data["override_expires"] = time.time() + (expires_hours or policy.overrides.max_hours) * 3600
         history.append({"at": time.time(), "event": decision, "by": user, "reason": reason, "commit": commit,
                         "signature": signed["signature_status"]})
         data["history"] = history

@@ -72,8 +72,8 @@ def _edits(repo: Path, path: str, count: int) -> list[str]:
 def run_hook_bench(calls: int = 40, path: Path | None = None,
                    progress: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Measure both hooks as whole processes through a real broker; the figures as a dict."""
-    from loomtui.coordination.claims import open_coordinator
     from loomtui.governance.broker import Broker
+    from loomtui.governance.coordinator import governed_coordinator
     from loomtui.workspace import open_workspace
 
     say = progress or (lambda _text: None)
@@ -88,7 +88,7 @@ def run_hook_bench(calls: int = 40, path: Path | None = None,
         workspace = open_workspace(repo)
         try:
             say("indexing; opening 200 sandboxes holding 5,000 claims")
-            coordinator = open_coordinator(workspace)
+            coordinator = governed_coordinator(workspace)
             files = sorted(coordinator.index.files)
             target = f"{source.name}/algorithms/shortest_paths/weighted.py"
             if target not in coordinator.index.files:

@@ -106,8 +106,11 @@ DEFAULT_RULE: Final = "default"
 
 _TOP_KEYS: Final = (
     "version", "groups", "codeowners", "separation_of_duties", "default", "overrides", "rules",
-    "decisions",
+    "decisions", "merge",
 )
+MERGE_AUTO: Final = "auto"
+MERGE_MANUAL: Final = "manual"
+MERGE_MODES: Final = (MERGE_MANUAL, MERGE_AUTO)
 _RULE_KEYS: Final = ("name", "description", "stage", "when", "risk", "decision", "approvals")
 _WHEN_KEYS: Final = (
     "paths", "regions", "signature_changed", "lines_changed", "gates_failed", "gates_passed",
@@ -302,6 +305,8 @@ class Policy:
     source: str | None = None
     decisions: DecisionSigning = DecisionSigning()
     warnings: tuple[str, ...] = ()
+    merge: str = MERGE_MANUAL
+    """`auto`: the workflow merges a change once it is approved; `manual`: a person merges it."""
 
     @property
     def override_groups(self) -> tuple[str, ...]:
@@ -498,6 +503,7 @@ def parse_policy(text: str, path: str, root: Path | None = None) -> Policy:
     no_rules: tuple[Rule, ...] = ()
     rules = _optional(top, "rules", context.parse_rules, no_rules)
     decisions = _optional(top, "decisions", _parse_decisions, DecisionSigning())
+    merge = _optional(top, "merge", lambda v: v.as_choice(MERGE_MODES), MERGE_MANUAL)
     if codeowners is not None:
         warnings.extend(_unknown_owner_warnings(codeowners, groups, path))
     return Policy(
@@ -510,6 +516,7 @@ def parse_policy(text: str, path: str, root: Path | None = None) -> Policy:
         source=path,
         decisions=decisions,
         warnings=tuple(warnings),
+        merge=merge,
     )
 
 

@@ -65,8 +65,12 @@ def _quiet(_line: str) -> None:
 
 
 def review_sandbox(workspace: Workspace, sandbox_id: str, *, policy: Policy | None = None,
-                   say: Say | None = None, summary: str | None = None) -> ReviewOutcome:
-    """Gate and judge an ended sandbox (or one with new commits since its last review)."""
+                   say: Say | None = None, summary: str | None = None, redo: bool = False) -> ReviewOutcome:
+    """Gate and judge an ended sandbox (or one with new commits since its last review).
+
+    `redo`: also a sandbox left `gating` by a reviewer that died mid-step (the workflow
+    engine, which holds the step's lease, knows that nobody else is reviewing it).
+    """
     say = say or _quiet
     record = get_sandbox(workspace, sandbox_id)
     repo = Git(workspace.root)
@@ -76,7 +80,8 @@ def review_sandbox(workspace: Workspace, sandbox_id: str, *, policy: Policy | No
         raise LoomError(f"sandbox {record.id} has no branch tip or base commit to review", exit_code=1)
     previous = _escalation(workspace, record)
     again = record.status == AWAITING_REVIEW and previous is not None and previous.data.get("commit") != tip
-    if record.status not in REVIEWABLE and not again:
+    redo = redo and record.status == GATING
+    if record.status not in REVIEWABLE and not again and not redo:
         raise LoomError(f"sandbox {record.id} is {record.status}: only a sandbox whose agent has ended, or one "
                         "with commits since its review, is reviewed", exit_code=1)
     if again and previous is not None and previous.status == "open":
@@ -85,7 +90,7 @@ def review_sandbox(workspace: Workspace, sandbox_id: str, *, policy: Policy | No
             workspace.store.update_escalation(previous.id, status="superseded")
             workspace.record("escalation.superseded", str(previous.id), {"sandbox": record.id, "commit": tip})
     record = transition(workspace, record.id, GATING, reason=f"reviewing commit {tip[:12]}",
-                        allowed_from=frozenset({*REVIEWABLE, AWAITING_REVIEW}))
+                        allowed_from=frozenset({*REVIEWABLE, AWAITING_REVIEW, *([GATING] if redo else [])}))
     results = run_configured_gates(workspace, record.id)
     say("gates: " + ("; ".join(r.describe() for r in results) or "none configured"))
     for result in results:

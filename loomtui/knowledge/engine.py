@@ -68,10 +68,10 @@ def claim_inputs(workspace: Workspace, index: RepoIndex, targets: Sequence[str],
                  config: LoomConfig | None = None) -> list[ClaimInput]:
     """Claim targets resolved to regions like `loomtui claim add` would (errors one line);
     with no targets, the regions coordination suggests for the task, marked as suggested."""
-    from loomtui.coordination.claims import Coordinator
+    from loomtui.coordination.claims import Coordinator, nobody_overrides
 
     if targets:
-        coordinator = Coordinator(workspace, index)
+        coordinator = Coordinator(workspace, index, may_override=nobody_overrides)
         return [ClaimInput(target, tuple(coordinator.resolve(target))) for target in targets]
     if not task.strip():
         return []

@@ -92,6 +92,15 @@ MIGRATIONS: list[str] = [
         entry TEXT NOT NULL
     );
     """,
+    # 4: who is doing a sandbox's workflow step right now (so two callers do it once).
+    """
+    CREATE TABLE step_leases (
+        sandbox_id TEXT PRIMARY KEY,
+        holder     TEXT NOT NULL,
+        step       TEXT NOT NULL,
+        taken      REAL NOT NULL
+    );
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -585,3 +585,30 @@ class SqliteStore:
                 (when, _dumps({**current.data, **(data or {})}), sandbox_id),
             )
         return True
+
+    # -- workflow --
+
+    def take_step_lease(self, sandbox_id: str, holder: str, step: str, *,
+                        is_gone: Callable[[str], bool]) -> str | None:
+        """Take the lease on a sandbox's next workflow step; None when taken, else who holds it.
+
+        A lease held by `holder` itself, or by a holder `is_gone` says no longer
+        exists (a process killed mid-step), is taken over: its step is redone.
+        """
+        with self.transaction():
+            rows = self._query("SELECT holder FROM step_leases WHERE sandbox_id = ?", (sandbox_id,))
+            if rows and rows[0]["holder"] != holder and not is_gone(rows[0]["holder"]):
+                return str(rows[0]["holder"])
+            self._execute("INSERT OR REPLACE INTO step_leases (sandbox_id, holder, step, taken) VALUES (?, ?, ?, ?)",
+                          (sandbox_id, holder, step, time.time()))
+        return None
+
+    def drop_step_lease(self, sandbox_id: str, holder: str) -> None:
+        """Give a step lease back (a no-op unless `holder` holds it)."""
+        with self.transaction():
+            self._execute("DELETE FROM step_leases WHERE sandbox_id = ? AND holder = ?", (sandbox_id, holder))
+
+    def step_lease(self, sandbox_id: str) -> tuple[str, str] | None:
+        """Who holds a sandbox's step lease and for which step, if anyone does."""
+        rows = self._query("SELECT holder, step FROM step_leases WHERE sandbox_id = ?", (sandbox_id,))
+        return (str(rows[0]["holder"]), str(rows[0]["step"])) if rows else None

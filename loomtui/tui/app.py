@@ -18,6 +18,7 @@ from loomtui.coordination.claims import Coordinator
 from loomtui.coordination.index import build_index
 from loomtui.coordination.view import CoordinationPicture, coordination_picture
 from loomtui.errors import LoomError
+from loomtui.governance.coordinator import policy_override_check
 from loomtui.governance.policy import Policy, load_policy
 from loomtui.repo import current_branch
 from loomtui.tui.messages import (
@@ -115,41 +116,28 @@ class LoomApp(App[int]):
             self._start_demo()
             self.set_interval(1.5, self._advance_demo)
         else:
-            # The demo reviews its own agents; elsewhere the app does it for everyone.
-            self.set_interval(2.0, self._review_ended)
+            self.set_interval(2.0, self._advance_tasks)
 
-    # -- after an agent stops: gates, policy, then whatever people decide ----------------
+    # -- the workflow: whatever step is due, done by the one engine ---------------------------
 
-    def _review_ended(self) -> None:
-        if self.latest_snapshot is not None:
-            self._review_worker([s.id for s in self.latest_snapshot.sandboxes
-                                 if s.status in ("exited", "failed", "awaiting_review")])
+    def _advance_tasks(self) -> None:
+        """Advance every task with a step due. Supervisors advance their own sandboxes when the
+        agent ends; this catches the rest (decisions taken elsewhere, a supervisor that died)."""
+        if self.latest_snapshot is not None and any(
+                s.status not in ("archived", "running", "paused") for s in self.latest_snapshot.sandboxes):
+            self._advance_worker()
 
-    @work(thread=True, exclusive=True, group="review", exit_on_error=False)
-    def _review_worker(self, sandbox_ids: list[str]) -> None:
-        from loomtui.execution.gitops import Git
-        from loomtui.governance.review import follow_decision, review_sandbox
+    @work(thread=True, exclusive=True, group="workflow", exit_on_error=False)
+    def _advance_worker(self) -> None:
+        from loomtui.workflow.engine import advance_all
 
-        repo = Git(self.workspace.root)
-        for sandbox_id in sandbox_ids:
-            record = self.workspace.store.get_sandbox(sandbox_id)
-            if record is None:
-                continue
-            try:
-                if record.status == "awaiting_review":
-                    moved = follow_decision(self.workspace, sandbox_id)
-                    if moved is not None:
-                        self.call_from_thread(self.notify, f"sandbox {sandbox_id}: {moved.status}",
-                                              title="review")
-                    continue
-                tip = repo.resolve_commit(record.branch) if record.branch else None
-                if tip is None or tip == record.data.get("base_sha") or record.data.get("reviewed_commit") == tip:
-                    continue  # nothing to review (no commits), or done already
-                self.workspace.store.update_sandbox(sandbox_id, data={"reviewed_commit": tip})
-                outcome = review_sandbox(self.workspace, sandbox_id, policy=self.policy)
-                self.call_from_thread(self.notify, outcome.line(), title="review", timeout=8)
-            except LoomError as exc:
-                self.call_from_thread(self.notify, str(exc), title="review", severity="error")
+        def said(line: str) -> None:
+            self.call_from_thread(self.notify, line, title="workflow", timeout=8)
+
+        try:
+            advance_all(self.workspace, policy=self.policy, say=said)
+        except LoomError as exc:
+            self.call_from_thread(self.notify, str(exc), title="workflow", severity="error")
 
     # -- the demo: the scenario runs on the real engines, the app only shows it ----------
 
@@ -277,6 +265,7 @@ class LoomApp(App[int]):
                     progress=self._index_progress,
                 )
                 self.coordinator = Coordinator(self.workspace, index, dependency_hops=settings.dependency_hops,
+                                               may_override=policy_override_check(self.workspace),
                                                 lease_seconds=settings.lease_seconds)
             self.post_message(CoordinationChanged(coordination_picture(self.coordinator)))
         except LoomError as exc:

@@ -159,15 +159,15 @@ class HookGate:
         coordination settings) the index is rebuilt whole, which resolves again the
         dependencies a patch leaves as they were.
         """
-        from loomtui.coordination.claims import open_coordinator
         from loomtui.coordination.index import build_index
+        from loomtui.governance.coordinator import governed_coordinator
 
         config = self.config().coordination
         settings = (tuple(config.include), tuple(config.exclude), config.dependency_hops, config.lease_seconds)
         if self._coordinator is None or settings != self._index_settings or self._patched >= REINDEX_AFTER:
             index = build_index(self.tree, cache_dir=self.workspace.paths.state_dir / "index-cache",
                                 include=config.include, exclude=config.exclude)
-            self._coordinator = open_coordinator(self.workspace, index)
+            self._coordinator = governed_coordinator(self.workspace, index)
             self._index_settings, self._patched = settings, 0
             return self._coordinator
         coordinator = self._coordinator

@@ -28,6 +28,8 @@ from loomtui.execution import review, sandboxes
 from loomtui.store import Event, SandboxRecord
 from loomtui.tui.snapshot import DashboardSnapshot
 from loomtui.tui.widgets.status_header import StatusHeader
+from loomtui.workflow import tasks
+from loomtui.workflow.engine import Workflow, request_merge
 
 # Most telling first: on a narrow terminal the last columns scroll off, and they
 # (runtime, isolation) are in the detail pane anyway.
@@ -451,15 +453,15 @@ class DashboardScreen(Screen[None]):
     def _create_worker(self, request: object) -> None:
         app = self.app
         try:
-            record = sandboxes.create_sandbox(
+            record = tasks.create_sandbox(
                 app.workspace, request.task, request.runtime, base=request.base,  # type: ignore[attr-defined]
-                claims=request.claims, script=request.script,  # type: ignore[attr-defined]
+                claims=request.claims, script=request.script, autostart=True,  # type: ignore[attr-defined]
             )
-            sandboxes.start(app.workspace, record.id)  # type: ignore[attr-defined]
         except LoomError as exc:
             app.call_from_thread(app.notify, str(exc), title="new sandbox", severity="error")
             return
-        app.call_from_thread(app.notify, f"sandbox {record.id} started", title="new sandbox")
+        said = "started" if record.status != "planned" else Workflow(app.workspace).view(record).line()
+        app.call_from_thread(app.notify, f"sandbox {record.id} {said}", title="new sandbox")
 
     def action_stop(self) -> None:
         if (sandbox := self.selected_sandbox()) is not None:
@@ -510,7 +512,7 @@ class DashboardScreen(Screen[None]):
         sandbox = self.selected_sandbox()
         if sandbox is None:
             return
-        if sandbox.status != "approved":
+        if sandbox.status not in ("approved", "awaiting_review"):
             self.app.notify(f"sandbox {sandbox.id} is {sandbox.status}: only an approved change merges "
                             "(its review and escalation come first)", title="merge", severity="warning")
             return
@@ -539,15 +541,13 @@ class DashboardScreen(Screen[None]):
 
 
 def _merge(workspace: object, sandbox_id: str) -> None:
-    """Merge an approved sandbox, its trailers saying how the change was allowed."""
-    from loomtui.governance.review import merge_trailers
-
-    review.merge(workspace, sandbox_id, trailers=merge_trailers(workspace, sandbox_id))  # type: ignore[arg-type]
+    """A person's merge, through the workflow: people's decision followed first, then a clean merge."""
+    request_merge(workspace, sandbox_id)  # type: ignore[arg-type]
 
 
 def _archive(workspace: object, sandbox_id: str) -> None:
-    """Archive without losing work: uncommitted changes are committed to the branch first."""
+    """Archive without losing work (uncommitted changes go to the branch first); claims go back."""
     record = sandboxes.get_sandbox(workspace, sandbox_id)  # type: ignore[arg-type]
     if record.status in ("running", "paused"):
         raise LoomError(f"sandbox {sandbox_id} is {record.status}; stop it first (s)")
-    review.remove(workspace, sandbox_id, force=True)  # type: ignore[arg-type]
+    tasks.remove(workspace, sandbox_id, force=True)  # type: ignore[arg-type]

@@ -21,6 +21,7 @@ from loomtui.governance.escalations import allowed_decisions, decide, status_lin
 from loomtui.store import EscalationRecord
 from loomtui.tui.screens.dashboard import RISK_STYLES, format_age
 from loomtui.tui.widgets.status_header import StatusHeader
+from loomtui.workflow.engine import advance
 
 COLUMNS = (("id", "#"), ("risk", "Risk"), ("kind", "Kind"), ("sandbox", "Sandbox"), ("age", "Age"),
            ("summary", "Summary"))
@@ -241,23 +242,22 @@ class EscalationsScreen(Screen[None]):
     def _record(self, escalation_id: int, decision: str, reason: str) -> None:
         app = self.app
         try:
-            current = _sandbox_head(app.workspace, escalation_id)  # type: ignore[attr-defined]
             updated = decide(app.workspace, app.policy, escalation_id, decision,  # type: ignore[attr-defined]
-                             reason=reason, current_commit=current)
+                             reason=reason)
         except LoomError as exc:
             app.call_from_thread(app.notify, str(exc), title="not recorded", severity="error")
             return
         app.call_from_thread(app.notify, f"#{escalation_id}: {decision} recorded ({updated.status})",
                              title="decision")
-        if updated.kind == "pre-start" and updated.status in ("approved", "overridden"):
-            # The agent was waiting on exactly this decision: start it now.
-            from loomtui.execution.sandboxes import start
-
+        if updated.sandbox_id:
+            # The decision may let its sandbox move on (start, merge, reject): the workflow says.
             try:
-                start(app.workspace, updated.sandbox_id)  # type: ignore[attr-defined]
-                app.call_from_thread(app.notify, f"sandbox {updated.sandbox_id} started", title="decision")
+                moved = advance(app.workspace, updated.sandbox_id, policy=app.policy)  # type: ignore[attr-defined]
             except LoomError as exc:
-                app.call_from_thread(app.notify, str(exc), title="start", severity="error")
+                app.call_from_thread(app.notify, str(exc), title="workflow", severity="error")
+            else:
+                for line in moved.done:
+                    app.call_from_thread(app.notify, f"sandbox {moved.sandbox_id}: {line}", title="workflow")
         self.reload()
 
     @work(thread=True, group="diff", exit_on_error=False)
@@ -283,17 +283,3 @@ class EscalationsScreen(Screen[None]):
 
     def action_back(self) -> None:
         self.app.switch_mode("dashboard")
-
-
-def _sandbox_head(workspace: object, escalation_id: int) -> str | None:
-    """The sandbox branch's current commit, so approvals bind to the diff they saw."""
-    from loomtui.governance.gitfacts import branch_head
-
-    store = workspace.store  # type: ignore[attr-defined]
-    escalation = store.get_escalation(escalation_id)
-    if escalation is None or not escalation.sandbox_id:
-        return None
-    sandbox = store.get_sandbox(escalation.sandbox_id)
-    if sandbox is None or not sandbox.branch:
-        return None
-    return branch_head(workspace.root, sandbox.branch)  # type: ignore[attr-defined]

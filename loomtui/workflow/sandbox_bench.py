@@ -21,7 +21,8 @@ from typing import Any
 
 from loomtui.execution.isolation import isolation_status
 from loomtui.execution.lifecycle import EXITED, FAILED
-from loomtui.execution.sandboxes import create_sandbox, log_path, start, wait_for_status
+from loomtui.execution.sandboxes import log_path, wait_for_status
+from loomtui.workflow.tasks import create_sandbox, start
 from loomtui.workspace import Workspace, open_workspace
 
 TuiMeasure = Callable[[Workspace], Mapping[str, Any]]
@@ -55,7 +56,7 @@ def run_sandbox_bench(
     measure_tui: TuiMeasure | None = None, isolate: bool | None = None, keep: bool = False,
 ) -> dict[str, Any]:
     """Run the benchmark and return its figures as a JSON-ready dict."""
-    from loomtui.demo import prepare_demo_repo
+    from loomtui.sample import prepare_demo_repo
 
     repo = prepare_demo_repo()
     workspace = open_workspace(repo)

@@ -34,13 +34,15 @@ from typing import Any
 
 from loomtui.audit import AuditEntry, AuditLog, entry_hash
 from loomtui.errors import LoomError
+from loomtui.execution.sandboxes import get_sandbox
 from loomtui.governance.auditproof import verify_audit
 from loomtui.governance.escalations import decide
-from loomtui.governance.gitfacts import branch_head
 from loomtui.governance.policy import load_policy
-from loomtui.governance.review import follow_decision, merge_trailers, review_sandbox
 from loomtui.governance.signing import Decision, sign
 from loomtui.store import open_store
+from loomtui.workflow.engine import request_merge, wait_until_settled
+from loomtui.workflow.steps import REVIEW_ESCALATION_KEY
+from loomtui.workflow.tasks import create_sandbox, start
 from loomtui.workspace import Workspace, open_workspace
 
 REVIEWERS = ("alice@example.com", "bob@example.com", "lead@example.com")
@@ -95,13 +97,12 @@ def require_signatures(repo: Path, keys: dict[str, Path]) -> None:
 
 
 def run_agent(workspace: Workspace, script_text: str, task: str) -> str:
-    from loomtui.execution.sandboxes import create_sandbox, start, wait_for_status
-
+    """Run a script agent to its end; the workflow has reviewed its change when this returns."""
     script = workspace.root.parent / f"agent-{abs(hash(task))}.yaml"
     script.write_text(script_text)
     record = create_sandbox(workspace, task, "script", script=script)
     start(workspace, record.id)
-    wait_for_status(workspace, record.id, {"exited", "failed"}, timeout=120)
+    wait_until_settled(workspace, record.id, timeout=120)
     return record.id
 
 
@@ -112,19 +113,15 @@ def as_user(workspace: Workspace, user: str) -> Workspace:
 def approve_and_merge(workspace: Workspace, script_text: str, task: str, keys: dict[str, Path],
                       approvers: tuple[str, ...]) -> str:
     """An agent's change, reviewed, approved by `approvers` (each signing with their key), merged."""
-    from loomtui.execution.review import merge
-
     sandbox_id = run_agent(workspace, script_text, task)
-    outcome = review_sandbox(workspace, sandbox_id)
-    if outcome.escalation is not None:
+    escalation = get_sandbox(workspace, sandbox_id).data.get(REVIEW_ESCALATION_KEY)
+    if escalation:
         policy = load_policy(workspace.root, workspace.load_config().policy)
-        record = workspace.store.get_sandbox(sandbox_id)
-        head = branch_head(workspace.root, record.branch) if record else None
         for user in approvers:
             with signing_as(keys.get(user)):
-                decide(as_user(workspace, user), policy, outcome.escalation.id, "approve", current_commit=head)
-        follow_decision(workspace, sandbox_id)
-    return merge(workspace, sandbox_id, trailers=merge_trailers(workspace, sandbox_id)).commit
+                decide(as_user(workspace, user), policy, int(escalation), "approve")
+    request_merge(workspace, sandbox_id)
+    return str(get_sandbox(workspace, sandbox_id).data["merged_commit"])
 
 
 @dataclass
@@ -138,7 +135,7 @@ class History:
 
 def build_history(parent: Path) -> History:
     """The sample repo with signed approvals, one anchoring merge, and entries after it."""
-    from loomtui.demo import prepare_demo_repo
+    from loomtui.sample import prepare_demo_repo
 
     repo = prepare_demo_repo(parent)
     keydir = parent / "keys"

@@ -1,0 +1,82 @@
+"""`loomtui plan run|show|cancel`: a plan of agent tasks, run in the order the code asks for."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from loomtui.cli import add_command, add_group, print_json, workspace_for
+from loomtui.workflow.plan import PLAN_PATH, Schedule
+
+
+def _file_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("file", nargs="?", default=PLAN_PATH, metavar="FILE",
+                        help=f"the plan file, relative to the repository root (default {PLAN_PATH})")
+
+
+def _print_schedule(plan_schedule: Schedule, states: dict[str, str]) -> None:
+    """The DAG as waves: each task with what it waits on and why, and its state when it has run."""
+    reasons = {(e.before, e.after): f"{e.kind}: {e.reason}" for e in plan_schedule.edges}
+    for number, wave in enumerate(plan_schedule.waves, 1):
+        print(f"wave {number}")
+        for name in wave:
+            state = f"  [{states[name]}]" if name in states else ""
+            print(f"  {name}{state}")
+            for before in [e.before for e in plan_schedule.edges if e.after == name]:
+                print(f"    after {before} ({reasons[(before, name)]})")
+
+
+def cmd_plan_show(args: argparse.Namespace) -> int:
+    from loomtui.workflow.planrun import scheduled, task_states
+
+    workspace = workspace_for(args)
+    plan_schedule = scheduled(workspace, args.file)
+    states = {name: f"{record.id} {record.status}; {view.line()}" for name, record, view in task_states(workspace)
+              if name in {t.name for t in plan_schedule.plan.tasks}}
+    if args.json:
+        print_json({**plan_schedule.as_dict(), "states": states})
+        return 0
+    _print_schedule(plan_schedule, states)
+    return 0
+
+
+def cmd_plan_run(args: argparse.Namespace) -> int:
+    from loomtui.workflow.planrun import run_plan
+
+    workspace = workspace_for(args)
+    run = run_plan(workspace, args.file, say=None if args.json else print,
+                   isolate=False if args.no_isolation else None)
+    if args.json:
+        print_json({"run": run.run_id, "sandboxes": run.sandboxes, **run.schedule.as_dict()})
+    else:
+        print(f"plan run {run.run_id}: {len(run.sandboxes)} tasks (`loomtui plan show` follows them)")
+    return 0
+
+
+def cmd_plan_cancel(args: argparse.Namespace) -> int:
+    from loomtui.workflow.planrun import cancel_plan
+
+    lines = cancel_plan(workspace_for(args), args.run)
+    if args.json:
+        print_json({"cancelled": lines})
+        return 0
+    print("\n".join(lines) or "no plan tasks to cancel")
+    return 0
+
+
+def register(commands: Any) -> None:
+    """Add `plan` to the loomtui command."""
+    plan = add_group(commands, "plan", "a plan of agent tasks: dependencies and conflict-aware order")
+    show = add_command(plan, "show", cmd_plan_show,
+                       "the plan's tasks as a DAG in waves, why each waits, and the state of the latest run",
+                       json_flag=True)
+    _file_arg(show)
+    run = add_command(plan, "run", cmd_plan_run,
+                      "state every task as a sandbox; each starts once the tasks before it have merged",
+                      json_flag=True)
+    _file_arg(run)
+    run.add_argument("--no-isolation", action="store_true",
+                     help="run the agents as plain processes even where bubblewrap works")
+    cancel = add_command(plan, "cancel", cmd_plan_cancel,
+                         "archive the plan's tasks that have not started (running ones are left)", json_flag=True)
+    cancel.add_argument("run", nargs="?", metavar="RUN", help="the plan run id (default: the latest)")

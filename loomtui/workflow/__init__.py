@@ -1,0 +1,1 @@
+"""The workflow engine: one state machine per task, task dependencies and scheduling."""

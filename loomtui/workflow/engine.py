@@ -1,0 +1,336 @@
+"""The one engine that moves a task through its life: `advance(task)` does the next due step.
+
+Whoever notices a step may be due calls `advance`: the supervisor when its agent
+ends, a decision in the app or the CLI, a merge that unblocks the tasks waiting on
+it, `loomtui sandbox advance`. Each step is done under a lease in the store (so
+two callers racing do it once) and recorded in the audit log by the engines it
+calls. A caller that dies mid-step leaves a lease held by a process that is gone:
+the next `advance` takes it over and redoes the step (each step checks what is
+already done first, so nothing is done twice and nothing is skipped).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Final
+
+from loomtui.coordination.claims import ClaimRefused, claim_targets, release_claims_of
+from loomtui.errors import LoomError
+from loomtui.execution import sandboxes
+from loomtui.execution.gitops import Git
+from loomtui.execution.lifecycle import APPROVED, ARCHIVED, GATING, MERGED, PLANNED, REJECTED, transition
+from loomtui.execution.procs import identity, is_alive
+from loomtui.execution.review import MergeConflict, merge
+from loomtui.governance.coordinator import governed_coordinator
+from loomtui.governance.hooks import install_hooks
+from loomtui.governance.policy import Policy, load_policy
+from loomtui.governance.prestart import PrestartBlocked, prestart_check
+from loomtui.governance.review import ReviewOutcome, follow_decision, merge_trailers, review_sandbox
+from loomtui.store import SandboxRecord
+from loomtui.workflow.steps import (
+    AFTER_KEY,
+    CLAIMS_WAIT_KEY,
+    MERGE_CONFLICT_KEY,
+    MERGE_REQUESTED_KEY,
+    STEP_ERROR_KEY,
+    Step,
+    StepView,
+    next_step,
+)
+from loomtui.workspace import Workspace
+
+SUPERVISOR: Final = "loomtui.workflow.supervise"
+"""The supervisor the workflow starts agents under: it serves their hooks and advances on exit."""
+MAX_STEPS: Final = 12
+"""Steps one `advance` does at most (a task's whole life is fewer)."""
+
+Say = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class Advanced:
+    """What one `advance` did (a line per step) and where the task stands now."""
+
+    sandbox_id: str
+    done: tuple[str, ...]
+    now: StepView
+    status: str
+
+
+def _quiet(_line: str) -> None:
+    return None
+
+
+def _holder() -> str:
+    """This caller, as a lease holder: a process (and its start time) and a thread."""
+    pid = os.getpid()
+    return f"{pid}:{identity(pid) or ''}:{threading.get_ident()}"
+
+
+def _holder_gone(holder: str) -> bool:
+    pid, _, rest = holder.partition(":")
+    start = rest.rpartition(":")[0]
+    return not (pid.isdigit() and is_alive(int(pid), start or None))
+
+
+class Workflow:
+    """The steps of a task, done by one caller (policy read once per caller)."""
+
+    def __init__(self, workspace: Workspace, *, policy: Policy | None = None, say: Say | None = None) -> None:
+        self.workspace = workspace
+        self._policy = policy
+        self.say = say or _quiet
+
+    @property
+    def policy(self) -> Policy:
+        if self._policy is None:
+            self._policy = load_policy(self.workspace.root, self.workspace.load_config().policy)
+        return self._policy
+
+    def view(self, record: SandboxRecord) -> StepView:
+        return next_step(self.workspace, record, merge_mode=self.policy.merge)
+
+    # -- advancing ---------------------------------------------------------------------
+
+    def advance(self, sandbox_id: str, *, retry: bool = False) -> Advanced:
+        """Do every step now due for this task, one after another, until it waits."""
+        store = self.workspace.store
+        done: list[str] = []
+        holder = _holder()
+        record = sandboxes.get_sandbox(self.workspace, sandbox_id)
+        view = self.view(record)
+        for _ in range(MAX_STEPS):
+            if view.step == Step.FAILED_STEP and retry:
+                retry = False
+                store.update_sandbox(record.id, data={STEP_ERROR_KEY: None})
+                record = sandboxes.get_sandbox(self.workspace, record.id)
+                view = self.view(record)
+            if not view.step.is_work:
+                break
+            held_by = store.take_step_lease(record.id, holder, view.step, is_gone=_holder_gone)
+            if held_by is not None:
+                view = StepView(view.step, f"being done by {held_by.split(':')[0]} (pid)")
+                break
+            try:
+                # Under the lease, look again: another caller may have done it just now.
+                record = sandboxes.get_sandbox(self.workspace, record.id)
+                again = self.view(record)
+                if again.step == view.step:
+                    line = self._do(view.step, record)
+                    if line:
+                        done.append(line)
+                        self.say(f"{record.id}: {line}")
+            except LoomError as exc:
+                current = sandboxes.get_sandbox(self.workspace, record.id)
+                store.update_sandbox(record.id, data={STEP_ERROR_KEY: {
+                    "step": str(view.step), "error": str(exc), "status": current.status}})
+                self.workspace.record("workflow.step_failed", record.id, {"step": str(view.step), "error": str(exc)})
+                done.append(f"{view.step} failed: {exc}")
+                self.say(f"{record.id}: {view.step} failed: {exc}")
+            finally:
+                store.drop_step_lease(record.id, holder)
+            record = sandboxes.get_sandbox(self.workspace, record.id)
+            view = self.view(record)
+        return Advanced(record.id, tuple(done), view, record.status)
+
+    def advance_all(self, *, retry: bool = False) -> list[Advanced]:
+        """Advance every task that may have a step due (archived ones only to release claims)."""
+        results = []
+        for record in self.workspace.store.list_sandboxes(include_archived=True):
+            if record.status == ARCHIVED and not self.workspace.store.live_claims(record.id):
+                continue
+            results.append(self.advance(record.id, retry=retry))
+        return results
+
+    def review_now(self, sandbox_id: str) -> ReviewOutcome:
+        """Review an ended sandbox now (`sandbox review`), under the step's lease; then advance it on."""
+        record = sandboxes.get_sandbox(self.workspace, sandbox_id)
+        holder = _holder()
+        held_by = self.workspace.store.take_step_lease(record.id, holder, Step.REVIEW, is_gone=_holder_gone)
+        if held_by is not None:
+            raise LoomError(f"sandbox {record.id} is being advanced by process {held_by.split(':')[0]}; "
+                            "try again when it is done", exit_code=1)
+        try:
+            self.workspace.store.update_sandbox(record.id, data={STEP_ERROR_KEY: None})
+            outcome = review_sandbox(self.workspace, record.id, policy=self.policy, redo=record.status == GATING,
+                                     say=self.say)
+        finally:
+            self.workspace.store.drop_step_lease(record.id, holder)
+        self.advance(record.id)
+        return outcome
+
+    def _do(self, step: Step, record: SandboxRecord) -> str:
+        if step == Step.PREPARE:
+            return self.prepare(record, wait_for_claims=True, from_target=bool(record.data.get(AFTER_KEY)))
+        if step == Step.REJECT_START:
+            transition(self.workspace, record.id, REJECTED, allowed_from=frozenset({PLANNED}),
+                       reason=f"the start was not approved ({self.view(record).waits_on})")
+            self._advance_dependents(record.id)
+            return "rejected: the start was not approved"
+        if step == Step.START:
+            sandboxes.start(self.workspace, record.id, supervisor=SUPERVISOR)
+            return "agent started"
+        if step == Step.REVIEW:
+            outcome = review_sandbox(self.workspace, record.id, policy=self.policy, redo=record.status == GATING,
+                                     say=lambda line: self.say(f"{record.id}:   {line}"))
+            return f"reviewed: {outcome.line()}"
+        if step == Step.FOLLOW_DECISION:
+            moved = follow_decision(self.workspace, record.id)
+            if moved is not None and moved.status == REJECTED:
+                self._advance_dependents(record.id)
+            return f"decision followed: now {moved.status}" if moved is not None else ""
+        if step == Step.MERGE:
+            return self._merge(record)
+        if step == Step.RELEASE:
+            count = release_claims_of(self.workspace, record.id, f"sandbox {record.status}")
+            return f"{count} claim(s) released ({record.status})"
+        raise LoomError(f"internal error: {step} is not a step the engine does")
+
+    # -- the steps ----------------------------------------------------------------------
+
+    def prepare(self, record: SandboxRecord, *, wait_for_claims: bool, from_target: bool,
+                context: str | None = None) -> str:
+        """Claims, the pre-start policy, then the worktree and the agent's hooks.
+
+        `from_target`: the worktree starts from the target branch's tip (a task that waited on
+        others starts from their merged work). A refused claim rejects the task and is raised,
+        or with `wait_for_claims` (planned work) the task waits until the holder lets go.
+        A policy block rejects the task and is raised unless `wait_for_claims`.
+        """
+        workspace = self.workspace
+        claims = list(record.data.get("claims") or [])
+        if claims and not record.data.get("claim_ids"):
+            try:
+                taken = claim_targets(governed_coordinator(workspace), record.id, claims, reason=record.task[:200])
+            except ClaimRefused as exc:
+                if not wait_for_claims:
+                    transition(workspace, record.id, REJECTED, reason=str(exc), allowed_from=frozenset({PLANNED}))
+                    raise
+                holders = sorted({c.sandbox_b for c in exc.conflicts if c.blocking} - {record.id})
+                workspace.store.update_sandbox(record.id, data={CLAIMS_WAIT_KEY: {"why": str(exc),
+                                                                                  "holders": holders}})
+                return f"waits for claims held by {', '.join(holders) or 'another sandbox'}"
+            workspace.store.update_sandbox(record.id, data={"claim_ids": [c.id for c in taken],
+                                                             CLAIMS_WAIT_KEY: None})
+            try:
+                prestart_check(workspace, record.id)
+            except PrestartBlocked as exc:
+                transition(workspace, record.id, REJECTED, reason=str(exc), allowed_from=frozenset({PLANNED}))
+                if not wait_for_claims:
+                    raise
+                return f"rejected: {exc}"
+        base_sha = None
+        if from_target:
+            target = str(record.data.get("target") or "")
+            base_sha = Git(workspace.root).resolve_commit(target) if target else None
+            if base_sha is None:
+                raise LoomError(f"sandbox {record.id}: its target branch {target!r} is gone")
+        made = sandboxes.make_worktree(workspace, record.id, base_sha=base_sha, context=context)
+        try:
+            install_hooks(workspace, sandboxes.record_paths(workspace.paths, made).worktree, record.id,
+                          managed=made.data.get("context_files") or ())
+        except (OSError, LoomError) as exc:
+            message = getattr(exc, "strerror", None) or str(exc)
+            sandboxes.mark_failed(workspace, record.id, f"cannot install the agent hooks: {message}")
+            raise LoomError(f"sandbox {record.id}: cannot install the agent hooks: {message}") from None
+        return f"worktree made from {str(made.data.get('base_sha'))[:12]}"
+
+    def _merge(self, record: SandboxRecord) -> str:
+        workspace = self.workspace
+        repo = Git(workspace.root)
+        requested = record.data.get(MERGE_REQUESTED_KEY) or {}
+        into = requested.get("into") or None
+        target = str(into or record.data.get("target") or "")
+        tip = repo.resolve_commit(record.branch)
+        target_sha = repo.resolve_commit(target) if target else None
+        if tip and target_sha and tip != record.data.get("base_sha") and repo.ok(
+                "merge-base", "--is-ancestor", tip, target_sha):
+            # A merge whose caller died after moving the branch: record what happened.
+            transition(workspace, record.id, MERGED, allowed_from=frozenset({APPROVED}),
+                       reason=f"{record.branch} is already in {target}",
+                       data={"merged_commit": target_sha, "merged_into": target},
+                       audit={"commit": target_sha, "target": target, "branch_tip": tip, "recovered": True})
+            self._after_merge(record.id)
+            return f"merged into {target} (found already merged)"
+        try:
+            result = merge(workspace, record.id, into=into, trailers=merge_trailers(workspace, record.id))
+        except MergeConflict as exc:
+            workspace.store.update_sandbox(record.id, data={MERGE_CONFLICT_KEY: {
+                "target": target, "target_sha": target_sha, "paths": exc.paths, "message": str(exc)}})
+            return f"merge waits: {exc}"
+        self._after_merge(record.id)
+        return f"merged into {result.target} as {result.commit[:12]}"
+
+    def _after_merge(self, sandbox_id: str) -> None:
+        release_claims_of(self.workspace, sandbox_id, "sandbox merged")
+        self._advance_dependents(sandbox_id)
+
+    def _advance_dependents(self, sandbox_id: str) -> None:
+        """The tasks waiting on this one: started from the new target, or held if it will never merge."""
+        for other in self.workspace.store.list_sandboxes():
+            if other.status == PLANNED and sandbox_id in (other.data.get(AFTER_KEY) or []):
+                self.advance(other.id)
+
+
+def advance(workspace: Workspace, sandbox_id: str, *, say: Say | None = None, retry: bool = False,
+            policy: Policy | None = None) -> Advanced:
+    """Do every step now due for one task (see `Workflow.advance`)."""
+    return Workflow(workspace, policy=policy, say=say).advance(sandbox_id, retry=retry)
+
+
+def advance_all(workspace: Workspace, *, say: Say | None = None, retry: bool = False,
+                policy: Policy | None = None) -> list[Advanced]:
+    """Do every step now due for every task."""
+    return Workflow(workspace, policy=policy, say=say).advance_all(retry=retry)
+
+
+def settled_view(workspace: Workspace, sandbox_id: str, *, policy: Policy | None = None) -> StepView | None:
+    """The task's step if nothing more happens to it without someone (a wait), else None."""
+    flow = Workflow(workspace, policy=policy)
+    view = flow.view(sandboxes.get_sandbox(workspace, sandbox_id))
+    if view.step.is_work or view.step in (Step.AGENT, Step.REVIEW):
+        return None
+    return None if workspace.store.step_lease(sandbox_id) else view
+
+
+def wait_until_settled(workspace: Workspace, sandbox_id: str, *, timeout: float = 120.0,
+                       interval: float = 0.1) -> StepView:
+    """Wait until the task waits for someone (its agent has ended and been advanced as far as it goes).
+
+    The supervisor advances the task when the agent ends; this only watches. LoomError (exit 1)
+    when `timeout` passes first.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        view = settled_view(workspace, sandbox_id)
+        if view is not None:
+            return view
+        if time.monotonic() >= deadline:
+            record = sandboxes.get_sandbox(workspace, sandbox_id)
+            raise LoomError(f"sandbox {sandbox_id} is still {record.status} after {timeout:g}s", exit_code=1)
+        time.sleep(interval)
+
+
+def request_merge(workspace: Workspace, sandbox_id: str, *, into: str | None = None,
+                  say: Say | None = None) -> Advanced:
+    """A person's merge: people's decision is followed first, then the change merges (once, whoever
+    else asks). Raises LoomError (exit 1) when it is not approved, or when the merge conflicts."""
+    flow = Workflow(workspace, say=say)
+    record = sandboxes.get_sandbox(workspace, sandbox_id)
+    record = sandboxes.get_sandbox(workspace, flow.advance(record.id).sandbox_id)
+    if record.status == MERGED:
+        raise LoomError(f"sandbox {record.id} is already merged", exit_code=1)
+    if record.status != APPROVED:
+        raise LoomError(f"sandbox {record.id} is {record.status}, not approved; only an approved sandbox merges "
+                        f"({flow.view(record).line()})", exit_code=1)
+    workspace.store.update_sandbox(record.id, data={MERGE_REQUESTED_KEY: {"by": workspace.actor, "into": into},
+                                                    MERGE_CONFLICT_KEY: None})
+    workspace.record("sandbox.merge_requested", record.id, {"into": into})
+    result = flow.advance(record.id)
+    if result.status != MERGED:
+        raise LoomError(f"sandbox {record.id} was not merged: {result.now.line()}", exit_code=1)
+    return result

@@ -1,0 +1,201 @@
+"""Where a task is in its life: the step due next, and what it waits on.
+
+`next_step` only reads (the store and git refs); the dashboard shows its answer and
+the engine (`engine.advance`) does the step it names. A step is either work the
+engine does now (`Step.is_work`) or a wait for someone or something else.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Final
+
+from loomtui.execution.gitops import Git
+from loomtui.execution.procs import is_alive
+from loomtui.execution.lifecycle import (
+    APPROVED,
+    ARCHIVED,
+    AWAITING_REVIEW,
+    EXITED,
+    FAILED,
+    GATING,
+    LIVE,
+    MERGED,
+    PLANNED,
+    REJECTED,
+)
+from loomtui.execution.sandboxes import has_worktree
+from loomtui.governance.escalations import CLEARED, EscalationStatus
+from loomtui.governance.policy import MERGE_AUTO, MERGE_MANUAL
+from loomtui.store import SandboxRecord
+from loomtui.workspace import Workspace
+
+AFTER_KEY: Final = "after"
+"""The sandbox ids a task waits on (their changes merge first)."""
+AUTOSTART_KEY: Final = "autostart"
+"""Start the agent as soon as nothing holds it back (False: a person starts it)."""
+PRESTART_KEY: Final = "awaiting_escalation"
+"""The pre-start escalation a planned sandbox waits on (governance's pre-start check sets it)."""
+REVIEW_ESCALATION_KEY: Final = "review_escalation"
+MERGE_REQUESTED_KEY: Final = "merge_requested"
+"""A person asked for the merge (`m`, `loomtui sandbox merge`): {"by", "into"}."""
+MERGE_CONFLICT_KEY: Final = "merge_conflict"
+STEP_ERROR_KEY: Final = "step_error"
+"""A step that failed: {"step", "commit", "error"}; not retried by itself for the same commit."""
+CLAIMS_WAIT_KEY: Final = "claims_wait"
+"""Why a task's claims could not be taken yet: {"why", "holders"} (other sandboxes hold them)."""
+
+
+class Step(StrEnum):
+    """The next thing that happens to a task."""
+
+    WAIT_TASKS = "wait-tasks"          # other tasks' changes merge first
+    HELD = "held"                      # a task it waits on failed or was rejected
+    PREPARE = "prepare"                # claims, pre-start policy, worktree from the current target
+    WAIT_CLAIMS = "wait-claims"        # its claims are held by another sandbox
+    WAIT_START_APPROVAL = "wait-start-approval"
+    REJECT_START = "reject-start"      # people did not approve the start: the task is rejected
+    WAIT_START = "wait-start"          # a person starts it
+    START = "start"
+    AGENT = "agent"                    # the agent is working
+    REVIEW = "review"                  # gates, then the policy on the diff
+    WAIT_DECISION = "wait-decision"    # an escalation is open
+    FOLLOW_DECISION = "follow-decision"
+    MERGE = "merge"
+    WAIT_MERGE = "wait-merge"          # the policy leaves the merge to a person
+    MERGE_CONFLICT = "merge-conflict"
+    FAILED_STEP = "failed-step"        # a step failed; `sandbox advance` retries it
+    RELEASE = "release"                # claims of an ended task go back
+    NO_CHANGE = "no-change"            # the agent ended without a commit
+    DONE = "done"
+
+    @property
+    def is_work(self) -> bool:
+        """Whether the engine does this step now (else it waits)."""
+        return self in _WORK
+
+
+_WORK: Final = frozenset({Step.PREPARE, Step.REJECT_START, Step.START, Step.REVIEW, Step.FOLLOW_DECISION,
+                          Step.MERGE, Step.RELEASE})
+
+
+_WAITS_FOR: Final = frozenset({Step.WAIT_TASKS, Step.WAIT_CLAIMS, Step.WAIT_START_APPROVAL, Step.WAIT_START,
+                               Step.WAIT_DECISION, Step.WAIT_MERGE})
+"""Steps whose `waits_on` reads after "waits for"."""
+
+
+@dataclass(frozen=True)
+class StepView:
+    """A task's next step and, for a wait, what it waits on (one line)."""
+
+    step: Step
+    waits_on: str = ""
+
+    def line(self) -> str:
+        """Said plainly: `waits for ...` for a wait, else the step and what it is about."""
+        if self.step in _WAITS_FOR:
+            return f"waits for {self.waits_on}"
+        return f"{self.step}: {self.waits_on}" if self.waits_on else str(self.step)
+
+
+def dependencies(workspace: Workspace, record: SandboxRecord) -> list[SandboxRecord]:
+    """The sandboxes this task waits on (missing ones are skipped)."""
+    found = []
+    for sandbox_id in record.data.get(AFTER_KEY) or []:
+        other = workspace.store.get_sandbox(str(sandbox_id))
+        if other is not None:
+            found.append(other)
+    return found
+
+
+def _merged(record: SandboxRecord) -> bool:
+    return record.status == MERGED or (record.status == ARCHIVED and bool(record.data.get("merged_commit")))
+
+
+def _dependency_view(workspace: Workspace, record: SandboxRecord) -> StepView | None:
+    """Held or waiting because of the tasks it comes after; None once they have all merged."""
+    waiting = []
+    for other in dependencies(workspace, record):
+        if _merged(other):
+            continue
+        if other.status in (REJECTED, ARCHIVED) or (other.status == FAILED and not other.data.get("saved_commit")
+                                                    and not _has_commits(workspace, other)):
+            return StepView(Step.HELD, f"{other.id} ended {other.status} without merging; not started on "
+                                       "a base that lacks it (`loomtui plan cancel` or remove the dependency)")
+        waiting.append(f"{other.id} ({other.status})")
+    return StepView(Step.WAIT_TASKS, "the merge of " + ", ".join(waiting)) if waiting else None
+
+
+def _has_commits(workspace: Workspace, record: SandboxRecord) -> bool:
+    base = record.data.get("base_sha")
+    tip = Git(workspace.root).resolve_commit(record.branch) if record.branch and has_worktree(record) else None
+    return bool(tip and base and tip != base)
+
+
+def _escalation_status(workspace: Workspace, escalation_id: object) -> EscalationStatus | None:
+    if not escalation_id:
+        return None
+    escalation = workspace.store.get_escalation(int(str(escalation_id)))
+    return EscalationStatus(escalation.status) if escalation is not None else None
+
+
+def next_step(workspace: Workspace, record: SandboxRecord, *, merge_mode: str = MERGE_MANUAL) -> StepView:
+    """What happens next to this task (reads only). `merge_mode` is the policy's `merge:`."""
+    error = record.data.get(STEP_ERROR_KEY)
+    if error and error.get("status") == record.status:
+        return StepView(Step.FAILED_STEP, f"{error.get('step')} failed: {error.get('error')} "
+                                          f"(`loomtui sandbox advance {record.id}` retries)")
+    status = record.status
+    if status == PLANNED:
+        return _planned_step(workspace, record)
+    if status in LIVE:
+        return StepView(Step.AGENT, f"agent {status}")
+    if status == GATING:
+        return StepView(Step.REVIEW, "gates and policy")
+    if status in (EXITED, FAILED):
+        if not _has_commits(workspace, record):
+            return StepView(Step.NO_CHANGE, "the agent ended without a change")
+        return StepView(Step.REVIEW)
+    if status == AWAITING_REVIEW:
+        escalation = record.data.get(REVIEW_ESCALATION_KEY)
+        state = _escalation_status(workspace, escalation)
+        if state == EscalationStatus.OPEN:
+            return StepView(Step.WAIT_DECISION, f"a decision on escalation #{escalation} (3 in the app)")
+        if state is None or state == EscalationStatus.SUPERSEDED:
+            return StepView(Step.REVIEW)
+        return StepView(Step.FOLLOW_DECISION)
+    if status == APPROVED:
+        conflict = record.data.get(MERGE_CONFLICT_KEY)
+        if conflict and conflict.get("target_sha") == Git(workspace.root).resolve_commit(
+                str(conflict.get("target"))):
+            return StepView(Step.MERGE_CONFLICT, str(conflict.get("message")))
+        if record.data.get(MERGE_REQUESTED_KEY) or merge_mode == MERGE_AUTO:
+            return StepView(Step.MERGE)
+        return StepView(Step.WAIT_MERGE, f"a person's merge (`loomtui sandbox merge {record.id}`, or m)")
+    if workspace.store.live_claims(record.id) and status in (MERGED, REJECTED, ARCHIVED):
+        return StepView(Step.RELEASE)
+    return StepView(Step.DONE)
+
+
+def _planned_step(workspace: Workspace, record: SandboxRecord) -> StepView:
+    if is_alive(record.pid, record.pid_start):
+        return StepView(Step.AGENT, "agent starting")  # its supervisor is up: started once already
+    waits = _dependency_view(workspace, record)
+    if waits is not None:
+        return waits
+    if not has_worktree(record):
+        claims_wait = record.data.get(CLAIMS_WAIT_KEY)
+        if claims_wait and any(workspace.store.live_claims(str(holder)) for holder in claims_wait.get("holders", [])):
+            return StepView(Step.WAIT_CLAIMS, str(claims_wait.get("why")))
+        return StepView(Step.PREPARE)
+    state = _escalation_status(workspace, record.data.get(PRESTART_KEY))
+    if state == EscalationStatus.OPEN:
+        escalation = record.data.get(PRESTART_KEY)
+        return StepView(Step.WAIT_START_APPROVAL, f"approval to start (escalation #{escalation}: "
+                                                  f"`loomtui escalation approve {escalation}`, or 3 in the app)")
+    if state is not None and state not in CLEARED:
+        return StepView(Step.REJECT_START, f"escalation #{record.data.get(PRESTART_KEY)} {state}")
+    if record.data.get(AUTOSTART_KEY, True):
+        return StepView(Step.START)
+    return StepView(Step.WAIT_START, f"a person to start it (`loomtui sandbox start {record.id}`)")

@@ -1,0 +1,84 @@
+"""Stating a task and starting its agent: what `sandbox new`, the app's `n`, plans and the demo call.
+
+A task is a sandbox record from the moment it is stated. One that waits on other
+tasks (`after`) gets no claims and no worktree until they have merged: then the
+engine prepares it from the target's new tip, so its agent starts from their work.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from loomtui.errors import LoomError
+from loomtui.execution import review, sandboxes
+from loomtui.execution.lifecycle import ARCHIVED, MERGED, PLANNED, REJECTED
+from loomtui.execution.review import RemoveResult
+from loomtui.governance.coordinator import governed_coordinator
+from loomtui.store import SandboxRecord
+from loomtui.workflow.engine import SUPERVISOR, Workflow
+from loomtui.workflow.steps import AFTER_KEY, AUTOSTART_KEY, Step
+from loomtui.workspace import Workspace
+
+
+def create_sandbox(
+    workspace: Workspace, task: str, runtime: str, *, base: str = "HEAD", claims: Sequence[str] = (),
+    script: Path | str | None = None, context: str | None = None, isolate: bool | None = None,
+    command: Sequence[str] = (), after: Sequence[str] = (), autostart: bool = False,
+    wait_for_claims: bool = False, data: dict[str, Any] | None = None,
+) -> SandboxRecord:
+    """State a task: check its inputs, record it, and (unless it waits on other tasks) claim its
+    targets, run the pre-start policy and create its worktree and branch.
+
+    Nothing is recorded when an input is wrong (unknown runtime, program not on PATH,
+    missing base ref, bad script, a claim target that names nothing, an unknown task
+    in `after`). A refused claim or a policy block leaves the sandbox `rejected` with
+    the reason, and raises. `autostart`: the engine starts the agent once nothing
+    holds it back (an approval, other tasks); otherwise `start` does. `wait_for_claims`
+    (planned work): a claim another sandbox holds makes the task wait, not rejected.
+    """
+    if claims:
+        # A mistyped target is bad input: say so before anything is recorded. (A refused
+        # claim, by contrast, is a decision, and leaves a rejected record behind.)
+        coordinator = governed_coordinator(workspace)
+        for target in claims:
+            coordinator.resolve(target)
+    waits_on = [_dependency(workspace, ref) for ref in after]
+    record = sandboxes.plan_sandbox(
+        workspace, task, runtime, base=base, claims=claims, script=script, isolate=isolate, command=command,
+        data={AUTOSTART_KEY: autostart, **({AFTER_KEY: waits_on} if waits_on else {}), **(data or {})})
+    flow = Workflow(workspace)
+    if all(sandboxes.get_sandbox(workspace, w).status == MERGED for w in waits_on):
+        flow.prepare(record, wait_for_claims=wait_for_claims, from_target=bool(waits_on), context=context)
+    if autostart:
+        flow.advance(record.id)
+    return sandboxes.get_sandbox(workspace, record.id)
+
+
+def _dependency(workspace: Workspace, ref: str) -> str:
+    other = sandboxes.get_sandbox(workspace, ref)  # an unknown id is a one-line error
+    if other.status in (REJECTED, ARCHIVED) and not other.data.get("merged_commit"):
+        raise LoomError(f"sandbox {other.id} is {other.status} and will never merge; nothing can wait on it")
+    return other.id
+
+
+def start(workspace: Workspace, sandbox_id: str) -> SandboxRecord:
+    """Start a planned sandbox's agent now; a one-line error (exit 1) says what holds it back."""
+    flow = Workflow(workspace)
+    record = sandboxes.get_sandbox(workspace, sandbox_id)
+    view = flow.view(record)
+    if record.status != PLANNED:
+        raise LoomError(f"sandbox {record.id} is {record.status}; only a planned sandbox starts", exit_code=1)
+    if view.step not in (Step.START, Step.WAIT_START):
+        raise LoomError(f"sandbox {record.id} cannot start yet: {view.line()}", exit_code=1)
+    return sandboxes.start(workspace, record.id, supervisor=SUPERVISOR)
+
+
+def remove(workspace: Workspace, sandbox_id: str, *, force: bool = False, delete_branch: bool = False,
+           grace: float = sandboxes.DEFAULT_GRACE_S) -> RemoveResult:
+    """Remove a sandbox's worktree and archive it (never losing work), then release its claims; the
+    tasks that waited on it are held unless it had merged."""
+    result = review.remove(workspace, sandbox_id, force=force, delete_branch=delete_branch, grace=grace)
+    Workflow(workspace).advance(result.sandbox_id)
+    return result
