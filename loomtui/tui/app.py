@@ -19,7 +19,7 @@ from loomtui.coordination.index import build_index
 from loomtui.coordination.view import CoordinationPicture, coordination_picture
 from loomtui.errors import LoomError
 from loomtui.governance.coordinator import policy_override_check
-from loomtui.governance.policy import Policy, load_policy
+from loomtui.governance.policy import MERGE_MANUAL, Policy, load_policy
 from loomtui.repo import current_branch
 from loomtui.tui.messages import (
     ConfigProblem,
@@ -33,7 +33,8 @@ from loomtui.tui.screens.escalations import EscalationsScreen
 from loomtui.tui.screens.governance import AuditScreen, PolicyScreen
 from loomtui.tui.screens.graph import GraphScreen
 from loomtui.tui.screens.help import HelpScreen
-from loomtui.tui.snapshot import DashboardSnapshot, read_snapshot
+from loomtui.tui.screens.plan import PlanScreen
+from loomtui.tui.snapshot import DashboardSnapshot, StepCache, read_snapshot
 from loomtui.tui.themes import load_themes, register_themes
 from loomtui.tui.widgets.status_header import StatusHeader
 from loomtui.workspace import Workspace
@@ -48,7 +49,7 @@ class LoomApp(App[int]):
     TITLE = "loomtui"
     CSS_PATH = "app.tcss"
     MODES = {"dashboard": DashboardScreen, "graph": GraphScreen, "escalations": EscalationsScreen,
-             "policy": PolicyScreen, "audit": AuditScreen, "context": ContextScreen}
+             "policy": PolicyScreen, "audit": AuditScreen, "context": ContextScreen, "plan": PlanScreen}
     COMMANDS = App.COMMANDS | {ContextSections}
     DEFAULT_MODE = "dashboard"
     BINDINGS = [
@@ -61,6 +62,7 @@ class LoomApp(App[int]):
         Binding("4", "switch_mode('policy')", "Policy", id="app.mode.policy"),
         Binding("5", "switch_mode('audit')", "Audit", id="app.mode.audit"),
         Binding("6", "switch_mode('context')", "Context", id="app.mode.context"),
+        Binding("7", "switch_mode('plan')", "Plan", id="app.mode.plan"),
         Binding("q", "quit", "Quit", id="app.quit"),
     ]
 
@@ -76,6 +78,7 @@ class LoomApp(App[int]):
         self.latest_snapshot: DashboardSnapshot | None = None
         self.coordination: CoordinationPicture | None = None
         self.coordinator: Coordinator | None = None  # built by a worker; None until indexed
+        self._step_cache: StepCache = {}  # the poll worker's: each sandbox's next step, kept while unchanged
         self.config: LoomConfig | None = None
         self.policy: Policy | None = None
         self.config_problem: str | None = None
@@ -212,7 +215,8 @@ class LoomApp(App[int]):
                 # Start with recent history only; a long-lived store has far more.
                 self._last_event = max(0, last - 200)
             if last != self._last_event or self.latest_snapshot is None:
-                snapshot = read_snapshot(self.workspace, self._last_event)
+                snapshot = read_snapshot(self.workspace, self._last_event, step_cache=self._step_cache,
+                                         merge_mode=self.policy.merge if self.policy else MERGE_MANUAL)
                 if not worker.is_cancelled:
                     self.post_message(StoreChanged(snapshot))
             self._reload_if_changed()
@@ -232,7 +236,7 @@ class LoomApp(App[int]):
         for header in screen.query(StatusHeader):
             self.update_header(header)
         # Hidden screens skip the update; they catch up on resume.
-        if isinstance(screen, DashboardScreen):
+        if isinstance(screen, DashboardScreen | PlanScreen):
             screen.show_snapshot(message.snapshot)
         kinds = [e.kind for e in message.snapshot.events]
         if any(k.startswith(("claim.", "sandbox.")) for k in kinds):

@@ -34,7 +34,7 @@ from loomtui.workflow.engine import Workflow, request_merge
 # Most telling first: on a narrow terminal the last columns scroll off, and they
 # (runtime, isolation) are in the detail pane anyway.
 SANDBOX_COLUMNS = (
-    ("id", "ID"), ("status", "Status"), ("task", "Task"), ("gates", "Gates"), ("risk", "Risk"),
+    ("id", "ID"), ("status", "Status"), ("next", "Next"), ("task", "Task"), ("gates", "Gates"), ("risk", "Risk"),
     ("claims", "Claims"), ("age", "Age"), ("runtime", "Runtime"), ("isolation", "Isolation"),
 )
 STATUS_STYLES = {
@@ -47,6 +47,9 @@ STATUS_STYLES = {
 GATE_MARKS = {"passed": "✓", "failed": "✗", "error": "!", "running": "…"}
 RISK_STYLES = {"critical": "bold red", "high": "red", "medium": "yellow", "low": "dim"}
 TASK_WIDTH = 34  # the whole task is in the detail pane; the table keeps its other columns visible
+NEXT_WIDTH = 24
+STEP_STYLES = {"held": "red", "failed-step": "bold red", "merge-conflict": "bold red", "wait-decision": "yellow",
+               "wait-start-approval": "yellow", "wait-tasks": "blue", "wait-claims": "blue", "wait-merge": "green"}
 
 
 def _short(text: str, width: int) -> str:
@@ -183,7 +186,10 @@ class DashboardScreen(Screen[None]):
         gates = Text(" ".join(f"{name}{GATE_MARKS.get(status, '…')}" for name, status in results.items()) or "–",
                      style="red" if any(v in ("failed", "error") for v in results.values()) else "")
         risk = self.snapshot.risk_by_sandbox.get(sandbox.id, "–")
+        step = self.snapshot.steps.get(sandbox.id)
         cells: dict[str, Text | str] = {
+            "next": Text(_short(step.line(), NEXT_WIDTH) if step and str(step.step) != "done" else "–",
+                         style=STEP_STYLES.get(str(step.step), "") if step else ""),
             "id": sandbox.id,
             "runtime": Text(sandbox.runtime),
             "task": Text(_short(sandbox.task.splitlines()[0] if sandbox.task else "", TASK_WIDTH)),
@@ -261,6 +267,13 @@ class DashboardScreen(Screen[None]):
         lines.append(f"{'isolation':>10}  ", style="dim")
         lines.append(sandboxes.isolation_label(sandbox) + "\n",
                      style="" if sandbox.isolation == "bwrap" else "bold yellow")
+        step = self.snapshot.steps.get(sandbox.id) if self.snapshot else None
+        if step is not None:
+            lines.append(f"{'next':>10}  ", style="dim")
+            lines.append(step.line() + "\n", style=STEP_STYLES.get(str(step.step), ""))
+        if sandbox.data.get("after"):
+            lines.append(f"{'after':>10}  ", style="dim")
+            lines.append(", ".join(str(a) for a in sandbox.data["after"]) + "\n")
         if sandbox.id in self.diff_stats:
             lines.append(f"{'diff':>10}  ", style="dim")
             lines.append(self.diff_stats[sandbox.id] + "\n")
@@ -460,7 +473,7 @@ class DashboardScreen(Screen[None]):
         except LoomError as exc:
             app.call_from_thread(app.notify, str(exc), title="new sandbox", severity="error")
             return
-        said = "started" if record.status != "planned" else Workflow(app.workspace).view(record).line()
+        said = "started" if record.status != "planned" else Workflow(app.workspace).view(record).line()  # type: ignore[attr-defined]
         app.call_from_thread(app.notify, f"sandbox {record.id} {said}", title="new sandbox")
 
     def action_stop(self) -> None:

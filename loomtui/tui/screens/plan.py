@@ -1,0 +1,170 @@
+"""The plan view: each plan run's tasks as a DAG, wave by wave, with each task's state and next step.
+
+A task's wave is one more than the deepest task it waits on, so the tasks of a wave
+may run side by side. Under each task: what it waits on and why (the schedule's
+reason: written `after:`, overlapping claims, or one task's code using the other's).
+Drawn from the dashboard's snapshot (no I/O of its own); hidden, it skips updates.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from rich.text import Text
+from textual import on
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal
+from textual.screen import Screen
+from textual.widgets import Footer, Static, Tree
+
+from loomtui.store import SandboxRecord
+from loomtui.tui.screens.dashboard import STATUS_STYLES, STEP_STYLES
+from loomtui.tui.snapshot import DashboardSnapshot
+from loomtui.tui.widgets.status_header import StatusHeader
+from loomtui.workflow.steps import StepView
+
+NO_PLAN = "(no plan)"
+
+
+@dataclass(frozen=True)
+class PlannedTask:
+    """One task as the plan view shows it."""
+
+    name: str
+    sandbox: SandboxRecord
+    step: StepView | None
+    waits_on: tuple[str, ...]  # task names within its plan run (sandbox ids outside a plan)
+    reasons: tuple[str, ...]
+
+
+def plan_runs(snapshot: DashboardSnapshot) -> dict[str, list[list[PlannedTask]]]:
+    """Plan run id -> waves of tasks (sandboxes with `after` but no plan go under NO_PLAN)."""
+    runs: dict[str, dict[str, PlannedTask]] = {}
+    for record in sorted(snapshot.sandboxes, key=lambda r: r.created):
+        plan = record.data.get("plan")
+        if isinstance(plan, dict):
+            run, name = str(plan.get("run")), str(plan.get("task"))
+            waits = tuple(str(w) for w in plan.get("waits_on") or ())
+            reasons = tuple(str(r) for r in plan.get("reasons") or ())
+        elif record.data.get("after"):
+            run, name = NO_PLAN, record.id
+            waits, reasons = tuple(str(a) for a in record.data["after"]), ()
+        else:
+            continue
+        runs.setdefault(run, {})[name] = PlannedTask(name, record, snapshot.steps.get(record.id), waits, reasons)
+    return {run: _waves(tasks) for run, tasks in runs.items()}
+
+
+def _waves(tasks: dict[str, PlannedTask]) -> list[list[PlannedTask]]:
+    depth: dict[str, int] = {}
+
+    def level(name: str, seen: frozenset[str] = frozenset()) -> int:
+        if name not in depth:
+            task = tasks.get(name)
+            befores = [w for w in (task.waits_on if task else ()) if w in tasks and w not in seen]
+            depth[name] = 1 + max((level(w, seen | {name}) for w in befores), default=-1)
+        return depth[name]
+
+    waves: list[list[PlannedTask]] = []
+    for name, task in tasks.items():
+        number = level(name)
+        while len(waves) <= number:
+            waves.append([])
+        waves[number].append(task)
+    return waves
+
+
+class PlanScreen(Screen[None]):
+    """Plan runs as DAGs in waves; the selected task's sandbox, step and reasons on the right."""
+
+    AUTO_FOCUS = "#plan-tree"
+    BINDINGS = [Binding("escape", "back", "Back", id="plan.back")]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.snapshot: DashboardSnapshot | None = None
+
+    def compose(self) -> ComposeResult:
+        yield StatusHeader(id="status")
+        with Horizontal(id="plan-body"):
+            yield Tree("plans", id="plan-tree")
+            yield Static(id="plan-detail")
+        yield Footer(compact=True)
+
+    def on_mount(self) -> None:
+        self.query_one("#plan-tree", Tree).show_root = False
+        self.app.update_header(self.query_one(StatusHeader))  # type: ignore[attr-defined]
+        self._refresh_from_app()
+
+    def on_screen_resume(self) -> None:
+        self._refresh_from_app()
+
+    def _refresh_from_app(self) -> None:
+        snapshot = self.app.latest_snapshot  # type: ignore[attr-defined]
+        if snapshot is not None and snapshot is not self.snapshot:
+            self.show_snapshot(snapshot)
+        elif snapshot is None:
+            self.query_one("#plan-detail", Static).update(Text("Reading the store…"))
+
+    def show_snapshot(self, snapshot: DashboardSnapshot) -> None:
+        """Redraw the DAGs (a handful of nodes: cheaper than diffing them)."""
+        self.snapshot = snapshot
+        tree: Tree[PlannedTask | None] = self.query_one("#plan-tree", Tree)
+        selected = tree.cursor_node.data.sandbox.id if tree.cursor_node and tree.cursor_node.data else None
+        tree.clear()
+        runs = plan_runs(snapshot)
+        detail = self.query_one("#plan-detail", Static)
+        if not runs:
+            detail.update(Text("No planned tasks. `loomtui plan run` states the tasks of .loom/plan.yaml; "
+                               "`loomtui sandbox new --after ID` makes one task wait on another."))
+            return
+        cursor_line = None
+        for run, waves in runs.items():
+            run_node = tree.root.add(Text(f"plan run {run}" if run != NO_PLAN else "tasks with dependencies",
+                                          style="bold"), expand=True)
+            for number, wave in enumerate(waves, 1):
+                wave_node = run_node.add(Text(f"wave {number}", style="dim"), expand=True)
+                for task in wave:
+                    node = wave_node.add_leaf(_task_label(task), data=task)
+                    if task.sandbox.id == selected:
+                        cursor_line = node.line
+        if cursor_line is not None and cursor_line >= 0:
+            tree.move_cursor_to_line(cursor_line)
+        self._show_detail(tree.cursor_node.data if tree.cursor_node else None)
+
+    @on(Tree.NodeHighlighted, "#plan-tree")
+    def _highlighted(self, event: Tree.NodeHighlighted[PlannedTask | None]) -> None:
+        self._show_detail(event.node.data)
+
+    def _show_detail(self, task: PlannedTask | None) -> None:
+        detail = self.query_one("#plan-detail", Static)
+        if task is None:
+            detail.update(Text("Select a task to see why it waits."))
+            return
+        lines = Text()
+        for label, value in (("task", task.name), ("sandbox", task.sandbox.id), ("status", task.sandbox.status),
+                             ("does", task.sandbox.task)):
+            lines.append(f"{label:>8}  ", style="dim")
+            lines.append(f"{value}\n")  # untrusted text: appended, never parsed as markup
+        if task.step is not None:
+            lines.append(f"{'next':>8}  ", style="dim")
+            lines.append(task.step.line() + "\n", style=STEP_STYLES.get(str(task.step.step), ""))
+        if task.waits_on:
+            lines.append(f"{'after':>8}  ", style="dim")
+            lines.append(", ".join(task.waits_on) + "\n")
+        for reason in task.reasons:
+            lines.append(f"{'why':>8}  ", style="dim")
+            lines.append(reason + "\n")
+        detail.update(lines)
+
+    def action_back(self) -> None:
+        self.app.switch_mode("dashboard")
+
+
+def _task_label(task: PlannedTask) -> Text:
+    label = Text(f"{task.name} ")
+    label.append(task.sandbox.status, style=STATUS_STYLES.get(task.sandbox.status, ""))
+    if task.step is not None and str(task.step.step) != "done":
+        label.append(f"  {task.step.line()}", style=STEP_STYLES.get(str(task.step.step), "dim"))
+    return label

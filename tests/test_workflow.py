@@ -1,0 +1,376 @@
+"""The workflow engine: one `advance(task)` moves a task through its life, done once however many
+callers race, redone after a caller dies mid-step; dependencies start work from merged work."""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+import textwrap
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from conftest import git, run_cli, wait_until
+from loomtui.execution import sandboxes as sb
+from loomtui.execution.lifecycle import (
+    APPROVED,
+    ARCHIVED,
+    AWAITING_REVIEW,
+    EXITED,
+    GATING,
+    MERGED,
+    PLANNED,
+    REJECTED,
+    transition,
+)
+from loomtui.governance.escalations import decide
+from loomtui.governance.policy import load_policy
+from loomtui.workflow import tasks
+from loomtui.workflow.engine import advance, request_merge, wait_until_settled
+from loomtui.workflow.steps import Step, next_step
+from loomtui.workspace import Workspace, open_workspace
+
+POLICY = """\
+version: 1
+merge: {merge}
+groups:
+  leads: [lead@example.com]
+overrides: {{groups: [leads]}}
+rules:
+  - name: anything
+    when: {{paths: ["**"]}}
+    decision: auto_approve
+  - name: ledger
+    when: {{paths: ["ledger.py"]}}
+    decision: require
+    approvals: {{groups: [leads], count: 1}}
+"""
+
+
+def make_repo(root: Path, merge: str) -> Path:
+    """A small Python repository: app.py uses lib.helper; a ledger needing a lead; the policy."""
+    root.mkdir()
+    git(root, "init", "-q", "-b", "main")
+    (root / "lib.py").write_text("def helper(x):\n    return x + 1\n")
+    (root / "app.py").write_text("from lib import helper\n\n\ndef main():\n    return helper(1)\n")
+    (root / "ledger.py").write_text("def post(amount):\n    return amount\n")
+    (root / ".loom").mkdir()
+    (root / ".loom" / "loom.yaml").write_text("version: 1\n")
+    (root / ".loom" / "policy.yaml").write_text(POLICY.format(merge=merge))
+    git(root, "add", "-A")
+    git(root, "commit", "-q", "-m", "initial")
+    return root
+
+
+@pytest.fixture
+def auto(tmp_path: Path) -> Iterator[Workspace]:
+    """A repository whose policy merges approved changes by itself."""
+    workspace = open_workspace(make_repo(tmp_path / "repo", "auto"))
+    yield workspace
+    workspace.close()
+
+
+@pytest.fixture
+def manual(tmp_path: Path) -> Iterator[Workspace]:
+    """A repository whose policy leaves the merge to a person."""
+    workspace = open_workspace(make_repo(tmp_path / "repo", "manual"))
+    yield workspace
+    workspace.close()
+
+
+def script(workspace: Workspace, name: str, steps: str) -> Path:
+    path = workspace.root.parent / f"{name}.yaml"
+    path.write_text(textwrap.dedent(steps))
+    return path
+
+
+def edit(workspace: Workspace, name: str, path: str, old: str, new: str) -> Path:
+    return script(workspace, name, f"""\
+        - {{replace: {{path: {path}, old: "{old}", new: "{new}"}}}}
+        - {{commit: "{name}"}}
+    """)
+
+
+def run_task(workspace: Workspace, name: str, path: str, old: str, new: str, **kwargs: object) -> str:
+    record = tasks.create_sandbox(workspace, name, "script", script=edit(workspace, name, path, old, new),
+                                  autostart=True, **kwargs)  # type: ignore[arg-type]
+    return record.id
+
+
+def actions(workspace: Workspace, subject: str) -> list[str]:
+    return [e.action for e in workspace.audit.entries() if e.subject == subject]
+
+
+# -- with no app open -----------------------------------------------------------------------
+
+
+def test_an_ended_agent_is_reviewed_merged_and_its_claims_released_with_no_app_running(auto: Workspace) -> None:
+    sandbox_id = run_task(auto, "helper", "lib.py", "x + 1", "x + 2", claims=["lib.py::helper"])
+    assert auto.store.live_claims(sandbox_id)
+    view = wait_until_settled(auto, sandbox_id)
+    record = sb.get_sandbox(auto, sandbox_id)
+    assert (record.status, view.step) == (MERGED, Step.DONE)
+    assert "x + 2" in git(auto.root, "show", "main:lib.py")
+    assert f"Loom-Sandbox: {sandbox_id}" in git(auto.root, "log", "-1", "--format=%B", "main")
+    assert auto.store.live_claims(sandbox_id) == []
+    done = actions(auto, sandbox_id)
+    assert done.index("sandbox.approved") < done.index("sandbox.merged") < done.index("claim.released")
+    assert run_cli(auto.root, "conflicts").returncode == 0
+
+
+def test_with_manual_merge_an_approved_change_waits_for_a_person_then_merges_once(manual: Workspace) -> None:
+    sandbox_id = run_task(manual, "helper", "lib.py", "x + 1", "x + 2")
+    view = wait_until_settled(manual, sandbox_id)
+    assert (sb.get_sandbox(manual, sandbox_id).status, view.step) == (APPROVED, Step.WAIT_MERGE)
+    assert "loomtui sandbox merge" in view.line()
+    request_merge(manual, sandbox_id)
+    assert sb.get_sandbox(manual, sandbox_id).status == MERGED
+    with pytest.raises(Exception, match="already merged"):
+        request_merge(manual, sandbox_id)
+    assert git(manual.root, "log", "--merges", "--format=%s", "main").count("\n") == 0  # one merge commit
+
+
+# -- once, whoever calls ----------------------------------------------------------------------
+
+
+def _ended_unadvanced(workspace: Workspace, name: str) -> str:
+    """A sandbox whose agent committed and ended, that nobody has advanced yet (its worktree made
+    by execution alone, its agent run under execution's bare supervisor)."""
+    record = sb.plan_sandbox(workspace, name, "script", script=edit(workspace, name, "lib.py", "x + 1", "x + 3"))
+    sb.make_worktree(workspace, record.id)
+    sb.start(workspace, record.id)
+    sb.wait_for_status(workspace, record.id, {EXITED}, timeout=60)
+    return record.id
+
+
+def _advance_in_another_process(root: str, sandbox_id: str, go: multiprocessing.synchronize.Event) -> None:
+    go.wait()
+    workspace = open_workspace(root)
+    advance(workspace, sandbox_id)
+    workspace.close()
+
+
+def test_two_processes_advancing_at_once_review_once(manual: Workspace) -> None:
+    sandbox_id = _ended_unadvanced(manual, "race")
+    assert next_step(manual, sb.get_sandbox(manual, sandbox_id)).step == Step.REVIEW
+    context = multiprocessing.get_context("fork")
+    go = context.Event()
+    racers = [context.Process(target=_advance_in_another_process, args=(str(manual.root), sandbox_id, go))
+              for _ in range(3)]
+    for racer in racers:
+        racer.start()
+    go.set()
+    for racer in racers:
+        racer.join(60)
+    assert [r.exitcode for r in racers] == [0, 0, 0]
+    wait_until(lambda: manual.store.step_lease(sandbox_id) is None, what="the lease given back")
+    assert actions(manual, sandbox_id).count("sandbox.gating") == 1
+    assert actions(manual, sandbox_id).count("policy.evaluated") == 1
+    assert sb.get_sandbox(manual, sandbox_id).status == APPROVED
+
+
+def test_a_step_whose_caller_died_is_redone_and_a_live_holder_is_waited_for(manual: Workspace) -> None:
+    sandbox_id = _ended_unadvanced(manual, "crash")
+    # A reviewer that moved the sandbox to gating, took the lease, and was killed.
+    transition(manual, sandbox_id, GATING, reason="reviewing (then killed)")
+    dead = context_pid_that_exited()
+    assert manual.store.take_step_lease(sandbox_id, f"{dead}::1", "review", is_gone=lambda _h: False) is None
+    done = advance(manual, sandbox_id)
+    assert done.status == APPROVED and any(line.startswith("reviewed") for line in done.done)
+    assert actions(manual, sandbox_id).count("policy.evaluated") == 1
+    # A live holder (this very process, another thread): the step is left to it.
+    other = _ended_unadvanced(manual, "busy")
+    holder = f"{os.getpid()}:{_my_start()}:0"
+    assert manual.store.take_step_lease(other, holder, "review", is_gone=lambda _h: False) is None
+    waiting = advance(manual, other)
+    assert waiting.done == () and "being done by" in waiting.now.waits_on
+    assert sb.get_sandbox(manual, other).status == EXITED
+    manual.store.drop_step_lease(other, holder)
+    assert advance(manual, other).status == APPROVED
+
+
+def context_pid_that_exited() -> int:
+    process = multiprocessing.get_context("fork").Process(target=lambda: None)
+    process.start()
+    process.join()
+    assert process.pid is not None
+    return process.pid
+
+
+def _my_start() -> str:
+    from loomtui.execution.procs import identity
+
+    return identity(os.getpid()) or ""
+
+
+def test_a_merge_whose_caller_died_after_moving_the_branch_is_recorded_not_redone(manual: Workspace) -> None:
+    sandbox_id = run_task(manual, "helper", "lib.py", "x + 1", "x + 2")
+    wait_until_settled(manual, sandbox_id)
+    record = sb.get_sandbox(manual, sandbox_id)
+    git(manual.root, "merge", "-q", "--no-ff", "-m", "merged by a caller that then died", record.branch)
+    before = git(manual.root, "rev-parse", "main")
+    done = request_merge(manual, sandbox_id)
+    assert done.status == MERGED and git(manual.root, "rev-parse", "main") == before
+    assert sb.get_sandbox(manual, sandbox_id).data["merged_commit"] == before
+
+
+# -- claims go back when a task ends ----------------------------------------------------------------
+
+
+def test_claims_are_released_on_reject_and_on_archive(manual: Workspace) -> None:
+    rejected = run_task(manual, "ledger", "ledger.py", "return amount", "return amount * 2",
+                        claims=["lib.py::helper"])
+    view = wait_until_settled(manual, rejected)
+    assert view.step == Step.WAIT_DECISION and manual.store.live_claims(rejected)
+    escalation = int(sb.get_sandbox(manual, rejected).data["review_escalation"])
+    lead = Workspace(manual.paths, manual.store, manual.audit, "lead@example.com")
+    decide(lead, load_policy(manual.root), escalation, "reject", reason="doubles every amount")
+    assert advance(manual, rejected).status == REJECTED
+    assert manual.store.live_claims(rejected) == []
+
+    archived = tasks.create_sandbox(manual, "hold app", "script", claims=["app.py::main"],
+                                    script=script(manual, "idle", "- {log: idle}\n"))
+    assert manual.store.live_claims(archived.id)
+    tasks.remove(manual, archived.id, force=True)
+    assert sb.get_sandbox(manual, archived.id).status == ARCHIVED
+    assert manual.store.live_claims(archived.id) == []
+    assert run_cli(manual.root, "conflicts").returncode == 0
+
+
+# -- dependencies ------------------------------------------------------------------------------
+
+
+def test_a_task_after_another_starts_from_its_merged_work(auto: Workspace) -> None:
+    first = run_task(auto, "helper", "lib.py", "x + 1", "x + 2", claims=["lib.py::helper"])
+    second = tasks.create_sandbox(auto, "use helper", "script", after=[first], autostart=True,
+                                  claims=["app.py::main"],
+                                  script=edit(auto, "caller", "app.py", "helper(1)", "helper(2)"))
+    assert second.data["after"] == [first]
+    wait_until_settled(auto, first)
+    wait_until(lambda: sb.get_sandbox(auto, second.id).status == MERGED, timeout=60, what="the second merged")
+    merged_first = sb.get_sandbox(auto, first).data["merged_commit"]
+    assert sb.get_sandbox(auto, second.id).data["base_sha"] == merged_first
+    assert "x + 2" in git(auto.root, "show", "main:lib.py")
+    assert "helper(2)" in git(auto.root, "show", "main:app.py")
+
+
+def test_a_waiting_task_holds_nothing_until_its_dependency_merges(manual: Workspace) -> None:
+    first = run_task(manual, "helper", "lib.py", "x + 1", "x + 2")
+    second = tasks.create_sandbox(manual, "use helper", "script", after=[first], autostart=True,
+                                  claims=["app.py::main"],
+                                  script=edit(manual, "caller", "app.py", "helper(1)", "helper(2)"))
+    wait_until_settled(manual, first)
+    record = sb.get_sandbox(manual, second.id)
+    view = next_step(manual, record)
+    assert (record.status, view.step) == (PLANNED, Step.WAIT_TASKS) and first in view.line()
+    assert manual.store.live_claims(second.id) == [] and not Path(record.worktree).exists()
+    request_merge(manual, first)  # merging it starts the one that waited
+    wait_until_settled(manual, second.id)
+    assert sb.get_sandbox(manual, second.id).data["base_sha"] == sb.get_sandbox(manual, first).data["merged_commit"]
+
+
+def test_a_task_after_a_failed_one_is_held_not_started_on_a_broken_base(manual: Workspace) -> None:
+    failing = tasks.create_sandbox(manual, "fail", "script", autostart=True,
+                                   script=script(manual, "fail", "- {exit: 3}\n"))
+    after = tasks.create_sandbox(manual, "after the failure", "script", after=[failing.id], autostart=True,
+                                 script=edit(manual, "after", "lib.py", "x + 1", "x + 5"))
+    wait_until_settled(manual, failing.id)
+    tasks.remove(manual, failing.id, force=True)
+    view = advance(manual, after.id).now
+    assert view.step == Step.HELD and failing.id in view.waits_on
+    assert sb.get_sandbox(manual, after.id).status == PLANNED
+
+
+def test_after_an_unknown_or_rejected_task_is_one_clear_error(manual: Workspace) -> None:
+    result = run_cli(manual.root, "sandbox", "new", "--runtime", "script", "--task", "t", "--after", "nosuch",
+                     "--script", str(edit(manual, "x", "lib.py", "x + 1", "x + 2")))
+    assert result.returncode != 0 and result.stderr.count("\n") == 1 and "nosuch" in result.stderr
+    assert manual.store.list_sandboxes(include_archived=True) == []
+
+
+# -- merge conflicts -----------------------------------------------------------------------------
+
+
+def test_a_conflicting_merge_waits_with_the_conflict_named(manual: Workspace) -> None:
+    one = run_task(manual, "one", "lib.py", "x + 1", "x + 10")
+    two = run_task(manual, "two", "lib.py", "x + 1", "x + 20")
+    wait_until_settled(manual, one)
+    wait_until_settled(manual, two)
+    request_merge(manual, one)
+    with pytest.raises(Exception, match="conflict"):
+        request_merge(manual, two)
+    view = next_step(manual, sb.get_sandbox(manual, two))
+    assert view.step == Step.MERGE_CONFLICT and "lib.py" in view.waits_on
+    assert sb.get_sandbox(manual, two).status == APPROVED
+
+
+# -- the CLI -----------------------------------------------------------------------------------
+
+
+def test_sandbox_advance_all_reports_each_task_as_json(manual: Workspace) -> None:
+    sandbox_id = _ended_unadvanced(manual, "cli")
+    result = run_cli(manual.root, "sandbox", "advance", "--all", "--json")
+    assert result.returncode == 0, result.stderr
+    advanced = {a["sandbox"]: a for a in json.loads(result.stdout)["advanced"]}
+    assert advanced[sandbox_id]["status"] == APPROVED and advanced[sandbox_id]["step"] == "wait-merge"
+    assert run_cli(manual.root, "sandbox", "advance").returncode != 0
+
+
+def test_plan_show_run_and_cancel(manual: Workspace) -> None:
+    for name, (path, old, new) in {"caller": ("app.py", "helper(1)", "helper(2)"),
+                                   "callee": ("lib.py", "x + 1", "x + 2")}.items():
+        (manual.root / ".loom" / f"{name}.yaml").write_text(edit(manual, name, path, old, new).read_text())
+    (manual.root / ".loom" / "plan.yaml").write_text(textwrap.dedent("""\
+        version: 1
+        tasks:
+          - name: caller
+            task: use the helper twice
+            runtime: script
+            script: .loom/caller.yaml
+            claims: ["app.py::main"]
+          - name: callee
+            task: change the helper
+            runtime: script
+            script: .loom/callee.yaml
+            claims: ["lib.py::helper"]
+    """))
+    shown = run_cli(manual.root, "plan", "show", "--json")
+    assert shown.returncode == 0, shown.stderr
+    edges = json.loads(shown.stdout)["edges"]
+    assert [(e["before"], e["after"], e["kind"]) for e in edges] == [("callee", "caller", "dependency")]
+    ran = run_cli(manual.root, "plan", "run", "--json")
+    assert ran.returncode == 0, ran.stderr
+    ids = json.loads(ran.stdout)["sandboxes"]
+    caller = sb.get_sandbox(manual, ids["caller"])
+    assert caller.data["after"] == [ids["callee"]]
+    assert any(e.action == "plan.scheduled" for e in manual.audit.entries())
+    cancelled = run_cli(manual.root, "plan", "cancel")
+    assert cancelled.returncode == 0 and "caller" in cancelled.stdout
+    assert sb.get_sandbox(manual, ids["caller"]).status == ARCHIVED
+    wait_until_settled(manual, ids["callee"])
+
+
+def test_a_plan_with_a_cycle_is_one_line_naming_its_tasks(manual: Workspace) -> None:
+    (manual.root / ".loom" / "plan.yaml").write_text(textwrap.dedent("""\
+        version: 1
+        tasks:
+          - {name: a, task: one, runtime: script, after: [b]}
+          - {name: b, task: two, runtime: script, after: [a]}
+    """))
+    result = run_cli(manual.root, "plan", "run")
+    assert result.returncode != 0 and result.stderr.count("\n") == 1
+    assert "plan.yaml:" in result.stderr and "a -> b -> a" in result.stderr
+    assert manual.store.list_sandboxes(include_archived=True) == []
+
+
+def test_an_awaiting_sandbox_is_advanced_by_the_decision_from_the_cli(manual: Workspace) -> None:
+    sandbox_id = run_task(manual, "ledger", "ledger.py", "return amount", "return amount + 0")
+    wait_until_settled(manual, sandbox_id)
+    escalation = sb.get_sandbox(manual, sandbox_id).data["review_escalation"]
+    result = run_cli(manual.root, "escalation", "approve", str(escalation), user="lead@example.com")
+    assert result.returncode == 0, result.stderr
+    assert sb.get_sandbox(manual, sandbox_id).status == APPROVED
+    assert "decision followed" in result.stdout
+    assert sb.get_sandbox(manual, sandbox_id).status != AWAITING_REVIEW
