@@ -374,3 +374,14 @@ def test_an_awaiting_sandbox_is_advanced_by_the_decision_from_the_cli(manual: Wo
     assert sb.get_sandbox(manual, sandbox_id).status == APPROVED
     assert "decision followed" in result.stdout
     assert sb.get_sandbox(manual, sandbox_id).status != AWAITING_REVIEW
+
+
+def test_after_a_merge_other_claims_on_regions_it_removed_are_reported_stale(manual: Workspace) -> None:
+    renamer = run_task(manual, "rename", "lib.py", "def helper(x)", "def helper2(x)")
+    wait_until_settled(manual, renamer)
+    holder = tasks.create_sandbox(manual, "tune the helper", "script", claims=["lib.py::helper"],
+                                  script=script(manual, "idle", "- {log: idle}\n"))
+    request_merge(manual, renamer)
+    stale = [e for e in manual.audit.entries() if e.action == "claim.stale"]
+    assert [(e.subject, e.details["regions"], e.details["after_merge_of"]) for e in stale] == [
+        (holder.id, ["lib.py::helper"], renamer)]

@@ -72,9 +72,11 @@ def sources_of(status: str) -> frozenset[str]:
 def transition(
     workspace: Workspace, sandbox_id: str, to: str, *, reason: str = "",
     allowed_from: frozenset[str] | None = None, audit: dict[str, Any] | None = None,
-    **fields: Any,
+    data: dict[str, Any] | None = None, exit_code: int | None = None, pid: int | None = None,
+    pid_start: str | None = None,
 ) -> SandboxRecord:
-    """Move a sandbox to `to` (setting `fields` too) and record the move in the audit log.
+    """Move a sandbox to `to` (merging `data`, setting the others given) and record the move in the
+    audit log.
 
     Raises LoomError (exit 1) when the sandbox is not in a status that may move to
     `to`; the check and the write are one store transaction.
@@ -92,8 +94,9 @@ def transition(
                 f"sandbox {sandbox_id} is {current.status}; it cannot become {to}", exit_code=1
             )
         if reason:
-            fields["data"] = {**fields.get("data", {}), "reason": reason}
-        updated = store.update_sandbox(sandbox_id, status=to, **fields)
+            data = {**(data or {}), "reason": reason}
+        updated = store.update_sandbox(sandbox_id, status=to, data=data, exit_code=exit_code, pid=pid,
+                                       pid_start=pid_start)
         details: dict[str, Any] = {"from": current.status, "to": to, **(audit or {})}
         if reason:
             details["reason"] = reason

@@ -13,7 +13,7 @@ import json
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -35,7 +35,6 @@ _SANDBOX_COLUMNS = (
     "id", "task", "runtime", "status", "created", "updated", "base_ref", "branch",
     "worktree", "isolation", "pid", "pid_start", "exit_code", "heartbeat", "data",
 )
-_SANDBOX_MUTABLE = frozenset(_SANDBOX_COLUMNS) - {"id", "created", "updated"}
 _ESCALATION_MUTABLE = frozenset({"status", "risk", "summary", "data"})
 
 
@@ -270,11 +269,15 @@ class SqliteStore:
             self._emit("sandbox.added", record.id, {"status": record.status})
         return record
 
-    def update_sandbox(self, sandbox_id: str, **fields: Any) -> SandboxRecord:
-        """Change some fields of a sandbox (merging `data` into the stored dict)."""
-        unknown = set(fields) - _SANDBOX_MUTABLE
-        if unknown:
-            raise ValueError(f"not sandbox fields: {sorted(unknown)}")
+    def update_sandbox(
+        self, sandbox_id: str, *, status: str | None = None, pid: int | None = None, pid_start: str | None = None,
+        exit_code: int | None = None, task: str | None = None, data: Mapping[str, Any] | None = None,
+    ) -> SandboxRecord:
+        """Change some fields of a sandbox (those given; `data` is merged into the stored dict, a key
+        set to None kept as null). The rest of a record is set when it is added, and never changes."""
+        fields: dict[str, Any] = {name: value for name, value in (
+            ("status", status), ("pid", pid), ("pid_start", pid_start), ("exit_code", exit_code), ("task", task),
+            ("data", data)) if value is not None}
         with self.transaction():
             current = self.get_sandbox(sandbox_id)
             if current is None:

@@ -267,7 +267,27 @@ class Workflow:
 
     def _after_merge(self, sandbox_id: str) -> None:
         release_claims_of(self.workspace, sandbox_id, "sandbox merged")
+        self._recheck_claims(sandbox_id)
         self._advance_dependents(sandbox_id)
+
+    def _recheck_claims(self, merged_id: str) -> None:
+        """The merge moved the target's code: other sandboxes' live claims on regions that no longer
+        exist there (renamed, moved, deleted) are reported and audited, so their holders claim again."""
+        live = [c for c in self.workspace.store.live_claims() if c.sandbox_id != merged_id]
+        if not live:
+            return
+        try:
+            regions = governed_coordinator(self.workspace).index.regions
+        except LoomError as exc:
+            self.say(f"claims not re-checked after the merge of {merged_id}: {exc}")
+            return
+        for claim in live:
+            gone = [rid for rid in claim.region_ids if rid not in regions and "::" in rid]
+            if gone:
+                self.workspace.record("claim.stale", claim.sandbox_id, {
+                    "claim": claim.id, "regions": gone, "after_merge_of": merged_id})
+                self.say(f"{claim.sandbox_id}: claim #{claim.id} names {', '.join(gone)}, gone from the target "
+                         f"since {merged_id} merged; claim again what is meant")
 
     def _advance_dependents(self, sandbox_id: str) -> None:
         """The tasks waiting on this one: started from the new target, or held if it will never merge."""

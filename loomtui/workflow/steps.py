@@ -12,7 +12,6 @@ from enum import StrEnum
 from typing import Final
 
 from loomtui.execution.gitops import Git
-from loomtui.execution.procs import is_alive
 from loomtui.execution.lifecycle import (
     APPROVED,
     ARCHIVED,
@@ -25,6 +24,7 @@ from loomtui.execution.lifecycle import (
     PLANNED,
     REJECTED,
 )
+from loomtui.execution.procs import is_alive
 from loomtui.execution.sandboxes import has_worktree
 from loomtui.governance.escalations import CLEARED, EscalationStatus
 from loomtui.governance.policy import MERGE_AUTO, MERGE_MANUAL
