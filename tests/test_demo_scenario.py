@@ -1,9 +1,10 @@
-"""The demo scenario end to end: real sandboxes, real supervisors, real script agents, real gates.
+"""The demo scenario end to end: a real plan, real supervisors, real script agents, real gates.
 
-One headless run (about 15 s) is shared by the tests below; each checks an outcome
-against what the engines recorded (store, git, audit log), not against the
-summary's own claims alone. Sandboxes run under bubblewrap where it works and as
-plain processes otherwise; both paths run the same scenario.
+One headless run (about 30 s: two waves of agents, one after the other) is shared by
+the tests below; each checks an outcome against what the engines recorded (store,
+git, audit log), not against the summary's own claims alone. Sandboxes run under
+bubblewrap where it works and as plain processes otherwise; both paths run the same
+scenario.
 """
 
 from __future__ import annotations
@@ -18,9 +19,9 @@ import yaml
 
 from loomtui.coordination.diff import diff_regions
 from loomtui.demo import prepare_demo_repo
-from loomtui.governance.review import ESCALATION_KEY
 from loomtui.demo.scenario import (
     AGENT_NAMES,
+    DEMO_ENGINEER,
     DEMO_LEAD,
     DEMO_REVIEWERS,
     advance_scenario,
@@ -34,6 +35,8 @@ from loomtui.execution.lifecycle import EXITED, FAILED, LIVE, MERGED, PLANNED, R
 from loomtui.execution.sandboxes import wait_for_status
 from loomtui.governance.escalations import decide, queue
 from loomtui.governance.policy import load_policy
+from loomtui.governance.review import ESCALATION_KEY
+from loomtui.workflow.steps import AFTER_KEY
 from loomtui.workspace import Workspace, open_workspace
 from tests.conftest import GIT_ENV, git
 
@@ -63,92 +66,157 @@ def _sandbox(workspace: Workspace, name: str) -> Any:
     return demo_sandboxes(workspace)[name]
 
 
+def _audit(workspace: Workspace, subject: str) -> list[Any]:
+    return [e for e in workspace.audit.tail(10_000) if e.subject == subject]
+
+
 def test_headless_run_meets_every_expected_outcome(run: tuple[Workspace, dict[str, Any], list[str]]) -> None:
     _workspace, summary, streamed = run
     assert summary["checks"] and all(summary["checks"].values()), summary["checks"]
     assert summary["ok"] is True
     assert streamed == summary["lines"]  # printed step by step, as it happened
-    assert any(line.startswith("== Claims before code") for line in streamed)
+    for heading in ("== Claims before code", "== The order the code asks for", "== Agents at work",
+                    "== People decide: the rounding change", "== People decide: the refunds change",
+                    "== Where things stand"):
+        assert any(line.startswith(heading) for line in streamed), heading
     assert set(summary["agents"]) == set(AGENT_NAMES)
+    assert summary["elapsed_s"] < 120
 
 
-def test_dependency_conflict_is_flagged_before_the_agent_starts(
+def test_the_plan_puts_rounding_first_and_the_run_followed_it(
         run: tuple[Workspace, dict[str, Any], list[str]]) -> None:
-    workspace, summary, streamed = run
-    rounding = _sandbox(workspace, "rounding")
-    at_claim = summary["agents"]["rounding"]["conflicts_at_claim"]
-    assert any(c["kind"] == "dependency" and c["severity"] == "warning"
-               and {c["a"]["region"], c["b"]["region"]} == {QUOTE, ROUND} for c in at_claim)
-    # The audit log proves the order: the claim carried the conflict before the agent ran.
-    entries = [e for e in workspace.audit.tail(10_000) if e.subject == rounding.id]
+    workspace, summary, _streamed = run
+    edges = {(e["before"], e["after"]): e for e in summary["plan"]["edges"]}
+    for caller in ("refunds", "invoices"):
+        edge = edges[("rounding", caller)]
+        assert edge["kind"] == "dependency" and "round_minor_units" in edge["reason"]
+        assert edge["reason"].endswith("callee first")
+    assert summary["plan"]["waves"] == [["rounding", "templates"], ["refunds", "invoices"]]
+    # What the run did: refunds waited on rounding's sandbox, and its worktree started from rounding's merge.
+    rounding, refunds, invoices = (_sandbox(workspace, n) for n in ("rounding", "refunds", "invoices"))
+    assert refunds.data[AFTER_KEY] == [rounding.id] and invoices.data[AFTER_KEY] == [rounding.id]
+    assert rounding.status == MERGED and rounding.data["merged_commit"]
+    assert refunds.data["base_sha"] == rounding.data["merged_commit"]
+    assert invoices.data["base_sha"] == rounding.data["merged_commit"]
+    assert git(workspace.root, "merge-base", "--is-ancestor", rounding.data["merged_commit"], refunds.branch) == ""
+    # And in the audit log: rounding merged before refunds' claims were taken and its agent ran.
+    merged = next(e for e in _audit(workspace, rounding.id) if e.action == "sandbox.merged")
+    entries = _audit(workspace, refunds.id)
     claimed = next(e for e in entries if e.action == "claim.added")
     running = next(e for e in entries if e.action == "sandbox.running")
-    assert claimed.seq < running.seq
-    assert any(c["severity"] == "warning" and c["b"]["region"] == QUOTE for c in claimed.details["conflicts"])
-    warning = next(line for line in streamed if "WARNING: dependency conflict with refunds" in line)
-    assert f"{ROUND} <-references- {QUOTE}" in warning
+    assert merged.seq < claimed.seq < running.seq
+    assert refunds.data["created_by"] == DEMO_ENGINEER
 
 
-def test_the_signature_change_raises_the_conflict_to_high(run: tuple[Workspace, dict[str, Any], list[str]]) -> None:
-    workspace, summary, _streamed = run
-    assert any(c["severity"] == "high" and {c["a"]["region"], c["b"]["region"]} == {QUOTE, ROUND}
-               for c in summary["conflicts_raised"])
+def test_the_claim_check_shows_the_dependency_the_order_avoids(
+        run: tuple[Workspace, dict[str, Any], list[str]]) -> None:
+    workspace, summary, streamed = run
+    refunds = _sandbox(workspace, "refunds")
+    at_claim = summary["agents"]["refunds"]["conflicts_at_claim"]
+    assert any(c["kind"] == "dependency" and c["severity"] == "warning"
+               and {c["a"]["region"], c["b"]["region"]} == {QUOTE, ROUND} for c in at_claim)
+    # The audit log proves the order: the check was made (and recorded) before refunds' agent ran.
+    entries = _audit(workspace, refunds.id)
+    checked = next(e for e in entries if e.action == "demo.claims_checked")
+    running = next(e for e in entries if e.action == "sandbox.running")
+    assert checked.seq < running.seq
+    assert any(c["severity"] == "warning" and c["b"]["region"] == ROUND for c in checked.details["conflicts"])
+    warning = next(line for line in streamed if "WARNING: dependency conflict with rounding" in line
+                   and QUOTE in line)
+    assert f"{QUOTE} -references-> {ROUND}" in warning
+    assert any("the order is the resolution" in line for line in streamed)
+
+
+def test_the_signature_change_meets_no_running_caller(run: tuple[Workspace, dict[str, Any], list[str]]) -> None:
+    workspace, summary, streamed = run
     rounding = _sandbox(workspace, "rounding")
     changes = diff_regions(workspace.root, rounding.data["base_sha"], rounding.branch)
     assert [c.region_id for c in changes if c.signature_changed] == [ROUND]
     source = git(workspace.root, "show", f"{rounding.branch}:payments/currency.py")
     assert "def round_minor_units(amount: AmountLike, currency: str, *, rounding: str = ROUNDING)" in source
+    signature = summary["agents"]["rounding"]["signature"]
+    assert signature["signature_changed"] == [ROUND]
+    assert set(signature["waiting"]) == {_sandbox(workspace, "refunds").id, _sandbox(workspace, "invoices").id}
+    # The claim check of a caller's task beside it would be high; the callers had not started.
+    assert any(c["severity"] == "high" and {c["a"]["region"], c["b"]["region"]} == {QUOTE, ROUND}
+               for c in summary["conflicts_raised"])
+    assert any(line.startswith("[rounding]   HIGH, were refunds beside it") for line in streamed)
+    assert any("plan's order is the resolution" in line for line in streamed)
 
 
 def test_the_careless_speed_up_fails_the_fragile_test_and_is_blocked(
         run: tuple[Workspace, dict[str, Any], list[str]]) -> None:
-    workspace, _summary, _streamed = run
+    workspace, _summary, streamed = run
     invoices = _sandbox(workspace, "invoices")
     runs = {r.gate: r for r in workspace.store.gate_runs(invoices.id)}
     assert runs["tests"].status == "failed" and runs["compile"].status == "passed"
     assert FRAGILE_TEST in runs["tests"].data["failed_tests"]
     assert runs["tests"].commit_sha == git(workspace.root, "rev-parse", invoices.branch)
     escalation = workspace.store.get_escalation(invoices.data[ESCALATION_KEY])
-    assert escalation is not None and escalation.data["outcome"] == "block"
+    assert escalation is not None and escalation.data["outcome"] == "block" and escalation.status == "open"
     assert "failing-gates" in [rule["name"] for rule in escalation.data["rules"]]
+    assert invoices.status != MERGED and not invoices.data.get("merged_commit")
+    assert any(line.startswith(f"[invoices]   -> escalation #{escalation.id} opened") for line in streamed)
 
 
-def test_templates_are_auto_approved_and_merged_with_trailers(
+def test_templates_are_auto_approved_and_merged_with_no_person(
         run: tuple[Workspace, dict[str, Any], list[str]]) -> None:
-    workspace, _summary, _streamed = run
+    workspace, summary, _streamed = run
     templates = _sandbox(workspace, "templates")
     assert templates.status == MERGED
-    assert templates.data["demo_policy"]["outcome"] == "auto_approve"
+    assert summary["agents"]["templates"]["policy"]["outcome"] == "auto_approve"
+    assert not templates.data.get(ESCALATION_KEY)
+    assert not [e for e in workspace.store.list_escalations() if e.sandbox_id == templates.id]
+    # The engine merged it (in a supervisor or the demo's own advance), nobody asked for the merge.
+    actions = [e.action for e in _audit(workspace, templates.id)]
+    assert "sandbox.merge_requested" not in actions and "sandbox.merged" in actions
     merged = git(workspace.root, "log", "main", "--merges", "--format=%H %(trailers:key=Loom-Sandbox,valueonly)")
     assert f"{templates.data['merged_commit']} {templates.id}" in merged
     trailers = git(workspace.root, "log", "-1", "--format=%(trailers:only,unfold)", templates.data["merged_commit"])
     assert "Loom-Runtime: script" in trailers and "Assisted-by: loomtui script agent" in trailers
+    assert "Loom-Policy: auto_approve" in trailers
     texts = "".join(git(workspace.root, "show", f"main:notifications/templates/{name}")
                     for name in ("invoice_issued.txt", "refund_issued.txt", "payment_failed.txt"))
     assert "separate" in texts and "receive" in texts and "occurred" in texts
     assert not {"seperate", "recieve", "occured"} & set(texts.split())
 
 
-def test_refunds_need_and_get_two_payments_approvals_then_merge(
-        run: tuple[Workspace, dict[str, Any], list[str]]) -> None:
+@pytest.mark.parametrize("name", ["rounding", "refunds"])
+def test_payments_changes_need_and_get_two_payments_approvals_then_merge(
+        run: tuple[Workspace, dict[str, Any], list[str]], name: str) -> None:
     workspace, _summary, _streamed = run
-    refunds = _sandbox(workspace, "refunds")
-    escalation = workspace.store.get_escalation(refunds.data[ESCALATION_KEY])
+    record = _sandbox(workspace, name)
+    escalation = workspace.store.get_escalation(record.data[ESCALATION_KEY])
     assert escalation is not None and escalation.status == "approved"
     assert [a["user"] for a in escalation.data["approvals"]] == list(DEMO_REVIEWERS)
-    assert all(a["commit"] == refunds.data["approved_commit"] for a in escalation.data["approvals"])
-    assert refunds.status == MERGED
-    assert '"25%"' in git(workspace.root, "show", "main:payments/refunds.py")
-    trailers = git(workspace.root, "log", "-1", "--format=%(trailers:only,unfold)", refunds.data["merged_commit"])
-    assert f"Loom-Sandbox: {refunds.id}" in trailers and "Loom-Approved-by: alice@example.com, bob@example.com" in trailers
+    assert all(a["commit"] == record.data["approved_commit"] for a in escalation.data["approvals"])
+    assert record.status == MERGED
+    trailers = git(workspace.root, "log", "-1", "--format=%(trailers:only,unfold)", record.data["merged_commit"])
+    assert f"Loom-Sandbox: {record.id}" in trailers
+    assert "Loom-Approved-by: alice@example.com, bob@example.com" in trailers
+    if name == "refunds":
+        assert '"25%"' in git(workspace.root, "show", "main:payments/refunds.py")
+    else:
+        assert "rounding: str = ROUNDING" in git(workspace.root, "show", "main:payments/currency.py")
+
+
+def test_claims_of_merged_sandboxes_are_released(run: tuple[Workspace, dict[str, Any], list[str]]) -> None:
+    workspace, _summary, _streamed = run
+    for name in ("rounding", "refunds", "templates"):
+        record = _sandbox(workspace, name)
+        assert record.status == MERGED
+        assert workspace.store.live_claims(record.id) == []
+        assert any(e.action == "claim.released" for e in _audit(workspace, record.id))
+    # The blocked change keeps its claim until a lead decides.
+    assert workspace.store.live_claims(_sandbox(workspace, "invoices").id)
 
 
 def test_escalations_are_left_open_and_the_audit_chain_verifies(
         run: tuple[Workspace, dict[str, Any], list[str]]) -> None:
     workspace, summary, _streamed = run
     open_ids = {e.sandbox_id for e in queue(workspace)}
-    assert _sandbox(workspace, "invoices").id in open_ids
-    assert {e["agent"] for e in summary["open_escalations"]} >= {"invoices", "rounding"}
+    assert open_ids == {_sandbox(workspace, "invoices").id}
+    assert {e["agent"] for e in summary["open_escalations"]} == {"invoices"}
     verify = workspace.audit.verify()
     assert verify.ok and verify.entries >= summary["audit_entries"]
 
@@ -161,22 +229,25 @@ def test_advancing_again_is_idempotent_and_follows_a_leads_decision(
     assert advance_scenario(workspace) == [] and advance_scenario(workspace) == []
     assert workspace.store.last_event_id() == before
     assert not scenario_pending(workspace)
-    rounding = _sandbox(workspace, "rounding")
+    invoices = _sandbox(workspace, "invoices")
     lead = open_workspace(workspace.root)
     lead.actor = DEMO_LEAD
     try:
         policy = load_policy(workspace.root, workspace.load_config().policy)
-        decide(lead, policy, rounding.data[ESCALATION_KEY], "reject", reason="changes a shared signature")
+        decide(lead, policy, invoices.data[ESCALATION_KEY], "reject", reason="rounds the subtotal once")
         assert scenario_pending(workspace)
         lines = advance_scenario(lead)
     finally:
         lead.close()
-    assert any("rejected" in line for line in lines)
-    assert _sandbox(workspace, "rounding").status == REJECTED
+    assert any(line.startswith(f"[invoices] {DEMO_LEAD} rejects escalation") for line in lines)
+    assert any(line.startswith("[invoices] rejected") for line in lines)
+    assert _sandbox(workspace, "invoices").status == REJECTED
+    assert workspace.store.live_claims(invoices.id) == []  # the engine gave its claims back
+    assert not scenario_pending(workspace)
     assert advance_scenario(workspace) == []
 
 
-def test_an_agent_held_before_start_starts_once_its_escalation_is_approved(tmp_path: Path) -> None:
+def test_a_task_held_before_start_starts_once_its_escalation_is_approved(tmp_path: Path) -> None:
     """When the policy holds a start (pre-start escalation), the app's triage lets it go."""
     repo = prepare_demo_repo(tmp_path)
     policy_file = repo / ".loom" / "policy.yaml"
@@ -191,12 +262,13 @@ def test_an_agent_held_before_start_starts_once_its_escalation_is_approved(tmp_p
         assert start_scenario(workspace) == []  # already started: nothing again
         rounding = _sandbox(workspace, "rounding")
         assert rounding.status == PLANNED and rounding.data.get("awaiting_escalation")
-        assert any("pre-start escalation" in line for line in lines)
-        for name in AGENT_NAMES:
-            if name != "rounding":  # the others were started (their supervisors record it)
-                wait_for_status(workspace, _sandbox(workspace, name).id, LIVE | {EXITED, FAILED}, timeout=20)
+        assert any(line.startswith("[rounding] -> pre-start escalation") for line in lines)
+        assert any("policy on the claims: require 1 approval" in line for line in lines)
+        # templates runs (nothing holds it); refunds and invoices wait for rounding's merge.
+        wait_for_status(workspace, _sandbox(workspace, "templates").id, LIVE | {EXITED, FAILED, MERGED}, timeout=20)
         advance_scenario(workspace)
         assert _sandbox(workspace, "rounding").status == PLANNED  # still waiting for a person
+        assert {_sandbox(workspace, n).status for n in ("refunds", "invoices")} == {PLANNED}
         reviewer = open_workspace(repo)
         reviewer.actor = DEMO_REVIEWERS[0]
         try:
@@ -204,10 +276,34 @@ def test_an_agent_held_before_start_starts_once_its_escalation_is_approved(tmp_p
                    "approve")
         finally:
             reviewer.close()
-        started = advance_scenario(workspace)
-        assert any(line.startswith("[rounding] agent started") for line in started)
+        said = advance_scenario(workspace)  # the engine starts it; its supervisor records it running
+        assert any(line.startswith(f"[rounding] {DEMO_REVIEWERS[0]} approves escalation") for line in said)
         wait_for_status(workspace, rounding.id, LIVE | {EXITED, FAILED}, timeout=20)
+        said += advance_scenario(workspace)  # the app's next tick
+        assert any(line.startswith("[rounding] agent started") for line in said)
     finally:
         stop_scenario(workspace, grace=1.0)
         workspace.close()
     assert os.path.isdir(repo)
+
+
+def test_the_pre_start_approval_is_given_at_once_by_default(tmp_path: Path) -> None:
+    """`approve_start` (the default, as in the app): the payments reviewers approve, the engine starts it."""
+    repo = prepare_demo_repo(tmp_path)
+    policy_file = repo / ".loom" / "policy.yaml"
+    policy = yaml.safe_load(policy_file.read_text())
+    policy["rules"].append({"name": "rounding-claims", "stage": "claim", "when": {"paths": ["payments/currency.py"]},
+                            "risk": "high", "decision": "require",
+                            "approvals": {"groups": ["payments-team"], "count": 1}})
+    policy_file.write_text(yaml.safe_dump(policy, sort_keys=False))
+    workspace = open_workspace(repo)
+    try:
+        lines = start_scenario(workspace)
+        assert "== Approval to start ==" in lines
+        assert any(line.startswith(f"[rounding] {DEMO_REVIEWERS[0]} approves escalation") for line in lines)
+        assert any(line.startswith("[rounding] agent started") for line in lines)
+        rounding = _sandbox(workspace, "rounding")
+        assert rounding.status != PLANNED
+    finally:
+        stop_scenario(workspace, grace=1.0)
+        workspace.close()

@@ -18,7 +18,11 @@ CLEARED = ("approved", "overridden")
 
 def prestart_check(workspace: Workspace, sandbox_id: str) -> EscalationRecord | None:
     """Evaluate the policy on a planned sandbox's claims; returns the escalation it waits on."""
-    facts = claim_facts(workspace, sandbox_id, author=workspace.actor)
+    # The author is whoever stated the task, not whoever happens to prepare it (a task that
+    # waited on others is prepared later, by a supervisor or a reviewer's app).
+    record = workspace.store.get_sandbox(sandbox_id)
+    author = str(record.data.get("created_by") or workspace.actor) if record else workspace.actor
+    facts = claim_facts(workspace, sandbox_id, author=author)
     if not facts.regions:
         return None
     policy = load_policy(workspace.root, workspace.load_config().policy)

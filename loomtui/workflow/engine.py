@@ -341,9 +341,12 @@ def request_merge(workspace: Workspace, sandbox_id: str, *, into: str | None = N
     else asks). Raises LoomError (exit 1) when it is not approved, or when the merge conflicts."""
     flow = Workflow(workspace, say=say)
     record = sandboxes.get_sandbox(workspace, sandbox_id)
-    record = sandboxes.get_sandbox(workspace, flow.advance(record.id).sandbox_id)
     if record.status == MERGED:
         raise LoomError(f"sandbox {record.id} is already merged", exit_code=1)
+    advanced = flow.advance(record.id)  # people's decision first: with `merge: auto` that merges it
+    record = sandboxes.get_sandbox(workspace, record.id)
+    if record.status == MERGED:
+        return advanced
     if record.status != APPROVED:
         raise LoomError(f"sandbox {record.id} is {record.status}, not approved; only an approved sandbox merges "
                         f"({flow.view(record).line()})", exit_code=1)

@@ -96,6 +96,8 @@ class StepView:
         """Said plainly: `waits for ...` for a wait, else the step and what it is about."""
         if self.step in _WAITS_FOR:
             return f"waits for {self.waits_on}"
+        if self.step == Step.AGENT:
+            return self.waits_on
         return f"{self.step}: {self.waits_on}" if self.waits_on else str(self.step)
 
 
