@@ -17,6 +17,7 @@ from loomtui.execution.lifecycle import (
 from loomtui.execution.procs import is_alive
 from loomtui.execution.sandboxes import (
     get_sandbox,
+    has_worktree,
     live_agent_group,
     mark_failed,
     worktree_roots,
@@ -62,7 +63,8 @@ def reconcile(workspace: Workspace) -> ReconcileReport:
             continue
         if record.status in LIVE or (record.status == PLANNED and record.pid):
             _reconcile_process(workspace, record, report)
-        if record.status not in (REJECTED,) and record.worktree and not Path(record.worktree).is_dir():
+        made = has_worktree(record)  # a task waiting on others has none yet, on purpose
+        if record.status not in (REJECTED,) and made and record.worktree and not Path(record.worktree).is_dir():
             report.missing_worktrees.append(record.id)
             if not record.data.get("worktree_missing"):
                 if not pruned:

@@ -1,0 +1,50 @@
+"""The plan view (7) and the dashboard's Next column, driven with Textual's pilot."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from textual.widgets import DataTable, Static, Tree
+
+from loomtui.tui.app import LoomApp
+from loomtui.tui.screens.plan import PlanScreen
+from loomtui.workflow import tasks
+from loomtui.workspace import open_workspace
+from tests.conftest import wait_for
+from tests.test_workflow import edit, make_repo
+
+SIZE = (140, 36)
+
+
+async def test_the_plan_view_draws_waves_and_why_a_task_waits(tmp_path: Path) -> None:
+    repo = make_repo(tmp_path / "repo", "manual")
+    workspace = open_workspace(repo)
+    first = tasks.create_sandbox(workspace, "change the helper", "script",
+                                 script=edit(workspace, "first", "lib.py", "x + 1", "x + 2"))
+    second = tasks.create_sandbox(workspace, "use the new helper", "script", after=[first.id], autostart=True,
+                                  script=edit(workspace, "second", "app.py", "helper(1)", "helper(2)"))
+    app = LoomApp(workspace)
+    async with app.run_test(size=SIZE) as pilot:
+        table = app.screen.query_one("#sandboxes", DataTable)
+        await wait_for(pilot, lambda: table.row_count == 2)
+        waiting = str(table.get_cell(second.id, "next"))
+        assert waiting.startswith("waits for the merge")
+        assert str(table.get_cell(first.id, "next")).startswith("waits for a person")
+        await pilot.press("7")
+        await pilot.pause()
+        assert isinstance(app.screen, PlanScreen)
+        tree = app.screen.query_one("#plan-tree", Tree)
+        await wait_for(pilot, lambda: bool(tree.root.children))
+        run = tree.root.children[0]
+        assert str(run.label) == "tasks with dependencies"
+        waves = [[str(leaf.label) for leaf in wave.children] for wave in run.children]
+        assert [label.split()[0] for label in waves[0]] == [first.id]
+        assert [label.split()[0] for label in waves[1]] == [second.id]
+        assert f"waits for the merge of {first.id} (planned)" in waves[1][0]
+        tree.move_cursor(run.children[1].children[0])
+        await pilot.pause()
+        detail = " ".join(str(app.screen.query_one("#plan-detail", Static).render()).split())
+        assert f"sandbox {second.id}" in detail and f"after {first.id}" in detail
+        await pilot.press("escape")
+        await pilot.pause()
+        assert app.current_mode == "dashboard"
