@@ -205,8 +205,8 @@ def cmd_merge(args: argparse.Namespace) -> int:
     workspace = workspace_for(args)
     result = request_merge(workspace, args.id, into=args.into)
     record = engine.get_sandbox(workspace, result.sandbox_id)
-    merged = {"sandbox_id": record.id, "target": record.data.get("merged_into"),
-              "commit": record.data.get("merged_commit"), "started": [line for line in result.done]}
+    merged = {"sandbox_id": record.id, "target": record.merged_into,
+              "commit": record.merged_commit, "started": [line for line in result.done]}
     if args.json:
         print_json(merged)
     else:

@@ -643,7 +643,7 @@ def sandbox_signature_changes(workspace: Workspace) -> set[str]:
     for sandbox in workspace.store.list_sandboxes():
         # The commit the sandbox started from: `base_ref` may be HEAD, which inside
         # the worktree is the sandbox's own tip.
-        base = str(sandbox.data.get("base_sha") or "")
+        base = sandbox.base_sha
         if sandbox.status in ENDED_STATUSES or not sandbox.worktree or not base:
             continue
         if not Path(sandbox.worktree).is_dir():

@@ -95,7 +95,7 @@ def refresh(workspace: Workspace, sandbox_id: str) -> AgentContext:
     if given.piece is None:
         raise LoomError(f"sandbox {sandbox.id}: the context cannot be sliced now (see the audit log)", exit_code=1)
     paths = sandbox_paths(workspace.paths, sandbox.id)
-    names = [str(name) for name in sandbox.data.get("context_files", ())]
+    names = [str(name) for name in sandbox.context_files]
     worktree = Path(sandbox.worktree)
     try:
         write_atomically(paths.context, given.text)

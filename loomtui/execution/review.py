@@ -69,10 +69,10 @@ def diff(workspace: Workspace, sandbox_id: str, *, patch: bool = True) -> Sandbo
     record = get_sandbox(workspace, sandbox_id)
     repo = Git(workspace.root)
     tip = _branch_tip(repo, record)
-    target = record.data.get("target")
+    target = record.target
     target_sha = repo.resolve_commit(target) if target else None
     base = (repo.out("merge-base", target_sha, tip).strip() if target_sha
-            else str(record.data.get("base_sha") or tip))
+            else str(record.base_sha or tip))
     worktree = Path(record.worktree)
     snapshot, changed = agent_tree(workspace, record).snapshot(tip) if worktree.is_dir() else (tip, [])
     uncommitted = bool(changed)
@@ -150,13 +150,13 @@ def merge(workspace: Workspace, sandbox_id: str, *, into: str | None = None,
         raise LoomError(f"sandbox {record.id} has uncommitted changes ({', '.join(dirty[:5])}) that were not "
                         "reviewed; nothing was merged", exit_code=1)
     repo = Git(workspace.root)
-    target = into or record.data.get("target")
+    target = into or record.target
     if not target:
         raise LoomError(f"sandbox {record.id} has no target branch; name one with --into BRANCH")
     if not repo.local_branch_exists(target):
         raise LoomError(f"target branch {target!r} does not exist")
     tip = _branch_tip(repo, record)
-    approved = record.data.get("approved_commit")
+    approved = record.approved_commit
     if approved and approved != tip:
         raise LoomError(f"{record.branch} moved since it was approved ({approved[:12]} -> {tip[:12]}); "
                         "nothing was merged", exit_code=1)
@@ -270,6 +270,6 @@ def remove(workspace: Workspace, sandbox_id: str, *, force: bool = False, delete
 def _branch_merged(repo: Git, record: SandboxRecord) -> bool:
     """Whether every commit of the sandbox branch is in its target (so deleting it loses nothing)."""
     tip = repo.resolve_commit(record.branch)
-    target = record.data.get("merged_into") or record.data.get("target")
+    target = record.merged_into or record.target
     target_sha = repo.resolve_commit(target) if target else None
     return bool(tip and target_sha and repo.ok("merge-base", "--is-ancestor", tip, target_sha))

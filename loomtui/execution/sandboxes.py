@@ -279,7 +279,7 @@ def isolation_label(record: SandboxRecord) -> str:
 def agent_tree(workspace: Workspace, record: SandboxRecord) -> AgentTree:
     """How loomtui runs git on a sandbox's worktree: never reading what the agent could plant there."""
     paths = record_paths(workspace.paths, record)
-    managed = (*MANAGED_FILES, *record.data.get("context_files", ()))
+    managed = (*MANAGED_FILES, *record.context_files)
     return AgentTree(workspace.paths.common_dir, Path(record.worktree), paths.outside_index, managed)
 
 
@@ -412,7 +412,7 @@ def make_worktree(workspace: Workspace, sandbox_id: str, *, base_sha: str | None
     if record.status != PLANNED:
         raise LoomError(f"sandbox {record.id} is {record.status}; only a planned sandbox gets a worktree",
                         exit_code=1)
-    base_sha = base_sha or str(record.data["base_sha"])
+    base_sha = base_sha or record.base_sha
     paths = _paths(workspace, record)
     launch_argv = (record.data.get("launch") or {}).get("argv") or []
     try:

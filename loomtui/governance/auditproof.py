@@ -71,8 +71,8 @@ def verify_audit(workspace: Workspace, refs: tuple[str, ...] = ()) -> AuditRepor
     """Check the chain, the anchors on the main branches (and `refs`), and every decision's signature."""
     chain = workspace.audit.verify()
     entries = list(workspace.audit.entries())
-    targets = {str(s.data.get("merged_into")) for s in workspace.store.list_sandboxes(include_archived=True)
-               if s.data.get("merged_into")}
+    targets = {str(s.merged_into) for s in workspace.store.list_sandboxes(include_archived=True)
+               if s.merged_into}
     anchors = anchor_report(workspace.root, entries, refs, sorted(targets))
     trusted = main_checkout(workspace.root)
     policy = load_policy(trusted, load_config(trusted).policy)

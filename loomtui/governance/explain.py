@@ -29,7 +29,7 @@ def explain_sandbox(workspace: Workspace, policy: Policy, sandbox_id: str) -> di
     """Both policy runs for a sandbox: on its claims, and on its diff with its gate results."""
     record = get_sandbox(workspace, sandbox_id)
     gates = {run.gate: run.status for run in workspace.store.gate_runs(record.id)}
-    base = str(record.data.get("base_sha") or record.base_ref)
+    base = str(record.base_sha or record.base_ref)
     head = record.branch
     if Path(record.worktree).is_dir():
         tip = Git(workspace.root).resolve_commit(record.branch)

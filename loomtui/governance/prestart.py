@@ -21,7 +21,7 @@ def prestart_check(workspace: Workspace, sandbox_id: str) -> EscalationRecord | 
     # The author is whoever stated the task, not whoever happens to prepare it (a task that
     # waited on others is prepared later, by a supervisor or a reviewer's app).
     record = workspace.store.get_sandbox(sandbox_id)
-    author = str(record.data.get("created_by") or workspace.actor) if record else workspace.actor
+    author = str(record.created_by or workspace.actor) if record else workspace.actor
     facts = claim_facts(workspace, sandbox_id, author=author)
     if not facts.regions:
         return None

@@ -75,7 +75,7 @@ def review_sandbox(workspace: Workspace, sandbox_id: str, *, policy: Policy | No
     record = get_sandbox(workspace, sandbox_id)
     repo = Git(workspace.root)
     tip = repo.resolve_commit(record.branch)
-    base = record.data.get("base_sha")
+    base = record.base_sha
     if tip is None or not base:
         raise LoomError(f"sandbox {record.id} has no branch tip or base commit to review", exit_code=1)
     previous = _escalation(workspace, record)
@@ -98,7 +98,7 @@ def review_sandbox(workspace: Workspace, sandbox_id: str, *, policy: Policy | No
             say(f"  {result.gate} failed: {test}")
     policy = policy or load_policy(workspace.root, workspace.load_config().policy)
     facts = change_facts(workspace.root, str(base), tip, gates={r.gate: r.status for r in results},
-                         runtime=record.runtime, author=record.data.get("created_by") or None)
+                         runtime=record.runtime, author=record.created_by or None)
     evaluation = _with_claim_stage(workspace, policy, record, evaluate(policy, facts), facts)
     signature = f", signature changed: {', '.join(facts.signature_changed)}" if facts.signature_changed else ""
     say(f"diff: {', '.join(facts.paths) or 'nothing'} ({facts.lines_changed} lines{signature})")

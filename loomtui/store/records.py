@@ -35,6 +35,52 @@ class SandboxRecord:
     heartbeat: float | None = None
     data: dict[str, Any] = field(default_factory=dict)
 
+    # Typed views of the `data` fields read across layers: one name per field, one place.
+
+    @property
+    def base_sha(self) -> str:
+        """The commit its worktree started from ('' before the worktree is made)."""
+        return str(self.data.get("base_sha") or "")
+
+    @property
+    def target(self) -> str:
+        """The branch its change merges into."""
+        return str(self.data.get("target") or "")
+
+    @property
+    def created_by(self) -> str:
+        """Who stated the task (its author, for separation of duties)."""
+        return str(self.data.get("created_by") or "")
+
+    @property
+    def claim_targets(self) -> tuple[str, ...]:
+        """The claim targets stated with the task (claimed when it is prepared)."""
+        return tuple(str(c) for c in self.data.get("claims") or ())
+
+    @property
+    def after(self) -> tuple[str, ...]:
+        """The sandboxes whose change merges before this task starts."""
+        return tuple(str(a) for a in self.data.get("after") or ())
+
+    @property
+    def merged_commit(self) -> str:
+        """The merge commit of its change ('' until merged)."""
+        return str(self.data.get("merged_commit") or "")
+
+    @property
+    def merged_into(self) -> str:
+        return str(self.data.get("merged_into") or "")
+
+    @property
+    def approved_commit(self) -> str:
+        """The commit an approval was for ('' when none)."""
+        return str(self.data.get("approved_commit") or "")
+
+    @property
+    def context_files(self) -> tuple[str, ...]:
+        """Files loomtui wrote into its worktree for the agent (never committed as its work)."""
+        return tuple(str(f) for f in self.data.get("context_files") or ())
+
 
 @dataclass(frozen=True, slots=True)
 class ClaimRecord:

@@ -225,14 +225,14 @@ class Workflow:
                 return f"rejected: {exc}"
         base_sha = None
         if from_target:
-            target = str(record.data.get("target") or "")
+            target = record.target
             base_sha = Git(workspace.root).resolve_commit(target) if target else None
             if base_sha is None:
                 raise LoomError(f"sandbox {record.id}: its target branch {target!r} is gone")
         made = sandboxes.make_worktree(workspace, record.id, base_sha=base_sha, context=context)
         try:
             install_hooks(workspace, sandboxes.record_paths(workspace.paths, made).worktree, record.id,
-                          managed=made.data.get("context_files") or ())
+                          managed=made.context_files)
         except (OSError, LoomError) as exc:
             message = getattr(exc, "strerror", None) or str(exc)
             sandboxes.mark_failed(workspace, record.id, f"cannot install the agent hooks: {message}")
@@ -244,10 +244,10 @@ class Workflow:
         repo = Git(workspace.root)
         requested = record.data.get(MERGE_REQUESTED_KEY) or {}
         into = requested.get("into") or None
-        target = str(into or record.data.get("target") or "")
+        target = str(into or record.target or "")
         tip = repo.resolve_commit(record.branch)
         target_sha = repo.resolve_commit(target) if target else None
-        if tip and target_sha and tip != record.data.get("base_sha") and repo.ok(
+        if tip and target_sha and tip != record.base_sha and repo.ok(
                 "merge-base", "--is-ancestor", tip, target_sha):
             # A merge whose caller died after moving the branch: record what happened.
             transition(workspace, record.id, MERGED, allowed_from=frozenset({APPROVED}),

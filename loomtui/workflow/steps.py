@@ -112,7 +112,7 @@ def dependencies(workspace: Workspace, record: SandboxRecord) -> list[SandboxRec
 
 
 def _merged(record: SandboxRecord) -> bool:
-    return record.status == MERGED or (record.status == ARCHIVED and bool(record.data.get("merged_commit")))
+    return record.status == MERGED or (record.status == ARCHIVED and bool(record.merged_commit))
 
 
 def _dependency_view(workspace: Workspace, record: SandboxRecord) -> StepView | None:
@@ -130,7 +130,7 @@ def _dependency_view(workspace: Workspace, record: SandboxRecord) -> StepView | 
 
 
 def _has_commits(workspace: Workspace, record: SandboxRecord) -> bool:
-    base = record.data.get("base_sha")
+    base = record.base_sha
     tip = Git(workspace.root).resolve_commit(record.branch) if record.branch and has_worktree(record) else None
     return bool(tip and base and tip != base)
 

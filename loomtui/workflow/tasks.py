@@ -58,7 +58,7 @@ def create_sandbox(
 
 def _dependency(workspace: Workspace, ref: str) -> str:
     other = sandboxes.get_sandbox(workspace, ref)  # an unknown id is a one-line error
-    if other.status in (REJECTED, ARCHIVED) and not other.data.get("merged_commit"):
+    if other.status in (REJECTED, ARCHIVED) and not other.merged_commit:
         raise LoomError(f"sandbox {other.id} is {other.status} and will never merge; nothing can wait on it")
     return other.id
 

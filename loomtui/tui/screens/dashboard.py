@@ -271,9 +271,9 @@ class DashboardScreen(Screen[None]):
         if step is not None:
             lines.append(f"{'next':>10}  ", style="dim")
             lines.append(step.line() + "\n", style=STEP_STYLES.get(str(step.step), ""))
-        if sandbox.data.get("after"):
+        if sandbox.after:
             lines.append(f"{'after':>10}  ", style="dim")
-            lines.append(", ".join(str(a) for a in sandbox.data["after"]) + "\n")
+            lines.append(", ".join(str(a) for a in sandbox.after) + "\n")
         if sandbox.id in self.diff_stats:
             lines.append(f"{'diff':>10}  ", style="dim")
             lines.append(self.diff_stats[sandbox.id] + "\n")

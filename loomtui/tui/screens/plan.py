@@ -41,16 +41,16 @@ class PlannedTask:
 def plan_runs(snapshot: DashboardSnapshot) -> dict[str, list[list[PlannedTask]]]:
     """Plan run id -> waves of tasks (sandboxes with `after` but no plan go under NO_PLAN)."""
     runs: dict[str, dict[str, PlannedTask]] = {}
-    waited_on = {str(a) for record in snapshot.sandboxes for a in record.data.get("after") or ()}
+    waited_on = {str(a) for record in snapshot.sandboxes for a in record.after}
     for record in sorted(snapshot.sandboxes, key=lambda r: r.created):
         plan = record.data.get("plan")
         if isinstance(plan, dict):
             run, name = str(plan.get("run")), str(plan.get("task"))
             waits = tuple(str(w) for w in plan.get("waits_on") or ())
             reasons = tuple(str(r) for r in plan.get("reasons") or ())
-        elif record.data.get("after") or record.id in waited_on:
+        elif record.after or record.id in waited_on:
             run, name = NO_PLAN, record.id
-            waits, reasons = tuple(str(a) for a in record.data.get("after") or ()), ()
+            waits, reasons = tuple(str(a) for a in record.after), ()
         else:
             continue
         runs.setdefault(run, {})[name] = PlannedTask(name, record, snapshot.steps.get(record.id), waits, reasons)
