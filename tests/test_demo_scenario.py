@@ -19,14 +19,13 @@ import yaml
 
 from loomtui.coordination.diff import diff_regions
 from loomtui.demo import prepare_demo_repo
+from loomtui.demo.common import AGENT_NAMES, demo_sandboxes
+from loomtui.demo.headless import run_headless
 from loomtui.demo.scenario import (
-    AGENT_NAMES,
     DEMO_ENGINEER,
     DEMO_LEAD,
     DEMO_REVIEWERS,
     advance_scenario,
-    demo_sandboxes,
-    run_headless,
     scenario_pending,
     start_scenario,
     stop_scenario,

@@ -11,7 +11,9 @@ and without it, on the bundled sample repo, with a HOME that has no ~/.claude at
   error tool_result saying so, and nothing is written;
 - a Write to payments/ledger.py (claim-stage `ledger-claims`: a lead must agree) goes to
   loomtui's MCP permission tool, which opens an escalation and waits; a lead approves and the
-  write lands; the review still asks the payments reviewers, and nothing merges before them.
+  write lands; the review the supervisor runs when the agent ends still asks the payments
+  reviewers, nothing merges before them, and (the sample's `merge: auto`) it merges by itself
+  once they have approved.
 
 And the faults: a model API that is unreachable or answers 500 (Claude Code's own error is
 the sandbox's activity; the sandbox fails; its claims are kept), malformed stream-json lines
@@ -43,8 +45,8 @@ from loomtui.execution.isolation import isolation_available
 from loomtui.governance.escalations import decide
 from loomtui.governance.hooks.gate import awaiting
 from loomtui.governance.policy import load_policy
-from loomtui.governance.review import follow_decision
 from loomtui.workflow import tasks
+from loomtui.workflow.engine import wait_until_settled
 from loomtui.workspace import Workspace, open_workspace
 from tests.fake_anthropic import FakeAnthropic, Turn, text, tool_use
 
@@ -138,6 +140,11 @@ def loom(repo: Path, *args: str, env: dict[str, str] | None = None,
                           timeout=timeout, check=False)
 
 
+def person(email: str) -> dict[str, str]:
+    """The environment of a person at the command line (LOOM_USER: who decides)."""
+    return {**{k: v for k, v in os.environ.items() if not k.startswith("LOOM_")}, "LOOM_USER": email}
+
+
 def start_agents(repo: Path, isolated: bool, agents: dict[str, Agent]) -> None:
     """`loomtui sandbox new --runtime claude` for every agent at once, each with its own model."""
     running = {}
@@ -193,11 +200,34 @@ def git_out(repo: Path, *args: str) -> str:
 
 
 def ended(workspace: Workspace, agent: Agent, timeout: float = 150) -> sb.SandboxRecord:
-    record = sb.wait_for_status(workspace, agent.sandbox, {"exited", "failed"}, timeout=timeout)
+    """The sandbox once its agent has ended (exit 0) and the supervisor has advanced it as far as it
+    goes: a change is gated and judged by the policy, which here asks people."""
+    wait_until_settled(workspace, agent.sandbox, timeout=timeout)
+    record = sb.get_sandbox(workspace, agent.sandbox)
     log = sb.log_path(workspace, record.id).read_text(errors="replace")
-    assert record.status == "exited", (record.status, record.data.get("error"), log[-3000:],
-                                       agent.api.tool_results())
+    actions = [e["action"] for e in audit(workspace, record.id)]
+    assert record.exit_code == 0 and "sandbox.exited" in actions and "sandbox.failed" not in actions, (
+        record.status, record.data.get("error"), log[-3000:], agent.api.tool_results())
     return record
+
+
+def reviewed(workspace: Workspace, record: sb.SandboxRecord, rule: str) -> Any:
+    """The post-gate review the supervisor ran on the sandbox's branch tip: the one quick gate
+    passed, and the policy asks people (`rule` among its rules): an open escalation, `awaiting_review`."""
+    assert record.status == "awaiting_review", (record.status, record.data)
+    tip = git_out(workspace.root, "rev-parse", record.branch or "").strip()
+    post = workspace.store.get_escalation(int(record.data["review_escalation"]))
+    assert post is not None and post.kind == "post-gate" and post.status == "open", post
+    assert post.sandbox_id == record.id and post.data["commit"] == tip
+    assert post.data["outcome"] == "require", post.data["outcome"]
+    assert rule in [r["name"] for r in post.data["rules"]], post.data["rules"]
+    runs = workspace.store.gate_runs(record.id)
+    assert [(r.gate, r.status, r.commit_sha) for r in runs] == [("compile", "passed", tip)], runs
+    assert post.data["evidence"]["gates"]["compile"]["status"] == "passed"
+    actions = [e["action"] for e in audit(workspace, record.id)]
+    assert actions.index("sandbox.exited") < actions.index("sandbox.gating") < actions.index(
+        "policy.evaluated") < actions.index("sandbox.awaiting_review"), actions
+    return post
 
 
 # -- the runs ----------------------------------------------------------------------------------
@@ -266,11 +296,14 @@ def test_real_claude_free_edit_lands_held_region_refused_ledger_asks_a_lead(
     assert not any(HELD in r for c in claims for r in c.region_ids)
     assert [c.target for c in workspace.store.live_claims(holder)] == [HELD]
     assert edits_record.data["agent_result"]["denials"], edits_record.data["agent_result"]
-    assert not [e for e in workspace.store.list_escalations() if e.sandbox_id == edits_record.id]
+    # Nobody was asked while it ran; once it ended, its review asks the platform group (notifications/*.py).
+    edits_post = reviewed(workspace, edits_record, "api-and-services")
+    assert [e.id for e in workspace.store.list_escalations() if e.sandbox_id == edits_record.id] == [edits_post.id]
 
     # -- the ledger: asked of a person through the MCP permission tool, approved by the lead.
     ledger_record, ledger_id = records["ledger"], agents["ledger"].turns["ledger"].tool_id
-    (escalation,) = [e for e in workspace.store.list_escalations() if e.sandbox_id == ledger_record.id]
+    (escalation,) = [e for e in workspace.store.list_escalations() if e.sandbox_id == ledger_record.id
+                     and e.kind != "post-gate"]
     assert escalation.kind == "permission-request" and escalation.status == "approved"
     assert escalation.id in lead.approved
     assert escalation.data["evidence"]["via"] == "mcp" and escalation.data["evidence"]["tool_use_id"] == ledger_id
@@ -284,27 +317,33 @@ def test_real_claude_free_edit_lands_held_region_refused_ledger_asks_a_lead(
     assert asked and set(asked) == {"ask"}, asked  # the hook's ask, then the permission tool's own check
     assert [e["details"]["tool_use_id"] for e in entries if e["action"] == "claim.confirmed"] == [ledger_id]
 
-    # -- nothing reaches main without the policy's approvals.
-    review = loom(repo, "sandbox", "review", ledger_record.id, "--json")
-    assert review.returncode == 0, review.stderr
-    outcome = json.loads(review.stdout)
-    assert outcome["outcome"] == "require" and outcome["status"] == "awaiting_review", outcome
-    post = workspace.store.get_escalation(outcome["escalation"])
-    assert post is not None
+    # -- nothing reaches main without the policy's approvals: the supervisor's review asks the payments
+    # reviewers (the claim stage was granted by the lead, so ledger-claims is not asked again).
+    post = reviewed(workspace, ledger_record, "payments-high-risk")
     rules = [rule["name"] for rule in post.data["rules"]]
-    assert "payments-high-risk" in rules and not any(r.startswith("ledger-claims") for r in rules), rules
+    assert not any(r.startswith("ledger-claims") for r in rules), rules
     main_before = git_out(repo, "rev-parse", "main")
     refused = loom(repo, "sandbox", "merge", ledger_record.id)
     assert refused.returncode == 1 and "not approved" in refused.stderr, refused.stderr
     assert git_out(repo, "rev-parse", "main") == main_before
-    policy = load_policy(repo, ".loom/policy.yaml")
-    for reviewer in PAYMENTS:
-        workspace.actor = reviewer
-        decide(workspace, policy, post.id, "approve")
-    follow_decision(workspace, ledger_record.id)
-    merged = loom(repo, "sandbox", "merge", ledger_record.id)
-    assert merged.returncode == 0, merged.stderr
+    # The sample's policy merges an approved change by itself; each reviewer approves from the CLI.
+    assert load_policy(repo, ".loom/policy.yaml").merge == "auto"
+    first, second = PAYMENTS
+    approve = loom(repo, "escalation", "approve", str(post.id), env=person(first))
+    assert approve.returncode == 0, approve.stderr
+    assert sb.get_sandbox(workspace, ledger_record.id).status == "awaiting_review"  # one of two approvals
+    assert git_out(repo, "rev-parse", "main") == main_before
+    approve = loom(repo, "escalation", "approve", str(post.id), env=person(second))
+    assert approve.returncode == 0, approve.stderr
+    merged = sb.get_sandbox(workspace, ledger_record.id)
+    assert merged.status == "merged", (merged.status, approve.stdout)
     assert git_out(repo, "show", f"main:{LEDGER}") == ledger_after
+    assert merged.data["merged_commit"] == git_out(repo, "rev-parse", "main").strip()
+    message = git_out(repo, "log", "-1", "--format=%B", "main")
+    assert f"Loom-Escalation: #{post.id}" in message and f"Loom-Approved-by: {first}, {second}" in message, message
+    assert workspace.store.live_claims(ledger_record.id) == []  # released by the merge
+    # The other change still waits for the platform group.
+    assert sb.get_sandbox(workspace, edits_record.id).status == "awaiting_review"
     workspace.close()
 
 
@@ -397,7 +436,9 @@ def test_malformed_stream_json_lines_are_skipped_and_counted(tmp_path: Path, mon
     monkeypatch.setenv("ANTHROPIC_API_KEY", "test")
     workspace = open_workspace(repo)
     record = tasks.start(workspace, tasks.create_sandbox(workspace, "say done", "claude", isolate=False).id)
-    done = sb.wait_for_status(workspace, record.id, {"exited", "failed"}, timeout=60)
+    # It changed nothing: it stays exited (nothing to review).
+    assert wait_until_settled(workspace, record.id, timeout=60).step == "no-change"
+    done = sb.get_sandbox(workspace, record.id)
     assert done.status == "exited", done.data
     assert done.data["unparsed_lines"] == 3
     assert [a["summary"] for a in activities(workspace, record.id)] == [
@@ -466,6 +507,11 @@ def test_interactive_claude_in_tmux_takes_a_typed_prompt_and_its_edit_is_checked
     (write,) = [e for e in audit(workspace, sandbox) if e["action"] == "hook.edit"]
     assert write["details"]["decision"] == "allow" and write["details"]["path"] == "notifications/hello.py"
     assert (tree / ".claude" / "settings.json").exists()  # the hooks that answered
-    assert stopped.status == "exited" and stopped.data.get("saved_commit"), stopped.data
-    assert "HELLO = 1" in git_out(repo, "show", f"{stopped.branch}:notifications/hello.py")
+    # Stopped, its session's work saved on the branch, then reviewed by the supervisor with no app open.
+    assert stopped.status not in ("running", "paused", "failed"), stopped.status
+    wait_until_settled(workspace, sandbox, timeout=60)
+    done = sb.get_sandbox(workspace, sandbox)
+    assert done.data.get("saved_commit"), done.data
+    assert "HELLO = 1" in git_out(repo, "show", f"{done.branch}:notifications/hello.py")
+    reviewed(workspace, done, "api-and-services")
     workspace.close()

@@ -6,9 +6,11 @@ under bubblewrap and without it, on the bundled sample repo:
 - an edit to a free region lands and the agent's own commit is on the sandbox branch;
 - an edit to a region another sandbox holds: the agent's commit is refused by the git
   pre-commit hook (through the broker, under bubblewrap) naming the holder; loomtui saves
-  the leftover onto the branch and the review holds it for people;
+  the leftover onto the branch and the review (run by the supervisor when the agent ends)
+  holds it for people;
 - an edit to payments/ledger.py (the claim-stage `ledger-claims` rule: a lead must agree)
-  is asked of people at review, and nothing merges until every approval is in;
+  is asked of people at review, nothing merges until every approval is in, and then (the
+  sample's `merge: auto`) it merges by itself;
 - a model API answering 500 (Codex) or refusing the request (Aider): the agent's own
   error is in the log, the sandbox ends with the exit code it gave, claims kept.
 
@@ -35,7 +37,10 @@ import pytest
 
 from loomtui.demo import prepare_demo_repo
 from loomtui.execution.isolation import isolation_available
-from loomtui.execution.sandboxes import log_path, wait_for_status
+from loomtui.execution.sandboxes import get_sandbox, log_path, wait_for_status
+from loomtui.governance.policy import load_policy
+from loomtui.store import EscalationRecord, SandboxRecord
+from loomtui.workflow.engine import wait_until_settled
 from loomtui.workspace import Workspace, open_workspace
 from tests.conftest import quick_gates, run_cli
 from tests.fake_openai import FakeOpenAI, Turn, custom_call, fail, function_call, text
@@ -152,7 +157,7 @@ def billing(tmp_path: Path) -> Path:
 
 def loom(repo: Path, *args: str, env: dict[str, str] | None = None, user: str | None = None,
          timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    """The real `loomtui` command in its own process (`sandbox new` below, and the ledger's merge)."""
+    """The real `loomtui` command in its own process (the lead's approval that lets the ledger merge)."""
     run_env = dict(env or os.environ)
     if user:
         run_env["LOOM_USER"] = user
@@ -176,6 +181,33 @@ def start_agents(repo: Path, runtime: str, isolated: bool, agents: dict[str, Age
 
 def audit(workspace: Workspace) -> list[dict[str, Any]]:
     return [json.loads(line) for line in workspace.paths.audit_path.read_text().splitlines() if line.strip()]
+
+
+def settled(workspace: Workspace, sandbox: str, timeout: float = 120) -> SandboxRecord:
+    """The sandbox once its agent has ended and the supervisor has advanced it as far as it goes."""
+    wait_until_settled(workspace, sandbox, timeout=timeout)
+    return get_sandbox(workspace, sandbox)
+
+
+def reviewed(workspace: Workspace, record: SandboxRecord, *rules: str) -> EscalationRecord:
+    """The review the supervisor ran once the agent ended: the quick gates passed on the branch tip and
+    the policy asks people (`rules` among its rules): an open post-gate escalation, `awaiting_review`."""
+    assert record.status == "awaiting_review", (record.status, record.data)
+    tip = subprocess.run(["git", "rev-parse", record.branch or ""], cwd=workspace.root, capture_output=True,
+                         text=True, check=True).stdout.strip()
+    post = workspace.store.get_escalation(int(record.data["review_escalation"]))
+    assert post is not None and post.kind == "post-gate" and post.status == "open", post
+    assert post.sandbox_id == record.id and post.data["commit"] == tip and post.data["outcome"] == "require"
+    names = [rule["name"] for rule in post.data["rules"]]
+    assert set(rules) <= set(names), names
+    runs = sorted((r.gate, r.status, r.commit_sha) for r in workspace.store.gate_runs(record.id))
+    assert runs == [("compile", "passed", tip), ("tests", "passed", tip)], runs
+    assert {g: v["status"] for g, v in post.data["evidence"]["gates"].items()} == {"compile": "passed",
+                                                                                    "tests": "passed"}
+    actions = [e["action"] for e in audit(workspace) if e["subject"] == record.id]
+    assert actions.index("sandbox.exited") < actions.index("sandbox.gating") < actions.index(
+        "policy.evaluated") < actions.index("sandbox.awaiting_review"), actions
+    return post
 
 
 def branch_files(repo: Path, branch: str, base: str = "main") -> set[str]:
@@ -212,15 +244,16 @@ def test_real_agent_free_edit_lands_held_region_refused_ledger_waits_for_people(
             agents[name] = Agent(api, agent_env(runtime, scratch, api),
                                  extra={"task": f"edit the docstring of {path} and commit"})
         start_agents(repo, runtime, isolated, agents)
-        ended = {name: wait_for_status(workspace, agent.sandbox, {"exited", "failed"}, timeout=120)
-                 for name, agent in agents.items()}
+        ended = {name: settled(workspace, agent.sandbox) for name, agent in agents.items()}
     finally:
         for agent in agents.values():
             agent.api.stop()
 
     for name, record in ended.items():
         log = log_path(workspace, record.id).read_text(errors="replace")
-        assert record.status == "exited", (name, record.status, record.data.get("error"), log[-3000:])
+        actions = [e["action"] for e in audit(workspace) if e["subject"] == record.id]
+        assert record.exit_code == 0 and "sandbox.exited" in actions and "sandbox.failed" not in actions, (
+            name, record.status, record.data.get("error"), log[-3000:])
         assert record.isolation == ("bwrap" if isolated else "none") or not isolated, record.isolation
         assert agents[name].api.requests, f"{name}: the agent never reached the model"
         if runtime == "codex":
@@ -258,34 +291,41 @@ def test_real_agent_free_edit_lands_held_region_refused_ledger_waits_for_people(
     assert [c.target for c in workspace.store.live_claims(holder)] == [HELD] or \
         any(HELD in c.target for c in workspace.store.live_claims(holder))
 
-    # Review: the held change waits for people; nothing merges.
-    review = run_cli(repo, "sandbox", "review", ended["held"].id, "--json")
-    outcome = json.loads(review.stdout)
-    assert outcome["status"] == "awaiting_review", outcome
-    assert run_cli(repo, "sandbox", "merge", ended["held"].id).returncode == 1
-
-    # The ledger: a lead must agree (claim stage) and two payments reviewers (post-gate).
-    review = run_cli(repo, "sandbox", "review", ended["ledger"].id, "--json")
-    outcome = json.loads(review.stdout)
-    assert outcome["outcome"] == "require" and outcome["status"] == "awaiting_review", outcome
-    escalation = workspace.store.get_escalation(outcome["escalation"])
-    assert escalation is not None
-    rules = [rule["name"] for rule in escalation.data["rules"]]
-    assert "ledger-claims (claim stage, not granted before)" in rules, rules
-    assert "payments-high-risk" in rules, rules
-    for reviewer in PAYMENTS:
-        assert run_cli(repo, "escalation", "approve", str(escalation.id), user=reviewer).returncode == 0
-    refused = run_cli(repo, "sandbox", "merge", ended["ledger"].id)
-    assert refused.returncode == 1, "two payments reviewers are not the lead the ledger asks for"
+    # Review, by the supervisor when each agent ended: the free and the held changes wait for the
+    # platform group (notifications/*.py, customers/**); nothing merges.
+    reviewed(workspace, free, "api-and-services")
+    reviewed(workspace, ended["held"], "api-and-services")
     main_before = subprocess.run(["git", "rev-parse", "main"], cwd=repo, capture_output=True, text=True,
                                  check=True).stdout
-    assert run_cli(repo, "escalation", "approve", str(escalation.id), user=LEAD).returncode == 0
-    merged = loom(repo, "sandbox", "merge", ended["ledger"].id)
-    assert merged.returncode == 0, merged.stderr
-    assert subprocess.run(["git", "rev-parse", "main"], cwd=repo, capture_output=True,
-                          text=True, check=True).stdout != main_before
+    refused = run_cli(repo, "sandbox", "merge", ended["held"].id)
+    assert refused.returncode == 1 and "not approved" in refused.stderr, refused.stderr
+
+    # The ledger: a lead must agree (claim stage) and two payments reviewers (post-gate).
+    escalation = reviewed(workspace, ended["ledger"], "ledger-claims (claim stage, not granted before)",
+                          "payments-high-risk")
+    assert load_policy(repo, ".loom/policy.yaml").merge == "auto"  # an approved change merges by itself
+    for reviewer in PAYMENTS:
+        assert run_cli(repo, "escalation", "approve", str(escalation.id), user=reviewer).returncode == 0
+    assert get_sandbox(workspace, ended["ledger"].id).status == "awaiting_review"
+    refused = run_cli(repo, "sandbox", "merge", ended["ledger"].id)
+    assert refused.returncode == 1, "two payments reviewers are not the lead the ledger asks for"
+    assert subprocess.run(["git", "rev-parse", "main"], cwd=repo, capture_output=True, text=True,
+                          check=True).stdout == main_before
+    approved = loom(repo, "escalation", "approve", str(escalation.id), user=LEAD)
+    assert approved.returncode == 0, approved.stderr
+    merged = get_sandbox(workspace, ended["ledger"].id)
+    assert merged.status == "merged", (merged.status, approved.stdout)
+    main_after = subprocess.run(["git", "rev-parse", "main"], cwd=repo, capture_output=True,
+                                text=True, check=True).stdout
+    assert main_after != main_before and merged.data["merged_commit"] == main_after.strip()
     assert "Edited by the agent." in subprocess.run(["git", "show", f"main:{LEDGER}"], cwd=repo,
                                                     capture_output=True, text=True, check=True).stdout
+    message = subprocess.run(["git", "log", "-1", "--format=%B", "main"], cwd=repo, capture_output=True,
+                             text=True, check=True).stdout
+    assert f"Loom-Escalation: #{escalation.id}" in message and "Loom-Approved-by: " in message, message
+    assert workspace.store.live_claims(merged.id) == []  # released by the merge
+    # The other changes still wait for people.
+    assert {get_sandbox(workspace, ended[n].id).status for n in ("free", "held")} == {"awaiting_review"}
 
 
 # -- faults -------------------------------------------------------------------------------------

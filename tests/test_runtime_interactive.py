@@ -14,10 +14,12 @@ it boots while Codex's test runs): Codex through the engine (`create_sandbox`, t
 Aider through the real `loomtui sandbox new` command. Each test waits for the TUI's prompt,
 types a task with `tmux send-keys`, and the model's scripted reply edits a docstring: the edit
 is in the worktree; the test quits the CLI with its own command (`/quit`, `/exit`), the
-sandbox ends `exited` with exit code 0, its tmux session gone, and the edit is on the
-sandbox branch (Codex's left uncommitted and saved by loomtui; Aider's committed by Aider
-itself through the git hooks loomtui installed). The task reaches the model through the
-context file each CLI reads (AGENTS.md; Aider's `--read`). A failing wait shows the pane.
+agent ends with exit code 0, its tmux session gone, and the edit is on the sandbox branch
+(Codex's left uncommitted and saved by loomtui; Aider's committed by Aider itself through the
+git hooks loomtui installed); the supervisor then reviews it (the gates, swapped for quick
+ones, then the policy, which asks the platform group: `awaiting_review`). The task reaches the
+model through the context file each CLI reads (AGENTS.md; Aider's `--read`). A failing wait
+shows the pane.
 
 Not asserted, seen with Aider 0.86 under bubblewrap: right after its own commit Aider prints
 "Unable to list files in git repo: BadObject ... Is your git repo corrupted?" and asks the model
@@ -49,8 +51,10 @@ from loomtui.demo import prepare_demo_repo
 from loomtui.execution import sandboxes as sb
 from loomtui.execution.isolation import isolation_available
 from loomtui.workflow import tasks
+from loomtui.workflow.engine import wait_until_settled
 from loomtui.workspace import Workspace, open_workspace
 from tests import test_runtime_codex_aider as headless
+from tests.conftest import quick_gates
 from tests.fake_openai import FakeOpenAI, Turn, custom_call, text
 
 pytestmark = pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed")
@@ -164,7 +168,8 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         env.setenv("HOME", str(home))
         env.setenv("OPENAI_API_KEY", "test")
         try:
-            repo = prepare_demo_repo(tmp_path_factory.mktemp("interactive"))
+            # Quick gates: the supervisor gates each change when its agent ends; this is about the runtimes.
+            repo = quick_gates(prepare_demo_repo(tmp_path_factory.mktemp("interactive")))
             turns = {"codex": [custom_call("apply_patch", _patch(repo)), text("Edited.")],
                      "aider": headless.edit_turns("aider", repo, FILE, "Edit the docstring")}
             for runtime in runtimes:
@@ -244,14 +249,20 @@ def _quit_and_end(world: World, session: Session, command: str) -> sb.SandboxRec
     pane = session.pane()
     session.type(command)
     try:
-        record = sb.wait_for_status(world.workspace, session.sandbox, {"exited", "failed"}, timeout=30)
+        # Ended, then advanced by the supervisor as far as it goes (the review of its change).
+        wait_until_settled(world.workspace, session.sandbox, timeout=WAIT_S)
     except Exception as exc:
-        raise AssertionError(f"{session.runtime}: still running after {command}; the pane:\n{session.pane()}") \
-            from exc
+        raise AssertionError(f"{session.runtime}: not settled after {command} "
+                             f"({sb.get_sandbox(world.workspace, session.sandbox).status}); the pane:\n"
+                             f"{session.pane()}") from exc
+    record = sb.get_sandbox(world.workspace, session.sandbox)
     log = sb.log_path(world.workspace, session.sandbox).read_text(errors="replace")
-    assert record.status == "exited" and record.exit_code == 0, (
+    actions = [e["action"] for e in headless.audit(world.workspace) if e["subject"] == record.id]
+    assert record.exit_code == 0 and "sandbox.exited" in actions and "sandbox.failed" not in actions, (
         record.status, record.exit_code, record.data.get("error"), pane, log[-2000:])
     assert not session.alive(), "the tmux session ends with the agent"
+    # The supervisor's review: the gates passed on the branch tip; notifications/*.py asks the platform group.
+    headless.reviewed(world.workspace, record, "api-and-services")
     return record
 
 

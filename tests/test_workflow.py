@@ -385,3 +385,25 @@ def test_after_a_merge_other_claims_on_regions_it_removed_are_reported_stale(man
     stale = [e for e in manual.audit.entries() if e.action == "claim.stale"]
     assert [(e.subject, e.details["regions"], e.details["after_merge_of"]) for e in stale] == [
         (holder.id, ["lib.py::helper"], renamer)]
+
+
+def test_archiving_a_sandbox_awaiting_review_withdraws_its_escalation(manual: Workspace) -> None:
+    sandbox_id = run_task(manual, "ledger", "ledger.py", "return amount", "return amount + 1")
+    wait_until_settled(manual, sandbox_id)
+    escalation = int(sb.get_sandbox(manual, sandbox_id).data["review_escalation"])
+    tasks.remove(manual, sandbox_id, force=True)
+    assert manual.store.get_escalation(escalation).status == "withdrawn"  # type: ignore[union-attr]
+    assert [e.action for e in manual.audit.entries() if e.subject == str(escalation)][-1] == "escalation.withdrawn"
+
+
+def test_merge_into_another_branch_is_honoured_when_the_decision_merges(auto: Workspace) -> None:
+    sandbox_id = run_task(auto, "ledger", "ledger.py", "return amount", "return amount + 1")
+    wait_until_settled(auto, sandbox_id)
+    escalation = int(sb.get_sandbox(auto, sandbox_id).data["review_escalation"])
+    lead = Workspace(auto.paths, auto.store, auto.audit, "lead@example.com")
+    decide(lead, load_policy(auto.root), escalation, "approve")
+    git(auto.root, "branch", "release")
+    request_merge(auto, sandbox_id, into="release")
+    assert sb.get_sandbox(auto, sandbox_id).merged_into == "release"
+    assert "amount + 1" in git(auto.root, "show", "release:ledger.py")
+    assert "amount + 1" not in git(auto.root, "show", "main:ledger.py")

@@ -18,7 +18,7 @@ from loomtui.execution import confinement, recovery, review
 from loomtui.execution import sandboxes as sb
 from loomtui.execution.doctor import run_doctor
 from loomtui.execution.isolation import isolation_available
-from loomtui.execution.lifecycle import ARCHIVED, EXITED, PLANNED
+from loomtui.execution.lifecycle import ARCHIVED, AWAITING_REVIEW, PLANNED
 from loomtui.execution.runtimes import (
     LaunchSpec,
     agent_environment,
@@ -27,10 +27,12 @@ from loomtui.execution.runtimes import (
     program_files,
 )
 from loomtui.repo import RepoPaths
+from loomtui.store import SandboxRecord
 from loomtui.workflow import tasks
 from loomtui.workspace import Workspace, open_workspace
 from tests.conftest import git
 from tests.test_execution import (
+    audit_actions,
     ended,
     kill_leftovers,
     stand_in,
@@ -66,6 +68,21 @@ def _nothing_made(workspace: Workspace) -> None:
     assert not root.exists() or not any(root.iterdir())
     assert not (workspace.paths.state_dir / "sandboxes").exists() or not any(
         (workspace.paths.state_dir / "sandboxes").iterdir())
+
+
+def _reviewed(workspace: Workspace, sandbox_id: str) -> SandboxRecord:
+    """The sandbox once its agent ended with exit 0 having left a commit, and the supervisor reviewed
+    it: no policy file here, so the default policy asks a person (an open post-gate escalation on the
+    branch tip)."""
+    done = ended(workspace, sandbox_id)
+    assert done.status == AWAITING_REVIEW and done.exit_code == 0, sb.read_log_tail(workspace, sandbox_id)
+    escalation = workspace.store.get_escalation(int(done.data["review_escalation"]))
+    assert escalation is not None and escalation.kind == "post-gate" and escalation.status == "open"
+    assert escalation.sandbox_id == sandbox_id
+    assert escalation.data["commit"] == git(workspace.root, "rev-parse", done.branch)
+    assert audit_actions(workspace, sandbox_id)[-4:] == ["sandbox.exited", "sandbox.gating", "policy.evaluated",
+                                                          "sandbox.awaiting_review"]
+    return done
 
 
 # -- where worktrees live ------------------------------------------------------------------
@@ -113,7 +130,7 @@ def test_a_worktree_outside_the_git_dir_is_a_sandbox_worktree_and_the_checkout_i
     # Git in the worktree finds its repository; the agent runs there.
     assert git(worktree, "rev-parse", "--abbrev-ref", "HEAD") == record.branch
     tasks.start(ws, record.id)
-    assert ended(ws, record.id).status == EXITED
+    _reviewed(ws, record.id)
     assert git(repo, "show", f"{record.branch}:made.txt") == "x"
     # Every folder worktrees live in is hidden from agents (their own is bound back on top).
     hidden = confinement._hidden(ws)
@@ -145,7 +162,7 @@ def test_an_old_sandbox_under_git_loom_worktrees_is_still_listed_diffed_and_remo
     assert Path(new.worktree).parent != legacy
     # It runs (isolated where bubblewrap works: its worktree is bound back over the hidden folder).
     tasks.start(ws, old.id)
-    assert ended(ws, old.id).status == EXITED
+    _reviewed(ws, old.id)
     assert {r.id for r in sb.list_sandboxes(ws)} == {old.id, new.id}
     assert sb.is_sandbox_worktree(ws, Path(old.worktree)) and sb.is_sandbox_worktree(ws, Path(new.worktree))
     assert [f.path for f in review.diff(ws, old.id).files] == ["old.txt"]
@@ -166,7 +183,7 @@ def test_an_isolated_agent_cannot_see_another_sandboxs_worktree(ws: Workspace, r
         "sh", "-c", (f'ls -A "{victim.worktree}" > seen.txt 2>&1; cat "{victim.worktree}/secret.txt" >> seen.txt 2>&1;'
                      f' ls -A "{Path(victim.worktree).parent}" >> seen.txt 2>&1; echo mine > own.txt')])
     tasks.start(ws, probe.id)
-    assert ended(ws, probe.id).status == EXITED
+    _reviewed(ws, probe.id)
     seen = git(repo, "show", f"{probe.branch}:seen.txt").splitlines()
     # The victim's worktree is not there; its folder holds only the probe's own worktree.
     assert seen[0].endswith("No such file or directory") and seen[1].endswith("No such file or directory")
@@ -212,8 +229,7 @@ def test_a_symlinked_script_agent_runs(ws: Workspace, repo: Path, tmp_path: Path
     link, _script = _linked_tool(tmp_path)
     record = tasks.create_sandbox(ws, "run the linked tool", "command", isolate=isolate, command=[str(link)])
     tasks.start(ws, record.id)
-    done = ended(ws, record.id)
-    assert done.status == EXITED, sb.read_log_tail(ws, record.id)
+    _reviewed(ws, record.id)
     assert git(repo, "show", f"{record.branch}:ran.txt") == "linked"
 
 

@@ -139,7 +139,8 @@ def cmd_tui(args: argparse.Namespace) -> int:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     from loomtui.demo import prepare_demo_repo
-    from loomtui.demo.scenario import run_headless, stop_scenario
+    from loomtui.demo.headless import run_headless
+    from loomtui.demo.scenario import stop_scenario
     from loomtui.workspace import open_workspace
 
     repo = prepare_demo_repo()

@@ -44,6 +44,7 @@ class EscalationStatus(StrEnum):
     REJECTED = "rejected"
     OVERRIDDEN = "overridden"
     SUPERSEDED = "superseded"
+    WITHDRAWN = "withdrawn"  # its sandbox was removed: nothing is left to decide
 
 
 OPEN = EscalationStatus.OPEN
@@ -162,6 +163,19 @@ def allowed_decisions(policy: Policy, escalation: EscalationRecord, user: str) -
     if can_override(policy, user):
         allowed.append("override")
     return allowed
+
+
+def withdraw_open(workspace: Workspace, sandbox_id: str, reason: str) -> list[int]:
+    """Withdraw a sandbox's open escalations (it was removed), each with its audit entry."""
+    withdrawn = []
+    with workspace.store.transaction():
+        for escalation in workspace.store.list_escalations(OPEN):
+            if escalation.sandbox_id == sandbox_id:
+                workspace.store.update_escalation(escalation.id, status=EscalationStatus.WITHDRAWN)
+                workspace.record("escalation.withdrawn", str(escalation.id), {"sandbox": sandbox_id,
+                                                                              "reason": reason})
+                withdrawn.append(escalation.id)
+    return withdrawn
 
 
 def _sandbox_head(workspace: Workspace, escalation_id: int) -> str | None:

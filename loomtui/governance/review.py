@@ -26,7 +26,7 @@ from loomtui.execution.lifecycle import (
     transition,
 )
 from loomtui.execution.sandboxes import get_sandbox
-from loomtui.governance.escalations import granted_regions, open_escalation
+from loomtui.governance.escalations import EscalationStatus, granted_regions, open_escalation
 from loomtui.governance.gitfacts import change_facts
 from loomtui.governance.policy import (
     ChangeFacts,
@@ -87,7 +87,7 @@ def review_sandbox(workspace: Workspace, sandbox_id: str, *, policy: Policy | No
     if again and previous is not None and previous.status == "open":
         # Superseded, not decided: what it asked about is no longer the change.
         with workspace.store.transaction():
-            workspace.store.update_escalation(previous.id, status="superseded")
+            workspace.store.update_escalation(previous.id, status=EscalationStatus.SUPERSEDED)
             workspace.record("escalation.superseded", str(previous.id), {"sandbox": record.id, "commit": tip})
     record = transition(workspace, record.id, GATING, reason=f"reviewing commit {tip[:12]}",
                         allowed_from=frozenset({*REVIEWABLE, AWAITING_REVIEW, *([GATING] if redo else [])}))

@@ -26,6 +26,7 @@ from loomtui.execution.lifecycle import APPROVED, ARCHIVED, GATING, MERGED, PLAN
 from loomtui.execution.procs import identity, is_alive
 from loomtui.execution.review import MergeConflict, merge
 from loomtui.governance.coordinator import governed_coordinator
+from loomtui.governance.escalations import withdraw_open
 from loomtui.governance.hooks import install_hooks
 from loomtui.governance.policy import Policy, load_policy
 from loomtui.governance.prestart import PrestartBlocked, prestart_check
@@ -187,7 +188,10 @@ class Workflow:
             return self._merge(record)
         if step == Step.RELEASE:
             count = release_claims_of(self.workspace, record.id, f"sandbox {record.status}")
-            return f"{count} claim(s) released ({record.status})"
+            archived = record.status == ARCHIVED
+            withdrawn = withdraw_open(self.workspace, record.id, "sandbox archived") if archived else []
+            return f"{count} claim(s) released ({record.status})" + (
+                f"; escalation {', '.join(f'#{e}' for e in withdrawn)} withdrawn" if withdrawn else "")
         raise LoomError(f"internal error: {step} is not a step the engine does")
 
     # -- the steps ----------------------------------------------------------------------
@@ -343,10 +347,14 @@ def request_merge(workspace: Workspace, sandbox_id: str, *, into: str | None = N
     record = sandboxes.get_sandbox(workspace, sandbox_id)
     if record.status == MERGED:
         raise LoomError(f"sandbox {record.id} is already merged", exit_code=1)
-    advanced = flow.advance(record.id)  # people's decision first: with `merge: auto` that merges it
+    if into:  # where it goes, said before following the decision (which may merge it: `merge: auto`)
+        workspace.store.update_sandbox(record.id, data={MERGE_REQUESTED_KEY: {"by": workspace.actor, "into": into}})
+    advanced = flow.advance(record.id)  # people's decision first
     record = sandboxes.get_sandbox(workspace, record.id)
     if record.status == MERGED:
         return advanced
+    if record.status != APPROVED and into:
+        workspace.store.update_sandbox(record.id, data={MERGE_REQUESTED_KEY: None})
     if record.status != APPROVED:
         raise LoomError(f"sandbox {record.id} is {record.status}, not approved; only an approved sandbox merges "
                         f"({flow.view(record).line()})", exit_code=1)

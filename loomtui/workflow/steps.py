@@ -175,7 +175,8 @@ def next_step(workspace: Workspace, record: SandboxRecord, *, merge_mode: str = 
         if record.data.get(MERGE_REQUESTED_KEY) or merge_mode == MERGE_AUTO:
             return StepView(Step.MERGE)
         return StepView(Step.WAIT_MERGE, f"a person's merge (`loomtui sandbox merge {record.id}`, or m)")
-    if workspace.store.live_claims(record.id) and status in (MERGED, REJECTED, ARCHIVED):
+    if status in (MERGED, REJECTED, ARCHIVED) and (workspace.store.live_claims(record.id) or (
+            status == ARCHIVED and any(e.sandbox_id == record.id for e in workspace.store.list_escalations("open")))):
         return StepView(Step.RELEASE)
     return StepView(Step.DONE)
 
