@@ -321,31 +321,7 @@ def test_the_demo_plan_on_the_real_graph_puts_rounding_first(billing: Path) -> N
     from loomtui.coordination.claims import nobody_overrides, open_coordinator
     from loomtui.workspace import open_workspace
 
-    # The demo's four agents and their claims (loomtui/demo/scenario.py AGENTS).
-    (billing / ".loom" / "plan.yaml").write_text(textwrap.dedent(f"""\
-        version: 1
-        tasks:
-          - name: refunds
-            task: Add partial refunds to the refunds API
-            runtime: script
-            script: .loom/demo/refunds.yaml
-            claims: ["{QUOTE}", "{ISSUE}"]
-          - name: rounding
-            task: Refactor round_minor_units, the currency rounding helper
-            runtime: script
-            script: .loom/demo/rounding.yaml
-            claims: ["{ROUNDING}"]
-          - name: invoices
-            task: Speed up invoice subtotal and totals
-            runtime: script
-            script: .loom/demo/invoices.yaml
-            claims: ["{SUBTOTAL}"]
-          - name: templates
-            task: Fix typos in notification templates
-            runtime: script
-            script: .loom/demo/templates.yaml
-            claims: ["notifications/templates/*.txt"]
-        """))
+    # The demo's own plan (sample_repo/.loom/plan.yaml): its four agents and their claims.
     parsed = load_plan(billing, ".loom/plan.yaml")
     workspace = open_workspace(billing)
     try:
