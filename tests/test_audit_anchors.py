@@ -103,6 +103,24 @@ def test_the_merge_commit_anchors_the_audit_head_and_verify_reports_coverage(his
     assert [d["status"] for d in data["signatures"]["decisions"]] == ["verified", "verified"]
 
 
+def test_the_anchor_covers_the_workflows_review_and_the_signed_decisions(history: History, repo: Path) -> None:
+    """The agent's supervisor reviewed the change when it ended and the workflow followed the two signed
+    approvals, all before the merge: the anchor covers that whole story; the merge's own entry is next."""
+    rows = log_rows(repo)
+    message = git(repo, "log", "-1", "--format=%B", history.merge_commit)
+    sandbox_id = git(repo, "log", "-1", "--format=%(trailers:key=Loom-Sandbox,valueonly)", history.merge_commit)
+    assert "Loom-Escalation: #" in message and "Loom-Approved-by: alice@example.com, bob@example.com" in message
+    story = ["sandbox.exited", "sandbox.gating", "policy.evaluated", "escalation.opened", "sandbox.awaiting_review",
+             "escalation.approve", "escalation.approve", "sandbox.approved"]
+    anchored = [r["action"] for r in rows[: history.anchored_seq] if r["action"] in story]
+    assert anchored == story
+    assert [r["actor"] for r in rows if r["action"] == "escalation.approve"] == ["alice@example.com",
+                                                                                 "bob@example.com"]
+    merged = next(r for r in rows if r["action"] == "sandbox.merged")
+    assert merged["subject"] == sandbox_id and merged["details"]["commit"] == history.merge_commit
+    assert merged["seq"] == history.anchored_seq + 1
+
+
 def test_a_log_cut_back_with_the_checkpoint_rolled_back_is_caught(history: History, repo: Path) -> None:
     """(a) The checkpoint moved back to an earlier entry with its real hash, the log cut to match."""
     kept = log_rows(repo)[:6]

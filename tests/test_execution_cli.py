@@ -16,6 +16,7 @@ from loomtui.execution import isolation
 from loomtui.execution import sandboxes as sb
 from loomtui.execution.doctor import run_doctor
 from loomtui.workflow import tasks
+from loomtui.workflow.engine import wait_until_settled
 from loomtui.workspace import open_workspace
 from tests.conftest import git, run_cli
 from tests.test_execution import stand_in, write_config
@@ -57,15 +58,27 @@ def test_a_sandbox_from_the_command_line(repo: Path, script: Path) -> None:
     sandbox_id = created["id"]
     assert created["branch"] == f"loom/{sandbox_id}" and created["isolation_label"] in ("isolated (bwrap)",
                                                                                         "NOT isolated")
+    assert created["step"] == "agent"  # started at once, under the workflow's supervisor
     follow = run(repo, "sandbox", "logs", sandbox_id, "-f")
     assert follow.returncode == 0
     commit = git(repo, "rev-parse", "--short", f"loom/{sandbox_id}")
     assert follow.stdout.splitlines()[-4:] == ["line 1", "line 2", "line 3", f"[script] commit Say hello ({commit})"]
+    # The agent left a commit: its supervisor reviews it (no gates here; the built-in policy asks for
+    # one approval from anyone), with no command run.
+    workspace = open_workspace(repo)
+    try:
+        settled = wait_until_settled(workspace, sandbox_id, timeout=60)
+        escalation = workspace.store.get_sandbox(sandbox_id).data["review_escalation"]
+    finally:
+        workspace.close()
+    assert settled.step == "wait-decision" and f"escalation #{escalation}" in settled.waits_on
     listing = json.loads(run(repo, "sandbox", "list", "--json").stdout)
-    assert [(s["id"], s["status"]) for s in listing["sandboxes"]] == [(sandbox_id, "exited")]
+    assert [(s["id"], s["status"]) for s in listing["sandboxes"]] == [(sandbox_id, "awaiting_review")]
     assert listing["reconcile"]["orphaned"] == []
     table = run(repo, "sandbox", "list").stdout
-    assert sandbox_id in table and "say hello" in table and "exited" in table
+    assert sandbox_id in table and "say hello" in table and "awaiting_review" in table
+    advanced = json.loads(run(repo, "sandbox", "advance", sandbox_id, "--json").stdout)["advanced"]
+    assert [(a["status"], a["step"], a["done"]) for a in advanced] == [("awaiting_review", "wait-decision", [])]
     stat = run(repo, "sandbox", "diff", sandbox_id, "--stat")
     assert stat.stdout.splitlines()[-1] == "1 files, +1 -0" and "hello.txt" in stat.stdout
     assert "+hi" in run(repo, "sandbox", "diff", sandbox_id[:4]).stdout  # a unique prefix is enough
@@ -75,6 +88,7 @@ def test_a_sandbox_from_the_command_line(repo: Path, script: Path) -> None:
     assert sandbox_id in run(repo, "sandbox", "list", "--all").stdout
     actions = [e["action"] for e in json.loads(run(repo, "audit", "tail", "--json").stdout)]
     assert actions == ["sandbox.planned", "context.sliced", "sandbox.running", "sandbox.exited",
+                       "sandbox.gating", "policy.evaluated", "escalation.opened", "sandbox.awaiting_review",
                        "sandbox.archived"]
 
 

@@ -1,4 +1,8 @@
-"""The review after an agent stops, for real work (not only the demo): gates, policy, people, merge."""
+"""The review after an agent stops, for real work (not only the demo): gates, policy, people, merge.
+
+The agent's supervisor reviews its change as soon as it ends (no app, no command):
+these tests wait until the workflow waits for someone, then act as those people.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +15,8 @@ from pathlib import Path
 import pytest
 
 from loomtui.demo import prepare_demo_repo
-from loomtui.execution.sandboxes import wait_for_status
+from loomtui.workflow.engine import Workflow, wait_until_settled
+from loomtui.workflow.steps import REVIEW_ESCALATION_KEY, Step
 from loomtui.workflow.tasks import create_sandbox, start
 from loomtui.workspace import Workspace, open_workspace
 from tests.conftest import git, quick_gates, run_cli
@@ -19,25 +24,46 @@ from tests.conftest import git, quick_gates, run_cli
 LOOMTUI = shutil.which("loomtui") or "loomtui"
 
 
+def merge_mode(repo: Path, mode: str) -> Path:
+    """Commit the policy's top-level `merge:` as `mode` (whatever the sample repo's default is)."""
+    policy = repo / ".loom" / "policy.yaml"
+    kept = [line for line in policy.read_text().splitlines() if not line.startswith("merge:")]
+    policy.write_text("\n".join(kept) + f"\nmerge: {mode}\n")
+    git(repo, "commit", "-q", "--allow-empty", "-am", f"merge: {mode}")
+    return repo
+
+
 @pytest.fixture
 def billing(tmp_path: Path) -> Path:
-    """The sample repo with instant gates: these tests are about policy, people and merges; the one
-    auto-approve test below runs the sample's real gates (its pytest suite, compileall)."""
-    return quick_gates(prepare_demo_repo(tmp_path))
+    """The sample repo with instant gates, where a person merges: these tests are about policy, people
+    and merges; the one auto-approve test below runs the sample's real gates (its pytest suite,
+    compileall)."""
+    return merge_mode(quick_gates(prepare_demo_repo(tmp_path)), "manual")
 
 
 @pytest.fixture
 def real_gates_billing(tmp_path: Path) -> Path:
-    return prepare_demo_repo(tmp_path)
+    return merge_mode(prepare_demo_repo(tmp_path), "manual")
 
 
-def run_agent(workspace: Workspace, script_text: str, task: str) -> str:
+def run_agent(workspace: Workspace, script_text: str, task: str, claims: tuple[str, ...] = ()) -> str:
+    """Run a script agent to its end; its supervisor has reviewed the change when this returns."""
     script = workspace.root.parent / f"{abs(hash(task))}.yaml"
     script.write_text(script_text)
-    record = create_sandbox(workspace, task, "script", script=script)
+    record = create_sandbox(workspace, task, "script", script=script, claims=claims)
     start(workspace, record.id)
-    wait_for_status(workspace, record.id, {"exited", "failed"}, timeout=60)
+    wait_until_settled(workspace, record.id, timeout=120)
     return record.id
+
+
+def next_step(workspace: Workspace, sandbox_id: str) -> Step:
+    return Workflow(workspace).view(workspace.store.get_sandbox(sandbox_id)).step
+
+
+def evaluated(workspace: Workspace, sandbox_id: str) -> list[dict[str, object]]:
+    """The policy evaluations after the gates the audit log recorded for this sandbox."""
+    return [e.details for e in workspace.audit.entries()
+            if e.action == "policy.evaluated" and e.subject == sandbox_id and e.details.get("stage") == "post-gate"]
 
 
 def loomtui(repo: Path, *args: str, user: str | None = None) -> subprocess.CompletedProcess[str]:
@@ -47,7 +73,7 @@ def loomtui(repo: Path, *args: str, user: str | None = None) -> subprocess.Compl
 
 
 # The command's own handlers in this process (tests/conftest.py): the tests below keep a real
-# `loomtui` process for the review, merge and error of the first and the unknown-sandbox ones.
+# `loomtui` process for the advance and merge of the first and the unknown-sandbox error.
 cli = run_cli
 
 
@@ -61,32 +87,65 @@ REFUNDS_EDIT = """\
 """
 
 
-def test_an_auto_approved_change_is_approved_and_merges_with_trailers(real_gates_billing: Path) -> None:
+def test_an_auto_approved_change_is_approved_with_no_one_asking_and_merges_with_trailers(
+        real_gates_billing: Path) -> None:
     billing = real_gates_billing
     workspace = open_workspace(billing)
     sandbox_id = run_agent(workspace, TYPO_FIX, "fix a typo")
-    reviewed = loomtui(billing, "sandbox", "review", sandbox_id, "--json")
-    assert reviewed.returncode == 0, reviewed.stderr
-    outcome = json.loads(reviewed.stdout)
-    assert outcome["outcome"] == "auto_approve" and outcome["status"] == "approved"
-    assert outcome["gates"] == {"tests": "passed", "compile": "passed"}
+    # Nobody ran `sandbox review`: the supervisor gated and judged the change when the agent ended.
+    record = workspace.store.get_sandbox(sandbox_id)
+    tip = git(billing, "rev-parse", f"loom/{sandbox_id}")
+    assert record.status == "approved" and record.data["approved_commit"] == tip
+    assert not record.data.get(REVIEW_ESCALATION_KEY)
+    assert [(e["outcome"], e["commit"]) for e in evaluated(workspace, sandbox_id)] == [("auto_approve", tip)]
+    assert {r.gate: r.status for r in workspace.store.gate_runs(sandbox_id)} == {"tests": "passed",
+                                                                                 "compile": "passed"}
+    # `merge: manual`: the approved change waits for a person; the real command finds nothing else due.
+    waiting = loomtui(billing, "sandbox", "advance", sandbox_id, "--json")
+    assert waiting.returncode == 0, waiting.stderr
+    advanced = json.loads(waiting.stdout)["advanced"]
+    assert [(a["status"], a["step"], a["done"]) for a in advanced] == [("approved", "wait-merge", [])]
+    assert git(billing, "rev-parse", "main") == record.data["base_sha"]  # nothing merged by itself
     merged = loomtui(billing, "sandbox", "merge", sandbox_id)
     assert merged.returncode == 0, merged.stderr
     message = git(billing, "log", "-1", "--format=%B", "main")
     assert f"Loom-Sandbox: {sandbox_id}" in message and "Loom-Policy: auto_approve" in message
+    assert workspace.store.get_sandbox(sandbox_id).status == "merged"
+
+
+def test_where_the_policy_says_merge_auto_an_approved_change_merges_by_itself(billing: Path) -> None:
+    merge_mode(billing, "auto")
+    workspace = open_workspace(billing)
+    claim = "notifications/templates/refund_issued.txt"
+    sandbox_id = run_agent(workspace, TYPO_FIX, "fix a typo", claims=(claim,))
+    record = workspace.store.get_sandbox(sandbox_id)
+    assert record.status == "merged" and next_step(workspace, sandbox_id) == Step.DONE
+    assert record.data["merged_commit"] == git(billing, "rev-parse", "main")
+    message = git(billing, "log", "-1", "--format=%B", "main")
+    assert f"Loom-Sandbox: {sandbox_id}" in message and "Loom-Policy: auto_approve" in message
+    assert "receive" in (billing / claim).read_text()  # the checked-out main moved with it
+    assert workspace.store.live_claims(sandbox_id) == []  # released with the merge
 
 
 def test_a_payments_change_waits_for_two_reviewers_then_merges(billing: Path) -> None:
     workspace = open_workspace(billing)
     sandbox_id = run_agent(workspace, REFUNDS_EDIT, "document refunds")
-    outcome = json.loads(cli(billing, "sandbox", "review", sandbox_id, "--json").stdout)
-    assert outcome["outcome"] == "require" and outcome["status"] == "awaiting_review"
-    escalation = str(outcome["escalation"])
+    record = workspace.store.get_sandbox(sandbox_id)
+    assert record.status == "awaiting_review" and next_step(workspace, sandbox_id) == Step.WAIT_DECISION
+    assert [e["outcome"] for e in evaluated(workspace, sandbox_id)] == ["require"]
+    escalation = str(record.data[REVIEW_ESCALATION_KEY])
     refused = cli(billing, "sandbox", "merge", sandbox_id)
     assert refused.returncode == 1 and "Traceback" not in refused.stderr
-    for reviewer in ("alice@example.com", "bob@example.com"):
-        done = cli(billing, "escalation", "approve", escalation, user=reviewer)
-        assert done.returncode == 0, done.stderr
+    assert "not approved" in refused.stderr and f"escalation #{escalation}" in refused.stderr
+    first = cli(billing, "escalation", "approve", escalation, user="alice@example.com")
+    assert first.returncode == 0, first.stderr
+    assert workspace.store.get_sandbox(sandbox_id).status == "awaiting_review"  # one of two
+    second = cli(billing, "escalation", "approve", escalation, user="bob@example.com")
+    assert second.returncode == 0, second.stderr
+    # The decision moves the sandbox on at once: approved, then (merge: manual) waiting for a person.
+    assert "decision followed: now approved" in second.stdout
+    assert workspace.store.get_sandbox(sandbox_id).status == "approved"
+    assert next_step(workspace, sandbox_id) == Step.WAIT_MERGE
     merged = cli(billing, "sandbox", "merge", sandbox_id)
     assert merged.returncode == 0, merged.stderr
     message = git(billing, "log", "-1", "--format=%B", "main")
@@ -97,15 +156,17 @@ def test_a_payments_change_waits_for_two_reviewers_then_merges(billing: Path) ->
 def test_new_commits_after_review_supersede_the_escalation(billing: Path) -> None:
     workspace = open_workspace(billing)
     sandbox_id = run_agent(workspace, REFUNDS_EDIT, "document refunds")
-    first = json.loads(cli(billing, "sandbox", "review", sandbox_id, "--json").stdout)
+    first = int(workspace.store.get_sandbox(sandbox_id).data[REVIEW_ESCALATION_KEY])
     worktree = Path(workspace.store.get_sandbox(sandbox_id).worktree)
     (worktree / "payments/refunds.py").write_text((worktree / "payments/refunds.py").read_text() + "# more\n")
     git(worktree, "commit", "-qam", "one more change")
-    stale = cli(billing, "escalation", "approve", str(first["escalation"]), user="alice@example.com")
+    stale = cli(billing, "escalation", "approve", str(first), user="alice@example.com")
     assert stale.returncode == 1 and "review it again" in stale.stderr
     second = json.loads(cli(billing, "sandbox", "review", sandbox_id, "--json").stdout)
-    assert second["escalation"] != first["escalation"]
-    assert workspace.store.get_escalation(first["escalation"]).status == "superseded"
+    assert second["escalation"] != first and second["status"] == "awaiting_review"
+    assert second["commit"] == git(worktree, "rev-parse", "HEAD")
+    assert workspace.store.get_escalation(first).status == "superseded"
+    assert workspace.store.get_sandbox(sandbox_id).data[REVIEW_ESCALATION_KEY] == second["escalation"]
 
 
 def test_reviewing_a_running_or_unknown_sandbox_is_one_clear_error(billing: Path) -> None:
@@ -113,7 +174,8 @@ def test_reviewing_a_running_or_unknown_sandbox_is_one_clear_error(billing: Path
     assert done.returncode != 0 and "Traceback" not in done.stderr and len(done.stderr.splitlines()) == 1
 
 
-async def test_the_app_reviews_an_ended_agent_and_m_merges_the_approved_change(billing: Path) -> None:
+async def test_the_supervisor_reviews_with_no_app_open_and_m_in_the_app_merges_through_the_workflow(
+        billing: Path) -> None:
     from textual.widgets import DataTable
 
     from loomtui.tui.app import LoomApp
@@ -121,18 +183,28 @@ async def test_the_app_reviews_an_ended_agent_and_m_merges_the_approved_change(b
     from tests.test_tui import wait_for
 
     workspace = open_workspace(billing)
-    sandbox_id = run_agent(workspace, TYPO_FIX, "fix a typo")
+    claim = "notifications/templates/refund_issued.txt"
+    sandbox_id = run_agent(workspace, TYPO_FIX, "fix a typo", claims=(claim,))
+    # No app was open: the agent's supervisor reviewed the change when it ended.
+    assert workspace.store.get_sandbox(sandbox_id).status == "approved"
+    assert next_step(workspace, sandbox_id) == Step.WAIT_MERGE
+    assert workspace.store.live_claims(sandbox_id)  # held until the change merges
     app = LoomApp(workspace)
     async with app.run_test(size=(160, 45)) as pilot:
         table = app.screen.query_one("#sandboxes", DataTable)
         await wait_for(pilot, lambda: table.row_count == 1 and
-                       str(table.get_cell(sandbox_id, "status")) == "approved", timeout=60)
+                       str(table.get_cell(sandbox_id, "status")) == "approved" and
+                       str(table.get_cell(sandbox_id, "next")).startswith("waits for a person"), timeout=60)
         await pilot.press("m")
         await pilot.pause()
         assert isinstance(app.screen, ConfirmScreen)
         await pilot.press("y")
         await wait_for(pilot, lambda: workspace.store.get_sandbox(sandbox_id).status == "merged", timeout=30)
     assert f"Loom-Sandbox: {sandbox_id}" in git(billing, "log", "-1", "--format=%B", "main")
+    # Through the workflow (a person's merge request), and the claims went back with the merge.
+    assert [e.actor for e in workspace.audit.entries()
+            if e.action == "sandbox.merge_requested" and e.subject == sandbox_id] == [workspace.actor]
+    assert workspace.store.live_claims(sandbox_id) == []
 
 
 LEDGER_EDIT = """\
@@ -146,17 +218,21 @@ def test_a_claim_stage_requirement_holds_at_review_for_an_agent_that_wrote_witho
     that never claimed and never asked (any permission mode) still meets it before anything merges."""
     workspace = open_workspace(billing)
     sandbox_id = run_agent(workspace, LEDGER_EDIT, "document the ledger")
-    outcome = json.loads(cli(billing, "sandbox", "review", sandbox_id, "--json").stdout)
-    assert outcome["outcome"] == "require" and outcome["status"] == "awaiting_review"
-    escalation = workspace.store.get_escalation(outcome["escalation"])
+    record = workspace.store.get_sandbox(sandbox_id)
+    assert record.status == "awaiting_review"
+    assert [e["outcome"] for e in evaluated(workspace, sandbox_id)] == ["require"]
+    escalation = workspace.store.get_escalation(int(record.data[REVIEW_ESCALATION_KEY]))
     assert escalation is not None
     rules = [rule["name"] for rule in escalation.data["rules"]]
     assert "payments-high-risk" in rules and "ledger-claims (claim stage, not granted before)" in rules
     for reviewer in ("alice@example.com", "bob@example.com"):
         assert cli(billing, "escalation", "approve", str(escalation.id), user=reviewer).returncode == 0
+    assert workspace.store.get_sandbox(sandbox_id).status == "awaiting_review"
+    assert next_step(workspace, sandbox_id) == Step.WAIT_DECISION
     refused = cli(billing, "sandbox", "merge", sandbox_id)
     assert refused.returncode == 1, "two payments reviewers are not the lead the claim-stage rule asks for"
     assert cli(billing, "escalation", "approve", str(escalation.id), user="lead@example.com").returncode == 0
+    assert workspace.store.get_sandbox(sandbox_id).status == "approved"
     merged = cli(billing, "sandbox", "merge", sandbox_id)
     assert merged.returncode == 0, merged.stderr
 
@@ -171,8 +247,16 @@ def test_a_claim_stage_requirement_granted_before_start_is_not_asked_again(billi
     assert prestart is not None and prestart.kind == "pre-start"
     assert cli(billing, "escalation", "approve", str(prestart.id), user="lead@example.com").returncode == 0
     start(workspace, record.id)
-    wait_for_status(workspace, record.id, {"exited", "failed"}, timeout=60)
-    outcome = json.loads(cli(billing, "sandbox", "review", record.id, "--json").stdout)
-    escalation = workspace.store.get_escalation(outcome["escalation"])
-    assert escalation is not None
+    wait_until_settled(workspace, record.id, timeout=120)
+    reviewed = workspace.store.get_sandbox(record.id)
+    assert reviewed.status == "awaiting_review"
+    escalation = workspace.store.get_escalation(int(reviewed.data[REVIEW_ESCALATION_KEY]))
+    assert escalation is not None and escalation.id != prestart.id and escalation.kind == "post-gate"
     assert [rule["name"] for rule in escalation.data["rules"]] == ["payments-high-risk"]
+    assert workspace.store.live_claims(record.id)  # held while the change waits for people
+    for reviewer in ("alice@example.com", "bob@example.com"):
+        assert cli(billing, "escalation", "approve", str(escalation.id), user=reviewer).returncode == 0
+    assert workspace.store.get_sandbox(record.id).status == "approved"  # no lead asked a second time
+    merged = cli(billing, "sandbox", "merge", record.id)
+    assert merged.returncode == 0, merged.stderr
+    assert workspace.store.live_claims(record.id) == []  # released with the merge

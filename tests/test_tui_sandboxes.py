@@ -12,7 +12,10 @@ from loomtui.execution import sandboxes
 from loomtui.tui.app import LoomApp
 from loomtui.tui.screens.sandbox_forms import ConfirmScreen, DiffScreen, NewSandboxScreen
 from loomtui.workflow import tasks
+from loomtui.workflow.engine import wait_until_settled
+from loomtui.workflow.steps import Step
 from loomtui.workspace import open_workspace
+from tests.test_review import merge_mode
 from tests.test_tui import wait_for
 
 SIZE = (160, 45)
@@ -26,7 +29,8 @@ SCRIPT = """\
 
 @pytest.fixture
 def billing(tmp_path: Path) -> Path:
-    repo = prepare_demo_repo(tmp_path)
+    """The sample repo where a person merges (`merge: manual`, whatever the sample's default)."""
+    repo = merge_mode(prepare_demo_repo(tmp_path), "manual")
     (repo.parent / "typo.yaml").write_text(SCRIPT)
     return repo
 
@@ -59,8 +63,12 @@ async def test_new_sandbox_runs_streams_stops_diffs_and_archives(billing: Path) 
         await wait_for(pilot, lambda: any("agent says hello" in line for line in log.lines), timeout=10)
 
         await pilot.press("s")
-        # Once stopped, the app reviews its commit: gates, then the policy auto-approves a typo fix.
+        # Once stopped, its supervisor reviews its commit: gates, then the policy auto-approves a typo
+        # fix; with `merge: manual` it then waits for a person's merge, its claim still held.
         await wait_for(pilot, lambda: str(table.get_cell(sandbox_id, "status")) == "approved", timeout=60)
+        await wait_for(pilot, lambda: str(table.get_cell(sandbox_id, "next")).startswith("waits for a person"))
+        assert [r.status for r in app.workspace.store.gate_runs(sandbox_id)] == ["passed", "passed"]
+        assert len(app.workspace.store.live_claims(sandbox_id)) == 1
         await pilot.press("d")
         await wait_for(pilot, lambda: isinstance(app.screen, DiffScreen))
         assert "receive" in app.screen.patch
@@ -73,6 +81,7 @@ async def test_new_sandbox_runs_streams_stops_diffs_and_archives(billing: Path) 
         await wait_for(pilot, lambda: table.row_count == 0, timeout=15)
         record = sandboxes.get_sandbox(app.workspace, sandbox_id)
         assert record.status == "archived"
+        assert app.workspace.store.live_claims(sandbox_id) == []  # released with the archive
 
 
 FAKE_CLAUDE = """\
@@ -102,7 +111,9 @@ async def test_the_detail_shows_what_the_agent_reported_tokens_cost_and_refused_
     config_path.write_text(yaml.safe_dump(config))
     workspace = open_workspace(billing)
     record = tasks.start(workspace, tasks.create_sandbox(workspace, "try the ledger", "claude").id)
-    sandboxes.wait_for_status(workspace, record.id, {"exited", "failed"}, timeout=30)
+    # Its writes were refused, so it ended with no commit: nothing to review, nobody is asked.
+    assert wait_until_settled(workspace, record.id, timeout=30).step == Step.NO_CHANGE
+    assert workspace.store.get_sandbox(record.id).status == "exited"
     app = LoomApp(workspace)
     async with app.run_test(size=SIZE) as pilot:
         details = app.screen.query_one("#details", Static)
@@ -110,3 +121,4 @@ async def test_the_detail_shows_what_the_agent_reported_tokens_cost_and_refused_
         shown = str(details.render())
         assert "3 turns, 900 in / 120 out tokens, $0.2500" in shown
         assert "Write payments/[ledger].py" in shown  # agent text shown as it is, never read as markup
+        assert "no-change: the agent ended without a change" in shown

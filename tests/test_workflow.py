@@ -407,3 +407,20 @@ def test_merge_into_another_branch_is_honoured_when_the_decision_merges(auto: Wo
     assert sb.get_sandbox(auto, sandbox_id).merged_into == "release"
     assert "amount + 1" in git(auto.root, "show", "release:ledger.py")
     assert "amount + 1" not in git(auto.root, "show", "main:ledger.py")
+
+
+def test_an_approved_sandbox_with_new_commits_is_reviewed_again(manual: Workspace) -> None:
+    sandbox_id = run_task(manual, "helper", "lib.py", "x + 1", "x + 2")
+    wait_until_settled(manual, sandbox_id)
+    record = sb.get_sandbox(manual, sandbox_id)
+    assert record.status == APPROVED
+    worktree = Path(record.worktree)
+    (worktree / "lib.py").write_text("def helper(x):\n    return x + 3\n")
+    git(worktree, "-c", "core.hooksPath=/dev/null", "commit", "-qam", "one more")
+    assert next_step(manual, sb.get_sandbox(manual, sandbox_id)).step == Step.REVIEW
+    done = advance(manual, sandbox_id)
+    assert done.status == APPROVED
+    assert sb.get_sandbox(manual, sandbox_id).approved_commit == git(manual.root, "rev-parse", record.branch)
+    assert actions(manual, sandbox_id).count("sandbox.gating") == 2
+    request_merge(manual, sandbox_id)
+    assert "x + 3" in git(manual.root, "show", "main:lib.py")

@@ -79,7 +79,8 @@ def review_sandbox(workspace: Workspace, sandbox_id: str, *, policy: Policy | No
     if tip is None or not base:
         raise LoomError(f"sandbox {record.id} has no branch tip or base commit to review", exit_code=1)
     previous = _escalation(workspace, record)
-    again = record.status == AWAITING_REVIEW and previous is not None and previous.data.get("commit") != tip
+    again = (record.status == AWAITING_REVIEW and previous is not None and previous.data.get("commit") != tip) or (
+        record.status == APPROVED and record.approved_commit != tip)
     redo = redo and record.status == GATING
     if record.status not in REVIEWABLE and not again and not redo:
         raise LoomError(f"sandbox {record.id} is {record.status}: only a sandbox whose agent has ended, or one "
@@ -90,7 +91,8 @@ def review_sandbox(workspace: Workspace, sandbox_id: str, *, policy: Policy | No
             workspace.store.update_escalation(previous.id, status=EscalationStatus.SUPERSEDED)
             workspace.record("escalation.superseded", str(previous.id), {"sandbox": record.id, "commit": tip})
     record = transition(workspace, record.id, GATING, reason=f"reviewing commit {tip[:12]}",
-                        allowed_from=frozenset({*REVIEWABLE, AWAITING_REVIEW, *([GATING] if redo else [])}))
+                        allowed_from=frozenset({*REVIEWABLE, AWAITING_REVIEW, *([APPROVED] if again else []),
+                                                *([GATING] if redo else [])}))
     results = run_configured_gates(workspace, record.id)
     say("gates: " + ("; ".join(r.describe() for r in results) or "none configured"))
     for result in results:

@@ -168,6 +168,9 @@ def next_step(workspace: Workspace, record: SandboxRecord, *, merge_mode: str = 
             return StepView(Step.REVIEW)
         return StepView(Step.FOLLOW_DECISION)
     if status == APPROVED:
+        tip = Git(workspace.root).resolve_commit(record.branch) if record.branch else None
+        if tip and tip != record.approved_commit:
+            return StepView(Step.REVIEW, "new commits since its approval")
         conflict = record.data.get(MERGE_CONFLICT_KEY)
         if conflict and conflict.get("target_sha") == Git(workspace.root).resolve_commit(
                 str(conflict.get("target"))):
