@@ -89,7 +89,7 @@ def test_a_sandbox_from_the_command_line(repo: Path, script: Path) -> None:
     actions = [e["action"] for e in json.loads(run(repo, "audit", "tail", "--json").stdout)]
     assert actions == ["sandbox.planned", "context.sliced", "sandbox.running", "sandbox.exited",
                        "sandbox.gating", "policy.evaluated", "escalation.opened", "sandbox.awaiting_review",
-                       "sandbox.archived"]
+                       "sandbox.archived", "escalation.withdrawn"]  # nothing is left to decide
 
 
 def test_bad_input_is_one_line_and_the_right_exit_code(repo: Path, script: Path, tmp_path: Path) -> None:
