@@ -140,3 +140,13 @@ def wait_until(condition, timeout: float = 30.0, what: str = "condition") -> Non
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what}")
         time.sleep(0.05)
+
+
+def agent_ended(workspace, sandbox_id: str, timeout: float = 60.0):  # type: ignore[no-untyped-def]
+    """The sandbox once its agent has ended and the workflow has done every step it can (a change
+    is reviewed at once, so `exited` may last a moment only: this waits for the settled state)."""
+    from loomtui.execution.sandboxes import get_sandbox
+    from loomtui.workflow.engine import wait_until_settled
+
+    wait_until_settled(workspace, sandbox_id, timeout=timeout)
+    return get_sandbox(workspace, sandbox_id)

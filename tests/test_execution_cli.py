@@ -18,7 +18,7 @@ from loomtui.execution.doctor import run_doctor
 from loomtui.workflow import tasks
 from loomtui.workflow.engine import wait_until_settled
 from loomtui.workspace import open_workspace
-from tests.conftest import git, run_cli
+from tests.conftest import agent_ended, git, run_cli
 from tests.test_execution import stand_in, write_config
 
 LOOMTUI = shutil.which("loomtui") or "loomtui"
@@ -197,7 +197,7 @@ def test_script_agent_check_mode(tmp_path: Path, script: Path) -> None:
 
 def test_generic_command_runtime_runs_the_given_argv_without_a_shell(tmp_path: Path) -> None:
     from loomtui.demo import prepare_demo_repo
-    from loomtui.execution.sandboxes import log_path, wait_for_status
+    from loomtui.execution.sandboxes import log_path
     from loomtui.workspace import open_workspace
 
     repo = prepare_demo_repo(tmp_path)
@@ -209,7 +209,7 @@ def test_generic_command_runtime_runs_the_given_argv_without_a_shell(tmp_path: P
     assert done.returncode == 0, done.stderr
     sandbox_id = json.loads(done.stdout)["id"]
     workspace = open_workspace(repo)
-    assert wait_for_status(workspace, sandbox_id, {"exited", "failed"}, timeout=30).status == "exited"
+    assert agent_ended(workspace, sandbox_id).exit_code == 0
     # Each placeholder is one whole argument: the task's `;` is text, never a shell's.
     assert log_path(workspace, sandbox_id).read_text().startswith("a; rm -rf /|second arg|")
     missing = subprocess.run([sys.executable, "-m", "loomtui", "sandbox", "new", "--runtime", "command",

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import git
+from tests.conftest import git, wait_until
 
 LOOMTUI = shutil.which("loomtui") or "loomtui"
 
@@ -106,10 +106,9 @@ def test_claims_the_policy_requires_wait_for_approval_before_start(billing: Path
     lead = open_workspace(billing)
     lead.actor = "lead@example.com"
     assert decide(lead, load_policy(billing), waiting, "approve").status == "approved"
-    from loomtui.execution.sandboxes import wait_for_status
-
     start(workspace, record.id)
-    assert wait_for_status(workspace, record.id, {"running", "exited"}, timeout=30).status in ("running", "exited")
+    wait_until(lambda: any(e.action == "sandbox.running" and e.subject == record.id
+                           for e in workspace.audit.entries()), what="the agent started")
 
 
 def test_claims_the_policy_blocks_reject_the_sandbox(billing: Path) -> None:

@@ -16,12 +16,12 @@ from typing import Any
 import pytest
 import yaml
 
-from loomtui.governance.coordinator import governed_coordinator
 from loomtui.demo import prepare_demo_repo
 from loomtui.errors import LoomError
 from loomtui.execution import sandboxes as sb
 from loomtui.execution.isolation import isolation_available
 from loomtui.governance.broker import Broker, BrokerClient, BrokerError
+from loomtui.governance.coordinator import governed_coordinator
 from loomtui.governance.escalations import decide, open_escalation
 from loomtui.governance.hooks import (
     HookGate,
@@ -33,7 +33,7 @@ from loomtui.governance.hooks import (
 from loomtui.governance.policy import ChangeFacts, evaluate, load_policy
 from loomtui.workflow import tasks
 from loomtui.workspace import Workspace, open_workspace
-from tests.conftest import git
+from tests.conftest import agent_ended, git
 
 SESSION = "5d1e2f3a-8b7c-4d6e-9f01-23456789abcd"
 ME = "claude-5d1e2f3a"
@@ -424,8 +424,9 @@ def test_a_bubblewrapped_agent_claims_through_the_broker_but_cannot_write_or_dec
     audit_before = ws.paths.audit_path.read_bytes()
 
     tasks.start(ws, record.id)
-    done = sb.wait_for_status(ws, record.id, {"exited", "failed"}, timeout=60)
-    assert done.status == "exited", sb.read_log_tail(ws, record.id, 20)
+    done = agent_ended(ws, record.id)
+    assert done.exit_code == 0 and "sandbox.failed" not in [e.action for e in ws.audit.entries()
+                                                             if e.subject == record.id], sb.read_log_tail(ws, record.id, 20)
     results = json.loads(sb.read_log_tail(ws, record.id, 1)[0])
 
     code, answer, _err = results["hook"]
