@@ -302,15 +302,43 @@ def _missing_command(parser: argparse.ArgumentParser, commands: Any) -> NoReturn
     parser.error(f"name a command: {', '.join(commands.choices)}")
 
 
+SCRIPT_AGENT_HELP = "replay a YAML script of timed edits and commits here (the `script` runtime)"
+
+
+def script_agent_arguments(parser: argparse.ArgumentParser) -> None:
+    """The arguments of `loomtui script-agent`."""
+    parser.add_argument("script", metavar="SCRIPT", help="the script file")
+    parser.add_argument("--check", action="store_true", help="only validate the script")
+
+
+def _script_agent_parser() -> argparse.ArgumentParser:
+    """`loomtui script-agent` alone: it starts once per scripted agent, so it skips loading every
+    other command (about half a second each time)."""
+    parser = LoomArgumentParser(prog="loomtui script-agent", description=SCRIPT_AGENT_HELP)
+    script_agent_arguments(parser)
+    parser.set_defaults(handler=_run_script_agent)
+    return parser
+
+
+def _run_script_agent(args: argparse.Namespace) -> int:
+    from loomtui.execution.script_agent import main as replay
+
+    return replay(args.script, check_only=args.check)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return the exit code."""
     from loomtui.governance.hooks.client import fast_main
 
-    fast = fast_main(sys.argv[1:] if argv is None else argv)  # an agent's hook inside a sandbox
+    given = list(sys.argv[1:] if argv is None else argv)
+    fast = fast_main(given)  # an agent's hook inside a sandbox
     if fast is not None:
         return fast
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    if given[:1] == ["script-agent"]:
+        parser, given = _script_agent_parser(), given[1:]
+    else:
+        parser = build_parser()
+    args = parser.parse_args(given)
     try:
         return int(args.handler(args))
     except LoomError as exc:

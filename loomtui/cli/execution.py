@@ -11,11 +11,13 @@ from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
 
 from loomtui.cli import (
+    SCRIPT_AGENT_HELP,
     add_command,
     add_group,
     count_arg,
     positive_int_arg,
     print_json,
+    script_agent_arguments,
     seconds_arg,
     workspace_for,
 )
@@ -357,10 +359,7 @@ def register(commands: Any) -> None:
                         "attach to an interactive sandbox's tmux session (detach with C-b d)"))
     add_command(commands, "doctor", cmd_doctor,
                 "check git, bubblewrap, tmux, runtimes, the store and sandboxes", json_flag=True)
-    agent = add_command(commands, "script-agent", cmd_script_agent,
-                        "replay a YAML script of timed edits and commits here (the `script` runtime)")
-    agent.add_argument("script", metavar="SCRIPT", help="the script file")
-    agent.add_argument("--check", action="store_true", help="only validate the script")
+    script_agent_arguments(add_command(commands, "script-agent", cmd_script_agent, SCRIPT_AGENT_HELP))
 
 
 def register_bench(bench: Any) -> None:
