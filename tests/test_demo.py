@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import shutil
 import subprocess
 import sys
@@ -37,19 +36,3 @@ def test_sample_repo_is_big_enough_for_an_interesting_graph(tmp_path: Path) -> N
         for path in modules for node in ast.walk(ast.parse(path.read_text()))
     )
     assert len(modules) >= 15 and definitions >= 60
-
-
-def test_headless_demo_keeps_and_reports(tmp_path: Path) -> None:
-    done = subprocess.run([LOOMTUI, "demo", "--headless", "--keep", "--json"], cwd=tmp_path,
-                          capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr
-    summary = json.loads(done.stdout)
-    assert summary["ok"] is True and summary["baseline_exit"] == 0
-    assert done.stderr.strip() == f"demo repository kept at {summary['repo']}"
-    path = Path(summary["repo"])
-    try:
-        assert (path / ".git").is_dir()
-        verify = subprocess.run([LOOMTUI, "audit", "verify"], cwd=path, capture_output=True, text=True)
-        assert verify.returncode == 0 and verify.stdout.startswith("OK:")
-    finally:
-        shutil.rmtree(path.parent)

@@ -1,7 +1,7 @@
 """The demo scenario end to end: a real plan, real supervisors, real script agents, real gates.
 
-One headless run (about 30 s: two waves of agents, one after the other) is shared by
-the tests below; each checks an outcome against what the engines recorded (store,
+One headless run of `loomtui demo --headless --keep --json` (about 30 s: two waves of
+agents, one after the other) is shared by the tests below; each checks an outcome against what the engines recorded (store,
 git, audit log), not against the summary's own claims alone. Sandboxes run under
 bubblewrap where it works and as plain processes otherwise; both paths run the same
 scenario.
@@ -9,7 +9,11 @@ scenario.
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,7 +24,6 @@ import yaml
 from loomtui.coordination.diff import diff_regions
 from loomtui.demo import prepare_demo_repo
 from loomtui.demo.common import AGENT_NAMES, demo_sandboxes
-from loomtui.demo.headless import run_headless
 from loomtui.demo.scenario import (
     DEMO_ENGINEER,
     DEMO_LEAD,
@@ -46,19 +49,22 @@ ROUND = "payments/currency.py::round_minor_units"
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Workspace, dict[str, Any], list[str]]]:
-    with pytest.MonkeyPatch.context() as env:
-        for name, value in GIT_ENV.items():
-            env.setenv(name, value)
-        env.delenv("LOOM_USER", raising=False)
-        repo = prepare_demo_repo(tmp_path_factory.mktemp("demo"))
-        workspace = open_workspace(repo)
-        streamed: list[str] = []
-        summary = run_headless(workspace, on_step=streamed.append)
-        try:
-            yield workspace, summary, streamed
-        finally:
-            stop_scenario(workspace)
-            workspace.close()
+    """`loomtui demo --headless --keep --json`, the command a person runs, once for the whole file;
+    the tests read the repository it kept."""
+    env = {k: v for k, v in os.environ.items() if k != "LOOM_USER"} | GIT_ENV
+    done = subprocess.run([sys.executable, "-m", "loomtui", "demo", "--headless", "--keep", "--json"],
+                          cwd=tmp_path_factory.mktemp("demo"), env=env, capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr
+    summary = json.loads(done.stdout)
+    assert done.stderr.strip() == f"demo repository kept at {summary['repo']}"
+    workspace = open_workspace(summary["repo"])
+    try:
+        yield workspace, summary, summary["lines"]
+    finally:
+        stop_scenario(workspace)
+        workspace.close()
+        shutil.rmtree(Path(summary["repo"]).parent, ignore_errors=True)
 
 
 def _sandbox(workspace: Workspace, name: str) -> Any:
@@ -73,7 +79,10 @@ def test_headless_run_meets_every_expected_outcome(run: tuple[Workspace, dict[st
     _workspace, summary, streamed = run
     assert summary["checks"] and all(summary["checks"].values()), summary["checks"]
     assert summary["ok"] is True
-    assert streamed == summary["lines"]  # printed step by step, as it happened
+    assert summary["baseline_exit"] == 0
+    verify = subprocess.run([sys.executable, "-m", "loomtui", "audit", "verify"], cwd=summary["repo"],
+                            capture_output=True, text=True)
+    assert verify.returncode == 0 and verify.stdout.startswith("OK:")
     for heading in ("== Claims before code", "== The order the code asks for", "== Agents at work",
                     "== People decide: the rounding change", "== People decide: the refunds change",
                     "== Where things stand"):
