@@ -18,6 +18,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Final
 
 from loomtui.errors import LoomError
+from loomtui.governance.escalations import CLEARED, EscalationStatus
 from loomtui.governance.policy import ChangeFacts, evaluate
 from loomtui.store import ClaimRecord, EscalationRecord
 
@@ -166,19 +167,19 @@ def request_status(record: EscalationRecord) -> dict[str, Any]:
     decided_by = next((h.get("by") for h in reversed(history) if h.get("event") in ("approve", "reject",
                                                                                      "override")), "")
     by = f" by {decided_by}" if decided_by else ""
-    if record.status == "open":
+    if record.status == EscalationStatus.OPEN:
         return {"id": record.id, "kind": record.kind, "status": "open", "decision": None,
                 "message": f"waiting for a decision on escalation #{record.id}"}
-    if record.status in ("approved", "overridden"):
+    if record.status in CLEARED:
         word = "answered yes" if record.kind == QUESTION_KIND else "approved in loomtui"
         message = f"{word}{by} (escalation #{record.id})" + (f": {why}" if why else "")
         return {"id": record.id, "kind": record.kind, "status": record.status, "decision": "allow",
                 "message": message}
-    word = "answered no" if record.kind == QUESTION_KIND and record.status == "rejected" \
+    word = "answered no" if record.kind == QUESTION_KIND and record.status == EscalationStatus.REJECTED \
         else f"escalation #{record.id} was {record.status}"
-    if record.kind == QUESTION_KIND and record.status == "rejected":
+    if record.kind == QUESTION_KIND and record.status == EscalationStatus.REJECTED:
         word += f"{by} (escalation #{record.id})"
-    elif record.status == "rejected":
+    elif record.status == EscalationStatus.REJECTED:
         word += by
     return {"id": record.id, "kind": record.kind, "status": record.status, "decision": "deny",
             "message": word + (f": {why}" if why else "")}
@@ -196,7 +197,7 @@ def give_up(gate: HookGate, escalation_id: Any, reason: str) -> dict[str, Any]:
     with gate.workspace.store.transaction():
         record = _own(gate, escalation_id)
         history = list(record.data.get("history", []))
-        if record.status == "open":
+        if record.status == EscalationStatus.OPEN:
             history.append({"at": time.time(), "event": "withdrawn", "by": gate.sandbox_id, "reason": reason})
             record = gate.workspace.store.update_escalation(record.id, status="withdrawn", data={"history": history})
             gate.workspace.record("escalation.withdrawn", str(record.id),

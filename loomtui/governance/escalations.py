@@ -18,7 +18,7 @@ from enum import StrEnum
 from typing import Any
 
 from loomtui.errors import LoomError
-from loomtui.governance.gitfacts import branch_head
+from loomtui.execution.gitops import Git
 from loomtui.governance.policy import (
     ChangeFacts,
     Evaluation,
@@ -182,7 +182,7 @@ def _sandbox_head(workspace: Workspace, escalation_id: int) -> str | None:
     """The commit the escalation's sandbox is at now (None: no sandbox, or no branch yet)."""
     escalation = workspace.store.get_escalation(escalation_id)
     sandbox = workspace.store.get_sandbox(escalation.sandbox_id) if escalation and escalation.sandbox_id else None
-    return branch_head(workspace.root, sandbox.branch) if sandbox and sandbox.branch else None
+    return Git(workspace.root).resolve_commit(sandbox.branch) if sandbox and sandbox.branch else None
 
 
 def decide(workspace: Workspace, policy: Policy, escalation_id: int, decision: str, *,
@@ -256,7 +256,7 @@ def _too_late(workspace: Workspace, escalation_id: int, decision: str, reason: s
     was already told no, so nothing changes) and refused with that said; "" otherwise."""
     with workspace.store.transaction():
         escalation = workspace.store.get_escalation(escalation_id)
-        if escalation is None or escalation.status != "withdrawn":
+        if escalation is None or escalation.status != EscalationStatus.WITHDRAWN:
             return ""
         why = next((h.get("reason") for h in reversed(escalation.data.get("history", []))
                     if h.get("event") == "withdrawn"), "") or "it stopped waiting"

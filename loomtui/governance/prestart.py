@@ -7,7 +7,7 @@ escalation, and the agent does not start until it is approved (or overridden).
 from __future__ import annotations
 
 from loomtui.errors import LoomError
-from loomtui.governance.escalations import open_escalation
+from loomtui.governance.escalations import EscalationStatus, open_escalation
 from loomtui.governance.explain import claim_facts
 from loomtui.governance.policy import evaluate, load_policy
 from loomtui.store import EscalationRecord, SandboxRecord
@@ -55,6 +55,6 @@ def start_blocker(workspace: Workspace, record: SandboxRecord) -> str | None:
     escalation = workspace.store.get_escalation(int(escalation_id))
     if escalation is None or escalation.status in CLEARED:
         return None
-    if escalation.status == "rejected":
+    if escalation.status == EscalationStatus.REJECTED:
         return f"sandbox {record.id} was not approved to start (escalation #{escalation.id} rejected)"
     return f"sandbox {record.id} waits for approval to start (escalation #{escalation.id}: press 3 in the app)"

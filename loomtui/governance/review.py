@@ -26,7 +26,7 @@ from loomtui.execution.lifecycle import (
     transition,
 )
 from loomtui.execution.sandboxes import get_sandbox
-from loomtui.governance.escalations import EscalationStatus, granted_regions, open_escalation
+from loomtui.governance.escalations import CLEARED, EscalationStatus, granted_regions, open_escalation
 from loomtui.governance.gitfacts import change_facts
 from loomtui.governance.policy import (
     ChangeFacts,
@@ -85,7 +85,7 @@ def review_sandbox(workspace: Workspace, sandbox_id: str, *, policy: Policy | No
     if record.status not in REVIEWABLE and not again and not redo:
         raise LoomError(f"sandbox {record.id} is {record.status}: only a sandbox whose agent has ended, or one "
                         "with commits since its review, is reviewed", exit_code=1)
-    if again and previous is not None and previous.status == "open":
+    if again and previous is not None and previous.status == EscalationStatus.OPEN:
         # Superseded, not decided: what it asked about is no longer the change.
         with workspace.store.transaction():
             workspace.store.update_escalation(previous.id, status=EscalationStatus.SUPERSEDED)
@@ -152,7 +152,7 @@ def _escalation(workspace: Workspace, record: SandboxRecord) -> EscalationRecord
 def decided_escalation(workspace: Workspace, sandbox_id: str) -> EscalationRecord | None:
     """The sandbox's post-gate escalation, once people have decided it."""
     escalation = _escalation(workspace, get_sandbox(workspace, sandbox_id))
-    return escalation if escalation is not None and escalation.status in ("approved", "overridden",
+    return escalation if escalation is not None and escalation.status in (*CLEARED,
                                                                            "rejected") else None
 
 
@@ -162,7 +162,7 @@ def follow_decision(workspace: Workspace, sandbox_id: str) -> SandboxRecord | No
     escalation = decided_escalation(workspace, sandbox_id)
     if record.status != AWAITING_REVIEW or escalation is None:
         return None
-    if escalation.status == "rejected":
+    if escalation.status == EscalationStatus.REJECTED:
         return transition(workspace, record.id, REJECTED, allowed_from=frozenset({AWAITING_REVIEW}),
                           reason=f"escalation #{escalation.id} rejected")
     commit = str(escalation.data.get("commit") or "")
@@ -177,7 +177,7 @@ def merge_trailers(workspace: Workspace, sandbox_id: str) -> list[tuple[str, str
     if escalation is None:
         return [("Loom-Policy", "auto_approve")]
     trailers = [("Loom-Escalation", f"#{escalation.id}")]
-    if escalation.status == "overridden":
+    if escalation.status == EscalationStatus.OVERRIDDEN:
         overrider = next((h.get("by") for h in reversed(escalation.data.get("history", []))
                           if h.get("event") == "override"), "?")
         return [*trailers, ("Loom-Overridden-by", str(overrider))]

@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any, Final
 from loomtui.errors import LoomError
 from loomtui.execution.isolation import ISOLATION_BWRAP, PRIVATE_TMP
 from loomtui.execution.sandboxes import HOOK_SETTINGS_PATH, sandbox_paths
+from loomtui.governance.escalations import CLEARED, EscalationStatus
 from loomtui.governance.hooks.claude import HookEvent, HookInputError, edit_targets
 from loomtui.governance.hooks.edits import merge_ranges
 from loomtui.governance.policy import (
@@ -354,9 +355,9 @@ class HookGate:
                 if asked is None:  # looked up only when a claim's window has closed
                     asked = self._permission_requests()
                 requests = [e for e in asked if _asks_for(e, claim, waiting)]
-                if any(e.status == "open" for e in requests):
+                if any(e.status == EscalationStatus.OPEN for e in requests):
                     continue  # a person has not decided yet
-                approved = [e for e in requests if e.status in ("approved", "overridden")]
+                approved = [e for e in requests if e.status in CLEARED]
                 if approved and max(_decided_at(e) for e in approved) > now - window:
                     continue  # approved: the call happens now, its PostToolUse confirms
                 if requests and not approved:
@@ -390,7 +391,7 @@ class HookGate:
         started, or on an earlier permission request): no need to ask again."""
         from loomtui.coordination.claims import ancestors, split_id
 
-        scopes = [e.data.get("facts") or {} for status in ("approved", "overridden")
+        scopes = [e.data.get("facts") or {} for status in CLEARED
                   for e in self.workspace.store.list_escalations(status)
                   if e.sandbox_id == self.sandbox_id and e.kind in GRANTING_KINDS]
 
@@ -477,7 +478,7 @@ class HookGate:
         """Close an unanswered request (the agent stopped waiting); a decided one is left as it is."""
         with self.workspace.store.transaction():
             record = self._own_request(escalation_id)
-            if record.status == "open":
+            if record.status == EscalationStatus.OPEN:
                 history = [*record.data.get("history", []),
                            {"at": time.time(), "event": "withdrawn", "by": self.sandbox_id, "reason": reason}]
                 record = self.workspace.store.update_escalation(record.id, status="withdrawn",
@@ -571,9 +572,9 @@ def _stamp(path: Path) -> tuple[int, int, int] | None:
 
 
 def _status(record: EscalationRecord) -> dict[str, Any]:
-    if record.status in ("approved", "overridden"):
+    if record.status in CLEARED:
         decision, message = "allow", f"approved in loomtui (escalation #{record.id})"
-    elif record.status == "open":
+    elif record.status == EscalationStatus.OPEN:
         decision, message = None, f"waiting for a decision on escalation #{record.id}"
     else:
         why = next((h.get("reason") for h in reversed(record.data.get("history", [])) if h.get("reason")), "")

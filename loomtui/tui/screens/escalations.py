@@ -17,7 +17,7 @@ from textual.screen import ModalScreen, Screen
 from textual.widgets import Button, DataTable, Footer, Input, Label, Static
 
 from loomtui.errors import LoomError
-from loomtui.governance.escalations import allowed_decisions, decide, status_lines
+from loomtui.governance.escalations import EscalationStatus, allowed_decisions, decide, status_lines
 from loomtui.store import EscalationRecord
 from loomtui.tui.screens.dashboard import RISK_STYLES, format_age
 from loomtui.tui.widgets.status_header import StatusHeader
@@ -126,7 +126,7 @@ class EscalationsScreen(Screen[None]):
                 "kind": escalation.kind,
                 "sandbox": Text(escalation.sandbox_id or "–"),
                 "age": format_age(now - escalation.created),
-                "summary": Text(escalation.summary if escalation.status == "open"
+                "summary": Text(escalation.summary if escalation.status == EscalationStatus.OPEN
                                 else f"[{escalation.status}] {escalation.summary}"),
             }
             if key in table.rows:
