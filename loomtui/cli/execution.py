@@ -24,6 +24,7 @@ from loomtui.cli import (
 from loomtui.errors import LoomError
 from loomtui.execution import recovery, review
 from loomtui.execution import sandboxes as engine
+from loomtui.execution.lifecycle import PLANNED
 from loomtui.execution.sandboxes import DEFAULT_GRACE_S
 from loomtui.store import SandboxRecord
 from loomtui.workspace import Workspace
@@ -77,7 +78,7 @@ def cmd_new(args: argparse.Namespace) -> int:
     follow = (f"loomtui attach {record.id}" if (record.data.get("launch") or {}).get("mode") == "interactive"
               else f"loomtui sandbox logs {record.id} -f")
     print(f"  worktree {record.worktree}\n  follow   {follow}")
-    if record.status == "planned" and view.step != "agent":
+    if record.status == PLANNED and view.step != "agent":
         print(f"  next     {view.line()}")
     return 0
 

@@ -25,6 +25,7 @@ from textual.widgets import (
 
 from loomtui.errors import LoomError
 from loomtui.execution import review, sandboxes
+from loomtui.execution.lifecycle import APPROVED, AWAITING_REVIEW, LIVE, PAUSED, PLANNED
 from loomtui.store import Event, SandboxRecord
 from loomtui.tui.snapshot import DashboardSnapshot
 from loomtui.tui.widgets.status_header import StatusHeader
@@ -473,7 +474,7 @@ class DashboardScreen(Screen[None]):
         except LoomError as exc:
             app.call_from_thread(app.notify, str(exc), title="new sandbox", severity="error")
             return
-        said = "started" if record.status != "planned" else Workflow(app.workspace).view(record).line()  # type: ignore[attr-defined]
+        said = "started" if record.status != PLANNED else Workflow(app.workspace).view(record).line()  # type: ignore[attr-defined]
         app.call_from_thread(app.notify, f"sandbox {record.id} {said}", title="new sandbox")
 
     def action_stop(self) -> None:
@@ -482,7 +483,7 @@ class DashboardScreen(Screen[None]):
 
     def action_pause_resume(self) -> None:
         if (sandbox := self.selected_sandbox()) is not None:
-            call = sandboxes.resume if sandbox.status == "paused" else sandboxes.pause
+            call = sandboxes.resume if sandbox.status == PAUSED else sandboxes.pause
             self._run(f"{call.__name__} {sandbox.id}", call, sandbox.id)
 
     def action_open(self) -> None:
@@ -490,7 +491,7 @@ class DashboardScreen(Screen[None]):
         sandbox = self.selected_sandbox()
         if sandbox is None:
             return
-        if sandbox.data.get("launch", {}).get("mode") == "interactive" and sandbox.status in ("running", "paused"):
+        if sandbox.data.get("launch", {}).get("mode") == "interactive" and sandbox.status in LIVE:
             import subprocess
 
             try:
@@ -525,7 +526,7 @@ class DashboardScreen(Screen[None]):
         sandbox = self.selected_sandbox()
         if sandbox is None:
             return
-        if sandbox.status not in ("approved", "awaiting_review"):
+        if sandbox.status not in (APPROVED, AWAITING_REVIEW):
             self.app.notify(f"sandbox {sandbox.id} is {sandbox.status}: only an approved change merges "
                             "(its review and escalation come first)", title="merge", severity="warning")
             return
@@ -561,6 +562,6 @@ def _merge(workspace: object, sandbox_id: str) -> None:
 def _archive(workspace: object, sandbox_id: str) -> None:
     """Archive without losing work (uncommitted changes go to the branch first); claims go back."""
     record = sandboxes.get_sandbox(workspace, sandbox_id)  # type: ignore[arg-type]
-    if record.status in ("running", "paused"):
+    if record.status in LIVE:
         raise LoomError(f"sandbox {sandbox_id} is {record.status}; stop it first (s)")
     tasks.remove(workspace, sandbox_id, force=True)  # type: ignore[arg-type]
