@@ -1,0 +1,342 @@
+"""Evaluating a policy: the decision for one change at one stage (`evaluate`, `combined`; the
+semantics are in `loomtui.governance.policy`'s docstring), and who may approve or override it."""
+
+from __future__ import annotations
+
+import dataclasses
+import fnmatch
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+
+from loomtui.governance.policy_model import (
+    ANYONE,
+    DEFAULT_RULE,
+    NORMAL_RISK,
+    RISKS,
+    AppliedRule,
+    ApprovalSpec,
+    ChangeFacts,
+    Conditions,
+    Decision,
+    Evaluation,
+    Policy,
+    RegionGlob,
+    Requirement,
+    Rule,
+    Stage,
+    _identity,
+    _is_email,
+    _owner_group,
+    _plural,
+    _region_path,
+    _some,
+)
+
+
+def combined(first: Evaluation, second: Evaluation, label: str) -> Evaluation:
+    """One decision from two evaluations of one change (at `first`'s stage): a block in either
+    blocks, every requirement of both must be met, the higher risk counts. The rules of
+    `second` are named with `label`, e.g. `ledger-claims (claim stage)`."""
+    def marked(name: str) -> str:
+        return f"{name} ({label})"
+
+    carried = tuple(dataclasses.replace(rule, name=marked(rule.name),
+                                        requirements=tuple(dataclasses.replace(r, rule=marked(r.rule))
+                                                           for r in rule.requirements))
+                    for rule in second.applied if rule.decision != "auto_approve")
+    requirements = first.requirements + tuple(r for rule in carried for r in rule.requirements)
+    outcome: Decision = ("block" if "block" in (first.outcome, second.outcome)
+                         else "require" if requirements else first.outcome)
+    risks = [risk for risk in (first.risk, second.risk) if risk in RISKS]
+    risk = max(risks, key=RISKS.index) if risks else first.risk
+    return Evaluation(first.stage, outcome, risk, first.applied + carried, requirements,
+                      first.notes + tuple(f"{label}: {note}" for note in second.notes))
+
+
+# -- evaluation --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Match:
+    """Why a rule's conditions hold, and the paths it speaks for (None: the whole change)."""
+
+    reasons: tuple[str, ...]
+    scope: tuple[str, ...] | None
+
+
+def evaluate(policy: Policy, facts: ChangeFacts) -> Evaluation:
+    """Apply the policy to one change at one stage; see the module docstring for the semantics."""
+    paths = facts.all_paths()
+    applied: list[AppliedRule] = []
+    auto_rules: list[Rule] = []
+    default_reasons: list[str] = []
+    for rule in policy.rules:
+        if rule.stage not in ("both", facts.stage):
+            continue
+        match = _match(rule.when, facts, paths)
+        if match is None:
+            continue
+        requirements: tuple[Requirement, ...] = ()
+        if rule.decision == "require":
+            assert rule.approvals is not None  # the parser insists on it
+            scope = paths if match.scope is None else match.scope
+            requirements, unowned = _requirements(policy, rule.name, rule.approvals, scope)
+            if unowned:
+                default_reasons.append(f"{rule.name} asks for code owners, and {_some(unowned)} "
+                                       f"{'has' if len(unowned) == 1 else 'have'} none")
+        elif rule.decision == "auto_approve":
+            auto_rules.append(rule)
+        applied.append(AppliedRule(rule.name, rule.decision, rule.risk, "; ".join(match.reasons), requirements))
+    notes: list[str] = []
+    if facts.stage == "post-gate":
+        if not applied:
+            default_reasons.append("no rule applies to this change")
+        elif len(auto_rules) == len(applied):
+            uncovered = [p for p in paths if not any(_covers(r.when, p, facts) for r in auto_rules)]
+            if uncovered:
+                default_reasons.append(f"no auto_approve rule covers {_some(uncovered)}")
+    elif not applied:
+        notes.append("no rule applies at claim time; the change is evaluated again after the gates")
+    if default_reasons:
+        applied.append(_apply_default(policy, "; ".join(default_reasons)))
+    requirements = tuple(r for rule in applied for r in rule.requirements)
+    outcome: Decision
+    if any(rule.decision == "block" for rule in applied):
+        outcome = "block"
+    elif requirements:
+        outcome = "require"
+    else:
+        outcome = "auto_approve"
+    if outcome != "auto_approve" and auto_rules:
+        held_back = ", ".join(rule.name for rule in auto_rules)
+        notes.append(f"auto_approve ({held_back}) does not hold: other rules "
+                     f"{'block' if outcome == 'block' else 'require approval'}")
+    risks = [rule.risk for rule in applied if rule.risk is not None]
+    risk = max(risks, key=RISKS.index) if risks else NORMAL_RISK
+    return Evaluation(facts.stage, outcome, risk, tuple(applied), requirements, tuple(notes))
+
+
+def _match(when: Conditions, facts: ChangeFacts, paths: tuple[str, ...]) -> _Match | None:
+    """The reasons every condition of `when` holds for `facts`, or None when one does not."""
+    if facts.stage == "claim" and _needs_diff(when):
+        return None
+    reasons: list[str] = []
+    scope: set[str] | None = None
+    if when.paths is not None:
+        matched = when.paths.matching(paths)
+        if not matched:
+            return None
+        reasons.append(f"paths {_some(when.paths.patterns)} matched {_some(matched)}")
+        scope = set(matched)
+    regions: tuple[str, ...] = ()
+    if when.regions is not None:
+        test = _region_test(when.regions, facts.stage)
+        regions = tuple(region for region in facts.regions if test(region))
+        if not regions:
+            return None
+        verb = "claimed" if facts.stage == "claim" else "changed"
+        reasons.append(f"{verb} regions {_some(regions)} match {_some([g.pattern for g in when.regions])}")
+        region_paths = {_region_path(region) for region in regions}
+        scope = region_paths if scope is None else scope & region_paths
+        if not scope:
+            return None  # the matching regions lie outside the matching paths
+    if when.signature_changed is not None:
+        changed = [
+            region for region in facts.signature_changed
+            if when.regions is None or any(glob.matches(region) for glob in when.regions)
+        ]
+        if when.signature_changed != bool(changed):
+            return None
+        reasons.append(f"signature changed: {_some(changed)}" if changed else "no signature changed")
+    if when.lines_over is not None or when.lines_under is not None:
+        over, under = when.lines_over, when.lines_under
+        if (over is not None and facts.lines_changed <= over) or (
+            under is not None and facts.lines_changed >= under
+        ):
+            return None
+        bounds = [f"over {over}" if over is not None else "", f"under {under}" if under is not None else ""]
+        reasons.append(f"{facts.lines_changed} lines changed ({' and '.join(b for b in bounds if b)})")
+    if when.gates_failed is not None:
+        failed = [name for name, result in sorted(facts.gates.items())
+                  if result != "passed" and _any_glob(name, when.gates_failed)]
+        if not failed:
+            return None
+        reasons.append("gates did not pass: " + ", ".join(f"{n} {facts.gates[n]}" for n in failed))
+    if when.gates_passed is not None:
+        for wanted in when.gates_passed:
+            results = [result for name, result in facts.gates.items() if fnmatch.fnmatchcase(name, wanted)]
+            if not results or any(result != "passed" for result in results):
+                return None
+        reasons.append(f"gates passed: {', '.join(when.gates_passed)}")
+    if when.runtime is not None:
+        if facts.runtime not in when.runtime:
+            return None
+        reasons.append(f"runtime {facts.runtime}")
+    if when.labels is not None:
+        labels = [label for label in facts.labels if label in when.labels]
+        if not labels:
+            return None
+        reasons.append(f"{'label' if len(labels) == 1 else 'labels'} {', '.join(labels)}")
+    return _Match(tuple(reasons), tuple(sorted(scope)) if scope is not None else None)
+
+
+def _needs_diff(when: Conditions) -> bool:
+    return (
+        when.signature_changed is not None or when.lines_over is not None
+        or when.lines_under is not None or when.gates_failed is not None or when.gates_passed is not None
+    )
+
+
+def _region_test(globs: tuple[RegionGlob, ...], stage: Stage) -> Callable[[str], bool]:
+    # A claim reaches everything nested in what it names; a diff names exact regions.
+    if stage == "claim":
+        return lambda region: any(glob.covers(region) for glob in globs)
+    return lambda region: any(glob.matches(region) for glob in globs)
+
+
+def _covers(when: Conditions, path: str, facts: ChangeFacts) -> bool:
+    """Whether an auto-approving rule vouches for everything changed in `path`.
+
+    An unscoped rule (no `paths`, no `regions`) speaks for the whole change. A
+    `regions` rule vouches for a path only when every changed region in it matches.
+    """
+    if not when.scoped:
+        return True
+    if when.paths is not None and not when.paths.matching([path]):
+        return False
+    if when.regions is None:
+        return True
+    test = _region_test(when.regions, facts.stage)
+    in_path = [region for region in facts.regions if _region_path(region) == path]
+    return bool(in_path) and all(test(region) for region in in_path)
+
+
+def _requirements(
+    policy: Policy, rule: str, spec: ApprovalSpec, paths: Sequence[str]
+) -> tuple[tuple[Requirement, ...], tuple[str, ...]]:
+    """The requirements of one approval spec, and the paths left without code owners."""
+    requirements: list[Requirement] = []
+    if spec.groups:
+        requirements.append(_group_requirement(policy, rule, spec.groups, spec.count))
+    unowned: list[str] = []
+    if spec.codeowners:
+        # One requirement per distinct set of owners, so a change touching ten
+        # files of one team needs one approval from that team, not ten.
+        paths_by_owners: dict[tuple[str, ...], list[str]] = {}
+        for path in paths:
+            owners = policy.codeowners.owners_of(path) if policy.codeowners else ()
+            if owners:
+                paths_by_owners.setdefault(owners, []).append(path)
+            else:
+                unowned.append(path)
+        for owners, owned in paths_by_owners.items():
+            labels = tuple(_owner_group(owner, policy.groups) or owner for owner in owners)
+            eligible = frozenset().union(*(_owner_members(owner, policy.groups) for owner in owners))
+            requirements.append(Requirement(rule, labels, 1, eligible, paths=tuple(owned)))
+    return tuple(requirements), tuple(unowned)
+
+
+def _group_requirement(policy: Policy, rule: str, groups: tuple[str, ...], count: int) -> Requirement:
+    eligible = frozenset().union(*(policy.groups.get(name, frozenset()) for name in groups))
+    return Requirement(rule, groups, count, eligible)
+
+
+def _apply_default(policy: Policy, why: str) -> AppliedRule:
+    default = policy.default
+    if default.decision == "block":
+        return AppliedRule(DEFAULT_RULE, "block", None, why)
+    requirement = _group_requirement(policy, DEFAULT_RULE, default.approvals.groups, default.approvals.count)
+    return AppliedRule(DEFAULT_RULE, "require", None, why, (requirement,))
+
+
+# -- approvals ---------------------------------------------------------------------------
+
+
+def groups_of(policy: Policy, user: str) -> frozenset[str]:
+    """The names of the policy's groups `user` belongs to."""
+    key = _identity(user)
+    return frozenset(name for name, members in policy.groups.items() if key in members)
+
+
+def requirement_status(
+    req: Requirement, approvals: Iterable[str], author: str | None, separation_of_duties: bool
+) -> tuple[bool, str]:
+    """Whether `approvals` (approver identities) meet `req`, and a line saying so.
+
+    Each person counts once; people outside the requirement's groups do not
+    count; with separation of duties the author's own approval does not count.
+    """
+    author_key = _identity(author) if author else None
+    approvers = sorted({_identity(a) for a in approvals if a.strip()})
+    counted = [a for a in approvers if req.admits(a) and not (separation_of_duties and a == author_key)]
+    met = len(counted) >= req.count
+    text = f"{min(len(counted), req.count)} of {_plural(req.count, 'approval')} from {req.source()}"
+    if counted:
+        text += f" ({', '.join(counted)})"
+    if separation_of_duties and author_key in approvers and req.admits(author_key or ""):
+        text += "; the author's own approval does not count (separation of duties)"
+    return met, text
+
+
+def decision_met(
+    policy: Policy, evaluation: Evaluation, approvals: Iterable[str], author: str | None
+) -> tuple[bool, list[str]]:
+    """Whether the change may proceed with these approvals: every requirement met on its own.
+
+    A block is never met by approvals (only an override lets it through).
+    """
+    if evaluation.outcome == "block":
+        blockers = ", ".join(rule.name for rule in evaluation.applied if rule.decision == "block")
+        return False, [f"blocked by {blockers}: approvals cannot lift a block, only an override"]
+    if evaluation.outcome == "auto_approve":
+        return True, ["auto-approved: no approval needed"]
+    given = list(approvals)
+    lines: list[str] = []
+    all_met = True
+    for requirement in evaluation.requirements:
+        met, text = requirement_status(requirement, given, author, policy.separation_of_duties)
+        lines.append(f"{'met' if met else 'unmet'}: {requirement.rule}: {text}")
+        all_met = all_met and met
+    return all_met, lines
+
+
+def can_approve(
+    policy: Policy, user: str, evaluation: Evaluation, author: str | None, approvals: Iterable[str] = ()
+) -> bool:
+    """Whether `user`'s approval would count toward a requirement not yet met.
+
+    Not when the decision needs no approval (auto-approved or blocked), not for
+    the author under separation of duties, and not for someone already counted.
+    """
+    if evaluation.outcome != "require":
+        return False
+    key = _identity(user)
+    if policy.separation_of_duties and author is not None and key == _identity(author):
+        return False
+    given = list(approvals)
+    if key in {_identity(a) for a in given}:
+        return False
+    return any(
+        req.admits(key) and not requirement_status(req, given, author, policy.separation_of_duties)[0]
+        for req in evaluation.requirements
+    )
+
+
+def can_override(policy: Policy, user: str) -> bool:
+    """Whether `user` is in a group the policy allows to override a block."""
+    groups = policy.overrides.groups
+    return ANYONE in groups or bool(groups_of(policy, user) & set(groups))
+
+
+# -- small helpers -----------------------------------------------------------------------
+
+
+def _owner_members(owner: str, groups: Mapping[str, frozenset[str]]) -> frozenset[str]:
+    if _is_email(owner):
+        return frozenset({_identity(owner)})
+    group = _owner_group(owner, groups)
+    return groups[group] if group is not None else frozenset()
+
+
+def _any_glob(name: str, globs: Iterable[str]) -> bool:
+    return any(fnmatch.fnmatchcase(name, glob) for glob in globs)

@@ -1,0 +1,410 @@
+"""Reading and validating `.loom/policy.yaml` into a `Policy`; errors and warnings name `file:line`."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import Final, TypeVar
+
+from yaml.nodes import ScalarNode
+
+from loomtui.errors import ConfigError
+from loomtui.globs import glob_problem
+from loomtui.governance.codeowners import CodeOwners, load_codeowners
+from loomtui.governance.policy_model import (
+    _DEFAULT_OUTCOMES,
+    _RULE_STAGES,
+    ANYONE,
+    DECISIONS,
+    DEFAULT_RULE,
+    MERGE_MANUAL,
+    MERGE_MODES,
+    POLICY_PATH,
+    RISKS,
+    ApprovalSpec,
+    Conditions,
+    DecisionSigning,
+    DefaultDecision,
+    DefaultOutcome,
+    OverridePolicy,
+    PathGlobs,
+    Policy,
+    RegionGlob,
+    Rule,
+    RuleStage,
+    _identity,
+    _is_email,
+    _owner_group,
+    _plural,
+)
+from loomtui.yamlcheck import Fields, Value, closest, compose, read_text
+
+_TOP_KEYS: Final = (
+    "version", "groups", "codeowners", "separation_of_duties", "default", "overrides", "rules",
+    "decisions", "merge",
+)
+_RULE_KEYS: Final = ("name", "description", "stage", "when", "risk", "decision", "approvals")
+_WHEN_KEYS: Final = (
+    "paths", "regions", "signature_changed", "lines_changed", "gates_failed", "gates_passed",
+    "runtime", "labels",
+)
+# Facts that exist only once there is a diff and gate results.
+_POST_GATE_ONLY: Final = frozenset({"signature_changed", "lines_changed", "gates_failed", "gates_passed"})
+
+_T = TypeVar("_T")
+
+
+# -- loading -----------------------------------------------------------------------------
+
+
+def default_policy(source: str | None = None) -> Policy:
+    """The policy used when there is no file: every change needs one approval from anyone."""
+    return Policy(source=source)
+
+
+def load_policy(root: Path, relative: str = POLICY_PATH) -> Policy:
+    """Read `root/relative`; the built-in default when the usual file does not exist.
+
+    A path named on purpose (`policy:` in loom.yaml) that does not exist is an
+    error: a typo must not quietly drop every rule. Raises ConfigError.
+    """
+    target = root / relative
+    if not target.exists():
+        if relative != POLICY_PATH:
+            raise ConfigError(relative, None, "the policy file named by `policy:` in .loom/loom.yaml "
+                                              "does not exist")
+        return default_policy()
+    return read_policy_file(target, relative, root)
+
+
+def read_policy_file(file: Path, shown: str, root: Path | None) -> Policy:
+    """Read and validate one policy file; errors name it as `shown`."""
+    text = read_text(file, shown)
+    return parse_policy(text, shown, root)
+
+
+def parse_policy(text: str, path: str, root: Path | None = None) -> Policy:
+    """Validate policy `text` (`path` names it in errors); `root` is where CODEOWNERS is read from."""
+    document = compose(text, path)
+    if document is None:
+        return default_policy(source=path)
+    top = document.as_mapping(known=_TOP_KEYS)
+    version = top.get("version")
+    if version is not None and version.as_int() != 1:
+        raise version.error(f"unsupported version {version.as_int()} (only 1 is supported)")
+    warnings: list[str] = []
+    no_groups: dict[str, frozenset[str]] = {}
+    groups = _optional(top, "groups", _parse_groups, no_groups)
+    separation = _optional(top, "separation_of_duties", Value.as_bool, True)
+    codeowners = _optional(top, "codeowners", lambda v: _parse_codeowners_file(v, root, warnings), None)
+    codeowners_named = "codeowners" in top
+    context = _Context(groups, separation, codeowners_named, warnings)
+    default_section = top.get("default")
+    default = (
+        _parse_default(default_section, context)
+        if default_section is not None and not default_section.is_null()
+        else DefaultDecision(approvals=_everyone_in_groups(groups))
+    )
+    overrides = _optional(top, "overrides", context.parse_overrides, OverridePolicy())
+    no_rules: tuple[Rule, ...] = ()
+    rules = _optional(top, "rules", context.parse_rules, no_rules)
+    decisions = _optional(top, "decisions", _parse_decisions, DecisionSigning())
+    merge = _optional(top, "merge", lambda v: v.as_choice(MERGE_MODES), MERGE_MANUAL)
+    if codeowners is not None:
+        warnings.extend(_unknown_owner_warnings(codeowners, groups, path))
+    return Policy(
+        groups=groups,
+        rules=rules,
+        default=default,
+        separation_of_duties=separation,
+        overrides=overrides,
+        codeowners=codeowners,
+        source=path,
+        decisions=decisions,
+        warnings=tuple(warnings),
+        merge=merge,
+    )
+
+
+@dataclass
+class _Context:
+    """What parsing a rule needs to know about the rest of the file."""
+
+    groups: Mapping[str, frozenset[str]]
+    separation_of_duties: bool
+    codeowners_named: bool
+    warnings: list[str]
+
+    def parse_rules(self, section: Value) -> tuple[Rule, ...]:
+        rules: list[Rule] = []
+        first_line: dict[str, int] = {}
+        for item in section.as_list():
+            fields = item.as_mapping(known=_RULE_KEYS, required=("name", "decision", "when"))
+            name = fields["name"].as_str(non_empty=True).strip()
+            if name == DEFAULT_RULE:
+                raise fields["name"].error(f"{DEFAULT_RULE!r} is reserved for the policy's default decision")
+            if name in first_line:
+                raise fields["name"].error(
+                    f"duplicate rule name {name!r} (first defined on line {first_line[name]})"
+                )
+            first_line[name] = item.line
+            rules.append(self.parse_rule(name, item.line, fields))
+        return tuple(rules)
+
+    def parse_rule(self, name: str, line: int, fields: Fields) -> Rule:
+        decision = DECISIONS[fields["decision"].as_choice(tuple(DECISIONS))]
+        both: RuleStage = "both"
+        stage = _optional(fields, "stage", lambda v: _RULE_STAGES[v.as_choice(tuple(_RULE_STAGES))], both)
+        when = _parse_when(fields["when"], stage)
+        approvals_value = fields.get("approvals")
+        if decision == "require" and approvals_value is None:
+            raise fields.key("decision").error(
+                "a require rule needs `approvals` (groups and count, or codeowners: true)"
+            )
+        if decision != "require" and approvals_value is not None:
+            raise fields.key("approvals").error(f"approvals only apply to decision: require (this rule is {decision})")
+        approvals = self.parse_approvals(approvals_value) if approvals_value is not None else None
+        return Rule(
+            name=name,
+            decision=decision,
+            when=when,
+            stage=stage,
+            risk=_optional(fields, "risk", lambda v: v.as_choice(RISKS), None),
+            approvals=approvals,
+            description=_optional(fields, "description", Value.as_str, ""),
+            line=line,
+        )
+
+    def parse_approvals(self, value: Value, *, codeowners_allowed: bool = True) -> ApprovalSpec:
+        known = ("groups", "count", "codeowners") if codeowners_allowed else ("groups", "count")
+        fields = value.as_mapping(known=known)
+        codeowners = _optional(fields, "codeowners", Value.as_bool, False)
+        if codeowners and not self.codeowners_named:
+            raise fields["codeowners"].error(
+                "codeowners: true needs a CODEOWNERS file named at the top level (codeowners: CODEOWNERS)"
+            )
+        groups_value = fields.get("groups")
+        if groups_value is None:
+            if not codeowners:
+                raise value.child(value.node, "groups").error("required key missing")
+            if "count" in fields:
+                raise fields["count"].error(
+                    "count applies to groups; code owners give one approval per changed path"
+                )
+            return ApprovalSpec(codeowners=True)
+        groups = self.group_refs(groups_value)
+        count_value = fields.get("count")
+        count = count_value.as_int(minimum=1) if count_value is not None else 1
+        self.check_size(groups, count, count_value or groups_value)
+        return ApprovalSpec(groups=groups, count=count, codeowners=codeowners)
+
+    def parse_overrides(self, value: Value) -> OverridePolicy:
+        fields = value.as_mapping(known=("groups", "max_hours"), required=("groups",))
+        return OverridePolicy(
+            groups=self.group_refs(fields["groups"]),
+            max_hours=_optional(fields, "max_hours", lambda v: v.as_int(minimum=1), 72),
+        )
+
+    def group_refs(self, value: Value) -> tuple[str, ...]:
+        """Group names that must exist (or be the built-in `anyone`)."""
+        names: list[str] = []
+        for item in _one_or_many(value):
+            name = item.as_str(non_empty=True)
+            if name != ANYONE and name not in self.groups:
+                guess = closest(name, [*self.groups, ANYONE])
+                hint = f"; did you mean {guess!r}?" if guess else ""
+                defined = ", ".join(sorted(self.groups)) or "none"
+                raise item.error(f"unknown group {name!r} (defined: {defined}{hint})")
+            names.append(name)
+        if not names:
+            raise value.error("must name at least one group")
+        return tuple(dict.fromkeys(names))
+
+    def check_size(self, groups: tuple[str, ...], count: int, where: Value) -> None:
+        """Warn when `count` approvals can never, or never for a member's change, be given."""
+        if ANYONE in groups:
+            return
+        members = frozenset().union(*(self.groups[name] for name in groups))
+        who = " and ".join(groups)
+        if count > len(members):
+            self.warnings.append(
+                f"{where.path}:{where.line}: {where.key}: needs {_plural(count, 'approval')} but {who} "
+                f"{'has' if len(groups) == 1 else 'have'} {_plural(len(members), 'member')}: "
+                "it can never be met (only an override can pass it)"
+            )
+        elif self.separation_of_duties and count == len(members):
+            self.warnings.append(
+                f"{where.path}:{where.line}: {where.key}: needs {_plural(count, 'approval')} from {who}, "
+                f"{_plural(len(members), 'member')}: a change authored by one of them can never be "
+                "met under separation of duties"
+            )
+
+
+def _parse_decisions(value: Value) -> DecisionSigning:
+    fields = value.as_mapping(known=("require_signature", "allowed_signers"))
+    return DecisionSigning(
+        require_signature=_optional(fields, "require_signature", Value.as_bool, False),
+        allowed_signers=_optional(fields, "allowed_signers", lambda v: v.as_str(non_empty=True),
+                                  DecisionSigning.allowed_signers),
+    )
+
+
+def _parse_groups(section: Value) -> dict[str, frozenset[str]]:
+    groups: dict[str, frozenset[str]] = {}
+    entries = section.as_mapping()
+    for name, value in entries.items():
+        if name == ANYONE:
+            raise entries.key(name).error(f"{ANYONE!r} is built in (every user); choose another name")
+        if not name.strip() or any(ch.isspace() for ch in name):
+            raise entries.key(name).error("a group name must be non-empty and contain no spaces")
+        members = [item.as_str(non_empty=True) for item in value.as_list()]
+        groups[name] = frozenset(_identity(member) for member in members)
+    return groups
+
+
+def _everyone_in_groups(groups: Mapping[str, frozenset[str]]) -> ApprovalSpec:
+    """The default's approvals when not written: anyone listed in any group, else anyone."""
+    return ApprovalSpec(groups=tuple(sorted(groups)) or (ANYONE,), count=1)
+
+
+def _parse_default(value: Value, context: _Context) -> DefaultDecision:
+    fields = value.as_mapping(known=("decision", "approvals"))
+    decision_value = fields.get("decision")
+    decision: DefaultOutcome = (
+        _DEFAULT_OUTCOMES[decision_value.as_choice(tuple(_DEFAULT_OUTCOMES))]
+        if decision_value is not None else "require"
+    )
+    approvals_value = fields.get("approvals")
+    if decision == "block" and approvals_value is not None:
+        raise fields.key("approvals").error("approvals only apply to decision: require")
+    approvals = (
+        context.parse_approvals(approvals_value, codeowners_allowed=False)
+        if approvals_value is not None else _everyone_in_groups(context.groups)
+    )
+    return DefaultDecision(decision=decision, approvals=approvals)
+
+
+def _parse_when(value: Value, stage: RuleStage) -> Conditions:
+    fields = value.as_mapping(known=_WHEN_KEYS)
+    if not len(fields):
+        raise value.error(
+            "must name at least one condition (changes no rule matches get the `default`)"
+        )
+    if stage == "claim":
+        for name in _WHEN_KEYS:
+            if name in _POST_GATE_ONLY and name in fields:
+                raise fields.key(name).error(
+                    "is not known at claim time (there is no diff yet); use stage: post-gate or both"
+                )
+    lines = fields.get("lines_changed")
+    lines_over, lines_under = _parse_lines_changed(lines) if lines is not None else (None, None)
+    return Conditions(
+        paths=_optional(fields, "paths", _parse_path_globs, None),
+        regions=_optional(fields, "regions", _parse_region_globs, None),
+        signature_changed=_optional(fields, "signature_changed", Value.as_bool, None),
+        lines_over=lines_over,
+        lines_under=lines_under,
+        gates_failed=_optional(fields, "gates_failed", _names, None),
+        gates_passed=_optional(fields, "gates_passed", _names, None),
+        runtime=_optional(fields, "runtime", _names, None),
+        labels=_optional(fields, "labels", _names, None),
+    )
+
+
+def _parse_lines_changed(value: Value) -> tuple[int | None, int | None]:
+    fields = value.as_mapping(known=("over", "under"))
+    if not len(fields):
+        raise value.error("name `over: N` (more than N lines) and/or `under: N` (fewer than N)")
+    over = _optional(fields, "over", lambda v: v.as_int(minimum=0), None)
+    under = _optional(fields, "under", lambda v: v.as_int(minimum=1), None)
+    if over is not None and under is not None and under - over < 2:
+        raise fields["under"].error(f"no number of lines is over {over} and under {under}")
+    return over, under
+
+
+def _parse_path_globs(value: Value) -> PathGlobs:
+    patterns: list[str] = []
+    for item in _one_or_many(value):
+        pattern = item.as_str(non_empty=True)
+        problem = glob_problem(pattern)
+        if problem:
+            raise item.error(f"invalid glob {pattern!r}: {problem}")
+        patterns.append(pattern)
+    if not patterns:
+        raise value.error("must list at least one glob")
+    if all(pattern.startswith("!") for pattern in patterns):
+        raise value.error("every glob is a negation (!), so no path can match")
+    return PathGlobs.of(patterns)
+
+
+def _parse_region_globs(value: Value) -> tuple[RegionGlob, ...]:
+    globs: list[RegionGlob] = []
+    for item in _one_or_many(value):
+        pattern = item.as_str(non_empty=True)
+        path, separator, qualname = pattern.partition("::")
+        problem = glob_problem(path) if path else "no path before '::'"
+        if "::" in qualname:
+            problem = "'::' may appear once"
+        elif separator and not qualname:
+            problem = "nothing after '::'"
+        elif "[" in qualname or "]" in qualname:
+            problem = "use only * and ? after '::' (no [ ] classes)"
+        elif path.startswith("!"):
+            problem = "negation (!) is for `paths` only"
+        if problem:
+            raise item.error(f"invalid region glob {pattern!r}: {problem}")
+        globs.append(RegionGlob.of(pattern))
+    if not globs:
+        raise value.error("must list at least one region glob")
+    return tuple(globs)
+
+
+def _names(value: Value) -> tuple[str, ...]:
+    names = tuple(item.as_str(non_empty=True) for item in _one_or_many(value))
+    if not names:
+        raise value.error("must list at least one name")
+    return names
+
+
+def _parse_codeowners_file(value: Value, root: Path | None, warnings: list[str]) -> CodeOwners | None:
+    relative = value.as_str(non_empty=True)
+    pure = PurePosixPath(relative)
+    if pure.is_absolute() or ".." in pure.parts:
+        raise value.error(f"must be a path inside the repository, relative to its root (got {relative!r})")
+    if root is None:
+        warnings.append(f"{value.path}:{value.line}: codeowners: {relative} not read (no repository root given)")
+        return None
+    if not (root / relative).is_file():
+        raise value.error(f"{relative}: file not found")
+    return load_codeowners(root, relative)
+
+
+def _unknown_owner_warnings(
+    codeowners: CodeOwners, groups: Mapping[str, frozenset[str]], policy_path: str
+) -> list[str]:
+    warned: set[str] = set()
+    warnings: list[str] = []
+    for rule in codeowners.rules:
+        for owner in rule.owners:
+            if owner in warned or _is_email(owner) or _owner_group(owner, groups) is not None:
+                continue
+            warned.add(owner)
+            warnings.append(
+                f"{codeowners.path}:{rule.line}: owner {owner} is not a group in {policy_path}, "
+                "so no one can approve as it"
+            )
+    return warnings
+
+
+# -- small helpers -----------------------------------------------------------------------
+
+
+def _optional(fields: Fields, name: str, read: Callable[[Value], _T], default: _T) -> _T:
+    value = fields.get(name)
+    return default if value is None else read(value)
+
+
+def _one_or_many(value: Value) -> list[Value]:
+    """A list's items, or a lone string as a one-item list (`runtime: claude`)."""
+    return [value] if isinstance(value.node, ScalarNode) and not value.is_null() else value.as_list()
