@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from textual.widgets import DataTable, Static, Tree
+from textual.widgets import DataTable, Input, Select, Static, Tree
 
 from loomtui.tui.app import LoomApp
 from loomtui.tui.screens.plan import PlanScreen
+from loomtui.tui.screens.sandbox_forms import NewSandboxScreen
 from loomtui.workflow import tasks
 from loomtui.workspace import open_workspace
 from tests.conftest import wait_for
@@ -48,3 +49,29 @@ async def test_the_plan_view_draws_waves_and_why_a_task_waits(tmp_path: Path) ->
         await pilot.press("escape")
         await pilot.pause()
         assert app.current_mode == "dashboard"
+
+
+async def test_n_states_a_task_that_waits_on_another(tmp_path: Path) -> None:
+    repo = make_repo(tmp_path / "repo", "manual")
+    workspace = open_workspace(repo)
+    first = tasks.create_sandbox(workspace, "change the helper", "script",
+                                 script=edit(workspace, "first", "lib.py", "x + 1", "x + 2"))
+    second_script = edit(workspace, "second", "app.py", "helper(1)", "helper(2)")
+    app = LoomApp(workspace)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: app.coordinator is not None)
+        await pilot.press("n")
+        await pilot.pause()
+        form = app.screen
+        assert isinstance(form, NewSandboxScreen)
+        form.query_one("#runtime", Select).value = "script"
+        await pilot.pause()
+        form.query_one("#script", Input).value = str(second_script)
+        form.query_one("#task", Input).value = "use the new helper"
+        form.query_one("#after", Input).value = first.id
+        await pilot.click("#start")
+        table = app.screen.query_one("#sandboxes", DataTable)
+        await wait_for(pilot, lambda: table.row_count == 2, timeout=15)
+        second = next(r for r in workspace.store.list_sandboxes() if r.id != first.id)
+        assert second.after == (first.id,) and second.status == "planned"
+        await wait_for(pilot, lambda: str(table.get_cell(second.id, "next")).startswith("waits for the merge"))

@@ -470,6 +470,7 @@ class DashboardScreen(Screen[None]):
             record = tasks.create_sandbox(
                 app.workspace, request.task, request.runtime, base=request.base,  # type: ignore[attr-defined]
                 claims=request.claims, script=request.script, autostart=True,  # type: ignore[attr-defined]
+                after=request.after,  # type: ignore[attr-defined]
             )
         except LoomError as exc:
             app.call_from_thread(app.notify, str(exc), title="new sandbox", severity="error")

@@ -24,6 +24,7 @@ class NewSandboxRequest:
     base: str
     claims: tuple[str, ...]
     script: str | None
+    after: tuple[str, ...] = ()
 
 
 class NewSandboxScreen(ModalScreen[NewSandboxRequest | None]):
@@ -57,6 +58,7 @@ class NewSandboxScreen(ModalScreen[NewSandboxRequest | None]):
                 yield Select([(name, name) for name in self.runtimes], value=self.default_runtime,
                              allow_blank=False, id="runtime")
                 yield Input(value="HEAD", placeholder="base ref", id="base")
+                yield Input(placeholder="after: sandbox ids whose change merges first", id="after")
             yield Input(placeholder="script file (script runtime only)", id="script")
             yield Label("Claims (suggested from the task; space toggles):")
             yield SelectionList[str](id="claims")
@@ -126,6 +128,7 @@ class NewSandboxScreen(ModalScreen[NewSandboxRequest | None]):
             task=task, runtime=runtime, base=self.query_one("#base", Input).value.strip() or "HEAD",
             claims=tuple(self.query_one("#claims", SelectionList).selected),
             script=script if runtime == "script" else None,
+            after=tuple(self.query_one("#after", Input).value.replace(",", " ").split()),
         ))
 
     @on(Button.Pressed, "#cancel")
