@@ -1,0 +1,164 @@
+"""Which files the index covers and how each is read: git listing, gitignore-style globs, path checks, blob hashes."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import posixpath
+import stat
+import subprocess
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import pathspec
+
+from loomtui.coordination.regions import MAX_FILE_BYTES, FileFacts, file_facts
+from loomtui.repo import DISTRUSTING_GIT_CONFIG
+
+
+def blob_hash(data: bytes) -> str:
+    """Git's blob id of `data`: sha1 of `blob <size>\\0` followed by the bytes."""
+    digest = hashlib.sha1(b"blob %d\0" % len(data))
+    digest.update(data)
+    return digest.hexdigest()
+
+
+# -- listing -----------------------------------------------------------------------
+
+
+def _git(root: Path, *args: str) -> subprocess.CompletedProcess[bytes] | None:
+    # `root` may be an agent's worktree: nothing it could have set in its git config runs.
+    try:
+        return subprocess.run(["git", *DISTRUSTING_GIT_CONFIG, *args], cwd=root, capture_output=True,
+                              check=False)
+    except OSError:
+        return None
+
+
+def _git_listing(root: Path) -> list[str] | None:
+    """Tracked and untracked-but-not-ignored files under `root`, or None if git does not own it."""
+    # check-ignore answers 1 for a directory git does not ignore, 0 when an enclosing
+    # repository ignores it (a virtualenv, site-packages), 128 outside any repository.
+    ignored = _git(root, "check-ignore", "-q", "--", ".")
+    if ignored is None or ignored.returncode != 1:
+        return None
+    listed = _git(root, "ls-files", "-z", "-co", "--exclude-standard")
+    if listed is None or listed.returncode != 0:
+        return None
+    names = listed.stdout.decode("utf-8", "surrogateescape").split("\0")
+    return list(dict.fromkeys(name for name in names if name))
+
+
+def _walk_listing(root: Path) -> list[str]:
+    found: list[str] = []
+    for directory, dirnames, filenames in os.walk(root):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith(".") and d != "__pycache__")
+        relative = os.path.relpath(directory, root)
+        prefix = "" if relative == "." else relative.replace(os.sep, "/") + "/"
+        found.extend(prefix + name for name in filenames)
+    return found
+
+
+def list_files(root: Path, include: Sequence[str] = ("**/*.py",), exclude: Sequence[str] = ()) -> list[str]:
+    """Repository-relative posix paths under `root` selected by gitignore-style globs, sorted."""
+    names = _git_listing(root)
+    if names is None:
+        names = _walk_listing(root)
+    wanted = pathspec.GitIgnoreSpec.from_lines(include)
+    unwanted = pathspec.GitIgnoreSpec.from_lines(exclude)
+    return sorted(name for name in names if wanted.match_file(name) and not unwanted.match_file(name))
+
+
+def _checked_relative(root: Path, name: str | os.PathLike[str]) -> str:
+    """`name` as a normalised repository-relative posix path; ValueError if it leaves the repository."""
+    raw = os.fspath(name)
+    if os.path.isabs(raw):
+        # The directory is resolved (root is), the file itself not: a symlink
+        # keeps its own path and is checked where it points when read.
+        directory, filename = os.path.split(raw)
+        try:
+            raw = os.path.join(os.path.relpath(os.path.realpath(directory), root), filename)
+        except ValueError:
+            raise ValueError(f"{name}: outside the repository") from None
+    relative = posixpath.normpath(raw.replace(os.sep, "/"))
+    if relative == ".." or relative.startswith("../") or relative == ".":
+        raise ValueError(f"{name}: path escapes the repository")
+    return relative
+
+
+def _inside(real_root: str, path: str) -> bool:
+    real = os.path.realpath(path)
+    return real == real_root or real.startswith(real_root + os.sep)
+
+
+# -- reading -------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class _Source:
+    """One file as read for this build: its blob hash and its bytes (None when too large)."""
+
+    blob: str
+    data: bytes | None
+    facts: FileFacts | None = None
+
+
+def _read_large(full: str) -> _Source:
+    # Hashed in chunks and never parsed: enormous files become file-level regions.
+    size = os.path.getsize(full)
+    blob = hashlib.sha1(b"blob %d\0" % size)
+    digest = hashlib.sha256()
+    lines = 0
+    last = b""
+    with open(full, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            blob.update(chunk)
+            digest.update(chunk)
+            lines += chunk.count(b"\n")
+            last = chunk
+    lines += 0 if last.endswith(b"\n") else 1
+    warning = f"file too large ({size} bytes > {MAX_FILE_BYTES})"
+    return _Source(blob.hexdigest(), None, file_facts(lines, digest.hexdigest(), warning))
+
+
+def _read_sources(
+    root: Path, paths: Iterable[str], warnings: list[str], *, explicit: bool
+) -> dict[str, _Source]:
+    """Read every file, refusing those that resolve outside the repository."""
+    real_root = os.path.realpath(root)
+    sources: dict[str, _Source] = {}
+    for path in paths:
+        full = os.path.join(root, path)
+        try:
+            info = os.lstat(full)
+            # Listings never pass through a symlinked directory; explicit paths may.
+            if (explicit or stat.S_ISLNK(info.st_mode)) and not _inside(real_root, full):
+                if explicit:
+                    raise ValueError(f"{path}: symlink points outside the repository")
+                warnings.append(f"{path}: refused: symlink points outside the repository")
+                continue
+            if stat.S_ISLNK(info.st_mode):
+                # An alias inside the repository is not code of its own: its target is indexed
+                # under its real name, and regions named through the alias would let two
+                # sandboxes claim one file.
+                continue
+            if not stat.S_ISREG(info.st_mode):
+                if explicit:
+                    raise ValueError(f"{path}: not a regular file")
+                continue
+            if info.st_size > MAX_FILE_BYTES:
+                sources[path] = _read_large(full)
+                continue
+            with open(full, "rb") as handle:
+                data = handle.read()
+        except FileNotFoundError:
+            # Listed by git but deleted in the work tree.
+            if explicit:
+                raise ValueError(f"{path}: no such file") from None
+            continue
+        except OSError as exc:
+            warnings.append(f"{path}: unreadable: {exc.strerror}")
+            continue
+        sources[path] = _Source(blob_hash(data), data)
+    return sources

@@ -1,0 +1,82 @@
+"""Dotted module names of the indexed files, and which file an import of a name means from where."""
+
+from __future__ import annotations
+
+import posixpath
+from collections.abc import Iterable
+
+
+class _ModuleMap:
+    """Dotted module names of the indexed files, and which file a name means where.
+
+    A file's import root is the first directory above it without `__init__.py`:
+    the directory Python would have on sys.path to import it. Its name is the
+    dotted path from there, so a src/ layout resolves as installed. Roots that
+    hold packages (the top, src/) are seen from everywhere; a directory of plain
+    modules (tests/, scripts/, test data) only from itself, so its `gc.py` does
+    not shadow the standard library for the whole repository. The dotted path
+    from the top is a last resort, which covers namespace packages. When the
+    top itself is a package its directory name leads every name.
+    """
+
+    def __init__(self, paths: Iterable[str], package: str) -> None:
+        paths = sorted(paths)
+        package_dirs = {posixpath.dirname(p) for p in paths if posixpath.basename(p) == "__init__.py"}
+        prefix = [package] if package and "" in package_dirs else []
+        self.name_of: dict[str, str] = {}
+        self.root_of: dict[str, str] = {}
+        self.names_of: dict[str, tuple[str, ...]] = {}
+        self.by_root: dict[str, dict[str, str]] = {"": {}}
+        self.by_full_path: dict[str, str] = {}
+        for path in paths:
+            directory, filename = posixpath.split(path)
+            stem = filename.rpartition(".")[0] or filename
+            parts = [] if stem == "__init__" else [stem]
+            # Climb while the directory is a package.
+            while directory and directory in package_dirs:
+                directory, name = posixpath.split(directory)
+                parts.insert(0, name)
+            if not directory and "" in package_dirs:
+                parts[:0] = prefix
+            primary = ".".join(parts)
+            self.name_of[path] = primary
+            self.root_of[path] = directory
+            self.by_root.setdefault(directory, {}).setdefault(primary, path)
+            folders = posixpath.dirname(path)
+            own = [] if stem == "__init__" else [stem]
+            full = ".".join([*prefix, *(folders.split("/") if folders else []), *own])
+            self.by_full_path.setdefault(full, path)
+            self.names_of[path] = (_root_key(directory, primary), _root_key("*", full))
+        holding_packages = {self.root_of[p] for p in paths if posixpath.dirname(p) != self.root_of[p]}
+        self.global_roots = ("", *sorted(holding_packages - {""}))
+
+    def package_of(self, path: str) -> str:
+        name = self.name_of[path]
+        return name if posixpath.basename(path) == "__init__.py" else name.rpartition(".")[0]
+
+    def absolute(self, path: str, dotted: str, level: int) -> str | None:
+        """The absolute module name of `from <level dots><dotted> import` in `path`; None if it climbs too high."""
+        if level == 0:
+            return dotted
+        package = self.package_of(path)
+        parts = package.split(".") if package else []
+        if level - 1 > len(parts) or (level - 1 == len(parts) and not dotted):
+            return None
+        base = parts[: len(parts) - (level - 1)]
+        return ".".join([*base, dotted] if dotted else base)
+
+    def find(self, name: str, root: str) -> tuple[str | None, tuple[str, ...]]:
+        """The file module `name` means when imported under import root `root`, and the keys looked at."""
+        keys: list[str] = []
+        for candidate in (root, *(r for r in self.global_roots if r != root)):
+            keys.append(_root_key(candidate, name))
+            found = self.by_root.get(candidate, {}).get(name)
+            if found is not None:
+                return found, tuple(keys)
+        keys.append(_root_key("*", name))
+        return self.by_full_path.get(name), tuple(keys)
+
+
+def _root_key(root: str, name: str) -> str:
+    # What a resolution records when it looks a module name up under one root.
+    return f"{root}\0{name}"
