@@ -8,9 +8,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 from textual import work
-from textual.app import App
+from textual.app import App, ScreenStackError
 from textual.binding import Binding
 from textual.notifications import SeverityLevel
+from textual.screen import Screen
 from textual.worker import Worker, WorkerState, get_current_worker
 
 from loomtui.config import LoomConfig
@@ -223,8 +224,20 @@ class LoomApp(App[int]):
         except LoomError as exc:
             self.call_from_thread(self._store_failed, str(exc))
 
+    def _shown_screen(self) -> Screen[object] | None:
+        """The screen on top, or None while there is none (starting up, switching modes): a
+        message from a worker can arrive then, and must not take the app down."""
+        try:
+            return self.screen
+        except ScreenStackError:
+            return None
+
+    def _headers(self) -> list[StatusHeader]:
+        screen = self._shown_screen()
+        return list(screen.query(StatusHeader)) if screen is not None else []
+
     def _store_failed(self, message: str) -> None:
-        for header in self.screen.query(StatusHeader):
+        for header in self._headers():
             header.store_state = "error"
         self.notify(message, title="store", severity="error", timeout=10)
 
@@ -232,8 +245,8 @@ class LoomApp(App[int]):
         first = self.latest_snapshot is None
         self._last_event = message.snapshot.last_event_id
         self.latest_snapshot = message.snapshot
-        screen = self.screen
-        for header in screen.query(StatusHeader):
+        screen = self._shown_screen()
+        for header in self._headers():
             self.update_header(header)
         # Hidden screens skip the update; they catch up on resume.
         if isinstance(screen, DashboardScreen | PlanScreen):
@@ -280,15 +293,15 @@ class LoomApp(App[int]):
         self.post_message(IndexProgress(done, total))
 
     def on_index_progress(self, message: IndexProgress) -> None:
-        if isinstance(self.screen, GraphScreen):
-            self.screen.show_progress(message.done, message.total)
+        if isinstance(screen := self._shown_screen(), GraphScreen):
+            screen.show_progress(message.done, message.total)
 
     def on_coordination_changed(self, message: CoordinationChanged) -> None:
         self.coordination = message.picture
-        for header in self.screen.query(StatusHeader):
+        for header in self._headers():
             header.conflicts = len(message.picture.conflicts)
-        if isinstance(self.screen, GraphScreen):
-            self.screen.show_picture(message.picture)
+        if isinstance(screen := self._shown_screen(), GraphScreen):
+            screen.show_picture(message.picture)
 
     # -- config and policy: reloaded on change, last good kept ------------------------
 
@@ -326,8 +339,8 @@ class LoomApp(App[int]):
 
     def on_config_problem(self, message: ConfigProblem) -> None:
         self.config_problem = message.message
-        if isinstance(self.screen, PolicyScreen):
-            self.screen.show_policy()
+        if isinstance(screen := self._shown_screen(), PolicyScreen):
+            screen.show_policy()
         for screen in self.screen_stack:
             if isinstance(screen, DashboardScreen):
                 screen.show_config_problem(message.message)
