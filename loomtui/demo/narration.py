@@ -28,7 +28,7 @@ from loomtui.execution.sandboxes import isolation_label
 from loomtui.governance.coordinator import governed_coordinator
 from loomtui.governance.escalations import EscalationStatus, status_lines
 from loomtui.store import SandboxRecord
-from loomtui.workflow.steps import AFTER_KEY
+from loomtui.workflow.steps import AFTER_KEY, dependencies
 from loomtui.workspace import Workspace
 
 
@@ -155,7 +155,7 @@ class _Narrator:
             return
         base = str(record.data.get("base_sha") or "")
         target = str(record.data.get("target") or record.base_ref)
-        merged_from = [other for other in _dependencies(self.workspace, record)
+        merged_from = [other for other in dependencies(self.workspace, record)
                        if other.data.get("merged_commit") == base]
         whose = (f", {' and '.join(agent_names(self.workspace, [o.id for o in merged_from]))}'s merge"
                  if merged_from else "")
@@ -243,15 +243,6 @@ class _Narrator:
         if waiting:
             self.say(f"[{name}]   {' and '.join(agent_names(self.workspace, [o.id for o in waiting]))} waited for this "
                      "merge: the engine starts them from it")
-
-
-def _dependencies(workspace: Workspace, record: SandboxRecord) -> list[SandboxRecord]:
-    found = []
-    for sandbox_id in record.data.get(AFTER_KEY) or []:
-        other = workspace.store.get_sandbox(str(sandbox_id))
-        if other is not None:
-            found.append(other)
-    return found
 
 
 def _ended_line(repo: Git, record: SandboxRecord, details: dict[str, Any]) -> str:
