@@ -255,8 +255,8 @@ def test_advancing_again_is_idempotent_and_follows_a_leads_decision(
     assert advance_scenario(workspace) == []
 
 
-def test_a_task_held_before_start_starts_once_its_escalation_is_approved(tmp_path: Path) -> None:
-    """When the policy holds a start (pre-start escalation), the app's triage lets it go."""
+def _repo_whose_policy_holds_rounding(tmp_path: Path) -> Path:
+    """The demo repository with a claim-stage rule: rounding's start needs a payments-team approval."""
     repo = prepare_demo_repo(tmp_path)
     policy_file = repo / ".loom" / "policy.yaml"
     policy = yaml.safe_load(policy_file.read_text())
@@ -264,6 +264,12 @@ def test_a_task_held_before_start_starts_once_its_escalation_is_approved(tmp_pat
                             "risk": "high", "decision": "require",
                             "approvals": {"groups": ["payments-team"], "count": 1}})
     policy_file.write_text(yaml.safe_dump(policy, sort_keys=False))
+    return repo
+
+
+def test_a_task_held_before_start_starts_once_its_escalation_is_approved(tmp_path: Path) -> None:
+    """When the policy holds a start (pre-start escalation), the app's triage lets it go."""
+    repo = _repo_whose_policy_holds_rounding(tmp_path)
     workspace = open_workspace(repo)
     try:
         lines = start_scenario(workspace, approve_start=False)
@@ -297,13 +303,7 @@ def test_a_task_held_before_start_starts_once_its_escalation_is_approved(tmp_pat
 
 def test_the_pre_start_approval_is_given_at_once_by_default(tmp_path: Path) -> None:
     """`approve_start` (the default, as in the app): the payments reviewers approve, the engine starts it."""
-    repo = prepare_demo_repo(tmp_path)
-    policy_file = repo / ".loom" / "policy.yaml"
-    policy = yaml.safe_load(policy_file.read_text())
-    policy["rules"].append({"name": "rounding-claims", "stage": "claim", "when": {"paths": ["payments/currency.py"]},
-                            "risk": "high", "decision": "require",
-                            "approvals": {"groups": ["payments-team"], "count": 1}})
-    policy_file.write_text(yaml.safe_dump(policy, sort_keys=False))
+    repo = _repo_whose_policy_holds_rounding(tmp_path)
     workspace = open_workspace(repo)
     try:
         lines = start_scenario(workspace)
