@@ -17,11 +17,12 @@ Reading anchors back and checking the log against them is governance's job
 from __future__ import annotations
 
 import re
-import subprocess
 from pathlib import Path
 from typing import Final
 
 from loomtui.audit import AuditLog
+from loomtui.errors import LoomError
+from loomtui.gitcmd import Git
 
 TRAILER: Final = "Loom-Audit"
 LOG_ID_KEY: Final = "loom.auditlog"
@@ -48,11 +49,9 @@ def parse_anchor(value: str) -> tuple[int, str, str | None] | None:
 def configured_log_id(root: Path) -> str | None:
     """The log id this clone anchored with (git config `loom.auditlog`), if any."""
     try:
-        done = subprocess.run(["git", "config", "--get", LOG_ID_KEY], cwd=root,
-                              capture_output=True, text=True, timeout=10)
-    except (OSError, subprocess.TimeoutExpired):
+        value = Git(root).run("config", "--get", LOG_ID_KEY, timeout=10).out.strip()
+    except LoomError:
         return None
-    value = done.stdout.strip()
     return value or None
 
 
@@ -72,7 +71,7 @@ def head_trailer(log: AuditLog, root: Path) -> tuple[str, str] | None:
     name = log_id(first.hash)
     if configured_log_id(root) is None:
         try:
-            subprocess.run(["git", "config", LOG_ID_KEY, name], cwd=root, capture_output=True, timeout=10)
-        except (OSError, subprocess.TimeoutExpired):
+            Git(root).run("config", LOG_ID_KEY, name, timeout=10)
+        except LoomError:
             pass  # the anchor still names its log; verify then only lacks the local memory of it
     return TRAILER, format_anchor(last.seq, last.hash, name)

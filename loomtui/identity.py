@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import getpass
 import os
-import subprocess
 from pathlib import Path
+
+from loomtui.errors import LoomError
+from loomtui.gitcmd import Git
 
 
 def current_user(root: Path | None = None) -> str:
@@ -14,10 +16,8 @@ def current_user(root: Path | None = None) -> str:
     if override:
         return override
     try:
-        email = subprocess.run(
-            ["git", "config", "user.email"], cwd=root, capture_output=True, text=True, timeout=5
-        ).stdout.strip()
-    except (OSError, subprocess.TimeoutExpired):
+        email = Git(root or Path.cwd()).run_plain("config", "user.email", timeout=5).out.strip()
+    except (OSError, LoomError):  # OSError: the current directory is gone
         email = ""
     if email:
         return email

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
 from loomtui.errors import LoomError, NotARepository
+from loomtui.gitcmd import Git
 
 STATE_DIR_NAME = "loom"
 
@@ -55,17 +55,10 @@ class RepoPaths:
 
 
 def _git(cwd: Path, *args: str) -> str:
-    try:
-        out = subprocess.run(
-            ["git", *args], cwd=cwd, capture_output=True, text=True, check=True
-        )
-    except FileNotFoundError:
-        raise LoomError("git is not installed or not on PATH") from None
-    except subprocess.CalledProcessError as exc:
-        raise NotARepository(
-            f"{cwd} is not inside a git repository (run `git init` or cd into one)"
-        ) from exc
-    return out.stdout.strip()
+    result = Git(cwd).run_plain(*args)
+    if result.status != 0:
+        raise NotARepository(f"{cwd} is not inside a git repository (run `git init` or cd into one)")
+    return result.out.strip()
 
 
 def find_repo(start: Path | str | None = None) -> RepoPaths:
@@ -86,16 +79,14 @@ def find_repo(start: Path | str | None = None) -> RepoPaths:
 
 def current_branch(root: Path) -> str:
     """The checked-out branch name, or a short commit id when detached, or '(no commits)'."""
+    git = Git(root)
     try:
-        out = subprocess.run(
-            ["git", "rev-parse", "--abbrev-ref", "HEAD"],
-            cwd=root, capture_output=True, text=True, check=True,
-        ).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
+        result = git.run_plain("rev-parse", "--abbrev-ref", "HEAD")
+    except LoomError:
         return "(no commits)"
+    if result.status != 0:
+        return "(no commits)"
+    out = result.out.strip()
     if out == "HEAD":
-        sha = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True
-        ).stdout.strip()
-        return f"(detached {sha})"
+        return f"(detached {git.run_plain('rev-parse', '--short', 'HEAD').out.strip()})"
     return out

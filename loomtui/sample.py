@@ -8,38 +8,33 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 import tempfile
 from pathlib import Path
 
 from loomtui.errors import LoomError
+from loomtui.gitcmd import Git
 from loomtui.resources import bundled
 
 _IGNORED = shutil.ignore_patterns("__pycache__", ".pytest_cache", "*.pyc", ".benchmarks")
 
 
 def _git(cwd: Path, *args: str) -> str:
-    env = dict(os.environ)
-    # A fresh machine may have no git identity; the demo commit must not fail for it.
-    env.setdefault("GIT_AUTHOR_NAME", "loomtui demo")
-    env.setdefault("GIT_AUTHOR_EMAIL", "demo@loomtui.invalid")
-    env.setdefault("GIT_COMMITTER_NAME", env["GIT_AUTHOR_NAME"])
-    env.setdefault("GIT_COMMITTER_EMAIL", env["GIT_AUTHOR_EMAIL"])
-    try:
-        done = subprocess.run(
-            ["git", *args], cwd=cwd, env=env, capture_output=True, text=True, check=True
-        )
-    except FileNotFoundError:
-        raise LoomError("git is not installed or not on PATH") from None
-    except subprocess.CalledProcessError as exc:
-        raise LoomError(f"git {' '.join(args)} failed: {exc.stderr.strip()}") from None
-    return done.stdout.strip()
+    # A fresh machine may have no git identity; the demo commit must not fail for it. Only the
+    # defaults go in `env` (Git lays it over the environment, after its C locale).
+    name = os.environ.get("GIT_AUTHOR_NAME", "loomtui demo")
+    email = os.environ.get("GIT_AUTHOR_EMAIL", "demo@loomtui.invalid")
+    env = {"GIT_AUTHOR_NAME": name, "GIT_AUTHOR_EMAIL": email,
+           "GIT_COMMITTER_NAME": os.environ.get("GIT_COMMITTER_NAME", name),
+           "GIT_COMMITTER_EMAIL": os.environ.get("GIT_COMMITTER_EMAIL", email)}
+    result = Git(cwd).run(*args, env=env)
+    if result.status != 0:
+        raise LoomError(f"git {' '.join(args)} failed: {result.err.strip()}")
+    return result.out.strip()
 
 
 def _has_git_identity(repo: Path) -> bool:
     """Whether git can name an author here (config or environment) without the demo's defaults."""
-    done = subprocess.run(["git", "var", "GIT_COMMITTER_IDENT"], cwd=repo, capture_output=True, check=False)
-    return done.returncode == 0
+    return Git(repo).ok("var", "GIT_COMMITTER_IDENT")
 
 
 def prepare_demo_repo(parent: Path | None = None) -> Path:

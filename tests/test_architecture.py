@@ -54,7 +54,7 @@ def test_no_sql_or_sqlite_outside_store() -> None:
 
 
 LAYERS = (
-    ("store", "audit", "auditanchor", "config", "errors", "globs", "identity", "repo", "resources", "sample",
+    ("store", "audit", "auditanchor", "config", "errors", "gitcmd", "globs", "identity", "repo", "resources", "sample",
      "workspace", "yamlcheck", "__init__", "__main__"),
     ("coordination",),
     ("knowledge",),

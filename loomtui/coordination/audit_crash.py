@@ -33,6 +33,7 @@ from loomtui.audit import AuditEntry
 from loomtui.coordination.claims import ClaimRefused, nobody_overrides, open_coordinator
 from loomtui.coordination.index import RepoIndex
 from loomtui.errors import LoomError
+from loomtui.gitcmd import Git
 from loomtui.workspace import Workspace, open_workspace
 
 FILES = 8
@@ -49,10 +50,10 @@ def make_repo(root: Path) -> Path:
         body = "".join(f"def f{j}(x):\n    return x + {j}\n\n\n" for j in range(FUNCTIONS))
         (root / "pkg").mkdir(exist_ok=True)
         (root / "pkg" / f"mod{number}.py").write_text(body)
-    env = {**os.environ, "GIT_AUTHOR_NAME": "crash", "GIT_AUTHOR_EMAIL": "crash@example.com",
+    env = {"GIT_AUTHOR_NAME": "crash", "GIT_AUTHOR_EMAIL": "crash@example.com",
            "GIT_COMMITTER_NAME": "crash", "GIT_COMMITTER_EMAIL": "crash@example.com"}
     for args in (["init", "-q"], ["add", "."], ["commit", "-qm", "modules to claim"]):
-        subprocess.run(["git", *args], cwd=root, env=env, check=True, capture_output=True)
+        Git(root).out(*args, env=env)
     return root
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -10,6 +9,7 @@ from pathlib import Path
 from loomtui.coordination.claims import ancestors
 from loomtui.coordination.signatures import changed_regions
 from loomtui.errors import LoomError
+from loomtui.gitcmd import Git
 from loomtui.store import ClaimRecord
 
 
@@ -22,15 +22,15 @@ class ChangedRegion:
 
 
 def _git(root: Path, *args: str) -> str:
-    done = subprocess.run(["git", *args], cwd=root, capture_output=True, text=True)
-    if done.returncode != 0:
-        raise LoomError(f"git {' '.join(args)}: {done.stderr.strip() or 'failed'}")
-    return done.stdout
+    done = Git(root).run(*args)
+    if done.status != 0:
+        raise LoomError(f"git {' '.join(args)}: {done.err.strip() or 'failed'}")
+    return done.out
 
 
 def _show(root: Path, rev: str, path: str) -> str:
-    done = subprocess.run(["git", "show", f"{rev}:{path}"], cwd=root, capture_output=True)
-    return done.stdout.decode("utf-8", "replace") if done.returncode == 0 else ""
+    done = Git(root).raw("show", f"{rev}:{path}")
+    return done.out.decode("utf-8", "replace") if done.status == 0 else ""
 
 
 def changed_files(root: Path, base: str, head: str | None = None) -> list[str]:

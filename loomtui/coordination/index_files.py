@@ -6,7 +6,6 @@ import hashlib
 import os
 import posixpath
 import stat
-import subprocess
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,6 +13,8 @@ from pathlib import Path
 import pathspec
 
 from loomtui.coordination.regions import MAX_FILE_BYTES, FileFacts, file_facts
+from loomtui.errors import LoomError
+from loomtui.gitcmd import Git, RawResult
 from loomtui.repo import DISTRUSTING_GIT_CONFIG
 
 
@@ -27,12 +28,11 @@ def blob_hash(data: bytes) -> str:
 # -- listing -----------------------------------------------------------------------
 
 
-def _git(root: Path, *args: str) -> subprocess.CompletedProcess[bytes] | None:
+def _git(root: Path, *args: str) -> RawResult | None:
     # `root` may be an agent's worktree: nothing it could have set in its git config runs.
     try:
-        return subprocess.run(["git", *DISTRUSTING_GIT_CONFIG, *args], cwd=root, capture_output=True,
-                              check=False)
-    except OSError:
+        return Git(root).raw(*DISTRUSTING_GIT_CONFIG, *args)
+    except LoomError:
         return None
 
 
@@ -41,12 +41,12 @@ def _git_listing(root: Path) -> list[str] | None:
     # check-ignore answers 1 for a directory git does not ignore, 0 when an enclosing
     # repository ignores it (a virtualenv, site-packages), 128 outside any repository.
     ignored = _git(root, "check-ignore", "-q", "--", ".")
-    if ignored is None or ignored.returncode != 1:
+    if ignored is None or ignored.status != 1:
         return None
     listed = _git(root, "ls-files", "-z", "-co", "--exclude-standard")
-    if listed is None or listed.returncode != 0:
+    if listed is None or listed.status != 0:
         return None
-    names = listed.stdout.decode("utf-8", "surrogateescape").split("\0")
+    names = listed.out.decode("utf-8", "surrogateescape").split("\0")
     return list(dict.fromkeys(name for name in names if name))
 
 

@@ -222,6 +222,7 @@ class HostileReport:
 
 
 def _git(cwd: Path, *args: str) -> str:
+    # Plain subprocess, not gitcmd.Git: the hostile scenario runs git as a raw attacker or bystander would.
     env = {**os.environ, "GIT_AUTHOR_NAME": "hostile test", "GIT_AUTHOR_EMAIL": "hostile@loomtui.invalid",
            "GIT_COMMITTER_NAME": "hostile test", "GIT_COMMITTER_EMAIL": "hostile@loomtui.invalid"}
     return subprocess.run(["git", *args], cwd=cwd, env=env, capture_output=True, text=True, check=True).stdout
@@ -354,6 +355,7 @@ def _judge(repo: Path, base: Path, records: dict[str, Any], victim_claims: set[s
            merged: str, isolate: bool, workspace: Any) -> list[AttemptResult]:
     found = {path.name for path in _markers(base)}
     main_log = _git(repo, "log", "--format=%H %s", main_before).splitlines()
+    # Plain subprocess, as in `_git`: the judge reads the repository the way any user would.
     fsck = subprocess.run(["git", "fsck", "--no-dangling"], cwd=repo, capture_output=True, text=True)
     results = []
     for attempt in ATTEMPTS:

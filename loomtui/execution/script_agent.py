@@ -25,7 +25,6 @@ leave it. Every error in a script names `file:line`.
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 import time
 from collections.abc import Mapping
@@ -34,7 +33,7 @@ from pathlib import Path, PurePosixPath
 from typing import Final
 
 from loomtui.errors import ConfigError, LoomError
-from loomtui.execution.gitops import Git
+from loomtui.execution.gitops import Git, GitResult
 from loomtui.yamlcheck import Fields, Value, compose, read_text
 
 ACTIONS: Final = ("write", "append", "replace", "delete", "commit", "log", "exit")
@@ -155,20 +154,20 @@ def _inside(root: Path, relative: str, shown: str, step: Step) -> Path:
     return target
 
 
-def _git(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, check=False)
+def _git(root: Path, *args: str) -> GitResult:
+    return Git(root).run(*args)
 
 
 def _git_commit(root: Path, message: str) -> str:
     """Commit everything, as a developer would; a fallback identity where none is configured."""
     identity = Git(root).fallback_identity("loomtui script agent", "script-agent@loomtui.invalid")
     _git(root, "add", "-A")
-    if not _git(root, "status", "--porcelain").stdout:
+    if not _git(root, "status", "--porcelain").out:
         return "nothing to commit"
     done = _git(root, *identity, "commit", "-q", "-m", message)
-    if done.returncode != 0:
-        raise ScriptFailed(f"git commit failed: {(done.stderr or done.stdout).strip()}")
-    return _git(root, "rev-parse", "--short", "HEAD").stdout.strip()
+    if done.status != 0:
+        raise ScriptFailed(f"git commit failed: {(done.err or done.out).strip()}")
+    return _git(root, "rev-parse", "--short", "HEAD").out.strip()
 
 
 def _say(text: str) -> None:

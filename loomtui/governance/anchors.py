@@ -15,7 +15,6 @@ not checked against this one.
 
 from __future__ import annotations
 
-import subprocess
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -29,6 +28,7 @@ from loomtui.auditanchor import (
     log_id,
     parse_anchor,
 )
+from loomtui.gitcmd import Git, GitResult
 
 DEFAULT_BRANCHES = ("main", "master")
 
@@ -69,8 +69,8 @@ class AnchorReport:
         }
 
 
-def _git(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, timeout=60)
+def _git(root: Path, *args: str) -> GitResult:
+    return Git(root).run(*args, timeout=60)
 
 
 def anchor_refs(root: Path, extra: Sequence[str] = (), targets: Iterable[str] = ()) -> list[str]:
@@ -78,7 +78,7 @@ def anchor_refs(root: Path, extra: Sequence[str] = (), targets: Iterable[str] = 
     patterns = [f"refs/heads/{name}" for name in (*DEFAULT_BRANCHES, *targets)]
     patterns += [f"refs/remotes/*/{name}" for name in DEFAULT_BRANCHES]
     listed = _git(root, "for-each-ref", "--format=%(refname)", *patterns)
-    refs = [line for line in listed.stdout.splitlines() if line] if listed.returncode == 0 else []
+    refs = [line for line in listed.out.splitlines() if line] if listed.status == 0 else []
     for name in extra:
         if name not in refs:
             refs.append(name)
@@ -91,9 +91,9 @@ def read_anchors(root: Path, refs: Sequence[str]) -> list[Anchor]:
     for ref in refs:
         done = _git(root, "log", "--first-parent", "--no-show-signature",
                     f"--format=%x1e%H%x1f%(trailers:key={TRAILER},valueonly,separator=%x1f)", ref, "--")
-        if done.returncode != 0:
-            raise _BadRef(ref, (done.stderr.strip().splitlines() or ["unknown ref"])[-1])
-        for record in done.stdout.split("\x1e"):
+        if done.status != 0:
+            raise _BadRef(ref, (done.err.strip().splitlines() or ["unknown ref"])[-1])
+        for record in done.out.split("\x1e"):
             commit, _, values = record.strip("\n").partition("\x1f")
             if not commit or commit in found:
                 continue

@@ -8,13 +8,13 @@ not load is an error, never a pass.
 from __future__ import annotations
 
 import os
-import subprocess
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from loomtui.errors import LoomError
+from loomtui.gitcmd import Git
 from loomtui.governance.gitfacts import branch_head, change_facts, git_output
 from loomtui.governance.policy import (
     ChangeFacts,
@@ -105,10 +105,10 @@ def policy_at(root: Path, rev: str) -> Policy:
     with tempfile.TemporaryDirectory(prefix="loomtui-policy-") as scratch:
         snapshot = Path(scratch)
         for name in names:
-            done = subprocess.run(["git", "show", f"{rev}:{name}"], cwd=root, capture_output=True)
-            if done.returncode == 0:
+            done = Git(root).raw("show", f"{rev}:{name}")
+            if done.status == 0:
                 (snapshot / name).parent.mkdir(parents=True, exist_ok=True)
-                (snapshot / name).write_bytes(done.stdout)
+                (snapshot / name).write_bytes(done.out)
         return load_policy(snapshot, load_config(snapshot).policy)
 
 

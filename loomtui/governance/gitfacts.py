@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-import subprocess
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from loomtui.coordination.diff import changed_files, diff_regions
+from loomtui.gitcmd import Git
 from loomtui.governance.policy import ChangeFacts
 
 
 def git_output(root: Path, *args: str) -> str | None:
-    done = subprocess.run(["git", *args], cwd=root, capture_output=True, text=True)
-    return done.stdout.strip() if done.returncode == 0 else None
+    result = Git(root).run(*args)
+    return result.out.strip() if result.status == 0 else None
 
 
 def branch_head(root: Path, ref: str) -> str | None:

@@ -26,6 +26,7 @@ from typing import Any
 
 from loomtui.coordination.bench import _copy_listed, _default_tree
 from loomtui.errors import LoomError
+from loomtui.gitcmd import Git
 from loomtui.store import SandboxRecord
 
 OTHER_SANDBOXES = 200
@@ -41,8 +42,7 @@ def _percentiles(samples: Sequence[float]) -> dict[str, float]:
 
 
 def _git(repo: Path, *args: str) -> None:
-    subprocess.run(["git", "-c", "user.name=bench", "-c", "user.email=bench@example.com", *args], cwd=repo,
-                   check=True, capture_output=True)
+    Git(repo).out("-c", "user.name=bench", "-c", "user.email=bench@example.com", *args)
 
 
 def _run(argv: list[str], *, stdin: str = "", cwd: Path, env: dict[str, str]) -> tuple[float, str, int]:

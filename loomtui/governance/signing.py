@@ -29,6 +29,7 @@ from typing import Any, Final
 
 from loomtui.audit import AuditEntry
 from loomtui.errors import LoomError
+from loomtui.gitcmd import Git
 from loomtui.governance.policy import Policy
 
 NAMESPACE: Final = "loomtui-decision"
@@ -85,11 +86,9 @@ class Verdict:
 
 def _git_config(root: Path, key: str) -> str:
     try:
-        done = subprocess.run(["git", "config", "--get", key], cwd=root, capture_output=True, text=True,
-                              timeout=10)
-    except (OSError, subprocess.TimeoutExpired):
+        return Git(root).run("config", "--get", key, timeout=10).out.strip()
+    except LoomError:
         return ""
-    return done.stdout.strip()
 
 
 def signing_key(root: Path) -> str | None:
@@ -137,11 +136,10 @@ def sign(decision: Decision, key: str) -> str:
 def main_checkout(root: Path) -> Path:
     """The repository's main working tree, even when `root` is a sandbox's worktree."""
     try:
-        done = subprocess.run(["git", "rev-parse", "--path-format=absolute", "--git-common-dir"], cwd=root,
-                              capture_output=True, text=True, timeout=10)
-    except (OSError, subprocess.TimeoutExpired):
+        done = Git(root).run("rev-parse", "--path-format=absolute", "--git-common-dir", timeout=10)
+    except LoomError:
         return root
-    common = Path(done.stdout.strip()) if done.returncode == 0 and done.stdout.strip() else None
+    common = Path(done.out.strip()) if done.status == 0 and done.out.strip() else None
     return common.parent if common is not None and common.name == ".git" else root
 
 

@@ -30,6 +30,7 @@ import pathspec
 from loomtui.config import ContextConfig, ContextLayer
 from loomtui.coordination.index import RepoIndex, blob_hash
 from loomtui.errors import LoomError, shown
+from loomtui.gitcmd import Git
 from loomtui.knowledge.rules import Rule, parse_rules
 from loomtui.knowledge.sections import MARKDOWN_SUFFIXES, Mention, Section, split_source
 from loomtui.repo import DISTRUSTING_GIT_CONFIG
@@ -59,17 +60,13 @@ _GLOB_CHARS = frozenset("*?[")
 
 
 def _git(cwd: Path, *args: str, check: bool = True) -> str:
-    try:
-        done = subprocess.run(["git", *DISTRUSTING_GIT_CONFIG, "-c", "core.quotePath=false", *args],
-                              cwd=cwd, capture_output=True, check=False)
-    except OSError as exc:
-        raise LoomError(f"cannot run git: {exc.strerror or exc}") from None
-    if done.returncode != 0:
+    done = Git(cwd).raw(*DISTRUSTING_GIT_CONFIG, "-c", "core.quotePath=false", *args)
+    if done.status != 0:
         if not check:
             return ""
-        message = done.stderr.decode("utf-8", "replace").strip().splitlines()
-        raise LoomError(f"git {args[0]} failed in {cwd}: {message[-1] if message else done.returncode}")
-    return done.stdout.decode("utf-8", "surrogateescape")
+        message = done.err.decode("utf-8", "replace").strip().splitlines()
+        raise LoomError(f"git {args[0]} failed in {cwd}: {message[-1] if message else done.status}")
+    return done.out.decode("utf-8", "surrogateescape")
 
 
 def head_commit(root: Path, ref: str = "HEAD") -> str | None:
@@ -172,9 +169,10 @@ class _GitTree:
 
     def read_blob(self, sha: str, limit: int) -> tuple[bytes, int]:
         if self._batch is None:
-            self._batch = subprocess.Popen(["git", *DISTRUSTING_GIT_CONFIG, "cat-file", "--batch"],
-                                           cwd=self.repo, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                           stderr=subprocess.DEVNULL)
+            try:
+                self._batch = Git(self.repo).pipe(*DISTRUSTING_GIT_CONFIG, "cat-file", "--batch")
+            except LoomError as exc:
+                raise OSError(0, str(exc)) from None  # reported against the file, as a failed read is
         batch = self._batch
         assert batch.stdin is not None and batch.stdout is not None
         batch.stdin.write(sha.encode() + b"\n")

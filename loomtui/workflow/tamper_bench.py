@@ -35,6 +35,7 @@ from typing import Any
 from loomtui.audit import AuditEntry, AuditLog, entry_hash
 from loomtui.errors import LoomError
 from loomtui.execution.sandboxes import get_sandbox
+from loomtui.gitcmd import Git
 from loomtui.governance.auditproof import verify_audit
 from loomtui.governance.escalations import decide
 from loomtui.governance.policy import load_policy
@@ -66,7 +67,7 @@ def make_key(directory: Path, name: str) -> Path:
 
 
 def _git(repo: Path, *args: str) -> str:
-    return subprocess.run(["git", *args], cwd=repo, check=True, capture_output=True, text=True).stdout.strip()
+    return Git(repo).out(*args).strip()
 
 
 @contextmanager
