@@ -16,6 +16,7 @@ from typing import Any, Final
 
 from loomtui.errors import LoomError
 from loomtui.execution.lifecycle import ARCHIVED, LIVE, PLANNED
+from loomtui.execution.procs import is_alive
 from loomtui.governance.coordinator import governed_coordinator
 from loomtui.store import SandboxRecord
 from loomtui.workflow.engine import Workflow
@@ -107,11 +108,16 @@ def cancel_plan(workspace: Workspace, run_id: str | None = None) -> list[str]:
     """Archive the plan's tasks that have not started (their claims go back); running ones are left."""
     lines = []
     for name, record in plan_tasks(workspace, run_id).items():
-        if record.status == PLANNED:
-            remove(workspace, record.id, force=True)
+        starting = record.status == PLANNED and is_alive(record.pid, record.pid_start)  # its supervisor is up
+        if record.status == PLANNED and not starting:
+            try:
+                remove(workspace, record.id, force=True)
+            except LoomError as exc:  # it started meanwhile
+                lines.append(f"[{name}] sandbox {record.id} not cancelled: {exc}")
+                continue
             lines.append(f"[{name}] sandbox {record.id} cancelled")
-        elif record.status in LIVE:
-            lines.append(f"[{name}] sandbox {record.id} is {record.status}: left running "
+        elif record.status in LIVE or starting:
+            lines.append(f"[{name}] sandbox {record.id} is {'starting' if starting else record.status}: left running "
                          f"(`loomtui sandbox stop {record.id}`)")
         elif record.status != ARCHIVED:
             lines.append(f"[{name}] sandbox {record.id} is {record.status}: left as it is")
