@@ -424,3 +424,18 @@ def test_an_approved_sandbox_with_new_commits_is_reviewed_again(manual: Workspac
     assert actions(manual, sandbox_id).count("sandbox.gating") == 2
     request_merge(manual, sandbox_id)
     assert "x + 3" in git(manual.root, "show", "main:lib.py")
+
+
+def test_a_task_being_prepared_by_its_creator_is_left_to_it(manual: Workspace) -> None:
+    """The app's timer may advance every task while `n` is still preparing one: it must not prepare
+    it a second time (two worktrees, two claims) but leave it to the process that stated it."""
+    record = sb.plan_sandbox(manual, "being stated", "script", claims=["lib.py::helper"],
+                             script=edit(manual, "stated", "lib.py", "x + 1", "x + 2"),
+                             data={"creator": f"{os.getpid()}:{_my_start()}:1"})
+    view = advance(manual, record.id).now
+    assert view.step == Step.PREPARING and manual.store.live_claims(record.id) == []
+    gone = sb.plan_sandbox(manual, "creator died", "script", claims=["app.py::main"],
+                           script=edit(manual, "died", "app.py", "helper(1)", "helper(2)"),
+                           data={"creator": f"{context_pid_that_exited()}::1"})
+    advance(manual, gone.id)
+    assert manual.store.live_claims(gone.id) and Path(sb.get_sandbox(manual, gone.id).worktree).is_dir()

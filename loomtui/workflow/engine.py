@@ -11,8 +11,6 @@ already done first, so nothing is done twice and nothing is skipped).
 
 from __future__ import annotations
 
-import os
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -23,7 +21,6 @@ from loomtui.errors import LoomError
 from loomtui.execution import sandboxes
 from loomtui.execution.gitops import Git
 from loomtui.execution.lifecycle import APPROVED, ARCHIVED, GATING, MERGED, PLANNED, REJECTED, transition
-from loomtui.execution.procs import identity, is_alive
 from loomtui.execution.review import MergeConflict, merge
 from loomtui.governance.coordinator import governed_coordinator
 from loomtui.governance.escalations import withdraw_open
@@ -40,6 +37,8 @@ from loomtui.workflow.steps import (
     STEP_ERROR_KEY,
     Step,
     StepView,
+    caller_id,
+    holder_gone,
     next_step,
 )
 from loomtui.workspace import Workspace
@@ -66,18 +65,6 @@ def _quiet(_line: str) -> None:
     return None
 
 
-def _holder() -> str:
-    """This caller, as a lease holder: a process (and its start time) and a thread."""
-    pid = os.getpid()
-    return f"{pid}:{identity(pid) or ''}:{threading.get_ident()}"
-
-
-def _holder_gone(holder: str) -> bool:
-    pid, _, rest = holder.partition(":")
-    start = rest.rpartition(":")[0]
-    return not (pid.isdigit() and is_alive(int(pid), start or None))
-
-
 class Workflow:
     """The steps of a task, done by one caller (policy read once per caller)."""
 
@@ -101,7 +88,7 @@ class Workflow:
         """Do every step now due for this task, one after another, until it waits."""
         store = self.workspace.store
         done: list[str] = []
-        holder = _holder()
+        holder = caller_id()
         record = sandboxes.get_sandbox(self.workspace, sandbox_id)
         view = self.view(record)
         for _ in range(MAX_STEPS):
@@ -112,7 +99,7 @@ class Workflow:
                 view = self.view(record)
             if not view.step.is_work:
                 break
-            held_by = store.take_step_lease(record.id, holder, view.step, is_gone=_holder_gone)
+            held_by = store.take_step_lease(record.id, holder, view.step, is_gone=holder_gone)
             if held_by is not None:
                 view = StepView(view.step, f"being done by {held_by.split(':')[0]} (pid)")
                 break
@@ -150,8 +137,8 @@ class Workflow:
     def review_now(self, sandbox_id: str) -> ReviewOutcome:
         """Review an ended sandbox now (`sandbox review`), under the step's lease; then advance it on."""
         record = sandboxes.get_sandbox(self.workspace, sandbox_id)
-        holder = _holder()
-        held_by = self.workspace.store.take_step_lease(record.id, holder, Step.REVIEW, is_gone=_holder_gone)
+        holder = caller_id()
+        held_by = self.workspace.store.take_step_lease(record.id, holder, Step.REVIEW, is_gone=holder_gone)
         if held_by is not None:
             raise LoomError(f"sandbox {record.id} is being advanced by process {held_by.split(':')[0]}; "
                             "try again when it is done", exit_code=1)

@@ -7,6 +7,8 @@ engine does now (`Step.is_work`) or a wait for someone or something else.
 
 from __future__ import annotations
 
+import os
+import threading
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Final
@@ -24,7 +26,7 @@ from loomtui.execution.lifecycle import (
     PLANNED,
     REJECTED,
 )
-from loomtui.execution.procs import is_alive
+from loomtui.execution.procs import identity, is_alive
 from loomtui.execution.sandboxes import has_worktree
 from loomtui.governance.escalations import CLEARED, EscalationStatus
 from loomtui.governance.policy import MERGE_AUTO, MERGE_MANUAL
@@ -43,6 +45,9 @@ MERGE_REQUESTED_KEY: Final = "merge_requested"
 MERGE_CONFLICT_KEY: Final = "merge_conflict"
 STEP_ERROR_KEY: Final = "step_error"
 """A step that failed: {"step", "commit", "error"}; not retried by itself for the same commit."""
+CREATOR_KEY: Final = "creator"
+"""The caller that stated the task (`caller_id`): it prepares a task that waits on nothing itself,
+so its errors (a refused claim) reach it; the engine does so only once it is gone."""
 CLAIMS_WAIT_KEY: Final = "claims_wait"
 """Why a task's claims could not be taken yet: {"why", "holders"} (other sandboxes hold them)."""
 
@@ -54,6 +59,7 @@ class Step(StrEnum):
     HELD = "held"                      # a task it waits on failed or was rejected
     PREPARE = "prepare"                # claims, pre-start policy, worktree from the current target
     WAIT_CLAIMS = "wait-claims"        # its claims are held by another sandbox
+    PREPARING = "preparing"            # the process that stated it is preparing it
     WAIT_START_APPROVAL = "wait-start-approval"
     REJECT_START = "reject-start"      # people did not approve the start: the task is rejected
     WAIT_START = "wait-start"          # a person starts it
@@ -83,6 +89,19 @@ _WORK: Final = frozenset({Step.PREPARE, Step.REJECT_START, Step.START, Step.REVI
 _WAITS_FOR: Final = frozenset({Step.WAIT_TASKS, Step.WAIT_CLAIMS, Step.WAIT_START_APPROVAL, Step.WAIT_START,
                                Step.WAIT_DECISION, Step.WAIT_MERGE})
 """Steps whose `waits_on` reads after "waits for"."""
+
+
+def caller_id() -> str:
+    """This caller, as a lease holder or a task's creator: a process (and its start time) and a thread."""
+    pid = os.getpid()
+    return f"{pid}:{identity(pid) or ''}:{threading.get_ident()}"
+
+
+def holder_gone(holder: str) -> bool:
+    """Whether the process behind a `caller_id` has ended (a reused pid does not count as it)."""
+    pid, _, rest = holder.partition(":")
+    start = rest.rpartition(":")[0]
+    return not (pid.isdigit() and is_alive(int(pid), start or None))
 
 
 @dataclass(frozen=True)
@@ -191,6 +210,9 @@ def _planned_step(workspace: Workspace, record: SandboxRecord) -> StepView:
     if waits is not None:
         return waits
     if not has_worktree(record):
+        creator = record.data.get(CREATOR_KEY)
+        if creator and not holder_gone(str(creator)):
+            return StepView(Step.PREPARING, "being prepared by the process that stated it")
         claims_wait = record.data.get(CLAIMS_WAIT_KEY)
         if claims_wait and any(workspace.store.live_claims(str(holder)) for holder in claims_wait.get("holders", [])):
             return StepView(Step.WAIT_CLAIMS, str(claims_wait.get("why")))

@@ -18,7 +18,7 @@ from loomtui.execution.review import RemoveResult
 from loomtui.governance.coordinator import governed_coordinator
 from loomtui.store import SandboxRecord
 from loomtui.workflow.engine import SUPERVISOR, Workflow
-from loomtui.workflow.steps import AFTER_KEY, AUTOSTART_KEY, Step
+from loomtui.workflow.steps import AFTER_KEY, AUTOSTART_KEY, CREATOR_KEY, Step, caller_id
 from loomtui.workspace import Workspace
 
 
@@ -45,11 +45,14 @@ def create_sandbox(
         for target in claims:
             coordinator.resolve(target)
     waits_on = [_dependency(workspace, ref) for ref in after]
+    prepare_now = all(sandboxes.get_sandbox(workspace, w).status == MERGED for w in waits_on)
+    # Prepared here, so its errors reach the caller; the engine leaves it alone meanwhile (CREATOR_KEY).
+    creator = {CREATOR_KEY: caller_id()} if prepare_now else {}
     record = sandboxes.plan_sandbox(
         workspace, task, runtime, base=base, claims=claims, script=script, isolate=isolate, command=command,
-        data={AUTOSTART_KEY: autostart, **({AFTER_KEY: waits_on} if waits_on else {}), **(data or {})})
+        data={AUTOSTART_KEY: autostart, **creator, **({AFTER_KEY: waits_on} if waits_on else {}), **(data or {})})
     flow = Workflow(workspace)
-    if all(sandboxes.get_sandbox(workspace, w).status == MERGED for w in waits_on):
+    if prepare_now:
         flow.prepare(record, wait_for_claims=wait_for_claims, from_target=bool(waits_on), context=context)
     if autostart:
         flow.advance(record.id)
