@@ -109,8 +109,12 @@ def test_policy_view(snap_compare, tmp_path: Path) -> None:  # type: ignore[no-u
     async def open_policy(pilot) -> None:  # type: ignore[no-untyped-def]
         from tests.test_tui import wait_for
 
-        await wait_for(pilot, lambda: app.policy is not None)
+        # Settled first (policy, store, index read), so nothing restyles the screen after the shot.
+        await wait_for(pilot, lambda: app.policy is not None and app.latest_snapshot is not None
+                       and app.coordination is not None)
         await pilot.press("4")
+        await pilot.pause()
+        await pilot.wait_for_scheduled_animations()
         await pilot.pause()
 
     assert snap_compare(app, terminal_size=(140, 36), run_before=open_policy)
