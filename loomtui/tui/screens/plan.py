@@ -120,7 +120,8 @@ class PlanScreen(Screen[None]):
             detail.update(Text("No planned tasks. `loomtui plan run` states the tasks of .loom/plan.yaml; "
                                "`loomtui sandbox new --after ID` makes one task wait on another."))
             return
-        cursor_line = None
+        cursor_line: int | None = None
+        first_task: int | None = None
         for run, waves in runs.items():
             run_node = tree.root.add(Text(f"plan run {run}" if run != NO_PLAN else "tasks with dependencies",
                                           style="bold"), expand=True)
@@ -130,8 +131,12 @@ class PlanScreen(Screen[None]):
                     node = wave_node.add_leaf(_task_label(task), data=task)
                     if task.sandbox.id == selected:
                         cursor_line = node.line
-        if cursor_line is not None and cursor_line >= 0:
-            tree.move_cursor_to_line(cursor_line)
+                    if first_task is None:
+                        first_task = node.line
+        # The task selected before, else the first one: its detail says at once why it waits.
+        line = cursor_line if cursor_line is not None else first_task
+        if line is not None and line >= 0:
+            tree.move_cursor_to_line(line)
         self._show_detail(tree.cursor_node.data if tree.cursor_node else None)
 
     @on(Tree.NodeHighlighted, "#plan-tree")
