@@ -42,8 +42,9 @@ async def test_the_plan_view_draws_waves_and_why_a_task_waits(tmp_path: Path) ->
         assert [label.split()[0] for label in waves[0]] == [first.id]
         assert [label.split()[0] for label in waves[1]] == [second.id]
         assert f"waits for the merge of {first.id} (planned)" in waves[1][0]
-        opened = " ".join(str(app.screen.query_one("#plan-detail", Static).render()).split())
-        assert f"sandbox {first.id}" in opened  # the first task is selected: why it waits shows at once
+        plan_detail = app.screen.query_one("#plan-detail", Static)
+        # The first task is selected: why it waits shows at once.
+        await wait_for(pilot, lambda: f"sandbox {first.id}" in " ".join(str(plan_detail.render()).split()))
         tree.move_cursor(run.children[1].children[0])
         await pilot.pause()
         detail = " ".join(str(app.screen.query_one("#plan-detail", Static).render()).split())

@@ -17,6 +17,7 @@ from textual.binding import Binding
 from textual.containers import Horizontal
 from textual.screen import Screen
 from textual.widgets import Footer, Static, Tree
+from textual.widgets.tree import TreeNode
 
 from loomtui.store import SandboxRecord
 from loomtui.tui.screens.dashboard import STATUS_STYLES, STEP_STYLES
@@ -120,8 +121,7 @@ class PlanScreen(Screen[None]):
             detail.update(Text("No planned tasks. `loomtui plan run` states the tasks of .loom/plan.yaml; "
                                "`loomtui sandbox new --after ID` makes one task wait on another."))
             return
-        cursor_line: int | None = None
-        first_task: int | None = None
+        target: TreeNode[PlannedTask | None] | None = None
         for run, waves in runs.items():
             run_node = tree.root.add(Text(f"plan run {run}" if run != NO_PLAN else "tasks with dependencies",
                                           style="bold"), expand=True)
@@ -129,15 +129,14 @@ class PlanScreen(Screen[None]):
                 wave_node = run_node.add(Text(f"wave {number}", style="dim"), expand=True)
                 for task in wave:
                     node = wave_node.add_leaf(_task_label(task), data=task)
-                    if task.sandbox.id == selected:
-                        cursor_line = node.line
-                    if first_task is None:
-                        first_task = node.line
-        # The task selected before, else the first one: its detail says at once why it waits.
-        line = cursor_line if cursor_line is not None else first_task
-        if line is not None and line >= 0:
-            tree.move_cursor_to_line(line)
-        self._show_detail(tree.cursor_node.data if tree.cursor_node else None)
+                    if target is None or task.sandbox.id == selected:
+                        target = node  # the task selected before, else the first: why it waits shows at once
+        if target is not None:
+            self.call_after_refresh(self._select, target)  # a node has its line once the tree is laid out
+
+    def _select(self, node: TreeNode[PlannedTask | None]) -> None:
+        self.query_one("#plan-tree", Tree).move_cursor(node)
+        self._show_detail(node.data)
 
     @on(Tree.NodeHighlighted, "#plan-tree")
     def _highlighted(self, event: Tree.NodeHighlighted[PlannedTask | None]) -> None:
