@@ -78,3 +78,18 @@ async def test_n_states_a_task_that_waits_on_another(tmp_path: Path) -> None:
         second = next(r for r in workspace.store.list_sandboxes() if r.id != first.id)
         assert second.after == (first.id,) and second.status == "planned"
         await wait_for(pilot, lambda: str(table.get_cell(second.id, "next")).startswith("waits for the merge"))
+
+
+async def test_the_app_advances_a_task_nobody_advanced(tmp_path: Path) -> None:
+    """A sandbox whose supervisor did not advance it (ended under execution's bare supervisor) is
+    reviewed by the open app, from the steps its poll already worked out."""
+    from tests.test_workflow import _ended_unadvanced
+
+    workspace = open_workspace(make_repo(tmp_path / "repo", "manual"))
+    sandbox_id = _ended_unadvanced(workspace, "nobody")
+    app = LoomApp(workspace)
+    async with app.run_test(size=SIZE) as pilot:
+        table = app.screen.query_one("#sandboxes", DataTable)
+        await wait_for(pilot, lambda: table.row_count == 1)
+        await wait_for(pilot, lambda: str(table.get_cell(sandbox_id, "status")) == "approved")
+        assert str(table.get_cell(sandbox_id, "next")).startswith("waits for a person")

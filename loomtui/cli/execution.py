@@ -209,7 +209,7 @@ def cmd_merge(args: argparse.Namespace) -> int:
     result = request_merge(workspace, args.id, into=args.into)
     record = engine.get_sandbox(workspace, result.sandbox_id)
     merged = {"sandbox_id": record.id, "target": record.merged_into,
-              "commit": record.merged_commit, "started": [line for line in result.done]}
+              "commit": record.merged_commit, "done": list(result.done)}
     if args.json:
         print_json(merged)
     else:

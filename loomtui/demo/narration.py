@@ -181,7 +181,7 @@ class _Narrator:
         raised: list[Conflict] = []
         for other in waiting:
             try:
-                regions = [r for claim in other.data.get("claims") or [] for r in self.coordinator.resolve(claim)]
+                regions = [r for claim in other.claim_targets for r in self.coordinator.resolve(claim)]
             except LoomError:
                 continue  # its claim names nothing now; the engine says so when it prepares the task
             found = [c for c in self.coordinator.check(other.id, regions, signature_changed=changed)

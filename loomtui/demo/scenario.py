@@ -119,7 +119,7 @@ def scenario_pending(workspace: Workspace) -> bool:
     if not sandboxes:
         return False
     flow = Workflow(workspace)
-    if any(settled_view(workspace, record.id, policy=flow.policy) is None for record in sandboxes.values()):
+    if any(settled_view(flow, record.id) is None for record in sandboxes.values()):
         return True
     return bool(untold_entries(workspace, sandboxes))
 
@@ -242,7 +242,7 @@ def _say_order(workspace: Workspace, coordinator: Coordinator, run: PlanRun, say
         record = workspace.store.get_sandbox(sandbox_id)
         if record is None or not record.data.get(AFTER_KEY) or workspace.store.live_claims(sandbox_id):
             continue
-        regions = [r for claim in record.data.get("claims") or [] for r in coordinator.resolve(claim)]
+        regions = [r for claim in record.claim_targets for r in coordinator.resolve(claim)]
         conflicts = coordinator.check(sandbox_id, regions)
         workspace.store.update_sandbox(sandbox_id, data={CONFLICTS_KEY: [c.as_dict() for c in conflicts]})
         workspace.record("demo.claims_checked", sandbox_id,

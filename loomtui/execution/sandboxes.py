@@ -419,7 +419,7 @@ def make_worktree(workspace: Workspace, sandbox_id: str, *, base_sha: str | None
         paths.dir.mkdir(parents=True, exist_ok=True)
         paths.worktree.parent.mkdir(parents=True, exist_ok=True)
         given = (AgentContext(context) if context is not None
-                 else assemble_context(workspace, record.task, record.data.get("claims") or [], base_sha))
+                 else assemble_context(workspace, record.task, list(record.claim_targets), base_sha))
         paths.context.write_text(given.text, encoding="utf-8")
         write_mcp_config(mcp_config_path(paths.dir), paths.worktree)  # loomtui's MCP server ({mcp_config})
         Git(workspace.root).out("worktree", "add", "--quiet", "-b", record.branch, str(paths.worktree), base_sha)

@@ -125,23 +125,29 @@ class LoomApp(App[int]):
     # -- the workflow: whatever step is due, done by the one engine ---------------------------
 
     def _advance_tasks(self) -> None:
-        """Advance every task with a step due. Supervisors advance their own sandboxes when the
-        agent ends; this catches the rest (decisions taken elsewhere, a supervisor that died)."""
-        if self.latest_snapshot is not None and any(
-                s.status not in ("archived", "running", "paused") for s in self.latest_snapshot.sandboxes):
-            self._advance_worker()
+        """Advance the tasks whose next step is work. Supervisors advance their own sandboxes when
+        the agent ends; this catches the rest (decisions taken elsewhere, a supervisor that died).
+        The steps come from the poll's snapshot (kept while nothing changes), so an idle app asks
+        git nothing."""
+        snapshot = self.latest_snapshot
+        due = [s.id for s in snapshot.sandboxes if s.id in snapshot.steps and snapshot.steps[s.id].step.is_work] \
+            if snapshot is not None else []
+        if due:
+            self._advance_worker(due)
 
     @work(thread=True, exclusive=True, group="workflow", exit_on_error=False)
-    def _advance_worker(self) -> None:
-        from loomtui.workflow.engine import advance_all
+    def _advance_worker(self, sandbox_ids: list[str]) -> None:
+        from loomtui.workflow.engine import Workflow
 
         def said(line: str) -> None:
             self.call_from_thread(self.notify, line, title="workflow", timeout=8)
 
-        try:
-            advance_all(self.workspace, policy=self.policy, say=said)
-        except LoomError as exc:
-            self.call_from_thread(self.notify, str(exc), title="workflow", severity="error")
+        flow = Workflow(self.workspace, policy=self.policy, say=said)
+        for sandbox_id in sandbox_ids:
+            try:
+                flow.advance(sandbox_id)
+            except LoomError as exc:
+                self.call_from_thread(self.notify, str(exc), title="workflow", severity="error")
 
     # -- the demo: the scenario runs on the real engines, the app only shows it ----------
 

@@ -193,7 +193,7 @@ class Workflow:
         A policy block rejects the task and is raised unless `wait_for_claims`.
         """
         workspace = self.workspace
-        claims = list(record.data.get("claims") or [])
+        claims = list(record.claim_targets)
         if claims and not record.data.get("claim_ids"):
             try:
                 taken = claim_targets(governed_coordinator(workspace), record.id, claims, reason=record.task[:200])
@@ -299,13 +299,12 @@ def advance_all(workspace: Workspace, *, say: Say | None = None, retry: bool = F
     return Workflow(workspace, policy=policy, say=say).advance_all(retry=retry)
 
 
-def settled_view(workspace: Workspace, sandbox_id: str, *, policy: Policy | None = None) -> StepView | None:
+def settled_view(flow: Workflow, sandbox_id: str) -> StepView | None:
     """The task's step if nothing more happens to it without someone (a wait), else None."""
-    flow = Workflow(workspace, policy=policy)
-    view = flow.view(sandboxes.get_sandbox(workspace, sandbox_id))
-    if view.step.is_work or view.step in (Step.AGENT, Step.REVIEW):
+    view = flow.view(sandboxes.get_sandbox(flow.workspace, sandbox_id))
+    if view.step.is_work or view.step == Step.AGENT:
         return None
-    return None if workspace.store.step_lease(sandbox_id) else view
+    return None if flow.workspace.store.step_lease(sandbox_id) else view
 
 
 def wait_until_settled(workspace: Workspace, sandbox_id: str, *, timeout: float = 120.0,
@@ -316,8 +315,9 @@ def wait_until_settled(workspace: Workspace, sandbox_id: str, *, timeout: float 
     when `timeout` passes first.
     """
     deadline = time.monotonic() + timeout
+    flow = Workflow(workspace)  # the policy read once, not at every poll
     while True:
-        view = settled_view(workspace, sandbox_id)
+        view = settled_view(flow, sandbox_id)
         if view is not None:
             return view
         if time.monotonic() >= deadline:

@@ -61,6 +61,7 @@ def run_plan(workspace: Workspace, relative: str = PLAN_PATH, *, say: Say | None
     for edge in plan_schedule.edges:
         say(f"{edge.before} before {edge.after} ({edge.kind}): {edge.reason}")
     ids: dict[str, str] = {}
+    flow = Workflow(workspace)
     by_name = {task.name: task for task in plan.tasks}
     for wave in plan_schedule.waves:
         for name in wave:
@@ -75,7 +76,7 @@ def run_plan(workspace: Workspace, relative: str = PLAN_PATH, *, say: Say | None
                                  "reasons": reasons}, **(data_for(name) if data_for else {})})
             ids[name] = record.id
             waits = f", after {', '.join(before)}" if before else ""
-            say(f"[{name}] sandbox {record.id}{waits}: {Workflow(workspace).view(record).line()}")
+            say(f"[{name}] sandbox {record.id}{waits}: {flow.view(record).line()}")
     return PlanRun(run_id, plan_schedule, ids)
 
 
