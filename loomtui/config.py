@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePosixPath
 from typing import Final, Literal, TypeVar
 
@@ -64,6 +64,10 @@ _ENV_NAME_RE: Final = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _T = TypeVar("_T")
 
 
+DEFAULT_OFFLINE_TIMEOUT: Final = 300.0
+"""Codex waits for an unreachable model API without end; five minutes of only that is enough."""
+
+
 @dataclass(frozen=True)
 class RuntimeConfig:
     """How to start one agent runtime: argv with placeholders, and its isolation."""
@@ -75,6 +79,8 @@ class RuntimeConfig:
     env: tuple[str, ...] = ()
     description: str | None = None
     builtin: bool = False
+    offline_timeout: float = DEFAULT_OFFLINE_TIMEOUT
+    """Seconds an agent may only wait for an unreachable model API before it is stopped."""
 
     def render_argv(self, values: Mapping[str, str]) -> tuple[str, ...]:
         """argv with each `{placeholder}` replaced from `values`; no shell is involved."""
@@ -286,9 +292,14 @@ def _parse_runtimes(section: Value) -> dict[str, RuntimeConfig]:
 
 
 def _parse_runtime(name: str, value: Value) -> RuntimeConfig:
+    """A runtime of its own (argv given), or a built-in one with some settings changed (no argv)."""
+    builtin = builtin_runtimes().get(name)
     fields = value.as_mapping(
-        known=("argv", "mode", "network", "env", "description"), required=("argv",)
+        known=("argv", "mode", "network", "env", "description", "offline_timeout"),
+        required=() if builtin else ("argv",),
     )
+    if builtin is not None and "argv" not in fields:
+        return _tuned_runtime(builtin, fields)
     argv_value = fields["argv"]
     argv_value.as_str_list(non_empty=True)
     argv: list[str] = []
@@ -309,6 +320,7 @@ def _parse_runtime(name: str, value: Value) -> RuntimeConfig:
     mode = fields.get("mode")
     network = fields.get("network")
     description = fields.get("description")
+    offline = fields.get("offline_timeout")
     return RuntimeConfig(
         name=name,
         argv=tuple(argv),
@@ -316,6 +328,21 @@ def _parse_runtime(name: str, value: Value) -> RuntimeConfig:
         network=network.as_bool() if network else False,
         env=env,
         description=description.as_str() if description else None,
+        offline_timeout=offline.as_number(positive=True) if offline else DEFAULT_OFFLINE_TIMEOUT,
+    )
+
+
+def _tuned_runtime(builtin: RuntimeConfig, fields: Fields) -> RuntimeConfig:
+    """A built-in runtime with the settings given changed (`runtimes: {codex: {offline_timeout: 60}}`)."""
+    mode, network, description, offline = (fields.get(key) for key in
+                                           ("mode", "network", "description", "offline_timeout"))
+    return replace(
+        builtin,
+        mode=_MODES[mode.as_choice(tuple(_MODES))] if mode else builtin.mode,
+        network=network.as_bool() if network else builtin.network,
+        env=_optional(fields, "env", _parse_env, builtin.env),
+        description=description.as_str() if description else builtin.description,
+        offline_timeout=offline.as_number(positive=True) if offline else builtin.offline_timeout,
     )
 
 

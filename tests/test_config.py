@@ -93,6 +93,14 @@ def test_builtin_runtimes() -> None:
     assert not any(r.argv[0] in ("sh", "bash") for r in BUILTIN_RUNTIMES)
 
 
+def test_a_builtin_runtime_without_argv_is_tuned_not_replaced() -> None:
+    config = parse_config("runtimes:\n  codex:\n    offline_timeout: 60\n    env: [MY_PROXY_TOKEN]\n", PATH)
+    codex, builtin = config.runtimes["codex"], LoomConfig().runtimes["codex"]
+    assert (codex.argv, codex.network, codex.mode) == (builtin.argv, True, "headless")
+    assert (codex.offline_timeout, codex.env) == (60.0, ("MY_PROXY_TOKEN",))
+    assert builtin.offline_timeout == 300.0
+
+
 # --- a full valid file ----------------------------------------------------
 
 FULL = """\
@@ -327,7 +335,8 @@ def test_duplicate_gate_name() -> None:
         ("gates:\n  - {name: t, run: [a], timeout: 0}\n", "2: gates[0].timeout: must be greater than 0 (got 0)"),
         ("gates:\n  - {name: t, run: [a], timeout: .inf}\n", "2: gates[0].timeout: must be a finite number (got .inf)"),
         ("gates:\n  - {name: '', run: [a]}\n", "2: gates[0].name: must not be empty"),
-        ("runtimes:\n  claude:\n    mode: headless\n", "3: runtimes.claude.argv: required key missing"),
+        ("runtimes:\n  mine:\n    mode: headless\n", "3: runtimes.mine.argv: required key missing"),
+        ("runtimes:\n  codex:\n    offline_timeout: 0\n", "3: runtimes.codex.offline_timeout: must be greater than 0"),
         ("runtimes:\n  x:\n    argv: ['', a]\n", "3: runtimes.x.argv: the program (first item) must not be empty"),
         ("runtimes:\n  x: {argv: [a], env: [A B]}\n", "2: runtimes.x.env[0]: invalid environment variable name 'A B'"),
         ("runtimes:\n  Big: {argv: [a]}\n", "2: runtimes.Big: invalid runtime name"),

@@ -11,8 +11,9 @@ under bubblewrap and without it, on the bundled sample repo:
 - an edit to payments/ledger.py (the claim-stage `ledger-claims` rule: a lead must agree)
   is asked of people at review, nothing merges until every approval is in, and then (the
   sample's `merge: auto`) it merges by itself;
-- a model API answering 500 (Codex) or refusing the request (Aider): the agent's own
-  error is in the log, the sandbox ends with the exit code it gave, claims kept.
+- a model API answering 500 (Codex), unreachable (Codex waits for it without end: stopped
+  after the runtime's offline_timeout) or refusing the request (Aider, which exits 0 all
+  the same): the agent's own error is in the log and its activity, the sandbox fails, claims kept.
 
 Neither CLI reaches the internet: Codex talks to a provider of its own in CODEX_HOME's
 config.toml (no websockets, no plugins, no update check, no analytics); Aider gets the
@@ -260,6 +261,9 @@ def test_real_agent_free_edit_lands_held_region_refused_ledger_waits_for_people(
             name, record.status, record.data.get("error"), log[-3000:])
         assert record.isolation == ("bwrap" if isolated else "none") or not isolated, record.isolation
         assert agents[name].api.requests, f"{name}: the agent never reached the model"
+        # It reads back its own commits (Aider's GitPython opens .git/objects itself, ignoring
+        # GIT_OBJECT_DIRECTORY: under bubblewrap that is the agent's private store).
+        assert "BadObject" not in log and "repo corrupted" not in log, (name, log[-2000:])
         if runtime == "codex":
             assert "apply_patch" in agents[name].api.tool_names()
             assert "exec_command" in agents[name].api.tool_names()
@@ -356,12 +360,40 @@ def test_codex_model_api_answering_500_fails_the_sandbox_with_its_exit_code_clai
     assert "sandbox.failed" in actions, actions
 
 
+@needs_codex
+def test_codex_waiting_for_an_unreachable_model_api_is_stopped_after_the_offline_timeout(
+        tmp_path: Path, scratch: Path) -> None:
+    """Codex (exec) waits for an unreachable API without end ("Reconnecting... waiting for network"):
+    after the runtime's offline_timeout of only that, loomtui stops it and the sandbox fails, saying why."""
+    repo = billing(tmp_path)
+    config = repo / ".loom" / "loom.yaml"
+    config.write_text(config.read_text().replace("runtimes:\n", "runtimes:\n  codex:\n    offline_timeout: 3\n", 1))
+    subprocess.run(["git", "commit", "-qam", "codex gives up sooner"], cwd=repo, check=True)
+    workspace = open_workspace(repo)
+    with FakeOpenAI([]) as gone:
+        env = agent_env("codex", scratch, gone)
+    # The server is closed now: its port refuses every connection.
+    agent = Agent(gone, env, extra={"task": "edit", "args": ["--claim", FREE]})
+    start_agents(repo, "codex", isolation_available(), {"agent": agent})
+    record = wait_for_status(workspace, agent.sandbox, {"exited", "failed"}, timeout=90)
+    assert record.status == "failed", (record.status, record.data)
+    assert "the model API did not answer for 3 s" in str(record.data.get("error")), record.data
+    log = log_path(workspace, agent.sandbox).read_text(errors="replace")
+    assert "waiting for network" in log, log[-2000:]  # the agent's own words
+    events = [e for e in workspace.store.events_since(0) if e.subject == agent.sandbox]
+    assert any(e.kind == "sandbox.activity" and str(e.data.get("summary", "")).startswith("model API: Reconnecting")
+               for e in events), [e.data for e in events if e.kind == "sandbox.activity"]
+    assert [c.target for c in workspace.store.live_claims(agent.sandbox)], "claims are kept for a retry"
+    actions = [e["action"] for e in audit(workspace) if e["subject"] == agent.sandbox]
+    assert actions[-2:] == ["sandbox.offline", "sandbox.failed"], actions
+
+
 @needs_aider
-def test_aider_model_api_refusing_the_request_is_in_the_log_but_aider_exits_0(
+def test_aider_model_api_refusing_the_request_fails_the_sandbox_though_aider_exits_0(
         tmp_path: Path, scratch: Path) -> None:
     """Aider retries a 5xx or an unreachable server for about a minute, and with --message it exits 0
-    whatever happened: loomtui can only show its words. A 404 (a model the API does not know) is
-    not retried, which keeps this test fast."""
+    whatever happened: loomtui reads its words, and an agent that reported an API error and changed
+    nothing has failed. A 404 (a model the API does not know) is not retried, which keeps this test fast."""
     repo = billing(tmp_path)
     workspace = open_workspace(repo)
     with FakeOpenAI([fail(404)]) as api:
@@ -372,6 +404,8 @@ def test_aider_model_api_refusing_the_request_is_in_the_log_but_aider_exits_0(
     assert api.requests, "aider never reached the model"
     log = log_path(workspace, sandbox).read_text(errors="replace")
     assert "fake server error 404" in log or "NotFoundError" in log, log[-2000:]
-    assert record.status == "exited" and record.exit_code == 0, (record.status, record.exit_code)
+    assert record.status == "failed" and record.exit_code == 0, (record.status, record.exit_code)
+    error = str(record.data.get("error"))
+    assert error.startswith("the agent exited 0 but reported a model API error and changed nothing: litellm."), error
     assert not commit_subjects(repo, record.branch), "nothing was written"
     assert [c.target for c in workspace.store.live_claims(sandbox)], "claims are kept for a retry"

@@ -20,8 +20,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
-from loomtui.config import LoomConfig, RuntimeConfig
+from loomtui.config import DEFAULT_OFFLINE_TIMEOUT, LoomConfig, RuntimeConfig
 from loomtui.errors import LoomError
+from loomtui.execution.faults import FAULT_SIGNS
 from loomtui.yamlcheck import closest
 
 ENV_ALLOW_LIST: Final = (
@@ -144,6 +145,9 @@ class LaunchSpec:
     env_prefixes: tuple[str, ...] = field(default=())
     env_switched: tuple[tuple[str, tuple[str, ...]], ...] = field(default=())
     env_defaults: tuple[tuple[str, str], ...] = field(default=())
+    faults: str = ""
+    """The program whose model API faults are read from the output (execution.faults), or ""."""
+    offline_timeout: float = DEFAULT_OFFLINE_TIMEOUT
 
     def to_data(self) -> dict[str, Any]:
         return asdict(self)
@@ -157,6 +161,8 @@ class LaunchSpec:
             assisted_by=str(data["assisted_by"]), env_prefixes=tuple(data.get("env_prefixes", ())),
             env_switched=tuple((str(switch), tuple(names)) for switch, names in data.get("env_switched", ())),
             env_defaults=tuple((str(name), str(value)) for name, value in data.get("env_defaults", ())),
+            faults=str(data.get("faults", "")),
+            offline_timeout=float(data.get("offline_timeout", DEFAULT_OFFLINE_TIMEOUT)),
         )
 
 
@@ -313,6 +319,8 @@ def prepare_launch(runtime: RuntimeConfig, values: Mapping[str, str],
         env_prefixes=vendor.prefixes,
         env_switched=vendor.switched,
         env_defaults=vendor.defaults,
+        faults=program if program in FAULT_SIGNS and output == OUTPUT_PLAIN else "",
+        offline_timeout=runtime.offline_timeout,
     )
 
 

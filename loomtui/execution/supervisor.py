@@ -46,6 +46,7 @@ from loomtui.execution.activity import (
     checker_for,
     parser_for,
 )
+from loomtui.execution.faults import FaultWatch, fault_watch
 from loomtui.execution.gitops import Git
 from loomtui.execution.isolation import (
     ISOLATION_BWRAP,
@@ -170,6 +171,9 @@ class Supervisor:
         self.cpu_at_start = 0.0
         self.hook_server = hook_server
         self.broker: HookServer | None = None
+        self.faults: FaultWatch | None = (fault_watch(self.spec.faults, self.spec.offline_timeout)
+                                          if self.spec.faults and self.spec.mode != "interactive" else None)
+        self.fault_error: str | None = None
 
     # -- the command ---------------------------------------------------------------------
 
@@ -257,6 +261,8 @@ class Supervisor:
         writer.start()
         assert process.stdout is not None
         parse, check = parser_for(self.spec.output), checker_for(self.spec.output)
+        if parse is None and self.faults is not None:
+            parse = self.faults.feed
         last = b"\n"
         for chunk in iter(lambda: process.stdout.readline(READ_CHUNK), b""):  # type: ignore[union-attr]
             last = chunk
@@ -366,11 +372,20 @@ class Supervisor:
                 if item is not None:
                     self._emit(item)
                 if time.monotonic() >= next_beat:
+                    self._check_offline()
                     self.sync_git()  # the app's diff and review see commits within a beat
                     store.heartbeat_sandbox(self.record.id, time.time(), self._progress())
                     next_beat = time.monotonic() + HEARTBEAT_S
             except LoomError as exc:  # a locked store: say so in the diagnostics and carry on
                 _diagnose(f"store write failed: {exc}")
+
+    def _check_offline(self) -> None:
+        """Stop an agent that has only waited for an unreachable model API for too long."""
+        why = self.faults.overdue() if self.faults is not None and self.fault_error is None else None
+        if why is not None:
+            self.fault_error = why
+            self.workspace.record("sandbox.offline", self.record.id, {"error": why})
+            threading.Thread(target=self._stop_agent, daemon=True).start()
 
     def _emit(self, activity: Activity) -> None:
         if activity.get("kind") == "result":
@@ -417,6 +432,11 @@ class Supervisor:
                     _diagnose(f"cannot refresh the worktree's index: {exc}")
         return saved, None
 
+    def _has_commits(self) -> bool:
+        """Whether the agent's branch moved past the commit the sandbox started from."""
+        tip = Git(self.workspace.root).resolve_commit(self.record.branch)
+        return tip is not None and tip != self.record.base_sha
+
     def _finish(self, code: int | None, signame: str | None, *, error: str | None = None,
                 writer: threading.Thread | None = None) -> int:
         if writer is not None and writer.is_alive():
@@ -430,7 +450,9 @@ class Supervisor:
         saved, save_error = self._save_work()
         current = self.workspace.store.get_sandbox(self.record.id)
         stop_requested = bool(current and current.data.get("stop_requested"))
-        error = error or self.log_error
+        error = error or self.log_error or self.fault_error
+        if not error and not stop_requested and self.faults is not None:
+            error = self.faults.failed_quietly(code, saved is not None or self._has_commits())
         if error:
             status = FAILED
         elif stop_requested or code == 0:

@@ -1,0 +1,95 @@
+"""A vendor CLI's model API faults, read from its plain output.
+
+Codex and Aider write no structured output, and neither says in its exit code that the
+model never answered: Codex (`exec`) waits for an unreachable API without end, printing
+"ERROR: Reconnecting... waiting for network", and Aider gives up after its retries and
+exits 0. The supervisor feeds each line here: an error line becomes an activity, an agent
+that has only waited for the API for the runtime's `offline_timeout` is stopped, and an
+agent that exits 0 having reported an API error and changed nothing has failed.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Final
+
+Activity = dict[str, Any]
+SUMMARY_CHARS: Final = 160
+
+
+@dataclass(frozen=True)
+class FaultSigns:
+    """How one CLI reports a failing model API in its output."""
+
+    error: re.Pattern[str]
+    """A line reporting a model API error; group `what` is the error."""
+    waiting: re.Pattern[str] | None = None
+    """A line saying it waits for the API and will go on waiting (no bound of its own)."""
+
+
+# From each CLI's own output, seen with the real CLIs against a model API on loopback
+# that is unreachable or answers errors (tests/test_runtime_codex_aider.py).
+FAULT_SIGNS: Final[dict[str, FaultSigns]] = {
+    "codex": FaultSigns(error=re.compile(r"^ERROR: (?P<what>.+)"),
+                        waiting=re.compile(r"waiting for network")),
+    "aider": FaultSigns(error=re.compile(
+        r"^(?P<what>litellm\.[A-Za-z]+(?:Error|Exception)\b.*|The API provider .+)")),
+}
+
+
+def _short(text: str) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= SUMMARY_CHARS else text[:SUMMARY_CHARS - 1] + "…"
+
+
+class FaultWatch:
+    """Watches one agent's output for model API faults (see the module docstring)."""
+
+    def __init__(self, signs: FaultSigns, offline_timeout: float,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.signs = signs
+        self.offline_timeout = offline_timeout
+        self.clock = clock
+        self.last_error: str | None = None
+        self.errors = 0
+        self.waiting_since: float | None = None
+
+    def feed(self, line: str) -> list[Activity]:
+        """The activities in one output line (an error), and note whether the agent only waits."""
+        text = line.strip()
+        if not text:
+            return []
+        waiting = self.signs.waiting is not None and self.signs.waiting.search(text) is not None
+        if not waiting:
+            self.waiting_since = None
+        elif self.waiting_since is None:
+            self.waiting_since = self.clock()
+        match = self.signs.error.match(text)
+        if match is None:
+            return []
+        what = _short(match["what"])
+        self.errors += 1
+        self.last_error = what
+        return [{"kind": "error", "summary": _short(f"model API: {what}")}]
+
+    def overdue(self) -> str | None:
+        """Why the agent must be stopped: it has only waited for the API for too long; else None."""
+        if self.waiting_since is None or self.clock() - self.waiting_since < self.offline_timeout:
+            return None
+        return (f"the model API did not answer for {self.offline_timeout:g} s ({self.last_error or 'waiting'}); "
+                f"the agent was stopped (runtime offline_timeout)")
+
+    def failed_quietly(self, exit_code: int | None, did_work: bool) -> str | None:
+        """Why an agent that exited 0 has failed: it reported an API error and changed nothing."""
+        if exit_code != 0 or did_work or self.last_error is None:
+            return None
+        return f"the agent exited 0 but reported a model API error and changed nothing: {self.last_error}"
+
+
+def fault_watch(program: str, offline_timeout: float) -> FaultWatch | None:
+    """The watch for a CLI (by program name); None for a program whose faults are not known."""
+    signs = FAULT_SIGNS.get(program)
+    return FaultWatch(signs, offline_timeout) if signs is not None else None

@@ -1,0 +1,62 @@
+"""Model API faults read from a vendor CLI's plain output (loomtui.execution.faults)."""
+
+from __future__ import annotations
+
+from loomtui.execution.faults import FAULT_SIGNS, fault_watch
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_codex_only_waiting_for_the_network_is_overdue_after_the_timeout() -> None:
+    clock = Clock()
+    watch = fault_watch("codex", 30)
+    assert watch is not None
+    watch.clock = clock
+    assert watch.feed("user") == [] and watch.overdue() is None
+    found = watch.feed("ERROR: Reconnecting... waiting for network")
+    assert found == [{"kind": "error", "summary": "model API: Reconnecting... waiting for network"}]
+    clock.now += 29
+    watch.feed("ERROR: Reconnecting... waiting for network")
+    assert watch.overdue() is None
+    clock.now += 2
+    why = watch.overdue()
+    assert why is not None and why.startswith("the model API did not answer for 30 s (Reconnecting")
+
+
+def test_any_other_output_means_the_agent_is_working_again() -> None:
+    clock = Clock()
+    watch = fault_watch("codex", 30)
+    assert watch is not None
+    watch.clock = clock
+    watch.feed("ERROR: Reconnecting... waiting for network")
+    clock.now += 20
+    watch.feed("exec bash -lc 'git status'")
+    clock.now += 20
+    assert watch.overdue() is None
+    watch.feed("")  # a blank line says nothing either way
+    assert watch.waiting_since is None
+
+
+def test_aider_exiting_0_after_an_api_error_with_nothing_changed_has_failed() -> None:
+    watch = fault_watch("aider", 300)
+    assert watch is not None
+    assert watch.feed("Aider v0.86.2") == []
+    found = watch.feed("litellm.NotFoundError: OpenAIException - fake server error 404")
+    assert [a["kind"] for a in found] == ["error"]
+    assert watch.failed_quietly(0, did_work=False) == (
+        "the agent exited 0 but reported a model API error and changed nothing: "
+        "litellm.NotFoundError: OpenAIException - fake server error 404")
+    assert watch.failed_quietly(0, did_work=True) is None  # it recovered and did its work
+    assert watch.failed_quietly(1, did_work=False) is None  # a non-zero exit fails it anyway
+    assert watch.overdue() is None  # aider bounds its own retries
+
+
+def test_no_watch_for_programs_whose_faults_are_unknown() -> None:
+    assert fault_watch("my-agent", 300) is None
+    assert set(FAULT_SIGNS) == {"codex", "aider"}
