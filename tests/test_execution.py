@@ -864,5 +864,12 @@ def test_an_isolated_agent_commits_on_its_branch_but_cannot_touch_another_sandbo
     assert git(repo, "rev-parse", f"loom/{victim}") == victim_tip
     shared = repo / ".git" / "objects"
     before = sorted(p.name for p in shared.iterdir())
-    _, code = run("touch", str(shared / "planted"))
+    run("touch", str(shared / "planted"))  # lands in the agent's own store (mounted there), not the shared one
+    assert sorted(p.name for p in shared.iterdir()) == before
+    # Where the agent sees the shared store (its own store's alternate) is read-only, and so is
+    # the alternates file that names it.
+    sandboxes = repo / ".git" / "loom" / "sandboxes"
+    _, code = run("sh", "-c", f'touch {sandboxes}/*/git/shared-objects/planted')
     assert code != 0 and sorted(p.name for p in shared.iterdir()) == before
+    _, code = run("sh", "-c", f'echo /elsewhere > {shared}/info/alternates')
+    assert code != 0

@@ -112,6 +112,16 @@ class PrivateGit:
         return self.root / "objects"
 
     @property
+    def shared(self) -> Path:
+        """Where the agent sees the shared object store (read-only); an empty directory outside."""
+        return self.root / "shared-objects"
+
+    @property
+    def alternates(self) -> Path:
+        """The private store's `info/alternates`, naming `shared`: written by the supervisor only."""
+        return self.objects / "info" / "alternates"
+
+    @property
     def refs(self) -> Path:
         return self.root / "refs-heads"
 
@@ -163,13 +173,20 @@ def bwrap_argv(mounts: SandboxMounts, program: str = "bwrap") -> list[str]:
     else:
         argv += ["--bind", str(mounts.worktree_git_dir), str(mounts.worktree_git_dir)]
         # The shared object store and the other sandboxes' branches stay read-only:
-        # the agent writes objects to its own directory (GIT_OBJECT_DIRECTORY, the
-        # shared store as an alternate) and sees, in place of refs/heads/loom, a
-        # directory holding only its own branch. Its supervisor brings both back,
-        # verified (execution.privategit).
+        # the agent writes objects to its own directory and sees, in place of
+        # refs/heads/loom, a directory holding only its own branch. Its supervisor
+        # brings both back, verified (execution.privategit).
+        # The private directory is also mounted as the repository's objects, with the
+        # shared store (mounted read-only elsewhere) as its alternate: a reader that
+        # ignores GIT_OBJECT_DIRECTORY and opens .git/objects itself (GitPython's
+        # GitDB, which Aider uses) finds the agent's own commits too.
         private = PrivateGit(mounts.private_git)
+        argv += ["--bind", str(private.objects), str(private.objects),
+                 "--ro-bind", str(common / "objects"), str(private.shared),
+                 "--bind", str(private.objects), str(common / "objects")]
+        for alternates in (private.alternates, common / "objects" / "info" / "alternates"):
+            argv += ["--ro-bind", str(private.alternates), str(alternates)]
         for source, target in (
-            (private.objects, private.objects),
             (private.refs, common / "refs" / "heads" / branch_dir),
             (private.logs, common / "logs" / "refs" / "heads" / branch_dir),
         ):

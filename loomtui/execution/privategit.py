@@ -21,12 +21,30 @@ from loomtui.execution.isolation import PrivateGit
 
 def prepare(private: PrivateGit, root: Path, common_dir: Path, branch: str) -> None:
     """Create the private directories and seed the agent's copy of its branch."""
-    for directory in (private.objects, private.refs, private.logs,
+    for directory in (private.objects, private.refs, private.logs, private.shared, private.alternates.parent,
                       common_dir / "logs" / "refs" / "heads" / Path(branch).parent):  # a mount point
         directory.mkdir(parents=True, exist_ok=True)
+    _write_alternates(private)
     tip = Git(root).resolve_commit(branch)
     if tip is not None:
         (private.refs / Path(branch).name).write_text(tip + "\n")
+
+
+def _write_alternates(private: PrivateGit) -> None:
+    """The private store's alternate is the (outside: empty) mount point of the shared one, and
+    nothing else: git follows alternates when the supervisor reads the private store, so an
+    entry the agent could choose would let it name objects from anywhere."""
+    wanted = f"{private.shared}\n"
+    if private.alternates.is_symlink():
+        private.alternates.unlink()
+    try:
+        current = private.alternates.read_text()
+    except (OSError, UnicodeDecodeError):
+        current = None
+    if current != wanted:
+        # In place, never by rename: inside the sandbox this file is a read-only bind of its inode.
+        with open(private.alternates, "w") as handle:
+            handle.write(wanted)
 
 
 def _import_objects(repo: Git, private: PrivateGit, tip: str) -> None:
@@ -37,6 +55,7 @@ def _import_objects(repo: Git, private: PrivateGit, tip: str) -> None:
     fetch would be (`index-pack --strict` hashes and checks every object), so only
     well-formed objects under their true names arrive.
     """
+    _write_alternates(private)
     reading = {"GIT_ALTERNATE_OBJECT_DIRECTORIES": str(private.objects)}
     wanted = repo.feed("rev-list", "--objects", tip, "--not", "--all", data=b"", env=reading)
     if not wanted.strip():
