@@ -22,8 +22,8 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
+from typing import TYPE_CHECKING
 
-import networkx as nx
 import pathspec
 
 from loomtui.config import MAX_LEASE_SECONDS
@@ -32,6 +32,9 @@ from loomtui.errors import LoomError, shown
 from loomtui.globs import glob_problem
 from loomtui.store import ClaimRecord
 from loomtui.workspace import Workspace
+
+if TYPE_CHECKING:
+    import networkx as nx
 
 MODES = ("exclusive", "shared")
 # Sandboxes in these states hold no claims: theirs are released with an audit entry.
@@ -325,6 +328,8 @@ class Coordinator:
     def dependency_view(self) -> nx.Graph:
         """The undirected dependency edges (imports, references, inherits), built once."""
         if self._dependency_view is None:
+            import networkx as nx  # 0.2 s to import: only where a graph is walked
+
             view: nx.Graph[str] = nx.Graph()
             view.add_nodes_from(self.index.graph.nodes)
             labelled: Iterable[tuple[str, str, frozenset[str]]] = self.index.graph.edges(data="kinds")
@@ -335,6 +340,8 @@ class Coordinator:
 
     def path_between(self, a: str, b: str) -> tuple[str, ...]:
         """The shortest dependency path between two regions (or just the pair)."""
+        import networkx as nx
+
         view = self.dependency_view()
         try:
             return tuple(nx.shortest_path(view, a, b))

@@ -7,7 +7,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from loomtui.coordination.claims import ancestors
-from loomtui.coordination.signatures import changed_regions
 from loomtui.errors import LoomError
 from loomtui.gitcmd import Git
 from loomtui.store import ClaimRecord
@@ -46,6 +45,8 @@ def changed_files(root: Path, base: str, head: str | None = None) -> list[str]:
 def diff_regions(root: Path, base: str, head: str | None = None,
                  claims: Sequence[ClaimRecord] | None = None) -> list[ChangedRegion]:
     """Regions changed since `base`; with `claims`, each says whether those claims cover it."""
+    from loomtui.coordination.signatures import changed_regions  # libcst: 0.4 s to import, only for diffs
+
     held = {rid for claim in claims or () if claim.mode == "exclusive" for rid in claim.region_ids}
     found: list[ChangedRegion] = []
     for path in changed_files(root, base, head):

@@ -34,9 +34,8 @@ from concurrent.futures import Executor, ProcessPoolExecutor, as_completed
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TypeAlias
+from typing import TYPE_CHECKING, TypeAlias
 
-import networkx as nx
 import pathspec
 
 from loomtui.coordination.index_cache import (
@@ -65,6 +64,9 @@ from loomtui.coordination.index_resolve import (
     _Resolver,
 )
 from loomtui.coordination.regions import FileFacts, Region, extract_facts, region_id, regions_of
+
+if TYPE_CHECKING:
+    import networkx as nx
 
 __all__ = [
     "DEPENDENCY_KINDS",
@@ -397,6 +399,8 @@ class _Build:
         facts = self._facts_for(self.pairs)
         shapes = {path: facts[path].shape for path in self.pairs}
         resolver = _Resolver(shapes, _ModuleMap(shapes, self.package))
+        import networkx as nx  # 0.2 s to import: only where a graph is built
+
         graph: nx.DiGraph[str] = nx.DiGraph()
         for path in self.pairs:
             graph.add_nodes_from((r.id, {"region": r}) for r in regions_of(shapes[path], path, facts[path].warning))

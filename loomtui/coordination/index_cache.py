@@ -11,10 +11,12 @@ from collections.abc import Mapping
 from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
-
-import networkx as nx
+from typing import TYPE_CHECKING
 
 from loomtui.coordination.regions import FACTS_VERSION, FileFacts, FileShape
+
+if TYPE_CHECKING:
+    import networkx as nx
 
 SNAPSHOTS_KEPT = 4
 

@@ -19,14 +19,15 @@ from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from itertools import combinations
 from pathlib import Path, PurePosixPath
-from typing import Final
-
-import networkx as nx
+from typing import TYPE_CHECKING, Final
 
 from loomtui.coordination.claims import Coordinator, overlaps
 from loomtui.coordination.index import DEPENDENCY_KINDS
 from loomtui.errors import ConfigError, LoomError, shown
 from loomtui.yamlcheck import Value, closest, compose, read_text
+
+if TYPE_CHECKING:
+    import networkx as nx
 
 __all__ = [
     "EDGE_KINDS",
@@ -179,6 +180,8 @@ def _check_after(tasks: Sequence[PlanTask], written: dict[tuple[str, str], Value
 
 def _waits_on_cycle(tasks: Sequence[PlanTask]) -> list[str] | None:
     """The tasks of one cycle of `after:` (each waits on the next), from the one written first."""
+    import networkx as nx  # 0.2 s to import: only where a graph is built
+
     graph: nx.DiGraph[str] = nx.DiGraph()
     graph.add_nodes_from(task.name for task in tasks)
     graph.add_edges_from((task.name, other) for task in tasks for other in task.after)
@@ -271,6 +274,8 @@ def schedule(plan: Plan, regions_of: RegionsOf, depends: Depends) -> Schedule:
     place is skipped: the tasks are ordered already, the other way. Raises
     ConfigError naming the task's line for a claim target `regions_of` refuses.
     """
+    import networkx as nx  # 0.2 s to import: only where a graph is built
+
     position = {task.name: index for index, task in enumerate(plan.tasks)}
     graph: nx.DiGraph[str] = nx.DiGraph()
     graph.add_nodes_from(position)
