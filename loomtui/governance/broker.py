@@ -141,6 +141,14 @@ class Broker:
         self._thread.start()
         self._sweeper = threading.Thread(target=self._sweep_loop, name="broker-sweep", daemon=True)
         self._sweeper.start()
+        # While the agent starts up: a request that comes meanwhile waits behind it on the one worker.
+        self._worker.submit(self._warm)
+
+    def _warm(self) -> None:
+        try:
+            self.gate.warm()
+        except Exception as exc:  # noqa: BLE001 - the first request loads (and reports) it again
+            print(f"broker: warming up failed: {type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
 
     def _sweep_loop(self) -> None:
         """Release claims whose tool call never happened, soon after their window closes."""

@@ -151,6 +151,14 @@ class HookGate:
         self._loaded[key] = (stamp, value)
         return value
 
+    def warm(self) -> None:
+        """Load now what the first request needs (config, policy, the index, the diff parser), so the
+        agent's first hook is answered at once; it writes nothing."""
+        import loomtui.coordination.signatures  # noqa: F401  (libcst: 0.4 s, for the first commit's diff)
+
+        self.policy()
+        self.coordinator()
+
     def coordinator(self, fresh: Sequence[str] = ()) -> Coordinator:
         """The coordination engine over the worktree's index, kept warm between requests.
 
