@@ -521,6 +521,32 @@ def test_git_pre_commit_refuses_another_sandboxs_region_and_allows_its_own(billi
     assert git(tree, "log", "-1", "--format=%s") == "inside my claim"
 
 
+def test_the_repositorys_own_hooks_still_run_after_loomtuis(billing: Path, ws: Workspace) -> None:
+    """A sandbox's worktree points core.hooksPath at loomtui's hooks, which hand on to the hooks the
+    repository had: <common dir>/hooks, or the core.hooksPath of its shared config."""
+    record = tasks.create_sandbox(ws, "edit", "script", script=_script(billing), isolate=False)
+    tree = Path(record.worktree)
+    marks = billing.parent / "marks"
+
+    def own_hook(folder: Path, name: str) -> None:
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / name).write_text(f'#!/bin/sh\necho "{folder.name} $(basename "$0") $#" >> {marks}\n')
+        (folder / name).chmod(0o755)
+
+    own_hook(billing / ".git" / "hooks", "commit-msg")
+    own_hook(billing / ".git" / "hooks", "pre-commit")
+    (tree / "notes.txt").write_text("one\n")
+    git(tree, "add", "-A")
+    git(tree, "commit", "-qm", "one")
+    assert marks.read_text().splitlines() == ["hooks pre-commit 0", "hooks commit-msg 1"]
+
+    own_hook(billing / "team-hooks", "post-commit")
+    git(billing, "config", "core.hooksPath", str(billing / "team-hooks"))
+    (tree / "notes.txt").write_text("two\n")
+    git(tree, "commit", "-qam", "two")
+    assert marks.read_text().splitlines()[2:] == ["team-hooks post-commit 0"]
+
+
 def _script(repo: Path) -> Path:
     path = repo.parent / "idle.yaml"
     path.write_text("- {log: idle}\n")
