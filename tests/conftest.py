@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import os
 import subprocess
+import sys
 import time
 from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
@@ -12,6 +13,10 @@ from pathlib import Path
 import pytest
 
 from loomtui.execution.script_agent import TIME_SCALE_ENV as SCRIPT_TIME_SCALE_ENV
+
+# PYTHONDONTWRITEBYTECODE (set on CI machines) also stops pytest caching the test modules it
+# rewrites for assertions: every worker would rewrite all of them again, about 6 s each.
+sys.dont_write_bytecode = False
 
 FAST_SCRIPTS = "0.1"
 """LOOMTUI_SCRIPT_TIME_SCALE in tests: a script's `after: 1.0` waits 0.1 s."""
