@@ -18,22 +18,19 @@ import builtins
 import hashlib
 import os
 import re
-import stat
-import subprocess
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePosixPath
-from typing import Final, Protocol
+from typing import Final
 
 import pathspec
 
 from loomtui.config import ContextConfig, ContextLayer
-from loomtui.coordination.index import RepoIndex, blob_hash
+from loomtui.coordination.index import RepoIndex
 from loomtui.errors import LoomError, shown
-from loomtui.gitcmd import Git
 from loomtui.knowledge.rules import Rule, parse_rules
 from loomtui.knowledge.sections import MARKDOWN_SUFFIXES, Mention, Section, split_source
-from loomtui.repo import DISTRUSTING_GIT_CONFIG
+from loomtui.knowledge.trees import FileTree, GitTree, SourceTree, git_text, head_commit
 
 __all__ = [
     "MAX_SOURCE_BYTES",
@@ -57,143 +54,6 @@ REPO_LAYER: Final = "repo"
 WORKTREE: Final = "worktree"
 _BINARY_SNIFF = 8192
 _GLOB_CHARS = frozenset("*?[")
-
-
-def _git(cwd: Path, *args: str, check: bool = True) -> str:
-    done = Git(cwd).raw(*DISTRUSTING_GIT_CONFIG, "-c", "core.quotePath=false", *args)
-    if done.status != 0:
-        if not check:
-            return ""
-        message = done.err.decode("utf-8", "replace").strip().splitlines()
-        raise LoomError(f"git {args[0]} failed in {cwd}: {message[-1] if message else done.status}")
-    return done.out.decode("utf-8", "surrogateescape")
-
-
-def head_commit(root: Path, ref: str = "HEAD") -> str | None:
-    """The commit `ref` names in the repository at `root`, or None (no such ref, no history)."""
-    out = _git(root, "rev-parse", "--verify", "--quiet", "--end-of-options", f"{ref}^{{commit}}", check=False)
-    return out.strip() or None
-
-
-# -- trees: where files are read from ------------------------------------------------
-
-
-class _Tree(Protocol):
-    where: str
-
-    def listing(self) -> dict[str, str | None]:
-        """Every file: path -> git blob id (None when only reading reveals it)."""
-        ...
-
-    def read(self, path: str, limit: int) -> tuple[bytes, str, int]:
-        """(at most `limit` bytes, the blob id, the full size); OSError if unreadable."""
-        ...
-
-
-class _FileTree:
-    """A directory on disk: a working tree (listed by git) or an outside directory (walked)."""
-
-    def __init__(self, root: Path, *, git_listing: bool) -> None:
-        self.root = root
-        self.where = str(root)
-        self._git_listing = git_listing
-        self._real = os.path.realpath(root)
-
-    def listing(self) -> dict[str, str | None]:
-        names: list[str] | None = None
-        if self._git_listing:
-            out = _git(self.root, "ls-files", "-z", "-co", "--exclude-standard", check=False)
-            names = [n for n in out.split("\0") if n] or None
-        if names is None:
-            names = []
-            for directory, dirnames, filenames in os.walk(self.root):
-                dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-                relative = os.path.relpath(directory, self.root)
-                prefix = "" if relative == "." else relative.replace(os.sep, "/") + "/"
-                names.extend(prefix + name for name in filenames)
-        return dict.fromkeys(names)
-
-    def read(self, path: str, limit: int) -> tuple[bytes, str, int]:
-        full = os.path.join(self.root, path)
-        real = os.path.realpath(full)
-        if not real.startswith(self._real + os.sep):
-            raise OSError(0, "a symlink leading out of the tree")
-        # O_NONBLOCK: a FIFO planted as a source must not hang the read.
-        fd = os.open(real, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
-        with os.fdopen(fd, "rb") as handle:
-            info = os.fstat(handle.fileno())
-            if not stat.S_ISREG(info.st_mode):
-                raise OSError(0, "not a regular file")
-            head = handle.read(limit)
-            if info.st_size <= limit and len(head) < limit:
-                return head, blob_hash(head), len(head)
-            # Hashed in chunks, kept only up to `limit`: a huge file is never held whole.
-            size = info.st_size
-            digest = hashlib.sha1(b"blob %d\0" % size)
-            digest.update(head)
-            read = len(head)
-            while chunk := handle.read(1 << 20):
-                digest.update(chunk)
-                read += len(chunk)
-            if read != size:  # it changed while read: hash what was read
-                digest = hashlib.sha1(b"blob %d\0" % read)
-                handle.seek(0)
-                while chunk := handle.read(1 << 20):
-                    digest.update(chunk)
-            return head, digest.hexdigest(), read
-
-
-class _GitTree:
-    """The tree of one commit, read through `git ls-tree` and `git cat-file --batch`."""
-
-    def __init__(self, repo: Path, commit: str, where: str) -> None:
-        self.repo = repo
-        self.commit = commit
-        self.where = where
-        self._batch: subprocess.Popen[bytes] | None = None
-
-    def listing(self) -> dict[str, str | None]:
-        out = _git(self.repo, "ls-tree", "-r", "-z", "--full-tree", self.commit)
-        files: dict[str, str | None] = {}
-        for record in out.split("\0"):
-            if not record:
-                continue
-            meta, _, path = record.partition("\t")
-            mode, kind, sha = meta.split()
-            if kind == "blob" and mode != "120000":  # a symlink's blob is its target, not text
-                files[path] = sha
-        return files
-
-    def read(self, path: str, limit: int) -> tuple[bytes, str, int]:
-        raise NotImplementedError  # read_blob is used: the blob id comes from the listing
-
-    def read_blob(self, sha: str, limit: int) -> tuple[bytes, int]:
-        if self._batch is None:
-            try:
-                self._batch = Git(self.repo).pipe(*DISTRUSTING_GIT_CONFIG, "cat-file", "--batch")
-            except LoomError as exc:
-                raise OSError(0, str(exc)) from None  # reported against the file, as a failed read is
-        batch = self._batch
-        assert batch.stdin is not None and batch.stdout is not None
-        batch.stdin.write(sha.encode() + b"\n")
-        batch.stdin.flush()
-        header = batch.stdout.readline().split()
-        if len(header) < 3:
-            raise OSError(0, f"git cannot read blob {sha[:12]}")
-        size = int(header[2])
-        kept = batch.stdout.read(min(size, limit))
-        left = size - len(kept)
-        while left > 0:
-            left -= len(batch.stdout.read(min(left, 1 << 20)))
-        batch.stdout.read(1)  # the newline after the object
-        return kept, size
-
-    def close(self) -> None:
-        if self._batch is not None:
-            assert self._batch.stdin is not None
-            self._batch.stdin.close()
-            self._batch.wait()
-            self._batch = None
 
 
 # -- globs ------------------------------------------------------------------------------
@@ -305,7 +165,7 @@ def _decode(data: bytes, shown_path: str, problems: list[str]) -> str | None:
         return data.decode("utf-8", "replace")
 
 
-def _read_layer(name: str, tree: _Tree | _GitTree, patterns: Sequence[str], problems: list[str],
+def _read_layer(name: str, tree: SourceTree | GitTree, patterns: Sequence[str], problems: list[str],
                 *, report_missing: bool) -> tuple[list[SourceFile], list[Section], list[Rule], dict[str, str | None]]:
     listing = tree.listing()
     spec = _spec(patterns)
@@ -322,7 +182,7 @@ def _read_layer(name: str, tree: _Tree | _GitTree, patterns: Sequence[str], prob
     for path in chosen:
         label = _where(name, path)
         try:
-            if isinstance(tree, _GitTree):
+            if isinstance(tree, GitTree):
                 blob = listing[path]
                 assert blob is not None
                 data, size = tree.read_blob(blob, MAX_SOURCE_BYTES)
@@ -352,7 +212,8 @@ def _where(layer: str, path: str) -> str:
     return shown(path) if layer == REPO_LAYER else f"{layer}:{shown(path)}"
 
 
-def _outside_tree(root: Path, layer: ContextLayer, problems: list[str]) -> tuple[_Tree | _GitTree | None, LayerState]:
+def _outside_tree(root: Path, layer: ContextLayer,
+                  problems: list[str]) -> tuple[SourceTree | GitTree | None, LayerState]:
     raw = layer.repo if layer.repo is not None else layer.dir
     assert raw is not None
     location = (root / os.path.expanduser(raw)).resolve()
@@ -361,14 +222,14 @@ def _outside_tree(root: Path, layer: ContextLayer, problems: list[str]) -> tuple
         problems.append(f"layer {layer.name}: {shown(str(location))}: no such directory; the layer is left out")
         return None, missing
     if layer.dir is not None:
-        return _FileTree(location, git_listing=False), missing
+        return FileTree(location, git_listing=False), missing
     commit = head_commit(location, layer.ref)
     if commit is None:
         problems.append(f"layer {layer.name}: {shown(str(location))}: no commit {shown(layer.ref)} "
                         "(not a git repository, or the ref is missing); the layer is left out")
         return None, missing
     state = replace(missing, commit=commit)
-    return _GitTree(location, commit, f"{location}@{layer.ref}"), state
+    return GitTree(location, commit, f"{location}@{layer.ref}"), state
 
 
 def load_context(root: Path, config: ContextConfig, *, at: str | None = None) -> Context:
@@ -396,12 +257,12 @@ def load_context(root: Path, config: ContextConfig, *, at: str | None = None) ->
     overridden: list[tuple[str, str]] = []
     rules: list[Rule] = []
     repo_listing: Mapping[str, str | None] = {}
-    plan: list[tuple[str, _Tree | _GitTree | None, LayerState, Sequence[str], bool]] = []
+    plan: list[tuple[str, SourceTree | GitTree | None, LayerState, Sequence[str], bool]] = []
     for layer in config.layers:
         tree, state = _outside_tree(root, layer, problems)
         plan.append((layer.name, tree, state, layer.sources, True))
-    repo_tree: _Tree | _GitTree = (_GitTree(root, commit, f"{root}@{commit[:12]}") if commit
-                                   else _FileTree(root, git_listing=True))
+    repo_tree: SourceTree | GitTree = (GitTree(root, commit, f"{root}@{commit[:12]}") if commit
+                                   else FileTree(root, git_listing=True))
     repo_state = LayerState(REPO_LAYER, str(root), None, commit, "", 0)
     defaults = config.sources == ContextConfig().sources
     plan.append((REPO_LAYER, repo_tree, repo_state, config.sources, not defaults))
@@ -417,7 +278,7 @@ def load_context(root: Path, config: ContextConfig, *, at: str | None = None) ->
             layers.append(state)
             continue
         finally:
-            if isinstance(tree, _GitTree):
+            if isinstance(tree, GitTree):
                 tree.close()
         if name == REPO_LAYER:
             repo_listing = listing
@@ -477,7 +338,7 @@ def context_versions(root: Path, config: ContextConfig, *, limit: int = 20) -> l
     """
     if head_commit(root) is None:
         return []
-    out = _git(root, "log", f"-n{limit}", "--format=%x1e%H%x1f%ct%x1f%s", "--name-only", "--",
+    out = git_text(root, "log", f"-n{limit}", "--format=%x1e%H%x1f%ct%x1f%s", "--name-only", "--",
                *git_pathspecs(config.sources))
     outside = [(s.name, s.version) for s in load_context_layers_only(root, config)]
     spec = _spec(config.sources)
@@ -488,7 +349,7 @@ def context_versions(root: Path, config: ContextConfig, *, limit: int = 20) -> l
         head, _, names = record.partition("\n")
         commit, when, subject = (head.split("\x1f") + ["", ""])[:3]
         changed = tuple(n for n in names.splitlines() if n and spec.match_file(n))
-        tree = _GitTree(root, commit, commit)
+        tree = GitTree(root, commit, commit)
         files = tree.listing()
         pairs = [(REPO_LAYER, p, b or "") for p, b in sorted(files.items()) if spec.match_file(p)]
         version = _version_of_layers(outside, pairs)

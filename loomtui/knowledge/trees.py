@@ -1,0 +1,152 @@
+"""Where the context's files are read from: a directory on disk, or one commit's tree."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import stat
+import subprocess
+from pathlib import Path
+from typing import Protocol
+
+from loomtui.coordination.index import blob_hash
+from loomtui.errors import LoomError
+from loomtui.gitcmd import Git
+from loomtui.repo import DISTRUSTING_GIT_CONFIG
+
+
+def git_text(cwd: Path, *args: str, check: bool = True) -> str:
+    """git's output as text, with no repository config trusted; a one-line LoomError when it fails."""
+    done = Git(cwd).raw(*DISTRUSTING_GIT_CONFIG, "-c", "core.quotePath=false", *args)
+    if done.status != 0:
+        if not check:
+            return ""
+        message = done.err.decode("utf-8", "replace").strip().splitlines()
+        raise LoomError(f"git {args[0]} failed in {cwd}: {message[-1] if message else done.status}")
+    return done.out.decode("utf-8", "surrogateescape")
+
+
+def head_commit(root: Path, ref: str = "HEAD") -> str | None:
+    """The commit `ref` names in the repository at `root`, or None (no such ref, no history)."""
+    out = git_text(root, "rev-parse", "--verify", "--quiet", "--end-of-options", f"{ref}^{{commit}}", check=False)
+    return out.strip() or None
+
+
+class SourceTree(Protocol):
+    """Where a layer's files are read from."""
+
+    where: str
+
+    def listing(self) -> dict[str, str | None]:
+        """Every file: path -> git blob id (None when only reading reveals it)."""
+        ...
+
+    def read(self, path: str, limit: int) -> tuple[bytes, str, int]:
+        """(at most `limit` bytes, the blob id, the full size); OSError if unreadable."""
+        ...
+
+
+class FileTree:
+    """A directory on disk: a working tree (listed by git) or an outside directory (walked)."""
+
+    def __init__(self, root: Path, *, git_listing: bool) -> None:
+        self.root = root
+        self.where = str(root)
+        self._git_listing = git_listing
+        self._real = os.path.realpath(root)
+
+    def listing(self) -> dict[str, str | None]:
+        names: list[str] | None = None
+        if self._git_listing:
+            out = git_text(self.root, "ls-files", "-z", "-co", "--exclude-standard", check=False)
+            names = [n for n in out.split("\0") if n] or None
+        if names is None:
+            names = []
+            for directory, dirnames, filenames in os.walk(self.root):
+                dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+                relative = os.path.relpath(directory, self.root)
+                prefix = "" if relative == "." else relative.replace(os.sep, "/") + "/"
+                names.extend(prefix + name for name in filenames)
+        return dict.fromkeys(names)
+
+    def read(self, path: str, limit: int) -> tuple[bytes, str, int]:
+        full = os.path.join(self.root, path)
+        real = os.path.realpath(full)
+        if not real.startswith(self._real + os.sep):
+            raise OSError(0, "a symlink leading out of the tree")
+        # O_NONBLOCK: a FIFO planted as a source must not hang the read.
+        fd = os.open(real, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+        with os.fdopen(fd, "rb") as handle:
+            info = os.fstat(handle.fileno())
+            if not stat.S_ISREG(info.st_mode):
+                raise OSError(0, "not a regular file")
+            head = handle.read(limit)
+            if info.st_size <= limit and len(head) < limit:
+                return head, blob_hash(head), len(head)
+            # Hashed in chunks, kept only up to `limit`: a huge file is never held whole.
+            size = info.st_size
+            digest = hashlib.sha1(b"blob %d\0" % size)
+            digest.update(head)
+            read = len(head)
+            while chunk := handle.read(1 << 20):
+                digest.update(chunk)
+                read += len(chunk)
+            if read != size:  # it changed while read: hash what was read
+                digest = hashlib.sha1(b"blob %d\0" % read)
+                handle.seek(0)
+                while chunk := handle.read(1 << 20):
+                    digest.update(chunk)
+            return head, digest.hexdigest(), read
+
+
+class GitTree:
+    """The tree of one commit, read through `git ls-tree` and `git cat-file --batch`."""
+
+    def __init__(self, repo: Path, commit: str, where: str) -> None:
+        self.repo = repo
+        self.commit = commit
+        self.where = where
+        self._batch: subprocess.Popen[bytes] | None = None
+
+    def listing(self) -> dict[str, str | None]:
+        out = git_text(self.repo, "ls-tree", "-r", "-z", "--full-tree", self.commit)
+        files: dict[str, str | None] = {}
+        for record in out.split("\0"):
+            if not record:
+                continue
+            meta, _, path = record.partition("\t")
+            mode, kind, sha = meta.split()
+            if kind == "blob" and mode != "120000":  # a symlink's blob is its target, not text
+                files[path] = sha
+        return files
+
+    def read(self, path: str, limit: int) -> tuple[bytes, str, int]:
+        raise NotImplementedError  # read_blob is used: the blob id comes from the listing
+
+    def read_blob(self, sha: str, limit: int) -> tuple[bytes, int]:
+        if self._batch is None:
+            try:
+                self._batch = Git(self.repo).pipe(*DISTRUSTING_GIT_CONFIG, "cat-file", "--batch")
+            except LoomError as exc:
+                raise OSError(0, str(exc)) from None  # reported against the file, as a failed read is
+        batch = self._batch
+        assert batch.stdin is not None and batch.stdout is not None
+        batch.stdin.write(sha.encode() + b"\n")
+        batch.stdin.flush()
+        header = batch.stdout.readline().split()
+        if len(header) < 3:
+            raise OSError(0, f"git cannot read blob {sha[:12]}")
+        size = int(header[2])
+        kept = batch.stdout.read(min(size, limit))
+        left = size - len(kept)
+        while left > 0:
+            left -= len(batch.stdout.read(min(left, 1 << 20)))
+        batch.stdout.read(1)  # the newline after the object
+        return kept, size
+
+    def close(self) -> None:
+        if self._batch is not None:
+            assert self._batch.stdin is not None
+            self._batch.stdin.close()
+            self._batch.wait()
+            self._batch = None
