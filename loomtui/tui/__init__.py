@@ -1,1 +1,1 @@
-"""tui layer."""
+"""The terminal UI (app, screens, widgets, themes): no engine logic, and the only package importing Textual or Rich."""

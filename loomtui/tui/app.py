@@ -1,4 +1,5 @@
-"""The Textual app: a thin client of the engines, kept live by the store's event stream."""
+"""The Textual app: holds what the screens show (store snapshot, claims, config, policy), kept live
+by polling the store's event stream, and runs the engines' work (index, workflow, demo) in workers."""
 
 from __future__ import annotations
 

@@ -213,6 +213,7 @@ def _load(path: Path) -> tuple[Theme, int]:
             errors.append(exc)
 
     if not errors:
+        # Each value was checked against its key's type above; one dict of mixed values cannot say so.
         theme = Theme(**kwargs)  # type: ignore[arg-type]
         try:
             theme.to_color_system().generate()

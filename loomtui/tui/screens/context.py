@@ -12,26 +12,27 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.command import Hit, Hits, Provider
 from textual.containers import Horizontal, VerticalScroll
-from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Input, Static
 
 from loomtui.errors import LoomError
+from loomtui.tui.base import LoomScreen, loom_app
 from loomtui.tui.widgets.status_header import StatusHeader
 
 if TYPE_CHECKING:
     from loomtui.knowledge.sources import Context
+    from loomtui.workspace import Workspace
 
 MAX_ROWS = 2000
 
 
-def load_team_context(workspace: object) -> Context:
+def load_team_context(workspace: Workspace) -> Context:
     """The repository's context (working tree), its ADR mentions matched to the region index."""
     from loomtui.knowledge.engine import context_of
 
-    return context_of(workspace)  # type: ignore[arg-type]
+    return context_of(workspace)
 
 
-class ContextScreen(Screen[None]):
+class ContextScreen(LoomScreen[None]):
     """All sections, a `/` fuzzy filter, and the highlighted section in full."""
 
     AUTO_FOCUS = "#sections"
@@ -61,7 +62,7 @@ class ContextScreen(Screen[None]):
         table = self.query_one("#sections", DataTable)
         for key, label in (("title", "Section"), ("where", "Where"), ("layer", "Layer")):
             table.add_column(label, key=key)
-        self.app.update_header(self.query_one(StatusHeader))  # type: ignore[attr-defined]
+        self.loom.update_header(self.query_one(StatusHeader))
         self.action_reload()
 
     @work(thread=True, exclusive=True, group="context-load", exit_on_error=False)
@@ -69,7 +70,7 @@ class ContextScreen(Screen[None]):
         from loomtui.knowledge.engine import adr_flags
 
         try:
-            context = load_team_context(self.app.workspace)  # type: ignore[attr-defined]
+            context = load_team_context(self.loom.workspace)
             flags = {flag.adr: f"{flag.kind}: {flag.detail}" for flag in adr_flags(context)}
         except LoomError as exc:
             self.app.call_from_thread(self.query_one("#context-summary", Static).update,
@@ -161,7 +162,7 @@ class ContextSections(Provider):
     """Palette: jump to any section of the team's context by its title or source."""
 
     async def startup(self) -> None:
-        worker = self.app.run_worker(partial(load_team_context, self.app.workspace),  # type: ignore[attr-defined]
+        worker = self.app.run_worker(partial(load_team_context, loom_app(self.app).workspace),
                                      thread=True, exit_on_error=False)
         await worker.wait()
         self.sections = [] if worker.result is None else [(s.id, f"context: {s.title} ({s.source})")

@@ -5,13 +5,13 @@ from __future__ import annotations
 import time
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
-from textual.screen import Screen
 from textual.timer import Timer
 from textual.widgets import (
     DataTable,
@@ -27,10 +27,21 @@ from loomtui.errors import LoomError
 from loomtui.execution import review, sandboxes
 from loomtui.execution.lifecycle import APPROVED, AWAITING_REVIEW, LIVE, PAUSED, PLANNED
 from loomtui.store import Event, SandboxRecord
+from loomtui.tui.base import LoomScreen
 from loomtui.tui.snapshot import DashboardSnapshot
 from loomtui.tui.widgets.status_header import StatusHeader
 from loomtui.workflow import tasks
 from loomtui.workflow.engine import Workflow, request_merge
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import Concatenate
+
+    from loomtui.tui.screens.sandbox_forms import NewSandboxRequest
+    from loomtui.workspace import Workspace
+
+    # An engine call the dashboard runs in a worker: the workspace first, then its own arguments.
+    EngineCall = Callable[Concatenate[Workspace, ...], object]
 
 # Most telling first: on a narrow terminal the last columns scroll off, and they
 # (runtime, isolation) are in the detail pane anyway.
@@ -99,7 +110,7 @@ def _agent_report(lines: Text, result: object) -> None:
             lines.append(f"{denial.get('tool', '?')} {denial.get('target', '')}\n")  # agent text: never markup
 
 
-class DashboardScreen(Screen[None]):
+class DashboardScreen(LoomScreen[None]):
     """Sandboxes table, detail tabs and the live activity of the store."""
 
     AUTO_FOCUS = "#sandboxes"
@@ -150,8 +161,8 @@ class DashboardScreen(Screen[None]):
         table = self.query_one("#sandboxes", DataTable)
         for key, label in SANDBOX_COLUMNS:
             table.add_column(label, key=key)
-        self.app.update_header(self.query_one(StatusHeader))  # type: ignore[attr-defined]
-        snapshot = self.app.latest_snapshot  # type: ignore[attr-defined]
+        self.loom.update_header(self.query_one(StatusHeader))
+        snapshot = self.loom.latest_snapshot
         if snapshot is not None:
             self.show_snapshot(snapshot)
         else:
@@ -159,7 +170,7 @@ class DashboardScreen(Screen[None]):
 
     def on_screen_resume(self) -> None:
         # Updates are skipped while the screen is hidden; catch up when it returns.
-        snapshot = self.app.latest_snapshot  # type: ignore[attr-defined]
+        snapshot = self.loom.latest_snapshot
         if snapshot is not None and snapshot is not self.snapshot:
             self.show_snapshot(snapshot)
 
@@ -195,7 +206,7 @@ class DashboardScreen(Screen[None]):
             "runtime": Text(sandbox.runtime),
             "task": Text(_short(sandbox.task.splitlines()[0] if sandbox.task else "", TASK_WIDTH)),
             "status": Text(sandbox.status, style=STATUS_STYLES.get(sandbox.status, "")),
-            "age": format_age(self.app.clock() - sandbox.created),  # type: ignore[attr-defined]
+            "age": format_age(self.loom.clock() - sandbox.created),
             "isolation": Text("bwrap" if sandbox.isolation == "bwrap" else "NONE",
                               style="" if sandbox.isolation == "bwrap" else "bold yellow"),
             "claims": str(claims),
@@ -289,7 +300,7 @@ class DashboardScreen(Screen[None]):
             self._follow_timer = self.set_timer(0.3, lambda: self._follow(sandbox.id))
         held = self.snapshot.claims_by_sandbox.get(sandbox.id, []) if self.snapshot else []
         listing = Text(f"{len(held)} live claim(s)\n", style="bold")
-        now = self.app.clock()  # type: ignore[attr-defined]
+        now = self.loom.clock()
         for claim in held:
             left = int(claim.expires - now)
             listing.append(f"#{claim.id} {claim.mode:<9} ")
@@ -325,7 +336,7 @@ class DashboardScreen(Screen[None]):
     def _check_drift(self, sandbox: SandboxRecord) -> None:
         from loomtui.knowledge.engine import context_of, sandbox_drift
 
-        workspace = self.app.workspace  # type: ignore[attr-defined]
+        workspace = self.loom.workspace
         try:
             drift = sandbox_drift(sandbox.id, sandbox.data["context"], context_of(workspace), None)
         except (LoomError, KeyError) as exc:
@@ -399,8 +410,8 @@ class DashboardScreen(Screen[None]):
         from textual.worker import get_current_worker
 
         worker = get_current_worker()
-        path = Path(sandboxes.log_path(self.app.workspace, sandbox_id))  # type: ignore[attr-defined]
-        first = sandboxes.read_log_tail(self.app.workspace, sandbox_id, 200)  # type: ignore[attr-defined]
+        path = Path(sandboxes.log_path(self.loom.workspace, sandbox_id))
+        first = sandboxes.read_log_tail(self.loom.workspace, sandbox_id, 200)
         self.app.call_from_thread(log.write_lines, first)
         offset = path.stat().st_size if path.exists() else 0
         pending = b""
@@ -425,7 +436,7 @@ class DashboardScreen(Screen[None]):
     @work(thread=True, exclusive=True, group="diff-stats", exit_on_error=False)
     def _diff_stats(self, sandbox_id: str) -> None:
         try:
-            found = review.diff(self.app.workspace, sandbox_id, patch=False)  # type: ignore[attr-defined]
+            found = review.diff(self.loom.workspace, sandbox_id, patch=False)
         except LoomError:
             return
         stats = f"{len(found.files)} files, +{found.added} -{found.deleted}"
@@ -437,14 +448,14 @@ class DashboardScreen(Screen[None]):
         self.diff_stats[sandbox_id] = stats
         self._show_detail()
 
-    def _run(self, label: str, call: object, *args: object) -> None:
+    def _run(self, label: str, call: EngineCall, *args: object) -> None:
         """Run an engine call in a worker; report its error in one line."""
         self._engine_worker(label, call, args)
 
     @work(thread=True, group="sandbox-actions", exit_on_error=False)
-    def _engine_worker(self, label: str, call: object, args: tuple[object, ...]) -> None:
+    def _engine_worker(self, label: str, call: EngineCall, args: tuple[object, ...]) -> None:
         try:
-            call(self.app.workspace, *args)  # type: ignore[operator, attr-defined]
+            call(self.loom.workspace, *args)
         except LoomError as exc:
             self.app.call_from_thread(self.app.notify, str(exc), title=label, severity="error")
             return
@@ -453,29 +464,29 @@ class DashboardScreen(Screen[None]):
     def action_new_sandbox(self) -> None:
         from loomtui.tui.screens.sandbox_forms import NewSandboxScreen
 
-        config = self.app.config  # type: ignore[attr-defined]
+        config = self.loom.config
         runtimes = sorted(config.runtimes) if config else ["script"]
         default = "claude" if "claude" in runtimes else runtimes[0]
         self.app.push_screen(NewSandboxScreen(runtimes, default), self._create)
 
-    def _create(self, request: object) -> None:
+    def _create(self, request: NewSandboxRequest | None) -> None:
         if request is None:
             return
         self._create_worker(request)
 
     @work(thread=True, group="sandbox-actions", exit_on_error=False)
-    def _create_worker(self, request: object) -> None:
-        app = self.app
+    def _create_worker(self, request: NewSandboxRequest) -> None:
+        app = self.loom
         try:
             record = tasks.create_sandbox(
-                app.workspace, request.task, request.runtime, base=request.base,  # type: ignore[attr-defined]
-                claims=request.claims, script=request.script, autostart=True,  # type: ignore[attr-defined]
-                after=request.after,  # type: ignore[attr-defined]
+                app.workspace, request.task, request.runtime, base=request.base,
+                claims=request.claims, script=request.script, autostart=True,
+                after=request.after,
             )
         except LoomError as exc:
             app.call_from_thread(app.notify, str(exc), title="new sandbox", severity="error")
             return
-        said = "started" if record.status != PLANNED else Workflow(app.workspace).view(record).line()  # type: ignore[attr-defined]
+        said = "started" if record.status != PLANNED else Workflow(app.workspace).view(record).line()
         app.call_from_thread(app.notify, f"sandbox {record.id} {said}", title="new sandbox")
 
     def action_stop(self) -> None:
@@ -496,7 +507,7 @@ class DashboardScreen(Screen[None]):
             import subprocess
 
             try:
-                command = sandboxes.attach_command(self.app.workspace, sandbox.id)  # type: ignore[attr-defined]
+                command = sandboxes.attach_command(self.loom.workspace, sandbox.id)
             except LoomError as exc:
                 self.app.notify(str(exc), title="attach", severity="error")
                 return
@@ -514,7 +525,7 @@ class DashboardScreen(Screen[None]):
         from loomtui.tui.screens.sandbox_forms import DiffScreen
 
         try:
-            found = review.diff(self.app.workspace, sandbox_id)  # type: ignore[attr-defined]
+            found = review.diff(self.loom.workspace, sandbox_id)
         except LoomError as exc:
             self.app.call_from_thread(self.app.notify, str(exc), title="diff", severity="error")
             return
@@ -555,14 +566,14 @@ class DashboardScreen(Screen[None]):
         self.app.push_screen(ConfirmScreen(question), answered)
 
 
-def _merge(workspace: object, sandbox_id: str) -> None:
+def _merge(workspace: Workspace, sandbox_id: str) -> None:
     """A person's merge, through the workflow: people's decision followed first, then a clean merge."""
-    request_merge(workspace, sandbox_id)  # type: ignore[arg-type]
+    request_merge(workspace, sandbox_id)
 
 
-def _archive(workspace: object, sandbox_id: str) -> None:
+def _archive(workspace: Workspace, sandbox_id: str) -> None:
     """Archive without losing work (uncommitted changes go to the branch first); claims go back."""
-    record = sandboxes.get_sandbox(workspace, sandbox_id)  # type: ignore[arg-type]
+    record = sandboxes.get_sandbox(workspace, sandbox_id)
     if record.status in LIVE:
         raise LoomError(f"sandbox {sandbox_id} is {record.status}; stop it first (s)")
-    tasks.remove(workspace, sandbox_id, force=True)  # type: ignore[arg-type]
+    tasks.remove(workspace, sandbox_id, force=True)

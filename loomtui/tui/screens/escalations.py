@@ -13,12 +13,13 @@ from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
-from textual.screen import ModalScreen, Screen
+from textual.screen import ModalScreen
 from textual.widgets import Button, DataTable, Footer, Input, Label, Static
 
 from loomtui.errors import LoomError
 from loomtui.governance.escalations import EscalationStatus, allowed_decisions, decide, status_lines
 from loomtui.store import EscalationRecord
+from loomtui.tui.base import LoomScreen
 from loomtui.tui.screens.dashboard import RISK_STYLES, format_age
 from loomtui.tui.widgets.status_header import StatusHeader
 from loomtui.workflow.engine import advance
@@ -64,7 +65,7 @@ class ReasonScreen(ModalScreen[str | None]):
         self.dismiss(None)
 
 
-class EscalationsScreen(Screen[None]):
+class EscalationsScreen(LoomScreen[None]):
     """The queue a tech lead triages with a few keys."""
 
     AUTO_FOCUS = "#queue"
@@ -94,7 +95,7 @@ class EscalationsScreen(Screen[None]):
         table = self.query_one("#queue", DataTable)
         for key, label in COLUMNS:
             table.add_column(label, key=key)
-        self.app.update_header(self.query_one(StatusHeader))  # type: ignore[attr-defined]
+        self.loom.update_header(self.query_one(StatusHeader))
         self.reload()
 
     def on_screen_resume(self) -> None:
@@ -108,7 +109,7 @@ class EscalationsScreen(Screen[None]):
         from loomtui.governance.escalations import DECIDED, OPEN, queue
 
         statuses = (OPEN, *DECIDED) if self.show_decided else (OPEN,)
-        found = queue(self.app.workspace, statuses)  # type: ignore[attr-defined]
+        found = queue(self.loom.workspace, statuses)
         self.app.call_from_thread(self.show_queue, found)
 
     def show_queue(self, escalations: list[EscalationRecord]) -> None:
@@ -118,7 +119,7 @@ class EscalationsScreen(Screen[None]):
         for row_key in list(table.rows):
             if row_key.value not in wanted:
                 table.remove_row(row_key)
-        now = self.app.clock()  # type: ignore[attr-defined]
+        now = self.loom.clock()
         for key, escalation in wanted.items():
             cells = {
                 "id": key,
@@ -204,10 +205,10 @@ class EscalationsScreen(Screen[None]):
                 signed = str(event.get("signature", "unsigned"))
                 text.append(f" [{signed}]", style="green" if signed == "verified" else "yellow")
             text.append(f"{reason}\n")
-        policy = self.app.policy  # type: ignore[attr-defined]
+        policy = self.loom.policy
         if policy is not None:
-            offered = allowed_decisions(policy, escalation, self.app.workspace.actor)  # type: ignore[attr-defined]
-            text.append(f"\nYou ({self.app.workspace.actor}) may: ", style="bold")  # type: ignore[attr-defined]
+            offered = allowed_decisions(policy, escalation, self.loom.workspace.actor)
+            text.append(f"\nYou ({self.loom.workspace.actor}) may: ", style="bold")
             text.append(", ".join(offered) or "nothing here")
         detail.update(text)
         self.refresh_bindings()
@@ -218,10 +219,10 @@ class EscalationsScreen(Screen[None]):
         if action != "decide":
             return True
         escalation = self.selected()
-        policy = self.app.policy  # type: ignore[attr-defined]
+        policy = self.loom.policy
         if escalation is None or policy is None:
             return False
-        return parameters[0] in allowed_decisions(policy, escalation, self.app.workspace.actor)  # type: ignore[attr-defined]
+        return parameters[0] in allowed_decisions(policy, escalation, self.loom.workspace.actor)
 
     def action_decide(self, decision: str) -> None:
         escalation = self.selected()
@@ -240,9 +241,12 @@ class EscalationsScreen(Screen[None]):
 
     @work(thread=True, group="decide", exit_on_error=False)
     def _record(self, escalation_id: int, decision: str, reason: str) -> None:
-        app = self.app
+        app = self.loom
+        policy = app.policy
+        if policy is None:  # not reached: check_action offers no decision without a policy, and none unloads
+            return
         try:
-            updated = decide(app.workspace, app.policy, escalation_id, decision,  # type: ignore[attr-defined]
+            updated = decide(app.workspace, policy, escalation_id, decision,
                              reason=reason)
         except LoomError as exc:
             app.call_from_thread(app.notify, str(exc), title="not recorded", severity="error")
@@ -252,7 +256,7 @@ class EscalationsScreen(Screen[None]):
         if updated.sandbox_id:
             # The decision may let its sandbox move on (start, merge, reject): the workflow says.
             try:
-                moved = advance(app.workspace, updated.sandbox_id, policy=app.policy)  # type: ignore[attr-defined]
+                moved = advance(app.workspace, updated.sandbox_id, policy=app.policy)
             except LoomError as exc:
                 app.call_from_thread(app.notify, str(exc), title="workflow", severity="error")
             else:
@@ -269,7 +273,7 @@ class EscalationsScreen(Screen[None]):
         if escalation is None or not escalation.sandbox_id:
             return
         try:
-            found = diff(self.app.workspace, escalation.sandbox_id)  # type: ignore[attr-defined]
+            found = diff(self.loom.workspace, escalation.sandbox_id)
         except LoomError as exc:
             self.app.call_from_thread(self.app.notify, str(exc), title="diff", severity="error")
             return

@@ -9,12 +9,12 @@ from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, VerticalScroll
-from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Select, Static
 
 from loomtui.audit import AuditEntry
 from loomtui.errors import LoomError
 from loomtui.governance.policy import Policy, Rule
+from loomtui.tui.base import LoomScreen
 from loomtui.tui.widgets.status_header import StatusHeader
 
 DECISION_STYLES = {"block": "bold red", "require": "yellow", "auto_approve": "green"}
@@ -38,7 +38,7 @@ def _when(rule: Rule) -> str:
     return "; ".join(parts) or "always"
 
 
-class PolicyScreen(Screen[None]):
+class PolicyScreen(LoomScreen[None]):
     """The rules of `.loom/policy.yaml`, and which of them fire for the chosen sandbox."""
 
     AUTO_FOCUS = "#rules"
@@ -64,14 +64,14 @@ class PolicyScreen(Screen[None]):
         for key, label in (("fired", "Fired"), ("name", "Rule"), ("stage", "Stage"),
                            ("decision", "Decision"), ("risk", "Risk"), ("when", "When")):
             table.add_column(label, key=key)
-        self.app.update_header(self.query_one(StatusHeader))  # type: ignore[attr-defined]
+        self.loom.update_header(self.query_one(StatusHeader))
         self.show_policy()
 
     def on_screen_resume(self) -> None:
         self.show_policy()
 
     def show_policy(self, fired: frozenset[str] = frozenset(), explanation: list[str] | None = None) -> None:
-        policy: Policy | None = self.app.policy  # type: ignore[attr-defined]
+        policy: Policy | None = self.loom.policy
         source = self.query_one("#policy-source", Static)
         if policy is None:
             source.update(Text("No policy loaded.", style="bold red"))
@@ -79,7 +79,7 @@ class PolicyScreen(Screen[None]):
         text = Text(f" {policy.summary()}")
         for warning in policy.warnings:
             text.append(f"\n warning: {warning}", style="yellow")
-        problem = self.app.config_problem  # type: ignore[attr-defined]
+        problem = self.loom.config_problem
         if problem:
             text.append(f"\n {problem} (showing the last good policy)", style="bold red")
         source.update(text)
@@ -91,7 +91,7 @@ class PolicyScreen(Screen[None]):
                 Text(rule.decision, style=DECISION_STYLES.get(rule.decision, "")), rule.risk or "–",
                 Text(_when(rule)), key=rule.name,
             )
-        sandboxes = self.app.latest_snapshot.sandboxes if self.app.latest_snapshot else []  # type: ignore[attr-defined]
+        sandboxes = self.loom.latest_snapshot.sandboxes if self.loom.latest_snapshot else []
         select = self.query_one("#policy-sandbox", Select)
         options = [(Text(f"{s.id}  {s.task}"), s.id) for s in sandboxes]
         if [value for _, value in options] != self.sandbox_options:
@@ -104,7 +104,7 @@ class PolicyScreen(Screen[None]):
     @on(DataTable.RowHighlighted, "#rules")
     def _show_rule(self) -> None:
         """The highlighted rule in full, then the chosen sandbox's evaluation."""
-        policy: Policy | None = self.app.policy  # type: ignore[attr-defined]
+        policy: Policy | None = self.loom.policy
         table = self.query_one("#rules", DataTable)
         text = Text()
         if policy is not None and table.row_count:
@@ -138,9 +138,12 @@ class PolicyScreen(Screen[None]):
     def _explain(self, sandbox_id: str) -> None:
         from loomtui.governance.explain import explain_sandbox
 
-        policy = self.app.policy  # type: ignore[attr-defined]
+        policy = self.loom.policy
+        if policy is None:  # it did not load: the screen shows why
+            self.app.call_from_thread(self.app.notify, "no policy loaded", title="explain", severity="warning")
+            return
         try:
-            explained = explain_sandbox(self.app.workspace, policy, sandbox_id)  # type: ignore[attr-defined]
+            explained = explain_sandbox(self.loom.workspace, policy, sandbox_id)
         except LoomError as exc:
             self.app.call_from_thread(self.app.notify, str(exc), title="explain", severity="error")
             return
@@ -157,7 +160,7 @@ class PolicyScreen(Screen[None]):
         self.app.switch_mode("dashboard")
 
 
-class AuditScreen(Screen[None]):
+class AuditScreen(LoomScreen[None]):
     """The newest audit entries, live, with the chain's verify status."""
 
     AUTO_FOCUS = "#audit"
@@ -184,7 +187,7 @@ class AuditScreen(Screen[None]):
         for key, label in (("seq", "#"), ("ts", "Time (UTC)"), ("actor", "Actor"), ("action", "Action"),
                            ("subject", "Subject")):
             table.add_column(label, key=key)
-        self.app.update_header(self.query_one(StatusHeader))  # type: ignore[attr-defined]
+        self.loom.update_header(self.query_one(StatusHeader))
         self.reload()
         self.action_verify()
 
@@ -193,7 +196,7 @@ class AuditScreen(Screen[None]):
 
     @work(thread=True, exclusive=True, group="audit-read", exit_on_error=False)
     def reload(self) -> None:
-        tail = self.app.workspace.audit.tail(AUDIT_ROWS)  # type: ignore[attr-defined]
+        tail = self.loom.workspace.audit.tail(AUDIT_ROWS)
         self.app.call_from_thread(self._show_entries, tail)
 
     def _show_entries(self, tail: list[AuditEntry]) -> None:
@@ -239,7 +242,7 @@ class AuditScreen(Screen[None]):
         from loomtui.errors import LoomError
         from loomtui.governance.auditproof import verify_audit
 
-        workspace = self.app.workspace  # type: ignore[attr-defined]
+        workspace = self.loom.workspace
         try:
             report = verify_audit(workspace)
         except LoomError as exc:  # a broken policy or config: say so, keep the screen

@@ -8,12 +8,12 @@ from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
-from textual.screen import Screen
 from textual.widgets import DataTable, Footer, ProgressBar, Static, Tree
 
 from loomtui.coordination.claims import Conflict
 from loomtui.coordination.view import CoordinationPicture
 from loomtui.store import ClaimRecord
+from loomtui.tui.base import LoomScreen
 from loomtui.tui.widgets.status_header import StatusHeader
 
 # Distinct, theme-independent hues for sandboxes; assigned in order of first claim.
@@ -36,7 +36,7 @@ def sandbox_colours(claims: list[ClaimRecord]) -> dict[str, str]:
     return colours
 
 
-class GraphScreen(Screen[None]):
+class GraphScreen(LoomScreen[None]):
     """Claims, neighbourhoods and conflicts, navigable with the keyboard."""
 
     AUTO_FOCUS = "#conflicts"
@@ -68,15 +68,15 @@ class GraphScreen(Screen[None]):
         table.add_column("Kind", key="kind")
         table.add_column("Between", key="between")
         self.query_one("#claims-tree", Tree).show_root = False
-        self.app.update_header(self.query_one(StatusHeader))  # type: ignore[attr-defined]
-        picture = self.app.coordination  # type: ignore[attr-defined]
+        self.loom.update_header(self.query_one(StatusHeader))
+        picture = self.loom.coordination
         if picture is not None:
             self.show_picture(picture)
         else:
             self.query_one("#conflict-detail", Static).update(Text("Indexing the repository…"))
 
     def on_screen_resume(self) -> None:
-        picture = self.app.coordination  # type: ignore[attr-defined]
+        picture = self.loom.coordination
         if picture is not None and picture is not self.picture:
             self.show_picture(picture)
 
@@ -179,7 +179,7 @@ class GraphScreen(Screen[None]):
         detail.update(text)
 
     def action_reindex(self) -> None:
-        self.app.refresh_coordination(reindex=True)  # type: ignore[attr-defined]
+        self.loom.refresh_coordination(reindex=True)
 
     def action_back(self) -> None:
         self.app.switch_mode("dashboard")

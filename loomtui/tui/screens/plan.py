@@ -15,11 +15,11 @@ from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal
-from textual.screen import Screen
 from textual.widgets import Footer, Static, Tree
 from textual.widgets.tree import TreeNode
 
 from loomtui.store import SandboxRecord
+from loomtui.tui.base import LoomScreen
 from loomtui.tui.screens.dashboard import STATUS_STYLES, STEP_STYLES
 from loomtui.tui.snapshot import DashboardSnapshot
 from loomtui.tui.widgets.status_header import StatusHeader
@@ -77,7 +77,7 @@ def _waves(tasks: dict[str, PlannedTask]) -> list[list[PlannedTask]]:
     return waves
 
 
-class PlanScreen(Screen[None]):
+class PlanScreen(LoomScreen[None]):
     """Plan runs as DAGs in waves; the selected task's sandbox, step and reasons on the right."""
 
     AUTO_FOCUS = "#plan-tree"
@@ -96,14 +96,14 @@ class PlanScreen(Screen[None]):
 
     def on_mount(self) -> None:
         self.query_one("#plan-tree", Tree).show_root = False
-        self.app.update_header(self.query_one(StatusHeader))  # type: ignore[attr-defined]
+        self.loom.update_header(self.query_one(StatusHeader))
         self._refresh_from_app()
 
     def on_screen_resume(self) -> None:
         self._refresh_from_app()
 
     def _refresh_from_app(self) -> None:
-        snapshot = self.app.latest_snapshot  # type: ignore[attr-defined]
+        snapshot = self.loom.latest_snapshot
         if snapshot is not None and snapshot is not self.snapshot:
             self.show_snapshot(snapshot)
         elif snapshot is None:

@@ -15,6 +15,7 @@ from textual.widgets import Button, Input, Label, Select, SelectionList, Static
 from textual.widgets.selection_list import Selection
 
 from loomtui.coordination.suggest import suggest_regions
+from loomtui.tui.base import loom_app
 
 
 @dataclass(frozen=True)
@@ -80,7 +81,7 @@ class NewSandboxScreen(ModalScreen[NewSandboxRequest | None]):
 
     @work(thread=True, exclusive=True, group="suggest", exit_on_error=False)
     def _suggest(self, task: str) -> None:
-        coordinator = self.app.coordinator  # type: ignore[attr-defined]
+        coordinator = loom_app(self.app).coordinator
         if coordinator is None:
             self.app.call_from_thread(self.query_one("#claim-check", Static).update,
                                       Text("Still indexing the repository: suggestions follow.", style="dim"))
@@ -103,7 +104,7 @@ class NewSandboxScreen(ModalScreen[NewSandboxRequest | None]):
 
     @work(thread=True, exclusive=True, group="claim-check", exit_on_error=False)
     def _check(self, region_ids: tuple[str, ...]) -> None:
-        coordinator = self.app.coordinator  # type: ignore[attr-defined]
+        coordinator = loom_app(self.app).coordinator
         if coordinator is None:
             return
         conflicts = coordinator.check("(new)", list(region_ids)) if region_ids else []

@@ -1,0 +1,31 @@
+"""The app as its screens see it: `LoomScreen.loom` (or `loom_app`) is the running LoomApp, typed.
+
+Textual types `self.app` as a generic `App`, so the workspace, config and snapshot the
+app holds are invisible to the type checker there; here they are visible, without a cycle
+(app.py imports the screens, so LoomApp is imported for type checking only).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, TypeVar, cast
+
+from textual.app import App
+from textual.screen import Screen
+
+if TYPE_CHECKING:
+    from loomtui.tui.app import LoomApp
+
+ResultT = TypeVar("ResultT")
+
+
+def loom_app(app: App[Any]) -> LoomApp:
+    """`app` as the LoomApp it is: every screen, form and palette provider here runs inside one."""
+    return cast("LoomApp", app)
+
+
+class LoomScreen(Screen[ResultT]):
+    """A screen of the loomtui app; `self.loom` reads the app's workspace, config and latest state."""
+
+    @property
+    def loom(self) -> LoomApp:
+        return loom_app(self.app)
