@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from loomtui.execution.isolation import ISOLATION_BWRAP, ISOLATION_NONE
 from loomtui.governance.coordinator import governed_coordinator
 from loomtui.store import SandboxRecord
 from loomtui.tui.app import LoomApp
@@ -18,15 +19,16 @@ SIZE = (120, 30)
 @pytest.fixture
 def populated(repo: Path) -> LoomApp:
     workspace = open_workspace(repo)
-    for number, (task, status, runtime) in enumerate([
+    for number, (task, status, runtime, isolation) in enumerate([
         # No live statuses: reconcile would (rightly) orphan a "running" record with no process.
-        ("Add partial refunds to the refunds API", "failed", "claude"),
-        ("Refactor currency rounding helper", "awaiting_review", "codex"),
-        ("Fix typos in notification templates", "exited", "script"),
+        ("Add partial refunds to the refunds API", "failed", "claude", ISOLATION_BWRAP),
+        ("Refactor currency rounding helper", "awaiting_review", "codex", ISOLATION_BWRAP),
+        # The one an agent ran without isolation: the app warns about it.
+        ("Fix typos in notification templates", "exited", "script", ISOLATION_NONE),
     ]):
         workspace.store.add_sandbox(SandboxRecord(
             id=f"sb{number + 1}", task=task, runtime=runtime, status=status,
-            created=FIXED_NOW - 600 * (number + 1), updated=FIXED_NOW, isolation="worktree",
+            created=FIXED_NOW - 600 * (number + 1), updated=FIXED_NOW, isolation=isolation,
         ))
     return LoomApp(workspace, clock=lambda: FIXED_NOW)
 
@@ -37,7 +39,7 @@ def test_dashboard_empty(snap_compare, repo: Path) -> None:  # type: ignore[no-u
 
 
 def test_dashboard_with_sandboxes(snap_compare, populated: LoomApp) -> None:  # type: ignore[no-untyped-def]
-    assert snap_compare(populated, terminal_size=SIZE, press=["down"])
+    assert snap_compare(populated, terminal_size=SIZE, press=["down", "down"])  # the one NOT isolated
 
 
 def test_help_screen(snap_compare, populated: LoomApp) -> None:  # type: ignore[no-untyped-def]
