@@ -10,7 +10,7 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePosixPath
-from typing import Final, Literal, TypeVar
+from typing import Final, Literal, TypeVar, get_args
 
 from loomtui.errors import LoomError
 from loomtui.globs import glob_problem
@@ -47,13 +47,8 @@ PLACEHOLDERS: Final = frozenset({"task", "context_file", "sandbox", "script", "w
 RuntimeMode = Literal["headless", "interactive"]
 GateKind = Literal["deterministic", "behavioural"]
 
-# Dicts rather than tuples so a validated string maps to its Literal type
-# without a cast.
-_MODES: Final[dict[str, RuntimeMode]] = {"headless": "headless", "interactive": "interactive"}
-_GATE_KINDS: Final[dict[str, GateKind]] = {
-    "deterministic": "deterministic",
-    "behavioural": "behavioural",
-}
+RUNTIME_MODES: Final[tuple[RuntimeMode, ...]] = get_args(RuntimeMode)
+GATE_KINDS: Final[tuple[GateKind, ...]] = get_args(GateKind)
 
 # Only identifier-shaped `{name}` is a placeholder, so literal braces such as a
 # JSON argument (`{"a": 1}`) pass through untouched.
@@ -324,7 +319,7 @@ def _parse_runtime(name: str, value: Value) -> RuntimeConfig:
     return RuntimeConfig(
         name=name,
         argv=tuple(argv),
-        mode=_MODES[mode.as_choice(tuple(_MODES))] if mode else "headless",
+        mode=mode.as_choice(RUNTIME_MODES) if mode else "headless",
         network=network.as_bool() if network else False,
         env=env,
         description=description.as_str() if description else None,
@@ -338,7 +333,7 @@ def _tuned_runtime(builtin: RuntimeConfig, fields: Fields) -> RuntimeConfig:
                                            ("mode", "network", "description", "offline_timeout"))
     return replace(
         builtin,
-        mode=_MODES[mode.as_choice(tuple(_MODES))] if mode else builtin.mode,
+        mode=mode.as_choice(RUNTIME_MODES) if mode else builtin.mode,
         network=network.as_bool() if network else builtin.network,
         env=_optional(fields, "env", _parse_env, builtin.env),
         description=description.as_str() if description else builtin.description,
@@ -380,7 +375,7 @@ def _parse_gates(section: Value) -> tuple[GateConfig, ...]:
                 name=name,
                 run=run,
                 timeout=timeout.as_number(positive=True) if timeout else 600.0,
-                kind=_GATE_KINDS[kind.as_choice(tuple(_GATE_KINDS))] if kind else "deterministic",
+                kind=kind.as_choice(GATE_KINDS) if kind else "deterministic",
             )
         )
     return tuple(gates)

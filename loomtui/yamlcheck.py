@@ -25,7 +25,7 @@ import stat
 from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Final
+from typing import Final, TypeVar
 
 import yaml
 from yaml.constructor import SafeConstructor
@@ -36,6 +36,7 @@ from loomtui.errors import ConfigError
 __all__ = ["MAX_FILE_BYTES", "Fields", "Value", "closest", "compose", "describe", "read_text"]
 
 _CORE = "tag:yaml.org,2002:"
+_Choice = TypeVar("_Choice", bound=str)
 _STR = _CORE + "str"
 _INT = _CORE + "int"
 _FLOAT = _CORE + "float"
@@ -161,11 +162,14 @@ class Value:
             raise self.error("must not be empty")
         return text
 
-    def as_choice(self, choices: Sequence[str]) -> str:
-        """One of `choices` (a string), with a suggestion for a near miss."""
+    def as_choice(self, choices: Sequence[_Choice]) -> _Choice:
+        """One of `choices`, as that choice (so a Literal's members keep their type), with a
+        suggestion for a near miss."""
         node = self.node
-        if isinstance(node, ScalarNode) and node.tag == _STR and node.value in choices:
-            return str(node.value)
+        if isinstance(node, ScalarNode) and node.tag == _STR:
+            for choice in choices:
+                if node.value == choice:
+                    return choice
         guess = closest(str(node.value), choices) if isinstance(node, ScalarNode) else None
         hint = f"; did you mean {guess!r}?" if guess else ""
         raise self.error(f"must be one of {', '.join(choices)} (got {describe(node)}{hint})")

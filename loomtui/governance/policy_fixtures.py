@@ -88,7 +88,7 @@ def parse_policy_tests(text: str, path: str) -> tuple[PolicyCase, ...]:
         cases.append(PolicyCase(
             name=name,
             facts=_parse_change(fields["change"]),
-            outcome=DECISIONS[expect["outcome"].as_choice(tuple(DECISIONS))],
+            outcome=expect["outcome"].as_choice(DECISIONS),
             risk=_optional(expect, "risk", lambda v: v.as_choice((*RISKS, NORMAL_RISK)), None),
             rules=_optional(expect, "rules", _identities, None),
             approvals=approvals if approvals is not None or met is None else (),
@@ -131,9 +131,9 @@ def _parse_change(value: Value) -> ChangeFacts:
     gates_value = fields.get("gates")
     if gates_value is not None:
         for name, result in gates_value.as_mapping().items():
-            gates[name] = result.as_choice(tuple(_GATE_RESULTS))
+            gates[name] = result.as_choice(_GATE_RESULTS)
     return ChangeFacts(
-        stage=_optional(fields, "stage", lambda v: _STAGES[v.as_choice(tuple(_STAGES))], "post-gate"),
+        stage=_optional(fields, "stage", lambda v: v.as_choice(_STAGES), "post-gate"),
         paths=_optional(fields, "paths", _identities, ()),
         regions=_optional(fields, "regions", _identities, ()),
         signature_changed=_optional(fields, "signature_changed", _identities, ()),

@@ -6,7 +6,7 @@ from __future__ import annotations
 import fnmatch
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Final, Literal
+from typing import Final, Literal, get_args
 
 import pathspec
 
@@ -24,15 +24,12 @@ RuleStage = Literal["claim", "post-gate", "both"]
 DefaultOutcome = Literal["require", "block"]
 GateResult = Literal["passed", "failed", "error"]
 
-# Dicts from the spelling in the file to the Literal, so a validated string
-# becomes its Literal type without a cast.
-DECISIONS: Final[dict[str, Decision]] = {
-    "auto_approve": "auto_approve", "require": "require", "block": "block",
-}
-_RULE_STAGES: Final[dict[str, RuleStage]] = {"claim": "claim", "post-gate": "post-gate", "both": "both"}
-_STAGES: Final[dict[str, Stage]] = {"claim": "claim", "post-gate": "post-gate"}
-_DEFAULT_OUTCOMES: Final[dict[str, DefaultOutcome]] = {"require": "require", "block": "block"}
-_GATE_RESULTS: Final[dict[str, GateResult]] = {"passed": "passed", "failed": "failed", "error": "error"}
+# Each Literal's members, for `Value.as_choice` (which returns the member, keeping its type).
+DECISIONS: Final[tuple[Decision, ...]] = get_args(Decision)
+_RULE_STAGES: Final[tuple[RuleStage, ...]] = get_args(RuleStage)
+_STAGES: Final[tuple[Stage, ...]] = get_args(Stage)
+_DEFAULT_OUTCOMES: Final[tuple[DefaultOutcome, ...]] = get_args(DefaultOutcome)
+_GATE_RESULTS: Final[tuple[GateResult, ...]] = get_args(GateResult)
 RISKS: Final = ("low", "medium", "high", "critical")
 """Rule risk levels, lowest first. An evaluation no rule gave a risk is "normal"."""
 NORMAL_RISK: Final = "normal"

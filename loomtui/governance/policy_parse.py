@@ -153,9 +153,9 @@ class _Context:
         return tuple(rules)
 
     def parse_rule(self, name: str, line: int, fields: Fields) -> Rule:
-        decision = DECISIONS[fields["decision"].as_choice(tuple(DECISIONS))]
+        decision = fields["decision"].as_choice(DECISIONS)
         both: RuleStage = "both"
-        stage = _optional(fields, "stage", lambda v: _RULE_STAGES[v.as_choice(tuple(_RULE_STAGES))], both)
+        stage = _optional(fields, "stage", lambda v: v.as_choice(_RULE_STAGES), both)
         when = _parse_when(fields["when"], stage)
         approvals_value = fields.get("approvals")
         if decision == "require" and approvals_value is None:
@@ -272,7 +272,7 @@ def _parse_default(value: Value, context: _Context) -> DefaultDecision:
     fields = value.as_mapping(known=("decision", "approvals"))
     decision_value = fields.get("decision")
     decision: DefaultOutcome = (
-        _DEFAULT_OUTCOMES[decision_value.as_choice(tuple(_DEFAULT_OUTCOMES))]
+        decision_value.as_choice(_DEFAULT_OUTCOMES)
         if decision_value is not None else "require"
     )
     approvals_value = fields.get("approvals")
