@@ -49,7 +49,7 @@ from loomtui.coordination.index_cache import (
     _snapshot_dir,
     _snapshot_key,
     _store_facts,
-    default_cache_dir,
+    index_cache_dir,
 )
 from loomtui.coordination.index_files import _checked_relative, _read_sources, _Source, blob_hash, list_files
 from loomtui.coordination.index_modules import _ModuleMap
@@ -86,7 +86,7 @@ __all__ = [
     "Result",
     "blob_hash",
     "build_index",
-    "default_cache_dir",
+    "index_cache_dir",
     "list_files",
 ]
 
@@ -111,7 +111,7 @@ class RepoIndex:
 
     root: Path
     regions: dict[str, Region]
-    graph: nx.DiGraph
+    graph: nx.DiGraph[str]
     unresolved: list[tuple[str, str]]
     warnings: list[str]
     files: dict[str, str]
@@ -305,7 +305,7 @@ def build_index(
     `files` names exactly which files to index (repository-relative; a path that
     leaves the repository raises ValueError); otherwise git's listing (or a
     directory walk) filtered by the `include`/`exclude` gitignore-style globs.
-    With a `cache_dir` (see `default_cache_dir`), facts and resolved snapshots
+    With a `cache_dir` (see `index_cache_dir`), facts and resolved snapshots
     are reused across builds and worktrees. `progress(done, total)` is called as
     files are loaded or parsed.
     """

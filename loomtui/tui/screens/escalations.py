@@ -7,6 +7,7 @@ from the footer and refused if pressed); the engine checks again when it records
 from __future__ import annotations
 
 import time
+from typing import Any
 
 from rich.text import Text
 from textual import on, work
@@ -139,7 +140,7 @@ class EscalationsScreen(LoomScreen[None]):
         self.show_detail()
         self.refresh_bindings()
 
-    def _sort(self, table: DataTable) -> None:
+    def _sort(self, table: DataTable[Any]) -> None:
         order = {str(e.id): n for n, e in enumerate(self.escalations)}
         table.sort("id", key=lambda value: order.get(str(value), 0))
 
