@@ -133,10 +133,10 @@ def test_auto_approve_holds_only_when_nothing_else_requires() -> None:
     alone = evaluate(policy, post("docs/guide.md", "README.md"))
     assert (alone.outcome, alone.risk, alone.rule_names(), alone.requirements) == (
         "auto_approve", "low", ("docs",), ())
-    assert alone.explanation() == [
-        "auto_approve at post-gate (risk low): auto-approved by docs",
-        "  docs (auto_approve, risk low): paths docs/**, *.md matched README.md, docs/guide.md",
-    ]
+    # Structure here; the wording is pinned by the golden cases (test_explanation_lists_every_applied_rule_and_why).
+    headline, docs_line = alone.explanation()
+    assert headline.startswith("auto_approve at post-gate") and "docs" in headline
+    assert docs_line.startswith("  docs (auto_approve") and "README.md" in docs_line and "docs/guide.md" in docs_line
     assert decision_met(policy, alone, [], None) == (True, ["auto-approved: no approval needed"])
     mixed = evaluate(policy, post("docs/guide.md", "api/handlers.py"))
     assert (mixed.outcome, mixed.risk, mixed.rule_names()) == ("require", "medium", ("platform-review", "docs"))
@@ -160,11 +160,8 @@ def test_no_rule_means_the_default_never_a_silent_pass() -> None:
     policy = policy_of(PAYMENTS_AND_DOCS, head=GROUPS + "default: {approvals: {groups: [leads], count: 1}}\n")
     evaluation = evaluate(policy, post("setup.cfg", lines_changed=3))
     assert (evaluation.outcome, evaluation.risk) == ("require", "normal")
-    assert evaluation.explanation() == [
-        "require at post-gate (risk normal): 1 requirement",
-        "  default (require): no rule applies to this change",
-        "    needs 1 approval from leads",
-    ]
+    assert [(r.name, r.decision) for r in evaluation.applied] == [("default", "require")]
+    assert [(r.groups, r.count) for r in evaluation.requirements] == [(("leads",), 1)]
     assert evaluation.applied[0].requirement == evaluation.requirements[0]
     assert decision_met(policy, evaluation, ["lead@example.com"], "alice@example.com")[0]
     empty_change = evaluate(policy, post())
