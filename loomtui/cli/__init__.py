@@ -2,6 +2,10 @@
 
 Exit codes: 0 ok, 1 a check failed (conflict, refused, broken audit chain), 2 usage
 or input error. A user's mistake is one line on stderr, never a traceback.
+
+A front-end: it may import any layer (each subcommand's module, `cli/<layer>.py`, loads
+its engines when it runs) and the TUI only inside `cmd_tui`/`cmd_demo`; nothing but
+`loomtui.__main__` imports it.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Layer 1, execution: where agents run.
+"""Execution: where agents run.
 
 Each agent task gets a sandbox (a git worktree on branch `loom/<id>`), an agent
 process isolated with bubblewrap where available, and a detached supervisor that
@@ -13,4 +13,7 @@ logs, heartbeats and records every lifecycle move. The API, all plain Python:
 - `runtimes`: a configured runtime -> the exact argv and environment
 - `supervisor`, `pane`: the processes that run an agent
 - `script_agent`: the `script` runtime; `doctor`; `bench`
+
+It may import coordination, knowledge and the base modules; never guardrails,
+governance, workflow or a front-end.
 """

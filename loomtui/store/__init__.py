@@ -1,9 +1,13 @@
 """The shared state store: the one place with SQL.
 
 Engines and UIs call `open_store()` and use the methods of the returned store; they
-never see a connection or a query. `Store` names the interface; SQLite (WAL) is the
-backend for one machine, and a PostgreSQL backend for a team across machines would
-implement the same methods.
+never see a connection or a query. `Store` is an alias of `SqliteStore` (SQLite in WAL
+mode, `store.sqlite`), the only backend: there is no separate interface yet, so a second
+backend (PostgreSQL, for a team across machines) would first turn `Store` into a
+`typing.Protocol` of those methods. The records it returns are in `store.records`.
+
+The bottom layer, with the top-level modules (`audit`, `repo`, `errors`, ...): it imports
+only those, never an engine layer or a front-end.
 """
 
 from __future__ import annotations
