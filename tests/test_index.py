@@ -12,7 +12,7 @@ import pytest
 from loomtui.coordination import index as index_module
 from loomtui.coordination.index import RepoIndex, blob_hash, build_index
 from loomtui.coordination.regions import ast_regions
-from loomtui.coordination.signatures import RegionChange, changed_regions, cst_regions, signature_of
+from loomtui.coordination.signatures import RegionChange, changed_regions, cst_regions
 
 FIXTURE = Path(__file__).parent / "fixtures" / "indexpkg"
 
@@ -521,13 +521,26 @@ def test_invalid_side_is_a_whole_file_change() -> None:
     assert changed_regions(BASE, BASE + "def (:\n", "mod.py") == [RegionChange("mod.py", "modified", True)]
 
 
-def test_signature_of_normalises() -> None:
-    signatures = signature_of(BASE.replace("def run(self, a, b=1) -> int:", "def run(self,a,b = 1,)->int:"))
-    assert signatures["Thing.run"] == "def run(self, a, b = 1) -> int"
-    assert signatures["Thing"] == "class Thing(Base)"
-    assert signatures["free"] == "def free(x)"
-    decorated = signature_of("@functools.lru_cache(maxsize = 2)\nasync def f(*args, k: int = 0, **kw): ...\n")
-    assert decorated == {"f": "@functools.lru_cache(maxsize = 2)\nasync def f(*args, k: int = 0, **kw)"}
+def test_signatures_are_compared_normalised() -> None:
+    """Spacing and trailing commas in a signature are no change of it; a default or annotation is."""
+    respaced = BASE.replace("def run(self, a, b=1) -> int:", "def run(self,a,b = 1,)->int:")
+    assert changed_regions(BASE, respaced, "mod.py") == [RegionChange("mod.py::Thing.run", "modified", False)]
+    assert changed_regions(BASE, BASE.replace("class Thing(Base):", "class Thing( Base, ):"), "mod.py") == [
+        RegionChange("mod.py::Thing", "modified", False)]
+    assert changed_regions(BASE, BASE.replace("def free(x):", "def free( x, ):"), "mod.py") == [
+        RegionChange("mod.py::free", "modified", False)]
+
+    decorated = "@functools.lru_cache(maxsize=2)\nasync def f(*args, k: int = 0, **kw): ...\n"
+
+    def change(old: str, new: str) -> list[RegionChange]:
+        assert old in decorated
+        return changed_regions(decorated, decorated.replace(old, new), "f.py")
+
+    assert change("(maxsize=2)", "( maxsize = 2 )") == [RegionChange("f.py::f", "modified", False)]
+    assert change("k: int = 0, **kw)", "k:int=0,**kw,)") == [RegionChange("f.py::f", "modified", False)]
+    assert change("k: int = 0", "k: int = 1") == [RegionChange("f.py::f", "modified", True)]  # a default
+    assert change("k: int = 0", "k: str = 0") == [RegionChange("f.py::f", "modified", True)]  # an annotation
+    assert change("(maxsize=2)", "(maxsize=3)") == [RegionChange("f.py::f", "modified", True)]  # a decorator
 
 
 def test_changed_region_ids_match_the_index(tree: Path) -> None:

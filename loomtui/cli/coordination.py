@@ -24,7 +24,7 @@ from loomtui.coordination.claims import (
     Coordinator,
     lease_length,
 )
-from loomtui.coordination.index import RepoIndex, build_index
+from loomtui.coordination.index import RepoIndex, build_index, index_cache_dir
 from loomtui.errors import LoomError, escape_controls, shown
 from loomtui.governance.coordinator import governed_coordinator
 from loomtui.store import ClaimRecord
@@ -44,7 +44,7 @@ def _progress_printer() -> Any:
 
 def _index(workspace: Workspace) -> RepoIndex:
     config = workspace.load_config().coordination
-    return build_index(workspace.root, cache_dir=workspace.paths.state_dir / "index-cache",
+    return build_index(workspace.root, cache_dir=index_cache_dir(workspace.paths),
                        include=config.include, exclude=config.exclude, progress=_progress_printer())
 
 

@@ -11,7 +11,8 @@ wins. Conflicts:
 - dependency: an edge (within `dependency_hops`) joins regions claimed by two
   sandboxes: warning, raised to high when one side's signature changed.
 
-Every claim, refusal, override, release and expiry is an audit entry.
+Every claim, refusal, override, release and expiry is an audit entry. What a target
+names is `loomtui.coordination.targets`' job (`TargetResolver`, `BadTarget`).
 """
 
 from __future__ import annotations
@@ -21,15 +22,13 @@ import re
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import TYPE_CHECKING
-
-import pathspec
 
 from loomtui.config import MAX_LEASE_SECONDS
 from loomtui.coordination.index import DEPENDENCY_KINDS, RepoIndex
+from loomtui.coordination.targets import TargetResolver
 from loomtui.errors import LoomError, shown
-from loomtui.globs import glob_problem
 from loomtui.store import ClaimRecord
 from loomtui.workspace import Workspace
 
@@ -40,10 +39,6 @@ MODES = ("exclusive", "shared")
 # Sandboxes in these states hold no claims: theirs are released with an audit entry.
 # An agent that merely exited still holds its claims: its change awaits review.
 ENDED_STATUSES = ("merged", "rejected", "archived")
-_LINE_RANGE = re.compile(r"^(?P<path>.+):(?P<start>\d+)(?:-(?P<end>\d+))?$")
-# More digits than this is past the end of any file; int() of thousands of digits raises.
-_MAX_LINE_DIGITS = 12
-_GLOB_CHARS = frozenset("*?[")
 
 
 def lease_length(ttl: object) -> float:
@@ -171,8 +166,8 @@ class Coordinator:
         self.index = index
         self.hops = dependency_hops
         self.lease_seconds = lease_seconds
-        self._dependency_view: nx.Graph | None = None
-        self._repo_files: list[str] | None = None
+        self.targets = TargetResolver(index)
+        self._dependency_view: nx.Graph[str] | None = None
         # Who may force a refused claim is governance's call (the policy's override groups): the
         # caller says, every time, so no coordinator quietly lets nobody (or everybody) override.
         self.may_override = may_override
@@ -180,152 +175,21 @@ class Coordinator:
     def index_changed(self) -> None:
         """Forget what was derived from the index after it was patched in place."""
         self._dependency_view = None
-        self._repo_files = None
+        self.targets.index_changed()
 
-    # -- targets to regions ------------------------------------------------------------
+    # -- targets to regions (`loomtui.coordination.targets`) ------------------------------
 
     def resolve(self, target: str) -> list[str]:
         """Region ids a target names: region id, file, directory, glob, or `path:10-40`."""
-        target = target.strip()
-        if not target:
-            raise LoomError("empty claim target")
-        if "::" in target:
-            if target in self.index.regions:
-                return [target]
-            raise LoomError(f"unknown region {shown(target)}{self._did_you_mean(target)}")
-        ranged = _LINE_RANGE.match(target)
-        if ranged and not _GLOB_CHARS & set(target):
-            path = self.repo_path(ranged["path"])
-            start, end = self._line_span(target, path, ranged["start"], ranged["end"] or ranged["start"])
-            return self._regions_for_lines(path, start, end)
-        if _GLOB_CHARS & set(target):
-            problem = glob_problem(target)
-            if problem is not None:
-                raise LoomError(f"{shown(target)}: invalid glob: {problem}")
-            spec = pathspec.GitIgnoreSpec.from_lines([target])
-            matched = sorted(p for p in self.repo_files() if spec.match_file(p))
-            if not matched:
-                raise LoomError(f"{shown(target)}: the glob matches no file in the repository")
-            return matched
-        path = self.repo_path(target)
-        if path in self.index.files:
-            return [path]
-        if (self.index.root / path).is_dir():
-            prefix = path.rstrip("/") + "/"
-            inside = sorted(p for p in self.repo_files() if p.startswith(prefix))
-            if inside:
-                return inside
-            raise LoomError(f"{shown(target)}: no file in that directory")
-        if (self.index.root / path).is_file():
-            return [path]  # a file the index does not parse (a template, a doc): a file region
-        raise LoomError(f"{shown(target)}: no such file or region in {self.index.root}")
-
-    def _line_span(self, target: str, path: str, first: str, last: str) -> tuple[int, int]:
-        """The lines `path:START-END` names, checked against the file's real length."""
-        if path not in self.index.files and not (self.index.root / path).is_file():
-            raise LoomError(f"{shown(path)}: no such file in {self.index.root}")
-        count = self._line_count(path)
-        past = count + 1  # any line number too long to convert is past the end
-        start = int(first) if len(first) <= _MAX_LINE_DIGITS else past
-        end = int(last) if len(last) <= _MAX_LINE_DIGITS else past
-        if start < 1:
-            raise LoomError(f"{shown(target)}: line numbers start at 1")
-        if end < start:
-            raise LoomError(f"{shown(target)}: the range ends before it starts")
-        if end > count:
-            line = end if len(last) <= _MAX_LINE_DIGITS else f"{last[:_MAX_LINE_DIGITS]}..."
-            raise LoomError(f"{shown(target)}: line {line} is past the end of {shown(path)} "
-                            f"({count} line{'' if count == 1 else 's'})")
-        return start, end
-
-    def _line_count(self, path: str) -> int:
-        """How many lines a file has (a last line without a newline counts), read in chunks."""
-        if path in self.index.files:
-            return len(self._source_lines(path))
-        count, last = 0, b"\n"
-        try:
-            with open(self.index.root / path, "rb") as handle:
-                while chunk := handle.read(1 << 20):
-                    count += chunk.count(b"\n")
-                    last = chunk[-1:]
-        except OSError as exc:
-            raise LoomError(f"{shown(path)}: cannot read: {exc.strerror or exc}") from None
-        return count + (last != b"\n")
-
-    def _source_lines(self, path: str) -> list[str]:
-        """A parsed file's lines, split as Python counts them (\\n, \\r\\n or \\r); [] if unreadable."""
-        try:
-            with open(self.index.root / path, encoding="utf-8", errors="replace", newline=None) as handle:
-                text = handle.read()
-        except OSError:
-            return []
-        lines = text.split("\n")
-        if lines[-1] == "":
-            lines.pop()  # the newline ending the last line starts no line of its own
-        return lines
-
-    def repo_files(self) -> list[str]:
-        """Every file of the repository: parsed ones are module regions, the rest file regions."""
-        if self._repo_files is None:
-            from loomtui.coordination.index import list_files
-
-            self._repo_files = sorted(set(self.index.files) | set(list_files(self.index.root, include=("*",))))
-        return self._repo_files
+        return self.targets.resolve(target)
 
     def repo_path(self, raw: str) -> str:
         """A repository-relative posix path; anything escaping the repository is refused."""
-        candidate = Path(raw)
-        if candidate.is_absolute():
-            try:
-                candidate = candidate.resolve().relative_to(self.index.root.resolve())
-            except ValueError:
-                raise LoomError(f"{shown(raw)}: outside the repository") from None
-        normal = PurePosixPath(candidate.as_posix())
-        if ".." in normal.parts:
-            raise LoomError(f"{shown(raw)}: paths may not leave the repository ('..')")
-        root = self.index.root.resolve()
-        resolved = (self.index.root / normal).resolve()
-        if not resolved.is_relative_to(root):
-            raise LoomError(f"{shown(raw)}: resolves outside the repository (symlink?)")
-        if resolved == root:
-            return str(normal).removeprefix("./")
-        # Through symlinks to the file itself: an alias must not let two sandboxes hold one file.
-        return resolved.relative_to(root).as_posix()
-
-    def _regions_for_lines(self, path: str, start: int, end: int) -> list[str]:
-        """The regions lines start..end of a file touch; lines past its end touch the module.
-
-        The work is bounded by the file's length, whatever the range (an edit hook
-        or the broker may pass any numbers; `resolve` has refused bad ones already).
-        """
-        if path not in self.index.files:
-            if (self.index.root / path).is_file():
-                return [path]
-            raise LoomError(f"{shown(path)}: no such file in {self.index.root}")
-        text = self._source_lines(path)
-        start = max(start, 1)
-        # Blank and comment lines between two methods would otherwise claim their class.
-        lines = [n for n in range(start, min(end, len(text)) + 1)
-                 if text[n - 1].strip() and not text[n - 1].lstrip().startswith("#")]
-        if end > len(text):
-            lines.append(max(start, len(text) + 1))  # past the end: no region but the module
-        found: list[str] = []
-        for line in lines or [start]:
-            region = self.index.innermost_at(path, line)
-            rid = region.id if region else path
-            if rid not in found:
-                found.append(rid)
-        return found
-
-    def _did_you_mean(self, target: str) -> str:
-        from rapidfuzz import process
-
-        match = process.extractOne(target, list(self.index.regions), score_cutoff=70)
-        return f" (did you mean {match[0]}?)" if match else ""
+        return self.targets.repo_path(raw)
 
     # -- the graph -----------------------------------------------------------------
 
-    def dependency_view(self) -> nx.Graph:
+    def dependency_view(self) -> nx.Graph[str]:
         """The undirected dependency edges (imports, references, inherits), built once."""
         if self._dependency_view is None:
             import networkx as nx  # 0.2 s to import: only where a graph is walked
@@ -576,7 +440,7 @@ class Coordinator:
         if lines is None or rel not in self.index.files:
             region_ids = [rel]
         else:
-            region_ids = self._regions_for_lines(rel, *lines)
+            region_ids = self.targets.regions_for_lines(rel, *lines)
         own = self.store.live_claims(sandbox_id)
         held = {rid for c in own if c.mode == "exclusive" for rid in c.region_ids}
         needed = [rid for rid in region_ids if rid not in held and not set(ancestors(rid)) & held]
@@ -632,11 +496,11 @@ def nobody_overrides(user: str) -> bool:
 def open_coordinator(workspace: Workspace, index: RepoIndex | None = None, *,
                      may_override: OverrideCheck) -> Coordinator:
     """A coordinator over the repository's (cached) index, configured from loom.yaml."""
-    from loomtui.coordination.index import build_index
+    from loomtui.coordination.index import build_index, index_cache_dir
 
     config = workspace.load_config().coordination
     if index is None:
-        index = build_index(workspace.root, cache_dir=workspace.paths.state_dir / "index-cache",
+        index = build_index(workspace.root, cache_dir=index_cache_dir(workspace.paths),
                             include=config.include, exclude=config.exclude)
     return Coordinator(workspace, index, may_override=may_override, dependency_hops=config.dependency_hops,
                        lease_seconds=config.lease_seconds)

@@ -18,18 +18,15 @@ from loomtui.coordination.regions import FACTS_VERSION, FileFacts, FileShape
 if TYPE_CHECKING:
     import networkx as nx
 
+    from loomtui.repo import RepoPaths
+
 SNAPSHOTS_KEPT = 4
 
 
-def default_cache_dir(root: Path) -> Path | None:
-    """The cache shared by all worktrees of the repository at `root` (under git's common dir)."""
-    from loomtui.errors import LoomError
-    from loomtui.repo import find_repo
-
-    try:
-        return find_repo(root).state_dir / "index-cache"
-    except LoomError:
-        return None
+def index_cache_dir(paths: RepoPaths) -> Path:
+    """The `cache_dir` of `build_index` for a repository: in its state dir, under git's common
+    dir, so every worktree (every sandbox) shares it."""
+    return paths.state_dir / "index-cache"
 
 
 def _atomic_pickle(target: Path, value: object) -> None:
@@ -85,7 +82,7 @@ class _Snapshot:
     pairs: dict[str, str]
     shapes: dict[str, FileShape]
     file_warnings: dict[str, str]
-    graph: nx.DiGraph
+    graph: nx.DiGraph[str]
     unresolved: dict[str, list[tuple[str, str]]]
     consulted: dict[str, frozenset[str]]
 

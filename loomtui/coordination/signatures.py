@@ -204,24 +204,15 @@ def _scan(source: str, path: str) -> list[_Scanned] | None:
 
 
 def cst_regions(source: str, path: str) -> list[Region]:
-    """Regions of `source` by libcst; the same list `regions.ast_regions` gives."""
+    """Regions of `source` by libcst; the same list `regions.ast_regions` gives.
+
+    Only the tests call it: they cross-check the fast `ast` producer the index uses
+    against libcst's exact concrete syntax (same ids, spans and hashes).
+    """
     scanned = _scan(source, path)
     if scanned is None:
         return ast_regions(source, path)  # the file-level region and its warning
     return [item.region for item in scanned]
-
-
-def signature_of(source: str) -> dict[str, str]:
-    """Normalised signature text of every class and function in `source`, by qualname.
-
-    A function's signature is its decorators, parameters (names, annotations,
-    defaults, kinds) and return annotation; a class's is its decorators, bases and
-    keywords. Whitespace, comments and trailing commas do not count.
-    """
-    scanned = _scan(source, "")
-    if scanned is None:
-        return {}
-    return {item.region.qualname: item.signature for item in scanned if item.region.qualname}
 
 
 def _own_hashes(scanned: list[_Scanned], lines: list[str]) -> dict[str, str]:

@@ -15,7 +15,7 @@ from typing import Any
 import pathspec
 
 from loomtui.config import LoomConfig
-from loomtui.coordination.index import RepoIndex, build_index
+from loomtui.coordination.index import RepoIndex, build_index, index_cache_dir
 from loomtui.coordination.suggest import suggest_regions
 from loomtui.errors import LoomError
 from loomtui.knowledge.rules import Finding, check_rules
@@ -52,7 +52,7 @@ def knowledge_index(workspace: Workspace, config: LoomConfig | None = None) -> R
     """The region index ADR mentions are matched against: every included file, tests too
     (an ADR may name a test), cached with the coordination index's facts."""
     config = config or workspace.load_config()
-    return build_index(workspace.root, cache_dir=workspace.paths.state_dir / "index-cache",
+    return build_index(workspace.root, cache_dir=index_cache_dir(workspace.paths),
                        include=config.coordination.include)
 
 

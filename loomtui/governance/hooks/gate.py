@@ -1,11 +1,13 @@
-"""The claim gate: one sandbox's answers to its agent's hook requests, and the request vocabulary.
+"""The claim gate: one sandbox's answers to its agent's hook requests.
 
 `HookGate` answers for one sandbox, against the store, the audit log and the
 policy of the trusted checkout. It runs in the sandbox's supervisor (reached
 through `loomtui.governance.broker`, where it stays warm: the coordination index
 is built once and patched file by file as the agent edits) or, outside any
-sandbox, in the hook process itself. `dispatch` is the whole request vocabulary:
-nothing in it decides an escalation, so an agent can ask, never approve.
+sandbox, in the hook process itself. The requests it answers are in `requests`
+(`dispatch`, `OPERATIONS`: nothing in them decides an escalation, so an agent can
+ask, never approve); an agent's permission requests are in `permissions`. Both
+are re-exported here.
 
 A claim an edit hook makes is provisional until the edit is seen to happen: the
 tool call's PostToolUse (`confirm_tool_use`) or a commit of the file
@@ -19,32 +21,32 @@ window starts again from the decision; rejected or withdrawn, the claims go.
 
 from __future__ import annotations
 
-import importlib
 import os
 import re
-import sys
 import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, TypeVar, cast
 
 from loomtui.errors import LoomError
 from loomtui.execution.isolation import ISOLATION_BWRAP, PRIVATE_TMP
 from loomtui.execution.sandboxes import HOOK_SETTINGS_PATH, sandbox_paths
 from loomtui.governance.escalations import CLEARED, EscalationStatus
-from loomtui.governance.hooks.claude import HookEvent, HookInputError, edit_targets
-from loomtui.governance.hooks.edits import merge_ranges
-from loomtui.governance.policy import (
-    AppliedRule,
-    ChangeFacts,
-    Evaluation,
-    Policy,
-    Requirement,
-    evaluate,
-    load_policy,
+from loomtui.governance.hooks.permissions import (
+    PERMISSION_KIND,
+    asks_for,
+    decided_at,
+    open_permission_request,
+    permission_evaluation,
+    policy_refusal,
+    request_status,
+    sandbox_requests,
+    withdraw_request,
 )
+from loomtui.governance.hooks.requests import OPERATIONS, dispatch, line_ranges, text_field
+from loomtui.governance.policy import ChangeFacts, Policy, evaluate, load_policy
 from loomtui.store import ClaimRecord, EscalationRecord
 from loomtui.workspace import Workspace
 
@@ -52,8 +54,12 @@ if TYPE_CHECKING:  # the coordination engine loads on the first edit check, not 
     from loomtui.config import LoomConfig
     from loomtui.coordination.claims import Coordinator
 
+__all__ = [  # with the request vocabulary and the permission requests, which moved out of this module
+    "DEFAULT_CONFIRM_S", "GRANTING_KINDS", "NEVER_HAPPENED", "OPERATIONS", "PERMISSION_KIND", "SETTINGS_PATH",
+    "Answer", "HookGate", "awaiting", "dispatch", "open_permission_request", "permission_evaluation",
+]
+
 SETTINGS_PATH: Final = HOOK_SETTINGS_PATH
-PERMISSION_KIND: Final = "permission-request"
 GRANTING_KINDS: Final = ("pre-start", PERMISSION_KIND)
 DEFAULT_CONFIRM_S: Final = 120.0
 """How long a claim made for a tool call waits for the call to happen (its PostToolUse)."""
@@ -61,6 +67,7 @@ NEVER_HAPPENED: Final = "the edit it was claimed for never happened"
 REINDEX_AFTER: Final = 64
 """Files patched into the warm index before it is rebuilt whole (cheap: the index cache)."""
 _AWAITING: Final = re.compile(r" \(awaiting tool call ([^()]*)\)$")
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -142,11 +149,11 @@ class HookGate:
                    root / "docs" / "CODEOWNERS")
         return self._cached(f"policy:{config.policy}", watched, lambda: load_policy(root, config.policy))
 
-    def _cached(self, key: str, files: Sequence[Path], load: Callable[[], Any]) -> Any:
+    def _cached(self, key: str, files: Sequence[Path], load: Callable[[], T]) -> T:
         stamp = tuple(_stamp(f) for f in files)
         held = self._loaded.get(key)
         if held is not None and held[0] == stamp:
-            return held[1]
+            return cast(T, held[1])
         value = load()
         self._loaded[key] = (stamp, value)
         return value
@@ -168,13 +175,13 @@ class HookGate:
         coordination settings) the index is rebuilt whole, which resolves again the
         dependencies a patch leaves as they were.
         """
-        from loomtui.coordination.index import build_index
+        from loomtui.coordination.index import build_index, index_cache_dir
         from loomtui.governance.coordinator import governed_coordinator
 
         config = self.config().coordination
         settings = (tuple(config.include), tuple(config.exclude), config.dependency_hops, config.lease_seconds)
         if self._coordinator is None or settings != self._index_settings or self._patched >= REINDEX_AFTER:
-            index = build_index(self.tree, cache_dir=self.workspace.paths.state_dir / "index-cache",
+            index = build_index(self.tree, cache_dir=index_cache_dir(self.workspace.paths),
                                 include=config.include, exclude=config.exclude)
             self._coordinator = governed_coordinator(self.workspace, index)
             self._index_settings, self._patched = settings, 0
@@ -223,7 +230,7 @@ class HookGate:
             if rel.decision != "none":
                 self._record("hook.edit", {"tool": tool, "path": path, **rel.as_dict()})
             return rel
-        ranges = _parse_ranges(lines)
+        ranges = line_ranges(lines)
         answer = self._edit_answer(rel, ranges)
         self._record("hook.edit", {"tool": tool, "path": rel, "lines": ranges, **answer.as_dict()})
         return answer
@@ -242,12 +249,12 @@ class HookGate:
         pending = f" (awaiting tool call {tool_use_id})" if tool_use_id else ""
         checked: list[tuple[str, list[tuple[int, int]] | None, Answer]] = []
         for target in targets:
-            path = _str(target, "path")
+            path = text_field(target, "path")
             rel = self.relative(path)
             if isinstance(rel, Answer):
                 checked.append((path, None, rel))
                 continue
-            ranges = _parse_ranges(target.get("lines"))
+            ranges = line_ranges(target.get("lines"))
             checked.append((rel, ranges, self._edit_answer(rel, ranges, pending=pending)))
         answer = _combined(tool, [a for _p, _l, a in checked])
         if answer.decision == "deny":
@@ -273,7 +280,7 @@ class HookGate:
             evaluation = evaluate(self.policy(), ChangeFacts(stage="claim", paths=(rel,), regions=regions,
                                                              runtime=self.runtime))
             if evaluation.outcome == "block":
-                return Answer("deny", f"policy: {_headline(evaluation)}", regions)
+                return Answer("deny", policy_refusal(evaluation), regions)
             claimed = self._claim(coordinator, rel, ranges, pending)
         except LoomError as exc:  # fail closed: an edit that cannot be checked is not allowed
             return Answer("deny", f"cannot check {rel}: {exc}")
@@ -361,12 +368,12 @@ class HookGate:
             details: dict[str, Any] = {"tool_use_id": " ".join(waiting)}
             if not everything:
                 if asked is None:  # looked up only when a claim's window has closed
-                    asked = self._permission_requests()
-                requests = [e for e in asked if _asks_for(e, claim, waiting)]
+                    asked = sandbox_requests(self)
+                requests = [e for e in asked if asks_for(e, claim, waiting)]
                 if any(e.status == EscalationStatus.OPEN for e in requests):
                     continue  # a person has not decided yet
                 approved = [e for e in requests if e.status in CLEARED]
-                if approved and max(_decided_at(e) for e in approved) > now - window:
+                if approved and max(decided_at(e) for e in approved) > now - window:
                     continue  # approved: the call happens now, its PostToolUse confirms
                 if requests and not approved:
                     last = requests[-1]
@@ -375,11 +382,6 @@ class HookGate:
             self._release(claim, reason, **details)
             released.append(claim.id)
         return released
-
-    def _permission_requests(self) -> list[EscalationRecord]:
-        """This sandbox's permission requests, oldest first."""
-        return [e for e in self.workspace.store.list_escalations()
-                if e.sandbox_id == self.sandbox_id and e.kind == PERMISSION_KIND]
 
     def _regions(self, coordinator: Coordinator, rel: str,
                  ranges: list[tuple[int, int]] | None) -> tuple[str, ...]:
@@ -432,7 +434,7 @@ class HookGate:
             if blocking:
                 answer = Answer("deny", blocking[0].explanation, tuple(regions))
             elif evaluation.outcome == "block":
-                answer = Answer("deny", f"policy: {_headline(evaluation)}", tuple(regions))
+                answer = Answer("deny", policy_refusal(evaluation), tuple(regions))
             else:
                 committed = set(paths)
                 self._confirm([c for c in self.workspace.store.live_claims(self.sandbox_id)
@@ -443,100 +445,20 @@ class HookGate:
         self._record("hook.commit_refused", {"paths": list(paths), **answer.as_dict()})
         return answer
 
+    # -- permission requests (`loomtui.governance.hooks.permissions`) ---------------------
+
     def open_permission_request(self, tool_name: str, tool_input: Mapping[str, Any], *,
                                 extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
         """Open an escalation for a lead to answer; a policy block is answered at once."""
-        from loomtui.governance.escalations import open_escalation
-        from loomtui.governance.gitfacts import branch_head
-
-        paths = self._request_paths(tool_name, tool_input)
-        facts = ChangeFacts(stage="claim", paths=tuple(paths), runtime=self.runtime)
-        evaluation = permission_evaluation(self.policy(), facts)
-        evidence = {"tool_name": tool_name, "tool_input": _bounded(tool_input), **(extra or {})}
-        if evaluation.outcome == "block":
-            message = f"policy: {_headline(evaluation)}"
-            self._record("hook.permission", {"tool": tool_name, "decision": "deny", "reason": message})
-            return {"decision": "deny", "message": message}
-        commit = (branch_head(self.workspace.root, self.branch) if self.branch else None) or ""
-        summary = f"{self.sandbox_id} asks: {_describe_tool(tool_name, tool_input)}"
-        record = open_escalation(self.workspace, PERMISSION_KIND, evaluation, facts, sandbox_id=self.sandbox_id,
-                                 commit=commit, summary=summary, evidence=evidence)
-        return {"id": record.id, "status": record.status}
-
-    def _request_paths(self, tool_name: str, tool_input: Mapping[str, Any]) -> list[str]:
-        event = HookEvent("PreToolUse", "", self.tree, tool_name, tool_input)
-        try:
-            targets = edit_targets(event) or []
-        except HookInputError:
-            targets = []  # a tool we do not parse: the request is about the tool, not files
-        places = [self.relative(t.path) for t in targets]
-        return sorted({p for p in places if isinstance(p, str)})
-
-    def _own_request(self, escalation_id: Any) -> EscalationRecord:
-        record = self.workspace.store.get_escalation(_int(escalation_id, "id"))
-        if record is None or record.sandbox_id != self.sandbox_id or record.kind != PERMISSION_KIND:
-            raise LoomError(f"no permission request #{escalation_id} of sandbox {self.sandbox_id}")
-        return record
+        return open_permission_request(self, tool_name, tool_input, extra=extra)
 
     def escalation_status(self, escalation_id: Any) -> dict[str, Any]:
         """Where this sandbox's permission request stands, and what it means for the agent."""
-        return _status(self._own_request(escalation_id))
+        return request_status(self, escalation_id)
 
     def withdraw_permission_request(self, escalation_id: Any, reason: str) -> dict[str, Any]:
         """Close an unanswered request (the agent stopped waiting); a decided one is left as it is."""
-        with self.workspace.store.transaction():
-            record = self._own_request(escalation_id)
-            if record.status == EscalationStatus.OPEN:
-                history = [*record.data.get("history", []),
-                           {"at": time.time(), "event": "withdrawn", "by": self.sandbox_id, "reason": reason}]
-                record = self.workspace.store.update_escalation(record.id, status="withdrawn",
-                                                                data={"history": history})
-                self._record("escalation.withdrawn", {"escalation": record.id, "reason": reason})
-        return _status(record)
-
-
-def permission_evaluation(policy: Policy, facts: ChangeFacts) -> Evaluation:
-    """Who answers an agent's permission request: the claim-stage rules for the files it
-    names, else the policy's default approvers (a prompt is always a person's call)."""
-    evaluation = evaluate(policy, facts)
-    if evaluation.outcome == "block" or evaluation.requirements:
-        return evaluation
-    spec = policy.default.approvals
-    groups = spec.groups if policy.default.decision == "require" and spec.groups else policy.override_groups
-    count = spec.count if groups == spec.groups else 1
-    if not groups:
-        rule = AppliedRule("default", "block", None, "the policy names no one who may answer a permission request")
-        return Evaluation("claim", "block", evaluation.risk, (*evaluation.applied, rule), ())
-    eligible = frozenset().union(*(policy.groups.get(name, frozenset()) for name in groups))
-    requirement = Requirement("default", groups, count, eligible)
-    rule = AppliedRule("default", "require", None, "an agent's permission request is a person's call",
-                       (requirement,))
-    return Evaluation("claim", "require", evaluation.risk, (*evaluation.applied, rule), (requirement,),
-                      evaluation.notes)
-
-
-def open_permission_request(gate: HookGate, tool_name: str, tool_input: Mapping[str, Any], *,
-                            extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """Open a permission request for `gate`'s sandbox (see `HookGate.open_permission_request`)."""
-    return gate.open_permission_request(tool_name, tool_input, extra=extra)
-
-
-def _asks_for(request: EscalationRecord, claim: ClaimRecord, waiting: Sequence[str]) -> bool:
-    """Whether a permission request is about the tool call a provisional claim waits for: by its
-    tool_use_id, or (a prompt that names none) by the files it would write."""
-    evidence = request.data.get("evidence") or {}
-    tool_use_id = evidence.get("tool_use_id") if isinstance(evidence, dict) else None
-    if tool_use_id:
-        return tool_use_id in waiting
-    paths = set((request.data.get("facts") or {}).get("paths") or ())
-    return any(region.split("::")[0] in paths for region in claim.region_ids)
-
-
-def _decided_at(request: EscalationRecord) -> float:
-    """When a person decided a request (its last history entry), else when it last changed."""
-    history = request.data.get("history") or []
-    times = [h["at"] for h in history if isinstance(h, dict) and isinstance(h.get("at"), (int, float))]
-    return max([request.updated, *times]) if times else request.updated
+        return withdraw_request(self, escalation_id, reason)
 
 
 def _combined(tool: str, answers: Sequence[Answer]) -> Answer:
@@ -564,7 +486,7 @@ def _staged_regions(files: Sequence[Mapping[str, Any]]) -> list[str]:
     for item in files:
         if not isinstance(item, Mapping):
             raise LoomError("request field 'files' must be a list of {path, old, new}")
-        path, old, new = _str(item, "path"), item.get("old", ""), item.get("new", "")
+        path, old, new = text_field(item, "path"), item.get("old", ""), item.get("new", "")
         if not isinstance(old, str) or not isinstance(new, str):
             raise LoomError(f"files[{path}]: 'old' and 'new' must be text")
         found.extend(c.region_id for c in changed_regions(old, new, path))
@@ -577,165 +499,3 @@ def _stamp(path: Path) -> tuple[int, int, int] | None:
     except OSError:
         return None
     return (status.st_mtime_ns, status.st_size, status.st_ino)
-
-
-def _status(record: EscalationRecord) -> dict[str, Any]:
-    if record.status in CLEARED:
-        decision, message = "allow", f"approved in loomtui (escalation #{record.id})"
-    elif record.status == EscalationStatus.OPEN:
-        decision, message = None, f"waiting for a decision on escalation #{record.id}"
-    else:
-        why = next((h.get("reason") for h in reversed(record.data.get("history", [])) if h.get("reason")), "")
-        decision = "deny"
-        message = f"escalation #{record.id} was {record.status}" + (f": {why}" if why else "")
-    return {"id": record.id, "status": record.status, "decision": decision, "message": message}
-
-
-def _headline(evaluation: Evaluation) -> str:
-    return evaluation.explanation()[0].split(": ", 1)[-1]
-
-
-def _describe_tool(tool_name: str, tool_input: Mapping[str, Any]) -> str:
-    detail = next((tool_input[k] for k in ("command", "file_path", "notebook_path", "url", "pattern")
-                   if isinstance(tool_input.get(k), str)), "")
-    text = f"{tool_name} {detail}".strip().replace("\n", " ")
-    return text if len(text) <= 160 else text[:157] + "..."
-
-
-def _bounded(value: Mapping[str, Any], limit: int = 4000) -> dict[str, Any]:
-    """Tool input for the record, with long strings (file contents) cut short."""
-    return {k: (v[:limit] + f"... ({len(v)} chars)" if isinstance(v, str) and len(v) > limit else v)
-            for k, v in value.items()}
-
-
-def _int(value: Any, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise LoomError(f"request field {name!r} must be an integer")
-    return value
-
-
-def _parse_ranges(lines: Any) -> list[tuple[int, int]] | None:
-    """`lines` of a request: null (whole file), [start, end], or a list of such pairs."""
-    if lines is None:
-        return None
-    if not isinstance(lines, list):
-        raise LoomError("request field 'lines' must be null, [start, end] or a list of them")
-    pairs = [lines] if len(lines) == 2 and all(isinstance(n, int) for n in lines) else lines
-    ranges = []
-    for pair in pairs:
-        if (not isinstance(pair, (list, tuple)) or len(pair) != 2
-                or not all(isinstance(n, int) and not isinstance(n, bool) for n in pair)
-                or not 1 <= pair[0] <= pair[1]):
-            raise LoomError(f"bad line range {pair!r}: need [start, end] with 1 <= start <= end")
-        ranges.append((pair[0], pair[1]))
-    return merge_ranges(ranges)
-
-
-# -- the request vocabulary ---------------------------------------------------------------
-
-
-def _op_check_edit(gate: HookGate, request: Mapping[str, Any]) -> dict[str, Any]:
-    return gate.check_edit(_str(request, "path"), request.get("lines"),
-                           tool=str(request.get("tool", ""))).as_dict()
-
-
-def _op_check_tool(gate: HookGate, request: Mapping[str, Any]) -> dict[str, Any]:
-    targets = request.get("targets")
-    if not isinstance(targets, list) or not targets or not all(isinstance(t, dict) for t in targets):
-        raise LoomError("request field 'targets' must be a non-empty list of {path, lines}")
-    tool_use_id = request.get("tool_use_id") or ""
-    return gate.check_tool(_str(request, "tool"), targets,
-                           tool_use_id=tool_use_id if isinstance(tool_use_id, str) else "").as_dict()
-
-
-def _op_confirm_tool_use(gate: HookGate, request: Mapping[str, Any]) -> dict[str, Any]:
-    return {"confirmed": gate.confirm_tool_use(_str(request, "tool_use_id"), str(request.get("tool", "")))}
-
-
-def _op_check_commit(gate: HookGate, request: Mapping[str, Any]) -> dict[str, Any]:
-    files = request.get("files") or []
-    if not isinstance(files, list):
-        raise LoomError("request field 'files' must be a list of {path, old, new}")
-    return gate.check_commit(_strs(request, "paths"), _strs(request, "regions"), files).as_dict()
-
-
-def _op_open_permission_request(gate: HookGate, request: Mapping[str, Any]) -> dict[str, Any]:
-    tool_input = request.get("tool_input")
-    if not isinstance(tool_input, dict):
-        raise LoomError("request field 'tool_input' must be an object")
-    extra = request.get("extra")
-    return gate.open_permission_request(_str(request, "tool_name"), tool_input,
-                                        extra=extra if isinstance(extra, dict) else None)
-
-
-def _op_escalation_status(gate: HookGate, request: Mapping[str, Any]) -> dict[str, Any]:
-    return gate.escalation_status(request.get("id"))
-
-
-def _op_withdraw(gate: HookGate, request: Mapping[str, Any]) -> dict[str, Any]:
-    return gate.withdraw_permission_request(request.get("id"), str(request.get("reason", "withdrawn")))
-
-
-OPERATIONS: Final[dict[str, Callable[[HookGate, Mapping[str, Any]], dict[str, Any]]]] = {
-    "check_edit": _op_check_edit,
-    "check_tool": _op_check_tool,
-    "confirm_tool_use": _op_confirm_tool_use,
-    "check_commit": _op_check_commit,
-    "open_permission_request": _op_open_permission_request,
-    "escalation_status": _op_escalation_status,
-    "withdraw_permission_request": _op_withdraw,
-}
-"""Everything an agent may ask. Deliberately no decide, approve, override or policy write."""
-
-
-def dispatch(gate: HookGate, request: Any) -> dict[str, Any]:
-    """Answer one request: `{"ok": true, ...}` or `{"ok": false, "error": "one line"}`."""
-    _add_agent_operations()
-    if not isinstance(request, dict):
-        return {"ok": False, "error": "a request is a JSON object with an 'op'"}
-    operation = OPERATIONS.get(request.get("op"))  # type: ignore[arg-type]
-    if operation is None:
-        return {"ok": False, "error": f"unknown operation {request.get('op')!r}; agents may only ask "
-                                      f"({', '.join(OPERATIONS)}), never decide"}
-    try:
-        return {"ok": True, **operation(gate, request)}
-    except LoomError as exc:
-        return {"ok": False, "error": str(exc)}
-
-
-def _str(request: Mapping[str, Any], name: str) -> str:
-    value = request.get(name)
-    if not isinstance(value, str) or not value:
-        raise LoomError(f"request field {name!r} must be a non-empty string")
-    return value
-
-
-def _strs(request: Mapping[str, Any], name: str) -> list[str]:
-    value = request.get(name)
-    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-        raise LoomError(f"request field {name!r} must be a list of strings")
-    return value
-
-
-_agent_ops_added = False
-
-
-def _add_agent_operations() -> None:
-    """What agents may ask besides the hooks (claims, questions to a lead): asking, never deciding.
-
-    `agent_ops` imports this module, so this runs when both are loaded: at the end of
-    this module unless `agent_ops` is the one importing it, else on the first dispatch.
-    """
-    global _agent_ops_added
-    if not _agent_ops_added:
-        try:
-            OPERATIONS.update(importlib.import_module("loomtui.governance.agent_ops").AGENT_OPERATIONS)
-        except ModuleNotFoundError as exc:  # a checkout without the MCP server's operations yet
-            if exc.name != "loomtui.governance.agent_ops":
-                raise
-        _agent_ops_added = True
-
-
-_importing = sys.modules.get("loomtui.governance.agent_ops")
-if _importing is None or hasattr(_importing, "AGENT_OPERATIONS"):
-    _add_agent_operations()

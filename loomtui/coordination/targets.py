@@ -1,0 +1,179 @@
+"""Claim targets to regions: what a region id, file, directory, glob or `path:10-40` names.
+
+A `TargetResolver` reads one repository's index (and, for files it does not parse,
+the work tree): it refuses a target that names nothing, or a path leaving the
+repository, with a `BadTarget` saying why. The `Coordinator` (`claims`) resolves
+every target through one before it checks or stores a claim.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path, PurePosixPath
+
+import pathspec
+
+from loomtui.coordination.index import RepoIndex
+from loomtui.errors import LoomError, shown
+from loomtui.globs import glob_problem
+
+_LINE_RANGE = re.compile(r"^(?P<path>.+):(?P<start>\d+)(?:-(?P<end>\d+))?$")
+# More digits than this is past the end of any file; int() of thousands of digits raises.
+_MAX_LINE_DIGITS = 12
+_GLOB_CHARS = frozenset("*?[")
+
+
+class BadTarget(LoomError):
+    """A claim target that names no region or file of the repository, or is no target at all
+    (an empty one, a bad glob, a path leaving the repository, a line range past the end)."""
+
+
+class TargetResolver:
+    """Resolves claim targets and paths against one repository's index."""
+
+    def __init__(self, index: RepoIndex) -> None:
+        self.index = index
+        self._repo_files: list[str] | None = None
+
+    def index_changed(self) -> None:
+        """Forget the file listing after the index was patched in place."""
+        self._repo_files = None
+
+    def resolve(self, target: str) -> list[str]:
+        """Region ids a target names: region id, file, directory, glob, or `path:10-40`."""
+        target = target.strip()
+        if not target:
+            raise BadTarget("empty claim target")
+        if "::" in target:
+            if target in self.index.regions:
+                return [target]
+            raise BadTarget(f"unknown region {shown(target)}{self._did_you_mean(target)}")
+        ranged = _LINE_RANGE.match(target)
+        if ranged and not _GLOB_CHARS & set(target):
+            path = self.repo_path(ranged["path"])
+            start, end = self._line_span(target, path, ranged["start"], ranged["end"] or ranged["start"])
+            return self.regions_for_lines(path, start, end)
+        if _GLOB_CHARS & set(target):
+            problem = glob_problem(target)
+            if problem is not None:
+                raise BadTarget(f"{shown(target)}: invalid glob: {problem}")
+            spec = pathspec.GitIgnoreSpec.from_lines([target])
+            matched = sorted(p for p in self.repo_files() if spec.match_file(p))
+            if not matched:
+                raise BadTarget(f"{shown(target)}: the glob matches no file in the repository")
+            return matched
+        path = self.repo_path(target)
+        if path in self.index.files:
+            return [path]
+        if (self.index.root / path).is_dir():
+            prefix = path.rstrip("/") + "/"
+            inside = sorted(p for p in self.repo_files() if p.startswith(prefix))
+            if inside:
+                return inside
+            raise BadTarget(f"{shown(target)}: no file in that directory")
+        if (self.index.root / path).is_file():
+            return [path]  # a file the index does not parse (a template, a doc): a file region
+        raise BadTarget(f"{shown(target)}: no such file or region in {self.index.root}")
+
+    def _line_span(self, target: str, path: str, first: str, last: str) -> tuple[int, int]:
+        """The lines `path:START-END` names, checked against the file's real length."""
+        if path not in self.index.files and not (self.index.root / path).is_file():
+            raise BadTarget(f"{shown(path)}: no such file in {self.index.root}")
+        count = self._line_count(path)
+        past = count + 1  # any line number too long to convert is past the end
+        start = int(first) if len(first) <= _MAX_LINE_DIGITS else past
+        end = int(last) if len(last) <= _MAX_LINE_DIGITS else past
+        if start < 1:
+            raise BadTarget(f"{shown(target)}: line numbers start at 1")
+        if end < start:
+            raise BadTarget(f"{shown(target)}: the range ends before it starts")
+        if end > count:
+            line = end if len(last) <= _MAX_LINE_DIGITS else f"{last[:_MAX_LINE_DIGITS]}..."
+            raise BadTarget(f"{shown(target)}: line {line} is past the end of {shown(path)} "
+                            f"({count} line{'' if count == 1 else 's'})")
+        return start, end
+
+    def _line_count(self, path: str) -> int:
+        """How many lines a file has (a last line without a newline counts), read in chunks."""
+        if path in self.index.files:
+            return len(self._source_lines(path))
+        count, last = 0, b"\n"
+        try:
+            with open(self.index.root / path, "rb") as handle:
+                while chunk := handle.read(1 << 20):
+                    count += chunk.count(b"\n")
+                    last = chunk[-1:]
+        except OSError as exc:
+            raise LoomError(f"{shown(path)}: cannot read: {exc.strerror or exc}") from None
+        return count + (last != b"\n")
+
+    def _source_lines(self, path: str) -> list[str]:
+        """A parsed file's lines, split as Python counts them (\\n, \\r\\n or \\r); [] if unreadable."""
+        try:
+            with open(self.index.root / path, encoding="utf-8", errors="replace", newline=None) as handle:
+                text = handle.read()
+        except OSError:
+            return []
+        lines = text.split("\n")
+        if lines[-1] == "":
+            lines.pop()  # the newline ending the last line starts no line of its own
+        return lines
+
+    def repo_files(self) -> list[str]:
+        """Every file of the repository: parsed ones are module regions, the rest file regions."""
+        if self._repo_files is None:
+            from loomtui.coordination.index import list_files
+
+            self._repo_files = sorted(set(self.index.files) | set(list_files(self.index.root, include=("*",))))
+        return self._repo_files
+
+    def repo_path(self, raw: str) -> str:
+        """A repository-relative posix path; anything escaping the repository is refused."""
+        candidate = Path(raw)
+        if candidate.is_absolute():
+            try:
+                candidate = candidate.resolve().relative_to(self.index.root.resolve())
+            except ValueError:
+                raise BadTarget(f"{shown(raw)}: outside the repository") from None
+        normal = PurePosixPath(candidate.as_posix())
+        if ".." in normal.parts:
+            raise BadTarget(f"{shown(raw)}: paths may not leave the repository ('..')")
+        root = self.index.root.resolve()
+        resolved = (self.index.root / normal).resolve()
+        if not resolved.is_relative_to(root):
+            raise BadTarget(f"{shown(raw)}: resolves outside the repository (symlink?)")
+        if resolved == root:
+            return str(normal).removeprefix("./")
+        # Through symlinks to the file itself: an alias must not let two sandboxes hold one file.
+        return resolved.relative_to(root).as_posix()
+
+    def regions_for_lines(self, path: str, start: int, end: int) -> list[str]:
+        """The regions lines start..end of a file touch; lines past its end touch the module.
+
+        The work is bounded by the file's length, whatever the range (an edit hook
+        or the broker may pass any numbers; `resolve` has refused bad ones already).
+        """
+        if path not in self.index.files:
+            if (self.index.root / path).is_file():
+                return [path]
+            raise BadTarget(f"{shown(path)}: no such file in {self.index.root}")
+        text = self._source_lines(path)
+        start = max(start, 1)
+        # Blank and comment lines between two methods would otherwise claim their class.
+        lines = [n for n in range(start, min(end, len(text)) + 1)
+                 if text[n - 1].strip() and not text[n - 1].lstrip().startswith("#")]
+        if end > len(text):
+            lines.append(max(start, len(text) + 1))  # past the end: no region but the module
+        found: list[str] = []
+        for line in lines or [start]:
+            region = self.index.innermost_at(path, line)
+            rid = region.id if region else path
+            if rid not in found:
+                found.append(rid)
+        return found
+
+    def _did_you_mean(self, target: str) -> str:
+        from rapidfuzz import process
+
+        match = process.extractOne(target, list(self.index.regions), score_cutoff=70)
+        return f" (did you mean {match[0]}?)" if match else ""

@@ -1,0 +1,156 @@
+"""An agent's permission requests: who answers one, opening it, where it stands, withdrawing it.
+
+A runtime's permission prompt (Claude Code's PermissionRequest hook, or loomtui's MCP
+permission tool) becomes an escalation of kind `permission-request` that a person decides
+in loomtui; the agent only opens, polls and withdraws its own, through its sandbox's
+`HookGate` (`loomtui.governance.hooks.gate`), which calls these. A claim made for a tool
+call that waits on such a request is kept until it is decided (`asks_for`, `decided_at`).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Final
+
+from loomtui.errors import LoomError
+from loomtui.governance.escalations import CLEARED, EscalationStatus, open_escalation
+from loomtui.governance.hooks.claude import HookEvent, HookInputError, edit_targets
+from loomtui.governance.hooks.requests import int_field
+from loomtui.governance.policy import AppliedRule, ChangeFacts, Evaluation, Policy, Requirement, evaluate
+from loomtui.store import ClaimRecord, EscalationRecord
+
+if TYPE_CHECKING:  # the gate calls these: it imports this module, not the reverse
+    from loomtui.governance.hooks.gate import HookGate
+
+PERMISSION_KIND: Final = "permission-request"
+
+
+def permission_evaluation(policy: Policy, facts: ChangeFacts) -> Evaluation:
+    """Who answers an agent's permission request: the claim-stage rules for the files it
+    names, else the policy's default approvers (a prompt is always a person's call)."""
+    evaluation = evaluate(policy, facts)
+    if evaluation.outcome == "block" or evaluation.requirements:
+        return evaluation
+    spec = policy.default.approvals
+    groups = spec.groups if policy.default.decision == "require" and spec.groups else policy.override_groups
+    count = spec.count if groups == spec.groups else 1
+    if not groups:
+        rule = AppliedRule("default", "block", None, "the policy names no one who may answer a permission request")
+        return Evaluation("claim", "block", evaluation.risk, (*evaluation.applied, rule), ())
+    eligible = frozenset().union(*(policy.groups.get(name, frozenset()) for name in groups))
+    requirement = Requirement("default", groups, count, eligible)
+    rule = AppliedRule("default", "require", None, "an agent's permission request is a person's call",
+                       (requirement,))
+    return Evaluation("claim", "require", evaluation.risk, (*evaluation.applied, rule), (requirement,),
+                      evaluation.notes)
+
+
+def policy_refusal(evaluation: Evaluation) -> str:
+    """What an agent is told when the policy blocks what it asked: `policy: <the rule's reason>`."""
+    return "policy: " + evaluation.explanation()[0].split(": ", 1)[-1]
+
+
+def open_permission_request(gate: HookGate, tool_name: str, tool_input: Mapping[str, Any], *,
+                            extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Open an escalation for a lead to answer for `gate`'s sandbox; a policy block is answered at once."""
+    from loomtui.governance.gitfacts import branch_head
+
+    paths = _request_paths(gate, tool_name, tool_input)
+    facts = ChangeFacts(stage="claim", paths=tuple(paths), runtime=gate.runtime)
+    evaluation = permission_evaluation(gate.policy(), facts)
+    evidence = {"tool_name": tool_name, "tool_input": _bounded(tool_input), **(extra or {})}
+    if evaluation.outcome == "block":
+        message = policy_refusal(evaluation)
+        gate.workspace.record("hook.permission", gate.sandbox_id,
+                              {"tool": tool_name, "decision": "deny", "reason": message})
+        return {"decision": "deny", "message": message}
+    commit = (branch_head(gate.workspace.root, gate.branch) if gate.branch else None) or ""
+    summary = f"{gate.sandbox_id} asks: {_describe_tool(tool_name, tool_input)}"
+    record = open_escalation(gate.workspace, PERMISSION_KIND, evaluation, facts, sandbox_id=gate.sandbox_id,
+                             commit=commit, summary=summary, evidence=evidence)
+    return {"id": record.id, "status": record.status}
+
+
+def request_status(gate: HookGate, escalation_id: Any) -> dict[str, Any]:
+    """Where `gate`'s sandbox's permission request stands, and what it means for the agent."""
+    return _status(_own_request(gate, escalation_id))
+
+
+def withdraw_request(gate: HookGate, escalation_id: Any, reason: str) -> dict[str, Any]:
+    """Close an unanswered request (the agent stopped waiting); a decided one is left as it is."""
+    store = gate.workspace.store
+    with store.transaction():
+        record = _own_request(gate, escalation_id)
+        if record.status == EscalationStatus.OPEN:
+            history = [*record.data.get("history", []),
+                       {"at": time.time(), "event": "withdrawn", "by": gate.sandbox_id, "reason": reason}]
+            record = store.update_escalation(record.id, status="withdrawn", data={"history": history})
+            gate.workspace.record("escalation.withdrawn", gate.sandbox_id, {"escalation": record.id, "reason": reason})
+    return _status(record)
+
+
+def sandbox_requests(gate: HookGate) -> list[EscalationRecord]:
+    """`gate`'s sandbox's permission requests, oldest first."""
+    return [e for e in gate.workspace.store.list_escalations()
+            if e.sandbox_id == gate.sandbox_id and e.kind == PERMISSION_KIND]
+
+
+def asks_for(request: EscalationRecord, claim: ClaimRecord, waiting: Sequence[str]) -> bool:
+    """Whether a permission request is about the tool call a provisional claim waits for: by its
+    tool_use_id, or (a prompt that names none) by the files it would write."""
+    evidence = request.data.get("evidence") or {}
+    tool_use_id = evidence.get("tool_use_id") if isinstance(evidence, dict) else None
+    if tool_use_id:
+        return tool_use_id in waiting
+    paths = set((request.data.get("facts") or {}).get("paths") or ())
+    return any(region.split("::")[0] in paths for region in claim.region_ids)
+
+
+def decided_at(request: EscalationRecord) -> float:
+    """When a person decided a request (its last history entry), else when it last changed."""
+    history = request.data.get("history") or []
+    times = [h["at"] for h in history if isinstance(h, dict) and isinstance(h.get("at"), (int, float))]
+    return max([request.updated, *times]) if times else request.updated
+
+
+def _request_paths(gate: HookGate, tool_name: str, tool_input: Mapping[str, Any]) -> list[str]:
+    event = HookEvent("PreToolUse", "", gate.tree, tool_name, tool_input)
+    try:
+        targets = edit_targets(event) or []
+    except HookInputError:
+        targets = []  # a tool we do not parse: the request is about the tool, not files
+    places = [gate.relative(t.path) for t in targets]
+    return sorted({p for p in places if isinstance(p, str)})
+
+
+def _own_request(gate: HookGate, escalation_id: Any) -> EscalationRecord:
+    record = gate.workspace.store.get_escalation(int_field(escalation_id, "id"))
+    if record is None or record.sandbox_id != gate.sandbox_id or record.kind != PERMISSION_KIND:
+        raise LoomError(f"no permission request #{escalation_id} of sandbox {gate.sandbox_id}")
+    return record
+
+
+def _status(record: EscalationRecord) -> dict[str, Any]:
+    if record.status in CLEARED:
+        decision, message = "allow", f"approved in loomtui (escalation #{record.id})"
+    elif record.status == EscalationStatus.OPEN:
+        decision, message = None, f"waiting for a decision on escalation #{record.id}"
+    else:
+        why = next((h.get("reason") for h in reversed(record.data.get("history", [])) if h.get("reason")), "")
+        decision = "deny"
+        message = f"escalation #{record.id} was {record.status}" + (f": {why}" if why else "")
+    return {"id": record.id, "status": record.status, "decision": decision, "message": message}
+
+
+def _describe_tool(tool_name: str, tool_input: Mapping[str, Any]) -> str:
+    detail = next((tool_input[k] for k in ("command", "file_path", "notebook_path", "url", "pattern")
+                   if isinstance(tool_input.get(k), str)), "")
+    text = f"{tool_name} {detail}".strip().replace("\n", " ")
+    return text if len(text) <= 160 else text[:157] + "..."
+
+
+def _bounded(value: Mapping[str, Any], limit: int = 4000) -> dict[str, Any]:
+    """Tool input for the record, with long strings (file contents) cut short."""
+    return {k: (v[:limit] + f"... ({len(v)} chars)" if isinstance(v, str) and len(v) > limit else v)
+            for k, v in value.items()}

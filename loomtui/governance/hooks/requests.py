@@ -1,0 +1,161 @@
+"""The request vocabulary of a sandbox's gate: what an agent may ask (`OPERATIONS`), and `dispatch`.
+
+A request is a JSON object with an `op`. Each operation checks the request's fields (a
+malformed one is a one-line error, never a traceback) and asks the sandbox's `HookGate`
+(`loomtui.governance.hooks.gate`); the sandbox is the gate's, never the request's.
+Nothing here decides an escalation, so an agent can ask, never approve: `agent_ops`
+adds its cooperating operations (claims, questions to a lead) on the same terms.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any, Final
+
+from loomtui.errors import LoomError
+from loomtui.governance.hooks.edits import merge_ranges
+
+if TYPE_CHECKING:  # the gate answers the requests: it imports this module, not the reverse
+    from loomtui.governance.hooks.gate import HookGate
+
+
+# -- request fields -----------------------------------------------------------------------
+
+
+def text_field(request: Mapping[str, Any], name: str) -> str:
+    """A request field that must be a non-empty string."""
+    value = request.get(name)
+    if not isinstance(value, str) or not value:
+        raise LoomError(f"request field {name!r} must be a non-empty string")
+    return value
+
+
+def texts_field(request: Mapping[str, Any], name: str) -> list[str]:
+    """A request field that must be a list of strings."""
+    value = request.get(name)
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise LoomError(f"request field {name!r} must be a list of strings")
+    return value
+
+
+def int_field(value: Any, name: str) -> int:
+    """The value of request field `name`, which must be an integer."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise LoomError(f"request field {name!r} must be an integer")
+    return value
+
+
+def line_ranges(lines: Any) -> list[tuple[int, int]] | None:
+    """`lines` of a request: null (whole file), [start, end], or a list of such pairs."""
+    if lines is None:
+        return None
+    if not isinstance(lines, list):
+        raise LoomError("request field 'lines' must be null, [start, end] or a list of them")
+    pairs = [lines] if len(lines) == 2 and all(isinstance(n, int) for n in lines) else lines
+    ranges = []
+    for pair in pairs:
+        if (not isinstance(pair, (list, tuple)) or len(pair) != 2
+                or not all(isinstance(n, int) and not isinstance(n, bool) for n in pair)
+                or not 1 <= pair[0] <= pair[1]):
+            raise LoomError(f"bad line range {pair!r}: need [start, end] with 1 <= start <= end")
+        ranges.append((pair[0], pair[1]))
+    return merge_ranges(ranges)
+
+
+# -- the request vocabulary ---------------------------------------------------------------
+
+
+def _op_check_edit(gate: HookGate, request: Mapping[str, Any]) -> dict[str, Any]:
+    return gate.check_edit(text_field(request, "path"), request.get("lines"),
+                           tool=str(request.get("tool", ""))).as_dict()
+
+
+def _op_check_tool(gate: HookGate, request: Mapping[str, Any]) -> dict[str, Any]:
+    targets = request.get("targets")
+    if not isinstance(targets, list) or not targets or not all(isinstance(t, dict) for t in targets):
+        raise LoomError("request field 'targets' must be a non-empty list of {path, lines}")
+    tool_use_id = request.get("tool_use_id") or ""
+    return gate.check_tool(text_field(request, "tool"), targets,
+                           tool_use_id=tool_use_id if isinstance(tool_use_id, str) else "").as_dict()
+
+
+def _op_confirm_tool_use(gate: HookGate, request: Mapping[str, Any]) -> dict[str, Any]:
+    return {"confirmed": gate.confirm_tool_use(text_field(request, "tool_use_id"), str(request.get("tool", "")))}
+
+
+def _op_check_commit(gate: HookGate, request: Mapping[str, Any]) -> dict[str, Any]:
+    files = request.get("files") or []
+    if not isinstance(files, list):
+        raise LoomError("request field 'files' must be a list of {path, old, new}")
+    return gate.check_commit(texts_field(request, "paths"), texts_field(request, "regions"), files).as_dict()
+
+
+def _op_open_permission_request(gate: HookGate, request: Mapping[str, Any]) -> dict[str, Any]:
+    tool_input = request.get("tool_input")
+    if not isinstance(tool_input, dict):
+        raise LoomError("request field 'tool_input' must be an object")
+    extra = request.get("extra")
+    return gate.open_permission_request(text_field(request, "tool_name"), tool_input,
+                                        extra=extra if isinstance(extra, dict) else None)
+
+
+def _op_escalation_status(gate: HookGate, request: Mapping[str, Any]) -> dict[str, Any]:
+    return gate.escalation_status(request.get("id"))
+
+
+def _op_withdraw(gate: HookGate, request: Mapping[str, Any]) -> dict[str, Any]:
+    return gate.withdraw_permission_request(request.get("id"), str(request.get("reason", "withdrawn")))
+
+
+OPERATIONS: Final[dict[str, Callable[[HookGate, Mapping[str, Any]], dict[str, Any]]]] = {
+    "check_edit": _op_check_edit,
+    "check_tool": _op_check_tool,
+    "confirm_tool_use": _op_confirm_tool_use,
+    "check_commit": _op_check_commit,
+    "open_permission_request": _op_open_permission_request,
+    "escalation_status": _op_escalation_status,
+    "withdraw_permission_request": _op_withdraw,
+}
+"""Everything an agent may ask. Deliberately no decide, approve, override or policy write."""
+
+
+def dispatch(gate: HookGate, request: Any) -> dict[str, Any]:
+    """Answer one request: `{"ok": true, ...}` or `{"ok": false, "error": "one line"}`."""
+    _add_agent_operations()
+    if not isinstance(request, dict):
+        return {"ok": False, "error": "a request is a JSON object with an 'op'"}
+    operation = OPERATIONS.get(request.get("op"))  # type: ignore[arg-type]
+    if operation is None:
+        return {"ok": False, "error": f"unknown operation {request.get('op')!r}; agents may only ask "
+                                      f"({', '.join(OPERATIONS)}), never decide"}
+    try:
+        return {"ok": True, **operation(gate, request)}
+    except LoomError as exc:
+        return {"ok": False, "error": str(exc)}
+
+
+_agent_ops_added = False
+
+
+def _add_agent_operations() -> None:
+    """What agents may ask besides the hooks (claims, questions to a lead): asking, never deciding.
+
+    `agent_ops` may import the gate (and so this module) while it loads, so this runs when
+    both are loaded: at the end of this module unless `agent_ops` is the one importing it,
+    else on the first dispatch.
+    """
+    global _agent_ops_added
+    if not _agent_ops_added:
+        try:
+            OPERATIONS.update(importlib.import_module("loomtui.governance.agent_ops").AGENT_OPERATIONS)
+        except ModuleNotFoundError as exc:  # a checkout without the MCP server's operations yet
+            if exc.name != "loomtui.governance.agent_ops":
+                raise
+        _agent_ops_added = True
+
+
+_importing = sys.modules.get("loomtui.governance.agent_ops")
+if _importing is None or hasattr(_importing, "AGENT_OPERATIONS"):
+    _add_agent_operations()
