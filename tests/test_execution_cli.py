@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from loomtui.errors import LoomError
-from loomtui.execution import isolation
+from loomtui.execution import isolation, review
 from loomtui.execution import sandboxes as sb
 from loomtui.execution.doctor import run_doctor
 from loomtui.workflow import tasks
@@ -117,6 +117,14 @@ def test_bad_input_is_one_line_and_the_right_exit_code(repo: Path, script: Path,
     one_line_error(run(repo, "attach", sandbox_id), 1, "runs headless")
     (Path(created["worktree"]) / "scratch.txt").write_text("uncommitted\n")
     one_line_error(run(repo, "sandbox", "rm", sandbox_id), 1, "has uncommitted changes (scratch.txt)")
+    # The engine says what is wrong and why; the flag that goes ahead anyway is the CLI's to name.
+    with pytest.raises(review.RemoveRefused) as refused:
+        review.remove(open_workspace(repo), sandbox_id)
+    assert (refused.value.reason, refused.value.branch) == ("uncommitted", f"loom/{sandbox_id}")
+    assert "--" not in str(refused.value)
+    one_line_error(run(repo, "sandbox", "rm", sandbox_id, "--delete-branch"), 1,
+                   f"has uncommitted changes (scratch.txt); nothing was removed. --force commits them to "
+                   f"loom/{sandbox_id} first")
     assert run(repo, "sandbox", "rm", sandbox_id, "--force").returncode == 0
     assert git(repo, "show", f"loom/{sandbox_id}:scratch.txt") == "uncommitted"
 
@@ -179,6 +187,8 @@ def test_stop_pause_resume_from_the_command_line(repo: Path, tmp_path: Path, mon
         sb.wait_for_status(workspace, sandbox_id, {"running"}, timeout=30)
         assert run(repo, "sandbox", "pause", sandbox_id).stdout.strip() == f"sandbox {sandbox_id} paused (paused)"
         assert run(repo, "sandbox", "resume", sandbox_id).stdout.strip() == f"sandbox {sandbox_id} resumed (running)"
+        one_line_error(run(repo, "sandbox", "rm", sandbox_id), 1,
+                       f"sandbox {sandbox_id} is running; stop it first (or --force to stop it and remove)")
         stopped = run(repo, "sandbox", "stop", sandbox_id, "--grace", "5")
         assert stopped.returncode == 0 and f"sandbox {sandbox_id} stopped (exited" in stopped.stdout
     finally:

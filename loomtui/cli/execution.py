@@ -206,7 +206,14 @@ def cmd_merge(args: argparse.Namespace) -> int:
     from loomtui.workflow.engine import request_merge
 
     workspace = workspace_for(args)
-    result = request_merge(workspace, args.id, into=args.into)
+    try:
+        result = request_merge(workspace, args.id, into=args.into)
+    except LoomError as exc:
+        # The merge is a workflow step, so a missing target arrives inside the step's failure.
+        if args.into or engine.get_sandbox(workspace, args.id).target:
+            raise
+        raise LoomError(f"{exc} (it has no target branch: name one with --into BRANCH)",
+                        exit_code=exc.exit_code) from None
     record = engine.get_sandbox(workspace, result.sandbox_id)
     merged = {"sandbox_id": record.id, "target": record.merged_into,
               "commit": record.merged_commit, "done": list(result.done)}
@@ -217,10 +224,22 @@ def cmd_merge(args: argparse.Namespace) -> int:
     return 0
 
 
+REMOVE_HINTS = {
+    "live": " (or --force to stop it and remove)",
+    "uncommitted": ". --force commits them to {branch} first",
+    "unmerged": ". --delete-branch --force deletes it anyway",
+}
+"""What `sandbox rm` adds to each refusal of `review.remove` (`RemoveRefused.reason`)."""
+
+
 def cmd_rm(args: argparse.Namespace) -> int:
     from loomtui.workflow.tasks import remove
 
-    result = remove(workspace_for(args), args.id, force=args.force, delete_branch=args.delete_branch)
+    try:
+        result = remove(workspace_for(args), args.id, force=args.force, delete_branch=args.delete_branch)
+    except review.RemoveRefused as exc:
+        hint = REMOVE_HINTS[exc.reason].format(branch=exc.branch)
+        raise LoomError(f"{exc}{hint}", exit_code=exc.exit_code) from None
     if args.json:
         print_json(asdict(result))
         return 0

@@ -7,6 +7,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 from loomtui.auditanchor import head_trailer
 from loomtui.errors import LoomError
@@ -28,6 +29,25 @@ from loomtui.execution.sandboxes import (
 )
 from loomtui.store import SandboxRecord
 from loomtui.workspace import Workspace
+
+RemoveRefusal = Literal["live", "uncommitted", "unmerged"]
+
+
+class RemoveRefused(LoomError):
+    """`remove` refused and removed nothing; with `force` it would have gone ahead.
+
+    `reason` is what stood in the way: "live" (an agent is running: force stops it),
+    "uncommitted" (force commits the changes to `branch` first) or "unmerged" (the
+    branch was to be deleted: force deletes it anyway). A front-end turns it into
+    its own hint.
+    """
+
+    exit_code = 1
+
+    def __init__(self, message: str, *, reason: RemoveRefusal, branch: str) -> None:
+        super().__init__(message)
+        self.reason: RemoveRefusal = reason
+        self.branch = branch
 
 
 @dataclass(frozen=True)
@@ -152,7 +172,7 @@ def merge(workspace: Workspace, sandbox_id: str, *, into: str | None = None,
     repo = Git(workspace.root)
     target = into or record.target
     if not target:
-        raise LoomError(f"sandbox {record.id} has no target branch; name one with --into BRANCH")
+        raise LoomError(f"sandbox {record.id} has no target branch to merge into")
     if not repo.local_branch_exists(target):
         raise LoomError(f"target branch {target!r} does not exist")
     tip = _branch_tip(repo, record)
@@ -219,25 +239,26 @@ def remove(workspace: Workspace, sandbox_id: str, *, force: bool = False, delete
     Uncommitted changes refuse the removal, or with `force` are first committed to
     the sandbox branch. A running agent refuses it, or with `force` is stopped. The
     branch stays, unless it is merged into the target (its commits are safe there)
-    or `delete_branch` is given (an unmerged branch also needs `force`).
+    or `delete_branch` is given (an unmerged branch also needs `force`). A refusal
+    is a `RemoveRefused` saying which.
     """
     record = get_sandbox(workspace, sandbox_id)
     if record.status == ARCHIVED:
         raise LoomError(f"sandbox {record.id} is already removed", exit_code=1)
     if record.status in LIVE and not force:
-        raise LoomError(f"sandbox {record.id} is {record.status}; stop it first (or --force to stop it "
-                        "and remove)", exit_code=1)
+        raise RemoveRefused(f"sandbox {record.id} is {record.status}; stop it first", reason="live",
+                            branch=record.branch)
     repo = Git(workspace.root)
     worktree = Path(record.worktree)
     tree = agent_tree(workspace, record)
     dirty = tree.dirty_paths(record.branch) if worktree.is_dir() else []
     if dirty and not force:
         shown = ", ".join(dirty[:5]) + (f" and {len(dirty) - 5} more" if len(dirty) > 5 else "")
-        raise LoomError(f"sandbox {record.id} has uncommitted changes ({shown}); nothing was removed. "
-                        f"--force commits them to {record.branch} first", exit_code=1)
+        raise RemoveRefused(f"sandbox {record.id} has uncommitted changes ({shown}); nothing was removed",
+                            reason="uncommitted", branch=record.branch)
     if delete_branch and not force and not _branch_merged(repo, record):
-        raise LoomError(f"{record.branch} is not merged; nothing was removed. --delete-branch --force "
-                        "deletes it anyway", exit_code=1)
+        raise RemoveRefused(f"{record.branch} is not merged; nothing was removed", reason="unmerged",
+                            branch=record.branch)
     if record.status in LIVE:
         record = stop(workspace, record.id, grace=grace)
     saved: str | None = None

@@ -7,13 +7,11 @@ escalation, and the agent does not start until it is approved (or overridden).
 from __future__ import annotations
 
 from loomtui.errors import LoomError
-from loomtui.governance.escalations import EscalationStatus, open_escalation
+from loomtui.governance.escalations import open_escalation
 from loomtui.governance.explain import claim_facts
 from loomtui.governance.policy import evaluate, load_policy
-from loomtui.store import EscalationRecord, SandboxRecord
+from loomtui.store import EscalationRecord
 from loomtui.workspace import Workspace
-
-CLEARED = ("approved", "overridden")
 
 
 def prestart_check(workspace: Workspace, sandbox_id: str) -> EscalationRecord | None:
@@ -45,16 +43,3 @@ class PrestartBlocked(LoomError):
     """The policy blocks a sandbox's claims outright (exit code 1)."""
 
     exit_code = 1
-
-
-def start_blocker(workspace: Workspace, record: SandboxRecord) -> str | None:
-    """Why a planned sandbox may not start yet, or None when nothing holds it back."""
-    escalation_id = record.data.get("awaiting_escalation")
-    if not escalation_id:
-        return None
-    escalation = workspace.store.get_escalation(int(escalation_id))
-    if escalation is None or escalation.status in CLEARED:
-        return None
-    if escalation.status == EscalationStatus.REJECTED:
-        return f"sandbox {record.id} was not approved to start (escalation #{escalation.id} rejected)"
-    return f"sandbox {record.id} waits for approval to start (escalation #{escalation.id}: press 3 in the app)"
