@@ -1,8 +1,8 @@
 """The demo scenario end to end: a real plan, real supervisors, real script agents, real gates.
 
 One headless run of `loomtui demo --headless --keep --json` (about 30 s: two waves of
-agents, one after the other) is shared by the tests below; each checks an outcome against what the engines recorded (store,
-git, audit log), not against the summary's own claims alone. Sandboxes run under
+agents, one after the other) is shared by the tests below; each checks an outcome against
+what the engines recorded (store, git, audit log), not against the summary's own claims alone. Sandboxes run under
 bubblewrap where it works and as plain processes otherwise; both paths run the same
 scenario.
 """
@@ -314,4 +314,38 @@ def test_the_pre_start_approval_is_given_at_once_by_default(tmp_path: Path) -> N
         assert rounding.status != PLANNED
     finally:
         stop_scenario(workspace, grace=1.0)
+        workspace.close()
+
+
+def test_a_signature_check_that_cannot_run_is_said_not_hidden(tmp_path: Path,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """A diff that fails (its base or branch gone) is one line of the story, and the story goes on;
+    a coordinator that cannot be built is an error, not a task quietly skipped."""
+    from types import SimpleNamespace
+
+    from loomtui.coordination.signatures import RegionChange
+    from loomtui.demo import narration
+    from loomtui.errors import LoomError
+
+    workspace = open_workspace(prepare_demo_repo(tmp_path))
+    said: list[str] = []
+    narrator = narration._Narrator(workspace, said.append)
+    record: Any = SimpleNamespace(id="abc123", branch="loom/abc123", data={"base_sha": "0" * 40})
+
+    def gone(*_args: object) -> list[RegionChange]:
+        raise LoomError("bad revision 'loom/abc123'")
+
+    try:
+        monkeypatch.setattr(narration, "diff_regions", gone)
+        narrator._signature_check("rounding", record)
+        assert said == ["[rounding] no signature check: bad revision 'loom/abc123'"]
+
+        def broken(_workspace: Workspace) -> None:
+            raise LoomError(".loom/loom.yaml:3: not a mapping")
+
+        monkeypatch.setattr(narration, "diff_regions", lambda *_a: [RegionChange(ROUND, "modified", True)])
+        monkeypatch.setattr(narration, "governed_coordinator", broken)
+        with pytest.raises(LoomError, match="not a mapping"):
+            narrator._signature_check("rounding", record)
+    finally:
         workspace.close()

@@ -11,6 +11,7 @@ from typing import Any
 from loomtui.audit import AuditEntry
 from loomtui.coordination.claims import Conflict, Coordinator
 from loomtui.coordination.diff import diff_regions
+from loomtui.coordination.targets import BadTarget
 from loomtui.demo.common import (
     AGENT_KEY,
     RAISED_KEY,
@@ -170,7 +171,8 @@ class _Narrator:
         try:
             changed = sorted(c.region_id for c in diff_regions(self.workspace.root, base, record.branch)
                              if c.signature_changed)
-        except LoomError:
+        except LoomError as exc:  # its branch or base is gone: say so, the scenario goes on
+            self.say(f"[{name}] no signature check: {exc}")
             return
         if not changed:
             return
@@ -179,12 +181,13 @@ class _Narrator:
         waiting = [other for other in demo_sandboxes(workspace).values()
                    if other.status == PLANNED and record.id in (other.data.get(AFTER_KEY) or [])]
         raised: list[Conflict] = []
+        coordinator = self.coordinator  # an index that cannot be built is an error (`narrate` says it)
         for other in waiting:
             try:
-                regions = [r for claim in other.claim_targets for r in self.coordinator.resolve(claim)]
-            except LoomError:
+                regions = [r for claim in other.claim_targets for r in coordinator.resolve(claim)]
+            except BadTarget:
                 continue  # its claim names nothing now; the engine says so when it prepares the task
-            found = [c for c in self.coordinator.check(other.id, regions, signature_changed=changed)
+            found = [c for c in coordinator.check(other.id, regions, signature_changed=changed)
                      if c.severity == "high" and c.sandbox_b == record.id]
             for conflict in found:
                 other_name = str(other.data.get(AGENT_KEY))

@@ -280,8 +280,8 @@ def approve_starts(workspace: Workspace, say: Say) -> list[dict[str, Any]]:
         if now is not None and now.status == PLANNED and is_alive(now.pid, now.pid_start):
             try:  # the engine started its supervisor: the agent runs in a moment (the narration says so)
                 wait_for_status(workspace, record.id, LIVE | {EXITED, FAILED}, timeout=START_WAIT_S)
-            except LoomError:
-                pass
+            except LoomError as exc:  # a supervisor that never starts its agent: said, not waited out
+                say(f"[{name}] {exc}")
     return decisions
 
 
