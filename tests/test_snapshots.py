@@ -33,21 +33,39 @@ def populated(repo: Path) -> LoomApp:
     return LoomApp(workspace, clock=lambda: FIXED_NOW)
 
 
+def settled_then(*keys: str):  # type: ignore[no-untyped-def]
+    """Wait until the app has read the store and the index (a busy machine reads them late, and a
+    late read would restyle the screen after the shot), then press `keys`."""
+
+    async def run_before(pilot) -> None:  # type: ignore[no-untyped-def]
+        from tests.test_tui import wait_for
+
+        app = pilot.app
+        await wait_for(pilot, lambda: app.latest_snapshot is not None and app.coordination is not None)
+        await pilot.pause()
+        for key in keys:
+            await pilot.press(key)
+        await pilot.pause()
+
+    return run_before
+
+
 def test_dashboard_empty(snap_compare, repo: Path) -> None:  # type: ignore[no-untyped-def]
     app = LoomApp(open_workspace(repo), clock=lambda: FIXED_NOW)
-    assert snap_compare(app, terminal_size=SIZE)
+    assert snap_compare(app, terminal_size=SIZE, run_before=settled_then())
 
 
 def test_dashboard_with_sandboxes(snap_compare, populated: LoomApp) -> None:  # type: ignore[no-untyped-def]
-    assert snap_compare(populated, terminal_size=SIZE, press=["down", "down"])  # the one NOT isolated
+    assert snap_compare(populated, terminal_size=SIZE, run_before=settled_then("down", "down"))  # NOT isolated
 
 
 def test_help_screen(snap_compare, populated: LoomApp) -> None:  # type: ignore[no-untyped-def]
-    assert snap_compare(populated, terminal_size=SIZE, press=["question_mark"])
+    assert snap_compare(populated, terminal_size=SIZE, run_before=settled_then("question_mark"))
 
 
 def test_high_contrast_theme(snap_compare, populated: LoomApp) -> None:  # type: ignore[no-untyped-def]
     async def to_high_contrast(pilot) -> None:  # type: ignore[no-untyped-def]
+        await settled_then()(pilot)
         pilot.app.theme = "loom-high-contrast"
         await pilot.pause()
 
