@@ -97,6 +97,8 @@ class GateConfig:
     run: tuple[str, ...]
     timeout: float = 600.0
     kind: GateKind = "deterministic"
+    env: tuple[tuple[str, str], ...] = ()
+    """Variables set for this gate's command only (name, value)."""
 
 
 @dataclass(frozen=True)
@@ -356,7 +358,7 @@ def _parse_gates(section: Value) -> tuple[GateConfig, ...]:
     first_line: dict[str, int] = {}
     for item in section.as_list():
         fields = item.as_mapping(
-            known=("name", "run", "timeout", "kind"), required=("name", "run")
+            known=("name", "run", "timeout", "kind", "env"), required=("name", "run")
         )
         name_value = fields["name"]
         name = name_value.as_str(non_empty=True)
@@ -376,9 +378,20 @@ def _parse_gates(section: Value) -> tuple[GateConfig, ...]:
                 run=run,
                 timeout=timeout.as_number(positive=True) if timeout else 600.0,
                 kind=kind.as_choice(GATE_KINDS) if kind else "deterministic",
+                env=_optional(fields, "env", _gate_env, ()),
             )
         )
     return tuple(gates)
+
+
+def _gate_env(value: Value) -> tuple[tuple[str, str], ...]:
+    entries = value.as_mapping()
+    pairs: list[tuple[str, str]] = []
+    for name, setting in entries.items():
+        if not _ENV_NAME_RE.fullmatch(name):
+            raise entries.key(name).error(f"invalid environment variable name {name!r}")
+        pairs.append((name, setting.as_str()))
+    return tuple(pairs)
 
 
 def _parse_context(section: Value) -> ContextConfig:

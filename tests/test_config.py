@@ -336,6 +336,8 @@ def test_duplicate_gate_name() -> None:
         ("gates:\n  - {name: t, run: [a], timeout: .inf}\n", "2: gates[0].timeout: must be a finite number (got .inf)"),
         ("gates:\n  - {name: '', run: [a]}\n", "2: gates[0].name: must not be empty"),
         ("runtimes:\n  mine:\n    mode: headless\n", "3: runtimes.mine.argv: required key missing"),
+        ("gates:\n  - {name: t, run: [a], env: {A B: x}}\n", "2: gates[0].env.A B: invalid environment variable name"),
+        ("gates:\n  - {name: t, run: [a], env: {A: [x]}}\n", "2: gates[0].env.A: expected a string"),
         ("runtimes:\n  codex:\n    offline_timeout: 0\n", "3: runtimes.codex.offline_timeout: must be greater than 0"),
         ("runtimes:\n  x:\n    argv: ['', a]\n", "3: runtimes.x.argv: the program (first item) must not be empty"),
         ("runtimes:\n  x: {argv: [a], env: [A B]}\n", "2: runtimes.x.env[0]: invalid environment variable name 'A B'"),

@@ -55,7 +55,7 @@ def _baseline(workspace: Workspace, say: Say) -> list[dict[str, Any]]:
             continue
         started = time.monotonic()
         try:
-            done = subprocess.run(gate_argv(gate), cwd=workspace.root, env=gate_environment(),
+            done = subprocess.run(gate_argv(gate), cwd=workspace.root, env=gate_environment(gate=gate),
                                   stdin=subprocess.DEVNULL, capture_output=True, text=True,
                                   timeout=gate.timeout, check=False)
             code: int | None = done.returncode

@@ -78,14 +78,16 @@ def gate_argv(gate: GateConfig) -> list[str]:
     return argv
 
 
-def gate_environment(source: Mapping[str, str] | None = None) -> dict[str, str]:
-    """The caller's environment without the variables of an enclosing pytest run.
+def gate_environment(source: Mapping[str, str] | None = None, gate: GateConfig | None = None) -> dict[str, str]:
+    """The caller's environment without the variables of an enclosing pytest run, and the gate's own
+    (its `env:`).
 
     Any git a check runs in the worktree (a plugin asking `git describe`, say) is told
     to skip fsmonitor and hooks, which the agent may have planted in the worktree's config.
     """
     env = dict(os.environ if source is None else source)
     env = {k: v for k, v in env.items() if not k.startswith(_DROPPED_ENV_PREFIXES)}
+    env.update(gate.env if gate is not None else ())
     settings = DISTRUSTING_GIT_CONFIG[1::2]  # the values of its `-c` pairs
     env["GIT_CONFIG_COUNT"] = str(len(settings))
     for number, setting in enumerate(settings):
@@ -122,7 +124,7 @@ def _run_one(workspace: Workspace, record: SandboxRecord,
     if shutil.which(argv[0]) is None and not Path(argv[0]).is_file():
         return "error", None, f"{argv[0]!r} is not on PATH", argv
     spec = LaunchSpec.from_data(record.data["launch"])
-    env = gate_environment(sandbox_environment(workspace, record, spec))
+    env = gate_environment(sandbox_environment(workspace, record, spec), gate)
     command = confined_argv(workspace, record, argv, env)  # no network, nothing writable but the worktree
     try:
         process = subprocess.Popen(command, cwd=worktree, env=env, stdin=subprocess.DEVNULL,
