@@ -269,7 +269,7 @@ def test_bad_script_is_reported_with_file_and_line(ws: Workspace, repo: Path, tm
     """)
     with pytest.raises(ConfigError, match=r"bad\.yaml:2: \[1\]\.write: must be a path inside the worktree"):
         tasks.create_sandbox(ws, "task", "script", script=script)
-    with pytest.raises(LoomError, match="give one with --script FILE"):
+    with pytest.raises(LoomError, match="replays a script, and none was given"):
         tasks.create_sandbox(ws, "task", "script")
     no_sandbox_left(ws, repo)
 

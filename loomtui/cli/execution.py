@@ -8,7 +8,7 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import asdict
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 from loomtui.cli import (
     SCRIPT_AGENT_HELP,
@@ -57,15 +57,25 @@ def _show(record: SandboxRecord, what: str) -> None:
 # -- commands ---------------------------------------------------------------------------
 
 
+NEW_INPUT_HINTS: Final = {
+    "command": "give it after `--` (e.g. -- mytool --prompt {task})",
+    "script": "give one with --script FILE",
+}
+"""What `sandbox new` adds when a runtime's input is missing (`MissingRuntimeInput.what`)."""
+
+
 def cmd_new(args: argparse.Namespace) -> int:
     from loomtui.workflow.tasks import create_sandbox
 
     workspace = workspace_for(args)
-    record = create_sandbox(
-        workspace, args.task, args.runtime, base=args.base, claims=args.claim or (), script=args.script,
-        isolate=False if args.no_isolation else None, command=args.command, after=args.after or (),
-        autostart=not args.no_start,
-    )
+    try:
+        record = create_sandbox(
+            workspace, args.task, args.runtime, base=args.base, claims=args.claim or (), script=args.script,
+            isolate=False if args.no_isolation else None, command=args.command, after=args.after or (),
+            autostart=not args.no_start,
+        )
+    except engine.MissingRuntimeInput as exc:
+        raise LoomError(f"{exc}: {NEW_INPUT_HINTS[exc.what]}", exit_code=exc.exit_code) from None
     view = _workflow(workspace).view(record)
     if args.json:
         print_json({**_record_dict(record), "step": str(view.step), "waits_on": view.waits_on})

@@ -180,6 +180,15 @@ def _merge_target(repo: Git, base: str) -> str | None:
     return repo.current_branch()
 
 
+class MissingRuntimeInput(LoomError):
+    """A runtime needs what the sandbox was not given: the program to run (`command`) or a script."""
+
+    def __init__(self, runtime: str, what: str) -> None:
+        self.runtime, self.what = runtime, what
+        needs = "runs the program given for each sandbox" if what == "command" else "replays a script"
+        super().__init__(f"runtime {runtime!r} {needs}, and none was given")
+
+
 def _checked_task(task: str) -> str:
     task = task.strip()
     if not task:
@@ -198,14 +207,13 @@ def _checked_runtime(workspace: Workspace, name: str, script: Path | str | None,
     runtime = find_runtime(workspace.load_config(), name)
     if runtime.argv == (GENERIC_COMMAND,):
         if not command or not command[0]:
-            raise LoomError(f"runtime {name!r} runs the program you give after `--` "
-                            "(e.g. -- mytool --prompt {task})")
+            raise MissingRuntimeInput(name, "command")
         runtime = dataclasses.replace(runtime, argv=tuple(command))
     elif command:
         raise LoomError(f"runtime {name!r} has its own argv; a command after `--` is only for `command`")
     wants_script = uses_placeholder(runtime, "script")
     if wants_script and script is None:
-        raise LoomError(f"runtime {name!r} replays a script: give one with --script FILE")
+        raise MissingRuntimeInput(name, "script")
     if script is not None and not wants_script:
         raise LoomError(f"runtime {name!r} takes no script (its argv has no {{script}})")
     if script is not None:
