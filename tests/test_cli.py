@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -86,3 +87,37 @@ def test_unwritable_repository_is_one_error(repo: Path) -> None:
 def test_status_json(repo: Path) -> None:
     data = json.loads(run(repo, "status", "--json").stdout)
     assert data["schema_version"] >= 1 and data["journal_mode"] == "wal"
+
+
+def _top_level(parser: object) -> list[str]:
+    import argparse
+
+    assert isinstance(parser, argparse.ArgumentParser)
+    (commands,) = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    return list(commands.choices)
+
+
+def test_a_command_line_loads_only_the_module_of_its_command() -> None:
+    """LAYER_COMMANDS says which module registers each command: checked against the modules
+    themselves, and each command's own parser has it (and the core commands) but no other layer's."""
+    from loomtui.cli import CORE_COMMANDS, LAYER_COMMANDS, _command_module, build_parser
+
+    every = _top_level(build_parser())
+    assert set(every) == set(LAYER_COMMANDS) | set(CORE_COMMANDS) | {"bench"}
+    for command, module in LAYER_COMMANDS.items():
+        own = [c for c, m in LAYER_COMMANDS.items() if m == module]
+        assert _top_level(build_parser(module)) == [*CORE_COMMANDS, *own], command
+    assert _top_level(build_parser("")) == list(CORE_COMMANDS)
+    assert _command_module(["-C", "/x", "claim", "list"]) == "coordination"
+    assert _command_module(["--repo=/x", "audit", "verify"]) == ""
+    for whole in ([], ["--help"], ["-C", "/x"], ["bench", "index"], ["clam", "list"]):
+        assert _command_module(whole) is None, whole
+
+
+def test_a_layer_command_does_not_import_the_other_layers(repo: Path) -> None:
+    done = subprocess.run([sys.executable, "-c", "import sys\nfrom loomtui.cli import main\n"
+                           "code = main(['audit', 'verify'])\n"
+                           "print(sorted(m for m in sys.modules if m.startswith('loomtui.cli.')))"],
+                          cwd=repo, capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().splitlines()[-1] == "[]"

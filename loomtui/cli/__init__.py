@@ -11,13 +11,14 @@ its engines when it runs) and the TUI only inside `cmd_tui`/`cmd_demo`; nothing 
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import math
 import os
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import asdict
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, Any, Final, NoReturn
 
 from loomtui import __version__
 from loomtui.errors import LoomError, escape_controls
@@ -237,7 +238,22 @@ def cmd_status(args: argparse.Namespace) -> int:
 # -- parser ---------------------------------------------------------------------------
 
 
-def build_parser() -> argparse.ArgumentParser:
+LAYER_COMMANDS: Final[dict[str, str]] = {
+    "index": "coordination", "regions": "coordination", "claim": "coordination", "conflicts": "coordination",
+    "context": "knowledge",
+    "sandbox": "execution", "attach": "execution", "doctor": "execution", "script-agent": "execution",
+    "policy": "governance", "gate": "governance", "escalation": "governance",
+    "hook": "hooks", "mcp": "mcp", "plan": "workflow",
+}
+"""Each layer command and the `loomtui.cli` module that registers it (a test keeps this true): a
+command line naming one loads only its module, not every layer's engines (~0.3 s a call)."""
+CORE_COMMANDS: Final = ("demo", "audit", "config", "status")
+_LAYER_MODULES: Final = ("coordination", "knowledge", "execution", "governance", "hooks", "mcp", "workflow")
+
+
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The whole command line; with `only` (a `loomtui.cli` module, or "" for none), the core
+    commands and that module's alone."""
     parser = LoomArgumentParser(
         prog="loomtui",
         description="A terminal control plane for teams running several AI coding agents on one "
@@ -269,20 +285,36 @@ def build_parser() -> argparse.ArgumentParser:
                 json_flag=True)
 
     add_command(commands, "status", cmd_status, "where the state store is and what it holds", json_flag=True)
-    for register in _layer_commands():
+    for register in _layer_commands(only):
         register(commands)
-    bench = add_group(commands, "bench", "benchmarks that print figures (speed, memory)")
-    for register in _bench_commands():
-        register(bench)
+    if only is None:
+        bench = add_group(commands, "bench", "benchmarks that print figures (speed, memory)")
+        for register in _bench_commands():
+            register(bench)
     return parser
 
 
-def _layer_commands() -> list[Callable[[Any], None]]:
-    """Each layer's `register(subparsers)`; imported here so `--help` lists them all."""
-    from loomtui.cli import coordination, execution, governance, hooks, knowledge, mcp, workflow
+def _layer_commands(only: str | None = None) -> list[Callable[[Any], None]]:
+    """Each layer's `register(subparsers)` (or only that of the module `only` names), imported
+    here so `--help` lists them all."""
+    names = _LAYER_MODULES if only is None else tuple(name for name in _LAYER_MODULES if name == only)
+    return [importlib.import_module(f"loomtui.cli.{name}").register for name in names]
 
-    return [coordination.register, knowledge.register, execution.register, governance.register, hooks.register,
-            mcp.register, workflow.register]
+
+def _command_module(given: Sequence[str]) -> str | None:
+    """Which `loomtui.cli` module the command line needs ("" for a core command); None for the
+    whole parser (no command, `--help`, a typo argparse should answer with the full list)."""
+    at = 0
+    while at < len(given) and given[at] in ("-C", "--repo"):
+        at += 2
+    while at < len(given) and given[at].startswith("--repo="):
+        at += 1
+    if at >= len(given):
+        return None
+    command = given[at]
+    if command in CORE_COMMANDS:
+        return ""
+    return LAYER_COMMANDS.get(command)
 
 
 def _bench_commands() -> list[Callable[[Any], None]]:
@@ -341,7 +373,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if given[:1] == ["script-agent"]:
         parser, given = _script_agent_parser(), given[1:]
     else:
-        parser = build_parser()
+        parser = build_parser(_command_module(given))
     args = parser.parse_args(given)
     try:
         return int(args.handler(args))
