@@ -11,8 +11,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
 from conftest import git, run_cli, wait_until
+
+from loomtui.cli import STEP_HINTS
 from loomtui.execution import sandboxes as sb
 from loomtui.execution.lifecycle import (
     APPROVED,
@@ -29,7 +30,7 @@ from loomtui.governance.escalations import decide
 from loomtui.governance.policy import load_policy
 from loomtui.workflow import tasks
 from loomtui.workflow.engine import advance, request_merge, wait_until_settled
-from loomtui.workflow.steps import Step, next_step
+from loomtui.workflow.steps import PersonAction, Step, next_step
 from loomtui.workspace import Workspace, open_workspace
 
 POLICY = """\
@@ -124,7 +125,8 @@ def test_with_manual_merge_an_approved_change_waits_for_a_person_then_merges_onc
     sandbox_id = run_task(manual, "helper", "lib.py", "x + 1", "x + 2")
     view = wait_until_settled(manual, sandbox_id)
     assert (sb.get_sandbox(manual, sandbox_id).status, view.step) == (APPROVED, Step.WAIT_MERGE)
-    assert "loomtui sandbox merge" in view.line()
+    assert (view.action, view.about) == (PersonAction.MERGE, sandbox_id)
+    assert f"loomtui sandbox merge {sandbox_id}" in view.line(STEP_HINTS)
     request_merge(manual, sandbox_id)
     assert sb.get_sandbox(manual, sandbox_id).status == MERGED
     with pytest.raises(Exception, match="already merged"):
@@ -439,3 +441,17 @@ def test_a_task_being_prepared_by_its_creator_is_left_to_it(manual: Workspace) -
                            data={"creator": f"{context_pid_that_exited()}::1"})
     advance(manual, gone.id)
     assert manual.store.live_claims(gone.id) and Path(sb.get_sandbox(manual, gone.id).worktree).is_dir()
+
+
+def test_a_step_says_what_a_person_can_do_in_each_front_ends_words() -> None:
+    from loomtui.tui.screens.dashboard import APP_STEP_HINTS
+    from loomtui.workflow.steps import StepView
+
+    view = StepView(Step.WAIT_DECISION, "a decision on escalation #4", PersonAction.DECIDE, "4")
+    assert view.line() == "waits for a decision on escalation #4"  # the engine's own words name no front-end
+    assert view.line(STEP_HINTS) == ("waits for a decision on escalation #4 "
+                                     "(`loomtui escalation approve 4` or reject)")
+    assert view.line(APP_STEP_HINTS) == "waits for a decision on escalation #4 (press 3)"
+    assert set(STEP_HINTS) == {str(action) for action in PersonAction}  # the shell can do every one
+    assert StepView(Step.WAIT_START, "a person to start it", PersonAction.START, "ab12").line(APP_STEP_HINTS) == (
+        "waits for a person to start it")

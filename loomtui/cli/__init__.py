@@ -248,6 +248,14 @@ LAYER_COMMANDS: Final[dict[str, str]] = {
 """Each layer command and the `loomtui.cli` module that registers it (a test keeps this true): a
 command line naming one loads only its module, not every layer's engines (~0.3 s a call)."""
 CORE_COMMANDS: Final = ("demo", "audit", "config", "status")
+STEP_HINTS: Final = {
+    "decide": "`loomtui escalation approve {about}` or reject",
+    "merge": "`loomtui sandbox merge {about}`",
+    "start": "`loomtui sandbox start {about}`",
+    "retry": "`loomtui sandbox advance {about}` retries",
+    "cancel": "`loomtui plan cancel`, or remove the dependency",
+}
+"""How to act on a task's step from the shell (workflow.steps.PersonAction), in `StepView.line`."""
 _LAYER_MODULES: Final = ("coordination", "knowledge", "execution", "governance", "hooks", "mcp", "workflow")
 
 

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from loomtui.cli import (
     SCRIPT_AGENT_HELP,
+    STEP_HINTS,
     add_command,
     add_group,
     count_arg,
@@ -89,7 +90,7 @@ def cmd_new(args: argparse.Namespace) -> int:
               else f"loomtui sandbox logs {record.id} -f")
     print(f"  worktree {record.worktree}\n  follow   {follow}")
     if record.status == PLANNED and view.step != "agent":
-        print(f"  next     {view.line()}")
+        print(f"  next     {view.line(STEP_HINTS)}")
     return 0
 
 
@@ -115,7 +116,7 @@ def cmd_advance(args: argparse.Namespace) -> int:
                                   "step": str(r.now.step), "waits_on": r.now.waits_on} for r in results]})
         return 0
     for result in results:
-        print(f"sandbox {result.sandbox_id}: {result.status}; {result.now.line()}")
+        print(f"sandbox {result.sandbox_id}: {result.status}; {result.now.line(STEP_HINTS)}")
     return 0
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from loomtui.cli import add_command, add_group, print_json, workspace_for
+from loomtui.cli import STEP_HINTS, add_command, add_group, print_json, workspace_for
 from loomtui.workflow.plan import PLAN_PATH, Schedule
 
 
@@ -31,8 +31,8 @@ def cmd_plan_show(args: argparse.Namespace) -> int:
 
     workspace = workspace_for(args)
     plan_schedule = scheduled(workspace, args.file)
-    states = {name: f"{record.id} {record.status}; {view.line()}" for name, record, view in task_states(workspace)
-              if name in {t.name for t in plan_schedule.plan.tasks}}
+    states = {name: f"{record.id} {record.status}; {view.line(STEP_HINTS)}"
+              for name, record, view in task_states(workspace) if name in {t.name for t in plan_schedule.plan.tasks}}
     if args.json:
         print_json({**plan_schedule.as_dict(), "states": states})
         return 0

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Final
@@ -104,20 +105,37 @@ def holder_gone(holder: str) -> bool:
     return not (pid.isdigit() and is_alive(int(pid), start or None))
 
 
+class PersonAction(StrEnum):
+    """What a person can do about a task's step; each front-end says how (its command or key)."""
+
+    DECIDE = "decide"    # approve or reject escalation `about`
+    MERGE = "merge"      # merge sandbox `about`
+    START = "start"      # start sandbox `about`
+    RETRY = "retry"      # advance sandbox `about` again
+    CANCEL = "cancel"    # cancel the plan, or remove the dependency
+
+
 @dataclass(frozen=True)
 class StepView:
-    """A task's next step and, for a wait, what it waits on (one line)."""
+    """A task's next step and, for a wait, what it waits on (one line), and what a person can do."""
 
     step: Step
     waits_on: str = ""
+    action: PersonAction | None = None
+    about: str = ""
+    """What `action` is on: an escalation's number or a sandbox's id."""
 
-    def line(self) -> str:
-        """Said plainly: `waits for ...` for a wait, else the step and what it is about."""
+    def line(self, hints: Mapping[str, str] | None = None) -> str:
+        """Said plainly: `waits for ...` for a wait, else the step and what it is about; with a
+        front-end's `hints` (a format string per action, `{about}` filled in), how to act on it."""
         if self.step in _WAITS_FOR:
-            return f"waits for {self.waits_on}"
-        if self.step == Step.AGENT:
-            return self.waits_on
-        return f"{self.step}: {self.waits_on}" if self.waits_on else str(self.step)
+            text = f"waits for {self.waits_on}"
+        elif self.step == Step.AGENT:
+            text = self.waits_on
+        else:
+            text = f"{self.step}: {self.waits_on}" if self.waits_on else str(self.step)
+        hint = hints.get(self.action) if hints is not None and self.action is not None else None
+        return f"{text} ({hint.format(about=self.about)})" if hint else text
 
 
 def dependencies(workspace: Workspace, record: SandboxRecord) -> list[SandboxRecord]:
@@ -143,7 +161,7 @@ def _dependency_view(workspace: Workspace, record: SandboxRecord) -> StepView | 
         if other.status in (REJECTED, ARCHIVED) or (other.status == FAILED and not other.data.get("saved_commit")
                                                     and not _has_commits(workspace, other)):
             return StepView(Step.HELD, f"{other.id} ended {other.status} without merging; not started on "
-                                       "a base that lacks it (`loomtui plan cancel` or remove the dependency)")
+                                       "a base that lacks it", PersonAction.CANCEL, record.id)
         waiting.append(f"{other.id} ({other.status})")
     return StepView(Step.WAIT_TASKS, "the merge of " + ", ".join(waiting)) if waiting else None
 
@@ -165,8 +183,8 @@ def next_step(workspace: Workspace, record: SandboxRecord, *, merge_mode: str = 
     """What happens next to this task (reads only). `merge_mode` is the policy's `merge:`."""
     error = record.data.get(STEP_ERROR_KEY)
     if error and error.get("status") == record.status:
-        return StepView(Step.FAILED_STEP, f"{error.get('step')} failed: {error.get('error')} "
-                                          f"(`loomtui sandbox advance {record.id}` retries)")
+        return StepView(Step.FAILED_STEP, f"{error.get('step')} failed: {error.get('error')}",
+                        PersonAction.RETRY, record.id)
     status = record.status
     if status == PLANNED:
         return _planned_step(workspace, record)
@@ -182,7 +200,8 @@ def next_step(workspace: Workspace, record: SandboxRecord, *, merge_mode: str = 
         escalation = record.data.get(REVIEW_ESCALATION_KEY)
         state = _escalation_status(workspace, escalation)
         if state == EscalationStatus.OPEN:
-            return StepView(Step.WAIT_DECISION, f"a decision on escalation #{escalation} (3 in the app)")
+            return StepView(Step.WAIT_DECISION, f"a decision on escalation #{escalation}", PersonAction.DECIDE,
+                            str(escalation))
         if state is None or state == EscalationStatus.SUPERSEDED:
             return StepView(Step.REVIEW)
         return StepView(Step.FOLLOW_DECISION)
@@ -196,7 +215,7 @@ def next_step(workspace: Workspace, record: SandboxRecord, *, merge_mode: str = 
             return StepView(Step.MERGE_CONFLICT, str(conflict.get("message")))
         if record.data.get(MERGE_REQUESTED_KEY) or merge_mode == MERGE_AUTO:
             return StepView(Step.MERGE)
-        return StepView(Step.WAIT_MERGE, f"a person's merge (`loomtui sandbox merge {record.id}`, or m)")
+        return StepView(Step.WAIT_MERGE, "a person's merge", PersonAction.MERGE, record.id)
     if status in (MERGED, REJECTED, ARCHIVED) and (workspace.store.live_claims(record.id) or (
             status == ARCHIVED and any(e.sandbox_id == record.id for e in workspace.store.list_escalations("open")))):
         return StepView(Step.RELEASE)
@@ -220,10 +239,10 @@ def _planned_step(workspace: Workspace, record: SandboxRecord) -> StepView:
     state = _escalation_status(workspace, record.data.get(PRESTART_KEY))
     if state == EscalationStatus.OPEN:
         escalation = record.data.get(PRESTART_KEY)
-        return StepView(Step.WAIT_START_APPROVAL, f"approval to start (escalation #{escalation}: "
-                                                  f"`loomtui escalation approve {escalation}`, or 3 in the app)")
+        return StepView(Step.WAIT_START_APPROVAL, f"approval to start (escalation #{escalation})",
+                        PersonAction.DECIDE, str(escalation))
     if state is not None and state not in CLEARED:
         return StepView(Step.REJECT_START, f"escalation #{record.data.get(PRESTART_KEY)} {state}")
     if record.data.get(AUTOSTART_KEY, True):
         return StepView(Step.START)
-    return StepView(Step.WAIT_START, f"a person to start it (`loomtui sandbox start {record.id}`)")
+    return StepView(Step.WAIT_START, "a person to start it", PersonAction.START, record.id)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 from rich.text import Text
 from textual import on, work
@@ -60,6 +60,8 @@ GATE_MARKS = {"passed": "✓", "failed": "✗", "error": "!", "running": "…"}
 RISK_STYLES = {"critical": "bold red", "high": "red", "medium": "yellow", "low": "dim"}
 TASK_WIDTH = 34  # the whole task is in the detail pane; the table keeps its other columns visible
 NEXT_WIDTH = 24
+APP_STEP_HINTS: Final = {"decide": "press 3", "merge": "press m"}
+"""How to act on a task's step in the app (workflow.steps.PersonAction), in `StepView.line`."""
 STEP_STYLES = {"held": "red", "failed-step": "bold red", "merge-conflict": "bold red", "wait-decision": "yellow",
                "wait-start-approval": "yellow", "wait-tasks": "blue", "wait-claims": "blue", "wait-merge": "green"}
 
@@ -200,7 +202,7 @@ class DashboardScreen(LoomScreen[None]):
         risk = self.snapshot.risk_by_sandbox.get(sandbox.id, "–")
         step = self.snapshot.steps.get(sandbox.id)
         cells: dict[str, Text | str] = {
-            "next": Text(_short(step.line(), NEXT_WIDTH) if step and str(step.step) != "done" else "–",
+            "next": Text(_short(step.line(APP_STEP_HINTS), NEXT_WIDTH) if step and str(step.step) != "done" else "–",
                          style=STEP_STYLES.get(str(step.step), "") if step else ""),
             "id": sandbox.id,
             "runtime": Text(sandbox.runtime),
@@ -282,7 +284,7 @@ class DashboardScreen(LoomScreen[None]):
         step = self.snapshot.steps.get(sandbox.id) if self.snapshot else None
         if step is not None:
             lines.append(f"{'next':>10}  ", style="dim")
-            lines.append(step.line() + "\n", style=STEP_STYLES.get(str(step.step), ""))
+            lines.append(step.line(APP_STEP_HINTS) + "\n", style=STEP_STYLES.get(str(step.step), ""))
         if sandbox.after:
             lines.append(f"{'after':>10}  ", style="dim")
             lines.append(", ".join(str(a) for a in sandbox.after) + "\n")
@@ -486,7 +488,7 @@ class DashboardScreen(LoomScreen[None]):
         except LoomError as exc:
             app.call_from_thread(app.notify, str(exc), title="new sandbox", severity="error")
             return
-        said = "started" if record.status != PLANNED else Workflow(app.workspace).view(record).line()
+        said = "started" if record.status != PLANNED else Workflow(app.workspace).view(record).line(APP_STEP_HINTS)
         app.call_from_thread(app.notify, f"sandbox {record.id} {said}", title="new sandbox")
 
     def action_stop(self) -> None:

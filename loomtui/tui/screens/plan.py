@@ -20,7 +20,7 @@ from textual.widgets.tree import TreeNode
 
 from loomtui.store import SandboxRecord
 from loomtui.tui.base import LoomScreen
-from loomtui.tui.screens.dashboard import STATUS_STYLES, STEP_STYLES
+from loomtui.tui.screens.dashboard import APP_STEP_HINTS, STATUS_STYLES, STEP_STYLES
 from loomtui.tui.snapshot import DashboardSnapshot
 from loomtui.tui.widgets.status_header import StatusHeader
 from loomtui.workflow.steps import StepView
@@ -154,7 +154,7 @@ class PlanScreen(LoomScreen[None]):
             lines.append(f"{value}\n")  # untrusted text: appended, never parsed as markup
         if task.step is not None:
             lines.append(f"{'next':>8}  ", style="dim")
-            lines.append(task.step.line() + "\n", style=STEP_STYLES.get(str(task.step.step), ""))
+            lines.append(task.step.line(APP_STEP_HINTS) + "\n", style=STEP_STYLES.get(str(task.step.step), ""))
         if task.waits_on:
             lines.append(f"{'after':>8}  ", style="dim")
             lines.append(", ".join(task.waits_on) + "\n")
@@ -171,5 +171,5 @@ def _task_label(task: PlannedTask) -> Text:
     label = Text(f"{task.name} ")
     label.append(task.sandbox.status, style=STATUS_STYLES.get(task.sandbox.status, ""))
     if task.step is not None and str(task.step.step) != "done":
-        label.append(f"  {task.step.line()}", style=STEP_STYLES.get(str(task.step.step), "dim"))
+        label.append(f"  {task.step.line(APP_STEP_HINTS)}", style=STEP_STYLES.get(str(task.step.step), "dim"))
     return label
