@@ -87,7 +87,7 @@ def test_a_new_commit_means_no_decision_until_it_is_reviewed(billing: Path) -> N
     second = subprocess.run(["git", "rev-parse", "HEAD"], cwd=billing, capture_output=True, text=True,
                             check=True).stdout.strip()
     subprocess.run(["git", "branch", "-f", "loom/sb1", second], cwd=billing, check=True)
-    with pytest.raises(DecisionRefused, match="review it again"):
+    with pytest.raises(DecisionRefused, match="must be reviewed again"):
         decide(as_user(billing, BOB), policy, escalation_id, "approve")
     record = open_workspace(billing).store.get_escalation(escalation_id)
     assert record.status == "open" and [a.user for a in approvals(record, first)] == [ALICE]

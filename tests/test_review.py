@@ -161,7 +161,7 @@ def test_new_commits_after_review_supersede_the_escalation(billing: Path) -> Non
     (worktree / "payments/refunds.py").write_text((worktree / "payments/refunds.py").read_text() + "# more\n")
     git(worktree, "commit", "-qam", "one more change")
     stale = cli(billing, "escalation", "approve", str(first), user="alice@example.com")
-    assert stale.returncode == 1 and "review it again" in stale.stderr
+    assert stale.returncode == 1 and "must be reviewed again" in stale.stderr
     second = json.loads(cli(billing, "sandbox", "review", sandbox_id, "--json").stdout)
     assert second["escalation"] != first and second["status"] == "awaiting_review"
     assert second["commit"] == git(worktree, "rev-parse", "HEAD")

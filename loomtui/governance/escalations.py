@@ -220,8 +220,8 @@ def decide(workspace: Workspace, policy: Policy, escalation_id: int, decision: s
             # The policy judged another diff: deciding now would approve what nobody evaluated.
             raise DecisionRefused(
                 f"escalation #{escalation_id} was evaluated on commit {evaluated[:12]}, but sandbox "
-                f"{escalation.sandbox_id} is now at {commit[:12]}: review it again "
-                f"(loomtui sandbox review {escalation.sandbox_id}) so the policy sees the new diff")
+                f"{escalation.sandbox_id} is now at {commit[:12]}: it must be reviewed again, so the policy "
+                "sees the new diff")
         allowed = allowed_decisions(policy, escalation, user)
         if decision not in allowed:
             raise DecisionRefused(_why_not(policy, escalation, user, decision))

@@ -119,7 +119,7 @@ def cancel_plan(workspace: Workspace, run_id: str | None = None) -> list[str]:
             lines.append(f"[{name}] sandbox {record.id} cancelled")
         elif record.status in LIVE or starting:
             lines.append(f"[{name}] sandbox {record.id} is {'starting' if starting else record.status}: left running "
-                         f"(`loomtui sandbox stop {record.id}`)")
+                         "(stop it first)")
         elif record.status != ARCHIVED:
             lines.append(f"[{name}] sandbox {record.id} is {record.status}: left as it is")
     return lines
