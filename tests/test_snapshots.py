@@ -20,9 +20,11 @@ SIZE = (120, 30)
 def populated(repo: Path) -> LoomApp:
     workspace = open_workspace(repo)
     for number, (task, status, runtime, isolation) in enumerate([
-        # No live statuses: reconcile would (rightly) orphan a "running" record with no process.
+        # No live statuses: reconcile would (rightly) orphan a "running" record with no process. And
+        # none the app's workflow would act on (an awaiting_review with no escalation is due for a
+        # review, which these records, with no branch, would fail at a moment the picture cannot fix).
         ("Add partial refunds to the refunds API", "failed", "claude", ISOLATION_BWRAP),
-        ("Refactor currency rounding helper", "awaiting_review", "codex", ISOLATION_BWRAP),
+        ("Refactor currency rounding helper", "approved", "codex", ISOLATION_BWRAP),
         # The one an agent ran without isolation: the app warns about it.
         ("Fix typos in notification templates", "exited", "script", ISOLATION_NONE),
     ]):
