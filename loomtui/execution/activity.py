@@ -25,7 +25,8 @@ AGENT_RESULT_KEYS = ("turns", "cost_usd", "is_error", "input_tokens", "output_to
 SCRIPT_STEP = re.compile(r"^\[script\] (?P<action>[a-z]+)(?: (?P<detail>.*))?$")
 
 
-def _short(text: str) -> str:
+def shorten(text: str) -> str:
+    """One line of at most SUMMARY_CHARS characters (an activity's summary)."""
     text = " ".join(text.split())
     return text if len(text) <= SUMMARY_CHARS else text[:SUMMARY_CHARS - 1] + "…"
 
@@ -58,7 +59,7 @@ def parse_claude_stream(line: str) -> list[Activity]:
         # The model API failed (unreachable, 5xx, overloaded): Claude Code waits and tries again.
         status = message.get("error_status")
         why = f"HTTP {status}" if status else str(message.get("error") or "error")
-        return [{"kind": "retry", "summary": _short(f"model API {why}: retry {message.get('attempt')} of "
+        return [{"kind": "retry", "summary": shorten(f"model API {why}: retry {message.get('attempt')} of "
                                                      f"{message.get('max_retries')}")}]
     if kind == "result":
         return _result(message)
@@ -72,11 +73,11 @@ def parse_claude_stream(line: str) -> list[Activity]:
         if kind == "assistant" and block.get("type") == "tool_use":
             tool = str(block.get("name") or "tool")
             target = _tool_target(block.get("input"))
-            found.append({"kind": "tool", "tool": tool, "summary": _short(f"{tool} {target}".strip())})
+            found.append({"kind": "tool", "tool": tool, "summary": shorten(f"{tool} {target}".strip())})
         elif kind == "assistant" and block.get("type") == "text" and str(block.get("text", "")).strip():
-            found.append({"kind": "text", "summary": _short(str(block["text"]))})
+            found.append({"kind": "text", "summary": shorten(str(block["text"]))})
         elif kind == "user" and block.get("type") == "tool_result" and block.get("is_error"):
-            found.append({"kind": "error", "summary": _short(f"tool error: {block.get('content', '')}")})
+            found.append({"kind": "error", "summary": shorten(f"tool error: {block.get('content', '')}")})
     return found
 
 
@@ -100,7 +101,7 @@ def _result(message: dict[str, Any]) -> list[Activity]:
               "cache_read_tokens": _count(usage.get("cache_read_input_tokens")),
               "cache_creation_tokens": _count(usage.get("cache_creation_input_tokens"))}
     raw = message.get("permission_denials")
-    denials = [{"tool": str(d.get("tool_name") or "tool"), "target": _short(_tool_target(d.get("tool_input")))}
+    denials = [{"tool": str(d.get("tool_name") or "tool"), "target": shorten(_tool_target(d.get("tool_input")))}
                for d in (raw if isinstance(raw, list) else []) if isinstance(d, dict)]
     parts = [str(outcome)]
     if turns is not None:
@@ -112,7 +113,7 @@ def _result(message: dict[str, Any]) -> list[Activity]:
     if denials:
         # A run that was refused what it tried is not plain success: say so in the summary.
         parts.append(f"{len(denials)} permission denial{'s' if len(denials) != 1 else ''}")
-    found: list[Activity] = [{"kind": "denied", "summary": _short(f"denied: {d['tool']} {d['target']}".strip()),
+    found: list[Activity] = [{"kind": "denied", "summary": shorten(f"denied: {d['tool']} {d['target']}".strip()),
                               **d} for d in denials]
     found.append({"kind": "result", "summary": "finished: " + ", ".join(parts), "turns": turns,
                   "cost_usd": cost if isinstance(cost, (int, float)) else None,
@@ -137,7 +138,7 @@ def parse_script_agent(line: str) -> list[Activity]:
     if match is None or match["action"] == "log":
         return []
     detail = match["detail"] or ""
-    return [{"kind": match["action"], "summary": _short(f"{match['action']} {detail}".strip())}]
+    return [{"kind": match["action"], "summary": shorten(f"{match['action']} {detail}".strip())}]
 
 
 PARSERS: dict[str, Callable[[str], list[Activity]]] = {

@@ -14,10 +14,9 @@ import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Final
 
-Activity = dict[str, Any]
-SUMMARY_CHARS: Final = 160
+from loomtui.execution.activity import Activity, shorten
 
 
 @dataclass(frozen=True)
@@ -38,11 +37,6 @@ FAULT_SIGNS: Final[dict[str, FaultSigns]] = {
     "aider": FaultSigns(error=re.compile(
         r"^(?P<what>litellm\.[A-Za-z]+(?:Error|Exception)\b.*|The API provider .+)")),
 }
-
-
-def _short(text: str) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= SUMMARY_CHARS else text[:SUMMARY_CHARS - 1] + "…"
 
 
 class FaultWatch:
@@ -70,10 +64,10 @@ class FaultWatch:
         match = self.signs.error.match(text)
         if match is None:
             return []
-        what = _short(match["what"])
+        what = shorten(match["what"])
         self.errors += 1
         self.last_error = what
-        return [{"kind": "error", "summary": _short(f"model API: {what}")}]
+        return [{"kind": "error", "summary": shorten(f"model API: {what}")}]
 
     def overdue(self) -> str | None:
         """Why the agent must be stopped: it has only waited for the API for too long; else None."""

@@ -22,7 +22,6 @@ from typing import Any, Final
 
 from loomtui.config import DEFAULT_OFFLINE_TIMEOUT, LoomConfig, RuntimeConfig
 from loomtui.errors import LoomError
-from loomtui.execution.faults import FAULT_SIGNS
 from loomtui.yamlcheck import closest
 
 ENV_ALLOW_LIST: Final = (
@@ -146,7 +145,7 @@ class LaunchSpec:
     env_switched: tuple[tuple[str, tuple[str, ...]], ...] = field(default=())
     env_defaults: tuple[tuple[str, str], ...] = field(default=())
     faults: str = ""
-    """The program whose model API faults are read from the output (execution.faults), or ""."""
+    """The program whose plain output is read for model API faults (execution.faults), else empty."""
     offline_timeout: float = DEFAULT_OFFLINE_TIMEOUT
 
     def to_data(self) -> dict[str, Any]:
@@ -319,7 +318,7 @@ def prepare_launch(runtime: RuntimeConfig, values: Mapping[str, str],
         env_prefixes=vendor.prefixes,
         env_switched=vendor.switched,
         env_defaults=vendor.defaults,
-        faults=program if program in FAULT_SIGNS and output == OUTPUT_PLAIN else "",
+        faults=program if output == OUTPUT_PLAIN else "",
         offline_timeout=runtime.offline_timeout,
     )
 
