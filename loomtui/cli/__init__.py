@@ -249,7 +249,7 @@ LAYER_COMMANDS: Final[dict[str, str]] = {
 command line naming one loads only its module, not every layer's engines (~0.3 s a call)."""
 CORE_COMMANDS: Final = ("demo", "audit", "config", "status")
 STEP_HINTS: Final = {
-    "decide": "`loomtui escalation approve {about}` or reject",
+    "decide": "`loomtui escalation approve|reject {about}`",
     "merge": "`loomtui sandbox merge {about}`",
     "start": "`loomtui sandbox start {about}`",
     "retry": "`loomtui sandbox advance {about}` retries",
