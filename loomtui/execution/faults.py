@@ -48,7 +48,6 @@ class FaultWatch:
         self.offline_timeout = offline_timeout
         self.clock = clock
         self.last_error: str | None = None
-        self.errors = 0
         self.waiting_since: float | None = None
 
     def feed(self, line: str) -> list[Activity]:
@@ -65,7 +64,6 @@ class FaultWatch:
         if match is None:
             return []
         what = shorten(match["what"])
-        self.errors += 1
         self.last_error = what
         return [{"kind": "error", "summary": shorten(f"model API: {what}")}]
 

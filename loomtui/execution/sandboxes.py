@@ -319,6 +319,13 @@ def has_worktree(record: SandboxRecord) -> bool:
     return bool(record.data.get("worktree_made", record.data.get("git_dir")))
 
 
+def has_commits(workspace: Workspace, record: SandboxRecord) -> bool:
+    """Whether the sandbox's branch moved past the commit it started from."""
+    base = record.base_sha
+    tip = Git(workspace.root).resolve_commit(record.branch) if record.branch and has_worktree(record) else None
+    return bool(tip and base and tip != base)
+
+
 def _unused_id(workspace: Workspace, root: Path) -> str:
     for _attempt in range(100):
         sandbox_id = secrets.token_hex(3)

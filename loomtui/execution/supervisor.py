@@ -73,6 +73,7 @@ from loomtui.execution.sandboxes import (
     SPARE_ON_TERM,
     SandboxPaths,
     agent_tree,
+    has_commits,
     record_paths,
     tmux_session,
 )
@@ -432,11 +433,6 @@ class Supervisor:
                     _diagnose(f"cannot refresh the worktree's index: {exc}")
         return saved, None
 
-    def _has_commits(self) -> bool:
-        """Whether the agent's branch moved past the commit the sandbox started from."""
-        tip = Git(self.workspace.root).resolve_commit(self.record.branch)
-        return tip is not None and tip != self.record.base_sha
-
     def _finish(self, code: int | None, signame: str | None, *, error: str | None = None,
                 writer: threading.Thread | None = None) -> int:
         if writer is not None and writer.is_alive():
@@ -452,7 +448,7 @@ class Supervisor:
         stop_requested = bool(current and current.data.get("stop_requested"))
         error = error or self.log_error or self.fault_error
         if not error and not stop_requested and self.faults is not None:
-            error = self.faults.failed_quietly(code, saved is not None or self._has_commits())
+            error = self.faults.failed_quietly(code, saved is not None or has_commits(self.workspace, self.record))
         if error:
             status = FAILED
         elif stop_requested or code == 0:

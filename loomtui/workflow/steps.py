@@ -28,7 +28,7 @@ from loomtui.execution.lifecycle import (
     REJECTED,
 )
 from loomtui.execution.procs import identity, is_alive
-from loomtui.execution.sandboxes import has_worktree
+from loomtui.execution.sandboxes import has_commits, has_worktree
 from loomtui.governance.escalations import CLEARED, EscalationStatus
 from loomtui.governance.policy import MERGE_AUTO, MERGE_MANUAL
 from loomtui.store import SandboxRecord
@@ -159,17 +159,11 @@ def _dependency_view(workspace: Workspace, record: SandboxRecord) -> StepView | 
         if _merged(other):
             continue
         if other.status in (REJECTED, ARCHIVED) or (other.status == FAILED and not other.data.get("saved_commit")
-                                                    and not _has_commits(workspace, other)):
+                                                    and not has_commits(workspace, other)):
             return StepView(Step.HELD, f"{other.id} ended {other.status} without merging; not started on "
                                        "a base that lacks it", PersonAction.CANCEL, record.id)
         waiting.append(f"{other.id} ({other.status})")
     return StepView(Step.WAIT_TASKS, "the merge of " + ", ".join(waiting)) if waiting else None
-
-
-def _has_commits(workspace: Workspace, record: SandboxRecord) -> bool:
-    base = record.base_sha
-    tip = Git(workspace.root).resolve_commit(record.branch) if record.branch and has_worktree(record) else None
-    return bool(tip and base and tip != base)
 
 
 def _escalation_status(workspace: Workspace, escalation_id: object) -> EscalationStatus | None:
@@ -193,7 +187,7 @@ def next_step(workspace: Workspace, record: SandboxRecord, *, merge_mode: str = 
     if status == GATING:
         return StepView(Step.REVIEW, "gates and policy")
     if status in (EXITED, FAILED):
-        if not _has_commits(workspace, record):
+        if not has_commits(workspace, record):
             return StepView(Step.NO_CHANGE, "the agent ended without a change")
         return StepView(Step.REVIEW)
     if status == AWAITING_REVIEW:
