@@ -289,15 +289,28 @@ def _parse_runtimes(section: Value) -> dict[str, RuntimeConfig]:
 
 
 def _parse_runtime(name: str, value: Value) -> RuntimeConfig:
-    """A runtime of its own (argv given), or a built-in one with some settings changed (no argv)."""
+    """A runtime of its own (argv given, every other setting from its default), or a built-in one
+    with the settings given changed (no argv: `runtimes: {codex: {offline_timeout: 60}}`)."""
     builtin = builtin_runtimes().get(name)
     fields = value.as_mapping(
         known=("argv", "mode", "network", "env", "description", "offline_timeout"),
         required=() if builtin else ("argv",),
     )
-    if builtin is not None and "argv" not in fields:
-        return _tuned_runtime(builtin, fields)
-    argv_value = fields["argv"]
+    base = builtin if builtin is not None and "argv" not in fields else RuntimeConfig(name=name, argv=())
+    mode, network, description, offline = (fields.get(key) for key in
+                                           ("mode", "network", "description", "offline_timeout"))
+    return replace(
+        base,
+        argv=_runtime_argv(fields["argv"]) if "argv" in fields else base.argv,
+        mode=mode.as_choice(RUNTIME_MODES) if mode else base.mode,
+        network=network.as_bool() if network else base.network,
+        env=_optional(fields, "env", _parse_env, base.env),
+        description=description.as_str() if description else base.description,
+        offline_timeout=offline.as_number(positive=True) if offline else base.offline_timeout,
+    )
+
+
+def _runtime_argv(argv_value: Value) -> tuple[str, ...]:
     argv_value.as_str_list(non_empty=True)
     argv: list[str] = []
     for item in argv_value.as_list():
@@ -313,34 +326,7 @@ def _parse_runtime(name: str, value: Value) -> RuntimeConfig:
         argv.append(arg)
     if not argv[0].strip():
         raise argv_value.error("the program (first item) must not be empty")
-    env: tuple[str, ...] = _optional(fields, "env", _parse_env, ())
-    mode = fields.get("mode")
-    network = fields.get("network")
-    description = fields.get("description")
-    offline = fields.get("offline_timeout")
-    return RuntimeConfig(
-        name=name,
-        argv=tuple(argv),
-        mode=mode.as_choice(RUNTIME_MODES) if mode else "headless",
-        network=network.as_bool() if network else False,
-        env=env,
-        description=description.as_str() if description else None,
-        offline_timeout=offline.as_number(positive=True) if offline else DEFAULT_OFFLINE_TIMEOUT,
-    )
-
-
-def _tuned_runtime(builtin: RuntimeConfig, fields: Fields) -> RuntimeConfig:
-    """A built-in runtime with the settings given changed (`runtimes: {codex: {offline_timeout: 60}}`)."""
-    mode, network, description, offline = (fields.get(key) for key in
-                                           ("mode", "network", "description", "offline_timeout"))
-    return replace(
-        builtin,
-        mode=mode.as_choice(RUNTIME_MODES) if mode else builtin.mode,
-        network=network.as_bool() if network else builtin.network,
-        env=_optional(fields, "env", _parse_env, builtin.env),
-        description=description.as_str() if description else builtin.description,
-        offline_timeout=offline.as_number(positive=True) if offline else builtin.offline_timeout,
-    )
+    return tuple(argv)
 
 
 def _parse_env(value: Value) -> tuple[str, ...]:
