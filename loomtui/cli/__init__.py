@@ -256,7 +256,6 @@ STEP_HINTS: Final = {
     "cancel": "`loomtui plan cancel`, or remove the dependency",
 }
 """How to act on a task's step from the shell (workflow.steps.PersonAction), in `StepView.line`."""
-_LAYER_MODULES: Final = ("coordination", "knowledge", "execution", "governance", "hooks", "mcp", "workflow")
 
 
 def build_parser(only: str | None = None) -> argparse.ArgumentParser:
@@ -305,7 +304,7 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
 def _layer_commands(only: str | None = None) -> list[Callable[[Any], None]]:
     """Each layer's `register(subparsers)` (or only that of the module `only` names), imported
     here so `--help` lists them all."""
-    names = _LAYER_MODULES if only is None else tuple(name for name in _LAYER_MODULES if name == only)
+    names = dict.fromkeys(LAYER_COMMANDS.values()) if only is None else (only,) if only else ()
     return [importlib.import_module(f"loomtui.cli.{name}").register for name in names]
 
 
@@ -313,10 +312,8 @@ def _command_module(given: Sequence[str]) -> str | None:
     """Which `loomtui.cli` module the command line needs ("" for a core command); None for the
     whole parser (no command, `--help`, a typo argparse should answer with the full list)."""
     at = 0
-    while at < len(given) and given[at] in ("-C", "--repo"):
-        at += 2
-    while at < len(given) and given[at].startswith("--repo="):
-        at += 1
+    while at < len(given) and (given[at] in ("-C", "--repo") or given[at].startswith("--repo=")):
+        at += 1 if "=" in given[at] else 2  # the option, and its value unless written with "="
     if at >= len(given):
         return None
     command = given[at]
