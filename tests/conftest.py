@@ -157,6 +157,25 @@ async def wait_for(pilot, condition, timeout: float = 30.0) -> None:  # type: ig
         await pilot.pause(0.05)
 
 
+async def new_script_sandbox_form(pilot, app, script: Path, task: str):  # type: ignore[no-untyped-def]
+    """Press `n` once the app has its index, and fill the form for a script agent (to be started
+    with a click on #start)."""
+    from textual.widgets import Input, Select
+
+    from loomtui.tui.screens.sandbox_forms import NewSandboxScreen
+
+    await wait_for(pilot, lambda: app.coordinator is not None)
+    await pilot.press("n")
+    await pilot.pause()
+    form = app.screen
+    assert isinstance(form, NewSandboxScreen)
+    form.query_one("#runtime", Select).value = "script"
+    await pilot.pause()
+    form.query_one("#script", Input).value = str(script)
+    form.query_one("#task", Input).value = task
+    return form
+
+
 def wait_until(condition, timeout: float = 30.0, what: str = "condition") -> None:  # type: ignore[no-untyped-def]
     """Poll `condition()` until it holds; AssertionError naming `what` after `timeout` seconds."""
     deadline = time.monotonic() + timeout

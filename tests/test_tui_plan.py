@@ -4,14 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from textual.widgets import DataTable, Input, Select, Static, Tree
+from textual.widgets import DataTable, Input, Static, Tree
 
 from loomtui.tui.app import LoomApp
 from loomtui.tui.screens.plan import PlanScreen
-from loomtui.tui.screens.sandbox_forms import NewSandboxScreen
 from loomtui.workflow import tasks
 from loomtui.workspace import open_workspace
-from tests.conftest import wait_for
+from tests.conftest import new_script_sandbox_form, wait_for
 from tests.test_workflow import edit, make_repo
 
 SIZE = (140, 36)
@@ -62,15 +61,7 @@ async def test_n_states_a_task_that_waits_on_another(tmp_path: Path) -> None:
     second_script = edit(workspace, "second", "app.py", "helper(1)", "helper(2)")
     app = LoomApp(workspace)
     async with app.run_test(size=SIZE) as pilot:
-        await wait_for(pilot, lambda: app.coordinator is not None)
-        await pilot.press("n")
-        await pilot.pause()
-        form = app.screen
-        assert isinstance(form, NewSandboxScreen)
-        form.query_one("#runtime", Select).value = "script"
-        await pilot.pause()
-        form.query_one("#script", Input).value = str(second_script)
-        form.query_one("#task", Input).value = "use the new helper"
+        form = await new_script_sandbox_form(pilot, app, second_script, "use the new helper")
         form.query_one("#after", Input).value = first.id
         await pilot.click("#start")
         table = app.screen.query_one("#sandboxes", DataTable)

@@ -5,16 +5,17 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from textual.widgets import DataTable, Input, Log, Select, SelectionList, Static
+from textual.widgets import DataTable, Log, SelectionList, Static
 
 from loomtui.demo import prepare_demo_repo
 from loomtui.execution import sandboxes
 from loomtui.tui.app import LoomApp
-from loomtui.tui.screens.sandbox_forms import ConfirmScreen, DiffScreen, NewSandboxScreen
+from loomtui.tui.screens.sandbox_forms import ConfirmScreen, DiffScreen
 from loomtui.workflow import tasks
 from loomtui.workflow.engine import wait_until_settled
 from loomtui.workflow.steps import Step
 from loomtui.workspace import open_workspace
+from tests.conftest import new_script_sandbox_form
 from tests.test_review import merge_mode
 from tests.test_tui import wait_for
 
@@ -39,15 +40,8 @@ def billing(tmp_path: Path) -> Path:
 async def test_new_sandbox_runs_streams_stops_diffs_and_archives(billing: Path) -> None:
     app = LoomApp(open_workspace(billing))
     async with app.run_test(size=SIZE) as pilot:
-        await wait_for(pilot, lambda: app.coordinator is not None)
-        await pilot.press("n")
-        await pilot.pause()
-        form = app.screen
-        assert isinstance(form, NewSandboxScreen)
-        form.query_one("#runtime", Select).value = "script"
-        await pilot.pause()
-        form.query_one("#script", Input).value = str(billing.parent / "typo.yaml")
-        form.query_one("#task", Input).value = "fix typos in notification templates"
+        form = await new_script_sandbox_form(pilot, app, billing.parent / "typo.yaml",
+                                             "fix typos in notification templates")
         claims = form.query_one("#claims", SelectionList)
         await wait_for(pilot, lambda: claims.option_count > 0)
         claims.select(claims.get_option_at_index(0).value)
