@@ -23,6 +23,10 @@ __all__ = [
     "PLACEHOLDERS",
     "ContextConfig",
     "ContextLayer",
+    "EVAL_ITEMS",
+    "EvalConfig",
+    "GateFormat",
+    "REPORT_PLACEHOLDER",
     "CoordinationConfig",
     "GateConfig",
     "GateKind",
@@ -46,9 +50,15 @@ PLACEHOLDERS: Final = frozenset({"task", "context_file", "sandbox", "script", "w
 
 RuntimeMode = Literal["headless", "interactive"]
 GateKind = Literal["deterministic", "behavioural"]
+GateFormat = Literal["exit", "junit", "ruff-json", "mypy-json", "sarif"]
+EVAL_ITEMS: Final = ("scope", "tests", "size", "contracts", "conventions", "task_fit")
+"""Gate 2's items, in the order they are shown."""
 
 RUNTIME_MODES: Final[tuple[RuntimeMode, ...]] = get_args(RuntimeMode)
 GATE_KINDS: Final[tuple[GateKind, ...]] = get_args(GateKind)
+GATE_FORMATS: Final[tuple[GateFormat, ...]] = get_args(GateFormat)
+REPORT_PLACEHOLDER: Final = "{report}"
+"""In a gate's `run`, the path of the report file the check writes (e.g. `--junitxml={report}`)."""
 
 # Only identifier-shaped `{name}` is a placeholder, so literal braces such as a
 # JSON argument (`{"a": 1}`) pass through untouched.
@@ -99,6 +109,32 @@ class GateConfig:
     kind: GateKind = "deterministic"
     env: tuple[tuple[str, str], ...] = ()
     """Variables set for this gate's command only (name, value)."""
+    format: GateFormat = "exit"
+    """How its results are read: JUnit XML (per test), ruff/mypy JSON or SARIF (per finding), or the exit code."""
+    blocking: bool = True
+    """A non-blocking check is run and shown, but never fails gate 1."""
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    """`eval:`: how gate 1 runs its checks and how gate 2 scores a change."""
+
+    parallel: int = 2
+    """Checks of one sandbox run at once."""
+    rerun_failed: bool = True
+    """A failing test is run once more; a pass then is flagged flaky, not a failure."""
+    weights: tuple[tuple[str, int], ...] = (
+        ("scope", 20), ("tests", 20), ("size", 10), ("contracts", 20), ("conventions", 20), ("task_fit", 10))
+    """Gate 2's items and the points each is worth (a warn earns half)."""
+    pass_score: int = 70
+    """Gate 2 passes at this score or above (0 to 100)."""
+    size_budget: int = 400
+    """Lines changed a task may take before gate 2's size item warns (twice this fails it)."""
+    merged_on_review: bool = True
+    """Each review also runs the merged gate with the other pending sandboxes (when there are any)."""
+
+    def weight(self, item: str) -> int:
+        return dict(self.weights).get(item, 0)
 
 
 @dataclass(frozen=True)
@@ -222,6 +258,7 @@ class LoomConfig:
     version: int = 1
     runtimes: dict[str, RuntimeConfig] = field(default_factory=builtin_runtimes)
     gates: tuple[GateConfig, ...] = ()
+    eval: EvalConfig = EvalConfig()
     context: ContextConfig = ContextConfig()
     policy: str = ".loom/policy.yaml"
     coordination: CoordinationConfig = CoordinationConfig()
@@ -246,7 +283,7 @@ def parse_config(text: str, path: str) -> LoomConfig:
     if root is None:
         return LoomConfig(source=path)
     top = root.as_mapping(
-        known=("version", "runtimes", "gates", "context", "policy", "coordination", "theme", "worktrees")
+        known=("version", "runtimes", "gates", "eval", "context", "policy", "coordination", "theme", "worktrees")
     )
     defaults = LoomConfig()
     version = top.get("version")
@@ -264,6 +301,7 @@ def parse_config(text: str, path: str) -> LoomConfig:
     return LoomConfig(
         runtimes=runtimes,
         gates=_parse_gates(gates) if gates else (),
+        eval=_optional(top, "eval", _parse_eval, defaults.eval),
         context=_parse_context(context) if context else defaults.context,
         policy=_parse_policy(policy) if policy else defaults.policy,
         coordination=(
@@ -344,7 +382,7 @@ def _parse_gates(section: Value) -> tuple[GateConfig, ...]:
     first_line: dict[str, int] = {}
     for item in section.as_list():
         fields = item.as_mapping(
-            known=("name", "run", "timeout", "kind", "env"), required=("name", "run")
+            known=("name", "run", "timeout", "kind", "env", "format", "blocking"), required=("name", "run")
         )
         name_value = fields["name"]
         name = name_value.as_str(non_empty=True)
@@ -358,6 +396,12 @@ def _parse_gates(section: Value) -> tuple[GateConfig, ...]:
             raise fields["run"].error("the program (first item) must not be empty")
         timeout = fields.get("timeout")
         kind = fields.get("kind")
+        form = fields["format"].as_choice(GATE_FORMATS) if "format" in fields else "exit"
+        if sum(arg.count(REPORT_PLACEHOLDER) for arg in run) > 1:
+            raise fields["run"].error(f"{REPORT_PLACEHOLDER} may appear once")
+        if form == "junit" and not any(REPORT_PLACEHOLDER in arg for arg in run):
+            raise fields["run"].error(f"a junit gate writes its report to {REPORT_PLACEHOLDER} "
+                                      "(e.g. \"--junitxml={report}\" for pytest)")
         gates.append(
             GateConfig(
                 name=name,
@@ -365,9 +409,38 @@ def _parse_gates(section: Value) -> tuple[GateConfig, ...]:
                 timeout=timeout.as_number(positive=True) if timeout else 600.0,
                 kind=kind.as_choice(GATE_KINDS) if kind else "deterministic",
                 env=_optional(fields, "env", _gate_env, ()),
+                format=form,
+                blocking=_optional(fields, "blocking", Value.as_bool, True),
             )
         )
     return tuple(gates)
+
+
+def _parse_eval(section: Value) -> EvalConfig:
+    fields = section.as_mapping(known=("parallel", "rerun_failed", "weights", "pass_score", "size_budget",
+                                       "merged_on_review"))
+    default = EvalConfig()
+    weights = default.weights
+    if "weights" in fields:
+        entries = fields["weights"].as_mapping()
+        given = {}
+        for item, points in entries.items():
+            if item not in EVAL_ITEMS:
+                guess = closest(item, EVAL_ITEMS)
+                hint = f" (did you mean {guess}?)" if guess else f" (items: {', '.join(EVAL_ITEMS)})"
+                raise entries.key(item).error(f"unknown gate 2 item {item!r}{hint}")
+            given[item] = points.as_int(minimum=0, maximum=100)
+        weights = tuple((item, given.get(item, dict(default.weights)[item])) for item in EVAL_ITEMS)
+        if sum(points for _, points in weights) == 0:
+            raise fields["weights"].error("at least one item must weigh more than 0")
+    return EvalConfig(
+        parallel=_optional(fields, "parallel", _positive_int, default.parallel),
+        rerun_failed=_optional(fields, "rerun_failed", Value.as_bool, default.rerun_failed),
+        weights=weights,
+        pass_score=_optional(fields, "pass_score", lambda v: v.as_int(minimum=0, maximum=100), default.pass_score),
+        size_budget=_optional(fields, "size_budget", _positive_int, default.size_budget),
+        merged_on_review=_optional(fields, "merged_on_review", Value.as_bool, default.merged_on_review),
+    )
 
 
 def _gate_env(value: Value) -> tuple[tuple[str, str], ...]:

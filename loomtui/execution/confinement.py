@@ -20,6 +20,8 @@ from loomtui.execution.isolation import (
     PrivateGit,
     SandboxMounts,
     bwrap_argv,
+    isolation_available,
+    scratch_bwrap_argv,
     under_private_tmp,
 )
 from loomtui.execution.runtimes import (
@@ -74,14 +76,7 @@ def confined_argv(workspace: Workspace, record: SandboxRecord, argv: Sequence[st
         return argv
     repo = workspace.paths
     paths = record_paths(repo, record)
-    path_dirs = [Path(p) for p in env.get("PATH", "").split(os.pathsep) if p]
-    # loomtui's own import root too: an editable install (a clone under /tmp, say)
-    # imports from there, and the script agent and hooks run this very loomtui. The
-    # program's own files too: a symlink's target (npm links bin/claude into
-    # lib/node_modules), its package, and the interpreter of a `#!` script.
-    needed = [repo.root, repo.common_dir, Path(sys.prefix), Path(sys.base_prefix),
-              Path(loomtui.__file__).resolve().parent.parent, *path_dirs,
-              *program_files(argv[0], env.get("PATH"))]
+    needed = _needed(workspace, argv, env)
     private = private_git(workspace, record)
     assert private is not None
     privategit.prepare(private, workspace.root, repo.common_dir, record.branch)
@@ -99,6 +94,31 @@ def confined_argv(workspace: Workspace, record: SandboxRecord, argv: Sequence[st
         hidden=_hidden(workspace),
     )
     return bwrap_argv(mounts) + argv
+
+
+def _needed(workspace: Workspace, argv: Sequence[str], env: Mapping[str, str]) -> list[Path]:
+    """What confined code must still read: the repository, Python and loomtui, and the program.
+
+    loomtui's own import root too: an editable install (a clone under /tmp, say)
+    imports from there, and the script agent and hooks run this very loomtui. The
+    program's own files too: a symlink's target (npm links bin/claude into
+    lib/node_modules), its package, and the interpreter of a `#!` script.
+    """
+    repo = workspace.paths
+    path_dirs = [Path(p) for p in env.get("PATH", "").split(os.pathsep) if p]
+    return [repo.root, repo.common_dir, Path(sys.prefix), Path(sys.base_prefix),
+            Path(loomtui.__file__).resolve().parent.parent, *path_dirs, *program_files(argv[0], env.get("PATH"))]
+
+
+def confined_scratch_argv(workspace: Workspace, tree: Path, argv: Sequence[str], env: Mapping[str, str],
+                          writable: Sequence[Path] = ()) -> list[str]:
+    """`argv` run in a scratch tree (a commit's baseline, a merged gate), confined as an agent is
+    when isolation is available: its code may be any sandbox's. Without bwrap it runs as it is."""
+    if not isolation_available():
+        return list(argv)
+    readable = under_private_tmp(_needed(workspace, argv, env))
+    return scratch_bwrap_argv(tree, workspace.paths.state_dir, readable=readable, hidden=_hidden(workspace),
+                              writable=writable) + list(argv)
 
 
 def _hidden(workspace: Workspace) -> tuple[Path, ...]:

@@ -23,7 +23,7 @@ from __future__ import annotations
 import functools
 import shutil
 import subprocess
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
@@ -199,3 +199,20 @@ def bwrap_argv(mounts: SandboxMounts, program: str = "bwrap") -> list[str]:
         argv.append("--unshare-net")
     argv += ["--die-with-parent", "--chdir", str(mounts.worktree), "--"]
     return argv
+
+
+def scratch_bwrap_argv(tree: Path, state_dir: Path, *, readable: Sequence[Path] = (), hidden: Sequence[Path] = (),
+                       writable: Sequence[Path] = (), program: str = "bwrap") -> list[str]:
+    """The bwrap command line for code run in a scratch tree (a commit's baseline, a merged gate):
+    everything read-only but the tree and `writable`, no network, no sandbox's state or worktree seen."""
+    argv = [program, "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--tmpfs", str(PRIVATE_TMP)]
+    for path in readable:
+        argv += ["--ro-bind-try", str(path), str(path)]
+    argv += ["--ro-bind", str(state_dir), str(state_dir)]
+    for path in hidden:
+        argv += ["--tmpfs", str(path)]
+    for path in (tree, *writable):
+        argv += ["--bind", str(path), str(path)]
+    return argv + ["--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try", "--unshare-net",
+                   "--die-with-parent", "--chdir", str(tree), "--"]
+

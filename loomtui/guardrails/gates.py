@@ -1,30 +1,21 @@
-"""Gate 1, deterministic checks: run the configured gates in a sandbox's worktree.
+"""Gate 1, deterministic checks: the configured checks run on a sandbox's branch tip, judged against its base.
 
-The policy after the gates needs real gate results. This runs each deterministic
-gate of `.loom/loom.yaml` (`gates: [{name, run, timeout}]`) in the sandbox's
-worktree, confined as its agent was (the tests it runs are the agent's code), at its
-branch tip, and records what really happened
-with `store.add_gate_run` / `store.finish_gate_run` and one audit entry per gate.
-
-Not here yet (the guardrails issue): gate 2's behavioural scoring, comparison
-with the base commit's baseline, and live streaming of results; behavioural
-gates are skipped, saying so. Callers use `run_configured_gates` and `GateResult`.
+Each check of `.loom/loom.yaml`'s `gates:` runs in the sandbox's worktree, confined
+as its agent was (the tests it runs are the agent's code), in parallel up to
+`eval.parallel`, its output streamed to a log file and its progress to the store.
+The same check runs on the sandbox's base commit (`guardrails.baseline`, once per
+commit), and `guardrails.verdicts` judges the one against the other. Every check is
+a gate run in the store with its verdict, per-test classes and findings, and one
+audit entry.
 """
 
 from __future__ import annotations
 
-import contextlib
-import os
-import re
-import shutil
-import signal
-import subprocess
-import sys
-import time
-from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Final
+from typing import Any
 
 from loomtui.config import GateConfig
 from loomtui.errors import LoomError
@@ -32,20 +23,21 @@ from loomtui.execution.confinement import confined_argv, sandbox_environment
 from loomtui.execution.gitops import Git
 from loomtui.execution.runtimes import LaunchSpec
 from loomtui.execution.sandboxes import get_sandbox
-from loomtui.repo import DISTRUSTING_GIT_CONFIG
+from loomtui.guardrails.baseline import baseline, fingerprint, gate_environment, resolved_argv, run_dir
+from loomtui.guardrails.checks import CheckRun, run_check
+from loomtui.guardrails.classify import Classification, FindingDiff
+from loomtui.guardrails.verdicts import Verdict, judge
 from loomtui.store import SandboxRecord
 from loomtui.workspace import Workspace
 
-OUTPUT_TAIL_LINES: Final = 40
-# pytest's short summary (`-ra`): `FAILED tests/x.py::test_y - AssertionError...`.
-_PYTEST_PROBLEM: Final = re.compile(r"^(?:FAILED|ERROR) (\S+?)(?: - .*)?$")
-# Variables of a pytest that runs loomtui's own tests must not leak into the gate's pytest.
-_DROPPED_ENV_PREFIXES: Final = ("PYTEST_", "COV_CORE_")
+__all__ = ["GateResult", "deterministic_gates", "gate_argv", "run_configured_gates"]
+
+gate_argv = resolved_argv
 
 
 @dataclass(frozen=True)
 class GateResult:
-    """One gate's run: `status` is passed, failed (non-zero exit) or error (could not run)."""
+    """One check's run, judged: `status` is passed, failed (against the baseline) or error (could not run)."""
 
     gate: str
     status: str
@@ -57,99 +49,66 @@ class GateResult:
     summary: str
     failed_tests: tuple[str, ...] = ()
     output_tail: tuple[str, ...] = field(default=(), repr=False)
+    blocking: bool = True
+    tests: Classification | None = field(default=None, repr=False)
+    findings: FindingDiff | None = field(default=None, repr=False)
+    baseline_run: int | None = None
+    log: str = ""
 
     def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return {"gate": self.gate, "status": self.status, "run_id": self.run_id, "commit": self.commit,
+                "argv": list(self.argv), "exit_code": self.exit_code, "duration_s": self.duration_s,
+                "summary": self.summary, "failed_tests": list(self.failed_tests),
+                "output_tail": list(self.output_tail), "blocking": self.blocking,
+                "tests": None if self.tests is None else self.tests.as_dict(),
+                "findings": None if self.findings is None else self.findings.as_dict(),
+                "baseline_run": self.baseline_run, "log": self.log}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> GateResult:
+        tests, findings = data.get("tests"), data.get("findings")
+        return cls(gate=data["gate"], status=data["status"], run_id=int(data["run_id"]), commit=data["commit"],
+                   argv=tuple(data.get("argv", ())), exit_code=data.get("exit_code"),
+                   duration_s=float(data.get("duration_s", 0.0)), summary=data.get("summary", ""),
+                   failed_tests=tuple(data.get("failed_tests", ())), output_tail=tuple(data.get("output_tail", ())),
+                   blocking=bool(data.get("blocking", True)),
+                   tests=None if tests is None else Classification.from_dict(tests),
+                   findings=None if findings is None else FindingDiff.from_dict(findings),
+                   baseline_run=data.get("baseline_run"), log=data.get("log", ""))
 
     def describe(self) -> str:
-        """E.g. `tests failed (1 failed, 20 passed in 0.55s)`."""
-        return f"{self.gate} {self.status}" + (f" ({self.summary})" if self.summary else "")
+        """E.g. `tests failed (1 regression · 48 unchanged: tests/test_invoices.py::test_total)`."""
+        blocking = "" if self.blocking else ", not blocking"
+        return f"{self.gate} {self.status}" + (f" ({self.summary}{blocking})" if self.summary else "")
 
 
-def gate_argv(gate: GateConfig) -> list[str]:
-    """The gate's command; a bare `python`/`python3` is the interpreter loomtui runs on.
-
-    That interpreter has pytest (a loomtui dependency, for exactly this), the way a
-    runtime's `loomtui` means this very installation.
-    """
-    argv = list(gate.run)
-    if argv and argv[0] in ("python", "python3"):
-        argv[0] = sys.executable
-    return argv
+def deterministic_gates(workspace: Workspace) -> tuple[GateConfig, ...]:
+    return tuple(gate for gate in workspace.load_config().gates if gate.kind == "deterministic")
 
 
-def gate_environment(source: Mapping[str, str] | None = None, gate: GateConfig | None = None) -> dict[str, str]:
-    """The caller's environment without the variables of an enclosing pytest run, and the gate's own
-    (its `env:`).
-
-    Any git a check runs in the worktree (a plugin asking `git describe`, say) is told
-    to skip fsmonitor and hooks, which the agent may have planted in the worktree's config.
-    """
-    env = dict(os.environ if source is None else source)
-    env = {k: v for k, v in env.items() if not k.startswith(_DROPPED_ENV_PREFIXES)}
-    env.update(gate.env if gate is not None else ())
-    settings = DISTRUSTING_GIT_CONFIG[1::2]  # the values of its `-c` pairs
-    env["GIT_CONFIG_COUNT"] = str(len(settings))
-    for number, setting in enumerate(settings):
-        key, _, value = setting.partition("=")
-        env[f"GIT_CONFIG_KEY_{number}"] = key
-        env[f"GIT_CONFIG_VALUE_{number}"] = value
-    return env
-
-
-def failed_tests(output: str) -> tuple[str, ...]:
-    """Test ids pytest's short summary names as failed or errored."""
-    found = []
-    for line in output.splitlines():
-        match = _PYTEST_PROBLEM.match(line.strip())
-        if match and match[1] not in found:
-            found.append(match[1])
-    return tuple(found)
-
-
-def _summary(output: str, exit_code: int | None) -> str:
-    """The last non-decorative line of the output (pytest's `1 failed, 20 passed in 0.5s`)."""
-    for line in reversed(output.splitlines()):
-        text = line.strip().strip("=").strip()
-        if text and not set(text) <= set("!-=. "):
-            return text[:200]
-    return "" if exit_code == 0 else f"exit {exit_code}"
-
-
-def _run_one(workspace: Workspace, record: SandboxRecord,
-             gate: GateConfig) -> tuple[str, int | None, str, list[str]]:
-    """Run one gate with the agent's own confinement: it runs the agent's code (its tests)."""
-    argv = gate_argv(gate)
-    worktree = Path(record.worktree)
-    if shutil.which(argv[0]) is None and not Path(argv[0]).is_file():
-        return "error", None, f"{argv[0]!r} is not on PATH", argv
+def _sandbox_check(workspace: Workspace, record: SandboxRecord, gate: GateConfig, run_id: int,
+                   rerun_failed: bool) -> CheckRun:
+    """Run a check in the sandbox's worktree with the agent's own confinement and environment."""
     spec = LaunchSpec.from_data(record.data["launch"])
     env = gate_environment(sandbox_environment(workspace, record, spec), gate)
-    command = confined_argv(workspace, record, argv, env)  # no network, nothing writable but the worktree
-    try:
-        process = subprocess.Popen(command, cwd=worktree, env=env, stdin=subprocess.DEVNULL,
-                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, errors="replace",
-                                   start_new_session=True)
-    except OSError as exc:
-        return "error", None, f"cannot run {argv[0]}: {exc.strerror or exc}", argv
-    try:
-        stdout, stderr = process.communicate(timeout=gate.timeout)
-    except subprocess.TimeoutExpired:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGKILL)  # the whole group: a test's children too
-        stdout, _ = process.communicate()
-        return "error", None, f"timed out after {gate.timeout:g}s\n{stdout}", argv
-    output = stdout + (("\n" + stderr) if stderr.strip() else "")
-    return ("passed" if process.returncode == 0 else "failed"), process.returncode, output, argv
+
+    def wrap(argv: list[str], writable: Any) -> list[str]:
+        return confined_argv(workspace, record, argv, env, writable=list(writable))
+
+    def progress(update: dict[str, Any]) -> None:
+        workspace.store.update_gate_run(run_id, {"progress": update, "log": str(run_dir(workspace, run_id)
+                                                                                  / "output.log")})
+
+    return run_check(gate, resolved_argv(gate), Path(record.worktree), env, run_dir(workspace, run_id), wrap=wrap,
+                     progress=progress, rerun_failed=rerun_failed)
 
 
 def run_configured_gates(workspace: Workspace, sandbox_id: str, *,
                          on_gate: Callable[[GateResult], None] | None = None) -> list[GateResult]:
-    """Run each deterministic gate of `.loom/loom.yaml` in the sandbox's worktree; record real results.
+    """Gate 1 on a sandbox: every deterministic check at its branch tip, judged against its base commit.
 
-    Every gate runs (a failed one does not stop the next), in the order configured,
-    at the sandbox's branch tip. Returns the results in that order; raises
-    LoomError when the sandbox has no worktree or branch to run in.
+    Every check runs (a failed one does not stop the next). Returns the results in
+    the configured order; raises LoomError when the sandbox has no worktree or branch.
     """
     record = get_sandbox(workspace, sandbox_id)
     worktree = Path(record.worktree)
@@ -158,30 +117,53 @@ def run_configured_gates(workspace: Workspace, sandbox_id: str, *,
     commit = Git(workspace.root).resolve_commit(record.branch)
     if commit is None:
         raise LoomError(f"sandbox {record.id}: branch {record.branch} does not exist", exit_code=1)
-    results: list[GateResult] = []
-    for gate in workspace.load_config().gates:
+    config = workspace.load_config()
+    for gate in config.gates:
         if gate.kind != "deterministic":
             workspace.record("gate.skipped", record.id, {"gate": gate.name, "kind": gate.kind,
-                                                        "reason": "behavioural gates need the guardrails layer"})
-            continue
-        run = workspace.store.add_gate_run(record.id, gate.name, commit)
-        started = time.monotonic()
-        status, exit_code, output, argv = _run_one(workspace, record, gate)
-        duration = round(time.monotonic() - started, 2)
-        tail = tuple(output.splitlines()[-OUTPUT_TAIL_LINES:])
-        result = GateResult(gate=gate.name, status=status, run_id=run.id, commit=commit, argv=tuple(argv),
-                            exit_code=exit_code, duration_s=duration, summary=_summary(output, exit_code),
-                            failed_tests=failed_tests(output), output_tail=tail)
-        workspace.store.finish_gate_run(run.id, status, {
-            "argv": list(argv), "exit_code": exit_code, "duration_s": duration, "summary": result.summary,
-            "failed_tests": list(result.failed_tests), "output_tail": list(tail),
-            "runner": "loomtui.guardrails.gates (gate 1: deterministic)",
-        })
-        workspace.record(f"gate.{status}", record.id, {
-            "gate": gate.name, "run": run.id, "commit": commit, "exit_code": exit_code,
-            "summary": result.summary, "failed_tests": list(result.failed_tests),
-        })
-        results.append(result)
-        if on_gate is not None:
-            on_gate(result)
+                                                        "reason": "a behavioural gate is gate 2's score"})
+    checks = deterministic_gates(workspace)
+    base = record.base_sha
+    runs = {gate.name: workspace.store.add_gate_run(record.id, gate.name, commit, fingerprint=fingerprint(gate))
+            for gate in checks}
+    rerun = config.eval.rerun_failed
+    with ThreadPoolExecutor(max_workers=config.eval.parallel) as pool:
+        mine = {g.name: pool.submit(_sandbox_check, workspace, record, g, runs[g.name].id, rerun) for g in checks}
+        theirs = {g.name: pool.submit(baseline, workspace, base, g, rerun_failed=rerun) for g in checks if base}
+        results = []
+        for gate in checks:
+            run_id = runs[gate.name].id
+            result = mine[gate.name].result()
+            base_run, base_record = theirs[gate.name].result() if gate.name in theirs else (None, None)
+            verdict = judge(result, base_run)
+            if not worktree.is_dir():
+                verdict = Verdict("error", "the sandbox was removed while the check ran")
+            judged = _record(workspace, record.id, gate, run_id, commit, result, verdict,
+                             base_record.id if base_record is not None else None)
+            results.append(judged)
+            if on_gate is not None:
+                on_gate(judged)
     return results
+
+
+def _record(workspace: Workspace, sandbox_id: str, gate: GateConfig, run_id: int, commit: str, run: CheckRun,
+            verdict: Verdict, baseline_run: int | None) -> GateResult:
+    argv = tuple(resolved_argv(gate))
+    failing = verdict.regressions or (tuple(c.id for c in run.cases if c.outcome.is_fail) if run.cases else ())
+    result = GateResult(gate=gate.name, status=verdict.status, run_id=run_id, commit=commit, argv=argv,
+                        exit_code=run.exit_code, duration_s=run.duration_s, summary=verdict.reason,
+                        failed_tests=failing, output_tail=run.output_tail, blocking=gate.blocking,
+                        tests=verdict.tests, findings=verdict.findings, baseline_run=baseline_run, log=run.log)
+    workspace.store.finish_gate_run(run_id, verdict.status, {
+        "argv": list(argv), "exit_code": run.exit_code, "duration_s": run.duration_s, "summary": verdict.reason,
+        "failed_tests": list(failing), "output_tail": list(run.output_tail), "log": run.log,
+        "blocking": gate.blocking, "format": gate.format, "baseline_run": baseline_run, "problem": run.problem,
+        "verdict": verdict.as_dict(), "outcome": run.outcome,
+        "runner": "loomtui.guardrails.gates (gate 1: deterministic, against the base commit)",
+    })
+    workspace.record(f"gate.{verdict.status}", sandbox_id, {
+        "gate": gate.name, "run": run_id, "commit": commit, "exit_code": run.exit_code, "summary": verdict.reason,
+        "failed_tests": list(failing), "regressions": list(verdict.regressions), "flaky": list(verdict.flaky),
+        "baseline_run": baseline_run, "blocking": gate.blocking,
+    })
+    return result

@@ -16,6 +16,7 @@ from loomtui.repo import RepoPaths
 from loomtui.store.records import (
     ClaimRecord,
     EscalationRecord,
+    EvalReportRecord,
     Event,
     GateRunRecord,
     SandboxRecord,
@@ -26,7 +27,7 @@ from loomtui.store.sqlite import SqliteStore
 Store = SqliteStore
 
 __all__ = [
-    "ClaimRecord", "EscalationRecord", "Event", "GateRunRecord", "SandboxRecord",
+    "ClaimRecord", "EscalationRecord", "EvalReportRecord", "Event", "GateRunRecord", "SandboxRecord",
     "Store", "StoreStatus", "open_store",
 ]
 

@@ -119,6 +119,23 @@ class GateRunRecord:
     started: float
     finished: float | None
     data: dict[str, Any] = field(default_factory=dict)
+    scope: str = "sandbox"
+    """sandbox (its `sandbox_id`), baseline (a commit's, shared) or merged (a speculative merge)."""
+    fingerprint: str = ""
+    """The check's settings: a stored result answers only for the same check."""
+
+
+@dataclass(frozen=True, slots=True)
+class EvalReportRecord:
+    """One whole eval of a subject (a sandbox id, or `merged`) at a commit."""
+
+    id: int
+    subject: str
+    kind: str
+    commit_sha: str
+    fingerprint: str
+    created: float
+    data: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)

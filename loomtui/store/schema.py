@@ -101,6 +101,25 @@ MIGRATIONS: list[str] = [
         taken      REAL NOT NULL
     );
     """,
+    # 5: evals. A gate run is a sandbox's, a commit's baseline (shared by every sandbox
+    # on that commit) or a merged gate's; `fingerprint` names the check's settings, so a
+    # stored result is reused only for the same check. An eval report is one whole eval
+    # (gate 1's classification and gate 2's score) of a subject at a commit.
+    """
+    ALTER TABLE gate_runs ADD COLUMN scope TEXT NOT NULL DEFAULT 'sandbox';
+    ALTER TABLE gate_runs ADD COLUMN fingerprint TEXT NOT NULL DEFAULT '';
+    CREATE INDEX gate_runs_shared ON gate_runs(scope, commit_sha, gate, fingerprint);
+    CREATE TABLE eval_reports (
+        id          INTEGER PRIMARY KEY AUTOINCREMENT,
+        subject     TEXT NOT NULL,
+        kind        TEXT NOT NULL,
+        commit_sha  TEXT NOT NULL,
+        fingerprint TEXT NOT NULL,
+        created     REAL NOT NULL,
+        data        TEXT NOT NULL DEFAULT '{}'
+    );
+    CREATE INDEX eval_reports_by_subject ON eval_reports(subject, kind, fingerprint);
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -19,11 +19,11 @@ from pathlib import Path
 from typing import Any
 
 from loomtui.errors import StoreError
+from loomtui.store.eval_rows import EvalRows
 from loomtui.store.records import (
     ClaimRecord,
     EscalationRecord,
     Event,
-    GateRunRecord,
     SandboxRecord,
     StoreStatus,
 )
@@ -58,7 +58,7 @@ def _describe(exc: sqlite3.Error, path: Path, waited: float = BUSY_TIMEOUT_S) ->
     return StoreError(f"{path}: state store error: {text}")
 
 
-class SqliteStore:
+class SqliteStore(EvalRows):
     """The shared state of one repository, in one SQLite file."""
 
     def __init__(self, path: Path, *, busy_timeout: float = BUSY_TIMEOUT_S) -> None:
@@ -470,39 +470,6 @@ class SqliteStore:
         else:
             rows = self._query("SELECT * FROM escalations WHERE status = ? ORDER BY id", (status,))
         return [self._escalation(r) for r in rows]
-
-    # -- gate runs --------------------------------------------------------------------
-
-    @staticmethod
-    def _gate_run(row: sqlite3.Row) -> GateRunRecord:
-        return GateRunRecord(
-            id=row["id"], sandbox_id=row["sandbox_id"], gate=row["gate"], status=row["status"],
-            commit_sha=row["commit_sha"], started=row["started"], finished=row["finished"],
-            data=json.loads(row["data"]),
-        )
-
-    def add_gate_run(self, sandbox_id: str, gate: str, commit_sha: str = "") -> GateRunRecord:
-        with self.transaction():
-            cursor = self._execute(
-                "INSERT INTO gate_runs (sandbox_id, gate, status, commit_sha, started) "
-                "VALUES (?, ?, 'running', ?, ?)",
-                (sandbox_id, gate, commit_sha, time.time()),
-            )
-            run_id = int(cursor.lastrowid or 0)
-            self._emit("gate.started", sandbox_id, {"run": run_id, "gate": gate})
-        return self._gate_run(self._query("SELECT * FROM gate_runs WHERE id = ?", (run_id,))[0])
-
-    def finish_gate_run(self, run_id: int, status: str, data: dict[str, Any] | None = None) -> None:
-        with self.transaction():
-            self._execute(
-                "UPDATE gate_runs SET status = ?, finished = ?, data = ? WHERE id = ?",
-                (status, time.time(), _dumps(data), run_id),
-            )
-            self._emit("gate.finished", str(run_id), {"status": status})
-
-    def gate_runs(self, sandbox_id: str) -> list[GateRunRecord]:
-        rows = self._query("SELECT * FROM gate_runs WHERE sandbox_id = ? ORDER BY id", (sandbox_id,))
-        return [self._gate_run(r) for r in rows]
 
     # -- audit entries ----------------------------------------------------------------
 

@@ -1,0 +1,237 @@
+"""Running one check of gate 1: a command in a tree, its output streamed to disk, its results read.
+
+A check is a configured gate (`gates:` in `.loom/loom.yaml`). `run_check` runs it in
+a directory (a sandbox's worktree, or a scratch tree of a commit for a baseline or a
+merged gate), wrapped by the caller's confinement, with:
+
+- all of its output written to a log file as it comes (a bounded tail is kept in
+  memory, and a progress callback sees it about once a second);
+- its timeout killing the whole process group (a test's children too);
+- its results read by the gate's `format`: per test case from JUnit XML, per finding
+  from ruff/mypy JSON or SARIF, or the exit code alone; a report that is missing or
+  malformed is said so, and the exit code is used;
+- the failing tests of a JUnit check run once more (pytest), so a pass then can be
+  flagged flaky by the comparison.
+
+What the results mean against a baseline is `guardrails.verdicts`' job, not this one's.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import subprocess
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final
+
+from loomtui.config import REPORT_PLACEHOLDER, GateConfig
+from loomtui.guardrails.reports import (
+    Finding,
+    ReportProblem,
+    TestCase,
+    read_junit,
+    read_mypy_json,
+    read_ruff_json,
+    read_sarif,
+    rerun_argv,
+)
+
+OUTPUT_TAIL_LINES: Final = 40
+PROGRESS_EVERY_S: Final = 1.0
+
+Wrap = Callable[[list[str], Sequence[Path]], list[str]]
+"""Confinement: (argv, paths it must be able to write) -> the argv to run."""
+Progress = Callable[[dict[str, Any]], None]
+
+
+def unconfined(argv: list[str], _writable: Sequence[Path]) -> list[str]:
+    return argv
+
+
+@dataclass(frozen=True)
+class CheckRun:
+    """What one run of a check did. `outcome` is passed or failed by exit code, or error (could not run,
+    timed out); `cases` and `findings` are None when the format has none or its report could not be read."""
+
+    outcome: str
+    exit_code: int | None
+    duration_s: float
+    summary: str
+    output_tail: tuple[str, ...]
+    log: str
+    cases: tuple[TestCase, ...] | None = None
+    findings: tuple[Finding, ...] | None = None
+    problem: str = ""
+    rerun: tuple[TestCase, ...] = ()
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "outcome": self.outcome, "exit_code": self.exit_code, "duration_s": self.duration_s,
+            "summary": self.summary, "output_tail": list(self.output_tail), "log": self.log,
+            "cases": None if self.cases is None else [c.as_dict() for c in self.cases],
+            "findings": None if self.findings is None else [f.as_dict() for f in self.findings],
+            "problem": self.problem, "rerun": [c.as_dict() for c in self.rerun],
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> CheckRun:
+        cases, findings = data.get("cases"), data.get("findings")
+        return cls(
+            outcome=str(data.get("outcome", "error")), exit_code=data.get("exit_code"),
+            duration_s=float(data.get("duration_s", 0.0)), summary=str(data.get("summary", "")),
+            output_tail=tuple(data.get("output_tail", ())), log=str(data.get("log", "")),
+            cases=None if cases is None else tuple(TestCase.from_dict(c) for c in cases),
+            findings=None if findings is None else tuple(Finding.from_dict(f) for f in findings),
+            problem=str(data.get("problem", "")), rerun=tuple(TestCase.from_dict(c) for c in data.get("rerun", ())),
+        )
+
+
+@dataclass(frozen=True)
+class _Process:
+    exit_code: int | None
+    timed_out: bool
+    tail: tuple[str, ...]
+    error: str = ""
+
+
+def _stream(argv: list[str], cwd: Path, env: Mapping[str, str], timeout: float, log: Path, *,
+            mode: str, progress: Progress | None, started: float) -> _Process:
+    """Run argv, appending every line of its output to `log`; kill its group at the timeout."""
+    tail: deque[str] = deque(maxlen=OUTPUT_TAIL_LINES)
+    lines = 0
+    try:
+        process = subprocess.Popen(argv, cwd=cwd, env=dict(env), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                   stderr=subprocess.STDOUT, start_new_session=True)
+    except OSError as exc:
+        return _Process(None, False, (), f"cannot run {argv[0]}: {exc.strerror or exc}")
+    assert process.stdout is not None
+
+    def pump() -> None:
+        nonlocal lines
+        last = 0.0
+        with log.open(mode + "b") as out:
+            for raw in process.stdout:  # type: ignore[union-attr]
+                out.write(raw)
+                tail.append(raw.decode("utf-8", "replace").rstrip("\r\n"))
+                lines += 1
+                now = time.monotonic()
+                if progress is not None and now - last >= PROGRESS_EVERY_S:
+                    last = now
+                    out.flush()
+                    progress({"lines": lines, "tail": list(tail)[-5:],
+                              "elapsed_s": round(now - started, 1)})
+
+    reader = threading.Thread(target=pump, daemon=True)
+    reader.start()
+    timed_out = False
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        timed_out = True
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(process.pid, signal.SIGKILL)  # the whole group: a test's children too
+        process.wait()
+    # A grandchild that left the group may hold the pipe open: do not wait on it for ever.
+    reader.join(timeout=5)
+    return _Process(process.returncode, timed_out, tuple(tail))
+
+
+def _summary(tail: Sequence[str], exit_code: int | None) -> str:
+    """The last non-decorative line of the output (pytest's `1 failed, 20 passed in 0.5s`)."""
+    for line in reversed(tail):
+        text = line.strip().strip("=").strip()
+        if text and not set(text) <= set("!-=. "):
+            return text[:200]
+    return "" if exit_code == 0 else f"exit {exit_code}"
+
+
+def _case_summary(cases: Sequence[TestCase]) -> str:
+    counts: dict[str, int] = {}
+    for case in cases:
+        counts[case.outcome] = counts.get(case.outcome, 0) + 1
+    order = ("failed", "error", "passed", "skipped", "xfailed", "xpassed")
+    return ", ".join(f"{counts[o]} {o}" for o in order if counts.get(o)) or "no tests"
+
+
+def _substitute(argv: Sequence[str], report: Path) -> list[str]:
+    return [arg.replace(REPORT_PLACEHOLDER, str(report)) for arg in argv]
+
+
+def _read_findings(gate: GateConfig, text: str, root: Path) -> list[Finding]:
+    if gate.format == "ruff-json":
+        return read_ruff_json(text, root)
+    if gate.format == "mypy-json":
+        return read_mypy_json(text)
+    return read_sarif(text, root)
+
+
+def run_check(gate: GateConfig, argv: Sequence[str], cwd: Path, env: Mapping[str, str], run_dir: Path, *,
+              wrap: Wrap = unconfined, progress: Progress | None = None, rerun_failed: bool = True) -> CheckRun:
+    """Run one check in `cwd`; its log and report files go to `run_dir` (created here).
+
+    `argv` is the gate's command as it runs here (a bare `python` already resolved);
+    `wrap` confines it, and is told which paths the check must be able to write.
+    """
+    run_dir.mkdir(parents=True, exist_ok=True)
+    reports = run_dir / "reports"
+    reports.mkdir(exist_ok=True)
+    log = run_dir / "output.log"
+    report = reports / "report"
+    uses_report = any(REPORT_PLACEHOLDER in arg for arg in argv)
+    started = time.monotonic()
+    if not argv or (shutil.which(argv[0], path=env.get("PATH")) is None and not Path(argv[0]).is_file()):
+        why = f"{argv[0] if argv else '(nothing)'!r} is not on PATH: is it installed?"
+        log.write_text(why + "\n")
+        return CheckRun("error", None, 0.0, why, (), str(log), problem=why)
+    done = _stream(wrap(_substitute(argv, report), [reports]), cwd, env, gate.timeout, log, mode="w",
+                   progress=progress, started=started)
+    duration = round(time.monotonic() - started, 2)
+    if done.error:
+        return CheckRun("error", None, duration, done.error, (), str(log), problem=done.error)
+    if done.timed_out:
+        why = f"timed out after {gate.timeout:g}s; its whole process group was killed"
+        return CheckRun("error", None, duration, why, done.tail, str(log), problem=why)
+    outcome = "passed" if done.exit_code == 0 else "failed"
+    summary = _summary(done.tail, done.exit_code)
+    if gate.format == "exit":
+        return CheckRun(outcome, done.exit_code, duration, summary, done.tail, str(log))
+    try:
+        if gate.format == "junit":
+            cases = tuple(read_junit(report, cwd))
+            run = CheckRun(outcome, done.exit_code, duration, _case_summary(cases), done.tail, str(log), cases=cases)
+            return _with_rerun(gate, argv, cwd, env, run_dir, wrap, run) if rerun_failed else run
+        text = report.read_text(errors="replace") if uses_report else log.read_text(errors="replace")
+        findings = tuple(_read_findings(gate, text, cwd))
+        counted = f"{len(findings)} finding{'s' if len(findings) != 1 else ''}"
+        return CheckRun(outcome, done.exit_code, duration, counted, done.tail, str(log), findings=findings)
+    except (ReportProblem, OSError) as exc:
+        problem = f"{exc}; judged by its exit code ({done.exit_code})"
+        return CheckRun(outcome, done.exit_code, duration, summary, done.tail, str(log), problem=problem)
+
+
+def _with_rerun(gate: GateConfig, argv: Sequence[str], cwd: Path, env: Mapping[str, str], run_dir: Path,
+                wrap: Wrap, run: CheckRun) -> CheckRun:
+    """The failing tests run once more (pytest): a pass then makes them flaky, not failed."""
+    failing = [case.id for case in run.cases or () if case.outcome.is_fail]
+    again = rerun_argv(argv, failing) if failing else None
+    if again is None:
+        return run
+    reports = run_dir / "reports"
+    report = reports / "rerun"
+    with (run_dir / "output.log").open("ab") as out:
+        out.write(f"\n--- loomtui: {len(failing)} failing test(s) run once more ---\n".encode())
+    done = _stream(wrap(_substitute(again, report), [reports]), cwd, env, gate.timeout, run_dir / "output.log",
+                   mode="a", progress=None, started=time.monotonic())
+    try:
+        rerun = tuple(read_junit(report, cwd)) if not done.timed_out and not done.error else ()
+    except (ReportProblem, OSError):
+        rerun = ()
+    return CheckRun(run.outcome, run.exit_code, run.duration_s, run.summary, run.output_tail, run.log,
+                    cases=run.cases, rerun=rerun)

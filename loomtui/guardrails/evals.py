@@ -1,0 +1,194 @@
+"""One eval of a sandbox: gate 1's checks against the baseline, then gate 2's score; stored and audited.
+
+`evaluate` is what the CLI (`loomtui eval`), the app (`e`) and the review step call.
+An eval is keyed by everything it depends on (the checks' settings, the scoring
+settings, base and tip commits, the task and the claims): asked again with nothing
+changed, it returns the stored result at once. Every eval, fresh or stored, is an
+audit entry (`eval.run`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Final, Literal
+
+from loomtui.errors import LoomError
+from loomtui.execution.gitops import Git
+from loomtui.execution.sandboxes import get_sandbox
+from loomtui.guardrails.baseline import baseline, fingerprint
+from loomtui.guardrails.checks import CheckRun
+from loomtui.guardrails.classify import Classification
+from loomtui.guardrails.gates import GateResult, deterministic_gates, run_configured_gates
+from loomtui.guardrails.score import Score, gather_inputs, score
+from loomtui.store import GateRunRecord
+from loomtui.workspace import Workspace
+
+GateChoice = Literal["1", "2", "all"]
+SANDBOX_EVAL: Final = "sandbox"
+
+
+@dataclass(frozen=True)
+class EvalReport:
+    """A sandbox's eval at one commit: each check judged against the baseline, and the score."""
+
+    subject: str
+    commit: str
+    base: str
+    which: GateChoice
+    checks: tuple[GateResult, ...] = ()
+    score: Score | None = None
+    stored: bool = field(default=False, compare=False)
+    report_id: int = 0
+
+    @property
+    def gate1(self) -> str:
+        """passed when every blocking check passed; else failed, or error when one could not run."""
+        blocking = [c.status for c in self.checks if c.blocking]
+        if "failed" in blocking:
+            return "failed"
+        return "error" if "error" in blocking else "passed"
+
+    @property
+    def regressions(self) -> tuple[str, ...]:
+        return tuple(test for check in self.checks if check.tests is not None
+                     for test in (t.id for t in check.tests.regressions))
+
+    @property
+    def flaky(self) -> tuple[str, ...]:
+        return tuple(t.id for check in self.checks if check.tests is not None for t in check.tests.tests if t.flaky)
+
+    def tests(self) -> Classification | None:
+        """Every JUnit check's classified tests together (None when no check reports tests)."""
+        found = [check.tests for check in self.checks if check.tests is not None]
+        if not found:
+            return None
+        return Classification.from_dict({"tests": [t.as_dict() for c in found for t in c.tests]})
+
+    def badge(self) -> str:
+        """The dashboard's compact form: `1 regr · 82`, `✓ · 94`."""
+        parts = []
+        if self.checks:
+            count = len(self.regressions)
+            parts.append(f"{count} regr" if count else {"passed": "✓", "failed": "✗"}.get(self.gate1, "!"))
+        if self.score is not None:
+            parts.append(str(self.score.total))
+        return " · ".join(parts) or "–"
+
+    def summary(self) -> str:
+        gate1 = "; ".join(c.describe() for c in self.checks) or "no checks"
+        gate2 = f"; score {self.score.summary()}" if self.score is not None else ""
+        return f"gate 1 {self.gate1}: {gate1}{gate2}"
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"subject": self.subject, "commit": self.commit, "base": self.base, "which": self.which,
+                "gate1": self.gate1, "regressions": list(self.regressions), "flaky": list(self.flaky),
+                "checks": [c.as_dict() for c in self.checks],
+                "score": None if self.score is None else self.score.as_dict(), "stored": self.stored,
+                "report_id": self.report_id, "badge": self.badge()}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], *, stored: bool = False, report_id: int = 0) -> EvalReport:
+        which = data.get("which", "all")
+        return cls(subject=data["subject"], commit=data["commit"], base=data.get("base", ""),
+                   which=which if which in ("1", "2", "all") else "all",
+                   checks=tuple(GateResult.from_dict(c) for c in data.get("checks", ())),
+                   score=None if data.get("score") is None else Score.from_dict(data["score"]),
+                   stored=stored, report_id=report_id)
+
+
+def _eval_key(workspace: Workspace, record_id: str, task: str, base: str, tip: str, which: GateChoice) -> str:
+    config = workspace.load_config()
+    claims = sorted((c.sandbox_id, c.target) for c in workspace.store.live_claims())
+    text = json.dumps([which, base, tip, task, [fingerprint(g) for g in deterministic_gates(workspace)],
+                       repr(config.eval), record_id, claims], default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:24]
+
+
+def latest_eval(workspace: Workspace, sandbox_id: str) -> EvalReport | None:
+    """The newest stored eval of a sandbox (whatever commit it was at)."""
+    row = workspace.store.latest_eval_report(sandbox_id, SANDBOX_EVAL)
+    return EvalReport.from_dict(row.data, stored=True, report_id=row.id) if row is not None else None
+
+
+def evaluate(workspace: Workspace, sandbox_id: str, *, which: GateChoice = "all", force: bool = False,
+             on_gate: Callable[[GateResult], None] | None = None) -> EvalReport:
+    """Eval a sandbox at its branch tip: gate 1 (`which` 1 or all), gate 2 (2 or all).
+
+    With nothing changed since a stored eval, that eval is returned (`stored`) unless
+    `force`. Gate 2 alone scores with the tests of the newest gate 1 at this tip.
+    """
+    record = get_sandbox(workspace, sandbox_id)
+    tip = Git(workspace.root).resolve_commit(record.branch)
+    base = record.base_sha
+    if tip is None or not base:
+        raise LoomError(f"sandbox {record.id} has no branch tip or base commit to evaluate", exit_code=1)
+    key = _eval_key(workspace, record.id, record.task, base, tip, which)
+    if not force:
+        row = workspace.store.latest_eval_report(record.id, SANDBOX_EVAL, key)
+        if row is not None:
+            report = EvalReport.from_dict(row.data, stored=True, report_id=row.id)
+            _audit(workspace, report)
+            return report
+    if which == "2":
+        checks = _checks_at(workspace, record.id, tip)
+    else:
+        checks = tuple(run_configured_gates(workspace, record.id, on_gate=on_gate))
+    report = EvalReport(record.id, tip, base, which, checks)
+    if which != "1":
+        config = workspace.load_config()
+        inputs = gather_inputs(workspace, record, base, tip, report.tests())
+        report = EvalReport(record.id, tip, base, which, checks, score(inputs, config.eval))
+    row = workspace.store.add_eval_report(record.id, SANDBOX_EVAL, tip, key, report.as_dict())
+    report = EvalReport.from_dict(row.data, report_id=row.id)
+    _audit(workspace, report)
+    return report
+
+
+def _checks_at(workspace: Workspace, sandbox_id: str, tip: str) -> tuple[GateResult, ...]:
+    """The newest finished run of each check at `tip` (gate 1 already run there)."""
+    newest: dict[str, GateRunRecord] = {}
+    for run in workspace.store.gate_runs(sandbox_id):
+        if run.commit_sha == tip and run.status != "running":
+            newest[run.gate] = run
+    return tuple(_from_run(run) for run in newest.values())
+
+
+def _from_run(run: GateRunRecord) -> GateResult:
+    data = run.data
+    verdict = data.get("verdict") or {}
+    return GateResult.from_dict({
+        "gate": run.gate, "status": run.status, "run_id": run.id, "commit": run.commit_sha,
+        "argv": data.get("argv", ()), "exit_code": data.get("exit_code"), "duration_s": data.get("duration_s", 0),
+        "summary": data.get("summary", ""), "failed_tests": data.get("failed_tests", ()),
+        "output_tail": data.get("output_tail", ()), "blocking": data.get("blocking", True),
+        "tests": verdict.get("tests"), "findings": verdict.get("findings"),
+        "baseline_run": data.get("baseline_run"), "log": data.get("log", "")})
+
+
+def _audit(workspace: Workspace, report: EvalReport) -> None:
+    workspace.record("eval.run", report.subject, {
+        "commit": report.commit, "which": report.which, "stored": report.stored, "report": report.report_id,
+        "gate1": report.gate1 if report.checks else None, "regressions": list(report.regressions),
+        "flaky": list(report.flaky), "score": report.score.total if report.score is not None else None})
+
+
+def evaluate_baseline(workspace: Workspace, ref: str = "HEAD", *,
+                      force: bool = False) -> list[tuple[str, CheckRun | None, GateRunRecord]]:
+    """Gate 1's checks at a commit (the baseline every sandbox on it shares), run once and stored.
+
+    Returns (check, its result or None when it could not run, its gate run) per check.
+    """
+    commit = Git(workspace.root).resolve_commit(ref)
+    if commit is None:
+        raise LoomError(f"{ref!r} names no commit", exit_code=2)
+    rerun = workspace.load_config().eval.rerun_failed
+    results = []
+    for gate in deterministic_gates(workspace):
+        run, record = baseline(workspace, commit, gate, rerun_failed=rerun, fresh=force)
+        results.append((gate.name, run, record))
+    workspace.record("eval.baseline", commit, {
+        "ref": ref, "checks": {name: (record.status, record.id) for name, _, record in results}})
+    return results

@@ -1,0 +1,70 @@
+"""Judging a check's run against its baseline: gate 1 fails on what the change broke, not on what was broken.
+
+- per test (JUnit): each test classed as SWE-bench's harness does; the check fails on
+  regressions (a test that passed and now fails, or an added test that fails), after
+  the failing tests' one re-run (a pass then is flaky, not a failure);
+- per finding (ruff, mypy, SARIF): fails on new findings, not those already there;
+- by exit code: fails on a non-zero exit, unless the base commit failed the same way.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from loomtui.guardrails.checks import CheckRun
+from loomtui.guardrails.classify import Classification, FindingDiff, classify, diff_findings, with_rerun
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """One check's status against the baseline (passed, failed, error) and why, in one line."""
+
+    status: str
+    reason: str
+    tests: Classification | None = None
+    findings: FindingDiff | None = None
+
+    @property
+    def regressions(self) -> tuple[str, ...]:
+        return tuple(t.id for t in self.tests.regressions) if self.tests is not None else ()
+
+    @property
+    def flaky(self) -> tuple[str, ...]:
+        return tuple(t.id for t in self.tests.tests if t.flaky) if self.tests is not None else ()
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"status": self.status, "reason": self.reason,
+                "tests": None if self.tests is None else self.tests.as_dict(),
+                "findings": None if self.findings is None else self.findings.as_dict()}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Verdict:
+        tests, findings = data.get("tests"), data.get("findings")
+        return cls(str(data.get("status", "error")), str(data.get("reason", "")),
+                   None if tests is None else Classification.from_dict(tests),
+                   None if findings is None else FindingDiff.from_dict(findings))
+
+
+def judge(run: CheckRun, base: CheckRun | None) -> Verdict:
+    """The verdict on a check's run, given the same check's run at the base commit (None: none could run)."""
+    if run.outcome == "error":
+        return Verdict("error", run.summary)
+    if run.cases is not None and (run.cases or run.outcome == "passed"):
+        before = base.cases if base is not None else None
+        tests = with_rerun(classify(before, run.cases), run.rerun)
+        regressions = tests.regressions
+        if regressions:
+            named = ", ".join(t.id for t in regressions[:3]) + (" ..." if len(regressions) > 3 else "")
+            return Verdict("failed", f"{tests.summary()}: {named}", tests=tests)
+        return Verdict("passed", tests.summary(), tests=tests)
+    if run.findings is not None:
+        diff = diff_findings(base.findings if base is not None else None, run.findings)
+        return Verdict("failed" if diff.new else "passed", diff.summary(), findings=diff)
+    problem = f" ({run.problem})" if run.problem else ""
+    if run.outcome == "passed":
+        return Verdict("passed", run.summary + problem)
+    if base is not None and base.outcome == "failed":
+        return Verdict("passed", f"already failing on the base commit (exit {base.exit_code} there, "
+                                 f"{run.exit_code} here){problem}")
+    return Verdict("failed", f"exit {run.exit_code}: {run.summary}{problem}")

@@ -1,0 +1,157 @@
+"""The store's rows for evals: gate runs (a sandbox's, a commit's baseline, a merged gate's) and eval reports.
+
+A mixin of `SqliteStore`, kept apart so the store module stays one job per file; it
+uses only the store's own query, execute, transaction and event helpers.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
+from typing import TYPE_CHECKING, Any
+
+from loomtui.store.records import EvalReportRecord, GateRunRecord
+
+FINISHED_STATUSES = ("passed", "failed", "error")
+
+
+def _dumps(data: dict[str, Any] | None) -> str:
+    return json.dumps(data or {}, sort_keys=True, default=str)
+
+
+class EvalRows:
+    """Gate runs and eval reports."""
+
+    if TYPE_CHECKING:
+        def _query(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]: ...
+        def _execute(self, sql: str, params: Sequence[Any] = ()) -> sqlite3.Cursor: ...
+        def _emit(self, kind: str, subject: str = "", data: dict[str, Any] | None = None) -> int: ...
+        def transaction(self) -> AbstractContextManager[Any]: ...
+
+    # -- gate runs --------------------------------------------------------------------
+
+    @staticmethod
+    def _gate_run(row: sqlite3.Row) -> GateRunRecord:
+        return GateRunRecord(
+            id=row["id"], sandbox_id=row["sandbox_id"], gate=row["gate"], status=row["status"],
+            commit_sha=row["commit_sha"], started=row["started"], finished=row["finished"],
+            data=json.loads(row["data"]), scope=row["scope"], fingerprint=row["fingerprint"],
+        )
+
+    def _insert_gate_run(self, sandbox_id: str, gate: str, commit_sha: str, scope: str, fingerprint: str,
+                         data: dict[str, Any] | None) -> int:
+        cursor = self._execute(
+            "INSERT INTO gate_runs (sandbox_id, gate, status, commit_sha, started, scope, fingerprint, data) "
+            "VALUES (?, ?, 'running', ?, ?, ?, ?, ?)",
+            (sandbox_id, gate, commit_sha, time.time(), scope, fingerprint, _dumps(data)),
+        )
+        run_id = int(cursor.lastrowid or 0)
+        self._emit("gate.started", sandbox_id, {"run": run_id, "gate": gate, "scope": scope})
+        return run_id
+
+    def add_gate_run(self, sandbox_id: str, gate: str, commit_sha: str = "", *, scope: str = "sandbox",
+                     fingerprint: str = "", data: dict[str, Any] | None = None) -> GateRunRecord:
+        """Start a gate run (status `running`)."""
+        with self.transaction():
+            run_id = self._insert_gate_run(sandbox_id, gate, commit_sha, scope, fingerprint, data)
+        return self.gate_run(run_id)
+
+    def gate_run(self, run_id: int) -> GateRunRecord:
+        return self._gate_run(self._query("SELECT * FROM gate_runs WHERE id = ?", (run_id,))[0])
+
+    def update_gate_run(self, run_id: int, data: dict[str, Any]) -> bool:
+        """Replace a running gate run's data (its live progress); False once it has finished.
+
+        No event: progress is polled by whoever shows it, and would flood the stream.
+        """
+        with self.transaction():
+            cursor = self._execute("UPDATE gate_runs SET data = ? WHERE id = ? AND status = 'running'",
+                                   (_dumps(data), run_id))
+        return cursor.rowcount > 0
+
+    def finish_gate_run(self, run_id: int, status: str, data: dict[str, Any] | None = None) -> None:
+        with self.transaction():
+            self._execute(
+                "UPDATE gate_runs SET status = ?, finished = ?, data = ? WHERE id = ?",
+                (status, time.time(), _dumps(data), run_id),
+            )
+            self._emit("gate.finished", str(run_id), {"status": status})
+
+    def gate_runs(self, sandbox_id: str) -> list[GateRunRecord]:
+        """A sandbox's own gate runs, oldest first."""
+        rows = self._query("SELECT * FROM gate_runs WHERE sandbox_id = ? AND scope = 'sandbox' ORDER BY id",
+                           (sandbox_id,))
+        return [self._gate_run(r) for r in rows]
+
+    def shared_gate_runs(self, scope: str, commit_sha: str) -> list[GateRunRecord]:
+        """The baseline (or merged) runs at a commit, oldest first."""
+        rows = self._query("SELECT * FROM gate_runs WHERE scope = ? AND commit_sha = ? ORDER BY id",
+                           (scope, commit_sha))
+        return [self._gate_run(r) for r in rows]
+
+    def take_shared_run(self, scope: str, commit_sha: str, gate: str, fingerprint: str, holder: dict[str, Any],
+                        abandoned: Callable[[GateRunRecord], bool], *,
+                        fresh: bool = False) -> tuple[GateRunRecord, bool]:
+        """The run of a check shared by many sandboxes (a commit's baseline): run once, by one process.
+
+        In one transaction: a finished run is returned as it is (False: not yours); a
+        running one too, unless `abandoned` says its holder is gone, when it is marked
+        `error` and a new one is started; with none, a new run is started for the caller
+        (True: yours to run and finish). `holder` (pid, host) goes into its data. `fresh`:
+        a finished run is not enough (the caller wants it run again).
+        """
+        with self.transaction():
+            rows = self._query(
+                "SELECT * FROM gate_runs WHERE scope = ? AND commit_sha = ? AND gate = ? AND fingerprint = ? "
+                "AND status IN ('running', 'passed', 'failed') ORDER BY id DESC LIMIT 1",
+                (scope, commit_sha, gate, fingerprint))
+            if rows:
+                found = self._gate_run(rows[0])
+                if found.status == "running" and not abandoned(found):
+                    return found, False
+                if found.status != "running" and not fresh:
+                    return found, False
+            if rows and rows[0]["status"] == "running":
+                self._execute("UPDATE gate_runs SET status = 'error', finished = ?, data = ? WHERE id = ?",
+                              (time.time(), _dumps({**json.loads(rows[0]["data"]), "summary": "its runner went away"}),
+                               rows[0]["id"]))
+            run_id = self._insert_gate_run("", gate, commit_sha, scope, fingerprint, {"holder": holder})
+        return self.gate_run(run_id), True
+
+    # -- eval reports ----------------------------------------------------------------
+
+    @staticmethod
+    def _eval_report(row: sqlite3.Row) -> EvalReportRecord:
+        return EvalReportRecord(id=row["id"], subject=row["subject"], kind=row["kind"],
+                                commit_sha=row["commit_sha"], fingerprint=row["fingerprint"],
+                                created=row["created"], data=json.loads(row["data"]))
+
+    def add_eval_report(self, subject: str, kind: str, commit_sha: str, fingerprint: str,
+                        data: dict[str, Any]) -> EvalReportRecord:
+        """Record one whole eval; an `eval.finished` event tells the app."""
+        with self.transaction():
+            cursor = self._execute(
+                "INSERT INTO eval_reports (subject, kind, commit_sha, fingerprint, created, data) "
+                "VALUES (?, ?, ?, ?, ?, ?)", (subject, kind, commit_sha, fingerprint, time.time(), _dumps(data)))
+            report_id = int(cursor.lastrowid or 0)
+            self._emit("eval.finished", subject, {"report": report_id, "kind": kind})
+        return self._eval_report(self._query("SELECT * FROM eval_reports WHERE id = ?", (report_id,))[0])
+
+    def latest_eval_report(self, subject: str, kind: str, fingerprint: str | None = None) -> EvalReportRecord | None:
+        """The newest eval of a subject (for that fingerprint, when given)."""
+        if fingerprint is None:
+            rows = self._query("SELECT * FROM eval_reports WHERE subject = ? AND kind = ? ORDER BY id DESC LIMIT 1",
+                               (subject, kind))
+        else:
+            rows = self._query("SELECT * FROM eval_reports WHERE subject = ? AND kind = ? AND fingerprint = ? "
+                               "ORDER BY id DESC LIMIT 1", (subject, kind, fingerprint))
+        return self._eval_report(rows[0]) if rows else None
+
+    def latest_eval_reports(self, kind: str) -> dict[str, EvalReportRecord]:
+        """The newest eval of each subject of a kind (the dashboard's badges)."""
+        rows = self._query("SELECT * FROM eval_reports WHERE id IN (SELECT MAX(id) FROM eval_reports "
+                           "WHERE kind = ? GROUP BY subject)", (kind,))
+        return {row["subject"]: self._eval_report(row) for row in rows}

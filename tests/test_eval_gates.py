@@ -1,0 +1,201 @@
+"""Gate 1 against the baseline, the merged gate and their faults, on real repositories with real pytest runs.
+
+A small repository of its own (two modules, a few tests) keeps each check under a
+second; the sample repo's invoices beat is covered by the demo's own checks.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from loomtui.cli import main
+from loomtui.guardrails.evals import evaluate, evaluate_baseline
+from loomtui.guardrails.gates import run_configured_gates
+from loomtui.guardrails.merged import merged_gate
+from loomtui.workflow.tasks import create_sandbox
+from loomtui.workspace import Workspace, open_workspace
+from tests.conftest import git
+
+JUNIT_GATE = """\
+  - name: tests
+    run: ["python", "-m", "pytest", "-q", "-p", "no:cacheprovider", "--junitxml={report}"]
+    format: junit
+    env: {PYTEST_DISABLE_PLUGIN_AUTOLOAD: "1"}
+    timeout: 60
+"""
+PRICES = "def price(cents):\n    return cents / 100\n\n\ndef label(cents):\n    return f'{price(cents):.2f} EUR'\n"
+TESTS = ("from shop.prices import label, price\n\n\n"
+         "def test_price():\n    assert price(250) == 2.5\n\n\n"
+         "def test_label():\n    assert label(250) == '2.50 EUR'\n")
+
+
+def make_repo(tmp_path: Path, gates: str = JUNIT_GATE, extra: dict[str, str] | None = None) -> Workspace:
+    root = tmp_path / "shop-repo"
+    files = {"shop/__init__.py": "", "shop/prices.py": PRICES, "tests/test_prices.py": TESTS,
+             ".loom/loom.yaml": "version: 1\ngates:\n" + gates + "eval: {merged_on_review: false}\n",
+             ".loom/policy.yaml": "version: 1\nmerge: manual\n", **(extra or {})}
+    for name, text in files.items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_text(text)
+    git(root, "init", "-q", "-b", "main")
+    git(root, "add", "-A")
+    git(root, "commit", "-qm", "shop")
+    return open_workspace(root)
+
+
+def sandbox_with(workspace: Workspace, task: str, files: dict[str, str], claims: tuple[str, ...] = ()) -> str:
+    """A sandbox (no agent) with one commit of `files` on its branch."""
+    script = workspace.root.parent / "noop.yaml"
+    script.write_text("- {log: nothing}\n")
+    record = create_sandbox(workspace, task, "script", script=script, claims=claims, isolate=False)
+    tree = Path(record.worktree)
+    for name, text in files.items():
+        (tree / name).parent.mkdir(parents=True, exist_ok=True)
+        (tree / name).write_text(text)
+    git(tree, "add", "-A")
+    git(tree, "commit", "-qm", task)
+    return record.id
+
+
+def classes(report_checks: object) -> dict[str, str]:
+    checks = list(report_checks)  # type: ignore[call-overload]
+    return {t.id: t.cls.value for check in checks if check.tests is not None for t in check.tests.tests}
+
+
+def test_a_regression_fails_gate_1_what_was_already_broken_does_not_and_the_baseline_runs_once(
+        tmp_path: Path) -> None:
+    broken_test = "def test_already_broken():\n    assert 1 == 2\n"
+    workspace = make_repo(tmp_path, extra={"tests/test_old.py": broken_test})
+    careless = sandbox_with(workspace, "labels in cents", {"shop/prices.py": PRICES.replace("/ 100", "// 100")})
+    fixer = sandbox_with(workspace, "fix the old test", {"tests/test_old.py": broken_test.replace("1 == 2", "2 == 2"),
+                                                         "tests/test_new.py": "def test_new():\n    pass\n"})
+    first = evaluate(workspace, careless)
+    assert first.gate1 == "failed"
+    assert classes(first.checks) == {
+        "tests/test_prices.py::test_price": "PASS_TO_FAIL", "tests/test_prices.py::test_label": "PASS_TO_FAIL",
+        "tests/test_old.py::test_already_broken": "FAIL_TO_FAIL"}
+    assert set(first.regressions) == {"tests/test_prices.py::test_price", "tests/test_prices.py::test_label"}
+    second = evaluate(workspace, fixer)
+    assert second.gate1 == "passed", second.summary()
+    assert classes(second.checks)["tests/test_old.py::test_already_broken"] == "FAIL_TO_PASS"
+    assert classes(second.checks)["tests/test_new.py::test_new"] == "ADDED"
+    base = workspace.store.shared_gate_runs("baseline", first.base)
+    assert [(run.gate, run.status) for run in base] == [("tests", "failed")]  # one run, shared by both
+    # Nothing changed: the stored eval, at once, and audited both times.
+    again = evaluate(workspace, careless)
+    assert again.stored and again.report_id == first.report_id and again.as_dict()["checks"] == first.as_dict()[
+        "checks"]
+    runs = [e for e in workspace.audit.entries() if e.action == "eval.run" and e.subject == careless]
+    assert [e.details["stored"] for e in runs] == [False, True]
+
+
+def test_a_test_that_passes_on_its_rerun_is_flaky_not_a_regression(tmp_path: Path) -> None:
+    workspace = make_repo(tmp_path)
+    flaky = ("from pathlib import Path\n\n\ndef test_sometimes():\n"
+             "    marker = Path('.flaky-marker')\n    first = not marker.exists()\n"
+             "    marker.write_text('x')\n    assert not first\n")
+    sandbox = sandbox_with(workspace, "a flaky test", {"tests/test_flaky.py": flaky})
+    report = evaluate(workspace, sandbox, which="1")
+    assert report.gate1 == "passed", report.summary()
+    assert report.flaky == ("tests/test_flaky.py::test_sometimes",)
+    assert "1 flaky" in report.checks[0].summary
+
+
+@pytest.mark.parametrize("gate, expected", [
+    ('  - name: hangs\n    run: ["sh", "-c", "sleep 60 & sleep 60"]\n    timeout: 1\n', "timed out after 1s"),
+    ('  - name: missing\n    run: ["no-such-checker-xyz"]\n', "'no-such-checker-xyz' is not on PATH"),
+])
+def test_a_check_that_hangs_or_cannot_run_is_an_error_result(tmp_path: Path, gate: str, expected: str) -> None:
+    workspace = make_repo(tmp_path, gates=gate)
+    sandbox = sandbox_with(workspace, "anything", {"README.md": "hi\n"})
+    started = time.monotonic()
+    [result] = run_configured_gates(workspace, sandbox)
+    assert result.status == "error" and expected in result.summary
+    assert time.monotonic() - started < 30  # the whole group was killed, not waited for
+
+
+def test_megabytes_of_output_are_all_on_disk_with_a_bounded_tail(tmp_path: Path) -> None:
+    chatty = ('  - name: chatty\n    run: ["python", "-c", "import sys\\nfor i in range(200000): '
+              'print(i, \'x\' * 40)\\nsys.exit(3)"]\n')
+    workspace = make_repo(tmp_path, gates=chatty)
+    sandbox = sandbox_with(workspace, "anything", {"README.md": "hi\n"})
+    [result] = run_configured_gates(workspace, sandbox)
+    assert result.exit_code == 3 and "already failing on the base commit" in result.summary
+    log = Path(result.log)
+    assert log.stat().st_size > 8_000_000
+    assert len(result.output_tail) == 40 and result.output_tail[-1].startswith("199999 ")
+
+
+def test_a_missing_or_malformed_junit_report_is_said_and_the_exit_code_used(tmp_path: Path) -> None:
+    gates = ('  - name: nojunit\n    run: ["python", "-c", "import sys; sys.exit(1)", "{report}"]\n'
+             '    format: junit\n'
+             '  - name: badjunit\n    run: ["python", "-c", '
+             '"import sys; open(sys.argv[1], \'w\').write(\'<testsuite>\')", "{report}"]\n    format: junit\n')
+    workspace = make_repo(tmp_path, gates=gates)
+    sandbox = sandbox_with(workspace, "anything", {"README.md": "hi\n"})
+    results = {r.gate: r for r in run_configured_gates(workspace, sandbox)}
+    missing, malformed = results["nojunit"], results["badjunit"]
+    # Failing on the base commit too: not blamed on the change; the report's problem is said.
+    assert missing.status == "passed" and "already failing on the base commit" in missing.summary
+    assert "judged by its exit code" in missing.summary
+    assert malformed.status == "passed" and "judged by its exit code (0)" in malformed.summary
+
+
+def test_a_sandbox_removed_while_its_gate_runs_is_an_error_not_a_verdict(tmp_path: Path) -> None:
+    slow = '  - name: slow\n    run: ["python", "-c", "import time; time.sleep(2)"]\n'
+    workspace = make_repo(tmp_path, gates=slow)
+    sandbox = sandbox_with(workspace, "anything", {"README.md": "hi\n"})
+    worktree = Path(workspace.store.get_sandbox(sandbox).worktree)  # type: ignore[union-attr]
+    remover = threading.Timer(0.8, lambda: git(workspace.root, "worktree", "remove", "--force", str(worktree)))
+    remover.start()
+    try:
+        [result] = run_configured_gates(workspace, sandbox)
+    finally:
+        remover.join()
+    assert result.status == "error" and "removed while the check ran" in result.summary
+
+
+def test_the_merged_gate_names_two_changes_that_pass_alone_but_break_together(tmp_path: Path) -> None:
+    workspace = make_repo(tmp_path)
+    # One makes prices whole cents (and updates its tests); the other adds a caller that counts on euros.
+    cents = sandbox_with(workspace, "prices in cents", {
+        "shop/prices.py": PRICES.replace("cents / 100", "cents").replace("price(cents):.2f", "price(cents) / 100:.2f"),
+        "tests/test_prices.py": TESTS.replace("== 2.5", "== 250")})
+    basket = "from shop.prices import price\n\n\ndef total(items):\n    return sum(price(c) for c in items)\n"
+    test = "from shop.basket import total\n\n\ndef test_total():\n    assert total([100, 250]) == 3.5\n"
+    total = sandbox_with(workspace, "basket total", {"shop/basket.py": basket, "tests/test_basket.py": test})
+    unrelated = sandbox_with(workspace, "docs", {"README.md": "shop\n"})
+    for sandbox in (cents, total, unrelated):
+        assert evaluate(workspace, sandbox, which="1").gate1 == "passed"
+        workspace.store.update_sandbox(sandbox, status="awaiting_review")
+    [report] = merged_gate(workspace)
+    assert set(report.sandboxes) == {cents, total, unrelated}
+    assert [(set(b.sandboxes), b.tests) for b in report.breaking] == [
+        ({cents, total}, ("tests/test_basket.py::test_total",))]
+    assert report.breaks_with(cents) == (total,) and report.breaks_with(unrelated) == ()
+    assert merged_gate(workspace)[0].stored
+    entries = [e for e in workspace.audit.entries() if e.action == "eval.merged"]
+    assert [[set(found) for found in e.details["breaking"]] for e in entries] == [[{cents, total}]] * 2
+
+
+def test_eval_from_the_command_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    workspace = make_repo(tmp_path)
+    sandbox = sandbox_with(workspace, "labels in cents", {"shop/prices.py": PRICES.replace("/ 100", "// 100")})
+    root = str(workspace.root)
+    assert main(["-C", root, "eval", sandbox]) == 1
+    out = capsys.readouterr().out
+    assert "gate 1 failed" in out and "PASS_TO_FAIL  tests/test_prices.py::test_price" in out
+    assert "gate 2 score" in out
+    assert main(["-C", root, "eval", "--baseline"]) == 0
+    assert "tests at " in capsys.readouterr().out
+    assert main(["-C", root, "eval", "--merged", "--json"]) == 0
+    assert '"merged": []' in capsys.readouterr().out
+    assert main(["-C", root, "eval"]) == 2
+    assert "name a SANDBOX" in capsys.readouterr().err
+    assert main(["-C", root, "eval", "zzzzzz"]) != 0
+    baseline = evaluate_baseline(workspace)
+    assert [(name, record.status) for name, _, record in baseline] == [("tests", "passed")]
