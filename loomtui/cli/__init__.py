@@ -242,6 +242,7 @@ LAYER_COMMANDS: Final[dict[str, str]] = {
     "index": "coordination", "regions": "coordination", "claim": "coordination", "conflicts": "coordination",
     "context": "knowledge",
     "sandbox": "execution", "attach": "execution", "doctor": "execution", "script-agent": "execution",
+    "eval": "guardrails",
     "policy": "governance", "gate": "governance", "escalation": "governance",
     "hook": "hooks", "mcp": "mcp", "plan": "workflow",
 }
@@ -329,14 +330,15 @@ def _bench_commands() -> list[Callable[[Any], None]]:
         coordination,
         execution,
         governance,
+        guardrails,
         hook_bench,
         hostile_bench,
         knowledge,
     )
 
     return [coordination.register_bench, knowledge.register_bench, execution.register_bench,
-            governance.register_bench, audit_bench.register_bench, hostile_bench.register_bench,
-            hook_bench.register_bench]
+            guardrails.register_bench, governance.register_bench, audit_bench.register_bench,
+            hostile_bench.register_bench, hook_bench.register_bench]
 
 
 def _missing_command(parser: argparse.ArgumentParser, commands: Any) -> NoReturn:

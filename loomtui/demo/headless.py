@@ -5,7 +5,6 @@ the audit log."""
 from __future__ import annotations
 
 import re
-import subprocess
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -38,7 +37,7 @@ from loomtui.demo.scenario import (
 from loomtui.execution.gitops import Git
 from loomtui.execution.lifecycle import MERGED
 from loomtui.governance.escalations import EscalationStatus, queue
-from loomtui.guardrails.gates import gate_argv, gate_environment
+from loomtui.guardrails.evals import evaluate_baseline, latest_eval
 from loomtui.store import EscalationRecord, SandboxRecord
 from loomtui.workflow.engine import Workflow, advance
 from loomtui.workflow.plan import PLAN_PATH
@@ -48,26 +47,16 @@ from loomtui.workspace import Workspace
 
 
 def _baseline(workspace: Workspace, say: Say) -> list[dict[str, Any]]:
-    """The configured gates on the base commit, in the repository itself (nothing is recorded as a gate run)."""
+    """Gate 1's checks on the base commit: the baseline every sandbox on it is judged against (stored once)."""
     results = []
-    for gate in workspace.load_config().gates:
-        if gate.kind != "deterministic":
-            continue
-        started = time.monotonic()
-        try:
-            done = subprocess.run(gate_argv(gate), cwd=workspace.root, env=gate_environment(gate=gate),
-                                  stdin=subprocess.DEVNULL, capture_output=True, text=True,
-                                  timeout=gate.timeout, check=False)
-            code: int | None = done.returncode
-            last = ((done.stdout.strip() or done.stderr.strip()).splitlines() or [""])[-1].strip("= ")
-        except (OSError, subprocess.TimeoutExpired) as exc:
-            code, last = None, str(exc)
-        status = "passed" if code == 0 else "failed" if code is not None else "error"
-        results.append({"gate": gate.name, "status": status, "exit_code": code, "summary": last,
-                        "duration_s": round(time.monotonic() - started, 2)})
+    for name, run, record in evaluate_baseline(workspace, "HEAD"):
+        failing = [c.id for c in run.cases or () if c.outcome.is_fail] if run is not None else []
+        results.append({"gate": name, "status": record.status, "run": record.id,
+                        "exit_code": run.exit_code if run is not None else None,
+                        "summary": run.summary if run is not None else record.data.get("summary", ""),
+                        "duration_s": run.duration_s if run is not None else 0.0, "failing_tests": failing})
     say("baseline gates on the base commit: " + "; ".join(
         f"{r['gate']} {r['status']}" + (f" ({r['summary']})" if r["summary"] else "") for r in results))
-    workspace.record("demo.baseline", str(workspace.root), {"gates": results})
     return results
 
 
@@ -133,6 +122,7 @@ def _agent_summary(workspace: Workspace, record: SandboxRecord, entries: Sequenc
                            "failed_tests": run.data.get("failed_tests", []), "commit": run.commit_sha}
     escalation_id = record.data.get(ESCALATION_KEY)
     escalation = workspace.store.get_escalation(int(escalation_id)) if escalation_id else None
+    report = latest_eval(workspace, record.id)
     policy = _latest(entries, "policy.evaluated", record.id)
     running = _latest(entries, "sandbox.running", record.id)
     merged = _latest(entries, "sandbox.merged", record.id)
@@ -146,6 +136,7 @@ def _agent_summary(workspace: Workspace, record: SandboxRecord, entries: Sequenc
         "base_sha": record.data.get("base_sha"), "tip": tip,
         "conflicts_at_claim": record.data.get(CONFLICTS_KEY, []),
         "signature": record.data.get(RAISED_KEY), "gates": gates,
+        "eval": None if report is None else report.as_dict(),
         "policy": None if policy is None else {k: policy.details.get(k) for k in ("outcome", "risk", "rules",
                                                                                    "needs", "commit")},
         "started_seq": running.seq if running else None, "merged_seq": merged.seq if merged else None,
@@ -188,6 +179,8 @@ def _checks(agents: dict[str, dict[str, Any]], plan: dict[str, Any], merges: lis
     rounding_pair = {round_region, "payments/refunds.py::RefundService.quote"}
     edges = {(e["before"], e["after"]): e for e in plan.get("edges", [])}
     tests_gate = agent("invoices").get("gates", {}).get("tests", {})
+    invoice_tests = [t for check in (agent("invoices").get("eval") or {}).get("checks", [])
+                     for t in ((check.get("tests") or {}).get("tests") or [])]
     merged = {m["trailers"].get("Loom-Sandbox") for m in merges}
     rounding_merge = agent("rounding").get("merged_commit")
     signature = agent("rounding").get("signature") or {}
@@ -210,6 +203,9 @@ def _checks(agents: dict[str, dict[str, Any]], plan: dict[str, Any], merges: lis
         "invoices tests gate failed on the regression test": tests_gate.get("status") == "failed" and any(
             t.endswith("::test_invoice_total_rounds_each_line_half_even_before_summing")
             for t in tests_gate.get("failed_tests", [])),
+        "invoices' regression classed PASS_TO_FAIL against the baseline": any(
+            t["id"].endswith("::test_invoice_total_rounds_each_line_half_even_before_summing")
+            and t["cls"] == "PASS_TO_FAIL" for t in invoice_tests),
         "invoices blocked by failing-gates": (agent("invoices").get("policy") or {}).get("outcome") == "block",
         "templates auto-approved and merged with trailers, no person involved":
             agent("templates").get("status") == MERGED and agent("templates").get("escalation") is None

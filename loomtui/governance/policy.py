@@ -10,7 +10,8 @@ Policy runs twice, so a rule says when it applies (`stage`, default `both`):
 
 - at claim time, before an agent writes anything: the facts are the claimed paths
   and regions (and the runtime, labels and author). Conditions on the diff
-  (`lines_changed`, `gates_failed`, `gates_passed`, `signature_changed`) are
+  (`lines_changed`, `gates_failed`, `gates_passed`, `signature_changed`, and the
+  guardrails' `eval_score`, `eval_items`, `regressions`, `merged_breaks`) are
   unknown then, so a rule that has one never applies at claim time. A claim on a
   file or class counts as a claim on every region inside it. When no rule
   applies, the claim proceeds: the change is judged again after the gates.

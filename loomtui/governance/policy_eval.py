@@ -168,6 +168,8 @@ def _match(when: Conditions, facts: ChangeFacts, paths: tuple[str, ...]) -> _Mat
             if not results or any(result != "passed" for result in results):
                 return None
         reasons.append(f"gates passed: {', '.join(when.gates_passed)}")
+    if not _eval_holds(when, facts, reasons):
+        return None
     if when.runtime is not None:
         if facts.runtime not in when.runtime:
             return None
@@ -180,10 +182,39 @@ def _match(when: Conditions, facts: ChangeFacts, paths: tuple[str, ...]) -> _Mat
     return _Match(tuple(reasons), tuple(sorted(scope)) if scope is not None else None)
 
 
+def _eval_holds(when: Conditions, facts: ChangeFacts, reasons: list[str]) -> bool:
+    """The guardrails' conditions (score, items, regressions, merged gate); their reasons added."""
+    if when.eval_score_over is not None or when.eval_score_under is not None:
+        score, over, under = facts.eval_score, when.eval_score_over, when.eval_score_under
+        if score is None or (over is not None and score <= over) or (under is not None and score >= under):
+            return False
+        bounds = [f"over {over}" if over is not None else "", f"under {under}" if under is not None else ""]
+        reasons.append(f"eval score {score} ({' and '.join(b for b in bounds if b)})")
+    if when.eval_items is not None:
+        bad = {"warn": ("warn", "fail"), "fail": ("fail",)}
+        hit = [f"{name} {facts.eval_items[name]}" for name, least in when.eval_items.items()
+               if facts.eval_items.get(name) in bad[least]]
+        if not hit:
+            return False
+        reasons.append("eval items: " + ", ".join(hit))
+    if when.regressions is not None:
+        if when.regressions != bool(facts.regressions):
+            return False
+        reasons.append(f"regressions: {_some(facts.regressions)}" if facts.regressions else "no regressions")
+    if when.merged_breaks is not None:
+        if when.merged_breaks != bool(facts.merged_breaks):
+            return False
+        reasons.append(f"breaks together with {_some(facts.merged_breaks)} (merged gate)" if facts.merged_breaks
+                       else "breaks nothing together with other pending sandboxes")
+    return True
+
+
 def _needs_diff(when: Conditions) -> bool:
     return (
         when.signature_changed is not None or when.lines_over is not None
         or when.lines_under is not None or when.gates_failed is not None or when.gates_passed is not None
+        or when.eval_score_over is not None or when.eval_score_under is not None or when.eval_items is not None
+        or when.regressions is not None or when.merged_breaks is not None
     )
 
 

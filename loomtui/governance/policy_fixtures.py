@@ -57,7 +57,7 @@ class CaseResult:
 
 _CHANGE_KEYS: Final = (
     "stage", "paths", "regions", "signature_changed", "lines_changed", "gates", "runtime", "labels",
-    "author",
+    "author", "eval_score", "eval_items", "regressions", "merged_breaks",
 )
 _EXPECT_KEYS: Final = ("outcome", "risk", "rules", "approvals", "met")
 
@@ -142,7 +142,15 @@ def _parse_change(value: Value) -> ChangeFacts:
         runtime=_optional(fields, "runtime", lambda v: v.as_str(non_empty=True), None),
         labels=_optional(fields, "labels", _identities, ()),
         author=_optional(fields, "author", lambda v: v.as_str(non_empty=True), None),
+        eval_score=_optional(fields, "eval_score", lambda v: v.as_int(minimum=0, maximum=100), None),
+        eval_items=_optional(fields, "eval_items", _item_statuses, {}),
+        regressions=_optional(fields, "regressions", _identities, ()),
+        merged_breaks=_optional(fields, "merged_breaks", _identities, ()),
     )
+
+
+def _item_statuses(value: Value) -> dict[str, str]:
+    return {name: status.as_choice(("pass", "warn", "fail")) for name, status in value.as_mapping().items()}
 
 
 def _identities(value: Value) -> tuple[str, ...]:

@@ -61,6 +61,14 @@ class ChangeFacts:
     runtime: str | None = None
     labels: tuple[str, ...] = ()
     author: str | None = None
+    eval_score: int | None = None
+    """Gate 2's score (None: no eval ran)."""
+    eval_items: Mapping[str, str] = field(default_factory=dict)
+    """Gate 2's item statuses: pass, warn or fail."""
+    regressions: tuple[str, ...] = ()
+    """Tests gate 1 found broken by the change (PASS_TO_FAIL, or added and failing)."""
+    merged_breaks: tuple[str, ...] = ()
+    """Other pending sandboxes this change breaks something together with (the merged gate)."""
 
     def __post_init__(self) -> None:
         if self.stage not in _STAGES:
@@ -151,6 +159,12 @@ class Conditions:
     gates_passed: tuple[str, ...] | None = None
     runtime: tuple[str, ...] | None = None
     labels: tuple[str, ...] | None = None
+    eval_score_over: int | None = None
+    eval_score_under: int | None = None
+    eval_items: Mapping[str, str] | None = None
+    """Item -> the least bad status that matches (warn matches warn and fail)."""
+    regressions: bool | None = None
+    merged_breaks: bool | None = None
 
     @property
     def scoped(self) -> bool:

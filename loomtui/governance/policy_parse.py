@@ -47,10 +47,12 @@ _TOP_KEYS: Final = (
 _RULE_KEYS: Final = ("name", "description", "stage", "when", "risk", "decision", "approvals")
 _WHEN_KEYS: Final = (
     "paths", "regions", "signature_changed", "lines_changed", "gates_failed", "gates_passed",
-    "runtime", "labels",
+    "runtime", "labels", "eval_score", "eval_items", "regressions", "merged_breaks",
 )
 # Facts that exist only once there is a diff and gate results.
-_POST_GATE_ONLY: Final = frozenset({"signature_changed", "lines_changed", "gates_failed", "gates_passed"})
+_POST_GATE_ONLY: Final = frozenset({"signature_changed", "lines_changed", "gates_failed", "gates_passed",
+                                    "eval_score", "eval_items", "regressions", "merged_breaks"})
+_ITEM_STATUSES: Final = ("warn", "fail")
 
 _T = TypeVar("_T")
 
@@ -299,6 +301,8 @@ def _parse_when(value: Value, stage: RuleStage) -> Conditions:
                 )
     lines = fields.get("lines_changed")
     lines_over, lines_under = _parse_lines_changed(lines) if lines is not None else (None, None)
+    score = fields.get("eval_score")
+    score_over, score_under = _parse_bounds(score, "points", 100) if score is not None else (None, None)
     return Conditions(
         paths=_optional(fields, "paths", _parse_path_globs, None),
         regions=_optional(fields, "regions", _parse_region_globs, None),
@@ -309,18 +313,44 @@ def _parse_when(value: Value, stage: RuleStage) -> Conditions:
         gates_passed=_optional(fields, "gates_passed", _names, None),
         runtime=_optional(fields, "runtime", _names, None),
         labels=_optional(fields, "labels", _names, None),
+        eval_score_over=score_over,
+        eval_score_under=score_under,
+        eval_items=_optional(fields, "eval_items", _parse_eval_items, None),
+        regressions=_optional(fields, "regressions", Value.as_bool, None),
+        merged_breaks=_optional(fields, "merged_breaks", Value.as_bool, None),
     )
 
 
 def _parse_lines_changed(value: Value) -> tuple[int | None, int | None]:
+    return _parse_bounds(value, "lines", None)
+
+
+def _parse_bounds(value: Value, unit: str, maximum: int | None) -> tuple[int | None, int | None]:
     fields = value.as_mapping(known=("over", "under"))
     if not len(fields):
-        raise value.error("name `over: N` (more than N lines) and/or `under: N` (fewer than N)")
-    over = _optional(fields, "over", lambda v: v.as_int(minimum=0), None)
-    under = _optional(fields, "under", lambda v: v.as_int(minimum=1), None)
+        raise value.error(f"name `over: N` (more than N {unit}) and/or `under: N` (fewer than N)")
+    over = _optional(fields, "over", lambda v: v.as_int(minimum=0, maximum=maximum), None)
+    under = _optional(fields, "under", lambda v: v.as_int(minimum=1, maximum=maximum), None)
     if over is not None and under is not None and under - over < 2:
-        raise fields["under"].error(f"no number of lines is over {over} and under {under}")
+        raise fields["under"].error(f"no number of {unit} is over {over} and under {under}")
     return over, under
+
+
+def _parse_eval_items(value: Value) -> dict[str, str]:
+    """`eval_items: {scope: fail, tests: warn}`: gate 2 items at least that bad (warn matches a fail too)."""
+    from loomtui.config import EVAL_ITEMS
+
+    entries = value.as_mapping()
+    if not len(entries):
+        raise value.error(f"name at least one gate 2 item ({', '.join(EVAL_ITEMS)}) and warn or fail")
+    items: dict[str, str] = {}
+    for name, status in entries.items():
+        if name not in EVAL_ITEMS:
+            guess = closest(name, EVAL_ITEMS)
+            hint = f" (did you mean {guess}?)" if guess else f" (items: {', '.join(EVAL_ITEMS)})"
+            raise entries.key(name).error(f"unknown gate 2 item {name!r}{hint}")
+        items[name] = status.as_choice(_ITEM_STATUSES)
+    return items
 
 
 def _parse_path_globs(value: Value) -> PathGlobs:

@@ -11,7 +11,7 @@ for the commit the policy saw: a sandbox that commits again is reviewed again.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from loomtui.coordination.claims import split_id
 from loomtui.errors import LoomError
@@ -36,7 +36,10 @@ from loomtui.governance.policy import (
     evaluate,
     load_policy,
 )
-from loomtui.guardrails.gates import GateResult, run_configured_gates
+from loomtui.guardrails.evals import EvalReport
+from loomtui.guardrails.evals import evaluate as run_eval
+from loomtui.guardrails.gates import GateResult
+from loomtui.guardrails.merged import merged_gate, pending_sandboxes
 from loomtui.store import EscalationRecord, SandboxRecord
 from loomtui.workspace import Workspace
 
@@ -52,6 +55,7 @@ class ReviewOutcome:
     gates: list[GateResult]
     evaluation: Evaluation
     escalation: EscalationRecord | None
+    eval_report: EvalReport | None = None
 
     def line(self) -> str:
         rules = ", ".join(self.evaluation.rule_names()) or "no rule"
@@ -93,14 +97,22 @@ def review_sandbox(workspace: Workspace, sandbox_id: str, *, policy: Policy | No
     record = transition(workspace, record.id, GATING, reason=f"reviewing commit {tip[:12]}",
                         allowed_from=frozenset({*REVIEWABLE, AWAITING_REVIEW, *([APPROVED] if again else []),
                                                 *([GATING] if redo else [])}))
-    results = run_configured_gates(workspace, record.id)
+    report = run_eval(workspace, record.id)
+    results = list(report.checks)
     say("gates: " + ("; ".join(r.describe() for r in results) or "none configured"))
     for result in results:
         for test in result.failed_tests:
             say(f"  {result.gate} failed: {test}")
+    if report.score is not None:
+        say(f"score: {report.score.summary()}")
+    breaks = _merged_breaks(workspace, record, say)
     policy = policy or load_policy(workspace.root, workspace.load_config().policy)
-    facts = change_facts(workspace.root, str(base), tip, gates={r.gate: r.status for r in results},
-                         runtime=record.runtime, author=record.created_by or None)
+    facts = replace(
+        change_facts(workspace.root, str(base), tip, gates={r.gate: r.status for r in results},
+                     runtime=record.runtime, author=record.created_by or None),
+        eval_score=report.score.total if report.score is not None else None,
+        eval_items={item.name: str(item.status) for item in report.score.items} if report.score is not None else {},
+        regressions=report.regressions, merged_breaks=breaks)
     evaluation = _with_claim_stage(workspace, policy, record, evaluate(policy, facts), facts)
     signature = f", signature changed: {', '.join(facts.signature_changed)}" if facts.signature_changed else ""
     say(f"diff: {', '.join(facts.paths) or 'nothing'} ({facts.lines_changed} lines{signature})")
@@ -111,17 +123,35 @@ def review_sandbox(workspace: Workspace, sandbox_id: str, *, policy: Policy | No
         record = transition(workspace, record.id, APPROVED, allowed_from=frozenset({GATING}),
                             reason=f"auto-approved by the policy ({', '.join(evaluation.rule_names())})",
                             data={"approved_commit": tip}, audit={"commit": tip})
-        return ReviewOutcome(record, tip, results, evaluation, None)
+        return ReviewOutcome(record, tip, results, evaluation, None, report)
     gates = {r.gate: {"status": r.status, "summary": r.summary, "failed_tests": list(r.failed_tests),
                       "run": r.run_id} for r in results}
     escalation = open_escalation(
         workspace, "post-gate", evaluation, facts, sandbox_id=record.id, commit=tip,
         summary=summary or f"{record.task[:70]} ({evaluation.outcome}: {', '.join(evaluation.rule_names())})",
-        evidence={"gates": gates, "lines_changed": facts.lines_changed})
+        evidence={"gates": gates, "lines_changed": facts.lines_changed, "eval": {
+            "report": report.report_id, "badge": report.badge(), "regressions": list(report.regressions),
+            "score": report.score.total if report.score is not None else None, "breaks_with": list(breaks)}})
     record = transition(workspace, record.id, AWAITING_REVIEW, allowed_from=frozenset({GATING}),
                         reason=f"escalation #{escalation.id}: {evaluation.outcome}",
                         data={ESCALATION_KEY: escalation.id})
-    return ReviewOutcome(record, tip, results, evaluation, escalation)
+    return ReviewOutcome(record, tip, results, evaluation, escalation, report)
+
+
+def _merged_breaks(workspace: Workspace, record: SandboxRecord, say: Say) -> tuple[str, ...]:
+    """The merged gate with the other pending sandboxes on the same target: whom this one breaks with."""
+    if not workspace.load_config().eval.merged_on_review:
+        return ()
+    others = [s for s in pending_sandboxes(workspace) if s.id != record.id and s.target == record.target]
+    if not others:
+        return ()
+    breaks: set[str] = set()
+    for merged in merged_gate(workspace, include=[record.id]):
+        if record.id in merged.sandboxes:
+            breaks.update(merged.breaks_with(record.id))
+            for found in merged.breaking:
+                say(f"merged gate: {found.line()}")
+    return tuple(sorted(breaks))
 
 
 def _with_claim_stage(workspace: Workspace, policy: Policy, record: SandboxRecord, evaluation: Evaluation,

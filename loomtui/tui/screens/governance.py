@@ -32,9 +32,13 @@ def _when(rule: Rule) -> str:
     for label, value in (("signature changed", when.signature_changed), ("lines over", when.lines_over),
                          ("lines under", when.lines_under), ("gates failed", when.gates_failed),
                          ("gates passed", when.gates_passed), ("runtime", when.runtime),
-                         ("labels", when.labels)):
+                         ("labels", when.labels), ("eval score over", when.eval_score_over),
+                         ("eval score under", when.eval_score_under), ("regressions", when.regressions),
+                         ("breaks with another sandbox", when.merged_breaks)):
         if value is not None:
             parts.append(f"{label} {', '.join(value) if isinstance(value, tuple) else value}")
+    if when.eval_items is not None:
+        parts.append("eval items " + ", ".join(f"{name} {status}" for name, status in when.eval_items.items()))
     return "; ".join(parts) or "always"
 
 
