@@ -199,3 +199,17 @@ def test_eval_from_the_command_line(tmp_path: Path, capsys: pytest.CaptureFixtur
     assert main(["-C", root, "eval", "zzzzzz"]) != 0
     baseline = evaluate_baseline(workspace)
     assert [(name, record.status) for name, _, record in baseline] == [("tests", "passed")]
+
+
+def test_a_lint_check_fails_on_new_findings_only(tmp_path: Path) -> None:
+    lint = ('  - name: lint\n    run: ["python", "-m", "ruff", "check", "--isolated", "--select", "F", '
+            '"--output-format", "json", "--output-file", "{report}", "."]\n    format: ruff-json\n')
+    workspace = make_repo(tmp_path, gates=lint, extra={"shop/old.py": "import os\n"})
+    clean = sandbox_with(workspace, "a comment", {"shop/prices.py": PRICES + "# prices in cents\n"})
+    sloppy = sandbox_with(workspace, "an unused import", {"shop/prices.py": "import sys\n" + PRICES})
+    [kept] = run_configured_gates(workspace, clean)
+    assert kept.status == "passed" and kept.findings is not None
+    assert [(f.path, f.code) for f in kept.findings.existing] == [("shop/old.py", "F401")] and not kept.findings.new
+    [added] = run_configured_gates(workspace, sloppy)
+    assert added.status == "failed" and added.findings is not None
+    assert [(f.path, f.line, f.code) for f in added.findings.new] == [("shop/prices.py", 1, "F401")]
