@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,10 +47,28 @@ def changed_files(root: Path, base: str, head: str | None = None) -> list[str]:
 def diff_regions(root: Path, base: str, head: str | None = None,
                  claims: Sequence[ClaimRecord] | None = None) -> list[ChangedRegion]:
     """Regions changed since `base`; with `claims`, each says whether those claims cover it."""
+    held = {rid for claim in claims or () if claim.mode == "exclusive" for rid in claim.region_ids}
+    pinned = head is not None and _COMMIT_ID.fullmatch(base) and _COMMIT_ID.fullmatch(head)
+    changes = _commit_changes(root, base, head) if pinned and head is not None else _changes(root, base, head)
+    return [ChangedRegion(region_id, change, signature,
+                          claims is None or region_id in held or bool(set(ancestors(region_id)) & held))
+            for region_id, change, signature in changes]
+
+
+_COMMIT_ID = re.compile(r"[0-9a-f]{40}")
+
+
+@functools.lru_cache(maxsize=64)
+def _commit_changes(root: Path, base: str, head: str) -> tuple[tuple[str, str, bool], ...]:
+    """Between two commit ids the answer never changes: the review's policy facts and gate 2 share it.
+    (A ref may move, so only full commit ids are kept.)"""
+    return _changes(root, base, head)
+
+
+def _changes(root: Path, base: str, head: str | None) -> tuple[tuple[str, str, bool], ...]:
     from loomtui.coordination.signatures import changed_regions  # libcst: 0.4 s to import, only for diffs
 
-    held = {rid for claim in claims or () if claim.mode == "exclusive" for rid in claim.region_ids}
-    found: list[ChangedRegion] = []
+    found: list[tuple[str, str, bool]] = []
     for path in changed_files(root, base, head):
         old = _show(root, base, path)
         if head is None:
@@ -57,11 +77,8 @@ def diff_regions(root: Path, base: str, head: str | None = None,
         else:
             new = _show(root, head, path)
         if path.endswith(".py"):
-            changes = [(c.region_id, c.change, c.signature_changed) for c in changed_regions(old, new, path)]
+            found += [(c.region_id, c.change, c.signature_changed) for c in changed_regions(old, new, path)]
         else:
             kind = "added" if not old else "removed" if not new else "modified"
-            changes = [(path, kind, False)]
-        for region_id, change, signature in changes:
-            covered = claims is None or region_id in held or bool(set(ancestors(region_id)) & held)
-            found.append(ChangedRegion(region_id, change, signature, covered))
-    return found
+            found.append((path, kind, False))
+    return tuple(found)
