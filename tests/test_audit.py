@@ -239,6 +239,10 @@ def test_a_log_from_before_the_audit_table_is_imported_and_keeps_verifying(tmp_p
     conn = sqlite3.connect(db)  # back to schema 1, as a store of the previous release
     conn.execute("DROP TABLE audit")
     conn.execute("DROP TABLE step_leases")  # newer than the previous release too
+    conn.execute("DROP TABLE eval_reports")
+    conn.execute("DROP INDEX gate_runs_shared")
+    conn.execute("ALTER TABLE gate_runs DROP COLUMN scope")
+    conn.execute("ALTER TABLE gate_runs DROP COLUMN fingerprint")
     conn.execute("PRAGMA user_version = 1")
     conn.execute("INSERT INTO audit_checkpoint (id, seq, hash) VALUES (1, 3, ?)", (old.tail(1)[0].hash,))
     conn.commit()

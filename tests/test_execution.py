@@ -171,7 +171,7 @@ def test_script_agent_edits_and_commits_in_its_own_worktree(ws: Workspace, repo:
     assert (repo / "README.md").read_text() == "# test repo\n"
     assert git(repo, "status", "--porcelain") == "" and git(repo, "log", "--format=%s", "main") == "initial"
     assert audit_actions(ws, record.id) == ["sandbox.planned", "context.sliced", "sandbox.running",
-                                             "sandbox.exited", "sandbox.gating", "policy.evaluated",
+                                             "sandbox.exited", "sandbox.gating", "eval.run", "policy.evaluated",
                                              "sandbox.awaiting_review"]
     kinds = [e.data.get("kind") for e in ws.store.events_since(0) if e.kind == "sandbox.activity"]
     assert kinds == ["write", "replace", "commit", "append"]

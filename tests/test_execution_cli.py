@@ -88,7 +88,8 @@ def test_a_sandbox_from_the_command_line(repo: Path, script: Path) -> None:
     assert sandbox_id in run(repo, "sandbox", "list", "--all").stdout
     actions = [e["action"] for e in json.loads(run(repo, "audit", "tail", "--json").stdout)]
     assert actions == ["sandbox.planned", "context.sliced", "sandbox.running", "sandbox.exited",
-                       "sandbox.gating", "policy.evaluated", "escalation.opened", "sandbox.awaiting_review",
+                       "sandbox.gating", "eval.run", "policy.evaluated",
+                       "escalation.opened", "sandbox.awaiting_review",
                        "sandbox.archived", "escalation.withdrawn"]  # nothing is left to decide
 
 

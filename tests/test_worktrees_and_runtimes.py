@@ -80,8 +80,8 @@ def _reviewed(workspace: Workspace, sandbox_id: str) -> SandboxRecord:
     assert escalation is not None and escalation.kind == "post-gate" and escalation.status == "open"
     assert escalation.sandbox_id == sandbox_id
     assert escalation.data["commit"] == git(workspace.root, "rev-parse", done.branch)
-    assert audit_actions(workspace, sandbox_id)[-4:] == ["sandbox.exited", "sandbox.gating", "policy.evaluated",
-                                                          "sandbox.awaiting_review"]
+    assert audit_actions(workspace, sandbox_id)[-5:] == ["sandbox.exited", "sandbox.gating", "eval.run",
+                                                          "policy.evaluated", "sandbox.awaiting_review"]
     return done
 
 

@@ -192,6 +192,8 @@ gates:
   - name: tests
     run: ["sh", "-c", "PYTEST_DISABLE_PLUGIN_AUTOLOAD=1 exec {python} -m pytest -q --co -p no:cacheprovider"]
     timeout: 60
+# Each review on its own; the merged gate runs once, below, over every attempt together.
+eval: {{merged_on_review: false}}
 """
 
 
@@ -258,6 +260,7 @@ def run_attempts(isolate: bool, *, attempts: tuple[Attempt, ...] = ATTEMPTS, par
     from loomtui.governance.explain import explain_sandbox
     from loomtui.governance.policy import load_policy
     from loomtui.guardrails.gates import run_configured_gates
+    from loomtui.guardrails.merged import merged_gate
     from loomtui.workflow import tasks
     from loomtui.workflow.engine import wait_until_settled
     from loomtui.workspace import open_workspace
@@ -313,6 +316,12 @@ def run_attempts(isolate: bool, *, attempts: tuple[Attempt, ...] = ATTEMPTS, par
             with ThreadPoolExecutor(max_workers=4) as pool:
                 for future in [pool.submit(after_life, name, record) for name, record in records.items()]:
                     future.result()
+            if isolate:  # every attempt's code merged together and run by the merged gate, confined too
+                say("merged gate: every attempt together")
+                try:
+                    merged_gate(workspace, include=[r.id for r in records.values()])
+                except LoomError:
+                    pass
             # The victim's claim, had another sandbox's broker been made to speak for it.
             victim_claims = {rid for claim in workspace.store.live_claims(victim.id) for rid in claim.region_ids}
             # A merge into main while the head-on-main sandbox points its HEAD there.

@@ -21,6 +21,7 @@ from dataclasses import dataclass, replace
 from typing import Any, Final
 
 from loomtui.config import GateConfig
+from loomtui.errors import LoomError
 from loomtui.execution.gitops import Git
 from loomtui.execution.lifecycle import APPROVED, AWAITING_REVIEW
 from loomtui.guardrails.baseline import MERGED, baseline, evals_dir, fingerprint, run_in_scratch
@@ -85,8 +86,22 @@ class MergedReport:
 
 
 def pending_sandboxes(workspace: Workspace, include: Sequence[str] = ()) -> list[SandboxRecord]:
-    """Sandboxes awaiting review or approved but not merged (and any of `include`), oldest first."""
-    return [s for s in workspace.store.list_sandboxes() if s.status in PENDING or s.id in include]
+    """Sandboxes awaiting review or approved but not merged (and any of `include`), oldest first.
+
+    One whose own gate 1 failed at its tip is left out: it is held already, and it
+    would only add its own failures to everyone's merged tree.
+    """
+    return [s for s in workspace.store.list_sandboxes()
+            if (s.status in PENDING or s.id in include) and not _failed_alone(workspace, s)]
+
+
+def _failed_alone(workspace: Workspace, record: SandboxRecord) -> bool:
+    tip = Git(workspace.root).resolve_commit(record.branch) if record.branch else None
+    newest: dict[str, str] = {}
+    for run in workspace.store.gate_runs(record.id):
+        if run.commit_sha == tip and run.status != "running" and run.data.get("blocking", True):
+            newest[run.gate] = run.status
+    return any(status == "failed" for status in newest.values())
 
 
 def latest_merged(workspace: Workspace) -> MergedReport | None:
@@ -96,22 +111,24 @@ def latest_merged(workspace: Workspace) -> MergedReport | None:
 
 def merged_gate(workspace: Workspace, *, include: Sequence[str] = (), force: bool = False,
                 say: Callable[[str], None] | None = None) -> list[MergedReport]:
-    """The merged gate for each target branch with pending sandboxes (`include`: count these as pending)."""
+    """The merged gate for each target branch with pending sandboxes (`include`: count these as pending,
+    and look for what they break together with the others only: a review asks about its own sandbox)."""
     by_target: dict[str, list[SandboxRecord]] = {}
     for record in pending_sandboxes(workspace, include):
         if record.target:
             by_target.setdefault(record.target, []).append(record)
-    return [_merged_gate(workspace, target, records, force=force, say=say)
+    return [_merged_gate(workspace, target, records, force=force, say=say, focus=tuple(include))
             for target, records in sorted(by_target.items())]
 
 
 def _merged_gate(workspace: Workspace, target: str, records: list[SandboxRecord], *, force: bool,
-                 say: Callable[[str], None] | None) -> MergedReport:
+                 say: Callable[[str], None] | None, focus: tuple[str, ...] = ()) -> MergedReport:
     git = Git(workspace.root)
     onto = git.resolve_commit(target) or ""
     tips = {r.id: git.resolve_commit(r.branch) or "" for r in records}
     checks = deterministic_gates(workspace)
-    key = hashlib.sha256(json.dumps([target, onto, sorted(tips.items()), [fingerprint(g) for g in checks]])
+    key = hashlib.sha256(json.dumps([target, onto, sorted(tips.items()), [fingerprint(g) for g in checks],
+                                     sorted(focus)])
                          .encode()).hexdigest()[:24]
     if not force:
         row = workspace.store.latest_eval_report(MERGED_EVAL, MERGED_EVAL, key)
@@ -134,7 +151,8 @@ def _merged_gate(workspace: Workspace, target: str, records: list[SandboxRecord]
         results.append({"gate": gate.name, "status": verdict.status, "reason": verdict.reason,
                         "verdict": verdict.as_dict(), "log": run.log, "duration_s": run.duration_s})
         if verdict.status == "failed" and len(merged_ids) > 1:
-            breaking += _who_breaks(workspace, gate, onto, records, merged_ids, base_run, verdict.regressions)
+            breaking += _who_breaks(workspace, gate, onto, records, merged_ids, base_run, verdict.regressions,
+                                    focus)
     report = MergedReport(target, onto, merge.commit, merged_ids, conflicting, tuple(results), tuple(breaking))
     workspace.store.add_eval_report(MERGED_EVAL, MERGED_EVAL, merge.commit, key, report.as_dict())
     return _audited(workspace, report)
@@ -160,6 +178,8 @@ def _run_at(workspace: Workspace, gate: GateConfig, commit: str, *, rerun_failed
     try:
         export_tree(workspace.root, commit, tree)
         result = run_in_scratch(workspace, gate, tree, run.id, rerun_failed=rerun_failed)
+    except (LoomError, OSError) as exc:
+        result = CheckRun("error", None, 0.0, f"the merged tree could not be checked: {exc}", (), "")
     finally:
         shutil.rmtree(tree, ignore_errors=True)
     workspace.store.finish_gate_run(run.id, result.outcome, {"result": result.as_dict(), "summary": result.summary})
@@ -167,9 +187,10 @@ def _run_at(workspace: Workspace, gate: GateConfig, commit: str, *, rerun_failed
 
 
 def _who_breaks(workspace: Workspace, gate: GateConfig, onto: str, records: Sequence[SandboxRecord],
-                merged_ids: Sequence[str], base_run: CheckRun | None,
-                regressions: Sequence[str]) -> list[BreakingSet]:
-    """Pin the merged tree's regressions on the smallest set of sandboxes that causes them."""
+                merged_ids: Sequence[str], base_run: CheckRun | None, regressions: Sequence[str],
+                focus: Sequence[str] = ()) -> list[BreakingSet]:
+    """Pin the merged tree's regressions on the smallest set of sandboxes that causes them (with `focus`,
+    only pairs holding one of those sandboxes are tried)."""
     branch = {r.id: r.branch for r in records}
     left = set(regressions)
 
@@ -185,7 +206,8 @@ def _who_breaks(workspace: Workspace, gate: GateConfig, onto: str, records: Sequ
     for sandbox in merged_ids:  # what one sandbox breaks on its own is its own gate 1's to report
         left -= failing_with([sandbox])
     found: list[BreakingSet] = []
-    for pair in itertools.islice(itertools.combinations(merged_ids, 2), MAX_PAIRS):
+    pairs = [pair for pair in itertools.combinations(merged_ids, 2) if not focus or set(pair) & set(focus)]
+    for pair in pairs[:MAX_PAIRS]:
         if not left:
             break
         broken = failing_with(list(pair)) & left

@@ -23,17 +23,30 @@ from loomtui.gitcmd import Git, first_line
 MERGE_IDENTITY = ("-c", "user.name=loomtui merged gate", "-c", "user.email=loomtui@localhost")
 
 
-def export_tree(repo: Path, treeish: str, dest: Path) -> Path:
-    """Unpack the files of `treeish` (a commit or tree id) into a fresh `dest`."""
+def export_tree(repo: Path, treeish: str, dest: Path) -> list[str]:
+    """Unpack the files of `treeish` (a commit or tree id) into a fresh `dest`; return what was left out.
+
+    A link to an absolute path or out of the tree, a device file: tarfile's `data`
+    filter refuses each, and it is skipped (named in the result), never followed.
+    """
     if dest.exists():
         shutil.rmtree(dest)
     dest.mkdir(parents=True)
     done = Git(repo).raw("archive", "--format=tar", treeish)
     if done.status != 0:
         raise LoomError(f"cannot export {treeish[:12]}: {first_line(done.err.decode('utf-8', 'replace'))}")
+    skipped: list[str] = []
+
+    def safe(member: tarfile.TarInfo, path: str) -> tarfile.TarInfo | None:
+        try:
+            return tarfile.data_filter(member, path)
+        except tarfile.FilterError as exc:
+            skipped.append(f"{member.name}: {exc}")
+            return None
+
     with tarfile.open(fileobj=io.BytesIO(done.out)) as archive:
-        archive.extractall(dest, filter="data")
-    return dest
+        archive.extractall(dest, filter=safe)
+    return skipped
 
 
 @dataclass(frozen=True)
