@@ -259,6 +259,8 @@ class LoomConfig:
     runtimes: dict[str, RuntimeConfig] = field(default_factory=builtin_runtimes)
     gates: tuple[GateConfig, ...] = ()
     eval: EvalConfig = EvalConfig()
+    agent_trailers: tuple[str, ...] = ()
+    """`observability.agent_trailers`: more commit trailers that mark a commit agent-made."""
     context: ContextConfig = ContextConfig()
     policy: str = ".loom/policy.yaml"
     coordination: CoordinationConfig = CoordinationConfig()
@@ -283,7 +285,8 @@ def parse_config(text: str, path: str) -> LoomConfig:
     if root is None:
         return LoomConfig(source=path)
     top = root.as_mapping(
-        known=("version", "runtimes", "gates", "eval", "context", "policy", "coordination", "theme", "worktrees")
+        known=("version", "runtimes", "gates", "eval", "observability", "context", "policy", "coordination", "theme",
+               "worktrees")
     )
     defaults = LoomConfig()
     version = top.get("version")
@@ -302,6 +305,7 @@ def parse_config(text: str, path: str) -> LoomConfig:
         runtimes=runtimes,
         gates=_parse_gates(gates) if gates else (),
         eval=_optional(top, "eval", _parse_eval, defaults.eval),
+        agent_trailers=_optional(top, "observability", _parse_observability, ()),
         context=_parse_context(context) if context else defaults.context,
         policy=_parse_policy(policy) if policy else defaults.policy,
         coordination=(
@@ -414,6 +418,20 @@ def _parse_gates(section: Value) -> tuple[GateConfig, ...]:
             )
         )
     return tuple(gates)
+
+
+_TRAILER_RE: Final = re.compile(r"[A-Za-z][A-Za-z0-9-]*")
+
+
+def _parse_observability(section: Value) -> tuple[str, ...]:
+    fields = section.as_mapping(known=("agent_trailers",))
+    names: list[str] = []
+    for item in (fields["agent_trailers"].as_list() if "agent_trailers" in fields else []):
+        name = item.as_str(non_empty=True)
+        if not _TRAILER_RE.fullmatch(name):
+            raise item.error(f"{name!r} is not a trailer name (letters, digits and '-', e.g. Generated-by)")
+        names.append(name)
+    return tuple(names)
 
 
 def _parse_eval(section: Value) -> EvalConfig:

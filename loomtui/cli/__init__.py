@@ -245,6 +245,8 @@ LAYER_COMMANDS: Final[dict[str, str]] = {
     "eval": "guardrails",
     "policy": "governance", "gate": "governance", "escalation": "governance",
     "hook": "hooks", "mcp": "mcp", "plan": "workflow",
+    "report": "observability",
+    "checklist": "checklist",
 }
 """Each layer command and the `loomtui.cli` module that registers it (a test keeps this true): a
 command line naming one loads only its module, not every layer's engines (~0.3 s a call)."""
@@ -334,11 +336,12 @@ def _bench_commands() -> list[Callable[[Any], None]]:
         hook_bench,
         hostile_bench,
         knowledge,
+        observability,
     )
 
     return [coordination.register_bench, knowledge.register_bench, execution.register_bench,
             guardrails.register_bench, governance.register_bench, audit_bench.register_bench,
-            hostile_bench.register_bench, hook_bench.register_bench]
+            hostile_bench.register_bench, hook_bench.register_bench, observability.register_bench]
 
 
 def _missing_command(parser: argparse.ArgumentParser, commands: Any) -> NoReturn:

@@ -38,6 +38,7 @@ from loomtui.execution.gitops import Git
 from loomtui.execution.lifecycle import MERGED
 from loomtui.governance.escalations import EscalationStatus, queue
 from loomtui.guardrails.evals import evaluate_baseline, latest_eval
+from loomtui.observability.checklist import checklist
 from loomtui.store import EscalationRecord, SandboxRecord
 from loomtui.workflow.engine import Workflow, advance
 from loomtui.workflow.plan import PLAN_PATH
@@ -286,6 +287,9 @@ def run_headless(workspace: Workspace, on_step: Say | None = None, *,
             f"who may: payments-team approves, leads (e.g. LOOM_USER={DEMO_LEAD}) may override")
     verify = workspace.audit.verify()
     say(f"audit: {verify.summary(workspace.audit.path)}")
+    scored = checklist(workspace)
+    say(f"the repository scores itself (loomtui checklist): {scored.score:g} of 10: {scored.verdict}"
+        + (f"; gaps: {', '.join(str(item.number) for item in scored.gaps())}" if scored.gaps() else ""))
     checks = _checks(agents, plan, merges, open_escalations, verify.ok)
     failed = [name for name, passed in checks.items() if not passed]
     elapsed = round(time.monotonic() - started, 1)
@@ -304,4 +308,5 @@ def run_headless(workspace: Workspace, on_step: Say | None = None, *,
                               "risk": e.risk, "outcome": e.data.get("outcome"), "summary": e.summary}
                              for e in open_escalations],
         "audit_ok": verify.ok, "audit_entries": verify.entries, "checks": checks, "lines": say.lines,
+        "checklist": scored.as_dict(),
     }

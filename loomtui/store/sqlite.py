@@ -20,6 +20,7 @@ from typing import Any
 
 from loomtui.errors import StoreError
 from loomtui.store.eval_rows import EvalRows
+from loomtui.store.metric_rows import MetricRows
 from loomtui.store.records import (
     ClaimRecord,
     EscalationRecord,
@@ -58,7 +59,7 @@ def _describe(exc: sqlite3.Error, path: Path, waited: float = BUSY_TIMEOUT_S) ->
     return StoreError(f"{path}: state store error: {text}")
 
 
-class SqliteStore(EvalRows):
+class SqliteStore(EvalRows, MetricRows):
     """The shared state of one repository, in one SQLite file."""
 
     def __init__(self, path: Path, *, busy_timeout: float = BUSY_TIMEOUT_S) -> None:

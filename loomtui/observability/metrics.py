@@ -1,0 +1,513 @@
+"""The metrics of a time window, per day and per runtime, computed from the record each time.
+
+Sources, each read only for the window: the audit log (starts, ends, decisions,
+merges, refusals, overrides; see `window`), the state store (sandboxes for their
+runtime and the tokens their agents reported, escalations, gate runs, eval
+reports; filtered by time in SQL) and git history (what landed on the branch and
+which of it was agent-made; see `history`). Nothing is kept between reports, so a
+new audit entry or merge changes the next one.
+
+Days are UTC dates. A change is *decided* when its sandbox was merged or rejected
+(after its agent ran) in the window; a sandbox rejected and later merged counts once,
+as merged. The *acceptance rate* is merged over decided. Time to decision runs from
+the agent's end to the first approval or rejection after it.
+"""
+
+from __future__ import annotations
+
+import functools
+import statistics
+import time
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass, field, fields
+from datetime import UTC, datetime
+from typing import Any
+
+from loomtui.errors import LoomError
+from loomtui.observability.history import History, Landed, agent_trailer_names, read_history
+from loomtui.observability.window import Entry, newest_entry_time, window_entries
+from loomtui.store.metric_rows import EvalOutcome, GateOutcome, SandboxFacts
+from loomtui.workspace import Workspace
+
+DAY_S = 86400
+SANDBOX_EVAL = "sandbox"
+"""The kind of a sandbox's eval report (guardrails.evals.SANDBOX_EVAL, not imported: see `_regressions`)."""
+SEEDED_DAYS = 92
+"""Windows up to this many days list every day; longer ones only the days something happened."""
+UNKNOWN_RUNTIME = "unknown"
+AGENT_ENDS = ("sandbox.exited", "sandbox.failed")
+RAN = ("running", "paused")
+"""The statuses an agent runs in: a move out of one of them is its end."""
+READ_ACTIONS = frozenset({
+    "sandbox.running", "sandbox.exited", "sandbox.failed", "sandbox.approved", "sandbox.rejected", "sandbox.merged",
+    "sandbox.merge_conflict", "escalation.override", "claim.override", "claim.refused", "agent.claim_refused",
+    "plan.scheduled",
+})
+"""The audit actions a report reads; the window's other entries are counted, not parsed."""
+SCHEDULED_APART = ("overlap", "dependency")
+"""Plan edges that keep two tasks apart because their code collides (not an `after` a person wrote)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Breakdown:
+    """The figures of one day (`key` a UTC date), one runtime (`key` its name), or all (`key` "all")."""
+
+    key: str
+    sandboxes_created: int = 0
+    sandboxes_started: int = 0
+    sandboxes_ended: int = 0
+    merged: int = 0
+    rejected: int = 0
+    overridden: int = 0
+    commits: int = 0
+    """Commits landed on the branch (for a runtime: those its agents made)."""
+    agent_commits: int = 0
+    decisions_timed: int = 0
+    median_decision_s: float | None = None
+    gated: int = 0
+    first_try_passed: int = 0
+    regressions_caught: int = 0
+    agents_reporting: int = 0
+    """Agents that reported tokens or cost at their end."""
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cost_usd: float = 0.0
+
+    @property
+    def decided(self) -> int:
+        return self.merged + self.rejected
+
+    @property
+    def acceptance_rate(self) -> float | None:
+        return self.merged / self.decided if self.decided else None
+
+    @property
+    def agent_share(self) -> float | None:
+        return self.agent_commits / self.commits if self.commits else None
+
+    @property
+    def first_try_pass_rate(self) -> float | None:
+        return self.first_try_passed / self.gated if self.gated else None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "decided": self.decided, "acceptance_rate": self.acceptance_rate,
+                "agent_share": self.agent_share, "first_try_pass_rate": self.first_try_pass_rate}
+
+
+COUNTED = tuple(f.name for f in fields(Breakdown) if f.name not in ("key", "median_decision_s"))
+
+
+@dataclass(frozen=True, slots=True)
+class Conflicts:
+    """Conflicts kept from happening before generation, and those met at merge."""
+
+    claims_refused: int = 0
+    agent_claims_refused: int = 0
+    rejected_at_claim: int = 0
+    """Sandboxes rejected before they started because a claim was refused (each also a refused claim)."""
+    scheduled_apart: int = 0
+    """Plan edges that ordered two colliding tasks one after the other."""
+    at_merge: int = 0
+
+    @property
+    def prevented(self) -> int:
+        return self.claims_refused + self.agent_claims_refused + self.scheduled_apart
+
+    def as_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "prevented": self.prevented}
+
+
+@dataclass(frozen=True, slots=True)
+class Override:
+    """A person overriding the policy (an escalation) or a refused claim."""
+
+    at: float
+    by: str
+    kind: str
+    """escalation or claim"""
+    subject: str
+    sandbox: str
+    runtime: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Escalations:
+    opened: int = 0
+    by_risk: dict[str, int] = field(default_factory=dict)
+    by_rule: dict[str, int] = field(default_factory=dict)
+    by_status: dict[str, int] = field(default_factory=dict)
+    by_kind: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Metrics:
+    """Everything `loomtui report` says about [since, until) on `branch`."""
+
+    since: float
+    until: float
+    branch: str
+    total: Breakdown
+    by_day: tuple[Breakdown, ...] = ()
+    by_runtime: tuple[Breakdown, ...] = ()
+    rejected_before_start: int = 0
+    agent_changes: tuple[Landed, ...] = ()
+    """The agent-made commits that landed, oldest first."""
+    agent_by_marker: dict[str, int] = field(default_factory=dict)
+    evals: int = 0
+    sandboxes_with_regressions: int = 0
+    conflicts: Conflicts = Conflicts()
+    escalations: Escalations = Escalations()
+    overrides: tuple[Override, ...] = ()
+    audit_entries: int = 0
+    damaged_entries: tuple[int, ...] = ()
+    partial: tuple[str, ...] = ()
+    """Why some figures are incomplete (empty: they are whole)."""
+    notes: tuple[str, ...] = ()
+    """What a reader should know, such as why everything is zero."""
+
+    # The figures most callers want, from the total.
+    @property
+    def decided(self) -> int:
+        return self.total.decided
+
+    @property
+    def merged(self) -> int:
+        return self.total.merged
+
+    @property
+    def rejected(self) -> int:
+        return self.total.rejected
+
+    @property
+    def overridden(self) -> int:
+        return self.total.overridden
+
+    @property
+    def acceptance_rate(self) -> float | None:
+        return self.total.acceptance_rate
+
+    @property
+    def commits(self) -> int:
+        return self.total.commits
+
+    @property
+    def agent_commits(self) -> int:
+        return self.total.agent_commits
+
+    @property
+    def agent_share(self) -> float | None:
+        return self.total.agent_share
+
+    @property
+    def median_decision_s(self) -> float | None:
+        return self.total.median_decision_s
+
+    @property
+    def first_try_pass_rate(self) -> float | None:
+        return self.total.first_try_pass_rate
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready, with the window also as ISO times."""
+        return {
+            "since": self.since, "until": self.until, "since_iso": iso(self.since), "until_iso": iso(self.until),
+            "branch": self.branch, "total": self.total.as_dict(), "by_day": [b.as_dict() for b in self.by_day],
+            "by_runtime": [b.as_dict() for b in self.by_runtime], "rejected_before_start": self.rejected_before_start,
+            "agent_changes": [c.as_dict() for c in self.agent_changes], "agent_by_marker": self.agent_by_marker,
+            "evals": self.evals, "sandboxes_with_regressions": self.sandboxes_with_regressions,
+            "conflicts": self.conflicts.as_dict(), "escalations": asdict(self.escalations),
+            "overrides": [asdict(o) for o in self.overrides], "audit_entries": self.audit_entries,
+            "damaged_entries": list(self.damaged_entries), "partial": list(self.partial), "notes": list(self.notes),
+        }
+
+
+def iso(when: float) -> str:
+    return datetime.fromtimestamp(when, UTC).isoformat(timespec="seconds")
+
+
+def day_of(when: float) -> str:
+    """The UTC date of a time, as YYYY-MM-DD."""
+    return _day_name(int(when // DAY_S))
+
+
+@functools.lru_cache(maxsize=4096)
+def _day_name(day: int) -> str:
+    return datetime.fromtimestamp(day * DAY_S, UTC).strftime("%Y-%m-%d")
+
+
+class _Tally:
+    """Counts for one breakdown while the window is read."""
+
+    def __init__(self) -> None:
+        self.counts: Counter[str] = Counter()
+        self.cost = 0.0
+        self.waits: list[float] = []
+
+    def freeze(self, key: str) -> Breakdown:
+        counts = {name: self.counts[name] for name in COUNTED if name != "cost_usd"}
+        counts["decisions_timed"] = len(self.waits)
+        return Breakdown(key=key, **counts, cost_usd=round(self.cost, 6),
+                         median_decision_s=statistics.median(self.waits) if self.waits else None)
+
+
+class _Tallies:
+    """Every breakdown at once: a figure counts for its day, its runtime and the total."""
+
+    def __init__(self, since: float, until: float) -> None:
+        self.total = _Tally()
+        self.days: dict[str, _Tally] = {}
+        if until - since <= SEEDED_DAYS * DAY_S:  # a quiet day is a row too; over years, only busy days are
+            day = since
+            while day < until:
+                self.days.setdefault(day_of(day), _Tally())
+                day += DAY_S
+            self.days.setdefault(day_of(max(since, until - 1e-6)), _Tally())
+        self.runtimes: dict[str, _Tally] = {}
+
+    @staticmethod
+    def _slot(table: dict[str, _Tally], key: str) -> _Tally:
+        found = table.get(key)  # not setdefault: that would build a Tally on every call
+        if found is None:
+            found = table[key] = _Tally()
+        return found
+
+    def day(self, when: float) -> _Tally:
+        return self._slot(self.days, day_of(when))
+
+    def runtime(self, name: str) -> _Tally:
+        return self._slot(self.runtimes, name or UNKNOWN_RUNTIME)
+
+    def _each(self, when: float, runtime: str) -> Iterable[_Tally]:
+        return self.total, self.day(when), self.runtime(runtime)
+
+    def add(self, name: str, when: float, runtime: str, amount: int = 1) -> None:
+        for tally in self._each(when, runtime):
+            tally.counts[name] += amount
+
+    def wait(self, seconds: float, when: float, runtime: str) -> None:
+        for tally in self._each(when, runtime):
+            tally.waits.append(seconds)
+
+    def spend(self, cost: float, when: float, runtime: str) -> None:
+        for tally in self._each(when, runtime):
+            tally.cost += cost
+
+
+def _number(value: object) -> float | None:
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+class _Reader:
+    """One pass over the window's audit entries."""
+
+    def __init__(self, tallies: _Tallies, sandboxes: dict[str, SandboxFacts]) -> None:
+        self.tallies = tallies
+        self.sandboxes = sandboxes
+        self.outcome: dict[str, tuple[str, float]] = {}
+        self.ended: dict[str, float] = {}
+        self.timed: set[str] = set()
+        self.before_start = 0
+        self.conflicts: Counter[str] = Counter()
+        self.overrides: list[Override] = []
+
+    def runtime(self, sandbox_id: str) -> str:
+        record = self.sandboxes.get(sandbox_id)
+        return record.runtime if record is not None else UNKNOWN_RUNTIME
+
+    def read(self, entry: Entry) -> None:
+        action, details, sandbox = entry.action, entry.details, entry.subject
+        moved_from = str(details.get("from", ""))
+        if action == "sandbox.running" and moved_from == "planned":
+            self.tallies.add("sandboxes_started", entry.at, self.runtime(sandbox))
+        elif action in AGENT_ENDS and moved_from in RAN:
+            self.ended[sandbox] = entry.at
+            self.timed.discard(sandbox)
+            self.tallies.add("sandboxes_ended", entry.at, self.runtime(sandbox))
+            self._tokens(sandbox, entry.at)
+        elif action == "sandbox.rejected" and moved_from == "planned":
+            self.before_start += 1
+            self.conflicts["rejected_at_claim"] += str(details.get("reason", "")).startswith("claim on")
+        elif action in ("sandbox.merged", "sandbox.rejected"):
+            self.outcome[sandbox] = (action.split(".")[1], entry.at)
+        if action in ("sandbox.approved", "sandbox.rejected") and moved_from != "planned":
+            self._decision(sandbox, entry.at)
+        elif action in ("escalation.override", "claim.override"):
+            kind = action.split(".")[0]
+            on = str(details.get("sandbox", "")) if kind == "escalation" else sandbox
+            self.overrides.append(Override(entry.at, str(details.get("by") or entry.actor), kind, entry.subject, on,
+                                           self.runtime(on), str(details.get("reason", ""))))
+            self.tallies.add("overridden", entry.at, self.runtime(on))
+        elif action == "claim.refused":
+            self.conflicts["claims_refused"] += 1
+        elif action == "agent.claim_refused":
+            self.conflicts["agent_claims_refused"] += 1
+        elif action == "plan.scheduled":
+            edges = details.get("edges") or []
+            self.conflicts["scheduled_apart"] += sum(isinstance(e, dict) and e.get("kind") in SCHEDULED_APART
+                                                     for e in edges)
+        elif action == "sandbox.merge_conflict":
+            self.conflicts["at_merge"] += 1
+
+    def _decision(self, sandbox: str, at: float) -> None:
+        """The first decision after an agent's end: how long people (or the policy) took."""
+        if sandbox in self.timed:
+            return
+        record = self.sandboxes.get(sandbox)
+        ended = self.ended.get(sandbox)
+        if ended is None and record is not None:
+            ended = record.ended_at  # the agent ended before the window
+        if ended is None or ended > at:
+            return
+        self.timed.add(sandbox)
+        self.tallies.wait(at - ended, at, self.runtime(sandbox))
+
+    def _tokens(self, sandbox: str, at: float) -> None:
+        record = self.sandboxes.get(sandbox)
+        result = record.agent_result if record is not None else None
+        if result is None:
+            return
+        tokens_in, tokens_out = _number(result.get("input_tokens")), _number(result.get("output_tokens"))
+        cost = _number(result.get("cost_usd"))
+        if tokens_in is None and tokens_out is None and cost is None:
+            return
+        runtime = self.runtime(sandbox)
+        self.tallies.add("agents_reporting", at, runtime)
+        self.tallies.add("input_tokens", at, runtime, int(tokens_in or 0))
+        self.tallies.add("output_tokens", at, runtime, int(tokens_out or 0))
+        self.tallies.spend(cost or 0.0, at, runtime)
+
+    def finish(self) -> None:
+        for sandbox, (outcome, at) in self.outcome.items():
+            self.tallies.add(outcome, at, self.runtime(sandbox))
+
+
+def _gates(tallies: _Tallies, runs: Sequence[GateOutcome], runtime_of: dict[str, str]) -> None:
+    """First-try pass: every blocking check passed on the first commit a sandbox's gates ran on."""
+    by_sandbox: dict[str, list[GateOutcome]] = {}
+    for run in runs:
+        by_sandbox.setdefault(run.sandbox_id, []).append(run)
+    for sandbox, found in by_sandbox.items():
+        first = found[0]
+        tried: dict[str, str] = {}
+        for run in found:
+            if run.commit_sha == first.commit_sha and run.blocking:
+                tried.setdefault(run.gate, run.status)
+        if "running" in tried.values():
+            continue  # not judged yet
+        runtime = runtime_of.get(sandbox, UNKNOWN_RUNTIME)
+        tallies.add("gated", first.started, runtime)
+        tallies.add("first_try_passed", first.started, runtime, int(all(s == "passed" for s in tried.values())))
+
+
+def _regressions(workspace: Workspace, outcome: EvalOutcome) -> int:
+    if outcome.regressions is not None:
+        return outcome.regressions
+    record = workspace.store.eval_report_by_id(outcome.id)  # a report without the summary field: read it whole
+    if record is None:
+        return 0
+    from loomtui.guardrails.evals import EvalReport  # here: the eval harness is slow to import, and rarely needed
+
+    try:
+        return len(EvalReport.from_dict(record.data).regressions)
+    except (KeyError, TypeError, ValueError, AttributeError):
+        return 0
+
+
+def _escalations(workspace: Workspace, since: float, until: float) -> Escalations:
+    found = workspace.store.escalations_opened_between(since, until)
+    rules: Counter[str] = Counter()
+    for escalation in found:
+        rules.update({str(r.get("name")) for r in escalation.data.get("rules") or () if isinstance(r, dict)})
+    return Escalations(len(found), dict(Counter(e.risk for e in found)), dict(rules),
+                       dict(Counter(e.status for e in found)), dict(Counter(e.kind for e in found)))
+
+
+def _history_figures(tallies: _Tallies, history: History) -> Counter[str]:
+    markers: Counter[str] = Counter()
+    for landed in history.landed:
+        runtime = landed.mark.runtime if landed.mark else ""
+        for tally in (tallies.total, tallies.day(landed.committed)):
+            tally.counts["commits"] += 1
+            tally.counts["agent_commits"] += landed.agent_made
+        if landed.mark is not None:  # a runtime's commits are the ones its agents made
+            made = tallies.runtime(runtime)
+            made.counts["commits"] += 1
+            made.counts["agent_commits"] += 1
+            markers.update(landed.mark.markers)
+    return markers
+
+
+def _notes(workspace: Workspace, entries: int) -> list[str]:
+    """Why the figures may all be zero."""
+    if not workspace.store.holds_records():
+        return ["the store is empty: no sandbox has run in this repository yet, so every store figure is zero "
+                "(start one with `loomtui sandbox new`, or see `loomtui demo`)"]
+    if entries:
+        return []
+    newest = newest_entry_time(workspace.store)
+    when = f"; the newest audit entry is from {iso(newest)}" if newest is not None else ""
+    return [f"nothing was recorded in this window{when}"]
+
+
+def compute_metrics(workspace: Workspace, since: float, until: float | None = None, branch: str | None = None, *,
+                    agent_trailers: Sequence[str] = ()) -> Metrics:
+    """The metrics of [since, until) (until: now) on `branch` (default main, then master).
+
+    `agent_trailers` adds trailer names that mark agent-made commits (with those in
+    `observability.agent_trailers` and LOOMTUI_AGENT_TRAILERS). Raises LoomError (exit 2) when the branch is not found.
+    """
+    until = time.time() if until is None else until
+    store = workspace.store
+    partial: list[str] = []
+    if store.audit_bounds() is None:
+        try:
+            workspace.audit.sync()  # a log written before the store kept entries is imported first
+        except LoomError as exc:
+            partial.append(f"the audit log could not be read ({exc})")
+    window = window_entries(store, since, until, READ_ACTIONS)
+    entries, damaged = window.entries, window.damaged
+    sandboxes = {r.id: r for r in store.sandbox_facts_between(since, until)}
+    missing = {e.subject for e in entries if e.action.startswith("sandbox.")} - sandboxes.keys()
+    sandboxes.update((r.id, r) for r in store.sandbox_facts(sorted(missing)))
+    tallies = _Tallies(since, until)
+    for record in sandboxes.values():
+        if since <= record.created < until:
+            tallies.add("sandboxes_created", record.created, record.runtime)
+    reader = _Reader(tallies, sandboxes)
+    for entry in entries:
+        reader.read(entry)
+    reader.finish()
+    gate_runs = store.first_gate_outcomes(since, until)
+    runtime_of = {r.id: r.runtime for r in sandboxes.values()}
+    runtime_of.update((r.id, r.runtime) for r in store.sandbox_facts(
+        sorted({run.sandbox_id for run in gate_runs} - runtime_of.keys())))
+    _gates(tallies, gate_runs, runtime_of)
+    reports = store.eval_outcomes_between(SANDBOX_EVAL, since, until)
+    with_regressions = 0
+    for report in reports:
+        caught = _regressions(workspace, report)
+        with_regressions += bool(caught)
+        tallies.add("regressions_caught", report.created, runtime_of.get(report.subject, UNKNOWN_RUNTIME), caught)
+    configured = workspace.load_config().agent_trailers  # `observability.agent_trailers` in .loom/loom.yaml
+    history = read_history(workspace.root, branch, since, until, agent_trailer_names((*configured, *agent_trailers)))
+    markers = _history_figures(tallies, history)
+    partial += history.partial
+    if damaged:
+        shown = ", ".join(str(s) for s in damaged[:10]) + (" ..." if len(damaged) > 10 else "")
+        one = len(damaged) == 1
+        partial.append(f"{len(damaged)} audit entr{'y is' if one else 'ies are'} not a valid audit record "
+                       f"(seq {shown}), skipped; `loomtui audit verify` says more")
+    return Metrics(
+        since=since, until=until, branch=history.branch, total=tallies.total.freeze("all"),
+        by_day=tuple(tallies.days[d].freeze(d) for d in sorted(tallies.days)),
+        by_runtime=tuple(tallies.runtimes[r].freeze(r) for r in sorted(tallies.runtimes)),
+        rejected_before_start=reader.before_start,
+        agent_changes=tuple(c for c in history.landed if c.agent_made), agent_by_marker=dict(markers),
+        evals=len(reports), sandboxes_with_regressions=with_regressions,
+        conflicts=Conflicts(**{name: reader.conflicts[name] for name in (
+            "claims_refused", "agent_claims_refused", "rejected_at_claim", "scheduled_apart", "at_merge")}),
+        escalations=_escalations(workspace, since, until), overrides=tuple(reader.overrides),
+        audit_entries=window.count, damaged_entries=tuple(damaged), partial=tuple(partial),
+        notes=(*history.notes, *_notes(workspace, window.count)),
+    )

@@ -1,0 +1,282 @@
+"""`Metrics` rendered: plain text, markdown for a weekly note, JSON, and the Prometheus text format.
+
+The Prometheus output is for node_exporter's textfile collector: every family has
+HELP and TYPE lines, names start with `loomtui_`, and figures that split by
+runtime carry a `runtime` label (summing a family gives the total). Figures are
+gauges: each describes the report's window, not a counter since the start.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable
+from datetime import UTC, datetime
+
+from loomtui.observability.metrics import Breakdown, Metrics
+
+FORMATS = ("text", "json", "markdown", "prometheus")
+SHOWN_CHANGES = 20
+PREFIX = "loomtui_"
+
+
+def percent(value: float | None) -> str:
+    return "n/a" if value is None else f"{value * 100:.0f}%"
+
+
+def duration(seconds: float | None) -> str:
+    """A wait in the unit a person reads it in: 42 s, 12 min, 3.5 h, 2.1 d."""
+    if seconds is None:
+        return "n/a"
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 90 * 60:
+        return f"{seconds / 60:.0f} min"
+    if seconds < 48 * 3600:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 86400:.1f} d"
+
+
+def _when(epoch: float) -> str:
+    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%d %H:%M")
+
+
+def _counts(counts: dict[str, int]) -> str:
+    return ", ".join(f"{key} {n}" for key, n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))) or "none"
+
+
+def _tokens(row: Breakdown) -> str:
+    if not row.agents_reporting:
+        return "none reported"
+    return (f"{row.input_tokens:,} in / {row.output_tokens:,} out tokens, ${row.cost_usd:.2f} "
+            f"({row.agents_reporting} agent(s) reporting)")
+
+
+def summary_lines(metrics: Metrics) -> list[tuple[str, str]]:
+    """(label, sentence) for each headline figure, shared by text and markdown."""
+    total, conflicts, esc = metrics.total, metrics.conflicts, metrics.escalations
+    markers = f": {_counts(metrics.agent_by_marker)}" if metrics.agent_by_marker else ""
+    before = f"; {metrics.rejected_before_start} rejected before they started" if metrics.rejected_before_start else ""
+    people: dict[str, int] = {}
+    for override in metrics.overrides:
+        people[override.by] = people.get(override.by, 0) + 1
+    return [
+        ("Acceptance", f"{total.decided} changes decided: {total.merged} merged, {total.rejected} rejected "
+                       f"(acceptance {percent(total.acceptance_rate)}){before}"),
+        ("Agent-made", f"{total.agent_commits} of {total.commits} commits that landed on {metrics.branch} "
+                       f"({percent(total.agent_share)}){markers}"),
+        ("Sandboxes", f"{total.sandboxes_created} created, {total.sandboxes_started} started, "
+                      f"{total.sandboxes_ended} ended"),
+        ("Decisions", f"median {duration(total.median_decision_s)} from an agent's end to a decision "
+                      f"({total.decisions_timed} timed)"),
+        ("Gates", f"{total.first_try_passed} of {total.gated} sandboxes passed first try "
+                  f"({percent(total.first_try_pass_rate)}); {total.regressions_caught} regressions caught in "
+                  f"{metrics.sandboxes_with_regressions} sandbox(es) ({metrics.evals} evals)"),
+        ("Conflicts", f"{conflicts.prevented} prevented before generation ({conflicts.claims_refused} claims "
+                      f"refused, {conflicts.agent_claims_refused} agent edits refused, {conflicts.scheduled_apart} "
+                      f"tasks scheduled apart); {conflicts.at_merge} met at merge"),
+        ("Escalations", f"{esc.opened} opened; by risk: {_counts(esc.by_risk)}; by rule: {_counts(esc.by_rule)}; "
+                        f"now: {_counts(esc.by_status)}"),
+        ("Overrides", f"{len(metrics.overrides)}, by {_counts(people)}" if metrics.overrides else "none"),
+        ("Tokens", _tokens(total)),
+    ]
+
+
+RUNTIME_COLUMNS: tuple[tuple[str, Callable[[Breakdown], str]], ...] = (
+    ("runtime", lambda b: b.key), ("started", lambda b: str(b.sandboxes_started)),
+    ("ended", lambda b: str(b.sandboxes_ended)), ("merged", lambda b: str(b.merged)),
+    ("rejected", lambda b: str(b.rejected)), ("accepted", lambda b: percent(b.acceptance_rate)),
+    ("overridden", lambda b: str(b.overridden)), ("commits", lambda b: str(b.agent_commits)),
+    ("to decision", lambda b: duration(b.median_decision_s)), ("first try", lambda b: percent(b.first_try_pass_rate)),
+    ("tokens in", lambda b: f"{b.input_tokens:,}"), ("tokens out", lambda b: f"{b.output_tokens:,}"),
+    ("cost", lambda b: f"${b.cost_usd:.2f}"),
+)
+DAY_COLUMNS: tuple[tuple[str, Callable[[Breakdown], str]], ...] = (
+    ("day", lambda b: b.key), ("started", lambda b: str(b.sandboxes_started)),
+    ("ended", lambda b: str(b.sandboxes_ended)), ("merged", lambda b: str(b.merged)),
+    ("rejected", lambda b: str(b.rejected)), ("accepted", lambda b: percent(b.acceptance_rate)),
+    ("commits", lambda b: str(b.commits)), ("agent-made", lambda b: str(b.agent_commits)),
+    ("to decision", lambda b: duration(b.median_decision_s)),
+)
+
+
+def _rows(columns: tuple[tuple[str, Callable[[Breakdown], str]], ...], rows: Iterable[Breakdown]) -> list[list[str]]:
+    return [[name for name, _ in columns], *([cell(row) for _, cell in columns] for row in rows)]
+
+
+def _aligned(table: list[list[str]]) -> list[str]:
+    widths = [max(len(row[i]) for row in table) for i in range(len(table[0]))]
+    return ["  ".join(cell.ljust(w) if i == 0 else cell.rjust(w) for i, (cell, w) in enumerate(zip(row, widths,
+                                                                                                  strict=True)))
+            for row in table]
+
+
+def _markdown_table(table: list[list[str]]) -> list[str]:
+    head, *body = table
+    return ["| " + " | ".join(head) + " |", "|" + "|".join("---" if i == 0 else "--:" for i in range(len(head))) + "|",
+            *("| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |" for row in body)]
+
+
+def _override_lines(metrics: Metrics, *, bold: bool = False) -> list[str]:
+    mark = "**" if bold else ""
+    return [f"{_when(o.at)} {mark}{o.by}{mark} overrode {o.kind} {o.subject}"
+            f"{' (sandbox ' + o.sandbox + ')' if o.sandbox and o.sandbox != o.subject else ''}: "
+            f"{o.reason or 'no reason given'}" for o in metrics.overrides]
+
+
+def _title(metrics: Metrics) -> str:
+    return f"{_when(metrics.since)} to {_when(metrics.until)} UTC, branch {metrics.branch}"
+
+
+def render_text(metrics: Metrics) -> str:
+    lines = [f"loomtui report: {_title(metrics)}"]
+    lines += [f"PARTIAL: {why}" for why in metrics.partial]
+    lines += [f"note: {note}" for note in metrics.notes]
+    lines.append("")
+    lines += [f"{label:<12} {sentence}" for label, sentence in summary_lines(metrics)]
+    if metrics.by_runtime:
+        lines += ["", "By runtime", *_aligned(_rows(RUNTIME_COLUMNS, metrics.by_runtime))]
+    lines += ["", "By day (UTC)", *_aligned(_rows(DAY_COLUMNS, metrics.by_day))]
+    if metrics.overrides:
+        lines += ["", "Overrides", *(f"  {line}" for line in _override_lines(metrics)[-SHOWN_CHANGES:])]
+    if metrics.agent_changes:
+        lines += ["", f"Agent-made commits on {metrics.branch} ({len(metrics.agent_changes)})"]
+        lines += [f"  {c.sha[:10]}  {_when(c.committed)}  {(c.mark.runtime if c.mark else ''):<8}  {c.subject}"
+                  for c in metrics.agent_changes[-SHOWN_CHANGES:]]
+        if len(metrics.agent_changes) > SHOWN_CHANGES:
+            lines.append(f"  ... and {len(metrics.agent_changes) - SHOWN_CHANGES} older (--format json lists all)")
+    return "\n".join(lines)
+
+
+def render_markdown(metrics: Metrics) -> str:
+    lines = [f"## Agent work: {_title(metrics)}", ""]
+    lines += [f"> **Partial:** {why}" for why in metrics.partial]
+    lines += [f"> Note: {note}" for note in metrics.notes]
+    if metrics.partial or metrics.notes:
+        lines.append("")
+    lines += [f"- **{label}**: {sentence}" for label, sentence in summary_lines(metrics)]
+    if metrics.by_runtime:
+        lines += ["", "### By runtime", "", *_markdown_table(_rows(RUNTIME_COLUMNS, metrics.by_runtime))]
+    lines += ["", "### By day (UTC)", "", *_markdown_table(_rows(DAY_COLUMNS, metrics.by_day))]
+    if metrics.overrides:
+        lines += ["", "### Overrides", ""]
+        lines += [f"- {line}" for line in _override_lines(metrics, bold=True)]
+    if metrics.agent_changes:
+        lines += ["", f"### Agent-made commits on {metrics.branch}", ""]
+        lines += [f"- `{c.sha[:10]}` {_when(c.committed)} {c.mark.runtime if c.mark else ''}: "
+                  f"{c.subject.replace('|', '/')}" for c in metrics.agent_changes[-SHOWN_CHANGES:]]
+        if len(metrics.agent_changes) > SHOWN_CHANGES:
+            lines.append(f"- ... and {len(metrics.agent_changes) - SHOWN_CHANGES} older")
+    return "\n".join(lines)
+
+
+def render_json(metrics: Metrics) -> str:
+    return json.dumps(metrics.as_dict(), indent=2, sort_keys=True, default=str)
+
+
+# -- Prometheus -------------------------------------------------------------------------------
+
+
+def _label(value: str) -> str:
+    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+
+
+def _sample(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else repr(float(value))
+
+
+class _Families:
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+
+    def family(self, name: str, help_text: str,
+               samples: Iterable[tuple[dict[str, str], float | None]]) -> None:
+        """One gauge family; a sample whose value is None (a rate of nothing) is left out."""
+        kept = [(labels, value) for labels, value in samples if value is not None]
+        self.lines += [f"# HELP {PREFIX}{name} {help_text}", f"# TYPE {PREFIX}{name} gauge"]
+        for labels, value in kept:
+            text = ",".join(f'{key}="{_label(val)}"' for key, val in sorted(labels.items()))
+            self.lines.append(f"{PREFIX}{name}{{{text}}} {_sample(value)}" if text else
+                              f"{PREFIX}{name} {_sample(value)}")
+
+
+_PER_RUNTIME: tuple[tuple[str, str, Callable[[Breakdown], float | None]], ...] = (
+    ("sandboxes_created", "Sandboxes created in the report window.", lambda b: b.sandboxes_created),
+    ("sandboxes_started", "Sandboxes whose agent started in the report window.", lambda b: b.sandboxes_started),
+    ("sandboxes_ended", "Sandboxes whose agent ended in the report window.", lambda b: b.sandboxes_ended),
+    ("changes_merged", "Agent changes merged in the report window.", lambda b: b.merged),
+    ("changes_rejected", "Agent changes rejected (and not merged since) in the report window.", lambda b: b.rejected),
+    ("changes_decided", "Agent changes merged or rejected in the report window.", lambda b: b.decided),
+    ("overrides", "Policy and claim overrides in the report window.", lambda b: b.overridden),
+    ("agent_commits", "Agent-made commits that landed on the branch in the report window.",
+     lambda b: b.agent_commits),
+    ("gated_sandboxes", "Sandboxes whose gates first ran in the report window.", lambda b: b.gated),
+    ("gate_first_try_passed", "Sandboxes whose gates all passed on the first commit gated.",
+     lambda b: b.first_try_passed),
+    ("regressions_caught", "Tests that passed on the base and failed in a sandbox, in the window's evals.",
+     lambda b: b.regressions_caught),
+    ("agents_reporting_usage", "Agents that reported tokens or cost at their end.", lambda b: b.agents_reporting),
+    ("agent_input_tokens", "Input tokens agents reported, for agents that ended in the window.",
+     lambda b: b.input_tokens),
+    ("agent_output_tokens", "Output tokens agents reported, for agents that ended in the window.",
+     lambda b: b.output_tokens),
+    ("agent_cost_usd", "Cost in US dollars agents reported, for agents that ended in the window.",
+     lambda b: b.cost_usd),
+    ("runtime_acceptance_ratio", "Merged over decided, per runtime (absent when nothing was decided).",
+     lambda b: b.acceptance_rate),
+    ("runtime_decision_seconds_median", "Median seconds from an agent's end to the decision, per runtime.",
+     lambda b: b.median_decision_s),
+)
+
+
+def render_prometheus(metrics: Metrics) -> str:
+    out = _Families()
+    total = metrics.total
+    out.family("report_window_seconds", "Length of the report window in seconds.",
+               [({}, metrics.until - metrics.since)])
+    out.family("report_window_end_timestamp_seconds", "End of the report window, in seconds since the epoch.",
+               [({}, metrics.until)])
+    out.family("report_partial", "1 when some figures are incomplete (shallow clone, damaged audit entries).",
+               [({}, 1 if metrics.partial else 0)])
+    out.family("audit_entries", "Audit entries recorded in the report window.", [({}, metrics.audit_entries)])
+    out.family("audit_damaged_entries", "Audit entries in the window that are not valid records (skipped).",
+               [({}, len(metrics.damaged_entries))])
+    for name, help_text, value in _PER_RUNTIME:
+        out.family(name, help_text, [({"runtime": row.key}, value(row)) for row in metrics.by_runtime])
+    out.family("acceptance_ratio", "Agent changes merged over decided in the report window.",
+               [({}, total.acceptance_rate)])
+    out.family("decision_seconds_median", "Median seconds from an agent's end to the decision on its change.",
+               [({}, total.median_decision_s)])
+    out.family("gate_first_try_pass_ratio", "Share of gated sandboxes that passed every gate on the first try.",
+               [({}, total.first_try_pass_rate)])
+    out.family("commits", "Commits that landed on the branch (first-parent line) in the report window.",
+               [({"branch": metrics.branch}, total.commits)])
+    out.family("agent_commit_ratio", "Share of the commits that landed on the branch that were agent-made.",
+               [({"branch": metrics.branch}, total.agent_share)])
+    out.family("agent_commits_by_marker", "Agent-made commits by the mark that shows it (one may have several).",
+               [({"marker": marker}, n) for marker, n in sorted(metrics.agent_by_marker.items())])
+    conflicts = metrics.conflicts
+    out.family("conflicts_prevented", "Conflicts kept from happening before code was generated, by how.",
+               [({"kind": "claim_refused"}, conflicts.claims_refused),
+                ({"kind": "agent_claim_refused"}, conflicts.agent_claims_refused),
+                ({"kind": "scheduled_apart"}, conflicts.scheduled_apart)])
+    out.family("conflicts_at_merge", "Merges refused because they would conflict.", [({}, conflicts.at_merge)])
+    out.family("escalations_opened", "Escalations opened in the report window, by risk.",
+               [({"risk": risk}, n) for risk, n in sorted(metrics.escalations.by_risk.items())])
+    out.family("escalation_rule_hits", "Escalations opened in the report window, by policy rule that fired.",
+               [({"rule": rule}, n) for rule, n in sorted(metrics.escalations.by_rule.items())])
+    by_person: dict[tuple[str, str], int] = {}
+    for override in metrics.overrides:
+        by_person[(override.by, override.kind)] = by_person.get((override.by, override.kind), 0) + 1
+    out.family("overrides_by_person", "Overrides in the report window, by who made them and of what.",
+               [({"by": by, "kind": kind}, n) for (by, kind), n in sorted(by_person.items())])
+    return "\n".join(out.lines)
+
+
+RENDERERS: dict[str, Callable[[Metrics], str]] = {
+    "text": render_text, "json": render_json, "markdown": render_markdown, "prometheus": render_prometheus,
+}
+
+
+def render(metrics: Metrics, fmt: str) -> str:
+    """The report in one of FORMATS."""
+    return RENDERERS[fmt](metrics)

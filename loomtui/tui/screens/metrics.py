@@ -1,0 +1,170 @@
+"""The metrics view: the week at a glance, charts over days, per runtime, and the infrastructure checklist.
+
+Every figure is computed by the observability engine (`compute_metrics`, `checklist`),
+the same as `loomtui report` and `loomtui checklist` print: nothing is stored twice.
+The charts are Textual's own `Sparkline`: one bar per day reads well in a terminal
+at any width, needs no plotting dependency, and a row per figure lines the days up.
+Computing reads the store, the audit log and git, so it runs in a worker; the view
+recomputes when it is shown and when `r` is pressed, never while hidden.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Final
+
+from rich.text import Text
+from textual import work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.widgets import DataTable, Footer, Sparkline, Static
+
+from loomtui.errors import LoomError
+from loomtui.tui.base import LoomScreen
+from loomtui.tui.widgets.status_header import StatusHeader
+
+if TYPE_CHECKING:
+    from loomtui.observability.checklist import Checklist
+    from loomtui.observability.metrics import Metrics
+
+WEEK_S: Final = 7 * 86400
+CHARTS: Final = (
+    ("sandboxes_ended", "agents ended"), ("merged", "merged"), ("rejected", "rejected"),
+    ("agent_commits", "agent-made commits"), ("regressions_caught", "regressions caught"),
+)
+RUNTIME_COLUMNS: Final = (("runtime", "Runtime"), ("ended", "Ended"), ("merged", "Merged"), ("rejected", "Rejected"),
+                          ("acceptance", "Accepted"), ("decision", "To decision"), ("first_try", "Gate 1st try"),
+                          ("tokens", "Tokens"), ("cost", "Cost"))
+ANSWER_STYLES: Final = {"yes": "green", "partly": "yellow", "no": "bold red"}
+
+
+def percent(value: float | None) -> str:
+    return "–" if value is None else f"{value:.0%}"
+
+
+def duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "–"
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds / size:.1f}{unit}"
+    return f"{seconds:.0f}s"
+
+
+def glance(metrics: Metrics) -> Text:
+    """The four figures of the week, and what the window was."""
+    text = Text()
+    for label, value in (("acceptance rate", percent(metrics.acceptance_rate)),
+                         ("agent-made share", percent(metrics.agent_share)),
+                         ("time to decision", duration(metrics.median_decision_s)),
+                         ("gate 1 first try", percent(metrics.first_try_pass_rate))):
+        text.append(f"{value:>7} ", style="bold")
+        text.append(f"{label}   ", style="dim")
+    text.append(f"\n{metrics.merged} merged of {metrics.decided} decided; {metrics.agent_commits} of "
+                f"{metrics.commits} commits on {metrics.branch} agent-made; {len(metrics.overrides)} override(s); "
+                f"{metrics.conflicts.at_merge} conflict(s) met at merge")
+    for line in (*metrics.partial, *metrics.notes):
+        text.append(f"\n! {line}", style="yellow")
+    return text
+
+
+def checklist_text(checklist: Checklist) -> Text:
+    text = Text(f"checklist {checklist.score:g}/10: {checklist.verdict}\n", style="bold")
+    for item in checklist.items:
+        text.append(f"{item.number:>2} ")
+        text.append(f"{item.answer:<7}", style=ANSWER_STYLES.get(item.answer, ""))
+        text.append(f"{item.question}\n")
+    return text
+
+
+class MetricsScreen(LoomScreen[None]):
+    """What agents did this week and how much was accepted; the article's ten items."""
+
+    AUTO_FOCUS = "#metrics-runtimes"
+    BINDINGS = [
+        Binding("r", "recompute", "Recompute", id="metrics.recompute"),
+        Binding("escape", "back", "Back", id="metrics.back"),
+    ]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.metrics: Metrics | None = None
+
+    def compose(self) -> ComposeResult:
+        yield StatusHeader(id="status")
+        with Horizontal(id="metrics-body"):
+            with VerticalScroll(id="metrics-left"):
+                yield Static(Text("Computing this week's figures…"), id="metrics-glance")
+                with Vertical(id="metrics-charts"):
+                    for key, label in CHARTS:
+                        yield Static(Text(label, style="dim"), classes="chart-label")
+                        yield Sparkline([], id=f"chart-{key}", classes="chart")
+                yield DataTable(id="metrics-runtimes", cursor_type="row", zebra_stripes=True)
+            yield VerticalScroll(Static(Text("Checking the ten items…"), id="metrics-checklist"),
+                                 id="metrics-right")
+        yield Footer(compact=True)
+
+    def on_mount(self) -> None:
+        table = self.query_one("#metrics-runtimes", DataTable)
+        for key, label in RUNTIME_COLUMNS:
+            table.add_column(label, key=key)
+        self.loom.update_header(self.query_one(StatusHeader))
+        self.action_recompute()
+
+    def on_screen_resume(self) -> None:
+        self.action_recompute()
+
+    def action_recompute(self) -> None:
+        self._compute()
+
+    def action_back(self) -> None:
+        self.app.switch_mode("dashboard")
+
+    @work(thread=True, exclusive=True, group="metrics")
+    def _compute(self) -> None:
+        from loomtui.observability.checklist import cached_checklist
+        from loomtui.observability.metrics import compute_metrics
+
+        workspace = self.loom.workspace
+        try:
+            metrics = compute_metrics(workspace, time.time() - WEEK_S)
+        except LoomError as exc:
+            self.app.call_from_thread(self._show_problem, str(exc))
+            return
+        self.app.call_from_thread(self._show_metrics, metrics)
+        try:
+            checklist = cached_checklist(workspace)
+        except LoomError as exc:
+            self.app.call_from_thread(self._show_problem, f"checklist: {exc}")
+            return
+        self.app.call_from_thread(self._show_checklist, checklist)
+
+    def _show_problem(self, problem: str) -> None:
+        self.query_one("#metrics-glance", Static).update(Text(problem, style="bold red"))
+
+    def _show_metrics(self, metrics: Metrics) -> None:
+        self.metrics = metrics
+        self.query_one("#metrics-glance", Static).update(glance(metrics))
+        for key, _label in CHARTS:
+            self.query_one(f"#chart-{key}", Sparkline).data = [float(getattr(day, key)) for day in metrics.by_day]
+        table = self.query_one("#metrics-runtimes", DataTable)
+        rows = {str(row.key.value) for row in table.ordered_rows}
+        for runtime in metrics.by_runtime:
+            cells = {
+                "runtime": Text(runtime.key), "ended": str(runtime.sandboxes_ended), "merged": str(runtime.merged),
+                "rejected": str(runtime.rejected), "acceptance": percent(runtime.acceptance_rate),
+                "decision": duration(runtime.median_decision_s), "first_try": percent(runtime.first_try_pass_rate),
+                "tokens": f"{runtime.input_tokens + runtime.output_tokens:,}" if runtime.agents_reporting else "–",
+                "cost": f"${runtime.cost_usd:.2f}" if runtime.agents_reporting else "–",
+            }
+            if runtime.key in rows:
+                for column, value in cells.items():
+                    table.update_cell(runtime.key, column, value)
+            else:
+                table.add_row(*cells.values(), key=runtime.key)
+        for gone in rows - {r.key for r in metrics.by_runtime}:
+            table.remove_row(gone)
+
+    def _show_checklist(self, checklist: Checklist) -> None:
+        self.query_one("#metrics-checklist", Static).update(checklist_text(checklist))

@@ -1,0 +1,396 @@
+"""`loomtui checklist`: the article's ten items answered from evidence, on small crafted repositories.
+
+Each item is shown passing and failing: a repository is given (or denied) the files and
+records that item reads, through the same store and audit APIs the engines use.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from loomtui.execution import isolation
+from loomtui.execution.isolation import IsolationStatus
+from loomtui.observability.checklist import (
+    BANDS,
+    Checklist,
+    Item,
+    band_for,
+    cached_checklist,
+    checklist,
+    verdict,
+)
+from loomtui.store import SandboxRecord
+from loomtui.workspace import Workspace, open_workspace
+from tests.conftest import git, run_cli
+
+GATES = ('gates:\n  - name: tests\n    run: ["python", "-c", "pass", "--junitxml={report}"]\n    format: junit\n'
+         '  - name: compile\n    run: ["python", "-c", "pass"]\n')
+POLICY = """\
+version: 1
+groups:
+  payments-team: [alice@example.com, bob@example.com]
+  leads: [lead@example.com]
+rules:
+  - name: payments
+    when: {paths: ["payments/**"]}
+    risk: high
+    decision: require
+    approvals: {groups: [payments-team], count: 1}
+  - name: docs
+    when: {paths: ["docs/**"]}
+    decision: auto_approve
+"""
+ADR = "# 1. Keep a README\n\n## Status\n\nAccepted\n\n## Decision\n\nEvery service has a `README.md`.\n"
+CI = "on: pull_request\njobs:\n  gate:\n    steps:\n      - run: python -m loomtui gate --base main --format markdown\n"
+SCORE = {"total": 90, "passed": True, "items": [{"name": "tests", "status": "pass", "points": 20, "weight": 20,
+                                                 "headline": "", "evidence": []}]}
+
+
+def write(root: Path, files: dict[str, str], message: str = "files") -> None:
+    for name, text in files.items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_text(text)
+    git(root, "add", "-A")
+    git(root, "commit", "-q", "-m", message)
+
+
+@pytest.fixture
+def bwrap(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """bubblewrap works (whatever this machine has): item 1 then depends on the sandboxes alone."""
+    monkeypatch.setattr(isolation, "isolation_status",
+                        lambda: IsolationStatus(True, "/usr/bin/bwrap", "bubblewrap at /usr/bin/bwrap"))
+    yield
+
+
+@pytest.fixture
+def ws(repo: Path) -> Iterator[Workspace]:
+    workspace = open_workspace(repo)
+    yield workspace
+    workspace.close()
+
+
+def add_sandbox(ws: Workspace, sid: str, status: str = "merged", isolated: str = "bwrap", **data: object) -> None:
+    now = time.time()
+    ws.store.add_sandbox(SandboxRecord(sid, f"task {sid}", "script", status, now, now, base_ref="main",
+                                       branch=f"loom/{sid}", isolation=isolated, data=dict(data)))
+
+
+def item(ws: Workspace, number: int) -> Item:
+    return checklist(ws).items[number - 1]
+
+
+def merge_with_trailers(repo: Path, sid: str, trailers: str) -> None:
+    """A merge commit on main like loomtui's, carrying `trailers`."""
+    git(repo, "checkout", "-q", "-b", f"loom/{sid}")
+    write(repo, {f"work/{sid}.txt": sid}, f"agent work {sid}")
+    git(repo, "checkout", "-q", "main")
+    git(repo, "merge", "-q", "--no-ff", f"loom/{sid}", "-m", f"Merge loom/{sid} into main\n\n{trailers}")
+
+
+def well_run(repo: Path, ws: Workspace) -> None:
+    """Everything the ten items look for: files, records, audit entries and a merge with trailers."""
+    write(repo, {"AGENTS.md": "# Conventions\n\n## Money\n\nUse Decimal.\n", "docs/adr/0001-keep-a-readme.md": ADR,
+                 ".loom/loom.yaml": GATES, ".loom/policy.yaml": POLICY, ".github/workflows/loomtui.yml": CI})
+    add_sandbox(ws, "s1", context={"version": "v1"})
+    ws.record("context.sliced", "s1", {"version": "v1"})
+    ws.store.add_claim("s1", "work/s1.txt", "exclusive", "work", time.time() + 3600, ["work/s1.txt"])
+    run = ws.store.add_gate_run("s1", "tests", "abc")
+    ws.store.finish_gate_run(run.id, "passed", {"duration_s": 12.5})
+    ws.store.add_eval_report("s1", "sandbox", "abc", "fp", {"score": SCORE})
+    for action in ("gate.passed", "eval.run", "policy.evaluated"):
+        ws.record(action, "s1", {})
+    ws.record("sandbox.approved", "s1", {"from": "awaiting_review", "to": "approved"})
+    ws.record("sandbox.merged", "s1", {"from": "approved", "to": "merged"})
+    merge_with_trailers(repo, "s1", "Loom-Sandbox: s1\nLoom-Runtime: script\nLoom-Approved-by: alice@example.com\n"
+                                    "Loom-Audit: 3 abc log=x")
+
+
+# -- the score, the verdict and the whole -----------------------------------------------------
+
+
+def test_verdict_bands_follow_the_article() -> None:
+    assert "better shape than most orgs" in verdict(7) and "focus on the gaps" in verdict(9.5)
+    assert "unchecked items, not the build-vs-buy question" in verdict(3.5)
+    assert "unchecked items" in verdict(0)
+    for between in (4, 5.5, 6.5):
+        assert "partway" in verdict(between) and "better shape" not in verdict(between)
+
+
+def test_a_bare_repository_scores_under_4(ws: Workspace) -> None:
+    result = checklist(ws)
+    assert [i.number for i in result.items] == list(range(1, 11))
+    assert result.score == sum(i.points for i in result.items) < 4
+    assert result.verdict == verdict(result.score)
+    for each in result.items:
+        assert each.evidence, each.number
+        assert each.next_step if each.answer != "yes" else not each.next_step
+
+
+def test_a_well_run_repository_answers_yes_to_all_ten(repo: Path, ws: Workspace, bwrap: None) -> None:
+    well_run(repo, ws)
+    result = checklist(ws)
+    assert {i.number: i.answer for i in result.items} == dict.fromkeys(range(1, 11), "yes"), \
+        [(i.number, i.evidence) for i in result.items if i.answer != "yes"]
+    assert result.score == 10 and "better shape than most orgs" in result.verdict
+    assert result.elapsed_s < 5  # a generous bound; `bench`-style figures are printed by the CLI
+
+
+def test_between_4_and_7_the_verdict_is_ours(repo: Path, ws: Workspace, bwrap: None) -> None:
+    well_run(repo, ws)
+    git(repo, "rm", "-q", "-r", "AGENTS.md", "docs", ".loom/policy.yaml")
+    git(repo, "commit", "-q", "-m", "no conventions, no decisions, no policy")
+    result = checklist(ws)
+    assert [i.number for i in result.items if i.answer == "no"] == [2, 3, 6, 7]
+    assert result.score == 6 and "partway" in result.verdict
+
+
+# -- each item, passing and failing --------------------------------------------------------------
+
+
+def test_1_isolation(ws: Workspace, bwrap: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    assert item(ws, 1).answer == "partly"  # bwrap works, but no agent has run in a sandbox
+    add_sandbox(ws, "iso", status="running")
+    assert item(ws, 1).answer == "yes"
+    add_sandbox(ws, "bare", status="running", isolated="none")
+    one = item(ws, 1)
+    assert one.answer == "partly" and "not isolated: bare" in " ".join(one.evidence)
+    monkeypatch.setattr(isolation, "isolation_status",
+                        lambda: IsolationStatus(False, None, "bubblewrap (bwrap) is not installed: agents run NOT"))
+    assert "bubblewrap" in item(ws, 1).next_step
+
+
+def test_1_isolation_without_bwrap_or_sandboxes_is_no(ws: Workspace, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(isolation, "isolation_status",
+                        lambda: IsolationStatus(False, None, "bubblewrap (bwrap) is not installed: agents run NOT"))
+    assert item(ws, 1).answer == "no"
+
+
+def test_2_conventions(repo: Path, ws: Workspace) -> None:
+    first = item(ws, 2)
+    assert first.answer == "no" and "AGENTS.md" in first.next_step
+    write(repo, {"AGENTS.md": "# Conventions\n\n## Errors\n\nRaise, never return None.\n"})
+    assert item(ws, 2).answer == "partly"  # written, but no agent session has got it yet
+    add_sandbox(ws, "got", context={"version": "v"})
+    assert item(ws, 2).answer == "yes"
+    add_sandbox(ws, "missed")
+    missed = item(ws, 2)
+    assert missed.answer == "partly" and "no slice: missed" in missed.evidence
+
+
+def test_3_adrs(repo: Path, ws: Workspace) -> None:
+    assert item(ws, 3).answer == "no"
+    write(repo, {"docs/decisions/0001-keep-a-readme.md": ADR})
+    unsourced = item(ws, 3)  # an ADR the default sources do not read is not consumable
+    assert unsourced.answer == "no" and "context.sources" in unsourced.next_step
+    write(repo, {"docs/adr/0001-keep-a-readme.md": ADR})
+    assert item(ws, 3).answer == "partly"  # the one under docs/decisions is still left out
+    git(repo, "rm", "-q", "-r", "docs/decisions")
+    git(repo, "commit", "-q", "-m", "one place for decisions")
+    assert item(ws, 3).answer == "yes"
+    write(repo, {"docs/adr/0002-ledger.md": ADR.replace("README.md", "payments/ledger.py").replace("1.", "2.")})
+    stale = item(ws, 3)
+    assert stale.answer == "partly" and "missing" in " ".join(stale.evidence)
+
+
+def test_4_test_suite(repo: Path, ws: Workspace) -> None:
+    assert item(ws, 4).answer == "no"  # no gates
+    write(repo, {".loom/loom.yaml": 'gates:\n  - name: lint\n    run: ["ruff", "check", "."]\n'})
+    assert item(ws, 4).answer == "no"  # a check, but no test runner
+    write(repo, {".loom/loom.yaml": GATES})
+    assert item(ws, 4).answer == "partly"  # never run: its time is unknown
+    add_sandbox(ws, "fast")
+    for gate, seconds in (("tests", 40.0), ("compile", 2.0)):
+        run = ws.store.add_gate_run("fast", gate, "c1")
+        ws.store.finish_gate_run(run.id, "passed", {"duration_s": seconds})
+    fast = item(ws, 4)
+    assert fast.answer == "yes" and fast.facts["slowest_s"] == 42.0
+    for sid in ("slow", "slower"):
+        add_sandbox(ws, sid)
+        run = ws.store.add_gate_run(sid, "tests", "c2")
+        ws.store.finish_gate_run(run.id, "passed", {"duration_s": 400.0})
+    slow = item(ws, 4)
+    assert slow.answer == "no" and slow.facts["median_s"] == 400.0
+    assert "5 minutes" in slow.next_step
+
+
+def test_4_counts_the_baseline_runs_too(repo: Path, ws: Workspace) -> None:
+    write(repo, {".loom/loom.yaml": GATES})
+    add_sandbox(ws, "based", base_sha="b" * 40)
+    for gate in ("tests", "compile", "tests"):  # the second `tests` is a re-run: it replaces the first
+        run = ws.store.add_gate_run("", gate, "b" * 40, scope="baseline")
+        ws.store.finish_gate_run(run.id, "passed", {"result": {"duration_s": 200.0}})
+    based = item(ws, 4)
+    assert based.facts["runs"] == 1 and based.facts["slowest_s"] == 400.0 and based.answer == "no"
+
+
+def test_5_behavioural_verification(repo: Path, ws: Workspace) -> None:
+    assert item(ws, 5).answer == "no"
+    write(repo, {".loom/loom.yaml": GATES})
+    assert item(ws, 5).answer == "partly"  # gates, but gate 2 has scored nothing
+    add_sandbox(ws, "scored")
+    ws.store.add_eval_report("scored", "sandbox", "c", "fp", {"score": SCORE})
+    assert item(ws, 5).answer == "yes"
+
+
+def test_6_policy_enforced(repo: Path, ws: Workspace) -> None:
+    none = item(ws, 6)
+    assert none.answer == "no" and "policy.yaml" in none.next_step
+    write(repo, {".loom/policy.yaml": "version: 1\nrules:\n  - name: x\n    decision: maybe\n"})
+    broken = item(ws, 6)
+    assert broken.answer == "no" and ".loom/policy.yaml:" in broken.evidence[0]
+    write(repo, {".loom/policy.yaml": POLICY})
+    written = item(ws, 6)
+    assert written.answer == "partly" and "enforced by convention only" in written.evidence
+    ws.record("policy.evaluated", "s1", {})
+    assert item(ws, 6).answer == "partly"  # reviews apply it, but CI does not: a merge can skip it
+    write(repo, {".github/workflows/ci.yml": CI.replace("loomtui gate", "pytest")})
+    assert item(ws, 6).answer == "partly"
+    write(repo, {".gitlab-ci.yml": CI})
+    done = item(ws, 6)
+    assert done.answer == "yes" and done.facts["ci"] == [".gitlab-ci.yml"]
+
+
+def test_7_risk_routing(repo: Path, ws: Workspace) -> None:
+    assert item(ws, 7).answer == "no"
+    write(repo, {".loom/policy.yaml": POLICY.replace("risk: high", "risk: low")})
+    assert item(ws, 7).answer == "partly"  # routed, but nothing is high risk
+    write(repo, {".loom/policy.yaml": POLICY})
+    routed = item(ws, 7)
+    assert routed.answer == "yes" and routed.facts == {"routed": 1, "high": 1, "escalations": {}}
+    write(repo, {".loom/policy.yaml": POLICY.replace("decision: require\n    approvals: {groups: [payments-team], "
+                                                     "count: 1}", "decision: block")})
+    assert item(ws, 7).answer == "no"
+
+
+def test_8_audit_trail(repo: Path, ws: Workspace) -> None:
+    assert item(ws, 8).answer == "no"  # nothing recorded
+    add_sandbox(ws, "m1")
+    ws.record("gate.passed", "m1", {})
+    assert item(ws, 8).answer == "partly"  # recorded, but nothing merged through loomtui
+    merge_with_trailers(repo, "m1", "Loom-Sandbox: m1\nLoom-Policy: auto_approve\nLoom-Audit: 1 abc log=x")
+    assert item(ws, 8).answer == "yes"
+    merge_with_trailers(repo, "m2", "Loom-Sandbox: m2\nLoom-Runtime: script")  # no anchor, no reviewer, no gates
+    assert item(ws, 8).answer == "partly"
+    lines = ws.audit.path.read_text().splitlines()
+    ws.audit.path.write_text(lines[0].replace("gate.passed", "gate.failed") + "\n")
+    tampered = item(ws, 8)
+    assert tampered.answer == "no" and "BROKEN" in tampered.evidence[0]
+
+
+def test_9_coordination(ws: Workspace) -> None:
+    assert item(ws, 9).answer == "no"
+    add_sandbox(ws, "c1")
+    ws.store.add_claim("c1", "a.py", "exclusive", "", time.time() + 60, ["a.py"])
+    ws.record("claim.added", "c1", {"conflicts": [{"kind": "dependency"}]})
+    ws.record("claim.refused", "c2", {})
+    claimed = item(ws, 9)
+    assert claimed.answer == "yes" and claimed.facts["flagged"] == 2
+    ws.record("sandbox.merge_conflict", "c1", {"paths": ["a.py"]})
+    assert item(ws, 9).answer == "partly"
+
+
+def test_9_a_sandbox_started_without_claims_is_partly(ws: Workspace) -> None:
+    add_sandbox(ws, "c1")
+    add_sandbox(ws, "loose")
+    ws.store.add_claim("c1", "a.py", "exclusive", "", time.time() + 60, ["a.py"])
+    loose = item(ws, 9)
+    assert loose.answer == "partly" and "started without claims: loose" in loose.evidence
+
+
+def test_10_acceptance_this_week(ws: Workspace) -> None:
+    nothing = item(ws, 10)
+    assert nothing.answer == "no" and "report" in nothing.next_step
+    for sid, outcome in (("ok", "merged"), ("nope", "rejected")):
+        add_sandbox(ws, sid, status=outcome)
+        ws.record(f"sandbox.{outcome}", sid, {"from": "awaiting_review", "to": outcome})
+    known = item(ws, 10)
+    assert known.answer == "yes" and known.facts["acceptance_rate"] == 0.5
+    assert "acceptance 50%" in known.evidence[0]
+
+
+# -- the org-size bands ---------------------------------------------------------------------------
+
+
+def test_band_edges() -> None:
+    assert [band_for(n).name for n in (1, 4, 5, 29, 30, 199, 200, 999, 1000, 10**6)] == [
+        "5-30", "5-30", "5-30", "5-30", "30-200", "30-200", "200-1000", "200-1000", "1000+", "1000+"]
+    assert [b.name for b in BANDS] == ["5-30", "30-200", "200-1000", "1000+"]
+    with pytest.raises(ValueError):
+        band_for(0)
+
+
+def test_org_size_lists_what_the_band_lacks(repo: Path, ws: Workspace, bwrap: None) -> None:
+    small = checklist(ws, 10).band
+    assert small is not None and small.band.name == "5-30" and len(small.requirements) == 3
+    assert {r.text for r in small.lacking} == {r.text for r in small.requirements}  # a bare repository
+    well_run(repo, ws)
+    for size, band, lacking in ((10, "5-30", set()), (50, "30-200", set()), (500, "200-1000", set()),
+                                (5000, "1000+", {"multiple context layers (org-wide, business-unit, team)",
+                                                 "governance for many regimes and teams: signed decisions, an "
+                                                 "anchored audit log"})):
+        report = checklist(ws, size).band
+        assert report is not None and report.band.name == band
+        assert {r.text for r in report.lacking} == lacking, size
+    unknown = [r.text for r in report.requirements if r.met is None]
+    assert unknown == ["an engineer who owns the AI coordination layer", "a dedicated AI platform team"]
+
+
+def test_cli_prints_items_score_verdict_and_band(repo: Path, bwrap: None) -> None:
+    done = run_cli(repo, "checklist", "--org-size", "40")
+    assert done.returncode == 0, done.stderr
+    out = done.stdout
+    assert " 1  partly  [Execution]" in out and "10  no      [Observability]" in out
+    assert "next: " in out and "score " in out and "unchecked items" in out
+    assert "org size 40: the 30-200 band: Context layer + governance policy + eval harness" in out
+    assert "LACKS a governance policy codified in CI config" in out
+    assert "\n  lacks 6 of 7 for 30-200: " in out
+
+
+def test_cli_json_has_everything(repo: Path, ws: Workspace, bwrap: None) -> None:
+    well_run(repo, ws)
+    done = run_cli(repo, "checklist", "--json", "--org-size", "3")
+    assert done.returncode == 0, done.stderr
+    data = json.loads(done.stdout)
+    assert data["score"] == 10 and data["max"] == 10 and "better shape" in data["verdict"]
+    assert [i["answer"] for i in data["items"]] == ["yes"] * 10
+    assert data["items"][3]["facts"]["slowest_s"] == 12.5
+    assert data["org_size"]["band"] == "5-30" and data["org_size"]["lacking"] == []
+    plain = json.loads(run_cli(repo, "checklist", "--json").stdout)
+    assert plain["org_size"] is None
+
+
+@pytest.mark.parametrize("size", ["0", "-5", "abc", "1.5", ""])
+def test_bad_org_size_is_one_line_and_exit_2(repo: Path, size: str) -> None:
+    done = run_cli(repo, "checklist", "--org-size", size)
+    assert done.returncode == 2 and done.stdout == ""
+    assert len(done.stderr.strip().splitlines()) == 1 and "--org-size" in done.stderr
+
+
+def test_outside_a_repository_is_one_line_and_exit_2(tmp_path: Path) -> None:
+    done = run_cli(tmp_path, "checklist")
+    assert done.returncode == 2 and done.stdout == ""
+    assert done.stderr.strip().splitlines() == [done.stderr.strip()] and "not inside a git repository" in done.stderr
+
+
+def test_a_broken_config_answers_its_items_and_keeps_the_rest(repo: Path, ws: Workspace) -> None:
+    write(repo, {".loom/loom.yaml": "gates: 7\n"})
+    result = checklist(ws)
+    assert isinstance(result, Checklist) and len(result.items) == 10
+    assert result.items[3].answer == "no" and "could not check: .loom/loom.yaml:1" in result.items[3].evidence[0]
+    assert result.items[7].evidence[0].startswith("`audit verify`")  # the audit item does not need the config
+
+
+# -- the header's cached variant --------------------------------------------------------------------
+
+
+def test_cached_checklist_answers_again_only_when_something_changed(ws: Workspace) -> None:
+    first = cached_checklist(ws)
+    assert cached_checklist(ws) is first
+    assert first.header == f"checklist {first.score:g}/10"
+    ws.record("claim.refused", "x", {})  # any store write moves the key
+    assert cached_checklist(ws) is not first

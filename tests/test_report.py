@@ -1,0 +1,437 @@
+"""`loomtui report`: figures computed from a store and a git history built here with known answers,
+the four output formats (Prometheus parsed back), and each kind of bad input."""
+
+from __future__ import annotations
+
+import json
+import re
+import sqlite3
+import subprocess
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from loomtui.audit import GENESIS, AuditEntry, entry_hash
+from loomtui.errors import LoomError
+from loomtui.observability.history import Commit, mark_of
+from loomtui.observability.metrics import Metrics, compute_metrics
+from loomtui.observability.report import render
+from loomtui.observability.window import parse_when
+from loomtui.store import EscalationRecord, EvalReportRecord, GateRunRecord, SandboxRecord
+from loomtui.workspace import Workspace, open_workspace
+from tests.conftest import git, run_cli
+
+H = 3600.0
+DAY = 86400.0
+D0 = datetime(2026, 3, 2, tzinfo=UTC).timestamp()
+SINCE, UNTIL = D0, D0 + 3 * DAY
+DAYS = ("2026-03-02", "2026-03-03", "2026-03-04")
+CLAUDE = "\n\nCo-Authored-By: Claude <noreply@anthropic.com>\n"
+
+# (mark, committer time, message, parents, author): main's history; side commits are on other refs.
+HISTORY: tuple[tuple[int, float, str, tuple[int, ...], str], ...] = (
+    (1, D0 - 10 * DAY, "Initial commit", (), ""),
+    (2, D0 + 2 * H, "Work for s1", (1,), "Agent <agent@example.com>"),
+    (3, D0 + 2 * H + 700, "Merge loom/s1 into main: task one\n\nTask:\ntask one\n\nLoom-Sandbox: s1\n"
+                          "Loom-Runtime: claude\nAssisted-by: Claude Code (via loomtui)\n", (1, 2), ""),
+    (4, D0 + 6 * H, "Add retries" + CLAUDE, (3,), ""),
+    (5, D0 + 7 * H, "Rename helper", (4,), "Pat (aider) <pat@example.com>"),
+    (6, D0 + 8 * H, "aider: fix typo in docs", (5,), ""),
+    (7, D0 + 9 * H, "Speed up parser\n\nCo-authored-by: Codex <codex@openai.com>\n", (6,), ""),
+    (8, D0 + 10 * H, "Port the exporter\n\nAssisted-by: Gemini:gemini-2.5-pro\n", (7,), ""),
+    (9, D0 + DAY + 2 * H, "Bump deps\n\nGenerated-by: renovate-ai\n", (8,), ""),
+    (10, D0 + DAY + 3 * H, "Fix docs", (9,), ""),
+    (11, D0 - 2 * DAY, "Draft feature" + CLAUDE, (1,), ""),  # older than the window, merged in it
+    (12, D0 + DAY + 4 * H, "Merge branch 'feature'", (10, 11), ""),
+    (13, D0 + DAY + 4 * H + 60, "Human work", (12,), ""),
+    (14, D0 + DAY + 5 * H, "Merge branch 'topic'", (12, 13), ""),
+    (15, D0 + DAY + 6 * H, "Pair with Claudia\n\nCo-authored-by: Claudia Smith <claudia@example.com>\n", (14,), ""),
+    (16, D0 + 3 * DAY + 2 * H, "Later" + CLAUDE, (15,), ""),  # after the window
+)
+MAIN_LINE = (1, 3, 4, 5, 6, 7, 8, 9, 10, 12, 14, 15, 16)
+
+
+def fast_import(root: Path, history: tuple[tuple[int, float, str, tuple[int, ...], str], ...] = HISTORY) -> None:
+    """Write commits with exact dates in one `git fast-import`."""
+    chunks = []
+    for mark, when, message, parents, author in history:
+        ref = "refs/heads/main" if mark in MAIN_LINE else f"refs/heads/side{mark}"
+        data = message.encode()
+        head = f"commit {ref}\nmark :{mark}\n"
+        if author:
+            head += f"author {author} {int(when)} +0000\n"
+        head += f"committer Dev <dev@example.com> {int(when)} +0000\ndata {len(data)}\n"
+        links = "".join(f"{'from' if i == 0 else 'merge'} :{p}\n" for i, p in enumerate(parents))
+        body = "M 100644 inline README.md\ndata 6\nhello\n" if not parents else ""
+        chunks.append(head.encode() + data + b"\n" + links.encode() + body.encode())
+    subprocess.run(["git", "fast-import", "--quiet"], cwd=root, input=b"".join(chunks) + b"done\n", check=True)
+
+
+def add_entries(workspace: Workspace, items: list[tuple[float, str, str, dict[str, Any]]]) -> None:
+    """Audit entries at the given times (in time order, as appends are), chained as the log chains them."""
+    store = workspace.store
+    with store.transaction():
+        seq, prev = store.audit_head() or (0, GENESIS)
+        rows = []
+        for at, action, subject, details in sorted(items, key=lambda item: item[0]):
+            seq += 1
+            fields: dict[str, Any] = {"seq": seq, "ts": datetime.fromtimestamp(at, UTC).isoformat(),
+                                      "actor": "sam@example.com", "action": action, "subject": subject,
+                                      "details": details, "prev": prev}
+            prev = entry_hash(fields)
+            rows.append((seq, prev, AuditEntry(**fields, hash=prev).line()))
+        store.add_audit_entries(rows)
+
+
+def sandbox(sid: str, runtime: str, created: float, updated: float, **data: Any) -> SandboxRecord:
+    return SandboxRecord(id=sid, task=f"task {sid}", runtime=runtime, status="merged", created=created,
+                         updated=updated, data=data)
+
+
+def moved(at: float, sid: str, to: str, source: str, **details: Any) -> tuple[float, str, str, dict[str, Any]]:
+    return at, f"sandbox.{to}", sid, {"from": source, "to": to, **details}
+
+
+ENTRIES = [
+    moved(D0 - 9 * DAY, "s0", "merged", "approved"),  # before the window
+    (D0 + 10, "plan.scheduled", "run1", {"edges": [{"kind": "dependency"}, {"kind": "after"},
+                                                   {"kind": "overlap"}]}),
+    (D0 + H, "sandbox.planned", "s1", {}), moved(D0 + H + 60, "s1", "running", "planned"),
+    moved(D0 + 2 * H, "s1", "exited", "running"), (D0 + 2 * H + 5, "context.sliced", "s1", {}),
+    moved(D0 + 2 * H + 600, "s1", "approved", "awaiting_review"), moved(D0 + 2 * H + 700, "s1", "merged", "approved"),
+    moved(D0 + 3 * H + 60, "s2", "running", "planned"), moved(D0 + 4 * H, "s2", "exited", "running"),
+    moved(D0 + 4 * H + 1800, "s2", "rejected", "awaiting_review"),
+    moved(D0 + DAY + H + 60, "s3", "running", "planned"), moved(D0 + DAY + 2 * H, "s3", "exited", "running"),
+    moved(D0 + DAY + 2 * H + 60, "s3", "approved", "gating"), moved(D0 + DAY + 3 * H, "s3", "merged", "approved"),
+    moved(D0 + 1800, "s4", "approved", "awaiting_review"), moved(D0 + H, "s4", "merged", "approved"),
+    (D0 + DAY + 5 * H, "claim.refused", "s5", {"target": "payments/x.py"}),
+    moved(D0 + DAY + 5 * H + 1, "s5", "rejected", "planned", reason="claim on payments/x.py refused: held by s1"),
+    moved(D0 + 3.5 * H, "s6", "running", "planned"), moved(D0 + 4.5 * H, "s6", "exited", "running"),
+    moved(D0 + 5 * H, "s6", "rejected", "awaiting_review"),
+    (D0 + DAY, "escalation.override", "7", {"by": "lead@example.com", "reason": "hotfix, reviewed by phone",
+                                            "sandbox": "s6"}),
+    moved(D0 + DAY + 10, "s6", "approved", "rejected"), moved(D0 + DAY + H, "s6", "merged", "approved"),
+    (D0 + DAY + 6 * H, "agent.claim_refused", "s3", {"target": "billing/y.py"}),
+    (D0 + DAY + 7 * H, "sandbox.merge_conflict", "s3", {"target": "main"}),
+    moved(D0 + 3 * DAY + H, "s9", "merged", "approved"),  # after the window
+]
+
+
+def build_store(workspace: Workspace) -> None:
+    store = workspace.store
+    for record in (
+        sandbox("s0", "script", D0 - 10 * DAY, D0 - 9 * DAY),
+        sandbox("s1", "claude", D0 + H, D0 + 3 * H, ended_at=D0 + 2 * H,
+                agent_result={"input_tokens": 1000, "output_tokens": 200, "cost_usd": 0.5}),
+        sandbox("s2", "claude", D0 + 3 * H, D0 + 5 * H, ended_at=D0 + 4 * H,
+                agent_result={"input_tokens": 3000, "output_tokens": 100, "cost_usd": 0.25}),
+        sandbox("s3", "codex", D0 + DAY + H, D0 + DAY + 8 * H, ended_at=D0 + DAY + 2 * H),
+        sandbox("s4", "aider", D0 - DAY, D0 + H, ended_at=D0 - H),  # its agent ended before the window
+        sandbox("s5", "codex", D0 + DAY + 5 * H, D0 + DAY + 5 * H),
+        sandbox("s6", "claude", D0 + 3.5 * H, D0 + DAY + H, ended_at=D0 + 4.5 * H),
+    ):
+        store.add_sandbox(record)
+    add_entries(workspace, ENTRIES)
+
+    def run(sid: str, gate: str, status: str, commit: str, started: float, blocking: bool = True) -> GateRunRecord:
+        return GateRunRecord(0, sid, gate, status, commit, started, started + 30, {"blocking": blocking})
+
+    store.bulk_add_gate_runs([
+        run("s0", "tests", "passed", "c0", D0 - 9 * DAY), run("s0", "tests", "passed", "c0b", D0 + H),
+        run("s1", "tests", "passed", "c1", D0 + 2 * H + 10), run("s1", "compile", "passed", "c1", D0 + 2 * H + 11),
+        run("s2", "tests", "failed", "c2a", D0 + 4 * H + 10), run("s2", "tests", "passed", "c2b", D0 + 4 * H + 900),
+        run("s3", "tests", "passed", "c3", D0 + DAY + 2 * H + 10),
+        run("s3", "lint", "failed", "c3", D0 + DAY + 2 * H + 11, blocking=False),
+    ])
+    store.bulk_add_eval_reports([
+        EvalReportRecord(0, "s0", "sandbox", "c0", "f", D0 - 9 * DAY, {"regressions": ["t::x"]}),
+        EvalReportRecord(0, "s1", "sandbox", "c1", "f", D0 + 2 * H + 20, {"regressions": []}),
+        EvalReportRecord(0, "s2", "sandbox", "c2a", "f", D0 + 4 * H + 20, {"regressions": ["t::a", "t::b"]}),
+        # Without the summary field: read whole (EvalReport), which finds none.
+        EvalReportRecord(0, "s3", "sandbox", "c3", "f", D0 + DAY + 2 * H + 20, {"subject": "s3", "commit": "c3"}),
+    ])
+    store.bulk_add_escalations([
+        EscalationRecord(0, "s0", "post-gate", "approved", "high", "", D0 - 9 * DAY, D0 - 9 * DAY,
+                         {"rules": [{"name": "old-rule"}]}),
+        EscalationRecord(0, "s1", "post-gate", "approved", "high", "", D0 + 2 * H + 300, D0 + 2 * H + 600,
+                         {"rules": [{"name": "payments-high-risk"}]}),
+        EscalationRecord(0, "s2", "post-gate", "rejected", "normal", "", D0 + 4 * H + 300, D0 + 4 * H + 1800,
+                         {"rules": [{"name": "payments-high-risk"}, {"name": "failing-gates"}]}),
+    ])
+
+
+@pytest.fixture
+def scenario(tmp_path: Path) -> Iterator[Workspace]:
+    root = tmp_path / "repo"
+    root.mkdir()
+    git(root, "init", "-q", "-b", "main")
+    fast_import(root)
+    workspace = open_workspace(root)
+    build_store(workspace)
+    yield workspace
+    workspace.close()
+
+
+def by_key(rows: tuple[Any, ...]) -> dict[str, Any]:
+    return {row.key: row for row in rows}
+
+
+def test_the_figures_of_a_known_window(scenario: Workspace) -> None:
+    m = compute_metrics(scenario, SINCE, UNTIL)
+    assert (m.merged, m.rejected, m.decided, m.acceptance_rate) == (4, 1, 5, 0.8)
+    assert (m.overridden, m.rejected_before_start) == (1, 1)
+    assert (m.total.sandboxes_created, m.total.sandboxes_started, m.total.sandboxes_ended) == (5, 4, 4)
+    # Agent end to first decision: s1 600, s2 1800, s3 60, s4 5400 (ended before the window), s6 1800.
+    assert (m.median_decision_s, m.total.decisions_timed) == (1800, 5)
+    assert (m.total.gated, m.total.first_try_passed, m.first_try_pass_rate) == (3, 2, pytest.approx(2 / 3))
+    assert (m.total.regressions_caught, m.sandboxes_with_regressions, m.evals) == (2, 1, 3)
+    c = m.conflicts
+    assert (c.claims_refused, c.agent_claims_refused, c.rejected_at_claim, c.scheduled_apart, c.at_merge) == \
+        (1, 1, 1, 2, 1)
+    assert c.prevented == 4
+    assert m.escalations.opened == 2
+    assert m.escalations.by_risk == {"high": 1, "normal": 1}
+    assert m.escalations.by_rule == {"payments-high-risk": 2, "failing-gates": 1}
+    assert [(o.by, o.kind, o.sandbox, o.runtime) for o in m.overrides] == [("lead@example.com", "escalation", "s6",
+                                                                            "claude")]
+    assert m.partial == () and m.damaged_entries == ()
+
+
+def test_per_runtime_and_per_day(scenario: Workspace) -> None:
+    m = compute_metrics(scenario, SINCE, UNTIL)
+    runtimes = by_key(m.by_runtime)
+    claude, codex, aider = runtimes["claude"], runtimes["codex"], runtimes["aider"]
+    assert (claude.merged, claude.rejected, claude.acceptance_rate) == (2, 1, pytest.approx(2 / 3))
+    assert (claude.median_decision_s, claude.sandboxes_started, claude.overridden) == (1800, 3, 1)
+    assert (claude.input_tokens, claude.output_tokens, claude.cost_usd, claude.agents_reporting) == \
+        (4000, 300, 0.75, 2)
+    assert (claude.gated, claude.first_try_passed, claude.regressions_caught) == (2, 1, 2)
+    assert (codex.merged, codex.median_decision_s, codex.gated, codex.first_try_passed) == (1, 60, 1, 1)
+    assert (aider.merged, aider.median_decision_s, aider.sandboxes_started) == (1, 5400, 0)
+    assert "script" not in runtimes or runtimes["script"].merged == 0  # s0 merged before the window
+    days = by_key(m.by_day)
+    assert tuple(days) == DAYS
+    first, second, third = (days[d] for d in DAYS)
+    assert (first.sandboxes_started, first.merged, first.rejected, first.median_decision_s) == (3, 2, 1, 1800)
+    assert (second.sandboxes_started, second.merged, second.rejected, second.median_decision_s) == (1, 2, 0, 60)
+    assert (third.merged, third.commits, third.acceptance_rate) == (0, 0, None)
+    assert (first.commits, first.agent_commits, second.commits, second.agent_commits) == (6, 6, 5, 1)
+
+
+def test_agent_made_commits_by_each_kind_of_trailer(scenario: Workspace, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("LOOMTUI_AGENT_TRAILERS", raising=False)
+    m = compute_metrics(scenario, SINCE, UNTIL)
+    # Landed on main's first-parent line in the window: marks 3-10, 12, 14, 15 (not 1, nor 16 after it).
+    assert (m.commits, m.agent_commits, m.agent_share) == (11, 7, pytest.approx(7 / 11))
+    assert m.agent_by_marker == {"loomtui": 1, "assisted-by": 2, "claude-code": 2, "aider": 2, "codex": 1}
+    subjects = [c.subject for c in m.agent_changes]
+    assert "Merge branch 'feature'" in subjects  # a person's merge of a commit Claude co-wrote before the window
+    assert "Merge branch 'topic'" not in subjects and "Pair with Claudia" not in subjects
+    runtimes = by_key(m.by_runtime)
+    assert {k: runtimes[k].commits for k in ("claude", "aider", "codex", "gemini")} == \
+        {"claude": 3, "aider": 2, "codex": 1, "gemini": 1}
+    configured = compute_metrics(scenario, SINCE, UNTIL, agent_trailers=["Generated-by"])
+    assert configured.agent_commits == 8 and configured.agent_by_marker["trailer:Generated-by"] == 1
+    monkeypatch.setenv("LOOMTUI_AGENT_TRAILERS", "x-ai, generated-by")
+    assert compute_metrics(scenario, SINCE, UNTIL).agent_commits == 8
+
+
+def test_marks_one_commit_at_a_time() -> None:
+    def commit(subject: str = "change", author: str = "Dev", *trailers: tuple[str, str]) -> Commit:
+        return Commit("a" * 40, (), author, "dev@example.com", 0.0, subject, trailers)
+
+    assert mark_of(commit()) is None
+    assert mark_of(commit("x", "Dev", ("Co-Authored-By", "Claude Opus 4 <noreply@anthropic.com>"))) is not None
+    assert mark_of(commit("x", "Dev", ("Co-authored-by", "Claudette <c@example.com>"))) is None
+    assert mark_of(commit("x", "Dev", ("Co-authored-by", "aider (gpt-4o) <noreply@aider.chat>"))).runtime == "aider"
+    assert mark_of(commit("x", "Dev", ("Loom-Runtime", "codex"), ("Assisted-by", "Codex CLI"))).runtime == "codex"
+    assert mark_of(commit("x", "Dev", ("Assisted-by", "Claude:claude-3-opus"))).runtime == "claude"
+    assert mark_of(commit("x", "Dev", ("X-Agent", "bot"))) is None
+    assert mark_of(commit("x", "Dev", ("X-Agent", "bot")), ["x-agent"]).markers == ("trailer:X-Agent",)
+
+
+def test_a_new_entry_or_merge_changes_the_next_report(scenario: Workspace, monkeypatch: pytest.MonkeyPatch) -> None:
+    until = D0 + 4 * DAY
+    before = compute_metrics(scenario, SINCE, until)
+    later = D0 + 3 * DAY + 3 * H  # after every entry so far: appends are in time order
+    scenario.store.add_sandbox(sandbox("s7", "codex", later - H, later + H, ended_at=later - 60))
+    add_entries(scenario, [moved(later, "s7", "approved", "awaiting_review"),
+                           moved(later + 60, "s7", "merged", "approved")])
+    monkeypatch.setenv("GIT_COMMITTER_DATE", f"@{int(later)} +0000")
+    git(scenario.root, "commit", "-q", "--allow-empty", "-m", "Later still\n\nAssisted-by: Codex CLI")
+    after = compute_metrics(scenario, SINCE, until)
+    assert (after.merged, after.decided) == (before.merged + 1, before.decided + 1)
+    assert (after.commits, after.agent_commits) == (before.commits + 1, before.agent_commits + 1)
+    assert by_key(after.by_runtime)["codex"].median_decision_s == 60
+
+
+def test_a_damaged_audit_entry_is_reported_and_the_rest_counted(scenario: Workspace) -> None:
+    total = scenario.store.audit_bounds()
+    assert total is not None
+    rejected_s2 = next(i for i, e in enumerate(sorted(ENTRIES, key=lambda e: e[0]), start=1)
+                       if e[1] == "sandbox.rejected" and e[2] == "s2")
+    damaged = sorted({rejected_s2, (total[0] + total[1]) // 2, total[1] - 1})  # the middle: a binary search probe
+    connection = sqlite3.connect(scenario.store.path)
+    with connection:
+        connection.executemany("UPDATE audit SET entry = ? WHERE seq = ?", [("{not json", s) for s in damaged])
+    connection.close()
+    m = compute_metrics(scenario, SINCE, UNTIL)
+    assert list(m.damaged_entries) == damaged
+    assert any(f"seq {', '.join(map(str, damaged))}" in why for why in m.partial)
+    assert m.rejected == 0 and m.merged >= 3  # s2's rejection is lost; the others still count
+    assert "PARTIAL" in render(m, "text") and "not a valid audit record" in render(m, "markdown")
+
+
+def parse_prometheus(text: str) -> dict[str, list[tuple[dict[str, str], float]]]:
+    """A small parser of the text exposition format: every sample must follow its family's HELP and TYPE."""
+    helped: set[str] = set()
+    typed: dict[str, str] = {}
+    samples: dict[str, list[tuple[dict[str, str], float]]] = {}
+    sample = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})? (\S+)$')
+    label = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"(?:,|$)')
+    for line in text.splitlines():
+        if line.startswith("# HELP "):
+            name, _, help_text = line[7:].partition(" ")
+            assert help_text and name not in helped
+            helped.add(name)
+        elif line.startswith("# TYPE "):
+            name, _, kind = line[7:].partition(" ")
+            assert kind in ("gauge", "counter") and name in helped
+            typed[name] = kind
+        else:
+            match = sample.match(line)
+            assert match, line
+            name, labels_text, value = match.groups()
+            assert name in typed, f"{name} has no TYPE line"
+            labels = dict(label.findall(labels_text or ""))
+            samples.setdefault(name, []).append(({k: v.replace('\\"', '"') for k, v in labels.items()}, float(value)))
+    assert all(name.startswith("loomtui_") for name in typed)
+    return samples
+
+
+def test_the_prometheus_format_parses_back(scenario: Workspace) -> None:
+    samples = parse_prometheus(render(compute_metrics(scenario, SINCE, UNTIL), "prometheus"))
+
+    def value(name: str, **labels: str) -> float:
+        found = [v for got, v in samples[f"loomtui_{name}"] if got == labels]
+        assert len(found) == 1, (name, labels, samples.get(f"loomtui_{name}"))
+        return found[0]
+
+    assert value("changes_merged", runtime="claude") == 2
+    assert sum(v for _, v in samples["loomtui_changes_merged"]) == 4
+    assert value("acceptance_ratio") == 0.8
+    assert value("runtime_acceptance_ratio", runtime="codex") == 1
+    assert value("decision_seconds_median") == 1800
+    assert value("commits", branch="main") == 11
+    assert value("agent_commit_ratio", branch="main") == pytest.approx(7 / 11)
+    assert value("agent_cost_usd", runtime="claude") == 0.75
+    assert value("conflicts_prevented", kind="scheduled_apart") == 2
+    assert value("overrides_by_person", by="lead@example.com", kind="escalation") == 1
+    assert value("escalations_opened", risk="normal") == 1
+    assert value("report_partial") == 0
+    assert value("report_window_seconds") == 3 * DAY
+
+
+def test_json_markdown_and_text_through_the_command(scenario: Workspace) -> None:
+    window = ("--since", "2026-03-02", "--until", "2026-03-05")
+    done = run_cli(scenario.root, "report", *window, "--json")
+    assert done.returncode == 0, done.stderr
+    data = json.loads(done.stdout)
+    assert (data["total"]["merged"], data["total"]["acceptance_rate"], data["branch"]) == (4, 0.8, "main")
+    assert [d["key"] for d in data["by_day"]] == list(DAYS)
+    markdown = run_cli(scenario.root, "report", *window, "--format", "markdown").stdout
+    assert markdown.startswith("## Agent work: 2026-03-02 00:00 to 2026-03-05 00:00 UTC, branch main")
+    assert "| claude | 3 | 3 | 2 | 1 | 67% |" in markdown
+    assert "**lead@example.com** overrode escalation 7" in markdown
+    text = run_cli(scenario.root, "report", *window, "--agent-trailer", "Generated-by").stdout
+    assert "5 changes decided: 4 merged, 1 rejected (acceptance 80%)" in text
+    assert "8 of 11 commits that landed on main (73%)" in text
+
+
+def test_an_empty_store_says_why_everything_is_zero(repo: Path) -> None:
+    workspace = open_workspace(repo)
+    m = compute_metrics(workspace, time.time() - 7 * DAY)
+    workspace.close()
+    assert (m.decided, m.merged, m.acceptance_rate, m.agent_commits, m.commits) == (0, 0, None, 0, 1)
+    assert m.partial == () and any("store is empty" in note for note in m.notes)
+    done = run_cli(repo, "report")
+    assert done.returncode == 0 and "store is empty" in done.stdout and "acceptance n/a" in done.stdout
+
+
+def test_a_repository_with_no_history_is_partial(tmp_path: Path) -> None:
+    git(tmp_path, "init", "-q", "-b", "main")
+    done = run_cli(tmp_path, "report", "--format", "prometheus")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.endswith("\n") and not done.stdout.endswith("\n\n")  # a textfile collector's file
+    assert parse_prometheus(done.stdout)["loomtui_report_partial"] == [({}, 1.0)]
+    text = run_cli(tmp_path, "report").stdout
+    assert "PARTIAL: the repository has no commits yet" in text
+
+
+def test_a_shallow_clone_is_partial_when_it_cuts_the_window(scenario: Workspace, tmp_path: Path) -> None:
+    clone = tmp_path / "clone"
+    git(tmp_path, "clone", "-q", "--depth", "3", "--branch", "main", f"file://{scenario.root}", str(clone))
+    workspace = open_workspace(clone)
+    cut = compute_metrics(workspace, SINCE, UNTIL)
+    covered = compute_metrics(workspace, D0 + DAY + 5.5 * H, UNTIL)
+    workspace.close()
+    assert any(why.startswith("shallow clone: history before") for why in cut.partial)
+    assert cut.commits < 11
+    assert covered.commits == 1 and covered.partial == () and any("shallow clone" in note for note in covered.notes)
+
+
+def test_a_branch_that_cannot_be_found(scenario: Workspace, tmp_path: Path) -> None:
+    done = run_cli(scenario.root, "report", "--branch", "nope")
+    assert done.returncode == 2
+    assert done.stderr.count("\n") == 1 and "nope" in done.stderr and "--branch" in done.stderr
+    trunk = tmp_path / "trunk"
+    trunk.mkdir()
+    git(trunk, "init", "-q", "-b", "trunk")
+    git(trunk, "commit", "-q", "--allow-empty", "-m", "first")
+    with pytest.raises(LoomError, match=r"branch main not found .*--branch") as raised:
+        compute_metrics(open_workspace(trunk), time.time() - DAY)
+    assert raised.value.exit_code == 2
+    assert compute_metrics(open_workspace(trunk), time.time() - DAY, branch="trunk").commits == 1
+
+
+@pytest.mark.parametrize("given", ["garbage", "7x", "-3d", "2026-13-40", ""])
+def test_a_bad_since_is_one_line_and_exit_2(repo: Path, given: str) -> None:
+    done = run_cli(repo, "report", "--since", given)
+    assert done.returncode == 2
+    assert done.stderr.count("\n") == 1 and "--since" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_the_accepted_forms_of_a_time() -> None:
+    now = D0 + 5 * DAY
+    assert parse_when("7d", now) == now - 7 * DAY
+    assert parse_when("12h", now) == now - 12 * H
+    assert parse_when("2w", now) == now - 14 * DAY
+    assert parse_when("2026-03-02", now) == D0
+    assert parse_when("2026-03-02T01:00:00+01:00", now) == D0
+    done = run_cli(Path("/"), "report", "--since", "1d", "--until", "2d")
+    assert done.returncode == 2 and "is not before --until" in done.stderr
+
+
+def test_metrics_is_what_the_checklist_reads() -> None:
+    fields = Metrics.__dataclass_fields__
+    assert {"since", "until", "branch", "partial"} <= set(fields)
+    for name in ("decided", "merged", "acceptance_rate", "agent_commits", "commits"):
+        assert hasattr(Metrics, name)
+    from loomtui.guardrails.evals import SANDBOX_EVAL
+    from loomtui.observability import metrics
+
+    assert metrics.SANDBOX_EVAL == SANDBOX_EVAL  # kept apart so a report does not load the eval harness
+
+
+def test_the_bench_builds_and_reports_a_small_store(tmp_path: Path) -> None:
+    done = run_cli(tmp_path, "bench", "report", "--audit", "300", "--sandboxes", "40", "--commits", "50",
+                   "--days", "10", "--json")
+    assert done.returncode == 0, done.stderr
+    figures = json.loads(done.stdout)
+    assert (figures["audit_entries"], figures["sandboxes"], figures["commits"], figures["cli_exit_code"]) == \
+        (300, 40, 50, 0)
+    assert figures["window"]["decided"] > 0 and figures["window"]["agent_commits"] > 0
