@@ -114,19 +114,26 @@ def _stream(argv: list[str], cwd: Path, env: Mapping[str, str], timeout: float, 
     assert process.stdout is not None
 
     def pump() -> None:
+        # Chunks, not lines: a test runner's progress dots come without a newline for a while.
         nonlocal lines
-        last = 0.0
+        last, size, partial = 0.0, 0, b""
         with log.open(mode + "b") as out:
-            for raw in process.stdout:  # type: ignore[union-attr]
-                out.write(raw)
-                tail.append(raw.decode("utf-8", "replace").rstrip("\r\n"))
-                lines += 1
+            while chunk := process.stdout.read1(65536):  # type: ignore[union-attr]
+                out.write(chunk)
+                size += len(chunk)
+                *complete, partial = (partial + chunk).split(b"\n")
+                for raw in complete:
+                    tail.append(raw.decode("utf-8", "replace").rstrip("\r"))
+                lines += len(complete)
                 now = time.monotonic()
                 if progress is not None and now - last >= PROGRESS_EVERY_S:
                     last = now
                     out.flush()
-                    progress({"lines": lines, "tail": list(tail)[-5:],
+                    shown = [*list(tail)[-4:], partial.decode("utf-8", "replace")[-200:]]
+                    progress({"lines": lines, "bytes": size, "tail": [line for line in shown if line],
                               "elapsed_s": round(now - started, 1)})
+            if partial:
+                tail.append(partial.decode("utf-8", "replace").rstrip("\r"))
 
     reader = threading.Thread(target=pump, daemon=True)
     reader.start()

@@ -96,8 +96,8 @@ def _sandbox_check(workspace: Workspace, record: SandboxRecord, gate: GateConfig
         return confined_argv(workspace, record, argv, env, writable=list(writable))
 
     def progress(update: dict[str, Any]) -> None:
-        workspace.store.update_gate_run(run_id, {"progress": update, "log": str(run_dir(workspace, run_id)
-                                                                                  / "output.log")})
+        workspace.store.update_gate_run(run_id, {"progress": update,
+                                                 "log": str(run_dir(workspace, run_id) / "output.log")})
 
     return run_check(gate, resolved_argv(gate), Path(record.worktree), env, run_dir(workspace, run_id), wrap=wrap,
                      progress=progress, rerun_failed=rerun_failed)
@@ -124,26 +124,35 @@ def run_configured_gates(workspace: Workspace, sandbox_id: str, *,
                                                         "reason": "a behavioural gate is gate 2's score"})
     checks = deterministic_gates(workspace)
     base = record.base_sha
-    runs = {gate.name: workspace.store.add_gate_run(record.id, gate.name, commit, fingerprint=fingerprint(gate))
-            for gate in checks}
+    runs = {}
+    for gate in checks:
+        run = workspace.store.add_gate_run(record.id, gate.name, commit, fingerprint=fingerprint(gate))
+        workspace.store.update_gate_run(run.id, {"log": str(run_dir(workspace, run.id) / "output.log")})
+        runs[gate.name] = run.id
     rerun = config.eval.rerun_failed
-    with ThreadPoolExecutor(max_workers=config.eval.parallel) as pool:
-        mine = {g.name: pool.submit(_sandbox_check, workspace, record, g, runs[g.name].id, rerun) for g in checks}
-        theirs = {g.name: pool.submit(baseline, workspace, base, g, rerun_failed=rerun) for g in checks if base}
-        results = []
-        for gate in checks:
-            run_id = runs[gate.name].id
-            result = mine[gate.name].result()
+    # Two pools: a check waits for its baseline, which must never queue behind the checks waiting for it.
+    with ThreadPoolExecutor(max_workers=config.eval.parallel) as baselines, \
+            ThreadPoolExecutor(max_workers=config.eval.parallel) as pool:
+        theirs = {g.name: baselines.submit(baseline, workspace, base, g, rerun_failed=rerun) for g in checks if base}
+
+        def check(gate: GateConfig) -> GateResult:
+            """Run, judge and record one check as soon as it and its baseline are done."""
+            try:
+                result = _sandbox_check(workspace, record, gate, runs[gate.name], rerun)
+            except (LoomError, OSError) as exc:  # recorded as what happened, never left `running`
+                result = CheckRun("error", None, 0.0, f"the check could not run: {exc}", (), "")
             base_run, base_record = theirs[gate.name].result() if gate.name in theirs else (None, None)
             verdict = judge(result, base_run)
             if not worktree.is_dir():
                 verdict = Verdict("error", "the sandbox was removed while the check ran")
-            judged = _record(workspace, record.id, gate, run_id, commit, result, verdict,
+            judged = _record(workspace, record.id, gate, runs[gate.name], commit, result, verdict,
                              base_record.id if base_record is not None else None)
-            results.append(judged)
             if on_gate is not None:
                 on_gate(judged)
-    return results
+            return judged
+
+        futures = [pool.submit(check, gate) for gate in checks]
+        return [future.result() for future in futures]
 
 
 def _record(workspace: Workspace, sandbox_id: str, gate: GateConfig, run_id: int, commit: str, run: CheckRun,

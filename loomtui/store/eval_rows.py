@@ -73,12 +73,15 @@ class EvalRows:
         return cursor.rowcount > 0
 
     def finish_gate_run(self, run_id: int, status: str, data: dict[str, Any] | None = None) -> None:
+        """Finish a run; its `gate.finished` event names the sandbox (as `gate.started` does) and the run."""
         with self.transaction():
             self._execute(
                 "UPDATE gate_runs SET status = ?, finished = ?, data = ? WHERE id = ?",
                 (status, time.time(), _dumps(data), run_id),
             )
-            self._emit("gate.finished", str(run_id), {"status": status})
+            rows = self._query("SELECT sandbox_id, gate FROM gate_runs WHERE id = ?", (run_id,))
+            subject, gate = (rows[0]["sandbox_id"], rows[0]["gate"]) if rows else ("", "")
+            self._emit("gate.finished", subject, {"run": run_id, "gate": gate, "status": status})
 
     def gate_runs(self, sandbox_id: str) -> list[GateRunRecord]:
         """A sandbox's own gate runs, oldest first."""
