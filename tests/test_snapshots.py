@@ -140,3 +140,83 @@ def test_policy_view(snap_compare, tmp_path: Path) -> None:  # type: ignore[no-u
         await pilot.pause()
 
     assert snap_compare(app, terminal_size=(140, 36), run_before=open_policy)
+
+
+def _evals_app(repo: Path) -> LoomApp:
+    """Two sandboxes with stored evals (the first's gate 1 failed on a regression), the first's check output,
+    and a merged gate that found them breaking a test together; fixed commits, times and ids."""
+    from loomtui.guardrails.classify import Classification, ClassifiedTest, TestClass
+    from loomtui.guardrails.evals import SANDBOX_EVAL, EvalReport
+    from loomtui.guardrails.gates import GateResult
+    from loomtui.guardrails.merged import MERGED_EVAL, BreakingSet, MergedReport
+    from loomtui.guardrails.reports import Outcome
+    from loomtui.guardrails.score import ItemStatus, Score, ScoreItem
+
+    workspace = open_workspace(repo)
+    for number, task in enumerate(["Speed up invoice totals", "Refactor currency rounding helper"]):
+        workspace.store.add_sandbox(SandboxRecord(
+            id=f"sb{number + 1}", task=task, runtime="script", status="approved",
+            created=FIXED_NOW - 600 * (number + 1), updated=FIXED_NOW, isolation=ISOLATION_BWRAP))
+    regression = "tests/test_invoices.py::test_invoice_total_rounds_each_line_half_even_before_summing"
+    log = repo.parent / "tests-output.log"
+    log.write_text("....................F............................ [100%]\n"
+                   f"FAILED {regression} - AssertionError: assert Decimal('0.38') == Decimal('0.36')\n"
+                   "1 failed, 48 passed in 0.61s\n")
+    tests = Classification((
+        ClassifiedTest(regression, TestClass.PASS_TO_FAIL, Outcome.passed, Outcome.failed,
+                       message="AssertionError: assert Decimal('0.38') == Decimal('0.36')"),
+        ClassifiedTest("tests/test_refunds.py::test_partial_refund_is_capped", TestClass.FAIL_TO_PASS, Outcome.failed,
+                       Outcome.passed),
+        ClassifiedTest("tests/test_api.py::test_routes_are_registered", TestClass.PASS_TO_PASS, Outcome.passed,
+                       Outcome.passed, flaky=True, message="ConnectionResetError: [Errno 104] (passed on its re-run)"),
+        ClassifiedTest("tests/test_currency.py::test_format_amount", TestClass.PASS_TO_PASS, Outcome.passed,
+                       Outcome.passed)))
+    commit, base = "c0ffee" + "0" * 34, "ba5e00" + "0" * 34
+    for sandbox, status, score, items in (
+            ("sb1", "failed", 71, (("scope", "pass", "all 2 changed regions inside the claims", ()),
+                                   ("tests", "fail", "1 test removed, skipped or regressed",
+                                    (f"{regression}: regressed (passed before, failed now)",)),
+                                   ("size", "pass", "8 lines changed (budget 400)", ("payments/invoices.py: 8 lines",)),
+                                   ("contracts", "pass", "no signature others use was changed", ()),
+                                   ("conventions", "warn", "1 new convention finding",
+                                    ("payments/invoices.py:41: money-is-decimal: float() on an amount",)),
+                                   ("task_fit", "pass", "1 of 1 changed code region fit the task (100%)", ()))),
+            ("sb2", "passed", 94, (("scope", "pass", "all 1 changed region inside the claims", ()),))):
+        checks = []
+        for gate, outcome, summary, classified in (
+                ("tests", status, f"{tests.summary()}: {regression}" if status == "failed" else "49 unchanged", tests),
+                ("compile", "passed", "", None)):
+            run = workspace.store.add_gate_run(sandbox, gate, commit)
+            data = {"duration_s": 1.4 if gate == "tests" else 0.3, "summary": summary, "blocking": True,
+                    "log": str(log) if gate == "tests" else ""}
+            workspace.store.finish_gate_run(run.id, outcome, data)
+            checks.append(GateResult(gate, outcome, run.id, commit, (), 0, data["duration_s"], summary,
+                                     tests=classified if sandbox == "sb1" else None))
+        report = EvalReport(sandbox, commit, base, "all", tuple(checks), Score(score, True, tuple(
+            ScoreItem(name, ItemStatus(item_status), 0.0, 1, headline, evidence)
+            for name, item_status, headline, evidence in items)))
+        workspace.store.add_eval_report(sandbox, SANDBOX_EVAL, commit, "k", report.as_dict())
+    merged = MergedReport("main", base, commit, ("sb1", "sb2"), breaking=(
+        BreakingSet(("sb1", "sb2"), "tests", ("tests/test_currency.py::test_round_minor_units_total",)),))
+    workspace.store.add_eval_report(MERGED_EVAL, MERGED_EVAL, commit, "k", merged.as_dict())
+    return LoomApp(workspace, clock=lambda: FIXED_NOW)
+
+
+def test_evals_tab(snap_compare, repo: Path) -> None:  # type: ignore[no-untyped-def]
+    from loomtui.tui.widgets.evals import EvalsPane
+
+    app = _evals_app(repo)
+
+    async def open_evals(pilot) -> None:  # type: ignore[no-untyped-def]
+        from textual.widgets import DataTable, Log
+
+        from tests.test_tui import wait_for
+
+        await settled_then()(pilot)
+        app.screen.query_one("#detail").active = "tab-evals"
+        pane = app.screen.query_one(EvalsPane)
+        await wait_for(pilot, lambda: pane.query_one("#evals-tests", DataTable).row_count == 4
+                       and len(pane.query_one("#evals-output", Log).lines) == 3)
+        await pilot.pause()
+
+    assert snap_compare(app, terminal_size=(140, 40), run_before=open_evals)

@@ -36,7 +36,7 @@ from loomtui.tui.screens.governance import AuditScreen, PolicyScreen
 from loomtui.tui.screens.graph import GraphScreen
 from loomtui.tui.screens.help import HelpScreen
 from loomtui.tui.screens.plan import PlanScreen
-from loomtui.tui.snapshot import DashboardSnapshot, StepCache, read_snapshot
+from loomtui.tui.snapshot import BadgeCache, DashboardSnapshot, StepCache, read_snapshot
 from loomtui.tui.themes import load_themes, register_themes
 from loomtui.tui.widgets.status_header import StatusHeader
 from loomtui.workspace import Workspace
@@ -81,6 +81,7 @@ class LoomApp(App[int]):
         self.coordination: CoordinationPicture | None = None
         self.coordinator: Coordinator | None = None  # built by a worker; None until indexed
         self._step_cache: StepCache = {}  # the poll worker's: each sandbox's next step, kept while unchanged
+        self._badge_cache: BadgeCache = {}  # the poll worker's: each eval report's badge
         self.config: LoomConfig | None = None
         self.policy: Policy | None = None
         self.config_problem: str | None = None
@@ -224,6 +225,7 @@ class LoomApp(App[int]):
                 self._last_event = max(0, last - 200)
             if last != self._last_event or self.latest_snapshot is None:
                 snapshot = read_snapshot(self.workspace, self._last_event, step_cache=self._step_cache,
+                                         badge_cache=self._badge_cache,
                                          merge_mode=self.policy.merge if self.policy else MERGE_MANUAL)
                 if not worker.is_cancelled:
                     self.post_message(StoreChanged(snapshot))

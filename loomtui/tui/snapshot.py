@@ -3,14 +3,27 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from loomtui.governance.policy import MERGE_MANUAL
+from loomtui.guardrails.evals import SANDBOX_EVAL, EvalReport
 from loomtui.store import ClaimRecord, EscalationRecord, Event, SandboxRecord
 from loomtui.workflow.steps import StepView, next_step
 from loomtui.workspace import Workspace
 
 StepCache = dict[str, tuple[tuple[float, float], StepView]]
 """sandbox id -> ((its `updated`, the newest change of any sandbox or escalation), its step)."""
+
+
+class EvalBadge(NamedTuple):
+    """A sandbox's newest eval in the table's Gates column: `EvalReport.badge()`, and whether gate 1 failed."""
+
+    text: str
+    failed: bool
+
+
+BadgeCache = dict[int, EvalBadge]
+"""eval report id -> its badge (a stored report never changes)."""
 
 
 @dataclass(frozen=True)
@@ -23,14 +36,17 @@ class DashboardSnapshot:
     events: list[Event] = field(default_factory=list)
     last_event_id: int = 0
     steps: dict[str, StepView] = field(default_factory=dict)  # what each sandbox does or waits for next
+    eval_badges: dict[str, EvalBadge] = field(default_factory=dict)  # from each sandbox's newest eval
 
 
 def read_snapshot(workspace: Workspace, after_event: int, *, merge_mode: str = MERGE_MANUAL,
-                  step_cache: StepCache | None = None) -> DashboardSnapshot:
+                  step_cache: StepCache | None = None, badge_cache: BadgeCache | None = None) -> DashboardSnapshot:
     """Everything the dashboard needs, plus the events newer than `after_event`.
 
     A sandbox's step is worked out again only when it or any other sandbox or
-    escalation changed since (`step_cache`): some steps ask git.
+    escalation changed since (`step_cache`): some steps ask git. Each sandbox's
+    newest eval is one query for all of them; a report is read into its badge once
+    (`badge_cache`).
     """
     store = workspace.store
     events = store.events_since(after_event)
@@ -41,6 +57,13 @@ def read_snapshot(workspace: Workspace, after_event: int, *, merge_mode: str = M
     gates_by_sandbox = {s.id: {run.gate: run.status for run in store.gate_runs(s.id)} for s in sandboxes}
     escalations = store.list_escalations()
     risk_by_sandbox = {e.sandbox_id: e.risk for e in escalations if e.sandbox_id}
+    badges: BadgeCache = {} if badge_cache is None else badge_cache
+    eval_badges = {}
+    for subject, row in store.latest_eval_reports(SANDBOX_EVAL).items():
+        if row.id not in badges:
+            report = EvalReport.from_dict(row.data)
+            badges[row.id] = EvalBadge(report.badge(), bool(report.checks) and report.gate1 != "passed")
+        eval_badges[subject] = badges[row.id]
     newest = max([s.updated for s in sandboxes] + [e.updated for e in escalations] + [0.0])
     cache: StepCache = {} if step_cache is None else step_cache
     steps = {}
@@ -60,4 +83,5 @@ def read_snapshot(workspace: Workspace, after_event: int, *, merge_mode: str = M
         events=events,
         last_event_id=events[-1].id if events else after_event,
         steps=steps,
+        eval_badges=eval_badges,
     )

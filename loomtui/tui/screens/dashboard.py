@@ -29,6 +29,7 @@ from loomtui.execution.lifecycle import APPROVED, AWAITING_REVIEW, LIVE, PAUSED,
 from loomtui.store import Event, SandboxRecord
 from loomtui.tui.base import LoomScreen
 from loomtui.tui.snapshot import DashboardSnapshot
+from loomtui.tui.widgets.evals import EvalsPane, gates_cell
 from loomtui.tui.widgets.status_header import StatusHeader
 from loomtui.workflow import tasks
 from loomtui.workflow.engine import Workflow, request_merge
@@ -55,8 +56,6 @@ STATUS_STYLES = {
     "merged": "dim green", "exited": "dim", "planned": "blue",
 }
 
-
-GATE_MARKS = {"passed": "✓", "failed": "✗", "error": "!", "running": "…"}
 RISK_STYLES = {"critical": "bold red", "high": "red", "medium": "yellow", "low": "dim"}
 TASK_WIDTH = 34  # the whole task is in the detail pane; the table keeps its other columns visible
 NEXT_WIDTH = 24
@@ -116,12 +115,16 @@ class DashboardScreen(LoomScreen[None]):
     """Sandboxes table, detail tabs and the live activity of the store."""
 
     AUTO_FOCUS = "#sandboxes"
+    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (100, "-normal")]  # narrow: the detail goes under the table
     BINDINGS = [
         Binding("n", "new_sandbox", "New", id="dashboard.new"),
         Binding("s", "stop", "Stop", id="dashboard.stop"),
         Binding("p", "pause_resume", "Pause/resume", id="dashboard.pause", show=False),
         Binding("enter", "open", "Attach/log", id="dashboard.open"),
         Binding("d", "diff", "Diff", id="dashboard.diff"),
+        Binding("e", "evals", "Eval", id="dashboard.eval"),
+        Binding("M", "evals(True)", "Merged gate", key_display="M", id="dashboard.merged_gate", show=False),
+        Binding("z", "zoom", "Zoom detail", id="dashboard.zoom", show=False),
         Binding("m", "merge", "Merge", id="dashboard.merge"),
         Binding("x", "archive", "Archive", id="dashboard.archive", show=False),
         Binding("slash", "filter", "Filter", key_display="/", id="dashboard.filter"),
@@ -157,6 +160,8 @@ class DashboardScreen(LoomScreen[None]):
                     yield Log(max_lines=500, id="activity")
                 with TabPane("Context", id="tab-context"), VerticalScroll():
                     yield Static("", id="context")
+                with TabPane("Evals", id="tab-evals"):
+                    yield EvalsPane(id="evals")
         yield Footer(compact=True)
 
     def on_mount(self) -> None:
@@ -175,6 +180,7 @@ class DashboardScreen(LoomScreen[None]):
         snapshot = self.loom.latest_snapshot
         if snapshot is not None and snapshot is not self.snapshot:
             self.show_snapshot(snapshot)
+        self.query_one(EvalsPane).refresh_view()  # the events it missed while hidden
 
     # -- applying store state ---------------------------------------------------
 
@@ -187,6 +193,7 @@ class DashboardScreen(LoomScreen[None]):
             self._diff_stats(self.tailing)  # its branch or worktree may have moved
         self._sync_table(snapshot)
         self._show_detail()
+        self.query_one(EvalsPane).store_changed(snapshot.events)
 
     def _visible(self, sandbox: SandboxRecord) -> bool:
         needle = self.filter_text.lower()
@@ -196,9 +203,8 @@ class DashboardScreen(LoomScreen[None]):
 
     def _row(self, sandbox: SandboxRecord, claims: int) -> dict[str, Text | str]:
         assert self.snapshot is not None
-        results = self.snapshot.gates_by_sandbox.get(sandbox.id, {})
-        gates = Text(" ".join(f"{name}{GATE_MARKS.get(status, '…')}" for name, status in results.items()) or "–",
-                     style="red" if any(v in ("failed", "error") for v in results.values()) else "")
+        gates = gates_cell(self.snapshot.gates_by_sandbox.get(sandbox.id, {}),
+                           self.snapshot.eval_badges.get(sandbox.id))
         risk = self.snapshot.risk_by_sandbox.get(sandbox.id, "–")
         step = self.snapshot.steps.get(sandbox.id)
         cells: dict[str, Text | str] = {
@@ -264,6 +270,7 @@ class DashboardScreen(LoomScreen[None]):
         sandbox = self.selected_sandbox()
         details = self.query_one("#details", Static)
         claims = self.query_one("#claims", Static)
+        self.query_one(EvalsPane).show(sandbox.id if sandbox else None)
         if sandbox is None:
             details.update(Text("Select a sandbox to see its details."))
             claims.update(Text("No sandbox selected."))
@@ -363,6 +370,12 @@ class DashboardScreen(LoomScreen[None]):
     def _row_highlighted(self) -> None:
         self._show_detail()
 
+    @on(TabbedContent.TabActivated, "#detail")
+    def _tab_activated(self, event: TabbedContent.TabActivated) -> None:
+        evals = event.pane.id == "tab-evals"
+        self.set_class(evals, "-evals")  # the Evals tab takes the wider share of the screen
+        self.query_one(EvalsPane).set_showing(evals)
+
     # -- actions ----------------------------------------------------------------
 
     def show_config_problem(self, message: str | None) -> None:
@@ -387,11 +400,12 @@ class DashboardScreen(LoomScreen[None]):
         self.query_one("#sandboxes", DataTable).focus()
 
     def action_back(self) -> None:
-        """esc backs out: clear and close the filter, else return focus to the table."""
+        """esc backs out: clear and close the filter, undo the zoom (z), return focus to the table."""
         box = self.query_one("#filter", Input)
         if not box.has_class("hidden"):
             box.value = ""
             box.add_class("hidden")
+        self.remove_class("-zoom")
         self.query_one("#sandboxes", DataTable).focus()
 
     # -- sandboxes: workers do the I/O, the UI thread only shows results -----------------
@@ -533,6 +547,21 @@ class DashboardScreen(LoomScreen[None]):
             return
         title = f"sandbox {sandbox_id}: {len(found.files)} files, +{found.added} -{found.deleted}"
         self.app.call_from_thread(self.app.push_screen, DiffScreen(title, found.patch))
+
+    def action_evals(self, merged: bool = False) -> None:
+        """`e`: the selected sandbox's eval run again; `M`: the merged gate; either followed in the Evals tab."""
+        pane, sandbox = self.query_one(EvalsPane), self.selected_sandbox()
+        if merged or sandbox is not None:
+            self.query_one("#detail", TabbedContent).active = "tab-evals"
+        if merged:
+            pane.run_merged()
+        elif sandbox is not None:
+            pane.run_eval(sandbox.id)
+
+    def action_zoom(self) -> None:
+        """`z`: the detail takes the whole width (the Evals tab's test ids are long); `z` again: the table too."""
+        if not self.toggle_class("-zoom").has_class("-zoom"):
+            self.query_one("#sandboxes", DataTable).focus()
 
     def action_merge(self) -> None:
         from loomtui.tui.screens.sandbox_forms import ConfirmScreen

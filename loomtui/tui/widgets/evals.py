@@ -1,0 +1,590 @@
+"""The dashboard's Evals tab: a sandbox's gate 1 checks (live while they run), its tests classed against the
+baseline, gate 2's score and items, a check's output, and the merged gate across the pending sandboxes.
+
+Workers read (the store through `read_evals`, the end of a log file through `tail_lines`) and post
+messages; the handlers here change the widgets. A running check's progress has no event of its own,
+so while the tab is visible and something runs (a check, an eval `e` started, the merged gate) the
+pane reads the store about once a second; otherwise it reads when the store's events say an eval or a
+gate moved. Everything a check or an agent wrote (test ids, messages, output) is shown as plain
+text, never parsed as markup, and on one line.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final
+
+from rich.text import Text
+from textual import on, work
+from textual.app import ComposeResult
+from textual.containers import VerticalScroll
+from textual.message import Message
+from textual.widgets import DataTable, Log, Static
+from textual.worker import get_current_worker
+
+from loomtui.errors import LoomError, escape_controls
+from loomtui.guardrails.baseline import run_dir
+from loomtui.guardrails.evals import EvalReport, latest_eval
+from loomtui.guardrails.merged import MergedReport, latest_merged
+from loomtui.store import Event, GateRunRecord
+from loomtui.tui.base import loom_app
+from loomtui.tui.snapshot import EvalBadge
+from loomtui.workspace import Workspace
+
+GATE_MARKS: Final = {"passed": "✓", "failed": "✗", "error": "!", "running": "…"}
+CHECK_STYLES: Final = {"passed": "green", "failed": "bold red", "error": "bold yellow", "running": "cyan"}
+ITEM_STYLES: Final = {"pass": "green", "warn": "yellow", "fail": "bold red"}
+CLASS_STYLES: Final = {"FAIL_TO_PASS": "green", "FAIL_TO_FAIL": "yellow", "REMOVED": "yellow", "SKIPPED": "dim",
+                       "PASS_TO_PASS": "dim"}
+REGRESSION_STYLE: Final = "bold red"
+# The long columns last: what does not fit scrolls off to the right, not the short ones.
+CHECK_COLUMNS: Final = (("check", "Check"), ("status", "Status"), ("time", "Time"), ("blocking", "Blocking"),
+                        ("outcome", "Outcome"))
+TEST_COLUMNS: Final = (("cls", "Class"), ("flaky", "Flaky"), ("test", "Test"), ("message", "Message"))
+POLL_S: Final = 1.0
+OUTPUT_LINES: Final = 200
+MAX_TEST_ROWS: Final = 1000
+EVIDENCE_SHOWN: Final = 6
+OUTCOME_WIDTH: Final = 50
+MESSAGE_WIDTH: Final = 80
+_TAIL_BLOCK: Final = 64 * 1024
+_TAIL_BYTES: Final = 1 << 20  # at most this much of a log's end is read: one huge line is not read whole
+
+
+def one_line(text: str, width: int | None = None) -> str:
+    """Untrusted text (a test id, a message, a line of output) as one printable line, cut to `width`."""
+    line = escape_controls(text.expandtabs(4))
+    return line if width is None or len(line) <= width else line[: width - 1] + "…"
+
+
+def gates_cell(marks: dict[str, str], badge: EvalBadge | None) -> Text:
+    """The sandboxes table's Gates cell: the newest eval's badge (red when gate 1 failed), or each
+    check's mark while one runs and where no eval was made."""
+    if badge is not None and "running" not in marks.values():
+        return Text(badge.text, style="red" if badge.failed else "")
+    failed = any(status in ("failed", "error") for status in marks.values())
+    return Text(" ".join(f"{name}{GATE_MARKS.get(status, '…')}" for name, status in marks.items()) or "–",
+                style="red" if failed else "")
+
+
+@dataclass(frozen=True)
+class EvalsView:
+    """What the tab shows of one sandbox (or of none: the merged gate only), read off the UI thread."""
+
+    sandbox_id: str | None
+    runs: tuple[GateRunRecord, ...] = ()  # the newest run of each check
+    report: EvalReport | None = None
+    merged: MergedReport | None = None
+
+    @property
+    def running(self) -> bool:
+        return any(run.status == "running" for run in self.runs)
+
+    def run_of(self, gate: str | None) -> GateRunRecord | None:
+        return next((run for run in self.runs if run.gate == gate), None)
+
+
+def read_evals(workspace: Workspace, sandbox_id: str | None) -> EvalsView:
+    """The sandbox's newest run of each check, its newest eval, and the newest merged gate."""
+    merged = latest_merged(workspace)
+    if sandbox_id is None:
+        return EvalsView(None, merged=merged)
+    newest: dict[str, GateRunRecord] = {}
+    for run in workspace.store.gate_runs(sandbox_id):  # oldest first: a check's last run is its newest
+        newest[run.gate] = run
+    return EvalsView(sandbox_id, tuple(newest.values()), latest_eval(workspace, sandbox_id), merged)
+
+
+def tail_lines(path: Path, count: int) -> list[str]:
+    """The last `count` lines of a file, read from its end, each one printable line; [] when unreadable."""
+    try:
+        with path.open("rb") as handle:
+            end = start = handle.seek(0, os.SEEK_END)
+            data = b""
+            while start > 0 and data.count(b"\n") <= count and end - start < _TAIL_BYTES:
+                start = max(0, start - _TAIL_BLOCK, end - _TAIL_BYTES)
+                handle.seek(start)
+                data = handle.read(end - start)
+    except OSError:
+        return []
+    return [one_line(line) for line in data.decode("utf-8", "replace").splitlines()[-count:]]
+
+
+def log_path(workspace: Workspace, run: GateRunRecord) -> Path:
+    """Where a gate run's output is: its data says so once it wrote any; else where the engine puts it."""
+    given = run.data.get("log")
+    return Path(given) if isinstance(given, str) and given else run_dir(workspace, run.id) / "output.log"
+
+
+def check_cells(run: GateRunRecord, now: float, blocking: bool) -> dict[str, Text]:
+    """One check's row: a running one shows its elapsed time and its progress (lines, the last one)."""
+    data = run.data
+    if run.status == "running":
+        progress: dict[str, Any] = data["progress"] if isinstance(data.get("progress"), dict) else {}
+        elapsed = max(now - run.started, float(progress.get("elapsed_s") or 0.0))
+        tail = [str(line) for line in progress.get("tail") or () if str(line).strip()]
+        outcome = (f"{progress.get('lines', 0)} lines" + (f": {tail[-1].strip()}" if tail else "")) if progress \
+            else "running…"
+        when = f"{elapsed:.0f}s"
+    else:
+        outcome = str(data.get("summary") or "")
+        when = f"{float(data.get('duration_s') or 0.0):.1f}s"
+    blocks = bool(data.get("blocking", blocking))
+    return {"check": Text(one_line(run.gate), style="bold"),
+            "status": Text(run.status, style=CHECK_STYLES.get(run.status, "")), "time": Text(when),
+            "blocking": Text("yes" if blocks else "no", style="" if blocks else "dim"),
+            "outcome": Text(one_line(outcome, OUTCOME_WIDTH))}
+
+
+def test_rows(report: EvalReport) -> list[dict[str, Text]]:
+    """Each check's classified tests (regressions first, as classified), then its new findings."""
+    rows: list[dict[str, Text]] = []
+    for check in report.checks:
+        for test in check.tests.tests if check.tests is not None else ():
+            bad = test.is_regression
+            rows.append({"cls": Text(test.cls.value, style=REGRESSION_STYLE if bad else CLASS_STYLES.get(test.cls, "")),
+                         "flaky": Text("flaky" if test.flaky else "", style="yellow"),
+                         "test": Text(one_line(test.id), style=REGRESSION_STYLE if bad else ""),
+                         "message": Text(one_line(test.message, MESSAGE_WIDTH), style="" if bad else "dim")})
+        for finding in check.findings.new if check.findings is not None else ():
+            where = one_line(f"{finding.path}:{finding.line} {finding.code}")
+            rows.append({"cls": Text("NEW_FINDING", style=REGRESSION_STYLE), "flaky": Text(""),
+                         "test": Text(where, style=REGRESSION_STYLE),
+                         "message": Text(one_line(finding.message, MESSAGE_WIDTH))})
+    return rows
+
+
+def tests_title(report: EvalReport | None, shown: int, total: int) -> Text:
+    text = Text("per test  ", style="bold")
+    if report is None:
+        return text.append("no eval yet", style="dim")
+    parts = [f"{c.gate}: {c.tests.summary()}" for c in report.checks if c.tests is not None]
+    parts += [f"{c.gate}: {c.findings.summary()}" for c in report.checks if c.findings is not None]
+    text.append(one_line("; ".join(parts)) if parts else "no per-test results (no junit or findings check)")
+    if shown < total:
+        text.append(f" (the first {shown} of {total})", style="dim")
+    return text
+
+
+def summary_text(view: EvalsView | None, sandbox_id: str | None, evaluating: bool) -> Text:
+    """The eval's headline: its badge, commits, and gate 1's verdict."""
+    if sandbox_id is None:
+        return Text("Select a sandbox to see its evals.", style="dim")
+    text = Text()
+    if evaluating:
+        text.append("eval running (e): gate 1's checks against the baseline, then gate 2's score…\n", style="cyan")
+    if view is None or view.sandbox_id != sandbox_id:
+        return text.append("reading…", style="dim")
+    report = view.report
+    if report is None:
+        return text.append("No eval yet: e runs gate 1 (the checks, judged against the base commit) and gate 2 "
+                           "(a score with its evidence).", style="dim")
+    failed = bool(report.checks) and report.gate1 != "passed"
+    text.append("eval ", style="bold")
+    text.append(report.badge(), style="bold red" if failed else "bold green")
+    text.append(f"  at {report.commit[:8]} (base {report.base[:8]})", style="dim")
+    if report.checks:
+        text.append("\ngate 1 ")
+        text.append(report.gate1, style=CHECK_STYLES.get(report.gate1, ""))
+        text.append(": " + ", ".join(f"{one_line(c.gate)} {c.status}" for c in report.checks))
+    return text
+
+
+def score_text(report: EvalReport | None) -> Text:
+    """Gate 2: the total, then each item's status, name, headline and first evidence lines."""
+    score = report.score if report is not None else None
+    if score is None:
+        return Text("gate 2 ", style="bold").append(
+            "no score yet" if report is None else "not run in this eval (gate 1 only)", style="dim")
+    text = Text("gate 2 ", style="bold")
+    text.append(f"score {score.total}", style="bold green" if score.passed else "bold red")
+    text.append("  passes\n" if score.passed else "  below the pass score\n", style="dim")
+    for item in score.items:
+        text.append(f" {str(item.status).upper():<4} ", style=ITEM_STYLES.get(str(item.status), ""))
+        text.append(f"{item.name:<11} ", style="bold")
+        text.append(one_line(item.headline) + "\n")
+        for line in item.evidence[:EVIDENCE_SHOWN]:  # indented, no bullet: a long first word wraps whole
+            text.append(f"      {one_line(line)}\n", style="dim")
+        if len(item.evidence) > EVIDENCE_SHOWN:
+            text.append(f"      ... and {len(item.evidence) - EVIDENCE_SHOWN} more\n", style="dim")
+    text.rstrip()
+    return text
+
+
+def merged_text(merged: MergedReport | None, running: bool) -> Text:
+    """The merged gate's line: what was merged onto which tip, who breaks together, who conflicts."""
+    if running:
+        return Text("merged gate running: every pending sandbox merged together, its checks run…", style="cyan")
+    if merged is None:
+        return Text("merged gate: not run yet (M runs it over the sandboxes awaiting review or approved)",
+                    style="dim")
+    text = Text("merged gate ", style="bold")
+    text.append(f"on {one_line(merged.target)} ({merged.onto[:8]}): {len(merged.sandboxes)} merged "
+                f"({', '.join(merged.sandboxes) or 'none'})")
+    for found in merged.breaking:
+        text.append("\n ! " + one_line(found.line()), style="bold red")
+    for sandbox, files in merged.conflicting:
+        text.append(f"\n {sandbox} does not merge with the others: {one_line(files, OUTCOME_WIDTH)}", style="yellow")
+    if not merged.breaking and len(merged.sandboxes) > 1:
+        text.append("\n no two of them break anything together", style="green")
+    return text
+
+
+def banner_text(merged: MergedReport | None, sandbox_id: str | None) -> Text | None:
+    """A warning when the selected sandbox breaks something together with another, or does not merge."""
+    if merged is None or sandbox_id is None:
+        return None
+    lines = []
+    for found in merged.breaking:
+        if sandbox_id in found.sandboxes:
+            others = " + ".join(s for s in found.sandboxes if s != sandbox_id)
+            what = ", ".join(found.tests[:3]) + (" ..." if len(found.tests) > 3 else "") if found.tests \
+                else "its exit code"
+            lines.append(f"{sandbox_id} breaks {found.check} together with {others}: {what}")
+    lines += [f"{sandbox_id} does not merge with the other pending sandboxes: {files}"
+              for sandbox, files in merged.conflicting if sandbox == sandbox_id]
+    return Text("\n".join(one_line(line) for line in lines), style="bold") if lines else None
+
+
+def merged_lines(reports: Sequence[MergedReport]) -> list[str]:
+    """What a merged gate found, one line each (the notification when `M` ends)."""
+    if not reports:
+        return ["no sandbox is awaiting review or approved: nothing to merge"]
+    lines = []
+    for report in reports:
+        lines += [found.line() for found in report.breaking]
+        lines += [f"{sandbox} does not merge with the others ({files})" for sandbox, files in report.conflicting]
+        if not report.breaking:
+            lines.append(f"on {report.target}: {len(report.sandboxes)} merged, nothing breaks together")
+    return lines
+
+
+# -- messages: workers post them to the pane ----------------------------------------------------
+
+
+class EvalsRead(Message):
+    bubble = False
+
+    def __init__(self, view: EvalsView) -> None:
+        super().__init__()
+        self.view = view
+
+
+class OutputRead(Message):
+    bubble = False
+
+    def __init__(self, run_id: int, lines: list[str]) -> None:
+        super().__init__()
+        self.run_id = run_id
+        self.lines = lines
+
+
+class ChecksMoved(Message):
+    """A check of the eval `e` runs has finished: read again."""
+
+    bubble = False
+
+
+class EvalEnded(Message):
+    bubble = False
+
+    def __init__(self, sandbox_id: str, report: EvalReport | None, error: str) -> None:
+        super().__init__()
+        self.sandbox_id = sandbox_id
+        self.report = report
+        self.error = error
+
+
+class MergedEnded(Message):
+    bubble = False
+
+    def __init__(self, lines: list[str], error: str) -> None:
+        super().__init__()
+        self.lines = lines
+        self.error = error
+
+
+class EvalsPane(VerticalScroll):
+    """The Evals tab. The dashboard tells it the selection (`show`), the store's new events
+    (`store_changed`), whether the tab is visible (`set_showing`), and runs `run_eval` (`e`) and
+    `run_merged` (`M`)."""
+
+    DEFAULT_CSS = """
+    EvalsPane { height: 1fr; }
+    EvalsPane > * { width: 1fr; }
+    EvalsPane > Static { height: auto; padding: 0 1; }
+    EvalsPane > .evals-title { background: $boost; margin-top: 1; }
+    EvalsPane > #evals-banner { background: $error 30%; }
+    EvalsPane > #evals-score { margin-top: 1; }
+    EvalsPane > DataTable { height: auto; }
+    EvalsPane > #evals-checks { max-height: 8; }
+    EvalsPane > #evals-tests { max-height: 14; }
+    EvalsPane > #evals-output { height: 12; }
+    """
+
+    def __init__(self, *, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self.sandbox_id: str | None = None
+        self.view: EvalsView | None = None
+        self.evaluating: set[str] = set()  # sandboxes whose eval `e` started and has not ended
+        self.merging = False
+        self.showing = False
+        self._stale = True  # the store moved (or the selection) while the tab was hidden
+        self._tests_of: tuple[str, int] | None = None  # (sandbox, eval report) the tests table holds
+        self._check: str | None = None  # the check whose output is shown
+        self._output_run: int | None = None
+        self._output_seen: tuple[int, str] | None = None  # (run, its status) when its log was last read
+        self._output_lines: list[str] | None = None
+
+    def compose(self) -> ComposeResult:
+        yield Static("", id="evals-merged")
+        yield Static("", id="evals-banner", classes="hidden")
+        yield Static("", id="evals-summary")
+        yield DataTable(id="evals-checks", cursor_type="row")
+        yield Static("", id="evals-tests-title", classes="evals-title")
+        yield DataTable(id="evals-tests", cursor_type="row", zebra_stripes=True)
+        yield Static("", id="evals-score")
+        yield Static("", id="evals-output-title", classes="evals-title")
+        yield Log(max_lines=OUTPUT_LINES, id="evals-output")
+
+    def on_mount(self) -> None:
+        for selector, columns in (("#evals-checks", CHECK_COLUMNS), ("#evals-tests", TEST_COLUMNS)):
+            table = self.query_one(selector, DataTable)
+            for key, label in columns:
+                table.add_column(label, key=key)
+        self.set_interval(POLL_S, self._tick)
+        self._render_view()
+
+    # -- what the dashboard calls ---------------------------------------------------------------
+
+    def show(self, sandbox_id: str | None) -> None:
+        """The selected sandbox (None: none); read at once if the tab is visible, else when it is."""
+        if sandbox_id == self.sandbox_id:
+            return
+        self.sandbox_id = sandbox_id
+        self._check = None
+        self._render_view()
+        self.refresh_view()
+
+    def store_changed(self, events: Sequence[Event]) -> None:
+        if any(event.kind.startswith(("gate.", "eval.")) for event in events):
+            self.refresh_view()
+
+    def set_showing(self, showing: bool) -> None:
+        self.showing = showing
+        if showing and self._stale:
+            self.refresh_view()
+
+    def refresh_view(self) -> None:
+        """Read the store again now if the tab is visible; else once it is."""
+        self._stale = True
+        if self.showing and self.screen.is_current:
+            self._stale = False
+            self._read(self.sandbox_id)
+
+    def run_eval(self, sandbox_id: str) -> None:
+        """`e`: gate 1 and gate 2 again (forced) in a worker; the tab follows it live."""
+        if sandbox_id in self.evaluating:
+            self.app.notify(f"the eval of {sandbox_id} is still running", title="eval", severity="warning")
+            return
+        self.evaluating.add(sandbox_id)
+        self._render_view()
+        self._eval_worker(sandbox_id)
+
+    def run_merged(self) -> None:
+        """`M`: the merged gate over every pending sandbox, in a worker."""
+        if self.merging:
+            self.app.notify("the merged gate is still running", title="merged gate", severity="warning")
+            return
+        self.merging = True
+        self._render_view()
+        self._merged_worker()
+
+    # -- workers ---------------------------------------------------------------------------------
+
+    @work(thread=True, exclusive=True, group="evals-read", exit_on_error=False)
+    def _read(self, sandbox_id: str | None) -> None:
+        worker = get_current_worker()
+        try:
+            view = read_evals(loom_app(self.app).workspace, sandbox_id)
+        except LoomError:
+            return  # the app's poll reports a store that fails
+        if not worker.is_cancelled:
+            self.post_message(EvalsRead(view))
+
+    @work(thread=True, exclusive=True, group="evals-output", exit_on_error=False)
+    def _read_output(self, run_id: int, path: Path) -> None:
+        worker = get_current_worker()
+        lines = tail_lines(path, OUTPUT_LINES)
+        if not worker.is_cancelled:
+            self.post_message(OutputRead(run_id, lines))
+
+    @work(thread=True, group="evals-run", exit_on_error=False)
+    def _eval_worker(self, sandbox_id: str) -> None:
+        from loomtui.guardrails.evals import evaluate
+
+        def moved(_result: object) -> None:
+            self.post_message(ChecksMoved())
+
+        report: EvalReport | None = None
+        error = ""
+        try:
+            report = evaluate(loom_app(self.app).workspace, sandbox_id, force=True, on_gate=moved)
+        except LoomError as exc:
+            error = str(exc)
+        finally:
+            self.post_message(EvalEnded(sandbox_id, report, error))
+
+    @work(thread=True, exclusive=True, group="evals-merged", exit_on_error=False)
+    def _merged_worker(self) -> None:
+        from loomtui.guardrails.merged import merged_gate
+
+        lines: list[str] = []
+        error = ""
+        try:
+            lines = merged_lines(merged_gate(loom_app(self.app).workspace, force=True))
+        except LoomError as exc:
+            error = str(exc)
+        finally:
+            self.post_message(MergedEnded(lines, error))
+
+    def _tick(self) -> None:
+        """About once a second: while something runs, read the store again (progress has no event)."""
+        view = self._current()
+        if self.merging or self.sandbox_id in self.evaluating or (view is not None and view.running):
+            self.refresh_view()
+
+    # -- handlers --------------------------------------------------------------------------------
+
+    @on(EvalsRead)
+    def _evals_read(self, message: EvalsRead) -> None:
+        if message.view.sandbox_id == self.sandbox_id:
+            self.view = message.view
+            self._render_view()
+
+    @on(ChecksMoved)
+    def _checks_moved(self) -> None:
+        self.refresh_view()
+
+    @on(EvalEnded)
+    def _eval_ended(self, message: EvalEnded) -> None:
+        self.evaluating.discard(message.sandbox_id)
+        title = f"eval {message.sandbox_id}"
+        report = message.report
+        if message.error:
+            self.app.notify(message.error, title=title, severity="warning")
+        elif report is not None:
+            failed = bool(report.checks) and report.gate1 != "passed"
+            score = f", score {report.score.total}" if report.score is not None else ""
+            self.app.notify(f"{report.badge()}: gate 1 {report.gate1}{score}", title=title,
+                            severity="error" if failed else "information")
+        self._render_view()
+        self.refresh_view()
+
+    @on(MergedEnded)
+    def _merged_ended(self, message: MergedEnded) -> None:
+        self.merging = False
+        breaking = any("break" in line and "nothing breaks" not in line for line in message.lines)
+        self.app.notify(message.error or "\n".join(message.lines), title="merged gate",
+                        severity="warning" if message.error or breaking else "information", timeout=10)
+        self._render_view()
+        self.refresh_view()
+
+    @on(DataTable.RowHighlighted, "#evals-checks")
+    def _check_highlighted(self, event: DataTable.RowHighlighted) -> None:
+        if event.row_key.value != self._check:
+            self._check = str(event.row_key.value)
+            self._follow_output()
+
+    @on(OutputRead)
+    def _output_read(self, message: OutputRead) -> None:
+        if message.run_id != self._output_run or message.lines == self._output_lines:
+            return
+        self._output_lines = message.lines
+        log = self.query_one("#evals-output", Log)
+        log.clear()
+        log.write_lines(message.lines or ["(no output yet)"])
+
+    # -- rendering -------------------------------------------------------------------------------
+
+    def _current(self) -> EvalsView | None:
+        return self.view if self.view is not None and self.view.sandbox_id == self.sandbox_id else None
+
+    def _render_view(self) -> None:
+        view = self._current()
+        merged = self.view.merged if self.view is not None else None
+        self.query_one("#evals-merged", Static).update(merged_text(merged, self.merging))
+        banner = self.query_one("#evals-banner", Static)
+        warning = banner_text(merged, self.sandbox_id)
+        banner.set_class(warning is None, "hidden")
+        banner.update(warning or "")
+        self.query_one("#evals-summary", Static).update(
+            summary_text(view, self.sandbox_id, self.sandbox_id in self.evaluating))
+        self._sync_checks(view)
+        self._sync_tests(view)
+        self.query_one("#evals-score", Static).update(score_text(view.report if view else None))
+        self._follow_output()
+
+    def _sync_checks(self, view: EvalsView | None) -> None:
+        """The checks' rows, updated by key (a running one's time and progress change each second)."""
+        table = self.query_one("#evals-checks", DataTable)
+        runs = {run.gate: run for run in (view.runs if view is not None else ())}
+        for row_key in list(table.rows):
+            if row_key.value not in runs:
+                table.remove_row(row_key)
+        app = loom_app(self.app)
+        blocking = {gate.name: gate.blocking for gate in (app.config.gates if app.config else ())}
+        now = app.clock()
+        for gate, run in runs.items():
+            cells = check_cells(run, now, blocking.get(gate, True))
+            if gate in table.rows:
+                for column, value in cells.items():
+                    table.update_cell(gate, column, value, update_width=True)
+            else:
+                table.add_row(*cells.values(), key=gate)
+        table.display = bool(runs)
+        if runs and self._check not in runs:
+            # The first check that failed (its output is what one wants), else the first.
+            chosen = next((g for g, r in runs.items() if r.status in ("failed", "error")), next(iter(runs)))
+            self._check = chosen
+            table.move_cursor(row=table.get_row_index(chosen))
+
+    def _sync_tests(self, view: EvalsView | None) -> None:
+        """The per-test table, filled again only when the eval it shows changes."""
+        report = view.report if view is not None else None
+        shown = (report.subject, report.report_id) if report is not None else None
+        if shown == self._tests_of:
+            return
+        self._tests_of = shown
+        table = self.query_one("#evals-tests", DataTable)
+        table.clear()
+        rows = test_rows(report) if report is not None else []
+        for number, cells in enumerate(rows[:MAX_TEST_ROWS]):
+            table.add_row(*cells.values(), key=str(number))
+        table.display = bool(rows)
+        self.query_one("#evals-tests-title", Static).update(
+            tests_title(report, min(len(rows), MAX_TEST_ROWS), len(rows)))
+
+    def _follow_output(self) -> None:
+        """Read the selected check's log: each time while it runs, and once more when it has finished."""
+        view = self._current()
+        run = view.run_of(self._check) if view is not None else None
+        title = self.query_one("#evals-output-title", Static)
+        if run is None:
+            self._output_run, self._output_seen, self._output_lines = None, None, None
+            self.query_one("#evals-output", Log).clear()
+            title.update(Text("output ", style="bold").append("select a check to see its output", style="dim"))
+            return
+        live = run.status == "running"
+        title.update(Text("output ", style="bold").append(
+            f"of {one_line(run.gate)} (run #{run.id}{', live' if live else ''}): the last {OUTPUT_LINES} lines",
+            style="dim"))
+        if self._output_seen == (run.id, run.status) and not live:
+            return
+        if run.id != self._output_run:
+            self._output_run, self._output_lines = run.id, None
+        self._output_seen = (run.id, run.status)
+        self._read_output(run.id, log_path(loom_app(self.app).workspace, run))
