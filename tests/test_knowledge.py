@@ -17,6 +17,7 @@ from loomtui.knowledge.engine import (
     drift_report,
     knowledge_index,
     record_slice,
+    sandbox_drift_now,
     slice_for_task,
 )
 from loomtui.knowledge.sections import parse_adr, split_markdown
@@ -25,6 +26,7 @@ from loomtui.knowledge.sources import (
     MAX_SOURCE_BYTES,
     context_versions,
     load_context,
+    resolve_at,
     resolve_mentions,
 )
 from loomtui.store import SandboxRecord
@@ -76,6 +78,13 @@ def test_adr_metadata_nygard_and_superseded() -> None:
     assert adr.superseded_by == (9,) and adr.supersedes == (3,)
 
 
+def test_an_adr_status_is_its_status_not_the_whole_line() -> None:
+    adr = parse_adr("docs/adr/0005-x.md", "# 5. X\n\n## Status\n\nAccepted. Supersedes ADR 0002.\n")
+    assert (adr.status, adr.state, adr.supersedes) == ("Accepted", "accepted", (2,))
+    madr = parse_adr("docs/adr/0006-y.md", "# 6. Y\n\n* Status: superseded by ADR 0007; see there\n")
+    assert (madr.status, madr.superseded_by) == ("superseded by ADR 0007", (7,))
+
+
 # -- ranking on crafted documents ------------------------------------------------------------------
 
 
@@ -114,6 +123,55 @@ def test_a_typo_still_matches_through_rapidfuzz(tmp_path: Path) -> None:
     root, config = crafted(tmp_path)
     piece = slice_context(load_context(root, config), "webhok signatures")
     assert ids(piece)[0] == "repo:GUIDE.md#Guide > Webhooks"
+
+
+def test_the_term_index_counts_words_as_the_task_splitter_does(tmp_path: Path) -> None:
+    """The index cuts text into runs of letters in C, stems the distinct one-word runs together and
+    splits only the runs that hold several words; every stem's postings must equal counting `_WORD`
+    words one by one, as the slow way did."""
+    from collections import Counter
+
+    from loomtui.knowledge.slicing import _WORD, _stem, _TermIndex
+
+    texts = ["# Invoices\n\nThe InvoiceCalculator rounds invoices; invoiced HTTPServer calls `round_minor_units`.\n",
+             "# Café\n\nNaïve café text, policies and policy, updates, x2y, AB, CamelCaseCamel, ies, dies.\n",
+             "# Templates\n\nTEMPLATE templates_v2 template-engine: \t\u00a0templating.\n"]
+    sections = [split_markdown("repo", f"d{i}.md", text)[0] for i, text in enumerate(texts)]
+    index = _TermIndex(sections)
+    expected: dict[str, Counter[int]] = {}
+    for i, section in enumerate(sections):
+        for word in _WORD.findall(section.text):
+            if stem := _stem(word):
+                expected.setdefault(stem, Counter())[i] += 1
+    assert set(expected) == index.vocabulary
+    for term, posts in expected.items():
+        assert index.postings(term) == dict(posts), term
+    assert "updat" not in index.vocabulary  # "updates": a stop word before and after stemming
+
+
+def test_a_claim_pulls_what_names_it_most_specifically(workspace: Workspace) -> None:
+    """A claim on one method of payments/invoices.py pulls the decision and conventions about its
+    rounding (ADR 0002 names the helper it calls), not every section that names `payments/`."""
+    piece, _ = slice_for_task(workspace, "Speed up invoice totals",
+                              ["payments/invoices.py::InvoiceCalculator.subtotal"])
+    got = ids(piece)
+    assert {"repo:docs/adr/0002-bankers-rounding-per-line-item.md", "repo:docs/conventions/money.md#Money",
+            "repo:docs/conventions/money.md#Money > Rounding",
+            "repo:AGENTS.md#Working on the billing service > Rounding"} <= set(got), got
+    for unrelated in ("repo:docs/conventions/logging.md#Logging",
+                      "repo:docs/adr/0004-notifications-use-public-payments-api.md",
+                      "repo:docs/adr/0003-repository-interface-for-storage.md",
+                      "repo:AGENTS.md#Working on the billing service > Testing",
+                      "repo:AGENTS.md#Working on the billing service > Module boundaries"):
+        assert unrelated not in got, (unrelated, got)
+    assert len(got) <= 6, got
+    why = {p.section.id: p.pulled_by for p in piece.picks}
+    assert "round_minor_units` (a dependency of it)" in why["repo:docs/adr/0002-bankers-rounding-per-line-item.md"]
+    assert "(it holds the claimed region)" in why["repo:AGENTS.md#Working on the billing service > Rounding"]
+    # The whole package claimed: a section naming `payments/` names exactly the claim.
+    whole, _ = slice_for_task(workspace, "Tidy up", ["payments/"])
+    testing = next(p for p in whole.picks if p.section.id.endswith("> Testing"))
+    assert testing.claim_score == 100 and "(the claimed directory)" in testing.pulled_by
 
 
 # -- the sample repository -------------------------------------------------------------------------
@@ -189,6 +247,38 @@ def test_a_commit_to_agents_md_makes_a_sandbox_stale(workspace: Workspace, sampl
     assert {"id": "repo:AGENTS.md#Working on the billing service > Rounding", "title": "Rounding",
             "change": "changed"} in drift.changes
     assert "repo:AGENTS.md (changed)" in drift.files
+
+
+def test_drift_checks_adrs_and_code_in_one_tree_and_sandboxes_against_head(workspace: Workspace,
+                                                                           sample: Path) -> None:
+    """The ADRs and the code they name are both read from the working tree; sandboxes are compared
+    with HEAD, by `drift_report` and `sandbox_drift_now` (the app's Context tab) alike."""
+    now = time.time()
+    workspace.store.add_sandbox(SandboxRecord(id="inv2", task="Speed up invoice totals", runtime="script",
+                                              status="running", created=now, updated=now))
+    index = knowledge_index(workspace)
+    piece, context = slice_for_task(workspace, "Speed up invoice totals", at="HEAD", index=index)
+    record_slice(workspace, "inv2", piece, context)
+    currency = sample / "payments" / "currency.py"
+    source = currency.read_text()
+    currency.write_text(source[:source.index("def to_minor_units")] + source[source.index("def from_minor_units"):])
+    assert any(f.adr.endswith("0002-bankers-rounding-per-line-item.md") and f.kind == "missing"
+               for f in drift_report(workspace).adrs)
+    adr = sample / "docs" / "adr" / "0002-bankers-rounding-per-line-item.md"
+    adr.write_text(adr.read_text().replace("`payments.currency.round_minor_units` and\n  `to_minor_units`",
+                                           "`payments.currency.round_minor_units`"))
+    report = drift_report(workspace)  # the ADR's fix is not committed, like the code's change: no flag
+    assert not report.adrs and report.checked_at == "worktree"
+    assert [s.status for s in report.sandboxes] == ["fresh"]  # HEAD has not moved
+    assert sandbox_drift_now(workspace, "inv2").status == "fresh"
+    git(sample, "commit", "-qam", "to_minor_units goes")
+    assert [s.status for s in drift_report(workspace).sandboxes] == ["stale"]
+    now_drift = sandbox_drift_now(workspace, "inv2")
+    assert now_drift.status == "stale" and {"id": "repo:docs/adr/0002-bankers-rounding-per-line-item.md",
+                                             "title": "ADR 0002: Banker's rounding, per line item, in one module",
+                                             "change": "changed"} in now_drift.changes
+    with pytest.raises(LoomError, match="no sandbox nope"):
+        sandbox_drift_now(workspace, "nope")
 
 
 def test_an_adr_naming_a_deleted_function_is_flagged(workspace: Workspace, sample: Path) -> None:
@@ -295,6 +385,25 @@ def test_bad_sources_are_reported_per_file_and_the_rest_is_used(tmp_path: Path) 
     assert any("Caf\ufffd" == s.title for s in context.sections)
 
 
+def test_a_glob_matching_nothing_is_reported_and_a_directory_is_never_a_source(sample: Path) -> None:
+    odd = sample / "docs" / "conventions" / "weird.md"
+    odd.mkdir()
+    (odd / "inside.md").write_text("# Inside\n\nNot a convention: a file in a directory named like one.\n")
+    config = ContextConfig(sources=("AGENTS.md", "docs/conventions/*.md", "docs/nothere/*.md"))
+    for at in (None, "HEAD"):
+        if at:
+            git(sample, "add", "-A")
+            git(sample, "commit", "-qm", "a directory named weird.md")
+        context = load_context(sample, config, at=at)
+        assert "docs/nothere/*.md: no file matches" in context.problems, context.problems
+        assert not [f.path for f in context.files if "weird.md" in f.path]
+        assert any(p.startswith("docs/conventions/weird.md: a directory, not a source file") for p in context.problems)
+        assert {f.path for f in context.files} == {"AGENTS.md", "docs/conventions/error-handling.md",
+                                                   "docs/conventions/logging.md", "docs/conventions/money.md"}
+    named = load_context(sample, ContextConfig(sources=("docs/conventions/weird.md/",)))
+    assert [f.path for f in named.files] == ["docs/conventions/weird.md/inside.md"]  # a directory, named as one
+
+
 def test_a_repository_without_history(tmp_path: Path) -> None:
     root = tmp_path / "fresh"
     root.mkdir()
@@ -305,6 +414,9 @@ def test_a_repository_without_history(tmp_path: Path) -> None:
     assert len(load_context(root, config).sections) == 1
     with pytest.raises(LoomError, match="no commits yet"):
         load_context(root, config, at="HEAD")
+    with pytest.raises(LoomError, match="HEAD: the repository has no commits yet"):
+        resolve_at(root, "HEAD", config)
+    assert resolve_at(root, "worktree", config) is None
 
 
 def test_mentions_without_an_index_are_unchecked(sample: Path) -> None:

@@ -80,6 +80,68 @@ def test_bad_input_is_one_line_exit_2(sample: Path, capsys: pytest.CaptureFixtur
     assert code == 2 and err.count("\n") == 1 and "Traceback" not in err
 
 
+def test_a_budget_below_the_pinned_sections_warns_at_sandbox_new(sample: Path,
+                                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    """The sandbox is made (its agent gets the task only: a sandbox is never refused for its context),
+    the person who made it is told in one line, and the sandbox keeps why, audited under its id."""
+    from loomtui.workspace import open_workspace
+
+    config = sample / ".loom" / "loom.yaml"
+    config.write_text(config.read_text().replace("budget_tokens: 6000", "budget_tokens: 10\n  pinned: [AGENTS.md]"))
+    git(sample, "commit", "-qam", "a tiny budget")
+    code, out, err = run(capsys, sample, "sandbox", "new", "--runtime", "command", "--task", "invoice totals",
+                         "--no-start", "--no-isolation", "--json", "--", "true")
+    sandbox = json.loads(out)["id"]
+    assert code == 0
+    [warning] = err.splitlines()
+    assert warning.startswith(f"warning: sandbox {sandbox}: its agent gets the task only, no context: ")
+    assert "smaller than the pinned sections" in warning
+    workspace = open_workspace(sample)
+    try:
+        record = workspace.store.get_sandbox(sandbox)
+        assert record is not None and "smaller than the pinned" in record.data["context_error"]
+        assert "context" not in record.data
+        [entry] = [e for e in workspace.audit.entries() if e.action == "context.unavailable"]
+        assert entry.subject == sandbox and "smaller than the pinned" in entry.details["error"]
+    finally:
+        workspace.close()
+    code, out, _ = run(capsys, sample, "context", "drift")
+    assert f"sandbox {sandbox}: unknown\n    it got its task only: the context budget of 10 tokens" in out
+
+
+def test_no_commits_yet_and_what_show_and_drift_print(sample: Path, tmp_path: Path,
+                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    fresh = tmp_path / "fresh"
+    fresh.mkdir()
+    git(fresh, "init", "-q")
+    (fresh / "AGENTS.md").write_text("# Rules\n\nBe careful.\n")
+    code, _, err = run(capsys, fresh, "context", "diff", "worktree", "HEAD")
+    assert code == 2 and err.count("\n") == 1 and "HEAD: the repository has no commits yet" in err, err
+
+    org = tmp_path / "org"
+    (org / "conventions").mkdir(parents=True)
+    (org / "conventions" / "security.md").write_text("# Security\n\nOrg: never log secrets.\n")
+    git(org, "init", "-q", "-b", "main")
+    git(org, "add", "-A")
+    git(org, "commit", "-qm", "v1")
+    git(org, "tag", "v1")
+    config = sample / ".loom" / "loom.yaml"
+    config.write_text(config.read_text().replace(
+        "  budget_tokens: 6000", f"  budget_tokens: 6000\n  layers:\n    - {{name: org, repo: {org}, ref: v1, "
+                                 "sources: ['conventions/*.md']}"))
+    code, out, _ = run(capsys, sample, "context", "show")
+    layer = next(line for line in out.splitlines() if line.startswith("layer org:"))
+    assert layer.startswith(f"layer org: {org}@v1 (") and ", 1 file, version " in layer, layer
+    assert layer.count("v1") == 1
+
+    currency = sample / "payments" / "currency.py"
+    source = currency.read_text()
+    currency.write_text(source[:source.index("def to_minor_units")] + source[source.index("def from_minor_units"):])
+    code, out, _ = run(capsys, sample, "context", "drift")
+    assert code == 1 and "ADR 0002: Banker's rounding, per line item, in one module: names what no longer " \
+                         "exists" in out and "ADR ADR" not in out, out
+
+
 def test_bench_context_reports_figures(capsys: pytest.CaptureFixture[str]) -> None:
     code = main(["bench", "context", "--sections", "50", "--mb", "1", "--rounds", "2", "--json"])
     result = json.loads(capsys.readouterr().out)

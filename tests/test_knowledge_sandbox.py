@@ -89,6 +89,7 @@ async def test_the_context_tab_shows_what_the_agent_got_and_flags_it_stale(billi
                                command=["true"], claims=["payments/invoices.py"])
     adr = billing / "docs" / "adr" / "0002-bankers-rounding-per-line-item.md"
     adr.write_text(adr.read_text().replace("line item", "line item (amended)"))  # the team's decision moved
+    git(billing, "commit", "-qam", "Amend ADR 0002")  # committed: what `context drift` and the tab compare with
     app = LoomApp(workspace)
     async with app.run_test(size=(160, 45)) as pilot:
         view = app.screen.query_one("#context", Static)
@@ -172,3 +173,19 @@ def test_refresh_gives_a_stale_agent_the_context_now_and_never_writes_through_it
     assert "Amended" in sb.sandbox_paths(workspace.paths, record.id).context.read_text()
     sliced = [e for e in open_workspace(billing).audit.entries() if e.action == "context.sliced"]
     assert [e.subject for e in sliced].count(record.id) == 2
+
+
+def test_a_refresh_that_cannot_slice_says_why_in_one_line_and_audits_it(billing: Path) -> None:
+    workspace = open_workspace(billing)
+    record = tasks.create_sandbox(workspace, "make invoice totals round each line", "command", command=["true"])
+    config = billing / ".loom" / "loom.yaml"
+    config.write_text(config.read_text().replace("budget_tokens: 6000", "budget_tokens: 10\n  pinned: [AGENTS.md]"))
+    git(billing, "commit", "-qam", "a tiny budget")
+    before = sb.sandbox_paths(workspace.paths, record.id).context.read_text()
+    done = subprocess.run([sys.executable, "-m", "loomtui", "context", "refresh", record.id], cwd=billing,
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1 and done.stderr.count("\n") == 1, done.stderr
+    assert f"sandbox {record.id}: the context cannot be sliced now: the context budget of 10" in done.stderr
+    assert sb.sandbox_paths(workspace.paths, record.id).context.read_text() == before  # what it had, kept
+    entries = [e for e in open_workspace(billing).audit.entries() if e.action == "context.unavailable"]
+    assert [e.subject for e in entries] == [record.id]

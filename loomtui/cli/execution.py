@@ -66,6 +66,7 @@ NEW_INPUT_HINTS: Final = {
 
 
 def cmd_new(args: argparse.Namespace) -> int:
+    from loomtui.execution.context_files import context_warning
     from loomtui.workflow.tasks import create_sandbox
 
     workspace = workspace_for(args)
@@ -78,6 +79,8 @@ def cmd_new(args: argparse.Namespace) -> int:
     except engine.MissingRuntimeInput as exc:
         raise LoomError(f"{exc}: {NEW_INPUT_HINTS[exc.what]}", exit_code=exc.exit_code) from None
     view = _workflow(workspace).view(record)
+    if warning := context_warning(record):
+        print(f"warning: {warning}", file=sys.stderr)
     if args.json:
         print_json({**_record_dict(record), "step": str(view.step), "waits_on": view.waits_on})
         return 0

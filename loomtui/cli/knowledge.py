@@ -60,6 +60,10 @@ def _context_dict(context: Context) -> dict[str, Any]:
     }
 
 
+def _count(n: int, noun: str) -> str:
+    return f"{n:,} {noun}{'' if n == 1 else 's'}"
+
+
 def _print_problems(problems: list[str]) -> None:
     for problem in problems:
         print(f"  ! {problem}")
@@ -75,12 +79,13 @@ def cmd_context_show(args: argparse.Namespace) -> int:
         return 0
     where = f"commit {context.commit[:12]}" if context.commit else "the working tree"
     tokens = sum(s.tokens for s in context.sections)
-    print(f"context version {context.version} ({where}): {len(context.files)} files, "
-          f"{len(context.sections)} sections, ~{tokens:,} tokens (characters / {CHARS_PER_TOKEN}); "
+    print(f"context version {context.version} ({where}): {_count(len(context.files), 'file')}, "
+          f"{_count(len(context.sections), 'section')}, ~{tokens:,} tokens (characters / {CHARS_PER_TOKEN}); "
           f"budget per slice {context.config.budget_tokens:,}")
     for layer in context.layers:
-        at = f" @ {layer.ref} ({layer.commit[:12]})" if layer.ref and layer.commit else ""
-        print(f"layer {layer.name}: {layer.where}{at}, {layer.files} files, version {layer.version or '-'}")
+        at = f" ({layer.commit[:12]})" if layer.ref and layer.commit else ""  # `where` ends in @ref already
+        print(f"layer {layer.name}: {layer.where}{at}, {_count(layer.files, 'file')}, "
+              f"version {layer.version or '-'}")
     for section in context.sections:
         extra = ""
         if section.adr is not None:
@@ -192,17 +197,18 @@ def cmd_context_drift(args: argparse.Namespace) -> int:
         print("sandboxes: none live with a recorded context")
     for drift in report.sandboxes:
         print(f"sandbox {drift.sandbox}: {drift.status}"
-              + (f" (got {drift.recorded}, now {drift.current})" if drift.status != "fresh" else ""))
+              + (f" (got {drift.recorded}, now {drift.current})" if drift.status in ("behind", "stale") else ""))
         for change in drift.changes:
-            print(f"    {change['change']}: {change['title'] or change['id']}")
+            print(f"    {change['change']}" + (f": {change['title'] or change['id']}"
+                                             if change['title'] or change['id'] else ""))
         if drift.status != "fresh" and drift.files:
             print(f"    sources changed: {', '.join(drift.files[:8])}")
     for flag in report.adrs:
-        print(f"ADR {flag.title}: {flag.detail}")
+        print(f"{flag.title if flag.title.startswith('ADR ') else 'ADR ' + flag.title}: {flag.detail}")
     for finding in report.findings:
         print(f"convention: {finding}")
     if not report.adrs and not report.findings:
-        print("ADRs and conventions: nothing flagged")
+        print("ADRs and conventions (the working tree): nothing flagged")
     _print_problems(report.problems)
     return 1 if report.flagged else 0
 

@@ -58,6 +58,9 @@ def sandbox_environment(workspace: Workspace, record: SandboxRecord, spec: Launc
     return agent_environment(spec, os.environ if source is None else source, {
         "LOOM_SANDBOX": record.id,
         "LOOM_REPO": str(workspace.root),
+        # The context slice's path, under both names ($LOOM_CONTEXT_FILE came first): a path, not
+        # the text, which may be larger than an environment variable can hold (128 KiB on Linux).
+        "LOOM_CONTEXT": str(paths.context),
         "LOOM_CONTEXT_FILE": str(paths.context),
         "LOOM_BROKER": str(paths.broker),
         "TMPDIR": str(PRIVATE_TMP) if isolated else str(paths.tmp),

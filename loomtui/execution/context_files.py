@@ -1,11 +1,16 @@
 """The context an agent gets: the knowledge layer's slice, written where its runtime reads it.
 
-Every sandbox gets `context.md` in its state dir (`{context_file}`, `$LOOM_CONTEXT_FILE`;
-Aider reads it with `--read`). Claude Code reads `CLAUDE.md` and Codex `AGENTS.md`
-from the worktree, so the slice is written there too, in place of the repository's
-own file (whose relevant sections the slice carries, with where they come from).
+Every sandbox gets `context.md` in its state dir (`{context_file}`; a command or script
+finds its path in `$LOOM_CONTEXT`, and in `$LOOM_CONTEXT_FILE` as before; Aider reads it
+with `--read`). Claude Code reads `CLAUDE.md` and Codex `AGENTS.md` from the worktree, so
+the slice is written there too, in place of the repository's own file (whose relevant
+sections the slice carries, with where they come from).
 Those files are loomtui's, not the agent's work: they stay out of the sandbox's
 commits (`install_hooks(managed=...)`) and out of loomtui's own snapshot of it.
+
+When no slice can be made (a broken source config, a budget smaller than the pinned
+sections) the agent gets its task alone: the sandbox keeps why (`context_error`, audited
+as `context.unavailable` with its id) and `context_warning` gives the line to show.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Final
 
 from loomtui.errors import LoomError
+from loomtui.store import SandboxRecord
 from loomtui.workspace import Workspace
 
 if TYPE_CHECKING:  # the knowledge engine loads when a sandbox is created, not with the supervisor
@@ -39,36 +45,54 @@ def task_only(task: str) -> str:
 
 @dataclass(frozen=True)
 class AgentContext:
-    """What a sandbox's agent is given: the text, and the slice it came from (None: the task only)."""
+    """What a sandbox's agent is given: the text, and the slice it came from (None: the task only,
+    and `error` says why when a slice was wanted and could not be made)."""
 
     text: str
     piece: Slice | None = None
     context: Context | None = None
+    error: str | None = None
 
 
 def assemble(workspace: Workspace, task: str, claims: Sequence[str], base_sha: str) -> AgentContext:
     """The slice for the task and its claims from the context at the base commit, rendered.
 
-    Without a usable knowledge layer (a broken source config) the agent gets the task
-    alone and the problem is audited: a sandbox is never refused for its context.
+    Without a usable knowledge layer (a broken source config, a budget below the pinned
+    sections) the agent gets the task alone and `error` says why (`record` keeps and audits
+    it against the sandbox): a sandbox is never refused for its context.
     """
     from loomtui.knowledge.engine import slice_for_task
 
     try:
         piece, context = slice_for_task(workspace, task, list(claims), at=base_sha)
     except LoomError as exc:
-        workspace.record("context.unavailable", "", {"error": str(exc)})
-        return AgentContext(task_only(task))
+        return AgentContext(task_only(task), error=str(exc))
     return AgentContext(piece.render(), piece, context)
 
 
 def record(workspace: Workspace, sandbox_id: str, given: AgentContext, written: Sequence[str]) -> None:
-    """Keep the version and the sections a sandbox got, with an audit entry (the knowledge engine's)."""
+    """Keep the version and the sections a sandbox got, with an audit entry (the knowledge engine's);
+    or, when there was no slice, why, audited as `context.unavailable` with the sandbox's id."""
+    if given.error is not None:
+        from loomtui.knowledge.engine import record_unavailable
+
+        record_unavailable(workspace, sandbox_id, given.error)
+        return
     if given.piece is None or given.context is None:
         return
     from loomtui.knowledge.engine import record_slice
 
     record_slice(workspace, sandbox_id, given.piece, given.context, written=list(written))
+
+
+def context_warning(sandbox: SandboxRecord) -> str | None:
+    """One line for the person who created the sandbox when its agent got the task only, or None."""
+    from loomtui.knowledge.engine import CONTEXT_ERROR_KEY
+
+    error = sandbox.data.get(CONTEXT_ERROR_KEY)
+    if not error or isinstance(sandbox.data.get("context"), dict):
+        return None
+    return f"sandbox {sandbox.id}: its agent gets the task only, no context: {error}"
 
 
 def write_atomically(path: Path, text: str, mode: int = 0o644) -> None:
@@ -93,7 +117,9 @@ def refresh(workspace: Workspace, sandbox_id: str) -> AgentContext:
     targets = [str(c.get("target")) for c in recorded.get("claims", []) if not c.get("suggested")]
     given = assemble(workspace, sandbox.task, targets, "HEAD")
     if given.piece is None:
-        raise LoomError(f"sandbox {sandbox.id}: the context cannot be sliced now (see the audit log)", exit_code=1)
+        error = given.error or "no slice"
+        workspace.record("context.unavailable", sandbox.id, {"error": error, "refresh": True})
+        raise LoomError(f"sandbox {sandbox.id}: the context cannot be sliced now: {error}", exit_code=1)
     paths = sandbox_paths(workspace.paths, sandbox.id)
     names = [str(name) for name in sandbox.context_files]
     worktree = Path(sandbox.worktree)
@@ -105,4 +131,8 @@ def refresh(workspace: Workspace, sandbox_id: str) -> AgentContext:
     except OSError as exc:
         raise LoomError(f"sandbox {sandbox.id}: cannot write its context: {exc.strerror or exc}") from None
     record(workspace, sandbox.id, given, [str(paths.context), *names])
+    from loomtui.knowledge.engine import CONTEXT_ERROR_KEY
+
+    if sandbox.data.get(CONTEXT_ERROR_KEY):
+        workspace.store.update_sandbox(sandbox.id, data={CONTEXT_ERROR_KEY: None})  # it has a slice now
     return given

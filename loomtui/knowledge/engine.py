@@ -1,8 +1,10 @@
 """The knowledge engine's entry points: the context of a repository, a task's slice, drift.
 
 Whoever creates a sandbox calls `slice_for_task` and, once the sandbox exists,
-`record_slice` (its store data and an audit entry, in one transaction);
-`drift_report` compares what each live sandbox got with the context now.
+`record_slice` (its store data and an audit entry, in one transaction), or
+`record_unavailable` when there was no slice to give; `drift_report` compares what
+each live sandbox got with the context at HEAD (`sandbox_drift_now` for one sandbox,
+the same answer), and checks the ADRs and conventions against the working tree.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from loomtui.knowledge.sources import (
 from loomtui.workspace import Workspace
 
 __all__ = [
+    "CONTEXT_ERROR_KEY",
     "ENDED_STATUSES",
     "AdrFlag",
     "DriftReport",
@@ -38,13 +41,18 @@ __all__ = [
     "claim_inputs",
     "context_of",
     "convention_findings",
+    "drift_context",
     "drift_report",
     "knowledge_index",
     "record_slice",
+    "record_unavailable",
+    "sandbox_drift_now",
     "slice_for_task",
 ]
 
 ENDED_STATUSES = ("merged", "rejected", "archived")
+CONTEXT_ERROR_KEY = "context_error"
+"""A sandbox's data key: why its agent got the task only (no slice could be made)."""
 SUGGESTED_REGIONS = 5
 
 
@@ -120,6 +128,13 @@ def record_slice(workspace: Workspace, sandbox_id: str, piece: Slice, context: C
     return record
 
 
+def record_unavailable(workspace: Workspace, sandbox_id: str, error: str) -> None:
+    """Keep on a sandbox why its agent got the task only, and audit it, together."""
+    with workspace.store.transaction():
+        workspace.store.update_sandbox(sandbox_id, data={CONTEXT_ERROR_KEY: error})
+        workspace.record("context.unavailable", sandbox_id, {"error": error})
+
+
 # -- drift ------------------------------------------------------------------------------------------
 
 
@@ -158,6 +173,7 @@ class DriftReport:
     adrs: list[AdrFlag]
     findings: list[Finding]
     problems: list[str]
+    checked_at: str = "worktree"  # where the ADRs and the conventions were checked
 
     @property
     def flagged(self) -> bool:
@@ -166,15 +182,20 @@ class DriftReport:
     def as_dict(self) -> dict[str, Any]:
         return {"version": self.version, "commit": self.commit, "flagged": self.flagged,
                 "sandboxes": [s.as_dict() for s in self.sandboxes], "adrs": [a.as_dict() for a in self.adrs],
-                "conventions": [f.as_dict() for f in self.findings], "problems": self.problems}
+                "conventions": [f.as_dict() for f in self.findings], "checked_at": self.checked_at,
+                "problems": self.problems}
 
 
 def sandbox_drift(sandbox_id: str, recorded: dict[str, Any], current: Context,
                   index: RepoIndex | None) -> SandboxDrift:
-    """Compare one sandbox's recorded slice with the current context (and the slice it would get now)."""
+    """Compare one sandbox's recorded slice with the current context (and the slice it would get now).
+
+    A front-end wants `sandbox_drift_now`, which picks the current context as `context drift` does."""
     version = str(recorded.get("version", ""))
     if not version:
-        return SandboxDrift(sandbox_id, "unknown", "", current.version)
+        error = recorded.get("error")
+        why = [{"id": "", "title": "", "change": f"it got its task only: {error}"}] if error else []
+        return SandboxDrift(sandbox_id, "unknown", "", current.version, why)
     if version == current.version:
         return SandboxDrift(sandbox_id, "fresh", version, current.version)
     changes: list[dict[str, str]] = []
@@ -250,23 +271,54 @@ def convention_findings(root: Path, context: Context, files: Sequence[str] | Non
     return check_rules(root, context.rules, files)
 
 
-def drift_report(workspace: Workspace, *, index: RepoIndex | None = None) -> DriftReport:
-    """Live sandboxes against the context at the repository's HEAD (the working tree before any
-    commit), ADRs against the code, and the conventions' rules against the working tree."""
+def drift_context(workspace: Workspace, *, index: RepoIndex | None = None,
+                  config: LoomConfig | None = None) -> Context:
+    """The context sandboxes are compared with: the repository's HEAD (what a new sandbox and
+    `context refresh` get; an uncommitted edit is not yet the team's), the working tree before
+    any commit; mentions matched to `index`."""
+    at = "HEAD" if head_commit(workspace.root) else None
+    return context_of(workspace, at=at, index=index, config=config)
+
+
+def _recorded(data: dict[str, Any]) -> dict[str, Any] | None:
+    """What drift compares for a sandbox: its recorded slice, or why it got none (None: neither)."""
+    recorded = data.get("context")
+    if isinstance(recorded, dict):
+        return recorded
+    error = data.get(CONTEXT_ERROR_KEY)
+    return {"error": str(error)} if error else None
+
+
+def sandbox_drift_now(workspace: Workspace, sandbox_id: str, *, index: RepoIndex | None = None) -> SandboxDrift:
+    """One sandbox's drift exactly as `loomtui context drift` reports it (the context at HEAD, the
+    region index): what the app's Context tab shows. Raises LoomError for an unknown sandbox."""
+    record = workspace.store.get_sandbox(sandbox_id)
+    if record is None:
+        raise LoomError(f"no sandbox {sandbox_id}")
     config = workspace.load_config()
     index = index if index is not None else knowledge_index(workspace, config)
-    at = "HEAD" if head_commit(workspace.root) else None
-    current = context_of(workspace, at=at, index=index, config=config)
+    current = drift_context(workspace, index=index, config=config)
+    return sandbox_drift(record.id, _recorded(record.data) or {}, current, index)
+
+
+def drift_report(workspace: Workspace, *, index: RepoIndex | None = None) -> DriftReport:
+    """Live sandboxes against the context at HEAD (`drift_context`); the ADRs and the conventions'
+    rules against the code, both as they are in the working tree (what the engineer is changing,
+    as the app's context view and the checklist see it)."""
+    config = workspace.load_config()
+    index = index if index is not None else knowledge_index(workspace, config)
+    current = drift_context(workspace, index=index, config=config)
     sandboxes = []
     for record in workspace.store.list_sandboxes():
         if record.status in ENDED_STATUSES:
             continue
-        recorded = record.data.get("context")
-        if isinstance(recorded, dict):
+        recorded = _recorded(record.data)
+        if recorded is not None:
             sandboxes.append(sandbox_drift(record.id, recorded, current, index))
-    return DriftReport(current.version, current.commit, sandboxes, adr_flags(current),
-                       convention_findings(workspace.root, current), list(current.problems))
-
+    worktree = current if current.commit is None else context_of(workspace, index=index, config=config)
+    problems = list(dict.fromkeys([*current.problems, *worktree.problems]))
+    return DriftReport(current.version, current.commit, sandboxes, adr_flags(worktree),
+                       convention_findings(workspace.root, worktree), problems)
 
 
 # -- search ------------------------------------------------------------------------------------------

@@ -35,13 +35,16 @@ _ADR_DIRS: Final = frozenset({"adr", "adrs", "decisions", "decision-records"})
 
 _HEADING = re.compile(r"^ {0,3}(#{1,6})[ \t]+(.*?)[ \t]*#*[ \t]*$")
 _FENCE = re.compile(r"^ {0,3}(`{3,}|~{3,})(.*)$")
-_CODE_SPAN = re.compile(r"`([^`\n]{2,200})`")
+_CODE_SPAN = re.compile("`([^`\n\r\x0b\x0c\x1c-\x1e\x85\u2028\u2029]{2,200})`")  # within a line (as splitlines cuts)
 _ADR_NUMBER_IN_NAME = re.compile(r"^(\d{1,6})(?=[-_. ])")
 _ADR_NUMBER_IN_TITLE = re.compile(r"^(?:ADR[-\s]?)?#?(\d{1,6})[.:)\s-]+\s*(.*)$", re.IGNORECASE)
 _FIELD_LINE = re.compile(r"^\s*[-*]?\s*\**(date|status)\**\s*:\s*\**\s*(.+?)\s*$", re.IGNORECASE)
 _SUPERSEDED_BY = re.compile(r"superseded\s+by\s+(?:\[)?(?:ADR[-\s]?)?#?0*(\d{1,6})", re.IGNORECASE)
 _SUPERSEDES = re.compile(r"\bsupersedes\s+(?:\[)?(?:ADR[-\s]?)?#?0*(\d{1,6})", re.IGNORECASE)
 _REF_SHAPE = re.compile(r"^[A-Za-z_./][\w./:-]*$")
+_SENTENCE_END = re.compile(r"[.;]\s+|[.;]$")
+_MAYBE_MARKUP: Final = frozenset(" #`~")
+"""The first characters a heading or a code fence can start with (up to three spaces first)."""
 
 
 def estimate_tokens(text: str) -> int:
@@ -166,6 +169,8 @@ def split_markdown(layer: str, path: str, text: str) -> list[Section]:
     starts: list[tuple[int, tuple[str, ...]]] = [(0, ())]
     fence: str | None = None
     for number, line in enumerate(lines):
+        if line[:1] not in _MAYBE_MARKUP:
+            continue  # prose: neither a heading nor a fence (most lines; the regexes are the cost)
         fenced = _FENCE.match(line)
         if fence is not None:
             if fenced and fenced.group(1)[0] == fence[0] and len(fenced.group(1)) >= len(fence) \
@@ -242,15 +247,26 @@ def parse_adr(path: str, text: str) -> AdrInfo:
                 date = value
     superseded_by = tuple(sorted({int(n) for n in _SUPERSEDED_BY.findall(status)}))
     supersedes = tuple(sorted({int(n) for n in _SUPERSEDES.findall(text)} - {number or -1}))
-    return AdrInfo(number, title, status, date, supersedes, superseded_by)
+    return AdrInfo(number, title, _first_sentence(status), date, supersedes, superseded_by)
+
+
+def _first_sentence(status: str) -> str:
+    """The status itself: "Accepted. Supersedes ADR 0002." is "Accepted" (the links are parsed apart)."""
+    return _SENTENCE_END.split(status, maxsplit=1)[0].strip()
 
 
 def code_refs(text: str) -> tuple[str, ...]:
     """Code spans outside fenced blocks that may name a path or symbol (`payments.currency`)."""
-    refs: list[str] = []
+    if "`" not in text:
+        return ()
+    if "```" not in text and "~~~" not in text:  # no fence: every span counts, found in one pass
+        return _shaped(_CODE_SPAN.findall(text))
+    spans: list[str] = []
     fence: str | None = None
     for line in text.splitlines():
-        fenced = _FENCE.match(line)
+        if "`" not in line and "~" not in line:
+            continue  # neither a fence nor a code span
+        fenced = _FENCE.match(line) if line[:1] in _MAYBE_MARKUP else None
         if fence is not None:
             if fenced and fenced.group(1)[0] == fence[0] and not fenced.group(2).strip():
                 fence = None
@@ -258,10 +274,12 @@ def code_refs(text: str) -> tuple[str, ...]:
         if fenced:
             fence = fenced.group(1)
             continue
-        if "`" not in line:
-            continue
-        for span in _CODE_SPAN.findall(line):
-            candidate = span.strip().removesuffix("()")
-            if _REF_SHAPE.match(candidate) and candidate not in refs:
-                refs.append(candidate)
-    return tuple(refs)
+        if "`" in line:
+            spans.extend(_CODE_SPAN.findall(line))
+    return _shaped(spans)
+
+
+def _shaped(spans: list[str]) -> tuple[str, ...]:
+    """The spans shaped like a path or a symbol, once each, in order."""
+    candidates = (span.strip().removesuffix("()") for span in spans)
+    return tuple(dict.fromkeys(c for c in candidates if _REF_SHAPE.match(c)))

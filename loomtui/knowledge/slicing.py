@@ -7,8 +7,12 @@ Relevance has two sides, scored 0-100 each:
   rare it is across all sections; words one typo away match through rapidfuzz.
 - **claims**: the regions the task claims (or, with no claims, the regions the
   coordination layer suggests for the task, counted lower) against what a
-  section mentions: the same region, file, dependency neighbour, directory or
-  package; the claimed names in its text; a `loom-rule` of it covering the file.
+  section mentions, by how specifically it names them: the region itself (or
+  what holds it) most, then its file, a dependency neighbour, another region
+  of its file, the module of a dependency; a directory or package counts by how
+  few files it holds, so a claim in `payments/` does not pull every section
+  naming `payments`. Also the claimed names in its text, and a `loom-rule` of it
+  covering the file.
 
 score = the larger side + 0.3 x the smaller. A section is picked from score 30;
 pinned sections always are, first. Picks fill the budget best first (tokens are
@@ -18,10 +22,16 @@ listed, and smaller ones may still fit.
 
 from __future__ import annotations
 
+import bisect
+import gc
+import itertools
 import math
+import operator
 import re
+import string
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 from typing import Any, Final
@@ -51,22 +61,30 @@ _WORD = re.compile(r"[A-Z]?[a-z]+|[A-Z]+(?![a-z])")
 _STEM_CACHE: dict[str, str] = {}
 
 
+def _suffixes_off(low: str) -> str:
+    """A lowercase word without its inflection: `invoices`, `invoiced`, `invoice` are all `invoic`."""
+    if low.endswith("ies") and len(low) > 4:
+        return low[:-3] + "y"
+    found = low
+    for suffix in ("ings", "ing", "ed", "s"):
+        if low.endswith(suffix) and len(low) - len(suffix) >= 3 and not low.endswith("ss"):
+            found = low[: -len(suffix)]
+            break
+    # "invoice", "invoices" and "invoiced" meet at "invoic".
+    if found.endswith("e") and len(found) > 3:
+        found = found[:-1]
+    return found
+
+
+_STOP_STEMS: Final = _STOP_WORDS | frozenset(_suffixes_off(w) for w in _STOP_WORDS)
+"""The stop words as stems too: "update", "updates" and "updated" all stem to "updat"."""
+
+
 def _stem(word: str) -> str:
     found = _STEM_CACHE.get(word)
     if found is None:
-        low = word.lower()
-        found = low
-        if low.endswith("ies") and len(low) > 4:
-            found = low[:-3] + "y"
-        else:
-            for suffix in ("ings", "ing", "ed", "s"):
-                if low.endswith(suffix) and len(low) - len(suffix) >= 3 and not low.endswith("ss"):
-                    found = low[: -len(suffix)]
-                    break
-            # "invoice", "invoices" and "invoiced" meet at "invoic".
-            if found.endswith("e") and len(found) > 3:
-                found = found[:-1]
-        if len(found) < 2 or found in _STOP_WORDS:
+        found = _suffixes_off(word.lower())
+        if len(found) < 2 or found in _STOP_STEMS:
             found = ""
         if len(_STEM_CACHE) < 200_000:
             _STEM_CACHE[word] = found
@@ -110,43 +128,114 @@ def _terms_in_order(text: str) -> list[str]:
 # -- the per-context term index -----------------------------------------------------------
 
 
+_NOT_LETTER: Final = str.maketrans({chr(c): " " for c in range(128) if not chr(c).isalpha()})
+"""Every ASCII character but a letter becomes a space: `translate` then `split` cut a text into
+runs of letters in C, several times faster than `_WORD.findall` over the whole text."""
+
+_CAMEL: Final = re.compile(r"[A-Z](?:(?<=[a-z][A-Z])|(?=[A-Z][a-z]))")
+_NOT_ASCII: Final = re.compile(r"[^\x00-\x7f]")
+"""Where `_WORD` cuts a run of letters into several words: `InvoiceCalculator`, `HTTPServer` (a
+capital after a small letter, or before a capital and a small letter: the pattern starts with a
+capital, so the regex engine skips to them) and `café`. Any other run is one word (`invoice`,
+`Invoice`, `HTTP`)."""
+
+_IES: Final = re.compile(r"^([a-z]{2,})ies$", re.MULTILINE)
+_SUFFIX: Final = re.compile(r"^(?![a-z]*ss$)([a-z]{3,}?)(?:ings|ing|ed|s)$", re.MULTILINE)
+_FINAL_E: Final = re.compile(r"^([a-z]{3,})e$", re.MULTILINE)
+
+
+def _stem_lines(lines: str) -> str:
+    """`_suffixes_off` of every line of lowercase ASCII words at once: its three rules as regex
+    passes (in C, not a Python call per word); stop words are left in (see `_STOP_STEMS`)."""
+    return _FINAL_E.sub(r"\1", _SUFFIX.sub(r"\1", _IES.sub(r"\1y", lines)))
+
+
+@contextmanager
+def _gc_paused() -> Iterator[None]:
+    """Building the index allocates a few large, long-lived containers; the cyclic collector would
+    rescan everything loaded before them (every section) for nothing."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
 class _TermIndex:
     """Every section's words, counted once per context (see Context.cache).
 
-    Built in C as far as it goes: one Counter of raw words per section, and the
-    vocabulary grouped by stem. A term's postings (section -> count) are gathered
-    the first time a task asks for it and kept.
+    Built in C as far as it goes: one Counter per section of its runs of letters
+    (`translate` + `split`); the distinct runs that are one word each, lowercased
+    and stemmed together as the lines of one string (`_stem_lines`); the few runs
+    of several words cut by `_WORD`. A term's family (the runs holding a word of
+    that stem) is found in those lines when a task first asks for it, and its
+    postings (section -> count) are gathered then and kept.
     """
 
     def __init__(self, sections: Sequence[Section]) -> None:
-        self.count = len(sections)
-        self.counters = [Counter(_WORD.findall(section.text)) for section in sections]
-        self.headings: list[frozenset[str]] = []
-        for section in sections:
-            heading = " ".join(section.heading) or section.title
-            if section.adr is not None:
-                heading += " " + section.adr.title
-            self.headings.append(frozenset(_terms(heading)))
-        families: dict[str, list[str]] = {}
-        for word in set().union(*self.counters) if self.counters else ():
-            if stem := _stem(word):
-                families.setdefault(stem, []).append(word)
-        for heading_terms in self.headings:
-            for term in heading_terms:
-                families.setdefault(term, [])
-        self.families = families
-        buckets: dict[str, list[str]] = {}
-        for term in families:
-            buckets.setdefault(term[0], []).append(term)
-        self.buckets = buckets
-        self._postings: dict[str, dict[int, int]] = {}
+        with _gc_paused():
+            self.count = len(sections)
+            self.counters = [Counter(section.text.translate(_NOT_LETTER).split()) for section in sections]
+            self.headings: list[frozenset[str]] = []
+            for section in sections:
+                heading = " ".join(section.heading) or section.title
+                if section.adr is not None:
+                    heading += " " + section.adr.title
+                self.headings.append(frozenset(_terms(heading)))
+            runs: set[str] = set().union(*self.counters) if self.counters else set()
+            everything = "\n" + "\n".join(runs) + "\n"
+            hits = [*_CAMEL.finditer(everything), *([] if everything.isascii() else _NOT_ASCII.finditer(everything))]
+            several = {everything[everything.rfind("\n", 0, hit.start()) + 1:everything.find("\n", hit.end())]
+                       for hit in hits}
+            # Runs of one word each, and their stems: line i of `_lines` is the stem of `_runs[i]`.
+            self._runs = list(runs.difference(several)) if several else list(runs)
+            stems = _stem_lines("\n".join(self._runs).lower()).split("\n")
+            self._lines = "\n" + "\n".join(stems) + "\n"
+            self._starts = list(itertools.accumulate(map(operator.add, map(len, stems), itertools.repeat(1)),
+                                                     initial=1))
+            # Runs of several words: each word's stem -> the runs, once per time the word is in one.
+            self._compound: dict[str, list[str]] = {}
+            for run in several:
+                for word in _WORD.findall(run):
+                    if stem := _stem(word):
+                        self._compound.setdefault(stem, []).append(run)
+            vocabulary = set(stems)
+            vocabulary.update(self._compound, *self.headings)
+            vocabulary.difference_update(_STOP_STEMS, string.ascii_lowercase, ("",))
+            self.vocabulary = frozenset(vocabulary)  # every term some section has
+            self._buckets: dict[str, list[str]] = {}
+            self._postings: dict[str, dict[int, int]] = {}
+
+    def family(self, term: str) -> list[str]:
+        """The runs of letters holding a word of stem `term`, once per time it holds one."""
+        if term not in self.vocabulary:
+            return []
+        found = list(self._compound.get(term, ()))
+        needle = f"\n{term}\n"
+        lines, at = self._lines, self._lines.find(needle)
+        while at != -1:
+            found.append(self._runs[bisect.bisect_right(self._starts, at + 1) - 1])
+            at = lines.find(needle, at + len(needle) - 1)
+        return found
+
+    def bucket(self, letter: str) -> list[str]:
+        """The terms starting with `letter` (the candidates for a near spelling)."""
+        found = self._buckets.get(letter)
+        if found is None:
+            found = self._buckets[letter] = sorted(t for t in self.vocabulary if t[0] == letter)
+        return found
 
     def postings(self, term: str) -> dict[int, int]:
-        """Section index -> how often `term` (any word of its stem) occurs; heading-only counts 1."""
+        """Section index -> how often `term` (any word of its stem) occurs; heading-only counts 1.
+
+        A run of letters is in a family once per word of that stem in it, so `InvoiceInvoice`
+        counts twice, as `_WORD.findall` would."""
         found = self._postings.get(term)
         if found is None:
             found = {}
-            for word in self.families.get(term, ()):
+            for word in self.family(term):
                 for i, counter in enumerate(self.counters):
                     n = counter.get(word)
                     if n:
@@ -163,9 +252,9 @@ class _TermIndex:
 
     def expand(self, term: str) -> list[tuple[str, float]]:
         """The term itself if any section has it, and near spellings (similarity 0-1)."""
-        found = [(term, 1.0)] if term in self.families else []
+        found = [(term, 1.0)] if term in self.vocabulary else []
         if len(term) >= 5:
-            candidates = [t for t in self.buckets.get(term[0], ()) if abs(len(t) - len(term)) <= 2 and t != term]
+            candidates = [t for t in self.bucket(term[0]) if abs(len(t) - len(term)) <= 2 and t != term]
             for other, similarity, _ in process.extract(term, candidates, scorer=fuzz.ratio,
                                                         score_cutoff=_FUZZY_CUTOFF, limit=3):
                 found.append((other, similarity / 100.0))
@@ -196,28 +285,81 @@ def _path_of(target: str) -> str:
     return target.partition("::")[0]
 
 
-def _relation(mention: str, region: str, neighbours: set[str]) -> tuple[float, str]:
-    """How closely a mentioned path/region relates to a claimed region (strength, how)."""
-    m_path, r_path = _path_of(mention), _path_of(region)
-    if m_path.endswith("/__init__.py"):
-        m_path = m_path.removesuffix("/__init__.py")
-        if r_path.startswith(m_path + "/"):
-            return 0.5, f"its package {m_path}/"
-    if mention == region or region.startswith(mention + ".") or mention.startswith(region + ".") \
-            or (mention == m_path and r_path == m_path) or (region == r_path and m_path == r_path):
+_DIRECTORY: Final = 0.55
+"""What a mention of the directory (or package) holding a claimed file is worth when the directory
+holds that file alone; a directory of n files is worth this / sqrt(n): `payments/` with ten files
+(0.17) pulls nothing by itself, a directory of two (0.39) does."""
+
+
+def _relation(mention: str, region: str, neighbours: set[str], neighbour_files: set[str],
+              size: Callable[[str], int]) -> tuple[float, str]:
+    """How specifically a mentioned path/region names a claimed region (strength 0-1, how):
+    the region itself 1.0; what holds it or what it holds 0.9; its file 0.85; a region it depends
+    on or that depends on it 0.7; another region of its file 0.6; the module of such a dependency
+    0.55 (another name in that module 0.25); its directory or package by its size (`_DIRECTORY`);
+    a neighbouring file 0.2; the same top-level package 0.1."""
+    if mention == region:
         return 1.0, "the claimed region"
+    m_path, _, m_symbol = mention.partition("::")
+    r_path, _, r_symbol = region.partition("::")
     if m_path == r_path:
-        return 0.85, f"the same file {r_path}"
-    if r_path.startswith(m_path.rstrip("/") + "/"):
-        return 0.6, f"its directory {m_path.rstrip('/')}/"
-    if mention in neighbours or m_path in neighbours:
-        return 0.6, "a dependency of it"
+        if m_symbol and r_symbol:
+            if r_symbol.startswith(m_symbol + "."):
+                return 0.9, "it holds the claimed region"
+            if m_symbol.startswith(r_symbol + "."):
+                return 0.9, "a part of the claimed region"
+            return (0.7, "a dependency of it") if mention in neighbours else (0.6, f"the same file {r_path}")
+        return (0.85, f"its file {r_path}") if r_symbol else (0.9, "in the claimed file")
+    package = m_path.endswith("/__init__.py") and not m_symbol
+    directory = m_path.removesuffix("/__init__.py") if package else m_path.rstrip("/")
+    if package and r_path.startswith(directory + "/"):
+        pass  # a package is named as a directory is, by its size (below), even when its __init__ re-exports
+    elif m_symbol and mention in neighbours:
+        return 0.7, "a dependency of it"
+    elif m_path in neighbour_files:
+        return (0.25, f"in {m_path}, the module of a dependency") if m_symbol \
+            else (0.55, f"{m_path}, the module of a dependency")
+    if r_path.startswith(directory + "/"):
+        files = size(directory)
+        return (round(_DIRECTORY / math.sqrt(files), 2),
+                f"its {'package' if package else 'directory'} {directory}/, {files} file{'' if files == 1 else 's'}")
     m_parts, r_parts = PurePosixPath(m_path).parts, PurePosixPath(r_path).parts
     if len(m_parts) > 1 and len(r_parts) > 1 and m_parts[:-1] == r_parts[:-1]:
-        return 0.5, f"the same directory {'/'.join(r_parts[:-1])}/"
+        return 0.2, f"the same directory {'/'.join(r_parts[:-1])}/"
     if len(m_parts) > 1 and len(r_parts) > 1 and m_parts[0] == r_parts[0]:
-        return 0.4, f"the same package {r_parts[0]}/"
+        return 0.1, f"the same package {r_parts[0]}/"
     return 0.0, ""
+
+
+def _neighbours(repo_index: RepoIndex, region: str) -> set[str]:
+    """The regions a claimed region depends on or that depend on it; for a whole file, those of
+    everything in it."""
+    found = repo_index.neighbours(region)
+    if "::" not in region:
+        for inner in repo_index.regions_in(region):
+            if inner.id != region:
+                found |= repo_index.neighbours(inner.id)
+    return found
+
+
+def _normal(target: str) -> str:
+    """A claim target or a mentioned path as a comparable name (`payments/`, `payments/__init__.py`: `payments`)."""
+    return target.rstrip("/").removesuffix("/__init__.py")
+
+
+def _sizes(context: Context, repo_index: RepoIndex | None) -> Callable[[str], int]:
+    """How many files are under a directory (the region index's files, else the repository's)."""
+    files: Iterable[str] = repo_index.files if repo_index is not None else context.repo_files
+    known: dict[str, int] = {}
+
+    def size(directory: str) -> int:
+        found = known.get(directory)
+        if found is None:
+            prefix = directory + "/"
+            found = known[directory] = max(1, sum(1 for f in files if f.startswith(prefix)))
+        return found
+
+    return size
 
 
 @dataclass(frozen=True)
@@ -235,17 +377,25 @@ def _claim_hits(context: Context, index: _TermIndex, claims: Sequence[ClaimInput
             hits[i] = _ClaimHit(strength, reason)
 
     rule_sections = _rule_sections(context)
+    size = _sizes(context, repo_index)
     for claim in claims:
         factor = 0.6 if claim.suggested else 1.0
         label = f"{'suggested region' if claim.suggested else 'claim'} {claim.target}"
+        if not claim.suggested and len(claim.regions) > 1:
+            # A directory claimed whole (`notifications/templates/`): a mention of it is exact.
+            target = _normal(claim.target)
+            for i, section in enumerate(context.sections):
+                for mention in section.mentions:
+                    if mention.exists is not False and _normal(mention.target) == target:
+                        offer(i, 1.0, f"{label}: mentions `{mention.text}` (the claimed directory)")
         for region in claim.regions[:50]:
-            neighbours = repo_index.neighbours(region) if repo_index is not None and not claim.suggested else set()
-            neighbour_paths = {_path_of(n) for n in neighbours} | neighbours
+            neighbours = _neighbours(repo_index, region) if repo_index is not None and not claim.suggested else set()
+            neighbour_files = {_path_of(n) for n in neighbours}
             for i, section in enumerate(context.sections):
                 for mention in section.mentions:
                     if mention.exists is False:
                         continue
-                    strength, how = _relation(mention.target, region, neighbour_paths)
+                    strength, how = _relation(mention.target, region, neighbours, neighbour_files, size)
                     # A suggestion is a guess: only a mention of its own file or region counts.
                     if strength >= (0.85 if claim.suggested else 0.0) and strength:
                         offer(i, strength * factor, f"{label}: mentions `{mention.text}` ({how})")

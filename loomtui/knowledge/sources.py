@@ -54,6 +54,7 @@ REPO_LAYER: Final = "repo"
 WORKTREE: Final = "worktree"
 _BINARY_SNIFF = 8192
 _GLOB_CHARS = frozenset("*?[")
+_HEX = frozenset("0123456789abcdef")
 
 
 # -- globs ------------------------------------------------------------------------------
@@ -169,12 +170,29 @@ def _read_layer(name: str, tree: SourceTree | GitTree, patterns: Sequence[str], 
                 *, report_missing: bool) -> tuple[list[SourceFile], list[Section], list[Rule], dict[str, str | None]]:
     listing = tree.listing()
     spec = _spec(patterns)
-    chosen = sorted(path for path in listing if spec.match_file(path))
+    chosen: list[str] = []
+    directories: dict[str, None] = {}
+    for path in sorted(listing):
+        if not spec.match_file(path):
+            continue
+        directory = _matched_directory(spec, path)
+        if directory is None:
+            chosen.append(path)
+        else:
+            directories.setdefault(directory)
     if report_missing:
+        for directory in directories:
+            problems.append(f"{_where(name, directory)}: a directory, not a source file (to read the "
+                            f"files in it, name it as a directory: {shown(directory)}/)")
         for pattern in patterns:
+            if pattern.startswith("!"):
+                continue
             literal = pattern.lstrip("/")
-            if not _GLOB_CHARS & set(literal) and not pattern.startswith("!") and literal not in listing \
-                    and not any(p.startswith(literal.rstrip("/") + "/") for p in chosen):
+            if _GLOB_CHARS & set(literal):
+                own = _spec([pattern])
+                if not any(own.match_file(p) for p in chosen):
+                    problems.append(f"{_where(name, literal)}: no file matches")
+            elif literal not in listing and not any(p.startswith(literal.rstrip("/") + "/") for p in chosen):
                 problems.append(f"{_where(name, literal)}: no such file")
     files: list[SourceFile] = []
     sections: list[Section] = []
@@ -206,6 +224,27 @@ def _read_layer(name: str, tree: SourceTree | GitTree, patterns: Sequence[str], 
         files.append(SourceFile(name, path, blob, size, truncated, len(found)))
         sections.extend(found)
     return files, sections, rules, listing
+
+
+def _matched_directory(spec: pathspec.GitIgnoreSpec, path: str) -> str | None:
+    """None when a pattern names `path` itself; else the directory above it that a file glob
+    happened to match (`docs/conventions/odd.md/` for `docs/conventions/*.md`): only files are
+    sources, so what is inside it is not. A pattern naming a directory (`docs/adr/`, or a path
+    without a glob) takes the files under it."""
+    above: str | None = None
+    for pattern in spec.patterns:
+        if not pattern.include or not isinstance(pattern, pathspec.RegexPattern) or pattern.regex is None:
+            continue
+        regex = pattern.regex
+        found = regex.match(path)
+        if found is None:
+            continue
+        raw = str(pattern.pattern)
+        if "ps_d" not in regex.groupindex or regex.fullmatch(path) or raw.endswith("/") \
+                or not _GLOB_CHARS & set(raw):
+            return None
+        above = above or path[: found.start("ps_d")]
+    return above
 
 
 def _where(layer: str, path: str) -> str:
@@ -306,9 +345,12 @@ def resolve_at(root: Path, text: str, config: ContextConfig) -> str | None:
     """A commit for a user's `V`: a context version id (or prefix), a commit-ish, or worktree (None)."""
     if text in (WORKTREE, "working-tree", "wt"):
         return None
-    for entry in context_versions(root, config, limit=500):
-        if entry.version.startswith(text) and len(text) >= 4:
-            return entry.commit
+    if head_commit(root) is None:
+        raise LoomError(f"{shown(text)}: the repository has no commits yet (use worktree)")
+    if len(text) >= 4 and set(text) <= _HEX:  # a version id is 12 hex digits; a ref name need not look
+        for entry in context_versions(root, config, limit=500):
+            if entry.version.startswith(text):
+                return entry.commit
     commit = head_commit(root, text)
     if commit is None:
         raise LoomError(f"{shown(text)}: no such context version, commit or ref (see loomtui context versions)")
