@@ -35,6 +35,7 @@ from loomtui.tui.screens.escalations import EscalationsScreen
 from loomtui.tui.screens.governance import AuditScreen, PolicyScreen
 from loomtui.tui.screens.graph import GraphScreen
 from loomtui.tui.screens.help import HelpScreen
+from loomtui.tui.screens.metrics import MetricsScreen
 from loomtui.tui.screens.plan import PlanScreen
 from loomtui.tui.snapshot import BadgeCache, DashboardSnapshot, StepCache, read_snapshot
 from loomtui.tui.themes import load_themes, register_themes
@@ -43,6 +44,10 @@ from loomtui.workspace import Workspace
 
 POLL_SECONDS = 0.25
 DEFAULT_THEME = "loom-dark"
+CHECKLIST_FIRST_S = 3.0
+"""The header's checklist score waits this long after start: the first frame comes first."""
+CHECKLIST_EVERY_S = 30.0
+"""At most this often the score is recomputed as the store changes (a miss reads git and the store)."""
 
 
 class LoomApp(App[int]):
@@ -51,7 +56,8 @@ class LoomApp(App[int]):
     TITLE = "loomtui"
     CSS_PATH = "app.tcss"
     MODES = {"dashboard": DashboardScreen, "graph": GraphScreen, "escalations": EscalationsScreen,
-             "policy": PolicyScreen, "audit": AuditScreen, "context": ContextScreen, "plan": PlanScreen}
+             "policy": PolicyScreen, "audit": AuditScreen, "context": ContextScreen, "plan": PlanScreen,
+             "metrics": MetricsScreen}
     COMMANDS = App.COMMANDS | {ContextSections}
     DEFAULT_MODE = "dashboard"
     BINDINGS = [
@@ -65,15 +71,20 @@ class LoomApp(App[int]):
         Binding("5", "switch_mode('audit')", "Audit", id="app.mode.audit"),
         Binding("6", "switch_mode('context')", "Context", id="app.mode.context"),
         Binding("7", "switch_mode('plan')", "Plan", id="app.mode.plan"),
+        Binding("8", "switch_mode('metrics')", "Metrics", id="app.mode.metrics"),
         Binding("q", "quit", "Quit", id="app.quit"),
     ]
 
     def __init__(
         self, workspace: Workspace, *, demo: bool = False, poll_seconds: float = POLL_SECONDS,
-        clock: Callable[[], float] = time.time,
+        clock: Callable[[], float] = time.time, checklist: bool | None = None,
     ) -> None:
         super().__init__()
         self.clock = clock  # tests pass a fixed clock: no real time in snapshots
+        # The checklist's week is real time: with a fixed clock (snapshots) the header leaves it out.
+        self.show_checklist = clock is time.time if checklist is None else checklist
+        self.checklist_score = ""
+        self._checklist_due = 0.0
         self.workspace = workspace
         self.demo = demo
         self.poll_seconds = poll_seconds
@@ -116,6 +127,9 @@ class LoomApp(App[int]):
         self.theme = wanted if wanted in self.available_themes else DEFAULT_THEME
         self.set_interval(self.poll_seconds, self.poll_store)
         self.poll_store()
+        if self.show_checklist:
+            self._checklist_due = time.monotonic() + CHECKLIST_FIRST_S
+            self.set_timer(CHECKLIST_FIRST_S, self._score_checklist)
         self.refresh_coordination()
         self._reconcile()
         if self.demo:
@@ -203,6 +217,7 @@ class LoomApp(App[int]):
         header.branch = self._branch
         header.store_state = "ok"
         header.mode_title = "demo" if self.demo else ""
+        header.checklist = self.checklist_score
         if self.coordination is not None:
             header.conflicts = len(self.coordination.conflicts)
         if self.latest_snapshot is not None:
@@ -263,6 +278,8 @@ class LoomApp(App[int]):
         kinds = [e.kind for e in message.snapshot.events]
         if any(k.startswith(("claim.", "sandbox.")) for k in kinds):
             self.refresh_coordination()
+        if self.show_checklist and kinds and time.monotonic() >= self._checklist_due:
+            self._score_checklist()
         if "audit.appended" in kinds and isinstance(screen, AuditScreen):
             screen.reload()
         if any(k.startswith("escalation.") for k in kinds):
@@ -273,6 +290,27 @@ class LoomApp(App[int]):
                 self.bell()
                 self.notify(f"{opened} new escalation(s) waiting: press 3", title="escalation",
                             severity="warning", timeout=8)
+
+    # -- the checklist score in the header ------------------------------------------
+
+    def _score_checklist(self) -> None:
+        self._checklist_due = time.monotonic() + CHECKLIST_EVERY_S
+        self._checklist_worker()
+
+    @work(thread=True, exclusive=True, group="checklist", exit_on_error=False)
+    def _checklist_worker(self) -> None:
+        from loomtui.observability.checklist import cached_checklist
+
+        try:
+            scored = cached_checklist(self.workspace)
+        except LoomError:
+            return  # the metrics view (8) says why; the header just shows no score
+        self.call_from_thread(self._show_checklist_score, f"{scored.score:g}/10")
+
+    def _show_checklist_score(self, score: str) -> None:
+        self.checklist_score = score
+        for header in self._headers():
+            header.checklist = score
 
     # -- coordination: index in a worker, conflicts recomputed when claims change ------
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
+from textual import events, on
 from textual.app import App
 from textual.screen import Screen
 
@@ -29,3 +30,13 @@ class LoomScreen(Screen[ResultT]):
     @property
     def loom(self) -> LoomApp:
         return loom_app(self.app)
+
+    @on(events.ScreenResume)
+    def _header_catches_up(self) -> None:
+        # Shown again: its header catches up with what changed while it was hidden (counts, score).
+        # A decorated handler runs besides a screen's own `on_screen_resume`.
+        from loomtui.tui.widgets.status_header import StatusHeader
+
+        for header in self.query(StatusHeader):
+            self.loom.update_header(header)
+

@@ -343,11 +343,11 @@ class DashboardScreen(LoomScreen[None]):
 
     @work(thread=True, exclusive=True, group="context-drift", exit_on_error=False)
     def _check_drift(self, sandbox: SandboxRecord) -> None:
-        from loomtui.knowledge.engine import context_of, sandbox_drift
+        from loomtui.knowledge.engine import sandbox_drift_now
 
         workspace = self.loom.workspace
         try:
-            drift = sandbox_drift(sandbox.id, sandbox.data["context"], context_of(workspace), None)
+            drift = sandbox_drift_now(workspace, sandbox.id)  # what `loomtui context drift` says
         except (LoomError, KeyError) as exc:
             line = f"drift unknown: {exc}\n"
         else:

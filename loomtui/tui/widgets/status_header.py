@@ -21,6 +21,8 @@ class StatusHeader(Static):
     escalations: reactive[int] = reactive(0)
     conflicts: reactive[int] = reactive(0)
     mode_title: reactive[str] = reactive("")
+    checklist: reactive[str] = reactive("")
+    """The infrastructure checklist's score ("9.5/10"); empty until computed."""
 
     def render(self) -> Text:
         # Repository and branch names are untrusted text: Text.assemble never parses markup.
@@ -37,4 +39,5 @@ class StatusHeader(Static):
             (str(self.escalations), "bold yellow" if self.escalations else ""),
             "  conflicts ",
             (str(self.conflicts), "bold red" if self.conflicts else ""),
+            *((f"  checklist {self.checklist}", "dim"),) if self.checklist else (),
         )

@@ -1,0 +1,67 @@
+"""The metrics view (8) and the checklist score in the header, driven with the pilot."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from textual.widgets import DataTable, Sparkline, Static
+
+from loomtui.store import SandboxRecord
+from loomtui.tui.app import LoomApp
+from loomtui.tui.screens.metrics import MetricsScreen
+from loomtui.tui.widgets.status_header import StatusHeader
+from loomtui.workspace import open_workspace
+from tests.conftest import git
+
+SIZE = (120, 40)
+
+
+async def until(pilot: Any, condition: Callable[[], bool], timeout: float = 30.0) -> None:
+    """Let the app run until `condition` holds (its workers read the store and git)."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "the metrics view did not fill in"
+        await pilot.pause(0.1)
+
+
+def agent_history(repo: Path) -> None:
+    """Three commits on main this week: two agent-made (loomtui's trailer, Claude's co-author), one not."""
+    for number, trailer in enumerate(("Loom-Sandbox: aaaaaa", "Co-Authored-By: Claude <noreply@anthropic.com>", "")):
+        (repo / f"f{number}.txt").write_text(str(number))
+        git(repo, "add", "-A")
+        git(repo, "commit", "-qm", f"change {number}" + (f"\n\n{trailer}" if trailer else ""))
+
+
+async def test_the_metrics_view_shows_the_week_per_runtime_and_the_checklist(repo: Path) -> None:
+    agent_history(repo)
+    workspace = open_workspace(repo)
+    now = time.time()
+    for sandbox, runtime, status in (("aaaaaa", "claude", "merged"), ("bbbbbb", "claude", "rejected"),
+                                     ("cccccc", "codex", "merged")):
+        workspace.store.add_sandbox(SandboxRecord(id=sandbox, task="t", runtime=runtime, status=status,
+                                                  created=now - 60, updated=now - 30))
+        workspace.record(f"sandbox.{status}", sandbox, {"from": "awaiting_review", "to": status})
+    app = LoomApp(workspace)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("8")
+        await pilot.pause()
+        assert isinstance(app.screen, MetricsScreen)
+        screen = app.screen
+        await until(pilot, lambda: screen.metrics is not None and screen.query_one(StatusHeader).checklist != "")
+        glance = str(screen.query_one("#metrics-glance", Static).render())
+        assert "67% acceptance rate" in glance and "50% agent-made share" in glance  # 2 of 3 decided; 2 of 4 commits
+        table = screen.query_one("#metrics-runtimes", DataTable)
+        rows = {str(table.get_row_at(i)[0]): table.get_row_at(i) for i in range(table.row_count)}
+        assert {"claude", "codex"} <= set(rows)  # and "unknown": the agent-made commit no sandbox made
+        assert [str(c) for c in rows["claude"][2:5]] == ["1", "1", "50%"]
+        assert sum(screen.query_one("#chart-merged", Sparkline).data or []) == 2
+        checklist = str(screen.query_one("#metrics-checklist", Static).render())
+        assert "checklist" in checklist and "/10" in checklist and " 1 " in checklist
+        header = screen.query_one(StatusHeader)
+        assert header.checklist.endswith("/10")  # the metrics view scored it; every header shows it
+        await pilot.press("escape")
+        await pilot.pause()
+        assert app.screen.query_one(StatusHeader).checklist == header.checklist
