@@ -118,8 +118,8 @@ def run_cli(repo: Path, *args: str, user: str | None = None) -> subprocess.Compl
 # The files that take longest (real agent CLIs, the headless demo, many sandboxes) run first,
 # so that under `-n auto --dist loadfile` no worker starts a long file when the others are done.
 SLOW_FILES_FIRST = (
-    "test_runtime_codex_aider.py", "test_runtime_claude.py", "test_demo_scenario.py", "test_hostile_agent.py",
-    "test_demo.py", "test_review.py", "test_mcp.py", "test_execution_cli.py", "test_hook_fast.py",
+    "test_runtime_codex_aider.py", "test_runtime_claude.py", "test_knowledge_agents.py", "test_demo_scenario.py",
+    "test_hostile_agent.py", "test_eval_gates.py", "test_eval_pair.py", "test_demo.py", "test_review.py", "test_mcp.py", "test_execution_cli.py", "test_hook_fast.py",
     "test_e2e_tmux.py", "test_hooks.py", "test_execution.py", "test_tui_sandboxes.py",
 )
 
