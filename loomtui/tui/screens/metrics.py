@@ -165,6 +165,8 @@ class MetricsScreen(LoomScreen[None]):
                 table.add_row(*cells.values(), key=runtime.key)
         for gone in rows - {r.key for r in metrics.by_runtime}:
             table.remove_row(gone)
+        # Focusing the table scrolled the column down to it: the week at a glance comes first.
+        self.query_one("#metrics-left", VerticalScroll).scroll_home(animate=False)
 
     def _show_checklist(self, checklist: Checklist) -> None:
         self.query_one("#metrics-checklist", Static).update(checklist_text(checklist))
