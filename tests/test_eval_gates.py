@@ -139,10 +139,20 @@ def test_a_missing_or_malformed_junit_report_is_said_and_the_exit_code_used(tmp_
     sandbox = sandbox_with(workspace, "anything", {"README.md": "hi\n"})
     results = {r.gate: r for r in run_configured_gates(workspace, sandbox)}
     missing, malformed = results["nojunit"], results["badjunit"]
-    # Failing on the base commit too: not blamed on the change; the report's problem is said.
-    assert missing.status == "passed" and "already failing on the base commit" in missing.summary
-    assert "judged by its exit code" in missing.summary
-    assert malformed.status == "passed" and "judged by its exit code (0)" in malformed.summary
+    # Without per-test results the exit code cannot tell the change's failures from the base's: failed, saying why.
+    assert missing.status == "failed" and "the check wrote no report" in missing.summary
+    assert malformed.status == "failed" and "no per-test results" in malformed.summary
+
+
+def test_a_report_that_is_not_a_regular_file_is_not_read(tmp_path: Path) -> None:
+    fifo = ('  - name: fifo\n    run: ["python", "-c", "import os, sys; os.mkfifo(sys.argv[1])", "{report}"]\n'
+            '    format: ruff-json\n    timeout: 10\n')
+    workspace = make_repo(tmp_path, gates=fifo)
+    sandbox = sandbox_with(workspace, "anything", {"README.md": "hi\n"})
+    started = time.monotonic()
+    [result] = run_configured_gates(workspace, sandbox)
+    assert result.status == "failed" and "is not a regular file" in result.summary
+    assert time.monotonic() - started < 20  # never blocked opening the FIFO
 
 
 def test_a_sandbox_removed_while_its_gate_runs_is_an_error_not_a_verdict(tmp_path: Path) -> None:
@@ -213,3 +223,15 @@ def test_a_lint_check_fails_on_new_findings_only(tmp_path: Path) -> None:
     [added] = run_configured_gates(workspace, sloppy)
     assert added.status == "failed" and added.findings is not None
     assert [(f.path, f.line, f.code) for f in added.findings.new] == [("shop/prices.py", 1, "F401")]
+
+
+def test_gate_1_judges_the_committed_tip_not_what_the_worktree_leaves_lying_around(tmp_path: Path) -> None:
+    workspace = make_repo(tmp_path)
+    sandbox = sandbox_with(workspace, "labels in cents", {"shop/prices.py": PRICES.replace("/ 100", "// 100"),
+                                                          ".gitignore": "tests/conftest.py\n"})
+    # Ignored, never committed: a conftest that patches the committed breakage back out.
+    tree = Path(workspace.store.get_sandbox(sandbox).worktree)  # type: ignore[union-attr]
+    (tree / "tests" / "conftest.py").write_text(
+        "import shop.prices\nshop.prices.price = lambda cents: cents / 100\n")
+    [result] = run_configured_gates(workspace, sandbox)
+    assert result.status == "failed" and "tests/test_prices.py::test_price" in result.failed_tests

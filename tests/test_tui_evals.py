@@ -92,7 +92,9 @@ async def test_e_runs_the_eval_live_then_the_tab_shows_the_regression_score_outp
         assert "live" in str(pane.query_one("#evals-output-title", Static).render())
         await pilot.press("e")  # a second press while it runs is refused, not queued
         await wait_for(pilot, lambda: any("still running" in n.message for n in app._notifications))
-        (Path(record.worktree) / ".release").touch()
+        # Gate 1 runs on the committed tip in a scratch tree of it (the held test looks there).
+        [held] = [r for r in workspace.store.gate_runs(record.id) if r.gate == "tests" and r.status == "running"]
+        (workspace.paths.state_dir / "evals" / "trees" / f"sandbox-{held.id}" / ".release").touch()
         await wait_for(pilot, lambda: record.id not in pane.evaluating, timeout=60)
 
         # Then the eval as stored: each check, the tests against the baseline, the score, the output.

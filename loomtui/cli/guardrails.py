@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from loomtui.cli import add_command, print_json, workspace_for
 from loomtui.errors import LoomError
+from loomtui.errors import escape_controls as safe
 
 if TYPE_CHECKING:
     from loomtui.guardrails.evals import EvalReport
@@ -19,7 +20,7 @@ SHOWN_TESTS = 20
 
 
 def _progress(result: GateResult) -> None:
-    print(f"  {result.describe()} [{result.duration_s:.1f}s]", file=sys.stderr, flush=True)
+    print(f"  {safe(result.describe())} [{result.duration_s:.1f}s]", file=sys.stderr, flush=True)
 
 
 def _print_report(report: EvalReport) -> None:
@@ -28,22 +29,23 @@ def _print_report(report: EvalReport) -> None:
     if report.checks:
         print(f"gate 1 {report.gate1}")
         for check in report.checks:
-            print(f"  {check.describe()}  [{check.duration_s:.1f}s, run #{check.run_id}]")
+            # Test ids, messages and summaries come from the agent's code: never raw to the terminal.
+            print(f"  {safe(check.describe())}  [{check.duration_s:.1f}s, run #{check.run_id}]")
             if check.tests is not None:
                 shown = [t for t in check.tests.tests if t.cls in CLASS_ORDER or t.flaky][:SHOWN_TESTS]
                 for test in shown:
                     flaky = " (flaky)" if test.flaky else ""
-                    reason = f"  {test.message}" if test.message and test.is_regression else ""
-                    print(f"    {test.cls:<13} {test.id}{flaky}{reason}")
+                    reason = f"  {safe(test.message)}" if test.message and test.is_regression else ""
+                    print(f"    {test.cls:<13} {safe(test.id)}{flaky}{reason}")
             if check.findings is not None:
                 for finding in check.findings.new[:SHOWN_TESTS]:
-                    print(f"    new {finding.path}:{finding.line} {finding.code} {finding.message}")
+                    print(f"    new {safe(finding.path)}:{finding.line} {safe(finding.code)} {safe(finding.message)}")
     if report.score is not None:
         print(f"gate 2 score {report.score.total} ({'passed' if report.score.passed else 'below the pass score'})")
         for item in report.score.items:
-            print(f"  {item.status:<4} {item.name:<11} {item.headline}")
+            print(f"  {item.status:<4} {item.name:<11} {safe(item.headline)}")
             for line in item.evidence[:8]:
-                print(f"         - {line}")
+                print(f"         - {safe(line)}")
 
 
 def _print_merged(report: MergedReport) -> None:
@@ -51,11 +53,11 @@ def _print_merged(report: MergedReport) -> None:
     print(f"merged gate on {report.target} ({report.onto[:12]}): {len(report.sandboxes)} sandbox(es) merged "
           f"({', '.join(report.sandboxes) or 'none'}){stored}")
     for sandbox, files in report.conflicting:
-        print(f"  {sandbox} does not merge with the others: {files}")
+        print(f"  {sandbox} does not merge with the others: {safe(files)}")
     for check in report.checks:
-        print(f"  {check['gate']} {check['status']} ({check['reason']})")
+        print(f"  {check['gate']} {check['status']} ({safe(check['reason'])})")
     for found in report.breaking:
-        print(f"  ! {found.line()}")
+        print(f"  ! {safe(found.line())}")
     if not report.breaking and report.sandboxes:
         print("  no two pending sandboxes break anything together")
 
@@ -102,12 +104,12 @@ def _eval_baseline(args: argparse.Namespace, workspace: Any) -> int:
     for name, run, record in results:
         where = record.commit_sha[:12]
         if run is None:
-            print(f"{name} at {where}: could not run ({record.data.get('summary', 'error')})")
+            print(f"{name} at {where}: could not run ({safe(str(record.data.get('summary', 'error')))})")
             continue
         failing = [c.id for c in run.cases or () if c.outcome.is_fail]
-        print(f"{name} at {where}: {record.status} ({run.summary}) [run #{record.id}]")
+        print(f"{name} at {where}: {record.status} ({safe(run.summary)}) [run #{record.id}]")
         for test in failing[:SHOWN_TESTS]:
-            print(f"  already failing: {test}")
+            print(f"  already failing: {safe(test)}")
     if not results:
         print("no deterministic checks are configured (`gates:` in .loom/loom.yaml)")
     return 0

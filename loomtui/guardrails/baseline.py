@@ -39,7 +39,7 @@ _DROPPED_ENV_PREFIXES: Final = ("PYTEST_", "COV_CORE_")
 
 def fingerprint(gate: GateConfig) -> str:
     """Names a check's settings: a stored result stands only for the same command and format."""
-    text = json.dumps([gate.name, list(gate.run), sorted(gate.env), gate.format, gate.timeout])
+    text = json.dumps([gate.name, list(gate.run), sorted(gate.env), gate.format, gate.timeout, gate.blocking])
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 

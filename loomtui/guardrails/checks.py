@@ -22,6 +22,7 @@ import contextlib
 import os
 import shutil
 import signal
+import stat
 import subprocess
 import threading
 import time
@@ -45,6 +46,12 @@ from loomtui.guardrails.reports import (
 
 OUTPUT_TAIL_LINES: Final = 40
 PROGRESS_EVERY_S: Final = 1.0
+MAX_LOG_BYTES: Final = 256 * 1024 * 1024
+"""A check's output kept on disk; beyond it the output is read (the check must not block) and dropped."""
+MAX_LINE_BYTES: Final = 4096
+"""An unfinished line kept in memory: output with no newline must not grow without end."""
+MAX_REPORT_BYTES: Final = 64 * 1024 * 1024
+"""A report larger than this is not read (the check's code wrote it: it may be anything)."""
 
 Wrap = Callable[[list[str], Sequence[Path]], list[str]]
 """Confinement: (argv, paths it must be able to write) -> the argv to run."""
@@ -116,19 +123,22 @@ def _stream(argv: list[str], cwd: Path, env: Mapping[str, str], timeout: float, 
     def pump() -> None:
         # Chunks, not lines: a test runner's progress dots come without a newline for a while.
         nonlocal lines
-        last, size, partial = 0.0, 0, b""
-        with log.open(mode + "b") as out:
+        last, size, partial = 0.0, log.stat().st_size if mode == "a" and log.exists() else 0, b""
+        with log.open(mode + "b", buffering=0) as out:
             while chunk := process.stdout.read1(65536):  # type: ignore[union-attr]
-                out.write(chunk)
+                if size < MAX_LOG_BYTES:
+                    out.write(chunk[: MAX_LOG_BYTES - size])
+                    if size + len(chunk) >= MAX_LOG_BYTES:
+                        out.write(f"\n--- loomtui: output beyond {MAX_LOG_BYTES >> 20} MiB not kept ---\n".encode())
                 size += len(chunk)
                 *complete, partial = (partial + chunk).split(b"\n")
-                for raw in complete:
+                partial = partial[-MAX_LINE_BYTES:]
+                for raw in complete[-OUTPUT_TAIL_LINES:]:
                     tail.append(raw.decode("utf-8", "replace").rstrip("\r"))
                 lines += len(complete)
                 now = time.monotonic()
                 if progress is not None and now - last >= PROGRESS_EVERY_S:
                     last = now
-                    out.flush()
                     shown = [*list(tail)[-4:], partial.decode("utf-8", "replace")[-200:]]
                     progress({"lines": lines, "bytes": size, "tail": [line for line in shown if line],
                               "elapsed_s": round(now - started, 1)})
@@ -145,9 +155,32 @@ def _stream(argv: list[str], cwd: Path, env: Mapping[str, str], timeout: float, 
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(process.pid, signal.SIGKILL)  # the whole group: a test's children too
         process.wait()
-    # A grandchild that left the group may hold the pipe open: do not wait on it for ever.
+    # What the check left running in its group (a server a test started) ends with it, and
+    # lets go of the pipe; one that left the group may still hold it: not waited on for ever.
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(process.pid, signal.SIGKILL)
     reader.join(timeout=5)
+    if not reader.is_alive():
+        process.stdout.close()
     return _Process(process.returncode, timed_out, tuple(tail))
+
+
+def read_report(report: Path) -> bytes:
+    """A report the check wrote, read as a regular file only: not through a link, not a FIFO or a
+    device (either could hang or flood the reader), not beyond MAX_REPORT_BYTES."""
+    try:
+        fd = os.open(report, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except FileNotFoundError:
+        raise ReportProblem("the check wrote no report") from None
+    except OSError as exc:
+        raise ReportProblem(f"its report cannot be read ({exc.strerror or exc})") from None
+    with os.fdopen(fd, "rb") as handle:
+        info = os.fstat(handle.fileno())
+        if not stat.S_ISREG(info.st_mode):
+            raise ReportProblem("its report is not a regular file")
+        if info.st_size > MAX_REPORT_BYTES:
+            raise ReportProblem(f"its report is {info.st_size >> 20} MiB, over the {MAX_REPORT_BYTES >> 20} MiB read")
+        return handle.read(MAX_REPORT_BYTES + 1)[:MAX_REPORT_BYTES]
 
 
 def _summary(tail: Sequence[str], exit_code: int | None) -> str:
@@ -165,6 +198,13 @@ def _case_summary(cases: Sequence[TestCase]) -> str:
         counts[case.outcome] = counts.get(case.outcome, 0) + 1
     order = ("failed", "error", "passed", "skipped", "xfailed", "xpassed")
     return ", ".join(f"{counts[o]} {o}" for o in order if counts.get(o)) or "no tests"
+
+
+def _private_copy(report: Path, run_dir: Path) -> Path:
+    """The report, checked by `read_report`, copied where the check cannot write (it parses from there)."""
+    copy = run_dir / f"{report.name}.read"
+    copy.write_bytes(read_report(report))
+    return copy
 
 
 def _substitute(argv: Sequence[str], report: Path) -> list[str]:
@@ -211,10 +251,11 @@ def run_check(gate: GateConfig, argv: Sequence[str], cwd: Path, env: Mapping[str
         return CheckRun(outcome, done.exit_code, duration, summary, done.tail, str(log))
     try:
         if gate.format == "junit":
-            cases = tuple(read_junit(report, cwd))
+            cases = tuple(read_junit(_private_copy(report, run_dir), cwd))
             run = CheckRun(outcome, done.exit_code, duration, _case_summary(cases), done.tail, str(log), cases=cases)
             return _with_rerun(gate, argv, cwd, env, run_dir, wrap, run) if rerun_failed else run
-        text = report.read_text(errors="replace") if uses_report else log.read_text(errors="replace")
+        text = (read_report(report) if uses_report else log.read_bytes()[:MAX_REPORT_BYTES]).decode(
+            "utf-8", "replace")
         findings = tuple(_read_findings(gate, text, cwd))
         counted = f"{len(findings)} finding{'s' if len(findings) != 1 else ''}"
         return CheckRun(outcome, done.exit_code, duration, counted, done.tail, str(log), findings=findings)
@@ -237,7 +278,7 @@ def _with_rerun(gate: GateConfig, argv: Sequence[str], cwd: Path, env: Mapping[s
     done = _stream(wrap(_substitute(again, report), [reports]), cwd, env, gate.timeout, run_dir / "output.log",
                    mode="a", progress=None, started=time.monotonic())
     try:
-        rerun = tuple(read_junit(report, cwd)) if not done.timed_out and not done.error else ()
+        rerun = tuple(read_junit(_private_copy(report, run_dir), cwd)) if not done.timed_out and not done.error else ()
     except (ReportProblem, OSError):
         rerun = ()
     return CheckRun(run.outcome, run.exit_code, run.duration_s, run.summary, run.output_tail, run.log,

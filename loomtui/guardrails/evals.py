@@ -101,9 +101,12 @@ class EvalReport:
 
 def _eval_key(workspace: Workspace, record_id: str, task: str, base: str, tip: str, which: GateChoice) -> str:
     config = workspace.load_config()
-    claims = sorted((c.sandbox_id, c.target) for c in workspace.store.live_claims())
+    claims = sorted((c.sandbox_id, c.target, c.mode, sorted(c.region_ids)) for c in workspace.store.live_claims())
+    # The baselines it was judged against: `eval --baseline --force` makes the next eval fresh.
+    baselines = max((r.id for r in workspace.store.shared_gate_runs("baseline", base)), default=0)
     text = json.dumps([which, base, tip, task, [fingerprint(g) for g in deterministic_gates(workspace)],
-                       repr(config.eval), record_id, claims], default=str)
+                       repr(config.eval), repr(config.coordination), repr(config.context), record_id, claims,
+                       baselines], default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:24]
 
 
@@ -141,6 +144,8 @@ def evaluate(workspace: Workspace, sandbox_id: str, *, which: GateChoice = "all"
         config = workspace.load_config()
         inputs = gather_inputs(workspace, record, base, tip, report.tests())
         report = EvalReport(record.id, tip, base, which, checks, score(inputs, config.eval))
+    # Keyed as it stands now: the baseline this eval ran (when it was the first) is part of it.
+    key = _eval_key(workspace, record.id, record.task, base, tip, which)
     row = workspace.store.add_eval_report(record.id, SANDBOX_EVAL, tip, key, report.as_dict())
     report = EvalReport.from_dict(row.data, report_id=row.id)
     _audit(workspace, report)

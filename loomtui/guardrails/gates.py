@@ -11,7 +11,8 @@ audit entry.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import shutil
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,13 +20,22 @@ from typing import Any
 
 from loomtui.config import GateConfig
 from loomtui.errors import LoomError
-from loomtui.execution.confinement import confined_argv, sandbox_environment
+from loomtui.execution.confinement import confined_scratch_argv, sandbox_environment
 from loomtui.execution.gitops import Git
+from loomtui.execution.isolation import ISOLATION_BWRAP
 from loomtui.execution.runtimes import LaunchSpec
 from loomtui.execution.sandboxes import get_sandbox
-from loomtui.guardrails.baseline import baseline, fingerprint, gate_environment, resolved_argv, run_dir
+from loomtui.guardrails.baseline import (
+    baseline,
+    evals_dir,
+    fingerprint,
+    gate_environment,
+    resolved_argv,
+    run_dir,
+)
 from loomtui.guardrails.checks import CheckRun, run_check
 from loomtui.guardrails.classify import Classification, FindingDiff
+from loomtui.guardrails.scratch import export_tree
 from loomtui.guardrails.verdicts import Verdict, judge
 from loomtui.store import SandboxRecord
 from loomtui.workspace import Workspace
@@ -86,21 +96,33 @@ def deterministic_gates(workspace: Workspace) -> tuple[GateConfig, ...]:
     return tuple(gate for gate in workspace.load_config().gates if gate.kind == "deterministic")
 
 
-def _sandbox_check(workspace: Workspace, record: SandboxRecord, gate: GateConfig, run_id: int,
+def _sandbox_check(workspace: Workspace, record: SandboxRecord, gate: GateConfig, run_id: int, commit: str,
                    rerun_failed: bool) -> CheckRun:
-    """Run a check in the sandbox's worktree with the agent's own confinement and environment."""
+    """Run a check on exactly the committed tip, in a scratch tree of it: an ignored or uncommitted
+    file in the worktree (a conftest that patches the fix back in) never decides what is judged.
+
+    Confined as its agent was (bwrap when the sandbox is isolated; a sandbox run without
+    isolation runs its tests as the plain process its agent was), with the agent's environment.
+    """
     spec = LaunchSpec.from_data(record.data["launch"])
     env = gate_environment(sandbox_environment(workspace, record, spec), gate)
+    tree = evals_dir(workspace) / "trees" / f"sandbox-{run_id}"
+    directory = run_dir(workspace, run_id)
 
-    def wrap(argv: list[str], writable: Any) -> list[str]:
-        return confined_argv(workspace, record, argv, env, writable=list(writable))
+    def wrap(argv: list[str], writable: Sequence[Path]) -> list[str]:
+        if record.isolation != ISOLATION_BWRAP:
+            return argv
+        return confined_scratch_argv(workspace, tree, argv, env, writable=list(writable))
 
     def progress(update: dict[str, Any]) -> None:
-        workspace.store.update_gate_run(run_id, {"progress": update,
-                                                 "log": str(run_dir(workspace, run_id) / "output.log")})
+        workspace.store.update_gate_run(run_id, {"progress": update, "log": str(directory / "output.log")})
 
-    return run_check(gate, resolved_argv(gate), Path(record.worktree), env, run_dir(workspace, run_id), wrap=wrap,
-                     progress=progress, rerun_failed=rerun_failed)
+    try:
+        export_tree(workspace.root, commit, tree)
+        return run_check(gate, resolved_argv(gate), tree, env, directory, wrap=wrap, progress=progress,
+                         rerun_failed=rerun_failed)
+    finally:
+        shutil.rmtree(tree, ignore_errors=True)
 
 
 def run_configured_gates(workspace: Workspace, sandbox_id: str, *,
@@ -137,12 +159,14 @@ def run_configured_gates(workspace: Workspace, sandbox_id: str, *,
 
         def check(gate: GateConfig) -> GateResult:
             """Run, judge and record one check as soon as it and its baseline are done."""
-            try:
-                result = _sandbox_check(workspace, record, gate, runs[gate.name], rerun)
-            except (LoomError, OSError) as exc:  # recorded as what happened, never left `running`
+            base_record = None
+            try:  # whatever happens is recorded as what happened: a run is never left `running`
+                result = _sandbox_check(workspace, record, gate, runs[gate.name], commit, rerun)
+                base_run, base_record = theirs[gate.name].result() if gate.name in theirs else (None, None)
+                verdict = judge(result, base_run, gate.format)
+            except (LoomError, OSError) as exc:
                 result = CheckRun("error", None, 0.0, f"the check could not run: {exc}", (), "")
-            base_run, base_record = theirs[gate.name].result() if gate.name in theirs else (None, None)
-            verdict = judge(result, base_run)
+                verdict = Verdict("error", result.summary)
             if not worktree.is_dir():
                 verdict = Verdict("error", "the sandbox was removed while the check ran")
             judged = _record(workspace, record.id, gate, runs[gate.name], commit, result, verdict,

@@ -147,7 +147,7 @@ def _merged_gate(workspace: Workspace, target: str, records: list[SandboxRecord]
     for gate in checks:
         base_run, _ = baseline(workspace, onto, gate, rerun_failed=rerun)
         run = _run_at(workspace, gate, merge.commit, rerun_failed=rerun)
-        verdict = judge(run, base_run)
+        verdict = judge(run, base_run, gate.format)
         results.append({"gate": gate.name, "status": verdict.status, "reason": verdict.reason,
                         "verdict": verdict.as_dict(), "log": run.log, "duration_s": run.duration_s})
         if verdict.status == "failed" and len(merged_ids) > 1:
@@ -198,7 +198,8 @@ def _who_breaks(workspace: Workspace, gate: GateConfig, onto: str, records: Sequ
         merge = merge_branches(workspace.root, onto, [branch[i] for i in ids])
         if merge.conflicting:
             return set()
-        verdict = judge(_run_at(workspace, gate, merge.commit, rerun_failed=True, only=sorted(left)), base_run)
+        verdict = judge(_run_at(workspace, gate, merge.commit, rerun_failed=True, only=sorted(left)), base_run,
+                        gate.format)
         return set(verdict.regressions) if regressions else ({"(exit code)"} if verdict.status == "failed" else set())
 
     if not regressions:

@@ -1,51 +1,63 @@
 """Scratch trees: a commit's files, or a speculative merge of several branches, to run checks in.
 
-A baseline runs the checks on a sandbox's base commit, and the merged gate on every
-pending sandbox merged together. Neither needs a git worktree (no admin dir to clean
-up, no branch checked out): the tree is exported with `git archive` and unpacked with
-tarfile's `data` filter (no absolute paths, links out of the tree or device files,
-whatever a hostile commit holds). The merge is computed by `git merge-tree
---write-tree`, which touches neither a working tree nor a ref.
+A baseline runs the checks on a sandbox's base commit, gate 1 on its tip, and the merged
+gate on every pending sandbox merged together. None needs a git worktree (no admin dir
+to clean up, no branch checked out): the tree's files are written out of git's objects.
+The merge is computed by `git merge-tree --write-tree`, which touches neither a working
+tree nor a ref.
 """
 
 from __future__ import annotations
 
-import io
 import shutil
-import tarfile
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from loomtui.errors import LoomError
 from loomtui.gitcmd import Git, first_line
+from loomtui.knowledge.trees import GitTree
+from loomtui.repo import DISTRUSTING_GIT_CONFIG
 
 MERGE_IDENTITY = ("-c", "user.name=loomtui merged gate", "-c", "user.email=loomtui@localhost")
 
 
 def export_tree(repo: Path, treeish: str, dest: Path) -> list[str]:
-    """Unpack the files of `treeish` (a commit or tree id) into a fresh `dest`; return what was left out.
+    """Write the files of `treeish` (a commit) into a fresh `dest`; return what was left out.
 
-    A link to an absolute path or out of the tree, a device file: tarfile's `data`
-    filter refuses each, and it is skipped (named in the result), never followed.
+    Read blob by blob (`git ls-tree`, `git cat-file --batch`), not with `git archive`:
+    that one obeys the tree's own `.gitattributes`, where an agent's `export-ignore`
+    would quietly drop its test files from what is checked. A symlink, a submodule, or
+    a path that is absolute, climbs out with `..` or names `.git` is left out (named in
+    the result), never followed or written.
     """
     if dest.exists():
         shutil.rmtree(dest)
     dest.mkdir(parents=True)
-    done = Git(repo).raw("archive", "--format=tar", treeish)
+    done = Git(repo).raw(*DISTRUSTING_GIT_CONFIG, "ls-tree", "-r", "-z", "--full-tree", treeish)
     if done.status != 0:
         raise LoomError(f"cannot export {treeish[:12]}: {first_line(done.err.decode('utf-8', 'replace'))}")
     skipped: list[str] = []
-
-    def safe(member: tarfile.TarInfo, path: str) -> tarfile.TarInfo | None:
-        try:
-            return tarfile.data_filter(member, path)
-        except tarfile.FilterError as exc:
-            skipped.append(f"{member.name}: {exc}")
-            return None
-
-    with tarfile.open(fileobj=io.BytesIO(done.out)) as archive:
-        archive.extractall(dest, filter=safe)
+    tree = GitTree(repo, treeish, treeish[:12])
+    try:
+        for record in done.out.decode("utf-8", "surrogateescape").split("\0"):
+            if not record:
+                continue
+            meta, _, path = record.partition("\t")
+            mode, kind, sha = meta.split()
+            pure = PurePosixPath(path)
+            if kind != "blob" or mode == "120000" or pure.is_absolute() or ".." in pure.parts or ".git" in pure.parts:
+                skipped.append(f"{path}: {'a symlink' if mode == '120000' else 'not a plain file path'}")
+                continue
+            data, _size = tree.read_blob(sha, sys.maxsize)
+            target = dest.joinpath(*pure.parts)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(data)
+            if mode == "100755":
+                target.chmod(0o755)
+    finally:
+        tree.close()
     return skipped
 
 

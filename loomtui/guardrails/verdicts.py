@@ -46,25 +46,41 @@ class Verdict:
                    None if findings is None else FindingDiff.from_dict(findings))
 
 
-def judge(run: CheckRun, base: CheckRun | None) -> Verdict:
-    """The verdict on a check's run, given the same check's run at the base commit (None: none could run)."""
+def judge(run: CheckRun, base: CheckRun | None, form: str = "exit") -> Verdict:
+    """The verdict on a check's run, given the same check's run at the base commit (None: none could run).
+
+    `form` is the check's format. A check that reports per test or per finding and whose
+    report could not be read fails: its exit code alone cannot tell the change's failures
+    from the base's (a conftest that no longer imports, a report deleted). By exit code
+    alone, a failure is "already failing" only when the base failed with the same code.
+    """
     if run.outcome == "error":
         return Verdict("error", run.summary)
-    if run.cases is not None and (run.cases or run.outcome == "passed"):
+    if form == "junit":
+        if run.cases is None or (not run.cases and run.outcome == "failed"):
+            why = run.problem or "it reported no test"
+            return Verdict("failed", f"no per-test results ({why}); exit {run.exit_code}")
         before = base.cases if base is not None else None
         tests = with_rerun(classify(before, run.cases), run.rerun)
         regressions = tests.regressions
         if regressions:
             named = ", ".join(t.id for t in regressions[:3]) + (" ..." if len(regressions) > 3 else "")
             return Verdict("failed", f"{tests.summary()}: {named}", tests=tests)
+        failing = any(case.outcome.is_fail for case in run.cases)
+        if run.outcome == "failed" and not failing and not _same_failure(run, base):
+            return Verdict("failed", f"exit {run.exit_code} though no test failed ({tests.summary()})", tests=tests)
         return Verdict("passed", tests.summary(), tests=tests)
-    if run.findings is not None:
+    if form != "exit":
+        if run.findings is None:
+            return Verdict("failed", f"no findings could be read ({run.problem}); exit {run.exit_code}")
         diff = diff_findings(base.findings if base is not None else None, run.findings)
         return Verdict("failed" if diff.new else "passed", diff.summary(), findings=diff)
-    problem = f" ({run.problem})" if run.problem else ""
     if run.outcome == "passed":
-        return Verdict("passed", run.summary + problem)
-    if base is not None and base.outcome == "failed":
-        return Verdict("passed", f"already failing on the base commit (exit {base.exit_code} there, "
-                                 f"{run.exit_code} here){problem}")
-    return Verdict("failed", f"exit {run.exit_code}: {run.summary}{problem}")
+        return Verdict("passed", run.summary)
+    if _same_failure(run, base):
+        return Verdict("passed", f"already failing on the base commit (exit {run.exit_code} there too)")
+    return Verdict("failed", f"exit {run.exit_code}: {run.summary}")
+
+
+def _same_failure(run: CheckRun, base: CheckRun | None) -> bool:
+    return base is not None and base.outcome == "failed" and base.exit_code == run.exit_code

@@ -48,7 +48,8 @@ def parse_when(text: str, now: float, option: str = "--since") -> float:
     (UTC unless it names its offset). Anything else is one line of error, exit 2."""
     match = _AGO.match(text)
     if match:
-        return now - float(match[1]) * _UNITS[match[2].lower()]
+        # No earlier than the epoch: a window reaching before git and loomtui existed is all of history.
+        return max(0.0, now - float(match[1]) * _UNITS[match[2].lower()])
     if text.strip().lower() == "now":
         return now
     try:
