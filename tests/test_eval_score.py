@@ -159,6 +159,15 @@ def test_tests_fail_for_a_regression_but_not_for_a_fixed_or_added_test() -> None
     assert item(broken, "tests")[2] == ("tests/t.py::test_c: regressed (passed before, failed now) (assert 1 == 2)",)
 
 
+def test_tests_warn_for_a_test_that_passed_on_the_base_and_only_on_its_rerun_here() -> None:
+    flaky = replace(case("tests/t.py::test_a", classify.TestClass.PASS_TO_PASS, Outcome.passed, Outcome.passed,
+                         message="assert 1 == 2"), flaky=True)
+    status, headline, evidence = item(with_tests(flaky), "tests")
+    assert status == ItemStatus.WARN and "flaky" in headline
+    assert evidence == ("tests/t.py::test_a: failed, then passed on its re-run (flaky, or broken by test order) "
+                        "(assert 1 == 2)",)
+
+
 def test_tests_warn_for_changed_code_no_test_reaches() -> None:
     inputs = replace(CLEAN, tests_reaching=Reach(reached=(TOTAL,), unreached=("api/app.py::main",)))
     assert item(inputs, "tests")[0] == ItemStatus.WARN

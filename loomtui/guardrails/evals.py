@@ -146,9 +146,10 @@ def evaluate(workspace: Workspace, sandbox_id: str, *, which: GateChoice = "all"
         report = EvalReport(record.id, tip, base, which, checks, score(inputs, config.eval))
     # Keyed as it stands now: the baseline this eval ran (when it was the first) is part of it.
     key = _eval_key(workspace, record.id, record.task, base, tip, which)
-    row = workspace.store.add_eval_report(record.id, SANDBOX_EVAL, tip, key, report.as_dict())
-    report = EvalReport.from_dict(row.data, report_id=row.id)
-    _audit(workspace, report)
+    with workspace.store.transaction():  # the eval and its audit entry land together
+        row = workspace.store.add_eval_report(record.id, SANDBOX_EVAL, tip, key, report.as_dict())
+        report = EvalReport.from_dict(row.data, report_id=row.id)
+        _audit(workspace, report)
     return report
 
 

@@ -187,16 +187,17 @@ def _record(workspace: Workspace, sandbox_id: str, gate: GateConfig, run_id: int
                         exit_code=run.exit_code, duration_s=run.duration_s, summary=verdict.reason,
                         failed_tests=failing, output_tail=run.output_tail, blocking=gate.blocking,
                         tests=verdict.tests, findings=verdict.findings, baseline_run=baseline_run, log=run.log)
-    workspace.store.finish_gate_run(run_id, verdict.status, {
-        "argv": list(argv), "exit_code": run.exit_code, "duration_s": run.duration_s, "summary": verdict.reason,
-        "failed_tests": list(failing), "output_tail": list(run.output_tail), "log": run.log,
-        "blocking": gate.blocking, "format": gate.format, "baseline_run": baseline_run, "problem": run.problem,
-        "verdict": verdict.as_dict(), "outcome": run.outcome,
-        "runner": "loomtui.guardrails.gates (gate 1: deterministic, against the base commit)",
-    })
-    workspace.record(f"gate.{verdict.status}", sandbox_id, {
-        "gate": gate.name, "run": run_id, "commit": commit, "exit_code": run.exit_code, "summary": verdict.reason,
-        "failed_tests": list(failing), "regressions": list(verdict.regressions), "flaky": list(verdict.flaky),
-        "baseline_run": baseline_run, "blocking": gate.blocking,
-    })
+    with workspace.store.transaction():  # the run's result and its audit entry land together
+        workspace.store.finish_gate_run(run_id, verdict.status, {
+            "argv": list(argv), "exit_code": run.exit_code, "duration_s": run.duration_s, "summary": verdict.reason,
+            "failed_tests": list(failing), "output_tail": list(run.output_tail), "log": run.log,
+            "blocking": gate.blocking, "format": gate.format, "baseline_run": baseline_run, "problem": run.problem,
+            "verdict": verdict.as_dict(), "outcome": run.outcome,
+            "runner": "loomtui.guardrails.gates (gate 1: deterministic, against the base commit)",
+        })
+        workspace.record(f"gate.{verdict.status}", sandbox_id, {
+            "gate": gate.name, "run": run_id, "commit": commit, "exit_code": run.exit_code,
+            "summary": verdict.reason, "failed_tests": list(failing), "regressions": list(verdict.regressions),
+            "flaky": list(verdict.flaky), "baseline_run": baseline_run, "blocking": gate.blocking,
+        })
     return result

@@ -204,7 +204,12 @@ def _who_breaks(workspace: Workspace, gate: GateConfig, onto: str, records: Sequ
 
     if not regressions:
         left = {"(exit code)"}
-    for sandbox in merged_ids:  # what one sandbox breaks on its own is its own gate 1's to report
+    # What one sandbox breaks on its own (on today's tip) is not a pair's doing: each is tried alone
+    # first, the one under review first, so that a pair is never blamed for one member's breakage.
+    ordered = sorted(merged_ids, key=lambda s: s not in focus)
+    for sandbox in ordered[:MAX_PAIRS]:
+        if not left:
+            break
         left -= failing_with([sandbox])
     found: list[BreakingSet] = []
     pairs = [pair for pair in itertools.combinations(merged_ids, 2) if not focus or set(pair) & set(focus)]

@@ -229,6 +229,10 @@ def _tests(inputs: ScoreInputs) -> _Verdict:
             failing.append(f"{test.id}: newly {test.after} without a reason")
         elif test.newly_skipped:
             skipped.append(f"{test.id}: newly {test.after}{why}")
+        elif test.flaky and test.before is not None and test.before.is_pass:
+            # Passed on the base, failed here, passed alone on its re-run: maybe flaky, maybe broken by
+            # what ran before it. A person should look, so it warns rather than passing unseen.
+            skipped.append(f"{test.id}: failed, then passed on its re-run (flaky, or broken by test order){why}")
     failing = [f"{test}: removed" for test in sorted(removed)] + failing
     reach = inputs.tests_reaching
     unreached = [f"{region}: changed, and no test reaches it" for region in reach.unreached] if reach else []
@@ -237,7 +241,7 @@ def _tests(inputs: ScoreInputs) -> _Verdict:
         return ItemStatus.FAIL, f"{_plural(len(failing), 'test')} removed, skipped or regressed{results}", \
             failing + skipped + unreached
     if skipped or unreached:
-        what = [f"{_plural(len(skipped), 'test')} newly skipped with a reason"] if skipped else []
+        what = [f"{_plural(len(skipped), 'test')} newly skipped with a reason or flaky"] if skipped else []
         what += [f"{_plural(len(unreached), 'changed code region')} no test reaches"] if unreached else []
         return ItemStatus.WARN, "; ".join(what) + results, skipped + unreached
     reached = f"; tests reach all {len(reach.reached)} changed code regions" if reach and reach.reached else ""
