@@ -88,7 +88,10 @@ class SqliteStore(EvalRows, MetricRows):
                     check_same_thread=False,
                 )
                 conn.row_factory = sqlite3.Row
-                conn.execute("PRAGMA journal_mode=WAL")
+                # Set once, by whoever opens the file first: setting it again wants a lock, which
+                # busy writers can keep from a newcomer past the busy timeout.
+                if str(conn.execute("PRAGMA journal_mode").fetchone()[0]).lower() != "wal":
+                    conn.execute("PRAGMA journal_mode=WAL")
                 # NORMAL is durable across application crashes in WAL mode; only
                 # a power loss can drop the last commits, never corrupt the file.
                 conn.execute("PRAGMA synchronous=NORMAL")
