@@ -29,7 +29,7 @@ import sys
 import tempfile
 from collections import Counter
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import StrEnum
 from pathlib import Path, PurePosixPath
 from typing import Any, Final, TypeAlias
@@ -340,6 +340,17 @@ def gather_inputs(workspace: Workspace, record: SandboxRecord, base: str, tip: s
     own, others = _claims(workspace, record.id)
     excluded = pathspec.GitIgnoreSpec.from_lines(config.coordination.exclude)
     python = [p for p in paths if p.endswith(".py")]
+    common = ScoreInputs(
+        task=record.task, changed_regions=tuple(dict.fromkeys(c.region_id for c in changes)),
+        removed_regions=tuple(c.region_id for c in changes if c.change == "removed"),
+        changed_paths=tuple(paths), lines_changed=sum(by_path.values()), lines_by_path=tuple(sorted(by_path.items())),
+        claimed=tuple(sorted({rid for claim in own for rid in claim.region_ids})),
+        uncoordinated=tuple(p for p in paths if excluded.match_file(p)), tests=tests,
+    )
+    if not python:
+        # No Python changed: no region to reach, no signature, no convention finding, no code to fit.
+        # The trees and their indexes are not built (the review of a docs change stays cheap).
+        return replace(common, tests_reaching=Reach())
     with tempfile.TemporaryDirectory(prefix="loomtui-score-") as scratch:
         # Each side's files are written out of git's objects: the index and the rules read a directory.
         # The directory keeps the repository's name, so module names (and the shared caches) match.
@@ -355,16 +366,8 @@ def gather_inputs(workspace: Workspace, record: SandboxRecord, base: str, tip: s
         new, known = _new_findings(before, after, base_tree, tip_tree)
     suggested = [s.region.id for s in suggest_regions(base_index, record.task, limit=4 * SUGGESTED)
                  if not excluded.match_file(s.region.path)][:SUGGESTED]
-    return ScoreInputs(
-        task=record.task,
-        changed_regions=tuple(dict.fromkeys(c.region_id for c in changes)),
-        removed_regions=tuple(c.region_id for c in changes if c.change == "removed"),
-        changed_paths=tuple(paths),
-        lines_changed=sum(by_path.values()),
-        lines_by_path=tuple(sorted(by_path.items())),
-        claimed=tuple(sorted({rid for claim in own for rid in claim.region_ids})),
-        uncoordinated=tuple(p for p in paths if excluded.match_file(p)),
-        tests=tests,
+    return replace(
+        common,
         tests_reaching=_reach(tip_index, changes),
         signature_changes=_signature_changes(base_index, changes, others),
         findings=tuple(new),
