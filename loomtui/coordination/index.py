@@ -212,9 +212,9 @@ class RepoIndex:
 
 
 @contextmanager
-def _gc_paused() -> Iterator[None]:
-    # Building allocates hundreds of thousands of long-lived tuples; the cyclic
-    # collector would rescan them again and again for nothing.
+def gc_paused() -> Iterator[None]:
+    """The cyclic garbage collector off while a block builds many long-lived containers (an index):
+    it would rescan them again and again for nothing."""
     enabled = gc.isenabled()
     gc.disable()
     try:
@@ -227,7 +227,7 @@ def _gc_paused() -> Iterator[None]:
 def _parse_batch(batch: list[tuple[str, bytes]], facts_dir: str | None) -> list[tuple[str, FileFacts]]:
     """Worker: facts of each (blob, bytes), stored in the cache as they are made."""
     results: list[tuple[str, FileFacts]] = []
-    with _gc_paused():
+    with gc_paused():
         for blob, data in batch:
             facts = extract_facts(data)
             if facts_dir is not None:
@@ -317,7 +317,7 @@ def build_index(
         paths, explicit = list_files(root, include, exclude), False
     else:
         paths, explicit = sorted({_checked_relative(root, name) for name in files}), True
-    with _gc_paused():
+    with gc_paused():
         sources = _read_sources(root, paths, warnings, explicit=explicit)
         build = _Build(root, sources, warnings, cache_dir, progress, workers or os.cpu_count() or 1)
         return build.run()

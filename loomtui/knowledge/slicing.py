@@ -23,15 +23,13 @@ listed, and smaller ones may still fit.
 from __future__ import annotations
 
 import bisect
-import gc
 import itertools
 import math
 import operator
 import re
 import string
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 from typing import Any, Final
@@ -39,7 +37,7 @@ from typing import Any, Final
 import pathspec
 from rapidfuzz import fuzz, process
 
-from loomtui.coordination.index import RepoIndex
+from loomtui.coordination.index import RepoIndex, gc_paused
 from loomtui.errors import LoomError
 from loomtui.knowledge.sections import CHARS_PER_TOKEN, Section, estimate_tokens
 from loomtui.knowledge.sources import Context
@@ -150,19 +148,6 @@ def _stem_lines(lines: str) -> str:
     return _FINAL_E.sub(r"\1", _SUFFIX.sub(r"\1", _IES.sub(r"\1y", lines)))
 
 
-@contextmanager
-def _gc_paused() -> Iterator[None]:
-    """Building the index allocates a few large, long-lived containers; the cyclic collector would
-    rescan everything loaded before them (every section) for nothing."""
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
-
-
 class _TermIndex:
     """Every section's words, counted once per context (see Context.cache).
 
@@ -175,7 +160,7 @@ class _TermIndex:
     """
 
     def __init__(self, sections: Sequence[Section]) -> None:
-        with _gc_paused():
+        with gc_paused():
             self.count = len(sections)
             self.counters = [Counter(section.text.translate(_NOT_LETTER).split()) for section in sections]
             self.headings: list[frozenset[str]] = []
