@@ -14,8 +14,10 @@ import json
 import os
 import shutil
 import socket
+import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Final
 
@@ -84,8 +86,6 @@ def resolved_argv(gate: GateConfig) -> list[str]:
     That interpreter has pytest (a loomtui dependency, for exactly this), the way a
     runtime's `loomtui` means this very installation.
     """
-    import sys
-
     argv = list(gate.run)
     if argv and argv[0] in ("python", "python3"):
         argv[0] = sys.executable
@@ -150,17 +150,25 @@ def baseline(workspace: Workspace, commit: str, gate: GateConfig, *, rerun_faile
         time.sleep(WAIT_POLL_S)
 
 
-def _run_baseline(workspace: Workspace, commit: str, gate: GateConfig, run: GateRunRecord, *,
-                  rerun_failed: bool, progress: Progress | None) -> CheckRun | None:
-    tree = evals_dir(workspace) / "trees" / f"base-{run.id}"
+@contextmanager
+def scratch_tree(workspace: Workspace, commit: str, name: str) -> Iterator[Path]:
+    """A tree of `commit`'s files for one run (`name`), under the evals dir; removed afterwards."""
+    tree = evals_dir(workspace) / "trees" / name
     try:
         export_tree(workspace.root, commit, tree)
-        result = run_in_scratch(workspace, gate, tree, run.id, progress=progress, rerun_failed=rerun_failed)
+        yield tree
+    finally:
+        shutil.rmtree(tree, ignore_errors=True)
+
+
+def _run_baseline(workspace: Workspace, commit: str, gate: GateConfig, run: GateRunRecord, *,
+                  rerun_failed: bool, progress: Progress | None) -> CheckRun | None:
+    try:
+        with scratch_tree(workspace, commit, f"base-{run.id}") as tree:
+            result = run_in_scratch(workspace, gate, tree, run.id, progress=progress, rerun_failed=rerun_failed)
     except (LoomError, OSError) as exc:
         workspace.store.finish_gate_run(run.id, "error", {"summary": f"the baseline could not run: {exc}"})
         return None
-    finally:
-        shutil.rmtree(tree, ignore_errors=True)
     status = "error" if result.outcome == "error" else result.outcome
     workspace.store.finish_gate_run(run.id, status, {"result": result.as_dict(), "summary": result.summary,
                                                      "holder": run.data.get("holder")})

@@ -11,7 +11,6 @@ audit entry.
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -27,22 +26,19 @@ from loomtui.execution.runtimes import LaunchSpec
 from loomtui.execution.sandboxes import get_sandbox
 from loomtui.guardrails.baseline import (
     baseline,
-    evals_dir,
     fingerprint,
     gate_environment,
     resolved_argv,
     run_dir,
+    scratch_tree,
 )
 from loomtui.guardrails.checks import CheckRun, run_check
 from loomtui.guardrails.classify import Classification, FindingDiff
-from loomtui.guardrails.scratch import export_tree
 from loomtui.guardrails.verdicts import Verdict, judge
 from loomtui.store import SandboxRecord
 from loomtui.workspace import Workspace
 
-__all__ = ["GateResult", "deterministic_gates", "gate_argv", "run_configured_gates"]
-
-gate_argv = resolved_argv
+__all__ = ["GateResult", "deterministic_gates", "run_configured_gates"]
 
 
 @dataclass(frozen=True)
@@ -106,23 +102,19 @@ def _sandbox_check(workspace: Workspace, record: SandboxRecord, gate: GateConfig
     """
     spec = LaunchSpec.from_data(record.data["launch"])
     env = gate_environment(sandbox_environment(workspace, record, spec), gate)
-    tree = evals_dir(workspace) / "trees" / f"sandbox-{run_id}"
     directory = run_dir(workspace, run_id)
-
-    def wrap(argv: list[str], writable: Sequence[Path]) -> list[str]:
-        if record.isolation != ISOLATION_BWRAP:
-            return argv
-        return confined_scratch_argv(workspace, tree, argv, env, writable=list(writable))
 
     def progress(update: dict[str, Any]) -> None:
         workspace.store.update_gate_run(run_id, {"progress": update, "log": str(directory / "output.log")})
 
-    try:
-        export_tree(workspace.root, commit, tree)
+    with scratch_tree(workspace, commit, f"sandbox-{run_id}") as tree:
+        def wrap(argv: list[str], writable: Sequence[Path]) -> list[str]:
+            if record.isolation != ISOLATION_BWRAP:
+                return argv
+            return confined_scratch_argv(workspace, tree, argv, env, writable=list(writable))
+
         return run_check(gate, resolved_argv(gate), tree, env, directory, wrap=wrap, progress=progress,
                          rerun_failed=rerun_failed)
-    finally:
-        shutil.rmtree(tree, ignore_errors=True)
 
 
 def run_configured_gates(workspace: Workspace, sandbox_id: str, *,

@@ -15,7 +15,6 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
-import shutil
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Final
@@ -24,11 +23,11 @@ from loomtui.config import GateConfig
 from loomtui.errors import LoomError
 from loomtui.execution.gitops import Git
 from loomtui.execution.lifecycle import APPROVED, AWAITING_REVIEW
-from loomtui.guardrails.baseline import MERGED, baseline, evals_dir, fingerprint, run_in_scratch
+from loomtui.guardrails.baseline import MERGED, baseline, fingerprint, run_in_scratch, scratch_tree
 from loomtui.guardrails.checks import CheckRun
 from loomtui.guardrails.gates import deterministic_gates
 from loomtui.guardrails.reports import rerun_argv
-from loomtui.guardrails.scratch import export_tree, merge_branches
+from loomtui.guardrails.scratch import merge_branches
 from loomtui.guardrails.verdicts import judge
 from loomtui.store import SandboxRecord
 from loomtui.workspace import Workspace
@@ -171,17 +170,14 @@ def _run_at(workspace: Workspace, gate: GateConfig, commit: str, *, rerun_failed
             only: Sequence[str] = ()) -> CheckRun:
     """A check at a (merge) commit in a scratch tree; `only`: these tests alone (pytest)."""
     run = workspace.store.add_gate_run("", gate.name, commit, scope=MERGED, fingerprint=fingerprint(gate))
-    tree = evals_dir(workspace) / "trees" / f"merged-{run.id}"
     if only:
         narrowed = rerun_argv(list(gate.run), list(only))
         gate = replace(gate, run=tuple(narrowed)) if narrowed is not None else gate
     try:
-        export_tree(workspace.root, commit, tree)
-        result = run_in_scratch(workspace, gate, tree, run.id, rerun_failed=rerun_failed)
+        with scratch_tree(workspace, commit, f"merged-{run.id}") as tree:
+            result = run_in_scratch(workspace, gate, tree, run.id, rerun_failed=rerun_failed)
     except (LoomError, OSError) as exc:
         result = CheckRun("error", None, 0.0, f"the merged tree could not be checked: {exc}", (), "")
-    finally:
-        shutil.rmtree(tree, ignore_errors=True)
     workspace.store.finish_gate_run(run.id, result.outcome, {"result": result.as_dict(), "summary": result.summary})
     return result
 

@@ -153,6 +153,15 @@ class EvalRows:
                                "ORDER BY id DESC LIMIT 1", (subject, kind, fingerprint))
         return self._eval_report(rows[0]) if rows else None
 
+    def latest_eval_report_ids(self, kind: str) -> dict[str, int]:
+        """The id of the newest eval of each subject of a kind (no report parsed: the app polls this)."""
+        rows = self._query("SELECT subject, MAX(id) AS id FROM eval_reports WHERE kind = ? GROUP BY subject", (kind,))
+        return {row["subject"]: int(row["id"]) for row in rows}
+
+    def eval_report(self, report_id: int) -> EvalReportRecord | None:
+        rows = self._query("SELECT * FROM eval_reports WHERE id = ?", (report_id,))
+        return self._eval_report(rows[0]) if rows else None
+
     def latest_eval_reports(self, kind: str) -> dict[str, EvalReportRecord]:
         """The newest eval of each subject of a kind (the dashboard's badges)."""
         rows = self._query("SELECT * FROM eval_reports WHERE id IN (SELECT MAX(id) FROM eval_reports "

@@ -59,11 +59,15 @@ def read_snapshot(workspace: Workspace, after_event: int, *, merge_mode: str = M
     risk_by_sandbox = {e.sandbox_id: e.risk for e in escalations if e.sandbox_id}
     badges: BadgeCache = {} if badge_cache is None else badge_cache
     eval_badges = {}
-    for subject, row in store.latest_eval_reports(SANDBOX_EVAL).items():
-        if row.id not in badges:
+    # Only ids on each poll; a report (every test of it) is read once, when it is new.
+    for subject, report_id in store.latest_eval_report_ids(SANDBOX_EVAL).items():
+        if report_id not in badges:
+            row = store.eval_report(report_id)
+            if row is None:
+                continue
             report = EvalReport.from_dict(row.data)
-            badges[row.id] = EvalBadge(report.badge(), bool(report.checks) and report.gate1 != "passed")
-        eval_badges[subject] = badges[row.id]
+            badges[report_id] = EvalBadge(report.badge(), bool(report.checks) and report.gate1 != "passed")
+        eval_badges[subject] = badges[report_id]
     newest = max([s.updated for s in sandboxes] + [e.updated for e in escalations] + [0.0])
     cache: StepCache = {} if step_cache is None else step_cache
     steps = {}
