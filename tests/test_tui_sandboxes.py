@@ -106,7 +106,7 @@ async def test_the_detail_shows_what_the_agent_reported_tokens_cost_and_refused_
     workspace = open_workspace(billing)
     record = tasks.start(workspace, tasks.create_sandbox(workspace, "try the ledger", "claude").id)
     # Its writes were refused, so it ended with no commit: nothing to review, nobody is asked.
-    assert wait_until_settled(workspace, record.id, timeout=30).step == Step.NO_CHANGE
+    assert wait_until_settled(workspace, record.id, timeout=120).step == Step.NO_CHANGE
     assert workspace.store.get_sandbox(record.id).status == "exited"
     app = LoomApp(workspace)
     async with app.run_test(size=SIZE) as pilot:
