@@ -53,6 +53,9 @@ MESSAGE_WIDTH: Final = 80
 _TAIL_BLOCK: Final = 64 * 1024
 _TAIL_BYTES: Final = 1 << 20  # at most this much of a log's end is read: one huge line is not read whole
 
+EVAL_RESULT_TIMEOUT_S: Final = 15.0
+"""How long the toast with an eval's result stays up."""
+
 
 def one_line(text: str, width: int | None = None) -> str:
     """Untrusted text (a test id, a message, a line of output) as one printable line, cut to `width`."""
@@ -479,8 +482,9 @@ class EvalsPane(VerticalScroll):
         elif report is not None:
             failed = bool(report.checks) and report.gate1 != "passed"
             score = f", score {report.score.total}" if report.score is not None else ""
+            # The result a person pressed `e` for: it stays up longer than a passing notice.
             self.app.notify(f"{report.badge()}: gate 1 {report.gate1}{score}", title=title,
-                            severity="error" if failed else "information")
+                            severity="error" if failed else "information", timeout=EVAL_RESULT_TIMEOUT_S)
         self._render_view()
         self.refresh_view()
 
