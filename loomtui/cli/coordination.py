@@ -6,6 +6,7 @@ import argparse
 import os
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -216,11 +217,31 @@ def cmd_conflicts(args: argparse.Namespace) -> int:
     return 1 if conflicts else 0
 
 
+def bench_tree(args: argparse.Namespace, say: Callable[[str], None]) -> Path | None:
+    """The tree a benchmark runs on: PATH, the pinned corpus (`--corpus`), or None for its default."""
+    if args.corpus and args.path:
+        raise LoomError("give a PATH or --corpus, not both")
+    if args.corpus:
+        from loomtui.coordination.corpus import build_corpus
+
+        return build_corpus(say)
+    return Path(args.path) if args.path else None
+
+
+def add_tree_arguments(command: argparse.ArgumentParser) -> None:
+    command.add_argument("path", nargs="?", default=None, metavar="PATH",
+                         help="a Python tree (default: the installed networkx package)")
+    command.add_argument("--corpus", action="store_true",
+                         help="the pinned million-line tree (sympy 1.13.3, Django 5.1.4, networkx 3.4.2 from "
+                              "PyPI, downloaded by pip once into ~/.cache/loomtui)")
+
+
 def cmd_bench_index(args: argparse.Namespace) -> int:
     from loomtui.coordination.bench import run_index_bench
     from loomtui.coordination.claim_bench import claim_check_bench
 
-    result = run_index_bench(Path(args.path) if args.path else None, claim_bench=claim_check_bench)
+    say = (lambda text: print(f"  {text}", file=sys.stderr, flush=True)) if not args.json else (lambda _t: None)
+    result = run_index_bench(bench_tree(args, say), claim_bench=claim_check_bench, progress=say)
     if args.json:
         print_json(result)
     else:
@@ -277,5 +298,4 @@ def register_bench(bench: Any) -> None:
     index = add_command(bench, "index", cmd_bench_index,
                         "index benchmark: cold, warm and incremental times, claim checks, memory",
                         json_flag=True)
-    index.add_argument("path", nargs="?", default=None, metavar="PATH",
-                       help="a Python tree (default: the installed networkx package)")
+    add_tree_arguments(index)

@@ -23,7 +23,6 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from loomtui.config import MAX_LEASE_SECONDS
 from loomtui.coordination.index import DEPENDENCY_KINDS, RepoIndex
@@ -31,9 +30,6 @@ from loomtui.coordination.targets import TargetResolver
 from loomtui.errors import LoomError, shown
 from loomtui.store import ClaimRecord
 from loomtui.workspace import Workspace
-
-if TYPE_CHECKING:
-    import networkx as nx
 
 MODES = ("exclusive", "shared")
 # Sandboxes in these states hold no claims: theirs are released with an audit entry.
@@ -167,14 +163,12 @@ class Coordinator:
         self.hops = dependency_hops
         self.lease_seconds = lease_seconds
         self.targets = TargetResolver(index)
-        self._dependency_view: nx.Graph[str] | None = None
         # Who may force a refused claim is governance's call (the policy's override groups): the
         # caller says, every time, so no coordinator quietly lets nobody (or everybody) override.
         self.may_override = may_override
 
     def index_changed(self) -> None:
-        """Forget what was derived from the index after it was patched in place."""
-        self._dependency_view = None
+        """Forget what was derived from the index after it was refreshed in place."""
         self.targets.index_changed()
 
     # -- targets to regions (`loomtui.coordination.targets`) ------------------------------
@@ -189,38 +183,48 @@ class Coordinator:
 
     # -- the graph -----------------------------------------------------------------
 
-    def dependency_view(self) -> nx.Graph[str]:
-        """The undirected dependency edges (imports, references, inherits), built once."""
-        if self._dependency_view is None:
-            import networkx as nx  # 0.2 s to import: only where a graph is walked
-
-            view: nx.Graph[str] = nx.Graph()
-            view.add_nodes_from(self.index.graph.nodes)
-            labelled: Iterable[tuple[str, str, frozenset[str]]] = self.index.graph.edges(data="kinds")
-            edges = [(a, b) for a, b, kinds in labelled if kinds & DEPENDENCY_KINDS]
-            view.add_edges_from(edges)
-            self._dependency_view = view
-        return self._dependency_view
-
     def path_between(self, a: str, b: str) -> tuple[str, ...]:
-        """The shortest dependency path between two regions (or just the pair)."""
-        import networkx as nx
+        """A shortest dependency path between two regions, either direction (or just the pair).
 
-        view = self.dependency_view()
-        try:
-            return tuple(nx.shortest_path(view, a, b))
-        except (nx.NetworkXNoPath, nx.NodeNotFound):
-            return (a, b)
+        Searched outwards from `a` through the index a hop at a time, at most as far as a
+        conflict can reach (`dependency_hops`, at least 3), in sorted order so the same
+        index always gives the same path.
+        """
+        if a == b:
+            return (a,)
+        parents: dict[str, str] = {a: ""}
+        frontier = [a]
+        for _ in range(max(self.hops, 3)):
+            following: list[str] = []
+            steps = sorted([(src, dst) for src, dst, kinds in self.index.out_edges(frontier)
+                            if kinds & DEPENDENCY_KINDS]
+                           + [(dst, src) for src, dst, kinds in self.index.in_edges(frontier)
+                              if kinds & DEPENDENCY_KINDS])
+            for here, there in steps:
+                if there in parents:
+                    continue
+                parents[there] = here
+                following.append(there)
+                if there == b:
+                    path = [b]
+                    while parents[path[-1]]:
+                        path.append(parents[path[-1]])
+                    return tuple(reversed(path))
+            if not following:
+                break
+            frontier = following
+        return (a, b)
 
     def describe_path(self, path: Sequence[str]) -> str:
         """`a -calls-> b <-imports- c`: each step with its edge kind and direction."""
-        graph = self.index.graph
         text = path[0]
         for left, right in zip(path, path[1:], strict=False):
-            if graph.has_edge(left, right):
-                text += f" -{edge_label(graph.edges[left, right])}-> {right}"
-            elif graph.has_edge(right, left):
-                text += f" <-{edge_label(graph.edges[right, left])}- {right}"
+            forward = self.index.edge_kinds(left, right)
+            backward = None if forward is not None else self.index.edge_kinds(right, left)
+            if forward is not None:
+                text += f" -{edge_label({'kinds': forward})}-> {right}"
+            elif backward is not None:
+                text += f" <-{edge_label({'kinds': backward})}- {right}"
             else:
                 text += f" ~ {right}"
         return text

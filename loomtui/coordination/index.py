@@ -1,58 +1,36 @@
 """The repository index: every region of a repository and the dependency graph between them.
 
-Building has three stages, each cheap to skip:
+The index lives in a database per tree (`index_disk`, `store.index_db`), so
+what a caller asks costs what the question costs: which regions a line range
+hits, what is within k hops of some regions, who depends on a region. Only a
+caller that walks the whole graph (`RepoIndex.graph`) loads all of it.
 
-1. List and hash. Files come from `git ls-files` (or a directory walk), filtered
-   by gitignore-style globs; each is read once and named by its git blob hash.
-2. Facts. Each file's regions and name uses (`regions.extract_facts`) are cached
-   per blob hash, so all worktrees of a repository share them; missing ones are
-   parsed, in worker processes when there are many.
-3. Resolution. Imports and attribute chains are resolved across files into
-   edges. The whole resolved index is saved as a snapshot keyed by every
-   (path, blob) pair: an unchanged tree loads it as is, and a tree that differs
-   in a few files patches the newest snapshot, re-resolving only the changed
-   files and the files whose resolution read a changed file's interface. A
-   patch is saved as a new snapshot only once it has grown large.
+Building (`index_build`) lists and stats the tree; files whose stat or blob is
+unchanged cost nothing more. Changed files are parsed (facts cached per blob,
+shared by every worktree), and they and the files that read a changed
+interface are resolved again, in one transaction. A tree seen for the first
+time starts from a copy of another tree's database (a sandbox from the main
+checkout).
 
-This module holds the index itself (`RepoIndex`), the build that runs the
-stages, and the parsing of stage 2. Its helpers each have a module:
-`index_files` lists, selects and reads files; `index_cache` stores facts and
-snapshots; `index_modules` names modules; `index_resolve` resolves uses into
-edges. The names callers import are re-exported here.
+Helpers each have a module: `index_files` lists, selects and reads files;
+`index_cache` stores facts; `index_modules` names modules; `index_resolve`
+resolves uses into edges; `index_parse` runs the parsers. The names callers
+import are re-exported here.
 """
 
 from __future__ import annotations
 
-import gc
-import multiprocessing
 import os
-import posixpath
 import sys
-import threading
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from concurrent.futures import Executor, ProcessPoolExecutor, as_completed
-from contextlib import contextmanager
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, TypeAlias
+from typing import TYPE_CHECKING
 
-import pathspec
-
-from loomtui.coordination.index_cache import (
-    SNAPSHOTS_KEPT,
-    _facts_dir,
-    _load_facts,
-    _load_snapshot,
-    _newest_snapshot,
-    _save_snapshot,
-    _Snapshot,
-    _snapshot_dir,
-    _snapshot_key,
-    _store_facts,
-    index_cache_dir,
-)
-from loomtui.coordination.index_files import _checked_relative, _read_sources, _Source, blob_hash, list_files
-from loomtui.coordination.index_modules import _ModuleMap
+from loomtui.coordination.index_build import INCREMENTAL_MAX_SHARE, FactsStore, ProgressFn, Sync, kinds_of, mask_of
+from loomtui.coordination.index_cache import index_cache_dir
+from loomtui.coordination.index_disk import TreeDatabase, settings_of, tree_key
+from loomtui.coordination.index_files import _checked_relative, blob_hash, list_files, list_files_matching
+from loomtui.coordination.index_parse import PARALLEL_THRESHOLD, gc_paused
 from loomtui.coordination.index_resolve import (
     EDGE_KIND_ORDER,
     EXTERNAL,
@@ -61,9 +39,9 @@ from loomtui.coordination.index_resolve import (
     MISSING,
     EdgeRow,
     Result,
-    _Resolver,
 )
-from loomtui.coordination.regions import FileFacts, Region, extract_facts, region_id, regions_of
+from loomtui.coordination.regions import Region
+from loomtui.store.index_db import FileRow, IndexDB, RegionTuple
 
 if TYPE_CHECKING:
     import networkx as nx
@@ -77,56 +55,121 @@ __all__ = [
     "INCREMENTAL_MAX_SHARE",
     "MISSING",
     "PARALLEL_THRESHOLD",
-    "SNAPSHOTS_KEPT",
-    "SNAPSHOT_DRIFT",
-    "SNAPSHOT_RESOLVED",
     "EdgeRow",
     "ProgressFn",
     "RepoIndex",
     "Result",
     "blob_hash",
     "build_index",
+    "gc_paused",
     "index_cache_dir",
     "list_files",
 ]
 
 DEPENDENCY_KINDS = frozenset({"imports", "references", "inherits"})
 
-PARALLEL_THRESHOLD = 64
-# Beyond this share of changed files, patching a snapshot costs more than
-# resolving everything again.
-INCREMENTAL_MAX_SHARE = 0.25
-# A patched snapshot is saved only when it differs from its base in more files
-# than this, or re-resolved more files than SNAPSHOT_RESOLVED; otherwise the next
-# build redoes the (small) patch.
-SNAPSHOT_DRIFT = 16
-SNAPSHOT_RESOLVED = 64
 
-ProgressFn: TypeAlias = Callable[[int, int], None]
+def _region(row: RegionTuple) -> Region:
+    return Region(row[0], row[2], row[1], row[3], row[4], row[5], row[6], row[7], row[8])
 
 
-@dataclass
+class RegionMap(Mapping[str, Region]):
+    """The index's regions by id: one is read when asked for; iterating reads them all (once)."""
+
+    def __init__(self, db: IndexDB) -> None:
+        self._db = db
+        self._found: dict[str, Region | None] = {}
+        self._all: dict[str, Region] | None = None
+
+    def __getitem__(self, region_id: str) -> Region:
+        if self._all is not None:
+            return self._all[region_id]
+        if region_id not in self._found:
+            row = self._db.region(region_id)
+            self._found[region_id] = _region(row) if row is not None else None
+        found = self._found[region_id]
+        if found is None:
+            raise KeyError(region_id)
+        return found
+
+    def remember(self, regions: Iterable[Region]) -> None:
+        for region in regions:
+            self._found.setdefault(region.id, region)
+
+    def everything(self) -> dict[str, Region]:
+        if self._all is None:
+            with gc_paused():
+                self._all = {row[0]: self._found.get(row[0]) or _region(row) for row in self._db.all_regions()}
+        return self._all
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.everything())
+
+    def __len__(self) -> int:
+        return len(self._all) if self._all is not None else self._db.region_count()
+
+
 class RepoIndex:
-    """Regions of a repository, the dependency graph between them, and what could not be resolved."""
+    """Regions of a repository, the dependency edges between them, and what could not be resolved.
 
-    root: Path
-    regions: dict[str, Region]
-    graph: nx.DiGraph[str]
-    unresolved: list[tuple[str, str]]
-    warnings: list[str]
-    files: dict[str, str]
-    stats: dict[str, int] = field(default_factory=dict)
-    _by_path: dict[str, list[Region]] | None = field(default=None, init=False, repr=False, compare=False)
+    Backed by the tree's index database: lookups by file, line, region and
+    neighbourhood read only what they need. `graph` (a networkx DiGraph with a
+    `region` on each node and `kind`/`kinds` on each edge) loads everything, for
+    the few callers that walk the whole graph.
+    """
+
+    def __init__(self, root: Path, db: IndexDB, files: dict[str, str], warnings: list[str],
+                 stats: dict[str, int], rebuild: Callable[[Sequence[str] | None], RepoIndex] | None = None) -> None:
+        self.root = root
+        self.files = files
+        self.warnings = warnings
+        self.stats = stats
+        self._db = db
+        self._rebuild = rebuild
+        self.regions = RegionMap(db)
+        self._by_path: dict[str, list[Region]] = {}
+        self._graph: nx.DiGraph[str] | None = None
+
+    def close(self) -> None:
+        self._db.close()
+
+    def forget_loaded(self) -> None:
+        """Forget every region and graph read so far (they are read again from the database when asked)."""
+        self.regions = RegionMap(self._db)
+        self._by_path = {}
+        self._graph = None
+
+    @property
+    def graph(self) -> nx.DiGraph[str]:
+        """The whole dependency graph, loaded on first use."""
+        if self._graph is None:
+            import networkx as nx  # 0.2 s to import: only where a whole graph is walked
+
+            graph: nx.DiGraph[str] = nx.DiGraph()
+            with gc_paused():
+                graph.add_nodes_from((rid, {"region": region}) for rid, region in self.regions.everything().items())
+                graph.add_edges_from((src, dst, _edge_data(mask)) for src, dst, mask in self._db.all_edges())
+            self._graph = graph
+        return self._graph
+
+    @property
+    def unresolved(self) -> list[tuple[str, str]]:
+        """(region, name) for each name the repository should define and does not, by file."""
+        return [item for path, items in self._db.all_unresolved() if path in self.files for item in items]
+
+    def region_count(self) -> int:
+        return len(self.regions)
+
+    def edge_count(self) -> int:
+        return self._db.edge_count()
 
     def _file_regions(self, path: str) -> list[Region]:
-        if self._by_path is None:
-            by_path: dict[str, list[Region]] = {}
-            for region in self.regions.values():
-                by_path.setdefault(region.path, []).append(region)
-            for regions in by_path.values():
-                regions.sort(key=lambda r: (r.start, -r.end))
-            self._by_path = by_path
-        return self._by_path.get(path, [])
+        found = self._by_path.get(path)
+        if found is None:
+            found = sorted((_region(row) for row in self._db.regions_of(path)), key=lambda r: (r.start, -r.end))
+            self.regions.remember(found)
+            self._by_path[path] = found
+        return found
 
     def regions_in(self, path: str, start: int | None = None, end: int | None = None) -> list[Region]:
         """Regions of `path` overlapping lines start..end (all if None).
@@ -148,143 +191,68 @@ class RepoIndex:
                 found = region
         return found
 
-    def refresh_file(self, path: str, include: Sequence[str] = ("**/*.py",), exclude: Sequence[str] = ()) -> bool:
-        """Bring one file up to date in place; True when it had changed.
+    def edge_kinds(self, source: str, target: str) -> frozenset[str] | None:
+        """The kinds of the edge source -> target, None if there is none."""
+        mask = self._db.edge(source, target)
+        return None if mask is None else kinds_of(mask)
 
-        For a long-lived process (a sandbox's broker) that keeps its index warm:
-        the file is hashed, and only when its blob differs is it parsed again (with
-        `build_index(files=[path])`). Its regions replace the old ones; the
-        dependency edges of regions that still exist are kept and the file's own
-        edges come from the new parse; references it newly makes into other files
-        wait for the next full build.
-        """
-        try:
-            data = (self.root / path).read_bytes() if (self.root / path).is_file() else None
-        except OSError:
-            data = None
-        blob = blob_hash(data) if data is not None else None
-        if self.files.get(path) == blob:
-            return False
-        if path not in self.files and not (pathspec.GitIgnoreSpec.from_lines(include).match_file(path)
-                                           and not pathspec.GitIgnoreSpec.from_lines(exclude).match_file(path)):
-            return False  # not a file the index covers
-        try:
-            fresh = build_index(self.root, files=[path]) if blob is not None else None
-        except ValueError:
-            fresh = None
-        old_ids = [region.id for region in self._file_regions(path)]
-        new_regions = {rid: r for rid, r in fresh.regions.items() if r.path == path} if fresh else {}
-        for rid in old_ids:
-            del self.regions[rid]
-        self.graph.remove_nodes_from([rid for rid in old_ids if rid not in new_regions])
-        if fresh is not None:
-            self.graph.add_nodes_from(fresh.graph.nodes(data=True))
-            self.graph.add_edges_from(fresh.graph.edges(data=True))
-        self.regions.update(new_regions)
-        if fresh is not None and path in fresh.files:
-            self.files[path] = fresh.files[path]
-        else:
-            self.files.pop(path, None)
-        if self._by_path is not None:
-            self._by_path[path] = sorted(new_regions.values(), key=lambda r: (r.start, -r.end))
-        return True
+    def out_edges(self, region_ids: Sequence[str]) -> list[tuple[str, str, frozenset[str]]]:
+        """(source, target, kinds) of every edge leaving these regions."""
+        return [(src, dst, kinds_of(mask)) for src, dst, mask in self._db.edges_from(region_ids)]
+
+    def in_edges(self, region_ids: Sequence[str]) -> list[tuple[str, str, frozenset[str]]]:
+        """(source, target, kinds) of every edge into these regions."""
+        return [(src, dst, kinds_of(mask)) for src, dst, mask in self._db.edges_into(region_ids)]
+
+    def hub_files(self) -> list[tuple[str, int]]:
+        """(file, how many other files depend on it), the most depended-on first."""
+        return self._db.files_by_users(mask_of(DEPENDENCY_KINDS))
 
     def neighbours(self, region_id: str, hops: int = 1, kinds: frozenset[str] = DEPENDENCY_KINDS) -> set[str]:
         """Regions within `hops` dependency edges of `region_id`, either direction; empty if unknown."""
-        if region_id not in self.graph:
+        if region_id not in self.regions:
             return set()
+        wanted = mask_of(kinds)
         seen = {region_id}
         frontier = [region_id]
         for _ in range(hops):
+            if not frontier:
+                break
             following: list[str] = []
-            for node in frontier:
-                for adjacency in (self.graph.succ[node], self.graph.pred[node]):
-                    for other, data in adjacency.items():
-                        if other not in seen and data["kinds"] & kinds:
+            for src, dst, mask in self._db.edges_touching(frontier):
+                if mask & wanted:
+                    for other in (src, dst):
+                        if other not in seen:
                             seen.add(other)
                             following.append(other)
             frontier = following
         seen.discard(region_id)
         return seen
 
+    def refresh(self, paths: Sequence[str] | None = None) -> bool:
+        """Bring the index up to date with the tree (only `paths`, when given); True if anything changed.
 
-# -- parsing -------------------------------------------------------------------------
+        For a long-lived process (a sandbox's broker, the app) that keeps an index open.
+        """
+        if self._rebuild is None:
+            return False
+        fresh = self._rebuild(paths)
+        if fresh.files == self.files and fresh.stats.get("parsed", 0) == 0 and fresh.stats.get("resolved", 0) == 0:
+            fresh.close()
+            return False
+        self._db.close()
+        self.files, self.warnings, self.stats, self._db = fresh.files, fresh.warnings, fresh.stats, fresh._db
+        self.forget_loaded()
+        return True
 
-
-@contextmanager
-def gc_paused() -> Iterator[None]:
-    """The cyclic garbage collector off while a block builds many long-lived containers (an index):
-    it would rescan them again and again for nothing."""
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
-
-
-def _parse_batch(batch: list[tuple[str, bytes]], facts_dir: str | None) -> list[tuple[str, FileFacts]]:
-    """Worker: facts of each (blob, bytes), stored in the cache as they are made."""
-    results: list[tuple[str, FileFacts]] = []
-    with gc_paused():
-        for blob, data in batch:
-            facts = extract_facts(data)
-            if facts_dir is not None:
-                _store_facts(Path(facts_dir), blob, facts)
-            results.append((blob, facts))
-    return results
+    def refresh_file(self, path: str, include: Sequence[str] = ("**/*.py",), exclude: Sequence[str] = ()) -> bool:
+        """Bring one file up to date; True when it had changed."""
+        return self.refresh([path])
 
 
-def _pool_context() -> multiprocessing.context.BaseContext:
-    # fork is the cheapest start, but forking a process that runs other threads
-    # (the TUI indexes from a worker thread) can deadlock the child.
-    if sys.platform.startswith("linux") and threading.active_count() == 1:
-        return multiprocessing.get_context("fork")
-    return multiprocessing.get_context("forkserver" if sys.platform != "win32" else "spawn")
-
-
-def _batches(items: list[tuple[str, bytes]], count: int) -> list[list[tuple[str, bytes]]]:
-    # Largest files first, in batches of similar byte size, so no worker is left
-    # with one big file at the end.
-    ordered = sorted(items, key=lambda item: len(item[1]), reverse=True)
-    target = max(1, sum(len(data) for _, data in ordered) // count)
-    batches: list[list[tuple[str, bytes]]] = [[]]
-    size = 0
-    for item in ordered:
-        if size >= target:
-            batches.append([])
-            size = 0
-        batches[-1].append(item)
-        size += len(item[1])
-    return batches
-
-
-def _parse(
-    items: list[tuple[str, bytes]],
-    facts_dir: Path | None,
-    workers: int,
-    done: Callable[[int], None],
-) -> dict[str, FileFacts]:
-    """Facts for each (blob, bytes), in worker processes when there are many."""
-    parsed: dict[str, FileFacts] = {}
-    if len(items) <= PARALLEL_THRESHOLD or workers <= 1:
-        for blob, facts in _parse_batch(items, None):
-            if facts_dir is not None:
-                _store_facts(facts_dir, blob, facts)
-            parsed[blob] = facts
-        done(len(items))
-        return parsed
-    where = str(facts_dir) if facts_dir is not None else None
-    batches = _batches(items, workers * 6)
-    executor: Executor = ProcessPoolExecutor(max_workers=min(workers, len(batches)), mp_context=_pool_context())
-    with executor:
-        futures = [executor.submit(_parse_batch, batch, where) for batch in batches]
-        for future in as_completed(futures):
-            results = future.result()
-            parsed.update(results)
-            done(len(results))
-    return parsed
+def _edge_data(mask: int) -> dict[str, object]:
+    kinds = kinds_of(mask)
+    return {"kind": next(kind for kind in EDGE_KIND_ORDER if kind in kinds), "kinds": kinds}
 
 
 # -- building ------------------------------------------------------------------------
@@ -305,190 +273,119 @@ def build_index(
     `files` names exactly which files to index (repository-relative; a path that
     leaves the repository raises ValueError); otherwise git's listing (or a
     directory walk) filtered by the `include`/`exclude` gitignore-style globs.
-    With a `cache_dir` (see `index_cache_dir`), facts and resolved snapshots
-    are reused across builds and worktrees. `progress(done, total)` is called as
-    files are loaded or parsed.
+    With a `cache_dir` (see `index_cache_dir`), the index is kept on disk and
+    brought up to date incrementally; without one it is built in memory.
+    `progress(done, total)` is called as files are loaded or parsed.
     """
     root = Path(root).resolve()
     if not root.is_dir():
         raise ValueError(f"{root}: not a directory")
+    include, exclude = tuple(include), tuple(exclude)
+    explicit = None if files is None else sorted({_checked_relative(root, name) for name in files})
+    count = workers or os.cpu_count() or 1
+    if cache_dir is None or explicit is not None:
+        facts = FactsStore(cache_dir)
+        return _build_in_memory(root, include, exclude, explicit, facts, progress, count)
+    tree = TreeDatabase(cache_dir, tree_key(root, include, exclude))
+    return _Updater(root, tree, FactsStore(cache_dir), include, exclude, progress, count).run(None)
+
+
+def _index_of(root: Path, db: IndexDB, sync: Sync,
+              rebuild: Callable[[Sequence[str] | None], RepoIndex] | None) -> RepoIndex:
+    sync.finish_progress()
+    rows = db.file_rows()
+    files = {path: source.blob for path, source in sync.sources.items()}
+    warnings = sync.warnings + [f"{path}: {rows[path].warning}" for path in files
+                                if path in rows and rows[path].warning]
+    stats = dict(sync.stats)
+    stats["cached"] = stats["files"] - stats["parsed"]
+    return RepoIndex(root, db, files, warnings, stats, rebuild)
+
+
+def _build_in_memory(root: Path, include: tuple[str, ...], exclude: tuple[str, ...], explicit: list[str] | None,
+                     facts: FactsStore, progress: ProgressFn | None, workers: int) -> RepoIndex:
     warnings: list[str] = []
-    if files is None:
-        paths, explicit = list_files(root, include, exclude), False
-    else:
-        paths, explicit = sorted({_checked_relative(root, name) for name in files}), True
-    with gc_paused():
-        sources = _read_sources(root, paths, warnings, explicit=explicit)
-        build = _Build(root, sources, warnings, cache_dir, progress, workers or os.cpu_count() or 1)
-        return build.run()
+    paths = explicit if explicit is not None else list_files(root, include, exclude)
+    sync = Sync(root, paths, warnings, facts=facts, include=include, exclude=exclude,
+                explicit=explicit is not None, progress=progress, workers=workers)
+    sync.scan({})
+    db = sync.full_build(None, {}, 1)
+
+    def rebuild(only: Sequence[str] | None) -> RepoIndex:
+        return _build_in_memory(root, include, exclude, explicit, facts, None, workers)
+
+    return _index_of(root, db, sync, rebuild)
 
 
-class _Build:
-    """One run of build_index over files already read."""
+class _Updater:
+    """One build of a tree kept on disk: read it, and when it changed, update or replace its database."""
 
-    def __init__(
-        self,
-        root: Path,
-        sources: dict[str, _Source],
-        warnings: list[str],
-        cache_dir: Path | None,
-        progress: ProgressFn | None,
-        workers: int,
-    ) -> None:
+    def __init__(self, root: Path, tree: TreeDatabase, facts: FactsStore, include: tuple[str, ...],
+                 exclude: tuple[str, ...], progress: ProgressFn | None, workers: int) -> None:
         self.root = root
-        self.sources = sources
-        self.warnings = warnings
+        self.tree = tree
+        self.facts = facts
+        self.include = include
+        self.exclude = exclude
         self.progress = progress
         self.workers = workers
-        self.pairs = {path: source.blob for path, source in sources.items()}
-        self.package = root.name if "__init__.py" in self.pairs else ""
-        self.key = _snapshot_key(self.package, self.pairs)
-        self.facts_dir = _facts_dir(cache_dir) if cache_dir is not None else None
-        self.snapshot_dir = _snapshot_dir(cache_dir) if cache_dir is not None else None
-        self.done = 0
-        self.parsed = 0
-        self.resolved = 0
-        self.drift = 0
 
-    def _advance(self, count: int) -> None:
-        self.done += count
-        if self.progress is not None and count:
-            self.progress(min(self.done, len(self.sources)), len(self.sources))
+    def _rebuild(self, only: Sequence[str] | None) -> RepoIndex:
+        return _Updater(self.root, self.tree, self.facts, self.include, self.exclude, None, self.workers).run(only)
 
-    def run(self) -> RepoIndex:
-        if self.snapshot_dir is None:
-            return self._index(self._full())
-        exact = _load_snapshot(self.snapshot_dir / f"{self.key}.pickle")
-        if exact is not None and exact.pairs == self.pairs:
-            self._advance(len(self.sources))
-            return self._index(exact)
-        base = _newest_snapshot(self.snapshot_dir, self.key)
-        snapshot = self._patch(base) if base is not None else None
-        if snapshot is None:
-            snapshot = self._full()
-            _save_snapshot(self.snapshot_dir, snapshot)
-        elif self.drift > SNAPSHOT_DRIFT or self.resolved > SNAPSHOT_RESOLVED:
-            # A small patch is cheaper to redo next time than a whole snapshot
-            # is to write (and pickling holds the GIL); a large one is kept.
-            _save_snapshot(self.snapshot_dir, snapshot)
-        return self._index(snapshot)
+    def _sync(self, rows: Mapping[str, FileRow], only: Sequence[str] | None) -> Sync:
+        warnings: list[str] = []
+        if only is None:
+            paths = list_files(self.root, self.include, self.exclude)
+            assumed: dict[str, FileRow] = {}
+        else:
+            # Only these paths are looked at; every other file is as the database has it.
+            looked = {_checked_relative(self.root, name) for name in only}
+            wanted = set(list_files_matching(self.root, looked, self.include, self.exclude))
+            paths = sorted((set(rows) - looked) | wanted)
+            assumed = {path: row for path, row in rows.items() if path not in looked}
+        sync = Sync(self.root, paths, warnings, facts=self.facts, include=self.include, exclude=self.exclude,
+                    explicit=False, progress=self.progress, workers=self.workers)
+        sync.scan(rows, assumed=assumed)
+        return sync
 
-    def _facts_for(self, paths: Iterable[str]) -> dict[str, FileFacts]:
-        """Facts of `paths`: computed already (huge files), cached per blob, or parsed now."""
-        found: dict[str, FileFacts] = {}
-        wanted: dict[str, bytes] = {}
-        for path in paths:
-            source = self.sources[path]
-            facts = source.facts
-            if facts is None and self.facts_dir is not None:
-                facts = _load_facts(self.facts_dir, source.blob)
-            if facts is not None:
-                found[path] = facts
-            elif source.data is not None:
-                wanted[source.blob] = source.data
-        self._advance(len(found))
-        if wanted:
-            parsed = _parse(list(wanted.items()), self.facts_dir, self.workers, self._advance)
-            for path in paths:
-                if path not in found:
-                    found[path] = parsed[self.sources[path].blob]
-                    self.parsed += 1
-        return found
+    def _open(self) -> IndexDB | None:
+        db = self.tree.open()
+        if db is None:
+            with self.tree.locked():
+                db = self.tree.open()
+                if db is None and self.tree.seed_from_sibling(settings_of(self.include, self.exclude)):
+                    db = self.tree.open()
+        return db
 
-    def _full(self) -> _Snapshot:
-        facts = self._facts_for(self.pairs)
-        shapes = {path: facts[path].shape for path in self.pairs}
-        resolver = _Resolver(shapes, _ModuleMap(shapes, self.package))
-        import networkx as nx  # 0.2 s to import: only where a graph is built
-
-        graph: nx.DiGraph[str] = nx.DiGraph()
-        for path in self.pairs:
-            graph.add_nodes_from((r.id, {"region": r}) for r in regions_of(shapes[path], path, facts[path].warning))
-        unresolved: dict[str, list[tuple[str, str]]] = {}
-        consulted: dict[str, frozenset[str]] = {}
-        for path in self.pairs:
-            resolved = resolver.resolve_file(path, facts[path].uses)
-            graph.add_edges_from(resolved.edges)
-            unresolved[path] = resolved.unresolved
-            consulted[path] = resolved.consulted
-        self.resolved = len(self.pairs)
-        file_warnings = {path: f.warning for path, f in facts.items() if f.warning}
-        return _Snapshot(self.key, self.package, self.pairs, shapes, file_warnings, graph, unresolved, consulted)
-
-    def _patch(self, base: _Snapshot) -> _Snapshot | None:
-        """`base` updated to this tree by re-resolving only what changed; None when a full build is better."""
-        old, new = base.pairs, self.pairs
-        changed = [path for path, blob in new.items() if old.get(path) != blob]
-        removed = [path for path in old if path not in new]
-        added = [path for path in changed if path not in old]
-        self.drift = len(changed) + len(removed)
-        if base.package != self.package or self.drift > INCREMENTAL_MAX_SHARE * len(new):
-            return None
-        # A package appearing or vanishing renames the modules beneath it.
-        if any(posixpath.basename(path) == "__init__.py" for path in (*added, *removed)):
-            return None
-
-        facts = self._facts_for(changed)
-        shapes = {path: facts[path].shape if path in facts else base.shapes[path] for path in new}
-        old_modules, modules = _ModuleMap(old, self.package), _ModuleMap(new, self.package)
-        touched: set[str] = set(removed)
-        for path in removed:
-            touched.update(old_modules.names_of[path])
-        for path in added:
-            touched.update(modules.names_of[path])
-        for path in changed:
-            if path not in base.shapes or base.shapes[path].interface != shapes[path].interface:
-                touched.add(path)
-        dependents = [
-            path for path, read in base.consulted.items()
-            if path in new and path not in facts and not read.isdisjoint(touched)
-        ]
-        uses = {path: f.uses for path, f in facts.items()}
-        uses.update((path, f.uses) for path, f in self._facts_for(dependents).items())
-
-        graph = base.graph
-        file_warnings = dict(base.file_warnings)
-        for path in removed:
-            graph.remove_nodes_from(region_id(path, row[1]) for row in base.shapes[path].regions)
-            file_warnings.pop(path, None)
-        for path, f in facts.items():
-            regions = regions_of(f.shape, path, f.warning)
-            if path in base.shapes:
-                current = {r.id for r in regions}
-                stale = (region_id(path, row[1]) for row in base.shapes[path].regions)
-                graph.remove_nodes_from([node for node in stale if node not in current])
-            graph.add_nodes_from((r.id, {"region": r}) for r in regions)
-            file_warnings.pop(path, None)
-            if f.warning:
-                file_warnings[path] = f.warning
-
-        unresolved = {path: base.unresolved[path] for path in new if path in base.unresolved}
-        consulted = {path: base.consulted[path] for path in new if path in base.consulted}
-        resolver = _Resolver(shapes, modules)
-        for path in sorted(uses):
-            for row in shapes[path].regions:
-                graph.remove_edges_from(list(graph.out_edges(region_id(path, row[1]))))
-            resolved = resolver.resolve_file(path, uses[path])
-            graph.add_edges_from(resolved.edges)
-            unresolved[path] = resolved.unresolved
-            consulted[path] = resolved.consulted
-        self.resolved = len(uses)
-        return _Snapshot(self.key, self.package, new, shapes, file_warnings, graph, unresolved, consulted)
-
-    def _index(self, snapshot: _Snapshot) -> RepoIndex:
-        # Identical files are parsed once, so the count may fall short: say "done".
-        if self.progress is not None and (self.done != len(self.sources) or not self.sources):
-            self.done = len(self.sources)
-            self.progress(self.done, self.done)
-        graph = snapshot.graph
-        regions: dict[str, Region] = {node: data["region"] for node, data in graph.nodes(data=True)}
-        unresolved = [item for path in self.pairs for item in snapshot.unresolved.get(path, ())]
-        file_warnings = snapshot.file_warnings
-        warnings = self.warnings + [f"{path}: {file_warnings[path]}" for path in self.pairs if path in file_warnings]
-        stats = {
-            "files": len(self.pairs),
-            "parsed": self.parsed,
-            "cached": len(self.pairs) - self.parsed,
-            "resolved": self.resolved,
-        }
-        return RepoIndex(self.root, regions, graph, unresolved, warnings, dict(self.pairs), stats)
+    def run(self, only: Sequence[str] | None) -> RepoIndex:
+        db = self._open()
+        rows = db.file_rows() if db is not None else {}
+        meta = db.meta() if db is not None else {}
+        sync = self._sync(rows, only)
+        changed, removed, restat = sync.changes(rows)
+        if db is not None and not changed and not removed and meta.get("state") == "ok" \
+                and meta.get("package") == sync.package:
+            if restat:
+                with self.tree.locked(), db.writing():
+                    db.put_stats(restat)
+            return _index_of(self.root, db, sync, self._rebuild)
+        with self.tree.locked():
+            # Another process may have done the work while this one waited.
+            current = self.tree.open()
+            if current is not None and (db is None or current.path != db.path or current.meta() != meta):
+                if db is not None:
+                    db.close()
+                db, rows, meta = current, current.file_rows(), current.meta()
+                sync = self._sync(rows, only)
+                changed, removed, restat = sync.changes(rows)
+            elif current is not None:
+                current.close()
+            serial = int(meta.get("serial", "0")) + 1
+            if db is None or sync.needs_full(rows, meta, changed, removed):
+                if db is not None:
+                    db.close()
+                db = sync.full_build(self.tree, rows, serial)
+            elif changed or removed or restat:
+                sync.update(db, rows, changed, removed, restat, serial)
+        return _index_of(self.root, db, sync, self._rebuild)

@@ -6,9 +6,10 @@ import hashlib
 import os
 import posixpath
 import stat
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeAlias
 
 import pathspec
 
@@ -70,6 +71,15 @@ def list_files(root: Path, include: Sequence[str] = ("**/*.py",), exclude: Seque
     return sorted(name for name in names if wanted.match_file(name) and not unwanted.match_file(name))
 
 
+def list_files_matching(root: Path, paths: Iterable[str], include: Sequence[str] = ("**/*.py",),
+                        exclude: Sequence[str] = ()) -> list[str]:
+    """Those of `paths` (repository-relative) that exist and the globs select, sorted."""
+    wanted = pathspec.GitIgnoreSpec.from_lines(include)
+    unwanted = pathspec.GitIgnoreSpec.from_lines(exclude)
+    return sorted(path for path in paths if os.path.lexists(root / path)
+                  and wanted.match_file(path) and not unwanted.match_file(path))
+
+
 def _checked_relative(root: Path, name: str | os.PathLike[str]) -> str:
     """`name` as a normalised repository-relative posix path; ValueError if it leaves the repository."""
     raw = os.fspath(name)
@@ -95,13 +105,24 @@ def _inside(real_root: str, path: str) -> bool:
 # -- reading -------------------------------------------------------------------------
 
 
+# (size, mtime_ns, inode, ctime_ns): a file whose stat matches the index's record is not read again.
+FileStat: TypeAlias = tuple[int, int, int, int]
+
+
 @dataclass(slots=True)
 class _Source:
-    """One file as read for this build: its blob hash and its bytes (None when too large)."""
+    """One file as seen by this build: its blob hash, its bytes (None when too large or not read),
+    and its stat. `known` says the blob came from the index's record because the stat matched."""
 
     blob: str
     data: bytes | None
     facts: FileFacts | None = None
+    stat: FileStat = (0, 0, 0, 0)
+    known: bool = False
+
+
+def _stat_of(info: os.stat_result) -> FileStat:
+    return (info.st_size, info.st_mtime_ns, info.st_ino, info.st_ctime_ns)
 
 
 def _read_large(full: str) -> _Source:
@@ -123,9 +144,14 @@ def _read_large(full: str) -> _Source:
 
 
 def _read_sources(
-    root: Path, paths: Iterable[str], warnings: list[str], *, explicit: bool
+    root: Path, paths: Iterable[str], warnings: list[str], *, explicit: bool,
+    known: Mapping[str, tuple[str, FileStat]] | None = None,
 ) -> dict[str, _Source]:
-    """Read every file, refusing those that resolve outside the repository."""
+    """Read every file, refusing those that resolve outside the repository.
+
+    A file whose stat equals its `known` (blob, stat) record is taken as that blob unread.
+    """
+    known = known or {}
     real_root = os.path.realpath(root)
     sources: dict[str, _Source] = {}
     for path in paths:
@@ -147,8 +173,14 @@ def _read_sources(
                 if explicit:
                     raise ValueError(f"{path}: not a regular file")
                 continue
+            stat_now = _stat_of(info)
+            record = known.get(path)
+            if record is not None and record[1] == stat_now:
+                sources[path] = _Source(record[0], None, stat=stat_now, known=True)
+                continue
             if info.st_size > MAX_FILE_BYTES:
                 sources[path] = _read_large(full)
+                sources[path].stat = stat_now
                 continue
             with open(full, "rb") as handle:
                 data = handle.read()
@@ -160,5 +192,5 @@ def _read_sources(
         except OSError as exc:
             warnings.append(f"{path}: unreadable: {exc.strerror}")
             continue
-        sources[path] = _Source(blob_hash(data), data)
+        sources[path] = _Source(blob_hash(data), data, stat=stat_now)
     return sources

@@ -48,6 +48,79 @@ class _Resolved:
     consulted: frozenset[str]
 
 
+# What a resolution read of another file, at three grains. The path itself is
+# recorded with every read (any change a finer key cannot describe reaches all
+# readers); beside it the module-level name, the class (its bases and openness)
+# or the class attribute, and the kind of a region, each named by qualname so an
+# edit that only moves definitions changes no key.
+def name_key(path: str, name: str) -> str:
+    return f"{path}\x01{name}"
+
+
+def class_key(path: str, qualname: str, name: str = "") -> str:
+    return f"{path}\x01{qualname}.{name}" if name else f"{path}\x01{qualname}."
+
+
+def kind_key(path: str, qualname: str) -> str:
+    return f"{path}\x01@{qualname}"
+
+
+def _plain(shape: FileShape, binding: Binding) -> Binding:
+    """A binding with region indexes replaced by qualnames: equal when the same thing is bound."""
+    if binding[0] in ("def", "self", "super"):
+        return (binding[0], shape.regions[int(binding[1])][1])
+    return binding
+
+
+def _plain_ref(shape: FileShape, ref: Ref) -> tuple[object, ...]:
+    return (shape.regions[ref.region][1], ref.name, _plain(shape, ref.head), ref.rest)
+
+
+_ClassView: TypeAlias = tuple[dict[str, Binding], frozenset[str], tuple[object, ...], bool]
+
+
+def _classes(shape: FileShape) -> dict[str, _ClassView]:
+    """Each class by qualname: its scope, instance attributes, bases and openness, indexes made names."""
+    found: dict[str, _ClassView] = {}
+    for cls, row in enumerate(shape.regions):
+        if row[0] == "class":
+            scope = {name: _plain(shape, b) for name, b in shape.class_scopes.get(cls, {}).items()}
+            bases = tuple(_plain_ref(shape, ref) for ref in shape.bases.get(cls, ()))
+            found[row[1]] = (scope, shape.instance_attrs.get(cls, frozenset()), bases, cls in shape.open_classes)
+    return found
+
+
+def interface_changes(path: str, old: FileShape, new: FileShape) -> set[str]:
+    """The keys (see `name_key`) other files may have read of `path` that differ between two of its
+    shapes; `{path}` when the change is one no finer key describes (stars, __all__, openness, parsing)."""
+    if old.interface == new.interface:
+        return set()
+    structural = (old.regions[0][0] == "file", old.stars, old.exports, old.open_module)
+    if structural != (new.regions[0][0] == "file", new.stars, new.exports, new.open_module):
+        return {path}
+    changed: set[str] = set()
+    old_names = {name: _plain(old, b) for name, b in old.module_scope.items()}
+    new_names = {name: _plain(new, b) for name, b in new.module_scope.items()}
+    changed.update(name_key(path, name) for name in old_names.keys() | new_names.keys()
+                   if old_names.get(name) != new_names.get(name))
+    old_kinds = {row[1]: row[0] for row in old.regions}
+    new_kinds = {row[1]: row[0] for row in new.regions}
+    changed.update(kind_key(path, qual) for qual in old_kinds.keys() | new_kinds.keys()
+                   if old_kinds.get(qual) != new_kinds.get(qual))
+    old_classes, new_classes = _classes(old), _classes(new)
+    for qual in old_classes.keys() | new_classes.keys():
+        before, after = old_classes.get(qual), new_classes.get(qual)
+        if before == after:
+            continue
+        if before is None or after is None or before[2:] != after[2:]:
+            changed.add(class_key(path, qual))  # its bases or openness: every lookup in it
+            continue
+        names = before[0].keys() | after[0].keys() | before[1] | after[1]
+        changed.update(class_key(path, qual, name) for name in names
+                       if before[0].get(name) != after[0].get(name) or (name in before[1]) != (name in after[1]))
+    return changed
+
+
 class _Resolver:
     """Resolves files' name uses against every file's shape, memoising lookups across files.
 
@@ -124,8 +197,9 @@ class _Resolver:
     def kind_of(self, path: str, idx: int) -> str:
         # Every read of another file's shape is recorded: a file named in an
         # import can turn from unparsable to a module and back.
-        self.consulted.add(path)
-        return self.shapes[path].regions[idx][0]
+        row = self.shapes[path].regions[idx]
+        self.consulted.update((path, kind_key(path, row[1])))
+        return row[0]
 
     def lookup_module(self, path: str, name: str) -> Result:
         hit = self.module_memo.get((path, name))
@@ -151,7 +225,7 @@ class _Resolver:
         return hit[0]
 
     def _lookup_module(self, path: str, name: str) -> Result:
-        self.consulted.add(path)
+        self.consulted.update((path, name_key(path, name)))
         shape = self.shapes[path]
         if shape.regions[0][0] == "file":
             return (HELD, path, 0)
@@ -186,8 +260,9 @@ class _Resolver:
         return self._memoised(self.class_memo, (path, cls, name), lambda: self._lookup_class(path, cls, name), _MISSING)
 
     def _lookup_class(self, path: str, cls: int, name: str) -> Result:
-        self.consulted.add(path)
         shape = self.shapes[path]
+        qualname = shape.regions[cls][1]
+        self.consulted.update((path, class_key(path, qualname), class_key(path, qualname, name)))
         binding = shape.class_scopes.get(cls, {}).get(name)
         if binding is not None:
             found = (HELD, path, cls) if binding == DATA else self.binding_target(path, binding, cls)
@@ -205,7 +280,7 @@ class _Resolver:
         return self._memoised(self.bases_memo, (path, cls), lambda: self._bases(path, cls), ())
 
     def _bases(self, path: str, cls: int) -> tuple[Result, ...]:
-        self.consulted.add(path)
+        self.consulted.update((path, class_key(path, self.shapes[path].regions[cls][1])))
         return tuple(self.resolve_ref(path, base) for base in self.shapes[path].bases.get(cls, ()))
 
     def binding_target(self, path: str, binding: Binding, context: int) -> Result:

@@ -45,20 +45,19 @@ def owners_of(region_id: str, claims: list[ClaimRecord]) -> tuple[str, ...]:
 def coordination_picture(coordinator: Coordinator) -> CoordinationPicture:
     """Claims, conflicts and the one-hop dependency neighbourhood of every claimed region."""
     claims = coordinator.store.live_claims()
-    graph = coordinator.index.graph
+    index = coordinator.index
     neighbourhoods: dict[str, list[Edge]] = {}
     for claim in claims:
         for region_id in claim.region_ids:
-            if region_id in neighbourhoods or region_id not in graph:
+            if region_id in neighbourhoods or region_id not in index.regions:
                 continue
-            edges = [Edge(n, edge_label(data), True, owners_of(n, claims))
-                     for _, n, data in graph.out_edges(region_id, data=True) if data["kinds"] & DEPENDENCY_KINDS]
-            edges += [Edge(n, edge_label(data), False, owners_of(n, claims))
-                      for n, _, data in graph.in_edges(region_id, data=True) if data["kinds"] & DEPENDENCY_KINDS]
+            edges = [Edge(n, edge_label({"kinds": kinds}), True, owners_of(n, claims))
+                     for _, n, kinds in index.out_edges([region_id]) if kinds & DEPENDENCY_KINDS]
+            edges += [Edge(n, edge_label({"kinds": kinds}), False, owners_of(n, claims))
+                      for n, _, kinds in index.in_edges([region_id]) if kinds & DEPENDENCY_KINDS]
             neighbourhoods[region_id] = sorted(edges, key=lambda e: (not e.owners, e.neighbour))
     return CoordinationPicture(
         claims=claims, neighbourhoods=neighbourhoods,
         conflicts=coordinator.conflicts(signature_changed=sandbox_signature_changes(coordinator.workspace)),
-        files=len(coordinator.index.files), regions=len(coordinator.index.regions),
-        edges=graph.number_of_edges(),
+        files=len(index.files), regions=index.region_count(), edges=index.edge_count(),
     )

@@ -22,7 +22,7 @@ from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Final
 
 from loomtui.coordination.claims import Coordinator, overlaps
-from loomtui.coordination.index import DEPENDENCY_KINDS
+from loomtui.coordination.index import DEPENDENCY_KINDS, RepoIndex
 from loomtui.errors import ConfigError, LoomError, shown
 from loomtui.yamlcheck import Value, closest, compose, read_text
 
@@ -390,7 +390,7 @@ def coordinator_relations(coordinator: Coordinator) -> tuple[RegionsOf, Depends]
     whose edge u -> v means u imports, references or inherits v: v is the callee.
     (`dependency_view()` forgets that direction; it only says two regions touch.)
     """
-    graph = coordinator.index.graph
+    index = coordinator.index
     covered: dict[str, frozenset[str]] = {}
     reached: dict[str, dict[str, tuple[str, ...]]] = {}
 
@@ -401,7 +401,7 @@ def coordinator_relations(coordinator: Coordinator) -> tuple[RegionsOf, Depends]
 
     def depends(user: str, used: str) -> str | None:
         if user not in reached:
-            reached[user] = _used_within(graph, covers(user), coordinator.hops)
+            reached[user] = _used_within(index, covers(user), coordinator.hops)
         paths = [path for region, path in reached[user].items() if region in covers(used)]
         if not paths:
             return None
@@ -410,17 +410,22 @@ def coordinator_relations(coordinator: Coordinator) -> tuple[RegionsOf, Depends]
     return coordinator.resolve, depends
 
 
-def _used_within(graph: nx.DiGraph[str], sources: Collection[str], hops: int) -> dict[str, tuple[str, ...]]:
+def _used_within(index: RepoIndex, sources: Collection[str], hops: int) -> dict[str, tuple[str, ...]]:
     """Each region reached from `sources` along at most `hops` dependency edges followed forwards
     (user to used), with the shortest path to it; the sources themselves are left out."""
-    paths: dict[str, tuple[str, ...]] = {source: (source,) for source in sorted(sources) if source in graph}
+    paths: dict[str, tuple[str, ...]] = {source: (source,) for source in sorted(sources) if source in index.regions}
     frontier = list(paths)
     for _ in range(hops):
+        if not frontier:
+            break
+        by_source: dict[str, list[tuple[str, frozenset[str]]]] = {}
+        for src, dst, kinds in index.out_edges(frontier):
+            by_source.setdefault(src, []).append((dst, kinds))
         following: list[str] = []
         for node in frontier:
-            for other, data in sorted(graph.succ[node].items()):
+            for other, kinds in sorted(by_source.get(node, ())):
                 # `contains` edges only nest regions: a class does not use its methods.
-                if other not in paths and data["kinds"] & DEPENDENCY_KINDS:
+                if other not in paths and kinds & DEPENDENCY_KINDS:
                     paths[other] = (*paths[node], other)
                     following.append(other)
         frontier = following

@@ -64,8 +64,6 @@ GRANTING_KINDS: Final = ("pre-start", PERMISSION_KIND)
 DEFAULT_CONFIRM_S: Final = 120.0
 """How long a claim made for a tool call waits for the call to happen (its PostToolUse)."""
 NEVER_HAPPENED: Final = "the edit it was claimed for never happened"
-REINDEX_AFTER: Final = 64
-"""Files patched into the warm index before it is rebuilt whole (cheap: the index cache)."""
 _AWAITING: Final = re.compile(r" \(awaiting tool call ([^()]*)\)$")
 T = TypeVar("T")
 
@@ -108,7 +106,6 @@ class HookGate:
         self.clock = clock
         self._coordinator: Coordinator | None = None
         self._index_settings: tuple[Any, ...] | None = None
-        self._patched = 0
         self._loaded: dict[str, tuple[tuple[Any, ...], Any]] = {}
         record = workspace.store.get_sandbox(sandbox_id)
         self.runtime = record.runtime if record else None
@@ -169,28 +166,25 @@ class HookGate:
     def coordinator(self, fresh: Sequence[str] = ()) -> Coordinator:
         """The coordination engine over the worktree's index, kept warm between requests.
 
-        The index is built once (from the shared index cache); afterwards only the
-        files in `fresh` are looked at again, and each one the agent changed is
-        re-parsed and patched in. After REINDEX_AFTER patches (or a change of the
-        coordination settings) the index is rebuilt whole, which resolves again the
-        dependencies a patch leaves as they were.
+        The index is opened once (the tree's database in the shared index cache);
+        afterwards only the files in `fresh` are looked at again, and those the agent
+        changed are parsed and resolved, with every file that read their interface.
+        A change of the coordination settings opens the index anew.
         """
         from loomtui.coordination.index import build_index, index_cache_dir
         from loomtui.governance.coordinator import governed_coordinator
 
         config = self.config().coordination
         settings = (tuple(config.include), tuple(config.exclude), config.dependency_hops, config.lease_seconds)
-        if self._coordinator is None or settings != self._index_settings or self._patched >= REINDEX_AFTER:
+        if self._coordinator is None or settings != self._index_settings:
             index = build_index(self.tree, cache_dir=index_cache_dir(self.workspace.paths),
                                 include=config.include, exclude=config.exclude)
             self._coordinator = governed_coordinator(self.workspace, index)
-            self._index_settings, self._patched = settings, 0
+            self._index_settings = settings
             return self._coordinator
         coordinator = self._coordinator
-        for rel in fresh:
-            if coordinator.index.refresh_file(rel, config.include, config.exclude):
-                coordinator.index_changed()
-                self._patched += 1
+        if fresh and coordinator.index.refresh(sorted(fresh)):
+            coordinator.index_changed()
         return coordinator
 
     def _record(self, action: str, details: dict[str, Any]) -> None:
