@@ -80,3 +80,21 @@ async def test_conflicts_are_navigable_with_the_keyboard(billing: Path) -> None:
         await pilot.press("down")
         await pilot.pause()
         assert str(detail.render()) != first
+
+
+async def test_r_brings_the_index_up_to_date_says_what_it_did_and_names_a_stale_file(billing: Path) -> None:
+    app = LoomApp(open_workspace(billing))
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: app.coordination is not None)
+        await pilot.press("2")
+        await pilot.pause()
+        await pilot.press("r")
+        await wait_for(pilot, lambda: any("up to date" in str(n.message) for n in app._notifications))
+        (billing / "payments" / "invoices.py").write_text("def broken(:\n")
+        await pilot.press("r")
+        await wait_for(pilot, lambda: app.coordination is not None and bool(app.coordination.stale))
+        assert any("parsed 1" in str(n.message) for n in app._notifications)
+        assert app.coordination.stale == ("payments/invoices.py",)
+        # Its regions are those of its last version that parsed: the claims on it still mean something.
+        assert app.coordinator is not None
+        assert "payments/invoices.py::InvoiceCalculator" in app.coordinator.index.regions

@@ -89,17 +89,19 @@ def cmd_index(args: argparse.Namespace) -> int:
     index = _index(workspace)
     elapsed = time.perf_counter() - started
     summary = {
-        "root": str(index.root), "files": len(index.files), "regions": len(index.regions),
-        "edges": index.graph.number_of_edges(), "unresolved": len(index.unresolved),
-        "warnings": index.warnings, "seconds": round(elapsed, 3), **getattr(index, "stats", {}),
+        "root": str(index.root), "files": len(index.files), "regions": index.region_count(),
+        "edges": index.edge_count(), "unresolved": len(index.unresolved), "stale": index.stale,
+        "warnings": index.warnings, "database": index.database, "seconds": round(elapsed, 3), **index.stats,
     }
     if args.json:
         print_json(summary)
         return 0
+    stale = f", {len(index.stale)} stale (no longer parse)" if index.stale else ""
     print(f"{summary['files']} files, {summary['regions']} regions, {summary['edges']} edges, "
-          f"{summary['unresolved']} unresolved references ({elapsed:.2f}s)")
+          f"{summary['unresolved']} unresolved references{stale} ({elapsed:.2f}s; "
+          f"parsed {index.stats['parsed']}, resolved {index.stats['resolved']})")
     for warning in index.warnings:
-        print(f"warning: {warning}")
+        print(f"warning: {escape_controls(warning)}")
     return 0
 
 

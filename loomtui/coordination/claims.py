@@ -186,15 +186,19 @@ class Coordinator:
     def path_between(self, a: str, b: str) -> tuple[str, ...]:
         """A shortest dependency path between two regions, either direction (or just the pair).
 
-        Searched outwards from `a` through the index a hop at a time, at most as far as a
-        conflict can reach (`dependency_hops`, at least 3), in sorted order so the same
-        index always gives the same path.
+        Searched outwards from `a` through the index a hop at a time, as far as a conflict
+        reaches (`dependency_hops`), in sorted order so the same index always gives the
+        same path. A direct edge, the common case, is one lookup.
         """
         if a == b:
             return (a,)
+        for source, target in ((a, b), (b, a)):
+            kinds = self.index.edge_kinds(source, target)
+            if kinds is not None and kinds & DEPENDENCY_KINDS:
+                return (a, b)
         parents: dict[str, str] = {a: ""}
         frontier = [a]
-        for _ in range(max(self.hops, 3)):
+        for _ in range(self.hops if self.hops > 1 else 0):
             following: list[str] = []
             steps = sorted([(src, dst) for src, dst, kinds in self.index.out_edges(frontier)
                             if kinds & DEPENDENCY_KINDS]

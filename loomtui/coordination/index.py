@@ -67,6 +67,8 @@ __all__ = [
 ]
 
 DEPENDENCY_KINDS = frozenset({"imports", "references", "inherits"})
+# Remembered answers per open index (edges, neighbourhoods); beyond this many, they are forgotten.
+QUERY_MEMO = 50_000
 
 
 def _region(row: RegionTuple) -> Region:
@@ -119,16 +121,27 @@ class RepoIndex:
     """
 
     def __init__(self, root: Path, db: IndexDB, files: dict[str, str], warnings: list[str],
-                 stats: dict[str, int], rebuild: Callable[[Sequence[str] | None], RepoIndex] | None = None) -> None:
+                 stats: dict[str, int], rebuild: Callable[[Sequence[str] | None], RepoIndex] | None = None,
+                 stale: Sequence[str] = ()) -> None:
         self.root = root
         self.files = files
         self.warnings = warnings
         self.stats = stats
+        self.stale = list(stale)
+        """Files that no longer parse, whose regions are those of their last version that did."""
         self._db = db
         self._rebuild = rebuild
         self.regions = RegionMap(db)
         self._by_path: dict[str, list[Region]] = {}
         self._graph: nx.DiGraph[str] | None = None
+        # Answers already read, for a process that keeps the index open (a broker, the app).
+        self._edges: dict[tuple[str, str], frozenset[str] | None] = {}
+        self._neighbours: dict[tuple[str, int, frozenset[str]], frozenset[str]] = {}
+
+    @property
+    def database(self) -> str:
+        """Where the index is kept (`:memory:` for one built without a cache)."""
+        return self._db.path
 
     def close(self) -> None:
         self._db.close()
@@ -138,6 +151,8 @@ class RepoIndex:
         self.regions = RegionMap(self._db)
         self._by_path = {}
         self._graph = None
+        self._edges = {}
+        self._neighbours = {}
 
     @property
     def graph(self) -> nx.DiGraph[str]:
@@ -193,8 +208,13 @@ class RepoIndex:
 
     def edge_kinds(self, source: str, target: str) -> frozenset[str] | None:
         """The kinds of the edge source -> target, None if there is none."""
-        mask = self._db.edge(source, target)
-        return None if mask is None else kinds_of(mask)
+        key = (source, target)
+        if key not in self._edges:
+            if len(self._edges) >= QUERY_MEMO:
+                self._edges.clear()
+            mask = self._db.edge(source, target)
+            self._edges[key] = None if mask is None else kinds_of(mask)
+        return self._edges[key]
 
     def out_edges(self, region_ids: Sequence[str]) -> list[tuple[str, str, frozenset[str]]]:
         """(source, target, kinds) of every edge leaving these regions."""
@@ -210,6 +230,14 @@ class RepoIndex:
 
     def neighbours(self, region_id: str, hops: int = 1, kinds: frozenset[str] = DEPENDENCY_KINDS) -> set[str]:
         """Regions within `hops` dependency edges of `region_id`, either direction; empty if unknown."""
+        key = (region_id, hops, kinds)
+        if key not in self._neighbours:
+            if len(self._neighbours) >= QUERY_MEMO:
+                self._neighbours.clear()
+            self._neighbours[key] = frozenset(self._neighbours_now(region_id, hops, kinds))
+        return set(self._neighbours[key])
+
+    def _neighbours_now(self, region_id: str, hops: int, kinds: frozenset[str]) -> set[str]:
         if region_id not in self.regions:
             return set()
         wanted = mask_of(kinds)
@@ -242,6 +270,7 @@ class RepoIndex:
             return False
         self._db.close()
         self.files, self.warnings, self.stats, self._db = fresh.files, fresh.warnings, fresh.stats, fresh._db
+        self.stale = fresh.stale
         self.forget_loaded()
         return True
 
@@ -299,7 +328,8 @@ def _index_of(root: Path, db: IndexDB, sync: Sync,
                                 if path in rows and rows[path].warning]
     stats = dict(sync.stats)
     stats["cached"] = stats["files"] - stats["parsed"]
-    return RepoIndex(root, db, files, warnings, stats, rebuild)
+    stale = [path for path in files if path in rows and rows[path].stale]
+    return RepoIndex(root, db, files, warnings, stats, rebuild, stale)
 
 
 def _build_in_memory(root: Path, include: tuple[str, ...], exclude: tuple[str, ...], explicit: list[str] | None,

@@ -183,6 +183,7 @@ class Sync:
                 self.facts.keep(blob, facts)
             for path in waiting:
                 found[path] = parsed[self.sources[path].blob]
+                self.sources[path].data = None  # parsed: the bytes are not needed again
             self.stats["parsed"] += len(waiting)
         self.stats["cached"] = self.stats["files"] - self.stats["parsed"]
         return found
@@ -211,14 +212,18 @@ class Sync:
         db.set_meta({**self.settings, "package": self.package, "state": "building"})
         facts = self.facts_for(self.sources)
         chosen = {path: self.effective(path, facts[path], old.get(path)) for path in self.sources}
+        del facts
         shapes = {path: entry[1].shape for path, entry in chosen.items()}
+        count = len(chosen)
         resolver = _Resolver(shapes, _ModuleMap(shapes, self.package))
         rows: list[FileRow] = []
         regions: list[RegionTuple] = []
         edges: list[EdgeTuple] = []
         # One transaction, rows in key order: a new database is written page after page.
         with gc_paused(), db.writing():
-            for path, (facts_blob, effective, warning, stale) in chosen.items():
+            while chosen:
+                # Popped: each file's uses are dropped once it is resolved, so memory holds shapes only.
+                path, (facts_blob, effective, warning, stale) = chosen.popitem()
                 regions.extend(_region_tuples(path, effective, warning if stale else ""))
                 resolved = resolver.resolve_file(path, effective.uses)
                 edges.extend(_edge_tuples(resolved.edges))
@@ -230,7 +235,7 @@ class Sync:
             db.add_edges(sorted(edges))
             db.add_regions(sorted(regions))
             db.put_files(rows, new=True)
-        self.stats["resolved"] = len(chosen)
+        self.stats["resolved"] = count
         db.set_meta({"state": "ok", "serial": str(serial)})
 
     def full_build(self, tree: TreeDatabase | None, old: Mapping[str, FileRow], serial: int) -> IndexDB:

@@ -139,6 +139,7 @@ class _Resolver:
         self.cycles = 0
         self.find_memo: dict[tuple[str, str], tuple[str | None, tuple[str, ...]]] = {}
         self.stars_memo: dict[str, tuple[tuple[str | None, ...], frozenset[str]]] = {}
+        self.interned: dict[frozenset[str], frozenset[str]] = {}
 
     def _memoised(
         self,
@@ -161,6 +162,8 @@ class _Resolver:
             finally:
                 self.active.discard(key)
                 found, self.consulted = frozenset(self.consulted), outer
+            # Many lookups read exactly the same keys: one set serves them all.
+            found = self.interned.setdefault(found, found)
             hit = (value, found)
             # A result computed inside a cycle depends on where the cycle was
             # entered, so it is not reused.

@@ -34,6 +34,16 @@ class CoordinationPicture:
     files: int = 0
     regions: int = 0
     edges: int = 0
+    stale: tuple[str, ...] = ()  # files that no longer parse: their regions are their last good version's
+
+    def index_line(self) -> str:
+        """`Index: N files, R regions, E edges` and which files are stale, for a status line."""
+        line = f"Index: {self.files} files, {self.regions} regions, {self.edges} edges."
+        if self.stale:
+            more = f" and {len(self.stale) - 3} more" if len(self.stale) > 3 else ""
+            shown_files = ", ".join(self.stale[:3]) + more
+            line += f" Stale (no longer parse, last good regions kept): {shown_files}."
+        return line
 
 
 def owners_of(region_id: str, claims: list[ClaimRecord]) -> tuple[str, ...]:
@@ -59,5 +69,5 @@ def coordination_picture(coordinator: Coordinator) -> CoordinationPicture:
     return CoordinationPicture(
         claims=claims, neighbourhoods=neighbourhoods,
         conflicts=coordinator.conflicts(signature_changed=sandbox_signature_changes(coordinator.workspace)),
-        files=len(index.files), regions=index.region_count(), edges=index.edge_count(),
+        files=len(index.files), regions=index.region_count(), edges=index.edge_count(), stale=tuple(index.stale),
     )

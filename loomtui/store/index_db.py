@@ -115,7 +115,9 @@ class IndexDB:
         except sqlite3.Error as exc:
             raise IndexDBError(f"{self.path}: {exc}") from None
         try:
-            self._conn.execute("PRAGMA cache_size=-65536")  # 64 MiB at most, taken only as pages are used
+            # Pages are written in key order when a database is filled, so a small cache does;
+            # queries of a published one get more.
+            self._conn.execute(f"PRAGMA cache_size={-8192 if new else -32768}")
             if new:
                 self._conn.execute("PRAGMA journal_mode=OFF")
                 self._conn.execute("PRAGMA synchronous=OFF")

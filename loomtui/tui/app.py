@@ -17,7 +17,7 @@ from textual.worker import Worker, WorkerState, get_current_worker
 
 from loomtui.config import LoomConfig
 from loomtui.coordination.claims import Coordinator
-from loomtui.coordination.index import build_index
+from loomtui.coordination.index import build_index, index_cache_dir
 from loomtui.coordination.view import CoordinationPicture, coordination_picture
 from loomtui.errors import LoomError
 from loomtui.governance.coordinator import policy_override_check
@@ -91,6 +91,8 @@ class LoomApp(App[int]):
         self.latest_snapshot: DashboardSnapshot | None = None
         self.coordination: CoordinationPicture | None = None
         self.coordinator: Coordinator | None = None  # built by a worker; None until indexed
+        # The include/exclude globs the coordinator's index was built with.
+        self._index_globs: tuple[tuple[str, ...], tuple[str, ...]] | None = None
         self._step_cache: StepCache = {}  # the poll worker's: each sandbox's next step, kept while unchanged
         self._badge_cache: BadgeCache = {}  # the poll worker's: each eval report's badge
         self.config: LoomConfig | None = None
@@ -321,17 +323,30 @@ class LoomApp(App[int]):
     @work(thread=True, exclusive=True, group="coordination", exit_on_error=False)
     def _coordination_worker(self, reindex: bool) -> None:
         try:
-            if self.coordinator is None or reindex:
-                settings = (self.config or LoomConfig()).coordination
+            settings = (self.config or LoomConfig()).coordination
+            current = self.coordinator
+            if reindex and current is not None and current.hops == settings.dependency_hops \
+                    and self._index_globs == (settings.include, settings.exclude):
+                # The index is kept on disk: bringing it up to date costs what changed.
+                started = time.perf_counter()
+                changed = current.index.refresh()
+                current.index_changed()
+                stats = current.index.stats
+                summary = (f"{stats['files']} files; parsed {stats['parsed']}, resolved {stats['resolved']} "
+                           f"in {time.perf_counter() - started:.2f}s") if changed else \
+                    f"up to date ({stats['files']} files, nothing changed)"
+                self.call_from_thread(self.notify, f"Index {summary}", title="coordination")
+            elif current is None or reindex:
                 index = build_index(
-                    self.workspace.root, cache_dir=self.workspace.paths.state_dir / "index-cache",
+                    self.workspace.root, cache_dir=index_cache_dir(self.workspace.paths),
                     include=settings.include, exclude=settings.exclude,
                     progress=self._index_progress,
                 )
-                self.coordinator = Coordinator(self.workspace, index, dependency_hops=settings.dependency_hops,
-                                               may_override=policy_override_check(self.workspace),
-                                                lease_seconds=settings.lease_seconds)
-            self.post_message(CoordinationChanged(coordination_picture(self.coordinator)))
+                self._index_globs = (settings.include, settings.exclude)
+                current = self.coordinator = Coordinator(
+                    self.workspace, index, dependency_hops=settings.dependency_hops,
+                    may_override=policy_override_check(self.workspace), lease_seconds=settings.lease_seconds)
+            self.post_message(CoordinationChanged(coordination_picture(current)))
         except LoomError as exc:
             self.call_from_thread(self.notify, str(exc), title="coordination", severity="error")
 

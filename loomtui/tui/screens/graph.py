@@ -158,8 +158,7 @@ class GraphScreen(LoomScreen[None]):
             return
         if conflict is None:
             detail.update(Text(f"No conflicts among {len(self.picture.claims)} live claims. "
-                               f"Index: {self.picture.files} files, {self.picture.regions} regions, "
-                               f"{self.picture.edges} edges."))
+                               f"{self.picture.index_line()}"))
             return
         claims = {c.id: c for c in self.picture.claims}
         text = Text()

@@ -1,0 +1,174 @@
+"""The index kept on disk under faults: a writer killed at many moments of an update (and what a
+reader then sees), two writers at once, a cold build killed before it is published, a database
+from another version; a new worktree seeded from a sibling; queries that never load the graph."""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from loomtui.coordination.index import build_index
+from loomtui.coordination.index_disk import TreeDatabase, tree_key
+
+MODULES = 160
+
+BUILD = """
+import json, sys
+from pathlib import Path
+from loomtui.coordination.index import build_index
+index = build_index(Path(sys.argv[1]), cache_dir=Path(sys.argv[2]))
+print(json.dumps({"stats": index.stats, "regions": index.region_count(), "edges": index.edge_count()}))
+"""
+
+
+def _package(root: Path) -> Path:
+    """A hub every module star-imports: changing what the hub exports re-resolves every module."""
+    package = root / "pkg"
+    package.mkdir(parents=True)
+    (package / "__init__.py").write_text("")
+    (package / "hub.py").write_text("".join(f"def helper_{n}():\n    return {n}\n\n\n" for n in range(40)))
+    for n in range(MODULES):
+        body = "".join(f"    def m{k}(self):\n        return helper_{(n + k) % 40}() + self.m{(k + 1) % 8}()\n\n"
+                       for k in range(8))
+        (package / f"mod_{n}.py").write_text(f"from pkg.hub import *\n\n\nclass C{n}:\n{body}")
+    return root
+
+
+def _change_hub_exports(root: Path) -> None:
+    hub = root / "pkg" / "hub.py"
+    hub.write_text('__all__ = ["helper_1", "helper_2"]\n' + hub.read_text())
+
+
+def _wait_for_the_lock(tree: TreeDatabase, writer: subprocess.Popen[str]) -> None:
+    lock = tree.directory / f"{tree.key}.lock"
+    deadline = time.monotonic() + 60
+    while writer.poll() is None and time.monotonic() < deadline:
+        with open(lock, "a+b") as handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return
+            fcntl.flock(handle, fcntl.LOCK_UN)
+        time.sleep(0.002)
+
+
+def _spawn(root: Path, cache: Path) -> subprocess.Popen[str]:
+    return subprocess.Popen([sys.executable, "-c", BUILD, str(root), str(cache)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _same(left_root: Path, cache: Path) -> None:
+    cached = build_index(left_root, cache_dir=cache)
+    fresh = build_index(left_root)
+    assert dict(cached.regions) == dict(fresh.regions)
+    assert set(cached.graph.edges(data="kinds")) == set(fresh.graph.edges(data="kinds"))
+    assert sorted(cached.unresolved) == sorted(fresh.unresolved)
+
+
+def test_a_writer_killed_mid_update_leaves_the_previous_version_and_the_next_run_repairs(tmp_path: Path) -> None:
+    root, cache = _package(tmp_path / "tree"), tmp_path / "cache"
+    before = build_index(root, cache_dir=cache)
+    old_edges = before.edge_count()
+    before.close()
+    _change_hub_exports(root)
+    tree = TreeDatabase(cache, tree_key(root.resolve(), ("**/*.py",), ()))
+    killed = 0
+    for delay in (0.0, 0.01, 0.03, 0.06, 0.1, 0.15, 0.25, 0.4, 0.6, 1.0, 2.0):
+        writer = _spawn(root, cache)
+        # Counted from the moment the writer holds the tree's lock: it is parsing, resolving or writing.
+        _wait_for_the_lock(tree, writer)
+        time.sleep(delay)
+        if writer.poll() is None:
+            os.kill(writer.pid, signal.SIGKILL)
+            killed += 1
+        writer.wait()
+        # Whatever the moment, a reader sees one whole version: every module's edges or none changed.
+        db = tree.open()
+        assert db is not None
+        count = db.edge_count()
+        db.close()
+        assert count == old_edges or writer.returncode == 0
+        if writer.returncode == 0:
+            break
+    assert killed, "the writer finished before it could be killed: make the tree larger"
+    _same(root, cache)
+
+
+def test_two_writers_at_once_one_does_the_work_the_other_waits_and_finds_it_done(tmp_path: Path) -> None:
+    root, cache = _package(tmp_path / "tree"), tmp_path / "cache"
+    build_index(root, cache_dir=cache).close()
+    _change_hub_exports(root)
+    writers = [_spawn(root, cache) for _ in range(2)]
+    results = []
+    for writer in writers:
+        out, err = writer.communicate(timeout=120)
+        assert writer.returncode == 0, err
+        results.append(json.loads(out))
+    assert results[0]["regions"] == results[1]["regions"] and results[0]["edges"] == results[1]["edges"]
+    resolved = sorted(result["stats"]["resolved"] for result in results)
+    assert resolved[0] == 0 and resolved[1] >= MODULES
+    _same(root, cache)
+
+
+def test_a_cold_build_killed_before_it_is_published_is_built_again(tmp_path: Path) -> None:
+    root, cache = _package(tmp_path / "tree"), tmp_path / "cache"
+    writer = _spawn(root, cache)
+    time.sleep(0.4)
+    writer.send_signal(signal.SIGKILL)
+    writer.wait()
+    index = build_index(root, cache_dir=cache)
+    assert index.region_count() == 1 + 1 + 40 + MODULES * 10
+    assert len(list((cache / "trees-v2").glob("*.sqlite"))) <= 2  # a dead generation is not kept forever
+    _same(root, cache)
+
+
+def test_a_new_worktree_starts_from_its_siblings_database(tmp_path: Path) -> None:
+    first, cache = _package(tmp_path / "one"), tmp_path / "cache"
+    build_index(first, cache_dir=cache).close()
+    second = _package(tmp_path / "two")
+    (second / "pkg" / "mod_3.py").write_text("X = 1\n")
+    index = build_index(second, cache_dir=cache)
+    assert index.stats["parsed"] == 1 and index.stats["resolved"] < MODULES
+    assert "pkg/mod_3.py::C3" not in index.regions
+    _same(second, cache)
+
+
+def test_a_database_of_another_schema_is_not_read(tmp_path: Path) -> None:
+    root, cache = _package(tmp_path / "tree"), tmp_path / "cache"
+    build_index(root, cache_dir=cache).close()
+    tree = TreeDatabase(cache, tree_key(root.resolve(), ("**/*.py",), ()))
+    current = tree.current_path()
+    assert current is not None
+    import sqlite3  # the test reaches under the store to plant a database from another version
+
+    with sqlite3.connect(current) as conn:
+        conn.execute("PRAGMA user_version = 99")
+    index = build_index(root, cache_dir=cache)
+    assert index.stats["parsed"] == 0 and index.stats["resolved"] == MODULES + 2
+    assert tree.current_path() != current
+
+
+@pytest.mark.parametrize("edit", ["body", "new def"])
+def test_queries_do_not_load_the_whole_graph(tmp_path: Path, edit: str) -> None:
+    root, cache = _package(tmp_path / "tree"), tmp_path / "cache"
+    build_index(root, cache_dir=cache).close()
+    hub = root / "pkg" / "hub.py"
+    hub.write_text(hub.read_text().replace("return 3\n", "return 3 + 0\n") if edit == "body"
+                   else hub.read_text() + "def _private():\n    return 0\n")
+    index = build_index(root, cache_dir=cache)
+    assert index.stats["resolved"] == 1
+    assert [r.id for r in index.regions_in("pkg/mod_5.py", 6, 6)] == ["pkg/mod_5.py", "pkg/mod_5.py::C5",
+                                                                      "pkg/mod_5.py::C5.m0"]
+    assert "pkg/hub.py::helper_5" in index.neighbours("pkg/mod_5.py::C5.m0")
+    users = {src for src, _dst, _kinds in index.in_edges(["pkg/hub.py::helper_5"])}
+    assert "pkg/mod_5.py::C5.m0" in users
+    assert index.hub_files()[0] == ("pkg/hub.py", MODULES)
+    assert index._graph is None and index.regions._all is None
