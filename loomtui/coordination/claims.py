@@ -233,11 +233,6 @@ class Coordinator:
                 text += f" ~ {right}"
         return text
 
-    def _neighbourhood(self, region_id: str) -> set[str]:
-        if region_id not in self.index.regions or self.hops == 0:
-            return set()
-        return set(self.index.neighbours(region_id, hops=self.hops))
-
     def _descendants(self, region_id: str) -> list[str]:
         region = self.index.regions.get(region_id)
         if region is None:
@@ -255,14 +250,18 @@ class Coordinator:
     def _near_map(self, region_ids: Sequence[str]) -> dict[str, str]:
         """Each region within `hops` of what these claims cover -> the covered region it touches."""
         near: dict[str, str] = {}
-        for rid in region_ids:
-            for covered in self.covered(rid):
-                for neighbour in self._neighbourhood(covered):
-                    known = near.get(neighbour)
-                    # Name the most specific region that touches it: the method that
-                    # calls a helper, not the module that imports it.
-                    if known is None or len(covered) > len(known):
-                        near[neighbour] = covered
+        if self.hops == 0:
+            return near
+        every = [covered for rid in region_ids for covered in self.covered(rid)]
+        # One query for the whole claim: a class claim covers every method in it.
+        around = self.index.neighbours_of_each(every, hops=self.hops)
+        for covered in every:
+            for neighbour in around.get(covered, ()):
+                known = near.get(neighbour)
+                # Name the most specific region that touches it: the method that
+                # calls a helper, not the module that imports it.
+                if known is None or len(covered) > len(known):
+                    near[neighbour] = covered
         return near
 
     def _candidates(self, region_ids: Sequence[str], near: Mapping[str, str]) -> list[str]:

@@ -186,25 +186,30 @@ class RepoIndex:
             self._by_path[path] = found
         return found
 
+    def _span_regions(self, path: str, low: int, high: int) -> list[Region]:
+        # A file already read whole answers from memory; otherwise only the regions on
+        # those lines are read (one function of a file of thousands).
+        if path in self._by_path:
+            return [r for r in self._by_path[path] if r.start <= high and r.end >= low]
+        found = sorted((_region(row) for row in self._db.regions_between(path, low, high)),
+                       key=lambda r: (r.start, -r.end))
+        self.regions.remember(found)
+        return found
+
     def regions_in(self, path: str, start: int | None = None, end: int | None = None) -> list[Region]:
         """Regions of `path` overlapping lines start..end (all if None).
 
         Ordered by (start, -end): every region comes before the regions nested in
         it, so among regions containing one line the innermost is last.
         """
-        low = 1 if start is None else start
-        high = sys.maxsize if end is None else end
-        return [r for r in self._file_regions(path) if r.start <= high and r.end >= low]
+        if start is None and end is None:
+            return list(self._file_regions(path))
+        return self._span_regions(path, 1 if start is None else start, sys.maxsize if end is None else end)
 
     def innermost_at(self, path: str, line: int) -> Region | None:
         """The smallest region of `path` containing `line`, None if the file is not indexed."""
-        found: Region | None = None
-        for region in self._file_regions(path):
-            if region.start > line:
-                break
-            if region.end >= line:
-                found = region
-        return found
+        found = self._span_regions(path, line, line)
+        return found[-1] if found else None
 
     def edge_kinds(self, source: str, target: str) -> frozenset[str] | None:
         """The kinds of the edge source -> target, None if there is none."""
@@ -236,6 +241,22 @@ class RepoIndex:
                 self._neighbours.clear()
             self._neighbours[key] = frozenset(self._neighbours_now(region_id, hops, kinds))
         return set(self._neighbours[key])
+
+    def neighbours_of_each(self, region_ids: Sequence[str], hops: int = 1,
+                           kinds: frozenset[str] = DEPENDENCY_KINDS) -> dict[str, set[str]]:
+        """`neighbours` of each region, one hop read for all of them in one query."""
+        if hops != 1:
+            return {rid: self.neighbours(rid, hops, kinds) for rid in region_ids}
+        wanted = mask_of(kinds)
+        asked = set(region_ids)
+        found: dict[str, set[str]] = {rid: set() for rid in asked if rid in self.regions}
+        for src, dst, mask in self._db.edges_touching(sorted(found)):
+            if mask & wanted and src != dst:
+                if src in found:
+                    found[src].add(dst)
+                if dst in found:
+                    found[dst].add(src)
+        return found
 
     def _neighbours_now(self, region_id: str, hops: int, kinds: frozenset[str]) -> set[str]:
         if region_id not in self.regions:

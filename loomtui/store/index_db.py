@@ -274,6 +274,12 @@ class IndexDB:
         return self._conn.execute(f"SELECT * FROM regions WHERE {_IN_FILE.format(col='id')}",
                                   _file_range(path)).fetchall()
 
+    def regions_between(self, path: str, first: int, last: int) -> list[RegionTuple]:
+        """Regions of `path` overlapping lines first..last."""
+        return self._conn.execute(f"SELECT * FROM regions WHERE {_IN_FILE.format(col='id')} "
+                                  "AND first_line <= ? AND last_line >= ?",
+                                  (*_file_range(path), last, first)).fetchall()
+
     def region(self, region_id: str) -> RegionTuple | None:
         row: RegionTuple | None = self._conn.execute("SELECT * FROM regions WHERE id = ?", (region_id,)).fetchone()
         return row
