@@ -207,3 +207,18 @@ def test_claims_edit_checks_and_the_claims_view_answer_by_query(tmp_path: Path) 
     assert picture.regions == index.region_count() and picture.edges == index.edge_count()
     assert any(edge.owners == ("rounding",) for edge in picture.neighbourhoods[quote.id])
     assert index._graph is None and index.regions._all is None
+
+
+def test_the_database_of_a_removed_worktree_goes_when_a_new_tree_is_indexed(tmp_path: Path) -> None:
+    import shutil
+
+    cache = tmp_path / "cache"
+    kept, gone = _package(tmp_path / "kept"), _package(tmp_path / "gone")
+    build_index(kept, cache_dir=cache).close()
+    build_index(gone, cache_dir=cache).close()
+    gone_key = tree_key(gone.resolve(), ("**/*.py",), ())
+    assert list((cache / "trees-v2").glob(f"{gone_key}.*.sqlite"))
+    shutil.rmtree(gone)
+    build_index(_package(tmp_path / "new"), cache_dir=cache).close()
+    assert not list((cache / "trees-v2").glob(f"{gone_key}*"))
+    assert TreeDatabase(cache, tree_key(kept.resolve(), ("**/*.py",), ())).current_path() is not None

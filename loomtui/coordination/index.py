@@ -336,7 +336,7 @@ def build_index(
     if cache_dir is None or explicit is not None:
         facts = FactsStore(cache_dir)
         return _build_in_memory(root, include, exclude, explicit, facts, progress, count)
-    tree = TreeDatabase(cache_dir, tree_key(root, include, exclude))
+    tree = TreeDatabase(cache_dir, tree_key(root, include, exclude), root)
     return _Updater(root, tree, FactsStore(cache_dir), include, exclude, progress, count).run(None)
 
 
@@ -405,8 +405,11 @@ class _Updater:
         if db is None:
             with self.tree.locked():
                 db = self.tree.open()
-                if db is None and self.tree.seed_from_sibling(settings_of(self.include, self.exclude)):
-                    db = self.tree.open()
+                if db is None:
+                    # A tree seen for the first time: a good moment to drop those that are gone.
+                    self.tree.prune_gone_trees()
+                    if self.tree.seed_from_sibling(settings_of(self.include, self.exclude)):
+                        db = self.tree.open()
         return db
 
     def run(self, only: Sequence[str] | None) -> RepoIndex:

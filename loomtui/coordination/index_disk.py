@@ -50,18 +50,24 @@ def settings_of(include: Sequence[str], exclude: Sequence[str]) -> dict[str, str
 class TreeDatabase:
     """The published database of one tree: open it, replace it, lock it."""
 
-    def __init__(self, cache_dir: Path, key: str) -> None:
+    def __init__(self, cache_dir: Path, key: str, root: Path | None = None) -> None:
         self.cache_dir = cache_dir
+        self.root = root
         self.directory = trees_dir(cache_dir)
         self.key = key
         self.pointer = self.directory / f"{key}.current"
 
     def current_path(self) -> Path | None:
-        try:
-            name = self.pointer.read_text(encoding="utf-8").strip()
-        except OSError:
-            return None
+        name = self._pointed()[0]
         return self.directory / name if name and "/" not in name else None
+
+    def _pointed(self) -> tuple[str, str]:
+        """(database file name, the tree's root) as the pointer says; empty strings if unreadable."""
+        try:
+            lines = self.pointer.read_text(encoding="utf-8").splitlines()
+        except (OSError, UnicodeDecodeError):
+            return "", ""
+        return (lines[0].strip() if lines else ""), (lines[1] if len(lines) > 1 else "")
 
     def open(self) -> IndexDB | None:
         """The current generation, None if there is none (or it cannot be read)."""
@@ -86,7 +92,7 @@ class TreeDatabase:
         handle, temporary = tempfile.mkstemp(dir=self.directory, prefix=".pointer-")
         try:
             with os.fdopen(handle, "w", encoding="utf-8") as out:
-                out.write(path.name + "\n")
+                out.write(path.name + "\n" + (os.fspath(self.root) if self.root is not None else "") + "\n")
             os.replace(temporary, self.pointer)
         except BaseException:
             with suppress(OSError):
@@ -117,6 +123,21 @@ class TreeDatabase:
                 yield
             finally:
                 fcntl.flock(handle, fcntl.LOCK_UN)
+
+    def prune_gone_trees(self) -> int:
+        """Remove the databases of trees whose directory is gone (a removed sandbox worktree); how many."""
+        removed = 0
+        for pointer in self.directory.glob("*.current"):
+            other = TreeDatabase(self.cache_dir, pointer.name.removesuffix(".current"))
+            root = other._pointed()[1]
+            if other.key == self.key or not root or os.path.isdir(root):
+                continue
+            for leftover in [pointer, self.directory / f"{other.key}.lock",
+                             *self.directory.glob(f"{other.key}.*.sqlite*")]:
+                with suppress(OSError):
+                    os.unlink(leftover)
+            removed += 1
+        return removed
 
     def seed_from_sibling(self, settings: dict[str, str]) -> bool:
         """Start this tree from a copy of the newest other tree with the same settings; False if none."""

@@ -459,19 +459,18 @@ def _reach(index: RepoIndex, changes: Sequence[ChangedRegion]) -> Reach:
     instances the graph cannot follow), and reaching anything inside a changed module
     or class reaches that module or class.
     """
-    graph = index.graph
     reached: list[str] = []
     unreached: list[str] = []
     for region in dict.fromkeys(c.region_id for c in changes if c.change != "removed"):
-        if not _is_code(region) or region not in graph:
+        if not _is_code(region) or region not in index.regions:
             continue
         path = split_id(region)[0]
         frontier = {region, *(a for a in ancestors(region) if a != path)}
         frontier |= {r.id for r in index.regions_in(path) if _within(r.id, region)}
         seen = set(frontier)
         for _ in range(REACH_HOPS):
-            frontier = {user for node in frontier if node in graph for user, data in graph.pred[node].items()
-                        if data["kinds"] & DEPENDENCY_KINDS and user not in seen}
+            frontier = {user for user, _used, kinds in index.in_edges(sorted(frontier))
+                        if kinds & DEPENDENCY_KINDS and user not in seen}
             seen |= frontier
         (reached if any(is_test_path(split_id(r)[0]) for r in seen) else unreached).append(region)
     return Reach(tuple(reached), tuple(unreached))
@@ -480,7 +479,6 @@ def _reach(index: RepoIndex, changes: Sequence[ChangedRegion]) -> Reach:
 def _signature_changes(index: RepoIndex, changes: Sequence[ChangedRegion],
                        others: Sequence[ClaimRecord]) -> tuple[SignatureChange, ...]:
     """Each changed signature with its users in other modules at the base (those written against it)."""
-    graph = index.graph
     changed = [c.region_id for c in changes]
     found: list[SignatureChange] = []
     for change in changes:
@@ -490,8 +488,8 @@ def _signature_changes(index: RepoIndex, changes: Sequence[ChangedRegion],
         path = split_id(region)[0]
         # A removed region breaks its importers too; a changed one only its callers and subclasses.
         kinds = DEPENDENCY_KINDS if change.change == "removed" else _USING_KINDS
-        users = sorted(user for user, data in (graph.pred[region].items() if region in graph else ())
-                       if data["kinds"] & kinds and split_id(user)[0] != path)
+        users = sorted(user for user, _used, edge_kinds in index.in_edges([region])
+                       if edge_kinds & kinds and split_id(user)[0] != path)
         updated = [u for u in users if any(_within(c, u) for c in changed)]
         claimed_by = sorted({f"{claim.sandbox_id} ({claim.target})" for claim in others
                              if any(overlaps(held, r) for held in claim.region_ids for r in (region, *users))})
