@@ -202,34 +202,42 @@ class IndexDB:
         `new`: none of these files has a row yet (a database being filled).
         """
         rows = list(rows)
-        old = {} if new else self.file_details(row.path for row in rows)
-        changes: dict[int, tuple[set[str], set[str]]] = {}  # key -> (paths added, paths removed)
         packed: list[bytes] = []
-        for row in rows:
-            keys = frozenset(map(_key, row.consulted))
-            packed.append(array("q", sorted(keys)).tobytes())
-            before = old.get(row.path, (frozenset(), ()))[0]
-            for key in keys - before:
-                changes.setdefault(key, (set(), set()))[0].add(row.path)
-            for key in before - keys:
-                changes.setdefault(key, (set(), set()))[1].add(row.path)
-        self._apply_postings(changes, new=new)
+        if new:
+            postings: dict[int, list[str]] = {}
+            for row in rows:
+                keys = {_key(name) for name in row.consulted}
+                packed.append(array("q", keys).tobytes())
+                for key in keys:
+                    postings.setdefault(key, []).append(row.path)
+            self._conn.executemany("INSERT INTO consults(key, paths) VALUES (?, ?)",
+                                   sorted((key, "\0".join(paths)) for key, paths in postings.items()))
+        else:
+            old = self.file_details(row.path for row in rows)
+            changes: dict[int, tuple[set[str], set[str]]] = {}  # key -> (paths added, paths removed)
+            for row in rows:
+                row_keys = frozenset(map(_key, row.consulted))
+                packed.append(array("q", row_keys).tobytes())
+                before = old.get(row.path, (frozenset(), ()))[0]
+                for key in row_keys - before:
+                    changes.setdefault(key, (set(), set()))[0].add(row.path)
+                for key in before - row_keys:
+                    changes.setdefault(key, (set(), set()))[1].add(row.path)
+            self._apply_postings(changes)
         self._conn.executemany(
             "INSERT OR REPLACE INTO files VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             ((row.path, row.blob, row.size, row.mtime_ns, row.ino, row.ctime_ns, row.facts_blob, row.warning,
               int(row.stale), keys, pickle.dumps(row.unresolved, pickle.HIGHEST_PROTOCOL))
              for row, keys in zip(rows, packed, strict=True)))
 
-    def _apply_postings(self, changes: dict[int, tuple[set[str], set[str]]], *, new: bool) -> None:
+    def _apply_postings(self, changes: dict[int, tuple[set[str], set[str]]]) -> None:
         # One row per consulted name (hashed), holding every path that read it: a few
         # thousand rows for a million lines instead of one per (name, path) pair.
         current: dict[int, set[str]] = {}
-        if not new:
-            for chunk in _chunks(sorted(changes)):
-                marks = ",".join("?" * len(chunk))
-                for key, paths in self._conn.execute(f"SELECT key, paths FROM consults WHERE key IN ({marks})",
-                                                     chunk):
-                    current[key] = set(paths.split("\0"))
+        for chunk in _chunks(sorted(changes)):
+            marks = ",".join("?" * len(chunk))
+            for key, paths in self._conn.execute(f"SELECT key, paths FROM consults WHERE key IN ({marks})", chunk):
+                current[key] = set(paths.split("\0"))
         updated: list[tuple[int, str]] = []
         emptied: list[tuple[int]] = []
         for key, (added, removed) in changes.items():
@@ -255,7 +263,7 @@ class IndexDB:
                 changes.setdefault(key, (set(), set()))[1].add(path)
             self.replace_regions(path, ())
             self.replace_edges_from(path, ())
-        self._apply_postings(changes, new=False)
+        self._apply_postings(changes)
         self._conn.executemany("DELETE FROM files WHERE path = ?", ((path,) for path in paths))
 
     def readers_of(self, names: Iterable[str]) -> set[str]:
