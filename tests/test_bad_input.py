@@ -286,6 +286,10 @@ def test_bench_index_on_a_missing_directory_is_one_line(tmp_path: Path) -> None:
     assert_one_line_error(run(tmp_path, "bench", "index", str(tmp_path / "missing")), "not a directory")
 
 
+def test_bench_index_with_a_path_and_the_corpus_is_one_line(tmp_path: Path) -> None:
+    assert_one_line_error(run(tmp_path, "bench", "index", str(tmp_path), "--corpus"), "not both")
+
+
 def test_a_script_that_is_not_a_regular_file_is_refused_not_read(tmp_path: Path) -> None:
     done = subprocess.run([sys.executable, "-m", "loomtui", "script-agent", "--check", "/dev/zero"],
                           capture_output=True, text=True, timeout=30, cwd=tmp_path)

@@ -222,3 +222,22 @@ def test_the_database_of_a_removed_worktree_goes_when_a_new_tree_is_indexed(tmp_
     build_index(_package(tmp_path / "new"), cache_dir=cache).close()
     assert not list((cache / "trees-v2").glob(f"{gone_key}*"))
     assert TreeDatabase(cache, tree_key(kept.resolve(), ("**/*.py",), ())).current_path() is not None
+
+
+def test_bench_index_reports_every_figure_on_a_tree(tmp_path: Path) -> None:
+    from loomtui.coordination.bench import run_index_bench
+    from loomtui.coordination.claim_bench import claim_check_bench
+
+    root = _package(tmp_path / "tree")
+    seen: list[str] = []
+    result = run_index_bench(root / "pkg", cache_dir=tmp_path / "scratch", claim_bench=claim_check_bench,
+                             progress=seen.append)
+    assert result["files"] == MODULES + 2 and result["regions"] == 1 + 1 + 40 + MODULES * 10
+    assert result["incremental_file"] == "hub.py"  # the most depended-on module
+    assert result["incremental_parsed"] == 1 and result["incremental_resolved"] == 1
+    # A new private def in the hub: no module asked for its name.
+    assert result["incremental_interface_resolved"] == 1
+    assert result["second_worktree_parsed"] == 0
+    assert result["claims"] == 5000 and result["claim_check_p99_ms"] is not None
+    assert result["peak_rss_mb"] == max(result["peak_rss_self_mb"], result["peak_rss_largest_worker_mb"])
+    assert "cold build" in seen and "a second work tree of the same files" in seen
