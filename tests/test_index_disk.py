@@ -241,3 +241,19 @@ def test_bench_index_reports_every_figure_on_a_tree(tmp_path: Path) -> None:
     assert result["claims"] == 5000 and result["claim_check_p99_ms"] is not None
     assert result["peak_rss_mb"] == max(result["peak_rss_self_mb"], result["peak_rss_largest_worker_mb"])
     assert "cold build" in seen and "a second work tree of the same files" in seen
+
+
+@pytest.mark.parametrize(("include", "exclude"), [(("**/*.py",), ()), (("**/*.py", "**/*.pyi"), ()),
+                                                  (("**/*.py",), ("b/**",)), (("src/**",), ())])
+def test_the_fast_selection_of_the_default_globs_is_pathspecs(include: tuple[str, ...],
+                                                              exclude: tuple[str, ...]) -> None:
+    import pathspec
+
+    from loomtui.coordination.index_files import selector
+
+    names = ["a.py", "b/c.py", "x.pyc", "d.py/e.txt", "f/g.py/h", "py", "a.pyi", "dir/.py", "a.PY",
+             "x/y.py.bak", "src/a.txt", "b/c.pyi"]
+    wanted, unwanted = pathspec.GitIgnoreSpec.from_lines(include), pathspec.GitIgnoreSpec.from_lines(exclude)
+    selected = selector(include, exclude)
+    assert [n for n in names if selected(n)] == [n for n in names
+                                                  if wanted.match_file(n) and not unwanted.match_file(n)]

@@ -341,9 +341,11 @@ def build_index(
 
 
 def _index_of(root: Path, db: IndexDB, sync: Sync,
-              rebuild: Callable[[Sequence[str] | None], RepoIndex] | None) -> RepoIndex:
+              rebuild: Callable[[Sequence[str] | None], RepoIndex] | None,
+              rows: Mapping[str, FileRow] | None = None) -> RepoIndex:
+    """The index over `db` as `sync` left it (`rows`: its file rows, when nothing was written)."""
     sync.finish_progress()
-    rows = db.file_rows()
+    rows = db.file_rows() if rows is None else rows
     files = {path: source.blob for path, source in sync.sources.items()}
     warnings = sync.warnings + [f"{path}: {rows[path].warning}" for path in files
                                 if path in rows and rows[path].warning]
@@ -423,7 +425,7 @@ class _Updater:
             if restat:
                 with self.tree.locked(), db.writing():
                     db.put_stats(restat)
-            return _index_of(self.root, db, sync, self._rebuild)
+            return _index_of(self.root, db, sync, self._rebuild, rows)
         with self.tree.locked():
             # Another process may have done the work while this one waited.
             current = self.tree.open()

@@ -5,8 +5,9 @@ from __future__ import annotations
 import hashlib
 import os
 import posixpath
+import re
 import stat
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeAlias
@@ -66,18 +67,34 @@ def list_files(root: Path, include: Sequence[str] = ("**/*.py",), exclude: Seque
     names = _git_listing(root)
     if names is None:
         names = _walk_listing(root)
+    return sorted(filter(selector(include, exclude), names))
+
+
+_SUFFIX_ONLY = re.compile(r"\*\*/\*(\.[A-Za-z0-9_]+)")
+
+
+def selector(include: Sequence[str], exclude: Sequence[str]) -> Callable[[str], bool]:
+    """Whether a repository path is selected by the include globs and not the exclude ones.
+
+    The common case, `**/*.py` and nothing excluded, is a suffix test: it decides every
+    listing of a warm start, where pathspec's matcher would be a third of the cost. A name
+    with `.py/` inside (a directory named like a module) is still left to pathspec.
+    """
     wanted = pathspec.GitIgnoreSpec.from_lines(include)
     unwanted = pathspec.GitIgnoreSpec.from_lines(exclude)
-    return sorted(name for name in names if wanted.match_file(name) and not unwanted.match_file(name))
+    suffixes = [m.group(1) for m in map(_SUFFIX_ONLY.fullmatch, include) if m]
+    if not exclude and len(suffixes) == len(include):
+        ends = tuple(suffixes)
+        inner = tuple(suffix + "/" for suffix in suffixes)
+        return lambda name: name.endswith(ends) or (any(s in name for s in inner) and wanted.match_file(name))
+    return lambda name: wanted.match_file(name) and not unwanted.match_file(name)
 
 
 def list_files_matching(root: Path, paths: Iterable[str], include: Sequence[str] = ("**/*.py",),
                         exclude: Sequence[str] = ()) -> list[str]:
     """Those of `paths` (repository-relative) that exist and the globs select, sorted."""
-    wanted = pathspec.GitIgnoreSpec.from_lines(include)
-    unwanted = pathspec.GitIgnoreSpec.from_lines(exclude)
-    return sorted(path for path in paths if os.path.lexists(root / path)
-                  and wanted.match_file(path) and not unwanted.match_file(path))
+    selected = selector(include, exclude)
+    return sorted(path for path in paths if os.path.lexists(root / path) and selected(path))
 
 
 def _checked_relative(root: Path, name: str | os.PathLike[str]) -> str:
