@@ -52,12 +52,15 @@ def _wait_for_the_lock(tree: TreeDatabase, writer: subprocess.Popen[str]) -> Non
     lock = tree.directory / f"{tree.key}.lock"
     deadline = time.monotonic() + 60
     while writer.poll() is None and time.monotonic() < deadline:
+        if not lock.parent.is_dir():
+            time.sleep(0.002)
+            continue
         with open(lock, "a+b") as handle:
             try:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
+                fcntl.lockf(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
                 return
-            fcntl.flock(handle, fcntl.LOCK_UN)
+            fcntl.lockf(handle, fcntl.LOCK_UN)
         time.sleep(0.002)
 
 
@@ -132,12 +135,16 @@ def test_two_writers_at_once_one_does_the_work_the_other_waits_and_finds_it_done
 
 def test_a_cold_build_killed_before_it_is_published_is_built_again(tmp_path: Path) -> None:
     root, cache = _package(tmp_path / "tree"), tmp_path / "cache"
+    tree = TreeDatabase(cache, tree_key(root.resolve(), ("**/*.py",), ()))
     writer = _spawn(root, cache)
-    time.sleep(0.4)
+    _wait_for_the_lock(tree, writer)
+    time.sleep(0.2)  # parsing, in worker processes: they must not outlive it holding the lock
     writer.send_signal(signal.SIGKILL)
     writer.wait()
-    index = build_index(root, cache_dir=cache)
-    assert index.region_count() == 1 + 1 + 40 + MODULES * 10
+    again = _spawn(root, cache)
+    out, err = again.communicate(timeout=90)  # a lock left held would hang here
+    assert again.returncode == 0, err
+    assert json.loads(out)["regions"] == 1 + 1 + 40 + MODULES * 10
     assert len(list((cache / "trees-v2").glob("*.sqlite"))) <= 2  # a dead generation is not kept forever
     _same(root, cache)
 

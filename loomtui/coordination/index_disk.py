@@ -20,6 +20,7 @@ import hashlib
 import os
 import secrets
 import tempfile
+import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
 from pathlib import Path
@@ -28,6 +29,7 @@ from loomtui.coordination.regions import FACTS_VERSION
 from loomtui.store.index_db import IndexDB, IndexDBError
 
 GENERATIONS_KEPT = 2
+_THREAD_LOCKS: dict[str, threading.Lock] = {}
 # Settings a copied database must share with the tree it seeds.
 SETTINGS_KEYS = ("facts_version", "include", "exclude")
 
@@ -115,14 +117,20 @@ class TreeDatabase:
 
     @contextmanager
     def locked(self) -> Iterator[None]:
-        """This tree's writer lock: held while its database is built or updated."""
+        """This tree's writer lock: held while its database is built or updated.
+
+        A POSIX record lock (`lockf`), which a forked parse worker does not inherit, so
+        a writer killed mid-build frees it at once; a thread lock beside it, since a
+        record lock does not keep out another thread of the same process.
+        """
         self.directory.mkdir(parents=True, exist_ok=True)
-        with open(self.directory / f"{self.key}.lock", "a+b") as handle:
-            fcntl.flock(handle, fcntl.LOCK_EX)
+        with _THREAD_LOCKS.setdefault(self.key, threading.Lock()), \
+                open(self.directory / f"{self.key}.lock", "a+b") as handle:
+            fcntl.lockf(handle, fcntl.LOCK_EX)
             try:
                 yield
             finally:
-                fcntl.flock(handle, fcntl.LOCK_UN)
+                fcntl.lockf(handle, fcntl.LOCK_UN)
 
     def prune_gone_trees(self) -> int:
         """Remove the databases of trees whose directory is gone (a removed sandbox worktree); how many."""

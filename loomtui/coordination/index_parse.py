@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import multiprocessing
+import os
 import sys
 import threading
 from collections.abc import Callable, Iterator
@@ -40,6 +41,23 @@ def _parse_batch(batch: list[tuple[str, bytes]], facts_dir: str | None) -> list[
                 _store_facts(Path(facts_dir), blob, facts)
             results.append((blob, facts))
     return results
+
+
+def _die_with_parent() -> None:
+    """Worker start: end when the process that asked for the parse ends, even by `kill -9`.
+
+    A forked worker otherwise waits on its queue forever, holding whatever the parent had
+    open (the tree's lock file among them).
+    """
+    if sys.platform.startswith("linux"):
+        import ctypes
+        import signal
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        pr_set_pdeathsig = 1
+        libc.prctl(pr_set_pdeathsig, signal.SIGKILL)
+        if os.getppid() == 1:  # the parent is gone already
+            os._exit(1)
 
 
 def _pool_context() -> multiprocessing.context.BaseContext:
@@ -83,7 +101,8 @@ def parse_many(
         return parsed
     where = str(facts_dir) if facts_dir is not None else None
     batches = _batches(items, workers * 6)
-    executor: Executor = ProcessPoolExecutor(max_workers=min(workers, len(batches)), mp_context=_pool_context())
+    executor: Executor = ProcessPoolExecutor(max_workers=min(workers, len(batches)), mp_context=_pool_context(),
+                                             initializer=_die_with_parent)
     with executor:
         futures = [executor.submit(_parse_batch, batch, where) for batch in batches]
         for future in as_completed(futures):
