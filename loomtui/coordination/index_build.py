@@ -283,10 +283,12 @@ class Sync:
         shapes = _LazyShapes(self, rows)
         for path, entry in chosen.items():
             shapes.loaded[path] = entry[1].shape
-        old_modules, modules = _ModuleMap(rows, self.package), _ModuleMap(self.sources, self.package)
+        modules = _ModuleMap(self.sources, self.package)
         touched: set[str] = set(removed)
-        for path in removed:
-            touched.update(old_modules.names_of[path])
+        if removed:
+            old_modules = _ModuleMap(rows, self.package)
+            for path in removed:
+                touched.update(old_modules.names_of[path])
         for path in chosen:
             if path not in rows:
                 touched.update(modules.names_of[path])

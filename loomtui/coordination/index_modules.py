@@ -21,7 +21,8 @@ class _ModuleMap:
 
     def __init__(self, paths: Iterable[str], package: str) -> None:
         paths = sorted(paths)
-        package_dirs = {posixpath.dirname(p) for p in paths if posixpath.basename(p) == "__init__.py"}
+        # str.rpartition rather than posixpath: this runs for every file on every update.
+        package_dirs = {p.rpartition("/")[0] for p in paths if p.rpartition("/")[2] == "__init__.py"}
         prefix = [package] if package and "" in package_dirs else []
         self.name_of: dict[str, str] = {}
         self.root_of: dict[str, str] = {}
@@ -29,12 +30,12 @@ class _ModuleMap:
         self.by_root: dict[str, dict[str, str]] = {"": {}}
         self.by_full_path: dict[str, str] = {}
         for path in paths:
-            directory, filename = posixpath.split(path)
+            directory, _, filename = path.rpartition("/")
             stem = filename.rpartition(".")[0] or filename
             parts = [] if stem == "__init__" else [stem]
             # Climb while the directory is a package.
             while directory and directory in package_dirs:
-                directory, name = posixpath.split(directory)
+                directory, _, name = directory.rpartition("/")
                 parts.insert(0, name)
             if not directory and "" in package_dirs:
                 parts[:0] = prefix
@@ -42,12 +43,12 @@ class _ModuleMap:
             self.name_of[path] = primary
             self.root_of[path] = directory
             self.by_root.setdefault(directory, {}).setdefault(primary, path)
-            folders = posixpath.dirname(path)
+            folders = path.rpartition("/")[0]
             own = [] if stem == "__init__" else [stem]
             full = ".".join([*prefix, *(folders.split("/") if folders else []), *own])
             self.by_full_path.setdefault(full, path)
             self.names_of[path] = (_root_key(directory, primary), _root_key("*", full))
-        holding_packages = {self.root_of[p] for p in paths if posixpath.dirname(p) != self.root_of[p]}
+        holding_packages = {self.root_of[p] for p in paths if p.rpartition("/")[0] != self.root_of[p]}
         self.global_roots = ("", *sorted(holding_packages - {""}))
 
     def package_of(self, path: str) -> str:
