@@ -264,3 +264,12 @@ def test_the_fast_selection_of_the_default_globs_is_pathspecs(include: tuple[str
     selected = selector(include, exclude)
     assert [n for n in names if selected(n)] == [n for n in names
                                                   if wanted.match_file(n) and not unwanted.match_file(n)]
+
+
+def test_a_cache_that_cannot_be_written_indexes_in_memory_and_says_so(tmp_path: Path) -> None:
+    root = _package(tmp_path / "tree")
+    blocked = tmp_path / "cache"
+    blocked.write_text("a file where the cache directory should be\n")
+    index = build_index(root, cache_dir=blocked)
+    assert index.region_count() == 1 + 1 + 40 + MODULES * 10 and index.database == ":memory:"
+    assert any("index cache not usable" in warning for warning in index.warnings)

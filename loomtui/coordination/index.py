@@ -41,7 +41,7 @@ from loomtui.coordination.index_resolve import (
     Result,
 )
 from loomtui.coordination.regions import Region
-from loomtui.store.index_db import FileRow, IndexDB, RegionTuple
+from loomtui.store.index_db import INDEX_FAILURES, FileRow, IndexDB, RegionTuple
 
 if TYPE_CHECKING:
     import networkx as nx
@@ -337,7 +337,14 @@ def build_index(
         facts = FactsStore(cache_dir)
         return _build_in_memory(root, include, exclude, explicit, facts, progress, count)
     tree = TreeDatabase(cache_dir, tree_key(root, include, exclude), root)
-    return _Updater(root, tree, FactsStore(cache_dir), include, exclude, progress, count).run(None)
+    try:
+        return _Updater(root, tree, FactsStore(cache_dir), include, exclude, progress, count).run(None)
+    except INDEX_FAILURES as exc:
+        # A cache that cannot be written (a read-only mount, a full disk): this build is made in
+        # memory, reading what facts the cache has, and says so.
+        index = _build_in_memory(root, include, exclude, None, FactsStore(cache_dir), progress, count)
+        index.warnings.append(f"index cache not usable ({exc}); indexed in memory this time")
+        return index
 
 
 def _index_of(root: Path, db: IndexDB, sync: Sync,

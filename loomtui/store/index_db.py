@@ -92,6 +92,11 @@ class IndexDBError(Exception):
     """The database cannot be used: missing, written by another loomtui, or not an index at all."""
 
 
+# What reading or writing an index database can raise: ours, the disk's and SQLite's own
+# (a read-only mount, a full disk), for callers that fall back.
+INDEX_FAILURES: tuple[type[Exception], ...] = (IndexDBError, OSError, sqlite3.Error)
+
+
 def _file_range(path: str) -> tuple[str, str, str]:
     # `path` itself, then `path::...`: ':' + 1 is ';', the end of that range.
     return path, path + "::", path + ":;"
