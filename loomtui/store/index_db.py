@@ -23,7 +23,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 from urllib.parse import quote
 
 INDEX_SCHEMA_VERSION = 1
@@ -316,24 +316,22 @@ class IndexDB:
 
     # -- edges ---------------------------------------------------------------------------
 
-    def edges_touching(self, region_ids: Sequence[str]) -> list[EdgeTuple]:
-        """Edges from or to any of these regions (once each, but for edges between two batches of 500)."""
-        found: list[EdgeTuple] = []
-        for chunk in _chunks(list(region_ids)):
-            marks = ",".join("?" * len(chunk))
-            # UNION ALL with the overlap left out: no temporary table to sort away duplicates.
-            found += self._conn.execute(f"SELECT src, dst, kinds FROM edges WHERE src IN ({marks}) UNION ALL "
-                                        f"SELECT src, dst, kinds FROM edges WHERE dst IN ({marks}) "
-                                        f"AND src NOT IN ({marks})", chunk * 3).fetchall()
+    def _batched(self, sql: str, ids: Sequence[str], copies: int = 1) -> list[Any]:
+        """`sql` run for each batch of `ids`, its `{marks}` standing for the batch (`copies` times)."""
+        found: list[Any] = []
+        for chunk in _chunks(list(ids)):
+            found += self._conn.execute(sql.format(marks=",".join("?" * len(chunk))), chunk * copies).fetchall()
         return found
 
+    def edges_touching(self, region_ids: Sequence[str]) -> list[EdgeTuple]:
+        """Edges from or to any of these regions (once each, but for edges between two batches of 500)."""
+        # UNION ALL with the overlap left out: no temporary table to sort away duplicates.
+        return self._batched("SELECT src, dst, kinds FROM edges WHERE src IN ({marks}) UNION ALL "
+                             "SELECT src, dst, kinds FROM edges WHERE dst IN ({marks}) AND src NOT IN ({marks})",
+                             region_ids, copies=3)
+
     def edges_from(self, region_ids: Sequence[str]) -> list[EdgeTuple]:
-        found: list[EdgeTuple] = []
-        for chunk in _chunks(list(region_ids)):
-            marks = ",".join("?" * len(chunk))
-            found += self._conn.execute(f"SELECT src, dst, kinds FROM edges WHERE src IN ({marks})",
-                                        chunk).fetchall()
-        return found
+        return self._batched("SELECT src, dst, kinds FROM edges WHERE src IN ({marks})", region_ids)
 
     def files_by_users(self, mask: int) -> list[tuple[str, int]]:
         """(file, how many other files have an edge of `mask` into it), most used first."""
@@ -345,18 +343,11 @@ class IndexDB:
             " GROUP BY target ORDER BY users DESC, target", (mask,)).fetchall()
 
     def edges_into(self, region_ids: Sequence[str]) -> list[EdgeTuple]:
-        found: list[EdgeTuple] = []
-        for chunk in _chunks(list(region_ids)):
-            marks = ",".join("?" * len(chunk))
-            found += self._conn.execute(f"SELECT src, dst, kinds FROM edges WHERE dst IN ({marks})",
-                                        chunk).fetchall()
-        return found
+        return self._batched("SELECT src, dst, kinds FROM edges WHERE dst IN ({marks})", region_ids)
 
     def drop_edges_into(self, region_ids: Sequence[str]) -> None:
         """Remove edges that point at regions which no longer exist."""
-        for chunk in _chunks(list(region_ids)):
-            marks = ",".join("?" * len(chunk))
-            self._conn.execute(f"DELETE FROM edges WHERE dst IN ({marks})", chunk)
+        self._batched("DELETE FROM edges WHERE dst IN ({marks})", region_ids)
 
     def edge(self, src: str, dst: str) -> int | None:
         row = self._conn.execute("SELECT kinds FROM edges WHERE src = ? AND dst = ?", (src, dst)).fetchone()
