@@ -6,6 +6,7 @@ import ast
 import random
 import shutil
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 
 import networkx
@@ -410,27 +411,25 @@ def test_a_run_of_random_edits_keeps_the_incremental_index_equal_to_a_fresh_one(
         _same_index(build_index(tree, cache_dir=cache), build_index(tree))
 
 
-def test_a_definition_moved_within_its_file_re_resolves_no_other_file(tree: Path, tmp_path: Path) -> None:
+SCALED = "def scaled(value):\n    return value * SCALE\n"
+
+
+@pytest.mark.parametrize("edit", [
+    # a definition moves within its file: indexes shift, names do not
+    lambda text: text.replace(SCALED, "") + "\n\n" + SCALED,
+    # a new private function: no other file asked for its name
+    lambda text: text + "\n\ndef _added():\n    return 1\n",
+], ids=["moved", "new-private"])
+def test_an_edit_no_other_file_reads_re_resolves_only_its_own_file(
+        tree: Path, tmp_path: Path, edit: Callable[[str], str]) -> None:
     cache = tmp_path / "cache"
     build_index(tree, cache_dir=cache)
     file = tree / "util.py"
-    text = file.read_text()
-    scaled = "def scaled(value):\n    return value * SCALE\n"
-    file.write_text(text.replace(scaled, "") + "\n\n" + scaled)
-    moved = build_index(tree, cache_dir=cache)
-    assert moved.stats["resolved"] == 1
-    _same_index(moved, build_index(tree))
-
-
-def test_a_new_private_function_re_resolves_only_the_files_that_asked_for_its_name(
-        tree: Path, tmp_path: Path) -> None:
-    cache = tmp_path / "cache"
-    build_index(tree, cache_dir=cache)
-    file = tree / "util.py"
-    file.write_text(file.read_text() + "\n\ndef _added():\n    return 1\n")
-    added = build_index(tree, cache_dir=cache)
-    assert added.stats["resolved"] == 1
-    _same_index(added, build_index(tree))
+    assert SCALED in file.read_text()
+    file.write_text(edit(file.read_text()))
+    patched = build_index(tree, cache_dir=cache)
+    assert patched.stats["resolved"] == 1
+    _same_index(patched, build_index(tree))
 
 
 def test_body_edit_re_resolves_only_that_file(tree: Path, tmp_path: Path) -> None:

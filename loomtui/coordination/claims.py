@@ -138,11 +138,9 @@ def ancestors(region_id: str) -> list[str]:
     return [path] + [f"{path}::{'.'.join(parts[:n])}" for n in range(1, len(parts))]
 
 
-def edge_label(data: Mapping[str, object]) -> str:
-    """The dependency kinds of a graph edge, e.g. `imports+references`."""
-    kinds = data.get("kinds")
-    found = kinds if isinstance(kinds, frozenset | set) else {data.get("kind")}
-    return "+".join(sorted(str(k) for k in found if k in DEPENDENCY_KINDS)) or str(data.get("kind"))
+def edge_label(kinds: frozenset[str]) -> str:
+    """The dependency kinds of an edge, e.g. `imports+references`."""
+    return "+".join(sorted(kind for kind in kinds if kind in DEPENDENCY_KINDS)) or "+".join(sorted(kinds))
 
 
 # -- the engine ------------------------------------------------------------------------
@@ -226,9 +224,9 @@ class Coordinator:
             forward = self.index.edge_kinds(left, right)
             backward = None if forward is not None else self.index.edge_kinds(right, left)
             if forward is not None:
-                text += f" -{edge_label({'kinds': forward})}-> {right}"
+                text += f" -{edge_label(forward)}-> {right}"
             elif backward is not None:
-                text += f" <-{edge_label({'kinds': backward})}- {right}"
+                text += f" <-{edge_label(backward)}- {right}"
             else:
                 text += f" ~ {right}"
         return text

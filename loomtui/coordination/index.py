@@ -295,10 +295,6 @@ class RepoIndex:
         self.forget_loaded()
         return True
 
-    def refresh_file(self, path: str, include: Sequence[str] = ("**/*.py",), exclude: Sequence[str] = ()) -> bool:
-        """Bring one file up to date; True when it had changed."""
-        return self.refresh([path])
-
 
 def _edge_data(mask: int) -> dict[str, object]:
     kinds = kinds_of(mask)

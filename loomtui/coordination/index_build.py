@@ -19,7 +19,6 @@ marked stale, until it parses again.
 
 from __future__ import annotations
 
-import os
 import posixpath
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -27,7 +26,7 @@ from pathlib import Path
 from typing import TypeAlias
 
 from loomtui.coordination.index_cache import _facts_dir, _load_facts
-from loomtui.coordination.index_disk import TreeDatabase, settings_of
+from loomtui.coordination.index_disk import TreeDatabase, remove_database, settings_of
 from loomtui.coordination.index_files import FileStat, _read_sources, _Source
 from loomtui.coordination.index_modules import _ModuleMap
 from loomtui.coordination.index_parse import gc_paused, parse_many
@@ -59,7 +58,7 @@ def mask_of(kinds: Iterable[str]) -> int:
 
 
 def _edge_tuples(rows: list[EdgeRow]) -> list[EdgeTuple]:
-    return [(source, target, mask_of(data["kinds"])) for source, target, data in rows]  # type: ignore[arg-type]
+    return [(source, target, mask_of(kinds)) for source, target, kinds in rows]
 
 
 def _region_tuples(path: str, facts: FileFacts, stale: str = "") -> Iterator[RegionTuple]:
@@ -251,11 +250,7 @@ class Sync:
             db.finish_new()
         except BaseException:
             db.close()
-            for suffix in ("", "-wal", "-shm"):
-                try:
-                    os.unlink(f"{target}{suffix}")
-                except OSError:
-                    pass
+            remove_database(target)
             raise
         db.close()
         tree.publish(target)

@@ -6,9 +6,10 @@ import os
 import pickle
 import sys
 import tempfile
+from collections.abc import Callable
 from contextlib import suppress
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, BinaryIO
 
 from loomtui.coordination.regions import FACTS_VERSION, FileFacts
 
@@ -24,19 +25,24 @@ def index_cache_dir(paths: RepoPaths) -> Path:
     return paths.state_dir / "index-cache"
 
 
-def _atomic_pickle(target: Path, value: object) -> None:
-    # Several processes may index at once: write aside, then rename into place.
-    # Pickled straight into the file, so a large snapshot is never held twice.
+def write_aside(target: Path, write: Callable[[BinaryIO], object]) -> None:
+    """`write` into a file beside `target`, then renamed onto it: a reader sees the old file or the new."""
+    # Several processes may index at once.
     target.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(dir=target.parent, prefix=".tmp-")
     try:
         with os.fdopen(handle, "wb") as out:
-            pickle.dump(value, out, protocol=pickle.HIGHEST_PROTOCOL)
+            write(out)
         os.replace(temporary, target)
     except BaseException:
         with suppress(OSError):
             os.unlink(temporary)
         raise
+
+
+def _atomic_pickle(target: Path, value: object) -> None:
+    # Pickled straight into the file, so a large value is never held twice.
+    write_aside(target, lambda out: pickle.dump(value, out, protocol=pickle.HIGHEST_PROTOCOL))
 
 
 def _load_pickle(path: Path) -> object | None:

@@ -19,12 +19,12 @@ import fcntl
 import hashlib
 import os
 import secrets
-import tempfile
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
 from pathlib import Path
 
+from loomtui.coordination.index_cache import write_aside
 from loomtui.coordination.regions import FACTS_VERSION
 from loomtui.store.index_db import IndexDB, IndexDBError
 
@@ -47,6 +47,13 @@ def tree_key(root: Path, include: Sequence[str], exclude: Sequence[str]) -> str:
 
 def settings_of(include: Sequence[str], exclude: Sequence[str]) -> dict[str, str]:
     return {"facts_version": str(FACTS_VERSION), "include": "\n".join(include), "exclude": "\n".join(exclude)}
+
+
+def remove_database(path: Path) -> None:
+    """Delete a database file with its WAL and shared-memory files (what is already gone is fine)."""
+    for suffix in ("", "-wal", "-shm"):
+        with suppress(OSError):
+            os.unlink(f"{path}{suffix}")
 
 
 class TreeDatabase:
@@ -91,15 +98,8 @@ class TreeDatabase:
 
     def publish(self, path: Path) -> None:
         """Point the tree at `path`; generations older than the previous one are removed."""
-        handle, temporary = tempfile.mkstemp(dir=self.directory, prefix=".pointer-")
-        try:
-            with os.fdopen(handle, "w", encoding="utf-8") as out:
-                out.write(path.name + "\n" + (os.fspath(self.root) if self.root is not None else "") + "\n")
-            os.replace(temporary, self.pointer)
-        except BaseException:
-            with suppress(OSError):
-                os.unlink(temporary)
-            raise
+        text = path.name + "\n" + (os.fspath(self.root) if self.root is not None else "") + "\n"
+        write_aside(self.pointer, lambda out: out.write(text.encode("utf-8", "surrogateescape")))
         self._prune(keep=path.name)
 
     def _prune(self, keep: str) -> None:
@@ -111,9 +111,7 @@ class TreeDatabase:
 
         mine = sorted(self.directory.glob(f"{self.key}.*.sqlite"), key=written, reverse=True)
         for old in [entry for entry in mine if entry.name != keep][GENERATIONS_KEPT - 1:]:
-            for suffix in ("", "-wal", "-shm"):
-                with suppress(OSError):
-                    os.unlink(f"{old}{suffix}")
+            remove_database(old)
 
     @contextmanager
     def locked(self) -> Iterator[None]:
@@ -140,8 +138,9 @@ class TreeDatabase:
             root = other._pointed()[1]
             if other.key == self.key or not root or os.path.isdir(root):
                 continue
-            for leftover in [pointer, self.directory / f"{other.key}.lock",
-                             *self.directory.glob(f"{other.key}.*.sqlite*")]:
+            for generation in self.directory.glob(f"{other.key}.*.sqlite"):
+                remove_database(generation)
+            for leftover in (pointer, self.directory / f"{other.key}.lock"):
                 with suppress(OSError):
                     os.unlink(leftover)
             removed += 1

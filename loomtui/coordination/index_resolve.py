@@ -31,10 +31,8 @@ _MODULE_ATTRS = frozenset({
     "__dict__", "__all__", "__builtins__", "__cached__", "__annotations__",
 })
 
-_KIND_RANK = {kind: rank for rank, kind in enumerate(EDGE_KIND_ORDER)}
-_KIND_SETS: dict[frozenset[str], frozenset[str]] = {}
 
-EdgeRow: TypeAlias = tuple[str, str, dict[str, object]]
+EdgeRow: TypeAlias = tuple[str, str, frozenset[str]]  # (source, target, kinds)
 _Key = TypeVar("_Key", bound=tuple[object, ...])
 _Value = TypeVar("_Value")
 
@@ -417,7 +415,8 @@ class _Resolver:
             if not add(ref.region, self.resolve_ref(path, ref), "references"):
                 unresolved.append((ids[ref.region], _dotted_text(ref)))
         unresolved.extend((ids[region], text) for region, text in uses.unresolved)
-        return _Resolved(_edge_rows(kinds), unresolved, frozenset(self.consulted))
+        edges = [(source, target, frozenset(found)) for (source, target), found in kinds.items()]
+        return _Resolved(edges, unresolved, frozenset(self.consulted))
 
 
 def _dotted_text(ref: Ref) -> str:
@@ -429,12 +428,3 @@ def _import_text(fact: ImportFact) -> str:
     name = fact.name if fact.name != "*" else None
     return "." * fact.level + ".".join(part for part in (fact.dotted, name) if part)
 
-
-def _edge_rows(kinds: Mapping[tuple[str, str], set[str]]) -> list[EdgeRow]:
-    rows: list[EdgeRow] = []
-    for (source, target), found in kinds.items():
-        key = frozenset(found)
-        shared = _KIND_SETS.setdefault(key, key)
-        primary = min(shared, key=_KIND_RANK.__getitem__)
-        rows.append((source, target, {"kind": primary, "kinds": shared}))
-    return rows

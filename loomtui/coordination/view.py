@@ -61,9 +61,9 @@ def coordination_picture(coordinator: Coordinator) -> CoordinationPicture:
         for region_id in claim.region_ids:
             if region_id in neighbourhoods or region_id not in index.regions:
                 continue
-            edges = [Edge(n, edge_label({"kinds": kinds}), True, owners_of(n, claims))
+            edges = [Edge(n, edge_label(kinds), True, owners_of(n, claims))
                      for _, n, kinds in index.out_edges([region_id]) if kinds & DEPENDENCY_KINDS]
-            edges += [Edge(n, edge_label({"kinds": kinds}), False, owners_of(n, claims))
+            edges += [Edge(n, edge_label(kinds), False, owners_of(n, claims))
                       for n, _, kinds in index.in_edges([region_id]) if kinds & DEPENDENCY_KINDS]
             neighbourhoods[region_id] = sorted(edges, key=lambda e: (not e.owners, e.neighbour))
     return CoordinationPicture(
