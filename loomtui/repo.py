@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import fcntl
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,6 +20,9 @@ DISTRUSTING_GIT_CONFIG: tuple[str, ...] = (
 )
 """What loomtui forces whenever it runs git on a tree an agent may have written: nothing the
 agent could have configured there runs (fsmonitor, hooks, background maintenance)."""
+
+
+_WORKTREES_THREAD_LOCK = threading.RLock()
 
 
 @dataclass(frozen=True)
@@ -52,6 +59,22 @@ class RepoPaths:
         except OSError as exc:
             raise LoomError(f"cannot create {self.state_dir}: {exc.strerror}") from None
         return self.state_dir
+
+    @contextmanager
+    def worktrees_locked(self) -> Iterator[None]:
+        """Held while git's worktree list is changed (`worktree add`, `worktree prune`).
+
+        Two at once race in git itself: one reads the other's half-written
+        `.git/worktrees/<name>/commondir`, or prunes an entry still being made.
+        """
+        self.ensure_state_dir()
+        # A record lock keeps out other processes; the thread lock, other threads of this one.
+        with _WORKTREES_THREAD_LOCK, open(self.state_dir / "worktrees.lock", "a+b") as handle:
+            fcntl.lockf(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.lockf(handle, fcntl.LOCK_UN)
 
 
 def _git(cwd: Path, *args: str) -> str:

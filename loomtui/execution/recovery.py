@@ -69,7 +69,8 @@ def reconcile(workspace: Workspace) -> ReconcileReport:
             if not record.data.get("worktree_missing"):
                 if not pruned:
                     # Lets git forget the admin entry of a deleted worktree; the branch stays.
-                    Git(workspace.root).run("worktree", "prune")
+                    with workspace.paths.worktrees_locked():
+                        Git(workspace.root).run("worktree", "prune")
                     pruned = True
                 workspace.store.update_sandbox(record.id, data={"worktree_missing": True})
                 workspace.record("sandbox.worktree_missing", record.id, {"worktree": record.worktree})

@@ -274,7 +274,8 @@ def remove(workspace: Workspace, sandbox_id: str, *, force: bool = False, delete
         except OSError as exc:
             raise LoomError(f"cannot remove the worktree of {record.id}: {exc.strerror or exc}"
                             + (f" (the work was saved as {saved[:12]})" if saved else ""), exit_code=1) from None
-    repo.run("worktree", "prune")
+    with workspace.paths.worktrees_locked():
+        repo.run("worktree", "prune")
     sandbox_paths(workspace.paths, record.id).outside_index.unlink(missing_ok=True)
     tip = repo.resolve_commit(record.branch)
     merged = _branch_merged(repo, record)

@@ -300,7 +300,9 @@ def make_worktree(workspace: Workspace, sandbox_id: str, *, base_sha: str | None
                  else assemble_context(workspace, record.task, list(record.claim_targets), base_sha))
         paths.context.write_text(given.text, encoding="utf-8")
         write_mcp_config(mcp_config_path(paths.dir), paths.worktree)  # loomtui's MCP server ({mcp_config})
-        Git(workspace.root).out("worktree", "add", "--quiet", "-b", record.branch, str(paths.worktree), base_sha)
+        with workspace.paths.worktrees_locked():
+            Git(workspace.root).out("worktree", "add", "--quiet", "-b", record.branch, str(paths.worktree),
+                                    base_sha)
         git_dir = Git(paths.worktree).out("rev-parse", "--absolute-git-dir").strip()
         context_files = worktree_context_files(launch_argv)  # CLAUDE.md, AGENTS.md: where the agent reads
         for name in context_files:
