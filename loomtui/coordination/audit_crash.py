@@ -31,7 +31,6 @@ from typing import Any
 
 from loomtui.audit import AuditEntry
 from loomtui.coordination.claims import ClaimRefused, nobody_overrides, open_coordinator
-from loomtui.coordination.index import RepoIndex
 from loomtui.errors import LoomError
 from loomtui.gitcmd import Git
 from loomtui.workspace import Workspace, open_workspace
@@ -66,11 +65,15 @@ def targets() -> list[str]:
     return found
 
 
-def _api_writer(repo: str, index: RepoIndex, seed: int) -> None:
-    """Claim, release and sweep until killed (runs in a forked process)."""
+def _api_writer(repo: str, seed: int) -> None:
+    """Claim, release and sweep until killed (runs in a forked process).
+
+    The index is opened here, not inherited: a SQLite connection must not cross a fork.
+    The parent built it, so this is a warm start.
+    """
     rng = random.Random(seed)
     workspace = open_workspace(repo)
-    coordinator = open_coordinator(workspace, index, may_override=nobody_overrides)
+    coordinator = open_coordinator(workspace, may_override=nobody_overrides)
     choices = targets()
     while True:
         sandbox = rng.choice(SANDBOXES)
@@ -174,7 +177,7 @@ def crash_loop(rounds: int = 10, *, writers: int = 4, cli_writers: int = 0, seed
     try:
         repo = make_repo(scratch / "repo")
         workspace = open_workspace(repo)
-        index = open_coordinator(workspace, may_override=nobody_overrides).index  # built once; forked writers share it
+        open_coordinator(workspace, may_override=nobody_overrides).index.close()  # built once, on disk
         workspace.close()
         context = multiprocessing.get_context("fork")
         agreed, killed, failed = 0, 0, 0
@@ -185,7 +188,7 @@ def crash_loop(rounds: int = 10, *, writers: int = 4, cli_writers: int = 0, seed
         for number in range(rounds):
             _fresh_state(workspace)
             procs: list[Any] = [
-                context.Process(target=_api_writer, args=(str(repo), index, seed * 1000 + number * 50 + w),
+                context.Process(target=_api_writer, args=(str(repo), seed * 1000 + number * 50 + w),
                                 daemon=True)
                 for w in range(writers)
             ]
