@@ -11,6 +11,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePosixPath
 from typing import Final, Literal, TypeVar, get_args
+from urllib.parse import urlsplit
 
 from loomtui.errors import LoomError
 from loomtui.globs import glob_problem
@@ -267,6 +268,8 @@ class LoomConfig:
     theme: str = "loom-dark"
     worktrees: str | None = None
     """Where sandboxes' worktrees go (None: the user's data dir); see execution.sandboxes.worktrees_root."""
+    store: str = "sqlite"
+    """The state store: `sqlite` (a file in the repository's git dir) or a `postgresql://` URL."""
     source: str | None = None
 
 
@@ -286,7 +289,7 @@ def parse_config(text: str, path: str) -> LoomConfig:
         return LoomConfig(source=path)
     top = root.as_mapping(
         known=("version", "runtimes", "gates", "eval", "observability", "context", "policy", "coordination", "theme",
-               "worktrees")
+               "worktrees", "store")
     )
     defaults = LoomConfig()
     version = top.get("version")
@@ -301,6 +304,7 @@ def parse_config(text: str, path: str) -> LoomConfig:
     coordination = top.get("coordination")
     theme = top.get("theme")
     worktrees = top.get("worktrees")
+    store = top.get("store")
     return LoomConfig(
         runtimes=runtimes,
         gates=_parse_gates(gates) if gates else (),
@@ -313,6 +317,7 @@ def parse_config(text: str, path: str) -> LoomConfig:
         ),
         theme=theme.as_str(non_empty=True) if theme else defaults.theme,
         worktrees=_parse_worktrees(worktrees) if worktrees else None,
+        store=_parse_store(store) if store else defaults.store,
         source=path,
     )
 
@@ -557,6 +562,31 @@ def worktrees_problem(location: str) -> str | None:
 def _parse_worktrees(value: Value) -> str:
     location = value.as_str(non_empty=True)
     problem = worktrees_problem(location)
+    if problem:
+        raise value.error(problem)
+    return location
+
+
+def store_problem(location: str) -> str | None:
+    """Why `location` does not name a state store, or None (also used for $LOOMTUI_STORE)."""
+    if location == "sqlite":
+        return None
+    if not location.startswith(("postgresql://", "postgres://")):
+        return f"store must be `sqlite` or a postgresql:// URL, not {location!r}"
+    try:
+        parts = urlsplit(location)
+        has_password = bool(parts.password) or "password=" in parts.query
+    except ValueError as exc:
+        return f"store: not a URL ({exc})"
+    if has_password:
+        return ("store: a password in a URL here would be committed with the repository; give it in "
+                "PGPASSWORD or ~/.pgpass, or the whole URL in $LOOMTUI_STORE")
+    return None
+
+
+def _parse_store(value: Value) -> str:
+    location = value.as_str(non_empty=True)
+    problem = store_problem(location)
     if problem:
         raise value.error(problem)
     return location

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import getpass
 import os
+import socket
 from pathlib import Path
 
 from loomtui.errors import LoomError
@@ -25,3 +26,9 @@ def current_user(root: Path | None = None) -> str:
         return getpass.getuser()
     except (KeyError, OSError):
         return "unknown"
+
+
+def current_host() -> str:
+    """This machine's name, as sandboxes record where they run: `LOOMTUI_HOST` if set (two
+    containers with one hostname), else the hostname."""
+    return os.environ.get("LOOMTUI_HOST", "").strip() or socket.gethostname()

@@ -193,3 +193,6 @@ def agent_ended(workspace, sandbox_id: str, timeout: float = 60.0):  # type: ign
 
     wait_until_settled(workspace, sandbox_id, timeout=timeout)
     return get_sandbox(workspace, sandbox_id)
+
+
+from tests.postgres_cluster import postgres_cluster, postgres_url  # noqa: E402,F401  (fixtures for every test file)

@@ -44,6 +44,7 @@ from loomtui.execution.lifecycle import (
 )
 from loomtui.execution.procs import group_exists, identity, is_alive
 from loomtui.execution.script_agent import parse_script
+from loomtui.identity import current_host
 from loomtui.store import SandboxRecord
 from loomtui.workflow import tasks
 from loomtui.workflow.engine import wait_until_settled
@@ -509,12 +510,25 @@ def test_supervisor_outlives_its_launcher_killed_with_sigkill(ws: Workspace, rep
     assert done.status in EXITED_OK and sb.read_log_tail(ws, sandbox_id) == ["waiting", "released"]
 
 
-def test_reconcile_marks_a_sandbox_whose_supervisor_was_killed(ws: Workspace, repo: Path, bin_dir: Path) -> None:
+def test_reconcile_marks_a_sandbox_whose_supervisor_was_killed(ws: Workspace, repo: Path, bin_dir: Path,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
     stand_in(bin_dir, "sleeper", "print('up', flush=True)\ntime.sleep(600)\n")
     write_config(repo, 'sleeper:\n  argv: ["sleeper"]\n')
     record = running(ws, tasks.start(ws, tasks.create_sandbox(ws, "sleep", "sleeper").id).id)
     os.kill(record.pid, signal.SIGKILL)  # the supervisor dies; its agent dies with it
     wait_until(lambda: not group_exists(record.data["agent_pid"]), what="the agent to die with its supervisor")
+
+    # Another machine sharing the store cannot judge this host's processes: it leaves them be.
+    here = os.environ.get("LOOMTUI_HOST")
+    monkeypatch.setenv("LOOMTUI_HOST", "another-machine")
+    elsewhere = recovery.reconcile(ws)
+    assert elsewhere.elsewhere == [record.id] and elsewhere.orphaned == []
+    assert sb.get_sandbox(ws, record.id).status == RUNNING
+    if here is None:
+        monkeypatch.delenv("LOOMTUI_HOST")
+    else:
+        monkeypatch.setenv("LOOMTUI_HOST", here)
+    assert record.host == current_host()
 
     report = recovery.reconcile(ws)
     assert report.orphaned == [record.id]

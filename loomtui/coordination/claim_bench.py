@@ -12,7 +12,7 @@ from loomtui.audit import AuditLog
 from loomtui.coordination.claims import Coordinator, nobody_overrides
 from loomtui.coordination.index import RepoIndex
 from loomtui.repo import RepoPaths
-from loomtui.store import Store
+from loomtui.store.sqlite import SqliteStore
 from loomtui.workspace import Workspace
 
 
@@ -27,7 +27,7 @@ def claim_check_bench(index: RepoIndex, *, sandboxes: int = 200, claims: int = 5
         return {"claim_check_p99_ms": None, "claim_check_note": "no regions to claim"}
     held = rng.sample(candidates, claims) if len(candidates) >= claims else rng.choices(candidates, k=claims)
     with tempfile.TemporaryDirectory(prefix="loomtui-claim-bench-") as scratch:
-        store = Store(Path(scratch) / "state.db")
+        store = SqliteStore(Path(scratch) / "state.db")
         workspace = Workspace(paths=RepoPaths(root=index.root, common_dir=Path(scratch)), store=store,
                               audit=AuditLog(Path(scratch) / "audit.jsonl", store), actor="bench")
         coordinator = Coordinator(workspace, index, dependency_hops=1, may_override=nobody_overrides)

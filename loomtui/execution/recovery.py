@@ -22,6 +22,7 @@ from loomtui.execution.sandboxes import (
     mark_failed,
     worktree_roots,
 )
+from loomtui.identity import current_host
 from loomtui.store import SandboxRecord
 from loomtui.workspace import Workspace
 
@@ -34,6 +35,7 @@ class ReconcileReport:
     orphaned: list[str] = field(default_factory=list)  # marked in this run
     missing_worktrees: list[str] = field(default_factory=list)
     unknown_worktrees: list[str] = field(default_factory=list)  # their paths
+    elsewhere: list[str] = field(default_factory=list)  # run on another host: not judged here
 
     def lines(self) -> list[str]:
         found = []
@@ -43,6 +45,8 @@ class ReconcileReport:
             found.append(f"worktree deleted by hand: {', '.join(self.missing_worktrees)}")
         if self.unknown_worktrees:
             found.append(f"worktrees no sandbox owns: {', '.join(self.unknown_worktrees)}")
+        if self.elsewhere:
+            found.append(f"run on other hosts (left to them): {', '.join(self.elsewhere)}")
         return found
 
 
@@ -53,13 +57,18 @@ def reconcile(workspace: Workspace) -> ReconcileReport:
     marked orphaned: still `running` when its agent survives (stop it as usual),
     else `failed`. A worktree deleted by hand is marked on the sandbox (its branch,
     holding the committed work, is untouched). Worktree directories that no sandbox
-    owns are reported, not deleted.
+    owns are reported, not deleted. A sandbox another host runs (a team's shared store)
+    is left to that host: its pid and worktree mean nothing here.
     """
     report = ReconcileReport()
     records = workspace.store.list_sandboxes(include_archived=True)
     pruned = False
+    here = current_host()
     for record in records:
         if record.status == ARCHIVED:
+            continue
+        if record.host and record.host != here:
+            report.elsewhere.append(record.id)
             continue
         if record.status in LIVE or (record.status == PLANNED and record.pid):
             _reconcile_process(workspace, record, report)

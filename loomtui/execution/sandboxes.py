@@ -101,6 +101,7 @@ from loomtui.execution.sandbox_paths import (
 from loomtui.execution.sandbox_paths import (
     worktrees_root as worktrees_root,
 )
+from loomtui.identity import current_host
 from loomtui.store import SandboxRecord
 from loomtui.workspace import Workspace
 
@@ -264,6 +265,7 @@ def plan_sandbox(
     record = workspace.store.add_sandbox(SandboxRecord(
         id=sandbox_id, task=task, runtime=runtime, status=PLANNED, created=now, updated=now,
         base_ref=base, branch=BRANCH_PREFIX + sandbox_id, worktree=str(paths.worktree), isolation=isolation,
+        host=current_host(),
         data={"base_sha": base_sha, "target": target, "launch": launch.to_data(), "claims": list(claims),
               "created_by": workspace.actor, **(data or {})},
     ))

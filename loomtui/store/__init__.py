@@ -1,10 +1,12 @@
 """The shared state store: the one place with SQL.
 
 Engines and UIs call `open_store()` and use the methods of the returned store; they
-never see a connection or a query. `Store` is an alias of `SqliteStore` (SQLite in WAL
-mode, `store.sqlite`), the only backend: there is no separate interface yet, so a second
-backend (PostgreSQL, for a team across machines) would first turn `Store` into a
-`typing.Protocol` of those methods. The records it returns are in `store.records`.
+never see a connection or a query. `Store` is `sql.SqlStore`, whose two backends are
+`SqliteStore` (the default: WAL mode, `state.db` in the repository's git dir) and
+`PostgresStore` (a team's database, for agents and leads on many machines). Which one
+is `$LOOMTUI_STORE`, else `store:` in the main checkout's `.loom/loom.yaml` (never a
+sandbox's copy, which its agent could edit). The records it returns are in
+`store.records`.
 
 The bottom layer, with the top-level modules (`audit`, `repo`, `errors`, ...): it imports
 only those, never an engine layer or a front-end.
@@ -12,6 +14,12 @@ only those, never an engine layer or a front-end.
 
 from __future__ import annotations
 
+import os
+
+from loomtui.config import load_config, store_problem
+from loomtui.errors import StoreError
+from loomtui.gitcmd import Git
+from loomtui.identity import current_host
 from loomtui.repo import RepoPaths
 from loomtui.store.records import (
     ClaimRecord,
@@ -22,17 +30,51 @@ from loomtui.store.records import (
     SandboxRecord,
     StoreStatus,
 )
+from loomtui.store.sql import SqlStore
 from loomtui.store.sqlite import SqliteStore
 
-Store = SqliteStore
+Store = SqlStore
+
+STORE_ENV = "LOOMTUI_STORE"
 
 __all__ = [
     "ClaimRecord", "EscalationRecord", "EvalReportRecord", "Event", "GateRunRecord", "SandboxRecord",
-    "Store", "StoreStatus", "open_store",
+    "Store", "StoreStatus", "open_store", "store_location", "repository_namespace",
 ]
 
 
-def open_store(paths: RepoPaths) -> Store:
+def store_location(paths: RepoPaths) -> str:
+    """`sqlite` or the PostgreSQL URL this repository's state lives at."""
+    location = os.environ.get(STORE_ENV, "").strip()
+    if location:
+        if location != "sqlite" and not location.startswith(("postgresql://", "postgres://")):
+            raise StoreError(f"${STORE_ENV}: must be `sqlite` or a postgresql:// URL")
+        return location
+    main = paths.common_dir.parent if paths.common_dir.name == ".git" else paths.root
+    location = load_config(main).store
+    problem = store_problem(location)
+    if problem:
+        raise StoreError(problem)
+    return location
+
+
+def repository_namespace(paths: RepoPaths) -> str:
+    """The name every clone of this repository shares: its first commit (of several roots, the least id)."""
+    result = Git(paths.root).run_plain("rev-list", "--max-parents=0", "HEAD")
+    roots = result.out.split() if result.status == 0 else []
+    if not roots:
+        raise StoreError(f"{paths.root}: a shared store names a repository by its first commit, and this "
+                         "one has none yet: commit once, then run again")
+    return f"loom_{sorted(roots)[0][:16]}"
+
+
+def open_store(paths: RepoPaths, location: str | None = None) -> Store:
     """Open (creating and migrating if needed) the store of a repository."""
-    paths.ensure_state_dir()
-    return SqliteStore(paths.store_path)
+    location = location or store_location(paths)
+    if location == "sqlite":
+        paths.ensure_state_dir()
+        return SqliteStore(paths.store_path)
+    from loomtui.store.postgres import PostgresStore  # psycopg loads only for a team's store
+
+    return PostgresStore(location, repository_namespace(paths), mirror=f"{current_host()}:{paths.audit_path}",
+                         name=paths.root.name)

@@ -1,40 +1,37 @@
 """The store's rows for evals: gate runs (a sandbox's, a commit's baseline, a merged gate's) and eval reports.
 
-A mixin of `SqliteStore`, kept apart so the store module stays one job per file; it
+A mixin of `SqlStore` (both backends), kept apart so the store module stays one job per file; it
 uses only the store's own query, execute, transaction and event helpers.
 """
 
 from __future__ import annotations
 
 import json
-import sqlite3
 import time
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any
 
-from loomtui.store.records import EvalReportRecord, GateRunRecord
+from loomtui.store.base import Row, Written
+from loomtui.store.records import EvalReportRecord, GateRunRecord, data_json
 
 FINISHED_STATUSES = ("passed", "failed", "error")
-
-
-def _dumps(data: dict[str, Any] | None) -> str:
-    return json.dumps(data or {}, sort_keys=True, default=str)
 
 
 class EvalRows:
     """Gate runs and eval reports."""
 
     if TYPE_CHECKING:
-        def _query(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]: ...
-        def _execute(self, sql: str, params: Sequence[Any] = ()) -> sqlite3.Cursor: ...
+        def _query(self, sql: str, params: Sequence[Any] = ()) -> list[Row]: ...
+        def _execute(self, sql: str, params: Sequence[Any] = ()) -> Written: ...
+        def _insert(self, sql: str, params: Sequence[Any] = ()) -> int: ...
         def _emit(self, kind: str, subject: str = "", data: dict[str, Any] | None = None) -> int: ...
         def transaction(self) -> AbstractContextManager[Any]: ...
 
     # -- gate runs --------------------------------------------------------------------
 
     @staticmethod
-    def _gate_run(row: sqlite3.Row) -> GateRunRecord:
+    def _gate_run(row: Row) -> GateRunRecord:
         return GateRunRecord(
             id=row["id"], sandbox_id=row["sandbox_id"], gate=row["gate"], status=row["status"],
             commit_sha=row["commit_sha"], started=row["started"], finished=row["finished"],
@@ -43,12 +40,11 @@ class EvalRows:
 
     def _insert_gate_run(self, sandbox_id: str, gate: str, commit_sha: str, scope: str, fingerprint: str,
                          data: dict[str, Any] | None) -> int:
-        cursor = self._execute(
+        run_id = self._insert(
             "INSERT INTO gate_runs (sandbox_id, gate, status, commit_sha, started, scope, fingerprint, data) "
             "VALUES (?, ?, 'running', ?, ?, ?, ?, ?)",
-            (sandbox_id, gate, commit_sha, time.time(), scope, fingerprint, _dumps(data)),
+            (sandbox_id, gate, commit_sha, time.time(), scope, fingerprint, data_json(data)),
         )
-        run_id = int(cursor.lastrowid or 0)
         self._emit("gate.started", sandbox_id, {"run": run_id, "gate": gate, "scope": scope})
         return run_id
 
@@ -69,7 +65,7 @@ class EvalRows:
         """
         with self.transaction():
             cursor = self._execute("UPDATE gate_runs SET data = ? WHERE id = ? AND status = 'running'",
-                                   (_dumps(data), run_id))
+                                   (data_json(data), run_id))
         return cursor.rowcount > 0
 
     def finish_gate_run(self, run_id: int, status: str, data: dict[str, Any] | None = None) -> None:
@@ -77,7 +73,7 @@ class EvalRows:
         with self.transaction():
             self._execute(
                 "UPDATE gate_runs SET status = ?, finished = ?, data = ? WHERE id = ?",
-                (status, time.time(), _dumps(data), run_id),
+                (status, time.time(), data_json(data), run_id),
             )
             rows = self._query("SELECT sandbox_id, gate FROM gate_runs WHERE id = ?", (run_id,))
             subject, gate = (rows[0]["sandbox_id"], rows[0]["gate"]) if rows else ("", "")
@@ -118,16 +114,16 @@ class EvalRows:
                 if found.status != "running" and not fresh:
                     return found, False
             if rows and rows[0]["status"] == "running":
+                gone = {**json.loads(rows[0]["data"]), "summary": "its runner went away"}
                 self._execute("UPDATE gate_runs SET status = 'error', finished = ?, data = ? WHERE id = ?",
-                              (time.time(), _dumps({**json.loads(rows[0]["data"]), "summary": "its runner went away"}),
-                               rows[0]["id"]))
+                              (time.time(), data_json(gone), rows[0]["id"]))
             run_id = self._insert_gate_run("", gate, commit_sha, scope, fingerprint, {"holder": holder})
         return self.gate_run(run_id), True
 
     # -- eval reports ----------------------------------------------------------------
 
     @staticmethod
-    def _eval_report(row: sqlite3.Row) -> EvalReportRecord:
+    def _eval_report(row: Row) -> EvalReportRecord:
         return EvalReportRecord(id=row["id"], subject=row["subject"], kind=row["kind"],
                                 commit_sha=row["commit_sha"], fingerprint=row["fingerprint"],
                                 created=row["created"], data=json.loads(row["data"]))
@@ -136,10 +132,9 @@ class EvalRows:
                         data: dict[str, Any]) -> EvalReportRecord:
         """Record one whole eval; an `eval.finished` event tells the app."""
         with self.transaction():
-            cursor = self._execute(
+            report_id = self._insert(
                 "INSERT INTO eval_reports (subject, kind, commit_sha, fingerprint, created, data) "
-                "VALUES (?, ?, ?, ?, ?, ?)", (subject, kind, commit_sha, fingerprint, time.time(), _dumps(data)))
-            report_id = int(cursor.lastrowid or 0)
+                "VALUES (?, ?, ?, ?, ?, ?)", (subject, kind, commit_sha, fingerprint, time.time(), data_json(data)))
             self._emit("eval.finished", subject, {"report": report_id, "kind": kind})
         return self._eval_report(self._query("SELECT * FROM eval_reports WHERE id = ?", (report_id,))[0])
 

@@ -1,6 +1,6 @@
 """The store's queries for observability: rows of a time window, audit entries by seq, bulk loads.
 
-A mixin of `SqliteStore`, like `eval_rows`: it uses only the store's own query,
+A mixin of `SqlStore` (both backends), like `eval_rows`: it uses only the store's own query,
 execute, transaction and event helpers. Reports filter by time here, in SQL, so a
 store with years of sandboxes decodes only the window's rows; the audit log is read
 by seq (entries are appended in time order, so a caller finds a window's first seq
@@ -11,24 +11,20 @@ build a large store quickly: one statement per table, no event per row.
 from __future__ import annotations
 
 import json
-import sqlite3
 from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from loomtui.store.records import EscalationRecord, EvalReportRecord, GateRunRecord, SandboxRecord
-
-_SANDBOX_COLUMNS = (
-    "id", "task", "runtime", "status", "created", "updated", "base_ref", "branch",
-    "worktree", "isolation", "pid", "pid_start", "exit_code", "heartbeat", "data",
+from loomtui.store.base import CHUNK, Row
+from loomtui.store.records import (
+    SANDBOX_COLUMNS,
+    EscalationRecord,
+    EvalReportRecord,
+    GateRunRecord,
+    SandboxRecord,
+    data_json,
 )
-_CHUNK = 500
-"""SQLite caps bound parameters; IN lists go in chunks of this many."""
-
-
-def _dumps(data: dict[str, Any] | None) -> str:
-    return json.dumps(data or {}, sort_keys=True, default=str)
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,15 +66,16 @@ class MetricRows:
     """Window queries, audit entries by seq, and bulk inserts."""
 
     if TYPE_CHECKING:
-        def _query(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]: ...
+        def _query(self, sql: str, params: Sequence[Any] = ()) -> list[Row]: ...
+        def _many(self, sql: str, rows: Sequence[Sequence[Any]]) -> None: ...
+        def _json_value(self, key: str) -> str: ...
+        def _json_length(self, key: str) -> str: ...
         def _emit(self, kind: str, subject: str = "", data: dict[str, Any] | None = None) -> int: ...
-        def _conn(self) -> sqlite3.Connection: ...
-        def _error(self, exc: sqlite3.Error) -> Exception: ...
         def transaction(self) -> AbstractContextManager[Any]: ...
         @staticmethod
-        def _escalation(row: sqlite3.Row) -> EscalationRecord: ...
+        def _escalation(row: Row) -> EscalationRecord: ...
         @staticmethod
-        def _eval_report(row: sqlite3.Row) -> EvalReportRecord: ...
+        def _eval_report(row: Row) -> EvalReportRecord: ...
 
     # -- audit entries by seq -----------------------------------------------------------
 
@@ -102,14 +99,16 @@ class MetricRows:
     # its context slice, a gate run's and an eval's whole test lists, too much to decode by
     # the thousand. A damaged `data` reads as absent rather than failing the query.
 
-    _FACTS = ("SELECT id, runtime, created, CASE WHEN json_valid(data) THEN json_extract(data, '$.ended_at') END, "
-              "CASE WHEN json_valid(data) THEN json_extract(data, '$.agent_result') END FROM sandboxes")
+    def _facts_query(self) -> str:
+        return (f"SELECT id, runtime, created, {self._json_value('ended_at')}, {self._json_value('agent_result')} "
+                "FROM sandboxes")
 
     @staticmethod
-    def _facts(row: sqlite3.Row) -> SandboxFacts:
+    def _facts(row: Row) -> SandboxFacts:
         ended = row[3] if isinstance(row[3], (int, float)) else None
+        result = row[4]  # JSON text from SQLite, already decoded by PostgreSQL
         try:
-            result = json.loads(row[4]) if isinstance(row[4], str) else None
+            result = json.loads(result) if isinstance(result, str) else result
         except ValueError:
             result = None
         return SandboxFacts(str(row[0]), str(row[1]), float(row[2]), ended,
@@ -118,17 +117,18 @@ class MetricRows:
     def sandbox_facts_between(self, since: float, until: float) -> list[SandboxFacts]:
         """Sandboxes that existed during [since, until) and changed at or after `since`: every one a
         step of which (start, end, decision, merge) can fall in the window. Oldest first."""
-        rows = self._query(f"{self._FACTS} WHERE created < ? AND updated >= ? ORDER BY created, id", (until, since))
+        rows = self._query(f"{self._facts_query()} WHERE created < ? AND updated >= ? ORDER BY created, id",
+                           (until, since))
         return [self._facts(r) for r in rows]
 
     def sandbox_facts(self, ids: Sequence[str]) -> list[SandboxFacts]:
         """The facts of the sandboxes with these ids (those that exist), in no particular order."""
         found: list[SandboxFacts] = []
         unique = list(dict.fromkeys(ids))
-        for start in range(0, len(unique), _CHUNK):
-            chunk = unique[start:start + _CHUNK]
+        for start in range(0, len(unique), CHUNK):
+            chunk = unique[start:start + CHUNK]
             marks = ", ".join("?" * len(chunk))
-            found.extend(self._facts(r) for r in self._query(f"{self._FACTS} WHERE id IN ({marks})", chunk))
+            found.extend(self._facts(r) for r in self._query(f"{self._facts_query()} WHERE id IN ({marks})", chunk))
         return found
 
     def holds_records(self) -> bool:
@@ -148,7 +148,7 @@ class MetricRows:
         [since, until), oldest first (what a first-try pass rate needs)."""
         rows = self._query(
             "SELECT sandbox_id, gate, status, commit_sha, started, "
-            "CASE WHEN json_valid(data) THEN json_extract(data, '$.blocking') END FROM gate_runs "
+            f"{self._json_value('blocking')} FROM gate_runs "
             "WHERE scope = 'sandbox' AND sandbox_id IN (SELECT sandbox_id FROM gate_runs "
             "WHERE scope = 'sandbox' AND started >= ? AND started < ?) ORDER BY id", (since, until))
         first: dict[str, float] = {}
@@ -161,8 +161,8 @@ class MetricRows:
         """The newest eval of each subject of a kind among those made during [since, until), with how
         many regressions it found (None when the report does not say: read it whole)."""
         rows = self._query(
-            "SELECT id, subject, created, CASE WHEN json_valid(data) THEN json_array_length(data, '$.regressions') "
-            "END FROM eval_reports WHERE id IN (SELECT MAX(id) FROM eval_reports WHERE kind = ? "
+            f"SELECT id, subject, created, {self._json_length('regressions')} "
+            "FROM eval_reports WHERE id IN (SELECT MAX(id) FROM eval_reports WHERE kind = ? "
             "AND created >= ? AND created < ? GROUP BY subject) ORDER BY id", (kind, since, until))
         return [EvalOutcome(int(r[0]), str(r[1]), float(r[2]), None if r[3] is None else int(r[3])) for r in rows]
 
@@ -172,18 +172,13 @@ class MetricRows:
 
     # -- bulk inserts (benchmarks) ------------------------------------------------------
 
-    def _many(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
-        try:
-            self._conn().executemany(sql, rows)
-        except sqlite3.Error as exc:
-            raise self._error(exc) from None
-
     def bulk_add_sandboxes(self, records: Sequence[SandboxRecord]) -> None:
         """Insert many sandboxes at once (ids unused), with one event."""
-        rows = [[*(getattr(r, name) for name in _SANDBOX_COLUMNS[:-1]), _dumps(r.data)] for r in records]
+        rows = [[data_json(r.data) if name == "data" else getattr(r, name) for name in SANDBOX_COLUMNS]
+                for r in records]
         with self.transaction():
-            self._many(f"INSERT INTO sandboxes ({', '.join(_SANDBOX_COLUMNS)}) "
-                       f"VALUES ({', '.join('?' * len(_SANDBOX_COLUMNS))})", rows)
+            self._many(f"INSERT INTO sandboxes ({', '.join(SANDBOX_COLUMNS)}) "
+                       f"VALUES ({', '.join('?' * len(SANDBOX_COLUMNS))})", rows)
             self._emit("sandbox.added", "", {"bulk": len(rows)})
 
     def bulk_add_escalations(self, records: Sequence[EscalationRecord]) -> None:
@@ -191,7 +186,7 @@ class MetricRows:
         with self.transaction():
             self._many("INSERT INTO escalations (sandbox_id, kind, status, risk, summary, created, updated, data) "
                        "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                       [(r.sandbox_id, r.kind, r.status, r.risk, r.summary, r.created, r.updated, _dumps(r.data))
+                       [(r.sandbox_id, r.kind, r.status, r.risk, r.summary, r.created, r.updated, data_json(r.data))
                         for r in records])
             self._emit("escalation.opened", "", {"bulk": len(records)})
 
@@ -201,7 +196,7 @@ class MetricRows:
             self._many("INSERT INTO gate_runs (sandbox_id, gate, status, commit_sha, started, finished, scope, "
                        "fingerprint, data) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                        [(r.sandbox_id, r.gate, r.status, r.commit_sha, r.started, r.finished, r.scope,
-                         r.fingerprint, _dumps(r.data)) for r in records])
+                         r.fingerprint, data_json(r.data)) for r in records])
             self._emit("gate.finished", "", {"bulk": len(records)})
 
     def bulk_add_eval_reports(self, records: Sequence[EvalReportRecord]) -> None:
@@ -209,6 +204,6 @@ class MetricRows:
         with self.transaction():
             self._many("INSERT INTO eval_reports (subject, kind, commit_sha, fingerprint, created, data) "
                        "VALUES (?, ?, ?, ?, ?, ?)",
-                       [(r.subject, r.kind, r.commit_sha, r.fingerprint, r.created, _dumps(r.data))
+                       [(r.subject, r.kind, r.commit_sha, r.fingerprint, r.created, data_json(r.data))
                         for r in records])
             self._emit("eval.finished", "", {"bulk": len(records)})

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -15,6 +17,18 @@ class Event:
     kind: str
     subject: str
     data: dict[str, Any]
+
+
+SANDBOX_COLUMNS = (
+    "id", "task", "runtime", "status", "created", "updated", "base_ref", "branch",
+    "worktree", "isolation", "pid", "pid_start", "exit_code", "heartbeat", "data", "host",
+)
+"""The sandboxes table's columns, as SandboxRecord's fields."""
+
+
+def data_json(data: Mapping[str, Any] | None) -> str:
+    """A record's `data` as stored: canonical JSON."""
+    return json.dumps(dict(data or {}), sort_keys=True, default=str)
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,6 +48,8 @@ class SandboxRecord:
     exit_code: int | None = None
     heartbeat: float | None = None
     data: dict[str, Any] = field(default_factory=dict)
+    host: str = ""
+    """The machine its agent runs on ('' for a sandbox made before hosts were recorded)."""
 
     # Typed views of the `data` fields read across layers: one name per field, one place.
 

@@ -1,7 +1,10 @@
 """The store's schema as an ordered list of migrations.
 
-`PRAGMA user_version` holds how many migrations a database has had; opening a store
-applies the missing ones in one transaction, so a store is never half-migrated.
+One list for both backends: SQLite applies it as written (`PRAGMA user_version` holds
+how many a database has had); PostgreSQL applies the same statements as
+`postgres.postgres_ddl` spells them, counting them in a `schema_version` table.
+Opening a store applies the missing ones in one transaction, so a store is never
+half-migrated.
 Append new migrations; never edit a released one.
 """
 
@@ -119,6 +122,18 @@ MIGRATIONS: list[str] = [
         data        TEXT NOT NULL DEFAULT '{}'
     );
     CREATE INDEX eval_reports_by_subject ON eval_reports(subject, kind, fingerprint);
+    """,
+    # 6: a team's store (PostgreSQL, many machines): the host a sandbox runs on (only that
+    # host can judge its processes), and the audit checkpoint per mirror, since each machine
+    # keeps its own copy of the log file ('' is the file beside an SQLite store).
+    """
+    ALTER TABLE sandboxes ADD COLUMN host TEXT NOT NULL DEFAULT '';
+    CREATE TABLE audit_mirrors (
+        mirror TEXT PRIMARY KEY,
+        seq    INTEGER NOT NULL,
+        hash   TEXT NOT NULL
+    );
+    INSERT INTO audit_mirrors (mirror, seq, hash) SELECT '', seq, hash FROM audit_checkpoint;
     """,
 ]
 

@@ -9,38 +9,23 @@ checks for conflicts and inserts without a race).
 
 from __future__ import annotations
 
-import json
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from loomtui.errors import StoreError
-from loomtui.store.eval_rows import EvalRows
-from loomtui.store.metric_rows import MetricRows
-from loomtui.store.records import (
-    ClaimRecord,
-    EscalationRecord,
-    Event,
-    SandboxRecord,
-    StoreStatus,
-)
+from loomtui.store.base import DuplicateRow, Row, Written
+from loomtui.store.records import StoreStatus
 from loomtui.store.schema import MIGRATIONS, SCHEMA_VERSION
+from loomtui.store.sql import SqlStore
 
 BUSY_TIMEOUT_S = 10.0
-
-_SANDBOX_COLUMNS = (
-    "id", "task", "runtime", "status", "created", "updated", "base_ref", "branch",
-    "worktree", "isolation", "pid", "pid_start", "exit_code", "heartbeat", "data",
-)
-_ESCALATION_MUTABLE = frozenset({"status", "risk", "summary", "data"})
-
-
-def _dumps(data: dict[str, Any] | None) -> str:
-    return json.dumps(data or {}, sort_keys=True, default=str)
+EVENT_POLL_S = 0.2
+"""How often `wait_for_events` looks for a new event (SQLite cannot tell another process)."""
+TABLES = ("sandboxes", "claims", "escalations", "gate_runs", "events")
 
 
 def _describe(exc: sqlite3.Error, path: Path, waited: float = BUSY_TIMEOUT_S) -> StoreError:
@@ -59,13 +44,17 @@ def _describe(exc: sqlite3.Error, path: Path, waited: float = BUSY_TIMEOUT_S) ->
     return StoreError(f"{path}: state store error: {text}")
 
 
-class SqliteStore(EvalRows, MetricRows):
+class SqliteStore(SqlStore):
     """The shared state of one repository, in one SQLite file."""
 
+    mirror = ""
+    """The audit log file beside the store is its only mirror."""
+
     def __init__(self, path: Path, *, busy_timeout: float = BUSY_TIMEOUT_S) -> None:
+        super().__init__()
         self.path = Path(path)
+        self.location = str(self.path)
         self.busy_timeout = busy_timeout
-        self._local = threading.local()
         self._connections: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
         try:
@@ -99,43 +88,26 @@ class SqliteStore(EvalRows, MetricRows):
             except sqlite3.Error as exc:
                 raise self._error(exc) from None
             self._local.conn = conn
-            self._local.depth = 0
             with self._lock:
                 self._connections.append(conn)
         return conn
 
-    @contextmanager
-    def transaction(self) -> Iterator[SqliteStore]:
-        """Group reads and writes into one atomic step (BEGIN IMMEDIATE); nests."""
+    def _begin(self) -> None:
+        try:
+            self._conn().execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as exc:
+            raise self._error(exc) from None
+
+    def _end(self, *, commit: bool) -> None:
         conn = self._conn()
-        if self._local.depth:
-            self._local.depth += 1
+        if commit:
             try:
-                yield self
-            finally:
-                self._local.depth -= 1
-            return
-        try:
-            conn.execute("BEGIN IMMEDIATE")
-        except sqlite3.Error as exc:
-            raise self._error(exc) from None
-        self._local.depth = 1
-        self._local.after = []
-        try:
-            yield self
-        except BaseException:
-            self._local.depth = 0
-            self._rollback(conn)
-            self._run_after(committed=False)
-            raise
-        self._local.depth = 0
-        try:
-            conn.execute("COMMIT")
-        except sqlite3.Error as exc:
-            self._rollback(conn)
-            self._run_after(committed=False)
-            raise self._error(exc) from None
-        self._run_after(committed=True)
+                conn.execute("COMMIT")
+                return
+            except sqlite3.Error as exc:
+                self._rollback(conn)
+                raise self._error(exc) from None
+        self._rollback(conn)
 
     @staticmethod
     def _rollback(conn: sqlite3.Connection) -> None:
@@ -144,45 +116,35 @@ class SqliteStore(EvalRows, MetricRows):
         except sqlite3.Error:
             pass  # SQLite already rolled it back (some errors end the transaction themselves)
 
-    def in_transaction(self) -> bool:
-        """True while this thread is inside `transaction()`."""
-        return bool(getattr(self._local, "depth", 0))
-
-    def after_transaction(self, callback: Callable[[], None], *, also_on_rollback: bool = False) -> None:
-        """Run `callback` when this thread's outermost transaction has committed (or, with
-        `also_on_rollback`, ended either way); once however often it is asked for in one
-        transaction; outside a transaction, at once."""
-        if not self.in_transaction():
-            callback()
-            return
-        if (callback, also_on_rollback) not in self._local.after:
-            self._local.after.append((callback, also_on_rollback))
-
-    def _run_after(self, *, committed: bool) -> None:
-        callbacks: list[tuple[Callable[[], None], bool]] = self._local.after
-        self._local.after = []
-        failure: BaseException | None = None
-        for callback, also_on_rollback in callbacks:
-            if committed or also_on_rollback:
-                try:
-                    callback()
-                except BaseException as exc:  # run the others, then raise the first
-                    failure = failure or exc
-        if failure is not None:
-            raise failure
-
-    def _query(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
+    def _query(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
         try:
-            return self._conn().execute(sql, params).fetchall()
+            rows: list[Row] = self._conn().execute(sql, params).fetchall()
+        except sqlite3.Error as exc:
+            raise self._error(exc) from None
+        return rows
+
+    def _execute(self, sql: str, params: Sequence[Any] = ()) -> Written:
+        try:
+            return self._conn().execute(sql, params)
+        except sqlite3.IntegrityError as exc:
+            raise DuplicateRow(f"{self.path}: {exc}") from None
         except sqlite3.Error as exc:
             raise self._error(exc) from None
 
-    def _execute(self, sql: str, params: Sequence[Any] = ()) -> sqlite3.Cursor:
-        """Run one write; callers hold `transaction()` so events commit with it."""
+    def _insert(self, sql: str, params: Sequence[Any] = ()) -> int:
         try:
-            return self._conn().execute(sql, params)
-        except sqlite3.IntegrityError:
-            raise
+            cursor = self._conn().execute(sql, params)
+        except sqlite3.IntegrityError as exc:
+            raise DuplicateRow(f"{self.path}: {exc}") from None
+        except sqlite3.Error as exc:
+            raise self._error(exc) from None
+        return int(cursor.lastrowid or 0)
+
+    def _many(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        try:
+            self._conn().executemany(sql, rows)
+        except sqlite3.IntegrityError as exc:
+            raise DuplicateRow(f"{self.path}: {exc}") from None
         except sqlite3.Error as exc:
             raise self._error(exc) from None
 
@@ -216,320 +178,22 @@ class SqliteStore(EvalRows, MetricRows):
             self._connections.clear()
         self._local = threading.local()
 
-    def __enter__(self) -> SqliteStore:
-        return self
+    # -- dialect ------------------------------------------------------------------------
 
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+    def _lines_of(self, column: str) -> str:
+        return f"group_concat({column}, char(10))"
 
-    # -- events -----------------------------------------------------------------
+    def _json_value(self, key: str) -> str:
+        return f"CASE WHEN json_valid(data) THEN json_extract(data, '$.{key}') END"
 
-    def _emit(self, kind: str, subject: str = "", data: dict[str, Any] | None = None) -> int:
-        cursor = self._execute(
-            "INSERT INTO events (ts, kind, subject, data) VALUES (?, ?, ?, ?)",
-            (time.time(), kind, subject, _dumps(data)),
-        )
-        return int(cursor.lastrowid or 0)
+    def _json_length(self, key: str) -> str:
+        return f"CASE WHEN json_valid(data) THEN json_array_length(data, '$.{key}') END"
 
-    def append_event(self, kind: str, subject: str = "", data: dict[str, Any] | None = None) -> int:
-        """Append one event to the stream and return its id."""
-        with self.transaction():
-            return self._emit(kind, subject, data)
-
-    def events_since(self, after_id: int, limit: int = 1000) -> list[Event]:
-        """Events with id > after_id, oldest first: what a UI polls to stay live."""
-        rows = self._query(
-            "SELECT id, ts, kind, subject, data FROM events WHERE id > ? ORDER BY id LIMIT ?",
-            (after_id, limit),
-        )
-        return [Event(r["id"], r["ts"], r["kind"], r["subject"], json.loads(r["data"])) for r in rows]
-
-    def last_event_id(self) -> int:
-        """The id of the newest event (0 for a new store)."""
-        row = self._query("SELECT COALESCE(MAX(id), 0) FROM events")[0]
-        return int(row[0])
-
-    # -- sandboxes ----------------------------------------------------------------
-
-    @staticmethod
-    def _sandbox(row: sqlite3.Row) -> SandboxRecord:
-        values = {name: row[name] for name in _SANDBOX_COLUMNS}
-        values["data"] = json.loads(values["data"])
-        return SandboxRecord(**values)
-
-    def add_sandbox(self, record: SandboxRecord) -> SandboxRecord:
-        """Insert a new sandbox; its id must be unused."""
-        values = [getattr(record, name) for name in _SANDBOX_COLUMNS]
-        values[-1] = _dumps(record.data)
-        with self.transaction():
-            try:
-                self._execute(
-                    f"INSERT INTO sandboxes ({', '.join(_SANDBOX_COLUMNS)}) "
-                    f"VALUES ({', '.join('?' * len(_SANDBOX_COLUMNS))})",
-                    values,
-                )
-            except sqlite3.IntegrityError:
-                raise StoreError(f"sandbox {record.id} already exists") from None
-            self._emit("sandbox.added", record.id, {"status": record.status})
-        return record
-
-    def update_sandbox(
-        self, sandbox_id: str, *, status: str | None = None, pid: int | None = None, pid_start: str | None = None,
-        exit_code: int | None = None, task: str | None = None, data: Mapping[str, Any] | None = None,
-    ) -> SandboxRecord:
-        """Change some fields of a sandbox (those given; `data` is merged into the stored dict, a key
-        set to None kept as null). The rest of a record is set when it is added, and never changes."""
-        fields: dict[str, Any] = {name: value for name, value in (
-            ("status", status), ("pid", pid), ("pid_start", pid_start), ("exit_code", exit_code), ("task", task),
-            ("data", data)) if value is not None}
-        with self.transaction():
-            current = self.get_sandbox(sandbox_id)
-            if current is None:
-                raise StoreError(f"no sandbox {sandbox_id}")
-            if "data" in fields:
-                fields["data"] = _dumps({**current.data, **fields["data"]})
-            fields["updated"] = time.time()
-            assignments = ", ".join(f"{name} = ?" for name in fields)
-            self._execute(
-                f"UPDATE sandboxes SET {assignments} WHERE id = ?", [*fields.values(), sandbox_id]
-            )
-            changed = {k: v for k, v in fields.items() if k in ("status", "exit_code", "pid")}
-            self._emit("sandbox.updated", sandbox_id, changed)
-            updated = self.get_sandbox(sandbox_id)
-        assert updated is not None
-        return updated
-
-    def get_sandbox(self, sandbox_id: str) -> SandboxRecord | None:
-        rows = self._query("SELECT * FROM sandboxes WHERE id = ?", (sandbox_id,))
-        return self._sandbox(rows[0]) if rows else None
-
-    def list_sandboxes(self, *, include_archived: bool = False) -> list[SandboxRecord]:
-        """Sandboxes, newest first."""
-        sql = "SELECT * FROM sandboxes"
-        if not include_archived:
-            sql += " WHERE status != 'archived'"
-        return [self._sandbox(r) for r in self._query(sql + " ORDER BY created DESC, id")]
-
-    # -- claims -------------------------------------------------------------------
-
-    def _claims(self, where: str, params: Sequence[Any]) -> list[ClaimRecord]:
-        rows = self._query(
-            "SELECT c.*, group_concat(r.region_id, char(10)) AS regions FROM claims c "
-            f"LEFT JOIN claim_regions r ON r.claim_id = c.id WHERE {where} "
-            "GROUP BY c.id ORDER BY c.id",
-            params,
-        )
-        return [
-            ClaimRecord(
-                id=r["id"], sandbox_id=r["sandbox_id"], target=r["target"], mode=r["mode"],
-                reason=r["reason"], created=r["created"], expires=r["expires"],
-                region_ids=tuple(sorted((r["regions"] or "").split("\n"))) if r["regions"] else (),
-                released=r["released"], release_reason=r["release_reason"],
-            )
-            for r in rows
-        ]
-
-    def all_claims(self) -> list[ClaimRecord]:
-        """Every claim ever made, live or released, oldest first."""
-        return self._claims("1 = 1", ())
-
-    def live_claims(self, sandbox_id: str | None = None) -> list[ClaimRecord]:
-        """Claims not yet released (expired leases included: the engine releases them)."""
-        if sandbox_id is None:
-            return self._claims("c.released IS NULL", ())
-        return self._claims("c.released IS NULL AND c.sandbox_id = ?", (sandbox_id,))
-
-    def live_claims_on(self, region_ids: Sequence[str]) -> list[ClaimRecord]:
-        """Live claims holding any of these regions (the index on region_id keeps this fast)."""
-        if not region_ids:
-            return []
-        found: dict[int, ClaimRecord] = {}
-        # SQLite caps bound parameters; query in chunks.
-        for start in range(0, len(region_ids), 500):
-            chunk = list(region_ids[start:start + 500])
-            marks = ", ".join("?" * len(chunk))
-            for claim in self._claims(
-                "c.released IS NULL AND c.id IN "
-                f"(SELECT claim_id FROM claim_regions WHERE region_id IN ({marks}))",
-                chunk,
-            ):
-                found[claim.id] = claim
-        return sorted(found.values(), key=lambda c: c.id)
-
-    def stale_claims(self, now: float, ended_statuses: Sequence[str]) -> list[ClaimRecord]:
-        """Live claims whose lease has run out or whose sandbox has ended."""
-        marks = ", ".join("?" * len(ended_statuses)) or "NULL"
-        return self._claims(
-            "c.released IS NULL AND (c.expires < ? OR c.sandbox_id IN "
-            f"(SELECT id FROM sandboxes WHERE status IN ({marks})))",
-            (now, *ended_statuses),
-        )
-
-    def get_claim(self, claim_id: int) -> ClaimRecord | None:
-        found = self._claims("c.id = ?", (claim_id,))
-        return found[0] if found else None
-
-    def add_claim(
-        self, sandbox_id: str, target: str, mode: str, reason: str, expires: float,
-        region_ids: Sequence[str],
-    ) -> ClaimRecord:
-        """Insert a claim on some regions. Conflict checks belong to the caller's transaction."""
-        now = time.time()
-        with self.transaction():
-            cursor = self._execute(
-                "INSERT INTO claims (sandbox_id, target, mode, reason, created, expires) "
-                "VALUES (?, ?, ?, ?, ?, ?)",
-                (sandbox_id, target, mode, reason, now, expires),
-            )
-            claim_id = int(cursor.lastrowid or 0)
-            self._conn().executemany(
-                "INSERT OR IGNORE INTO claim_regions (claim_id, region_id) VALUES (?, ?)",
-                [(claim_id, region) for region in region_ids],
-            )
-            self._emit("claim.added", sandbox_id, {"claim": claim_id, "target": target, "mode": mode})
-        claim = self.get_claim(claim_id)
-        assert claim is not None
-        return claim
-
-    def renew_claim(self, claim_id: int, expires: float) -> None:
-        with self.transaction():
-            self._execute("UPDATE claims SET expires = ? WHERE id = ? AND released IS NULL", (expires, claim_id))
-            self._emit("claim.renewed", str(claim_id), {"expires": expires})
-
-    def set_claim_reason(self, claim_id: int, reason: str) -> bool:
-        """Restate why a live claim is held (an edit's claim once its edit is confirmed)."""
-        with self.transaction():
-            cursor = self._execute("UPDATE claims SET reason = ? WHERE id = ? AND released IS NULL",
-                                   (reason, claim_id))
-            if cursor.rowcount:
-                self._emit("claim.updated", str(claim_id), {"reason": reason})
-        return bool(cursor.rowcount)
-
-    def release_claim(self, claim_id: int, reason: str) -> bool:
-        """Release a live claim; False when it was already released."""
-        with self.transaction():
-            cursor = self._execute(
-                "UPDATE claims SET released = ?, release_reason = ? WHERE id = ? AND released IS NULL",
-                (time.time(), reason, claim_id),
-            )
-            if cursor.rowcount:
-                self._emit("claim.released", str(claim_id), {"reason": reason})
-            return bool(cursor.rowcount)
-
-    # -- escalations ----------------------------------------------------------------
-
-    @staticmethod
-    def _escalation(row: sqlite3.Row) -> EscalationRecord:
-        return EscalationRecord(
-            id=row["id"], sandbox_id=row["sandbox_id"], kind=row["kind"], status=row["status"],
-            risk=row["risk"], summary=row["summary"], created=row["created"],
-            updated=row["updated"], data=json.loads(row["data"]),
-        )
-
-    def add_escalation(
-        self, kind: str, *, sandbox_id: str = "", risk: str = "normal", summary: str = "",
-        data: dict[str, Any] | None = None,
-    ) -> EscalationRecord:
-        now = time.time()
-        with self.transaction():
-            cursor = self._execute(
-                "INSERT INTO escalations (sandbox_id, kind, status, risk, summary, created, updated, data) "
-                "VALUES (?, ?, 'open', ?, ?, ?, ?, ?)",
-                (sandbox_id, kind, risk, summary, now, now, _dumps(data)),
-            )
-            escalation_id = int(cursor.lastrowid or 0)
-            self._emit("escalation.opened", str(escalation_id), {"sandbox": sandbox_id, "risk": risk})
-        found = self.get_escalation(escalation_id)
-        assert found is not None
-        return found
-
-    def update_escalation(self, escalation_id: int, **fields: Any) -> EscalationRecord:
-        unknown = set(fields) - _ESCALATION_MUTABLE
-        if unknown:
-            raise ValueError(f"not escalation fields: {sorted(unknown)}")
-        with self.transaction():
-            current = self.get_escalation(escalation_id)
-            if current is None:
-                raise StoreError(f"no escalation {escalation_id}")
-            if "data" in fields:
-                fields["data"] = _dumps({**current.data, **fields["data"]})
-            fields["updated"] = time.time()
-            assignments = ", ".join(f"{name} = ?" for name in fields)
-            self._execute(
-                f"UPDATE escalations SET {assignments} WHERE id = ?", [*fields.values(), escalation_id]
-            )
-            self._emit("escalation.updated", str(escalation_id), {"status": fields.get("status", current.status)})
-            updated = self.get_escalation(escalation_id)
-        assert updated is not None
-        return updated
-
-    def get_escalation(self, escalation_id: int) -> EscalationRecord | None:
-        rows = self._query("SELECT * FROM escalations WHERE id = ?", (escalation_id,))
-        return self._escalation(rows[0]) if rows else None
-
-    def list_escalations(self, status: str | None = None) -> list[EscalationRecord]:
-        """Escalations, oldest first, optionally only those in one status."""
-        if status is None:
-            rows = self._query("SELECT * FROM escalations ORDER BY id")
-        else:
-            rows = self._query("SELECT * FROM escalations WHERE status = ? ORDER BY id", (status,))
-        return [self._escalation(r) for r in rows]
-
-    # -- audit entries ----------------------------------------------------------------
-
-    def audit_head(self) -> tuple[int, str] | None:
-        """The (seq, hash) of the newest committed audit entry (None for an empty table)."""
-        rows = self._query("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1")
-        return (int(rows[0]["seq"]), str(rows[0]["hash"])) if rows else None
-
-    def add_audit_entries(self, rows: Sequence[tuple[int, str, str]]) -> None:
-        """Insert (seq, hash, line) entries in the caller's transaction, with one event."""
-        if not rows:
-            return
-        if not self.in_transaction():
-            raise StoreError("audit entries are added inside a transaction (their seq is read under its lock)")
-        try:
-            self._conn().executemany("INSERT INTO audit (seq, hash, entry) VALUES (?, ?, ?)", rows)
-        except sqlite3.Error as exc:
-            raise self._error(exc) from None
-        self._emit("audit.appended", str(rows[-1][0]), {})
-
-    def audit_entries_after(self, seq: int) -> list[tuple[int, str, str]]:
-        """Committed (seq, hash, line) entries after `seq`, oldest first."""
-        rows = self._query("SELECT seq, hash, entry FROM audit WHERE seq > ? ORDER BY seq", (seq,))
-        return [(int(r["seq"]), str(r["hash"]), str(r["entry"])) for r in rows]
-
-    def audit_hash(self, seq: int) -> str | None:
-        rows = self._query("SELECT hash FROM audit WHERE seq = ?", (seq,))
-        return str(rows[0]["hash"]) if rows else None
-
-    def audit_hashes(self) -> list[str]:
-        """The hash of every committed entry, by seq."""
-        return [str(r[0]) for r in self._query("SELECT hash FROM audit ORDER BY seq")]
-
-    def audit_checkpoint(self) -> tuple[int, str] | None:
-        """The (seq, hash) of the newest audit entry known to be written to the log file."""
-        rows = self._query("SELECT seq, hash FROM audit_checkpoint WHERE id = 1")
-        return (int(rows[0]["seq"]), str(rows[0]["hash"])) if rows else None
-
-    def set_audit_checkpoint(self, seq: int, entry_hash: str) -> None:
-        """Advance the checkpoint; it never moves backwards."""
-        with self.transaction():
-            self._execute(
-                "INSERT INTO audit_checkpoint (id, seq, hash) VALUES (1, ?, ?) "
-                "ON CONFLICT(id) DO UPDATE SET seq = excluded.seq, hash = excluded.hash "
-                "WHERE excluded.seq > audit_checkpoint.seq",
-                (seq, entry_hash),
-            )
-
-    # -- health -----------------------------------------------------------------------
+    # -- health and liveness ------------------------------------------------------------
 
     def status(self) -> StoreStatus:
         """Schema version, journal mode, newest event and row counts."""
-        counts = {
-            table: int(self._query(f"SELECT COUNT(*) FROM {table}")[0][0])
-            for table in ("sandboxes", "claims", "escalations", "gate_runs", "events")
-        }
+        counts = {table: int(self._query(f"SELECT COUNT(*) FROM {table}")[0][0]) for table in TABLES}
         return StoreStatus(
             path=str(self.path),
             schema_version=int(self._query("PRAGMA user_version")[0][0]),
@@ -543,46 +207,13 @@ class SqliteStore(EvalRows, MetricRows):
         rows = self._query("PRAGMA integrity_check")
         return [str(r[0]) for r in rows if r[0] != "ok"]
 
-    # -- execution --
-
-    def heartbeat_sandbox(self, sandbox_id: str, when: float, data: dict[str, Any] | None = None) -> bool:
-        """Record a supervisor's heartbeat (merging `data`) without an event: liveness is not news.
-
-        Returns False when the sandbox does not exist.
-        """
-        with self.transaction():
-            current = self.get_sandbox(sandbox_id)
-            if current is None:
+    def wait_for_events(self, after_id: int, timeout: float) -> bool:
+        """Look for a newer event every EVENT_POLL_S until one is there or `timeout` passes."""
+        deadline = time.monotonic() + timeout
+        while True:
+            if self.last_event_id() > after_id:
+                return True
+            left = deadline - time.monotonic()
+            if left <= 0:
                 return False
-            self._execute(
-                "UPDATE sandboxes SET heartbeat = ?, data = ? WHERE id = ?",
-                (when, _dumps({**current.data, **(data or {})}), sandbox_id),
-            )
-        return True
-
-    # -- workflow --
-
-    def take_step_lease(self, sandbox_id: str, holder: str, step: str, *,
-                        is_gone: Callable[[str], bool]) -> str | None:
-        """Take the lease on a sandbox's next workflow step; None when taken, else who holds it.
-
-        A lease held by `holder` itself, or by a holder `is_gone` says no longer
-        exists (a process killed mid-step), is taken over: its step is redone.
-        """
-        with self.transaction():
-            rows = self._query("SELECT holder FROM step_leases WHERE sandbox_id = ?", (sandbox_id,))
-            if rows and rows[0]["holder"] != holder and not is_gone(rows[0]["holder"]):
-                return str(rows[0]["holder"])
-            self._execute("INSERT OR REPLACE INTO step_leases (sandbox_id, holder, step, taken) VALUES (?, ?, ?, ?)",
-                          (sandbox_id, holder, step, time.time()))
-        return None
-
-    def drop_step_lease(self, sandbox_id: str, holder: str) -> None:
-        """Give a step lease back (a no-op unless `holder` holds it)."""
-        with self.transaction():
-            self._execute("DELETE FROM step_leases WHERE sandbox_id = ? AND holder = ?", (sandbox_id, holder))
-
-    def step_lease(self, sandbox_id: str) -> tuple[str, str] | None:
-        """Who holds a sandbox's step lease and for which step, if anyone does."""
-        rows = self._query("SELECT holder, step FROM step_leases WHERE sandbox_id = ?", (sandbox_id,))
-        return (str(rows[0]["holder"]), str(rows[0]["step"])) if rows else None
+            time.sleep(min(EVENT_POLL_S, left))

@@ -1,0 +1,321 @@
+"""The store on PostgreSQL: the same answers as SQLite, one namespace per repository shared by
+its clones, racing claims across processes and machines, NOTIFY across processes, and faults
+(the database down, bad credentials, a newer schema, a connection killed mid-run).
+
+Everything runs against a real server (tests/postgres_cluster.py), never a mock.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import multiprocessing
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+
+from loomtui.audit import AuditLog
+from loomtui.coordination.claims import ClaimRefused
+from loomtui.errors import StoreError
+from loomtui.governance.coordinator import governed_coordinator
+from loomtui.repo import find_repo
+from loomtui.store import SandboxRecord, SqliteStore, Store, open_store, repository_namespace
+from loomtui.store.postgres import PostgresStore, redact
+from loomtui.store.schema import SCHEMA_VERSION
+from loomtui.workspace import open_workspace
+from tests.conftest import git
+from tests.postgres_cluster import Cluster
+
+QUOTE = "payments/refunds.py::RefundService.quote"
+TIMES = ("created", "updated", "ts", "expires", "released", "started", "finished", "heartbeat")
+
+
+def _sandbox(sandbox_id: str) -> SandboxRecord:
+    now = time.time()
+    return SandboxRecord(id=sandbox_id, task="fix the thing", runtime="script", status="planned",
+                         created=now, updated=now, host="here")
+
+
+def _plain(value: Any) -> Any:
+    """A record with its clock fields blanked, to compare two backends' answers."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {k: (None if k in TIMES else _plain(v)) for k, v in dataclasses.asdict(value).items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {k: (None if k in TIMES else _plain(v)) for k, v in value.items()}
+    return value
+
+
+def _exercise(store: Store) -> list[Any]:
+    """Every kind of write and read the engines use, and what each answered."""
+    seen: list[Any] = []
+    store.add_sandbox(_sandbox("s1"))
+    store.add_sandbox(_sandbox("s2"))
+    with pytest.raises(StoreError, match="already exists"):
+        store.add_sandbox(_sandbox("s1"))
+    seen.append(store.update_sandbox("s1", status="running", pid=123, data={"agent_result": {"tokens": 9},
+                                                                           "ended_at": 5.0}))
+    seen.append(store.heartbeat_sandbox("s1", 7.0, {"beat": 1}))
+    far = time.time() + 3600
+    first = store.add_claim("s1", "a.py::f", "exclusive", "edit", far, ["a.py::f", "a.py::f", "a.py"])
+    store.add_claim("s2", "b.py", "shared", "read", far, ["b.py"])
+    seen += [first, store.live_claims_on(["a.py"]), store.live_claims("s2"), store.set_claim_reason(first.id, "x")]
+    seen += [store.release_claim(first.id, "done"), store.release_claim(first.id, "again"), store.all_claims()]
+    seen.append(store.stale_claims(far + 1, ["merged"]))
+    escalation = store.add_escalation("post-gate", sandbox_id="s1", risk="high", summary="look", data={"a": 1})
+    seen += [escalation, store.update_escalation(escalation.id, status="approved", data={"b": 2})]
+    seen += [store.list_escalations("approved"), store.list_escalations("open")]
+    run = store.add_gate_run("s1", "tests", "c0ffee", data={"blocking": True})
+    seen.append(store.update_gate_run(run.id, {"progress": 1}))
+    store.finish_gate_run(run.id, "failed", {"blocking": True, "summary": "1 failed"})
+    seen += [store.gate_runs("s1"), store.update_gate_run(run.id, {"late": 1})]
+    shared, mine = store.take_shared_run("baseline", "c0ffee", "tests", "fp", {"pid": 1}, lambda _: False)
+    seen += [shared, mine, store.take_shared_run("baseline", "c0ffee", "tests", "fp", {"pid": 2}, lambda _: True)[1]]
+    report = store.add_eval_report("s1", "sandbox", "c0ffee", "fp", {"regressions": ["t1", "t2"]})
+    seen += [report, store.latest_eval_report("s1", "sandbox"), store.latest_eval_report_ids("sandbox")]
+    seen += [store.eval_outcomes_between("sandbox", 0, far), store.first_gate_outcomes(0, far)]
+    seen += [sorted(store.sandbox_facts(["s1", "s2", "nope"]), key=lambda f: f.id)]
+    seen += [store.take_step_lease("s1", "me", "merge", is_gone=lambda _: False),
+             store.take_step_lease("s1", "you", "merge", is_gone=lambda _: False),
+             store.take_step_lease("s1", "you", "merge", is_gone=lambda _: True), store.step_lease("s1")]
+    store.drop_step_lease("s1", "you")
+    seen.append(store.step_lease("s1"))
+    with store.transaction():
+        store.add_audit_entries([(1, "h1", '{"seq": 1}'), (2, "h2", '{"seq": 2}')])
+    store.set_audit_checkpoint(2, "h2")
+    store.set_audit_checkpoint(1, "h1")  # never backwards
+    seen += [store.audit_head(), store.audit_entries_after(1), store.audit_checkpoint(), store.audit_bounds()]
+    with pytest.raises(RuntimeError), store.transaction():
+        store.append_event("rolled.back")
+        raise RuntimeError("roll it back")
+    seen += [[(e.kind, e.subject, e.data) for e in store.events_since(0)], store.holds_records()]
+    seen.append(store.integrity_problems())
+    return seen
+
+
+def test_both_backends_give_the_same_answers(tmp_path: Path, postgres_url: str) -> None:
+    sqlite = SqliteStore(tmp_path / "s.db")
+    postgres = PostgresStore(postgres_url, "loom_same", mirror="here")
+    try:
+        assert _plain(_exercise(postgres)) == _plain(_exercise(sqlite))
+        assert postgres.status().counts == sqlite.status().counts
+    finally:
+        postgres.close()
+
+
+def test_clones_share_one_namespace_and_a_claim_in_one_is_enforced_in_the_other(
+        billing_clones: tuple[Path, Path], postgres_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LOOMTUI_STORE", postgres_url)
+    first, second = billing_clones
+    assert repository_namespace(find_repo(first)) == repository_namespace(find_repo(second))
+    monkeypatch.setenv("LOOMTUI_HOST", "laptop-a")
+    mine = governed_coordinator(open_workspace(first))
+    mine.claim("s-a", QUOTE)
+    monkeypatch.setenv("LOOMTUI_HOST", "laptop-b")
+    theirs = governed_coordinator(open_workspace(second))
+    with pytest.raises(ClaimRefused, match="s-a"):
+        theirs.claim("s-b", QUOTE)
+    assert [c.sandbox_id for c in theirs.store.live_claims()] == ["s-a"]
+    assert not (first / ".git" / "loom" / "state.db").exists()  # nothing written locally instead
+    # Each machine mirrors the one audit table into its own log file, and each verifies.
+    for workspace in (mine.workspace, theirs.workspace):
+        assert workspace.audit.verify().ok
+        assert [e.action for e in workspace.audit.entries()] == ["claim.added", "claim.refused"]
+
+
+@pytest.fixture
+def billing_clones(tmp_path: Path) -> tuple[Path, Path]:
+    from loomtui.demo import prepare_demo_repo
+
+    origin = prepare_demo_repo(tmp_path)
+    clones = (tmp_path / "a" / "billing", tmp_path / "b" / "billing")
+    for clone in clones:
+        git(tmp_path, "clone", "-q", str(origin), str(clone))
+    return clones
+
+
+def _race(repo: str, url: str, host: str, sandbox: str, barrier: Any, results: Any) -> None:
+    os.environ["LOOMTUI_STORE"], os.environ["LOOMTUI_HOST"] = url, host
+    coordinator = governed_coordinator(open_workspace(repo))
+    barrier.wait()
+    try:
+        coordinator.claim(sandbox, QUOTE)
+        results.put(f"won:{sandbox}")
+    except ClaimRefused:
+        results.put(f"refused:{sandbox}")
+
+
+def test_racing_exclusive_claims_from_two_machines_exactly_one_wins(
+        billing_clones: tuple[Path, Path], postgres_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    context = multiprocessing.get_context("spawn")
+    racers = 12
+    barrier = context.Barrier(racers)
+    results = context.Queue()
+    procs = [context.Process(target=_race, args=(str(billing_clones[n % 2]), postgres_url, f"host-{n % 2}",
+                                                 f"s{n}", barrier, results)) for n in range(racers)]
+    for proc in procs:
+        proc.start()
+    outcomes = [results.get(timeout=120) for _ in procs]
+    for proc in procs:
+        proc.join(30)
+    assert sum(o.startswith("won:") for o in outcomes) == 1, outcomes
+    monkeypatch.setenv("LOOMTUI_STORE", postgres_url)
+    workspace = open_workspace(billing_clones[0])
+    assert len(workspace.store.live_claims()) == 1
+    assert workspace.audit.verify().ok
+    actions = [e.action for e in workspace.audit.entries()]
+    assert actions.count("claim.added") == 1 and actions.count("claim.refused") == racers - 1
+    assert workspace.store.integrity_problems() == []
+
+
+_LISTEN = """
+import sys, time
+from loomtui.store.postgres import PostgresStore
+store = PostgresStore(sys.argv[1], "loom_live", mirror="lead")
+last = store.last_event_id()
+print("listening", flush=True)
+while True:
+    if store.wait_for_events(last, 10):
+        for event in store.events_since(last):
+            if event.kind == "escalation.opened":
+                print(f"{time.time():.6f}", flush=True)
+                sys.exit(0)
+            last = event.id
+"""
+
+
+def test_an_escalation_opened_on_one_machine_reaches_a_lead_elsewhere_without_polling(postgres_url: str) -> None:
+    agent = PostgresStore(postgres_url, "loom_live", mirror="agent")
+    lead = subprocess.Popen([sys.executable, "-c", _LISTEN, postgres_url], stdout=subprocess.PIPE, text=True)
+    try:
+        assert lead.stdout is not None and lead.stdout.readline().strip() == "listening"
+        time.sleep(0.3)  # the lead is blocked in wait_for_events, reading nothing
+        before = _activity(postgres_url)
+        time.sleep(1.0)
+        assert _activity(postgres_url) == before  # no connection ran anything: no table read on a timer
+        agent.append_event("sandbox.updated", "other")
+        opened = time.time()
+        agent.add_escalation("post-gate", sandbox_id="s1")
+        seen = float(lead.stdout.readline())
+        assert lead.wait(10) == 0
+        assert seen - opened < 1.0
+    finally:
+        lead.kill()
+        agent.close()
+
+
+def _activity(url: str) -> list[tuple[Any, ...]]:
+    """Each loomtui connection's last statement and when its state last changed."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        return conn.execute("SELECT pid, query, state, state_change FROM pg_stat_activity "
+                            "WHERE application_name = 'loomtui' ORDER BY pid").fetchall()
+
+
+def test_waiting_with_nothing_new_times_out(postgres_url: str) -> None:
+    store = PostgresStore(postgres_url, "loom_quiet", mirror="x")
+    try:
+        store.append_event("before")
+        started = time.monotonic()
+        assert store.wait_for_events(store.last_event_id(), 0.5) is False
+        assert time.monotonic() - started >= 0.45
+        assert store.wait_for_events(0, 5) is True  # an event it had not seen: at once
+    finally:
+        store.close()
+
+
+def test_the_database_down_at_start_is_one_line_naming_the_url_without_the_password(
+        repo: Path, monkeypatch: pytest.MonkeyPatch, postgres_cluster: Cluster) -> None:
+    from tests.postgres_cluster import _free_port
+
+    url = f"postgresql://loom:s3cret@127.0.0.1:{_free_port()}/team"
+    monkeypatch.setenv("LOOMTUI_STORE", url)
+    result = subprocess.run([sys.executable, "-m", "loomtui", "status"], cwd=repo, capture_output=True, text=True)
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert "postgresql://loom@127.0.0.1" in result.stderr and "s3cret" not in result.stderr
+    assert not (repo / ".git" / "loom" / "state.db").exists()  # nothing written locally instead
+
+
+def test_bad_credentials_are_one_line(repo: Path, postgres_cluster: Cluster, postgres_url: str,
+                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    wrong = postgres_url.replace(postgres_cluster.password, "wrong-password")
+    monkeypatch.setenv("LOOMTUI_STORE", wrong)
+    result = subprocess.run([sys.executable, "-m", "loomtui", "status"], cwd=repo, capture_output=True, text=True)
+    assert result.returncode != 0 and "Traceback" not in result.stderr
+    assert "refused the credentials" in result.stderr and "wrong-password" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_a_schema_newer_than_this_loomtui_is_refused_with_no_writes(postgres_url: str) -> None:
+    PostgresStore(postgres_url, "loom_new", mirror="x").close()
+    with psycopg.connect(postgres_url, autocommit=True) as conn:
+        conn.execute(f"UPDATE loom_new.schema_version SET version = {SCHEMA_VERSION + 1}")
+        before = conn.execute("SELECT last_seen FROM loomtui.repositories WHERE namespace = 'loom_new'").fetchone()
+    with pytest.raises(StoreError, match="newer than this loomtui") as refused:
+        PostgresStore(postgres_url, "loom_new", mirror="x")
+    assert "\n" not in str(refused.value)
+    with psycopg.connect(postgres_url, autocommit=True) as conn:
+        after = conn.execute("SELECT last_seen FROM loomtui.repositories WHERE namespace = 'loom_new'").fetchone()
+    assert after == before
+
+
+def test_a_connection_killed_mid_run_is_replaced_on_the_next_call(postgres_url: str) -> None:
+    store = PostgresStore(postgres_url, "loom_kill", mirror="x")
+    try:
+        store.add_sandbox(_sandbox("s1"))
+        with psycopg.connect(postgres_url, autocommit=True) as conn:
+            conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                         "WHERE application_name = 'loomtui' AND pid <> pg_backend_pid()")
+        assert store.get_sandbox("s1") is not None
+        store.add_sandbox(_sandbox("s2"))
+        assert [s.id for s in store.list_sandboxes()] == ["s2", "s1"] or len(store.list_sandboxes()) == 2
+    finally:
+        store.close()
+
+
+def test_the_url_is_never_shown_with_its_password() -> None:
+    assert redact("postgresql://loom:pw@db.internal:5432/team") == "postgresql://loom@db.internal:5432/team"
+    assert redact("postgresql://db/team?password=pw&sslmode=require") == "postgresql://db/team?sslmode=require"
+
+
+def test_a_password_in_loom_yaml_is_refused_at_its_line(repo: Path) -> None:
+    (repo / ".loom").mkdir(exist_ok=True)
+    (repo / ".loom" / "loom.yaml").write_text("version: 1\nstore: postgresql://loom:pw@db/team\n")
+    result = subprocess.run([sys.executable, "-m", "loomtui", "config", "check"], cwd=repo,
+                            capture_output=True, text=True)
+    assert result.returncode == 2 and ".loom/loom.yaml:2" in result.stderr and "PGPASSWORD" in result.stderr
+
+
+def test_a_sandbox_cannot_point_the_store_elsewhere_from_its_worktree(repo: Path, tmp_path: Path) -> None:
+    """`store:` is read from the main checkout: an agent editing its worktree's loom.yaml changes nothing."""
+    git(repo, "worktree", "add", "-q", str(tmp_path / "wt"), "-b", "agent")
+    (tmp_path / "wt" / ".loom").mkdir(exist_ok=True)
+    (tmp_path / "wt" / ".loom" / "loom.yaml").write_text("store: postgresql://attacker@127.0.0.1:9/x\n")
+    store = open_store(find_repo(tmp_path / "wt"))
+    assert isinstance(store, SqliteStore) and store.path == find_repo(repo).store_path
+
+
+def test_an_audit_log_on_two_machines_each_verifies_and_a_cut_is_still_caught(
+        tmp_path: Path, postgres_url: str) -> None:
+    one = PostgresStore(postgres_url, "loom_audit", mirror="a:/log")
+    two = PostgresStore(postgres_url, "loom_audit", mirror="b:/log")
+    try:
+        log_one, log_two = AuditLog(tmp_path / "a.jsonl", store=one), AuditLog(tmp_path / "b.jsonl", store=two)
+        for number in range(3):
+            log_one.append("lead", "step", str(number))
+        log_two.append("agent", "step", "3")
+        assert log_one.verify().ok and log_two.verify().ok
+        assert [e.seq for e in log_two.entries()] == [1, 2, 3, 4] == [e.seq for e in log_one.entries()]
+        lines = (tmp_path / "a.jsonl").read_text().splitlines(keepends=True)
+        (tmp_path / "a.jsonl").write_text("".join(lines[:2]))
+        result = log_one.verify()
+        assert not result.ok and "truncated" in result.problem
+    finally:
+        one.close()
+        two.close()
