@@ -11,9 +11,10 @@ or an audit entry's seq and hash, are read and written under one lock. Every eve
 is also sent with NOTIFY on the namespace's channel, in its transaction, so another
 machine's app hears of it when it commits, without reading tables on a timer.
 
-Connections come from psycopg_pool's pool, checked on checkout, so a connection lost
-mid-run is replaced by a new one on the next call; a call that cannot get one within
-the timeout fails with one line naming the URL (never its password).
+Each thread has a connection of its own (as with SQLite). One that is lost mid-run
+fails its call with one line naming the URL (never its password) and is replaced on
+the next call, at once: no pool backs off between attempts, so an app comes back as
+soon as the database does.
 """
 
 from __future__ import annotations
@@ -22,14 +23,13 @@ import hashlib
 import re
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+import weakref
+from collections.abc import Callable, Sequence
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import psycopg
 from psycopg import sql as pgsql
-from psycopg_pool import ConnectionPool, PoolTimeout
 
 from loomtui.errors import StoreError
 from loomtui.store.base import DuplicateRow, Row, Written
@@ -99,7 +99,7 @@ class PostgresStore(SqlStore):
     """The shared state of one repository, in its schema of a PostgreSQL database."""
 
     def __init__(self, url: str, namespace: str, *, mirror: str, name: str = "",
-                 timeout: float = TIMEOUT_S, pool_size: int = 4) -> None:
+                 timeout: float = TIMEOUT_S) -> None:
         super().__init__()
         self.url = url
         self.location = redact(url)
@@ -109,25 +109,19 @@ class PostgresStore(SqlStore):
         self._key = _lock_key(namespace)
         self._listener: psycopg.Connection[Any] | None = None
         self._listener_lock = threading.Lock()
+        self._heard = 0
+        """The newest event id this store has heard of."""
+        self._open: weakref.WeakSet[psycopg.Connection[Any]] = weakref.WeakSet()
         first = self._connect()
         try:
             self._migrate(first, name)
         finally:
             first.close()
-        self._pool: ConnectionPool[psycopg.Connection[Any]] = ConnectionPool(
-            url, min_size=1, max_size=pool_size, timeout=timeout, open=False, name=f"loomtui-{namespace}",
-            kwargs={"autocommit": True, "connect_timeout": max(1, round(timeout)), "application_name": "loomtui"},
-            configure=self._configure, check=ConnectionPool.check_connection,
-        )
-        self._pool.open(wait=False)
 
     # -- connections -------------------------------------------------------------------
 
     def _error(self, exc: Exception) -> StoreError:
         text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        if isinstance(exc, PoolTimeout):
-            return StoreError(f"{self.location}: no connection to the store within {self.timeout:g}s "
-                              "(the database is down or unreachable); try again")
         if "password authentication failed" in text or "no password supplied" in text:
             return StoreError(f"{self.location}: the database refused the credentials ({text})")
         if isinstance(exc, psycopg.OperationalError):
@@ -141,28 +135,48 @@ class PostgresStore(SqlStore):
         except (psycopg.Error, ValueError) as exc:
             raise self._error(exc) from None
 
-    def _configure(self, conn: psycopg.Connection[Any]) -> None:
-        conn.row_factory = _row_factory
-        conn.execute(pgsql.SQL("SET search_path TO {}").format(pgsql.Identifier(self.namespace)))
-
-    @contextmanager
-    def _connection(self) -> Iterator[psycopg.Connection[Any]]:
+    def _conn(self) -> psycopg.Connection[Any]:
+        """This thread's connection: made on first use, and made again after one was lost."""
         conn: psycopg.Connection[Any] | None = getattr(self._local, "conn", None)
-        if conn is not None:
-            yield conn
-            return
-        with self._pool.connection() as conn:
-            yield conn
+        if conn is None or conn.closed or conn.broken:
+            conn = self._connect()
+            try:
+                conn.row_factory = _row_factory
+                conn.execute(pgsql.SQL("SET search_path TO {}").format(pgsql.Identifier(self.namespace)))
+            except psycopg.Error as exc:
+                conn.close()
+                raise self._error(exc) from None
+            self._local.conn = conn
+            self._open.add(conn)
+        return conn
+
+    def _failed(self, exc: psycopg.Error) -> StoreError:
+        """The one-line error for a failed statement; a lost connection is dropped, so the next
+        call (outside a transaction, which the loss has ended) connects again."""
+        conn: psycopg.Connection[Any] | None = getattr(self._local, "conn", None)
+        if conn is not None and (conn.closed or conn.broken):
+            conn.close()
+            if not self.in_transaction():
+                self._local.conn = None
+        if isinstance(exc, psycopg.errors.UniqueViolation):
+            return DuplicateRow(self._error(exc).args[0])
+        return self._error(exc)
 
     def _run(self, sql: str, params: Sequence[Any], *, fetch: bool) -> Any:
-        try:
-            with self._connection() as conn:
+        for attempt in (1, 2):
+            conn = self._conn()
+            try:
                 cursor = conn.execute(_placeholders(sql), params)
                 return cursor.fetchall() if fetch else cursor
-        except psycopg.errors.UniqueViolation as exc:
-            raise DuplicateRow(self._error(exc).args[0]) from None
-        except (psycopg.Error, PoolTimeout) as exc:
-            raise self._error(exc) from None
+            except psycopg.Error as exc:
+                lost = conn.closed or conn.broken
+                error = self._failed(exc)
+                # A connection found dead by its first statement outside a transaction has done
+                # nothing: that statement runs again on a new one (writes are all in transactions).
+                if attempt == 1 and lost and not self.in_transaction():
+                    continue
+                raise error from None
+        raise AssertionError("unreachable")
 
     def _query(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
         rows: list[Row] = self._run(sql, params, fetch=True)
@@ -176,42 +190,53 @@ class PostgresStore(SqlStore):
         return int(self._run(sql + " RETURNING id", params, fetch=True)[0][0])
 
     def _many(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        conn = self._conn()
         try:
-            with self._connection() as conn, conn.cursor() as cursor:
+            with conn.cursor() as cursor:
                 cursor.executemany(_placeholders(sql), rows)
-        except psycopg.errors.UniqueViolation as exc:
-            raise DuplicateRow(self._error(exc).args[0]) from None
-        except (psycopg.Error, PoolTimeout) as exc:
-            raise self._error(exc) from None
+        except psycopg.Error as exc:
+            raise self._failed(exc) from None
 
     def _begin(self) -> None:
-        try:
-            conn = self._pool.getconn()
-        except PoolTimeout as exc:
-            raise self._error(exc) from None
-        try:
-            conn.execute("BEGIN")
-            conn.execute(f"SET LOCAL lock_timeout = '{int(self.timeout * 1000)}ms'")
-            conn.execute("SELECT pg_advisory_xact_lock(%s)", (self._key,))
-        except psycopg.Error as exc:
-            self._pool.putconn(conn)
-            raise self._error(exc) from None
-        self._local.conn = conn
+        for attempt in (1, 2):
+            conn = self._conn()
+            try:
+                conn.execute("BEGIN")
+                conn.execute(f"SET LOCAL lock_timeout = '{int(self.timeout * 1000)}ms'")
+                conn.execute("SELECT pg_advisory_xact_lock(%s)", (self._key,))
+                return
+            except psycopg.Error as exc:
+                lost = conn.closed or conn.broken
+                if not lost:
+                    conn.execute("ROLLBACK")
+                error = self._failed(exc)
+                if attempt == 1 and lost:
+                    continue  # nothing was begun: begin again on a new connection
+                raise error from None
 
     def _end(self, *, commit: bool) -> None:
-        conn: psycopg.Connection[Any] = self._local.conn
-        self._local.conn = None
+        conn: psycopg.Connection[Any] | None = getattr(self._local, "conn", None)
         try:
+            if conn is None or conn.closed or conn.broken:
+                if commit:
+                    raise StoreError(f"{self.location}: the connection was lost before the commit; "
+                                     "nothing was saved")
+                return
             conn.execute("COMMIT" if commit else "ROLLBACK")
         except psycopg.Error as exc:
+            error = self._failed(exc)
             if commit:
-                raise self._error(exc) from None
+                raise error from None
         finally:
-            self._pool.putconn(conn)
+            if conn is not None and (conn.closed or conn.broken):
+                self._local.conn = None
 
     def close(self) -> None:
-        """Close the pool and the listening connection."""
-        self._pool.close()
+        """Close every connection this store opened, and the listening one."""
+        for conn in list(self._open):
+            conn.close()
+        self._open.clear()
+        self._local = threading.local()
         with self._listener_lock:
             if self._listener is not None:
                 self._listener.close()
@@ -293,12 +318,12 @@ class PostgresStore(SqlStore):
             return [f"the audit table holds {row[0]} entries but its newest is seq {row[1]}"]
         return []
 
-    def wait_for_events(self, after_id: int, timeout: float) -> bool:
-        """Wait for a NOTIFY on this namespace's channel (no table is read while waiting: a caller
-        that has seen everything blocks on the connection until another process commits an event)."""
+    def _heard_of(self, after_id: int, seconds: float) -> bool:
+        """Listen on this namespace's channel. The newest event id is read once, when the listening
+        connection is made; after that only NOTIFYs (which carry their event's id) move it, so a
+        waiter that has seen everything reads no table at all."""
         with self._listener_lock:
-            listener = self._listener
-            if listener is None or listener.closed or listener.broken:
+            if self._listener is None or self._listener.closed or self._listener.broken:
                 listener = self._connect()
                 try:
                     listener.execute(pgsql.SQL("LISTEN {}").format(pgsql.Identifier(self.namespace)))
@@ -306,13 +331,16 @@ class PostgresStore(SqlStore):
                     listener.close()
                     raise self._error(exc) from None
                 self._listener = listener
-            if self.last_event_id() > after_id:  # one read a wait, not a timer: what it has not seen yet
+                self._heard = max(self._heard, self.last_event_id())  # what happened before we listened
+            if self._heard > after_id:
                 return True
             try:
-                for _ in listener.notifies(timeout=timeout, stop_after=1):
-                    return True
+                for notice in self._listener.notifies(timeout=seconds):
+                    self._heard = max(self._heard, int(notice.payload) if notice.payload.isdigit() else 0)
+                    if self._heard > after_id:
+                        break
             except psycopg.Error as exc:
-                listener.close()
+                self._listener.close()
                 self._listener = None
                 raise self._error(exc) from None
-        return False
+            return self._heard > after_id

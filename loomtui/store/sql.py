@@ -34,6 +34,8 @@ from loomtui.store.records import (
     data_json,
 )
 
+WAIT_STEP_S = 0.2
+"""The longest a waiter for events goes without looking at `cancelled` (and SQLite at its events)."""
 _ESCALATION_MUTABLE = frozenset({"status", "risk", "summary", "data"})
 class SqlStore(EvalRows, MetricRows):
     """The shared state of one repository: what both backends store and how they answer."""
@@ -95,10 +97,23 @@ class SqlStore(EvalRows, MetricRows):
     def integrity_problems(self) -> list[str]:
         raise NotImplementedError
 
-    def wait_for_events(self, after_id: int, timeout: float) -> bool:
-        """Block until an event newer than `after_id` may exist, or `timeout` seconds pass;
-        True when one may have arrived (the caller reads `events_since`)."""
+    def _heard_of(self, after_id: int, seconds: float) -> bool:
+        """Whether an event newer than `after_id` exists, waiting up to `seconds` to hear of one."""
         raise NotImplementedError
+
+    def wait_for_events(self, after_id: int, timeout: float, *,
+                        cancelled: Callable[[], bool] = lambda: False) -> bool:
+        """Block until an event newer than `after_id` exists (True), `timeout` seconds pass or
+        `cancelled()` says to stop (False); the caller then reads `events_since`. It waits in
+        steps of WAIT_STEP_S, so a cancelled waiter (an app quitting) returns within one."""
+        deadline = time.monotonic() + timeout
+        while not cancelled():
+            left = deadline - time.monotonic()
+            if self._heard_of(after_id, max(0.0, min(WAIT_STEP_S, left))):
+                return True
+            if left <= WAIT_STEP_S:
+                return False
+        return False
 
     def __enter__(self) -> SqlStore:
         return self

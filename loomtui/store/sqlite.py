@@ -23,8 +23,6 @@ from loomtui.store.schema import MIGRATIONS, SCHEMA_VERSION
 from loomtui.store.sql import SqlStore
 
 BUSY_TIMEOUT_S = 10.0
-EVENT_POLL_S = 0.2
-"""How often `wait_for_events` looks for a new event (SQLite cannot tell another process)."""
 TABLES = ("sandboxes", "claims", "escalations", "gate_runs", "events")
 
 
@@ -207,13 +205,9 @@ class SqliteStore(SqlStore):
         rows = self._query("PRAGMA integrity_check")
         return [str(r[0]) for r in rows if r[0] != "ok"]
 
-    def wait_for_events(self, after_id: int, timeout: float) -> bool:
-        """Look for a newer event every EVENT_POLL_S until one is there or `timeout` passes."""
-        deadline = time.monotonic() + timeout
-        while True:
-            if self.last_event_id() > after_id:
-                return True
-            left = deadline - time.monotonic()
-            if left <= 0:
-                return False
-            time.sleep(min(EVENT_POLL_S, left))
+    def _heard_of(self, after_id: int, seconds: float) -> bool:
+        """SQLite cannot tell another process of a commit: look, and if nothing is new, sleep."""
+        if self.last_event_id() > after_id:
+            return True
+        time.sleep(seconds)
+        return False

@@ -42,7 +42,12 @@ from loomtui.tui.themes import load_themes, register_themes
 from loomtui.tui.widgets.status_header import StatusHeader
 from loomtui.workspace import Workspace
 
-POLL_SECONDS = 0.25
+LISTEN_SECONDS = 30.0
+"""How long the listener waits for an event before it starts waiting again."""
+RETRY_SECONDS = 2.0
+"""How often a store that failed is tried again."""
+CONFIG_CHECK_SECONDS = 0.5
+"""How often the config and policy files are looked at for edits."""
 DEFAULT_THEME = "loom-dark"
 CHECKLIST_FIRST_S = 3.0
 """The header's checklist score waits this long after start: the first frame comes first."""
@@ -76,7 +81,7 @@ class LoomApp(App[int]):
     ]
 
     def __init__(
-        self, workspace: Workspace, *, demo: bool = False, poll_seconds: float = POLL_SECONDS,
+        self, workspace: Workspace, *, demo: bool = False,
         clock: Callable[[], float] = time.time, checklist: bool | None = None,
     ) -> None:
         super().__init__()
@@ -87,7 +92,7 @@ class LoomApp(App[int]):
         self._checklist_due = 0.0
         self.workspace = workspace
         self.demo = demo
-        self.poll_seconds = poll_seconds
+        self._store_state = "ok"
         self.latest_snapshot: DashboardSnapshot | None = None
         self.coordination: CoordinationPicture | None = None
         self.coordinator: Coordinator | None = None  # built by a worker; None until indexed
@@ -127,8 +132,8 @@ class LoomApp(App[int]):
         self._reload_if_changed()
         wanted = self.config.theme if self.config else DEFAULT_THEME
         self.theme = wanted if wanted in self.available_themes else DEFAULT_THEME
-        self.set_interval(self.poll_seconds, self.poll_store)
-        self.poll_store()
+        self.set_interval(CONFIG_CHECK_SECONDS, self._config_worker)
+        self._listen_worker()
         if self.show_checklist:
             self._checklist_due = time.monotonic() + CHECKLIST_FIRST_S
             self.set_timer(CHECKLIST_FIRST_S, self._score_checklist)
@@ -217,7 +222,7 @@ class LoomApp(App[int]):
         """Fill a screen's header with what the app knows."""
         header.repo = self.workspace.root.name
         header.branch = self._branch
-        header.store_state = "ok"
+        header.store_state = self._store_state
         header.mode_title = "demo" if self.demo else ""
         header.checklist = self.checklist_score
         if self.coordination is not None:
@@ -228,27 +233,44 @@ class LoomApp(App[int]):
 
     # -- live refresh -----------------------------------------------------------------
 
-    def poll_store(self) -> None:
-        self._poll_worker()
+    @work(thread=True, exclusive=True, group="listen", exit_on_error=False)
+    def _listen_worker(self) -> None:
+        """Read new events (and the state they change) as they arrive, off the UI thread.
 
-    @work(thread=True, exclusive=True, group="poll", exit_on_error=False)
-    def _poll_worker(self) -> None:
-        """Read new events (and the state they change) off the UI thread."""
+        The store wakes this thread: SQLite is looked at every few tenths of a second;
+        PostgreSQL sends NOTIFY, so nothing is read while nothing happens. A store that
+        fails is shown in the header and tried again until it answers.
+        """
         worker = get_current_worker()
-        try:
-            last = self.workspace.store.last_event_id()
-            if self.latest_snapshot is None:
-                # Start with recent history only; a long-lived store has far more.
-                self._last_event = max(0, last - 200)
-            if last != self._last_event or self.latest_snapshot is None:
-                snapshot = read_snapshot(self.workspace, self._last_event, step_cache=self._step_cache,
-                                         badge_cache=self._badge_cache,
-                                         merge_mode=self.policy.merge if self.policy else MERGE_MANUAL)
-                if not worker.is_cancelled:
-                    self.post_message(StoreChanged(snapshot))
-            self._reload_if_changed()
-        except LoomError as exc:
-            self.call_from_thread(self._store_failed, str(exc))
+        seen: int | None = None
+        failing = False
+        store = self.workspace.store
+        while not worker.is_cancelled:
+            try:
+                if failing:
+                    newest = store.last_event_id()  # raises while the store is still away
+                    failing = False
+                    self.call_from_thread(self._store_back)
+                    if seen is not None and newest > seen:
+                        seen = self._read_store(seen)
+                elif seen is None or store.wait_for_events(seen, LISTEN_SECONDS, cancelled=lambda: worker.is_cancelled):
+                    seen = self._read_store(seen)
+            except LoomError as exc:
+                if not failing:
+                    self.call_from_thread(self._store_failed, str(exc))
+                failing = True
+                worker.cancelled_event.wait(RETRY_SECONDS)
+
+    def _read_store(self, seen: int | None) -> int:
+        """Post a snapshot of what changed after event `seen` (None: the recent history only; a
+        long-lived store has far more); the newest event id read."""
+        if seen is None:
+            seen = max(0, self.workspace.store.last_event_id() - 200)
+        snapshot = read_snapshot(self.workspace, seen, step_cache=self._step_cache, badge_cache=self._badge_cache,
+                                 merge_mode=self.policy.merge if self.policy else MERGE_MANUAL)
+        if not get_current_worker().is_cancelled:
+            self.post_message(StoreChanged(snapshot))
+        return snapshot.last_event_id
 
     def _shown_screen(self) -> Screen[object] | None:
         """The screen on top, or None while there is none (starting up, switching modes): a
@@ -263,9 +285,17 @@ class LoomApp(App[int]):
         return list(screen.query(StatusHeader)) if screen is not None else []
 
     def _store_failed(self, message: str) -> None:
+        self._store_state = "error"
         for header in self._headers():
             header.store_state = "error"
-        self.notify(message, title="store", severity="error", timeout=10)
+        self.notify(f"{message} (trying again every {RETRY_SECONDS:g}s)", title="store", severity="error",
+                    timeout=10)
+
+    def _store_back(self) -> None:
+        self._store_state = "ok"
+        for header in self._headers():
+            header.store_state = self._store_state
+        self.notify("the store answers again", title="store", timeout=5)
 
     def on_store_changed(self, message: StoreChanged) -> None:
         first = self.latest_snapshot is None
@@ -375,6 +405,10 @@ class LoomApp(App[int]):
         changed = self._watched_mtimes.get(str(path), -1) != mtime
         self._watched_mtimes[str(path)] = mtime
         return changed
+
+    @work(thread=True, exclusive=True, group="config", exit_on_error=False)
+    def _config_worker(self) -> None:
+        self._reload_if_changed()
 
     def _reload_if_changed(self) -> None:
         """Re-read loom.yaml and the policy when their files change; keep the last good ones."""

@@ -1,0 +1,77 @@
+"""The app on a team's PostgreSQL store: live across machines, and honest when the database goes away."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from loomtui.tui.app import LoomApp
+from loomtui.tui.widgets.status_header import StatusHeader
+from loomtui.workspace import open_workspace
+from tests.test_escalations import ALICE
+from tests.test_store_postgres import billing_clones  # noqa: F401  (a fixture)
+from tests.test_tui import wait_for
+from tests.test_tui_escalations import SIZE, open_queue
+
+ESCALATE = (
+    "from pathlib import Path\n"
+    "from tests.test_escalations import escalate, payments_change\n"
+    "escalate(Path({repo!r}), payments_change())\n"
+)
+
+
+def _escalate_from(repo: Path, url: str, host: str) -> None:
+    """An agent's machine: another process, another clone, another host name, the same store."""
+    subprocess.run([sys.executable, "-c", ESCALATE.format(repo=str(repo))], check=True,
+                   cwd=Path(__file__).parent.parent, env={**_env(), "LOOMTUI_STORE": url, "LOOMTUI_HOST": host})
+
+
+def _env() -> dict[str, str]:
+    import os
+
+    return dict(os.environ)
+
+
+async def test_an_escalation_opened_on_another_machine_appears_in_the_leads_app(
+        billing_clones: tuple[Path, Path], postgres_url: str,  # noqa: F811
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    agent_clone, lead_clone = billing_clones
+    monkeypatch.setenv("LOOMTUI_STORE", postgres_url)
+    workspace = open_workspace(lead_clone)
+    workspace.actor = ALICE
+    app = LoomApp(workspace)
+    async with app.run_test(size=SIZE) as pilot:
+        table = await open_queue(app, pilot, rows=0)
+        _escalate_from(agent_clone, postgres_url, "agent-box")
+        await wait_for(pilot, lambda: table.row_count == 1, timeout=5)
+        assert any("escalation" in (n.title or "") for n in app._notifications)
+
+
+async def test_the_app_says_when_the_database_is_gone_and_picks_up_when_it_is_back(
+        billing_clones: tuple[Path, Path], postgres_url: str,  # noqa: F811
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    agent_clone, lead_clone = billing_clones
+    monkeypatch.setenv("LOOMTUI_STORE", postgres_url)
+    workspace = open_workspace(lead_clone)
+    workspace.actor = ALICE
+    database = postgres_url.rsplit("/", 1)[1]
+    admin = postgres_url.rsplit("/", 1)[0] + "/postgres"
+    app = LoomApp(workspace)
+    async with app.run_test(size=SIZE) as pilot:
+        table = await open_queue(app, pilot, rows=0)
+        header = app.screen.query_one(StatusHeader)
+        with psycopg.connect(admin, autocommit=True) as conn:  # the database goes away for everyone
+            conn.execute(f"ALTER DATABASE {database} ALLOW_CONNECTIONS false")
+            conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (database,))
+        await wait_for(pilot, lambda: header.store_state == "error", timeout=10)
+        assert any(n.title == "store" and "trying again" in n.message for n in app._notifications)
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(f"ALTER DATABASE {database} ALLOW_CONNECTIONS true")
+        await wait_for(pilot, lambda: header.store_state == "ok", timeout=15)
+        assert any(n.title == "store" and "answers again" in n.message for n in app._notifications)
+        _escalate_from(agent_clone, postgres_url, "agent-box")
+        await wait_for(pilot, lambda: table.row_count == 1, timeout=5)
