@@ -319,3 +319,51 @@ def test_an_audit_log_on_two_machines_each_verifies_and_a_cut_is_still_caught(
     finally:
         one.close()
         two.close()
+
+
+def test_store_copy_moves_everything_verifies_it_and_the_audit_log_keeps_verifying(
+        billing_clones: tuple[Path, Path], postgres_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    import json
+
+    repo = billing_clones[0]
+    coordinator = governed_coordinator(open_workspace(repo))  # some history on SQLite first
+    coordinator.claim("s-a", QUOTE)
+    with pytest.raises(ClaimRefused):
+        coordinator.claim("s-b", QUOTE)
+    coordinator.store.add_escalation("post-gate", sandbox_id="s-a", summary="look")
+    before = list(coordinator.workspace.audit.entries())
+    copied = subprocess.run([sys.executable, "-m", "loomtui", "store", "copy", "--to", postgres_url, "--json"],
+                            cwd=repo, capture_output=True, text=True)
+    assert copied.returncode == 0, copied.stderr
+    report = json.loads(copied.stdout)
+    assert report["verified"] and report["rows"]["audit"] == len(before) and report["rows"]["claims"] == 1
+    assert "s3cret" not in copied.stdout and postgres_url not in copied.stdout  # no password shown
+
+    monkeypatch.setenv("LOOMTUI_STORE", postgres_url)
+    workspace = open_workspace(repo)
+    assert isinstance(workspace.store, PostgresStore)
+    assert workspace.audit.verify().ok and [e.hash for e in workspace.audit.entries()] == [e.hash for e in before]
+    assert workspace.store.audit_checkpoint() == (before[-1].seq, before[-1].hash)
+    new = governed_coordinator(workspace).claim("s-c", "payments/currency.py::round_minor_units")
+    assert new.claim.id == 2  # ids go on from the copied ones
+    assert workspace.audit.verify().ok
+    again = subprocess.run([sys.executable, "-m", "loomtui", "store", "copy", "--to", postgres_url],
+                           cwd=repo, capture_output=True, text=True)
+    assert again.returncode == 2 and "already holds records" in again.stderr
+    repos = subprocess.run([sys.executable, "-m", "loomtui", "store", "repos", "--json"], cwd=repo,
+                           capture_output=True, text=True, env={**os.environ, "LOOMTUI_STORE": postgres_url})
+    assert [(r["name"], r["open_escalations"]) for r in json.loads(repos.stdout)] == [("billing", 1)]
+
+
+def test_bench_store_reports_every_figure_on_postgresql(postgres_url: str) -> None:
+    import json
+
+    result = subprocess.run([sys.executable, "-m", "loomtui", "bench", "store", "--store", postgres_url,
+                             "--rounds", "2", "--escalations", "3", "--json"], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    figures = json.loads(result.stdout)
+    assert figures["backend"] == "postgresql" and figures["claims"] == 5000
+    assert figures["race_rounds_with_exactly_one_winner"] == 2 and figures["race_processes"] == 32
+    assert figures["claim_check_p99_ms"] > 0 and figures["escalation_to_listener_max_ms"] > 0
+    with psycopg.connect(postgres_url) as conn:  # the scratch namespace is gone
+        assert conn.execute("SELECT count(*) FROM loomtui.repositories").fetchone() == (0,)

@@ -61,6 +61,10 @@ async def test_the_app_says_when_the_database_is_gone_and_picks_up_when_it_is_ba
     database = postgres_url.rsplit("/", 1)[1]
     admin = postgres_url.rsplit("/", 1)[0] + "/postgres"
     app = LoomApp(workspace)
+    said: list[str] = []  # every notification, kept (a shown one expires after its timeout)
+    notify = app.notify
+    app.notify = lambda message, **kwargs: (said.append(f"{kwargs.get('title')}: {message}"),  # type: ignore
+                                            notify(message, **kwargs))[1]
     async with app.run_test(size=SIZE) as pilot:
         table = await open_queue(app, pilot, rows=0)
         header = app.screen.query_one(StatusHeader)
@@ -68,10 +72,10 @@ async def test_the_app_says_when_the_database_is_gone_and_picks_up_when_it_is_ba
             conn.execute(f"ALTER DATABASE {database} ALLOW_CONNECTIONS false")
             conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (database,))
         await wait_for(pilot, lambda: header.store_state == "error", timeout=10)
-        assert any(n.title == "store" and "trying again" in n.message for n in app._notifications)
+        assert any(line.startswith("store: ") and "trying again" in line for line in said)
         with psycopg.connect(admin, autocommit=True) as conn:
             conn.execute(f"ALTER DATABASE {database} ALLOW_CONNECTIONS true")
         await wait_for(pilot, lambda: header.store_state == "ok", timeout=15)
-        assert any(n.title == "store" and "answers again" in n.message for n in app._notifications)
+        assert "store: the store answers again" in said
         _escalate_from(agent_clone, postgres_url, "agent-box")
         await wait_for(pilot, lambda: table.row_count == 1, timeout=5)

@@ -247,6 +247,7 @@ LAYER_COMMANDS: Final[dict[str, str]] = {
     "hook": "hooks", "mcp": "mcp", "plan": "workflow",
     "report": "observability",
     "checklist": "checklist",
+    "store": "store",
 }
 """Each layer command and the `loomtui.cli` module that registers it (a test keeps this true): a
 command line naming one loads only its module, not every layer's engines (~0.3 s a call)."""
@@ -337,11 +338,13 @@ def _bench_commands() -> list[Callable[[Any], None]]:
         hostile_bench,
         knowledge,
         observability,
+        store,
     )
 
     return [coordination.register_bench, knowledge.register_bench, execution.register_bench,
             guardrails.register_bench, governance.register_bench, audit_bench.register_bench,
-            hostile_bench.register_bench, hook_bench.register_bench, observability.register_bench]
+            hostile_bench.register_bench, hook_bench.register_bench, observability.register_bench,
+            store.register_bench]
 
 
 def _missing_command(parser: argparse.ArgumentParser, commands: Any) -> NoReturn:

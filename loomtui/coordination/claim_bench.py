@@ -12,13 +12,15 @@ from loomtui.audit import AuditLog
 from loomtui.coordination.claims import Coordinator, nobody_overrides
 from loomtui.coordination.index import RepoIndex
 from loomtui.repo import RepoPaths
+from loomtui.store.sql import SqlStore
 from loomtui.store.sqlite import SqliteStore
 from loomtui.workspace import Workspace
 
 
 def claim_check_bench(index: RepoIndex, *, sandboxes: int = 200, claims: int = 5000,
-                      samples: int = 2000, seed: int = 7) -> dict[str, object]:
-    """Time `Coordinator.check` for one new claim against a store full of live claims."""
+                      samples: int = 2000, seed: int = 7, store: SqlStore | None = None) -> dict[str, object]:
+    """Time `Coordinator.check` for one new claim against a store full of live claims (an empty
+    `store` given, else a new SQLite one)."""
     rng = random.Random(seed)
     candidates = sorted(rid for rid, region in index.regions.items() if region.kind not in ("module", "file"))
     # The check itself reads the index through its queries: what was loaded to pick candidates is dropped.
@@ -27,7 +29,7 @@ def claim_check_bench(index: RepoIndex, *, sandboxes: int = 200, claims: int = 5
         return {"claim_check_p99_ms": None, "claim_check_note": "no regions to claim"}
     held = rng.sample(candidates, claims) if len(candidates) >= claims else rng.choices(candidates, k=claims)
     with tempfile.TemporaryDirectory(prefix="loomtui-claim-bench-") as scratch:
-        store = SqliteStore(Path(scratch) / "state.db")
+        store = store or SqliteStore(Path(scratch) / "state.db")
         workspace = Workspace(paths=RepoPaths(root=index.root, common_dir=Path(scratch)), store=store,
                               audit=AuditLog(Path(scratch) / "audit.jsonl", store), actor="bench")
         coordinator = Coordinator(workspace, index, dependency_hops=1, may_override=nobody_overrides)

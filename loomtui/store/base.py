@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any, Protocol
 
 from loomtui.errors import StoreError
@@ -14,6 +15,8 @@ class Row(Protocol):
     """A result row, by column name or position (sqlite3.Row, or the PostgreSQL backend's)."""
 
     def __getitem__(self, key: int | str) -> Any: ...
+
+    def __iter__(self) -> Iterator[Any]: ...
 
 
 class Written(Protocol):

@@ -33,7 +33,7 @@ from psycopg import sql as pgsql
 
 from loomtui.errors import StoreError
 from loomtui.store.base import DuplicateRow, Row, Written
-from loomtui.store.records import StoreStatus
+from loomtui.store.records import RepositoryRecord, StoreStatus
 from loomtui.store.schema import MIGRATIONS, SCHEMA_VERSION
 from loomtui.store.sql import SqlStore
 
@@ -104,6 +104,7 @@ class PostgresStore(SqlStore):
         self.url = url
         self.location = redact(url)
         self.namespace = namespace
+        self.name = name
         self.mirror = mirror
         self.timeout = timeout
         self._key = _lock_key(namespace)
@@ -287,12 +288,34 @@ class PostgresStore(SqlStore):
     def _lines_of(self, column: str) -> str:
         return f"string_agg({column}, chr(10))"
 
+    def _among(self, column: str, values: Sequence[Any]) -> tuple[str, list[Any]]:
+        # One array parameter: the statement's text is the same for any number of values, so
+        # psycopg prepares it once it has run a few times and the server stops planning it anew.
+        return f"{column} = ANY(?)", [list(values)]
+
     def _json_value(self, key: str) -> str:
         return f"(data::jsonb -> '{key}')"
 
     def _json_length(self, key: str) -> str:
         return (f"CASE WHEN jsonb_typeof(data::jsonb -> '{key}') = 'array' "
                 f"THEN jsonb_array_length(data::jsonb -> '{key}') END")
+
+    def repositories(self) -> list[RepositoryRecord]:
+        """Every repository registered in this database (a lead's queue across repositories)."""
+        rows = self._query(f"SELECT namespace, name FROM {REGISTRY_SCHEMA}.repositories ORDER BY name, namespace")
+        found = []
+        for row in rows:
+            if re.fullmatch(r"loom_[0-9a-z_]+", row[0]) and row[0] in self._schemas():
+                found.append(self._repository(row[0], row[1], row[0]))
+        return found
+
+    def _schemas(self) -> set[str]:
+        return {str(r[0]) for r in self._query("SELECT nspname FROM pg_namespace")}
+
+    def after_load(self) -> None:
+        for table in ("events", "claims", "escalations", "gate_runs", "eval_reports"):
+            self._query(f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), "
+                        f"COALESCE((SELECT MAX(id) FROM {table}), 0) + 1, false)")
 
     def _notify(self, event_id: int) -> None:
         self._query("SELECT pg_notify(?, ?)", (self.namespace, str(event_id)))
@@ -344,3 +367,14 @@ class PostgresStore(SqlStore):
                 self._listener = None
                 raise self._error(exc) from None
             return self._heard > after_id
+
+
+def drop_namespace(url: str, namespace: str) -> None:
+    """Remove a repository's schema and its registry entry (a benchmark's scratch namespace)."""
+    try:
+        with psycopg.connect(url, autocommit=True, connect_timeout=10) as conn:
+            conn.execute(pgsql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(pgsql.Identifier(namespace)))
+            conn.execute(pgsql.SQL("DELETE FROM {}.repositories WHERE namespace = %s").format(
+                pgsql.Identifier(REGISTRY_SCHEMA)), (namespace,))
+    except psycopg.Error as exc:
+        raise StoreError(f"{redact(url)}: cannot drop {namespace} ({str(exc).strip().splitlines()[0]})") from None

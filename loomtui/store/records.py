@@ -161,3 +161,17 @@ class StoreStatus:
     journal_mode: str
     last_event_id: int
     counts: dict[str, int]
+
+
+@dataclass(frozen=True, slots=True)
+class RepositoryRecord:
+    """A repository whose state is in a store, with what a lead's queue across repositories needs."""
+
+    namespace: str
+    name: str
+    open_escalations: int
+    sandboxes: int
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"namespace": self.namespace, "name": self.name, "open_escalations": self.open_escalations,
+                "sandboxes": self.sandboxes}

@@ -29,6 +29,7 @@ from loomtui.store.records import (
     ClaimRecord,
     EscalationRecord,
     Event,
+    RepositoryRecord,
     SandboxRecord,
     StoreStatus,
     data_json,
@@ -42,6 +43,10 @@ class SqlStore(EvalRows, MetricRows):
 
     location: str
     """Where the store is, for messages: a file path, or a URL without its password."""
+    namespace: str = "local"
+    """The name of the repository's records in a shared database ('local' for an SQLite file)."""
+    name: str = ""
+    """The repository's directory name, as listed among a database's repositories."""
     mirror: str
     """Which audit log file this process mirrors the audit table to (its checkpoint's key)."""
 
@@ -76,6 +81,10 @@ class SqlStore(EvalRows, MetricRows):
     def _lines_of(self, column: str) -> str:
         """An aggregate joining a column's values with newlines."""
         raise NotImplementedError
+
+    def _among(self, column: str, values: Sequence[Any]) -> tuple[str, list[Any]]:
+        """A condition "column is one of values", and its parameters."""
+        return f"{column} IN ({', '.join('?' * len(values))})", list(values)
 
     def _json_value(self, key: str) -> str:
         """The value of a top-level key of the row's `data` (NULL when absent or damaged)."""
@@ -120,6 +129,30 @@ class SqlStore(EvalRows, MetricRows):
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+    def repositories(self) -> list[RepositoryRecord]:
+        """The repositories whose state is in this store's database (SQLite: this one)."""
+        return [self._repository(self.namespace, self.name)]
+
+    def _repository(self, namespace: str, name: str, schema: str = "") -> RepositoryRecord:
+        prefix = f"{schema}." if schema else ""
+        escalations = self._query(f"SELECT COUNT(*) FROM {prefix}escalations WHERE status = 'open'")[0][0]
+        sandboxes = self._query(f"SELECT COUNT(*) FROM {prefix}sandboxes WHERE status != 'archived'")[0][0]
+        return RepositoryRecord(namespace, name, int(escalations), int(sandboxes))
+
+    # -- whole tables (store copy) ------------------------------------------------------
+
+    def rows_of(self, sql: str) -> list[Row]:
+        """Every row a SELECT of a whole table gives (store copy reads with this)."""
+        return self._query(sql)
+
+    def load_rows(self, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+        """Insert rows as they are, ids included, in the caller's transaction (store copy)."""
+        marks = ", ".join("?" * len(columns))
+        self._many(f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks})", rows)
+
+    def after_load(self) -> None:
+        """Make new ids follow the loaded ones (PostgreSQL's identity sequences; SQLite does it itself)."""
 
     # -- transactions -----------------------------------------------------------------
 
@@ -282,9 +315,9 @@ class SqlStore(EvalRows, MetricRows):
 
     # -- claims -------------------------------------------------------------------
 
-    def _claims(self, where: str, params: Sequence[Any]) -> list[ClaimRecord]:
+    def _claims(self, where: str, params: Sequence[Any], source: str = "claims c") -> list[ClaimRecord]:
         rows = self._query(
-            f"SELECT c.*, {self._lines_of('r.region_id')} AS regions FROM claims c "
+            f"SELECT c.*, {self._lines_of('r.region_id')} AS regions FROM {source} "
             f"LEFT JOIN claim_regions r ON r.claim_id = c.id WHERE {where} "
             "GROUP BY c.id ORDER BY c.id",
             params,
@@ -314,12 +347,12 @@ class SqlStore(EvalRows, MetricRows):
         found: dict[int, ClaimRecord] = {}
         for start in range(0, len(region_ids), CHUNK):
             chunk = list(region_ids[start:start + CHUNK])
-            marks = ", ".join("?" * len(chunk))
-            for claim in self._claims(
-                "c.released IS NULL AND c.id IN "
-                f"(SELECT claim_id FROM claim_regions WHERE region_id IN ({marks}))",
-                chunk,
-            ):
+            among, params = self._among("region_id", chunk)
+            # Driven from the region index, whatever the planner believes of the claims table (a
+            # PostgreSQL table filled since its last ANALYZE looked empty, and was scanned whole).
+            hits = (f"(SELECT DISTINCT claim_id FROM claim_regions WHERE {among}) AS hit "
+                    "JOIN claims c ON c.id = hit.claim_id")
+            for claim in self._claims("c.released IS NULL", params, hits):
                 found[claim.id] = claim
         return sorted(found.values(), key=lambda c: c.id)
 

@@ -52,6 +52,7 @@ class SqliteStore(SqlStore):
         super().__init__()
         self.path = Path(path)
         self.location = str(self.path)
+        self.name = self.path.parent.parent.parent.name  # <repo>/.git/loom/state.db
         self.busy_timeout = busy_timeout
         self._connections: list[sqlite3.Connection] = []
         self._lock = threading.Lock()

@@ -1,0 +1,123 @@
+"""`loomtui store ...`: where the state lives, migrating it, moving it to a team's PostgreSQL."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from loomtui.cli import add_command, add_group, print_json
+from loomtui.errors import LoomError
+
+
+def _paths(args: argparse.Namespace) -> Any:
+    from loomtui.repo import find_repo
+
+    return find_repo(args.repo)
+
+
+def cmd_store_migrate(args: argparse.Namespace) -> int:
+    from loomtui.store import open_store
+
+    store = open_store(_paths(args))  # opening applies the missing migrations, in one transaction
+    try:
+        status = store.status()
+    finally:
+        store.close()
+    if args.json:
+        print_json({"location": status.path, "schema_version": status.schema_version})
+    else:
+        print(f"{status.path}: schema {status.schema_version}, up to date")
+    return 0
+
+
+def cmd_store_copy(args: argparse.Namespace) -> int:
+    from loomtui.store import open_store
+    from loomtui.store.copy import copy_store
+
+    if not args.to.startswith(("postgresql://", "postgres://")):
+        raise LoomError(f"--to must be a postgresql:// URL, not {args.to!r}")
+    paths = _paths(args)
+    source = open_store(paths)
+    try:
+        destination = open_store(paths, args.to)
+        try:
+            report = copy_store(source, destination,
+                                progress=lambda line: print(line, file=sys.stderr) if not args.json else None)
+        finally:
+            destination.close()
+    finally:
+        source.close()
+    if args.json:
+        print_json(report.as_dict())
+    else:
+        total = sum(report.rows.values())
+        print(f"copied {total} rows from {report.source} to {report.destination}; verified: every table matches")
+        print("to use it here and on every clone: `store: <the URL without its password>` in .loom/loom.yaml "
+              "(the password in PGPASSWORD or ~/.pgpass), or LOOMTUI_STORE=<URL> in the environment")
+    return 0
+
+
+def cmd_store_repos(args: argparse.Namespace) -> int:
+    from loomtui.store import open_store
+
+    store = open_store(_paths(args))
+    try:
+        repos = store.repositories()
+    finally:
+        store.close()
+    if args.json:
+        print_json([r.as_dict() for r in repos])
+        return 0
+    for repo in repos:
+        print(f"{repo.namespace}  {repo.name:<24} {repo.open_escalations:>3} open escalation(s)  "
+              f"{repo.sandboxes:>4} sandbox(es)")
+    return 0
+
+
+def register(commands: Any) -> None:
+    """`loomtui store migrate|copy|repos`."""
+    store = add_group(commands, "store", "the state store: SQLite (the default) or a team's PostgreSQL")
+    add_command(store, "migrate", cmd_store_migrate,
+                "bring the configured store's schema up to date (opening it does the same; this says so)",
+                json_flag=True)
+    copy = add_command(store, "copy", cmd_store_copy,
+                       "copy this repository's whole store (audit log and checkpoint included) into an empty "
+                       "PostgreSQL namespace and verify the copy table by table; the source is left as it is",
+                       json_flag=True)
+    copy.add_argument("--to", required=True, metavar="URL",
+                      help="postgresql://user@host:port/database (password from PGPASSWORD or ~/.pgpass)")
+    add_command(store, "repos", cmd_store_repos,
+                "the repositories whose state is in this store's database, with their open escalations",
+                json_flag=True)
+
+
+def cmd_bench_store(args: argparse.Namespace) -> int:
+    from loomtui.coordination.store_bench import store_bench
+
+    location = args.store or "sqlite"
+    if location != "sqlite" and not location.startswith(("postgresql://", "postgres://")):
+        raise LoomError(f"--store must be `sqlite` or a postgresql:// URL, not {location!r}")
+    figures = store_bench(location, rounds=args.rounds, escalations=args.escalations,
+                          progress=lambda line: print(line, file=sys.stderr))
+    if args.json:
+        print_json(figures)
+    else:
+        for key, value in figures.items():
+            print(f"{key:>40}: {value}")
+    return 0 if figures["race_rounds_with_exactly_one_winner"] == figures["race_rounds"] else 1
+
+
+def register_bench(bench: Any) -> None:
+    """`loomtui bench store`."""
+    from loomtui.cli import count_arg
+
+    store = add_command(bench, "store", cmd_bench_store,
+                        "the store's figures: claim check p50/p99 with 5,000 claims, 32 processes racing "
+                        "for one claim (exit 1 unless every round has exactly one winner), and escalation "
+                        "to another waiting process; in a scratch namespace, dropped after", json_flag=True)
+    store.add_argument("--store", metavar="URL", default=None,
+                       help="`sqlite` (default: a scratch file) or a postgresql:// URL")
+    store.add_argument("--rounds", type=count_arg, default=10, metavar="N", help="race rounds (default 10)")
+    store.add_argument("--escalations", type=count_arg, default=20, metavar="N",
+                       help="escalations timed to the other process (default 20)")
