@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -97,13 +98,20 @@ def _result_dict(result: CaseResult) -> dict[str, Any]:
 
 
 def cmd_gate(args: argparse.Namespace) -> int:
+    from loomtui.errors import StoreError
     from loomtui.governance.gate import run_gate
-    from loomtui.store import open_store
+    from loomtui.store import open_store, store_location
 
     paths = find_repo(args.repo)
     # Read the store only where one exists: a CI clone must not grow one. The policy is
     # the base's (a broken one raises: the gate fails closed, exit 2).
-    store = open_store(paths) if paths.store_path.exists() else None
+    location = store_location(paths)
+    store = None
+    if location != "sqlite" or paths.store_path.exists():
+        try:
+            store = open_store(paths, location)
+        except StoreError as exc:  # fewer approvals seen can only hold a change back, never pass it
+            print(f"loomtui gate: {exc}; going by the published decisions alone", file=sys.stderr)
     report = run_gate(paths.root, base=args.base, head=args.head, store=store)
     if args.format == "json":
         print_json(report.as_dict())

@@ -19,6 +19,7 @@ from typing import Any
 
 from loomtui.errors import LoomError
 from loomtui.execution.gitops import Git
+from loomtui.governance.decision_notes import publish
 from loomtui.governance.policy import (
     ChangeFacts,
     Evaluation,
@@ -248,6 +249,10 @@ def decide(workspace: Workspace, policy: Policy, escalation_id: int, decision: s
         workspace.record(f"escalation.{decision}", str(escalation_id),
                          {"by": user, "reason": reason, "commit": commit, "status": status,
                           "sandbox": escalation.sandbox_id, **signed})
+    # Into the repository too, where a CI gate in a fresh clone reads it (once committed here).
+    publish(workspace.root, workspace.paths.state_dir,
+            Decision(str(escalation_id), decision, user, commit, reason, signed["decided_at"]),
+            signed.get("signature"))
     return updated
 
 

@@ -15,6 +15,7 @@ from typing import Any
 
 from loomtui.errors import LoomError
 from loomtui.gitcmd import Git
+from loomtui.governance.decision_notes import NOTES_REF, approvals_from_notes
 from loomtui.governance.gitfacts import branch_head, change_facts, git_output
 from loomtui.governance.policy import (
     ChangeFacts,
@@ -145,10 +146,14 @@ def run_gate(root: Path, policy: Policy | None = None, *, base: str | None = Non
                 gates[run.gate] = run.status
         approvals = _approvals_for(store, sandbox.id, head_sha)  # type: ignore[arg-type]
     elif store is None:
-        notes.append("no state store here (a fresh CI clone): gate results and approvals recorded "
-                     "in loomtui are not visible, so `require` rules report NEEDS APPROVAL")
+        notes.append("no state store here (a fresh CI clone): gate results recorded in loomtui are not "
+                     f"visible; approvals are read from {NOTES_REF}")
     facts = change_facts(root, merge_base, head_sha, gates=gates, runtime=runtime)
     evaluation = evaluate(policy, facts)
+    if evaluation.outcome == "require":
+        published = approvals_from_notes(root, policy, merge_base, head_sha)
+        approvals = tuple(dict.fromkeys((*approvals, *published.users)))
+        notes.extend(published.notes)
     if any(path.startswith(".loom/") or path.endswith("CODEOWNERS") for path in facts.paths):
         notes.append("this change edits the policy or code owners; it is judged by the base's policy")
     approved = bool(approvals) and decision_met(policy, evaluation, approvals, facts.author)[0]

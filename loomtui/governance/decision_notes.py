@@ -1,0 +1,115 @@
+"""Decisions published into the repository as git notes, so a CI gate in a fresh clone sees them.
+
+Each decision a lead takes on a commit is appended, as one JSON line, to that commit's
+note under `refs/notes/loom`, with its ssh signature; the note's commit is made in the
+approver's name (git's author and committer), so `git log refs/notes/loom` shows who
+published what. Push the ref with the branch (`git push origin refs/notes/loom`); a
+CI job fetches it (`git fetch origin refs/notes/loom:refs/notes/loom`) before
+`loomtui gate`.
+
+Anyone who can push can write a note, so the gate counts an approval from a note only
+when its signature verifies for its approver against the allowed_signers file of the
+*base* commit (the branch under review cannot add its author's key), and only for the
+commit it was made on: a note on an earlier commit of the branch, or one naming another
+commit than the one it is attached to, is ignored and the gate says so.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from loomtui.gitcmd import Git
+from loomtui.governance.policy import Policy
+from loomtui.governance.signing import VERIFIED, Decision, verify
+
+NOTES_REF = "refs/notes/loom"
+FETCH_HINT = f"git fetch origin {NOTES_REF}:{NOTES_REF}"
+
+
+def publish(root: Path, state_dir: Path, decision: Decision, signature: str | None) -> str:
+    """Append a decision to the note of the commit it binds to; '' when done, else why not
+    (a decision about no commit, or git refusing: the decision itself stands either way)."""
+    if not decision.commit or Git(root).run_plain("cat-file", "-e", f"{decision.commit}^{{commit}}").status:
+        return f"no commit {decision.commit[:12] or '(none)'} here to attach the decision to"
+    line = json.dumps({"escalation": decision.escalation, "decision": decision.decision, "actor": decision.actor,
+                       "commit": decision.commit, "reason": decision.reason, "at": decision.at,
+                       "signature": signature or ""}, sort_keys=True)
+    identity = {"GIT_AUTHOR_NAME": decision.actor, "GIT_AUTHOR_EMAIL": decision.actor,
+                "GIT_COMMITTER_NAME": decision.actor, "GIT_COMMITTER_EMAIL": decision.actor}
+    state_dir.mkdir(parents=True, exist_ok=True)
+    # Two leads deciding at once would race on the notes ref; they queue here instead.
+    with open(state_dir / "notes.lock", "a+b") as lock:
+        fcntl.lockf(lock, fcntl.LOCK_EX)
+        done = Git(root).run("notes", "--ref", NOTES_REF, "append", "-m", line, decision.commit, env=identity)
+    return "" if done.status == 0 else f"git notes failed: {done.err.strip().splitlines()[-1:] or done.status}"
+
+
+@dataclass(frozen=True)
+class NoteApprovals:
+    """What the notes say for a head commit: the approvers that count, and why others do not."""
+
+    users: tuple[str, ...]
+    notes: tuple[str, ...]
+
+
+def _decisions(root: Path, commit: str) -> list[dict[str, object]]:
+    done = Git(root).run_plain("notes", "--ref", NOTES_REF, "show", commit)
+    if done.status != 0:
+        return []
+    found = []
+    for line in done.out.splitlines():
+        try:
+            value = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(value, dict):
+            found.append(value)
+    return found
+
+
+def approvals_from_notes(root: Path, policy: Policy, base: str, head: str) -> NoteApprovals:
+    """The approvers of `head` that its notes prove, checked against `base`'s allowed_signers."""
+    git = Git(root)
+    if git.run_plain("rev-parse", "--verify", "--quiet", NOTES_REF).status != 0:
+        return NoteApprovals((), (f"no decisions published in {NOTES_REF} here (in a fresh clone: {FETCH_HINT})",))
+    users: list[str] = []
+    notes: list[str] = []
+    signers = policy.decisions.allowed_signers
+    with tempfile.TemporaryDirectory(prefix="loomtui-signers-") as scratch:
+        allowed = Path(scratch) / "allowed_signers"
+        blob = git.raw("show", f"{base}:{signers}")
+        if blob.status == 0:
+            allowed.write_bytes(blob.out)
+        for entry in _decisions(root, head):
+            decision = _decision(entry)
+            if decision is None or decision.decision != "approve":
+                continue
+            if decision.commit != head:
+                notes.append(f"a note on {head[:12]} approves {decision.commit[:12]} instead: ignored")
+                continue
+            verdict = verify(decision, str(entry.get("signature") or "") or None, allowed)
+            if verdict.status != VERIFIED:
+                notes.append(f"the approval by {decision.actor} in {NOTES_REF} does not count: {verdict.detail} "
+                             f"(checked against {signers} at the base)")
+                continue
+            users.append(decision.actor)
+        earlier = git.run_plain("rev-list", f"{base}..{head}")
+        for commit in earlier.out.split()[1:] if earlier.status == 0 else []:
+            for entry in _decisions(root, commit):
+                if entry.get("decision") == "approve":
+                    notes.append(f"an approval by {entry.get('actor')} is for {commit[:12]}, an earlier commit of "
+                                 f"this branch; it does not count for {head[:12]}")
+    return NoteApprovals(tuple(dict.fromkeys(users)), tuple(notes))
+
+
+def _decision(entry: dict[str, object]) -> Decision | None:
+    try:
+        return Decision(escalation=str(entry["escalation"]), decision=str(entry["decision"]),
+                        actor=str(entry["actor"]), commit=str(entry["commit"]), reason=str(entry.get("reason", "")),
+                        at=str(entry["at"]))
+    except KeyError:
+        return None

@@ -1,0 +1,137 @@
+"""Approvals CI can see: decisions published as git notes, read by `loomtui gate` in a fresh clone.
+
+Real ssh keys, a real clone, the real CLI; and the attacks a fresh clone invites: a forged
+note, a note signed with the wrong key, a branch that adds its author's key, and a commit
+pushed after the approval.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from loomtui.governance.decision_notes import NOTES_REF
+from loomtui.governance.escalations import decide, open_escalation
+from loomtui.governance.policy import ChangeFacts, evaluate, load_policy
+from loomtui.governance.signing import Decision, sign
+from tests.conftest import git
+from tests.test_gate import gate
+from tests.test_signing import ALICE, BOB, MALLORY, as_user, keys, setup_repo  # noqa: F401  (keys: a fixture)
+
+BRANCH = "loom/sb1"
+
+
+def _approved_branch(tmp_path: Path, keys: dict[str, Path], monkeypatch: pytest.MonkeyPatch) -> tuple[Path, str]:  # noqa: F811
+    """A payments change on loom/sb1, approved by Alice and Bob with their keys; the head's id."""
+    repo = setup_repo(tmp_path, keys, required=False)
+    refunds = repo / "payments" / "refunds.py"
+    git(repo, "checkout", "-q", "-b", BRANCH)
+    refunds.write_text(refunds.read_text() + "\n# reviewed\n")
+    git(repo, "commit", "-q", "-am", "refunds: a reviewed change")
+    head = git(repo, "rev-parse", "HEAD")
+    git(repo, "checkout", "-q", "main")
+    policy = load_policy(repo)
+    facts = ChangeFacts(stage="post-gate", paths=("payments/refunds.py",),
+                        regions=("payments/refunds.py::RefundService",), lines_changed=1,
+                        gates={"tests": "passed"}, author="agent@example.com")
+    workspace = as_user(repo, "agent-runner@example.com")
+    escalation = open_escalation(workspace, "post-gate", evaluate(policy, facts), facts, sandbox_id="sb1",
+                                 commit=head)
+    for user in (ALICE, BOB):
+        monkeypatch.setenv("LOOM_SIGNING_KEY", str(keys[user]))
+        decide(as_user(repo, user), policy, escalation.id, "approve")
+    monkeypatch.delenv("LOOM_SIGNING_KEY")
+    return repo, head
+
+
+def _clone(repo: Path, where: Path, *, notes: bool) -> Path:
+    git(where.parent, "clone", "-q", str(repo), str(where))
+    git(where, "branch", "-q", BRANCH, f"origin/{BRANCH}")
+    if notes:
+        git(where, "fetch", "-q", "origin", f"{NOTES_REF}:{NOTES_REF}")
+    return where
+
+
+def _verdict(repo: Path, head: str = BRANCH) -> tuple[int, dict[str, object]]:
+    done = gate(repo, "--head", head, "--format", "json")
+    return done.returncode, json.loads(done.stdout)
+
+
+def test_approvals_travel_as_signed_notes_and_a_fresh_clone_passes_the_gate(
+        tmp_path: Path, keys: dict[str, Path], monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
+    repo, head = _approved_branch(tmp_path, keys, monkeypatch)
+    lines = git(repo, "notes", "--ref", NOTES_REF, "show", head).splitlines()
+    published = [json.loads(line) for line in lines if line.strip()]
+    assert [(d["actor"], d["decision"], d["commit"]) for d in published] == [(ALICE, "approve", head),
+                                                                            (BOB, "approve", head)]
+    assert all("BEGIN SSH SIGNATURE" in d["signature"] for d in published)
+    assert git(repo, "log", "-1", "--format=%ae", NOTES_REF) == BOB  # the note commit is in the approver's name
+
+    bare = _clone(repo, tmp_path / "ci-without-notes", notes=False)
+    code, report = _verdict(bare)
+    assert code == 1 and report["verdict"] == "NEEDS APPROVAL"
+    assert any(f"git fetch origin {NOTES_REF}" in note for note in report["notes"])  # type: ignore[union-attr]
+
+    clone = _clone(repo, tmp_path / "ci", notes=True)
+    code, report = _verdict(clone)
+    assert code == 0 and report["verdict"] == "PASS", report
+    assert report["approvals"] == [ALICE, BOB]
+    assert not (clone / ".git" / "loom").exists()  # the CI clone grows no store
+
+
+def test_a_commit_after_the_approval_needs_approving_again_and_says_why(
+        tmp_path: Path, keys: dict[str, Path], monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
+    repo, head = _approved_branch(tmp_path, keys, monkeypatch)
+    clone = _clone(repo, tmp_path / "ci", notes=True)
+    git(clone, "checkout", "-q", BRANCH)
+    (clone / "payments" / "refunds.py").write_text((clone / "payments" / "refunds.py").read_text() + "# more\n")
+    git(clone, "commit", "-q", "-am", "slipped in after the review")
+    code, report = _verdict(clone)
+    assert code == 1 and report["approvals"] == []
+    assert any(f"is for {head[:12]}, an earlier commit" in n for n in report["notes"])  # type: ignore[union-attr]
+
+
+def test_forged_notes_do_not_count(tmp_path: Path, keys: dict[str, Path],  # noqa: F811
+                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    repo, _head = _approved_branch(tmp_path, keys, monkeypatch)
+    clone = _clone(repo, tmp_path / "ci", notes=True)
+    git(clone, "checkout", "-q", BRANCH)
+    # Mallory's branch adds her key as Bob's and Alice's, then forges both approvals of her own commit.
+    signers = clone / ".loom" / "allowed_signers"
+    mallory_key = Path(str(keys[MALLORY]) + ".pub").read_text().strip()
+    signers.write_text(signers.read_text() + f"{ALICE},{BOB} {mallory_key}\n")
+    (clone / "payments" / "refunds.py").write_text("def refund():\n    return 'everything'\n")
+    git(clone, "commit", "-q", "-am", "refunds: pay out")
+    evil = git(clone, "rev-parse", "HEAD")
+    forged = [Decision("1", "approve", ALICE, evil, "", "2026-12-01T00:00:00+00:00"),
+              Decision("1", "approve", BOB, evil, "", "2026-12-01T00:00:00+00:00")]
+    entries = [{"escalation": "1", "decision": "approve", "actor": ALICE, "commit": evil, "reason": "",
+                "at": forged[0].at, "signature": sign(forged[0], str(keys[MALLORY]))},
+               {"escalation": "1", "decision": "approve", "actor": BOB, "commit": evil, "reason": "",
+                "at": forged[1].at, "signature": ""}]
+    for entry in entries:
+        git(clone, "notes", "--ref", NOTES_REF, "append", "-m", json.dumps(entry), evil)
+    # And a real approval copied from the approved commit onto hers.
+    copied = git(clone, "notes", "--ref", NOTES_REF, "show", f"origin/{BRANCH}").splitlines()[0]
+    git(clone, "notes", "--ref", NOTES_REF, "append", "-m", copied, evil)
+    code, report = _verdict(clone)
+    assert code == 1 and report["approvals"] == [], report
+    notes = "\n".join(report["notes"])  # type: ignore[arg-type]
+    assert f"the approval by {ALICE}" in notes and "at the base" in notes  # her key is not the base's Alice
+    assert f"the approval by {BOB} in {NOTES_REF} does not count: unsigned" in notes
+    assert "approves" in notes and "instead: ignored" in notes  # the copied note names another commit
+
+
+def test_a_decision_about_no_real_commit_is_not_published_and_stands(
+        tmp_path: Path, keys: dict[str, Path], monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
+    from tests.test_signing import escalate
+
+    repo = setup_repo(tmp_path, keys, required=False)
+    policy, escalation = escalate(repo)  # bound to the made-up commit "c1"
+    monkeypatch.setenv("LOOM_SIGNING_KEY", str(keys[ALICE]))
+    record = decide(as_user(repo, ALICE), policy, escalation, "approve")
+    assert [a["user"] for a in record.data["approvals"]] == [ALICE]
+    assert subprocess.run(["git", "rev-parse", "--verify", "--quiet", NOTES_REF], cwd=repo).returncode != 0
