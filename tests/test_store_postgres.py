@@ -8,6 +8,7 @@ Everything runs against a real server (tests/postgres_cluster.py), never a mock.
 from __future__ import annotations
 
 import dataclasses
+import json
 import multiprocessing
 import os
 import subprocess
@@ -367,3 +368,19 @@ def test_bench_store_reports_every_figure_on_postgresql(postgres_url: str) -> No
     assert figures["claim_check_p99_ms"] > 0 and figures["escalation_to_listener_max_ms"] > 0
     with psycopg.connect(postgres_url) as conn:  # the scratch namespace is gone
         assert conn.execute("SELECT count(*) FROM loomtui.repositories").fetchone() == (0,)
+
+
+def test_an_agents_hook_fails_closed_when_the_team_store_is_unreachable(tmp_path: Path) -> None:
+    from loomtui.demo import prepare_demo_repo
+    from tests.postgres_cluster import _free_port
+    from tests.test_hooks import GET_LINE, LOOMTUI, clean_env, edit
+
+    billing = prepare_demo_repo(tmp_path)
+    data = edit(billing, GET_LINE, GET_LINE.replace("get", "find"))
+    down = f"postgresql://loom:pw@127.0.0.1:{_free_port()}/team"
+    done = subprocess.run([*LOOMTUI, "hook", "claude"], input=json.dumps(data), capture_output=True, text=True,
+                          cwd=billing, env=clean_env(LOOMTUI_STORE=down), timeout=60)
+    assert done.returncode == 2 and done.stdout == "", done.stdout  # Claude Code blocks the edit on exit 2
+    assert done.stderr.startswith("loomtui: denied: ") and "cannot reach the database" in done.stderr
+    assert "pw@" not in done.stderr and done.stderr.count("\n") == 1
+    assert not (billing / ".git" / "loom" / "state.db").exists()

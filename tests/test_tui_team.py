@@ -79,3 +79,29 @@ async def test_the_app_says_when_the_database_is_gone_and_picks_up_when_it_is_ba
         assert "store: the store answers again" in said
         _escalate_from(agent_clone, postgres_url, "agent-box")
         await wait_for(pilot, lambda: table.row_count == 1, timeout=5)
+
+
+async def test_shift_r_shows_every_repositorys_open_escalations_and_decides_none_of_theirs(
+        billing_clones: tuple[Path, Path], repo: Path, postgres_url: str,  # noqa: F811
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from loomtui.repo import find_repo
+    from loomtui.store import open_store
+
+    monkeypatch.setenv("LOOMTUI_STORE", postgres_url)
+    other = open_store(find_repo(repo))
+    other.add_escalation("post-gate", sandbox_id="x1", summary="[red]not markup[/red] in another repo")
+    other.close()
+    workspace = open_workspace(billing_clones[1])
+    workspace.actor = ALICE
+    app = LoomApp(workspace)
+    async with app.run_test(size=SIZE) as pilot:
+        table = await open_queue(app, pilot, rows=0)
+        await pilot.press("R")
+        await wait_for(pilot, lambda: table.row_count == 1)
+        assert str(table.get_row_at(0)[0]) == f"{repo.name}#1"
+        assert app.screen.check_action("decide", ("approve",)) is False
+        await pilot.press("a")
+        await pilot.pause()
+        assert open_store(find_repo(repo)).list_escalations()[0].status == "open"
+        await pilot.press("R")
+        await wait_for(pilot, lambda: table.row_count == 0)

@@ -33,7 +33,7 @@ from psycopg import sql as pgsql
 
 from loomtui.errors import StoreError
 from loomtui.store.base import DuplicateRow, Row, Written
-from loomtui.store.records import RepositoryRecord, StoreStatus
+from loomtui.store.records import EscalationRecord, RepositoryRecord, StoreStatus
 from loomtui.store.schema import MIGRATIONS, SCHEMA_VERSION
 from loomtui.store.sql import SqlStore
 
@@ -307,6 +307,16 @@ class PostgresStore(SqlStore):
         for row in rows:
             if re.fullmatch(r"loom_[0-9a-z_]+", row[0]) and row[0] in self._schemas():
                 found.append(self._repository(row[0], row[1], row[0]))
+        return found
+
+    def open_escalations_elsewhere(self) -> list[tuple[RepositoryRecord, EscalationRecord]]:
+        """A lead's queue across repositories: every other registered repository's open escalations."""
+        found = []
+        for repo in self.repositories():
+            if repo.namespace == self.namespace or not repo.open_escalations:
+                continue
+            rows = self._query(f"SELECT * FROM {repo.namespace}.escalations WHERE status = 'open' ORDER BY id")
+            found += [(repo, self._escalation(row)) for row in rows]
         return found
 
     def _schemas(self) -> set[str]:

@@ -134,6 +134,10 @@ class SqlStore(EvalRows, MetricRows):
         """The repositories whose state is in this store's database (SQLite: this one)."""
         return [self._repository(self.namespace, self.name)]
 
+    def open_escalations_elsewhere(self) -> list[tuple[RepositoryRecord, EscalationRecord]]:
+        """Open escalations of the other repositories in this store's database (SQLite: none)."""
+        return []
+
     def _repository(self, namespace: str, name: str, schema: str = "") -> RepositoryRecord:
         prefix = f"{schema}." if schema else ""
         escalations = self._query(f"SELECT COUNT(*) FROM {prefix}escalations WHERE status = 'open'")[0][0]

@@ -7,6 +7,7 @@ from the footer and refused if pressed); the engine checks again when it records
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from typing import Any
 
 from rich.text import Text
@@ -20,6 +21,8 @@ from textual.widgets import Button, DataTable, Footer, Input, Label, Static
 from loomtui.errors import LoomError
 from loomtui.governance.escalations import EscalationStatus, allowed_decisions, decide, status_lines
 from loomtui.store import EscalationRecord
+from loomtui.store.records import RepositoryRecord
+from loomtui.store.sql import SqlStore
 from loomtui.tui.base import LoomScreen
 from loomtui.tui.screens.dashboard import RISK_STYLES, format_age
 from loomtui.tui.widgets.status_header import StatusHeader
@@ -76,6 +79,7 @@ class EscalationsScreen(LoomScreen[None]):
         Binding("o", "decide('override')", "Override", id="escalations.override"),
         Binding("d", "diff", "Diff", id="escalations.diff"),
         Binding("h", "toggle_history", "Decided too", id="escalations.history"),
+        Binding("R", "toggle_repositories", "All repos", id="escalations.all_repos"),
         Binding("escape", "back", "Back", id="escalations.back"),
     ]
 
@@ -83,6 +87,9 @@ class EscalationsScreen(LoomScreen[None]):
         super().__init__()
         self.escalations: list[EscalationRecord] = []
         self.show_decided = False
+        self.all_repositories = False
+        self.elsewhere: dict[str, tuple[RepositoryRecord, EscalationRecord]] = {}
+        """Other repositories' open escalations (a team store), by row key; shown, never decided here."""
 
     def compose(self) -> ComposeResult:
         yield StatusHeader(id="status")
@@ -111,19 +118,23 @@ class EscalationsScreen(LoomScreen[None]):
 
         statuses = (OPEN, *DECIDED) if self.show_decided else (OPEN,)
         found = queue(self.loom.workspace, statuses)
-        self.app.call_from_thread(self.show_queue, found)
+        elsewhere = self.loom.workspace.store.open_escalations_elsewhere() if self.all_repositories else []
+        self.app.call_from_thread(self.show_queue, found, elsewhere)
 
-    def show_queue(self, escalations: list[EscalationRecord]) -> None:
+    def show_queue(self, escalations: list[EscalationRecord],
+                   elsewhere: Sequence[tuple[RepositoryRecord, EscalationRecord]] = ()) -> None:
         self.escalations = escalations
+        self.elsewhere = {f"{repo.namespace}:{e.id}": (repo, e) for repo, e in elsewhere}
         table = self.query_one("#queue", DataTable)
         wanted = {str(e.id): e for e in escalations}
+        wanted.update({key: e for key, (_repo, e) in self.elsewhere.items()})
         for row_key in list(table.rows):
             if row_key.value not in wanted:
                 table.remove_row(row_key)
         now = self.loom.clock()
         for key, escalation in wanted.items():
             cells = {
-                "id": key,
+                "id": Text(f"{self.elsewhere[key][0].name}#{escalation.id}") if key in self.elsewhere else key,
                 "risk": Text(escalation.risk, style=RISK_STYLES.get(escalation.risk, "")),
                 "kind": escalation.kind,
                 "sandbox": Text(escalation.sandbox_id or "–"),
@@ -142,19 +153,32 @@ class EscalationsScreen(LoomScreen[None]):
 
     def _sort(self, table: DataTable[Any]) -> None:
         order = {str(e.id): n for n, e in enumerate(self.escalations)}
+        order.update({f"{repo.name}#{e.id}": len(order) + n for n, (repo, e) in enumerate(self.elsewhere.values())})
         table.sort("id", key=lambda value: order.get(str(value), 0))
 
     def selected(self) -> EscalationRecord | None:
+        """The highlighted escalation of this repository (None for none, or another repository's)."""
+        key = self._selected_key()
+        return next((e for e in self.escalations if str(e.id) == key), None) if key else None
+
+    def _selected_key(self) -> str | None:
         table = self.query_one("#queue", DataTable)
         if not table.row_count:
             return None
-        key = table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value
-        return next((e for e in self.escalations if str(e.id) == key), None)
+        return table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value
 
     @on(DataTable.RowHighlighted, "#queue")
     def show_detail(self) -> None:
         detail = self.query_one("#esc-detail", Static)
         escalation = self.selected()
+        other = self.elsewhere.get(self._selected_key() or "")
+        if other is not None:
+            repo, record = other
+            detail.update(Text.assemble(
+                (f"#{record.id} {record.kind}", "bold"), f"  in {repo.name}, another repository of this store",
+                "\n", record.summary, "\n\n", ("Decide it from that repository: its policy judges it.", "dim")))
+            self.refresh_bindings()
+            return
         if escalation is None:
             detail.update(Text("No open escalations. Changes that need a person's decision "
                                "appear here live." if not self.show_decided else "No escalations."))
@@ -217,6 +241,8 @@ class EscalationsScreen(LoomScreen[None]):
     # -- decisions -------------------------------------------------------------------
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "toggle_repositories":  # a team store holds other repositories; a file, this one only
+            return self.loom.workspace.store.namespace != SqlStore.namespace
         if action != "decide":
             return True
         escalation = self.selected()
@@ -281,6 +307,13 @@ class EscalationsScreen(LoomScreen[None]):
         title = (f"escalation #{escalation.id}, sandbox {escalation.sandbox_id}: "
                  f"{len(found.files)} files, +{found.added} -{found.deleted}")
         self.app.call_from_thread(self.app.push_screen, DiffScreen(title, found.patch))
+
+    def action_toggle_repositories(self) -> None:
+        """Show the open escalations of every repository in the team's database, or this one's only."""
+        self.all_repositories = not self.all_repositories
+        self.notify("every repository in this store" if self.all_repositories else "this repository only",
+                    title="escalations", timeout=3)
+        self.reload()
 
     def action_toggle_history(self) -> None:
         self.show_decided = not self.show_decided
