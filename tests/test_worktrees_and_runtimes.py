@@ -303,9 +303,11 @@ def test_each_vendor_gets_its_documented_variables_and_nothing_else(ws: Workspac
         "CLOUD_ML_REGION": "us-east5", "GOOGLE_APPLICATION_CREDENTIALS": "/k.json", "AWS_SECRET_ACCESS_KEY": "a",
         "OPENAI_API_KEY": "o", "OPENAI_BASE_URL": "http://127.0.0.1:9/v1", "OPENAI_API_BASE": "http://x/v1",
         "CODEX_HOME": "/home/u/.codex-x", "AIDER_MODEL": "openai/m", "HTTPS_PROXY": "http://proxy:3128",
+        "LOOMTUI_STORE": "postgresql://loom:pw@db/loom", "PGPASSWORD": "pw", "PGHOST": "db",
     }
     env = agent_environment(_spec(ws, runtime), source, {})
     assert "LOOM_TEST_SECRET" not in env and "GITHUB_TOKEN" not in env
+    assert not {"LOOMTUI_STORE", "PGPASSWORD", "PGHOST"} & set(env)  # a team store's credentials stay outside
     assert env["HTTPS_PROXY"] == "http://proxy:3128"  # they all talk to a model API
     wanted = {
         "claude": {"ANTHROPIC_API_KEY", "ANTHROPIC_BASE_URL", "ANTHROPIC_AUTH_TOKEN", "CLAUDE_CODE_OAUTH_TOKEN",
