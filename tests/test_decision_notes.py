@@ -106,12 +106,18 @@ def test_forged_notes_do_not_count(tmp_path: Path, keys: dict[str, Path],  # noq
     (clone / "payments" / "refunds.py").write_text("def refund():\n    return 'everything'\n")
     git(clone, "commit", "-q", "-am", "refunds: pay out")
     evil = git(clone, "rev-parse", "HEAD")
-    forged = [Decision("1", "approve", ALICE, evil, "", "2026-12-01T00:00:00+00:00"),
-              Decision("1", "approve", BOB, evil, "", "2026-12-01T00:00:00+00:00")]
-    entries = [{"escalation": "1", "decision": "approve", "actor": ALICE, "commit": evil, "reason": "",
-                "at": forged[0].at, "signature": sign(forged[0], str(keys[MALLORY]))},
-               {"escalation": "1", "decision": "approve", "actor": BOB, "commit": evil, "reason": "",
-                "at": forged[1].at, "signature": ""}]
+    at = "2026-12-01T00:00:00+00:00"
+    forged = Decision("1", "approve", ALICE, evil, "", at, "post-gate")
+    # A real approval by Bob, but of a permission request about this commit, relabelled as a review.
+    asked = Decision("2", "approve", BOB, evil, "", at, "permission-request")
+    entries = [{"escalation": "1", "kind": "post-gate", "decision": "approve", "actor": ALICE, "commit": evil,
+                "reason": "", "at": at, "signature": sign(forged, str(keys[MALLORY]))},
+               {"escalation": "1", "kind": "post-gate", "decision": "approve", "actor": BOB, "commit": evil,
+                "reason": "", "at": at, "signature": ""},
+               {"escalation": "2", "kind": "post-gate", "decision": "approve", "actor": BOB, "commit": evil,
+                "reason": "", "at": at, "signature": sign(asked, str(keys[BOB]))},
+               {"escalation": "2", "kind": "permission-request", "decision": "approve", "actor": BOB,
+                "commit": evil, "reason": "", "at": at, "signature": sign(asked, str(keys[BOB]))}]
     for entry in entries:
         git(clone, "notes", "--ref", NOTES_REF, "append", "-m", json.dumps(entry), evil)
     # And a real approval copied from the approved commit onto hers.
@@ -122,6 +128,9 @@ def test_forged_notes_do_not_count(tmp_path: Path, keys: dict[str, Path],  # noq
     notes = "\n".join(report["notes"])  # type: ignore[arg-type]
     assert f"the approval by {ALICE}" in notes and "at the base" in notes  # her key is not the base's Alice
     assert f"the approval by {BOB} in {NOTES_REF} does not count: unsigned" in notes
+    relabelled = f"the approval by {BOB} in {NOTES_REF} does not count: the signature does not match the decision"
+    assert relabelled in notes  # signed over its kind: a permission request's approval cannot pass as a review
+    assert "of a permission-request (not of the change's review)" in notes
     assert "approves" in notes and "instead: ignored" in notes  # the copied note names another commit
 
 
@@ -135,3 +144,28 @@ def test_a_decision_about_no_real_commit_is_not_published_and_stands(
     record = decide(as_user(repo, ALICE), policy, escalation, "approve")
     assert [a["user"] for a in record.data["approvals"]] == [ALICE]
     assert subprocess.run(["git", "rev-parse", "--verify", "--quiet", NOTES_REF], cwd=repo).returncode != 0
+
+
+def test_the_gate_never_takes_its_store_from_the_branch_under_review(
+        tmp_path: Path, keys: dict[str, Path], monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
+    """In CI the checkout is the branch under review: a `store:` it adds must not make the gate
+    connect there (with the team's PGPASSWORD) nor take its approvals from there."""
+    import socket
+
+    repo, _head = _approved_branch(tmp_path, keys, monkeypatch)
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(1)
+    listener.settimeout(0.5)
+    port = listener.getsockname()[1]
+    clone = _clone(repo, tmp_path / "ci", notes=True)
+    git(clone, "checkout", "-q", BRANCH)
+    with (clone / ".loom" / "loom.yaml").open("a") as config:
+        config.write(f"store: postgresql://loom@127.0.0.1:{port}/steal\n")
+    git(clone, "commit", "-q", "-am", "point the store elsewhere")
+    monkeypatch.setenv("PGPASSWORD", "the-team-secret")
+    done = gate(clone, "--head", "HEAD", "--format", "json")
+    assert done.returncode in (0, 1) and "postgresql" not in done.stderr, done.stderr
+    with pytest.raises(TimeoutError):
+        listener.accept()  # nobody connected
+    listener.close()

@@ -144,7 +144,7 @@ def billing_clones(tmp_path: Path) -> tuple[Path, Path]:
 def _race(repo: str, url: str, host: str, sandbox: str, barrier: Any, results: Any) -> None:
     os.environ["LOOMTUI_STORE"], os.environ["LOOMTUI_HOST"] = url, host
     coordinator = governed_coordinator(open_workspace(repo))
-    barrier.wait()
+    barrier.wait(120)  # a racer that died before it breaks the barrier: the test fails, never hangs
     try:
         coordinator.claim(sandbox, QUOTE)
         results.put(f"won:{sandbox}")
@@ -280,9 +280,45 @@ def test_a_connection_killed_mid_run_is_replaced_on_the_next_call(postgres_url: 
         store.close()
 
 
-def test_the_url_is_never_shown_with_its_password() -> None:
+def test_the_url_is_never_shown_with_its_password(repo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     assert redact("postgresql://loom:pw@db.internal:5432/team") == "postgresql://loom@db.internal:5432/team"
-    assert redact("postgresql://db/team?password=pw&sslmode=require") == "postgresql://db/team?sslmode=require"
+    assert redact("postgresql://db/team?password=pw&sslpassword=k&sslmode=require") == \
+        "postgresql://db/team?sslmode=require"
+    # A URL libpq cannot even parse: its message quotes the password back; ours does not.
+    monkeypatch.setenv("LOOMTUI_STORE", "postgresql://loom:s3cr%zzet@127.0.0.1:1/team")
+    result = subprocess.run([sys.executable, "-m", "loomtui", "status"], cwd=repo, capture_output=True, text=True)
+    assert result.returncode == 2 and "s3cr" not in result.stderr and len(result.stderr.splitlines()) == 1, \
+        result.stderr
+
+
+def test_a_nul_from_an_agents_output_neither_fails_a_write_nor_a_report(postgres_url: str) -> None:
+    store = PostgresStore(postgres_url, "loom_nul", mirror="x")
+    try:
+        record = store.add_escalation("question", summary="tests printed a\x00b", data={"output": "x\x00y"})
+        assert record.summary == "tests printed a\ufffdb" and record.data["output"] == "x\ufffdy"
+        store.add_sandbox(dataclasses.replace(_sandbox("s1"), data={"output_tail": "\x00", "ended_at": 3.0}))
+        assert [f.ended_at for f in store.sandbox_facts(["s1"])] == [3.0]
+        assert store.sandbox_facts_between(0, time.time() + 10)[0].id == "s1"
+    finally:
+        store.close()
+
+
+def test_a_connection_lost_inside_a_transaction_fails_it_whole(postgres_url: str) -> None:
+    store = PostgresStore(postgres_url, "loom_lost", mirror="x")
+    try:
+        with pytest.raises(StoreError, match="lost in the middle of a transaction|cannot reach"), \
+                store.transaction():
+            store.append_event("first")
+            with psycopg.connect(postgres_url, autocommit=True) as conn:
+                conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                             "WHERE application_name = 'loomtui' AND pid <> pg_backend_pid()")
+            store.append_event("second")
+            store.append_event("third")
+        assert [e.kind for e in store.events_since(0)] == []  # nothing of it was committed
+        store.append_event("after")  # and the store goes on, on a new connection
+        assert [e.kind for e in store.events_since(0)] == ["after"]
+    finally:
+        store.close()
 
 
 def test_a_password_in_loom_yaml_is_refused_at_its_line(repo: Path) -> None:

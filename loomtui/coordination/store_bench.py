@@ -58,7 +58,7 @@ def _opener(location: str, scratch: Path, namespace: str) -> Callable[[], SqlSto
 def _racer(opener: Callable[[], SqlStore], number: int, rounds: int, barrier: Any, results: Any) -> None:
     store = opener()
     for round_number in range(rounds):
-        barrier.wait()
+        barrier.wait(120)
         with store.transaction():
             won = not store.live_claims_on([f"{REGION}#{round_number}"])
             if won:

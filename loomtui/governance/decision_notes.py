@@ -7,11 +7,16 @@ published what. Push the ref with the branch (`git push origin refs/notes/loom`)
 CI job fetches it (`git fetch origin refs/notes/loom:refs/notes/loom`) before
 `loomtui gate`.
 
-Anyone who can push can write a note, so the gate counts an approval from a note only
-when its signature verifies for its approver against the allowed_signers file of the
-*base* commit (the branch under review cannot add its author's key), and only for the
-commit it was made on: a note on an earlier commit of the branch, or one naming another
-commit than the one it is attached to, is ignored and the gate says so.
+Only decisions on a change's review (`post-gate` escalations) are published. Anyone
+who can push can write a note, so the gate counts an approval from a note only when
+its signature (over the escalation's kind too) verifies for its approver against the
+allowed_signers file of the *base* commit (the branch under review cannot add its
+author's key), only for a review, and only for the commit it was made on: a note on
+an earlier commit of the branch, or one naming another commit than the one it is
+attached to, is ignored and the gate says so.
+
+Notes refs written on two machines diverge; merge them as JSON lines merge, with
+`git notes --ref loom merge -s cat_sort_uniq <the other ref>`.
 """
 
 from __future__ import annotations
@@ -35,9 +40,9 @@ def publish(root: Path, state_dir: Path, decision: Decision, signature: str | No
     (a decision about no commit, or git refusing: the decision itself stands either way)."""
     if not decision.commit or Git(root).run_plain("cat-file", "-e", f"{decision.commit}^{{commit}}").status:
         return f"no commit {decision.commit[:12] or '(none)'} here to attach the decision to"
-    line = json.dumps({"escalation": decision.escalation, "decision": decision.decision, "actor": decision.actor,
-                       "commit": decision.commit, "reason": decision.reason, "at": decision.at,
-                       "signature": signature or ""}, sort_keys=True)
+    line = json.dumps({"escalation": decision.escalation, "kind": decision.kind, "decision": decision.decision,
+                       "actor": decision.actor, "commit": decision.commit, "reason": decision.reason,
+                       "at": decision.at, "signature": signature or ""}, sort_keys=True)
     identity = {"GIT_AUTHOR_NAME": decision.actor, "GIT_AUTHOR_EMAIL": decision.actor,
                 "GIT_COMMITTER_NAME": decision.actor, "GIT_COMMITTER_EMAIL": decision.actor}
     state_dir.mkdir(parents=True, exist_ok=True)
@@ -88,6 +93,10 @@ def approvals_from_notes(root: Path, policy: Policy, base: str, head: str) -> No
             decision = _decision(entry)
             if decision is None or decision.decision != "approve":
                 continue
+            if decision.kind != "post-gate":
+                notes.append(f"an approval by {decision.actor} of a {decision.kind or 'request'} (not of the "
+                             "change's review) is not an approval of the change: ignored")
+                continue
             if decision.commit != head:
                 notes.append(f"a note on {head[:12]} approves {decision.commit[:12]} instead: ignored")
                 continue
@@ -110,6 +119,6 @@ def _decision(entry: dict[str, object]) -> Decision | None:
     try:
         return Decision(escalation=str(entry["escalation"]), decision=str(entry["decision"]),
                         actor=str(entry["actor"]), commit=str(entry["commit"]), reason=str(entry.get("reason", "")),
-                        at=str(entry["at"]))
+                        at=str(entry["at"]), kind=str(entry.get("kind", "")))
     except KeyError:
         return None

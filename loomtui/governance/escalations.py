@@ -226,7 +226,7 @@ def decide(workspace: Workspace, policy: Policy, escalation_id: int, decision: s
         allowed = allowed_decisions(policy, escalation, user)
         if decision not in allowed:
             raise DecisionRefused(_why_not(policy, escalation, user, decision))
-        signed = _sign(workspace, policy, escalation_id, decision, commit, reason)
+        signed = _sign(workspace, policy, escalation, decision, commit, reason)
         status = OPEN
         if decision == "approve":
             given = [a for a in escalation.data.get("approvals", []) if a["commit"] == commit]
@@ -249,10 +249,14 @@ def decide(workspace: Workspace, policy: Policy, escalation_id: int, decision: s
         workspace.record(f"escalation.{decision}", str(escalation_id),
                          {"by": user, "reason": reason, "commit": commit, "status": status,
                           "sandbox": escalation.sandbox_id, **signed})
-    # Into the repository too, where a CI gate in a fresh clone reads it (once committed here).
-    publish(workspace.root, workspace.paths.state_dir,
-            Decision(str(escalation_id), decision, user, commit, reason, signed["decided_at"]),
-            signed.get("signature"))
+    if escalation.kind == "post-gate":
+        # Into the repository too, where a CI gate in a fresh clone reads it (once pushed).
+        problem = publish(workspace.root, workspace.paths.state_dir,
+                          Decision(str(escalation_id), decision, user, commit, reason, signed["decided_at"],
+                                   escalation.kind), signed.get("signature"))
+        if problem:
+            workspace.store.update_escalation(escalation_id, data={"note_problem": problem})
+            updated = workspace.store.get_escalation(escalation_id) or updated
     return updated
 
 
@@ -277,20 +281,20 @@ def _too_late(workspace: Workspace, escalation_id: int, decision: str, reason: s
             "noted in its history, and the agent may ask again")
 
 
-def _sign(workspace: Workspace, policy: Policy, escalation_id: int, decision: str, commit: str,
+def _sign(workspace: Workspace, policy: Policy, escalation: EscalationRecord, decision: str, commit: str,
           reason: str) -> dict[str, Any]:
     """Sign the decision with the user's ssh key; refused when the policy requires a valid signature.
 
     Returns the fields kept in the audit entry: when it was decided (signed over),
     the signature, and its verdict against allowed_signers at decision time.
     """
-    decided = Decision(str(escalation_id), decision, workspace.actor, commit, reason,
-                       datetime.now(UTC).isoformat(timespec="seconds"))
+    decided = Decision(str(escalation.id), decision, workspace.actor, commit, reason,
+                       datetime.now(UTC).isoformat(timespec="seconds"), escalation.kind)
     verdict = sign_decision(workspace.root, policy, decided)
     if policy.decisions.require_signature and verdict.status != VERIFIED:
         raise DecisionRefused(f"the policy requires signed decisions, and this one is not validly signed: "
                               f"{verdict.detail}")
-    fields: dict[str, Any] = {"decided_at": decided.at, "signature_status": verdict.status}
+    fields: dict[str, Any] = {"decided_at": decided.at, "kind": decided.kind, "signature_status": verdict.status}
     if verdict.status == BAD:
         # A signature that does not verify for this person is not kept as if it did.
         fields["signature_status"] = "unsigned"

@@ -60,10 +60,16 @@ class Decision:
     commit: str
     reason: str
     at: str
+    kind: str = ""
+    """The escalation's kind (post-gate, permission-request, ...), signed with the rest, so an
+    approval of one kind of request cannot be passed off as another ('' in decisions signed before)."""
 
     def canonical(self) -> bytes:
-        lines = ["loomtui-decision v1"]
-        lines += [f"{name}: {json.dumps(value)}" for name, value in asdict(self).items()]
+        fields = asdict(self)
+        if not self.kind:
+            del fields["kind"]  # the text decisions were signed over before kinds were: still verifies
+        lines = ["loomtui-decision v1" if not self.kind else "loomtui-decision v2"]
+        lines += [f"{name}: {json.dumps(value)}" for name, value in fields.items()]
         return ("\n".join(lines) + "\n").encode()
 
     @classmethod
@@ -71,7 +77,8 @@ class Decision:
         details = entry.details
         return cls(escalation=entry.subject, decision=DECISION_ACTIONS.get(entry.action, entry.action),
                    actor=entry.actor, commit=str(details.get("commit", "")),
-                   reason=str(details.get("reason", "")), at=str(details.get("decided_at", "")))
+                   reason=str(details.get("reason", "")), at=str(details.get("decided_at", "")),
+                   kind=str(details.get("kind", "")))
 
 
 @dataclass(frozen=True)

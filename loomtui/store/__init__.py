@@ -15,9 +15,11 @@ only those, never an engine layer or a front-end.
 from __future__ import annotations
 
 import os
+import re
+from pathlib import Path
 
 from loomtui.config import load_config, store_problem
-from loomtui.errors import StoreError
+from loomtui.errors import LoomError, StoreError
 from loomtui.gitcmd import Git
 from loomtui.identity import current_host
 from loomtui.repo import RepoPaths
@@ -50,22 +52,45 @@ def store_location(paths: RepoPaths) -> str:
         if location != "sqlite" and not location.startswith(("postgresql://", "postgres://")):
             raise StoreError(f"${STORE_ENV}: must be `sqlite` or a postgresql:// URL")
         return location
-    main = paths.common_dir.parent if paths.common_dir.name == ".git" else paths.root
-    location = load_config(main).store
+    location = load_config(_main_checkout(paths)).store
     problem = store_problem(location)
     if problem:
         raise StoreError(problem)
     return location
 
 
+NAMESPACE_FILE = "namespace"
+"""Where a repository's namespace is kept once found (in the state dir, which agents cannot write)."""
+
+
 def repository_namespace(paths: RepoPaths) -> str:
-    """The name every clone of this repository shares: its first commit (of several roots, the least id)."""
+    """The name every clone of this repository shares: its first commit (of several roots, the least
+    id). Found once and kept, so a later merge of an unrelated history or a checkout of an orphan
+    branch does not move this clone to another, empty namespace."""
+    kept = paths.state_dir / NAMESPACE_FILE
+    try:
+        name = kept.read_text().strip()
+        if re.fullmatch(r"loom_[0-9a-f]{16}", name):
+            return name
+    except OSError:
+        pass
     result = Git(paths.root).run_plain("rev-list", "--max-parents=0", "HEAD")
     roots = result.out.split() if result.status == 0 else []
     if not roots:
         raise StoreError(f"{paths.root}: a shared store names a repository by its first commit, and this "
                          "one has none yet: commit once, then run again")
-    return f"loom_{sorted(roots)[0][:16]}"
+    name = f"loom_{sorted(roots)[0][:16]}"
+    try:
+        paths.ensure_state_dir()
+        kept.write_text(name + "\n")
+    except (OSError, LoomError):
+        pass  # found again next time
+    return name
+
+
+def _main_checkout(paths: RepoPaths) -> Path:
+    """The repository's main working tree (a sandbox's worktree shares its git dir)."""
+    return paths.common_dir.parent if paths.common_dir.name == ".git" else paths.root
 
 
 def open_store(paths: RepoPaths, location: str | None = None) -> Store:
@@ -77,4 +102,4 @@ def open_store(paths: RepoPaths, location: str | None = None) -> Store:
     from loomtui.store.postgres import PostgresStore  # psycopg loads only for a team's store
 
     return PostgresStore(location, repository_namespace(paths), mirror=f"{current_host()}:{paths.audit_path}",
-                         name=paths.root.name)
+                         name=_main_checkout(paths).name)

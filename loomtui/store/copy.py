@@ -1,15 +1,16 @@
 """Copying a whole store to another (SQLite to a team's PostgreSQL), audit log and checkpoint included.
 
-Every table is copied with its ids in one transaction of the destination, which must
-hold nothing yet; then each table is read back from both sides and compared row by
-row (a digest of each side's rows in key order), so a copy that lost or changed
-anything says which table. The source's audit checkpoint (`''`, the file beside an
+The source is read in one transaction; every table is written with its ids in one
+transaction of the destination, which must hold nothing yet, then read back inside
+it and compared with what was read, as multisets of rows (two databases may sort
+text differently), so a copy that lost or changed anything says which table and
+commits nothing. The source's audit checkpoint (`''`, the file beside an
 SQLite store) becomes the destination's checkpoint for this machine's log file.
 """
 
 from __future__ import annotations
 
-import hashlib
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -30,8 +31,7 @@ COPIED: dict[str, tuple[str, ...]] = {
     "audit_mirrors": ("mirror", "seq", "hash"),
     "step_leases": ("sandbox_id", "holder", "step", "taken"),
 }
-"""Each table a copy moves and its columns; the first column orders it (with the second, for
-claim_regions)."""
+"""Each table a copy moves, and its columns."""
 BATCH = 2000
 
 
@@ -47,58 +47,44 @@ class CopyReport:
                 "verified": self.verified}
 
 
-def _ordered(table: str) -> str:
-    columns = COPIED[table]
-    return f"SELECT {', '.join(columns)} FROM {table} ORDER BY {', '.join(columns[:2])}"
+def _select(table: str) -> str:
+    return f"SELECT {', '.join(COPIED[table])} FROM {table}"
 
 
-def _digest(store: SqlStore, table: str, mirror_map: dict[str, str]) -> tuple[int, str]:
-    digest = hashlib.sha256()
-    count = 0
-    for row in store.rows_of(_ordered(table)):
-        values = list(row)
-        if table == "audit_mirrors":
-            values[0] = mirror_map.get(values[0], values[0])
-        digest.update(repr(values).encode())
-        count += 1
-    return count, digest.hexdigest()
+def _fingerprint(rows: list[tuple[object, ...]]) -> Counter[str]:
+    """The rows as a multiset: compared whatever order a database's collation gives them."""
+    return Counter(repr(row) for row in rows)
 
 
 def copy_store(source: SqlStore, destination: SqlStore,
                progress: Callable[[str], None] = lambda _line: None) -> CopyReport:
-    """Copy every record of `source` into the empty `destination`, then verify the copy."""
+    """Copy every record of `source` into the empty `destination`, verified before it commits.
+
+    The source is read in one transaction (a consistent moment, however busy its writers);
+    the destination is written in one, read back inside it and compared with what was read,
+    so a copy that does not match is rolled back whole and can simply be run again.
+    """
     report = CopyReport(source.location, destination.location)
     if destination.holds_records() or destination.last_event_id():
         raise StoreError(f"{destination.location}: already holds records for this repository; a copy goes "
                          "only into an empty store (copying would mix two histories)")
-    mirror_map = {source.mirror: destination.mirror}
+    with source.transaction():
+        read = {table: [tuple(row) for row in source.rows_of(_select(table))] for table in COPIED}
+    mirrors = [row for row in read["audit_mirrors"] if row[0] == source.mirror]
+    # Only this machine's checkpoint moves: another machine's file records its own.
+    read["audit_mirrors"] = [(destination.mirror, *row[1:]) for row in mirrors]
     with destination.transaction():
         for table, columns in COPIED.items():
-            count = 0
-            batch: list[list[object]] = []
-            for row in source.rows_of(_ordered(table)):
-                values = list(row)
-                if table == "audit_mirrors":
-                    if values[0] != source.mirror:
-                        continue  # another machine's file: it records its own checkpoint
-                    values[0] = destination.mirror
-                batch.append(values)
-                if len(batch) >= BATCH:
-                    destination.load_rows(table, columns, batch)
-                    count += len(batch)
-                    batch = []
-            if batch:
-                destination.load_rows(table, columns, batch)
-                count += len(batch)
-            report.rows[table] = count
-            progress(f"{table}: {count} rows")
+            rows = read[table]
+            for start in range(0, len(rows), BATCH):
+                destination.load_rows(table, columns, rows[start:start + BATCH])
+            report.rows[table] = len(rows)
+            progress(f"{table}: {len(rows)} rows")
         destination.after_load()
-    for table in COPIED:
-        if table == "audit_mirrors":
-            continue  # only this machine's checkpoint moves (above)
-        if _digest(source, table, mirror_map) != _digest(destination, table, mirror_map):
-            raise StoreError(f"{destination.location}: the copy of {table} differs from the source; "
-                             "nothing else was changed in the source")
+        for table in COPIED:
+            if _fingerprint([tuple(row) for row in destination.rows_of(_select(table))]) != _fingerprint(read[table]):
+                raise StoreError(f"{destination.location}: the copy of {table} does not match the source; nothing "
+                                 "was committed there, and the source is as it was")
     report.verified = True
     progress("verified: every table matches the source")
     return report

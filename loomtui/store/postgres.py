@@ -26,7 +26,7 @@ import time
 import weakref
 from collections.abc import Callable, Sequence
 from typing import Any
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 
 import psycopg
 from psycopg import sql as pgsql
@@ -40,6 +40,15 @@ from loomtui.store.sql import SqlStore
 TIMEOUT_S = 10.0
 """How long a call waits for a connection, and a writer for the namespace's lock."""
 REGISTRY_SCHEMA = "loomtui"
+CONNECTION_SETTINGS: dict[str, Any] = {
+    # A client machine that vanishes is noticed in about a minute, not hours: its transaction
+    # (and the repository's write lock with it) ends, and a listener on a dropped link errs.
+    "keepalives": 1, "keepalives_idle": 30, "keepalives_interval": 10, "keepalives_count": 3,
+    # No transaction of loomtui's idles; one that does is a process stopped mid-write.
+    "options": "-c idle_in_transaction_session_timeout=120000",
+}
+QUIET_PING_S = 30.0
+"""A listener that has heard nothing this long checks its connection (no table is read)."""
 _MIGRATION_LOCK = 0x6C6F6F6D  # "loom": one migrator at a time across every namespace
 TABLES = ("sandboxes", "claims", "escalations", "gate_runs", "events")
 
@@ -54,8 +63,27 @@ def redact(url: str) -> str:
     if "@" in netloc:
         user, _, host = netloc.rpartition("@")
         netloc = f"{user.split(':', 1)[0]}@{host}"
-    query = urlencode([(k, v) for k, v in parse_qsl(parts.query) if k != "password"])
+    query = urlencode([(k, v) for k, v in parse_qsl(parts.query) if k not in ("password", "sslpassword")])
     return urlunsplit((parts.scheme, netloc, parts.path, query, ""))
+
+
+def _secrets(url: str) -> list[str]:
+    """The password and sslpassword in a URL, as written and decoded (what a driver may quote back)."""
+    try:
+        parts = urlsplit(url)
+        found = [parts.password or ""] + [v for k, v in parse_qsl(parts.query) if k in ("password", "sslpassword")]
+        raw = parts.netloc.rpartition("@")[0].partition(":")[2] if "@" in parts.netloc else ""
+    except ValueError:
+        return []
+    return sorted({secret for value in (*found, raw) if value for secret in (value, unquote(value))},
+                  key=len, reverse=True)
+
+
+def scrub(text: str, url: str) -> str:
+    """A driver's message with the URL's secrets blanked and any URL in it shown without them."""
+    for secret in _secrets(url):
+        text = text.replace(secret, "***")
+    return re.sub(r"postgres(?:ql)?://[^\s\"']+", lambda m: redact(m.group(0)), text)
 
 
 def postgres_ddl(migration: str) -> str:
@@ -67,6 +95,12 @@ def postgres_ddl(migration: str) -> str:
 
 def _placeholders(sql: str) -> str:
     return sql.replace("%", "%%").replace("?", "%s")
+
+
+def _clean(params: Sequence[Any]) -> list[Any]:
+    """Parameters PostgreSQL's text accepts: a NUL (which SQLite stores, and an agent's output can
+    hold) becomes U+FFFD instead of failing the write."""
+    return [p.replace("\x00", "\ufffd") if isinstance(p, str) and "\x00" in p else p for p in params]
 
 
 def _lock_key(namespace: str) -> int:
@@ -112,6 +146,7 @@ class PostgresStore(SqlStore):
         self._listener_lock = threading.Lock()
         self._heard = 0
         """The newest event id this store has heard of."""
+        self._contact = time.monotonic()
         self._open: weakref.WeakSet[psycopg.Connection[Any]] = weakref.WeakSet()
         first = self._connect()
         try:
@@ -122,7 +157,7 @@ class PostgresStore(SqlStore):
     # -- connections -------------------------------------------------------------------
 
     def _error(self, exc: Exception) -> StoreError:
-        text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        text = scrub(str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__, self.url)
         if "password authentication failed" in text or "no password supplied" in text:
             return StoreError(f"{self.location}: the database refused the credentials ({text})")
         if isinstance(exc, psycopg.OperationalError):
@@ -132,7 +167,7 @@ class PostgresStore(SqlStore):
     def _connect(self) -> psycopg.Connection[Any]:
         try:
             return psycopg.connect(self.url, autocommit=True, connect_timeout=max(1, round(self.timeout)),
-                                   application_name="loomtui")
+                                   application_name="loomtui", **CONNECTION_SETTINGS)
         except (psycopg.Error, ValueError) as exc:
             raise self._error(exc) from None
 
@@ -140,6 +175,9 @@ class PostgresStore(SqlStore):
         """This thread's connection: made on first use, and made again after one was lost."""
         conn: psycopg.Connection[Any] | None = getattr(self._local, "conn", None)
         if conn is None or conn.closed or conn.broken:
+            if self.in_transaction():  # a new connection would run the rest outside the transaction
+                raise StoreError(f"{self.location}: the connection was lost in the middle of a transaction; "
+                                 "nothing of it was saved")
             conn = self._connect()
             try:
                 conn.row_factory = _row_factory
@@ -167,7 +205,7 @@ class PostgresStore(SqlStore):
         for attempt in (1, 2):
             conn = self._conn()
             try:
-                cursor = conn.execute(_placeholders(sql), params)
+                cursor = conn.execute(_placeholders(sql), _clean(params))
                 return cursor.fetchall() if fetch else cursor
             except psycopg.Error as exc:
                 lost = conn.closed or conn.broken
@@ -194,7 +232,7 @@ class PostgresStore(SqlStore):
         conn = self._conn()
         try:
             with conn.cursor() as cursor:
-                cursor.executemany(_placeholders(sql), rows)
+                cursor.executemany(_placeholders(sql), [_clean(row) for row in rows])
         except psycopg.Error as exc:
             raise self._failed(exc) from None
 
@@ -235,9 +273,8 @@ class PostgresStore(SqlStore):
     def close(self) -> None:
         """Close every connection this store opened, and the listening one."""
         for conn in list(self._open):
-            conn.close()
+            conn.close()  # a thread that uses the store again connects anew (outside a transaction)
         self._open.clear()
-        self._local = threading.local()
         with self._listener_lock:
             if self._listener is not None:
                 self._listener.close()
@@ -245,20 +282,37 @@ class PostgresStore(SqlStore):
 
     # -- schema ------------------------------------------------------------------------
 
+    def _version(self, conn: psycopg.Connection[Any]) -> tuple[int, bool]:
+        """The namespace's schema version (0: none yet), and whether the registry lists it."""
+        schema = pgsql.Identifier(self.namespace)
+        # pg_tables, not to_regclass: to_regclass may answer from this backend's catalog cache,
+        # which an advisory lock does not refresh, and miss a table another migrator just made.
+        found = conn.execute("SELECT 1 FROM pg_tables WHERE schemaname = %s AND tablename = 'schema_version'",
+                             (self.namespace,)).fetchone()
+        version = 0
+        if found:
+            row = conn.execute(pgsql.SQL("SELECT version FROM {}.schema_version").format(schema)).fetchone()
+            version = int(row[0]) if row else 0
+        if version > SCHEMA_VERSION:
+            raise StoreError(f"{self.location}: the state store (namespace {self.namespace}) has schema {version}, "
+                             f"newer than this loomtui understands ({SCHEMA_VERSION}); upgrade loomtui")
+        listed = conn.execute("SELECT 1 FROM pg_tables WHERE schemaname = %s AND tablename = 'repositories'",
+                              (REGISTRY_SCHEMA,)).fetchone()
+        registered = bool(listed and conn.execute(
+            pgsql.SQL("SELECT 1 FROM {}.repositories WHERE namespace = %s").format(
+                pgsql.Identifier(REGISTRY_SCHEMA)), (self.namespace,)).fetchone())
+        return version, registered
+
     def _migrate(self, conn: psycopg.Connection[Any], name: str) -> None:
+        """Create or migrate the namespace. A store that is up to date is opened with reads alone
+        (a role without CREATE on the database can use a store someone else made)."""
         schema = pgsql.Identifier(self.namespace)
         try:
+            if self._version(conn) == (SCHEMA_VERSION, True):
+                return
             with conn.transaction():
                 conn.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATION_LOCK,))
-                found = conn.execute("SELECT to_regclass(%s)", (f"{self.namespace}.schema_version",)).fetchone()
-                version = 0
-                if found and found[0] is not None:
-                    row = conn.execute(pgsql.SQL("SELECT version FROM {}.schema_version").format(schema)).fetchone()
-                    version = int(row[0]) if row else 0
-                if version > SCHEMA_VERSION:
-                    raise StoreError(
-                        f"{self.location}: the state store (namespace {self.namespace}) has schema {version}, "
-                        f"newer than this loomtui understands ({SCHEMA_VERSION}); upgrade loomtui")
+                version, _registered = self._version(conn)  # again, under the lock
                 registry = pgsql.Identifier(REGISTRY_SCHEMA)
                 conn.execute(pgsql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(registry))
                 conn.execute(pgsql.SQL(
@@ -266,7 +320,7 @@ class PostgresStore(SqlStore):
                     "first_seen DOUBLE PRECISION NOT NULL, last_seen DOUBLE PRECISION NOT NULL)").format(registry))
                 conn.execute(pgsql.SQL(
                     "INSERT INTO {}.repositories (namespace, name, first_seen, last_seen) VALUES (%s, %s, %s, %s) "
-                    "ON CONFLICT (namespace) DO UPDATE SET name = excluded.name, last_seen = excluded.last_seen"
+                    "ON CONFLICT (namespace) DO NOTHING"
                 ).format(registry), (self.namespace, name, time.time(), time.time()))
                 if version == SCHEMA_VERSION:
                     return
@@ -293,12 +347,13 @@ class PostgresStore(SqlStore):
         # psycopg prepares it once it has run a few times and the server stops planning it anew.
         return f"{column} = ANY(?)", [list(values)]
 
+    # `json`, not `jsonb`: jsonb refuses a \u0000 that an agent's output can carry into `data`.
     def _json_value(self, key: str) -> str:
-        return f"(data::jsonb -> '{key}')"
+        return f"(data::json -> '{key}')"
 
     def _json_length(self, key: str) -> str:
-        return (f"CASE WHEN jsonb_typeof(data::jsonb -> '{key}') = 'array' "
-                f"THEN jsonb_array_length(data::jsonb -> '{key}') END")
+        return (f"CASE WHEN json_typeof(data::json -> '{key}') = 'array' "
+                f"THEN json_array_length(data::json -> '{key}') END")
 
     def repositories(self) -> list[RepositoryRecord]:
         """Every repository registered in this database (a lead's queue across repositories)."""
@@ -364,11 +419,16 @@ class PostgresStore(SqlStore):
                     listener.close()
                     raise self._error(exc) from None
                 self._listener = listener
+                self._contact = time.monotonic()
                 self._heard = max(self._heard, self.last_event_id())  # what happened before we listened
             if self._heard > after_id:
                 return True
             try:
+                if time.monotonic() - self._contact > QUIET_PING_S:
+                    self._listener.execute("SELECT 1")  # a silently dropped link errs here, not never
+                    self._contact = time.monotonic()
                 for notice in self._listener.notifies(timeout=seconds):
+                    self._contact = time.monotonic()
                     self._heard = max(self._heard, int(notice.payload) if notice.payload.isdigit() else 0)
                     if self._heard > after_id:
                         break
@@ -387,4 +447,4 @@ def drop_namespace(url: str, namespace: str) -> None:
             conn.execute(pgsql.SQL("DELETE FROM {}.repositories WHERE namespace = %s").format(
                 pgsql.Identifier(REGISTRY_SCHEMA)), (namespace,))
     except psycopg.Error as exc:
-        raise StoreError(f"{redact(url)}: cannot drop {namespace} ({str(exc).strip().splitlines()[0]})") from None
+        raise StoreError(f"{redact(url)}: cannot drop {namespace} ({scrub(str(exc).strip(), url)})") from None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -26,9 +27,14 @@ SANDBOX_COLUMNS = (
 """The sandboxes table's columns, as SandboxRecord's fields."""
 
 
+_NUL_ESCAPE = re.compile(r"(?<!\\)((?:\\\\)*)\\u0000")
+
+
 def data_json(data: Mapping[str, Any] | None) -> str:
-    """A record's `data` as stored: canonical JSON."""
-    return json.dumps(dict(data or {}), sort_keys=True, default=str)
+    """A record's `data` as stored: canonical JSON. A NUL in it (an agent's output can carry one)
+    is stored as U+FFFD on both backends: PostgreSQL's JSON functions refuse `\\u0000`."""
+    text = json.dumps(dict(data or {}), sort_keys=True, default=str)
+    return _NUL_ESCAPE.sub(r"\1\\ufffd", text) if "\\u0000" in text else text
 
 
 @dataclass(frozen=True, slots=True)
