@@ -204,9 +204,31 @@ def cmd_audit_tail(args: argparse.Namespace) -> int:
     if not entries:
         print("(the audit log is empty)")
     for entry in entries:
-        details = json.dumps(entry.details, sort_keys=True) if entry.details else ""
-        print(f"{entry.seq:>6}  {entry.ts}  {entry.actor}  {entry.action}  {entry.subject}  {details}".rstrip())
+        when = entry.ts[:19].replace("T", " ")  # to the second; --json has it whole
+        print(f"{entry.seq:>6}  {when}  {entry.actor}  {entry.action}  {entry.subject}".rstrip())
+        if entry.details:
+            print(f"{'':>8}{_readable(entry.details)}")
     return 0
+
+
+def _readable(details: dict[str, Any], width: int = 110) -> str:
+    """An entry's details as `key=value` pairs a person can scan (lists counted, long values cut)."""
+    parts = []
+    for key in sorted(details):
+        value = details[key]
+        if isinstance(value, list):
+            shown = ", ".join(str(v) for v in value[:3]) if all(isinstance(v, str | int | float) for v in value) \
+                else f"{len(value)} item{'s' if len(value) != 1 else ''}"
+            text = f"[{shown}{', …' if len(value) > 3 and shown and not shown.endswith('items') else ''}]"
+        elif isinstance(value, dict):
+            text = "{" + ", ".join(sorted(value)) + "}"
+        else:
+            text = str(value)
+        if key == "signature" and text:
+            text = "(ssh signature)"
+        parts.append(f"{key}={text if len(text) <= 60 else text[:59] + '…'}")
+    line = "  ".join(parts)
+    return line if len(line) <= width else line[:width - 1] + "…"
 
 
 # -- config and status ---------------------------------------------------------------

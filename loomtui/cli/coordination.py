@@ -9,7 +9,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from loomtui.cli import (
     add_command,
@@ -75,9 +75,9 @@ def _claim_dict(claim: ClaimRecord) -> dict[str, Any]:
     return asdict(claim)
 
 
-def _print_conflicts(conflicts: list[Conflict]) -> None:
+def _print_conflicts(conflicts: list[Conflict], file: TextIO | None = None) -> None:
     for conflict in conflicts:
-        print(f"{conflict.severity:<7} {conflict.kind:<19} {conflict.explanation}")
+        print(f"{conflict.severity:<7} {conflict.kind:<19} {conflict.explanation}", file=file or sys.stdout)
 
 
 # -- commands ---------------------------------------------------------------------------
@@ -142,8 +142,13 @@ def cmd_claim_add(args: argparse.Namespace) -> int:
         })
         return 1 if refused else 0
     if refused is not None:
-        print(f"refused: {refused}", file=sys.stderr)
-        _print_conflicts(refused.conflicts)
+        if refused.conflicts:  # the conflicts say it, once each
+            count = len(refused.conflicts)
+            print(f"refused: {count} conflict{'s' if count != 1 else ''} with other sandboxes' claims:",
+                  file=sys.stderr)
+            _print_conflicts(refused.conflicts, sys.stderr)
+        else:
+            print(f"refused: {refused}", file=sys.stderr)
         return 1
     for result in results:
         claim = result.claim

@@ -136,13 +136,14 @@ def cmd_list(args: argparse.Namespace) -> int:
         print("no sandboxes (start one with `loomtui sandbox new --runtime R --task TEXT`)")
         return 0
     now = time.time()
-    print(f"{'ID':<8} {'STATUS':<16} {'RUNTIME':<10} {'ISOLATION':<17} {'AGE':>4}  TASK")
+    width = max(10, *(len(r.runtime) for r in records))  # a long runtime name must not push the columns
+    print(f"{'ID':<8} {'STATUS':<16} {'RUNTIME':<{width}} {'ISOLATION':<17} {'AGE':>4}  TASK")
     for r in records:
         task = " ".join(r.task.split())
         task = task if len(task) <= 50 else task[:49] + "…"
         flag = " [orphaned]" if r.data.get("orphan") else ""
         flag += " [worktree missing]" if r.data.get("worktree_missing") else ""
-        print(f"{r.id:<8} {r.status:<16} {r.runtime:<10} {engine.isolation_label(r):<17} "
+        print(f"{r.id:<8} {r.status:<16} {r.runtime:<{width}} {engine.isolation_label(r):<17} "
               f"{_age(now - r.created):>4}  {task}{flag}")
     return 0
 
@@ -320,7 +321,8 @@ def register(commands: Any) -> None:
     new = add_command(sandbox, "new", cmd_new, "create a sandbox (worktree on branch loom/ID) and start its agent",
                       json_flag=True)
     new.add_argument("--runtime", required=True, metavar="R",
-                     help="runtime from .loom/loom.yaml (built in: claude, codex, aider, script)")
+                     help="runtime from .loom/loom.yaml (built in: claude, codex, aider, script, and command "
+                          "with the program after --)")
     new.add_argument("--task", required=True, metavar="TEXT",
                      help="what the agent should do; passed as one argument, never through a shell")
     new.add_argument("--base", default="HEAD", metavar="REF", help="commit or branch to start from (default HEAD)")

@@ -299,9 +299,9 @@ class Coordinator:
             if mode == "exclusive" and other.mode == "exclusive":
                 nested = "" if mine == theirs else f" (nested in {mine})" if len(theirs) > len(mine) \
                     else f" (which contains {mine})"
+                held = f"{mine} is held by {them}" if mine == theirs else f"{mine} is held by {them}: {theirs}{nested}"
                 return Conflict("overlap", "error", sandbox_id, mine, claim_id, other.sandbox_id, theirs,
-                                other.id, path,
-                                f"{mine} is held by {them}: {theirs}{nested}")
+                                other.id, path, held)
             if mode != other.mode:
                 return Conflict("shared-vs-exclusive", "warning", sandbox_id, mine, claim_id,
                                 other.sandbox_id, theirs, other.id, path,

@@ -40,8 +40,13 @@ class GateReport:
     notes: list[str] = field(default_factory=list)
 
     @property
+    def empty(self) -> bool:
+        """The head adds no change to its base: there is nothing to judge."""
+        return not self.facts.paths
+
+    @property
     def passed(self) -> bool:
-        return self.evaluation.outcome == "auto_approve" or (
+        return self.empty or self.evaluation.outcome == "auto_approve" or (
             self.evaluation.outcome == "require" and self.approved)
 
     @property
@@ -50,6 +55,8 @@ class GateReport:
 
     @property
     def verdict(self) -> str:
+        if self.empty:
+            return "PASS"
         if self.evaluation.outcome == "block":
             return "BLOCKED"
         return "PASS" if self.passed else "NEEDS APPROVAL"
@@ -81,7 +88,7 @@ class GateReport:
                f"`{self.base}..{self.head[:12]}` · {len(self.facts.paths)} files · "
                f"{self.facts.lines_changed} lines · risk **{self.evaluation.risk}**", "",
                "| rule | decision | risk | why |", "| --- | --- | --- | --- |"]
-        out += [f"| {a.name} | {a.decision} | {a.risk} | {a.why} |" for a in self.evaluation.applied]
+        out += [f"| {a.name} | {a.decision} | {a.risk or '–'} | {a.why} |" for a in self.evaluation.applied]
         if self.evaluation.requirements:
             out += ["", "**Needs:** " + "; ".join(r.describe() for r in self.evaluation.requirements)]
         if self.approvals:
@@ -150,13 +157,15 @@ def run_gate(root: Path, policy: Policy | None = None, *, base: str | None = Non
                      f"visible; approvals are read from {NOTES_REF}")
     facts = change_facts(root, merge_base, head_sha, gates=gates, runtime=runtime)
     evaluation = evaluate(policy, facts)
-    if evaluation.outcome == "require":
+    if evaluation.outcome == "require" and facts.paths:
         published = approvals_from_notes(root, policy, merge_base, head_sha)
         approvals = tuple(dict.fromkeys((*approvals, *published.users)))
         notes.extend(published.notes)
     if any(path.startswith(".loom/") or path.endswith("CODEOWNERS") for path in facts.paths):
         notes.append("this change edits the policy or code owners; it is judged by the base's policy")
     approved = bool(approvals) and decision_met(policy, evaluation, approvals, facts.author)[0]
+    if not facts.paths:
+        notes.insert(0, f"{head} adds no change to {base}: nothing to judge")
     return GateReport(base, head_sha, facts, evaluation, approvals, approved, notes)
 
 

@@ -1,0 +1,53 @@
+"""What the CLI prints, read as a person reads it: each thing said once, columns that hold, no `None`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tests.conftest import git, run_cli
+
+QUOTE = "payments/refunds.py::RefundService.quote"
+
+
+def test_a_refused_claim_says_each_conflict_once_on_stderr(billing: Path) -> None:
+    assert run_cli(billing, "claim", "add", "--sandbox", "s1", QUOTE).returncode == 0
+    refused = run_cli(billing, "claim", "add", "--sandbox", "s2", QUOTE)
+    assert refused.returncode == 1 and refused.stdout == ""
+    lines = refused.stderr.splitlines()
+    assert lines == ["refused: 1 conflict with other sandboxes' claims:",
+                     f"error   overlap             {QUOTE} is held by sandbox s1 (claim #1, exclusive)"]
+
+
+def test_the_gate_passes_a_branch_that_changes_nothing_and_markdown_never_says_none(billing: Path) -> None:
+    git(billing, "checkout", "-q", "-b", "nothing-yet")
+    done = run_cli(billing, "gate", "--base", "main")
+    assert done.returncode == 0 and done.stdout.startswith("loomtui gate: PASS")
+    assert "adds no change to main: nothing to judge" in done.stdout
+    (billing / "docs").mkdir(exist_ok=True)
+    (billing / "docs" / "note.md").write_text("a note\n")
+    git(billing, "add", "docs/note.md")
+    git(billing, "commit", "-q", "-m", "docs: a note")
+    markdown = run_cli(billing, "gate", "--base", "main", "--format", "markdown").stdout
+    assert "| default |" in markdown or "| docs" in markdown
+    assert "None" not in markdown
+
+
+def test_audit_tail_is_readable_lines_not_json(billing: Path) -> None:
+    run_cli(billing, "claim", "add", "--sandbox", "s1", QUOTE)
+    run_cli(billing, "claim", "add", "--sandbox", "s2", QUOTE)
+    lines = run_cli(billing, "audit", "tail", "-n", "2").stdout.splitlines()
+    assert len(lines) == 4 and lines[0].split()[0] == "1" and "claim.added" in lines[0]
+    assert lines[1].strip().startswith("claim=1  conflicts=[]  mode=exclusive")
+    assert "conflicts=[1 item]" in lines[3] and "{" not in lines[3]
+    assert all(len(line) <= 120 for line in lines[1::2])
+
+
+def test_sandbox_list_keeps_its_columns_with_a_long_runtime_name(billing: Path) -> None:
+    (billing / ".loom" / "loom.yaml").write_text(
+        "version: 1\nruntimes:\n  a-runtime-with-a-long-name:\n    argv: [\"true\"]\n  x:\n    argv: [\"true\"]\n")
+    run_cli(billing, "sandbox", "new", "--runtime", "a-runtime-with-a-long-name", "--task", "tidy", "--no-start")
+    run_cli(billing, "sandbox", "new", "--runtime", "x", "--task", "short", "--no-start")
+    header, *rows = run_cli(billing, "sandbox", "list").stdout.splitlines()
+    column = header.index("TASK")
+    assert sorted(row[column:].split()[0] for row in rows) == ["short", "tidy"]
+    assert "command" in run_cli(billing, "sandbox", "new", "--help").stdout
