@@ -138,3 +138,22 @@ async def test_notifications_never_parse_markup(repo: Path) -> None:
         await pilot.pause()
         [note] = list(app._notifications)
         assert note.markup is False and "[/x]" in note.message
+
+
+async def test_enter_on_the_sandboxes_table_opens_the_log_and_the_footer_says_so(repo: Path) -> None:
+    from textual.widgets import TabbedContent
+
+    workspace = open_workspace(repo)
+    add_sandbox(workspace, "s1", "first task", status="exited")
+    app = LoomApp(workspace)
+    async with app.run_test(size=SIZE) as pilot:
+        table = app.screen.query_one("#sandboxes", DataTable)
+        await wait_for(pilot, lambda: table.row_count == 1)
+        table.focus()
+        await pilot.pause()
+        shown = {binding.description for _key, binding, enabled, _tip in app.screen.active_bindings.values()
+                 if enabled and binding.show}
+        assert "Attach/log" in shown
+        assert app.screen.query_one("#detail", TabbedContent).active == "tab-details"
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: app.screen.query_one("#detail", TabbedContent).active == "tab-log")

@@ -111,6 +111,13 @@ def _agent_report(lines: Text, result: object) -> None:
             lines.append(f"{denial.get('tool', '?')} {denial.get('target', '')}\n")  # agent text: never markup
 
 
+class SandboxTable(DataTable[object]):
+    """The sandboxes table: `enter` opens the highlighted sandbox (the table's own `enter` selects
+    a row, which the screen answers), and the footer says so while the table has focus."""
+
+    BINDINGS = [Binding("enter", "select_cursor", "Attach/log", id="sandboxes.open")]
+
+
 class DashboardScreen(LoomScreen[None]):
     """Sandboxes table, detail tabs and the live activity of the store."""
 
@@ -148,7 +155,7 @@ class DashboardScreen(LoomScreen[None]):
             with Vertical(id="left"):
                 yield Input(placeholder="filter sandboxes (esc clears)", id="filter", classes="hidden")
                 yield Static("", id="empty")
-                yield DataTable(id="sandboxes", cursor_type="row", zebra_stripes=True)
+                yield SandboxTable(id="sandboxes", cursor_type="row", zebra_stripes=True)
             with TabbedContent(id="detail"):
                 with TabPane("Details", id="tab-details"):
                     yield Static("", id="details")
@@ -513,6 +520,10 @@ class DashboardScreen(LoomScreen[None]):
         if (sandbox := self.selected_sandbox()) is not None:
             call = sandboxes.resume if sandbox.status == PAUSED else sandboxes.pause
             self._run(f"{call.__name__} {sandbox.id}", call, sandbox.id)
+
+    @on(DataTable.RowSelected, "#sandboxes")
+    def _row_chosen(self) -> None:
+        self.action_open()
 
     def action_open(self) -> None:
         """Enter: attach to an interactive agent's tmux session, else show its log."""
