@@ -132,3 +132,40 @@ async def test_an_escalation_with_gate_evidence_shows_each_gate_and_failed_test(
         shown = str(app.screen.query_one("#esc-detail", Static).render())
         assert "tests: failed 1 failed, 20 passed" in shown
         assert "✗ tests/test_invoices.py::test_fragile" in shown and "compile: passed" in shown
+
+
+async def test_o_is_offered_on_a_block_only_and_asks_before_it_lets_the_change_through(billing: Path) -> None:
+    from loomtui.governance.policy import ChangeFacts
+    from loomtui.tui.screens.sandbox_forms import ConfirmScreen
+    from tests.test_escalations import LEAD
+
+    _, held = escalate(billing, payments_change())  # approval required: a lead approves or rejects
+    blocked_facts = ChangeFacts(stage="post-gate", paths=("config/prod.env", "certs/server.pem"),
+                                author="x@example.com")
+    _, blocked = escalate(billing, blocked_facts)
+    app = app_as(billing, LEAD)
+    async with app.run_test(size=SIZE) as pilot:
+        table = await open_queue(app, pilot, rows=2)
+        screen = app.screen
+        assert isinstance(screen, EscalationsScreen)
+
+        def highlight(escalation_id: int) -> None:
+            table.move_cursor(row=table.get_row_index(str(escalation_id)))
+
+        highlight(held)
+        await pilot.pause()
+        assert screen.check_action("decide", ("override",)) is False
+        highlight(blocked)
+        await pilot.pause()
+        assert screen.check_action("decide", ("override",)) is True
+        for answer, status in (("n", "open"), ("y", "overridden")):
+            await pilot.press("o")
+            await wait_for(pilot, lambda: isinstance(app.screen, ReasonScreen))
+            app.screen.query_one(Input).value = "incident 42: the certificate expires tonight"
+            await pilot.press("enter")
+            await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen))
+            assert "config/prod.env" in app.screen.question or "block" in app.screen.question
+            await pilot.press(answer)
+            store = app.workspace.store
+            await wait_for(pilot, lambda s=status: store.get_escalation(blocked).status == s)
+            await pilot.pause()

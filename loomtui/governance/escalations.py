@@ -166,6 +166,12 @@ def allowed_decisions(policy: Policy, escalation: EscalationRecord, user: str) -
     return allowed
 
 
+def overridable(escalation: EscalationRecord) -> bool:
+    """Whether an override is the way on for this escalation: a block, or a claim conflict, which no
+    approval clears. (A lead may still override an approval the policy requires, from the CLI.)"""
+    return escalation.data.get("outcome") == "block" or escalation.kind == "conflict-override"
+
+
 def withdraw_open(workspace: Workspace, sandbox_id: str, reason: str) -> list[int]:
     """Withdraw a sandbox's open escalations (it was removed), each with its audit entry."""
     withdrawn = []

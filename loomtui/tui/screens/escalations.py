@@ -19,7 +19,13 @@ from textual.screen import ModalScreen
 from textual.widgets import Button, DataTable, Footer, Input, Label, Static
 
 from loomtui.errors import LoomError
-from loomtui.governance.escalations import EscalationStatus, allowed_decisions, decide, status_lines
+from loomtui.governance.escalations import (
+    EscalationStatus,
+    allowed_decisions,
+    decide,
+    overridable,
+    status_lines,
+)
 from loomtui.store import EscalationRecord
 from loomtui.store.records import RepositoryRecord
 from loomtui.store.sql import SqlStore
@@ -232,7 +238,8 @@ class EscalationsScreen(LoomScreen[None]):
             text.append(f"{reason}\n")
         policy = self.loom.policy
         if policy is not None:
-            offered = allowed_decisions(policy, escalation, self.loom.workspace.actor)
+            offered = [d for d in allowed_decisions(policy, escalation, self.loom.workspace.actor)
+                       if d != "override" or overridable(escalation)]
             text.append(f"\nYou ({self.loom.workspace.actor}) may: ", style="bold")
             text.append(", ".join(offered) or "nothing here")
         detail.update(text)
@@ -249,6 +256,8 @@ class EscalationsScreen(LoomScreen[None]):
         policy = self.loom.policy
         if escalation is None or policy is None:
             return False
+        if parameters[0] == "override" and not overridable(escalation):
+            return False  # the app offers an override where approving cannot help; `escalation override` can
         return parameters[0] in allowed_decisions(policy, escalation, self.loom.workspace.actor)
 
     def action_decide(self, decision: str) -> None:
@@ -261,10 +270,31 @@ class EscalationsScreen(LoomScreen[None]):
         title = f"{decision.capitalize()} escalation #{escalation.id}: why?"
 
         def recorded(reason: str | None) -> None:
-            if reason:
+            if reason and decision == "override":
+                self._confirm_override(escalation, reason)
+            elif reason:
                 self._record(escalation.id, decision, reason)
 
         self.app.push_screen(ReasonScreen(title), recorded)
+
+    def _confirm_override(self, escalation: EscalationRecord, reason: str) -> None:
+        """An override lets a change the policy holds back go on (a blocked change merges): asked
+        once more, saying what it lets through, as `m` asks before a merge."""
+        from loomtui.tui.screens.sandbox_forms import ConfirmScreen
+
+        why = "; ".join(str(line).strip() for line in escalation.data.get("explanation", [])[:2]) or escalation.summary
+        target = f"sandbox {escalation.sandbox_id}'s change" if escalation.sandbox_id else "this change"
+        hours = self.loom.policy.overrides.max_hours if self.loom.policy else 0
+        question = (f"Override escalation #{escalation.id}? {target} goes on as if approved (it may merge into "
+                    f"its target) for at most {hours:g}h, despite: {why}. Reason: {reason}")
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self._record(escalation.id, "override", reason)
+            else:
+                self.app.notify(f"#{escalation.id}: not overridden", title="decision")
+
+        self.app.push_screen(ConfirmScreen(question), answered)
 
     @work(thread=True, group="decide", exit_on_error=False)
     def _record(self, escalation_id: int, decision: str, reason: str) -> None:
