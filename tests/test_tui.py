@@ -157,3 +157,20 @@ async def test_enter_on_the_sandboxes_table_opens_the_log_and_the_footer_says_so
         assert app.screen.query_one("#detail", TabbedContent).active == "tab-details"
         await pilot.press("enter")
         await wait_for(pilot, lambda: app.screen.query_one("#detail", TabbedContent).active == "tab-log")
+
+
+async def test_the_age_column_moves_on_for_a_sandbox_nothing_happens_to(repo: Path) -> None:
+    workspace = open_workspace(repo)
+    add_sandbox(workspace, "s1", "idle task", status="exited")
+    created = workspace.store.get_sandbox("s1").created  # type: ignore[union-attr]
+    now = [created + 30]
+    app = LoomApp(workspace, clock=lambda: now[0])
+    async with app.run_test(size=SIZE) as pilot:
+        table = app.screen.query_one("#sandboxes", DataTable)
+        await wait_for(pilot, lambda: table.row_count == 1)
+        assert str(table.get_cell("s1", "age")) == "30s"
+        now[0] = created + 3 * 3600
+        assert isinstance(app.screen, DashboardScreen)
+        app.screen.refresh_ages()  # what its timer runs every AGE_REFRESH_S
+        await pilot.pause()
+        assert str(table.get_cell("s1", "age")) == "3h"

@@ -169,3 +169,21 @@ async def test_o_is_offered_on_a_block_only_and_asks_before_it_lets_the_change_t
             store = app.workspace.store
             await wait_for(pilot, lambda s=status: store.get_escalation(blocked).status == s)
             await pilot.pause()
+
+
+async def test_escalations_arriving_together_are_one_toast_not_a_pile(billing: Path) -> None:
+    app = app_as(billing, ALICE)
+    app.escalation_toast_seconds = 1.5
+    said: list[str] = []
+    notify = app.notify
+    app.notify = lambda message, **kwargs: (said.append(str(message)), notify(message, **kwargs))[1]  # type: ignore
+    async with app.run_test(size=SIZE) as pilot:
+        await open_queue(app, pilot, rows=0)
+        escalate(billing, payments_change())
+        await wait_for(pilot, lambda: any("waiting" in line for line in said), timeout=10)
+        escalate(billing, payments_change())
+        escalate(billing, payments_change())
+        await wait_for(pilot, lambda: sum("waiting" in line for line in said) == 2, timeout=10)
+        await pilot.pause(0.5)
+        assert [line for line in said if "waiting" in line] == [
+            "1 new escalation waiting: press 3", "2 new escalations waiting: press 3"]

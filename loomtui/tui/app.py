@@ -13,6 +13,7 @@ from textual.app import App, ScreenStackError
 from textual.binding import Binding
 from textual.notifications import SeverityLevel
 from textual.screen import Screen
+from textual.timer import Timer
 from textual.worker import Worker, WorkerState, get_current_worker
 
 from loomtui.config import LoomConfig
@@ -46,6 +47,8 @@ LISTEN_SECONDS = 30.0
 """How long the listener waits for an event before it starts waiting again."""
 RETRY_SECONDS = 2.0
 """How often a store that failed is tried again."""
+ESCALATION_TOAST_SECONDS = 8.0
+"""How long a new-escalation toast shows; at most one is shown at a time."""
 CONFIG_CHECK_SECONDS = 0.5
 """How often the config and policy files are looked at for edits."""
 DEFAULT_THEME = "loom-dark"
@@ -93,6 +96,10 @@ class LoomApp(App[int]):
         self.workspace = workspace
         self.demo = demo
         self._store_state = "ok"
+        self.escalation_toast_seconds = ESCALATION_TOAST_SECONDS
+        self._unannounced = 0
+        self._announced_at = 0.0
+        self._announce_timer: Timer | None = None
         self.latest_snapshot: DashboardSnapshot | None = None
         self.coordination: CoordinationPicture | None = None
         self.coordinator: Coordinator | None = None  # built by a worker; None until indexed
@@ -320,8 +327,20 @@ class LoomApp(App[int]):
             opened = kinds.count("escalation.opened")
             if opened and not first:
                 self.bell()
-                self.notify(f"{opened} new escalation(s) waiting: press 3", title="escalation",
-                            severity="warning", timeout=8)
+                self._unannounced += opened
+                if self._announce_timer is None:
+                    wait = self._announced_at + self.escalation_toast_seconds - time.monotonic()
+                    self._announce_timer = self.set_timer(max(0.01, wait), self._announce_escalations)
+
+    def _announce_escalations(self) -> None:
+        """One toast for escalations that came together: those opened while the last toast still
+        shows are counted into the next one, not stacked over the header as toasts of their own."""
+        self._announce_timer = None
+        count, self._unannounced = self._unannounced, 0
+        if count:
+            self._announced_at = time.monotonic()
+            self.notify(f"{count} new escalation{'s' if count != 1 else ''} waiting: press 3", title="escalation",
+                        severity="warning", timeout=self.escalation_toast_seconds)
 
     # -- the checklist score in the header ------------------------------------------
 

@@ -69,6 +69,10 @@ def _short(text: str, width: int) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
+AGE_REFRESH_S: Final = 10.0
+"""How often the Age column is brought up to date between store events."""
+
+
 def format_age(seconds: float) -> str:
     """Short human age: 45s, 12m, 3h, 2d."""
     seconds = max(0, int(seconds))
@@ -181,6 +185,21 @@ class DashboardScreen(LoomScreen[None]):
             self.show_snapshot(snapshot)
         else:
             self._show_empty_state()
+        self.set_interval(AGE_REFRESH_S, self.refresh_ages)
+
+    def refresh_ages(self) -> None:
+        """Age moves on for a sandbox nothing happens to (the store says nothing of it); a hidden
+        screen skips this, and an age that reads the same is not repainted."""
+        if not self.is_current or self.snapshot is None:
+            return
+        table = self.query_one("#sandboxes", DataTable)
+        now = self.loom.clock()
+        for sandbox in self.snapshot.sandboxes:
+            shown = self._shown_cells.get(sandbox.id)
+            age = format_age(now - sandbox.created)
+            if shown is not None and sandbox.id in table.rows and shown.get("age") != age:
+                table.update_cell(sandbox.id, "age", age, update_width=True)
+                shown["age"] = age
 
     def on_screen_resume(self) -> None:
         # Updates are skipped while the screen is hidden; catch up when it returns.
