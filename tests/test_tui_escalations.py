@@ -187,3 +187,36 @@ async def test_escalations_arriving_together_are_one_toast_not_a_pile(billing: P
         await pilot.pause(0.5)
         assert [line for line in said if "waiting" in line] == [
             "1 new escalation waiting: press 3", "2 new escalations waiting: press 3"]
+
+
+async def test_the_palette_finds_keys_sandboxes_and_escalations_and_goes_there(billing: Path) -> None:
+    from textual.command import CommandList, CommandPalette
+
+    _, escalation_id = escalate(billing, payments_change())
+    app = app_as(billing, ALICE)
+
+    async def search(pilot, text: str) -> list[str]:  # type: ignore[no-untyped-def]
+        await pilot.press("colon")
+        await wait_for(pilot, lambda: isinstance(app.screen, CommandPalette))
+        await pilot.press(*text)
+        results = app.screen.query_one(CommandList)
+        await wait_for(pilot, lambda: results.option_count > 0, timeout=10)
+        await pilot.pause(0.3)
+        return [str(results.get_option_at_index(i).prompt) for i in range(results.option_count)]
+
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: app.latest_snapshot is not None and app.latest_snapshot.open_escalations)
+        found = await search(pilot, "merge")
+        assert any(line.startswith("Merge (m)") for line in found), found
+        await pilot.press("escape")
+        await pilot.pause()
+        found = await search(pilot, "refunds escalation")
+        assert any(line.startswith(f"escalation #{escalation_id} ") for line in found), found
+        results = app.screen.query_one(CommandList)
+        target = next(i for i in range(results.option_count)
+                      if str(results.get_option_at_index(i).prompt).startswith(f"escalation #{escalation_id}"))
+        results.highlighted = target
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: isinstance(app.screen, EscalationsScreen))
+        screen = app.screen
+        await wait_for(pilot, lambda: screen.selected() is not None and screen.selected().id == escalation_id)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 from textual import work
@@ -30,6 +31,7 @@ from loomtui.tui.messages import (
     IndexProgress,
     StoreChanged,
 )
+from loomtui.tui.palette import BindingCommands, SandboxesAndEscalations
 from loomtui.tui.screens.context import ContextScreen, ContextSections
 from loomtui.tui.screens.dashboard import DashboardScreen
 from loomtui.tui.screens.escalations import EscalationsScreen
@@ -66,7 +68,7 @@ class LoomApp(App[int]):
     MODES = {"dashboard": DashboardScreen, "graph": GraphScreen, "escalations": EscalationsScreen,
              "policy": PolicyScreen, "audit": AuditScreen, "context": ContextScreen, "plan": PlanScreen,
              "metrics": MetricsScreen}
-    COMMANDS = App.COMMANDS | {ContextSections}
+    COMMANDS = App.COMMANDS | {ContextSections, BindingCommands, SandboxesAndEscalations}
     DEFAULT_MODE = "dashboard"
     BINDINGS = [
         Binding("question_mark", "help", "Help", key_display="?", id="app.help"),
@@ -331,6 +333,28 @@ class LoomApp(App[int]):
                 if self._announce_timer is None:
                     wait = self._announced_at + self.escalation_toast_seconds - time.monotonic()
                     self._announce_timer = self.set_timer(max(0.01, wait), self._announce_escalations)
+
+    # -- jumping to a record (the palette) --------------------------------------------
+
+    def show_sandbox(self, sandbox_id: str) -> None:
+        """Switch to the sandboxes view with this sandbox highlighted."""
+        self.switch_mode("dashboard")
+        self.call_after_refresh(self._highlight, "#sandboxes", sandbox_id)
+
+    def show_escalation(self, escalation_id: int) -> None:
+        """Switch to the escalations view with this escalation highlighted."""
+        self.switch_mode("escalations")
+        self.set_timer(0.3, partial(self._highlight, "#queue", str(escalation_id)))  # after its reload
+
+    def _highlight(self, table_id: str, key: str) -> None:
+        from textual.widgets import DataTable
+
+        screen = self._shown_screen()
+        tables = list(screen.query(table_id)) if screen is not None else []
+        table = tables[0] if tables and isinstance(tables[0], DataTable) else None
+        if table is not None and key in table.rows:
+            table.move_cursor(row=table.get_row_index(key))
+            table.focus()
 
     def _announce_escalations(self) -> None:
         """One toast for escalations that came together: those opened while the last toast still

@@ -1,0 +1,87 @@
+"""The `:` palette runs the app: every binding of the screen it was opened on, and every sandbox and
+open escalation by its id or text, ranked with rapidfuzz (typos and word order forgiven).
+
+Labels are plain `Text`, never markup: a task or a summary is an agent's words.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from functools import partial
+from typing import Any
+
+from rapidfuzz import fuzz
+from rich.text import Text
+from textual.command import Hit, Hits, Provider
+
+from loomtui.tui.base import loom_app
+
+THRESHOLD = 60.0
+"""The least rapidfuzz score (of 100) a label needs to be offered."""
+
+
+def _score(query: str, label: str) -> float:
+    """How well `query` matches `label`, 0 to 1: the best of a whole-label and a best-part match."""
+    if not query.strip():
+        return 0.5
+    query, label = query.lower(), label.lower()
+    return max(fuzz.WRatio(query, label), fuzz.partial_ratio(query, label)) / 100
+
+
+def _hits(query: str, entries: Iterable[tuple[str, Callable[[], Any], str]]) -> list[Hit]:
+    found = []
+    for label, run, help_text in entries:
+        score = _score(query, label)
+        if score * 100 >= THRESHOLD:
+            found.append(Hit(score, Text(label), run, text=label, help=help_text))
+    return sorted(found, reverse=True)
+
+
+class BindingCommands(Provider):
+    """Every key of the screen the palette was opened on (and the app's), by what it does."""
+
+    def _entries(self) -> list[tuple[str, Callable[[], Any], str]]:
+        entries: list[tuple[str, Callable[[], Any], str]] = []
+        seen = set()
+        for key, active in self.screen.active_bindings.items():
+            binding = active.binding
+            if not active.enabled or not binding.description or binding.action in seen:
+                continue
+            seen.add(binding.action)
+            shown = binding.key_display or self.app.get_key_display(binding)
+            run = partial(self.app.run_action, binding.action, active.node)
+            entries.append((f"{binding.description} ({shown})", run, f"the {key} key"))
+        return entries
+
+    async def discover(self) -> Hits:
+        for label, run, help_text in self._entries():
+            yield Hit(0.5, Text(label), run, text=label, help=help_text)
+
+    async def search(self, query: str) -> Hits:
+        for hit in _hits(query, self._entries()):
+            yield hit
+
+
+class SandboxesAndEscalations(Provider):
+    """Jump to a sandbox or an open escalation by its id, task or summary."""
+
+    def _entries(self) -> list[tuple[str, Callable[[], Any], str]]:
+        app = loom_app(self.app)
+        snapshot = app.latest_snapshot
+        if snapshot is None:
+            return []
+        entries: list[tuple[str, Callable[[], Any], str]] = []
+        for sandbox in snapshot.sandboxes:
+            task = " ".join(sandbox.task.split())[:70]
+            entries.append((f"sandbox {sandbox.id}: {task} ({sandbox.status}, {sandbox.runtime})",
+                            partial(app.show_sandbox, sandbox.id), "open it in the sandboxes view"))
+        for escalation in snapshot.open_escalations:
+            summary = " ".join(escalation.summary.split())[:70]
+            entries.append((f"escalation #{escalation.id} ({escalation.risk}): {summary}",
+                            partial(app.show_escalation, escalation.id),
+                            "open it in the escalations view to approve, reject or override"))
+        return entries
+
+    async def search(self, query: str) -> Hits:
+        for hit in _hits(query, self._entries()):
+            yield hit
