@@ -88,7 +88,7 @@ async def test_an_escalation_from_another_process_appears_and_rings(billing: Pat
         )
         subprocess.run([sys.executable, "-c", script], check=True, cwd=Path(__file__).parent.parent)
         await wait_for(pilot, lambda: table.row_count == 1, timeout=3)
-        assert any("escalation" in (n.title or "") for n in app._notifications)
+        await wait_for(pilot, lambda: any("escalation" in (n.title or "") for n in app._notifications), timeout=3)
 
 
 async def test_d_shows_the_sandbox_diff_behind_an_escalation(billing: Path) -> None:
