@@ -74,6 +74,7 @@ class LoomApp(App[int]):
         Binding("question_mark", "help", "Help", key_display="?", id="app.help"),
         Binding("colon", "command_palette", "Commands", key_display=":", id="app.commands"),
         Binding("t", "next_theme", "Theme", id="app.theme"),
+        Binding("T", "pick_theme", "Pick theme", key_display="T", id="app.theme_picker", show=False),
         Binding("1", "switch_mode('dashboard')", "Sandboxes", id="app.mode.dashboard"),
         Binding("2", "switch_mode('graph')", "Claims", id="app.mode.graph"),
         Binding("3", "switch_mode('escalations')", "Escalations", id="app.mode.escalations"),
@@ -98,6 +99,7 @@ class LoomApp(App[int]):
         self.workspace = workspace
         self.demo = demo
         self._store_state = "ok"
+        self.loom_themes: list[str] = []
         self.escalation_toast_seconds = ESCALATION_TOAST_SECONDS
         self._unannounced = 0
         self._announced_at = 0.0
@@ -135,6 +137,7 @@ class LoomApp(App[int]):
     def on_mount(self) -> None:
         themes = load_themes()
         register_themes(self, themes)
+        self.loom_themes = [theme.name for theme in themes.themes]
         self.theme_problems = themes.problems
         for problem in themes.problems:
             self.notify(problem, title="theme skipped", severity="warning", timeout=8)
@@ -501,12 +504,15 @@ class LoomApp(App[int]):
         self.push_screen(HelpScreen(rows))
 
     def action_next_theme(self) -> None:
-        names = [name for name in self.available_themes if name.startswith("loom-")]
-        names += sorted(name for name in self.available_themes if not name.startswith("loom-")
-                        and name not in ("textual-ansi",))
+        """`t`: the next of loomtui's themes, the shipped ones and the user's (T picks from all)."""
+        names = [name for name in self.loom_themes if name in self.available_themes] or [DEFAULT_THEME]
         current = names.index(self.theme) if self.theme in names else -1
         self.theme = names[(current + 1) % len(names)]
         self.notify(f"theme: {self.theme}", timeout=2)
+
+    def action_pick_theme(self) -> None:
+        """`T`: every theme, Textual's own too, in a searchable list."""
+        self.search_themes()
 
 
 def run_app(workspace: Workspace, *, demo: bool = False) -> int:
