@@ -182,3 +182,25 @@ async def test_the_age_column_moves_on_for_a_sandbox_nothing_happens_to(repo: Pa
         app.screen.refresh_ages()  # what its timer runs every AGE_REFRESH_S
         await pilot.pause()
         assert str(table.get_cell("s1", "age")) == "3h"
+
+
+async def test_the_claims_tab_names_each_region_once_and_activity_leaves_out_bookkeeping(repo: Path) -> None:
+    from textual.widgets import Log
+
+    workspace = open_workspace(repo)
+    add_sandbox(workspace, "s1", "task", status="running")
+    workspace.store.add_claim("s1", "app.py::f", "exclusive", "edit", time.time() + 600, ["app.py::f", "app.py::g"])
+    workspace.record("claim.added", "s1", {"target": "app.py::f"})
+    app = LoomApp(workspace)
+    async with app.run_test(size=SIZE) as pilot:
+        table = app.screen.query_one("#sandboxes", DataTable)
+        await wait_for(pilot, lambda: table.row_count == 1)
+        table.focus()
+        await pilot.pause()
+        claims = app.screen.query_one("#claims", Static)
+        await wait_for(pilot, lambda: "app.py::g" in str(claims.render()))
+        text = str(claims.render())
+        assert text.count("app.py::f") == 1 and "app.py::g" in text
+        lines = app.screen.query_one("#activity", Log).lines
+        assert any("claim.added" in line for line in lines)
+        assert not any("audit.appended" in line for line in lines)

@@ -82,6 +82,10 @@ def format_age(seconds: float) -> str:
     return f"{seconds}s"
 
 
+QUIET_EVENTS: Final = frozenset({"audit.appended"})
+"""Events the Activity tab leaves out: bookkeeping that repeats what the entries beside it say."""
+
+
 def format_event(event: Event) -> str:
     """One plain-text log line for an event (a Log never parses markup)."""
     stamp = datetime.fromtimestamp(event.ts).strftime("%H:%M:%S")
@@ -214,7 +218,7 @@ class DashboardScreen(LoomScreen[None]):
         """Apply fresh store state: table rows by key, counts, and new events."""
         self.snapshot = snapshot
         log = self.query_one("#activity", Log)
-        log.write_lines(format_event(e) for e in snapshot.events)
+        log.write_lines(format_event(e) for e in snapshot.events if e.kind not in QUIET_EVENTS)
         if self.tailing and any(e.subject == self.tailing and e.kind.startswith("sandbox.") for e in snapshot.events):
             self._diff_stats(self.tailing)  # its branch or worktree may have moved
         self._sync_table(snapshot)
@@ -342,7 +346,8 @@ class DashboardScreen(LoomScreen[None]):
             listing.append(claim.target)
             listing.append(f"  lease {left}s\n" if left > 0 else "  lease expired\n", style="dim")
             for region in claim.region_ids:
-                listing.append(f"    {region}\n", style="dim")
+                if region != claim.target:  # the target is the line above: only what it resolved to
+                    listing.append(f"    {region}\n", style="dim")
         claims.update(listing)
 
     def _show_context(self, sandbox: SandboxRecord) -> None:
