@@ -168,6 +168,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
             code = run_app(workspace, demo=True)
     finally:
         if not args.keep:
+            # Stopping a live agent takes seconds (SIGTERM, its grace period): say so, not a blank screen.
+            print("stopping the demo's agents and removing its repository…", file=sys.stderr, flush=True)
             stop_scenario(workspace)  # agents still running would write into a deleted repository
         workspace.close()
         if args.keep:

@@ -257,6 +257,9 @@ class AuditScreen(LoomScreen[None]):
             for line in lines[1:]:
                 shown.append(f"\n {line}", style="red")
         self.app.call_from_thread(self.query_one("#verify", Static).update, shown)
+        # Said where the eye is too: an intact log changes nothing else on the screen.
+        self.app.call_from_thread(self.notify, shown.plain.strip().splitlines()[0], title="audit verify",
+                                  severity="information" if shown.style == "bold green" else "error")
 
     def action_back(self) -> None:
         self.app.switch_mode("dashboard")
