@@ -204,3 +204,35 @@ async def test_the_claims_tab_names_each_region_once_and_activity_leaves_out_boo
         lines = app.screen.query_one("#activity", Log).lines
         assert any("claim.added" in line for line in lines)
         assert not any("audit.appended" in line for line in lines)
+
+
+async def test_the_new_sandbox_form_shows_runtimes_readably_and_starts_the_command_runtime(repo: Path) -> None:
+    from textual.widgets import Button, Input, Select
+
+    from loomtui.tui.screens.sandbox_forms import NewSandboxScreen
+
+    (repo / ".loom").mkdir(exist_ok=True)
+    (repo / ".loom" / "loom.yaml").write_text(
+        "version: 1\nruntimes:\n  not-here:\n    argv: [\"no-such-agent-program\", \"{task}\"]\n")
+    workspace = open_workspace(repo)
+    app = LoomApp(workspace)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_for(pilot, lambda: app.config is not None)
+        await pilot.press("n")
+        await wait_for(pilot, lambda: isinstance(app.screen, NewSandboxScreen))
+        form = app.screen
+        select = form.query_one("#runtime", Select)
+        assert select.size.width >= 30  # a readable picker, not a sliver beside the base field
+        labels = {str(prompt): value for prompt, value in select._options}
+        assert labels["not-here (not installed)"] == "not-here"
+        assert select.value != "not-here" and str(select.value) in {"claude", "codex", "script"}
+        assert not form.query_one("#command", Input).display
+        select.value = "command"
+        await pilot.pause()
+        assert form.query_one("#command", Input).display
+        form.query_one("#task", Input).value = "say hello"
+        form.query_one("#command", Input).value = "true {task}"
+        form.query_one("#start", Button).press()
+        await wait_for(pilot, lambda: any(s.runtime == "command" for s in workspace.store.list_sandboxes()))
+        [record] = workspace.store.list_sandboxes()
+        assert record.data["launch"]["argv"][0].endswith("true")

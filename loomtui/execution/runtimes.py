@@ -323,6 +323,15 @@ def prepare_launch(runtime: RuntimeConfig, values: Mapping[str, str],
     )
 
 
+def runtime_installed(runtime: RuntimeConfig) -> bool:
+    """Whether a runtime's program is on PATH here (a runtime whose program comes with the task, as
+    `command`'s does, or that loomtui runs itself, counts as installed)."""
+    program = runtime.argv[0] if runtime.argv else ""
+    if not program or "{" in program or runtime.builtin and runtime.name == "script":
+        return True
+    return shutil.which(program) is not None or Path(program).is_file()
+
+
 def agent_environment(spec: LaunchSpec, source: Mapping[str, str], extra: Mapping[str, str]) -> dict[str, str]:
     """The reduced environment an agent runs with: the allow-list, the runtime's names, `extra`."""
     wanted = set(ENV_ALLOW_LIST) | set(spec.env_names)

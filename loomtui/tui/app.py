@@ -12,6 +12,7 @@ from pathlib import Path
 from textual import work
 from textual.app import App, ScreenStackError
 from textual.binding import Binding
+from textual.css.query import NoMatches
 from textual.notifications import SeverityLevel
 from textual.screen import Screen
 from textual.timer import Timer
@@ -318,7 +319,10 @@ class LoomApp(App[int]):
             self.update_header(header)
         # Hidden screens skip the update; they catch up on resume.
         if isinstance(screen, DashboardScreen | PlanScreen):
-            screen.show_snapshot(message.snapshot)
+            try:
+                screen.show_snapshot(message.snapshot)
+            except NoMatches:
+                pass  # the app is closing and the screen's widgets are gone: nothing to show it on
         kinds = [e.kind for e in message.snapshot.events]
         if any(k.startswith(("claim.", "sandbox.")) for k in kinds):
             self.refresh_coordination()

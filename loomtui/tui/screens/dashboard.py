@@ -26,6 +26,7 @@ from textual.widgets import (
 from loomtui.errors import LoomError
 from loomtui.execution import review, sandboxes
 from loomtui.execution.lifecycle import APPROVED, AWAITING_REVIEW, LIVE, PAUSED, PLANNED
+from loomtui.execution.runtimes import runtime_installed
 from loomtui.store import Event, SandboxRecord
 from loomtui.tui.base import LoomScreen
 from loomtui.tui.snapshot import DashboardSnapshot
@@ -513,8 +514,12 @@ class DashboardScreen(LoomScreen[None]):
 
         config = self.loom.config
         runtimes = sorted(config.runtimes) if config else ["script"]
-        default = "claude" if "claude" in runtimes else runtimes[0]
-        self.app.push_screen(NewSandboxScreen(runtimes, default), self._create)
+        missing = frozenset(name for name in runtimes if config is not None and not runtime_installed(
+            config.runtimes[name]))
+        usable = [name for name in runtimes if name not in missing]
+        # Claude Code when it is here; else the first that can start (the script runtime always can).
+        default = next((name for name in ("claude", *usable) if name in usable), runtimes[0])
+        self.app.push_screen(NewSandboxScreen(runtimes, default, missing), self._create)
 
     def _create(self, request: NewSandboxRequest | None) -> None:
         if request is None:
@@ -528,7 +533,7 @@ class DashboardScreen(LoomScreen[None]):
             record = tasks.create_sandbox(
                 app.workspace, request.task, request.runtime, base=request.base,
                 claims=request.claims, script=request.script, autostart=True,
-                after=request.after,
+                after=request.after, command=request.command,
             )
         except LoomError as exc:
             app.call_from_thread(app.notify, str(exc), title="new sandbox", severity="error")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 from dataclasses import dataclass
 
 from rich.syntax import Syntax
@@ -26,6 +27,8 @@ class NewSandboxRequest:
     claims: tuple[str, ...]
     script: str | None
     after: tuple[str, ...] = ()
+    command: tuple[str, ...] = ()
+    """The program and its arguments, for the `command` runtime."""
 
 
 class NewSandboxScreen(ModalScreen[NewSandboxRequest | None]):
@@ -44,23 +47,31 @@ class NewSandboxScreen(ModalScreen[NewSandboxRequest | None]):
     NewSandboxScreen #claim-check { height: auto; max-height: 8; }
     NewSandboxScreen Horizontal { height: auto; }
     NewSandboxScreen Input, NewSandboxScreen Select { margin-bottom: 0; }
+    NewSandboxScreen #runtime { width: 34; }
+    NewSandboxScreen #base { width: 18; }
+    NewSandboxScreen #after { width: 1fr; }
     """
 
-    def __init__(self, runtimes: list[str], default_runtime: str) -> None:
+    def __init__(self, runtimes: list[str], default_runtime: str, missing: frozenset[str] = frozenset()) -> None:
         super().__init__()
         self.runtimes = runtimes
         self.default_runtime = default_runtime
+        self.missing = missing
+        """Runtimes whose program is not installed here: listed, marked, never the default."""
 
     def compose(self) -> ComposeResult:
         with Vertical():
             yield Label(Text("New sandbox", style="bold"))
             yield Input(placeholder="task: what should the agent do?", id="task")
             with Horizontal():
-                yield Select([(name, name) for name in self.runtimes], value=self.default_runtime,
-                             allow_blank=False, id="runtime")
+                yield Select([(f"{name} (not installed)" if name in self.missing else name, name)
+                              for name in self.runtimes], value=self.default_runtime, allow_blank=False,
+                             id="runtime")
                 yield Input(value="HEAD", placeholder="base ref", id="base")
                 yield Input(placeholder="after: sandbox ids whose change merges first", id="after")
             yield Input(placeholder="script file (script runtime only)", id="script")
+            yield Input(placeholder="program and arguments, e.g. ./fix.sh {task} ({task}, {context_file}, "
+                                    "{sandbox} are substituted)", id="command")
             yield Label("Claims (suggested from the task; space toggles):")
             yield SelectionList[str](id="claims")
             yield Static(id="claim-check")
@@ -73,7 +84,9 @@ class NewSandboxScreen(ModalScreen[NewSandboxRequest | None]):
 
     @on(Select.Changed, "#runtime")
     def _show_script_field(self) -> None:
-        self.query_one("#script", Input).display = self.query_one("#runtime", Select).value == "script"
+        runtime = self.query_one("#runtime", Select).value
+        self.query_one("#script", Input).display = runtime == "script"
+        self.query_one("#command", Input).display = runtime == "command"
 
     @on(Input.Changed, "#task")
     def _task_changed(self, event: Input.Changed) -> None:
@@ -125,11 +138,20 @@ class NewSandboxScreen(ModalScreen[NewSandboxRequest | None]):
             return
         runtime = str(self.query_one("#runtime", Select).value)
         script = self.query_one("#script", Input).value.strip() or None
+        try:
+            command = tuple(shlex.split(self.query_one("#command", Input).value)) if runtime == "command" else ()
+        except ValueError as exc:
+            self.notify(f"the program line does not parse: {exc}", severity="warning")
+            return
+        if runtime == "command" and not command:
+            self.notify("the command runtime needs a program to run", severity="warning")
+            return
         self.dismiss(NewSandboxRequest(
             task=task, runtime=runtime, base=self.query_one("#base", Input).value.strip() or "HEAD",
             claims=tuple(self.query_one("#claims", SelectionList).selected),
             script=script if runtime == "script" else None,
             after=tuple(self.query_one("#after", Input).value.replace(",", " ").split()),
+            command=command,
         ))
 
     @on(Button.Pressed, "#cancel")
