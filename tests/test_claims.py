@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from loomtui.governance.coordinator import governed_coordinator
-from loomtui.coordination.claims import ClaimRefused, Coordinator, claim_targets
+from loomtui.coordination.claims import ClaimRefused, Coordinator, claim_targets, overlaps
 from loomtui.coordination.suggest import suggest_regions
 from loomtui.demo import prepare_demo_repo
 from loomtui.errors import LoomError
@@ -217,6 +217,14 @@ def test_suggestions_rank_the_right_regions(coordinator: Coordinator) -> None:
     top = [s.region.id for s in suggest_regions(coordinator.index, "speed up invoice totals", 3)]
     assert "payments/invoices.py::invoice_total" in top
     assert suggest_regions(coordinator.index, "the and of", 3) == []
+    # The region a task names comes near the top, with no file, class and every method of it around it.
+    found = [s.region.id for s in suggest_regions(coordinator.index, "Make refund quotes round half-even", 8)]
+    assert QUOTE in found[:3], found
+    assert not any(a != b and overlaps(a, b) for a in found for b in found), found
+    assert not found[0].startswith("tests/")  # a test's long name is not where the task starts
+    if any(region.startswith("tests/") for region in coordinator.index.regions):  # unless it is about tests
+        tests = [s.region.id for s in suggest_regions(coordinator.index, "fix the flaky partial refund test", 3)]
+        assert tests[0].startswith("tests/"), tests
 
 
 def test_diff_to_regions_marks_signature_changes_and_unclaimed_edits(coordinator: Coordinator) -> None:
