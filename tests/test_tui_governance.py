@@ -70,3 +70,24 @@ async def test_audit_view_verifies_in_full_a_forged_decision_with_a_valid_chain(
         verify = app.screen.query_one("#verify", Static)
         await wait_for(pilot, lambda: "BROKEN" in str(verify.render()))
         assert f"seq {forged.seq}" in str(verify.render()) and "unsigned" in str(verify.render())
+
+
+async def test_at_80_columns_the_audit_view_shows_action_and_subject_whatever_the_actors_email(
+        billing: Path) -> None:
+    workspace = open_workspace(billing)
+    workspace.actor = "a.very.long.name.of.a.reviewer@payments-platform.internal.example.com"
+    workspace.record("escalation.approve", "12", {"by": workspace.actor})
+    app = LoomApp(workspace)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("5")
+        await wait_for(pilot, lambda: isinstance(app.screen, AuditScreen))
+        table = app.screen.query_one("#audit", DataTable)
+        await wait_for(pilot, lambda: table.row_count >= 1)
+        labels = [str(column.label) for column in table.columns.values()]
+        assert labels.index("Action") < labels.index("Actor") and labels.index("Subject") < labels.index("Actor")
+        shown = table.get_row_at(table.row_count - 1)
+        assert str(shown[2]) == "escalation.approve" and str(shown[3]) == "12"
+        assert len(str(shown[4])) <= 22 and str(shown[4]).endswith("…")
+        # Action and Subject sit inside the table's visible width, with no scrolling.
+        offset = sum(column.get_render_width(table) for column in list(table.columns.values())[:4])
+        assert offset <= table.scrollable_content_region.width

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import json
+from typing import Final
 
 from rich.text import Text
-from textual import on, work
+from textual import events, on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, VerticalScroll
@@ -164,6 +165,11 @@ class PolicyScreen(LoomScreen[None]):
         self.app.switch_mode("dashboard")
 
 
+ACTOR_WIDTH: Final = 22
+NARROW_COLUMNS: Final = 100
+"""Below this many columns the detail pane goes below the table."""
+
+
 class AuditScreen(LoomScreen[None]):
     """The newest audit entries, live, with the chain's verify status."""
 
@@ -177,6 +183,10 @@ class AuditScreen(LoomScreen[None]):
         super().__init__()
         self.entries: dict[int, AuditEntry] = {}
 
+    def on_resize(self, event: events.Resize) -> None:
+        # Under NARROW_COLUMNS a side pane would leave the table too narrow for Action and Subject.
+        self.set_class(event.size.width < NARROW_COLUMNS, "-narrow")
+
     def compose(self) -> ComposeResult:
         yield StatusHeader(id="status")
         yield Static(id="verify")
@@ -188,8 +198,10 @@ class AuditScreen(LoomScreen[None]):
 
     def on_mount(self) -> None:
         table = self.query_one("#audit", DataTable)
-        for key, label in (("seq", "#"), ("ts", "Time (UTC)"), ("actor", "Actor"), ("action", "Action"),
-                           ("subject", "Subject")):
+        # What happened first; who did it last, cut to ACTOR_WIDTH (the detail pane has it whole): a
+        # long email must not push Action and Subject off the screen.
+        for key, label in (("seq", "#"), ("ts", "Time (UTC)"), ("action", "Action"), ("subject", "Subject"),
+                           ("actor", "Actor")):
             table.add_column(label, key=key)
         self.loom.update_header(self.query_one(StatusHeader))
         self.reload()
@@ -210,8 +222,9 @@ class AuditScreen(LoomScreen[None]):
             if entry.seq in self.entries:
                 continue
             self.entries[entry.seq] = entry
-            table.add_row(str(entry.seq), entry.ts[:19].replace("T", " "), Text(entry.actor),
-                          Text(entry.action), Text(entry.subject), key=str(entry.seq))
+            actor = entry.actor if len(entry.actor) <= ACTOR_WIDTH else entry.actor[:ACTOR_WIDTH - 1] + "…"
+            table.add_row(str(entry.seq), entry.ts[:19].replace("T", " "), Text(entry.action),
+                          Text(entry.subject), Text(actor), key=str(entry.seq))
         while table.row_count > AUDIT_ROWS:  # bounded, like every log here
             oldest = min(self.entries)
             table.remove_row(str(oldest))
