@@ -6,7 +6,7 @@ import json
 from typing import Final
 
 from rich.text import Text
-from textual import events, on, work
+from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, VerticalScroll
@@ -174,6 +174,8 @@ class AuditScreen(LoomScreen[None]):
     """The newest audit entries, live, with the chain's verify status."""
 
     AUTO_FOCUS = "#audit"
+    # Under NARROW_COLUMNS a side pane would leave the table too narrow for Action and Subject.
+    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (NARROW_COLUMNS, "-normal")]
     BINDINGS = [
         Binding("v", "verify", "Verify", id="audit.verify"),
         Binding("escape", "back", "Back", id="audit.back"),
@@ -182,10 +184,6 @@ class AuditScreen(LoomScreen[None]):
     def __init__(self) -> None:
         super().__init__()
         self.entries: dict[int, AuditEntry] = {}
-
-    def on_resize(self, event: events.Resize) -> None:
-        # Under NARROW_COLUMNS a side pane would leave the table too narrow for Action and Subject.
-        self.set_class(event.size.width < NARROW_COLUMNS, "-narrow")
 
     def compose(self) -> ComposeResult:
         yield StatusHeader(id="status")
