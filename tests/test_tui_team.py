@@ -47,8 +47,8 @@ async def test_an_escalation_opened_on_another_machine_appears_in_the_leads_app(
     async with app.run_test(size=SIZE) as pilot:
         table = await open_queue(app, pilot, rows=0)
         _escalate_from(agent_clone, postgres_url, "agent-box")
-        await wait_for(pilot, lambda: table.row_count == 1, timeout=5)
-        await wait_for(pilot, lambda: any("escalation" in (n.title or "") for n in app._notifications), timeout=3)
+        await wait_for(pilot, lambda: table.row_count == 1, timeout=15)
+        await wait_for(pilot, lambda: any("escalation" in (n.title or "") for n in app._notifications), timeout=10)
 
 
 async def test_the_app_says_when_the_database_is_gone_and_picks_up_when_it_is_back(
@@ -78,7 +78,7 @@ async def test_the_app_says_when_the_database_is_gone_and_picks_up_when_it_is_ba
         await wait_for(pilot, lambda: header.store_state == "ok", timeout=15)
         assert "store: the store answers again" in said
         _escalate_from(agent_clone, postgres_url, "agent-box")
-        await wait_for(pilot, lambda: table.row_count == 1, timeout=5)
+        await wait_for(pilot, lambda: table.row_count == 1, timeout=15)
 
 
 async def test_shift_r_shows_every_repositorys_open_escalations_and_decides_none_of_theirs(

@@ -342,11 +342,6 @@ class PostgresStore(SqlStore):
     def _lines_of(self, column: str) -> str:
         return f"string_agg({column}, chr(10))"
 
-    def _among(self, column: str, values: Sequence[Any]) -> tuple[str, list[Any]]:
-        # One array parameter: the statement's text is the same for any number of values, so
-        # psycopg prepares it once it has run a few times and the server stops planning it anew.
-        return f"{column} = ANY(?)", [list(values)]
-
     # `json`, not `jsonb`: jsonb refuses a \u0000 that an agent's output can carry into `data`.
     def _json_value(self, key: str) -> str:
         return f"(data::json -> '{key}')"

@@ -82,10 +82,6 @@ class SqlStore(EvalRows, MetricRows):
         """An aggregate joining a column's values with newlines."""
         raise NotImplementedError
 
-    def _among(self, column: str, values: Sequence[Any]) -> tuple[str, list[Any]]:
-        """A condition "column is one of values", and its parameters."""
-        return f"{column} IN ({', '.join('?' * len(values))})", list(values)
-
     def _json_value(self, key: str) -> str:
         """The value of a top-level key of the row's `data` (NULL when absent or damaged)."""
         raise NotImplementedError
@@ -351,12 +347,14 @@ class SqlStore(EvalRows, MetricRows):
         found: dict[int, ClaimRecord] = {}
         for start in range(0, len(region_ids), CHUNK):
             chunk = list(region_ids[start:start + CHUNK])
-            among, params = self._among("region_id", chunk)
+            marks = ", ".join("?" * len(chunk))
             # Driven from the region index, whatever the planner believes of the claims table (a
             # PostgreSQL table filled since its last ANALYZE looked empty, and was scanned whole).
-            hits = (f"(SELECT DISTINCT claim_id FROM claim_regions WHERE {among}) AS hit "
+            # (An IN list, not one array parameter: PostgreSQL's generic plan for `= ANY($1)` made the
+            # claim check's p50 3.4 ms where this gives 2.4.)
+            hits = (f"(SELECT DISTINCT claim_id FROM claim_regions WHERE region_id IN ({marks})) AS hit "
                     "JOIN claims c ON c.id = hit.claim_id")
-            for claim in self._claims("c.released IS NULL", params, hits):
+            for claim in self._claims("c.released IS NULL", chunk, hits):
                 found[claim.id] = claim
         return sorted(found.values(), key=lambda c: c.id)
 
