@@ -316,8 +316,8 @@ def parse_config(text: str, path: str) -> LoomConfig:
             _parse_coordination(coordination) if coordination else defaults.coordination
         ),
         theme=theme.as_str(non_empty=True) if theme else defaults.theme,
-        worktrees=_parse_worktrees(worktrees) if worktrees else None,
-        store=_parse_store(store) if store else defaults.store,
+        worktrees=_checked(worktrees, worktrees_problem) if worktrees else None,
+        store=_checked(store, store_problem) if store else defaults.store,
         source=path,
     )
 
@@ -559,12 +559,13 @@ def worktrees_problem(location: str) -> str | None:
     return None
 
 
-def _parse_worktrees(value: Value) -> str:
-    location = value.as_str(non_empty=True)
-    problem = worktrees_problem(location)
+def _checked(value: Value, problem_of: Callable[[str], str | None]) -> str:
+    """A non-empty string that `problem_of` finds nothing wrong with (else an error at its line)."""
+    text = value.as_str(non_empty=True)
+    problem = problem_of(text)
     if problem:
         raise value.error(problem)
-    return location
+    return text
 
 
 def store_problem(location: str) -> str | None:
@@ -582,14 +583,6 @@ def store_problem(location: str) -> str | None:
         return ("store: a password in a URL here would be committed with the repository; give it in "
                 "PGPASSWORD or ~/.pgpass, or the whole URL in $LOOMTUI_STORE")
     return None
-
-
-def _parse_store(value: Value) -> str:
-    location = value.as_str(non_empty=True)
-    problem = store_problem(location)
-    if problem:
-        raise value.error(problem)
-    return location
 
 
 def _globs(value: Value) -> tuple[str, ...]:

@@ -20,6 +20,15 @@ from tests.conftest import wait_for
 SIZE = (130, 32)
 
 
+async def focused_table(app: LoomApp, pilot, rows: int = 1) -> DataTable:  # type: ignore[no-untyped-def,type-arg]
+    """The dashboard's sandboxes table once it has `rows` rows, focused."""
+    table = app.screen.query_one("#sandboxes", DataTable)
+    await wait_for(pilot, lambda: table.row_count == rows)
+    table.focus()
+    await pilot.pause()
+    return table
+
+
 def add_sandbox(workspace: Workspace, sandbox_id: str, task: str, status: str = "running") -> None:
     now = time.time()
     workspace.store.add_sandbox(SandboxRecord(
@@ -155,10 +164,7 @@ async def test_enter_on_the_sandboxes_table_opens_the_log_and_the_footer_says_so
     add_sandbox(workspace, "s1", "first task", status="exited")
     app = LoomApp(workspace)
     async with app.run_test(size=SIZE) as pilot:
-        table = app.screen.query_one("#sandboxes", DataTable)
-        await wait_for(pilot, lambda: table.row_count == 1)
-        table.focus()
-        await pilot.pause()
+        await focused_table(app, pilot)
         shown = {binding.description for _key, binding, enabled, _tip in app.screen.active_bindings.values()
                  if enabled and binding.show}
         assert "Attach/log" in shown
@@ -193,10 +199,7 @@ async def test_the_claims_tab_names_each_region_once_and_activity_leaves_out_boo
     workspace.record("claim.added", "s1", {"target": "app.py::f"})
     app = LoomApp(workspace)
     async with app.run_test(size=SIZE) as pilot:
-        table = app.screen.query_one("#sandboxes", DataTable)
-        await wait_for(pilot, lambda: table.row_count == 1)
-        table.focus()
-        await pilot.pause()
+        await focused_table(app, pilot)
         claims = app.screen.query_one("#claims", Static)
         await wait_for(pilot, lambda: "app.py::g" in str(claims.render()))
         text = str(claims.render())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -27,23 +28,22 @@ ESCALATE = (
 def _escalate_from(repo: Path, url: str, host: str) -> None:
     """An agent's machine: another process, another clone, another host name, the same store."""
     subprocess.run([sys.executable, "-c", ESCALATE.format(repo=str(repo))], check=True,
-                   cwd=Path(__file__).parent.parent, env={**_env(), "LOOMTUI_STORE": url, "LOOMTUI_HOST": host})
+                   cwd=Path(__file__).parent.parent, env={**os.environ, "LOOMTUI_STORE": url, "LOOMTUI_HOST": host})
 
 
-def _env() -> dict[str, str]:
-    import os
-
-    return dict(os.environ)
+def _lead_app(clone: Path, url: str, monkeypatch: pytest.MonkeyPatch) -> LoomApp:
+    """A lead's app on a clone, the team store its store."""
+    monkeypatch.setenv("LOOMTUI_STORE", url)
+    workspace = open_workspace(clone)
+    workspace.actor = ALICE
+    return LoomApp(workspace)
 
 
 async def test_an_escalation_opened_on_another_machine_appears_in_the_leads_app(
         billing_clones: tuple[Path, Path], postgres_url: str,  # noqa: F811
         monkeypatch: pytest.MonkeyPatch) -> None:
     agent_clone, lead_clone = billing_clones
-    monkeypatch.setenv("LOOMTUI_STORE", postgres_url)
-    workspace = open_workspace(lead_clone)
-    workspace.actor = ALICE
-    app = LoomApp(workspace)
+    app = _lead_app(lead_clone, postgres_url, monkeypatch)
     async with app.run_test(size=SIZE) as pilot:
         table = await open_queue(app, pilot, rows=0)
         _escalate_from(agent_clone, postgres_url, "agent-box")
@@ -55,12 +55,9 @@ async def test_the_app_says_when_the_database_is_gone_and_picks_up_when_it_is_ba
         billing_clones: tuple[Path, Path], postgres_url: str,  # noqa: F811
         monkeypatch: pytest.MonkeyPatch) -> None:
     agent_clone, lead_clone = billing_clones
-    monkeypatch.setenv("LOOMTUI_STORE", postgres_url)
-    workspace = open_workspace(lead_clone)
-    workspace.actor = ALICE
     database = postgres_url.rsplit("/", 1)[1]
     admin = postgres_url.rsplit("/", 1)[0] + "/postgres"
-    app = LoomApp(workspace)
+    app = _lead_app(lead_clone, postgres_url, monkeypatch)
     said: list[str] = []  # every notification, kept (a shown one expires after its timeout)
     notify = app.notify
     app.notify = lambda message, **kwargs: (said.append(f"{kwargs.get('title')}: {message}"),  # type: ignore
@@ -87,13 +84,10 @@ async def test_shift_r_shows_every_repositorys_open_escalations_and_decides_none
     from loomtui.repo import find_repo
     from loomtui.store import open_store
 
-    monkeypatch.setenv("LOOMTUI_STORE", postgres_url)
+    app = _lead_app(billing_clones[1], postgres_url, monkeypatch)
     other = open_store(find_repo(repo))
     other.add_escalation("post-gate", sandbox_id="x1", summary="[red]not markup[/red] in another repo")
     other.close()
-    workspace = open_workspace(billing_clones[1])
-    workspace.actor = ALICE
-    app = LoomApp(workspace)
     async with app.run_test(size=SIZE) as pilot:
         table = await open_queue(app, pilot, rows=0)
         await pilot.press("R")

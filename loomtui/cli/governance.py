@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -101,14 +100,14 @@ def _result_dict(result: CaseResult) -> dict[str, Any]:
 def cmd_gate(args: argparse.Namespace) -> int:
     from loomtui.errors import StoreError
     from loomtui.governance.gate import run_gate
-    from loomtui.store import STORE_ENV, open_store
+    from loomtui.store import open_store, store_from_env
 
     paths = find_repo(args.repo)
     # Read the store only where one exists: a CI clone must not grow one. The policy is
     # the base's (a broken one raises: the gate fails closed, exit 2). A team store is the
     # one $LOOMTUI_STORE names, never `store:` from the checkout: in CI that is the branch under
     # review, which could send the database password to a host of its choosing.
-    location = os.environ.get(STORE_ENV, "").strip() or "sqlite"
+    location = store_from_env() or "sqlite"
     store = None
     if location != "sqlite" or paths.store_path.exists():
         try:

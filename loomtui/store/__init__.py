@@ -41,16 +41,22 @@ STORE_ENV = "LOOMTUI_STORE"
 
 __all__ = [
     "ClaimRecord", "EscalationRecord", "EvalReportRecord", "Event", "GateRunRecord", "SandboxRecord",
-    "Store", "StoreStatus", "open_store", "store_location", "repository_namespace",
+    "Store", "StoreStatus", "open_store", "store_from_env", "store_location", "repository_namespace",
 ]
+
+
+def store_from_env() -> str | None:
+    """The store `$LOOMTUI_STORE` names, if it names one."""
+    location = os.environ.get(STORE_ENV, "").strip()
+    if location and location != "sqlite" and not location.startswith(("postgresql://", "postgres://")):
+        raise StoreError(f"${STORE_ENV}: must be `sqlite` or a postgresql:// URL")
+    return location or None
 
 
 def store_location(paths: RepoPaths) -> str:
     """`sqlite` or the PostgreSQL URL this repository's state lives at."""
-    location = os.environ.get(STORE_ENV, "").strip()
+    location = store_from_env()
     if location:
-        if location != "sqlite" and not location.startswith(("postgresql://", "postgres://")):
-            raise StoreError(f"${STORE_ENV}: must be `sqlite` or a postgresql:// URL")
         return location
     location = load_config(_main_checkout(paths)).store
     problem = store_problem(location)

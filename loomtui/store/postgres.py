@@ -50,7 +50,6 @@ CONNECTION_SETTINGS: dict[str, Any] = {
 QUIET_PING_S = 30.0
 """A listener that has heard nothing this long checks its connection (no table is read)."""
 _MIGRATION_LOCK = 0x6C6F6F6D  # "loom": one migrator at a time across every namespace
-TABLES = ("sandboxes", "claims", "escalations", "gate_runs", "events")
 
 
 def redact(url: str) -> str:
@@ -384,7 +383,7 @@ class PostgresStore(SqlStore):
 
     def status(self) -> StoreStatus:
         """Schema version, server version, newest event and row counts."""
-        counts = {table: int(self._query(f"SELECT COUNT(*) FROM {table}")[0][0]) for table in TABLES}
+        counts = self._row_counts()
         server = str(self._query("SHOW server_version")[0][0]).split()[0]
         return StoreStatus(
             path=f"{self.location} (namespace {self.namespace})",

@@ -35,6 +35,8 @@ from loomtui.store.records import (
     data_json,
 )
 
+COUNTED_TABLES = ("sandboxes", "claims", "escalations", "gate_runs", "events")
+"""The tables whose row counts `status` reports."""
 WAIT_STEP_S = 0.2
 """The longest a waiter for events goes without looking at `cancelled` (and SQLite at its events)."""
 _ESCALATION_MUTABLE = frozenset({"status", "risk", "summary", "data"})
@@ -125,6 +127,9 @@ class SqlStore(EvalRows, MetricRows):
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+    def _row_counts(self) -> dict[str, int]:
+        return {table: int(self._query(f"SELECT COUNT(*) FROM {table}")[0][0]) for table in COUNTED_TABLES}
 
     def repositories(self) -> list[RepositoryRecord]:
         """The repositories whose state is in this store's database (SQLite: this one)."""

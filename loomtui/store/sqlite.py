@@ -23,7 +23,6 @@ from loomtui.store.schema import MIGRATIONS, SCHEMA_VERSION
 from loomtui.store.sql import SqlStore
 
 BUSY_TIMEOUT_S = 10.0
-TABLES = ("sandboxes", "claims", "escalations", "gate_runs", "events")
 
 
 def _describe(exc: sqlite3.Error, path: Path, waited: float = BUSY_TIMEOUT_S) -> StoreError:
@@ -192,7 +191,7 @@ class SqliteStore(SqlStore):
 
     def status(self) -> StoreStatus:
         """Schema version, journal mode, newest event and row counts."""
-        counts = {table: int(self._query(f"SELECT COUNT(*) FROM {table}")[0][0]) for table in TABLES}
+        counts = self._row_counts()
         return StoreStatus(
             path=str(self.path),
             schema_version=int(self._query("PRAGMA user_version")[0][0]),
