@@ -212,6 +212,7 @@ async def test_the_palette_finds_keys_sandboxes_and_escalations_and_goes_there(b
         await pilot.pause()
         found = await search(pilot, "refunds escalation")
         assert any(line.startswith(f"escalation #{escalation_id} ") for line in found), found
+        assert not any(line.startswith("End (") for line in found), found  # "end" is in "refunds", not a match
         results = app.screen.query_one(CommandList)
         target = next(i for i in range(results.option_count)
                       if str(results.get_option_at_index(i).prompt).startswith(f"escalation #{escalation_id}"))

@@ -21,11 +21,13 @@ THRESHOLD = 60.0
 
 
 def _score(query: str, label: str) -> float:
-    """How well `query` matches `label`, 0 to 1: the best of a whole-label and a best-part match."""
+    """How well `query` matches `label`, 0 to 1: the better of a weighted whole-label match and a
+    word-set match (every word of the query in the label). Not a best-substring match: "refunds"
+    would find "end"."""
     if not query.strip():
         return 0.5
     query, label = query.lower(), label.lower()
-    return max(fuzz.WRatio(query, label), fuzz.partial_ratio(query, label)) / 100
+    return max(fuzz.WRatio(query, label), fuzz.token_set_ratio(query, label)) / 100
 
 
 def _hits(query: str, entries: Iterable[tuple[str, Callable[[], Any], str]]) -> list[Hit]:
