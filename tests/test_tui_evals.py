@@ -100,7 +100,8 @@ async def test_e_runs_the_eval_live_then_the_tab_shows_the_regression_score_outp
         # Then the eval as stored: each check, the tests against the baseline, the score, the output.
         report = latest_eval(workspace, record.id)
         assert report is not None and report.score is not None and REGRESSION in report.regressions
-        assert any(n.title == f"eval {record.id}" and report.badge() in n.message for n in app._notifications)
+        await wait_for(pilot, lambda: any(n.title == f"eval {record.id}" and report.badge() in n.message
+                                          for n in app._notifications), timeout=10)
         await wait_for(pilot, lambda: status("tests") == "failed" and status("compile") == "passed")
         assert str(checks.get_cell("tests", "blocking")) == "yes"
         assert "regression" in str(checks.get_cell("tests", "outcome"))
