@@ -108,11 +108,21 @@ class Session:
         return subprocess.run(["tmux", "capture-pane", "-p", "-S", str(-history), "-t", f"={self.tmux}:"],
                               capture_output=True, text=True, check=False).stdout
 
-    def type(self, keys: str) -> None:
-        """Type a line into the TUI as a person would: the text, a moment, then Enter."""
+    def type(self, keys: str, submitted: Callable[[], bool]) -> None:
+        """Type a line into the TUI as a person would: the text, wait to see it, then Enter; press
+        Enter again if the line was not taken (under load a TUI can read a quick Enter as part of
+        the paste of the text, and keep the line in its composer)."""
         subprocess.run(["tmux", "send-keys", "-t", f"={self.tmux}:", "-l", keys], check=True)
-        time.sleep(0.3)
-        subprocess.run(["tmux", "send-keys", "-t", f"={self.tmux}:", "Enter"], check=True)
+        self.wait_for(f"{keys!r} to show", lambda: keys in self.pane())
+        for _attempt in range(3):
+            time.sleep(0.3)
+            # Not checked: the session may have ended on the previous Enter a moment ago.
+            subprocess.run(["tmux", "send-keys", "-t", f"={self.tmux}:", "Enter"], capture_output=True, check=False)
+            deadline = time.monotonic() + 8
+            while time.monotonic() < deadline:
+                if submitted():
+                    return
+                time.sleep(0.1)
 
     def alive(self) -> bool:
         return subprocess.run(["tmux", "has-session", "-t", f"={self.tmux}"], capture_output=True,
@@ -247,7 +257,7 @@ def _session(world: World, runtime: str) -> Session:
 
 def _quit_and_end(world: World, session: Session, command: str) -> sb.SandboxRecord:
     pane = session.pane()
-    session.type(command)
+    session.type(command, lambda: not session.alive())
     try:
         # Ended, then advanced by the supervisor as far as it goes (the review of its change).
         wait_until_settled(world.workspace, session.sandbox, timeout=WAIT_S)
@@ -282,7 +292,8 @@ def test_interactive_codex_in_tmux_takes_a_typed_prompt_and_its_edit_reaches_the
     session = _session(world, "codex")
     session.wait_for("Codex's prompt", lambda: "for shortcuts" in session.pane())
     ready_s = time.monotonic() - session.started_s
-    session.type(PROMPT)
+    asked = len(session.api.requests)
+    session.type(PROMPT, lambda: len(session.api.requests) > asked)
     edited = session.worktree / FILE
     session.wait_for("the edit in the worktree", lambda: EDITED in edited.read_text())
     session.wait_for("Codex's last reply", lambda: "Edited." in session.pane() and not session.api.turns)
@@ -303,7 +314,8 @@ def test_interactive_aider_in_tmux_takes_a_typed_prompt_and_commits_its_edit(wor
     prompt = re.compile(r"^> ?$", re.MULTILINE)
     session.wait_for("Aider's prompt", lambda: "Aider v" in session.pane() and bool(prompt.search(session.pane())))
     ready_s = time.monotonic() - session.started_s
-    session.type(PROMPT)
+    asked = len(session.api.requests)
+    session.type(PROMPT, lambda: len(session.api.requests) > asked)
     edited = session.worktree / FILE
     session.wait_for("the edit in the worktree", lambda: EDITED in edited.read_text())
     # Aider commits its edit itself (through loomtui's pre-commit), then prompts again.
