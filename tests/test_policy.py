@@ -660,6 +660,51 @@ def test_every_error_names_file_and_line(text: str, message: str) -> None:
     assert message in error_of(text)
 
 
+@pytest.mark.parametrize(("text", "first", "second"), [
+    # Read out of file order: a rule's decision before its conditions.
+    ('rules:\n  - name: r\n    risk: high\n    when: {paths: "docs/[ab"}\n    decision: blok\n',
+     ".loom/policy.yaml:4: rules[0].when.paths: invalid glob", ".loom/policy.yaml:5: rules[0].decision:"),
+    # separation_of_duties is read before merge.
+    ("groups: {leads: [a@example.com]}\nrules: []\nversion: 1\nmerge: sometimes\nseparation_of_duties: maybe\n",
+     ".loom/policy.yaml:4: merge: must be one of", ".loom/policy.yaml:5: separation_of_duties: expected true"),
+    # An unknown key used to stop the reading before the values above it were checked.
+    ("version: 1\ngroups: {leads: [a@example.com]}\nrules: []\nmerge: sometimes\nmerj: auto\n",
+     ".loom/policy.yaml:4: merge: must be one of", ".loom/policy.yaml:5: merj: unknown key (did you mean 'merge'?)"),
+])
+def test_several_errors_name_the_first_line_and_validate_lists_all(
+    text: str, first: str, second: str, repo: Path, capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Errors on lines 4 and 5: the message starts at line 4 (however the parser reads), and
+    `policy validate` prints both, each as file:line, in line order."""
+    message = error_of(text)
+    assert message.startswith(first)
+    assert message.endswith("(1 more problem: line 5)")
+    (repo / ".loom").mkdir(exist_ok=True)
+    (repo / PATH).write_text(text)
+    assert main(["-C", str(repo), "policy", "validate"]) == 2
+    errors = capsys.readouterr().err.splitlines()
+    assert len(errors) == 2
+    assert errors[0].startswith(f"loomtui: error: {first}")
+    assert errors[1].startswith(f"loomtui: error: {second}")
+
+
+def test_errors_in_several_rules_are_all_listed_but_a_bad_group_is_not_blamed_on_its_users() -> None:
+    """A broken `groups:` section is one error, not one more at every rule naming a group."""
+    text = (
+        "groups: [leads]\n"
+        "rules:\n"
+        "  - {name: a, when: {paths: x}, decision: require, approvals: {groups: [leads]}}\n"
+        "  - {name: b, when: {paths: y}, decision: maybe}\n"
+        "  - {name: c, when: {pathz: z}, decision: block}\n"
+    )
+    with pytest.raises(ConfigError) as info:
+        parse_policy(text, PATH)
+    problems = getattr(info.value, "problems", ())
+    assert [(problem.line, problem.detail.split(":")[0]) for problem in problems] == [
+        (1, "groups"), (4, "rules[1].decision"), (5, "rules[2].when.pathz"),
+    ]
+
+
 def test_a_missing_codeowners_file_is_an_error_at_the_policy_line(tmp_path: Path) -> None:
     assert error_of(GROUPS + "codeowners: .github/CODEOWNERS\n", tmp_path) == (
         ".loom/policy.yaml:6: codeowners: .github/CODEOWNERS: file not found")
@@ -760,7 +805,8 @@ def test_policy_cases_pass_and_fail_with_reasons() -> None:
      "cases.yaml:3: cases[0].change.gates.tests: must be one of passed, failed, error (got 'green')"),
     ("cases:\n  - name: a\n    change: {}\n    expect: {outcome: allow}\n",
      "cases.yaml:4: cases[0].expect.outcome: must be one of auto_approve, require, block (got 'allow')"),
-    ("cases:\n  - {name: a, change: {}, expect: {outcome: block}}\n  - {name: a, change: {}, expect: {outcome: block}}\n",
+    ("cases:\n  - {name: a, change: {}, expect: {outcome: block}}\n"
+     "  - {name: a, change: {}, expect: {outcome: block}}\n",
      "cases.yaml:3: cases[1].name: duplicate case name 'a' (first on line 2)"),
 ])
 def test_policy_case_file_errors(text: str, message: str) -> None:

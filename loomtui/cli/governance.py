@@ -27,6 +27,7 @@ from loomtui.governance.policy import (
     read_policy_file,
     run_policy_case,
 )
+from loomtui.governance.policy_parse import PolicyErrors
 from loomtui.identity import current_user
 from loomtui.repo import find_repo
 
@@ -47,7 +48,13 @@ def _policy(args: argparse.Namespace, explicit: str | None) -> tuple[Policy, Pat
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    policy, root = _policy(args, args.file)
+    try:
+        policy, root = _policy(args, args.file)
+    except PolicyErrors as exc:
+        # Every problem, each as file:line, in line order (other commands name the first).
+        for problem in exc.problems:
+            print(f"loomtui: error: {problem}", file=sys.stderr)
+        return exc.exit_code
     user = current_user(root)
     groups = sorted(groups_of(policy, user))
     if args.json:

@@ -1,13 +1,20 @@
-"""Reading and validating `.loom/policy.yaml` into a `Policy`; errors and warnings name `file:line`."""
+"""Reading and validating `.loom/policy.yaml` into a `Policy`; errors and warnings name `file:line`.
+
+Every problem in the file is collected, not only the first one met: the parser
+reads sections in its own order (groups before rules, a rule's decision before
+its conditions), so stopping at the first would name a later line than the
+user's first mistake. They are raised together, in line order (`PolicyErrors`).
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path, PurePosixPath
 from typing import Final, TypeVar
 
-from yaml.nodes import ScalarNode
+from yaml.nodes import Node, ScalarNode
 
 from loomtui.errors import ConfigError
 from loomtui.globs import glob_problem
@@ -39,6 +46,8 @@ from loomtui.governance.policy_model import (
     _plural,
 )
 from loomtui.yamlcheck import Fields, Value, closest, compose, read_text
+
+__all__ = ["PolicyErrors", "default_policy", "load_policy", "parse_policy", "read_policy_file"]
 
 _TOP_KEYS: Final = (
     "version", "groups", "codeowners", "separation_of_duties", "default", "overrides", "rules",
@@ -91,28 +100,33 @@ def parse_policy(text: str, path: str, root: Path | None = None) -> Policy:
     document = compose(text, path)
     if document is None:
         return default_policy(source=path)
-    top = document.as_mapping(known=_TOP_KEYS)
+    problems = _Problems()
+    top = problems.mapping(document, _TOP_KEYS)
     version = top.get("version")
-    if version is not None and version.as_int() != 1:
-        raise version.error(f"unsupported version {version.as_int()} (only 1 is supported)")
+    if version is not None:
+        problems.read(lambda: _check_version(version), None)
     warnings: list[str] = []
     no_groups: dict[str, frozenset[str]] = {}
-    groups = _optional(top, "groups", _parse_groups, no_groups)
-    separation = _optional(top, "separation_of_duties", Value.as_bool, True)
-    codeowners = _optional(top, "codeowners", lambda v: _parse_codeowners_file(v, root, warnings), None)
-    codeowners_named = "codeowners" in top
-    context = _Context(groups, separation, codeowners_named, warnings)
-    default_section = top.get("default")
-    default = (
-        _parse_default(default_section, context)
-        if default_section is not None and not default_section.is_null()
-        else DefaultDecision(approvals=_everyone_in_groups(groups))
+    before = len(problems.errors)
+    groups = problems.optional(top, "groups", lambda v: _parse_groups(v, problems), no_groups)
+    # Unreadable groups: references to them are not checked (each would be a second, false error).
+    groups_known = len(problems.errors) == before
+    separation = problems.optional(top, "separation_of_duties", Value.as_bool, True)
+    codeowners = problems.optional(
+        top, "codeowners", lambda v: _parse_codeowners_file(v, root, warnings), None
     )
-    overrides = _optional(top, "overrides", context.parse_overrides, OverridePolicy())
+    codeowners_named = "codeowners" in top
+    context = _Context(groups, separation, codeowners_named, warnings, problems, groups_known)
+    default_section = top.get("default")
+    default = DefaultDecision(approvals=_everyone_in_groups(groups))
+    if default_section is not None and not default_section.is_null():
+        default = problems.read(lambda: _parse_default(default_section, context), default)
+    overrides = problems.optional(top, "overrides", context.parse_overrides, OverridePolicy())
     no_rules: tuple[Rule, ...] = ()
-    rules = _optional(top, "rules", context.parse_rules, no_rules)
-    decisions = _optional(top, "decisions", _parse_decisions, DecisionSigning())
-    merge = _optional(top, "merge", lambda v: v.as_choice(MERGE_MODES), MERGE_MANUAL)
+    rules = problems.optional(top, "rules", context.parse_rules, no_rules)
+    decisions = problems.optional(top, "decisions", _parse_decisions, DecisionSigning())
+    merge = problems.optional(top, "merge", lambda v: v.as_choice(MERGE_MODES), MERGE_MANUAL)
+    problems.raise_any()
     if codeowners is not None:
         warnings.extend(_unknown_owner_warnings(codeowners, groups, path))
     return Policy(
@@ -129,6 +143,74 @@ def parse_policy(text: str, path: str, root: Path | None = None) -> Policy:
     )
 
 
+class PolicyErrors(ConfigError):
+    """Several problems in one policy file; the message (one line) names the first by line.
+
+    `problems` holds every one in line order, for `loomtui policy validate` to list.
+    """
+
+    def __init__(self, problems: list[ConfigError]) -> None:
+        first = problems[0]
+        lines = ", ".join(str(problem.line) for problem in problems[1:] if problem.line)
+        more = _plural(len(problems) - 1, "more problem")
+        super().__init__(first.path, first.line, f"{first.detail} ({more}{': line ' if lines else ''}{lines})")
+        self.problems = tuple(problems)
+
+
+class _Problems:
+    """The errors found so far in one file: reading goes on past each, so all are reported."""
+
+    def __init__(self) -> None:
+        self.errors: list[ConfigError] = []
+
+    def read(self, read: Callable[[], _T], fallback: _T) -> _T:
+        """`read()`, or `fallback` with its error kept."""
+        try:
+            return read()
+        except ConfigError as exc:
+            self.errors.append(exc)
+            return fallback
+
+    def optional(self, fields: Fields, name: str, read: Callable[[Value], _T], default: _T) -> _T:
+        """Field `name` read by `read`; `default` when absent or wrong (the error kept)."""
+        value = fields.get(name)
+        return default if value is None else self.read(lambda: read(value), default)
+
+    def mapping(self, value: Value, known: tuple[str, ...], required: tuple[str, ...] = ()) -> Fields:
+        """`value.as_mapping(known, required)`, keeping every unknown or missing key as an error
+        rather than stopping at the first (an unknown key is left out of the fields)."""
+        empty = Fields(value, {})
+        fields = self.read(lambda: value.as_mapping(), empty)
+        entries: dict[str, tuple[Node, Node]] = {}
+        misspelled: set[str] = set()
+        for name, item in fields.items():
+            key = fields.key(name)
+            if name in known:
+                entries[name] = (key.node, item.node)
+                continue
+            guess = closest(name, known)
+            self.errors.append(key.error("unknown key" + (f" (did you mean {guess!r}?)" if guess else "")))
+            misspelled.add(guess or "")
+        if fields is not empty:
+            for name in required:
+                # `decison:` is one mistake, already named: not also "decision: required key missing".
+                if name not in entries and name not in misspelled:
+                    self.errors.append(value.child(value.node, name).error("required key missing"))
+        return Fields(value, entries)
+
+    def raise_any(self) -> None:
+        """Raise the errors kept, in line order: one as itself, several as PolicyErrors."""
+        if not self.errors:
+            return
+        ordered = sorted(self.errors, key=lambda error: error.line or 0)
+        raise ordered[0] if len(ordered) == 1 else PolicyErrors(ordered)
+
+
+def _check_version(version: Value) -> None:
+    if version.as_int() != 1:
+        raise version.error(f"unsupported version {version.as_int()} (only 1 is supported)")
+
+
 @dataclass
 class _Context:
     """What parsing a rule needs to know about the rest of the file."""
@@ -137,51 +219,70 @@ class _Context:
     separation_of_duties: bool
     codeowners_named: bool
     warnings: list[str]
+    problems: _Problems
+    groups_known: bool = True
 
     def parse_rules(self, section: Value) -> tuple[Rule, ...]:
         rules: list[Rule] = []
         first_line: dict[str, int] = {}
         for item in section.as_list():
-            fields = item.as_mapping(known=_RULE_KEYS, required=("name", "decision", "when"))
-            name = fields["name"].as_str(non_empty=True).strip()
-            if name == DEFAULT_RULE:
-                raise fields["name"].error(f"{DEFAULT_RULE!r} is reserved for the policy's default decision")
-            if name in first_line:
-                raise fields["name"].error(
-                    f"duplicate rule name {name!r} (first defined on line {first_line[name]})"
-                )
-            first_line[name] = item.line
-            rules.append(self.parse_rule(name, item.line, fields))
+            rule = self.problems.read(partial(self.parse_rule, item, first_line), None)
+            if rule is not None:
+                rules.append(rule)
         return tuple(rules)
 
-    def parse_rule(self, name: str, line: int, fields: Fields) -> Rule:
-        decision = fields["decision"].as_choice(DECISIONS)
+    def parse_rule(self, item: Value, first_line: dict[str, int]) -> Rule | None:
+        """One rule, or None when it has errors (each kept, the rest of the rule still read)."""
+        problems = self.problems
+        before = len(problems.errors)
+        fields = problems.mapping(item, _RULE_KEYS, required=("name", "decision", "when"))
+        name = problems.optional(fields, "name", lambda v: self.rule_name(v, item.line, first_line), "")
+        decision = problems.optional(fields, "decision", lambda v: v.as_choice(DECISIONS), None)
         both: RuleStage = "both"
-        stage = _optional(fields, "stage", lambda v: v.as_choice(_RULE_STAGES), both)
-        when = _parse_when(fields["when"], stage)
+        stage = problems.optional(fields, "stage", lambda v: v.as_choice(_RULE_STAGES), both)
+        when = problems.optional(fields, "when", lambda v: _parse_when(v, stage, problems), None)
         approvals_value = fields.get("approvals")
         if decision == "require" and approvals_value is None:
-            raise fields.key("decision").error(
+            problems.errors.append(fields.key("decision").error(
                 "a require rule needs `approvals` (groups and count, or codeowners: true)"
-            )
-        if decision != "require" and approvals_value is not None:
-            raise fields.key("approvals").error(f"approvals only apply to decision: require (this rule is {decision})")
-        approvals = self.parse_approvals(approvals_value) if approvals_value is not None else None
+            ))
+        if decision is not None and decision != "require" and approvals_value is not None:
+            problems.errors.append(fields.key("approvals").error(
+                f"approvals only apply to decision: require (this rule is {decision})"
+            ))
+        # A rule that may not have approvals is not checked further for them (one error is enough).
+        approvals = (
+            problems.optional(fields, "approvals", self.parse_approvals, None)
+            if decision in ("require", None) else None
+        )
+        risk = problems.optional(fields, "risk", lambda v: v.as_choice(RISKS), None)
+        description = problems.optional(fields, "description", Value.as_str, "")
+        if len(problems.errors) > before or decision is None or when is None:
+            return None
         return Rule(
             name=name,
             decision=decision,
             when=when,
             stage=stage,
-            risk=_optional(fields, "risk", lambda v: v.as_choice(RISKS), None),
-            approvals=approvals,
-            description=_optional(fields, "description", Value.as_str, ""),
-            line=line,
+            risk=risk,
+            approvals=approvals if decision == "require" else None,
+            description=description,
+            line=item.line,
         )
+
+    def rule_name(self, value: Value, line: int, first_line: dict[str, int]) -> str:
+        name = value.as_str(non_empty=True).strip()
+        if name == DEFAULT_RULE:
+            raise value.error(f"{DEFAULT_RULE!r} is reserved for the policy's default decision")
+        if name in first_line:
+            raise value.error(f"duplicate rule name {name!r} (first defined on line {first_line[name]})")
+        first_line[name] = line
+        return name
 
     def parse_approvals(self, value: Value, *, codeowners_allowed: bool = True) -> ApprovalSpec:
         known = ("groups", "count", "codeowners") if codeowners_allowed else ("groups", "count")
-        fields = value.as_mapping(known=known)
-        codeowners = _optional(fields, "codeowners", Value.as_bool, False)
+        fields = self.problems.mapping(value, known)
+        codeowners = self.problems.optional(fields, "codeowners", Value.as_bool, False)
         if codeowners and not self.codeowners_named:
             raise fields["codeowners"].error(
                 "codeowners: true needs a CODEOWNERS file named at the top level (codeowners: CODEOWNERS)"
@@ -202,10 +303,10 @@ class _Context:
         return ApprovalSpec(groups=groups, count=count, codeowners=codeowners)
 
     def parse_overrides(self, value: Value) -> OverridePolicy:
-        fields = value.as_mapping(known=("groups", "max_hours"), required=("groups",))
+        fields = self.problems.mapping(value, ("groups", "max_hours"), required=("groups",))
         return OverridePolicy(
-            groups=self.group_refs(fields["groups"]),
-            max_hours=_optional(fields, "max_hours", lambda v: v.as_int(minimum=1), 72),
+            groups=self.problems.optional(fields, "groups", self.group_refs, ()),
+            max_hours=self.problems.optional(fields, "max_hours", lambda v: v.as_int(minimum=1), 72),
         )
 
     def group_refs(self, value: Value) -> tuple[str, ...]:
@@ -213,7 +314,7 @@ class _Context:
         names: list[str] = []
         for item in _one_or_many(value):
             name = item.as_str(non_empty=True)
-            if name != ANYONE and name not in self.groups:
+            if name != ANYONE and name not in self.groups and self.groups_known:
                 guess = closest(name, [*self.groups, ANYONE])
                 hint = f"; did you mean {guess!r}?" if guess else ""
                 defined = ", ".join(sorted(self.groups)) or "none"
@@ -225,7 +326,7 @@ class _Context:
 
     def check_size(self, groups: tuple[str, ...], count: int, where: Value) -> None:
         """Warn when `count` approvals can never, or never for a member's change, be given."""
-        if ANYONE in groups:
+        if ANYONE in groups or not all(name in self.groups for name in groups):
             return
         members = frozenset().union(*(self.groups[name] for name in groups))
         who = " and ".join(groups)
@@ -252,16 +353,20 @@ def _parse_decisions(value: Value) -> DecisionSigning:
     )
 
 
-def _parse_groups(section: Value) -> dict[str, frozenset[str]]:
+def _parse_groups(section: Value, problems: _Problems) -> dict[str, frozenset[str]]:
     groups: dict[str, frozenset[str]] = {}
     entries = section.as_mapping()
     for name, value in entries.items():
         if name == ANYONE:
-            raise entries.key(name).error(f"{ANYONE!r} is built in (every user); choose another name")
-        if not name.strip() or any(ch.isspace() for ch in name):
-            raise entries.key(name).error("a group name must be non-empty and contain no spaces")
-        members = [item.as_str(non_empty=True) for item in value.as_list()]
-        groups[name] = frozenset(_identity(member) for member in members)
+            problems.errors.append(
+                entries.key(name).error(f"{ANYONE!r} is built in (every user); choose another name")
+            )
+        elif not name.strip() or any(ch.isspace() for ch in name):
+            problems.errors.append(entries.key(name).error("a group name must be non-empty and contain no spaces"))
+        no_members: list[Value] = []
+        members = problems.read(value.as_list, no_members)
+        names = [problems.read(partial(item.as_str, non_empty=True), "") for item in members]
+        groups[name] = frozenset(_identity(member) for member in names if member)
     return groups
 
 
@@ -271,53 +376,53 @@ def _everyone_in_groups(groups: Mapping[str, frozenset[str]]) -> ApprovalSpec:
 
 
 def _parse_default(value: Value, context: _Context) -> DefaultDecision:
-    fields = value.as_mapping(known=("decision", "approvals"))
-    decision_value = fields.get("decision")
-    decision: DefaultOutcome = (
-        decision_value.as_choice(_DEFAULT_OUTCOMES)
-        if decision_value is not None else "require"
-    )
-    approvals_value = fields.get("approvals")
-    if decision == "block" and approvals_value is not None:
-        raise fields.key("approvals").error("approvals only apply to decision: require")
-    approvals = (
-        context.parse_approvals(approvals_value, codeowners_allowed=False)
-        if approvals_value is not None else _everyone_in_groups(context.groups)
-    )
+    problems = context.problems
+    fields = problems.mapping(value, ("decision", "approvals"))
+    require: DefaultOutcome = "require"
+    decision = problems.optional(fields, "decision", lambda v: v.as_choice(_DEFAULT_OUTCOMES), require)
+    approvals = _everyone_in_groups(context.groups)
+    if decision == "block" and "approvals" in fields:
+        problems.errors.append(fields.key("approvals").error("approvals only apply to decision: require"))
+    else:
+        approvals = problems.optional(
+            fields, "approvals", partial(context.parse_approvals, codeowners_allowed=False), approvals
+        )
     return DefaultDecision(decision=decision, approvals=approvals)
 
 
-def _parse_when(value: Value, stage: RuleStage) -> Conditions:
-    fields = value.as_mapping(known=_WHEN_KEYS)
-    if not len(fields):
+def _parse_when(value: Value, stage: RuleStage, problems: _Problems) -> Conditions:
+    before = len(problems.errors)
+    fields = problems.mapping(value, _WHEN_KEYS)
+    if not len(fields) and len(problems.errors) == before:
         raise value.error(
             "must name at least one condition (changes no rule matches get the `default`)"
         )
     if stage == "claim":
         for name in _WHEN_KEYS:
             if name in _POST_GATE_ONLY and name in fields:
-                raise fields.key(name).error(
+                problems.errors.append(fields.key(name).error(
                     "is not known at claim time (there is no diff yet); use stage: post-gate or both"
-                )
-    lines = fields.get("lines_changed")
-    lines_over, lines_under = _parse_lines_changed(lines) if lines is not None else (None, None)
-    score = fields.get("eval_score")
-    score_over, score_under = _parse_bounds(score, "points", 100) if score is not None else (None, None)
+                ))
+    no_bounds: tuple[int | None, int | None] = (None, None)
+    lines_over, lines_under = problems.optional(fields, "lines_changed", _parse_lines_changed, no_bounds)
+    score_over, score_under = problems.optional(
+        fields, "eval_score", lambda v: _parse_bounds(v, "points", 100), no_bounds
+    )
     return Conditions(
-        paths=_optional(fields, "paths", _parse_path_globs, None),
-        regions=_optional(fields, "regions", _parse_region_globs, None),
-        signature_changed=_optional(fields, "signature_changed", Value.as_bool, None),
+        paths=problems.optional(fields, "paths", _parse_path_globs, None),
+        regions=problems.optional(fields, "regions", _parse_region_globs, None),
+        signature_changed=problems.optional(fields, "signature_changed", Value.as_bool, None),
         lines_over=lines_over,
         lines_under=lines_under,
-        gates_failed=_optional(fields, "gates_failed", _names, None),
-        gates_passed=_optional(fields, "gates_passed", _names, None),
-        runtime=_optional(fields, "runtime", _names, None),
-        labels=_optional(fields, "labels", _names, None),
+        gates_failed=problems.optional(fields, "gates_failed", _names, None),
+        gates_passed=problems.optional(fields, "gates_passed", _names, None),
+        runtime=problems.optional(fields, "runtime", _names, None),
+        labels=problems.optional(fields, "labels", _names, None),
         eval_score_over=score_over,
         eval_score_under=score_under,
-        eval_items=_optional(fields, "eval_items", _parse_eval_items, None),
-        regressions=_optional(fields, "regressions", Value.as_bool, None),
-        merged_breaks=_optional(fields, "merged_breaks", Value.as_bool, None),
+        eval_items=problems.optional(fields, "eval_items", _parse_eval_items, None),
+        regressions=problems.optional(fields, "regressions", Value.as_bool, None),
+        merged_breaks=problems.optional(fields, "merged_breaks", Value.as_bool, None),
     )
 
 
