@@ -1,0 +1,127 @@
+"""`loomtui serve`: the same app in a browser, for a lead away from a terminal.
+
+textual-serve (Textualize's server for a Textual app) runs `loomtui -C <repo>` once per
+browser tab and relays its terminal to xterm.js over a websocket. Whoever reaches the page
+drives the app as the user who ran `serve`, so it listens on loopback unless told otherwise.
+"""
+
+from __future__ import annotations
+
+import argparse
+import errno
+import ipaddress
+import shlex
+import socket
+import sys
+from typing import Any
+
+from loomtui.cli import add_command, workspace_for
+from loomtui.errors import LoomError, shown
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 8000
+WILDCARDS = ("", "0.0.0.0", "::")
+
+
+def is_loopback(host: str) -> bool:
+    """Whether `host` is `localhost` or a loopback address (a name is not resolved: it may change)."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def listen(host: str, port: int) -> socket.socket:
+    """A socket bound to `host`:`port` and listening; a taken port is a one-line LoomError.
+
+    Bound here rather than by the server so the error comes before anything is printed, and
+    the port printed is the one held (`--port 0` picks a free one).
+    """
+    bare = host.strip("[]")
+    family = socket.AF_INET6 if ":" in bare else socket.AF_INET
+    where = f"{shown(host)}:{port}"
+    try:
+        return socket.create_server((bare, port), family=family, backlog=128)
+    except socket.gaierror:
+        raise LoomError(f"cannot listen on {where}: unknown host") from None
+    except OSError as exc:
+        if exc.errno == errno.EADDRINUSE:
+            raise LoomError(f"port {port} on {shown(host)} is in use: pick another with --port "
+                            "(--port 0 picks a free one)") from None
+        if exc.errno == errno.EACCES:
+            raise LoomError(f"may not listen on {where} (ports below 1024 need root)") from None
+        raise LoomError(f"cannot listen on {where}: {exc.strerror or exc}") from None
+
+
+def page_url(host: str, port: int) -> str:
+    """The address a browser opens (on every interface: this machine's name)."""
+    bare = host.strip("[]")
+    name = socket.gethostname() if bare in WILDCARDS else bare
+    return f"http://[{name}]:{port}/" if ":" in name else f"http://{name}:{port}/"
+
+
+def port_arg(text: str) -> int:
+    """A TCP port: 0 (any free one) to 65535."""
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a port number (got {text!r})") from None
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"must be 0 to 65535 (got {port})")
+    return port
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    host: str = args.host
+    if not args.public and not is_loopback(host):
+        raise LoomError(f"refusing to serve on {shown(host)}: it is not loopback, and whoever reaches the page "
+                        "can start, stop and approve agents as you; add --public to expose it on purpose")
+    workspace = workspace_for(args)  # not a repository: one line now, not an app dying in each tab
+    root = workspace.root
+    workspace.close()
+    # The interpreter running this command, so every tab runs this same loomtui.
+    command = shlex.join([sys.executable, "-m", "loomtui", "-C", str(root)])
+    sock = listen(host, args.port)
+    url = page_url(host, sock.getsockname()[1])
+    print(f"loomtui: serving {root} at {url} (one app per browser tab; Ctrl+C stops)", flush=True)
+    server = _server(command, sock, title=f"loomtui: {root.name}", url=url.rstrip("/"))
+    server.serve()
+    return 0
+
+
+def _server(command: str, sock: socket.socket, *, title: str, url: str) -> Any:
+    """A textual-serve Server on an already bound socket (aiohttp loads only for this command)."""
+    from aiohttp import web
+    from textual_serve.server import Server
+
+    class BoundServer(Server):
+        async def on_startup(self, app: web.Application) -> None:
+            """Quiet: our one line says where, not textual-serve's banner."""
+
+        def serve(self, debug: bool = False) -> None:
+            # Server.serve binds host:port itself; this runs the same app on our socket.
+            # aiohttp's signal handling: SIGINT or SIGTERM closes the tabs' apps and exits 0.
+            web.run_app(self._make_app(), sock=sock, print=None, access_log=None)
+
+    return BoundServer(command, title=title, public_url=url)
+
+
+def register(commands: Any) -> None:
+    """`loomtui serve`."""
+    serve = add_command(
+        commands, "serve", cmd_serve,
+        "open the app in a browser: serve it on a local port (textual-serve); each tab runs "
+        "`loomtui -C <this repository>` as you, so it listens on loopback only unless --public")
+    serve.epilog = ("Open the printed URL. From another machine, prefer a tunnel to --public: "
+                    f"`ssh -L {DEFAULT_PORT}:127.0.0.1:{DEFAULT_PORT} HOST`, then http://127.0.0.1:{DEFAULT_PORT}/ "
+                    "there. Decisions made in the page are recorded as the user who ran serve.")
+    serve.add_argument("--host", default=DEFAULT_HOST, metavar="HOST",
+                       help=f"the address to listen on (default {DEFAULT_HOST}); one that is not loopback "
+                            "needs --public")
+    serve.add_argument("--port", type=port_arg, default=DEFAULT_PORT, metavar="PORT",
+                       help=f"the port (default {DEFAULT_PORT}; 0 picks a free one, printed)")
+    serve.add_argument("--public", action="store_true",
+                       help="allow a HOST other people can reach (e.g. 0.0.0.0): anyone who opens the page "
+                            "acts as you, with no login; put it behind an authenticating proxy")
