@@ -35,13 +35,17 @@ from loomtui.demo.scenario import (
 )
 from loomtui.execution.lifecycle import EXITED, FAILED, LIVE, MERGED, PLANNED, REJECTED
 from loomtui.execution.sandboxes import wait_for_status
-from loomtui.governance.escalations import decide, queue
-from loomtui.governance.policy import load_policy
+from loomtui.governance.escalations import decide, open_escalation, queue
+from loomtui.governance.policy import ChangeFacts, evaluate, load_policy
 from loomtui.governance.review import ESCALATION_KEY
 from loomtui.workflow.steps import AFTER_KEY
 from loomtui.workspace import Workspace, open_workspace
 from tests.conftest import GIT_ENV, git
 
+MACHINE_USER = "whoever-runs-the-demo@machine.invalid"
+"""This machine's git `user.email` in the run (as git config, which every git call and
+supervisor sees): the demo's people are not this machine's user, so it must appear nowhere."""
+MACHINE_GIT_CONFIG = {"GIT_CONFIG_COUNT": "1", "GIT_CONFIG_KEY_0": "user.email", "GIT_CONFIG_VALUE_0": MACHINE_USER}
 FRAGILE_TEST = "tests/test_invoices.py::test_invoice_total_rounds_each_line_half_even_before_summing"
 QUOTE = "payments/refunds.py::RefundService.quote"
 ROUND = "payments/currency.py::round_minor_units"
@@ -51,7 +55,7 @@ ROUND = "payments/currency.py::round_minor_units"
 def run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Workspace, dict[str, Any], list[str]]]:
     """`loomtui demo --headless --keep --json`, the command a person runs, once for the whole file;
     the tests read the repository it kept."""
-    env = {k: v for k, v in os.environ.items() if k != "LOOM_USER"} | GIT_ENV
+    env = {k: v for k, v in os.environ.items() if k != "LOOM_USER"} | GIT_ENV | MACHINE_GIT_CONFIG
     done = subprocess.run([sys.executable, "-m", "loomtui", "demo", "--headless", "--keep", "--json"],
                           cwd=tmp_path_factory.mktemp("demo"), env=env, capture_output=True, text=True,
                           timeout=300)
@@ -229,11 +233,54 @@ def test_escalations_are_left_open_and_the_audit_chain_verifies(
     assert verify.ok and verify.entries >= summary["audit_entries"]
 
 
+def test_every_audit_entry_is_one_of_the_demos_people_never_this_machines_user(
+        run: tuple[Workspace, dict[str, Any], list[str]]) -> None:
+    """The agents' supervisors (separate processes), the engine's steps and the run itself act
+    as the engineer who stated the tasks; decisions as the reviewers who took them."""
+    workspace, _summary, _streamed = run
+    entries = workspace.audit.tail(10_000)
+    people = {DEMO_ENGINEER, DEMO_LEAD, *DEMO_REVIEWERS}
+    wrong = [(e.seq, e.actor, e.action) for e in entries if e.actor not in people]
+    assert entries and not wrong
+    assert MACHINE_USER not in {e.actor for e in entries}
+    for action in ("sandbox.running", "sandbox.exited", "escalation.opened", "sandbox.merged"):
+        assert {e.actor for e in entries if e.action == action} == {DEMO_ENGINEER}, action
+    assert {e.actor for e in entries if e.action == "escalation.approve"} == set(DEMO_REVIEWERS)
+
+
+def test_an_escalation_says_it_was_opened_for_the_tasks_author_not_by_a_reviewer(
+        run: tuple[Workspace, dict[str, Any], list[str]]) -> None:
+    """The history names whose change opened it, not whoever's process ran the engine's step."""
+    workspace, _summary, _streamed = run
+    escalations = workspace.store.list_escalations()
+    assert len(escalations) >= 3
+    for escalation in escalations:
+        opened = escalation.data["history"][0]
+        assert (opened["event"], opened["by"]) == ("opened", DEMO_ENGINEER), escalation.id
+
+
+def test_a_review_run_by_a_reviewers_process_is_not_opened_by_them(billing: Path) -> None:
+    """In the app the user is a reviewer (alice), and her process may run the engine's review of
+    the engineer's change (the timer, or the approval that starts the next task): the escalation
+    it opens was opened for the engineer's change, not by alice."""
+    workspace = open_workspace(billing)
+    workspace.actor = DEMO_REVIEWERS[0]
+    try:
+        facts = ChangeFacts("post-gate", ("payments/refunds.py",), author=DEMO_ENGINEER)
+        policy = load_policy(billing, workspace.load_config().policy)
+        opened = open_escalation(workspace, "post-gate", evaluate(policy, facts), facts, sandbox_id="sb1")
+        assert opened.data["history"][0] == {"at": opened.data["history"][0]["at"], "event": "opened",
+                                             "by": DEMO_ENGINEER}
+    finally:
+        workspace.close()
+
+
 def test_advancing_again_is_idempotent_and_follows_a_leads_decision(
         run: tuple[Workspace, dict[str, Any], list[str]]) -> None:
     """What the app does on its timer: nothing until a person decides, then exactly the next step."""
     workspace, _summary, _streamed = run
     before = workspace.store.last_event_id()
+    seq = workspace.audit.tail(1)[-1].seq
     assert advance_scenario(workspace) == [] and advance_scenario(workspace) == []
     assert workspace.store.last_event_id() == before
     assert not scenario_pending(workspace)
@@ -249,6 +296,10 @@ def test_advancing_again_is_idempotent_and_follows_a_leads_decision(
         lead.close()
     assert any(line.startswith(f"[invoices] {DEMO_LEAD} rejects escalation") for line in lines)
     assert any(line.startswith("[invoices] rejected") for line in lines)
+    # The lead's process ran the engine's steps that followed; they are the engine's, for the engineer.
+    after = [(e.actor, e.action) for e in workspace.audit.tail(10_000) if e.seq > seq]
+    assert after[0] == (DEMO_LEAD, "escalation.reject") and len(after) > 1
+    assert {actor for actor, _action in after[1:]} == {DEMO_ENGINEER}, after
     assert _sandbox(workspace, "invoices").status == REJECTED
     assert workspace.store.live_claims(invoices.id) == []  # the engine gave its claims back
     assert not scenario_pending(workspace)

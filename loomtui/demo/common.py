@@ -4,6 +4,7 @@ finding its sandboxes in the store, its policy, and how it says a line."""
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from typing import Any, Final
 
 from loomtui.coordination.claims import Coordinator
@@ -53,6 +54,15 @@ def demo_sandboxes(workspace: Workspace) -> dict[str, SandboxRecord]:
         if name in AGENT_NAMES:
             found[name] = record
     return {name: found[name] for name in AGENT_NAMES if name in found}
+
+
+def acting_as(workspace: Workspace, actor: str) -> Workspace:
+    """The same workspace (store, audit log) acting as someone else; never close it.
+
+    The demo's people are not this machine's user: what one of them does, or the engine
+    does for their task, is recorded as them, never as whoever runs the demo.
+    """
+    return replace(workspace, actor=actor)
 
 
 def demo_policy(workspace: Workspace) -> Policy:

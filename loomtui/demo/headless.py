@@ -16,6 +16,7 @@ from loomtui.demo.common import (
     RAISED_KEY,
     Say,
     Steps,
+    acting_as,
     agent_names,
     demo_policy,
     demo_sandboxes,
@@ -23,6 +24,7 @@ from loomtui.demo.common import (
 from loomtui.demo.narration import audit_after
 from loomtui.demo.scenario import (
     AGENT_TIMEOUT_S,
+    DEMO_ENGINEER,
     DEMO_LEAD,
     HEADLESS_APPROVALS,
     POLL_S,
@@ -87,7 +89,7 @@ def _approve_change(workspace: Workspace, name: str, say: Say) -> list[dict[str,
         say(f"the {name} change has no open escalation to decide ({state})")
         return []
     decisions = approve_escalation(workspace, demo_policy(workspace), escalation.id, f"the {name} change", say)
-    advance(workspace, record.id)
+    advance(acting_as(workspace, DEMO_ENGINEER), record.id)
     return decisions
 
 
@@ -231,8 +233,10 @@ def run_headless(workspace: Workspace, on_step: Say | None = None, *,
     as it happens (the CLI prints them); the returned dict has them all in `lines`,
     plus structured fields for scripts (`--json`) and `checks`: each outcome the
     scenario is meant to show, verified against the store, git and the audit log.
-    `ok` is true when every check holds.
+    `ok` is true when every check holds. The run acts as the demo's engineer (who runs it),
+    the decisions as the reviewers: never as this machine's git user.
     """
+    workspace = acting_as(workspace, DEMO_ENGINEER)
     started = time.monotonic()
     say = Steps(on_step)
     root = workspace.root

@@ -46,7 +46,6 @@ engine does each step once, whoever calls) and says only what is new.
 from __future__ import annotations
 
 import threading
-from dataclasses import replace
 from typing import Any, Final
 
 from loomtui.coordination.claims import Coordinator
@@ -57,6 +56,7 @@ from loomtui.demo.common import (
     CONFLICTS_KEY,
     Say,
     Steps,
+    acting_as,
     agent_names,
     conflict_line,
     demo_policy,
@@ -124,11 +124,6 @@ def scenario_pending(workspace: Workspace) -> bool:
     return bool(untold_entries(workspace, sandboxes))
 
 
-def _as(workspace: Workspace, actor: str) -> Workspace:
-    """The same workspace (store, audit log) acting as someone else; never close it."""
-    return replace(workspace, actor=actor)
-
-
 def _outcome(evaluation: Evaluation) -> str:
     rules = ", ".join(evaluation.rule_names()) or "no rule"
     if evaluation.outcome == "require":
@@ -176,7 +171,9 @@ def start_scenario(workspace: Workspace, on_step: Say | None = None, *, approve_
     with _ADVANCING:
         if demo_sandboxes(workspace):
             return []
-        return _start(workspace, Steps(on_step), approve_start)
+        # The engineer states the tasks and the engine works for them; whoever watches (the
+        # app's user, a reviewer) only decides.
+        return _start(acting_as(workspace, DEMO_ENGINEER), Steps(on_step), approve_start)
 
 
 def _start(workspace: Workspace, say: Steps, approve_start: bool) -> list[str]:
@@ -193,8 +190,7 @@ def _start(workspace: Workspace, say: Steps, approve_start: bool) -> list[str]:
         _say_claims(coordinator, policy, task, say)
 
     say.heading("The order the code asks for")
-    engineer = _as(workspace, DEMO_ENGINEER)
-    run = run_plan(engineer, PLAN_PATH, say=say, data_for=lambda name: {AGENT_KEY: name})
+    run = run_plan(workspace, PLAN_PATH, say=say, data_for=lambda name: {AGENT_KEY: name})
     _say_order(workspace, coordinator, run, say)
 
     say.heading("Agents at work")
@@ -275,7 +271,7 @@ def approve_starts(workspace: Workspace, say: Say) -> list[dict[str, Any]]:
     policy = demo_policy(workspace)
     for name, record, escalation_id in waiting_to_start(workspace):
         decisions += approve_escalation(workspace, policy, escalation_id, f"the start of {name}", say)
-        advance(workspace, record.id)
+        advance(acting_as(workspace, DEMO_ENGINEER), record.id)
         now = workspace.store.get_sandbox(record.id)
         if now is not None and now.status == PLANNED and is_alive(now.pid, now.pid_start):
             try:  # the engine started its supervisor: the agent runs in a moment (the narration says so)
@@ -294,7 +290,7 @@ def approve_escalation(workspace: Workspace, policy: Policy, escalation_id: int,
     decisions = []
     for reviewer in DEMO_REVIEWERS:
         try:
-            escalation = decide(_as(workspace, reviewer), policy, escalation_id, "approve")
+            escalation = decide(acting_as(workspace, reviewer), policy, escalation_id, "approve")
         except DecisionRefused as exc:
             say(f"{reviewer} may not approve {what}: {exc}")
             break
@@ -345,7 +341,8 @@ def advance_scenario(workspace: Workspace, on_step: Say | None = None) -> list[s
         say = Steps(on_step)
         if not demo_sandboxes(workspace):
             return []
-        advance_all(workspace)
+        # The engine's steps for the engineer's tasks, not the app user's (`opened by alice`).
+        advance_all(acting_as(workspace, DEMO_ENGINEER))
         narrate(workspace, say)
         return say.lines
     finally:

@@ -499,6 +499,9 @@ def main(argv: list[str], *, hook_server: HookServerFactory | None = None,
         if record is None:
             _diagnose(f"no sandbox {sandbox_id}")
             return 2
+        # It acts for whoever stated the task, not for whoever's process happened to start it
+        # (a reviewer's approval may start the next wave; the demo's people are not this machine's).
+        workspace.actor = record.created_by or workspace.actor
         me = os.getpid()
         record = workspace.store.update_sandbox(record.id, pid=me, pid_start=identity(me))
     except LoomError as exc:

@@ -94,6 +94,18 @@ def approvals(escalation: EscalationRecord, commit: str | None = None) -> list[A
     return given if commit is None else [a for a in given if a.commit == commit]
 
 
+def _opened_by(workspace: Workspace, kind: str, sandbox_id: str, facts: ChangeFacts) -> str:
+    """Whose action opened an escalation, for its history: the agent that asked (by its sandbox,
+    as the history names an agent elsewhere), the author of a task's start or change that the
+    policy holds, else whoever acted (an override asked for). Not merely whoever's process ran
+    the step: a reviewer's approval may let the engine review the next task."""
+    if kind in ("permission-request", "question") and sandbox_id:
+        return sandbox_id
+    if kind in ("pre-start", "post-gate") and facts.author:
+        return facts.author
+    return workspace.actor
+
+
 def open_escalation(workspace: Workspace, kind: str, evaluation: Evaluation, facts: ChangeFacts, *,
                     sandbox_id: str = "", commit: str = "", summary: str = "",
                     evidence: Mapping[str, Any] | None = None) -> EscalationRecord:
@@ -111,7 +123,7 @@ def open_escalation(workspace: Workspace, kind: str, evaluation: Evaluation, fac
         "commit": commit,
         "evidence": dict(evidence or {}),
         "approvals": [],
-        "history": [{"at": time.time(), "event": "opened", "by": workspace.actor}],
+        "history": [{"at": time.time(), "event": "opened", "by": _opened_by(workspace, kind, sandbox_id, facts)}],
     }
     text = summary or f"{kind}: {evaluation.outcome} ({', '.join(a.name for a in evaluation.applied)})"
     with workspace.store.transaction():
