@@ -560,9 +560,10 @@ def _header(graph: ClaimsGraph, view: _View, groups: Mapping[str, _Group], colla
             drawn: int, hidden: int, width: int) -> tuple[list[str], list[Span]]:
     kind = "directories" if by_directory else "files"
     conflicts = sum(1 for path in graph.conflicts if set(path) <= view.regions)
-    summary = f"{len(view.regions)} regions in {len(groups)} {kind} · {drawn} links"
+    summary = f"{len(view.regions)} regions in {len(groups)} {kind} · {drawn} link{'s' if drawn != 1 else ''}"
     summary += f" ({hidden} not drawn)" if hidden else ""
-    summary += f" · {conflicts} conflict{'s' if conflicts != 1 else ''}"
+    if "zoom" not in view.label:
+        summary += f" · {conflicts} conflict{'s' if conflicts != 1 else ''}"
     summary += " · counts per sandbox" if collapsed else ""
     lines = [_cut_left(summary, width)[:width]]
     spans = [Span(0, 0, len(lines[0]), ROLE_HEADER)]

@@ -1,53 +1,105 @@
 """The coordination view: claims coloured by sandbox, their dependency neighbourhood,
-and the conflicts between them, each with both claims and the path that joins them."""
+and the conflicts between them, each with both claims and the path that joins them.
+
+The claims are shown in two forms on the right: a tree (the list form) and, behind `g`, the
+drawn graph (`widgets/claims_canvas.py`), which `f` filters to one sandbox and `z` zooms to the
+conflict selected in the table; `esc` backs out of the zoom, then the filter, then the screen."""
 
 from __future__ import annotations
 
 from rich.text import Text
-from textual import on
+from textual import events, on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
+from textual.coordinate import Coordinate
+from textual.message import Message
 from textual.widgets import DataTable, Footer, ProgressBar, Static, Tree
 
+from loomtui.coordination.canvas import claims_graph
 from loomtui.coordination.claims import Conflict
-from loomtui.coordination.view import CoordinationPicture
+from loomtui.coordination.view import CoordinationPicture, Edge
+from loomtui.errors import escape_controls
 from loomtui.store import ClaimRecord
 from loomtui.tui.base import LoomScreen
+from loomtui.tui.widgets.claims_canvas import ClaimsCanvas, assign_colours, theme_palette
 from loomtui.tui.widgets.status_header import StatusHeader
 
-# Distinct, theme-independent hues for sandboxes; assigned in order of first claim.
-SANDBOX_COLOURS = ("#5fafff", "#ffaf5f", "#af87ff", "#5fd7af", "#ff87af", "#d7d75f", "#87d7ff", "#d787d7")
 SEVERITY_STYLES = {"error": "bold red", "high": "bold yellow", "warning": "yellow"}
+KIND_NAMES = {"shared-vs-exclusive": "shared/excl"}  # the table's Kind column, kept narrow
+TREE_TITLE = "Claims and their neighbourhood"
+DRAWN_TITLE = "Claims graph"
 
 
 def _short_region(region_id: str) -> str:
     """`Class.method` for a region inside a file, the path for a whole file."""
     path, _, qualname = region_id.partition("::")
-    return qualname or path
+    return escape_controls(qualname or path)
 
 
-def sandbox_colours(claims: list[ClaimRecord]) -> dict[str, str]:
+def _cut_left(text: str, room: int) -> str:
+    return text if len(text) <= room else "…" + text[len(text) - max(1, room) + 1:]
+
+
+def sandbox_colours(claims: list[ClaimRecord], palette: tuple[str, ...]) -> dict[str, str]:
     """A stable colour per sandbox, in the order sandboxes first claimed something."""
-    colours: dict[str, str] = {}
-    for claim in sorted(claims, key=lambda c: c.id):
-        if claim.sandbox_id not in colours:
-            colours[claim.sandbox_id] = SANDBOX_COLOURS[len(colours) % len(SANDBOX_COLOURS)]
-    return colours
+    return assign_colours((c.sandbox_id for c in sorted(claims, key=lambda c: c.id)), palette)
+
+
+def _conflict_key(conflict: Conflict) -> str:
+    return f"{conflict.kind}|{conflict.claim_a}|{conflict.claim_b}|{conflict.region_a}|{conflict.region_b}"
+
+
+def between(conflict: Conflict, colours: dict[str, str], room: int) -> Text:
+    """`sandbox region × sandbox region` in `room` cells: region names lose their start first (the
+    method names it best), then only the sandboxes remain; the detail under the table has it whole."""
+    a, b = escape_controls(conflict.sandbox_a), escape_controls(conflict.sandbox_b)
+    region_a, region_b = _short_region(conflict.region_a), _short_region(conflict.region_b)
+    fixed = len(a) + len(b) + 5  # two spaces and " × "
+    if fixed + len(region_a) + len(region_b) > room:  # `Class.method` to `method`, then cut, then none
+        region_a, region_b = region_a.rpartition(".")[2], region_b.rpartition(".")[2]
+    if fixed + len(region_a) + len(region_b) > room:
+        each = (room - fixed) // 2
+        region_a, region_b = (_cut_left(region_a, each), _cut_left(region_b, each)) if each >= 8 else ("", "")
+    text = Text.assemble((a, colours.get(conflict.sandbox_a, "")), f" {region_a}" if region_a else "", " × ",
+                         (b, colours.get(conflict.sandbox_b, "")), f" {region_b}" if region_b else "")
+    text.truncate(max(1, room), overflow="ellipsis")
+    return text
+
+
+class ConflictsTable(DataTable[Text | str]):
+    """The conflicts; its Between column is cut to the table's width, so it says when that changes."""
+
+    class Resized(Message):
+        pass
+
+    def on_resize(self, event: events.Resize) -> None:
+        self.post_message(self.Resized())
 
 
 class GraphScreen(LoomScreen[None]):
     """Claims, neighbourhoods and conflicts, navigable with the keyboard."""
 
     AUTO_FOCUS = "#conflicts"
+    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (100, "-normal")]  # narrow: the drawn graph goes under the table
     BINDINGS = [
+        Binding("g", "toggle_drawn", "Graph/list", id="graph.drawn",
+                tooltip="Switch the claims between the drawn graph and the tree"),
+        Binding("f", "filter_sandbox", "Filter", id="graph.filter",
+                tooltip="Draw one sandbox's regions and their neighbours; again for the next sandbox"),
+        Binding("z", "zoom_conflict", "Zoom", id="graph.zoom",
+                tooltip="Draw only the regions on the path of the conflict selected in the table"),
         Binding("r", "reindex", "Re-index", id="graph.reindex"),
-        Binding("escape", "back", "Back", id="graph.back"),
+        Binding("escape", "back", "Back", id="graph.back",
+                tooltip="Out of the zoom, then the filter, then back to the sandboxes"),
     ]
 
     def __init__(self) -> None:
         super().__init__()
         self.picture: CoordinationPicture | None = None
+        self.drawn = False
+        self.colours: dict[str, str] = {}
+        self._room = 0  # the Between column's width the table was filled for
 
     def compose(self) -> ComposeResult:
         yield StatusHeader(id="status")
@@ -55,11 +107,12 @@ class GraphScreen(LoomScreen[None]):
         with Horizontal(id="graph-body"):
             with Vertical(id="graph-left"):
                 yield Static(Text("Conflicts", style="bold"), classes="section-title")
-                yield DataTable(id="conflicts", cursor_type="row", zebra_stripes=True)
+                yield ConflictsTable(id="conflicts", cursor_type="row", zebra_stripes=True)
                 yield Static(id="conflict-detail")
             with Vertical(id="graph-right"):
-                yield Static(Text("Claims and their neighbourhood", style="bold"), classes="section-title")
+                yield Static(Text(TREE_TITLE, style="bold"), id="claims-title", classes="section-title")
                 yield Tree("claims", id="claims-tree")
+                yield ClaimsCanvas(id="claims-canvas")
         yield Footer(compact=True)
 
     def on_mount(self) -> None:
@@ -68,6 +121,8 @@ class GraphScreen(LoomScreen[None]):
         table.add_column("Kind", key="kind")
         table.add_column("Between", key="between")
         self.query_one("#claims-tree", Tree).show_root = False
+        self.query_one("#claims-canvas", ClaimsCanvas).display = False
+        self.watch(self.app, "theme", self._recolour, init=False)
         self.loom.update_header(self.query_one(StatusHeader))
         picture = self.loom.coordination
         if picture is not None:
@@ -90,28 +145,55 @@ class GraphScreen(LoomScreen[None]):
     def show_picture(self, picture: CoordinationPicture) -> None:
         self.picture = picture
         self.query_one("#index-progress", ProgressBar).display = False
-        colours = sandbox_colours(picture.claims)
+        graph = claims_graph(picture)
+        colours = self.colours = assign_colours(graph.sandboxes, theme_palette(self.app))
         self._fill_conflicts(picture.conflicts, colours)
         self._fill_tree(picture, colours)
+        self.query_one("#claims-canvas", ClaimsCanvas).show(graph, colours)
         self._show_conflict()
+        self._title()
+
+    def _recolour(self) -> None:
+        if self.picture is not None:
+            self.show_picture(self.picture)
+
+    @on(ConflictsTable.Resized)
+    def _table_resized(self) -> None:
+        if self.picture is not None:  # the Between column is cut to the table's new width
+            self._fill_conflicts(self.picture.conflicts, self.colours)
+
+    def _between_room(self) -> int:
+        table = self.query_one("#conflicts", DataTable)
+        width = table.scrollable_content_region.width or table.size.width
+        # Severity (8, its header) and Kind (11) columns, a cell padding of 1 either side of each of the
+        # three, and a spare column against a rounding of the layout.
+        return max(16, width - 8 - 11 - 6 - 1)
 
     def _fill_conflicts(self, conflicts: list[Conflict], colours: dict[str, str]) -> None:
         table = self.query_one("#conflicts", DataTable)
-        keys = [f"{c.kind}|{c.claim_a}|{c.claim_b}|{c.region_a}|{c.region_b}" for c in conflicts]
+        room = self._between_room()
+        if room != self._room and table.row_count:
+            # A column never narrows by itself: refill it, the cursor staying on its conflict.
+            selected = self.selected_conflict()
+            table.clear()
+            self._room = room
+            self._fill_conflicts(conflicts, colours)
+            keys = [_conflict_key(c) for c in conflicts]
+            if selected is not None and _conflict_key(selected) in keys:
+                table.move_cursor(row=keys.index(_conflict_key(selected)))
+            return
+        self._room = room
+        keys = [_conflict_key(c) for c in conflicts]
         for row_key in list(table.rows):
             if row_key.value not in keys:
                 table.remove_row(row_key)
         for key, conflict in zip(keys, conflicts, strict=False):
-            # Short names here; the detail pane below has the full ids and the path.
-            between = Text.assemble(
-                (conflict.sandbox_a, colours.get(conflict.sandbox_a, "")), " ", _short_region(conflict.region_a),
-                "  ×  ", (conflict.sandbox_b, colours.get(conflict.sandbox_b, "")), " ",
-                _short_region(conflict.region_b),
-            )
-            cells = [Text(conflict.severity, style=SEVERITY_STYLES[conflict.severity]), conflict.kind, between]
+            # Short names, cut to the width; the detail pane below has the full ids and the path.
+            cells = [Text(conflict.severity, style=SEVERITY_STYLES[conflict.severity]),
+                     KIND_NAMES.get(conflict.kind, conflict.kind), between(conflict, colours, room)]
             if key in table.rows:
                 for column, value in zip(("severity", "kind", "between"), cells, strict=False):
-                    table.update_cell(key, column, value)
+                    table.update_cell(key, column, value, update_width=True)
             else:
                 table.add_row(*cells, key=key)
 
@@ -126,29 +208,47 @@ class GraphScreen(LoomScreen[None]):
         for sandbox, claims in by_sandbox.items():
             node = tree.root.add(Text(f"● {sandbox}", style=f"bold {colours[sandbox]}"), expand=True)
             for claim in claims:
-                label = Text.assemble(f"#{claim.id} ", (claim.target, colours[sandbox]), f"  {claim.mode}")
+                target = escape_controls(claim.target)
+                short, file = (_short_region(claim.target), target.partition("::")[0]) if "::" in target \
+                    else (target, "")
+                label = Text.assemble(f"#{claim.id} {claim.mode} ", (short, colours[sandbox]),
+                                      (f"  {file}" if file else "", "dim"))
                 claim_node = node.add(label, expand=True)
                 for region_id in claim.region_ids:
-                    region_node = claim_node.add(Text(region_id), expand=len(claim.region_ids) == 1)
+                    path = escape_controls(region_id.partition("::")[0])
+                    region_label = Text.assemble(_short_region(region_id), (f"  {path}" if "::" in region_id else "",
+                                                                            "dim"))
+                    region_node = claim_node.add(region_label, expand=len(claim.region_ids) == 1)
                     for edge in picture.neighbourhoods.get(region_id, []):
-                        arrow = f" ─{edge.kind}─▶ " if edge.outgoing else f" ◀─{edge.kind}─ "
-                        owner = edge.owners[0] if edge.owners else ""
-                        marker = "⚠ " if (region_id, edge.neighbour) in conflicting else "  "
-                        leaf = Text.assemble(
-                            (marker, "bold red"), arrow, (edge.neighbour, colours.get(owner, "dim")),
-                            (f"  [{', '.join(edge.owners)}]" if edge.owners else "", colours.get(owner, "")),
-                        )
-                        region_node.add_leaf(leaf)
+                        region_node.add_leaf(self._edge_label(region_id, edge, colours, conflicting))
         if not picture.claims:
             tree.root.add_leaf(Text("No live claims. `loomtui claim add` or an agent's edit hook adds them."))
+
+    @staticmethod
+    def _edge_label(region_id: str, edge: Edge, colours: dict[str, str], conflicting: set[tuple[str, str]]) -> Text:
+        """The neighbour first (what a narrow pane must not cut), then its owners, the edge kind and its file."""
+        owner = edge.owners[0] if edge.owners else ""
+        path = escape_controls(edge.neighbour.partition("::")[0])
+        same_file = path == region_id.partition("::")[0]
+        return Text.assemble(
+            ("⚠ " if (region_id, edge.neighbour) in conflicting else "  ", "bold red"),
+            "→ " if edge.outgoing else "← ",
+            (_short_region(edge.neighbour), colours.get(owner, "dim")),
+            (f" [{', '.join(escape_controls(o) for o in edge.owners)}]" if edge.owners else "",
+             colours.get(owner, "")),
+            (f"  {edge.kind}" if edge.outgoing else f"  {edge.kind} by", "dim"),
+            ("" if same_file or "::" not in edge.neighbour else f" · {path}", "dim"),
+        )
 
     # -- selection ----------------------------------------------------------------------
 
     def selected_conflict(self) -> Conflict | None:
+        """The conflict of the table's highlighted row (rows keep their place as the picture changes)."""
         table = self.query_one("#conflicts", DataTable)
         if self.picture is None or not table.row_count:
             return None
-        return self.picture.conflicts[table.cursor_row] if table.cursor_row < len(self.picture.conflicts) else None
+        key = table.coordinate_to_cell_key(Coordinate(table.cursor_row, 0)).row_key.value
+        return next((c for c in self.picture.conflicts if _conflict_key(c) == key), None)
 
     @on(DataTable.RowHighlighted, "#conflicts")
     def _show_conflict(self) -> None:
@@ -177,8 +277,76 @@ class GraphScreen(LoomScreen[None]):
         text.append(" → ".join(conflict.path))
         detail.update(text)
 
+    # -- the drawn graph: toggle, filter, zoom -------------------------------------------------
+
+    def _title(self) -> None:
+        canvas = self.query_one("#claims-canvas", ClaimsCanvas)
+        text = Text(DRAWN_TITLE if self.drawn else TREE_TITLE, style="bold")
+        if self.drawn and canvas.conflict is not None:
+            text.append(f" · zoom: conflict {canvas.conflict + 1}")
+        elif self.drawn and canvas.sandbox is not None:
+            text.append(" · filter: ")
+            text.append(escape_controls(canvas.sandbox), style=self.colours.get(canvas.sandbox, ""))
+        if self.picture is not None:
+            text.append(f"  {self.picture.index_line()}", style="dim")
+        self.query_one("#claims-title", Static).update(text)
+
+    def _show_drawn(self, drawn: bool) -> None:
+        self.drawn = drawn
+        self.set_class(drawn, "-drawn")
+        self.query_one("#claims-tree", Tree).display = not drawn
+        canvas = self.query_one("#claims-canvas", ClaimsCanvas)
+        canvas.display = drawn
+        if drawn:
+            canvas.call_after_refresh(canvas.relayout)  # its width is known once it is shown
+        self._title()
+
+    def action_toggle_drawn(self) -> None:
+        self._show_drawn(not self.drawn)
+        self.notify("Claims drawn as a graph: f filters by sandbox, z zooms to the selected conflict, "
+                    "arrows and page keys scroll" if self.drawn else "Claims as a tree",
+                    title="claims", timeout=4)
+
+    def action_filter_sandbox(self) -> None:
+        """The next sandbox in the legend's order, then all of them again."""
+        canvas = self.query_one("#claims-canvas", ClaimsCanvas)
+        sandboxes = list(canvas.graph.sandboxes) if canvas.graph is not None else []
+        if not sandboxes:
+            self.notify("No live claims to filter by sandbox", title="claims", severity="warning")
+            return
+        position = sandboxes.index(canvas.sandbox) + 1 if canvas.sandbox in sandboxes else 0
+        chosen = sandboxes[position] if position < len(sandboxes) else None
+        canvas.set_view(sandbox=chosen, conflict=None)
+        if not self.drawn:
+            self._show_drawn(True)
+        self._title()
+
+    def action_zoom_conflict(self) -> None:
+        canvas = self.query_one("#claims-canvas", ClaimsCanvas)
+        conflict = self.selected_conflict()
+        if conflict is None or self.picture is None:
+            self.notify("No conflict selected: choose one in the Conflicts table, then z", title="claims",
+                        severity="warning")
+            return
+        canvas.set_view(sandbox=canvas.sandbox, conflict=self.picture.conflicts.index(conflict))
+        if not self.drawn:
+            self._show_drawn(True)
+        self._title()
+
     def action_reindex(self) -> None:
+        # Said at once over the claims; the app's toast says what the re-index found (files parsed, or
+        # up to date), and the title shows the new index line when the picture comes back.
+        self.query_one("#claims-title", Static).update(
+            Text("Re-indexing the repository: changed files are parsed again…", style="bold"))
         self.loom.refresh_coordination(reindex=True)
 
     def action_back(self) -> None:
-        self.app.switch_mode("dashboard")
+        canvas = self.query_one("#claims-canvas", ClaimsCanvas)
+        if self.drawn and canvas.conflict is not None:
+            canvas.set_view(sandbox=canvas.sandbox, conflict=None)
+        elif self.drawn and canvas.sandbox is not None:
+            canvas.set_view(sandbox=None, conflict=None)
+        else:
+            self.app.switch_mode("dashboard")
+            return
+        self._title()
