@@ -54,7 +54,7 @@ SANDBOX_COLUMNS = (
 STATUS_STYLES = {
     "running": "bold green", "failed": "bold red", "rejected": "red",
     "awaiting_review": "bold yellow", "gating": "cyan", "approved": "green",
-    "merged": "dim green", "exited": "dim", "planned": "blue",
+    "merged": "italic green", "exited": "dim", "planned": "blue",
 }
 
 RISK_STYLES = {"critical": "bold red", "high": "red", "medium": "yellow", "low": "dim"}
