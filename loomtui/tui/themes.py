@@ -8,6 +8,12 @@ A theme file maps onto :class:`textual.theme.Theme`::
     background: "#14171D"
     variables:               # optional Textual CSS variables
       footer-key-foreground: "#F2B36B"
+    ansi_colors:             # optional: what Rich's "red", "green"... in status text are
+      red: "#F0717A"
+
+Rich colour names in the screens' status text are ANSI colours; Textual paints
+them from one palette per dark/light mode (Monokai, Alabaster), whatever the
+theme. ``ansi_colors`` gives a theme its own, set on the app while it is shown.
 
 Themes come from, in increasing precedence: the bundled ``themes/`` folder,
 the user's theme folder (``$LOOMTUI_CONFIG_DIR/themes``, else
@@ -15,7 +21,9 @@ the user's theme folder (``$LOOMTUI_CONFIG_DIR/themes``, else
 any ``extra_dirs``. A later theme with the same name replaces an earlier one.
 
 Loading is never fatal: each problem becomes one line ``path:line: key: message``
-in :attr:`ThemeLoadResult.problems` and the offending file is skipped.
+in :attr:`ThemeLoadResult.problems` and the offending file is skipped. A user's
+theme whose colours fall below WCAG AA contrast (see :mod:`loomtui.tui.contrast`)
+is loaded, with one line in :attr:`ThemeLoadResult.warnings`.
 """
 
 from __future__ import annotations
@@ -24,6 +32,7 @@ import os
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -32,14 +41,17 @@ from textual.theme import Theme
 
 from loomtui.errors import ConfigError
 from loomtui.resources import bundled
+from loomtui.tui.contrast import ANSI_NAMES, check_theme, terminal_palette
 from loomtui.yamlcheck import Value, closest, compose, read_text
 
 if TYPE_CHECKING:
+    from rich.terminal_theme import TerminalTheme
     from textual.app import App
 
 __all__ = [
     "COLOUR_KEYS",
     "DEFAULT_THEME",
+    "LoomTheme",
     "ThemeLoadResult",
     "bundled_themes_dir",
     "check_theme_file",
@@ -65,13 +77,22 @@ COLOUR_KEYS: tuple[str, ...] = (
 )
 _FLOAT_KEYS = ("luminosity_spread", "text_alpha")
 _BOOL_KEYS = ("dark", "ansi")
-KNOWN_KEYS: tuple[str, ...] = ("name", *COLOUR_KEYS, *_BOOL_KEYS, *_FLOAT_KEYS, "variables")
+KNOWN_KEYS: tuple[str, ...] = ("name", *COLOUR_KEYS, *_BOOL_KEYS, *_FLOAT_KEYS, "variables", "ansi_colors")
 REQUIRED_KEYS: tuple[str, ...] = ("name", "primary")
 
 # Theme names end up in a CSS class (`-theme-<name>`); variable names in `$name`.
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
 _VARIABLE_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_-]*$")
 _SUFFIXES = (".yaml", ".yml")
+_WARNED_PAIRS = 3  # a contrast warning names this many failing pairs, then counts the rest
+
+
+@dataclass
+class LoomTheme(Theme):
+    """A Textual theme with its own ANSI palette for Rich's named colours."""
+
+    ansi_colors: dict[str, str] = field(default_factory=dict)
+    """ANSI colour name ("red", "bright_blue") -> colour; the rest stay Textual's."""
 
 
 @dataclass
@@ -82,6 +103,8 @@ class ThemeLoadResult:
     """Bundled themes first, then user ones; one per name (the later source wins)."""
     problems: list[str] = field(default_factory=list)
     """One line per problem, ``path:line: key: message``; those files were skipped."""
+    warnings: list[str] = field(default_factory=list)
+    """One line per user theme below WCAG AA contrast; those themes were loaded."""
     sources: dict[str, Path] = field(default_factory=dict)
     """Theme name -> the file it was finally loaded from."""
 
@@ -112,7 +135,8 @@ def load_themes(extra_dirs: Sequence[Path] = ()) -> ThemeLoadResult:
     """Load bundled, user and `extra_dirs` themes; never raises for bad files."""
     result = ThemeLoadResult()
     by_name: dict[str, Theme] = {}  # insertion order = first appearance
-    for directory in (bundled_themes_dir(), user_themes_dir(), *map(Path, extra_dirs)):
+    bundled_dir = bundled_themes_dir()
+    for directory in (bundled_dir, user_themes_dir(), *map(Path, extra_dirs)):
         seen_here: dict[str, Path] = {}
         for path in _theme_files(directory, result.problems):
             theme, line, errors = check_theme_file(path)
@@ -129,6 +153,9 @@ def load_themes(extra_dirs: Sequence[Path] = ()) -> ThemeLoadResult:
             by_name[theme.name] = theme
             result.sources[theme.name] = path
     result.themes = list(by_name.values())
+    for theme in result.themes:  # the shipped ones are held to it by tests/test_theme_contrast.py
+        if result.sources[theme.name].parent != bundled_dir:
+            result.warnings.extend(_contrast_warning(theme, result.sources[theme.name]))
     return result
 
 
@@ -144,9 +171,38 @@ def check_theme_file(path: Path) -> tuple[Theme | None, int, list[ConfigError]]:
 
 
 def register_themes(app: App[Any], result: ThemeLoadResult) -> None:
-    """Register every loaded theme with `app` (replacing any of the same name)."""
+    """Register every loaded theme with `app` (replacing any of the same name), give the app
+    each theme's ANSI palette while it is shown, and warn once of each contrast warning."""
+    palettes: dict[str, TerminalTheme] = {}
     for theme in result.themes:
         app.register_theme(theme)
+        if isinstance(theme, LoomTheme) and theme.ansi_colors:
+            palettes[theme.name] = terminal_palette(theme.dark, theme.ansi_colors)
+    app.watch(app, "theme", partial(_use_ansi_palette, app, palettes), init=True)
+    for warning in result.warnings:
+        app.notify(warning, title="theme contrast", severity="warning", timeout=10, markup=False)
+
+
+def _use_ansi_palette(app: App[Any], palettes: dict[str, TerminalTheme], name: str) -> None:
+    """The shown theme's palette; Textual's default for themes without one, so switching away restores it."""
+    theme = app.current_theme
+    palette = palettes.get(name) or terminal_palette(theme.dark)
+    if theme.dark and app.ansi_theme_dark is not palette:
+        app.ansi_theme_dark = palette
+    elif not theme.dark and app.ansi_theme_light is not palette:
+        app.ansi_theme_light = palette
+
+
+def _contrast_warning(theme: Theme, path: Path) -> list[str]:
+    """One line for `theme` if it is below WCAG AA, naming its worst pairs first."""
+    if theme.ansi:  # the terminal's own palette decides; nothing here can measure it
+        return []
+    failing = sorted((r for r in check_theme(theme) if not r.ok), key=lambda r: r.ratio / r.pair.minimum)
+    if not failing:
+        return []
+    shown = "; ".join(result.line().removeprefix(f"{theme.name}: ") for result in failing[:_WARNED_PAIRS])
+    more = f"; and {len(failing) - _WARNED_PAIRS} more" if len(failing) > _WARNED_PAIRS else ""
+    return [f"{path}: theme {theme.name!r} is below WCAG AA contrast: {shown}{more}"]
 
 
 # -- internals ---------------------------------------------------------------
@@ -207,6 +263,8 @@ def _load(path: Path) -> tuple[Theme, int]:
                 kwargs[key] = value.as_bool()
             elif key in _FLOAT_KEYS:
                 kwargs[key] = _fraction(value)
+            elif key == "ansi_colors":
+                kwargs[key] = _ansi_colours(value, errors)
             else:  # variables
                 kwargs[key] = _variables(value, errors)
         except ConfigError as exc:
@@ -214,7 +272,7 @@ def _load(path: Path) -> tuple[Theme, int]:
 
     if not errors:
         # Each value was checked against its key's type above; one dict of mixed values cannot say so.
-        theme = Theme(**kwargs)  # type: ignore[arg-type]
+        theme = LoomTheme(**kwargs)  # type: ignore[arg-type]
         try:
             theme.to_color_system().generate()
         except Exception as exc:  # noqa: BLE001 - whatever Textual rejects, skip the file
@@ -262,6 +320,22 @@ def _variables(value: Value, errors: list[ConfigError]) -> dict[str, str]:
         except ConfigError as exc:
             errors.append(exc)
     return variables
+
+
+def _ansi_colours(value: Value, errors: list[ConfigError]) -> dict[str, str]:
+    colours: dict[str, str] = {}
+    fields = value.as_mapping()
+    for name, item in fields.items():
+        if name not in ANSI_NAMES:
+            guess = closest(name, ANSI_NAMES)
+            hint = f" (did you mean {guess!r}?)" if guess else f" (one of {', '.join(ANSI_NAMES[:8])}, bright_...)"
+            errors.append(fields.key(name).error("not an ANSI colour name" + hint))
+            continue
+        try:
+            colours[name] = _colour(item)
+        except ConfigError as exc:
+            errors.append(exc)
+    return colours
 
 
 def _variable_value(item: Value) -> str:
