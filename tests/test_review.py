@@ -176,9 +176,8 @@ def test_reviewing_a_running_or_unknown_sandbox_is_one_clear_error(billing: Path
 
 async def test_the_supervisor_reviews_with_no_app_open_and_m_in_the_app_merges_through_the_workflow(
         billing: Path) -> None:
-    from textual.widgets import DataTable
-
     from loomtui.tui.app import LoomApp
+    from loomtui.tui.screens.dashboard import SandboxTable
     from loomtui.tui.screens.sandbox_forms import ConfirmScreen
     from tests.test_tui import wait_for
 
@@ -191,10 +190,10 @@ async def test_the_supervisor_reviews_with_no_app_open_and_m_in_the_app_merges_t
     assert workspace.store.live_claims(sandbox_id)  # held until the change merges
     app = LoomApp(workspace)
     async with app.run_test(size=(160, 45)) as pilot:
-        table = app.screen.query_one("#sandboxes", DataTable)
+        table = app.screen.query_one("#sandboxes", SandboxTable)
         await wait_for(pilot, lambda: table.row_count == 1 and
-                       str(table.get_cell(sandbox_id, "status")) == "approved" and
-                       str(table.get_cell(sandbox_id, "next")).startswith("waits for a person"), timeout=60)
+                       str(table.cell(sandbox_id, "status")) == "approved" and
+                       str(table.cell(sandbox_id, "next")).startswith("waits for a person"), timeout=60)
         await pilot.press("m")
         await pilot.pause()
         assert isinstance(app.screen, ConfirmScreen)

@@ -11,7 +11,7 @@ from textual.widgets import DataTable, Static
 
 from loomtui.store import SandboxRecord
 from loomtui.tui.app import LoomApp
-from loomtui.tui.screens.dashboard import DashboardScreen
+from loomtui.tui.screens.dashboard import DashboardScreen, SandboxTable
 from loomtui.tui.screens.help import HelpScreen
 from loomtui.tui.widgets.status_header import StatusHeader
 from loomtui.workspace import Workspace, open_workspace
@@ -22,7 +22,7 @@ SIZE = (130, 32)
 
 async def focused_table(app: LoomApp, pilot, rows: int = 1) -> DataTable:  # type: ignore[no-untyped-def,type-arg]
     """The dashboard's sandboxes table once it has `rows` rows, focused."""
-    table = app.screen.query_one("#sandboxes", DataTable)
+    table = app.screen.query_one("#sandboxes", SandboxTable)
     await wait_for(pilot, lambda: table.row_count == rows)
     table.focus()
     await pilot.pause()
@@ -85,7 +85,7 @@ async def test_a_write_from_another_process_appears_live(repo: Path) -> None:
     app = LoomApp(open_workspace(repo))
     async with app.run_test(size=SIZE) as pilot:
         await pilot.pause()
-        table = app.screen.query_one("#sandboxes", DataTable)
+        table = app.screen.query_one("#sandboxes", SandboxTable)
         assert table.row_count == 0
         script = (
             "import time\n"
@@ -98,7 +98,7 @@ async def test_a_write_from_another_process_appears_live(repo: Path) -> None:
         )
         subprocess.run([sys.executable, "-c", script], check=True)
         await wait_for(pilot, lambda: table.row_count == 1)
-        assert str(table.get_cell("ext1", "task")) == "[bold]not markup[/]"
+        assert str(table.cell("ext1", "task")) == "[bold]not markup[/]"
         assert app.screen.query_one(StatusHeader).sandboxes == 1
 
 
@@ -107,10 +107,10 @@ async def test_rows_update_in_place_by_key(repo: Path) -> None:
     add_sandbox(workspace, "s1", "first task")
     app = LoomApp(workspace)
     async with app.run_test(size=SIZE) as pilot:
-        table = app.screen.query_one("#sandboxes", DataTable)
+        table = app.screen.query_one("#sandboxes", SandboxTable)
         await wait_for(pilot, lambda: table.row_count == 1)
         workspace.store.update_sandbox("s1", status="failed", exit_code=3)
-        await wait_for(pilot, lambda: str(table.get_cell("s1", "status")) == "failed")
+        await wait_for(pilot, lambda: str(table.cell("s1", "status")) == "failed")
         assert table.row_count == 1
 
 
@@ -120,7 +120,7 @@ async def test_filter_hides_rows_and_escape_clears_it(repo: Path) -> None:
     add_sandbox(workspace, "s2", "typo in templates")
     app = LoomApp(workspace)
     async with app.run_test(size=SIZE) as pilot:
-        table = app.screen.query_one("#sandboxes", DataTable)
+        table = app.screen.query_one("#sandboxes", SandboxTable)
         await wait_for(pilot, lambda: table.row_count == 2)
         await pilot.press("slash", *"refund")
         await pilot.pause()
@@ -180,14 +180,14 @@ async def test_the_age_column_moves_on_for_a_sandbox_nothing_happens_to(repo: Pa
     now = [created + 30]
     app = LoomApp(workspace, clock=lambda: now[0])
     async with app.run_test(size=SIZE) as pilot:
-        table = app.screen.query_one("#sandboxes", DataTable)
+        table = app.screen.query_one("#sandboxes", SandboxTable)
         await wait_for(pilot, lambda: table.row_count == 1)
-        assert str(table.get_cell("s1", "age")) == "30s"
+        assert str(table.cell("s1", "age")) == "30s"
         now[0] = created + 3 * 3600
         assert isinstance(app.screen, DashboardScreen)
         app.screen.refresh_ages()  # what its timer runs every AGE_REFRESH_S
         await pilot.pause()
-        assert str(table.get_cell("s1", "age")) == "3h"
+        assert str(table.cell("s1", "age")) == "3h"
 
 
 async def test_the_claims_tab_names_each_region_once_and_activity_leaves_out_bookkeeping(repo: Path) -> None:

@@ -17,6 +17,7 @@ from loomtui.guardrails.evals import latest_eval
 from loomtui.guardrails.merged import MERGED_EVAL, BreakingSet, MergedReport
 from loomtui.store import SandboxRecord
 from loomtui.tui.app import LoomApp
+from loomtui.tui.screens.dashboard import SandboxTable
 from loomtui.tui.widgets.evals import REGRESSION_STYLE, EvalsPane
 from loomtui.workflow.tasks import create_sandbox
 from loomtui.workspace import Workspace, open_workspace
@@ -61,7 +62,7 @@ def rows(table: DataTable[object]) -> list[list[str]]:
 
 
 async def open_evals(pilot, app: LoomApp):  # type: ignore[no-untyped-def]
-    await wait_for(pilot, lambda: app.screen.query_one("#sandboxes", DataTable).row_count == 1)
+    await wait_for(pilot, lambda: app.screen.query_one("#sandboxes", SandboxTable).row_count == 1)
     app.screen.query_one("#detail", TabbedContent).active = "tab-evals"
     return app.screen.query_one(EvalsPane)
 
@@ -123,9 +124,9 @@ async def test_e_runs_the_eval_live_then_the_tab_shows_the_regression_score_outp
         await wait_for(pilot, lambda: any(line.startswith(f"FAILED {REGRESSION}") for line in output.lines))
 
         # The sandboxes table's Gates column: the eval's badge, red (gate 1 failed).
-        table = app.screen.query_one("#sandboxes", DataTable)
-        await wait_for(pilot, lambda: str(table.get_cell(record.id, "gates")) == report.badge())
-        assert "regr" in report.badge() and table.get_cell(record.id, "gates").style == "red"
+        table = app.screen.query_one("#sandboxes", SandboxTable)
+        await wait_for(pilot, lambda: str(table.cell(record.id, "gates")) == report.badge())
+        assert "regr" in report.badge() and table.cell(record.id, "gates").style == "red"
 
         # The merged gate found it breaks something together with another sandbox: the tab says so at once.
         merged = MergedReport("main", "0" * 40, "1" * 40, (record.id, "other"),

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from textual.widgets import DataTable, Input, Static, Tree
+from textual.widgets import Input, Static, Tree
 
 from loomtui.tui.app import LoomApp
+from loomtui.tui.screens.dashboard import SandboxTable
 from loomtui.tui.screens.plan import PlanScreen
 from loomtui.workflow import tasks
 from loomtui.workspace import open_workspace
@@ -25,11 +26,11 @@ async def test_the_plan_view_draws_waves_and_why_a_task_waits(tmp_path: Path) ->
                                   script=edit(workspace, "second", "app.py", "helper(1)", "helper(2)"))
     app = LoomApp(workspace)
     async with app.run_test(size=SIZE) as pilot:
-        table = app.screen.query_one("#sandboxes", DataTable)
+        table = app.screen.query_one("#sandboxes", SandboxTable)
         await wait_for(pilot, lambda: table.row_count == 2)
-        waiting = str(table.get_cell(second.id, "next"))
+        waiting = str(table.cell(second.id, "next"))
         assert waiting.startswith("waits for the merge")
-        assert str(table.get_cell(first.id, "next")).startswith("waits for a person")
+        assert str(table.cell(first.id, "next")).startswith("waits for a person")
         await pilot.press("7")
         await pilot.pause()
         assert isinstance(app.screen, PlanScreen)
@@ -64,11 +65,11 @@ async def test_n_states_a_task_that_waits_on_another(tmp_path: Path) -> None:
         form = await new_script_sandbox_form(pilot, app, second_script, "use the new helper")
         form.query_one("#after", Input).value = first.id
         await pilot.click("#start")
-        table = app.screen.query_one("#sandboxes", DataTable)
+        table = app.screen.query_one("#sandboxes", SandboxTable)
         await wait_for(pilot, lambda: table.row_count == 2, timeout=15)
         second = next(r for r in workspace.store.list_sandboxes() if r.id != first.id)
         assert second.after == (first.id,) and second.status == "planned"
-        await wait_for(pilot, lambda: str(table.get_cell(second.id, "next")).startswith("waits for the merge"))
+        await wait_for(pilot, lambda: str(table.cell(second.id, "next")).startswith("waits for the merge"))
 
 
 async def test_the_app_advances_a_task_nobody_advanced(tmp_path: Path) -> None:
@@ -80,7 +81,7 @@ async def test_the_app_advances_a_task_nobody_advanced(tmp_path: Path) -> None:
     sandbox_id = _ended_unadvanced(workspace, "nobody")
     app = LoomApp(workspace)
     async with app.run_test(size=SIZE) as pilot:
-        table = app.screen.query_one("#sandboxes", DataTable)
+        table = app.screen.query_one("#sandboxes", SandboxTable)
         await wait_for(pilot, lambda: table.row_count == 1)
-        await wait_for(pilot, lambda: str(table.get_cell(sandbox_id, "status")) == "approved")
-        assert str(table.get_cell(sandbox_id, "next")).startswith("waits for a person")
+        await wait_for(pilot, lambda: str(table.cell(sandbox_id, "status")) == "approved")
+        assert str(table.cell(sandbox_id, "next")).startswith("waits for a person")

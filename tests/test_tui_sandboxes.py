@@ -5,11 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from textual.widgets import DataTable, Log, SelectionList, Static
+from textual.widgets import Log, SelectionList, Static
 
 from loomtui.demo import prepare_demo_repo
 from loomtui.execution import sandboxes
 from loomtui.tui.app import LoomApp
+from loomtui.tui.screens.dashboard import SandboxTable
 from loomtui.tui.screens.sandbox_forms import ConfirmScreen, DiffScreen
 from loomtui.workflow import tasks
 from loomtui.workflow.engine import wait_until_settled
@@ -48,19 +49,19 @@ async def test_new_sandbox_runs_streams_stops_diffs_and_archives(billing: Path) 
         check = form.query_one("#claim-check", Static)
         await wait_for(pilot, lambda: "No conflicts" in str(check.render()))
         await pilot.click("#start")
-        table = app.screen.query_one("#sandboxes", DataTable)
+        table = app.screen.query_one("#sandboxes", SandboxTable)
         await wait_for(pilot, lambda: table.row_count == 1, timeout=15)
         sandbox_id = next(iter(table.rows)).value
-        await wait_for(pilot, lambda: str(table.get_cell(sandbox_id, "status")) == "running", timeout=15)
-        assert str(table.get_cell(sandbox_id, "claims")) == "1"
+        await wait_for(pilot, lambda: str(table.cell(sandbox_id, "status")) == "running", timeout=15)
+        assert str(table.cell(sandbox_id, "claims")) == "1"
         log = app.screen.query_one("#agent-log", Log)
         await wait_for(pilot, lambda: any("agent says hello" in line for line in log.lines), timeout=10)
 
         await pilot.press("s")
         # Once stopped, its supervisor reviews its commit: gates, then the policy auto-approves a typo
         # fix; with `merge: manual` it then waits for a person's merge, its claim still held.
-        await wait_for(pilot, lambda: str(table.get_cell(sandbox_id, "status")) == "approved", timeout=60)
-        await wait_for(pilot, lambda: str(table.get_cell(sandbox_id, "next")).startswith("waits for a person"))
+        await wait_for(pilot, lambda: str(table.cell(sandbox_id, "status")) == "approved", timeout=60)
+        await wait_for(pilot, lambda: str(table.cell(sandbox_id, "next")).startswith("waits for a person"))
         assert [r.status for r in app.workspace.store.gate_runs(sandbox_id)] == ["passed", "passed"]
         assert len(app.workspace.store.live_claims(sandbox_id)) == 1
         await pilot.press("d")

@@ -4,7 +4,7 @@ browsed and fuzzy-searched, with each section's text and its ADR flags; also off
 from __future__ import annotations
 
 from functools import partial
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 from rich.text import Text
 from textual import on, work
@@ -16,6 +16,7 @@ from textual.widgets import DataTable, Footer, Input, Static
 
 from loomtui.errors import LoomError
 from loomtui.tui.base import LoomScreen, loom_app
+from loomtui.tui.widgets.fitted_table import FitColumn, FittedTable
 from loomtui.tui.widgets.status_header import StatusHeader
 
 if TYPE_CHECKING:
@@ -23,6 +24,8 @@ if TYPE_CHECKING:
     from loomtui.workspace import Workspace
 
 MAX_ROWS = 2000
+SECTION_COLUMNS: Final = (FitColumn("title", "Section", 0, flex=True, min_width=16, want=40),
+                          FitColumn("where", "Where", 1, max_width=40), FitColumn("layer", "Layer", 2))
 
 
 def load_team_context(workspace: Workspace) -> Context:
@@ -53,15 +56,12 @@ class ContextScreen(LoomScreen[None]):
         yield Input(placeholder="search the context (esc clears)", id="context-filter", classes="hidden")
         yield Static("", id="context-summary")
         with Horizontal(id="context-body"):
-            yield DataTable(id="sections", cursor_type="row", zebra_stripes=True)
+            yield FittedTable(SECTION_COLUMNS, id="sections")
             with VerticalScroll(id="section-pane"):
                 yield Static("", id="section")
         yield Footer(compact=True)
 
     def on_mount(self) -> None:
-        table = self.query_one("#sections", DataTable)
-        for key, label in (("title", "Section"), ("where", "Where"), ("layer", "Layer")):
-            table.add_column(label, key=key)
         self.loom.update_header(self.query_one(StatusHeader))
         self.action_reload()
 
@@ -94,16 +94,15 @@ class ContextScreen(LoomScreen[None]):
 
         if self.context is None:
             return
-        table = self.query_one("#sections", DataTable)
-        table.clear()
         by_id = self.context.by_id()
         ids = ([hit["id"] for hit in search_sections(self.context, query, limit=50)] if query.strip()
                else [section.id for section in self.context.sections[:MAX_ROWS]])
-        for section_id in ids:
-            section = by_id[section_id]
-            flagged = section.id in self.flags or section.source in self.flags
-            table.add_row(Text(section.title, style="bold yellow" if flagged else ""),
-                          Text(f"{section.source}:{section.line}"), Text(section.layer), key=section.id)
+        flagged = {s for s in ids if s in self.flags or by_id[s].source in self.flags}
+        self.query_one("#sections", FittedTable).show_rows({section_id: {
+            "title": Text(by_id[section_id].title, style="bold yellow" if section_id in flagged else ""),
+            "where": Text(f"{by_id[section_id].source}:{by_id[section_id].line}"),
+            "layer": Text(by_id[section_id].layer),
+        } for section_id in ids})
         self._show()
 
     @on(DataTable.RowHighlighted, "#sections")

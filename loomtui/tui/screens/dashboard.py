@@ -31,6 +31,8 @@ from loomtui.store import Event, SandboxRecord
 from loomtui.tui.base import LoomScreen
 from loomtui.tui.snapshot import DashboardSnapshot
 from loomtui.tui.widgets.evals import EvalsPane, gates_cell
+from loomtui.tui.widgets.fields import Field, render_fields
+from loomtui.tui.widgets.fitted_table import FitColumn, FittedTable
 from loomtui.tui.widgets.status_header import StatusHeader
 from loomtui.workflow import tasks
 from loomtui.workflow.engine import Workflow, request_merge
@@ -45,11 +47,13 @@ if TYPE_CHECKING:
     # An engine call the dashboard runs in a worker: the workspace first, then its own arguments.
     EngineCall = Callable[Concatenate[Workspace, ...], object]
 
-# Most telling first: on a narrow terminal the last columns scroll off, and they
-# (runtime, isolation) are in the detail pane anyway.
-SANDBOX_COLUMNS = (
-    ("id", "ID"), ("status", "Status"), ("next", "Next"), ("task", "Task"), ("gates", "Gates"), ("risk", "Risk"),
-    ("claims", "Claims"), ("age", "Age"), ("runtime", "Runtime"), ("isolation", "Isolation"),
+# In table order; `priority` says which stay as the width runs out (k9s-style): the rest are in
+# the detail pane anyway. The task takes the width left over.
+SANDBOX_COLUMNS: Final = (
+    FitColumn("id", "ID", 0), FitColumn("status", "Status", 1), FitColumn("next", "Next", 2, max_width=24),
+    FitColumn("task", "Task", 3, flex=True, min_width=12, want=20), FitColumn("gates", "Gates", 5),
+    FitColumn("risk", "Risk", 4), FitColumn("claims", "Claims", 7), FitColumn("age", "Age", 6),
+    FitColumn("runtime", "Runtime", 8, max_width=16), FitColumn("isolation", "Isolation", 9),
 )
 STATUS_STYLES = {
     "running": "bold green", "failed": "bold red", "rejected": "red",
@@ -58,16 +62,22 @@ STATUS_STYLES = {
 }
 
 RISK_STYLES = {"critical": "bold red", "high": "red", "medium": "yellow", "low": "dim"}
-TASK_WIDTH = 34  # the whole task is in the detail pane; the table keeps its other columns visible
-NEXT_WIDTH = 24
 APP_STEP_HINTS: Final = {"decide": "press 3", "merge": "press m"}
 """How to act on a task's step in the app (workflow.steps.PersonAction), in `StepView.line`."""
 STEP_STYLES = {"held": "red", "failed-step": "bold red", "merge-conflict": "bold red", "wait-decision": "yellow",
                "wait-start-approval": "yellow", "wait-tasks": "blue", "wait-claims": "blue", "wait-merge": "green"}
 
 
-def _short(text: str, width: int) -> str:
-    return text if len(text) <= width else text[: width - 1] + "…"
+DETAIL_WIDTH: Final = 40
+"""The detail pane's width before it is first laid out."""
+
+
+def _home_short(path: str | None) -> str:
+    """A path under the home directory as `~/...`: the part that tells worktrees apart fits."""
+    if not path:
+        return ""
+    home = str(Path.home())
+    return "~" + path[len(home):] if home != "/" and (path == home or path.startswith(home + "/")) else path
 
 
 AGE_REFRESH_S: Final = 10.0
@@ -97,7 +107,7 @@ def format_event(event: Event) -> str:
 DRIFT_RECHECK_S = 10.0
 
 
-def _agent_report(lines: Text, result: object) -> None:
+def _agent_report(fields: list[Field], result: object) -> None:
     """What the agent itself reported at its end: turns, tokens, cost, and every refused tool call."""
     if not isinstance(result, dict):
         return
@@ -109,18 +119,14 @@ def _agent_report(lines: Text, result: object) -> None:
     if isinstance(result.get("cost_usd"), (int, float)):
         parts.append(f"${result['cost_usd']:.4f}")
     if parts:
-        lines.append(f"{'agent':>10}  ", style="dim")
-        lines.append(", ".join(parts) + "\n", style="bold red" if result.get("is_error") else "")
+        fields.append(Field("agent", ", ".join(parts), "bold red" if result.get("is_error") else ""))
     denials = result.get("denials") or []
     if denials:
-        lines.append(f"{'denied':>10}  ", style="dim")
-        lines.append(f"{len(denials)} tool call(s) refused\n", style="bold yellow")
-        for denial in denials[:10]:
-            lines.append(" " * 12)
-            lines.append(f"{denial.get('tool', '?')} {denial.get('target', '')}\n")  # agent text: never markup
+        fields.append(Field("denied", f"{len(denials)} tool call(s) refused", "bold yellow"))
+        fields.extend(Field("", f"{d.get('tool', '?')} {d.get('target', '')}") for d in denials[:10])
 
 
-class SandboxTable(DataTable[object]):
+class SandboxTable(FittedTable):
     """The sandboxes table: `enter` opens the highlighted sandbox (the table's own `enter` selects
     a row, which the screen answers), and the footer says so while the table has focus."""
 
@@ -153,7 +159,6 @@ class DashboardScreen(LoomScreen[None]):
         self.filter_text = ""
         self.tailing: str | None = None
         self.diff_stats: dict[str, str] = {}
-        self._shown_cells: dict[str, dict[str, str]] = {}
         self._follow_timer: Timer | None = None
         self._drift: dict[str, tuple[float, str]] = {}  # sandbox -> (when checked, what was found)
 
@@ -164,7 +169,7 @@ class DashboardScreen(LoomScreen[None]):
             with Vertical(id="left"):
                 yield Input(placeholder="filter sandboxes (esc clears)", id="filter", classes="hidden")
                 yield Static("", id="empty")
-                yield SandboxTable(id="sandboxes", cursor_type="row", zebra_stripes=True)
+                yield SandboxTable(SANDBOX_COLUMNS, id="sandboxes")
             with TabbedContent(id="detail"):
                 with TabPane("Details", id="tab-details"):
                     yield Static("", id="details")
@@ -181,9 +186,6 @@ class DashboardScreen(LoomScreen[None]):
         yield Footer(compact=True)
 
     def on_mount(self) -> None:
-        table = self.query_one("#sandboxes", DataTable)
-        for key, label in SANDBOX_COLUMNS:
-            table.add_column(label, key=key)
         self.loom.update_header(self.query_one(StatusHeader))
         snapshot = self.loom.latest_snapshot
         if snapshot is not None:
@@ -197,14 +199,13 @@ class DashboardScreen(LoomScreen[None]):
         screen skips this, and an age that reads the same is not repainted."""
         if not self.is_current or self.snapshot is None:
             return
-        table = self.query_one("#sandboxes", DataTable)
+        table = self.query_one(SandboxTable)
         now = self.loom.clock()
         for sandbox in self.snapshot.sandboxes:
-            shown = self._shown_cells.get(sandbox.id)
-            age = format_age(now - sandbox.created)
-            if shown is not None and sandbox.id in table.rows and shown.get("age") != age:
-                table.update_cell(sandbox.id, "age", age, update_width=True)
-                shown["age"] = age
+            table.set_cell(sandbox.id, "age", format_age(now - sandbox.created))  # unchanged: not repainted
+
+    def on_resize(self) -> None:
+        self.call_after_refresh(self._show_detail)  # the detail's values wrap for its new width
 
     def on_screen_resume(self) -> None:
         # Updates are skipped while the screen is hidden; catch up when it returns.
@@ -239,11 +240,11 @@ class DashboardScreen(LoomScreen[None]):
         risk = self.snapshot.risk_by_sandbox.get(sandbox.id, "–")
         step = self.snapshot.steps.get(sandbox.id)
         cells: dict[str, Text | str] = {
-            "next": Text(_short(step.line(APP_STEP_HINTS), NEXT_WIDTH) if step and str(step.step) != "done" else "–",
+            "next": Text(step.line(APP_STEP_HINTS) if step and str(step.step) != "done" else "–",
                          style=STEP_STYLES.get(str(step.step), "") if step else ""),
             "id": sandbox.id,
             "runtime": Text(sandbox.runtime),
-            "task": Text(_short(sandbox.task.splitlines()[0] if sandbox.task else "", TASK_WIDTH)),
+            "task": Text(sandbox.task.splitlines()[0] if sandbox.task else ""),
             "status": Text(sandbox.status, style=STATUS_STYLES.get(sandbox.status, "")),
             "age": format_age(self.loom.clock() - sandbox.created),
             "isolation": Text("bwrap" if sandbox.isolation == "bwrap" else "NONE",
@@ -252,26 +253,12 @@ class DashboardScreen(LoomScreen[None]):
             "gates": gates,
             "risk": Text(risk, style=RISK_STYLES.get(risk, "")),
         }
-        return {key: cells[key] for key, _ in SANDBOX_COLUMNS}
+        return cells
 
     def _sync_table(self, snapshot: DashboardSnapshot) -> None:
-        table = self.query_one("#sandboxes", DataTable)
-        wanted = {s.id: s for s in snapshot.sandboxes if self._visible(s)}
-        for row_key in list(table.rows):
-            if row_key.value not in wanted:
-                table.remove_row(row_key)
-                self._shown_cells.pop(str(row_key.value), None)
-        for sandbox in wanted.values():
-            cells = self._row(sandbox, len(snapshot.claims_by_sandbox.get(sandbox.id, [])))
-            shown = self._shown_cells.get(sandbox.id)
-            if sandbox.id in table.rows and shown is not None:
-                # Only cells whose text changed: each update costs a repaint.
-                for column, value in cells.items():
-                    if shown.get(column) != str(value):
-                        table.update_cell(sandbox.id, column, value, update_width=True)
-            else:
-                table.add_row(*cells.values(), key=sandbox.id)
-            self._shown_cells[sandbox.id] = {column: str(value) for column, value in cells.items()}
+        self.query_one(SandboxTable).show_rows({
+            s.id: self._row(s, len(snapshot.claims_by_sandbox.get(s.id, [])))
+            for s in snapshot.sandboxes if self._visible(s)})
         self._show_empty_state()
 
     def _show_empty_state(self) -> None:
@@ -306,30 +293,24 @@ class DashboardScreen(LoomScreen[None]):
             details.update(Text("Select a sandbox to see its details."))
             claims.update(Text("No sandbox selected."))
             return
-        lines = Text()
-        for label, value in (
+        fields = [Field(label, value) for label, value in (
             ("id", sandbox.id), ("task", sandbox.task), ("runtime", sandbox.runtime),
             ("status", sandbox.status), ("branch", sandbox.branch or "–"),
-            ("base", sandbox.base_ref or "–"), ("worktree", sandbox.worktree or "–"),
+            ("base", sandbox.base_ref or "–"), ("worktree", _home_short(sandbox.worktree) or "–"),
             ("pid", str(sandbox.pid) if sandbox.pid else "–"),
             ("exit code", "–" if sandbox.exit_code is None else str(sandbox.exit_code)),
-        ):
-            lines.append(f"{label:>10}  ", style="dim")
-            lines.append(f"{value}\n")  # plain append: untrusted text is never markup
-        lines.append(f"{'isolation':>10}  ", style="dim")
-        lines.append(sandboxes.isolation_label(sandbox) + "\n",
-                     style="" if sandbox.isolation == "bwrap" else "bold yellow")
+        )]
+        fields.append(Field("isolation", sandboxes.isolation_label(sandbox),
+                            "" if sandbox.isolation == "bwrap" else "bold yellow"))
         step = self.snapshot.steps.get(sandbox.id) if self.snapshot else None
         if step is not None:
-            lines.append(f"{'next':>10}  ", style="dim")
-            lines.append(step.line(APP_STEP_HINTS) + "\n", style=STEP_STYLES.get(str(step.step), ""))
+            fields.append(Field("next", step.line(APP_STEP_HINTS), STEP_STYLES.get(str(step.step), "")))
         if sandbox.after:
-            lines.append(f"{'after':>10}  ", style="dim")
-            lines.append(", ".join(str(a) for a in sandbox.after) + "\n")
+            fields.append(Field("after", ", ".join(str(a) for a in sandbox.after)))
         if sandbox.id in self.diff_stats:
-            lines.append(f"{'diff':>10}  ", style="dim")
-            lines.append(self.diff_stats[sandbox.id] + "\n")
-        _agent_report(lines, sandbox.data.get("agent_result"))
+            fields.append(Field("diff", self.diff_stats[sandbox.id]))
+        _agent_report(fields, sandbox.data.get("agent_result"))
+        lines = render_fields(fields, details.content_size.width or DETAIL_WIDTH)
         details.update(lines)
         self._show_context(sandbox)
         if sandbox.id != self.tailing:
@@ -602,6 +583,7 @@ class DashboardScreen(LoomScreen[None]):
         """`z`: the detail takes the whole width (the Evals tab's test ids are long); `z` again: the table too."""
         if not self.toggle_class("-zoom").has_class("-zoom"):
             self.query_one("#sandboxes", DataTable).focus()
+        self.call_after_refresh(self._show_detail)  # rewrapped for the detail's new width
 
     def action_merge(self) -> None:
         from loomtui.tui.screens.sandbox_forms import ConfirmScreen

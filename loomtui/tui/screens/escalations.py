@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from typing import Any
+from typing import Final
 
 from rich.text import Text
 from textual import on, work
@@ -31,11 +31,14 @@ from loomtui.store.records import RepositoryRecord
 from loomtui.store.sql import SqlStore
 from loomtui.tui.base import LoomScreen
 from loomtui.tui.screens.dashboard import RISK_STYLES, format_age
+from loomtui.tui.widgets.fitted_table import FitColumn, FittedTable
 from loomtui.tui.widgets.status_header import StatusHeader
 from loomtui.workflow.engine import advance
 
-COLUMNS = (("id", "#"), ("risk", "Risk"), ("kind", "Kind"), ("sandbox", "Sandbox"), ("age", "Age"),
-           ("summary", "Summary"))
+# The summary takes the width left over; the kind and the sandbox go first when it runs out.
+COLUMNS: Final = (FitColumn("id", "#", 0), FitColumn("risk", "Risk", 1), FitColumn("kind", "Kind", 4),
+                  FitColumn("sandbox", "Sandbox", 3), FitColumn("age", "Age", 5),
+                  FitColumn("summary", "Summary", 2, flex=True, min_width=16, want=40))
 
 
 class ReasonScreen(ModalScreen[str | None]):
@@ -100,15 +103,12 @@ class EscalationsScreen(LoomScreen[None]):
     def compose(self) -> ComposeResult:
         yield StatusHeader(id="status")
         with Horizontal(id="esc-body"):
-            yield DataTable(id="queue", cursor_type="row", zebra_stripes=True)
+            yield FittedTable(COLUMNS, id="queue")
             with VerticalScroll(id="esc-detail-pane"):
                 yield Static(id="esc-detail")
         yield Footer(compact=True)
 
     def on_mount(self) -> None:
-        table = self.query_one("#queue", DataTable)
-        for key, label in COLUMNS:
-            table.add_column(label, key=key)
         self.loom.update_header(self.query_one(StatusHeader))
         self.reload()
 
@@ -131,36 +131,20 @@ class EscalationsScreen(LoomScreen[None]):
                    elsewhere: Sequence[tuple[RepositoryRecord, EscalationRecord]] = ()) -> None:
         self.escalations = escalations
         self.elsewhere = {f"{repo.namespace}:{e.id}": (repo, e) for repo, e in elsewhere}
-        table = self.query_one("#queue", DataTable)
-        wanted = {str(e.id): e for e in escalations}
+        wanted = {str(e.id): e for e in escalations}  # the queue's order: the engine's
         wanted.update({key: e for key, (_repo, e) in self.elsewhere.items()})
-        for row_key in list(table.rows):
-            if row_key.value not in wanted:
-                table.remove_row(row_key)
         now = self.loom.clock()
-        for key, escalation in wanted.items():
-            cells = {
-                "id": Text(f"{self.elsewhere[key][0].name}#{escalation.id}") if key in self.elsewhere else key,
-                "risk": Text(escalation.risk, style=RISK_STYLES.get(escalation.risk, "")),
-                "kind": escalation.kind,
-                "sandbox": Text(escalation.sandbox_id or "–"),
-                "age": format_age(now - escalation.created),
-                "summary": Text(escalation.summary if escalation.status == EscalationStatus.OPEN
-                                else f"[{escalation.status}] {escalation.summary}"),
-            }
-            if key in table.rows:
-                for column, value in cells.items():
-                    table.update_cell(key, column, value)
-            else:
-                table.add_row(*cells.values(), key=key)
-        self._sort(table)
+        self.query_one("#queue", FittedTable).show_rows({key: {
+            "id": Text(f"{self.elsewhere[key][0].name}#{escalation.id}") if key in self.elsewhere else key,
+            "risk": Text(escalation.risk, style=RISK_STYLES.get(escalation.risk, "")),
+            "kind": escalation.kind,
+            "sandbox": Text(escalation.sandbox_id or "–"),
+            "age": format_age(now - escalation.created),
+            "summary": Text(escalation.summary if escalation.status == EscalationStatus.OPEN
+                            else f"[{escalation.status}] {escalation.summary}"),
+        } for key, escalation in wanted.items()})
         self.show_detail()
         self.refresh_bindings()
-
-    def _sort(self, table: DataTable[Any]) -> None:
-        order = {str(e.id): n for n, e in enumerate(self.escalations)}
-        order.update({f"{repo.name}#{e.id}": len(order) + n for n, (repo, e) in enumerate(self.elsewhere.values())})
-        table.sort("id", key=lambda value: order.get(str(value), 0))
 
     def selected(self) -> EscalationRecord | None:
         """The highlighted escalation of this repository (None for none, or another repository's)."""

@@ -16,10 +16,14 @@ from loomtui.audit import AuditEntry
 from loomtui.errors import LoomError
 from loomtui.governance.policy import Policy, Rule
 from loomtui.tui.base import LoomScreen
+from loomtui.tui.widgets.fitted_table import FitColumn, FittedTable
 from loomtui.tui.widgets.status_header import StatusHeader
 
 DECISION_STYLES = {"block": "bold red", "require": "yellow", "auto_approve": "green"}
 AUDIT_ROWS = 500
+RULE_COLUMNS: Final = (FitColumn("fired", "Fired", 0), FitColumn("name", "Rule", 1), FitColumn("stage", "Stage", 3),
+                       FitColumn("decision", "Decision", 2), FitColumn("risk", "Risk", 4),
+                       FitColumn("when", "When", 5, flex=True, min_width=10, want=30))
 
 
 def _when(rule: Rule) -> str:
@@ -59,16 +63,12 @@ class PolicyScreen(LoomScreen[None]):
         yield Static(id="policy-source")
         yield Select[str]([], prompt="choose a sandbox to see which rules fire", id="policy-sandbox")
         with Horizontal(id="policy-body"):
-            yield DataTable(id="rules", cursor_type="row", zebra_stripes=True)
+            yield FittedTable(RULE_COLUMNS, id="rules")
             with VerticalScroll(id="policy-detail-pane"):
                 yield Static(id="policy-detail")
         yield Footer(compact=True)
 
     def on_mount(self) -> None:
-        table = self.query_one("#rules", DataTable)
-        for key, label in (("fired", "Fired"), ("name", "Rule"), ("stage", "Stage"),
-                           ("decision", "Decision"), ("risk", "Risk"), ("when", "When")):
-            table.add_column(label, key=key)
         self.loom.update_header(self.query_one(StatusHeader))
         self.show_policy()
 
@@ -88,14 +88,11 @@ class PolicyScreen(LoomScreen[None]):
         if problem:
             text.append(f"\n {problem} (showing the last good policy)", style="bold red")
         source.update(text)
-        table = self.query_one("#rules", DataTable)
-        table.clear()  # rules are few and change only on reload
-        for rule in policy.rules:
-            table.add_row(
-                Text("●" if rule.name in fired else "", style="bold green"), Text(rule.name), rule.stage,
-                Text(rule.decision, style=DECISION_STYLES.get(rule.decision, "")), rule.risk or "–",
-                Text(_when(rule)), key=rule.name,
-            )
+        self.query_one("#rules", FittedTable).show_rows({rule.name: {
+            "fired": Text("●" if rule.name in fired else "", style="bold green"), "name": Text(rule.name),
+            "stage": rule.stage, "decision": Text(rule.decision, style=DECISION_STYLES.get(rule.decision, "")),
+            "risk": rule.risk or "–", "when": Text(_when(rule)),
+        } for rule in policy.rules})
         sandboxes = self.loom.latest_snapshot.sandboxes if self.loom.latest_snapshot else []
         select = self.query_one("#policy-sandbox", Select)
         options = [(Text(f"{s.id}  {s.task}"), s.id) for s in sandboxes]
@@ -165,7 +162,11 @@ class PolicyScreen(LoomScreen[None]):
         self.app.switch_mode("dashboard")
 
 
-ACTOR_WIDTH: Final = 22
+# What happened first; who did it last, and cut (the detail pane has it whole): a long email
+# must not push Action and Subject off the screen.
+AUDIT_COLUMNS: Final = (FitColumn("seq", "#", 0), FitColumn("ts", "Time (UTC)", 3), FitColumn("action", "Action", 1),
+                        FitColumn("subject", "Subject", 2, flex=True, min_width=8, want=24),
+                        FitColumn("actor", "Actor", 4, max_width=22))
 NARROW_COLUMNS: Final = 100
 """Below this many columns the detail pane goes below the table."""
 
@@ -189,18 +190,12 @@ class AuditScreen(LoomScreen[None]):
         yield StatusHeader(id="status")
         yield Static(id="verify")
         with Horizontal(id="audit-body"):
-            yield DataTable(id="audit", cursor_type="row", zebra_stripes=True)
+            yield FittedTable(AUDIT_COLUMNS, id="audit")
             with VerticalScroll(id="audit-detail-pane"):
                 yield Static(id="audit-detail")
         yield Footer(compact=True)
 
     def on_mount(self) -> None:
-        table = self.query_one("#audit", DataTable)
-        # What happened first; who did it last, cut to ACTOR_WIDTH (the detail pane has it whole): a
-        # long email must not push Action and Subject off the screen.
-        for key, label in (("seq", "#"), ("ts", "Time (UTC)"), ("action", "Action"), ("subject", "Subject"),
-                           ("actor", "Actor")):
-            table.add_column(label, key=key)
         self.loom.update_header(self.query_one(StatusHeader))
         self.reload()
         self.action_verify()
@@ -214,19 +209,16 @@ class AuditScreen(LoomScreen[None]):
         self.app.call_from_thread(self._show_entries, tail)
 
     def _show_entries(self, tail: list[AuditEntry]) -> None:
-        table = self.query_one("#audit", DataTable)
+        table = self.query_one("#audit", FittedTable)
         at_end = table.cursor_row >= table.row_count - 1
         for entry in tail:
-            if entry.seq in self.entries:
-                continue
-            self.entries[entry.seq] = entry
-            actor = entry.actor if len(entry.actor) <= ACTOR_WIDTH else entry.actor[:ACTOR_WIDTH - 1] + "…"
-            table.add_row(str(entry.seq), entry.ts[:19].replace("T", " "), Text(entry.action),
-                          Text(entry.subject), Text(actor), key=str(entry.seq))
-        while table.row_count > AUDIT_ROWS:  # bounded, like every log here
-            oldest = min(self.entries)
-            table.remove_row(str(oldest))
+            self.entries.setdefault(entry.seq, entry)
+        for oldest in sorted(self.entries)[:-AUDIT_ROWS]:  # bounded, like every log here
             del self.entries[oldest]
+        table.show_rows({str(seq): {
+            "seq": str(seq), "ts": entry.ts[:19].replace("T", " "), "action": Text(entry.action),
+            "subject": Text(entry.subject), "actor": Text(entry.actor),
+        } for seq, entry in sorted(self.entries.items())})
         if at_end and table.row_count:
             table.move_cursor(row=table.row_count - 1)
         self._show_entry()

@@ -1,0 +1,61 @@
+"""A detail pane's `label  value` lines, each value wrapped under itself for the pane's width:
+prose at its spaces, paths after a `/`, so nothing is broken mid-word that need not be."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from typing import Final, NamedTuple
+
+from rich.cells import cell_len
+from rich.text import Text
+
+LABEL_WIDTH: Final = 10
+GAP: Final = "  "
+_BREAKS = re.compile(r"(?<=[/ ])")  # a line may end after a space or after a path's separator
+
+
+class Field(NamedTuple):
+    """One line of a detail pane: a dim label, then the value (plain text, never markup)."""
+
+    label: str
+    value: str
+    style: str = ""
+
+
+def wrap_value(value: str, width: int) -> list[str]:
+    """`value` in lines of at most `width` cells, broken after spaces or `/` where it can be,
+    and hard only inside a part longer than the whole width."""
+    width = max(1, width)
+    lines: list[str] = []
+    for paragraph in value.splitlines() or [""]:
+        line = ""
+        for part in _BREAKS.split(paragraph):
+            while cell_len(part) > width:  # a part wider than the pane: it is cut where it must be
+                if line:
+                    lines.append(line.rstrip())
+                    line = ""
+                lines.append(part[:width])
+                part = part[width:]
+            if cell_len(line + part.rstrip()) > width:
+                lines.append(line.rstrip())
+                line = part.lstrip()
+            else:
+                line += part
+        lines.append(line.rstrip())
+    return lines
+
+
+def render_fields(fields: Iterable[Field], width: int) -> Text:
+    """The fields as Text for a pane `width` cells wide: values wrapped in their own column."""
+    indent = " " * (LABEL_WIDTH + len(GAP))
+    room = width - len(indent)
+    text = Text()
+    for field in fields:
+        text.append(f"{field.label:>{LABEL_WIDTH}}{GAP}", style="dim")
+        if room < 12:  # too narrow for a column of its own: the value goes under its label
+            text.append("\n" + field.value + "\n", style=field.style)
+            continue
+        for number, line in enumerate(wrap_value(field.value, room)):
+            text.append((indent if number else "") + line + "\n", style=field.style)
+    return text

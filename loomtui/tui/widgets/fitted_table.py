@@ -1,0 +1,198 @@
+"""A DataTable that fits its width, as k9s's tables do: columns shown by priority, one flexible
+column takes the width left over (its text cut with …), nothing behind a horizontal scroll."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Final
+
+from rich.cells import cell_len
+from rich.text import Text
+from textual import events
+from textual.widgets import DataTable
+
+Cell = Text | str
+"""A cell as the screens build it: Text for anything untrusted (a str cell is parsed as markup)."""
+
+SCROLLBAR_ROOM: Final = 2
+"""Columns kept free for the vertical scrollbar, so a long table never needs a horizontal one."""
+
+
+@dataclass(frozen=True)
+class FitColumn:
+    """One column: its place in the table is its place in the list; `priority` says which
+    columns stay when the width runs out (smaller stays longer)."""
+
+    key: str
+    label: str
+    priority: int = 0
+    flex: bool = False
+    """Takes the width left over (at least `min_width`), its text cut with … to fit."""
+    min_width: int = 8
+    want: int = 32
+    """A flexible column's claim, made at its priority before the columns after it get room."""
+    max_width: int | None = None
+    """A cap on a fixed column's width (its longer cells are cut with …)."""
+
+
+@dataclass(frozen=True)
+class Layout:
+    """The columns shown, each with its width in cells (padding excluded)."""
+
+    widths: tuple[tuple[str, int], ...]
+
+    def keys(self) -> list[str]:
+        return [key for key, _ in self.widths]
+
+
+def fit_columns(columns: Sequence[FitColumn], natural: Mapping[str, int], width: int,
+                padding: int = 1) -> Layout:
+    """Which columns fit in `width` cells and how wide each is. `natural` is each column's widest
+    cell (its label included). The first column by priority is always shown."""
+    pad = 2 * padding
+    wanted = {c.key: min(natural.get(c.key, 0), c.max_width or 10**6) for c in columns}
+
+    def need(column: FitColumn) -> int:
+        natural_width = wanted[column.key]
+        return pad + (min(column.want, natural_width) if column.flex else natural_width)
+
+    sizes: dict[str, int] = {}
+    used = 0
+    for column in sorted(columns, key=lambda c: c.priority):  # stable: equal priorities keep their order
+        size = need(column)
+        if column.flex and used + size > width:  # what is left, if that is at least its minimum
+            size = max(width - used, pad + min(column.min_width, wanted[column.key]))
+        if not sizes or used + size <= width:
+            sizes[column.key] = size - pad
+            used += size
+    spare = max(0, width - used)
+    widths: list[tuple[str, int]] = []
+    for column in columns:
+        if column.key not in sizes:
+            continue
+        size = sizes[column.key]
+        if column.flex:
+            grown = min(wanted[column.key], size + spare)
+            spare -= grown - size
+            size = grown
+        widths.append((column.key, max(1, size)))
+    return Layout(tuple(widths))
+
+
+def cut(cell: Cell, width: int) -> Cell:
+    """`cell` in at most `width` cells: a longer one ends in …. Styles are kept."""
+    text = cell if isinstance(cell, Text) else Text.from_markup(cell)
+    if text.cell_len <= width:
+        return cell
+    text = text.copy()
+    text.truncate(width, overflow="ellipsis")
+    return text
+
+
+class FittedTable(DataTable[Cell]):
+    """A row-cursor table that lays its columns out for its width. Rows are given whole with
+    `show_rows` (the table diffs them: changed cells are updated by key); a resize, or a cell wider
+    than its column, lays the table out again."""
+
+    def __init__(self, columns: Sequence[FitColumn], **kwargs: Any) -> None:
+        kwargs.setdefault("cursor_type", "row")
+        kwargs.setdefault("zebra_stripes", True)
+        super().__init__(**kwargs)
+        self.fit_spec = tuple(columns)
+        self._rows: dict[str, dict[str, Cell]] = {}  # the whole cells, in row order
+        self._plain: dict[str, dict[str, str]] = {}  # what each shown cell says, to skip unchanged ones
+        self._widest = {c.key: cell_len(c.label) for c in self.fit_spec}  # grows with the cells set
+        self.layout_shown = Layout(())
+
+    # -- rows ------------------------------------------------------------------------------
+
+    def show_rows(self, rows: Mapping[str, Mapping[str, Cell]]) -> None:
+        """Show exactly these rows, in this order."""
+        for key in [k for k in self._rows if k not in rows]:
+            del self._rows[key]
+            self._plain.pop(key, None)
+            if key in self.rows:
+                self.remove_row(key)
+        for key, cells in rows.items():
+            self._rows[key] = dict(cells)
+            self._grow(cells)
+        if list(self._rows) != list(rows):  # a row came in above others: the table is rebuilt in order
+            self._rows = {key: self._rows[key] for key in rows}
+            self.lay_out(force=True)
+        elif not self.lay_out():
+            for key in rows:
+                self._show_row(key)
+
+    def cell(self, row: str, column: str) -> Cell:
+        """The whole value of a row's cell, whether its column is shown at this width or not."""
+        return self._rows[row][column]
+
+    def set_cell(self, row: str, column: str, value: Cell) -> None:
+        """Change one cell of a shown row (the Age ticking on), repainting only that cell."""
+        if row not in self._rows:
+            return
+        self._rows[row][column] = value
+        self._grow({column: value})
+        if not self.lay_out():
+            self._show_row(row)
+
+    def _show_row(self, key: str) -> None:
+        if not self.layout_shown.widths:
+            return  # not laid out yet (no width): the first layout adds every row
+        cells = {column: cut(self._rows[key].get(column, ""), width) for column, width in self.layout_shown.widths}
+        plain = {column: str(value) for column, value in cells.items()}
+        if key not in self.rows:
+            self.add_row(*cells.values(), key=key)
+        elif self._plain.get(key) != plain:
+            shown = self._plain.get(key, {})
+            for column, value in cells.items():
+                if shown.get(column) != plain[column]:
+                    self.update_cell(key, column, value)
+        self._plain[key] = plain
+
+    # -- layout ----------------------------------------------------------------------------
+
+    def _grow(self, cells: Mapping[str, Cell]) -> None:
+        for key, value in cells.items():
+            if key in self._widest:
+                self._widest[key] = max(self._widest[key], _cell_width(value))
+
+    def lay_out(self, force: bool = False, remeasure: bool = False) -> bool:
+        """Lay the columns out for the current width, rebuilding the table only when the layout
+        changed (or `force`). Whether it was rebuilt."""
+        if not self.size.width:
+            return False
+        if remeasure or force:  # the widest cells afresh: a column may have narrowed
+            self._widest = {c.key: cell_len(c.label) for c in self.fit_spec}
+            for cells in self._rows.values():
+                self._grow(cells)
+        layout = fit_columns(self.fit_spec, self._widest, max(1, self.size.width - SCROLLBAR_ROOM),
+                             self.cell_padding)
+        if layout == self.layout_shown and not force:
+            return False
+        cursor = self._cursor_key()
+        self.layout_shown = layout
+        self.clear(columns=True)
+        self._plain.clear()
+        labels = {c.key: c.label for c in self.fit_spec}
+        for key, width in layout.widths:
+            self.add_column(labels[key], width=width, key=key)
+        for key in self._rows:
+            self._show_row(key)
+        if cursor in self._rows:
+            self.move_cursor(row=list(self._rows).index(cursor), animate=False)
+        return True
+
+    def _cursor_key(self) -> str | None:
+        if not self.row_count:
+            return None
+        value = self.coordinate_to_cell_key(self.cursor_coordinate).row_key.value
+        return str(value) if value is not None else None
+
+    def on_resize(self, event: events.Resize) -> None:
+        self.lay_out(remeasure=True)
+
+
+def _cell_width(value: Cell) -> int:
+    return value.cell_len if isinstance(value, Text) else cell_len(Text.from_markup(value).plain)

@@ -1,0 +1,104 @@
+"""Layout that adapts: columns by priority for the width, no horizontal scroll, the detail pane
+on screen, values wrapped under their label; at 80x24, 120x40 and 200x60."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from rich.text import Text
+
+from loomtui.tui.app import LoomApp
+from loomtui.tui.screens.dashboard import SandboxTable
+from loomtui.tui.widgets.fields import Field, render_fields, wrap_value
+from loomtui.tui.widgets.fitted_table import FitColumn, cut, fit_columns
+from loomtui.workspace import open_workspace
+from tests.conftest import wait_for
+from tests.test_tui import add_sandbox
+
+COLUMNS = (FitColumn("id", "ID", 0), FitColumn("status", "Status", 1),
+           FitColumn("task", "Task", 2, flex=True, min_width=6, want=10), FitColumn("age", "Age", 3),
+           FitColumn("runtime", "Runtime", 4))
+NATURAL = {"id": 6, "status": 15, "task": 50, "age": 3, "runtime": 7}
+
+
+def test_columns_are_dropped_by_priority_and_the_flexible_one_takes_what_is_left() -> None:
+    wide = fit_columns(COLUMNS, NATURAL, 200)
+    assert wide.keys() == ["id", "status", "task", "age", "runtime"]
+    assert dict(wide.widths)["task"] == 50  # no wider than its longest cell
+    narrow = fit_columns(COLUMNS, NATURAL, 48)
+    # id 8 + status 17 + task's claim 12 = 37; age 5 fits (42); runtime 9 does not; task grows by 6.
+    assert narrow.keys() == ["id", "status", "task", "age"]
+    assert dict(narrow.widths)["task"] == 16
+    assert sum(w + 2 for _, w in narrow.widths) <= 48
+    tiny = fit_columns(COLUMNS, NATURAL, 30)  # the task only at its minimum; nothing after it
+    assert tiny.keys() == ["id", "status"] or dict(tiny.widths).get("task", 99) >= 6
+    assert sum(w + 2 for _, w in tiny.widths) <= 30
+    assert fit_columns(COLUMNS, NATURAL, 3).keys() == ["id"]  # the first column stays, always
+
+
+def test_a_cut_cell_ends_in_an_ellipsis_and_keeps_its_style() -> None:
+    cell = cut(Text("Refactor the rounding helper", style="red"), 10)
+    assert isinstance(cell, Text) and cell.plain == "Refactor …" and cell.style == "red"
+    assert cut("short", 10) == "short"
+
+
+def test_values_wrap_after_spaces_and_path_separators_not_mid_word() -> None:
+    path = "~/.local/share/loomtui/worktrees/billing-service-3a16845de6/0f9c86"
+    lines = wrap_value(path, 36)
+    assert "".join(lines) == path and all(len(line) <= 36 for line in lines)
+    assert all(line.endswith("/") for line in lines[:-1])  # each break falls after a separator
+    assert wrap_value("Refactor round_minor_units, the currency rounding helper", 30) == [
+        "Refactor round_minor_units,", "the currency rounding helper"]
+    assert wrap_value("x" * 25, 10) == ["x" * 10, "x" * 10, "x" * 5]  # only a part wider than the pane is cut
+    text = render_fields([Field("task", "[bold]two words[/]"), Field("worktree", path)], 40)
+    assert "[bold]two words[/]" in text.plain  # never parsed as markup
+    continuation = text.plain.splitlines()[2]
+    assert continuation.startswith(" " * 12) and continuation.strip()  # under the value, not the label
+
+
+@pytest.mark.parametrize("size", [(80, 24), (120, 40), (200, 60)])
+async def test_the_dashboard_fits_each_terminal_with_nothing_behind_a_horizontal_scroll(
+        repo: Path, size: tuple[int, int]) -> None:
+    workspace = open_workspace(repo)
+    for number in range(3):
+        add_sandbox(workspace, f"s{number}", f"Refactor the rounding helper used by invoices and refunds ({number})",
+                    status="awaiting_review")
+    app = LoomApp(workspace)
+    async with app.run_test(size=size) as pilot:
+        table = app.screen.query_one(SandboxTable)
+        await wait_for(pilot, lambda: table.row_count == 3)
+        await pilot.pause()
+        shown = table.layout_shown.keys()
+        assert shown[:3] == ["id", "status", "next"] and "task" in shown
+        assert table.virtual_size.width <= table.size.width, (size, table.layout_shown)
+        assert not table.show_horizontal_scrollbar
+        if size[0] >= 200:
+            assert len(shown) == 10  # every column, at a wide terminal
+        assert str(table.get_cell("s0", "task")).startswith("Refactor the")
+        assert table.cell("s0", "task").plain.endswith("(0)")  # type: ignore[union-attr]  # kept whole
+        detail = app.screen.query_one("#detail")
+        screen = app.screen.region
+        assert detail.region.height >= 8 and screen.contains_region(detail.region), (size, detail.region)
+        # The task wraps under its label in the detail pane, every word whole.
+        details = app.screen.query_one("#details")
+        rendered = str(details.render())
+        assert "rounding" in rendered and "roundi\n" not in rendered
+
+
+async def test_a_resize_lays_the_table_out_again_and_keeps_the_cursor(repo: Path) -> None:
+    workspace = open_workspace(repo)
+    for number in range(4):
+        add_sandbox(workspace, f"s{number}", f"task {number}", status="running")
+    app = LoomApp(workspace)
+    async with app.run_test(size=(200, 40)) as pilot:
+        table = app.screen.query_one(SandboxTable)
+        await wait_for(pilot, lambda: table.row_count == 4)
+        table.focus()
+        await pilot.press("down", "down")
+        chosen = table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value
+        assert "isolation" in table.layout_shown.keys()
+        await pilot.resize_terminal(80, 24)
+        await wait_for(pilot, lambda: "isolation" not in table.layout_shown.keys())
+        assert table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value == chosen
+        assert table.virtual_size.width <= table.size.width
