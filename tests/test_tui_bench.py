@@ -1,0 +1,62 @@
+"""`loomtui bench tui` at a tiny size: every figure is there and measured (no timing thresholds)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from loomtui.tui.bench_data import BenchSize, seed_repository
+from loomtui.workflow.steps import next_step
+from loomtui.workspace import open_workspace
+from tests.conftest import run_cli
+
+FIGURES = (
+    "first_frame_bare_s", "first_frame_loomtui_s", "first_frame_ratio", "first_frame_bare_rss_mb",
+    "first_frame_loomtui_rss_mb", "cursor_p50_ms", "cursor_p95_ms", "cursor_max_ms", "cursor_samples",
+    "view_switch_p50_ms", "view_switch_p95_ms", "view_switch_max_ms", "view_switch_samples", "peak_rss_mb",
+)
+VIEWS = ("dashboard", "graph", "escalations", "policy", "audit")
+
+
+def _numbers(value: Any, where: str = "") -> list[tuple[str, Any]]:
+    if isinstance(value, dict):
+        return [found for key, item in value.items() for found in _numbers(item, f"{where}.{key}")]
+    return [(where, value)]
+
+
+def test_seeded_records_are_in_the_store_and_leave_the_workflow_nothing_to_do(repo: Path) -> None:
+    workspace = open_workspace(repo)
+    try:
+        written = seed_repository(workspace, BenchSize(sandboxes=8, claims=30, audit=40))
+        store = workspace.store
+        assert len(store.list_sandboxes()) == written["sandboxes"] == 8
+        assert len(store.live_claims()) == written["claims"] == 30
+        assert len(store.list_escalations("open")) == written["open_escalations"] > 0
+        assert len(workspace.audit.tail(100)) == 40
+        assert workspace.audit.verify().ok
+        # The app would otherwise start working on them (gates, merges) while it is measured.
+        assert not [s.id for s in store.list_sandboxes() if next_step(workspace, s).step.is_work]
+    finally:
+        workspace.close()
+
+
+def test_bench_tui_reports_every_figure_as_a_positive_number(tmp_path: Path) -> None:
+    result = run_cli(tmp_path, "bench", "tui", "--sandboxes", "5", "--claims", "20", "--audit", "50",
+                     "--rounds", "1", "--json")
+    assert result.returncode == 0, result.stderr
+    figures = json.loads(result.stdout)
+    assert (figures["sandboxes"], figures["claims"], figures["audit_entries"], figures["rounds"]) == (5, 20, 50, 1)
+    for name in FIGURES:
+        assert name in figures, name
+    assert sorted(figures["view_first_visit_ms"]) == sorted(VIEWS)
+    assert figures["view_switch_samples"] == len(VIEWS)
+    for where, value in _numbers(figures):
+        assert isinstance(value, int | float) and not isinstance(value, bool) and value > 0, (where, value)
+    assert "first frame" in result.stderr  # progress lines go to stderr, the JSON alone to stdout
+
+
+def test_bench_tui_needs_two_sandboxes(tmp_path: Path) -> None:
+    result = run_cli(tmp_path, "bench", "tui", "--sandboxes", "1", "--json")
+    assert result.returncode == 2
+    assert "--sandboxes" in result.stderr
