@@ -364,12 +364,13 @@ def _bench_commands() -> list[Callable[[Any], None]]:
         knowledge,
         observability,
         store,
+        tui_bench,
     )
 
     return [coordination.register_bench, knowledge.register_bench, execution.register_bench,
             guardrails.register_bench, governance.register_bench, audit_bench.register_bench,
             hostile_bench.register_bench, hook_bench.register_bench, observability.register_bench,
-            store.register_bench]
+            store.register_bench, tui_bench.register_bench]
 
 
 def _missing_command(parser: argparse.ArgumentParser, commands: Any) -> NoReturn:
