@@ -42,6 +42,7 @@ __all__ = [
     "TEXT_AA",
     "Pair",
     "PairResult",
+    "STATUS_STYLES",
     "ThemeColours",
     "check_theme",
     "contrast_problems",
