@@ -1,4 +1,4 @@
-"""The coordination view driven with the pilot: conflicts, detail, live claims, keyboard."""
+"""The coordination view driven with the pilot: conflicts, detail, live claims, keyboard, the drawn graph."""
 
 from __future__ import annotations
 
@@ -7,12 +7,15 @@ import sys
 from pathlib import Path
 
 import pytest
+from rich.text import Text
+from textual.pilot import Pilot
 from textual.widgets import DataTable, Static, Tree
 
-from loomtui.governance.coordinator import governed_coordinator
 from loomtui.demo import prepare_demo_repo
+from loomtui.governance.coordinator import governed_coordinator
 from loomtui.tui.app import LoomApp
 from loomtui.tui.screens.graph import GraphScreen
+from loomtui.tui.widgets.claims_canvas import ClaimsCanvas
 from loomtui.tui.widgets.status_header import StatusHeader
 from loomtui.workspace import open_workspace
 from tests.test_tui import wait_for
@@ -98,3 +101,114 @@ async def test_r_brings_the_index_up_to_date_says_what_it_did_and_names_a_stale_
         # Its regions are those of its last version that parsed: the claims on it still mean something.
         assert app.coordinator is not None
         assert "payments/invoices.py::InvoiceCalculator" in app.coordinator.index.regions
+
+
+# -- the drawn graph (`g`), its filter (`f`) and zoom (`z`) ------------------------------------------
+
+
+async def open_claims(pilot: Pilot[None], app: LoomApp, rows: int = 1) -> GraphScreen:
+    await wait_for(pilot, lambda: app.coordination is not None)
+    await pilot.press("2")
+    await pilot.pause()
+    assert isinstance(app.screen, GraphScreen)
+    table = app.screen.query_one("#conflicts", DataTable)
+    await wait_for(pilot, lambda: table.row_count >= rows)
+    return app.screen
+
+
+async def test_g_switches_between_the_tree_and_the_drawn_graph(billing: Path) -> None:
+    app = LoomApp(open_workspace(billing))
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await open_claims(pilot, app)
+        tree = screen.query_one("#claims-tree", Tree)
+        canvas = screen.query_one("#claims-canvas", ClaimsCanvas)
+        assert tree.display and not canvas.display
+        await pilot.press("g")
+        await wait_for(pilot, lambda: canvas.canvas is not None)
+        assert canvas.display and not tree.display
+        drawing = canvas.text()
+        assert "RefundService.quote" in drawing and "round_minor_units" in drawing
+        assert "━" in drawing  # the conflict between them, heavy
+        assert canvas.canvas is not None and canvas.canvas.width <= canvas.scrollable_content_region.width
+        assert "Claims graph" in str(screen.query_one("#claims-title", Static).render())
+        await pilot.press("g")
+        await pilot.pause()
+        assert tree.display and not canvas.display
+
+
+async def test_f_cycles_the_sandbox_filter_and_esc_backs_out_before_leaving(billing: Path) -> None:
+    app = LoomApp(open_workspace(billing))
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await open_claims(pilot, app)
+        canvas = screen.query_one("#claims-canvas", ClaimsCanvas)
+        await pilot.press("f")  # from the tree: shows the drawing, filtered
+        await wait_for(pilot, lambda: canvas.canvas is not None and canvas.sandbox == "refunds")
+        assert canvas.display and "filter: refunds" in canvas.text()
+        assert "filter: refunds" in str(screen.query_one("#claims-title", Static).render())
+        await pilot.press("f")
+        await wait_for(pilot, lambda: "filter: rounding" in canvas.text())
+        await pilot.press("f")  # past the last sandbox: all of them again
+        await wait_for(pilot, lambda: canvas.sandbox is None and "filter:" not in canvas.text())
+        await pilot.press("f")
+        await wait_for(pilot, lambda: canvas.sandbox == "refunds")
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: canvas.sandbox is None)
+        assert app.current_mode == "graph"
+        await pilot.press("escape")
+        await pilot.pause()
+        assert app.current_mode == "dashboard"
+
+
+async def test_z_zooms_the_drawing_to_the_conflict_selected_in_the_table(billing: Path) -> None:
+    governed_coordinator(open_workspace(billing)).claim("invoices", "payments/invoices.py::InvoiceCalculator")
+    app = LoomApp(open_workspace(billing))
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await open_claims(pilot, app, rows=2)
+        canvas = screen.query_one("#claims-canvas", ClaimsCanvas)
+        await pilot.press("g")
+        await wait_for(pilot, lambda: canvas.canvas is not None)
+        everything = canvas.canvas
+        assert everything is not None
+        await pilot.press("down")
+        await pilot.pause()
+        selected = screen.selected_conflict()
+        assert selected is not None
+        await pilot.press("z")
+        await wait_for(pilot, lambda: canvas.conflict is not None and canvas.canvas is not everything)
+        assert canvas.canvas is not None
+        assert {box.key for box in canvas.canvas.boxes} == {r.partition("::")[0] for r in selected.path}
+        assert len(canvas.canvas.boxes) < len(everything.boxes)
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: canvas.conflict is None)
+        assert app.current_mode == "graph"
+
+
+async def test_z_without_a_conflict_says_why(tmp_path: Path) -> None:
+    repo = prepare_demo_repo(tmp_path)
+    governed_coordinator(open_workspace(repo)).claim("refunds", QUOTE)
+    app = LoomApp(open_workspace(repo))
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await open_claims(pilot, app, rows=0)
+        await pilot.press("z")
+        await wait_for(pilot, lambda: any("No conflict selected" in str(n.message) for n in app._notifications))
+        assert screen.query_one("#claims-canvas", ClaimsCanvas).conflict is None
+
+
+@pytest.mark.parametrize("size", [(120, 40), (80, 24)])
+async def test_between_and_the_trees_edges_fit_with_both_sides_named(billing: Path, size: tuple[int, int]) -> None:
+    app = LoomApp(open_workspace(billing))
+    async with app.run_test(size=size) as pilot:
+        screen = await open_claims(pilot, app)
+        table = screen.query_one("#conflicts", DataTable)
+        await pilot.pause()
+        cell = table.get_row_at(0)[2]
+        assert isinstance(cell, Text)
+        column_room = table.scrollable_content_region.width - sum(
+            column.get_render_width(table) for column in list(table.columns.values())[:2]) - 2
+        assert cell.cell_len <= column_room, (cell.plain, column_room)
+        assert "refunds" in cell.plain and "rounding" in cell.plain and not cell.plain.endswith("…")
+        tree = screen.query_one("#claims-tree", Tree)
+        region = tree.root.children[0].children[0].children[0]
+        leaves = [str(leaf.label) for leaf in region.children]
+        # The neighbour comes first, right after the arrow: a narrow pane cuts the kind, not the target.
+        assert any(leaf.startswith("⚠ → round_minor_units") for leaf in leaves), leaves

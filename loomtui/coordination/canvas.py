@@ -43,6 +43,8 @@ DETAIL_LINKS = 150
 COLLAPSED_LINKS = 40
 SANDBOX_ROWS = 4  # a collapsed box lists this many sandboxes, then "+N more"
 MIN_BOX, MAX_BOX = 14, 40
+READABLE_BOX = 22  # narrower than this, boxes go in fewer columns
+LOOP_ROOM = 5  # extra columns right of a single column of boxes, for the links between them
 GAP_MIN, GAP_MAX = 4, 14
 RIGHT_MARGIN = 3  # room right of the last column for links that loop back into a box
 LEGEND_LINES = 2
@@ -363,9 +365,15 @@ def draw_claims(graph: ClaimsGraph, width: int, *, sandbox: str | None = None, c
         else:
             natural = max(natural, max(_region_natural(r, graph.owners.get(r, ())) + 2 for r in regions))
     box_w = min(natural, MAX_BOX)
-    columns = min(3, max((len(set(_layers(part).values())) for part in _parts(groups, pairs)), default=1))
-    if columns > 1:  # narrower boxes rather than a single column, while the labels keep MIN_BOX
-        box_w = min(box_w, (avail - (columns - 1) * GAP_MIN) // columns)
+    layers = max((len(set(_layers(part).values())) for part in _parts(groups, pairs)), default=1)
+    for columns in range(min(3, layers), 1, -1):
+        # Narrower boxes side by side rather than one column, while labels keep room to read.
+        fit = (avail - (columns - 1) * GAP_MIN) // columns
+        if fit >= min(box_w, READABLE_BOX):
+            box_w = min(box_w, fit)
+            break
+    else:
+        box_w = min(box_w, avail - LOOP_ROOM)  # one column: links loop on its right, keep them apart
     box_w = min(max(MIN_BOX, box_w), avail)
     inner = box_w - 2
     for key, group in groups.items():
@@ -565,7 +573,7 @@ def _header(graph: ClaimsGraph, view: _View, groups: Mapping[str, _Group], colla
     if "zoom" not in view.label:
         summary += f" · {conflicts} conflict{'s' if conflicts != 1 else ''}"
     summary += " · counts per sandbox" if collapsed else ""
-    lines = [_cut_left(summary, width)[:width]]
+    lines = [summary if len(summary) <= width else summary[:width - 1] + "…"]
     spans = [Span(0, 0, len(lines[0]), ROLE_HEADER)]
     if view.label:
         lines.append(_plain(view.label)[:width])
