@@ -63,18 +63,23 @@ async def test_reject_asks_for_a_reason(billing: Path) -> None:
         assert record.data["history"][-1]["reason"] == "double rounding in quote"
 
 
-async def test_only_permitted_decisions_are_offered(billing: Path) -> None:
+async def test_a_decision_the_user_may_not_take_says_why_and_records_nothing(billing: Path) -> None:
     escalate(billing, payments_change())
     app = app_as(billing, CAROL)  # not in payments-team, not an overrider
+    said: list[str] = []
+    notify = app.notify
+    app.notify = lambda message, **kwargs: (said.append(f"{kwargs.get('title')}: {message}"),  # type: ignore
+                                            notify(message, **kwargs))[1]
     async with app.run_test(size=SIZE) as pilot:
         await open_queue(app, pilot)
         screen = app.screen
-        assert screen.check_action("decide", ("approve",)) is False
-        assert screen.check_action("decide", ("override",)) is False
+        assert screen.check_action("decide", ("override",)) is False  # not a block: no override offered
         await pilot.press("a")
-        await pilot.pause()
+        await wait_for(pilot, lambda: any(line.startswith("cannot approve #") for line in said))
+        assert any("needs a member of payments-team" in line for line in said), said
+        assert not isinstance(app.screen, ReasonScreen)
         record = app.workspace.store.list_escalations()[0]
-        assert record.data["approvals"] == []
+        assert record.data["approvals"] == [] and record.status == "open"
 
 
 async def test_an_escalation_from_another_process_appears_and_rings(billing: Path) -> None:

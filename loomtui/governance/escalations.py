@@ -243,7 +243,7 @@ def decide(workspace: Workspace, policy: Policy, escalation_id: int, decision: s
                 "sees the new diff")
         allowed = allowed_decisions(policy, escalation, user)
         if decision not in allowed:
-            raise DecisionRefused(_why_not(policy, escalation, user, decision))
+            raise DecisionRefused(why_not(policy, escalation, user, decision))
         signed = _sign(workspace, policy, escalation, decision, commit, reason)
         status = OPEN
         if decision == "approve":
@@ -323,7 +323,10 @@ def _sign(workspace: Workspace, policy: Policy, escalation: EscalationRecord, de
     return fields
 
 
-def _why_not(policy: Policy, escalation: EscalationRecord, user: str, decision: str) -> str:
+def why_not(policy: Policy, escalation: EscalationRecord, user: str, decision: str) -> str:
+    """Why `user` may not take `decision` on `escalation`, in one line (for a refusal)."""
+    if escalation.status != OPEN:
+        return f"escalation #{escalation.id} is already {escalation.status}"
     if decision == "override":
         allowed = ", ".join(policy.override_groups) or "nobody"
         return f"{user} may not override: the policy allows overrides only by {allowed}"

@@ -25,6 +25,7 @@ from loomtui.governance.escalations import (
     decide,
     overridable,
     status_lines,
+    why_not,
 )
 from loomtui.store import EscalationRecord
 from loomtui.store.records import RepositoryRecord
@@ -242,11 +243,16 @@ class EscalationsScreen(LoomScreen[None]):
             return False
         if parameters[0] == "override" and not overridable(escalation):
             return False  # the app offers an override where approving cannot help; `escalation override` can
-        return parameters[0] in allowed_decisions(policy, escalation, self.loom.workspace.actor)
+        # Offered even when this user may not: pressing it says why, where a hidden key said nothing.
+        return escalation.status == EscalationStatus.OPEN
 
     def action_decide(self, decision: str) -> None:
-        escalation = self.selected()
-        if escalation is None:
+        escalation, policy = self.selected(), self.loom.policy
+        if escalation is None or policy is None:
+            return
+        if decision not in allowed_decisions(policy, escalation, self.loom.workspace.actor):
+            self.app.notify(why_not(policy, escalation, self.loom.workspace.actor, decision),
+                            title=f"cannot {decision} #{escalation.id}", severity="warning")
             return
         if decision == "approve":
             self._record(escalation.id, decision, "")
