@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 
 import networkx as nx
 
-from loomtui.coordination.canvas_route import E, Grid, W
+from loomtui.coordination.canvas_route import E, Grid, Painter, Span, W
 from loomtui.coordination.claims import split_id
 from loomtui.coordination.view import CoordinationPicture
 from loomtui.errors import escape_controls
@@ -72,14 +72,6 @@ class ClaimsGraph:
     links: tuple[Link, ...]
     conflicts: tuple[tuple[str, ...], ...]  # each conflict's path of region ids, in the picture's order
     sandboxes: tuple[str, ...]  # in the order they first claimed something (the legend's order)
-
-
-@dataclass(frozen=True)
-class Span:
-    line: int
-    start: int
-    end: int
-    role: str
 
 
 @dataclass(frozen=True)
@@ -293,38 +285,6 @@ def _fit(row: list[Segment], inner: int) -> list[Segment]:
 # -- drawing ------------------------------------------------------------------------------------
 
 
-class _Painter:
-    """A growing grid of characters, each with a role."""
-
-    def __init__(self, width: int) -> None:
-        self.width = width
-        self.chars: list[list[str]] = []
-        self.roles: list[list[str]] = []
-
-    def put(self, x: int, y: int, text: str, role: str) -> None:
-        while len(self.chars) <= y:
-            self.chars.append([" "] * self.width)
-            self.roles.append([""] * self.width)
-        for offset, ch in enumerate(text):
-            if 0 <= x + offset < self.width:
-                self.chars[y][x + offset] = ch
-                self.roles[y][x + offset] = role
-
-    def result(self, offset: int) -> tuple[list[str], list[Span]]:
-        lines: list[str] = []
-        spans: list[Span] = []
-        for y, (chars, roles) in enumerate(zip(self.chars, self.roles, strict=True)):
-            line = "".join(chars).rstrip()
-            lines.append(line)
-            start = 0
-            for x in range(1, len(line) + 1):
-                if x == len(line) or roles[x] != roles[start]:
-                    if roles[start] and line[start:x].strip():
-                        spans.append(Span(y + offset, start, x, roles[start]))
-                    start = x
-        return lines, spans
-
-
 def draw_claims(graph: ClaimsGraph, width: int, *, sandbox: str | None = None, conflict: int | None = None,
                 collapse: bool | None = None) -> Canvas:
     """Lay the claims graph out in `width` columns (filtered to a sandbox, or zoomed to a conflict).
@@ -365,7 +325,9 @@ def draw_claims(graph: ClaimsGraph, width: int, *, sandbox: str | None = None, c
         else:
             natural = max(natural, max(_region_natural(r, graph.owners.get(r, ())) + 2 for r in regions))
     box_w = min(natural, MAX_BOX)
-    layers = max((len(set(_layers(part).values())) for part in _parts(groups, pairs)), default=1)
+    parts = _parts(groups, pairs)
+    layers = max((len(set(_layers(part).values())) for part in parts), default=1)
+    layers = max(layers, sum(len(part) == 1 for part in parts))  # single boxes fill rows side by side
     for columns in range(min(3, layers), 1, -1):
         # Narrower boxes side by side rather than one column, while labels keep room to read.
         fit = (avail - (columns - 1) * GAP_MIN) // columns
@@ -410,7 +372,7 @@ def draw_claims(graph: ClaimsGraph, width: int, *, sandbox: str | None = None, c
         drawn += _link(grid, groups, group_of, source, target, hot, collapsed)
     hidden = len(wanted) - drawn
 
-    painter = _Painter(width)
+    painter = Painter(width)
     for cell, glyph, hot in grid.glyphs():
         painter.put(cell[0], cell[1], glyph, ROLE_CONFLICT if hot else ROLE_EDGE)
     for group in groups.values():
@@ -546,7 +508,7 @@ def _barycentre(part: nx.DiGraph[str], stacks: list[list[str]], column: Mapping[
     return centre
 
 
-def _paint_box(painter: _Painter, grid: Grid, group: _Group, hot: bool) -> None:
+def _paint_box(painter: Painter, grid: Grid, group: _Group, hot: bool) -> None:
     x, y, w, h = group.x, group.y, group.w, group.h
     title = _cut_left(_plain(group.key), w - 4)
     painter.put(x, y, "┌" + "─" * (w - 2) + "┐", ROLE_BOX)
@@ -564,14 +526,18 @@ def _paint_box(painter: _Painter, grid: Grid, group: _Group, hot: bool) -> None:
                 painter.put(at, row, glyph, ROLE_CONFLICT if (outside, row) in grid.heavy else ROLE_EDGE)
 
 
+def _count(number: int, one: str, many: str = "") -> str:
+    return f"{number} {one if number == 1 else many or one + 's'}"
+
+
 def _header(graph: ClaimsGraph, view: _View, groups: Mapping[str, _Group], collapsed: bool, by_directory: bool,
             drawn: int, hidden: int, width: int) -> tuple[list[str], list[Span]]:
-    kind = "directories" if by_directory else "files"
     conflicts = sum(1 for path in graph.conflicts if set(path) <= view.regions)
-    summary = f"{len(view.regions)} regions in {len(groups)} {kind} · {drawn} link{'s' if drawn != 1 else ''}"
-    summary += f" ({hidden} not drawn)" if hidden else ""
+    summary = f"{_count(len(view.regions), 'region')} in "
+    summary += _count(len(groups), "directory", "directories") if by_directory else _count(len(groups), "file")
+    summary += f" · {_count(drawn, 'link')}" + (f" ({hidden} not drawn)" if hidden else "")
     if "zoom" not in view.label:
-        summary += f" · {conflicts} conflict{'s' if conflicts != 1 else ''}"
+        summary += f" · {_count(conflicts, 'conflict')}"
     summary += " · counts per sandbox" if collapsed else ""
     lines = [summary if len(summary) <= width else summary[:width - 1] + "…"]
     spans = [Span(0, 0, len(lines[0]), ROLE_HEADER)]

@@ -1,9 +1,10 @@
-"""Lines between boxes on a character grid: A* routes around the boxes, drawn in box-drawing characters.
+"""The character grid a claims drawing is made on (`Painter`), and the lines between its boxes:
+A* routes around the boxes, drawn in box-drawing characters (`Grid`).
 
 A route runs from a port cell beside its source box to a port cell beside its target box.
 Box cells are walls. Cells already used by another link cost more (running along one costs
 far more than crossing it), so links keep apart while there is room; the links leaving one
-port share their first cells at no cost, as a tree. Ties break in a fixed order, so the same
+port (or entering one) share their cells at no cost, as a tree. Ties break in a fixed order, so the same
 input always gives the same drawing. A search that expands too many cells gives up: the
 caller counts that link as not drawn rather than waiting.
 """
@@ -29,6 +30,16 @@ PORT = 20  # passing through another link's port cell
 MAX_EXPANSIONS = 40_000
 
 Cell = tuple[int, int]
+
+
+@dataclass(frozen=True)
+class Span:
+    """Text of one role on a line: `line[start:end]`."""
+
+    line: int
+    start: int
+    end: int
+    role: str
 
 
 @dataclass
@@ -150,6 +161,38 @@ class Grid:
             hot = cell in self.heavy
             glyph = self.arrows.get(cell) or (HEAVY if hot else LIGHT)[self.bits[cell]]
             yield cell, glyph, hot
+
+
+class Painter:
+    """A growing grid of characters, each with a role."""
+
+    def __init__(self, width: int) -> None:
+        self.width = width
+        self.chars: list[list[str]] = []
+        self.roles: list[list[str]] = []
+
+    def put(self, x: int, y: int, text: str, role: str) -> None:
+        while len(self.chars) <= y:
+            self.chars.append([" "] * self.width)
+            self.roles.append([""] * self.width)
+        for offset, ch in enumerate(text):
+            if 0 <= x + offset < self.width:
+                self.chars[y][x + offset] = ch
+                self.roles[y][x + offset] = role
+
+    def result(self, offset: int) -> tuple[list[str], list[Span]]:
+        lines: list[str] = []
+        spans: list[Span] = []
+        for y, (chars, roles) in enumerate(zip(self.chars, self.roles, strict=True)):
+            line = "".join(chars).rstrip()
+            lines.append(line)
+            start = 0
+            for x in range(1, len(line) + 1):
+                if x == len(line) or roles[x] != roles[start]:
+                    if roles[start] and line[start:x].strip():
+                        spans.append(Span(y + offset, start, x, roles[start]))
+                    start = x
+        return lines, spans
 
 
 def _direction(here: Cell, there: Cell) -> int:

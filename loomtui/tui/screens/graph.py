@@ -302,10 +302,7 @@ class GraphScreen(LoomScreen[None]):
         self._title()
 
     def action_toggle_drawn(self) -> None:
-        self._show_drawn(not self.drawn)
-        self.notify("Claims drawn as a graph: f filters by sandbox, z zooms to the selected conflict, "
-                    "arrows and page keys scroll" if self.drawn else "Claims as a tree",
-                    title="claims", timeout=4)
+        self._show_drawn(not self.drawn)  # the title says which; the footer has f, z and esc
 
     def action_filter_sandbox(self) -> None:
         """The next sandbox in the legend's order, then all of them again."""
