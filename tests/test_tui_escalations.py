@@ -226,3 +226,27 @@ async def test_the_palette_finds_keys_sandboxes_and_escalations_and_goes_there(b
         await wait_for(pilot, lambda: isinstance(app.screen, EscalationsScreen))
         screen = app.screen
         await wait_for(pilot, lambda: screen.selected() is not None and screen.selected().id == escalation_id)
+
+
+async def test_the_queue_age_moves_on_while_an_escalation_waits_and_the_summary_fits_at_80_columns(
+        billing: Path) -> None:
+    from loomtui.tui.widgets.fitted_table import FittedTable
+
+    _policy, escalation_id = escalate(billing, payments_change())
+    workspace = open_workspace(billing)
+    created = workspace.store.get_escalation(escalation_id).created  # type: ignore[union-attr]
+    now = [created + 5]
+    workspace.actor = ALICE
+    app = LoomApp(workspace, clock=lambda: now[0])
+    async with app.run_test(size=(80, 24)) as pilot:
+        await open_queue(app, pilot)
+        table = app.screen.query_one("#queue", FittedTable)
+        key = str(escalation_id)
+        assert str(table.cell(key, "age")) == "5s"
+        now[0] = created + 2 * 3600
+        assert isinstance(app.screen, EscalationsScreen)
+        app.screen.refresh_ages()  # what its timer runs every AGE_REFRESH_S
+        await pilot.pause()
+        assert str(table.cell(key, "age")) == "2h"
+        # Summary, the one column that says what the change is, is shown; nothing scrolls sideways.
+        assert "summary" in table.layout_shown.keys() and table.virtual_size.width <= table.size.width

@@ -31,7 +31,7 @@ from loomtui.store import EscalationRecord
 from loomtui.store.records import RepositoryRecord
 from loomtui.store.sql import SqlStore
 from loomtui.tui.base import LoomScreen
-from loomtui.tui.screens.dashboard import RISK_STYLES, format_age
+from loomtui.tui.screens.dashboard import AGE_REFRESH_S, RISK_STYLES, format_age
 from loomtui.tui.widgets.fitted_table import FitColumn, FittedTable
 from loomtui.tui.widgets.status_header import StatusHeader
 from loomtui.workflow.engine import advance
@@ -39,7 +39,7 @@ from loomtui.workflow.engine import advance
 # The summary takes the width left over; the kind and the sandbox go first when it runs out.
 COLUMNS: Final = (FitColumn("id", "#", 0), FitColumn("risk", "Risk", 1), FitColumn("kind", "Kind", 4),
                   FitColumn("sandbox", "Sandbox", 3), FitColumn("age", "Age", 5),
-                  FitColumn("summary", "Summary", 2, flex=True, min_width=16, want=40))
+                  FitColumn("summary", "Summary", 2, flex=True, min_width=16, want=30))
 
 
 class ReasonScreen(ModalScreen[str | None]):
@@ -112,9 +112,19 @@ class EscalationsScreen(LoomScreen[None]):
     def on_mount(self) -> None:
         self.loom.update_header(self.query_one(StatusHeader))
         self.reload()
+        self.set_interval(AGE_REFRESH_S, self.refresh_ages)
 
     def on_screen_resume(self) -> None:
         self.reload()
+
+    def refresh_ages(self) -> None:
+        """An escalation waiting is news: its Age moves on though nothing about it changes."""
+        if not self.is_current:
+            return
+        table, now = self.query_one("#queue", FittedTable), self.loom.clock()
+        for key, escalation in [*((str(e.id), e) for e in self.escalations),
+                                *((key, e) for key, (_repo, e) in self.elsewhere.items())]:
+            table.set_cell(key, "age", format_age(now - escalation.created))
 
     # -- data ----------------------------------------------------------------------------
 
