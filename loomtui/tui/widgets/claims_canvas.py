@@ -165,6 +165,9 @@ class ClaimsCanvas(ScrollView, can_focus=True):
         scroll_x, scroll_y = self.scroll_offset
         index = y + scroll_y
         width = self.scrollable_content_region.width
+        if y == 0 and self.graph is not None and (not self._wanted or self._wanted[1] != width):
+            # Shown again, or resized without a Resize reaching it: draw for the width it has now.
+            self.call_later(self.relayout)
         base = self.rich_style
         if not 0 <= index < len(self._strips):
             return Strip.blank(width, base)
@@ -172,6 +175,9 @@ class ClaimsCanvas(ScrollView, can_focus=True):
         return strip.crop_extend(scroll_x, scroll_x + width, base)
 
     def on_resize(self, event: events.Resize) -> None:
+        self.relayout()
+
+    def on_show(self, event: events.Show) -> None:
         self.relayout()
 
     def text(self) -> str:
