@@ -21,6 +21,8 @@ from loomtui.errors import LoomError, shown
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8000
 WILDCARDS = ("", "0.0.0.0", "::")
+SHUTDOWN_GRACE = 1.0
+"""Seconds Ctrl+C waits for the open tabs before it ends them (each app then quits as on `q`)."""
 
 
 def is_loopback(host: str) -> bool:
@@ -101,9 +103,12 @@ def _server(command: str, sock: socket.socket, *, title: str, url: str) -> Any:
             """Quiet: our one line says where, not textual-serve's banner."""
 
         def serve(self, debug: bool = False) -> None:
-            # Server.serve binds host:port itself; this runs the same app on our socket.
-            # aiohttp's signal handling: SIGINT or SIGTERM closes the tabs' apps and exits 0.
-            web.run_app(self._make_app(), sock=sock, print=None, access_log=None)
+            # Server.serve binds host:port itself; this runs the same app on our socket. On SIGINT
+            # or SIGTERM aiohttp waits shutdown_timeout for open requests, and a tab's websocket
+            # stays open until its browser leaves (60 s by default): then it cancels them, and
+            # each tab's handler tells its app to quit and waits for it.
+            web.run_app(self._make_app(), sock=sock, print=None, access_log=None,
+                        shutdown_timeout=SHUTDOWN_GRACE)
 
     return BoundServer(command, title=title, public_url=url)
 
