@@ -2,17 +2,29 @@
 
 from __future__ import annotations
 
+from typing import Any, ClassVar
+from weakref import WeakKeyDictionary, WeakSet
+
 from rich.text import Text
+from textual.app import App
 from textual.reactive import reactive
 from textual.widgets import Static
 
 
 class StatusHeader(Static):
-    """One line that says where you are and what needs attention."""
+    """One line that says where you are and what needs attention.
+
+    Every view has its own header; the app fills them all from its one state (`LoomApp.update_header`),
+    the hidden views' too, so switching views never shows counts older than the view left
+    (`every_one_in`).
+    """
 
     DEFAULT_CSS = """
     StatusHeader { height: 1; background: $panel; color: $foreground; padding: 0 1; }
     """
+
+    _mounted: ClassVar[WeakKeyDictionary[App[Any], WeakSet[StatusHeader]]] = WeakKeyDictionary()
+    """The headers mounted in each running app (weak: a closed app's headers go with it)."""
 
     repo: reactive[str] = reactive("")
     branch: reactive[str] = reactive("")
@@ -23,6 +35,19 @@ class StatusHeader(Static):
     mode_title: reactive[str] = reactive("")
     checklist: reactive[str] = reactive("")
     """The infrastructure checklist's score ("9.5/10"); empty until computed."""
+
+    @classmethod
+    def every_one_in(cls, app: App[Any]) -> list[StatusHeader]:
+        """Every header mounted in `app`, on the shown screen or not (a hidden view's too)."""
+        return [header for header in list(cls._mounted.get(app, ())) if header.is_attached]
+
+    def on_mount(self) -> None:
+        # `self.app` is the app this header runs in (Textual's active app, set while it runs).
+        self._mounted.setdefault(self.app, WeakSet()).add(self)
+
+    def on_unmount(self) -> None:
+        for headers in self._mounted.values():
+            headers.discard(self)
 
     def render(self) -> Text:
         # Repository and branch names are untrusted text: Text.assemble never parses markup.
