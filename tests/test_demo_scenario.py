@@ -322,6 +322,7 @@ def test_a_task_held_before_start_starts_once_its_escalation_is_approved(tmp_pat
     """When the policy holds a start (pre-start escalation), the app's triage lets it go."""
     repo = _repo_whose_policy_holds_rounding(tmp_path)
     workspace = open_workspace(repo)
+    workspace.actor = MACHINE_USER  # the app's user, who here decides nothing
     try:
         lines = start_scenario(workspace, approve_start=False)
         assert start_scenario(workspace) == []  # already started: nothing again
@@ -346,6 +347,9 @@ def test_a_task_held_before_start_starts_once_its_escalation_is_approved(tmp_pat
         wait_for_status(workspace, rounding.id, LIVE | {EXITED, FAILED}, timeout=20)
         said += advance_scenario(workspace)  # the app's next tick
         assert any(line.startswith("[rounding] agent started") for line in said)
+        # The app's ticks did the engine's work for the engineer; only the reviewer's decision is hers.
+        actors = {(e.actor, e.action == "escalation.approve") for e in workspace.audit.tail(10_000)}
+        assert actors == {(DEMO_ENGINEER, False), (DEMO_REVIEWERS[0], True)}, actors
     finally:
         stop_scenario(workspace, grace=1.0)
         workspace.close()

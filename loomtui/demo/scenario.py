@@ -341,9 +341,11 @@ def advance_scenario(workspace: Workspace, on_step: Say | None = None) -> list[s
         say = Steps(on_step)
         if not demo_sandboxes(workspace):
             return []
-        # The engine's steps for the engineer's tasks, not the app user's (`opened by alice`).
-        advance_all(acting_as(workspace, DEMO_ENGINEER))
-        narrate(workspace, say)
+        # The engine's steps for the engineer's tasks, and what the scenario records of them,
+        # are the engineer's, not the app user's (a reviewer who only decides).
+        engineer = acting_as(workspace, DEMO_ENGINEER)
+        advance_all(engineer)
+        narrate(engineer, say)
         return say.lines
     finally:
         _ADVANCING.release()
