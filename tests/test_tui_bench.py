@@ -60,3 +60,10 @@ def test_bench_tui_needs_two_sandboxes(tmp_path: Path) -> None:
     result = run_cli(tmp_path, "bench", "tui", "--sandboxes", "1", "--json")
     assert result.returncode == 2
     assert "--sandboxes" in result.stderr
+
+
+def test_the_snapshot_names_sandbox_evals_as_the_eval_engine_does() -> None:
+    from loomtui.guardrails.evals import SANDBOX_EVAL
+    from loomtui.tui import snapshot
+
+    assert snapshot.SANDBOX_EVAL == SANDBOX_EVAL  # the snapshot keeps its own copy so as not to import the engine

@@ -412,7 +412,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if given[:1] == ["script-agent"]:
         parser, given = _script_agent_parser(), given[1:]
     else:
-        parser = build_parser(_command_module(given))
+        only = _command_module(given)
+        if only is None and _command_module([*given, "status"]) == "":
+            only = ""  # no command: the dashboard, which needs no layer's commands (their imports delay its frame)
+        parser = build_parser(only)
     args = parser.parse_args(given)
     try:
         return int(args.handler(args))

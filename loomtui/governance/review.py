@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
 
 from loomtui.coordination.claims import split_id
 from loomtui.errors import LoomError
@@ -36,12 +37,12 @@ from loomtui.governance.policy import (
     evaluate,
     load_policy,
 )
-from loomtui.guardrails.evals import EvalReport
-from loomtui.guardrails.evals import evaluate as run_eval
-from loomtui.guardrails.gates import GateResult
-from loomtui.guardrails.merged import merged_gate, pending_sandboxes
 from loomtui.store import EscalationRecord, SandboxRecord
 from loomtui.workspace import Workspace
+
+if TYPE_CHECKING:  # the eval engines load when a review runs, not with every front-end that can start one
+    from loomtui.guardrails.evals import EvalReport
+    from loomtui.guardrails.gates import GateResult
 
 Say = Callable[[str], None]
 REVIEWABLE = frozenset({EXITED, FAILED})
@@ -97,6 +98,8 @@ def review_sandbox(workspace: Workspace, sandbox_id: str, *, policy: Policy | No
     record = transition(workspace, record.id, GATING, reason=f"reviewing commit {tip[:12]}",
                         allowed_from=frozenset({*REVIEWABLE, AWAITING_REVIEW, *([APPROVED] if again else []),
                                                 *([GATING] if redo else [])}))
+    from loomtui.guardrails.evals import evaluate as run_eval
+
     report = run_eval(workspace, record.id)
     results = list(report.checks)
     say("gates: " + ("; ".join(r.describe() for r in results) or "none configured"))
@@ -140,6 +143,8 @@ def review_sandbox(workspace: Workspace, sandbox_id: str, *, policy: Policy | No
 
 def _merged_breaks(workspace: Workspace, record: SandboxRecord, say: Say) -> tuple[str, ...]:
     """The merged gate with the other pending sandboxes on the same target: whom this one breaks with."""
+    from loomtui.guardrails.merged import merged_gate, pending_sandboxes
+
     if not workspace.load_config().eval.merged_on_review:
         return ()
     others = [s for s in pending_sandboxes(workspace) if s.id != record.id and s.target == record.target]

@@ -21,12 +21,11 @@ import re
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from enum import StrEnum
+from functools import cache
 from pathlib import Path, PurePosixPath
-from typing import Any, ClassVar, Final
+from typing import TYPE_CHECKING, Any, ClassVar, Final
 from urllib.parse import unquote, urlparse
 from xml.etree import ElementTree
-
-import junitparser
 
 from loomtui.errors import escape_controls, shown
 
@@ -123,10 +122,20 @@ class Finding:
 
 # ----- JUnit XML
 
-class _Case(junitparser.TestCase):
-    """junitparser's test case with the `file` attribute pytest writes under junit_family=xunit1."""
+if TYPE_CHECKING:
+    import junitparser
 
-    file = junitparser.Attr()
+
+@cache
+def _case_type() -> type[junitparser.TestCase]:
+    """junitparser's test case with the `file` attribute pytest writes under junit_family=xunit1 (made on first
+    use: junitparser takes ~0.05 s to import, and this module loads with every view of a sandbox's checks)."""
+    import junitparser
+
+    class Case(junitparser.TestCase):
+        file = junitparser.Attr()
+
+    return Case
 
 
 def read_junit(path: Path, root: Path | None = None) -> list[TestCase]:
@@ -134,6 +143,8 @@ def read_junit(path: Path, root: Path | None = None) -> list[TestCase]:
 
     `root` is the directory the tests ran in: with it, pytest's dotted classnames become node ids.
     """
+    import junitparser
+
     name = shown(path.name)
     try:
         if path.stat().st_size == 0:
@@ -141,7 +152,7 @@ def read_junit(path: Path, root: Path | None = None) -> list[TestCase]:
         # The standard library's parser, even where lxml is installed: it resolves no external entities.
         xml = junitparser.JUnitXml.fromfile(str(path), parse_func=ElementTree.parse)
         modules: dict[str, tuple[str, list[str]] | None] = {}  # classname -> module file, classes: stat once
-        cases = [_test_case(_Case.fromelem(case), root, modules)  # type: ignore[no-untyped-call]  # untyped upstream
+        cases = [_test_case(_case_type().fromelem(case), root, modules)  # type: ignore[no-untyped-call]  # untyped upstream
                  for suite in xml for case in suite]
     except FileNotFoundError:
         raise ReportProblem(f"the JUnit report {name} is missing") from None
@@ -154,7 +165,10 @@ def read_junit(path: Path, root: Path | None = None) -> list[TestCase]:
     return cases
 
 
-def _test_case(case: _Case, root: Path | None, modules: dict[str, tuple[str, list[str]] | None]) -> TestCase:
+def _test_case(case: junitparser.TestCase, root: Path | None,
+               modules: dict[str, tuple[str, list[str]] | None]) -> TestCase:
+    import junitparser
+
     kinds = {type(result): result for result in case.result}
     if junitparser.Error in kinds:
         outcome, result = Outcome.error, kinds[junitparser.Error]
@@ -175,7 +189,7 @@ def _test_case(case: _Case, root: Path | None, modules: dict[str, tuple[str, lis
         duration = float(case.time or 0.0)
     except ValueError:  # junitparser reads the attribute as a float
         duration = 0.0
-    return TestCase(id=_case_id(case.classname or "", case.name or "", case.file, root, modules),
+    return TestCase(id=_case_id(case.classname or "", case.name or "", getattr(case, "file", None), root, modules),
                     outcome=outcome, duration_s=max(duration, 0.0), message=message)
 
 

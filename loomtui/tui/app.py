@@ -8,6 +8,7 @@ import time
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
+from typing import TYPE_CHECKING, cast
 
 from textual import work
 from textual.app import App, ScreenStackError
@@ -19,11 +20,7 @@ from textual.timer import Timer
 from textual.worker import Worker, WorkerState, get_current_worker
 
 from loomtui.config import LoomConfig
-from loomtui.coordination.claims import Coordinator
-from loomtui.coordination.index import build_index, index_cache_dir
-from loomtui.coordination.view import CoordinationPicture, coordination_picture
 from loomtui.errors import LoomError
-from loomtui.governance.coordinator import policy_override_check
 from loomtui.governance.policy import MERGE_MANUAL, Policy, load_policy
 from loomtui.repo import current_branch
 from loomtui.tui.messages import (
@@ -33,18 +30,21 @@ from loomtui.tui.messages import (
     StoreChanged,
 )
 from loomtui.tui.palette import BindingCommands, SandboxesAndEscalations
-from loomtui.tui.screens.context import ContextScreen, ContextSections
 from loomtui.tui.screens.dashboard import DashboardScreen
-from loomtui.tui.screens.escalations import EscalationsScreen
-from loomtui.tui.screens.governance import AuditScreen, PolicyScreen
-from loomtui.tui.screens.graph import GraphScreen
-from loomtui.tui.screens.help import HelpScreen
-from loomtui.tui.screens.metrics import MetricsScreen
-from loomtui.tui.screens.plan import PlanScreen
 from loomtui.tui.snapshot import BadgeCache, DashboardSnapshot, StepCache, read_snapshot
-from loomtui.tui.themes import load_themes, register_themes
+from loomtui.tui.themes import ThemeLoadResult, load_themes, register_themes
 from loomtui.tui.widgets.status_header import StatusHeader
 from loomtui.workspace import Workspace
+
+if TYPE_CHECKING:  # the other views (and the engines only workers use) load after the first frame
+    from textual.command import Provider
+
+    from loomtui.coordination.claims import Coordinator
+    from loomtui.coordination.view import CoordinationPicture
+    from loomtui.tui.screens.escalations import EscalationsScreen
+    from loomtui.tui.screens.governance import AuditScreen, PolicyScreen
+    from loomtui.tui.screens.graph import GraphScreen
+    from loomtui.tui.screens.plan import PlanScreen
 
 LISTEN_SECONDS = 30.0
 """How long the listener waits for an event before it starts waiting again."""
@@ -59,6 +59,32 @@ CHECKLIST_FIRST_S = 3.0
 """The header's checklist score waits this long after start: the first frame comes first."""
 CHECKLIST_EVERY_S = 30.0
 """At most this often the score is recomputed as the store changes (a miss reads git and the store)."""
+BACKGROUND_AFTER_S = 2.0
+"""The index, the reconcile and the other views' modules wait for the first snapshot's frame, or this long
+when the store does not answer: they would compete with the first frame for the one interpreter."""
+WARM_MODULES = ("loomtui.guardrails.evals", "loomtui.guardrails.merged", "loomtui.tui.screens.graph",
+                "loomtui.tui.screens.escalations", "loomtui.tui.screens.governance", "loomtui.tui.screens.context",
+                "loomtui.tui.screens.plan", "loomtui.tui.screens.metrics", "loomtui.tui.screens.help")
+"""Imported by a worker after the first frame, so that the first key that needs one (a view, a sandbox's
+Evals tab) does not wait for its import."""
+
+
+def _view(module: str, name: str) -> Callable[[], Screen[object]]:
+    """A mode's screen, its module imported when the mode is first shown (not with the app)."""
+
+    def make() -> Screen[object]:
+        from importlib import import_module
+
+        screen = getattr(import_module(f"loomtui.tui.screens.{module}"), name)()
+        return cast("Screen[object]", screen)
+
+    return make
+
+
+def _context_sections() -> type[Provider]:
+    from loomtui.tui.screens.context import ContextSections
+
+    return ContextSections
 
 
 class LoomApp(App[int]):
@@ -66,10 +92,12 @@ class LoomApp(App[int]):
 
     TITLE = "loomtui"
     CSS_PATH = "app.tcss"
-    MODES = {"dashboard": DashboardScreen, "graph": GraphScreen, "escalations": EscalationsScreen,
-             "policy": PolicyScreen, "audit": AuditScreen, "context": ContextScreen, "plan": PlanScreen,
-             "metrics": MetricsScreen}
-    COMMANDS = App.COMMANDS | {ContextSections, BindingCommands, SandboxesAndEscalations}
+    MODES = {"dashboard": DashboardScreen, "graph": _view("graph", "GraphScreen"),
+             "escalations": _view("escalations", "EscalationsScreen"),
+             "policy": _view("governance", "PolicyScreen"), "audit": _view("governance", "AuditScreen"),
+             "context": _view("context", "ContextScreen"), "plan": _view("plan", "PlanScreen"),
+             "metrics": _view("metrics", "MetricsScreen")}
+    COMMANDS = App.COMMANDS | {_context_sections, BindingCommands, SandboxesAndEscalations}
     DEFAULT_MODE = "dashboard"
     BINDINGS = [
         Binding("question_mark", "help", "Help", key_display="?", id="app.help"),
@@ -119,6 +147,8 @@ class LoomApp(App[int]):
         self._last_event = 0
         self._watched_mtimes: dict[str, float | None] = {}
         self._branch = current_branch(workspace.root)
+        self._background_started = False  # the index, reconcile and views' imports: after the first frame
+        self._themes = self._choose_theme()
 
     def notify(self, message: str, *, title: str = "", severity: SeverityLevel = "information",
                timeout: float | None = None, markup: bool = False) -> None:
@@ -135,13 +165,27 @@ class LoomApp(App[int]):
 
     # -- start-up -----------------------------------------------------------------
 
-    def on_mount(self) -> None:
+    def _choose_theme(self) -> ThemeLoadResult:
+        """Register the themes and show the configured one, before the stylesheet is first applied: set in
+        on_mount, the theme and then its ANSI palette each re-applied the whole stylesheet to the dashboard
+        (a third of the time to its first frame). What is wrong with a theme is said in on_mount."""
         themes = load_themes()
-        register_themes(self, themes)
+        register_themes(self, ThemeLoadResult(themes.themes))
+        try:
+            wanted = self.workspace.load_config().theme
+        except LoomError:
+            wanted = DEFAULT_THEME  # on_mount loads the config again and says what is wrong with it
+        self.theme = wanted if wanted in self.available_themes else DEFAULT_THEME
+        return themes
+
+    def on_mount(self) -> None:
+        themes = self._themes
         self.loom_themes = [theme.name for theme in themes.themes]
         self.theme_problems = themes.problems
         for problem in themes.problems:
             self.notify(problem, title="theme skipped", severity="warning", timeout=8)
+        for warning in themes.warnings:
+            self.notify(warning, title="theme contrast", severity="warning", timeout=10)
         self._reload_if_changed()
         wanted = self.config.theme if self.config else DEFAULT_THEME
         self.theme = wanted if wanted in self.available_themes else DEFAULT_THEME
@@ -150,13 +194,29 @@ class LoomApp(App[int]):
         if self.show_checklist:
             self._checklist_due = time.monotonic() + CHECKLIST_FIRST_S
             self.set_timer(CHECKLIST_FIRST_S, self._score_checklist)
-        self.refresh_coordination()
-        self._reconcile()
+        self.set_timer(BACKGROUND_AFTER_S, self._start_background)
         if self.demo:
             self._start_demo()
             self.set_interval(1.5, self._advance_demo)
         else:
             self.set_interval(2.0, self._advance_tasks)
+
+    def _start_background(self) -> None:
+        """What the first frame does not show: the index and conflicts, matching the store with the
+        agents running, and the other views' modules (so that their first visit is quick)."""
+        if self._background_started:
+            return
+        self._background_started = True
+        self.refresh_coordination()
+        self._reconcile()
+        self._warm_imports()
+
+    @work(thread=True, group="warm-imports", exit_on_error=False)
+    def _warm_imports(self) -> None:
+        from importlib import import_module
+
+        for module in WARM_MODULES:
+            import_module(module)
 
     # -- the workflow: whatever step is due, done by the one engine ---------------------------
 
@@ -293,10 +353,18 @@ class LoomApp(App[int]):
         except ScreenStackError:
             return None
 
+    def _mode_screen(self, mode: str) -> Screen[object] | None:
+        """The shown screen if it is `mode`'s own view (not a dialog over it). By mode, not by class: a
+        view's module is not imported until the view is first shown."""
+        screen = self._shown_screen()
+        if screen is None or self.current_mode != mode:
+            return None
+        stack = self.get_screen_stack(mode)
+        return screen if stack and stack[0] is screen else None
+
     def _headers(self) -> list[StatusHeader]:
-        """Every view's header, the hidden views' too: all show the same state, changed together
-        (a hidden view's header used to wait for the view to be shown, and could show older counts)."""
-        return StatusHeader.every_one_in(self)
+        screen = self._shown_screen()
+        return list(screen.query(StatusHeader)) if screen is not None else []
 
     def _store_failed(self, message: str) -> None:
         self._store_state = "error"
@@ -313,27 +381,30 @@ class LoomApp(App[int]):
 
     def on_store_changed(self, message: StoreChanged) -> None:
         first = self.latest_snapshot is None
+        if first:
+            self.call_after_refresh(self._start_background)  # once the snapshot's frame is out
         self._last_event = message.snapshot.last_event_id
         self.latest_snapshot = message.snapshot
         screen = self._shown_screen()
         for header in self._headers():
             self.update_header(header)
         # Hidden screens skip the update; they catch up on resume.
-        if isinstance(screen, DashboardScreen | PlanScreen):
+        shows = screen if isinstance(screen, DashboardScreen) else cast("PlanScreen | None", self._mode_screen("plan"))
+        if shows is not None:
             try:
-                screen.show_snapshot(message.snapshot)
+                shows.show_snapshot(message.snapshot)
             except NoMatches:
                 pass  # the app is closing and the screen's widgets are gone: nothing to show it on
         kinds = [e.kind for e in message.snapshot.events]
-        if any(k.startswith(("claim.", "sandbox.")) for k in kinds):
-            self.refresh_coordination()
+        if self._background_started and any(k.startswith(("claim.", "sandbox.")) for k in kinds):
+            self.refresh_coordination()  # before it has started, its first run reads what is new
         if self.show_checklist and kinds and time.monotonic() >= self._checklist_due:
             self._score_checklist()
-        if "audit.appended" in kinds and isinstance(screen, AuditScreen):
-            screen.reload()
+        if "audit.appended" in kinds and (audit := cast("AuditScreen | None", self._mode_screen("audit"))):
+            audit.reload()
         if any(k.startswith("escalation.") for k in kinds):
-            if isinstance(screen, EscalationsScreen):
-                screen.reload()
+            if queue := cast("EscalationsScreen | None", self._mode_screen("escalations")):
+                queue.reload()
             opened = kinds.count("escalation.opened")
             if opened and not first:
                 self.bell()
@@ -403,6 +474,11 @@ class LoomApp(App[int]):
 
     @work(thread=True, exclusive=True, group="coordination", exit_on_error=False)
     def _coordination_worker(self, reindex: bool) -> None:
+        from loomtui.coordination.claims import Coordinator
+        from loomtui.coordination.index import build_index, index_cache_dir
+        from loomtui.coordination.view import coordination_picture
+        from loomtui.governance.coordinator import policy_override_check
+
         try:
             settings = (self.config or LoomConfig()).coordination
             current = self.coordinator
@@ -436,15 +512,15 @@ class LoomApp(App[int]):
         self.post_message(IndexProgress(done, total))
 
     def on_index_progress(self, message: IndexProgress) -> None:
-        if isinstance(screen := self._shown_screen(), GraphScreen):
-            screen.show_progress(message.done, message.total)
+        if graph := cast("GraphScreen | None", self._mode_screen("graph")):
+            graph.show_progress(message.done, message.total)
 
     def on_coordination_changed(self, message: CoordinationChanged) -> None:
         self.coordination = message.picture
         for header in self._headers():
             header.conflicts = len(message.picture.conflicts)
-        if isinstance(screen := self._shown_screen(), GraphScreen):
-            screen.show_picture(message.picture)
+        if graph := cast("GraphScreen | None", self._mode_screen("graph")):
+            graph.show_picture(message.picture)
 
     # -- config and policy: reloaded on change, last good kept ------------------------
 
@@ -486,8 +562,8 @@ class LoomApp(App[int]):
 
     def on_config_problem(self, message: ConfigProblem) -> None:
         self.config_problem = message.message
-        if isinstance(screen := self._shown_screen(), PolicyScreen):
-            screen.show_policy()
+        if policy := cast("PolicyScreen | None", self._mode_screen("policy")):
+            policy.show_policy()
         for screen in self.screen_stack:
             if isinstance(screen, DashboardScreen):
                 screen.show_config_problem(message.message)
@@ -506,6 +582,8 @@ class LoomApp(App[int]):
             rows.append((self.get_key_display(binding), binding.description, where, binding.id or ""))
         # loomtui's own keys (they carry ids) first; the focused widget's keys after.
         rows.sort(key=lambda row: (row[3] == "", row[2] != "app"))
+        from loomtui.tui.screens.help import HelpScreen
+
         self.push_screen(HelpScreen(rows))
 
     def action_next_theme(self) -> None:

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from textual.message import Message
 
-from loomtui.coordination.view import CoordinationPicture
-from loomtui.tui.snapshot import DashboardSnapshot
+if TYPE_CHECKING:  # types only: the engines load in the workers that post these
+    from loomtui.coordination.view import CoordinationPicture
+    from loomtui.tui.snapshot import DashboardSnapshot
 
 
 class StoreChanged(Message):

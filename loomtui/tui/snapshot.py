@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import NamedTuple
+from typing import Final, NamedTuple
 
 from loomtui.governance.policy import MERGE_MANUAL
-from loomtui.guardrails.evals import SANDBOX_EVAL, EvalReport
 from loomtui.store import ClaimRecord, EscalationRecord, Event, SandboxRecord
 from loomtui.workflow.steps import StepView, next_step
 from loomtui.workspace import Workspace
+
+SANDBOX_EVAL: Final = "sandbox"
+"""guardrails.evals.SANDBOX_EVAL, not imported: the eval engine (~0.15 s of imports) loads only once a
+sandbox has a report to read, not before the first frame (tests/test_tui_bench.py keeps the two equal)."""
 
 StepCache = dict[str, tuple[tuple[float, float], StepView]]
 """sandbox id -> ((its `updated`, the newest change of any sandbox or escalation), its step)."""
@@ -65,6 +68,8 @@ def read_snapshot(workspace: Workspace, after_event: int, *, merge_mode: str = M
             row = store.eval_report(report_id)
             if row is None:
                 continue
+            from loomtui.guardrails.evals import EvalReport
+
             report = EvalReport.from_dict(row.data)
             badges[report_id] = EvalBadge(report.badge(), bool(report.checks) and report.gate1 != "passed")
         eval_badges[subject] = badges[report_id]

@@ -15,7 +15,7 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from rich.text import Text
 from textual import on, work
@@ -26,13 +26,14 @@ from textual.widgets import DataTable, Log, Static
 from textual.worker import get_current_worker
 
 from loomtui.errors import LoomError, escape_controls
-from loomtui.guardrails.baseline import run_dir
-from loomtui.guardrails.evals import EvalReport, latest_eval
-from loomtui.guardrails.merged import MergedReport, latest_merged
 from loomtui.store import Event, GateRunRecord
 from loomtui.tui.base import loom_app
 from loomtui.tui.snapshot import EvalBadge
 from loomtui.workspace import Workspace
+
+if TYPE_CHECKING:  # the eval engines load when an eval is read (a worker), not with the dashboard
+    from loomtui.guardrails.evals import EvalReport
+    from loomtui.guardrails.merged import MergedReport
 
 GATE_MARKS: Final = {"passed": "✓", "failed": "✗", "error": "!", "running": "…"}
 CHECK_STYLES: Final = {"passed": "green", "failed": "bold red", "error": "bold yellow", "running": "cyan"}
@@ -92,6 +93,9 @@ class EvalsView:
 
 def read_evals(workspace: Workspace, sandbox_id: str | None) -> EvalsView:
     """The sandbox's newest run of each check, its newest eval, and the newest merged gate."""
+    from loomtui.guardrails.evals import latest_eval
+    from loomtui.guardrails.merged import latest_merged
+
     merged = latest_merged(workspace)
     if sandbox_id is None:
         return EvalsView(None, merged=merged)
@@ -118,6 +122,8 @@ def tail_lines(path: Path, count: int) -> list[str]:
 
 def log_path(workspace: Workspace, run: GateRunRecord) -> Path:
     """Where a gate run's output is: its data says so once it wrote any; else where the engine puts it."""
+    from loomtui.guardrails.baseline import run_dir
+
     given = run.data.get("log")
     return Path(given) if isinstance(given, str) and given else run_dir(workspace, run.id) / "output.log"
 
