@@ -363,8 +363,9 @@ class LoomApp(App[int]):
         return screen if stack and stack[0] is screen else None
 
     def _headers(self) -> list[StatusHeader]:
-        screen = self._shown_screen()
-        return list(screen.query(StatusHeader)) if screen is not None else []
+        """Every view's header, the hidden views' too: all show the same state, changed together
+        (a hidden view's header used to wait for the view to be shown, and could show older counts)."""
+        return StatusHeader.every_one_in(self)
 
     def _store_failed(self, message: str) -> None:
         self._store_state = "error"
