@@ -57,21 +57,8 @@ def test_dashboard_empty(snap_compare, repo: Path) -> None:  # type: ignore[no-u
     assert snap_compare(app, terminal_size=SIZE, run_before=settled_then())
 
 
-def test_dashboard_with_sandboxes(snap_compare, populated: LoomApp) -> None:  # type: ignore[no-untyped-def]
-    assert snap_compare(populated, terminal_size=SIZE, run_before=settled_then("down", "down"))  # NOT isolated
-
-
 def test_help_screen(snap_compare, populated: LoomApp) -> None:  # type: ignore[no-untyped-def]
     assert snap_compare(populated, terminal_size=SIZE, run_before=settled_then("question_mark"))
-
-
-def test_high_contrast_theme(snap_compare, populated: LoomApp) -> None:  # type: ignore[no-untyped-def]
-    async def to_high_contrast(pilot) -> None:  # type: ignore[no-untyped-def]
-        await settled_then()(pilot)
-        pilot.app.theme = "loom-high-contrast"
-        await pilot.pause()
-
-    assert snap_compare(populated, terminal_size=SIZE, run_before=to_high_contrast)
 
 
 def test_claims_graph(snap_compare, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
@@ -91,55 +78,6 @@ def test_claims_graph(snap_compare, tmp_path: Path) -> None:  # type: ignore[no-
         await pilot.pause()
 
     assert snap_compare(app, terminal_size=(140, 36), run_before=open_graph)
-
-
-def _governance_app(tmp_path: Path) -> LoomApp:
-    from loomtui.demo import prepare_demo_repo
-    from loomtui.governance.escalations import open_escalation
-    from loomtui.governance.policy import ChangeFacts, evaluate, load_policy
-
-    repo = prepare_demo_repo(tmp_path)
-    workspace = open_workspace(repo)
-    facts = ChangeFacts(stage="post-gate", paths=("payments/refunds.py",),
-                        regions=("payments/refunds.py::RefundService.quote",), lines_changed=12,
-                        gates={"tests": "passed"}, author="agent@example.com")
-    escalation = open_escalation(workspace, "post-gate", evaluate(load_policy(repo), facts), facts,
-                                 sandbox_id="sb1", commit="c1")
-    # Fixed times in what the pictures show: no real clock.
-    workspace.store.update_escalation(escalation.id, data={"history": [
-        {"at": FIXED_NOW - 60, "event": "opened", "by": "agent-runner@example.com"}]})
-    workspace.actor = "alice@example.com"
-    return LoomApp(workspace, clock=lambda: FIXED_NOW)
-
-
-def test_escalation_queue(snap_compare, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    app = _governance_app(tmp_path)
-
-    async def open_queue(pilot) -> None:  # type: ignore[no-untyped-def]
-        from tests.test_tui import wait_for
-
-        await wait_for(pilot, lambda: app.policy is not None)
-        await pilot.press("3")
-        await wait_for(pilot, lambda: app.screen.query_one("#queue").row_count == 1)
-
-    assert snap_compare(app, terminal_size=(140, 40), run_before=open_queue)
-
-
-def test_policy_view(snap_compare, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    app = _governance_app(tmp_path)
-
-    async def open_policy(pilot) -> None:  # type: ignore[no-untyped-def]
-        from tests.test_tui import wait_for
-
-        # Settled first (policy, store, index read), so nothing restyles the screen after the shot.
-        await wait_for(pilot, lambda: app.policy is not None and app.latest_snapshot is not None
-                       and app.coordination is not None)
-        await pilot.press("4")
-        await pilot.pause()
-        await pilot.wait_for_scheduled_animations()
-        await pilot.pause()
-
-    assert snap_compare(app, terminal_size=(140, 36), run_before=open_policy)
 
 
 def _evals_app(repo: Path) -> LoomApp:

@@ -167,7 +167,7 @@ async def test_enter_on_the_sandboxes_table_opens_the_log_and_the_footer_says_so
         await focused_table(app, pilot)
         shown = {binding.description for _key, binding, enabled, _tip in app.screen.active_bindings.values()
                  if enabled and binding.show}
-        assert "Attach/log" in shown
+        assert "Open" in shown
         assert app.screen.query_one("#detail", TabbedContent).active == "tab-details"
         await pilot.press("enter")
         await wait_for(pilot, lambda: app.screen.query_one("#detail", TabbedContent).active == "tab-log")

@@ -12,6 +12,7 @@ from loomtui.tui.app import LoomApp
 from loomtui.tui.screens.dashboard import SandboxTable
 from loomtui.tui.widgets.fields import Field, render_fields, wrap_value
 from loomtui.tui.widgets.fitted_table import FitColumn, cut, fit_columns
+from loomtui.tui.widgets.status_header import StatusHeader
 from loomtui.workspace import open_workspace
 from tests.conftest import wait_for
 from tests.test_tui import add_sandbox
@@ -70,6 +71,12 @@ async def test_the_dashboard_fits_each_terminal_with_nothing_behind_a_horizontal
         await wait_for(pilot, lambda: table.row_count == 3)
         await pilot.pause()
         shown = table.layout_shown.keys()
+        assert not app.screen.query_one("#empty").display  # rows shown: no "nothing matches" line above them
+        header = app.screen.query_one(StatusHeader)
+        line = str(header.render())
+        assert "sandboxes 3" in line and "escalations 0" in line and "conflicts 0" in line, line  # always
+        assert len(line) <= header.content_size.width, line
+        assert ("Sandboxes" in line and "repo on main" in line) == (size[0] >= 120), line
         assert shown[:3] == ["id", "status", "next"] and "task" in shown
         assert table.virtual_size.width <= table.size.width, (size, table.layout_shown)
         assert not table.show_horizontal_scrollbar

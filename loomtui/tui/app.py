@@ -102,16 +102,18 @@ class LoomApp(App[int]):
     BINDINGS = [
         Binding("question_mark", "help", "Help", key_display="?", id="app.help"),
         Binding("colon", "command_palette", "Commands", key_display=":", id="app.commands"),
-        Binding("t", "next_theme", "Theme", id="app.theme"),
+        # The footer keeps to what works on this screen, help, commands and quit: at 120 columns the
+        # eight views and the theme pushed "q Quit" off its end. `?` and `:` list them all.
+        Binding("t", "next_theme", "Theme", id="app.theme", show=False),
         Binding("T", "pick_theme", "Pick theme", key_display="T", id="app.theme_picker", show=False),
-        Binding("1", "switch_mode('dashboard')", "Sandboxes", id="app.mode.dashboard"),
-        Binding("2", "switch_mode('graph')", "Claims", id="app.mode.graph"),
-        Binding("3", "switch_mode('escalations')", "Escalations", id="app.mode.escalations"),
-        Binding("4", "switch_mode('policy')", "Policy", id="app.mode.policy"),
-        Binding("5", "switch_mode('audit')", "Audit", id="app.mode.audit"),
-        Binding("6", "switch_mode('context')", "Context", id="app.mode.context"),
-        Binding("7", "switch_mode('plan')", "Plan", id="app.mode.plan"),
-        Binding("8", "switch_mode('metrics')", "Metrics", id="app.mode.metrics"),
+        Binding("1", "switch_mode('dashboard')", "Sandboxes", id="app.mode.dashboard", show=False),
+        Binding("2", "switch_mode('graph')", "Claims", id="app.mode.graph", show=False),
+        Binding("3", "switch_mode('escalations')", "Escalations", id="app.mode.escalations", show=False),
+        Binding("4", "switch_mode('policy')", "Policy", id="app.mode.policy", show=False),
+        Binding("5", "switch_mode('audit')", "Audit", id="app.mode.audit", show=False),
+        Binding("6", "switch_mode('context')", "Context", id="app.mode.context", show=False),
+        Binding("7", "switch_mode('plan')", "Plan", id="app.mode.plan", show=False),
+        Binding("8", "switch_mode('metrics')", "Metrics", id="app.mode.metrics", show=False),
         Binding("q", "quit", "Quit", id="app.quit"),
     ]
 
@@ -297,6 +299,7 @@ class LoomApp(App[int]):
         header.branch = self._branch
         header.store_state = self._store_state
         header.mode_title = "demo" if self.demo else ""
+        header.view = getattr(header.screen, "VIEW_NAME", "")
         header.checklist = self.checklist_score
         if self.coordination is not None:
             header.conflicts = len(self.coordination.conflicts)

@@ -7,7 +7,7 @@ app holds are invisible to the type checker there; here they are visible, withou
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, TypeVar, cast
+from typing import TYPE_CHECKING, Any, ClassVar, Final, TypeVar, cast
 
 from textual import events, on
 from textual.app import App
@@ -18,6 +18,10 @@ if TYPE_CHECKING:
 
 ResultT = TypeVar("ResultT")
 
+NARROW_COLUMNS: Final = 100
+"""Under this many columns a screen is `-narrow`: its detail pane goes below its table or tree,
+which keep the full width (a side pane at 80 columns left both too narrow to read)."""
+
 
 def loom_app(app: App[Any]) -> LoomApp:
     """`app` as the LoomApp it is: every screen, form and palette provider here runs inside one."""
@@ -26,6 +30,10 @@ def loom_app(app: App[Any]) -> LoomApp:
 
 class LoomScreen(Screen[ResultT]):
     """A screen of the loomtui app; `self.loom` reads the app's workspace, config and latest state."""
+
+    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (NARROW_COLUMNS, "-normal")]
+    VIEW_NAME: ClassVar[str] = ""
+    """The view's name in the header (one of the app's modes; "" for a form or a dialog)."""
 
     @property
     def loom(self) -> LoomApp:

@@ -38,6 +38,8 @@ def load_team_context(workspace: Workspace) -> Context:
 class ContextScreen(LoomScreen[None]):
     """All sections, a `/` fuzzy filter, and the highlighted section in full."""
 
+    VIEW_NAME = "Context"
+
     AUTO_FOCUS = "#sections"
     BINDINGS = [
         Binding("slash", "filter", "Filter", key_display="/", id="context.filter"),

@@ -130,19 +130,20 @@ class SandboxTable(FittedTable):
     """The sandboxes table: `enter` opens the highlighted sandbox (the table's own `enter` selects
     a row, which the screen answers), and the footer says so while the table has focus."""
 
-    BINDINGS = [Binding("enter", "select_cursor", "Attach/log", id="sandboxes.open")]
+    BINDINGS = [Binding("enter", "select_cursor", "Open", id="sandboxes.open")]
 
 
 class DashboardScreen(LoomScreen[None]):
     """Sandboxes table, detail tabs and the live activity of the store."""
 
+    VIEW_NAME = "Sandboxes"
+
     AUTO_FOCUS = "#sandboxes"
-    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (100, "-normal")]  # narrow: the detail goes under the table
     BINDINGS = [
         Binding("n", "new_sandbox", "New", id="dashboard.new"),
         Binding("s", "stop", "Stop", id="dashboard.stop"),
         Binding("p", "pause_resume", "Pause/resume", id="dashboard.pause", show=False),
-        Binding("enter", "open", "Attach/log", id="dashboard.open"),
+        Binding("enter", "open", "Open", id="dashboard.open"),
         Binding("d", "diff", "Diff", id="dashboard.diff"),
         Binding("e", "evals", "Eval", id="dashboard.eval"),
         Binding("M", "evals(True)", "Merged gate", key_display="M", id="dashboard.merged_gate", show=False),
@@ -268,8 +269,10 @@ class DashboardScreen(LoomScreen[None]):
         table.display = total > 0
         if table.display and self.focused is None:
             table.focus()
-        empty.display = not table.row_count
-        if table.row_count:
+        # The rows asked for, not the table's: a table not laid out yet (no width) holds none so far.
+        shown = sum(1 for s in self.snapshot.sandboxes if self._visible(s)) if self.snapshot else 0
+        empty.display = not shown
+        if shown:
             empty.update("")
         elif total:
             empty.update(Text(f"No sandbox matches the filter ({total} hidden). esc clears it."))

@@ -82,6 +82,8 @@ class ReasonScreen(ModalScreen[str | None]):
 class EscalationsScreen(LoomScreen[None]):
     """The queue a tech lead triages with a few keys."""
 
+    VIEW_NAME = "Escalations"
+
     AUTO_FOCUS = "#queue"
     BINDINGS = [
         Binding("a", "decide('approve')", "Approve", id="escalations.approve"),

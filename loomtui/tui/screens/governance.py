@@ -50,6 +50,8 @@ def _when(rule: Rule) -> str:
 class PolicyScreen(LoomScreen[None]):
     """The rules of `.loom/policy.yaml`, and which of them fire for the chosen sandbox."""
 
+    VIEW_NAME = "Policy"
+
     AUTO_FOCUS = "#rules"
     BINDINGS = [Binding("escape", "back", "Back", id="policy.back")]
 
@@ -167,16 +169,14 @@ class PolicyScreen(LoomScreen[None]):
 AUDIT_COLUMNS: Final = (FitColumn("seq", "#", 0), FitColumn("ts", "Time (UTC)", 3), FitColumn("action", "Action", 1),
                         FitColumn("subject", "Subject", 2, flex=True, min_width=8, want=24),
                         FitColumn("actor", "Actor", 4, max_width=22))
-NARROW_COLUMNS: Final = 100
-"""Below this many columns the detail pane goes below the table."""
 
 
 class AuditScreen(LoomScreen[None]):
     """The newest audit entries, live, with the chain's verify status."""
 
+    VIEW_NAME = "Audit"
+
     AUTO_FOCUS = "#audit"
-    # Under NARROW_COLUMNS a side pane would leave the table too narrow for Action and Subject.
-    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (NARROW_COLUMNS, "-normal")]
     BINDINGS = [
         Binding("v", "verify", "Verify", id="audit.verify"),
         Binding("escape", "back", "Back", id="audit.back"),

@@ -80,8 +80,9 @@ class ConflictsTable(DataTable[Text | str]):
 class GraphScreen(LoomScreen[None]):
     """Claims, neighbourhoods and conflicts, navigable with the keyboard."""
 
+    VIEW_NAME = "Claims"
+
     AUTO_FOCUS = "#conflicts"
-    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (100, "-normal")]  # narrow: the drawn graph goes under the table
     BINDINGS = [
         Binding("g", "toggle_drawn", "Graph/list", id="graph.drawn",
                 tooltip="Switch the claims between the drawn graph and the tree"),

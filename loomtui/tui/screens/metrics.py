@@ -81,6 +81,8 @@ def checklist_text(checklist: Checklist) -> Text:
 class MetricsScreen(LoomScreen[None]):
     """What agents did this week and how much was accepted; the article's ten items."""
 
+    VIEW_NAME = "Metrics"
+
     AUTO_FOCUS = "#metrics-runtimes"
     BINDINGS = [
         Binding("r", "recompute", "Recompute", id="metrics.recompute"),

@@ -80,6 +80,8 @@ def _waves(tasks: dict[str, PlannedTask]) -> list[list[PlannedTask]]:
 class PlanScreen(LoomScreen[None]):
     """Plan runs as DAGs in waves; the selected task's sandbox, step and reasons on the right."""
 
+    VIEW_NAME = "Plan"
+
     AUTO_FOCUS = "#plan-tree"
     BINDINGS = [Binding("escape", "back", "Back", id="plan.back")]
 

@@ -33,6 +33,8 @@ class StatusHeader(Static):
     escalations: reactive[int] = reactive(0)
     conflicts: reactive[int] = reactive(0)
     mode_title: reactive[str] = reactive("")
+    view: reactive[str] = reactive("")
+    """The name of the view this header tops ("Sandboxes", "Claims", ...)."""
     checklist: reactive[str] = reactive("")
     """The infrastructure checklist's score ("9.5/10"); empty until computed."""
 
@@ -50,19 +52,25 @@ class StatusHeader(Static):
             headers.discard(self)
 
     def render(self) -> Text:
-        # Repository and branch names are untrusted text: Text.assemble never parses markup.
-        return Text.assemble(
-            ("loomtui", "bold"),
-            f" · {self.mode_title}  " if self.mode_title else "  ",
-            (self.repo, "bold"),
-            " on ",
-            (self.branch, "italic"),
-            "  store: ",
-            (self.store_state, "green" if self.store_state == "ok" else "bold red"),
-            f"  sandboxes {self.sandboxes}",
-            "  escalations ",
-            (str(self.escalations), "bold yellow" if self.escalations else ""),
-            "  conflicts ",
-            (str(self.conflicts), "bold red" if self.conflicts else ""),
-            *((f"  checklist {self.checklist}", "dim"),) if self.checklist else (),
-        )
+        """The parts that fit the width, most telling first: the counts, a store in trouble and the
+        view stay; the checklist, the branch and the repository go, in that order, as it narrows."""
+        store_style = "green" if self.store_state == "ok" else "bold red"
+        # (priority: smaller stays longer, the part): repository and branch names are untrusted
+        # text, so each part is assembled from plain strings, never parsed as markup.
+        parts: list[tuple[int, Text]] = [
+            (0, Text.assemble(("loomtui", "bold"), f" · {self.mode_title}" if self.mode_title else "")),
+            (3, Text.assemble(" ", (f" {self.view} ", "reverse")) if self.view else Text()),
+            (4, Text.assemble("  ", (self.repo, "bold"))),
+            (5, Text.assemble(" on ", (self.branch, "italic"))),
+            (2 if self.store_state != "ok" else 4, Text.assemble("  store: ", (self.store_state, store_style))),
+            (1, Text(f"  sandboxes {self.sandboxes}")),
+            (1, Text.assemble("  escalations ", (str(self.escalations), "bold yellow" if self.escalations else ""))),
+            (1, Text.assemble("  conflicts ", (str(self.conflicts), "bold red" if self.conflicts else ""))),
+            (6, Text(f"  checklist {self.checklist}", style="dim") if self.checklist else Text()),
+        ]
+        room = self.content_size.width or 10**6
+        for dropped in (6, 5, 4, 3):
+            if sum(part.cell_len for _, part in parts) <= room:
+                break
+            parts = [(rank, part) for rank, part in parts if rank < dropped]
+        return Text("").join(part for _, part in parts)
