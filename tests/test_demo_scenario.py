@@ -404,3 +404,29 @@ def test_a_signature_check_that_cannot_run_is_said_not_hidden(tmp_path: Path,
             narrator._signature_check("rounding", record)
     finally:
         workspace.close()
+
+
+def test_in_the_app_the_other_payments_reviewer_follows_the_persons_approval(tmp_path: Path) -> None:
+    """The app's person approves as alice; payments changes need two: bob follows (a real, audited
+    decision), where before the escalation waited for a second reviewer who never came."""
+    from loomtui.demo.scenario import DEMO_REVIEWERS, colleague_approvals
+
+    repo = prepare_demo_repo(tmp_path)
+    workspace = open_workspace(repo)
+    policy = load_policy(repo, workspace.load_config().policy)
+    facts = ChangeFacts(stage="post-gate", paths=("payments/refunds.py",), lines_changed=12,
+                        gates={"tests": "passed"}, author="sam@example.com")
+    escalation = open_escalation(workspace, "post-gate", evaluate(policy, facts), facts, sandbox_id="sb1", commit="c1")
+    said: list[str] = []
+    assert colleague_approvals(workspace, said.append) == []  # nobody approved yet: nobody follows
+    alice = open_workspace(repo)
+    alice.actor = DEMO_REVIEWERS[0]
+    assert decide(alice, policy, escalation.id, "approve").status == "open"  # 1 of 2
+    decisions = colleague_approvals(workspace, said.append)
+    assert [d["by"] for d in decisions] == [DEMO_REVIEWERS[1]] and not said
+    record = workspace.store.get_escalation(escalation.id)
+    assert record is not None and record.status == "approved"
+    assert [(e.actor, e.action) for e in workspace.audit.tail(2)] == [
+        (DEMO_REVIEWERS[0], "escalation.approve"), (DEMO_REVIEWERS[1], "escalation.approve")]
+    alice.close()
+    workspace.close()

@@ -82,6 +82,7 @@ from loomtui.workspace import Workspace
 __all__ = [
     "AGENT_NAMES", "AGENT_TIMEOUT_S", "DEMO_ENGINEER", "DEMO_LEAD", "DEMO_REVIEWERS", "HEADLESS_APPROVALS",
     "POLL_S", "RUNTIME", "START_WAIT_S", "advance_scenario", "approve_escalation", "approve_starts",
+    "colleague_approvals",
     "demo_sandboxes", "scenario_pending", "start_scenario", "stop_scenario", "waiting_to_start",
 ]
 
@@ -288,7 +289,11 @@ def approve_escalation(workspace: Workspace, policy: Policy, escalation_id: int,
     Each decision is said by the narration (from the audit log); a refusal is said here.
     """
     decisions = []
+    current = workspace.store.get_escalation(escalation_id)
+    already = {a.get("user") for a in current.data.get("approvals", [])} if current is not None else set()
     for reviewer in DEMO_REVIEWERS:
+        if reviewer in already:  # approved in the app by the person playing this reviewer
+            continue
         try:
             escalation = decide(acting_as(workspace, reviewer), policy, escalation_id, "approve")
         except DecisionRefused as exc:
@@ -298,6 +303,20 @@ def approve_escalation(workspace: Workspace, policy: Policy, escalation_id: int,
                           "status": escalation.status, "what": what})
         if escalation.status != EscalationStatus.OPEN:
             break
+    return decisions
+
+
+def colleague_approvals(workspace: Workspace, say: Say) -> list[dict[str, Any]]:
+    """In the app a person approves as one of the demo's payments reviewers, and payments changes
+    need two: once one of them has approved, the other follows, as a colleague would (a real
+    decision through the policy, signed and audited like any), so the scenario goes on. The
+    invoices block takes no approval and stays the person's to override or reject."""
+    decisions: list[dict[str, Any]] = []
+    policy = demo_policy(workspace)
+    for escalation in workspace.store.list_escalations(EscalationStatus.OPEN):
+        approvers = {a.get("user") for a in escalation.data.get("approvals", [])}
+        if approvers & set(DEMO_REVIEWERS) and escalation.data.get("outcome") != "block":
+            decisions += approve_escalation(workspace, policy, escalation.id, f"escalation #{escalation.id}", say)
     return decisions
 
 
@@ -344,6 +363,7 @@ def advance_scenario(workspace: Workspace, on_step: Say | None = None) -> list[s
         # The engine's steps for the engineer's tasks, and what the scenario records of them,
         # are the engineer's, not the app user's (a reviewer who only decides).
         engineer = acting_as(workspace, DEMO_ENGINEER)
+        colleague_approvals(workspace, say)
         advance_all(engineer)
         narrate(engineer, say)
         return say.lines
