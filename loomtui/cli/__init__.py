@@ -158,13 +158,13 @@ def cmd_demo(args: argparse.Namespace) -> int:
                 print_json(summary)
             code = 0 if summary["ok"] else 1
         else:
-            from loomtui.demo.scenario import DEMO_REVIEWERS
+            from loomtui.demo.scenario import DEMO_APP_USER
             from loomtui.tui.app import run_app
 
-            # You triage as a payments reviewer, so the queue's keys do something;
-            # LOOM_USER picks someone else (lead@example.com may override blocks).
+            # You triage as the payments lead, so every key of the queue does something (approve,
+            # reject, override the block); LOOM_USER picks someone else.
             if not os.environ.get("LOOM_USER"):
-                workspace.actor = DEMO_REVIEWERS[0]
+                workspace.actor = DEMO_APP_USER
             code = run_app(workspace, demo=True)
     finally:
         if not args.keep:

@@ -80,9 +80,9 @@ from loomtui.workflow.steps import AFTER_KEY, PRESTART_KEY
 from loomtui.workspace import Workspace
 
 __all__ = [
-    "AGENT_NAMES", "AGENT_TIMEOUT_S", "DEMO_ENGINEER", "DEMO_LEAD", "DEMO_REVIEWERS", "HEADLESS_APPROVALS",
-    "POLL_S", "RUNTIME", "START_WAIT_S", "advance_scenario", "approve_escalation", "approve_starts",
-    "colleague_approvals",
+    "AGENT_NAMES", "AGENT_TIMEOUT_S", "DEMO_APP_USER", "DEMO_ENGINEER", "DEMO_LEAD", "DEMO_REVIEWERS",
+    "HEADLESS_APPROVALS", "POLL_S", "RUNTIME", "START_WAIT_S", "advance_scenario", "approve_escalation",
+    "approve_starts", "colleague_approvals",
     "demo_sandboxes", "scenario_pending", "start_scenario", "stop_scenario", "waiting_to_start",
 ]
 
@@ -92,6 +92,9 @@ DEMO_REVIEWERS: Final = ("alice@example.com", "bob@example.com")
 """payments-team members who approve the rounding and refunds changes in the headless run."""
 DEMO_LEAD: Final = "lead@example.com"
 """A lead (policy group `leads`, who may override): a good identity for triage in the app."""
+DEMO_APP_USER: Final = "mia@example.com"
+"""Who the person in the app is: the payments lead (payments-team and leads), so every key of the
+queue works in the demo: approve a payments change, reject, override the block."""
 RUNTIME: Final = "script"
 AGENT_TIMEOUT_S: Final = 90.0
 """How long one wait may take: a wave of agents (a few seconds of script), their gates and merges."""
@@ -307,15 +310,15 @@ def approve_escalation(workspace: Workspace, policy: Policy, escalation_id: int,
 
 
 def colleague_approvals(workspace: Workspace, say: Say) -> list[dict[str, Any]]:
-    """In the app a person approves as one of the demo's payments reviewers, and payments changes
-    need two: once one of them has approved, the other follows, as a colleague would (a real
+    """In the app a person approves as the payments lead (or a reviewer), and payments changes
+    need two: once one of them has approved, a reviewer follows, as a colleague would (a real
     decision through the policy, signed and audited like any), so the scenario goes on. The
     invoices block takes no approval and stays the person's to override or reject."""
     decisions: list[dict[str, Any]] = []
     policy = demo_policy(workspace)
     for escalation in workspace.store.list_escalations(EscalationStatus.OPEN):
         approvers = {a.get("user") for a in escalation.data.get("approvals", [])}
-        if approvers & set(DEMO_REVIEWERS) and escalation.data.get("outcome") != "block":
+        if approvers & {DEMO_APP_USER, *DEMO_REVIEWERS} and escalation.data.get("outcome") != "block":
             decisions += approve_escalation(workspace, policy, escalation.id, f"escalation #{escalation.id}", say)
     return decisions
 
