@@ -109,3 +109,26 @@ async def test_a_resize_lays_the_table_out_again_and_keeps_the_cursor(repo: Path
         await wait_for(pilot, lambda: "isolation" not in table.layout_shown.keys())
         assert table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value == chosen
         assert table.virtual_size.width <= table.size.width
+
+
+async def test_the_demos_chapters_go_into_every_header_and_only_warnings_toast(repo: Path) -> None:
+    import asyncio
+
+    app = LoomApp(open_workspace(repo))
+    said: list[str] = []
+    notify = app.notify
+    app.notify = lambda message, **kwargs: (said.append(str(message)), notify(message, **kwargs))[1]  # type: ignore
+    async with app.run_test(size=(160, 30)) as pilot:
+        await pilot.pause()
+        await pilot.press("3")  # another view's header too
+        await pilot.pause()
+        # What the scenario's worker says, from its thread.
+        await asyncio.to_thread(app._say, "== Agents at work")
+        await asyncio.to_thread(app._say, "[rounding] agent running")  # visible in the table: no toast
+        await asyncio.to_thread(app._say, "WARNING: dependency conflict with rounding")
+        await wait_for(pilot, lambda: len(said) == 1)
+        await pilot.pause()
+        assert said == ["WARNING: dependency conflict with rounding"]
+        headers = StatusHeader.every_one_in(app)
+        assert len(headers) >= 2 and all(h.chapter == "Agents at work" for h in headers)
+        assert ": Agents at work" in str(app.screen.query_one(StatusHeader).render())

@@ -129,6 +129,8 @@ class LoomApp(App[int]):
         self._checklist_due = 0.0
         self.workspace = workspace
         self.demo = demo
+        self.demo_chapter = ""
+        """The demo's chapter now ("Agents at work"), shown in the header."""
         self._store_state = "ok"
         self.loom_themes: list[str] = []
         self.escalation_toast_seconds = ESCALATION_TOAST_SECONDS
@@ -255,9 +257,16 @@ class LoomApp(App[int]):
         The rest is visible anyway: in the sandboxes table, their logs and the queue.
         """
         text = line.strip()
-        if text.startswith("==") or any(word in text for word in ("WARNING", "HIGH", "merged", "-> escalation")):
+        if text.startswith("=="):  # a chapter of the story: into every header, not one more toast
+            self.call_from_thread(self._set_demo_chapter, text.strip("= "))
+        elif any(word in text for word in ("WARNING", "HIGH", "merged", "-> escalation")):
             severity = "warning" if ("WARNING" in text or "HIGH" in text) else "information"
-            self.call_from_thread(self.notify, text.strip("= "), title="demo", severity=severity, timeout=8)
+            self.call_from_thread(self.notify, text, title="demo", severity=severity, timeout=8)
+
+    def _set_demo_chapter(self, chapter: str) -> None:
+        self.demo_chapter = chapter
+        for header in self._headers():
+            header.chapter = chapter
 
     @work(thread=True, group="demo", exit_on_error=False)
     def _start_demo(self) -> None:
@@ -299,6 +308,7 @@ class LoomApp(App[int]):
         header.branch = self._branch
         header.store_state = self._store_state
         header.mode_title = "demo" if self.demo else ""
+        header.chapter = self.demo_chapter
         header.view = getattr(header.screen, "VIEW_NAME", "")
         header.checklist = self.checklist_score
         if self.coordination is not None:

@@ -33,6 +33,8 @@ class StatusHeader(Static):
     escalations: reactive[int] = reactive(0)
     conflicts: reactive[int] = reactive(0)
     mode_title: reactive[str] = reactive("")
+    chapter: reactive[str] = reactive("")
+    """The demo's chapter now, beside the mode ("Agents at work"); "" outside the demo."""
     view: reactive[str] = reactive("")
     """The name of the view this header tops ("Sandboxes", "Claims", ...)."""
     checklist: reactive[str] = reactive("")
@@ -59,6 +61,7 @@ class StatusHeader(Static):
         # text, so each part is assembled from plain strings, never parsed as markup.
         parts: list[tuple[int, Text]] = [
             (0, Text.assemble(("loomtui", "bold"), f" · {self.mode_title}" if self.mode_title else "")),
+            (5, Text(f": {self.chapter}", style="italic") if self.chapter else Text()),
             (3, Text.assemble(" ", (f" {self.view} ", "reverse")) if self.view else Text()),
             (4, Text.assemble("  ", (self.repo, "bold"))),
             (5, Text.assemble(" on ", (self.branch, "italic"))),
