@@ -21,6 +21,7 @@ from textual.widgets import DataTable
 
 from loomtui.tui.app import LoomApp
 from loomtui.tui.bench_data import BenchSize
+from loomtui.tui.first_frame import end_process
 from loomtui.workspace import Workspace
 
 
@@ -173,17 +174,29 @@ def keys_main() -> None:
         figures = measure_keys(workspace, rounds=rounds)
     finally:
         workspace.close()
-    out.write_text(json.dumps(figures))
+    written = out.with_suffix(".part")
+    written.write_text(json.dumps(figures))
+    written.replace(out)  # whole or not at all: the parent ends this process once OUT exists
 
 
 def _keys_in_child(repo: Path, rounds: int) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="loomtui-tui-keys-") as scratch:
         out = Path(scratch) / "keys.json"
         script = "from loomtui.tui.bench import keys_main; keys_main()"
-        done = subprocess.run([sys.executable, "-c", script, str(repo), str(rounds), str(out)], cwd=repo,
-                              capture_output=True, text=True, timeout=600 + 60 * rounds)
-        if done.returncode or not out.exists():
-            raise RuntimeError(f"the key-to-repaint run failed (exit {done.returncode}): {done.stderr[-2000:]}")
+        errors = Path(scratch) / "stderr.txt"
+        with errors.open("wb") as stderr:
+            proc = subprocess.Popen([sys.executable, "-c", script, str(repo), str(rounds), str(out)], cwd=repo,
+                                    stdout=subprocess.DEVNULL, stderr=stderr, start_new_session=True)
+        deadline = time.monotonic() + 600 + 60 * rounds
+        try:
+            # Ended once its figures are written: its exit would wait for the app's worker threads.
+            while not out.exists() and proc.poll() is None and time.monotonic() < deadline:
+                time.sleep(0.1)
+        finally:
+            end_process(proc)
+        if not out.exists():
+            detail = errors.read_text(errors="replace")[-2000:]
+            raise RuntimeError(f"the key-to-repaint run failed (exit {proc.returncode}): {detail}")
         figures: dict[str, Any] = json.loads(out.read_text())
         return figures
 

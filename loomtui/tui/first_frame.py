@@ -12,6 +12,7 @@ from __future__ import annotations
 import fcntl
 import os
 import select
+import signal
 import statistics
 import struct
 import subprocess
@@ -94,6 +95,17 @@ def _drain(master: int, kept: bytearray) -> None:
         del kept[:-4000]
 
 
+def end_process(proc: subprocess.Popen[bytes]) -> None:
+    """End a start once its frame is reported: its process group (its index workers too). A clean exit
+    would wait for the work the app started in threads, seconds that measure nothing."""
+    if proc.poll() is None:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)  # its own session and group: start_new_session
+        except ProcessLookupError:
+            pass
+    proc.wait(10)
+
+
 def start_once(script: str, argument: str, *, cwd: Path | None = None) -> FirstFrame:
     """Start `python -c script <fd> argument` on a fresh pty; time its first frame with rows."""
     master, slave = os.openpty()
@@ -126,12 +138,9 @@ def start_once(script: str, argument: str, *, cwd: Path | None = None) -> FirstF
             tail = bytes(kept).decode("utf-8", "replace")[-800:]
             raise RuntimeError(f"no first frame with rows within {FRAME_TIMEOUT_S:g}s (exit {proc.returncode}): "
                                f"{tail!r}")
-        proc.wait(30)
     finally:
         os.close(report_read)
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(10)
+        end_process(proc)
         reader.join(5)
         os.close(master)
     at, rss = line.split()
