@@ -23,6 +23,7 @@ from loomtui.errors import escape_controls
 from loomtui.store import ClaimRecord
 from loomtui.tui.base import LoomScreen
 from loomtui.tui.widgets.claims_canvas import ClaimsCanvas, assign_colours, theme_palette
+from loomtui.tui.widgets.fields import wrap_value
 from loomtui.tui.widgets.status_header import StatusHeader
 
 SEVERITY_STYLES = {"error": "bold red", "high": "bold yellow", "warning": "yellow"}
@@ -262,21 +263,27 @@ class GraphScreen(LoomScreen[None]):
                                f"{self.picture.index_line()}"))
             return
         claims = {c.id: c for c in self.picture.claims}
+        width = detail.content_size.width or 40
+
+        def wrapped(value: str) -> str:  # region ids break after a `/`, not mid-name
+            return "\n".join(wrap_value(value, width)) + "\n"
+
         text = Text()
         text.append(f"{conflict.severity} {conflict.kind}\n", style=SEVERITY_STYLES[conflict.severity])
-        text.append(conflict.explanation + "\n\n")
+        text.append(wrapped(conflict.explanation) + "\n")
         for label, claim_id, sandbox in (("A", conflict.claim_a, conflict.sandbox_a),
                                          ("B", conflict.claim_b, conflict.sandbox_b)):
             claim = claims.get(claim_id) if claim_id is not None else None
-            text.append(f"{label}: sandbox {sandbox}", style="bold")
+            text.append(f"{label}: sandbox {sandbox}\n", style="bold")
             if claim is not None:
-                text.append(f"  claim #{claim.id} {claim.mode} {claim.target}")
-                if claim.reason:
-                    text.append(f"  ({claim.reason})")
-            text.append("\n")
-        text.append("\npath: ", style="bold")
-        text.append(" → ".join(conflict.path))
+                reason = f"  ({claim.reason})" if claim.reason else ""
+                text.append(wrapped(f"claim #{claim.id} {claim.mode} {claim.target}{reason}"))
+        text.append("\npath:\n", style="bold")
+        text.append(wrapped(" → ".join(conflict.path)))
         detail.update(text)
+
+    def on_resize(self) -> None:
+        self.call_after_refresh(self._show_conflict)  # its lines wrap for the new width
 
     # -- the drawn graph: toggle, filter, zoom -------------------------------------------------
 
