@@ -21,8 +21,10 @@ class Terminal:
     def __init__(self, cwd: Path, command: str) -> None:
         self.socket = f"loomtui-test-{uuid.uuid4().hex[:8]}"
         self.cwd = cwd
+        # The pane's own size, 120x30, as a person's terminal has it: COLUMNS and LINES, which a test
+        # runner may export (Textual takes them over the terminal's), are dropped.
         self._tmux("new-session", "-d", "-s", "t", "-x", "120", "-y", "30", "-c", str(cwd),
-                   f"{command}; echo EXIT=$?; sleep 30")
+                   f"unset COLUMNS LINES; {command}; echo EXIT=$?; sleep 30")
 
     def _tmux(self, *args: str) -> str:
         return subprocess.run(["tmux", "-L", self.socket, *args], capture_output=True,

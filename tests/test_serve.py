@@ -191,7 +191,7 @@ async def test_the_app_in_a_browser_renders_and_takes_keys(served: tuple[str, st
         await page.call("Page.enable")  # without it the script below is not run on navigation
         await page.call("Page.addScriptToEvaluateOnNewDocument", source=CAPTURE_TERMINALS)
         await page.call("Page.navigate", url=url)
-        header = f"loomtui  {repo.name} on main"  # the repository served, and its branch
+        header = f"  {repo.name} on main  "  # the repository served, and its branch (the header's)
         # A frame arrives in pieces: wait for the header and the table's text both.
         dashboard = await page.wait_screen(lambda text: header in text and EMPTY_DASHBOARD in text, "the dashboard")
         assert "Claims and their neighbourhood" not in dashboard

@@ -183,7 +183,7 @@ async def test_escalations_arriving_together_are_one_toast_not_a_pile(billing: P
     notify = app.notify
     app.notify = lambda message, **kwargs: (said.append(str(message)), notify(message, **kwargs))[1]  # type: ignore
     async with app.run_test(size=SIZE) as pilot:
-        await open_queue(app, pilot, rows=0)
+        await wait_for(pilot, lambda: app.policy is not None)  # on the dashboard: the queue is not in view
         escalate(billing, payments_change())
         await wait_for(pilot, lambda: any("waiting" in line for line in said), timeout=10)
         escalate(billing, payments_change())

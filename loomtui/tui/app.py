@@ -50,6 +50,8 @@ LISTEN_SECONDS = 30.0
 """How long the listener waits for an event before it starts waiting again."""
 RETRY_SECONDS = 2.0
 """How often a store that failed is tried again."""
+DEMO_TOAST_SECONDS = 6.0
+"""How long a demo warning or merge shows: the story goes on in the views and the header."""
 ESCALATION_TOAST_SECONDS = 8.0
 """How long a new-escalation toast shows; at most one is shown at a time."""
 CONFIG_CHECK_SECONDS = 0.5
@@ -259,9 +261,11 @@ class LoomApp(App[int]):
         text = line.strip()
         if text.startswith("=="):  # a chapter of the story: into every header, not one more toast
             self.call_from_thread(self._set_demo_chapter, text.strip("= "))
-        elif any(word in text for word in ("WARNING", "HIGH", "merged", "-> escalation")):
+        elif any(word in text for word in ("WARNING", "HIGH")):
+            # Not "-> escalation" nor "merged": the app's own toasts say those (an escalation waiting,
+            # coalesced; a decision and what followed it), and the table shows each status.
             severity = "warning" if ("WARNING" in text or "HIGH" in text) else "information"
-            self.call_from_thread(self.notify, text, title="demo", severity=severity, timeout=8)
+            self.call_from_thread(self.notify, text, title="demo", severity=severity, timeout=DEMO_TOAST_SECONDS)
 
     def _set_demo_chapter(self, chapter: str) -> None:
         self.demo_chapter = chapter
@@ -454,7 +458,8 @@ class LoomApp(App[int]):
         shows are counted into the next one, not stacked over the header as toasts of their own."""
         self._announce_timer = None
         count, self._unannounced = self._unannounced, 0
-        if count:
+        # With the queue in view its new rows show (and the bell rang): a toast would cover its detail.
+        if count and self.current_mode != "escalations":
             self._announced_at = time.monotonic()
             self.notify(f"{count} new escalation{'s' if count != 1 else ''} waiting: press 3", title="escalation",
                         severity="warning", timeout=self.escalation_toast_seconds)

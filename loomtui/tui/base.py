@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Final, TypeVar, cast
 from textual import events, on
 from textual.app import App
 from textual.screen import Screen
+from textual.widget import Widget
 
 if TYPE_CHECKING:
     from loomtui.tui.app import LoomApp
@@ -26,6 +27,12 @@ which keep the full width (a side pane at 80 columns left both too narrow to rea
 def loom_app(app: App[Any]) -> LoomApp:
     """`app` as the LoomApp it is: every screen, form and palette provider here runs inside one."""
     return cast("LoomApp", app)
+
+
+def inner_width(widget: Widget) -> int:
+    """The width `widget` has for its content, from its own size: `content_size` reads the
+    compositor's last map, which can lag a resize. 0 before it is first sized."""
+    return widget.size.width  # Textual's `size` is the content area's already
 
 
 class LoomScreen(Screen[ResultT]):

@@ -100,11 +100,13 @@ class ContextScreen(LoomScreen[None]):
         ids = ([hit["id"] for hit in search_sections(self.context, query, limit=50)] if query.strip()
                else [section.id for section in self.context.sections[:MAX_ROWS]])
         flagged = {s for s in ids if s in self.flags or by_id[s].source in self.flags}
-        self.query_one("#sections", FittedTable).show_rows({section_id: {
+        table = self.query_one("#sections", FittedTable)
+        table.show_rows({section_id: {
             "title": Text(by_id[section_id].title, style="bold yellow" if section_id in flagged else ""),
             "where": Text(f"{by_id[section_id].source}:{by_id[section_id].line}"),
             "layer": Text(by_id[section_id].layer),
         } for section_id in ids})
+        table.move_cursor(row=0)  # the best match (or the first section) is where the eye goes
         self._show()
 
     @on(DataTable.RowHighlighted, "#sections")

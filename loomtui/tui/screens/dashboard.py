@@ -28,7 +28,7 @@ from loomtui.execution import review, sandboxes
 from loomtui.execution.lifecycle import APPROVED, AWAITING_REVIEW, LIVE, PAUSED, PLANNED
 from loomtui.execution.runtimes import runtime_installed
 from loomtui.store import Event, SandboxRecord
-from loomtui.tui.base import LoomScreen
+from loomtui.tui.base import LoomScreen, inner_width
 from loomtui.tui.snapshot import DashboardSnapshot
 from loomtui.tui.widgets.evals import EvalsPane, gates_cell
 from loomtui.tui.widgets.fields import Field, render_fields
@@ -313,7 +313,7 @@ class DashboardScreen(LoomScreen[None]):
         if sandbox.id in self.diff_stats:
             fields.append(Field("diff", self.diff_stats[sandbox.id]))
         _agent_report(fields, sandbox.data.get("agent_result"))
-        lines = render_fields(fields, details.content_size.width or DETAIL_WIDTH)
+        lines = render_fields(fields, inner_width(details) or DETAIL_WIDTH)
         details.update(lines)
         self._show_context(sandbox)
         if sandbox.id != self.tailing:

@@ -310,17 +310,18 @@ class EscalationsScreen(LoomScreen[None]):
         except LoomError as exc:
             app.call_from_thread(app.notify, str(exc), title="not recorded", severity="error")
             return
-        app.call_from_thread(app.notify, f"#{escalation_id}: {decision} recorded ({updated.status})",
-                             title="decision")
+        said = f"#{escalation_id}: {decision} recorded ({updated.status})"
         if updated.sandbox_id:
-            # The decision may let its sandbox move on (start, merge, reject): the workflow says.
+            # The decision may let its sandbox move on (start, merge, reject): the workflow says, in
+            # the same toast (one per decision, not one per step over the detail pane).
             try:
                 moved = advance(app.workspace, updated.sandbox_id, policy=app.policy)
             except LoomError as exc:
                 app.call_from_thread(app.notify, str(exc), title="workflow", severity="error")
             else:
-                for line in moved.done:
-                    app.call_from_thread(app.notify, f"sandbox {moved.sandbox_id}: {line}", title="workflow")
+                if moved.done:
+                    said += f"; sandbox {moved.sandbox_id}: " + "; ".join(moved.done)
+        app.call_from_thread(app.notify, said, title="decision")
         self.reload()
 
     @work(thread=True, group="diff", exit_on_error=False)

@@ -21,7 +21,7 @@ from loomtui.coordination.claims import Conflict
 from loomtui.coordination.view import CoordinationPicture, Edge
 from loomtui.errors import escape_controls
 from loomtui.store import ClaimRecord
-from loomtui.tui.base import LoomScreen
+from loomtui.tui.base import LoomScreen, inner_width
 from loomtui.tui.widgets.claims_canvas import ClaimsCanvas, assign_colours, theme_palette
 from loomtui.tui.widgets.fields import wrap_value
 from loomtui.tui.widgets.status_header import StatusHeader
@@ -263,7 +263,7 @@ class GraphScreen(LoomScreen[None]):
                                f"{self.picture.index_line()}"))
             return
         claims = {c.id: c for c in self.picture.claims}
-        width = detail.content_size.width or 40
+        width = inner_width(detail) or 40
 
         def wrapped(value: str) -> str:  # region ids break after a `/`, not mid-name
             return "\n".join(wrap_value(value, width)) + "\n"

@@ -10,6 +10,8 @@ from textual.app import App
 from textual.reactive import reactive
 from textual.widgets import Static
 
+from loomtui.tui.base import inner_width
+
 
 class StatusHeader(Static):
     """One line that says where you are and what needs attention.
@@ -55,24 +57,25 @@ class StatusHeader(Static):
 
     def render(self) -> Text:
         """The parts that fit the width, most telling first: the counts, a store in trouble and the
-        view stay; the checklist, the branch and the repository go, in that order, as it narrows."""
+        view stay; the checklist, the demo's chapter, the branch, the repository and a healthy
+        store go, in that order, as it narrows."""
         store_style = "green" if self.store_state == "ok" else "bold red"
         # (priority: smaller stays longer, the part): repository and branch names are untrusted
         # text, so each part is assembled from plain strings, never parsed as markup.
         parts: list[tuple[int, Text]] = [
             (0, Text.assemble(("loomtui", "bold"), f" · {self.mode_title}" if self.mode_title else "")),
-            (5, Text(f": {self.chapter}", style="italic") if self.chapter else Text()),
+            (7, Text(f": {self.chapter}", style="italic") if self.chapter else Text()),
             (3, Text.assemble(" ", (f" {self.view} ", "reverse")) if self.view else Text()),
-            (4, Text.assemble("  ", (self.repo, "bold"))),
-            (5, Text.assemble(" on ", (self.branch, "italic"))),
+            (5, Text.assemble("  ", (self.repo, "bold"))),
+            (6, Text.assemble(" on ", (self.branch, "italic"))),
             (2 if self.store_state != "ok" else 4, Text.assemble("  store: ", (self.store_state, store_style))),
             (1, Text(f"  sandboxes {self.sandboxes}")),
             (1, Text.assemble("  escalations ", (str(self.escalations), "bold yellow" if self.escalations else ""))),
             (1, Text.assemble("  conflicts ", (str(self.conflicts), "bold red" if self.conflicts else ""))),
-            (6, Text(f"  checklist {self.checklist}", style="dim") if self.checklist else Text()),
+            (8, Text(f"  checklist {self.checklist}", style="dim") if self.checklist else Text()),
         ]
-        room = self.content_size.width or 10**6
-        for dropped in (6, 5, 4, 3):
+        room = inner_width(self) or 10**6
+        for dropped in (8, 7, 6, 5, 4, 3):  # one kind of part at a time, the least telling first
             if sum(part.cell_len for _, part in parts) <= room:
                 break
             parts = [(rank, part) for rank, part in parts if rank < dropped]
