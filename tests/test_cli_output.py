@@ -51,3 +51,14 @@ def test_sandbox_list_keeps_its_columns_with_a_long_runtime_name(billing: Path) 
     column = header.index("TASK")
     assert sorted(row[column:].split()[0] for row in rows) == ["short", "tidy"]
     assert "command" in run_cli(billing, "sandbox", "new", "--help").stdout
+
+
+def test_sandbox_new_says_its_agent_is_starting_not_planned(billing: Path) -> None:
+    script = billing.parent / "hello.yaml"
+    script.write_text('- {log: "hello"}\n')
+    started = run_cli(billing, "sandbox", "new", "--runtime", "script", "--script", str(script), "--task", "say hello")
+    first = started.stdout.splitlines()[0]
+    assert started.returncode == 0 and first.endswith(", agent starting"), first
+    held = run_cli(billing, "sandbox", "new", "--runtime", "script", "--script", str(script), "--task", "later",
+                   "--no-start")
+    assert held.stdout.splitlines()[0].endswith(", planned")  # not started: a plan it is

@@ -84,8 +84,10 @@ def cmd_new(args: argparse.Namespace) -> int:
     if args.json:
         print_json({**_record_dict(record), "step": str(view.step), "waits_on": view.waits_on})
         return 0
+    # A planned record whose supervisor is up is an agent starting, not a plan: say which.
+    state = view.line(STEP_HINTS) if record.status == PLANNED and view.step == "agent" else record.status
     print(f"sandbox {record.id}: {record.runtime} on {record.branch} from {record.base_ref}, "
-          f"{engine.isolation_label(record)}, {record.status}")
+          f"{engine.isolation_label(record)}, {state}")
     if record.isolation != "bwrap":
         why = "--no-isolation was given" if args.no_isolation else "bubblewrap is not available"
         print(f"warning: {why}, so this agent is NOT isolated (see `loomtui doctor`)", file=sys.stderr)
