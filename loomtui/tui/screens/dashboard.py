@@ -161,6 +161,8 @@ class DashboardScreen(LoomScreen[None]):
         self.tailing: str | None = None
         self.diff_stats: dict[str, str] = {}
         self._follow_timer: Timer | None = None
+        self._detail_due = False  # a detail is to be shown after the next frame
+        self._pane_lines: dict[str, int] = {}  # each detail pane's height as last shown
         self._drift: dict[str, tuple[float, str]] = {}  # sandbox -> (when checked, what was found)
 
     def compose(self) -> ComposeResult:
@@ -172,11 +174,11 @@ class DashboardScreen(LoomScreen[None]):
                 yield Static("", id="empty")
                 yield SandboxTable(SANDBOX_COLUMNS, id="sandboxes")
             with TabbedContent(id="detail"):
-                with TabPane("Details", id="tab-details"):
+                with TabPane("Details", id="tab-details"), VerticalScroll():
                     yield Static("", id="details")
                 with TabPane("Log", id="tab-log"):
                     yield Log(max_lines=1000, id="agent-log")
-                with TabPane("Claims", id="tab-claims"):
+                with TabPane("Claims", id="tab-claims"), VerticalScroll():
                     yield Static("", id="claims")
                 with TabPane("Activity", id="tab-activity"):
                     yield Log(max_lines=500, id="activity")
@@ -314,7 +316,7 @@ class DashboardScreen(LoomScreen[None]):
             fields.append(Field("diff", self.diff_stats[sandbox.id]))
         _agent_report(fields, sandbox.data.get("agent_result"))
         lines = render_fields(fields, inner_width(details) or DETAIL_WIDTH)
-        details.update(lines)
+        self._show_text(details, lines)
         self._show_context(sandbox)
         if sandbox.id != self.tailing:
             # Follow the selection only once it settles: scrolling through twenty
@@ -333,7 +335,16 @@ class DashboardScreen(LoomScreen[None]):
             for region in claim.region_ids:
                 if region != claim.target:  # the target is the line above: only what it resolved to
                     listing.append(f"    {region}\n", style="dim")
-        claims.update(listing)
+        self._show_text(claims, listing)
+
+    def _show_text(self, pane: Static, text: Text) -> None:
+        """Show `text` in a detail tab's pane, laying the screen out again only when the pane is in
+        the tab shown and its height changed: a relayout on every cursor key was most of its cost
+        (a hidden tab is laid out when it is chosen)."""
+        lines = text.plain.count("\n") + 1
+        shown = pane.id is not None and self.query_one("#detail", TabbedContent).active == f"tab-{pane.id}"
+        pane.update(text, layout=shown and self._pane_lines.get(pane.id or "") != lines)
+        self._pane_lines[pane.id or ""] = lines
 
     def _show_context(self, sandbox: SandboxRecord) -> None:
         """The context the agent got: version, each section and why; whether it has gone stale."""
@@ -341,7 +352,7 @@ class DashboardScreen(LoomScreen[None]):
         given = sandbox.data.get("context")
         view = self.query_one("#context", Static)
         if not isinstance(given, dict):
-            view.update(Text("This sandbox got its task only (no context slice was recorded)."))
+            self._show_text(view, Text("This sandbox got its task only (no context slice was recorded)."))
             return
         text = Text()
         text.append(f"version {str(given.get('version', '?'))[:12]}", style="bold")
@@ -352,7 +363,7 @@ class DashboardScreen(LoomScreen[None]):
             text.append(f"\n{section.get('title') or section.get('id')}\n", style="bold")
             text.append(f"  {section.get('source')}:{section.get('line')} ({section.get('layer')})\n", style="dim")
             text.append(f"  {section.get('why', '')}\n")  # untrusted file text: appended, never markup
-        view.update(text)
+        self._show_text(view, text)
         if time.monotonic() - checked > DRIFT_RECHECK_S:  # the screen repaints often; drift is not cheap
             self._drift[sandbox.id] = (time.monotonic(), drift)
             self._check_drift(sandbox)
@@ -384,6 +395,14 @@ class DashboardScreen(LoomScreen[None]):
 
     @on(DataTable.RowHighlighted, "#sandboxes")
     def _row_highlighted(self) -> None:
+        # The cursor's frame first, then the detail (once, however many keys came in between):
+        # rebuilding and reflowing the pane before the cursor moved on screen made each key slow.
+        if not self._detail_due:
+            self._detail_due = True
+            self.call_after_refresh(self._show_due_detail)
+
+    def _show_due_detail(self) -> None:
+        self._detail_due = False
         self._show_detail()
 
     @on(TabbedContent.TabActivated, "#detail")

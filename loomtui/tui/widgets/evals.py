@@ -375,7 +375,8 @@ class EvalsPane(VerticalScroll):
             return
         self.sandbox_id = sandbox_id
         self._check = None
-        self._render_view()
+        if self.showing:  # hidden, it is drawn when its tab is chosen: not on every cursor key
+            self._render_view()
         self.refresh_view()
 
     def store_changed(self, events: Sequence[Event]) -> None:
@@ -384,8 +385,10 @@ class EvalsPane(VerticalScroll):
 
     def set_showing(self, showing: bool) -> None:
         self.showing = showing
-        if showing and self._stale:
-            self.refresh_view()
+        if showing:
+            self._render_view()  # what `show` skipped while the tab was hidden
+            if self._stale:
+                self.refresh_view()
 
     def refresh_view(self) -> None:
         """Read the store again now if the tab is visible; else once it is."""
