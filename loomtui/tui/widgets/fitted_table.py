@@ -130,8 +130,8 @@ class FittedTable(DataTable[Cell]):
 
     def set_cell(self, row: str, column: str, value: Cell) -> None:
         """Change one cell of a shown row (the Age ticking on), repainting only that cell."""
-        if row not in self._rows:
-            return
+        if row not in self._rows or str(self._rows[row].get(column, "")) == str(value):
+            return  # the same text (most ages, most ticks): nothing to measure or repaint
         self._rows[row][column] = value
         self._grow({column: value})
         if not self.lay_out():
