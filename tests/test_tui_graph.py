@@ -215,3 +215,27 @@ async def test_between_and_the_trees_edges_fit_with_both_sides_named(billing: Pa
         leaves = [str(leaf.label) for leaf in region.children]
         # The neighbour comes first, right after the arrow: a narrow pane cuts the kind, not the target.
         assert any(leaf.startswith("⚠ → round_minor_units") for leaf in leaves), leaves
+
+
+async def test_the_palette_finds_a_claimed_region_and_draws_its_sandboxs_claims(billing: Path) -> None:
+    from textual.command import CommandList, CommandPalette
+
+    from loomtui.tui.widgets.claims_canvas import ClaimsCanvas
+
+    app = LoomApp(open_workspace(billing))
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: app.coordination is not None and len(app.coordination.claims) == 2)
+        await pilot.press("colon")
+        await wait_for(pilot, lambda: isinstance(app.screen, CommandPalette))
+        await pilot.press(*"round_minor_units")
+        results = app.screen.query_one(CommandList)
+        await wait_for(pilot, lambda: results.option_count > 0, timeout=10)
+        await pilot.pause(0.3)
+        found = [str(results.get_option_at_index(i).prompt) for i in range(results.option_count)]
+        target = next(i for i, line in enumerate(found) if line.startswith(f"region {ROUNDING} "))
+        assert "sandbox rounding" in found[target], found
+        results.highlighted = target
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: isinstance(app.screen, GraphScreen) and app.screen.drawn)
+        canvas = app.screen.query_one("#claims-canvas", ClaimsCanvas)
+        await wait_for(pilot, lambda: canvas.sandbox == "rounding")

@@ -29,7 +29,7 @@ from loomtui.tui.messages import (
     IndexProgress,
     StoreChanged,
 )
-from loomtui.tui.palette import BindingCommands, SandboxesAndEscalations
+from loomtui.tui.palette import BindingCommands, ClaimedRegions, SandboxesAndEscalations
 from loomtui.tui.screens.dashboard import DashboardScreen
 from loomtui.tui.snapshot import BadgeCache, DashboardSnapshot, StepCache, read_snapshot
 from loomtui.tui.themes import ThemeLoadResult, load_themes, register_themes
@@ -99,7 +99,7 @@ class LoomApp(App[int]):
              "policy": _view("governance", "PolicyScreen"), "audit": _view("governance", "AuditScreen"),
              "context": _view("context", "ContextScreen"), "plan": _view("plan", "PlanScreen"),
              "metrics": _view("metrics", "MetricsScreen")}
-    COMMANDS = App.COMMANDS | {_context_sections, BindingCommands, SandboxesAndEscalations}
+    COMMANDS = App.COMMANDS | {_context_sections, BindingCommands, SandboxesAndEscalations, ClaimedRegions}
     DEFAULT_MODE = "dashboard"
     BINDINGS = [
         Binding("question_mark", "help", "Help", key_display="?", id="app.help"),
@@ -437,6 +437,18 @@ class LoomApp(App[int]):
         """Switch to the sandboxes view with this sandbox highlighted."""
         self.switch_mode("dashboard")
         self.call_after_refresh(self._highlight, "#sandboxes", sandbox_id)
+
+    def show_claims_of(self, sandbox_id: str) -> None:
+        """Switch to the claims view, drawn and filtered to this sandbox's regions."""
+        from loomtui.tui.screens.graph import GraphScreen
+
+        self.switch_mode("graph")
+
+        def drawn() -> None:
+            if isinstance(screen := self._mode_screen("graph"), GraphScreen):
+                screen.show_sandbox_drawn(sandbox_id)
+
+        self.call_after_refresh(drawn)
 
     def show_escalation(self, escalation_id: int) -> None:
         """Switch to the escalations view with this escalation highlighted."""

@@ -1,5 +1,6 @@
-"""The `:` palette runs the app: every binding of the screen it was opened on, and every sandbox and
-open escalation by its id or text, ranked with rapidfuzz (typos and word order forgiven).
+"""The `:` palette runs the app: every binding of the screen it was opened on, every sandbox and
+open escalation by its id or text, and every claimed region, ranked with rapidfuzz (typos and word
+order forgiven).
 
 Labels are plain `Text`, never markup: a task or a summary is an agent's words.
 """
@@ -83,6 +84,24 @@ class SandboxesAndEscalations(Provider):
                             partial(app.show_escalation, escalation.id),
                             "open it in the escalations view to approve, reject or override"))
         return entries
+
+    async def search(self, query: str) -> Hits:
+        for hit in _hits(query, self._entries()):
+            yield hit
+
+
+class ClaimedRegions(Provider):
+    """Every live claim by its region: choosing one draws the claims graph filtered to its sandbox."""
+
+    def _entries(self) -> list[tuple[str, Callable[[], Any], str]]:
+        app = loom_app(self.app)
+        picture = app.coordination
+        if picture is None:  # not indexed yet: nothing claimed is known
+            return []
+        return [(f"region {' '.join(claim.target.split())} (claim #{claim.id} {claim.mode}, "
+                 f"sandbox {claim.sandbox_id})", partial(app.show_claims_of, claim.sandbox_id),
+                 "draw its sandbox's claims and their neighbours in the claims view")
+                for claim in picture.claims]
 
     async def search(self, query: str) -> Hits:
         for hit in _hits(query, self._entries()):

@@ -326,6 +326,14 @@ class GraphScreen(LoomScreen[None]):
             self._show_drawn(True)
         self._title()
 
+    def show_sandbox_drawn(self, sandbox_id: str) -> None:
+        """The drawn graph filtered to one sandbox's claimed regions and their neighbours (the palette's
+        regions lead here)."""
+        self.query_one("#claims-canvas", ClaimsCanvas).set_view(sandbox=sandbox_id, conflict=None)
+        if not self.drawn:
+            self._show_drawn(True)
+        self._title()
+
     def action_zoom_conflict(self) -> None:
         canvas = self.query_one("#claims-canvas", ClaimsCanvas)
         conflict = self.selected_conflict()
