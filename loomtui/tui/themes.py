@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -308,34 +308,38 @@ def _fraction(value: Value) -> float:
     return number
 
 
-def _variables(value: Value, errors: list[ConfigError]) -> dict[str, str]:
-    variables: dict[str, str] = {}
+def _named_values(value: Value, errors: list[ConfigError], name_problem: Callable[[str], str | None],
+                  parse: Callable[[Value], str]) -> dict[str, str]:
+    """A mapping of names to values, each name checked by `name_problem` and each value parsed by
+    `parse`; every problem goes into `errors` (a theme file reports them all at once)."""
+    found: dict[str, str] = {}
     fields = value.as_mapping()
     for name, item in fields.items():
-        if not _VARIABLE_RE.match(name):
-            errors.append(fields.key(name).error("not a valid CSS variable name"))
+        if (problem := name_problem(name)) is not None:
+            errors.append(fields.key(name).error(problem))
             continue
         try:
-            variables[name] = _variable_value(item)
+            found[name] = parse(item)
         except ConfigError as exc:
             errors.append(exc)
-    return variables
+    return found
+
+
+def _variables(value: Value, errors: list[ConfigError]) -> dict[str, str]:
+    return _named_values(value, errors, lambda name: None if _VARIABLE_RE.match(name)
+                         else "not a valid CSS variable name", _variable_value)
+
+
+def _ansi_name_problem(name: str) -> str | None:
+    if name in ANSI_NAMES:
+        return None
+    guess = closest(name, ANSI_NAMES)
+    hint = f" (did you mean {guess!r}?)" if guess else f" (one of {', '.join(ANSI_NAMES[:8])}, bright_...)"
+    return "not an ANSI colour name" + hint
 
 
 def _ansi_colours(value: Value, errors: list[ConfigError]) -> dict[str, str]:
-    colours: dict[str, str] = {}
-    fields = value.as_mapping()
-    for name, item in fields.items():
-        if name not in ANSI_NAMES:
-            guess = closest(name, ANSI_NAMES)
-            hint = f" (did you mean {guess!r}?)" if guess else f" (one of {', '.join(ANSI_NAMES[:8])}, bright_...)"
-            errors.append(fields.key(name).error("not an ANSI colour name" + hint))
-            continue
-        try:
-            colours[name] = _colour(item)
-        except ConfigError as exc:
-            errors.append(exc)
-    return colours
+    return _named_values(value, errors, _ansi_name_problem, _colour)
 
 
 def _variable_value(item: Value) -> str:
