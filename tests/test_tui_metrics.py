@@ -65,3 +65,43 @@ async def test_the_metrics_view_shows_the_week_per_runtime_and_the_checklist(rep
         await pilot.press("escape")
         await pilot.pause()
         assert app.screen.query_one(StatusHeader).checklist == header.checklist
+
+
+async def test_the_palette_finds_a_runtimes_figures_and_a_checklist_item_and_opens_the_view_there(repo: Path) -> None:
+    from textual.command import CommandList, CommandPalette
+
+    workspace = open_workspace(repo)
+    now = time.time()
+    for sandbox, runtime, status in (("aaaaaa", "claude", "merged"), ("bbbbbb", "aider", "rejected")):
+        workspace.store.add_sandbox(SandboxRecord(id=sandbox, task="t", runtime=runtime, status=status,
+                                                  created=now - 60, updated=now - 30))
+        workspace.record(f"sandbox.{status}", sandbox, {"from": "awaiting_review", "to": status})
+    app = LoomApp(workspace)
+    async with app.run_test(size=(110, 16)) as pilot:  # short: the checklist scrolls past item 8
+
+        async def pick(query: str, expected: str) -> None:
+            await pilot.press("colon")
+            await pilot.pause()
+            assert isinstance(app.screen, CommandPalette)
+            await pilot.press(*query)
+            results = app.screen.query_one(CommandList)
+            await until(pilot, lambda: results.option_count > 0
+                        and expected in str(results.get_option_at_index(0).prompt))
+            await pilot.press("enter")
+            await until(pilot, lambda: isinstance(app.screen, MetricsScreen))
+
+        await pick("aider acceptd", "metrics: runtime aider: 0 merged of 1, accepted 0%")  # a typo forgiven
+        screen = app.screen
+        assert isinstance(screen, MetricsScreen)
+        table = screen.query_one("#metrics-runtimes", DataTable)
+        await until(pilot, lambda: table.row_count > 1 and table.has_focus
+                    and str(table.get_row_at(table.cursor_row)[0]) == "aider")  # not the first row
+        await pilot.press("escape")
+        await until(pilot, lambda: app.current_mode == "dashboard")
+        await pick("audit trail", "checklist 8: Do you have an audit trail")
+        right = screen.query_one("#metrics-right")
+        await until(pilot, lambda: right.max_scroll_y > 0 and right.scroll_y > 0)
+        checklist = screen.query_one("#metrics-checklist", Static)
+        lines = [checklist.render_line(y).text for y in range(checklist.size.height)]
+        item = next(y for y, line in enumerate(lines) if line.startswith(" 8 "))
+        assert right.scroll_y == item <= right.max_scroll_y  # item 8 is the top line shown

@@ -89,6 +89,12 @@ def _context_sections() -> type[Provider]:
     return ContextSections
 
 
+def _metrics_figures() -> type[Provider]:
+    from loomtui.tui.screens.metrics import MetricsFigures
+
+    return MetricsFigures
+
+
 class LoomApp(App[int]):
     """The loomtui dashboard over one repository."""
 
@@ -99,7 +105,8 @@ class LoomApp(App[int]):
              "policy": _view("governance", "PolicyScreen"), "audit": _view("governance", "AuditScreen"),
              "context": _view("context", "ContextScreen"), "plan": _view("plan", "PlanScreen"),
              "metrics": _view("metrics", "MetricsScreen")}
-    COMMANDS = App.COMMANDS | {_context_sections, BindingCommands, SandboxesAndEscalations, ClaimedRegions}
+    COMMANDS = App.COMMANDS | {_context_sections, _metrics_figures, BindingCommands, SandboxesAndEscalations,
+                               ClaimedRegions}
     DEFAULT_MODE = "dashboard"
     BINDINGS = [
         Binding("question_mark", "help", "Help", key_display="?", id="app.help"),

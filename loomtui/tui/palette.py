@@ -1,6 +1,7 @@
 """The `:` palette runs the app: every binding of the screen it was opened on, every sandbox and
 open escalation by its id or text, and every claimed region, ranked with rapidfuzz (typos and word
-order forgiven).
+order forgiven). The context view's sections and the metrics view's figures have providers of their
+own, in those views' modules, ranked the same way (`ranked_hits`).
 
 Labels are plain `Text`, never markup: a task or a summary is an agent's words.
 """
@@ -31,7 +32,8 @@ def _score(query: str, label: str) -> float:
     return max(fuzz.WRatio(query, label), fuzz.token_set_ratio(query, label)) / 100
 
 
-def _hits(query: str, entries: Iterable[tuple[str, Callable[[], Any], str]]) -> list[Hit]:
+def ranked_hits(query: str, entries: Iterable[tuple[str, Callable[[], Any], str]]) -> list[Hit]:
+    """The entries (label, what choosing it runs, help) that match `query`, best first."""
     found = []
     for label, run, help_text in entries:
         score = _score(query, label)
@@ -61,7 +63,7 @@ class BindingCommands(Provider):
             yield Hit(0.5, Text(label), run, text=label, help=help_text)
 
     async def search(self, query: str) -> Hits:
-        for hit in _hits(query, self._entries()):
+        for hit in ranked_hits(query, self._entries()):
             yield hit
 
 
@@ -86,7 +88,7 @@ class SandboxesAndEscalations(Provider):
         return entries
 
     async def search(self, query: str) -> Hits:
-        for hit in _hits(query, self._entries()):
+        for hit in ranked_hits(query, self._entries()):
             yield hit
 
 
@@ -104,5 +106,5 @@ class ClaimedRegions(Provider):
                 for claim in picture.claims]
 
     async def search(self, query: str) -> Hits:
-        for hit in _hits(query, self._entries()):
+        for hit in ranked_hits(query, self._entries()):
             yield hit

@@ -10,12 +10,13 @@ from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.command import Hit, Hits, Provider
+from textual.command import Hits, Provider
 from textual.containers import Horizontal, VerticalScroll
 from textual.widgets import DataTable, Footer, Input, Static
 
 from loomtui.errors import LoomError
 from loomtui.tui.base import LoomScreen, loom_app
+from loomtui.tui.palette import ranked_hits
 from loomtui.tui.widgets.fitted_table import FitColumn, FittedTable
 from loomtui.tui.widgets.status_header import StatusHeader
 
@@ -172,12 +173,10 @@ class ContextSections(Provider):
                                                            for s in worker.result.sections]
 
     async def search(self, query: str) -> Hits:
-        matcher = self.matcher(query)
-        for section_id, label in getattr(self, "sections", []):
-            score = matcher.match(label)
-            if score > 0:
-                yield Hit(score, matcher.highlight(label), partial(self._open, section_id),
-                          help="open in the context view")
+        entries = [(label, partial(self._open, section_id), "open in the context view")
+                   for section_id, label in getattr(self, "sections", [])]
+        for hit in ranked_hits(query, entries):
+            yield hit
 
     def _open(self, section_id: str) -> None:
         self.app.switch_mode("context")

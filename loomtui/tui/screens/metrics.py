@@ -11,22 +11,27 @@ recomputes when it is shown and when `r` is pressed, never while hidden.
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Final
+from collections.abc import Callable
+from functools import partial
+from typing import TYPE_CHECKING, Any, Final
 
 from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
+from textual.command import Hits, Provider
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.widgets import DataTable, Footer, Sparkline, Static
 
 from loomtui.errors import LoomError
-from loomtui.tui.base import LoomScreen
+from loomtui.tui.base import LoomScreen, loom_app
+from loomtui.tui.palette import ranked_hits
 from loomtui.tui.widgets.status_header import StatusHeader
 
 if TYPE_CHECKING:
-    from loomtui.observability.checklist import Checklist
+    from loomtui.observability.checklist import Checklist, Item
     from loomtui.observability.metrics import Metrics
+    from loomtui.workspace import Workspace
 
 WEEK_S: Final = 7 * 86400
 CHARTS: Final = (
@@ -52,13 +57,18 @@ def duration(seconds: float | None) -> str:
     return f"{seconds:.0f}s"
 
 
+def week_figures(metrics: Metrics) -> tuple[tuple[str, str], ...]:
+    """The four figures of the week at a glance, as (label, value)."""
+    return (("acceptance rate", percent(metrics.acceptance_rate)),
+            ("agent-made share", percent(metrics.agent_share)),
+            ("time to decision", duration(metrics.median_decision_s)),
+            ("gate 1 first try", percent(metrics.first_try_pass_rate)))
+
+
 def glance(metrics: Metrics) -> Text:
     """The four figures of the week, and what the window was."""
     text = Text()
-    for label, value in (("acceptance rate", percent(metrics.acceptance_rate)),
-                         ("agent-made share", percent(metrics.agent_share)),
-                         ("time to decision", duration(metrics.median_decision_s)),
-                         ("gate 1 first try", percent(metrics.first_try_pass_rate))):
+    for label, value in week_figures(metrics):
         text.append(f"{value:>7} ", style="bold")
         text.append(f"{label}   ", style="dim")
     text.append(f"\n{metrics.merged} merged of {metrics.decided} decided; {metrics.agent_commits} of "
@@ -69,13 +79,26 @@ def glance(metrics: Metrics) -> Text:
     return text
 
 
+def checklist_item_text(item: Item) -> Text:
+    """One item's line: its number, answer and question."""
+    text = Text(f"{item.number:>2} ")
+    text.append(f"{item.answer:<7}", style=ANSWER_STYLES.get(item.answer, ""))
+    text.append(f"{item.question}\n")
+    return text
+
+
 def checklist_text(checklist: Checklist) -> Text:
     text = Text(f"checklist {checklist.score:g}/10: {checklist.verdict}\n", style="bold")
     for item in checklist.items:
-        text.append(f"{item.number:>2} ")
-        text.append(f"{item.answer:<7}", style=ANSWER_STYLES.get(item.answer, ""))
-        text.append(f"{item.question}\n")
+        text.append_text(checklist_item_text(item))
     return text
+
+
+def this_week(workspace: Workspace) -> Metrics:
+    """The metrics of the last seven days (reads the store, the audit log and git: off the UI thread)."""
+    from loomtui.observability.metrics import compute_metrics
+
+    return compute_metrics(workspace, time.time() - WEEK_S)
 
 
 class MetricsScreen(LoomScreen[None]):
@@ -92,6 +115,7 @@ class MetricsScreen(LoomScreen[None]):
     def __init__(self) -> None:
         super().__init__()
         self.metrics: Metrics | None = None
+        self.checklist: Checklist | None = None
 
     def compose(self) -> ComposeResult:
         yield StatusHeader(id="status")
@@ -126,11 +150,10 @@ class MetricsScreen(LoomScreen[None]):
     @work(thread=True, exclusive=True, group="metrics")
     def _compute(self) -> None:
         from loomtui.observability.checklist import cached_checklist
-        from loomtui.observability.metrics import compute_metrics
 
         workspace = self.loom.workspace
         try:
-            metrics = compute_metrics(workspace, time.time() - WEEK_S)
+            metrics = this_week(workspace)
         except LoomError as exc:
             self.app.call_from_thread(self._show_problem, str(exc))
             return
@@ -171,4 +194,89 @@ class MetricsScreen(LoomScreen[None]):
         self.query_one("#metrics-left", VerticalScroll).scroll_home(animate=False)
 
     def _show_checklist(self, checklist: Checklist) -> None:
+        self.checklist = checklist
         self.query_one("#metrics-checklist", Static).update(checklist_text(checklist))
+
+    def show_runtime(self, runtime: str) -> None:
+        """Put the runtime table's cursor on `runtime` (the palette's pick), once its figures are in."""
+        table = self.query_one("#metrics-runtimes", DataTable)
+        if runtime in table.rows:
+            table.move_cursor(row=table.get_row_index(runtime))
+            table.focus()
+        elif self.metrics is None:  # still computing: try again when it is done
+            self.set_timer(0.2, partial(self.show_runtime, runtime))
+
+    def show_checklist_item(self, number: int) -> None:
+        """Scroll the checklist to item `number`, once it is in: below the title, past the items before it
+        as they wrap at the pane's width."""
+        if self.checklist is None:
+            self.set_timer(0.2, partial(self.show_checklist_item, number))
+            return
+        width = self.query_one("#metrics-checklist", Static).content_region.width
+        y = 1 + sum(len(checklist_item_text(item).wrap(self.app.console, max(1, width)))
+                    for item in self.checklist.items if item.number < number)
+        self.query_one("#metrics-right", VerticalScroll).scroll_to(y=y, animate=False)
+
+
+PaletteEntry = tuple[str, "Callable[[], Any]", str]
+
+
+def _as_shown(_screen: MetricsScreen) -> None:
+    """The view as it opens: for the week's figures, which it shows first."""
+
+
+def palette_entries(metrics: Metrics, checklist: Checklist | None,
+                    opened: Callable[[Callable[[MetricsScreen], None]], None]) -> list[PaletteEntry]:
+    """The palette's lines for this week's figures, each runtime's and each checklist item; choosing one
+    calls `opened` with what to do on the metrics view once it shows."""
+    entries: list[PaletteEntry] = [
+        (f"metrics: {label} {value} this week", partial(opened, _as_shown), "open the metrics view")
+        for label, value in week_figures(metrics)]
+    entries.append((f"metrics: {metrics.merged} merged of {metrics.decided} decided this week",
+                    partial(opened, _as_shown), "open the metrics view"))
+    for runtime in metrics.by_runtime:
+        entries.append((f"metrics: runtime {runtime.key}: {runtime.merged} merged of {runtime.decided}, "
+                        f"accepted {percent(runtime.acceptance_rate)}",
+                        partial(opened, partial(MetricsScreen.show_runtime, runtime=runtime.key)),
+                        "open the metrics view on this runtime's row"))
+    for item in checklist.items if checklist else ():
+        entries.append((f"checklist {item.number}: {item.question} ({item.answer})",
+                        partial(opened, partial(MetricsScreen.show_checklist_item, number=item.number)),
+                        item.next_step or "open the metrics view at this item"))
+    return entries
+
+
+class MetricsFigures(Provider):
+    """Palette: this week's figures, each runtime's and the checklist's items; choosing one opens the
+    metrics view there."""
+
+    async def startup(self) -> None:
+        from loomtui.observability.checklist import cached_checklist
+
+        workspace = loom_app(self.app).workspace
+
+        def read() -> tuple[Metrics, Checklist | None] | None:
+            """Nothing when the figures cannot be read (the metrics view says why): the palette's other
+            providers still answer."""
+            try:
+                metrics = this_week(workspace)
+            except LoomError:
+                return None
+            try:
+                return metrics, cached_checklist(workspace)
+            except LoomError:
+                return metrics, None
+
+        worker = self.app.run_worker(read, thread=True, exit_on_error=False)
+        await worker.wait()
+        self.entries = [] if worker.result is None else palette_entries(*worker.result, opened=self._open)
+
+    async def search(self, query: str) -> Hits:
+        for hit in ranked_hits(query, getattr(self, "entries", [])):
+            yield hit
+
+    def _open(self, then: Callable[[MetricsScreen], None]) -> None:
+        self.app.switch_mode("metrics")
+        screen = self.app.screen
+        if isinstance(screen, MetricsScreen):
+            screen.call_after_refresh(then, screen)
