@@ -142,8 +142,9 @@ def claims_graph(picture: CoordinationPicture) -> ClaimsGraph:
             if (a, b) not in links and (b, a) not in links:
                 links[(a, b)] = conflict.kind  # an overlap has no dependency edge: draw the conflict itself
         paths.append(tuple(conflict.path))
+    in_order = _order_key(order)
     return ClaimsGraph(
-        owners={rid: tuple(sorted(found, key=_order_key(order))) for rid, found in owners.items()},
+        owners={rid: tuple(sorted(found, key=in_order)) for rid, found in owners.items()},
         links=tuple(Link(a, b, kind) for (a, b), kind in sorted(links.items())),
         conflicts=tuple(paths), sandboxes=tuple(order),
     )

@@ -15,6 +15,7 @@ from textual.containers import Horizontal, Vertical
 from textual.coordinate import Coordinate
 from textual.message import Message
 from textual.widgets import DataTable, Footer, ProgressBar, Static, Tree
+from textual.widgets.tree import TreeNode
 
 from loomtui.coordination.canvas import claims_graph
 from loomtui.coordination.claims import Conflict
@@ -29,6 +30,8 @@ from loomtui.tui.widgets.status_header import StatusHeader
 SEVERITY_STYLES = {"error": "bold red", "high": "bold yellow", "warning": "yellow"}
 KIND_NAMES = {"shared-vs-exclusive": "shared/excl"}  # the table's Kind column, kept narrow
 TREE_TITLE = "Claims and their neighbourhood"
+TREE_OPEN_CLAIMS = 60
+"""Claims up to which every sandbox's node starts open in the tree; past it each opens on `enter`."""
 DRAWN_TITLE = "Claims graph"
 
 
@@ -102,6 +105,7 @@ class GraphScreen(LoomScreen[None]):
         self.drawn = False
         self.colours: dict[str, str] = {}
         self._room = 0  # the Between column's width the table was filled for
+        self._claims_by_sandbox: dict[str, list[ClaimRecord]] = {}
 
     def compose(self) -> ComposeResult:
         yield StatusHeader(id="status")
@@ -200,31 +204,52 @@ class GraphScreen(LoomScreen[None]):
                 table.add_row(*cells, key=key)
 
     def _fill_tree(self, picture: CoordinationPicture, colours: dict[str, str]) -> None:
-        tree = self.query_one("#claims-tree", Tree)
-        conflicting = {(c.region_a, c.region_b) for c in picture.conflicts}
-        conflicting |= {(b, a) for a, b in conflicting}
+        """A node per sandbox. Each holds its claims, their regions and their neighbours, added when it is
+        first opened if there are many claims: 5,000 claims are some 10,000 nodes, which took the view's
+        first visit seconds to build and lay out."""
+        tree: Tree[str] = self.query_one("#claims-tree", Tree)
         tree.clear()
-        by_sandbox: dict[str, list[ClaimRecord]] = {}
+        self._claims_by_sandbox = {}
         for claim in picture.claims:
-            by_sandbox.setdefault(claim.sandbox_id, []).append(claim)
-        for sandbox, claims in by_sandbox.items():
-            node = tree.root.add(Text(f"● {sandbox}", style=f"bold {colours[sandbox]}"), expand=True)
-            for claim in claims:
-                target = escape_controls(claim.target)
-                short, file = (_short_region(claim.target), target.partition("::")[0]) if "::" in target \
-                    else (target, "")
-                label = Text.assemble(f"#{claim.id} {claim.mode} ", (short, colours[sandbox]),
-                                      (f"  {file}" if file else "", "dim"))
-                claim_node = node.add(label, expand=True)
-                for region_id in claim.region_ids:
-                    path = escape_controls(region_id.partition("::")[0])
-                    region_label = Text.assemble(_short_region(region_id), (f"  {path}" if "::" in region_id else "",
-                                                                            "dim"))
-                    region_node = claim_node.add(region_label, expand=len(claim.region_ids) == 1)
-                    for edge in picture.neighbourhoods.get(region_id, []):
-                        region_node.add_leaf(self._edge_label(region_id, edge, colours, conflicting))
+            self._claims_by_sandbox.setdefault(claim.sandbox_id, []).append(claim)
+        opened = len(picture.claims) <= TREE_OPEN_CLAIMS
+        for sandbox, claims in self._claims_by_sandbox.items():
+            label = Text(f"● {sandbox}", style=f"bold {colours[sandbox]}")
+            if not opened:
+                label.append(f"  {len(claims)} claim{'s' if len(claims) != 1 else ''}", style="dim")
+            node = tree.root.add(label, data=sandbox, expand=opened, allow_expand=True)
+            if opened:
+                self._fill_sandbox(node)
         if not picture.claims:
             tree.root.add_leaf(Text("No live claims. `loomtui claim add` or an agent's edit hook adds them."))
+
+    @on(Tree.NodeExpanded, "#claims-tree")
+    def _sandbox_opened(self, event: Tree.NodeExpanded[str]) -> None:
+        if event.node.parent is event.node.tree.root and not event.node.children:
+            self._fill_sandbox(event.node)
+
+    def _fill_sandbox(self, node: TreeNode[str]) -> None:
+        """A sandbox's claims under its node, each with its regions and their neighbours."""
+        picture, sandbox = self.picture, node.data
+        if picture is None or sandbox is None:
+            return
+        colours = self.colours
+        conflicting = {(c.region_a, c.region_b) for c in picture.conflicts}
+        conflicting |= {(b, a) for a, b in conflicting}
+        for claim in self._claims_by_sandbox.get(sandbox, []):
+            target = escape_controls(claim.target)
+            short, file = (_short_region(claim.target), target.partition("::")[0]) if "::" in target \
+                else (target, "")
+            label = Text.assemble(f"#{claim.id} {claim.mode} ", (short, colours[sandbox]),
+                                  (f"  {file}" if file else "", "dim"))
+            claim_node = node.add(label, expand=True)
+            for region_id in claim.region_ids:
+                path = escape_controls(region_id.partition("::")[0])
+                region_label = Text.assemble(_short_region(region_id), (f"  {path}" if "::" in region_id else "",
+                                                                        "dim"))
+                region_node = claim_node.add(region_label, expand=len(claim.region_ids) == 1)
+                for edge in picture.neighbourhoods.get(region_id, []):
+                    region_node.add_leaf(self._edge_label(region_id, edge, colours, conflicting))
 
     @staticmethod
     def _edge_label(region_id: str, edge: Edge, colours: dict[str, str], conflicting: set[tuple[str, str]]) -> Text:
