@@ -132,3 +132,42 @@ async def test_the_demos_chapters_go_into_every_header_and_only_warnings_toast(r
         headers = StatusHeader.every_one_in(app)
         assert len(headers) >= 2 and all(h.chapter == "Agents at work" for h in headers)
         assert ": Agents at work" in str(app.screen.query_one(StatusHeader).render())
+
+
+async def test_a_scrolled_table_draws_the_cursor_on_its_row_only_and_reuses_the_other_rows() -> None:
+    """Rows the cursor is not on are cached whatever row it is on (DataTable's own cache missed on every
+    key that scrolled): the cursor's row, and only it, is drawn as the cursor, the header never."""
+    from textual.app import App, ComposeResult
+
+    from loomtui.tui.widgets.fitted_table import FittedTable
+
+    class OneTable(App[None]):
+        def compose(self) -> ComposeResult:
+            yield FittedTable([FitColumn("n", "N"), FitColumn("text", "Text", flex=True)], id="table")
+
+    app = OneTable()
+    async with app.run_test(size=(60, 12)) as pilot:
+        table = app.query_one(FittedTable)
+        table.show_rows({str(n): {"n": str(n), "text": Text(f"row {n}")} for n in range(60)})
+        table.focus()
+        await pilot.pause()
+        cursor_style = table.get_component_rich_style("datatable--cursor")
+        for _ in range(25):
+            await pilot.press("down")
+        await pilot.pause()
+        assert table.cursor_row == 25 and table.scroll_y > 0
+
+        def shown() -> list[tuple[str, bool]]:
+            lines = [table.render_line(y) for y in range(table.size.height)]
+            return [(line.text.strip(), any(seg.style is not None and seg.style.bgcolor == cursor_style.bgcolor
+                                             for seg in line)) for line in lines]
+
+        lines = shown()
+        assert lines[0][0].startswith("N") and not lines[0][1]  # the header, not highlighted
+        assert [text for text, lit in lines if lit] == ["25  row 25"]
+        cached = len(table._row_render_cache)
+        await pilot.press("down")
+        await pilot.pause()
+        assert [text for text, lit in shown() if lit] == ["26  row 26"]
+        # Scrolling one row drew the two rows the cursor left and reached, and the one that came into view.
+        assert len(table._row_render_cache) - cached <= 3

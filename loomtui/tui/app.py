@@ -10,7 +10,7 @@ from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, cast
 
-from textual import work
+from textual import events, work
 from textual.app import App, ScreenStackError
 from textual.binding import Binding
 from textual.css.query import NoMatches
@@ -23,6 +23,8 @@ from loomtui.config import LoomConfig
 from loomtui.errors import LoomError
 from loomtui.governance.policy import MERGE_MANUAL, Policy, load_policy
 from loomtui.repo import current_branch
+from loomtui.tui.idle_gc import TICK_S as COLLECT_EVERY_S
+from loomtui.tui.idle_gc import IdleCollector
 from loomtui.tui.messages import (
     ConfigProblem,
     CoordinationChanged,
@@ -161,6 +163,7 @@ class LoomApp(App[int]):
         self._watched_mtimes: dict[str, float | None] = {}
         self._branch = current_branch(workspace.root)
         self._background_started = False  # the index, reconcile and views' imports: after the first frame
+        self.collector = IdleCollector()  # garbage collection's full passes while no key is pressed
         self._themes = self._choose_theme()
 
     def notify(self, message: str, *, title: str = "", severity: SeverityLevel = "information",
@@ -203,6 +206,8 @@ class LoomApp(App[int]):
         wanted = self.config.theme if self.config else DEFAULT_THEME
         self.theme = wanted if wanted in self.available_themes else DEFAULT_THEME
         self.set_interval(CONFIG_CHECK_SECONDS, self._config_worker)
+        self.collector.start()
+        self.set_interval(COLLECT_EVERY_S, self.collector.tick)
         self._listen_worker()
         if self.show_checklist:
             self._checklist_due = time.monotonic() + CHECKLIST_FIRST_S
@@ -559,6 +564,14 @@ class LoomApp(App[int]):
             header.conflicts = len(message.picture.conflicts)
         if graph := cast("GraphScreen | None", self._mode_screen("graph")):
             graph.show_picture(message.picture)
+
+    async def on_event(self, event: events.Event) -> None:
+        if isinstance(event, events.InputEvent):
+            self.collector.input_seen()  # a full collection waits until input is quiet
+        await super().on_event(event)
+
+    def on_unmount(self) -> None:
+        self.collector.stop()
 
     # -- config and policy: reloaded on change, last good kept ------------------------
 

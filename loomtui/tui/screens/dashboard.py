@@ -342,6 +342,12 @@ class DashboardScreen(LoomScreen[None]):
         the tab shown and its height changed: a relayout on every cursor key was most of its cost
         (a hidden tab is laid out when it is chosen)."""
         lines = text.plain.count("\n") + 1
+        # Padded to the height it is shown in, the pane keeps its height from one sandbox to the next
+        # unless one needs more: no relayout for a detail that is a line shorter or longer.
+        room = pane.parent.size.height if isinstance(pane.parent, VerticalScroll) else 0
+        if lines < room:
+            text = text + Text("\n" * (room - lines))
+            lines = room
         shown = pane.id is not None and self.query_one("#detail", TabbedContent).active == f"tab-{pane.id}"
         pane.update(text, layout=shown and self._pane_lines.get(pane.id or "") != lines)
         self._pane_lines[pane.id or ""] = lines
