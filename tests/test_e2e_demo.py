@@ -1,8 +1,10 @@
 """End to end, as a tech lead would: the installed `loomtui demo` in a real terminal (tmux), its
-escalations triaged with the queue's keys, then the store and `loomtui audit verify` checked."""
+escalations triaged with the queue's keys (approve, reject with a reason, override through its
+confirmation), then the store and `loomtui audit verify` checked."""
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
@@ -45,12 +47,40 @@ def _wait_until_gone(term: Terminal, words: str) -> None:
         time.sleep(0.2)
 
 
+LEDGER_SCRIPT = '- {after: 0.2, log: "moving the ledger to integer cents"}\n'
+
+
+def _ask_to_start_on_the_ledger(scratch: Path) -> Path:
+    """bob asks, from another terminal, to start an agent on the ledger: the policy holds its start for a
+    lead (a pre-start escalation, before any code is written), which the lead will reject."""
+    repos = list(scratch.glob("loomtui-demo-*/billing-service"))
+    assert len(repos) == 1, repos
+    script = scratch / "ledger.yaml"
+    script.write_text(LEDGER_SCRIPT)
+    asked = subprocess.run(
+        [LOOMTUI, "sandbox", "new", "--runtime", "script", "--script", str(script), "--claim", "payments/ledger.py",
+         "--task", "move the ledger's postings to integer cents"], cwd=repos[0], capture_output=True, text=True,
+        env={**os.environ, "LOOM_USER": "bob@example.com"})
+    assert asked.returncode == 0 and "waits for approval to start" in asked.stdout, asked.stdout + asked.stderr
+    return repos[0]
+
+
 def test_a_lead_triages_the_demo_with_keys_and_the_audit_verifies(tmp_path: Path) -> None:
-    term = Terminal(tmp_path, f"{LOOMTUI} demo --keep")
+    scratch = tmp_path / "tmp"  # the demo's repository is made here: the only one, so it can be found
+    scratch.mkdir()
+    term = Terminal(tmp_path, f"TMPDIR={scratch} {LOOMTUI} demo --keep")
     try:
         term.wait_for("loomtui · demo", timeout=30)
+        repo = _ask_to_start_on_the_ledger(scratch)
         term.keys("3")
         term.wait_for("Escalations", timeout=10)
+
+        ledger = _select(term, "payments/ledger.py")  # a start held for a lead: rejected, with a reason
+        term.keys("r")
+        term.wait_for(f"Reject escalation #{ledger}: why?")
+        term.keys("-l", "not during the month-end freeze")
+        term.keys("Enter")
+        _wait_until_gone(term, "payments/ledger.py")
 
         rounding = _select(term, "round_minor_units")  # payments: two approvals, yours and a reviewer's
         term.keys("a")
@@ -71,9 +101,7 @@ def test_a_lead_triages_the_demo_with_keys_and_the_audit_verifies(tmp_path: Path
         screen = term.wait_for("EXIT=0", timeout=30)
     finally:
         term.close()
-    kept = re.search(r"demo repository kept at (\S+)", screen)
-    assert kept, screen
-    repo = Path(kept.group(1))
+    assert "demo repository kept at" in screen, screen  # (its path may wrap at the pane's width)
     try:
         from loomtui.workspace import open_workspace
 
@@ -83,9 +111,14 @@ def test_a_lead_triages_the_demo_with_keys_and_the_audit_verifies(tmp_path: Path
         assert statuses[rounding] == ("approved", ["mia@example.com", "alice@example.com"]), statuses
         assert statuses[refunds] == ("approved", ["mia@example.com", "alice@example.com"]), statuses
         assert statuses[invoices] == ("overridden", ["mia@example.com"]), statuses
-        override = [e for e in workspace.audit.entries() if e.action == "escalation.override"]
-        assert [(e.actor, e.details.get("reason")) for e in override] == [
-            ("mia@example.com", "hotfix for the month-end run; follow-up fixes the rounding")]
+        assert statuses[ledger] == ("rejected", ["mia@example.com"]), statuses
+        held = [s for s in workspace.store.list_sandboxes() if "integer cents" in s.task]
+        assert [s.status for s in held] == ["rejected"] and held[0].pid is None  # its agent never started
+        reasons = [(e.action, e.actor, e.details.get("reason")) for e in workspace.audit.entries()
+                   if e.action in ("escalation.override", "escalation.reject")]
+        assert reasons == [("escalation.reject", "mia@example.com", "not during the month-end freeze"),
+                           ("escalation.override", "mia@example.com",
+                            "hotfix for the month-end run; follow-up fixes the rounding")]
         workspace.close()
         verify = subprocess.run([LOOMTUI, "-C", str(repo), "audit", "verify"], capture_output=True, text=True)
         assert verify.returncode == 0 and verify.stdout.startswith("OK:"), verify.stdout + verify.stderr
