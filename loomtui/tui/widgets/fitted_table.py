@@ -214,4 +214,6 @@ class FittedTable(DataTable[Cell]):
 
 
 def _cell_width(value: Cell) -> int:
-    return value.cell_len if isinstance(value, Text) else cell_len(Text.from_markup(value).plain)
+    if isinstance(value, Text):
+        return value.cell_len
+    return cell_len(value) if "[" not in value else cell_len(Text.from_markup(value).plain)  # plain: no parse
