@@ -23,10 +23,11 @@ TICK_S: Final = 1.0
 """How often what is new is collected."""
 QUIET_S: Final = 1.0
 """Input quiet this long: a pass over the whole heap will not be felt."""
-REWALK_S: Final = 300.0
-"""The whole heap walked at most this often, when input is quiet."""
-REWALK_AT_LEAST_S: Final = 1800.0
-"""...and at least this often, quiet or not (garbage among the frozen must not pile up all day)."""
+REWALK_S: Final = 60.0
+"""The whole heap walked at most this often, when input is quiet: what was frozen and has since become
+garbage (Textual's cached strips, an old snapshot) is held until then, a minute's worth at most."""
+REWALK_AT_LEAST_S: Final = 300.0
+"""...and at least this often, quiet or not (garbage among the frozen must not pile up)."""
 
 
 class IdleCollector:
