@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import ast
 import re
+from functools import cache
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parent.parent / "loomtui"
@@ -19,9 +20,15 @@ def modules() -> list[Path]:
     return [p for p in PACKAGE.rglob("*.py") if "_data" not in p.parts]
 
 
+@cache
+def nodes(path: Path) -> tuple[ast.AST, ...]:
+    """Every node of a module's syntax tree, parsed once for all the rules (each walked all 190 modules)."""
+    return tuple(ast.walk(ast.parse(path.read_text(), str(path))))
+
+
 def imported_names(path: Path) -> set[str]:
     names: set[str] = set()
-    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+    for node in nodes(path):
         if isinstance(node, ast.Import):
             names.update(alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
@@ -47,7 +54,7 @@ def test_no_sql_or_sqlite_outside_store() -> None:
             continue
         if "sqlite3" in {n.split(".")[0] for n in imported_names(path)}:
             offenders.append(f"{path.relative_to(PACKAGE)} imports sqlite3")
-        for node in ast.walk(ast.parse(path.read_text())):
+        for node in nodes(path):
             if isinstance(node, ast.Constant) and isinstance(node.value, str) and SQL.search(node.value):
                 offenders.append(f"{path.relative_to(PACKAGE)}:{node.lineno} has SQL")
     assert offenders == []
@@ -79,7 +86,7 @@ def upward_imports(path: Path, module: str) -> list[str]:
     """Every import in `path` (module `module`), at any depth, of a layer above its own."""
     own = RANK[layer_of(module)]
     found = []
-    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+    for node in nodes(path):
         names = ([alias.name for alias in node.names] if isinstance(node, ast.Import)
                  else [node.module] if isinstance(node, ast.ImportFrom) and node.module and not node.level else [])
         for name in names:
