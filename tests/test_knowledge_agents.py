@@ -27,6 +27,7 @@ from loomtui.demo import prepare_demo_repo
 from loomtui.execution import sandboxes as sb
 from loomtui.execution.isolation import isolation_available
 from loomtui.workspace import open_workspace
+from tests.conftest import agent_ended
 from tests.fake_anthropic import FakeAnthropic
 from tests.fake_openai import FakeOpenAI
 from tests.test_runtime_claude import agent_env as claude_env
@@ -141,8 +142,10 @@ def test_a_command_gets_the_slice_s_path_as_loom_context(tmp_path: Path) -> None
     sandbox = json.loads(done.stdout)["id"]
     workspace = open_workspace(repo)
     try:
-        record = sb.wait_for_status(workspace, sandbox, {"exited", "failed"}, timeout=60)
-        assert record.exit_code == 0, sb.read_log_tail(workspace, sandbox)
+        # Settled, not `exited`: its change (got.md) is reviewed and may merge at once, and a poll
+        # for `exited` could miss that moment on a loaded machine (it did in CI).
+        record = agent_ended(workspace, sandbox, timeout=60)
+        assert record is not None and record.exit_code == 0, sb.read_log_tail(workspace, sandbox)
         got = (Path(record.worktree) / "got.md").read_text()
         assert got == sb.sandbox_paths(workspace.paths, sandbox).context.read_text()
         assert got.startswith(SLICE) and ADR_0002 in got
