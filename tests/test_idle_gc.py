@@ -109,14 +109,13 @@ def test_the_whole_heap_is_walked_at_last_even_while_keys_keep_coming(collector:
 async def test_the_app_collects_by_itself_while_it_runs_and_hands_the_collector_back(repo) -> None:  # type: ignore[no-untyped-def]
     from loomtui.tui.app import LoomApp
     from loomtui.workspace import open_workspace
+    from tests.conftest import wait_for
 
     app = LoomApp(open_workspace(repo))
     async with app.run_test(size=(100, 30)) as pilot:
         await pilot.pause()
         assert not gc.isenabled()
         garbage = cycle_ref()
-        deadline = app.collector.passes + 2
-        while app.collector.passes < deadline:  # its ticks collect what nothing else now will
-            await pilot.pause(0.2)
-        assert garbage() is None
+        await wait_for(pilot, lambda: garbage() is None)  # its ticks collect what nothing else now will
+        assert app.collector.passes >= 1
     assert gc.isenabled() and gc.get_freeze_count() == 0
