@@ -32,8 +32,12 @@ def _score(query: str, label: str) -> float:
     return max(fuzz.WRatio(query, label), fuzz.token_set_ratio(query, label)) / 100
 
 
-def ranked_hits(query: str, entries: Iterable[tuple[str, Callable[[], Any], str]]) -> list[Hit]:
-    """The entries (label, what choosing it runs, help) that match `query`, best first."""
+PaletteEntry = tuple[str, Callable[[], Any], str]
+"""A line of the palette: its label, what choosing it runs, and its help."""
+
+
+def ranked_hits(query: str, entries: Iterable[PaletteEntry]) -> list[Hit]:
+    """The entries that match `query`, best first."""
     found = []
     for label, run, help_text in entries:
         score = _score(query, label)
@@ -42,11 +46,22 @@ def ranked_hits(query: str, entries: Iterable[tuple[str, Callable[[], Any], str]
     return sorted(found, reverse=True)
 
 
-class BindingCommands(Provider):
+class RankedProvider(Provider):
+    """A provider whose lines (`entries`) are matched and ranked with `ranked_hits`."""
+
+    def entries(self) -> list[PaletteEntry]:
+        return []
+
+    async def search(self, query: str) -> Hits:
+        for hit in ranked_hits(query, self.entries()):
+            yield hit
+
+
+class BindingCommands(RankedProvider):
     """Every key of the screen the palette was opened on (and the app's), by what it does."""
 
-    def _entries(self) -> list[tuple[str, Callable[[], Any], str]]:
-        entries: list[tuple[str, Callable[[], Any], str]] = []
+    def entries(self) -> list[PaletteEntry]:
+        entries: list[PaletteEntry] = []
         seen = set()
         for key, active in self.screen.active_bindings.items():
             binding = active.binding
@@ -59,23 +74,19 @@ class BindingCommands(Provider):
         return entries
 
     async def discover(self) -> Hits:
-        for label, run, help_text in self._entries():
+        for label, run, help_text in self.entries():
             yield Hit(0.5, Text(label), run, text=label, help=help_text)
 
-    async def search(self, query: str) -> Hits:
-        for hit in ranked_hits(query, self._entries()):
-            yield hit
 
-
-class SandboxesAndEscalations(Provider):
+class SandboxesAndEscalations(RankedProvider):
     """Jump to a sandbox or an open escalation by its id, task or summary."""
 
-    def _entries(self) -> list[tuple[str, Callable[[], Any], str]]:
+    def entries(self) -> list[PaletteEntry]:
         app = loom_app(self.app)
         snapshot = app.latest_snapshot
         if snapshot is None:
             return []
-        entries: list[tuple[str, Callable[[], Any], str]] = []
+        entries: list[PaletteEntry] = []
         for sandbox in snapshot.sandboxes:
             task = " ".join(sandbox.task.split())[:70]
             entries.append((f"sandbox {sandbox.id}: {task} ({sandbox.status}, {sandbox.runtime})",
@@ -87,15 +98,11 @@ class SandboxesAndEscalations(Provider):
                             "open it in the escalations view to approve, reject or override"))
         return entries
 
-    async def search(self, query: str) -> Hits:
-        for hit in ranked_hits(query, self._entries()):
-            yield hit
 
-
-class ClaimedRegions(Provider):
+class ClaimedRegions(RankedProvider):
     """Every live claim by its region: choosing one draws the claims graph filtered to its sandbox."""
 
-    def _entries(self) -> list[tuple[str, Callable[[], Any], str]]:
+    def entries(self) -> list[PaletteEntry]:
         app = loom_app(self.app)
         picture = app.coordination
         if picture is None:  # not indexed yet: nothing claimed is known
@@ -104,7 +111,3 @@ class ClaimedRegions(Provider):
                  f"sandbox {claim.sandbox_id})", partial(app.show_claims_of, claim.sandbox_id),
                  "draw its sandbox's claims and their neighbours in the claims view")
                 for claim in picture.claims]
-
-    async def search(self, query: str) -> Hits:
-        for hit in ranked_hits(query, self._entries()):
-            yield hit

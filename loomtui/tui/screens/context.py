@@ -10,13 +10,12 @@ from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.command import Hits, Provider
 from textual.containers import Horizontal, VerticalScroll
 from textual.widgets import DataTable, Footer, Input, Static
 
 from loomtui.errors import LoomError
 from loomtui.tui.base import LoomScreen, loom_app
-from loomtui.tui.palette import ranked_hits
+from loomtui.tui.palette import PaletteEntry, RankedProvider
 from loomtui.tui.widgets.fitted_table import FitColumn, FittedTable
 from loomtui.tui.widgets.status_header import StatusHeader
 
@@ -162,7 +161,7 @@ class ContextScreen(LoomScreen[None]):
         self.app.switch_mode("dashboard")
 
 
-class ContextSections(Provider):
+class ContextSections(RankedProvider):
     """Palette: jump to any section of the team's context by its title or source."""
 
     async def startup(self) -> None:
@@ -172,11 +171,9 @@ class ContextSections(Provider):
         self.sections = [] if worker.result is None else [(s.id, f"context: {s.title} ({s.source})")
                                                            for s in worker.result.sections]
 
-    async def search(self, query: str) -> Hits:
-        entries = [(label, partial(self._open, section_id), "open in the context view")
-                   for section_id, label in getattr(self, "sections", [])]
-        for hit in ranked_hits(query, entries):
-            yield hit
+    def entries(self) -> list[PaletteEntry]:
+        return [(label, partial(self._open, section_id), "open in the context view")
+                for section_id, label in getattr(self, "sections", [])]
 
     def _open(self, section_id: str) -> None:
         self.app.switch_mode("context")

@@ -105,7 +105,8 @@ class GraphScreen(LoomScreen[None]):
         self.drawn = False
         self.colours: dict[str, str] = {}
         self._room = 0  # the Between column's width the table was filled for
-        self._claims_by_sandbox: dict[str, list[ClaimRecord]] = {}
+        self._claims_by_sandbox: dict[str, list[ClaimRecord]] = {}  # the tree's, by the picture it shows
+        self._conflicting: set[tuple[str, str]] = set()  # region pairs in conflict, both ways round
 
     def compose(self) -> ComposeResult:
         yield StatusHeader(id="status")
@@ -210,6 +211,8 @@ class GraphScreen(LoomScreen[None]):
         tree: Tree[str] = self.query_one("#claims-tree", Tree)
         tree.clear()
         self._claims_by_sandbox = {}
+        self._conflicting = {(c.region_a, c.region_b) for c in picture.conflicts}
+        self._conflicting |= {(b, a) for a, b in self._conflicting}
         for claim in picture.claims:
             self._claims_by_sandbox.setdefault(claim.sandbox_id, []).append(claim)
         opened = len(picture.claims) <= TREE_OPEN_CLAIMS
@@ -233,9 +236,7 @@ class GraphScreen(LoomScreen[None]):
         picture, sandbox = self.picture, node.data
         if picture is None or sandbox is None:
             return
-        colours = self.colours
-        conflicting = {(c.region_a, c.region_b) for c in picture.conflicts}
-        conflicting |= {(b, a) for a, b in conflicting}
+        colours, conflicting = self.colours, self._conflicting
         for claim in self._claims_by_sandbox.get(sandbox, []):
             target = escape_controls(claim.target)
             short, file = (_short_region(claim.target), target.partition("::")[0]) if "::" in target \

@@ -13,19 +13,18 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from functools import partial
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Final
 
 from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.command import Hits, Provider
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.widgets import DataTable, Footer, Sparkline, Static
 
 from loomtui.errors import LoomError
 from loomtui.tui.base import LoomScreen, loom_app
-from loomtui.tui.palette import ranked_hits
+from loomtui.tui.palette import PaletteEntry, RankedProvider
 from loomtui.tui.widgets.status_header import StatusHeader
 
 if TYPE_CHECKING:
@@ -218,9 +217,6 @@ class MetricsScreen(LoomScreen[None]):
         self.query_one("#metrics-right", VerticalScroll).scroll_to(y=y, animate=False)
 
 
-PaletteEntry = tuple[str, "Callable[[], Any]", str]
-
-
 def _as_shown(_screen: MetricsScreen) -> None:
     """The view as it opens: for the week's figures, which it shows first."""
 
@@ -246,7 +242,7 @@ def palette_entries(metrics: Metrics, checklist: Checklist | None,
     return entries
 
 
-class MetricsFigures(Provider):
+class MetricsFigures(RankedProvider):
     """Palette: this week's figures, each runtime's and the checklist's items; choosing one opens the
     metrics view there."""
 
@@ -269,11 +265,10 @@ class MetricsFigures(Provider):
 
         worker = self.app.run_worker(read, thread=True, exit_on_error=False)
         await worker.wait()
-        self.entries = [] if worker.result is None else palette_entries(*worker.result, opened=self._open)
+        self._figures = [] if worker.result is None else palette_entries(*worker.result, opened=self._open)
 
-    async def search(self, query: str) -> Hits:
-        for hit in ranked_hits(query, getattr(self, "entries", [])):
-            yield hit
+    def entries(self) -> list[PaletteEntry]:
+        return getattr(self, "_figures", [])
 
     def _open(self, then: Callable[[MetricsScreen], None]) -> None:
         self.app.switch_mode("metrics")
