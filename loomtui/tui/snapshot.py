@@ -5,9 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Final, NamedTuple
 
+from loomtui.governance.escalations import EscalationStatus
 from loomtui.governance.policy import MERGE_MANUAL
 from loomtui.store import ClaimRecord, EscalationRecord, Event, SandboxRecord
-from loomtui.workflow.steps import StepView, next_step
+from loomtui.workflow.steps import KnownHolders, StepView, next_step
 from loomtui.workspace import Workspace
 
 SANDBOX_EVAL: Final = "sandbox"
@@ -75,19 +76,22 @@ def read_snapshot(workspace: Workspace, after_event: int, *, merge_mode: str = M
         eval_badges[subject] = badges[report_id]
     newest = max([s.updated for s in sandboxes] + [e.updated for e in escalations] + [0.0])
     cache: StepCache = {} if step_cache is None else step_cache
+    open_escalations = [e for e in escalations if e.status == EscalationStatus.OPEN]
+    known = KnownHolders(frozenset(claims_by_sandbox),
+                         frozenset(e.sandbox_id for e in open_escalations if e.sandbox_id))
     steps = {}
     for sandbox in sandboxes:
         key = (sandbox.updated, newest)
         cached = cache.get(sandbox.id)
         if cached is None or cached[0] != key:
-            cached = (key, next_step(workspace, sandbox, merge_mode=merge_mode))
+            cached = (key, next_step(workspace, sandbox, merge_mode=merge_mode, known=known))
             cache[sandbox.id] = cached
         steps[sandbox.id] = cached[1]
     return DashboardSnapshot(
         sandboxes=sandboxes,
         gates_by_sandbox=gates_by_sandbox,
         risk_by_sandbox=risk_by_sandbox,
-        open_escalations=store.list_escalations("open"),
+        open_escalations=open_escalations,
         claims_by_sandbox=claims_by_sandbox,
         events=events,
         last_event_id=events[-1].id if events else after_event,

@@ -138,6 +138,30 @@ class StepView:
         return f"{text} ({hint.format(about=self.about)})" if hint else text
 
 
+@dataclass(frozen=True)
+class KnownHolders:
+    """What a caller that has just read every live claim and open escalation already knows, so that a
+    step for each of many sandboxes asks the store nothing more (the dashboard's poll); without it each
+    step asks the store itself."""
+
+    claim_holders: frozenset[str]
+    """Sandboxes holding at least one live claim."""
+    escalated: frozenset[str]
+    """Sandboxes with an open escalation."""
+
+
+def _holds_claims(workspace: Workspace, sandbox_id: str, known: KnownHolders | None) -> bool:
+    if known is not None:
+        return sandbox_id in known.claim_holders
+    return bool(workspace.store.live_claims(sandbox_id))
+
+
+def _has_open_escalation(workspace: Workspace, sandbox_id: str, known: KnownHolders | None) -> bool:
+    if known is not None:
+        return sandbox_id in known.escalated
+    return any(e.sandbox_id == sandbox_id for e in workspace.store.list_escalations("open"))
+
+
 def dependencies(workspace: Workspace, record: SandboxRecord) -> list[SandboxRecord]:
     """The sandboxes this task waits on (missing ones are skipped)."""
     found = []
@@ -173,15 +197,17 @@ def _escalation_status(workspace: Workspace, escalation_id: object) -> Escalatio
     return EscalationStatus(escalation.status) if escalation is not None else None
 
 
-def next_step(workspace: Workspace, record: SandboxRecord, *, merge_mode: str = MERGE_MANUAL) -> StepView:
-    """What happens next to this task (reads only). `merge_mode` is the policy's `merge:`."""
+def next_step(workspace: Workspace, record: SandboxRecord, *, merge_mode: str = MERGE_MANUAL,
+              known: KnownHolders | None = None) -> StepView:
+    """What happens next to this task (reads only). `merge_mode` is the policy's `merge:`; `known`, the
+    claim holders and escalated sandboxes when the caller has read them all."""
     error = record.data.get(STEP_ERROR_KEY)
     if error and error.get("status") == record.status:
         return StepView(Step.FAILED_STEP, f"{error.get('step')} failed: {error.get('error')}",
                         PersonAction.RETRY, record.id)
     status = record.status
     if status == PLANNED:
-        return _planned_step(workspace, record)
+        return _planned_step(workspace, record, known)
     if status in LIVE:
         return StepView(Step.AGENT, f"agent {status}")
     if status == GATING:
@@ -210,13 +236,13 @@ def next_step(workspace: Workspace, record: SandboxRecord, *, merge_mode: str = 
         if record.data.get(MERGE_REQUESTED_KEY) or merge_mode == MERGE_AUTO:
             return StepView(Step.MERGE)
         return StepView(Step.WAIT_MERGE, "a person's merge", PersonAction.MERGE, record.id)
-    if status in (MERGED, REJECTED, ARCHIVED) and (workspace.store.live_claims(record.id) or (
-            status == ARCHIVED and any(e.sandbox_id == record.id for e in workspace.store.list_escalations("open")))):
+    if status in (MERGED, REJECTED, ARCHIVED) and (_holds_claims(workspace, record.id, known) or (
+            status == ARCHIVED and _has_open_escalation(workspace, record.id, known))):
         return StepView(Step.RELEASE)
     return StepView(Step.DONE)
 
 
-def _planned_step(workspace: Workspace, record: SandboxRecord) -> StepView:
+def _planned_step(workspace: Workspace, record: SandboxRecord, known: KnownHolders | None) -> StepView:
     if is_alive(record.pid, record.pid_start):
         return StepView(Step.AGENT, "agent starting")  # its supervisor is up: started once already
     waits = _dependency_view(workspace, record)
@@ -227,7 +253,8 @@ def _planned_step(workspace: Workspace, record: SandboxRecord) -> StepView:
         if creator and not holder_gone(str(creator)):
             return StepView(Step.PREPARING, "being prepared by the process that stated it")
         claims_wait = record.data.get(CLAIMS_WAIT_KEY)
-        if claims_wait and any(workspace.store.live_claims(str(holder)) for holder in claims_wait.get("holders", [])):
+        if claims_wait and any(_holds_claims(workspace, str(holder), known)
+                               for holder in claims_wait.get("holders", [])):
             return StepView(Step.WAIT_CLAIMS, str(claims_wait.get("why")))
         return StepView(Step.PREPARE)
     state = _escalation_status(workspace, record.data.get(PRESTART_KEY))
