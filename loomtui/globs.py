@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import re
 
-import pathspec
-
 __all__ = ["glob_problem"]
 
 
@@ -18,6 +16,8 @@ def glob_problem(pattern: str) -> str | None:
     """What is wrong with one gitignore-style glob, or None when it is usable."""
     if pattern.startswith("#"):
         return "it is a comment in gitignore syntax (write \\# for a literal #)"
+    import pathspec  # here, not at the top: the app's first frame needs no glob (its import is 30 ms)
+
     try:
         compiled = pathspec.GitIgnoreSpec.from_lines([pattern])
     except re.error as exc:

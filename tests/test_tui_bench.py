@@ -67,3 +67,47 @@ def test_the_snapshot_names_sandbox_evals_as_the_eval_engine_does() -> None:
     from loomtui.tui import snapshot
 
     assert snapshot.SANDBOX_EVAL == SANDBOX_EVAL  # the snapshot keeps its own copy so as not to import the engine
+
+
+def test_the_snapshot_gives_each_sandbox_the_step_the_store_alone_gives(repo: Path) -> None:
+    """The snapshot reads every live claim and open escalation once and hands them to each step; a step
+    on its own asks the store. Both must agree, including where those facts decide the step."""
+    import time
+
+    from loomtui.tui.snapshot import read_snapshot
+    from loomtui.workflow.steps import Step
+
+    workspace = open_workspace(repo)
+    try:
+        seed_repository(workspace, BenchSize(sandboxes=12, claims=40, audit=10))
+        store = workspace.store
+        merged = next(s for s in store.list_sandboxes() if s.status == "merged")
+        with store.transaction():  # a merged sandbox still holding a claim: it is released next
+            store.add_claim(merged.id, "app.py", "exclusive", "left over", time.time() + 600, ["app.py"])
+        snapshot = read_snapshot(workspace, 0)
+        for sandbox in store.list_sandboxes():
+            assert snapshot.steps[sandbox.id] == next_step(workspace, sandbox), sandbox.id
+        assert snapshot.steps[merged.id].step == Step.RELEASE
+    finally:
+        workspace.close()
+
+
+async def test_the_dashboard_shows_its_rows_without_waiting_for_the_store_s_listener(
+        repo: Path, monkeypatch: Any) -> None:
+    """From an embedded store the first snapshot is read before the dashboard is composed, so its first
+    frame has the rows: here the listener never reads, and the rows are there."""
+    from loomtui.tui.app import LoomApp
+    from loomtui.tui.widgets.fitted_table import FittedTable
+
+    workspace = open_workspace(repo)
+    try:
+        seed_repository(workspace, BenchSize(sandboxes=6, claims=10, audit=10))
+        monkeypatch.setattr(LoomApp, "_listen_worker", lambda _app, _seen: None)
+        app = LoomApp(workspace, clock=lambda: 1_000_000.0)
+        async with app.run_test(size=(120, 30)) as pilot:
+            await pilot.pause()
+            table = app.screen.query_one("#sandboxes", FittedTable)
+            assert table.row_count == 6
+            assert app.screen.query_one("#status").sandboxes == 6  # type: ignore[attr-defined]
+    finally:
+        workspace.close()

@@ -11,12 +11,14 @@ its engines when it runs) and the TUI only inside `cmd_tui`/`cmd_demo`; nothing 
 from __future__ import annotations
 
 import argparse
+import gc
 import importlib
 import json
 import math
 import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict
 from typing import TYPE_CHECKING, Any, Final, NoReturn
 
@@ -135,11 +137,24 @@ def add_group(parent: Any, name: str, help_text: str) -> Any:
 # -- the TUI and the demo ------------------------------------------------------
 
 
+@contextmanager
+def _no_collection_until_the_app_collects() -> Iterator[None]:
+    """Automatic garbage collection off while Textual and the app's modules load and the first frame is
+    drawn: each pass walked the whole growing heap, a tenth of the time to the first frame. The app's own
+    collector (tui/idle_gc.py) takes over once it runs; collection is on again when the app ends."""
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
+
+
 def cmd_tui(args: argparse.Namespace) -> int:
     workspace = workspace_for(args)
-    from loomtui.tui.app import run_app  # Textual loads only when a UI is wanted
+    with _no_collection_until_the_app_collects():
+        from loomtui.tui.app import run_app  # Textual loads only when a UI is wanted
 
-    return run_app(workspace)
+        return run_app(workspace)
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -159,13 +174,15 @@ def cmd_demo(args: argparse.Namespace) -> int:
             code = 0 if summary["ok"] else 1
         else:
             from loomtui.demo.scenario import DEMO_APP_USER
-            from loomtui.tui.app import run_app
 
             # You triage as the payments lead, so every key of the queue does something (approve,
             # reject, override the block); LOOM_USER picks someone else.
             if not os.environ.get("LOOM_USER"):
                 workspace.actor = DEMO_APP_USER
-            code = run_app(workspace, demo=True)
+            with _no_collection_until_the_app_collects():
+                from loomtui.tui.app import run_app
+
+                code = run_app(workspace, demo=True)
     finally:
         if not args.keep:
             # Stopping a live agent takes seconds (SIGTERM, its grace period): say so, not a blank screen.

@@ -49,6 +49,8 @@ class SqlStore(EvalRows, MetricRows):
     """The name of the repository's records in a shared database ('local' for an SQLite file)."""
     name: str = ""
     """The repository's directory name, as listed among a database's repositories."""
+    embedded: bool = False
+    """A file on this machine, which answers at once or fails at once: no network to wait on."""
     mirror: str
     """Which audit log file this process mirrors the audit table to (its checkpoint's key)."""
 

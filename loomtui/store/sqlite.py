@@ -46,6 +46,7 @@ class SqliteStore(SqlStore):
 
     mirror = ""
     """The audit log file beside the store is its only mirror."""
+    embedded = True
 
     def __init__(self, path: Path, *, busy_timeout: float = BUSY_TIMEOUT_S) -> None:
         super().__init__()

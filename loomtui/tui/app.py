@@ -66,11 +66,13 @@ CHECKLIST_EVERY_S = 30.0
 BACKGROUND_AFTER_S = 2.0
 """The index, the reconcile and the other views' modules wait for the first snapshot's frame, or this long
 when the store does not answer: they would compete with the first frame for the one interpreter."""
-WARM_MODULES = ("loomtui.guardrails.evals", "loomtui.guardrails.merged", "loomtui.tui.screens.graph",
+WARM_MODULES = ("loomtui.execution.review", "loomtui.workflow.engine", "loomtui.workflow.tasks",
+                "loomtui.tui.screens.sandbox_forms",
+                "loomtui.guardrails.evals", "loomtui.guardrails.merged", "loomtui.tui.screens.graph",
                 "loomtui.tui.screens.escalations", "loomtui.tui.screens.governance", "loomtui.tui.screens.context",
                 "loomtui.tui.screens.plan", "loomtui.tui.screens.metrics", "loomtui.tui.screens.help")
 """Imported by a worker after the first frame, so that the first key that needs one (a view, a sandbox's
-Evals tab) does not wait for its import."""
+Evals tab, a diff, a new sandbox, a merge) does not wait for its import."""
 
 
 def _view(module: str, name: str) -> Callable[[], Screen[object]]:
@@ -194,6 +196,21 @@ class LoomApp(App[int]):
         self.theme = wanted if wanted in self.available_themes else DEFAULT_THEME
         return themes
 
+    def on_load(self) -> None:
+        """Before the first screen is composed: the config and policy, and from an embedded store the first
+        snapshot, so that the dashboard's first frame shows its rows. Read by the listen worker instead,
+        the rows came a frame or five later, each frame drawn in full (a third of the time to them). A
+        database on the network is left to the worker, where waiting on it shows in the header."""
+        self.collector.start()
+        self._reload_if_changed()
+        if not self.workspace.store.embedded:
+            return
+        try:
+            self.latest_snapshot = self._snapshot_after(None)
+        except LoomError:
+            return  # the listen worker reads it again, and says what is wrong
+        self._last_event = self.latest_snapshot.last_event_id
+
     def on_mount(self) -> None:
         themes = self._themes
         self.loom_themes = [theme.name for theme in themes.themes]
@@ -202,13 +219,13 @@ class LoomApp(App[int]):
             self.notify(problem, title="theme skipped", severity="warning", timeout=8)
         for warning in themes.warnings:
             self.notify(warning, title="theme contrast", severity="warning", timeout=10)
-        self._reload_if_changed()
         wanted = self.config.theme if self.config else DEFAULT_THEME
         self.theme = wanted if wanted in self.available_themes else DEFAULT_THEME
         self.set_interval(CONFIG_CHECK_SECONDS, self._config_worker)
-        self.collector.start()
         self.set_interval(COLLECT_EVERY_S, self.collector.tick)
-        self._listen_worker()
+        self._listen_worker(self.latest_snapshot.last_event_id if self.latest_snapshot else None)
+        if self.latest_snapshot is not None:
+            self.call_after_refresh(self._start_background)  # once the first frame, with its rows, is out
         if self.show_checklist:
             self._checklist_due = time.monotonic() + CHECKLIST_FIRST_S
             self.set_timer(CHECKLIST_FIRST_S, self._score_checklist)
@@ -336,7 +353,7 @@ class LoomApp(App[int]):
     # -- live refresh -----------------------------------------------------------------
 
     @work(thread=True, exclusive=True, group="listen", exit_on_error=False)
-    def _listen_worker(self) -> None:
+    def _listen_worker(self, seen: int | None) -> None:
         """Read new events (and the state they change) as they arrive, off the UI thread.
 
         The store wakes this thread: SQLite is looked at every few tenths of a second;
@@ -344,7 +361,6 @@ class LoomApp(App[int]):
         fails is shown in the header and tried again until it answers.
         """
         worker = get_current_worker()
-        seen: int | None = None
         failing = False
         store = self.workspace.store
         while not worker.is_cancelled:
@@ -363,13 +379,17 @@ class LoomApp(App[int]):
                 failing = True
                 worker.cancelled_event.wait(RETRY_SECONDS)
 
-    def _read_store(self, seen: int | None) -> int:
-        """Post a snapshot of what changed after event `seen` (None: the recent history only; a
-        long-lived store has far more); the newest event id read."""
+    def _snapshot_after(self, seen: int | None) -> DashboardSnapshot:
+        """The store's state and the events after event `seen` (None: the recent history only; a
+        long-lived store has far more)."""
         if seen is None:
             seen = max(0, self.workspace.store.last_event_id() - 200)
-        snapshot = read_snapshot(self.workspace, seen, step_cache=self._step_cache, badge_cache=self._badge_cache,
-                                 merge_mode=self.policy.merge if self.policy else MERGE_MANUAL)
+        return read_snapshot(self.workspace, seen, step_cache=self._step_cache, badge_cache=self._badge_cache,
+                             merge_mode=self.policy.merge if self.policy else MERGE_MANUAL)
+
+    def _read_store(self, seen: int | None) -> int:
+        """Post a snapshot of what changed after event `seen`; the newest event id read."""
+        snapshot = self._snapshot_after(seen)
         if not get_current_worker().is_cancelled:
             self.post_message(StoreChanged(snapshot))
         return snapshot.last_event_id

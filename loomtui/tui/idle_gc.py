@@ -46,6 +46,7 @@ class IdleCollector:
         if not self._running:
             self._was_enabled = gc.isenabled()
             gc.disable()
+            gc.freeze()  # what is here already (the modules, mostly) is not walked by the first ticks
             self._running = True
             self._last_rewalk = self.clock()
 

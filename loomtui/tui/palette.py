@@ -12,7 +12,6 @@ from collections.abc import Callable, Iterable
 from functools import partial
 from typing import Any
 
-from rapidfuzz import fuzz
 from rich.text import Text
 from textual.command import Hit, Hits, Provider
 
@@ -28,6 +27,8 @@ def _score(query: str, label: str) -> float:
     would find "end"."""
     if not query.strip():
         return 0.5
+    from rapidfuzz import fuzz  # when the palette is first typed in, not before the app's first frame
+
     query, label = query.lower(), label.lower()
     return max(fuzz.WRatio(query, label), fuzz.token_set_ratio(query, label)) / 100
 

@@ -24,9 +24,8 @@ from textual.widgets import (
 )
 
 from loomtui.errors import LoomError
-from loomtui.execution import review, sandboxes
+from loomtui.execution import sandboxes
 from loomtui.execution.lifecycle import APPROVED, AWAITING_REVIEW, LIVE, PAUSED, PLANNED
-from loomtui.execution.runtimes import runtime_installed
 from loomtui.store import Event, SandboxRecord
 from loomtui.tui.base import LoomScreen, inner_width
 from loomtui.tui.snapshot import DashboardSnapshot
@@ -34,8 +33,6 @@ from loomtui.tui.widgets.evals import EvalsPane, gates_cell
 from loomtui.tui.widgets.fields import Field, render_fields
 from loomtui.tui.widgets.fitted_table import FitColumn, FittedTable
 from loomtui.tui.widgets.status_header import StatusHeader
-from loomtui.workflow import tasks
-from loomtui.workflow.engine import Workflow, request_merge
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -492,6 +489,8 @@ class DashboardScreen(LoomScreen[None]):
 
     @work(thread=True, exclusive=True, group="diff-stats", exit_on_error=False)
     def _diff_stats(self, sandbox_id: str) -> None:
+        from loomtui.execution import review
+
         try:
             found = review.diff(self.loom.workspace, sandbox_id, patch=False)
         except LoomError:
@@ -519,6 +518,7 @@ class DashboardScreen(LoomScreen[None]):
         self.app.call_from_thread(self.app.notify, f"{label}: done", timeout=3)
 
     def action_new_sandbox(self) -> None:
+        from loomtui.execution.runtimes import runtime_installed
         from loomtui.tui.screens.sandbox_forms import NewSandboxScreen
 
         config = self.loom.config
@@ -537,6 +537,9 @@ class DashboardScreen(LoomScreen[None]):
 
     @work(thread=True, group="sandbox-actions", exit_on_error=False)
     def _create_worker(self, request: NewSandboxRequest) -> None:
+        from loomtui.workflow import tasks
+        from loomtui.workflow.engine import Workflow
+
         app = self.loom
         try:
             record = tasks.create_sandbox(
@@ -587,6 +590,7 @@ class DashboardScreen(LoomScreen[None]):
 
     @work(thread=True, group="diff", exit_on_error=False)
     def _show_diff(self, sandbox_id: str) -> None:
+        from loomtui.execution import review
         from loomtui.tui.screens.sandbox_forms import DiffScreen
 
         try:
@@ -649,11 +653,15 @@ class DashboardScreen(LoomScreen[None]):
 
 def _merge(workspace: Workspace, sandbox_id: str) -> None:
     """A person's merge, through the workflow: people's decision followed first, then a clean merge."""
+    from loomtui.workflow.engine import request_merge
+
     request_merge(workspace, sandbox_id)
 
 
 def _archive(workspace: Workspace, sandbox_id: str) -> None:
     """Archive without losing work (uncommitted changes go to the branch first); claims go back."""
+    from loomtui.workflow import tasks
+
     record = sandboxes.get_sandbox(workspace, sandbox_id)
     if record.status in LIVE:
         raise LoomError(f"sandbox {sandbox_id} is {record.status}; stop it first (s)")
