@@ -457,6 +457,8 @@ def test_a_file_that_stops_parsing_keeps_its_regions_marked_stale(tmp_path: Path
     assert (region.start, region.end) == (4, 5)
     assert region.warning.startswith("stale: syntax error at line 1")
     assert any(w.startswith("pkg/second.py: stale: syntax error") for w in broken.warnings)
+    assert broken.stale == ["pkg/second.py"]  # from the rows the update wrote, as a later start reads them
+    assert build_index(root, cache_dir=cache).stale == ["pkg/second.py"]
     assert _edge_set(broken) == _edge_set(before)
     assert broken.files["pkg/second.py"] != before.files["pkg/second.py"]
     # Still broken, differently: still the last version that parsed.
@@ -465,6 +467,7 @@ def test_a_file_that_stops_parsing_keeps_its_regions_marked_stale(tmp_path: Path
     (root / "pkg" / "second.py").write_text("def h():\n    pass\n")
     fixed = build_index(root, cache_dir=cache)
     assert "pkg/second.py::g" not in fixed.regions and not fixed.regions["pkg/second.py::h"].warning
+    assert fixed.stale == [] and not fixed.warnings
     _same_index(fixed, build_index(root))
 
 

@@ -429,6 +429,7 @@ class _Updater:
                 with self.tree.locked(), db.writing():
                     db.put_stats(restat)
             return _index_of(self.root, db, sync, self._rebuild, rows)
+        written: dict[str, FileRow] | None = None
         with self.tree.locked():
             # Another process may have done the work while this one waited.
             current = self.tree.open()
@@ -446,5 +447,6 @@ class _Updater:
                     db.close()
                 db = sync.full_build(self.tree, rows, serial)
             elif changed or removed or restat:
-                sync.update(db, rows, changed, removed, restat, serial)
-        return _index_of(self.root, db, sync, self._rebuild)
+                written = sync.update(db, rows, changed, removed, restat, serial)
+        # After an update, the rows as written rather than read back (a scan of every file row again).
+        return _index_of(self.root, db, sync, self._rebuild, written)

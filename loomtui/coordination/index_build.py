@@ -19,6 +19,7 @@ marked stale, until it parses again.
 
 from __future__ import annotations
 
+import dataclasses
 import posixpath
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -271,8 +272,9 @@ class Sync:
         return any(posixpath.basename(path) == "__init__.py" for path in (*added, *removed))
 
     def update(self, db: IndexDB, rows: Mapping[str, FileRow], changed: list[str], removed: list[str],
-               restat: list[tuple[str, int, int, int, int]], serial: int) -> None:
-        """Bring `db` to this tree in one transaction, re-resolving only what the changes reach."""
+               restat: list[tuple[str, int, int, int, int]], serial: int) -> dict[str, FileRow]:
+        """Bring `db` to this tree in one transaction, re-resolving only what the changes reach; the file
+        rows it now holds (the rows given, with those written and without those removed)."""
         facts = self.facts_for(changed)
         chosen = {path: self.effective(path, facts[path], rows.get(path)) for path in changed}
         shapes = _LazyShapes(self, rows)
@@ -328,6 +330,12 @@ class Sync:
             db.put_stats(restat)
             db.set_meta({"serial": str(serial)})
         self.stats["resolved"] = len(uses)
+        held = {path: row for path, row in rows.items() if path not in removed}
+        held.update((row.path, row) for row in rows_out)
+        for path, size, mtime, ino, ctime in restat:
+            if path in held:
+                held[path] = dataclasses.replace(held[path], size=size, mtime_ns=mtime, ino=ino, ctime_ns=ctime)
+        return held
 
 
 class _LazyShapes(Mapping[str, FileShape]):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import posixpath
@@ -80,6 +81,12 @@ def selector(include: Sequence[str], exclude: Sequence[str]) -> Callable[[str], 
     listing of a warm start, where pathspec's matcher would be a third of the cost. A name
     with `.py/` inside (a directory named like a module) is still left to pathspec.
     """
+    return _selector(tuple(include), tuple(exclude))
+
+
+@functools.lru_cache(maxsize=16)
+def _selector(include: tuple[str, ...], exclude: tuple[str, ...]) -> Callable[[str], bool]:
+    # Compiled once per process and settings: pathspec's compilation cost a warm start 5 to 10 ms.
     wanted = pathspec.GitIgnoreSpec.from_lines(include)
     unwanted = pathspec.GitIgnoreSpec.from_lines(exclude)
     suffixes = [m.group(1) for m in map(_SUFFIX_ONLY.fullmatch, include) if m]
