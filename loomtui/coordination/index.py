@@ -217,8 +217,10 @@ class RepoIndex:
         if key not in self._edges:
             if len(self._edges) >= QUERY_MEMO:
                 self._edges.clear()
-            mask = self._db.edge(source, target)
-            self._edges[key] = None if mask is None else kinds_of(mask)
+            # Both directions at once: who asks one (a conflict's path and its description) asks the other.
+            forward, backward = self._db.edges_between(source, target)
+            self._edges[key] = None if forward is None else kinds_of(forward)
+            self._edges[(target, source)] = None if backward is None else kinds_of(backward)
         return self._edges[key]
 
     def out_edges(self, region_ids: Sequence[str]) -> list[tuple[str, str, frozenset[str]]]:

@@ -354,9 +354,11 @@ class IndexDB:
         """Remove edges that point at regions which no longer exist."""
         self._batched("DELETE FROM edges WHERE dst IN ({marks})", region_ids)
 
-    def edge(self, src: str, dst: str) -> int | None:
-        row = self._conn.execute("SELECT kinds FROM edges WHERE src = ? AND dst = ?", (src, dst)).fetchone()
-        return None if row is None else int(row[0])
+    def edges_between(self, a: str, b: str) -> tuple[int | None, int | None]:
+        """The kinds of the edges a -> b and b -> a (None where there is none), in one query."""
+        found = dict(((src, dst), kinds) for src, dst, kinds in self._conn.execute(
+            "SELECT src, dst, kinds FROM edges WHERE (src = ? AND dst = ?) OR (src = ? AND dst = ?)", (a, b, b, a)))
+        return found.get((a, b)), found.get((b, a))
 
     def all_edges(self) -> Iterator[EdgeTuple]:
         yield from self._conn.execute("SELECT src, dst, kinds FROM edges")
