@@ -264,6 +264,28 @@ def test_module_names_follow_import_roots(tmp_path: Path) -> None:
     assert index.unresolved == []
 
 
+@pytest.mark.parametrize("top_is_a_package", [False, True])
+def test_module_names_by_import_root(top_is_a_package: bool) -> None:
+    from loomtui.coordination.index_modules import _ModuleMap
+
+    paths = ["a.py", "sub/__init__.py", "sub/b.py", "sub/deep/__init__.py", "sub/deep/c.py",
+             "src/pkg/__init__.py", "src/pkg/m.py", "tests/gc.py", "plain/inner/__init__.py", "plain/inner/x.py"]
+    if top_is_a_package:
+        paths.append("__init__.py")
+    names = _ModuleMap(paths, "top" if top_is_a_package else "")
+    lead = "top." if top_is_a_package else ""
+    assert {path: names.name_of[path] for path in paths if path != "__init__.py"} == {
+        "a.py": f"{lead}a", "sub/__init__.py": f"{lead}sub", "sub/b.py": f"{lead}sub.b",
+        "sub/deep/__init__.py": f"{lead}sub.deep", "sub/deep/c.py": f"{lead}sub.deep.c",
+        "src/pkg/__init__.py": "pkg", "src/pkg/m.py": "pkg.m", "tests/gc.py": "gc",
+        "plain/inner/__init__.py": "inner", "plain/inner/x.py": "inner.x"}
+    assert names.root_of["sub/deep/c.py"] == "" and names.root_of["src/pkg/m.py"] == "src"
+    assert names.global_roots == ("", "plain", "src")  # roots holding packages; tests/ holds none
+    assert names.find("gc", "") == (None, ("\0gc", "plain\0gc", "src\0gc", "*\0gc"))
+    assert names.find("pkg.m", "")[0] == "src/pkg/m.py"
+    assert names.by_full_path[f"{lead}src.pkg.m"] == "src/pkg/m.py"
+
+
 # -- listing, safety -----------------------------------------------------------------
 
 

@@ -54,12 +54,26 @@ def _git_listing(root: Path) -> list[str] | None:
 
 
 def _walk_listing(root: Path) -> list[str]:
+    """Every file under `root` outside hidden and `__pycache__` directories, as os.walk would list them
+    (a symlinked directory neither listed nor entered). By hand with scandir: os.walk's path joins and
+    relpaths were half of a warm start's listing on a million lines."""
     found: list[str] = []
-    for directory, dirnames, filenames in os.walk(root):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith(".") and d != "__pycache__")
-        relative = os.path.relpath(directory, root)
-        prefix = "" if relative == "." else relative.replace(os.sep, "/") + "/"
-        found.extend(prefix + name for name in filenames)
+    pending = [("", os.fspath(root))]
+    while pending:
+        prefix, directory = pending.pop()
+        try:
+            entries = list(os.scandir(directory))
+        except OSError:
+            continue  # as os.walk: a directory that cannot be read is passed over
+        for entry in entries:
+            try:
+                is_directory = entry.is_dir()
+            except OSError:
+                continue
+            if not is_directory:
+                found.append(prefix + entry.name)
+            elif not entry.is_symlink() and not entry.name.startswith(".") and entry.name != "__pycache__":
+                pending.append((f"{prefix}{entry.name}/", f"{directory}{os.sep}{entry.name}"))
     return found
 
 
@@ -178,8 +192,9 @@ def _read_sources(
     known = known or {}
     real_root = os.path.realpath(root)
     sources: dict[str, _Source] = {}
+    under = os.path.join(root, "")  # joined by hand below: this loop runs for every file of every start
     for path in paths:
-        full = os.path.join(root, path)
+        full = under + path
         try:
             info = os.lstat(full)
             # Listings never pass through a symlinked directory; explicit paths may.

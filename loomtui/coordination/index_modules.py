@@ -21,7 +21,8 @@ class _ModuleMap:
 
     def __init__(self, paths: Iterable[str], package: str) -> None:
         paths = sorted(paths)
-        # str.rpartition rather than posixpath: this runs for every file on every update.
+        # str.rpartition rather than posixpath, and each directory worked out once, not once per file in
+        # it: this runs for every file on every update.
         package_dirs = {p.rpartition("/")[0] for p in paths if p.rpartition("/")[2] == "__init__.py"}
         prefix = [package] if package and "" in package_dirs else []
         self.name_of: dict[str, str] = {}
@@ -29,26 +30,37 @@ class _ModuleMap:
         self.names_of: dict[str, tuple[str, ...]] = {}
         self.by_root: dict[str, dict[str, str]] = {"": {}}
         self.by_full_path: dict[str, str] = {}
+        places: dict[str, tuple[str, list[str], list[str]]] = {}  # directory -> (import root, its parts, full)
+
+        def place(directory: str) -> tuple[str, list[str], list[str]]:
+            found = places.get(directory)
+            if found is None:
+                if directory and directory in package_dirs:  # climb while the directory is a package
+                    parent, _, name = directory.rpartition("/")
+                    root, parts, _full = place(parent)
+                    parts = [*parts, name]
+                else:
+                    root, parts = directory, []
+                full = [*prefix, *(directory.split("/") if directory else [])]
+                found = places[directory] = (root, parts, full)
+            return found
+
+        holding_packages: set[str] = set()
         for path in paths:
             directory, _, filename = path.rpartition("/")
             stem = filename.rpartition(".")[0] or filename
-            parts = [] if stem == "__init__" else [stem]
-            # Climb while the directory is a package.
-            while directory and directory in package_dirs:
-                directory, _, name = directory.rpartition("/")
-                parts.insert(0, name)
-            if not directory and "" in package_dirs:
-                parts[:0] = prefix
-            primary = ".".join(parts)
-            self.name_of[path] = primary
-            self.root_of[path] = directory
-            self.by_root.setdefault(directory, {}).setdefault(primary, path)
-            folders = path.rpartition("/")[0]
             own = [] if stem == "__init__" else [stem]
-            full = ".".join([*prefix, *(folders.split("/") if folders else []), *own])
+            root, parts, full_parts = place(directory)
+            # Under a top that is itself a package, its directory name leads.
+            primary = ".".join([*(prefix if not root else []), *parts, *own])
+            self.name_of[path] = primary
+            self.root_of[path] = root
+            self.by_root.setdefault(root, {}).setdefault(primary, path)
+            full = ".".join([*full_parts, *own])
             self.by_full_path.setdefault(full, path)
-            self.names_of[path] = (_root_key(directory, primary), _root_key("*", full))
-        holding_packages = {self.root_of[p] for p in paths if p.rpartition("/")[0] != self.root_of[p]}
+            self.names_of[path] = (_root_key(root, primary), _root_key("*", full))
+            if directory != root:
+                holding_packages.add(root)
         self.global_roots = ("", *sorted(holding_packages - {""}))
 
     def package_of(self, path: str) -> str:
