@@ -454,14 +454,23 @@ def test_an_edit_no_other_file_reads_re_resolves_only_its_own_file(
     _same_index(patched, build_index(tree))
 
 
-def test_body_edit_re_resolves_only_that_file(tree: Path, tmp_path: Path) -> None:
+def test_a_body_edit_that_uses_nothing_new_resolves_nothing_and_one_that_does_only_its_file(
+        tree: Path, tmp_path: Path) -> None:
     cache = tmp_path / "cache"
     build_index(tree, cache_dir=cache)
     file = tree / "shapes.py"
+    # A local variable and a line more: the regions below move, the edges stay.
     file.write_text(file.read_text().replace("return 0\n", "total = 0\n        return total\n"))
     index = build_index(tree, cache_dir=cache)
-    assert index.stats == {"files": 8, "parsed": 1, "cached": 7, "resolved": 1}
+    assert index.stats == {"files": 8, "parsed": 1, "cached": 7, "resolved": 0}
     assert index.regions["shapes.py::Square"].start == 21
+    _same_index(index, build_index(tree))
+    # A call to what it did not use before: its own edges are resolved again, no other file's.
+    file.write_text(file.read_text().replace("total = 0\n", "total = u.scaled(0)\n"))
+    index = build_index(tree, cache_dir=cache)
+    assert index.stats == {"files": 8, "parsed": 1, "cached": 7, "resolved": 1}
+    assert ("shapes.py::Shape.area", "util.py::scaled") in index.graph.edges
+    _same_index(index, build_index(tree))
 
 
 def test_a_file_that_stops_parsing_keeps_its_regions_marked_stale(tmp_path: Path) -> None:
@@ -499,7 +508,7 @@ def test_an_update_is_written_once(tree: Path, tmp_path: Path) -> None:
     file = tree / "shapes.py"
     file.write_text(file.read_text().replace("return 0\n", "return 1\n"))
     first = build_index(tree, cache_dir=cache)
-    assert first.stats == {"files": 8, "parsed": 1, "cached": 7, "resolved": 1}
+    assert first.stats == {"files": 8, "parsed": 1, "cached": 7, "resolved": 0}  # uses nothing new
     again = build_index(tree, cache_dir=cache)
     assert again.stats == {"files": 8, "parsed": 0, "cached": 8, "resolved": 0}
     _same_index(first, again)

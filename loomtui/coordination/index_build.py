@@ -280,28 +280,32 @@ class Sync:
         shapes = _LazyShapes(self, rows)
         for path, entry in chosen.items():
             shapes.loaded[path] = entry[1].shape
-        modules = _ModuleMap(self.sources, self.package)
+        modules: _ModuleMap | None = None
         touched: set[str] = set(removed)
         if removed:
             old_modules = _ModuleMap(rows, self.package)
             for path in removed:
                 touched.update(old_modules.names_of[path])
-        for path in chosen:
+        alike: set[str] = set()  # changed files whose edges cannot have changed: only their regions' lines
+        for path, (_blob, effective, _warning, stale) in chosen.items():
             if path not in rows:
+                modules = modules or _ModuleMap(self.sources, self.package)
                 touched.update(modules.names_of[path])
                 touched.add(path)
                 continue
             before = self.facts.get(rows[path].facts_blob)
             touched |= {path} if before is None else interface_changes(path, before.shape, shapes.loaded[path])
+            if before is not None and not stale and resolves_alike(before, effective):
+                alike.add(path)
         dependents = sorted(db.readers_of(touched) - set(chosen) - set(removed))
-        uses = {path: entry[1].uses for path, entry in chosen.items()}
+        uses = {path: entry[1].uses for path, entry in chosen.items() if path not in alike}
         for path in dependents:
             known = self.facts.get(rows[path].facts_blob)
             if known is None:  # its facts left the cache: parse the file again
                 known = self.facts_for([path])[path]
             uses[path] = known.uses
             shapes.loaded.setdefault(path, known.shape)
-        resolver = _Resolver(shapes, modules)
+        resolver = _Resolver(shapes, modules or _ModuleMap(self.sources, self.package)) if uses else None
         with db.writing():
             vanished: list[str] = []
             for path in removed:
@@ -318,6 +322,7 @@ class Sync:
             db.drop_edges_into(vanished)
             rows_out: list[FileRow] = []
             for path in sorted(uses):
+                assert resolver is not None
                 resolved = resolver.resolve_file(path, uses[path])
                 db.replace_edges_from(path, _edge_tuples(resolved.edges))
                 if path in chosen:
@@ -327,6 +332,10 @@ class Sync:
                 rows_out.append(self.file_row(path, facts_blob, warning, stale, resolved.consulted,
                                               tuple(resolved.unresolved)))
             db.put_files(rows_out)
+            # Same edges, reads and unresolved names as before: only the file's own row changes.
+            heads = [self.file_row(path, chosen[path][0], chosen[path][2], False, frozenset(), ()) for path in alike]
+            db.put_file_heads(heads)
+            rows_out += heads
             db.put_stats(restat)
             db.set_meta({"serial": str(serial)})
         self.stats["resolved"] = len(uses)
@@ -336,6 +345,16 @@ class Sync:
             if path in held:
                 held[path] = dataclasses.replace(held[path], size=size, mtime_ns=mtime, ino=ino, ctime_ns=ctime)
         return held
+
+
+def resolves_alike(before: FileFacts, after: FileFacts) -> bool:
+    """Whether two versions of a file resolve to the same edges: the same uses, region for region, and the
+    same shape but for where its regions are (lines, hash, doc). Uses name regions by their place in the file,
+    not by line, so an edit that uses nothing new (a literal, a comment, a local variable, lines added in a
+    body) changes only its regions' rows: nothing is resolved again."""
+    old, new = before.shape, after.shape
+    return (before.uses == after.uses and [row[:2] for row in old.regions] == [row[:2] for row in new.regions]
+            and old._replace(regions=()) == new._replace(regions=()))
 
 
 class _LazyShapes(Mapping[str, FileShape]):

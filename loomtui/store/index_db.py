@@ -230,14 +230,19 @@ class IndexDB:
                 for key in before - row_keys:
                     changes.setdefault(key, (set(), set()))[1].add(row.path)
             self._apply_postings(changes)
-        self._conn.executemany(
-            "INSERT OR REPLACE INTO files VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            ((row.path, row.blob, row.size, row.mtime_ns, row.ino, row.ctime_ns, row.facts_blob, row.warning,
-              int(row.stale)) for row in rows))
+        self.put_file_heads(rows)
         self._conn.executemany(
             "INSERT OR REPLACE INTO file_details VALUES (?, ?, ?)",
             ((row.path, keys, pickle.dumps(row.unresolved, pickle.HIGHEST_PROTOCOL))
              for row, keys in zip(rows, packed, strict=True)))
+
+    def put_file_heads(self, rows: Iterable[FileRow]) -> None:
+        """Replace file rows but not what they read (`consulted`, `unresolved`): files whose content changed
+        but whose resolution did not."""
+        self._conn.executemany(
+            "INSERT OR REPLACE INTO files VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            ((row.path, row.blob, row.size, row.mtime_ns, row.ino, row.ctime_ns, row.facts_blob, row.warning,
+              int(row.stale)) for row in rows))
 
     def _apply_postings(self, changes: dict[int, tuple[set[str], set[str]]]) -> None:
         # One row per consulted name (hashed), holding every path that read it: a few
