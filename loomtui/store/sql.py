@@ -323,20 +323,20 @@ class SqlStore(EvalRows, MetricRows):
     # -- claims -------------------------------------------------------------------
 
     def _claims(self, where: str, params: Sequence[Any], source: str = "claims c") -> list[ClaimRecord]:
+        # Columns by position, not by name: the dashboard reads every live claim (5,000 at scale) each time
+        # the store changes, and a lookup by name per column was half the cost.
         rows = self._query(
-            f"SELECT c.*, {self._lines_of('r.region_id')} AS regions FROM {source} "
+            "SELECT c.id, c.sandbox_id, c.target, c.mode, c.reason, c.created, c.expires, "
+            f"{self._lines_of('r.region_id')}, c.released, c.release_reason FROM {source} "
             f"LEFT JOIN claim_regions r ON r.claim_id = c.id WHERE {where} "
             "GROUP BY c.id ORDER BY c.id",
             params,
         )
         return [
-            ClaimRecord(
-                id=r["id"], sandbox_id=r["sandbox_id"], target=r["target"], mode=r["mode"],
-                reason=r["reason"], created=r["created"], expires=r["expires"],
-                region_ids=tuple(sorted((r["regions"] or "").split("\n"))) if r["regions"] else (),
-                released=r["released"], release_reason=r["release_reason"],
-            )
-            for r in rows
+            ClaimRecord(claim_id, sandbox_id, target, mode, reason, created, expires,
+                        tuple(sorted(regions.split("\n"))) if regions else (), released, release_reason)
+            for claim_id, sandbox_id, target, mode, reason, created, expires, regions, released, release_reason
+            in rows
         ]
 
     def all_claims(self) -> list[ClaimRecord]:
