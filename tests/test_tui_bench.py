@@ -111,3 +111,34 @@ async def test_the_dashboard_shows_its_rows_without_waiting_for_the_store_s_list
             assert app.screen.query_one("#status").sandboxes == 6  # type: ignore[attr-defined]
     finally:
         workspace.close()
+
+
+async def test_a_first_read_that_fails_leaves_the_rows_to_the_store_s_listener(repo: Path, monkeypatch: Any) -> None:
+    """The early read is only a head start: when it fails the app still starts, and the listener reads."""
+    import loomtui.tui.app as app_module
+    from loomtui.tui.app import LoomApp
+    from loomtui.tui.widgets.fitted_table import FittedTable
+
+    real = app_module.read_snapshot
+    calls: list[int] = []
+
+    def failing_once(*args: Any, **kwargs: Any) -> Any:
+        calls.append(1)
+        if len(calls) == 1:
+            raise RuntimeError("the first read fails")
+        return real(*args, **kwargs)
+
+    workspace = open_workspace(repo)
+    try:
+        seed_repository(workspace, BenchSize(sandboxes=4, claims=5, audit=5))
+        monkeypatch.setattr(app_module, "read_snapshot", failing_once)
+        app = LoomApp(workspace, clock=lambda: 1_000_000.0)
+        async with app.run_test(size=(120, 30)) as pilot:
+            table = app.screen.query_one("#sandboxes", FittedTable)
+            for _ in range(100):
+                if table.row_count == 4:
+                    break
+                await pilot.pause(0.05)
+            assert table.row_count == 4 and len(calls) >= 2
+    finally:
+        workspace.close()
