@@ -18,11 +18,15 @@ from tests.test_e2e_tmux import LOOMTUI, Terminal
 pytestmark = pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux not installed")
 WAIT_S = 150.0  # the scenario's agents, gates and merges, on a loaded machine
 ROW = re.compile(r"^ (\d+)\s+(?:high|critical|medium|low)\s")
+PANE_BORDER = "▏"  # the detail pane's left border (vkey)
 
 
 def _queue_rows(screen: str) -> list[tuple[int, str]]:
-    """The queue's rows as shown: (escalation id, the row's text), top to bottom."""
-    return [(int(m.group(1)), line) for line in screen.splitlines() if (m := ROW.match(line))]
+    """The queue's rows as shown: (escalation id, the row's own text), top to bottom. A screen line also
+    holds the detail pane, right of its border: the selected escalation's text must not make another
+    row match (the ledger's detail names the rounding change)."""
+    return [(int(m.group(1)), line.split(PANE_BORDER, 1)[0]) for line in screen.splitlines()
+            if (m := ROW.match(line))]
 
 
 def _select(term: Terminal, words: str) -> int:
@@ -50,9 +54,10 @@ def _wait_until_gone(term: Terminal, words: str) -> None:
 LEDGER_SCRIPT = '- {after: 0.2, log: "moving the ledger to integer cents"}\n'
 
 
-def _ask_to_start_on_the_ledger(scratch: Path) -> Path:
+def _ask_to_start_on_the_ledger(scratch: Path) -> tuple[Path, str]:
     """bob asks, from another terminal, to start an agent on the ledger: the policy holds its start for a
-    lead (a pre-start escalation, before any code is written), which the lead will reject."""
+    lead (a pre-start escalation, before any code is written), which the lead will reject. The demo's
+    repository and the new sandbox's id (the queue's row shows the id; its summary is cut before the path)."""
     repos = list(scratch.glob("loomtui-demo-*/billing-service"))
     assert len(repos) == 1, repos
     script = scratch / "ledger.yaml"
@@ -62,7 +67,9 @@ def _ask_to_start_on_the_ledger(scratch: Path) -> Path:
          "--task", "move the ledger's postings to integer cents"], cwd=repos[0], capture_output=True, text=True,
         env={**os.environ, "LOOM_USER": "bob@example.com"})
     assert asked.returncode == 0 and "waits for approval to start" in asked.stdout, asked.stdout + asked.stderr
-    return repos[0]
+    created = re.search(r"^sandbox (\S+?):", asked.stdout, re.M)
+    assert created is not None, asked.stdout
+    return repos[0], created.group(1)
 
 
 def test_a_lead_triages_the_demo_with_keys_and_the_audit_verifies(tmp_path: Path) -> None:
@@ -71,16 +78,16 @@ def test_a_lead_triages_the_demo_with_keys_and_the_audit_verifies(tmp_path: Path
     term = Terminal(tmp_path, f"TMPDIR={scratch} {LOOMTUI} demo --keep")
     try:
         term.wait_for("loomtui · demo", timeout=30)
-        repo = _ask_to_start_on_the_ledger(scratch)
+        repo, held_sandbox = _ask_to_start_on_the_ledger(scratch)
         term.keys("3")
         term.wait_for("Escalations", timeout=10)
 
-        ledger = _select(term, "payments/ledger.py")  # a start held for a lead: rejected, with a reason
+        ledger = _select(term, held_sandbox)  # a start held for a lead: rejected, with a reason
         term.keys("r")
         term.wait_for(f"Reject escalation #{ledger}: why?")
         term.keys("-l", "not during the month-end freeze")
         term.keys("Enter")
-        _wait_until_gone(term, "payments/ledger.py")
+        _wait_until_gone(term, held_sandbox)
 
         rounding = _select(term, "round_minor_units")  # payments: two approvals, yours and a reviewer's
         term.keys("a")
