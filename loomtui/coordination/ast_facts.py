@@ -53,12 +53,6 @@ _FUNCTION_TYPES = (ast.FunctionDef, ast.AsyncFunctionDef)
 _COMPREHENSIONS = (ast.ListComp, ast.SetComp, ast.GeneratorExp, ast.DictComp)
 
 
-def _child_fields(kind: type[ast.AST]) -> tuple[str, ...]:
-    """The fields of a node type that can hold names, worked out once per type."""
-    fields = _CHILD_FIELDS[kind] = tuple(f for f in kind._fields if f not in _LEAF_FIELDS)
-    return fields
-
-
 _WALK_SPECIAL = frozenset({ast.Lambda, *_COMPREHENSIONS, ast.NamedExpr, ast.MatchAs, ast.MatchStar, ast.MatchMapping})
 """The node types the expression walker does more for than walk their children."""
 
@@ -325,15 +319,7 @@ class FactCollector:
             elif kind is constant_type:
                 continue
             elif kind not in _WALK_SPECIAL:
-                # _push_children, inlined: a call per node was a tenth of the walk.
-                for field in _CHILD_FIELDS.get(kind) or _child_fields(kind):
-                    value = getattr(node, field)
-                    if isinstance(value, list):
-                        for item in value:
-                            if isinstance(item, ast.AST):
-                                push((item, sc))
-                    elif isinstance(value, ast.AST):
-                        push((value, sc))
+                self._push_children(node, sc, push)
             elif kind is ast.Lambda:
                 self._lambda(node, sc, push)
             elif kind in _COMPREHENSIONS:
@@ -352,14 +338,18 @@ class FactCollector:
 
     @staticmethod
     def _push_children(node: ast.AST, scope: int, push: _Push) -> None:
-        for field in _CHILD_FIELDS.get(type(node)) or _child_fields(type(node)):
+        kind = type(node)
+        fields = _CHILD_FIELDS.get(kind)
+        if fields is None:  # (an empty tuple is a node type with no such fields: known, not missing)
+            fields = _CHILD_FIELDS[kind] = tuple(f for f in kind._fields if f not in _LEAF_FIELDS)
+        for field in fields:
             value = getattr(node, field)
-            if isinstance(value, list):
+            if isinstance(value, ast.AST):
+                push((value, scope))
+            elif isinstance(value, list):
                 for item in value:
                     if isinstance(item, ast.AST):
                         push((item, scope))
-            elif isinstance(value, ast.AST):
-                push((value, scope))
 
     def _attribute(self, node: ast.Attribute, region: int, scope: int, push: _Push) -> None:
         parts = [node.attr]
