@@ -82,8 +82,15 @@ async def test_at_80_columns_the_audit_view_shows_action_and_subject_whatever_th
         await pilot.press("5")
         await wait_for(pilot, lambda: isinstance(app.screen, AuditScreen))
         table = app.screen.query_one("#audit", DataTable)
-        await wait_for(pilot, lambda: table.row_count >= 1)
-        labels = [str(column.label) for column in table.columns.values()]
+
+        def column_labels() -> list[str]:
+            return [str(column.label) for column in table.columns.values()]
+
+        # The narrow layout (the detail below the table) comes a frame after the first, laid out side by
+        # side at about 48 columns, where Actor has no room: the columns are read once the table is full width.
+        await wait_for(pilot, lambda: table.row_count >= 1 and app.screen.has_class("-narrow")
+                       and "Actor" in column_labels())
+        labels = column_labels()
         assert labels.index("Action") < labels.index("Actor") and labels.index("Subject") < labels.index("Actor")
         shown = table.get_row_at(table.row_count - 1)
         assert str(shown[2]) == "escalation.approve" and str(shown[3]) == "12"
