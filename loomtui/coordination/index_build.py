@@ -305,7 +305,12 @@ class Sync:
                 known = self.facts_for([path])[path]
             uses[path] = known.uses
             shapes.loaded.setdefault(path, known.shape)
-        resolver = _Resolver(shapes, modules or _ModuleMap(self.sources, self.package)) if uses else None
+        # Resolved before the transaction (it reads the facts, not the database): the write lock is held for
+        # the writes alone. A file that resolves alike needs no module map: an edit of one has none built.
+        resolved_files = {}
+        if uses:
+            resolver = _Resolver(shapes, modules or _ModuleMap(self.sources, self.package))
+            resolved_files = {path: resolver.resolve_file(path, uses[path]) for path in sorted(uses)}
         with db.writing():
             vanished: list[str] = []
             for path in removed:
@@ -321,9 +326,7 @@ class Sync:
                 db.replace_regions(path, now)
             db.drop_edges_into(vanished)
             rows_out: list[FileRow] = []
-            for path in sorted(uses):
-                assert resolver is not None
-                resolved = resolver.resolve_file(path, uses[path])
+            for path, resolved in resolved_files.items():
                 db.replace_edges_from(path, _edge_tuples(resolved.edges))
                 if path in chosen:
                     facts_blob, _effective, warning, stale = chosen[path]

@@ -324,7 +324,7 @@ class SqlStore(EvalRows, MetricRows):
 
     def _claims(self, where: str, params: Sequence[Any], source: str = "claims c") -> list[ClaimRecord]:
         # Columns by position, not by name: the dashboard reads every live claim (5,000 at scale) each time
-        # the store changes, and a lookup by name per column was half the cost.
+        # the store changes, and each lookup by name is paid per column per claim.
         rows = self._query(
             "SELECT c.id, c.sandbox_id, c.target, c.mode, c.reason, c.created, c.expires, "
             f"{self._lines_of('r.region_id')}, c.released, c.release_reason FROM {source} "
