@@ -42,6 +42,18 @@ class LoomScreen(Screen[ResultT]):
     VIEW_NAME: ClassVar[str] = ""
     """The view's name in the header (one of the app's modes; "" for a form or a dialog)."""
 
+    def __init__(self, name: str | None = None, id: str | None = None, classes: str | None = None) -> None:
+        super().__init__(name, id, classes)
+        # The width's class (-narrow or -normal) from the start: added on the first Resize instead, it
+        # styled the whole screen a second time before its first frame.
+        try:
+            width = self.app.size.width
+        except RuntimeError:  # Textual's NoActiveAppError: made outside a running app
+            return
+        breakpoints = self.HORIZONTAL_BREAKPOINTS or []
+        classes_now = self._get_breakpoint_classes(width, breakpoints)
+        self.update_classes({name: name in classes_now for _, name in breakpoints}, update=False)
+
     @property
     def loom(self) -> LoomApp:
         return loom_app(self.app)

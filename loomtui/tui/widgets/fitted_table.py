@@ -3,15 +3,15 @@ column takes the width left over (its text cut with …), nothing behind a horiz
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
 from rich.cells import cell_len
 from rich.style import Style
 from rich.text import Text
-from textual import events
 from textual.coordinate import Coordinate
+from textual.geometry import Size
 from textual.widgets import DataTable
 from textual.widgets.data_table import RowKey
 
@@ -88,7 +88,12 @@ def fit_columns(columns: Sequence[FitColumn], natural: Mapping[str, int], width:
 
 def cut(cell: Cell, width: int) -> Cell:
     """`cell` in at most `width` cells: a longer one ends in …. Styles are kept."""
-    text = cell if isinstance(cell, Text) else Text.from_markup(cell)
+    if isinstance(cell, str) and "[" not in cell:  # no markup: measured as it is, not parsed first
+        if cell_len(cell) <= width:
+            return cell
+        text = Text(cell)
+    else:
+        text = cell if isinstance(cell, Text) else Text.from_markup(cell)
     if text.cell_len <= width:
         return cell
     text = text.copy()
@@ -209,8 +214,27 @@ class FittedTable(DataTable[Cell]):
         value = self.coordinate_to_cell_key(self.cursor_coordinate).row_key.value
         return str(value) if value is not None else None
 
-    def on_resize(self, event: events.Resize) -> None:
-        self.lay_out(remeasure=True)
+    def _size_updated(self, size: Size, virtual_size: Size, container_size: Size, layout: bool = True) -> bool:
+        """The compositor gives the table its size: its columns and rows are laid out for it at once, in
+        the pass that draws the frame. Left to the Resize event and DataTable's idle sizing, the first
+        frame showed a table with no rows and the rows came two passes later."""
+        resized = super()._size_updated(size, virtual_size, container_size, layout)
+        if resized and self.lay_out(remeasure=True):
+            self._size_rows_now()
+        return resized
+
+    def _size_rows_now(self) -> None:
+        """What DataTable does on idle for rows just added (their widths, the scrollable height), now."""
+        if self._require_update_dimensions:
+            self._require_update_dimensions = False
+            new_rows = self._new_rows.copy()
+            self._new_rows.clear()
+            self._update_dimensions(new_rows)
+
+    def _update_dimensions(self, new_rows: Iterable[RowKey]) -> None:
+        """DataTable measures each new row's cells for its auto-width columns; every column here is
+        given its width (`lay_out`) and every row is one line, so only the scrollable size is left."""
+        super()._update_dimensions(())
 
 
 def _cell_width(value: Cell) -> int:
