@@ -6,6 +6,7 @@ file is one ConfigError reading `.loom/loom.yaml:LINE: key: problem`.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
@@ -279,7 +280,7 @@ def load_config(root: Path) -> LoomConfig:
     if not (root / CONFIG_PATH).exists():
         return LoomConfig()
     text = read_text(root / CONFIG_PATH, shown)
-    return parse_config(text, shown)
+    return _parse_config_once(text, shown)
 
 
 def parse_config(text: str, path: str) -> LoomConfig:
@@ -320,6 +321,11 @@ def parse_config(text: str, path: str) -> LoomConfig:
         store=_checked(store, store_problem) if store else defaults.store,
         source=path,
     )
+
+
+# The same text gives the same (immutable) config: a process that loads it several times (the app
+# at start: its theme, its store, its settings) parses it once.
+_parse_config_once = functools.lru_cache(maxsize=4)(parse_config)
 
 
 def _parse_runtimes(section: Value) -> dict[str, RuntimeConfig]:

@@ -420,12 +420,13 @@ def _run_script_agent(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return the exit code."""
-    from loomtui.governance.hooks.client import fast_main
-
     given = list(sys.argv[1:] if argv is None else argv)
-    fast = fast_main(given)  # an agent's hook inside a sandbox
-    if fast is not None:
-        return fast
+    if given[:1] == ["hook"]:  # an agent's hook inside a sandbox: its client alone, if it can answer
+        from loomtui.governance.hooks.client import fast_main
+
+        fast = fast_main(given)
+        if fast is not None:
+            return fast
     if given[:1] == ["script-agent"]:
         parser, given = _script_agent_parser(), given[1:]
     else:
