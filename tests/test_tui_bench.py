@@ -6,6 +6,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from textual.widgets import DataTable, Static, TabbedContent
+
 from loomtui.tui.bench_data import BenchSize, seed_repository
 from loomtui.workflow.steps import next_step
 from loomtui.workspace import open_workspace
@@ -85,9 +87,15 @@ def test_the_snapshot_gives_each_sandbox_the_step_the_store_alone_gives(repo: Pa
         with store.transaction():  # a merged sandbox still holding a claim: it is released next
             store.add_claim(merged.id, "app.py", "exclusive", "left over", time.time() + 600, ["app.py"])
         snapshot = read_snapshot(workspace, 0)
+        counted = read_snapshot(workspace, 0, with_claims=False)  # the app's first read: counts only
         for sandbox in store.list_sandboxes():
             assert snapshot.steps[sandbox.id] == next_step(workspace, sandbox), sandbox.id
+            assert counted.steps[sandbox.id] == snapshot.steps[sandbox.id], sandbox.id
         assert snapshot.steps[merged.id].step == Step.RELEASE
+        assert snapshot.claims_by_sandbox is not None and counted.claims_by_sandbox is None
+        assert counted.claim_counts == snapshot.claim_counts == {
+            sandbox_id: len(claims) for sandbox_id, claims in snapshot.claims_by_sandbox.items()}
+        assert sum(counted.claim_counts.values()) == 41
     finally:
         workspace.close()
 
@@ -102,13 +110,75 @@ async def test_the_dashboard_shows_its_rows_without_waiting_for_the_store_s_list
     workspace = open_workspace(repo)
     try:
         seed_repository(workspace, BenchSize(sandboxes=6, claims=10, audit=10))
-        monkeypatch.setattr(LoomApp, "_listen_worker", lambda _app, _seen: None)
+        monkeypatch.setattr(LoomApp, "_listen_worker", lambda _app, _seen, **_how: None)
         app = LoomApp(workspace, clock=lambda: 1_000_000.0)
         async with app.run_test(size=(120, 30)) as pilot:
             await pilot.pause()
             table = app.screen.query_one("#sandboxes", FittedTable)
             assert table.row_count == 6
             assert app.screen.query_one("#status").sandboxes == 6  # type: ignore[attr-defined]
+            counts = {str(key.value): str(table.cell(str(key.value), "claims")) for key in table.rows}
+            assert sorted(counts.values()) != ["0"] * 6 and sum(map(int, counts.values())) == 10
+            # The claims themselves are the listener's to read (here it never does), and the tab says so.
+            app.screen.query_one("#detail", TabbedContent).active = "tab-claims"
+            await pilot.pause()
+            assert "reading claims" in str(app.screen.query_one("#claims", Static).render())
+    finally:
+        workspace.close()
+
+
+async def test_the_listener_reads_the_claims_the_first_frame_went_without(repo: Path) -> None:
+    from loomtui.tui.app import LoomApp
+
+    workspace = open_workspace(repo)
+    try:
+        seed_repository(workspace, BenchSize(sandboxes=3, claims=6, audit=5))
+        held = {claim.sandbox_id for claim in workspace.store.live_claims()}
+        app = LoomApp(workspace, clock=lambda: 1_000_000.0)
+        async with app.run_test(size=(120, 30)) as pilot:
+            for _ in range(100):  # nothing changes in the store: the listener reads because it was told to
+                snapshot = app.latest_snapshot
+                if snapshot is not None and snapshot.claims_by_sandbox is not None:
+                    break
+                await pilot.pause(0.05)
+            assert snapshot is not None and snapshot.claims_by_sandbox is not None
+            assert set(snapshot.claims_by_sandbox) == held
+            table = app.screen.query_one("#sandboxes", DataTable)
+            table.move_cursor(row=table.get_row_index(sorted(held)[0]))
+            app.screen.query_one("#detail", TabbedContent).active = "tab-claims"
+            await pilot.pause()
+            assert "live claim(s)" in str(app.screen.query_one("#claims", Static).render())
+    finally:
+        workspace.close()
+
+
+async def test_the_dashboards_first_frame_shows_its_rows(repo: Path, monkeypatch: Any) -> None:
+    """The table is laid out in the pass that draws the first frame (FittedTable._size_updated): the
+    first frame drawn is not an empty table with the rows a frame or two behind it."""
+    from textual.app import App
+
+    from loomtui.tui.app import LoomApp
+    from loomtui.tui.screens.dashboard import DashboardScreen
+    from loomtui.tui.widgets.fitted_table import FittedTable
+
+    frames: list[tuple[int, int]] = []  # per dashboard frame: rows in the table, its scrollable height
+    display = App._display
+
+    def recorded(app: Any, screen: Any, renderable: Any) -> None:
+        if renderable is not None and isinstance(screen, DashboardScreen):
+            table = screen.query_one("#sandboxes", FittedTable)
+            frames.append((table.row_count, table.virtual_size.height))
+        display(app, screen, renderable)
+
+    monkeypatch.setattr(App, "_display", recorded)
+    workspace = open_workspace(repo)
+    try:
+        seed_repository(workspace, BenchSize(sandboxes=5, claims=5, audit=5))
+        app = LoomApp(workspace, clock=lambda: 1_000_000.0)
+        async with app.run_test(size=(120, 30)) as pilot:
+            await pilot.pause()
+        assert frames, "no frame of the dashboard was drawn"
+        assert frames[0] == (5, 6)  # five rows and the header
     finally:
         workspace.close()
 

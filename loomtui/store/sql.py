@@ -349,6 +349,11 @@ class SqlStore(EvalRows, MetricRows):
             return self._claims("c.released IS NULL", ())
         return self._claims("c.released IS NULL AND c.sandbox_id = ?", (sandbox_id,))
 
+    def live_claim_counts(self) -> dict[str, int]:
+        """How many live claims each sandbox holds (sandboxes holding none are left out)."""
+        rows = self._query("SELECT sandbox_id, count(*) FROM claims WHERE released IS NULL GROUP BY sandbox_id", ())
+        return {str(sandbox_id): int(count) for sandbox_id, count in rows}
+
     def live_claims_on(self, region_ids: Sequence[str]) -> list[ClaimRecord]:
         """Live claims holding any of these regions (the index on region_id keeps this fast)."""
         found: dict[int, ClaimRecord] = {}

@@ -206,7 +206,7 @@ class LoomApp(App[int]):
         if not self.workspace.store.embedded:
             return
         try:
-            self.latest_snapshot = self._snapshot_after(None)
+            self.latest_snapshot = self._snapshot_after(None, with_claims=False)  # the listener reads them
         except Exception:  # an early read only: the listener reads again and reports what fails
             return
         self._last_event = self.latest_snapshot.last_event_id
@@ -223,7 +223,9 @@ class LoomApp(App[int]):
         self.theme = wanted if wanted in self.available_themes else DEFAULT_THEME
         self.set_interval(CONFIG_CHECK_SECONDS, self._config_worker)
         self.set_interval(COLLECT_EVERY_S, self.collector.tick)
-        self._listen_worker(self.latest_snapshot.last_event_id if self.latest_snapshot else None)
+        first = self.latest_snapshot
+        self._listen_worker(first.last_event_id if first else None,
+                            read_now=first is not None and first.claims_by_sandbox is None)
         if self.latest_snapshot is not None:
             self.call_after_refresh(self._start_background)  # once the first frame, with its rows, is out
         if self.show_checklist:
@@ -353,12 +355,13 @@ class LoomApp(App[int]):
     # -- live refresh -----------------------------------------------------------------
 
     @work(thread=True, exclusive=True, group="listen", exit_on_error=False)
-    def _listen_worker(self, seen: int | None) -> None:
+    def _listen_worker(self, seen: int | None, *, read_now: bool = False) -> None:
         """Read new events (and the state they change) as they arrive, off the UI thread.
 
         The store wakes this thread: SQLite is looked at every few tenths of a second;
         PostgreSQL sends NOTIFY, so nothing is read while nothing happens. A store that
-        fails is shown in the header and tried again until it answers.
+        fails is shown in the header and tried again until it answers. `read_now`: read the
+        whole state first, whatever happens (the first frame's snapshot had claim counts only).
         """
         worker = get_current_worker()
         failing = False
@@ -371,21 +374,23 @@ class LoomApp(App[int]):
                     self.call_from_thread(self._store_back)
                     if seen is not None and newest > seen:
                         seen = self._read_store(seen)
-                elif seen is None or store.wait_for_events(seen, LISTEN_SECONDS, cancelled=lambda: worker.is_cancelled):
+                elif seen is None or read_now or store.wait_for_events(
+                        seen, LISTEN_SECONDS, cancelled=lambda: worker.is_cancelled):
                     seen = self._read_store(seen)
+                    read_now = False
             except LoomError as exc:
                 if not failing:
                     self.call_from_thread(self._store_failed, str(exc))
                 failing = True
                 worker.cancelled_event.wait(RETRY_SECONDS)
 
-    def _snapshot_after(self, seen: int | None) -> DashboardSnapshot:
+    def _snapshot_after(self, seen: int | None, *, with_claims: bool = True) -> DashboardSnapshot:
         """The store's state and the events after event `seen` (None: the recent history only; a
         long-lived store has far more)."""
         if seen is None:
             seen = max(0, self.workspace.store.last_event_id() - 200)
         return read_snapshot(self.workspace, seen, step_cache=self._step_cache, badge_cache=self._badge_cache,
-                             merge_mode=self.policy.merge if self.policy else MERGE_MANUAL)
+                             merge_mode=self.policy.merge if self.policy else MERGE_MANUAL, with_claims=with_claims)
 
     def _read_store(self, seen: int | None) -> int:
         """Post a snapshot of what changed after event `seen`; the newest event id read."""
@@ -584,6 +589,13 @@ class LoomApp(App[int]):
             header.conflicts = len(message.picture.conflicts)
         if graph := cast("GraphScreen | None", self._mode_screen("graph")):
             graph.show_picture(message.picture)
+
+    def refresh_css(self, animate: bool = True) -> None:
+        """Textual's, once a screen is shown. Choosing the theme and its ANSI palette in `__init__` each
+        queue a refresh, which ran before any screen existed and parsed every stylesheet for nothing:
+        showing the first screen refreshes the CSS anyway, with the theme chosen by then."""
+        if self.screen_stack:
+            super().refresh_css(animate)
 
     async def on_event(self, event: events.Event) -> None:
         if isinstance(event, events.InputEvent):

@@ -34,7 +34,9 @@ BadgeCache = dict[int, EvalBadge]
 class DashboardSnapshot:
     sandboxes: list[SandboxRecord]
     open_escalations: list[EscalationRecord]
-    claims_by_sandbox: dict[str, list[ClaimRecord]]
+    claims_by_sandbox: dict[str, list[ClaimRecord]] | None
+    """None in a snapshot read without them (`read_snapshot(with_claims=False)`): counts only."""
+    claim_counts: dict[str, int] = field(default_factory=dict)
     gates_by_sandbox: dict[str, dict[str, str]] = field(default_factory=dict)  # gate -> latest status
     risk_by_sandbox: dict[str, str] = field(default_factory=dict)  # from its newest escalation
     events: list[Event] = field(default_factory=list)
@@ -44,19 +46,26 @@ class DashboardSnapshot:
 
 
 def read_snapshot(workspace: Workspace, after_event: int, *, merge_mode: str = MERGE_MANUAL,
-                  step_cache: StepCache | None = None, badge_cache: BadgeCache | None = None) -> DashboardSnapshot:
+                  step_cache: StepCache | None = None, badge_cache: BadgeCache | None = None,
+                  with_claims: bool = True) -> DashboardSnapshot:
     """Everything the dashboard needs, plus the events newer than `after_event`.
 
     A sandbox's step is worked out again only when it or any other sandbox or
     escalation changed since (`step_cache`): some steps ask git. Each sandbox's
     newest eval is one query for all of them; a report is read into its badge once
-    (`badge_cache`).
+    (`badge_cache`). Without `with_claims` only each sandbox's count of claims is read (a count is
+    all the table shows; reading 5,000 claims whole was half the time to the app's first frame).
     """
     store = workspace.store
     events = store.events_since(after_event)
-    claims_by_sandbox: dict[str, list[ClaimRecord]] = {}
-    for claim in store.live_claims():
-        claims_by_sandbox.setdefault(claim.sandbox_id, []).append(claim)
+    claims_by_sandbox: dict[str, list[ClaimRecord]] | None = None
+    if with_claims:
+        claims_by_sandbox = {}
+        for claim in store.live_claims():
+            claims_by_sandbox.setdefault(claim.sandbox_id, []).append(claim)
+        claim_counts = {sandbox_id: len(claims) for sandbox_id, claims in claims_by_sandbox.items()}
+    else:
+        claim_counts = store.live_claim_counts()
     sandboxes = store.list_sandboxes()
     gates_by_sandbox = {s.id: {run.gate: run.status for run in store.gate_runs(s.id)} for s in sandboxes}
     escalations = store.list_escalations()
@@ -77,7 +86,7 @@ def read_snapshot(workspace: Workspace, after_event: int, *, merge_mode: str = M
     newest = max([s.updated for s in sandboxes] + [e.updated for e in escalations] + [0.0])
     cache: StepCache = {} if step_cache is None else step_cache
     open_escalations = [e for e in escalations if e.status == EscalationStatus.OPEN]
-    known = KnownHolders(frozenset(claims_by_sandbox),
+    known = KnownHolders(frozenset(claim_counts),
                          frozenset(e.sandbox_id for e in open_escalations if e.sandbox_id))
     steps = {}
     for sandbox in sandboxes:
@@ -93,6 +102,7 @@ def read_snapshot(workspace: Workspace, after_event: int, *, merge_mode: str = M
         risk_by_sandbox=risk_by_sandbox,
         open_escalations=open_escalations,
         claims_by_sandbox=claims_by_sandbox,
+        claim_counts=claim_counts,
         events=events,
         last_event_id=events[-1].id if events else after_event,
         steps=steps,

@@ -12,6 +12,7 @@ from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.lazy import Lazy
 from textual.timer import Timer
 from textual.widgets import (
     DataTable,
@@ -161,6 +162,7 @@ class DashboardScreen(LoomScreen[None]):
         self._detail_due = False  # a detail is to be shown after the next frame
         self._pane_lines: dict[str, int] = {}  # each detail pane's height as last shown
         self._drift: dict[str, tuple[float, str]] = {}  # sandbox -> (when checked, what was found)
+        self.evals = EvalsPane(id="evals")
 
     def compose(self) -> ComposeResult:
         yield StatusHeader(id="status")
@@ -182,7 +184,9 @@ class DashboardScreen(LoomScreen[None]):
                 with TabPane("Context", id="tab-context"), VerticalScroll():
                     yield Static("", id="context")
                 with TabPane("Evals", id="tab-evals"):
-                    yield EvalsPane(id="evals")
+                    # Mounted after the first frame (a third of the screen's widgets, all hidden until
+                    # the tab is chosen); the screen calls it by reference, mounted or not.
+                    yield Lazy(self.evals)
         yield Footer(compact=True)
 
     def on_mount(self) -> None:
@@ -212,7 +216,7 @@ class DashboardScreen(LoomScreen[None]):
         snapshot = self.loom.latest_snapshot
         if snapshot is not None and snapshot is not self.snapshot:
             self.show_snapshot(snapshot)
-        self.query_one(EvalsPane).refresh_view()  # the events it missed while hidden
+        self.evals.refresh_view()  # the events it missed while hidden
 
     # -- applying store state ---------------------------------------------------
 
@@ -225,7 +229,7 @@ class DashboardScreen(LoomScreen[None]):
             self._diff_stats(self.tailing)  # its branch or worktree may have moved
         self._sync_table(snapshot)
         self._show_detail()
-        self.query_one(EvalsPane).store_changed(snapshot.events)
+        self.evals.store_changed(snapshot.events)
 
     def _visible(self, sandbox: SandboxRecord) -> bool:
         needle = self.filter_text.lower()
@@ -257,7 +261,7 @@ class DashboardScreen(LoomScreen[None]):
 
     def _sync_table(self, snapshot: DashboardSnapshot) -> None:
         self.query_one(SandboxTable).show_rows({
-            s.id: self._row(s, len(snapshot.claims_by_sandbox.get(s.id, [])))
+            s.id: self._row(s, snapshot.claim_counts.get(s.id, 0))
             for s in snapshot.sandboxes if self._visible(s)})
         self._show_empty_state()
 
@@ -290,7 +294,7 @@ class DashboardScreen(LoomScreen[None]):
         sandbox = self.selected_sandbox()
         details = self.query_one("#details", Static)
         claims = self.query_one("#claims", Static)
-        self.query_one(EvalsPane).show(sandbox.id if sandbox else None)
+        self.evals.show(sandbox.id if sandbox else None)
         if sandbox is None:
             details.update(Text("Select a sandbox to see its details."))
             claims.update(Text("No sandbox selected."))
@@ -321,7 +325,11 @@ class DashboardScreen(LoomScreen[None]):
             if self._follow_timer is not None:
                 self._follow_timer.stop()
             self._follow_timer = self.set_timer(0.3, lambda: self._follow(sandbox.id))
-        held = self.snapshot.claims_by_sandbox.get(sandbox.id, []) if self.snapshot else []
+        by_sandbox = self.snapshot.claims_by_sandbox if self.snapshot else {}
+        if by_sandbox is None:  # the first snapshot has counts only; the store's listener reads them next
+            self._show_text(claims, Text("reading claims…", style="dim"))
+            return
+        held = by_sandbox.get(sandbox.id, [])
         listing = Text(f"{len(held)} live claim(s)\n", style="bold")
         now = self.loom.clock()
         for claim in held:
@@ -412,7 +420,7 @@ class DashboardScreen(LoomScreen[None]):
     def _tab_activated(self, event: TabbedContent.TabActivated) -> None:
         evals = event.pane.id == "tab-evals"
         self.set_class(evals, "-evals")  # the Evals tab takes the wider share of the screen
-        self.query_one(EvalsPane).set_showing(evals)
+        self.evals.set_showing(evals)
 
     # -- actions ----------------------------------------------------------------
 
@@ -603,7 +611,7 @@ class DashboardScreen(LoomScreen[None]):
 
     def action_evals(self, merged: bool = False) -> None:
         """`e`: the selected sandbox's eval run again; `M`: the merged gate; either followed in the Evals tab."""
-        pane, sandbox = self.query_one(EvalsPane), self.selected_sandbox()
+        pane, sandbox = self.evals, self.selected_sandbox()
         if merged or sandbox is not None:
             self.query_one("#detail", TabbedContent).active = "tab-evals"
         if merged:

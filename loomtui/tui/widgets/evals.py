@@ -366,6 +366,8 @@ class EvalsPane(VerticalScroll):
                 table.add_column(label, key=key)
         self.set_interval(POLL_S, self._tick)
         self._render_view()
+        if self.showing and self._stale:  # shown before it was mounted (it is mounted after the first frame)
+            self.refresh_view()
 
     # -- what the dashboard calls ---------------------------------------------------------------
 
@@ -385,7 +387,7 @@ class EvalsPane(VerticalScroll):
 
     def set_showing(self, showing: bool) -> None:
         self.showing = showing
-        if showing:
+        if showing and self.is_mounted:  # not yet mounted: on_mount draws it
             self._render_view()  # what `show` skipped while the tab was hidden
             if self._stale:
                 self.refresh_view()
@@ -393,7 +395,7 @@ class EvalsPane(VerticalScroll):
     def refresh_view(self) -> None:
         """Read the store again now if the tab is visible; else once it is."""
         self._stale = True
-        if self.showing and self.screen.is_current:
+        if self.showing and self.is_mounted and self.screen.is_current:
             self._stale = False
             self._read(self.sandbox_id)
 
@@ -527,6 +529,8 @@ class EvalsPane(VerticalScroll):
         return self.view if self.view is not None and self.view.sandbox_id == self.sandbox_id else None
 
     def _render_view(self) -> None:
+        if not self.is_mounted:
+            return  # drawn by on_mount
         view = self._current()
         merged = self.view.merged if self.view is not None else None
         self.query_one("#evals-merged", Static).update(merged_text(merged, self.merging))
