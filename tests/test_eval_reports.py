@@ -41,6 +41,7 @@ from loomtui.guardrails.reports import (
 
 INVOICES = '''\
 import os
+import time
 from pathlib import Path
 
 import pytest
@@ -54,7 +55,7 @@ def broken():
 
 
 def test_pass():
-    pass
+    time.sleep(0.01)  # a duration JUnit's three decimals do not round to 0 on a fast machine
 
 
 def test_fail():
