@@ -114,7 +114,10 @@ async def test_a_resize_lays_the_table_out_again_and_keeps_the_cursor(repo: Path
 async def test_the_demos_chapters_go_into_every_header_and_only_warnings_toast(repo: Path) -> None:
     import asyncio
 
+    from loomtui.tui.demo_feed import DemoFeed
+
     app = LoomApp(open_workspace(repo))
+    feed = DemoFeed(app)  # what the demo's scenario says goes through it
     said: list[str] = []
     notify = app.notify
     app.notify = lambda message, **kwargs: (said.append(str(message)), notify(message, **kwargs))[1]  # type: ignore
@@ -123,9 +126,9 @@ async def test_the_demos_chapters_go_into_every_header_and_only_warnings_toast(r
         await pilot.press("3")  # another view's header too
         await pilot.pause()
         # What the scenario's worker says, from its thread.
-        await asyncio.to_thread(app._say, "== Agents at work")
-        await asyncio.to_thread(app._say, "[rounding] agent running")  # visible in the table: no toast
-        await asyncio.to_thread(app._say, "WARNING: dependency conflict with rounding")
+        await asyncio.to_thread(feed.say, "== Agents at work")
+        await asyncio.to_thread(feed.say, "[rounding] agent running")  # visible in the table: no toast
+        await asyncio.to_thread(feed.say, "WARNING: dependency conflict with rounding")
         await wait_for(pilot, lambda: len(said) == 1)
         await pilot.pause()
         assert said == ["WARNING: dependency conflict with rounding"]

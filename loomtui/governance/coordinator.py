@@ -1,9 +1,13 @@
-"""A coordinator whose overrides are the policy's: who may force a refused claim."""
+"""A coordinator whose overrides are the policy's (who may force a refused claim), and the one a
+long-running front-end keeps up to date."""
 
 from __future__ import annotations
 
+import time
+
+from loomtui.config import CoordinationConfig
 from loomtui.coordination.claims import Coordinator, OverrideCheck, open_coordinator
-from loomtui.coordination.index import RepoIndex
+from loomtui.coordination.index import ProgressFn, RepoIndex, build_index, index_cache_dir
 from loomtui.governance.policy import can_override, load_policy
 from loomtui.workspace import Workspace
 
@@ -20,3 +24,37 @@ def policy_override_check(workspace: Workspace) -> OverrideCheck:
 def governed_coordinator(workspace: Workspace, index: RepoIndex | None = None) -> Coordinator:
     """`open_coordinator` with the policy's override check: what front-ends and the workflow use."""
     return open_coordinator(workspace, index, may_override=policy_override_check(workspace))
+
+
+class KeptCoordinator:
+    """The coordinator a long-running front-end keeps (the app): built once, its index kept on disk and
+    brought up to date in place while the coordination settings it was built with still hold."""
+
+    def __init__(self, workspace: Workspace) -> None:
+        self.workspace = workspace
+        self.coordinator: Coordinator | None = None
+        self._built_with: tuple[int, tuple[str, ...], tuple[str, ...]] | None = None
+
+    def current(self, settings: CoordinationConfig, *, reindex: bool,
+                progress: ProgressFn | None = None) -> tuple[Coordinator, str | None]:
+        """The coordinator to answer with, built on first use or when asked to re-index under other
+        settings; and, when its index was brought up to date in place, what that did."""
+        kept = self.coordinator
+        wanted = (settings.dependency_hops, settings.include, settings.exclude)
+        if reindex and kept is not None and self._built_with == wanted:
+            started = time.perf_counter()
+            changed = kept.index.refresh()
+            kept.index_changed()
+            stats = kept.index.stats
+            if not changed:
+                return kept, f"up to date ({stats['files']} files, nothing changed)"
+            return kept, (f"{stats['files']} files; parsed {stats['parsed']}, resolved {stats['resolved']} "
+                          f"in {time.perf_counter() - started:.2f}s")
+        if kept is None or reindex:
+            index = build_index(self.workspace.root, cache_dir=index_cache_dir(self.workspace.paths),
+                                include=settings.include, exclude=settings.exclude, progress=progress)
+            kept = self.coordinator = Coordinator(
+                self.workspace, index, dependency_hops=settings.dependency_hops,
+                may_override=policy_override_check(self.workspace), lease_seconds=settings.lease_seconds)
+            self._built_with = wanted
+        return kept, None

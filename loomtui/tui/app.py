@@ -43,6 +43,7 @@ if TYPE_CHECKING:  # the other views (and the engines only workers use) load aft
 
     from loomtui.coordination.claims import Coordinator
     from loomtui.coordination.view import CoordinationPicture
+    from loomtui.governance.coordinator import KeptCoordinator
     from loomtui.tui.screens.escalations import EscalationsScreen
     from loomtui.tui.screens.governance import AuditScreen, PolicyScreen
     from loomtui.tui.screens.graph import GraphScreen
@@ -52,8 +53,6 @@ LISTEN_SECONDS = 30.0
 """How long the listener waits for an event before it starts waiting again."""
 RETRY_SECONDS = 2.0
 """How often a store that failed is tried again."""
-DEMO_TOAST_SECONDS = 6.0
-"""How long a demo warning or merge shows: the story goes on in the views and the header."""
 ESCALATION_TOAST_SECONDS = 8.0
 """How long a new-escalation toast shows; at most one is shown at a time."""
 CONFIG_CHECK_SECONDS = 0.5
@@ -153,8 +152,7 @@ class LoomApp(App[int]):
         self.latest_snapshot: DashboardSnapshot | None = None
         self.coordination: CoordinationPicture | None = None
         self.coordinator: Coordinator | None = None  # built by a worker; None until indexed
-        # The include/exclude globs the coordinator's index was built with.
-        self._index_globs: tuple[tuple[str, ...], tuple[str, ...]] | None = None
+        self._kept: KeptCoordinator | None = None  # the coordination worker's (its module loads the index's)
         self._step_cache: StepCache = {}  # the poll worker's: each sandbox's next step, kept while unchanged
         self._badge_cache: BadgeCache = {}  # the poll worker's: each eval report's badge
         self.config: LoomConfig | None = None
@@ -233,8 +231,9 @@ class LoomApp(App[int]):
             self.set_timer(CHECKLIST_FIRST_S, self._score_checklist)
         self.set_timer(BACKGROUND_AFTER_S, self._start_background)
         if self.demo:
-            self._start_demo()
-            self.set_interval(1.5, self._advance_demo)
+            from loomtui.tui.demo_feed import DemoFeed
+
+            DemoFeed(self).start()
         else:
             self.set_interval(2.0, self._advance_tasks)
 
@@ -282,47 +281,13 @@ class LoomApp(App[int]):
             except LoomError as exc:
                 self.call_from_thread(self.notify, str(exc), title="workflow", severity="error")
 
-    # -- the demo: the scenario runs on the real engines, the app only shows it ----------
+    # -- the demo: the scenario runs on the real engines (DemoFeed), the app only shows it --
 
-    def _say(self, line: str) -> None:
-        """A scenario step worth interrupting for, as a notification (called from worker threads).
-
-        The rest is visible anyway: in the sandboxes table, their logs and the queue.
-        """
-        text = line.strip()
-        if text.startswith("=="):  # a chapter of the story: into every header, not one more toast
-            self.call_from_thread(self._set_demo_chapter, text.strip("= "))
-        elif any(word in text for word in ("WARNING", "HIGH")):
-            # Not "-> escalation" nor "merged": the app's own toasts say those (an escalation waiting,
-            # coalesced; a decision and what followed it), and the table shows each status.
-            severity = "warning" if ("WARNING" in text or "HIGH" in text) else "information"
-            self.call_from_thread(self.notify, text, title="demo", severity=severity, timeout=DEMO_TOAST_SECONDS)
-
-    def _set_demo_chapter(self, chapter: str) -> None:
+    def set_demo_chapter(self, chapter: str) -> None:
+        """The demo's chapter now, into every header."""
         self.demo_chapter = chapter
         for header in self._headers():
             header.chapter = chapter
-
-    @work(thread=True, group="demo", exit_on_error=False)
-    def _start_demo(self) -> None:
-        from loomtui.demo.scenario import start_scenario
-
-        try:
-            start_scenario(self.workspace, on_step=self._say)
-        except LoomError as exc:
-            self.call_from_thread(self.notify, str(exc), title="demo", severity="error")
-
-    def _advance_demo(self) -> None:
-        self._advance_demo_worker()
-
-    @work(thread=True, exclusive=True, group="demo-advance", exit_on_error=False)
-    def _advance_demo_worker(self) -> None:
-        from loomtui.demo.scenario import advance_scenario
-
-        try:
-            advance_scenario(self.workspace, on_step=self._say)
-        except LoomError as exc:
-            self.call_from_thread(self.notify, str(exc), title="demo", severity="error")
 
     @work(thread=True, group="reconcile", exit_on_error=False)
     def _reconcile(self) -> None:
@@ -542,35 +507,17 @@ class LoomApp(App[int]):
 
     @work(thread=True, exclusive=True, group="coordination", exit_on_error=False)
     def _coordination_worker(self, reindex: bool) -> None:
-        from loomtui.coordination.claims import Coordinator
-        from loomtui.coordination.index import build_index, index_cache_dir
         from loomtui.coordination.view import coordination_picture
-        from loomtui.governance.coordinator import policy_override_check
+        from loomtui.governance.coordinator import KeptCoordinator
 
         try:
             settings = (self.config or LoomConfig()).coordination
-            current = self.coordinator
-            if reindex and current is not None and current.hops == settings.dependency_hops \
-                    and self._index_globs == (settings.include, settings.exclude):
-                # The index is kept on disk: bringing it up to date costs what changed.
-                started = time.perf_counter()
-                changed = current.index.refresh()
-                current.index_changed()
-                stats = current.index.stats
-                summary = (f"{stats['files']} files; parsed {stats['parsed']}, resolved {stats['resolved']} "
-                           f"in {time.perf_counter() - started:.2f}s") if changed else \
-                    f"up to date ({stats['files']} files, nothing changed)"
+            if self._kept is None:
+                self._kept = KeptCoordinator(self.workspace)
+            current, summary = self._kept.current(settings, reindex=reindex, progress=self._index_progress)
+            self.coordinator = current
+            if summary is not None:
                 self.call_from_thread(self.notify, f"Index {summary}", title="coordination")
-            elif current is None or reindex:
-                index = build_index(
-                    self.workspace.root, cache_dir=index_cache_dir(self.workspace.paths),
-                    include=settings.include, exclude=settings.exclude,
-                    progress=self._index_progress,
-                )
-                self._index_globs = (settings.include, settings.exclude)
-                current = self.coordinator = Coordinator(
-                    self.workspace, index, dependency_hops=settings.dependency_hops,
-                    may_override=policy_override_check(self.workspace), lease_seconds=settings.lease_seconds)
             self.post_message(CoordinationChanged(coordination_picture(current)))
         except LoomError as exc:
             self.call_from_thread(self.notify, str(exc), title="coordination", severity="error")
@@ -656,18 +603,9 @@ class LoomApp(App[int]):
     # -- actions ------------------------------------------------------------------------
 
     def action_help(self) -> None:
-        rows: list[tuple[str, str, str, str]] = []
-        for active in self.screen.active_bindings.values():
-            binding = active.binding
-            if not binding.description:
-                continue
-            where = "app" if active.node is self else type(active.node).__name__
-            rows.append((self.get_key_display(binding), binding.description, where, binding.id or ""))
-        # loomtui's own keys (they carry ids) first; the focused widget's keys after.
-        rows.sort(key=lambda row: (row[3] == "", row[2] != "app"))
-        from loomtui.tui.screens.help import HelpScreen
+        from loomtui.tui.screens.help import HelpScreen, key_rows
 
-        self.push_screen(HelpScreen(rows))
+        self.push_screen(HelpScreen(key_rows(self)))
 
     def action_next_theme(self) -> None:
         """`t`: the next of loomtui's themes, the shipped ones and the user's (T picks from all)."""

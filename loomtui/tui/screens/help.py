@@ -2,12 +2,28 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from rich.text import Text
-from textual.app import ComposeResult
+from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
 from textual.screen import ModalScreen
 from textual.widgets import DataTable, Static
+
+
+def key_rows(app: App[Any]) -> list[tuple[str, str, str, str]]:
+    """(key, description, where, id) of every described binding that works on the screen shown:
+    loomtui's own keys (they carry ids) first, the focused widget's after."""
+    rows: list[tuple[str, str, str, str]] = []
+    for active in app.screen.active_bindings.values():
+        binding = active.binding
+        if not binding.description:
+            continue
+        where = "app" if active.node is app else type(active.node).__name__
+        rows.append((app.get_key_display(binding), binding.description, where, binding.id or ""))
+    rows.sort(key=lambda row: (row[3] == "", row[2] != "app"))
+    return rows
 
 
 class HelpScreen(ModalScreen[None]):

@@ -1,0 +1,58 @@
+"""The demo inside the app: the scenario runs on the real engines in worker threads, and the app shows
+what they do (the sandboxes table, their logs, the queue); only the story's chapters and its warnings
+are said on top."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Final
+
+from loomtui.errors import LoomError
+
+if TYPE_CHECKING:
+    from loomtui.tui.app import LoomApp
+
+DEMO_TOAST_SECONDS: Final = 6.0
+ADVANCE_EVERY_S: Final = 1.5
+
+
+class DemoFeed:
+    """Starts the demo's scenario and advances it, off the UI thread."""
+
+    def __init__(self, app: LoomApp) -> None:
+        self.app = app
+
+    def start(self) -> None:
+        """Start the scenario, then advance it every ADVANCE_EVERY_S."""
+        self.app.run_worker(self._start, thread=True, group="demo", exit_on_error=False)
+        self.app.set_interval(ADVANCE_EVERY_S, self._advance)
+
+    def _start(self) -> None:
+        from loomtui.demo.scenario import start_scenario
+
+        try:
+            start_scenario(self.app.workspace, on_step=self.say)
+        except LoomError as exc:
+            self.app.call_from_thread(self.app.notify, str(exc), title="demo", severity="error")
+
+    def _advance(self) -> None:
+        self.app.run_worker(self._advance_scenario, thread=True, exclusive=True, group="demo-advance",
+                            exit_on_error=False)
+
+    def _advance_scenario(self) -> None:
+        from loomtui.demo.scenario import advance_scenario
+
+        try:
+            advance_scenario(self.app.workspace, on_step=self.say)
+        except LoomError as exc:
+            self.app.call_from_thread(self.app.notify, str(exc), title="demo", severity="error")
+
+    def say(self, line: str) -> None:
+        """A scenario step worth interrupting for, as a notification (called from worker threads)."""
+        text = line.strip()
+        if text.startswith("=="):  # a chapter of the story: into every header, not one more toast
+            self.app.call_from_thread(self.app.set_demo_chapter, text.strip("= "))
+        elif "WARNING" in text or "HIGH" in text:
+            # Not "-> escalation" nor "merged": the app's own toasts say those (an escalation waiting,
+            # coalesced; a decision and what followed it), and the table shows each status.
+            self.app.call_from_thread(self.app.notify, text, title="demo", severity="warning",
+                                      timeout=DEMO_TOAST_SECONDS)
