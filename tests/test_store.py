@@ -6,6 +6,7 @@ import multiprocessing
 import sqlite3
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -107,6 +108,32 @@ def test_many_processes_write_without_losing_anything(tmp_path: Path) -> None:
     assert len(events) == 1200
     assert [e.id for e in events] == sorted(e.id for e in events)
     assert SqliteStore(path).integrity_problems() == []
+
+
+def _open_new_store(path: str, start: Any, answers: Any) -> None:
+    start.wait()
+    try:
+        SqliteStore(Path(path)).close()
+        answers.put("ok")
+    except StoreError as exc:
+        answers.put(str(exc))
+
+
+def test_processes_opening_a_new_store_together_all_open_it(tmp_path: Path) -> None:
+    """Two `sandbox new` in a fresh clone: both create the store. Switching a new file to WAL is
+    answered SQLITE_BUSY at once when contended (no busy wait), and one of them used to fail."""
+    context = multiprocessing.get_context("fork")  # cheap: the race is in the first milliseconds
+    answers = context.Queue()
+    for round_number in range(60):
+        path = tmp_path / f"round{round_number}" / "s.db"
+        start = context.Barrier(4)
+        procs = [context.Process(target=_open_new_store, args=(str(path), start, answers)) for _ in range(4)]
+        for proc in procs:
+            proc.start()
+        for proc in procs:
+            proc.join(30)
+        got = [answers.get(timeout=5) for _ in procs]
+        assert got == ["ok"] * 4, (round_number, got)
 
 
 def test_corrupt_store_is_one_clear_error(tmp_path: Path) -> None:

@@ -23,6 +23,7 @@ from loomtui.store.schema import MIGRATIONS, SCHEMA_VERSION
 from loomtui.store.sql import SqlStore
 
 BUSY_TIMEOUT_S = 10.0
+WAL_SWITCH_RETRY_S = 0.005
 
 
 def _describe(exc: sqlite3.Error, path: Path, waited: float = BUSY_TIMEOUT_S) -> StoreError:
@@ -79,7 +80,7 @@ class SqliteStore(SqlStore):
                 # Set once, by whoever opens the file first: setting it again wants a lock, which
                 # busy writers can keep from a newcomer past the busy timeout.
                 if str(conn.execute("PRAGMA journal_mode").fetchone()[0]).lower() != "wal":
-                    conn.execute("PRAGMA journal_mode=WAL")
+                    self._switch_to_wal(conn)
                 # NORMAL is durable across application crashes in WAL mode; only
                 # a power loss can drop the last commits, never corrupt the file.
                 conn.execute("PRAGMA synchronous=NORMAL")
@@ -90,6 +91,21 @@ class SqliteStore(SqlStore):
             with self._lock:
                 self._connections.append(conn)
         return conn
+
+    def _switch_to_wal(self, conn: sqlite3.Connection) -> None:
+        """Put a new store in WAL mode. SQLite answers a contended journal-mode change with SQLITE_BUSY
+        at once, without waiting: of two processes opening a new store together (two `sandbox new`
+        in a fresh clone), one failed. Tried again until the busy timeout; once another process has
+        made the change, the PRAGMA finds it made."""
+        deadline = time.monotonic() + self.busy_timeout
+        while True:
+            try:
+                conn.execute("PRAGMA journal_mode=WAL")
+                return
+            except sqlite3.OperationalError:
+                if time.monotonic() >= deadline:
+                    raise
+                time.sleep(WAL_SWITCH_RETRY_S)
 
     def _begin(self) -> None:
         try:
