@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Final
 
@@ -27,11 +26,22 @@ from textual.widgets import (
 from loomtui.errors import LoomError
 from loomtui.execution import sandboxes
 from loomtui.execution.lifecycle import APPROVED, AWAITING_REVIEW, LIVE, PAUSED, PLANNED
-from loomtui.store import Event, SandboxRecord
+from loomtui.store import SandboxRecord
 from loomtui.tui.base import LoomScreen, inner_width
+from loomtui.tui.sandbox_text import (
+    APP_STEP_HINTS,
+    QUIET_EVENTS,
+    RISK_STYLES,
+    STATUS_STYLES,
+    STEP_STYLES,
+    claims_text,
+    format_age,
+    format_event,
+    sandbox_fields,
+)
 from loomtui.tui.snapshot import DashboardSnapshot
 from loomtui.tui.widgets.evals import EvalsPane, gates_cell
-from loomtui.tui.widgets.fields import Field, render_fields
+from loomtui.tui.widgets.fields import render_fields
 from loomtui.tui.widgets.fitted_table import FitColumn, FittedTable
 from loomtui.tui.widgets.status_header import StatusHeader
 
@@ -53,75 +63,11 @@ SANDBOX_COLUMNS: Final = (
     FitColumn("risk", "Risk", 4), FitColumn("claims", "Claims", 7), FitColumn("age", "Age", 6),
     FitColumn("runtime", "Runtime", 8, max_width=16), FitColumn("isolation", "Isolation", 9),
 )
-STATUS_STYLES = {
-    "running": "bold green", "failed": "bold red", "rejected": "red",
-    "awaiting_review": "bold yellow", "gating": "cyan", "approved": "green",
-    "merged": "italic green", "exited": "dim", "planned": "blue",
-}
-
-RISK_STYLES = {"critical": "bold red", "high": "red", "medium": "yellow", "low": "dim"}
-APP_STEP_HINTS: Final = {"decide": "press 3", "merge": "press m"}
-"""How to act on a task's step in the app (workflow.steps.PersonAction), in `StepView.line`."""
-STEP_STYLES = {"held": "red", "failed-step": "bold red", "merge-conflict": "bold red", "wait-decision": "yellow",
-               "wait-start-approval": "yellow", "wait-tasks": "blue", "wait-claims": "blue", "wait-merge": "green"}
-
-
 DETAIL_WIDTH: Final = 40
 """The detail pane's width before it is first laid out."""
-
-
-def _home_short(path: str | None) -> str:
-    """A path under the home directory as `~/...`: the part that tells worktrees apart fits."""
-    if not path:
-        return ""
-    home = str(Path.home())
-    return "~" + path[len(home):] if home != "/" and (path == home or path.startswith(home + "/")) else path
-
-
 AGE_REFRESH_S: Final = 10.0
 """How often the Age column is brought up to date between store events."""
-
-
-def format_age(seconds: float) -> str:
-    """Short human age: 45s, 12m, 3h, 2d."""
-    seconds = max(0, int(seconds))
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if seconds >= size:
-            return f"{seconds // size}{unit}"
-    return f"{seconds}s"
-
-
-QUIET_EVENTS: Final = frozenset({"audit.appended"})
-"""Events the Activity tab leaves out: bookkeeping that repeats what the entries beside it say."""
-
-
-def format_event(event: Event) -> str:
-    """One plain-text log line for an event (a Log never parses markup)."""
-    stamp = datetime.fromtimestamp(event.ts).strftime("%H:%M:%S")
-    details = " ".join(f"{k}={v}" for k, v in sorted(event.data.items()))
-    return f"{stamp}  {event.kind:<20} {event.subject}  {details}".rstrip()
-
-
 DRIFT_RECHECK_S = 10.0
-
-
-def _agent_report(fields: list[Field], result: object) -> None:
-    """What the agent itself reported at its end: turns, tokens, cost, and every refused tool call."""
-    if not isinstance(result, dict):
-        return
-    parts = []
-    if result.get("turns") is not None:
-        parts.append(f"{result['turns']} turns")
-    if result.get("input_tokens") or result.get("output_tokens"):
-        parts.append(f"{result.get('input_tokens', 0)} in / {result.get('output_tokens', 0)} out tokens")
-    if isinstance(result.get("cost_usd"), (int, float)):
-        parts.append(f"${result['cost_usd']:.4f}")
-    if parts:
-        fields.append(Field("agent", ", ".join(parts), "bold red" if result.get("is_error") else ""))
-    denials = result.get("denials") or []
-    if denials:
-        fields.append(Field("denied", f"{len(denials)} tool call(s) refused", "bold yellow"))
-        fields.extend(Field("", f"{d.get('tool', '?')} {d.get('target', '')}") for d in denials[:10])
 
 
 class SandboxTable(FittedTable):
@@ -299,23 +245,8 @@ class DashboardScreen(LoomScreen[None]):
             details.update(Text("Select a sandbox to see its details."))
             claims.update(Text("No sandbox selected."))
             return
-        fields = [Field(label, value) for label, value in (
-            ("id", sandbox.id), ("task", sandbox.task), ("runtime", sandbox.runtime),
-            ("status", sandbox.status), ("branch", sandbox.branch or "–"),
-            ("base", sandbox.base_ref or "–"), ("worktree", _home_short(sandbox.worktree) or "–"),
-            ("pid", str(sandbox.pid) if sandbox.pid else "–"),
-            ("exit code", "–" if sandbox.exit_code is None else str(sandbox.exit_code)),
-        )]
-        fields.append(Field("isolation", sandboxes.isolation_label(sandbox),
-                            "" if sandbox.isolation == "bwrap" else "bold yellow"))
         step = self.snapshot.steps.get(sandbox.id) if self.snapshot else None
-        if step is not None:
-            fields.append(Field("next", step.line(APP_STEP_HINTS), STEP_STYLES.get(str(step.step), "")))
-        if sandbox.after:
-            fields.append(Field("after", ", ".join(str(a) for a in sandbox.after)))
-        if sandbox.id in self.diff_stats:
-            fields.append(Field("diff", self.diff_stats[sandbox.id]))
-        _agent_report(fields, sandbox.data.get("agent_result"))
+        fields = sandbox_fields(sandbox, step, self.diff_stats.get(sandbox.id))
         lines = render_fields(fields, inner_width(details) or DETAIL_WIDTH)
         self._show_text(details, lines)
         self._show_context(sandbox)
@@ -329,18 +260,7 @@ class DashboardScreen(LoomScreen[None]):
         if by_sandbox is None:  # the first snapshot has counts only; the store's listener reads them next
             self._show_text(claims, Text("reading claims…", style="dim"))
             return
-        held = by_sandbox.get(sandbox.id, [])
-        listing = Text(f"{len(held)} live claim(s)\n", style="bold")
-        now = self.loom.clock()
-        for claim in held:
-            left = int(claim.expires - now)
-            listing.append(f"#{claim.id} {claim.mode:<9} ")
-            listing.append(claim.target)
-            listing.append(f"  lease {left}s\n" if left > 0 else "  lease expired\n", style="dim")
-            for region in claim.region_ids:
-                if region != claim.target:  # the target is the line above: only what it resolved to
-                    listing.append(f"    {region}\n", style="dim")
-        self._show_text(claims, listing)
+        self._show_text(claims, claims_text(by_sandbox.get(sandbox.id, []), self.loom.clock()))
 
     def _show_text(self, pane: Static, text: Text) -> None:
         """Show `text` in a detail tab's pane, laying the screen out again only when the pane is in

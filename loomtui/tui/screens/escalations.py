@@ -31,7 +31,8 @@ from loomtui.store import EscalationRecord
 from loomtui.store.records import RepositoryRecord
 from loomtui.store.sql import SqlStore
 from loomtui.tui.base import LoomScreen
-from loomtui.tui.screens.dashboard import AGE_REFRESH_S, RISK_STYLES, format_age
+from loomtui.tui.sandbox_text import RISK_STYLES, format_age
+from loomtui.tui.screens.dashboard import AGE_REFRESH_S
 from loomtui.tui.widgets.fitted_table import FitColumn, FittedTable
 from loomtui.tui.widgets.status_header import StatusHeader
 from loomtui.workflow.engine import advance

@@ -20,7 +20,7 @@ from textual.widgets.tree import TreeNode
 
 from loomtui.store import SandboxRecord
 from loomtui.tui.base import LoomScreen
-from loomtui.tui.screens.dashboard import APP_STEP_HINTS, STATUS_STYLES, STEP_STYLES
+from loomtui.tui.sandbox_text import APP_STEP_HINTS, STATUS_STYLES, STEP_STYLES
 from loomtui.tui.snapshot import DashboardSnapshot
 from loomtui.tui.widgets.status_header import StatusHeader
 from loomtui.workflow.steps import StepView

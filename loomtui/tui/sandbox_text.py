@@ -1,0 +1,110 @@
+"""How a sandbox reads in the app: the styles of its status, risk and next step, its age, its events,
+its detail fields and its claims. The dashboard shows them; the queue and the plan use the same words."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import Final
+
+from rich.text import Text
+
+from loomtui.execution import sandboxes
+from loomtui.store import ClaimRecord, Event, SandboxRecord
+from loomtui.tui.widgets.fields import Field
+from loomtui.workflow.steps import StepView
+
+STATUS_STYLES = {
+    "running": "bold green", "failed": "bold red", "rejected": "red",
+    "awaiting_review": "bold yellow", "gating": "cyan", "approved": "green",
+    "merged": "italic green", "exited": "dim", "planned": "blue",
+}
+
+RISK_STYLES = {"critical": "bold red", "high": "red", "medium": "yellow", "low": "dim"}
+APP_STEP_HINTS: Final = {"decide": "press 3", "merge": "press m"}
+"""How to act on a task's step in the app (workflow.steps.PersonAction), in `StepView.line`."""
+STEP_STYLES = {"held": "red", "failed-step": "bold red", "merge-conflict": "bold red", "wait-decision": "yellow",
+               "wait-start-approval": "yellow", "wait-tasks": "blue", "wait-claims": "blue", "wait-merge": "green"}
+
+QUIET_EVENTS: Final = frozenset({"audit.appended"})
+"""Events the Activity tab leaves out: bookkeeping that repeats what the entries beside it say."""
+
+
+def format_age(seconds: float) -> str:
+    """Short human age: 45s, 12m, 3h, 2d."""
+    seconds = max(0, int(seconds))
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
+
+
+def format_event(event: Event) -> str:
+    """One plain-text log line for an event (a Log never parses markup)."""
+    stamp = datetime.fromtimestamp(event.ts).strftime("%H:%M:%S")
+    details = " ".join(f"{k}={v}" for k, v in sorted(event.data.items()))
+    return f"{stamp}  {event.kind:<20} {event.subject}  {details}".rstrip()
+
+
+def home_short(path: str | None) -> str:
+    """A path under the home directory as `~/...`: the part that tells worktrees apart fits."""
+    if not path:
+        return ""
+    home = str(Path.home())
+    return "~" + path[len(home):] if home != "/" and (path == home or path.startswith(home + "/")) else path
+
+
+def sandbox_fields(sandbox: SandboxRecord, step: StepView | None, diff: str | None) -> list[Field]:
+    """The detail pane's fields for a sandbox: its record, its next step, its diff's size if known,
+    and what its agent reported at its end."""
+    fields = [Field(label, value) for label, value in (
+        ("id", sandbox.id), ("task", sandbox.task), ("runtime", sandbox.runtime),
+        ("status", sandbox.status), ("branch", sandbox.branch or "–"),
+        ("base", sandbox.base_ref or "–"), ("worktree", home_short(sandbox.worktree) or "–"),
+        ("pid", str(sandbox.pid) if sandbox.pid else "–"),
+        ("exit code", "–" if sandbox.exit_code is None else str(sandbox.exit_code)),
+    )]
+    fields.append(Field("isolation", sandboxes.isolation_label(sandbox),
+                        "" if sandbox.isolation == "bwrap" else "bold yellow"))
+    if step is not None:
+        fields.append(Field("next", step.line(APP_STEP_HINTS), STEP_STYLES.get(str(step.step), "")))
+    if sandbox.after:
+        fields.append(Field("after", ", ".join(str(a) for a in sandbox.after)))
+    if diff is not None:
+        fields.append(Field("diff", diff))
+    _agent_report(fields, sandbox.data.get("agent_result"))
+    return fields
+
+
+def _agent_report(fields: list[Field], result: object) -> None:
+    """What the agent itself reported at its end: turns, tokens, cost, and every refused tool call."""
+    if not isinstance(result, dict):
+        return
+    parts = []
+    if result.get("turns") is not None:
+        parts.append(f"{result['turns']} turns")
+    if result.get("input_tokens") or result.get("output_tokens"):
+        parts.append(f"{result.get('input_tokens', 0)} in / {result.get('output_tokens', 0)} out tokens")
+    if isinstance(result.get("cost_usd"), (int, float)):
+        parts.append(f"${result['cost_usd']:.4f}")
+    if parts:
+        fields.append(Field("agent", ", ".join(parts), "bold red" if result.get("is_error") else ""))
+    denials = result.get("denials") or []
+    if denials:
+        fields.append(Field("denied", f"{len(denials)} tool call(s) refused", "bold yellow"))
+        fields.extend(Field("", f"{d.get('tool', '?')} {d.get('target', '')}") for d in denials[:10])
+
+
+def claims_text(held: Sequence[ClaimRecord], now: float) -> Text:
+    """A sandbox's live claims, each with its lease and the regions its target resolved to."""
+    listing = Text(f"{len(held)} live claim(s)\n", style="bold")
+    for claim in held:
+        left = int(claim.expires - now)
+        listing.append(f"#{claim.id} {claim.mode:<9} ")
+        listing.append(claim.target)
+        listing.append(f"  lease {left}s\n" if left > 0 else "  lease expired\n", style="dim")
+        for region in claim.region_ids:
+            if region != claim.target:  # the target is the line above: only what it resolved to
+                listing.append(f"    {region}\n", style="dim")
+    return listing
