@@ -152,6 +152,7 @@ def test_evals_tab(snap_compare, repo: Path) -> None:  # type: ignore[no-untyped
 
         await settled_then()(pilot)
         app.screen.query_one("#detail").active = "tab-evals"
+        await wait_for(pilot, lambda: app.screen.query(EvalsPane))  # mounted after the first frame (Lazy)
         pane = app.screen.query_one(EvalsPane)
         await wait_for(pilot, lambda: pane.query_one("#evals-tests", DataTable).row_count == 4
                        and len(pane.query_one("#evals-output", Log).lines) == 3)

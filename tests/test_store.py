@@ -136,6 +136,47 @@ def test_processes_opening_a_new_store_together_all_open_it(tmp_path: Path) -> N
         assert got == ["ok"] * 4, (round_number, got)
 
 
+CLOSE_WHILE_READING = """
+import sys, threading, time
+from pathlib import Path
+from loomtui.errors import LoomError
+from loomtui.store import SqliteStore
+store = SqliteStore(Path(sys.argv[1]))
+with store.transaction():
+    for n in range(300):
+        store.append_event("x", f"s{n}", {"n": n, "pad": "y" * 200})
+for _ in range(15):
+    stop = threading.Event()
+    def reader():
+        while not stop.is_set():
+            try:
+                store.events_since(0, limit=10_000)
+            except LoomError:
+                pass  # used after close: an error, not a crash
+    threads = [threading.Thread(target=reader) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    time.sleep(0.02)
+    store.close()
+    stop.set()
+    for thread in threads:
+        thread.join()
+print("ok")
+"""
+
+
+def test_closing_the_store_while_other_threads_read_it_waits_for_their_statements(tmp_path: Path) -> None:
+    """The app's store listener may be mid-read when the app quits and the workspace is closed: closing
+    a connection under a running statement crashed the interpreter (SIGSEGV). In a child process, so
+    that a crash is an exit status here."""
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-c", CLOSE_WHILE_READING, str(tmp_path / "s.db")],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and done.stdout.strip() == "ok", (done.returncode, done.stderr[-2000:])
+
+
 def test_corrupt_store_is_one_clear_error(tmp_path: Path) -> None:
     path = tmp_path / "s.db"
     path.write_bytes(b"this is not sqlite" * 500)

@@ -11,7 +11,7 @@ from textual.widgets import DataTable, Static, TabbedContent
 from loomtui.tui.bench_data import BenchSize, seed_repository
 from loomtui.workflow.steps import next_step
 from loomtui.workspace import open_workspace
-from tests.conftest import run_cli
+from tests.conftest import run_cli, wait_for
 
 FIGURES = (
     "first_frame_bare_s", "first_frame_loomtui_s", "first_frame_ratio", "first_frame_bare_rss_mb",
@@ -136,11 +136,10 @@ async def test_the_listener_reads_the_claims_the_first_frame_went_without(repo: 
         held = {claim.sandbox_id for claim in workspace.store.live_claims()}
         app = LoomApp(workspace, clock=lambda: 1_000_000.0)
         async with app.run_test(size=(120, 30)) as pilot:
-            for _ in range(100):  # nothing changes in the store: the listener reads because it was told to
-                snapshot = app.latest_snapshot
-                if snapshot is not None and snapshot.claims_by_sandbox is not None:
-                    break
-                await pilot.pause(0.05)
+            # Nothing changes in the store: the listener reads because it was told to.
+            await wait_for(pilot, lambda: app.latest_snapshot is not None
+                           and app.latest_snapshot.claims_by_sandbox is not None)
+            snapshot = app.latest_snapshot
             assert snapshot is not None and snapshot.claims_by_sandbox is not None
             assert set(snapshot.claims_by_sandbox) == held
             table = app.screen.query_one("#sandboxes", DataTable)

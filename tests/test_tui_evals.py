@@ -64,6 +64,7 @@ def rows(table: DataTable[object]) -> list[list[str]]:
 async def open_evals(pilot, app: LoomApp):  # type: ignore[no-untyped-def]
     await wait_for(pilot, lambda: app.screen.query_one("#sandboxes", SandboxTable).row_count == 1)
     app.screen.query_one("#detail", TabbedContent).active = "tab-evals"
+    await wait_for(pilot, lambda: app.screen.query(EvalsPane))  # mounted after the first frame (Lazy)
     return app.screen.query_one(EvalsPane)
 
 

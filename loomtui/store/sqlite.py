@@ -12,7 +12,8 @@ from __future__ import annotations
 import sqlite3
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -55,7 +56,8 @@ class SqliteStore(SqlStore):
         self.location = str(self.path)
         self.name = self.path.parent.parent.parent.name  # <repo>/.git/loom/state.db
         self.busy_timeout = busy_timeout
-        self._connections: list[sqlite3.Connection] = []
+        self._connections: list[tuple[sqlite3.Connection, threading.Lock]] = []
+        self._closing = False
         self._lock = threading.Lock()
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -69,8 +71,11 @@ class SqliteStore(SqlStore):
         return _describe(exc, self.path, self.busy_timeout)
 
     def _conn(self) -> sqlite3.Connection:
-        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
-        if conn is None:
+        return self._conn_and_lock()[0]
+
+    def _conn_and_lock(self) -> tuple[sqlite3.Connection, threading.Lock]:
+        opened: tuple[sqlite3.Connection, threading.Lock] | None = getattr(self._local, "conn", None)
+        if opened is None:
             try:
                 conn = sqlite3.connect(
                     self.path, timeout=self.busy_timeout, isolation_level=None,
@@ -87,10 +92,26 @@ class SqliteStore(SqlStore):
                 conn.execute("PRAGMA foreign_keys=ON")
             except sqlite3.Error as exc:
                 raise self._error(exc) from None
-            self._local.conn = conn
+            opened = self._local.conn = (conn, threading.Lock())
             with self._lock:
-                self._connections.append(conn)
-        return conn
+                self._connections.append(opened)
+        return opened
+
+    @contextmanager
+    def _statement(self) -> Iterator[sqlite3.Connection]:
+        """This thread's connection, held while one statement runs, so that `close` (from another
+        thread) waits for it: closing a connection under a running statement crashed the interpreter
+        (the app's store listener, mid-read when the app quit). Used after `close`, it raises."""
+        if self._closing:  # no new statement while `close` waits: a busy thread would keep it waiting
+            raise self._closed_error()
+        conn, running = self._conn_and_lock()
+        with running:
+            if self._closing:
+                raise self._closed_error()
+            yield conn
+
+    def _closed_error(self) -> StoreError:
+        return StoreError(f"{self.path}: the state store is being closed")
 
     def _switch_to_wal(self, conn: sqlite3.Connection) -> None:
         """Put a new store in WAL mode. SQLite answers a contended journal-mode change with SQLITE_BUSY
@@ -102,27 +123,29 @@ class SqliteStore(SqlStore):
             try:
                 conn.execute("PRAGMA journal_mode=WAL")
                 return
-            except sqlite3.OperationalError:
-                if time.monotonic() >= deadline:
+            except sqlite3.OperationalError as exc:
+                busy = (exc.sqlite_errorcode & 0xFF) in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
+                if not busy or time.monotonic() >= deadline:
                     raise
                 time.sleep(WAL_SWITCH_RETRY_S)
 
     def _begin(self) -> None:
         try:
-            self._conn().execute("BEGIN IMMEDIATE")
+            with self._statement() as conn:
+                conn.execute("BEGIN IMMEDIATE")
         except sqlite3.Error as exc:
             raise self._error(exc) from None
 
     def _end(self, *, commit: bool) -> None:
-        conn = self._conn()
-        if commit:
-            try:
-                conn.execute("COMMIT")
-                return
-            except sqlite3.Error as exc:
-                self._rollback(conn)
-                raise self._error(exc) from None
-        self._rollback(conn)
+        with self._statement() as conn:
+            if commit:
+                try:
+                    conn.execute("COMMIT")
+                    return
+                except sqlite3.Error as exc:
+                    self._rollback(conn)
+                    raise self._error(exc) from None
+            self._rollback(conn)
 
     @staticmethod
     def _rollback(conn: sqlite3.Connection) -> None:
@@ -133,14 +156,16 @@ class SqliteStore(SqlStore):
 
     def _query(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
         try:
-            rows: list[Row] = self._conn().execute(sql, params).fetchall()
+            with self._statement() as conn:
+                rows: list[Row] = conn.execute(sql, params).fetchall()
         except sqlite3.Error as exc:
             raise self._error(exc) from None
         return rows
 
     def _execute(self, sql: str, params: Sequence[Any] = ()) -> Written:
         try:
-            return self._conn().execute(sql, params)
+            with self._statement() as conn:
+                return conn.execute(sql, params)
         except sqlite3.IntegrityError as exc:
             raise DuplicateRow(f"{self.path}: {exc}") from None
         except sqlite3.Error as exc:
@@ -148,7 +173,8 @@ class SqliteStore(SqlStore):
 
     def _insert(self, sql: str, params: Sequence[Any] = ()) -> int:
         try:
-            cursor = self._conn().execute(sql, params)
+            with self._statement() as conn:
+                cursor = conn.execute(sql, params)
         except sqlite3.IntegrityError as exc:
             raise DuplicateRow(f"{self.path}: {exc}") from None
         except sqlite3.Error as exc:
@@ -157,7 +183,8 @@ class SqliteStore(SqlStore):
 
     def _many(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
         try:
-            self._conn().executemany(sql, rows)
+            with self._statement() as conn:
+                conn.executemany(sql, rows)
         except sqlite3.IntegrityError as exc:
             raise DuplicateRow(f"{self.path}: {exc}") from None
         except sqlite3.Error as exc:
@@ -186,12 +213,18 @@ class SqliteStore(SqlStore):
                 self._execute(f"PRAGMA user_version = {number + 1}")
 
     def close(self) -> None:
-        """Close every connection this store opened (one per thread that used it)."""
+        """Close every connection this store opened (one per thread that used it), each once the
+        statement running on it, if any, has finished."""
         with self._lock:
-            for conn in self._connections:
-                conn.close()
-            self._connections.clear()
-        self._local = threading.local()
+            self._closing = True
+            try:
+                for conn, running in self._connections:
+                    with running:
+                        conn.close()
+                self._connections.clear()
+                self._local = threading.local()
+            finally:
+                self._closing = False
 
     # -- dialect ------------------------------------------------------------------------
 

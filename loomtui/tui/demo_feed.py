@@ -23,7 +23,7 @@ class DemoFeed:
 
     def start(self) -> None:
         """Start the scenario, then advance it every ADVANCE_EVERY_S."""
-        self.app.run_worker(self._start, thread=True, group="demo", exit_on_error=False)
+        self.app.run_worker(self._start, name="demo start", thread=True, group="demo", exit_on_error=False)
         self.app.set_interval(ADVANCE_EVERY_S, self._advance)
 
     def _start(self) -> None:
@@ -35,8 +35,8 @@ class DemoFeed:
             self.app.call_from_thread(self.app.notify, str(exc), title="demo", severity="error")
 
     def _advance(self) -> None:
-        self.app.run_worker(self._advance_scenario, thread=True, exclusive=True, group="demo-advance",
-                            exit_on_error=False)
+        self.app.run_worker(self._advance_scenario, name="demo advance", thread=True, exclusive=True,
+                            group="demo-advance", exit_on_error=False)
 
     def _advance_scenario(self) -> None:
         from loomtui.demo.scenario import advance_scenario

@@ -232,9 +232,14 @@ class FittedTable(DataTable[Cell]):
             self._update_dimensions(new_rows)
 
     def _update_dimensions(self, new_rows: Iterable[RowKey]) -> None:
-        """DataTable measures each new row's cells for its auto-width columns; every column here is
-        given its width (`lay_out`) and every row is one line, so only the scrollable size is left."""
-        super()._update_dimensions(())
+        """DataTable measures each new row's cells for its auto-width columns; `lay_out` gives every
+        column its width and adds one-line rows without labels, so only the scrollable size is left
+        (a row or column made otherwise is measured as DataTable would)."""
+        if any(column.auto_width for column in self.columns.values()):
+            super()._update_dimensions(new_rows)
+            return
+        super()._update_dimensions([key for key in new_rows if (row := self.rows.get(key)) is not None
+                                    and (row.label is not None or row.auto_height)])
 
 
 def _cell_width(value: Cell) -> int:
