@@ -7,6 +7,7 @@ so the layers below execution run git the same way; its names are re-exported he
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -47,9 +48,9 @@ class AgentTree:
     def snapshot(self, base: str) -> tuple[str, list[str]]:
         """The worktree as a tree (untracked files included), and the paths that differ from `base`.
 
-        `base` is a commit id. loomtui's index keeps its stat cache between calls, so
-        unchanged files are not read again; it is replaced atomically, so two callers
-        at once each get a whole answer.
+        `base` is a commit id. loomtui's index keeps its stat cache between calls (with
+        the index's own time, which git's racy-entry check reads), so unchanged files are
+        not read again; it is replaced atomically, so two callers at once each get a whole answer.
         """
         self.index.parent.mkdir(parents=True, exist_ok=True)
         fd, name = tempfile.mkstemp(prefix=".index-", dir=self.index.parent)
@@ -57,7 +58,10 @@ class AgentTree:
         scratch = Path(name)
         try:
             if self.index.is_file():
-                scratch.write_bytes(self.index.read_bytes())
+                # With its time: git trusts an entry's stat data only if the file changed before the index
+                # was written. A copy stamped now made a file written in the same second as the last
+                # snapshot (same size) look unchanged, and a change was missed.
+                shutil.copy2(self.index, scratch)
             else:
                 scratch.unlink()
                 self._git(scratch, "read-tree", base)
