@@ -24,8 +24,8 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from loomtui.config import MAX_LEASE_SECONDS
-from loomtui.coordination.index import DEPENDENCY_KINDS, RepoIndex
+from loomtui.config import MAX_LEASE_SECONDS, CoordinationConfig
+from loomtui.coordination.index import DEPENDENCY_KINDS, ProgressFn, RepoIndex
 from loomtui.coordination.targets import TargetResolver
 from loomtui.errors import LoomError, shown
 from loomtui.store import ClaimRecord
@@ -522,14 +522,16 @@ def nobody_overrides(user: str) -> bool:
 
 
 def open_coordinator(workspace: Workspace, index: RepoIndex | None = None, *,
-                     may_override: OverrideCheck) -> Coordinator:
-    """A coordinator over the repository's (cached) index, configured from loom.yaml."""
+                     may_override: OverrideCheck, settings: CoordinationConfig | None = None,
+                     progress: ProgressFn | None = None) -> Coordinator:
+    """A coordinator over the repository's (cached) index, configured from loom.yaml (or `settings`,
+    the coordination section a caller already holds); `progress` follows an index being built."""
     from loomtui.coordination.index import build_index, index_cache_dir
 
-    config = workspace.load_config().coordination
+    config = settings or workspace.load_config().coordination
     if index is None:
         index = build_index(workspace.root, cache_dir=index_cache_dir(workspace.paths),
-                            include=config.include, exclude=config.exclude)
+                            include=config.include, exclude=config.exclude, progress=progress)
     return Coordinator(workspace, index, may_override=may_override, dependency_hops=config.dependency_hops,
                        lease_seconds=config.lease_seconds)
 

@@ -7,7 +7,7 @@ import time
 
 from loomtui.config import CoordinationConfig
 from loomtui.coordination.claims import Coordinator, OverrideCheck, open_coordinator
-from loomtui.coordination.index import ProgressFn, RepoIndex, build_index, index_cache_dir
+from loomtui.coordination.index import ProgressFn, RepoIndex
 from loomtui.governance.policy import can_override, load_policy
 from loomtui.workspace import Workspace
 
@@ -51,10 +51,8 @@ class KeptCoordinator:
             return kept, (f"{stats['files']} files; parsed {stats['parsed']}, resolved {stats['resolved']} "
                           f"in {time.perf_counter() - started:.2f}s")
         if kept is None or reindex:
-            index = build_index(self.workspace.root, cache_dir=index_cache_dir(self.workspace.paths),
-                                include=settings.include, exclude=settings.exclude, progress=progress)
-            kept = self.coordinator = Coordinator(
-                self.workspace, index, dependency_hops=settings.dependency_hops,
-                may_override=policy_override_check(self.workspace), lease_seconds=settings.lease_seconds)
+            kept = self.coordinator = open_coordinator(
+                self.workspace, may_override=policy_override_check(self.workspace), settings=settings,
+                progress=progress)
             self._built_with = wanted
         return kept, None

@@ -88,15 +88,9 @@ def fit_columns(columns: Sequence[FitColumn], natural: Mapping[str, int], width:
 
 def cut(cell: Cell, width: int) -> Cell:
     """`cell` in at most `width` cells: a longer one ends in …. Styles are kept."""
-    if isinstance(cell, str) and "[" not in cell:  # no markup: measured as it is, not parsed first
-        if cell_len(cell) <= width:
-            return cell
-        text = Text(cell)
-    else:
-        text = cell if isinstance(cell, Text) else Text.from_markup(cell)
-    if text.cell_len <= width:
+    if _cell_width(cell) <= width:  # most cells: measured, not parsed
         return cell
-    text = text.copy()
+    text = cell.copy() if isinstance(cell, Text) else Text.from_markup(cell)
     text.truncate(width, overflow="ellipsis")
     return text
 
