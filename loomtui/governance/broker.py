@@ -48,6 +48,8 @@ from loomtui.workspace import Workspace, open_workspace
 __all__ = ["Broker", "BrokerClient", "BrokerError", "LocalChannel", "channel_for", "event_channel"]
 
 IDLE_TIMEOUT_S: Final = 300.0
+POLL_S: Final = 0.05
+"""How often the serving thread looks for a shutdown (a select with no connection waiting costs nothing)."""
 
 
 class _Handler(socketserver.StreamRequestHandler):
@@ -136,7 +138,9 @@ class Broker:
         if self._server is None:
             self.listen()
         assert self._server is not None
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.5},
+        # close() waits for serve_forever to see the shutdown, which it checks once per poll: at 0.5 s
+        # (socketserver's default) every agent's end reached its review about 0.4 s late.
+        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": POLL_S},
                                         name="broker", daemon=True)
         self._thread.start()
         self._sweeper = threading.Thread(target=self._sweep_loop, name="broker-sweep", daemon=True)
