@@ -115,12 +115,16 @@ def run_cli(repo: Path, *args: str, user: str | None = None) -> subprocess.Compl
     return subprocess.CompletedProcess(["loomtui", *args], code, out.getvalue(), err.getvalue())
 
 
-# The files that take longest (real agent CLIs, the headless demo, many sandboxes) run first,
-# so that under `-n auto --dist loadfile` no worker starts a long file when the others are done.
+# The files that take longest (real agent CLIs, snapshots, the headless demo, many sandboxes) run first,
+# longest first, so that under `-n auto --dist loadfile` no worker starts a long file when the others
+# are done (pyproject's --no-loadscope-reorder keeps this order: xdist would otherwise send the files
+# with the most tests first). The order is each file's time in a whole run, as measured.
 SLOW_FILES_FIRST = (
-    "test_runtime_codex_aider.py", "test_runtime_claude.py", "test_knowledge_agents.py", "test_demo_scenario.py",
-    "test_hostile_agent.py", "test_eval_gates.py", "test_eval_pair.py", "test_demo.py", "test_review.py", "test_mcp.py", "test_execution_cli.py", "test_hook_fast.py",
-    "test_e2e_tmux.py", "test_hooks.py", "test_execution.py", "test_tui_sandboxes.py",
+    "test_runtime_codex_aider.py", "test_snapshots_matrix.py", "test_runtime_claude.py", "test_demo_scenario.py",
+    "test_execution.py", "test_store_postgres.py", "test_eval_gates.py", "test_mcp.py", "test_workflow.py",
+    "test_hostile_agent.py", "test_tui_escalations.py", "test_tui_graph.py", "test_knowledge_agents.py",
+    "test_review.py", "test_hooks.py", "test_e2e_demo.py", "test_knowledge_sandbox.py", "test_tui_bench.py",
+    "test_tui.py", "test_runtime_interactive.py",
 )
 
 
