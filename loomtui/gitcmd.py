@@ -1,28 +1,28 @@
-"""Running git: the one way every layer does it (`Git`), over GitPython's command runner.
+"""Running git: the one way every layer does it (`Git`).
 
 Every call is an argv (never a shell string), runs in a C locale so output can be
 parsed, and turns a failure into one LoomError line naming the command. Text
 answers come from `run`/`out`; bytes (blobs, `-z` listings read as bytes, stdin)
 from `raw`/`feed`; a long-lived `cat-file --batch` from `pipe`.
 
-GitPython is imported at the first command, not with this module: it costs ~55 ms,
-and this module sits at the foundation, under commands that never run git.
+Standard library only. loomtui's processes are mostly short (a hook per tool call
+or commit, a CLI command, a supervisor): GitPython's command runner cost each of
+them ~45 ms of import and two `git version` runs before its first command, more
+than the interpreter's own start.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
+import signal
 import subprocess
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from loomtui.errors import LoomError
-
-if TYPE_CHECKING:
-    import git as gitpython
 
 # `git merge-tree --write-tree` (a merge without touching any working tree) is 2.38+.
 MERGE_TREE_MIN_VERSION = (2, 38)
@@ -34,7 +34,7 @@ class GitFailed(LoomError):
 
 @dataclass(frozen=True)
 class GitResult:
-    """A finished command's status and text output (one trailing newline stripped, as GitPython does)."""
+    """A finished command's status and text output (one trailing newline stripped)."""
 
     status: int
     out: str
@@ -51,7 +51,7 @@ class RawResult:
 
 
 def _environment(env: Mapping[str, str] | None) -> dict[str, str]:
-    """The process environment in a C locale (as GitPython sets it), then `env` on top."""
+    """The process environment in a C locale, then `env` on top."""
     return {**os.environ, "LANGUAGE": "C", "LC_ALL": "C", **(env or {})}
 
 
@@ -60,40 +60,20 @@ class Git:
 
     def __init__(self, cwd: Path | str) -> None:
         self.cwd = Path(cwd)
-        self._runner: gitpython.Git | None = None
 
     def _check_cwd(self) -> None:
-        # GitPython quietly runs in the process's own directory when cwd cannot be entered.
+        # Said here, as one line: Popen's own error would name neither git nor the directory's problem.
         if not os.access(self.cwd, os.X_OK):
             raise LoomError(f"cannot run git in {self.cwd}: no such directory or no access")
 
     def run(self, *args: str, env: Mapping[str, str] | None = None, timeout: float | None = None) -> GitResult:
         """Run `git ARGS`; return status and output whatever the status.
 
-        After `timeout` seconds git (and what it started) is killed: the status is then
-        non-zero and `err` says it timed out.
+        Output is decoded as file names are (UTF-8, surrogateescape), one trailing newline
+        stripped. After `timeout` seconds git and what it started are killed: the status
+        is then -9 and `err` says it timed out.
         """
-        import git as gitpython  # here, not at the top: see the module's docstring
-
-        self._check_cwd()
-        if self._runner is None:
-            self._runner = gitpython.Git(str(self.cwd))
-        try:
-            status, out, err = self._runner.execute(
-                ["git", *args], with_extended_output=True, with_exceptions=False, env=env,
-                kill_after_timeout=timeout,
-            )
-        except gitpython.GitCommandNotFound:
-            raise LoomError("git is not installed or not on PATH") from None
-        except OSError as exc:
-            raise LoomError(f"cannot run git in {self.cwd}: {exc.strerror or exc}") from None
-        return GitResult(int(status or 0), str(out), str(err))
-
-    def run_plain(self, *args: str, timeout: float | None = None) -> GitResult:
-        """`run` without GitPython, for what every command does first (find the repository, name
-        the user): there its import would cost more than git itself. Output decoded as file names
-        are (surrogateescape), one trailing newline stripped as `run` does."""
-        done = self.raw(*args, timeout=timeout)
+        done = self.raw(*args, env=env, timeout=timeout)
         return GitResult(done.status, _text(done.out), _text(done.err))
 
     def out(self, *args: str, env: Mapping[str, str] | None = None, timeout: float | None = None) -> str:
@@ -107,22 +87,33 @@ class Git:
             timeout: float | None = None) -> RawResult:
         """Run `git ARGS` (with `data` on stdin, if given); status and bytes output whatever the status.
 
-        After `timeout` seconds git is killed: the status is then -9 and `err` says it timed out.
+        After `timeout` seconds git and what it started (a hook, a credential helper) are
+        killed: the status is then -9 and `err` says it timed out.
         """
         self._check_cwd()
         try:
-            done = subprocess.run(["git", *args], cwd=self.cwd, input=data, capture_output=True, check=False,
-                                  stdin=subprocess.DEVNULL if data is None else None, env=_environment(env),
-                                  timeout=timeout)
+            # With a timeout, git leads its own process group, so the kill reaches what it started.
+            process = subprocess.Popen(["git", *args], cwd=self.cwd, env=_environment(env),
+                                       stdin=subprocess.DEVNULL if data is None else subprocess.PIPE,
+                                       stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                       process_group=None if timeout is None else 0)
         except FileNotFoundError as exc:
             if exc.filename == "git":
                 raise LoomError("git is not installed or not on PATH") from None
             raise LoomError(f"cannot run git in {self.cwd}: {exc.strerror or exc}") from None
         except OSError as exc:
             raise LoomError(f"cannot run git in {self.cwd}: {exc.strerror or exc}") from None
-        except subprocess.TimeoutExpired:
-            return RawResult(-9, b"", f"git {' '.join(args)} did not complete in {timeout:g} s".encode())
-        return RawResult(done.returncode, done.stdout, done.stderr)
+        with process:
+            try:
+                out, err = process.communicate(data, timeout=timeout)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(process.pid, signal.SIGKILL)
+                return RawResult(-9, b"", f"git {' '.join(args)} did not complete in {timeout:g} s".encode())
+            except BaseException:
+                process.kill()
+                raise
+        return RawResult(process.returncode, out, err)
 
     def feed(self, *args: str, data: bytes, env: Mapping[str, str] | None = None) -> bytes:
         """Run `git ARGS` with `data` on stdin; return stdout as bytes (for plumbing pipelines)."""

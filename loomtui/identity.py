@@ -17,7 +17,7 @@ def current_user(root: Path | None = None) -> str:
     if override:
         return override
     try:
-        email = Git(root or Path.cwd()).run_plain("config", "user.email", timeout=5).out.strip()
+        email = Git(root or Path.cwd()).run("config", "user.email", timeout=5).out.strip()
     except (OSError, LoomError):  # OSError: the current directory is gone
         email = ""
     if email:

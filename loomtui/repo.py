@@ -78,7 +78,7 @@ class RepoPaths:
 
 
 def _git(cwd: Path, *args: str) -> str:
-    result = Git(cwd).run_plain(*args)
+    result = Git(cwd).run(*args)
     if result.status != 0:
         raise NotARepository(f"{cwd} is not inside a git repository (run `git init` or cd into one)")
     return result.out.strip()
@@ -104,12 +104,12 @@ def current_branch(root: Path) -> str:
     """The checked-out branch name, or a short commit id when detached, or '(no commits)'."""
     git = Git(root)
     try:
-        result = git.run_plain("rev-parse", "--abbrev-ref", "HEAD")
+        result = git.run("rev-parse", "--abbrev-ref", "HEAD")
     except LoomError:
         return "(no commits)"
     if result.status != 0:
         return "(no commits)"
     out = result.out.strip()
     if out == "HEAD":
-        return f"(detached {git.run_plain('rev-parse', '--short', 'HEAD').out.strip()})"
+        return f"(detached {git.run('rev-parse', '--short', 'HEAD').out.strip()})"
     return out

@@ -38,7 +38,7 @@ FETCH_HINT = f"git fetch origin {NOTES_REF}:{NOTES_REF}"
 def publish(root: Path, state_dir: Path, decision: Decision, signature: str | None) -> str:
     """Append a decision to the note of the commit it binds to; '' when done, else why not
     (a decision about no commit, or git refusing: the decision itself stands either way)."""
-    if not decision.commit or Git(root).run_plain("cat-file", "-e", f"{decision.commit}^{{commit}}").status:
+    if not decision.commit or Git(root).run("cat-file", "-e", f"{decision.commit}^{{commit}}").status:
         return f"no commit {decision.commit[:12] or '(none)'} here to attach the decision to"
     line = json.dumps({"escalation": decision.escalation, "kind": decision.kind, "decision": decision.decision,
                        "actor": decision.actor, "commit": decision.commit, "reason": decision.reason,
@@ -62,7 +62,7 @@ class NoteApprovals:
 
 
 def _decisions(root: Path, commit: str) -> list[dict[str, object]]:
-    done = Git(root).run_plain("notes", "--ref", NOTES_REF, "show", commit)
+    done = Git(root).run("notes", "--ref", NOTES_REF, "show", commit)
     if done.status != 0:
         return []
     found = []
@@ -79,7 +79,7 @@ def _decisions(root: Path, commit: str) -> list[dict[str, object]]:
 def approvals_from_notes(root: Path, policy: Policy, base: str, head: str) -> NoteApprovals:
     """The approvers of `head` that its notes prove, checked against `base`'s allowed_signers."""
     git = Git(root)
-    if git.run_plain("rev-parse", "--verify", "--quiet", NOTES_REF).status != 0:
+    if git.run("rev-parse", "--verify", "--quiet", NOTES_REF).status != 0:
         return NoteApprovals((), (f"no decisions published in {NOTES_REF} here (in a fresh clone: {FETCH_HINT})",))
     users: list[str] = []
     notes: list[str] = []
@@ -106,7 +106,7 @@ def approvals_from_notes(root: Path, policy: Policy, base: str, head: str) -> No
                              f"(checked against {signers} at the base)")
                 continue
             users.append(decision.actor)
-        earlier = git.run_plain("rev-list", f"{base}..{head}")
+        earlier = git.run("rev-list", f"{base}..{head}")
         for commit in earlier.out.split()[1:] if earlier.status == 0 else []:
             for entry in _decisions(root, commit):
                 if entry.get("decision") == "approve":

@@ -122,12 +122,12 @@ class Evidence:
     def branch(self) -> str | None:
         """The main branch (`main`, else `master`, else the one checked out)."""
         git = Git(self.root)
-        listed = git.run_plain("for-each-ref", "--format=%(refname:short)", "refs/heads/main", "refs/heads/master")
+        listed = git.run("for-each-ref", "--format=%(refname:short)", "refs/heads/main", "refs/heads/master")
         names = listed.out.split() if listed.status == 0 else []
         for name in ("main", "master"):
             if name in names:
                 return name
-        current = git.run_plain("symbolic-ref", "--quiet", "--short", "HEAD")
+        current = git.run("symbolic-ref", "--quiet", "--short", "HEAD")
         return current.out.strip() or None if current.status == 0 else None
 
     @cached_property
@@ -135,7 +135,7 @@ class Evidence:
         """The newest merges on the main branch made by loomtui (a `Loom-Sandbox` trailer), with their trailers."""
         if self.branch is None:
             return []
-        done = Git(self.root).run_plain("log", f"--max-count={MERGES_READ}", "--merges",
+        done = Git(self.root).run("log", f"--max-count={MERGES_READ}", "--merges",
                                         "--format=%H%x1f%(trailers:only,unfold)%x1e", f"refs/heads/{self.branch}",
                                         "--")
         found = []

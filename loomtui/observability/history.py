@@ -183,15 +183,6 @@ def _log(git: Git, *args: str) -> bytes:
     return done.out
 
 
-def _commit_of(git: Git, ref: str) -> str | None:
-    if not ref or ref.startswith("-"):
-        return None
-    # Plain rev-parse, not Git.resolve_commit: this runs on every report, and GitPython's import costs more.
-    done = git.raw("rev-parse", "--verify", "--quiet", "--end-of-options", f"{ref}^{{commit}}")
-    sha = done.out.decode().strip()
-    return sha if done.status == 0 and sha else None
-
-
 def resolve_branch(git: Git, branch: str | None) -> tuple[str, str | None]:
     """(name, commit) of the branch to report on; commit None in a repository with no commits.
 
@@ -200,12 +191,12 @@ def resolve_branch(git: Git, branch: str | None) -> tuple[str, str | None]:
     """
     candidates = [branch] if branch else ["main", "master"]
     for name in candidates:
-        if sha := _commit_of(git, name):
+        if sha := git.resolve_commit(name):
             return name, sha
     if not branch:
         origin = git.raw("symbolic-ref", "--quiet", "--short", "refs/remotes/origin/HEAD").out.decode().strip()
         for name in [origin.split("/", 1)[-1], origin] if origin else []:
-            if sha := _commit_of(git, name):
+            if sha := git.resolve_commit(name):
                 return name, sha
     if not git.raw("for-each-ref", "--count=1", "--format=%(objectname)").out.strip():
         return candidates[0], None

@@ -80,7 +80,7 @@ def repository_namespace(paths: RepoPaths) -> str:
             return name
     except OSError:
         pass
-    result = Git(paths.root).run_plain("rev-list", "--max-parents=0", "HEAD")
+    result = Git(paths.root).run("rev-list", "--max-parents=0", "HEAD")
     roots = result.out.split() if result.status == 0 else []
     if not roots:
         raise StoreError(f"{paths.root}: a shared store names a repository by its first commit, and this "

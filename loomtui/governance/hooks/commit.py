@@ -7,11 +7,11 @@ the gate maps those to regions (`check_commit`).
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 from typing import Any, Final
 
 from loomtui.errors import LoomError
+from loomtui.gitcmd import Git
 
 NO_SANDBOX: Final = "-"
 """The id a person's own commit is checked under: it holds no claims, so every claim is another's."""
@@ -63,12 +63,10 @@ def _blobs(tree: Path | None, names: list[str]) -> list[str]:
     """The text of each `REV:PATH` (empty when it does not exist), in one `git cat-file --batch`."""
     if not names:
         return []
-    # Not gitcmd.Git: the hook fast path stays stdlib-only (GitPython's import costs ~55 ms a commit).
-    done = subprocess.run(["git", "cat-file", "--batch"], cwd=tree, input="".join(f"{n}\n" for n in names).encode(),
-                          capture_output=True, check=False)
-    if done.returncode != 0:
-        raise LoomError(f"git cat-file: {done.stderr.decode(errors='replace').strip() or 'failed'}")
-    out, at, texts = done.stdout, 0, []
+    done = Git(tree or Path.cwd()).raw("cat-file", "--batch", data="".join(f"{n}\n" for n in names).encode())
+    if done.status != 0:
+        raise LoomError(f"git cat-file: {done.err.decode(errors='replace').strip() or 'failed'}")
+    out, at, texts = done.out, 0, []
     for _name in names:
         end = out.index(b"\n", at)
         header = out[at:end].split()
@@ -83,8 +81,8 @@ def _blobs(tree: Path | None, names: list[str]) -> list[str]:
 
 
 def git(tree: Path | None, *args: str, check: bool = True) -> str:
-    # Not gitcmd.Git: the hook fast path stays stdlib-only (GitPython's import costs ~55 ms a commit).
-    done = subprocess.run(["git", *args], cwd=tree, capture_output=True, text=True, errors="replace", check=False)
-    if check and done.returncode != 0:
-        raise LoomError(f"git {' '.join(args[:2])}: {done.stderr.strip() or 'failed'}")
-    return done.stdout if done.returncode == 0 else ""
+    """git's stdout exactly as written (a `-z` listing keeps its NULs), "" when it fails and `check` is off."""
+    done = Git(tree or Path.cwd()).raw(*args)
+    if check and done.status != 0:
+        raise LoomError(f"git {' '.join(args[:2])}: {done.err.decode(errors='replace').strip() or 'failed'}")
+    return done.out.decode("utf-8", "replace") if done.status == 0 else ""

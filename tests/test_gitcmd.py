@@ -1,0 +1,62 @@
+"""gitcmd.Git, the one way loomtui runs git: output as git wrote it, one clear line when git cannot
+run, and a timeout that stops git and whatever it started."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+from loomtui.errors import LoomError
+from loomtui.gitcmd import Git, GitFailed
+from tests.conftest import git, wait_until
+
+
+def _alive(pid: int) -> bool:
+    """Whether `pid` runs (a zombie waiting for its parent to reap it has ended)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+    return state != "Z"
+
+
+def test_a_timeout_kills_git_and_the_hook_it_started(repo: Path) -> None:
+    pid_file = repo.parent / "hook.pid"
+    hook = repo / ".git" / "hooks" / "pre-commit"
+    hook.write_text(f"#!/bin/sh\necho $$ > {pid_file}\nexec sleep 60\n")
+    hook.chmod(0o755)
+    (repo / "a.txt").write_text("a\n")
+    git(repo, "add", "a.txt")
+
+    begun = time.monotonic()
+    result = Git(repo).run("commit", "-qm", "slow hook", timeout=1)
+
+    assert result.status == -9 and "did not complete in 1 s" in result.err, result
+    assert time.monotonic() - begun < 30  # not the hook's 60 s
+    hook_pid = int(pid_file.read_text())
+    wait_until(lambda: not _alive(hook_pid), timeout=10, what="the hook to be killed with git")
+    assert git(repo, "rev-list", "--count", "HEAD") == "1"  # nothing was committed
+
+
+def test_output_is_decoded_as_file_names_are_with_one_trailing_newline_stripped(repo: Path) -> None:
+    name = os.fsdecode(b"caf\xe9.txt")  # Latin-1, not UTF-8: git prints the bytes as they are
+    (repo / name).write_text("x\n")
+    out = Git(repo).out("-c", "core.quotePath=false", "ls-files", "--others")
+    assert out == name and os.fsencode(out) == b"caf\xe9.txt"
+    assert Git(repo).run("log", "--format=%s%n").out == "initial\n"  # only git's last newline goes
+
+
+def test_a_failure_is_one_line_naming_the_command(repo: Path) -> None:
+    with pytest.raises(GitFailed, match=r"^git checkout failed: .*'no-such-branch' did not match"):
+        Git(repo).out("checkout", "no-such-branch")
+    with pytest.raises(LoomError, match=r"^cannot run git in .*gone: no such directory or no access$"):
+        Git(repo / "gone").run("status")
+
+
+def test_git_missing_from_path_is_said_plainly(repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path))
+    with pytest.raises(LoomError, match=r"^git is not installed or not on PATH$"):
+        Git(repo).run("status")
