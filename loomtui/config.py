@@ -8,19 +8,31 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Final, Literal, TypeVar, get_args
 from urllib.parse import urlsplit
 
-from loomtui.errors import LoomError
 from loomtui.globs import glob_problem
+from loomtui.runtime_config import (
+    BUILTIN_RUNTIMES,
+    DEFAULT_OFFLINE_TIMEOUT,
+    ENV_NAME_RE,
+    GENERIC_COMMAND,
+    PLACEHOLDERS,
+    RuntimeConfig,
+    RuntimeMode,
+    builtin_runtimes,
+    parse_runtimes,
+)
 from loomtui.yamlcheck import Fields, Value, closest, compose, read_text
 
 __all__ = [
     "BUILTIN_RUNTIMES",
     "CONFIG_PATH",
+    "DEFAULT_OFFLINE_TIMEOUT",
+    "GENERIC_COMMAND",
     "MAX_LEASE_SECONDS",
     "PLACEHOLDERS",
     "ContextConfig",
@@ -47,58 +59,17 @@ CONFIG_PATH: Final = ".loom/loom.yaml"
 MAX_LEASE_SECONDS: Final = 30 * 24 * 3600
 """The longest claim lease (30 days): `coordination.lease_seconds` and a claim's `--ttl`."""
 
-PLACEHOLDERS: Final = frozenset({"task", "context_file", "sandbox", "script", "worktree", "mcp_config"})
-"""Names a runtime's argv may use as `{name}`; execution substitutes them per sandbox."""
-
-RuntimeMode = Literal["headless", "interactive"]
 GateKind = Literal["deterministic", "behavioural"]
 GateFormat = Literal["exit", "junit", "ruff-json", "mypy-json", "sarif"]
 EVAL_ITEMS: Final = ("scope", "tests", "size", "contracts", "conventions", "task_fit")
 """Gate 2's items, in the order they are shown."""
 
-RUNTIME_MODES: Final[tuple[RuntimeMode, ...]] = get_args(RuntimeMode)
 GATE_KINDS: Final[tuple[GateKind, ...]] = get_args(GateKind)
 GATE_FORMATS: Final[tuple[GateFormat, ...]] = get_args(GateFormat)
 REPORT_PLACEHOLDER: Final = "{report}"
 """In a gate's `run`, the path of the report file the check writes (e.g. `--junitxml={report}`)."""
 
-# Only identifier-shaped `{name}` is a placeholder, so literal braces such as a
-# JSON argument (`{"a": 1}`) pass through untouched.
-_PLACEHOLDER_RE: Final = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
-_RUNTIME_NAME_RE: Final = re.compile(r"[a-z0-9][a-z0-9_-]*")
-_ENV_NAME_RE: Final = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-
 _T = TypeVar("_T")
-
-
-DEFAULT_OFFLINE_TIMEOUT: Final = 300.0
-"""Codex waits for an unreachable model API without end; five minutes of only that is enough."""
-
-
-@dataclass(frozen=True)
-class RuntimeConfig:
-    """How to start one agent runtime: argv with placeholders, and its isolation."""
-
-    name: str
-    argv: tuple[str, ...]
-    mode: RuntimeMode = "headless"
-    network: bool = False
-    env: tuple[str, ...] = ()
-    description: str | None = None
-    builtin: bool = False
-    offline_timeout: float = DEFAULT_OFFLINE_TIMEOUT
-    """Seconds an agent may only wait for an unreachable model API before it is stopped."""
-
-    def render_argv(self, values: Mapping[str, str]) -> tuple[str, ...]:
-        """argv with each `{placeholder}` replaced from `values`; no shell is involved."""
-
-        def substitute(match: re.Match[str]) -> str:
-            name = match.group(1)
-            if name not in values:
-                raise LoomError(f"runtime {self.name!r}: no value for placeholder {{{name}}}")
-            return values[name]
-
-        return tuple(_PLACEHOLDER_RE.sub(substitute, arg) for arg in self.argv)
 
 
 @dataclass(frozen=True)
@@ -182,77 +153,6 @@ class CoordinationConfig:
     before it is released; a call waiting on a person keeps its claims until they decide."""
 
 
-# The runtimes that exist without any config. A task's text is never passed
-# through a shell, so there is deliberately no generic `bash -lc {task}` entry:
-# the generic `command` runtime takes its argv per sandbox instead
-# (`loomtui sandbox new --runtime command --task T -- PROGRAM ARG {task} ...`).
-GENERIC_COMMAND: Final = "{command}"  # stands for the argv given when the sandbox is created
-
-# The vendor CLIs talk to a model API, so they get the network; the credential and
-# endpoint variables each vendor documents are passed by program (see
-# execution.runtimes.VENDOR_ENV), so `env:` here is only for extra names.
-BUILTIN_RUNTIMES: Final[tuple[RuntimeConfig, ...]] = (
-    RuntimeConfig(
-        name="claude",
-        # Permission prompts go to loomtui's MCP server (`loomtui mcp`): under -p Claude Code
-        # runs no PermissionRequest hook, so without it a lead's approval could never be asked.
-        argv=("claude", "-p", "{task}", "--output-format", "stream-json", "--verbose",
-              "--mcp-config", "{mcp_config}", "--permission-prompt-tool", "mcp__loomtui__permission_prompt"),
-        network=True,
-        description="Claude Code, headless",
-        builtin=True,
-    ),
-    RuntimeConfig(
-        name="codex",
-        # No prompt can be answered in a sandbox: `exec` never asks. Codex's own
-        # `workspace-write` sandbox makes every `.git` read-only (even one listed in its
-        # writable_roots), so the agent could never commit and the git pre-commit hook,
-        # the only check a runtime without editor hooks gets, would never run: loomtui's
-        # bubblewrap is the sandbox instead. The worktree is a git repository, but its
-        # check must not stop a run either. `--` keeps a task starting with "-" from
-        # being read as an option.
-        argv=("codex", "exec", "--sandbox", "danger-full-access", "--skip-git-repo-check", "--color", "never",
-              "--", "{task}"),
-        network=True,
-        description="OpenAI Codex CLI, headless",
-        builtin=True,
-    ),
-    RuntimeConfig(
-        name="aider",
-        # One message, then exit, never prompting: every question is answered yes, no
-        # update check, analytics, release notes or model warnings (they open browsers).
-        # Its commits go to the sandbox branch with the hooks run (--git-commit-verify);
-        # its history files stay out of the worktree; the context is read-only input.
-        argv=("aider", "--yes-always", "--no-check-update", "--no-analytics", "--no-show-release-notes",
-              "--no-show-model-warnings", "--no-pretty", "--no-fancy-input", "--no-detect-urls",
-              "--no-gitignore", "--git-commit-verify", "--input-history-file=/dev/null",
-              "--chat-history-file=/dev/null", "--read={context_file}", "--message={task}"),
-        network=True,
-        description="Aider, one message then exit",
-        builtin=True,
-    ),
-    RuntimeConfig(
-        name="command",
-        argv=(GENERIC_COMMAND,),
-        network=False,
-        description="Any program, its argv given per sandbox after `--` (placeholders allowed)",
-        builtin=True,
-    ),
-    RuntimeConfig(
-        name="script",
-        argv=("loomtui", "script-agent", "{script}"),
-        network=False,
-        description="A scripted agent replaying a file of edits (demo and tests)",
-        builtin=True,
-    ),
-)
-
-
-def builtin_runtimes() -> dict[str, RuntimeConfig]:
-    """A fresh name -> runtime dict of the built-ins."""
-    return {runtime.name: runtime for runtime in BUILTIN_RUNTIMES}
-
-
 @dataclass(frozen=True)
 class LoomConfig:
     """The whole config. `source` is the file path as shown in errors, None for defaults."""
@@ -298,7 +198,7 @@ def parse_config(text: str, path: str) -> LoomConfig:
         raise version.error(f"unsupported version {version.as_int()} (only 1 is supported)")
     runtimes = builtin_runtimes()
     if (section := top.get("runtimes")) is not None:
-        runtimes.update(_parse_runtimes(section))
+        runtimes.update(parse_runtimes(section))
     gates = top.get("gates")
     context = top.get("context")
     policy = top.get("policy")
@@ -326,70 +226,6 @@ def parse_config(text: str, path: str) -> LoomConfig:
 # The same text gives the same (immutable) config: a process that loads it several times (the app
 # at start: its theme, its store, its settings) parses it once.
 _parse_config_once = functools.lru_cache(maxsize=4)(parse_config)
-
-
-def _parse_runtimes(section: Value) -> dict[str, RuntimeConfig]:
-    runtimes: dict[str, RuntimeConfig] = {}
-    entries = section.as_mapping()
-    for name, value in entries.items():
-        if not _RUNTIME_NAME_RE.fullmatch(name):
-            raise entries.key(name).error(
-                "invalid runtime name (use lowercase letters, digits, '-' and '_', "
-                "starting with a letter or digit)"
-            )
-        runtimes[name] = _parse_runtime(name, value)
-    return runtimes
-
-
-def _parse_runtime(name: str, value: Value) -> RuntimeConfig:
-    """A runtime of its own (argv given, every other setting from its default), or a built-in one
-    with the settings given changed (no argv: `runtimes: {codex: {offline_timeout: 60}}`)."""
-    builtin = builtin_runtimes().get(name)
-    fields = value.as_mapping(
-        known=("argv", "mode", "network", "env", "description", "offline_timeout"),
-        required=() if builtin else ("argv",),
-    )
-    base = builtin if builtin is not None and "argv" not in fields else RuntimeConfig(name=name, argv=())
-    mode, network, description, offline = (fields.get(key) for key in
-                                           ("mode", "network", "description", "offline_timeout"))
-    return replace(
-        base,
-        argv=_runtime_argv(fields["argv"]) if "argv" in fields else base.argv,
-        mode=mode.as_choice(RUNTIME_MODES) if mode else base.mode,
-        network=network.as_bool() if network else base.network,
-        env=_optional(fields, "env", _parse_env, base.env),
-        description=description.as_str() if description else base.description,
-        offline_timeout=offline.as_number(positive=True) if offline else base.offline_timeout,
-    )
-
-
-def _runtime_argv(argv_value: Value) -> tuple[str, ...]:
-    argv_value.as_str_list(non_empty=True)
-    argv: list[str] = []
-    for item in argv_value.as_list():
-        arg = item.as_str()
-        for match in _PLACEHOLDER_RE.finditer(arg):
-            if match.group(1) not in PLACEHOLDERS:
-                guess = closest(match.group(1), PLACEHOLDERS)
-                hint = f"did you mean {{{guess}}}? " if guess else ""
-                allowed = ", ".join(f"{{{p}}}" for p in sorted(PLACEHOLDERS))
-                raise item.error(
-                    f"unknown placeholder {match.group(0)} ({hint}allowed: {allowed})"
-                )
-        argv.append(arg)
-    if not argv[0].strip():
-        raise argv_value.error("the program (first item) must not be empty")
-    return tuple(argv)
-
-
-def _parse_env(value: Value) -> tuple[str, ...]:
-    names: list[str] = []
-    for item in value.as_list():
-        name = item.as_str()
-        if not _ENV_NAME_RE.fullmatch(name):
-            raise item.error(f"invalid environment variable name {name!r}")
-        names.append(name)
-    return tuple(names)
 
 
 def _parse_gates(section: Value) -> tuple[GateConfig, ...]:
@@ -476,7 +312,7 @@ def _gate_env(value: Value) -> tuple[tuple[str, str], ...]:
     entries = value.as_mapping()
     pairs: list[tuple[str, str]] = []
     for name, setting in entries.items():
-        if not _ENV_NAME_RE.fullmatch(name):
+        if not ENV_NAME_RE.fullmatch(name):
             raise entries.key(name).error(f"invalid environment variable name {name!r}")
         pairs.append((name, setting.as_str()))
     return tuple(pairs)
