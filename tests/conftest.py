@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import atexit
 import io
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
@@ -88,12 +91,30 @@ def quick_gates(repo: Path) -> Path:
     return repo
 
 
+_GOLDEN: dict[str, Path] = {}
+
+
+def demo_repo(parent: Path) -> Path:
+    """What `prepare_demo_repo(parent)` makes (the sample repo committed on `main`, in a new
+    `loomtui-demo-*` directory), copied from one it made once in this process: 180 tests a run
+    start from it, and the copy is a fifth of the CPU of building it again with git. Its
+    commit is the same in every copy; nothing else is shared. test_demo.py runs the real one."""
+    from loomtui.demo import prepare_demo_repo
+
+    golden = _GOLDEN.get("billing")
+    if golden is None:
+        base = Path(tempfile.mkdtemp(prefix="loomtui-golden-"))
+        atexit.register(shutil.rmtree, base, ignore_errors=True)
+        golden = _GOLDEN["billing"] = prepare_demo_repo(base)
+    repo = Path(tempfile.mkdtemp(prefix="loomtui-demo-", dir=parent)) / golden.name
+    shutil.copytree(golden, repo, symlinks=True)
+    return repo
+
+
 @pytest.fixture
 def billing(tmp_path: Path) -> Path:
     """A fresh committed copy of the bundled sample repo (the billing service)."""
-    from loomtui.demo import prepare_demo_repo
-
-    return prepare_demo_repo(tmp_path)
+    return demo_repo(tmp_path)
 
 
 def run_cli(repo: Path, *args: str, user: str | None = None) -> subprocess.CompletedProcess[str]:

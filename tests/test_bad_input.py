@@ -17,12 +17,11 @@ import pytest
 from loomtui.governance.coordinator import governed_coordinator
 from loomtui.config import MAX_LEASE_SECONDS, parse_config
 from loomtui.coordination.claims import Coordinator, lease_length
-from loomtui.demo import prepare_demo_repo
 from loomtui.errors import ConfigError, LoomError
 from loomtui.governance.policy import parse_policy
 from loomtui.workspace import open_workspace
 from loomtui.yamlcheck import MAX_FILE_BYTES, read_text
-from tests.conftest import git
+from tests.conftest import demo_repo, git
 
 LOOMTUI = shutil.which("loomtui") or "loomtui"
 REFUNDS = "payments/refunds.py"
@@ -31,7 +30,7 @@ QUOTE = "payments/refunds.py::RefundService.quote"
 
 @pytest.fixture(scope="module")
 def billing(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return prepare_demo_repo(tmp_path_factory.mktemp("billing"))
+    return demo_repo(tmp_path_factory.mktemp("billing"))
 
 
 @pytest.fixture

@@ -9,13 +9,13 @@ from pathlib import Path
 import pytest
 
 from loomtui.config import parse_config
-from loomtui.demo import prepare_demo_repo
 from loomtui.errors import ConfigError
 from loomtui.governance.broker import Broker, confirm_window_from_env
 from loomtui.governance.escalations import decide
 from loomtui.governance.hooks.gate import NEVER_HAPPENED, HookGate, awaiting
 from loomtui.governance.policy import load_policy
 from loomtui.workspace import Workspace, open_workspace
+from tests.conftest import demo_repo
 
 AGENT = "agent-1"
 LEDGER = "payments/ledger.py"
@@ -32,7 +32,7 @@ class Clock:
 
 @pytest.fixture
 def billing(tmp_path: Path) -> Path:
-    return prepare_demo_repo(tmp_path)
+    return demo_repo(tmp_path)
 
 
 @pytest.fixture

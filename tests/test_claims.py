@@ -11,11 +11,10 @@ import pytest
 from loomtui.governance.coordinator import governed_coordinator
 from loomtui.coordination.claims import ClaimRefused, Coordinator, claim_targets, overlaps
 from loomtui.coordination.suggest import suggest_regions
-from loomtui.demo import prepare_demo_repo
 from loomtui.errors import LoomError
 from loomtui.store import SandboxRecord
 from loomtui.workspace import open_workspace
-from tests.conftest import git
+from tests.conftest import demo_repo, git
 
 QUOTE = "payments/refunds.py::RefundService.quote"
 SERVICE = "payments/refunds.py::RefundService"
@@ -24,7 +23,7 @@ ROUNDING = "payments/currency.py::round_minor_units"
 
 @pytest.fixture(scope="module")
 def billing(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return prepare_demo_repo(tmp_path_factory.mktemp("billing"))
+    return demo_repo(tmp_path_factory.mktemp("billing"))
 
 
 @pytest.fixture

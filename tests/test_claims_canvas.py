@@ -18,9 +18,9 @@ from loomtui.coordination.canvas import (
     sandbox_role,
 )
 from loomtui.coordination.view import coordination_picture
-from loomtui.demo import prepare_demo_repo
 from loomtui.governance.coordinator import governed_coordinator
 from loomtui.workspace import open_workspace
+from tests.conftest import demo_repo
 
 QUOTE = "payments/refunds.py::RefundService.quote"
 ROUNDING = "payments/currency.py::round_minor_units"
@@ -182,7 +182,7 @@ def test_untrusted_names_cannot_break_the_grid() -> None:
 
 
 def test_the_demo_repository_conflict_is_drawn_from_a_real_picture(tmp_path: Path) -> None:
-    repo = prepare_demo_repo(tmp_path)
+    repo = demo_repo(tmp_path)
     coordinator = governed_coordinator(open_workspace(repo))
     coordinator.claim("refunds", QUOTE, reason="partial refunds")
     coordinator.claim("rounding", ROUNDING, reason="refactor rounding")

@@ -22,7 +22,6 @@ import pytest
 import yaml
 
 from loomtui.coordination.diff import diff_regions
-from loomtui.demo import prepare_demo_repo
 from loomtui.demo.common import AGENT_NAMES, demo_sandboxes
 from loomtui.demo.scenario import (
     DEMO_ENGINEER,
@@ -40,7 +39,7 @@ from loomtui.governance.policy import ChangeFacts, evaluate, load_policy
 from loomtui.governance.review import ESCALATION_KEY
 from loomtui.workflow.steps import AFTER_KEY
 from loomtui.workspace import Workspace, open_workspace
-from tests.conftest import GIT_ENV, git
+from tests.conftest import demo_repo, git, GIT_ENV
 
 MACHINE_USER = "whoever-runs-the-demo@machine.invalid"
 """This machine's git `user.email` in the run (as git config, which every git call and
@@ -308,7 +307,7 @@ def test_advancing_again_is_idempotent_and_follows_a_leads_decision(
 
 def _repo_whose_policy_holds_rounding(tmp_path: Path) -> Path:
     """The demo repository with a claim-stage rule: rounding's start needs a payments-team approval."""
-    repo = prepare_demo_repo(tmp_path)
+    repo = demo_repo(tmp_path)
     policy_file = repo / ".loom" / "policy.yaml"
     policy = yaml.safe_load(policy_file.read_text())
     policy["rules"].append({"name": "rounding-claims", "stage": "claim", "when": {"paths": ["payments/currency.py"]},
@@ -382,7 +381,7 @@ def test_a_signature_check_that_cannot_run_is_said_not_hidden(tmp_path: Path,
     from loomtui.demo import narration
     from loomtui.errors import LoomError
 
-    workspace = open_workspace(prepare_demo_repo(tmp_path))
+    workspace = open_workspace(demo_repo(tmp_path))
     said: list[str] = []
     narrator = narration._Narrator(workspace, said.append)
     record: Any = SimpleNamespace(id="abc123", branch="loom/abc123", data={"base_sha": "0" * 40})
@@ -411,7 +410,7 @@ def test_in_the_app_the_other_payments_reviewer_follows_the_persons_approval(tmp
     decision), where before the escalation waited for a second reviewer who never came."""
     from loomtui.demo.scenario import DEMO_REVIEWERS, colleague_approvals
 
-    repo = prepare_demo_repo(tmp_path)
+    repo = demo_repo(tmp_path)
     workspace = open_workspace(repo)
     policy = load_policy(repo, workspace.load_config().policy)
     facts = ChangeFacts(stage="post-gate", paths=("payments/refunds.py",), lines_changed=12,

@@ -109,12 +109,12 @@ def test_tui_killed_with_9_leaves_agents_running_and_the_next_start_shows_them(t
     import os
     import signal
 
-    from loomtui.demo import prepare_demo_repo
+    from tests.conftest import demo_repo
     from loomtui.execution.sandboxes import get_sandbox, stop, wait_for_status
     from loomtui.workflow.tasks import create_sandbox, start
     from loomtui.workspace import open_workspace
 
-    repo = prepare_demo_repo(tmp_path)
+    repo = demo_repo(tmp_path)
     script = tmp_path / "long.yaml"
     script.write_text('- {log: "still here {n}", repeat: 400, every: 0.05}\n')
     workspace = open_workspace(repo)

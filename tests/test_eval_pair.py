@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from loomtui.demo import prepare_demo_repo
+from tests.conftest import demo_repo
 from loomtui.execution.lifecycle import AWAITING_REVIEW
 from loomtui.guardrails.merged import latest_merged
 from loomtui.workflow.engine import wait_until_settled
@@ -16,7 +16,7 @@ PAIR = Path(".loom/demo/pair")
 
 
 def test_the_second_of_a_pair_that_breaks_together_is_held_for_a_lead_naming_the_first(tmp_path: Path) -> None:
-    root = merge_mode(prepare_demo_repo(tmp_path), "manual")
+    root = merge_mode(demo_repo(tmp_path), "manual")
     workspace = open_workspace(root)
     ids = []
     for script, task in (("oregon-out.yaml", "Only regions that charge sales tax are tax regions"),

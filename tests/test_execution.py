@@ -854,11 +854,11 @@ def test_a_claude_result_with_denials_tokens_and_cost_is_not_plain_success() -> 
 
 @pytest.mark.skipif(not isolation.isolation_available(), reason="bubblewrap is not usable here")
 def test_an_isolated_agent_commits_on_its_branch_but_cannot_touch_another_sandboxes(tmp_path: Path) -> None:
-    from loomtui.demo import prepare_demo_repo
+    from tests.conftest import demo_repo
     from loomtui.workflow.tasks import create_sandbox, start
     from loomtui.workspace import open_workspace
 
-    repo = prepare_demo_repo(tmp_path)
+    repo = demo_repo(tmp_path)
     workspace = open_workspace(repo)
 
     def run(*argv: str) -> tuple[str, int | None]:

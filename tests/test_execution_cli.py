@@ -207,11 +207,11 @@ def test_script_agent_check_mode(tmp_path: Path, script: Path) -> None:
 
 
 def test_generic_command_runtime_runs_the_given_argv_without_a_shell(tmp_path: Path) -> None:
-    from loomtui.demo import prepare_demo_repo
+    from tests.conftest import demo_repo
     from loomtui.execution.sandboxes import log_path
     from loomtui.workspace import open_workspace
 
-    repo = prepare_demo_repo(tmp_path)
+    repo = demo_repo(tmp_path)
     done = subprocess.run(
         [sys.executable, "-m", "loomtui", "sandbox", "new", "--runtime", "command", "--task", "a; rm -rf /",
          "--json", "--", "printf", "%s|", "{task}", "second arg"],

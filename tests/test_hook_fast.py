@@ -17,12 +17,11 @@ from typing import Any
 import pytest
 
 from loomtui.governance.coordinator import governed_coordinator
-from loomtui.demo import prepare_demo_repo
 from loomtui.governance.broker import Broker
 from loomtui.governance.hooks import NEVER_HAPPENED, HookGate
 from loomtui.governance.hooks.gate import awaiting
 from loomtui.workspace import Workspace, open_workspace
-from tests.conftest import git
+from tests.conftest import demo_repo, git
 
 SERVICE = "customers/service.py"
 GET_LINE = "        return self._customers.get(customer_id)\n"
@@ -149,7 +148,7 @@ def _answers(repo: Path, broker_path: Path | None) -> list[tuple[int, str, str]]
 
 def test_the_fast_path_answers_as_the_full_cli_does(billing: Path, broker: Path, tmp_path: Path) -> None:
     (tmp_path / "slow").mkdir()
-    slow_repo = prepare_demo_repo(tmp_path / "slow")
+    slow_repo = demo_repo(tmp_path / "slow")
     fast = _answers(billing, broker)
     slow = _answers(slow_repo, None)
     assert fast == slow

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 import yaml
 
-from loomtui.demo import prepare_demo_repo
+from tests.conftest import demo_repo
 from loomtui.errors import LoomError
 from loomtui.execution import sandboxes as sb
 from loomtui.execution.isolation import isolation_available
@@ -49,7 +49,7 @@ needs_bwrap = pytest.mark.skipif(not isolation_available(), reason="bubblewrap (
 
 @pytest.fixture
 def billing(tmp_path: Path) -> Path:
-    return prepare_demo_repo(tmp_path)
+    return demo_repo(tmp_path)
 
 
 @pytest.fixture

@@ -195,11 +195,11 @@ def test_queries_do_not_load_the_whole_graph(tmp_path: Path, edit: str) -> None:
 
 def test_claims_edit_checks_and_the_claims_view_answer_by_query(tmp_path: Path) -> None:
     from loomtui.coordination.view import coordination_picture
-    from loomtui.demo import prepare_demo_repo
+    from tests.conftest import demo_repo
     from loomtui.governance.coordinator import governed_coordinator
     from loomtui.workspace import open_workspace
 
-    repo = prepare_demo_repo(tmp_path)
+    repo = demo_repo(tmp_path)
     coordinator = governed_coordinator(open_workspace(repo))
     coordinator.claim("refunds", "payments/refunds.py::RefundService.quote", reason="partial refunds")
     result = coordinator.claim("rounding", "payments/currency.py::round_minor_units")

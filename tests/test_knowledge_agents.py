@@ -23,7 +23,7 @@ from typing import Any
 
 import pytest
 
-from loomtui.demo import prepare_demo_repo
+from tests.conftest import demo_repo
 from loomtui.execution import sandboxes as sb
 from loomtui.execution.isolation import isolation_available
 from loomtui.workspace import open_workspace
@@ -86,7 +86,7 @@ def sent(requests: list[dict[str, Any]]) -> str:
 
 @pytest.mark.skipif(CLAUDE is None, reason="the claude CLI is not installed (npm i -g @anthropic-ai/claude-code)")
 def test_claude_code_reads_the_slice_from_claude_md(tmp_path: Path, scratch: Path) -> None:
-    repo = prepare_demo_repo(tmp_path)
+    repo = demo_repo(tmp_path)
     with FakeAnthropic() as invoices, FakeAnthropic() as notifications:
         ended = run_agents(repo, "claude", {
             "invoices": (INVOICES, claude_env(scratch, invoices.url)),
@@ -104,7 +104,7 @@ def test_claude_code_reads_the_slice_from_claude_md(tmp_path: Path, scratch: Pat
 
 @pytest.mark.skipif(CODEX is None, reason="the codex CLI is not installed (npm i -g @openai/codex)")
 def test_codex_reads_the_slice_from_agents_md(tmp_path: Path, scratch: Path) -> None:
-    repo = prepare_demo_repo(tmp_path)
+    repo = demo_repo(tmp_path)
     with FakeOpenAI() as invoices, FakeOpenAI() as notifications:
         # The sample repo has an AGENTS.md of its own: the slice replaces it in the worktree.
         run_agents(repo, "codex", {
@@ -119,7 +119,7 @@ def test_codex_reads_the_slice_from_agents_md(tmp_path: Path, scratch: Path) -> 
 
 @pytest.mark.skipif(AIDER is None, reason="aider is not installed (.ci/run: /opt/aider-venv)")
 def test_aider_reads_the_slice_given_with_read(tmp_path: Path, scratch: Path) -> None:
-    repo = prepare_demo_repo(tmp_path)
+    repo = demo_repo(tmp_path)
     with FakeOpenAI() as api:
         env = openai_env("aider", scratch, api)
         run_agents(repo, "aider", {"invoices": (INVOICES, env)})
@@ -131,7 +131,7 @@ def test_aider_reads_the_slice_given_with_read(tmp_path: Path, scratch: Path) ->
 def test_a_command_gets_the_slice_s_path_as_loom_context(tmp_path: Path) -> None:
     """A command (or script) runtime reads `$LOOM_CONTEXT`: the slice's path, the same as
     `$LOOM_CONTEXT_FILE` (kept for what already reads that)."""
-    repo = prepare_demo_repo(tmp_path)
+    repo = demo_repo(tmp_path)
     copy = ("import os, shutil; assert os.environ['LOOM_CONTEXT'] == os.environ['LOOM_CONTEXT_FILE'];"
             " shutil.copy(os.environ['LOOM_CONTEXT'], 'got.md')")
     env = {k: v for k, v in os.environ.items() if not k.startswith("LOOM_")}

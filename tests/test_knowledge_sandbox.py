@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from loomtui.demo import prepare_demo_repo
+from tests.conftest import demo_repo
 from loomtui.execution import review
 from loomtui.execution import sandboxes as sb
 from loomtui.workflow import tasks
@@ -28,7 +28,7 @@ subprocess.run(["git", "commit", "-qm", "agent work"], check=True)
 
 @pytest.fixture
 def billing(tmp_path: Path) -> Path:
-    return prepare_demo_repo(tmp_path)
+    return demo_repo(tmp_path)
 
 
 def stand_in(repo: Path, name: str) -> None:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from loomtui.demo import prepare_demo_repo
+from tests.conftest import demo_repo
 from loomtui.workflow.engine import Workflow, wait_until_settled
 from loomtui.workflow.steps import REVIEW_ESCALATION_KEY, Step
 from loomtui.workflow.tasks import create_sandbox, start
@@ -38,12 +38,12 @@ def billing(tmp_path: Path) -> Path:
     """The sample repo with instant gates, where a person merges: these tests are about policy, people
     and merges; the one auto-approve test below runs the sample's real gates (its pytest suite,
     compileall)."""
-    return merge_mode(quick_gates(prepare_demo_repo(tmp_path)), "manual")
+    return merge_mode(quick_gates(demo_repo(tmp_path)), "manual")
 
 
 @pytest.fixture
 def real_gates_billing(tmp_path: Path) -> Path:
-    return merge_mode(prepare_demo_repo(tmp_path), "manual")
+    return merge_mode(demo_repo(tmp_path), "manual")
 
 
 def run_agent(workspace: Workspace, script_text: str, task: str, claims: tuple[str, ...] = ()) -> str:

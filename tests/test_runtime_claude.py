@@ -39,7 +39,7 @@ from typing import Any, Self
 
 import pytest
 
-from loomtui.demo import prepare_demo_repo
+from tests.conftest import demo_repo
 from loomtui.execution import sandboxes as sb
 from loomtui.execution.isolation import isolation_available
 from loomtui.governance.escalations import decide
@@ -75,7 +75,7 @@ def scratch() -> Iterator[Path]:
 
 def claude_repo(base: Path) -> Path:
     """The sample repo (whose claude runtime is the built-in one) with one quick gate."""
-    repo = prepare_demo_repo(base)
+    repo = demo_repo(base)
     config = repo / ".loom" / "loom.yaml"
     text_ = config.read_text()
     assert "  claude:\n" not in text_, "the sample overrides the built-in claude runtime"

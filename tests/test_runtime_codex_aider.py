@@ -36,7 +36,7 @@ from typing import Any
 
 import pytest
 
-from loomtui.demo import prepare_demo_repo
+from tests.conftest import demo_repo
 from loomtui.execution.isolation import isolation_available
 from loomtui.execution.sandboxes import get_sandbox, log_path, wait_for_status
 from loomtui.governance.policy import load_policy
@@ -157,7 +157,7 @@ def edit_turns(runtime: str, repo: Path, path: str, message: str) -> list[Turn]:
 
 def billing(tmp_path: Path) -> Path:
     """The sample repo with quick gates: these tests are about the runtimes, not the sample's tests."""
-    return quick_gates(prepare_demo_repo(tmp_path))
+    return quick_gates(demo_repo(tmp_path))
 
 
 def loom(repo: Path, *args: str, env: dict[str, str] | None = None, user: str | None = None,

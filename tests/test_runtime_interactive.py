@@ -47,7 +47,7 @@ from typing import Any
 
 import pytest
 
-from loomtui.demo import prepare_demo_repo
+from tests.conftest import demo_repo
 from loomtui.execution import sandboxes as sb
 from loomtui.execution.isolation import isolation_available
 from loomtui.workflow import tasks
@@ -179,7 +179,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         env.setenv("OPENAI_API_KEY", "test")
         try:
             # Quick gates: the supervisor gates each change when its agent ends; this is about the runtimes.
-            repo = quick_gates(prepare_demo_repo(tmp_path_factory.mktemp("interactive")))
+            repo = quick_gates(demo_repo(tmp_path_factory.mktemp("interactive")))
             turns = {"codex": [custom_call("apply_patch", _patch(repo)), text("Edited.")],
                      "aider": headless.edit_turns("aider", repo, FILE, "Edit the docstring")}
             for runtime in runtimes:

@@ -11,7 +11,6 @@ from pathlib import Path
 import pytest
 
 from loomtui.audit import GENESIS, AuditEntry, entry_hash
-from loomtui.demo import prepare_demo_repo
 from loomtui.errors import ConfigError
 from loomtui.governance.auditproof import verify_audit
 from loomtui.governance.escalations import DecisionRefused, decide, open_escalation
@@ -28,7 +27,7 @@ from loomtui.governance.signing import (
 )
 from loomtui.workflow.tamper_bench import make_key
 from loomtui.workspace import Workspace, open_workspace
-from tests.conftest import git
+from tests.conftest import demo_repo, git
 
 LOOMTUI = shutil.which("loomtui") or "loomtui"
 ALICE, BOB, LEAD, MALLORY = "alice@example.com", "bob@example.com", "lead@example.com", "mallory@example.com"
@@ -47,7 +46,7 @@ def write_allowed(repo: Path, keys: dict[str, Path], people: tuple[str, ...]) ->
 
 
 def setup_repo(tmp_path: Path, keys: dict[str, Path], *, required: bool) -> Path:
-    repo = prepare_demo_repo(tmp_path)
+    repo = demo_repo(tmp_path)
     write_allowed(repo, keys, (ALICE, BOB, LEAD))
     if required:
         policy = repo / ".loom" / "policy.yaml"

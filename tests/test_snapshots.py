@@ -62,9 +62,9 @@ def test_help_screen(snap_compare, populated: LoomApp) -> None:  # type: ignore[
 
 
 def test_claims_graph(snap_compare, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    from loomtui.demo import prepare_demo_repo
+    from tests.conftest import demo_repo
 
-    repo = prepare_demo_repo(tmp_path)
+    repo = demo_repo(tmp_path)
     coordinator = governed_coordinator(open_workspace(repo))
     coordinator.claim("refunds", "payments/refunds.py::RefundService.quote", reason="partial refunds")
     coordinator.claim("rounding", "payments/currency.py::round_minor_units", reason="refactor rounding")

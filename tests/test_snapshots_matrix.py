@@ -26,12 +26,12 @@ CASES = [(view, "80x24", "loom-dark") for view in VIEWS] + [
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The demo's repository with two claims, four sandboxes at rest and one open escalation."""
-    from loomtui.demo import prepare_demo_repo
+    from tests.conftest import demo_repo
     from loomtui.governance.coordinator import governed_coordinator
     from loomtui.governance.escalations import open_escalation
     from loomtui.governance.policy import ChangeFacts, evaluate, load_policy
 
-    repo = prepare_demo_repo(tmp_path_factory.mktemp("matrix"))
+    repo = demo_repo(tmp_path_factory.mktemp("matrix"))
     workspace = open_workspace(repo)
     # Every task at rest, waiting on a person or another task, so the app's workflow has no step to
     # take while the pictures are taken (and a run leaves the store as it found it): sb1 waits for a

@@ -132,9 +132,9 @@ def test_clones_share_one_namespace_and_a_claim_in_one_is_enforced_in_the_other(
 
 @pytest.fixture
 def billing_clones(tmp_path: Path) -> tuple[Path, Path]:
-    from loomtui.demo import prepare_demo_repo
+    from tests.conftest import demo_repo
 
-    origin = prepare_demo_repo(tmp_path)
+    origin = demo_repo(tmp_path)
     clones = (tmp_path / "a" / "billing", tmp_path / "b" / "billing")
     for clone in clones:
         git(tmp_path, "clone", "-q", str(origin), str(clone))
@@ -407,11 +407,11 @@ def test_bench_store_reports_every_figure_on_postgresql(postgres_url: str) -> No
 
 
 def test_an_agents_hook_fails_closed_when_the_team_store_is_unreachable(tmp_path: Path) -> None:
-    from loomtui.demo import prepare_demo_repo
+    from tests.conftest import demo_repo
     from tests.postgres_cluster import _free_port
     from tests.test_hooks import GET_LINE, LOOMTUI, clean_env, edit
 
-    billing = prepare_demo_repo(tmp_path)
+    billing = demo_repo(tmp_path)
     data = edit(billing, GET_LINE, GET_LINE.replace("get", "find"))
     down = f"postgresql://loom:pw@127.0.0.1:{_free_port()}/team"
     done = subprocess.run([*LOOMTUI, "hook", "claude"], input=json.dumps(data), capture_output=True, text=True,

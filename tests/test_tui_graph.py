@@ -11,7 +11,7 @@ from rich.text import Text
 from textual.pilot import Pilot
 from textual.widgets import DataTable, Static, Tree
 
-from loomtui.demo import prepare_demo_repo
+from tests.conftest import demo_repo
 from loomtui.governance.coordinator import governed_coordinator
 from loomtui.tui.app import LoomApp
 from loomtui.tui.screens.graph import GraphScreen
@@ -27,7 +27,7 @@ SIZE = (150, 40)
 
 @pytest.fixture
 def billing(tmp_path: Path) -> Path:
-    repo = prepare_demo_repo(tmp_path)
+    repo = demo_repo(tmp_path)
     coordinator = governed_coordinator(open_workspace(repo))
     coordinator.claim("refunds", QUOTE, reason="partial refunds")
     coordinator.claim("rounding", ROUNDING, reason="refactor rounding")
@@ -187,7 +187,7 @@ async def test_z_zooms_the_drawing_to_the_conflict_selected_in_the_table(billing
 
 
 async def test_z_without_a_conflict_says_why(tmp_path: Path) -> None:
-    repo = prepare_demo_repo(tmp_path)
+    repo = demo_repo(tmp_path)
     governed_coordinator(open_workspace(repo)).claim("refunds", QUOTE)
     app = LoomApp(open_workspace(repo))
     async with app.run_test(size=SIZE) as pilot:

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from textual.widgets import Log, SelectionList, Static
 
-from loomtui.demo import prepare_demo_repo
+from tests.conftest import demo_repo
 from loomtui.execution import sandboxes
 from loomtui.tui.app import LoomApp
 from loomtui.tui.screens.dashboard import SandboxTable
@@ -32,7 +32,7 @@ SCRIPT = """\
 @pytest.fixture
 def billing(tmp_path: Path) -> Path:
     """The sample repo where a person merges (`merge: manual`, whatever the sample's default)."""
-    repo = merge_mode(prepare_demo_repo(tmp_path), "manual")
+    repo = merge_mode(demo_repo(tmp_path), "manual")
     (repo.parent / "typo.yaml").write_text(SCRIPT)
     return repo
 
