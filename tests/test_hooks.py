@@ -521,9 +521,10 @@ def test_git_pre_commit_refuses_another_sandboxs_region_and_allows_its_own(billi
     assert git(tree, "log", "-1", "--format=%s") == "inside my claim"
 
 
-def test_the_repositorys_own_hooks_still_run_after_loomtuis(billing: Path, ws: Workspace) -> None:
+def test_the_repositorys_own_hooks_still_run_after_loomtuis(billing: Path, ws: Workspace,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
     """A sandbox's worktree points core.hooksPath at loomtui's hooks, which hand on to the hooks the
-    repository had: <common dir>/hooks, or the core.hooksPath of its shared config."""
+    repository had: <common dir>/hooks, or the core.hooksPath of its shared config, else the user's."""
     record = tasks.create_sandbox(ws, "edit", "script", script=_script(billing), isolate=False)
     tree = Path(record.worktree)
     marks = billing.parent / "marks"
@@ -545,6 +546,18 @@ def test_the_repositorys_own_hooks_still_run_after_loomtuis(billing: Path, ws: W
     (tree / "notes.txt").write_text("two\n")
     git(tree, "commit", "-qam", "two")
     assert marks.read_text().splitlines()[2:] == ["team-hooks post-commit 0"]
+
+    # The user's own hooks dir (global config) when the repository sets none; the repository's wins.
+    own_hook(billing / "my-hooks", "post-commit")
+    user_config = billing.parent / "user.gitconfig"
+    user_config.write_text(f"[core]\n\thooksPath = {billing / 'my-hooks'}\n")
+    monkeypatch.setenv("GIT_CONFIG_GLOBAL", str(user_config))
+    (tree / "notes.txt").write_text("three\n")
+    git(tree, "commit", "-qam", "three")
+    git(billing, "config", "--unset", "core.hooksPath")
+    (tree / "notes.txt").write_text("four\n")
+    git(tree, "commit", "-qam", "four")
+    assert marks.read_text().splitlines()[3:] == ["team-hooks post-commit 0", "my-hooks post-commit 0"]
 
 
 def _script(repo: Path) -> Path:

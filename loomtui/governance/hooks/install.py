@@ -30,13 +30,18 @@ GIT_HOOKS: Final = ("applypatch-msg", "pre-applypatch", "post-applypatch", "pre-
                     "post-merge", "pre-push", "post-rewrite", "pre-auto-gc")
 
 # Then the repository's own hook, from the hooks dir in force before this worktree's
-# core.hooksPath pointed here: the shared config's (read from its file, never this
-# worktree's), the user's or the system's, else <common dir>/hooks. (${0%/*} and ${0##*/}
-# are dirname and basename without two processes per hook: a commit runs four hooks.)
+# core.hooksPath pointed here: the last core.hooksPath set outside this worktree's own
+# config (the shared config's, else the user's, else the system's; one git call lists
+# them all with their scopes), else <common dir>/hooks. (${0%/*} and ${0##*/} are dirname
+# and basename without two processes per hook: a commit runs four hooks.)
 _FORWARD: Final = """\
-common=$(git rev-parse --git-common-dir)
-dir=$(git config --file "$common/config" core.hooksPath || git config --global core.hooksPath \\
-      || git config --system core.hooksPath) || dir="$common/hooks"
+dir=
+while IFS='\t' read -r scope value; do
+  case $scope in system|global|local) dir=$value ;; esac
+done <<EOF
+$(git config --show-scope --get-all core.hooksPath)
+EOF
+[ -n "$dir" ] || dir="$(git rev-parse --git-common-dir)/hooks"
 [ "$dir" = "${0%/*}" ] && exit 0
 hook="$dir/${0##*/}"
 if [ -x "$hook" ]; then exec "$hook" "$@"; fi
