@@ -16,7 +16,6 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.conftest import demo_repo
 from loomtui.errors import LoomError
 from loomtui.execution import sandboxes as sb
 from loomtui.execution.isolation import isolation_available
@@ -30,10 +29,11 @@ from loomtui.governance.hooks import (
     changed_ranges,
     merge_settings,
 )
+from loomtui.governance.hooks.install import SETTINGS_PATH, install_hooks
 from loomtui.governance.policy import ChangeFacts, evaluate, load_policy
 from loomtui.workflow import tasks
 from loomtui.workspace import Workspace, open_workspace
-from tests.conftest import agent_ended, git
+from tests.conftest import agent_ended, demo_repo, git
 
 SESSION = "5d1e2f3a-8b7c-4d6e-9f01-23456789abcd"
 ME = "claude-5d1e2f3a"
@@ -558,6 +558,28 @@ def test_the_repositorys_own_hooks_still_run_after_loomtuis(billing: Path, ws: W
     (tree / "notes.txt").write_text("four\n")
     git(tree, "commit", "-qam", "four")
     assert marks.read_text().splitlines()[3:] == ["team-hooks post-commit 0", "my-hooks post-commit 0"]
+
+
+def test_loomtuis_files_are_ignored_in_the_sandbox_only_and_the_users_excludes_carry_over(
+        billing: Path, ws: Workspace, monkeypatch: pytest.MonkeyPatch) -> None:
+    user_ignore = billing.parent / "global-ignore"
+    user_ignore.write_text("*.log\n")
+    user_config = billing.parent / "user.gitconfig"
+    user_config.write_text(f"[core]\n\texcludesFile = {user_ignore}\n")
+    monkeypatch.setenv("GIT_CONFIG_GLOBAL", str(user_config))
+    record = tasks.create_sandbox(ws, "edit", "script", script=_script(billing), isolate=False)
+    tree = Path(record.worktree)
+    (tree / "debug.log").write_text("x\n")
+    # loomtui's settings and context (its exclude file) and the user's *.log (carried over) are all ignored.
+    assert (tree / SETTINGS_PATH).is_file() and git(tree, "status", "--porcelain") == ""
+    excludes = git(tree, "config", "--worktree", "--get-all", "core.excludesFile")
+    assert excludes.endswith("loom-exclude") and "\n" not in excludes
+    install_hooks(ws, tree, record.id)  # again: nothing more is set
+    assert git(tree, "config", "--worktree", "--get-all", "core.excludesFile") == excludes
+    (billing / SETTINGS_PATH).parent.mkdir(exist_ok=True)
+    (billing / SETTINGS_PATH).write_text("{}\n")
+    # Only in the sandbox: the main checkout still sees a settings file of its own.
+    assert git(billing, "status", "--porcelain", "--untracked-files=all") == f"?? {SETTINGS_PATH}"
 
 
 def _script(repo: Path) -> Path:

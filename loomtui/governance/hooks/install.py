@@ -76,7 +76,8 @@ def install_hooks(workspace: Workspace, worktree: Path, sandbox_id: str, *,
     `managed` names more files loomtui wrote into the worktree (the agent's context):
     like the settings, they stay out of the sandbox's commits.
     """
-    tree = Path(_git(worktree, "rev-parse", "--show-toplevel").strip())
+    top, git_dir = _git(worktree, "rev-parse", "--show-toplevel", "--absolute-git-dir").splitlines()[:2]
+    tree = Path(top)
     settings = tree / SETTINGS_PATH
     try:
         merged = merge_settings(_read_settings(settings), wait=wait)
@@ -92,7 +93,7 @@ def install_hooks(workspace: Workspace, worktree: Path, sandbox_id: str, *,
         _git(tree, "update-index", "--skip-worktree", "--", *sorted(tracked_files))
     untracked = [name for name in ours if name not in tracked_files]
     if untracked:
-        _exclude_for_worktree(tree, untracked)
+        _exclude_for_worktree(tree, Path(git_dir), untracked)
     tracked = SETTINGS_PATH in tracked_files
     _git(tree, "config", "--worktree", "core.hooksPath", str(hooks_dir))
     _git(tree, "config", "--worktree", "loom.sandbox", sandbox_id)
@@ -163,7 +164,7 @@ def _write_git_hooks(folder: Path) -> Path:
     return folder
 
 
-def _exclude_for_worktree(tree: Path, names: Sequence[str]) -> None:
+def _exclude_for_worktree(tree: Path, git_dir: Path, names: Sequence[str]) -> None:
     """Ignore these files (loomtui's own) in this worktree only.
 
     `info/exclude` lives in git's common dir, shared by every worktree (check:
@@ -171,11 +172,17 @@ def _exclude_for_worktree(tree: Path, names: Sequence[str]) -> None:
     checkout too. Instead this worktree's own `core.excludesFile` names a file in its
     git dir, which carries on the user's global excludes that setting replaces.
     """
-    git_dir = Path(_git(tree, "rev-parse", "--absolute-git-dir").strip())
     exclude = git_dir / "loom-exclude"
-    if _git(tree, "config", "--worktree", "--get", "core.excludesFile", check=False).strip() == str(exclude):
+    # Every value with its scope, in one git call; the last one is in force.
+    listed = _git(tree, "config", "--path", "--show-scope", "--get-all", "core.excludesFile", check=False)
+    values: list[tuple[str, str]] = []
+    for line in listed.splitlines():
+        scope, tab, value = line.partition("\t")
+        if tab:
+            values.append((scope, value))
+    if [value for scope, value in values if scope == "worktree"][-1:] == [str(exclude)]:
         return
-    previous = _git(tree, "config", "--path", "--get", "core.excludesFile", check=False).strip()
+    previous = values[-1][1] if values else ""
     if not previous:
         xdg = os.environ.get("XDG_CONFIG_HOME") or os.path.expanduser("~/.config")
         previous = os.path.join(xdg, "git", "ignore")
