@@ -1,6 +1,7 @@
-"""The layering rules: Textual only inside loomtui/tui, SQL only inside loomtui/store, and no
-import that climbs the layer order (DESIGN.md: store and audit; coordination; knowledge;
-execution; guardrails; governance; observability; workflow; then the front-ends)."""
+"""The layering rules: Textual only inside loomtui/tui, SQL only inside loomtui/store, git run
+only by loomtui/gitcmd.py, and no import that climbs the layer order (DESIGN.md: store and audit;
+coordination; knowledge; execution; guardrails; governance; observability; workflow; then the
+front-ends)."""
 
 from __future__ import annotations
 
@@ -44,6 +45,26 @@ def test_no_textual_or_rich_import_outside_tui() -> None:
         for name in imported_names(path)
         if name.split(".")[0] in ("textual", "rich")
     ]
+    assert offenders == []
+
+
+GIT_RUNNERS = {"gitcmd.py", "demo/hostile.py"}
+"""Where a module may start git itself: the one way (gitcmd.Git), and the hostile self-test, which runs
+git as an attacker or a bystander would, around loomtui rather than through it."""
+
+
+def git_calls(path: Path) -> list[int]:
+    """Lines that start a process whose argv is a literal beginning with "git"."""
+    return [node.lineno for node in nodes(path)
+            if isinstance(node, ast.Call) and node.args and isinstance(node.args[0], (ast.List, ast.Tuple))
+            and node.args[0].elts and isinstance(node.args[0].elts[0], ast.Constant)
+            and node.args[0].elts[0].value == "git"]
+
+
+def test_git_is_run_only_through_gitcmd() -> None:
+    offenders = [f"{path.relative_to(PACKAGE)}:{line} runs git itself (use loomtui.gitcmd.Git)"
+                 for path in modules() if path.relative_to(PACKAGE).as_posix() not in GIT_RUNNERS
+                 for line in git_calls(path)]
     assert offenders == []
 
 
@@ -115,8 +136,10 @@ def test_the_rules_catch_a_violation(tmp_path: Path) -> None:
     """The checks themselves can fail: a planted violation of each rule is found."""
     planted = tmp_path / "bad.py"
     planted.write_text("import textual.app\nQUERY = 'SELECT id FROM claims'\n"
-                       "def f():\n    from loomtui.governance.policy import load_policy\n")
+                       "def f():\n    from loomtui.governance.policy import load_policy\n"
+                       "subprocess.run(['git', 'status'])\nsubprocess.run([sys.executable, 'git'])\n")
     assert "textual.app" in imported_names(planted)
+    assert git_calls(planted) == [5]
     assert SQL.search("SELECT id FROM claims")
     assert not SQL.search("select a region from the graph")
     assert upward_imports(planted, "loomtui.execution.sandboxes") == [
