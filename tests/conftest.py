@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import atexit
+import functools
 import io
 import os
 import shutil
@@ -91,21 +92,22 @@ def quick_gates(repo: Path) -> Path:
     return repo
 
 
-_GOLDEN: dict[str, Path] = {}
+@functools.cache
+def _golden_demo_repo() -> Path:
+    """The sample repo as `prepare_demo_repo` makes it, once in this process (removed at exit)."""
+    from loomtui.demo import prepare_demo_repo
+
+    base = Path(tempfile.mkdtemp(prefix="loomtui-golden-"))
+    atexit.register(shutil.rmtree, base, ignore_errors=True)
+    return prepare_demo_repo(base)
 
 
 def demo_repo(parent: Path) -> Path:
     """What `prepare_demo_repo(parent)` makes (the sample repo committed on `main`, in a new
-    `loomtui-demo-*` directory), copied from one it made once in this process: 180 tests a run
+    `loomtui-demo-*` directory), copied from the one made once in this process: 180 tests a run
     start from it, and the copy is a fifth of the CPU of building it again with git. Its
     commit is the same in every copy; nothing else is shared. test_demo.py runs the real one."""
-    from loomtui.demo import prepare_demo_repo
-
-    golden = _GOLDEN.get("billing")
-    if golden is None:
-        base = Path(tempfile.mkdtemp(prefix="loomtui-golden-"))
-        atexit.register(shutil.rmtree, base, ignore_errors=True)
-        golden = _GOLDEN["billing"] = prepare_demo_repo(base)
+    golden = _golden_demo_repo()
     repo = Path(tempfile.mkdtemp(prefix="loomtui-demo-", dir=parent)) / golden.name
     shutil.copytree(golden, repo, symlinks=True)
     return repo

@@ -136,8 +136,7 @@ class Evidence:
         if self.branch is None:
             return []
         done = Git(self.root).run("log", f"--max-count={MERGES_READ}", "--merges",
-                                        "--format=%H%x1f%(trailers:only,unfold)%x1e", f"refs/heads/{self.branch}",
-                                        "--")
+                                  "--format=%H%x1f%(trailers:only,unfold)%x1e", f"refs/heads/{self.branch}", "--")
         found = []
         for record in done.out.split("\x1e") if done.status == 0 else ():
             commit, _, trailers = record.strip("\n").partition("\x1f")
