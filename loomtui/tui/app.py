@@ -3,11 +3,9 @@ by polling the store's event stream, and runs the engines' work (index, workflow
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Callable
 from functools import partial
-from pathlib import Path
 from typing import TYPE_CHECKING, cast
 
 from textual import events, work
@@ -21,7 +19,7 @@ from textual.worker import Worker, WorkerState, get_current_worker
 
 from loomtui.config import LoomConfig
 from loomtui.errors import LoomError
-from loomtui.governance.policy import MERGE_MANUAL, Policy, load_policy
+from loomtui.governance.policy import MERGE_MANUAL, Policy
 from loomtui.repo import current_branch
 from loomtui.tui.idle_gc import TICK_S as COLLECT_EVERY_S
 from loomtui.tui.idle_gc import IdleCollector
@@ -31,15 +29,21 @@ from loomtui.tui.messages import (
     IndexProgress,
     StoreChanged,
 )
-from loomtui.tui.palette import BindingCommands, ClaimedRegions, SandboxesAndEscalations
+from loomtui.tui.palette import (
+    BindingCommands,
+    ClaimedRegions,
+    SandboxesAndEscalations,
+    context_sections,
+    metrics_figures,
+)
 from loomtui.tui.screens.dashboard import DashboardScreen
+from loomtui.tui.settings_watch import SettingsWatch
 from loomtui.tui.snapshot import BadgeCache, DashboardSnapshot, StepCache, read_snapshot
 from loomtui.tui.themes import ThemeLoadResult, load_themes, register_themes
 from loomtui.tui.widgets.status_header import StatusHeader
 from loomtui.workspace import Workspace
 
 if TYPE_CHECKING:  # the other views (and the engines only workers use) load after the first frame
-    from textual.command import Provider
 
     from loomtui.coordination.claims import Coordinator
     from loomtui.coordination.view import CoordinationPicture
@@ -86,18 +90,6 @@ def _view(module: str, name: str) -> Callable[[], Screen[object]]:
     return make
 
 
-def _context_sections() -> type[Provider]:
-    from loomtui.tui.screens.context import ContextSections
-
-    return ContextSections
-
-
-def _metrics_figures() -> type[Provider]:
-    from loomtui.tui.screens.metrics import MetricsFigures
-
-    return MetricsFigures
-
-
 class LoomApp(App[int]):
     """The loomtui dashboard over one repository."""
 
@@ -108,7 +100,7 @@ class LoomApp(App[int]):
              "policy": _view("governance", "PolicyScreen"), "audit": _view("governance", "AuditScreen"),
              "context": _view("context", "ContextScreen"), "plan": _view("plan", "PlanScreen"),
              "metrics": _view("metrics", "MetricsScreen")}
-    COMMANDS = App.COMMANDS | {_context_sections, _metrics_figures, BindingCommands, SandboxesAndEscalations,
+    COMMANDS = App.COMMANDS | {context_sections, metrics_figures, BindingCommands, SandboxesAndEscalations,
                                ClaimedRegions}
     DEFAULT_MODE = "dashboard"
     BINDINGS = [
@@ -155,12 +147,9 @@ class LoomApp(App[int]):
         self._kept: KeptCoordinator | None = None  # the coordination worker's (its module loads the index's)
         self._step_cache: StepCache = {}  # the poll worker's: each sandbox's next step, kept while unchanged
         self._badge_cache: BadgeCache = {}  # the poll worker's: each eval report's badge
-        self.config: LoomConfig | None = None
-        self.policy: Policy | None = None
-        self.config_problem: str | None = None
+        self.settings = SettingsWatch(workspace)  # loom.yaml and the policy, read again when they change
         self.theme_problems: list[str] = []
         self._last_event = 0
-        self._watched_mtimes: dict[str, float | None] = {}
         self._branch = current_branch(workspace.root)
         self._background_started = False  # the index, reconcile and views' imports: after the first frame
         self.collector = IdleCollector()  # garbage collection's full passes while no key is pressed
@@ -554,44 +543,28 @@ class LoomApp(App[int]):
 
     # -- config and policy: reloaded on change, last good kept ------------------------
 
-    def _changed(self, path: Path) -> bool:
-        try:
-            mtime: float | None = os.stat(path).st_mtime_ns
-        except OSError:
-            mtime = None
-        changed = self._watched_mtimes.get(str(path), -1) != mtime
-        self._watched_mtimes[str(path)] = mtime
-        return changed
+    @property
+    def config(self) -> LoomConfig | None:
+        return self.settings.config
+
+    @property
+    def policy(self) -> Policy | None:
+        return self.settings.policy
+
+    @property
+    def config_problem(self) -> str | None:
+        """What is wrong with loom.yaml or the policy now (the last good ones are in use)."""
+        return self.settings.problem
 
     @work(thread=True, exclusive=True, group="config", exit_on_error=False)
     def _config_worker(self) -> None:
         self._reload_if_changed()
 
     def _reload_if_changed(self) -> None:
-        """Re-read loom.yaml and the policy when their files change; keep the last good ones."""
-        problems: list[str] = []
-        if self._changed(self.workspace.paths.config_path) or self.config is None:
-            try:
-                self.config = self.workspace.load_config()
-            except LoomError as exc:
-                problems.append(str(exc))
-        elif self.config_problem and self.config_problem.startswith(".loom/loom.yaml"):
-            problems.append(self.config_problem)
-        policy_file = (self.config or LoomConfig()).policy
-        if self._changed(self.workspace.root / policy_file) or self.policy is None:
-            try:
-                self.policy = load_policy(self.workspace.root, policy_file)
-            except LoomError as exc:
-                problems.append(str(exc))
-        elif self.config_problem and not self.config_problem.startswith(".loom/loom.yaml"):
-            problems.extend(p for p in self.config_problem.split("\n") if not p.startswith(".loom/loom.yaml"))
-        problem = "\n".join(dict.fromkeys(problems)) or None
-        if problem != self.config_problem:
-            self.post_message(ConfigProblem(problem))
-        self.config_problem = problem
+        if self.settings.reload_if_changed():
+            self.post_message(ConfigProblem(self.settings.problem))
 
     def on_config_problem(self, message: ConfigProblem) -> None:
-        self.config_problem = message.message
         if policy := cast("PolicyScreen | None", self._mode_screen("policy")):
             policy.show_policy()
         for screen in self.screen_stack:

@@ -112,3 +112,17 @@ class ClaimedRegions(RankedProvider):
                  f"sandbox {claim.sandbox_id})", partial(app.show_claims_of, claim.sandbox_id),
                  "draw its sandbox's claims and their neighbours in the claims view")
                 for claim in picture.claims]
+
+
+def context_sections() -> type[Provider]:
+    """The context view's sections, its module loaded when the palette first opens."""
+    from loomtui.tui.screens.context import ContextSections
+
+    return ContextSections
+
+
+def metrics_figures() -> type[Provider]:
+    """The metrics view's figures, loaded as `context_sections` is."""
+    from loomtui.tui.screens.metrics import MetricsFigures
+
+    return MetricsFigures

@@ -1,0 +1,55 @@
+"""loom.yaml and the policy as the app holds them: read again when their files change, the last good
+ones kept while what is on disk is wrong. Plain Python, so a worker thread runs it and tests need no app."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from loomtui.config import LoomConfig
+from loomtui.errors import LoomError
+from loomtui.governance.policy import Policy, load_policy
+from loomtui.workspace import Workspace
+
+
+class SettingsWatch:
+    """The config and policy last read well, and what is wrong with the files now (`problem`)."""
+
+    def __init__(self, workspace: Workspace) -> None:
+        self.workspace = workspace
+        self.config: LoomConfig | None = None
+        self.policy: Policy | None = None
+        self.problem: str | None = None
+        self._config_problem: str | None = None
+        self._policy_problem: str | None = None
+        self._mtimes: dict[str, int | None] = {}
+
+    def _changed(self, path: Path) -> bool:
+        try:
+            mtime: int | None = os.stat(path).st_mtime_ns
+        except OSError:
+            mtime = None
+        changed = self._mtimes.get(str(path), -1) != mtime
+        self._mtimes[str(path)] = mtime
+        return changed
+
+    def reload_if_changed(self) -> bool:
+        """Read each file again if it changed (or was never read well); True when `problem` changed.
+        A file left alone keeps its problem: a broken loom.yaml is still said after the policy is fixed."""
+        if self._changed(self.workspace.paths.config_path) or self.config is None:
+            try:
+                self.config = self.workspace.load_config()
+                self._config_problem = None
+            except LoomError as exc:
+                self._config_problem = str(exc)
+        policy_file = (self.config or LoomConfig()).policy
+        if self._changed(self.workspace.root / policy_file) or self.policy is None:
+            try:
+                self.policy = load_policy(self.workspace.root, policy_file)
+                self._policy_problem = None
+            except LoomError as exc:
+                self._policy_problem = str(exc)
+        problem = "\n".join(p for p in (self._config_problem, self._policy_problem) if p) or None
+        changed = problem != self.problem
+        self.problem = problem
+        return changed
