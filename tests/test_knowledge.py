@@ -131,17 +131,17 @@ def test_the_term_index_counts_words_as_the_task_splitter_does(tmp_path: Path) -
     words one by one, as the slow way did."""
     from collections import Counter
 
-    from loomtui.knowledge.slicing import _WORD, _stem, _TermIndex
+    from loomtui.knowledge.terms import WORD, TermIndex, stem_of
 
     texts = ["# Invoices\n\nThe InvoiceCalculator rounds invoices; invoiced HTTPServer calls `round_minor_units`.\n",
              "# Café\n\nNaïve café text, policies and policy, updates, x2y, AB, CamelCaseCamel, ies, dies.\n",
              "# Templates\n\nTEMPLATE templates_v2 template-engine: \t\u00a0templating.\n"]
     sections = [split_markdown("repo", f"d{i}.md", text)[0] for i, text in enumerate(texts)]
-    index = _TermIndex(sections)
+    index = TermIndex(sections)
     expected: dict[str, Counter[int]] = {}
     for i, section in enumerate(sections):
-        for word in _WORD.findall(section.text):
-            if stem := _stem(word):
+        for word in WORD.findall(section.text):
+            if stem := stem_of(word):
                 expected.setdefault(stem, Counter())[i] += 1
     assert set(expected) == index.vocabulary
     for term, posts in expected.items():

@@ -16,8 +16,9 @@ from pathlib import Path
 from typing import Any
 
 from loomtui.config import ContextConfig
-from loomtui.knowledge.slicing import ClaimInput, _term_index, slice_context
+from loomtui.knowledge.slicing import ClaimInput, slice_context
 from loomtui.knowledge.sources import load_context
+from loomtui.knowledge.terms import term_index
 
 TARGET_MS = 100.0
 _TOPICS = ("invoice", "refund", "ledger", "currency", "rounding", "notification", "template", "customer",
@@ -68,7 +69,7 @@ def run_bench(*, sections: int = 1000, total_bytes: int = 5_000_000, rounds: int
         started = time.perf_counter()
         context = load_context(root, config)
         loaded = time.perf_counter()
-        _term_index(context)
+        term_index(context)
         indexed = time.perf_counter()
         task = "Fix invoice rounding"
         claims = [ClaimInput("payments/invoices.py::InvoiceCalculator.total",
