@@ -18,7 +18,8 @@ from loomtui.guardrails.merged import MERGED_EVAL, BreakingSet, MergedReport
 from loomtui.store import SandboxRecord
 from loomtui.tui.app import LoomApp
 from loomtui.tui.screens.dashboard import SandboxTable
-from loomtui.tui.widgets.evals import REGRESSION_STYLE, EvalsPane
+from loomtui.tui.evals_text import REGRESSION_STYLE
+from loomtui.tui.widgets.evals import EvalsPane
 from loomtui.workflow.tasks import create_sandbox
 from loomtui.workspace import Workspace, open_workspace
 from tests.conftest import git, wait_for

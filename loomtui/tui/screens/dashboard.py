@@ -28,6 +28,7 @@ from loomtui.execution import sandboxes
 from loomtui.execution.lifecycle import APPROVED, AWAITING_REVIEW, LIVE, PAUSED, PLANNED
 from loomtui.store import SandboxRecord
 from loomtui.tui.base import LoomScreen, inner_width
+from loomtui.tui.evals_text import gates_cell
 from loomtui.tui.sandbox_text import (
     APP_STEP_HINTS,
     QUIET_EVENTS,
@@ -40,7 +41,7 @@ from loomtui.tui.sandbox_text import (
     sandbox_fields,
 )
 from loomtui.tui.snapshot import DashboardSnapshot
-from loomtui.tui.widgets.evals import EvalsPane, gates_cell
+from loomtui.tui.widgets.evals import EvalsPane
 from loomtui.tui.widgets.fields import render_fields
 from loomtui.tui.widgets.fitted_table import FitColumn, FittedTable
 from loomtui.tui.widgets.status_header import StatusHeader

@@ -1,21 +1,19 @@
 """The dashboard's Evals tab: a sandbox's gate 1 checks (live while they run), its tests classed against the
 baseline, gate 2's score and items, a check's output, and the merged gate across the pending sandboxes.
 
-Workers read (the store through `read_evals`, the end of a log file through `tail_lines`) and post
-messages; the handlers here change the widgets. A running check's progress has no event of its own,
-so while the tab is visible and something runs (a check, an eval `e` started, the merged gate) the
-pane reads the store about once a second; otherwise it reads when the store's events say an eval or a
-gate moved. Everything a check or an agent wrote (test ids, messages, output) is shown as plain
-text, never parsed as markup, and on one line.
+Workers read (the store through `read_evals`, the end of a log file through `tail_lines`; both are in
+`tui/evals_text.py`, with the text of each part) and post messages; the handlers here change the
+widgets. A running check's progress has no event of its own, so while the tab is visible and something
+runs (a check, an eval `e` started, the merged gate) the pane reads the store about once a second;
+otherwise it reads when the store's events say an eval or a gate moved. Everything a check or an agent
+wrote (test ids, messages, output) is shown as plain text, never parsed as markup, and on one line.
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Final
 
 from rich.text import Text
 from textual import on, work
@@ -25,22 +23,28 @@ from textual.message import Message
 from textual.widgets import DataTable, Log, Static
 from textual.worker import get_current_worker
 
-from loomtui.errors import LoomError, escape_controls
-from loomtui.store import Event, GateRunRecord
+from loomtui.errors import LoomError
+from loomtui.store import Event
 from loomtui.tui.base import loom_app
-from loomtui.tui.snapshot import EvalBadge
-from loomtui.workspace import Workspace
+from loomtui.tui.evals_text import (
+    EvalsView,
+    banner_text,
+    check_cells,
+    log_path,
+    merged_lines,
+    merged_text,
+    one_line,
+    read_evals,
+    score_text,
+    summary_text,
+    tail_lines,
+    test_rows,
+    tests_title,
+)
 
 if TYPE_CHECKING:  # the eval engines load when an eval is read (a worker), not with the dashboard
     from loomtui.guardrails.evals import EvalReport
-    from loomtui.guardrails.merged import MergedReport
 
-GATE_MARKS: Final = {"passed": "✓", "failed": "✗", "error": "!", "running": "…"}
-CHECK_STYLES: Final = {"passed": "green", "failed": "bold red", "error": "bold yellow", "running": "cyan"}
-ITEM_STYLES: Final = {"pass": "green", "warn": "yellow", "fail": "bold red"}
-CLASS_STYLES: Final = {"FAIL_TO_PASS": "green", "FAIL_TO_FAIL": "yellow", "REMOVED": "yellow", "SKIPPED": "dim",
-                       "PASS_TO_PASS": "dim"}
-REGRESSION_STYLE: Final = "bold red"
 # The long columns last: what does not fit scrolls off to the right, not the short ones.
 CHECK_COLUMNS: Final = (("check", "Check"), ("status", "Status"), ("time", "Time"), ("blocking", "Blocking"),
                         ("outcome", "Outcome"))
@@ -48,227 +52,10 @@ TEST_COLUMNS: Final = (("cls", "Class"), ("flaky", "Flaky"), ("test", "Test"), (
 POLL_S: Final = 1.0
 OUTPUT_LINES: Final = 200
 MAX_TEST_ROWS: Final = 1000
-EVIDENCE_SHOWN: Final = 6
-OUTCOME_WIDTH: Final = 50
-MESSAGE_WIDTH: Final = 80
-_TAIL_BLOCK: Final = 64 * 1024
-_TAIL_BYTES: Final = 1 << 20  # at most this much of a log's end is read: one huge line is not read whole
-
 EVAL_RESULT_TIMEOUT_S: Final = 15.0
 """How long the toast with an eval's result stays up."""
 
 
-def one_line(text: str, width: int | None = None) -> str:
-    """Untrusted text (a test id, a message, a line of output) as one printable line, cut to `width`."""
-    line = escape_controls(text.expandtabs(4))
-    return line if width is None or len(line) <= width else line[: width - 1] + "…"
-
-
-def gates_cell(marks: dict[str, str], badge: EvalBadge | None) -> Text:
-    """The sandboxes table's Gates cell: the newest eval's badge (red when gate 1 failed), or each
-    check's mark while one runs and where no eval was made."""
-    if badge is not None and "running" not in marks.values():
-        return Text(badge.text, style="red" if badge.failed else "")
-    failed = any(status in ("failed", "error") for status in marks.values())
-    return Text(" ".join(f"{name}{GATE_MARKS.get(status, '…')}" for name, status in marks.items()) or "–",
-                style="red" if failed else "")
-
-
-@dataclass(frozen=True)
-class EvalsView:
-    """What the tab shows of one sandbox (or of none: the merged gate only), read off the UI thread."""
-
-    sandbox_id: str | None
-    runs: tuple[GateRunRecord, ...] = ()  # the newest run of each check
-    report: EvalReport | None = None
-    merged: MergedReport | None = None
-
-    @property
-    def running(self) -> bool:
-        return any(run.status == "running" for run in self.runs)
-
-    def run_of(self, gate: str | None) -> GateRunRecord | None:
-        return next((run for run in self.runs if run.gate == gate), None)
-
-
-def read_evals(workspace: Workspace, sandbox_id: str | None) -> EvalsView:
-    """The sandbox's newest run of each check, its newest eval, and the newest merged gate."""
-    from loomtui.guardrails.evals import latest_eval
-    from loomtui.guardrails.merged import latest_merged
-
-    merged = latest_merged(workspace)
-    if sandbox_id is None:
-        return EvalsView(None, merged=merged)
-    newest: dict[str, GateRunRecord] = {}
-    for run in workspace.store.gate_runs(sandbox_id):  # oldest first: a check's last run is its newest
-        newest[run.gate] = run
-    return EvalsView(sandbox_id, tuple(newest.values()), latest_eval(workspace, sandbox_id), merged)
-
-
-def tail_lines(path: Path, count: int) -> list[str]:
-    """The last `count` lines of a file, read from its end, each one printable line; [] when unreadable."""
-    try:
-        with path.open("rb") as handle:
-            end = start = handle.seek(0, os.SEEK_END)
-            data = b""
-            while start > 0 and data.count(b"\n") <= count and end - start < _TAIL_BYTES:
-                start = max(0, start - _TAIL_BLOCK, end - _TAIL_BYTES)
-                handle.seek(start)
-                data = handle.read(end - start)
-    except OSError:
-        return []
-    return [one_line(line) for line in data.decode("utf-8", "replace").splitlines()[-count:]]
-
-
-def log_path(workspace: Workspace, run: GateRunRecord) -> Path:
-    """Where a gate run's output is: its data says so once it wrote any; else where the engine puts it."""
-    from loomtui.guardrails.baseline import run_dir
-
-    given = run.data.get("log")
-    return Path(given) if isinstance(given, str) and given else run_dir(workspace, run.id) / "output.log"
-
-
-def check_cells(run: GateRunRecord, now: float, blocking: bool) -> dict[str, Text]:
-    """One check's row: a running one shows its elapsed time and its progress (lines, the last one)."""
-    data = run.data
-    if run.status == "running":
-        progress: dict[str, Any] = data["progress"] if isinstance(data.get("progress"), dict) else {}
-        elapsed = max(now - run.started, float(progress.get("elapsed_s") or 0.0))
-        tail = [str(line) for line in progress.get("tail") or () if str(line).strip()]
-        outcome = (f"{progress.get('lines', 0)} lines" + (f": {tail[-1].strip()}" if tail else "")) if progress \
-            else "running…"
-        when = f"{elapsed:.0f}s"
-    else:
-        outcome = str(data.get("summary") or "")
-        when = f"{float(data.get('duration_s') or 0.0):.1f}s"
-    blocks = bool(data.get("blocking", blocking))
-    return {"check": Text(one_line(run.gate), style="bold"),
-            "status": Text(run.status, style=CHECK_STYLES.get(run.status, "")), "time": Text(when),
-            "blocking": Text("yes" if blocks else "no", style="" if blocks else "dim"),
-            "outcome": Text(one_line(outcome, OUTCOME_WIDTH))}
-
-
-def test_rows(report: EvalReport) -> list[dict[str, Text]]:
-    """Each check's classified tests (regressions first, as classified), then its new findings."""
-    rows: list[dict[str, Text]] = []
-    for check in report.checks:
-        for test in check.tests.tests if check.tests is not None else ():
-            bad = test.is_regression
-            rows.append({"cls": Text(test.cls.value, style=REGRESSION_STYLE if bad else CLASS_STYLES.get(test.cls, "")),
-                         "flaky": Text("flaky" if test.flaky else "", style="yellow"),
-                         "test": Text(one_line(test.id), style=REGRESSION_STYLE if bad else ""),
-                         "message": Text(one_line(test.message, MESSAGE_WIDTH), style="" if bad else "dim")})
-        for finding in check.findings.new if check.findings is not None else ():
-            where = one_line(f"{finding.path}:{finding.line} {finding.code}")
-            rows.append({"cls": Text("NEW_FINDING", style=REGRESSION_STYLE), "flaky": Text(""),
-                         "test": Text(where, style=REGRESSION_STYLE),
-                         "message": Text(one_line(finding.message, MESSAGE_WIDTH))})
-    return rows
-
-
-def tests_title(report: EvalReport | None, shown: int, total: int) -> Text:
-    text = Text("per test  ", style="bold")
-    if report is None:
-        return text.append("no eval yet", style="dim")
-    parts = [f"{c.gate}: {c.tests.summary()}" for c in report.checks if c.tests is not None]
-    parts += [f"{c.gate}: {c.findings.summary()}" for c in report.checks if c.findings is not None]
-    text.append(one_line("; ".join(parts)) if parts else "no per-test results (no junit or findings check)")
-    if shown < total:
-        text.append(f" (the first {shown} of {total})", style="dim")
-    return text
-
-
-def summary_text(view: EvalsView | None, sandbox_id: str | None, evaluating: bool) -> Text:
-    """The eval's headline: its badge, commits, and gate 1's verdict."""
-    if sandbox_id is None:
-        return Text("Select a sandbox to see its evals.", style="dim")
-    text = Text()
-    if evaluating:
-        text.append("eval running (e): gate 1's checks against the baseline, then gate 2's score…\n", style="cyan")
-    if view is None or view.sandbox_id != sandbox_id:
-        return text.append("reading…", style="dim")
-    report = view.report
-    if report is None:
-        return text.append("No eval yet: e runs gate 1 (the checks, judged against the base commit) and gate 2 "
-                           "(a score with its evidence).", style="dim")
-    failed = bool(report.checks) and report.gate1 != "passed"
-    text.append("eval ", style="bold")
-    text.append(report.badge(), style="bold red" if failed else "bold green")
-    text.append(f"  at {report.commit[:8]} (base {report.base[:8]})", style="dim")
-    if report.checks:
-        text.append("\ngate 1 ")
-        text.append(report.gate1, style=CHECK_STYLES.get(report.gate1, ""))
-        text.append(": " + ", ".join(f"{one_line(c.gate)} {c.status}" for c in report.checks))
-    return text
-
-
-def score_text(report: EvalReport | None) -> Text:
-    """Gate 2: the total, then each item's status, name, headline and first evidence lines."""
-    score = report.score if report is not None else None
-    if score is None:
-        return Text("gate 2 ", style="bold").append(
-            "no score yet" if report is None else "not run in this eval (gate 1 only)", style="dim")
-    text = Text("gate 2 ", style="bold")
-    text.append(f"score {score.total}", style="bold green" if score.passed else "bold red")
-    text.append("  passes\n" if score.passed else "  below the pass score\n", style="dim")
-    for item in score.items:
-        text.append(f" {str(item.status).upper():<4} ", style=ITEM_STYLES.get(str(item.status), ""))
-        text.append(f"{item.name:<11} ", style="bold")
-        text.append(one_line(item.headline) + "\n")
-        for line in item.evidence[:EVIDENCE_SHOWN]:  # indented, no bullet: a long first word wraps whole
-            text.append(f"      {one_line(line)}\n", style="dim")
-        if len(item.evidence) > EVIDENCE_SHOWN:
-            text.append(f"      ... and {len(item.evidence) - EVIDENCE_SHOWN} more\n", style="dim")
-    text.rstrip()
-    return text
-
-
-def merged_text(merged: MergedReport | None, running: bool) -> Text:
-    """The merged gate's line: what was merged onto which tip, who breaks together, who conflicts."""
-    if running:
-        return Text("merged gate running: every pending sandbox merged together, its checks run…", style="cyan")
-    if merged is None:
-        return Text("merged gate: not run yet (M runs it over the sandboxes awaiting review or approved)",
-                    style="dim")
-    text = Text("merged gate ", style="bold")
-    text.append(f"on {one_line(merged.target)} ({merged.onto[:8]}): {len(merged.sandboxes)} merged "
-                f"({', '.join(merged.sandboxes) or 'none'})")
-    for found in merged.breaking:
-        text.append("\n ! " + one_line(found.line()), style="bold red")
-    for sandbox, files in merged.conflicting:
-        text.append(f"\n {sandbox} does not merge with the others: {one_line(files, OUTCOME_WIDTH)}", style="yellow")
-    if not merged.breaking and len(merged.sandboxes) > 1:
-        text.append("\n no two of them break anything together", style="green")
-    return text
-
-
-def banner_text(merged: MergedReport | None, sandbox_id: str | None) -> Text | None:
-    """A warning when the selected sandbox breaks something together with another, or does not merge."""
-    if merged is None or sandbox_id is None:
-        return None
-    lines = []
-    for found in merged.breaking:
-        if sandbox_id in found.sandboxes:
-            others = " + ".join(s for s in found.sandboxes if s != sandbox_id)
-            what = ", ".join(found.tests[:3]) + (" ..." if len(found.tests) > 3 else "") if found.tests \
-                else "its exit code"
-            lines.append(f"{sandbox_id} breaks {found.check} together with {others}: {what}")
-    lines += [f"{sandbox_id} does not merge with the other pending sandboxes: {files}"
-              for sandbox, files in merged.conflicting if sandbox == sandbox_id]
-    return Text("\n".join(one_line(line) for line in lines), style="bold") if lines else None
-
-
-def merged_lines(reports: Sequence[MergedReport]) -> list[str]:
-    """What a merged gate found, one line each (the notification when `M` ends)."""
-    if not reports:
-        return ["no sandbox is awaiting review or approved: nothing to merge"]
-    lines = []
-    for report in reports:
-        lines += [found.line() for found in report.breaking]
-        lines += [f"{sandbox} does not merge with the others ({files})" for sandbox, files in report.conflicting]
-        if not report.breaking:
-            lines.append(f"on {report.target}: {len(report.sandboxes)} merged, nothing breaks together")
-    return lines
 
 
 # -- messages: workers post them to the pane ----------------------------------------------------
