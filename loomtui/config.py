@@ -20,6 +20,8 @@ from loomtui.runtime_config import (
     DEFAULT_OFFLINE_TIMEOUT,
     ENV_NAME_RE,
     GENERIC_COMMAND,
+    NAME_RE,
+    NAME_RULE,
     PLACEHOLDERS,
     RuntimeConfig,
     RuntimeMode,
@@ -329,9 +331,6 @@ def _parse_context(section: Value) -> ContextConfig:
     )
 
 
-_LAYER_NAME_RE: Final = re.compile(r"[a-z0-9][a-z0-9_-]*")
-
-
 def _context_layers(value: Value) -> tuple[ContextLayer, ...]:
     """`context.layers`: outside sources, least specific first; the repository's own come last."""
     layers: list[ContextLayer] = []
@@ -340,8 +339,8 @@ def _context_layers(value: Value) -> tuple[ContextLayer, ...]:
         fields = item.as_mapping(known=("name", "repo", "dir", "ref", "sources"), required=("name",))
         name_value = fields["name"]
         name = name_value.as_str(non_empty=True)
-        if not _LAYER_NAME_RE.fullmatch(name):
-            raise name_value.error("invalid layer name (use lowercase letters, digits, '-' and '_')")
+        if not NAME_RE.fullmatch(name):
+            raise name_value.error(f"invalid layer name ({NAME_RULE})")
         if name in first_line:
             where = f"first defined on line {first_line[name]}" if first_line[name] else "the repository's own layer"
             raise name_value.error(f"duplicate layer name {name!r} ({where})")

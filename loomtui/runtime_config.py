@@ -20,7 +20,9 @@ RUNTIME_MODES: Final[tuple[RuntimeMode, ...]] = get_args(RuntimeMode)
 # Only identifier-shaped `{name}` is a placeholder, so literal braces such as a
 # JSON argument (`{"a": 1}`) pass through untouched.
 _PLACEHOLDER_RE: Final = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
-_RUNTIME_NAME_RE: Final = re.compile(r"[a-z0-9][a-z0-9_-]*")
+NAME_RE: Final = re.compile(r"[a-z0-9][a-z0-9_-]*")
+"""A name loom.yaml gives a runtime or a context layer (it appears in paths and commands)."""
+NAME_RULE: Final = "use lowercase letters, digits, '-' and '_', starting with a letter or digit"
 ENV_NAME_RE: Final = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 DEFAULT_OFFLINE_TIMEOUT: Final = 300.0
@@ -128,11 +130,8 @@ def parse_runtimes(section: Value) -> dict[str, RuntimeConfig]:
     runtimes: dict[str, RuntimeConfig] = {}
     entries = section.as_mapping()
     for name, value in entries.items():
-        if not _RUNTIME_NAME_RE.fullmatch(name):
-            raise entries.key(name).error(
-                "invalid runtime name (use lowercase letters, digits, '-' and '_', "
-                "starting with a letter or digit)"
-            )
+        if not NAME_RE.fullmatch(name):
+            raise entries.key(name).error(f"invalid runtime name ({NAME_RULE})")
         runtimes[name] = _parse_runtime(name, value)
     return runtimes
 
