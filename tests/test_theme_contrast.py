@@ -46,7 +46,7 @@ SCREEN_STYLES = {
     "loomtui.tui.screens.governance": ("DECISION_STYLES",),
     "loomtui.tui.screens.graph": ("SEVERITY_STYLES",),
     "loomtui.tui.screens.metrics": ("ANSWER_STYLES",),
-    "loomtui.tui.widgets.evals": ("CHECK_STYLES", "ITEM_STYLES", "CLASS_STYLES"),
+    "loomtui.tui.evals_text": ("CHECK_STYLES", "ITEM_STYLES", "CLASS_STYLES"),
 }
 
 
