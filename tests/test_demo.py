@@ -36,3 +36,22 @@ def test_sample_repo_is_big_enough_for_an_interesting_graph(tmp_path: Path) -> N
         for path in modules for node in ast.walk(ast.parse(path.read_text()))
     )
     assert len(modules) >= 15 and definitions >= 60
+
+
+def test_the_demos_sandboxes_live_inside_its_folder_so_deleting_it_leaves_nothing(tmp_path: Path) -> None:
+    """`loomtui demo` (and every bench built on the sample) deletes its folder when it ends: the
+    sandboxes' worktrees must be in it, not in the user's data dir pointing at a deleted repository."""
+    from loomtui.workflow.tasks import create_sandbox
+    from loomtui.workspace import open_workspace
+
+    repo = prepare_demo_repo(tmp_path)
+    workspace = open_workspace(repo)
+    try:
+        record = create_sandbox(workspace, "document the ledger", "command", command=["true"])
+    finally:
+        workspace.close()
+    worktree = Path(record.worktree)
+    assert worktree.is_dir() and worktree.is_relative_to(repo.parent)
+    assert not worktree.is_relative_to(repo)  # never inside the working tree itself
+    shutil.rmtree(repo.parent)
+    assert not worktree.exists()
