@@ -12,6 +12,19 @@ def escape_controls(text: str) -> str:
     return "".join(ch if ch.isprintable() else ch.encode("unicode_escape").decode("ascii") for ch in text)
 
 
+def abridged(text: str, limit: int) -> str:
+    """`text` on one line (whitespace runs made one space) in at most `limit` characters: a longer one
+    ends at the last whole word that fits, then `…` (mid-word only when a word is half the room)."""
+    text = " ".join(text.split())
+    if len(text) <= limit:
+        return text
+    cut = text[:limit - 1]
+    space = cut.rfind(" ")
+    if space >= limit // 2:
+        cut = cut[:space]
+    return cut.rstrip(" ,;:") + "…"
+
+
 def shown(text: str) -> str:
     """Untrusted text (a target, a path, a value) as it appears in a one-line message.
 

@@ -22,7 +22,7 @@ from loomtui.cli import (
     seconds_arg,
     workspace_for,
 )
-from loomtui.errors import LoomError
+from loomtui.errors import LoomError, abridged
 from loomtui.execution import recovery, review
 from loomtui.execution import sandboxes as engine
 from loomtui.execution.lifecycle import PLANNED
@@ -141,8 +141,7 @@ def cmd_list(args: argparse.Namespace) -> int:
     width = max(10, *(len(r.runtime) for r in records))  # a long runtime name must not push the columns
     print(f"{'ID':<8} {'STATUS':<16} {'RUNTIME':<{width}} {'ISOLATION':<17} {'AGE':>4}  TASK")
     for r in records:
-        task = " ".join(r.task.split())
-        task = task if len(task) <= 50 else task[:49] + "…"
+        task = abridged(r.task, 50)
         flag = " [orphaned]" if r.data.get("orphan") else ""
         flag += " [worktree missing]" if r.data.get("worktree_missing") else ""
         print(f"{r.id:<8} {r.status:<16} {r.runtime:<{width}} {engine.isolation_label(r):<17} "

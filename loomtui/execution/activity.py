@@ -13,6 +13,7 @@ import re
 from collections.abc import Callable
 from typing import Any
 
+from loomtui.errors import abridged
 from loomtui.execution.runtimes import OUTPUT_CLAUDE_STREAM, OUTPUT_SCRIPT_AGENT
 
 Activity = dict[str, Any]
@@ -27,8 +28,7 @@ SCRIPT_STEP = re.compile(r"^\[script\] (?P<action>[a-z]+)(?: (?P<detail>.*))?$")
 
 def shorten(text: str) -> str:
     """One line of at most SUMMARY_CHARS characters (an activity's summary)."""
-    text = " ".join(text.split())
-    return text if len(text) <= SUMMARY_CHARS else text[:SUMMARY_CHARS - 1] + "…"
+    return abridged(text, SUMMARY_CHARS)
 
 
 def _tool_target(tool_input: Any) -> str:

@@ -15,7 +15,7 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 from loomtui.coordination.claims import split_id
-from loomtui.errors import LoomError
+from loomtui.errors import LoomError, abridged
 from loomtui.execution.gitops import Git
 from loomtui.execution.lifecycle import (
     APPROVED,
@@ -131,7 +131,7 @@ def review_sandbox(workspace: Workspace, sandbox_id: str, *, policy: Policy | No
                       "run": r.run_id} for r in results}
     escalation = open_escalation(
         workspace, "post-gate", evaluation, facts, sandbox_id=record.id, commit=tip,
-        summary=summary or f"{record.task[:70]} ({evaluation.outcome}: {', '.join(evaluation.rule_names())})",
+        summary=summary or f"{abridged(record.task, 70)} ({evaluation.outcome}: {', '.join(evaluation.rule_names())})",
         evidence={"gates": gates, "lines_changed": facts.lines_changed, "eval": {
             "report": report.report_id, "badge": report.badge(), "regressions": list(report.regressions),
             "score": report.score.total if report.score is not None else None, "breaks_with": list(breaks)}})

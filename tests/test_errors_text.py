@@ -1,0 +1,28 @@
+"""How loomtui writes untrusted text into one line (`loomtui.errors`): escaped, quoted, abridged."""
+
+from __future__ import annotations
+
+from loomtui.errors import abridged, escape_controls, shown
+
+TASK = "Add partial refunds to the refunds API: quote and issue a refund for part of a payment"
+
+
+def test_a_long_task_ends_at_a_whole_word_with_an_ellipsis() -> None:
+    short = abridged(TASK, 70)
+    assert short == "Add partial refunds to the refunds API: quote and issue a refund for…"
+    assert len(short) <= 70
+
+
+def test_short_text_is_kept_whitespace_made_one_line() -> None:
+    assert abridged("fix\n  the\ttypo ", 70) == "fix the typo"
+    assert abridged("x" * 70, 70) == "x" * 70
+
+
+def test_one_word_longer_than_half_the_room_is_cut_mid_word() -> None:
+    path = "payments/" + "very_long_module_name_" * 5 + ".py"
+    assert abridged(f"edit {path}", 40) == f"edit {path}"[:39] + "…"
+
+
+def test_control_characters_are_escaped_and_odd_text_quoted() -> None:
+    assert escape_controls("a\x1b[2Jb\n") == "a\\x1b[2Jb\\n"
+    assert shown("plain [text]") == "plain [text]" and shown("two\nlines") == "'two\\nlines'"
