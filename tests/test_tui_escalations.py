@@ -255,3 +255,25 @@ async def test_the_queue_age_moves_on_while_an_escalation_waits_and_the_summary_
         assert str(table.cell(key, "age")) == "2h"
         # Summary, the one column that says what the change is, is shown; nothing scrolls sideways.
         assert "summary" in table.layout_shown.keys() and table.virtual_size.width <= table.size.width
+
+
+async def test_the_next_escalations_detail_opens_at_its_top_and_a_live_update_keeps_the_place(billing: Path) -> None:
+    from textual.containers import VerticalScroll
+
+    for _ in range(2):
+        escalate(billing, payments_change())
+    app = app_as(billing, ALICE)
+    async with app.run_test(size=(100, 16)) as pilot:  # short: each detail scrolls
+        table = await open_queue(app, pilot, rows=2)
+        pane = app.screen.query_one("#esc-detail-pane", VerticalScroll)
+        await wait_for(pilot, lambda: pane.max_scroll_y > 0)
+        pane.scroll_end(animate=False)
+        await pilot.pause()
+        assert pane.scroll_y > 0
+        screen = app.screen
+        assert isinstance(screen, EscalationsScreen)
+        screen.show_detail()  # what a live reload of the same row does: the reader stays where they were
+        await pilot.pause()
+        assert pane.scroll_y > 0
+        table.move_cursor(row=1)
+        await wait_for(pilot, lambda: pane.scroll_y == 0)

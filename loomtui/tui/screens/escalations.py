@@ -103,6 +103,7 @@ class EscalationsScreen(LoomScreen[None]):
         self.all_repositories = False
         self.elsewhere: dict[str, tuple[RepositoryRecord, EscalationRecord]] = {}
         """Other repositories' open escalations (a team store), by row key; shown, never decided here."""
+        self._detail_key: str | None = None  # whose detail is shown: another's starts at its top
 
     def compose(self) -> ComposeResult:
         yield StatusHeader(id="status")
@@ -174,6 +175,9 @@ class EscalationsScreen(LoomScreen[None]):
     @on(DataTable.RowHighlighted, "#queue")
     def show_detail(self) -> None:
         detail = self.query_one("#esc-detail", Static)
+        if self._selected_key() != self._detail_key:  # a live update of the same one keeps its place
+            self._detail_key = self._selected_key()
+            self.query_one("#esc-detail-pane", VerticalScroll).scroll_home(animate=False)
         escalation = self.selected()
         other = self.elsewhere.get(self._selected_key() or "")
         if other is not None:
