@@ -450,7 +450,15 @@ def test_clean_merge_carries_trailers_and_updates_the_checked_out_target(
     assert (repo / "feature.py").read_text().endswith("return 42\n")
     assert git(repo, "status", "--porcelain") == ""
     assert sb.get_sandbox(ws, record.id).status == MERGED
+    # What was merged stays readable: main holds it now, so it is measured from main as it was.
+    (repo / "later.py").write_text("LATER = 1\n")
+    git(repo, "add", "later.py")
+    git(repo, "commit", "-q", "-m", "later work on main")
+    merged = review.diff(ws, record.id)
+    assert [(f.path, f.added, f.deleted) for f in merged.files] == [("feature.py", 2, 0)]
+    assert "return 42" in merged.patch and "LATER" not in merged.patch
     assert review.remove(ws, record.id).branch_deleted  # merged: its commits are safe in main
+    assert [f.path for f in review.diff(ws, record.id).files] == ["feature.py"]  # from the merge commit
 
 
 def test_conflicting_merge_is_reported_and_changes_nothing(ws: Workspace, repo: Path, tmp_path: Path) -> None:

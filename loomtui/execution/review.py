@@ -85,12 +85,17 @@ def _branch_tip(repo: Git, record: SandboxRecord) -> str:
 
 
 def diff(workspace: Workspace, sandbox_id: str, *, patch: bool = True) -> SandboxDiff:
-    """The sandbox's changes since it branched off its target, uncommitted work included."""
+    """The sandbox's changes since it branched off its target, uncommitted work included. A merged
+    sandbox's are what its merge brought in (its target holds them now, so they are measured from
+    the target as it was at the merge); its branch may be gone by then (the merge commit has it)."""
     record = get_sandbox(workspace, sandbox_id)
     repo = Git(workspace.root)
-    tip = _branch_tip(repo, record)
-    target = record.target
-    target_sha = repo.resolve_commit(target) if target else None
+    merged = repo.resolve_commit(record.merged_commit) if record.merged_commit else None
+    tip = repo.resolve_commit(record.branch) or (repo.resolve_commit(f"{merged}^2") if merged else None)
+    if tip is None:
+        tip = _branch_tip(repo, record)  # says the branch is gone
+    target_sha = (repo.resolve_commit(f"{merged}^1") if merged
+                  else repo.resolve_commit(record.target) if record.target else None)
     base = (repo.out("merge-base", target_sha, tip).strip() if target_sha
             else str(record.base_sha or tip))
     worktree = Path(record.worktree)

@@ -25,7 +25,7 @@ from textual.widgets import (
 
 from loomtui.errors import LoomError
 from loomtui.execution import sandboxes
-from loomtui.execution.lifecycle import APPROVED, AWAITING_REVIEW, LIVE, PAUSED, PLANNED
+from loomtui.execution.lifecycle import APPROVED, AWAITING_REVIEW, LIVE, MERGED, PAUSED, PLANNED
 from loomtui.store import SandboxRecord
 from loomtui.tui.base import LoomScreen, inner_width
 from loomtui.tui.evals_text import gates_cell
@@ -553,8 +553,9 @@ class DashboardScreen(LoomScreen[None]):
         if sandbox is None:
             return
         if sandbox.status not in (APPROVED, AWAITING_REVIEW):
-            self.app.notify(f"sandbox {sandbox.id} is {sandbox.status}: only an approved change merges "
-                            "(its review and escalation come first)", title="merge", severity="warning")
+            why = (f"already merged into {sandbox.merged_into or sandbox.target}" if sandbox.status == MERGED
+                   else "only an approved change merges (its review and escalation come first)")
+            self.app.notify(f"sandbox {sandbox.id} is {sandbox.status}: {why}", title="merge", severity="warning")
             return
         question = f"Merge sandbox {sandbox.id} ({sandbox.branch}) into its target? Only a clean merge goes in."
 
