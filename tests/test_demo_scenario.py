@@ -135,6 +135,7 @@ def test_the_claim_check_shows_the_dependency_the_order_avoids(
     warning = next(line for line in streamed if "WARNING: dependency conflict with rounding" in line
                    and QUOTE in line)
     assert f"{QUOTE} -references-> {ROUND}" in warning
+    assert warning.strip().startswith("[refunds] not started: were it to start now, WARNING")  # a toast alone
     assert any("the order is the resolution" in line for line in streamed)
 
 

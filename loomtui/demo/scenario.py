@@ -253,7 +253,10 @@ def _say_order(workspace: Workspace, coordinator: Coordinator, run: PlanRun, say
             continue
         say(f"[{name}] a claim check of its regions beside the live claims shows:")
         for conflict in conflicts:
-            say(conflict_line(workspace, conflict.as_dict(), coordinator))
+            # Each line stands alone (the app shows it as a toast): the conflict is one that the
+            # order avoids, so the claims view, which shows live claims' conflicts, has none.
+            say(f"  [{name}] not started: were it to start now, "
+                + conflict_line(workspace, conflict.as_dict(), coordinator).strip())
         say(f"  so {name} does not run beside {waits_on}: it starts from {target} after {waits_on}'s merge "
             "(the order is the resolution)")
 
