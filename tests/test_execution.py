@@ -35,6 +35,7 @@ from loomtui.execution.lifecycle import (
     AWAITING_REVIEW,
     EXITED,
     FAILED,
+    GATING,
     MERGED,
     PAUSED,
     PLANNED,
@@ -417,6 +418,35 @@ def test_remove_refuses_uncommitted_work_and_force_commits_it_first(ws: Workspac
     assert audit_actions(ws, record.id)[-1] == "sandbox.archived"
     # The branch stays until explicitly deleted.
     assert git(repo, "branch", "--list", record.branch).strip() == record.branch
+
+
+def test_force_removing_a_running_agent_saves_its_work_and_no_review_starts_on_the_way(
+        ws: Workspace, repo: Path, tmp_path: Path) -> None:
+    """The agent's supervisor reviews an agent that ends; one stopped by `rm --force` must not be, or
+    its gates run in a worktree being deleted and the sandbox is left in review with none."""
+    script = write_script(tmp_path / "busy.yaml", """\
+        - {write: a.txt, content: "committed\\n"}
+        - {commit: "first part"}
+        - {write: b.txt, content: "not yet committed\\n"}
+        - {log: "still working", after: 60}
+    """)
+    record = running(ws, tasks.start(ws, tasks.create_sandbox(ws, "busy", "script", script=script).id).id)
+    wait_until(lambda: (Path(record.worktree) / "b.txt").exists(), what="the uncommitted write")
+    result = review.remove(ws, record.id, force=True)
+    assert not result.branch_deleted  # saved on the branch, by its supervisor as the agent ended or by rm
+    assert git(repo, "show", f"{record.branch}:b.txt") == "not yet committed"
+    agent_ended(ws, record.id)  # the supervisor has done all it will
+    assert sb.get_sandbox(ws, record.id).status == ARCHIVED
+    assert "sandbox.gating" not in audit_actions(ws, record.id)
+
+
+def test_a_sandbox_under_review_is_not_removed_and_keeps_its_worktree(ws: Workspace, tmp_path: Path) -> None:
+    record = _finished_script_sandbox(ws, tmp_path, '- {write: a.txt, content: "agent\\n"}\n- {commit: "a"}\n')
+    set_status(ws, record.id, GATING)  # as while its gates run
+    with pytest.raises(LoomError, match="is being reviewed .*nothing was removed") as raised:
+        review.remove(ws, record.id, force=True)
+    assert raised.value.exit_code == 1 and Path(record.worktree).is_dir()
+    assert sb.get_sandbox(ws, record.id).status == GATING
 
 
 def _approve(ws: Workspace, sandbox_id: str) -> None:

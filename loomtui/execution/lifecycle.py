@@ -64,6 +64,25 @@ TRANSITIONS: Final[dict[str, frozenset[str]]] = {
 }
 
 
+REMOVING_KEY: Final = "removing"
+"""Sandbox data set while `remove` archives it: from then on it is never reviewed nor started."""
+_NOT_WHILE_REMOVING: Final = frozenset({GATING, RUNNING})
+
+
+def mark_removing(workspace: Workspace, sandbox_id: str, removing: bool = True) -> None:
+    """Mark a sandbox as being removed (or no longer), unless its review is running: removing its
+    worktree then would fail the gates and leave it in review with no worktree."""
+    store = workspace.store
+    with store.transaction():
+        current = store.get_sandbox(sandbox_id)
+        if current is None:
+            raise LoomError(f"no sandbox {sandbox_id}")
+        if removing and current.status == GATING:
+            raise LoomError(f"sandbox {sandbox_id} is being reviewed (its gates are running); nothing was "
+                            "removed: remove it once the review has ended", exit_code=1)
+        store.update_sandbox(sandbox_id, data={REMOVING_KEY: removing})
+
+
 def sources_of(status: str) -> frozenset[str]:
     """The statuses from which a sandbox may move to `status`."""
     return frozenset(src for src, targets in TRANSITIONS.items() if status in targets)
@@ -93,6 +112,8 @@ def transition(
             raise LoomError(
                 f"sandbox {sandbox_id} is {current.status}; it cannot become {to}", exit_code=1
             )
+        if to in _NOT_WHILE_REMOVING and current.data.get(REMOVING_KEY):
+            raise LoomError(f"sandbox {sandbox_id} is being removed; it cannot become {to}", exit_code=1)
         if reason:
             data = {**(data or {}), "reason": reason}
         updated = store.update_sandbox(sandbox_id, status=to, data=data, exit_code=exit_code, pid=pid,

@@ -13,12 +13,13 @@ from loomtui.auditanchor import head_trailer
 from loomtui.errors import LoomError
 from loomtui.execution.gitops import (
     MERGE_TREE_MIN_VERSION,
+    AgentTree,
     Git,
     GitFailed,
     first_line,
     git_version,
 )
-from loomtui.execution.lifecycle import APPROVED, ARCHIVED, LIVE, MERGED, transition
+from loomtui.execution.lifecycle import APPROVED, ARCHIVED, LIVE, MERGED, mark_removing, transition
 from loomtui.execution.sandboxes import (
     DEFAULT_GRACE_S,
     agent_tree,
@@ -264,21 +265,16 @@ def remove(workspace: Workspace, sandbox_id: str, *, force: bool = False, delete
     if delete_branch and not force and not _branch_merged(repo, record):
         raise RemoveRefused(f"{record.branch} is not merged; nothing was removed", reason="unmerged",
                             branch=record.branch)
-    if record.status in LIVE:
-        record = stop(workspace, record.id, grace=grace)
-    saved: str | None = None
-    if worktree.is_dir():
-        saved = tree.commit_all(
-            record.branch,
-            f"loomtui: save uncommitted work of sandbox {record.id} before removal\n\n"
-            f"Loom-Sandbox: {record.id}\n", repo.fallback_identity("loomtui", "loomtui@localhost.invalid"))
-        # Not `git worktree remove`: that runs git in the worktree (its config, its
-        # fsmonitor). The work is on the branch now; rmtree never follows a symlink.
-        try:
-            shutil.rmtree(worktree)
-        except OSError as exc:
-            raise LoomError(f"cannot remove the worktree of {record.id}: {exc.strerror or exc}"
-                            + (f" (the work was saved as {saved[:12]})" if saved else ""), exit_code=1) from None
+    # From here the sandbox is not reviewed or started by anyone else (its supervisor reviews an agent
+    # that ends, the app advances tasks): its worktree is about to go. Refused while a review runs.
+    mark_removing(workspace, record.id)
+    try:
+        if record.status in LIVE:
+            record = stop(workspace, record.id, grace=grace)
+        saved = _save_and_delete_worktree(workspace, record, tree) if worktree.is_dir() else None
+    except BaseException:
+        mark_removing(workspace, record.id, removing=False)
+        raise
     with workspace.paths.worktrees_locked():
         repo.run("worktree", "prune")
     sandbox_paths(workspace.paths, record.id).outside_index.unlink(missing_ok=True)
@@ -292,6 +288,23 @@ def remove(workspace: Workspace, sandbox_id: str, *, force: bool = False, delete
                audit={"branch": record.branch, "branch_tip": tip, "branch_deleted": deleted,
                       "saved_commit": saved, "merged": merged})
     return RemoveResult(record.id, record.branch, tip, saved, deleted)
+
+
+def _save_and_delete_worktree(workspace: Workspace, record: SandboxRecord, tree: AgentTree) -> str | None:
+    """Commit what is uncommitted to the sandbox branch, then delete the worktree; the saving commit."""
+    repo = Git(workspace.root)
+    saved = tree.commit_all(
+        record.branch,
+        f"loomtui: save uncommitted work of sandbox {record.id} before removal\n\n"
+        f"Loom-Sandbox: {record.id}\n", repo.fallback_identity("loomtui", "loomtui@localhost.invalid"))
+    # Not `git worktree remove`: that runs git in the worktree (its config, its
+    # fsmonitor). The work is on the branch now; rmtree never follows a symlink.
+    try:
+        shutil.rmtree(record.worktree)
+    except OSError as exc:
+        raise LoomError(f"cannot remove the worktree of {record.id}: {exc.strerror or exc}"
+                        + (f" (the work was saved as {saved[:12]})" if saved else ""), exit_code=1) from None
+    return saved
 
 
 def _branch_merged(repo: Git, record: SandboxRecord) -> bool:

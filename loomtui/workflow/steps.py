@@ -26,6 +26,7 @@ from loomtui.execution.lifecycle import (
     MERGED,
     PLANNED,
     REJECTED,
+    REMOVING_KEY,
 )
 from loomtui.execution.procs import identity, is_alive
 from loomtui.execution.sandboxes import has_commits, has_worktree
@@ -206,6 +207,8 @@ def next_step(workspace: Workspace, record: SandboxRecord, *, merge_mode: str = 
         return StepView(Step.FAILED_STEP, f"{error.get('step')} failed: {error.get('error')}",
                         PersonAction.RETRY, record.id)
     status = record.status
+    if record.data.get(REMOVING_KEY) and status not in LIVE and status != ARCHIVED:
+        return StepView(Step.DONE, "being removed")
     if status == PLANNED:
         return _planned_step(workspace, record, known)
     if status in LIVE:
