@@ -80,7 +80,7 @@ class Git:
         """Run `git ARGS` and return its stdout; raise GitFailed on a non-zero status."""
         result = self.run(*args, env=env, timeout=timeout)
         if result.status != 0:
-            raise GitFailed(f"git {args[0]} failed: {first_line(result.err or result.out)}")
+            raise GitFailed(f"git {command_name(args)} failed: {first_line(result.err or result.out)}")
         return result.out
 
     def raw(self, *args: str, data: bytes | None = None, env: Mapping[str, str] | None = None,
@@ -119,7 +119,7 @@ class Git:
         """Run `git ARGS` with `data` on stdin; return stdout as bytes (for plumbing pipelines)."""
         done = self.raw(*args, data=data, env=env)
         if done.status != 0:
-            raise GitFailed(f"git {args[0]} failed: {first_line(done.err.decode('utf-8', 'replace'))}")
+            raise GitFailed(f"git {command_name(args)} failed: {first_line(done.err.decode('utf-8', 'replace'))}")
         return done.out
 
     def pipe(self, *args: str) -> subprocess.Popen[bytes]:
@@ -176,6 +176,24 @@ class Git:
 def _text(data: bytes) -> str:
     text = data.decode("utf-8", "surrogateescape")
     return text[:-1] if text.endswith("\n") else text
+
+
+def command_name(args: tuple[str, ...]) -> str:
+    """The git command in ARGS (`add`), past the options before it (`-c name=value`, `-C dir`)."""
+    rest = iter(args)
+    for arg in rest:
+        if arg in ("-c", "-C"):
+            next(rest, None)
+        elif not arg.startswith("-"):
+            return arg
+    return args[0] if args else "(no command)"
+
+
+def default_excludes_file(env: Mapping[str, str] | None = None) -> str:
+    """The ignore file git reads when no `core.excludesFile` is set: `$XDG_CONFIG_HOME/git/ignore`."""
+    env = os.environ if env is None else env
+    xdg = env.get("XDG_CONFIG_HOME") or os.path.join(env.get("HOME") or os.path.expanduser("~"), ".config")
+    return os.path.join(xdg, "git", "ignore")
 
 
 def first_line(text: str) -> str:

@@ -60,3 +60,8 @@ def test_git_missing_from_path_is_said_plainly(repo: Path, tmp_path: Path, monke
     monkeypatch.setenv("PATH", str(tmp_path))
     with pytest.raises(LoomError, match=r"^git is not installed or not on PATH$"):
         Git(repo).run("status")
+
+
+def test_a_failure_names_the_git_command_past_its_options(tmp_path: Path) -> None:
+    with pytest.raises(GitFailed, match=r"^git frobnicate failed: git: 'frobnicate' is not a git command"):
+        Git(tmp_path).out("-c", "core.hooksPath=/dev/null", "-C", str(tmp_path), "frobnicate")

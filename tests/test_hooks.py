@@ -33,7 +33,7 @@ from loomtui.governance.hooks.install import SETTINGS_PATH, install_hooks
 from loomtui.governance.policy import ChangeFacts, evaluate, load_policy
 from loomtui.workflow import tasks
 from loomtui.workspace import Workspace, open_workspace
-from tests.conftest import agent_ended, demo_repo, git
+from tests.conftest import agent_ended, demo_repo, git, quick_gates
 
 SESSION = "5d1e2f3a-8b7c-4d6e-9f01-23456789abcd"
 ME = "claude-5d1e2f3a"
@@ -488,6 +488,36 @@ def test_install_merges_settings_and_keeps_them_out_of_the_sandboxs_commits(bill
     commands = [h["command"] for g in again["hooks"]["PreToolUse"] for h in g["hooks"]]
     assert len(commands) == 2 and commands[0] == "audit-bash"  # ours replaced, not added twice
     assert len(again["hooks"]["PermissionRequest"]) == 1 and again["permissions"] == team["permissions"]
+
+
+def test_after_hook_install_in_ones_own_checkout_an_agents_uncommitted_work_is_saved_and_reviewed(
+        billing: Path, ws: Workspace) -> None:
+    """`hook install` in the main checkout gives it an excludes file listing its hook settings; loomtui
+    reads a sandbox from the common git dir, where git also reads that checkout's config, and naming
+    the settings file to leave out then failed every save: the work was left unsaved, said nowhere."""
+    quick_gates(billing)
+    done = subprocess.run([*LOOMTUI, "hook", "install"], cwd=billing, env=clean_env(), capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert git(billing, "config", "--worktree", "core.excludesFile").endswith("loom-exclude")
+    record = tasks.create_sandbox(ws, "a note", "command", command=["sh", "-c", "echo noted > NOTE.md"],
+                                  isolate=False)
+    ended = agent_ended(ws, tasks.start(ws, record.id).id)
+    assert git(billing, "show", f"{record.branch}:NOTE.md") == "noted"
+    assert ended.status in ("awaiting_review", "approved", "merged") and "save_error" not in ended.data, ended.data
+
+
+def test_work_that_cannot_be_saved_fails_the_sandbox_saying_why(billing: Path, ws: Workspace) -> None:
+    """Its branch deleted under it (an agent outside isolation can), the leftover work has nowhere to
+    go: the sandbox fails naming that, not "ended without a change"."""
+    from loomtui.workflow.steps import next_step
+
+    record = tasks.create_sandbox(ws, "lose the branch", "command", isolate=False, command=[
+        "sh", "-c", "echo lost > LOST.md && git update-ref -d refs/heads/$(git symbolic-ref --short HEAD)"])
+    ended = agent_ended(ws, tasks.start(ws, record.id).id)
+    assert ended.status == "failed", ended.data
+    assert "could not be saved" in ended.data["error"] and "does not exist" in ended.data["error"]
+    assert (Path(record.worktree) / "LOST.md").read_text() == "lost\n"  # still there, for a person
+    assert "could not be saved" in next_step(ws, ended).line()
 
 
 def test_merge_refuses_settings_it_cannot_read() -> None:

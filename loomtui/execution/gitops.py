@@ -6,16 +6,39 @@ so the layers below execution run git the same way; its names are re-exported he
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 import tempfile
 from pathlib import Path
 
-from loomtui.gitcmd import MERGE_TREE_MIN_VERSION, Git, GitFailed, GitResult, RawResult, first_line, git_version
+from loomtui.gitcmd import (
+    MERGE_TREE_MIN_VERSION,
+    Git,
+    GitFailed,
+    GitResult,
+    RawResult,
+    default_excludes_file,
+    first_line,
+    git_version,
+)
 from loomtui.repo import DISTRUSTING_GIT_CONFIG
 
 __all__ = ["MERGE_TREE_MIN_VERSION", "AgentTree", "Git", "GitFailed", "GitResult", "RawResult", "first_line",
            "git_version"]
+
+
+@functools.lru_cache(maxsize=16)
+def repository_excludes_file(common_dir: Path) -> str:
+    """The ignore file of a plain worktree of this repository: the last `core.excludesFile` of the
+    system, global or repository config, else git's default. Not a worktree's own setting: with
+    `GIT_DIR` at the common dir git reads the main checkout's `config.worktree`, where `hook install`
+    points it at a file that also lists that checkout's hook settings; naming one of those in an
+    exclude pathspec then fails `git add` ("paths are ignored"). Read once per process."""
+    listed = Git(common_dir).run("config", "--path", "--show-scope", "--get-all", "core.excludesFile")
+    values = [value for scope, tab, value in (line.partition("\t") for line in listed.out.splitlines())
+              if tab and scope != "worktree"]
+    return (values[-1] if values else "") or default_excludes_file()
 
 
 class AgentTree:
@@ -43,7 +66,8 @@ class AgentTree:
                 "GIT_INDEX_FILE": str(index), "GIT_OPTIONAL_LOCKS": "0"}
 
     def _git(self, index: Path, *args: str) -> str:
-        return self._tree.out(*DISTRUSTING_GIT_CONFIG, *args, env=self._env(index))
+        excludes = ("-c", f"core.excludesFile={repository_excludes_file(self.common_dir)}")
+        return self._tree.out(*DISTRUSTING_GIT_CONFIG, *excludes, *args, env=self._env(index))
 
     def snapshot(self, base: str) -> tuple[str, list[str]]:
         """The worktree as a tree (untracked files included), and the paths that differ from `base`.

@@ -447,6 +447,8 @@ class Supervisor:
         current = self.workspace.store.get_sandbox(self.record.id)
         stop_requested = bool(current and current.data.get("stop_requested"))
         error = error or self.log_error or self.fault_error
+        if not error and save_error:  # its work is still in the worktree, but no review can see it
+            error = f"the work it left uncommitted could not be saved to {self.record.branch}: {save_error}"
         if not error and not stop_requested and self.faults is not None:
             error = self.faults.failed_quietly(code, saved is not None or has_commits(self.workspace, self.record))
         if error:

@@ -217,6 +217,8 @@ def next_step(workspace: Workspace, record: SandboxRecord, *, merge_mode: str = 
         return StepView(Step.REVIEW, "gates and policy")
     if status in (EXITED, FAILED):
         if not has_commits(workspace, record):
+            if record.data.get("save_error"):  # not "no change": the work is in its worktree, unsaved
+                return StepView(Step.NO_CHANGE, f"the work it left could not be saved: {record.data['save_error']}")
             return StepView(Step.NO_CHANGE, "the agent ended without a change")
         return StepView(Step.REVIEW)
     if status == AWAITING_REVIEW:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shlex
 import sys
 import time
@@ -16,6 +15,7 @@ from typing import TYPE_CHECKING, Any, Final
 from loomtui.errors import LoomError
 from loomtui.execution.context_files import write_atomically
 from loomtui.execution.sandboxes import HOOK_SETTINGS_PATH
+from loomtui.gitcmd import default_excludes_file
 from loomtui.governance.hooks.claude import DEFAULT_PERMISSION_WAIT_S, PRE_TOOL_MATCHER
 from loomtui.governance.hooks.commit import git as _git
 from loomtui.governance.hooks.edits import read_text as _read_text
@@ -182,10 +182,7 @@ def _exclude_for_worktree(tree: Path, git_dir: Path, names: Sequence[str]) -> No
             values.append((scope, value))
     if [value for scope, value in values if scope == "worktree"][-1:] == [str(exclude)]:
         return
-    previous = values[-1][1] if values else ""
-    if not previous:
-        xdg = os.environ.get("XDG_CONFIG_HOME") or os.path.expanduser("~/.config")
-        previous = os.path.join(xdg, "git", "ignore")
+    previous = (values[-1][1] if values else "") or default_excludes_file()
     inherited = _read_text(Path(previous)) or ""
     lines = ["# loomtui: keep the files loomtui wrote (hook settings, context) out of this sandbox's commits",
              *(f"/{name}" for name in names), f"# carried over from {previous}", inherited]
