@@ -21,7 +21,7 @@ from loomtui.errors import ConfigError, LoomError
 from loomtui.governance.policy import parse_policy
 from loomtui.workspace import open_workspace
 from loomtui.yamlcheck import MAX_FILE_BYTES, read_text
-from tests.conftest import demo_repo, git
+from tests.conftest import demo_repo, git, run_cli
 
 LOOMTUI = shutil.which("loomtui") or "loomtui"
 REFUNDS = "payments/refunds.py"
@@ -293,3 +293,26 @@ def test_a_script_that_is_not_a_regular_file_is_refused_not_read(tmp_path: Path)
     done = subprocess.run([sys.executable, "-m", "loomtui", "script-agent", "--check", "/dev/zero"],
                           capture_output=True, text=True, timeout=30, cwd=tmp_path)
     assert done.returncode == 2 and len(done.stderr.splitlines()) == 1 and "Traceback" not in done.stderr
+
+
+def test_a_loop_of_symlinks_is_one_line_wherever_a_target_is_named(repo: Path) -> None:
+    (repo / "l1.py").symlink_to("l2.py")
+    (repo / "l2.py").symlink_to("l1.py")
+    for args in (("claim", "add", "--sandbox", "a", "l1.py"), ("regions", "l1.py"),
+                 ("context", "slice", "--task", "x", "--claim", "l1.py")):
+        done = run_cli(repo, *args)
+        assert_one_line_error(done, "l1.py: its symlinks form a loop")
+
+
+def test_an_escalation_id_past_the_stores_integers_is_a_usage_error(repo: Path) -> None:
+    for number in ("9223372036854775808", "99999999999999999999999"):
+        assert_one_line_error(run_cli(repo, "escalation", "show", number), "too large")
+    assert_one_line_error(run_cli(repo, "escalation", "show", "999"), "no escalation #999")
+
+
+def test_hook_install_over_a_settings_file_that_is_not_utf8_is_one_line(repo: Path) -> None:
+    settings = repo / ".claude" / "settings.json"
+    settings.parent.mkdir()
+    settings.write_bytes(b"\xff{}")
+    assert_one_line_error(run_cli(repo, "hook", "install"), "settings.json: not valid UTF-8")
+    assert settings.read_bytes() == b"\xff{}"  # left as it was

@@ -183,7 +183,7 @@ def cmd_escalation_show(args: argparse.Namespace) -> int:
     workspace = workspace_for(args)
     escalation = workspace.store.get_escalation(args.id)
     if escalation is None:
-        raise LoomError(f"no escalation #{args.id}", exit_code=1)
+        raise LoomError(f"no escalation #{args.id}")
     decisions = _decisions(escalation)
     if args.json:
         print_json({"id": escalation.id, "kind": escalation.kind, "status": escalation.status,
@@ -282,7 +282,7 @@ def register(commands: Any) -> None:
     show = add_command(escalation, "show", cmd_escalation_show,
                        "one escalation: why, what it needs, and each decision (signed or unsigned)",
                        json_flag=True)
-    show.add_argument("id", type=int, metavar="ID")
+    show.add_argument("id", type=id_arg, metavar="ID")
     for decision, help_text in (("approve", "approve (counts toward each requirement you are eligible for)"),
                                 ("reject", "reject, with a reason"),
                                 ("override", "override a block, with a reason (the policy's override groups)")):

@@ -130,16 +130,16 @@ class TargetResolver:
     def repo_path(self, raw: str) -> str:
         """A repository-relative posix path; anything escaping the repository is refused."""
         candidate = Path(raw)
+        root = self.index.root.resolve()
         if candidate.is_absolute():
             try:
-                candidate = candidate.resolve().relative_to(self.index.root.resolve())
+                candidate = _resolved(candidate, raw).relative_to(root)
             except ValueError:
                 raise BadTarget(f"{shown(raw)}: outside the repository") from None
         normal = PurePosixPath(candidate.as_posix())
         if ".." in normal.parts:
             raise BadTarget(f"{shown(raw)}: paths may not leave the repository ('..')")
-        root = self.index.root.resolve()
-        resolved = (self.index.root / normal).resolve()
+        resolved = _resolved(self.index.root / normal, raw)
         if not resolved.is_relative_to(root):
             raise BadTarget(f"{shown(raw)}: resolves outside the repository (symlink?)")
         if resolved == root:
@@ -177,3 +177,13 @@ class TargetResolver:
 
         match = process.extractOne(target, list(self.index.regions), score_cutoff=70)
         return f" (did you mean {match[0]}?)" if match else ""
+
+
+def _resolved(path: Path, raw: str) -> Path:
+    """`path` with its symlinks followed; a loop of them (which `resolve` raises on) is a bad target."""
+    try:
+        return path.resolve()
+    except RuntimeError:  # a loop, before Python 3.13
+        raise BadTarget(f"{shown(raw)}: its symlinks form a loop") from None
+    except OSError as exc:  # a loop, from Python 3.13 (ELOOP)
+        raise BadTarget(f"{shown(raw)}: cannot follow its symlinks ({exc.strerror or exc})") from None

@@ -19,6 +19,7 @@ from loomtui.gitcmd import default_excludes_file
 from loomtui.governance.hooks.claude import DEFAULT_PERMISSION_WAIT_S, PRE_TOOL_MATCHER
 from loomtui.governance.hooks.commit import git as _git
 from loomtui.governance.hooks.edits import read_text as _read_text
+from loomtui.yamlcheck import read_text
 
 if TYPE_CHECKING:
     from loomtui.workspace import Workspace
@@ -138,10 +139,9 @@ def _is_ours(hook: Any) -> bool:
 
 
 def _read_settings(path: Path) -> dict[str, Any]:
-    try:
-        text = path.read_text("utf-8")
-    except FileNotFoundError:
+    if not path.exists() and not path.is_symlink():
         return {}
+    text = read_text(path, str(path))  # one line for a non-UTF-8, huge, unreadable or special file
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
