@@ -23,6 +23,7 @@ from dataclasses import asdict
 from typing import TYPE_CHECKING, Any, Final, NoReturn
 
 from loomtui import __version__
+from loomtui.cli.terminal import guard
 from loomtui.errors import LoomError, escape_controls
 
 if TYPE_CHECKING:  # the engines load with the command that needs them, not with the hook's fast path
@@ -435,6 +436,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             only = ""  # no command: the dashboard, which needs no layer's commands (their imports delay its frame)
         parser = build_parser(only)
     args = parser.parse_args(given)
+    # Untrusted text (file names, tasks, agents' output) never drives the terminal. The app is
+    # unaffected: Textual writes to sys.__stderr__.
+    sys.stdout, sys.stderr = guard(sys.stdout), guard(sys.stderr)
     try:
         return int(args.handler(args))
     except LoomError as exc:

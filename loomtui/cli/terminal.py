@@ -1,0 +1,46 @@
+"""What the CLI prints to a terminal: never a control sequence taken from untrusted text.
+
+File names, task text, agent log lines and patches come from agents (or anyone who can
+write the repository). Printed raw, an ESC in them moves the cursor, retitles the
+terminal or rewrites the clipboard (OSC 52). On a terminal every control character but
+newline, tab and carriage return (loomtui's own progress lines rewrite themselves with it)
+is shown escaped (`\\x1b`); to a pipe or a file the bytes go through as they are, so
+`sandbox diff | git apply` and `--json` readers get exactly what was there.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, TextIO
+
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+
+
+def escaped(text: str) -> str:
+    """`text` with every control character but newline, tab and carriage return written as a Python escape."""
+    if not _CONTROL.search(text):
+        return text
+    return _CONTROL.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), text)
+
+
+class TerminalText:
+    """A text stream that escapes control characters on their way to a terminal."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        self._stream.write(escaped(text))
+        return len(text)
+
+    def __getattr__(self, name: str) -> Any:  # flush, isatty, fileno, encoding: the stream's own
+        return getattr(self._stream, name)
+
+
+def guard(stream: TextIO) -> TextIO:
+    """`stream` itself when it is not a terminal, else a `TerminalText` over it."""
+    try:
+        tty = stream.isatty()
+    except (AttributeError, ValueError):  # closed, or not a file
+        tty = False
+    return TerminalText(stream) if tty else stream  # type: ignore[return-value]

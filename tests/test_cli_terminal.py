@@ -1,0 +1,43 @@
+"""Untrusted text (a file name an agent made, a task, an agent's log) printed by the CLI never drives
+the user's terminal; to a pipe it goes through as it is (`loomtui.cli.terminal`)."""
+
+from __future__ import annotations
+
+import io
+from contextlib import redirect_stderr, redirect_stdout
+from pathlib import Path
+
+import pytest
+
+from loomtui.cli import main
+from loomtui.cli.terminal import escaped
+from tests.conftest import git, run_cli
+
+EVIL = "evil\x1b]52;c;cHduZWQ=\x07.py"  # OSC 52: would set the clipboard of the terminal showing it
+
+
+class Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_a_file_name_with_escape_sequences_reaches_a_terminal_escaped_and_a_pipe_as_it_is(
+        repo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (repo / EVIL).write_text("def f():\n    return 1\n")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-qm", "a file an agent named")
+    monkeypatch.chdir(repo)
+    shown, progress = Terminal(), Terminal()
+    with redirect_stdout(shown), redirect_stderr(progress):
+        assert main(["regions", EVIL]) == 0
+    assert "\x1b" not in shown.getvalue() and "\x07" not in shown.getvalue()
+    assert "evil\\x1b]52;c;cHduZWQ=\\x07.py::f" in shown.getvalue()
+    assert "\rindexing" in progress.getvalue()  # loomtui's own progress line still rewrites itself
+    piped = run_cli(repo, "regions", EVIL)
+    assert piped.returncode == 0 and f"{EVIL}::f" in piped.stdout
+
+
+def test_only_newline_tab_and_carriage_return_pass() -> None:
+    assert escaped("a\tb\nc\rd") == "a\tb\nc\rd"
+    assert escaped("\x00\x08\x0b\x1b[2J\x7f\x9b") == "\\x00\\x08\\x0b\\x1b[2J\\x7f\\x9b"
+    assert escaped("café ✓") == "café ✓"
