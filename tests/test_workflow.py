@@ -320,6 +320,18 @@ def test_sandbox_advance_all_reports_each_task_as_json(manual: Workspace) -> Non
     assert run_cli(manual.root, "sandbox", "advance").returncode != 0
 
 
+def test_a_merge_into_a_missing_branch_fails_advance_says_so_and_a_right_one_then_merges(manual: Workspace) -> None:
+    sandbox_id = run_task(manual, "into", "lib.py", "x + 1", "x + 4")
+    wait_until_settled(manual, sandbox_id)
+    bad = run_cli(manual.root, "sandbox", "merge", sandbox_id, "--into", "nope")
+    assert bad.returncode == 1 and "target branch 'nope' does not exist" in bad.stderr, bad.stderr
+    again = run_cli(manual.root, "sandbox", "advance", sandbox_id)  # retries, fails again: exit 1 for scripts
+    assert again.returncode == 1 and "failed-step" in again.stdout, again.stdout
+    merged = run_cli(manual.root, "sandbox", "merge", sandbox_id, "--into", "main")  # not the old failure
+    assert merged.returncode == 0, merged.stderr
+    assert sb.get_sandbox(manual, sandbox_id).status == MERGED
+
+
 def test_plan_show_run_and_cancel(manual: Workspace) -> None:
     for name, (path, old, new) in {"caller": ("app.py", "helper(1)", "helper(2)"),
                                    "callee": ("lib.py", "x + 1", "x + 2")}.items():

@@ -107,6 +107,8 @@ def cmd_start(args: argparse.Namespace) -> int:
 
 
 def cmd_advance(args: argparse.Namespace) -> int:
+    from loomtui.workflow.steps import Step
+
     workspace = workspace_for(args)
     say = None if args.json else print
     flow = _workflow(workspace, say)
@@ -116,13 +118,15 @@ def cmd_advance(args: argparse.Namespace) -> int:
         results = [flow.advance(engine.get_sandbox(workspace, args.id).id, retry=True)]
     else:
         raise LoomError("name a sandbox ID, or --all")
+    # A step that failed (and was not put right by this retry) is exit 1, for scripts.
+    failed = any(r.now.step == Step.FAILED_STEP for r in results)
     if args.json:
         print_json({"advanced": [{"sandbox": r.sandbox_id, "done": list(r.done), "status": r.status,
                                   "step": str(r.now.step), "waits_on": r.now.waits_on} for r in results]})
-        return 0
+        return 1 if failed else 0
     for result in results:
         print(f"sandbox {result.sandbox_id}: {result.status}; {result.now.line(STEP_HINTS)}")
-    return 0
+    return 1 if failed else 0
 
 
 def cmd_list(args: argparse.Namespace) -> int:

@@ -336,7 +336,9 @@ def request_merge(workspace: Workspace, sandbox_id: str, *, into: str | None = N
         raise LoomError(f"sandbox {record.id} is already merged", exit_code=1)
     if into:  # where it goes, said before following the decision (which may merge it: `merge: auto`)
         workspace.store.update_sandbox(record.id, data={MERGE_REQUESTED_KEY: {"by": workspace.actor, "into": into}})
-    advanced = flow.advance(record.id)  # people's decision first
+    # A person asking is a retry: a step that failed before (a merge into a branch that did not
+    # exist) is tried again, with what they ask now, rather than repeated as the old failure.
+    advanced = flow.advance(record.id, retry=True)  # people's decision first
     record = sandboxes.get_sandbox(workspace, record.id)
     if record.status == MERGED:
         return advanced
@@ -348,7 +350,7 @@ def request_merge(workspace: Workspace, sandbox_id: str, *, into: str | None = N
     workspace.store.update_sandbox(record.id, data={MERGE_REQUESTED_KEY: {"by": workspace.actor, "into": into},
                                                     MERGE_CONFLICT_KEY: None})
     workspace.record("sandbox.merge_requested", record.id, {"into": into})
-    result = flow.advance(record.id)
+    result = flow.advance(record.id, retry=True)
     if result.status != MERGED:
         raise LoomError(f"sandbox {record.id} was not merged: {result.now.line()}", exit_code=1)
     return result
