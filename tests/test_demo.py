@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 from loomtui.demo import prepare_demo_repo
 from tests.conftest import git
@@ -55,3 +58,18 @@ def test_the_demos_sandboxes_live_inside_its_folder_so_deleting_it_leaves_nothin
     assert not worktree.is_relative_to(repo)  # never inside the working tree itself
     shutil.rmtree(repo.parent)
     assert not worktree.exists()
+
+
+def test_demo_json_runs_headless_never_the_full_screen_app(monkeypatch: pytest.MonkeyPatch,
+                                                           capsys: pytest.CaptureFixture[str]) -> None:
+    """`--json` is read by a script: drawing the app there put terminal codes on its stdout."""
+    import loomtui.demo.headless
+    import loomtui.tui.app
+    from loomtui.cli import main
+
+    ran: list[str] = []
+    monkeypatch.setattr(loomtui.demo.headless, "run_headless",
+                        lambda workspace, on_step: ran.append("headless") or {"ok": True})
+    monkeypatch.setattr(loomtui.tui.app, "run_app", lambda *a, **k: ran.append("app") or 0)
+    assert main(["demo", "--json"]) == 0
+    assert ran == ["headless"] and json.loads(capsys.readouterr().out) == {"ok": True}

@@ -167,7 +167,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     repo = prepare_demo_repo()
     workspace = open_workspace(repo)
     try:
-        if args.headless:
+        if args.headless or args.json:  # JSON is for a script: there is no screen to draw the app on
             # Each step is printed as it happens; --json prints only the final summary.
             summary = run_headless(workspace, on_step=None if args.json else lambda line: print(line, flush=True))
             if args.json:
@@ -323,7 +323,8 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     demo = add_command(commands, "demo", cmd_demo,
                        "open the app on a fresh copy of the bundled sample repo", json_flag=True)
     demo.add_argument("--keep", action="store_true", help="keep the demo repository and print its path")
-    demo.add_argument("--headless", action="store_true", help="run the scenario without a UI and print a summary")
+    demo.add_argument("--headless", action="store_true",
+                      help="run the scenario without a UI and print each step (--json: one summary; implies this)")
 
     audit = add_group(commands, "audit", "the hash-chained audit log")
     verify = add_command(audit, "verify", cmd_audit_verify,
