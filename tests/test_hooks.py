@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -33,7 +34,7 @@ from loomtui.governance.hooks.install import SETTINGS_PATH, install_hooks
 from loomtui.governance.policy import ChangeFacts, evaluate, load_policy
 from loomtui.workflow import tasks
 from loomtui.workspace import Workspace, open_workspace
-from tests.conftest import agent_ended, demo_repo, git, quick_gates
+from tests.conftest import agent_ended, demo_repo, git, quick_gates, wait_until
 
 SESSION = "5d1e2f3a-8b7c-4d6e-9f01-23456789abcd"
 ME = "claude-5d1e2f3a"
@@ -314,6 +315,24 @@ def test_an_unanswered_permission_request_is_denied_and_withdrawn(billing: Path,
     assert answer["behavior"] == "deny" and "within 1s" in answer["message"]
     (escalation,) = ws.store.list_escalations()
     assert escalation.status == "withdrawn"
+    assert [e.action for e in ws.audit.entries()][-1] == "escalation.withdrawn"
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_a_hook_killed_while_it_waits_withdraws_its_request(billing: Path, ws: Workspace, signum: int) -> None:
+    """Nobody waits for a decision any more: a lead must not approve a call that will never be made."""
+    waiting = subprocess.Popen([*LOOMTUI, "hook", "claude", "--timeout", "30"], stdin=subprocess.PIPE,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=clean_env())
+    assert waiting.stdin is not None
+    waiting.stdin.write(json.dumps(permission(billing, "make deploy")))
+    waiting.stdin.close()
+    wait_until(lambda: [e for e in ws.store.list_escalations("open") if e.kind == "permission-request"],
+               what="the open request")
+    waiting.send_signal(signum)
+    assert waiting.wait(timeout=20) != 0
+    (escalation,) = ws.store.list_escalations()
+    assert escalation.status == "withdrawn", escalation
+    assert "hook was" in escalation.data["history"][-1]["reason"]
     assert [e.action for e in ws.audit.entries()][-1] == "escalation.withdrawn"
 
 

@@ -16,11 +16,14 @@ edit an agent makes, and must start in milliseconds.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
+import signal
+import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final, Protocol
@@ -228,6 +231,32 @@ def answer_event(event: HookEvent, channel: Channel, *, wait: float = DEFAULT_PE
     return HookAnswer(event.event, answer["decision"], f"loomtui: {answer['reason']}")
 
 
+@contextlib.contextmanager
+def _withdrawn_if_interrupted(channel: Channel, escalation_id: Any) -> Iterator[None]:
+    """While the hook waits for a lead: killed (SIGTERM, SIGHUP: the agent gave up or was stopped) or
+    interrupted, it withdraws its request first, so no lead approves a call nobody is waiting for."""
+
+    def stop(signum: int, _frame: object) -> None:
+        raise SystemExit(128 + signum)
+
+    handled = (signal.SIGTERM, signal.SIGHUP)
+    main = threading.current_thread() is threading.main_thread()  # signals reach the main thread only
+    previous = [signal.signal(number, stop) for number in handled] if main else []
+    try:
+        yield
+    except (KeyboardInterrupt, SystemExit) as exc:
+        why = "interrupted" if isinstance(exc, KeyboardInterrupt) else f"stopped (exit {exc.code})"
+        try:
+            channel.request("withdraw_permission_request", id=escalation_id,
+                            reason=f"the agent's hook was {why} before a decision")
+        except LoomError:
+            pass  # the broker is gone too: its end withdraws what is left (withdraw_orphans)
+        raise
+    finally:
+        for number, handler in zip(handled, previous, strict=False):
+            signal.signal(number, handler)
+
+
 def _answer_permission(event: HookEvent, channel: Channel, wait: float, poll: float) -> HookAnswer:
     opened = channel.request("open_permission_request", tool_name=event.tool_name,
                              tool_input=dict(event.tool_input), extra=dict(event.extra))
@@ -235,11 +264,12 @@ def _answer_permission(event: HookEvent, channel: Channel, wait: float, poll: fl
         return HookAnswer(event.event, "deny", f"loomtui: {opened.get('message', 'refused')}")
     deadline = time.monotonic() + wait
     status = opened
-    while True:
-        status = channel.request("escalation_status", id=opened["id"])
-        if status.get("decision") is not None or time.monotonic() >= deadline:
-            break
-        time.sleep(min(poll, max(0.0, deadline - time.monotonic())))
+    with _withdrawn_if_interrupted(channel, opened["id"]):
+        while True:
+            status = channel.request("escalation_status", id=opened["id"])
+            if status.get("decision") is not None or time.monotonic() >= deadline:
+                break
+            time.sleep(min(poll, max(0.0, deadline - time.monotonic())))
     if status.get("decision") is None:
         status = channel.request("withdraw_permission_request", id=opened["id"],
                                  reason=f"no decision within {wait:g}s")
