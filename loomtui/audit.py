@@ -415,8 +415,33 @@ class AuditLog:
                 continue
 
     def tail(self, count: int = 20) -> list[AuditEntry]:
-        """The newest `count` entries, oldest first."""
-        return list(deque(self.entries(), maxlen=count))
+        """The newest `count` entries, oldest first: the store's, which holds every committed one (the
+        file may lack some, when it was damaged or changed: see `file_behind`), else the file's."""
+        store = self.store
+        if store is not None and count > 0:
+            self._sync_quietly()
+            try:
+                head = store.audit_head()
+                rows = store.audit_entries_after(max(0, head[0] - count)) if head is not None else []
+            except LoomError:
+                rows = []  # a store it may not read (inside a sandbox): the file is what there is
+            if rows:
+                return [AuditEntry(**json.loads(line)) for _seq, _hash, line in rows][-count:]
+        return list(deque(self.entries(), maxlen=count)) if count > 0 else []
+
+    def file_behind(self) -> int | None:
+        """The store's newest entry when the file does not end with it: after a sync, only when the
+        file disagrees with the store (a damaged or changed line; `verify` says where), so no entry is
+        added to it. None when it does, or with no store."""
+        store = self.store
+        if store is None:
+            return None
+        self._sync_quietly()
+        try:
+            head = store.audit_head()
+        except LoomError:
+            return None
+        return head[0] if head is not None and self._quick_tail() != head else None
 
     def verify(self) -> VerifyResult:
         """Bring the file up to the store, then check its chain, and it against the store.

@@ -223,8 +223,22 @@ def test_a_line_the_store_never_committed_is_reported(log: AuditLog) -> None:
     assert not result.ok and result.line == 6 and "never committed" in result.problem
     log.append("dev@example.com", "later")  # the store's entry 6 is not written over the forged line
     assert b"later" not in log.path.read_bytes()
-    assert [e.action for e in log.tail(2)] == ["test.step", "escalation.approve"]
+    assert [e.action for e in log.tail(2)] == ["test.step", "later"]  # the store's: every committed entry
+    assert log.file_behind() == 6  # the file's last line is not the store's entry 6
     assert not log.verify().ok
+
+
+def test_a_damaged_last_line_stops_the_file_and_tail_still_shows_every_committed_entry(log: AuditLog) -> None:
+    with open(log.path, "ab") as handle:
+        handle.write(b"\xff junk\n")
+    log.append("dev@example.com", "claim.added", "x")
+    assert b"claim.added" not in log.path.read_bytes()  # not appended after a line it cannot chain to
+    assert [e.action for e in log.tail(2)] == ["test.step", "claim.added"] and log.file_behind() == 6
+    assert log.tail(0) == []
+
+
+def test_a_whole_file_is_not_behind(log: AuditLog) -> None:
+    assert log.file_behind() is None and [e.seq for e in log.tail(3)] == [3, 4, 5]
 
 
 def test_a_log_from_before_the_audit_table_is_imported_and_keeps_verifying(tmp_path: Path) -> None:

@@ -42,6 +42,19 @@ def test_audit_tail_is_readable_lines_not_json(billing: Path) -> None:
     assert all(len(line) <= 120 for line in lines[1::2])
 
 
+def test_audit_tail_over_a_damaged_log_warns_and_shows_the_store_s_entries(billing: Path) -> None:
+    run_cli(billing, "claim", "add", "--sandbox", "s1", QUOTE)
+    log = billing / ".git" / "loom" / "audit.jsonl"
+    with open(log, "ab") as handle:
+        handle.write(b"\xff junk\n")
+    added = run_cli(billing, "claim", "add", "--sandbox", "s2", "payments/refunds.py::RefundService.issue_refund")
+    assert added.returncode == 0
+    done = run_cli(billing, "audit", "tail", "-n", "1")
+    assert "claim.added" in done.stdout and "s2" not in log.read_text(errors="replace")
+    assert "warning:" in done.stderr and "was damaged or changed" in done.stderr and "audit verify" in done.stderr
+    assert run_cli(billing, "audit", "tail", "-n", "0").stdout == ""  # not "(the audit log is empty)"
+
+
 def test_sandbox_list_keeps_its_columns_with_a_long_runtime_name(billing: Path) -> None:
     (billing / ".loom" / "loom.yaml").write_text(
         "version: 1\nruntimes:\n  a-runtime-with-a-long-name:\n    argv: [\"true\"]\n  x:\n    argv: [\"true\"]\n")

@@ -218,10 +218,15 @@ def cmd_audit_verify(args: argparse.Namespace) -> int:
 def cmd_audit_tail(args: argparse.Namespace) -> int:
     workspace = workspace_for(args)
     entries = workspace.audit.tail(args.n)
+    newest = workspace.audit.file_behind()
+    if newest is not None:
+        print(f"loomtui: warning: {workspace.audit.path} does not end with entry {newest}, the store's newest: "
+              "it was damaged or changed, so no entry is added to it (shown: the store's entries; "
+              "`loomtui audit verify` says where the file breaks)", file=sys.stderr)
     if args.json:
         print_json([asdict(e) for e in entries])
         return 0
-    if not entries:
+    if not entries and args.n:
         print("(the audit log is empty)")
     for entry in entries:
         when = entry.ts[:19].replace("T", " ")  # to the second; --json has it whole
