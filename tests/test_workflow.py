@@ -121,6 +121,16 @@ def test_an_ended_agent_is_reviewed_merged_and_its_claims_released_with_no_app_r
     assert run_cli(auto.root, "conflicts").returncode == 0
 
 
+def test_an_agent_that_ends_without_a_change_gives_its_claims_back(manual: Workspace) -> None:
+    """It can never work again (an ended sandbox does not restart): its claims would only block others."""
+    record = tasks.create_sandbox(manual, "look only", "script", claims=["lib.py::helper"], autostart=True,
+                                  script=script(manual, "idle", '- {log: "nothing to do"}\n'))
+    view = wait_until_settled(manual, record.id)
+    assert view.step == Step.NO_CHANGE and manual.store.live_claims(record.id) == []
+    released = [e for e in manual.audit.entries() if e.action == "claim.released"]
+    assert released and released[-1].details.get("reason") == "the agent ended without a change"
+
+
 def test_with_manual_merge_an_approved_change_waits_for_a_person_then_merges_once(manual: Workspace) -> None:
     sandbox_id = run_task(manual, "helper", "lib.py", "x + 1", "x + 2")
     view = wait_until_settled(manual, sandbox_id)

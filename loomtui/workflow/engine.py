@@ -20,7 +20,16 @@ from loomtui.coordination.claims import ClaimRefused, claim_targets, release_cla
 from loomtui.errors import LoomError
 from loomtui.execution import sandboxes
 from loomtui.execution.gitops import Git
-from loomtui.execution.lifecycle import APPROVED, ARCHIVED, GATING, MERGED, PLANNED, REJECTED, transition
+from loomtui.execution.lifecycle import (
+    APPROVED,
+    ARCHIVED,
+    EXITED,
+    GATING,
+    MERGED,
+    PLANNED,
+    REJECTED,
+    transition,
+)
 from loomtui.execution.review import MergeConflict, merge
 from loomtui.governance.coordinator import governed_coordinator
 from loomtui.governance.escalations import withdraw_open
@@ -174,7 +183,9 @@ class Workflow:
         if step == Step.MERGE:
             return self._merge(record)
         if step == Step.RELEASE:
-            count = release_claims_of(self.workspace, record.id, f"sandbox {record.status}")
+            ended = record.status == EXITED  # with no change (else it is reviewed first)
+            count = release_claims_of(self.workspace, record.id,
+                                      "the agent ended without a change" if ended else f"sandbox {record.status}")
             archived = record.status == ARCHIVED
             withdrawn = withdraw_open(self.workspace, record.id, "sandbox archived") if archived else []
             return f"{count} claim(s) released ({record.status})" + (

@@ -219,6 +219,10 @@ def next_step(workspace: Workspace, record: SandboxRecord, *, merge_mode: str = 
         if not has_commits(workspace, record):
             if record.data.get("save_error"):  # not "no change": the work is in its worktree, unsaved
                 return StepView(Step.NO_CHANGE, f"the work it left could not be saved: {record.data['save_error']}")
+            # Ended (or stopped) with nothing to review: no agent can use its claims again, so they
+            # go back. A failed one keeps them for a retry (a model API that did not answer).
+            if status == EXITED and _holds_claims(workspace, record.id, known):
+                return StepView(Step.RELEASE, "the agent ended without a change")
             return StepView(Step.NO_CHANGE, "the agent ended without a change")
         return StepView(Step.REVIEW)
     if status == AWAITING_REVIEW:
