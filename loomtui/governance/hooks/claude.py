@@ -231,40 +231,67 @@ def answer_event(event: HookEvent, channel: Channel, *, wait: float = DEFAULT_PE
     return HookAnswer(event.event, answer["decision"], f"loomtui: {answer['reason']}")
 
 
+class _Interrupted(Exception):
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+class _WaitGuard:
+    """A signal while the hook asks a lead: before the request exists it waits for it (so it can be
+    withdrawn), after it ends the wait."""
+
+    def __init__(self) -> None:
+        self.escalation_id: Any = None
+        self._pending: int | None = None
+
+    def on_signal(self, signum: int, _frame: object) -> None:
+        if self.escalation_id is None:
+            self._pending = signum  # the request is being opened: withdrawn once it is
+            return
+        raise _Interrupted(signum)
+
+    def watch(self, escalation_id: Any) -> None:
+        """The request is open: a signal from now on (or one that came while it was opened) ends the wait."""
+        self.escalation_id = escalation_id
+        if self._pending is not None:
+            raise _Interrupted(self._pending)
+
+
 @contextlib.contextmanager
-def _withdrawn_if_interrupted(channel: Channel, escalation_id: Any) -> Iterator[None]:
-    """While the hook waits for a lead: killed (SIGTERM, SIGHUP: the agent gave up or was stopped) or
+def _withdrawn_if_interrupted(channel: Channel) -> Iterator[_WaitGuard]:
+    """While the hook asks a lead: killed (SIGTERM, SIGHUP: the agent gave up or was stopped) or
     interrupted, it withdraws its request first, so no lead approves a call nobody is waiting for."""
-
-    def stop(signum: int, _frame: object) -> None:
-        raise SystemExit(128 + signum)
-
-    handled = (signal.SIGTERM, signal.SIGHUP)
+    guard = _WaitGuard()
+    handled = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
     main = threading.current_thread() is threading.main_thread()  # signals reach the main thread only
-    previous = [signal.signal(number, stop) for number in handled] if main else []
+    previous = [signal.signal(number, guard.on_signal) for number in handled] if main else []
     try:
-        yield
-    except (KeyboardInterrupt, SystemExit) as exc:
-        why = "interrupted" if isinstance(exc, KeyboardInterrupt) else f"stopped (exit {exc.code})"
-        try:
-            channel.request("withdraw_permission_request", id=escalation_id,
-                            reason=f"the agent's hook was {why} before a decision")
-        except LoomError:
-            pass  # the broker is gone too: its end withdraws what is left (withdraw_orphans)
-        raise
+        yield guard
+    except (_Interrupted, KeyboardInterrupt) as exc:
+        signum = exc.signum if isinstance(exc, _Interrupted) else signal.SIGINT
+        if guard.escalation_id is not None:
+            try:
+                channel.request("withdraw_permission_request", id=guard.escalation_id,
+                                reason=f"the agent's hook was stopped ({signal.Signals(signum).name}) "
+                                       "before a decision")
+            except LoomError:
+                pass  # the broker is gone too: its end withdraws what is left (withdraw_orphans)
+        raise SystemExit(128 + signum) from None
     finally:
         for number, handler in zip(handled, previous, strict=False):
             signal.signal(number, handler)
 
 
 def _answer_permission(event: HookEvent, channel: Channel, wait: float, poll: float) -> HookAnswer:
-    opened = channel.request("open_permission_request", tool_name=event.tool_name,
-                             tool_input=dict(event.tool_input), extra=dict(event.extra))
-    if opened.get("decision") == "deny":
-        return HookAnswer(event.event, "deny", f"loomtui: {opened.get('message', 'refused')}")
-    deadline = time.monotonic() + wait
-    status = opened
-    with _withdrawn_if_interrupted(channel, opened["id"]):
+    with _withdrawn_if_interrupted(channel) as guard:
+        opened = channel.request("open_permission_request", tool_name=event.tool_name,
+                                 tool_input=dict(event.tool_input), extra=dict(event.extra))
+        if opened.get("decision") == "deny":
+            return HookAnswer(event.event, "deny", f"loomtui: {opened.get('message', 'refused')}")
+        guard.watch(opened["id"])
+        deadline = time.monotonic() + wait
+        status = opened
         while True:
             status = channel.request("escalation_status", id=opened["id"])
             if status.get("decision") is not None or time.monotonic() >= deadline:
