@@ -26,7 +26,7 @@ from loomtui.errors import StoreError
 from loomtui.governance.coordinator import governed_coordinator
 from loomtui.repo import find_repo
 from loomtui.store import SandboxRecord, SqliteStore, Store, open_store, repository_namespace
-from loomtui.store.postgres import PostgresStore, redact
+from loomtui.store.postgres import PostgresStore, redact, scrub
 from loomtui.store.schema import SCHEMA_VERSION
 from loomtui.workspace import open_workspace
 from tests.conftest import git
@@ -289,6 +289,12 @@ def test_the_url_is_never_shown_with_its_password(repo: Path, monkeypatch: pytes
     result = subprocess.run([sys.executable, "-m", "loomtui", "status"], cwd=repo, capture_output=True, text=True)
     assert result.returncode == 2 and "s3cr" not in result.stderr and len(result.stderr.splitlines()) == 1, \
         result.stderr
+
+
+def test_a_short_password_is_blanked_where_it_stands_whole_not_inside_other_words() -> None:
+    url = "postgresql://u:p@127.0.0.1:1/x"
+    said = scrub('connection to server at "127.0.0.1", port 1 failed: password "p" rejected', url)
+    assert said == 'connection to server at "127.0.0.1", port 1 failed: password "***" rejected'
 
 
 def test_a_nul_from_an_agents_output_neither_fails_a_write_nor_a_report(postgres_url: str) -> None:

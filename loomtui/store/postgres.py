@@ -81,7 +81,8 @@ def _secrets(url: str) -> list[str]:
 def scrub(text: str, url: str) -> str:
     """A driver's message with the URL's secrets blanked and any URL in it shown without them."""
     for secret in _secrets(url):
-        text = text.replace(secret, "***")
+        # Where it stands as a whole: a one-letter password must not blank that letter in "port".
+        text = re.sub(rf"(?<![A-Za-z0-9]){re.escape(secret)}(?![A-Za-z0-9])", "***", text)
     return re.sub(r"postgres(?:ql)?://[^\s\"']+", lambda m: redact(m.group(0)), text)
 
 
