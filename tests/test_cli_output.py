@@ -55,6 +55,15 @@ def test_audit_tail_over_a_damaged_log_warns_and_shows_the_store_s_entries(billi
     assert run_cli(billing, "audit", "tail", "-n", "0").stdout == ""  # not "(the audit log is empty)"
 
 
+def test_an_override_that_is_not_taken_says_why_before_the_conflicts(billing: Path) -> None:
+    run_cli(billing, "claim", "add", "--sandbox", "s1", QUOTE)
+    denied = run_cli(billing, "claim", "add", "--sandbox", "s2", QUOTE, "--override", "hotfix")
+    assert denied.returncode == 1
+    first, *rest = denied.stderr.splitlines()
+    assert first.startswith("refused: ") and "may not override" in first, denied.stderr
+    assert any("s1" in line for line in rest)  # then the conflicts, as without --override
+
+
 def test_sandbox_list_keeps_its_columns_with_a_long_runtime_name(billing: Path) -> None:
     (billing / ".loom" / "loom.yaml").write_text(
         "version: 1\nruntimes:\n  a-runtime-with-a-long-name:\n    argv: [\"true\"]\n  x:\n    argv: [\"true\"]\n")

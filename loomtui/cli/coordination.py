@@ -142,6 +142,8 @@ def cmd_claim_add(args: argparse.Namespace) -> int:
         })
         return 1 if refused else 0
     if refused is not None:
+        if args.override is not None:  # the override itself was not taken: say why before the conflicts
+            print(f"refused: {refused}", file=sys.stderr)
         if refused.conflicts:  # the conflicts say it, once each
             count = len(refused.conflicts)
             print(f"refused: {count} conflict{'s' if count != 1 else ''} with other sandboxes' claims:",

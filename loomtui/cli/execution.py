@@ -333,7 +333,7 @@ def register(commands: Any) -> None:
     new.add_argument("--base", default="HEAD", metavar="REF", help="commit or branch to start from (default HEAD)")
     new.add_argument("--claim", action="append", metavar="TARGET",
                      help="claim a region, file, glob or path:LINES before the agent starts (repeatable); "
-                          "a refused claim creates nothing and exits 1")
+                          "a refused claim starts nothing: the sandbox is recorded as rejected, with why, and exits 1")
     new.add_argument("--script", metavar="FILE", help="the YAML script a `script` runtime replays")
     new.add_argument("command", nargs="*", metavar="-- PROGRAM ARG",
                      help="for the generic `command` runtime: the program and its arguments "
