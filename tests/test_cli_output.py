@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import sqlite3
 from pathlib import Path
 
 from tests.conftest import git, run_cli
@@ -23,6 +25,17 @@ def test_the_gate_passes_a_branch_that_changes_nothing_and_markdown_never_says_n
     done = run_cli(billing, "gate", "--base", "main")
     assert done.returncode == 0 and done.stdout.startswith("loomtui gate: PASS")
     assert "adds no change to main: nothing to judge" in done.stdout
+    assert "require at" not in done.stdout and "needs" not in done.stdout  # nothing judged: no rule shown
+    judged = json.loads(run_cli(billing, "gate", "--base", "main", "--format", "json").stdout)
+    assert (judged["verdict"], judged["outcome"], judged["rules"]) == ("PASS", "none", [])
+    assert any(note.startswith("no state store here") for note in judged["notes"])
+    store = billing / ".git" / "loom" / "state.db"
+    store.parent.mkdir(parents=True, exist_ok=True)
+    with sqlite3.connect(store) as newer:  # a store a newer loomtui wrote: not "no store here"
+        newer.execute("PRAGMA user_version = 999")
+    unread = json.loads(run_cli(billing, "gate", "--base", "main", "--format", "json").stdout)
+    assert any(note.startswith("the state store could not be read (") and "newer" in note
+               for note in unread["notes"]), unread["notes"]
     (billing / "docs").mkdir(exist_ok=True)
     (billing / "docs" / "note.md").write_text("a note\n")
     git(billing, "add", "docs/note.md")

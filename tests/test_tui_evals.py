@@ -156,6 +156,6 @@ async def test_e_without_a_branch_is_refused_with_the_reason_and_m_finds_nothing
         # `M`, the merged gate: with no sandbox awaiting review or approved there is nothing to merge.
         await pilot.press("M")
         await wait_for(pilot, lambda: any(n.title == "merged gate" for n in app._notifications))
-        assert "nothing to merge" in next(n.message for n in app._notifications if n.title == "merged gate")
+        assert "no sandbox to merge" in next(n.message for n in app._notifications if n.title == "merged gate")
         await wait_for(pilot, lambda: not pane.merging)
         assert "not run yet" in str(pane.query_one("#evals-merged", Static).render())

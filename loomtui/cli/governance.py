@@ -116,12 +116,13 @@ def cmd_gate(args: argparse.Namespace) -> int:
     # review, which could send the database password to a host of its choosing.
     location = store_from_env() or "sqlite"
     store = None
+    without_store = "no state store here (a fresh CI clone)"
     if location != "sqlite" or paths.store_path.exists():
         try:
             store = open_store(paths, location)
         except StoreError as exc:  # fewer approvals seen can only hold a change back, never pass it
-            print(f"loomtui gate: {exc}; going by the published decisions alone", file=sys.stderr)
-    report = run_gate(paths.root, base=args.base, head=args.head, store=store)
+            without_store = f"the state store could not be read ({exc})"
+    report = run_gate(paths.root, base=args.base, head=args.head, store=store, without_store=without_store)
     if args.format == "json":
         print_json(report.as_dict())
     elif args.format == "markdown":

@@ -67,7 +67,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if args.baseline is not None:
         return _eval_baseline(args, workspace)
     if args.merged:
-        from loomtui.guardrails.merged import merged_gate
+        from loomtui.guardrails.merged import NOTHING_PENDING, merged_gate
 
         reports = merged_gate(workspace, force=args.force, say=None if args.json else print)
         if args.json:
@@ -76,7 +76,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
             for merged in reports:
                 _print_merged(merged)
             if not reports:
-                print("no sandbox is awaiting review or approved: nothing to merge")
+                print(NOTHING_PENDING)
         return 1 if any(r.breaking for r in reports) else 0
     if not args.sandbox:
         raise LoomError("name a SANDBOX, or give --baseline [REF] or --merged", exit_code=2)

@@ -62,35 +62,37 @@ class GateReport:
         return "PASS" if self.passed else "NEEDS APPROVAL"
 
     def as_dict(self) -> dict[str, Any]:
+        judged = not self.empty  # with no change there is no outcome: nothing was judged
         return {
             "verdict": self.verdict, "exit_code": self.exit_code, "base": self.base, "head": self.head,
-            "outcome": self.evaluation.outcome, "risk": self.evaluation.risk,
+            "outcome": self.evaluation.outcome if judged else "none", "risk": self.evaluation.risk,
             "rules": [{"name": a.name, "decision": a.decision, "risk": a.risk, "why": a.why}
-                      for a in self.evaluation.applied],
-            "requirements": [r.describe() for r in self.evaluation.requirements],
+                      for a in self.evaluation.applied] if judged else [],
+            "requirements": [r.describe() for r in self.evaluation.requirements] if judged else [],
             "approvals": list(self.approvals), "paths": list(self.facts.paths),
             "regions": list(self.facts.regions), "signature_changed": list(self.facts.signature_changed),
             "lines_changed": self.facts.lines_changed, "gates": dict(self.facts.gates),
-            "explanation": self.evaluation.explanation(), "notes": self.notes,
+            "explanation": self.evaluation.explanation() if judged else [], "notes": self.notes,
         }
 
     def text(self) -> str:
         lines = [f"loomtui gate: {self.verdict} ({self.base}..{self.head[:12]}, "
                  f"{len(self.facts.paths)} files, {self.facts.lines_changed} lines, risk {self.evaluation.risk})"]
-        lines += [f"  {line}" for line in self.evaluation.explanation()]
+        lines += [f"  {line}" for line in self.evaluation.explanation()] if not self.empty else []
         lines += [f"  approved by: {', '.join(self.approvals)}"] if self.approvals else []
         lines += [f"  note: {note}" for note in self.notes]
         return "\n".join(lines)
 
     def markdown(self) -> str:
         icon = {"PASS": "✅", "NEEDS APPROVAL": "⏳", "BLOCKED": "⛔"}[self.verdict]
-        out = [f"### {icon} loomtui policy gate: {self.verdict}", "",
-               f"`{self.base}..{self.head[:12]}` · {len(self.facts.paths)} files · "
-               f"{self.facts.lines_changed} lines · risk **{self.evaluation.risk}**", "",
-               "| rule | decision | risk | why |", "| --- | --- | --- | --- |"]
-        out += [f"| {a.name} | {a.decision} | {a.risk or '–'} | {a.why} |" for a in self.evaluation.applied]
-        if self.evaluation.requirements:
-            out += ["", "**Needs:** " + "; ".join(r.describe() for r in self.evaluation.requirements)]
+        out = [f"### {icon} loomtui policy gate: {self.verdict}", ""]
+        if not self.empty:  # with no change nothing was judged: no rules to show
+            out += [f"`{self.base}..{self.head[:12]}` · {len(self.facts.paths)} files · "
+                    f"{self.facts.lines_changed} lines · risk **{self.evaluation.risk}**", "",
+                    "| rule | decision | risk | why |", "| --- | --- | --- | --- |"]
+            out += [f"| {a.name} | {a.decision} | {a.risk or '–'} | {a.why} |" for a in self.evaluation.applied]
+            if self.evaluation.requirements:
+                out += ["", "**Needs:** " + "; ".join(r.describe() for r in self.evaluation.requirements)]
         if self.approvals:
             out += ["", "**Approved by:** " + ", ".join(self.approvals)]
         out += [f"\n> {note}" for note in self.notes]
@@ -129,9 +131,9 @@ def default_base(root: Path) -> str:
 
 
 def run_gate(root: Path, policy: Policy | None = None, *, base: str | None = None, head: str = "HEAD",
-             store: Store | None = None) -> GateReport:
+             store: Store | None = None, without_store: str = "no state store here") -> GateReport:
     """Evaluate the policy (by default the base's) on base...head, with gate results and approvals
-    from the store if any."""
+    from the store if any (`without_store`: why there is none, for the report's note)."""
     base = base or default_base(root)
     head_sha = branch_head(root, head)
     if head_sha is None:
@@ -153,8 +155,8 @@ def run_gate(root: Path, policy: Policy | None = None, *, base: str | None = Non
                 gates[run.gate] = run.status
         approvals = _approvals_for(store, sandbox.id, head_sha)  # type: ignore[arg-type]
     elif store is None:
-        notes.append("no state store here (a fresh CI clone): gate results recorded in loomtui are not "
-                     f"visible; approvals are read from {NOTES_REF}")
+        notes.append(f"{without_store}: gate results recorded in loomtui are not visible; approvals are "
+                     f"read from {NOTES_REF}")
     facts = change_facts(root, merge_base, head_sha, gates=gates, runtime=runtime)
     evaluation = evaluate(policy, facts)
     if evaluation.outcome == "require" and facts.paths:

@@ -84,6 +84,11 @@ class MergedReport:
                                   for b in data.get("breaking", ())), stored=stored)
 
 
+NOTHING_PENDING = ("no sandbox to merge: none is awaiting review or approved with its own gate 1 passed "
+                   "(one whose gate 1 failed is held already)")
+"""What the merged gate says when it has nothing to merge."""
+
+
 def pending_sandboxes(workspace: Workspace, include: Sequence[str] = ()) -> list[SandboxRecord]:
     """Sandboxes awaiting review or approved but not merged (and any of `include`), oldest first.
 

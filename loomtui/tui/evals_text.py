@@ -237,7 +237,9 @@ def banner_text(merged: MergedReport | None, sandbox_id: str | None) -> Text | N
 def merged_lines(reports: Sequence[MergedReport]) -> list[str]:
     """What a merged gate found, one line each (the notification when `M` ends)."""
     if not reports:
-        return ["no sandbox is awaiting review or approved: nothing to merge"]
+        from loomtui.guardrails.merged import NOTHING_PENDING
+
+        return [NOTHING_PENDING]
     lines = []
     for report in reports:
         lines += [found.line() for found in report.breaking]
