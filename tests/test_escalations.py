@@ -142,3 +142,21 @@ def test_queue_is_riskiest_then_oldest(billing: Path) -> None:
     _, high = escalate(billing, payments_change())
     ordered = queue(open_workspace(billing))
     assert ordered[0].id == high
+
+
+def test_a_decision_after_the_sandbox_was_removed_says_so_and_is_listed(billing: Path) -> None:
+    """Not the permission prompt's words (no agent asked): withdrawn with its sandbox, then decided late."""
+    from loomtui.governance.escalations import withdraw_open
+    from tests.conftest import run_cli
+
+    policy, escalation_id = escalate(billing, payments_change())
+    withdraw_open(open_workspace(billing), "sb1", "sandbox archived")
+    with pytest.raises(DecisionRefused) as refused:
+        decide(as_user(billing, ALICE), policy, escalation_id, "approve")
+    said = str(refused.value)
+    assert "withdrawn before this approve" in said and "sandbox archived" in said
+    assert "may ask again" not in said and "told no" not in said
+    listed = run_cli(billing, "escalation", "list", "--all").stdout
+    assert f"#{escalation_id}" in listed and "withdrawn" in listed and "late-approve by alice@example.com" in listed
+    shown = run_cli(billing, "escalation", "show", str(escalation_id)).stdout
+    assert "late-approve by alice@example.com" in shown and "decided after it was withdrawn" in shown

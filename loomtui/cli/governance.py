@@ -150,10 +150,10 @@ def cmd_explain(args: argparse.Namespace) -> int:
 
 
 def cmd_escalation_list(args: argparse.Namespace) -> int:
-    from loomtui.governance.escalations import DECIDED, OPEN, queue, status_lines
+    from loomtui.governance.escalations import OPEN, EscalationStatus, queue, status_lines
 
     workspace = workspace_for(args)
-    found = queue(workspace, (OPEN, *DECIDED) if args.all else (OPEN,))
+    found = queue(workspace, tuple(EscalationStatus) if args.all else (OPEN,))
     if args.json:
         print_json([{"id": e.id, "kind": e.kind, "status": e.status, "risk": e.risk, "sandbox": e.sandbox_id,
                      "summary": e.summary, "created": e.created, "approvals": status_lines(e),
@@ -167,15 +167,21 @@ def cmd_escalation_list(args: argparse.Namespace) -> int:
         for line in status_lines(escalation):
             print(f"      {line}")
         for made in _decisions(escalation):
-            print(f"      {made['decision']} by {made['by']}: {made['signature']}")
+            print(f"      {made['decision']} by {made['by']}: {made.get('note') or made['signature']}")
     return 0
 
 
+_DECISIONS = ("approve", "reject", "override")
+
+
 def _decisions(escalation: Any) -> list[dict[str, Any]]:
-    """The people's decisions on an escalation, each with whether it was signed."""
+    """The people's decisions on an escalation, each with whether it was signed; one made after it was
+    withdrawn (`late-approve`, which changed nothing) with its note."""
     return [{"decision": h.get("event"), "by": h.get("by", "?"), "commit": h.get("commit", ""),
-             "reason": h.get("reason", ""), "at": h.get("at"), "signature": h.get("signature", "unsigned")}
-            for h in escalation.data.get("history", []) if h.get("event") in ("approve", "reject", "override")]
+             "reason": h.get("reason", ""), "at": h.get("at"), "signature": h.get("signature", "unsigned"),
+             **({"note": h["note"]} if h.get("note") else {})}
+            for h in escalation.data.get("history", [])
+            if h.get("event") in _DECISIONS or str(h.get("event", "")).removeprefix("late-") in _DECISIONS]
 
 
 def cmd_escalation_show(args: argparse.Namespace) -> int:
@@ -201,7 +207,7 @@ def cmd_escalation_show(args: argparse.Namespace) -> int:
     for made in decisions:
         reason = f" — {made['reason']}" if made["reason"] else ""
         print(f"  {made['decision']} by {made['by']} on {str(made['commit'])[:12] or '-'}: "
-              f"{made['signature']}{reason}")
+              f"{made.get('note') or made['signature']}{reason}")
     return 0
 
 
@@ -279,7 +285,7 @@ def register(commands: Any) -> None:
     escalation = add_group(commands, "escalation", "the escalation queue: list and decide")
     listing = add_command(escalation, "list", cmd_escalation_list, "open escalations, riskiest first",
                           json_flag=True)
-    listing.add_argument("--all", action="store_true", help="decided ones too")
+    listing.add_argument("--all", action="store_true", help="decided, withdrawn and superseded ones too")
     show = add_command(escalation, "show", cmd_escalation_show,
                        "one escalation: why, what it needs, and each decision (signed or unsigned)",
                        json_flag=True)

@@ -190,7 +190,10 @@ def withdraw_open(workspace: Workspace, sandbox_id: str, reason: str) -> list[in
     with workspace.store.transaction():
         for escalation in workspace.store.list_escalations(OPEN):
             if escalation.sandbox_id == sandbox_id:
-                workspace.store.update_escalation(escalation.id, status=EscalationStatus.WITHDRAWN)
+                history = [*escalation.data.get("history", []),
+                           {"at": time.time(), "event": "withdrawn", "by": "loomtui", "reason": reason}]
+                workspace.store.update_escalation(escalation.id, status=EscalationStatus.WITHDRAWN,
+                                                  data={"history": history})
                 workspace.record("escalation.withdrawn", str(escalation.id), {"sandbox": sandbox_id,
                                                                               "reason": reason})
                 withdrawn.append(escalation.id)
@@ -286,8 +289,10 @@ def _too_late(workspace: Workspace, escalation_id: int, decision: str, reason: s
         if escalation is None or escalation.status != EscalationStatus.WITHDRAWN:
             return ""
         why = next((h.get("reason") for h in reversed(escalation.data.get("history", []))
-                    if h.get("event") == "withdrawn"), "") or "it stopped waiting"
-        note = f"decided after the agent had given up ({why}); the agent was already told no"
+                    if h.get("event") == "withdrawn"), "")
+        asked_by_agent = escalation.kind in ("permission-request", "question")  # the agent waited on it
+        note = (f"decided after the agent had given up ({why or 'it stopped waiting'}); the agent was already "
+                "told no") if asked_by_agent else f"decided after it was withdrawn ({why or 'its sandbox was removed'})"
         history = [*escalation.data.get("history", []),
                    {"at": time.time(), "event": f"late-{decision}", "by": workspace.actor, "reason": reason,
                     "note": note}]
@@ -296,7 +301,7 @@ def _too_late(workspace: Workspace, escalation_id: int, decision: str, reason: s
                          {"by": workspace.actor, "decision": decision, "reason": reason, "note": note,
                           "sandbox": escalation.sandbox_id})
     return (f"escalation #{escalation_id} was withdrawn before this {decision}: {note}; your {decision} is "
-            "noted in its history, and the agent may ask again")
+            "noted in its history" + (", and the agent may ask again" if asked_by_agent else ""))
 
 
 def _sign(workspace: Workspace, policy: Policy, escalation: EscalationRecord, decision: str, commit: str,
