@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import run_cli
+
 LOOMTUI = shutil.which("loomtui") or "loomtui"
 
 
@@ -60,6 +62,20 @@ def test_config_check_reports_file_line_and_key(repo: Path) -> None:
     assert_one_line_error(run(repo, "config", "check"), 2, ".loom/loom.yaml:4: runtimes.claude.argz")
     (repo / ".loom" / "loom.yaml").write_text("version: 1\nruntimes: [\n")
     assert_one_line_error(run(repo, "config", "check"), 2, ".loom/loom.yaml:")
+
+
+def test_config_check_tries_what_loom_yaml_names_its_policy_file_and_worktrees_place(repo: Path) -> None:
+    (repo / ".loom").mkdir()
+    (repo / ".loom" / "loom.yaml").write_text("version: 1\npolicy: .loom/nope.yaml\nworktrees: .\n")
+    done = run_cli(repo, "config", "check")
+    assert done.returncode == 2 and done.stdout == ""
+    policy, worktrees = done.stderr.splitlines()
+    assert policy == ("loomtui: error: .loom/nope.yaml: the policy file named by `policy:` in .loom/loom.yaml "
+                      "does not exist")
+    assert worktrees.startswith("loomtui: error: worktrees: in .loom/loom.yaml: ")
+    assert worktrees.endswith("is inside the repository's working tree; put worktrees outside it")
+    (repo / ".loom" / "loom.yaml").write_text("version: 1\nworktrees: ../elsewhere\n")
+    assert run_cli(repo, "config", "check").stdout.startswith("OK: .loom/loom.yaml")
 
 
 def test_corrupt_store_is_one_error(repo: Path) -> None:

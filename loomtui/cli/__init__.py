@@ -260,15 +260,30 @@ def _readable(details: dict[str, Any], width: int = 110) -> str:
 
 
 def cmd_config_check(args: argparse.Namespace) -> int:
+    from loomtui.execution.sandbox_paths import worktrees_root
+    from loomtui.governance.policy import load_policy
+
     workspace = workspace_for(args)
     config = workspace.load_config()
     source = config.source or "(no .loom/loom.yaml: defaults)"
+    # What loom.yaml names must work too: its policy file, and where its worktrees go (else the
+    # first `sandbox new` is where it shows).
+    problems: list[str] = []
+    for check in (lambda: load_policy(workspace.root, config.policy),
+                  lambda: worktrees_root(workspace.paths, config.worktrees)):
+        try:
+            check()
+        except LoomError as exc:
+            problems.append(str(exc))
     if args.json:
-        print_json({"source": config.source, "config": asdict(config)})
+        print_json({"ok": not problems, "source": config.source, "config": asdict(config), "problems": problems})
+    elif problems:
+        for problem in problems:
+            print(f"loomtui: error: {problem}", file=sys.stderr)
     else:
         print(f"OK: {source}; runtimes: {', '.join(sorted(config.runtimes))}; gates: "
               f"{', '.join(g.name for g in config.gates) or 'none'}")
-    return 0
+    return 2 if problems else 0
 
 
 def cmd_status(args: argparse.Namespace) -> int:
