@@ -389,6 +389,14 @@ def test_a_plan_with_a_cycle_is_one_line_naming_its_tasks(manual: Workspace) -> 
     assert manual.store.list_sandboxes(include_archived=True) == []
 
 
+def test_plan_show_refuses_the_unknown_runtime_plan_run_would_refuse(manual: Workspace) -> None:
+    (manual.root / ".loom" / "plan.yaml").write_text("version: 1\ntasks:\n  - {name: a, task: one, runtime: nope}\n")
+    for command in ("show", "run"):
+        result = run_cli(manual.root, "plan", command)
+        assert result.returncode == 2 and result.stderr.count("\n") == 1, (command, result.stderr)
+        assert "plan.yaml:3: task a: unknown runtime 'nope'" in result.stderr
+
+
 def test_an_awaiting_sandbox_is_advanced_by_the_decision_from_the_cli(manual: Workspace) -> None:
     sandbox_id = run_task(manual, "ledger", "ledger.py", "return amount", "return amount + 0")
     wait_until_settled(manual, sandbox_id)

@@ -43,6 +43,7 @@ class PlanRun:
 def scheduled(workspace: Workspace, relative: str = PLAN_PATH) -> Schedule:
     """The plan file, checked and scheduled against the repository's region graph."""
     plan = load_plan(workspace.root, relative)
+    _check_runtimes(workspace, plan)  # `plan show` says what `plan run` would refuse
     return schedule(plan, *coordinator_relations(governed_coordinator(workspace)))
 
 
@@ -55,7 +56,6 @@ def run_plan(workspace: Workspace, relative: str = PLAN_PATH, *, say: Say | None
     say = say or (lambda _line: None)
     plan_schedule = scheduled(workspace, relative)
     plan = plan_schedule.plan
-    _check_runtimes(workspace, plan)
     run_id = secrets.token_hex(3)
     workspace.record("plan.scheduled", run_id, {"file": relative, **plan_schedule.as_dict()})
     for edge in plan_schedule.edges:
