@@ -310,6 +310,18 @@ def test_conventions_rules_find_float_and_round_in_the_code(sample: Path) -> Non
     assert any("no-float-for-money: calls float()" in f for f in found)
 
 
+def test_a_second_loom_rule_with_an_id_already_used_is_a_problem_and_left_out(sample: Path) -> None:
+    conventions = sample / "docs" / "conventions"
+    (conventions / "zz-again.md").write_text("# Again\n\n```loom-rule\nid: no-float-for-money\nmessage: twice\n"
+                                          "forbid: {calls: [int]}\n```\n")
+    config = parse_config((sample / ".loom" / "loom.yaml").read_text(), ".loom/loom.yaml").context
+    context = load_context(sample, config)
+    assert [r.message for r in context.rules if r.id == "no-float-for-money"] != ["twice"]
+    (problem,) = [p for p in context.problems if "zz-again.md" in p]
+    assert problem.startswith("docs/conventions/zz-again.md:3: loom-rule id 'no-float-for-money' is already used at ")
+    assert problem.endswith("; this block is left out")
+
+
 # -- layers -----------------------------------------------------------------------------------------
 
 

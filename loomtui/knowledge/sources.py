@@ -294,7 +294,7 @@ def load_context(root: Path, config: ContextConfig, *, at: str | None = None) ->
     merged: dict[str, Section] = {}
     order: list[str] = []
     overridden: list[tuple[str, str]] = []
-    rules: list[Rule] = []
+    rules: dict[str, Rule] = {}
     repo_listing: Mapping[str, str | None] = {}
     plan: list[tuple[str, SourceTree | GitTree | None, LayerState, Sequence[str], bool]] = []
     for layer in config.layers:
@@ -324,7 +324,7 @@ def load_context(root: Path, config: ContextConfig, *, at: str | None = None) ->
         layers.append(replace(state, where=tree.where,
                               version=_version((name, f.path, f.blob) for f in files), files=len(files)))
         all_files.extend(files)
-        rules.extend(layer_rules)
+        _add_rules(rules, layer_rules, problems)
         for section in sections:
             earlier = merged.get(section.key)
             if earlier is not None and earlier.layer != section.layer:
@@ -338,7 +338,22 @@ def load_context(root: Path, config: ContextConfig, *, at: str | None = None) ->
                                  [(REPO_LAYER, f.path, f.blob) for f in all_files if f.layer == REPO_LAYER])
     return Context(version=version, commit=commit, layers=layers, files=all_files,
                    sections=[merged[k] for k in order if k in merged], overridden=overridden,
-                   rules=rules, problems=problems, config=config, repo_files=frozenset(repo_listing))
+                   rules=list(rules.values()), problems=problems, config=config, repo_files=frozenset(repo_listing))
+
+
+def _add_rules(rules: dict[str, Rule], layer_rules: Sequence[Rule], problems: list[str]) -> None:
+    """One layer's `loom-rule`s, by id: a more specific layer's replaces an earlier layer's of the same
+    id, as its sections do; a second of one id in the same layer is a problem and is left out (a
+    finding must name one rule)."""
+    first: dict[str, str] = {}
+    for rule in layer_rules:
+        where = rule.origin.removeprefix(f"{REPO_LAYER}:")
+        if rule.id in first:
+            problems.append(f"{where}: loom-rule id {rule.id!r} is already used at {first[rule.id]}; "
+                            "this block is left out")
+            continue
+        first[rule.id] = where
+        rules[rule.id] = rule
 
 
 def resolve_at(root: Path, text: str, config: ContextConfig) -> str | None:
