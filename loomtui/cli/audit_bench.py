@@ -28,15 +28,15 @@ def cmd_bench_audit(args: argparse.Namespace) -> int:
 
 def register_bench(bench: Any) -> None:
     """`loomtui bench audit`."""
-    from loomtui.cli import add_command
+    from loomtui.cli import add_command, count_arg, positive_int_arg
 
     audit = add_command(bench, "audit", cmd_bench_audit,
                         "crash loop: claim writers killed with SIGKILL at random; count the rounds after "
                         "which the store and the audit log agree exactly (exit 1 if any does not)",
                         json_flag=True)
-    audit.add_argument("--rounds", type=int, default=30, metavar="N", help="rounds (default 30)")
-    audit.add_argument("--writers", type=int, default=4, metavar="N",
+    audit.add_argument("--rounds", type=positive_int_arg, default=30, metavar="N", help="rounds (default 30)")
+    audit.add_argument("--writers", type=positive_int_arg, default=4, metavar="N",
                        help="API writer processes per round (default 4)")
-    audit.add_argument("--cli", type=int, default=0, metavar="N",
+    audit.add_argument("--cli", type=count_arg, default=0, metavar="N",
                        help="writers looping real `loomtui claim` CLI calls per round (default 0)")
     audit.add_argument("--seed", type=int, default=1, help="random seed (default 1)")

@@ -6,7 +6,7 @@ import argparse
 import sys
 from typing import TYPE_CHECKING, Any
 
-from loomtui.cli import add_command, print_json, workspace_for
+from loomtui.cli import add_command, positive_int_arg, print_json, workspace_for
 from loomtui.errors import LoomError
 from loomtui.errors import escape_controls as safe
 
@@ -142,4 +142,5 @@ def register_bench(bench: Any) -> None:
                         "the eval harness on a copy of the sample repo: its wall time over the bare pytest command "
                         "(target 1.3x), a stored re-run (target 0.2 s), six sandboxes gated at once",
                         json_flag=True)
-    evals.add_argument("--sandboxes", type=int, default=6, metavar="N", help="sandboxes gated at once (default 6)")
+    evals.add_argument("--sandboxes", type=positive_int_arg, default=6,
+                       metavar="N", help="sandboxes gated at once (default 6)")

@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from loomtui.cli import add_command, print_json, workspace_for
+from loomtui.cli import add_command, positive_int_arg, print_json, workspace_for
 from loomtui.errors import LoomError
 
 RUNTIMES = ("claude", "codex", "aider", "script")
@@ -44,6 +44,8 @@ def cmd_report(args: argparse.Namespace) -> int:
     from loomtui.observability.metrics import compute_metrics
     from loomtui.observability.report import render
 
+    if args.json and args.format != "text":  # two formats asked: neither is guessed
+        raise LoomError(f"--json and --format {args.format} ask for two formats; give one (--json is --format json)")
     since, until = _window(args)  # bad input is said before the repository is opened
     workspace = workspace_for(args)
     try:
@@ -258,8 +260,10 @@ def register_bench(bench: Any) -> None:
                          "build a store and repository (100,000 audit entries, 10,000 sandboxes, 20,000 commits by "
                          "default) and time `report` over the last 7 days (target 1 s)",
                          json_flag=True)
-    report.add_argument("--audit", type=int, default=100_000, metavar="N", help="audit entries (default 100000)")
-    report.add_argument("--sandboxes", type=int, default=10_000, metavar="N", help="sandboxes (default 10000)")
-    report.add_argument("--commits", type=int, default=20_000, metavar="N", help="commits (default 20000)")
-    report.add_argument("--days", type=int, default=60, metavar="N",
+    report.add_argument("--audit", type=positive_int_arg, default=100_000,
+                        metavar="N", help="audit entries (default 100000)")
+    report.add_argument("--sandboxes", type=positive_int_arg, default=10_000,
+                        metavar="N", help="sandboxes (default 10000)")
+    report.add_argument("--commits", type=positive_int_arg, default=20_000, metavar="N", help="commits (default 20000)")
+    report.add_argument("--days", type=positive_int_arg, default=60, metavar="N",
                         help="the days the history is spread over, ending now (default 60)")
