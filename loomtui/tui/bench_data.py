@@ -3,8 +3,8 @@ store's API (as the engines write them), real enough for every view to show them
 
 No agent runs. Each sandbox's next step is a wait or an end, never work the app's workflow would do
 (so the app leaves the records as they are while it is measured): exited without a worktree (no
-change), planned after another task (waits for its merge), awaiting review with an open escalation
-(waits for a decision), merged with nothing held (done).
+change) and nothing held, planned after another task (waits for its merge), awaiting review with an
+open escalation (waits for a decision), merged with nothing held (done).
 """
 
 from __future__ import annotations
@@ -46,7 +46,8 @@ def seed_repository(workspace: Workspace, size: BenchSize) -> dict[str, int]:
     store = workspace.store
     now = time.time()
     ids = [f"b{number:05d}" for number in range(size.sandboxes)]
-    holders = [sid for number, sid in enumerate(ids) if _status(number) != MERGED] or ids[:1]
+    # Not a merged or an exited one: the engine gives back what they held.
+    holders = [sid for number, sid in enumerate(ids) if _status(number) not in (MERGED, EXITED)] or ids[:1]
     escalations = 0
     with store.transaction():
         for number, sandbox_id in enumerate(ids):
