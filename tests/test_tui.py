@@ -209,6 +209,26 @@ async def test_the_claims_tab_names_each_region_once_and_activity_leaves_out_boo
         assert not any("audit.appended" in line for line in lines)
 
 
+async def test_at_80x24_the_new_sandbox_forms_buttons_stay_in_view_whatever_it_shows(repo: Path) -> None:
+    from textual.widgets import Button, Select
+
+    from loomtui.tui.screens.sandbox_forms import NewSandboxScreen
+
+    app = LoomApp(open_workspace(repo))
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_for(pilot, lambda: app.config is not None)
+        await pilot.press("n")
+        await wait_for(pilot, lambda: isinstance(app.screen, NewSandboxScreen))
+        form = app.screen
+        form.query_one("#runtime", Select).value = "command"  # one more field
+        form.query_one("#claim-check").update("error overlap: ...\n" * 6)  # and a long claim check
+        await pilot.pause()
+        for button in form.query(Button):
+            region = button.region
+            assert region.height > 0 and region.bottom <= 24 and app.screen.find_widget(button), button.id
+            assert form.get_widget_at(region.x + 1, region.y + 1)[0] is button, button.id  # not covered
+
+
 async def test_the_new_sandbox_form_shows_runtimes_readably_and_starts_the_command_runtime(repo: Path) -> None:
     from textual.widgets import Button, Input, Select
 

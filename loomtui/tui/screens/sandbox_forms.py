@@ -43,7 +43,9 @@ class NewSandboxScreen(ModalScreen[NewSandboxRequest | None]):
     NewSandboxScreen { align: center middle; }
     NewSandboxScreen > Vertical { width: 100; max-width: 95%; height: 90%; border: round $primary;
                                   background: $surface; padding: 0 1; }
-    NewSandboxScreen SelectionList { height: 1fr; min-height: 6; }
+    /* The fields scroll; the buttons stay below them, whatever the terminal's height. */
+    NewSandboxScreen #new-fields { height: 1fr; }
+    NewSandboxScreen SelectionList { height: auto; min-height: 4; max-height: 14; }
     NewSandboxScreen #claim-check { height: auto; max-height: 8; }
     NewSandboxScreen Horizontal { height: auto; }
     NewSandboxScreen Input, NewSandboxScreen Select { margin-bottom: 0; }
@@ -62,20 +64,21 @@ class NewSandboxScreen(ModalScreen[NewSandboxRequest | None]):
     def compose(self) -> ComposeResult:
         with Vertical():
             yield Label(Text("New sandbox", style="bold"))
-            yield Input(placeholder="task: what should the agent do?", id="task")
-            with Horizontal():
-                yield Select([(f"{name} (not installed)" if name in self.missing else name, name)
-                              for name in self.runtimes], value=self.default_runtime, allow_blank=False,
-                             id="runtime")
-                yield Input(value="HEAD", placeholder="base ref", id="base")
-                yield Input(placeholder="after: sandbox ids whose change merges first", id="after")
-            yield Input(placeholder="script file (script runtime only)", id="script")
-            yield Input(placeholder="program and arguments, e.g. ./fix.sh {task} ({task}, {context_file}, "
-                                    "{sandbox} are substituted)", id="command")
-            yield Label("Claims (suggested from the task; space toggles):")
-            yield SelectionList[str](id="claims")
-            yield Static(id="claim-check")
-            with Horizontal():
+            with VerticalScroll(id="new-fields"):
+                yield Input(placeholder="task: what should the agent do?", id="task")
+                with Horizontal():
+                    yield Select([(f"{name} (not installed)" if name in self.missing else name, name)
+                                  for name in self.runtimes], value=self.default_runtime, allow_blank=False,
+                                 id="runtime")
+                    yield Input(value="HEAD", placeholder="base ref", id="base")
+                    yield Input(placeholder="after: sandbox ids whose change merges first", id="after")
+                yield Input(placeholder="script file (script runtime only)", id="script")
+                yield Input(placeholder="command, e.g. ./fix.sh {task} (also {context_file}, {sandbox})",
+                            id="command")
+                yield Label("Claims (suggested from the task; space toggles):")
+                yield SelectionList[str](id="claims")
+                yield Static(id="claim-check")
+            with Horizontal(id="new-buttons"):
                 yield Button("Start", variant="primary", id="start")
                 yield Button("Cancel", id="cancel")
 
