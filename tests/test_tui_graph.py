@@ -247,7 +247,8 @@ async def test_many_claims_show_a_node_per_sandbox_that_fills_when_opened(tmp_pa
     from loomtui.tui.bench_data import BenchSize, bench_repository
     from loomtui.tui.screens.graph import TREE_OPEN_CLAIMS
 
-    repo = bench_repository(tmp_path, BenchSize(sandboxes=3, claims=TREE_OPEN_CLAIMS + 30, audit=0))
+    # Six sandboxes, three of them holding claims (an exited or a merged one holds none).
+    repo = bench_repository(tmp_path, BenchSize(sandboxes=6, claims=TREE_OPEN_CLAIMS + 30, audit=0))
     app = LoomApp(open_workspace(repo))
     async with app.run_test(size=SIZE) as pilot:
         await wait_for(pilot, lambda: app.coordination is not None)
@@ -256,12 +257,12 @@ async def test_many_claims_show_a_node_per_sandbox_that_fills_when_opened(tmp_pa
         tree = app.screen.query_one("#claims-tree", Tree)
         await wait_for(pilot, lambda: len(tree.root.children) == 3)
         assert [str(node.label) for node in tree.root.children] == [
-            "● b00000  30 claims", "● b00001  30 claims", "● b00002  30 claims"]
+            "● b00001  30 claims", "● b00002  30 claims", "● b00005  30 claims"]
         assert all(not node.is_expanded and not node.children for node in tree.root.children)
         tree.focus()
         tree.move_cursor(tree.root.children[1])
         await pilot.press("enter")  # opens the node under the cursor
         await wait_for(pilot, lambda: len(tree.root.children[1].children) == 30)
         first = tree.root.children[1].children[0]
-        assert str(first.label).startswith("#") and "pkg/m" in str(first.label) and "b00001" not in str(first.label)
+        assert str(first.label).startswith("#") and "pkg/m" in str(first.label) and "b00002" not in str(first.label)
         assert not tree.root.children[0].children  # the others wait for their own turn

@@ -65,6 +65,7 @@ class ReasonScreen(ModalScreen[str | None]):
             with Horizontal():
                 yield Button("Record", variant="warning", id="record")
                 yield Button("Cancel", id="cancel")
+        yield Footer(compact=True)  # its own keys: the view below is not active under it
 
     @on(Input.Submitted)
     @on(Button.Pressed, "#record")
@@ -252,6 +253,9 @@ class EscalationsScreen(LoomScreen[None]):
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action == "toggle_repositories":  # a team store holds other repositories; a file, this one only
             return self.loom.workspace.store.namespace != SqlStore.namespace
+        if action == "diff":  # only an escalation about a sandbox has a change to show
+            selected = self.selected()
+            return selected is not None and bool(selected.sandbox_id)
         if action != "decide":
             return True
         escalation = self.selected()

@@ -9,7 +9,7 @@ from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
 from textual.screen import ModalScreen
-from textual.widgets import DataTable, Static
+from textual.widgets import DataTable, Footer, Static
 
 
 def key_rows(app: App[Any]) -> list[tuple[str, str, str, str]]:
@@ -47,6 +47,7 @@ class HelpScreen(ModalScreen[None]):
         with Vertical():
             yield Static(Text("Keys  (esc closes)", style="bold"))
             yield DataTable(cursor_type="row", zebra_stripes=True)
+        yield Footer(compact=True)  # its own keys: the view below is not active under it
 
     def on_mount(self) -> None:
         table = self.query_one(DataTable)

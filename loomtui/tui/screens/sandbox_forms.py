@@ -12,7 +12,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
-from textual.widgets import Button, Input, Label, Select, SelectionList, Static
+from textual.widgets import Button, Footer, Input, Label, Select, SelectionList, Static
 from textual.widgets.selection_list import Selection
 
 from loomtui.coordination.suggest import suggest_regions
@@ -81,9 +81,11 @@ class NewSandboxScreen(ModalScreen[NewSandboxRequest | None]):
             with Horizontal(id="new-buttons"):
                 yield Button("Start", variant="primary", id="start")
                 yield Button("Cancel", id="cancel")
+        yield Footer(compact=True)  # its own keys: the view below is not active under it
 
     def on_mount(self) -> None:
         self._show_script_field()
+        self.query_one("#task", Input).focus()  # not the scrolling container around it: typing goes in
 
     @on(Select.Changed, "#runtime")
     def _show_script_field(self) -> None:
@@ -183,6 +185,7 @@ class ConfirmScreen(ModalScreen[bool]):
         with Vertical():
             yield Static(Text(self.question))
             yield Static(Text("y yes · n no", style="dim"))
+        yield Footer(compact=True)
 
     def action_answer(self, answer: bool) -> None:
         self.dismiss(answer)
@@ -208,3 +211,4 @@ class DiffScreen(ModalScreen[None]):
             # Syntax renders the patch as data: nothing in it is read as markup.
             yield Static(Syntax(self.patch or "(no changes)", "diff", word_wrap=False,
                                 theme="ansi_dark"))
+        yield Footer(compact=True)
