@@ -50,7 +50,7 @@ from loomtui.store import SandboxRecord
 from loomtui.workflow import tasks
 from loomtui.workflow.engine import wait_until_settled
 from loomtui.workspace import Workspace, open_workspace
-from tests.conftest import agent_ended, git, wait_until
+from tests.conftest import agent_ended, git, run_cli, wait_until
 
 needs_bwrap = pytest.mark.skipif(not isolation_available(), reason="bubblewrap (bwrap) not usable here")
 needs_tmux = pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux not installed")
@@ -350,6 +350,37 @@ def test_stop_terms_the_agent_then_kills_one_that_ignores_sigterm(ws: Workspace,
     assert audit_actions(ws, stubborn.id)[-3:] == ["sandbox.stop_requested", "sandbox.killed", "sandbox.exited"]
     with pytest.raises(LoomError, match="is exited, not running"):
         sb.stop(ws, stubborn.id)
+
+
+def test_a_stop_whose_caller_is_interrupted_is_finished_by_the_supervisor(ws: Workspace, repo: Path,
+                                                                         bin_dir: Path) -> None:
+    """Ctrl-C on `sandbox stop` during its grace: the SIGTERM went out, the SIGKILL never would have."""
+    stand_in(bin_dir, "stubborn", """\
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        print("ready", flush=True)
+        while True:
+            time.sleep(0.05)
+    """)
+    write_config(repo, 'stubborn:\n  argv: ["stubborn"]\n')
+    record = tasks.start(ws, tasks.create_sandbox(ws, "run stubbornly", "stubborn").id)
+    running(ws, record.id)
+    wait_until(lambda: "ready" in sb.read_log_tail(ws, record.id), what="agent ready")
+    stopping = subprocess.Popen([sys.executable, "-m", "loomtui", "sandbox", "stop", record.id, "--grace", "1"],
+                                cwd=repo, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wait_until(lambda: "sandbox.stop_requested" in audit_actions(ws, record.id), what="the stop asked")
+    stopping.send_signal(signal.SIGINT)  # the person gave up waiting
+    stopping.wait(timeout=20)
+    done = sb.wait_for_status(ws, record.id, {EXITED, FAILED}, timeout=30)
+    assert done.exit_code == 128 + signal.SIGKILL
+    killed = [e for e in ws.audit.entries() if e.subject == record.id and e.action == "sandbox.killed"]
+    assert [e.details.get("by") for e in killed] == ["supervisor"]
+    # It reads as stopped, not as an agent that ended by itself: in the list and in the app's detail.
+    assert sb.stopped_by(done) == "dev@example.com"  # the repository's git user
+    assert "[stopped]" in run_cli(repo, "sandbox", "list").stdout
+    from loomtui.tui.sandbox_text import sandbox_fields
+
+    status = next(f.value for f in sandbox_fields(done, None, None) if f.label == "status")
+    assert status == f"{done.status} (stopped by dev@example.com)"
 
 
 def _process_state(pid: int) -> str:

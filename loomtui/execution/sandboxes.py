@@ -147,6 +147,13 @@ def isolation_label(record: SandboxRecord) -> str:
     return "isolated (bwrap)" if record.isolation == ISOLATION_BWRAP else "NOT isolated"
 
 
+def stopped_by(record: SandboxRecord) -> str | None:
+    """Who stopped its agent (`sandbox stop`, `s` in the app), else None: such an agent reads
+    `exited` too, with SIGTERM's or SIGKILL's exit code."""
+    asked = record.data.get("stop_requested")
+    return str(asked.get("by") or "someone") if isinstance(asked, dict) and record.status not in LIVE else None
+
+
 def agent_tree(workspace: Workspace, record: SandboxRecord) -> AgentTree:
     """How loomtui runs git on a sandbox's worktree: never reading what the agent could plant there."""
     paths = record_paths(workspace.paths, record)

@@ -81,6 +81,8 @@ from loomtui.store import SandboxRecord
 from loomtui.workspace import Workspace, open_workspace
 
 HEARTBEAT_S: Final = 2.0
+STOP_MARGIN_S: Final = 1.0
+"""After a stop's grace, how long the supervisor leaves to the `stop` that asked before it kills."""
 LOG_FAILURE_GRACE_S: Final = 5.0
 READ_CHUNK: Final = 65536  # a line longer than this is logged in pieces, byte for byte
 PANE_POLL_S: Final = 0.2
@@ -175,6 +177,7 @@ class Supervisor:
         self.faults: FaultWatch | None = (fault_watch(self.spec.faults, self.spec.offline_timeout)
                                           if self.spec.faults and self.spec.mode != "interactive" else None)
         self.fault_error: str | None = None
+        self.stop_enforced = False  # the supervisor killed an agent whose stop outlived its caller
 
     # -- the command ---------------------------------------------------------------------
 
@@ -374,6 +377,7 @@ class Supervisor:
                     self._emit(item)
                 if time.monotonic() >= next_beat:
                     self._check_offline()
+                    self._finish_stop()
                     self.sync_git()  # the app's diff and review see commits within a beat
                     store.heartbeat_sandbox(self.record.id, time.time(), self._progress())
                     next_beat = time.monotonic() + HEARTBEAT_S
@@ -387,6 +391,24 @@ class Supervisor:
             self.fault_error = why
             self.workspace.record("sandbox.offline", self.record.id, {"error": why})
             threading.Thread(target=self._stop_agent, daemon=True).start()
+
+    def _finish_stop(self) -> None:
+        """A stop whose caller went away during its grace (Ctrl-C on `sandbox stop`) is finished here:
+        once the grace is over, an agent that ignored SIGTERM is killed, as `stop` would have."""
+        if self.stop_enforced:
+            return
+        record = self.workspace.store.get_sandbox(self.record.id)
+        asked = record.data.get("stop_requested") if record else None
+        group = record.data.get("agent_pid") if record else None
+        if not isinstance(asked, dict) or not isinstance(group, int):
+            return
+        due = float(asked.get("at") or 0) + float(asked.get("grace") or 0) + STOP_MARGIN_S
+        if time.time() < due or not group_exists(group):
+            return
+        self.stop_enforced = True
+        self.workspace.record("sandbox.killed", self.record.id,
+                              {"after_grace_s": asked.get("grace"), "signal": "SIGKILL", "by": "supervisor"})
+        signal_group(group, signal.SIGKILL)
 
     def _emit(self, activity: Activity) -> None:
         if activity.get("kind") == "result":

@@ -55,12 +55,17 @@ def home_short(path: str | None) -> str:
     return "~" + path[len(home):] if home != "/" and (path == home or path.startswith(home + "/")) else path
 
 
+def _status_of(sandbox: SandboxRecord) -> str:
+    who = sandboxes.stopped_by(sandbox)
+    return f"{sandbox.status} (stopped by {who})" if who else sandbox.status
+
+
 def sandbox_fields(sandbox: SandboxRecord, step: StepView | None, diff: str | None) -> list[Field]:
     """The detail pane's fields for a sandbox: its record, its next step, its diff's size if known,
     and what its agent reported at its end."""
     fields = [Field(label, value) for label, value in (
         ("id", sandbox.id), ("task", sandbox.task), ("runtime", sandbox.runtime),
-        ("status", sandbox.status), ("branch", sandbox.branch or "–"),
+        ("status", _status_of(sandbox)), ("branch", sandbox.branch or "–"),
         ("base", sandbox.base_ref or "–"), ("worktree", home_short(sandbox.worktree) or "–"),
         ("pid", str(sandbox.pid) if sandbox.pid else "–"),
         ("exit code", "–" if sandbox.exit_code is None else str(sandbox.exit_code)),
