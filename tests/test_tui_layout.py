@@ -174,3 +174,30 @@ async def test_a_scrolled_table_draws_the_cursor_on_its_row_only_and_reuses_the_
         assert [text for text, lit in shown() if lit] == ["26  row 26"]
         # Scrolling one row drew the two rows the cursor left and reached, and the one that came into view.
         assert len(table._row_render_cache) - cached <= 3
+
+
+async def test_the_detail_wraps_again_when_its_pane_changes_width_without_a_resize(repo: Path) -> None:
+    """The first frame lays the dashboard out side by side, the next below, with no resize between:
+    the detail wrapped for the first kept a path under its label, from column 0, until a key was
+    pressed. Here the pane is narrowed by its style, as a layout change does."""
+    from time import time
+
+    from textual.widgets import Static
+
+    from loomtui.store import SandboxRecord
+
+    workspace = open_workspace(repo)
+    path = "/home/someone/.local/share/loomtui/worktrees/billing-service-64f284f19d/7be995"
+    workspace.store.add_sandbox(SandboxRecord(id="7be995", task="Refactor the rounding helper", runtime="script",
+                                              status="exited", created=time(), updated=time(), worktree=path))
+    app = LoomApp(workspace)
+    async with app.run_test(size=(120, 40)) as pilot:
+        details = app.screen.query_one("#details", Static)
+        await wait_for(pilot, lambda: "worktree" in str(details.render()))
+        wide = str(details.render())
+        pane = app.screen.query_one("#detail")
+        pane.styles.min_width, pane.styles.width = 0, 40  # its values now need a narrower column
+        await wait_for(pilot, lambda: str(details.render()) != wide)
+        lines = [line.rstrip() for line in str(details.render()).splitlines()]
+        at = next(i for i, line in enumerate(lines) if line.strip().startswith("worktree"))
+        assert len(lines[at]) <= details.size.width and lines[at + 1].startswith(" " * 12), lines

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 from rich.text import Text
 
@@ -14,6 +14,9 @@ from loomtui.execution import sandboxes
 from loomtui.store import ClaimRecord, Event, SandboxRecord
 from loomtui.tui.widgets.fields import Field
 from loomtui.workflow.steps import StepView
+
+if TYPE_CHECKING:  # the knowledge engine loads in the drift worker, not with the dashboard
+    from loomtui.knowledge.engine import SandboxDrift
 
 STATUS_STYLES = {
     "running": "bold green", "failed": "bold red", "rejected": "red",
@@ -113,3 +116,29 @@ def claims_text(held: Sequence[ClaimRecord], now: float) -> Text:
             if region != claim.target:  # the target is the line above: only what it resolved to
                 listing.append(f"    {region}\n", style="dim")
     return listing
+
+
+def context_text(given: object, drift: str) -> Text:
+    """The Context tab: the slice the agent got (version, each section and why) and its drift line."""
+    if not isinstance(given, dict):
+        return Text("This sandbox got its task only (no context slice was recorded).")
+    text = Text()
+    text.append(f"version {str(given.get('version', '?'))[:12]}", style="bold")
+    text.append(f"  commit {str(given.get('commit') or '?')[:12]}  "
+                f"~{given.get('tokens', 0)} of {given.get('budget_tokens', '?')} tokens\n", style="dim")
+    text.append(drift or "checking for drift...\n", style="bold yellow" if drift.startswith("STALE") else "dim")
+    for section in given.get("sections", []):
+        text.append(f"\n{section.get('title') or section.get('id')}\n", style="bold")
+        text.append(f"  {section.get('source')}:{section.get('line')} ({section.get('layer')})\n", style="dim")
+        text.append(f"  {section.get('why', '')}\n")  # untrusted file text: appended, never markup
+    return text
+
+
+def drift_line(drift: SandboxDrift) -> str:
+    """One line for a `SandboxDrift`: stale (and what changed), behind, or fresh."""
+    if drift.status == "stale":
+        changed = "; ".join(f"{c['change']}: {c.get('title') or c.get('id')}" for c in drift.changes[:6])
+        return f"STALE: the context changed since it started ({changed})\n"
+    if drift.status == "behind":
+        return "the context moved since, but not in this sandbox's sections\n"
+    return "fresh: the context is what it got\n"

@@ -36,6 +36,8 @@ from loomtui.tui.sandbox_text import (
     STATUS_STYLES,
     STEP_STYLES,
     claims_text,
+    context_text,
+    drift_line,
     format_age,
     format_event,
     sandbox_fields,
@@ -108,6 +110,7 @@ class DashboardScreen(LoomScreen[None]):
         self._follow_timer: Timer | None = None
         self._detail_due = False  # a detail is to be shown after the next frame
         self._pane_lines: dict[str, int] = {}  # each detail pane's height as last shown
+        self._detail_width = -1  # the width the detail's values were last wrapped for
         self._drift: dict[str, tuple[float, str]] = {}  # sandbox -> (when checked, what was found)
         self.evals = EvalsPane(id="evals")
 
@@ -248,8 +251,11 @@ class DashboardScreen(LoomScreen[None]):
             return
         step = self.snapshot.steps.get(sandbox.id) if self.snapshot else None
         fields = sandbox_fields(sandbox, step, self.diff_stats.get(sandbox.id))
-        lines = render_fields(fields, inner_width(details) or DETAIL_WIDTH)
-        self._show_text(details, lines)
+        width = inner_width(details)
+        self._show_text(details, render_fields(fields, width or DETAIL_WIDTH))
+        if width != self._detail_width:  # first shown, or the pane moved: wrapped again once laid out
+            self._detail_width = width
+            self.call_after_refresh(self._rewrap_detail)
         self._show_context(sandbox)
         if sandbox.id != self.tailing:
             # Follow the selection only once it settles: scrolling through twenty
@@ -262,6 +268,13 @@ class DashboardScreen(LoomScreen[None]):
             self._show_text(claims, Text("reading claims…", style="dim"))
             return
         self._show_text(claims, claims_text(by_sandbox.get(sandbox.id, []), self.loom.clock()))
+
+    def _rewrap_detail(self) -> None:
+        """The values again for the width the detail has now: the first frame lays the dashboard out side
+        by side and the next below, so the first wrap was for a pane that is gone (a path cut under its
+        label). Once per width: a pane that keeps its width is not redrawn."""
+        if inner_width(self.query_one("#details", Static)) != self._detail_width:
+            self._show_detail()
 
     def _show_text(self, pane: Static, text: Text) -> None:
         """Show `text` in a detail tab's pane, laying the screen out again only when the pane is in
@@ -282,20 +295,9 @@ class DashboardScreen(LoomScreen[None]):
         """The context the agent got: version, each section and why; whether it has gone stale."""
         checked, drift = self._drift.get(sandbox.id, (0.0, ""))
         given = sandbox.data.get("context")
-        view = self.query_one("#context", Static)
+        self._show_text(self.query_one("#context", Static), context_text(given, drift))
         if not isinstance(given, dict):
-            self._show_text(view, Text("This sandbox got its task only (no context slice was recorded)."))
             return
-        text = Text()
-        text.append(f"version {str(given.get('version', '?'))[:12]}", style="bold")
-        text.append(f"  commit {str(given.get('commit') or '?')[:12]}  "
-                    f"~{given.get('tokens', 0)} of {given.get('budget_tokens', '?')} tokens\n", style="dim")
-        text.append(drift or "checking for drift...\n", style="bold yellow" if drift.startswith("STALE") else "dim")
-        for section in given.get("sections", []):
-            text.append(f"\n{section.get('title') or section.get('id')}\n", style="bold")
-            text.append(f"  {section.get('source')}:{section.get('line')} ({section.get('layer')})\n", style="dim")
-            text.append(f"  {section.get('why', '')}\n")  # untrusted file text: appended, never markup
-        self._show_text(view, text)
         if time.monotonic() - checked > DRIFT_RECHECK_S:  # the screen repaints often; drift is not cheap
             self._drift[sandbox.id] = (time.monotonic(), drift)
             self._check_drift(sandbox)
@@ -306,17 +308,9 @@ class DashboardScreen(LoomScreen[None]):
 
         workspace = self.loom.workspace
         try:
-            drift = sandbox_drift_now(workspace, sandbox.id)  # what `loomtui context drift` says
+            line = drift_line(sandbox_drift_now(workspace, sandbox.id))  # what `loomtui context drift` says
         except (LoomError, KeyError) as exc:
             line = f"drift unknown: {exc}\n"
-        else:
-            if drift.status == "stale":
-                changed = "; ".join(f"{c['change']}: {c.get('title') or c.get('id')}" for c in drift.changes[:6])
-                line = f"STALE: the context changed since it started ({changed})\n"
-            elif drift.status == "behind":
-                line = "the context moved since, but not in this sandbox's sections\n"
-            else:
-                line = "fresh: the context is what it got\n"
         self.app.call_from_thread(self._drift_known, sandbox.id, line)
 
     def _drift_known(self, sandbox_id: str, line: str) -> None:
