@@ -238,9 +238,12 @@ async def test_the_new_sandbox_form_shows_runtimes_readably_and_starts_the_comma
     (repo / ".loom" / "loom.yaml").write_text(
         "version: 1\nruntimes:\n  not-here:\n    argv: [\"no-such-agent-program\", \"{task}\"]\n")
     workspace = open_workspace(repo)
+    add_sandbox(workspace, "older", "an earlier task", status="exited")
     app = LoomApp(workspace)
     async with app.run_test(size=(120, 40)) as pilot:
         await wait_for(pilot, lambda: app.config is not None)
+        table = app.screen.query_one("#sandboxes", DataTable)
+        await wait_for(pilot, lambda: table.row_count == 1)
         await pilot.press("n")
         await wait_for(pilot, lambda: isinstance(app.screen, NewSandboxScreen))
         form = app.screen
@@ -257,5 +260,7 @@ async def test_the_new_sandbox_form_shows_runtimes_readably_and_starts_the_comma
         form.query_one("#command", Input).value = "true {task}"
         form.query_one("#start", Button).press()
         await wait_for(pilot, lambda: any(s.runtime == "command" for s in workspace.store.list_sandboxes()))
-        [record] = workspace.store.list_sandboxes()
+        [record] = [s for s in workspace.store.list_sandboxes() if s.id != "older"]
         assert record.data["launch"]["argv"][0].endswith("true")
+        # The cursor goes to the new sandbox once its row comes (not left on the one it was on).
+        await wait_for(pilot, lambda: table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value == record.id)

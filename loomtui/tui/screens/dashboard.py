@@ -111,6 +111,7 @@ class DashboardScreen(LoomScreen[None]):
         self._detail_due = False  # a detail is to be shown after the next frame
         self._pane_lines: dict[str, int] = {}  # each detail pane's height as last shown
         self._detail_width = -1  # the width the detail's values were last wrapped for
+        self._select_when_shown: str | None = None  # a sandbox made with `n`, selected once its row is in
         self._drift: dict[str, tuple[float, str]] = {}  # sandbox -> (when checked, what was found)
         self.evals = EvalsPane(id="evals")
 
@@ -210,9 +211,14 @@ class DashboardScreen(LoomScreen[None]):
         return cells
 
     def _sync_table(self, snapshot: DashboardSnapshot) -> None:
-        self.query_one(SandboxTable).show_rows({
+        table = self.query_one(SandboxTable)
+        table.show_rows({
             s.id: self._row(s, snapshot.claim_counts.get(s.id, 0))
             for s in snapshot.sandboxes if self._visible(s)})
+        new = self._select_when_shown
+        if new is not None and new in table.rows:  # the sandbox just made here: the cursor goes to it
+            table.move_cursor(row=table.get_row_index(new))
+            self._select_when_shown = None
         self._show_empty_state()
 
     def _show_empty_state(self) -> None:
@@ -474,6 +480,7 @@ class DashboardScreen(LoomScreen[None]):
             app.call_from_thread(app.notify, str(exc), title="new sandbox", severity="error")
             return
         said = "started" if record.status != PLANNED else Workflow(app.workspace).view(record).line(APP_STEP_HINTS)
+        app.call_from_thread(setattr, self, "_select_when_shown", record.id)  # its row comes with the store's news
         app.call_from_thread(app.notify, f"sandbox {record.id} {said}", title="new sandbox")
 
     def action_stop(self) -> None:
