@@ -9,7 +9,7 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, NamedTuple
 
 from rich.text import Text
 
@@ -124,22 +124,40 @@ def check_cells(run: GateRunRecord, now: float, blocking: bool) -> dict[str, Tex
             "outcome": Text(one_line(outcome, OUTCOME_WIDTH))}
 
 
-def test_rows(report: EvalReport) -> list[dict[str, Text]]:
+class PerTestRow(NamedTuple):
+    """One row of the per-test table, and the whole of it for the line under the table (a test id
+    or a message longer than its column is cut there)."""
+
+    cells: dict[str, Text]
+    whole: Text
+
+
+def test_rows(report: EvalReport) -> list[PerTestRow]:
     """Each check's classified tests (regressions first, as classified), then its new findings."""
-    rows: list[dict[str, Text]] = []
+    rows: list[PerTestRow] = []
     for check in report.checks:
         for test in check.tests.tests if check.tests is not None else ():
             bad = test.is_regression
-            rows.append({"cls": Text(test.cls.value, style=REGRESSION_STYLE if bad else CLASS_STYLES.get(test.cls, "")),
-                         "flaky": Text("flaky" if test.flaky else "", style="yellow"),
-                         "test": Text(one_line(test.id), style=REGRESSION_STYLE if bad else ""),
-                         "message": Text(one_line(test.message, MESSAGE_WIDTH), style="" if bad else "dim")})
+            cls_style = REGRESSION_STYLE if bad else CLASS_STYLES.get(test.cls, "")
+            cells = {"cls": Text(test.cls.value, style=cls_style),
+                     "flaky": Text("flaky" if test.flaky else "", style="yellow"),
+                     "test": Text(one_line(test.id), style=REGRESSION_STYLE if bad else ""),
+                     "message": Text(one_line(test.message, MESSAGE_WIDTH), style="" if bad else "dim")}
+            rows.append(PerTestRow(cells, _whole(test.cls.value, cls_style, test.id, test.message)))
         for finding in check.findings.new if check.findings is not None else ():
             where = one_line(f"{finding.path}:{finding.line} {finding.code}")
-            rows.append({"cls": Text("NEW_FINDING", style=REGRESSION_STYLE), "flaky": Text(""),
-                         "test": Text(where, style=REGRESSION_STYLE),
-                         "message": Text(one_line(finding.message, MESSAGE_WIDTH))})
+            cells = {"cls": Text("NEW_FINDING", style=REGRESSION_STYLE), "flaky": Text(""),
+                     "test": Text(where, style=REGRESSION_STYLE),
+                     "message": Text(one_line(finding.message, MESSAGE_WIDTH))}
+            rows.append(PerTestRow(cells, _whole("NEW_FINDING", REGRESSION_STYLE, where, finding.message)))
     return rows
+
+
+def _whole(cls: str, style: str, name: str, message: str) -> Text:
+    text = Text.assemble((cls, style), "  ", (one_line(name), "bold"))
+    if message:
+        text.append("\n" + one_line(message))
+    return text
 
 
 def tests_title(report: EvalReport | None, shown: int, total: int) -> Text:

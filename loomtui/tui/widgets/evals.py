@@ -134,6 +134,7 @@ class EvalsPane(VerticalScroll):
         self._output_run: int | None = None
         self._output_seen: tuple[int, str] | None = None  # (run, its status) when its log was last read
         self._output_lines: list[str] | None = None
+        self._test_wholes: dict[str, Text] = {}  # row key -> the test's id and message, uncut
 
     def compose(self) -> ComposeResult:
         yield Static("", id="evals-merged")
@@ -142,6 +143,7 @@ class EvalsPane(VerticalScroll):
         yield DataTable(id="evals-checks", cursor_type="row")
         yield Static("", id="evals-tests-title", classes="evals-title")
         yield DataTable(id="evals-tests", cursor_type="row", zebra_stripes=True)
+        yield Static("", id="evals-test")  # the highlighted test whole: its id and message wrap here
         yield Static("", id="evals-score")
         yield Static("", id="evals-output-title", classes="evals-title")
         yield Log(max_lines=OUTPUT_LINES, id="evals-output")
@@ -301,6 +303,10 @@ class EvalsPane(VerticalScroll):
             self._check = str(event.row_key.value)
             self._follow_output()
 
+    @on(DataTable.RowHighlighted, "#evals-tests")
+    def _test_highlighted(self, event: DataTable.RowHighlighted) -> None:
+        self.query_one("#evals-test", Static).update(self._test_wholes.get(str(event.row_key.value), ""))
+
     @on(OutputRead)
     def _output_read(self, message: OutputRead) -> None:
         if message.run_id != self._output_run or message.lines == self._output_lines:
@@ -366,9 +372,11 @@ class EvalsPane(VerticalScroll):
         table = self.query_one("#evals-tests", DataTable)
         table.clear()
         rows = test_rows(report) if report is not None else []
-        for number, cells in enumerate(rows[:MAX_TEST_ROWS]):
-            table.add_row(*cells.values(), key=str(number))
+        self._test_wholes = {str(number): row.whole for number, row in enumerate(rows[:MAX_TEST_ROWS])}
+        for number, row in enumerate(rows[:MAX_TEST_ROWS]):
+            table.add_row(*row.cells.values(), key=str(number))
         table.display = bool(rows)
+        self.query_one("#evals-test", Static).update("")
         self.query_one("#evals-tests-title", Static).update(
             tests_title(report, min(len(rows), MAX_TEST_ROWS), len(rows)))
 
