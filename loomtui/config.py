@@ -430,9 +430,18 @@ def _globs(value: Value) -> tuple[str, ...]:
     return value.as_str_list(items_non_empty=True)
 
 
+MAX_GLOBS: Final = 1_000
+"""Patterns one list may hold. Each is compiled when the config is read, at ~0.06 ms: 70,000 took
+`config check` 4 s, and every command that reads loom.yaml with it."""
+
+
 def _path_globs(value: Value) -> tuple[str, ...]:
     """Gitignore-style globs, each compiled once here so a bad one names its line."""
-    for item in value.as_list():
+    items = value.as_list()
+    if len(items) > MAX_GLOBS:
+        raise value.error(f"at most {MAX_GLOBS:,} patterns (got {len(items):,}); a directory pattern "
+                          "(`build/`) covers everything under it")
+    for item in items:
         pattern = item.as_str(non_empty=True)
         problem = glob_problem(pattern)
         if problem:

@@ -410,3 +410,9 @@ def test_yamlcheck_fields_and_lines() -> None:
     assert [(i.key, i.line, i.as_str()) for i in items] == [("b[0]", 3, "x"), ("b[1]", 4, "y")]
     assert fields.key("b").line == 2
     assert compose("# empty\n", "f.yaml") is None
+
+
+def test_a_glob_list_past_the_cap_is_one_line_naming_the_cap() -> None:
+    text = "coordination:\n  exclude:\n" + "".join(f"    - d{n}/\n" for n in range(1_001))
+    with pytest.raises(ConfigError, match=r"^\.loom/loom\.yaml:3: coordination\.exclude: at most 1,000 patterns \(got 1,001\)"):
+        parse_config(text, PATH)
