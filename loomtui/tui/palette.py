@@ -61,8 +61,9 @@ class RankedProvider(Provider):
 class BindingCommands(RankedProvider):
     """Every key of the screen the palette was opened on (and the app's), by what it does."""
 
-    def entries(self) -> list[PaletteEntry]:
-        entries: list[PaletteEntry] = []
+    def _bindings(self) -> list[tuple[PaletteEntry, bool]]:
+        """Each key's entry, and whether it is loomtui's own (it has an id) or a widget's (cursor keys)."""
+        found: list[tuple[PaletteEntry, bool]] = []
         seen = set()
         for key, active in self.screen.active_bindings.items():
             binding = active.binding
@@ -71,12 +72,16 @@ class BindingCommands(RankedProvider):
             seen.add(binding.action)
             shown = binding.key_display or self.app.get_key_display(binding)
             run = partial(self.app.run_action, binding.action, active.node)
-            entries.append((f"{binding.description} ({shown})", run, f"the {key} key"))
-        return entries
+            found.append(((f"{binding.description} ({shown})", run, f"the {key} key"), bool(binding.id)))
+        return found
+
+    def entries(self) -> list[PaletteEntry]:
+        return [entry for entry, _own in self._bindings()]
 
     async def discover(self) -> Hits:
-        for label, run, help_text in self.entries():
-            yield Hit(0.5, Text(label), run, text=label, help=help_text)
+        """The empty palette: loomtui's own keys (new, approve, the views) before the widgets' cursor keys."""
+        for (label, run, help_text), own in sorted(self._bindings(), key=lambda found: not found[1]):
+            yield Hit(0.6 if own else 0.4, Text(label), run, text=label, help=help_text)
 
 
 class SandboxesAndEscalations(RankedProvider):
