@@ -286,3 +286,10 @@ async def test_the_next_escalations_detail_opens_at_its_top_and_a_live_update_ke
         assert pane.scroll_y > 0
         table.move_cursor(row=1)
         await wait_for(pilot, lambda: pane.scroll_y == 0)
+        pane.focus()  # esc backs out one level: the detail to the queue, then the queue to the sandboxes
+        await pilot.press("escape")
+        await pilot.pause()
+        assert app.screen is screen and app.focused is table
+        await pilot.press("escape")
+        await pilot.pause()
+        assert app.screen is not screen

@@ -29,7 +29,13 @@ async def test_policy_view_marks_the_rules_that_fire_for_a_sandbox(billing: Path
         assert isinstance(app.screen, PolicyScreen)
         table = app.screen.query_one("#rules", DataTable)
         assert "payments-high-risk" in [k.value for k in table.rows]
-        app.screen.query_one("#policy-sandbox", Select).value = record.id
+        picker = app.screen.query_one("#policy-sandbox", Select)
+        await pilot.press("s")  # the picker, opened from the keyboard (Tab reached it last)
+        await pilot.pause()
+        assert picker.expanded and app.focused is not table
+        await pilot.press("escape")
+        await pilot.pause()
+        picker.value = record.id
         await wait_for(pilot, lambda: str(table.get_cell("ledger-claims", "fired")) == "●")
         assert str(table.get_cell("no-secrets", "fired")) == ""
         assert "claim: require" in str(app.screen.query_one("#policy-detail", Static).render())

@@ -53,7 +53,10 @@ class PolicyScreen(LoomScreen[None]):
     VIEW_NAME = "Policy"
 
     AUTO_FOCUS = "#rules"
-    BINDINGS = [Binding("escape", "back", "Back", id="policy.back")]
+    BINDINGS = [
+        Binding("s", "pick_sandbox", "Sandbox", id="policy.pick_sandbox"),
+        Binding("escape", "back", "Back", id="policy.back"),
+    ]
 
     def __init__(self) -> None:
         super().__init__()
@@ -129,9 +132,15 @@ class PolicyScreen(LoomScreen[None]):
         if self.explanation:
             text.append("\n".join(self.explanation))
         else:
-            text.append("Pick a sandbox above: its claims and its diff are evaluated, and the rules "
+            text.append("Pick a sandbox above (s): its claims and its diff are evaluated, and the rules "
                         "that fire are marked ●.", style="dim")
         self.query_one("#policy-detail", Static).update(text)
+
+    def action_pick_sandbox(self) -> None:
+        """`s`: the sandbox picker, open (Tab order put it behind the rules table)."""
+        picker = self.query_one("#policy-sandbox", Select)
+        picker.focus()
+        picker.expanded = True
 
     @on(Select.Changed, "#policy-sandbox")
     def _sandbox_chosen(self, event: Select.Changed) -> None:
