@@ -314,6 +314,16 @@ def test_runtime_that_exits_at_once_is_failed_with_its_exit_code(ws: Workspace, 
     assert audit_actions(ws, record.id)[-1] == "sandbox.failed"
 
 
+def stubborn_agent(bin_dir: Path) -> None:
+    """`stubborn` on the test PATH: an agent that ignores SIGTERM and says when it is ready."""
+    stand_in(bin_dir, "stubborn", """\
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        print("ready", flush=True)
+        while True:
+            time.sleep(0.05)
+    """)
+
+
 def test_stop_terms_the_agent_then_kills_one_that_ignores_sigterm(ws: Workspace, repo: Path, bin_dir: Path) -> None:
     stand_in(bin_dir, "polite", """\
         def leave(*_):
@@ -324,12 +334,7 @@ def test_stop_terms_the_agent_then_kills_one_that_ignores_sigterm(ws: Workspace,
         while True:
             time.sleep(0.05)
     """)
-    stand_in(bin_dir, "stubborn", """\
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        print("ready", flush=True)
-        while True:
-            time.sleep(0.05)
-    """)
+    stubborn_agent(bin_dir)
     write_config(repo, 'polite:\n  argv: ["polite"]\nstubborn:\n  argv: ["stubborn"]\n')
     polite = tasks.start(ws, tasks.create_sandbox(ws, "run politely", "polite").id)
     stubborn = tasks.start(ws, tasks.create_sandbox(ws, "run stubbornly", "stubborn").id)
@@ -355,12 +360,7 @@ def test_stop_terms_the_agent_then_kills_one_that_ignores_sigterm(ws: Workspace,
 def test_a_stop_whose_caller_is_interrupted_is_finished_by_the_supervisor(ws: Workspace, repo: Path,
                                                                          bin_dir: Path) -> None:
     """Ctrl-C on `sandbox stop` during its grace: the SIGTERM went out, the SIGKILL never would have."""
-    stand_in(bin_dir, "stubborn", """\
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        print("ready", flush=True)
-        while True:
-            time.sleep(0.05)
-    """)
+    stubborn_agent(bin_dir)
     write_config(repo, 'stubborn:\n  argv: ["stubborn"]\n')
     record = tasks.start(ws, tasks.create_sandbox(ws, "run stubbornly", "stubborn").id)
     running(ws, record.id)
