@@ -10,7 +10,7 @@ from rich.text import Text
 
 from loomtui.tui.app import LoomApp
 from loomtui.tui.screens.dashboard import SandboxTable
-from loomtui.tui.widgets.fields import Field, render_fields, wrap_value
+from loomtui.tui.widgets.fields import Field, hanging, render_fields, wrap_value
 from loomtui.tui.widgets.fitted_table import FitColumn, cut, fit_columns
 from loomtui.tui.widgets.status_header import StatusHeader
 from loomtui.workspace import open_workspace
@@ -56,6 +56,13 @@ def test_values_wrap_after_spaces_and_path_separators_not_mid_word() -> None:
     assert "[bold]two words[/]" in text.plain  # never parsed as markup
     continuation = text.plain.splitlines()[2]
     assert continuation.startswith(" " * 12) and continuation.strip()  # under the value, not the label
+
+
+def test_a_long_explanation_line_wraps_under_itself_not_at_column_0() -> None:
+    wrapped = hanging("    paths payments/** matched payments/currency.py and payments/refunds.py", 40).splitlines()
+    assert wrapped[0] == "    paths payments/** matched"
+    assert all(line.startswith(" " * 8) and len(line) <= 40 for line in wrapped[1:]) and len(wrapped) > 1
+    assert hanging("  short", 40) == "  short"
 
 
 @pytest.mark.parametrize("size", [(80, 24), (120, 40), (200, 60)])

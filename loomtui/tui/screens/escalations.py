@@ -30,9 +30,10 @@ from loomtui.governance.escalations import (
 from loomtui.store import EscalationRecord
 from loomtui.store.records import RepositoryRecord
 from loomtui.store.sql import SqlStore
-from loomtui.tui.base import LoomScreen
+from loomtui.tui.base import LoomScreen, inner_width
 from loomtui.tui.sandbox_text import RISK_STYLES, format_age
 from loomtui.tui.screens.dashboard import AGE_REFRESH_S
+from loomtui.tui.widgets.fields import hanging
 from loomtui.tui.widgets.fitted_table import FitColumn, FittedTable
 from loomtui.tui.widgets.status_header import StatusHeader
 from loomtui.workflow.engine import advance
@@ -200,11 +201,12 @@ class EscalationsScreen(LoomScreen[None]):
                     style=RISK_STYLES.get(escalation.risk, ""))
         text.append(escalation.summary + "\n\n")
         text.append("Why\n", style="bold underline")
+        width = inner_width(detail) or 60  # long lines wrap under themselves, not at column 0
         for line in data.get("explanation", []):
-            text.append(f"  {line}\n")
+            text.append(hanging(f"  {line}", width) + "\n")
         text.append("\nApprovals\n", style="bold underline")
         for line in status_lines(escalation):
-            text.append(f"  {line}\n")
+            text.append(hanging(f"  {line}", width) + "\n")
         facts = data.get("facts", {})
         if facts.get("paths"):
             text.append("\nChange\n", style="bold underline")

@@ -46,6 +46,14 @@ def wrap_value(value: str, width: int) -> list[str]:
     return lines
 
 
+def hanging(line: str, width: int) -> str:
+    """`line` wrapped to `width` cells, each wrapped part indented four past the line's own indent (an
+    item nested under it is indented two), so a long line reads as one item of a list."""
+    lead = " " * (len(line) - len(line.lstrip(" ")))
+    parts = wrap_value(line.strip(), max(8, width - len(lead) - 4))
+    return "\n".join([lead + parts[0], *(lead + "    " + part for part in parts[1:])])
+
+
 def render_fields(fields: Iterable[Field], width: int) -> Text:
     """The fields as Text for a pane `width` cells wide: values wrapped in their own column."""
     indent = " " * (LABEL_WIDTH + len(GAP))
