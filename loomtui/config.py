@@ -14,7 +14,7 @@ from pathlib import Path, PurePosixPath
 from typing import Final, Literal, TypeVar, get_args
 from urllib.parse import urlsplit
 
-from loomtui.globs import glob_problem
+from loomtui.globs import glob_problem, too_many_globs
 from loomtui.runtime_config import (
     BUILTIN_RUNTIMES,
     DEFAULT_OFFLINE_TIMEOUT,
@@ -430,17 +430,11 @@ def _globs(value: Value) -> tuple[str, ...]:
     return value.as_str_list(items_non_empty=True)
 
 
-MAX_GLOBS: Final = 1_000
-"""Patterns one list may hold. Each is compiled when the config is read, at ~0.06 ms: 70,000 took
-`config check` 4 s, and every command that reads loom.yaml with it."""
-
-
 def _path_globs(value: Value) -> tuple[str, ...]:
     """Gitignore-style globs, each compiled once here so a bad one names its line."""
     items = value.as_list()
-    if len(items) > MAX_GLOBS:
-        raise value.error(f"at most {MAX_GLOBS:,} patterns (got {len(items):,}); a directory pattern "
-                          "(`build/`) covers everything under it")
+    if too_many := too_many_globs(len(items)):
+        raise value.error(too_many)
     for item in items:
         pattern = item.as_str(non_empty=True)
         problem = glob_problem(pattern)

@@ -9,7 +9,11 @@ from __future__ import annotations
 
 import re
 
-__all__ = ["glob_problem"]
+__all__ = ["MAX_GLOBS", "glob_problem", "too_many_globs"]
+
+MAX_GLOBS = 1_000
+"""Patterns one list may hold (loom.yaml, the policy). Each is compiled when its file is read, at
+~0.06 ms: 70,000 made every command that reads the file take 4 s."""
 
 
 def glob_problem(pattern: str) -> str | None:
@@ -30,3 +34,9 @@ def glob_problem(pattern: str) -> str | None:
         return "it can never match a path (an unclosed '['?)"
     return None
 
+
+def too_many_globs(count: int) -> str | None:
+    """What is wrong with a list of `count` globs, or None when it is within MAX_GLOBS."""
+    if count <= MAX_GLOBS:
+        return None
+    return f"at most {MAX_GLOBS:,} patterns (got {count:,}); a directory pattern (`build/`) covers everything under it"

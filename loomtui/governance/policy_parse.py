@@ -17,7 +17,7 @@ from typing import Final, TypeVar
 from yaml.nodes import Node, ScalarNode
 
 from loomtui.errors import ConfigError
-from loomtui.globs import glob_problem
+from loomtui.globs import glob_problem, too_many_globs
 from loomtui.governance.codeowners import CodeOwners, load_codeowners
 from loomtui.governance.policy_model import (
     _DEFAULT_OUTCOMES,
@@ -460,7 +460,10 @@ def _parse_eval_items(value: Value) -> dict[str, str]:
 
 def _parse_path_globs(value: Value) -> PathGlobs:
     patterns: list[str] = []
-    for item in _one_or_many(value):
+    items = _one_or_many(value)
+    if too_many := too_many_globs(len(items)):
+        raise value.error(too_many)
+    for item in items:
         pattern = item.as_str(non_empty=True)
         problem = glob_problem(pattern)
         if problem:
