@@ -49,6 +49,7 @@ from loomtui.identity import current_host
 from loomtui.store import SandboxRecord
 from loomtui.workflow import tasks
 from loomtui.workflow.engine import wait_until_settled
+from loomtui.workflow.steps import Step, next_step
 from loomtui.workspace import Workspace, open_workspace
 from tests.conftest import agent_ended, git, run_cli, wait_until
 
@@ -478,6 +479,52 @@ def test_a_sandbox_under_review_is_not_removed_and_keeps_its_worktree(ws: Worksp
         review.remove(ws, record.id, force=True)
     assert raised.value.exit_code == 1 and Path(record.worktree).is_dir()
     assert sb.get_sandbox(ws, record.id).status == GATING
+
+
+def test_an_agent_started_while_rm_checked_is_not_deleted_under_it(
+        ws: Workspace, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """rm read a planned sandbox; its agent started before rm marked it: rm refuses, deleting nothing."""
+    from loomtui.execution import lifecycle
+
+    script = write_script(tmp_path / "idle.yaml", '- {log: "hello"}\n')
+    record = tasks.create_sandbox(ws, "not yet", "script", script=script)
+    started = lifecycle.mark_removing
+
+    def start_first(workspace: Workspace, sandbox_id: str, removing: bool = True) -> SandboxRecord:
+        if removing:  # what a start in another process does between rm's read and its mark
+            lifecycle.transition(workspace, sandbox_id, RUNNING, allowed_from=frozenset({PLANNED}))
+        return started(workspace, sandbox_id, removing)
+
+    monkeypatch.setattr(review, "mark_removing", start_first)
+    with pytest.raises(review.RemoveRefused, match="is running; stop it first"):
+        review.remove(ws, record.id)
+    after = sb.get_sandbox(ws, record.id)
+    assert Path(record.worktree).is_dir() and after.status == RUNNING
+    assert not after.data.get(lifecycle.REMOVING_KEY)
+
+
+def test_a_removal_that_fails_half_way_is_finished_by_the_next_without_committing_the_deletions(
+        ws: Workspace, repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    record = _finished_script_sandbox(ws, tmp_path, '- {write: a.txt, content: "agent\\n"}\n- {commit: "a"}\n')
+    worktree = Path(record.worktree)
+    (worktree / "left.txt").write_text("left by the agent\n")
+    real = shutil.rmtree
+
+    def half(path: object, *args: object, **kwargs: object) -> None:
+        (Path(str(path)) / "a.txt").unlink()  # some files gone, then a failure
+        raise OSError(13, "Permission denied")
+
+    monkeypatch.setattr(shutil, "rmtree", half)
+    with pytest.raises(LoomError, match="sandbox rm` again finishes"):
+        review.remove(ws, record.id, force=True)
+    saved = git(repo, "rev-parse", record.branch)
+    assert git(repo, "show", f"{record.branch}:left.txt") == "left by the agent"
+    assert next_step(ws, sb.get_sandbox(ws, record.id)).step == Step.DONE  # no review of a half-deleted tree
+    monkeypatch.setattr(shutil, "rmtree", real)
+    result = review.remove(ws, record.id)  # no --force needed, nothing committed: the deletions are not work
+    assert result.saved_commit is None and git(repo, "rev-parse", record.branch) == saved
+    assert git(repo, "show", f"{record.branch}:a.txt") == "agent" and not worktree.exists()
+    assert sb.get_sandbox(ws, record.id).status == ARCHIVED
 
 
 def _approve(ws: Workspace, sandbox_id: str) -> None:

@@ -66,12 +66,15 @@ TRANSITIONS: Final[dict[str, frozenset[str]]] = {
 
 REMOVING_KEY: Final = "removing"
 """Sandbox data set while `remove` archives it: from then on it is never reviewed nor started."""
+DELETING: Final = "deleting"
+"""`REMOVING_KEY` once the work is saved and the worktree's deletion has begun."""
 _NOT_WHILE_REMOVING: Final = frozenset({GATING, RUNNING})
 
 
-def mark_removing(workspace: Workspace, sandbox_id: str, removing: bool = True) -> None:
+def mark_removing(workspace: Workspace, sandbox_id: str, removing: bool = True) -> SandboxRecord:
     """Mark a sandbox as being removed (or no longer), unless its review is running: removing its
-    worktree then would fail the gates and leave it in review with no worktree."""
+    worktree then would fail the gates and leave it in review with no worktree. Returns the record as
+    marked: its status then is the one to act on (its agent may have started since it was read)."""
     store = workspace.store
     with store.transaction():
         current = store.get_sandbox(sandbox_id)
@@ -79,8 +82,11 @@ def mark_removing(workspace: Workspace, sandbox_id: str, removing: bool = True) 
             raise LoomError(f"no sandbox {sandbox_id}")
         if removing and current.status == GATING:
             raise LoomError(f"sandbox {sandbox_id} is being reviewed (its gates are running); nothing was "
-                            "removed: remove it once the review has ended", exit_code=1)
-        store.update_sandbox(sandbox_id, data={REMOVING_KEY: removing})
+                            "removed: remove it once the review has ended (if its reviewer died, "
+                            f"`loomtui sandbox advance {sandbox_id}` reviews it again)", exit_code=1)
+        if removing and current.data.get(REMOVING_KEY) == DELETING:
+            return current  # an earlier removal got as far as deleting: this one finishes it
+        return store.update_sandbox(sandbox_id, data={REMOVING_KEY: removing})
 
 
 def sources_of(status: str) -> frozenset[str]:

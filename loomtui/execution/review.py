@@ -13,13 +13,21 @@ from loomtui.auditanchor import head_trailer
 from loomtui.errors import LoomError
 from loomtui.execution.gitops import (
     MERGE_TREE_MIN_VERSION,
-    AgentTree,
     Git,
     GitFailed,
     first_line,
     git_version,
 )
-from loomtui.execution.lifecycle import APPROVED, ARCHIVED, LIVE, MERGED, mark_removing, transition
+from loomtui.execution.lifecycle import (
+    APPROVED,
+    ARCHIVED,
+    DELETING,
+    LIVE,
+    MERGED,
+    REMOVING_KEY,
+    mark_removing,
+    transition,
+)
 from loomtui.execution.sandboxes import (
     DEFAULT_GRACE_S,
     agent_tree,
@@ -257,7 +265,10 @@ def remove(workspace: Workspace, sandbox_id: str, *, force: bool = False, delete
     repo = Git(workspace.root)
     worktree = Path(record.worktree)
     tree = agent_tree(workspace, record)
-    dirty = tree.dirty_paths(record.branch) if worktree.is_dir() else []
+    # An earlier `rm` saved the work and began deleting the tree: what is left is not work (its
+    # missing files would be committed as deletions), only what the deletion did not reach.
+    deleting = record.data.get(REMOVING_KEY) == DELETING
+    dirty = tree.dirty_paths(record.branch) if worktree.is_dir() and not deleting else []
     if dirty and not force:
         shown = ", ".join(dirty[:5]) + (f" and {len(dirty) - 5} more" if len(dirty) > 5 else "")
         raise RemoveRefused(f"sandbox {record.id} has uncommitted changes ({shown}); nothing was removed",
@@ -267,14 +278,33 @@ def remove(workspace: Workspace, sandbox_id: str, *, force: bool = False, delete
                             branch=record.branch)
     # From here the sandbox is not reviewed or started by anyone else (its supervisor reviews an agent
     # that ends, the app advances tasks): its worktree is about to go. Refused while a review runs.
-    mark_removing(workspace, record.id)
+    record = mark_removing(workspace, record.id)  # its agent may have started since it was read
     try:
+        if record.status in LIVE and not force:
+            raise RemoveRefused(f"sandbox {record.id} is {record.status}; stop it first", reason="live",
+                                branch=record.branch)
         if record.status in LIVE:
             record = stop(workspace, record.id, grace=grace)
-        saved = _save_and_delete_worktree(workspace, record, tree) if worktree.is_dir() else None
+        saved = tree.commit_all(
+            record.branch,
+            f"loomtui: save uncommitted work of sandbox {record.id} before removal\n\n"
+            f"Loom-Sandbox: {record.id}\n", repo.fallback_identity("loomtui", "loomtui@localhost.invalid")
+        ) if worktree.is_dir() and not deleting else None
     except BaseException:
-        mark_removing(workspace, record.id, removing=False)
+        if not deleting:
+            mark_removing(workspace, record.id, removing=False)  # nothing deleted yet: it is as it was
         raise
+    if worktree.is_dir():
+        workspace.store.update_sandbox(record.id, data={REMOVING_KEY: DELETING})
+        # Not `git worktree remove`: that runs git in the worktree (its config, its fsmonitor). The
+        # work is on the branch now; rmtree never follows a symlink. Failing half way, the sandbox
+        # stays marked (no review of a half-deleted tree); `sandbox rm` again finishes.
+        try:
+            shutil.rmtree(worktree)
+        except OSError as exc:
+            raise LoomError(f"cannot remove the worktree of {record.id}: {exc.strerror or exc}"
+                            + (f" (the work was saved as {saved[:12]})" if saved else "")
+                            + "; `loomtui sandbox rm` again finishes the removal", exit_code=1) from None
     with workspace.paths.worktrees_locked():
         repo.run("worktree", "prune")
     sandbox_paths(workspace.paths, record.id).outside_index.unlink(missing_ok=True)
@@ -288,23 +318,6 @@ def remove(workspace: Workspace, sandbox_id: str, *, force: bool = False, delete
                audit={"branch": record.branch, "branch_tip": tip, "branch_deleted": deleted,
                       "saved_commit": saved, "merged": merged})
     return RemoveResult(record.id, record.branch, tip, saved, deleted)
-
-
-def _save_and_delete_worktree(workspace: Workspace, record: SandboxRecord, tree: AgentTree) -> str | None:
-    """Commit what is uncommitted to the sandbox branch, then delete the worktree; the saving commit."""
-    repo = Git(workspace.root)
-    saved = tree.commit_all(
-        record.branch,
-        f"loomtui: save uncommitted work of sandbox {record.id} before removal\n\n"
-        f"Loom-Sandbox: {record.id}\n", repo.fallback_identity("loomtui", "loomtui@localhost.invalid"))
-    # Not `git worktree remove`: that runs git in the worktree (its config, its
-    # fsmonitor). The work is on the branch now; rmtree never follows a symlink.
-    try:
-        shutil.rmtree(record.worktree)
-    except OSError as exc:
-        raise LoomError(f"cannot remove the worktree of {record.id}: {exc.strerror or exc}"
-                        + (f" (the work was saved as {saved[:12]})" if saved else ""), exit_code=1) from None
-    return saved
 
 
 def _branch_merged(repo: Git, record: SandboxRecord) -> bool:

@@ -178,6 +178,7 @@ class Supervisor:
                                           if self.spec.faults and self.spec.mode != "interactive" else None)
         self.fault_error: str | None = None
         self.stop_enforced = False  # the supervisor killed an agent whose stop outlived its caller
+        self.start_refused = False  # the sandbox was moved (rejected, being removed) before the agent ran
 
     # -- the command ---------------------------------------------------------------------
 
@@ -237,8 +238,9 @@ class Supervisor:
                        data={"agent_pid": agent_pid, "agent_pid_start": identity(agent_pid),
                              "started_at": time.time(), **data},
                        audit={"agent_pid": agent_pid, "isolation": self.record.isolation})
-        except LoomError as exc:  # someone moved it meanwhile (rejected, archived): do not run
+        except LoomError as exc:  # someone moved it meanwhile (rejected, archived, being removed): do not run
             _diagnose(f"not starting: {exc}")
+            self.start_refused = True
             return False
         if self.broker is not None:
             self.broker.start()
@@ -405,10 +407,10 @@ class Supervisor:
         due = float(asked.get("at") or 0) + float(asked.get("grace") or 0) + STOP_MARGIN_S
         if time.time() < due or not group_exists(group):
             return
-        self.stop_enforced = True
         self.workspace.record("sandbox.killed", self.record.id,
                               {"after_grace_s": asked.get("grace"), "signal": "SIGKILL", "by": "supervisor"})
         signal_group(group, signal.SIGKILL)
+        self.stop_enforced = True  # after the kill: a store that refused the entry leaves it for the next beat
 
     def _emit(self, activity: Activity) -> None:
         if activity.get("kind") == "result":
@@ -464,6 +466,8 @@ class Supervisor:
             self.broker.close()
         if self.log is not None:
             self.log.close()
+        if self.start_refused:  # the agent never ran: the record and the worktree are whoever moved it's
+            return 1
         self.sync_git()  # before saving leftovers: those commit on top of the agent's last commit
         saved, save_error = self._save_work()
         current = self.workspace.store.get_sandbox(self.record.id)
