@@ -37,6 +37,26 @@ def test_a_file_name_with_escape_sequences_reaches_a_terminal_escaped_and_a_pipe
     assert piped.returncode == 0 and f"{EVIL}::f" in piped.stdout
 
 
+def test_the_app_draws_on_the_terminal_unwrapped_and_the_streams_come_back(
+        repo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Its crash report is rich's colour on sys.stderr: escaped, it was noise. A command gets the
+    guard; either way the caller's streams are its own again after."""
+    import sys
+
+    import loomtui.tui.app
+
+    seen: list[object] = []
+    monkeypatch.setattr(loomtui.tui.app, "run_app", lambda workspace: seen.append(sys.stderr) or 0)
+    monkeypatch.chdir(repo)
+    shown, err = Terminal(), Terminal()
+    with redirect_stdout(shown), redirect_stderr(err):
+        assert main([]) == 0
+        assert seen == [err] and sys.stdout is shown  # the dashboard: the terminal as it is
+        assert main(["status"]) == 0
+        assert sys.stdout is shown and sys.stderr is err  # the guard was taken off again
+    assert "\\x1b" not in shown.getvalue()
+
+
 def test_only_newline_tab_and_carriage_return_pass() -> None:
     assert escaped("a\tb\nc\rd") == "a\tb\nc\rd"
     assert escaped("\x00\x08\x0b\x1b[2J\x7f\x9b") == "\\x00\\x08\\x0b\\x1b[2J\\x7f\\x9b"

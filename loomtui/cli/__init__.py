@@ -440,6 +440,11 @@ def _run_script_agent(args: argparse.Namespace) -> int:
     return replay(args.script, check_only=args.check)
 
 
+def _draws_the_app(args: argparse.Namespace) -> bool:
+    """Whether the command runs the full-screen app (the dashboard, or the demo with a screen)."""
+    return args.handler is cmd_tui or (args.handler is cmd_demo and not (args.headless or args.json))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return the exit code."""
     given = list(sys.argv[1:] if argv is None else argv)
@@ -457,9 +462,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             only = ""  # no command: the dashboard, which needs no layer's commands (their imports delay its frame)
         parser = build_parser(only)
     args = parser.parse_args(given)
-    # Untrusted text (file names, tasks, agents' output) never drives the terminal. The app is
-    # unaffected: Textual writes to sys.__stderr__.
-    sys.stdout, sys.stderr = guard(sys.stdout), guard(sys.stderr)
+    # Untrusted text (file names, tasks, agents' output) never drives the terminal. Not around the
+    # app: it escapes what it shows itself, and its crash report (rich, in colour, on sys.stderr)
+    # would be escaped into noise.
+    streams = sys.stdout, sys.stderr
+    if not _draws_the_app(args):
+        sys.stdout, sys.stderr = guard(sys.stdout), guard(sys.stderr)
     try:
         return int(args.handler(args))
     except LoomError as exc:
@@ -469,3 +477,5 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except BrokenPipeError:
         return 0
+    finally:
+        sys.stdout, sys.stderr = streams  # as they were, for a caller in this process

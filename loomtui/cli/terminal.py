@@ -11,6 +11,7 @@ is shown escaped (`\\x1b`); to a pipe or a file the bytes go through as they are
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from typing import Any, TextIO
 
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
@@ -32,6 +33,10 @@ class TerminalText:
     def write(self, text: str) -> int:
         self._stream.write(escaped(text))
         return len(text)
+
+    def writelines(self, lines: Iterable[str]) -> None:
+        for line in lines:
+            self.write(line)
 
     def __getattr__(self, name: str) -> Any:  # flush, isatty, fileno, encoding: the stream's own
         return getattr(self._stream, name)
