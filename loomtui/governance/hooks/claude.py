@@ -238,24 +238,26 @@ class _Interrupted(Exception):
 
 
 class _WaitGuard:
-    """A signal while the hook asks a lead: before the request exists it waits for it (so it can be
-    withdrawn), after it ends the wait."""
+    """A signal while the hook asks a lead is noted, never raised from the handler (that could land
+    halfway through a broker reply or a store write); the wait checks for it between its polls and
+    ends, and the request is withdrawn once it has an id."""
 
     def __init__(self) -> None:
         self.escalation_id: Any = None
-        self._pending: int | None = None
+        self.signum: int | None = None
 
     def on_signal(self, signum: int, _frame: object) -> None:
-        if self.escalation_id is None:
-            self._pending = signum  # the request is being opened: withdrawn once it is
-            return
-        raise _Interrupted(signum)
+        if self.signum is None:  # a second one (the whole group signalled) is the same news
+            self.signum = signum
 
     def watch(self, escalation_id: Any) -> None:
-        """The request is open: a signal from now on (or one that came while it was opened) ends the wait."""
+        """The request is open: from now on (and for a signal that came while it was opened) `check` ends the wait."""
         self.escalation_id = escalation_id
-        if self._pending is not None:
-            raise _Interrupted(self._pending)
+        self.check()
+
+    def check(self) -> None:
+        if self.signum is not None and self.escalation_id is not None:
+            raise _Interrupted(self.signum)
 
 
 @contextlib.contextmanager
@@ -294,9 +296,11 @@ def _answer_permission(event: HookEvent, channel: Channel, wait: float, poll: fl
         status = opened
         while True:
             status = channel.request("escalation_status", id=opened["id"])
+            guard.check()
             if status.get("decision") is not None or time.monotonic() >= deadline:
                 break
             time.sleep(min(poll, max(0.0, deadline - time.monotonic())))
+            guard.check()
     if status.get("decision") is None:
         status = channel.request("withdraw_permission_request", id=opened["id"],
                                  reason=f"no decision within {wait:g}s")
