@@ -437,11 +437,15 @@ class AuditLog:
         if store is None:
             return None
         self._sync_quietly()
+        tail = self._quick_tail()
         try:
             head = store.audit_head()
+            # A file that ends with one of the store's entries is whole, only behind: another process
+            # committed after the sync and writes its copy after its commit.
+            whole = tail is not None and tail[0] > 0 and store.audit_hash(tail[0]) == tail[1]
         except LoomError:
             return None
-        return head[0] if head is not None and self._quick_tail() != head else None
+        return head[0] if head is not None and tail != head and not whole else None
 
     def verify(self) -> VerifyResult:
         """Bring the file up to the store, then check its chain, and it against the store.
