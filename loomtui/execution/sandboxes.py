@@ -427,8 +427,8 @@ def stop(workspace: Workspace, sandbox_id: str, *, grace: float = DEFAULT_GRACE_
     record = get_sandbox(workspace, sandbox_id)
     if record.status not in LIVE:
         raise LoomError(f"sandbox {record.id} is {record.status}, not running", exit_code=1)
-    workspace.store.update_sandbox(record.id, data={
-        "stop_requested": {"by": workspace.actor, "at": time.time(), "grace": grace}})
+    asked = {"by": workspace.actor, "at": time.time(), "grace": grace}
+    workspace.store.update_sandbox(record.id, data={"stop_requested": asked})
     workspace.record("sandbox.stop_requested", record.id, {"grace": grace})
     group = live_agent_group(record)
     killed = False
@@ -436,7 +436,9 @@ def stop(workspace: Workspace, sandbox_id: str, *, grace: float = DEFAULT_GRACE_
         signal_group(group, signal.SIGTERM, spare=SPARE_ON_TERM)
         signal_group(group, signal.SIGCONT)  # a paused agent must run to act on SIGTERM
         if not _wait(lambda: not group_exists(group), grace):
-            # Recorded before the signal, so the entry precedes the exit the supervisor records.
+            # Said in the store first, so the supervisor (which kills for a stop whose caller went away)
+            # does not kill and record it too; recorded before the signal, so the entry precedes the exit.
+            workspace.store.update_sandbox(record.id, data={"stop_requested": {**asked, "killing": True}})
             workspace.record("sandbox.killed", record.id, {"after_grace_s": grace, "signal": "SIGKILL"})
             killed = signal_group(group, signal.SIGKILL)
     # The supervisor records the exit; give it time, unless it is gone.

@@ -402,8 +402,8 @@ class Supervisor:
         record = self.workspace.store.get_sandbox(self.record.id)
         asked = record.data.get("stop_requested") if record else None
         group = record.data.get("agent_pid") if record else None
-        if not isinstance(asked, dict) or not isinstance(group, int):
-            return
+        if not isinstance(asked, dict) or asked.get("killing") or not isinstance(group, int):
+            return  # no stop asked, or its caller is killing the agent itself
         due = float(asked.get("at") or 0) + float(asked.get("grace") or 0) + STOP_MARGIN_S
         if time.time() < due or not group_exists(group):
             return
