@@ -208,3 +208,26 @@ async def test_the_detail_wraps_again_when_its_pane_changes_width_without_a_resi
         lines = [line.rstrip() for line in str(details.render()).splitlines()]
         at = next(i for i, line in enumerate(lines) if line.strip().startswith("worktree"))
         assert len(lines[at]) <= details.size.width and lines[at + 1].startswith(" " * 12), lines
+
+
+async def test_home_and_end_go_to_the_first_and_last_row_and_sideways_keys_are_not_offered(repo: Path) -> None:
+    """The table fits its width, so nothing scrolls sideways: those keys did nothing yet were listed."""
+    from loomtui.tui.screens.help import key_rows
+
+    workspace = open_workspace(repo)
+    for number in range(3):
+        add_sandbox(workspace, f"s{number}", f"task {number}", status="exited")
+    app = LoomApp(workspace)
+    async with app.run_test(size=(120, 40)) as pilot:
+        table = app.screen.query_one(SandboxTable)
+        await wait_for(pilot, lambda: table.row_count == 3)
+        table.focus()
+        await pilot.press("end")
+        await pilot.pause()
+        assert table.cursor_row == 2
+        await pilot.press("home")
+        await pilot.pause()
+        assert table.cursor_row == 0
+        listed = {description for _key, description, _where, _id in key_rows(app)}
+        assert {"First row", "Last row"} <= listed
+        assert not listed & {"Cursor left", "Cursor right", "Home", "End", "Page left", "Page right"}, listed

@@ -10,6 +10,7 @@ from typing import Any, Final
 from rich.cells import cell_len
 from rich.style import Style
 from rich.text import Text
+from textual.binding import Binding
 from textual.coordinate import Coordinate
 from textual.geometry import Size
 from textual.widgets import DataTable
@@ -99,6 +100,20 @@ class FittedTable(DataTable[Cell]):
     """A row-cursor table that lays its columns out for its width. Rows are given whole with
     `show_rows` (the table diffs them: changed cells are updated by key); a resize, or a cell wider
     than its column, lays the table out again."""
+
+    # It fits its width, so nothing scrolls sideways: home and end go to the first and last row, and
+    # the sideways keys are not offered (not in the footer, the help or the palette).
+    BINDINGS = [
+        Binding("home", "scroll_top", "First row", show=False),
+        Binding("end", "scroll_bottom", "Last row", show=False),
+    ]
+    _SIDEWAYS: Final = frozenset({"cursor_left", "cursor_right", "page_left", "page_right", "scroll_left",
+                                  "scroll_right", "scroll_home", "scroll_end"})
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action in self._SIDEWAYS:
+            return False
+        return super().check_action(action, parameters)
 
     def __init__(self, columns: Sequence[FitColumn], **kwargs: Any) -> None:
         kwargs.setdefault("cursor_type", "row")
