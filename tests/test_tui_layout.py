@@ -10,7 +10,7 @@ from rich.text import Text
 
 from loomtui.tui.app import LoomApp
 from loomtui.tui.screens.dashboard import SandboxTable
-from loomtui.tui.widgets.fields import Field, hanging, render_fields, wrap_value
+from loomtui.tui.widgets.fields import Field, hanging, reflowed, render_fields, wrap_value
 from loomtui.tui.widgets.fitted_table import FitColumn, cut, fit_columns
 from loomtui.tui.widgets.status_header import StatusHeader
 from loomtui.workspace import open_workspace
@@ -231,3 +231,11 @@ async def test_home_and_end_go_to_the_first_and_last_row_and_sideways_keys_are_n
         listed = {description for _key, description, _where, _id in key_rows(app)}
         assert {"First row", "Last row"} <= listed
         assert not listed & {"Cursor left", "Cursor right", "Home", "End", "Page left", "Page right"}, listed
+
+
+def test_a_sections_paragraphs_are_joined_so_the_pane_wraps_them_and_blocks_keep_their_lines() -> None:
+    source = ("# Money\n\nAmounts are Decimal,\nnever float.\n\n- one\n- two\n  more\n\n```py\nx = 1\n"
+              "y = 2\n```\n    code\n    too\n> a\n> b\n| a | b |\n| c | d |\nLast\nline.")
+    assert reflowed(source) == (
+        "# Money\n\nAmounts are Decimal, never float.\n\n- one\n- two\n  more\n\n```py\nx = 1\ny = 2\n```\n"
+        "    code\n    too\n> a\n> b\n| a | b |\n| c | d |\nLast line.")

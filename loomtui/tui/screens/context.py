@@ -16,6 +16,7 @@ from textual.widgets import DataTable, Footer, Input, Static
 from loomtui.errors import LoomError
 from loomtui.tui.base import LoomScreen, loom_app
 from loomtui.tui.palette import PaletteEntry, RankedProvider
+from loomtui.tui.widgets.fields import reflowed
 from loomtui.tui.widgets.fitted_table import FitColumn, FittedTable
 from loomtui.tui.widgets.status_header import StatusHeader
 
@@ -127,7 +128,7 @@ class ContextScreen(LoomScreen[None]):
         flag = self.flags.get(section.id) or self.flags.get(section.source)
         if flag:
             text.append(f"flagged: {flag}\n", style="bold yellow")
-        text.append("\n" + section.text)  # the team's files: shown as they are, never as markup
+        text.append("\n" + reflowed(section.text))  # the team's files: never as markup; paragraphs rewrapped
         pane.update(text)
 
     def show_section(self, section_id: str) -> None:

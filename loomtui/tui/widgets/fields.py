@@ -67,3 +67,29 @@ def render_fields(fields: Iterable[Field], width: int) -> Text:
         for number, line in enumerate(wrap_value(field.value, room)):
             text.append((indent if number else "") + line + "\n", style=field.style)
     return text
+
+
+_BLOCK_START = re.compile(r"^(\s{4,}|\s*([#>|]|[-*+]\s|\d+[.)]\s))")
+_FENCE = re.compile(r"^\s*(```|~~~)")
+
+
+def reflowed(markdown: str) -> str:
+    """Markdown with each paragraph's lines joined into one (the pane wraps it to its width), so a
+    source's own line breaks do not leave a ragged column. Headings, list items, quotes, tables,
+    indented and fenced code keep their lines."""
+    out: list[str] = []
+    fenced = joinable = False
+    for line in markdown.split("\n"):
+        if _FENCE.match(line):
+            fenced = not fenced
+            out.append(line)
+            joinable = False
+        elif fenced or not line.strip() or _BLOCK_START.match(line):
+            out.append(line)
+            joinable = False
+        elif joinable:
+            out[-1] = out[-1].rstrip() + " " + line.strip()
+        else:
+            out.append(line)
+            joinable = True
+    return "\n".join(out)
