@@ -189,6 +189,14 @@ def command_name(args: tuple[str, ...]) -> str:
     return args[0] if args else "(no command)"
 
 
+def excludes_files(cwd: Path) -> list[tuple[str, str]]:
+    """Every `core.excludesFile` git sees from `cwd`, with its scope (`system`, `global`, `local`,
+    `worktree`), in one call and in order: the last is the one in force."""
+    listed = Git(cwd).run("config", "--path", "--show-scope", "--get-all", "core.excludesFile")
+    return [(scope, value) for scope, tab, value in (line.partition("\t") for line in listed.out.splitlines())
+            if tab]
+
+
 def default_excludes_file(env: Mapping[str, str] | None = None) -> str:
     """The ignore file git reads when no `core.excludesFile` is set: `$XDG_CONFIG_HOME/git/ignore`."""
     env = os.environ if env is None else env

@@ -19,6 +19,7 @@ from loomtui.gitcmd import (
     GitResult,
     RawResult,
     default_excludes_file,
+    excludes_files,
     first_line,
     git_version,
 )
@@ -35,9 +36,7 @@ def repository_excludes_file(common_dir: Path) -> str:
     `GIT_DIR` at the common dir git reads the main checkout's `config.worktree`, where `hook install`
     points it at a file that also lists that checkout's hook settings; naming one of those in an
     exclude pathspec then fails `git add` ("paths are ignored"). Read once per process."""
-    listed = Git(common_dir).run("config", "--path", "--show-scope", "--get-all", "core.excludesFile")
-    values = [value for scope, tab, value in (line.partition("\t") for line in listed.out.splitlines())
-              if tab and scope != "worktree"]
+    values = [value for scope, value in excludes_files(common_dir) if scope != "worktree"]
     return (values[-1] if values else "") or default_excludes_file()
 
 

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Final
 from loomtui.errors import LoomError
 from loomtui.execution.context_files import write_atomically
 from loomtui.execution.sandboxes import HOOK_SETTINGS_PATH
-from loomtui.gitcmd import default_excludes_file
+from loomtui.gitcmd import default_excludes_file, excludes_files
 from loomtui.governance.hooks.claude import DEFAULT_PERMISSION_WAIT_S, PRE_TOOL_MATCHER
 from loomtui.governance.hooks.commit import git as _git
 from loomtui.governance.hooks.edits import read_text as _read_text
@@ -173,13 +173,7 @@ def _exclude_for_worktree(tree: Path, git_dir: Path, names: Sequence[str]) -> No
     git dir, which carries on the user's global excludes that setting replaces.
     """
     exclude = git_dir / "loom-exclude"
-    # Every value with its scope, in one git call; the last one is in force.
-    listed = _git(tree, "config", "--path", "--show-scope", "--get-all", "core.excludesFile", check=False)
-    values: list[tuple[str, str]] = []
-    for line in listed.splitlines():
-        scope, tab, value = line.partition("\t")
-        if tab:
-            values.append((scope, value))
+    values = excludes_files(tree)
     if [value for scope, value in values if scope == "worktree"][-1:] == [str(exclude)]:
         return
     previous = (values[-1][1] if values else "") or default_excludes_file()
