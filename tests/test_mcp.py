@@ -26,7 +26,7 @@ from loomtui.config import LoomConfig
 from loomtui.errors import LoomError
 from loomtui.execution import sandboxes as sb
 from loomtui.execution.mcpconfig import mcp_config_path
-from loomtui.execution.runtimes import prepare_launch
+from loomtui.execution.runtimes import agent_environment, prepare_launch
 from loomtui.governance.agent_ops import PERMISSION_KIND
 from loomtui.governance.broker import Broker
 from loomtui.governance.escalations import DecisionRefused, decide
@@ -326,8 +326,11 @@ def test_real_claude_code_asks_a_lead_through_the_permission_tool(
     with FakeAnthropic([tool_use("Read", {"file_path": str(target)}),  # Claude Code writes only what it read
                         tool_use("Write", {"file_path": str(target), "content": new_text}),
                         text("Noted.")]) as api:
-        env = {**server_env(), "HOME": str(home), "ANTHROPIC_BASE_URL": api.url, "ANTHROPIC_API_KEY": "test",
-               "DISABLE_AUTOUPDATER": "1", "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1"}
+        # The environment a sandbox's agent gets, its runtime's defaults included (the MCP connect wait:
+        # without it a loaded machine starts Claude Code's first turn before the server is up).
+        env = agent_environment(spec, server_env(), {
+            "HOME": str(home), "ANTHROPIC_BASE_URL": api.url, "ANTHROPIC_API_KEY": "test",
+            "DISABLE_AUTOUPDATER": "1", "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1"})
         agent = subprocess.Popen(list(spec.argv), cwd=tree, env=env, stdout=subprocess.PIPE,
                                  stderr=subprocess.PIPE, text=True)
         try:
