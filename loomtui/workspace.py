@@ -5,7 +5,6 @@ The CLI and the TUI both start here, so they see the same engines and state.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -16,12 +15,30 @@ from loomtui.repo import RepoPaths, find_repo
 from loomtui.store import Store, open_store
 
 
-@dataclass
 class Workspace:
-    paths: RepoPaths
-    store: Store
-    audit: AuditLog
-    actor: str
+    """The opened repository's paths, store and audit log, and who is acting."""
+
+    def __init__(self, paths: RepoPaths, store: Store, audit: AuditLog, actor: str | None = None) -> None:
+        self.paths = paths
+        self.store = store
+        self.audit = audit
+        self._actor = actor
+
+    @property
+    def actor(self) -> str:
+        """Who is acting (`identity.current_user`), asked of git only when first needed: a
+        read-only command or a hook that allows a tool call records nothing."""
+        if self._actor is None:
+            self._actor = current_user(self.paths.root)
+        return self._actor
+
+    @actor.setter
+    def actor(self, name: str) -> None:
+        self._actor = name
+
+    def acting_as(self, actor: str) -> Workspace:
+        """The same workspace (store, audit log) acting as `actor`; closing either closes both."""
+        return Workspace(self.paths, self.store, self.audit, actor)
 
     @property
     def root(self) -> Path:
@@ -53,5 +70,4 @@ def open_workspace(start: Path | str | None = None) -> Workspace:
         paths=paths,
         store=store,
         audit=AuditLog(paths.audit_path, store=store),
-        actor=current_user(paths.root),
     )

@@ -4,7 +4,6 @@ finding its sandboxes in the store, its policy, and how it says a line."""
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import replace
 from typing import Any, Final
 
 from loomtui.coordination.claims import Coordinator
@@ -62,7 +61,7 @@ def acting_as(workspace: Workspace, actor: str) -> Workspace:
     The demo's people are not this machine's user: what one of them does, or the engine
     does for their task, is recorded as them, never as whoever runs the demo.
     """
-    return replace(workspace, actor=actor)
+    return workspace.acting_as(actor)
 
 
 def demo_policy(workspace: Workspace) -> Policy:

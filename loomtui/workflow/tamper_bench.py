@@ -107,10 +107,6 @@ def run_agent(workspace: Workspace, script_text: str, task: str) -> str:
     return record.id
 
 
-def as_user(workspace: Workspace, user: str) -> Workspace:
-    return Workspace(workspace.paths, workspace.store, workspace.audit, user)
-
-
 def approve_and_merge(workspace: Workspace, script_text: str, task: str, keys: dict[str, Path],
                       approvers: tuple[str, ...]) -> str:
     """An agent's change, reviewed, approved by `approvers` (each signing with their key), merged."""
@@ -120,7 +116,7 @@ def approve_and_merge(workspace: Workspace, script_text: str, task: str, keys: d
         policy = load_policy(workspace.root, workspace.load_config().policy)
         for user in approvers:
             with signing_as(keys.get(user)):
-                decide(as_user(workspace, user), policy, int(escalation), "approve")
+                decide(workspace.acting_as(user), policy, int(escalation), "approve")
     request_merge(workspace, sandbox_id)
     return str(get_sandbox(workspace, sandbox_id).data["merged_commit"])
 
