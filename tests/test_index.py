@@ -14,8 +14,10 @@ import pytest
 
 from loomtui.coordination import index_parse as index_module
 from loomtui.coordination.index import RepoIndex, blob_hash, build_index
+from loomtui.coordination.index_files import list_files
 from loomtui.coordination.regions import ast_regions
 from loomtui.coordination.signatures import RegionChange, changed_regions, cst_regions
+from tests.conftest import git
 
 FIXTURE = Path(__file__).parent / "fixtures" / "indexpkg"
 
@@ -659,3 +661,23 @@ def test_changed_region_ids_match_the_index(tree: Path) -> None:
     changes = changed_regions(before, after, "shapes.py")
     assert [c.region_id for c in changes] == ["shapes.py::Shape.area"]
     assert all(c.region_id in index.regions for c in changes)
+
+
+def test_listing_follows_git_at_a_repositorys_top_and_walks_a_folder_git_ignores(tmp_path: Path) -> None:
+    outer = tmp_path / "outer"
+    (outer / "venv" / "lib").mkdir(parents=True)
+    git(outer, "init", "-q", "-b", "main")
+    (outer / ".gitignore").write_text("venv/\nbuild.py\n")
+    (outer / "app.py").write_text("x = 1\n")
+    (outer / "build.py").write_text("y = 2\n")
+    (outer / "venv" / "lib" / "site.py").write_text("z = 3\n")
+    assert list_files(outer) == ["app.py"]  # the repository's own ignores apply at its top
+    # A folder the enclosing repository ignores (a virtualenv) is listed as it is on disk.
+    assert list_files(outer / "venv") == ["lib/site.py"]
+    inner = outer / "venv" / "inner"
+    inner.mkdir()
+    git(inner, "init", "-q", "-b", "main")
+    (inner / ".gitignore").write_text("skip.py\n")
+    (inner / "keep.py").write_text("")
+    (inner / "skip.py").write_text("")
+    assert list_files(inner) == ["keep.py"]  # a repository of its own inside an ignored folder

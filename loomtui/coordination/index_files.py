@@ -43,9 +43,11 @@ def _git_listing(root: Path) -> list[str] | None:
     """Tracked and untracked-but-not-ignored files under `root`, or None if git does not own it."""
     # check-ignore answers 1 for a directory git does not ignore, 0 when an enclosing
     # repository ignores it (a virtualenv, site-packages), 128 outside any repository.
-    ignored = _git(root, "check-ignore", "-q", "--", ".")
-    if ignored is None or ignored.status != 1:
-        return None
+    # A repository's own top (the usual root) is never ignored: no git run needed to say so.
+    if not (root / ".git").exists():
+        ignored = _git(root, "check-ignore", "-q", "--", ".")
+        if ignored is None or ignored.status != 1:
+            return None
     listed = _git(root, "ls-files", "-z", "-co", "--exclude-standard")
     if listed is None or listed.status != 0:
         return None
