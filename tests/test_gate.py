@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -67,6 +68,26 @@ def test_broken_policy_fails_closed(billing: Path) -> None:
 def test_unknown_refs_are_one_clear_error(billing: Path) -> None:
     done = subprocess.run([LOOMTUI, "gate", "--base", "nope"], cwd=billing, capture_output=True, text=True)
     assert done.returncode == 2 and "nope" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_a_pull_requests_base_is_read_from_origin_and_one_that_names_no_branch_is_an_error(
+        billing: Path, tmp_path: Path) -> None:
+    # A release branch from before the payments code changed; in the CI clone it exists only as origin/release.
+    git(billing, "branch", "release", git(billing, "rev-list", "--max-parents=0", "HEAD"))
+    git(billing, "commit", "-q", "--allow-empty", "-m", "main moves on")
+    clone = tmp_path / "ci"
+    subprocess.run(["git", "clone", "-q", str(billing), str(clone)], check=True, capture_output=True)
+    branch_with(clone, "pr-docs", {"docs/runbook.md": "more\n"})
+
+    def gate_in_ci(base_ref: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([LOOMTUI, "gate"], cwd=clone, capture_output=True, text=True, timeout=60,
+                              env={**os.environ, "GITHUB_BASE_REF": base_ref})
+
+    judged = gate_in_ci("release")
+    assert "origin/release.." in judged.stdout, judged.stdout + judged.stderr
+    missing = gate_in_ci("no-such-branch")
+    assert missing.returncode == 2 and missing.stdout == "", missing.stdout
+    assert missing.stderr.count("\n") == 1 and "GITHUB_BASE_REF=no-such-branch names no branch here" in missing.stderr
 
 
 def test_policy_explain_covers_both_stages(billing: Path) -> None:

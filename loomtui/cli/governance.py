@@ -106,7 +106,7 @@ def _result_dict(result: CaseResult) -> dict[str, Any]:
 
 def cmd_gate(args: argparse.Namespace) -> int:
     from loomtui.errors import StoreError
-    from loomtui.governance.gate import run_gate
+    from loomtui.governance.gate import NoBaseBranch, run_gate
     from loomtui.store import open_store, store_from_env
 
     paths = find_repo(args.repo)
@@ -122,7 +122,10 @@ def cmd_gate(args: argparse.Namespace) -> int:
             store = open_store(paths, location)
         except StoreError as exc:  # fewer approvals seen can only hold a change back, never pass it
             without_store = f"the state store could not be read ({exc})"
-    report = run_gate(paths.root, base=args.base, head=args.head, store=store, without_store=without_store)
+    try:
+        report = run_gate(paths.root, base=args.base, head=args.head, store=store, without_store=without_store)
+    except NoBaseBranch as exc:
+        raise LoomError(f"{exc}; name the base with --base REF") from None
     if args.format == "json":
         print_json(report.as_dict())
     elif args.format == "markdown":

@@ -122,12 +122,29 @@ def policy_at(root: Path, rev: str) -> Policy:
         return load_policy(snapshot, load_config(snapshot).policy)
 
 
+class NoBaseBranch(LoomError):
+    """No target branch could be found to judge a change against."""
+
+
 def default_base(root: Path) -> str:
-    """The target branch: $GITHUB_BASE_REF in a pull request, else main, else master."""
-    for candidate in (os.environ.get("GITHUB_BASE_REF"), "origin/main", "main", "origin/master", "master"):
-        if candidate and branch_head(root, candidate):
+    """The target branch: $GITHUB_BASE_REF in a pull request (as fetched from origin, else local),
+    else main, else master.
+
+    A $GITHUB_BASE_REF that names no branch here is an error, never a fall back to main: the
+    change would be judged against another branch's policy and diff, which can pass what its
+    real target would hold.
+    """
+    pull_request_base = os.environ.get("GITHUB_BASE_REF", "").strip()
+    if pull_request_base:
+        for candidate in (f"origin/{pull_request_base}", pull_request_base):
+            if branch_head(root, candidate):
+                return candidate
+        raise NoBaseBranch(f"GITHUB_BASE_REF={pull_request_base} names no branch here "
+                           f"(neither origin/{pull_request_base} nor {pull_request_base}; fetch it)")
+    for candidate in ("origin/main", "main", "origin/master", "master"):
+        if branch_head(root, candidate):
             return candidate
-    raise LoomError("no base branch found; name one with --base REF")
+    raise NoBaseBranch("no base branch found (none of origin/main, main, origin/master, master)")
 
 
 def run_gate(root: Path, policy: Policy | None = None, *, base: str | None = None, head: str = "HEAD",
