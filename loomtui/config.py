@@ -167,6 +167,8 @@ class LoomConfig:
     """`observability.agent_trailers`: more commit trailers that mark a commit agent-made."""
     context: ContextConfig = ContextConfig()
     policy: str = ".loom/policy.yaml"
+    policy_named: bool = False
+    """Whether loom.yaml names the policy file (`policy:`): then it must exist, even at the usual path."""
     coordination: CoordinationConfig = CoordinationConfig()
     theme: str = "loom-dark"
     worktrees: str | None = None
@@ -215,6 +217,7 @@ def parse_config(text: str, path: str) -> LoomConfig:
         agent_trailers=_optional(top, "observability", _parse_observability, ()),
         context=_parse_context(context) if context else defaults.context,
         policy=_parse_policy(policy) if policy else defaults.policy,
+        policy_named=bool(policy),
         coordination=(
             _parse_coordination(coordination) if coordination else defaults.coordination
         ),

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import run_cli
+from tests.conftest import git, run_cli
 
 LOOMTUI = shutil.which("loomtui") or "loomtui"
 
@@ -76,6 +76,20 @@ def test_config_check_tries_what_loom_yaml_names_its_policy_file_and_worktrees_p
     assert worktrees.endswith("is inside the repository's working tree; put worktrees outside it")
     (repo / ".loom" / "loom.yaml").write_text("version: 1\nworktrees: ../elsewhere\n")
     assert run_cli(repo, "config", "check").stdout.startswith("OK: .loom/loom.yaml")
+
+
+def test_a_policy_file_loom_yaml_names_at_the_usual_path_must_exist_and_the_gate_fails_closed(billing: Path) -> None:
+    assert "policy: .loom/policy.yaml" in (billing / ".loom/loom.yaml").read_text()
+    git(billing, "rm", "-q", ".loom/policy.yaml")
+    git(billing, "commit", "-qm", "the policy file deleted, loom.yaml still naming it")
+    missing = ("loomtui: error: .loom/policy.yaml: the policy file named by `policy:` in .loom/loom.yaml "
+               "does not exist")
+    for command in (("policy", "validate"), ("gate", "--base", "main")):
+        done = run_cli(billing, *command)
+        assert (done.returncode, done.stdout, done.stderr.strip()) == (2, "", missing), command
+    # Not named at all: the built-in default, said as such.
+    (billing / ".loom/loom.yaml").write_text("version: 1\n")
+    assert "the built-in default applies" in run_cli(billing, "policy", "validate").stdout
 
 
 def test_corrupt_store_is_one_error(repo: Path) -> None:

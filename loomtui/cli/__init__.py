@@ -261,7 +261,7 @@ def _readable(details: dict[str, Any], width: int = 110) -> str:
 
 def cmd_config_check(args: argparse.Namespace) -> int:
     from loomtui.execution.sandbox_paths import worktrees_root
-    from loomtui.governance.policy import load_policy
+    from loomtui.governance.policy import configured_policy
 
     workspace = workspace_for(args)
     config = workspace.load_config()
@@ -269,7 +269,7 @@ def cmd_config_check(args: argparse.Namespace) -> int:
     # What loom.yaml names must work too: its policy file, and where its worktrees go (else the
     # first `sandbox new` is where it shows).
     problems: list[str] = []
-    for check in (lambda: load_policy(workspace.root, config.policy),
+    for check in (lambda: configured_policy(workspace.root, config),
                   lambda: worktrees_root(workspace.paths, config.worktrees)):
         try:
             check()

@@ -21,8 +21,8 @@ from loomtui.governance.policy import (
     CaseResult,
     Policy,
     can_override,
+    configured_policy,
     groups_of,
-    load_policy,
     load_policy_tests,
     read_policy_file,
     run_policy_case,
@@ -44,7 +44,7 @@ def _policy(args: argparse.Namespace, explicit: str | None) -> tuple[Policy, Pat
     root = find_repo(args.repo).root
     if explicit:
         return read_policy_file(Path(explicit), explicit, root), root
-    return load_policy(root, load_config(root).policy), root
+    return configured_policy(root, load_config(root)), root
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
@@ -139,7 +139,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
     from loomtui.governance.explain import explain_sandbox
 
     workspace = workspace_for(args)
-    policy = load_policy(workspace.root, workspace.load_config().policy)
+    policy = configured_policy(workspace.root, workspace.load_config())
     explained = explain_sandbox(workspace, policy, args.sandbox)
     if args.json:
         print_json(explained)
@@ -218,7 +218,7 @@ def cmd_decide(args: argparse.Namespace) -> int:
     from loomtui.governance.escalations import decide
 
     workspace = workspace_for(args)
-    policy = load_policy(workspace.root, workspace.load_config().policy)
+    policy = configured_policy(workspace.root, workspace.load_config())
     record = decide(workspace, policy, args.id, args.decision, reason=getattr(args, "reason", "") or "",
                     expires_hours=getattr(args, "hours", None))
     made: dict[str, Any] = next((h for h in reversed(record.data.get("history", []))

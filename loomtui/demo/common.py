@@ -7,7 +7,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, Final
 
 from loomtui.coordination.claims import Coordinator
-from loomtui.governance.policy import Policy, load_policy
+from loomtui.governance.policy import Policy, configured_policy
 from loomtui.store import SandboxRecord
 from loomtui.workflow.steps import REVIEW_ESCALATION_KEY
 from loomtui.workspace import Workspace
@@ -66,7 +66,7 @@ def acting_as(workspace: Workspace, actor: str) -> Workspace:
 
 def demo_policy(workspace: Workspace) -> Policy:
     """The demo repository's policy, as its config names it."""
-    return load_policy(workspace.root, workspace.load_config().policy)
+    return configured_policy(workspace.root, workspace.load_config())
 
 
 def short_region(region_id: str) -> str:

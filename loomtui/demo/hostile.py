@@ -258,7 +258,7 @@ def run_attempts(isolate: bool, *, attempts: tuple[Attempt, ...] = ATTEMPTS, par
     from loomtui.execution.lifecycle import APPROVED, transition
     from loomtui.governance.coordinator import governed_coordinator
     from loomtui.governance.explain import explain_sandbox
-    from loomtui.governance.policy import load_policy
+    from loomtui.governance.policy import configured_policy
     from loomtui.guardrails.gates import run_configured_gates
     from loomtui.guardrails.merged import merged_gate
     from loomtui.workflow import tasks
@@ -294,7 +294,7 @@ def run_attempts(isolate: bool, *, attempts: tuple[Attempt, ...] = ATTEMPTS, par
             for record in records.values():  # ended, and advanced by the workflow as far as it goes
                 wait_until_settled(workspace, record.id, timeout=60)
             main_before = _git(repo, "rev-parse", "main").strip()
-            policy = load_policy(workspace.root, workspace.load_config().policy)
+            policy = configured_policy(workspace.root, workspace.load_config())
 
             def after_life(name: str, record: Any) -> None:
                 """Everything loomtui does to an ended agent's work; a refusal is fine, only effects count.

@@ -23,7 +23,7 @@ from typing import Any
 from loomtui.audit import VerifyResult
 from loomtui.config import load_config
 from loomtui.governance.anchors import AnchorReport, anchor_report
-from loomtui.governance.policy import load_policy
+from loomtui.governance.policy import configured_policy
 from loomtui.governance.signing import SignatureReport, check_decisions, main_checkout
 from loomtui.workspace import Workspace
 
@@ -75,6 +75,6 @@ def verify_audit(workspace: Workspace, refs: tuple[str, ...] = ()) -> AuditRepor
                if s.merged_into}
     anchors = anchor_report(workspace.root, entries, refs, sorted(targets))
     trusted = main_checkout(workspace.root)
-    policy = load_policy(trusted, load_config(trusted).policy)
+    policy = configured_policy(trusted, load_config(trusted))
     signatures = check_decisions(entries, workspace.root, policy)
     return AuditReport(chain, anchors, signatures)

@@ -8,7 +8,7 @@ import time
 from loomtui.config import CoordinationConfig
 from loomtui.coordination.claims import Coordinator, OverrideCheck, open_coordinator
 from loomtui.coordination.index import ProgressFn, RepoIndex
-from loomtui.governance.policy import can_override, load_policy
+from loomtui.governance.policy import can_override, configured_policy
 from loomtui.workspace import Workspace
 
 
@@ -16,7 +16,7 @@ def policy_override_check(workspace: Workspace) -> OverrideCheck:
     """Ask the repository's policy, as it is when asked, whether a user may override."""
 
     def may_override(user: str) -> bool:
-        return can_override(load_policy(workspace.root, workspace.load_config().policy), user)
+        return can_override(configured_policy(workspace.root, workspace.load_config()), user)
 
     return may_override
 

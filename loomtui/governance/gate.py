@@ -109,7 +109,7 @@ def policy_at(root: Path, rev: str) -> Policy:
     change that loosens the policy must not approve itself.
     """
     from loomtui.config import load_config
-    from loomtui.governance.policy import load_policy
+    from loomtui.governance.policy import configured_policy
 
     names = (git_output(root, "ls-tree", "-r", "--name-only", rev, "--", *POLICY_FILES) or "").splitlines()
     with tempfile.TemporaryDirectory(prefix="loomtui-policy-") as scratch:
@@ -119,7 +119,7 @@ def policy_at(root: Path, rev: str) -> Policy:
             if done.status == 0:
                 (snapshot / name).parent.mkdir(parents=True, exist_ok=True)
                 (snapshot / name).write_bytes(done.out)
-        return load_policy(snapshot, load_config(snapshot).policy)
+        return configured_policy(snapshot, load_config(snapshot))
 
 
 class NoBaseBranch(LoomError):

@@ -79,7 +79,13 @@ from loomtui.governance.policy_model import (
     RuleStage,
     Stage,
 )
-from loomtui.governance.policy_parse import default_policy, load_policy, parse_policy, read_policy_file
+from loomtui.governance.policy_parse import (
+    configured_policy,
+    default_policy,
+    load_policy,
+    parse_policy,
+    read_policy_file,
+)
 
 __all__ = [
     "ANYONE",
@@ -118,6 +124,7 @@ __all__ = [
     "default_policy",
     "evaluate",
     "groups_of",
+    "configured_policy",
     "load_policy",
     "load_policy_tests",
     "parse_policy",

@@ -12,7 +12,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path, PurePosixPath
-from typing import Final, TypeVar
+from typing import TYPE_CHECKING, Final, TypeVar
 
 from yaml.nodes import Node, ScalarNode
 
@@ -47,6 +47,9 @@ from loomtui.governance.policy_model import (
 )
 from loomtui.yamlcheck import Fields, Value, closest, compose, read_text
 
+if TYPE_CHECKING:
+    from loomtui.config import LoomConfig
+
 __all__ = ["PolicyErrors", "default_policy", "load_policy", "parse_policy", "read_policy_file"]
 
 _TOP_KEYS: Final = (
@@ -74,19 +77,25 @@ def default_policy(source: str | None = None) -> Policy:
     return Policy(source=source)
 
 
-def load_policy(root: Path, relative: str = POLICY_PATH) -> Policy:
+def load_policy(root: Path, relative: str = POLICY_PATH, *, named: bool = False) -> Policy:
     """Read `root/relative`; the built-in default when the usual file does not exist.
 
-    A path named on purpose (`policy:` in loom.yaml) that does not exist is an
-    error: a typo must not quietly drop every rule. Raises ConfigError.
+    A path named on purpose (`policy:` in loom.yaml, `named`) that does not exist is an
+    error, the usual path included: a typo or a deleted file must not quietly drop
+    every rule. Raises ConfigError.
     """
     target = root / relative
     if not target.exists():
-        if relative != POLICY_PATH:
+        if named or relative != POLICY_PATH:
             raise ConfigError(relative, None, "the policy file named by `policy:` in .loom/loom.yaml "
                                               "does not exist")
         return default_policy()
     return read_policy_file(target, relative, root)
+
+
+def configured_policy(root: Path, config: LoomConfig) -> Policy:
+    """The policy `config` (the repository's loom.yaml at `root`) names."""
+    return load_policy(root, config.policy, named=config.policy_named)
 
 
 def read_policy_file(file: Path, shown: str, root: Path | None) -> Policy:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from loomtui.errors import LoomError
 from loomtui.governance.escalations import open_escalation
 from loomtui.governance.explain import claim_facts
-from loomtui.governance.policy import evaluate, load_policy
+from loomtui.governance.policy import configured_policy, evaluate
 from loomtui.store import EscalationRecord
 from loomtui.workspace import Workspace
 
@@ -23,7 +23,7 @@ def prestart_check(workspace: Workspace, sandbox_id: str) -> EscalationRecord | 
     facts = claim_facts(workspace, sandbox_id, author=author)
     if not facts.regions:
         return None
-    policy = load_policy(workspace.root, workspace.load_config().policy)
+    policy = configured_policy(workspace.root, workspace.load_config())
     evaluation = evaluate(policy, facts)
     if evaluation.outcome == "auto_approve" or (evaluation.outcome == "require" and not evaluation.requirements):
         return None

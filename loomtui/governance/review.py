@@ -34,8 +34,8 @@ from loomtui.governance.policy import (
     Evaluation,
     Policy,
     combined,
+    configured_policy,
     evaluate,
-    load_policy,
 )
 from loomtui.store import EscalationRecord, SandboxRecord
 from loomtui.workspace import Workspace
@@ -109,7 +109,7 @@ def review_sandbox(workspace: Workspace, sandbox_id: str, *, policy: Policy | No
     if report.score is not None:
         say(f"score: {report.score.summary()}")
     breaks = _merged_breaks(workspace, record, say)
-    policy = policy or load_policy(workspace.root, workspace.load_config().policy)
+    policy = policy or configured_policy(workspace.root, workspace.load_config())
     facts = replace(
         change_facts(workspace.root, str(base), tip, gates={r.gate: r.status for r in results},
                      runtime=record.runtime, author=record.created_by or None),

@@ -4,7 +4,7 @@
 the policy, the store's sandboxes and eval reports, the audit log's actions, the
 context (with the region index ADR mentions are matched against: the slowest part,
 cached on disk by blob hash), the main branch's loomtui merges, the CI files. Files
-are read from the working tree, as `load_config` and `load_policy` read them. Each
+are read from the working tree, as `load_config` and `configured_policy` read them. Each
 check returns (answer, evidence, next step, facts); `checklist.py` makes them Items.
 """
 
@@ -69,10 +69,10 @@ class Evidence:
 
     @cached_property
     def policy(self) -> Policy | LoomError:
-        from loomtui.governance.policy import load_policy
+        from loomtui.governance.policy import configured_policy
 
         try:
-            return load_policy(self.root, self.loaded_config().policy)
+            return configured_policy(self.root, self.loaded_config())
         except LoomError as exc:
             return exc
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from loomtui.config import LoomConfig
 from loomtui.errors import LoomError
-from loomtui.governance.policy import Policy, load_policy
+from loomtui.governance.policy import Policy, configured_policy
 from loomtui.workspace import Workspace
 
 
@@ -42,10 +42,10 @@ class SettingsWatch:
                 self._config_problem = None
             except LoomError as exc:
                 self._config_problem = str(exc)
-        policy_file = (self.config or LoomConfig()).policy
-        if self._changed(self.workspace.root / policy_file) or self.policy is None:
+        config = self.config or LoomConfig()
+        if self._changed(self.workspace.root / config.policy) or self.policy is None:
             try:
-                self.policy = load_policy(self.workspace.root, policy_file)
+                self.policy = configured_policy(self.workspace.root, config)
                 self._policy_problem = None
             except LoomError as exc:
                 self._policy_problem = str(exc)

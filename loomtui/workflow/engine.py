@@ -34,7 +34,7 @@ from loomtui.execution.review import MergeConflict, merge
 from loomtui.governance.coordinator import governed_coordinator
 from loomtui.governance.escalations import withdraw_open
 from loomtui.governance.hooks import install_hooks
-from loomtui.governance.policy import Policy, load_policy
+from loomtui.governance.policy import Policy, configured_policy
 from loomtui.governance.prestart import PrestartBlocked, prestart_check
 from loomtui.governance.review import ReviewOutcome, follow_decision, merge_trailers, review_sandbox
 from loomtui.store import SandboxRecord
@@ -85,7 +85,7 @@ class Workflow:
     @property
     def policy(self) -> Policy:
         if self._policy is None:
-            self._policy = load_policy(self.workspace.root, self.workspace.load_config().policy)
+            self._policy = configured_policy(self.workspace.root, self.workspace.load_config())
         return self._policy
 
     def view(self, record: SandboxRecord) -> StepView:

@@ -38,7 +38,7 @@ from loomtui.execution.sandboxes import get_sandbox
 from loomtui.gitcmd import Git
 from loomtui.governance.auditproof import verify_audit
 from loomtui.governance.escalations import decide
-from loomtui.governance.policy import load_policy
+from loomtui.governance.policy import configured_policy
 from loomtui.governance.signing import Decision, sign
 from loomtui.store import open_store
 from loomtui.workflow.engine import request_merge, wait_until_settled
@@ -113,7 +113,7 @@ def approve_and_merge(workspace: Workspace, script_text: str, task: str, keys: d
     sandbox_id = run_agent(workspace, script_text, task)
     escalation = get_sandbox(workspace, sandbox_id).data.get(REVIEW_ESCALATION_KEY)
     if escalation:
-        policy = load_policy(workspace.root, workspace.load_config().policy)
+        policy = configured_policy(workspace.root, workspace.load_config())
         for user in approvers:
             with signing_as(keys.get(user)):
                 decide(workspace.acting_as(user), policy, int(escalation), "approve")

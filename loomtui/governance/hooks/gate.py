@@ -46,7 +46,7 @@ from loomtui.governance.hooks.permissions import (
     withdraw_request,
 )
 from loomtui.governance.hooks.requests import OPERATIONS, dispatch, line_ranges, text_field
-from loomtui.governance.policy import ChangeFacts, Policy, evaluate, load_policy
+from loomtui.governance.policy import ChangeFacts, Policy, configured_policy, evaluate
 from loomtui.store import ClaimRecord, EscalationRecord
 from loomtui.workspace import Workspace
 
@@ -144,7 +144,7 @@ class HookGate:
         root = self.workspace.root
         watched = (root / config.policy, root / "CODEOWNERS", root / ".github" / "CODEOWNERS",
                    root / "docs" / "CODEOWNERS")
-        return self._cached(f"policy:{config.policy}", watched, lambda: load_policy(root, config.policy))
+        return self._cached(f"policy:{config.policy}", watched, lambda: configured_policy(root, config))
 
     def _cached(self, key: str, files: Sequence[Path], load: Callable[[], T]) -> T:
         stamp = tuple(_stamp(f) for f in files)
