@@ -14,7 +14,7 @@ from loomtui.coordination.suggest import suggest_regions
 from loomtui.errors import LoomError
 from loomtui.store import SandboxRecord
 from loomtui.workspace import open_workspace
-from tests.conftest import demo_repo, git
+from tests.conftest import demo_repo, git, run_cli
 
 QUOTE = "payments/refunds.py::RefundService.quote"
 SERVICE = "payments/refunds.py::RefundService"
@@ -107,6 +107,37 @@ def test_override_needs_a_reason_permission_and_is_recorded(coordinator: Coordin
     assert actions(coordinator)[-2:] == ["claim.override", "claim.added"]
     [escalation] = coordinator.store.list_escalations()
     assert escalation.kind == "conflict-override" and escalation.data["reason"] == "hotfix agreed with a"
+
+
+def test_releasing_another_sandboxs_claim_is_an_override_so_it_cannot_get_around_one(
+        coordinator: Coordinator) -> None:
+    held = coordinator.claim("a", QUOTE).claim
+    with pytest.raises(LoomError, match=f"claim #{held.id} is held by sandbox a, not b: .* an override"):
+        coordinator.release_held(held.id, "b")
+    coordinator.workspace.actor = "carol@example.com"  # refused an override of the claim, so refused this
+    with pytest.raises(LoomError, match="may not override"):
+        coordinator.release_held(held.id, "b", override_reason="mine now")
+    assert coordinator.store.get_claim(held.id).released is None  # type: ignore[union-attr]
+    coordinator.workspace.actor = "lead@example.com"
+    assert coordinator.release_held(held.id, "b", override_reason="a is stuck") == held
+    released = coordinator.store.get_claim(held.id)
+    assert released is not None and released.release_reason == (
+        "override by lead@example.com for sandbox b: a is stuck")
+    own = coordinator.claim("b", QUOTE).claim
+    assert coordinator.release_held(own.id, "b") == own and coordinator.release_held(own.id, "b") is None
+
+
+def test_claim_release_from_the_command_line_says_what_it_released_and_refuses_anothers(
+        coordinator: Coordinator) -> None:
+    repo = coordinator.workspace.root
+    held = run_cli(repo, "claim", "add", "--sandbox", "alice-task", "payments/refunds.py")
+    claim_id = held.stdout.split()[1].lstrip("#")
+    refused = run_cli(repo, "claim", "release", claim_id, "--sandbox", "mallory-task", user="mallory@example.com")
+    assert refused.returncode == 2 and refused.stdout == ""
+    assert f"claim #{claim_id} is held by sandbox alice-task, not mallory-task" in refused.stderr
+    done = run_cli(repo, "claim", "release", claim_id, "--sandbox", "alice-task")
+    assert (done.returncode, done.stdout) == (0, f"released claim #{claim_id} on payments/refunds.py "
+                                                 "(sandbox alice-task)\n")
 
 
 def test_lease_expiry_and_ended_sandboxes_release_with_audit(coordinator: Coordinator) -> None:

@@ -168,7 +168,14 @@ def cmd_claim_release(args: argparse.Namespace) -> int:
         return 0
     if not args.claim_ids:
         raise LoomError("name claim ids to release, or --all with --sandbox")
-    missed = [cid for cid in args.claim_ids if not coordinator.release(cid, args.reason)]
+    sandbox = _sandbox(args)
+    missed = []
+    for claim_id in args.claim_ids:
+        claim = coordinator.release_held(claim_id, sandbox, args.reason, override_reason=args.override)
+        if claim is None:
+            missed.append(claim_id)
+        else:
+            print(f"released claim #{claim.id} on {claim.target} (sandbox {claim.sandbox_id})")
     if missed:
         print(f"already released: {', '.join(f'#{c}' for c in missed)}", file=sys.stderr)
         return 1
@@ -282,11 +289,15 @@ def register(commands: Any) -> None:
                      help="lease length, at most 30 days (default: coordination.lease_seconds)")
     add.add_argument("--override", metavar="REASON", default=None,
                      help="force a refused claim; recorded in the audit log as an override")
-    release = add_command(claim, "release", cmd_claim_release, "release claims")
+    release = add_command(claim, "release", cmd_claim_release,
+                          "release claims the sandbox holds (another sandbox's only with --override)")
     release.add_argument("claim_ids", nargs="*", type=id_arg, metavar="CLAIM_ID")
     release.add_argument("--all", action="store_true", help="every live claim of --sandbox")
     release.add_argument("--sandbox", help=sandbox_help)
     release.add_argument("--reason", default="released", help="recorded in the audit log")
+    release.add_argument("--override", metavar="REASON", default=None,
+                         help="release another sandbox's claim (only for those the policy lets override); "
+                              "recorded in the audit log")
     renew = add_command(claim, "renew", cmd_claim_renew, "extend a claim's lease")
     renew.add_argument("claim_id", type=id_arg, metavar="CLAIM_ID")
     renew.add_argument("--ttl", type=lease_arg, default=None, metavar="SECONDS",

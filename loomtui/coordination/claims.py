@@ -402,6 +402,29 @@ class Coordinator:
         """Release one claim; False when it was not live."""
         return release_claim(self.workspace, claim_id, reason)
 
+    def release_held(self, claim_id: int, sandbox_id: str, reason: str = "released", *,
+                     override_reason: str | None = None) -> ClaimRecord | None:
+        """Release claim `claim_id` on behalf of `sandbox_id`; the claim, or None when it was not live.
+
+        Another sandbox's claim is released only as an override (`override_reason`), by someone
+        the policy lets override, as `add` forces a refused claim: else releasing it and claiming
+        the region again would get around that rule.
+        """
+        claim = self.store.get_claim(claim_id)
+        if claim is None:
+            raise LoomError(f"no claim #{claim_id}")
+        if claim.sandbox_id != sandbox_id:
+            actor = self.workspace.actor
+            if override_reason is None:
+                raise LoomError(f"claim #{claim_id} is held by sandbox {claim.sandbox_id}, not {sandbox_id}: "
+                                "releasing another sandbox's claim is an override, with a reason")
+            if not override_reason.strip():
+                raise LoomError("an override needs a reason")
+            if not self.may_override(actor):
+                raise LoomError(f"{actor} may not override (the policy's overrides.groups decide who may)")
+            reason = f"override by {actor} for sandbox {sandbox_id}: {override_reason.strip()}"
+        return claim if release_claim(self.workspace, claim_id, reason) else None
+
     def release_sandbox(self, sandbox_id: str, reason: str = "released") -> int:
         """Release every live claim of a sandbox; returns how many."""
         return release_claims_of(self.workspace, sandbox_id, reason)
