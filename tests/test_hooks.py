@@ -214,6 +214,18 @@ def test_bash_writes_are_claimed_and_a_held_region_is_denied(billing: Path, ws: 
     assert (done.returncode, done.stdout) == (0, "") and len(list(ws.audit.entries())) == before
 
 
+def test_a_bash_command_on_a_whole_directory_is_checked_file_by_file(billing: Path, ws: Workspace) -> None:
+    governed_coordinator(ws).claim("docs-agent", "payments/refunds.py")
+    for command in ("rm -rf payments", "mv payments old_payments"):
+        verdict, reason = decision(hook(payload(billing, "Bash", {"command": command})))
+        assert verdict == "deny" and "payments/refunds.py" in reason and "held by sandbox docs-agent" in reason
+    assert not any(path.startswith("payments") for path in claimed(ws, ME))  # all or nothing
+    # A folder no one holds: each file claimed, and the policy's claim-stage rule on one of them asks a lead.
+    verdict, reason = decision(hook(payload(billing, "Bash", {"command": "rm -r customers payments/ledger.py"})))
+    assert verdict == "ask" and "ledger-claims" in reason
+    assert {"customers/validation.py", "customers/service.py"} <= claimed(ws, ME)
+
+
 @pytest.mark.parametrize(("text", "problem"), [
     ("this is not json", "not JSON"),
     ("[1, 2]", "JSON object"),

@@ -249,7 +249,8 @@ class HookGate:
                 checked.append((path, None, rel))
                 continue
             ranges = line_ranges(target.get("lines"))
-            checked.append((rel, ranges, self._edit_answer(rel, ranges, pending=pending)))
+            for each in self._files_under(rel) if ranges is None else (rel,):
+                checked.append((each, ranges, self._edit_answer(each, ranges, pending=pending)))
         answer = _combined(tool, [a for _p, _l, a in checked])
         if answer.decision == "deny":
             self._release_new(own_before, "the edit it was claimed for was refused")
@@ -264,6 +265,19 @@ class HookGate:
             details["ms"] = round((time.perf_counter() - started) * 1000, 1)  # the gate's part of the hook's wait
             self._record("hook.edit", details)
         return answer
+
+    def _files_under(self, rel: str) -> Sequence[str]:
+        """What a command on `rel` writes: each file in it when it is a directory (`rm -rf payments`,
+        `mv payments old`), so the claims and the policy see every file; else `rel` itself."""
+        folder = self.tree / rel
+        if folder.is_symlink() or not folder.is_dir():
+            return (rel,)
+        prefix = rel.rstrip("/") + "/"
+        try:
+            inside = [path for path in self.coordinator().targets.repo_files() if path.startswith(prefix)]
+        except LoomError:
+            return (rel,)  # its answer says why it cannot be checked
+        return inside or (rel,)
 
     def _edit_answer(self, rel: str, ranges: list[tuple[int, int]] | None, *, pending: str = "") -> Answer:
         if ranges == []:
