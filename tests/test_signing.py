@@ -156,6 +156,21 @@ def test_without_the_requirement_an_unsigned_decision_is_recorded_and_shown_unsi
     assert verified.returncode == 0 and "1 unsigned (seq" in verified.stdout, verified.stdout
 
 
+def test_a_configured_key_that_cannot_sign_refuses_the_decision_rather_than_record_it_unsigned(
+        tmp_path: Path, keys: dict[str, Path]) -> None:
+    repo = setup_repo(tmp_path, keys, required=False)
+    _policy, escalation = escalate(repo)
+    garbage = tmp_path / "not-a-key"
+    garbage.write_text("garbage\n")
+    for key, problem in ((tmp_path / "gone", "does not exist"), (garbage, "")):
+        done = run(repo, "escalation", "approve", str(escalation), user=ALICE, key=key)
+        assert done.returncode != 0 and done.stdout == "", done.stdout
+        assert "the configured signing key could not sign this decision" in done.stderr and problem in done.stderr
+        assert done.stderr.count("\n") == 1
+    record = open_workspace(repo).store.get_escalation(escalation)
+    assert record is not None and record.data["approvals"] == [] and decision_entries(repo) == []
+
+
 def test_a_forged_unsigned_approval_with_a_valid_chain_fails_verify(tmp_path: Path, keys: dict[str, Path]) -> None:
     """(d) Appended by someone who can write the log, as lead@example.com, chain and checkpoint valid."""
     repo = setup_repo(tmp_path, keys, required=True)

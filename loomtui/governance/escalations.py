@@ -29,7 +29,7 @@ from loomtui.governance.policy import (
     groups_of,
     requirement_status,
 )
-from loomtui.governance.signing import BAD, VERIFIED, Decision, sign_decision
+from loomtui.governance.signing import BAD, VERIFIED, Decision, SigningError, sign_decision
 from loomtui.store import EscalationRecord
 from loomtui.workspace import Workspace
 
@@ -313,7 +313,11 @@ def _sign(workspace: Workspace, policy: Policy, escalation: EscalationRecord, de
     """
     decided = Decision(str(escalation.id), decision, workspace.actor, commit, reason,
                        datetime.now(UTC).isoformat(timespec="seconds"), escalation.kind)
-    verdict = sign_decision(workspace.root, policy, decided)
+    try:
+        verdict = sign_decision(workspace.root, policy, decided)
+    except SigningError as exc:
+        raise DecisionRefused(f"the configured signing key could not sign this decision: {exc} "
+                              "(fix the key, or unset it to decide unsigned)") from None
     if policy.decisions.require_signature and verdict.status != VERIFIED:
         raise DecisionRefused(f"the policy requires signed decisions, and this one is not validly signed: "
                               f"{verdict.detail}")

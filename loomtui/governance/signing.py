@@ -223,8 +223,10 @@ def _why_bad(decision: Decision, signature: str, allowed: Path) -> str:
 def sign_decision(root: Path, policy: Policy, decision: Decision) -> Verdict:
     """Sign a decision now with the user's key and check it against allowed_signers.
 
-    Never raises for a missing or failing key: the verdict says what happened, and the
-    caller refuses the decision when the policy requires a signature.
+    With no key configured the verdict is UNSIGNED, and the caller refuses the decision
+    when the policy requires a signature. A key that is configured but cannot sign (gone,
+    not a key, locked) raises SigningError: the person set out to sign, and a decision
+    quietly recorded unsigned would hide that their signing is broken.
     """
     key = signing_key(root)
     if key is None:
@@ -232,10 +234,8 @@ def sign_decision(root: Path, policy: Policy, decision: Decision) -> Verdict:
                                  "git config loom.signingkey, or LOOM_SIGNING_KEY)")
     try:
         signature = sign(decision, key)
-    except SigningError as exc:
-        return Verdict(UNSIGNED, str(exc))
     except subprocess.TimeoutExpired:
-        return Verdict(UNSIGNED, "ssh-keygen timed out signing")
+        raise SigningError("ssh-keygen timed out signing") from None
     return verify(decision, signature, allowed_signers_path(root, policy))
 
 
