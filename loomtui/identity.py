@@ -15,17 +15,25 @@ def current_user(root: Path | None = None) -> str:
     """`LOOM_USER` if set, else git's `user.email` for the repository, else the login name."""
     override = os.environ.get("LOOM_USER", "").strip()
     if override:
-        return override
+        return _plain(override, "LOOM_USER")
     try:
         email = Git(root or Path.cwd()).run("config", "user.email", timeout=5).out.strip()
     except (OSError, LoomError):  # OSError: the current directory is gone
         email = ""
     if email:
-        return email
+        return _plain(email, "git's user.email")
     try:
         return getpass.getuser()
     except (KeyError, OSError):
         return "unknown"
+
+
+def _plain(name: str, source: str) -> str:
+    """`name`, refused when it holds a control character: it goes into audit entries and every
+    listing of who did what, where a newline or an escape sequence could pass for another line."""
+    if any(ord(char) < 32 or ord(char) == 127 for char in name):
+        raise LoomError(f"{source} {name!r} holds a control character; a person's name is one plain line")
+    return name
 
 
 def current_host() -> str:

@@ -252,6 +252,19 @@ def test_a_target_with_a_newline_is_quoted_in_the_error(coordinator: Coordinator
     assert_one_line_error(run(repo, "policy", "validate", "x\ny.yaml"), "'x\\ny.yaml': file not found")
 
 
+def test_a_user_name_with_a_control_character_is_refused_before_it_reaches_the_audit_log(
+        coordinator: Coordinator, repo: Path) -> None:
+    forged = "evil\n    99  2026-12-02 16:00:00  lead@example.com  escalation.override  1"
+    done = subprocess.run([LOOMTUI, "claim", "add", "--sandbox", "nl", QUOTE], cwd=repo, capture_output=True,
+                          text=True, timeout=120, env={**os.environ, "LOOM_USER": forged})
+    assert_one_line_error(done, "LOOM_USER 'evil\\n    99")
+    assert "holds a control character" in done.stderr
+    assert_nothing_stored(coordinator)
+    git(repo, "config", "user.email", "a\x1b[2Jb@example.com")
+    with pytest.raises(LoomError, match="git's user.email .* holds a control character"):
+        open_workspace(repo).record("test", "x")
+
+
 def test_every_loom_error_is_one_line() -> None:
     assert str(LoomError("a\nb\x1b[2Jc")) == "a\\nb\\x1b[2Jc"
     assert str(ConfigError("p\nq", 3, "bad")) == "'p\\nq':3: bad"
