@@ -220,6 +220,9 @@ def test_anchors_on_a_fetched_ref_are_read_with_ref(history: History, repo: Path
     assert verify(repo).returncode == 0  # nothing on the rewound main anchors it
     done = verify(repo, "--ref", "kept")
     assert done.returncode == 1 and "the log was cut" in done.stdout
+    mistyped = verify(repo, "--ref", "kpet")
+    assert (mistyped.returncode, mistyped.stdout) == (2, "")  # a usage error: the log is not BROKEN
+    assert mistyped.stderr == "loomtui: error: --ref 'kpet' is not a commit here\n"
 
 
 def test_another_clones_anchors_are_listed_not_checked(tmp_path: Path) -> None:

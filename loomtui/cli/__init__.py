@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any, Final, NoReturn
 from loomtui import __version__
 from loomtui.cli.terminal import guard
 from loomtui.errors import LoomError, escape_controls
+from loomtui.gitcmd import Git
 
 if TYPE_CHECKING:  # the engines load with the command that needs them, not with the hook's fast path
     from loomtui.workspace import Workspace
@@ -206,8 +207,12 @@ def cmd_audit_verify(args: argparse.Namespace) -> int:
     from loomtui.governance.auditproof import verify_audit
 
     workspace = workspace_for(args)
+    refs = tuple(getattr(args, "ref", None) or ())
+    for ref in refs:  # a mistyped ref is a usage error, not a log that fails to verify
+        if Git(workspace.root).resolve_commit(ref) is None:
+            raise LoomError(f"--ref {ref!r} is not a commit here")
     # The chain, then the heads anchored in merge commits, then every decision's signature.
-    report = verify_audit(workspace, tuple(getattr(args, "ref", None) or ()))
+    report = verify_audit(workspace, refs)
     if args.json:
         print_json(report.as_dict(workspace.audit.path))
     else:
