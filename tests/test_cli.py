@@ -152,3 +152,12 @@ def test_a_layer_command_does_not_import_the_other_layers(repo: Path) -> None:
                           cwd=repo, capture_output=True, text=True, check=False)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_the_app_without_a_terminal_is_one_line_and_exit_2_not_escape_codes_forever(repo: Path) -> None:
+    for args in ((), ("demo",)):
+        done = subprocess.run([LOOMTUI, *args], cwd=repo, stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                              timeout=60)
+        assert_one_line_error(done, 2, "the app needs a terminal")
+        assert done.stdout == ""
+    assert not (repo / ".git" / "loom").exists()  # nothing was opened, nothing prepared

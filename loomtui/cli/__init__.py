@@ -445,6 +445,26 @@ def _run_script_agent(args: argparse.Namespace) -> int:
     return replay(args.script, check_only=args.check)
 
 
+def _is_terminal(stream: object) -> bool:
+    isatty = getattr(stream, "isatty", None)
+    try:
+        return bool(isatty()) if callable(isatty) else False
+    except (OSError, ValueError):  # closed
+        return False
+
+
+def _check_terminal(args: argparse.Namespace) -> None:
+    """Refuse to draw the app without a terminal: a script or a CI step that left out the command
+    would get escape codes and never end. A driver of its own (`serve`'s web driver) needs none."""
+    if args.handler is cmd_tui:
+        from loomtui.repo import find_repo
+
+        find_repo(args.repo)  # outside a repository, that is the first thing to say
+    if not (_is_terminal(sys.stdin) and _is_terminal(sys.stdout)) and not os.environ.get("TEXTUAL_DRIVER"):
+        raise LoomError("the app needs a terminal (stdin and stdout are not one); a script wants a command "
+                        "(`loomtui --help`), such as `status` or `demo --headless`")
+
+
 def _draws_the_app(args: argparse.Namespace) -> bool:
     """Whether the command runs the full-screen app (the dashboard, or the demo with a screen)."""
     return args.handler is cmd_tui or (args.handler is cmd_demo and not (args.headless or args.json))
@@ -474,6 +494,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not _draws_the_app(args):
         sys.stdout, sys.stderr = guard(sys.stdout), guard(sys.stderr)
     try:
+        if _draws_the_app(args):
+            _check_terminal(args)
         return int(args.handler(args))
     except LoomError as exc:
         print(f"loomtui: error: {exc}", file=sys.stderr)
