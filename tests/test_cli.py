@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -161,3 +162,18 @@ def test_the_app_without_a_terminal_is_one_line_and_exit_2_not_escape_codes_fore
         assert_one_line_error(done, 2, "the app needs a terminal")
         assert done.stdout == ""
     assert not (repo / ".git" / "loom").exists()  # nothing was opened, nothing prepared
+
+
+def test_a_deleted_working_directory_and_an_output_encoding_without_a_character_are_no_traceback(
+        repo: Path, tmp_path: Path) -> None:
+    gone = tmp_path / "gone"
+    gone.mkdir()
+    # The shell sits in the directory, which is removed under it, then runs loomtui there.
+    script = f'cd "{gone}" && rmdir "{gone}" && for c in status doctor; do "{LOOMTUI}" $c; echo "exit $?"; done'
+    done = subprocess.run(["sh", "-c", script], capture_output=True, text=True, timeout=60)
+    assert done.stdout == "exit 2\nexit 2\n" and "Traceback" not in done.stderr, done.stderr
+    assert done.stderr.count("loomtui: error: the current directory no longer exists") == 2
+    latin = subprocess.run([LOOMTUI, "claim", "add", "--sandbox", "a", "x—y.py"], cwd=repo, capture_output=True,
+                           timeout=60, env={**os.environ, "PYTHONIOENCODING": "latin-1"})
+    assert latin.returncode == 2 and b"Traceback" not in latin.stderr, latin.stderr
+    assert latin.stderr.startswith(b"loomtui: error: x?y.py: no such file")

@@ -453,6 +453,24 @@ def _is_terminal(stream: object) -> bool:
         return False
 
 
+def _encode_what_the_terminal_can(*streams: object) -> None:
+    """Output in an encoding that lacks a character (`PYTHONIOENCODING=latin-1` and a "—") shows
+    it as "?" instead of failing the command with a UnicodeEncodeError."""
+    for stream in streams:
+        reconfigure = getattr(stream, "reconfigure", None)
+        encoding = str(getattr(stream, "encoding", "") or "").lower().replace("-", "").replace("_", "")
+        if callable(reconfigure) and encoding not in ("utf8", "utf8sig"):
+            reconfigure(errors="replace")
+
+
+def _check_working_directory() -> None:
+    try:
+        os.getcwd()
+    except FileNotFoundError:
+        raise LoomError("the current directory no longer exists (cd elsewhere, or name the repository "
+                        "with -C PATH)") from None
+
+
 def _check_terminal(args: argparse.Namespace) -> None:
     """Refuse to draw the app without a terminal: a script or a CI step that left out the command
     would get escape codes and never end. A driver of its own (`serve`'s web driver) needs none."""
@@ -487,6 +505,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             only = ""  # no command: the dashboard, which needs no layer's commands (their imports delay its frame)
         parser = build_parser(only)
     args = parser.parse_args(given)
+    _encode_what_the_terminal_can(sys.stdout, sys.stderr)
     # Untrusted text (file names, tasks, agents' output) never drives the terminal. Not around the
     # app: it escapes what it shows itself, and its crash report (rich, in colour, on sys.stderr)
     # would be escaped into noise.
@@ -494,6 +513,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not _draws_the_app(args):
         sys.stdout, sys.stderr = guard(sys.stdout), guard(sys.stderr)
     try:
+        if getattr(args, "repo", None) is None:
+            _check_working_directory()
         if _draws_the_app(args):
             _check_terminal(args)
         return int(args.handler(args))
