@@ -452,6 +452,27 @@ def test_remove_refuses_uncommitted_work_and_force_commits_it_first(ws: Workspac
     assert git(repo, "branch", "--list", record.branch).strip() == record.branch
 
 
+def test_a_git_repository_inside_the_worktree_is_never_deleted_even_with_force(
+        ws: Workspace, repo: Path, tmp_path: Path) -> None:
+    record = _finished_script_sandbox(ws, tmp_path, '- {write: a.txt, content: "agent\\n"}\n')
+    worktree = Path(record.worktree)
+    nested = worktree / "vendor" / "lib"
+    nested.mkdir(parents=True)
+    git(nested, "init", "-q")
+    (nested / "work.py").write_text("print('hours of work')\n")
+    git(nested, "add", "work.py")
+    git(nested, "commit", "-qm", "wip")
+    (nested / "work2.py").write_text("more\n")
+    for force in (False, True):
+        with pytest.raises(review.RemoveRefused, match=r"holds a git repository of its own \(vendor/lib\), "
+                                                       r"which cannot be saved to loom/.*nothing was removed"):
+            review.remove(ws, record.id, force=force)
+    assert (nested / "work.py").is_file() and (nested / "work2.py").is_file()
+    assert sb.get_sandbox(ws, record.id).status != ARCHIVED
+    shutil.move(str(nested), tmp_path / "kept-lib")  # moved out, as the refusal says: then it goes
+    assert review.remove(ws, record.id, force=True) and not worktree.exists()
+
+
 def test_force_removing_a_running_agent_saves_its_work_and_no_review_starts_on_the_way(
         ws: Workspace, repo: Path, tmp_path: Path) -> None:
     """The agent's supervisor reviews an agent that ends; one stopped by `rm --force` must not be, or

@@ -249,6 +249,7 @@ REMOVE_HINTS = {
     "live": " (or --force to stop it and remove)",
     "uncommitted": ". --force commits them to {branch} first",
     "unmerged": ". --delete-branch --force deletes it anyway",
+    "nested": "",
 }
 """What `sandbox rm` adds to each refusal of `review.remove` (`RemoveRefused.reason`)."""
 

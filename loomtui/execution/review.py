@@ -269,6 +269,14 @@ def remove(workspace: Workspace, sandbox_id: str, *, force: bool = False, delete
     # missing files would be committed as deletions), only what the deletion did not reach.
     deleting = record.data.get(REMOVING_KEY) == DELETING
     dirty = tree.dirty_paths(record.branch) if worktree.is_dir() and not deleting else []
+    # A git repository inside the worktree goes into a commit as a pointer to its own commit only:
+    # its files, and its history, would be deleted with the tree. Not even `force` does that.
+    nested = [path for path in dirty if (worktree / path / ".git").exists()]
+    if nested:
+        shown = ", ".join(nested[:5]) + (f" and {len(nested) - 5} more" if len(nested) > 5 else "")
+        raise RemoveRefused(f"sandbox {record.id} holds a git repository of its own ({shown}), which cannot be "
+                            f"saved to {record.branch}; move it out of the worktree {worktree}; nothing was removed",
+                            reason="nested", branch=record.branch)
     if dirty and not force:
         shown = ", ".join(dirty[:5]) + (f" and {len(dirty) - 5} more" if len(dirty) > 5 else "")
         raise RemoveRefused(f"sandbox {record.id} has uncommitted changes ({shown}); nothing was removed",
