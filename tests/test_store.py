@@ -204,3 +204,18 @@ def test_unwritable_location_is_one_clear_error(tmp_path: Path) -> None:
     locked.mkdir(mode=0o500)
     with pytest.raises(StoreError):
         SqliteStore(locked / "sub" / "s.db")
+
+
+def test_an_empty_store_file_beside_an_audit_log_with_entries_is_refused_not_started_anew(repo: Path) -> None:
+    from loomtui.store import open_store
+    from loomtui.workspace import open_workspace
+
+    workspace = open_workspace(repo)
+    workspace.record("test.step", "x")
+    workspace.close()
+    workspace.paths.store_path.write_bytes(b"")  # truncated: a full disk, a bad restore
+    with pytest.raises(StoreError, match="the state store is empty while the audit log holds entries"):
+        open_store(workspace.paths)
+    assert workspace.paths.store_path.stat().st_size == 0  # nothing was written over it
+    workspace.paths.audit_path.unlink()  # a store no log vouches for: a new one starts
+    open_store(workspace.paths).close()

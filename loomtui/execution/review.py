@@ -39,7 +39,7 @@ from loomtui.execution.sandboxes import (
 from loomtui.store import SandboxRecord
 from loomtui.workspace import Workspace
 
-RemoveRefusal = Literal["live", "uncommitted", "unmerged"]
+RemoveRefusal = Literal["live", "uncommitted", "unmerged", "nested"]
 
 
 class RemoveRefused(LoomError):

@@ -99,11 +99,28 @@ def _main_checkout(paths: RepoPaths) -> Path:
     return paths.common_dir.parent if paths.common_dir.name == ".git" else paths.root
 
 
+def _refuse_a_truncated_store(paths: RepoPaths) -> None:
+    """An empty store file beside an audit log with entries was truncated (a full disk, a bad restore):
+    opened, it would be a new, empty store, every sandbox, claim and escalation gone without a word.
+    (A new store in WAL mode may be empty while its first pages sit in the -wal file.)"""
+    def size(path: Path) -> int:
+        try:
+            return path.stat().st_size
+        except OSError:
+            return 0
+
+    store = paths.store_path
+    if store.exists() and size(store) == 0 and size(Path(f"{store}-wal")) == 0 and size(paths.audit_path) > 0:
+        raise StoreError(f"{store}: the state store is empty while the audit log holds entries: it was "
+                         "truncated; restore it from a backup, or move it aside and run again to start a new one")
+
+
 def open_store(paths: RepoPaths, location: str | None = None) -> Store:
     """Open (creating and migrating if needed) the store of a repository."""
     location = location or store_location(paths)
     if location == "sqlite":
         paths.ensure_state_dir()
+        _refuse_a_truncated_store(paths)
         return SqliteStore(paths.store_path)
     from loomtui.store.postgres import PostgresStore  # psycopg loads only for a team's store
 
