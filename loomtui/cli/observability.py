@@ -41,6 +41,7 @@ def _window(args: argparse.Namespace) -> tuple[float, float | None]:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
+    from loomtui.observability.history import NoSuchBranch
     from loomtui.observability.metrics import compute_metrics
     from loomtui.observability.report import render
 
@@ -50,6 +51,8 @@ def cmd_report(args: argparse.Namespace) -> int:
     workspace = workspace_for(args)
     try:
         metrics = compute_metrics(workspace, since, until, args.branch, agent_trailers=args.agent_trailer or ())
+    except NoSuchBranch as exc:
+        raise LoomError(f"{exc}; name the main branch with --branch") from None
     finally:
         workspace.close()
     print(render(metrics, "json" if args.json else args.format))

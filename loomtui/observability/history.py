@@ -183,11 +183,16 @@ def _log(git: Git, *args: str) -> bytes:
     return done.out
 
 
+class NoSuchBranch(LoomError):
+    """The branch to report on is not in the repository."""
+
+
 def resolve_branch(git: Git, branch: str | None) -> tuple[str, str | None]:
     """(name, commit) of the branch to report on; commit None in a repository with no commits.
 
-    Without a name: main, then master, then the branch origin/HEAD names. A name that
-    resolves to no commit (in a repository that has some) is an input error.
+    Without a name: main, then master, then the branch origin/HEAD names, then git's
+    init.defaultBranch, then the one checked out (a repository whose main line is `trunk`).
+    A name that resolves to no commit (in a repository that has some) is an input error.
     """
     candidates = [branch] if branch else ["main", "master"]
     for name in candidates:
@@ -195,13 +200,13 @@ def resolve_branch(git: Git, branch: str | None) -> tuple[str, str | None]:
             return name, sha
     if not branch:
         origin = git.raw("symbolic-ref", "--quiet", "--short", "refs/remotes/origin/HEAD").out.decode().strip()
-        for name in [origin.split("/", 1)[-1], origin] if origin else []:
-            if sha := git.resolve_commit(name):
+        default = git.raw("config", "--get", "init.defaultBranch").out.decode().strip()
+        for name in [*([origin.split("/", 1)[-1], origin] if origin else []), default, git.current_branch() or ""]:
+            if name and (sha := git.resolve_commit(name)):
                 return name, sha
     if not git.raw("for-each-ref", "--count=1", "--format=%(objectname)").out.strip():
         return candidates[0], None
-    raise LoomError(f"branch {shown(candidates[0])} not found in {git.cwd}; name the main branch with --branch",
-                    exit_code=2)
+    raise NoSuchBranch(f"branch {shown(candidates[0])} not found in {git.cwd}", exit_code=2)
 
 
 def _shallow_note(git: Git, since: float) -> tuple[str, bool]:
