@@ -127,13 +127,27 @@ def test_where_the_policy_says_merge_auto_an_approved_change_merges_by_itself(bi
     assert workspace.store.live_claims(sandbox_id) == []  # released with the merge
 
 
-def test_a_payments_change_waits_for_two_reviewers_then_merges(billing: Path) -> None:
+async def test_a_payments_change_waits_for_two_reviewers_then_merges(billing: Path) -> None:
+    from loomtui.tui.app import LoomApp
+    from loomtui.tui.screens.dashboard import SandboxTable
+    from tests.test_tui import wait_for
+
     workspace = open_workspace(billing)
     sandbox_id = run_agent(workspace, REFUNDS_EDIT, "document refunds")
     record = workspace.store.get_sandbox(sandbox_id)
     assert record.status == "awaiting_review" and next_step(workspace, sandbox_id) == Step.WAIT_DECISION
     assert [e["outcome"] for e in evaluated(workspace, sandbox_id)] == ["require"]
     escalation = str(record.data[REVIEW_ESCALATION_KEY])
+    app = LoomApp(workspace)
+    async with app.run_test(size=(160, 45)) as pilot:  # `m` says why at once: no y/n only to be refused
+        table = app.screen.query_one("#sandboxes", SandboxTable)
+        await wait_for(pilot, lambda: str(table.cell(sandbox_id, "next")).startswith("waits for a decision"))
+        screen = app.screen
+        await pilot.press("m")
+        await pilot.pause()
+        assert app.screen is screen
+        assert any(f"is not approved yet: it waits for a decision on escalation #{escalation}" in str(n.message)
+                   for n in app._notifications)
     refused = cli(billing, "sandbox", "merge", sandbox_id)
     assert refused.returncode == 1 and "Traceback" not in refused.stderr
     assert "not approved" in refused.stderr and f"escalation #{escalation}" in refused.stderr

@@ -558,6 +558,11 @@ class DashboardScreen(LoomScreen[None]):
                    else "only an approved change merges (its review and escalation come first)")
             self.app.notify(f"sandbox {sandbox.id} is {sandbox.status}: {why}", title="merge", severity="warning")
             return
+        step = self.snapshot.steps.get(sandbox.id) if self.snapshot else None
+        if sandbox.status == AWAITING_REVIEW and step and str(step.step) == "wait-decision":  # no y/n to refuse
+            self.app.notify(f"sandbox {sandbox.id} is not approved yet: it {step.line(APP_STEP_HINTS)}",
+                            title="merge", severity="warning")
+            return
         question = f"Merge sandbox {sandbox.id} ({sandbox.branch}) into its target? Only a clean merge goes in."
 
         def answered(yes: bool | None) -> None:
