@@ -29,10 +29,11 @@ async def focused_table(app: LoomApp, pilot, rows: int = 1) -> DataTable:  # typ
     return table
 
 
-def add_sandbox(workspace: Workspace, sandbox_id: str, task: str, status: str = "running") -> None:
+def add_sandbox(workspace: Workspace, sandbox_id: str, task: str, status: str = "running",
+                worktree: str = "") -> None:
     now = time.time()
     workspace.store.add_sandbox(SandboxRecord(
-        id=sandbox_id, task=task, runtime="script", status=status, created=now, updated=now,
+        id=sandbox_id, task=task, runtime="script", status=status, created=now, updated=now, worktree=worktree,
     ))
 
 

@@ -9,7 +9,7 @@ import pytest
 from rich.text import Text
 
 from loomtui.tui.app import LoomApp
-from loomtui.tui.screens.dashboard import SandboxTable
+from loomtui.tui.screens.dashboard import DETAIL_WIDTH, SandboxTable
 from loomtui.tui.widgets.fields import Field, hanging, reflowed, render_fields, wrap_value
 from loomtui.tui.widgets.fitted_table import FitColumn, cut, fit_columns
 from loomtui.tui.widgets.status_header import StatusHeader
@@ -208,6 +208,35 @@ async def test_the_detail_wraps_again_when_its_pane_changes_width_without_a_resi
         lines = [line.rstrip() for line in str(details.render()).splitlines()]
         at = next(i for i, line in enumerate(lines) if line.strip().startswith("worktree"))
         assert len(lines[at]) <= details.size.width and lines[at + 1].startswith(" " * 12), lines
+
+
+async def test_a_detail_shown_while_another_tab_was_open_is_wrapped_for_its_width_when_its_tab_returns(
+        repo: Path) -> None:
+    from textual.widgets import Static, TabbedContent
+
+    workspace = open_workspace(repo)
+    path = "/home/someone/.local/share/loomtui/worktrees/billing-service-64f284f19d"
+    for name in ("a1", "b2"):
+        add_sandbox(workspace, name, f"a task of {name}", status="exited", worktree=f"{path}/{name}")
+    app = LoomApp(workspace)
+    async with app.run_test(size=(80, 24)) as pilot:
+        table = app.screen.query_one(SandboxTable)
+        details = app.screen.query_one("#details", Static)
+        await wait_for(pilot, lambda: table.row_count == 2 and "worktree" in str(details.render()))
+        tabs = app.screen.query_one("#detail", TabbedContent)
+        tabs.active = "tab-log"
+        await pilot.pause()
+        shown = "a1" if "id  a1" in str(details.render()) else "b2"
+        table.focus()
+        await pilot.press("down")  # another sandbox, its details made while their tab is hidden
+        await pilot.pause(0.4)
+        other = "b2" if shown == "a1" else "a1"
+        tabs.active = "tab-details"
+        await wait_for(pilot, lambda: f"id  {other}" in str(details.render()))
+        await pilot.pause()
+        lines = [line.rstrip() for line in str(details.render()).splitlines()]
+        worktree = next(line for line in lines if line.strip().startswith("worktree"))
+        assert len(worktree) > DETAIL_WIDTH + 5, lines  # wrapped for the pane (about 78 wide), not the fallback
 
 
 async def test_home_and_end_go_to_the_first_and_last_row_and_sideways_keys_are_not_offered(repo: Path) -> None:

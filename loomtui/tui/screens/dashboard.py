@@ -342,6 +342,8 @@ class DashboardScreen(LoomScreen[None]):
         evals = event.pane.id == "tab-evals"
         self.set_class(evals, "-evals")  # the Evals tab takes the wider share of the screen
         self.evals.set_showing(evals)
+        if event.pane.id == "tab-details":  # wrapped while hidden (no width): again for the width it has now
+            self.call_after_refresh(self._rewrap_detail)
 
     # -- actions ----------------------------------------------------------------
 
