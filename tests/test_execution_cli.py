@@ -107,7 +107,13 @@ def test_bad_input_is_one_line_and_the_right_exit_code(repo: Path, script: Path,
     one_line_error(run(repo, "script-agent", str(bad)), 2, "bad.yaml:2: [1].write: must be a path inside")
     one_line_error(run(repo, "sandbox", "new", "--runtime", "script", "--task", "x", "--script", str(bad)),
                    2, "bad.yaml:2:")
+    policy = repo / ".loom" / "policy.yaml"
+    policy.write_text("version: 1\nrules: x\n")
+    one_line_error(run(repo, "sandbox", "new", "--runtime", "script", "--task", "x", "--script", str(script)),
+                   2, ".loom/policy.yaml:2: rules")
+    policy.unlink()
     assert run(repo, "sandbox", "list", "--json").stdout.count('"id"') == 0  # none of that created anything
+    assert git(repo, "branch", "--list", "loom/*") == ""
 
     created = json.loads(run(repo, "sandbox", "new", "--runtime", "script", "--task", "x", "--script", str(script),
                              "--no-start", "--json").stdout)

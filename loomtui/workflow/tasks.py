@@ -38,6 +38,8 @@ def create_sandbox(
     holds it back (an approval, other tasks); otherwise `start` does. `wait_for_claims`
     (planned work): a claim another sandbox holds makes the task wait, not rejected.
     """
+    flow = Workflow(workspace)
+    flow.policy  # noqa: B018  (a broken loom.yaml or policy is bad input too: said before anything is recorded)
     if claims:
         # A mistyped target is bad input: say so before anything is recorded. (A refused
         # claim, by contrast, is a decision, and leaves a rejected record behind.)
@@ -51,7 +53,6 @@ def create_sandbox(
     record = sandboxes.plan_sandbox(
         workspace, task, runtime, base=base, claims=claims, script=script, isolate=isolate, command=command,
         data={AUTOSTART_KEY: autostart, **creator, **({AFTER_KEY: waits_on} if waits_on else {}), **(data or {})})
-    flow = Workflow(workspace)
     if prepare_now:
         flow.prepare(record, wait_for_claims=wait_for_claims, from_target=bool(waits_on), context=context)
     if autostart:
