@@ -397,6 +397,18 @@ def test_plan_show_refuses_the_unknown_runtime_plan_run_would_refuse(manual: Wor
         assert "plan.yaml:3: task a: unknown runtime 'nope'" in result.stderr
 
 
+def test_a_task_with_a_missing_script_is_refused_before_any_task_is_stated(manual: Workspace) -> None:
+    (manual.root / "a.yaml").write_text("- {log: fine}\n")
+    (manual.root / ".loom" / "plan.yaml").write_text(
+        "version: 1\ntasks:\n  - {name: a, task: first, runtime: script, script: a.yaml}\n"
+        "  - {name: b, task: second, runtime: script, script: nope.yaml, after: [a]}\n")
+    for command in ("show", "run", "run"):
+        result = run_cli(manual.root, "plan", command)
+        assert result.returncode == 2 and result.stderr.count("\n") == 1, (command, result.stderr)
+        assert "plan.yaml:4: task b: " in result.stderr and "nope.yaml" in result.stderr
+    assert manual.store.list_sandboxes(include_archived=True) == []
+
+
 def test_an_awaiting_sandbox_is_advanced_by_the_decision_from_the_cli(manual: Workspace) -> None:
     sandbox_id = run_task(manual, "ledger", "ledger.py", "return amount", "return amount + 0")
     wait_until_settled(manual, sandbox_id)

@@ -206,7 +206,7 @@ def _checked_task(task: str) -> str:
     return task
 
 
-def _checked_runtime(workspace: Workspace, name: str, script: Path | str | None,
+def checked_runtime(workspace: Workspace, name: str, script: Path | str | None,
                      command: Sequence[str] = ()) -> RuntimeConfig:
     """The runtime, once its script (if it takes one) and its tools check out."""
     from loomtui.config import GENERIC_COMMAND
@@ -252,7 +252,7 @@ def plan_sandbox(
     works here. `data` is kept on the record (the workflow's own fields).
     """
     task = _checked_task(task)
-    runtime_config = _checked_runtime(workspace, runtime, script, command)
+    runtime_config = checked_runtime(workspace, runtime, script, command)
     repo = Git(workspace.root)
     base_sha = repo.resolve_commit(base)
     if base_sha is None:

@@ -17,6 +17,7 @@ from typing import Any, Final
 from loomtui.errors import LoomError
 from loomtui.execution.lifecycle import ARCHIVED, LIVE, PLANNED
 from loomtui.execution.procs import is_alive
+from loomtui.execution.sandboxes import checked_runtime
 from loomtui.governance.coordinator import governed_coordinator
 from loomtui.store import SandboxRecord
 from loomtui.workflow.engine import Workflow
@@ -81,11 +82,17 @@ def run_plan(workspace: Workspace, relative: str = PLAN_PATH, *, say: Say | None
 
 
 def _check_runtimes(workspace: Workspace, plan: Plan) -> None:
+    """Each task's runtime and its script, checked before any task is stated: a bad one found
+    half way through `plan run` left the tasks before it started, and a second run started them again."""
     runtimes = workspace.load_config().runtimes
     for task in plan.tasks:
         if task.runtime not in runtimes:
             raise LoomError(f"{plan.path}:{task.line}: task {task.name}: unknown runtime {task.runtime!r} "
                             f"(configured: {', '.join(sorted(runtimes))})")
+        try:
+            checked_runtime(workspace, task.runtime, workspace.root / task.script if task.script else None)
+        except LoomError as exc:
+            raise LoomError(f"{plan.path}:{task.line}: task {task.name}: {exc}") from None
 
 
 def plan_tasks(workspace: Workspace, run_id: str | None = None) -> dict[str, SandboxRecord]:
