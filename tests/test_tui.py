@@ -265,3 +265,32 @@ async def test_the_new_sandbox_form_shows_runtimes_readably_and_starts_the_comma
         assert record.data["launch"]["argv"][0].endswith("true")
         # The cursor goes to the new sandbox once its row comes (not left on the one it was on).
         await wait_for(pilot, lambda: table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value == record.id)
+
+
+async def test_slash_in_a_view_without_a_filter_says_so_and_where_there_is_one_it_filters(repo: Path) -> None:
+    app = LoomApp(open_workspace(repo))
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        for view, said in (("2", "the Claims view has no / filter: f shows one sandbox's claims at a time"),
+                           ("3", "the Escalations view has no / filter")):
+            await pilot.press(view)
+            await pilot.pause()
+            await pilot.press("slash")
+            await pilot.pause()
+            assert any(str(n.message) == said for n in app._notifications), [n.message for n in app._notifications]
+        await pilot.press("1")
+        await pilot.pause()
+        await pilot.press("slash")
+        await pilot.pause()
+        assert type(app.focused).__name__ == "Input"  # the sandboxes' own filter box
+
+
+async def test_slash_on_a_dialog_without_a_filter_does_nothing_and_breaks_nothing(repo: Path) -> None:
+    app = LoomApp(open_workspace(repo))
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        await pilot.press("question_mark")
+        await pilot.pause()
+        await pilot.press("slash")
+        await pilot.pause()
+        assert isinstance(app.screen, HelpScreen) and app.is_running

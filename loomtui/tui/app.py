@@ -119,6 +119,9 @@ class LoomApp(App[int]):
         Binding("7", "switch_mode('plan')", "Plan", id="app.mode.plan", show=False),
         Binding("8", "switch_mode('metrics')", "Metrics", id="app.mode.metrics", show=False),
         Binding("q", "quit", "Quit", id="app.quit"),
+        # `/`, the first key a k9s or lazygit user tries: a view with no filter of its own says so. No
+        # description, so neither the footer nor the help offers a key that only answers no.
+        Binding("slash", "screen.filter", "", show=False, id="app.no_filter"),
     ]
 
     def __init__(

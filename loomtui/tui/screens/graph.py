@@ -85,6 +85,7 @@ class GraphScreen(LoomScreen[None]):
     """Claims, neighbourhoods and conflicts, navigable with the keyboard."""
 
     VIEW_NAME = "Claims"
+    NO_FILTER_HINT = "f shows one sandbox's claims at a time"
 
     AUTO_FOCUS = "#conflicts"
     BINDINGS = [
