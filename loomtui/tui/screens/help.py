@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from rich.text import Text
@@ -9,7 +10,9 @@ from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
 from textual.screen import ModalScreen
-from textual.widgets import DataTable, Footer, Static
+from textual.widgets import Footer, Static
+
+from loomtui.tui.widgets.fitted_table import FitColumn, FittedTable
 
 
 def key_rows(app: App[Any]) -> list[tuple[str, str, str, str]]:
@@ -20,10 +23,21 @@ def key_rows(app: App[Any]) -> list[tuple[str, str, str, str]]:
         binding = active.binding
         if not binding.description:
             continue
-        where = "app" if active.node is app else type(active.node).__name__
+        where = _where(app, active.node)
         rows.append((app.get_key_display(binding), binding.description, where, binding.id or ""))
     rows.sort(key=lambda row: (row[3] == "", row[2] != "app"))
     return rows
+
+
+def _where(app: App[Any], node: object) -> str:
+    """Where a key works, as a person reads it: everywhere, a view by its name, or the widget's
+    kind in words (`FittedTable` is "fitted table")."""
+    if node is app:
+        return "everywhere"
+    view = getattr(node, "VIEW_NAME", "")
+    if view:
+        return f"{view} view"
+    return re.sub(r"(?<=[a-z])(?=[A-Z])", " ", type(node).__name__).lower()
 
 
 class HelpScreen(ModalScreen[None]):
@@ -46,13 +60,17 @@ class HelpScreen(ModalScreen[None]):
     def compose(self) -> ComposeResult:
         with Vertical():
             yield Static(Text("Keys  (esc closes)", style="bold"))
-            yield DataTable(cursor_type="row", zebra_stripes=True)
+            yield FittedTable([FitColumn("key", "key", priority=0, max_width=14),
+                               FitColumn("what", "what it does", priority=0, flex=True, min_width=20, want=40),
+                               FitColumn("where", "where", priority=1, max_width=24),
+                               FitColumn("id", "id", priority=2, max_width=32)])
         yield Footer(compact=True)  # its own keys: the view below is not active under it
 
     def on_mount(self) -> None:
-        table = self.query_one(DataTable)
-        table.add_columns("key", "what it does", "where", "id")
-        for key, description, where, binding_id in self.rows:
-            table.add_row(Text(key, style="bold"), description, where, binding_id)
+        table = self.query_one(FittedTable)
+        # It fits its width: nothing scrolls sideways and hides the key column (end and right did).
+        table.show_rows({f"{number}": {"key": Text(key, style="bold"), "what": description, "where": where,
+                                       "id": binding_id}
+                         for number, (key, description, where, binding_id) in enumerate(self.rows)})
         table.focus()
 
