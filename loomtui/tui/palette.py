@@ -65,14 +65,14 @@ class BindingCommands(RankedProvider):
         """Each key's entry, and whether it is loomtui's own (it has an id) or a widget's (cursor keys)."""
         found: list[tuple[PaletteEntry, bool]] = []
         seen = set()
-        for key, active in self.screen.active_bindings.items():
+        for active in self.screen.active_bindings.values():
             binding = active.binding
             if not active.enabled or not binding.description or binding.action in seen:
                 continue
             seen.add(binding.action)
             shown = binding.key_display or self.app.get_key_display(binding)
             run = partial(self.app.run_action, binding.action, active.node)
-            found.append(((f"{binding.description} ({shown})", run, f"the {key} key"), bool(binding.id)))
+            found.append(((f"{binding.description} ({shown})", run, f"the {shown} key"), bool(binding.id)))
         return found
 
     def entries(self) -> list[PaletteEntry]:
