@@ -117,3 +117,19 @@ async def test_the_detail_shows_what_the_agent_reported_tokens_cost_and_refused_
         assert "3 turns, 900 in / 120 out tokens, $0.2500" in shown
         assert "Write payments/[ledger].py" in shown  # agent text shown as it is, never read as markup
         assert "no-change: the agent ended without a change" in shown
+
+
+async def test_a_planned_sandbox_says_press_s_and_s_starts_it(billing: Path) -> None:
+    workspace = open_workspace(billing)
+    record = tasks.create_sandbox(workspace, "fix typos later", "script", script=billing.parent / "typo.yaml")
+    assert record.status == "planned"
+    app = LoomApp(workspace)
+    async with app.run_test(size=SIZE) as pilot:
+        table = app.screen.query_one("#sandboxes", SandboxTable)
+        await wait_for(pilot, lambda: str(table.cell(record.id, "next")).endswith("(press S)"))
+        table.focus()
+        await pilot.press("S")
+        await wait_for(pilot, lambda: str(table.cell(record.id, "status")) in ("running", "exited",
+                                                                                "awaiting_review", "approved"))
+        await pilot.press("s")
+        await wait_for(pilot, lambda: str(table.cell(record.id, "status")) != "running", timeout=30)

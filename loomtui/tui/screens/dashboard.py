@@ -27,6 +27,7 @@ from loomtui.errors import LoomError
 from loomtui.execution import sandboxes
 from loomtui.execution.lifecycle import APPROVED, AWAITING_REVIEW, LIVE, MERGED, PAUSED, PLANNED
 from loomtui.store import SandboxRecord
+from loomtui.tui import sandbox_calls
 from loomtui.tui.base import LoomScreen, inner_width
 from loomtui.tui.evals_text import gates_cell
 from loomtui.tui.sandbox_text import (
@@ -90,6 +91,7 @@ class DashboardScreen(LoomScreen[None]):
         Binding("n", "new_sandbox", "New", id="dashboard.new"),
         Binding("s", "stop", "Stop", id="dashboard.stop"),
         Binding("p", "pause_resume", "Pause/resume", id="dashboard.pause", show=False),
+        Binding("S", "start", "Start", key_display="S", id="dashboard.start", show=False),
         Binding("enter", "open", "Open", id="dashboard.open"),
         Binding("d", "diff", "Diff", id="dashboard.diff"),
         Binding("e", "evals", "Eval", id="dashboard.eval"),
@@ -494,6 +496,11 @@ class DashboardScreen(LoomScreen[None]):
             call = sandboxes.resume if sandbox.status == PAUSED else sandboxes.pause
             self._run(f"{call.__name__} {sandbox.id}", call, sandbox.id)
 
+    def action_start(self) -> None:
+        """A planned sandbox's agent, started now (the engine says what holds it back, if anything)."""
+        if (sandbox := self.selected_sandbox()) is not None:
+            self._run(f"start {sandbox.id}", sandbox_calls.start, sandbox.id)
+
     @on(DataTable.RowSelected, "#sandboxes")
     def _row_chosen(self) -> None:
         self.action_open()
@@ -569,7 +576,7 @@ class DashboardScreen(LoomScreen[None]):
 
         def answered(yes: bool | None) -> None:
             if yes:
-                self._run(f"merge {sandbox.id}", _merge, sandbox.id)
+                self._run(f"merge {sandbox.id}", sandbox_calls.merge, sandbox.id)
 
         self.app.push_screen(ConfirmScreen(question), answered)
 
@@ -584,23 +591,6 @@ class DashboardScreen(LoomScreen[None]):
 
         def answered(yes: bool | None) -> None:
             if yes:
-                self._run(f"archive {sandbox.id}", _archive, sandbox.id)
+                self._run(f"archive {sandbox.id}", sandbox_calls.archive, sandbox.id)
 
         self.app.push_screen(ConfirmScreen(question), answered)
-
-
-def _merge(workspace: Workspace, sandbox_id: str) -> None:
-    """A person's merge, through the workflow: people's decision followed first, then a clean merge."""
-    from loomtui.workflow.engine import request_merge
-
-    request_merge(workspace, sandbox_id)
-
-
-def _archive(workspace: Workspace, sandbox_id: str) -> None:
-    """Archive without losing work (uncommitted changes go to the branch first); claims go back."""
-    from loomtui.workflow import tasks
-
-    record = sandboxes.get_sandbox(workspace, sandbox_id)
-    if record.status in LIVE:
-        raise LoomError(f"sandbox {sandbox_id} is {record.status}; stop it first (s)")
-    tasks.remove(workspace, sandbox_id, force=True)
