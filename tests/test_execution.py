@@ -616,6 +616,27 @@ def test_conflicting_merge_is_reported_and_changes_nothing(ws: Workspace, repo: 
 # -- recovery: survive the launcher, find orphans, notice deleted worktrees ------------------------
 
 
+def test_a_supervisor_whose_launcher_is_gone_before_it_answers_runs_its_agent_all_the_same(
+        ws: Workspace, repo: Path, bin_dir: Path) -> None:
+    """Ctrl-C in `sandbox new` at the wrong moment: the launcher no longer reads the supervisor's "ready"."""
+    stand_in(bin_dir, "quick", 'print("done", flush=True)\n')
+    write_config(repo, 'quick:\n  argv: ["quick"]\n')
+    record = tasks.create_sandbox(ws, "an interrupted start", "quick")
+    paths = sb.sandbox_paths(ws.paths, record.id)
+    paths.dir.mkdir(parents=True, exist_ok=True)
+    with open(paths.supervisor_log, "ab") as diagnostics:
+        supervisor = subprocess.Popen([sys.executable, "-m", "loomtui.workflow.supervise", str(repo), record.id],
+                                      stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=diagnostics,
+                                      cwd=paths.dir, start_new_session=True)
+    assert supervisor.stdout is not None
+    supervisor.stdout.close()  # its answer will meet a broken pipe
+    supervisor.wait()
+    wait_until(lambda: sb.get_sandbox(ws, record.id).status != "planned", what="the agent to start")
+    done = ended(ws, record.id)
+    assert done.status in EXITED_OK and sb.read_log_tail(ws, record.id) == ["done"]
+    assert "BrokenPipeError" not in paths.supervisor_log.read_text()
+
+
 def test_supervisor_outlives_its_launcher_killed_with_sigkill(ws: Workspace, repo: Path, bin_dir: Path) -> None:
     stand_in(bin_dir, "waiter", """\
         print("waiting", flush=True)

@@ -536,8 +536,11 @@ def main(argv: list[str], *, hook_server: HookServerFactory | None = None,
         _diagnose(f"supervisor: {exc}")
         return 2
     # Tell start() we are recorded, then stop talking to it: stdout joins the diagnostics.
-    sys.stdout.write(json.dumps({"pid": me}) + "\n")
-    sys.stdout.flush()
+    try:
+        sys.stdout.write(json.dumps({"pid": me}) + "\n")
+        sys.stdout.flush()
+    except OSError:  # start() is gone (its caller was interrupted): the task is recorded; it runs all the same
+        pass
     os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
     try:
         code = Supervisor(workspace, record, startup_cpu=startup_cpu, hook_server=hook_server).run()
