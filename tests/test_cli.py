@@ -77,6 +77,7 @@ def test_config_check_tries_what_loom_yaml_names_its_policy_file_and_worktrees_p
     assert worktrees.endswith("is inside the repository's working tree; put worktrees outside it")
     (repo / ".loom" / "loom.yaml").write_text("version: 1\nworktrees: ../elsewhere\n")
     assert run_cli(repo, "config", "check").stdout.startswith("OK: .loom/loom.yaml")
+    assert not (repo / ".git" / "loom").exists()  # a check of files: no store made (a fresh or read-only clone)
 
 
 def test_a_policy_file_loom_yaml_names_at_the_usual_path_must_exist_and_the_gate_fails_closed(billing: Path) -> None:

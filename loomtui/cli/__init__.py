@@ -265,17 +265,19 @@ def _readable(details: dict[str, Any], width: int = 110) -> str:
 
 
 def cmd_config_check(args: argparse.Namespace) -> int:
+    from loomtui.config import load_config
     from loomtui.execution.sandbox_paths import worktrees_root
     from loomtui.governance.policy import configured_policy
+    from loomtui.repo import find_repo
 
-    workspace = workspace_for(args)
-    config = workspace.load_config()
+    paths = find_repo(args.repo)  # no store: a check of files runs in a read-only or fresh checkout
+    config = load_config(paths.root)
     source = config.source or "(no .loom/loom.yaml: defaults)"
     # What loom.yaml names must work too: its policy file, and where its worktrees go (else the
     # first `sandbox new` is where it shows).
     problems: list[str] = []
-    for check in (lambda: configured_policy(workspace.root, config),
-                  lambda: worktrees_root(workspace.paths, config.worktrees)):
+    for check in (lambda: configured_policy(paths.root, config),
+                  lambda: worktrees_root(paths, config.worktrees)):
         try:
             check()
         except LoomError as exc:
