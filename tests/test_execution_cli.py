@@ -155,8 +155,15 @@ def test_doctor_reports_tools_runtimes_store_and_sandboxes(repo: Path, tmp_path:
     # The generic runtime's argv is a placeholder: it has no program to miss.
     assert (checks["runtime command"]["level"], checks["runtime command"]["detail"]) == (
         "ok", "runs the program given after `--`")
+    assert checks["policy"]["level"] == "ok" and "built-in default" in checks["policy"]["detail"]
     outside = run(tmp_path, "doctor")
     assert outside.returncode == 0 and "not inside a git repository" in outside.stdout
+    assert "policy" not in outside.stdout  # said once: there is no repository
+    (repo / ".loom").mkdir(exist_ok=True)
+    (repo / ".loom" / "policy.yaml").write_text("version: 1\nrules: x\n")
+    broken = run(repo, "doctor", "--json")
+    policy = {c["name"]: c for c in json.loads(broken.stdout)["checks"]}["policy"]
+    assert broken.returncode == 1 and policy["level"] == "error" and ".loom/policy.yaml:2: rules" in policy["detail"]
 
 
 def test_without_bubblewrap_doctor_and_the_sandbox_say_not_isolated(

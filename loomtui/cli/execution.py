@@ -282,9 +282,21 @@ def cmd_reconcile(args: argparse.Namespace) -> int:
 
 
 def cmd_doctor(args: argparse.Namespace) -> int:
-    from loomtui.execution.doctor import run_doctor
+    from loomtui.execution.doctor import ERROR, OK, run_doctor
 
     report = run_doctor(args.repo)
+    # The policy is governance's, a layer above the doctor's: checked here. A broken one fails
+    # `sandbox new` and the gate, so it is an error here too.
+    try:
+        from loomtui.config import load_config
+        from loomtui.governance.policy import configured_policy
+        from loomtui.repo import find_repo
+
+        root = find_repo(args.repo).root
+        report.add("policy", OK, configured_policy(root, load_config(root)).summary())
+    except LoomError as exc:
+        if not any(check.name in ("repository", "config") and check.level != OK for check in report.checks):
+            report.add("policy", ERROR, str(exc))  # (outside a repository, or a broken config: said already)
     if args.json:
         print_json(report.as_dict())
     else:
