@@ -48,6 +48,7 @@ def test_the_app_draws_on_the_terminal_unwrapped_and_the_streams_come_back(
     seen: list[object] = []
     monkeypatch.setattr(loomtui.tui.app, "run_app", lambda workspace: seen.append(sys.stderr) or 0)
     monkeypatch.chdir(repo)
+    monkeypatch.setattr(sys, "stdin", Terminal())  # the app needs a terminal on both ends
     shown, err = Terminal(), Terminal()
     with redirect_stdout(shown), redirect_stderr(err):
         assert main([]) == 0

@@ -18,7 +18,7 @@ from loomtui.execution.doctor import run_doctor
 from loomtui.workflow import tasks
 from loomtui.workflow.engine import wait_until_settled
 from loomtui.workspace import open_workspace
-from tests.conftest import agent_ended, git, run_cli
+from tests.conftest import agent_ended, git, run_cli, wait_until
 from tests.test_execution import stand_in, write_config
 
 LOOMTUI = shutil.which("loomtui") or "loomtui"
@@ -239,3 +239,34 @@ def test_generic_command_runtime_runs_the_given_argv_without_a_shell(tmp_path: P
     missing = subprocess.run([sys.executable, "-m", "loomtui", "sandbox", "new", "--runtime", "command",
                               "--task", "x"], cwd=repo, capture_output=True, text=True)
     assert missing.returncode == 2 and "after `--`" in missing.stderr
+
+
+def test_a_mistake_in_loom_yaml_leaves_stop_and_the_store_commands_working(repo: Path, tmp_path: Path) -> None:
+    flag = tmp_path / "go"
+    created = json.loads(run(repo, "sandbox", "new", "--runtime", "command", "--task", "runaway", "--no-isolation",
+                             "--json", "--", "sh", "-c", f'while [ ! -e "{flag}" ]; do sleep 0.05; done').stdout)
+    sandbox_id = created["id"]
+    wait_until(lambda: run(repo, "sandbox", "list", "--json").stdout.count('"running"') == 1,
+               what="the agent running")
+    (repo / ".loom").mkdir(exist_ok=True)
+    (repo / ".loom" / "loom.yaml").write_text('version: 1\ngates: "oops"\n')
+    for command in (("status",), ("sandbox", "list"), ("escalation", "list"), ("claim", "list"), ("audit", "tail")):
+        done = run(repo, *command)
+        assert done.returncode == 0 and done.stderr == "", (command, done.stderr)
+    # What needs the config says so, with the file and line.
+    one_line_error(run(repo, "sandbox", "new", "--runtime", "script", "--task", "x"), 2, ".loom/loom.yaml:2: gates")
+    stopped = run(repo, "sandbox", "stop", sandbox_id)  # the emergency stop is never taken away by a typo
+    assert stopped.returncode == 0, stopped.stderr
+    # Its supervisor could not review the ended agent: a failed step, said where people look, retried once fixed.
+    workspace = open_workspace(repo)
+    wait_until(lambda: workspace.store.get_sandbox(sandbox_id).data.get("step_error"), what="the failed step")
+    error = workspace.store.get_sandbox(sandbox_id).data.get("step_error") or {}
+    assert error.get("step") == "read the policy" and ".loom/loom.yaml:2: gates" in error.get("error", "")
+    assert "workflow.step_failed" in [e.action for e in workspace.audit.entries() if e.subject == sandbox_id]
+    (repo / ".loom" / "loom.yaml").write_text("version: 1\n")
+    retried = run(repo, "sandbox", "advance", sandbox_id)
+    assert retried.returncode == 0 and "failed" not in retried.stdout, retried.stdout + retried.stderr
+    assert "step_error" not in workspace.store.get_sandbox(sandbox_id).data or \
+        not workspace.store.get_sandbox(sandbox_id).data["step_error"]
+    (repo / ".loom" / "loom.yaml").write_text("version: 1\nstore: [x]\n")  # the store key itself: its error stands
+    one_line_error(run(repo, "status"), 2, ".loom/loom.yaml:2: store")

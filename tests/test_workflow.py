@@ -495,4 +495,4 @@ def test_a_step_says_what_a_person_can_do_in_each_front_ends_words() -> None:
     assert view.line(APP_STEP_HINTS) == "waits for a decision on escalation #4 (press 3)"
     assert set(STEP_HINTS) == {str(action) for action in PersonAction}  # the shell can do every one
     assert StepView(Step.WAIT_START, "a person to start it", PersonAction.START, "ab12").line(APP_STEP_HINTS) == (
-        "waits for a person to start it")
+        "waits for a person to start it (press S)")

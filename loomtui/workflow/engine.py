@@ -44,6 +44,7 @@ from loomtui.workflow.steps import (
     MERGE_CONFLICT_KEY,
     MERGE_REQUESTED_KEY,
     STEP_ERROR_KEY,
+    PersonAction,
     Step,
     StepView,
     caller_id,
@@ -99,7 +100,12 @@ class Workflow:
         done: list[str] = []
         holder = caller_id()
         record = sandboxes.get_sandbox(self.workspace, sandbox_id)
-        view = self.view(record)
+        try:
+            view = self.view(record)
+        except LoomError as exc:  # loom.yaml or the policy cannot be read: nothing can be decided
+            line = self._step_failed(record.id, "read the policy", exc)
+            return Advanced(record.id, (line,), StepView(Step.FAILED_STEP, line, PersonAction.RETRY, record.id),
+                            record.status)
         for _ in range(MAX_STEPS):
             if view.step == Step.FAILED_STEP and retry:
                 retry = False
@@ -122,17 +128,21 @@ class Workflow:
                         done.append(line)
                         self.say(f"{record.id}: {line}")
             except LoomError as exc:
-                current = sandboxes.get_sandbox(self.workspace, record.id)
-                store.update_sandbox(record.id, data={STEP_ERROR_KEY: {
-                    "step": str(view.step), "error": str(exc), "status": current.status}})
-                self.workspace.record("workflow.step_failed", record.id, {"step": str(view.step), "error": str(exc)})
-                done.append(f"{view.step} failed: {exc}")
-                self.say(f"{record.id}: {view.step} failed: {exc}")
+                done.append(self._step_failed(record.id, str(view.step), exc))
             finally:
                 store.drop_step_lease(record.id, holder)
             record = sandboxes.get_sandbox(self.workspace, record.id)
             view = self.view(record)
         return Advanced(record.id, tuple(done), view, record.status)
+
+    def _step_failed(self, sandbox_id: str, step: str, exc: LoomError) -> str:
+        """Record that `step` failed (shown as the task's next step, retried by `sandbox advance`)."""
+        current = sandboxes.get_sandbox(self.workspace, sandbox_id)
+        self.workspace.store.update_sandbox(sandbox_id, data={STEP_ERROR_KEY: {
+            "step": step, "error": str(exc), "status": current.status}})
+        self.workspace.record("workflow.step_failed", sandbox_id, {"step": step, "error": str(exc)})
+        self.say(f"{sandbox_id}: {step} failed: {exc}")
+        return f"{step} failed: {exc}"
 
     def advance_all(self, *, retry: bool = False) -> list[Advanced]:
         """Advance every task that may have a step due (archived ones only to release claims)."""
