@@ -123,7 +123,7 @@ def add_command(parent: Any, name: str, handler: Handler, help_text: str, *,
                 json_flag: bool = False) -> argparse.ArgumentParser:
     """Add one subcommand with its handler (and `--json` when scripts will read it)."""
     sub: argparse.ArgumentParser = parent.add_parser(name, help=help_text, description=help_text)
-    sub.set_defaults(handler=handler)
+    sub.set_defaults(handler=handler, command_parser=sub)  # the deepest command's parser says usage errors
     if json_flag:
         sub.add_argument("--json", action="store_true", help="print JSON for scripts")
     return sub
@@ -506,7 +506,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if only is None and _command_module([*given, "status"]) == "":
             only = ""  # no command: the dashboard, which needs no layer's commands (their imports delay its frame)
         parser = build_parser(only)
-    args = parser.parse_args(given)
+    args, unknown = parser.parse_known_args(given)
+    if unknown:  # said by the command's own parser, so the hint is `loomtui claim suggest --help`
+        getattr(args, "command_parser", parser).error(f"unrecognized arguments: {' '.join(unknown)}")
     _encode_what_the_terminal_can(sys.stdout, sys.stderr)
     # Untrusted text (file names, tasks, agents' output) never drives the terminal. Not around the
     # app: it escapes what it shows itself, and its crash report (rich, in colour, on sys.stderr)
