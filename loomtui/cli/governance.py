@@ -303,4 +303,5 @@ def register(commands: Any) -> None:
             decide.add_argument("--reason", required=True, help="recorded in the audit log")
         if decision == "override":
             decide.add_argument("--hours", type=seconds_arg(MAX_OVERRIDE_HOURS, unit="hours"), default=None,
-                                help="the override expires after this")
+                                help="hours until the override expires (default and maximum: the "
+                                     "policy's overrides.max_hours)")
