@@ -195,6 +195,8 @@ def test_an_invalid_character_class_in_the_config_globs_names_file_line_and_key(
                         "(see loomtui claim add --help)")),
     (["claim"], "loomtui claim: error: name a command: add, release, renew, list, suggest"),
     (["--bogus"], "loomtui: error: unrecognized arguments: --bogus (see loomtui --help)"),
+    (["eval", "abc123", "--baseline", "HEAD"], "loomtui: error: SANDBOX and --baseline ask for different evals"),
+    (["eval", "--baseline", "HEAD", "--merged"], "--baseline and --merged ask for different evals; give one"),
     (["claim", "suggest", "--task", "x"], ("loomtui claim suggest: error: unrecognized arguments: --task "
                                            "(see loomtui claim suggest --help)")),
     (["claim", "release", "99999999999999999999999"], "argument CLAIM_ID: too large"),

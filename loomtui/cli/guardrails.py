@@ -63,6 +63,10 @@ def _print_merged(report: MergedReport) -> None:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
+    modes = [name for name, given in (("SANDBOX", args.sandbox), ("--baseline", args.baseline is not None),
+                                      ("--merged", args.merged)) if given]
+    if len(modes) > 1:  # said before the repository is opened; none is guessed
+        raise LoomError(f"{' and '.join(modes)} ask for different evals; give one", exit_code=2)
     workspace = workspace_for(args)
     if args.baseline is not None:
         return _eval_baseline(args, workspace)
