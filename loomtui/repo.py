@@ -80,6 +80,9 @@ class RepoPaths:
 def _git(cwd: Path, *args: str) -> str:
     result = Git(cwd).run(*args)
     if result.status != 0:
+        if "work tree" in result.err:  # a bare repository, or inside a .git directory
+            raise NotARepository(f"{cwd} is a git repository without a working tree (bare, or a .git "
+                                 "directory); loomtui works in a checkout: clone it, or cd into one")
         raise NotARepository(f"{cwd} is not inside a git repository (run `git init` or cd into one)")
     return result.out.strip()
 

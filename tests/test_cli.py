@@ -30,6 +30,9 @@ def assert_one_line_error(done: subprocess.CompletedProcess[str], code: int, nee
 def test_outside_a_git_repository_is_one_error_and_exit_2(tmp_path: Path) -> None:
     assert_one_line_error(run(tmp_path), 2, "not inside a git repository")
     assert_one_line_error(run(tmp_path, "audit", "verify"), 2, "not inside a git repository")
+    bare = tmp_path / "bare.git"
+    git(tmp_path, "init", "-q", "--bare", str(bare))  # `git init` would be the wrong advice here
+    assert_one_line_error(run(bare, "status"), 2, "is a git repository without a working tree (bare, or a .git")
 
 
 def test_help_names_the_commands(repo: Path) -> None:
