@@ -135,13 +135,19 @@ async def test_an_escalation_with_gate_evidence_shows_each_gate_and_failed_test(
                     evidence={"gates": {"tests": {"status": "failed", "summary": "1 failed, 20 passed",
                                                   "failed_tests": ["tests/test_invoices.py::test_fragile"]},
                                         "compile": {"status": "passed", "summary": ""}},
-                              "lines_changed": 12})
+                              "evals": {"regressions": ["tests/test_a.py::one", "tests/test_b.py::two"],
+                                        "breaks_with": []},
+                              "merged_breaks": [], "lines_changed": 12})
     app = app_as(billing, ALICE)
     async with app.run_test(size=SIZE) as pilot:
         await open_queue(app, pilot)
         shown = str(app.screen.query_one("#esc-detail", Static).render())
         assert "tests: failed 1 failed, 20 passed" in shown
         assert "✗ tests/test_invoices.py::test_fragile" in shown and "compile: passed" in shown
+        # Lists one item a line, empty ones left out: never a Python list on the screen.
+        assert "regressions:\n      tests/test_a.py::one\n      tests/test_b.py::two" in shown
+        assert "[" not in shown.split("Evidence", 1)[1].split("History", 1)[0]
+        assert "breaks_with" not in shown and "merged_breaks" not in shown
 
 
 async def test_o_is_offered_on_a_block_only_and_asks_before_it_lets_the_change_through(billing: Path) -> None:

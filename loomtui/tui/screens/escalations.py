@@ -95,7 +95,7 @@ class EscalationsScreen(LoomScreen[None]):
         Binding("d", "diff", "Diff", id="escalations.diff"),
         Binding("h", "toggle_history", "Decided too", id="escalations.history"),
         Binding("R", "toggle_repositories", "All repos", id="escalations.all_repos"),
-        Binding("escape", "back", "Back", id="escalations.back"),
+        Binding("escape", "back", "Back", id="escalations.back", show=False),  # esc backs out everywhere
     ]
 
     def __init__(self) -> None:
@@ -220,16 +220,27 @@ class EscalationsScreen(LoomScreen[None]):
         if evidence:
             text.append("\nEvidence\n", style="bold underline")
             for key, value in evidence.items():
+                if value in ([], {}, None, ""):
+                    continue  # an empty list says nothing a reader needs
                 text.append(f"  {key}: ", style="dim")
                 if isinstance(value, dict):
                     # e.g. gates: name -> {status, summary, failed_tests}
                     text.append("\n")
                     for name, item in value.items():
+                        if isinstance(item, list):
+                            text.append(f"    {name}:\n" if item else "")
+                            for entry in item:
+                                text.append(hanging(f"      {entry}", width) + "\n")
+                            continue
                         result = item.get("status", item) if isinstance(item, dict) else item
                         summary = item.get("summary", "") if isinstance(item, dict) else ""
                         text.append(f"    {name}: {result} {summary}".rstrip() + "\n")
                         for failed in (item.get("failed_tests", []) if isinstance(item, dict) else []):
                             text.append(f"      ✗ {failed}\n", style="red")
+                elif isinstance(value, list):  # one per line, not a Python list
+                    text.append("\n")
+                    for entry in value:
+                        text.append(hanging(f"    {entry}", width) + "\n")
                 else:
                     text.append(f"{value}\n")
         text.append("\nHistory\n", style="bold underline")
