@@ -133,3 +133,25 @@ async def test_a_planned_sandbox_says_press_s_and_s_starts_it(billing: Path) -> 
                                                                                 "awaiting_review", "approved"))
         await pilot.press("s")
         await wait_for(pilot, lambda: str(table.cell(record.id, "status")) != "running", timeout=30)
+
+
+async def test_a_new_sandbox_that_fails_keeps_what_was_typed_for_n_to_reopen(billing: Path) -> None:
+    from textual.widgets import Input, Select
+
+    from loomtui.tui.screens.sandbox_forms import NewSandboxScreen
+
+    app = LoomApp(open_workspace(billing))
+    async with app.run_test(size=SIZE) as pilot:
+        form = await new_script_sandbox_form(pilot, app, billing.parent / "typo.yaml", "fix typos, carefully")
+        form.query_one("#after", Input).value = "zzzzzz"  # no such sandbox
+        await pilot.click("#start")
+        await wait_for(pilot, lambda: any("no sandbox 'zzzzzz'" in str(n.message) for n in app._notifications))
+        assert app.workspace.store.list_sandboxes() == []
+        await pilot.press("n")
+        await pilot.pause()
+        again = app.screen
+        assert isinstance(again, NewSandboxScreen)
+        assert again.query_one("#task", Input).value == "fix typos, carefully"
+        assert again.query_one("#after", Input).value == "zzzzzz"
+        assert again.query_one("#script", Input).value == str(billing.parent / "typo.yaml")
+        assert again.query_one("#runtime", Select).value == "script"

@@ -113,6 +113,7 @@ class DashboardScreen(LoomScreen[None]):
         self._detail_due = False  # a detail is to be shown after the next frame
         self._pane_lines: dict[str, int] = {}  # each detail pane's height as last shown
         self._detail_width = -1  # the width the detail's values were last wrapped for
+        self._draft: NewSandboxRequest | None = None  # a new sandbox's request that failed, for `n` to reopen
         self._select_when_shown: str | None = None  # a sandbox made with `n`, selected once its row is in
         self._drift: dict[str, tuple[float, str]] = {}  # sandbox -> (when checked, what was found)
         self.evals = EvalsPane(id="evals")
@@ -461,7 +462,7 @@ class DashboardScreen(LoomScreen[None]):
         usable = [name for name in runtimes if name not in missing]
         # Claude Code when it is here; else the first that can start (the script runtime always can).
         default = next((name for name in ("claude", *usable) if name in usable), runtimes[0])
-        self.app.push_screen(NewSandboxScreen(runtimes, default, missing), self._create)
+        self.app.push_screen(NewSandboxScreen(runtimes, default, missing, draft=self._draft), self._create)
 
     def _create(self, request: NewSandboxRequest | None) -> None:
         if request is None:
@@ -480,9 +481,12 @@ class DashboardScreen(LoomScreen[None]):
                 claims=request.claims, script=request.script, autostart=True,
                 after=request.after, command=request.command,
             )
-        except LoomError as exc:
-            app.call_from_thread(app.notify, str(exc), title="new sandbox", severity="error")
+        except LoomError as exc:  # what was typed is kept: `n` opens the form with it, to mend
+            app.call_from_thread(setattr, self, "_draft", request)
+            app.call_from_thread(app.notify, f"{exc} (n reopens the form as you left it)", title="new sandbox",
+                                 severity="error")
             return
+        app.call_from_thread(setattr, self, "_draft", None)
         said = "started" if record.status != PLANNED else Workflow(app.workspace).view(record).line(APP_STEP_HINTS)
         app.call_from_thread(setattr, self, "_select_when_shown", record.id)  # its row comes with the store's news
         app.call_from_thread(app.notify, f"sandbox {record.id} {said}", title="new sandbox")

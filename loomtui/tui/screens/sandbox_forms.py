@@ -54,10 +54,13 @@ class NewSandboxScreen(ModalScreen[NewSandboxRequest | None]):
     NewSandboxScreen #after { width: 1fr; }
     """
 
-    def __init__(self, runtimes: list[str], default_runtime: str, missing: frozenset[str] = frozenset()) -> None:
+    def __init__(self, runtimes: list[str], default_runtime: str, missing: frozenset[str] = frozenset(),
+                 draft: NewSandboxRequest | None = None) -> None:
         super().__init__()
         self.runtimes = runtimes
-        self.default_runtime = default_runtime
+        self.default_runtime = draft.runtime if draft is not None and draft.runtime in runtimes else default_runtime
+        self.draft = draft
+        """A request that failed (a bad base, an unknown `after`): the form opens with it, to mend."""
         self.missing = missing
         """Runtimes whose program is not installed here: listed, marked, never the default."""
 
@@ -84,6 +87,13 @@ class NewSandboxScreen(ModalScreen[NewSandboxRequest | None]):
         yield Footer(compact=True)  # its own keys: the view below is not active under it
 
     def on_mount(self) -> None:
+        if (draft := self.draft) is not None:
+            for field, value in (("task", draft.task), ("base", draft.base), ("after", " ".join(draft.after)),
+                                 ("script", draft.script or ""), ("command", shlex.join(draft.command))):
+                self.query_one(f"#{field}", Input).value = value
+            claims = self.query_one("#claims", SelectionList)
+            for region_id in draft.claims:
+                claims.add_option(Selection(Text(region_id), region_id, True))
         self._show_script_field()
         self.query_one("#task", Input).focus()  # not the scrolling container around it: typing goes in
 
