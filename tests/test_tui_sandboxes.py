@@ -155,3 +155,16 @@ async def test_a_new_sandbox_that_fails_keeps_what_was_typed_for_n_to_reopen(bil
         assert again.query_one("#after", Input).value == "zzzzzz"
         assert again.query_one("#script", Input).value == str(billing.parent / "typo.yaml")
         assert again.query_one("#runtime", Select).value == "script"
+
+
+async def test_the_first_space_in_the_claims_list_ticks_the_first_suggestion(billing: Path) -> None:
+    app = LoomApp(open_workspace(billing))
+    async with app.run_test(size=SIZE) as pilot:
+        form = await new_script_sandbox_form(pilot, app, billing.parent / "typo.yaml",
+                                             "fix typos in notification templates")
+        claims = form.query_one("#claims", SelectionList)
+        await wait_for(pilot, lambda: claims.option_count > 0)
+        claims.focus()
+        await pilot.press("space")
+        await pilot.pause()
+        assert list(claims.selected) == [claims.get_option_at_index(0).value]

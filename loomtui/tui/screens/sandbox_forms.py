@@ -125,6 +125,8 @@ class NewSandboxScreen(ModalScreen[NewSandboxRequest | None]):
         claims.clear_options()
         for region_id in dict.fromkeys([*ticked, *region_ids]):
             claims.add_option(Selection(Text(region_id), region_id, region_id in ticked))
+        if claims.highlighted is None and claims.option_count:
+            claims.highlighted = 0  # else the first space after tabbing in toggled nothing
 
     @on(SelectionList.SelectedChanged, "#claims")
     def _claims_changed(self) -> None:
