@@ -142,7 +142,7 @@ class NewSandboxScreen(ModalScreen[NewSandboxRequest | None]):
         for conflict in conflicts:
             style = "bold red" if conflict.blocking else "yellow"
             text.append(f"{conflict.severity} {conflict.kind}: ", style=style)
-            text.append(conflict.explanation + "\n")
+            text.append(conflict.explanation.replace("sandbox (new)", "this new sandbox") + "\n")
         if region_ids and not conflicts:
             text.append("No conflicts with live claims.", style="green")
         self.app.call_from_thread(self.query_one("#claim-check", Static).update, text)
