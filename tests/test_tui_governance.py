@@ -54,6 +54,10 @@ async def test_audit_view_lists_entries_live_and_verifies(billing: Path) -> None
         await wait_for(pilot, lambda: table.row_count == 1 and "OK: 1 entries" in str(verify.render()))
         open_workspace(billing).record("test.second", "two")
         await wait_for(pilot, lambda: table.row_count == 2)
+        # The verify line speaks for the entries it checked: a newer one is said, until `v` again.
+        await wait_for(pilot, lambda: "(1 newer entry since; v verifies again)" in str(verify.render()))
+        await pilot.press("v")
+        await wait_for(pilot, lambda: "OK: 2 entries" in str(verify.render()) and "newer" not in str(verify.render()))
         log = workspace.audit.path
         log.write_text(log.read_text().replace('"one"', '"uno"'))
         await pilot.press("v")

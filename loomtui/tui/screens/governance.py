@@ -194,6 +194,7 @@ class AuditScreen(LoomScreen[None]):
     def __init__(self) -> None:
         super().__init__()
         self.entries: dict[int, AuditEntry] = {}
+        self._verified: tuple[Text, int] | None = None  # the last verify's line, and the newest entry then
 
     def compose(self) -> ComposeResult:
         yield StatusHeader(id="status")
@@ -231,6 +232,19 @@ class AuditScreen(LoomScreen[None]):
         if at_end and table.row_count:
             table.move_cursor(row=table.row_count - 1)
         self._show_entry()
+        self._show_verified()
+
+    def _show_verified(self) -> None:
+        """The last verify's result, and how many entries came after it: it speaks for those before."""
+        if self._verified is None:
+            return
+        shown, newest = self._verified
+        newer = sum(seq > newest for seq in self.entries)
+        if newer:
+            shown = shown.copy()
+            shown.append(f"  ({newer} newer entr{'y' if newer == 1 else 'ies'} since; v verifies again)",
+                         style="dim")
+        self.query_one("#verify", Static).update(shown)
 
     @on(DataTable.RowHighlighted, "#audit")
     def _show_entry(self) -> None:
@@ -268,7 +282,9 @@ class AuditScreen(LoomScreen[None]):
             shown = Text(f" {lines[0]}", style="bold green" if report.ok else "bold red")
             for line in lines[1:]:
                 shown.append(f"\n {line}", style="red")
-        self.app.call_from_thread(self.query_one("#verify", Static).update, shown)
+        newest = workspace.audit.tail(1)
+        self._verified = (shown, newest[-1].seq if newest else 0)
+        self.app.call_from_thread(self._show_verified)
         # Said where the eye is too: an intact log changes nothing else on the screen.
         self.app.call_from_thread(self.notify, shown.plain.strip().splitlines()[0], title="audit verify",
                                   severity="information" if shown.style == "bold green" else "error")
