@@ -134,7 +134,7 @@ def get_sandbox(workspace: Workspace, sandbox_id: str) -> SandboxRecord:
         return matches[0]
     if matches:
         raise LoomError(f"{sandbox_id!r} matches several sandboxes: {', '.join(r.id for r in matches)}")
-    raise LoomError(f"no sandbox {sandbox_id!r} (see `loomtui sandbox list --all`)")
+    raise LoomError(f"no sandbox {sandbox_id!r}")
 
 
 def list_sandboxes(workspace: Workspace, *, include_archived: bool = False) -> list[SandboxRecord]:
@@ -234,7 +234,7 @@ def checked_runtime(workspace: Workspace, name: str, script: Path | str | None,
 def _chosen_isolation(isolate: bool | None) -> str:
     """bwrap when asked for or (isolate=None) when it works here; a plain process otherwise."""
     if isolate and not isolation_available():
-        raise LoomError("isolation was requested but bubblewrap (bwrap) does not work here; see `loomtui doctor`")
+        raise LoomError("isolation was requested but bubblewrap (bwrap) does not work here")
     use_bwrap = isolation_available() if isolate is None else isolate
     return ISOLATION_BWRAP if use_bwrap else ISOLATION_NONE
 
@@ -465,8 +465,8 @@ def _signal_agent(workspace: Workspace, sandbox_id: str, sig: signal.Signals, *,
                         exit_code=1)
     group = live_agent_group(record)
     if group is None:
-        raise LoomError(f"sandbox {record.id}: its agent process is gone (run `loomtui sandbox list` to "
-                        "reconcile)", exit_code=1)
+        raise LoomError(f"sandbox {record.id}: its agent process is gone (its end is recorded when the "
+                        "sandboxes are next reconciled)", exit_code=1)
     signal_group(group, sig)
     return transition(workspace, record.id, to, allowed_from=frozenset({expect}))
 
