@@ -299,3 +299,25 @@ async def test_the_next_escalations_detail_opens_at_its_top_and_a_live_update_ke
         await pilot.press("escape")
         await pilot.pause()
         assert app.screen is not screen
+
+
+async def test_the_detail_shows_the_whole_task_its_abridged_summary_cuts(billing: Path) -> None:
+    from textual.widgets import Static
+
+    from loomtui.governance.escalations import open_escalation
+    from loomtui.governance.policy import evaluate, load_policy
+    from loomtui.errors import abridged
+    from tests.test_tui import add_sandbox
+
+    workspace = open_workspace(billing)
+    task = ("Add partial refunds to the refunds API: quote and issue a refund for part of a charge, "
+            "never more than what is left of it")
+    add_sandbox(workspace, "sb1", task, status="awaiting_review")
+    facts = payments_change()
+    open_escalation(workspace, "post-gate", evaluate(load_policy(billing), facts), facts, sandbox_id="sb1",
+                    summary=f"{abridged(task, 70)} (require: payments-high-risk)")
+    app = app_as(billing, ALICE)
+    async with app.run_test(size=SIZE) as pilot:
+        await open_queue(app, pilot)
+        detail = app.screen.query_one("#esc-detail", Static)
+        await wait_for(pilot, lambda: "never more than what is left of it" in " ".join(str(detail.render()).split()))

@@ -199,9 +199,13 @@ class EscalationsScreen(LoomScreen[None]):
         text.append(f"#{escalation.id} {escalation.kind}", style="bold")
         text.append(f"  risk {escalation.risk}  status {escalation.status}\n",
                     style=RISK_STYLES.get(escalation.risk, ""))
-        text.append(escalation.summary + "\n\n")
-        text.append("Why\n", style="bold underline")
+        text.append(escalation.summary + "\n")
         width = inner_width(detail) or 60  # long lines wrap under themselves, not at column 0
+        snapshot = self.loom.latest_snapshot  # the summary abridges the task: here it is whole
+        task = next((s.task for s in snapshot.sandboxes if s.id == escalation.sandbox_id), "") if snapshot else ""
+        if task and task not in escalation.summary:
+            text.append(hanging(f"task: {task}", width) + "\n", style="dim")
+        text.append("\nWhy\n", style="bold underline")
         for line in data.get("explanation", []):
             text.append(hanging(f"  {line}", width) + "\n")
         text.append("\nApprovals\n", style="bold underline")
