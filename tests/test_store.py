@@ -219,3 +219,20 @@ def test_an_empty_store_file_beside_an_audit_log_with_entries_is_refused_not_sta
     assert workspace.paths.store_path.stat().st_size == 0  # nothing was written over it
     workspace.paths.audit_path.unlink()  # a store no log vouches for: a new one starts
     open_store(workspace.paths).close()
+
+
+def test_a_broken_rule_other_than_a_taken_id_is_not_said_as_already_exists(tmp_path: Path) -> None:
+    import time
+
+    from loomtui.store import SandboxRecord
+
+    store = SqliteStore(tmp_path / "s.db")
+    now = time.time()
+    record = SandboxRecord(id="a1", task="t", runtime="script", status="planned", created=now, updated=now)
+    store.add_sandbox(record)
+    with pytest.raises(StoreError, match="sandbox a1 already exists"):
+        store.add_sandbox(record)
+    with pytest.raises(StoreError) as broken:
+        store.add_sandbox(SandboxRecord(id="b2", task="t", runtime="script", status="planned", created=now,
+                                        updated=now, worktree=None))  # type: ignore[arg-type]
+    assert "already exists" not in str(broken.value) and "NOT NULL" in str(broken.value)

@@ -162,12 +162,20 @@ class SqliteStore(SqlStore):
             raise self._error(exc) from None
         return rows
 
+    def _integrity_error(self, exc: sqlite3.IntegrityError) -> StoreError:
+        """DuplicateRow for a taken id or a unique value; any other broken rule (NOT NULL, CHECK) is a
+        plain store error, never said as "already exists"."""
+        if "UNIQUE constraint failed" in str(exc) or getattr(exc, "sqlite_errorname", "") in (
+                "SQLITE_CONSTRAINT_UNIQUE", "SQLITE_CONSTRAINT_PRIMARYKEY"):
+            return DuplicateRow(f"{self.path}: {exc}")
+        return StoreError(f"{self.path}: a write broke a rule of the store: {exc}")
+
     def _execute(self, sql: str, params: Sequence[Any] = ()) -> Written:
         try:
             with self._statement() as conn:
                 return conn.execute(sql, params)
         except sqlite3.IntegrityError as exc:
-            raise DuplicateRow(f"{self.path}: {exc}") from None
+            raise self._integrity_error(exc) from None
         except sqlite3.Error as exc:
             raise self._error(exc) from None
 
@@ -176,7 +184,7 @@ class SqliteStore(SqlStore):
             with self._statement() as conn:
                 cursor = conn.execute(sql, params)
         except sqlite3.IntegrityError as exc:
-            raise DuplicateRow(f"{self.path}: {exc}") from None
+            raise self._integrity_error(exc) from None
         except sqlite3.Error as exc:
             raise self._error(exc) from None
         return int(cursor.lastrowid or 0)
@@ -186,7 +194,7 @@ class SqliteStore(SqlStore):
             with self._statement() as conn:
                 conn.executemany(sql, rows)
         except sqlite3.IntegrityError as exc:
-            raise DuplicateRow(f"{self.path}: {exc}") from None
+            raise self._integrity_error(exc) from None
         except sqlite3.Error as exc:
             raise self._error(exc) from None
 
