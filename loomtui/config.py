@@ -14,6 +14,7 @@ from pathlib import Path, PurePosixPath
 from typing import Final, Literal, TypeVar, get_args
 from urllib.parse import urlsplit
 
+from loomtui.errors import ConfigError
 from loomtui.globs import glob_problem, too_many_globs
 from loomtui.runtime_config import (
     BUILTIN_RUNTIMES,
@@ -185,6 +186,22 @@ def load_config(root: Path) -> LoomConfig:
         return LoomConfig()
     text = read_text(root / CONFIG_PATH, shown)
     return _parse_config_once(text, shown)
+
+
+def configured_store(root: Path) -> str:
+    """`store:` of `root/.loom/loom.yaml`, read alone when a mistake elsewhere in the file (`gates:
+    "oops"`) fails the whole config: a typo in the gates must not take away `sandbox stop` and the
+    other commands that need only the store. A file that is not YAML, or a `store:` that is not text,
+    raises its ConfigError."""
+    try:
+        return load_config(root).store
+    except ConfigError as broken:
+        try:  # the same guarded reading: a FIFO, an oversized file, an alias bomb are refused
+            document = compose(read_text(root / CONFIG_PATH, CONFIG_PATH), CONFIG_PATH)
+            value = document.as_mapping().get("store") if document is not None else None
+            return LoomConfig().store if value is None else value.as_str(non_empty=True)
+        except ConfigError:
+            raise broken from None
 
 
 def parse_config(text: str, path: str) -> LoomConfig:

@@ -270,3 +270,6 @@ def test_a_mistake_in_loom_yaml_leaves_stop_and_the_store_commands_working(repo:
         not workspace.store.get_sandbox(sandbox_id).data["step_error"]
     (repo / ".loom" / "loom.yaml").write_text("version: 1\nstore: [x]\n")  # the store key itself: its error stands
     one_line_error(run(repo, "status"), 2, ".loom/loom.yaml:2: store")
+    (repo / ".loom" / "loom.yaml").unlink()
+    os.mkfifo(repo / ".loom" / "loom.yaml")  # read for `store:` as guardedly as the config: refused, not waited on
+    one_line_error(installed(repo, "status", timeout=30), 2, ".loom/loom.yaml")

@@ -18,8 +18,8 @@ import os
 import re
 from pathlib import Path
 
-from loomtui.config import CONFIG_PATH, load_config, store_problem
-from loomtui.errors import ConfigError, LoomError, StoreError
+from loomtui.config import configured_store, store_problem
+from loomtui.errors import LoomError, StoreError
 from loomtui.gitcmd import Git
 from loomtui.identity import current_host
 from loomtui.repo import RepoPaths
@@ -58,31 +58,11 @@ def store_location(paths: RepoPaths) -> str:
     location = store_from_env()
     if location:
         return location
-    root = _main_checkout(paths)
-    try:
-        location = load_config(root).store
-    except ConfigError as broken:
-        location = _store_key(root, broken)
+    location = configured_store(_main_checkout(paths))
     problem = store_problem(location)
     if problem:
         raise StoreError(problem)
     return location
-
-
-def _store_key(root: Path, broken: ConfigError) -> str:
-    """`store:` alone from a loom.yaml with a mistake elsewhere (`gates: "oops"`), so that a typo in
-    the gates does not take away `sandbox stop` and every other command that needs only the store.
-    A file that is not YAML at all, or a `store:` that is not text, says nothing: its error stands."""
-    import yaml
-
-    try:
-        document = yaml.safe_load((root / CONFIG_PATH).read_text("utf-8"))
-    except (OSError, UnicodeDecodeError, yaml.YAMLError):
-        raise broken from None
-    value = document.get("store", "sqlite") if isinstance(document, dict) else None
-    if not isinstance(value, str) or not value:
-        raise broken
-    return value
 
 
 NAMESPACE_FILE = "namespace"
