@@ -25,7 +25,6 @@ from typing import TYPE_CHECKING, Any, Final, NoReturn
 from loomtui import __version__
 from loomtui.cli.terminal import guard
 from loomtui.errors import LoomError, escape_controls
-from loomtui.gitcmd import Git
 
 if TYPE_CHECKING:  # the engines load with the command that needs them, not with the hook's fast path
     from loomtui.workspace import Workspace
@@ -204,6 +203,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_audit_verify(args: argparse.Namespace) -> int:
+    from loomtui.gitcmd import Git
     from loomtui.governance.auditproof import verify_audit
 
     workspace = workspace_for(args)
