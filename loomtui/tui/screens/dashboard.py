@@ -17,7 +17,6 @@ from textual.widgets import (
     DataTable,
     Footer,
     Input,
-    Log,
     Static,
     TabbedContent,
     TabPane,
@@ -44,6 +43,7 @@ from loomtui.tui.sandbox_text import (
     sandbox_fields,
 )
 from loomtui.tui.snapshot import DashboardSnapshot
+from loomtui.tui.widgets.bounded_log import BoundedLog
 from loomtui.tui.widgets.evals import EvalsPane
 from loomtui.tui.widgets.fields import render_fields
 from loomtui.tui.widgets.fitted_table import FitColumn, FittedTable
@@ -130,11 +130,11 @@ class DashboardScreen(LoomScreen[None]):
                 with TabPane("Details", id="tab-details"), VerticalScroll():
                     yield Static("", id="details")
                 with TabPane("Log", id="tab-log"):
-                    yield Log(max_lines=1000, id="agent-log")
+                    yield BoundedLog(max_lines=1000, id="agent-log")
                 with TabPane("Claims", id="tab-claims"), VerticalScroll():
                     yield Static("", id="claims")
                 with TabPane("Activity", id="tab-activity"):
-                    yield Log(max_lines=500, id="activity")
+                    yield BoundedLog(max_lines=500, id="activity")
                 with TabPane("Context", id="tab-context"), VerticalScroll():
                     yield Static("", id="context")
                 with TabPane("Evals", id="tab-evals"):
@@ -177,7 +177,7 @@ class DashboardScreen(LoomScreen[None]):
     def show_snapshot(self, snapshot: DashboardSnapshot) -> None:
         """Apply fresh store state: table rows by key, counts, and new events."""
         self.snapshot = snapshot
-        log = self.query_one("#activity", Log)
+        log = self.query_one("#activity", BoundedLog)
         log.write_lines(format_event(e) for e in snapshot.events if e.kind not in QUIET_EVENTS)
         if self.tailing and any(e.subject == self.tailing and e.kind.startswith("sandbox.") for e in snapshot.events):
             self._diff_stats(self.tailing)  # its branch or worktree may have moved
@@ -387,13 +387,13 @@ class DashboardScreen(LoomScreen[None]):
         if selected is None or selected.id != sandbox_id or sandbox_id == self.tailing:
             return
         self.tailing = sandbox_id
-        log = self.query_one("#agent-log", Log)
+        log = self.query_one("#agent-log", BoundedLog)
         log.clear()
         self._tail_log(sandbox_id, log)
         self._diff_stats(sandbox_id)
 
     @work(thread=True, exclusive=True, group="log-tail", exit_on_error=False)
-    def _tail_log(self, sandbox_id: str, log: Log) -> None:
+    def _tail_log(self, sandbox_id: str, log: BoundedLog) -> None:
         """Stream the selected sandbox's log into the Log tab until another is selected."""
         from textual.worker import get_current_worker
 

@@ -20,7 +20,7 @@ from textual import on, work
 from textual.app import ComposeResult
 from textual.containers import VerticalScroll
 from textual.message import Message
-from textual.widgets import DataTable, Log, Static
+from textual.widgets import DataTable, Static
 from textual.worker import get_current_worker
 
 from loomtui.errors import LoomError
@@ -41,6 +41,7 @@ from loomtui.tui.evals_text import (
     test_rows,
     tests_title,
 )
+from loomtui.tui.widgets.bounded_log import BoundedLog
 
 if TYPE_CHECKING:  # the eval engines load when an eval is read (a worker), not with the dashboard
     from loomtui.guardrails.evals import EvalReport
@@ -146,7 +147,7 @@ class EvalsPane(VerticalScroll):
         yield Static("", id="evals-test")  # the highlighted test whole: its id and message wrap here
         yield Static("", id="evals-score")
         yield Static("", id="evals-output-title", classes="evals-title")
-        yield Log(max_lines=OUTPUT_LINES, id="evals-output")
+        yield BoundedLog(max_lines=OUTPUT_LINES, id="evals-output")
 
     def on_mount(self) -> None:
         for selector, columns in (("#evals-checks", CHECK_COLUMNS), ("#evals-tests", TEST_COLUMNS)):
@@ -312,7 +313,7 @@ class EvalsPane(VerticalScroll):
         if message.run_id != self._output_run or message.lines == self._output_lines:
             return
         self._output_lines = message.lines
-        log = self.query_one("#evals-output", Log)
+        log = self.query_one("#evals-output", BoundedLog)
         log.clear()
         log.write_lines(message.lines or ["(no output yet)"])
 
@@ -387,7 +388,7 @@ class EvalsPane(VerticalScroll):
         title = self.query_one("#evals-output-title", Static)
         if run is None:
             self._output_run, self._output_seen, self._output_lines = None, None, None
-            self.query_one("#evals-output", Log).clear()
+            self.query_one("#evals-output", BoundedLog).clear()
             title.update(Text("output ", style="bold").append("select a check to see its output", style="dim"))
             return
         live = run.status == "running"
