@@ -15,7 +15,7 @@ from typing import Final, Literal, TypeVar, get_args
 from urllib.parse import urlsplit
 
 from loomtui.errors import ConfigError
-from loomtui.globs import glob_problem, too_many_globs
+from loomtui.globs import checked_globs
 from loomtui.runtime_config import (
     BUILTIN_RUNTIMES,
     DEFAULT_OFFLINE_TIMEOUT,
@@ -452,15 +452,7 @@ def _globs(value: Value) -> tuple[str, ...]:
 
 def _path_globs(value: Value) -> tuple[str, ...]:
     """Gitignore-style globs, each compiled once here so a bad one names its line."""
-    items = value.as_list()
-    if too_many := too_many_globs(len(items)):
-        raise value.error(too_many)
-    for item in items:
-        pattern = item.as_str(non_empty=True)
-        problem = glob_problem(pattern)
-        if problem:
-            raise item.error(f"invalid glob {pattern!r}: {problem}")
-    return _globs(value)
+    return tuple(checked_globs(value, value.as_list()))
 
 
 def _lease_seconds(value: Value) -> int:

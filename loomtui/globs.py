@@ -8,8 +8,13 @@ becomes a pattern that matches nothing. Both are a user's mistake to report in o
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
-__all__ = ["MAX_GLOBS", "glob_problem", "too_many_globs"]
+if TYPE_CHECKING:
+    from loomtui.yamlcheck import Value
+
+__all__ = ["MAX_GLOBS", "checked_globs", "glob_problem", "too_many_globs"]
 
 MAX_GLOBS = 1_000
 """Patterns one list may hold (loom.yaml, the policy). Each is compiled when its file is read, at
@@ -40,3 +45,17 @@ def too_many_globs(count: int) -> str | None:
     if count <= MAX_GLOBS:
         return None
     return f"at most {MAX_GLOBS:,} patterns (got {count:,}); a directory pattern (`build/`) covers everything under it"
+
+
+def checked_globs(value: Value, items: Sequence[Value]) -> list[str]:
+    """The patterns of a YAML list of globs (`items`, of `value`), each compiled once here so that
+    a bad one is reported at its own line."""
+    if too_many := too_many_globs(len(items)):
+        raise value.error(too_many)
+    patterns = []
+    for item in items:
+        pattern = item.as_str(non_empty=True)
+        if problem := glob_problem(pattern):
+            raise item.error(f"invalid glob {pattern!r}: {problem}")
+        patterns.append(pattern)
+    return patterns

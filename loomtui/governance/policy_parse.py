@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Final, TypeVar
 from yaml.nodes import Node, ScalarNode
 
 from loomtui.errors import ConfigError
-from loomtui.globs import glob_problem, too_many_globs
+from loomtui.globs import checked_globs, glob_problem
 from loomtui.governance.codeowners import CodeOwners, load_codeowners
 from loomtui.governance.policy_model import (
     _DEFAULT_OUTCOMES,
@@ -468,16 +468,7 @@ def _parse_eval_items(value: Value) -> dict[str, str]:
 
 
 def _parse_path_globs(value: Value) -> PathGlobs:
-    patterns: list[str] = []
-    items = _one_or_many(value)
-    if too_many := too_many_globs(len(items)):
-        raise value.error(too_many)
-    for item in items:
-        pattern = item.as_str(non_empty=True)
-        problem = glob_problem(pattern)
-        if problem:
-            raise item.error(f"invalid glob {pattern!r}: {problem}")
-        patterns.append(pattern)
+    patterns = checked_globs(value, _one_or_many(value))
     if not patterns:
         raise value.error("must list at least one glob")
     if all(pattern.startswith("!") for pattern in patterns):
