@@ -8,7 +8,12 @@ from pathlib import Path
 
 from textual.widgets import Input, Select
 
+from loomtui.execution.lifecycle import APPROVED, AWAITING_REVIEW, MERGED, PLANNED, RUNNING
+from loomtui.store import SandboxRecord
 from loomtui.tui.app import LoomApp
+from loomtui.tui.screens.dashboard_keys import key_applies
+from loomtui.tui.screens.help import key_rows
+from loomtui.workflow.steps import PersonAction, Step, StepView
 from loomtui.workspace import open_workspace
 from tests.conftest import wait_for
 from tests.test_snapshots_matrix import FIXED_NOW, world  # noqa: F401  (the fixture)
@@ -62,3 +67,50 @@ async def test_every_key_of_every_view_works_or_says_why_and_esc_backs_out(world
         await pilot.pause(0.5)  # the workers the keys started end
     assert not failures, failures
     assert all(pressed[view] for view in "1234568"), pressed  # the views with keys of their own were swept
+
+
+def _footer_keys(app: LoomApp) -> set[str]:
+    return {key for key, active in app.screen.active_bindings.items() if active.binding.show and active.enabled}
+
+
+async def test_the_footer_offers_what_applies_to_the_selected_sandbox_and_other_keys_still_say_why(
+        world: Path) -> None:  # noqa: F811
+    workspace = open_workspace(world)
+    workspace.actor = "mia@example.com"
+    app = LoomApp(workspace, clock=lambda: FIXED_NOW)
+    notes: list[str] = []
+    notify = app.notify
+
+    def noted(message: str, **kwargs: object) -> None:
+        notes.append(message)
+        notify(message, **kwargs)  # type: ignore[arg-type]
+
+    app.notify = noted  # type: ignore[method-assign]
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_for(pilot, lambda: app.latest_snapshot is not None and app.latest_snapshot.steps)
+        table = app.screen.query_one("#sandboxes")
+        await wait_for(pilot, lambda: table.row_count == 4)
+        # sb1 waits for a decision on its escalation: nothing to stop, start or merge yet.
+        await wait_for(pilot, lambda: "d" in _footer_keys(app))
+        assert {"n", "d", "e", "slash"} <= _footer_keys(app)
+        assert not {"s", "S", "m"} & _footer_keys(app)
+        await pilot.press("m")  # not offered, yet it answers, saying why
+        await wait_for(pilot, lambda: any("not approved yet" in note for note in notes))
+        assert not app.screen.is_modal  # no question whose yes could only fail
+        help_keys = {row[0] for row in key_rows(app)}
+        assert {"m", "s", "S"} <= help_keys  # `?` still lists every key of the view
+
+
+def test_start_stop_and_merge_apply_only_where_they_can_work() -> None:
+    def applies(action: str, status: str, step: StepView | None) -> bool:
+        return key_applies(action, SandboxRecord(id="sb1", task="t", runtime="script", status=status,
+                                                   created=FIXED_NOW, updated=FIXED_NOW), step)
+
+    startable = StepView(Step.WAIT_START, "a person", PersonAction.START, "sb1")
+    waiting = StepView(Step.WAIT_TASKS, "sb2's merge")
+    assert applies("start", PLANNED, startable) and not applies("start", PLANNED, waiting)
+    assert applies("stop", RUNNING, StepView(Step.AGENT)) and not applies("stop", MERGED, None)
+    assert applies("merge", APPROVED, StepView(Step.WAIT_MERGE, "", PersonAction.MERGE, "sb1"))
+    assert not applies("merge", AWAITING_REVIEW, StepView(Step.WAIT_DECISION, "#3", PersonAction.DECIDE, "3"))
+    assert not applies("merge", MERGED, None) and not applies("merge", RUNNING, StepView(Step.AGENT))
+    assert not key_applies("diff", None, None)  # no sandbox selected: none of them

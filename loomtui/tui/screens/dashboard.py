@@ -24,7 +24,7 @@ from textual.widgets import (
 
 from loomtui.errors import LoomError
 from loomtui.execution import sandboxes
-from loomtui.execution.lifecycle import APPROVED, AWAITING_REVIEW, LIVE, MERGED, PAUSED, PLANNED
+from loomtui.execution.lifecycle import LIVE, PAUSED, PLANNED
 from loomtui.store import SandboxRecord
 from loomtui.tui import sandbox_calls
 from loomtui.tui.base import LoomScreen, inner_width
@@ -42,6 +42,7 @@ from loomtui.tui.sandbox_text import (
     format_event,
     sandbox_fields,
 )
+from loomtui.tui.screens.dashboard_keys import DASHBOARD_BINDINGS, FOLLOWS_SELECTION, key_applies, merge_refusal
 from loomtui.tui.snapshot import DashboardSnapshot
 from loomtui.tui.widgets.bounded_log import BoundedLog
 from loomtui.tui.widgets.evals import EvalsPane
@@ -80,6 +81,11 @@ class SandboxTable(FittedTable):
 
     BINDINGS = [Binding("enter", "select_cursor", "Open", id="sandboxes.open")]
 
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "select_cursor" and not self.row_count:  # nothing to open: not offered
+            return False
+        return super().check_action(action, parameters)
+
 
 class DashboardScreen(LoomScreen[None]):
     """Sandboxes table, detail tabs and the live activity of the store."""
@@ -87,21 +93,7 @@ class DashboardScreen(LoomScreen[None]):
     VIEW_NAME = "Sandboxes"
 
     AUTO_FOCUS = "#sandboxes"
-    BINDINGS = [
-        Binding("n", "new_sandbox", "New", id="dashboard.new"),
-        Binding("s", "stop", "Stop", id="dashboard.stop"),
-        Binding("p", "pause_resume", "Pause/resume", id="dashboard.pause", show=False),
-        Binding("S", "start", "Start", key_display="S", id="dashboard.start", show=False),
-        Binding("enter", "open", "Open", id="dashboard.open"),
-        Binding("d", "diff", "Diff", id="dashboard.diff"),
-        Binding("e", "evals", "Eval", id="dashboard.eval"),
-        Binding("M", "evals(True)", "Merged gate", key_display="M", id="dashboard.merged_gate", show=False),
-        Binding("z", "zoom", "Zoom detail", id="dashboard.zoom", show=False),
-        Binding("m", "merge", "Merge", id="dashboard.merge"),
-        Binding("x", "archive", "Archive", id="dashboard.archive", show=False),
-        Binding("slash", "filter", "Filter", key_display="/", id="dashboard.filter"),
-        Binding("escape", "back", "Back", id="dashboard.back", show=False),
-    ]
+    BINDINGS = DASHBOARD_BINDINGS
 
     def __init__(self) -> None:
         super().__init__()
@@ -254,6 +246,7 @@ class DashboardScreen(LoomScreen[None]):
         details = self.query_one("#details", Static)
         claims = self.query_one("#claims", Static)
         self.evals.show(sandbox.id if sandbox else None)
+        self.refresh_bindings()  # the footer offers what applies to this sandbox as it is now
         if sandbox is None:
             details.update(Text("Select a sandbox to see its details."))
             claims.update(Text("No sandbox selected."))
@@ -491,7 +484,14 @@ class DashboardScreen(LoomScreen[None]):
         app.call_from_thread(setattr, self, "_select_when_shown", record.id)  # its row comes with the store's news
         app.call_from_thread(app.notify, f"sandbox {record.id} {said}", title="new sandbox")
 
-    def action_stop(self) -> None:
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action in FOLLOWS_SELECTION and not parameters:  # the footer's key (its twin answers otherwise)
+            sandbox = self.selected_sandbox()
+            step = self.snapshot.steps.get(sandbox.id) if self.snapshot and sandbox else None
+            return key_applies(action, sandbox, step)
+        return True
+
+    def action_stop(self, _twin: int = 1) -> None:
         if (sandbox := self.selected_sandbox()) is not None:
             self._run(f"stop {sandbox.id}", sandboxes.stop, sandbox.id)
 
@@ -500,7 +500,7 @@ class DashboardScreen(LoomScreen[None]):
             call = sandboxes.resume if sandbox.status == PAUSED else sandboxes.pause
             self._run(f"{call.__name__} {sandbox.id}", call, sandbox.id)
 
-    def action_start(self) -> None:
+    def action_start(self, _twin: int = 1) -> None:
         """A planned sandbox's agent, started now (the engine says what holds it back, if anything)."""
         if (sandbox := self.selected_sandbox()) is not None:
             self._run(f"start {sandbox.id}", sandbox_calls.start, sandbox.id)
@@ -527,7 +527,7 @@ class DashboardScreen(LoomScreen[None]):
             return
         self.query_one("#detail", TabbedContent).active = "tab-log"
 
-    def action_diff(self) -> None:
+    def action_diff(self, _twin: int = 1) -> None:
         if (sandbox := self.selected_sandbox()) is not None:
             self._show_diff(sandbox.id)
 
@@ -560,21 +560,16 @@ class DashboardScreen(LoomScreen[None]):
             self.query_one("#sandboxes", DataTable).focus()
         self.call_after_refresh(self._show_detail)  # rewrapped for the detail's new width
 
-    def action_merge(self) -> None:
+    def action_merge(self, _twin: int = 1) -> None:
         from loomtui.tui.screens.sandbox_forms import ConfirmScreen
 
         sandbox = self.selected_sandbox()
         if sandbox is None:
             return
-        if sandbox.status not in (APPROVED, AWAITING_REVIEW):
-            why = (f"already merged into {sandbox.merged_into or sandbox.target}" if sandbox.status == MERGED
-                   else "only an approved change merges (its review and escalation come first)")
-            self.app.notify(f"sandbox {sandbox.id} is {sandbox.status}: {why}", title="merge", severity="warning")
-            return
         step = self.snapshot.steps.get(sandbox.id) if self.snapshot else None
-        if sandbox.status == AWAITING_REVIEW and step and str(step.step) == "wait-decision":  # no y/n to refuse
-            self.app.notify(f"sandbox {sandbox.id} is not approved yet: it {step.line(APP_STEP_HINTS)}",
-                            title="merge", severity="warning")
+        refusal = merge_refusal(sandbox, step)
+        if refusal is not None:  # said at once: a question answered y would only fail
+            self.app.notify(refusal, title="merge", severity="warning")
             return
         question = f"Merge sandbox {sandbox.id} ({sandbox.branch}) into its target? Only a clean merge goes in."
 

@@ -1,0 +1,71 @@
+"""The Sandboxes view's keys, and which of them apply to the selected sandbox: the footer shows
+those (a merged sandbox offers no Stop, a planned one its Start), while a key that does not apply
+still answers when pressed, saying why not (a hidden key that did nothing would say nothing)."""
+
+from __future__ import annotations
+
+from typing import Final
+
+from textual.binding import Binding, BindingType
+
+from loomtui.execution.lifecycle import APPROVED, AWAITING_REVIEW, LIVE, MERGED
+from loomtui.store import SandboxRecord
+from loomtui.tui.sandbox_text import APP_STEP_HINTS
+from loomtui.workflow.steps import PersonAction, Step, StepView
+
+FOLLOWS_SELECTION: Final = frozenset({"start", "stop", "merge", "diff", "evals", "open"})
+"""Actions the footer shows only while they apply to the selected sandbox (`open` needs one selected,
+and does nothing without: it has no twin)."""
+
+ANY_SANDBOX: Final = 0
+"""The parameter of a key's hidden twin: it answers for any sandbox (and says why not)."""
+
+
+def _follows_selection(binding: Binding) -> list[Binding]:
+    """`binding`, shown while it applies to the selected sandbox, then its hidden twin on the same
+    key, which Textual runs when the first is not enabled (`check_action` said no)."""
+    twin = Binding(binding.key, f"{binding.action}({ANY_SANDBOX})", binding.description,
+                   show=False, key_display=binding.key_display, id=binding.id)
+    return [binding, twin]
+
+
+DASHBOARD_BINDINGS: Final[list[BindingType]] = [
+    Binding("n", "new_sandbox", "New", id="dashboard.new"),
+    *_follows_selection(Binding("S", "start", "Start", key_display="S", id="dashboard.start")),
+    *_follows_selection(Binding("s", "stop", "Stop", id="dashboard.stop")),
+    Binding("p", "pause_resume", "Pause/resume", id="dashboard.pause", show=False),
+    Binding("enter", "open", "Open", id="dashboard.open"),
+    *_follows_selection(Binding("d", "diff", "Diff", id="dashboard.diff")),
+    *_follows_selection(Binding("e", "evals", "Eval", id="dashboard.eval")),
+    Binding("M", "evals(True)", "Merged gate", key_display="M", id="dashboard.merged_gate", show=False),
+    Binding("z", "zoom", "Zoom detail", id="dashboard.zoom", show=False),
+    *_follows_selection(Binding("m", "merge", "Merge", id="dashboard.merge")),
+    Binding("x", "archive", "Archive", id="dashboard.archive", show=False),
+    Binding("slash", "filter", "Filter", key_display="/", id="dashboard.filter"),
+    Binding("escape", "back", "Back", id="dashboard.back", show=False),
+]
+
+
+def merge_refusal(sandbox: SandboxRecord, step: StepView | None) -> str | None:
+    """Why `m` does not merge this sandbox now, or None when it asks to (only an approved change,
+    or one whose review needs no decision, merges)."""
+    if sandbox.status not in (APPROVED, AWAITING_REVIEW):
+        why = (f"already merged into {sandbox.merged_into or sandbox.target}" if sandbox.status == MERGED
+               else "only an approved change merges (its review and escalation come first)")
+        return f"sandbox {sandbox.id} is {sandbox.status}: {why}"
+    if sandbox.status == AWAITING_REVIEW and step is not None and step.step == Step.WAIT_DECISION:
+        return f"sandbox {sandbox.id} is not approved yet: it {step.line(APP_STEP_HINTS)}"
+    return None
+
+
+def key_applies(action: str, sandbox: SandboxRecord | None, step: StepView | None) -> bool:
+    """Whether the footer offers `action` for the selected `sandbox` (None: none selected)."""
+    if sandbox is None:
+        return False
+    if action == "start":  # the Next column says "press S" then
+        return step is not None and step.action == PersonAction.START
+    if action == "stop":
+        return sandbox.status in LIVE
+    if action == "merge":
+        return merge_refusal(sandbox, step) is None
+    return True
