@@ -17,6 +17,7 @@ from textual.widgets.selection_list import Selection
 
 from loomtui.coordination.suggest import suggest_regions
 from loomtui.tui.base import loom_app
+from loomtui.tui.widgets.tick_list import TickList
 
 
 @dataclass(frozen=True)
@@ -79,7 +80,7 @@ class NewSandboxScreen(ModalScreen[NewSandboxRequest | None]):
                 yield Input(placeholder="command, e.g. ./fix.sh {task} (also {context_file}, {sandbox})",
                             id="command")
                 yield Label("Claims (suggested from the task; space toggles):")
-                yield SelectionList[str](id="claims")
+                yield TickList[str](id="claims")
                 yield Static(id="claim-check")
             with Horizontal(id="new-buttons"):
                 yield Button("Start", variant="primary", id="start")
