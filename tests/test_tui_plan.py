@@ -85,3 +85,27 @@ async def test_the_app_advances_a_task_nobody_advanced(tmp_path: Path) -> None:
         await wait_for(pilot, lambda: table.row_count == 1)
         await wait_for(pilot, lambda: str(table.cell(sandbox_id, "status")) == "approved")
         assert str(table.cell(sandbox_id, "next")).startswith("waits for a person")
+
+
+async def test_w_lets_a_held_task_start_without_the_one_that_will_never_merge(tmp_path: Path) -> None:
+    repo = make_repo(tmp_path / "repo", "manual")
+    workspace = open_workspace(repo)
+    first = tasks.create_sandbox(workspace, "change the helper", "script",
+                                 script=edit(workspace, "first", "lib.py", "x + 1", "x + 2"))
+    second = tasks.create_sandbox(workspace, "use the helper", "script", after=[first.id], autostart=True,
+                                  script=edit(workspace, "second", "app.py", "helper(1)", "helper(2)"))
+    tasks.remove(workspace, first.id, force=True)  # archived unmerged: the second is held for good
+    app = LoomApp(workspace)
+    async with app.run_test(size=SIZE) as pilot:
+        table = app.screen.query_one("#sandboxes", SandboxTable)
+        await wait_for(pilot, lambda: table.row_count == 1 and "W starts it without" in str(
+            table.cell(second.id, "next")))
+        await wait_for(pilot, lambda: app.screen.active_bindings["W"].binding.show)  # offered in the footer
+        await pilot.press("W")
+        await pilot.pause()
+        assert app.screen.is_modal  # it asks first: the agent will start without that change
+        await pilot.press("y")
+        await wait_for(pilot, lambda: workspace.store.get_sandbox(second.id).status != "planned")
+    record = workspace.store.get_sandbox(second.id)
+    assert record is not None and record.after == ()
+    assert any(e.action == "sandbox.after_dropped" and e.subject == second.id for e in workspace.audit.entries())

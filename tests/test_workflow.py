@@ -295,6 +295,29 @@ def test_a_task_after_a_failed_one_is_held_not_started_on_a_broken_base(manual: 
     assert sb.get_sandbox(manual, after.id).status == PLANNED
 
 
+def test_a_held_task_dropping_the_failed_one_starts_from_the_target_as_it_is(manual: Workspace) -> None:
+    failing = tasks.create_sandbox(manual, "fail", "script", autostart=True,
+                                   script=script(manual, "fail", "- {exit: 3}\n"))
+    after = tasks.create_sandbox(manual, "after the failure", "script", after=[failing.id], autostart=True,
+                                 script=edit(manual, "after", "lib.py", "x + 1", "x + 5"))
+    wait_until_settled(manual, failing.id)
+    tasks.remove(manual, failing.id, force=True)
+    view = advance(manual, after.id).now
+    assert view.step == Step.HELD and view.action == PersonAction.CANCEL
+    assert f"sandbox drop-after {after.id}" in view.line(STEP_HINTS)  # the hint names a command that exists
+    stranger = run_cli(manual.root, "sandbox", "drop-after", after.id, after.id)
+    assert stranger.returncode == 2 and stranger.stderr.count("\n") == 1 and "does not wait for" in stranger.stderr
+    done = run_cli(manual.root, "sandbox", "drop-after", after.id)
+    assert done.returncode == 0, done.stderr
+    assert "waits for no other task" in done.stdout
+    wait_until_settled(manual, after.id)
+    record = sb.get_sandbox(manual, after.id)
+    assert record.status != PLANNED and record.data["base_sha"] == git(manual.root, "rev-parse", "main").strip()
+    assert "sandbox.after_dropped" in actions(manual, after.id)
+    again = run_cli(manual.root, "sandbox", "drop-after", after.id)  # no longer planned: one line, exit 1
+    assert again.returncode == 1 and again.stderr.count("\n") == 1 and "only a planned task" in again.stderr
+
+
 def test_after_an_unknown_or_rejected_task_is_one_clear_error(manual: Workspace) -> None:
     result = run_cli(manual.root, "sandbox", "new", "--runtime", "script", "--task", "t", "--after", "nosuch",
                      "--script", str(edit(manual, "x", "lib.py", "x + 1", "x + 2")))

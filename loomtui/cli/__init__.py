@@ -327,7 +327,7 @@ STEP_HINTS: Final = {
     "merge": "`loomtui sandbox merge {about}`",
     "start": "`loomtui sandbox start {about}`",
     "retry": "`loomtui sandbox advance {about}` retries",
-    "cancel": "`loomtui plan cancel`, or remove the dependency",
+    "cancel": "`loomtui sandbox drop-after {about}` starts it without, or `loomtui sandbox rm {about}`",
 }
 """How to act on a task's step from the shell (workflow.steps.PersonAction), in `StepView.line`."""
 

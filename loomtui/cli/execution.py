@@ -106,6 +106,16 @@ def cmd_start(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_drop_after(args: argparse.Namespace) -> int:
+    from loomtui.workflow.steps import AFTER_KEY
+    from loomtui.workflow.tasks import drop_after
+
+    record = drop_after(workspace_for(args), args.id, args.others)
+    after = record.data.get(AFTER_KEY) or []
+    _show(record, f"waits for {', '.join(after)}" if after else "waits for no other task")
+    return 0
+
+
 def cmd_advance(args: argparse.Namespace) -> int:
     from loomtui.workflow.steps import Step
 
@@ -360,6 +370,12 @@ def register(commands: Any) -> None:
                      help="run the agent as a plain process even where bubblewrap works")
 
     _id_arg(add_command(sandbox, "start", cmd_start, "start the agent of a sandbox created with --no-start"))
+    drop = add_command(sandbox, "drop-after", cmd_drop_after,
+                       "a planned task stops waiting for tasks it comes after (those named, else each one not "
+                       "merged): it starts from its target as the target is")
+    _id_arg(drop)
+    drop.add_argument("others", metavar="AFTER", nargs="*", help="the tasks it is to stop waiting for (default: "
+                      "every one not merged, such as one that failed)")
     advance = add_command(sandbox, "advance", cmd_advance,
                           "do a sandbox's due workflow steps now (review, follow a decision, merge, release "
                           "claims, start what waited); retries a failed step", json_flag=True)

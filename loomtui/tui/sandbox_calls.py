@@ -15,6 +15,13 @@ def start(workspace: Workspace, sandbox_id: str) -> None:
     start_task(workspace, sandbox_id)
 
 
+def drop_after(workspace: Workspace, sandbox_id: str) -> None:
+    """A held task stops waiting for the tasks it came after that will not merge; it starts without them."""
+    from loomtui.workflow.tasks import drop_after as drop
+
+    drop(workspace, sandbox_id)
+
+
 def merge(workspace: Workspace, sandbox_id: str) -> None:
     """A person's merge, through the workflow: people's decision followed first, then a clean merge."""
     from loomtui.workflow.engine import request_merge

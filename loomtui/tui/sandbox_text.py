@@ -25,7 +25,8 @@ STATUS_STYLES = {
 }
 
 RISK_STYLES = {"critical": "bold red", "high": "red", "medium": "yellow", "low": "dim"}
-APP_STEP_HINTS: Final = {"decide": "press 3", "merge": "press m", "start": "press S"}
+APP_STEP_HINTS: Final = {"decide": "press 3", "merge": "press m", "start": "press S",
+                         "cancel": "W starts it without, x archives it"}
 """How to act on a task's step in the app (workflow.steps.PersonAction), in `StepView.line`."""
 STEP_STYLES = {"held": "red", "failed-step": "bold red", "merge-conflict": "bold red", "wait-decision": "yellow",
                "wait-start-approval": "yellow", "wait-tasks": "blue", "wait-claims": "blue", "wait-merge": "green"}

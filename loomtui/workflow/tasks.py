@@ -86,3 +86,31 @@ def remove(workspace: Workspace, sandbox_id: str, *, force: bool = False, delete
     result = review.remove(workspace, sandbox_id, force=force, delete_branch=delete_branch, grace=grace)
     Workflow(workspace).advance(result.sandbox_id)
     return result
+
+
+def drop_after(workspace: Workspace, sandbox_id: str, dropped: Sequence[str] = ()) -> SandboxRecord:
+    """A planned task stops waiting for tasks it comes after: those named, else every one not yet
+    merged (one that failed or was rejected holds it for good). It is then prepared from its target
+    as the target is, and started if it was to start. Audited as `sandbox.after_dropped`."""
+    with workspace.store.transaction():
+        record = sandboxes.get_sandbox(workspace, sandbox_id)
+        after = [str(other) for other in record.data.get(AFTER_KEY) or []]
+        if record.status != PLANNED:
+            raise LoomError(f"sandbox {record.id} is {record.status}; only a planned task waits for others",
+                            exit_code=1)
+        if not after:
+            raise LoomError(f"sandbox {record.id} waits for no other task", exit_code=1)
+        named = [sandboxes.get_sandbox(workspace, ref).id for ref in dropped]
+        strangers = [other for other in named if other not in after]
+        if strangers:
+            raise LoomError(f"sandbox {record.id} does not wait for {', '.join(strangers)} (it waits for "
+                            f"{', '.join(after)})")
+        unmerged = [other for other in after if sandboxes.get_sandbox(workspace, other).status != MERGED]
+        gone = named or unmerged
+        if not gone:
+            raise LoomError(f"sandbox {record.id}: the tasks it waits for have all merged", exit_code=1)
+        keep = [other for other in after if other not in gone]
+        workspace.store.update_sandbox(record.id, data={AFTER_KEY: keep})
+        workspace.record("sandbox.after_dropped", record.id, {"dropped": gone, "after": keep})
+    Workflow(workspace).advance(record.id)
+    return sandboxes.get_sandbox(workspace, record.id)

@@ -431,6 +431,12 @@ class DashboardScreen(LoomScreen[None]):
         self.diff_stats[sandbox_id] = stats
         self._show_detail()
 
+    def _run_once_confirmed(self, question: str, label: str, call: EngineCall, *args: object) -> None:
+        """Ask `question` (y/n); on yes, run the engine call as `_run` does."""
+        from loomtui.tui.screens.sandbox_forms import ConfirmScreen
+
+        self.app.push_screen(ConfirmScreen(question), lambda yes: self._run(label, call, *args) if yes else None)
+
     def _run(self, label: str, call: EngineCall, *args: object) -> None:
         """Run an engine call in a worker; report its error in one line."""
         self._engine_worker(label, call, args)
@@ -505,6 +511,16 @@ class DashboardScreen(LoomScreen[None]):
         if (sandbox := self.selected_sandbox()) is not None:
             self._run(f"start {sandbox.id}", sandbox_calls.start, sandbox.id)
 
+    def action_drop_after(self, _twin: int = 1) -> None:
+        """`W`: a held task stops waiting for those it came after that will not merge (asks first)."""
+        sandbox = self.selected_sandbox()
+        if sandbox is None:
+            return
+        self._run_once_confirmed(
+            f"Sandbox {sandbox.id} stops waiting for {', '.join(sandbox.after)} where not merged, and starts from "
+            f"{sandbox.target or 'its target'} as it is, without their change. Go on?",
+            f"drop-after {sandbox.id}", sandbox_calls.drop_after, sandbox.id)
+
     @on(DataTable.RowSelected, "#sandboxes")
     def _row_chosen(self) -> None:
         self.action_open()
@@ -561,8 +577,6 @@ class DashboardScreen(LoomScreen[None]):
         self.call_after_refresh(self._show_detail)  # rewrapped for the detail's new width
 
     def action_merge(self, _twin: int = 1) -> None:
-        from loomtui.tui.screens.sandbox_forms import ConfirmScreen
-
         sandbox = self.selected_sandbox()
         if sandbox is None:
             return
@@ -571,25 +585,15 @@ class DashboardScreen(LoomScreen[None]):
         if refusal is not None:  # said at once: a question answered y would only fail
             self.app.notify(refusal, title="merge", severity="warning")
             return
-        question = f"Merge sandbox {sandbox.id} ({sandbox.branch}) into its target? Only a clean merge goes in."
-
-        def answered(yes: bool | None) -> None:
-            if yes:
-                self._run(f"merge {sandbox.id}", sandbox_calls.merge, sandbox.id)
-
-        self.app.push_screen(ConfirmScreen(question), answered)
+        self._run_once_confirmed(
+            f"Merge sandbox {sandbox.id} ({sandbox.branch}) into its target? Only a clean merge goes in.",
+            f"merge {sandbox.id}", sandbox_calls.merge, sandbox.id)
 
     def action_archive(self) -> None:
-        from loomtui.tui.screens.sandbox_forms import ConfirmScreen
-
         sandbox = self.selected_sandbox()
         if sandbox is None:
             return
-        question = (f"Archive sandbox {sandbox.id}? Its worktree is removed; uncommitted work is "
-                    f"committed to {sandbox.branch or 'its branch'} first, and the branch stays.")
-
-        def answered(yes: bool | None) -> None:
-            if yes:
-                self._run(f"archive {sandbox.id}", sandbox_calls.archive, sandbox.id)
-
-        self.app.push_screen(ConfirmScreen(question), answered)
+        self._run_once_confirmed(
+            f"Archive sandbox {sandbox.id}? Its worktree is removed; uncommitted work is committed to "
+            f"{sandbox.branch or 'its branch'} first, and the branch stays.",
+            f"archive {sandbox.id}", sandbox_calls.archive, sandbox.id)

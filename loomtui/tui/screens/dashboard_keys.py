@@ -13,7 +13,7 @@ from loomtui.store import SandboxRecord
 from loomtui.tui.sandbox_text import APP_STEP_HINTS
 from loomtui.workflow.steps import PersonAction, Step, StepView
 
-FOLLOWS_SELECTION: Final = frozenset({"start", "stop", "merge", "diff", "evals", "open"})
+FOLLOWS_SELECTION: Final = frozenset({"start", "stop", "merge", "diff", "evals", "open", "drop_after"})
 """Actions the footer shows only while they apply to the selected sandbox (`open` needs one selected,
 and does nothing without: it has no twin)."""
 
@@ -33,6 +33,7 @@ DASHBOARD_BINDINGS: Final[list[BindingType]] = [
     Binding("n", "new_sandbox", "New", id="dashboard.new"),
     *_follows_selection(Binding("S", "start", "Start", key_display="S", id="dashboard.start")),
     *_follows_selection(Binding("s", "stop", "Stop", id="dashboard.stop")),
+    *_follows_selection(Binding("W", "drop_after", "Stop waiting", key_display="W", id="dashboard.drop_after")),
     Binding("p", "pause_resume", "Pause/resume", id="dashboard.pause", show=False),
     Binding("enter", "open", "Open", id="dashboard.open"),
     *_follows_selection(Binding("d", "diff", "Diff", id="dashboard.diff")),
@@ -64,6 +65,8 @@ def key_applies(action: str, sandbox: SandboxRecord | None, step: StepView | Non
         return False
     if action == "start":  # the Next column says "press S" then
         return step is not None and step.action == PersonAction.START
+    if action == "drop_after":  # held: a task it waits for will never merge
+        return step is not None and step.action == PersonAction.CANCEL
     if action == "stop":
         return sandbox.status in LIVE
     if action == "merge":
