@@ -25,7 +25,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from loomtui.cli.serve import is_loopback
+from loomtui.cli.serve import is_loopback, same_origin
 from tests.conftest import run_cli
 
 CHROMIUM = "/usr/bin/chromium"
@@ -204,6 +204,46 @@ async def test_the_app_in_a_browser_renders_and_takes_keys(served: tuple[str, st
                                and EMPTY_DASHBOARD not in text, "the Claims view drawn whole")
 
     await _with_page(devtools, drive)
+
+
+async def test_without_the_printed_key_nothing_but_the_static_files_answers(served: tuple[str, str]) -> None:
+    """Loopback is open to every process here (an agent whose runtime has the network) and to any
+    web page the user opens: only the printed address, then the cookie it sets, drives the app."""
+    url, _ = served
+    base, _, key = url.partition("?key=")
+    assert key and len(key) >= 20
+    jar = aiohttp.CookieJar(unsafe=True)  # keep a cookie for 127.0.0.1, as a browser does
+    async with aiohttp.ClientSession(cookie_jar=jar) as session:
+        for guess in (base, f"{base}?key=", f"{base}?key={key[:-1]}", f"{base}download/x"):
+            async with session.get(guess) as response:
+                assert response.status == 403, guess
+                assert "the address `loomtui serve` printed" in await response.text()
+        with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+            await session.ws_connect(f"{base}ws?width=80&height=24")
+        assert refused.value.status == 403
+        async with session.get(f"{base}static/js/textual.js") as response:
+            assert response.status == 200  # the same for everyone
+        async with session.get(url, allow_redirects=False) as response:
+            assert response.status == 303 and response.headers["Location"] == "/"  # the key leaves the address
+            cookie = response.cookies["loomtui_serve_key"]
+            assert cookie.value == key and cookie["httponly"] and cookie["samesite"] == "Strict"
+        async with session.get(base) as response:
+            assert response.status == 200 and "/ws" in await response.text()
+        # Another site's page: the browser sends the cookie along (a websocket is not bound by CORS).
+        with pytest.raises(aiohttp.WSServerHandshakeError) as foreign:
+            await session.ws_connect(f"{base}ws?width=80&height=24", origin="http://evil.example")
+        assert foreign.value.status == 403
+        async with session.ws_connect(f"{base}ws?width=80&height=24", origin=base.rstrip("/")) as ws:
+            first = await ws.receive(timeout=STARTUP)  # the app's first bytes: it started for this tab
+            assert first.type in (aiohttp.WSMsgType.BINARY, aiohttp.WSMsgType.TEXT), first
+
+
+@pytest.mark.parametrize(("origin", "same"), [
+    (None, True), ("http://127.0.0.1:8000", True), ("http://127.0.0.1:8001", False), ("http://evil.example", False),
+    ("null", False), ("file://", False), ("HTTP://127.0.0.1:8000", True),
+])
+def test_same_origin(origin: str | None, same: bool) -> None:
+    assert same_origin(origin, "127.0.0.1:8000") is same
 
 
 def test_a_host_others_can_reach_needs_public(repo: Path) -> None:

@@ -1,19 +1,25 @@
 """`loomtui serve`: the same app in a browser, for a lead away from a terminal.
 
 textual-serve (Textualize's server for a Textual app) runs `loomtui -C <repo>` once per
-browser tab and relays its terminal to xterm.js over a websocket. Whoever reaches the page
-drives the app as the user who ran `serve`, so it listens on loopback unless told otherwise.
+browser tab and relays its terminal to xterm.js over a websocket. Whoever drives the page drives
+the app as the user who ran `serve` (approves escalations, merges), so it listens on loopback
+unless told otherwise, and answers only a browser that holds the key in the address it printed:
+loopback is reachable by every process here, an agent whose runtime has the network among them,
+and by any web page the user opens (a page's script may open a websocket to 127.0.0.1).
 """
 
 from __future__ import annotations
 
 import argparse
 import errno
+import hmac
 import ipaddress
+import secrets
 import shlex
 import socket
 import sys
 from typing import Any
+from urllib.parse import urlsplit
 
 from loomtui.cli import add_command, workspace_for
 from loomtui.errors import LoomError, shown
@@ -23,6 +29,11 @@ DEFAULT_PORT = 8000
 WILDCARDS = ("", "0.0.0.0", "::")
 SHUTDOWN_GRACE = 1.0
 """Seconds Ctrl+C waits for the open tabs before it ends them (each app then quits as on `q`)."""
+KEY_PARAMETER = "key"
+KEY_COOKIE = "loomtui_serve_key"
+"""The page's key: in the printed address once, then in a cookie only this site's pages send."""
+NO_KEY = ("loomtui serve: open the address `loomtui serve` printed; it holds this page's key "
+          "(a new one each time serve starts)\n")
 
 
 def is_loopback(host: str) -> bool:
@@ -87,18 +98,53 @@ def cmd_serve(args: argparse.Namespace) -> int:
     command = shlex.join([sys.executable, "-m", "loomtui", "-C", str(root)])
     sock = listen(host, args.port)
     url = page_url(host, sock.getsockname()[1])
-    print(f"loomtui: serving {root} at {url} (one app per browser tab; Ctrl+C stops)", flush=True)
-    server = _server(command, sock, title=f"loomtui: {root.name}", url=url.rstrip("/"))
+    key = secrets.token_urlsafe(18)
+    print(f"loomtui: serving {root} at {url}?{KEY_PARAMETER}={key} (one app per browser tab; Ctrl+C stops)",
+          flush=True)
+    server = _server(command, sock, title=f"loomtui: {root.name}", url=url.rstrip("/"), key=key)
     server.serve()
     return 0
 
 
-def _server(command: str, sock: socket.socket, *, title: str, url: str) -> Any:
-    """A textual-serve Server on an already bound socket (aiohttp loads only for this command)."""
+def same_origin(origin: str | None, host: str) -> bool:
+    """Whether a request's Origin header (absent from a client that is not a browser) names the
+    page's own site, `host` being the request's Host header."""
+    if origin is None:
+        return True
+    parts = urlsplit(origin)
+    return parts.scheme in ("http", "https") and parts.netloc.lower() == host.lower()
+
+
+def _server(command: str, sock: socket.socket, *, title: str, url: str, key: str) -> Any:
+    """A textual-serve Server on an already bound socket, answering only requests with the page's
+    `key` (aiohttp loads only for this command)."""
     from aiohttp import web
     from textual_serve.server import Server
 
+    @web.middleware
+    async def need_key(request: web.Request, handler: Any) -> web.StreamResponse:
+        if request.path.startswith("/static/"):  # the page's scripts, styles and fonts: the same for everyone
+            response: web.StreamResponse = await handler(request)
+            return response
+        given = request.query.get(KEY_PARAMETER)
+        if not hmac.compare_digest((given or request.cookies.get(KEY_COOKIE, "")).encode(), key.encode()):
+            raise web.HTTPForbidden(text=NO_KEY)
+        if not same_origin(request.headers.get("Origin"), request.host):  # another site's page, with our cookie
+            raise web.HTTPForbidden(text="loomtui serve: a page of another site may not drive the app\n")
+        if given is not None:  # into a cookie, and out of the address bar, the history and any Referer
+            rest = request.rel_url.without_query_params(KEY_PARAMETER)
+            found = web.HTTPSeeOther(location=str(rest))
+            found.set_cookie(KEY_COOKIE, key, httponly=True, samesite="Strict", path="/")
+            raise found
+        response = await handler(request)
+        return response
+
     class BoundServer(Server):
+        async def _make_app(self) -> web.Application:
+            app = await super()._make_app()
+            app.middlewares.append(need_key)
+            return app
+
         async def on_startup(self, app: web.Application) -> None:
             """Quiet: our one line says where, not textual-serve's banner."""
 
@@ -121,12 +167,16 @@ def register(commands: Any) -> None:
         "`loomtui -C <this repository>` as you, so it listens on loopback only unless --public")
     serve.epilog = ("Open the printed URL. From another machine, prefer a tunnel to --public: "
                     f"`ssh -L {DEFAULT_PORT}:127.0.0.1:{DEFAULT_PORT} HOST`, then http://127.0.0.1:{DEFAULT_PORT}/ "
-                    "there. Decisions made in the page are recorded as the user who ran serve.")
+                    "there. The address printed holds a key, new each time serve starts: without it the page "
+                    "answers 403 (loopback is open to every process here, agents included, and to any web "
+                    "page your browser shows). Decisions made in the page are recorded as the user who ran "
+                    "serve.")
     serve.add_argument("--host", default=DEFAULT_HOST, metavar="HOST",
                        help=f"the address to listen on (default {DEFAULT_HOST}); one that is not loopback "
                             "needs --public")
     serve.add_argument("--port", type=port_arg, default=DEFAULT_PORT, metavar="PORT",
                        help=f"the port (default {DEFAULT_PORT}; 0 picks a free one, printed)")
     serve.add_argument("--public", action="store_true",
-                       help="allow a HOST other people can reach (e.g. 0.0.0.0): anyone who opens the page "
-                            "acts as you, with no login; put it behind an authenticating proxy")
+                       help="allow a HOST other people can reach (e.g. 0.0.0.0): anyone given the printed "
+                            "address acts as you, and over plain HTTP its key can be read on the way; put it "
+                            "behind an authenticating proxy with TLS")
