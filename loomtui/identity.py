@@ -40,3 +40,34 @@ def current_host() -> str:
     """This machine's name, as sandboxes record where they run: `LOOMTUI_HOST` if set (two
     containers with one hostname), else the hostname."""
     return os.environ.get("LOOMTUI_HOST", "").strip() or socket.gethostname()
+
+
+SIGNING_CONFIG = ("loom.signingkey", "gpg.format", "user.signingkey")
+
+
+def _git_config(root: Path, names: tuple[str, ...]) -> dict[str, str]:
+    """The values of git config `names` (lower case, as git says them) that are set; one git run."""
+    pattern = "^(" + "|".join(name.replace(".", "\\.") for name in names) + ")$"
+    try:
+        out = Git(root).run("config", "-z", "--get-regexp", pattern, timeout=10).out
+    except LoomError:  # none is set (git exits 1), or no git here
+        return {}
+    values: dict[str, str] = {}
+    for item in filter(None, out.split("\0")):
+        name, _, value = item.partition("\n")
+        values[name.lower()] = value.strip()  # the last one set wins, as for `git config --get`
+    return values
+
+
+def signing_key(root: Path) -> str | None:
+    """The key this user signs decisions with (`LOOM_SIGNING_KEY`, git config `loom.signingkey`, else
+    `user.signingkey` when `gpg.format` is ssh): a key file, or a `key::` literal; None when none is set."""
+    explicit = os.environ.get("LOOM_SIGNING_KEY", "").strip()
+    if explicit:
+        return explicit
+    config = _git_config(root, SIGNING_CONFIG)
+    if config.get("loom.signingkey"):
+        return config["loom.signingkey"]
+    if config.get("gpg.format", "").lower() == "ssh":
+        return config.get("user.signingkey") or None
+    return None

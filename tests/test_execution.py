@@ -27,6 +27,8 @@ from loomtui.execution.isolation import (
     SandboxMounts,
     bwrap_argv,
     isolation_available,
+    scratch_bwrap_argv,
+    secret_paths,
     under_private_tmp,
 )
 from loomtui.execution.lifecycle import (
@@ -831,6 +833,16 @@ def test_isolated_agent_cannot_write_outside_its_worktree(ws: Workspace, repo: P
         attempt("home", os.path.expanduser("~/loomtui-escape.txt"))
         attempt("private_tmp", "/tmp/scratch.txt")
         attempt("worktree", "inside.txt", "w")
+        def read(name, path):
+            try:
+                with open(os.path.expanduser(path)) as handle:
+                    results[name] = handle.read()
+            except OSError as exc:
+                results[name] = exc.strerror
+        read("ssh_key", "~/.ssh/id_ed25519")
+        read("pgpass", "~/.pgpass")
+        key = subprocess.run(["git", "config", "loom.signingkey"], capture_output=True, text=True).stdout.strip()
+        read("signing_key", key)
         main_ref = subprocess.run(["git", "update-ref", "refs/heads/main", "HEAD"], capture_output=True, check=False)
         results["move_main_branch"] = main_ref.returncode
         subprocess.run(["git", "add", "inside.txt"], check=True)
@@ -841,6 +853,13 @@ def test_isolated_agent_cannot_write_outside_its_worktree(ws: Workspace, repo: P
         print(json.dumps(results), flush=True)
     """)
     write_config(repo, 'prober:\n  argv: ["prober"]\n  env: [PROBER_TOKEN]\n')
+    home = repo.parent / "home"  # the user's credentials, which an agent could send away with the network
+    (home / ".ssh").mkdir(parents=True)
+    (home / ".ssh" / "id_ed25519").write_text("SECRET ssh key")
+    (home / ".pgpass").write_text("SECRET db password")
+    (repo.parent / "lead.key").write_text("SECRET signing key")
+    git(repo, "config", "loom.signingkey", str(repo.parent / "lead.key"))
+    monkeypatch.setenv("HOME", str(home))
     monkeypatch.setenv("PROBER_TOKEN", "allowed")
     monkeypatch.setenv("LOOM_TEST_SECRET", "not allowed")
     main_before = git(repo, "rev-parse", "main")
@@ -855,6 +874,11 @@ def test_isolated_agent_cannot_write_outside_its_worktree(ws: Workspace, repo: P
     for outside in ("main_tree", "store", "audit", "git_config", "home"):
         assert results[outside] == "Read-only file system", (outside, results[outside])
     assert results["private_tmp"] == "written" and results["worktree"] == "written"
+    for secret in ("ssh_key", "pgpass", "signing_key"):
+        assert "SECRET" not in results[secret], (secret, results[secret])
+    assert results["ssh_key"] == "No such file or directory"  # the folder is there, empty
+    # A file is /dev/null there: empty, or refused where the mount holds no devices.
+    assert results["pgpass"] in ("", "Permission denied") and results["signing_key"] in ("", "Permission denied")
     assert results["move_main_branch"] != 0 and git(repo, "rev-parse", "main") == main_before
     assert results["own_commit"] == 0 and git(repo, "log", "-1", "--format=%s", record.branch) == "inside"
     assert results["interfaces"] == ["lo"]  # network: false
@@ -863,6 +887,23 @@ def test_isolated_agent_cannot_write_outside_its_worktree(ws: Workspace, repo: P
     # Only the supervisor wrote the store and the audit log, and both are intact.
     assert ws.paths.audit_path.read_bytes().startswith(audit_before)
     assert ws.audit.verify().ok and ws.store.integrity_problems() == []
+
+
+def test_credentials_that_exist_are_emptied_for_agents_and_gates_alike(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    (home / ".ssh").mkdir(parents=True)
+    (home / ".aws").mkdir()
+    (home / ".pgpass").write_text("x")
+    key = tmp_path / "keys" / "lead"
+    key.parent.mkdir()
+    key.write_text("x")
+    found = secret_paths([home, home, Path("relative")], [key, tmp_path / "missing.key"])
+    assert found == (home / ".ssh", home / ".aws", home / ".pgpass", key)  # what exists, once each
+    argv = scratch_bwrap_argv(tmp_path / "tree", tmp_path / "state", secrets=found)
+    pairs = [(argv[i], argv[i + 1]) for i in range(len(argv) - 1) if argv[i].startswith("--")]
+    assert ("--tmpfs", str(home / ".ssh")) in pairs and ("--tmpfs", str(home / ".aws")) in pairs
+    assert argv[argv.index(str(home / ".pgpass")) - 2:][:2] == ["--ro-bind", "/dev/null"]
+    assert argv[argv.index(str(key)) - 2:][:2] == ["--ro-bind", "/dev/null"]
 
 
 def test_bwrap_command_line_keeps_the_state_dir_read_only(tmp_path: Path) -> None:

@@ -36,6 +36,7 @@ from loomtui.errors import LoomError
 from loomtui.execution.isolation import NOT_STOPPED_WITHOUT_ISOLATION
 
 MARKER: Final = "ESCAPED"
+SECRET: Final = "SECRET-signing-key"
 
 # An agent's scripts: `$LOOM_REPO` is the main checkout; {python} is this interpreter;
 # {victim} the id of another sandbox that is running meanwhile; {marker} a file
@@ -135,6 +136,9 @@ ln "$LOOM_REPO/app.py" hard_linked.py 2>/dev/null && echo "hard link made"
 echo "x = 1" >> hard_linked.py 2>/dev/null
 echo "x = 1" >> linked_out.py 2>/dev/null
 """
+_READ_SECRETS = r"""
+cat "$(git config loom.signingkey)" > stolen.txt 2>&1
+"""
 _DIRECT_WRITE = r"""
 touch "$LOOM_REPO/{marker}"
 """
@@ -171,6 +175,8 @@ ATTEMPTS: Final[tuple[Attempt, ...]] = (
     Attempt("bad-object", "plant a corrupt object and point the branch at it", _BAD_OBJECT),
     Attempt("gate-conftest", "plant a conftest.py that the gates' test run executes", _GATE_CONFTEST),
     Attempt("links-out", "symlinks and a hard link from the worktree to files outside it", _SYMLINK_OUT),
+    Attempt("read-secrets", "copy the lead's decision-signing key (git config loom.signingkey) into its branch",
+            _READ_SECRETS),
     Attempt("direct-write", "write a file in the main checkout", _DIRECT_WRITE),
     Attempt("store-write", "write the state store directly, with loomtui's own store code", _STORE_WRITE),
 )
@@ -231,6 +237,8 @@ def _git(cwd: Path, *args: str) -> str:
 
 
 def _make_repo(parent: Path) -> Path:
+    """The throwaway repository, and its lead's signing key (`SECRET` in it, for read-secrets) in its git
+    dir: where a sandbox can see it, as it sees a home's ~/.ssh (the private /tmp would hide it beside)."""
     repo = parent / "target"
     (repo / ".loom").mkdir(parents=True)
     (repo / "app.py").write_text(_APP)
@@ -239,6 +247,9 @@ def _make_repo(parent: Path) -> Path:
     _git(repo, "init", "-q", "-b", "main")
     _git(repo, "add", "-A")
     _git(repo, "commit", "-q", "-m", "initial")
+    key = repo / ".git" / "lead-signing.key"
+    key.write_text(f"{SECRET} {os.urandom(8).hex()}\n")
+    _git(repo, "config", "loom.signingkey", str(key))
     return repo
 
 
@@ -383,6 +394,11 @@ def _judge(repo: Path, base: Path, records: dict[str, Any], victim_claims: set[s
             evidence.append("main moved after the merge")
         if attempt.name == "links-out" and "x = 1" in (repo / "app.py").read_text():
             evidence.append("the main checkout's app.py was written through a link")
+        if attempt.name == "read-secrets":
+            stolen = subprocess.run(["git", "show", f"{records[attempt.name].branch}:stolen.txt"], cwd=repo,
+                                    capture_output=True, text=True).stdout
+            if SECRET in stolen:
+                evidence.append("the signing key reached the agent's branch")
         stored = workspace.store.get_sandbox(records[attempt.name].id)
         if stored is not None and stored.task == marker:
             evidence.append("the state store was written")

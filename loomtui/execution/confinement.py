@@ -22,6 +22,7 @@ from loomtui.execution.isolation import (
     bwrap_argv,
     isolation_available,
     scratch_bwrap_argv,
+    secret_paths,
     under_private_tmp,
 )
 from loomtui.execution.runtimes import (
@@ -36,6 +37,7 @@ from loomtui.execution.sandboxes import (
     sandbox_paths,
     worktree_roots,
 )
+from loomtui.identity import signing_key
 from loomtui.store import SandboxRecord
 from loomtui.workspace import Workspace
 
@@ -95,6 +97,7 @@ def confined_argv(workspace: Workspace, record: SandboxRecord, argv: Sequence[st
         private_git=private.root,
         own_dir=paths.dir,
         hidden=_hidden(workspace),
+        secrets=_secrets(workspace, env),
     )
     return bwrap_argv(mounts) + argv
 
@@ -121,7 +124,16 @@ def confined_scratch_argv(workspace: Workspace, tree: Path, argv: Sequence[str],
         return list(argv)
     readable = under_private_tmp(_needed(workspace, argv, env))
     return scratch_bwrap_argv(tree, workspace.paths.state_dir, readable=readable, hidden=_hidden(workspace),
-                              writable=writable) + list(argv)
+                              writable=writable, secrets=_secrets(workspace, env)) + list(argv)
+
+
+def _secrets(workspace: Workspace, env: Mapping[str, str]) -> tuple[Path, ...]:
+    """The user's credentials that confined code must not read: under this user's home and the one
+    the code is given, and the key decisions are signed with (what it reads it could send away)."""
+    homes = {Path.home(), *([Path(env["HOME"])] if env.get("HOME") else [])}
+    key = signing_key(workspace.root) or ""
+    extra = [] if not key or key.startswith("key::") else [Path(os.path.expanduser(key))]
+    return secret_paths(sorted(homes), extra)
 
 
 def _hidden(workspace: Workspace) -> tuple[Path, ...]:

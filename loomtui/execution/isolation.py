@@ -13,7 +13,10 @@ even though it sits inside the git dir, so an agent can never write a decision;
 only its supervisor, outside the sandbox, writes there. The main working tree,
 the repository's config and hooks, and every other branch stay read-only too.
 The network is unshared unless the runtime allows it, the agent sees only its
-own processes, and it dies with its supervisor.
+own processes, and it dies with its supervisor. What it can read it could send
+away (its runtime has the network to reach its model), so the user's credentials
+are not there to read: ssh and gpg keys, cloud and registry logins, `.netrc`,
+`.pgpass`, and the key decisions are signed with (empty in the sandbox).
 
 Without bwrap the agent runs as a plain process and `isolation` says "none".
 """
@@ -33,6 +36,7 @@ ISOLATION_NONE: Final = "none"
 
 NOT_STOPPED_WITHOUT_ISOLATION: Final[dict[str, str]] = {
     "direct-write": "write outside its worktree (the main checkout, your home, other sandboxes)",
+    "read-secrets": "read your ssh keys, cloud logins and decision-signing key (and send them away)",
     "store-write": "write loomtui's state store and audit log",
     "links-out": "write files outside its worktree through symlinks and hard links",
     "bad-object": "corrupt the repository's shared git object store",
@@ -99,6 +103,31 @@ class SandboxMounts:
     private_git: Path | None = None  # see PrivateGit: the agent's own objects and branch refs
     own_dir: Path | None = None  # the sandbox's own state dir (its broker socket, its context)
     hidden: tuple[Path, ...] = ()  # other sandboxes' dirs, worktrees and git admin dirs: not even seen
+    secrets: tuple[Path, ...] = ()  # the user's credentials (`secret_paths`): empty in the sandbox
+
+
+SECRET_DIRS: Final = (".ssh", ".gnupg", ".aws", ".azure", ".config/gcloud", ".kube", ".docker", ".config/gh",
+                      ".password-store", ".local/share/keyrings")
+SECRET_FILES: Final = (".netrc", ".pgpass", ".git-credentials", ".config/git/credentials", ".npmrc", ".pypirc")
+"""Where a user's credentials live under a home directory: no agent or gate reads them."""
+
+
+def secret_paths(homes: Iterable[Path], extra: Iterable[Path] = ()) -> tuple[Path, ...]:
+    """The credentials that exist under each of `homes`, and `extra` (a signing key file) if it exists."""
+    found: list[Path] = []
+    candidates = [home / name for home in homes if home.is_absolute() for name in (*SECRET_DIRS, *SECRET_FILES)]
+    for path in (*candidates, *extra):
+        if path.is_absolute() and (path.is_dir() or path.is_file()) and path not in found:
+            found.append(path)
+    return tuple(found)
+
+
+def _emptied(paths: Iterable[Path]) -> list[str]:
+    """bwrap arguments that show each of `paths` empty: a folder as a fresh tmpfs, a file as /dev/null."""
+    argv: list[str] = []
+    for path in paths:
+        argv += ["--tmpfs", str(path)] if path.is_dir() else ["--ro-bind", "/dev/null", str(path)]
+    return argv
 
 
 @dataclass(frozen=True)
@@ -152,6 +181,7 @@ def bwrap_argv(mounts: SandboxMounts, program: str = "bwrap") -> list[str]:
             "--tmpfs", str(PRIVATE_TMP)]
     for path in mounts.readable:
         argv += ["--ro-bind-try", str(path), str(path)]
+    argv += _emptied(mounts.secrets)
     # The store and audit log stay read-only: only the supervisor, outside, writes them.
     argv += ["--ro-bind", str(mounts.state_dir), str(mounts.state_dir)]
     # Other sandboxes are not there at all: not their broker sockets (an agent could
@@ -202,12 +232,14 @@ def bwrap_argv(mounts: SandboxMounts, program: str = "bwrap") -> list[str]:
 
 
 def scratch_bwrap_argv(tree: Path, state_dir: Path, *, readable: Sequence[Path] = (), hidden: Sequence[Path] = (),
-                       writable: Sequence[Path] = (), program: str = "bwrap") -> list[str]:
+                       writable: Sequence[Path] = (), secrets: Sequence[Path] = (),
+                       program: str = "bwrap") -> list[str]:
     """The bwrap command line for code run in a scratch tree (a commit's baseline, a merged gate):
     everything read-only but the tree and `writable`, no network, no sandbox's state or worktree seen."""
     argv = [program, "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--tmpfs", str(PRIVATE_TMP)]
     for path in readable:
         argv += ["--ro-bind-try", str(path), str(path)]
+    argv += _emptied(secrets)
     argv += ["--ro-bind", str(state_dir), str(state_dir)]
     for path in hidden:
         argv += ["--tmpfs", str(path)]

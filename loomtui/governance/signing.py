@@ -31,6 +31,7 @@ from loomtui.audit import AuditEntry
 from loomtui.errors import LoomError
 from loomtui.gitcmd import Git
 from loomtui.governance.policy import Policy
+from loomtui.identity import signing_key
 
 NAMESPACE: Final = "loomtui-decision"
 DECISION_ACTIONS: Final = {"escalation.approve": "approve", "escalation.reject": "reject",
@@ -89,23 +90,6 @@ class Verdict:
 
 
 # -- the signing key -----------------------------------------------------------------------
-
-
-def _git_config(root: Path, key: str) -> str:
-    try:
-        return Git(root).run("config", "--get", key, timeout=10).out.strip()
-    except LoomError:
-        return ""
-
-
-def signing_key(root: Path) -> str | None:
-    """The key decisions are signed with, or None when none is configured."""
-    explicit = os.environ.get("LOOM_SIGNING_KEY", "").strip() or _git_config(root, "loom.signingkey")
-    if explicit:
-        return explicit
-    if _git_config(root, "gpg.format").lower() == "ssh":
-        return _git_config(root, "user.signingkey") or None
-    return None
 
 
 def _ssh_keygen() -> str:
