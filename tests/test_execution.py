@@ -899,6 +899,10 @@ def test_credentials_that_exist_are_emptied_for_agents_and_gates_alike(tmp_path:
     key.write_text("x")
     found = secret_paths([home, home, Path("relative")], [key, tmp_path / "missing.key"])
     assert found == (home / ".ssh", home / ".aws", home / ".pgpass", key)  # what exists, once each
+    # Claude Code on Bedrock reads its AWS login: a runtime told to use a cloud keeps that cloud's folder.
+    for switch in ({"CLAUDE_CODE_USE_BEDROCK": "1"}, {"AWS_PROFILE": "dev"}):
+        assert secret_paths([home], env=switch) == (home / ".ssh", home / ".pgpass")
+    assert secret_paths([home], env={"CLAUDE_CODE_USE_BEDROCK": ""}) == (home / ".ssh", home / ".aws", home / ".pgpass")
     argv = scratch_bwrap_argv(tmp_path / "tree", tmp_path / "state", secrets=found)
     pairs = [(argv[i], argv[i + 1]) for i in range(len(argv) - 1) if argv[i].startswith("--")]
     assert ("--tmpfs", str(home / ".ssh")) in pairs and ("--tmpfs", str(home / ".aws")) in pairs

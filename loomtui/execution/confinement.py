@@ -129,11 +129,12 @@ def confined_scratch_argv(workspace: Workspace, tree: Path, argv: Sequence[str],
 
 def _secrets(workspace: Workspace, env: Mapping[str, str]) -> tuple[Path, ...]:
     """The user's credentials that confined code must not read: under this user's home and the one
-    the code is given, and the key decisions are signed with (what it reads it could send away)."""
+    the code is given (but a cloud's login its runtime is told to use), and the key decisions are
+    signed with (what it reads it could send away)."""
     homes = {Path.home(), *([Path(env["HOME"])] if env.get("HOME") else [])}
     key = signing_key(workspace.root) or ""
     extra = [] if not key or key.startswith("key::") else [Path(os.path.expanduser(key))]
-    return secret_paths(sorted(homes), extra)
+    return secret_paths(sorted(homes), extra, env)
 
 
 def _hidden(workspace: Workspace) -> tuple[Path, ...]:

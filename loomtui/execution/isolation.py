@@ -26,7 +26,7 @@ from __future__ import annotations
 import functools
 import shutil
 import subprocess
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
@@ -110,12 +110,25 @@ SECRET_DIRS: Final = (".ssh", ".gnupg", ".aws", ".azure", ".config/gcloud", ".ku
                       ".password-store", ".local/share/keyrings")
 SECRET_FILES: Final = (".netrc", ".pgpass", ".git-credentials", ".config/git/credentials", ".npmrc", ".pypirc")
 """Where a user's credentials live under a home directory: no agent or gate reads them."""
+CLOUD_LOGINS: Final[dict[str, tuple[str, ...]]] = {
+    ".aws": ("CLAUDE_CODE_USE_BEDROCK", "AWS_"),
+    ".config/gcloud": ("CLAUDE_CODE_USE_VERTEX", "GOOGLE_", "CLOUDSDK_"),
+    ".azure": ("AZURE_",),
+}
+"""A cloud's login folder, and the variables (or prefixes, ending in `_`) that say an agent's runtime
+is to use that cloud (Claude Code on Bedrock reads `~/.aws`): given any, the folder stays readable."""
 
 
-def secret_paths(homes: Iterable[Path], extra: Iterable[Path] = ()) -> tuple[Path, ...]:
-    """The credentials that exist under each of `homes`, and `extra` (a signing key file) if it exists."""
+def secret_paths(homes: Iterable[Path], extra: Iterable[Path] = (),
+                 env: Mapping[str, str] | None = None) -> tuple[Path, ...]:
+    """The credentials that exist under each of `homes`, and `extra` (a signing key file) if it exists;
+    not a cloud's login folder that the agent's environment `env` says its runtime uses."""
+    given = [name for name, value in (env or {}).items() if value]
+    used = {folder for folder, names in CLOUD_LOGINS.items()
+            if any(n == name or (name.endswith("_") and n.startswith(name)) for n in given for name in names)}
     found: list[Path] = []
-    candidates = [home / name for home in homes if home.is_absolute() for name in (*SECRET_DIRS, *SECRET_FILES)]
+    candidates = [home / name for home in homes if home.is_absolute()
+                  for name in (*SECRET_DIRS, *SECRET_FILES) if name not in used]
     for path in (*candidates, *extra):
         if path.is_absolute() and (path.is_dir() or path.is_file()) and path not in found:
             found.append(path)
