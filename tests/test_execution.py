@@ -11,6 +11,7 @@ import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import textwrap
@@ -29,7 +30,7 @@ from loomtui.execution.isolation import (
     isolation_available,
     scratch_bwrap_argv,
     secret_paths,
-    under_private_tmp,
+    under_private_dirs,
 )
 from loomtui.execution.lifecycle import (
     APPROVED,
@@ -813,8 +814,9 @@ def test_disk_full_while_logging_fails_the_sandbox_and_keeps_whole_lines(
 
 
 @needs_bwrap
-def test_isolated_agent_cannot_write_outside_its_worktree(ws: Workspace, repo: Path, bin_dir: Path,
-                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+def test_isolated_agent_cannot_write_outside_its_worktree(ws: Workspace, repo: Path, bin_dir: Path, tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch,
+                                                          request: pytest.FixtureRequest) -> None:
     stand_in(bin_dir, "prober", """\
         repo = os.environ["LOOM_REPO"]
         state = os.path.join(repo, ".git", "loom")
@@ -843,6 +845,14 @@ def test_isolated_agent_cannot_write_outside_its_worktree(ws: Workspace, repo: P
         read("pgpass", "~/.pgpass")
         key = subprocess.run(["git", "config", "loom.signingkey"], capture_output=True, text=True).stdout.strip()
         read("signing_key", key)
+        results["run"] = sorted(os.listdir("/run"))
+        import socket
+        try:
+            sock = socket.socket(socket.AF_UNIX)
+            sock.connect(os.environ["PROBER_SOCKET"])
+            results["machine_socket"] = "connected"
+        except OSError as exc:
+            results["machine_socket"] = exc.strerror
         main_ref = subprocess.run(["git", "update-ref", "refs/heads/main", "HEAD"], capture_output=True, check=False)
         results["move_main_branch"] = main_ref.returncode
         subprocess.run(["git", "add", "inside.txt"], check=True)
@@ -852,7 +862,7 @@ def test_isolated_agent_cannot_write_outside_its_worktree(ws: Workspace, repo: P
         results["env"] = sorted(os.environ)
         print(json.dumps(results), flush=True)
     """)
-    write_config(repo, 'prober:\n  argv: ["prober"]\n  env: [PROBER_TOKEN]\n')
+    write_config(repo, 'prober:\n  argv: ["prober"]\n  env: [PROBER_TOKEN, PROBER_SOCKET]\n')
     home = repo.parent / "home"  # the user's credentials, which an agent could send away with the network
     (home / ".ssh").mkdir(parents=True)
     (home / ".ssh" / "id_ed25519").write_text("SECRET ssh key")
@@ -860,6 +870,14 @@ def test_isolated_agent_cannot_write_outside_its_worktree(ws: Workspace, repo: P
     (repo.parent / "lead.key").write_text("SECRET signing key")
     git(repo, "config", "loom.signingkey", str(repo.parent / "lead.key"))
     monkeypatch.setenv("HOME", str(home))
+    # A machine's socket (docker's, PostgreSQL's, an ssh-agent's): one of our own, where those live.
+    run = Path("/run") if os.access("/run", os.W_OK) else None
+    listener = socket.socket(socket.AF_UNIX)
+    socket_path = (run or tmp_path) / f"loomtui-test-{os.getpid()}-{id(listener)}.sock"
+    listener.bind(str(socket_path))
+    listener.listen(1)
+    request.addfinalizer(lambda: (listener.close(), socket_path.unlink(missing_ok=True)))
+    monkeypatch.setenv("PROBER_SOCKET", str(socket_path))
     monkeypatch.setenv("PROBER_TOKEN", "allowed")
     monkeypatch.setenv("LOOM_TEST_SECRET", "not allowed")
     main_before = git(repo, "rev-parse", "main")
@@ -879,6 +897,10 @@ def test_isolated_agent_cannot_write_outside_its_worktree(ws: Workspace, repo: P
     assert results["ssh_key"] == "No such file or directory"  # the folder is there, empty
     # A file is /dev/null there: empty, or refused where the mount holds no devices.
     assert results["pgpass"] in ("", "Permission denied") and results["signing_key"] in ("", "Permission denied")
+    # /run is the sandbox's own: none of the machine's sockets there (a socket on a read-only mount connects).
+    assert not set(results["run"]) & set(os.listdir("/run")), results["run"]
+    if run is not None:
+        assert results["machine_socket"] == "No such file or directory"
     assert results["move_main_branch"] != 0 and git(repo, "rev-parse", "main") == main_before
     assert results["own_commit"] == 0 and git(repo, "log", "-1", "--format=%s", record.branch) == "inside"
     assert results["interfaces"] == ["lo"]  # network: false
@@ -915,7 +937,7 @@ def test_bwrap_command_line_keeps_the_state_dir_read_only(tmp_path: Path) -> Non
     mounts = SandboxMounts(
         worktree=common / "loom" / "worktrees" / "ab12cd", worktree_git_dir=common / "worktrees" / "ab12cd",
         common_dir=common, state_dir=common / "loom", branch="loom/ab12cd",
-        readable=under_private_tmp([tmp_path / "repo", common, tmp_path / "repo" / "sub", Path("/usr/bin")]),
+        readable=under_private_dirs([tmp_path / "repo", common, tmp_path / "repo" / "sub", Path("/usr/bin")]),
         own_dir=common / "loom" / "sandboxes" / "ab12cd",
         hidden=(common / "loom" / "sandboxes", common / "loom" / "worktrees", common / "worktrees"),
     )

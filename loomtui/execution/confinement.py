@@ -23,7 +23,7 @@ from loomtui.execution.isolation import (
     isolation_available,
     scratch_bwrap_argv,
     secret_paths,
-    under_private_tmp,
+    under_private_dirs,
 )
 from loomtui.execution.runtimes import (
     LaunchSpec,
@@ -91,7 +91,7 @@ def confined_argv(workspace: Workspace, record: SandboxRecord, argv: Sequence[st
         common_dir=repo.common_dir,
         state_dir=repo.state_dir,
         branch=record.branch,
-        readable=under_private_tmp(needed),
+        readable=under_private_dirs(needed),
         writable=tuple(writable),
         network=network,
         private_git=private.root,
@@ -103,7 +103,8 @@ def confined_argv(workspace: Workspace, record: SandboxRecord, argv: Sequence[st
 
 
 def _needed(workspace: Workspace, argv: Sequence[str], env: Mapping[str, str]) -> list[Path]:
-    """What confined code must still read: the repository, Python and loomtui, and the program.
+    """What confined code must still read: the repository, Python and loomtui, the program, and the
+    resolver's configuration.
 
     loomtui's own import root too: an editable install (a clone under /tmp, say)
     imports from there, and the script agent and hooks run this very loomtui. The
@@ -113,7 +114,8 @@ def _needed(workspace: Workspace, argv: Sequence[str], env: Mapping[str, str]) -
     repo = workspace.paths
     path_dirs = [Path(p) for p in env.get("PATH", "").split(os.pathsep) if p]
     return [repo.root, repo.common_dir, Path(sys.prefix), Path(sys.base_prefix),
-            Path(loomtui.__file__).resolve().parent.parent, *path_dirs, *program_files(argv[0], env.get("PATH"))]
+            Path(loomtui.__file__).resolve().parent.parent, *path_dirs, *program_files(argv[0], env.get("PATH")),
+            Path(os.path.realpath("/etc/resolv.conf"))]  # systemd-resolved's lives in /run
 
 
 def confined_scratch_argv(workspace: Workspace, tree: Path, argv: Sequence[str], env: Mapping[str, str],
@@ -122,7 +124,7 @@ def confined_scratch_argv(workspace: Workspace, tree: Path, argv: Sequence[str],
     when isolation is available: its code may be any sandbox's. Without bwrap it runs as it is."""
     if not isolation_available():
         return list(argv)
-    readable = under_private_tmp(_needed(workspace, argv, env))
+    readable = under_private_dirs(_needed(workspace, argv, env))
     return scratch_bwrap_argv(tree, workspace.paths.state_dir, readable=readable, hidden=_hidden(workspace),
                               writable=writable, secrets=_secrets(workspace, env)) + list(argv)
 

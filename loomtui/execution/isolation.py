@@ -2,7 +2,8 @@
 
 Inside the sandbox the whole filesystem is read-only, except:
 
-- its own worktree, and its own private `/tmp` (a fresh tmpfs);
+- its own worktree, and its own private `/tmp` and `/run` (fresh tmpfs mounts: the machine's
+  sockets, docker's, PostgreSQL's, the user's ssh-agent and D-Bus, are not there to connect to);
   other sandboxes' worktrees, git admin dirs and state dirs are not even visible;
 - the parts of the git common dir a commit on its branch needs (objects, the
   `refs/heads/loom` directory and its reflogs, the worktree's own admin dir);
@@ -47,6 +48,16 @@ plain process of your user. loomtui's own processes still never run what it plan
 
 PRIVATE_TMP: Final = Path("/tmp")
 """Replaced by a private tmpfs in the sandbox; anything needed from under it is bound back."""
+MACHINE_SOCKETS: Final = (Path("/run"), Path("/var/run"))
+"""Where the machine's sockets live (docker, PostgreSQL, and in /run/user the user's ssh-agent,
+gpg-agent and D-Bus): a private tmpfs in the sandbox too, since a socket on a read-only mount still
+connects (and an unshared network does not cover the filesystem's sockets). Needed paths under them
+(a resolv.conf that links into /run, NixOS's /run/current-system) are bound back."""
+
+
+def _private_dirs() -> list[Path]:
+    """The folders the sandbox gets empty and its own: /tmp, and /run (/var/run too, when it is not a link)."""
+    return [PRIVATE_TMP, *(path for path in MACHINE_SOCKETS if path.is_dir() and not path.is_symlink())]
 
 
 @dataclass(frozen=True)
@@ -135,6 +146,10 @@ def secret_paths(homes: Iterable[Path], extra: Iterable[Path] = (),
     return tuple(found)
 
 
+def _private_mounts() -> list[str]:
+    return [argument for folder in _private_dirs() for argument in ("--tmpfs", str(folder))]
+
+
 def _emptied(paths: Iterable[Path]) -> list[str]:
     """bwrap arguments that show each of `paths` empty: a folder as a fresh tmpfs, a file as /dev/null."""
     argv: list[str] = []
@@ -177,10 +192,11 @@ class PrivateGit:
                 "GIT_ALTERNATE_OBJECT_DIRECTORIES": str(common_dir / "objects")}
 
 
-def under_private_tmp(paths: Iterable[Path]) -> tuple[Path, ...]:
-    """The paths the private /tmp would hide, outermost first, nested ones dropped."""
-    hidden = sorted({p for p in paths if p.is_absolute() and p.is_relative_to(PRIVATE_TMP) and p != PRIVATE_TMP},
-                    key=lambda p: len(p.parts))
+def under_private_dirs(paths: Iterable[Path]) -> tuple[Path, ...]:
+    """The paths the private /tmp and /run would hide, outermost first, nested ones dropped."""
+    private = _private_dirs()
+    hidden = sorted({p for p in paths if p.is_absolute() and p not in private
+                     and any(p.is_relative_to(folder) for folder in private)}, key=lambda p: len(p.parts))
     kept: list[Path] = []
     for path in hidden:
         if not any(path.is_relative_to(outer) for outer in kept):
@@ -190,8 +206,7 @@ def under_private_tmp(paths: Iterable[Path]) -> tuple[Path, ...]:
 
 def bwrap_argv(mounts: SandboxMounts, program: str = "bwrap") -> list[str]:
     """The bwrap command line (to be followed by the agent's argv). Later mounts stack on earlier ones."""
-    argv = [program, "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc",
-            "--tmpfs", str(PRIVATE_TMP)]
+    argv = [program, "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", *_private_mounts()]
     for path in mounts.readable:
         argv += ["--ro-bind-try", str(path), str(path)]
     argv += _emptied(mounts.secrets)
@@ -249,7 +264,7 @@ def scratch_bwrap_argv(tree: Path, state_dir: Path, *, readable: Sequence[Path] 
                        program: str = "bwrap") -> list[str]:
     """The bwrap command line for code run in a scratch tree (a commit's baseline, a merged gate):
     everything read-only but the tree and `writable`, no network, no sandbox's state or worktree seen."""
-    argv = [program, "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--tmpfs", str(PRIVATE_TMP)]
+    argv = [program, "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", *_private_mounts()]
     for path in readable:
         argv += ["--ro-bind-try", str(path), str(path)]
     argv += _emptied(secrets)
