@@ -68,6 +68,26 @@ def test_git_is_run_only_through_gitcmd() -> None:
     assert offenders == []
 
 
+def test_globs_are_compiled_only_through_glob_spec() -> None:
+    """One place compiles a glob (`globs.glob_spec`, on RE2): pathspec on Python's `re` backtracks, and
+    a claim glob with a few stars against a long name an agent made held a supervisor for minutes."""
+    offenders = [f"{path.relative_to(PACKAGE)}:{node.lineno} compiles a glob itself (use globs.glob_spec)"
+                 for path in modules() if path.relative_to(PACKAGE).as_posix() != "globs.py"
+                 for node in nodes(path)
+                 if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+                 and node.func.attr == "from_lines"]
+    assert offenders == []
+
+
+def test_a_glob_with_many_stars_fails_a_long_name_at_once() -> None:
+    from loomtui.globs import glob_spec
+
+    # Python's `re` would take hours here (each star tries every split of the name).
+    assert not glob_spec(["*a*a*a*a*a*a*a*b"]).match_file("a" * 255)
+    assert not glob_spec(["**/a/**/a/**/a/**/b"]).match_file("/".join("a" * 2000))
+    assert glob_spec(["payments/**/*.py"]).match_file("payments/refunds/quote.py")
+
+
 def test_no_sql_or_sqlite_outside_store() -> None:
     offenders = []
     for path in modules():

@@ -13,11 +13,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeAlias
 
-import pathspec
-
 from loomtui.coordination.regions import MAX_FILE_BYTES, FileFacts, file_facts
 from loomtui.errors import LoomError
 from loomtui.gitcmd import Git, RawResult
+from loomtui.globs import glob_spec
 from loomtui.repo import DISTRUSTING_GIT_CONFIG
 
 
@@ -103,8 +102,8 @@ def selector(include: Sequence[str], exclude: Sequence[str]) -> Callable[[str], 
 @functools.lru_cache(maxsize=16)
 def _selector(include: tuple[str, ...], exclude: tuple[str, ...]) -> Callable[[str], bool]:
     # Compiled once per process and settings: pathspec's compilation cost a warm start 5 to 10 ms.
-    wanted = pathspec.GitIgnoreSpec.from_lines(include)
-    unwanted = pathspec.GitIgnoreSpec.from_lines(exclude)
+    wanted = glob_spec(include)
+    unwanted = glob_spec(exclude)
     suffixes = [m.group(1) for m in map(_SUFFIX_ONLY.fullmatch, include) if m]
     if not exclude and len(suffixes) == len(include):
         ends = tuple(suffixes)

@@ -11,11 +11,9 @@ from __future__ import annotations
 import re
 from pathlib import Path, PurePosixPath
 
-import pathspec
-
 from loomtui.coordination.index import RepoIndex
 from loomtui.errors import LoomError, shown
-from loomtui.globs import glob_problem
+from loomtui.globs import glob_problem, glob_spec
 
 _LINE_RANGE = re.compile(r"^(?P<path>.+):(?P<start>\d+)(?:-(?P<end>\d+))?$")
 # More digits than this is past the end of any file; int() of thousands of digits raises.
@@ -57,7 +55,7 @@ class TargetResolver:
             problem = glob_problem(target)
             if problem is not None:
                 raise BadTarget(f"{shown(target)}: invalid glob: {problem}")
-            spec = pathspec.GitIgnoreSpec.from_lines([target])
+            spec = glob_spec([target])
             matched = sorted(p for p in self.repo_files() if spec.match_file(p))
             if not matched:
                 raise BadTarget(f"{shown(target)}: the glob matches no file in the repository")

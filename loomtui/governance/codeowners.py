@@ -29,6 +29,7 @@ from typing import Final
 import pathspec
 
 from loomtui.errors import ConfigError
+from loomtui.globs import glob_spec
 from loomtui.yamlcheck import read_text
 
 __all__ = ["CodeOwners", "OwnershipRule", "load_codeowners", "parse_codeowners"]
@@ -124,7 +125,7 @@ def _compile(pattern: str, path: str, line: int) -> pathspec.GitIgnoreSpec:
     if "***" in pattern:
         raise ConfigError(path, line, f"{pattern}: a pattern cannot contain three consecutive asterisks")
     try:
-        spec = pathspec.GitIgnoreSpec.from_lines([pattern])
+        spec = glob_spec([pattern])
     except ValueError as exc:
         raise ConfigError(path, line, f"{pattern}: invalid pattern ({exc})") from None
     if not spec.patterns or spec.patterns[0].include is None:

@@ -10,6 +10,7 @@ from typing import Final, Literal, get_args
 
 import pathspec
 
+from loomtui.globs import glob_spec
 from loomtui.governance.codeowners import CodeOwners
 
 POLICY_PATH: Final = ".loom/policy.yaml"
@@ -95,7 +96,7 @@ class PathGlobs:
     @classmethod
     def of(cls, patterns: Sequence[str]) -> PathGlobs:
         """Compile already validated patterns."""
-        return cls(tuple(patterns), pathspec.GitIgnoreSpec.from_lines(patterns))
+        return cls(tuple(patterns), glob_spec(patterns))
 
     def matching(self, paths: Iterable[str]) -> tuple[str, ...]:
         """The paths these globs match, in the order given."""
@@ -121,7 +122,7 @@ class RegionGlob:
     def of(cls, pattern: str) -> RegionGlob:
         """Compile an already validated pattern."""
         path, separator, qualname = pattern.partition("::")
-        return cls(pattern, pathspec.GitIgnoreSpec.from_lines([path]), qualname if separator else None)
+        return cls(pattern, glob_spec([path]), qualname if separator else None)
 
     def matches(self, region_id: str) -> bool:
         """Whether the glob matches this region id."""

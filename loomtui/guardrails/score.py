@@ -34,8 +34,6 @@ from enum import StrEnum
 from pathlib import Path, PurePosixPath
 from typing import Any, Final, TypeAlias
 
-import pathspec
-
 from loomtui.config import EVAL_ITEMS, EvalConfig, LoomConfig
 from loomtui.coordination.claims import ENDED_STATUSES, ancestors, overlaps, split_id
 from loomtui.coordination.diff import ChangedRegion, changed_files, diff_regions
@@ -43,6 +41,7 @@ from loomtui.coordination.index import DEPENDENCY_KINDS, RepoIndex, build_index,
 from loomtui.coordination.suggest import suggest_regions
 from loomtui.errors import LoomError
 from loomtui.gitcmd import Git
+from loomtui.globs import glob_spec
 from loomtui.guardrails.classify import Classification, TestClass
 from loomtui.knowledge.rules import Finding, check_rules
 from loomtui.knowledge.sources import load_context
@@ -338,7 +337,7 @@ def gather_inputs(workspace: Workspace, record: SandboxRecord, base: str, tip: s
     paths = changed_files(workspace.root, base_sha, tip_sha)
     by_path = _numstat(repo, base_sha, tip_sha)
     own, others = _claims(workspace, record.id)
-    excluded = pathspec.GitIgnoreSpec.from_lines(config.coordination.exclude)
+    excluded = glob_spec(config.coordination.exclude)
     python = [p for p in paths if p.endswith(".py")]
     common = ScoreInputs(
         task=record.task, changed_regions=tuple(dict.fromkeys(c.region_id for c in changes)),
@@ -403,7 +402,7 @@ def _claims(workspace: Workspace, sandbox_id: str) -> tuple[list[ClaimRecord], l
 
 def _materialise(root: Path, commit: str, target: Path, config: LoomConfig, extra: Sequence[str]) -> Path:
     """Write the indexed files (and `extra` paths) of `commit` under `target`, from git's objects."""
-    wanted = pathspec.GitIgnoreSpec.from_lines(config.coordination.include)
+    wanted = glob_spec(config.coordination.include)
     tree = GitTree(root, commit, f"{root}@{commit[:12]}")
     try:
         for path, blob in tree.listing().items():

@@ -14,12 +14,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import pathspec
-
 from loomtui.config import LoomConfig
 from loomtui.coordination.index import RepoIndex, build_index, index_cache_dir
 from loomtui.coordination.suggest import suggest_regions
 from loomtui.errors import LoomError
+from loomtui.globs import glob_spec
 from loomtui.knowledge.rules import Finding, check_rules
 from loomtui.knowledge.sections import Mention, Section
 from loomtui.knowledge.slicing import ClaimInput, Slice, slice_context
@@ -84,7 +83,7 @@ def claim_inputs(workspace: Workspace, index: RepoIndex, targets: Sequence[str],
     if not task.strip():
         return []
     config = config or workspace.load_config()
-    excluded = pathspec.GitIgnoreSpec.from_lines(config.coordination.exclude)
+    excluded = glob_spec(config.coordination.exclude)
     found = [s for s in suggest_regions(index, task, limit=4 * SUGGESTED_REGIONS)
              if not excluded.match_file(s.region.path)][:SUGGESTED_REGIONS]
     return [ClaimInput(s.region.id, (s.region.id,), suggested=True) for s in found]

@@ -32,7 +32,7 @@ from pathlib import Path
 import pathspec
 
 from loomtui.errors import ConfigError
-from loomtui.globs import glob_problem
+from loomtui.globs import glob_problem, glob_spec
 from loomtui.yamlcheck import Value, compose
 
 __all__ = ["MAX_CHECKED_BYTES", "Finding", "Rule", "check_rules", "parse_rules"]
@@ -143,7 +143,7 @@ def _globs(value: Value | None, default: tuple[str, ...]) -> tuple[str, ...]:
 
 @functools.lru_cache(maxsize=512)
 def _spec(patterns: tuple[str, ...]) -> pathspec.GitIgnoreSpec:
-    return pathspec.GitIgnoreSpec.from_lines(patterns)
+    return glob_spec(patterns)
 
 
 # -- checking ---------------------------------------------------------------------

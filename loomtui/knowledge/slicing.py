@@ -28,10 +28,9 @@ from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 from typing import Any, Final
 
-import pathspec
-
 from loomtui.coordination.index import RepoIndex
 from loomtui.errors import LoomError
+from loomtui.globs import glob_spec
 from loomtui.knowledge.sections import CHARS_PER_TOKEN, Section, estimate_tokens
 from loomtui.knowledge.sources import Context
 from loomtui.knowledge.terms import TermIndex, display_forms, task_terms, term_index
@@ -315,7 +314,7 @@ def pinned_sections(context: Context) -> tuple[list[Section], list[str]]:
         if sep and head in layer_names:
             layer, body = head, tail
         path, _, heading = body.partition("#")
-        spec = pathspec.GitIgnoreSpec.from_lines(["/" + path.lstrip("/")])
+        spec = glob_spec(["/" + path.lstrip("/")])
         wanted = " ".join(heading.lower().split())
         matched = [
             s for s in context.sections

@@ -28,6 +28,7 @@ import pathspec
 from loomtui.config import ContextConfig, ContextLayer
 from loomtui.coordination.index import RepoIndex
 from loomtui.errors import LoomError, shown
+from loomtui.globs import glob_spec
 from loomtui.knowledge.rules import Rule, parse_rules
 from loomtui.knowledge.sections import MARKDOWN_SUFFIXES, Mention, Section, split_source
 from loomtui.knowledge.trees import FileTree, GitTree, SourceTree, git_text, head_commit
@@ -70,7 +71,7 @@ def _anchored(pattern: str) -> str:
 
 
 def _spec(patterns: Sequence[str]) -> pathspec.GitIgnoreSpec:
-    return pathspec.GitIgnoreSpec.from_lines([_anchored(p) for p in patterns])
+    return glob_spec([_anchored(p) for p in patterns])
 
 
 def git_pathspecs(patterns: Sequence[str]) -> list[str]:
