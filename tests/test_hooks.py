@@ -377,6 +377,27 @@ def test_the_broker_answers_for_its_own_sandbox_only_and_never_decides(billing: 
     assert not socket_path.exists()
 
 
+def test_a_connection_the_broker_dropped_while_idle_is_opened_again(billing: Path, ws: Workspace, tmp_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """The broker closes a connection idle for IDLE_TIMEOUT_S; the MCP server's client, alive for a
+    whole session, then denied every permission prompt ("Broken pipe") for the rest of it."""
+    from loomtui.governance import broker as broker_module
+
+    monkeypatch.setattr(broker_module._Handler, "timeout", 0.2)
+    socket_path = tmp_path / "broker.sock"
+    broker = Broker(ws, "agent-1", billing, socket_path)
+    broker.start()
+    client = BrokerClient(socket_path)
+    try:
+        assert client.request("my_claims")["ok"]
+        time.sleep(0.6)  # idle past the broker's timeout: it closes its end
+        assert client.request("my_claims")["ok"]  # and again, on a new connection
+        assert client.request("my_claims")["ok"]
+    finally:
+        client.close()
+        broker.close()
+
+
 PROBE = """\
 import json, os, sqlite3, subprocess, sys
 from pathlib import Path

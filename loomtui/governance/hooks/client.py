@@ -59,6 +59,10 @@ def addressable(path: Path) -> Iterator[str]:
         os.close(folder)
 
 
+class _Closed(Exception):
+    """The broker had closed the connection before it read the request."""
+
+
 class BrokerClient:
     """The agent's end: one connection, one request line and one answer line at a time."""
 
@@ -82,21 +86,43 @@ class BrokerClient:
         self._reader = sock.makefile("rb")
 
     def request(self, op: str, **fields: Any) -> dict[str, Any]:
-        """Send one request; the answer's fields, or BrokerError with the broker's reason."""
+        """Send one request; the answer's fields, or BrokerError with the broker's reason. A connection
+        the broker has closed meanwhile (it drops one idle for IDLE_TIMEOUT_S) is opened again, and the
+        request sent once more: the broker never read it."""
+        reused = self._socket is not None
+        try:
+            line = self._exchange(op, fields)
+        except _Closed:
+            self.close()
+            if not reused:
+                raise BrokerError("the loomtui broker closed the connection") from None
+            try:
+                line = self._exchange(op, fields)
+            except _Closed:
+                self.close()
+                raise BrokerError("the loomtui broker closed the connection") from None
+        answer: dict[str, Any] = json.loads(line)
+        if not answer.get("ok"):
+            raise BrokerError(f"the loomtui broker refused {op}: {answer.get('error')}")
+        return answer
+
+    def _exchange(self, op: str, fields: dict[str, Any]) -> bytes:
+        """One request line out and one answer line back; _Closed when the broker had closed the
+        connection (nothing was read), BrokerError (the connection dropped) for any other failure."""
         if self._socket is None:
             self._connect()
         assert self._socket is not None
         try:
             self._socket.sendall(json.dumps({"op": op, **fields}).encode() + b"\n")
-            line = self._reader.readline(MAX_REQUEST_BYTES + 1)
-        except OSError as exc:
+            line: bytes = self._reader.readline(MAX_REQUEST_BYTES + 1)
+        except (BrokenPipeError, ConnectionResetError):
+            raise _Closed from None
+        except OSError as exc:  # a timeout: what the broker did with it is unknown, so no retry
+            self.close()
             raise BrokerError(f"the loomtui broker did not answer ({exc.strerror or exc})") from None
         if not line:
-            raise BrokerError("the loomtui broker closed the connection")
-        answer: dict[str, Any] = json.loads(line)
-        if not answer.get("ok"):
-            raise BrokerError(f"the loomtui broker refused {op}: {answer.get('error')}")
-        return answer
+            raise _Closed
+        return line
 
     def close(self) -> None:
         if self._socket is not None:
