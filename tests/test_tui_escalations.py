@@ -150,6 +150,23 @@ async def test_an_escalation_with_gate_evidence_shows_each_gate_and_failed_test(
         assert "breaks_with" not in shown and "merged_breaks" not in shown
 
 
+async def test_a_request_an_agent_shaped_to_crash_the_queue_is_shown_as_it_is(billing: Path) -> None:
+    """A permission request's input is the agent's: JSON of any shape (it once ended the app)."""
+    from textual.widgets import Static
+
+    from loomtui.governance.hooks.gate import HookGate
+
+    workspace = open_workspace(billing)
+    HookGate(workspace, "agent-1", billing).open_permission_request(
+        "Bash", {"command": "echo hi", "x": {"failed_tests": 1, "status": ["a"]}, "y": [{"z": None}], "n": 7})
+    app = app_as(billing, ALICE)
+    async with app.run_test(size=SIZE) as pilot:
+        await open_queue(app, pilot)
+        shown = str(app.screen.query_one("#esc-detail", Static).render())
+        assert "echo hi" in shown
+        assert app.is_running
+
+
 async def test_o_is_offered_on_a_block_only_and_asks_before_it_lets_the_change_through(billing: Path) -> None:
     from loomtui.governance.policy import ChangeFacts
     from loomtui.tui.screens.sandbox_forms import ConfirmScreen

@@ -221,7 +221,7 @@ class EscalationsScreen(LoomScreen[None]):
             for region in facts.get("signature_changed", [])[:6]:
                 text.append(f"    signature changed: {region}\n", style="yellow")
         evidence = data.get("evidence", {})
-        if evidence:
+        if isinstance(evidence, dict) and evidence:
             text.append("\nEvidence\n", style="bold underline")
             for key, value in evidence.items():
                 if value in ([], {}, None, ""):
@@ -239,7 +239,9 @@ class EscalationsScreen(LoomScreen[None]):
                         result = item.get("status", item) if isinstance(item, dict) else item
                         summary = item.get("summary", "") if isinstance(item, dict) else ""
                         text.append(f"    {name}: {result} {summary}".rstrip() + "\n")
-                        for failed in (item.get("failed_tests", []) if isinstance(item, dict) else []):
+                        # Evidence may come from an agent's request, in any shape JSON has.
+                        failed_tests = item.get("failed_tests") if isinstance(item, dict) else None
+                        for failed in failed_tests if isinstance(failed_tests, list) else []:
                             text.append(f"      ✗ {failed}\n", style="red")
                 elif isinstance(value, list):  # one per line, not a Python list
                     text.append("\n")
