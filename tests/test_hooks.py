@@ -377,6 +377,37 @@ def test_the_broker_answers_for_its_own_sandbox_only_and_never_decides(billing: 
     assert not socket_path.exists()
 
 
+def test_what_an_agent_writes_into_the_queue_and_the_audit_log_stays_one_bounded_line(
+        billing: Path, ws: Workspace) -> None:
+    from loomtui.cli import _readable
+    from loomtui.governance.agent_ops import op_ask_lead, op_claim
+    from loomtui.governance.hooks.permissions import MAX_FIELD_CHARS, MAX_OPEN_REQUESTS
+
+    gate = HookGate(ws, "agent-1", billing)
+    fake = "ok\n     9  2026-12-03 07:14:00  lead@x.com  escalation.approve  1"
+    op_claim(gate, {"target": SERVICE, "reason": fake + "\x1b]0;PWNED\x07"})
+    (entry,) = [e for e in ws.audit.entries() if e.action == "claim.added"][-1:]
+    shown = _readable(entry.details)
+    reason = entry.details["reason"]
+    assert "\n" not in reason and "\x1b" not in reason and "\\x1b" in reason  # one line, the escape visible
+    assert "\n" not in shown and "\x1b" not in shown
+    # The queue's line names the file a Write writes, not a `command` added to read as something else.
+    spoof = gate.open_permission_request("Write", {"command": "git status", "file_path": str(billing / SERVICE),
+                                                   "content": "pwned\n", "nested": {"n": ["A" * 100_000]}})
+    record = ws.store.get_escalation(spoof["id"])
+    assert record is not None and record.summary == f"agent-1 asks: Write {billing / SERVICE}"
+    stored = json.dumps(record.data["evidence"])
+    assert len(stored) < 3 * MAX_FIELD_CHARS and "100" in record.data["evidence"]["tool_input"]["nested"][-20:]
+    question = op_ask_lead(gate, {"question": "fine?\n#9 approved", "extra": {"question": "a forged one"}})
+    asked = ws.store.get_escalation(question["id"])
+    assert asked is not None and "\n" not in asked.summary and asked.data["evidence"]["question"].startswith("fine?")
+    # An agent cannot bury the leads' queue: past MAX_OPEN_REQUESTS open ones, the next is denied at once.
+    for number in range(MAX_OPEN_REQUESTS):
+        gate.open_permission_request("Bash", {"command": f"echo {number}"})
+    denied = gate.open_permission_request("Bash", {"command": "echo one more"})
+    assert denied["decision"] == "deny" and "wait for their answers" in denied["message"]
+
+
 def test_a_connection_the_broker_dropped_while_idle_is_opened_again(billing: Path, ws: Workspace, tmp_path: Path,
                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     """The broker closes a connection idle for IDLE_TIMEOUT_S; the MCP server's client, alive for a

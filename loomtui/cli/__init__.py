@@ -253,7 +253,7 @@ def _readable(details: dict[str, Any], width: int = 110) -> str:
         elif isinstance(value, dict):
             text = "{" + ", ".join(sorted(value)) + "}"
         else:
-            text = str(value)
+            text = escape_controls(str(value))  # an agent's reason: a newline would fake an entry
         if key == "signature" and text:
             text = "(ssh signature)"
         parts.append(f"{key}={text if len(text) <= 60 else text[:59] + '…'}")

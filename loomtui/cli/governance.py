@@ -16,7 +16,7 @@ from loomtui.cli import (
     workspace_for,
 )
 from loomtui.config import load_config
-from loomtui.errors import LoomError
+from loomtui.errors import LoomError, escape_controls
 from loomtui.governance.policy import (
     CaseResult,
     Policy,
@@ -166,7 +166,7 @@ def cmd_escalation_list(args: argparse.Namespace) -> int:
         print("no open escalations" if not args.all else "no escalations")
     for escalation in found:
         print(f"#{escalation.id:<4} {escalation.risk:<8} {escalation.status:<10} {escalation.kind:<18} "
-              f"{escalation.sandbox_id or '-':<8} {escalation.summary}")
+              f"{escalation.sandbox_id or '-':<8} {escape_controls(escalation.summary)}")
         for line in status_lines(escalation):
             print(f"      {line}")
         for made in _decisions(escalation):
@@ -202,7 +202,7 @@ def cmd_escalation_show(args: argparse.Namespace) -> int:
                     "explanation": escalation.data.get("explanation", []), "decisions": decisions})
         return 0
     print(f"#{escalation.id} {escalation.kind}  risk {escalation.risk}  status {escalation.status}")
-    print(f"  {escalation.summary}")
+    print(f"  {escape_controls(escalation.summary)}")
     for line in escalation.data.get("explanation", []):
         print(f"  {line}")
     for line in status_lines(escalation):

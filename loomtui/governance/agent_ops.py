@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from loomtui.errors import LoomError
 from loomtui.governance.escalations import CLEARED, EscalationStatus
+from loomtui.governance.hooks.requests import one_line
 from loomtui.governance.policy import ChangeFacts, evaluate
 from loomtui.store import ClaimRecord, EscalationRecord
 
@@ -73,7 +74,7 @@ def op_claim(gate: HookGate, request: Mapping[str, Any]) -> dict[str, Any]:
 
     target = _text(request, "target")
     mode = request.get("mode") or "exclusive"
-    reason = str(request.get("reason") or "claimed by the agent")[:500]
+    reason = one_line(request.get("reason"), "claimed by the agent")
     coordinator = gate.coordinator()
     regions = coordinator.resolve(target)
     paths = tuple(sorted({split_id(r)[0] for r in regions}))
@@ -115,7 +116,7 @@ def op_release(gate: HookGate, request: Mapping[str, Any]) -> dict[str, Any]:
                   or (c.region_ids and all(r in wanted or set(ancestors(r)) & wanted for r in c.region_ids))]
         if not chosen:
             raise LoomError(f"sandbox {gate.sandbox_id} holds no live claim on {target}")
-    reason = str(request.get("reason") or "released by the agent")[:500]
+    reason = one_line(request.get("reason"), "released by the agent")
     coordinator = gate.coordinator()
     released = [c.id for c in chosen if coordinator.release(c.id, reason)]
     return {"released": released, "claims": [_claim_dict(c) for c in gate.workspace.store.live_claims(gate.sandbox_id)]}
@@ -142,12 +143,11 @@ def op_ask_lead(gate: HookGate, request: Mapping[str, Any]) -> dict[str, Any]:
         evaluation = permission_evaluation(policy, ChangeFacts(stage="claim", paths=(), runtime=gate.runtime))
     if evaluation.outcome == "block":
         raise LoomError("the policy names no one who may answer an agent's question")
-    short = " ".join(question.split())
-    summary = f"{gate.sandbox_id} asks: {short if len(short) <= 150 else short[:147] + '...'}"
+    summary = f"{gate.sandbox_id} asks: {one_line(question, '', 150)}"
     extra = request.get("extra")
     record = open_escalation(gate.workspace, QUESTION_KIND, evaluation, facts, sandbox_id=gate.sandbox_id,
                              summary=summary,
-                             evidence={"question": question, **(extra if isinstance(extra, dict) else {})})
+                             evidence={**(extra if isinstance(extra, dict) else {}), "question": question})
     return {"id": record.id, "status": record.status}
 
 
@@ -215,7 +215,7 @@ def give_up(gate: HookGate, escalation_id: Any, reason: str) -> dict[str, Any]:
 
 def op_give_up(gate: HookGate, request: Mapping[str, Any]) -> dict[str, Any]:
     """Stop waiting on one of this sandbox's requests (see `give_up`); the answer is always deny."""
-    return give_up(gate, request.get("id"), str(request.get("reason") or "the agent stopped waiting"))
+    return give_up(gate, request.get("id"), one_line(request.get("reason"), "the agent stopped waiting"))
 
 
 def abandon_waits(gate: HookGate, ids: list[int], reason: str) -> None:

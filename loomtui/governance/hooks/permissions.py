@@ -9,11 +9,12 @@ call that waits on such a request is kept until it is decided (`asks_for`, `deci
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Final
 
-from loomtui.errors import LoomError
+from loomtui.errors import LoomError, escape_controls
 from loomtui.governance.escalations import CLEARED, EscalationStatus, open_escalation
 from loomtui.governance.hooks.claude import HookEvent, HookInputError, edit_targets
 from loomtui.governance.hooks.requests import int_field
@@ -24,6 +25,16 @@ if TYPE_CHECKING:  # the gate calls these: it imports this module, not the rever
     from loomtui.governance.hooks.gate import HookGate
 
 PERMISSION_KIND: Final = "permission-request"
+MAX_OPEN_REQUESTS: Final = 20
+"""Unanswered permission requests one sandbox may hold: each is a row in the shared store and a line in
+the leads' queue, so an agent cannot bury the queue (or the disk) under its own."""
+MAX_FIELD_CHARS: Final = 4000
+MAX_FIELDS: Final = 50
+_DETAIL_KEY: Final = {"Bash": "command", "Write": "file_path", "Edit": "file_path", "MultiEdit": "file_path",
+                      "Read": "file_path", "NotebookEdit": "notebook_path", "WebFetch": "url", "Grep": "pattern",
+                      "Glob": "pattern"}
+"""What the queue's line shows of each tool's input: the field the tool acts on (a Write's file, not a
+`command` the agent added beside it to make the line read as something else)."""
 
 
 def permission_evaluation(policy: Policy, facts: ChangeFacts) -> Evaluation:
@@ -59,9 +70,15 @@ def open_permission_request(gate: HookGate, tool_name: str, tool_input: Mapping[
     paths = _request_paths(gate, tool_name, tool_input)
     facts = ChangeFacts(stage="claim", paths=tuple(paths), runtime=gate.runtime)
     evaluation = permission_evaluation(gate.policy(), facts)
-    evidence = {"tool_name": tool_name, "tool_input": _bounded(tool_input), **(extra or {})}
+    tool_name = tool_name[:200]
+    evidence = {"tool_name": tool_name, "tool_input": _bounded(tool_input), **_bounded(extra or {})}
+    message = None
     if evaluation.outcome == "block":
         message = policy_refusal(evaluation)
+    elif sum(1 for r in sandbox_requests(gate) if r.status == EscalationStatus.OPEN) >= MAX_OPEN_REQUESTS:
+        message = (f"{MAX_OPEN_REQUESTS} of this sandbox's requests wait for a person already; "
+                   "wait for their answers before asking again")
+    if message is not None:
         gate.workspace.record("hook.permission", gate.sandbox_id,
                               {"tool": tool_name, "decision": "deny", "reason": message})
         return {"decision": "deny", "message": message}
@@ -144,13 +161,24 @@ def _status(record: EscalationRecord) -> dict[str, Any]:
 
 
 def _describe_tool(tool_name: str, tool_input: Mapping[str, Any]) -> str:
-    detail = next((tool_input[k] for k in ("command", "file_path", "notebook_path", "url", "pattern")
-                   if isinstance(tool_input.get(k), str)), "")
-    text = f"{tool_name} {detail}".strip().replace("\n", " ")
+    """The queue's one line for a request: the tool and what it acts on, every control character
+    (a newline that would fake a second line, an escape sequence) shown escaped."""
+    keys = (_DETAIL_KEY[tool_name],) if tool_name in _DETAIL_KEY else ("file_path", "notebook_path", "command",
+                                                                       "url", "pattern")
+    detail = next((tool_input[k] for k in keys if isinstance(tool_input.get(k), str)), "")
+    text = escape_controls(f"{tool_name} {detail}".strip())
     return text if len(text) <= 160 else text[:157] + "..."
 
 
-def _bounded(value: Mapping[str, Any], limit: int = 4000) -> dict[str, Any]:
-    """Tool input for the record, with long strings (file contents) cut short."""
-    return {k: (v[:limit] + f"... ({len(v)} chars)" if isinstance(v, str) and len(v) > limit else v)
-            for k, v in value.items()}
+def _bounded(value: Mapping[str, Any]) -> dict[str, Any]:
+    """Tool input for the record, of a size the store and the queue can hold: at most MAX_FIELDS fields,
+    each at most MAX_FIELD_CHARS (a long string, or a nested value as JSON, cut short)."""
+    bounded: dict[str, Any] = {}
+    for key, item in list(value.items())[:MAX_FIELDS]:
+        text = item if isinstance(item, str) else json.dumps(item, default=str)
+        if len(text) > MAX_FIELD_CHARS:
+            item = text[:MAX_FIELD_CHARS] + f"... ({len(text)} chars)"
+        bounded[str(key)[:200]] = item
+    if len(value) > MAX_FIELDS:
+        bounded["..."] = f"{len(value) - MAX_FIELDS} more fields left out"
+    return bounded

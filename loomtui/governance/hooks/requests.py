@@ -14,7 +14,7 @@ import sys
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, Final
 
-from loomtui.errors import LoomError
+from loomtui.errors import LoomError, abridged, escape_controls
 from loomtui.governance.hooks.edits import merge_ranges
 
 if TYPE_CHECKING:  # the gate answers the requests: it imports this module, not the reverse
@@ -22,6 +22,13 @@ if TYPE_CHECKING:  # the gate answers the requests: it imports this module, not 
 
 
 # -- request fields -----------------------------------------------------------------------
+
+
+def one_line(value: object, default: str, limit: int = 500) -> str:
+    """An agent's text for a one-line field (a reason, a summary): one line (a newline would fake a
+    second entry in `audit tail`), control characters escaped, at most `limit` characters."""
+    text = escape_controls(" ".join(str(value or "").split())) or default
+    return abridged(text, limit)
 
 
 def text_field(request: Mapping[str, Any], name: str) -> str:
@@ -69,7 +76,7 @@ def line_ranges(lines: Any) -> list[tuple[int, int]] | None:
 
 def _op_check_edit(gate: HookGate, request: Mapping[str, Any]) -> dict[str, Any]:
     return gate.check_edit(text_field(request, "path"), request.get("lines"),
-                           tool=str(request.get("tool", ""))).as_dict()
+                           tool=one_line(request.get("tool"), "", 200)).as_dict()
 
 
 def _op_check_tool(gate: HookGate, request: Mapping[str, Any]) -> dict[str, Any]:
@@ -82,7 +89,8 @@ def _op_check_tool(gate: HookGate, request: Mapping[str, Any]) -> dict[str, Any]
 
 
 def _op_confirm_tool_use(gate: HookGate, request: Mapping[str, Any]) -> dict[str, Any]:
-    return {"confirmed": gate.confirm_tool_use(text_field(request, "tool_use_id"), str(request.get("tool", "")))}
+    tool = one_line(request.get("tool"), "", 200)
+    return {"confirmed": gate.confirm_tool_use(text_field(request, "tool_use_id"), tool)}
 
 
 def _op_check_commit(gate: HookGate, request: Mapping[str, Any]) -> dict[str, Any]:
@@ -106,7 +114,7 @@ def _op_escalation_status(gate: HookGate, request: Mapping[str, Any]) -> dict[st
 
 
 def _op_withdraw(gate: HookGate, request: Mapping[str, Any]) -> dict[str, Any]:
-    return gate.withdraw_permission_request(request.get("id"), str(request.get("reason", "withdrawn")))
+    return gate.withdraw_permission_request(request.get("id"), one_line(request.get("reason"), "withdrawn"))
 
 
 OPERATIONS: Final[dict[str, Callable[[HookGate, Mapping[str, Any]], dict[str, Any]]]] = {
