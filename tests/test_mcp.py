@@ -32,6 +32,7 @@ from loomtui.governance.broker import Broker
 from loomtui.governance.escalations import DecisionRefused, decide
 from loomtui.governance.hooks import PERMISSION_KIND as GATE_PERMISSION_KIND
 from loomtui.governance.policy import load_policy
+from loomtui.mcp.server import OWN_TOOLS
 from loomtui.store import EscalationRecord
 from loomtui.workflow import tasks
 from loomtui.workspace import Workspace, open_workspace
@@ -150,6 +151,25 @@ async def test_a_region_another_sandbox_holds_is_denied_naming_the_holder(
     assert answer["behavior"] == "deny"
     assert "held by sandbox rival-7" in answer["message"] and answer["message"].startswith("loomtui: ")
     assert not ws.store.live_claims(sandbox.id)
+
+
+async def test_inputs_nothing_foresaw_are_answers_not_tracebacks(
+        ws: Workspace, sandbox: sb.SandboxRecord, broker: Path) -> None:
+    """A hostile agent's odd inputs: each is a deny or a one-line tool error, never a crash; and a tool
+    of another server that merely begins with `loomtui__` is not allowed as one of loomtui's own."""
+    tree = Path(sandbox.worktree or "")
+    async with session(tree, broker=broker) as client:
+        for path in ("\x00bad", "a" * 5000, "b" * 300):
+            answer = await call(client, "permission_prompt", **write(tree, path, "x = 1\n"))
+            assert answer["behavior"] in ("allow", "deny"), answer
+        for target in ("a" * 5000, "b" * 300, "x\x00y"):
+            result = await client.call_tool("conflicts", {"target": target})
+            assert result.is_error and "not" in result.content[0].text, result  # type: ignore[union-attr]
+        huge = await client.call_tool("search_context", {"query": "x" * 100_000})
+        assert huge.is_error and "at most" in huge.content[0].text  # type: ignore[union-attr]
+        listed = await client.list_tools()
+    assert OWN_TOOLS == {f"mcp__loomtui__{tool.name}" for tool in listed.tools if tool.name != "permission_prompt"}
+    assert "mcp__loomtui__fs__write_file" not in OWN_TOOLS  # another server's, allowed by a prefix before
 
 
 @pytest.mark.parametrize("decision", ["approve", "reject"])

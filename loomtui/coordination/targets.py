@@ -21,6 +21,10 @@ _MAX_LINE_DIGITS = 12
 _GLOB_CHARS = frozenset("*?[")
 
 
+MAX_TARGET_CHARS = 4096
+"""A path's limit on Linux (PATH_MAX): a longer target names nothing."""
+
+
 class BadTarget(LoomError):
     """A claim target that names no region or file of the repository, or is no target at all
     (an empty one, a bad glob, a path leaving the repository, a line range past the end)."""
@@ -39,9 +43,21 @@ class TargetResolver:
 
     def resolve(self, target: str) -> list[str]:
         """Region ids a target names: region id, file, directory, glob, or `path:10-40`."""
+        try:
+            return self._resolve(target)
+        except BadTarget:
+            raise
+        except (OSError, ValueError) as exc:  # a name the OS refuses (a component over 255 bytes)
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+            raise BadTarget(f"{shown(target)}: not a usable path ({reason})") from None
+
+    def _resolve(self, target: str) -> list[str]:
         target = target.strip()
         if not target:
             raise BadTarget("empty claim target")
+        if "\x00" in target or len(target) > MAX_TARGET_CHARS:  # no file is named so; the OS would refuse it
+            raise BadTarget(f"{shown(target)}: not a path, region or glob (a NUL, or over "
+                            f"{MAX_TARGET_CHARS} characters)")
         if "::" in target:
             if target in self.index.regions:
                 return [target]

@@ -33,7 +33,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 from loomtui.errors import LoomError
 from loomtui.mcp import PERMISSION_TOOL, SERVER_NAME
@@ -43,6 +43,11 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 OWN_TOOL_PREFIX = f"mcp__{SERVER_NAME}__"
+OWN_TOOLS: Final = frozenset(f"{OWN_TOOL_PREFIX}{name}" for name in (
+    "my_claims", "conflicts", "claim", "release", "ask_lead", "context", "search_context"))
+"""loomtui's own tools, as Claude Code names them: they only ask, so a permission prompt for one is
+allowed. Named one by one: a server of another name that begins `loomtui__` is not loomtui."""
+MAX_QUERY_CHARS: Final = 500
 
 
 @dataclass(frozen=True)
@@ -163,7 +168,7 @@ def deny(message: str) -> str:
 async def answer_permission(agent: Agent, tool_name: str, tool_input: dict[str, Any],
                             tool_use_id: str | None = None) -> str:
     """The permission prompt's answer: what the PreToolUse hook would say, and a person where it asks."""
-    if tool_name.startswith(OWN_TOOL_PREFIX):
+    if tool_name in OWN_TOOLS:
         return allow(tool_input)  # loomtui's own tools only ask; they decide nothing
     try:
         verdict, reason = await agent.call(lambda: _claim_gate(agent, tool_name, tool_input, tool_use_id or ""))
@@ -186,6 +191,8 @@ async def answer_permission(agent: Agent, tool_name: str, tool_input: dict[str, 
         status = await agent.wait_for(int(opened["id"]), "request_status", agent.settings.wait)
     except LoomError as exc:  # fail closed: what cannot be checked is not allowed
         return deny(f"loomtui: cannot check this call: {exc}")
+    except Exception as exc:  # noqa: BLE001  (an input nothing foresaw: still an answer, and still no)
+        return deny(f"loomtui: cannot check this call ({type(exc).__name__})")
     if status.get("decision") == "allow":
         return allow(tool_input)
     return deny(f"loomtui: {status.get('message', 'refused')}")
@@ -306,6 +313,8 @@ def build_server(agent: Agent) -> Any:
                  description="Search every section of the team's context (AGENTS.md, ADRs, conventions, "
                              "contracts) for a topic, e.g. 'rounding' or 'refund API'; best matches first.")
     async def search_context(query: str, limit: int = 5) -> str:
+        if len(query) > MAX_QUERY_CHARS:
+            raise ToolError(f"a query of at most {MAX_QUERY_CHARS} characters: a topic, not a document")
         return json.dumps(await agent.call(lambda: _search_context(agent.settings.cwd, query, limit)), indent=1)
 
     return server
