@@ -97,6 +97,9 @@ async def test_the_footer_offers_what_applies_to_the_selected_sandbox_and_other_
         await pilot.press("m")  # not offered, yet it answers, saying why
         await wait_for(pilot, lambda: any("not approved yet" in note for note in notes))
         assert not app.screen.is_modal  # no question whose yes could only fail
+        await pilot.press("W")  # not held either: said at once, no question about an empty list
+        await wait_for(pilot, lambda: any("it is awaiting_review" in note for note in notes))
+        assert not app.screen.is_modal
         help_keys = {row[0] for row in key_rows(app)}
         assert {"m", "s", "S"} <= help_keys  # `?` still lists every key of the view
 

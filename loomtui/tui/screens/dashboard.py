@@ -516,6 +516,10 @@ class DashboardScreen(LoomScreen[None]):
         sandbox = self.selected_sandbox()
         if sandbox is None:
             return
+        if sandbox.status != PLANNED or not sandbox.after:  # said at once: nothing to confirm
+            why = f"it is {sandbox.status}" if sandbox.status != PLANNED else "it waits for no other task"
+            self.app.notify(f"sandbox {sandbox.id}: {why}", title="stop waiting", severity="warning")
+            return
         self._run_once_confirmed(
             f"Sandbox {sandbox.id} stops waiting for {', '.join(sandbox.after)} where not merged, and starts from "
             f"{sandbox.target or 'its target'} as it is, without their change. Go on?",
