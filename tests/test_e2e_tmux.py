@@ -80,6 +80,36 @@ def test_dashboard_help_and_quit_in_a_real_terminal(terminal: Terminal, repo: Pa
     terminal.wait_for("EXIT=0")
 
 
+def test_a_sigterm_ends_the_app_as_q_does_leaving_the_terminal_as_it_was(terminal: Terminal) -> None:
+    """`kill`, a service stop or a closed session (SIGHUP) left the alternate screen, mouse reporting
+    on and the cursor hidden; now the app ends as on `q`."""
+    terminal.wait_for("store: ok")
+    shell = terminal._tmux("display-message", "-p", "-t", "t", "#{pane_pid}").strip()
+    (app,) = subprocess.run(["pgrep", "-P", shell], capture_output=True, text=True).stdout.split()
+    subprocess.run(["kill", "-TERM", app], check=True)
+    terminal.wait_for("EXIT=143")
+    state = terminal._tmux("display-message", "-p", "-t", "t", "#{alternate_on} #{mouse_any_flag} #{cursor_flag}")
+    assert state.split() == ["0", "0", "1"], state
+
+
+def test_closing_the_demos_terminal_still_stops_its_agents_and_removes_its_copy(tmp_path: Path) -> None:
+    """SIGHUP (the terminal or the tmux session closed) skipped the demo's cleanup: its copy of the
+    sample repository stayed in /tmp, worktrees and all."""
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    term = Terminal(tmp_path, f"TMPDIR={scratch} {LOOMTUI} demo")
+    try:
+        term.wait_for("loomtui · demo", timeout=60)
+        (copy,) = scratch.glob("loomtui-demo-*")
+        assert (copy / "billing-service" / ".git").exists() or any(copy.iterdir())
+    finally:
+        term.close()  # the session and its terminal go: the app gets SIGHUP
+    deadline = time.monotonic() + 60
+    while any(scratch.glob("loomtui-demo-*")) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not any(scratch.glob("loomtui-demo-*")), sorted(scratch.rglob("*"))[:10]
+
+
 def test_a_cli_write_appears_in_the_running_dashboard(terminal: Terminal, repo: Path) -> None:
     terminal.wait_for("store: ok")
     script = (

@@ -158,18 +158,34 @@ def cmd_tui(args: argparse.Namespace) -> int:
         return run_app(workspace)
 
 
+def _tell(text: str) -> None:
+    """A line on stderr that cannot stop what follows it: a closed terminal (SIGHUP) fails the write."""
+    try:
+        print(text, file=sys.stderr, flush=True)
+    except OSError:
+        pass
+
+
+def _interrupt(_signum: int) -> None:
+    raise KeyboardInterrupt
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from loomtui.demo import prepare_demo_repo
     from loomtui.demo.headless import run_headless
     from loomtui.demo.scenario import stop_scenario
+    from loomtui.interrupts import on_ending_signals
     from loomtui.workspace import open_workspace
 
     repo = prepare_demo_repo()
     workspace = open_workspace(repo)
     try:
         if args.headless or args.json:  # JSON is for a script: there is no screen to draw the app on
-            # Each step is printed as it happens; --json prints only the final summary.
-            summary = run_headless(workspace, on_step=None if args.json else lambda line: print(line, flush=True))
+            # Each step is printed as it happens; --json prints only the final summary. A SIGTERM or
+            # SIGHUP ends it as Ctrl-C does: the cleanup below still runs.
+            with on_ending_signals(_interrupt):
+                summary = run_headless(workspace,
+                                       on_step=None if args.json else lambda line: print(line, flush=True))
             if args.json:
                 print_json(summary)
             code = 0 if summary["ok"] else 1
@@ -187,11 +203,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
     finally:
         if not args.keep:
             # Stopping a live agent takes seconds (SIGTERM, its grace period): say so, not a blank screen.
-            print("stopping the demo's agents and removing its repository…", file=sys.stderr, flush=True)
+            _tell("stopping the demo's agents and removing its repository…")
             stop_scenario(workspace)  # agents still running would write into a deleted repository
         workspace.close()
         if args.keep:
-            print(f"demo repository kept at {repo}", file=sys.stderr)
+            _tell(f"demo repository kept at {repo}")
         else:
             import shutil
 

@@ -596,7 +596,10 @@ class LoomApp(App[int]):
 
 
 def run_app(workspace: Workspace, *, demo: bool = False) -> int:
-    """Run the app until the user quits; return its exit code."""
+    """Run the app until the user quits, or a SIGTERM or SIGHUP ends it the same way; its exit code."""
+    from loomtui.tui.ending import ends_on_signals
+
     app = LoomApp(workspace, demo=demo)
-    result = app.run()
-    return int(result or 0)
+    with ends_on_signals(app):
+        result = app.run()
+    return int(result or app.return_code or 0)
