@@ -187,7 +187,13 @@ async def test_o_is_offered_on_a_block_only_and_asks_before_it_lets_the_change_t
 
         highlight(held)
         await pilot.pause()
-        assert screen.check_action("decide", ("override",)) is False
+        assert screen.check_action("decide", ("override",)) is False  # not in the footer...
+        notes: list[str] = []
+        notify = app.notify
+        app.notify = lambda message, **kw: (notes.append(message), notify(message, **kw))[1]  # type: ignore
+        await pilot.press("o")  # ...yet the key answers: why not, and what does
+        await wait_for(pilot, lambda: any("waits for approvals" in note for note in notes))
+        assert not app.screen.is_modal
         highlight(blocked)
         await pilot.pause()
         assert screen.check_action("decide", ("override",)) is True

@@ -491,7 +491,7 @@ class DashboardScreen(LoomScreen[None]):
         app.call_from_thread(app.notify, f"sandbox {record.id} {said}", title="new sandbox")
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        if action in FOLLOWS_SELECTION and not parameters:  # the footer's key (its twin answers otherwise)
+        if action in FOLLOWS_SELECTION and not parameters:  # the footer's key (its twin, `evals(0)`, answers else)
             sandbox = self.selected_sandbox()
             step = self.snapshot.steps.get(sandbox.id) if self.snapshot and sandbox else None
             return key_applies(action, sandbox, step)

@@ -10,6 +10,7 @@ from textual.binding import Binding, BindingType
 
 from loomtui.execution.lifecycle import APPROVED, AWAITING_REVIEW, LIVE, MERGED
 from loomtui.store import SandboxRecord
+from loomtui.tui.keys import shown_where_it_applies
 from loomtui.tui.sandbox_text import APP_STEP_HINTS
 from loomtui.workflow.steps import PersonAction, Step, StepView
 
@@ -17,30 +18,18 @@ FOLLOWS_SELECTION: Final = frozenset({"start", "stop", "merge", "diff", "evals",
 """Actions the footer shows only while they apply to the selected sandbox (`open` needs one selected,
 and does nothing without: it has no twin)."""
 
-ANY_SANDBOX: Final = 0
-"""The parameter of a key's hidden twin: it answers for any sandbox (and says why not)."""
-
-
-def _follows_selection(binding: Binding) -> list[Binding]:
-    """`binding`, shown while it applies to the selected sandbox, then its hidden twin on the same
-    key, which Textual runs when the first is not enabled (`check_action` said no)."""
-    twin = Binding(binding.key, f"{binding.action}({ANY_SANDBOX})", binding.description,
-                   show=False, key_display=binding.key_display, id=binding.id)
-    return [binding, twin]
-
-
 DASHBOARD_BINDINGS: Final[list[BindingType]] = [
     Binding("n", "new_sandbox", "New", id="dashboard.new"),
-    *_follows_selection(Binding("S", "start", "Start", key_display="S", id="dashboard.start")),
-    *_follows_selection(Binding("s", "stop", "Stop", id="dashboard.stop")),
-    *_follows_selection(Binding("W", "drop_after", "Stop waiting", key_display="W", id="dashboard.drop_after")),
+    *shown_where_it_applies(Binding("S", "start", "Start", key_display="S", id="dashboard.start")),
+    *shown_where_it_applies(Binding("s", "stop", "Stop", id="dashboard.stop")),
+    *shown_where_it_applies(Binding("W", "drop_after", "Stop waiting", key_display="W", id="dashboard.drop_after")),
     Binding("p", "pause_resume", "Pause/resume", id="dashboard.pause", show=False),
     Binding("enter", "open", "Open", id="dashboard.open"),
-    *_follows_selection(Binding("d", "diff", "Diff", id="dashboard.diff")),
-    *_follows_selection(Binding("e", "evals", "Eval", id="dashboard.eval")),
+    *shown_where_it_applies(Binding("d", "diff", "Diff", id="dashboard.diff")),
+    *shown_where_it_applies(Binding("e", "evals", "Eval", id="dashboard.eval")),
     Binding("M", "evals(True)", "Merged gate", key_display="M", id="dashboard.merged_gate", show=False),
     Binding("z", "zoom", "Zoom detail", id="dashboard.zoom", show=False),
-    *_follows_selection(Binding("m", "merge", "Merge", id="dashboard.merge")),
+    *shown_where_it_applies(Binding("m", "merge", "Merge", id="dashboard.merge")),
     Binding("x", "archive", "Archive", id="dashboard.archive", show=False),
     Binding("slash", "filter", "Filter", key_display="/", id="dashboard.filter"),
     Binding("escape", "back", "Back", id="dashboard.back", show=False),

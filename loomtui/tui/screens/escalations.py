@@ -31,6 +31,7 @@ from loomtui.store import EscalationRecord
 from loomtui.store.records import RepositoryRecord
 from loomtui.store.sql import SqlStore
 from loomtui.tui.base import LoomScreen, inner_width
+from loomtui.tui.keys import is_twin, shown_where_it_applies
 from loomtui.tui.sandbox_text import RISK_STYLES, format_age
 from loomtui.tui.screens.dashboard import AGE_REFRESH_S
 from loomtui.tui.widgets.fields import hanging
@@ -89,9 +90,9 @@ class EscalationsScreen(LoomScreen[None]):
 
     AUTO_FOCUS = "#queue"
     BINDINGS = [
-        Binding("a", "decide('approve')", "Approve", id="escalations.approve"),
-        Binding("r", "decide('reject')", "Reject", id="escalations.reject"),
-        Binding("o", "decide('override')", "Override", id="escalations.override"),
+        *shown_where_it_applies(Binding("a", "decide('approve')", "Approve", id="escalations.approve")),
+        *shown_where_it_applies(Binding("r", "decide('reject')", "Reject", id="escalations.reject")),
+        *shown_where_it_applies(Binding("o", "decide('override')", "Override", id="escalations.override")),
         Binding("d", "diff", "Diff", id="escalations.diff"),
         Binding("h", "toggle_history", "Decided too", id="escalations.history"),
         Binding("R", "toggle_repositories", "All repos", id="escalations.all_repos"),
@@ -275,7 +276,7 @@ class EscalationsScreen(LoomScreen[None]):
         if action == "diff":  # only an escalation about a sandbox has a change to show
             selected = self.selected()
             return selected is not None and bool(selected.sandbox_id)
-        if action != "decide":
+        if action != "decide" or is_twin(parameters):  # a twin answers where the key does not apply: why not
             return True
         escalation = self.selected()
         policy = self.loom.policy
@@ -286,9 +287,14 @@ class EscalationsScreen(LoomScreen[None]):
         # Offered even when this user may not: pressing it says why, where a hidden key said nothing.
         return escalation.status == EscalationStatus.OPEN
 
-    def action_decide(self, decision: str) -> None:
+    def action_decide(self, decision: str, _twin: int = 1) -> None:
         escalation, policy = self.selected(), self.loom.policy
         if escalation is None or policy is None:
+            return
+        if decision == "override" and escalation.status == EscalationStatus.OPEN and not overridable(escalation):
+            self.app.notify(f"#{escalation.id} waits for approvals: approve or reject it (an override is for a "
+                            "block or a claim conflict; `loomtui escalation override` overrides it anyway)",
+                            title=f"cannot override #{escalation.id} here", severity="warning")
             return
         if decision not in allowed_decisions(policy, escalation, self.loom.workspace.actor):
             self.app.notify(why_not(policy, escalation, self.loom.workspace.actor, decision),
