@@ -199,7 +199,7 @@ def configured_store(root: Path) -> str:
         try:  # the same guarded reading: a FIFO, an oversized file, an alias bomb are refused
             document = compose(read_text(root / CONFIG_PATH, CONFIG_PATH), CONFIG_PATH)
             value = document.as_mapping().get("store") if document is not None else None
-            return LoomConfig().store if value is None else value.as_str(non_empty=True)
+            return LoomConfig().store if value is None else _checked(value, store_problem)
         except ConfigError:
             raise broken from None
 

@@ -416,3 +416,15 @@ def test_a_glob_list_past_the_cap_is_one_line_naming_the_cap() -> None:
     text = "coordination:\n  exclude:\n" + "".join(f"    - d{n}/\n" for n in range(1_001))
     with pytest.raises(ConfigError, match=r"^\.loom/loom\.yaml:3: coordination\.exclude: at most 1,000 patterns \(got 1,001\)"):
         parse_config(text, PATH)
+
+
+def test_a_bad_store_is_said_at_its_line_by_every_command_not_only_config_check(tmp_path: Path) -> None:
+    from loomtui.config import configured_store
+
+    (tmp_path / ".loom").mkdir()
+    (tmp_path / ".loom" / "loom.yaml").write_text('version: 1\nstore: "ftp://x"\n')
+    with pytest.raises(ConfigError, match=r"loom\.yaml:2: store: .*ftp://x"):
+        configured_store(tmp_path)
+    # A mistake elsewhere does not take the store away (`sandbox stop` needs only it).
+    (tmp_path / ".loom" / "loom.yaml").write_text('version: 1\ngates: oops\nstore: sqlite\n')
+    assert configured_store(tmp_path) == "sqlite"
