@@ -62,3 +62,7 @@ def test_only_newline_tab_and_carriage_return_pass() -> None:
     assert escaped("a\tb\nc\rd") == "a\tb\nc\rd"
     assert escaped("\x00\x08\x0b\x1b[2J\x7f\x9b") == "\\x00\\x08\\x0b\\x1b[2J\\x7f\\x9b"
     assert escaped("café ✓") == "café ✓"
+    # Bidirectional overrides show a name in another order than it is ("Trojan Source").
+    assert escaped("invoice\u202egnp.exe") == "invoice\\u202egnp.exe"
+    assert escaped("a\u2066b\u2069c\u200f") == "a\\u2066b\\u2069c\\u200f"
+    assert escaped("שלום عربى") == "שלום عربى"  # right-to-left text itself is text

@@ -26,3 +26,12 @@ def test_one_word_longer_than_half_the_room_is_cut_mid_word() -> None:
 def test_control_characters_are_escaped_and_odd_text_quoted() -> None:
     assert escape_controls("a\x1b[2Jb\n") == "a\\x1b[2Jb\\n"
     assert shown("plain [text]") == "plain [text]" and shown("two\nlines") == "'two\\nlines'"
+
+
+def test_a_task_in_the_app_is_one_honest_line() -> None:
+    from loomtui.tui.sandbox_text import task_line, task_text
+
+    assert task_line("fix the refund\nthen the ledger") == "fix the refund …"  # more lines follow: said
+    assert task_line("invoice\u202egnp.exe") == "invoice\\u202egnp.exe"  # not shown reversed
+    assert task_line("") == ""
+    assert task_text("one\ntwo\x1b[2J") == "one\ntwo\\x1b[2J"

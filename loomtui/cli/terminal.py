@@ -4,7 +4,8 @@ File names, task text, agent log lines and patches come from agents (or anyone w
 write the repository). Printed raw, an ESC in them moves the cursor, retitles the
 terminal or rewrites the clipboard (OSC 52). On a terminal every control character but
 newline, tab and carriage return (loomtui's own progress lines rewrite themselves with it)
-is shown escaped (`\\x1b`); to a pipe or a file the bytes go through as they are, so
+is shown escaped (`\\x1b`), and so are the bidirectional overrides (U+202E shows text
+reversed); to a pipe or a file the bytes go through as they are, so
 `sandbox diff | git apply` and `--json` readers get exactly what was there.
 """
 
@@ -14,7 +15,9 @@ import re
 from collections.abc import Iterable
 from typing import Any, TextIO
 
-_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+_CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+"""C0 and C1 controls (cursor moves, titles, OSC 52), and the bidirectional overrides and isolates, which
+show a name in another order than it is (`gnp.exe` as `exe.png`: "Trojan Source")."""
 
 
 def escaped(text: str) -> str:

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Final
 
 from rich.text import Text
 
+from loomtui.errors import escape_controls
 from loomtui.execution import sandboxes
 from loomtui.store import ClaimRecord, Event, SandboxRecord
 from loomtui.tui.widgets.fields import Field
@@ -59,6 +60,18 @@ def home_short(path: str | None) -> str:
     return "~" + path[len(home):] if home != "/" and (path == home or path.startswith(home + "/")) else path
 
 
+def task_line(task: str) -> str:
+    """A task in one table cell: its first line, `…` when more follow, unprintable characters (a
+    bidirectional override that shows it reversed) escaped."""
+    lines = task.strip().splitlines() or [""]
+    return escape_controls(lines[0]) + (" …" if len(lines) > 1 else "")
+
+
+def task_text(task: str) -> str:
+    """A task in the detail pane: each of its lines, unprintable characters escaped."""
+    return "\n".join(escape_controls(line) for line in task.splitlines())
+
+
 def _status_of(sandbox: SandboxRecord) -> str:
     who = sandboxes.stopped_by(sandbox)
     return f"{sandbox.status} (stopped by {who})" if who else sandbox.status
@@ -68,7 +81,7 @@ def sandbox_fields(sandbox: SandboxRecord, step: StepView | None, diff: str | No
     """The detail pane's fields for a sandbox: its record, its next step, its diff's size if known,
     and what its agent reported at its end."""
     fields = [Field(label, value) for label, value in (
-        ("id", sandbox.id), ("task", sandbox.task), ("runtime", sandbox.runtime),
+        ("id", sandbox.id), ("task", task_text(sandbox.task)), ("runtime", sandbox.runtime),
         ("status", _status_of(sandbox)), ("branch", sandbox.branch or "–"),
         ("base", sandbox.base_ref or "–"), ("worktree", home_short(sandbox.worktree) or "–"),
         ("pid", str(sandbox.pid) if sandbox.pid else "–"),

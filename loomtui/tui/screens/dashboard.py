@@ -41,6 +41,7 @@ from loomtui.tui.sandbox_text import (
     format_age,
     format_event,
     sandbox_fields,
+    task_line,
 )
 from loomtui.tui.screens.dashboard_keys import DASHBOARD_BINDINGS, FOLLOWS_SELECTION, key_applies, merge_refusal
 from loomtui.tui.snapshot import DashboardSnapshot
@@ -194,7 +195,7 @@ class DashboardScreen(LoomScreen[None]):
                          style=STEP_STYLES.get(str(step.step), "") if step else ""),
             "id": sandbox.id,
             "runtime": Text(sandbox.runtime),
-            "task": Text(sandbox.task.splitlines()[0] if sandbox.task else ""),
+            "task": Text(task_line(sandbox.task)),
             "status": Text(sandbox.status, style=STATUS_STYLES.get(sandbox.status, "")),
             "age": format_age(self.loom.clock() - sandbox.created),
             "isolation": Text("bwrap" if sandbox.isolation == "bwrap" else "NONE",
