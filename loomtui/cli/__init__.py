@@ -27,6 +27,8 @@ from loomtui.cli.terminal import guard
 from loomtui.errors import LoomError, escape_controls
 
 if TYPE_CHECKING:  # the engines load with the command that needs them, not with the hook's fast path
+    from pathlib import Path
+
     from loomtui.workspace import Workspace
 
 Handler = Callable[[argparse.Namespace], int]
@@ -173,7 +175,6 @@ def _interrupt(_signum: int) -> None:
 def cmd_demo(args: argparse.Namespace) -> int:
     from loomtui.demo import prepare_demo_repo
     from loomtui.demo.headless import run_headless
-    from loomtui.demo.scenario import stop_scenario
     from loomtui.interrupts import on_ending_signals
     from loomtui.workspace import open_workspace
 
@@ -201,18 +202,31 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
                 code = run_app(workspace, demo=True)
     finally:
-        if not args.keep:
-            # Stopping a live agent takes seconds (SIGTERM, its grace period): say so, not a blank screen.
-            _tell("stopping the demo's agents and removing its repository…")
-            stop_scenario(workspace)  # agents still running would write into a deleted repository
-        workspace.close()
-        if args.keep:
-            _tell(f"demo repository kept at {repo}")
-        else:
-            import shutil
-
-            shutil.rmtree(repo.parent, ignore_errors=True)
+        # Not cut short by the signals that ended the run: a closed terminal sends SIGHUP twice (tmux's,
+        # then the kernel's as the terminal goes), and the second came while this cleaned up.
+        with on_ending_signals(_carry_on):
+            _clean_up_demo(workspace, repo, keep=args.keep)
     return code
+
+
+def _carry_on(_signum: int) -> None:
+    """An ending signal during cleanup: the cleanup is the ending; it goes on."""
+
+
+def _clean_up_demo(workspace: Workspace, repo: Path, *, keep: bool) -> None:
+    from loomtui.demo.scenario import stop_scenario
+
+    if not keep:
+        # Stopping a live agent takes seconds (SIGTERM, its grace period): say so, not a blank screen.
+        _tell("stopping the demo's agents and removing its repository…")
+        stop_scenario(workspace)  # agents still running would write into a deleted repository
+    workspace.close()
+    if keep:
+        _tell(f"demo repository kept at {repo}")
+    else:
+        import shutil
+
+        shutil.rmtree(repo.parent, ignore_errors=True)
 
 
 # -- audit ------------------------------------------------------------------------

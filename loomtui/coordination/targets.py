@@ -21,10 +21,6 @@ _MAX_LINE_DIGITS = 12
 _GLOB_CHARS = frozenset("*?[")
 
 
-MAX_TARGET_CHARS = 4096
-"""A path's limit on Linux (PATH_MAX): a longer target names nothing."""
-
-
 class BadTarget(LoomError):
     """A claim target that names no region or file of the repository, or is no target at all
     (an empty one, a bad glob, a path leaving the repository, a line range past the end)."""
@@ -55,9 +51,8 @@ class TargetResolver:
         target = target.strip()
         if not target:
             raise BadTarget("empty claim target")
-        if "\x00" in target or len(target) > MAX_TARGET_CHARS:  # no file is named so; the OS would refuse it
-            raise BadTarget(f"{shown(target)}: not a path, region or glob (a NUL, or over "
-                            f"{MAX_TARGET_CHARS} characters)")
+        if "\x00" in target:  # no file is named so: the OS refuses the name
+            raise BadTarget(f"{shown(target)}: not a path, region or glob (it holds a NUL)")
         if "::" in target:
             if target in self.index.regions:
                 return [target]
