@@ -671,6 +671,34 @@ def test_supervisor_outlives_its_launcher_killed_with_sigkill(ws: Workspace, rep
     assert done.status in EXITED_OK and sb.read_log_tail(ws, sandbox_id) == ["waiting", "released"]
 
 
+def test_of_starts_at_once_one_supervisor_runs_the_sandbox_and_the_others_say_so(
+        ws: Workspace, repo: Path, bin_dir: Path) -> None:
+    """Four `sandbox start` at once each started a supervisor; each recorded its pid over the last and
+    bound the broker's socket over the last one's, and all four said "started"."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    stand_in(bin_dir, "sleeper", "print('up', flush=True)\ntime.sleep(600)\n")
+    write_config(repo, 'sleeper:\n  argv: ["sleeper"]\n')
+    record = tasks.create_sandbox(ws, "sleep", "sleeper")
+
+    def start() -> str:
+        try:
+            sb.start(ws, record.id)
+            return "started"
+        except LoomError as exc:
+            assert exc.exit_code == 1, exc
+            return str(exc)
+
+    with ThreadPoolExecutor(4) as pool:
+        said = list(pool.map(lambda _n: start(), range(4)))
+    assert said.count("started") == 1, said
+    assert all("already" in line for line in said if line != "started"), said
+    winner = running(ws, record.id)
+    assert is_alive(winner.pid, winner.pid_start)  # the store names the supervisor that runs it
+    assert group_exists(winner.data["agent_pid"])
+    sb.stop(ws, record.id, grace=2)
+
+
 def test_reconcile_marks_a_sandbox_whose_supervisor_was_killed(ws: Workspace, repo: Path, bin_dir: Path,
                                                                monkeypatch: pytest.MonkeyPatch) -> None:
     stand_in(bin_dir, "sleeper", "print('up', flush=True)\ntime.sleep(600)\n")

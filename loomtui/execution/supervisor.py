@@ -66,6 +66,7 @@ from loomtui.execution.procs import (
     exit_status,
     group_exists,
     identity,
+    is_alive,
     signal_group,
 )
 from loomtui.execution.runtimes import LaunchSpec
@@ -531,7 +532,14 @@ def main(argv: list[str], *, hook_server: HookServerFactory | None = None,
         # (a reviewer's approval may start the next wave; the demo's people are not this machine's).
         workspace.actor = record.created_by or workspace.actor
         me = os.getpid()
-        record = workspace.store.update_sandbox(record.id, pid=me, pid_start=identity(me))
+        # One supervisor a sandbox: of several started at once (`sandbox start` twice), the first to
+        # record itself runs it; a later one would bind the broker's socket over the first's, and exit.
+        with workspace.store.transaction():
+            record = workspace.store.get_sandbox(sandbox_id) or record
+            if record.pid and record.pid != me and is_alive(record.pid, record.pid_start):
+                _diagnose(f"sandbox {sandbox_id} is already being started (supervisor pid {record.pid})")
+                return 1
+            record = workspace.store.update_sandbox(record.id, pid=me, pid_start=identity(me))
     except LoomError as exc:
         _diagnose(f"supervisor: {exc}")
         return 2
