@@ -91,7 +91,8 @@ def find_repo(start: Path | str | None = None) -> RepoPaths:
     """Return the paths of the git repository containing `start` (default: cwd)."""
     cwd = Path(start or Path.cwd()).resolve()
     if not cwd.is_dir():
-        raise LoomError(f"{cwd}: no such directory")
+        raise LoomError(f"{cwd}: not a directory (a repository is a folder)" if cwd.exists()
+                        else f"{cwd}: no such directory")
     out = _git(cwd, "rev-parse", "--show-toplevel", "--git-common-dir")
     lines = out.splitlines()
     if len(lines) < 2:

@@ -208,12 +208,17 @@ def cmd_claim_list(args: argparse.Namespace) -> int:
 def cmd_claim_suggest(args: argparse.Namespace) -> int:
     from loomtui.coordination.suggest import suggest_regions
 
+    task = " ".join(" ".join(args.task).split())
+    if not task:
+        raise LoomError("name the task in words (e.g. `claim suggest add partial refunds`)")
     workspace = workspace_for(args)
-    suggestions = suggest_regions(_index(workspace), " ".join(args.task), limit=args.limit)
+    suggestions = suggest_regions(_index(workspace), task, limit=args.limit)
     if args.json:
         print_json([{"region": s.region.id, "kind": s.region.kind, "score": s.score,
                      "doc": s.region.doc} for s in suggestions])
         return 0
+    if not suggestions:
+        print(f"no region matches {task!r}; name a file or a region with `claim add`")
     for suggestion in suggestions:
         print(f"{suggestion.score:>5.1f}  {suggestion.region.id}  {suggestion.region.doc}".rstrip())
     return 0
