@@ -51,7 +51,7 @@ async def test_the_metrics_view_shows_the_week_per_runtime_and_the_checklist(rep
         assert isinstance(app.screen, MetricsScreen)
         screen = app.screen
         await until(pilot, lambda: screen.metrics is not None and screen.query_one(StatusHeader).checklist != "")
-        glance = str(screen.query_one("#metrics-glance", Static).render())
+        glance = _shown(screen.query_one("#metrics-glance", Static).content)
         assert "67% acceptance rate" in glance and "50% agent-made share" in glance  # 2 of 3 decided; 2 of 4 commits
         table = screen.query_one("#metrics-runtimes", DataTable)
         rows = {str(table.get_row_at(i)[0]): table.get_row_at(i) for i in range(table.row_count)}
@@ -105,3 +105,22 @@ async def test_the_palette_finds_a_runtimes_figures_and_a_checklist_item_and_ope
         lines = [checklist.render_line(y).text for y in range(checklist.size.height)]
         item = next(y for y, line in enumerate(lines) if line.startswith(" 8 "))
         assert right.scroll_y == item <= right.max_scroll_y  # item 8 is the top line shown
+
+
+def _shown(renderable: Any, width: int = 120) -> str:
+    """What a Rich renderable reads as, laid out at `width` columns."""
+    from rich.console import Console
+
+    console = Console(width=width, record=True, color_system=None)
+    console.print(renderable)
+    return console.export_text()
+
+
+def test_a_figure_wraps_with_its_label_on_a_narrow_screen(repo: Path) -> None:
+    from loomtui.observability.metrics import compute_metrics
+    from loomtui.tui.screens.metrics import glance, week_figures
+
+    metrics = compute_metrics(open_workspace(repo), time.time() - 7 * 86400)
+    lines = _shown(glance(metrics), 46).splitlines()
+    for label, value in week_figures(metrics):  # each figure on the line its label begins
+        assert any(f"{value} {label.split()[0]}" in line for line in lines), (value, label, lines)

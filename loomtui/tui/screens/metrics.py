@@ -15,6 +15,8 @@ from collections.abc import Callable
 from functools import partial
 from typing import TYPE_CHECKING, Final
 
+from rich.console import Group
+from rich.table import Table
 from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
@@ -64,18 +66,22 @@ def week_figures(metrics: Metrics) -> tuple[tuple[str, str], ...]:
             ("gate 1 first try", percent(metrics.first_try_pass_rate)))
 
 
-def glance(metrics: Metrics) -> Text:
-    """The four figures of the week, and what the window was."""
-    text = Text()
-    for label, value in week_figures(metrics):
-        text.append(f"{value:>7} ", style="bold")
-        text.append(f"{label}   ", style="dim")
-    text.append(f"\n{metrics.merged} merged of {metrics.decided} decided; {metrics.agent_commits} of "
+def glance(metrics: Metrics) -> Group:
+    """The four figures of the week (two a row, each beside its label however narrow the view: as
+    prose, "67%" ended a line whose next began "agent-made share"), and what the window was."""
+    grid = Table.grid(padding=(0, 1))
+    for _ in range(2):
+        grid.add_column(justify="right", style="bold", no_wrap=True)
+        grid.add_column(style="dim")
+    figures = week_figures(metrics)
+    for row in (figures[:2], figures[2:]):
+        grid.add_row(*(cell for label, value in row for cell in (value, label + "  ")))
+    text = Text(f"{metrics.merged} merged of {metrics.decided} decided; {metrics.agent_commits} of "
                 f"{metrics.commits} commits on {metrics.branch} agent-made; {len(metrics.overrides)} override(s); "
                 f"{metrics.conflicts.at_merge} conflict(s) met at merge")
     for line in (*metrics.partial, *metrics.notes):
         text.append(f"\n! {line}", style="yellow")
-    return text
+    return Group(grid, text)
 
 
 def checklist_item_text(item: Item) -> Text:
