@@ -19,9 +19,10 @@ from textual.widgets import Footer, Static, Tree
 from textual.widgets.tree import TreeNode
 
 from loomtui.store import SandboxRecord
-from loomtui.tui.base import LoomScreen
-from loomtui.tui.sandbox_text import APP_STEP_HINTS, STATUS_STYLES, STEP_STYLES
+from loomtui.tui.base import LoomScreen, inner_width
+from loomtui.tui.sandbox_text import APP_STEP_HINTS, STATUS_STYLES, STEP_STYLES, task_text
 from loomtui.tui.snapshot import DashboardSnapshot
+from loomtui.tui.widgets.fields import Field, render_fields
 from loomtui.tui.widgets.status_header import StatusHeader
 from loomtui.workflow.steps import StepView
 
@@ -88,6 +89,10 @@ class PlanScreen(LoomScreen[None]):
     def __init__(self) -> None:
         super().__init__()
         self.snapshot: DashboardSnapshot | None = None
+        self._shown: PlannedTask | None = None  # the task in the detail, wrapped again on a resize
+
+    def on_resize(self) -> None:
+        self.call_after_refresh(lambda: self._show_detail(self._shown))
 
     def compose(self) -> ComposeResult:
         yield StatusHeader(id="status")
@@ -145,25 +150,20 @@ class PlanScreen(LoomScreen[None]):
         self._show_detail(event.node.data)
 
     def _show_detail(self, task: PlannedTask | None) -> None:
+        self._shown = task
         detail = self.query_one("#plan-detail", Static)
         if task is None:
             detail.update(Text("Select a task to see why it waits."))
             return
-        lines = Text()
-        for label, value in (("task", task.name), ("sandbox", task.sandbox.id), ("status", task.sandbox.status),
-                             ("does", task.sandbox.task)):
-            lines.append(f"{label:>8}  ", style="dim")
-            lines.append(f"{value}\n")  # untrusted text: appended, never parsed as markup
+        fields = [Field("task", task.name), Field("sandbox", task.sandbox.id),
+                  Field("status", task.sandbox.status), Field("does", task_text(task.sandbox.task))]
         if task.step is not None:
-            lines.append(f"{'next':>8}  ", style="dim")
-            lines.append(task.step.line(APP_STEP_HINTS) + "\n", style=STEP_STYLES.get(str(task.step.step), ""))
+            fields.append(Field("next", task.step.line(APP_STEP_HINTS), STEP_STYLES.get(str(task.step.step), "")))
         if task.waits_on:
-            lines.append(f"{'after':>8}  ", style="dim")
-            lines.append(", ".join(task.waits_on) + "\n")
-        for reason in task.reasons:
-            lines.append(f"{'why':>8}  ", style="dim")
-            lines.append(reason + "\n")
-        detail.update(lines)
+            fields.append(Field("after", ", ".join(task.waits_on)))
+        fields += [Field("why", reason) for reason in task.reasons]
+        # Each value wrapped under itself, not back at the pane's edge (untrusted text: never markup).
+        detail.update(render_fields(fields, inner_width(detail) or 40))
 
     def action_back(self) -> None:
         self.app.switch_mode("dashboard")
