@@ -322,6 +322,28 @@ def test_a_permission_request_waits_for_a_lead_who_approves_it(billing: Path, ws
     lead.close()
 
 
+def test_a_decision_in_the_last_instant_of_a_wait_is_the_answer_and_not_recorded_unheard(
+        billing: Path, ws: Workspace) -> None:
+    """At its time limit the MCP server gives up a request a lead approved a moment before: the agent is
+    told yes, so the history must not say it was told no."""
+    from loomtui.governance.agent_ops import give_up
+
+    gate = HookGate(ws, ME, billing)
+    opened = gate.open_permission_request("Bash", {"command": "npm install left-pad"})
+    lead = open_workspace(billing)
+    lead.actor = LEAD
+    decide(lead, load_policy(billing, ".loom/policy.yaml"), opened["id"], "approve")
+    lead.close()
+    answer = give_up(gate, opened["id"], "no decision within 30s", hears_decision=True)
+    assert answer["decision"] == "allow"
+    record = ws.store.get_escalation(opened["id"])
+    assert record is not None and not any(h.get("event") == "unheard" for h in record.data["history"])
+    assert "escalation.unheard" not in [e.action for e in ws.audit.entries()]
+    # An agent that went away (its call cancelled) did not hear it: that is recorded, and it was a no.
+    assert give_up(gate, opened["id"], "the agent stopped waiting")["decision"] == "deny"
+    assert "escalation.unheard" in [e.action for e in ws.audit.entries()]
+
+
 def test_an_unanswered_permission_request_is_denied_and_withdrawn(billing: Path, ws: Workspace) -> None:
     answer = permission_answer(hook(permission(billing, "curl https://example.com/install.sh"), "--timeout", "1"))
     assert answer["behavior"] == "deny" and "within 1s" in answer["message"]

@@ -190,12 +190,15 @@ def op_request_status(gate: HookGate, request: Mapping[str, Any]) -> dict[str, A
     return request_status(_own(gate, request.get("id")))
 
 
-def give_up(gate: HookGate, escalation_id: Any, reason: str) -> dict[str, Any]:
+def give_up(gate: HookGate, escalation_id: Any, reason: str, *, hears_decision: bool = False) -> dict[str, Any]:
     """The agent stopped waiting: an open request is withdrawn; one decided meanwhile keeps its
-    decision, and its history says the agent never heard it (it was told no)."""
+    decision, and its history says the agent never heard it (it was told no). With `hears_decision`
+    (its waiter is still there, at its time limit) a decision made in the last instant is its answer."""
     reason = reason[:500] or "the agent stopped waiting"
     with gate.workspace.store.transaction():
         record = _own(gate, escalation_id)
+        if hears_decision and record.status != EscalationStatus.OPEN:
+            return request_status(record)  # told as decided: nothing unheard to record
         history = list(record.data.get("history", []))
         if record.status == EscalationStatus.OPEN:
             history.append({"at": time.time(), "event": "withdrawn", "by": gate.sandbox_id, "reason": reason})
@@ -215,7 +218,8 @@ def give_up(gate: HookGate, escalation_id: Any, reason: str) -> dict[str, Any]:
 
 def op_give_up(gate: HookGate, request: Mapping[str, Any]) -> dict[str, Any]:
     """Stop waiting on one of this sandbox's requests (see `give_up`); the answer is always deny."""
-    return give_up(gate, request.get("id"), one_line(request.get("reason"), "the agent stopped waiting"))
+    return give_up(gate, request.get("id"), one_line(request.get("reason"), "the agent stopped waiting"),
+                   hears_decision=request.get("hears_decision") is True)
 
 
 def abandon_waits(gate: HookGate, ids: list[int], reason: str) -> None:

@@ -143,12 +143,12 @@ class Agent:
             with anyio.CancelScope(shield=True), contextlib.suppress(Exception):
                 await asyncio.wrap_future(given_up)
             raise
-        ended = await self.request("give_up", id=escalation_id, reason=f"no decision within {wait:g}s")
-        if ended.get("decision") == "allow" and not ended.get("unheard"):
+        # Decided in the last instant, between the last poll and giving up: that decision is the answer
+        # (the store then records no "unheard, told no" beside an agent that was told yes).
+        ended = await self.request("give_up", id=escalation_id, reason=f"no decision within {wait:g}s",
+                                   hears_decision=True)
+        if ended.get("decision") is not None and ended.get("status") != "withdrawn":
             return ended
-        if ended.get("status") in ("approved", "overridden"):
-            # Decided in the last instant, between the last poll and giving up: it counts.
-            return {**ended, "decision": "allow"}
         return {**ended, "decision": "deny",
                 "message": f"no decision on escalation #{escalation_id} within {wait:g}s; it was withdrawn "
                            "(ask again later, or ask a lead with ask_lead)"}
