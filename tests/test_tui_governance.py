@@ -108,3 +108,10 @@ async def test_at_80_columns_the_audit_view_shows_action_and_subject_whatever_th
         # Action and Subject sit inside the table's visible width, with no scrolling.
         offset = sum(column.get_render_width(table) for column in list(table.columns.values())[:4])
         assert offset <= table.scrollable_content_region.width
+        # The entry's detail: a value too long for the line (the actor) wraps under its own column.
+        detail = app.screen.query_one("#audit-detail", Static)
+        await wait_for(pilot, lambda: "actor" in str(detail.render()))
+        lines = str(detail.render()).splitlines()
+        actor_at = next(i for i, line in enumerate(lines) if line.strip().startswith("actor"))
+        column = lines[actor_at].index(lines[actor_at].split()[1])
+        assert lines[actor_at + 1][:column].strip() == "", lines[actor_at:actor_at + 3]  # not back at the edge

@@ -15,7 +15,8 @@ from textual.widgets import DataTable, Footer, Select, Static
 from loomtui.audit import AuditEntry
 from loomtui.errors import LoomError
 from loomtui.governance.policy import Policy, Rule
-from loomtui.tui.base import LoomScreen
+from loomtui.tui.base import LoomScreen, inner_width
+from loomtui.tui.widgets.fields import Field, render_fields
 from loomtui.tui.widgets.fitted_table import FitColumn, FittedTable
 from loomtui.tui.widgets.status_header import StatusHeader
 
@@ -256,14 +257,14 @@ class AuditScreen(LoomScreen[None]):
         entry = self.entries.get(int(key or 0))
         if entry is None:
             return
-        text = Text()
-        text.append(f"#{entry.seq} {entry.action}\n", style="bold")
-        for label, value in (("time", entry.ts), ("actor", entry.actor), ("subject", entry.subject),
-                             ("hash", entry.hash), ("prev", entry.prev)):
-            text.append(f"{label:>8} ", style="dim")
-            text.append(f"{value}\n")
+        detail = self.query_one("#audit-detail", Static)
+        text = Text(f"#{entry.seq} {entry.action}\n", style="bold")
+        # Each value wrapped under itself (a 64-character hash ran back to the pane's edge).
+        text.append_text(render_fields([Field(label, str(value)) for label, value in (
+            ("time", entry.ts), ("actor", entry.actor), ("subject", entry.subject), ("hash", entry.hash),
+            ("prev", entry.prev))], inner_width(detail) or 40))
         text.append("\n" + json.dumps(entry.details, indent=2, sort_keys=True, default=str))
-        self.query_one("#audit-detail", Static).update(text)
+        detail.update(text)
 
     @work(thread=True, exclusive=True, group="audit-verify", exit_on_error=False)
     def action_verify(self) -> None:
