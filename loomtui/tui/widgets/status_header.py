@@ -55,6 +55,14 @@ class StatusHeader(Static):
         for headers in self._mounted.values():
             headers.discard(self)
 
+    def _counts(self, names: tuple[str, str, str]) -> list[tuple[int, Text]]:
+        """The three counts, under `names` (the words, or their short forms on a narrow screen)."""
+        sandboxes, escalations, conflicts = names
+        return [(1, Text(f"  {sandboxes} {self.sandboxes}")),
+                (1, Text.assemble(f"  {escalations} ", (str(self.escalations),
+                                                          "bold yellow" if self.escalations else ""))),
+                (1, Text.assemble(f"  {conflicts} ", (str(self.conflicts), "bold red" if self.conflicts else "")))]
+
     def render(self) -> Text:
         """The parts that fit the width, most telling first: the counts, a store in trouble and the
         view stay; the checklist, the demo's chapter, the branch, the repository and a healthy
@@ -69,9 +77,7 @@ class StatusHeader(Static):
             (5, Text.assemble("  ", (self.repo, "bold"))),
             (6, Text.assemble(" on ", (self.branch, "italic"))),
             (2 if self.store_state != "ok" else 4, Text.assemble("  store: ", (self.store_state, store_style))),
-            (1, Text(f"  sandboxes {self.sandboxes}")),
-            (1, Text.assemble("  escalations ", (str(self.escalations), "bold yellow" if self.escalations else ""))),
-            (1, Text.assemble("  conflicts ", (str(self.conflicts), "bold red" if self.conflicts else ""))),
+            *self._counts(("sandboxes", "escalations", "conflicts")),
             (8, Text(f"  checklist {self.checklist}", style="dim") if self.checklist else Text()),
         ]
         room = inner_width(self) or 10**6
@@ -79,4 +85,7 @@ class StatusHeader(Static):
             if sum(part.cell_len for _, part in parts) <= room:
                 break
             parts = [(rank, part) for rank, part in parts if rank < dropped]
+        if sum(part.cell_len for _, part in parts) > room:  # the counts stay: shorter, and the title goes
+            parts = [(0, Text("loomtui", "bold")), *[(r, p) for r, p in parts if r == 2],
+                     *self._counts(("sbx", "esc", "conf"))]
         return Text("").join(part for _, part in parts)
