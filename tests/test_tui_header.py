@@ -115,7 +115,7 @@ async def test_the_counts_stay_in_the_header_at_any_width(billing: Path) -> None
         app = LoomApp(open_workspace(billing))
         async with app.run_test(size=(width, 20)) as pilot:
             header = app.screen.query_one(StatusHeader)
-            await wait_for(pilot, lambda h=header: h.size.width > 0 and app.latest_snapshot is not None)
+            await wait_for(pilot, lambda h=header, a=app: h.size.width > 0 and a.latest_snapshot is not None)
             await pilot.pause()
             line = "".join(strip.text for strip in header.render_lines(Region(0, 0, header.outer_size.width, 1)))
             assert re.search(r"(sandboxes|sbx) \d+\s+(escalations|esc) \d+\s+(conflicts|conf) \d+", line), (width, line)
