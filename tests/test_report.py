@@ -438,3 +438,9 @@ def test_the_bench_builds_and_reports_a_small_store(tmp_path: Path) -> None:
     assert (figures["audit_entries"], figures["sandboxes"], figures["commits"], figures["cli_exit_code"]) == \
         (300, 40, 50, 0)
     assert figures["window"]["decided"] > 0 and figures["window"]["agent_commits"] > 0
+
+
+def test_a_window_from_the_first_years_is_written_with_four_digit_years(repo: Path) -> None:
+    done = run_cli(repo, "report", "--since", "0001-01-01", "--until", "0999-01-01")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("loomtui report: 0001-01-01 00:00 to 0999-01-01 00:00 UTC")

@@ -37,7 +37,8 @@ def duration(seconds: float | None) -> str:
 
 
 def _when(epoch: float) -> str:
-    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%d %H:%M")
+    moment = datetime.fromtimestamp(epoch, UTC)
+    return f"{moment.year:04d}-" + moment.strftime("%m-%d %H:%M")  # strftime's %Y drops a year's leading zeros
 
 
 def _counts(counts: dict[str, int]) -> str:
