@@ -211,11 +211,19 @@ class DashboardScreen(LoomScreen[None]):
         table.show_rows({
             s.id: self._row(s, snapshot.claim_counts.get(s.id, 0))
             for s in snapshot.sandboxes if self._visible(s)})
+        self._select_new()
+        self._show_empty_state()
+
+    def _select_new(self, sandbox_id: str | None = None) -> None:
+        """The cursor to the sandbox just made here (`sandbox_id`, when it is said), now if its row is
+        in, else when the store's news brings it (which may come before or after the maker says it)."""
+        if sandbox_id is not None:
+            self._select_when_shown = sandbox_id
+        table = self.query_one(SandboxTable)
         new = self._select_when_shown
-        if new is not None and new in table.rows:  # the sandbox just made here: the cursor goes to it
+        if new is not None and new in table.rows:
             table.move_cursor(row=table.get_row_index(new))
             self._select_when_shown = None
-        self._show_empty_state()
 
     def _show_empty_state(self) -> None:
         table = self.query_one("#sandboxes", DataTable)
@@ -391,29 +399,13 @@ class DashboardScreen(LoomScreen[None]):
         """Stream the selected sandbox's log into the Log tab until another is selected."""
         from textual.worker import get_current_worker
 
+        from loomtui.tui.log_follow import follow_lines
+
         worker = get_current_worker()
         path = Path(sandboxes.log_path(self.loom.workspace, sandbox_id))
-        first = sandboxes.read_log_tail(self.loom.workspace, sandbox_id, 200)
-        self.app.call_from_thread(log.write_lines, first)
-        offset = path.stat().st_size if path.exists() else 0
-        pending = b""
-        while not worker.is_cancelled:
-            try:
-                size = path.stat().st_size
-                if size < offset:
-                    # Cut back to its last whole line (a full disk): follow from the new end.
-                    offset, pending = size, b""
-                elif size > offset:
-                    with open(path, "rb") as handle:
-                        handle.seek(offset)
-                        pending += handle.read(size - offset)
-                    offset = size
-            except OSError:
-                pass  # not written yet, or removed with its sandbox
-            *whole, pending = pending.split(b"\n")
-            if whole:
-                self.app.call_from_thread(log.write_lines, [line.decode("utf-8", "replace") for line in whole])
-            time.sleep(0.2)
+        self.app.call_from_thread(log.write_lines, sandboxes.read_log_tail(self.loom.workspace, sandbox_id, 200))
+        follow_lines(path, lambda lines: self.app.call_from_thread(log.write_lines, lines),
+                     lambda: worker.is_cancelled)
 
     @work(thread=True, exclusive=True, group="diff-stats", exit_on_error=False)
     def _diff_stats(self, sandbox_id: str) -> None:
@@ -488,7 +480,7 @@ class DashboardScreen(LoomScreen[None]):
             return
         app.call_from_thread(setattr, self, "_draft", None)
         said = "started" if record.status != PLANNED else Workflow(app.workspace).view(record).line(APP_STEP_HINTS)
-        app.call_from_thread(setattr, self, "_select_when_shown", record.id)  # its row comes with the store's news
+        app.call_from_thread(self._select_new, record.id)
         app.call_from_thread(app.notify, f"sandbox {record.id} {said}", title="new sandbox")
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
