@@ -268,3 +268,13 @@ def test_a_sections_paragraphs_are_joined_so_the_pane_wraps_them_and_blocks_keep
     assert reflowed(source) == (
         "# Money\n\nAmounts are Decimal, never float.\n\n- one\n- two\n  more\n\n```py\nx = 1\ny = 2\n```\n"
         "    code\n    too\n> a\n> b\n| a | b |\n| c | d |\nLast line.")
+
+
+def test_a_value_in_wide_characters_is_cut_by_cells_not_characters() -> None:
+    from rich.cells import cell_len
+
+    from loomtui.tui.widgets.fields import wrap_value
+
+    lines = wrap_value("为部分退款添加接口并且修正四舍五入的问题然后更新账本", 10)
+    assert all(cell_len(line) <= 10 for line in lines), lines  # else the pane wraps it again, at its edge
+    assert "".join(lines) == "为部分退款添加接口并且修正四舍五入的问题然后更新账本"

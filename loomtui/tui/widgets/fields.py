@@ -7,7 +7,7 @@ import re
 from collections.abc import Iterable
 from typing import Final, NamedTuple
 
-from rich.cells import cell_len
+from rich.cells import cell_len, chop_cells
 from rich.text import Text
 
 LABEL_WIDTH: Final = 10
@@ -31,12 +31,12 @@ def wrap_value(value: str, width: int) -> list[str]:
     for paragraph in value.splitlines() or [""]:
         line = ""
         for part in _BREAKS.split(paragraph):
-            while cell_len(part) > width:  # a part wider than the pane: it is cut where it must be
+            if cell_len(part) > width:  # a part wider than the pane: cut where it must be, by cells (CJK is 2)
                 if line:
                     lines.append(line.rstrip())
                     line = ""
-                lines.append(part[:width])
-                part = part[width:]
+                *whole, part = chop_cells(part, width)
+                lines.extend(whole)
             if cell_len(line + part.rstrip()) > width:
                 lines.append(line.rstrip())
                 line = part.lstrip()
