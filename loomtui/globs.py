@@ -8,6 +8,7 @@ becomes a pattern that matches nothing. Both are a user's mistake to report in o
 from __future__ import annotations
 
 import re
+import warnings
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING
 
@@ -27,8 +28,17 @@ def glob_spec(patterns: Iterable[str]) -> pathspec.GitIgnoreSpec:
     """`patterns` compiled for matching, on RE2: Python's `re` backtracks, and a glob with a few
     stars against a long name an agent made (`*a*a*a*a*b`, 200 a's) held a supervisor for minutes."""
     import pathspec  # here, not at the top: the app's first frame needs no glob (its import is 30 ms)
+    import re2
 
-    return pathspec.GitIgnoreSpec.from_lines(patterns, backend="re2")
+    patterns = list(patterns)
+    try:
+        with warnings.catch_warnings():  # `re`'s "possible nested set" for `[[`: the answer is below, one line
+            warnings.simplefilter("ignore", FutureWarning)
+            return pathspec.GitIgnoreSpec.from_lines(patterns, backend="re2")
+    except re2.error:  # not a re.error: RE2 refuses what Python's `re` read as something else
+        posix = any("[[:" in pattern for pattern in patterns)
+        raise ValueError("RE2 cannot match it" + (" (a POSIX class such as [[:alpha:]]: write [a-zA-Z])"
+                                                  if posix else "")) from None
 
 
 def glob_problem(pattern: str) -> str | None:

@@ -86,6 +86,9 @@ def test_a_glob_with_many_stars_fails_a_long_name_at_once() -> None:
     assert not glob_spec(["*a*a*a*a*a*a*a*b"]).match_file("a" * 255)
     assert not glob_spec(["**/a/**/a/**/a/**/b"]).match_file("/".join("a" * 2000))
     assert glob_spec(["payments/**/*.py"]).match_file("payments/refunds/quote.py")
+    from loomtui.globs import glob_problem
+
+    assert "POSIX class" in (glob_problem("src/[[:alpha:]]") or "")  # one line, not RE2's own error
 
 
 def test_no_sql_or_sqlite_outside_store() -> None:
