@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from loomtui.errors import LoomError
 from loomtui.governance.escalations import CLEARED, EscalationStatus
+from loomtui.governance.hooks.permissions import bounded, too_many_asks
 from loomtui.governance.hooks.requests import one_line
 from loomtui.governance.policy import ChangeFacts, evaluate
 from loomtui.store import ClaimRecord, EscalationRecord
@@ -143,11 +144,13 @@ def op_ask_lead(gate: HookGate, request: Mapping[str, Any]) -> dict[str, Any]:
         evaluation = permission_evaluation(policy, ChangeFacts(stage="claim", paths=(), runtime=gate.runtime))
     if evaluation.outcome == "block":
         raise LoomError("the policy names no one who may answer an agent's question")
+    if refused := too_many_asks(gate):
+        raise LoomError(refused)
     summary = f"{gate.sandbox_id} asks: {one_line(question, '', 150)}"
     extra = request.get("extra")
     record = open_escalation(gate.workspace, QUESTION_KIND, evaluation, facts, sandbox_id=gate.sandbox_id,
                              summary=summary,
-                             evidence={**(extra if isinstance(extra, dict) else {}), "question": question})
+                             evidence={**bounded(extra if isinstance(extra, dict) else {}), "question": question})
     return {"id": record.id, "status": record.status}
 
 

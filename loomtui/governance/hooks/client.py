@@ -108,20 +108,21 @@ class BrokerClient:
 
     def _exchange(self, op: str, fields: dict[str, Any]) -> bytes:
         """One request line out and one answer line back; _Closed when the broker had closed the
-        connection (nothing was read), BrokerError (the connection dropped) for any other failure."""
+        connection before (the write fails: nothing was read), BrokerError for any other failure."""
         if self._socket is None:
             self._connect()
         assert self._socket is not None
         try:
             self._socket.sendall(json.dumps({"op": op, **fields}).encode() + b"\n")
             line: bytes = self._reader.readline(MAX_REQUEST_BYTES + 1)
-        except (BrokenPipeError, ConnectionResetError):
+        except (BrokenPipeError, ConnectionResetError):  # its end was closed before it read this (idle)
             raise _Closed from None
         except OSError as exc:  # a timeout: what the broker did with it is unknown, so no retry
             self.close()
             raise BrokerError(f"the loomtui broker did not answer ({exc.strerror or exc})") from None
-        if not line:
-            raise _Closed
+        if not line:  # it may have read the request and died: sent again, it could be done twice
+            self.close()
+            raise BrokerError("the loomtui broker closed the connection")
         return line
 
     def close(self) -> None:

@@ -71,13 +71,9 @@ def open_permission_request(gate: HookGate, tool_name: str, tool_input: Mapping[
     facts = ChangeFacts(stage="claim", paths=tuple(paths), runtime=gate.runtime)
     evaluation = permission_evaluation(gate.policy(), facts)
     tool_name = tool_name[:200]
-    evidence = {"tool_name": tool_name, "tool_input": _bounded(tool_input), **_bounded(extra or {})}
-    message = None
-    if evaluation.outcome == "block":
-        message = policy_refusal(evaluation)
-    elif sum(1 for r in sandbox_requests(gate) if r.status == EscalationStatus.OPEN) >= MAX_OPEN_REQUESTS:
-        message = (f"{MAX_OPEN_REQUESTS} of this sandbox's requests wait for a person already; "
-                   "wait for their answers before asking again")
+    # The agent's `extra` first: it may add to the evidence, never stand in for what it asks.
+    evidence = {**bounded(extra or {}), "tool_name": tool_name, "tool_input": bounded(tool_input)}
+    message = policy_refusal(evaluation) if evaluation.outcome == "block" else too_many_asks(gate)
     if message is not None:
         gate.workspace.record("hook.permission", gate.sandbox_id,
                               {"tool": tool_name, "decision": "deny", "reason": message})
@@ -105,6 +101,17 @@ def withdraw_request(gate: HookGate, escalation_id: Any, reason: str) -> dict[st
             record = store.update_escalation(record.id, status="withdrawn", data={"history": history})
             gate.workspace.record("escalation.withdrawn", gate.sandbox_id, {"escalation": record.id, "reason": reason})
     return _status(record)
+
+
+def too_many_asks(gate: HookGate) -> str | None:
+    """Why `gate`'s sandbox may not ask a person anything more now (MAX_OPEN_REQUESTS of its requests
+    and questions are open), or None."""
+    open_asks = sum(1 for e in gate.workspace.store.list_escalations(EscalationStatus.OPEN)
+                    if e.sandbox_id == gate.sandbox_id and e.kind in (PERMISSION_KIND, "question"))
+    if open_asks < MAX_OPEN_REQUESTS:
+        return None
+    return (f"{MAX_OPEN_REQUESTS} of this sandbox's requests and questions wait for a person already; "
+            "wait for their answers before asking again")
 
 
 def sandbox_requests(gate: HookGate) -> list[EscalationRecord]:
@@ -170,7 +177,7 @@ def _describe_tool(tool_name: str, tool_input: Mapping[str, Any]) -> str:
     return text if len(text) <= 160 else text[:157] + "..."
 
 
-def _bounded(value: Mapping[str, Any]) -> dict[str, Any]:
+def bounded(value: Mapping[str, Any]) -> dict[str, Any]:
     """Tool input for the record, of a size the store and the queue can hold: at most MAX_FIELDS fields,
     each at most MAX_FIELD_CHARS (a long string, or a nested value as JSON, cut short)."""
     bounded: dict[str, Any] = {}
