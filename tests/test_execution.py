@@ -872,7 +872,7 @@ def test_isolated_agent_cannot_write_outside_its_worktree(ws: Workspace, repo: P
         read("ssh_key", "~/.ssh/id_ed25519")
         read("pgpass", "~/.pgpass")
         key = subprocess.run(["git", "config", "loom.signingkey"], capture_output=True, text=True).stdout.strip()
-        read("signing_key", key)
+        read("signing_key", key.removesuffix(".pub"))  # the private half beside the public key named
         results["run"] = sorted(os.listdir("/run"))
         import socket
         try:
@@ -896,7 +896,8 @@ def test_isolated_agent_cannot_write_outside_its_worktree(ws: Workspace, repo: P
     (home / ".ssh" / "id_ed25519").write_text("SECRET ssh key")
     (home / ".pgpass").write_text("SECRET db password")
     (repo.parent / "lead.key").write_text("SECRET signing key")
-    git(repo, "config", "loom.signingkey", str(repo.parent / "lead.key"))
+    (repo.parent / "lead.key.pub").write_text("ssh-ed25519 AAAA lead")
+    git(repo, "config", "loom.signingkey", str(repo.parent / "lead.key.pub"))  # git's usual: the public half
     monkeypatch.setenv("HOME", str(home))
     # A machine's socket (docker's, PostgreSQL's, an ssh-agent's): one of our own, where those live.
     run = Path("/run") if os.access("/run", os.W_OK) else None
@@ -953,6 +954,8 @@ def test_credentials_that_exist_are_emptied_for_agents_and_gates_alike(tmp_path:
     for switch in ({"CLAUDE_CODE_USE_BEDROCK": "1"}, {"AWS_PROFILE": "dev"}):
         assert secret_paths([home], env=switch) == (home / ".ssh", home / ".pgpass")
     assert secret_paths([home], env={"CLAUDE_CODE_USE_BEDROCK": ""}) == (home / ".ssh", home / ".aws", home / ".pgpass")
+    # An API key in a variable needs no login folder: the folder's tokens stay hidden.
+    assert secret_paths([home], env={"AWS_ACCESS_KEY_ID": "k"}) == (home / ".ssh", home / ".aws", home / ".pgpass")
     argv = scratch_bwrap_argv(tmp_path / "tree", tmp_path / "state", secrets=found)
     pairs = [(argv[i], argv[i + 1]) for i in range(len(argv) - 1) if argv[i].startswith("--")]
     assert ("--tmpfs", str(home / ".ssh")) in pairs and ("--tmpfs", str(home / ".aws")) in pairs

@@ -135,7 +135,11 @@ def _secrets(workspace: Workspace, env: Mapping[str, str]) -> tuple[Path, ...]:
     signed with (what it reads it could send away)."""
     homes = {Path.home(), *([Path(env["HOME"])] if env.get("HOME") else [])}
     key = signing_key(workspace.root) or ""
-    extra = [] if not key or key.startswith("key::") else [Path(os.path.expanduser(key))]
+    extra: list[Path] = []
+    if key and not key.startswith("key::"):
+        named = workspace.root / os.path.expanduser(key)  # a relative one, as ssh-keygen run there reads it
+        # A `.pub` named (git's usual `user.signingkey`): ssh-keygen signs with the private key beside it.
+        extra = [named, named.with_name(named.name.removesuffix("-cert.pub").removesuffix(".pub"))]
     return secret_paths(sorted(homes), extra, env)
 
 

@@ -122,21 +122,21 @@ SECRET_DIRS: Final = (".ssh", ".gnupg", ".aws", ".azure", ".config/gcloud", ".ku
 SECRET_FILES: Final = (".netrc", ".pgpass", ".git-credentials", ".config/git/credentials", ".npmrc", ".pypirc")
 """Where a user's credentials live under a home directory: no agent or gate reads them."""
 CLOUD_LOGINS: Final[dict[str, tuple[str, ...]]] = {
-    ".aws": ("CLAUDE_CODE_USE_BEDROCK", "AWS_"),
-    ".config/gcloud": ("CLAUDE_CODE_USE_VERTEX", "GOOGLE_", "CLOUDSDK_"),
-    ".azure": ("AZURE_",),
+    ".aws": ("CLAUDE_CODE_USE_BEDROCK", "AWS_PROFILE", "AWS_CONFIG_FILE", "AWS_SHARED_CREDENTIALS_FILE"),
+    ".config/gcloud": ("CLAUDE_CODE_USE_VERTEX", "CLOUDSDK_CONFIG"),
+    ".azure": ("CLAUDE_CODE_USE_FOUNDRY", "AZURE_CONFIG_DIR"),
 }
-"""A cloud's login folder, and the variables (or prefixes, ending in `_`) that say an agent's runtime
-is to use that cloud (Claude Code on Bedrock reads `~/.aws`): given any, the folder stays readable."""
+"""A cloud's login folder, and the variables that say an agent's runtime reads that login (Claude Code
+on Bedrock reads `~/.aws`): given any, the folder stays readable. An API key in a variable
+(`AZURE_OPENAI_API_KEY`, `AWS_ACCESS_KEY_ID`) needs no folder: the login's tokens stay hidden."""
 
 
 def secret_paths(homes: Iterable[Path], extra: Iterable[Path] = (),
                  env: Mapping[str, str] | None = None) -> tuple[Path, ...]:
     """The credentials that exist under each of `homes`, and `extra` (a signing key file) if it exists;
     not a cloud's login folder that the agent's environment `env` says its runtime uses."""
-    given = [name for name, value in (env or {}).items() if value]
-    used = {folder for folder, names in CLOUD_LOGINS.items()
-            if any(n == name or (name.endswith("_") and n.startswith(name)) for n in given for name in names)}
+    given = {name for name, value in (env or {}).items() if value}
+    used = {folder for folder, names in CLOUD_LOGINS.items() if given & set(names)}
     found: list[Path] = []
     candidates = [home / name for home in homes if home.is_absolute()
                   for name in (*SECRET_DIRS, *SECRET_FILES) if name not in used]

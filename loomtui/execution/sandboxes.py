@@ -394,7 +394,7 @@ def start(workspace: Workspace, sandbox_id: str, *, supervisor: str = SUPERVISOR
             said = [line for line in paths.supervisor_log.read_text("utf-8", "replace").splitlines() if line.strip()]
         except OSError:
             said = []
-        if said and "already being started" in said[-1]:  # another caller's start won the race
+        if said and f"sandbox {record.id} is already " in said[-1]:  # another caller's start won the race
             raise LoomError(said[-1].strip(), exit_code=1)
         why = f" ({said[-1].strip()})" if said else ""
         raise LoomError(f"the supervisor of {record.id} did not start{why}; see {paths.supervisor_log}")
