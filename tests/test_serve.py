@@ -206,34 +206,32 @@ async def test_the_app_in_a_browser_renders_and_takes_keys(served: tuple[str, st
     await _with_page(devtools, drive)
 
 
-async def test_without_the_printed_key_nothing_but_the_static_files_answers(served: tuple[str, str]) -> None:
-    """Loopback is open to every process here (an agent whose runtime has the network) and to any
-    web page the user opens: only the printed address, then the cookie it sets, drives the app."""
+async def test_without_the_printed_key_in_the_path_nothing_answers(served: tuple[str, str]) -> None:
+    """Loopback is open to every process here (an agent whose runtime has the network) and to any web
+    page the user opens: only the printed address drives the app. The key is in its path, never in a
+    cookie: a browser sends a host's cookies to every port on it, an agent's dev server's included."""
     url, _ = served
-    base, _, key = url.partition("?key=")
-    assert key and len(key) >= 20
-    jar = aiohttp.CookieJar(unsafe=True)  # keep a cookie for 127.0.0.1, as a browser does
-    async with aiohttp.ClientSession(cookie_jar=jar) as session:
-        for guess in (base, f"{base}?key=", f"{base}?key={key[:-1]}", f"{base}download/x"):
+    base, key = url.rstrip("/").rsplit("/", 1)
+    assert len(key) >= 20 and url == f"{base}/{key}/"
+    async with aiohttp.ClientSession() as session:
+        for guess in (f"{base}/", f"{base}/ws", f"{base}/static/js/textual.js", f"{base}/{key[:-1]}/",
+                      f"{base}/{key}x/ws"):
             async with session.get(guess) as response:
                 assert response.status == 403, guess
                 assert "the address `loomtui serve` printed" in await response.text()
         with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
-            await session.ws_connect(f"{base}ws?width=80&height=24")
+            await session.ws_connect(f"{base}/ws?width=80&height=24")
         assert refused.value.status == 403
-        async with session.get(f"{base}static/js/textual.js") as response:
-            assert response.status == 200  # the same for everyone
-        async with session.get(url, allow_redirects=False) as response:
-            assert response.status == 303 and response.headers["Location"] == "/"  # the key leaves the address
-            cookie = response.cookies["loomtui_serve_key"]
-            assert cookie.value == key and cookie["httponly"] and cookie["samesite"] == "Strict"
-        async with session.get(base) as response:
-            assert response.status == 200 and "/ws" in await response.text()
-        # Another site's page: the browser sends the cookie along (a websocket is not bound by CORS).
+        async with session.get(url) as response:
+            page = await response.text()
+            assert response.status == 200 and f"/{key}/ws" in page and not response.cookies
+        async with session.get(f"{url}static/js/textual.js") as response:
+            assert response.status == 200
+        # Another site's page that somehow had the address: refused by its Origin.
         with pytest.raises(aiohttp.WSServerHandshakeError) as foreign:
-            await session.ws_connect(f"{base}ws?width=80&height=24", origin="http://evil.example")
+            await session.ws_connect(f"{url}ws?width=80&height=24", origin="http://evil.example")
         assert foreign.value.status == 403
-        async with session.ws_connect(f"{base}ws?width=80&height=24", origin=base.rstrip("/")) as ws:
+        async with session.ws_connect(f"{url}ws?width=80&height=24", origin=base) as ws:
             first = await ws.receive(timeout=STARTUP)  # the app's first bytes: it started for this tab
             assert first.type in (aiohttp.WSMsgType.BINARY, aiohttp.WSMsgType.TEXT), first
 

@@ -3,7 +3,7 @@
 textual-serve (Textualize's server for a Textual app) runs `loomtui -C <repo>` once per
 browser tab and relays its terminal to xterm.js over a websocket. Whoever drives the page drives
 the app as the user who ran `serve` (approves escalations, merges), so it listens on loopback
-unless told otherwise, and answers only a browser that holds the key in the address it printed:
+unless told otherwise, and answers only under the key in the path of the address it printed:
 loopback is reachable by every process here, an agent whose runtime has the network among them,
 and by any web page the user opens (a page's script may open a websocket to 127.0.0.1).
 """
@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import errno
-import hmac
 import ipaddress
 import secrets
 import shlex
@@ -29,9 +28,6 @@ DEFAULT_PORT = 8000
 WILDCARDS = ("", "0.0.0.0", "::")
 SHUTDOWN_GRACE = 1.0
 """Seconds Ctrl+C waits for the open tabs before it ends them (each app then quits as on `q`)."""
-KEY_PARAMETER = "key"
-KEY_COOKIE = "loomtui_serve_key"
-"""The page's key: in the printed address once, then in a cookie only this site's pages send."""
 NO_KEY = ("loomtui serve: open the address `loomtui serve` printed; it holds this page's key "
           "(a new one each time serve starts)\n")
 
@@ -99,8 +95,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     sock = listen(host, args.port)
     url = page_url(host, sock.getsockname()[1])
     key = secrets.token_urlsafe(18)
-    print(f"loomtui: serving {root} at {url}?{KEY_PARAMETER}={key} (one app per browser tab; Ctrl+C stops)",
-          flush=True)
+    print(f"loomtui: serving {root} at {url}{key}/ (one app per browser tab; Ctrl+C stops)", flush=True)
     server = _server(command, sock, title=f"loomtui: {root.name}", url=url.rstrip("/"), key=key)
     server.serve()
     return 0
@@ -116,34 +111,31 @@ def same_origin(origin: str | None, host: str) -> bool:
 
 
 def _server(command: str, sock: socket.socket, *, title: str, url: str, key: str) -> Any:
-    """A textual-serve Server on an already bound socket, answering only requests with the page's
-    `key` (aiohttp loads only for this command)."""
+    """A textual-serve Server on an already bound socket, answering only under /`key`/ (aiohttp loads
+    only for this command)."""
     from aiohttp import web
     from textual_serve.server import Server
 
     @web.middleware
-    async def need_key(request: web.Request, handler: Any) -> web.StreamResponse:
-        if request.path.startswith("/static/"):  # the page's scripts, styles and fonts: the same for everyone
-            response: web.StreamResponse = await handler(request)
-            return response
-        given = request.query.get(KEY_PARAMETER)
-        if not hmac.compare_digest((given or request.cookies.get(KEY_COOKIE, "")).encode(), key.encode()):
-            raise web.HTTPForbidden(text=NO_KEY)
-        if not same_origin(request.headers.get("Origin"), request.host):  # another site's page, with our cookie
+    async def same_site_only(request: web.Request, handler: Any) -> web.StreamResponse:
+        if not same_origin(request.headers.get("Origin"), request.host):  # another site's page
             raise web.HTTPForbidden(text="loomtui serve: a page of another site may not drive the app\n")
-        if given is not None:  # into a cookie, and out of the address bar, the history and any Referer
-            rest = request.rel_url.without_query_params(KEY_PARAMETER)
-            found = web.HTTPSeeOther(location=str(rest))
-            found.set_cookie(KEY_COOKIE, key, httponly=True, samesite="Strict", path="/")
-            raise found
-        response = await handler(request)
+        response: web.StreamResponse = await handler(request)
         return response
+
+    async def refuse(_request: web.Request) -> web.StreamResponse:
+        raise web.HTTPForbidden(text=NO_KEY)
 
     class BoundServer(Server):
         async def _make_app(self) -> web.Application:
+            # The app lives under /<key>/ only. The key is in the path, not in a cookie: a browser sends
+            # a host's cookies to every port on it, an agent's own dev server on another port included.
             app = await super()._make_app()
-            app.middlewares.append(need_key)
-            return app
+            app.middlewares.append(same_site_only)
+            outer = web.Application()
+            outer.add_subapp(f"/{key}/", app)
+            outer.router.add_route("*", "/{anything:.*}", refuse)
+            return outer
 
         async def on_startup(self, app: web.Application) -> None:
             """Quiet: our one line says where, not textual-serve's banner."""
