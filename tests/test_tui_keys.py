@@ -26,19 +26,24 @@ HEAVY_KEYS = frozenset({"e", "M"})
 """Keys that run a sandbox's gates (pytest in its worktree): tested in test_tui_evals, not swept."""
 
 
+def captured_notes(app: LoomApp) -> list[tuple[str, str]]:
+    """The (title, message) of every toast the app shows from now on, as it shows them."""
+    notes: list[tuple[str, str]] = []
+    notify = app.notify
+
+    def noted(message: str, **kwargs: object) -> None:
+        notes.append((str(kwargs.get("title", "")), message))
+        notify(message, **kwargs)  # type: ignore[arg-type]
+
+    app.notify = noted  # type: ignore[method-assign]
+    return notes
+
+
 async def test_every_key_of_every_view_works_or_says_why_and_esc_backs_out(world: Path) -> None:  # noqa: F811
     workspace = open_workspace(world)
     workspace.actor = "mia@example.com"
     app = LoomApp(workspace, clock=lambda: FIXED_NOW)
-    failures: list[str] = []
-    notify = app.notify
-
-    def noted(message: str, **kwargs: object) -> None:
-        if str(kwargs.get("title", "")).endswith(" failed"):  # a worker's unexpected error (on_worker_state_changed)
-            failures.append(f"{kwargs.get('title')}: {message}")
-        notify(message, **kwargs)  # type: ignore[arg-type]
-
-    app.notify = noted  # type: ignore[method-assign]
+    notes = captured_notes(app)
     pressed: dict[str, list[str]] = {}
     async with app.run_test(size=(120, 40)) as pilot:
         await wait_for(pilot, lambda: app.policy is not None and app.latest_snapshot is not None
@@ -65,6 +70,8 @@ async def test_every_key_of_every_view_works_or_says_why_and_esc_backs_out(world
                 assert app.screen is screen, (view, key, app.screen)
                 assert app.is_running, (view, key)
         await pilot.pause(0.5)  # the workers the keys started end
+    # A worker's unexpected error (on_worker_state_changed) is a toast titled "... failed".
+    failures = [f"{title}: {message}" for title, message in notes if title.endswith(" failed")]
     assert not failures, failures
     assert all(pressed[view] for view in "1234568"), pressed  # the views with keys of their own were swept
 
@@ -78,14 +85,7 @@ async def test_the_footer_offers_what_applies_to_the_selected_sandbox_and_other_
     workspace = open_workspace(world)
     workspace.actor = "mia@example.com"
     app = LoomApp(workspace, clock=lambda: FIXED_NOW)
-    notes: list[str] = []
-    notify = app.notify
-
-    def noted(message: str, **kwargs: object) -> None:
-        notes.append(message)
-        notify(message, **kwargs)  # type: ignore[arg-type]
-
-    app.notify = noted  # type: ignore[method-assign]
+    notes = captured_notes(app)
     async with app.run_test(size=(120, 40)) as pilot:
         await wait_for(pilot, lambda: app.latest_snapshot is not None and app.latest_snapshot.steps)
         table = app.screen.query_one("#sandboxes")
@@ -95,10 +95,10 @@ async def test_the_footer_offers_what_applies_to_the_selected_sandbox_and_other_
         assert {"n", "d", "e", "slash"} <= _footer_keys(app)
         assert not {"s", "S", "m"} & _footer_keys(app)
         await pilot.press("m")  # not offered, yet it answers, saying why
-        await wait_for(pilot, lambda: any("not approved yet" in note for note in notes))
+        await wait_for(pilot, lambda: any("not approved yet" in note for _, note in notes))
         assert not app.screen.is_modal  # no question whose yes could only fail
         await pilot.press("W")  # not held either: said at once, no question about an empty list
-        await wait_for(pilot, lambda: any("it is awaiting_review" in note for note in notes))
+        await wait_for(pilot, lambda: any("it is awaiting_review" in note for _, note in notes))
         assert not app.screen.is_modal
         help_keys = {row[0] for row in key_rows(app)}
         assert {"m", "s", "S"} <= help_keys  # `?` still lists every key of the view

@@ -283,25 +283,27 @@ def test_a_waiting_task_holds_nothing_until_its_dependency_merges(manual: Worksp
     assert sb.get_sandbox(manual, second.id).data["base_sha"] == sb.get_sandbox(manual, first).data["merged_commit"]
 
 
-def test_a_task_after_a_failed_one_is_held_not_started_on_a_broken_base(manual: Workspace) -> None:
+def held_after_a_failure(manual: Workspace) -> tuple[str, str]:
+    """(the failed task, removed unmerged; the task that came after it, held): their ids."""
     failing = tasks.create_sandbox(manual, "fail", "script", autostart=True,
                                    script=script(manual, "fail", "- {exit: 3}\n"))
     after = tasks.create_sandbox(manual, "after the failure", "script", after=[failing.id], autostart=True,
                                  script=edit(manual, "after", "lib.py", "x + 1", "x + 5"))
     wait_until_settled(manual, failing.id)
     tasks.remove(manual, failing.id, force=True)
-    view = advance(manual, after.id).now
-    assert view.step == Step.HELD and failing.id in view.waits_on
-    assert sb.get_sandbox(manual, after.id).status == PLANNED
+    return failing.id, after.id
+
+
+def test_a_task_after_a_failed_one_is_held_not_started_on_a_broken_base(manual: Workspace) -> None:
+    failed, after = held_after_a_failure(manual)
+    view = advance(manual, after).now
+    assert view.step == Step.HELD and failed in view.waits_on
+    assert sb.get_sandbox(manual, after).status == PLANNED
 
 
 def test_a_held_task_dropping_the_failed_one_starts_from_the_target_as_it_is(manual: Workspace) -> None:
-    failing = tasks.create_sandbox(manual, "fail", "script", autostart=True,
-                                   script=script(manual, "fail", "- {exit: 3}\n"))
-    after = tasks.create_sandbox(manual, "after the failure", "script", after=[failing.id], autostart=True,
-                                 script=edit(manual, "after", "lib.py", "x + 1", "x + 5"))
-    wait_until_settled(manual, failing.id)
-    tasks.remove(manual, failing.id, force=True)
+    _, after_id = held_after_a_failure(manual)
+    after = sb.get_sandbox(manual, after_id)
     view = advance(manual, after.id).now
     assert view.step == Step.HELD and view.action == PersonAction.CANCEL
     assert f"sandbox drop-after {after.id}" in view.line(STEP_HINTS)  # the hint names a command that exists
