@@ -266,3 +266,21 @@ async def test_many_claims_show_a_node_per_sandbox_that_fills_when_opened(tmp_pa
         first = tree.root.children[1].children[0]
         assert str(first.label).startswith("#") and "pkg/m" in str(first.label) and "b00002" not in str(first.label)
         assert not tree.root.children[0].children  # the others wait for their own turn
+
+
+async def test_without_a_conflict_the_claims_take_the_room_an_empty_table_kept(billing: Path) -> None:
+    app = LoomApp(open_workspace(billing))
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("2")
+        table = app.screen.query_one("#conflicts", DataTable)
+        await wait_for(pilot, lambda: table.row_count == 1)
+        screen = app.screen
+        assert not screen.has_class("-calm")
+        workspace = open_workspace(billing)
+        (rounding,) = workspace.store.live_claims("rounding")
+        governed_coordinator(workspace).release(rounding.id, "done")
+        await wait_for(pilot, lambda: table.row_count == 0 and screen.has_class("-calm"))
+        await pilot.pause()
+        assert screen.query_one("#graph-left").size.width <= 36 < screen.query_one("#graph-right").size.width
+        detail = str(screen.query_one("#conflict-detail", Static).render())
+        assert detail.startswith("No conflicts among 1 live claim.")

@@ -156,6 +156,7 @@ class GraphScreen(LoomScreen[None]):
         graph = claims_graph(picture)
         colours = self.colours = assign_colours(graph.sandboxes, theme_palette(self.app))
         self._fill_conflicts(picture.conflicts, colours)
+        self.set_class(not picture.conflicts, "-calm")  # no conflict: the claims take the room (app.tcss)
         self._fill_tree(picture, colours)
         self.query_one("#claims-canvas", ClaimsCanvas).show(graph, colours)
         self._show_conflict()
@@ -286,7 +287,8 @@ class GraphScreen(LoomScreen[None]):
         if self.picture is None:
             return
         if conflict is None:
-            detail.update(Text(f"No conflicts among {len(self.picture.claims)} live claims. "
+            count = len(self.picture.claims)
+            detail.update(Text(f"No conflicts among {count} live claim{'' if count == 1 else 's'}. "
                                f"{self.picture.index_line()}"))
             return
         claims = {c.id: c for c in self.picture.claims}
