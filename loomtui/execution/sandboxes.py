@@ -27,6 +27,7 @@ branch name or part of a shell string.
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import secrets
 import shutil
@@ -389,16 +390,26 @@ def start(workspace: Workspace, sandbox_id: str, *, supervisor: str = SUPERVISOR
     ready = process.stdout.readline()
     process.stdout.close()
     process.wait()
+    refused = _refusal(ready)
+    if refused:  # another caller's start won the race
+        raise LoomError(refused, exit_code=1)
     if not ready.strip():
         try:
             said = [line for line in paths.supervisor_log.read_text("utf-8", "replace").splitlines() if line.strip()]
         except OSError:
             said = []
-        if said and f"sandbox {record.id} is already " in said[-1]:  # another caller's start won the race
-            raise LoomError(said[-1].strip(), exit_code=1)
         why = f" ({said[-1].strip()})" if said else ""
         raise LoomError(f"the supervisor of {record.id} did not start{why}; see {paths.supervisor_log}")
     return get_sandbox(workspace, record.id)
+
+
+def _refusal(answer: bytes) -> str:
+    """Why the supervisor would not run the sandbox (`{"refused": ...}` on its first line), or ""."""
+    try:
+        said = json.loads(answer or b"{}")
+    except ValueError:
+        return ""
+    return str(said.get("refused") or "") if isinstance(said, dict) else ""
 
 
 # -- signals: stop, pause, resume ----------------------------------------------------------

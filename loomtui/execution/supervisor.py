@@ -537,9 +537,13 @@ def main(argv: list[str], *, hook_server: HookServerFactory | None = None,
         with workspace.store.transaction():
             record = workspace.store.get_sandbox(sandbox_id) or record
             if record.status != PLANNED or (record.pid and record.pid != me and is_alive(record.pid, record.pid_start)):
-                # Another's start won (and may have run it to its end by now): this one has nothing to run.
-                _diagnose(f"sandbox {sandbox_id} is already being started (supervisor pid {record.pid})"
-                          if record.status == PLANNED else f"sandbox {sandbox_id} is already {record.status}")
+                # Another's start won (and may have run it to its end by now): this one has nothing to run,
+                # and tells start() why on the line that would have said it was recorded.
+                why = (f"sandbox {sandbox_id} is already being started (supervisor pid {record.pid})"
+                       if record.status == PLANNED else f"sandbox {sandbox_id} is already {record.status}")
+                _diagnose(why)
+                sys.stdout.write(json.dumps({"refused": why}) + "\n")
+                sys.stdout.flush()
                 return 1
             record = workspace.store.update_sandbox(record.id, pid=me, pid_start=identity(me))
     except LoomError as exc:
