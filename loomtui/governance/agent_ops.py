@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from loomtui.errors import LoomError
 from loomtui.governance.escalations import CLEARED, EscalationStatus
-from loomtui.governance.hooks.permissions import bounded, too_many_asks
+from loomtui.governance.hooks.permissions import PERMISSION_KIND, QUESTION_KIND, bounded, too_many_asks
 from loomtui.governance.hooks.requests import one_line
 from loomtui.governance.policy import ChangeFacts, evaluate
 from loomtui.store import ClaimRecord, EscalationRecord
@@ -27,8 +27,6 @@ from loomtui.store import ClaimRecord, EscalationRecord
 if TYPE_CHECKING:  # the gate registers these operations: it imports this module, not the reverse
     from loomtui.governance.hooks.gate import HookGate
 
-PERMISSION_KIND: Final = "permission-request"  # as hooks.gate.PERMISSION_KIND
-QUESTION_KIND: Final = "question"
 WAITING_KINDS: Final = (PERMISSION_KIND, QUESTION_KIND)
 """Escalations an agent opens and waits on: its permission requests and its questions."""
 MAX_QUESTION_CHARS: Final = 4000

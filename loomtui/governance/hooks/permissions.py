@@ -25,6 +25,8 @@ if TYPE_CHECKING:  # the gate calls these: it imports this module, not the rever
     from loomtui.governance.hooks.gate import HookGate
 
 PERMISSION_KIND: Final = "permission-request"
+QUESTION_KIND: Final = "question"
+"""An agent's yes/no question to a lead (`ask_lead`): it waits on it as on a permission request."""
 MAX_OPEN_REQUESTS: Final = 20
 """Unanswered permission requests one sandbox may hold: each is a row in the shared store and a line in
 the leads' queue, so an agent cannot bury the queue (or the disk) under its own."""
@@ -107,7 +109,7 @@ def too_many_asks(gate: HookGate) -> str | None:
     """Why `gate`'s sandbox may not ask a person anything more now (MAX_OPEN_REQUESTS of its requests
     and questions are open), or None."""
     open_asks = sum(1 for e in gate.workspace.store.list_escalations(EscalationStatus.OPEN)
-                    if e.sandbox_id == gate.sandbox_id and e.kind in (PERMISSION_KIND, "question"))
+                    if e.sandbox_id == gate.sandbox_id and e.kind in (PERMISSION_KIND, QUESTION_KIND))
     if open_asks < MAX_OPEN_REQUESTS:
         return None
     return (f"{MAX_OPEN_REQUESTS} of this sandbox's requests and questions wait for a person already; "
@@ -180,12 +182,12 @@ def _describe_tool(tool_name: str, tool_input: Mapping[str, Any]) -> str:
 def bounded(value: Mapping[str, Any]) -> dict[str, Any]:
     """Tool input for the record, of a size the store and the queue can hold: at most MAX_FIELDS fields,
     each at most MAX_FIELD_CHARS (a long string, or a nested value as JSON, cut short)."""
-    bounded: dict[str, Any] = {}
+    kept: dict[str, Any] = {}
     for key, item in list(value.items())[:MAX_FIELDS]:
         text = item if isinstance(item, str) else json.dumps(item, default=str)
         if len(text) > MAX_FIELD_CHARS:
             item = text[:MAX_FIELD_CHARS] + f"... ({len(text)} chars)"
-        bounded[str(key)[:200]] = item
+        kept[str(key)[:200]] = item
     if len(value) > MAX_FIELDS:
-        bounded["..."] = f"{len(value) - MAX_FIELDS} more fields left out"
-    return bounded
+        kept["..."] = f"{len(value) - MAX_FIELDS} more fields left out"
+    return kept
