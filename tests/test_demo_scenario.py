@@ -14,6 +14,8 @@ import os
 import shutil
 import subprocess
 import sys
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -33,6 +35,7 @@ from loomtui.demo.scenario import (
     stop_scenario,
 )
 from loomtui.execution.lifecycle import EXITED, FAILED, LIVE, MERGED, PLANNED, REJECTED
+from loomtui.execution.procs import is_alive
 from loomtui.execution.sandboxes import wait_for_status
 from loomtui.governance.escalations import decide, open_escalation, queue
 from loomtui.governance.policy import ChangeFacts, evaluate, load_policy
@@ -369,6 +372,36 @@ def test_the_pre_start_approval_is_given_at_once_by_default(tmp_path: Path) -> N
         assert rounding.status != PLANNED
     finally:
         stop_scenario(workspace, grace=1.0)
+        workspace.close()
+
+
+def test_a_stop_during_a_start_waits_for_it_stops_what_it_started_and_nothing_follows(tmp_path: Path) -> None:
+    """A closed terminal ends the app while its worker is still starting the scenario: the stop ran
+    beside it, the start went on launching agents, and their supervisors wrote into the repository
+    the demo was deleting (the copy stayed behind). The stop now waits for the start, stops what it
+    started, waits for every supervisor, and nothing starts or advances after it."""
+    workspace = open_workspace(demo_repo(tmp_path))
+    first_line = threading.Event()
+
+    def slow_say(_line: str) -> None:
+        if not first_line.is_set():
+            first_line.set()
+            time.sleep(0.5)  # the stop below is called while the start is still at work
+
+    starter = threading.Thread(target=start_scenario, args=(workspace,), kwargs={"on_step": slow_say})
+    try:
+        starter.start()
+        assert first_line.wait(timeout=30)
+        stop_scenario(workspace, grace=1.0)
+        assert not starter.is_alive()
+        records = list(demo_sandboxes(workspace).values())
+        assert records, "the start launched nothing before the stop"
+        assert not [r.id for r in records if r.status in LIVE], [(r.id, r.status) for r in records]
+        assert not [r.id for r in records if is_alive(r.pid, r.pid_start)]
+        assert start_scenario(workspace) == [] and advance_scenario(workspace) == []
+        assert {r.id: r.status for r in demo_sandboxes(workspace).values()} == {r.id: r.status for r in records}
+    finally:
+        starter.join(timeout=60)
         workspace.close()
 
 

@@ -219,7 +219,8 @@ def _clean_up_demo(workspace: Workspace, repo: Path, *, keep: bool) -> None:
     if not keep:
         # Stopping a live agent takes seconds (SIGTERM, its grace period): say so, not a blank screen.
         _tell("stopping the demo's agents and removing its repository…")
-        stop_scenario(workspace)  # agents still running would write into a deleted repository
+        for line in stop_scenario(workspace):  # agents still running would write into a deleted repository
+            _tell(line)
     workspace.close()
     if keep:
         _tell(f"demo repository kept at {repo}")
@@ -227,6 +228,8 @@ def _clean_up_demo(workspace: Workspace, repo: Path, *, keep: bool) -> None:
         import shutil
 
         shutil.rmtree(repo.parent, ignore_errors=True)
+        if repo.parent.exists():
+            _tell(f"the demo repository {repo.parent} could not be removed entirely: remove it by hand")
 
 
 # -- audit ------------------------------------------------------------------------

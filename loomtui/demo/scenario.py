@@ -46,6 +46,8 @@ engine does each step once, whoever calls) and says only what is new.
 from __future__ import annotations
 
 import threading
+import time
+from pathlib import Path
 from typing import Any, Final
 
 from loomtui.coordination.claims import Coordinator
@@ -105,7 +107,13 @@ START_WAIT_S: Final = 10.0
 HEADLESS_APPROVALS: Final = ("rounding", "refunds")
 """The changes DEMO_REVIEWERS approve headless, in this order (each once the scenario has settled)."""
 
+SETTLE_S: Final = 30.0
+"""How long a stopped scenario waits for supervisors still at work (a review, a merge) to end."""
+
 _ADVANCING = threading.Lock()
+_STOPPED: set[Path] = set()
+"""Demo repositories whose scenario this process stopped: never started or advanced again (guarded
+by _ADVANCING), so nothing writes into a repository that is being deleted."""
 
 
 # -- finding the scenario in the store (`demo_sandboxes` is in loomtui.demo.common) -------------
@@ -173,7 +181,7 @@ def start_scenario(workspace: Workspace, on_step: Say | None = None, *, approve_
     Raises LoomError when the repository is not a demo repository.
     """
     with _ADVANCING:
-        if demo_sandboxes(workspace):
+        if workspace.root in _STOPPED or demo_sandboxes(workspace):
             return []
         # The engineer states the tasks and the engine works for them; whoever watches (the
         # app's user, a reviewer) only decides.
@@ -326,23 +334,41 @@ def colleague_approvals(workspace: Workspace, say: Say) -> list[dict[str, Any]]:
     return decisions
 
 
-def stop_scenario(workspace: Workspace, grace: float = 2.0) -> list[str]:
+def stop_scenario(workspace: Workspace, grace: float = 2.0, settle: float = SETTLE_S) -> list[str]:
     """Stop the scenario (before the demo repository is deleted): the tasks not yet started are
-    cancelled (so no merge starts them), then the agents still running are stopped."""
-    lines = []
-    if demo_sandboxes(workspace):
-        try:
-            lines += [line for line in cancel_plan(workspace) if "cancelled" in line]
-        except LoomError as exc:
-            lines.append(f"cancelling the plan: {exc}")
-    for name, record in demo_sandboxes(workspace).items():
-        if record.status in LIVE:
+    cancelled (so no merge starts them), the agents still running are stopped, and the
+    supervisors still at work (reviewing, merging) are waited for, up to `settle` seconds.
+
+    A start or advance running meanwhile in this process (an app's worker) is finished first,
+    and none runs after it.
+    """
+    with _ADVANCING:
+        _STOPPED.add(workspace.root)
+        lines = []
+        if demo_sandboxes(workspace):
             try:
-                stop(workspace, record.id, grace=grace)
-                lines.append(f"[{name}] stopped")
+                lines += [line for line in cancel_plan(workspace) if "cancelled" in line]
             except LoomError as exc:
-                lines.append(f"[{name}] {exc}")
-    return lines
+                lines.append(f"cancelling the plan: {exc}")
+        for name, record in demo_sandboxes(workspace).items():
+            if record.status in LIVE:
+                try:
+                    stop(workspace, record.id, grace=grace)
+                    lines.append(f"[{name}] stopped")
+                except LoomError as exc:
+                    lines.append(f"[{name}] {exc}")
+        return lines + _await_supervisors(workspace, settle)
+
+
+def _await_supervisors(workspace: Workspace, settle: float) -> list[str]:
+    """Wait for the scenario's supervisors to end; say which are still at work after `settle` seconds."""
+    deadline = time.monotonic() + settle
+    while True:
+        busy = {name: record.pid for name, record in demo_sandboxes(workspace).items()
+                if is_alive(record.pid, record.pid_start)}
+        if not busy or time.monotonic() >= deadline:
+            return [f"[{name}] its supervisor (pid {pid}) is still at work" for name, pid in busy.items()]
+        time.sleep(POLL_S)
 
 
 # -- advancing -----------------------------------------------------------------------------
@@ -364,7 +390,7 @@ def advance_scenario(workspace: Workspace, on_step: Say | None = None) -> list[s
         return []
     try:
         say = Steps(on_step)
-        if not demo_sandboxes(workspace):
+        if workspace.root in _STOPPED or not demo_sandboxes(workspace):
             return []
         # The engine's steps for the engineer's tasks, and what the scenario records of them,
         # are the engineer's, not the app user's (a reviewer who only decides).
