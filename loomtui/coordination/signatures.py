@@ -1,9 +1,9 @@
-"""The precise producer (libcst): regions of changed code, signatures, and source diffs to regions.
+"""Regions of changed code: which regions a change added, removed or modified, and whose signature changed.
 
-The repository-wide index uses the fast `ast` producer in `regions.py`; this one
-runs only on the files a change touches, where libcst's exact concrete syntax is
-worth its cost. Both name regions identically and give identical spans and
-hashes (the test suite checks this), so a `RegionChange` id is an index id.
+Regions (ids, spans, hashes) are the index's own, from the `ast` producer in
+`regions.py`, so a `RegionChange` id is an index id. Signatures come from libcst's
+concrete syntax, only for the files a change touches, where its exactness is worth
+its cost.
 """
 
 from __future__ import annotations
@@ -14,17 +14,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import libcst as cst
-from libcst.metadata import MetadataWrapper, PositionProvider
 
 from loomtui.coordination.regions import (
     Region,
     ast_regions,
     decode_source,
-    first_doc_line,
-    region_id,
     sha256_text,
     source_lines,
-    span_hash,
     unique_qualname,
 )
 
@@ -132,65 +128,43 @@ def _class_signature(node: cst.ClassDef) -> str:
     return f"{_decorators_text(node.decorators)}class {node.name.value}({arguments})"
 
 
-class _RegionScanner(cst.CSTVisitor):
-    """Collects regions in source order (each parent before its children), as the ast producer does."""
+class _SignatureScanner(cst.CSTVisitor):
+    """Each definition's qualname, parent and signature, in source order (each parent before its
+    children), named as the ast producer names its regions."""
 
-    METADATA_DEPENDENCIES = (PositionProvider,)
-
-    def __init__(self, path: str, lines: list[str]) -> None:
+    def __init__(self) -> None:
         super().__init__()
-        self.path = path
-        self.lines = lines
         self.seen: dict[str, int] = {}
-        self.stack: list[_Scanned] = []
-        self.found: list[_Scanned] = []
+        self.stack: list[str] = [""]  # qualnames; "" is the module
+        self.found: list[tuple[str, str | None, str]] = [("", None, "")]
 
-    def visit_Module(self, node: cst.Module) -> None:
-        end = max(1, len(self.lines))
-        doc = first_doc_line(node.get_docstring())
-        region = Region(self.path, "module", self.path, "", 1, end, span_hash(self.lines, 1, end), doc)
-        self._enter(region, None, "")
-
-    def _enter(self, region: Region, parent: str | None, signature: str) -> None:
-        scanned = _Scanned(region, parent, signature)
-        self.found.append(scanned)
-        self.stack.append(scanned)
-
-    def _enter_def(self, node: cst.FunctionDef | cst.ClassDef, kind: str, signature: str) -> None:
-        enclosing = self.stack[-1].region
+    def _enter(self, node: cst.FunctionDef | cst.ClassDef, signature: str) -> None:
+        enclosing = self.stack[-1]
         name = node.name.value
-        qualname = unique_qualname(self.seen, f"{enclosing.qualname}.{name}" if enclosing.qualname else name)
-        position = self.get_metadata(PositionProvider, node)
-        # libcst's span of a definition starts at `def`/`class`; the region's
-        # starts at its first decorator, as the ast producer's does.
-        start = (
-            self.get_metadata(PositionProvider, node.decorators[0]).start.line
-            if node.decorators
-            else position.start.line
-        )
-        end = position.end.line
-        region = Region(
-            region_id(self.path, qualname), kind, self.path, qualname, start, end,
-            span_hash(self.lines, start, end), first_doc_line(node.get_docstring()),
-        )
-        self._enter(region, enclosing.qualname, signature)
+        qualname = unique_qualname(self.seen, f"{enclosing}.{name}" if enclosing else name)
+        self.found.append((qualname, enclosing, signature))
+        self.stack.append(qualname)
 
     def visit_ClassDef(self, node: cst.ClassDef) -> None:
-        self._enter_def(node, "class", _class_signature(node))
+        self._enter(node, _class_signature(node))
 
     def leave_ClassDef(self, original_node: cst.ClassDef) -> None:
         self.stack.pop()
 
     def visit_FunctionDef(self, node: cst.FunctionDef) -> None:
-        kind = "method" if self.stack[-1].region.kind == "class" else "function"
-        self._enter_def(node, kind, _function_signature(node))
+        self._enter(node, _function_signature(node))
 
     def leave_FunctionDef(self, original_node: cst.FunctionDef) -> None:
         self.stack.pop()
 
 
 def _scan(source: str, path: str) -> list[_Scanned] | None:
-    """Regions of `source` by libcst, None if it is not valid Python."""
+    """Regions of `source` with their signatures, None if it is not valid Python.
+
+    Spans, ids and hashes are the index's own (the ast producer's), so a change's ids are
+    index ids by construction; libcst gives only the signatures, from its concrete syntax,
+    without position metadata (which cost most of a scan).
+    """
     text, problem = decode_source(source.encode("utf-8", "surrogatepass"))
     if text is None or problem:
         return None
@@ -198,21 +172,12 @@ def _scan(source: str, path: str) -> list[_Scanned] | None:
         module = cst.parse_module(text)
     except (cst.ParserSyntaxError, RecursionError, ValueError):
         return None
-    scanner = _RegionScanner(path, source_lines(text))
-    MetadataWrapper(module, unsafe_skip_copy=True).visit(scanner)
-    return scanner.found
-
-
-def cst_regions(source: str, path: str) -> list[Region]:
-    """Regions of `source` by libcst; the same list `regions.ast_regions` gives.
-
-    Only the tests call it: they cross-check the fast `ast` producer the index uses
-    against libcst's exact concrete syntax (same ids, spans and hashes).
-    """
-    scanned = _scan(source, path)
-    if scanned is None:
-        return ast_regions(source, path)  # the file-level region and its warning
-    return [item.region for item in scanned]
+    regions = {region.qualname: region for region in ast_regions(source, path) if region.kind != "file"}
+    scanner = _SignatureScanner()
+    module.visit(scanner)
+    if {qualname for qualname, _, _ in scanner.found} != regions.keys():
+        return None  # syntax one parser reads and the other does not: the whole file is the change
+    return [_Scanned(regions[qualname], parent, signature) for qualname, parent, signature in scanner.found]
 
 
 def _own_hashes(scanned: list[_Scanned], lines: list[str]) -> dict[str, str]:
