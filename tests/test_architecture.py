@@ -168,3 +168,31 @@ def test_the_rules_catch_a_violation(tmp_path: Path) -> None:
     assert upward_imports(planted, "loomtui.execution.sandboxes") == [
         "loomtui.execution.sandboxes:4 imports loomtui.governance.policy (governance is above execution)"]
     assert upward_imports(planted, "loomtui.workflow.engine") == []
+
+
+_IMPORT_EACH_ALONE = """
+import importlib, pkgutil, sys
+import loomtui
+failed = []
+for name in sorted(m.name for m in pkgutil.walk_packages(loomtui.__path__, "loomtui.")):
+    for loaded in [m for m in sys.modules if m == "loomtui" or m.startswith("loomtui.")]:
+        del sys.modules[loaded]
+    try:
+        importlib.import_module(name)
+    except Exception as exc:
+        failed.append(f"{name}: {type(exc).__name__}: {exc}")
+print("\\n".join(failed))
+"""
+
+
+def test_every_module_imports_first_in_a_fresh_process() -> None:
+    """An import cycle breaks only the process that happens to import its modules in one order:
+    `hooks.gate` imported first failed (permissions -> requests -> agent_ops -> permissions, half
+    loaded), while the suite, importing them otherwise, passed. Each module is imported first here."""
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-c", _IMPORT_EACH_ALONE], capture_output=True, text=True,
+                          cwd=PACKAGE.parent, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == ""

@@ -10,7 +10,6 @@ adds its cooperating operations (claims, questions to a lead) on the same terms.
 from __future__ import annotations
 
 import importlib
-import sys
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, Final
 
@@ -126,7 +125,8 @@ OPERATIONS: Final[dict[str, Callable[[HookGate, Mapping[str, Any]], dict[str, An
     "escalation_status": _op_escalation_status,
     "withdraw_permission_request": _op_withdraw,
 }
-"""Everything an agent may ask. Deliberately no decide, approve, override or policy write."""
+"""Everything an agent may ask (agent_ops' operations join on the first dispatch). Deliberately no decide,
+approve, override or policy write."""
 
 
 def dispatch(gate: HookGate, request: Any) -> dict[str, Any]:
@@ -150,9 +150,9 @@ _agent_ops_added = False
 def _add_agent_operations() -> None:
     """What agents may ask besides the hooks (claims, questions to a lead): asking, never deciding.
 
-    `agent_ops` may import the gate (and so this module) while it loads, so this runs when
-    both are loaded: at the end of this module unless `agent_ops` is the one importing it,
-    else on the first dispatch.
+    Added on the first dispatch, not while this module loads: `agent_ops` imports the gate's
+    modules, and one of them (permissions) imports this one, so at load time either may be
+    half-initialised, whichever a process happens to import first.
     """
     global _agent_ops_added
     if not _agent_ops_added:
@@ -162,8 +162,3 @@ def _add_agent_operations() -> None:
             if exc.name != "loomtui.governance.agent_ops":
                 raise
         _agent_ops_added = True
-
-
-_importing = sys.modules.get("loomtui.governance.agent_ops")
-if _importing is None or hasattr(_importing, "AGENT_OPERATIONS"):
-    _add_agent_operations()
