@@ -211,11 +211,14 @@ async def test_o_is_offered_on_a_block_only_and_asks_before_it_lets_the_change_t
 
 
 async def test_escalations_arriving_together_are_one_toast_not_a_pile(billing: Path) -> None:
+    from textual.notifications import Notify
+
     app = app_as(billing, ALICE)
-    app.escalation_toast_seconds = 1.5
+    app.escalation_toasts.seconds = 1.5
     said: list[str] = []
-    notify = app.notify
-    app.notify = lambda message, **kwargs: (said.append(str(message)), notify(message, **kwargs))[1]  # type: ignore
+    post = app.post_message
+    app.post_message = lambda message: (  # type: ignore[method-assign]
+        isinstance(message, Notify) and said.append(str(message.notification.message)), post(message))[1]
     async with app.run_test(size=SIZE) as pilot:
         await wait_for(pilot, lambda: app.policy is not None)  # on the dashboard: the queue is not in view
         escalate(billing, payments_change())
@@ -226,6 +229,13 @@ async def test_escalations_arriving_together_are_one_toast_not_a_pile(billing: P
         await pilot.pause(0.5)
         assert [line for line in said if "waiting" in line] == [
             "1 new escalation waiting: press 3", "2 new escalations waiting: press 3"]
+        # Pressing 3 answers the toast: it goes, rather than stay over the queue's detail.
+        app.escalation_toasts.seconds = 60
+        escalate(billing, payments_change())
+        await wait_for(pilot, lambda: any("press 3" in str(n.message) for n in app._notifications), timeout=10)
+        await pilot.press("3")
+        await pilot.pause()
+        assert not [n.message for n in app._notifications if "press 3" in str(n.message)]
 
 
 async def test_the_palette_finds_keys_sandboxes_and_escalations_and_goes_there(billing: Path) -> None:

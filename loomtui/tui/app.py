@@ -14,13 +14,13 @@ from textual.binding import Binding
 from textual.css.query import NoMatches
 from textual.notifications import SeverityLevel
 from textual.screen import Screen
-from textual.timer import Timer
 from textual.worker import Worker, WorkerState, get_current_worker
 
 from loomtui.config import LoomConfig
 from loomtui.errors import LoomError
 from loomtui.governance.policy import MERGE_MANUAL, Policy
 from loomtui.repo import current_branch
+from loomtui.tui.escalation_toasts import EscalationToasts
 from loomtui.tui.idle_gc import TICK_S as COLLECT_EVERY_S
 from loomtui.tui.idle_gc import IdleCollector
 from loomtui.tui.messages import (
@@ -57,8 +57,6 @@ LISTEN_SECONDS = 30.0
 """How long the listener waits for an event before it starts waiting again."""
 RETRY_SECONDS = 2.0
 """How often a store that failed is tried again."""
-ESCALATION_TOAST_SECONDS = 8.0
-"""How long a new-escalation toast shows; at most one is shown at a time."""
 CONFIG_CHECK_SECONDS = 0.5
 """How often the config and policy files are looked at for edits."""
 DEFAULT_THEME = "loom-dark"
@@ -132,6 +130,7 @@ class LoomApp(App[int]):
         self.clock = clock  # tests pass a fixed clock: no real time in snapshots
         # The checklist's week is real time: with a fixed clock (snapshots) the header leaves it out.
         self.show_checklist = clock is time.time if checklist is None else checklist
+        self.escalation_toasts = EscalationToasts(self)
         self.checklist_score = ""
         self._checklist_due = 0.0
         self.workspace = workspace
@@ -140,10 +139,6 @@ class LoomApp(App[int]):
         """The demo's chapter now ("Agents at work"), shown in the header."""
         self._store_state = "ok"
         self.loom_themes: list[str] = []
-        self.escalation_toast_seconds = ESCALATION_TOAST_SECONDS
-        self._unannounced = 0
-        self._announced_at = 0.0
-        self._announce_timer: Timer | None = None
         self.latest_snapshot: DashboardSnapshot | None = None
         self.coordination: CoordinationPicture | None = None
         self.coordinator: Coordinator | None = None  # built by a worker; None until indexed
@@ -211,6 +206,7 @@ class LoomApp(App[int]):
             self.notify(warning, title="theme contrast", severity="warning", timeout=10)
         wanted = self.config.theme if self.config else DEFAULT_THEME
         self.theme = wanted if wanted in self.available_themes else DEFAULT_THEME
+        self.escalation_toasts.listen()
         self.set_interval(CONFIG_CHECK_SECONDS, self._config_worker)
         self.set_interval(COLLECT_EVERY_S, self.collector.tick)
         first = self.latest_snapshot
@@ -420,10 +416,7 @@ class LoomApp(App[int]):
             opened = kinds.count("escalation.opened")
             if opened and not first:
                 self.bell()
-                self._unannounced += opened
-                if self._announce_timer is None:
-                    wait = self._announced_at + self.escalation_toast_seconds - time.monotonic()
-                    self._announce_timer = self.set_timer(max(0.01, wait), self._announce_escalations)
+                self.escalation_toasts.opened(opened)
 
     # -- jumping to a record (the palette) --------------------------------------------
 
@@ -458,17 +451,6 @@ class LoomApp(App[int]):
         if table is not None and key in table.rows:
             table.move_cursor(row=table.get_row_index(key))
             table.focus()
-
-    def _announce_escalations(self) -> None:
-        """One toast for escalations that came together: those opened while the last toast still
-        shows are counted into the next one, not stacked over the header as toasts of their own."""
-        self._announce_timer = None
-        count, self._unannounced = self._unannounced, 0
-        # With the queue in view its new rows show (and the bell rang): a toast would cover its detail.
-        if count and self.current_mode != "escalations":
-            self._announced_at = time.monotonic()
-            self.notify(f"{count} new escalation{'s' if count != 1 else ''} waiting: press 3", title="escalation",
-                        severity="warning", timeout=self.escalation_toast_seconds)
 
     # -- the checklist score in the header ------------------------------------------
 
