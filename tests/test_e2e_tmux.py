@@ -107,7 +107,9 @@ def test_closing_the_demos_terminal_still_stops_its_agents_and_removes_its_copy(
     deadline = time.monotonic() + 60
     while any(scratch.glob("loomtui-demo-*")) and time.monotonic() < deadline:
         time.sleep(0.2)
-    assert not any(scratch.glob("loomtui-demo-*")), sorted(scratch.rglob("*"))[:10]
+    # On failure, say whether the demo is still cleaning up (and what is still at work there) or gave up.
+    still = subprocess.run(["pgrep", "-af", str(scratch)], capture_output=True, text=True).stdout
+    assert not any(scratch.glob("loomtui-demo-*")), (still or "no process left", sorted(scratch.rglob("*"))[:5])
 
 
 def test_a_cli_write_appears_in_the_running_dashboard(terminal: Terminal, repo: Path) -> None:

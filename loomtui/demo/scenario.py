@@ -47,6 +47,7 @@ from __future__ import annotations
 
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Final
 
@@ -350,13 +351,16 @@ def stop_scenario(workspace: Workspace, grace: float = 2.0, settle: float = SETT
                 lines += [line for line in cancel_plan(workspace) if "cancelled" in line]
             except LoomError as exc:
                 lines.append(f"cancelling the plan: {exc}")
-        for name, record in demo_sandboxes(workspace).items():
-            if record.status in LIVE:
-                try:
-                    stop(workspace, record.id, grace=grace)
-                    lines.append(f"[{name}] stopped")
-                except LoomError as exc:
-                    lines.append(f"[{name}] {exc}")
+        live = {name: record for name, record in demo_sandboxes(workspace).items() if record.status in LIVE}
+        # Together, not one after another: each stop may take its grace and its supervisor's settling.
+        with ThreadPoolExecutor(max_workers=max(1, len(live)), thread_name_prefix="demo-stop") as pool:
+            stops = {name: pool.submit(stop, workspace, record.id, grace=grace) for name, record in live.items()}
+        for name, stopping in stops.items():
+            try:
+                stopping.result()
+                lines.append(f"[{name}] stopped")
+            except LoomError as exc:
+                lines.append(f"[{name}] {exc}")
         return lines + _await_supervisors(workspace, settle)
 
 
