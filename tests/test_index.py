@@ -639,6 +639,14 @@ def test_invalid_side_is_a_whole_file_change() -> None:
     assert changed_regions(BASE, BASE + "def (:\n", "mod.py") == [RegionChange("mod.py", "modified", True)]
 
 
+@pytest.mark.parametrize("nested", ["def deep():\n    return a" + ".b" * 3000 + "()\n",
+                                    "def deep(x=a" + ".b" * 3000 + "):\n    return x\n"])
+def test_code_nested_deeper_than_the_visitor_recurses_is_a_whole_file_change(nested: str) -> None:
+    """An agent's commit can nest deeper than libcst's visitor recurses (both parsers read it):
+    the review then takes the file as one change, as for code it cannot read, rather than crashing."""
+    assert changed_regions(BASE, BASE + nested, "mod.py") == [RegionChange("mod.py", "modified", True)]
+
+
 def test_signatures_are_compared_normalised() -> None:
     """Spacing and trailing commas in a signature are no change of it; a default or annotation is."""
     respaced = BASE.replace("def run(self, a, b=1) -> int:", "def run(self,a,b = 1,)->int:")

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import shutil
+import signal
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -57,6 +60,20 @@ def ids(piece: object) -> list[str]:
     return [p.section.id for p in piece.picks]  # type: ignore[attr-defined]
 
 
+@contextlib.contextmanager
+def hang_guard(seconds: int) -> Iterator[None]:
+    """Fail (rather than hang the run) if the block is still going after `seconds`."""
+    def expire(signum: int, frame: object) -> None:
+        raise TimeoutError(f"still running after {seconds} s")
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.alarm(seconds)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+
+
 # -- sections -------------------------------------------------------------------------------
 
 
@@ -83,6 +100,15 @@ def test_an_adr_status_is_its_status_not_the_whole_line() -> None:
     assert (adr.status, adr.state, adr.supersedes) == ("Accepted", "accepted", (2,))
     madr = parse_adr("docs/adr/0006-y.md", "# 6. Y\n\n* Status: superseded by ADR 0007; see there\n")
     assert (madr.status, madr.superseded_by) == ("superseded by ADR 0007", (7,))
+
+
+def test_headings_close_as_commonmark_says_and_a_line_of_blanks_is_read_at_once() -> None:
+    text = "## Money ##\n\nUse Decimal.\n\n# C#\n\nA language.\n\n# a" + " " * 20_000 + "x\n\nBody.\n"
+    with hang_guard(60):  # the regex this replaced backtracked for hours on that line
+        sections = split_markdown("repo", "GUIDE.md", text)
+        adr = parse_adr("docs/adr/0001-x.md", text)
+    assert [s.heading[-1] for s in sections] == ["Money", "C#", "a" + " " * 20_000 + "x"]
+    assert adr.title == "C#"  # the first level-1 heading; its hash is no closing run
 
 
 # -- ranking on crafted documents ------------------------------------------------------------------
@@ -308,6 +334,17 @@ def test_conventions_rules_find_float_and_round_in_the_code(sample: Path) -> Non
     found = [str(f) for f in convention_findings(sample, context)]
     assert any(f.startswith("payments/tax.py:") and "rounding-only-in-currency: calls round()" in f for f in found)
     assert any("no-float-for-money: calls float()" in f for f in found)
+
+
+def test_a_rule_reads_a_call_at_the_end_of_a_long_chain_and_skips_code_too_deep_to_parse() -> None:
+    from loomtui.knowledge.rules import Rule, check_file
+
+    rule = Rule("no-round", "use the currency module", ("*.py",), (), ("*.round", "round"), (), "repo:R.md:1")
+    chain = "x = a" + ".b" * 2000 + ".round(1)\n"  # parses, but twice as deep as Python recurses
+    [finding] = check_file([rule], "deep.py", chain)
+    assert (finding.line, finding.what.endswith(".b.round()")) == (1, True)
+    for too_deep in ("x = " + "-" * 200_000 + "1\n", "x = a" + ".b" * 300_000 + "\n"):  # Memory-, RecursionError
+        assert check_file([rule], "deep.py", too_deep + "round(2)\n") == []
 
 
 def test_a_second_loom_rule_with_an_id_already_used_is_a_problem_and_left_out(sample: Path) -> None:

@@ -174,7 +174,10 @@ def _scan(source: str, path: str) -> list[_Scanned] | None:
         return None
     regions = {region.qualname: region for region in ast_regions(source, path) if region.kind != "file"}
     scanner = _SignatureScanner()
-    module.visit(scanner)
+    try:
+        module.visit(scanner)
+    except RecursionError:
+        return None  # nesting deeper than the visitor's recursion (a hostile chain of attributes, say)
     if {qualname for qualname, _, _ in scanner.found} != regions.keys():
         return None  # syntax one parser reads and the other does not: the whole file is the change
     return [_Scanned(regions[qualname], parent, signature) for qualname, parent, signature in scanner.found]

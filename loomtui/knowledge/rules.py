@@ -150,11 +150,16 @@ def _spec(patterns: tuple[str, ...]) -> pathspec.GitIgnoreSpec:
 
 
 def _dotted(node: ast.expr) -> str:
-    if isinstance(node, ast.Name):
-        return node.id
-    if isinstance(node, ast.Attribute):
-        return f"{_dotted(node.value)}.{node.attr}"
-    return "<expr>"
+    """`a.b.c` for a chain of attributes on a name, `<expr>.c` on anything else.
+
+    A loop, not recursion: a committed chain may be thousands of attributes long.
+    """
+    attributes: list[str] = []
+    while isinstance(node, ast.Attribute):
+        attributes.append(node.attr)
+        node = node.value
+    head = node.id if isinstance(node, ast.Name) else "<expr>"
+    return ".".join([head, *reversed(attributes)])
 
 
 def _call_matches(name: str, pattern: str) -> bool:
@@ -181,8 +186,8 @@ def check_file(rules: Sequence[Rule], path: str, source: str) -> list[Finding]:
     """The findings of `rules` (already known to cover `path`) in one file's source."""
     try:
         tree = ast.parse(source, path)
-    except (SyntaxError, ValueError):
-        return []
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return []  # code the parser cannot hold: no rule can be checked on it (the index reports it)
     findings: list[Finding] = []
     for node in ast.walk(tree):
         if isinstance(node, ast.Call):

@@ -33,7 +33,7 @@ MARKDOWN_SUFFIXES: Final = frozenset({".md", ".markdown", ".mdx"})
 CONTRACT_SUFFIXES: Final = frozenset({".yaml", ".yml", ".json", ".proto", ".graphql", ".gql", ".avsc"})
 _ADR_DIRS: Final = frozenset({"adr", "adrs", "decisions", "decision-records"})
 
-_HEADING = re.compile(r"^ {0,3}(#{1,6})[ \t]+(.*?)[ \t]*#*[ \t]*$")
+_HEADING_OPENER = re.compile(r" {0,3}(#{1,6})[ \t]")
 _FENCE = re.compile(r"^ {0,3}(`{3,}|~{3,})(.*)$")
 _CODE_SPAN = re.compile("`([^`\n\r\x0b\x0c\x1c-\x1e\x85\u2028\u2029]{2,200})`")  # within a line (as splitlines cuts)
 _ADR_NUMBER_IN_NAME = re.compile(r"^(\d{1,6})(?=[-_. ])")
@@ -45,6 +45,24 @@ _REF_SHAPE = re.compile(r"^[A-Za-z_./][\w./:-]*$")
 _SENTENCE_END = re.compile(r"[.;]\s+|[.;]$")
 _MAYBE_MARKUP: Final = frozenset(" #`~")
 """The first characters a heading or a code fence can start with (up to three spaces first)."""
+
+
+def _heading(line: str) -> tuple[int, str] | None:
+    """The level and title of an ATX heading line (`## Title ##`), or None for any other line.
+
+    Parsed by hand rather than by one regex: a lazy title followed by optional
+    blanks and closing hashes backtracks for minutes on a line of many blanks.
+    """
+    opener = _HEADING_OPENER.match(line)
+    if opener is None:
+        return None
+    title = line[opener.end():].strip()
+    unclosed = title.rstrip("#")
+    if not unclosed:
+        title = ""  # a line of hashes only: an empty heading
+    elif unclosed != title and unclosed[-1] in " \t":
+        title = unclosed.rstrip()  # a closing run of hashes counts only after a blank (CommonMark)
+    return len(opener.group(1)), title
 
 
 def estimate_tokens(text: str) -> int:
@@ -180,10 +198,10 @@ def split_markdown(layer: str, path: str, text: str) -> list[Section]:
         if fenced:
             fence = fenced.group(1)
             continue
-        heading = _HEADING.match(line)
+        heading = _heading(line)
         if heading is None:
             continue
-        level, title = len(heading.group(1)), heading.group(2).strip()
+        level, title = heading
         while stack and stack[-1][0] >= level:
             stack.pop()
         stack.append((level, title))
@@ -217,9 +235,9 @@ def parse_adr(path: str, text: str) -> AdrInfo:
     lines = text.splitlines()
     current: str | None = None
     for line in lines:
-        heading = _HEADING.match(line)
+        heading = _heading(line)
         if heading:
-            level, words = len(heading.group(1)), heading.group(2).strip()
+            level, words = heading
             if level == 1 and title == PurePosixPath(path).stem:
                 in_title = _ADR_NUMBER_IN_TITLE.match(words)
                 if in_title and in_title.group(2):
