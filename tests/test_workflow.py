@@ -203,6 +203,28 @@ def test_a_step_whose_caller_died_is_redone_and_a_live_holder_is_waited_for(manu
     assert advance(manual, other).status == APPROVED
 
 
+def test_a_step_that_fails_unexpectedly_says_so_in_one_line_and_is_retried(manual: Workspace,
+                                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """Something no check foresaw (here a RecursionError deep in the review) fails the step with one
+    line the task shows and the audit keeps, rather than ending the caller on a traceback."""
+    import loomtui.workflow.engine as engine
+
+    sandbox_id = _ended_unadvanced(manual, "odd")
+    real_review = engine.review_sandbox
+
+    def deep_review(*args: object, **kwargs: object) -> object:
+        transition(manual, sandbox_id, GATING, reason="reviewing (then an odd input)")
+        raise RecursionError("maximum recursion depth exceeded")
+
+    monkeypatch.setattr(engine, "review_sandbox", deep_review)
+    failed = advance(manual, sandbox_id)
+    assert failed.done == ("review failed: unexpected RecursionError: maximum recursion depth exceeded",)
+    assert failed.now.step == Step.FAILED_STEP and failed.status == GATING
+    assert actions(manual, sandbox_id).count("workflow.step_failed") == 1
+    monkeypatch.setattr(engine, "review_sandbox", real_review)
+    assert advance(manual, sandbox_id, retry=True).status == APPROVED
+
+
 def context_pid_that_exited() -> int:
     process = multiprocessing.get_context("fork").Process(target=lambda: None)
     process.start()

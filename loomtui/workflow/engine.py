@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Final
 
 from loomtui.coordination.claims import ClaimRefused, claim_targets, release_claims_of
-from loomtui.errors import LoomError
+from loomtui.errors import LoomError, abridged
 from loomtui.execution import sandboxes
 from loomtui.execution.gitops import Git
 from loomtui.execution.lifecycle import (
@@ -129,6 +129,11 @@ class Workflow:
                         self.say(f"{record.id}: {line}")
             except LoomError as exc:
                 done.append(self._step_failed(record.id, str(view.step), exc))
+            except Exception as exc:  # noqa: BLE001 - an input no check foresaw, or a bug: the task says so
+                # and waits for a retry, rather than the caller ending on a traceback with the task
+                # left mid-step (`gating`) and nothing to say why.
+                unexpected = LoomError(f"unexpected {type(exc).__name__}: {abridged(str(exc), 200) or 'no message'}")
+                done.append(self._step_failed(record.id, str(view.step), unexpected))
             finally:
                 store.drop_step_lease(record.id, holder)
             record = sandboxes.get_sandbox(self.workspace, record.id)
