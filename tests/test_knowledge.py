@@ -250,6 +250,11 @@ def test_versions_follow_history_and_match_the_working_tree(sample: Path) -> Non
     assert [v.version for v in versions] == [edited.version, first.version]
     assert versions[0].changed == ("AGENTS.md",)
     assert load_context(sample, config, at="HEAD~2").version == first.version
+    odd = sample / "docs" / "conventions" / 'naïve "money".md'  # a name git quotes unless asked not to
+    odd.write_text("# Naive money\n\nNever.\n")
+    git(sample, "add", "-A")
+    git(sample, "commit", "-qm", "a convention with an odd name")
+    assert context_versions(sample, config)[0].changed == ('docs/conventions/naïve "money".md',)
 
 
 def test_a_commit_to_agents_md_makes_a_sandbox_stale(workspace: Workspace, sample: Path) -> None:
@@ -432,6 +437,33 @@ def test_bad_sources_are_reported_per_file_and_the_rest_is_used(tmp_path: Path) 
     huge = next(s for s in context.sections if s.title == "Huge")
     assert len(huge.text) <= MAX_SOURCE_BYTES
     assert any("Caf\ufffd" == s.title for s in context.sections)
+
+
+def test_a_layer_reads_so_many_files_and_bytes_then_says_how_many_it_left_out(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A glob over a tree of large files (an agent can commit one) is read up to a bound, in path
+    order, the same from a commit as from the working tree, and what is left out is said once."""
+    from loomtui.knowledge import sources
+
+    root = tmp_path / "many"
+    (root / "docs").mkdir(parents=True)
+    for n in range(6):
+        (root / "docs" / f"{n}.md").write_text(f"# Doc {n}\n\n" + "words " * 20 + "\n")  # 136 bytes
+    git(root, "init", "-q", "-b", "main")
+    git(root, "add", "-A")
+    git(root, "commit", "-q", "-m", "docs")
+    config = ContextConfig(sources=("docs/",))
+    monkeypatch.setattr(sources, "MAX_LAYER_FILES", 4)
+    by_count = load_context(root, config)
+    assert [f.path for f in by_count.files] == ["docs/0.md", "docs/1.md", "docs/2.md", "docs/3.md"]
+    assert by_count.problems == ["docs/4.md: and 2 more source files left out (a layer reads at most 4 files "
+                                 "and 32 MiB)"]
+    monkeypatch.setattr(sources, "MAX_LAYER_BYTES", 300)  # reached after the third file
+    by_bytes = load_context(root, config)
+    assert [f.path for f in by_bytes.files] == ["docs/0.md", "docs/1.md", "docs/2.md"]
+    assert "docs/3.md: and 3 more source files left out" in by_bytes.problems[0]
+    at_head = load_context(root, config, at=git(root, "rev-parse", "HEAD").strip())
+    assert at_head.version == by_bytes.version and at_head.problems == by_bytes.problems
 
 
 def test_a_glob_matching_nothing_is_reported_and_a_directory_is_never_a_source(sample: Path) -> None:

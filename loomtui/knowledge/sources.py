@@ -34,6 +34,8 @@ from loomtui.knowledge.sections import MARKDOWN_SUFFIXES, Mention, Section, spli
 from loomtui.knowledge.trees import FileTree, GitTree, SourceTree, git_text, head_commit
 
 __all__ = [
+    "MAX_LAYER_BYTES",
+    "MAX_LAYER_FILES",
     "MAX_SOURCE_BYTES",
     "REPO_LAYER",
     "WORKTREE",
@@ -50,6 +52,13 @@ __all__ = [
 
 MAX_SOURCE_BYTES: Final = 256 * 1024
 """At most this much (256 KiB) of one source file is read; the rest is left out and reported."""
+
+MAX_LAYER_BYTES: Final = 32 * 1024 * 1024
+MAX_LAYER_FILES: Final = 5_000
+"""A layer's sources stop at this many files or bytes read (sorted by path), and the rest is
+reported: every sandbox start and `context show` reads them all, and a slice's budget is thousands
+of tokens, so a layer that matches a whole tree of large files (an agent's commit can make one)
+would cost gigabytes and minutes for nothing an agent could be given."""
 
 REPO_LAYER: Final = "repo"
 WORKTREE: Final = "worktree"
@@ -198,8 +207,13 @@ def _read_layer(name: str, tree: SourceTree | GitTree, patterns: Sequence[str], 
     files: list[SourceFile] = []
     sections: list[Section] = []
     rules: list[Rule] = []
-    for path in chosen:
+    read = 0
+    for number, path in enumerate(chosen):
         label = _where(name, path)
+        if number >= MAX_LAYER_FILES or read >= MAX_LAYER_BYTES:
+            problems.append(f"{label}: and {len(chosen) - number:,} more source files left out (a layer reads at "
+                            f"most {MAX_LAYER_FILES:,} files and {MAX_LAYER_BYTES // (1024 * 1024)} MiB)")
+            break
         try:
             if isinstance(tree, GitTree):
                 blob = listing[path]
@@ -210,6 +224,7 @@ def _read_layer(name: str, tree: SourceTree | GitTree, patterns: Sequence[str], 
         except OSError as exc:
             problems.append(f"{label}: cannot read: {exc.strerror or exc}")
             continue
+        read += len(data)
         truncated = size > len(data)
         if truncated:
             cut = data.rfind(b"\n")
@@ -396,17 +411,18 @@ def context_versions(root: Path, config: ContextConfig, *, limit: int = 20) -> l
     """
     if head_commit(root) is None:
         return []
-    out = git_text(root, "log", f"-n{limit}", "--format=%x1e%H%x1f%ct%x1f%s", "--name-only", "--",
-               *git_pathspecs(config.sources))
+    # -z: names as they are (without it git quotes a name with a quote, a tab or non-ASCII in it)
+    out = git_text(root, "log", f"-n{limit}", "--format=%x1e%H%x1f%ct%x1f%s", "--name-only", "-z", "--",
+                   *git_pathspecs(config.sources))
     outside = [(s.name, s.version) for s in load_context_layers_only(root, config)]
     spec = _spec(config.sources)
     entries: list[VersionEntry] = []
     for record in out.split("\x1e"):
         if not record.strip():
             continue
-        head, _, names = record.partition("\n")
+        head, _, names = record.partition("\0")
         commit, when, subject = (head.split("\x1f") + ["", ""])[:3]
-        changed = tuple(n for n in names.splitlines() if n and spec.match_file(n))
+        changed = tuple(n for n in names.lstrip("\n").split("\0") if n and spec.match_file(n))
         tree = GitTree(root, commit, commit)
         files = tree.listing()
         pairs = [(REPO_LAYER, p, b or "") for p, b in sorted(files.items()) if spec.match_file(p)]
