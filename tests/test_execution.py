@@ -366,20 +366,23 @@ def test_a_stop_whose_caller_is_interrupted_is_finished_by_the_supervisor(ws: Wo
     """Ctrl-C on `sandbox stop` during its grace: the SIGTERM went out, the SIGKILL never would have."""
     stubborn_agent(bin_dir)
     write_config(repo, 'stubborn:\n  argv: ["stubborn"]\n')
-    record = tasks.start(ws, tasks.create_sandbox(ws, "run stubbornly", "stubborn").id)
-    running(ws, record.id)
-    wait_until(lambda: "ready" in sb.read_log_tail(ws, record.id), what="agent ready")
-    # A grace the SIGINT below comes well within, even on a loaded machine (at 1 s, and once at 3 s in a
-    # full run on 2 busy cores, the stop itself reached its SIGKILL first; the supervisor had nothing left
-    # to finish). The test waits the grace out, asleep.
-    stopping = subprocess.Popen([sys.executable, "-m", "loomtui", "sandbox", "stop", record.id, "--grace", "6"],
-                                cwd=repo, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    wait_until(lambda: "sandbox.stop_requested" in audit_actions(ws, record.id), what="the stop asked")
-    stopping.send_signal(signal.SIGINT)  # the person gave up waiting
-    stopping.wait(timeout=20)
-    done = sb.wait_for_status(ws, record.id, {EXITED, FAILED}, timeout=30)
-    assert done.exit_code == 128 + signal.SIGKILL
-    killed = [e for e in ws.audit.entries() if e.subject == record.id and e.action == "sandbox.killed"]
+    # The SIGINT must land within the stop's grace. On two starved cores it once did not within 6 s
+    # (the stop reached its own SIGKILL, and the supervisor had nothing left to finish): then the
+    # machine, not the code, lost the race, and the scenario is run again with a longer grace.
+    for grace in (3, 10, 30):
+        record = tasks.start(ws, tasks.create_sandbox(ws, f"run stubbornly ({grace} s)", "stubborn").id)
+        running(ws, record.id)
+        wait_until(lambda r=record: "ready" in sb.read_log_tail(ws, r.id), what="agent ready")
+        stopping = subprocess.Popen([sys.executable, "-m", "loomtui", "sandbox", "stop", record.id, "--grace",
+                                     str(grace)], cwd=repo, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_until(lambda r=record: "sandbox.stop_requested" in audit_actions(ws, r.id), what="the stop asked")
+        stopping.send_signal(signal.SIGINT)  # the person gave up waiting
+        stopping.wait(timeout=20)
+        done = sb.wait_for_status(ws, record.id, {EXITED, FAILED}, timeout=grace + 30)
+        assert done.exit_code == 128 + signal.SIGKILL
+        killed = [e for e in ws.audit.entries() if e.subject == record.id and e.action == "sandbox.killed"]
+        if [e.details.get("by") for e in killed] != [None]:
+            break  # the interrupt came in time: not the stop's own kill
     assert [e.details.get("by") for e in killed] == ["supervisor"]
     # It reads as stopped, not as an agent that ended by itself: in the list and in the app's detail.
     assert sb.stopped_by(done) == "dev@example.com"  # the repository's git user
