@@ -3,6 +3,7 @@ by polling the store's event stream, and runs the engines' work (index, workflow
 
 from __future__ import annotations
 
+import sys
 import time
 from collections.abc import Callable
 from functools import partial
@@ -44,6 +45,8 @@ from loomtui.tui.widgets.status_header import StatusHeader
 from loomtui.workspace import Workspace
 
 if TYPE_CHECKING:  # the other views (and the engines only workers use) load after the first frame
+
+    from textual.driver import Driver
 
     from loomtui.coordination.claims import Coordinator
     from loomtui.coordination.view import CoordinationPicture
@@ -152,6 +155,17 @@ class LoomApp(App[int]):
         self._background_started = False  # the index, reconcile and views' imports: after the first frame
         self.collector = IdleCollector()  # garbage collection's full passes while no key is pressed
         self._themes = self._choose_theme()
+
+    def get_driver_class(self) -> type[Driver]:
+        """Textual's driver for this platform; on Linux and macOS, one that ends well when the terminal closes."""
+        driver = super().get_driver_class()
+        if sys.platform == "win32":  # the Linux driver imports termios
+            return driver
+        from textual.drivers.linux_driver import LinuxDriver
+
+        from loomtui.tui.terminal_driver import TerminalDriver
+
+        return TerminalDriver if driver is LinuxDriver else driver  # TEXTUAL_DRIVER still picks another
 
     def notify(self, message: str, *, title: str = "", severity: SeverityLevel = "information",
                timeout: float | None = None, markup: bool = False) -> None:

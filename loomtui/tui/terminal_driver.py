@@ -1,0 +1,67 @@
+"""The driver that draws the app on a Linux or macOS terminal: Textual's own, made safe for a terminal
+that goes away.
+
+When the terminal closes (its window, `tmux kill-server`, a dropped ssh link) the kernel hangs it up
+and sends SIGHUP, often with a SIGCONT. Textual's driver took that SIGCONT for a return from Ctrl+Z and
+started application mode again, a second output thread beside the first; an output thread died on its
+first write to the hung-up terminal (EIO); and the app's next 30 writes filled the dead thread's queue,
+so the app blocked for ever in its shutdown and the demo's cleanup never ran (its agents and its copy
+of the repository were left behind).
+"""
+
+from __future__ import annotations
+
+from typing import Any, TextIO
+
+from textual.drivers.linux_driver import LinuxDriver
+
+
+class TerminalOutput:
+    """The terminal's stream, where output to a terminal that has gone is dropped, not raised: there is
+    no one left to read it, and the app must still end."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self._stream = stream
+        self.gone = False
+
+    def write(self, text: str) -> int:
+        if not self.gone:
+            try:
+                self._stream.write(text)
+            except (OSError, ValueError):  # EIO: hung up; ValueError: already closed
+                self.gone = True
+        return len(text)
+
+    def flush(self) -> None:
+        if not self.gone:
+            try:
+                self._stream.flush()
+            except (OSError, ValueError):
+                self.gone = True
+
+    def __getattr__(self, name: str) -> Any:  # fileno, isatty, encoding: the stream's own
+        return getattr(self._stream, name)
+
+
+class TerminalDriver(LinuxDriver):
+    """Textual's Linux and macOS driver, whose output survives a hung-up terminal and which resumes
+    application mode on SIGCONT only after it suspended it (Ctrl+Z), not on every SIGCONT."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if self._file is not None:
+            # Textual types it as the stream it finds; its output thread only writes, flushes and asks fileno.
+            self._file = TerminalOutput(self._file)  # type: ignore[assignment]
+        self._suspended = False
+
+    def suspend_application_mode(self) -> None:
+        self._suspended = True
+        super().suspend_application_mode()
+
+    def resume_application_mode(self) -> None:
+        self._suspended = False
+        super().resume_application_mode()
+
+    def _sigcont_application(self, *args: object) -> None:
+        if self._suspended:
+            super()._sigcont_application(*args)

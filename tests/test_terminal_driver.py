@@ -1,0 +1,123 @@
+"""The app's driver on a terminal that goes away: the installed `loomtui` on a real pseudo-terminal,
+and Textual's own output thread writing to a stream that fails."""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import os
+import pty
+import select
+import shutil
+import signal
+import struct
+import subprocess
+import termios
+import time
+from pathlib import Path
+
+import pytest
+from textual.drivers._writer_thread import MAX_QUEUED_WRITES, WriterThread
+
+from loomtui.tui.terminal_driver import TerminalOutput
+
+LOOMTUI = shutil.which("loomtui") or "loomtui"
+ENTER_ALTERNATE_SCREEN = b"\x1b[?1049h"
+
+
+class HungUpTerminal:
+    """A stream whose every write fails as one to a hung-up terminal does."""
+
+    def __init__(self) -> None:
+        self.writes = 0
+
+    def write(self, text: str) -> int:
+        self.writes += 1
+        raise OSError(errno.EIO, "Input/output error")
+
+    def flush(self) -> None:
+        raise OSError(errno.EIO, "Input/output error")
+
+
+def test_the_output_thread_outlives_a_terminal_that_hung_up() -> None:
+    """Textual's output thread died on the first write that failed; the next 30 writes filled its
+    queue and the app's shutdown blocked for ever on the 31st."""
+    terminal = HungUpTerminal()
+    output = TerminalOutput(terminal)  # type: ignore[arg-type]
+    writer = WriterThread(output)  # type: ignore[arg-type]
+    writer.start()
+    for _ in range(MAX_QUEUED_WRITES * 3):
+        writer.write("\x1b[?1049l")
+    writer.stop()  # returns: the thread drained its queue and ended
+    assert not writer.is_alive() and output.gone
+    assert terminal.writes == 1  # after the first failure nothing more is tried
+
+
+class PseudoTerminal:
+    """The installed command as the session leader on a pseudo-terminal of 120x30, as a terminal window
+    runs a shell's command: closing the terminal hangs it up."""
+
+    def __init__(self, cwd: Path, *argv: str) -> None:
+        self.master, slave = pty.openpty()
+        fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 30, 120, 0, 0))
+        env = {key: value for key, value in os.environ.items() if key not in ("COLUMNS", "LINES")}
+        self.process = subprocess.Popen(
+            [LOOMTUI, *argv], cwd=cwd, stdin=slave, stdout=slave, stderr=slave, env={**env, "TERM": "xterm-256color"},
+            start_new_session=True, preexec_fn=lambda: fcntl.ioctl(0, termios.TIOCSCTTY, 0))
+        os.close(slave)
+        self.output = b""
+
+    def read(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while (left := deadline - time.monotonic()) > 0 and select.select([self.master], [], [], left)[0]:
+            try:
+                chunk = os.read(self.master, 65536)
+            except OSError:  # the other end closed
+                return
+            if not chunk:
+                return
+            self.output += chunk
+
+    def wait_for(self, text: bytes, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while text not in self.output:
+            assert time.monotonic() < deadline, f"{text!r} never came; the output ended {self.output[-300:]!r}"
+            self.read(0.2)
+
+    def hang_up(self) -> None:
+        os.close(self.master)
+
+    def end(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+
+
+@pytest.fixture
+def app_on_a_terminal(repo: Path):  # type: ignore[no-untyped-def]
+    term = PseudoTerminal(repo)
+    yield term
+    term.end()
+
+
+def test_a_sigcont_the_app_did_not_ask_for_does_not_start_it_again(app_on_a_terminal: PseudoTerminal) -> None:
+    """Textual took any SIGCONT (the kernel sends one with the SIGHUP of a closed terminal) for a return
+    from Ctrl+Z: it entered the alternate screen again and started a second output thread."""
+    term = app_on_a_terminal
+    term.wait_for(ENTER_ALTERNATE_SCREEN)
+    term.read(1.0)  # the first frame
+    term.process.send_signal(signal.SIGCONT)
+    term.process.send_signal(signal.SIGTERM)  # handled after the SIGCONT's handler, whichever came first
+    assert term.process.wait(timeout=60) == 128 + signal.SIGTERM
+    term.read(1.0)
+    assert term.output.count(ENTER_ALTERNATE_SCREEN) == 1
+
+
+def test_a_terminal_that_closes_ends_the_app(app_on_a_terminal: PseudoTerminal) -> None:
+    """The session leader of a hung-up terminal gets SIGHUP and SIGCONT; writes to it fail with EIO.
+    The app ends as on `q`, with 128 + SIGHUP."""
+    term = app_on_a_terminal
+    term.wait_for(ENTER_ALTERNATE_SCREEN)
+    term.read(1.0)
+    term.hang_up()
+    assert term.process.wait(timeout=60) == 128 + signal.SIGHUP
