@@ -225,6 +225,36 @@ def test_a_step_that_fails_unexpectedly_says_so_in_one_line_and_is_retried(manua
     assert advance(manual, sandbox_id, retry=True).status == APPROVED
 
 
+def test_sandbox_review_that_fails_unexpectedly_says_one_line_and_the_task_waits_for_a_retry(
+        manual: Workspace, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """`sandbox review` runs the review outside `advance`: the same odd input is one line and a non-zero
+    exit there too, and the task shows the failed review rather than sitting in `gating` with no reason."""
+    import loomtui.workflow.engine as engine
+    from loomtui.cli import main
+
+    sandbox_id = _ended_unadvanced(manual, "odd-review")
+    root = str(manual.root)
+    real_review = engine.review_sandbox
+
+    def deep_review(*args: object, **kwargs: object) -> object:
+        transition(manual, sandbox_id, GATING, reason="reviewing (then an odd input)")
+        raise RecursionError("maximum recursion depth exceeded")
+
+    monkeypatch.setattr(engine, "review_sandbox", deep_review)
+    assert main(["-C", root, "sandbox", "review", sandbox_id]) == 1
+    err = capsys.readouterr().err
+    assert err == "loomtui: error: unexpected RecursionError: maximum recursion depth exceeded\n"
+    record = sb.get_sandbox(manual, sandbox_id)
+    assert record.status == GATING and next_step(manual, record).step == Step.FAILED_STEP
+    assert actions(manual, sandbox_id).count("workflow.step_failed") == 1
+    monkeypatch.setattr(engine, "review_sandbox", real_review)
+    assert advance(manual, sandbox_id, retry=True).status == APPROVED
+    # Refused before it began (nothing to review now): the refusal, and no failed step invented.
+    assert main(["-C", root, "sandbox", "review", sandbox_id]) == 1
+    assert "only a sandbox whose agent has ended" in capsys.readouterr().err
+    assert actions(manual, sandbox_id).count("workflow.step_failed") == 1
+
+
 def context_pid_that_exited() -> int:
     process = multiprocessing.get_context("fork").Process(target=lambda: None)
     process.start()

@@ -132,8 +132,7 @@ class Workflow:
             except Exception as exc:  # noqa: BLE001 - an input no check foresaw, or a bug: the task says so
                 # and waits for a retry, rather than the caller ending on a traceback with the task
                 # left mid-step (`gating`) and nothing to say why.
-                unexpected = LoomError(f"unexpected {type(exc).__name__}: {abridged(str(exc), 200) or 'no message'}")
-                done.append(self._step_failed(record.id, str(view.step), unexpected))
+                done.append(self._step_failed(record.id, str(view.step), _unexpected(exc)))
             finally:
                 store.drop_step_lease(record.id, holder)
             record = sandboxes.get_sandbox(self.workspace, record.id)
@@ -166,12 +165,23 @@ class Workflow:
         if held_by is not None:
             raise LoomError(f"sandbox {record.id} is being advanced by process {held_by.split(':')[0]}; "
                             "try again when it is done", exit_code=1)
+        failure: LoomError | None = None
         try:
             self.workspace.store.update_sandbox(record.id, data={STEP_ERROR_KEY: None})
             outcome = review_sandbox(self.workspace, record.id, policy=self.policy, redo=record.status == GATING,
                                      say=self.say)
+        except LoomError as exc:
+            failure = exc
+        except Exception as exc:  # noqa: BLE001 - as in `advance`: one line, and the task says so
+            failure = _unexpected(exc)
         finally:
             self.workspace.store.drop_step_lease(record.id, holder)
+        if failure is not None:
+            # Refused before it began (not ended, no commits): nothing failed. Stopped mid-review: the
+            # task shows the failed step and waits for a retry, as when `advance` reviewed it.
+            if sandboxes.get_sandbox(self.workspace, record.id).status == GATING:
+                self._step_failed(record.id, str(Step.REVIEW), failure)
+            raise failure
         self.advance(record.id)
         return outcome
 
@@ -380,3 +390,8 @@ def request_merge(workspace: Workspace, sandbox_id: str, *, into: str | None = N
     if result.status != MERGED:
         raise LoomError(f"sandbox {record.id} was not merged: {result.now.line()}", exit_code=1)
     return result
+
+
+def _unexpected(exc: Exception) -> LoomError:
+    """An exception no check foresaw (an odd input, or a bug), as the one line a failed step shows."""
+    return LoomError(f"unexpected {type(exc).__name__}: {abridged(str(exc), 200) or 'no message'}", exit_code=1)
