@@ -71,6 +71,9 @@ class AuditStore(Protocol):
 
     def set_audit_checkpoint(self, seq: int, entry_hash: str) -> None: ...
 
+    @property
+    def read_only(self) -> bool: ...
+
 
 @dataclass(frozen=True, slots=True)
 class AuditEntry:
@@ -251,6 +254,11 @@ class AuditLog:
         store = self.store
         if store is None or store.in_transaction():
             return []
+        if store.read_only:  # nothing can be appended (or adopted) here: say what the file lacks
+            head, tail = store.audit_head(), self._quick_tail()
+            missing = (head[0] if head else 0) - (tail[0] if tail else 0)
+            return [f"{missing} committed entries are missing from the log; not appended here (the store "
+                    "is read-only)"] if missing > 0 else []
         head = store.audit_head()
         if head is None:
             if not self._raw_lines_exist():

@@ -62,10 +62,12 @@ class Workspace:
         self.store.close()
 
 
-def open_workspace(start: Path | str | None = None) -> Workspace:
-    """Open the repository containing `start` (default: cwd), creating its state if new."""
+def open_workspace(start: Path | str | None = None, *, reads_only: bool = False) -> Workspace:
+    """Open the repository containing `start` (default: cwd), creating its state if new.
+
+    `reads_only`: the caller only reads; state that cannot be written here is read, not refused."""
     paths = find_repo(start)
-    store = open_store(paths)
+    store = open_store(paths, reads_only=reads_only)
     return Workspace(
         paths=paths,
         store=store,

@@ -117,14 +117,16 @@ def workspace_for(args: argparse.Namespace) -> Workspace:
     """The workspace named by the global `-C/--repo` option (default: cwd)."""
     from loomtui.workspace import open_workspace
 
-    return open_workspace(args.repo)
+    return open_workspace(args.repo, reads_only=getattr(args, "reads_only", False))
 
 
 def add_command(parent: Any, name: str, handler: Handler, help_text: str, *,
-                json_flag: bool = False) -> argparse.ArgumentParser:
-    """Add one subcommand with its handler (and `--json` when scripts will read it)."""
+                json_flag: bool = False, reads_only: bool = False) -> argparse.ArgumentParser:
+    """Add one subcommand with its handler (and `--json` when scripts will read it). `reads_only`:
+    it changes nothing, so it also runs where the state cannot be written (a read-only mount)."""
     sub: argparse.ArgumentParser = parent.add_parser(name, help=help_text, description=help_text)
-    sub.set_defaults(handler=handler, command_parser=sub)  # the deepest command's parser says usage errors
+    # The deepest command's parser says usage errors.
+    sub.set_defaults(handler=handler, command_parser=sub, reads_only=reads_only)
     if json_flag:
         sub.add_argument("--json", action="store_true", help="print JSON for scripts")
     return sub
@@ -389,17 +391,18 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     audit = add_group(commands, "audit", "the hash-chained audit log")
     verify = add_command(audit, "verify", cmd_audit_verify,
                          "check the chain, the heads anchored in merge commits and the decisions' "
-                         "signatures; exit 1 naming the first broken entry", json_flag=True)
+                         "signatures; exit 1 naming the first broken entry", json_flag=True, reads_only=True)
     verify.add_argument("--ref", action="append", metavar="REF",
                         help="also read anchors from this ref's history (e.g. origin/main after a fetch)")
-    tail = add_command(audit, "tail", cmd_audit_tail, "print the newest entries", json_flag=True)
+    tail = add_command(audit, "tail", cmd_audit_tail, "print the newest entries", json_flag=True, reads_only=True)
     tail.add_argument("-n", type=count_arg, default=20, metavar="N", help="how many entries (default 20)")
 
     config = add_group(commands, "config", "the repository's .loom/loom.yaml")
     add_command(config, "check", cmd_config_check, "validate .loom/loom.yaml (errors name file:line)",
                 json_flag=True)
 
-    add_command(commands, "status", cmd_status, "where the state store is and what it holds", json_flag=True)
+    add_command(commands, "status", cmd_status, "where the state store is and what it holds", json_flag=True,
+                reads_only=True)
     for register in _layer_commands(only):
         register(commands)
     if only is None:

@@ -307,7 +307,7 @@ def register(commands: Any) -> None:
     renew.add_argument("claim_id", type=id_arg, metavar="CLAIM_ID")
     renew.add_argument("--ttl", type=lease_arg, default=None, metavar="SECONDS",
                        help="the new lease from now, at most 30 days (default: coordination.lease_seconds)")
-    listing = add_command(claim, "list", cmd_claim_list, "live claims", json_flag=True)
+    listing = add_command(claim, "list", cmd_claim_list, "live claims", json_flag=True, reads_only=True)
     listing.add_argument("--sandbox", help="only this sandbox's claims")
     suggest = add_command(claim, "suggest", cmd_claim_suggest,
                           "rank the regions a task's text most likely touches", json_flag=True)
@@ -315,7 +315,7 @@ def register(commands: Any) -> None:
     suggest.add_argument("--limit", type=positive_int_arg, default=10, metavar="N")
 
     add_command(commands, "conflicts", cmd_conflicts,
-                "conflicts among live claims; exit 1 when there are any", json_flag=True)
+                "conflicts among live claims; exit 1 when there are any", json_flag=True, reads_only=True)
 
 
 def register_bench(bench: Any) -> None:

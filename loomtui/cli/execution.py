@@ -141,7 +141,8 @@ def cmd_advance(args: argparse.Namespace) -> int:
 
 def cmd_list(args: argparse.Namespace) -> int:
     workspace = workspace_for(args)
-    report = recovery.reconcile(workspace)
+    # Read-only (a mount nobody here may write): listed as recorded; a dead supervisor is not marked.
+    report = recovery.ReconcileReport() if workspace.store.read_only else recovery.reconcile(workspace)
     records = engine.list_sandboxes(workspace, include_archived=args.all)
     if args.json:
         print_json({"sandboxes": [_record_dict(r) for r in records], "reconcile": asdict(report)})
@@ -382,10 +383,11 @@ def register(commands: Any) -> None:
     advance.add_argument("id", metavar="ID", nargs="?", help="sandbox id (or a unique prefix of one)")
     advance.add_argument("--all", action="store_true", help="every sandbox")
     listing = add_command(sandbox, "list", cmd_list,
-                          "sandboxes, newest first (reconciles the store with the processes first)", json_flag=True)
+                          "sandboxes, newest first (reconciles the store with the processes first)", json_flag=True,
+                          reads_only=True)
     listing.add_argument("--all", action="store_true", help="include removed (archived) sandboxes")
 
-    logs = add_command(sandbox, "logs", cmd_logs, "print the agent's output")
+    logs = add_command(sandbox, "logs", cmd_logs, "print the agent's output", reads_only=True)
     _id_arg(logs)
     logs.add_argument("-f", "--follow", action="store_true", help="keep printing until the agent ends")
     logs.add_argument("-n", type=count_arg, default=50, metavar="N",

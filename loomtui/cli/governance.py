@@ -287,11 +287,11 @@ def register(commands: Any) -> None:
 
     escalation = add_group(commands, "escalation", "the escalation queue: list and decide")
     listing = add_command(escalation, "list", cmd_escalation_list, "open escalations, riskiest first",
-                          json_flag=True)
+                          json_flag=True, reads_only=True)
     listing.add_argument("--all", action="store_true", help="decided, withdrawn and superseded ones too")
     show = add_command(escalation, "show", cmd_escalation_show,
                        "one escalation: why, what it needs, and each decision (signed or unsigned)",
-                       json_flag=True)
+                       json_flag=True, reads_only=True)
     show.add_argument("id", type=id_arg, metavar="ID")
     for decision, help_text in (("approve", "approve (counts toward each requirement you are eligible for)"),
                                 ("reject", "reject, with a reason"),

@@ -67,7 +67,7 @@ def register(commands: Any) -> None:
         commands, "report", cmd_report,
         "what the agents did in a window, per day and per runtime: sandboxes, merges and rejections, the "
         "acceptance rate, the agent-made share of the branch's commits, time to decision, gates, conflicts, "
-        "escalations, overrides, tokens and cost", json_flag=True)
+        "escalations, overrides, tokens and cost", json_flag=True, reads_only=True)
     report.add_argument("--since", default="7d", metavar="WHEN",
                         help="start of the window: a time ago (7d, 12h, 2w) or an ISO date (default 7d)")
     report.add_argument("--until", default=None, metavar="WHEN", help="end of the window (default now)")

@@ -115,10 +115,25 @@ def _refuse_a_truncated_store(paths: RepoPaths) -> None:
                          "truncated; restore it from a backup, or move it aside and run again to start a new one")
 
 
-def open_store(paths: RepoPaths, location: str | None = None) -> Store:
-    """Open (creating and migrating if needed) the store of a repository."""
+def _state_writable(paths: RepoPaths) -> bool:
+    """Whether the store (and the -wal and -shm files beside it) can be written here: no read-only
+    mount, and the permissions allow it (access(2) answers both)."""
+    if paths.store_path.exists():
+        return os.access(paths.store_path, os.W_OK) and os.access(paths.state_dir, os.W_OK)
+    nearest = next((p for p in (paths.state_dir, *paths.state_dir.parents) if p.exists()), None)
+    return nearest is not None and os.access(nearest, os.W_OK)
+
+
+def open_store(paths: RepoPaths, location: str | None = None, *, reads_only: bool = False) -> Store:
+    """Open (creating and migrating if needed) the store of a repository.
+
+    `reads_only`: the caller only reads. Where the embedded store cannot be written (a read-only
+    mount, another user's checkout), it is then opened read-only rather than refused."""
     location = location or store_location(paths)
     if location == "sqlite":
+        if reads_only and not _state_writable(paths):
+            _refuse_a_truncated_store(paths)
+            return SqliteStore(paths.store_path, read_only=True)
         paths.ensure_state_dir()
         _refuse_a_truncated_store(paths)
         return SqliteStore(paths.store_path)

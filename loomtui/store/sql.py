@@ -51,6 +51,8 @@ class SqlStore(EvalRows, MetricRows):
     """The repository's directory name, as listed among a database's repositories."""
     embedded: bool = False
     """A file on this machine, which answers at once or fails at once: no network to wait on."""
+    read_only: bool = False
+    """Opened for reading only (where it cannot be written): a write fails with one line."""
     mirror: str
     """Which audit log file this process mirrors the audit table to (its checkpoint's key)."""
 

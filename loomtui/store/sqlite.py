@@ -50,15 +50,20 @@ class SqliteStore(SqlStore):
     """The audit log file beside the store is its only mirror."""
     embedded = True
 
-    def __init__(self, path: Path, *, busy_timeout: float = BUSY_TIMEOUT_S) -> None:
+    def __init__(self, path: Path, *, busy_timeout: float = BUSY_TIMEOUT_S, read_only: bool = False) -> None:
         super().__init__()
         self.path = Path(path)
         self.location = str(self.path)
         self.name = self.path.parent.parent.parent.name  # <repo>/.git/loom/state.db
         self.busy_timeout = busy_timeout
+        self.read_only = read_only  # nothing is then created, migrated or written
+        self._uri = f"{self.path.resolve().as_uri()}?mode=ro" if read_only else ""
         self._connections: list[tuple[sqlite3.Connection, threading.Lock]] = []
         self._closing = False
         self._lock = threading.Lock()
+        if read_only:
+            self._check_readable()
+            return
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -75,6 +80,10 @@ class SqliteStore(SqlStore):
 
     def _conn_and_lock(self) -> tuple[sqlite3.Connection, threading.Lock]:
         opened: tuple[sqlite3.Connection, threading.Lock] | None = getattr(self._local, "conn", None)
+        if opened is None and self.read_only:
+            opened = self._local.conn = (self._connect_read_only(), threading.Lock())
+            with self._lock:
+                self._connections.append(opened)
         if opened is None:
             try:
                 conn = sqlite3.connect(
@@ -109,6 +118,38 @@ class SqliteStore(SqlStore):
             if self._closing:
                 raise self._closed_error()
             yield conn
+
+    def _connect_read_only(self) -> sqlite3.Connection:
+        """A read-only connection. A WAL store wants its shared-memory file even to read; where that
+        cannot be created (a read-only directory after the last writer closed cleanly, so none is
+        left), the file is read as immutable: nothing can write it through this mount either."""
+        last: sqlite3.Error | None = None
+        for uri in (self._uri, f"{self._uri}&immutable=1"):
+            conn = sqlite3.connect(uri, uri=True, timeout=self.busy_timeout, isolation_level=None,
+                                   check_same_thread=False)
+            try:
+                conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+            except sqlite3.Error as exc:
+                conn.close()
+                last = exc
+                continue
+            conn.row_factory = sqlite3.Row
+            return conn
+        assert last is not None
+        raise self._error(last) from None
+
+    def _check_readable(self) -> None:
+        """A read-only store must exist already, at the schema this loomtui reads (migrating is a write)."""
+        if not self.path.is_file():
+            raise StoreError(f"{self.path}: there is no state store yet, and it cannot be created here "
+                             "(read-only)")
+        try:
+            version = self._conn().execute("PRAGMA user_version").fetchone()[0]
+        except sqlite3.Error as exc:
+            raise self._error(exc) from None
+        if version != SCHEMA_VERSION:
+            raise StoreError(f"{self.path}: the state store has schema {version} and this loomtui reads "
+                             f"{SCHEMA_VERSION}; it cannot be migrated here (read-only)")
 
     def _closed_error(self) -> StoreError:
         return StoreError(f"{self.path}: the state store is being closed")
@@ -253,7 +294,8 @@ class SqliteStore(SqlStore):
         return StoreStatus(
             path=str(self.path),
             schema_version=int(self._query("PRAGMA user_version")[0][0]),
-            journal_mode=str(self._query("PRAGMA journal_mode")[0][0]),
+            # Read-only (and perhaps immutable, which reports "delete"): that is what the reader needs to know.
+            journal_mode="read-only" if self.read_only else str(self._query("PRAGMA journal_mode")[0][0]),
             last_event_id=self.last_event_id(),
             counts=counts,
         )
