@@ -25,6 +25,7 @@ from loomtui.store import ClaimRecord
 from loomtui.tui.base import LoomScreen, inner_width
 from loomtui.tui.widgets.claims_canvas import ClaimsCanvas, assign_colours, theme_palette
 from loomtui.tui.widgets.fields import wrap_value
+from loomtui.tui.widgets.fitted_tree import FittedTree
 from loomtui.tui.widgets.status_header import StatusHeader
 
 SEVERITY_STYLES = {"error": "bold red", "high": "bold yellow", "warning": "yellow"}
@@ -119,7 +120,7 @@ class GraphScreen(LoomScreen[None]):
                 yield Static(id="conflict-detail")
             with Vertical(id="graph-right"):
                 yield Static(Text(TREE_TITLE, style="bold"), id="claims-title", classes="section-title")
-                yield Tree("claims", id="claims-tree")
+                yield FittedTree("claims", id="claims-tree")
                 yield ClaimsCanvas(id="claims-canvas")
         yield Footer(compact=True)
 

@@ -23,6 +23,7 @@ from loomtui.tui.base import LoomScreen, inner_width
 from loomtui.tui.sandbox_text import APP_STEP_HINTS, STATUS_STYLES, STEP_STYLES, task_text
 from loomtui.tui.snapshot import DashboardSnapshot
 from loomtui.tui.widgets.fields import Field, render_fields
+from loomtui.tui.widgets.fitted_tree import FittedTree
 from loomtui.tui.widgets.status_header import StatusHeader
 from loomtui.workflow.steps import StepView
 
@@ -97,7 +98,7 @@ class PlanScreen(LoomScreen[None]):
     def compose(self) -> ComposeResult:
         yield StatusHeader(id="status")
         with Horizontal(id="plan-body"):
-            yield Tree("plans", id="plan-tree")
+            yield FittedTree("plans", id="plan-tree")
             yield Static(id="plan-detail")
         yield Footer(compact=True)
 
