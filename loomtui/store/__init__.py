@@ -131,9 +131,12 @@ def open_store(paths: RepoPaths, location: str | None = None, *, reads_only: boo
     mount, another user's checkout), it is then opened read-only rather than refused."""
     location = location or store_location(paths)
     if location == "sqlite":
-        if reads_only and not _state_writable(paths):
-            _refuse_a_truncated_store(paths)
-            return SqliteStore(paths.store_path, read_only=True)
+        if not _state_writable(paths):
+            if reads_only:
+                _refuse_a_truncated_store(paths)
+                return SqliteStore(paths.store_path, read_only=True)
+            raise StoreError(f"{paths.store_path}: cannot write the state store here (a read-only file "
+                             "system, or no permission to write it); reading it needs no write access")
         paths.ensure_state_dir()
         _refuse_a_truncated_store(paths)
         return SqliteStore(paths.store_path)
