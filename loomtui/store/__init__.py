@@ -131,15 +131,20 @@ def open_store(paths: RepoPaths, location: str | None = None, *, reads_only: boo
     mount, another user's checkout), it is then opened read-only rather than refused."""
     location = location or store_location(paths)
     if location == "sqlite":
-        if not _state_writable(paths):
-            if reads_only:
-                _refuse_a_truncated_store(paths)
-                return SqliteStore(paths.store_path, read_only=True)
-            raise StoreError(f"{paths.store_path}: cannot write the state store here (a read-only file "
-                             "system, or no permission to write it); reading it needs no write access")
+        writable = _state_writable(paths)
+        if reads_only and not writable:
+            _refuse_a_truncated_store(paths)
+            return SqliteStore(paths.store_path, read_only=True)
         paths.ensure_state_dir()
         _refuse_a_truncated_store(paths)
-        return SqliteStore(paths.store_path)
+        try:
+            return SqliteStore(paths.store_path)
+        except StoreError:
+            if writable:
+                raise
+            # Said plainly, not as sqlite's "unable to open database file".
+            raise StoreError(f"{paths.store_path}: cannot write the state store here (a read-only file "
+                             "system, or no permission to write it); reading it needs no write access") from None
     from loomtui.store.postgres import PostgresStore  # psycopg loads only for a team's store
 
     return PostgresStore(location, repository_namespace(paths), mirror=f"{current_host()}:{paths.audit_path}",
