@@ -125,8 +125,12 @@ class SqliteStore(SqlStore):
         left), the file is read as immutable: nothing can write it through this mount either."""
         last: sqlite3.Error | None = None
         for uri in (self._uri, f"{self._uri}&immutable=1"):
-            conn = sqlite3.connect(uri, uri=True, timeout=self.busy_timeout, isolation_level=None,
-                                   check_same_thread=False)
+            try:
+                conn = sqlite3.connect(uri, uri=True, timeout=self.busy_timeout, isolation_level=None,
+                                       check_same_thread=False)
+            except sqlite3.Error as exc:
+                last = exc
+                continue
             try:
                 conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
             except sqlite3.Error as exc:
