@@ -131,8 +131,7 @@ def open_store(paths: RepoPaths, location: str | None = None, *, reads_only: boo
     mount, another user's checkout), it is then opened read-only rather than refused."""
     location = location or store_location(paths)
     if location == "sqlite":
-        writable = _state_writable(paths)
-        if reads_only and not writable:
+        if reads_only and not _state_writable(paths):
             _refuse_a_truncated_store(paths)
             return SqliteStore(paths.store_path, read_only=True)
         paths.ensure_state_dir()
@@ -140,7 +139,7 @@ def open_store(paths: RepoPaths, location: str | None = None, *, reads_only: boo
         try:
             return SqliteStore(paths.store_path)
         except StoreError:
-            if writable:
+            if _state_writable(paths):  # asked only now: the usual open makes no extra system call
                 raise
             # Said plainly, not as sqlite's "unable to open database file".
             raise StoreError(f"{paths.store_path}: cannot write the state store here (a read-only file "

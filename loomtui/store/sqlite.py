@@ -80,31 +80,31 @@ class SqliteStore(SqlStore):
 
     def _conn_and_lock(self) -> tuple[sqlite3.Connection, threading.Lock]:
         opened: tuple[sqlite3.Connection, threading.Lock] | None = getattr(self._local, "conn", None)
-        if opened is None and self.read_only:
-            opened = self._local.conn = (self._connect_read_only(), threading.Lock())
-            with self._lock:
-                self._connections.append(opened)
         if opened is None:
-            try:
-                conn = sqlite3.connect(
-                    self.path, timeout=self.busy_timeout, isolation_level=None,
-                    check_same_thread=False,
-                )
-                conn.row_factory = sqlite3.Row
-                # Set once, by whoever opens the file first: setting it again wants a lock, which
-                # busy writers can keep from a newcomer past the busy timeout.
-                if str(conn.execute("PRAGMA journal_mode").fetchone()[0]).lower() != "wal":
-                    self._switch_to_wal(conn)
-                # NORMAL is durable across application crashes in WAL mode; only
-                # a power loss can drop the last commits, never corrupt the file.
-                conn.execute("PRAGMA synchronous=NORMAL")
-                conn.execute("PRAGMA foreign_keys=ON")
-            except sqlite3.Error as exc:
-                raise self._error(exc) from None
+            conn = self._connect_read_only() if self.read_only else self._connect()
             opened = self._local.conn = (conn, threading.Lock())
             with self._lock:
                 self._connections.append(opened)
         return opened
+
+    def _connect(self) -> sqlite3.Connection:
+        try:
+            conn = sqlite3.connect(
+                self.path, timeout=self.busy_timeout, isolation_level=None,
+                check_same_thread=False,
+            )
+            conn.row_factory = sqlite3.Row
+            # Set once, by whoever opens the file first: setting it again wants a lock, which
+            # busy writers can keep from a newcomer past the busy timeout.
+            if str(conn.execute("PRAGMA journal_mode").fetchone()[0]).lower() != "wal":
+                self._switch_to_wal(conn)
+            # NORMAL is durable across application crashes in WAL mode; only
+            # a power loss can drop the last commits, never corrupt the file.
+            conn.execute("PRAGMA synchronous=NORMAL")
+            conn.execute("PRAGMA foreign_keys=ON")
+        except sqlite3.Error as exc:
+            raise self._error(exc) from None
+        return conn
 
     @contextmanager
     def _statement(self) -> Iterator[sqlite3.Connection]:
