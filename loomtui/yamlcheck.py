@@ -58,6 +58,7 @@ def compose(text: str, path: str) -> Value | None:
     """
     node = _compose_fast(text)
     if node is _MALFORMED:
+        _reject_deep_nesting(text, path)
         node = _compose_checked(text, path)
     if node is None:
         return None
@@ -78,6 +79,32 @@ def _compose_fast(text: str) -> Node | None | object:
     except (yaml.YAMLError, RecursionError):
         return _MALFORMED  # composed again by the pure-Python parser, for its exact error and line
     return node
+
+
+MAX_NESTING: Final = 100
+"""Deeper than this, malformed YAML is refused before PyYAML's own parser reads it: that parser
+recurses once per level and its scanner rechecks every open level at each token, so 5,000 `[`
+took seconds to end in a RecursionError."""
+
+_OPENS: Final = (yaml.SequenceStartEvent, yaml.MappingStartEvent)
+_CLOSES: Final = (yaml.SequenceEndEvent, yaml.MappingEndEvent)
+
+
+def _reject_deep_nesting(text: str, path: str) -> None:
+    """ConfigError naming the line where the nesting passes MAX_NESTING levels; nothing if it never does
+    (a malformed document's own error is left for the full parse to name)."""
+    depth = 0
+    try:
+        for event in yaml.parse(text, Loader=_FAST_LOADER or yaml.SafeLoader):
+            if isinstance(event, _OPENS):
+                depth += 1
+                if depth > MAX_NESTING:
+                    line = event.start_mark.line + 1 if event.start_mark else None
+                    raise ConfigError(path, line, f"invalid YAML: nested more than {MAX_NESTING} levels deep")
+            elif isinstance(event, _CLOSES):
+                depth -= 1
+    except (yaml.YAMLError, RecursionError):
+        return
 
 
 def _compose_checked(text: str, path: str) -> Node | None:

@@ -214,7 +214,11 @@ def test_control_character_rejected_with_line() -> None:
 
 
 def test_deep_nesting_is_an_error_not_a_crash() -> None:
-    assert error_of("[" * 5000).startswith(f"{PATH}: invalid YAML")
+    assert error_of("[" * 5000) == f"{PATH}:1: invalid YAML: nested more than 100 levels deep"
+    # The level past the limit is named, on its own line (the top mapping is the first level); a document
+    # as deep as the limit is read, and its own error named.
+    assert error_of("a:\n  " + "[" * 99 + "\n  [oops") == f"{PATH}:3: invalid YAML: nested more than 100 levels deep"
+    assert error_of("a: " + "[" * 99 + "]" * 99 + "\nb: [").startswith(f"{PATH}:2: invalid YAML")
 
 
 def test_top_level_list() -> None:
