@@ -304,8 +304,10 @@ def test_a_refused_claim_leaves_no_added_entry_and_claim_ids_match_the_store(coo
 
 
 def test_an_expired_lease_is_released_once_even_when_a_refusal_rolls_it_back(coordinator: Coordinator) -> None:
-    short = coordinator.claim("a", QUOTE, ttl=0.05).claim
     coordinator.claim("b", ROUNDING)
+    # The short lease is taken last: any claim made after it expires would release it first (on a loaded
+    # machine, b's claim took longer than the lease and did).
+    short = coordinator.claim("a", QUOTE, ttl=0.05).claim
     time.sleep(0.1)
     with pytest.raises(ClaimRefused):  # expires a's lease, then is refused: all rolled back
         claim_targets(coordinator, "c", [QUOTE, ROUNDING])
