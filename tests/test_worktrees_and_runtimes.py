@@ -20,6 +20,7 @@ from loomtui.execution.doctor import run_doctor
 from loomtui.execution.isolation import isolation_available
 from loomtui.execution.lifecycle import ARCHIVED, AWAITING_REVIEW, PLANNED
 from loomtui.execution.runtimes import (
+    VENDOR_ENV,
     LaunchSpec,
     agent_environment,
     credential_status,
@@ -352,6 +353,14 @@ def test_credential_status_says_what_is_needed_and_what_is_missing(tmp_path: Pat
     assert codex.ok and codex.login == str(tmp_path / ".codex" / "auth.json")
     assert credential_status("aider", {**home, "GEMINI_API_KEY": "g"}).ok
     assert credential_status("mytool", home).ok and credential_status("mytool", home).needs == ()
+
+
+def test_any_provider_key_aider_is_passed_is_enough_for_it(tmp_path: Path) -> None:
+    """The README: Aider runs on any of the keys it is passed (COHERE_API_KEY was passed, yet doctor said
+    that with it alone Aider had no credentials)."""
+    keys = [name for name in VENDOR_ENV["aider"].names if name.endswith("_API_KEY")]
+    assert "COHERE_API_KEY" in keys
+    assert [k for k in keys if not credential_status("aider", {"HOME": str(tmp_path), k: "key"}).ok] == []
 
 
 def test_doctor_reports_each_runtimes_credentials(repo: Path, monkeypatch: pytest.MonkeyPatch,

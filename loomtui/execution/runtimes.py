@@ -110,7 +110,7 @@ VENDOR_ENV: Final[dict[str, VendorEnv]] = {
         credentials=(("OPENAI_API_KEY",), ("ANTHROPIC_API_KEY",), ("AIDER_OPENAI_API_KEY",),
                      ("AIDER_ANTHROPIC_API_KEY",), ("GEMINI_API_KEY",), ("OPENROUTER_API_KEY",),
                      ("DEEPSEEK_API_KEY",), ("GROQ_API_KEY",), ("MISTRAL_API_KEY",), ("XAI_API_KEY",),
-                     ("AZURE_API_KEY",), ("OLLAMA_API_BASE",)),
+                     ("COHERE_API_KEY",), ("AZURE_API_KEY",), ("OLLAMA_API_BASE",)),
         logins=("~/.aider.conf.yml", "~/.env"),
         note="other providers' keys (and AWS_* for Bedrock): add their names to env:",
     ),
