@@ -133,8 +133,13 @@ def test_claim_release_from_the_command_line_says_what_it_released_and_refuses_a
     held = run_cli(repo, "claim", "add", "--sandbox", "alice-task", "payments/refunds.py")
     claim_id = held.stdout.split()[1].lstrip("#")
     refused = run_cli(repo, "claim", "release", claim_id, "--sandbox", "mallory-task", user="mallory@example.com")
-    assert refused.returncode == 2 and refused.stdout == ""
+    assert refused.returncode == 1 and refused.stdout == ""  # refused, as the README's exit codes say
     assert f"claim #{claim_id} is held by sandbox alice-task, not mallory-task" in refused.stderr
+    forced = run_cli(repo, "claim", "release", claim_id, "--sandbox", "mallory-task", "--override", "mine now",
+                     user="mallory@example.com")
+    assert forced.returncode == 1 and "mallory@example.com may not override" in forced.stderr
+    unexplained = run_cli(repo, "claim", "release", claim_id, "--sandbox", "mallory-task", "--override", " ")
+    assert unexplained.returncode == 2 and "an override needs a reason" in unexplained.stderr  # an input error
     done = run_cli(repo, "claim", "release", claim_id, "--sandbox", "alice-task")
     assert (done.returncode, done.stdout) == (0, f"released claim #{claim_id} on payments/refunds.py "
                                                  "(sandbox alice-task)\n")

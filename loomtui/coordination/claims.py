@@ -417,11 +417,12 @@ class Coordinator:
             actor = self.workspace.actor
             if override_reason is None:
                 raise LoomError(f"claim #{claim_id} is held by sandbox {claim.sandbox_id}, not {sandbox_id}: "
-                                "releasing another sandbox's claim is an override, with a reason")
+                                "releasing another sandbox's claim is an override, with a reason", exit_code=1)
             if not override_reason.strip():
                 raise LoomError("an override needs a reason")
             if not self.may_override(actor):
-                raise LoomError(f"{actor} may not override (the policy's overrides.groups decide who may)")
+                raise LoomError(f"{actor} may not override (the policy's overrides.groups decide who may)",
+                                exit_code=1)
             reason = f"override by {actor} for sandbox {sandbox_id}: {override_reason.strip()}"
         return claim if release_claim(self.workspace, claim_id, reason) else None
 
