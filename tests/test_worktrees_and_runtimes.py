@@ -377,6 +377,19 @@ def test_doctor_reports_each_runtimes_credentials(repo: Path, monkeypatch: pytes
     assert "runtime command credentials" not in checks
     assert checks["worktrees"].level == "ok" and str(sb.configured_worktrees_root(open_workspace(repo))) in (
         checks["worktrees"].detail)
+    assert "runtime claude permissions" not in checks  # the built-in asks through loomtui's MCP server
+
+
+def test_doctor_warns_when_a_claude_argv_would_refuse_permissions_unasked(repo: Path) -> None:
+    """An argv replaces the built-in one whole: one copied without the prompt tool never asks a lead."""
+    (repo / ".loom").mkdir(exist_ok=True)
+    (repo / ".loom" / "loom.yaml").write_text(
+        'version: 1\nruntimes:\n  claude:\n    argv: ["claude", "-p", "{task}", "--output-format", "stream-json"]\n'
+        '  claude-tty:\n    argv: ["/usr/local/bin/claude", "{task}"]\n    mode: interactive\n')
+    checks = {c.name: c for c in run_doctor(repo).checks}
+    warned = checks["runtime claude permissions"]
+    assert warned.level == "warning" and "no --permission-prompt-tool" in warned.detail
+    assert "runtime claude-tty permissions" not in checks  # a person at the terminal answers its prompts
 
 
 def test_a_state_path_named_by_a_variable_is_writable_for_the_agent(tmp_path: Path) -> None:

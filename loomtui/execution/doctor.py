@@ -79,6 +79,8 @@ def _check_repository(report: DoctorReport, workspace: Workspace) -> None:
                 report.add(name, OK, f"{row['program']} -> {row['found']} ({row['mode']})")
             else:
                 report.add(name, WARNING, f"{row['program']} is not on PATH")
+            if row["unasked"]:
+                report.add(f"{name} permissions", WARNING, row["unasked"])
             credentials = row["credentials"]
             if credentials["needs_one_of"]:
                 # A vendor CLI without its credentials starts, then fails at its first request.

@@ -429,6 +429,25 @@ def credential_status(program: str, env: Mapping[str, str], extra: Sequence[str]
     return CredentialStatus(vendor.credentials, present, tuple(partial), login, vendor.note)
 
 
+PERMISSION_PROMPT_ARGS: Final = ("--permission-prompt-tool", "mcp__loomtui__permission_prompt")
+
+
+def unasked_permissions(runtime: RuntimeConfig) -> str:
+    """Why a headless Claude Code runtime's permission prompts would never reach a person, or "".
+
+    Under `-p` Claude Code runs no PermissionRequest hook: only the prompt tool of loomtui's MCP
+    server puts its question to a lead. An `argv` replaces the built-in one whole, so one copied
+    without those options refuses every such request unasked.
+    """
+    if runtime.mode != "headless" or Path(runtime.argv[0]).name != "claude":
+        return ""
+    if PERMISSION_PROMPT_ARGS[0] in runtime.argv:
+        return ""
+    return (f"its argv has no {PERMISSION_PROMPT_ARGS[0]}: a permission Claude Code asks for is refused, "
+            f"never put to a lead (the built-in argv ends with --mcp-config {{mcp_config}} "
+            f"{' '.join(PERMISSION_PROMPT_ARGS)})")
+
+
 def runtime_report(config: LoomConfig, search_path: str | None = None) -> list[dict[str, Any]]:
     """For doctor: each configured runtime, its program and whether it is on PATH."""
     rows = []
@@ -441,7 +460,7 @@ def runtime_report(config: LoomConfig, search_path: str | None = None) -> list[d
             found = program_path(program, search_path if search_path is not None else os.environ.get("PATH"))
         status = credential_status(program, os.environ)
         rows.append({"runtime": name, "program": program, "found": found, "mode": runtime.mode,
-                     "network": runtime.network,
+                     "network": runtime.network, "unasked": unasked_permissions(runtime),
                      "credentials": {"ok": status.ok, "needs_one_of": [list(a) for a in status.needs],
                                      "present": list(status.present), "login": status.login,
                                      "missing": [list(m) for _first, m in status.partial],
