@@ -81,7 +81,11 @@ def test_a_sandbox_from_the_command_line(repo: Path, script: Path) -> None:
     assert [(a["status"], a["step"], a["done"]) for a in advanced] == [("awaiting_review", "wait-decision", [])]
     stat = run(repo, "sandbox", "diff", sandbox_id, "--stat")
     assert stat.stdout.splitlines()[-1] == "1 files, +1 -0" and "hello.txt" in stat.stdout
-    assert "+hi" in run(repo, "sandbox", "diff", sandbox_id[:4]).stdout  # a unique prefix is enough
+    patch = run(repo, "sandbox", "diff", sandbox_id[:4]).stdout  # a unique prefix is enough
+    assert "+hi" in patch and patch.endswith("\n")
+    # The patch is whole: it applies where the sandbox started (the README pipes it to `git apply`).
+    assert subprocess.run(["git", "apply", "--check", "-"], cwd=repo, input=patch, text=True).returncode == 0
+    assert json.loads(run(repo, "sandbox", "diff", sandbox_id, "--json").stdout)["patch"] == patch
     removed = run(repo, "sandbox", "rm", sandbox_id)
     assert removed.returncode == 0 and f"branch loom/{sandbox_id} kept" in removed.stdout
     assert "no sandboxes" in run(repo, "sandbox", "list").stdout

@@ -200,7 +200,7 @@ def cmd_attach(args: argparse.Namespace) -> int:
 
 
 def cmd_diff(args: argparse.Namespace) -> int:
-    result = review.diff(workspace_for(args), args.id, patch=not (args.stat or args.json))
+    result = review.diff(workspace_for(args), args.id, patch=not args.stat)
     if args.json:
         print_json({**asdict(result), "added": result.added, "deleted": result.deleted})
         return 0

@@ -115,7 +115,9 @@ def diff(workspace: Workspace, sandbox_id: str, *, patch: bool = True) -> Sandbo
     for entry in repo.out("diff", "--numstat", "--no-renames", base, head).splitlines():
         added, deleted, path = entry.split("\t", 2)
         files.append(FileChange(path, None if added == "-" else int(added), None if deleted == "-" else int(deleted)))
+    # As git prints it: `out` strips the last newline, and `git apply` calls a patch without it corrupt.
     text = repo.out("diff", "--no-renames", base, head) if patch else ""
+    text += "\n" if text else ""
     return SandboxDiff(record.id, base, head, tuple(files), text, uncommitted)
 
 
