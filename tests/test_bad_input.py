@@ -284,6 +284,13 @@ def test_renew_writes_an_audit_entry_with_the_new_expiry(coordinator: Coordinato
     assert (entry.action, entry.subject) == ("claim.renewed", "a")
     assert entry.details["claim"] == claim.id and entry.details["expires"] == renewed.expires
     assert coordinator.workspace.audit.verify().ok
+    count = len(list(coordinator.workspace.audit.entries()))
+    # Shortening is no renewal: it would free another sandbox's region without an override.
+    with pytest.raises(LoomError, match="a renewal only extends a lease") as shortened:
+        coordinator.renew(claim.id, ttl=1)
+    assert shortened.value.exit_code == 1
+    assert coordinator.store.get_claim(claim.id).expires == renewed.expires  # type: ignore[union-attr]
+    assert len(list(coordinator.workspace.audit.entries())) == count
     coordinator.release(claim.id)
     count = len(list(coordinator.workspace.audit.entries()))
     with pytest.raises(LoomError, match="not live"):

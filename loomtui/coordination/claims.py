@@ -431,13 +431,21 @@ class Coordinator:
         return release_claims_of(self.workspace, sandbox_id, reason)
 
     def renew(self, claim_id: int, ttl: float | None = None) -> ClaimRecord:
-        """Extend a live claim's lease to `ttl` seconds from now, with an audit entry."""
+        """Extend a live claim's lease to `ttl` seconds from now, with an audit entry.
+
+        A renewal never shortens a lease: anyone may renew any claim, and a shortened one would let
+        its region be claimed again without the override that releasing another's claim needs.
+        """
         lease = lease_length(self.lease_seconds if ttl is None else ttl)
         with self.store.transaction():
             claim = self.store.get_claim(claim_id)
             if claim is None or claim.released is not None:
                 raise LoomError(f"claim #{claim_id} is not live")
             expires = time.time() + lease
+            if expires < claim.expires:
+                raise LoomError(f"claim #{claim_id} already expires in {int(claim.expires - time.time())}s, later "
+                                f"than a {lease:g}s lease would: a renewal only extends a lease (to end one, "
+                                "release it)", exit_code=1)
             self.store.renew_claim(claim_id, expires)
             self.workspace.record("claim.renewed", claim.sandbox_id,
                                   {"claim": claim_id, "target": claim.target, "expires": expires,
