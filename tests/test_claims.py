@@ -161,6 +161,15 @@ def test_lease_expiry_and_ended_sandboxes_release_with_audit(coordinator: Coordi
     reasons = {e.details["reason"] for e in coordinator.workspace.audit.entries() if e.action == "claim.expired"}
     assert reasons == {"lease expired", "sandbox ended"}
     coordinator.claim("b", QUOTE)  # free again
+    # An ended sandbox claims nothing: the claim would be listed as live, then dropped at the next write.
+    count = len(list(coordinator.workspace.audit.entries()))
+    with pytest.raises(LoomError, match="sandbox done is merged: an ended sandbox claims nothing") as refused:
+        coordinator.claim("done", ROUNDING)
+    assert refused.value.exit_code == 1 and [c.sandbox_id for c in store.live_claims()] == ["b"]
+    assert len(list(coordinator.workspace.audit.entries())) == count
+    with pytest.raises(LoomError, match=r"is not a sandbox id \(letters, digits, \. _ -; at most 64\)") as long:
+        coordinator.claim("x" * 100_000, ROUNDING)
+    assert len(str(long.value)) < 400  # the id is cut, not echoed whole
 
 
 def test_renew_and_release(coordinator: Coordinator) -> None:

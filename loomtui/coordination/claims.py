@@ -359,9 +359,13 @@ class Coordinator:
         if mode not in MODES:
             raise LoomError(f"claim mode must be one of {', '.join(MODES)} (got {mode!r})")
         if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}", sandbox_id):
-            raise LoomError(f"{sandbox_id!r} is not a sandbox id (letters, digits, . _ -)")
+            raise LoomError(f"{shown(repr(sandbox_id))} is not a sandbox id (letters, digits, . _ -; at most 64)")
         if override_reason is not None and not override_reason.strip():
             raise LoomError("an override needs a reason")
+        sandbox = self.store.get_sandbox(sandbox_id)
+        if sandbox is not None and sandbox.status in ENDED_STATUSES:
+            # Its claim would be void at the next write (released as "sandbox ended"), yet listed as live till then.
+            raise LoomError(f"sandbox {sandbox_id} is {sandbox.status}: an ended sandbox claims nothing", exit_code=1)
         lease = lease_length(self.lease_seconds if ttl is None else ttl)
         # Check and insert in one immediate transaction: racing claims serialise here.
         refused: ClaimRefused | None = None
