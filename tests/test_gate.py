@@ -91,6 +91,7 @@ def test_a_pull_requests_base_is_read_from_origin_and_one_that_names_no_branch_i
 
 
 def test_policy_explain_covers_both_stages(billing: Path) -> None:
+    from loomtui.coordination.claims import ClaimRefused
     from loomtui.governance.coordinator import governed_coordinator
     from loomtui.governance.explain import explain_sandbox
     from loomtui.governance.policy import load_policy
@@ -107,6 +108,15 @@ def test_policy_explain_covers_both_stages(billing: Path) -> None:
     assert explained["post-gate"]["paths"] == ["payments/refunds.py"]
     assert "payments-high-risk" in explained["post-gate"]["rules"]
     assert governed_coordinator(workspace).store.live_claims(record.id)
+    # A task refused at its claims is recorded with no branch: its post-gate stage has nothing to
+    # evaluate, and says so (it was git's "ambiguous argument" on stderr, exit 2).
+    with pytest.raises(ClaimRefused):
+        create_sandbox(workspace, "touch the ledger too", "script", script=_script(billing),
+                       claims=["payments/ledger.py::Ledger"])
+    [refused] = [s for s in workspace.store.list_sandboxes(include_archived=True) if s.status == "rejected"]
+    nothing = explain_sandbox(workspace, load_policy(billing), refused.id)["post-gate"]
+    assert nothing["outcome"] == "none" and nothing["paths"] == []
+    assert nothing["explanation"] == [f"no change to evaluate: branch {refused.branch} does not exist"]
 
 
 def test_claims_the_policy_requires_wait_for_approval_before_start(billing: Path) -> None:

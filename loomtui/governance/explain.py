@@ -28,17 +28,26 @@ def claim_facts(workspace: Workspace, sandbox_id: str, author: str | None = None
 def explain_sandbox(workspace: Workspace, policy: Policy, sandbox_id: str) -> dict[str, Any]:
     """Both policy runs for a sandbox: on its claims, and on its diff with its gate results."""
     record = get_sandbox(workspace, sandbox_id)
+    claim = _summary(evaluate(policy, claim_facts(workspace, record.id)))
+    repo = Git(workspace.root)
+    # A merged sandbox's branch may be gone: the merge commit's second parent is its tip.
+    merged = repo.resolve_commit(f"{record.merged_commit}^2") if record.merged_commit else None
+    tip = repo.resolve_commit(record.branch) or merged
+    base = repo.resolve_commit(str(record.base_sha or record.base_ref))
+    if tip is None or base is None:  # refused at its claims before any branch, or removed with it
+        missing = f"branch {record.branch}" if tip is None else f"base {record.base_sha or record.base_ref}"
+        return {"sandbox": record.id, "claim": claim,
+                "post-gate": {"outcome": "none", "risk": "none", "rules": [],
+                              "explanation": [f"no change to evaluate: {missing} does not exist"],
+                              "paths": [], "lines_changed": 0}}
     gates = {run.gate: run.status for run in workspace.store.gate_runs(record.id)}
-    base = str(record.base_sha or record.base_ref)
-    head = record.branch
+    head = tip
     if Path(record.worktree).is_dir():
-        tip = Git(workspace.root).resolve_commit(record.branch)
-        if tip is not None:  # the worktree as it is, seen from outside (never git run inside it)
-            head = agent_tree(workspace, record).snapshot(tip)[0]
+        head = agent_tree(workspace, record).snapshot(tip)[0]  # the worktree as it is, seen from outside
     facts = change_facts(workspace.root, base, head, gates=gates, runtime=record.runtime)
     return {
         "sandbox": record.id,
-        "claim": _summary(evaluate(policy, claim_facts(workspace, record.id))),
+        "claim": claim,
         "post-gate": {**_summary(evaluate(policy, facts)), "paths": list(facts.paths),
                       "lines_changed": facts.lines_changed},
     }
