@@ -473,6 +473,10 @@ def test_a_git_repository_inside_the_worktree_is_never_deleted_even_with_force(
     git(nested, "add", "work.py")
     git(nested, "commit", "-qm", "wip")
     (nested / "work2.py").write_text("more\n")
+    # Saved as the end of an agent saves its work: the nested files are committed, nothing is
+    # uncommitted, and the nested history would still go with the tree.
+    sb.agent_tree(ws, record).commit_all(record.branch, "loomtui: save the agent's work")
+    assert sb.agent_tree(ws, record).dirty_paths(record.branch) == []
     for force in (False, True):
         with pytest.raises(review.RemoveRefused, match=r"holds a git repository of its own \(vendor/lib\), "
                                                        r"which cannot be saved to loom/.*nothing was removed"):

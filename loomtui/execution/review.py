@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import time
 from collections.abc import Sequence
@@ -84,6 +85,18 @@ class SandboxDiff:
     @property
     def deleted(self) -> int:
         return sum(f.deleted or 0 for f in self.files)
+
+
+def _nested_repositories(worktree: Path) -> list[str]:
+    """Directories below `worktree` that are git repositories of their own (hold a `.git`), sorted."""
+    found = []
+    for directory, subdirectories, files in os.walk(worktree):
+        if directory != str(worktree) and (".git" in subdirectories or ".git" in files):
+            found.append(Path(directory).relative_to(worktree).as_posix())
+            subdirectories[:] = []  # its own files are its own
+        else:
+            subdirectories[:] = [name for name in subdirectories if name != ".git"]
+    return sorted(found)
 
 
 def _branch_tip(repo: Git, record: SandboxRecord) -> str:
@@ -273,7 +286,9 @@ def remove(workspace: Workspace, sandbox_id: str, *, force: bool = False, delete
     dirty = tree.dirty_paths(record.branch) if worktree.is_dir() and not deleting else []
     # A git repository inside the worktree goes into a commit as a pointer to its own commit only:
     # its files, and its history, would be deleted with the tree. Not even `force` does that.
-    nested = [path for path in dirty if (worktree / path / ".git").exists()]
+    # Looked for in the whole tree, not only among uncommitted paths: the save at an agent's end commits
+    # a nested repository's files, and its history would still go with the tree.
+    nested = _nested_repositories(worktree) if worktree.is_dir() and not deleting else []
     if nested:
         shown = ", ".join(nested[:5]) + (f" and {len(nested) - 5} more" if len(nested) > 5 else "")
         raise RemoveRefused(f"sandbox {record.id} holds a git repository of its own ({shown}), which cannot be "
