@@ -66,6 +66,12 @@ def test_config_check_reports_file_line_and_key(repo: Path) -> None:
     assert_one_line_error(run(repo, "config", "check"), 2, ".loom/loom.yaml:4: runtimes.claude.argz")
     (repo / ".loom" / "loom.yaml").write_text("version: 1\nruntimes: [\n")
     assert_one_line_error(run(repo, "config", "check"), 2, ".loom/loom.yaml:")
+    # A script that asked for JSON gets JSON for the file's own error too, as for what it names.
+    for command in (("config", "check", "--json"), ("policy", "validate", "--json")):
+        done = run_cli(repo, *command)
+        said = json.loads(done.stdout)
+        assert done.returncode == 2 and said["ok"] is False, command
+        assert len(said["problems"]) == 1 and said["problems"][0].startswith(".loom/loom.yaml:3: invalid YAML"), command
 
 
 def test_config_check_tries_what_loom_yaml_names_its_policy_file_and_worktrees_place(repo: Path) -> None:

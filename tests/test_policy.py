@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import shutil
 import textwrap
 from pathlib import Path
@@ -686,6 +688,10 @@ def test_several_errors_name_the_first_line_and_validate_lists_all(
     assert len(errors) == 2
     assert errors[0].startswith(f"loomtui: error: {first}")
     assert errors[1].startswith(f"loomtui: error: {second}")
+    assert main(["-C", str(repo), "policy", "validate", "--json"]) == 2
+    listed = json.loads(capsys.readouterr().out)
+    assert listed["ok"] is False and len(listed["problems"]) == 2
+    assert listed["problems"][0].startswith(first) and listed["problems"][1].startswith(second)
 
 
 def test_errors_in_several_rules_are_all_listed_but_a_bad_group_is_not_blamed_on_its_users() -> None:

@@ -306,7 +306,14 @@ def cmd_config_check(args: argparse.Namespace) -> int:
     from loomtui.repo import find_repo
 
     paths = find_repo(args.repo)  # no store: a check of files runs in a read-only or fresh checkout
-    config = load_config(paths.root)
+    try:
+        config = load_config(paths.root)
+    except LoomError as exc:
+        if not args.json:
+            raise
+        # A script asked for JSON: the file's own error is a problem in it, as the policy's is.
+        print_json({"ok": False, "source": None, "config": None, "problems": [str(exc)]})
+        return exc.exit_code
     source = config.source or "(no .loom/loom.yaml: defaults)"
     # What loom.yaml names must work too: its policy file, and where its worktrees go (else the
     # first `sandbox new` is where it shows).

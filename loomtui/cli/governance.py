@@ -50,10 +50,15 @@ def _policy(args: argparse.Namespace, explicit: str | None) -> tuple[Policy, Pat
 def cmd_validate(args: argparse.Namespace) -> int:
     try:
         policy, root = _policy(args, args.file)
-    except PolicyErrors as exc:
-        # Every problem, each as file:line, in line order (other commands name the first).
-        for problem in exc.problems:
-            print(f"loomtui: error: {problem}", file=sys.stderr)
+    except LoomError as exc:
+        # Every problem, each as file:line, in line order (other commands name the first); with --json,
+        # the same list for a script (a YAML error, or loom.yaml's own, is a list of one).
+        problems = [str(p) for p in exc.problems] if isinstance(exc, PolicyErrors) else [str(exc)]
+        if args.json:
+            print_json({"ok": False, "problems": problems})
+        else:
+            for problem in problems:
+                print(f"loomtui: error: {problem}", file=sys.stderr)
         return exc.exit_code
     user = current_user(root)
     groups = sorted(groups_of(policy, user))
