@@ -14,6 +14,7 @@ import pytest
 from conftest import git, run_cli, wait_until
 
 from loomtui.cli import STEP_HINTS
+from loomtui.errors import LoomError
 from loomtui.execution import sandboxes as sb
 from loomtui.execution.lifecycle import (
     APPROVED,
@@ -410,8 +411,12 @@ def test_sandbox_advance_all_reports_each_task_as_json(manual: Workspace) -> Non
 def test_a_merge_into_a_missing_branch_fails_advance_says_so_and_a_right_one_then_merges(manual: Workspace) -> None:
     sandbox_id = run_task(manual, "into", "lib.py", "x + 1", "x + 4")
     wait_until_settled(manual, sandbox_id)
-    bad = run_cli(manual.root, "sandbox", "merge", sandbox_id, "--into", "nope")
-    assert bad.returncode == 1 and "target branch 'nope' does not exist" in bad.stderr, bad.stderr
+    typo = run_cli(manual.root, "sandbox", "merge", sandbox_id, "--into", "nope")
+    # The command line's typo is an input error, said before the merge step runs: nothing is recorded.
+    assert (typo.returncode, typo.stderr) == (2, "loomtui: error: --into 'nope': no such branch here\n")
+    assert "failed-step" not in run_cli(manual.root, "sandbox", "advance", sandbox_id).stdout
+    with pytest.raises(LoomError, match="target branch 'nope' does not exist"):  # the engine's own step fails
+        request_merge(manual, sandbox_id, into="nope")
     again = run_cli(manual.root, "sandbox", "advance", sandbox_id)  # retries, fails again: exit 1 for scripts
     assert again.returncode == 1 and "failed-step" in again.stdout, again.stdout
     merged = run_cli(manual.root, "sandbox", "merge", sandbox_id, "--into", "main")  # not the old failure

@@ -27,6 +27,7 @@ from loomtui.execution import recovery, review
 from loomtui.execution import sandboxes as engine
 from loomtui.execution.lifecycle import PLANNED
 from loomtui.execution.sandboxes import DEFAULT_GRACE_S
+from loomtui.gitcmd import Git
 from loomtui.store import SandboxRecord
 from loomtui.workspace import Workspace
 
@@ -238,6 +239,9 @@ def cmd_merge(args: argparse.Namespace) -> int:
     from loomtui.workflow.engine import request_merge
 
     workspace = workspace_for(args)
+    if args.into and not Git(workspace.root).local_branch_exists(args.into):
+        # A typo of the command line, said before the merge step runs (and is recorded as failed).
+        raise LoomError(f"--into {args.into!r}: no such branch here")
     try:
         result = request_merge(workspace, args.id, into=args.into)
     except LoomError as exc:
