@@ -424,6 +424,20 @@ def test_a_merge_into_a_missing_branch_fails_advance_says_so_and_a_right_one_the
     assert sb.get_sandbox(manual, sandbox_id).status == MERGED
 
 
+def test_a_merge_stopped_by_local_changes_names_the_files_and_keeps_them(manual: Workspace) -> None:
+    sandbox_id = run_task(manual, "local", "lib.py", "x + 1", "x + 5")
+    wait_until_settled(manual, sandbox_id)
+    mine = (manual.root / "lib.py").read_text().replace("x + 1", "x + 1  # mine, not yet committed")
+    (manual.root / "lib.py").write_text(mine)
+    with pytest.raises(LoomError, match=r"overwritten by merge: lib\.py; commit or stash them there, then merge "
+                                        r"again\); nothing was changed"):
+        request_merge(manual, sandbox_id)
+    assert (manual.root / "lib.py").read_text() == mine and sb.get_sandbox(manual, sandbox_id).status != MERGED
+    git(manual.root, "checkout", "--", "lib.py")
+    request_merge(manual, sandbox_id)
+    assert sb.get_sandbox(manual, sandbox_id).status == MERGED and "x + 5" in (manual.root / "lib.py").read_text()
+
+
 def test_plan_show_run_and_cancel(manual: Workspace) -> None:
     for name, (path, old, new) in {"caller": ("app.py", "helper(1)", "helper(2)"),
                                    "callee": ("lib.py", "x + 1", "x + 2")}.items():

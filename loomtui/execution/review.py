@@ -237,8 +237,14 @@ def merge(workspace: Workspace, sandbox_id: str, *, into: str | None = None,
         place = checked_out[0]
         done = Git(place).run("merge", "--ff-only", "--quiet", commit)
         if done.status != 0:
-            raise LoomError(f"cannot bring {place} up to the merge ({first_line(done.err or done.out)}); "
-                            "nothing was changed", exit_code=1)
+            said = done.err or done.out
+            # git lists the files in its way one a line, tab-indented, under its first line.
+            files = [line.strip() for line in said.splitlines() if line.startswith("\t")]
+            why = first_line(said)
+            if files:
+                more = f" and {len(files) - 5} more" if len(files) > 5 else ""
+                why = f"{why.rstrip(':')}: {', '.join(files[:5])}{more}; commit or stash them there, then merge again"
+            raise LoomError(f"cannot bring {place} up to the merge ({why}); nothing was changed", exit_code=1)
         updated = str(place)
     else:
         repo.out("update-ref", "-m", f"loomtui: merge sandbox {record.id}", f"refs/heads/{target}", commit,
