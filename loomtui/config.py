@@ -430,18 +430,18 @@ def _checked(value: Value, problem_of: Callable[[str], str | None]) -> str:
 
 
 def store_problem(location: str) -> str | None:
-    """Why `location` does not name a state store, or None (also used for $LOOMTUI_STORE)."""
+    """Why `location` does not name a state store, or None; said after the `store` it is about."""
     if location == "sqlite":
         return None
     if not location.startswith(("postgresql://", "postgres://")):
-        return f"store must be `sqlite` or a postgresql:// URL, not {location!r}"
+        return f"must be `sqlite` or a postgresql:// URL, not {location!r}"
     try:
         parts = urlsplit(location)
         has_password = bool(parts.password) or "password=" in parts.query
     except ValueError as exc:
-        return f"store: not a URL ({exc})"
+        return f"not a URL ({exc})"
     if has_password:
-        return ("store: a password in a URL here would be committed with the repository; give it in "
+        return ("a password in a URL here would be committed with the repository; give it in "
                 "PGPASSWORD or ~/.pgpass, or the whole URL in $LOOMTUI_STORE")
     return None
 

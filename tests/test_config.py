@@ -427,8 +427,13 @@ def test_a_bad_store_is_said_at_its_line_by_every_command_not_only_config_check(
 
     (tmp_path / ".loom").mkdir()
     (tmp_path / ".loom" / "loom.yaml").write_text('version: 1\nstore: "ftp://x"\n')
-    with pytest.raises(ConfigError, match=r"loom\.yaml:2: store: .*ftp://x"):
+    with pytest.raises(ConfigError) as bad:
         configured_store(tmp_path)
+    assert str(bad.value) == ".loom/loom.yaml:2: store: must be `sqlite` or a postgresql:// URL, not 'ftp://x'"
+    (tmp_path / ".loom" / "loom.yaml").write_text('version: 1\nstore: "postgresql://u:pw@db/x"\n')
+    with pytest.raises(ConfigError) as leaked:
+        configured_store(tmp_path)
+    assert str(leaked.value).startswith(".loom/loom.yaml:2: store: a password in a URL here would be committed")
     # A mistake elsewhere does not take the store away (`sandbox stop` needs only it).
     (tmp_path / ".loom" / "loom.yaml").write_text('version: 1\ngates: oops\nstore: sqlite\n')
     assert configured_store(tmp_path) == "sqlite"

@@ -148,7 +148,8 @@ def cmd_context_diff(args: argparse.Namespace) -> int:
         print_json({"old": {"version": old.version, "commit": old.commit},
                     "new": {"version": new.version, "commit": new.commit}, "sections": changes})
         return 0
-    print(f"{old.version} -> {new.version}: {len(changes)} section{'' if len(changes) == 1 else 's'} differ")
+    differ = "section differs" if len(changes) == 1 else "sections differ"
+    print(f"{old.version} -> {new.version}: {len(changes)} {differ}")
     for entry in changes:
         print(f"{entry['change']:>8}  {entry['id']}")
         if args.full:

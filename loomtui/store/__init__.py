@@ -61,7 +61,7 @@ def store_location(paths: RepoPaths) -> str:
     location = configured_store(_main_checkout(paths))
     problem = store_problem(location)
     if problem:
-        raise StoreError(problem)
+        raise StoreError(f"store: {problem}")
     return location
 
 
