@@ -185,6 +185,9 @@ def test_targets_resolve_to_regions(coordinator: Coordinator) -> None:
     assert coordinator.resolve(QUOTE) == [QUOTE]
     assert coordinator.resolve("payments/refunds.py") == ["payments/refunds.py"]
     assert "payments/currency.py" in coordinator.resolve("payments/")
+    everything = coordinator.resolve(".")  # the repository itself: every file (it said "no file in that directory")
+    assert everything == coordinator.resolve(str(coordinator.index.root)) == sorted(coordinator.targets.repo_files())
+    assert "payments/currency.py" in everything and "README.md" in everything
     assert coordinator.resolve("payments/c*.py") == ["payments/currency.py"]
     assert coordinator.resolve("notifications/templates/refund_issued.txt") == [
         "notifications/templates/refund_issued.txt"]

@@ -187,3 +187,11 @@ def test_a_deleted_working_directory_and_an_output_encoding_without_a_character_
                            timeout=60, env={**os.environ, "PYTHONIOENCODING": "latin-1"})
     assert latin.returncode == 2 and b"Traceback" not in latin.stderr, latin.stderr
     assert latin.stderr.startswith(b"loomtui: error: x?y.py: no such file")
+
+
+def test_regions_of_a_file_the_index_does_not_parse_says_why_not_to_run_index(billing: Path) -> None:
+    done = run_cli(billing, "regions", "README.md")
+    assert done.returncode == 2 and "not an indexed file (regions are parsed from Python files" in done.stderr
+    assert "loomtui index" not in done.stderr  # it would not help
+    missing = run_cli(billing, "regions", "nope.py")
+    assert missing.returncode == 2 and "nope.py: no such file in" in missing.stderr

@@ -109,7 +109,10 @@ def cmd_regions(args: argparse.Namespace) -> int:
     coordinator = _coordinator(args)
     path = coordinator.repo_path(args.path)
     if path not in coordinator.index.files:
-        raise LoomError(f"{shown(args.path)}: not an indexed file (see `loomtui index`)")
+        if (coordinator.index.root / path).is_file():  # running `loomtui index` would not change that
+            raise LoomError(f"{shown(args.path)}: not an indexed file (regions are parsed from Python files outside "
+                            "coordination.exclude); a claim on it holds the file whole")
+        raise LoomError(f"{shown(args.path)}: no such file in {coordinator.index.root}")
     regions = coordinator.index.regions_in(path)
     if args.json:
         print_json([asdict(r) for r in regions])

@@ -75,7 +75,7 @@ class TargetResolver:
         if path in self.index.files:
             return [path]
         if (self.index.root / path).is_dir():
-            prefix = path.rstrip("/") + "/"
+            prefix = "" if path == "." else path.rstrip("/") + "/"  # `.` or the root's own path: every file
             inside = sorted(p for p in self.repo_files() if p.startswith(prefix))
             if inside:
                 return inside
