@@ -195,3 +195,15 @@ def test_regions_of_a_file_the_index_does_not_parse_says_why_not_to_run_index(bi
     assert "loomtui index" not in done.stderr  # it would not help
     missing = run_cli(billing, "regions", "nope.py")
     assert missing.returncode == 2 and "nope.py: no such file in" in missing.stderr
+
+
+def test_config_check_warns_of_a_theme_that_is_not_installed(repo: Path) -> None:
+    (repo / ".loom").mkdir()
+    (repo / ".loom" / "loom.yaml").write_text("version: 1\ntheme: loom-drak\n")
+    done = run_cli(repo, "config", "check")
+    assert done.returncode == 0 and done.stdout.startswith("OK: .loom/loom.yaml")
+    assert done.stderr.startswith("loomtui: warning: theme 'loom-drak' is not installed (did you mean 'loom-dark'?)")
+    said = json.loads(run_cli(repo, "config", "check", "--json").stdout)
+    assert said["ok"] is True and len(said["warnings"]) == 1 and "'loom-drak'" in said["warnings"][0]
+    (repo / ".loom" / "loom.yaml").write_text("version: 1\ntheme: loom-light\n")
+    assert json.loads(run_cli(repo, "config", "check", "--json").stdout)["warnings"] == []

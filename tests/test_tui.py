@@ -58,6 +58,17 @@ async def test_help_lists_every_binding_with_its_id(repo: Path) -> None:
         assert isinstance(app.screen, DashboardScreen)
 
 
+async def test_a_theme_loom_yaml_names_that_is_not_installed_is_said_and_the_default_shown(repo: Path) -> None:
+    (repo / ".loom").mkdir(exist_ok=True)
+    (repo / ".loom" / "loom.yaml").write_text("version: 1\ntheme: loom-drak\n")
+    app = LoomApp(open_workspace(repo))
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        assert app.theme == "loom-dark"
+        said = [n.message for n in app._notifications if n.title == "theme"]
+        assert said == ["theme 'loom-drak' is not installed; showing loom-dark"]
+
+
 async def test_theme_switches_with_t(repo: Path) -> None:
     app = LoomApp(open_workspace(repo))
     async with app.run_test(size=SIZE) as pilot:

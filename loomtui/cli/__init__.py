@@ -324,15 +324,34 @@ def cmd_config_check(args: argparse.Namespace) -> int:
             check()
         except LoomError as exc:
             problems.append(str(exc))
+    warnings = _theme_warnings(config.theme)
     if args.json:
-        print_json({"ok": not problems, "source": config.source, "config": asdict(config), "problems": problems})
+        print_json({"ok": not problems, "source": config.source, "config": asdict(config), "problems": problems,
+                    "warnings": warnings})
     elif problems:
         for problem in problems:
             print(f"loomtui: error: {problem}", file=sys.stderr)
     else:
         print(f"OK: {source}; runtimes: {', '.join(sorted(config.runtimes))}; gates: "
               f"{', '.join(g.name for g in config.gates) or 'none'}")
+    if warnings and not args.json:
+        for warning in warnings:
+            print(f"loomtui: warning: {warning}", file=sys.stderr)
     return 2 if problems else 0
+
+
+def _theme_warnings(wanted: str) -> list[str]:
+    """A theme loom.yaml names that is not installed: the app shows its default instead (a warning, as
+    the look of the app is all it changes)."""
+    from loomtui.tui.themes import load_themes  # the app's own reading of the theme files
+    from loomtui.yamlcheck import closest
+
+    names = load_themes().names
+    if wanted in names:
+        return []
+    like = closest(wanted, names)
+    return [f"theme {wanted!r} is not installed{f' (did you mean {like!r}?)' if like else ''}; the app shows its "
+            f"default (installed: {', '.join(names)})"]
 
 
 def cmd_status(args: argparse.Namespace) -> int:

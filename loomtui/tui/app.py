@@ -215,11 +215,14 @@ class LoomApp(App[int]):
         self.loom_themes = [theme.name for theme in themes.themes]
         self.theme_problems = themes.problems
         for problem in themes.problems:
-            self.notify(problem, title="theme skipped", severity="warning", timeout=8)
+            self.notify(problem, title="theme skipped", severity="warning", timeout=8, markup=False)
         for warning in themes.warnings:
-            self.notify(warning, title="theme contrast", severity="warning", timeout=10)
+            self.notify(warning, title="theme contrast", severity="warning", timeout=10, markup=False)
         wanted = self.config.theme if self.config else DEFAULT_THEME
         self.theme = wanted if wanted in self.available_themes else DEFAULT_THEME
+        if wanted != self.theme:  # a typo in loom.yaml's theme: said, not silently replaced
+            self.notify(f"theme {wanted!r} is not installed; showing {DEFAULT_THEME}", title="theme",
+                        severity="warning", timeout=8, markup=False)
         self.escalation_toasts.listen()
         self.set_interval(CONFIG_CHECK_SECONDS, self._config_worker)
         self.set_interval(COLLECT_EVERY_S, self.collector.tick)
