@@ -88,6 +88,9 @@ def review_sandbox(workspace: Workspace, sandbox_id: str, *, policy: Policy | No
         record.status == APPROVED and record.approved_commit != tip)
     redo = redo and record.status == GATING
     if record.status not in REVIEWABLE and not again and not redo:
+        if record.status in (AWAITING_REVIEW, APPROVED):  # reviewed already, and nothing new since
+            raise LoomError(f"sandbox {record.id} is {record.status}: it was reviewed at {tip[:12]} and has no "
+                            "commits since; a review runs again once it has", exit_code=1)
         raise LoomError(f"sandbox {record.id} is {record.status}: only a sandbox whose agent has ended, or one "
                         "with commits since its review, is reviewed", exit_code=1)
     if again and previous is not None and previous.status == EscalationStatus.OPEN:
