@@ -45,6 +45,8 @@ class LoomError(Exception):
     """
 
     exit_code = 2
+    recorded_sandbox: str | None = None
+    """The sandbox a refusal still left recorded (a task refused at its claims is kept, `rejected`), if any."""
 
     def __init__(self, message: str, *, exit_code: int | None = None) -> None:
         super().__init__(escape_controls(message))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import multiprocessing
 import time
 from pathlib import Path
@@ -143,6 +145,19 @@ def test_claim_release_from_the_command_line_says_what_it_released_and_refuses_a
     done = run_cli(repo, "claim", "release", claim_id, "--sandbox", "alice-task")
     assert (done.returncode, done.stdout) == (0, f"released claim #{claim_id} on payments/refunds.py "
                                                  "(sandbox alice-task)\n")
+
+
+def test_a_task_refused_at_its_claims_tells_a_json_script_which_sandbox_was_kept(coordinator: Coordinator) -> None:
+    repo = coordinator.workspace.root
+    run_cli(repo, "claim", "add", "--sandbox", "alice-task", "payments/refunds.py")
+    done = run_cli(repo, "sandbox", "new", "--runtime", "command", "--task", "refunds too", "--json",
+                   "--claim", "payments/refunds.py", "--", "true")
+    said = json.loads(done.stdout)
+    assert done.returncode == 1 and said["status"] == "rejected" and "refused" in said["error"]
+    assert coordinator.store.get_sandbox(said["id"]).status == "rejected"  # type: ignore[union-attr]
+    plain = run_cli(repo, "sandbox", "new", "--runtime", "command", "--task", "again", "--claim",
+                    "payments/refunds.py", "--", "true")
+    assert plain.returncode == 1 and plain.stdout == "" and "refused" in plain.stderr  # one line, as before
 
 
 def test_lease_expiry_and_ended_sandboxes_release_with_audit(coordinator: Coordinator) -> None:

@@ -79,6 +79,12 @@ def cmd_new(args: argparse.Namespace) -> int:
         )
     except engine.MissingRuntimeInput as exc:
         raise LoomError(f"{exc}: {NEW_INPUT_HINTS[exc.what]}", exit_code=exc.exit_code) from None
+    except LoomError as exc:
+        if not (args.json and exc.recorded_sandbox):
+            raise
+        refused = engine.get_sandbox(workspace, exc.recorded_sandbox)
+        print_json({**_record_dict(refused), "error": str(exc)})
+        return exc.exit_code
     view = _workflow(workspace).view(record)
     if warning := context_warning(record):
         print(f"warning: {warning}", file=sys.stderr)

@@ -54,7 +54,11 @@ def create_sandbox(
         workspace, task, runtime, base=base, claims=claims, script=script, isolate=isolate, command=command,
         data={AUTOSTART_KEY: autostart, **creator, **({AFTER_KEY: waits_on} if waits_on else {}), **(data or {})})
     if prepare_now:
-        flow.prepare(record, wait_for_claims=wait_for_claims, from_target=bool(waits_on), context=context)
+        try:
+            flow.prepare(record, wait_for_claims=wait_for_claims, from_target=bool(waits_on), context=context)
+        except LoomError as exc:
+            exc.recorded_sandbox = record.id  # kept, rejected: a script asking in JSON is told which
+            raise
     if autostart:
         flow.advance(record.id)
     return sandboxes.get_sandbox(workspace, record.id)
