@@ -3,17 +3,16 @@
 from __future__ import annotations
 
 import json
-
 import multiprocessing
 import time
 from pathlib import Path
 
 import pytest
 
-from loomtui.governance.coordinator import governed_coordinator
 from loomtui.coordination.claims import ClaimRefused, Coordinator, claim_targets, overlaps
 from loomtui.coordination.suggest import suggest_regions
 from loomtui.errors import LoomError
+from loomtui.governance.coordinator import governed_coordinator
 from loomtui.store import SandboxRecord
 from loomtui.workspace import open_workspace
 from tests.conftest import demo_repo, git, run_cli
