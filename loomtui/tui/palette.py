@@ -15,6 +15,7 @@ from typing import Any
 from rich.text import Text
 from textual.command import Hit, Hits, Provider
 
+from loomtui.errors import escape_controls
 from loomtui.tui.base import loom_app
 
 THRESHOLD = 60.0
@@ -43,7 +44,7 @@ def ranked_hits(query: str, entries: Iterable[PaletteEntry]) -> list[Hit]:
     for label, run, help_text in entries:
         score = _score(query, label)
         if score * 100 >= THRESHOLD:
-            found.append(Hit(score, Text(label), run, text=label, help=help_text))
+            found.append(Hit(score, Text(escape_controls(label)), run, text=label, help=help_text))
     return sorted(found, reverse=True)
 
 
@@ -81,7 +82,7 @@ class BindingCommands(RankedProvider):
     async def discover(self) -> Hits:
         """The empty palette: loomtui's own keys (new, approve, the views) before the widgets' cursor keys."""
         for (label, run, help_text), own in sorted(self._bindings(), key=lambda found: not found[1]):
-            yield Hit(0.6 if own else 0.4, Text(label), run, text=label, help=help_text)
+            yield Hit(0.6 if own else 0.4, Text(escape_controls(label)), run, text=label, help=help_text)
 
 
 class SandboxesAndEscalations(RankedProvider):

@@ -34,6 +34,7 @@ from loomtui.tui.base import LoomScreen, inner_width
 from loomtui.tui.keys import is_twin, shown_where_it_applies
 from loomtui.tui.sandbox_text import RISK_STYLES, format_age
 from loomtui.tui.screens.dashboard import AGE_REFRESH_S
+from loomtui.tui.visible import visible_controls
 from loomtui.tui.widgets.fields import hanging
 from loomtui.tui.widgets.fitted_table import FitColumn, FittedTable
 from loomtui.tui.widgets.status_header import StatusHeader
@@ -265,6 +266,7 @@ class EscalationsScreen(LoomScreen[None]):
                        if d != "override" or overridable(escalation)]
             text.append(f"\nYou ({self.loom.workspace.actor}) may: ", style="bold")
             text.append(", ".join(offered) or "nothing here")
+        text.plain = visible_controls(text.plain)  # an agent's request, evidence included: never a control
         detail.update(text)
         self.refresh_bindings()
 

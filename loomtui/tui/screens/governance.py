@@ -13,7 +13,7 @@ from textual.containers import Horizontal, VerticalScroll
 from textual.widgets import DataTable, Footer, Select, Static
 
 from loomtui.audit import AuditEntry
-from loomtui.errors import LoomError
+from loomtui.errors import LoomError, escape_controls
 from loomtui.governance.policy import Policy, Rule
 from loomtui.tui.base import LoomScreen, inner_width
 from loomtui.tui.widgets.fields import Field, render_fields
@@ -101,7 +101,7 @@ class PolicyScreen(LoomScreen[None]):
         } for rule in policy.rules})
         sandboxes = self.loom.latest_snapshot.sandboxes if self.loom.latest_snapshot else []
         select = self.query_one("#policy-sandbox", Select)
-        options = [(Text(f"{s.id}  {s.task}"), s.id) for s in sandboxes]
+        options = [(Text(f"{s.id}  {escape_controls(' '.join(s.task.split()))}"), s.id) for s in sandboxes]
         if [value for _, value in options] != self.sandbox_options:
             self.sandbox_options = [value for _, value in options]
             select.set_options(options)

@@ -306,7 +306,7 @@ class GraphScreen(LoomScreen[None]):
             claim = claims.get(claim_id) if claim_id is not None else None
             text.append(f"{label}: sandbox {sandbox}\n", style="bold")
             if claim is not None:
-                reason = f"  ({claim.reason})" if claim.reason else ""
+                reason = f"  ({escape_controls(claim.reason)})" if claim.reason else ""
                 text.append(wrapped(f"claim #{claim.id} {claim.mode} {claim.target}{reason}"))
         text.append("\npath:\n", style="bold")
         text.append(wrapped(" → ".join(conflict.path)))

@@ -17,6 +17,7 @@ from textual.widgets.selection_list import Selection
 
 from loomtui.coordination.suggest import suggest_regions
 from loomtui.tui.base import loom_app
+from loomtui.tui.visible import visible_controls
 from loomtui.tui.widgets.tick_list import TickList
 
 
@@ -222,6 +223,7 @@ class DiffScreen(ModalScreen[None]):
         with VerticalScroll():
             yield Static(Text(self.title_text, style="bold"))
             # Syntax renders the patch as data: nothing in it is read as markup.
-            yield Static(Syntax(self.patch or "(no changes)", "diff", word_wrap=False,
+            # A control in the change (an escape sequence in a file) is shown as its symbol, never sent.
+            yield Static(Syntax(visible_controls(self.patch) or "(no changes)", "diff", word_wrap=False,
                                 theme="ansi_dark"))
         yield Footer(compact=True)

@@ -13,9 +13,16 @@ from textual import work
 from textual._context import NoActiveAppError
 from textual.widgets import Log
 
+from loomtui.tui.visible import without_escape_sequences
+
 
 class BoundedLog(Log):
-    """A Log (give it `max_lines`) that may be written to up to the moment it is removed."""
+    """A Log (give it `max_lines`) that may be written to up to the moment it is removed, and whose lines
+    (an agent's output) never drive the terminal: Log blanks controls up to 0x14 only, and ESC passed."""
+
+    @classmethod
+    def _process_line(cls, line: str) -> str:
+        return without_escape_sequences(line.expandtabs())
 
     @work(thread=True, exit_on_error=False)
     def _update_size(self, updates: int, lines: list[str]) -> None:

@@ -1,0 +1,37 @@
+"""Untrusted text (an agent's output, a file it wrote, a request it made) made safe to draw.
+
+Textual draws a string's characters as they are, and Rich strips only a few controls: an escape
+sequence in a task, a log line or a diff reached the terminal, coloured it, moved its cursor and
+overwrote other widgets (the table's header, the row a lead reads before approving).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Final
+
+_PICTURES: Final[dict[int, int]] = {
+    **{code: 0x2400 + code for code in range(0x20) if code not in (0x09, 0x0A)},  # ␛ for ESC, ␍ for CR, ...
+    0x7F: 0x2421,  # ␡
+    **{code: 0xFFFD for code in range(0x80, 0xA0)},  # C1 controls (0x9b is a CSI by itself)
+}
+
+_ESCAPE_SEQUENCE: Final = re.compile(
+    r"\x1b(?:\[[0-?]*[ -/]*[@-~]"  # CSI: colours, cursor moves, erasing
+    r"|[\]P^_X][^\x07\x1b]*(?:\x07|\x1b\\)?"  # OSC (titles, links), DCS, PM, APC, SOS: up to their end
+    r"|[ -/]*[0-~])"  # the rest (ESC 7, ESC c, ESC ( B, ...)
+)
+
+
+def visible_controls(text: str) -> str:
+    """`text` with each control character but newline and tab drawn as its symbol (ESC as ␛).
+
+    One character for one: styles laid over `text` (a Rich `Text`'s spans) still fit.
+    """
+    return text.translate(_PICTURES)
+
+
+def without_escape_sequences(text: str) -> str:
+    """`text` without terminal escape sequences (an agent's colours and cursor moves say nothing a
+    log reader needs), any other control drawn as its symbol."""
+    return visible_controls(_ESCAPE_SEQUENCE.sub("", text))
