@@ -58,6 +58,17 @@ async def test_help_lists_every_binding_with_its_id(repo: Path) -> None:
         assert isinstance(app.screen, DashboardScreen)
 
 
+async def test_ctrl_c_says_how_to_quit_in_words_not_markup(repo: Path) -> None:
+    app = LoomApp(open_workspace(repo))
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        await pilot.press("ctrl+c")
+        await pilot.pause()
+        said = [n.message for n in app._notifications if n.title == "Do you want to quit?"]
+        assert len(said) == 1 and said[0].startswith("press ") and "q" in said[0] and "[b]" not in said[0]
+        assert app.is_running
+
+
 async def test_a_theme_loom_yaml_names_that_is_not_installed_is_said_and_the_default_shown(repo: Path) -> None:
     (repo / ".loom").mkdir(exist_ok=True)
     (repo / ".loom" / "loom.yaml").write_text("version: 1\ntheme: loom-drak\n")

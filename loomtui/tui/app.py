@@ -173,6 +173,13 @@ class LoomApp(App[int]):
         and errors, any of which may contain `[`."""
         super().notify(message, title=title, severity=severity, timeout=timeout, markup=markup)
 
+    def action_help_quit(self) -> None:
+        """ctrl+c (which copies a selection in a field): say how to quit. Textual's own message is markup,
+        which `notify` here shows as written ("Press [b]ctrl+q[/b]")."""
+        keys = [key for key, active in self.active_bindings.items() if active.binding.action in ("quit", "app.quit")]
+        if keys:
+            self.notify(f"press {' or '.join(keys)} to quit", title="Do you want to quit?")
+
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
         """A worker that failed unexpectedly is reported in one line; the app keeps running."""
         if event.state == WorkerState.ERROR and event.worker.error is not None:
