@@ -145,9 +145,13 @@ async def test_filter_hides_rows_and_escape_clears_it(repo: Path) -> None:
     async with app.run_test(size=SIZE) as pilot:
         table = app.screen.query_one("#sandboxes", SandboxTable)
         await wait_for(pilot, lambda: table.row_count == 2)
+        await focused_table(app, pilot, rows=2)
+        await wait_for(pilot, lambda: app.screen.tailing == "s2")  # the log follows the first row (the newest)
         await pilot.press("slash", *"refund")
         await pilot.pause()
         assert [k.value for k in table.rows] == ["s1"]
+        # The log follows the row the filter leaves, as the details do (it stayed on s2's).
+        await wait_for(pilot, lambda: app.screen.tailing == "s1")
         await pilot.press("escape")
         await pilot.pause()
         assert table.row_count == 2 and app.focused is table

@@ -368,6 +368,7 @@ class DashboardScreen(LoomScreen[None]):
         self.filter_text = event.value
         if self.snapshot is not None:
             self._sync_table(self.snapshot)
+            self._show_detail()  # the row the filter leaves: its details, and its log once it settles
 
     @on(Input.Submitted, "#filter")
     def _filter_submitted(self) -> None:
