@@ -320,3 +320,24 @@ async def test_slash_on_a_dialog_without_a_filter_does_nothing_and_breaks_nothin
         await pilot.press("slash")
         await pilot.pause()
         assert isinstance(app.screen, HelpScreen) and app.is_running
+
+
+async def test_the_activity_feed_keeps_the_events_that_came_while_another_view_was_shown(repo: Path) -> None:
+    from loomtui.tui.widgets.bounded_log import BoundedLog
+
+    workspace = open_workspace(repo)
+    app = LoomApp(workspace)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: app.latest_snapshot is not None)
+        feed = app.screen.query_one("#activity", BoundedLog)
+        await pilot.press("3")  # triaging elsewhere while the store moves on, snapshot after snapshot
+        await pilot.pause()
+        for number in range(3):
+            workspace.store.append_event("test.moved", f"while-hidden-{number}", {})
+            newest = workspace.store.last_event_id()
+            await wait_for(pilot, lambda: app.latest_snapshot is not None and  # noqa: B023 - read at once
+                           app.latest_snapshot.last_event_id >= newest)
+        await pilot.press("1")
+        await wait_for(pilot, lambda: sum("while-hidden" in line for line in feed.lines) == 3)
+        shown = [line for line in feed.lines if "while-hidden" in line]
+        assert [line.split()[-1] for line in shown] == ["while-hidden-0", "while-hidden-1", "while-hidden-2"]

@@ -31,7 +31,6 @@ from loomtui.tui.base import LoomScreen, inner_width
 from loomtui.tui.evals_text import gates_cell
 from loomtui.tui.sandbox_text import (
     APP_STEP_HINTS,
-    QUIET_EVENTS,
     RISK_STYLES,
     STATUS_STYLES,
     STEP_STYLES,
@@ -39,12 +38,12 @@ from loomtui.tui.sandbox_text import (
     context_text,
     drift_line,
     format_age,
-    format_event,
     sandbox_fields,
     task_line,
 )
 from loomtui.tui.screens.dashboard_keys import DASHBOARD_BINDINGS, FOLLOWS_SELECTION, key_applies, merge_refusal
 from loomtui.tui.snapshot import DashboardSnapshot
+from loomtui.tui.widgets.activity_log import ActivityLog
 from loomtui.tui.widgets.bounded_log import BoundedLog
 from loomtui.tui.widgets.evals import EvalsPane
 from loomtui.tui.widgets.fields import render_fields
@@ -127,7 +126,7 @@ class DashboardScreen(LoomScreen[None]):
                 with TabPane("Claims", id="tab-claims"), VerticalScroll():
                     yield Static("", id="claims")
                 with TabPane("Activity", id="tab-activity"):
-                    yield BoundedLog(max_lines=500, id="activity")
+                    yield ActivityLog(max_lines=500, id="activity")
                 with TabPane("Context", id="tab-context"), VerticalScroll():
                     yield Static("", id="context")
                 with TabPane("Evals", id="tab-evals"):
@@ -162,6 +161,8 @@ class DashboardScreen(LoomScreen[None]):
         # Updates are skipped while the screen is hidden; catch up when it returns.
         snapshot = self.loom.latest_snapshot
         if snapshot is not None and snapshot is not self.snapshot:
+            # The snapshots it skipped held events of their own: the feed reads them from the store.
+            self.query_one("#activity", ActivityLog).catch_up(self.loom.workspace.store, snapshot.last_event_id)
             self.show_snapshot(snapshot)
         self.evals.refresh_view()  # the events it missed while hidden
 
@@ -170,8 +171,7 @@ class DashboardScreen(LoomScreen[None]):
     def show_snapshot(self, snapshot: DashboardSnapshot) -> None:
         """Apply fresh store state: table rows by key, counts, and new events."""
         self.snapshot = snapshot
-        log = self.query_one("#activity", BoundedLog)
-        log.write_lines(format_event(e) for e in snapshot.events if e.kind not in QUIET_EVENTS)
+        self.query_one("#activity", ActivityLog).add(snapshot.events, snapshot.last_event_id)
         if self.tailing and any(e.subject == self.tailing and e.kind.startswith("sandbox.") for e in snapshot.events):
             self._diff_stats(self.tailing)  # its branch or worktree may have moved
         self._sync_table(snapshot)
