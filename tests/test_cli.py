@@ -207,3 +207,12 @@ def test_config_check_warns_of_a_theme_that_is_not_installed(repo: Path) -> None
     assert said["ok"] is True and len(said["warnings"]) == 1 and "'loom-drak'" in said["warnings"][0]
     (repo / ".loom" / "loom.yaml").write_text("version: 1\ntheme: loom-light\n")
     assert json.loads(run_cli(repo, "config", "check", "--json").stdout)["warnings"] == []
+
+
+def test_flags_that_ask_for_two_things_are_refused_not_one_ignored(repo: Path) -> None:
+    both = run_cli(repo, "sandbox", "advance", "abc123", "--all")
+    assert (both.returncode, both.stderr) == (2, "loomtui: error: give a sandbox ID or --all, not both "
+                                                 "(got 'abc123' and --all)\n")
+    formats = run_cli(repo, "context", "slice", "--task", "x", "--json", "--markdown")
+    assert (formats.returncode, formats.stderr) == (2, "loomtui: error: --json and --markdown ask for two formats; "
+                                                       "give one\n")

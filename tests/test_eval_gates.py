@@ -206,6 +206,8 @@ def test_eval_from_the_command_line(tmp_path: Path, capsys: pytest.CaptureFixtur
     assert '"merged": []' in capsys.readouterr().out
     assert main(["-C", root, "eval"]) == 2
     assert "name a SANDBOX" in capsys.readouterr().err
+    assert main(["-C", root, "eval", "--baseline", "--gate", "2"]) == 2  # a gate is a sandbox's: not ignored
+    assert "--gate 2 picks a gate of a sandbox's eval: name a SANDBOX" in capsys.readouterr().err
     assert main(["-C", root, "eval", "zzzzzz"]) != 0
     baseline = evaluate_baseline(workspace)
     assert [(name, record.status) for name, _, record in baseline] == [("tests", "passed")]

@@ -126,6 +126,8 @@ def cmd_drop_after(args: argparse.Namespace) -> int:
 def cmd_advance(args: argparse.Namespace) -> int:
     from loomtui.workflow.steps import Step
 
+    if args.all and args.id:  # said before the repository is opened; neither is guessed
+        raise LoomError(f"give a sandbox ID or --all, not both (got {args.id!r} and --all)")
     workspace = workspace_for(args)
     say = None if args.json else print
     flow = _workflow(workspace, say)

@@ -161,6 +161,8 @@ def cmd_context_diff(args: argparse.Namespace) -> int:
 def cmd_context_slice(args: argparse.Namespace) -> int:
     from loomtui.knowledge.engine import slice_for_task
 
+    if args.json and args.markdown:  # two outputs asked for: neither is guessed
+        raise LoomError("--json and --markdown ask for two formats; give one")
     workspace = workspace_for(args)
     if not args.task.strip():
         raise LoomError("--task must not be empty")
