@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 _SHOWN_LIMIT = 200
 
 
@@ -10,6 +12,11 @@ def escape_controls(text: str) -> str:
     if text.isprintable():
         return text
     return "".join(ch if ch.isprintable() else ch.encode("unicode_escape").decode("ascii") for ch in text)
+
+
+def listed(items: Sequence[str], limit: int = 5) -> str:
+    """The first `limit` items joined by commas, then `and N more` for the rest."""
+    return ", ".join(items[:limit]) + (f" and {len(items) - limit} more" if len(items) > limit else "")
 
 
 def abridged(text: str, limit: int) -> str:

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Literal
 
 from loomtui.auditanchor import head_trailer
-from loomtui.errors import LoomError
+from loomtui.errors import LoomError, listed
 from loomtui.execution.gitops import (
     MERGE_TREE_MIN_VERSION,
     Git,
@@ -99,6 +99,14 @@ def _nested_repositories(worktree: Path) -> list[str]:
     return sorted(found)
 
 
+def sandbox_tip(repo: Git, record: SandboxRecord) -> str | None:
+    """The sandbox's branch tip; once it is merged and its branch gone, its merge commit's second parent."""
+    tip = repo.resolve_commit(record.branch)
+    if tip is None and record.merged_commit:
+        tip = repo.resolve_commit(f"{record.merged_commit}^2")
+    return tip
+
+
 def _branch_tip(repo: Git, record: SandboxRecord) -> str:
     tip = repo.resolve_commit(record.branch)
     if tip is None:
@@ -113,9 +121,7 @@ def diff(workspace: Workspace, sandbox_id: str, *, patch: bool = True) -> Sandbo
     record = get_sandbox(workspace, sandbox_id)
     repo = Git(workspace.root)
     merged = repo.resolve_commit(record.merged_commit) if record.merged_commit else None
-    tip = repo.resolve_commit(record.branch) or (repo.resolve_commit(f"{merged}^2") if merged else None)
-    if tip is None:
-        tip = _branch_tip(repo, record)  # says the branch is gone
+    tip = sandbox_tip(repo, record) or _branch_tip(repo, record)  # the latter says the branch is gone
     target_sha = (repo.resolve_commit(f"{merged}^1") if merged
                   else repo.resolve_commit(record.target) if record.target else None)
     base = (repo.out("merge-base", target_sha, tip).strip() if target_sha
@@ -242,8 +248,7 @@ def merge(workspace: Workspace, sandbox_id: str, *, into: str | None = None,
             files = [line.strip() for line in said.splitlines() if line.startswith("\t")]
             why = first_line(said)
             if files:
-                more = f" and {len(files) - 5} more" if len(files) > 5 else ""
-                why = f"{why.rstrip(':')}: {', '.join(files[:5])}{more}; commit or stash them there, then merge again"
+                why = f"{why.rstrip(':')}: {listed(files)}; commit or stash them there, then merge again"
             raise LoomError(f"cannot bring {place} up to the merge ({why}); nothing was changed", exit_code=1)
         updated = str(place)
     else:
@@ -296,13 +301,12 @@ def remove(workspace: Workspace, sandbox_id: str, *, force: bool = False, delete
     # a nested repository's files, and its history would still go with the tree.
     nested = _nested_repositories(worktree) if worktree.is_dir() and not deleting else []
     if nested:
-        shown = ", ".join(nested[:5]) + (f" and {len(nested) - 5} more" if len(nested) > 5 else "")
-        raise RemoveRefused(f"sandbox {record.id} holds a git repository of its own ({shown}), which cannot be "
-                            f"saved to {record.branch}; move it out of the worktree {worktree}; nothing was removed",
+        raise RemoveRefused(f"sandbox {record.id} holds a git repository of its own ({listed(nested)}), which "
+                            f"cannot be saved to {record.branch}; move it out of the worktree {worktree}; "
+                            "nothing was removed",
                             reason="nested", branch=record.branch)
     if dirty and not force:
-        shown = ", ".join(dirty[:5]) + (f" and {len(dirty) - 5} more" if len(dirty) > 5 else "")
-        raise RemoveRefused(f"sandbox {record.id} has uncommitted changes ({shown}); nothing was removed",
+        raise RemoveRefused(f"sandbox {record.id} has uncommitted changes ({listed(dirty)}); nothing was removed",
                             reason="uncommitted", branch=record.branch)
     if delete_branch and not force and not _branch_merged(repo, record):
         raise RemoveRefused(f"{record.branch} is not merged; nothing was removed", reason="unmerged",

@@ -7,6 +7,7 @@ from typing import Any
 
 from loomtui.coordination.claims import split_id
 from loomtui.execution.gitops import Git
+from loomtui.execution.review import sandbox_tip
 from loomtui.execution.sandboxes import agent_tree, get_sandbox
 from loomtui.governance.gitfacts import change_facts
 from loomtui.governance.policy import ChangeFacts, Evaluation, Policy, evaluate
@@ -30,9 +31,7 @@ def explain_sandbox(workspace: Workspace, policy: Policy, sandbox_id: str) -> di
     record = get_sandbox(workspace, sandbox_id)
     claim = _summary(evaluate(policy, claim_facts(workspace, record.id)))
     repo = Git(workspace.root)
-    # A merged sandbox's branch may be gone: the merge commit's second parent is its tip.
-    merged = repo.resolve_commit(f"{record.merged_commit}^2") if record.merged_commit else None
-    tip = repo.resolve_commit(record.branch) or merged
+    tip = sandbox_tip(repo, record)
     base = repo.resolve_commit(str(record.base_sha or record.base_ref))
     if tip is None or base is None:  # refused at its claims before any branch, or removed with it
         missing = f"branch {record.branch}" if tip is None else f"base {record.base_sha or record.base_ref}"

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from loomtui.audit import AuditEntry
-from loomtui.errors import LoomError
+from loomtui.errors import LoomError, listed
 from loomtui.gitcmd import Git
 from loomtui.governance.policy import Policy
 from loomtui.identity import signing_key
@@ -276,5 +276,4 @@ def check_decisions(entries: Iterable[AuditEntry], root: Path, policy: Policy) -
 
 
 def _seq_list(seqs: list[int], limit: int = 8) -> str:
-    shown = ", ".join(str(s) for s in seqs[:limit])
-    return shown + (f" and {len(seqs) - limit} more" if len(seqs) > limit else "")
+    return listed([str(s) for s in seqs], limit)
