@@ -57,7 +57,17 @@ async def test_new_sandbox_runs_streams_stops_diffs_and_archives(billing: Path) 
         log = app.screen.query_one("#agent-log", Log)
         await wait_for(pilot, lambda: any("agent says hello" in line for line in log.lines), timeout=10)
 
+        await pilot.press("s")  # asks first: `n` leaves the agent running
+        await pilot.pause()
+        assert isinstance(app.screen, ConfirmScreen)
+        assert f"Stop the agent of sandbox {sandbox_id}?" in app.screen.question
+        await pilot.press("n")
+        await pilot.pause()
+        assert str(table.cell(sandbox_id, "status")) == "running"
+        assert "stop_requested" not in app.workspace.store.get_sandbox(sandbox_id).data
         await pilot.press("s")
+        await pilot.pause()
+        await pilot.press("y")
         # Once stopped, its supervisor reviews its commit: gates, then the policy auto-approves a typo
         # fix; with `merge: manual` it then waits for a person's merge, its claim still held.
         await wait_for(pilot, lambda: str(table.cell(sandbox_id, "status")) == "approved", timeout=60)
@@ -132,6 +142,9 @@ async def test_a_planned_sandbox_says_press_s_and_s_starts_it(billing: Path) -> 
         await wait_for(pilot, lambda: str(table.cell(record.id, "status")) in ("running", "exited",
                                                                                 "awaiting_review", "approved"))
         await pilot.press("s")
+        await pilot.pause()
+        if isinstance(app.screen, ConfirmScreen):  # asked only while it runs
+            await pilot.press("y")
         await wait_for(pilot, lambda: str(table.cell(record.id, "status")) != "running", timeout=30)
 
 

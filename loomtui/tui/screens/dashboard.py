@@ -492,8 +492,17 @@ class DashboardScreen(LoomScreen[None]):
         return True
 
     def action_stop(self, _twin: int = 1) -> None:
-        if (sandbox := self.selected_sandbox()) is not None:
+        """`s`: stop the selected agent, once confirmed (its session cannot be taken up again)."""
+        sandbox = self.selected_sandbox()
+        if sandbox is None:
+            return
+        if sandbox.status not in LIVE:  # the engine's one line says why: nothing to confirm
             self._run(f"stop {sandbox.id}", sandboxes.stop, sandbox.id)
+            return
+        self._run_once_confirmed(
+            f"Stop the agent of sandbox {sandbox.id}? It gets SIGTERM, and SIGKILL after "
+            f"{sandboxes.DEFAULT_GRACE_S:g} s; what it wrote, committed or not, is kept on {sandbox.branch}.",
+            f"stop {sandbox.id}", sandboxes.stop, sandbox.id)
 
     def action_pause_resume(self) -> None:
         if (sandbox := self.selected_sandbox()) is not None:
