@@ -50,3 +50,23 @@ async def test_no_control_from_a_task_a_diff_or_a_request_reaches_the_screen(rep
         await pilot.pause()
         screen = app.export_screenshot()
         assert "\x1b" not in screen and "␛[2;1HPWN" in screen
+
+
+async def test_a_diff_line_wider_than_the_screen_is_reached_with_the_arrow_keys(repo: Path) -> None:
+    """A long line is not cut where the screen ends (what an agent hid past column 80 must be readable)."""
+    from textual.containers import ScrollableContainer
+
+    app = LoomApp(open_workspace(repo))
+    line = "+" + "".join(f"{i:03d}." for i in range(100)) + "HIDDEN-AT-THE-END"
+    async with app.run_test(size=(80, 24)) as pilot:
+        await app.push_screen(DiffScreen("wide01", line + "\n"))
+        await pilot.pause()
+        scroll = app.screen.query_one("#diff-scroll", ScrollableContainer)
+        assert "HIDDEN-AT-THE-END" not in app.export_screenshot()
+        assert scroll.max_scroll_x >= len(line) - 80
+        await pilot.press("right", "right", "right", "right")
+        await pilot.pause()
+        assert scroll.scroll_x == 4
+        scroll.scroll_to(x=scroll.max_scroll_x, animate=False)
+        await pilot.pause()
+        assert "HIDDEN-AT-THE-END" in app.export_screenshot()

@@ -10,7 +10,7 @@ from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.containers import Horizontal, ScrollableContainer, Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Button, Footer, Input, Label, Select, SelectionList, Static
 from textual.widgets.selection_list import Selection
@@ -211,7 +211,10 @@ class DiffScreen(ModalScreen[None]):
     BINDINGS = [Binding("escape,q,d", "dismiss", "Close", id="diff.close")]
     DEFAULT_CSS = """
     DiffScreen { align: center middle; }
-    DiffScreen > VerticalScroll { width: 95%; height: 90%; border: round $primary; background: $surface; }
+    /* by id: Textual's Footer is a ScrollableContainer too */
+    DiffScreen #diff-scroll { width: 95%; height: 90%; border: round $primary; background: $surface;
+                              overflow-x: auto; overflow-y: auto; }
+    DiffScreen #diff-body { width: auto; }  /* as wide as its longest line: → and ← scroll to the rest */
     """
 
     def __init__(self, title: str, patch: str) -> None:
@@ -220,10 +223,10 @@ class DiffScreen(ModalScreen[None]):
         self.patch = patch
 
     def compose(self) -> ComposeResult:
-        with VerticalScroll():
+        with ScrollableContainer(id="diff-scroll"):
             yield Static(Text(self.title_text, style="bold"))
             # Syntax renders the patch as data: nothing in it is read as markup.
             # A control in the change (an escape sequence in a file) is shown as its symbol, never sent.
             yield Static(Syntax(visible_controls(self.patch) or "(no changes)", "diff", word_wrap=False,
-                                theme="ansi_dark"))
+                                theme="ansi_dark"), id="diff-body")
         yield Footer(compact=True)
