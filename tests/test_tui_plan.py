@@ -30,7 +30,7 @@ async def test_the_plan_view_draws_waves_and_why_a_task_waits(tmp_path: Path) ->
         await wait_for(pilot, lambda: table.row_count == 2)
         waiting = str(table.cell(second.id, "next"))
         assert waiting.startswith("waits for the merge")
-        assert str(table.cell(first.id, "next")).startswith("waits for a person")
+        assert "waits for a person" in str(table.cell(first.id, "next"))
         await pilot.press("7")
         await pilot.pause()
         assert isinstance(app.screen, PlanScreen)
@@ -69,7 +69,7 @@ async def test_n_states_a_task_that_waits_on_another(tmp_path: Path) -> None:
         await wait_for(pilot, lambda: table.row_count == 2, timeout=15)
         second = next(r for r in workspace.store.list_sandboxes() if r.id != first.id)
         assert second.after == (first.id,) and second.status == "planned"
-        await wait_for(pilot, lambda: str(table.cell(second.id, "next")).startswith("waits for the merge"))
+        await wait_for(pilot, lambda: "waits for the merge" in str(table.cell(second.id, "next")))
 
 
 async def test_the_app_advances_a_task_nobody_advanced(tmp_path: Path) -> None:
@@ -84,7 +84,7 @@ async def test_the_app_advances_a_task_nobody_advanced(tmp_path: Path) -> None:
         table = app.screen.query_one("#sandboxes", SandboxTable)
         await wait_for(pilot, lambda: table.row_count == 1)
         await wait_for(pilot, lambda: str(table.cell(sandbox_id, "status")) == "approved")
-        assert str(table.cell(sandbox_id, "next")).startswith("waits for a person")
+        assert "waits for a person" in str(table.cell(sandbox_id, "next"))
 
 
 async def test_w_lets_a_held_task_start_without_the_one_that_will_never_merge(tmp_path: Path) -> None:

@@ -126,9 +126,10 @@ class StepView:
     about: str = ""
     """What `action` is on: an escalation's number or a sandbox's id."""
 
-    def line(self, hints: Mapping[str, str] | None = None) -> str:
+    def line(self, hints: Mapping[str, str] | None = None, *, hint_first: bool = False) -> str:
         """Said plainly: `waits for ...` for a wait, else the step and what it is about; with a
-        front-end's `hints` (a format string per action, `{about}` filled in), how to act on it."""
+        front-end's `hints` (a format string per action, `{about}` filled in), how to act on it,
+        after it in brackets, or first (`hint_first`: a narrow column that cuts the end keeps it)."""
         if self.step in _WAITS_FOR:
             text = f"waits for {self.waits_on}"
         elif self.step == Step.AGENT:
@@ -136,7 +137,10 @@ class StepView:
         else:
             text = f"{self.step}: {self.waits_on}" if self.waits_on else str(self.step)
         hint = hints.get(self.action) if hints is not None and self.action is not None else None
-        return f"{text} ({hint.format(about=self.about)})" if hint else text
+        if not hint:
+            return text
+        how = hint.format(about=self.about)
+        return f"{how} · {text}" if hint_first else f"{text} ({how})"
 
 
 @dataclass(frozen=True)

@@ -191,7 +191,7 @@ class DashboardScreen(LoomScreen[None]):
         risk = self.snapshot.risk_by_sandbox.get(sandbox.id, "–")
         step = self.snapshot.steps.get(sandbox.id)
         cells: dict[str, Text | str] = {
-            "next": Text(step.line(APP_STEP_HINTS) if step and str(step.step) != "done" else "–",
+            "next": Text(step.line(APP_STEP_HINTS, hint_first=True) if step and str(step.step) != "done" else "–",
                          style=STEP_STYLES.get(str(step.step), "") if step else ""),
             "id": sandbox.id,
             "runtime": Text(sandbox.runtime),
