@@ -76,7 +76,9 @@ class NewSandboxScreen(ModalScreen[NewSandboxRequest | None]):
                                   for name in self.runtimes], value=self.default_runtime, allow_blank=False,
                                  id="runtime")
                     yield Input(value="HEAD", placeholder="base ref", id="base")
-                    yield Input(placeholder="after: sandbox ids whose change merges first", id="after")
+                    # Short enough for the field at 80 columns; the whole meaning in its tooltip.
+                    yield Input(placeholder="after: ids", id="after",
+                                tooltip="ids of the sandboxes whose change merges before this one starts")
                 yield Input(placeholder="script file (script runtime only)", id="script")
                 yield Input(placeholder="command, e.g. ./fix.sh {task} (also {context_file}, {sandbox})",
                             id="command")
