@@ -127,6 +127,33 @@ def test_where_the_policy_says_merge_auto_an_approved_change_merges_by_itself(bi
     assert workspace.store.live_claims(sandbox_id) == []  # released with the merge
 
 
+def test_a_failed_agents_change_is_never_approved_by_the_policy_alone(billing: Path) -> None:
+    """Its agent exited 1 after a change the policy would approve and merge by itself: a person looks first
+    (the work may be half done), and is told the agent failed."""
+    merge_mode(billing, "auto")
+    workspace = open_workspace(billing)
+    main_before = git(billing, "rev-parse", "main")
+    sandbox_id = run_agent(workspace, TYPO_FIX + "- {exit: 1}\n", "fix a typo, then crash")
+    record = workspace.store.get_sandbox(sandbox_id)
+    assert record.status == "awaiting_review" and next_step(workspace, sandbox_id) == Step.WAIT_DECISION
+    assert git(billing, "rev-parse", "main") == main_before  # not merged
+    [evaluation] = evaluated(workspace, sandbox_id)
+    assert evaluation["outcome"] == "require" and "agent-failed (built in)" in evaluation["rules"]
+    escalation = workspace.store.get_escalation(int(record.data[REVIEW_ESCALATION_KEY]))
+    assert escalation is not None and "agent-failed" in escalation.summary
+    shown = loomtui(billing, "escalation", "show", str(escalation.id))
+    assert "the agent failed (exited with code 1): its change may be unfinished" in shown.stdout, shown.stderr
+
+
+def test_a_failed_agent_is_noted_where_the_policy_already_asks_a_person() -> None:
+    from loomtui.governance.policy import Evaluation, with_failed_agent
+
+    asked = Evaluation("post-gate", "require", "high", (), ())
+    noted = with_failed_agent(asked, "killed by SIGKILL")
+    assert (noted.outcome, noted.requirements) == ("require", ())  # no second approval to collect
+    assert noted.notes == ("the agent failed (killed by SIGKILL): its change may be unfinished",)
+
+
 async def test_a_payments_change_waits_for_two_reviewers_then_merges(billing: Path) -> None:
     from loomtui.tui.app import LoomApp
     from loomtui.tui.screens.dashboard import SandboxTable

@@ -42,6 +42,7 @@ from loomtui.governance.policy_eval import (
     evaluate,
     groups_of,
     requirement_status,
+    with_failed_agent,
 )
 from loomtui.governance.policy_fixtures import (
     CaseResult,
@@ -128,6 +129,7 @@ __all__ = [
     "load_policy",
     "load_policy_tests",
     "parse_policy",
+    "with_failed_agent",
     "parse_policy_tests",
     "read_policy_file",
     "requirement_status",

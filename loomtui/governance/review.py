@@ -36,6 +36,7 @@ from loomtui.governance.policy import (
     combined,
     configured_policy,
     evaluate,
+    with_failed_agent,
 )
 from loomtui.store import EscalationRecord, SandboxRecord
 from loomtui.workspace import Workspace
@@ -98,6 +99,7 @@ def review_sandbox(workspace: Workspace, sandbox_id: str, *, policy: Policy | No
         with workspace.store.transaction():
             workspace.store.update_escalation(previous.id, status=EscalationStatus.SUPERSEDED)
             workspace.record("escalation.superseded", str(previous.id), {"sandbox": record.id, "commit": tip})
+    failure = _agent_failure(record)
     record = transition(workspace, record.id, GATING, reason=f"reviewing commit {tip[:12]}",
                         allowed_from=frozenset({*REVIEWABLE, AWAITING_REVIEW, *([APPROVED] if again else []),
                                                 *([GATING] if redo else [])}))
@@ -120,6 +122,8 @@ def review_sandbox(workspace: Workspace, sandbox_id: str, *, policy: Policy | No
         eval_items={item.name: str(item.status) for item in report.score.items} if report.score is not None else {},
         regressions=report.regressions, merged_breaks=breaks)
     evaluation = _with_claim_stage(workspace, policy, record, evaluate(policy, facts), facts)
+    if failure is not None:
+        evaluation = with_failed_agent(evaluation, failure)
     signature = f", signature changed: {', '.join(facts.signature_changed)}" if facts.signature_changed else ""
     say(f"diff: {', '.join(facts.paths) or 'nothing'} ({facts.lines_changed} lines{signature})")
     workspace.record("policy.evaluated", record.id, {
@@ -160,6 +164,14 @@ def _merged_breaks(workspace: Workspace, record: SandboxRecord, say: Say) -> tup
             for found in merged.breaking:
                 say(f"merged gate: {found.line()}")
     return tuple(sorted(breaks))
+
+
+def _agent_failure(record: SandboxRecord) -> str | None:
+    """How a sandbox's agent failed, in a few words; None when it did not."""
+    if record.status != FAILED:
+        return None
+    error = record.data.get("error")
+    return str(error) if error else f"exited with code {record.exit_code}"
 
 
 def _with_claim_stage(workspace: Workspace, policy: Policy, record: SandboxRecord, evaluation: Evaluation,
