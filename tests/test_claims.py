@@ -348,3 +348,22 @@ def test_an_expired_lease_is_released_once_even_when_a_refusal_rolls_it_back(coo
     assert [e.details["claim"] for e in expired] == [short.id]
     assert coordinator.store.get_claim(short.id).released is not None  # type: ignore[union-attr]
     assert coordinator.workspace.audit.verify().ok
+
+
+def test_a_glob_or_a_directory_that_reaches_a_file_through_a_symlink_claims_the_file(billing: Path,
+                                                                                     tmp_path: Path) -> None:
+    """`claim add link.py` was the file; `sub/*.py` and `sub` named the link, so a second sandbox could
+    hold the very same file under its real name."""
+    repo = tmp_path / "billing"
+    git(tmp_path, "clone", "-q", str(billing), str(repo))
+    (repo / "aliases").mkdir()
+    (repo / "aliases" / "refunds.py").symlink_to("../payments/refunds.py")
+    (repo / "aliases" / "away.py").symlink_to(tmp_path / "nowhere.py")  # leads out: only the link is here
+    git(repo, "add", "aliases")
+    git(repo, "commit", "-qm", "aliases")
+    coordinator = governed_coordinator(open_workspace(repo))
+    assert coordinator.resolve("aliases/*.py") == ["aliases/away.py", "payments/refunds.py"]
+    assert coordinator.resolve("aliases") == ["aliases/away.py", "payments/refunds.py"]
+    coordinator.claim("one", "aliases/*.py")
+    with pytest.raises(ClaimRefused):
+        coordinator.claim("two", QUOTE)

@@ -8,6 +8,7 @@ every target through one before it checks or stores a claim.
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path, PurePosixPath
 
@@ -67,18 +68,18 @@ class TargetResolver:
             if problem is not None:
                 raise BadTarget(f"{shown(target)}: invalid glob: {problem}")
             spec = glob_spec([target])
-            matched = sorted(p for p in self.repo_files() if spec.match_file(p))
+            matched = [p for p in self.repo_files() if spec.match_file(p)]
             if not matched:
                 raise BadTarget(f"{shown(target)}: the glob matches no file in the repository")
-            return matched
+            return self._real_files(matched)
         path = self.repo_path(target)
         if path in self.index.files:
             return [path]
         if (self.index.root / path).is_dir():
             prefix = "" if path == "." else path.rstrip("/") + "/"  # `.` or the root's own path: every file
-            inside = sorted(p for p in self.repo_files() if p.startswith(prefix))
+            inside = [p for p in self.repo_files() if p.startswith(prefix)]
             if inside:
-                return inside
+                return self._real_files(inside)
             raise BadTarget(f"{shown(target)}: no file in that directory")
         if (self.index.root / path).is_file():
             return [path]  # a file the index does not parse (a template, a doc): a file region
@@ -155,6 +156,22 @@ class TargetResolver:
             return str(normal).removeprefix("./")
         # Through symlinks to the file itself: an alias must not let two sandboxes hold one file.
         return resolved.relative_to(root).as_posix()
+
+    def _real_files(self, paths: list[str]) -> list[str]:
+        """Each file a glob or a directory matched, a symlink as the file it links to (as `repo_path`
+        gives it: an alias must not let two sandboxes hold one file), each once, sorted. A link
+        that leads out of the repository or round in a loop is its own file: it is all that is here."""
+        real = set()
+        for path in paths:
+            # Listings never enter a symlinked directory: only a file that is itself a link can be an alias.
+            if not os.path.islink(self.index.root / path):
+                real.add(path)
+                continue
+            try:
+                real.add(self.repo_path(path))
+            except BadTarget:
+                real.add(path)
+        return sorted(real)
 
     def regions_for_lines(self, path: str, start: int, end: int) -> list[str]:
         """The regions lines start..end of a file touch; lines past its end touch the module.
