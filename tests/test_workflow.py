@@ -25,6 +25,7 @@ from loomtui.execution.lifecycle import (
     MERGED,
     PLANNED,
     REJECTED,
+    RUNNING,
     transition,
 )
 from loomtui.governance.escalations import decide
@@ -335,6 +336,43 @@ def test_a_waiting_task_holds_nothing_until_its_dependency_merges(manual: Worksp
     request_merge(manual, first)  # merging it starts the one that waited
     wait_until_settled(manual, second.id)
     assert sb.get_sandbox(manual, second.id).data["base_sha"] == sb.get_sandbox(manual, first).data["merged_commit"]
+
+
+def test_a_task_waiting_for_claims_starts_once_they_are_let_go(manual: Workspace) -> None:
+    """Planned work that met a held claim waits (not rejected) and goes on by itself when the holder
+    ends, or when a person releases the claim; it used to stay `planned` with nothing to say why."""
+    def waiting_task(name: str) -> str:
+        record = tasks.create_sandbox(manual, name, "script", claims=["lib.py::helper"], autostart=True,
+                                      wait_for_claims=True,
+                                      script=edit(manual, name, "lib.py", "x + 1", "x + 3"))
+        assert next_step(manual, sb.get_sandbox(manual, record.id)).step == Step.WAIT_CLAIMS
+        return record.id
+
+    holder = tasks.create_sandbox(manual, "hold", "command", claims=["lib.py::helper"], autostart=True,
+                                  command=["sleep", "60"])
+    first = waiting_task("first")
+    wait_until(lambda: sb.get_sandbox(manual, holder.id).status == RUNNING, timeout=30, what="the holder running")
+    sb.stop(manual, holder.id, grace=1)  # ended without a change: its claim goes back, the waiter starts
+    wait_until(lambda: sb.get_sandbox(manual, first).status != PLANNED, timeout=30, what="the waiter started")
+    assert [c.sandbox_id for c in manual.store.live_claims()] == [first]
+
+    second = waiting_task("second")
+    [claim] = manual.store.live_claims(first)
+    released = run_cli(manual.root, "claim", "release", str(claim.id), "--sandbox", first)
+    assert released.returncode == 0, released.stderr
+    assert f"sandbox {second}, which waited for it:" in released.stdout
+    wait_until(lambda: sb.get_sandbox(manual, second).status != PLANNED, timeout=30, what="the second started")
+
+
+def test_a_task_whose_claims_were_let_go_where_nothing_advanced_it_says_how_to_go_on(manual: Workspace) -> None:
+    """A lease that ran out frees a claim with no process to notice: the waiting task says what to run."""
+    record = sb.plan_sandbox(manual, "waits", "script", claims=["lib.py::helper"],
+                             script=edit(manual, "waits", "lib.py", "x + 1", "x + 3"))
+    manual.store.update_sandbox(record.id, data={"claims_wait": {"why": "held by sandbox gone", "holders": ["gone"]}})
+    view = next_step(manual, sb.get_sandbox(manual, record.id))
+    assert (view.step, view.action) == (Step.PREPARE, PersonAction.RETRY)
+    assert view.line(STEP_HINTS) == (f"prepare: the claims it waited for are free "
+                                     f"(`loomtui sandbox advance {record.id}` retries)")
 
 
 def held_after_a_failure(manual: Workspace) -> tuple[str, str]:

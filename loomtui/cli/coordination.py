@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from loomtui.cli import (
+    STEP_HINTS,
     add_command,
     add_group,
     id_arg,
@@ -168,21 +169,35 @@ def cmd_claim_release(args: argparse.Namespace) -> int:
     if args.all:
         count = coordinator.release_sandbox(_sandbox(args), args.reason)
         print(f"released {count} claim(s)")
+        _wake_claim_waiters(coordinator.workspace, {_sandbox(args)} if count else set())
         return 0
     if not args.claim_ids:
         raise LoomError("name claim ids to release, or --all with --sandbox")
     sandbox = _sandbox(args)
     missed = []
+    holders = set()
     for claim_id in args.claim_ids:
         claim = coordinator.release_held(claim_id, sandbox, args.reason, override_reason=args.override)
         if claim is None:
             missed.append(claim_id)
         else:
             print(f"released claim #{claim.id} on {claim.target} (sandbox {claim.sandbox_id})")
+            holders.add(claim.sandbox_id)
+    _wake_claim_waiters(coordinator.workspace, holders)
     if missed:
         print(f"already released: {', '.join(f'#{c}' for c in missed)}", file=sys.stderr)
         return 1
     return 0
+
+
+def _wake_claim_waiters(workspace: Workspace, holders: set[str]) -> None:
+    """Planned tasks that waited for what the holders let go of go on now, each said in a line."""
+    from loomtui.workflow.engine import Workflow
+
+    flow = Workflow(workspace)
+    for holder in sorted(holders):
+        for woken in flow.wake_waiters(holder):
+            print(f"sandbox {woken.sandbox_id}, which waited for it: {woken.now.line(STEP_HINTS)}")
 
 
 def cmd_claim_renew(args: argparse.Namespace) -> int:

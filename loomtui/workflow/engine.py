@@ -191,7 +191,7 @@ class Workflow:
         if step == Step.REJECT_START:
             transition(self.workspace, record.id, REJECTED, allowed_from=frozenset({PLANNED}),
                        reason=f"the start was not approved ({self.view(record).waits_on})")
-            self._advance_dependents(record.id)
+            self.wake_waiters(record.id)
             return "rejected: the start was not approved"
         if step == Step.START:
             sandboxes.start(self.workspace, record.id, supervisor=SUPERVISOR)
@@ -203,7 +203,7 @@ class Workflow:
         if step == Step.FOLLOW_DECISION:
             moved = follow_decision(self.workspace, record.id)
             if moved is not None and moved.status == REJECTED:
-                self._advance_dependents(record.id)
+                self.wake_waiters(record.id)
             return f"decision followed: now {moved.status}" if moved is not None else ""
         if step == Step.MERGE:
             return self._merge(record)
@@ -213,6 +213,7 @@ class Workflow:
                                       "the agent ended without a change" if ended else f"sandbox {record.status}")
             archived = record.status == ARCHIVED
             withdrawn = withdraw_open(self.workspace, record.id, "sandbox archived") if archived else []
+            self.wake_waiters(record.id)
             return f"{count} claim(s) released ({record.status})" + (
                 f"; escalation {', '.join(f'#{e}' for e in withdrawn)} withdrawn" if withdrawn else "")
         raise LoomError(f"internal error: {step} is not a step the engine does")
@@ -295,7 +296,7 @@ class Workflow:
     def _after_merge(self, sandbox_id: str) -> None:
         release_claims_of(self.workspace, sandbox_id, "sandbox merged")
         self._recheck_claims(sandbox_id)
-        self._advance_dependents(sandbox_id)
+        self.wake_waiters(sandbox_id)
 
     def _recheck_claims(self, merged_id: str) -> None:
         """The merge moved the target's code: other sandboxes' live claims on regions that no longer
@@ -316,11 +317,17 @@ class Workflow:
                 self.say(f"{claim.sandbox_id}: claim #{claim.id} names {', '.join(gone)}, gone from the target "
                          f"since {merged_id} merged; claim again what is meant")
 
-    def _advance_dependents(self, sandbox_id: str) -> None:
-        """The tasks waiting on this one: started from the new target, or held if it will never merge."""
+    def wake_waiters(self, sandbox_id: str) -> list[Advanced]:
+        """Advance the tasks waiting on this one: those after it (started from the new target, or held
+        if it will never merge) and those waiting for claims it held (started once they are free)."""
+        woken = []
         for other in self.workspace.store.list_sandboxes():
-            if other.status == PLANNED and sandbox_id in (other.data.get(AFTER_KEY) or []):
-                self.advance(other.id)
+            if other.status != PLANNED:
+                continue
+            claims_wait = other.data.get(CLAIMS_WAIT_KEY) or {}
+            if sandbox_id in (other.data.get(AFTER_KEY) or []) or sandbox_id in claims_wait.get("holders", []):
+                woken.append(self.advance(other.id))
+        return woken
 
 
 def advance(workspace: Workspace, sandbox_id: str, *, say: Say | None = None, retry: bool = False,

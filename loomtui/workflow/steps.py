@@ -269,6 +269,8 @@ def _planned_step(workspace: Workspace, record: SandboxRecord, known: KnownHolde
         if claims_wait and any(_holds_claims(workspace, str(holder), known)
                                for holder in claims_wait.get("holders", [])):
             return StepView(Step.WAIT_CLAIMS, str(claims_wait.get("why")))
+        if claims_wait:  # let go where nothing advances it (a lease ran out): whoever looks can go on
+            return StepView(Step.PREPARE, "the claims it waited for are free", PersonAction.RETRY, record.id)
         return StepView(Step.PREPARE)
     state = _escalation_status(workspace, record.data.get(PRESTART_KEY))
     if state == EscalationStatus.OPEN:

@@ -59,6 +59,10 @@ def create_sandbox(
         except LoomError as exc:
             exc.recorded_sandbox = record.id  # kept, rejected: a script asking in JSON is told which
             raise
+        finally:
+            # Prepared, or waiting for claims: from here the engine moves it on (a creator still running,
+            # the app, would otherwise read as preparing it for as long as it runs).
+            workspace.store.update_sandbox(record.id, data={CREATOR_KEY: None})
     if autostart:
         flow.advance(record.id)
     return sandboxes.get_sandbox(workspace, record.id)
