@@ -364,6 +364,16 @@ def test_a_task_waiting_for_claims_starts_once_they_are_let_go(manual: Workspace
     wait_until(lambda: sb.get_sandbox(manual, second).status != PLANNED, timeout=30, what="the second started")
 
 
+def test_merging_a_task_not_yet_started_is_refused_and_starts_nothing(manual: Workspace) -> None:
+    """`sandbox merge` follows people's decisions first; on a planned task that advance used to start its agent."""
+    record = sb.plan_sandbox(manual, "due", "script", script=edit(manual, "due", "lib.py", "x + 1", "x + 3"))
+    assert next_step(manual, record).step == Step.PREPARE  # due: any advance would prepare and start it
+    with pytest.raises(LoomError, match=f"sandbox {record.id} is planned, not approved"):
+        request_merge(manual, record.id)
+    after = sb.get_sandbox(manual, record.id)
+    assert after.status == PLANNED and after.pid is None
+
+
 def test_a_task_whose_claims_were_let_go_where_nothing_advanced_it_says_how_to_go_on(manual: Workspace) -> None:
     """A lease that ran out frees a claim with no process to notice: the waiting task says what to run."""
     record = sb.plan_sandbox(manual, "waits", "script", claims=["lib.py::helper"],

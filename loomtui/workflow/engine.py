@@ -25,6 +25,7 @@ from loomtui.execution.lifecycle import (
     ARCHIVED,
     EXITED,
     GATING,
+    LIVE,
     MERGED,
     PLANNED,
     REJECTED,
@@ -377,6 +378,8 @@ def request_merge(workspace: Workspace, sandbox_id: str, *, into: str | None = N
     record = sandboxes.get_sandbox(workspace, sandbox_id)
     if record.status == MERGED:
         raise LoomError(f"sandbox {record.id} is already merged", exit_code=1)
+    if record.status == PLANNED or record.status in LIVE:  # no change yet: advancing it would start its agent
+        raise _not_approved(flow, record)
     if into:  # where it goes, said before following the decision (which may merge it: `merge: auto`)
         workspace.store.update_sandbox(record.id, data={MERGE_REQUESTED_KEY: {"by": workspace.actor, "into": into}})
     # A person asking is a retry: a step that failed before (a merge into a branch that did not
@@ -388,8 +391,7 @@ def request_merge(workspace: Workspace, sandbox_id: str, *, into: str | None = N
     if record.status != APPROVED and into:
         workspace.store.update_sandbox(record.id, data={MERGE_REQUESTED_KEY: None})
     if record.status != APPROVED:
-        raise LoomError(f"sandbox {record.id} is {record.status}, not approved; only an approved sandbox merges "
-                        f"({flow.view(record).line()})", exit_code=1)
+        raise _not_approved(flow, record)
     workspace.store.update_sandbox(record.id, data={MERGE_REQUESTED_KEY: {"by": workspace.actor, "into": into},
                                                     MERGE_CONFLICT_KEY: None})
     workspace.record("sandbox.merge_requested", record.id, {"into": into})
@@ -397,6 +399,11 @@ def request_merge(workspace: Workspace, sandbox_id: str, *, into: str | None = N
     if result.status != MERGED:
         raise LoomError(f"sandbox {record.id} was not merged: {result.now.line()}", exit_code=1)
     return result
+
+
+def _not_approved(flow: Workflow, record: SandboxRecord) -> LoomError:
+    return LoomError(f"sandbox {record.id} is {record.status}, not approved; only an approved sandbox merges "
+                     f"({flow.view(record).line()})", exit_code=1)
 
 
 def _unexpected(exc: Exception) -> LoomError:
