@@ -515,10 +515,19 @@ def test_plan_show_run_and_cancel(manual: Workspace) -> None:
     caller = sb.get_sandbox(manual, ids["caller"])
     assert caller.data["after"] == [ids["callee"]]
     assert any(e.action == "plan.scheduled" for e in manual.audit.entries())
-    cancelled = run_cli(manual.root, "plan", "cancel")
-    assert cancelled.returncode == 0 and "caller" in cancelled.stdout
+    run = json.loads(ran.stdout)["run"]
+    unknown = run_cli(manual.root, "plan", "cancel", "zzz")
+    assert (unknown.returncode, unknown.stderr.strip()) == (2, f"loomtui: error: no plan run zzz (runs, newest first: {run})")
+    cancelled = run_cli(manual.root, "plan", "cancel", run, "--json")
+    assert cancelled.returncode == 0, cancelled.stderr
+    said = json.loads(cancelled.stdout)
+    assert said["cancelled"] == [{"task": "caller", "sandbox": ids["caller"]}]
+    assert [(t["task"], t["sandbox"]) for t in said["left"]] == [("callee", ids["callee"])]  # started already
     assert sb.get_sandbox(manual, ids["caller"]).status == ARCHIVED
     wait_until_settled(manual, ids["callee"])
+    states = json.loads(run_cli(manual.root, "plan", "show", "--json").stdout)["states"]
+    assert states["caller"] == {"sandbox": ids["caller"], "status": "archived", "step": "done", "next": "done"}
+    assert "caller  [" + ids["caller"] + " archived]" in run_cli(manual.root, "plan", "show").stdout
 
 
 def test_a_plan_with_a_cycle_is_one_line_naming_its_tasks(manual: Workspace) -> None:

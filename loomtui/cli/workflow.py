@@ -28,15 +28,20 @@ def _print_schedule(plan_schedule: Schedule, states: dict[str, str]) -> None:
 
 def cmd_plan_show(args: argparse.Namespace) -> int:
     from loomtui.workflow.planrun import scheduled, task_states
+    from loomtui.workflow.steps import Step
 
     workspace = workspace_for(args)
     plan_schedule = scheduled(workspace, args.file)
-    states = {name: f"{record.id} {record.status}; {view.line(STEP_HINTS)}"
-              for name, record, view in task_states(workspace) if name in {t.name for t in plan_schedule.plan.tasks}}
+    names = {t.name for t in plan_schedule.plan.tasks}
+    tasks = [(name, record, view) for name, record, view in task_states(workspace) if name in names]
     if args.json:
-        print_json({**plan_schedule.as_dict(), "states": states})
+        print_json({**plan_schedule.as_dict(), "states": {
+            name: {"sandbox": record.id, "status": record.status, "step": str(view.step),
+                   "next": view.line(STEP_HINTS)} for name, record, view in tasks}})
         return 0
-    _print_schedule(plan_schedule, states)
+    # An ended task's step (done) says nothing its status does not.
+    _print_schedule(plan_schedule, {name: f"{record.id} {record.status}" + (
+        f"; {view.line(STEP_HINTS)}" if view.step != Step.DONE else "") for name, record, view in tasks})
     return 0
 
 
@@ -56,11 +61,13 @@ def cmd_plan_run(args: argparse.Namespace) -> int:
 def cmd_plan_cancel(args: argparse.Namespace) -> int:
     from loomtui.workflow.planrun import cancel_plan
 
-    lines = cancel_plan(workspace_for(args), args.run)
+    results = cancel_plan(workspace_for(args), args.run)
     if args.json:
-        print_json({"cancelled": lines})
+        print_json({"cancelled": [{"task": r.task, "sandbox": r.sandbox} for r in results if r.cancelled],
+                    "left": [{"task": r.task, "sandbox": r.sandbox, "status": r.status, "why": r.why}
+                             for r in results if not r.cancelled]})
         return 0
-    print("\n".join(lines) or "no plan tasks to cancel")
+    print("\n".join(r.line() for r in results) or "no plan tasks to cancel")
     return 0
 
 

@@ -348,7 +348,7 @@ def stop_scenario(workspace: Workspace, grace: float = 2.0, settle: float = SETT
         lines = []
         if demo_sandboxes(workspace):
             try:
-                lines += [line for line in cancel_plan(workspace) if "cancelled" in line]
+                lines += [result.line() for result in cancel_plan(workspace) if result.cancelled]
             except LoomError as exc:
                 lines.append(f"cancelling the plan: {exc}")
         live = {name: record for name, record in demo_sandboxes(workspace).items() if record.status in LIVE}

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Final
 
-from loomtui.errors import LoomError
+from loomtui.errors import LoomError, listed, shown
 from loomtui.execution.lifecycle import ARCHIVED, LIVE, PLANNED
 from loomtui.execution.procs import is_alive
 from loomtui.execution.sandboxes import checked_runtime
@@ -96,8 +96,14 @@ def _check_runtimes(workspace: Workspace, plan: Plan) -> None:
 
 
 def plan_tasks(workspace: Workspace, run_id: str | None = None) -> dict[str, SandboxRecord]:
-    """The sandboxes of a plan run (the newest run when `run_id` is None), by task name."""
+    """The sandboxes of a plan run (the newest run when `run_id` is None), by task name.
+
+    Raises LoomError (exit 2) for a `run_id` no plan run has."""
     records = [r for r in workspace.store.list_sandboxes(include_archived=True) if r.data.get(PLAN_KEY)]
+    if run_id is not None and not any(r.data[PLAN_KEY]["run"] == run_id for r in records):
+        runs = list(dict.fromkeys(r.data[PLAN_KEY]["run"] for r in sorted(records, key=lambda r: -r.created)))
+        known = f" (runs, newest first: {listed(runs)})" if runs else " (no plan has run here)"
+        raise LoomError(f"no plan run {shown(run_id)}{known}", exit_code=2)
     if not records:
         return {}
     if run_id is None:
@@ -112,21 +118,39 @@ def task_states(workspace: Workspace, run_id: str | None = None) -> list[tuple[s
     return [(name, record, flow.view(record)) for name, record in plan_tasks(workspace, run_id).items()]
 
 
-def cancel_plan(workspace: Workspace, run_id: str | None = None) -> list[str]:
-    """Archive the plan's tasks that have not started (their claims go back); running ones are left."""
-    lines = []
+@dataclass(frozen=True)
+class TaskCancel:
+    """What `cancel_plan` did with one task: cancelled (archived), or left, and why."""
+
+    task: str
+    sandbox: str
+    status: str
+    """Its status now."""
+    cancelled: bool
+    why: str = ""
+    """Why it was left: started already, or ended."""
+
+    def line(self) -> str:
+        return f"[{self.task}] sandbox {self.sandbox} " + ("cancelled" if self.cancelled else self.why)
+
+
+def cancel_plan(workspace: Workspace, run_id: str | None = None) -> list[TaskCancel]:
+    """Archive the plan's tasks that have not started (their claims go back); running ones are left.
+    Tasks archived already are not listed. Raises LoomError (exit 2) for an unknown `run_id`."""
+    done = []
     for name, record in plan_tasks(workspace, run_id).items():
         starting = record.status == PLANNED and is_alive(record.pid, record.pid_start)  # its supervisor is up
         if record.status == PLANNED and not starting:
             try:
                 remove(workspace, record.id, force=True)
             except LoomError as exc:  # it started meanwhile
-                lines.append(f"[{name}] sandbox {record.id} not cancelled: {exc}")
+                now = workspace.store.get_sandbox(record.id) or record
+                done.append(TaskCancel(name, record.id, now.status, False, f"not cancelled: {exc}"))
                 continue
-            lines.append(f"[{name}] sandbox {record.id} cancelled")
+            done.append(TaskCancel(name, record.id, ARCHIVED, True))
         elif record.status in LIVE or starting:
-            lines.append(f"[{name}] sandbox {record.id} is {'starting' if starting else record.status}: left running "
-                         "(stop it first)")
+            state = "starting" if starting else record.status
+            done.append(TaskCancel(name, record.id, record.status, False, f"is {state}: left running (stop it first)"))
         elif record.status != ARCHIVED:
-            lines.append(f"[{name}] sandbox {record.id} is {record.status}: left as it is")
-    return lines
+            done.append(TaskCancel(name, record.id, record.status, False, f"is {record.status}: left as it is"))
+    return done
