@@ -130,6 +130,14 @@ def test_status_json(repo: Path) -> None:
     assert data["schema_version"] >= 1 and data["journal_mode"] == "wal"
 
 
+def test_an_error_under_json_is_json_on_stdout_too(repo: Path) -> None:
+    """A script reading stdout gets why, not an empty string it cannot parse; people still read stderr."""
+    done = run(repo, "sandbox", "merge", "nosuch", "--json")
+    assert_one_line_error(done, 2, "no sandbox")
+    assert json.loads(done.stdout) == {"error": done.stderr.strip().removeprefix("loomtui: error: ")}
+    assert run(repo, "sandbox", "merge", "nosuch").stdout == ""  # without --json: stderr only
+
+
 def _top_level(parser: object) -> list[str]:
     import argparse
 
