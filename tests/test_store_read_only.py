@@ -120,5 +120,5 @@ def test_audit_verify_on_a_read_only_store_names_entries_the_log_lacks_and_appen
 def test_a_repository_with_no_store_yet_says_so_where_none_can_be_made(tmp_path: Path, repo: Path) -> None:
     results = _run_read_only(tmp_path, repo)
     status = results["status --json"]
-    assert status["code"] == 2 and status["out"] == ""
+    assert status["code"] == 2 and "there is no state store yet" in json.loads(str(status["out"]))["error"]
     assert "there is no state store yet, and it cannot be created here (read-only)" in str(status["err"])
