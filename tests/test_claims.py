@@ -195,6 +195,19 @@ def test_renew_and_release(coordinator: Coordinator) -> None:
         coordinator.renew(claim.id)
 
 
+def test_an_expired_lease_is_not_renewed_back_to_life(coordinator: Coordinator) -> None:
+    """Once its lease ran out the region was anyone's: a renewal then would take it back unasked."""
+    claim = coordinator.claim("a", QUOTE, ttl=10).claim
+    coordinator.store.renew_claim(claim.id, time.time() - 5)  # ran out; no write has swept it yet
+    listed = json.loads(run_cli(coordinator.workspace.root, "claim", "list", "--json").stdout)
+    assert [(c["id"], c["expired"]) for c in listed] == [(claim.id, True)]
+    with pytest.raises(LoomError, match=f"claim #{claim.id} expired 5s ago and is released: claim {QUOTE} again"):
+        coordinator.renew(claim.id)
+    assert coordinator.store.live_claims() == []
+    assert "claim.expired" in actions(coordinator) and "claim.renewed" not in actions(coordinator)
+    coordinator.claim("b", QUOTE)  # free for anyone
+
+
 def test_targets_resolve_to_regions(coordinator: Coordinator) -> None:
     assert coordinator.resolve(QUOTE) == [QUOTE]
     assert coordinator.resolve("payments/refunds.py") == ["payments/refunds.py"]

@@ -73,7 +73,8 @@ def lease_arg(text: str) -> float:
 
 
 def _claim_dict(claim: ClaimRecord) -> dict[str, Any]:
-    return asdict(claim)
+    # `expired`: a lease past its end that no write has swept yet holds nothing, though `released` is unset.
+    return {**asdict(claim), "expired": claim.released is None and claim.expires <= time.time()}
 
 
 def _print_conflicts(conflicts: list[Conflict], file: TextIO | None = None) -> None:

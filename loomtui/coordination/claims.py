@@ -445,16 +445,28 @@ class Coordinator:
             claim = self.store.get_claim(claim_id)
             if claim is None or claim.released is not None:
                 raise LoomError(f"claim #{claim_id} is not live")
-            expires = time.time() + lease
-            if expires < claim.expires:
-                raise LoomError(f"claim #{claim_id} already expires in {int(claim.expires - time.time())}s, later "
-                                f"than a {lease:g}s lease would: a renewal only extends a lease (to end one, "
-                                "release it)", exit_code=1)
-            self.store.renew_claim(claim_id, expires)
-            self.workspace.record("claim.renewed", claim.sandbox_id,
-                                  {"claim": claim_id, "target": claim.target, "expires": expires,
-                                   "previous_expires": claim.expires})
-            renewed = self.store.get_claim(claim_id)
+            now = time.time()
+            ended = claim.expires <= now  # though no write swept it yet: others may claim its regions now
+            if ended:
+                self.release_stale(now)  # said (and audited) as it is, then refused below, after the commit
+            else:
+                renewed = self._extend(claim, now + lease, lease)
+        if ended:
+            raise LoomError(f"claim #{claim_id} expired {int(now - claim.expires)}s ago and is released: claim "
+                            f"{claim.target} again", exit_code=1)
+        return renewed
+
+    def _extend(self, claim: ClaimRecord, expires: float, lease: float) -> ClaimRecord:
+        """Within renew's transaction: the new end of a live lease, audited."""
+        if expires < claim.expires:
+            raise LoomError(f"claim #{claim.id} already expires in {int(claim.expires - time.time())}s, later "
+                            f"than a {lease:g}s lease would: a renewal only extends a lease (to end one, "
+                            "release it)", exit_code=1)
+        self.store.renew_claim(claim.id, expires)
+        self.workspace.record("claim.renewed", claim.sandbox_id,
+                              {"claim": claim.id, "target": claim.target, "expires": expires,
+                               "previous_expires": claim.expires})
+        renewed = self.store.get_claim(claim.id)
         assert renewed is not None
         return renewed
 
