@@ -138,6 +138,23 @@ def test_an_error_under_json_is_json_on_stdout_too(repo: Path) -> None:
     assert run(repo, "sandbox", "merge", "nosuch").stdout == ""  # without --json: stderr only
 
 
+def test_a_path_typed_in_a_subdirectory_is_named_as_the_commands_take_it(repo: Path) -> None:
+    """Targets are from the repository's root (as `claim list` shows them); typed from a subdirectory,
+    the error says what the path is from the root instead of only that it does not exist."""
+    (repo / "pkg").mkdir()
+    (repo / "pkg" / "mod.py").write_text("def f():\n    return 1\n")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-qm", "pkg")
+    here = repo / "pkg"
+    hint = "(paths are from the repository's root: from here that is pkg/mod.py)"
+    assert hint in run_cli(here, "regions", "mod.py").stderr
+    assert hint in run_cli(here, "claim", "add", "--sandbox", "a", "mod.py").stderr
+    assert "did you mean pkg/mod.py::f?" in run_cli(here, "claim", "add", "--sandbox", "a", "mod.py::f").stderr
+    assert "from here" not in run_cli(here, "regions", "other.py").stderr  # nothing of that name here either
+    assert "a directory; regions are listed for one file" in run_cli(repo, "regions", "pkg").stderr
+    assert run_cli(here, "claim", "add", "--sandbox", "a", "pkg/mod.py").returncode == 0
+
+
 def _top_level(parser: object) -> list[str]:
     import argparse
 

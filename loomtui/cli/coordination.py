@@ -27,6 +27,7 @@ from loomtui.coordination.claims import (
     lease_length,
 )
 from loomtui.coordination.index import RepoIndex, build_index, index_cache_dir
+from loomtui.coordination.targets import BadTarget
 from loomtui.errors import LoomError, escape_controls, shown
 from loomtui.governance.coordinator import governed_coordinator
 from loomtui.store import ClaimRecord
@@ -107,14 +108,41 @@ def cmd_index(args: argparse.Namespace) -> int:
     return 0
 
 
+def _named_from_here(root: Path, raw: str) -> str | None:
+    """What `raw` names taken from the current directory (a subdirectory of the repository), as the
+    repository-relative target the commands take; None when it names nothing there either."""
+    here, root = Path.cwd().resolve(), root.resolve()
+    path, sep, rest = raw.partition("::")  # a region id: its file part
+    if here == root or not here.is_relative_to(root) or not path or Path(path).is_absolute():
+        return None
+    candidate = here / path
+    if not candidate.exists() or not candidate.resolve().is_relative_to(root):
+        return None
+    return candidate.relative_to(root).as_posix() + sep + rest
+
+
+def _hinted(exc: LoomError, root: Path, raw: str) -> LoomError:
+    """`exc` (a target that names nothing), with the target it names from here when there is one:
+    targets are relative to the repository's root, as `claim list` shows them, not to the current directory."""
+    meant = _named_from_here(root, raw)
+    if meant is None or meant in str(exc):  # none, or its own "did you mean" names it already
+        return exc
+    return LoomError(f"{exc} (paths are from the repository's root: from here that is {shown(meant)})",
+                     exit_code=exc.exit_code)
+
+
 def cmd_regions(args: argparse.Namespace) -> int:
     coordinator = _coordinator(args)
+    root = coordinator.index.root
     path = coordinator.repo_path(args.path)
     if path not in coordinator.index.files:
-        if (coordinator.index.root / path).is_file():  # running `loomtui index` would not change that
+        if (root / path).is_file():  # running `loomtui index` would not change that
             raise LoomError(f"{shown(args.path)}: not an indexed file (regions are parsed from Python files outside "
                             "coordination.exclude); a claim on it holds the file whole")
-        raise LoomError(f"{shown(args.path)}: no such file in {coordinator.index.root}")
+        if (root / path).is_dir():
+            raise LoomError(f"{shown(args.path)}: a directory; regions are listed for one file (claim "
+                            f"{shown(args.path)} holds every file in it)")
+        raise _hinted(LoomError(f"{shown(args.path)}: no such file in {root}"), root, args.path)
     regions = coordinator.index.regions_in(path)
     if args.json:
         print_json([asdict(r) for r in regions])
@@ -132,9 +160,12 @@ def cmd_claim_add(args: argparse.Namespace) -> int:
     try:
         with coordinator.store.transaction():  # several targets: all or nothing
             for target in args.targets:
-                results.append(coordinator.claim(
-                    sandbox, target, mode="shared" if args.shared else "exclusive", reason=args.reason,
-                    ttl=args.ttl, override_reason=args.override))
+                try:
+                    results.append(coordinator.claim(
+                        sandbox, target, mode="shared" if args.shared else "exclusive", reason=args.reason,
+                        ttl=args.ttl, override_reason=args.override))
+                except BadTarget as exc:
+                    raise _hinted(exc, coordinator.index.root, target) from None
     except ClaimRefused as exc:
         refused = exc
     if args.json:
