@@ -462,6 +462,20 @@ def test_remove_refuses_uncommitted_work_and_force_commits_it_first(ws: Workspac
     assert git(repo, "branch", "--list", record.branch).strip() == record.branch
 
 
+def test_remove_names_what_git_ignores_as_it_deletes_it(ws: Workspace, repo: Path, tmp_path: Path) -> None:
+    """Ignored files are never part of the work (no save takes them), but they went without a word."""
+    record = _finished_script_sandbox(ws, tmp_path, '- {write: .gitignore, content: "build/\\n*.log\\n"}\n'
+                                                    '- {commit: "ignore build output"}\n')
+    worktree = Path(record.worktree)
+    (worktree / "build").mkdir()
+    (worktree / "build" / "data.bin").write_bytes(b"\0" * 10)
+    (worktree / "run.log").write_text("ran\n")
+    result = review.remove(ws, record.id)
+    assert sorted(result.ignored) == ["build/", "run.log"] and not worktree.exists()
+    archived = [e for e in ws.audit.entries() if e.action == "sandbox.archived" and e.subject == record.id]
+    assert archived[-1].details["ignored_deleted"] == ["build/", "run.log"]
+
+
 def test_a_git_repository_inside_the_worktree_is_never_deleted_even_with_force(
         ws: Workspace, repo: Path, tmp_path: Path) -> None:
     record = _finished_script_sandbox(ws, tmp_path, '- {write: a.txt, content: "agent\\n"}\n')

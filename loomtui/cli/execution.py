@@ -22,7 +22,7 @@ from loomtui.cli import (
     seconds_arg,
     workspace_for,
 )
-from loomtui.errors import LoomError, abridged
+from loomtui.errors import LoomError, abridged, listed
 from loomtui.execution import recovery, review
 from loomtui.execution import sandboxes as engine
 from loomtui.execution.lifecycle import PLANNED
@@ -290,6 +290,8 @@ def cmd_rm(args: argparse.Namespace) -> int:
         return 0
     if result.saved_commit:
         print(f"saved uncommitted work to {result.branch} as {result.saved_commit[:12]}")
+    if result.ignored:
+        print(f"deleted with the worktree, as git ignores them: {listed(result.ignored)}")
     kept = "deleted" if result.branch_deleted else "kept"
     print(f"removed sandbox {result.sandbox_id}; branch {result.branch} {kept}")
     return 0

@@ -97,6 +97,14 @@ class AgentTree:
             scratch.unlink(missing_ok=True)
         return tree, [p for p in changed.split("\0") if p]
 
+    def ignored_paths(self) -> list[str]:
+        """What git ignores in the worktree (build output, logs, local settings), a folder once with its
+        trailing slash: what a save leaves out. Read against loomtui's index, so after a snapshot."""
+        if not self.index.is_file():
+            return []
+        out = self._git(self.index, "ls-files", "--others", "--ignored", "--exclude-standard", "--directory", "-z")
+        return [p for p in out.split("\0") if p and p.rstrip("/") not in self.managed]
+
     def dirty_paths(self, branch: str) -> list[str]:
         """Paths whose content in the worktree differs from the tip of `branch`."""
         tip = self.repo.resolve_commit(f"refs/heads/{branch}")

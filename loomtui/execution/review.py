@@ -270,6 +270,8 @@ class RemoveResult:
     branch_tip: str | None
     saved_commit: str | None  # the commit that saved uncommitted work, if any
     branch_deleted: bool
+    ignored: tuple[str, ...] = ()
+    """What git ignores in the worktree (never part of the work), deleted with it, as `git worktree remove` does."""
 
 
 def remove(workspace: Workspace, sandbox_id: str, *, force: bool = False, delete_branch: bool = False,
@@ -329,6 +331,7 @@ def remove(workspace: Workspace, sandbox_id: str, *, force: bool = False, delete
         if not deleting:
             mark_removing(workspace, record.id, removing=False)  # nothing deleted yet: it is as it was
         raise
+    ignored = tuple(tree.ignored_paths()) if worktree.is_dir() and not deleting else ()
     if worktree.is_dir():
         workspace.store.update_sandbox(record.id, data={REMOVING_KEY: DELETING})
         # Not `git worktree remove`: that runs git in the worktree (its config, its fsmonitor). The
@@ -351,8 +354,9 @@ def remove(workspace: Workspace, sandbox_id: str, *, force: bool = False, delete
         deleted = True
     transition(workspace, record.id, ARCHIVED, data={"archived_at": time.time(), "saved_commit": saved},
                audit={"branch": record.branch, "branch_tip": tip, "branch_deleted": deleted,
-                      "saved_commit": saved, "merged": merged})
-    return RemoveResult(record.id, record.branch, tip, saved, deleted)
+                      "saved_commit": saved, "merged": merged,
+                      **({"ignored_deleted": list(ignored[:100])} if ignored else {})})
+    return RemoveResult(record.id, record.branch, tip, saved, deleted, ignored)
 
 
 def _branch_merged(repo: Git, record: SandboxRecord) -> bool:
