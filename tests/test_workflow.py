@@ -583,6 +583,11 @@ def test_after_a_merge_other_claims_on_regions_it_removed_are_reported_stale(man
     stale = [e for e in manual.audit.entries() if e.action == "claim.stale"]
     assert [(e.subject, e.details["regions"], e.details["after_merge_of"]) for e in stale] == [
         (holder.id, ["lib.py::helper"], renamer)]
+    # ...and `claim list` says so for as long as the claim lives, not only the audit log once
+    listed = run_cli(manual.root, "claim", "list")
+    assert "! gone from the code: lib.py::helper (renamed, moved or deleted since" in listed.stdout
+    as_json = json.loads(run_cli(manual.root, "claim", "list", "--json").stdout)
+    assert [(c["sandbox_id"], c["gone"]) for c in as_json] == [(holder.id, ["lib.py::helper"])]
 
 
 def test_archiving_a_sandbox_awaiting_review_withdraws_its_escalation(manual: Workspace) -> None:

@@ -28,7 +28,7 @@ from loomtui.coordination.claims import (
 )
 from loomtui.coordination.index import RepoIndex, build_index, index_cache_dir
 from loomtui.coordination.targets import BadTarget
-from loomtui.errors import LoomError, escape_controls, shown
+from loomtui.errors import LoomError, escape_controls, listed, shown
 from loomtui.governance.coordinator import governed_coordinator
 from loomtui.store import ClaimRecord
 from loomtui.workspace import Workspace
@@ -238,11 +238,30 @@ def cmd_claim_renew(args: argparse.Namespace) -> int:
     return 0
 
 
+def _gone_from_the_code(workspace: Workspace, claims: list[ClaimRecord]) -> dict[int, list[str]]:
+    """Each claim's regions the code no longer has (renamed, moved or deleted since it was made, as by a
+    merge): the claim holds a name that protects nothing. Empty when the index cannot be read here."""
+    if not claims:
+        return {}
+    try:
+        index = _index(workspace)
+    except (LoomError, OSError):
+        return {}
+    gone = {}
+    for claim in claims:
+        # Regions inside files only: a file claimed may be one its agent has yet to create.
+        missing = [rid for rid in claim.region_ids if "::" in rid and rid not in index.regions]
+        if missing:
+            gone[claim.id] = missing
+    return gone
+
+
 def cmd_claim_list(args: argparse.Namespace) -> int:
     workspace = workspace_for(args)
     claims = workspace.store.live_claims(args.sandbox)
+    gone = _gone_from_the_code(workspace, claims)
     if args.json:
-        print_json([_claim_dict(c) for c in claims])
+        print_json([{**_claim_dict(c), "gone": gone.get(c.id, [])} for c in claims])
         return 0
     if not claims:
         print("no live claims")
@@ -252,6 +271,9 @@ def cmd_claim_list(args: argparse.Namespace) -> int:
         lease = f"{left}s left" if left > 0 else "expired"
         print(f"#{claim.id:<5} {claim.sandbox_id:<12} {claim.mode:<9} {escape_controls(claim.target)}  ({lease}) "
               f"{escape_controls(claim.reason)}".rstrip())
+        if claim.id in gone:
+            print(f"       ! gone from the code: {escape_controls(listed(gone[claim.id]))} (renamed, moved or "
+                  "deleted since: claim again what is meant)")
     return 0
 
 
