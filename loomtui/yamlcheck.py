@@ -56,6 +56,10 @@ def compose(text: str, path: str) -> Value | None:
     Malformed YAML, several documents and duplicate mapping keys (which PyYAML
     would silently resolve to the last one) are reported as ConfigError.
     """
+    if text.count("[") + text.count("{") > MAX_NESTING:
+        # Flow collections can nest that deep in a small file; libyaml's composer recurses on the C stack
+        # for each level, and 50,000 `[` crashed the process (SIGSEGV, no word said). Its event parser does not.
+        _reject_deep_nesting(text, path)
     node = _compose_fast(text)
     if node is _MALFORMED:
         _reject_deep_nesting(text, path)
@@ -82,9 +86,10 @@ def _compose_fast(text: str) -> Node | None | object:
 
 
 MAX_NESTING: Final = 100
-"""Deeper than this, malformed YAML is refused before PyYAML's own parser reads it: that parser
-recurses once per level and its scanner rechecks every open level at each token, so 5,000 `[`
-took seconds to end in a RecursionError."""
+"""Deeper than this, YAML is refused before it is composed: libyaml's composer recurses on the C stack
+once per level (50,000 `[` crashed the process), and PyYAML's own parser, for malformed YAML, recurses
+once per level while its scanner rechecks every open level at each token (5,000 `[` took seconds to end
+in a RecursionError). Block nesting that deep cannot fit in a file under the size limit."""
 
 _OPENS: Final = (yaml.SequenceStartEvent, yaml.MappingStartEvent)
 _CLOSES: Final = (yaml.SequenceEndEvent, yaml.MappingEndEvent)

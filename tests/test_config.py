@@ -219,6 +219,11 @@ def test_deep_nesting_is_an_error_not_a_crash() -> None:
     # as deep as the limit is read, and its own error named.
     assert error_of("a:\n  " + "[" * 99 + "\n  [oops") == f"{PATH}:3: invalid YAML: nested more than 100 levels deep"
     assert error_of("a: " + "[" * 99 + "]" * 99 + "\nb: [").startswith(f"{PATH}:2: invalid YAML")
+    # Well formed, and 100 KB: libyaml's composer recursed per level on the C stack, and the process died
+    # of SIGSEGV without a word (a crash here fails the test as its worker's).
+    deep = f"{PATH}:2: invalid YAML: nested more than 100 levels deep"
+    assert error_of("version: 1\nx: " + "[" * 50_000 + "]" * 50_000) == deep
+    assert error_of("version: 1\nx: " + "{a: " * 20_000 + "1" + "}" * 20_000) == deep
 
 
 def test_top_level_list() -> None:
