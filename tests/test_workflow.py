@@ -286,6 +286,23 @@ def test_a_merge_whose_caller_died_after_moving_the_branch_is_recorded_not_redon
 # -- claims go back when a task ends ----------------------------------------------------------------
 
 
+def test_an_approval_written_into_the_store_alone_is_not_followed(manual: Workspace) -> None:
+    """The audit log is the evidence of a decision: a store row set to approved by hand (no decision, no
+    signature) used to approve and merge a change the policy had sent to a lead."""
+    sandbox_id = run_task(manual, "ledger", "ledger.py", "return amount", "return amount * 2")
+    assert wait_until_settled(manual, sandbox_id).step == Step.WAIT_DECISION
+    escalation = int(sb.get_sandbox(manual, sandbox_id).data["review_escalation"])
+    manual.store.update_escalation(escalation, status="approved")  # as `sqlite3 state.db "update ..."` does
+    advanced = advance(manual, sandbox_id)
+    assert sb.get_sandbox(manual, sandbox_id).status == AWAITING_REVIEW
+    assert advanced.now.step == Step.FAILED_STEP
+    assert f"escalation #{escalation} reads approved in the store, but the audit log holds no decision" in (
+        advanced.now.line())
+    with pytest.raises(LoomError, match="not approved"):
+        request_merge(manual, sandbox_id)
+    assert "return amount * 2" not in (manual.root / "ledger.py").read_text()
+
+
 def test_claims_are_released_on_reject_and_on_archive(manual: Workspace) -> None:
     rejected = run_task(manual, "ledger", "ledger.py", "return amount", "return amount * 2",
                         claims=["lib.py::helper"])

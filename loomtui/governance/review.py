@@ -216,9 +216,22 @@ def follow_decision(workspace: Workspace, sandbox_id: str) -> SandboxRecord | No
         return transition(workspace, record.id, REJECTED, allowed_from=frozenset({AWAITING_REVIEW}),
                           reason=f"escalation #{escalation.id} rejected")
     commit = str(escalation.data.get("commit") or "")
+    if not _decided_on_record(workspace, escalation, commit):
+        raise LoomError(f"escalation #{escalation.id} reads {escalation.status} in the store, but the audit log "
+                        f"holds no decision that made it so on {commit[:12] or 'its commit'}: not followed (was the "
+                        "store changed by hand? `loomtui audit verify`)", exit_code=1)
     return transition(workspace, record.id, APPROVED, allowed_from=frozenset({AWAITING_REVIEW}),
                       reason=f"escalation #{escalation.id} {escalation.status}",
                       data={"approved_commit": commit}, audit={"escalation": escalation.id, "commit": commit})
+
+
+def _decided_on_record(workspace: Workspace, escalation: EscalationRecord, commit: str) -> bool:
+    """Whether the audit log holds the decision that gave the escalation its status, on `commit`: the
+    store alone is not evidence (a row edited by hand would approve a blocked change, unsigned)."""
+    action = "escalation.override" if escalation.status == EscalationStatus.OVERRIDDEN else "escalation.approve"
+    subject = str(escalation.id)
+    return any(entry.action == action and entry.subject == subject and entry.details.get("status") == escalation.status
+               and entry.details.get("commit", commit) == commit for entry in workspace.audit.entries())
 
 
 def merge_trailers(workspace: Workspace, sandbox_id: str) -> list[tuple[str, str]]:
