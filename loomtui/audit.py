@@ -115,6 +115,21 @@ def entry_hash(fields: dict[str, Any]) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
+def is_whole(entry: AuditEntry) -> bool:
+    """Whether an entry is as it was written: its fields hash to its own hash (a row of the store
+    edited by hand, its hash kept, does not)."""
+    return entry_hash(asdict(entry)) == entry.hash
+
+
+def _row_matches(row_hash: str, line: str) -> bool:
+    """Whether a store row's entry is whole and is the entry its hash column names."""
+    try:
+        fields = json.loads(line)
+    except ValueError:
+        return False
+    return isinstance(fields, dict) and entry_hash(fields) == fields.get("hash") == row_hash
+
+
 def _fsync_dir(directory: Path) -> None:
     fd = os.open(directory, os.O_RDONLY)
     try:
@@ -512,6 +527,12 @@ class AuditLog:
                     False, number - 1,
                     f"rewritten: seq {number} differs from the entry the store committed", number,
                 )
+        # The store's own copy of each entry too: `tail` shows it, and a row edited with its hash kept
+        # matched the file's hashes above while it said something else.
+        for seq, _hash, line in self.store.audit_entries_after(0):
+            if not _row_matches(_hash, line):
+                return VerifyResult(False, seq - 1, f"seq {seq} in the store was edited: its entry does not match "
+                                                    "its hash (the log file's line is the one written)", seq)
         if count > len(committed):
             number = len(committed) + 1
             return VerifyResult(

@@ -228,6 +228,23 @@ def test_a_line_the_store_never_committed_is_reported(log: AuditLog) -> None:
     assert not log.verify().ok
 
 
+def test_a_store_row_edited_with_its_hash_kept_is_named_and_tail_warns(log: AuditLog, tmp_path: Path) -> None:
+    """`tail` shows the store's copy: an actor rewritten there (hash kept, file untouched) was shown as
+    fact, and verify, comparing hashes only, said OK."""
+    import sqlite3
+
+    from loomtui.audit import is_whole
+
+    conn = sqlite3.connect(tmp_path / "s.db")
+    conn.execute("update audit set entry = replace(entry, 'lead@example.com', 'mallory@example.com') where seq = 3")
+    conn.commit()
+    conn.close()
+    result = log.verify()
+    assert not result.ok and result.line == 3 and "seq 3 in the store was edited" in result.problem
+    shown = log.tail(5)
+    assert [e.seq for e in shown if not is_whole(e)] == [3] and shown[2].actor == "mallory@example.com"
+
+
 def test_a_damaged_last_line_stops_the_file_and_tail_still_shows_every_committed_entry(log: AuditLog) -> None:
     with open(log.path, "ab") as handle:
         handle.write(b"\xff junk\n")

@@ -155,6 +155,19 @@ def test_a_path_typed_in_a_subdirectory_is_named_as_the_commands_take_it(repo: P
     assert run_cli(here, "claim", "add", "--sandbox", "a", "pkg/mod.py").returncode == 0
 
 
+def test_audit_tail_warns_of_an_entry_changed_in_the_store(repo: Path) -> None:
+    import sqlite3
+
+    assert run_cli(repo, "claim", "add", "--sandbox", "a", "README.md").returncode == 0
+    conn = sqlite3.connect(repo / ".git" / "loom" / "state.db")
+    conn.execute("update audit set entry = replace(entry, '\"a\"', '\"b\"') where seq = 1")
+    conn.commit()
+    conn.close()
+    shown = run_cli(repo, "audit", "tail")
+    assert "warning: entry 1 does not match its own hash: changed since written" in shown.stderr
+    assert run_cli(repo, "audit", "verify").returncode == 1
+
+
 def _top_level(parser: object) -> list[str]:
     import argparse
 

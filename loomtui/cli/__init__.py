@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, Final, NoReturn
 
 from loomtui import __version__
 from loomtui.cli.terminal import guard
-from loomtui.errors import LoomError, escape_controls
+from loomtui.errors import LoomError, escape_controls, listed
 
 if TYPE_CHECKING:  # the engines load with the command that needs them, not with the hook's fast path
     from pathlib import Path
@@ -263,6 +263,13 @@ def cmd_audit_tail(args: argparse.Namespace) -> int:
         print(f"loomtui: warning: {workspace.audit.path} does not end with entry {newest}, the store's newest: "
               "it was damaged or changed, so no entry is added to it (shown: the store's entries; "
               "`loomtui audit verify` says where the file breaks)", file=sys.stderr)
+    from loomtui.audit import is_whole
+
+    edited = [e.seq for e in entries if not is_whole(e)]
+    if edited:
+        which = (f"entries {listed([str(seq) for seq in edited])} do not match their own hash" if len(edited) > 1
+                 else f"entry {edited[0]} does not match its own hash")
+        print(f"loomtui: warning: {which}: changed since written (`loomtui audit verify`)", file=sys.stderr)
     if args.json:
         print_json([asdict(e) for e in entries])
         return 0
