@@ -464,8 +464,11 @@ class AuditLog:
         try:
             head = store.audit_head()
             # A file that ends with one of the store's entries is whole, only behind: another process
-            # committed after the sync and writes its copy after its commit.
-            whole = tail is not None and tail[0] > 0 and store.audit_hash(tail[0]) == tail[1]
+            # committed after the sync and writes its copy after its commit. Unless it once went further
+            # (the checkpoint): then it was cut, and no entry is added to it (`sync`).
+            mark = store.audit_checkpoint()
+            whole = (tail is not None and tail[0] > 0 and store.audit_hash(tail[0]) == tail[1]
+                     and (mark is None or tail[0] >= mark[0]))
         except LoomError:
             return None
         return head[0] if head is not None and tail != head and not whole else None

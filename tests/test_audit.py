@@ -254,6 +254,17 @@ def test_a_damaged_last_line_stops_the_file_and_tail_still_shows_every_committed
     assert log.tail(0) == []
 
 
+def test_a_last_line_cut_after_it_was_mirrored_stops_the_file_and_says_so(log: AuditLog) -> None:
+    """Not an interrupted append (that is before the checkpoint moves on, and healed): the file held entry 5
+    whole, and lost it. Nothing is appended after the cut, so `tail` must say the file is behind."""
+    cut = lines(log)
+    log.path.write_bytes(b"".join(cut[:-1]) + cut[-1][:40])
+    assert log.file_behind() == 5
+    log.append("dev@example.com", "claim.added", "x")
+    assert b"claim.added" not in log.path.read_bytes() and log.file_behind() == 6
+    assert "truncated" in log.verify().problem
+
+
 def test_a_whole_file_is_not_behind(log: AuditLog) -> None:
     assert log.file_behind() is None and [e.seq for e in log.tail(3)] == [3, 4, 5]
 
