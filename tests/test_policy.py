@@ -188,7 +188,10 @@ def test_without_a_policy_file_every_change_needs_one_approval_from_anyone(tmp_p
     assert can_approve(policy, "someone@example.com", evaluation, "dev@example.com")
     assert not can_approve(policy, "dev@example.com", evaluation, "dev@example.com")
     assert not can_override(policy, "someone@example.com")
-    assert parse_policy("# nothing yet\n", PATH).rules == ()
+    # A file there, but empty (or comments only), is a mistake: it would drop every rule, blocks too
+    for empty in ("", "# nothing yet\n", "---\n"):
+        with pytest.raises(ConfigError, match=f"^{PATH}:1: the policy is empty: give at least `version: 1`"):
+            parse_policy(empty, PATH)
 
 
 def test_explanation_lists_every_applied_rule_and_why() -> None:

@@ -107,8 +107,10 @@ def read_policy_file(file: Path, shown: str, root: Path | None) -> Policy:
 def parse_policy(text: str, path: str, root: Path | None = None) -> Policy:
     """Validate policy `text` (`path` names it in errors); `root` is where CODEOWNERS is read from."""
     document = compose(text, path)
-    if document is None:
-        return default_policy(source=path)
+    if document is None or document.is_null():
+        # An emptied file must not quietly drop every rule (its blocks among them) for the default.
+        raise ConfigError(path, 1, "the policy is empty: give at least `version: 1` and its rules (with no policy "
+                                   "file at all, every change needs one approval)")
     problems = _Problems()
     top = problems.mapping(document, _TOP_KEYS)
     version = top.get("version")
