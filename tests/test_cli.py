@@ -136,6 +136,8 @@ def test_an_error_under_json_is_json_on_stdout_too(repo: Path) -> None:
     assert_one_line_error(done, 2, "no sandbox")
     assert json.loads(done.stdout) == {"error": done.stderr.strip().removeprefix("loomtui: error: ")}
     assert run(repo, "sandbox", "merge", "nosuch").stdout == ""  # without --json: stderr only
+    gate = run_cli(repo, "gate", "--base", "nosuch", "--format", "json")  # its JSON is asked as a format
+    assert gate.returncode == 2 and json.loads(gate.stdout) == {"error": "base 'nosuch' is not a commit"}
 
 
 def test_a_path_typed_in_a_subdirectory_is_named_as_the_commands_take_it(repo: Path) -> None:

@@ -593,7 +593,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.handler(args))
     except LoomError as exc:
         print(f"loomtui: error: {exc}", file=sys.stderr)
-        if getattr(args, "json", False) is True:  # a script reading stdout reads why, not nothing
+        if getattr(args, "json", False) is True or getattr(args, "format", None) == "json":
+            # a script reading stdout reads why, not nothing
             print_json({"error": str(exc)})
         return exc.exit_code
     except KeyboardInterrupt:
