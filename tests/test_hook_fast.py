@@ -279,3 +279,24 @@ def test_the_audit_records_exactly_what_the_hook_answered(billing: Path, ws: Wor
     # The deny handed back what the refused command had claimed; the first command's claim stays.
     assert {rid for c in ws.store.live_claims(AGENT) for rid in c.region_ids} == \
         {"docs/runbook.md", f"{SERVICE}::CustomerService.get"}
+
+
+def test_a_commit_the_policy_blocks_points_at_the_policy_not_at_claims(monkeypatch: pytest.MonkeyPatch,
+                                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    from loomtui.governance.hooks import client
+
+    class Channel:
+        def __init__(self, reason: str) -> None:
+            self.reason = reason
+
+        def request(self, op: str, **_fields: object) -> dict[str, str]:
+            return {"decision": "deny", "reason": self.reason}
+
+        def close(self) -> None:
+            pass
+
+    monkeypatch.setattr(client, "staged_request", lambda _tree: {"paths": ["secrets.env"], "regions": []})
+    assert client.pre_commit_hook(None, lambda: Channel("policy: blocked by no-secrets")) == 1  # type: ignore[arg-type, return-value]
+    assert capsys.readouterr().err.strip().endswith("blocked by no-secrets (see the policy's rules)")
+    assert client.pre_commit_hook(None, lambda: Channel("x.py is held by sandbox a")) == 1  # type: ignore[arg-type, return-value]
+    assert capsys.readouterr().err.strip().endswith("held by sandbox a (see `loomtui claim list`)")

@@ -184,7 +184,10 @@ def pre_commit_hook(tree: Path | None, open_channel: Callable[[], Channel]) -> i
         if channel is not None:
             channel.close()
     if answer["decision"] == "deny":
-        print(f"loomtui: commit refused: {answer['reason']} (see `loomtui claim list`)", file=sys.stderr)
+        reason = str(answer["reason"])
+        # A block by the policy is its rules', not another sandbox's claim.
+        see = "the policy's rules" if reason.startswith("policy: ") else "`loomtui claim list`"
+        print(f"loomtui: commit refused: {reason} (see {see})", file=sys.stderr)
         return 1
     return 0
 
