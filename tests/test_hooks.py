@@ -34,7 +34,7 @@ from loomtui.governance.hooks.install import SETTINGS_PATH, install_hooks
 from loomtui.governance.policy import ChangeFacts, evaluate, load_policy
 from loomtui.workflow import tasks
 from loomtui.workspace import Workspace, open_workspace
-from tests.conftest import agent_ended, demo_repo, git, quick_gates, wait_until
+from tests.conftest import agent_ended, demo_repo, git, quick_gates, run_cli, wait_until
 
 SESSION = "5d1e2f3a-8b7c-4d6e-9f01-23456789abcd"
 ME = "claude-5d1e2f3a"
@@ -621,6 +621,28 @@ def test_after_hook_install_in_ones_own_checkout_an_agents_uncommitted_work_is_s
     ended = agent_ended(ws, tasks.start(ws, record.id).id)
     assert git(billing, "show", f"{record.branch}:NOTE.md") == "noted"
     assert ended.status in ("awaiting_review", "approved", "merged") and "save_error" not in ended.data, ended.data
+
+
+def test_hook_uninstall_gives_ones_own_checkout_back_as_it_was(billing: Path, ws: Workspace) -> None:
+    mine = {"model": "opus", "hooks": {"PreToolUse": [{"matcher": "Bash", "hooks": [{"type": "command",
+                                                                                      "command": "audit-bash"}]}]}}
+    (billing / ".claude").mkdir()
+    (billing / ".claude/settings.json").write_text(json.dumps(mine))
+    assert run_cli(billing, "hook", "install").returncode == 0
+    assert "?? .claude/" not in git(billing, "status", "--porcelain")  # hidden while installed
+    undone = run_cli(billing, "hook", "uninstall", "--json")
+    assert undone.returncode == 0, undone.stderr
+    assert json.loads(undone.stdout)["undone"][0] == ".claude/settings.json: loomtui's hooks removed"
+    assert json.loads((billing / ".claude/settings.json").read_text()) == mine
+    assert git(billing, "config", "--worktree", "--list") == ""
+    assert "?? .claude/" in git(billing, "status", "--porcelain")  # the person's own file, seen again
+    assert run_cli(billing, "hook", "uninstall").stdout.startswith("no loomtui hooks installed")
+    (billing / ".claude/settings.json").unlink()  # made by install alone: uninstall takes it away
+    assert run_cli(billing, "hook", "install").returncode == 0
+    assert run_cli(billing, "hook", "uninstall").returncode == 0 and not (billing / ".claude").exists()
+    record = tasks.create_sandbox(ws, "a sandbox", "script", script=_script(billing), isolate=False)
+    refused = run_cli(Path(record.worktree), "hook", "uninstall")
+    assert refused.returncode == 2 and "is a sandbox's worktree" in refused.stderr
 
 
 def test_work_that_cannot_be_saved_fails_the_sandbox_saying_why(billing: Path, ws: Workspace) -> None:

@@ -51,6 +51,22 @@ def cmd_install(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_uninstall(args: argparse.Namespace) -> int:
+    workspace = open_workspace(args.path or args.repo)
+    try:
+        if _sandbox_of(workspace, workspace.root) is not None:
+            raise LoomError(f"{workspace.root} is a sandbox's worktree: its agent's hooks stay while it lives "
+                            "(`loomtui sandbox rm` removes it)")
+        done = hooks.uninstall_hooks(workspace.root)
+    finally:
+        workspace.close()
+    if args.json:
+        print_json({"worktree": str(workspace.root), "undone": done})
+    else:
+        print("\n".join(done) or f"no loomtui hooks installed in {workspace.root}")
+    return 0
+
+
 def _sandbox_of(workspace: Workspace, worktree: Path) -> str | None:
     for record in workspace.store.list_sandboxes(include_archived=True):
         if record.worktree and Path(record.worktree).resolve() == worktree.resolve():
@@ -96,6 +112,12 @@ def register(commands: Any) -> None:
     install.add_argument("--timeout", type=seconds_arg(MAX_WAIT_S),
                         default=hooks.DEFAULT_PERMISSION_WAIT_S, metavar="SECONDS",
                          help="how long permission requests wait for a lead (default 120)")
+    uninstall = add_command(
+        hook, "uninstall", cmd_uninstall,
+        "undo `hook install` in your own checkout: loomtui's hooks out of .claude/settings.json (the rest "
+        "kept), its git settings unset", json_flag=True)
+    uninstall.add_argument("path", nargs="?", default=None, metavar="PATH",
+                           help="a worktree (default: the current one)")
     add_command(hook, "git-pre-commit", cmd_git_pre_commit,
                 "refuse a commit whose staged change touches another sandbox's claimed region or a "
                 "region the policy blocks (exit 1)")

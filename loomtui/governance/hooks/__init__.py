@@ -76,6 +76,7 @@ if TYPE_CHECKING:
         install_hooks,
         local_sandbox_id,
         merge_settings,
+        uninstall_hooks,
     )
 
 _HOME = {
@@ -88,7 +89,8 @@ _HOME = {
     "edits": ("MAX_DIFF_LINES", "EditTarget", "changed_ranges", "merge_ranges"),
     "gate": ("DEFAULT_CONFIRM_S", "GRANTING_KINDS", "NEVER_HAPPENED", "OPERATIONS", "PERMISSION_KIND",
              "SETTINGS_PATH", "Answer", "HookGate", "dispatch", "open_permission_request", "permission_evaluation"),
-    "install": ("GIT_HOOKS", "InstallReport", "hook_command", "install_hooks", "local_sandbox_id", "merge_settings"),
+    "install": ("GIT_HOOKS", "InstallReport", "hook_command", "install_hooks", "local_sandbox_id", "merge_settings",
+                "uninstall_hooks"),
 }
 _MODULE_OF = {name: module for module, names in _HOME.items() for name in names}
 __all__ = [
@@ -133,6 +135,7 @@ __all__ = [
     "session_sandbox",
     "staged_changes",
     "staged_request",
+    "uninstall_hooks",
 ]
 
 

@@ -116,21 +116,63 @@ def merge_settings(current: dict[str, Any], *, wait: float = DEFAULT_PERMISSION_
         raise LoomError(f"{SETTINGS_PATH}: 'hooks' is not an object; fix it by hand before installing")
     hooks = dict(hooks)
     for event, (matcher, command, timeout) in ours.items():
-        groups = hooks.get(event, [])
-        if not isinstance(groups, list):
-            raise LoomError(f"{SETTINGS_PATH}: hooks.{event} is not a list; fix it by hand before installing")
-        kept = []
-        for group in groups:
-            if isinstance(group, dict) and isinstance(group.get("hooks"), list):
-                others = [h for h in group["hooks"] if not _is_ours(h)]
-                if others:
-                    kept.append({**group, "hooks": others})
-            else:
-                kept.append(group)  # not ours to judge: kept as it is
+        kept = _without_ours(hooks, event, "installing")
         kept.append({"matcher": matcher, "hooks": [{"type": "command", "command": command, "timeout": timeout}]})
         hooks[event] = kept
     settings["hooks"] = hooks
     return settings
+
+
+def _without_ours(hooks: dict[str, Any], event: str, doing: str) -> list[Any]:
+    """An event's hook groups with loomtui's hooks taken out (a group left empty goes too)."""
+    groups = hooks.get(event, [])
+    if not isinstance(groups, list):
+        raise LoomError(f"{SETTINGS_PATH}: hooks.{event} is not a list; fix it by hand before {doing}")
+    kept = []
+    for group in groups:
+        if isinstance(group, dict) and isinstance(group.get("hooks"), list):
+            others = [h for h in group["hooks"] if not _is_ours(h)]
+            if others:
+                kept.append({**group, "hooks": others})
+        else:
+            kept.append(group)  # not ours to judge: kept as it is
+    return kept
+
+
+def uninstall_hooks(worktree: Path) -> list[str]:
+    """Undo `install_hooks` in a person's checkout: loomtui's hooks out of the Claude Code settings (the
+    rest kept; a file left empty and untracked removed), the worktree's git settings unset. What was
+    undone, a line each (none when nothing was installed)."""
+    top, git_dir = _git(worktree, "rev-parse", "--show-toplevel", "--absolute-git-dir").splitlines()[:2]
+    tree = Path(top)
+    done = []
+    settings_file = tree / SETTINGS_PATH
+    current = _read_settings(settings_file)
+    hooks = current.get("hooks")
+    if isinstance(hooks, dict) and any(_without_ours(hooks, e, "uninstalling") != hooks.get(e, []) for e in hooks):
+        left = {event: kept for event in hooks if (kept := _without_ours(hooks, event, "uninstalling"))}
+        settings = {key: value for key, value in current.items() if key != "hooks"} | ({"hooks": left} if left else {})
+        tracked = bool(_git(tree, "ls-files", "--", SETTINGS_PATH).strip())
+        try:
+            if settings or tracked:
+                write_atomically(settings_file, json.dumps(settings, indent=2) + "\n")
+            else:
+                settings_file.unlink()
+                if not any(settings_file.parent.iterdir()):
+                    settings_file.parent.rmdir()  # .claude/, made for it
+        except OSError as exc:
+            raise LoomError(f"cannot rewrite {settings_file}: {exc.strerror or exc}") from None
+        if tracked:  # its changes show in this checkout's status again
+            _git(tree, "update-index", "--no-skip-worktree", "--", SETTINGS_PATH)
+        done.append(f"{SETTINGS_PATH}: loomtui's hooks removed" + ("" if settings or tracked else " (and the file)"))
+    exclude = Path(git_dir) / "loom-exclude"
+    for key in ("core.hooksPath", "loom.sandbox", "core.excludesFile"):
+        value = _git(tree, "config", "--worktree", "--get", key, check=False).strip()
+        if value and (key != "core.excludesFile" or value == str(exclude)):
+            _git(tree, "config", "--worktree", "--unset", key)
+            done.append(f"git config --worktree {key} unset")
+    exclude.unlink(missing_ok=True)
+    return done
 
 
 def _is_ours(hook: Any) -> bool:
