@@ -591,6 +591,19 @@ def test_an_awaiting_sandbox_is_advanced_by_the_decision_from_the_cli(manual: Wo
     assert sb.get_sandbox(manual, sandbox_id).status != AWAITING_REVIEW
 
 
+def test_a_decision_from_the_cli_answers_in_json_for_a_script(manual: Workspace) -> None:
+    sandbox_id = run_task(manual, "ledger", "ledger.py", "return amount", "return amount + 0")
+    wait_until_settled(manual, sandbox_id)
+    escalation = int(sb.get_sandbox(manual, sandbox_id).data["review_escalation"])
+    result = run_cli(manual.root, "escalation", "approve", str(escalation), "--json", user="lead@example.com")
+    assert result.returncode == 0, result.stderr
+    said = json.loads(result.stdout)
+    assert (said["escalation"], said["decision"], said["by"], said["status"]) == (
+        escalation, "approve", "lead@example.com", "approved")
+    assert said["sandbox"]["id"] == sandbox_id and said["sandbox"]["status"] == APPROVED
+    assert any(line.startswith("decision followed") for line in said["sandbox"]["done"])
+
+
 def test_after_a_merge_other_claims_on_regions_it_removed_are_reported_stale(manual: Workspace) -> None:
     renamer = run_task(manual, "rename", "lib.py", "def helper(x)", "def helper2(x)")
     wait_until_settled(manual, renamer)

@@ -229,13 +229,21 @@ def cmd_decide(args: argparse.Namespace) -> int:
     made: dict[str, Any] = next((h for h in reversed(record.data.get("history", []))
                                  if h.get("by") == workspace.actor), {})
     signed = made.get("signature", "unsigned")
-    print(f"#{record.id}: {args.decision} recorded by {workspace.actor} ({signed}); now {record.status}")
+    if not args.json:
+        print(f"#{record.id}: {args.decision} recorded by {workspace.actor} ({signed}); now {record.status}")
+    moved = None
     if record.sandbox_id and workspace.store.get_sandbox(record.sandbox_id) is not None:
         from loomtui.workflow.engine import advance  # the decision may let the sandbox move on now
 
         moved = advance(workspace, record.sandbox_id)
-        for line in moved.done:
-            print(f"  sandbox {moved.sandbox_id}: {line}")
+        if not args.json:
+            for line in moved.done:
+                print(f"  sandbox {moved.sandbox_id}: {line}")
+    if args.json:
+        print_json({"escalation": record.id, "decision": args.decision, "by": workspace.actor, "signature": signed,
+                    "status": str(record.status),
+                    "sandbox": None if moved is None else {"id": moved.sandbox_id, "status": moved.status,
+                                                           "done": list(moved.done), "next": moved.now.line()}})
     return 0
 
 
@@ -301,7 +309,7 @@ def register(commands: Any) -> None:
     for decision, help_text in (("approve", "approve (counts toward each requirement you are eligible for)"),
                                 ("reject", "reject, with a reason"),
                                 ("override", "override a block, with a reason (the policy's override groups)")):
-        decide = add_command(escalation, decision, cmd_decide, help_text)
+        decide = add_command(escalation, decision, cmd_decide, help_text, json_flag=True)
         decide.set_defaults(decision=decision)
         decide.add_argument("id", type=id_arg, metavar="ID")
         if decision != "approve":
