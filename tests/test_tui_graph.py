@@ -106,6 +106,22 @@ async def test_r_brings_the_index_up_to_date_says_what_it_did_and_names_a_stale_
         assert "payments/invoices.py::InvoiceCalculator" in app.coordinator.index.regions
 
 
+async def test_a_claim_on_a_region_the_code_no_longer_has_says_so_in_the_tree(billing: Path) -> None:
+    refunds = billing / "payments" / "refunds.py"
+    refunds.write_text(refunds.read_text().replace("    def quote(", "    def quote_v2("))  # as a merge renames it
+    app = LoomApp(open_workspace(billing))
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: app.coordination is not None)
+        await pilot.press("2")
+        await pilot.pause()
+        tree = app.screen.query_one("#claims-tree", Tree)
+        await wait_for(pilot, lambda: len(tree.root.children) == 2)
+        regions = {str(region.label) for sandbox in tree.root.children for claim in sandbox.children
+                   for region in claim.children}
+        assert "RefundService.quote  payments/refunds.py  gone from the code: claim again" in regions
+        assert not any("gone" in label for label in regions if "round_minor_units" in label)
+
+
 # -- the drawn graph (`g`), its filter (`f`) and zoom (`z`) ------------------------------------------
 
 

@@ -239,21 +239,15 @@ def cmd_claim_renew(args: argparse.Namespace) -> int:
 
 
 def _gone_from_the_code(workspace: Workspace, claims: list[ClaimRecord]) -> dict[int, list[str]]:
-    """Each claim's regions the code no longer has (renamed, moved or deleted since it was made, as by a
-    merge): the claim holds a name that protects nothing. Empty when the index cannot be read here."""
+    """`gone_regions` of the claims; empty when there are none or the index cannot be read here."""
+    from loomtui.coordination.view import gone_regions
+
     if not claims:
         return {}
     try:
-        index = _index(workspace)
+        return gone_regions(claims, _index(workspace))
     except (LoomError, OSError):
         return {}
-    gone = {}
-    for claim in claims:
-        # Regions inside files only: a file claimed may be one its agent has yet to create.
-        missing = [rid for rid in claim.region_ids if "::" in rid and rid not in index.regions]
-        if missing:
-            gone[claim.id] = missing
-    return gone
 
 
 def cmd_claim_list(args: argparse.Namespace) -> int:

@@ -12,7 +12,7 @@ from loomtui.coordination.claims import (
     edge_label,
     sandbox_signature_changes,
 )
-from loomtui.coordination.index import DEPENDENCY_KINDS
+from loomtui.coordination.index import DEPENDENCY_KINDS, RepoIndex
 from loomtui.store import ClaimRecord
 
 
@@ -35,6 +35,7 @@ class CoordinationPicture:
     regions: int = 0
     edges: int = 0
     stale: tuple[str, ...] = ()  # files that no longer parse: their regions are their last good version's
+    gone: dict[int, list[str]] = field(default_factory=dict)  # by claim: its regions the code no longer has
 
     def index_line(self) -> str:
         """`Index: N files, R regions, E edges` and which files are stale, for a status line."""
@@ -50,6 +51,18 @@ def owners_of(region_id: str, claims: list[ClaimRecord]) -> tuple[str, ...]:
     """Sandboxes whose live claims cover a region (directly or through an enclosing region)."""
     covering = {region_id, *ancestors(region_id)}
     return tuple(sorted({c.sandbox_id for c in claims if covering & set(c.region_ids)}))
+
+
+def gone_regions(claims: list[ClaimRecord], index: RepoIndex) -> dict[int, list[str]]:
+    """Each claim's regions the code no longer has (renamed, moved or deleted since it was made, as by a
+    merge): a name that protects nothing. Regions inside files only: a file claimed may be one its agent
+    has yet to create."""
+    gone = {}
+    for claim in claims:
+        missing = [rid for rid in claim.region_ids if "::" in rid and rid not in index.regions]
+        if missing:
+            gone[claim.id] = missing
+    return gone
 
 
 def coordination_picture(coordinator: Coordinator) -> CoordinationPicture:
@@ -70,4 +83,5 @@ def coordination_picture(coordinator: Coordinator) -> CoordinationPicture:
         claims=claims, neighbourhoods=neighbourhoods,
         conflicts=coordinator.conflicts(signature_changed=sandbox_signature_changes(coordinator.workspace)),
         files=len(index.files), regions=index.region_count(), edges=index.edge_count(), stale=tuple(index.stale),
+        gone=gone_regions(claims, index),
     )

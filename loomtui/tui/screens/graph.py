@@ -247,10 +247,13 @@ class GraphScreen(LoomScreen[None]):
             label = Text.assemble(f"#{claim.id} {claim.mode} ", (short, colours[sandbox]),
                                   (f"  {file}" if file else "", "dim"))
             claim_node = node.add(label, expand=True)
+            gone = set(picture.gone.get(claim.id, ()))
             for region_id in claim.region_ids:
                 path = escape_controls(region_id.partition("::")[0])
                 region_label = Text.assemble(_short_region(region_id), (f"  {path}" if "::" in region_id else "",
                                                                         "dim"))
+                if region_id in gone:  # renamed, moved or deleted since: the claim protects nothing there
+                    region_label.append("  gone from the code: claim again", style="bold red")
                 region_node = claim_node.add(region_label, expand=len(claim.region_ids) == 1)
                 for edge in picture.neighbourhoods.get(region_id, []):
                     region_node.add_leaf(self._edge_label(region_id, edge, colours, conflicting))
