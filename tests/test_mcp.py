@@ -71,8 +71,8 @@ def server_env(**extra: str) -> dict[str, str]:
     return {**env, **extra}
 
 
-def server_argv(worktree: Path, timeout: float) -> list[str]:
-    return ["-m", "loomtui", "-C", str(worktree), "mcp", "--timeout", f"{timeout:g}", "--poll", "0.1"]
+def server_argv(worktree: Path, timeout: float, *extra: str) -> list[str]:
+    return ["-m", "loomtui", "-C", str(worktree), "mcp", "--timeout", f"{timeout:g}", "--poll", "0.1", *extra]
 
 
 @asynccontextmanager
@@ -214,8 +214,8 @@ async def test_no_decision_in_time_withdraws_the_request_and_denies(
 class RawServer:
     """`loomtui mcp` spoken to by hand (JSON-RPC lines), so a test can kill it mid-call."""
 
-    def __init__(self, worktree: Path, env: dict[str, str]) -> None:
-        self.process = subprocess.Popen([sys.executable, *server_argv(worktree, 60)], cwd=worktree, env=env,
+    def __init__(self, worktree: Path, env: dict[str, str], *extra: str) -> None:
+        self.process = subprocess.Popen([sys.executable, *server_argv(worktree, 60, *extra)], cwd=worktree, env=env,
                                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
                                         text=True)
         self.send({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
@@ -276,6 +276,35 @@ def test_outside_a_sandbox_the_next_server_withdraws_what_a_killed_one_left(
     RawServer(tree, server_env()).kill()  # starts, withdraws the orphan, and goes
     withdrawn = wait_for_status(ws, "withdrawn")
     assert withdrawn.id == opened.id and "had stopped" in withdrawn.data["history"][-1]["reason"]
+
+
+def test_a_server_with_no_sandbox_claims_nothing_that_would_outlive_it(billing: Path, ws: Workspace) -> None:
+    """Outside any sandbox, with no --sandbox and no `hook install`, its id was made up from its pid: a
+    claim under it held the region for the whole lease after the server ended, and blocked real sandboxes."""
+    server = RawServer(billing, server_env())
+    try:
+        server.call("claim", {"target": SERVICE})
+        assert server.process.stdout is not None
+        answer = json.loads(server.process.stdout.readline())["result"]
+        assert answer["isError"] and "no sandbox to claim for" in answer["content"][0]["text"]
+    finally:
+        server.kill()
+    assert ws.store.live_claims() == []
+
+
+def test_a_server_named_for_a_sandbox_reads_that_sandboxs_context(billing: Path, sandbox: sb.SandboxRecord) -> None:
+    """`loomtui mcp --sandbox ID` from the main checkout (the README's own-claude mode): its claims were the
+    sandbox's, but `context` said there was none, reading only the variable a sandbox's agent gets."""
+    server = RawServer(billing, server_env(), "--sandbox", sandbox.id)
+    try:
+        server.call("context", {})
+        assert server.process.stdout is not None
+        answer = json.loads(server.process.stdout.readline())["result"]
+    finally:
+        server.kill()
+    assert not answer["isError"], answer
+    path = sb.record_paths(open_workspace(billing).paths, sandbox).context
+    assert answer["content"][0]["text"] == path.read_text()
 
 
 # -- cooperating ------------------------------------------------------------------------------------

@@ -13,6 +13,10 @@ DEFAULT_WAIT_S = 120.0  # as the PermissionRequest hook's --timeout
 
 
 def cmd_mcp(args: argparse.Namespace) -> int:
+    if args.sandbox is not None:  # said now, not at the agent's first claim
+        from loomtui.coordination.claims import check_holder
+
+        check_holder(args.sandbox)
     from loomtui.mcp.server import Settings, run  # the MCP SDK loads only here
 
     return run(Settings(cwd=Path(args.repo or ".").resolve(), wait=args.timeout, poll=args.poll,

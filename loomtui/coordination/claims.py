@@ -358,8 +358,7 @@ class Coordinator:
         """Claim already-resolved regions (a new file the index has not seen is its own region)."""
         if mode not in MODES:
             raise LoomError(f"claim mode must be one of {', '.join(MODES)} (got {mode!r})")
-        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}", sandbox_id):
-            raise LoomError(f"{shown(repr(sandbox_id))} is not a sandbox id (letters, digits, . _ -; at most 64)")
+        check_holder(sandbox_id)
         if override_reason is not None and not override_reason.strip():
             raise LoomError("an override needs a reason")
         sandbox = self.store.get_sandbox(sandbox_id)
@@ -553,6 +552,14 @@ def release_claim(workspace: Workspace, claim_id: int, reason: str = "released")
             workspace.record("claim.released", claim.sandbox_id,
                              {"claim": claim_id, "target": claim.target, "reason": reason})
     return released
+
+
+def check_holder(sandbox_id: str) -> str:
+    """A name claims may be held under (a sandbox's id, or a person's or an outside agent's name);
+    LoomError for anything else."""
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}", sandbox_id):
+        raise LoomError(f"{shown(repr(sandbox_id))} is not a sandbox id (letters, digits, . _ -; at most 64)")
+    return sandbox_id
 
 
 def release_claims_of(workspace: Workspace, sandbox_id: str, reason: str = "released") -> int:

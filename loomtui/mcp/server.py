@@ -74,7 +74,7 @@ class Agent:
 
         try:
             self._channel = channel_for(self.settings.cwd, sandbox=self.settings.sandbox,
-                                        session_id=f"mcp{os.getpid()}")
+                                        session_id=self.session_id)
         except LoomError:
             return  # said on the first tool call
         if isinstance(self._channel, LocalChannel):
@@ -99,6 +99,22 @@ class Agent:
 
     async def request(self, op: str, **fields: Any) -> dict[str, Any]:
         return await self.call(lambda: self._request(op, fields))
+
+    @property
+    def session_id(self) -> str:
+        return f"mcp{os.getpid()}"
+
+    def holds_nothing(self) -> bool:
+        """Whether this server has no sandbox to claim for: outside one, with no --sandbox and no `hook
+        install` here, its id is made up from its pid, and a claim under it would outlive the server,
+        holding the region for its whole lease with no one left to release it."""
+        from loomtui.governance.broker import LocalChannel
+        from loomtui.governance.hooks import session_sandbox
+
+        if self._channel is None:
+            self._open()
+        channel = self._channel
+        return isinstance(channel, LocalChannel) and channel.gate.sandbox_id == session_sandbox(self.session_id)
 
     def waiter(self) -> dict[str, Any] | None:
         """Who waits on a request, for the next server to tell whether it died (local channel only)."""
@@ -269,6 +285,10 @@ def build_server(agent: Agent) -> Any:
                  description="Claim a target (region id, file, directory, glob, or 'path:10-40') for this "
                              "sandbox before changing it; refused when another sandbox holds it.")
     async def claim(target: str, reason: str = "") -> str:
+        if await agent.call(agent.holds_nothing):
+            raise ToolError("no sandbox to claim for: this server runs outside a loomtui sandbox, with no "
+                            "--sandbox and no `loomtui hook install` here (a claim under a made-up id would hold "
+                            "the region after the server ends); `conflicts` still says what a claim would meet")
         return await ask("claim", target=target, reason=reason)
 
     @server.tool(structured_output=False,
@@ -301,7 +321,8 @@ def build_server(agent: Agent) -> Any:
                  description="The context loomtui assembled for this task: the team's conventions, ADRs and "
                              "contracts that apply, each with where it comes from. Ground truth: follow it.")
     async def context() -> str:
-        given = os.environ.get("LOOM_CONTEXT_FILE")
+        given = os.environ.get("LOOM_CONTEXT") or os.environ.get("LOOM_CONTEXT_FILE") or await agent.call(
+            lambda: _named_sandbox_context(agent.settings))
         if not given:
             raise ToolError("not in a loomtui sandbox: no context was assembled for a task here")
         try:
@@ -318,6 +339,21 @@ def build_server(agent: Agent) -> Any:
         return json.dumps(await agent.call(lambda: _search_context(agent.settings.cwd, query, limit)), indent=1)
 
     return server
+
+
+def _named_sandbox_context(settings: Settings) -> str | None:
+    """The context slice of the sandbox `--sandbox` names (its agent's own claude, outside it); None
+    with no --sandbox, or no slice made for it."""
+    from loomtui.execution.sandbox_paths import sandbox_paths
+    from loomtui.repo import find_repo
+
+    if not settings.sandbox:
+        return None
+    try:
+        path = sandbox_paths(find_repo(settings.cwd), settings.sandbox).context
+    except LoomError:
+        return None
+    return str(path) if path.is_file() else None
 
 
 def _search_context(cwd: Path, query: str, limit: int) -> list[dict[str, Any]]:
