@@ -6,6 +6,9 @@ second; the sample repo's invoices beat is covered by the demo's own checks.
 
 from __future__ import annotations
 
+import contextlib
+import io
+import json
 import threading
 import time
 from pathlib import Path
@@ -116,6 +119,12 @@ def test_a_check_that_hangs_or_cannot_run_is_an_error_result(tmp_path: Path, gat
     [result] = run_configured_gates(workspace, sandbox)
     assert result.status == "error" and expected in result.summary
     assert time.monotonic() - started < 30  # the whole group was killed, not waited for
+    if "missing" in gate:  # the baseline's JSON says why too, as its text does (it has no result to read)
+        out = io.StringIO()
+        with contextlib.redirect_stdout(out):
+            assert main(["-C", str(workspace.root), "eval", "--baseline", "--json"]) == 0
+        [check] = json.loads(out.getvalue())["checks"]
+        assert check["result"] is None and expected in check["summary"]
 
 
 def test_megabytes_of_output_are_all_on_disk_with_a_bounded_tail(tmp_path: Path) -> None:

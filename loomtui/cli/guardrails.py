@@ -105,6 +105,8 @@ def _eval_baseline(args: argparse.Namespace, workspace: Any) -> int:
     if args.json:
         print_json({"ref": args.baseline or "HEAD", "checks": [
             {"gate": name, "status": record.status, "run": record.id, "commit": record.commit_sha,
+             # why a check could not run, as the text says it (there is no result to read it from)
+             "summary": run.summary if run is not None else str(record.data.get("summary", "error")),
              "result": run.as_dict() if run is not None else None} for name, run, record in results]})
         return 0
     for name, run, record in results:
