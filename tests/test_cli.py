@@ -138,6 +138,9 @@ def test_an_error_under_json_is_json_on_stdout_too(repo: Path) -> None:
     assert run(repo, "sandbox", "merge", "nosuch").stdout == ""  # without --json: stderr only
     gate = run_cli(repo, "gate", "--base", "nosuch", "--format", "json")  # its JSON is asked as a format
     assert gate.returncode == 2 and json.loads(gate.stdout) == {"error": "base 'nosuch' is not a commit"}
+    usage = run_cli(repo, "context", "slice", "--json")  # a usage error, found by the command line's parser
+    assert usage.returncode == 2 and json.loads(usage.stdout)["error"].startswith(
+        "the following arguments are required: --task")
 
 
 def test_a_path_typed_in_a_subdirectory_is_named_as_the_commands_take_it(repo: Path) -> None:

@@ -19,6 +19,7 @@ import os
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import asdict
 from typing import TYPE_CHECKING, Any, Final, NoReturn
 
@@ -46,7 +47,20 @@ class LoomArgumentParser(argparse.ArgumentParser):
     """
 
     def error(self, message: str) -> NoReturn:
-        self.exit(2, f"{self.prog}: error: {escape_controls(message)} (see {self.prog} --help)\n")
+        line = f"{escape_controls(message)} (see {self.prog} --help)"
+        if _ASKED_FOR_JSON.get():  # as for every other error: a script parsing stdout reads why
+            print_json({"error": line})
+        self.exit(2, f"{self.prog}: error: {line}\n")
+
+
+_ASKED_FOR_JSON: ContextVar[bool] = ContextVar("loomtui_asked_for_json", default=False)
+"""Whether the command line being parsed asks for JSON (`--json`, `--format json`)."""
+
+
+def _asks_for_json(given: Sequence[str]) -> bool:
+    words = list(given)
+    return "--json" in words or "--format=json" in words or any(
+        a == "--format" and b == "json" for a, b in zip(words, words[1:], strict=False))
 
 
 # -- argument types: a bad number is a usage error naming the option, never a traceback --
@@ -575,6 +589,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if only is None and _command_module([*given, "status"]) == "":
             only = ""  # no command: the dashboard, which needs no layer's commands (their imports delay its frame)
         parser = build_parser(only)
+    _ASKED_FOR_JSON.set(_asks_for_json(given))
     args, unknown = parser.parse_known_args(given)
     if unknown:  # said by the command's own parser, so the hint is `loomtui claim suggest --help`
         getattr(args, "command_parser", parser).error(f"unrecognized arguments: {' '.join(unknown)}")
