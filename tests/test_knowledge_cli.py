@@ -69,6 +69,23 @@ def test_diff_and_drift(sample: Path, capsys: pytest.CaptureFixture[str]) -> Non
     assert json.loads(out)["conventions"][0]["rule"] == "no-float-for-money"
 
 
+def test_a_pinned_section_that_no_longer_exists_is_said_by_show_and_drift(sample: Path,
+                                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    """Only `slice` said so: `show` was silent, `drift` said nothing flagged, and every slice went without it."""
+    config = sample / ".loom" / "loom.yaml"
+    config.write_text(config.read_text().replace("budget_tokens: 6000", "budget_tokens: 6000\n  pinned: [AGENTS.md#Cash]"))
+    git(sample, "commit", "-qam", "pin a section no file has")
+    problem = "context.pinned: 'AGENTS.md#Cash' matches no section"
+    code, out, _ = run(capsys, sample, "context", "show")
+    assert code == 0 and problem in out
+    code, out, _ = run(capsys, sample, "context", "show", "--json")
+    assert problem in json.loads(out)["problems"]
+    code, out, _ = run(capsys, sample, "context", "drift")
+    assert code == 1 and f"{problem} (every slice goes without it)" in out
+    code, out, _ = run(capsys, sample, "context", "drift", "--json")
+    assert json.loads(out)["unpinned"] == [problem] and json.loads(out)["flagged"] is True
+
+
 def test_bad_input_is_one_line_exit_2(sample: Path, capsys: pytest.CaptureFixture[str]) -> None:
     config = sample / ".loom" / "loom.yaml"
     config.write_text(config.read_text().replace("budget_tokens: 6000", "budget_tokens: 10\n  pinned: [AGENTS.md]"))

@@ -111,6 +111,8 @@ async def test_the_context_view_lists_searches_and_opens_sections_from_the_palet
     from loomtui.tui.screens.context import ContextScreen
     from tests.test_tui import wait_for
 
+    config = billing / ".loom" / "loom.yaml"  # a pin that matches no section: said in the summary
+    config.write_text(config.read_text().replace("budget_tokens: 6000", "budget_tokens: 6000\n  pinned: [AGENTS.md#Cash]"))
     app = LoomApp(open_workspace(billing))
     async with app.run_test(size=(160, 45)) as pilot:
         await pilot.press("6")
@@ -118,6 +120,8 @@ async def test_the_context_view_lists_searches_and_opens_sections_from_the_palet
         assert isinstance(app.screen, ContextScreen)
         table = app.screen.query_one("#sections", DataTable)
         await wait_for(pilot, lambda: table.row_count > 5, timeout=30)
+        summary = str(app.screen.query_one("#context-summary", Static).render())
+        assert "1 problem(s): context.pinned: 'AGENTS.md#Cash' matches no section" in summary
         await pilot.press("slash")
         await pilot.pause()
         app.screen.query_one("#context-filter", Input).value = "bankers rounding"

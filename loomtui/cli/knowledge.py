@@ -45,6 +45,8 @@ def _section_dict(section: Section) -> dict[str, Any]:
 
 
 def _context_dict(context: Context) -> dict[str, Any]:
+    from loomtui.knowledge.slicing import pinned_sections
+
     return {
         "version": context.version, "commit": context.commit, "at": context.at,
         "budget_tokens": context.config.budget_tokens, "pinned": list(context.config.pinned),
@@ -56,7 +58,7 @@ def _context_dict(context: Context) -> dict[str, Any]:
         "sections": [_section_dict(s) for s in context.sections],
         "overridden": [{"section": old, "by": new} for old, new in context.overridden],
         "rules": [r.as_dict() for r in context.rules],
-        "problems": list(context.problems),
+        "problems": [*context.problems, *pinned_sections(context)[1]],
     }
 
 
@@ -71,6 +73,7 @@ def _print_problems(problems: list[str]) -> None:
 
 def cmd_context_show(args: argparse.Namespace) -> int:
     from loomtui.knowledge.engine import context_of, knowledge_index
+    from loomtui.knowledge.slicing import pinned_sections
 
     workspace = workspace_for(args)
     context = context_of(workspace, at=_at(args, workspace), index=knowledge_index(workspace))
@@ -99,7 +102,7 @@ def cmd_context_show(args: argparse.Namespace) -> int:
         print(f"  overridden: {old} by {new}")
     for rule in context.rules:
         print(f"  rule {rule.id}: {rule.message} ({rule.origin})")
-    _print_problems(context.problems)
+    _print_problems([*context.problems, *pinned_sections(context)[1]])
     return 0
 
 
@@ -212,6 +215,8 @@ def cmd_context_drift(args: argparse.Namespace) -> int:
         print(f"convention: {finding}")
     if not report.adrs and not report.findings:
         print("ADRs and conventions (the working tree): nothing flagged")
+    for selector in report.unpinned:
+        print(f"{selector} (every slice goes without it)")
     _print_problems(report.problems)
     return 1 if report.flagged else 0
 
@@ -226,6 +231,7 @@ def cmd_context_refresh(args: argparse.Namespace) -> int:
         print_json(given.piece.as_dict())
     else:
         print(f"sandbox {args.sandbox}: context refreshed to {given.piece.summary()}")
+        _print_problems(given.piece.problems)  # a pinned section gone, most of all: said, not only in --json
     return 0
 
 

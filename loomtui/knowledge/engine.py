@@ -21,7 +21,7 @@ from loomtui.errors import LoomError
 from loomtui.globs import glob_spec
 from loomtui.knowledge.rules import Finding, check_rules
 from loomtui.knowledge.sections import Mention, Section
-from loomtui.knowledge.slicing import ClaimInput, Slice, slice_context
+from loomtui.knowledge.slicing import ClaimInput, Slice, pinned_sections, slice_context
 from loomtui.knowledge.sources import (
     Context,
     head_commit,
@@ -173,16 +173,19 @@ class DriftReport:
     findings: list[Finding]
     problems: list[str]
     checked_at: str = "worktree"  # where the ADRs and the conventions were checked
+    unpinned: list[str] = field(default_factory=list)
+    """`context.pinned` selectors that match no section now (a heading renamed, a file moved): every slice
+    silently goes without what the team said it must carry."""
 
     @property
     def flagged(self) -> bool:
-        return bool(self.adrs or self.findings or any(s.status == "stale" for s in self.sandboxes))
+        return bool(self.adrs or self.findings or self.unpinned or any(s.status == "stale" for s in self.sandboxes))
 
     def as_dict(self) -> dict[str, Any]:
         return {"version": self.version, "commit": self.commit, "flagged": self.flagged,
                 "sandboxes": [s.as_dict() for s in self.sandboxes], "adrs": [a.as_dict() for a in self.adrs],
                 "conventions": [f.as_dict() for f in self.findings], "checked_at": self.checked_at,
-                "problems": self.problems}
+                "unpinned": self.unpinned, "problems": self.problems}
 
 
 def sandbox_drift(sandbox_id: str, recorded: dict[str, Any], current: Context,
@@ -316,8 +319,9 @@ def drift_report(workspace: Workspace, *, index: RepoIndex | None = None) -> Dri
             sandboxes.append(sandbox_drift(record.id, recorded, current, index))
     worktree = current if current.commit is None else context_of(workspace, index=index, config=config)
     problems = list(dict.fromkeys([*current.problems, *worktree.problems]))
+    unpinned = list(dict.fromkeys([*pinned_sections(current)[1], *pinned_sections(worktree)[1]]))
     return DriftReport(current.version, current.commit, sandboxes, adr_flags(worktree),
-                       convention_findings(workspace.root, worktree), problems)
+                       convention_findings(workspace.root, worktree), problems, unpinned=unpinned)
 
 
 # -- search ------------------------------------------------------------------------------------------

@@ -82,8 +82,11 @@ class ContextScreen(LoomScreen[None]):
         self.app.call_from_thread(self._loaded, context, flags)
 
     def _loaded(self, context: Context, flags: dict[str, str]) -> None:
+        from loomtui.knowledge.slicing import pinned_sections
+
         self.context, self.flags = context, flags
-        problems = f"; {len(context.problems)} problem(s): {context.problems[0]}" if context.problems else ""
+        found = [*context.problems, *pinned_sections(context)[1]]  # a pin that matches nothing, most of all
+        problems = f"; {len(found)} problem(s): {found[0]}" if found else ""
         self.query_one("#context-summary", Static).update(Text(
             f" context version {context.version[:12]}: {len(context.sections)} sections from "
             f"{len(context.files)} files, {len(flags)} ADR(s) flagged{problems}", style="dim"))
