@@ -140,17 +140,25 @@ def test_megabytes_of_output_are_all_on_disk_with_a_bounded_tail(tmp_path: Path)
 
 
 def test_a_missing_or_malformed_junit_report_is_said_and_the_exit_code_used(tmp_path: Path) -> None:
+    """Broken at the base commit too, the check's own set-up is: the change is judged by the exit code (and the
+    report's problem said), not failed for it. Broken by the change alone, the exit code cannot tell the change's
+    failures from the base's: failed, saying why."""
+    copy = '"import shutil, sys; shutil.copy(\'r.xml\', sys.argv[1])"'
     gates = ('  - name: nojunit\n    run: ["python", "-c", "import sys; sys.exit(1)", "{report}"]\n'
              '    format: junit\n'
              '  - name: badjunit\n    run: ["python", "-c", '
-             '"import sys; open(sys.argv[1], \'w\').write(\'<testsuite>\')", "{report}"]\n    format: junit\n')
-    workspace = make_repo(tmp_path, gates=gates)
-    sandbox = sandbox_with(workspace, "anything", {"README.md": "hi\n"})
+             '"import sys; open(sys.argv[1], \'w\').write(\'<testsuite>\')", "{report}"]\n    format: junit\n'
+             f'  - name: copied\n    run: ["python", "-c", {copy}, "{{report}}"]\n    format: junit\n')
+    good = '<testsuite><testcase classname="t" name="ok"/></testsuite>\n'
+    workspace = make_repo(tmp_path, gates=gates, extra={"r.xml": good})
+    sandbox = sandbox_with(workspace, "anything", {"README.md": "hi\n", "r.xml": "<testsuite><testcase name="})
     results = {r.gate: r for r in run_configured_gates(workspace, sandbox)}
-    missing, malformed = results["nojunit"], results["badjunit"]
-    # Without per-test results the exit code cannot tell the change's failures from the base's: failed, saying why.
-    assert missing.status == "failed" and "the check wrote no report" in missing.summary
-    assert malformed.status == "failed" and "no per-test results" in malformed.summary
+    missing, malformed, broken_here = results["nojunit"], results["badjunit"], results["copied"]
+    assert missing.status == "passed" and "already failing on the base commit" in missing.summary
+    assert "no per-test results at the base commit either (the check wrote no report" in missing.summary
+    assert malformed.status == "passed"
+    assert "the JUnit report report is not valid XML" in malformed.summary  # its own name, not loomtui's copy's
+    assert broken_here.status == "failed" and "no per-test results (the JUnit report" in broken_here.summary
 
 
 def test_a_report_that_is_not_a_regular_file_is_not_read(tmp_path: Path) -> None:

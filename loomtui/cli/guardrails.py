@@ -115,7 +115,8 @@ def _eval_baseline(args: argparse.Namespace, workspace: Any) -> int:
             print(f"{name} at {where}: could not run ({safe(str(record.data.get('summary', 'error')))})")
             continue
         failing = [c.id for c in run.cases or () if c.outcome.is_fail]
-        print(f"{name} at {where}: {record.status} ({safe(run.summary)}) [run #{record.id}]")
+        problem = f"; {safe(run.problem)}" if run.problem else ""  # a report it could not read, said here too
+        print(f"{name} at {where}: {record.status} ({safe(run.summary)}{problem}) [run #{record.id}]")
         for test in failing[:SHOWN_TESTS]:
             print(f"  already failing: {safe(test)}")
     if not results:

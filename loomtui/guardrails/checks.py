@@ -251,7 +251,7 @@ def run_check(gate: GateConfig, argv: Sequence[str], cwd: Path, env: Mapping[str
         return CheckRun(outcome, done.exit_code, duration, summary, done.tail, str(log))
     try:
         if gate.format == "junit":
-            cases = tuple(read_junit(_private_copy(report, run_dir), cwd))
+            cases = tuple(read_junit(_private_copy(report, run_dir), cwd, shown_as=report.name))
             run = CheckRun(outcome, done.exit_code, duration, _case_summary(cases), done.tail, str(log), cases=cases)
             return _with_rerun(gate, argv, cwd, env, run_dir, wrap, run) if rerun_failed else run
         text = (read_report(report) if uses_report else log.read_bytes()[:MAX_REPORT_BYTES]).decode(
@@ -260,7 +260,7 @@ def run_check(gate: GateConfig, argv: Sequence[str], cwd: Path, env: Mapping[str
         counted = f"{len(findings)} finding{'s' if len(findings) != 1 else ''}"
         return CheckRun(outcome, done.exit_code, duration, counted, done.tail, str(log), findings=findings)
     except (ReportProblem, OSError) as exc:
-        problem = f"{exc}; judged by its exit code ({done.exit_code})"
+        problem = str(exc)
         return CheckRun(outcome, done.exit_code, duration, summary, done.tail, str(log), problem=problem)
 
 
@@ -278,7 +278,8 @@ def _with_rerun(gate: GateConfig, argv: Sequence[str], cwd: Path, env: Mapping[s
     done = _stream(wrap(_substitute(again, report), [reports]), cwd, env, gate.timeout, run_dir / "output.log",
                    mode="a", progress=None, started=time.monotonic())
     try:
-        rerun = tuple(read_junit(_private_copy(report, run_dir), cwd)) if not done.timed_out and not done.error else ()
+        ran = not done.timed_out and not done.error
+        rerun = tuple(read_junit(_private_copy(report, run_dir), cwd, shown_as=report.name)) if ran else ()
     except (ReportProblem, OSError):
         rerun = ()
     return CheckRun(run.outcome, run.exit_code, run.duration_s, run.summary, run.output_tail, run.log,

@@ -138,14 +138,15 @@ def _case_type() -> type[junitparser.TestCase]:
     return Case
 
 
-def read_junit(path: Path, root: Path | None = None) -> list[TestCase]:
+def read_junit(path: Path, root: Path | None = None, *, shown_as: str | None = None) -> list[TestCase]:
     """Every test case of a JUnit XML report, in the report's order (an id may repeat).
 
     `root` is the directory the tests ran in: with it, pytest's dotted classnames become node ids.
+    `shown_as`: the name errors give it (the check's own, where `path` is a copy of its report).
     """
     import junitparser
 
-    name = shown(path.name)
+    name = shown(shown_as or path.name)
     try:
         if path.stat().st_size == 0:
             raise ReportProblem(f"the JUnit report {name} is empty")

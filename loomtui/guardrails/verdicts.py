@@ -57,6 +57,12 @@ def judge(run: CheckRun, base: CheckRun | None, form: str = "exit") -> Verdict:
     if run.outcome == "error":
         return Verdict("error", run.summary)
     if form == "junit":
+        if run.cases is None and base is not None and base.cases is None and base.outcome != "error":
+            # The check's own set-up is broken (its report unreadable at the base commit too): not the
+            # change's doing, so its exit code is all there is to judge by, as for a plain check.
+            note = f"no per-test results at the base commit either ({run.problem})"
+            exit_verdict = judge(run, base, "exit")
+            return Verdict(exit_verdict.status, f"{exit_verdict.reason}; {note}")
         if run.cases is None or (not run.cases and run.outcome == "failed"):
             why = run.problem or "it reported no test"
             return Verdict("failed", f"no per-test results ({why}); exit {run.exit_code}")
