@@ -193,3 +193,19 @@ def test_a_refresh_that_cannot_slice_says_why_in_one_line_and_audits_it(billing:
     assert sb.sandbox_paths(workspace.paths, record.id).context.read_text() == before  # what it had, kept
     entries = [e for e in open_workspace(billing).audit.entries() if e.action == "context.unavailable"]
     assert [e.subject for e in entries] == [record.id]
+
+
+def test_a_refresh_of_a_sandbox_that_has_ended_for_good_is_refused(billing: Path) -> None:
+    """Merged, rejected or archived: no agent reads its context again, and the refresh wrote files and
+    audit entries for it all the same."""
+    from loomtui.errors import LoomError
+    from loomtui.execution.context_files import refresh
+
+    workspace = open_workspace(billing)
+    record = tasks.create_sandbox(workspace, "make invoice totals round each line", "command", command=["true"])
+    tasks.remove(workspace, record.id, force=True)
+    with pytest.raises(LoomError, match=f"sandbox {record.id} is archived: its agent has ended for good") as refused:
+        refresh(workspace, record.id)
+    assert refused.value.exit_code == 1
+    sliced = [e for e in workspace.audit.entries() if e.action == "context.sliced" and e.subject == record.id]
+    assert len(sliced) == 1  # only the slice it got when it was made

@@ -110,9 +110,13 @@ def write_atomically(path: Path, text: str, mode: int = 0o644) -> None:
 def refresh(workspace: Workspace, sandbox_id: str) -> AgentContext:
     """Slice a sandbox's task again from the context now (its claims as recorded), rewrite the files
     its agent reads, and record the new slice; a running agent reads it on its next look."""
+    from loomtui.execution.lifecycle import ARCHIVED, MERGED, REJECTED
     from loomtui.execution.sandboxes import get_sandbox, sandbox_paths
 
     sandbox = get_sandbox(workspace, sandbox_id)
+    if sandbox.status in (MERGED, REJECTED, ARCHIVED):  # no agent will read it again: nothing to record
+        raise LoomError(f"sandbox {sandbox.id} is {sandbox.status}: its agent has ended for good, and no one reads "
+                        "its context any more", exit_code=1)
     recorded = sandbox.data.get("context") or {}
     targets = [str(c.get("target")) for c in recorded.get("claims", []) if not c.get("suggested")]
     given = assemble(workspace, sandbox.task, targets, "HEAD")
