@@ -483,6 +483,10 @@ def test_a_glob_matching_nothing_is_reported_and_a_directory_is_never_a_source(s
                                                    "docs/conventions/logging.md", "docs/conventions/money.md"}
     named = load_context(sample, ContextConfig(sources=("docs/conventions/weird.md/",)))
     assert [f.path for f in named.files] == ["docs/conventions/weird.md/inside.md"]  # a directory, named as one
+    away = load_context(sample, ContextConfig(sources=("AGENTS.md", "../outside-secret.md", "docs/../../x.md")))
+    assert [p for p in away.problems if "outside" in p] == [
+        "../outside-secret.md: outside the repository (sources are paths inside it, from its root)",
+        "docs/../../x.md: outside the repository (sources are paths inside it, from its root)"]
 
 
 def test_a_repository_without_history(tmp_path: Path) -> None:

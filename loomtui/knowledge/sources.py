@@ -198,6 +198,11 @@ def _read_layer(name: str, tree: SourceTree | GitTree, patterns: Sequence[str], 
             if pattern.startswith("!"):
                 continue
             literal = pattern.lstrip("/")
+            if ".." in PurePosixPath(literal).parts or pattern.startswith("~"):
+                # Sources are paths inside the repository (a leading / is its root): say so, not "no such file"
+                problems.append(f"{_where(name, pattern)}: outside the repository (sources are paths inside it, "
+                                "from its root)")
+                continue
             if _GLOB_CHARS & set(literal):
                 own = _spec([pattern])
                 if not any(own.match_file(p) for p in chosen):
