@@ -197,6 +197,7 @@ def test_an_invalid_character_class_in_the_config_globs_names_file_line_and_key(
     (["--bogus"], "loomtui: error: unrecognized arguments: --bogus (see loomtui --help)"),
     (["eval", "abc123", "--baseline", "HEAD"], "loomtui: error: SANDBOX and --baseline ask for different evals"),
     (["eval", "--baseline", "HEAD", "--merged"], "--baseline and --merged ask for different evals; give one"),
+    (["eval", "--baseline", ""], "--baseline '': name a commit, or give --baseline alone for HEAD"),
     (["claim", "suggest", "--task", "x"], ("loomtui claim suggest: error: unrecognized arguments: --task "
                                            "(see loomtui claim suggest --help)")),
     (["claim", "release", "99999999999999999999999"], "argument CLAIM_ID: too large"),

@@ -69,6 +69,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
         raise LoomError(f"{' and '.join(modes)} ask for different evals; give one", exit_code=2)
     if args.gate != "all" and not args.sandbox:  # the gates are a sandbox's; a baseline or the merged gate has none
         raise LoomError(f"--gate {args.gate} picks a gate of a sandbox's eval: name a SANDBOX", exit_code=2)
+    if args.baseline is not None and not args.baseline.strip():  # an empty ref is a mistake, not HEAD
+        raise LoomError("--baseline '': name a commit, or give --baseline alone for HEAD", exit_code=2)
     workspace = workspace_for(args)
     if args.baseline is not None:
         return _eval_baseline(args, workspace)
