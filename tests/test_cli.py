@@ -127,7 +127,17 @@ def test_unwritable_repository_is_one_error(repo: Path) -> None:
 
 def test_status_json(repo: Path) -> None:
     data = json.loads(run(repo, "status", "--json").stdout)
-    assert data["schema_version"] >= 1 and data["journal_mode"] == "wal"
+    assert data["schema_version"] >= 1 and data["journal_mode"] == "wal" and data["audit_file_problem"] is None
+
+
+def test_status_says_when_the_audit_file_stopped_taking_entries(repo: Path) -> None:
+    """Writes go on (the store holds every entry): only `tail` said the file had stopped, if anyone looked."""
+    assert run_cli(repo, "claim", "add", "--sandbox", "a", "README.md").returncode == 0
+    log = repo / ".git" / "loom" / "audit.jsonl"
+    log.write_bytes(log.read_bytes()[:-20])  # its last line cut
+    said = run_cli(repo, "status")
+    assert "audit: " in said.stdout and "does not end with entry 1, the store's newest" in said.stdout
+    assert "does not end with entry 1" in json.loads(run_cli(repo, "status", "--json").stdout)["audit_file_problem"]
 
 
 def test_an_error_under_json_is_json_on_stdout_too(repo: Path) -> None:

@@ -272,11 +272,9 @@ def cmd_audit_verify(args: argparse.Namespace) -> int:
 def cmd_audit_tail(args: argparse.Namespace) -> int:
     workspace = workspace_for(args)
     entries = workspace.audit.tail(args.n)
-    newest = workspace.audit.file_behind()
-    if newest is not None:
-        print(f"loomtui: warning: {workspace.audit.path} does not end with entry {newest}, the store's newest: "
-              "it was damaged or changed, so no entry is added to it (shown: the store's entries; "
-              "`loomtui audit verify` says where the file breaks)", file=sys.stderr)
+    behind = _audit_file_behind(workspace)
+    if behind:
+        print(f"loomtui: warning: {behind} (shown: the store's entries)", file=sys.stderr)
     from loomtui.audit import is_whole
 
     edited = [e.seq for e in entries if not is_whole(e)]
@@ -375,14 +373,25 @@ def _theme_warnings(wanted: str) -> list[str]:
             f"default (installed: {', '.join(names)})"]
 
 
+def _audit_file_behind(workspace: Workspace) -> str:
+    """Why the audit log's file takes no new entry (damaged or changed), in a line; "" when it is whole."""
+    newest = workspace.audit.file_behind()
+    if newest is None:
+        return ""
+    return (f"{workspace.audit.path} does not end with entry {newest}, the store's newest: it was damaged or "
+            "changed, so no entry is added to it (`loomtui audit verify` says where the file breaks)")
+
+
 def cmd_status(args: argparse.Namespace) -> int:
     workspace = workspace_for(args)
     status = workspace.store.status()
+    behind = _audit_file_behind(workspace)  # every write goes on; only the file's mirror has stopped
     if args.json:
-        print_json(asdict(status))
+        print_json({**asdict(status), "audit_file_problem": behind or None})
     else:
         print(f"store: {status.path} (schema {status.schema_version}, {status.journal_mode})")
         print("       " + ", ".join(f"{n} {name}" for name, n in status.counts.items()))
+        print(f"audit: {behind}" if behind else f"audit: {workspace.audit.path} (whole)")
     return 0
 
 
