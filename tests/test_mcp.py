@@ -167,6 +167,11 @@ async def test_inputs_nothing_foresaw_are_answers_not_tracebacks(
             assert result.is_error and "not" in result.content[0].text, result  # type: ignore[union-attr]
         huge = await client.call_tool("search_context", {"query": "x" * 100_000})
         assert huge.is_error and "at most" in huge.content[0].text  # type: ignore[union-attr]
+        theirs = governed_coordinator(ws).claim(sandbox.id, SERVICE).claim  # `true` was read as 1: this claim
+        assert theirs.id == 1
+        odd = await client.call_tool("release", {"claim_id": True})
+        assert odd.is_error and "valid integer" in odd.content[0].text  # type: ignore[union-attr]
+        assert [c.id for c in ws.store.live_claims()] == [theirs.id]
         listed = await client.list_tools()
     assert OWN_TOOLS == {f"mcp__loomtui__{tool.name}" for tool in listed.tools if tool.name != "permission_prompt"}
     assert "mcp__loomtui__fs__write_file" not in OWN_TOOLS  # another server's, allowed by a prefix before

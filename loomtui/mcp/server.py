@@ -35,6 +35,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, TypeVar
 
+from pydantic import StrictInt  # (the MCP SDK's own dependency, loaded with it)
+
 from loomtui.errors import LoomError
 from loomtui.mcp import PERMISSION_TOOL, SERVER_NAME
 
@@ -293,7 +295,8 @@ def build_server(agent: Agent) -> Any:
 
     @server.tool(structured_output=False,
                  description="Release this sandbox's claim: by claim id, or every claim on a target.")
-    async def release(target: str = "", claim_id: int | None = None, reason: str = "") -> str:
+    async def release(target: str = "", claim_id: StrictInt | None = None, reason: str = "") -> str:
+        # Strict: `true` was read as claim #1, someone else's claim to release
         if claim_id is None and not target:
             raise ToolError("name a target or a claim_id")
         fields: dict[str, Any] = {"reason": reason}
