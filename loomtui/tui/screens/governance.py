@@ -62,6 +62,7 @@ class PolicyScreen(LoomScreen[None]):
     def __init__(self) -> None:
         super().__init__()
         self.explanation: list[str] = []
+        self.fired: frozenset[str] = frozenset()  # the rules the chosen sandbox's explanation names
         self.sandbox_options: list[str] = []
 
     def compose(self) -> ComposeResult:
@@ -81,7 +82,11 @@ class PolicyScreen(LoomScreen[None]):
     def on_screen_resume(self) -> None:
         self.show_policy()
 
-    def show_policy(self, fired: frozenset[str] = frozenset(), explanation: list[str] | None = None) -> None:
+    def show_policy(self, fired: frozenset[str] | None = None, explanation: list[str] | None = None) -> None:
+        """The policy's rules; with `fired` and `explanation`, a sandbox's evaluation (else the last one stays)."""
+        if fired is not None:
+            self.fired = fired
+        fired = self.fired
         policy: Policy | None = self.loom.policy
         source = self.query_one("#policy-source", Static)
         if policy is None:
@@ -145,8 +150,11 @@ class PolicyScreen(LoomScreen[None]):
 
     @on(Select.Changed, "#policy-sandbox")
     def _sandbox_chosen(self, event: Select.Changed) -> None:
-        if event.value != Select.BLANK:
-            self._explain(str(event.value))
+        if not isinstance(event.value, str):  # the prompt row (Select.NULL), or the options changed under it
+            self.show_policy(frozenset(), [])
+            return
+        self._explain(event.value)
+        self.query_one("#rules", DataTable).focus()  # the keys go back to the rules (and the views)
 
     @work(thread=True, exclusive=True, group="explain", exit_on_error=False)
     def _explain(self, sandbox_id: str) -> None:
