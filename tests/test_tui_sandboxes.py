@@ -168,6 +168,11 @@ async def test_a_new_sandbox_that_fails_keeps_what_was_typed_for_n_to_reopen(bil
         assert again.query_one("#after", Input).value == "zzzzzz"
         assert again.query_one("#script", Input).value == str(billing.parent / "typo.yaml")
         assert again.query_one("#runtime", Select).value == "script"
+        await pilot.press("escape")  # cancelled: the draft goes, and `n` opens a fresh form
+        await pilot.pause()
+        await pilot.press("n")
+        await wait_for(pilot, lambda: isinstance(app.screen, NewSandboxScreen))
+        assert app.screen.query_one("#task", Input).value == ""
 
 
 async def test_the_first_space_in_the_claims_list_ticks_the_first_suggestion(billing: Path) -> None:

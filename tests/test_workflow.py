@@ -391,6 +391,21 @@ def test_merging_a_task_not_yet_started_is_refused_and_starts_nothing(manual: Wo
     assert after.status == PLANNED and after.pid is None
 
 
+def test_a_start_refused_at_its_claims_says_why_in_the_apps_detail(manual: Workspace) -> None:
+    """Kept as `rejected` (a script asking in JSON is told which); the app showed only `rejected –`."""
+    from loomtui.coordination.claims import ClaimRefused
+    from loomtui.governance.coordinator import governed_coordinator
+    from loomtui.tui.sandbox_text import sandbox_fields
+
+    governed_coordinator(manual).claim("other", "lib.py::helper")
+    with pytest.raises(ClaimRefused) as refused:
+        tasks.create_sandbox(manual, "helper", "script", claims=["lib.py::helper"],
+                             script=edit(manual, "helper", "lib.py", "x + 1", "x + 2"))
+    record = sb.get_sandbox(manual, str(refused.value.recorded_sandbox))
+    why = next(f.value for f in sandbox_fields(record, None, None) if f.label == "why")
+    assert record.status == REJECTED and "held by sandbox other" in why
+
+
 def test_a_task_whose_claims_were_let_go_where_nothing_advanced_it_says_how_to_go_on(manual: Workspace) -> None:
     """A lease that ran out frees a claim with no process to notice: the waiting task says what to run."""
     record = sb.plan_sandbox(manual, "waits", "script", claims=["lib.py::helper"],

@@ -89,6 +89,9 @@ def sandbox_fields(sandbox: SandboxRecord, step: StepView | None, diff: str | No
     )]
     fields.append(Field("isolation", sandboxes.isolation_label(sandbox),
                         "" if sandbox.isolation == "bwrap" else "bold yellow"))
+    why = sandbox.data.get("error") or sandbox.data.get("reason")
+    if sandbox.status in ("rejected", "failed") and why:  # a refused start's claim, a crash: said, not only stored
+        fields.append(Field("why", task_text(str(why)), "bold red"))
     if step is not None:
         fields.append(Field("next", step.line(APP_STEP_HINTS), STEP_STYLES.get(str(step.step), "")))
     if sandbox.after:

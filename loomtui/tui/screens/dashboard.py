@@ -458,7 +458,8 @@ class DashboardScreen(LoomScreen[None]):
         self.app.push_screen(NewSandboxScreen(runtimes, default, missing, draft=self._draft), self._create)
 
     def _create(self, request: NewSandboxRequest | None) -> None:
-        if request is None:
+        if request is None:  # cancelled: what a failed request left to mend is let go too
+            self._draft = None
             return
         self._create_worker(request)
 
