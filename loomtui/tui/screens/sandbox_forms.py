@@ -40,7 +40,8 @@ class NewSandboxScreen(ModalScreen[NewSandboxRequest | None]):
     engineer sees a collision before the agent generates a line.
     """
 
-    BINDINGS = [Binding("escape", "cancel", "Cancel", id="new.cancel")]
+    BINDINGS = [Binding("ctrl+s", "start", "Start", id="new.start"),
+                Binding("escape", "cancel", "Cancel", id="new.cancel")]
     DEFAULT_CSS = """
     NewSandboxScreen { align: center middle; }
     NewSandboxScreen > Vertical { width: 100; max-width: 95%; height: 90%; border: round $primary;
@@ -152,7 +153,8 @@ class NewSandboxScreen(ModalScreen[NewSandboxRequest | None]):
         self.app.call_from_thread(self.query_one("#claim-check", Static).update, text)
 
     @on(Button.Pressed, "#start")
-    def _start(self) -> None:
+    def action_start(self) -> None:
+        """The Start button, or ctrl+s from any field (the footer says so)."""
         task = self.query_one("#task", Input).value.strip()
         if not task:
             self.notify("the task is required", severity="warning")
