@@ -215,6 +215,13 @@ async def test_the_age_column_moves_on_for_a_sandbox_nothing_happens_to(repo: Pa
         app.screen.refresh_ages()  # what its timer runs every AGE_REFRESH_S
         await pilot.pause()
         assert str(table.cell("s1", "age")) == "3h"
+        await pilot.press("3")  # away, while its ticks are skipped, and back: the age is today's at once
+        await pilot.pause()
+        now[0] = created + 2 * 86400
+        await pilot.press("1")
+        await pilot.pause()
+        await pilot.pause()
+        assert str(table.cell("s1", "age")) == "2d"
 
 
 async def test_the_claims_tab_names_each_region_once_and_activity_leaves_out_bookkeeping(repo: Path) -> None:

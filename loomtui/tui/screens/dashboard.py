@@ -165,6 +165,7 @@ class DashboardScreen(LoomScreen[None]):
             self.query_one("#activity", ActivityLog).catch_up(self.loom.workspace.store, snapshot.last_event_id)
             self.show_snapshot(snapshot)
         self.evals.refresh_view()  # the events it missed while hidden
+        self.call_after_refresh(self.refresh_ages)  # the ticks it skipped: not an age from before it was left
 
     # -- applying store state ---------------------------------------------------
 
