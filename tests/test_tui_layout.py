@@ -36,6 +36,9 @@ def test_columns_are_dropped_by_priority_and_the_flexible_one_takes_what_is_left
     assert tiny.keys() == ["id", "status"] or dict(tiny.widths).get("task", 99) >= 6
     assert sum(w + 2 for _, w in tiny.widths) <= 30
     assert fit_columns(COLUMNS, NATURAL, 3).keys() == ["id"]  # the first column stays, always
+    # id 8 + status 17 = 25; the task's minimum (8) does not fit in 31, age (5) would: it must not stand
+    # where the task went (the sandboxes' table beside the Evals tab showed Age and no Task)
+    assert fit_columns(COLUMNS, NATURAL, 31).keys() == ["id", "status"]
 
 
 def test_a_cut_cell_ends_in_an_ellipsis_and_keeps_its_style() -> None:

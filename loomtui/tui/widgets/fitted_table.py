@@ -70,9 +70,12 @@ def fit_columns(columns: Sequence[FitColumn], natural: Mapping[str, int], width:
         size = need(column)
         if column.flex and used + size > width:  # what is left, if that is at least its minimum
             size = max(width - used, pad + min(column.min_width, wanted[column.key]))
-        if not sizes or used + size <= width:
-            sizes[column.key] = size - pad
-            used += size
+        if sizes and used + size > width:
+            if column.flex:
+                break  # the name column gone, none of lower priority stays: not a narrow Age where the Task was
+            continue
+        sizes[column.key] = size - pad
+        used += size
     spare = max(0, width - used)
     widths: list[tuple[str, int]] = []
     for column in columns:
