@@ -70,3 +70,6 @@ async def test_a_diff_line_wider_than_the_screen_is_reached_with_the_arrow_keys(
         scroll.scroll_to(x=scroll.max_scroll_x, animate=False)
         await pilot.pause()
         assert "HIDDEN-AT-THE-END" in app.export_screenshot()
+        await pilot.press("question_mark")  # the keys, which the app's help (for the views) does not list
+        await pilot.pause()
+        assert any("scroll sideways" in str(n.message) for n in app._notifications)

@@ -212,7 +212,8 @@ class ConfirmScreen(ModalScreen[bool]):
 class DiffScreen(ModalScreen[None]):
     """A sandbox's diff, highlighted; `esc` closes."""
 
-    BINDINGS = [Binding("escape,q,d", "dismiss", "Close", id="diff.close")]
+    BINDINGS = [Binding("escape,q,d", "dismiss", "Close", id="diff.close"),
+                Binding("question_mark", "keys", "Keys", id="diff.keys")]
     DEFAULT_CSS = """
     DiffScreen { align: center middle; }
     /* by id: Textual's Footer is a ScrollableContainer too */
@@ -234,3 +235,8 @@ class DiffScreen(ModalScreen[None]):
             yield Static(Syntax(visible_controls(self.patch) or "(no changes)", "diff", word_wrap=False,
                                 theme="ansi_dark"), id="diff-body")
         yield Footer(compact=True)
+
+    def action_keys(self) -> None:
+        """`?` here: the keys of a modal the app's help does not cover."""
+        self.notify("↑ ↓ PgUp PgDn Home End scroll; ← → (and ctrl+PgUp ctrl+PgDn) scroll sideways to a long line; "
+                    "esc, q or d closes", title="diff keys", timeout=8)
