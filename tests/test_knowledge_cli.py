@@ -84,6 +84,8 @@ def test_a_pinned_section_that_no_longer_exists_is_said_by_show_and_drift(sample
     assert code == 1 and f"{problem} (every slice goes without it)" in out
     code, out, _ = run(capsys, sample, "context", "drift", "--json")
     assert json.loads(out)["unpinned"] == [problem] and json.loads(out)["flagged"] is True
+    code, out, err = run(capsys, sample, "config", "check")  # the file is valid: a warning, not an error
+    assert code == 0 and out.startswith("OK: ") and f"loomtui: warning: {problem}" in err
 
 
 def test_bad_input_is_one_line_exit_2(sample: Path, capsys: pytest.CaptureFixture[str]) -> None:

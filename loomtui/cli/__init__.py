@@ -30,6 +30,7 @@ from loomtui.errors import LoomError, escape_controls, listed
 if TYPE_CHECKING:  # the engines load with the command that needs them, not with the hook's fast path
     from pathlib import Path
 
+    from loomtui.config import LoomConfig
     from loomtui.workspace import Workspace
 
 Handler = Callable[[argparse.Namespace], int]
@@ -343,7 +344,7 @@ def cmd_config_check(args: argparse.Namespace) -> int:
             check()
         except LoomError as exc:
             problems.append(str(exc))
-    warnings = _theme_warnings(config.theme)
+    warnings = _theme_warnings(config.theme) + _pin_warnings(paths.root, config)
     if args.json:
         print_json({"ok": not problems, "source": config.source, "config": asdict(config), "problems": problems,
                     "warnings": warnings})
@@ -357,6 +358,19 @@ def cmd_config_check(args: argparse.Namespace) -> int:
         for warning in warnings:
             print(f"loomtui: warning: {warning}", file=sys.stderr)
     return 2 if problems else 0
+
+
+def _pin_warnings(root: Path, config: LoomConfig) -> list[str]:
+    """`context.pinned` selectors that match no section of the context as it is (as `context drift` says)."""
+    if not config.context.pinned:
+        return []
+    from loomtui.knowledge.slicing import pinned_sections
+    from loomtui.knowledge.sources import load_context
+
+    try:
+        return pinned_sections(load_context(root, config.context))[1]
+    except LoomError:
+        return []  # its sources' own problems are `context show`'s to say
 
 
 def _theme_warnings(wanted: str) -> list[str]:
