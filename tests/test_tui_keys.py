@@ -119,3 +119,14 @@ def test_start_stop_and_merge_apply_only_where_they_can_work() -> None:
     held = StepView(Step.HELD, "sb0 ended rejected without merging", PersonAction.CANCEL, "sb1")
     assert applies("drop_after", PLANNED, held) and not applies("drop_after", PLANNED, waiting)
     assert not key_applies("diff", None, None)  # no sandbox selected: none of them
+
+
+def test_help_names_where_a_key_works_in_textuals_words_not_loomtuis_class_names() -> None:
+    from loomtui.tui.screens.help import _where
+    from loomtui.tui.widgets.fitted_table import FitColumn, FittedTable
+    from loomtui.tui.widgets.fitted_tree import FittedTree
+
+    app = object()
+    assert _where(app, app) == "everywhere"  # type: ignore[arg-type]
+    assert _where(app, FittedTable((FitColumn("id", "ID"),))) == "data table"  # type: ignore[arg-type]
+    assert _where(app, FittedTree("claims")) == "tree"  # type: ignore[arg-type]

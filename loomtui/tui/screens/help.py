@@ -30,14 +30,15 @@ def key_rows(app: App[Any]) -> list[tuple[str, str, str, str]]:
 
 
 def _where(app: App[Any], node: object) -> str:
-    """Where a key works, as a person reads it: everywhere, a view by its name, or the widget's
-    kind in words (`FittedTable` is "fitted table")."""
+    """Where a key works, as a person reads it: everywhere, a view by its name, or the kind of widget
+    in Textual's words (loomtui's `FittedTable` is a "data table", not its own class's name)."""
     if node is app:
         return "everywhere"
     view = getattr(node, "VIEW_NAME", "")
     if view:
         return f"{view} view"
-    return re.sub(r"(?<=[a-z])(?=[A-Z])", " ", type(node).__name__).lower()
+    kind = next((cls for cls in type(node).__mro__ if cls.__module__.startswith("textual.")), type(node))
+    return re.sub(r"(?<=[a-z])(?=[A-Z])", " ", kind.__name__).lower()
 
 
 class HelpScreen(ModalScreen[None]):
