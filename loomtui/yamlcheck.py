@@ -56,13 +56,15 @@ def compose(text: str, path: str) -> Value | None:
     Malformed YAML, several documents and duplicate mapping keys (which PyYAML
     would silently resolve to the last one) are reported as ConfigError.
     """
-    if text.count("[") + text.count("{") > MAX_NESTING:
-        # Flow collections can nest that deep in a small file; libyaml's composer recurses on the C stack
-        # for each level, and 50,000 `[` crashed the process (SIGSEGV, no word said). Its event parser does not.
+    # Flow collections can nest that deep in a small file; libyaml's composer recurses on the C stack
+    # for each level, and 50,000 `[` crashed the process (SIGSEGV, no word said). Its event parser does not.
+    checked = text.count("[") + text.count("{") > MAX_NESTING
+    if checked:
         _reject_deep_nesting(text, path)
     node = _compose_fast(text)
     if node is _MALFORMED:
-        _reject_deep_nesting(text, path)
+        if not checked:
+            _reject_deep_nesting(text, path)
         node = _compose_checked(text, path)
     if node is None:
         return None

@@ -631,8 +631,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.handler(args))
     except LoomError as exc:
         print(f"loomtui: error: {exc}", file=sys.stderr)
-        if getattr(args, "json", False) is True or getattr(args, "format", None) == "json":
-            # a script reading stdout reads why, not nothing
+        if _ASKED_FOR_JSON.get():  # a script reading stdout reads why, not nothing
             print_json({"error": str(exc)})
         return exc.exit_code
     except KeyboardInterrupt:

@@ -198,14 +198,14 @@ def cmd_claim_add(args: argparse.Namespace) -> int:
 
 def cmd_claim_release(args: argparse.Namespace) -> int:
     coordinator = _coordinator(args)
-    if args.all:
-        count = coordinator.release_sandbox(_sandbox(args), args.reason)
-        print(f"released {count} claim(s)")
-        _wake_claim_waiters(coordinator.workspace, {_sandbox(args)} if count else set())
-        return 0
-    if not args.claim_ids:
+    if not args.all and not args.claim_ids:
         raise LoomError("name claim ids to release, or --all with --sandbox")
     sandbox = _sandbox(args)
+    if args.all:
+        count = coordinator.release_sandbox(sandbox, args.reason)
+        print(f"released {count} claim(s)")
+        _wake_claim_waiters(coordinator.workspace, {sandbox} if count else set())
+        return 0
     missed = []
     holders = set()
     for claim_id in args.claim_ids:

@@ -45,7 +45,7 @@ def _section_dict(section: Section) -> dict[str, Any]:
 
 
 def _context_dict(context: Context) -> dict[str, Any]:
-    from loomtui.knowledge.slicing import pinned_sections
+    from loomtui.knowledge.slicing import context_problems
 
     return {
         "version": context.version, "commit": context.commit, "at": context.at,
@@ -58,7 +58,7 @@ def _context_dict(context: Context) -> dict[str, Any]:
         "sections": [_section_dict(s) for s in context.sections],
         "overridden": [{"section": old, "by": new} for old, new in context.overridden],
         "rules": [r.as_dict() for r in context.rules],
-        "problems": [*context.problems, *pinned_sections(context)[1]],
+        "problems": context_problems(context),
     }
 
 
@@ -73,7 +73,7 @@ def _print_problems(problems: list[str]) -> None:
 
 def cmd_context_show(args: argparse.Namespace) -> int:
     from loomtui.knowledge.engine import context_of, knowledge_index
-    from loomtui.knowledge.slicing import pinned_sections
+    from loomtui.knowledge.slicing import context_problems
 
     workspace = workspace_for(args)
     context = context_of(workspace, at=_at(args, workspace), index=knowledge_index(workspace))
@@ -102,7 +102,7 @@ def cmd_context_show(args: argparse.Namespace) -> int:
         print(f"  overridden: {old} by {new}")
     for rule in context.rules:
         print(f"  rule {rule.id}: {rule.message} ({rule.origin})")
-    _print_problems([*context.problems, *pinned_sections(context)[1]])
+    _print_problems(context_problems(context))
     return 0
 
 

@@ -129,9 +129,9 @@ __all__ = [
     "load_policy",
     "load_policy_tests",
     "parse_policy",
-    "with_failed_agent",
     "parse_policy_tests",
     "read_policy_file",
     "requirement_status",
     "run_policy_case",
+    "with_failed_agent",
 ]

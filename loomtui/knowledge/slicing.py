@@ -328,6 +328,12 @@ def pinned_sections(context: Context) -> tuple[list[Section], list[str]]:
     return chosen, problems
 
 
+def context_problems(context: Context) -> list[str]:
+    """The context's own problems, and each `context.pinned` selector that matches no section (every
+    slice would go without it)."""
+    return [*context.problems, *pinned_sections(context)[1]]
+
+
 def slice_context(context: Context, task: str, claims: Sequence[ClaimInput] = (), *,
                   budget: int | None = None, repo_index: RepoIndex | None = None) -> Slice:
     """Rank every section for `task` and `claims` and fill the budget; raises LoomError when

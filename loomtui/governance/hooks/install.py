@@ -149,8 +149,9 @@ def uninstall_hooks(worktree: Path) -> list[str]:
     settings_file = tree / SETTINGS_PATH
     current = _read_settings(settings_file)
     hooks = current.get("hooks")
-    if isinstance(hooks, dict) and any(_without_ours(hooks, e, "uninstalling") != hooks.get(e, []) for e in hooks):
-        left = {event: kept for event in hooks if (kept := _without_ours(hooks, event, "uninstalling"))}
+    kept = {event: _without_ours(hooks, event, "uninstalling") for event in hooks} if isinstance(hooks, dict) else {}
+    if isinstance(hooks, dict) and kept != hooks:
+        left = {event: groups for event, groups in kept.items() if groups}
         settings = {key: value for key, value in current.items() if key != "hooks"} | ({"hooks": left} if left else {})
         tracked = bool(_git(tree, "ls-files", "--", SETTINGS_PATH).strip())
         try:

@@ -82,10 +82,10 @@ class ContextScreen(LoomScreen[None]):
         self.app.call_from_thread(self._loaded, context, flags)
 
     def _loaded(self, context: Context, flags: dict[str, str]) -> None:
-        from loomtui.knowledge.slicing import pinned_sections
+        from loomtui.knowledge.slicing import context_problems
 
         self.context, self.flags = context, flags
-        found = [*context.problems, *pinned_sections(context)[1]]  # a pin that matches nothing, most of all
+        found = context_problems(context)  # a pin that matches nothing among them
         problems = f"; {len(found)} problem(s): {found[0]}" if found else ""
         self.query_one("#context-summary", Static).update(Text(
             f" context version {context.version[:12]}: {len(context.sections)} sections from "
