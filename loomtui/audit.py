@@ -167,6 +167,10 @@ class AuditLog:
                  checkpoint: AuditStore | None = None) -> None:
         self.path = Path(path)
         self.store = store if store is not None else checkpoint  # `checkpoint=`: the older name
+        self.unmirrored = 0
+        """Entries this process committed that the file did not take (it disagrees with the store:
+        damaged, changed or cut); each is in the store, and `file_behind` says why."""
+        self._refused = False
 
     # -- writing --------------------------------------------------------------
 
@@ -219,6 +223,8 @@ class AuditLog:
         except LoomError:
             # Committed in the store; the file catches up at the next append, tail or verify.
             pass
+        if self._refused:
+            self.unmirrored += 1
 
     def _append_to_file(
         self, actor: str, action: str, subject: str, details: dict[str, Any] | None
@@ -267,6 +273,7 @@ class AuditLog:
         Inside a transaction this does nothing (what it sees is not committed yet).
         """
         store = self.store
+        self._refused = False
         if store is None or store.in_transaction():
             return []
         if store.read_only:  # nothing can be appended (or adopted) here: say what the file lacks
@@ -291,11 +298,12 @@ class AuditLog:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
             seq, last, partial = self._whole_tail(fd)
-            if seq and store.audit_hash(seq) != last:
-                return notes  # the file disagrees with the store: verify names where
             mark = store.audit_checkpoint()
-            if mark is not None and seq < mark[0]:
-                return notes  # cut off: verify reports it; appending would hide the cut
+            if (seq and store.audit_hash(seq) != last) or (mark is not None and seq < mark[0]):
+                # The file disagrees with the store, or was cut off: `verify` says where, and
+                # appending would hide it.
+                self._refused = True
+                return notes
             rows = store.audit_entries_after(seq)
             if not rows:
                 return notes

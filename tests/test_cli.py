@@ -140,6 +140,18 @@ def test_status_says_when_the_audit_file_stopped_taking_entries(repo: Path) -> N
     assert "does not end with entry 1" in json.loads(run_cli(repo, "status", "--json").stdout)["audit_file_problem"]
 
 
+def test_a_command_that_records_while_the_audit_file_has_stopped_says_so(repo: Path) -> None:
+    """Its entry is in the store, not in the file: said at once, not at the next `status`."""
+    assert run_cli(repo, "claim", "add", "--sandbox", "a", "README.md").returncode == 0
+    log = repo / ".git" / "loom" / "audit.jsonl"
+    log.write_bytes(log.read_bytes()[:-20])  # its last line cut
+    wrote = run_cli(repo, "claim", "release", "1", "--sandbox", "a")
+    assert wrote.returncode == 0
+    assert "warning: recorded in the store only" in wrote.stderr and "does not end with entry 2" in wrote.stderr
+    assert [e["action"] for e in json.loads(run_cli(repo, "audit", "tail", "--json").stdout)][-1] == "claim.released"
+    assert "warning" not in run_cli(repo, "claim", "list").stderr  # it recorded nothing
+
+
 def test_an_error_under_json_is_json_on_stdout_too(repo: Path) -> None:
     """A script reading stdout gets why, not an empty string it cannot parse; people still read stderr."""
     done = run(repo, "sandbox", "merge", "nosuch", "--json")

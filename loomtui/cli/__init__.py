@@ -128,11 +128,19 @@ def print_json(value: Any) -> None:
     print(json.dumps(value, indent=2, sort_keys=True, default=str))
 
 
+_OPENED: ContextVar[list[Workspace] | None] = ContextVar("loomtui_opened_workspaces", default=None)
+"""The workspaces this command opened: their audit logs are asked, at its end, whether they took what it wrote."""
+
+
 def workspace_for(args: argparse.Namespace) -> Workspace:
     """The workspace named by the global `-C/--repo` option (default: cwd)."""
     from loomtui.workspace import open_workspace
 
-    return open_workspace(args.repo, reads_only=getattr(args, "reads_only", False))
+    workspace = open_workspace(args.repo, reads_only=getattr(args, "reads_only", False))
+    opened = _OPENED.get()
+    if opened is not None:
+        opened.append(workspace)
+    return workspace
 
 
 def add_command(parent: Any, name: str, handler: Handler, help_text: str, *,
@@ -623,6 +631,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     streams = sys.stdout, sys.stderr
     if not _draws_the_app(args):
         sys.stdout, sys.stderr = guard(sys.stdout), guard(sys.stderr)
+    opened = _OPENED.set([])
     try:
         if getattr(args, "repo", None) is None:
             _check_working_directory()
@@ -639,4 +648,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:
         return 0
     finally:
+        _warn_of_unmirrored_entries(_OPENED.get() or [])
+        _OPENED.reset(opened)
         sys.stdout, sys.stderr = streams  # as they were, for a caller in this process
+
+
+def _warn_of_unmirrored_entries(workspaces: Sequence[Workspace]) -> None:
+    """Say when what this command recorded went into the store but not the audit log's file: the
+    file's mirror stopped at a damaged or changed line, and nobody would know until `status`."""
+    for workspace in workspaces:
+        if workspace.audit.unmirrored:
+            behind = _audit_file_behind(workspace)
+            if behind:
+                print(f"loomtui: warning: recorded in the store only: {behind}", file=sys.stderr)
