@@ -13,12 +13,13 @@ from pathlib import Path
 import yaml
 from textual.widgets import DataTable, Log, Static, TabbedContent
 
+from loomtui.execution.lifecycle import transition
 from loomtui.guardrails.evals import latest_eval
 from loomtui.guardrails.merged import MERGED_EVAL, BreakingSet, MergedReport
 from loomtui.store import SandboxRecord
 from loomtui.tui.app import LoomApp
-from loomtui.tui.screens.dashboard import SandboxTable
 from loomtui.tui.evals_text import REGRESSION_STYLE
+from loomtui.tui.screens.dashboard import SandboxTable
 from loomtui.tui.widgets.evals import EvalsPane
 from loomtui.workflow.tasks import create_sandbox
 from loomtui.workspace import Workspace, open_workspace
@@ -131,12 +132,21 @@ async def test_e_runs_the_eval_live_then_the_tab_shows_the_regression_score_outp
         assert "regr" in report.badge() and table.cell(record.id, "gates").style == "red"
 
         # The merged gate found it breaks something together with another sandbox: the tab says so at once.
+        workspace.store.update_sandbox(record.id, status="awaiting_review")  # both pending, as the gate found them
+        workspace.store.add_sandbox(SandboxRecord(id="other", task="t", runtime="script", status="awaiting_review",
+                                                  created=0.0, updated=0.0))
         merged = MergedReport("main", "0" * 40, "1" * 40, (record.id, "other"),
                               breaking=(BreakingSet((record.id, "other"), "tests", (REGRESSION,)),))
         workspace.store.add_eval_report(MERGED_EVAL, MERGED_EVAL, merged.commit, "k", merged.as_dict())
         banner = pane.query_one("#evals-banner", Static)
-        await wait_for(pilot, lambda: banner.display and "breaks tests together with other" in str(banner.render()))
-        assert f"{record.id} + other break tests together" in str(pane.query_one("#evals-merged", Static).render())
+        line = pane.query_one("#evals-merged", Static)
+        await wait_for(pilot, lambda: banner.display and "breaks tests together with other:" in str(banner.render()))
+        assert f"{record.id} + other break tests together" in str(line.render())
+        assert "since then" not in str(line.render())
+        # The other is rejected: the gate's finding is about a change that will not merge, and says so.
+        transition(workspace, "other", "rejected", reason="not this way")
+        await wait_for(pilot, lambda: "together with other (rejected since)" in str(banner.render()))
+        assert "since then: other rejected (M runs it again" in str(line.render())
 
 
 async def test_e_without_a_branch_is_refused_with_the_reason_and_m_finds_nothing_to_merge(repo: Path) -> None:

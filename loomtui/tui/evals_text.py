@@ -58,6 +58,8 @@ class EvalsView:
     runs: tuple[GateRunRecord, ...] = ()  # the newest run of each check
     report: EvalReport | None = None
     merged: MergedReport | None = None
+    merged_since: tuple[tuple[str, str], ...] = ()
+    """The merged gate's sandboxes no longer pending, each with its state now: the gate spoke of them."""
 
     @property
     def running(self) -> bool:
@@ -70,15 +72,20 @@ class EvalsView:
 def read_evals(workspace: Workspace, sandbox_id: str | None) -> EvalsView:
     """The sandbox's newest run of each check, its newest eval, and the newest merged gate."""
     from loomtui.guardrails.evals import latest_eval
-    from loomtui.guardrails.merged import latest_merged
+    from loomtui.guardrails.merged import PENDING, latest_merged
 
     merged = latest_merged(workspace)
+    since = []
+    for merged_id in merged.sandboxes if merged is not None else ():
+        record = workspace.store.get_sandbox(merged_id)
+        if record is None or record.status not in PENDING:
+            since.append((merged_id, str(record.status) if record is not None else "removed"))
     if sandbox_id is None:
-        return EvalsView(None, merged=merged)
+        return EvalsView(None, merged=merged, merged_since=tuple(since))
     newest: dict[str, GateRunRecord] = {}
     for run in workspace.store.gate_runs(sandbox_id):  # oldest first: a check's last run is its newest
         newest[run.gate] = run
-    return EvalsView(sandbox_id, tuple(newest.values()), latest_eval(workspace, sandbox_id), merged)
+    return EvalsView(sandbox_id, tuple(newest.values()), latest_eval(workspace, sandbox_id), merged, tuple(since))
 
 
 def tail_lines(path: Path, count: int) -> list[str]:
@@ -217,8 +224,9 @@ def score_text(report: EvalReport | None) -> Text:
     return text
 
 
-def merged_text(merged: MergedReport | None, running: bool) -> Text:
-    """The merged gate's line: what was merged onto which tip, who breaks together, who conflicts."""
+def merged_text(merged: MergedReport | None, running: bool, since: Sequence[tuple[str, str]] = ()) -> Text:
+    """The merged gate's line: what was merged onto which tip, who breaks together, who conflicts, and
+    which of its sandboxes have moved on since (`since`: id and state now)."""
     if running:
         return Text("merged gate running: every pending sandbox merged together, its checks run…", style="cyan")
     if merged is None:
@@ -233,17 +241,23 @@ def merged_text(merged: MergedReport | None, running: bool) -> Text:
         text.append(f"\n {sandbox} does not merge with the others: {one_line(files, OUTCOME_WIDTH)}", style="yellow")
     if not merged.breaking and len(merged.sandboxes) > 1:
         text.append("\n no two of them break anything together", style="green")
+    if since:
+        moved = ", ".join(f"{sandbox} {state}" for sandbox, state in since)
+        text.append(f"\n since then: {one_line(moved)} (M runs it again over what is pending now)", style="yellow")
     return text
 
 
-def banner_text(merged: MergedReport | None, sandbox_id: str | None) -> Text | None:
-    """A warning when the selected sandbox breaks something together with another, or does not merge."""
+def banner_text(merged: MergedReport | None, sandbox_id: str | None,
+                since: Sequence[tuple[str, str]] = ()) -> Text | None:
+    """A warning when the selected sandbox breaks something together with another, or does not merge
+    (an other that has moved on since, `since`, is named with its state now)."""
     if merged is None or sandbox_id is None:
         return None
+    now = dict(since)
     lines = []
     for found in merged.breaking:
         if sandbox_id in found.sandboxes:
-            others = " + ".join(s for s in found.sandboxes if s != sandbox_id)
+            others = " + ".join(f"{s} ({now[s]} since)" if s in now else s for s in found.sandboxes if s != sandbox_id)
             what = ", ".join(found.tests[:3]) + (" ..." if len(found.tests) > 3 else "") if found.tests \
                 else "its exit code"
             lines.append(f"{sandbox_id} breaks {found.check} together with {others}: {what}")

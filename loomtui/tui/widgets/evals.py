@@ -172,7 +172,10 @@ class EvalsPane(VerticalScroll):
         self.refresh_view()
 
     def store_changed(self, events: Sequence[Event]) -> None:
-        if any(event.kind.startswith(("gate.", "eval.")) for event in events):
+        merged = self.view.merged if self.view is not None else None
+        spoken_of = merged.sandboxes if merged is not None else ()  # the merged gate's line names them
+        if any(event.kind.startswith(("gate.", "eval.")) or (event.kind.startswith("sandbox.")
+                                                           and event.subject in spoken_of) for event in events):
             self.refresh_view()
 
     def set_showing(self, showing: bool) -> None:
@@ -327,9 +330,10 @@ class EvalsPane(VerticalScroll):
             return  # drawn by on_mount
         view = self._current()
         merged = self.view.merged if self.view is not None else None
-        self.query_one("#evals-merged", Static).update(merged_text(merged, self.merging))
+        since = self.view.merged_since if self.view is not None else ()
+        self.query_one("#evals-merged", Static).update(merged_text(merged, self.merging, since))
         banner = self.query_one("#evals-banner", Static)
-        warning = banner_text(merged, self.sandbox_id)
+        warning = banner_text(merged, self.sandbox_id, since)
         banner.set_class(warning is None, "hidden")
         banner.update(warning or "")
         self.query_one("#evals-summary", Static).update(
