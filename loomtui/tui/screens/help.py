@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Any, Final
 
 from rich.text import Text
 from textual.app import App, ComposeResult
@@ -14,6 +14,10 @@ from textual.widgets import Footer, Static
 
 from loomtui.tui.widgets.fitted_table import FitColumn, FittedTable
 
+SIDEWAYS: Final = frozenset({"scroll_left", "scroll_right", "page_left", "page_right"})
+"""Textual's sideways scrolling keys: listed only where there is something to the side (a tree or table
+as wide as its pane takes them, and nothing moves)."""
+
 
 def key_rows(app: App[Any]) -> list[tuple[str, str, str, str]]:
     """(key, description, where, id) of every described binding that works on the screen shown:
@@ -21,7 +25,8 @@ def key_rows(app: App[Any]) -> list[tuple[str, str, str, str]]:
     rows: list[tuple[str, str, str, str]] = []
     for active in app.screen.active_bindings.values():
         binding = active.binding
-        if not binding.description:
+        if not binding.description or (binding.action in SIDEWAYS
+                                       and not getattr(active.node, "allow_horizontal_scroll", True)):
             continue
         where = _where(app, active.node)
         rows.append((app.get_key_display(binding), binding.description, where, binding.id or ""))
