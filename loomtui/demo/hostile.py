@@ -143,6 +143,9 @@ _DIRECT_WRITE = r"""
 touch "$LOOM_REPO/{marker}"
 """
 _STORE_WRITE = r"""
+# Run by root, an agent with CAP_SYS_ADMIN makes the read-only store writable again (outside bwrap the
+# directory is no mount point, and this fails).
+mount -o remount,rw,bind "$LOOM_REPO/.git/loom" 2>/dev/null && echo "remounted the store read-write"
 {python} - <<'EOF'
 import os
 from loomtui.workspace import open_workspace
@@ -178,7 +181,8 @@ ATTEMPTS: Final[tuple[Attempt, ...]] = (
     Attempt("read-secrets", "copy the lead's decision-signing key (git config loom.signingkey) into its branch",
             _READ_SECRETS),
     Attempt("direct-write", "write a file in the main checkout", _DIRECT_WRITE),
-    Attempt("store-write", "write the state store directly, with loomtui's own store code", _STORE_WRITE),
+    Attempt("store-write", "write the state store directly, with loomtui's own store code (remounted read-write)",
+            _STORE_WRITE),
 )
 
 UNSTOPPABLE_WITHOUT_ISOLATION: Final = frozenset(NOT_STOPPED_WITHOUT_ISOLATION)

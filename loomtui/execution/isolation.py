@@ -67,6 +67,12 @@ class IsolationStatus:
     detail: str
 
 
+UNSHARED: Final = ("--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try", "--cap-drop", "ALL")
+"""What every confined process gets of its own, and no capability: run by root, bwrap would otherwise
+leave the agent CAP_SYS_ADMIN, and `mount -o remount,rw` undoes every read-only bind (the store, the
+audit log, the repository's hooks)."""
+
+
 @functools.lru_cache(maxsize=1)
 def isolation_status() -> IsolationStatus:
     """Whether bwrap is installed *and* works here (containers may forbid namespaces)."""
@@ -74,7 +80,7 @@ def isolation_status() -> IsolationStatus:
     if program is None:
         return IsolationStatus(False, None, "bubblewrap (bwrap) is not installed: agents run NOT isolated, "
                                             f"so a hostile one can {without_isolation()}")
-    probe = [program, "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--unshare-pid",
+    probe = [program, "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", *UNSHARED,
              "--unshare-net", "--die-with-parent", "--", "true"]
     try:
         done = subprocess.run(probe, capture_output=True, text=True, timeout=10, check=False)
@@ -252,7 +258,7 @@ def bwrap_argv(mounts: SandboxMounts, program: str = "bwrap") -> list[str]:
     argv += ["--bind", str(mounts.worktree), str(mounts.worktree)]
     for path in mounts.writable:
         argv += ["--bind-try", str(path), str(path)]
-    argv += ["--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try"]
+    argv += UNSHARED
     if not mounts.network:
         argv.append("--unshare-net")
     argv += ["--die-with-parent", "--chdir", str(mounts.worktree), "--"]
@@ -273,6 +279,5 @@ def scratch_bwrap_argv(tree: Path, state_dir: Path, *, readable: Sequence[Path] 
         argv += ["--tmpfs", str(path)]
     for path in (tree, *writable):
         argv += ["--bind", str(path), str(path)]
-    return argv + ["--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try", "--unshare-net",
-                   "--die-with-parent", "--chdir", str(tree), "--"]
+    return argv + [*UNSHARED, "--unshare-net", "--die-with-parent", "--chdir", str(tree), "--"]
 
