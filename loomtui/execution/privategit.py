@@ -11,7 +11,9 @@ copied), and the real branch moves with a compare-and-swap `update-ref`.
 
 from __future__ import annotations
 
+import os
 import re
+import tempfile
 from pathlib import Path
 
 from loomtui.errors import LoomError
@@ -27,7 +29,22 @@ def prepare(private: PrivateGit, root: Path, common_dir: Path, branch: str) -> N
     _write_alternates(private)
     tip = Git(root).resolve_commit(branch)
     if tip is not None:
-        (private.refs / Path(branch).name).write_text(tip + "\n")
+        set_private_tip(private, branch, tip)
+
+
+def set_private_tip(private: PrivateGit, branch: str, tip: str) -> None:
+    """Point the agent's copy of its branch at `tip`: a new file renamed over the old name, never a
+    write through it. The agent may have made that name a symlink (to `refs/heads/main`, say), and a
+    write would follow it out of its directory into the repository's other branches."""
+    ref = private.refs / Path(branch).name
+    fd, temporary = tempfile.mkstemp(dir=private.refs, prefix=".tip-")  # O_EXCL: no name it planted
+    try:
+        with os.fdopen(fd, "w") as handle:
+            handle.write(tip + "\n")
+        os.replace(temporary, ref)  # replaces a symlink itself, not what it points at
+    except OSError as exc:
+        Path(temporary).unlink(missing_ok=True)
+        raise LoomError(f"cannot set the sandbox's copy of {branch}: {exc.strerror or exc}") from None
 
 
 def _write_alternates(private: PrivateGit) -> None:

@@ -23,6 +23,7 @@ while the agent runs; the agent itself can read but not write them.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import queue
@@ -449,7 +450,12 @@ class Supervisor:
         if saved is not None:
             private = self.private_git
             if private is not None:  # so a later sync cannot move the branch back
-                (private.refs / Path(self.record.branch).name).write_text(saved + "\n")
+                try:
+                    privategit.set_private_tip(private, self.record.branch, saved)
+                except LoomError as exc:
+                    _diagnose(str(exc))
+                    with contextlib.suppress(OSError):  # no copy: a sync leaves the branch where it is
+                        (private.refs / Path(self.record.branch).name).unlink()
             git_dir = self.record.data.get("git_dir")
             if git_dir:
                 try:
