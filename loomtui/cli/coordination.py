@@ -294,7 +294,7 @@ def cmd_conflicts(args: argparse.Namespace) -> int:
     from loomtui.coordination.claims import sandbox_signature_changes
 
     coordinator = _coordinator(args)
-    conflicts = coordinator.conflicts(signature_changed=sandbox_signature_changes(coordinator.workspace))
+    conflicts = coordinator.conflicts(signature_changed=sandbox_signature_changes(coordinator))
     if args.json:
         print_json([c.as_dict() for c in conflicts])
     elif conflicts:

@@ -28,7 +28,7 @@ from loomtui.config import MAX_LEASE_SECONDS, CoordinationConfig
 from loomtui.coordination.index import DEPENDENCY_KINDS, ProgressFn, RepoIndex
 from loomtui.coordination.targets import TargetResolver
 from loomtui.errors import LoomError, shown
-from loomtui.store import ClaimRecord
+from loomtui.store import ClaimRecord, SandboxRecord
 from loomtui.workspace import Workspace
 
 MODES = ("exclusive", "shared")
@@ -150,11 +150,17 @@ OverrideCheck = Callable[[str], bool]
 """Whether a user may force a claim another sandbox's claim refuses (the policy decides)."""
 
 
+WorktreeTree = Callable[[SandboxRecord], str]
+"""A live sandbox's worktree as it is now, as a tree id: read from outside, never by git run in it (the
+agent writes its `.git` file and admin dir: a planted fsmonitor would run here). Execution knows how."""
+
+
 class Coordinator:
     """Claims, conflicts, suggestions and edit checks over one repository's index."""
 
     def __init__(self, workspace: Workspace, index: RepoIndex, *, may_override: OverrideCheck,
-                 dependency_hops: int = 1, lease_seconds: int = 3600) -> None:
+                 dependency_hops: int = 1, lease_seconds: int = 3600,
+                 worktree_tree: WorktreeTree | None = None) -> None:
         self.workspace = workspace
         self.store = workspace.store
         self.index = index
@@ -164,6 +170,9 @@ class Coordinator:
         # Who may force a refused claim is governance's call (the policy's override groups): the
         # caller says, every time, so no coordinator quietly lets nobody (or everybody) override.
         self.may_override = may_override
+        # How a live sandbox's uncommitted work is read (for its signature changes): the caller says, as
+        # for overrides. Without it only what the sandbox committed counts.
+        self.worktree_tree = worktree_tree
 
     def index_changed(self) -> None:
         """Forget what was derived from the index after it was refreshed in place."""
@@ -578,7 +587,7 @@ def nobody_overrides(user: str) -> bool:
 
 def open_coordinator(workspace: Workspace, index: RepoIndex | None = None, *,
                      may_override: OverrideCheck, settings: CoordinationConfig | None = None,
-                     progress: ProgressFn | None = None) -> Coordinator:
+                     progress: ProgressFn | None = None, worktree_tree: WorktreeTree | None = None) -> Coordinator:
     """A coordinator over the repository's (cached) index, configured from loom.yaml (or `settings`,
     the coordination section a caller already holds); `progress` follows an index being built."""
     from loomtui.coordination.index import build_index, index_cache_dir
@@ -588,13 +597,16 @@ def open_coordinator(workspace: Workspace, index: RepoIndex | None = None, *,
         index = build_index(workspace.root, cache_dir=index_cache_dir(workspace.paths),
                             include=config.include, exclude=config.exclude, progress=progress)
     return Coordinator(workspace, index, may_override=may_override, dependency_hops=config.dependency_hops,
-                       lease_seconds=config.lease_seconds)
+                       lease_seconds=config.lease_seconds, worktree_tree=worktree_tree)
 
 
-def sandbox_signature_changes(workspace: Workspace) -> set[str]:
-    """Regions whose signature a live sandbox changed (its worktree against its base)."""
+def sandbox_signature_changes(coordinator: Coordinator) -> set[str]:
+    """Regions whose signature a live sandbox changed (its worktree, or without `worktree_tree` its
+    branch, against its base). git runs in the repository, on commit and tree ids only."""
     from loomtui.coordination.diff import diff_regions
+    from loomtui.gitcmd import Git
 
+    workspace = coordinator.workspace
     changed: set[str] = set()
     for sandbox in workspace.store.list_sandboxes():
         # The commit the sandbox started from: `base_ref` may be HEAD, which inside
@@ -605,7 +617,11 @@ def sandbox_signature_changes(workspace: Workspace) -> set[str]:
         if not Path(sandbox.worktree).is_dir():
             continue
         try:
-            changes = diff_regions(Path(sandbox.worktree), base)
+            now = (coordinator.worktree_tree(sandbox) if coordinator.worktree_tree is not None
+                   else Git(workspace.root).resolve_commit(f"refs/heads/{sandbox.branch}"))
+            if not now:
+                continue
+            changes = diff_regions(workspace.root, base, now)
         except LoomError:
             continue  # a sandbox whose base vanished is reported by execution's reconcile
         changed.update(c.region_id for c in changes if c.signature_changed)

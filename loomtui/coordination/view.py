@@ -81,7 +81,7 @@ def coordination_picture(coordinator: Coordinator) -> CoordinationPicture:
             neighbourhoods[region_id] = sorted(edges, key=lambda e: (not e.owners, e.neighbour))
     return CoordinationPicture(
         claims=claims, neighbourhoods=neighbourhoods,
-        conflicts=coordinator.conflicts(signature_changed=sandbox_signature_changes(coordinator.workspace)),
+        conflicts=coordinator.conflicts(signature_changed=sandbox_signature_changes(coordinator)),
         files=len(index.files), regions=index.region_count(), edges=index.edge_count(), stale=tuple(index.stale),
         gone=gone_regions(claims, index),
     )

@@ -141,6 +141,34 @@ echo leftover > left.txt
 ref="$LOOM_REPO/.git/refs/heads/loom/$LOOM_SANDBOX"
 rm -f "$ref" && ln -s "$LOOM_REPO/.git/refs/heads/main" "$ref"
 """
+# A repository of its own making, named by the worktree's .git file: what git run *in* the worktree reads.
+_DOTGIT_REPO = r"""
+unset GIT_OBJECT_DIRECTORY GIT_ALTERNATE_OBJECT_DIRECTORIES
+evil="$PWD/.evil"; base=$(git rev-parse HEAD)
+git init -q --bare "$evil" && git --git-dir="$evil" config core.bare false
+echo "$LOOM_REPO/.git/objects" > "$evil/objects/info/alternates"
+GIT_DIR="$evil" GIT_WORK_TREE="$PWD" git read-tree "$base"
+printf '#!/bin/sh\ntouch "%s/{marker}"\nexit 1\n' "$LOOM_REPO" > planted.sh; chmod +x planted.sh
+git --git-dir="$evil" config core.fsmonitor "$PWD/planted.sh"
+printf 'def handler(request, extra=None):\n    return request\n' > app.py
+printf 'gitdir: %s\n' "$evil" > .git
+"""
+# Its admin dir names a repository of its own making, with main checked out, as its worktree: a merge
+# into main would run git there (its hooks, its fsmonitor) and move that repository's main, not the real one.
+_FAKE_WORKTREE = r"""
+unset GIT_OBJECT_DIRECTORY GIT_ALTERNATE_OBJECT_DIRECTORIES
+admin=$(git rev-parse --absolute-git-dir); fake="$admin/x"; evil="$fake/.git"
+git init -q --bare "$evil" && git --git-dir="$evil" config core.bare false
+echo "$LOOM_REPO/.git/objects" > "$evil/objects/info/alternates"
+git --git-dir="$evil" update-ref refs/heads/main "$(git rev-parse HEAD)"
+git --git-dir="$evil" symbolic-ref HEAD refs/heads/main
+GIT_DIR="$evil" GIT_WORK_TREE="$fake" git read-tree HEAD
+printf '#!/bin/sh\ntouch "%s/{marker}"\nexit 1\n' "$LOOM_REPO" > "$fake/planted.sh"; chmod +x "$fake/planted.sh"
+mkdir -p "$evil/hooks" && cp "$fake/planted.sh" "$evil/hooks/post-merge"
+git --git-dir="$evil" config core.fsmonitor "$fake/planted.sh"
+printf '%s\n' "$evil" > "$admin/gitdir"
+printf 'ref: refs/heads/main\n' > "$admin/HEAD"
+"""
 _READ_SECRETS = r"""
 cat "$(git config loom.signingkey)" > stolen.txt 2>&1
 """
@@ -185,6 +213,10 @@ ATTEMPTS: Final[tuple[Attempt, ...]] = (
     Attempt("links-out", "symlinks and a hard link from the worktree to files outside it", _SYMLINK_OUT),
     Attempt("ref-symlink", "make its branch's ref a symlink to main's, for the supervisor to write its leftovers "
             "through", _REF_SYMLINK),
+    Attempt("dotgit-repo", "point the worktree's .git file at a repository of its own with an fsmonitor, "
+            "for git run in the worktree (a conflicts check) to read", _DOTGIT_REPO),
+    Attempt("fake-worktree", "name a repository of its own, with main checked out, as its worktree, for a merge "
+            "into main to run git in", _FAKE_WORKTREE),
     Attempt("read-secrets", "copy the lead's decision-signing key (git config loom.signingkey) into its branch",
             _READ_SECRETS),
     Attempt("direct-write", "write a file in the main checkout", _DIRECT_WRITE),
@@ -276,6 +308,7 @@ def _markers(parent: Path) -> list[Path]:
 def run_attempts(isolate: bool, *, attempts: tuple[Attempt, ...] = ATTEMPTS, parent: Path | None = None,
                  progress: Callable[[str], None] | None = None) -> HostileReport:
     """Run every attempt at once in one throwaway repository, then loomtui's whole after-life on each."""
+    from loomtui.coordination.claims import sandbox_signature_changes
     from loomtui.execution import review
     from loomtui.execution.lifecycle import APPROVED, transition
     from loomtui.governance.coordinator import governed_coordinator
@@ -338,6 +371,8 @@ def run_attempts(isolate: bool, *, attempts: tuple[Attempt, ...] = ATTEMPTS, par
             with ThreadPoolExecutor(max_workers=4) as pool:
                 for future in [pool.submit(after_life, name, record) for name, record in records.items()]:
                     future.result()
+            say("conflicts: every live sandbox's signature changes")
+            sandbox_signature_changes(governed_coordinator(workspace))
             if isolate:  # every attempt's code merged together and run by the merged gate, confined too
                 say("merged gate: every attempt together")
                 try:
@@ -403,6 +438,8 @@ def _judge(repo: Path, base: Path, records: dict[str, Any], victim_claims: set[s
             evidence.append(f"the shared object store is corrupt: {fsck.stderr.strip().splitlines()[0]}")
         if attempt.name == "head-on-main" and _git(repo, "rev-parse", "main").strip() != merged:
             evidence.append("main moved after the merge")
+        if attempt.name == "fake-worktree" and merged == main_before:
+            evidence.append("the merge into main went elsewhere: main did not move")
         if attempt.name == "ref-symlink" and any(f"in sandbox {records[attempt.name].id}" in line
                                                  for line in main_log):
             evidence.append("main was moved to the agent's commit")

@@ -33,7 +33,7 @@ from loomtui.execution.sandboxes import (
     DEFAULT_GRACE_S,
     agent_tree,
     get_sandbox,
-    is_sandbox_worktree,
+    is_person_checkout,
     sandbox_paths,
     stop,
 )
@@ -234,10 +234,10 @@ def merge(workspace: Workspace, sandbox_id: str, *, into: str | None = None,
     email = workspace.actor if "@" in workspace.actor else "loomtui@localhost.invalid"
     identity = repo.fallback_identity("loomtui", email)
     commit = repo.out(*identity, "commit-tree", tree, "-p", target_sha, "-p", tip, "-m", message).strip()
-    # Never a sandbox's worktree (an agent can point its HEAD at the target): git run
-    # there would read the agent's config and hooks. Only a person's checkout is updated.
-    checked_out = [place for place in repo.worktrees_with_branch(target)
-                   if not is_sandbox_worktree(workspace, place)]
+    # Never a sandbox's worktree (an agent can point its HEAD at the target) nor a repository an agent
+    # made and named as one: git run there would read the agent's config and hooks. Only a person's
+    # checkout is updated.
+    checked_out = [place for place in repo.worktrees_with_branch(target) if is_person_checkout(workspace, place)]
     updated: str | None = None
     if checked_out:
         place = checked_out[0]

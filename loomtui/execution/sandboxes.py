@@ -162,6 +162,13 @@ def agent_tree(workspace: Workspace, record: SandboxRecord) -> AgentTree:
     return AgentTree(workspace.paths.common_dir, Path(record.worktree), paths.outside_index, managed)
 
 
+def worktree_tree(workspace: Workspace, record: SandboxRecord) -> str:
+    """A sandbox's worktree as it is now (untracked files included) as a tree id, read from outside."""
+    if not record.base_sha:
+        raise LoomError(f"sandbox {record.id} has no base commit")
+    return agent_tree(workspace, record).snapshot(record.base_sha)[0]
+
+
 def is_sandbox_worktree(workspace: Workspace, path: Path) -> bool:
     """Whether `path` is (inside) some sandbox's worktree rather than a person's checkout.
 
@@ -173,6 +180,29 @@ def is_sandbox_worktree(workspace: Workspace, path: Path) -> bool:
         if record.worktree and place.is_relative_to(Path(record.worktree).resolve()):
             return True
     return any(place.is_relative_to(root.resolve()) for root in worktree_roots(workspace))
+
+
+def is_person_checkout(workspace: Workspace, path: Path) -> bool:
+    """Whether `path`, which git lists as a working tree, is a person's: the main checkout, or a linked
+    worktree whose admin dir is no sandbox's. git takes a linked worktree's path from a file in its admin
+    dir, which a sandbox's agent writes: it can name a repository of its own making (its hooks, its
+    fsmonitor) as the one that has the target checked out."""
+    if is_sandbox_worktree(workspace, path):
+        return False
+    common = workspace.paths.common_dir.resolve()
+    dot_git = Path(path) / ".git"
+    if dot_git.is_dir():
+        return dot_git.resolve() == common
+    try:
+        named = dot_git.read_text("utf-8").strip()
+    except (OSError, UnicodeDecodeError):
+        return False
+    if not named.startswith("gitdir: "):
+        return False
+    admin = (Path(path) / named[len("gitdir: "):]).resolve()
+    sandboxes = {Path(r.data["git_dir"]).resolve() for r in workspace.store.list_sandboxes(include_archived=True)
+                 if r.data.get("git_dir")}
+    return admin.parent == common / "worktrees" and admin not in sandboxes
 
 
 def _paths(workspace: Workspace, record: SandboxRecord) -> SandboxPaths:

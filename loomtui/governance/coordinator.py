@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 
 from loomtui.config import CoordinationConfig
-from loomtui.coordination.claims import Coordinator, OverrideCheck, open_coordinator
+from loomtui.coordination.claims import Coordinator, OverrideCheck, WorktreeTree, open_coordinator
 from loomtui.coordination.index import ProgressFn, RepoIndex
 from loomtui.governance.policy import can_override, configured_policy
 from loomtui.workspace import Workspace
@@ -23,7 +23,15 @@ def policy_override_check(workspace: Workspace) -> OverrideCheck:
 
 def governed_coordinator(workspace: Workspace, index: RepoIndex | None = None) -> Coordinator:
     """`open_coordinator` with the policy's override check: what front-ends and the workflow use."""
-    return open_coordinator(workspace, index, may_override=policy_override_check(workspace))
+    return open_coordinator(workspace, index, may_override=policy_override_check(workspace),
+                            worktree_tree=worktree_reader(workspace))
+
+
+def worktree_reader(workspace: Workspace) -> WorktreeTree:
+    """How a coordinator reads a live sandbox's uncommitted work: execution's view from outside."""
+    from loomtui.execution.sandboxes import worktree_tree
+
+    return lambda record: worktree_tree(workspace, record)
 
 
 class KeptCoordinator:
@@ -53,6 +61,6 @@ class KeptCoordinator:
         if kept is None or reindex:
             kept = self.coordinator = open_coordinator(
                 self.workspace, may_override=policy_override_check(self.workspace), settings=settings,
-                progress=progress)
+                progress=progress, worktree_tree=worktree_reader(self.workspace))
             self._built_with = wanted
         return kept, None
