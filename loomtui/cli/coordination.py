@@ -20,6 +20,7 @@ from loomtui.cli import (
     print_json,
     workspace_for,
 )
+from loomtui.cli.terminal import unguarded
 from loomtui.coordination.claims import (
     ClaimRefused,
     Conflict,
@@ -40,7 +41,7 @@ def _progress_printer() -> Any:
         return None
 
     def show(done: int, total: int) -> None:
-        print(f"\rindexing {done}/{total} files", end="" if done < total else "\n", file=sys.stderr)
+        print(f"\rindexing {done}/{total} files", end="" if done < total else "\n", file=unguarded(sys.stderr))
 
     return show
 

@@ -2,11 +2,13 @@
 
 File names, task text, agent log lines and patches come from agents (or anyone who can
 write the repository). Printed raw, an ESC in them moves the cursor, retitles the
-terminal or rewrites the clipboard (OSC 52). On a terminal every control character but
-newline, tab and carriage return (loomtui's own progress lines rewrite themselves with it)
-is shown escaped (`\\x1b`), and so are the bidirectional overrides (U+202E shows text
-reversed); to a pipe or a file the bytes go through as they are, so
-`sandbox diff | git apply` and `--json` readers get exactly what was there.
+terminal or rewrites the clipboard (OSC 52), and a carriage return puts the start of
+the line back under what follows (`os.system(...)\\r# fix a typo` shows as the comment).
+On a terminal every control character but newline and tab is shown escaped (`\\x1b`,
+`\\r`), and so are the bidirectional overrides (U+202E shows text reversed); to a pipe
+or a file the bytes go through as they are, so `sandbox diff | git apply` and `--json`
+readers get exactly what was there. loomtui's own progress lines, which rewrite
+themselves with a carriage return, go to the stream underneath (`unguarded`).
 """
 
 from __future__ import annotations
@@ -15,13 +17,13 @@ import re
 from collections.abc import Iterable
 from typing import Any, TextIO
 
-_CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
 """C0 and C1 controls (cursor moves, titles, OSC 52), and the bidirectional overrides and isolates, which
 show a name in another order than it is (`gnp.exe` as `exe.png`: "Trojan Source")."""
 
 
 def escaped(text: str) -> str:
-    """`text` with every control character but newline, tab and carriage return written as a Python escape."""
+    """`text` with every control character but newline and tab written as a Python escape."""
     if not _CONTROL.search(text):
         return text
     return _CONTROL.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), text)
@@ -43,6 +45,11 @@ class TerminalText:
 
     def __getattr__(self, name: str) -> Any:  # flush, isatty, fileno, encoding: the stream's own
         return getattr(self._stream, name)
+
+
+def unguarded(stream: TextIO) -> TextIO:
+    """The stream under a `TerminalText`: for loomtui's own text only (a progress line's carriage return)."""
+    return stream._stream if isinstance(stream, TerminalText) else stream
 
 
 def guard(stream: TextIO) -> TextIO:
