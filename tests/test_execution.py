@@ -896,6 +896,8 @@ def test_isolated_agent_cannot_write_outside_its_worktree(ws: Workspace, repo: P
                 results[name] = exc.strerror
         read("ssh_key", "~/.ssh/id_ed25519")
         read("pgpass", "~/.pgpass")
+        read("history", "~/.bash_history")
+        read("repo_config", os.path.join(repo, ".git", "config"))
         key = subprocess.run(["git", "config", "loom.signingkey"], capture_output=True, text=True).stdout.strip()
         read("signing_key", key.removesuffix(".pub"))  # the private half beside the public key named
         results["run"] = sorted(os.listdir("/run"))
@@ -920,9 +922,13 @@ def test_isolated_agent_cannot_write_outside_its_worktree(ws: Workspace, repo: P
     (home / ".ssh").mkdir(parents=True)
     (home / ".ssh" / "id_ed25519").write_text("SECRET ssh key")
     (home / ".pgpass").write_text("SECRET db password")
+    (home / ".bash_history").write_text("curl -H 'Authorization: SECRET token' ...\n")
     (repo.parent / "lead.key").write_text("SECRET signing key")
     (repo.parent / "lead.key.pub").write_text("ssh-ed25519 AAAA lead")
     git(repo, "config", "loom.signingkey", str(repo.parent / "lead.key.pub"))  # git's usual: the public half
+    # Credentials in the repository's own config: a token in a remote's URL, a CI checkout's header.
+    git(repo, "config", "remote.origin.url", "https://bob:SECRET-token@example.com/billing.git")
+    git(repo, "config", "http.https://example.com/.extraheader", "AUTHORIZATION: basic SECRET-header")
     monkeypatch.setenv("HOME", str(home))
     # A machine's socket (docker's, PostgreSQL's, an ssh-agent's): one of our own, where those live.
     run = Path("/run") if os.access("/run", os.W_OK) else None
@@ -946,11 +952,13 @@ def test_isolated_agent_cannot_write_outside_its_worktree(ws: Workspace, repo: P
     for outside in ("main_tree", "store", "audit", "git_config", "home"):
         assert results[outside] == "Read-only file system", (outside, results[outside])
     assert results["private_tmp"] == "written" and results["worktree"] == "written"
-    for secret in ("ssh_key", "pgpass", "signing_key"):
+    for secret in ("ssh_key", "pgpass", "signing_key", "history", "repo_config"):
         assert "SECRET" not in results[secret], (secret, results[secret])
     assert results["ssh_key"] == "No such file or directory"  # the folder is there, empty
     # A file is /dev/null there: empty, or refused where the mount holds no devices.
     assert results["pgpass"] in ("", "Permission denied") and results["signing_key"] in ("", "Permission denied")
+    # The repository's config is there, only without its credentials (the agent's git reads it).
+    assert "url = https://example.com/billing.git" in results["repo_config"] and "extraheader" not in results["repo_config"]
     # /run is the sandbox's own: none of the machine's sockets there (a socket on a read-only mount connects).
     assert not set(results["run"]) & set(os.listdir("/run")), results["run"]
     if run is not None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import sys
+import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -20,6 +21,7 @@ from loomtui.execution.isolation import (
     PrivateGit,
     SandboxMounts,
     bwrap_argv,
+    credential_free,
     isolation_available,
     scratch_bwrap_argv,
     secret_paths,
@@ -98,6 +100,7 @@ def confined_argv(workspace: Workspace, record: SandboxRecord, argv: Sequence[st
         own_dir=paths.dir,
         hidden=_hidden(workspace),
         secrets=_secrets(workspace, env),
+        repo_config=_credential_free_config(workspace),
     )
     return bwrap_argv(mounts) + argv
 
@@ -125,8 +128,29 @@ def confined_scratch_argv(workspace: Workspace, tree: Path, argv: Sequence[str],
     if not isolation_available():
         return list(argv)
     readable = under_private_dirs(_needed(workspace, argv, env))
+    copy = _credential_free_config(workspace)
     return scratch_bwrap_argv(tree, workspace.paths.state_dir, readable=readable, hidden=_hidden(workspace),
-                              writable=writable, secrets=_secrets(workspace, env)) + list(argv)
+                              writable=writable, secrets=_secrets(workspace, env),
+                              repo_config=(copy, workspace.paths.common_dir) if copy else None) + list(argv)
+
+
+def _credential_free_config(workspace: Workspace) -> Path | None:
+    """A copy of the repository's git config without its credentials, when it holds any (`credential_free`),
+    for confined code to read in its place. Written anew each time (renamed into place: others read it)."""
+    config = workspace.paths.common_dir / "config"
+    try:
+        text = config.read_text("utf-8", "surrogateescape")
+    except OSError:
+        return None
+    cleaned = credential_free(text)
+    if cleaned == text:
+        return None
+    copy = workspace.paths.state_dir / "repo-config"
+    fd, temporary = tempfile.mkstemp(dir=workspace.paths.state_dir, prefix=".repo-config-")
+    with os.fdopen(fd, "w", encoding="utf-8", errors="surrogateescape") as handle:
+        handle.write(cleaned)
+    os.replace(temporary, copy)
+    return copy
 
 
 def _secrets(workspace: Workspace, env: Mapping[str, str]) -> tuple[Path, ...]:

@@ -25,6 +25,7 @@ Without bwrap the agent runs as a plain process and `isolation` says "none".
 from __future__ import annotations
 
 import functools
+import re
 import shutil
 import subprocess
 from collections.abc import Iterable, Mapping, Sequence
@@ -121,11 +122,16 @@ class SandboxMounts:
     own_dir: Path | None = None  # the sandbox's own state dir (its broker socket, its context)
     hidden: tuple[Path, ...] = ()  # other sandboxes' dirs, worktrees and git admin dirs: not even seen
     secrets: tuple[Path, ...] = ()  # the user's credentials (`secret_paths`): empty in the sandbox
+    repo_config: Path | None = None  # the repository's config without its credentials (`credential_free`)
 
 
 SECRET_DIRS: Final = (".ssh", ".gnupg", ".aws", ".azure", ".config/gcloud", ".kube", ".docker", ".config/gh",
                       ".password-store", ".local/share/keyrings")
-SECRET_FILES: Final = (".netrc", ".pgpass", ".git-credentials", ".config/git/credentials", ".npmrc", ".pypirc")
+SECRET_FILES: Final = (".netrc", ".pgpass", ".git-credentials", ".config/git/credentials", ".npmrc", ".pypirc",
+                       # Histories: a token or password typed on a command line stays in them.
+                       ".bash_history", ".zsh_history", ".histfile", ".local/share/fish/fish_history",
+                       ".python_history", ".psql_history", ".mysql_history", ".node_repl_history",
+                       ".sqlite_history", ".rediscli_history")
 """Where a user's credentials live under a home directory: no agent or gate reads them."""
 CLOUD_LOGINS: Final[dict[str, tuple[str, ...]]] = {
     ".aws": ("CLAUDE_CODE_USE_BEDROCK", "AWS_PROFILE", "AWS_CONFIG_FILE", "AWS_SHARED_CREDENTIALS_FILE"),
@@ -150,6 +156,17 @@ def secret_paths(homes: Iterable[Path], extra: Iterable[Path] = (),
         if path.is_absolute() and (path.is_dir() or path.is_file()) and path not in found:
             found.append(path)
     return tuple(found)
+
+
+_URL_USER = re.compile(r"(?i)\b(https?://)[^/\s@\"]+@")
+_EXTRA_HEADER = re.compile(r"(?im)^[ \t]*extraheader[ \t]*=.*(?:\n|$)")
+
+
+def credential_free(config: str) -> str:
+    """A git config's text without the credentials it may hold: a token or password in a remote's URL
+    (`https://bob:ghp_...@github.com/...`) and `http.extraheader` (where CI checkouts keep theirs).
+    Confined code reads the repository's config; what it reads it could send away."""
+    return _EXTRA_HEADER.sub("", _URL_USER.sub(r"\1", config))
 
 
 def _private_mounts() -> list[str]:
@@ -216,6 +233,7 @@ def bwrap_argv(mounts: SandboxMounts, program: str = "bwrap") -> list[str]:
     for path in mounts.readable:
         argv += ["--ro-bind-try", str(path), str(path)]
     argv += _emptied(mounts.secrets)
+    argv += _config_mount(mounts.repo_config, mounts.common_dir)
     # The store and audit log stay read-only: only the supervisor, outside, writes them.
     argv += ["--ro-bind", str(mounts.state_dir), str(mounts.state_dir)]
     # Other sandboxes are not there at all: not their broker sockets (an agent could
@@ -265,15 +283,21 @@ def bwrap_argv(mounts: SandboxMounts, program: str = "bwrap") -> list[str]:
     return argv
 
 
+def _config_mount(copy: Path | None, common_dir: Path) -> list[str]:
+    return [] if copy is None else ["--ro-bind", str(copy), str(common_dir / "config")]
+
+
 def scratch_bwrap_argv(tree: Path, state_dir: Path, *, readable: Sequence[Path] = (), hidden: Sequence[Path] = (),
                        writable: Sequence[Path] = (), secrets: Sequence[Path] = (),
-                       program: str = "bwrap") -> list[str]:
+                       repo_config: tuple[Path, Path] | None = None, program: str = "bwrap") -> list[str]:
     """The bwrap command line for code run in a scratch tree (a commit's baseline, a merged gate):
     everything read-only but the tree and `writable`, no network, no sandbox's state or worktree seen."""
     argv = [program, "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", *_private_mounts()]
     for path in readable:
         argv += ["--ro-bind-try", str(path), str(path)]
     argv += _emptied(secrets)
+    if repo_config is not None:  # (the copy, the repository's common dir)
+        argv += _config_mount(*repo_config)
     argv += ["--ro-bind", str(state_dir), str(state_dir)]
     for path in hidden:
         argv += ["--tmpfs", str(path)]
