@@ -142,7 +142,33 @@ def test_a_failed_agents_change_is_never_approved_by_the_policy_alone(billing: P
     escalation = workspace.store.get_escalation(int(record.data[REVIEW_ESCALATION_KEY]))
     assert escalation is not None and "agent-failed" in escalation.summary
     shown = loomtui(billing, "escalation", "show", str(escalation.id))
-    assert "the agent failed (exited with code 1): its change may be unfinished" in shown.stdout, shown.stderr
+    assert "the agent did not finish (exited with code 1): its change may be unfinished" in shown.stdout, shown.stderr
+
+
+def test_a_stopped_agents_change_is_never_approved_by_the_policy_alone(billing: Path) -> None:
+    """Stopped halfway (`sandbox stop`, `s` in the app), its change is as unfinished as a crashed one's:
+    under `merge: auto` it was approved and merged."""
+    from loomtui.execution.sandboxes import stop
+    from tests.conftest import wait_until
+
+    merge_mode(billing, "auto")
+    workspace = open_workspace(billing)
+    main_before = git(billing, "rev-parse", "main")
+    script = billing.parent / "slow-typo.yaml"
+    script.write_text(TYPO_FIX + "- {after: 60, log: still going}\n")
+    record = create_sandbox(workspace, "fix a typo, then more", "script", script=script)
+    start(workspace, record.id)
+    edited = Path(workspace.store.get_sandbox(record.id).worktree) / "notifications/templates/refund_issued.txt"
+    wait_until(lambda: "receive" in edited.read_text(), timeout=30)
+    stop(workspace, record.id, grace=2)
+    wait_until_settled(workspace, record.id, timeout=120)
+    assert workspace.store.get_sandbox(record.id).status == "awaiting_review"
+    assert git(billing, "rev-parse", "main") == main_before  # not merged
+    [evaluation] = evaluated(workspace, record.id)
+    assert evaluation["outcome"] == "require" and "agent-failed (built in)" in evaluation["rules"]
+    escalation = workspace.store.get_escalation(int(workspace.store.get_sandbox(record.id).data[REVIEW_ESCALATION_KEY]))
+    assert escalation is not None and "agent-failed" in escalation.summary
+    assert "did not finish (stopped by " in json.dumps(escalation.data)  # who stopped it, for whoever decides
 
 
 def test_a_failed_agent_is_noted_where_the_policy_already_asks_a_person() -> None:
@@ -151,7 +177,7 @@ def test_a_failed_agent_is_noted_where_the_policy_already_asks_a_person() -> Non
     asked = Evaluation("post-gate", "require", "high", (), ())
     noted = with_failed_agent(asked, "killed by SIGKILL")
     assert (noted.outcome, noted.requirements) == ("require", ())  # no second approval to collect
-    assert noted.notes == ("the agent failed (killed by SIGKILL): its change may be unfinished",)
+    assert noted.notes == ("the agent did not finish (killed by SIGKILL): its change may be unfinished",)
 
 
 async def test_a_payments_change_waits_for_two_reviewers_then_merges(billing: Path) -> None:

@@ -68,10 +68,10 @@ async def test_new_sandbox_runs_streams_stops_diffs_and_archives(billing: Path) 
         await pilot.press("s")
         await pilot.pause()
         await pilot.press("y")
-        # Once stopped, its supervisor reviews its commit: gates, then the policy auto-approves a typo
-        # fix; with `merge: manual` it then waits for a person's merge, its claim still held.
-        await wait_for(pilot, lambda: str(table.cell(sandbox_id, "status")) == "approved", timeout=60)
-        await wait_for(pilot, lambda: "waits for a person" in str(table.cell(sandbox_id, "next")))
+        # Once stopped, its supervisor reviews its commit: gates, then the policy, which would approve a
+        # typo fix by itself, but the agent was cut off: one person looks first, its claim still held.
+        await wait_for(pilot, lambda: str(table.cell(sandbox_id, "status")) == "awaiting_review", timeout=60)
+        await wait_for(pilot, lambda: "press 3" in str(table.cell(sandbox_id, "next")))
         assert [r.status for r in app.workspace.store.gate_runs(sandbox_id)] == ["passed", "passed"]
         assert len(app.workspace.store.live_claims(sandbox_id)) == 1
         await pilot.press("d")

@@ -57,10 +57,10 @@ FAILED_AGENT_RULE = "agent-failed (built in)"
 
 
 def with_failed_agent(evaluation: Evaluation, failure: str) -> Evaluation:
-    """The decision on a change whose agent failed (a non-zero exit, a crash, a kill): its work may be
-    half done, so the policy alone never approves it. An auto-approval becomes one approval from anyone;
-    any other decision stands, with the failure noted for whoever decides."""
-    note = f"the agent failed ({failure}): its change may be unfinished"
+    """The decision on a change whose agent failed (a non-zero exit, a crash, a kill) or was stopped: its
+    work may be half done, so the policy alone never approves it. An auto-approval becomes one approval
+    from anyone; any other decision stands, with the failure noted for whoever decides."""
+    note = f"the agent did not finish ({failure}): its change may be unfinished"
     if evaluation.outcome != "auto_approve":
         return dataclasses.replace(evaluation, notes=(*evaluation.notes, note))
     requirement = Requirement(FAILED_AGENT_RULE, (ANYONE,), 1, frozenset())

@@ -26,7 +26,7 @@ from loomtui.execution.lifecycle import (
     REJECTED,
     transition,
 )
-from loomtui.execution.sandboxes import get_sandbox
+from loomtui.execution.sandboxes import get_sandbox, stopped_by
 from loomtui.governance.escalations import CLEARED, EscalationStatus, granted_regions, open_escalation
 from loomtui.governance.gitfacts import change_facts
 from loomtui.governance.policy import (
@@ -167,9 +167,11 @@ def _merged_breaks(workspace: Workspace, record: SandboxRecord, say: Say) -> tup
 
 
 def _agent_failure(record: SandboxRecord) -> str | None:
-    """How a sandbox's agent failed, in a few words; None when it did not."""
+    """How a sandbox's agent failed or was stopped before it ended, in a few words; None when it ended
+    by itself. A stop someone asked for is no failure, but it too leaves the work where it was cut off."""
     if record.status != FAILED:
-        return None
+        stopper = stopped_by(record)
+        return f"stopped by {stopper} before it ended" if stopper else None
     error = record.data.get("error")
     return str(error) if error else f"exited with code {record.exit_code}"
 
