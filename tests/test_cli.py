@@ -237,6 +237,18 @@ def test_the_app_without_a_terminal_is_one_line_and_exit_2_not_escape_codes_fore
         assert_one_line_error(done, 2, "the app needs a terminal")
         assert done.stdout == ""
     assert not (repo / ".git" / "loom").exists()  # nothing was opened, nothing prepared
+    # A terminal on stdin and stdout, stderr to a file: the app draws on stderr, so it would draw nothing.
+    import pty
+
+    leader, follower = pty.openpty()
+    try:
+        done = subprocess.run([LOOMTUI], cwd=repo, stdin=follower, stdout=follower, stderr=subprocess.PIPE,
+                              text=True, timeout=60)
+    finally:
+        os.close(leader)
+        os.close(follower)
+    assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stderr
+    assert "the app needs a terminal (stderr is not one; it draws on stderr)" in done.stderr
 
 
 def test_a_deleted_working_directory_and_an_output_encoding_without_a_character_are_no_traceback(

@@ -594,8 +594,13 @@ def _check_terminal(args: argparse.Namespace) -> None:
         from loomtui.repo import find_repo
 
         find_repo(args.repo)  # outside a repository, that is the first thing to say
-    if not (_is_terminal(sys.stdin) and _is_terminal(sys.stdout)) and not os.environ.get("TEXTUAL_DRIVER"):
-        raise LoomError("the app needs a terminal (stdin and stdout are not one); a script wants a command "
+    # stderr too: Textual draws there (so that stdout can be redirected), and `loomtui 2>log` drew nothing.
+    streams = {"stdin": sys.stdin, "stdout": sys.stdout, "stderr": sys.stderr}
+    missing = [name for name, stream in streams.items() if not _is_terminal(stream)]
+    if missing and not os.environ.get("TEXTUAL_DRIVER"):
+        which = (f"{', '.join(missing[:-1])} and {missing[-1]} are not one" if len(missing) > 1
+                 else f"{missing[0]} is not one")
+        raise LoomError(f"the app needs a terminal ({which}; it draws on stderr); a script wants a command "
                         "(`loomtui --help`), such as `status` or `demo --headless`")
 
 
