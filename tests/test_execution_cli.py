@@ -126,6 +126,22 @@ def test_bad_input_is_one_line_and_the_right_exit_code(repo: Path, script: Path,
     one_line_error(run(repo, "sandbox", "stop", sandbox_id), 1, "is planned, not running")
     one_line_error(run(repo, "sandbox", "merge", sandbox_id), 1, "not approved")
     one_line_error(run(repo, "attach", sandbox_id), 1, "runs headless")
+    # An interactive one, live in its tmux session, attached from no terminal: loomtui says so, not tmux.
+    from loomtui.execution.sandbox_paths import tmux_session
+
+    workspace = open_workspace(repo)
+    workspace.store.update_sandbox(sandbox_id, status="running", data={"launch": {"mode": "interactive"}})
+    subprocess.run(["tmux", "new-session", "-d", "-s", tmux_session(sandbox_id), "sleep", "60"], check=True)
+    try:
+        with pytest.MonkeyPatch.context() as env:
+            env.delenv("TMUX", raising=False)
+            one_line_error(run(repo, "attach", sandbox_id), 2,
+                           f"attaching needs a terminal (stdin and stdout are not one; tmux draws there); "
+                           f"`loomtui sandbox logs {sandbox_id}`")
+    finally:
+        subprocess.run(["tmux", "kill-session", "-t", f"={tmux_session(sandbox_id)}"], check=False)
+        workspace.store.update_sandbox(sandbox_id, status="planned")
+        workspace.close()
     (Path(created["worktree"]) / "scratch.txt").write_text("uncommitted\n")
     one_line_error(run(repo, "sandbox", "rm", sandbox_id), 1, "has uncommitted changes (scratch.txt)")
     # The engine says what is wrong and why; the flag that goes ahead anyway is the CLI's to name.

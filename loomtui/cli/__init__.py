@@ -594,14 +594,19 @@ def _check_terminal(args: argparse.Namespace) -> None:
         from loomtui.repo import find_repo
 
         find_repo(args.repo)  # outside a repository, that is the first thing to say
-    # stderr too: Textual draws there (so that stdout can be redirected), and `loomtui 2>log` drew nothing.
-    streams = {"stdin": sys.stdin, "stdout": sys.stdout, "stderr": sys.stderr}
-    missing = [name for name, stream in streams.items() if not _is_terminal(stream)]
-    if missing and not os.environ.get("TEXTUAL_DRIVER"):
+    if not os.environ.get("TEXTUAL_DRIVER"):
+        # stderr too: Textual draws there (so that stdout can be redirected), and `loomtui 2>log` drew nothing.
+        require_terminal("the app", ("stdin", "stdout", "stderr"), "it draws on stderr",
+                         "a script wants a command (`loomtui --help`), such as `status` or `demo --headless`")
+
+
+def require_terminal(what: str, names: Sequence[str], why: str, instead: str) -> None:
+    """Refuse, in one line, what needs a terminal on each of the standard streams `names`."""
+    missing = [name for name in names if not _is_terminal(getattr(sys, name))]
+    if missing:
         which = (f"{', '.join(missing[:-1])} and {missing[-1]} are not one" if len(missing) > 1
                  else f"{missing[0]} is not one")
-        raise LoomError(f"the app needs a terminal ({which}; it draws on stderr); a script wants a command "
-                        "(`loomtui --help`), such as `status` or `demo --headless`")
+        raise LoomError(f"{what} needs a terminal ({which}; {why}); {instead}")
 
 
 def _draws_the_app(args: argparse.Namespace) -> bool:

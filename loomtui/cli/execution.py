@@ -18,6 +18,7 @@ from loomtui.cli import (
     count_arg,
     positive_int_arg,
     print_json,
+    require_terminal,
     script_agent_arguments,
     seconds_arg,
     workspace_for,
@@ -204,6 +205,9 @@ def cmd_resume(args: argparse.Namespace) -> int:
 
 def cmd_attach(args: argparse.Namespace) -> int:
     argv = engine.attach_command(workspace_for(args), args.id)
+    if "attach-session" in argv:  # (inside tmux, switch-client moves the client that is there already)
+        require_terminal("attaching", ("stdin", "stdout"), "tmux draws there",
+                         f"`loomtui sandbox logs {args.id}` reads the agent's output without one")
     sys.stdout.flush()
     os.execvp(argv[0], argv)  # the terminal becomes tmux's; detaching (C-b d) returns to the shell
 
