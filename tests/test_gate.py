@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import git, wait_until
+from tests.conftest import git, run_cli, wait_until
 
 LOOMTUI = shutil.which("loomtui") or "loomtui"
 
@@ -137,6 +137,9 @@ def test_claims_the_policy_requires_wait_for_approval_before_start(billing: Path
     lead = open_workspace(billing)
     lead.actor = "lead@example.com"
     assert decide(lead, load_policy(billing), waiting, "approve").status == "approved"
+    # What it shows counts the approval given before there was any commit to give it on.
+    shown = run_cli(billing, "escalation", "show", str(waiting)).stdout
+    assert "1 of 1 approval" in shown and "0 of 1" not in shown, shown
     start(workspace, record.id)
     wait_until(lambda: any(e.action == "sandbox.running" and e.subject == record.id
                            for e in workspace.audit.entries()), what="the agent started")

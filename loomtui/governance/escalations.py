@@ -89,9 +89,10 @@ def _requirements(escalation: EscalationRecord) -> list[Requirement]:
 
 
 def approvals(escalation: EscalationRecord, commit: str | None = None) -> list[Approval]:
-    """Approvals still in force: those given for `commit` (the sandbox's current head)."""
+    """Approvals still in force: those given for `commit` (the sandbox's current head); all of them
+    without one (a pre-start escalation asks before there is any change to approve)."""
     given = [Approval(a["user"], a["commit"], a["at"]) for a in escalation.data.get("approvals", [])]
-    return given if commit is None else [a for a in given if a.commit == commit]
+    return given if not commit else [a for a in given if a.commit == commit]
 
 
 def _opened_by(workspace: Workspace, kind: str, sandbox_id: str, facts: ChangeFacts) -> str:
