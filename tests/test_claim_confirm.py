@@ -3,6 +3,7 @@ released when the call never happens, but not while the call waits on a person."
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -11,11 +12,12 @@ import pytest
 from loomtui.config import parse_config
 from loomtui.errors import ConfigError
 from loomtui.governance.broker import Broker, confirm_window_from_env
+from loomtui.governance.coordinator import governed_coordinator
 from loomtui.governance.escalations import decide
 from loomtui.governance.hooks.gate import NEVER_HAPPENED, HookGate, awaiting
 from loomtui.governance.policy import load_policy
 from loomtui.workspace import Workspace, open_workspace
-from tests.conftest import demo_repo
+from tests.conftest import demo_repo, wait_until
 
 AGENT = "agent-1"
 LEDGER = "payments/ledger.py"
@@ -134,6 +136,38 @@ def test_a_call_no_one_was_asked_about_is_released_after_the_window(billing: Pat
     (claim,) = ws.store.live_claims(AGENT)
     clock.now = claim.created + 31
     assert gate.release_unconfirmed() == [claim.id]
+
+
+def test_a_lapsed_claim_of_a_holder_with_no_broker_is_let_go_by_the_next_claim_anyone_makes(
+        billing: Path, ws: Workspace) -> None:
+    """A hook in a person's checkout (`hook claude --sandbox mine`) whose call never came: its session's
+    next hook call would have let it go, but none came, and the file stayed held for the lease's hour."""
+    from loomtui.errors import LoomError
+    from loomtui.governance.hooks.gate import release_lapsed
+
+    gate = HookGate(ws, "mine", billing, confirm_window=120)
+    readme = billing / "README.md"
+    assert gate.check_tool("Edit", [{"path": str(readme), "lines": None}], tool_use_id="t1").decision != "deny"
+    (claim,) = ws.store.live_claims("mine")
+    assert awaiting(claim) == ["t1"]
+    assert release_lapsed(ws, clock=lambda: claim.created + 60) == []  # its window is still open
+    with pytest.raises(LoomError, match="refused"):
+        governed_coordinator(ws).claim("other", "README.md")
+    assert release_lapsed(ws, clock=lambda: claim.created + 121) == [claim.id]
+    assert governed_coordinator(ws).claim("other", "README.md").claim is not None
+    (released,) = [e for e in ws.audit.entries() if e.action == "claim.released"]
+    assert released.subject == "mine" and released.details["reason"] == NEVER_HAPPENED
+
+
+def test_a_claim_anyone_makes_lets_go_of_what_has_lapsed(billing: Path, ws: Workspace) -> None:
+    config = billing / ".loom" / "loom.yaml"
+    config.write_text(config.read_text() + "  confirm_seconds: 0.2\n")  # the file ends in coordination:
+    gate = HookGate(ws, "mine", billing)
+    gate.check_tool("Edit", [{"path": str(billing / "README.md"), "lines": None}], tool_use_id="t1")
+    (claim,) = ws.store.live_claims("mine")
+    wait_until(lambda: time.time() > claim.created + 0.3, what="the window to close")
+    assert governed_coordinator(ws).claim("other", "README.md").claim is not None
+    assert ws.store.live_claims("mine") == []
 
 
 # -- the window's setting ------------------------------------------------------------------------

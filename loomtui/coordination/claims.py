@@ -160,7 +160,7 @@ class Coordinator:
 
     def __init__(self, workspace: Workspace, index: RepoIndex, *, may_override: OverrideCheck,
                  dependency_hops: int = 1, lease_seconds: int = 3600,
-                 worktree_tree: WorktreeTree | None = None) -> None:
+                 worktree_tree: WorktreeTree | None = None, release_lapsed: Callable[[], object] | None = None) -> None:
         self.workspace = workspace
         self.store = workspace.store
         self.index = index
@@ -173,6 +173,9 @@ class Coordinator:
         # How a live sandbox's uncommitted work is read (for its signature changes): the caller says, as
         # for overrides. Without it only what the sandbox committed counts.
         self.worktree_tree = worktree_tree
+        # Provisional claims (made for a tool call not yet seen to happen) whose window closed: governance
+        # knows them, and lets them go with the stale ones, whoever holds them.
+        self.release_lapsed = release_lapsed
 
     def index_changed(self) -> None:
         """Forget what was derived from the index after it was refreshed in place."""
@@ -488,6 +491,8 @@ class Coordinator:
                 if self.store.release_claim(claim.id, why):
                     self.workspace.record("claim.expired", claim.sandbox_id,
                                           {"claim": claim.id, "target": claim.target, "reason": why})
+            if self.release_lapsed is not None:
+                self.release_lapsed()
         return stale
 
     # -- the whole picture ------------------------------------------------------------
@@ -587,7 +592,8 @@ def nobody_overrides(user: str) -> bool:
 
 def open_coordinator(workspace: Workspace, index: RepoIndex | None = None, *,
                      may_override: OverrideCheck, settings: CoordinationConfig | None = None,
-                     progress: ProgressFn | None = None, worktree_tree: WorktreeTree | None = None) -> Coordinator:
+                     progress: ProgressFn | None = None, worktree_tree: WorktreeTree | None = None,
+                     release_lapsed: Callable[[], object] | None = None) -> Coordinator:
     """A coordinator over the repository's (cached) index, configured from loom.yaml (or `settings`,
     the coordination section a caller already holds); `progress` follows an index being built."""
     from loomtui.coordination.index import build_index, index_cache_dir
@@ -597,7 +603,7 @@ def open_coordinator(workspace: Workspace, index: RepoIndex | None = None, *,
         index = build_index(workspace.root, cache_dir=index_cache_dir(workspace.paths),
                             include=config.include, exclude=config.exclude, progress=progress)
     return Coordinator(workspace, index, may_override=may_override, dependency_hops=config.dependency_hops,
-                       lease_seconds=config.lease_seconds, worktree_tree=worktree_tree)
+                       lease_seconds=config.lease_seconds, worktree_tree=worktree_tree, release_lapsed=release_lapsed)
 
 
 def sandbox_signature_changes(coordinator: Coordinator) -> set[str]:

@@ -4,6 +4,7 @@ long-running front-end keeps up to date."""
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 from loomtui.config import CoordinationConfig
 from loomtui.coordination.claims import Coordinator, OverrideCheck, WorktreeTree, open_coordinator
@@ -24,7 +25,17 @@ def policy_override_check(workspace: Workspace) -> OverrideCheck:
 def governed_coordinator(workspace: Workspace, index: RepoIndex | None = None) -> Coordinator:
     """`open_coordinator` with the policy's override check: what front-ends and the workflow use."""
     return open_coordinator(workspace, index, may_override=policy_override_check(workspace),
-                            worktree_tree=worktree_reader(workspace))
+                            worktree_tree=worktree_reader(workspace), release_lapsed=lapsed_releaser(workspace))
+
+
+def lapsed_releaser(workspace: Workspace) -> Callable[[], object]:
+    """How a coordinator lets go of provisional claims whose tool call never came (the hooks' rule)."""
+    def release() -> object:
+        from loomtui.governance.hooks.gate import release_lapsed
+
+        return release_lapsed(workspace)
+
+    return release
 
 
 def worktree_reader(workspace: Workspace) -> WorktreeTree:
@@ -61,6 +72,7 @@ class KeptCoordinator:
         if kept is None or reindex:
             kept = self.coordinator = open_coordinator(
                 self.workspace, may_override=policy_override_check(self.workspace), settings=settings,
-                progress=progress, worktree_tree=worktree_reader(self.workspace))
+                progress=progress, worktree_tree=worktree_reader(self.workspace),
+                release_lapsed=lapsed_releaser(self.workspace))
             self._built_with = wanted
         return kept, None

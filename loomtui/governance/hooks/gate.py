@@ -86,6 +86,18 @@ def awaiting(claim: ClaimRecord) -> list[str]:
     return found.group(1).split() if found else []
 
 
+def release_lapsed(workspace: Workspace, clock: Callable[[], float] = time.time) -> list[int]:
+    """Release every holder's provisional claims whose tool call never came within the window. A
+    sandbox's broker does this for it as its agent works; a holder with none (a hook run in a person's
+    checkout, `hook claude --sandbox NAME`) only at its next hook call, which may never come."""
+    from loomtui.governance.broker import confirm_window_from_env
+
+    holders = sorted({claim.sandbox_id for claim in workspace.store.live_claims() if awaiting(claim)})
+    window = confirm_window_from_env()
+    return [released for holder in holders for released in
+            HookGate(workspace, holder, workspace.root, confirm_window=window, clock=clock).release_unconfirmed()]
+
+
 # -- the gate: one sandbox's answers ------------------------------------------------------
 
 
