@@ -72,6 +72,7 @@ def test_config_check_reports_file_line_and_key(repo: Path) -> None:
         said = json.loads(done.stdout)
         assert done.returncode == 2 and said["ok"] is False, command
         assert len(said["problems"]) == 1 and said["problems"][0].startswith(".loom/loom.yaml:3: invalid YAML"), command
+        assert said["error"] == said["problems"][0], command  # what every failed command's JSON says
 
 
 def test_config_check_tries_what_loom_yaml_names_its_policy_file_and_worktrees_place(repo: Path) -> None:

@@ -694,6 +694,7 @@ def test_several_errors_name_the_first_line_and_validate_lists_all(
     listed = json.loads(capsys.readouterr().out)
     assert listed["ok"] is False and len(listed["problems"]) == 2
     assert listed["problems"][0].startswith(first) and listed["problems"][1].startswith(second)
+    assert listed["error"] == f"{listed['problems'][0]} (and 1 more)"  # as every failed command's JSON has
 
 
 def test_errors_in_several_rules_are_all_listed_but_a_bad_group_is_not_blamed_on_its_users() -> None:

@@ -123,6 +123,15 @@ def _integer(text: str) -> int:
     return number
 
 
+def problems_json(problems: Sequence[str]) -> dict[str, Any]:
+    """A check's verdict for a script: ok, every problem, and when there is one an `error` as every
+    failed command has (the first problem, and how many more)."""
+    verdict: dict[str, Any] = {"ok": not problems, "problems": list(problems)}
+    if problems:
+        verdict["error"] = problems[0] + (f" (and {len(problems) - 1} more)" if len(problems) > 1 else "")
+    return verdict
+
+
 def print_json(value: Any) -> None:
     """Print a value as indented JSON (the `--json` output of every command)."""
     print(json.dumps(value, indent=2, sort_keys=True, default=str))
@@ -340,7 +349,7 @@ def cmd_config_check(args: argparse.Namespace) -> int:
         if not args.json:
             raise
         # A script asked for JSON: the file's own error is a problem in it, as the policy's is.
-        print_json({"ok": False, "source": None, "config": None, "problems": [str(exc)]})
+        print_json({**problems_json([str(exc)]), "source": None, "config": None})
         return exc.exit_code
     source = config.source or "(no .loom/loom.yaml: defaults)"
     # What loom.yaml names must work too: its policy file, and where its worktrees go (else the
@@ -354,7 +363,7 @@ def cmd_config_check(args: argparse.Namespace) -> int:
             problems.append(str(exc))
     warnings = _theme_warnings(config.theme) + _pin_warnings(paths.root, config)
     if args.json:
-        print_json({"ok": not problems, "source": config.source, "config": asdict(config), "problems": problems,
+        print_json({**problems_json(problems), "source": config.source, "config": asdict(config),
                     "warnings": warnings})
     elif problems:
         for problem in problems:

@@ -12,6 +12,7 @@ from loomtui.cli import (
     add_group,
     id_arg,
     print_json,
+    problems_json,
     seconds_arg,
     workspace_for,
 )
@@ -55,7 +56,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
         # the same list for a script (a YAML error, or loom.yaml's own, is a list of one).
         problems = [str(p) for p in exc.problems] if isinstance(exc, PolicyErrors) else [str(exc)]
         if args.json:
-            print_json({"ok": False, "problems": problems})
+            print_json(problems_json(problems))
         else:
             for problem in problems:
                 print(f"loomtui: error: {problem}", file=sys.stderr)
