@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import re
 import threading
 import time
 from pathlib import Path
@@ -210,7 +211,7 @@ def test_the_merged_gate_names_two_changes_that_pass_alone_but_break_together(tm
 
 
 def test_eval_from_the_command_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    workspace = make_repo(tmp_path)
+    workspace = make_repo(tmp_path, JUNIT_GATE + '  - name: quiet\n    run: ["true"]\n')
     sandbox = sandbox_with(workspace, "labels in cents", {"shop/prices.py": PRICES.replace("/ 100", "// 100")})
     root = str(workspace.root)
     assert main(["-C", root, "eval", sandbox]) == 1
@@ -218,7 +219,8 @@ def test_eval_from_the_command_line(tmp_path: Path, capsys: pytest.CaptureFixtur
     assert "gate 1 failed" in out and "PASS_TO_FAIL  tests/test_prices.py::test_price" in out
     assert "gate 2 score" in out
     assert main(["-C", root, "eval", "--baseline"]) == 0
-    assert "tests at " in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "tests at " in out and re.search(r"^quiet at \w+: passed \[run #\d+\]$", out, re.M), out  # no "()"
     assert main(["-C", root, "eval", "--merged", "--json"]) == 0
     assert '"merged": []' in capsys.readouterr().out
     assert main(["-C", root, "eval"]) == 2
@@ -227,7 +229,7 @@ def test_eval_from_the_command_line(tmp_path: Path, capsys: pytest.CaptureFixtur
     assert "--gate 2 picks a gate of a sandbox's eval: name a SANDBOX" in capsys.readouterr().err
     assert main(["-C", root, "eval", "zzzzzz"]) != 0
     baseline = evaluate_baseline(workspace)
-    assert [(name, record.status) for name, _, record in baseline] == [("tests", "passed")]
+    assert [(name, record.status) for name, _, record in baseline] == [("tests", "passed"), ("quiet", "passed")]
 
 
 def test_a_lint_check_fails_on_new_findings_only(tmp_path: Path) -> None:

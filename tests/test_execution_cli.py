@@ -95,6 +95,17 @@ def test_a_sandbox_from_the_command_line(repo: Path, script: Path) -> None:
                        "sandbox.gating", "eval.run", "policy.evaluated",
                        "escalation.opened", "sandbox.awaiting_review",
                        "sandbox.archived", "escalation.withdrawn"]  # nothing is left to decide
+    # Made, then started: what it says once its supervisor has answered, before the agent runs.
+    later = json.loads(run(repo, "sandbox", "new", "--runtime", "script", "--task", "say hello again",
+                           "--script", str(script), "--no-start", "--json").stdout)["id"]
+    started = run(repo, "sandbox", "start", later)
+    assert started.returncode == 0 and "(planned)" not in started.stdout, started.stdout
+    assert started.stdout.startswith(f"sandbox {later} ") and f"sandbox logs {later} -f" in started.stdout
+    workspace = open_workspace(repo)
+    try:
+        assert wait_until_settled(workspace, later, timeout=60).step == "wait-decision"
+    finally:
+        workspace.close()
 
 
 def test_bad_input_is_one_line_and_the_right_exit_code(repo: Path, script: Path, tmp_path: Path) -> None:

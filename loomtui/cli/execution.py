@@ -110,7 +110,10 @@ def cmd_new(args: argparse.Namespace) -> int:
 def cmd_start(args: argparse.Namespace) -> int:
     from loomtui.workflow.tasks import start
 
-    _show(start(workspace_for(args), args.id), "started")
+    record = start(workspace_for(args), args.id)
+    # Its supervisor has answered; it moves the sandbox on as the agent starts (planned still, said so).
+    state = "starting" if record.status == PLANNED else record.status
+    print(f"sandbox {record.id} started ({state}; `loomtui sandbox logs {record.id} -f` follows the agent)")
     return 0
 
 

@@ -118,7 +118,8 @@ def _eval_baseline(args: argparse.Namespace, workspace: Any) -> int:
             continue
         failing = [c.id for c in run.cases or () if c.outcome.is_fail]
         problem = f"; {safe(run.problem)}" if run.problem else ""  # a report it could not read, said here too
-        print(f"{name} at {where}: {record.status} ({safe(run.summary)}{problem}) [run #{record.id}]")
+        said = f"{safe(run.summary)}{problem}".removeprefix("; ")  # a check with no tests says nothing
+        print(f"{name} at {where}: {record.status}{f' ({said})' if said else ''} [run #{record.id}]")
         for test in failing[:SHOWN_TESTS]:
             print(f"  already failing: {safe(test)}")
     if not results:

@@ -158,8 +158,8 @@ def register(commands: Any) -> None:
         "open the app in a browser: serve it on a local port (textual-serve); each tab runs "
         "`loomtui -C <this repository>` as you, so it listens on loopback only unless --public")
     serve.epilog = ("Open the printed URL. From another machine, prefer a tunnel to --public: "
-                    f"`ssh -L {DEFAULT_PORT}:127.0.0.1:{DEFAULT_PORT} HOST`, then http://127.0.0.1:{DEFAULT_PORT}/ "
-                    "there. The address printed holds a key, new each time serve starts: without it the page "
+                    f"`ssh -L {DEFAULT_PORT}:127.0.0.1:{DEFAULT_PORT} HOST`, then the printed address, key "
+                    "included, there. The address printed holds a key, new each time serve starts: without it the page "
                     "answers 403 (loopback is open to every process here, agents included, and to any web "
                     "page your browser shows). Decisions made in the page are recorded as the user who ran "
                     "serve.")
