@@ -503,7 +503,8 @@ class DashboardScreen(LoomScreen[None]):
             return
         self._run_once_confirmed(
             f"Stop the agent of sandbox {sandbox.id}? It gets SIGTERM, and SIGKILL after "
-            f"{sandboxes.DEFAULT_GRACE_S:g} s; what it wrote, committed or not, is kept on {sandbox.branch}.",
+            f"{sandboxes.DEFAULT_GRACE_S:g} s; what it wrote, committed or not, is kept on {sandbox.branch}, "
+            "and a person looks at it before it merges.",
             f"stop {sandbox.id}", sandboxes.stop, sandbox.id)
 
     def action_pause_resume(self) -> None:
