@@ -292,7 +292,7 @@ def cmd_claim_suggest(args: argparse.Namespace) -> int:
 
 
 def cmd_conflicts(args: argparse.Namespace) -> int:
-    from loomtui.coordination.claims import sandbox_signature_changes
+    from loomtui.coordination.diff import sandbox_signature_changes
 
     coordinator = _coordinator(args)
     conflicts = coordinator.conflicts(signature_changed=sandbox_signature_changes(coordinator))

@@ -22,7 +22,6 @@ import re
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from loomtui.config import MAX_LEASE_SECONDS, CoordinationConfig
 from loomtui.coordination.index import DEPENDENCY_KINDS, ProgressFn, RepoIndex
@@ -604,31 +603,3 @@ def open_coordinator(workspace: Workspace, index: RepoIndex | None = None, *,
                             include=config.include, exclude=config.exclude, progress=progress)
     return Coordinator(workspace, index, may_override=may_override, dependency_hops=config.dependency_hops,
                        lease_seconds=config.lease_seconds, worktree_tree=worktree_tree, release_lapsed=release_lapsed)
-
-
-def sandbox_signature_changes(coordinator: Coordinator) -> set[str]:
-    """Regions whose signature a live sandbox changed (its worktree, or without `worktree_tree` its
-    branch, against its base). git runs in the repository, on commit and tree ids only."""
-    from loomtui.coordination.diff import diff_regions
-    from loomtui.gitcmd import Git
-
-    workspace = coordinator.workspace
-    changed: set[str] = set()
-    for sandbox in workspace.store.list_sandboxes():
-        # The commit the sandbox started from: `base_ref` may be HEAD, which inside
-        # the worktree is the sandbox's own tip.
-        base = sandbox.base_sha
-        if sandbox.status in ENDED_STATUSES or not sandbox.worktree or not base:
-            continue
-        if not Path(sandbox.worktree).is_dir():
-            continue
-        try:
-            now = (coordinator.worktree_tree(sandbox) if coordinator.worktree_tree is not None
-                   else Git(workspace.root).resolve_commit(f"refs/heads/{sandbox.branch}"))
-            if not now:
-                continue
-            changes = diff_regions(workspace.root, base, now)
-        except LoomError:
-            continue  # a sandbox whose base vanished is reported by execution's reconcile
-        changed.update(c.region_id for c in changes if c.signature_changed)
-    return changed

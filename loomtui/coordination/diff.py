@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from loomtui.coordination.claims import ancestors
+from loomtui.coordination.claims import ENDED_STATUSES, Coordinator, ancestors
 from loomtui.errors import LoomError
 from loomtui.gitcmd import Git
 from loomtui.store import ClaimRecord
@@ -82,3 +82,28 @@ def _changes(root: Path, base: str, head: str | None) -> tuple[tuple[str, str, b
             kind = "added" if not old else "removed" if not new else "modified"
             found.append((path, kind, False))
     return tuple(found)
+
+
+def sandbox_signature_changes(coordinator: Coordinator) -> set[str]:
+    """Regions whose signature a live sandbox changed (its worktree, or without `worktree_tree` its
+    branch, against its base). git runs in the repository, on commit and tree ids only."""
+    workspace = coordinator.workspace
+    changed: set[str] = set()
+    for sandbox in workspace.store.list_sandboxes():
+        # The commit the sandbox started from: `base_ref` may be HEAD, which inside
+        # the worktree is the sandbox's own tip.
+        base = sandbox.base_sha
+        if sandbox.status in ENDED_STATUSES or not sandbox.worktree or not base:
+            continue
+        if not Path(sandbox.worktree).is_dir():
+            continue
+        try:
+            now = (coordinator.worktree_tree(sandbox) if coordinator.worktree_tree is not None
+                   else Git(workspace.root).resolve_commit(f"refs/heads/{sandbox.branch}"))
+            if not now:
+                continue
+            changes = diff_regions(workspace.root, base, now)
+        except LoomError:
+            continue  # a sandbox whose base vanished is reported by execution's reconcile
+        changed.update(c.region_id for c in changes if c.signature_changed)
+    return changed

@@ -10,8 +10,8 @@ from loomtui.coordination.claims import (
     Coordinator,
     ancestors,
     edge_label,
-    sandbox_signature_changes,
 )
+from loomtui.coordination.diff import sandbox_signature_changes
 from loomtui.coordination.index import DEPENDENCY_KINDS, RepoIndex
 from loomtui.store import ClaimRecord
 

@@ -308,7 +308,7 @@ def _markers(parent: Path) -> list[Path]:
 def run_attempts(isolate: bool, *, attempts: tuple[Attempt, ...] = ATTEMPTS, parent: Path | None = None,
                  progress: Callable[[str], None] | None = None) -> HostileReport:
     """Run every attempt at once in one throwaway repository, then loomtui's whole after-life on each."""
-    from loomtui.coordination.claims import sandbox_signature_changes
+    from loomtui.coordination.diff import sandbox_signature_changes
     from loomtui.execution import review
     from loomtui.execution.lifecycle import APPROVED, transition
     from loomtui.governance.coordinator import governed_coordinator
