@@ -324,6 +324,23 @@ def test_diff_to_regions_marks_signature_changes_and_unclaimed_edits(coordinator
         diff_regions(root, "no-such-ref")
 
 
+@pytest.mark.parametrize("deep", ["x = " + "[" * 3000 + "]" * 3000 + "\n",  # refused by Python's parser
+                                  "x = " + "+".join(["1"] * 10_000) + "\n"])  # too deep for its AST
+def test_code_nested_too_deep_for_libcst_is_a_whole_file_change_not_a_crash(deep: str) -> None:
+    """An agent's file of nested brackets made libcst's native parser overflow the C stack: the app,
+    `conflicts` and every review that read the diff died with SIGSEGV, the sandbox stuck in gating."""
+    import subprocess
+    import sys
+
+    probe = ("import sys\nfrom loomtui.coordination.signatures import changed_regions\n"
+             "changes = changed_regions('def f():\\n    return 1\\n', sys.stdin.read(), 'deep.py')\n"
+             "print(sorted((c.region_id, c.change) for c in changes))\n")
+    # In a process of its own: a regression is a crash, which must not take the test runner with it.
+    done = subprocess.run([sys.executable, "-c", probe], input=deep, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, (done.returncode, done.stderr[-500:])
+    assert "deep.py" in done.stdout
+
+
 def test_cutting_off_a_refusal_from_the_audit_log_is_detected(coordinator: Coordinator) -> None:
     coordinator.claim("a", QUOTE)
     with pytest.raises(ClaimRefused):

@@ -8,10 +8,12 @@ its cost.
 
 from __future__ import annotations
 
+import ast
 import io
 import tokenize
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Final
 
 import libcst as cst
 
@@ -158,6 +160,27 @@ class _SignatureScanner(cst.CSTVisitor):
         self.stack.pop()
 
 
+MAX_LIBCST_DEPTH: Final = 400
+"""Deeper than this (real code is rarely 50 deep), libcst is not asked: its native parser overflows the
+C stack on nesting Python's own parser refuses (1,500 `[`, a 10,000-term sum: a segfault of whatever
+process reads the diff, the app included) and takes seconds below that (2,900 subscripts: 7 s)."""
+
+
+def _fit_for_libcst(text: str) -> bool:
+    """Whether Python's own parser reads `text`, no deeper than MAX_LIBCST_DEPTH: only then libcst."""
+    try:
+        tree = ast.parse(text)
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return False
+    level: list[tuple[ast.AST, int]] = [(tree, 1)]
+    while level:
+        node, depth = level.pop()
+        if depth > MAX_LIBCST_DEPTH:
+            return False
+        level.extend((child, depth + 1) for child in ast.iter_child_nodes(node))
+    return True
+
+
 def _scan(source: str, path: str) -> list[_Scanned] | None:
     """Regions of `source` with their signatures, None if it is not valid Python.
 
@@ -166,7 +189,7 @@ def _scan(source: str, path: str) -> list[_Scanned] | None:
     without position metadata (which cost most of a scan).
     """
     text, problem = decode_source(source.encode("utf-8", "surrogatepass"))
-    if text is None or problem:
+    if text is None or problem or not _fit_for_libcst(text):
         return None
     try:
         module = cst.parse_module(text)
