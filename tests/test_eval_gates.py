@@ -187,6 +187,26 @@ def test_a_sandbox_removed_while_its_gate_runs_is_an_error_not_a_verdict(tmp_pat
     assert result.status == "error" and "removed while the check ran" in result.summary
 
 
+def test_two_changes_that_hang_together_are_named_not_read_as_breaking_nothing(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """One waits for a file the other adds: each passes alone, merged the check times out. An error there
+    read as "no two pending sandboxes break anything together" (exit 0), and the review saw no break."""
+    workspace = make_repo(tmp_path, JUNIT_GATE.replace("timeout: 60", "timeout: 3"))
+    waits = sandbox_with(workspace, "waits while the marker exists", {"tests/test_wait.py": (
+        "import os, time\n\n\ndef test_wait():\n    while os.path.exists('shop/marker.py'):\n"
+        "        time.sleep(0.2)\n")})
+    marker = sandbox_with(workspace, "adds the marker", {"shop/marker.py": "MARK = 1\n"})
+    for sandbox in (waits, marker):
+        workspace.store.update_sandbox(sandbox, status="awaiting_review")
+    [report] = merged_gate(workspace)
+    assert report.unfinished() == ["tests"]
+    assert [set(b.sandboxes) for b in report.breaking] == [{waits, marker}]
+    assert report.breaks_with(waits) == (marker,)  # what a review of either reads: a person looks
+    assert main(["-C", str(workspace.root), "eval", "--merged"]) == 1
+    out = capsys.readouterr().out
+    assert "break tests together" in out and "no two pending sandboxes" not in out
+
+
 def test_the_merged_gate_names_two_changes_that_pass_alone_but_break_together(tmp_path: Path) -> None:
     workspace = make_repo(tmp_path)
     # One makes prices whole cents (and updates its tests); the other adds a caller that counts on euros.

@@ -58,7 +58,10 @@ def _print_merged(report: MergedReport) -> None:
         print(f"  {check['gate']} {check['status']} ({safe(check['reason'])})")
     for found in report.breaking:
         print(f"  ! {safe(found.line())}")
-    if not report.breaking and report.sandboxes:
+    unsure = report.unfinished()
+    if unsure and not report.breaking:
+        print(f"  whether they break anything together is not known: {', '.join(unsure)} could not finish")
+    elif not report.breaking and report.sandboxes:
         print("  no two pending sandboxes break anything together")
 
 
@@ -85,7 +88,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
                 _print_merged(merged)
             if not reports:
                 print(NOTHING_PENDING)
-        return 1 if any(r.breaking for r in reports) else 0
+        # A check that could not finish on the merged tree is no all-clear.
+        return 1 if any(r.breaking or r.unfinished() for r in reports) else 0
     if not args.sandbox:
         raise LoomError("name a SANDBOX, or give --baseline [REF] or --merged", exit_code=2)
     from loomtui.guardrails.evals import evaluate

@@ -63,6 +63,10 @@ class MergedReport:
     breaking: tuple[BreakingSet, ...] = ()
     stored: bool = False
 
+    def unfinished(self) -> list[str]:
+        """The checks that could not finish on the merged tree (an error, a timeout): no all-clear."""
+        return [str(check["gate"]) for check in self.checks if check.get("status") == "error"]
+
     def breaks_with(self, sandbox_id: str) -> tuple[str, ...]:
         """The other sandboxes `sandbox_id` breaks something together with."""
         return tuple(sorted({other for found in self.breaking if sandbox_id in found.sandboxes
@@ -154,7 +158,10 @@ def _merged_gate(workspace: Workspace, target: str, records: list[SandboxRecord]
         verdict = judge(run, base_run, gate.format)
         results.append({"gate": gate.name, "status": verdict.status, "reason": verdict.reason,
                         "verdict": verdict.as_dict(), "log": run.log, "duration_s": run.duration_s})
-        if verdict.status == "failed" and len(merged_ids) > 1:
+        # A check that errs on the merged tree (a timeout: one waits for what the other changed) and ran
+        # at the base says nothing is fine: it is pinned as a failure is, not read as "nothing breaks".
+        unsure = verdict.status == "error" and (base_run is None or base_run.outcome != "error")
+        if (verdict.status == "failed" or unsure) and len(merged_ids) > 1:
             breaking += _who_breaks(workspace, gate, onto, records, merged_ids, base_run, verdict.regressions,
                                     focus)
     report = MergedReport(target, onto, merge.commit, merged_ids, conflicting, tuple(results), tuple(breaking))
@@ -201,7 +208,8 @@ def _who_breaks(workspace: Workspace, gate: GateConfig, onto: str, records: Sequ
             return set()
         verdict = judge(_run_at(workspace, gate, merge.commit, rerun_failed=True, only=sorted(left)), base_run,
                         gate.format)
-        return set(verdict.regressions) if regressions else ({"(exit code)"} if verdict.status == "failed" else set())
+        return set(verdict.regressions) if regressions else \
+            ({"(exit code)"} if verdict.status in ("failed", "error") else set())
 
     if not regressions:
         left = {"(exit code)"}

@@ -239,7 +239,11 @@ def merged_text(merged: MergedReport | None, running: bool, since: Sequence[tupl
         text.append("\n ! " + one_line(found.line()), style="bold red")
     for sandbox, files in merged.conflicting:
         text.append(f"\n {sandbox} does not merge with the others: {one_line(files, OUTCOME_WIDTH)}", style="yellow")
-    if not merged.breaking and len(merged.sandboxes) > 1:
+    unsure = merged.unfinished()
+    if unsure and not merged.breaking:
+        text.append(f"\n whether they break anything together is not known: {', '.join(unsure)} could not finish",
+                    style="yellow")
+    elif not merged.breaking and len(merged.sandboxes) > 1:
         text.append("\n no two of them break anything together", style="green")
     if since:
         moved = ", ".join(f"{sandbox} {state}" for sandbox, state in since)
@@ -276,6 +280,8 @@ def merged_lines(reports: Sequence[MergedReport]) -> list[str]:
     for report in reports:
         lines += [found.line() for found in report.breaking]
         lines += [f"{sandbox} does not merge with the others ({files})" for sandbox, files in report.conflicting]
-        if not report.breaking:
+        if report.unfinished() and not report.breaking:
+            lines.append(f"on {report.target}: {', '.join(report.unfinished())} could not finish on the merged tree")
+        elif not report.breaking:
             lines.append(f"on {report.target}: {len(report.sandboxes)} merged, nothing breaks together")
     return lines
