@@ -41,7 +41,7 @@ from contextlib import AbstractContextManager
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Final, Protocol
 
 from loomtui.errors import AuditError, LoomError
 
@@ -128,6 +128,17 @@ def _row_matches(row_hash: str, line: str) -> bool:
     except ValueError:
         return False
     return isinstance(fields, dict) and entry_hash(fields) == fields.get("hash") == row_hash
+
+
+MAX_LISTED: Final = 50
+"""Items an entry lists of one kind (failed tests, regressions): the log is shared and kept for good, and an
+agent's tests can fail by the hundred thousand. The run's own record and log keep every one."""
+
+
+def listed_in_entry(name: str, items: Sequence[str]) -> dict[str, Any]:
+    """`{name: items}` for an entry's details, at most MAX_LISTED of them, and `{name}_total` when cut."""
+    kept = list(items[:MAX_LISTED])
+    return {name: kept, f"{name}_total": len(items)} if len(items) > MAX_LISTED else {name: kept}
 
 
 def _fsync_dir(directory: Path) -> None:

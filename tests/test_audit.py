@@ -310,3 +310,12 @@ def test_a_log_from_before_the_audit_table_is_imported_and_keeps_verifying(tmp_p
     assert result.ok and result.entries == 3
     entry = audit.append("b", "new.step")
     assert entry.seq == 4 and audit.verify().ok and len(audit.store.audit_hashes()) == 4  # type: ignore[union-attr]
+
+
+def test_an_entry_lists_at_most_fifty_of_a_kind_and_says_how_many_there_were() -> None:
+    """A conftest can make 600,000 failing tests: every id in `gate.failed` was 60 MB of a log kept for good."""
+    from loomtui.audit import MAX_LISTED, listed_in_entry
+
+    assert listed_in_entry("failed_tests", ["a", "b"]) == {"failed_tests": ["a", "b"]}
+    many = [f"tests/test_x.py::test_{n}" for n in range(600)]
+    assert listed_in_entry("failed_tests", many) == {"failed_tests": many[:MAX_LISTED], "failed_tests_total": 600}

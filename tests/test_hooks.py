@@ -388,6 +388,16 @@ def test_the_broker_answers_for_its_own_sandbox_only_and_never_decides(billing: 
         for op in ("decide", "approve", "override", "write_policy"):
             with pytest.raises(BrokerError, match="unknown operation"):
                 client.request(op, id=other["id"], decision="approve")
+        # What it sends is recorded in the shared store and the audit log: it is refused past a size.
+        logged = ws.paths.audit_path.stat().st_size
+        with pytest.raises(BrokerError, match="'path' is longer than 4096"):
+            client.request("check_edit", path=str(billing) + "/x" * 1_000_000, lines=None)
+        many = [{"path": str(billing / SERVICE)}] * 1001
+        with pytest.raises(BrokerError, match="'targets' lists more than 1000"):
+            client.request("check_tool", tool="Edit", targets=many, tool_use_id="t1")
+        with pytest.raises(BrokerError, match="'tool_use_id' is longer than 200"):
+            client.request("check_tool", tool="Edit", targets=many[:1], tool_use_id="t" * 5000)
+        assert ws.paths.audit_path.stat().st_size - logged < 4096
         with pytest.raises(BrokerError, match="no permission request"):
             client.request("escalation_status", id=other["id"])
         with pytest.raises(BrokerError, match="no permission request"):

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal
 
+from loomtui.audit import listed_in_entry
 from loomtui.errors import LoomError
 from loomtui.execution.gitops import Git
 from loomtui.execution.sandboxes import get_sandbox
@@ -177,8 +178,9 @@ def _from_run(run: GateRunRecord) -> GateResult:
 def _audit(workspace: Workspace, report: EvalReport) -> None:
     workspace.record("eval.run", report.subject, {
         "commit": report.commit, "which": report.which, "stored": report.stored, "report": report.report_id,
-        "gate1": report.gate1 if report.checks else None, "regressions": list(report.regressions),
-        "flaky": list(report.flaky), "score": report.score.total if report.score is not None else None})
+        "gate1": report.gate1 if report.checks else None, **listed_in_entry("regressions", list(report.regressions)),
+        **listed_in_entry("flaky", list(report.flaky)),
+        "score": report.score.total if report.score is not None else None})
 
 
 def evaluate_baseline(workspace: Workspace, ref: str = "HEAD", *,

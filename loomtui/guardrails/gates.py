@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from loomtui.audit import listed_in_entry
 from loomtui.config import GateConfig
 from loomtui.errors import LoomError
 from loomtui.execution.confinement import confined_scratch_argv, sandbox_environment
@@ -189,7 +190,8 @@ def _record(workspace: Workspace, sandbox_id: str, gate: GateConfig, run_id: int
         })
         workspace.record(f"gate.{verdict.status}", sandbox_id, {
             "gate": gate.name, "run": run_id, "commit": commit, "exit_code": run.exit_code,
-            "summary": verdict.reason, "failed_tests": list(failing), "regressions": list(verdict.regressions),
-            "flaky": list(verdict.flaky), "baseline_run": baseline_run, "blocking": gate.blocking,
+            "summary": verdict.reason, **listed_in_entry("failed_tests", list(failing)),
+            **listed_in_entry("regressions", list(verdict.regressions)),
+            **listed_in_entry("flaky", list(verdict.flaky)), "baseline_run": baseline_run, "blocking": gate.blocking,
         })
     return result

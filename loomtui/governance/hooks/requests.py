@@ -30,19 +30,32 @@ def one_line(value: object, default: str, limit: int = 500) -> str:
     return abridged(text, limit)
 
 
-def text_field(request: Mapping[str, Any], name: str) -> str:
-    """A request field that must be a non-empty string."""
+MAX_TEXT_CHARS: Final = 4096
+"""A request's path or name, at most (Linux's PATH_MAX): what an agent sends is recorded, in the shared
+store and the audit log, which is kept for good; a 15 MB `path` was 31 MB of log."""
+MAX_ITEMS: Final = 1000
+"""A request's list (a tool call's targets), at most."""
+MAX_ID_CHARS: Final = 200
+"""A tool's name or a tool call's id (Claude Code's are ~30 characters), at most."""
+
+
+def text_field(request: Mapping[str, Any], name: str, limit: int = MAX_TEXT_CHARS) -> str:
+    """A request field that must be a non-empty string of at most `limit` characters."""
     value = request.get(name)
     if not isinstance(value, str) or not value:
         raise LoomError(f"request field {name!r} must be a non-empty string")
+    if len(value) > limit:
+        raise LoomError(f"request field {name!r} is longer than {limit} characters")
     return value
 
 
 def texts_field(request: Mapping[str, Any], name: str) -> list[str]:
-    """A request field that must be a list of strings."""
+    """A request field that must be a list of strings, each at most MAX_TEXT_CHARS."""
     value = request.get(name)
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
         raise LoomError(f"request field {name!r} must be a list of strings")
+    if any(len(v) > MAX_TEXT_CHARS for v in value):
+        raise LoomError(f"request field {name!r} holds a string longer than {MAX_TEXT_CHARS} characters")
     return value
 
 
@@ -82,14 +95,18 @@ def _op_check_tool(gate: HookGate, request: Mapping[str, Any]) -> dict[str, Any]
     targets = request.get("targets")
     if not isinstance(targets, list) or not targets or not all(isinstance(t, dict) for t in targets):
         raise LoomError("request field 'targets' must be a non-empty list of {path, lines}")
+    if len(targets) > MAX_ITEMS:  # (each one's path is checked as the gate reads it)
+        raise LoomError(f"request field 'targets' lists more than {MAX_ITEMS}")
     tool_use_id = request.get("tool_use_id") or ""
-    return gate.check_tool(text_field(request, "tool"), targets,
+    if isinstance(tool_use_id, str) and tool_use_id:
+        tool_use_id = text_field(request, "tool_use_id", MAX_ID_CHARS)
+    return gate.check_tool(text_field(request, "tool", MAX_ID_CHARS), targets,
                            tool_use_id=tool_use_id if isinstance(tool_use_id, str) else "").as_dict()
 
 
 def _op_confirm_tool_use(gate: HookGate, request: Mapping[str, Any]) -> dict[str, Any]:
     tool = one_line(request.get("tool"), "", 200)
-    return {"confirmed": gate.confirm_tool_use(text_field(request, "tool_use_id"), tool)}
+    return {"confirmed": gate.confirm_tool_use(text_field(request, "tool_use_id", MAX_ID_CHARS), tool)}
 
 
 def _op_check_commit(gate: HookGate, request: Mapping[str, Any]) -> dict[str, Any]:
