@@ -60,6 +60,7 @@ from loomtui.execution.lifecycle import (
     RUNNING,
     transition,
 )
+from loomtui.execution.log_lines import MAX_TAIL_BYTES, tail_lines, whole_lines
 from loomtui.execution.mcpconfig import mcp_config_path, write_mcp_config
 from loomtui.execution.procs import group_exists, is_alive, signal_group
 from loomtui.execution.runtimes import find_runtime, prepare_launch, uses_placeholder
@@ -548,30 +549,9 @@ def log_path(workspace: Workspace, sandbox_id: str) -> Path:
     return sandbox_paths(workspace.paths, get_sandbox(workspace, sandbox_id).id).log
 
 
-def _tail_lines(path: Path, lines: int, end: int | None = None) -> list[str]:
-    """The last `lines` lines of `path` before byte `end` (default: its end), read backwards."""
-    if lines <= 0:
-        return []
-    try:
-        with open(path, "rb") as handle:
-            if end is None:
-                end = handle.seek(0, os.SEEK_END)
-            block = 8192
-            data = b""
-            while end > 0 and data.count(b"\n") <= lines:
-                start = max(0, end - block)
-                handle.seek(start)
-                data = handle.read(end - start) + data
-                end = start
-                block *= 2
-    except FileNotFoundError:
-        return []
-    return data.decode("utf-8", errors="replace").splitlines()[-lines:]
-
-
 def read_log_tail(workspace: Workspace, sandbox_id: str, lines: int = 50) -> list[str]:
     """The last `lines` lines of a sandbox's log (cheap on large logs)."""
-    return _tail_lines(log_path(workspace, sandbox_id), lines)
+    return tail_lines(log_path(workspace, sandbox_id), lines)
 
 
 def follow_log(workspace: Workspace, sandbox_id: str, *, last: int = 0, poll: float = 0.2) -> Iterator[str]:
@@ -582,19 +562,18 @@ def follow_log(workspace: Workspace, sandbox_id: str, *, last: int = 0, poll: fl
     record = get_sandbox(workspace, sandbox_id)
     path = sandbox_paths(workspace.paths, record.id).log
     position = path.stat().st_size if path.exists() else 0
-    yield from _tail_lines(path, last, position)
+    yield from tail_lines(path, last, position)
     pending = b""
     while True:
         ended = get_sandbox(workspace, record.id).status not in LIVE | {PLANNED}
         try:
             with open(path, "rb") as handle:
                 handle.seek(position)
-                chunk = handle.read()
+                chunk = handle.read(MAX_TAIL_BYTES)  # a piece at a time: the agent may have written GBs
         except FileNotFoundError:
             chunk = b""
         position += len(chunk)
-        pending += chunk
-        *complete, pending = pending.split(b"\n")
+        complete, pending = whole_lines(pending + chunk)
         for line in complete:
             yield line.decode("utf-8", errors="replace")
         if ended and not chunk:

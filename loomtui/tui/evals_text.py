@@ -5,7 +5,6 @@ goes through `one_line` (one printable line) and into a `Text`, never parsed as 
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,8 +30,6 @@ REGRESSION_STYLE: Final = "bold red"
 EVIDENCE_SHOWN: Final = 6
 OUTCOME_WIDTH: Final = 50
 MESSAGE_WIDTH: Final = 80
-_TAIL_BLOCK: Final = 64 * 1024
-_TAIL_BYTES: Final = 1 << 20  # at most this much of a log's end is read: one huge line is not read whole
 
 def one_line(text: str, width: int | None = None) -> str:
     """Untrusted text (a test id, a message, a line of output) as one printable line, cut to `width`."""
@@ -90,17 +87,12 @@ def read_evals(workspace: Workspace, sandbox_id: str | None) -> EvalsView:
 
 def tail_lines(path: Path, count: int) -> list[str]:
     """The last `count` lines of a file, read from its end, each one printable line; [] when unreadable."""
+    from loomtui.execution.log_lines import tail_lines as read_tail
+
     try:
-        with path.open("rb") as handle:
-            end = start = handle.seek(0, os.SEEK_END)
-            data = b""
-            while start > 0 and data.count(b"\n") <= count and end - start < _TAIL_BYTES:
-                start = max(0, start - _TAIL_BLOCK, end - _TAIL_BYTES)
-                handle.seek(start)
-                data = handle.read(end - start)
+        return [one_line(line) for line in read_tail(path, count)]
     except OSError:
         return []
-    return [one_line(line) for line in data.decode("utf-8", "replace").splitlines()[-count:]]
 
 
 def log_path(workspace: Workspace, run: GateRunRecord) -> Path:

@@ -7,6 +7,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Final
 
+from loomtui.execution.log_lines import MAX_TAIL_BYTES, whole_lines
+
 POLL_S: Final = 0.2
 
 
@@ -16,18 +18,25 @@ def follow_lines(path: Path, emit: Callable[[list[str]], object], cancelled: Cal
     offset = path.stat().st_size if path.exists() else 0
     pending = b""
     while not cancelled():
+        skipped = 0
         try:
             size = path.stat().st_size
             if size < offset:
                 offset, pending = size, b""
             elif size > offset:
+                # What is shown is the newest; more than a tail's worth since the last look is skipped
+                # (`sandbox logs` has it all), not read whole into memory.
+                skipped = max(0, size - offset - MAX_TAIL_BYTES)
                 with open(path, "rb") as handle:
-                    handle.seek(offset)
-                    pending += handle.read(size - offset)
+                    handle.seek(offset + skipped)
+                    chunk = handle.read(size - offset - skipped)
+                pending = b"" if skipped else pending
                 offset = size
+                pending += chunk
         except OSError:
             pass  # not written yet, or removed with its sandbox
-        *whole, pending = pending.split(b"\n")
-        if whole:
-            emit([line.decode("utf-8", "replace") for line in whole])
+        whole, pending = whole_lines(pending)
+        if whole or skipped:
+            said = [f"… {skipped:,} bytes of output skipped (`loomtui sandbox logs` has them)"] if skipped else []
+            emit([*said, *(line.decode("utf-8", "replace") for line in whole)])
         time.sleep(POLL_S)

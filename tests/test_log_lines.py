@@ -1,0 +1,47 @@
+"""An agent's log read in bounded memory: its tail, a follow, the app's follow (`execution.log_lines`)."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+from loomtui.execution.log_lines import MAX_LINE_BYTES, MAX_TAIL_BYTES, tail_lines, whole_lines
+from loomtui.tui.log_follow import follow_lines
+from tests.conftest import wait_until
+
+
+def test_the_tail_of_a_log_without_newlines_is_read_from_its_end_only(tmp_path: Path) -> None:
+    """400 MB with no newline took the app from 86 MB to 1.26 GB: the whole file was one last line."""
+    log = tmp_path / "agent.log"
+    log.write_bytes(b"early line\n" + b"x" * (5 * MAX_TAIL_BYTES) + b"END")
+    [last] = tail_lines(log, 1)
+    assert last.endswith("END") and len(last) <= MAX_LINE_BYTES
+    assert sum(len(line) for line in tail_lines(log, 10_000)) <= MAX_TAIL_BYTES  # never the early line
+    log.write_bytes(b"one\ntwo\nthree\n")
+    assert tail_lines(log, 2) == ["two", "three"] and tail_lines(log, 0) == []
+    assert tail_lines(tmp_path / "missing.log", 5) == []
+
+
+def test_a_long_line_is_handed_on_in_pieces_and_what_is_left_stays_short() -> None:
+    lines, rest = whole_lines(b"a\n\n" + b"y" * (2 * MAX_LINE_BYTES + 5) + b"\n" + b"z" * (MAX_LINE_BYTES + 3))
+    assert lines[:2] == [b"a", b""] and [len(piece) for piece in lines[2:]] == [MAX_LINE_BYTES] * 2 + [5, MAX_LINE_BYTES]
+    assert rest == b"z" * 3
+
+
+def test_the_apps_follow_skips_to_the_newest_when_more_than_a_tail_arrives_at_once(tmp_path: Path) -> None:
+    log = tmp_path / "agent.log"
+    log.write_bytes(b"")
+    batches: list[list[str]] = []
+    stop = threading.Event()
+    follower = threading.Thread(target=follow_lines, args=(log, batches.append, stop.is_set))
+    follower.start()
+    try:
+        with log.open("ab") as handle:
+            handle.write(b"x" * (3 * MAX_TAIL_BYTES) + b"\nnewest\n")
+        wait_until(lambda: any("newest" in batch for batch in batches), what="the newest line")
+    finally:
+        stop.set()
+        follower.join()
+    shown = [line for batch in batches for line in batch]
+    assert shown[0].startswith("… ") and "bytes of output skipped" in shown[0]
+    assert shown[-1] == "newest" and sum(len(line) for line in shown) <= MAX_TAIL_BYTES + 100
