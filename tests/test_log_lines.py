@@ -24,7 +24,8 @@ def test_the_tail_of_a_log_without_newlines_is_read_from_its_end_only(tmp_path: 
 
 def test_a_long_line_is_handed_on_in_pieces_and_what_is_left_stays_short() -> None:
     lines, rest = whole_lines(b"a\n\n" + b"y" * (2 * MAX_LINE_BYTES + 5) + b"\n" + b"z" * (MAX_LINE_BYTES + 3))
-    assert lines[:2] == [b"a", b""] and [len(piece) for piece in lines[2:]] == [MAX_LINE_BYTES] * 2 + [5, MAX_LINE_BYTES]
+    assert lines[:2] == [b"a", b""]
+    assert [len(piece) for piece in lines[2:]] == [MAX_LINE_BYTES, MAX_LINE_BYTES, 5, MAX_LINE_BYTES]
     assert rest == b"z" * 3
 
 
