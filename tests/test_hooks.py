@@ -789,6 +789,12 @@ def test_changed_ranges_are_lines_of_the_current_file() -> None:
     ("FOO=1 sudo tee /etc/hosts < hosts.new", ["/etc/hosts"]),
     ("cd docs && echo x > notes.md", ["docs/notes.md"]),
     ("echo $X > \"$OUT\"; grep -r x . > /dev/null; ls -la", []),
+    # What bash makes of a word before it runs anything: each of these wrote the held file unseen.
+    ("echo x >> $'pay\\x6dents/tax.py'", ["payments/tax.py"]),  # ANSI-C quoting
+    ("echo x >> payments/ta\\\nx.py", ["payments/tax.py"]),  # a line continuation
+    ("echo x | tee -a payments/ta{x,_old}.py", ["payments/tax.py", "payments/ta_old.py"]),  # braces
+    ("cat <<EOF\n$(echo x >> payments/tax.py)\nEOF\n", ["payments/tax.py"]),  # runs in an unquoted body
+    ("cat <<'EOF'\n$(echo x >> payments/tax.py)\nEOF\n", []),  # a quoted one's is text
 ])
 def test_bash_write_targets_best_effort(tmp_path: Path, command: str, written: list[str]) -> None:
     expected = [w if w.startswith("/") else str(tmp_path / w) for w in written]

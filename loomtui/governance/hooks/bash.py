@@ -19,6 +19,9 @@ _REDIRECTS: Final = frozenset({">", ">>", ">|", "&>", "&>>", ">&"})
 _SEPARATORS: Final = frozenset({";", ";;", "&", "&&", "|", "||", "|&", "(", ")", "\n"})
 _WRAPPERS: Final = frozenset({"sudo", "env", "command", "nice", "nohup", "time", "exec", "builtin"})
 _HEREDOC: Final = re.compile(r"(?<!<)<<(-?)\s*(['\"]?)([A-Za-z0-9_.-]+)\2")
+_SUBSTITUTION: Final = re.compile(r"\$\(([^()]*)\)|`([^`]*)`")
+_ANSI_C: Final = re.compile(r"\$'((?:[^'\\]|\\.)*)'")
+_BRACES: Final = re.compile(r"\{([^{}]*,[^{}]*)\}")
 
 
 def bash_write_targets(command: str, cwd: Path) -> list[str]:
@@ -26,7 +29,7 @@ def bash_write_targets(command: str, cwd: Path) -> list[str]:
     touch, truncate, rm, dd of=. Best effort: a file named through a variable is not seen
     (the git pre-commit hook and the post-gate policy still see the change)."""
     try:
-        tokens = _shell_tokens(_without_heredoc_bodies(command))
+        tokens = _shell_tokens(_ansi_c_quoted(_without_heredoc_bodies(command.replace("\\\n", ""))))
     except ValueError:
         # Unbalanced quotes: a scan of the raw text finds names inside the open quote
         # (`echo "a > x` writes no x) and would claim them. The shell refuses such a
@@ -48,17 +51,33 @@ def bash_write_targets(command: str, cwd: Path) -> list[str]:
 
 
 def _without_heredoc_bodies(command: str) -> str:
+    """The command without its here-documents' text, but for the command substitutions of an unquoted
+    one (`<<EOF` expands `$(...)` and backquotes in its body: they run), each kept as a line of its own."""
     kept: list[str] = []
-    pending: list[tuple[str, bool]] = []
+    pending: list[tuple[str, bool, bool]] = []
     for line in command.split("\n"):
         if pending:
-            delimiter, strip_tabs = pending[0]
+            delimiter, strip_tabs, expands = pending[0]
             if (line.lstrip("\t") if strip_tabs else line) == delimiter:
                 pending.pop(0)
+            elif expands:
+                kept.extend(m.group(1) or m.group(2) for m in _SUBSTITUTION.finditer(line))
             continue
         kept.append(line)
-        pending.extend((m.group(3), m.group(1) == "-") for m in _HEREDOC.finditer(line))
+        pending.extend((m.group(3), m.group(1) == "-", not m.group(2)) for m in _HEREDOC.finditer(line))
     return "\n".join(kept)
+
+
+def _ansi_c_quoted(text: str) -> str:
+    """`$'...'` (bash's ANSI-C quoting: `\\n`, `\\x41`, ...) as the plain single-quoted word it stands for."""
+    def plain(match: re.Match[str]) -> str:
+        try:
+            word = match.group(1).encode("latin-1", "backslashreplace").decode("unicode_escape")
+        except UnicodeDecodeError:
+            return match.group(0)
+        return shlex.quote(word)
+
+    return _ANSI_C.sub(plain, text)
 
 
 def _shell_tokens(text: str) -> list[str]:
@@ -202,6 +221,10 @@ def _copy_targets(program: str, args: Sequence[str], cwd: Path) -> list[str]:
 def _expand(name: str, cwd: Path) -> list[str]:
     if not name or "$" in name or "`" in name:
         return []  # a variable's value is unknown here
+    braces = _BRACES.search(name)
+    if braces:  # `tax{,_old}.py`: bash makes each word before anything else
+        words = [name[:braces.start()] + part + name[braces.end():] for part in braces.group(1).split(",")]
+        return list(dict.fromkeys(path for word in words[:MAX_TARGETS] for path in _expand(word, cwd)))[:MAX_TARGETS]
     path = absolute_path(name, cwd)
     if path.startswith("/dev/") or path == "/dev":
         return []
