@@ -603,3 +603,18 @@ def test_without_a_baseline_every_finding_is_new() -> None:
     diff = diff_findings(None, [finding("a.py", 1, "E1")])
     assert diff.new == (finding("a.py", 1, "E1"),) and not diff.baseline
     assert diff.summary() == "1 new (no baseline)" and diff_findings([], []).summary() == "no findings"
+
+
+def test_a_junit_report_past_its_size_or_count_is_not_read_per_test(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The agent's tests write the report: a 3 KB conftest made 600,000 cases, each kept in the shared store."""
+    from loomtui.guardrails import reports as module
+
+    cases = "".join(f'<testcase classname="t" name="test_{n}"/>' for n in range(module.MAX_REPORT_CASES + 1))
+    report = tmp_path / "report.xml"
+    report.write_text(f"<testsuites><testsuite name='s'>{cases}</testsuite></testsuites>")
+    with pytest.raises(ReportProblem, match="lists 50,001 tests, more than 50,000"):
+        read_junit(report)
+    monkeypatch.setattr(module, "MAX_REPORT_BYTES", 1000)
+    with pytest.raises(ReportProblem, match="bytes, more than 1,000"):
+        read_junit(report)

@@ -33,6 +33,11 @@ __all__ = ["Finding", "Outcome", "ReportProblem", "TestCase", "read_junit", "rea
            "read_sarif", "rerun_argv"]
 
 MESSAGE_LIMIT: Final = 300
+MAX_REPORT_BYTES: Final = 64 << 20
+MAX_REPORT_CASES: Final = 50_000
+"""A JUnit report past either is not read per test (its check is judged as one with no per-test results:
+failed, unless the base's is as big). The agent's tests write it: a 3 KB conftest made 600,000 cases,
+and every one is kept in the shared store (366 MB) with its class."""
 """A test's message is the first line of its failure or skip reason, cut to this many characters."""
 _XFAIL_TYPE: Final = "pytest.xfail"
 _COLLECTION_FAILURE: Final = "collection failure"
@@ -148,13 +153,20 @@ def read_junit(path: Path, root: Path | None = None, *, shown_as: str | None = N
 
     name = shown(shown_as or path.name)
     try:
-        if path.stat().st_size == 0:
+        size = path.stat().st_size
+        if size == 0:
             raise ReportProblem(f"the JUnit report {name} is empty")
+        if size > MAX_REPORT_BYTES:
+            raise ReportProblem(f"the JUnit report {name} is {size:,} bytes, more than {MAX_REPORT_BYTES:,}")
         # The standard library's parser, even where lxml is installed: it resolves no external entities.
         xml = junitparser.JUnitXml.fromfile(str(path), parse_func=ElementTree.parse)
         modules: dict[str, tuple[str, list[str]] | None] = {}  # classname -> module file, classes: stat once
+        elements = [case for suite in xml for case in suite]
+        if len(elements) > MAX_REPORT_CASES:
+            raise ReportProblem(f"the JUnit report {name} lists {len(elements):,} tests, more than "
+                                f"{MAX_REPORT_CASES:,}")
         cases = [_test_case(_case_type().fromelem(case), root, modules)  # type: ignore[no-untyped-call]  # untyped upstream
-                 for suite in xml for case in suite]
+                 for case in elements]
     except FileNotFoundError:
         raise ReportProblem(f"the JUnit report {name} is missing") from None
     except OSError as exc:
