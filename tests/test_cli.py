@@ -216,7 +216,8 @@ def test_a_command_line_loads_only_the_module_of_its_command() -> None:
         assert _top_level(build_parser(module)) == [*CORE_COMMANDS, *own], command
     assert _top_level(build_parser("")) == list(CORE_COMMANDS)
     assert _command_module(["-C", "/x", "claim", "list"]) == "coordination"
-    assert _command_module(["--repo=/x", "audit", "verify"]) == ""
+    assert _command_module(["--repo=/x", "audit", "verify"]) == "state"
+    assert _command_module(["demo"]) == ""
     for whole in ([], ["--help"], ["-C", "/x"], ["bench", "index"], ["clam", "list"]):
         assert _command_module(whole) is None, whole
 
@@ -228,7 +229,7 @@ def test_a_layer_command_does_not_import_the_other_layers(repo: Path) -> None:
                            "             and m != 'loomtui.cli.terminal'))"],  # every command's output goes through it
                           cwd=repo, capture_output=True, text=True, check=False)
     assert done.returncode == 0, done.stderr
-    assert done.stdout.strip().splitlines()[-1] == "[]"
+    assert done.stdout.strip().splitlines()[-1] == "['loomtui.cli.state']"  # its own module alone
 
 
 def test_the_app_without_a_terminal_is_one_line_and_exit_2_not_escape_codes_forever(repo: Path) -> None:

@@ -411,7 +411,7 @@ def test_the_broker_answers_for_its_own_sandbox_only_and_never_decides(billing: 
 
 def test_what_an_agent_writes_into_the_queue_and_the_audit_log_stays_one_bounded_line(
         billing: Path, ws: Workspace) -> None:
-    from loomtui.cli import _readable
+    from loomtui.cli.state import _readable
     from loomtui.governance.agent_ops import op_ask_lead, op_claim
     from loomtui.governance.hooks.permissions import MAX_FIELD_CHARS, MAX_OPEN_REQUESTS
 

@@ -1,0 +1,194 @@
+"""`loomtui audit`, `config check` and `status`: the state a repository's loomtui keeps, and its checks."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import asdict
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from loomtui.cli import add_command, add_group, count_arg, print_json, problems_json, workspace_for
+from loomtui.errors import LoomError, escape_controls, listed
+
+if TYPE_CHECKING:  # each command loads the engines it needs
+    from loomtui.config import LoomConfig
+    from loomtui.workspace import Workspace
+
+# -- audit ------------------------------------------------------------------------
+
+
+def cmd_audit_verify(args: argparse.Namespace) -> int:
+    from loomtui.gitcmd import Git
+    from loomtui.governance.auditproof import verify_audit
+
+    workspace = workspace_for(args)
+    refs = tuple(getattr(args, "ref", None) or ())
+    for ref in refs:  # a mistyped ref is a usage error, not a log that fails to verify
+        if Git(workspace.root).resolve_commit(ref) is None:
+            raise LoomError(f"--ref {ref!r} is not a commit here")
+    # The chain, then the heads anchored in merge commits, then every decision's signature.
+    report = verify_audit(workspace, refs)
+    if args.json:
+        print_json(report.as_dict(workspace.audit.path))
+    else:
+        print("\n".join(report.lines(workspace.audit.path)))
+    return 0 if report.ok else 1
+
+
+def cmd_audit_tail(args: argparse.Namespace) -> int:
+    workspace = workspace_for(args)
+    entries = workspace.audit.tail(args.n)
+    behind = audit_file_behind(workspace)
+    if behind:
+        print(f"loomtui: warning: {behind} (shown: the store's entries)", file=sys.stderr)
+    from loomtui.audit import is_whole
+
+    edited = [e.seq for e in entries if not is_whole(e)]
+    if edited:
+        which = (f"entries {listed([str(seq) for seq in edited])} do not match their own hash" if len(edited) > 1
+                 else f"entry {edited[0]} does not match its own hash")
+        print(f"loomtui: warning: {which}: changed since written (`loomtui audit verify`)", file=sys.stderr)
+    if args.json:
+        print_json([asdict(e) for e in entries])
+        return 0
+    if not entries and args.n:
+        print("(the audit log is empty)")
+    for entry in entries:
+        when = entry.ts[:19].replace("T", " ")  # to the second; --json has it whole
+        print(f"{entry.seq:>6}  {when}  {entry.actor}  {entry.action}  {entry.subject}".rstrip())
+        if entry.details:
+            print(f"{'':>8}{_readable(entry.details)}")
+    return 0
+
+
+def _readable(details: dict[str, Any], width: int = 110) -> str:
+    """An entry's details as `key=value` pairs a person can scan (lists counted, long values cut)."""
+    parts = []
+    for key in sorted(details):
+        value = details[key]
+        if isinstance(value, list):
+            shown = ", ".join(str(v) for v in value[:3]) if all(isinstance(v, str | int | float) for v in value) \
+                else f"{len(value)} item{'s' if len(value) != 1 else ''}"
+            text = f"[{shown}{', …' if len(value) > 3 and shown and not shown.endswith('items') else ''}]"
+        elif isinstance(value, dict):
+            text = "{" + ", ".join(sorted(value)) + "}"
+        else:
+            text = escape_controls(str(value))  # an agent's reason: a newline would fake an entry
+        if key == "signature" and text:
+            text = "(ssh signature)"
+        parts.append(f"{key}={text if len(text) <= 60 else text[:59] + '…'}")
+    line = "  ".join(parts)
+    return line if len(line) <= width else line[:width - 1] + "…"
+
+
+# -- config and status ---------------------------------------------------------------
+
+
+def cmd_config_check(args: argparse.Namespace) -> int:
+    from loomtui.config import load_config
+    from loomtui.execution.sandbox_paths import worktrees_root
+    from loomtui.governance.policy import configured_policy
+    from loomtui.repo import find_repo
+
+    paths = find_repo(args.repo)  # no store: a check of files runs in a read-only or fresh checkout
+    try:
+        config = load_config(paths.root)
+    except LoomError as exc:
+        if not args.json:
+            raise
+        # A script asked for JSON: the file's own error is a problem in it, as the policy's is.
+        print_json({**problems_json([str(exc)]), "source": None, "config": None})
+        return exc.exit_code
+    source = config.source or "(no .loom/loom.yaml: defaults)"
+    # What loom.yaml names must work too: its policy file, and where its worktrees go (else the
+    # first `sandbox new` is where it shows).
+    problems: list[str] = []
+    for check in (lambda: configured_policy(paths.root, config),
+                  lambda: worktrees_root(paths, config.worktrees)):
+        try:
+            check()
+        except LoomError as exc:
+            problems.append(str(exc))
+    warnings = _theme_warnings(config.theme) + _pin_warnings(paths.root, config)
+    if args.json:
+        print_json({**problems_json(problems), "source": config.source, "config": asdict(config),
+                    "warnings": warnings})
+    elif problems:
+        for problem in problems:
+            print(f"loomtui: error: {problem}", file=sys.stderr)
+    else:
+        print(f"OK: {source}; runtimes: {', '.join(sorted(config.runtimes))}; gates: "
+              f"{', '.join(g.name for g in config.gates) or 'none'}")
+    if warnings and not args.json:
+        for warning in warnings:
+            print(f"loomtui: warning: {warning}", file=sys.stderr)
+    return 2 if problems else 0
+
+
+def _pin_warnings(root: Path, config: LoomConfig) -> list[str]:
+    """`context.pinned` selectors that match no section of the context as it is (as `context drift` says)."""
+    if not config.context.pinned:
+        return []
+    from loomtui.knowledge.slicing import pinned_sections
+    from loomtui.knowledge.sources import load_context
+
+    try:
+        return pinned_sections(load_context(root, config.context))[1]
+    except LoomError:
+        return []  # its sources' own problems are `context show`'s to say
+
+
+def _theme_warnings(wanted: str) -> list[str]:
+    """A theme loom.yaml names that is not installed: the app shows its default instead (a warning, as
+    the look of the app is all it changes)."""
+    from loomtui.tui.themes import load_themes  # the app's own reading of the theme files
+    from loomtui.yamlcheck import closest
+
+    names = load_themes().names
+    if wanted in names:
+        return []
+    like = closest(wanted, names)
+    return [f"theme {wanted!r} is not installed{f' (did you mean {like!r}?)' if like else ''}; the app shows its "
+            f"default (installed: {', '.join(names)})"]
+
+
+def audit_file_behind(workspace: Workspace) -> str:
+    """Why the audit log's file takes no new entry (damaged or changed), in a line; "" when it is whole."""
+    newest = workspace.audit.file_behind()
+    if newest is None:
+        return ""
+    return (f"{workspace.audit.path} does not end with entry {newest}, the store's newest: it was damaged or "
+            "changed, so no entry is added to it (`loomtui audit verify` says where the file breaks)")
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    workspace = workspace_for(args)
+    status = workspace.store.status()
+    behind = audit_file_behind(workspace)  # every write goes on; only the file's mirror has stopped
+    if args.json:
+        print_json({**asdict(status), "audit_file_problem": behind or None})
+    else:
+        print(f"store: {status.path} (schema {status.schema_version}, {status.journal_mode})")
+        print("       " + ", ".join(f"{n} {name}" for name, n in status.counts.items()))
+        print(f"audit: {behind}" if behind else f"audit: {workspace.audit.path} (whole)")
+    return 0
+
+
+def register(commands: Any) -> None:
+    """`loomtui audit`, `loomtui config` and `loomtui status`."""
+    audit = add_group(commands, "audit", "the hash-chained audit log")
+    verify = add_command(audit, "verify", cmd_audit_verify,
+                         "check the chain, the heads anchored in merge commits and the decisions' "
+                         "signatures; exit 1 naming the first broken entry", json_flag=True, reads_only=True)
+    verify.add_argument("--ref", action="append", metavar="REF",
+                        help="also read anchors from this ref's history (e.g. origin/main after a fetch)")
+    tail = add_command(audit, "tail", cmd_audit_tail, "print the newest entries", json_flag=True, reads_only=True)
+    tail.add_argument("-n", type=count_arg, default=20, metavar="N", help="how many entries (default 20)")
+
+    config = add_group(commands, "config", "the repository's .loom/loom.yaml")
+    add_command(config, "check", cmd_config_check, "validate .loom/loom.yaml (errors name file:line)",
+                json_flag=True)
+
+    add_command(commands, "status", cmd_status, "where the state store is and what it holds", json_flag=True,
+                reads_only=True)
