@@ -203,6 +203,22 @@ def test_a_step_whose_caller_died_is_redone_and_a_live_holder_is_waited_for(manu
     assert sb.get_sandbox(manual, other).status == EXITED
     manual.store.drop_step_lease(other, holder)
     assert advance(manual, other).status == APPROVED
+    # On a team store, a holder on another machine: its pid means nothing here, so it is not judged gone
+    # (another machine took over a live review, and ran a second one beside it).
+    third = _ended_unadvanced(manual, "elsewhere")
+    remote = f"{context_pid_that_exited()}::1@build-2"
+    assert manual.store.take_step_lease(third, remote, "review", is_gone=lambda _h: False) is None
+    waiting = advance(manual, third)
+    assert waiting.done == () and "being done by process" in waiting.now.waits_on
+    assert "on build-2" in waiting.now.waits_on
+    manual.store.drop_step_lease(third, remote)
+    # And a task whose agent ran on another machine is advanced there, where its branch and worktree are.
+    manual.store.update_sandbox(third, status=EXITED)
+    with manual.store.transaction():
+        manual.store._execute("UPDATE sandboxes SET host = ? WHERE id = ?", ("build-2", third))
+    there = advance(manual, third)
+    assert there.done == () and "on build-2: done there" in there.now.waits_on
+    assert sb.get_sandbox(manual, third).status == EXITED
 
 
 def test_a_step_that_fails_unexpectedly_says_so_in_one_line_and_is_retried(manual: Workspace,

@@ -38,6 +38,7 @@ from loomtui.governance.hooks import install_hooks
 from loomtui.governance.policy import Policy, configured_policy
 from loomtui.governance.prestart import PrestartBlocked, prestart_check
 from loomtui.governance.review import ReviewOutcome, follow_decision, merge_trailers, review_sandbox
+from loomtui.identity import current_host
 from loomtui.store import SandboxRecord
 from loomtui.workflow.steps import (
     AFTER_KEY,
@@ -50,6 +51,7 @@ from loomtui.workflow.steps import (
     StepView,
     caller_id,
     holder_gone,
+    holder_text,
     next_step,
 )
 from loomtui.workspace import Workspace
@@ -107,6 +109,11 @@ class Workflow:
             line = self._step_failed(record.id, "read the policy", exc)
             return Advanced(record.id, (line,), StepView(Step.FAILED_STEP, line, PersonAction.RETRY, record.id),
                             record.status)
+        if record.host and record.host != current_host() and view.step.is_work:
+            # Its branch, worktree and agent are on that machine: its steps are done there (this
+            # clone would review a branch it lacks, and take over a lease it cannot judge).
+            return Advanced(record.id, (), StepView(view.step, f"{view.line()} (on {record.host}: done there)"),
+                            record.status)
         for _ in range(MAX_STEPS):
             if view.step == Step.FAILED_STEP and retry:
                 retry = False
@@ -117,7 +124,7 @@ class Workflow:
                 break
             held_by = store.take_step_lease(record.id, holder, view.step, is_gone=holder_gone)
             if held_by is not None:
-                view = StepView(view.step, f"being done by {held_by.split(':')[0]} (pid)")
+                view = StepView(view.step, f"being done by {holder_text(held_by)}")
                 break
             try:
                 # Under the lease, look again: another caller may have done it just now.
@@ -164,7 +171,7 @@ class Workflow:
         holder = caller_id()
         held_by = self.workspace.store.take_step_lease(record.id, holder, Step.REVIEW, is_gone=holder_gone)
         if held_by is not None:
-            raise LoomError(f"sandbox {record.id} is being advanced by process {held_by.split(':')[0]}; "
+            raise LoomError(f"sandbox {record.id} is being advanced by {holder_text(held_by)}; "
                             "try again when it is done", exit_code=1)
         failure: LoomError | None = None
         try:

@@ -32,6 +32,7 @@ from loomtui.execution.procs import identity, is_alive
 from loomtui.execution.sandboxes import has_commits, has_worktree
 from loomtui.governance.escalations import CLEARED, EscalationStatus
 from loomtui.governance.policy import MERGE_AUTO, MERGE_MANUAL
+from loomtui.identity import current_host
 from loomtui.store import SandboxRecord
 from loomtui.workspace import Workspace
 
@@ -94,14 +95,25 @@ _WAITS_FOR: Final = frozenset({Step.WAIT_TASKS, Step.WAIT_CLAIMS, Step.WAIT_STAR
 
 
 def caller_id() -> str:
-    """This caller, as a lease holder or a task's creator: a process (and its start time) and a thread."""
+    """This caller, as a lease holder or a task's creator: a process (and its start time) and a thread,
+    on this machine (`pid:start:thread@host`)."""
     pid = os.getpid()
-    return f"{pid}:{identity(pid) or ''}:{threading.get_ident()}"
+    return f"{pid}:{identity(pid) or ''}:{threading.get_ident()}@{current_host()}"
+
+
+def holder_text(holder: str) -> str:
+    """A `caller_id` for a person: `process 4242` (`on build-2` when it is another machine's)."""
+    process, _, host = holder.rpartition("@") if "@" in holder else (holder, "", "")
+    return f"process {process.partition(':')[0]}" + (f" on {host}" if host and host != current_host() else "")
 
 
 def holder_gone(holder: str) -> bool:
-    """Whether the process behind a `caller_id` has ended (a reused pid does not count as it)."""
-    pid, _, rest = holder.partition(":")
+    """Whether the process behind a `caller_id` has ended (a reused pid does not count as it). One on
+    another machine (a team store) is never judged gone from here: its pid means nothing here."""
+    process, _, host = holder.rpartition("@") if "@" in holder else (holder, "", "")
+    if host and host != current_host():
+        return False
+    pid, _, rest = process.partition(":")
     start = rest.rpartition(":")[0]
     return not (pid.isdigit() and is_alive(int(pid), start or None))
 
