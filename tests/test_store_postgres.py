@@ -375,6 +375,15 @@ def test_store_copy_moves_everything_verifies_it_and_the_audit_log_keeps_verifyi
         coordinator.claim("s-b", QUOTE)
     coordinator.store.add_escalation("post-gate", sandbox_id="s-a", summary="look")
     before = list(coordinator.workspace.audit.entries())
+    # Not while an agent is at work: its supervisor would go on writing the old store and the log's file.
+    from loomtui.store import SandboxRecord
+
+    coordinator.store.add_sandbox(SandboxRecord(id="live01", task="t", runtime="script", status="running",
+                                                created=0.0, updated=0.0))
+    busy = subprocess.run([sys.executable, "-m", "loomtui", "store", "copy", "--to", postgres_url],
+                          cwd=repo, capture_output=True, text=True)
+    assert busy.returncode == 1 and "sandboxes are at work on this store: live01 (running)" in busy.stderr
+    coordinator.store.update_sandbox("live01", status="archived")
     copied = subprocess.run([sys.executable, "-m", "loomtui", "store", "copy", "--to", postgres_url, "--json"],
                             cwd=repo, capture_output=True, text=True)
     assert copied.returncode == 0, copied.stderr

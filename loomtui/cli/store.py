@@ -7,7 +7,7 @@ import sys
 from typing import Any
 
 from loomtui.cli import add_command, add_group, print_json
-from loomtui.errors import LoomError
+from loomtui.errors import LoomError, listed
 
 
 def _paths(args: argparse.Namespace) -> Any:
@@ -40,6 +40,7 @@ def cmd_store_copy(args: argparse.Namespace) -> int:
     paths = _paths(args)
     source = open_store(paths)
     try:
+        _refuse_while_working(source)
         destination = open_store(paths, args.to)
         try:
             report = copy_store(source, destination,
@@ -56,6 +57,17 @@ def cmd_store_copy(args: argparse.Namespace) -> int:
         print("to use it here and on every clone: `store: <the URL without its password>` in .loom/loom.yaml "
               "(the password in PGPASSWORD or ~/.pgpass), or LOOMTUI_STORE=<URL> in the environment")
     return 0
+
+
+def _refuse_while_working(source: Any) -> None:
+    """A copy taken while an agent runs or a review is under way is behind at once: its supervisor goes on
+    writing the old store and the audit log's file, which then disagrees with the new store for good."""
+    from loomtui.execution.lifecycle import GATING, LIVE
+
+    busy = [f"{r.id} ({r.status})" for r in source.list_sandboxes() if r.status in LIVE | {GATING}]
+    if busy:
+        raise LoomError(f"sandboxes are at work on this store: {listed(busy)}; copy it once they have ended "
+                        "(`loomtui sandbox list`; `loomtui sandbox stop ID` ends one now)", exit_code=1)
 
 
 def cmd_store_repos(args: argparse.Namespace) -> int:
