@@ -451,6 +451,20 @@ def test_a_task_after_a_failed_one_is_held_not_started_on_a_broken_base(manual: 
     assert sb.get_sandbox(manual, after).status == PLANNED
 
 
+def test_a_task_after_one_that_ended_with_no_change_is_held_not_left_waiting(manual: Workspace) -> None:
+    """Its dependency exited 0 without a commit: nothing of it will ever merge, yet the task said
+    "waits for the merge of X (exited)" for good, with no hint."""
+    idle = tasks.create_sandbox(manual, "do nothing", "script", autostart=True,
+                                script=script(manual, "idle", "- {log: nothing to do}\n"))
+    after = tasks.create_sandbox(manual, "after the idle one", "script", after=[idle.id],
+                                 script=edit(manual, "after-idle", "lib.py", "x + 1", "x + 6"))
+    wait_until_settled(manual, idle.id)
+    assert sb.get_sandbox(manual, idle.id).status == EXITED
+    view = advance(manual, after.id).now
+    assert (view.step, view.action) == (Step.HELD, PersonAction.CANCEL) and f"{idle.id} ended exited" in view.waits_on
+    assert f"sandbox drop-after {after.id}" in view.line(STEP_HINTS)
+
+
 def test_a_held_task_dropping_the_failed_one_starts_from_the_target_as_it_is(manual: Workspace) -> None:
     _, after_id = held_after_a_failure(manual)
     after = sb.get_sandbox(manual, after_id)

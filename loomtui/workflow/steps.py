@@ -199,7 +199,9 @@ def _dependency_view(workspace: Workspace, record: SandboxRecord) -> StepView | 
     for other in dependencies(workspace, record):
         if _merged(other):
             continue
-        if other.status in (REJECTED, ARCHIVED) or (other.status == FAILED and not other.data.get("saved_commit")
+        # Ended with no change (failed, or exited without a commit): nothing of it will ever merge.
+        if other.status in (REJECTED, ARCHIVED) or (other.status in (FAILED, EXITED)
+                                                    and not other.data.get("saved_commit")
                                                     and not has_commits(workspace, other)):
             return StepView(Step.HELD, f"{other.id} ended {other.status} without merging; not started on "
                                        "a base that lacks it", PersonAction.CANCEL, record.id)
