@@ -80,5 +80,10 @@ class StoreError(LoomError):
     """The state store cannot be opened or written (corrupt, locked, unwritable)."""
 
 
+class StoreUnreachable(StoreError):
+    """The store's server cannot be reached now (down, restarting, the network): trying again later may
+    work, and nothing of the failed write was saved."""
+
+
 class AuditError(LoomError):
     """The audit log cannot be written or read."""

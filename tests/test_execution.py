@@ -1176,3 +1176,31 @@ def test_an_isolated_agent_commits_on_its_branch_but_cannot_touch_another_sandbo
     assert code != 0 and sorted(p.name for p in shared.iterdir()) == before
     _, code = run("sh", "-c", f'echo /elsewhere > {shared}/info/alternates')
     assert code != 0
+
+
+def test_the_end_of_an_agent_waits_for_a_store_that_cannot_be_reached_yet(monkeypatch: pytest.MonkeyPatch,
+                                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    """PostgreSQL restarting as the agent ended: the supervisor died on the first refused connection, and a
+    clean run became `failed [orphaned]`, its change needing a person. It tries again; other errors are not."""
+    from loomtui.errors import StoreError, StoreUnreachable
+    from loomtui.execution import supervisor
+
+    slept: list[float] = []
+    monkeypatch.setattr(supervisor.time, "sleep", slept.append)
+    answers = iter([StoreUnreachable("db: cannot reach the database"), StoreUnreachable("db: again"), "recorded"])
+
+    def record_the_end() -> str:
+        answer = next(answers)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    assert supervisor._patiently("record the end", record_the_end) == "recorded"
+    assert slept == [1.0, 2.0] and "cannot record the end yet: db: cannot reach the database" in capsys.readouterr().err
+
+    def corrupt() -> str:
+        raise StoreError("db: state store error: no such table")
+
+    with pytest.raises(StoreError, match="no such table"):
+        supervisor._patiently("record the end", corrupt)
+    assert slept == [1.0, 2.0]  # not waited for: trying again would not help

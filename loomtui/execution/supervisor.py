@@ -37,9 +37,9 @@ import time
 import traceback
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Final, Protocol
+from typing import Any, Final, Protocol, TypeVar
 
-from loomtui.errors import LoomError
+from loomtui.errors import LoomError, StoreUnreachable
 from loomtui.execution import confinement, privategit
 from loomtui.execution.activity import (
     AGENT_RESULT_KEYS,
@@ -89,6 +89,9 @@ LOG_FAILURE_GRACE_S: Final = 5.0
 READ_CHUNK: Final = 65536  # a line longer than this is logged in pieces, byte for byte
 PANE_POLL_S: Final = 0.2
 _STOP: Final = object()
+
+
+_T = TypeVar("_T")
 
 
 class HookServer(Protocol):
@@ -477,7 +480,7 @@ class Supervisor:
             return 1
         self.sync_git()  # before saving leftovers: those commit on top of the agent's last commit
         saved, save_error = self._save_work()
-        current = self.workspace.store.get_sandbox(self.record.id)
+        current = _patiently("read the sandbox", lambda: self.workspace.store.get_sandbox(self.record.id))
         stop_requested = bool(current and current.data.get("stop_requested"))
         error = error or self.log_error or self.fault_error
         if not error and save_error:  # its work is still in the worktree, but no review can see it
@@ -504,13 +507,34 @@ class Supervisor:
         reason = error or ("stopped by " + str(current.data["stop_requested"].get("by"))
                            if stop_requested and current else "")
         try:
-            transition(self.workspace, self.record.id, status, reason=reason, exit_code=code, data=data,
-                       allowed_from=LIVE | {PLANNED},
-                       audit={"exit_code": code, "signal": signame, "saved_commit": saved})
+            _patiently("record the end", lambda: transition(
+                self.workspace, self.record.id, status, reason=reason, exit_code=code, data=data,
+                allowed_from=LIVE | {PLANNED}, audit={"exit_code": code, "signal": signame, "saved_commit": saved}))
         except LoomError as exc:
             _diagnose(f"cannot record the end: {exc}")
             return 1
         return 0
+
+
+STORE_PATIENCE_S: Final = 600.0
+"""How long the end of an agent waits for a store whose server cannot be reached (a restart, a network
+blip) before it gives up: recorded late, the run is what it was; given up at once, a clean run became
+`failed [orphaned]`, and its change needed a person."""
+
+
+def _patiently(what: str, call: Callable[[], _T]) -> _T:
+    """`call`, tried again while the store cannot be reached, for up to STORE_PATIENCE_S."""
+    deadline = time.monotonic() + STORE_PATIENCE_S
+    wait = 1.0
+    while True:
+        try:
+            return call()
+        except StoreUnreachable as exc:
+            if time.monotonic() + wait > deadline:
+                raise
+            _diagnose(f"cannot {what} yet: {exc}; trying again in {wait:g}s")
+            time.sleep(wait)
+            wait = min(wait * 2, 30.0)
 
 
 def _daemonize() -> None:

@@ -31,7 +31,7 @@ from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 import psycopg
 from psycopg import sql as pgsql
 
-from loomtui.errors import StoreError
+from loomtui.errors import StoreError, StoreUnreachable
 from loomtui.store.base import DuplicateRow, Row, Written
 from loomtui.store.records import EscalationRecord, RepositoryRecord, StoreStatus
 from loomtui.store.schema import MIGRATIONS, SCHEMA_VERSION
@@ -161,7 +161,7 @@ class PostgresStore(SqlStore):
         if "password authentication failed" in text or "no password supplied" in text:
             return StoreError(f"{self.location}: the database refused the credentials ({text})")
         if isinstance(exc, psycopg.OperationalError):
-            return StoreError(f"{self.location}: cannot reach the database ({text})")
+            return StoreUnreachable(f"{self.location}: cannot reach the database ({text})")
         return StoreError(f"{self.location}: state store error: {text}")
 
     def _connect(self) -> psycopg.Connection[Any]:
@@ -176,7 +176,7 @@ class PostgresStore(SqlStore):
         conn: psycopg.Connection[Any] | None = getattr(self._local, "conn", None)
         if conn is None or conn.closed or conn.broken:
             if self.in_transaction():  # a new connection would run the rest outside the transaction
-                raise StoreError(f"{self.location}: the connection was lost in the middle of a transaction; "
+                raise StoreUnreachable(f"{self.location}: the connection was lost in the middle of a transaction; "
                                  "nothing of it was saved")
             conn = self._connect()
             try:
@@ -258,7 +258,7 @@ class PostgresStore(SqlStore):
         try:
             if conn is None or conn.closed or conn.broken:
                 if commit:
-                    raise StoreError(f"{self.location}: the connection was lost before the commit; "
+                    raise StoreUnreachable(f"{self.location}: the connection was lost before the commit; "
                                      "nothing was saved")
                 return
             conn.execute("COMMIT" if commit else "ROLLBACK")
