@@ -726,9 +726,11 @@ def test_of_starts_at_once_one_supervisor_runs_the_sandbox_and_the_others_say_so
 
 def test_reconcile_marks_a_sandbox_whose_supervisor_was_killed(ws: Workspace, repo: Path, bin_dir: Path,
                                                                monkeypatch: pytest.MonkeyPatch) -> None:
-    stand_in(bin_dir, "sleeper", "print('up', flush=True)\ntime.sleep(600)\n")
+    stand_in(bin_dir, "sleeper", "open('left.txt', 'w').write('work in progress\\n')\n"
+                                 "print('up', flush=True)\ntime.sleep(600)\n")
     write_config(repo, 'sleeper:\n  argv: ["sleeper"]\n')
     record = running(ws, tasks.start(ws, tasks.create_sandbox(ws, "sleep", "sleeper").id).id)
+    wait_until(lambda: (Path(record.worktree) / "left.txt").is_file(), what="the agent's uncommitted work")
     os.kill(record.pid, signal.SIGKILL)  # the supervisor dies; its agent dies with it
     wait_until(lambda: not group_exists(record.data["agent_pid"]), what="the agent to die with its supervisor")
 
@@ -748,6 +750,8 @@ def test_reconcile_marks_a_sandbox_whose_supervisor_was_killed(ws: Workspace, re
     assert report.orphaned == [record.id]
     marked = sb.get_sandbox(ws, record.id)
     assert marked.status == FAILED and "ended without recording an exit" in marked.data["orphan"]
+    # What it left uncommitted is on its branch, as its supervisor would have put it: a review sees it.
+    assert marked.data["saved_commit"] and git(repo, "show", f"{record.branch}:left.txt") == "work in progress"
     assert recovery.reconcile(ws).orphaned == []  # marked once, not again
     assert audit_actions(ws, record.id)[-1] == "sandbox.failed"
 

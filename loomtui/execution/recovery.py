@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from loomtui.execution.gitops import Git
+from loomtui.execution.leftovers import bring_in_commits, save_leftovers
 from loomtui.execution.lifecycle import (
     ARCHIVED,
     FAILED,
@@ -109,6 +110,15 @@ def _reconcile_process(workspace: Workspace, record: SandboxRecord, report: Reco
         return
     agent = live_agent_group(record)
     store = workspace.store
+    saved: str | None = None
+    left: dict[str, object] = {}
+    if agent is None:
+        # Nothing of it runs: what it did goes onto its branch first, as its supervisor would have done
+        # (else the review saw an empty change, its work stranded in the worktree).
+        notes: list[str] = []
+        bring_in_commits(workspace, record, notes.append)
+        saved, save_error = save_leftovers(workspace, record, notes.append)
+        left = {"saved_commit": saved, **({"save_error": save_error} if save_error else {})}
     with store.transaction():
         # Re-read under the lock: the supervisor may have recorded the exit meanwhile.
         current = store.get_sandbox(record.id)
@@ -124,8 +134,8 @@ def _reconcile_process(workspace: Workspace, record: SandboxRecord, report: Reco
             why = (f"{earlier}; the agent has ended since" if earlier else
                    f"supervisor (pid {record.pid}) and agent ended without recording an exit "
                    "(killed, or the machine restarted)")
-            transition(workspace, record.id, FAILED, reason=why, data={"orphan": why, "error": why},
-                       allowed_from=frozenset({current.status}), audit={"orphan": True})
+            transition(workspace, record.id, FAILED, reason=why, data={"orphan": why, "error": why, **left},
+                       allowed_from=frozenset({current.status}), audit={"orphan": True, "saved_commit": saved})
     if agent is not None:
         workspace.record("sandbox.orphaned", record.id, {"reason": why, "agent_pid": agent})
     report.orphaned.append(record.id)

@@ -23,7 +23,6 @@ while the agent runs; the agent itself can read but not write them.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import queue
@@ -40,7 +39,7 @@ from pathlib import Path
 from typing import Any, Final, Protocol, TypeVar
 
 from loomtui.errors import LoomError, StoreUnreachable
-from loomtui.execution import confinement, privategit
+from loomtui.execution import confinement
 from loomtui.execution.activity import (
     AGENT_RESULT_KEYS,
     Activity,
@@ -48,11 +47,11 @@ from loomtui.execution.activity import (
     parser_for,
 )
 from loomtui.execution.faults import FaultWatch, fault_watch
-from loomtui.execution.gitops import Git
 from loomtui.execution.isolation import (
     ISOLATION_BWRAP,
     PrivateGit,
 )
+from loomtui.execution.leftovers import bring_in_commits, save_leftovers
 from loomtui.execution.lifecycle import (
     EXITED,
     FAILED,
@@ -74,7 +73,6 @@ from loomtui.execution.runtimes import LaunchSpec
 from loomtui.execution.sandboxes import (
     SPARE_ON_TERM,
     SandboxPaths,
-    agent_tree,
     has_commits,
     record_paths,
     tmux_session,
@@ -197,12 +195,7 @@ class Supervisor:
 
     def sync_git(self) -> None:
         """Bring the isolated agent's commits into the shared repository (no-op without isolation)."""
-        private = self.private_git
-        if private is not None:
-            try:
-                privategit.sync(private, self.workspace.root, self.record.branch)
-            except (OSError, LoomError) as exc:
-                _diagnose(f"git sync failed: {exc}")
+        bring_in_commits(self.workspace, self.record, _diagnose)
 
     def command(self, env: dict[str, str]) -> list[str]:
         return confinement.confined_argv(self.workspace, self.record, self.spec.argv, env,
@@ -433,40 +426,6 @@ class Supervisor:
 
     # -- the end -------------------------------------------------------------------------
 
-    def _save_work(self) -> tuple[str | None, str | None]:
-        """Commit what the agent left uncommitted, so its branch holds all of its work.
-
-        From outside the sandbox, with git told where the repository is: nothing the
-        agent wrote into its worktree or its git admin dir is read as config or run.
-        """
-        if not self.paths.worktree.is_dir():
-            return None, None
-        tree = agent_tree(self.workspace, self.record)
-        try:
-            saved = tree.commit_all(
-                self.record.branch,
-                f"loomtui: work left uncommitted by the agent in sandbox {self.record.id}\n\n"
-                f"Loom-Sandbox: {self.record.id}\nLoom-Runtime: {self.record.runtime}\n",
-                Git(self.workspace.root).fallback_identity("loomtui", "loomtui@localhost.invalid"))
-        except LoomError as exc:
-            return None, str(exc)
-        if saved is not None:
-            private = self.private_git
-            if private is not None:  # so a later sync cannot move the branch back
-                try:
-                    privategit.set_private_tip(private, self.record.branch, saved)
-                except LoomError as exc:
-                    _diagnose(str(exc))
-                    with contextlib.suppress(OSError):  # no copy: a sync leaves the branch where it is
-                        (private.refs / Path(self.record.branch).name).unlink()
-            git_dir = self.record.data.get("git_dir")
-            if git_dir:
-                try:
-                    tree.reset_index(Path(git_dir) / "index", saved)
-                except LoomError as exc:  # cosmetic: `git status` in the worktree looks stale
-                    _diagnose(f"cannot refresh the worktree's index: {exc}")
-        return saved, None
-
     def _finish(self, code: int | None, signame: str | None, *, error: str | None = None,
                 writer: threading.Thread | None = None) -> int:
         if writer is not None and writer.is_alive():
@@ -479,7 +438,7 @@ class Supervisor:
         if self.start_refused:  # the agent never ran: the record and the worktree are whoever moved it's
             return 1
         self.sync_git()  # before saving leftovers: those commit on top of the agent's last commit
-        saved, save_error = self._save_work()
+        saved, save_error = save_leftovers(self.workspace, self.record, _diagnose)
         current = _patiently("read the sandbox", lambda: self.workspace.store.get_sandbox(self.record.id))
         stop_requested = bool(current and current.data.get("stop_requested"))
         error = error or self.log_error or self.fault_error

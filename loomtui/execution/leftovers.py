@@ -1,0 +1,65 @@
+"""What an ended agent leaves, brought onto its branch from outside the sandbox: the commits an isolated
+agent made in its private store, then what it left uncommitted. Its supervisor does this when the agent
+ends; the reconcile does it for an agent whose supervisor was killed, so no review sees an empty change.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable
+from pathlib import Path
+
+from loomtui.errors import LoomError
+from loomtui.execution import confinement, privategit
+from loomtui.execution.gitops import Git
+from loomtui.execution.sandboxes import agent_tree
+from loomtui.store import SandboxRecord
+from loomtui.workspace import Workspace
+
+Say = Callable[[str], None]
+
+
+def bring_in_commits(workspace: Workspace, record: SandboxRecord, say: Say) -> None:
+    """Bring an isolated agent's commits into the shared repository (no-op without isolation)."""
+    private = confinement.private_git(workspace, record)
+    if private is not None:
+        try:
+            privategit.sync(private, workspace.root, record.branch)
+        except (OSError, LoomError) as exc:
+            say(f"git sync failed: {exc}")
+
+
+def save_leftovers(workspace: Workspace, record: SandboxRecord, say: Say) -> tuple[str | None, str | None]:
+    """Commit what the agent left uncommitted, so its branch holds all of its work: (the commit or None
+    when there was nothing, the error when it could not be saved).
+
+    From outside the sandbox, with git told where the repository is: nothing the
+    agent wrote into its worktree or its git admin dir is read as config or run.
+    """
+    if not record.worktree or not Path(record.worktree).is_dir():
+        return None, None
+    tree = agent_tree(workspace, record)
+    try:
+        saved = tree.commit_all(
+            record.branch,
+            f"loomtui: work left uncommitted by the agent in sandbox {record.id}\n\n"
+            f"Loom-Sandbox: {record.id}\nLoom-Runtime: {record.runtime}\n",
+            Git(workspace.root).fallback_identity("loomtui", "loomtui@localhost.invalid"))
+    except LoomError as exc:
+        return None, str(exc)
+    if saved is not None:
+        private = confinement.private_git(workspace, record)
+        if private is not None:  # so a later sync cannot move the branch back
+            try:
+                privategit.set_private_tip(private, record.branch, saved)
+            except LoomError as exc:
+                say(str(exc))
+                with contextlib.suppress(OSError):  # no copy: a sync leaves the branch where it is
+                    (private.refs / Path(record.branch).name).unlink()
+        git_dir = record.data.get("git_dir")
+        if git_dir:
+            try:
+                tree.reset_index(Path(git_dir) / "index", saved)
+            except LoomError as exc:  # cosmetic: `git status` in the worktree looks stale
+                say(f"cannot refresh the worktree's index: {exc}")
+    return saved, None
