@@ -212,6 +212,13 @@ def test_a_step_whose_caller_died_is_redone_and_a_live_holder_is_waited_for(manu
     assert waiting.done == () and "being done by process" in waiting.now.waits_on
     assert "on build-2" in waiting.now.waits_on
     manual.store.drop_step_lease(third, remote)
+    # A removal waits for a step under way (a merge that moved main but has not recorded `merged` yet):
+    # it was archived as unmerged, the merged change recorded nowhere.
+    assert manual.store.take_step_lease(third, holder, "merge", is_gone=lambda _h: False) is None
+    busy = run_cli(manual.root, "sandbox", "rm", third)
+    assert busy.returncode == 1 and "being advanced by process" in busy.stderr and "remove it when" in busy.stderr
+    assert sb.get_sandbox(manual, third).status == EXITED
+    manual.store.drop_step_lease(third, holder)
     # And a task whose agent ran on another machine is advanced there, where its branch and worktree are.
     manual.store.update_sandbox(third, status=EXITED)
     with manual.store.transaction():

@@ -18,7 +18,7 @@ from loomtui.execution.review import RemoveResult
 from loomtui.governance.coordinator import governed_coordinator
 from loomtui.store import SandboxRecord
 from loomtui.workflow.engine import SUPERVISOR, Workflow
-from loomtui.workflow.steps import AFTER_KEY, AUTOSTART_KEY, CREATOR_KEY, Step, caller_id
+from loomtui.workflow.steps import AFTER_KEY, AUTOSTART_KEY, CREATOR_KEY, Step, caller_id, holder_gone, holder_text
 from loomtui.workspace import Workspace
 
 
@@ -91,7 +91,18 @@ def remove(workspace: Workspace, sandbox_id: str, *, force: bool = False, delete
            grace: float = sandboxes.DEFAULT_GRACE_S) -> RemoveResult:
     """Remove a sandbox's worktree and archive it (never losing work), then release its claims; the
     tasks that waited on it are held unless it had merged."""
-    result = review.remove(workspace, sandbox_id, force=force, delete_branch=delete_branch, grace=grace)
+    # Under the task's step lease, as every step is: a merge under way (main moved, `merged` not yet
+    # recorded) is let finish first, or the merged change was archived as unmerged.
+    record = sandboxes.get_sandbox(workspace, sandbox_id)
+    holder = caller_id()
+    held_by = workspace.store.take_step_lease(record.id, holder, "remove", is_gone=holder_gone)
+    if held_by is not None:
+        raise LoomError(f"sandbox {record.id} is being advanced by {holder_text(held_by)} (a review or a merge); "
+                        "remove it when that is done", exit_code=1)
+    try:
+        result = review.remove(workspace, record.id, force=force, delete_branch=delete_branch, grace=grace)
+    finally:
+        workspace.store.drop_step_lease(record.id, holder)
     Workflow(workspace).advance(result.sandbox_id)
     return result
 
