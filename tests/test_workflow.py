@@ -189,11 +189,19 @@ def test_a_step_whose_caller_died_is_redone_and_a_live_holder_is_waited_for(manu
     sandbox_id = _ended_unadvanced(manual, "crash")
     # A reviewer that moved the sandbox to gating, took the lease, and was killed.
     transition(manual, sandbox_id, GATING, reason="reviewing (then killed)")
+    # ... after opening its escalation, before naming it on the sandbox: the redo supersedes it (an
+    # approval of it said "now approved" while the sandbox waited on the redo's own).
+    from loomtui.governance.escalations import open_escalation
+    from loomtui.governance.policy import ChangeFacts, Evaluation
+
+    orphan = open_escalation(manual, "post-gate", Evaluation("post-gate", "require", "low", (), ()),
+                             ChangeFacts(stage="post-gate", paths=()), sandbox_id=sandbox_id, commit="0" * 40, summary="x")
     dead = context_pid_that_exited()
     assert manual.store.take_step_lease(sandbox_id, f"{dead}::1", "review", is_gone=lambda _h: False) is None
     done = advance(manual, sandbox_id)
     assert done.status == APPROVED and any(line.startswith("reviewed") for line in done.done)
     assert actions(manual, sandbox_id).count("policy.evaluated") == 1
+    assert manual.store.get_escalation(orphan.id).status == "superseded"  # type: ignore[union-attr]
     # A live holder (this very process, another thread): the step is left to it.
     other = _ended_unadvanced(manual, "busy")
     holder = f"{os.getpid()}:{_my_start()}:0"

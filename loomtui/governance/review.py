@@ -100,6 +100,8 @@ def review_sandbox(workspace: Workspace, sandbox_id: str, *, policy: Policy | No
             workspace.store.update_escalation(previous.id, status=EscalationStatus.SUPERSEDED)
             workspace.record("escalation.superseded", str(previous.id), {"sandbox": record.id, "commit": tip})
     failure = _agent_failure(record)
+    if redo:  # a reviewer that died after opening its escalation, before naming it on the sandbox
+        _supersede_unlinked(workspace, record.id, tip)
     record = transition(workspace, record.id, GATING, reason=f"reviewing commit {tip[:12]}",
                         allowed_from=frozenset({*REVIEWABLE, AWAITING_REVIEW, *([APPROVED] if again else []),
                                                 *([GATING] if redo else [])}))
@@ -164,6 +166,18 @@ def _merged_breaks(workspace: Workspace, record: SandboxRecord, say: Say) -> tup
             for found in merged.breaking:
                 say(f"merged gate: {found.line()}")
     return tuple(sorted(breaks))
+
+
+def _supersede_unlinked(workspace: Workspace, sandbox_id: str, tip: str) -> None:
+    """Supersede the open review escalations of a sandbox that its record does not name: left by a reviewer
+    killed between opening one and recording it, they read as the change's (an approval of one said "now
+    approved" while the sandbox waited on the redo's)."""
+    for stale in workspace.store.list_escalations(EscalationStatus.OPEN):
+        if stale.sandbox_id == sandbox_id and stale.kind == "post-gate":
+            with workspace.store.transaction():
+                workspace.store.update_escalation(stale.id, status=EscalationStatus.SUPERSEDED)
+                workspace.record("escalation.superseded", str(stale.id), {"sandbox": sandbox_id, "commit": tip,
+                                                                           "why": "its review was redone"})
 
 
 def _agent_failure(record: SandboxRecord) -> str | None:
