@@ -1208,3 +1208,22 @@ def test_the_end_of_an_agent_waits_for_a_store_that_cannot_be_reached_yet(monkey
     with pytest.raises(StoreError, match="no such table"):
         supervisor._patiently("record the end", corrupt)
     assert slept == [1.0, 2.0]  # not waited for: trying again would not help
+
+
+def test_a_prepare_killed_after_making_the_worktree_is_made_again(ws: Workspace) -> None:
+    """Killed between `git worktree add` and recording it: the redo said "a branch named loom/ID already
+    exists", the task failed for good and kept its claim for the lease's hour."""
+    record = sb.plan_sandbox(ws, "half made", "script", script=_tiny_script(ws))
+    made = sb.make_worktree(ws, record.id)
+    ws.store.update_sandbox(record.id, data={"worktree_made": None, "git_dir": None})  # as if never recorded
+    again = sb.make_worktree(ws, record.id)
+    assert again.status == "planned" and again.data["worktree_made"] and Path(again.worktree).is_dir()
+    assert git(ws.root, "rev-parse", made.branch) == made.base_sha
+    # A branch of that name with commits of its own is someone's work: said, not deleted.
+    other = sb.plan_sandbox(ws, "taken", "script", script=_tiny_script(ws))
+    git(ws.root, "branch", other.branch, made.base_sha)
+    tip = git(ws.root, "commit-tree", "-m", "someone's", "-p", made.base_sha, f"{made.base_sha}^{{tree}}").strip()
+    git(ws.root, "update-ref", f"refs/heads/{other.branch}", tip)
+    with pytest.raises(LoomError, match="with commits of its own"):
+        sb.make_worktree(ws, other.id)
+    assert git(ws.root, "rev-parse", other.branch) == tip

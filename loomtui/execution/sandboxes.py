@@ -342,6 +342,8 @@ def make_worktree(workspace: Workspace, sandbox_id: str, *, base_sha: str | None
         paths.context.write_text(given.text, encoding="utf-8")
         write_mcp_config(mcp_config_path(paths.dir), paths.worktree)  # loomtui's MCP server ({mcp_config})
         with workspace.paths.worktrees_locked():
+            if not has_worktree(record):
+                _clear_half_made(workspace, record, paths.worktree, base_sha)
             Git(workspace.root).out("worktree", "add", "--quiet", "-b", record.branch, str(paths.worktree),
                                     base_sha)
         git_dir = Git(paths.worktree).out("rev-parse", "--absolute-git-dir").strip()
@@ -355,6 +357,23 @@ def make_worktree(workspace: Workspace, sandbox_id: str, *, base_sha: str | None
     record_context(workspace, sandbox_id, given, [str(paths.context), *context_files])
     return workspace.store.update_sandbox(sandbox_id, data={
         "git_dir": git_dir, "context_files": context_files, "base_sha": base_sha, "worktree_made": True})
+
+
+def _clear_half_made(workspace: Workspace, record: SandboxRecord, worktree: Path, base_sha: str) -> None:
+    """A prepare killed between making the worktree and recording it left its branch (and worktree): the
+    agent never ran, so they hold nothing of its; they go, and are made again. A branch that moved past
+    its base holds someone's commits: that is said, not deleted."""
+    git = Git(workspace.root)
+    tip = git.resolve_commit(f"refs/heads/{record.branch}")
+    if tip is None:
+        return
+    if tip not in (base_sha, record.base_sha):
+        raise LoomError(f"{record.branch} exists already, with commits of its own ({tip[:12]}); nothing of it "
+                        "was changed")
+    if worktree.exists():
+        git.run("worktree", "remove", "--force", str(worktree))
+    git.run("worktree", "prune")
+    git.out("branch", "-D", record.branch)
 
 
 def has_worktree(record: SandboxRecord) -> bool:
