@@ -730,7 +730,8 @@ def test_reconcile_marks_a_sandbox_whose_supervisor_was_killed(ws: Workspace, re
                                  "print('up', flush=True)\ntime.sleep(600)\n")
     write_config(repo, 'sleeper:\n  argv: ["sleeper"]\n')
     record = running(ws, tasks.start(ws, tasks.create_sandbox(ws, "sleep", "sleeper").id).id)
-    wait_until(lambda: (Path(record.worktree) / "left.txt").is_file(), what="the agent's uncommitted work")
+    left = Path(record.worktree) / "left.txt"
+    wait_until(lambda: left.is_file() and left.read_text() == "work in progress\n", what="the agent's uncommitted work")
     os.kill(record.pid, signal.SIGKILL)  # the supervisor dies; its agent dies with it
     wait_until(lambda: not group_exists(record.data["agent_pid"]), what="the agent to die with its supervisor")
 

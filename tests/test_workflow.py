@@ -748,3 +748,43 @@ def test_a_step_says_what_a_person_can_do_in_each_front_ends_words() -> None:
     # a table's narrow column cuts the end of a cell: there, what to press comes first
     assert view.line(APP_STEP_HINTS, hint_first=True) == "press 3 · waits for a decision on escalation #4"
     assert view.line(hint_first=True) == view.line()
+
+
+def test_two_merges_into_one_target_at_once_both_land(manual: Workspace) -> None:
+    """Approved within the same second: the second computed its merge on the tip the first had just moved,
+    the fast-forward of the checkout was refused, and the task's step failed (the demo stalled on it)."""
+    import threading
+
+    from loomtui.execution.review import merge
+
+    ids = []
+    for name in ("left", "right"):
+        record = sb.plan_sandbox(manual, name, "script",
+                                 script=script(manual, name, f"- {{write: {name}.txt, content: {name}}}\n"
+                                                             f"- {{commit: {name}}}\n"))
+        sb.make_worktree(manual, record.id)
+        sb.start(manual, record.id)
+        sb.wait_for_status(manual, record.id, {EXITED}, timeout=60)
+        assert advance(manual, record.id).status == APPROVED
+        ids.append(record.id)
+    go = threading.Barrier(2)
+    failures: list[BaseException] = []
+
+    def merge_now(sandbox_id: str) -> None:
+        workspace = open_workspace(manual.root)
+        try:
+            go.wait()
+            merge(workspace, sandbox_id)
+        except BaseException as exc:  # noqa: BLE001 - said below
+            failures.append(exc)
+        finally:
+            workspace.close()
+
+    threads = [threading.Thread(target=merge_now, args=(sandbox_id,)) for sandbox_id in ids]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert failures == []
+    assert {sb.get_sandbox(manual, sandbox_id).status for sandbox_id in ids} == {"merged"}
+    assert (manual.root / "left.txt").read_text() == "left" and (manual.root / "right.txt").read_text() == "right"

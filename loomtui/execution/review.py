@@ -215,6 +215,20 @@ def merge(workspace: Workspace, sandbox_id: str, *, into: str | None = None,
     if approved and approved != tip:
         raise LoomError(f"{record.branch} moved since it was approved ({approved[:12]} -> {tip[:12]}); "
                         "nothing was merged", exit_code=1)
+    # One merge into a target at a time (two approved within a second: the second computed its merge on
+    # the tip the first had just moved, and its fast-forward of the checkout was refused).
+    with workspace.paths.worktrees_locked():
+        commit, updated = _merge_onto_target(workspace, repo, record, target, tip, trailers)
+    transition(workspace, record.id, MERGED, allowed_from=frozenset({APPROVED}),
+               data={"merged_commit": commit, "merged_into": target},
+               audit={"commit": commit, "target": target, "branch_tip": tip})
+    return MergeResult(record.id, target, commit, updated)
+
+
+def _merge_onto_target(workspace: Workspace, repo: Git, record: SandboxRecord, target: str, tip: str,
+                       trailers: Sequence[tuple[str, str]]) -> tuple[str, str | None]:
+    """Make the merge commit of `tip` onto `target`'s tip and move the target (and the person's checkout
+    that has it) there: (the commit, that checkout or None). Held under the repository's worktrees lock."""
     target_sha = repo.out("rev-parse", f"refs/heads/{target}").strip()
     if repo.ok("merge-base", "--is-ancestor", tip, target_sha):
         raise LoomError(f"{record.branch} has nothing that {target} lacks; nothing to merge", exit_code=1)
@@ -254,10 +268,7 @@ def merge(workspace: Workspace, sandbox_id: str, *, into: str | None = None,
     else:
         repo.out("update-ref", "-m", f"loomtui: merge sandbox {record.id}", f"refs/heads/{target}", commit,
                  target_sha)
-    transition(workspace, record.id, MERGED, allowed_from=frozenset({APPROVED}),
-               data={"merged_commit": commit, "merged_into": target},
-               audit={"commit": commit, "target": target, "branch_tip": tip})
-    return MergeResult(record.id, target, commit, updated)
+    return commit, updated
 
 
 # -- removal -------------------------------------------------------------------------------
