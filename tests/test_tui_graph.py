@@ -111,10 +111,7 @@ async def test_a_claim_on_a_region_the_code_no_longer_has_says_so_in_the_tree(bi
     refunds.write_text(refunds.read_text().replace("    def quote(", "    def quote_v2("))  # as a merge renames it
     app = LoomApp(open_workspace(billing))
     async with app.run_test(size=SIZE) as pilot:
-        await wait_for(pilot, lambda: app.coordination is not None)
-        await pilot.press("2")
-        await pilot.pause()
-        tree = app.screen.query_one("#claims-tree", Tree)
+        tree = (await open_claims(pilot, app, rows=0)).query_one("#claims-tree", Tree)
         await wait_for(pilot, lambda: len(tree.root.children) == 2)
         regions = {str(region.label) for sandbox in tree.root.children for claim in sandbox.children
                    for region in claim.children}

@@ -8,6 +8,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from loomtui.audit import is_whole
 from loomtui.cli import add_command, add_group, count_arg, print_json, problems_json, workspace_for
 from loomtui.errors import LoomError, escape_controls, listed
 
@@ -42,8 +43,6 @@ def cmd_audit_tail(args: argparse.Namespace) -> int:
     behind = audit_file_behind(workspace)
     if behind:
         print(f"loomtui: warning: {behind} (shown: the store's entries)", file=sys.stderr)
-    from loomtui.audit import is_whole
-
     edited = [e.seq for e in entries if not is_whole(e)]
     if edited:
         which = (f"entries {listed([str(seq) for seq in edited])} do not match their own hash" if len(edited) > 1

@@ -128,15 +128,15 @@ def confined_scratch_argv(workspace: Workspace, tree: Path, argv: Sequence[str],
     if not isolation_available():
         return list(argv)
     readable = under_private_dirs(_needed(workspace, argv, env))
-    copy = _credential_free_config(workspace)
     return scratch_bwrap_argv(tree, workspace.paths.state_dir, readable=readable, hidden=_hidden(workspace),
                               writable=writable, secrets=_secrets(workspace, env),
-                              repo_config=(copy, workspace.paths.common_dir) if copy else None) + list(argv)
+                              repo_config=_credential_free_config(workspace)) + list(argv)
 
 
-def _credential_free_config(workspace: Workspace) -> Path | None:
+def _credential_free_config(workspace: Workspace) -> tuple[Path, Path] | None:
     """A copy of the repository's git config without its credentials, when it holds any (`credential_free`),
-    for confined code to read in its place. Written anew each time (renamed into place: others read it)."""
+    for confined code to read in its place: (the copy, the config). Written anew each time (renamed into
+    place: others read it)."""
     config = workspace.paths.common_dir / "config"
     try:
         text = config.read_text("utf-8", "surrogateescape")
@@ -150,7 +150,7 @@ def _credential_free_config(workspace: Workspace) -> Path | None:
     with os.fdopen(fd, "w", encoding="utf-8", errors="surrogateescape") as handle:
         handle.write(cleaned)
     os.replace(temporary, copy)
-    return copy
+    return copy, config
 
 
 def _secrets(workspace: Workspace, env: Mapping[str, str]) -> tuple[Path, ...]:

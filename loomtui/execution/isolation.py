@@ -122,7 +122,7 @@ class SandboxMounts:
     own_dir: Path | None = None  # the sandbox's own state dir (its broker socket, its context)
     hidden: tuple[Path, ...] = ()  # other sandboxes' dirs, worktrees and git admin dirs: not even seen
     secrets: tuple[Path, ...] = ()  # the user's credentials (`secret_paths`): empty in the sandbox
-    repo_config: Path | None = None  # the repository's config without its credentials (`credential_free`)
+    repo_config: tuple[Path, Path] | None = None  # (a copy without credentials, the config it stands for)
 
 
 SECRET_DIRS: Final = (".ssh", ".gnupg", ".aws", ".azure", ".config/gcloud", ".kube", ".docker", ".config/gh",
@@ -233,7 +233,7 @@ def bwrap_argv(mounts: SandboxMounts, program: str = "bwrap") -> list[str]:
     for path in mounts.readable:
         argv += ["--ro-bind-try", str(path), str(path)]
     argv += _emptied(mounts.secrets)
-    argv += _config_mount(mounts.repo_config, mounts.common_dir)
+    argv += _config_mount(mounts.repo_config)
     # The store and audit log stay read-only: only the supervisor, outside, writes them.
     argv += ["--ro-bind", str(mounts.state_dir), str(mounts.state_dir)]
     # Other sandboxes are not there at all: not their broker sockets (an agent could
@@ -283,8 +283,9 @@ def bwrap_argv(mounts: SandboxMounts, program: str = "bwrap") -> list[str]:
     return argv
 
 
-def _config_mount(copy: Path | None, common_dir: Path) -> list[str]:
-    return [] if copy is None else ["--ro-bind", str(copy), str(common_dir / "config")]
+def _config_mount(repo_config: tuple[Path, Path] | None) -> list[str]:
+    """The repository's git config seen as its copy without credentials (`credential_free`)."""
+    return [] if repo_config is None else ["--ro-bind", str(repo_config[0]), str(repo_config[1])]
 
 
 def scratch_bwrap_argv(tree: Path, state_dir: Path, *, readable: Sequence[Path] = (), hidden: Sequence[Path] = (),
@@ -296,8 +297,7 @@ def scratch_bwrap_argv(tree: Path, state_dir: Path, *, readable: Sequence[Path] 
     for path in readable:
         argv += ["--ro-bind-try", str(path), str(path)]
     argv += _emptied(secrets)
-    if repo_config is not None:  # (the copy, the repository's common dir)
-        argv += _config_mount(*repo_config)
+    argv += _config_mount(repo_config)
     argv += ["--ro-bind", str(state_dir), str(state_dir)]
     for path in hidden:
         argv += ["--tmpfs", str(path)]

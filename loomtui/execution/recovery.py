@@ -115,10 +115,11 @@ def _reconcile_process(workspace: Workspace, record: SandboxRecord, report: Reco
     if agent is None:
         # Nothing of it runs: what it did goes onto its branch first, as its supervisor would have done
         # (else the review saw an empty change, its work stranded in the worktree).
-        notes: list[str] = []
+        notes: list[str] = []  # what went wrong on the way (a sync, the worktree's index), kept with it
         bring_in_commits(workspace, record, notes.append)
         saved, save_error = save_leftovers(workspace, record, notes.append)
-        left = {"saved_commit": saved, **({"save_error": save_error} if save_error else {})}
+        left = {"saved_commit": saved, **({"save_error": save_error} if save_error else {}),
+                **({"save_notes": notes} if notes else {})}
     with store.transaction():
         # Re-read under the lock: the supervisor may have recorded the exit meanwhile.
         current = store.get_sandbox(record.id)

@@ -49,7 +49,6 @@ from loomtui.execution.activity import (
 from loomtui.execution.faults import FaultWatch, fault_watch
 from loomtui.execution.isolation import (
     ISOLATION_BWRAP,
-    PrivateGit,
 )
 from loomtui.execution.leftovers import bring_in_commits, save_leftovers
 from loomtui.execution.lifecycle import (
@@ -184,11 +183,6 @@ class Supervisor:
         self.start_refused = False  # the sandbox was moved (rejected, being removed) before the agent ran
 
     # -- the command ---------------------------------------------------------------------
-
-    @property
-    def private_git(self) -> PrivateGit | None:
-        """Where the agent's git writes go under isolation (None without it)."""
-        return confinement.private_git(self.workspace, self.record)
 
     def environment(self) -> dict[str, str]:
         return confinement.sandbox_environment(self.workspace, self.record, self.spec)

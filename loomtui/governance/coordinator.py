@@ -22,10 +22,13 @@ def policy_override_check(workspace: Workspace) -> OverrideCheck:
     return may_override
 
 
-def governed_coordinator(workspace: Workspace, index: RepoIndex | None = None) -> Coordinator:
-    """`open_coordinator` with the policy's override check: what front-ends and the workflow use."""
-    return open_coordinator(workspace, index, may_override=policy_override_check(workspace),
-                            worktree_tree=worktree_reader(workspace), release_lapsed=lapsed_releaser(workspace))
+def governed_coordinator(workspace: Workspace, index: RepoIndex | None = None, *,
+                         settings: CoordinationConfig | None = None, progress: ProgressFn | None = None) -> Coordinator:
+    """`open_coordinator` with the policy's override check, execution's reading of a live worktree and the
+    hooks' release of lapsed claims: what front-ends and the workflow use."""
+    return open_coordinator(workspace, index, may_override=policy_override_check(workspace), settings=settings,
+                            progress=progress, worktree_tree=worktree_reader(workspace),
+                            release_lapsed=lapsed_releaser(workspace))
 
 
 def lapsed_releaser(workspace: Workspace) -> Callable[[], object]:
@@ -70,9 +73,6 @@ class KeptCoordinator:
             return kept, (f"{stats['files']} files; parsed {stats['parsed']}, resolved {stats['resolved']} "
                           f"in {time.perf_counter() - started:.2f}s")
         if kept is None or reindex:
-            kept = self.coordinator = open_coordinator(
-                self.workspace, may_override=policy_override_check(self.workspace), settings=settings,
-                progress=progress, worktree_tree=worktree_reader(self.workspace),
-                release_lapsed=lapsed_releaser(self.workspace))
+            kept = self.coordinator = governed_coordinator(self.workspace, settings=settings, progress=progress)
             self._built_with = wanted
         return kept, None

@@ -94,14 +94,11 @@ def review_sandbox(workspace: Workspace, sandbox_id: str, *, policy: Policy | No
                             "commits since; a review runs again once it has", exit_code=1)
         raise LoomError(f"sandbox {record.id} is {record.status}: only a sandbox whose agent has ended, or one "
                         "with commits since its review, is reviewed", exit_code=1)
-    if again and previous is not None and previous.status == EscalationStatus.OPEN:
-        # Superseded, not decided: what it asked about is no longer the change.
-        with workspace.store.transaction():
-            workspace.store.update_escalation(previous.id, status=EscalationStatus.SUPERSEDED)
-            workspace.record("escalation.superseded", str(previous.id), {"sandbox": record.id, "commit": tip})
+    if (again and previous is not None and previous.status == EscalationStatus.OPEN) or redo:
+        # Superseded, not decided: what it asked about is no longer the change (or, on a redo, the one a
+        # reviewer killed before naming it on the sandbox opened).
+        _supersede_open_reviews(workspace, record.id, tip)
     failure = _agent_failure(record)
-    if redo:  # a reviewer that died after opening its escalation, before naming it on the sandbox
-        _supersede_unlinked(workspace, record.id, tip)
     record = transition(workspace, record.id, GATING, reason=f"reviewing commit {tip[:12]}",
                         allowed_from=frozenset({*REVIEWABLE, AWAITING_REVIEW, *([APPROVED] if again else []),
                                                 *([GATING] if redo else [])}))
@@ -168,16 +165,15 @@ def _merged_breaks(workspace: Workspace, record: SandboxRecord, say: Say) -> tup
     return tuple(sorted(breaks))
 
 
-def _supersede_unlinked(workspace: Workspace, sandbox_id: str, tip: str) -> None:
-    """Supersede the open review escalations of a sandbox that its record does not name: left by a reviewer
-    killed between opening one and recording it, they read as the change's (an approval of one said "now
+def _supersede_open_reviews(workspace: Workspace, sandbox_id: str, tip: str) -> None:
+    """Supersede a sandbox's open review escalations before it is reviewed again: the one its record names,
+    and any a reviewer killed between opening one and recording it left (approving that one said "now
     approved" while the sandbox waited on the redo's)."""
     for stale in workspace.store.list_escalations(EscalationStatus.OPEN):
         if stale.sandbox_id == sandbox_id and stale.kind == "post-gate":
             with workspace.store.transaction():
                 workspace.store.update_escalation(stale.id, status=EscalationStatus.SUPERSEDED)
-                workspace.record("escalation.superseded", str(stale.id), {"sandbox": sandbox_id, "commit": tip,
-                                                                           "why": "its review was redone"})
+                workspace.record("escalation.superseded", str(stale.id), {"sandbox": sandbox_id, "commit": tip})
 
 
 def _agent_failure(record: SandboxRecord) -> str | None:

@@ -101,17 +101,24 @@ def caller_id() -> str:
     return f"{pid}:{identity(pid) or ''}:{threading.get_ident()}@{current_host()}"
 
 
+def _process_and_machine(holder: str) -> tuple[str, str | None]:
+    """A `caller_id`'s process part, and its machine when that is not this one (ids made before machines
+    were named are this machine's)."""
+    process, _, host = holder.rpartition("@") if "@" in holder else (holder, "", "")
+    return process, host if host and host != current_host() else None
+
+
 def holder_text(holder: str) -> str:
     """A `caller_id` for a person: `process 4242` (`on build-2` when it is another machine's)."""
-    process, _, host = holder.rpartition("@") if "@" in holder else (holder, "", "")
-    return f"process {process.partition(':')[0]}" + (f" on {host}" if host and host != current_host() else "")
+    process, elsewhere = _process_and_machine(holder)
+    return f"process {process.partition(':')[0]}" + (f" on {elsewhere}" if elsewhere else "")
 
 
 def holder_gone(holder: str) -> bool:
     """Whether the process behind a `caller_id` has ended (a reused pid does not count as it). One on
     another machine (a team store) is never judged gone from here: its pid means nothing here."""
-    process, _, host = holder.rpartition("@") if "@" in holder else (holder, "", "")
-    if host and host != current_host():
+    process, elsewhere = _process_and_machine(holder)
+    if elsewhere:
         return False
     pid, _, rest = process.partition(":")
     start = rest.rpartition(":")[0]

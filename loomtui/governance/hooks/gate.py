@@ -92,9 +92,13 @@ def release_lapsed(workspace: Workspace, clock: Callable[[], float] = time.time)
     checkout, `hook claude --sandbox NAME`) only at its next hook call, which may never come."""
     from loomtui.governance.broker import confirm_window_from_env
 
-    holders = sorted({claim.sandbox_id for claim in workspace.store.live_claims() if awaiting(claim)})
-    window = confirm_window_from_env()
-    return [released for holder in holders for released in
+    waiting = [claim for claim in workspace.store.live_claims() if awaiting(claim)]
+    if not waiting:  # the common case, on every claim: nothing more is read
+        return []
+    window = HookGate(workspace, waiting[0].sandbox_id, workspace.root,
+                      confirm_window=confirm_window_from_env()).confirm_window
+    due = sorted({claim.sandbox_id for claim in waiting if claim.created <= clock() - window})
+    return [released for holder in due for released in
             HookGate(workspace, holder, workspace.root, confirm_window=window, clock=clock).release_unconfirmed()]
 
 
