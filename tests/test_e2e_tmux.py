@@ -147,7 +147,8 @@ def test_tui_killed_with_9_leaves_agents_running_and_the_next_start_shows_them(t
     import signal
 
     from tests.conftest import demo_repo
-    from loomtui.execution.sandboxes import get_sandbox, stop, wait_for_status
+    from loomtui.execution.agent_control import stop
+    from loomtui.execution.sandboxes import get_sandbox, wait_for_status
     from loomtui.workflow.tasks import create_sandbox, start
     from loomtui.workspace import open_workspace
 

@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from loomtui.errors import ConfigError, LoomError
-from loomtui.execution import isolation, recovery, review
+from loomtui.execution import agent_control, isolation, recovery, review
 from loomtui.execution import sandboxes as sb
 from loomtui.execution.activity import parse_claude_stream, parse_script_agent
 from loomtui.execution.isolation import (
@@ -347,18 +347,18 @@ def test_stop_terms_the_agent_then_kills_one_that_ignores_sigterm(ws: Workspace,
         wait_until(lambda r=record: "ready" in sb.read_log_tail(ws, r.id), what="agent ready")
 
     # SIGTERM reaches the agent itself (under bwrap too), which exits its own way.
-    done = sb.stop(ws, polite.id, grace=30)
+    done = agent_control.stop(ws, polite.id, grace=30)
     assert (done.status, done.exit_code) == (EXITED, 7)
     assert sb.read_log_tail(ws, polite.id)[-1] == "cleaning up"
     assert "sandbox.killed" not in audit_actions(ws, polite.id)
 
     group = sb.get_sandbox(ws, stubborn.id).data["agent_pid"]
-    done = sb.stop(ws, stubborn.id, grace=0.5)
+    done = agent_control.stop(ws, stubborn.id, grace=0.5)
     assert done.status in EXITED_OK and done.exit_code == 128 + signal.SIGKILL
     assert not group_exists(group)
     assert audit_actions(ws, stubborn.id)[-3:] == ["sandbox.stop_requested", "sandbox.killed", "sandbox.exited"]
     with pytest.raises(LoomError, match="is exited, not running"):
-        sb.stop(ws, stubborn.id)
+        agent_control.stop(ws, stubborn.id)
 
 
 def test_a_stop_whose_caller_is_interrupted_is_finished_by_the_supervisor(ws: Workspace, repo: Path,
@@ -411,15 +411,15 @@ def test_pause_and_resume_freeze_and_thaw_the_agent(ws: Workspace, repo: Path, b
     record = running(ws, tasks.start(ws, tasks.create_sandbox(ws, "count", "counter").id).id)
     agent = record.data["agent_pid"]
     members = lambda: [int(p) for p in os.listdir("/proc") if p.isdigit() and _pgrp(int(p)) == agent]
-    assert sb.pause(ws, record.id).status == PAUSED
+    assert agent_control.pause(ws, record.id).status == PAUSED
     wait_until(lambda: all(_process_state(pid) == "T" for pid in members()), what="stopped processes")
     with pytest.raises(LoomError, match="only a running sandbox can be paused"):
-        sb.pause(ws, record.id)
-    assert sb.resume(ws, record.id).status == RUNNING
+        agent_control.pause(ws, record.id)
+    assert agent_control.resume(ws, record.id).status == RUNNING
     wait_until(lambda: all(_process_state(pid) != "T" for pid in members()), what="running processes")
     # Stopping a paused agent works too (it is continued so it can act on SIGTERM).
-    sb.pause(ws, record.id)
-    assert sb.stop(ws, record.id, grace=5).status in EXITED_OK
+    agent_control.pause(ws, record.id)
+    assert agent_control.stop(ws, record.id, grace=5).status in EXITED_OK
     actions = audit_actions(ws, record.id)
     assert actions.count("sandbox.paused") == 2 and "sandbox.running" in actions[2:]
 
@@ -721,7 +721,7 @@ def test_of_starts_at_once_one_supervisor_runs_the_sandbox_and_the_others_say_so
     winner = running(ws, record.id)
     assert is_alive(winner.pid, winner.pid_start)  # the store names the supervisor that runs it
     assert group_exists(winner.data["agent_pid"])
-    sb.stop(ws, record.id, grace=2)
+    agent_control.stop(ws, record.id, grace=2)
 
 
 def test_reconcile_marks_a_sandbox_whose_supervisor_was_killed(ws: Workspace, repo: Path, bin_dir: Path,
@@ -780,7 +780,7 @@ def test_reconcile_is_not_fooled_by_a_reused_pid_and_stop_ends_a_surviving_agent
     assert left.status == RUNNING and "still runs" in left.data["orphan"]
     assert audit_actions(ws, survivor)[-1] == "sandbox.orphaned"
 
-    done = sb.stop(ws, survivor, grace=5)
+    done = agent_control.stop(ws, survivor, grace=5)
     agent.wait(timeout=10)
     assert done.status in EXITED_OK and "no supervisor recorded the exit" in done.data["reason"]
 
@@ -1054,7 +1054,7 @@ def test_interactive_runtime_runs_in_a_tmux_session(ws: Workspace, repo: Path, b
     try:
         record = running(ws, tasks.start(ws, tasks.create_sandbox(ws, "talk to me", "chat").id).id)
         session = f"={sb.tmux_session(record.id)}"
-        assert sb.attach_command(ws, record.id) == ["tmux", "attach-session", "-t", session]
+        assert agent_control.attach_command(ws, record.id) == ["tmux", "attach-session", "-t", session]
         pane = session + ":"
         screen = lambda: subprocess.run(["tmux", "capture-pane", "-p", "-t", pane],
                                         capture_output=True, text=True, check=False).stdout
@@ -1065,7 +1065,7 @@ def test_interactive_runtime_runs_in_a_tmux_session(ws: Workspace, repo: Path, b
         assert git(repo, "show", f"{record.branch}:answer.txt") == "hello there"
         wait_until(lambda: "bye" in sb.log_path(ws, record.id).read_text(), what="the log")
         with pytest.raises(LoomError, match="its tmux session is gone"):
-            sb.attach_command(ws, record.id)
+            agent_control.attach_command(ws, record.id)
     finally:
         subprocess.run(["tmux", "kill-server"], capture_output=True, check=False)
 
@@ -1073,7 +1073,7 @@ def test_interactive_runtime_runs_in_a_tmux_session(ws: Workspace, repo: Path, b
 def test_attach_to_a_headless_sandbox_points_at_the_logs(ws: Workspace) -> None:
     record = tasks.create_sandbox(ws, "headless", "script", script=_tiny_script(ws))
     with pytest.raises(LoomError, match=f"runs headless; follow its output with `loomtui sandbox logs {record.id} -f`"):
-        sb.attach_command(ws, record.id)
+        agent_control.attach_command(ws, record.id)
 
 
 # -- claims go through coordination before anything is created ---------------------------------------

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from loomtui.errors import LoomError
-from loomtui.execution import isolation, review
+from loomtui.execution import agent_control, isolation, review
 from loomtui.execution import sandboxes as sb
 from loomtui.execution.doctor import run_doctor
 from loomtui.workflow import tasks
@@ -239,7 +239,7 @@ def test_stop_pause_resume_from_the_command_line(repo: Path, tmp_path: Path, mon
     finally:
         record = workspace.store.get_sandbox(sandbox_id)
         if record is not None and record.status in ("running", "paused"):
-            sb.stop(workspace, sandbox_id, grace=0.1)
+            agent_control.stop(workspace, sandbox_id, grace=0.1)
         workspace.close()
 
 

@@ -148,7 +148,7 @@ def test_a_failed_agents_change_is_never_approved_by_the_policy_alone(billing: P
 def test_a_stopped_agents_change_is_never_approved_by_the_policy_alone(billing: Path) -> None:
     """Stopped halfway (`sandbox stop`, `s` in the app), its change is as unfinished as a crashed one's:
     under `merge: auto` it was approved and merged."""
-    from loomtui.execution.sandboxes import stop
+    from loomtui.execution.agent_control import stop
     from tests.conftest import wait_until
 
     merge_mode(billing, "auto")

@@ -40,6 +40,7 @@ from typing import Any, Self
 import pytest
 
 from tests.conftest import demo_repo
+from loomtui.execution import agent_control
 from loomtui.execution import sandboxes as sb
 from loomtui.execution.isolation import isolation_available
 from loomtui.governance.escalations import decide
@@ -502,7 +503,7 @@ def test_interactive_claude_in_tmux_takes_a_typed_prompt_and_its_edit_is_checked
             wait_for("its PostToolUse", lambda: any(e["action"] == "claim.confirmed"
                                                     for e in audit(workspace, sandbox)))
         finally:
-            stopped = sb.stop(workspace, sandbox, grace=5)
+            stopped = agent_control.stop(workspace, sandbox, grace=5)
     assert new_file.read_text() == "HELLO = 1\n"
     (write,) = [e for e in audit(workspace, sandbox) if e["action"] == "hook.edit"]
     assert write["details"]["decision"] == "allow" and write["details"]["path"] == "notifications/hello.py"

@@ -48,6 +48,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import demo_repo
+from loomtui.execution import agent_control
 from loomtui.execution import sandboxes as sb
 from loomtui.execution.isolation import isolation_available
 from loomtui.workflow import tasks
@@ -229,7 +230,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
             for session in sessions.values():
                 if session.sandbox and workspace is not None \
                         and sb.get_sandbox(workspace, session.sandbox).status in sb.LIVE:
-                    sb.stop(workspace, session.sandbox, grace=3)
+                    agent_control.stop(workspace, session.sandbox, grace=3)
                 session.api.stop()
             if workspace is not None:
                 workspace.close()

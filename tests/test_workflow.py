@@ -15,6 +15,7 @@ from conftest import git, run_cli, wait_until
 
 from loomtui.cli import STEP_HINTS
 from loomtui.errors import LoomError
+from loomtui.execution import agent_control
 from loomtui.execution import sandboxes as sb
 from loomtui.execution.lifecycle import (
     APPROVED,
@@ -400,7 +401,7 @@ def test_a_task_waiting_for_claims_starts_once_they_are_let_go(manual: Workspace
                                   command=["sleep", "60"])
     first = waiting_task("first")
     wait_until(lambda: sb.get_sandbox(manual, holder.id).status == RUNNING, timeout=30, what="the holder running")
-    sb.stop(manual, holder.id, grace=1)  # ended without a change: its claim goes back, the waiter starts
+    agent_control.stop(manual, holder.id, grace=1)  # ended without a change: its claim goes back, the waiter starts
     wait_until(lambda: sb.get_sandbox(manual, first).status != PLANNED, timeout=30, what="the waiter started")
     assert [c.sandbox_id for c in manual.store.live_claims()] == [first]
 

@@ -24,10 +24,9 @@ from loomtui.cli import (
     workspace_for,
 )
 from loomtui.errors import LoomError, abridged, listed
-from loomtui.execution import recovery, review
+from loomtui.execution import agent_control, recovery, review
 from loomtui.execution import sandboxes as engine
 from loomtui.execution.lifecycle import PLANNED
-from loomtui.execution.sandboxes import DEFAULT_GRACE_S
 from loomtui.gitcmd import Git
 from loomtui.store import SandboxRecord
 from loomtui.workspace import Workspace
@@ -190,24 +189,24 @@ def cmd_logs(args: argparse.Namespace) -> int:
 
 
 def cmd_stop(args: argparse.Namespace) -> int:
-    record = engine.stop(workspace_for(args), args.id, grace=args.grace)
+    record = agent_control.stop(workspace_for(args), args.id, grace=args.grace)
     code = "" if record.exit_code is None else f", exit code {record.exit_code}"
     print(f"sandbox {record.id} stopped ({record.status}{code})")
     return 0
 
 
 def cmd_pause(args: argparse.Namespace) -> int:
-    _show(engine.pause(workspace_for(args), args.id), "paused")
+    _show(agent_control.pause(workspace_for(args), args.id), "paused")
     return 0
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
-    _show(engine.resume(workspace_for(args), args.id), "resumed")
+    _show(agent_control.resume(workspace_for(args), args.id), "resumed")
     return 0
 
 
 def cmd_attach(args: argparse.Namespace) -> int:
-    argv = engine.attach_command(workspace_for(args), args.id)
+    argv = agent_control.attach_command(workspace_for(args), args.id)
     if "attach-session" in argv:  # (inside tmux, switch-client moves the client that is there already)
         require_terminal("attaching", ("stdin", "stdout"), "tmux draws there",
                          f"`loomtui sandbox logs {args.id}` reads the agent's output without one")
@@ -416,8 +415,9 @@ def register(commands: Any) -> None:
 
     stop = add_command(sandbox, "stop", cmd_stop, "stop the agent: SIGTERM, then SIGKILL after the grace period")
     _id_arg(stop)
-    stop.add_argument("--grace", type=seconds_arg(3600, allow_zero=True), default=DEFAULT_GRACE_S, metavar="SECONDS",
-                      help=f"seconds between SIGTERM and SIGKILL (default {DEFAULT_GRACE_S:g})")
+    grace = agent_control.DEFAULT_GRACE_S
+    stop.add_argument("--grace", type=seconds_arg(3600, allow_zero=True), default=grace, metavar="SECONDS",
+                      help=f"seconds between SIGTERM and SIGKILL (default {grace:g})")
     _id_arg(add_command(sandbox, "pause", cmd_pause, "freeze the agent (SIGSTOP)"))
     _id_arg(add_command(sandbox, "resume", cmd_resume, "let a paused agent continue (SIGCONT)"))
     _id_arg(add_command(sandbox, "attach", cmd_attach, "attach to an interactive agent's tmux session (detach: C-b d)"))

@@ -68,10 +68,11 @@ from loomtui.demo.common import (
 )
 from loomtui.demo.narration import narrate, untold_entries
 from loomtui.errors import LoomError
+from loomtui.execution.agent_control import stop
 from loomtui.execution.gitops import Git
 from loomtui.execution.lifecycle import EXITED, FAILED, LIVE, PLANNED
 from loomtui.execution.procs import is_alive
-from loomtui.execution.sandboxes import stop, wait_for_status
+from loomtui.execution.sandboxes import wait_for_status
 from loomtui.governance.coordinator import governed_coordinator
 from loomtui.governance.escalations import DecisionRefused, EscalationStatus, decide
 from loomtui.governance.policy import ChangeFacts, Evaluation, Policy, evaluate

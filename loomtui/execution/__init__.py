@@ -4,8 +4,9 @@ Each agent task gets a sandbox (a git worktree on branch `loom/<id>`), an agent
 process isolated with bubblewrap where available, and a detached supervisor that
 logs, heartbeats and records every lifecycle move. The API, all plain Python:
 
-- `sandboxes`: create_sandbox, start, stop, pause, resume, attach_command,
-  log_path, read_log_tail, follow_log, get_sandbox, list_sandboxes, wait_for_status
+- `sandboxes`: plan_sandbox, make_worktree, start, log_path, read_log_tail, follow_log,
+  get_sandbox, list_sandboxes, wait_for_status
+- `agent_control`: stop, pause, resume, attach_command
 - `review`: diff, merge, remove
 - `recovery`: reconcile (run it when a UI starts)
 - `lifecycle`: the statuses, their allowed moves, `set_status` for other layers

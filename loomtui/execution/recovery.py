@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from loomtui.execution.agent_control import live_agent_group
 from loomtui.execution.gitops import Git
 from loomtui.execution.leftovers import bring_in_commits, save_leftovers
 from loomtui.execution.lifecycle import (
@@ -19,7 +20,6 @@ from loomtui.execution.procs import is_alive
 from loomtui.execution.sandboxes import (
     get_sandbox,
     has_worktree,
-    live_agent_group,
     mark_failed,
     worktree_roots,
 )

@@ -12,6 +12,7 @@ from typing import Literal
 
 from loomtui.auditanchor import head_trailer
 from loomtui.errors import LoomError, listed
+from loomtui.execution.agent_control import DEFAULT_GRACE_S, stop
 from loomtui.execution.gitops import (
     MERGE_TREE_MIN_VERSION,
     Git,
@@ -30,12 +31,10 @@ from loomtui.execution.lifecycle import (
     transition,
 )
 from loomtui.execution.sandboxes import (
-    DEFAULT_GRACE_S,
     agent_tree,
     get_sandbox,
     is_person_checkout,
     sandbox_paths,
-    stop,
 )
 from loomtui.store import SandboxRecord
 from loomtui.workspace import Workspace

@@ -46,6 +46,7 @@ from loomtui.execution.activity import (
     checker_for,
     parser_for,
 )
+from loomtui.execution.agent_control import SPARE_ON_TERM
 from loomtui.execution.faults import FaultWatch, fault_watch
 from loomtui.execution.isolation import (
     ISOLATION_BWRAP,
@@ -70,7 +71,6 @@ from loomtui.execution.procs import (
 )
 from loomtui.execution.runtimes import LaunchSpec
 from loomtui.execution.sandboxes import (
-    SPARE_ON_TERM,
     SandboxPaths,
     has_commits,
     record_paths,

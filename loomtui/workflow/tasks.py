@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from loomtui.errors import LoomError
-from loomtui.execution import review, sandboxes
+from loomtui.execution import agent_control, review, sandboxes
 from loomtui.execution.lifecycle import ARCHIVED, MERGED, PLANNED, REJECTED
 from loomtui.execution.review import RemoveResult
 from loomtui.governance.coordinator import governed_coordinator
@@ -88,7 +88,7 @@ def start(workspace: Workspace, sandbox_id: str) -> SandboxRecord:
 
 
 def remove(workspace: Workspace, sandbox_id: str, *, force: bool = False, delete_branch: bool = False,
-           grace: float = sandboxes.DEFAULT_GRACE_S) -> RemoveResult:
+           grace: float = agent_control.DEFAULT_GRACE_S) -> RemoveResult:
     """Remove a sandbox's worktree and archive it (never losing work), then release its claims; the
     tasks that waited on it are held unless it had merged."""
     # Under the task's step lease, as every step is: a merge under way (main moved, `merged` not yet

@@ -23,7 +23,7 @@ from textual.widgets import (
 )
 
 from loomtui.errors import LoomError
-from loomtui.execution import sandboxes
+from loomtui.execution import agent_control, sandboxes
 from loomtui.execution.lifecycle import LIVE, PAUSED, PLANNED
 from loomtui.store import SandboxRecord
 from loomtui.tui import sandbox_calls
@@ -499,17 +499,17 @@ class DashboardScreen(LoomScreen[None]):
         if sandbox is None:
             return
         if sandbox.status not in LIVE:  # the engine's one line says why: nothing to confirm
-            self._run(f"stop {sandbox.id}", sandboxes.stop, sandbox.id)
+            self._run(f"stop {sandbox.id}", agent_control.stop, sandbox.id)
             return
         self._run_once_confirmed(
             f"Stop the agent of sandbox {sandbox.id}? It gets SIGTERM, and SIGKILL after "
-            f"{sandboxes.DEFAULT_GRACE_S:g} s; what it wrote, committed or not, is kept on {sandbox.branch}, "
+            f"{agent_control.DEFAULT_GRACE_S:g} s; what it wrote, committed or not, is kept on {sandbox.branch}, "
             "and a person looks at it before it merges.",
-            f"stop {sandbox.id}", sandboxes.stop, sandbox.id)
+            f"stop {sandbox.id}", agent_control.stop, sandbox.id)
 
     def action_pause_resume(self) -> None:
         if (sandbox := self.selected_sandbox()) is not None:
-            call = sandboxes.resume if sandbox.status == PAUSED else sandboxes.pause
+            call = agent_control.resume if sandbox.status == PAUSED else agent_control.pause
             self._run(f"{call.__name__} {sandbox.id}", call, sandbox.id)
 
     def action_start(self, _twin: int = 1) -> None:
@@ -544,7 +544,7 @@ class DashboardScreen(LoomScreen[None]):
             import subprocess
 
             try:
-                command = sandboxes.attach_command(self.loom.workspace, sandbox.id)
+                command = agent_control.attach_command(self.loom.workspace, sandbox.id)
             except LoomError as exc:
                 self.app.notify(str(exc), title="attach", severity="error")
                 return
