@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from loomtui.coordination.claims import ClaimRefused, Coordinator, claim_targets, overlaps
+from loomtui.coordination.claims import ClaimRefused, Coordinator, claim_targets
+from loomtui.coordination.regions import overlaps
 from loomtui.coordination.suggest import suggest_regions
 from loomtui.errors import LoomError
 from loomtui.governance.coordinator import governed_coordinator

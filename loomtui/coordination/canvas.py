@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 import networkx as nx
 
 from loomtui.coordination.canvas_route import E, Grid, Painter, Span, W
-from loomtui.coordination.claims import split_id
+from loomtui.coordination.regions import split_id
 from loomtui.coordination.view import CoordinationPicture
 from loomtui.errors import escape_controls
 

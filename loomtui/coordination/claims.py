@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 
 from loomtui.config import MAX_LEASE_SECONDS, CoordinationConfig
 from loomtui.coordination.index import DEPENDENCY_KINDS, ProgressFn, RepoIndex
+from loomtui.coordination.regions import ancestors, overlaps, split_id
 from loomtui.coordination.targets import TargetResolver
 from loomtui.errors import LoomError, shown
 from loomtui.store import ClaimRecord, SandboxRecord
@@ -108,33 +109,7 @@ class EditDecision:
     conflicts: tuple[Conflict, ...] = ()
 
 
-# -- region relations ---------------------------------------------------------------
-
-
-def split_id(region_id: str) -> tuple[str, str]:
-    """(path, qualname) of a region id; qualname is '' for a module or file."""
-    path, _, qualname = region_id.partition("::")
-    return path, qualname
-
-
-def overlaps(a: str, b: str) -> bool:
-    """True when two regions are the same or one is nested in the other."""
-    path_a, qual_a = split_id(a)
-    path_b, qual_b = split_id(b)
-    if path_a != path_b:
-        return False
-    if not qual_a or not qual_b or qual_a == qual_b:
-        return True
-    return qual_b.startswith(qual_a + ".") or qual_a.startswith(qual_b + ".")
-
-
-def ancestors(region_id: str) -> list[str]:
-    """The regions that contain this one: its module, then each enclosing class/function."""
-    path, qualname = split_id(region_id)
-    if not qualname:
-        return []
-    parts = qualname.split(".")
-    return [path] + [f"{path}::{'.'.join(parts[:n])}" for n in range(1, len(parts))]
+# -- dependency edges ------------------------------------------------------------------
 
 
 def edge_label(kinds: frozenset[str]) -> str:

@@ -8,7 +8,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from loomtui.coordination.claims import ENDED_STATUSES, Coordinator, ancestors
+from loomtui.coordination.claims import ENDED_STATUSES, Coordinator
+from loomtui.coordination.regions import ancestors
 from loomtui.errors import LoomError
 from loomtui.gitcmd import Git
 from loomtui.store import ClaimRecord

@@ -238,3 +238,32 @@ def ast_regions(source: str, path: str) -> list[Region]:
     """Regions of `source` by the fast (ast) producer; the file-level region if it is not Python."""
     facts = extract_facts(source.encode("utf-8", "surrogatepass"))
     return regions_of(facts.shape, path, facts.warning)
+
+
+# -- region ids --------------------------------------------------------------------
+
+
+def split_id(region_id: str) -> tuple[str, str]:
+    """(path, qualname) of a region id; qualname is '' for a module or file."""
+    path, _, qualname = region_id.partition("::")
+    return path, qualname
+
+
+def overlaps(a: str, b: str) -> bool:
+    """True when two regions are the same or one is nested in the other."""
+    path_a, qual_a = split_id(a)
+    path_b, qual_b = split_id(b)
+    if path_a != path_b:
+        return False
+    if not qual_a or not qual_b or qual_a == qual_b:
+        return True
+    return qual_b.startswith(qual_a + ".") or qual_a.startswith(qual_b + ".")
+
+
+def ancestors(region_id: str) -> list[str]:
+    """The regions that contain this one: its module, then each enclosing class/function."""
+    path, qualname = split_id(region_id)
+    if not qualname:
+        return []
+    parts = qualname.split(".")
+    return [path] + [f"{path}::{'.'.join(parts[:n])}" for n in range(1, len(parts))]

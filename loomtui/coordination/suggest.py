@@ -7,9 +7,8 @@ from dataclasses import dataclass
 
 from rapidfuzz import fuzz, utils
 
-from loomtui.coordination.claims import overlaps
 from loomtui.coordination.index import RepoIndex
-from loomtui.coordination.regions import Region
+from loomtui.coordination.regions import Region, overlaps
 
 # Words that say what to do rather than where: they match everything equally.
 _STOP_WORDS = frozenset(

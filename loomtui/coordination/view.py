@@ -5,14 +5,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from loomtui.coordination.claims import (
-    Conflict,
-    Coordinator,
-    ancestors,
-    edge_label,
-)
+from loomtui.coordination.claims import Conflict, Coordinator, edge_label
 from loomtui.coordination.diff import sandbox_signature_changes
 from loomtui.coordination.index import DEPENDENCY_KINDS, RepoIndex
+from loomtui.coordination.regions import ancestors
 from loomtui.store import ClaimRecord
 
 

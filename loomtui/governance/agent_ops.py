@@ -69,7 +69,8 @@ def op_conflicts(gate: HookGate, request: Mapping[str, Any]) -> dict[str, Any]:
 
 def op_claim(gate: HookGate, request: Mapping[str, Any]) -> dict[str, Any]:
     """Claim a region, file, directory or glob for this sandbox; refused on another's claim or a policy block."""
-    from loomtui.coordination.claims import ClaimRefused, split_id
+    from loomtui.coordination.claims import ClaimRefused
+    from loomtui.coordination.regions import split_id
 
     target = _text(request, "target")
     mode = request.get("mode") or "exclusive"
@@ -98,7 +99,7 @@ def op_claim(gate: HookGate, request: Mapping[str, Any]) -> dict[str, Any]:
 
 def op_release(gate: HookGate, request: Mapping[str, Any]) -> dict[str, Any]:
     """Release this sandbox's own claims: one by `claim` id, or those on `target`."""
-    from loomtui.coordination.claims import ancestors
+    from loomtui.coordination.regions import ancestors
 
     own = gate.workspace.store.live_claims(gate.sandbox_id)
     claim_id = request.get("claim")

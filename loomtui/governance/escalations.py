@@ -139,7 +139,7 @@ def open_escalation(workspace: Workspace, kind: str, evaluation: Evaluation, fac
 def granted_regions(workspace: Workspace, sandbox_id: str, regions: Sequence[str]) -> set[str]:
     """Which of `regions` people already allowed this sandbox to change: approved (or
     overridden) before it started, or on a permission request while it ran."""
-    from loomtui.coordination.claims import ancestors, split_id
+    from loomtui.coordination.regions import ancestors, split_id
 
     scopes = [e.data.get("facts") or {} for status in CLEARED
               for e in workspace.store.list_escalations(status)

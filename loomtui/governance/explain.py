@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from loomtui.coordination.claims import split_id
+from loomtui.coordination.regions import split_id
 from loomtui.execution.gitops import Git
 from loomtui.execution.review import sandbox_tip
 from loomtui.execution.sandboxes import agent_tree, get_sandbox

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
-from loomtui.coordination.claims import split_id
+from loomtui.coordination.regions import split_id
 from loomtui.errors import LoomError, abridged
 from loomtui.execution.gitops import Git
 from loomtui.execution.lifecycle import (

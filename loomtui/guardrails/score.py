@@ -35,9 +35,10 @@ from pathlib import Path, PurePosixPath
 from typing import Any, Final, TypeAlias
 
 from loomtui.config import EVAL_ITEMS, EvalConfig, LoomConfig
-from loomtui.coordination.claims import ENDED_STATUSES, ancestors, overlaps, split_id
+from loomtui.coordination.claims import ENDED_STATUSES
 from loomtui.coordination.diff import ChangedRegion, changed_files, diff_regions
 from loomtui.coordination.index import DEPENDENCY_KINDS, RepoIndex, build_index, index_cache_dir
+from loomtui.coordination.regions import ancestors, overlaps, split_id
 from loomtui.coordination.suggest import suggest_regions
 from loomtui.errors import LoomError
 from loomtui.gitcmd import Git

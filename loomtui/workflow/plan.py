@@ -21,8 +21,9 @@ from itertools import combinations
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Final
 
-from loomtui.coordination.claims import Coordinator, overlaps
+from loomtui.coordination.claims import Coordinator
 from loomtui.coordination.index import DEPENDENCY_KINDS, RepoIndex
+from loomtui.coordination.regions import overlaps
 from loomtui.errors import ConfigError, LoomError, shown
 from loomtui.yamlcheck import Value, closest, compose, read_text
 

@@ -348,7 +348,7 @@ class HookGate:
 
     def _await_also(self, tool_use_id: str, regions: Sequence[str]) -> None:
         """A call inside claims still waiting for an earlier call confirms them too when it happens."""
-        from loomtui.coordination.claims import ancestors
+        from loomtui.coordination.regions import ancestors
 
         wanted = {a for rid in regions for a in (rid, *ancestors(rid))}
         for claim in self.workspace.store.live_claims(self.sandbox_id):
@@ -423,7 +423,7 @@ class HookGate:
     def _granted(self, regions: Sequence[str]) -> bool:
         """Whether people already approved this sandbox changing these regions (before it
         started, or on an earlier permission request): no need to ask again."""
-        from loomtui.coordination.claims import ancestors, split_id
+        from loomtui.coordination.regions import ancestors, split_id
 
         scopes = [e.data.get("facts") or {} for status in CLEARED
                   for e in self.workspace.store.list_escalations(status)
