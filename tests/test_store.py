@@ -236,3 +236,42 @@ def test_a_broken_rule_other_than_a_taken_id_is_not_said_as_already_exists(tmp_p
         store.add_sandbox(SandboxRecord(id="b2", task="t", runtime="script", status="planned", created=now,
                                         updated=now, worktree=None))  # type: ignore[arg-type]
     assert "already exists" not in str(broken.value) and "NOT NULL" in str(broken.value)
+
+
+def test_a_way_back_to_sqlite_that_fails_changes_nothing_and_one_that_works_keeps_the_old_store(repo: Path) -> None:
+    from loomtui.store.moves import record_move, replace_sqlite_store, store_move
+
+    paths = find_repo(repo)
+    old = open_store(paths)
+    old.add_sandbox(SandboxRecord(id="before", task="t", runtime="script", status="archived", created=0, updated=0))
+    old.close()
+    record_move(paths, "postgresql://loom@db/team")
+    with pytest.raises(StoreError, match=r"copied to postgresql://loom@db/team on .* store copy --to sqlite"):
+        open_store(paths, reads_only=True)
+
+    def fails(new: SqliteStore) -> None:
+        new.add_sandbox(SandboxRecord(id="half", task="t", runtime="script", status="archived", created=0,
+                                      updated=0))
+        raise StoreError("the copy did not match")
+
+    with pytest.raises(StoreError, match="did not match"):
+        replace_sqlite_store(paths, fails)
+    assert store_move(paths) is not None and sorted(p.name for p in paths.state_dir.glob("state.db*")) == [
+        "state.db"]
+    record = SqliteStore(paths.store_path)
+    assert [r.id for r in record.list_sandboxes(include_archived=True)] == ["before"]
+    record.close()
+
+    def fills(new: SqliteStore) -> str:
+        new.add_sandbox(SandboxRecord(id="after", task="t", runtime="script", status="archived", created=0,
+                                      updated=0))
+        return "filled"
+
+    filled, aside = replace_sqlite_store(paths, fills)
+    assert filled == "filled" and aside is not None and store_move(paths) is None
+    back = open_store(paths)
+    assert [r.id for r in back.list_sandboxes(include_archived=True)] == ["after"]
+    back.close()
+    kept = SqliteStore(aside)
+    assert [r.id for r in kept.list_sandboxes(include_archived=True)] == ["before"]
+    kept.close()

@@ -364,7 +364,7 @@ def test_an_audit_log_on_two_machines_each_verifies_and_a_cut_is_still_caught(
         two.close()
 
 
-def test_store_copy_moves_everything_verifies_it_and_the_audit_log_keeps_verifying(
+def test_store_copy_moves_everything_verifies_it_the_audit_log_keeps_verifying_and_it_comes_back(
         billing_clones: tuple[Path, Path], postgres_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
     import json
 
@@ -390,6 +390,13 @@ def test_store_copy_moves_everything_verifies_it_and_the_audit_log_keeps_verifyi
     report = json.loads(copied.stdout)
     assert report["verified"] and report["rows"]["audit"] == len(before) and report["rows"]["claims"] == 1
     assert "s3cret" not in copied.stdout and postgres_url not in copied.stdout  # no password shown
+    # The SQLite store is left as it was, and not opened as if it were current: its claims and escalations
+    # would silently be those of the day of the copy.
+    stale = subprocess.run([sys.executable, "-m", "loomtui", "claim", "list"], cwd=repo, capture_output=True,
+                           text=True)
+    assert stale.returncode == 1 and stale.stderr.count("\n") == 1 and "Traceback" not in stale.stderr
+    assert f"was copied to {report['destination']}" in stale.stderr and "store copy --to sqlite" in stale.stderr
+    assert "s3cret" not in stale.stderr
 
     monkeypatch.setenv("LOOMTUI_STORE", postgres_url)
     workspace = open_workspace(repo)
@@ -405,6 +412,29 @@ def test_store_copy_moves_everything_verifies_it_and_the_audit_log_keeps_verifyi
     repos = subprocess.run([sys.executable, "-m", "loomtui", "store", "repos", "--json"], cwd=repo,
                            capture_output=True, text=True, env={**os.environ, "LOOMTUI_STORE": postgres_url})
     assert [(r["name"], r["open_escalations"]) for r in json.loads(repos.stdout)] == [("billing", 1)]
+
+    # And back: the team's store (with the claim made there) into a new SQLite store; the old one is kept.
+    here = subprocess.run([sys.executable, "-m", "loomtui", "store", "copy", "--to", "sqlite", "--json"], cwd=repo,
+                          capture_output=True, text=True)
+    assert here.returncode == 0, here.stderr
+    back = json.loads(here.stdout)
+    assert back["verified"] and back["rows"]["claims"] == 2 and back["destination"].endswith("state.db")
+    old_store = Path(back["previous_store"])
+    assert old_store.name.startswith("state.db.before-") and old_store.is_file()
+    monkeypatch.delenv("LOOMTUI_STORE")
+    workspace.close()
+    sqlite_again = open_workspace(repo)
+    try:
+        assert isinstance(sqlite_again.store, SqliteStore)
+        assert [c.sandbox_id for c in sqlite_again.store.live_claims()] == ["s-a", "s-c"]
+        assert sqlite_again.audit.verify().ok
+        governed_coordinator(sqlite_again).claim("s-d", "payments/currency.py::format_amount")
+        assert sqlite_again.audit.verify().ok
+    finally:
+        sqlite_again.close()
+    twice = subprocess.run([sys.executable, "-m", "loomtui", "store", "copy", "--to", "sqlite"], cwd=repo,
+                           capture_output=True, text=True)
+    assert twice.returncode == 1 and "SQLite already" in twice.stderr
 
 
 def test_bench_store_reports_every_figure_on_postgresql(postgres_url: str) -> None:

@@ -35,28 +35,57 @@ def cmd_store_copy(args: argparse.Namespace) -> int:
     from loomtui.store import open_store
     from loomtui.store.copy import copy_store
 
-    if not args.to.startswith(("postgresql://", "postgres://")):
-        raise LoomError(f"--to must be a postgresql:// URL, not {args.to!r}")
+    back = args.to == "sqlite"
+    if not back and not args.to.startswith(("postgresql://", "postgres://")):
+        raise LoomError(f"--to must be a postgresql:// URL, or `sqlite` to come back, not {args.to!r}")
     paths = _paths(args)
     source = open_store(paths)
+    say = (lambda line: None) if args.json else (lambda line: print(line, file=sys.stderr))
     try:
         _refuse_while_working(source)
-        destination = open_store(paths, args.to)
-        try:
-            report = copy_store(source, destination,
-                                progress=lambda line: print(line, file=sys.stderr) if not args.json else None)
-        finally:
-            destination.close()
+        if back:
+            report, aside = _copy_back(paths, source, say)
+        else:
+            destination = open_store(paths, args.to)
+            try:
+                report = copy_store(source, destination, progress=say)
+            finally:
+                destination.close()
+            if source.embedded:
+                from loomtui.store.moves import record_move
+
+                record_move(paths, report.destination)
     finally:
         source.close()
     if args.json:
-        print_json(report.as_dict())
-    else:
-        total = sum(report.rows.values())
-        print(f"copied {total} rows from {report.source} to {report.destination}; verified: every table matches")
-        print("to use it here and on every clone: `store: <the URL without its password>` in .loom/loom.yaml "
-              "(the password in PGPASSWORD or ~/.pgpass), or LOOMTUI_STORE=<URL> in the environment")
+        print_json({**report.as_dict(), **({"previous_store": str(aside) if aside else None} if back else {})})
+        return 0
+    total = sum(report.rows.values())
+    print(f"copied {total} rows from {report.source} to {report.destination}; verified: every table matches")
+    if back:
+        kept = f"; the SQLite store it replaces is kept as {aside}" if aside else ""
+        print(f"this repository's store is SQLite again{kept}: unset LOOMTUI_STORE here (or set it to `sqlite` "
+              "where .loom/loom.yaml names the team's store); the team's store is left as it is")
+        return 0
+    if source.embedded:
+        print("the SQLite store here stays as it was, and loomtui no longer opens it while the state lives there "
+              "(`loomtui store copy --to sqlite` comes back)")
+    print("to use it here and on every clone: `store: <the URL without its password>` in .loom/loom.yaml "
+          "(the password in PGPASSWORD or ~/.pgpass), or LOOMTUI_STORE=<URL> in the environment")
     return 0
+
+
+def _copy_back(paths: Any, source: Any, say: Any) -> tuple[Any, Any]:
+    """The team's store copied into a new SQLite store, which takes the place of the one here."""
+    from loomtui.store.copy import copy_store
+    from loomtui.store.moves import replace_sqlite_store
+
+    if source.embedded:
+        raise LoomError(f"{source.location}: the store here is SQLite already (to copy a team's store back, "
+                        "set LOOMTUI_STORE to its URL)", exit_code=1)
+    report, aside = replace_sqlite_store(paths, lambda new: copy_store(source, new, progress=say))
+    report.destination = str(paths.store_path)
+    return report, aside
 
 
 def _refuse_while_working(source: Any) -> None:
@@ -95,10 +124,13 @@ def register(commands: Any) -> None:
                 json_flag=True)
     copy = add_command(store, "copy", cmd_store_copy,
                        "copy this repository's whole store (audit log and checkpoint included) into an empty "
-                       "PostgreSQL namespace and verify the copy table by table; the source is left as it is",
+                       "PostgreSQL namespace, or back into SQLite, and verify the copy table by table; the "
+                       "source is left as it is (an SQLite one is no longer opened while the state is elsewhere)",
                        json_flag=True)
     copy.add_argument("--to", required=True, metavar="URL",
-                      help="postgresql://user@host:port/database (password from PGPASSWORD or ~/.pgpass)")
+                      help="postgresql://user@host:port/database (password from PGPASSWORD or ~/.pgpass), or "
+                           "`sqlite`: the configured team store copied into a new SQLite store here, the old "
+                           "one kept beside it")
     add_command(store, "repos", cmd_store_repos,
                 "the repositories whose state is in this store's database, with their open escalations",
                 json_flag=True)

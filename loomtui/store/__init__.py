@@ -23,6 +23,7 @@ from loomtui.errors import LoomError, StoreError
 from loomtui.gitcmd import Git
 from loomtui.identity import current_host
 from loomtui.repo import RepoPaths
+from loomtui.store.moves import refuse_a_moved_store
 from loomtui.store.records import (
     ClaimRecord,
     EscalationRecord,
@@ -131,6 +132,7 @@ def open_store(paths: RepoPaths, location: str | None = None, *, reads_only: boo
     mount, another user's checkout), it is then opened read-only rather than refused."""
     location = location or store_location(paths)
     if location == "sqlite":
+        refuse_a_moved_store(paths)
         if reads_only and not _state_writable(paths):
             _refuse_a_truncated_store(paths)
             return SqliteStore(paths.store_path, read_only=True)

@@ -1,0 +1,120 @@
+"""Where a repository's store went, and the way back.
+
+An SQLite store copied to a team's PostgreSQL (`loomtui store copy --to URL`) is left as it was,
+and a note beside it says where the state went: opened again (LOOMTUI_STORE unset, `store:` taken
+out of loom.yaml), its sandboxes, claims and escalations would be those of the day of the copy,
+silently apart from the team's, and the commands writing it would fork the audit log. So it is
+refused while the note stands. The way back copies the team's store into a new SQLite file, which
+takes the old one's place (kept beside it, renamed), and takes the note away.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Final, TypeVar
+
+from loomtui.errors import StoreError
+from loomtui.repo import RepoPaths
+from loomtui.store.sqlite import SqliteStore
+
+MOVED_FILE: Final = "store-moved"
+"""The note in the state dir (which agents cannot write): {"to": URL without its password, "at": time}."""
+SQLITE_FILES: Final = ("", "-wal", "-shm")
+"""An SQLite store's files: the database, and its write-ahead log and shared-memory index beside it."""
+
+Filled = TypeVar("Filled")
+
+
+@dataclass(frozen=True)
+class StoreMove:
+    """Where this repository's SQLite store was copied, and when."""
+
+    to: str
+    at: float
+
+    def when(self) -> str:
+        return time.strftime("%Y-%m-%d %H:%M", time.localtime(self.at)) if self.at else "an unknown time"
+
+
+def store_move(paths: RepoPaths) -> StoreMove | None:
+    """The note of a move, if this repository's SQLite store was copied away."""
+    note = paths.state_dir / MOVED_FILE
+    try:
+        text = note.read_text("utf-8", "replace")
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise StoreError(f"{note}: cannot read it ({exc.strerror})") from None
+    try:
+        said = json.loads(text)
+    except ValueError:
+        said = {}
+    said = said if isinstance(said, dict) else {}
+    at = said.get("at")
+    return StoreMove(str(said.get("to") or "another store"), float(at) if isinstance(at, int | float) else 0.0)
+
+
+def record_move(paths: RepoPaths, to: str) -> None:
+    """Note that the SQLite store was copied to `to` (a URL without its password)."""
+    note = paths.state_dir / MOVED_FILE
+    partial = note.with_name(f"{MOVED_FILE}.{os.getpid()}.tmp")
+    try:
+        partial.write_text(json.dumps({"to": to, "at": time.time()}) + "\n", "utf-8")
+        partial.replace(note)
+    except OSError as exc:
+        partial.unlink(missing_ok=True)
+        raise StoreError(f"{note}: cannot note where the store went ({exc.strerror}); the SQLite store here "
+                         "is now behind the copy: do not use it") from None
+
+
+def refuse_a_moved_store(paths: RepoPaths) -> None:
+    """One line, when the SQLite store here was copied away: where the state is, and the way back."""
+    move = store_move(paths)
+    if move is not None:
+        raise StoreError(
+            f"{paths.store_path}: this repository's store was copied to {move.to} on {move.when()} and lives "
+            f"there now (this one is as it was then): set LOOMTUI_STORE to that URL, or `store:` in "
+            f".loom/loom.yaml; to come back to SQLite, `loomtui store copy --to sqlite` with LOOMTUI_STORE set "
+            "to it", exit_code=1)
+
+
+def replace_sqlite_store(paths: RepoPaths, fill: Callable[[SqliteStore], Filled]) -> tuple[Filled, Path | None]:
+    """Make a new SQLite store, `fill` it, then put it in the place of this repository's: the one there
+    (if any) is renamed, never deleted, and the note of a move is taken away. Returns what `fill`
+    returned and where the old store went. Should `fill` fail, nothing here has changed."""
+    paths.ensure_state_dir()
+    incoming = paths.state_dir / "state.db.incoming"
+    _remove(incoming)  # a way back interrupted before
+    store = SqliteStore(incoming)
+    try:
+        filled = fill(store)
+    except BaseException:
+        store.close()
+        _remove(incoming)
+        raise
+    store.close()
+    aside: Path | None = None
+    try:
+        if paths.store_path.exists():
+            aside = paths.state_dir / f"state.db.before-{time.strftime('%Y%m%d-%H%M%S')}"
+            for suffix in SQLITE_FILES:
+                if Path(f"{paths.store_path}{suffix}").exists():
+                    os.replace(f"{paths.store_path}{suffix}", f"{aside}{suffix}")
+        for suffix in SQLITE_FILES:
+            if Path(f"{incoming}{suffix}").exists():
+                os.replace(f"{incoming}{suffix}", f"{paths.store_path}{suffix}")
+        (paths.state_dir / MOVED_FILE).unlink(missing_ok=True)
+    except OSError as exc:
+        raise StoreError(f"{paths.state_dir}: cannot put the new store in place ({exc.strerror}); the copy is "
+                         f"{incoming}" + (f", the old store {aside}" if aside else "")) from None
+    return filled, aside
+
+
+def _remove(database: Path) -> None:
+    for suffix in SQLITE_FILES:
+        Path(f"{database}{suffix}").unlink(missing_ok=True)
