@@ -148,6 +148,24 @@ async def test_a_planned_sandbox_says_press_s_and_s_starts_it(billing: Path) -> 
         await wait_for(pilot, lambda: str(table.cell(record.id, "status")) != "running", timeout=30)
 
 
+async def test_an_agent_that_failed_without_a_change_says_s_runs_it_again_and_s_does(billing: Path) -> None:
+    workspace = open_workspace(billing)
+    failing = billing.parent / "fail.yaml"
+    failing.write_text("- {exit: 3}\n")
+    record = tasks.start(workspace, tasks.create_sandbox(workspace, "the model API is down", "script",
+                                                         script=failing).id)
+    assert wait_until_settled(workspace, record.id).step == Step.NO_CHANGE
+    app = LoomApp(workspace)
+    async with app.run_test(size=SIZE) as pilot:
+        table = app.screen.query_one("#sandboxes", SandboxTable)
+        await wait_for(pilot, lambda: str(table.cell(record.id, "next")).startswith("S runs it again · "))
+        table.focus()
+        assert "S" in {b.binding.key_display or b.binding.key for b in app.active_bindings.values()
+                       if b.binding.show}  # the footer offers it
+        await pilot.press("S")
+        await wait_for(pilot, lambda: (workspace.store.get_sandbox(record.id) or record).data.get("runs") == 2)
+
+
 async def test_a_new_sandbox_that_fails_keeps_what_was_typed_for_n_to_reopen(billing: Path) -> None:
     from textual.widgets import Input, Select
 

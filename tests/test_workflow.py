@@ -22,6 +22,7 @@ from loomtui.execution.lifecycle import (
     ARCHIVED,
     AWAITING_REVIEW,
     EXITED,
+    FAILED,
     GATING,
     MERGED,
     PLANNED,
@@ -125,13 +126,66 @@ def test_an_ended_agent_is_reviewed_merged_and_its_claims_released_with_no_app_r
 
 
 def test_an_agent_that_ends_without_a_change_gives_its_claims_back(manual: Workspace) -> None:
-    """It can never work again (an ended sandbox does not restart): its claims would only block others."""
+    """Until a person runs it again (which takes them again), its claims would only block others."""
     record = tasks.create_sandbox(manual, "look only", "script", claims=["lib.py::helper"], autostart=True,
                                   script=script(manual, "idle", '- {log: "nothing to do"}\n'))
     view = wait_until_settled(manual, record.id)
     assert view.step == Step.NO_CHANGE and manual.store.live_claims(record.id) == []
     released = [e for e in manual.audit.entries() if e.action == "claim.released"]
     assert released and released[-1].details.get("reason") == "the agent ended without a change"
+
+
+def test_an_agent_that_failed_without_a_change_runs_again_in_its_sandbox_with_its_claims(
+        manual: Workspace, tmp_path: Path) -> None:
+    """A model API that did not answer: the failed sandbox keeps its claims, and `sandbox start` runs its
+    agent again in the same worktree; the second run's change is reviewed as any other."""
+    answered = tmp_path / "answered-once"
+    command = ["sh", "-c", f'if [ -e "{answered}" ]; then sed -i "s/x + 1/x + 9/" lib.py; '
+               f'else touch "{answered}"; echo "model API: 529 overloaded" >&2; exit 1; fi']
+    record = tasks.create_sandbox(manual, "flaky model API", "command", claims=["lib.py::helper"], autostart=True,
+                                  command=command, isolate=False)
+    view = wait_until_settled(manual, record.id)
+    assert sb.get_sandbox(manual, record.id).status == FAILED
+    assert (view.step, view.action) == (Step.NO_CHANGE, PersonAction.RERUN)
+    assert view.line(STEP_HINTS).endswith(f"(`loomtui sandbox start {record.id}` runs it again)")
+    assert [c.sandbox_id for c in manual.store.live_claims()] == [record.id]
+
+    again = run_cli(manual.root, "sandbox", "start", record.id)
+    assert again.returncode == 0 and f"sandbox {record.id} started again (run 2" in again.stdout, again.stderr
+    view = wait_until_settled(manual, record.id)
+    done = sb.get_sandbox(manual, record.id)
+    assert (done.status, view.step, done.exit_code) == (APPROVED, Step.WAIT_MERGE, 0)
+    assert "x + 9" in git(manual.root, "show", f"{done.branch}:lib.py")
+    assert "529 overloaded" in sb.log_path(manual, record.id).read_text()  # the first run's output is kept
+    planned = [e.details for e in manual.audit.entries() if e.action == "sandbox.planned" and e.subject == record.id]
+    assert [(d.get("from"), d.get("run")) for d in planned] == [(None, None), ("failed", 2)]  # stated, run again
+    assert [c.sandbox_id for c in manual.store.live_claims()] == [record.id]
+
+
+def test_a_stopped_agent_runs_again_once_its_claims_are_free_and_its_old_stop_is_not_obeyed(
+        manual: Workspace) -> None:
+    from loomtui.governance.coordinator import governed_coordinator
+
+    record = tasks.create_sandbox(manual, "hold", "command", claims=["lib.py::helper"], autostart=True,
+                                  command=["sleep", "60"])
+    wait_until(lambda: sb.get_sandbox(manual, record.id).status == RUNNING, timeout=30, what="the agent running")
+    agent_control.stop(manual, record.id, grace=1)
+    view = wait_until_settled(manual, record.id)
+    assert (view.step, view.action) == (Step.NO_CHANGE, PersonAction.RERUN) and not manual.store.live_claims()
+    coordinator = governed_coordinator(manual)
+    taken = coordinator.claim("someone-else", "lib.py::helper")
+    refused = run_cli(manual.root, "sandbox", "start", record.id)
+    assert refused.returncode == 1 and refused.stderr.count("\n") == 1, refused.stderr
+    assert f"sandbox {record.id} cannot run again yet" in refused.stderr and "someone-else" in refused.stderr
+    assert sb.get_sandbox(manual, record.id).status == EXITED
+
+    coordinator.release(taken.claim.id)
+    tasks.start(manual, record.id)
+    wait_until(lambda: sb.get_sandbox(manual, record.id).status == RUNNING, timeout=30, what="running again")
+    running = sb.get_sandbox(manual, record.id)
+    assert sb.stopped_by(running) is None and running.data.get("runs") == 2
+    assert [c.sandbox_id for c in manual.store.live_claims()] == [record.id]
+    assert agent_control.stop(manual, record.id, grace=1).status == EXITED
 
 
 def test_with_manual_merge_an_approved_change_waits_for_a_person_then_merges_once(manual: Workspace) -> None:

@@ -287,6 +287,7 @@ STEP_HINTS: Final = {
     "decide": "`loomtui escalation approve|reject {about}`",
     "merge": "`loomtui sandbox merge {about}`",
     "start": "`loomtui sandbox start {about}`",
+    "rerun": "`loomtui sandbox start {about}` runs it again",
     "retry": "`loomtui sandbox advance {about}` retries",
     "cancel": "`loomtui sandbox drop-after {about}` starts it without, or `loomtui sandbox rm {about}`",
 }

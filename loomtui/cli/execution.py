@@ -107,12 +107,14 @@ def cmd_new(args: argparse.Namespace) -> int:
 
 
 def cmd_start(args: argparse.Namespace) -> int:
+    from loomtui.workflow.steps import RUNS_KEY
     from loomtui.workflow.tasks import start
 
     record = start(workspace_for(args), args.id)
     # Its supervisor has answered; it moves the sandbox on as the agent starts (planned still, said so).
     state = "starting" if record.status == PLANNED else record.status
-    print(f"sandbox {record.id} started ({state}; `loomtui sandbox logs {record.id} -f` follows the agent)")
+    again = f" again (run {record.data[RUNS_KEY]})" if record.data.get(RUNS_KEY) else ""
+    print(f"sandbox {record.id} started{again} ({state}; `loomtui sandbox logs {record.id} -f` follows the agent)")
     return 0
 
 
@@ -390,7 +392,9 @@ def register(commands: Any) -> None:
     new.add_argument("--no-isolation", action="store_true",
                      help="run the agent as a plain process even where bubblewrap works")
 
-    _id_arg(add_command(sandbox, "start", cmd_start, "start the agent of a sandbox created with --no-start"))
+    _id_arg(add_command(sandbox, "start", cmd_start, "start the agent of a sandbox created with --no-start, or run "
+                                                    "again the agent of one that ended without a change (its "
+                                                    "worktree, task and claims kept)"))
     drop = add_command(sandbox, "drop-after", cmd_drop_after,
                        "a planned task stops waiting for tasks it comes after (those named, else each one not "
                        "merged): it starts from its target as the target is")

@@ -50,9 +50,10 @@ TRANSITIONS: Final[dict[str, frozenset[str]]] = {
     PLANNED: frozenset({RUNNING, FAILED, REJECTED, ARCHIVED}),
     RUNNING: frozenset({PAUSED, EXITED, FAILED}),
     PAUSED: frozenset({RUNNING, EXITED, FAILED}),
-    # A failed agent may still have left work worth gating and reviewing.
-    EXITED: frozenset({GATING, AWAITING_REVIEW, APPROVED, REJECTED, FAILED, ARCHIVED}),
-    FAILED: frozenset({GATING, AWAITING_REVIEW, REJECTED, ARCHIVED}),
+    # A failed agent may still have left work worth gating and reviewing. PLANNED again: an agent that
+    # ended without a change (a model API that did not answer) is run again in its sandbox.
+    EXITED: frozenset({GATING, AWAITING_REVIEW, APPROVED, REJECTED, FAILED, ARCHIVED, PLANNED}),
+    FAILED: frozenset({GATING, AWAITING_REVIEW, REJECTED, ARCHIVED, PLANNED}),
     # GATING again: the workflow redoes a review whose process died mid-step.
     GATING: frozenset({GATING, AWAITING_REVIEW, APPROVED, REJECTED, FAILED}),
     AWAITING_REVIEW: frozenset({APPROVED, REJECTED, GATING, ARCHIVED}),

@@ -12,6 +12,7 @@ from rich.text import Text
 
 from loomtui.errors import escape_controls
 from loomtui.execution import sandboxes
+from loomtui.execution.lifecycle import LIVE, PLANNED
 from loomtui.store import ClaimRecord, Event, SandboxRecord
 from loomtui.tui.widgets.fields import Field
 from loomtui.workflow.steps import StepView
@@ -26,9 +27,10 @@ STATUS_STYLES = {
 }
 
 RISK_STYLES = {"critical": "bold red", "high": "red", "medium": "yellow", "low": "dim"}
-APP_STEP_HINTS: Final = {"decide": "press 3", "merge": "press m", "start": "press S",
+APP_STEP_HINTS: Final = {"decide": "press 3", "merge": "press m", "start": "press S", "rerun": "S runs it again",
                          "cancel": "W starts it without, x archives it"}
 """How to act on a task's step in the app (workflow.steps.PersonAction), in `StepView.line`."""
+RUNNING_OR_TO_RUN: Final = LIVE | {PLANNED}
 STEP_STYLES = {"held": "red", "failed-step": "bold red", "merge-conflict": "bold red", "wait-decision": "yellow",
                "wait-start-approval": "yellow", "wait-tasks": "blue", "wait-claims": "blue", "wait-merge": "green"}
 
@@ -85,7 +87,9 @@ def sandbox_fields(sandbox: SandboxRecord, step: StepView | None, diff: str | No
         ("status", _status_of(sandbox)), ("branch", sandbox.branch or "–"),
         ("base", sandbox.base_ref or "–"), ("worktree", home_short(sandbox.worktree) or "–"),
         ("pid", str(sandbox.pid) if sandbox.pid else "–"),
-        ("exit code", "–" if sandbox.exit_code is None else str(sandbox.exit_code)),
+        # An agent run again keeps its last run's code in the record until this run's end sets it.
+        ("exit code", "–" if sandbox.exit_code is None or sandbox.status in RUNNING_OR_TO_RUN
+         else str(sandbox.exit_code)),
     )]
     fields.append(Field("isolation", sandboxes.isolation_label(sandbox),
                         "" if sandbox.isolation == "bwrap" else "bold yellow"))

@@ -53,6 +53,9 @@ CREATOR_KEY: Final = "creator"
 so its errors (a refused claim) reach it; the engine does so only once it is gone."""
 CLAIMS_WAIT_KEY: Final = "claims_wait"
 """Why a task's claims could not be taken yet: {"why", "holders"} (other sandboxes hold them)."""
+RUNS_KEY: Final = "runs"
+"""How many times its agent has been started (absent: once); `sandbox start` runs one that ended
+without a change again."""
 
 
 class Step(StrEnum):
@@ -132,6 +135,7 @@ class PersonAction(StrEnum):
     MERGE = "merge"      # merge sandbox `about`
     START = "start"      # start sandbox `about`
     RETRY = "retry"      # advance sandbox `about` again
+    RERUN = "rerun"      # run the agent of sandbox `about` again (it ended without a change)
     CANCEL = "cancel"    # cancel the plan, or remove the dependency
 
 
@@ -244,11 +248,11 @@ def next_step(workspace: Workspace, record: SandboxRecord, *, merge_mode: str = 
         if not has_commits(workspace, record):
             if record.data.get("save_error"):  # not "no change": the work is in its worktree, unsaved
                 return StepView(Step.NO_CHANGE, f"the work it left could not be saved: {record.data['save_error']}")
-            # Ended (or stopped) with nothing to review: no agent can use its claims again, so they
-            # go back. A failed one keeps them for a retry (a model API that did not answer).
+            # Ended (or stopped) with nothing to review: its claims go back. A failed one keeps them
+            # for a run again (a model API that did not answer); either can be run again.
             if status == EXITED and _holds_claims(workspace, record.id, known):
                 return StepView(Step.RELEASE, "the agent ended without a change")
-            return StepView(Step.NO_CHANGE, "the agent ended without a change")
+            return StepView(Step.NO_CHANGE, "the agent ended without a change", PersonAction.RERUN, record.id)
         return StepView(Step.REVIEW)
     if status == AWAITING_REVIEW:
         escalation = record.data.get(REVIEW_ESCALATION_KEY)

@@ -9,16 +9,28 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
+from loomtui.coordination.claims import ClaimRefused, claim_targets
 from loomtui.errors import LoomError
 from loomtui.execution import agent_control, review, sandboxes
-from loomtui.execution.lifecycle import ARCHIVED, MERGED, PLANNED, REJECTED
+from loomtui.execution.lifecycle import ARCHIVED, EXITED, FAILED, MERGED, PLANNED, REJECTED, transition
 from loomtui.execution.review import RemoveResult
 from loomtui.governance.coordinator import governed_coordinator
 from loomtui.store import SandboxRecord
 from loomtui.workflow.engine import SUPERVISOR, Workflow
-from loomtui.workflow.steps import AFTER_KEY, AUTOSTART_KEY, CREATOR_KEY, Step, caller_id, holder_gone, holder_text
+from loomtui.workflow.steps import (
+    AFTER_KEY,
+    AUTOSTART_KEY,
+    CREATOR_KEY,
+    RUNS_KEY,
+    STEP_ERROR_KEY,
+    PersonAction,
+    Step,
+    caller_id,
+    holder_gone,
+    holder_text,
+)
 from loomtui.workspace import Workspace
 
 
@@ -76,14 +88,58 @@ def _dependency(workspace: Workspace, ref: str) -> str:
 
 
 def start(workspace: Workspace, sandbox_id: str) -> SandboxRecord:
-    """Start a planned sandbox's agent now; a one-line error (exit 1) says what holds it back."""
+    """Start a planned sandbox's agent now, or run again the agent of one that ended without a change;
+    a one-line error (exit 1) says what holds it back."""
     flow = Workflow(workspace)
     record = sandboxes.get_sandbox(workspace, sandbox_id)
     view = flow.view(record)
+    if view.action == PersonAction.RERUN:
+        return _run_again(flow, record)
     if record.status != PLANNED:
-        raise LoomError(f"sandbox {record.id} is {record.status}; only a planned sandbox starts", exit_code=1)
+        raise LoomError(f"sandbox {record.id} is {record.status}; only a planned sandbox, or one whose agent "
+                        "ended without a change, starts", exit_code=1)
     if view.step not in (Step.START, Step.WAIT_START):
         raise LoomError(f"sandbox {record.id} cannot start yet: {view.line()}", exit_code=1)
+    return sandboxes.start(workspace, record.id, supervisor=SUPERVISOR)
+
+
+RUN_KEYS: Final = ("agent_pid", "agent_pid_start", "exit_signal", "error", "started_at", "ended_at",
+                   "stop_requested", "killed_after_grace", "orphan", STEP_ERROR_KEY)
+"""What a run of the agent leaves in its record, cleared when it runs again: a stop request kept would
+have the new supervisor kill the new agent, an old pid would be signalled."""
+
+
+def _run_again(flow: Workflow, record: SandboxRecord) -> SandboxRecord:
+    """The agent of a sandbox that ended without a change, run again in its worktree, with its task and
+    its claims (taken again if they went back): planned again, then started, audited as such."""
+    workspace = flow.workspace
+    holder = caller_id()
+    held_by = workspace.store.take_step_lease(record.id, holder, "rerun", is_gone=holder_gone)
+    if held_by is not None:
+        raise LoomError(f"sandbox {record.id} is being advanced by {holder_text(held_by)}; try again when it is "
+                        "done", exit_code=1)
+    try:
+        record = sandboxes.get_sandbox(workspace, record.id)
+        if flow.view(record).action != PersonAction.RERUN:  # moved on since it was read
+            raise LoomError(f"sandbox {record.id} is {record.status}: {flow.view(record).line()}", exit_code=1)
+        worktree = sandboxes.record_paths(workspace.paths, record).worktree
+        if not worktree.is_dir():
+            raise LoomError(f"sandbox {record.id}: its worktree {worktree} is gone; state the task again "
+                            "(`sandbox new`)", exit_code=1)
+        claim_ids = record.data.get("claim_ids")
+        if record.claim_targets and not workspace.store.live_claims(record.id):
+            try:
+                taken = claim_targets(governed_coordinator(workspace), record.id, list(record.claim_targets),
+                                      reason=record.task[:200])
+            except ClaimRefused as exc:
+                raise LoomError(f"sandbox {record.id} cannot run again yet: {exc}", exit_code=1) from None
+            claim_ids = [c.id for c in taken]
+        runs = int(record.data.get(RUNS_KEY) or 1) + 1
+        transition(workspace, record.id, PLANNED, allowed_from=frozenset({EXITED, FAILED}),
+                   reason=f"run again by {workspace.actor}", audit={"run": runs, "after": record.status},
+                   data={**dict.fromkeys(RUN_KEYS), "claim_ids": claim_ids, RUNS_KEY: runs})
+    finally:
+        workspace.store.drop_step_lease(record.id, holder)
     return sandboxes.start(workspace, record.id, supervisor=SUPERVISOR)
 
 

@@ -52,8 +52,8 @@ def key_applies(action: str, sandbox: SandboxRecord | None, step: StepView | Non
     """Whether the footer offers `action` for the selected `sandbox` (None: none selected)."""
     if sandbox is None:
         return False
-    if action == "start":  # the Next column says "press S" then
-        return step is not None and step.action == PersonAction.START
+    if action == "start":  # the Next column says "press S" (or "S runs it again") then
+        return step is not None and step.action in (PersonAction.START, PersonAction.RERUN)
     if action == "drop_after":  # held: a task it waits for will never merge
         return step is not None and step.action == PersonAction.CANCEL
     if action == "stop":
