@@ -85,15 +85,21 @@ async def test_shift_r_shows_every_repositorys_open_escalations_and_decides_none
     from loomtui.repo import find_repo
     from loomtui.store import open_store
 
+    from loomtui.tui.screens import escalations
+
+    monkeypatch.setattr(escalations, "ELSEWHERE_REFRESH_S", 0.2)
     app = _lead_app(billing_clones[1], postgres_url, monkeypatch)
     other = open_store(find_repo(repo))
     other.add_escalation("post-gate", sandbox_id="x1", summary="[red]not markup[/red] in another repo")
-    other.close()
     async with app.run_test(size=SIZE) as pilot:
         table = await open_queue(app, pilot, rows=0)
         await pilot.press("R")
         await wait_for(pilot, lambda: table.row_count == 1)
         assert str(table.get_row_at(0)[0]) == f"{repo.name}#1"
+        # The app hears its own repository's events only: another's new escalation shows all the same.
+        other.add_escalation("post-gate", sandbox_id="x2", summary="later, elsewhere")
+        other.close()
+        await wait_for(pilot, lambda: table.row_count == 2)
         assert app.screen.check_action("decide", ("approve",)) is False
         await pilot.press("a")
         await pilot.pause()

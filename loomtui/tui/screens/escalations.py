@@ -44,6 +44,8 @@ from loomtui.workflow.engine import advance
 COLUMNS: Final = (FitColumn("id", "#", 0), FitColumn("risk", "Risk", 1), FitColumn("kind", "Kind", 4),
                   FitColumn("sandbox", "Sandbox", 3), FitColumn("age", "Age", 5),
                   FitColumn("summary", "Summary", 2, flex=True, min_width=16, want=30))
+ELSEWHERE_REFRESH_S: Final = 5.0
+"""How often other repositories' open escalations (`R`) are read again while shown."""
 
 
 class ReasonScreen(ModalScreen[str | None]):
@@ -121,6 +123,7 @@ class EscalationsScreen(LoomScreen[None]):
         self.loom.update_header(self.query_one(StatusHeader))
         self.reload()
         self.set_interval(AGE_REFRESH_S, self.refresh_ages)
+        self.set_interval(ELSEWHERE_REFRESH_S, self._reload_elsewhere)
 
     def on_screen_resume(self) -> None:
         self.reload()
@@ -133,6 +136,12 @@ class EscalationsScreen(LoomScreen[None]):
         for key, escalation in [*((str(e.id), e) for e in self.escalations),
                                 *((key, e) for key, (_repo, e) in self.elsewhere.items())]:
             table.set_cell(key, "age", format_age(now - escalation.created))
+
+    def _reload_elsewhere(self) -> None:
+        """Other repositories' escalations, read again while they are shown: the app hears only its own
+        repository's events, so theirs would otherwise stay as they were when `R` was pressed."""
+        if self.is_current and self.all_repositories:
+            self.reload()
 
     # -- data ----------------------------------------------------------------------------
 
