@@ -843,3 +843,32 @@ def test_two_merges_into_one_target_at_once_both_land(manual: Workspace) -> None
     assert failures == []
     assert {sb.get_sandbox(manual, sandbox_id).status for sandbox_id in ids} == {"merged"}
     assert (manual.root / "left.txt").read_text() == "left" and (manual.root / "right.txt").read_text() == "right"
+
+
+def test_a_merge_asked_for_while_another_caller_merges_it_waits_for_that_merge_and_says_so(
+        manual: Workspace) -> None:
+    """Two people (or a script and the app) asking at once: the one that found the step taken was told
+    "not merged: being done by ..." (exit 1) while the sandbox merged."""
+    import subprocess
+    import sys
+    import time
+
+    from loomtui.execution.review import merge
+
+    sandbox_id = _ended_unadvanced(manual, "twice")
+    assert advance(manual, sandbox_id).status == APPROVED
+    holder = f"{os.getpid()}:{_my_start()}:0"  # this process: a live caller, merging
+    assert manual.store.take_step_lease(sandbox_id, holder, "merge", is_gone=lambda _h: False) is None
+    asking = subprocess.Popen([sys.executable, "-m", "loomtui", "sandbox", "merge", sandbox_id], cwd=manual.root,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_until(lambda: sb.get_sandbox(manual, sandbox_id).data.get("merge_requested"), timeout=30,
+                   what="the second caller asking")
+        time.sleep(0.5)  # it finds the step taken (so it is ordered before the merge below, not timed)
+        merge(manual, sandbox_id)
+    finally:
+        manual.store.drop_step_lease(sandbox_id, holder)
+    out, err = asking.communicate(timeout=60)
+    assert asking.returncode == 0, err
+    assert out.startswith(f"merged sandbox {sandbox_id} into main as ") and "by another caller" in out
+    assert actions(manual, sandbox_id).count("sandbox.merged") == 1

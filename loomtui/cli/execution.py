@@ -272,7 +272,8 @@ def cmd_merge(args: argparse.Namespace) -> int:
     if args.json:
         print_json(merged)
     else:
-        print(f"merged sandbox {record.id} into {merged['target']} as {str(merged['commit'])[:12]}")
+        by = "" if result.done else " (by another caller, which was merging it)"
+        print(f"merged sandbox {record.id} into {merged['target']} as {str(merged['commit'])[:12]}{by}")
     return 0
 
 

@@ -60,6 +60,8 @@ SUPERVISOR: Final = "loomtui.workflow.supervise"
 """The supervisor the workflow starts agents under: it serves their hooks and advances on exit."""
 MAX_STEPS: Final = 12
 """Steps one `advance` does at most (a task's whole life is fewer)."""
+MERGE_WAIT_S: Final = 120.0
+"""How long a person's merge waits for another caller's merge of the same sandbox under way."""
 
 Say = Callable[[str], None]
 
@@ -403,6 +405,12 @@ def request_merge(workspace: Workspace, sandbox_id: str, *, into: str | None = N
                                                     MERGE_CONFLICT_KEY: None})
     workspace.record("sandbox.merge_requested", record.id, {"into": into})
     result = flow.advance(record.id, retry=True)
+    deadline = time.monotonic() + MERGE_WAIT_S
+    while result.status != MERGED and result.now.step == Step.MERGE and time.monotonic() < deadline:
+        # Still due, so another caller holds the step (two people, or a script and the app, asking at
+        # once): its merge is waited for, and said, rather than this request refused while it merges.
+        time.sleep(0.2)
+        result = flow.advance(record.id)
     if result.status != MERGED:
         raise LoomError(f"sandbox {record.id} was not merged: {result.now.line()}", exit_code=1)
     return result
