@@ -156,7 +156,8 @@ def test_an_agent_that_failed_without_a_change_runs_again_in_its_sandbox_with_it
     done = sb.get_sandbox(manual, record.id)
     assert (done.status, view.step, done.exit_code) == (APPROVED, Step.WAIT_MERGE, 0)
     assert "x + 9" in git(manual.root, "show", f"{done.branch}:lib.py")
-    assert "529 overloaded" in sb.log_path(manual, record.id).read_text()  # the first run's output is kept
+    log = sb.log_path(manual, record.id).read_text()
+    assert log.index("529 overloaded") < log.index("── loomtui: run 2, started again by ")  # the first run's kept
     planned = [e.details for e in manual.audit.entries() if e.action == "sandbox.planned" and e.subject == record.id]
     assert [(d.get("from"), d.get("run")) for d in planned] == [(None, None), ("failed", 2)]  # stated, run again
     assert [c.sandbox_id for c in manual.store.live_claims()] == [record.id]

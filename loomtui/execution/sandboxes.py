@@ -460,6 +460,16 @@ def log_path(workspace: Workspace, sandbox_id: str) -> Path:
     return sandbox_paths(workspace.paths, get_sandbox(workspace, sandbox_id).id).log
 
 
+def mark_log(workspace: Workspace, sandbox_id: str, note: str) -> None:
+    """A line of loomtui's own in the agent's log, between two runs of its agent (no agent is writing)."""
+    path = log_path(workspace, sandbox_id)
+    try:
+        with open(path, "a", encoding="utf-8") as log:
+            log.write(f"── loomtui: {note} ──\n")
+    except OSError:
+        pass  # the note is a courtesy: the run is recorded in the audit log all the same
+
+
 def read_log_tail(workspace: Workspace, sandbox_id: str, lines: int = 50) -> list[str]:
     """The last `lines` lines of a sandbox's log (cheap on large logs)."""
     return tail_lines(log_path(workspace, sandbox_id), lines)

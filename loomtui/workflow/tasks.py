@@ -140,6 +140,7 @@ def _run_again(flow: Workflow, record: SandboxRecord) -> SandboxRecord:
                    data={**dict.fromkeys(RUN_KEYS), "claim_ids": claim_ids, RUNS_KEY: runs})
     finally:
         workspace.store.drop_step_lease(record.id, holder)
+    sandboxes.mark_log(workspace, record.id, f"run {runs}, started again by {workspace.actor}")
     return sandboxes.start(workspace, record.id, supervisor=SUPERVISOR)
 
 
