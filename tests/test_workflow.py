@@ -164,7 +164,10 @@ def test_an_agent_that_failed_without_a_change_runs_again_in_its_sandbox_with_it
 
 
 def test_a_stopped_agent_runs_again_once_its_claims_are_free_and_its_old_stop_is_not_obeyed(
-        manual: Workspace) -> None:
+        manual: Workspace, monkeypatch: pytest.MonkeyPatch) -> None:
+    import subprocess
+
+    from loomtui.execution.procs import identity
     from loomtui.governance.coordinator import governed_coordinator
 
     record = tasks.create_sandbox(manual, "hold", "command", claims=["lib.py::helper"], autostart=True,
@@ -181,6 +184,16 @@ def test_a_stopped_agent_runs_again_once_its_claims_are_free_and_its_old_stop_is
     assert sb.get_sandbox(manual, record.id).status == EXITED
 
     coordinator.release(taken.claim.id)
+    # The last run's supervisor still finishing (it advances the task after the end): waited for, then said.
+    lingering = subprocess.Popen(["sleep", "30"])
+    ended = sb.get_sandbox(manual, record.id)
+    manual.store.update_sandbox(record.id, pid=lingering.pid, pid_start=identity(lingering.pid))
+    monkeypatch.setattr(tasks, "LAST_RUN_SETTLE_S", 0.3)
+    with pytest.raises(LoomError, match=f"the supervisor of its last run \\(pid {lingering.pid}\\) is still finishing"):
+        tasks.start(manual, record.id)
+    lingering.kill()
+    lingering.wait()
+    manual.store.update_sandbox(record.id, pid=ended.pid, pid_start=ended.pid_start)
     tasks.start(manual, record.id)
     wait_until(lambda: sb.get_sandbox(manual, record.id).status == RUNNING, timeout=30, what="running again")
     running = sb.get_sandbox(manual, record.id)

@@ -46,7 +46,7 @@ def store_move(paths: RepoPaths) -> StoreMove | None:
     note = paths.state_dir / MOVED_FILE
     try:
         text = note.read_text("utf-8", "replace")
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):  # no state dir (or a file in its place): nothing moved
         return None
     except OSError as exc:
         raise StoreError(f"{note}: cannot read it ({exc.strerror})") from None

@@ -7,6 +7,7 @@ engine prepares it from the target's new tip, so its agent starts from their wor
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Final
@@ -15,6 +16,7 @@ from loomtui.coordination.claims import ClaimRefused, claim_targets
 from loomtui.errors import LoomError
 from loomtui.execution import agent_control, review, sandboxes
 from loomtui.execution.lifecycle import ARCHIVED, EXITED, FAILED, MERGED, PLANNED, REJECTED, transition
+from loomtui.execution.procs import is_alive
 from loomtui.execution.review import RemoveResult
 from loomtui.governance.coordinator import governed_coordinator
 from loomtui.store import SandboxRecord
@@ -103,6 +105,8 @@ def start(workspace: Workspace, sandbox_id: str) -> SandboxRecord:
     return sandboxes.start(workspace, record.id, supervisor=SUPERVISOR)
 
 
+LAST_RUN_SETTLE_S: Final = 30.0
+"""How long a run again waits for the last run's supervisor to finish."""
 RUN_KEYS: Final = ("agent_pid", "agent_pid_start", "exit_signal", "error", "started_at", "ended_at",
                    "stop_requested", "killed_after_grace", "orphan", STEP_ERROR_KEY)
 """What a run of the agent leaves in its record, cleared when it runs again: a stop request kept would
@@ -113,6 +117,15 @@ def _run_again(flow: Workflow, record: SandboxRecord) -> SandboxRecord:
     """The agent of a sandbox that ended without a change, run again in its worktree, with its task and
     its claims (taken again if they went back): planned again, then started, audited as such."""
     workspace = flow.workspace
+    # The last run's supervisor may still be finishing (advancing the task after its agent's end): a
+    # task planned again under it would be started by it too, and the new start is refused while it lives.
+    deadline = time.monotonic() + LAST_RUN_SETTLE_S
+    while is_alive(record.pid, record.pid_start) and time.monotonic() < deadline:
+        time.sleep(0.1)
+        record = sandboxes.get_sandbox(workspace, record.id)
+    if is_alive(record.pid, record.pid_start):
+        raise LoomError(f"sandbox {record.id}: the supervisor of its last run (pid {record.pid}) is still "
+                        "finishing; try again in a moment", exit_code=1)
     holder = caller_id()
     held_by = workspace.store.take_step_lease(record.id, holder, "rerun", is_gone=holder_gone)
     if held_by is not None:
