@@ -262,6 +262,13 @@ def test_a_way_back_to_sqlite_that_fails_changes_nothing_and_one_that_works_keep
     assert [r.id for r in record.list_sandboxes(include_archived=True)] == ["before"]
     record.close()
 
+    held = SqliteStore(paths.store_path)  # a process still writing it: its write-ahead log holds pages
+    held.add_sandbox(SandboxRecord(id="late", task="t", runtime="script", status="archived", created=0, updated=0))
+    with pytest.raises(StoreError, match="is open, or was not closed cleanly"):
+        replace_sqlite_store(paths, lambda new: None)
+    held.close()
+    assert sorted(p.name for p in paths.state_dir.glob("state.db*")) == ["state.db"]
+
     def fills(new: SqliteStore) -> str:
         new.add_sandbox(SandboxRecord(id="after", task="t", runtime="script", status="archived", created=0,
                                       updated=0))
@@ -273,5 +280,5 @@ def test_a_way_back_to_sqlite_that_fails_changes_nothing_and_one_that_works_keep
     assert [r.id for r in back.list_sandboxes(include_archived=True)] == ["after"]
     back.close()
     kept = SqliteStore(aside)
-    assert [r.id for r in kept.list_sandboxes(include_archived=True)] == ["before"]
+    assert [r.id for r in kept.list_sandboxes(include_archived=True)] == ["before", "late"]
     kept.close()

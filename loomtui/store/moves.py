@@ -98,21 +98,37 @@ def replace_sqlite_store(paths: RepoPaths, fill: Callable[[SqliteStore], Filled]
         _remove(incoming)
         raise
     store.close()
-    aside: Path | None = None
+    if any(Path(f"{incoming}{suffix}").exists() for suffix in SQLITE_FILES[1:]):
+        # Closed, its write-ahead log is folded in and gone; one left over would be lost in the switch.
+        raise StoreError(f"{incoming}: the new store did not close cleanly; nothing was changed here")
+    aside = paths.state_dir / f"state.db.before-{time.strftime('%Y%m%d-%H%M%S')}"
+    current = Path(paths.store_path)
+    if _size(Path(f"{current}-wal")):
+        _remove(incoming)
+        raise StoreError(f"{current}: the SQLite store here is open, or was not closed cleanly (its write-ahead "
+                         "log holds pages): end the loomtui processes using it, then run again")
     try:
-        if paths.store_path.exists():
-            aside = paths.state_dir / f"state.db.before-{time.strftime('%Y%m%d-%H%M%S')}"
-            for suffix in SQLITE_FILES:
-                if Path(f"{paths.store_path}{suffix}").exists():
-                    os.replace(f"{paths.store_path}{suffix}", f"{aside}{suffix}")
-        for suffix in SQLITE_FILES:
-            if Path(f"{incoming}{suffix}").exists():
-                os.replace(f"{incoming}{suffix}", f"{paths.store_path}{suffix}")
+        # The old store gets a second name first, so that at every moment one of them holds it; its (empty)
+        # log files go with it. Then the new store takes the name in one step: no moment without a store
+        # here, when an open would make an empty one.
+        if current.exists():
+            os.link(current, aside)
+            for suffix in SQLITE_FILES[1:]:
+                if Path(f"{current}{suffix}").exists():
+                    os.replace(f"{current}{suffix}", f"{aside}{suffix}")
+        os.replace(incoming, current)
         (paths.state_dir / MOVED_FILE).unlink(missing_ok=True)
     except OSError as exc:
         raise StoreError(f"{paths.state_dir}: cannot put the new store in place ({exc.strerror}); the copy is "
-                         f"{incoming}" + (f", the old store {aside}" if aside else "")) from None
-    return filled, aside
+                         f"{incoming}, the store here is as it was") from None
+    return filled, aside if aside.exists() else None
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0
 
 
 def _remove(database: Path) -> None:
