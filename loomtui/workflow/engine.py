@@ -52,6 +52,7 @@ from loomtui.workflow.steps import (
     caller_id,
     holder_gone,
     holder_text,
+    holding_step,
     next_step,
 )
 from loomtui.workspace import Workspace
@@ -170,22 +171,16 @@ class Workflow:
     def review_now(self, sandbox_id: str) -> ReviewOutcome:
         """Review an ended sandbox now (`sandbox review`), under the step's lease; then advance it on."""
         record = sandboxes.get_sandbox(self.workspace, sandbox_id)
-        holder = caller_id()
-        held_by = self.workspace.store.take_step_lease(record.id, holder, Step.REVIEW, is_gone=holder_gone)
-        if held_by is not None:
-            raise LoomError(f"sandbox {record.id} is being advanced by {holder_text(held_by)}; "
-                            "try again when it is done", exit_code=1)
         failure: LoomError | None = None
-        try:
-            self.workspace.store.update_sandbox(record.id, data={STEP_ERROR_KEY: None})
-            outcome = review_sandbox(self.workspace, record.id, policy=self.policy, redo=record.status == GATING,
-                                     say=self.say)
-        except LoomError as exc:
-            failure = exc
-        except Exception as exc:  # noqa: BLE001 - as in `advance`: one line, and the task says so
-            failure = _unexpected(exc)
-        finally:
-            self.workspace.store.drop_step_lease(record.id, holder)
+        with holding_step(self.workspace, record.id, Step.REVIEW, busy="; try again when it is done"):
+            try:
+                self.workspace.store.update_sandbox(record.id, data={STEP_ERROR_KEY: None})
+                outcome = review_sandbox(self.workspace, record.id, policy=self.policy,
+                                         redo=record.status == GATING, say=self.say)
+            except LoomError as exc:
+                failure = exc
+            except Exception as exc:  # noqa: BLE001 - as in `advance`: one line, and the task says so
+                failure = _unexpected(exc)
         if failure is not None:
             # Refused before it began (not ended, no commits): nothing failed. Stopped mid-review: the
             # task shows the failed step and waits for a retry, as when `advance` reviewed it.

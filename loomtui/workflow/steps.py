@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Final
 
+from loomtui.errors import LoomError
 from loomtui.execution.gitops import Git
 from loomtui.execution.lifecycle import (
     APPROVED,
@@ -126,6 +128,20 @@ def holder_gone(holder: str) -> bool:
     pid, _, rest = process.partition(":")
     start = rest.rpartition(":")[0]
     return not (pid.isdigit() and is_alive(int(pid), start or None))
+
+
+@contextmanager
+def holding_step(workspace: Workspace, sandbox_id: str, step: str, *, busy: str) -> Iterator[None]:
+    """A task's step lease, held for a person's action on it (a review now, a removal, a run again): one
+    line (exit 1) naming who holds it instead, `busy` saying what to do then."""
+    holder = caller_id()
+    held_by = workspace.store.take_step_lease(sandbox_id, holder, step, is_gone=holder_gone)
+    if held_by is not None:
+        raise LoomError(f"sandbox {sandbox_id} is being advanced by {holder_text(held_by)}{busy}", exit_code=1)
+    try:
+        yield
+    finally:
+        workspace.store.drop_step_lease(sandbox_id, holder)
 
 
 class PersonAction(StrEnum):

@@ -30,8 +30,7 @@ from loomtui.workflow.steps import (
     PersonAction,
     Step,
     caller_id,
-    holder_gone,
-    holder_text,
+    holding_step,
 )
 from loomtui.workspace import Workspace
 
@@ -126,12 +125,7 @@ def _run_again(flow: Workflow, record: SandboxRecord) -> SandboxRecord:
     if is_alive(record.pid, record.pid_start):
         raise LoomError(f"sandbox {record.id}: the supervisor of its last run (pid {record.pid}) is still "
                         "finishing; try again in a moment", exit_code=1)
-    holder = caller_id()
-    held_by = workspace.store.take_step_lease(record.id, holder, "rerun", is_gone=holder_gone)
-    if held_by is not None:
-        raise LoomError(f"sandbox {record.id} is being advanced by {holder_text(held_by)}; try again when it is "
-                        "done", exit_code=1)
-    try:
+    with holding_step(workspace, record.id, "rerun", busy="; try again when it is done"):
         record = sandboxes.get_sandbox(workspace, record.id)
         if flow.view(record).action != PersonAction.RERUN:  # moved on since it was read
             raise LoomError(f"sandbox {record.id} is {record.status}: {flow.view(record).line()}", exit_code=1)
@@ -151,8 +145,6 @@ def _run_again(flow: Workflow, record: SandboxRecord) -> SandboxRecord:
         transition(workspace, record.id, PLANNED, allowed_from=frozenset({EXITED, FAILED}),
                    reason=f"run again by {workspace.actor}", audit={"run": runs, "after": record.status},
                    data={**dict.fromkeys(RUN_KEYS), "claim_ids": claim_ids, RUNS_KEY: runs})
-    finally:
-        workspace.store.drop_step_lease(record.id, holder)
     sandboxes.mark_log(workspace, record.id, f"run {runs}, started again by {workspace.actor}")
     return sandboxes.start(workspace, record.id, supervisor=SUPERVISOR)
 
@@ -164,15 +156,8 @@ def remove(workspace: Workspace, sandbox_id: str, *, force: bool = False, delete
     # Under the task's step lease, as every step is: a merge under way (main moved, `merged` not yet
     # recorded) is let finish first, or the merged change was archived as unmerged.
     record = sandboxes.get_sandbox(workspace, sandbox_id)
-    holder = caller_id()
-    held_by = workspace.store.take_step_lease(record.id, holder, "remove", is_gone=holder_gone)
-    if held_by is not None:
-        raise LoomError(f"sandbox {record.id} is being advanced by {holder_text(held_by)} (a review or a merge); "
-                        "remove it when that is done", exit_code=1)
-    try:
+    with holding_step(workspace, record.id, "remove", busy=" (a review or a merge); remove it when that is done"):
         result = review.remove(workspace, record.id, force=force, delete_branch=delete_branch, grace=grace)
-    finally:
-        workspace.store.drop_step_lease(record.id, holder)
     Workflow(workspace).advance(result.sandbox_id)
     return result
 
