@@ -294,6 +294,23 @@ def test_script_schema_errors_name_file_and_line(text: str, message: str) -> Non
         parse_script(text, "s.yaml")
 
 
+@pytest.mark.parametrize(("step", "said"), [
+    ("- {write: d, content: x}", "write: d: Is a directory"),
+    ("- {delete: d}", "delete: d: Is a directory"),
+    ("- {replace: {path: bin.dat, old: a, new: b}}", "replace: bin.dat: not UTF-8 text"),
+])
+def test_a_script_step_the_files_refuse_fails_at_its_line_not_on_a_traceback(repo: Path, tmp_path: Path, step: str,
+                                                                            said: str) -> None:
+    """Each passed `--check`, then the run ended on IsADirectoryError or UnicodeDecodeError."""
+    (repo / "d").mkdir()
+    (repo / "bin.dat").write_bytes(b"\xff")
+    script = tmp_path / "s.yaml"
+    script.write_text(f"- {{log: first}}\n{step}\n")
+    done = run_cli(repo, "script-agent", str(script))
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert done.stderr.strip().splitlines()[-1] == f"loomtui: error: {script}:2: step 2/2: {said}"
+
+
 def test_ids_are_slugs_and_never_come_from_user_text(ws: Workspace) -> None:
     for bad in ("../etc", "a/b", "X1", "", "-rf", "a b"):
         with pytest.raises(LoomError, match="is not a sandbox id"):

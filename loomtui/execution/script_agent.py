@@ -202,25 +202,30 @@ def run_script(steps: list[Step], root: Path, shown: str, *, scale: float | None
             _say(f"[script] commit {step.message} ({_git_commit(root, step.message)})")
             continue
         target = _inside(root, step.path, shown, step)
-        if step.action in ("write", "append"):
-            target.parent.mkdir(parents=True, exist_ok=True)
-            with open(target, "a" if step.action == "append" else "w", encoding="utf-8") as handle:
-                handle.write(step.content)
-        elif step.action == "delete":
-            if not target.exists():
-                raise ScriptFailed(f"{shown}:{step.line}: {where}: delete: {step.path} does not exist")
-            target.unlink()
-        elif step.action == "replace":
-            try:
-                text = target.read_text(encoding="utf-8")
-            except OSError as exc:
-                raise ScriptFailed(f"{shown}:{step.line}: {where}: replace: cannot read {step.path} "
-                                   f"({exc.strerror})") from None
-            if step.old not in text:
-                raise ScriptFailed(f"{shown}:{step.line}: {where}: replace: {step.old!r} not found in {step.path}")
-            target.write_text(text.replace(step.old, step.new, 1), encoding="utf-8")
+        try:
+            _edit(target, step, f"{shown}:{step.line}: {where}")
+        except (OSError, UnicodeDecodeError) as exc:  # a directory, a file where a directory goes, binary text
+            why = exc.strerror if isinstance(exc, OSError) and exc.strerror else "not UTF-8 text"
+            raise ScriptFailed(f"{shown}:{step.line}: {where}: {step.action}: {step.path}: {why}") from None
         _say(f"[script] {step.action} {step.path}")
     return 0
+
+
+def _edit(target: Path, step: Step, where: str) -> None:
+    """One file step (write, append, delete, replace) on `target`; `where` begins its errors."""
+    if step.action in ("write", "append"):
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with open(target, "a" if step.action == "append" else "w", encoding="utf-8") as handle:
+            handle.write(step.content)
+    elif step.action == "delete":
+        if not target.exists():
+            raise ScriptFailed(f"{where}: delete: {step.path} does not exist")
+        target.unlink()
+    elif step.action == "replace":
+        text = target.read_text(encoding="utf-8")
+        if step.old not in text:
+            raise ScriptFailed(f"{where}: replace: {step.old!r} not found in {step.path}")
+        target.write_text(text.replace(step.old, step.new, 1), encoding="utf-8")
 
 
 def main(script: str, *, check_only: bool = False) -> int:
