@@ -295,3 +295,23 @@ def test_flags_that_ask_for_two_things_are_refused_not_one_ignored(repo: Path) -
     formats = run_cli(repo, "context", "slice", "--task", "x", "--json", "--markdown")
     assert (formats.returncode, formats.stderr) == (2, "loomtui: error: --json and --markdown ask for two formats; "
                                                        "give one\n")
+
+
+def test_a_case_no_check_foresaw_is_one_line_naming_it_as_a_bug_and_debug_shows_the_traceback(
+        repo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import loomtui.cli.state as state
+
+    def broken(_args: object) -> int:
+        raise KeyError("a key nobody expected")
+
+    monkeypatch.setattr(state, "cmd_status", broken)
+    for asked in ((), ("--json",)):
+        done = run_cli(repo, "status", *asked)
+        assert done.returncode == 1 and "Traceback" not in done.stderr
+        assert done.stderr == ("loomtui: internal error: KeyError: 'a key nobody expected' (a bug in loomtui: "
+                               "LOOMTUI_DEBUG=1 shows where)\n")
+        assert (json.loads(done.stdout) if asked else done.stdout) == (
+            {"error": "internal error: KeyError: 'a key nobody expected'"} if asked else "")
+    monkeypatch.setenv("LOOMTUI_DEBUG", "1")
+    with pytest.raises(KeyError):
+        run_cli(repo, "status")

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, Final, NoReturn
 
 from loomtui import __version__
 from loomtui.cli.terminal import guard
-from loomtui.errors import LoomError, escape_controls
+from loomtui.errors import LoomError, abridged, escape_controls
 
 if TYPE_CHECKING:  # the engines load with the command that needs them, not with the hook's fast path
     from pathlib import Path
@@ -283,6 +283,8 @@ LAYER_COMMANDS: Final[dict[str, str]] = {
 """Each layer command and the `loomtui.cli` module that registers it (a test keeps this true): a
 command line naming one loads only its module, not every layer's engines (~0.3 s a call)."""
 CORE_COMMANDS: Final = ("demo",)
+DEBUG_ENV: Final = "LOOMTUI_DEBUG"
+"""Set, an internal error (a bug) ends on its traceback rather than one line."""
 STEP_HINTS: Final = {
     "decide": "`loomtui escalation approve|reject {about}`",
     "merge": "`loomtui sandbox merge {about}`",
@@ -491,6 +493,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except BrokenPipeError:
         return 0
+    except Exception as exc:  # noqa: BLE001 - a case no check foresaw: one line, as promised, not a traceback
+        if os.environ.get(DEBUG_ENV):
+            raise
+        said = f"internal error: {type(exc).__name__}: {abridged(str(exc), 300) or 'no message'}"
+        print(f"loomtui: {said} (a bug in loomtui: {DEBUG_ENV}=1 shows where)", file=sys.stderr)
+        if _ASKED_FOR_JSON.get():
+            print_json({"error": said})
+        return 1
     finally:
         _warn_of_unmirrored_entries(_OPENED.get() or [])
         _OPENED.reset(opened)
