@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 
     from loomtui.yamlcheck import Value
 
-__all__ = ["MAX_GLOBS", "checked_globs", "glob_problem", "glob_spec", "too_many_globs"]
+__all__ = ["MAX_GLOBS", "checked_globs", "glob_problem", "glob_spec", "matchable", "name_problem", "too_many_globs"]
 
 MAX_GLOBS = 1_000
 """Patterns one list may hold (loom.yaml, the policy). Each is compiled when its file is read, at
@@ -56,6 +56,30 @@ def glob_problem(pattern: str) -> str | None:
         # pattern that matches nothing; from a user that is always a mistake.
         return "it can never match a path (an unclosed '['?)"
     return None
+
+
+def name_problem(path: str) -> str | None:
+    """Why loomtui cannot name a repository path (match it, index it, claim it, store it), or None.
+
+    Git and the OS allow any bytes but NUL and `/` in a name; a name that is not UTF-8 (read as
+    surrogates) cannot be matched or stored, and one with a line break would be two lines wherever
+    paths are listed one per line. Such a file is left out, and said, rather than failing everything.
+    """
+    try:
+        path.encode("utf-8")
+    except UnicodeEncodeError:
+        return "its name is not UTF-8"
+    if "\n" in path or "\r" in path:
+        return "its name holds a line break"
+    return None
+
+
+def matchable(path: str) -> str:
+    """`path` as a glob can match it: a name that is not UTF-8 with its odd bytes as U+FFFD (RE2 takes
+    UTF-8 only), so a listing that holds one is still matched, and the name then said, not a crash."""
+    if path.isascii():
+        return path
+    return path.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
 
 
 def too_many_globs(count: int) -> str | None:

@@ -398,3 +398,42 @@ def test_a_glob_or_a_directory_that_reaches_a_file_through_a_symlink_claims_the_
     coordinator.claim("one", "aliases/*.py")
     with pytest.raises(ClaimRefused):
         coordinator.claim("two", QUOTE)
+
+
+def test_a_file_loomtui_cannot_name_is_left_out_and_refused_and_the_rest_still_works(repo: Path) -> None:
+    """A non-UTF-8 name anywhere (untracked is enough) stopped every claim, hook answer and index of the
+    repository on a UnicodeEncodeError; a line break in a name made exclusive claims on it non-exclusive
+    (its region id was stored as two)."""
+    import os
+
+    (repo / "a.py").write_text("x = 1\n")
+    (repo / "new\nline.py").write_text("def y():\n    return 1\n")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", "names")
+    os.close(os.open(os.path.join(os.fsencode(repo), b"bad\xff.py"), os.O_CREAT | os.O_WRONLY))
+    (repo / "b[1].py").write_text("z = 1\n")  # a real name with glob characters (pages/[id].tsx)
+    (repo / "b1.py").write_text("z = 2\n")
+    coordinator = governed_coordinator(open_workspace(repo))
+    assert "'bad\\udcff.py': its name is not UTF-8; not indexed (and cannot be claimed)" in coordinator.index.warnings
+    assert "'new\\nline.py': its name holds a line break; not indexed (and cannot be claimed)" in (
+        coordinator.index.warnings)
+    assert coordinator.claim("s1", "a.py").claim.region_ids == ("a.py",)
+    for name, problem in (("new\nline.py", "holds a line break"), ("bad\udcff.py", "is not UTF-8")):
+        with pytest.raises(LoomError, match=f"its name {problem}, so loomtui cannot claim it"):
+            coordinator.claim("s2", name)
+        with pytest.raises(LoomError, match="cannot claim it"):
+            coordinator.check_edit("s2", str(repo / name))
+    # An agent's write there is denied, with why (it was "allowed: claimed line2.py, new").
+    import subprocess
+    import sys
+
+    write = {"hook_event_name": "PreToolUse", "tool_name": "Write", "session_id": "s",
+             "tool_input": {"file_path": str(repo / "new\nline2.py"), "content": "x = 2\n"}}
+    hook = subprocess.run([sys.executable, "-m", "loomtui", "hook", "claude", "--sandbox", "h2"], cwd=repo,
+                          input=json.dumps(write), capture_output=True, text=True, timeout=60)
+    answer = json.loads(hook.stdout)["hookSpecificOutput"]
+    assert answer["permissionDecision"] == "deny" and "holds a line break" in answer["permissionDecisionReason"]
+    assert coordinator.claim("s3", "b[1].py").claim.region_ids == ("b[1].py",)  # the file, not the glob's b1.py
+    assert coordinator.claim("s4", "b?.py").claim.region_ids == ("b1.py",)  # globs still read the listing
+    listed = run_cli(repo, "claim", "list", "--json")
+    assert listed.returncode == 0 and "Traceback" not in listed.stderr

@@ -417,6 +417,10 @@ def test_bad_sources_are_reported_per_file_and_the_rest_is_used(tmp_path: Path) 
     (root / "docs" / "latin1.md").write_bytes("# Caf\xe9\n\nna\xefve text\n".encode("latin-1"))
     (root / "docs" / "binary.md").write_bytes(b"\x00\x01\x02")
     (root / "docs" / "huge.md").write_text("# Huge\n\n" + "line of text\n" * 100_000)
+    import os
+
+    with open(os.path.join(os.fsencode(root), b"docs/named-in-latin1-\xe9.md"), "w") as odd:  # a name git allows
+        odd.write("# Odd\n")
     locked = root / "docs" / "locked.md"
     locked.write_text("# Locked\n")
     locked.chmod(0)
@@ -429,7 +433,7 @@ def test_bad_sources_are_reported_per_file_and_the_rest_is_used(tmp_path: Path) 
     assert "docs/latin1.md: not valid UTF-8" in problems
     assert "docs/binary.md: a binary file, skipped" in problems
     assert "docs/huge.md: 1,300,008 bytes; only the first" in problems
-    import os
+    assert "'docs/named-in-latin1-\\udce9.md': its name is not UTF-8; not read (rename the file)" in problems
     if os.geteuid() != 0:
         assert "docs/locked.md: cannot read" in problems
     titles = {s.title for s in context.sections}

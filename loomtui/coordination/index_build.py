@@ -33,6 +33,8 @@ from loomtui.coordination.index_modules import _ModuleMap
 from loomtui.coordination.index_parse import gc_paused, parse_many
 from loomtui.coordination.index_resolve import EDGE_KIND_ORDER, EdgeRow, _Resolver, interface_changes
 from loomtui.coordination.regions import FileFacts, FileShape, region_id
+from loomtui.errors import shown
+from loomtui.globs import name_problem
 from loomtui.store.index_db import EdgeTuple, FileRow, IndexDB, RegionTuple
 
 ProgressFn: TypeAlias = Callable[[int, int], None]
@@ -91,6 +93,15 @@ class FactsStore:
             self.memory[blob] = facts
 
 
+def _unnameable(path: str, warnings: list[str]) -> bool:
+    """Whether a file is left out of the index for its name (said in `warnings`): an agent's file named
+    so stopped every claim, hook answer and index of the repository with a UnicodeEncodeError."""
+    problem = name_problem(path)
+    if problem:
+        warnings.append(f"{shown(path)}: {problem}; not indexed (and cannot be claimed)")
+    return problem is not None
+
+
 class Sync:
     """One build of one tree's index: read what changed, write what follows from it."""
 
@@ -98,7 +109,7 @@ class Sync:
                  include: tuple[str, ...], exclude: tuple[str, ...], explicit: bool,
                  progress: ProgressFn | None, workers: int) -> None:
         self.root = root
-        self.paths = paths
+        self.paths = [path for path in paths if not _unnameable(path, warnings)]
         self.warnings = warnings
         self.facts = facts
         self.settings = settings_of(include, exclude)

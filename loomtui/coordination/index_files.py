@@ -16,7 +16,7 @@ from typing import TypeAlias
 from loomtui.coordination.regions import MAX_FILE_BYTES, FileFacts, file_facts
 from loomtui.errors import LoomError
 from loomtui.gitcmd import Git, RawResult
-from loomtui.globs import glob_spec
+from loomtui.globs import glob_spec, matchable
 from loomtui.repo import DISTRUSTING_GIT_CONFIG
 
 
@@ -108,8 +108,9 @@ def _selector(include: tuple[str, ...], exclude: tuple[str, ...]) -> Callable[[s
     if not exclude and len(suffixes) == len(include):
         ends = tuple(suffixes)
         inner = tuple(suffix + "/" for suffix in suffixes)
-        return lambda name: name.endswith(ends) or (any(s in name for s in inner) and wanted.match_file(name))
-    return lambda name: wanted.match_file(name) and not unwanted.match_file(name)
+        return lambda name: name.endswith(ends) or (any(s in name for s in inner)
+                                                    and wanted.match_file(matchable(name)))
+    return lambda name: wanted.match_file(matchable(name)) and not unwanted.match_file(matchable(name))
 
 
 def list_files_matching(root: Path, paths: Iterable[str], include: Sequence[str] = ("**/*.py",),

@@ -14,7 +14,7 @@ from pathlib import Path, PurePosixPath
 
 from loomtui.coordination.index import RepoIndex
 from loomtui.errors import LoomError, shown
-from loomtui.globs import glob_problem, glob_spec
+from loomtui.globs import glob_problem, glob_spec, name_problem
 
 _LINE_RANGE = re.compile(r"^(?P<path>.+):(?P<start>\d+)(?:-(?P<end>\d+))?$")
 # More digits than this is past the end of any file; int() of thousands of digits raises.
@@ -63,6 +63,8 @@ class TargetResolver:
             path = self.repo_path(ranged["path"])
             start, end = self._line_span(target, path, ranged["start"], ranged["end"] or ranged["start"])
             return self.regions_for_lines(path, start, end)
+        if _GLOB_CHARS & set(target) and (literal := self._existing_file(target)):
+            return [literal]  # a file named so (`pages/[id].tsx`): itself, not what the glob would match
         if _GLOB_CHARS & set(target):
             problem = glob_problem(target)
             if problem is not None:
@@ -84,6 +86,14 @@ class TargetResolver:
         if (self.index.root / path).is_file():
             return [path]  # a file the index does not parse (a template, a doc): a file region
         raise BadTarget(f"{shown(target)}: no such file or region in {self.index.root}")
+
+    def _existing_file(self, target: str) -> str | None:
+        """The repository path of the file `target` names as it is written, if there is one."""
+        try:
+            path = self.repo_path(target)
+        except (BadTarget, OSError, ValueError):
+            return None
+        return path if path in self.index.files or (self.index.root / path).is_file() else None
 
     def _line_span(self, target: str, path: str, first: str, last: str) -> tuple[int, int]:
         """The lines `path:START-END` names, checked against the file's real length."""
@@ -134,11 +144,21 @@ class TargetResolver:
         if self._repo_files is None:
             from loomtui.coordination.index import list_files
 
-            self._repo_files = sorted(set(self.index.files) | set(list_files(self.index.root, include=("*",))))
+            listed = (path for path in list_files(self.index.root, include=("*",)) if not name_problem(path))
+            self._repo_files = sorted(set(self.index.files) | set(listed))
         return self._repo_files
 
     def repo_path(self, raw: str) -> str:
-        """A repository-relative posix path; anything escaping the repository is refused."""
+        """A repository-relative posix path; anything escaping the repository, or named so that loomtui
+        cannot name it (`globs.name_problem`), is refused."""
+        path = self._repo_path(raw)
+        problem = name_problem(path)
+        if problem:
+            how = ": rename the file" if os.path.lexists(self.index.root / path) else " (and no file is so named)"
+            raise BadTarget(f"{shown(raw)}: {problem}, so loomtui cannot claim it{how}")
+        return path
+
+    def _repo_path(self, raw: str) -> str:
         candidate = Path(raw)
         root = self.index.root.resolve()
         if candidate.is_absolute():

@@ -28,7 +28,7 @@ import pathspec
 from loomtui.config import ContextConfig, ContextLayer
 from loomtui.coordination.index import RepoIndex
 from loomtui.errors import LoomError, shown
-from loomtui.globs import glob_spec
+from loomtui.globs import glob_spec, matchable, name_problem
 from loomtui.knowledge.rules import Rule, parse_rules
 from loomtui.knowledge.sections import MARKDOWN_SUFFIXES, Mention, Section, split_source
 from loomtui.knowledge.trees import FileTree, GitTree, SourceTree, git_text, head_commit
@@ -183,6 +183,10 @@ def _read_layer(name: str, tree: SourceTree | GitTree, patterns: Sequence[str], 
     chosen: list[str] = []
     directories: dict[str, None] = {}
     for path in sorted(listing):
+        if problem := name_problem(path):  # matched as it reads, said, and left out (it failed every command)
+            if spec.match_file(matchable(path)):
+                problems.append(f"{_where(name, shown(path))}: {problem}; not read (rename the file)")
+            continue
         if not spec.match_file(path):
             continue
         directory = _matched_directory(spec, path)
