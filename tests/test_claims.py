@@ -437,3 +437,21 @@ def test_a_file_loomtui_cannot_name_is_left_out_and_refused_and_the_rest_still_w
     assert coordinator.claim("s4", "b?.py").claim.region_ids == ("b1.py",)  # globs still read the listing
     listed = run_cli(repo, "claim", "list", "--json")
     assert listed.returncode == 0 and "Traceback" not in listed.stderr
+
+
+def test_claim_add_takes_a_sandboxs_unique_id_prefix_as_every_command_does(repo: Path) -> None:
+    """The prefix was kept as a holder's name: `sandbox rm` of the sandbox left its claim held for the lease."""
+    (repo / "a.py").write_text("x = 1\n")
+    store = open_workspace(repo).store
+    for sandbox_id in ("abc123", "abd456"):
+        store.add_sandbox(SandboxRecord(id=sandbox_id, task="t", runtime="script", status="planned", created=0,
+                                        updated=0))
+    assert run_cli(repo, "claim", "add", "a.py", "--sandbox", "abc").returncode == 0
+    assert [c.sandbox_id for c in store.live_claims()] == ["abc123"]
+    listed = run_cli(repo, "claim", "list", "--sandbox", "abc", "--json")
+    assert [c["sandbox_id"] for c in json.loads(listed.stdout)] == ["abc123"]
+    several = run_cli(repo, "claim", "add", "README.md", "--sandbox", "ab")
+    assert several.returncode == 2 and "matches several sandboxes: abc123, abd456" in several.stderr
+    assert run_cli(repo, "claim", "add", "README.md", "--sandbox", "lead-alice").returncode == 0  # a name: as is
+    assert run_cli(repo, "claim", "release", "--all", "--sandbox", "abc").returncode == 0
+    assert [c.sandbox_id for c in store.live_claims()] == ["lead-alice"]

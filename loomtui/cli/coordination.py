@@ -57,11 +57,19 @@ def _coordinator(args: argparse.Namespace) -> Coordinator:
     return governed_coordinator(workspace, _index(workspace))
 
 
-def _sandbox(args: argparse.Namespace) -> str:
-    sandbox = args.sandbox or os.environ.get("LOOM_SANDBOX", "")
+def _sandbox(args: argparse.Namespace, workspace: Workspace) -> str:
+    """Who claims: a sandbox, by its id or a unique prefix of one (as every other command takes it), or
+    any other name (a person, an outside agent). A prefix was kept as a name: `sandbox rm` of the sandbox
+    left the claim held under it for its whole lease."""
+    sandbox = str(args.sandbox or os.environ.get("LOOM_SANDBOX", ""))
     if not sandbox:
         raise LoomError("name the sandbox with --sandbox ID (or set LOOM_SANDBOX)")
-    return str(sandbox)
+    if workspace.store.get_sandbox(sandbox) is not None:
+        return sandbox
+    known = [r.id for r in workspace.store.list_sandboxes(include_archived=True) if r.id.startswith(sandbox)]
+    if len(known) > 1:
+        raise LoomError(f"--sandbox {shown(sandbox)} matches several sandboxes: {listed(known)}; give more of its id")
+    return known[0] if known else sandbox
 
 
 def lease_arg(text: str) -> float:
@@ -156,7 +164,7 @@ def cmd_regions(args: argparse.Namespace) -> int:
 
 def cmd_claim_add(args: argparse.Namespace) -> int:
     coordinator = _coordinator(args)
-    sandbox = _sandbox(args)
+    sandbox = _sandbox(args, coordinator.workspace)
     results, refused = [], None
     try:
         with coordinator.store.transaction():  # several targets: all or nothing
@@ -201,7 +209,7 @@ def cmd_claim_release(args: argparse.Namespace) -> int:
     coordinator = _coordinator(args)
     if not args.all and not args.claim_ids:
         raise LoomError("name claim ids to release, or --all with --sandbox")
-    sandbox = _sandbox(args)
+    sandbox = _sandbox(args, coordinator.workspace)
     if args.all:
         count = coordinator.release_sandbox(sandbox, args.reason)
         print(f"released {count} claim(s)")
@@ -253,7 +261,7 @@ def _gone_from_the_code(workspace: Workspace, claims: list[ClaimRecord]) -> dict
 
 def cmd_claim_list(args: argparse.Namespace) -> int:
     workspace = workspace_for(args)
-    claims = workspace.store.live_claims(args.sandbox)
+    claims = workspace.store.live_claims(_sandbox(args, workspace) if args.sandbox else None)
     gone = _gone_from_the_code(workspace, claims)
     if args.json:
         print_json([{**_claim_dict(c), "gone": gone.get(c.id, [])} for c in claims])
