@@ -714,6 +714,25 @@ def test_errors_in_several_rules_are_all_listed_but_a_bad_group_is_not_blamed_on
     ]
 
 
+def test_an_allowed_signers_file_that_cannot_check_a_signature_is_an_error_at_its_line(tmp_path: Path) -> None:
+    """It passed `policy validate`, then every decision was refused ("no nonexist to check it against")."""
+    assert error_of(GROUPS + "decisions: {require_signature: true, allowed_signers: nonexist}\n", tmp_path) == (
+        ".loom/policy.yaml:6: decisions.allowed_signers: nonexist: file not found; every decision would be "
+        "refused (require_signature)")
+    assert error_of(GROUPS + "decisions: {allowed_signers: /etc/passwd}\n", tmp_path) == (
+        ".loom/policy.yaml:6: decisions.allowed_signers: must be a path inside the repository, relative to its "
+        "root (got '/etc/passwd')")
+    (tmp_path / ".loom").mkdir()
+    signers = tmp_path / ".loom" / "allowed_signers"
+    signers.write_text("# who may sign\nlead@example.com garbage\n")
+    assert error_of(GROUPS + "decisions: {require_signature: true}\n", tmp_path) == (
+        ".loom/policy.yaml:6: decisions.require_signature: .loom/allowed_signers: line 2: not an allowed_signers "
+        "line (who, then a key type and the key); every decision would be refused (require_signature)")
+    signers.write_text('lead@example.com namespaces="loomtui-decision" ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAA x\n')
+    assert parse_policy(GROUPS + "decisions: {require_signature: true}\n", PATH, tmp_path).decisions.require_signature
+    assert not parse_policy(GROUPS, PATH, tmp_path / "elsewhere").decisions.require_signature  # none asked: none read
+
+
 def test_a_missing_codeowners_file_is_an_error_at_the_policy_line(tmp_path: Path) -> None:
     assert error_of(GROUPS + "codeowners: .github/CODEOWNERS\n", tmp_path) == (
         ".loom/policy.yaml:6: codeowners: .github/CODEOWNERS: file not found")

@@ -135,7 +135,7 @@ def parse_policy(text: str, path: str, root: Path | None = None) -> Policy:
     overrides = problems.optional(top, "overrides", context.parse_overrides, OverridePolicy())
     no_rules: tuple[Rule, ...] = ()
     rules = problems.optional(top, "rules", context.parse_rules, no_rules)
-    decisions = problems.optional(top, "decisions", _parse_decisions, DecisionSigning())
+    decisions = problems.optional(top, "decisions", lambda v: _parse_decisions(v, root), DecisionSigning())
     merge = problems.optional(top, "merge", lambda v: v.as_choice(MERGE_MODES), MERGE_MANUAL)
     problems.raise_any()
     if codeowners is not None:
@@ -355,13 +355,48 @@ class _Context:
             )
 
 
-def _parse_decisions(value: Value) -> DecisionSigning:
+def _parse_decisions(value: Value, root: Path | None) -> DecisionSigning:
+    """`decisions:`; its allowed_signers file read once here, so a missing or unreadable one is said at
+    its line (it passed, and then every decision was refused, or every signature unlisted)."""
     fields = value.as_mapping(known=("require_signature", "allowed_signers"))
-    return DecisionSigning(
-        require_signature=_optional(fields, "require_signature", Value.as_bool, False),
-        allowed_signers=_optional(fields, "allowed_signers", lambda v: v.as_str(non_empty=True),
-                                  DecisionSigning.allowed_signers),
-    )
+    required = _optional(fields, "require_signature", Value.as_bool, False)
+    named = fields.get("allowed_signers")
+    relative = named.as_str(non_empty=True) if named is not None else DecisionSigning.allowed_signers
+    where = named or fields.get("require_signature") or value
+    pure = PurePosixPath(relative)
+    if pure.is_absolute() or ".." in pure.parts:
+        raise where.error(f"must be a path inside the repository, relative to its root (got {relative!r})")
+    if root is not None and (required or named is not None):
+        problem = _allowed_signers_problem(root / relative)
+        if problem:
+            raise where.error(f"{relative}: {problem}" + ("; every decision would be refused (require_signature)"
+                                                          if required else ""))
+    return DecisionSigning(require_signature=required, allowed_signers=relative)
+
+
+_KEY_TYPES: Final = ("ssh-", "ecdsa-", "sk-ssh-", "sk-ecdsa-")
+MAX_ALLOWED_SIGNERS_BYTES: Final = 1024 * 1024
+
+
+def _allowed_signers_problem(path: Path) -> str | None:
+    """What makes an ssh allowed_signers file unusable (missing, unreadable, a line with no key), or None."""
+    try:
+        with open(path, "rb") as handle:
+            data = handle.read(MAX_ALLOWED_SIGNERS_BYTES + 1)
+    except FileNotFoundError:
+        return "file not found"
+    except OSError as exc:
+        return f"cannot read it ({exc.strerror or exc})"
+    if len(data) > MAX_ALLOWED_SIGNERS_BYTES:
+        return f"over {MAX_ALLOWED_SIGNERS_BYTES // 1024} KiB: not an allowed_signers file"
+    for number, line in enumerate(data.decode("utf-8", "replace").splitlines(), start=1):
+        words = line.split()
+        if not words or words[0].startswith("#"):
+            continue
+        typed = [at for at, word in enumerate(words[1:], start=1) if word.startswith(_KEY_TYPES)]
+        if not typed or typed[0] + 1 >= len(words):
+            return f"line {number}: not an allowed_signers line (who, then a key type and the key)"
+    return None
 
 
 def _parse_groups(section: Value, problems: _Problems) -> dict[str, frozenset[str]]:
