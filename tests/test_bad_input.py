@@ -315,6 +315,18 @@ def test_bench_index_on_a_missing_directory_is_one_line(tmp_path: Path) -> None:
     assert_one_line_error(run(tmp_path, "bench", "index", str(tmp_path / "missing")), "not a directory")
 
 
+def test_a_bench_of_a_tree_with_no_python_file_says_so_in_one_line(tmp_path: Path) -> None:
+    """`bench index` ended on "ValueError: /tmp/loomtui-bench-…/e: not a directory" (a path of its own), and
+    `bench hook` on "cannot run git in …/repo"."""
+    empty = tmp_path / "e"
+    empty.mkdir()
+    (empty / "notes.txt").write_text("no code here\n")
+    for bench, said in (("index", "no Python file to index"), ("hook", "the hook benchmark edits a tree of Python")):
+        done = run_cli(tmp_path, "bench", bench, str(empty), *(("--calls", "1") if bench == "hook" else ()))
+        assert done.returncode == 2 and "Traceback" not in done.stderr
+        assert done.stderr.strip().splitlines()[-1].startswith(f"loomtui: error: {empty}: {said}")
+
+
 def test_bench_index_with_a_path_and_the_corpus_is_one_line(tmp_path: Path) -> None:
     assert_one_line_error(run(tmp_path, "bench", "index", str(tmp_path), "--corpus"), "not both")
 

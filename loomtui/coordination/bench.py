@@ -131,6 +131,8 @@ def run_index_bench(
         tree = Path(scratch) / source.name
         say(f"copying {source}")
         paths = _copy_listed(source, tree)
+        if not paths:
+            raise LoomError(f"{shown(str(source))}: no Python file to index (the benchmark measures indexing them)")
         if cache_dir is not None:
             cache_dir.mkdir(parents=True, exist_ok=True)
         cache = Path(tempfile.mkdtemp(prefix="loomtui-bench-cache-", dir=cache_dir or scratch))

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from loomtui.coordination.bench import _copy_listed, _default_tree
-from loomtui.errors import LoomError
+from loomtui.errors import LoomError, shown
 from loomtui.gitcmd import Git
 from loomtui.store import SandboxRecord
 
@@ -81,7 +81,9 @@ def run_hook_bench(calls: int = 40, path: Path | None = None,
     with tempfile.TemporaryDirectory(prefix="loomtui-hook-bench-") as scratch:
         repo = Path(scratch) / "repo"
         say(f"copying {source} and committing it")
-        _copy_listed(source, repo / source.name)
+        if sum(path.endswith(".py") for path in _copy_listed(source, repo / source.name)) < 2:
+            raise LoomError(f"{shown(str(source))}: the hook benchmark edits a tree of Python files (two at least, "
+                            "with functions); this one has fewer")
         _git(repo, "init", "-q", "-b", "main")
         _git(repo, "add", "-A")
         _git(repo, "commit", "-q", "-m", "bench")
@@ -93,8 +95,11 @@ def run_hook_bench(calls: int = 40, path: Path | None = None,
             target = f"{source.name}/algorithms/shortest_paths/weighted.py"
             if target not in coordinator.index.files:
                 target = max(files, key=lambda f: len(coordinator.index.regions_in(f)))
-            committed = next(f for f in files if f != target and f.endswith(".py") and "test" not in f
-                             and any(r.qualname for r in coordinator.index.regions_in(f)))
+            committed = next((f for f in files if f != target and f.endswith(".py") and "test" not in f
+                              and any(r.qualname for r in coordinator.index.regions_in(f))), None)
+            if committed is None:
+                raise LoomError(f"{shown(str(source))}: the hook benchmark needs two Python files with functions "
+                                "outside tests; this tree has fewer")
             spare = [r.id for r in coordinator.index.regions.values()
                      if r.qualname and r.path not in (target, committed)][:HELD_CLAIMS]
             now = time.time()
