@@ -315,3 +315,18 @@ def test_a_case_no_check_foresaw_is_one_line_naming_it_as_a_bug_and_debug_shows_
     monkeypatch.setenv("LOOMTUI_DEBUG", "1")
     with pytest.raises(KeyError):
         run_cli(repo, "status")
+
+
+def test_an_option_is_named_whole_so_a_script_means_one_thing_and_its_error_is_json_when_asked(repo: Path) -> None:
+    """`--js` was taken for `--json`: JSON when it worked, none on an error (the check reads the whole word)."""
+    done = run_cli(repo, "claim", "list", "--js")
+    assert done.returncode == 2 and "unrecognized arguments: --js" in done.stderr and done.stdout == ""
+
+
+def test_broken_agent_settings_are_named_with_what_was_being_done(repo: Path) -> None:
+    settings = repo / ".claude" / "settings.json"
+    settings.parent.mkdir()
+    settings.write_text("{not json\n")
+    for verb, doing in (("install", "installing"), ("uninstall", "uninstalling")):  # it said "installing" for both
+        done = run_cli(repo, "hook", verb)
+        assert done.returncode == 2 and "not valid JSON" in done.stderr and f"fix it before {doing} hooks" in done.stderr

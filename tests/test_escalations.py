@@ -107,8 +107,10 @@ def test_an_override_lasts_at_most_the_policy_s_max_hours(billing: Path) -> None
 
 def test_reject_needs_a_reason(billing: Path) -> None:
     policy, escalation_id = escalate(billing, payments_change())
-    with pytest.raises(LoomError, match="needs a reason"):
+    with pytest.raises(LoomError, match="^a reject needs a reason$"):
         decide(as_user(billing, ALICE), policy, escalation_id, "reject")
+    with pytest.raises(LoomError, match="^an override needs a reason$"):  # it said "a override"
+        decide(as_user(billing, ALICE), policy, escalation_id, "override")
     record = decide(as_user(billing, ALICE), policy, escalation_id, "reject", reason="rounds twice")
     assert record.status == "rejected"
     with pytest.raises(DecisionRefused, match="already rejected"):

@@ -45,6 +45,12 @@ class LoomArgumentParser(argparse.ArgumentParser):
     (see loomtui claim add --help)`.
     """
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        # No abbreviations (`--js` for `--json`): a script's command line means one thing in every release,
+        # and an error is then JSON exactly when --json was asked for.
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
+
     def error(self, message: str) -> NoReturn:
         line = f"{escape_controls(message)} (see {self.prog} --help)"
         if _ASKED_FOR_JSON.get():  # as for every other error: a script parsing stdout reads why

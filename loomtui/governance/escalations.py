@@ -220,7 +220,7 @@ def decide(workspace: Workspace, policy: Policy, escalation_id: int, decision: s
     if decision not in ("approve", "reject", "override"):
         raise LoomError(f"decision must be approve, reject or override (got {decision!r})")
     if decision in ("reject", "override") and not reason.strip():
-        raise LoomError(f"a {decision} needs a reason")
+        raise LoomError(f"{'an' if decision[0] in 'aeiou' else 'a'} {decision} needs a reason")
     user = workspace.actor
     late = _too_late(workspace, escalation_id, decision, reason)
     if late:

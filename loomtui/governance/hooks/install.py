@@ -147,7 +147,7 @@ def uninstall_hooks(worktree: Path) -> list[str]:
     tree = Path(top)
     done = []
     settings_file = tree / SETTINGS_PATH
-    current = _read_settings(settings_file)
+    current = _read_settings(settings_file, "uninstalling")
     hooks = current.get("hooks")
     kept = {event: _without_ours(hooks, event, "uninstalling") for event in hooks} if isinstance(hooks, dict) else {}
     if isinstance(hooks, dict) and kept != hooks:
@@ -181,14 +181,14 @@ def _is_ours(hook: Any) -> bool:
     return isinstance(command, str) and "loomtui" in command and " hook claude" in command
 
 
-def _read_settings(path: Path) -> dict[str, Any]:
+def _read_settings(path: Path, doing: str = "installing") -> dict[str, Any]:
     if not path.exists() and not path.is_symlink():
         return {}
     text = read_text(path, str(path))  # one line for a non-UTF-8, huge, unreadable or special file
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise LoomError(f"{path}:{exc.lineno}: not valid JSON ({exc.msg}); fix it before installing hooks") \
+        raise LoomError(f"{path}:{exc.lineno}: not valid JSON ({exc.msg}); fix it before {doing} hooks") \
             from None
     if not isinstance(data, dict):
         raise LoomError(f"{path}: settings must be a JSON object")
