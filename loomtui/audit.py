@@ -518,6 +518,9 @@ class AuditLog:
                 entry = AuditEntry(**fields)
             except (ValueError, TypeError):
                 return VerifyResult(False, count, "entry is not a valid audit record (edited or corrupted)", number)
+            if type(entry.seq) is not int:  # noqa: E721 - "3" or 1e999 is no seq (True is no seq either)
+                return VerifyResult(False, count, f"seq {json.dumps(fields.get('seq'))[:40]} is not a whole number "
+                                                  "(edited or corrupted)", number)
             if entry.seq != number:
                 return VerifyResult(
                     False, count,

@@ -53,6 +53,18 @@ def test_deleted_entry_is_named(log: AuditLog) -> None:
     assert not result.ok and result.line == 2 and "deleted or reordered" in result.problem
 
 
+@pytest.mark.parametrize(("seq", "said"), [(b'"3"', 'seq "3" is not'), (b"1e999", "seq Infinity is not"),
+                                           (b"true", "seq true is not")])
+def test_a_seq_that_is_no_whole_number_is_named_as_it_is(log: AuditLog, seq: bytes, said: str) -> None:
+    """It said "expected seq 3, found seq 3" for "3", and "found seq inf" for 1e999."""
+    rows = lines(log)
+    rows[2] = rows[2].replace(b'"seq":3', b'"seq":' + seq, 1)
+    assert rows[2] != lines(log)[2]
+    log.path.write_bytes(b"".join(rows))
+    result = log.verify()
+    assert not result.ok and result.line == 3 and said in result.problem and "whole number" in result.problem
+
+
 def test_reordered_entries_are_named(log: AuditLog) -> None:
     rows = lines(log)
     rows[1], rows[2] = rows[2], rows[1]
