@@ -139,6 +139,9 @@ def test_status_says_when_the_audit_file_stopped_taking_entries(repo: Path) -> N
     said = run_cli(repo, "status")
     assert "audit: " in said.stdout and "does not end with entry 1, the store's newest" in said.stdout
     assert "does not end with entry 1" in json.loads(run_cli(repo, "status", "--json").stdout)["audit_file_problem"]
+    log.unlink()
+    log.mkdir()  # a bad restore: not a damaged file, and not said to be one
+    assert "audit.jsonl is not a file, so no entry is added to it" in run_cli(repo, "status").stdout
 
 
 def test_a_command_that_records_while_the_audit_file_has_stopped_says_so(repo: Path) -> None:

@@ -157,7 +157,11 @@ def audit_file_behind(workspace: Workspace) -> str:
     newest = workspace.audit.file_behind()
     if newest is None:
         return ""
-    return (f"{workspace.audit.path} does not end with entry {newest}, the store's newest: it was damaged or "
+    path = workspace.audit.path
+    if path.exists() and not path.is_file():  # a directory (a bad restore), a device: not a damaged file
+        return (f"{path} is not a file, so no entry is added to it: put the log file back there (`loomtui audit "
+                "verify` then checks it against the store)")
+    return (f"{path} does not end with entry {newest}, the store's newest: it was damaged or "
             "changed, so no entry is added to it (`loomtui audit verify` says where the file breaks)")
 
 
