@@ -276,6 +276,8 @@ def test_a_way_back_to_sqlite_that_fails_changes_nothing_and_one_that_works_keep
 
     filled, aside = replace_sqlite_store(paths, fills)
     assert filled == "filled" and aside is not None and store_move(paths) is None
+    _again, second = replace_sqlite_store(paths, fills)  # within the same second: both old stores kept
+    assert second is not None and second != aside and second.is_file() and aside.is_file()
     back = open_store(paths)
     assert [r.id for r in back.list_sandboxes(include_archived=True)] == ["after"]
     back.close()

@@ -101,7 +101,12 @@ def replace_sqlite_store(paths: RepoPaths, fill: Callable[[SqliteStore], Filled]
     if any(Path(f"{incoming}{suffix}").exists() for suffix in SQLITE_FILES[1:]):
         # Closed, its write-ahead log is folded in and gone; one left over would be lost in the switch.
         raise StoreError(f"{incoming}: the new store did not close cleanly; nothing was changed here")
-    aside = paths.state_dir / f"state.db.before-{time.strftime('%Y%m%d-%H%M%S')}"
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    aside = paths.state_dir / f"state.db.before-{stamp}"
+    for again in range(2, 100):  # two ways back within a second: the first one's store is kept too
+        if not any(Path(f"{aside}{suffix}").exists() for suffix in SQLITE_FILES):
+            break
+        aside = paths.state_dir / f"state.db.before-{stamp}-{again}"
     current = Path(paths.store_path)
     if _size(Path(f"{current}-wal")):
         _remove(incoming)
