@@ -74,6 +74,8 @@ async def test_audit_view_verifies_in_full_a_forged_decision_with_a_valid_chain(
     valid chain but no signature, under a policy that requires signed decisions, is caught."""
     policy = billing / ".loom" / "policy.yaml"
     policy.write_text(policy.read_text() + "decisions: {require_signature: true}\n")
+    (billing / ".loom" / "allowed_signers").write_text(  # the lead's key (the forger has no use for it)
+        "lead@example.com ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl\n")
     workspace = open_workspace(billing)
     forged = workspace.audit.append("lead@example.com", "escalation.approve", "1",
                                     {"by": "lead@example.com", "reason": "", "commit": "c1", "status": "approved"})
