@@ -145,6 +145,21 @@ def test_a_failed_agents_change_is_never_approved_by_the_policy_alone(billing: P
     assert "the agent did not finish (exited with code 1): its change may be unfinished" in shown.stdout, shown.stderr
 
 
+def test_a_change_with_files_loomtui_cannot_name_is_not_reviewed_and_says_which(billing: Path) -> None:
+    """An agent's `x\\xff.py` (not UTF-8) or a name with a line break: the review ended on an unexpected
+    UnicodeEncodeError, over and over, and the change could never be decided."""
+    merge_mode(billing, "auto")
+    workspace = open_workspace(billing)
+    record = create_sandbox(workspace, "odd names", "command", isolate=False, command=[
+        "sh", "-c", 'printf "y = 2\\n" > "$(printf "x\\377.py")"; printf "z\\n" > "$(printf "new\\nline.txt")"'])
+    start(workspace, record.id)
+    view = wait_until_settled(workspace, record.id)
+    assert view.step == Step.FAILED_STEP and workspace.store.get_sandbox(record.id).status == "exited"
+    assert f"its change has files whose names loomtui cannot read ('new\\nline.txt', 'x\\udcff.py'): rename them " \
+           f"on loom/{record.id}" in view.waits_on
+    assert "UnicodeEncodeError" not in view.waits_on and not workspace.store.list_escalations()
+
+
 def test_a_stopped_agents_change_is_never_approved_by_the_policy_alone(billing: Path) -> None:
     """Stopped halfway (`sandbox stop`, `s` in the app), its change is as unfinished as a crashed one's:
     under `merge: auto` it was approved and merged."""

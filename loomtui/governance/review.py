@@ -15,7 +15,7 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 from loomtui.coordination.regions import split_id
-from loomtui.errors import LoomError, abridged
+from loomtui.errors import LoomError, abridged, listed, shown
 from loomtui.execution.gitops import Git
 from loomtui.execution.lifecycle import (
     APPROVED,
@@ -27,6 +27,7 @@ from loomtui.execution.lifecycle import (
     transition,
 )
 from loomtui.execution.sandboxes import get_sandbox, stopped_by
+from loomtui.globs import name_problem
 from loomtui.governance.escalations import CLEARED, EscalationStatus, granted_regions, open_escalation
 from loomtui.governance.gitfacts import change_facts
 from loomtui.governance.policy import (
@@ -70,6 +71,19 @@ def _quiet(_line: str) -> None:
     return None
 
 
+def _refuse_unnamed_files(workspace: Workspace, record: SandboxRecord, base: str, tip: str) -> None:
+    """A change with files whose names loomtui cannot read (not UTF-8, a line break: `globs.name_problem`)
+    is not reviewed, in one line naming them: gates, scoring and the policy could not match or store those
+    names (the review ended on an unexpected UnicodeEncodeError), and a person must look at such a change."""
+    from loomtui.coordination.diff import changed_files
+
+    unnamed = [path for path in changed_files(workspace.root, base, tip) if name_problem(path)]
+    if unnamed:
+        raise LoomError(f"sandbox {record.id}: its change has files whose names loomtui cannot read "
+                        f"({listed([shown(path) for path in unnamed])}): rename them on {record.branch}, or "
+                        f"remove the sandbox", exit_code=1)
+
+
 def review_sandbox(workspace: Workspace, sandbox_id: str, *, policy: Policy | None = None,
                    say: Say | None = None, summary: str | None = None, redo: bool = False) -> ReviewOutcome:
     """Gate and judge an ended sandbox (or one with new commits since its last review).
@@ -94,6 +108,7 @@ def review_sandbox(workspace: Workspace, sandbox_id: str, *, policy: Policy | No
                             "commits since; a review runs again once it has", exit_code=1)
         raise LoomError(f"sandbox {record.id} is {record.status}: only a sandbox whose agent has ended, or one "
                         "with commits since its review, is reviewed", exit_code=1)
+    _refuse_unnamed_files(workspace, record, base, tip)
     if (again and previous is not None and previous.status == EscalationStatus.OPEN) or redo:
         # Superseded, not decided: what it asked about is no longer the change (or, on a redo, the one a
         # reviewer killed before naming it on the sandbox opened).
