@@ -265,6 +265,12 @@ def test_a_sandbox_may_not_write_its_hook_settings_or_outside_its_worktree(billi
     record = tasks.create_sandbox(ws, "stay inside", "script", script=_script(billing), isolate=False)
     gate = HookGate(ws, record.id, Path(record.worktree))
     assert "loomtui hooks" in gate.check_edit(".claude/settings.json").reason
+    # Its local settings too: `disableAllHooks` there, read again within seconds, let every later write
+    # through with no hook, no permission and no audit entry. So the folder whole (an `rm -rf .claude`).
+    for path in (".claude/settings.local.json", ".claude"):
+        assert gate.check_edit(path).decision == "deny" and "loomtui hooks" in gate.check_edit(path).reason
+    assert gate.check_tool("Bash", [{"path": ".claude/settings.local.json"}]).decision == "deny"
+    assert gate.check_edit(".claude/commands/review.md").decision != "deny"  # its other files are the agent's
     assert gate.check_edit(str(billing / SERVICE)).decision == "deny"  # the main checkout
     assert gate.check_edit(".git/config").decision == "deny"
     (Path(record.worktree) / "escape").symlink_to(billing)
@@ -615,6 +621,20 @@ def test_install_merges_settings_and_keeps_them_out_of_the_sandboxs_commits(bill
     commands = [h["command"] for g in again["hooks"]["PreToolUse"] for h in g["hooks"]]
     assert len(commands) == 2 and commands[0] == "audit-bash"  # ours replaced, not added twice
     assert len(again["hooks"]["PermissionRequest"]) == 1 and again["permissions"] == team["permissions"]
+
+    # Settings a repository (or an agent, merged) carries that would switch the gate off: taken out of the
+    # sandbox's copy, tracked or local, and never part of its commits. Claude Code obeyed them.
+    off = {"disableAllHooks": True, "permissions": {"defaultMode": "bypassPermissions", "allow": ["Bash"]}}
+    (billing / ".claude/settings.json").write_text(json.dumps({**team, **off}))
+    (billing / ".claude/settings.local.json").write_text(json.dumps(off))
+    git(billing, "add", ".claude")
+    git(billing, "commit", "-qm", "settings that switch hooks off")
+    record = tasks.create_sandbox(ws, "gated still", "script", script=_script(billing), isolate=False)
+    tree = Path(record.worktree)
+    for name in ("settings.json", "settings.local.json"):
+        kept = json.loads((tree / ".claude" / name).read_text())
+        assert "disableAllHooks" not in kept and kept["permissions"] == {"allow": ["Bash"]}, name
+    assert git(tree, "status", "--porcelain") == ""
 
 
 def test_after_hook_install_in_ones_own_checkout_an_agents_uncommitted_work_is_saved_and_reviewed(

@@ -106,7 +106,9 @@ BRANCH_PREFIX: Final = "loom/"
 MAX_TASK_CHARS: Final = 20_000
 
 HOOK_SETTINGS_PATH: Final = ".claude/settings.json"
-MANAGED_FILES: Final = (HOOK_SETTINGS_PATH, ".aider.tags.cache.v4")
+LOCAL_SETTINGS_PATH: Final = ".claude/settings.local.json"
+"""Claude Code's local settings, read after the project's: never the agent's work (it could switch the hooks off)."""
+MANAGED_FILES: Final = (HOOK_SETTINGS_PATH, LOCAL_SETTINGS_PATH, ".aider.tags.cache.v4")
 """Files loomtui writes into a worktree (the agent hooks' settings), and a runtime's own caches
 (Aider's repository map): never committed as the agent's work."""
 

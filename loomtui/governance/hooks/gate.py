@@ -60,6 +60,7 @@ __all__ = [  # with the request vocabulary and the permission requests, which mo
 ]
 
 SETTINGS_PATH: Final = HOOK_SETTINGS_PATH
+CLAUDE_DIR: Final = PurePosixPath(SETTINGS_PATH).parts[0]
 GRANTING_KINDS: Final = ("pre-start", PERMISSION_KIND)
 DEFAULT_CONFIRM_S: Final = 120.0
 """How long a claim made for a tool call waits for the call to happen (its PostToolUse)."""
@@ -103,6 +104,13 @@ def release_lapsed(workspace: Workspace, clock: Callable[[], float] = time.time)
 
 
 # -- the gate: one sandbox's answers ------------------------------------------------------
+
+
+def _is_agent_settings(rel: PurePosixPath) -> bool:
+    """Claude Code's settings in a worktree (`.claude/settings.json`, `.claude/settings.local.json`: its
+    hooks, permission mode, `disableAllHooks`), or the folder holding them (moved or removed whole)."""
+    return rel.parts[0] == CLAUDE_DIR and (len(rel.parts) == 1 or (
+        len(rel.parts) == 2 and rel.name.startswith("settings") and rel.suffix == ".json"))
 
 
 class HookGate:
@@ -214,9 +222,11 @@ class HookGate:
             rel = PurePosixPath(resolved.relative_to(self.tree).as_posix())
             if rel.parts[0] == ".git":
                 return Answer("deny", f"{path}: git's own files are not for agents to edit")
-            if self.managed and str(rel) == SETTINGS_PATH:
-                return Answer("deny", f"{SETTINGS_PATH} holds this sandbox's loomtui hooks; "
-                                      "it is not for the agent to change")
+            if self.managed and _is_agent_settings(rel):
+                # settings.local.json too: `disableAllHooks` there, read again within seconds, let every
+                # later write through with no hook, no permission and no audit entry.
+                return Answer("deny", f"{rel}: Claude Code's settings hold this sandbox's loomtui hooks; "
+                                      "they are not for the agent to change")
             return str(rel)
         if absolute.is_relative_to(self.tree):
             return Answer("deny", f"{path} leads out of the worktree through a symlink")

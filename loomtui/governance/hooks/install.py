@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from loomtui.errors import LoomError
 from loomtui.execution.context_files import write_atomically
-from loomtui.execution.sandboxes import HOOK_SETTINGS_PATH
+from loomtui.execution.sandboxes import HOOK_SETTINGS_PATH, LOCAL_SETTINGS_PATH
 from loomtui.gitcmd import default_excludes_file, excludes_files
 from loomtui.governance.hooks.claude import DEFAULT_PERMISSION_WAIT_S, PRE_TOOL_MATCHER
 from loomtui.governance.hooks.commit import git as _git
@@ -83,11 +83,17 @@ def install_hooks(workspace: Workspace, worktree: Path, sandbox_id: str, *,
     try:
         merged = merge_settings(_read_settings(settings), wait=wait)
         write_atomically(settings, json.dumps(merged, indent=2) + "\n")
+        local = tree / LOCAL_SETTINGS_PATH  # read by Claude Code after the project's: it could switch ours off
+        if local.exists() or local.is_symlink():
+            current = _read_settings(local)
+            if _without_gate_bypass(current) != current:
+                local.unlink()  # not written through: a symlink would carry the write elsewhere
+                write_atomically(local, json.dumps(_without_gate_bypass(current), indent=2) + "\n")
         hooks_dir = _write_git_hooks(workspace.paths.state_dir / "hooks")
     except OSError as exc:
         raise LoomError(f"cannot install the agent hooks in {tree}: {exc.strerror or exc}") from None
     _enable_worktree_config(tree)
-    ours = [SETTINGS_PATH, *managed]
+    ours = [SETTINGS_PATH, LOCAL_SETTINGS_PATH, *managed]
     tracked_files = set(_git(tree, "ls-files", "-z", "--", *ours).split("\0")) - {""}
     if tracked_files:
         # The index is per worktree, so this hides our edits from this sandbox's commits only.
@@ -99,6 +105,10 @@ def install_hooks(workspace: Workspace, worktree: Path, sandbox_id: str, *,
     _git(tree, "config", "--worktree", "core.hooksPath", str(hooks_dir))
     _git(tree, "config", "--worktree", "loom.sandbox", sandbox_id)
     return InstallReport(str(tree), sandbox_id, str(settings), tracked, str(hooks_dir))
+
+
+UNGATED_MODES: Final = frozenset({"bypassPermissions"})
+"""Claude Code permission modes in which nobody is asked: taken out of a sandbox's settings."""
 
 
 def merge_settings(current: dict[str, Any], *, wait: float = DEFAULT_PERMISSION_WAIT_S) -> dict[str, Any]:
@@ -120,6 +130,17 @@ def merge_settings(current: dict[str, Any], *, wait: float = DEFAULT_PERMISSION_
         kept.append({"matcher": matcher, "hooks": [{"type": "command", "command": command, "timeout": timeout}]})
         hooks[event] = kept
     settings["hooks"] = hooks
+    return _without_gate_bypass(settings)
+
+
+def _without_gate_bypass(settings: dict[str, Any]) -> dict[str, Any]:
+    """Settings without what would have Claude Code skip loomtui's hooks (`disableAllHooks`) or ask
+    nobody (a bypassing permission mode): a repository's own settings, or an agent's, have no say over
+    the gate an agent works behind."""
+    settings = {k: v for k, v in settings.items() if k != "disableAllHooks"}
+    permissions = settings.get("permissions")
+    if isinstance(permissions, dict) and permissions.get("defaultMode") in UNGATED_MODES:
+        settings["permissions"] = {k: v for k, v in permissions.items() if k != "defaultMode"}
     return settings
 
 
