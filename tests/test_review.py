@@ -160,6 +160,27 @@ def test_a_change_with_files_loomtui_cannot_name_is_not_reviewed_and_says_which(
     assert "UnicodeEncodeError" not in view.waits_on and not workspace.store.list_escalations()
 
 
+def test_a_change_to_what_another_sandbox_holds_is_never_approved_by_the_policy_alone(billing: Path) -> None:
+    """The pre-commit hook refused the agent's commit of a held file, loomtui saved its work at the end all the
+    same, and the review (which read no claims) auto-approved it under `merge: auto`: it merged over the claim."""
+    from loomtui.governance.coordinator import governed_coordinator
+
+    merge_mode(billing, "auto")
+    workspace = open_workspace(billing)
+    held = governed_coordinator(workspace).claim("holder", "notifications/templates/refund_issued.txt").claim
+    main_before = git(billing, "rev-parse", "main")
+    # No editor hooks, no commit of its own (as Codex after its refused commit, exit 0): saved at its end.
+    sandbox_id = run_agent(workspace, TYPO_FIX.splitlines()[0] + "\n", "fix a typo in a held template")
+    record = workspace.store.get_sandbox(sandbox_id)
+    assert record is not None and record.status == "awaiting_review"
+    assert git(billing, "rev-parse", "main") == main_before  # not merged
+    [evaluation] = evaluated(workspace, sandbox_id)
+    assert evaluation["outcome"] == "require" and "held-by-another (built in)" in evaluation["rules"]
+    escalation = workspace.store.get_escalation(int(record.data[REVIEW_ESCALATION_KEY]))
+    assert escalation is not None and f"sandbox holder, claim #{held.id}" in loomtui(
+        billing, "escalation", "show", str(escalation.id)).stdout
+
+
 def test_a_stopped_agents_change_is_never_approved_by_the_policy_alone(billing: Path) -> None:
     """Stopped halfway (`sandbox stop`, `s` in the app), its change is as unfinished as a crashed one's:
     under `merge: auto` it was approved and merged."""

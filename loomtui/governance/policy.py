@@ -35,6 +35,7 @@ validating the file), `policy_eval` (evaluation, approvals, overrides) and
 from __future__ import annotations
 
 from loomtui.governance.policy_eval import (
+    HELD_ELSEWHERE_RULE,
     can_approve,
     can_override,
     combined,
@@ -42,6 +43,7 @@ from loomtui.governance.policy_eval import (
     evaluate,
     groups_of,
     requirement_status,
+    with_a_person,
     with_failed_agent,
 )
 from loomtui.governance.policy_fixtures import (
@@ -133,5 +135,7 @@ __all__ = [
     "read_policy_file",
     "requirement_status",
     "run_policy_case",
+    "with_a_person",
     "with_failed_agent",
+    "HELD_ELSEWHERE_RULE",
 ]

@@ -54,17 +54,23 @@ def combined(first: Evaluation, second: Evaluation, label: str) -> Evaluation:
 
 
 FAILED_AGENT_RULE = "agent-failed (built in)"
+HELD_ELSEWHERE_RULE = "held-by-another (built in)"
 
 
 def with_failed_agent(evaluation: Evaluation, failure: str) -> Evaluation:
     """The decision on a change whose agent failed (a non-zero exit, a crash, a kill) or was stopped: its
-    work may be half done, so the policy alone never approves it. An auto-approval becomes one approval
-    from anyone; any other decision stands, with the failure noted for whoever decides."""
-    note = f"the agent did not finish ({failure}): its change may be unfinished"
+    work may be half done, so the policy alone never approves it."""
+    return with_a_person(evaluation, FAILED_AGENT_RULE,
+                         f"the agent did not finish ({failure}): its change may be unfinished")
+
+
+def with_a_person(evaluation: Evaluation, rule_name: str, note: str) -> Evaluation:
+    """`evaluation`, never approved by the policy alone: an auto-approval becomes one approval from anyone;
+    any other decision stands, with `note` for whoever decides."""
     if evaluation.outcome != "auto_approve":
         return dataclasses.replace(evaluation, notes=(*evaluation.notes, note))
-    requirement = Requirement(FAILED_AGENT_RULE, (ANYONE,), 1, frozenset())
-    rule = AppliedRule(FAILED_AGENT_RULE, "require", None, note, (requirement,))
+    requirement = Requirement(rule_name, (ANYONE,), 1, frozenset())
+    rule = AppliedRule(rule_name, "require", None, note, (requirement,))
     return dataclasses.replace(evaluation, outcome="require", applied=(*evaluation.applied, rule),
                                requirements=(*evaluation.requirements, requirement))
 

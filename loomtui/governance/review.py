@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
-from loomtui.coordination.regions import split_id
+from loomtui.coordination.regions import overlaps, split_id
 from loomtui.errors import LoomError, abridged, listed, shown
 from loomtui.execution.gitops import Git
 from loomtui.execution.lifecycle import (
@@ -31,12 +31,14 @@ from loomtui.globs import name_problem
 from loomtui.governance.escalations import CLEARED, EscalationStatus, granted_regions, open_escalation
 from loomtui.governance.gitfacts import change_facts
 from loomtui.governance.policy import (
+    HELD_ELSEWHERE_RULE,
     ChangeFacts,
     Evaluation,
     Policy,
     combined,
     configured_policy,
     evaluate,
+    with_a_person,
     with_failed_agent,
 )
 from loomtui.store import EscalationRecord, SandboxRecord
@@ -138,6 +140,9 @@ def review_sandbox(workspace: Workspace, sandbox_id: str, *, policy: Policy | No
     evaluation = _with_claim_stage(workspace, policy, record, evaluate(policy, facts), facts)
     if failure is not None:
         evaluation = with_failed_agent(evaluation, failure)
+    held = _held_by_others(workspace, record, facts)
+    if held:
+        evaluation = with_a_person(evaluation, HELD_ELSEWHERE_RULE, f"it changes what other sandboxes hold: {held}")
     signature = f", signature changed: {', '.join(facts.signature_changed)}" if facts.signature_changed else ""
     say(f"diff: {', '.join(facts.paths) or 'nothing'} ({facts.lines_changed} lines{signature})")
     workspace.record("policy.evaluated", record.id, {
@@ -189,6 +194,18 @@ def _supersede_open_reviews(workspace: Workspace, sandbox_id: str, tip: str) -> 
             with workspace.store.transaction():
                 workspace.store.update_escalation(stale.id, status=EscalationStatus.SUPERSEDED)
                 workspace.record("escalation.superseded", str(stale.id), {"sandbox": sandbox_id, "commit": tip})
+
+
+def _held_by_others(workspace: Workspace, record: SandboxRecord, facts: ChangeFacts) -> str:
+    """What of this change other sandboxes' live exclusive claims hold, in a line ("" for nothing). The
+    hooks refuse such writes, but not every write passes one (a runtime without editor hooks, a commit
+    the pre-commit hook refused whose work loomtui then saved at the agent's end): the review is the wall."""
+    changed = [*facts.regions, *facts.all_paths()]
+    held = sorted({f"{claim_region} (sandbox {claim.sandbox_id}, claim #{claim.id})"
+                   for claim in workspace.store.live_claims()
+                   if claim.sandbox_id != record.id and claim.mode == "exclusive"
+                   for claim_region in claim.region_ids if any(overlaps(claim_region, c) for c in changed)})
+    return listed(held)
 
 
 def _agent_failure(record: SandboxRecord) -> str | None:
