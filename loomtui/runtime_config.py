@@ -69,8 +69,12 @@ BUILTIN_RUNTIMES: Final[tuple[RuntimeConfig, ...]] = (
         name="claude",
         # Permission prompts go to loomtui's MCP server (`loomtui mcp`): under -p Claude Code
         # runs no PermissionRequest hook, so without it a lead's approval could never be asked.
-        argv=("claude", "-p", "{task}", "--output-format", "stream-json", "--verbose",
-              "--mcp-config", "{mcp_config}", "--permission-prompt-tool", "mcp__loomtui__permission_prompt"),
+        # EnterWorktree would make a checkout and branch of its own in the shared repository, past
+        # every hook. The task comes last after `--`: one starting with "-" was read as options
+        # (`-r the retry logic…` as --resume).
+        argv=("claude", "-p", "--output-format", "stream-json", "--verbose",
+              "--mcp-config", "{mcp_config}", "--permission-prompt-tool", "mcp__loomtui__permission_prompt",
+              "--disallowedTools", "EnterWorktree", "--", "{task}"),
         network=True,
         description="Claude Code, headless",
         builtin=True,

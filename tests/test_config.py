@@ -76,8 +76,11 @@ def test_null_sections_count_as_empty() -> None:
 def test_builtin_runtimes() -> None:
     runtimes = LoomConfig().runtimes
     claude = runtimes["claude"]
-    assert claude.argv == ("claude", "-p", "{task}", "--output-format", "stream-json", "--verbose",
-                           "--mcp-config", "{mcp_config}", "--permission-prompt-tool", "mcp__loomtui__permission_prompt")
+    # The task last, after `--`: "-r the retry logic…" was read as --resume. No EnterWorktree: a checkout and
+    # branch of its own in the shared repository, past every hook.
+    assert claude.argv == ("claude", "-p", "--output-format", "stream-json", "--verbose",
+                           "--mcp-config", "{mcp_config}", "--permission-prompt-tool", "mcp__loomtui__permission_prompt",
+                           "--disallowedTools", "EnterWorktree", "--", "{task}")
     # The vendors' credential variables are passed by program (execution.runtimes.VENDOR_ENV).
     assert (claude.mode, claude.network, claude.env) == ("headless", True, ())
     codex, aider = runtimes["codex"], runtimes["aider"]
@@ -183,7 +186,7 @@ def test_omitted_keys_take_defaults() -> None:
 def test_render_argv_substitutes_without_a_shell() -> None:
     runtime = LoomConfig().runtimes["claude"]
     argv = runtime.render_argv({"task": "fix it; rm -rf /", "mcp_config": "mcp.json"})
-    assert argv[2] == "fix it; rm -rf /"
+    assert argv[-2:] == ("--", "fix it; rm -rf /")
     literal = RuntimeConfig(name="x", argv=("a", '{"k": 1}', "{script}"))
     assert literal.render_argv({"script": "s.yaml"}) == ("a", '{"k": 1}', "s.yaml")
     with pytest.raises(LoomError, match=r"no value for placeholder \{script\}"):

@@ -255,8 +255,9 @@ def test_real_claude_free_edit_lands_held_region_refused_ledger_asks_a_lead(
         ledger = {"ledger": tool_use("Write", {"file_path": "WT/" + LEDGER, "content": ledger_after})}
         for name, turns in (("edits", edits), ("ledger", ledger)):
             api = ScriptedLater().start()
-            agents[name] = Agent(api, agent_env(scratch, api.url), task=f"{name}: edit the docstrings",
-                                 turns=turns)
+            # A task starting with "-r": it was read as --resume, and the model never reached.
+            agents[name] = Agent(api, agent_env(scratch, api.url), turns=turns,
+                                 task=f"{'-r ' if name == 'ledger' else ''}{name}: edit the docstrings")
         start_agents_scripted(repo, isolated, agents, reads={"edits": (FREE, HELD), "ledger": (LEDGER,)})
         with Lead(repo) as lead:
             records = {name: ended(workspace, agent) for name, agent in agents.items()}

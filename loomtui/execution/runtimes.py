@@ -444,7 +444,7 @@ def unasked_permissions(runtime: RuntimeConfig) -> str:
     if PERMISSION_PROMPT_ARGS[0] in runtime.argv:
         return ""
     return (f"its argv has no {PERMISSION_PROMPT_ARGS[0]}: a permission Claude Code asks for is refused, "
-            f"never put to a lead (the built-in argv ends with --mcp-config {{mcp_config}} "
+            f"never put to a lead (the built-in argv has --mcp-config {{mcp_config}} "
             f"{' '.join(PERMISSION_PROMPT_ARGS)})")
 
 
