@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from loomtui.execution.faults import FAULT_SIGNS, fault_watch
 
 
@@ -55,6 +57,22 @@ def test_aider_exiting_0_after_an_api_error_with_nothing_changed_has_failed() ->
     assert watch.failed_quietly(0, did_work=True) is None  # it recovered and did its work
     assert watch.failed_quietly(1, did_work=False) is None  # a non-zero exit fails it anyway
     assert watch.overdue() is None  # aider bounds its own retries
+
+
+@pytest.mark.parametrize(("program", "error", "answer"), [
+    ("aider", "litellm.InternalServerError: OpenAIException - 500", "Tokens: 1.2k sent, 40 received."),
+    ("codex", "ERROR: pip could not find a version that satisfies the requirement", "codex"),
+    ("codex", "ERROR: Reconnecting... 1/5", "tokens used"),
+])
+def test_an_error_the_model_answered_after_is_no_failure(program: str, error: str, answer: str) -> None:
+    """Aider's retry that worked, or an `ERROR:` line a command the agent ran printed: the agent needed no
+    change, exited 0, and was failed as "reported a model API error"."""
+    watch = fault_watch(program, 300)
+    assert watch is not None
+    watch.feed(error)
+    assert watch.failed_quietly(0, did_work=False) is not None
+    assert watch.feed(answer) == []
+    assert watch.failed_quietly(0, did_work=False) is None
 
 
 def test_no_watch_for_programs_whose_faults_are_unknown() -> None:

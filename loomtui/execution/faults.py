@@ -27,15 +27,20 @@ class FaultSigns:
     """A line reporting a model API error; group `what` is the error."""
     waiting: re.Pattern[str] | None = None
     """A line saying it waits for the API and will go on waiting (no bound of its own)."""
+    answered: re.Pattern[str] | None = None
+    """A line saying the model answered: an error before it was one the CLI got past (a retry that
+    worked), or no model API's at all (an `ERROR:` a command the agent ran printed)."""
 
 
 # From each CLI's own output, seen with the real CLIs against a model API on loopback
 # that is unreachable or answers errors (tests/test_runtime_codex_aider.py).
 FAULT_SIGNS: Final[dict[str, FaultSigns]] = {
     "codex": FaultSigns(error=re.compile(r"^ERROR: (?P<what>.+)"),
-                        waiting=re.compile(r"waiting for network")),
+                        waiting=re.compile(r"waiting for network"),
+                        answered=re.compile(r"^(?:codex|tokens used)$")),  # its message's header, its usage
     "aider": FaultSigns(error=re.compile(
-        r"^(?P<what>litellm\.[A-Za-z]+(?:Error|Exception)\b.*|The API provider .+)")),
+        r"^(?P<what>litellm\.[A-Za-z]+(?:Error|Exception)\b.*|The API provider .+)"),
+        answered=re.compile(r"^Tokens: ")),  # after each of the model's replies
 }
 
 
@@ -60,6 +65,9 @@ class FaultWatch:
             self.waiting_since = None
         elif self.waiting_since is None:
             self.waiting_since = self.clock()
+        if self.signs.answered is not None and self.signs.answered.match(text):
+            self.last_error = None  # the model answered since: an agent exiting 0 now ended well
+            return []
         match = self.signs.error.match(text)
         if match is None:
             return []
