@@ -431,7 +431,12 @@ def test_malformed_stream_json_lines_are_skipped_and_counted(tmp_path: Path, mon
         emit("Warning: something the CLI printed on its own")                    # not JSON
         emit("")
         emit(json.dumps({"type": "assistant", "message": {"content": [{"type": "text", "text": "Done."}]}}))
-        emit(json.dumps({"type": "result", "subtype": "success", "num_turns": 1, "is_error": False}))
+        # Lines longer than the supervisor's read (a 128 KB Write; the result repeats a denied one's input):
+        # each was parsed in pieces, its tool call and the result (denials, cost) lost.
+        emit(json.dumps({"type": "assistant", "message": {"content": [
+            {"type": "text", "text": "Long: " + "x" * 200000}]}}))
+        emit(json.dumps({"type": "result", "subtype": "success", "num_turns": 1, "is_error": False,
+                         "permission_denials": [{"tool_name": "Write", "tool_input": {"content": "y" * 150000}}]}))
     """))
     program.chmod(0o755)
     monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
@@ -443,8 +448,10 @@ def test_malformed_stream_json_lines_are_skipped_and_counted(tmp_path: Path, mon
     done = sb.get_sandbox(workspace, record.id)
     assert done.status == "exited", done.data
     assert done.data["unparsed_lines"] == 3
-    assert [a["summary"] for a in activities(workspace, record.id)] == [
-        "session started (stand-in)", "Done.", "finished: success, 1 turns"]
+    summaries = [a["summary"] for a in activities(workspace, record.id)]
+    assert summaries[:2] == ["session started (stand-in)", "Done."] and summaries[2].startswith("Long: xxx")
+    assert summaries[3:] == ["denied: Write", "finished: success, 1 turns, 1 permission denial"], summaries[3:]
+    assert done.data["agent_result"]["is_error"] is False
     workspace.close()
 
 

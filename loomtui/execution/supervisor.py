@@ -84,6 +84,8 @@ STOP_MARGIN_S: Final = 1.0
 """After a stop's grace, how long the supervisor leaves to the `stop` that asked before it kills."""
 LOG_FAILURE_GRACE_S: Final = 5.0
 READ_CHUNK: Final = 65536  # a line longer than this is logged in pieces, byte for byte
+MAX_PARSED_LINE: Final = 16 * 1024 * 1024
+"""The longest output line read as one event (Claude Code's result line repeats a denied Write's input)."""
 PANE_POLL_S: Final = 0.2
 _STOP: Final = object()
 
@@ -262,11 +264,24 @@ class Supervisor:
         if parse is None and self.faults is not None:
             parse = self.faults.feed
         last = b"\n"
+        pieces: list[bytes] = []  # a line longer than a chunk, read so far (parsed whole: a 128 KB Write)
+        held = 0
         for chunk in iter(lambda: process.stdout.readline(READ_CHUNK), b""):  # type: ignore[union-attr]
             last = chunk
             self._log(chunk)
             if parse is not None:
-                line = chunk.decode("utf-8", errors="replace").rstrip("\n")
+                if not chunk.endswith(b"\n"):
+                    held += len(chunk)
+                    if held <= MAX_PARSED_LINE:
+                        pieces.append(chunk)
+                    continue
+                whole = b"".join((*pieces, chunk)) if pieces and held + len(chunk) <= MAX_PARSED_LINE else chunk
+                cut = bool(pieces) and whole is chunk
+                pieces, held = [], 0
+                if cut:  # too long to parse: in the log, byte for byte, and counted
+                    self.unparsed_lines += 1
+                    continue
+                line = whole.decode("utf-8", errors="replace").rstrip("\n")
                 found = parse(line)
                 for activity in found:
                     self.activities.put(activity)
