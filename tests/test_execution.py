@@ -209,8 +209,9 @@ def test_claude_stand_in_gets_its_exact_argv_and_a_reduced_environment(
     assert done.status in EXITED_OK, done.data
     seen = json.loads(git(repo, "show", f"{record.branch}:seen.json"))
     mcp_config = str(sb.sandbox_paths(ws.paths, record.id).dir / "mcp.json")
-    assert seen["argv"] == ["-p", task, "--output-format", "stream-json", "--verbose", "--mcp-config", mcp_config,
-                            "--permission-prompt-tool", "mcp__loomtui__permission_prompt"]
+    assert seen["argv"] == ["-p", "--output-format", "stream-json", "--verbose", "--mcp-config", mcp_config,
+                            "--permission-prompt-tool", "mcp__loomtui__permission_prompt",
+                            "--disallowedTools", "EnterWorktree", "--", task]
     assert not (Path(record.worktree) / "pwned").exists() and not (repo / "pwned").exists()
     assert {"ANTHROPIC_API_KEY", "LOOM_SANDBOX", "LOOM_REPO", "PATH", "HOME"} <= set(seen["env"])
     assert "LOOM_TEST_SECRET" not in seen["env"]
