@@ -402,3 +402,19 @@ def test_a_state_path_named_by_a_variable_is_writable_for_the_agent(tmp_path: Pa
     assert confinement.runtime_state_paths(spec, {"HOME": str(home), "CODEX_HOME": str(custom)}) == [
         home / ".codex", custom]
     assert confinement.runtime_state_paths(spec, {"HOME": str(home)}) == [home / ".codex"]
+
+
+@pytest.mark.parametrize(("task", "given"), [
+    ("/api/refunds returns a 500", " /api/refunds returns a 500"),  # an "Invalid command", the model never asked
+    ("!make test is flaky", " !make test is flaky"),  # a shell command aider would have run
+    ("fix /api/refunds", "fix /api/refunds"),
+])
+def test_aider_gets_a_task_as_a_message_never_as_one_of_its_commands(ws: Workspace, bin_dir: Path, task: str,
+                                                                      given: str) -> None:
+    runtimes = ws.load_config().runtimes
+    for program in ("aider", "codex"):
+        stand_in(bin_dir, program, "pass\n")
+    spec = prepare_launch(runtimes["aider"], {"task": task, "context_file": "c.md"}, search_path=os.environ["PATH"])
+    assert spec.argv[-1] == f"--message={given}"
+    other = prepare_launch(runtimes["codex"], {"task": task}, search_path=os.environ["PATH"])
+    assert other.argv[-1] == task  # another runtime gets it as written

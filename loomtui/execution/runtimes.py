@@ -272,6 +272,19 @@ def program_files(program: str, search_path: str | None, *, _depth: int = 0) -> 
     return unique
 
 
+AIDER_COMMAND_MARKS: Final = ("/", "!")
+"""What makes Aider run a message as its own command (`/run`, `/git`; `!` a shell one) rather than send it."""
+
+
+def _as_the_program_reads_it(program: str, values: Mapping[str, str]) -> Mapping[str, str]:
+    """The placeholder values, with the task as `program` takes it as a message: a task starting "/api/refunds
+    returns a 500" was an "Invalid command" to Aider (`!…` would have been run), the model never asked."""
+    task = values.get("task", "")
+    if program == "aider" and task.startswith(AIDER_COMMAND_MARKS):
+        return {**values, "task": f" {task}"}  # a leading space: no longer a command, the same words
+    return values
+
+
 def prepare_launch(runtime: RuntimeConfig, values: Mapping[str, str],
                    search_path: str | None = None) -> LaunchSpec:
     """Render a runtime's argv for one sandbox and resolve its program on PATH.
@@ -279,8 +292,8 @@ def prepare_launch(runtime: RuntimeConfig, values: Mapping[str, str],
     Raises a one-line LoomError when the program is not installed, is not
     executable, or is a `#!` script whose interpreter is missing.
     """
-    argv = list(runtime.render_argv(values))
-    program = Path(argv[0]).name
+    program = Path(runtime.render_argv(values)[0]).name
+    argv = list(runtime.render_argv(_as_the_program_reads_it(program, values)))
     search = search_path if search_path is not None else os.environ.get("PATH")
     if argv[0] == "loomtui":
         # The script runtime runs loomtui itself: use this very installation,
