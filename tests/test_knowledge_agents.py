@@ -105,6 +105,11 @@ def test_claude_code_reads_the_slice_from_claude_md(tmp_path: Path, scratch: Pat
 @pytest.mark.skipif(CODEX is None, reason="the codex CLI is not installed (npm i -g @openai/codex)")
 def test_codex_reads_the_slice_from_agents_md(tmp_path: Path, scratch: Path) -> None:
     repo = demo_repo(tmp_path)
+    # An AGENTS.override.md of the repository's own, which Codex reads in place of AGENTS.md: the slice
+    # went to AGENTS.md only, and never reached the model.
+    (repo / "AGENTS.override.md").write_text("# Override\n\nInstructions that replace AGENTS.md.\n")
+    subprocess.run(["git", "add", "AGENTS.override.md"], cwd=repo, check=True)
+    subprocess.run(["git", "commit", "-qm", "an override"], cwd=repo, check=True)
     with FakeOpenAI() as invoices, FakeOpenAI() as notifications:
         # The sample repo has an AGENTS.md of its own: the slice replaces it in the worktree.
         run_agents(repo, "codex", {

@@ -33,10 +33,19 @@ WORKTREE_FILES: Final[dict[str, str]] = {"claude": "CLAUDE.md", "codex": "AGENTS
 """Per agent program: the file in the worktree it reads as its instructions."""
 
 
-def worktree_context_files(argv: Sequence[str]) -> list[str]:
-    """The worktree files a runtime's program reads its context from (none for most)."""
+OVERRIDING_FILES: Final[dict[str, str]] = {"AGENTS.md": "AGENTS.override.md"}
+"""A file a program reads in place of its instructions file when the repository has one."""
+
+
+def worktree_context_files(argv: Sequence[str], worktree: Path | None = None) -> list[str]:
+    """The worktree files a runtime's program reads its context from (none for most): with the worktree, an
+    overriding file it holds too (Codex reads a repository's AGENTS.override.md, and then not AGENTS.md:
+    the slice never reached the model)."""
     name = WORKTREE_FILES.get(Path(argv[0]).name) if argv else None
-    return [name] if name else []
+    if not name:
+        return []
+    override = OVERRIDING_FILES.get(name)
+    return [name, override] if override and worktree is not None and (worktree / override).exists() else [name]
 
 
 def task_only(task: str) -> str:

@@ -339,7 +339,7 @@ def make_worktree(workspace: Workspace, sandbox_id: str, *, base_sha: str | None
             Git(workspace.root).out("worktree", "add", "--quiet", "-b", record.branch, str(paths.worktree),
                                     base_sha)
         git_dir = Git(paths.worktree).out("rev-parse", "--absolute-git-dir").strip()
-        context_files = worktree_context_files(launch_argv)  # CLAUDE.md, AGENTS.md: where the agent reads
+        context_files = worktree_context_files(launch_argv, paths.worktree)  # where the agent reads: CLAUDE.md…
         for name in context_files:
             write_context_file(paths.worktree / name, given.text)
     except (OSError, LoomError) as exc:
