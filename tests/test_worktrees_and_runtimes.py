@@ -418,3 +418,17 @@ def test_aider_gets_a_task_as_a_message_never_as_one_of_its_commands(ws: Workspa
     assert spec.argv[-1] == f"--message={given}"
     other = prepare_launch(runtimes["codex"], {"task": task}, search_path=os.environ["PATH"])
     assert other.argv[-1] == task  # another runtime gets it as written
+
+
+def test_a_claude_argv_spelling_options_with_equals_is_read_as_the_cli_reads_it(ws: Workspace, bin_dir: Path) -> None:
+    """`--output-format=stream-json` was taken for plain output (no activity parsed), and
+    `--permission-prompt-tool=…` for no prompt tool (doctor warned of refusals that never happen)."""
+    from loomtui.config import RuntimeConfig
+    from loomtui.execution.runtimes import OUTPUT_CLAUDE_STREAM, unasked_permissions
+
+    stand_in(bin_dir, "claude", "pass\n")
+    runtime = RuntimeConfig(name="mine", argv=("claude", "-p", "--output-format=stream-json", "--verbose",
+                                              "--permission-prompt-tool=mcp__loomtui__permission_prompt", "--",
+                                              "{task}"))
+    assert prepare_launch(runtime, {"task": "t"}, search_path=os.environ["PATH"]).output == OUTPUT_CLAUDE_STREAM
+    assert unasked_permissions(runtime) == ""

@@ -272,6 +272,11 @@ def program_files(program: str, search_path: str | None, *, _depth: int = 0) -> 
     return unique
 
 
+def _options(argv: Sequence[str]) -> list[str]:
+    """An argv's words, an option written `--name=value` as its two words (as the CLIs take it)."""
+    return [part for word in argv for part in (word.split("=", 1) if word.startswith("--") else (word,))]
+
+
 AIDER_COMMAND_MARKS: Final = ("/", "!")
 """What makes Aider run a message as its own command (`/run`, `/git`; `!` a shell one) rather than send it."""
 
@@ -310,7 +315,7 @@ def prepare_launch(runtime: RuntimeConfig, values: Mapping[str, str],
             raise LoomError(f"runtime {runtime.name!r}: {found} runs under {runs_under[0]!r}, which is not "
                             f"installed ({'not on PATH' if os.sep not in runs_under[0] else 'no such program'})")
         argv[0] = found
-    if program == "claude" and "stream-json" in argv:
+    if program == "claude" and "stream-json" in _options(argv):
         output = OUTPUT_CLAUDE_STREAM
     elif program == "loomtui" and "script-agent" in argv:
         output = OUTPUT_SCRIPT_AGENT
@@ -454,7 +459,7 @@ def unasked_permissions(runtime: RuntimeConfig) -> str:
     """
     if runtime.mode != "headless" or Path(runtime.argv[0]).name != "claude":
         return ""
-    if PERMISSION_PROMPT_ARGS[0] in runtime.argv:
+    if PERMISSION_PROMPT_ARGS[0] in _options(runtime.argv):
         return ""
     return (f"its argv has no {PERMISSION_PROMPT_ARGS[0]}: a permission Claude Code asks for is refused, "
             f"never put to a lead (the built-in argv has --mcp-config {{mcp_config}} "
