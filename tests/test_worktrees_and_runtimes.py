@@ -432,3 +432,18 @@ def test_a_claude_argv_spelling_options_with_equals_is_read_as_the_cli_reads_it(
                                               "{task}"))
     assert prepare_launch(runtime, {"task": "t"}, search_path=os.environ["PATH"]).output == OUTPUT_CLAUDE_STREAM
     assert unasked_permissions(runtime) == ""
+
+
+def test_doctor_warns_of_your_own_claude_settings_that_take_the_gate_out_of_every_sandbox(
+        repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    home = tmp_path / "home"
+    (home / ".claude").mkdir(parents=True)
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.delenv("CLAUDE_CONFIG_DIR", raising=False)
+    assert "claude settings" not in {c.name for c in run_doctor(repo).checks}  # none: nothing to say
+    settings = home / ".claude" / "settings.json"
+    for written, said in (({"disableAllHooks": True}, "has disableAllHooks"),
+                          ({"permissions": {"defaultMode": "bypassPermissions"}}, "bypassPermissions")):
+        settings.write_text(json.dumps(written))
+        check = {c.name: c for c in run_doctor(repo).checks}["claude settings"]
+        assert check.level == "warning" and said in check.detail and str(settings) in check.detail

@@ -7,6 +7,8 @@ git, a damaged store or audit log).
 
 from __future__ import annotations
 
+import json
+import os
 import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -62,6 +64,27 @@ def _check_tools(report: DoctorReport) -> None:
     tmux = shutil.which("tmux")
     report.add("tmux", OK if tmux else WARNING,
                f"tmux at {tmux}" if tmux else "tmux is not installed: interactive runtimes cannot run")
+    _check_claude_user_settings(report)
+
+
+def _check_claude_user_settings(report: DoctorReport) -> None:
+    """Your own Claude Code settings, which every sandbox's Claude Code reads too: one that switches hooks
+    off, or asks nobody, takes loomtui's gate (claims, the policy, the audit of each edit) out of them all."""
+    path = Path(os.environ.get("CLAUDE_CONFIG_DIR") or Path.home() / ".claude") / "settings.json"
+    try:
+        settings = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return  # none, or one Claude Code itself will complain about
+    if not isinstance(settings, dict):
+        return
+    permissions = settings.get("permissions")
+    mode = permissions.get("defaultMode") if isinstance(permissions, dict) else None
+    if settings.get("disableAllHooks"):
+        report.add("claude settings", WARNING, f"{path} has disableAllHooks: every sandbox's Claude Code runs "
+                                               "without loomtui's hooks (claims, the policy, the audit of each edit)")
+    elif mode == "bypassPermissions":
+        report.add("claude settings", WARNING, f"{path} has defaultMode bypassPermissions: a sandbox's Claude "
+                                               "Code asks nobody, a lead never sees what the policy sends them")
 
 
 def _check_repository(report: DoctorReport, workspace: Workspace) -> None:
