@@ -264,8 +264,10 @@ def test_a_way_back_to_sqlite_that_fails_changes_nothing_and_one_that_works_keep
 
     held = SqliteStore(paths.store_path)  # a process still writing it: its write-ahead log holds pages
     held.add_sandbox(SandboxRecord(id="late", task="t", runtime="script", status="archived", created=0, updated=0))
+    copied: list[SqliteStore] = []
     with pytest.raises(StoreError, match="is open, or was not closed cleanly"):
-        replace_sqlite_store(paths, lambda new: None)
+        replace_sqlite_store(paths, copied.append)
+    assert copied == []  # said before the copy is made, not after
     held.close()
     assert sorted(p.name for p in paths.state_dir.glob("state.db*")) == ["state.db"]
 

@@ -15,13 +15,13 @@ as `context.unavailable` with its id) and `context_warning` gives the line to sh
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Final
 
 from loomtui.errors import LoomError
+from loomtui.files import write_atomically
 from loomtui.store import SandboxRecord
 from loomtui.workspace import Workspace
 
@@ -102,18 +102,6 @@ def context_warning(sandbox: SandboxRecord) -> str | None:
     if not error or isinstance(sandbox.data.get("context"), dict):
         return None
     return f"sandbox {sandbox.id}: its agent gets the task only, no context: {error}"
-
-
-def write_atomically(path: Path, text: str, mode: int = 0o644) -> None:
-    """Replace `path` by rename: an agent that turned it into a symlink to a file outside its
-    worktree gets the link replaced, never the file it points to written."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f".{path.name}.loom-{os.getpid()}")
-    partial.unlink(missing_ok=True)  # a leftover (or a planted link) goes, never written through
-    with open(partial, "x", encoding="utf-8") as handle:  # "x": never through an existing name
-        handle.write(text)
-    os.chmod(partial, mode)
-    os.replace(partial, path)
 
 
 def refresh(workspace: Workspace, sandbox_id: str) -> AgentContext:

@@ -9,10 +9,11 @@ broker (`$LOOM_BROKER`, in the agent's environment, which Claude Code passes on)
 from __future__ import annotations
 
 import json
-import os
 import sys
 from pathlib import Path
 from typing import Any, Final
+
+from loomtui.files import write_atomically
 
 FILE_NAME: Final = "mcp.json"
 DEFAULT_WAIT_S: Final = 120.0
@@ -42,9 +43,5 @@ def mcp_config(worktree: Path, *, wait: float = DEFAULT_WAIT_S) -> dict[str, Any
 
 def write_mcp_config(path: Path, worktree: Path, *, wait: float = DEFAULT_WAIT_S) -> Path:
     """Write the config (atomically, read-only for everyone but its owner); returns its path."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    temporary.write_text(json.dumps(mcp_config(worktree, wait=wait), indent=2) + "\n", encoding="utf-8")
-    os.chmod(temporary, 0o644)
-    os.replace(temporary, path)
+    write_atomically(path, json.dumps(mcp_config(worktree, wait=wait), indent=2) + "\n")
     return path

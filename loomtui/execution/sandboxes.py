@@ -42,7 +42,6 @@ from loomtui.errors import LoomError
 from loomtui.execution.context_files import AgentContext, worktree_context_files
 from loomtui.execution.context_files import assemble as assemble_context
 from loomtui.execution.context_files import record as record_context
-from loomtui.execution.context_files import write_atomically as write_context_file
 from loomtui.execution.gitops import AgentTree, Git
 from loomtui.execution.isolation import (
     ISOLATION_BWRAP,
@@ -98,6 +97,7 @@ from loomtui.execution.sandbox_paths import (
 from loomtui.execution.sandbox_paths import (
     worktrees_root as worktrees_root,
 )
+from loomtui.files import write_atomically as write_context_file
 from loomtui.identity import current_host
 from loomtui.store import SandboxRecord
 from loomtui.workspace import Workspace

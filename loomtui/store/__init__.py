@@ -20,6 +20,7 @@ from pathlib import Path
 
 from loomtui.config import configured_store, store_problem
 from loomtui.errors import LoomError, StoreError
+from loomtui.files import file_size
 from loomtui.gitcmd import Git
 from loomtui.identity import current_host
 from loomtui.repo import RepoPaths
@@ -104,14 +105,9 @@ def _refuse_a_truncated_store(paths: RepoPaths) -> None:
     """An empty store file beside an audit log with entries was truncated (a full disk, a bad restore):
     opened, it would be a new, empty store, every sandbox, claim and escalation gone without a word.
     (A new store in WAL mode may be empty while its first pages sit in the -wal file.)"""
-    def size(path: Path) -> int:
-        try:
-            return path.stat().st_size
-        except OSError:
-            return 0
-
     store = paths.store_path
-    if store.exists() and size(store) == 0 and size(Path(f"{store}-wal")) == 0 and size(paths.audit_path) > 0:
+    if store.exists() and file_size(store) == 0 and file_size(Path(f"{store}-wal")) == 0 and (
+            file_size(paths.audit_path) > 0):
         raise StoreError(f"{store}: the state store is empty while the audit log holds entries: it was "
                          "truncated; restore it from a backup, or move it aside and run again to start a new one")
 

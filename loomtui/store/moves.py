@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Final, TypeVar
 
 from loomtui.errors import StoreError
+from loomtui.files import file_size, write_atomically
 from loomtui.repo import RepoPaths
 from loomtui.store.sqlite import SqliteStore
 
@@ -62,12 +63,9 @@ def store_move(paths: RepoPaths) -> StoreMove | None:
 def record_move(paths: RepoPaths, to: str) -> None:
     """Note that the SQLite store was copied to `to` (a URL without its password)."""
     note = paths.state_dir / MOVED_FILE
-    partial = note.with_name(f"{MOVED_FILE}.{os.getpid()}.tmp")
     try:
-        partial.write_text(json.dumps({"to": to, "at": time.time()}) + "\n", "utf-8")
-        partial.replace(note)
+        write_atomically(note, json.dumps({"to": to, "at": time.time()}) + "\n")
     except OSError as exc:
-        partial.unlink(missing_ok=True)
         raise StoreError(f"{note}: cannot note where the store went ({exc.strerror}); the SQLite store here "
                          "is now behind the copy: do not use it") from None
 
@@ -88,6 +86,10 @@ def replace_sqlite_store(paths: RepoPaths, fill: Callable[[SqliteStore], Filled]
     (if any) is renamed, never deleted, and the note of a move is taken away. Returns what `fill`
     returned and where the old store went. Should `fill` fail, nothing here has changed."""
     paths.ensure_state_dir()
+    current = Path(paths.store_path)
+    if file_size(Path(f"{current}-wal")):  # said before the copy, not after it
+        raise StoreError(f"{current}: the SQLite store here is open, or was not closed cleanly (its write-ahead "
+                         "log holds pages): end the loomtui processes using it, then run again")
     incoming = paths.state_dir / "state.db.incoming"
     _remove(incoming)  # a way back interrupted before
     store = SqliteStore(incoming)
@@ -107,11 +109,6 @@ def replace_sqlite_store(paths: RepoPaths, fill: Callable[[SqliteStore], Filled]
         if not any(Path(f"{aside}{suffix}").exists() for suffix in SQLITE_FILES):
             break
         aside = paths.state_dir / f"state.db.before-{stamp}-{again}"
-    current = Path(paths.store_path)
-    if _size(Path(f"{current}-wal")):
-        _remove(incoming)
-        raise StoreError(f"{current}: the SQLite store here is open, or was not closed cleanly (its write-ahead "
-                         "log holds pages): end the loomtui processes using it, then run again")
     try:
         # The old store gets a second name first, so that at every moment one of them holds it; its (empty)
         # log files go with it. Then the new store takes the name in one step: no moment without a store
@@ -127,13 +124,6 @@ def replace_sqlite_store(paths: RepoPaths, fill: Callable[[SqliteStore], Filled]
         raise StoreError(f"{paths.state_dir}: cannot put the new store in place ({exc.strerror}); the copy is "
                          f"{incoming}, the store here is as it was") from None
     return filled, aside if aside.exists() else None
-
-
-def _size(path: Path) -> int:
-    try:
-        return path.stat().st_size
-    except OSError:
-        return 0
 
 
 def _remove(database: Path) -> None:

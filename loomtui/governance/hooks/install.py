@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
 from loomtui.errors import LoomError
-from loomtui.execution.context_files import write_atomically
 from loomtui.execution.sandboxes import HOOK_SETTINGS_PATH, LOCAL_SETTINGS_PATH
+from loomtui.files import write_atomically
 from loomtui.gitcmd import default_excludes_file, excludes_files
 from loomtui.governance.hooks.claude import DEFAULT_PERMISSION_WAIT_S, PRE_TOOL_MATCHER
 from loomtui.governance.hooks.commit import git as _git
