@@ -270,15 +270,14 @@ class Supervisor:
             last = chunk
             self._log(chunk)
             if parse is not None:
+                held += len(chunk)
+                if held <= MAX_PARSED_LINE:
+                    pieces.append(chunk)
                 if not chunk.endswith(b"\n"):
-                    held += len(chunk)
-                    if held <= MAX_PARSED_LINE:
-                        pieces.append(chunk)
                     continue
-                whole = b"".join((*pieces, chunk)) if pieces and held + len(chunk) <= MAX_PARSED_LINE else chunk
-                cut = bool(pieces) and whole is chunk
+                whole, too_long = b"".join(pieces), held > MAX_PARSED_LINE
                 pieces, held = [], 0
-                if cut:  # too long to parse: in the log, byte for byte, and counted
+                if too_long:  # in the log, byte for byte, and counted
                     self.unparsed_lines += 1
                     continue
                 line = whole.decode("utf-8", errors="replace").rstrip("\n")

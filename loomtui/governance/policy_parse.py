@@ -363,9 +363,7 @@ def _parse_decisions(value: Value, root: Path | None) -> DecisionSigning:
     named = fields.get("allowed_signers")
     relative = named.as_str(non_empty=True) if named is not None else DecisionSigning.allowed_signers
     where = named or fields.get("require_signature") or value
-    pure = PurePosixPath(relative)
-    if pure.is_absolute() or ".." in pure.parts:
-        raise where.error(f"must be a path inside the repository, relative to its root (got {relative!r})")
+    _check_inside_repository(where, relative)
     if root is not None and (required or named is not None):
         problem = _allowed_signers_problem(root / relative)
         if problem:
@@ -542,11 +540,16 @@ def _names(value: Value) -> tuple[str, ...]:
     return names
 
 
-def _parse_codeowners_file(value: Value, root: Path | None, warnings: list[str]) -> CodeOwners | None:
-    relative = value.as_str(non_empty=True)
+def _check_inside_repository(where: Value, relative: str) -> None:
+    """A file the policy names must be the repository's own (`codeowners`, `allowed_signers`)."""
     pure = PurePosixPath(relative)
     if pure.is_absolute() or ".." in pure.parts:
-        raise value.error(f"must be a path inside the repository, relative to its root (got {relative!r})")
+        raise where.error(f"must be a path inside the repository, relative to its root (got {relative!r})")
+
+
+def _parse_codeowners_file(value: Value, root: Path | None, warnings: list[str]) -> CodeOwners | None:
+    relative = value.as_str(non_empty=True)
+    _check_inside_repository(value, relative)
     if root is None:
         warnings.append(f"{value.path}:{value.line}: codeowners: {relative} not read (no repository root given)")
         return None

@@ -200,11 +200,14 @@ def _held_by_others(workspace: Workspace, record: SandboxRecord, facts: ChangeFa
     """What of this change other sandboxes' live exclusive claims hold, in a line ("" for nothing). The
     hooks refuse such writes, but not every write passes one (a runtime without editor hooks, a commit
     the pre-commit hook refused whose work loomtui then saved at the agent's end): the review is the wall."""
-    changed = [*facts.regions, *facts.all_paths()]
+    changed: dict[str, list[str]] = {}  # by file: a team's thousands of claims are each looked up once
+    for region in (*facts.regions, *facts.all_paths()):
+        changed.setdefault(split_id(region)[0], []).append(region)
     held = sorted({f"{claim_region} (sandbox {claim.sandbox_id}, claim #{claim.id})"
                    for claim in workspace.store.live_claims()
                    if claim.sandbox_id != record.id and claim.mode == "exclusive"
-                   for claim_region in claim.region_ids if any(overlaps(claim_region, c) for c in changed)})
+                   for claim_region in claim.region_ids
+                   if any(overlaps(claim_region, c) for c in changed.get(split_id(claim_region)[0], ()))})
     return listed(held)
 
 

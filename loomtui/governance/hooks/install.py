@@ -86,9 +86,9 @@ def install_hooks(workspace: Workspace, worktree: Path, sandbox_id: str, *,
         local = tree / LOCAL_SETTINGS_PATH  # read by Claude Code after the project's: it could switch ours off
         if local.exists() or local.is_symlink():
             current = _read_settings(local)
-            if _without_gate_bypass(current) != current:
-                local.unlink()  # not written through: a symlink would carry the write elsewhere
-                write_atomically(local, json.dumps(_without_gate_bypass(current), indent=2) + "\n")
+            gated = _without_gate_bypass(current)
+            if gated != current:  # replaced by rename: a symlink there would carry a write elsewhere
+                write_atomically(local, json.dumps(gated, indent=2) + "\n")
         hooks_dir = _write_git_hooks(workspace.paths.state_dir / "hooks")
     except OSError as exc:
         raise LoomError(f"cannot install the agent hooks in {tree}: {exc.strerror or exc}") from None
