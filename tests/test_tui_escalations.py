@@ -266,6 +266,7 @@ async def test_the_palette_finds_keys_sandboxes_and_escalations_and_goes_there(b
         await pilot.pause()
         found = await search(pilot, "merge")
         assert any(line.startswith("Merge (m)") for line in found), found
+        assert any("Merge an approved sandbox (asks first)" in line for line in found), found  # what it does
         await pilot.press("escape")
         await pilot.pause()
         found = await search(pilot, "refunds escalation")

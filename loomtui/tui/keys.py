@@ -18,7 +18,7 @@ def shown_where_it_applies(binding: Binding) -> list[Binding]:
     action = binding.action
     twin = f"{action[:-1]}, {ANY_SELECTION})" if action.endswith(")") else f"{action}({ANY_SELECTION})"
     return [binding, Binding(binding.key, twin, binding.description, show=False, key_display=binding.key_display,
-                             id=binding.id)]
+                             id=binding.id, tooltip=binding.tooltip)]
 
 
 def is_twin(parameters: tuple[object, ...]) -> bool:

@@ -15,8 +15,9 @@ from typing import Any
 from rich.text import Text
 from textual.command import Hit, Hits, Provider
 
-from loomtui.errors import escape_controls
+from loomtui.errors import abridged, escape_controls
 from loomtui.tui.base import loom_app
+from loomtui.tui.widgets.fitted_table import TABLE_KEYS
 
 THRESHOLD = 60.0
 """The least rapidfuzz score (of 100) a label needs to be offered."""
@@ -73,7 +74,8 @@ class BindingCommands(RankedProvider):
             seen.add(binding.action)
             shown = binding.key_display or self.app.get_key_display(binding)
             run = partial(self.app.run_action, binding.action, active.node)
-            found.append(((f"{binding.description} ({shown})", run, f"the {shown} key"), bool(binding.id)))
+            own = binding.id is not None and not binding.id.startswith(TABLE_KEYS)
+            found.append(((f"{binding.description} ({shown})", run, binding.tooltip), own))
         return found
 
     def entries(self) -> list[PaletteEntry]:
@@ -95,11 +97,11 @@ class SandboxesAndEscalations(RankedProvider):
             return []
         entries: list[PaletteEntry] = []
         for sandbox in snapshot.sandboxes:
-            task = " ".join(sandbox.task.split())[:70]
+            task = abridged(sandbox.task, 70)
             entries.append((f"sandbox {sandbox.id}: {task} ({sandbox.status}, {sandbox.runtime})",
                             partial(app.show_sandbox, sandbox.id), "open it in the sandboxes view"))
         for escalation in snapshot.open_escalations:
-            summary = " ".join(escalation.summary.split())[:70]
+            summary = abridged(escalation.summary, 70)
             entries.append((f"escalation #{escalation.id} ({escalation.risk}): {summary}",
                             partial(app.show_escalation, escalation.id),
                             "open it in the escalations view to approve, reject or override"))

@@ -43,9 +43,11 @@ class ContextScreen(LoomScreen[None]):
 
     AUTO_FOCUS = "#sections"
     BINDINGS = [
-        Binding("slash", "filter", "Filter", key_display="/", id="context.filter"),
-        Binding("r", "reload", "Reload", id="context.reload"),
-        Binding("escape", "back", "Back", id="context.back"),
+        Binding("slash", "filter", "Filter", key_display="/", id="context.filter",
+                tooltip="Show only the sections that match what you type"),
+        Binding("r", "reload", "Reload", id="context.reload",
+                tooltip="Read the team context from the repository again"),
+        Binding("escape", "back", "Back", id="context.back", tooltip="Out of the filter, then back to the sandboxes"),
     ]
 
     def __init__(self) -> None:

@@ -79,7 +79,8 @@ class SandboxTable(FittedTable):
     """The sandboxes table: `enter` opens the highlighted sandbox (the table's own `enter` selects
     a row, which the screen answers), and the footer says so while the table has focus."""
 
-    BINDINGS = [Binding("enter", "select_cursor", "Open", id="sandboxes.open")]
+    BINDINGS = [Binding("enter", "select_cursor", "Open", id="sandboxes.open",
+                        tooltip="Attach to the agent's tmux session, else show its log")]
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action == "select_cursor" and not self.row_count:  # nothing to open: not offered

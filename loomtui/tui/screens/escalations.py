@@ -51,7 +51,7 @@ ELSEWHERE_REFRESH_S: Final = 5.0
 class ReasonScreen(ModalScreen[str | None]):
     """Asks for the reason a reject or override needs; esc cancels."""
 
-    BINDINGS = [Binding("escape", "cancel", "Cancel", id="reason.cancel")]
+    BINDINGS = [Binding("escape", "cancel", "Cancel", id="reason.cancel", tooltip="Go back without deciding")]
     DEFAULT_CSS = """
     ReasonScreen { align: center middle; }
     ReasonScreen > Vertical { width: 70; height: auto; border: round $warning; background: $surface;
@@ -93,13 +93,19 @@ class EscalationsScreen(LoomScreen[None]):
 
     AUTO_FOCUS = "#queue"
     BINDINGS = [
-        *shown_where_it_applies(Binding("a", "decide('approve')", "Approve", id="escalations.approve")),
-        *shown_where_it_applies(Binding("r", "decide('reject')", "Reject", id="escalations.reject")),
-        *shown_where_it_applies(Binding("o", "decide('override')", "Override", id="escalations.override")),
-        Binding("d", "diff", "Diff", id="escalations.diff"),
-        Binding("h", "toggle_history", "Decided too", id="escalations.history"),
-        Binding("R", "toggle_repositories", "All repos", id="escalations.all_repos"),
-        Binding("escape", "back", "Back", id="escalations.back", show=False),  # esc backs out everywhere
+        *shown_where_it_applies(Binding("a", "decide('approve')", "Approve", id="escalations.approve",
+                                        tooltip="Approve the escalation (signed if the policy asks)")),
+        *shown_where_it_applies(Binding("r", "decide('reject')", "Reject", id="escalations.reject",
+                                        tooltip="Reject the selected escalation, with a reason")),
+        *shown_where_it_applies(Binding("o", "decide('override')", "Override", id="escalations.override",
+                                        tooltip="Override a block, with a reason the audit log keeps")),
+        Binding("d", "diff", "Diff", id="escalations.diff", tooltip="The selected escalation's sandbox diff"),
+        Binding("h", "toggle_history", "Decided too", id="escalations.history",
+                tooltip="Show the decided escalations too, or only open ones"),
+        Binding("R", "toggle_repositories", "All repos", id="escalations.all_repos",
+                tooltip="Add other repositories' escalations (a team store)"),
+        Binding("escape", "back", "Back", id="escalations.back",
+                show=False, tooltip="From the detail to the queue, then to the sandboxes"),  # esc backs out everywhere
     ]
 
     def __init__(self) -> None:

@@ -55,8 +55,9 @@ class PolicyScreen(LoomScreen[None]):
 
     AUTO_FOCUS = "#rules"
     BINDINGS = [
-        Binding("s", "pick_sandbox", "Sandbox", id="policy.pick_sandbox"),
-        Binding("escape", "back", "Back", id="policy.back"),
+        Binding("s", "pick_sandbox", "Sandbox", id="policy.pick_sandbox",
+                tooltip="Choose the sandbox the rules are evaluated for"),
+        Binding("escape", "back", "Back", id="policy.back", tooltip="Back to the sandboxes"),
     ]
 
     def __init__(self) -> None:
@@ -196,8 +197,9 @@ class AuditScreen(LoomScreen[None]):
 
     AUTO_FOCUS = "#audit"
     BINDINGS = [
-        Binding("v", "verify", "Verify", id="audit.verify"),
-        Binding("escape", "back", "Back", id="audit.back"),
+        Binding("v", "verify", "Verify", id="audit.verify",
+                tooltip="Verify the audit log's hash chain again"),
+        Binding("escape", "back", "Back", id="audit.back", tooltip="Back to the sandboxes"),
     ]
 
     def __init__(self) -> None:

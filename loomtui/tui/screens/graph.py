@@ -93,12 +93,13 @@ class GraphScreen(LoomScreen[None]):
         Binding("g", "toggle_drawn", "Graph/list", id="graph.drawn",
                 tooltip="Switch the claims between the drawn graph and the tree"),
         Binding("f", "filter_sandbox", "Filter", id="graph.filter",
-                tooltip="Draw one sandbox's regions and their neighbours; again for the next sandbox"),
+                tooltip="Draw one sandbox's regions; again for the next one"),
         Binding("z", "zoom_conflict", "Zoom", id="graph.zoom",
-                tooltip="Draw only the regions on the path of the conflict selected in the table"),
-        Binding("r", "reindex", "Re-index", id="graph.reindex"),
+                tooltip="Draw only the selected conflict's path"),
+        Binding("r", "reindex", "Re-index", id="graph.reindex",
+                tooltip="Parse changed files again and redraw the claims"),
         Binding("escape", "back", "Back", id="graph.back",
-                tooltip="Out of the zoom, then the filter, then back to the sandboxes"),
+                tooltip="Out of the zoom, the filter, then to the sandboxes"),
     ]
 
     def __init__(self) -> None:

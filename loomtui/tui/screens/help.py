@@ -12,7 +12,7 @@ from textual.containers import Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Footer, Static
 
-from loomtui.tui.widgets.fitted_table import FitColumn, FittedTable
+from loomtui.tui.widgets.fitted_table import TABLE_KEYS, FitColumn, FittedTable
 
 SIDEWAYS: Final = frozenset({"scroll_left", "scroll_right", "page_left", "page_right"})
 """Textual's sideways scrolling keys: listed only where there is something to the side (a tree or table
@@ -20,8 +20,8 @@ as wide as its pane takes them, and nothing moves)."""
 
 
 def key_rows(app: App[Any]) -> list[tuple[str, str, str, str]]:
-    """(key, description, where, id) of every described binding that works on the screen shown:
-    loomtui's own keys (they carry ids) first, the focused widget's after."""
+    """(key, what it does, where, id) of every described binding that works on the screen shown:
+    loomtui's own keys first, then the keys every table has (`table.` ids), then Textual's widgets'."""
     rows: list[tuple[str, str, str, str]] = []
     for active in app.screen.active_bindings.values():
         binding = active.binding
@@ -29,8 +29,8 @@ def key_rows(app: App[Any]) -> list[tuple[str, str, str, str]]:
                                        and not getattr(active.node, "allow_horizontal_scroll", True)):
             continue
         where = _where(app, active.node)
-        rows.append((app.get_key_display(binding), binding.description, where, binding.id or ""))
-    rows.sort(key=lambda row: (row[3] == "", row[2] != "app"))
+        rows.append((app.get_key_display(binding), binding.tooltip or binding.description, where, binding.id or ""))
+    rows.sort(key=lambda row: (row[3] == "", row[3].startswith(TABLE_KEYS)))
     return rows
 
 
@@ -50,11 +50,11 @@ class HelpScreen(ModalScreen[None]):
     """A modal table of bindings; `esc`, `q` or `?` closes it."""
 
     BINDINGS = [
-        Binding("escape,q,question_mark", "dismiss", "Close help", id="help.close"),
+        Binding("escape,q,question_mark", "dismiss", "Close help", id="help.close", tooltip="Close this list"),
     ]
     DEFAULT_CSS = """
     HelpScreen { align: center middle; }
-    HelpScreen > Vertical { width: 90; max-width: 95%; height: 80%; border: round $primary;
+    HelpScreen > Vertical { width: 116; max-width: 95%; height: 80%; border: round $primary;
                             background: $surface; padding: 0 1; }
     HelpScreen DataTable { height: 1fr; }
     """
@@ -67,7 +67,7 @@ class HelpScreen(ModalScreen[None]):
         with Vertical():
             yield Static(Text("Keys  (esc closes)", style="bold"))
             yield FittedTable([FitColumn("key", "key", priority=0, max_width=14),
-                               FitColumn("what", "what it does", priority=0, flex=True, min_width=20, want=40),
+                               FitColumn("what", "what it does", priority=0, flex=True, min_width=20, want=54),
                                FitColumn("where", "where", priority=1, max_width=24),
                                FitColumn("id", "id", priority=2, max_width=32)])
         yield Footer(compact=True)  # its own keys: the view below is not active under it

@@ -113,8 +113,9 @@ class MetricsScreen(LoomScreen[None]):
 
     AUTO_FOCUS = "#metrics-runtimes"
     BINDINGS = [
-        Binding("r", "recompute_now", "Recompute", id="metrics.recompute"),
-        Binding("escape", "back", "Back", id="metrics.back"),
+        Binding("r", "recompute_now", "Recompute", id="metrics.recompute",
+                tooltip="Compute this week's figures and the checklist again"),
+        Binding("escape", "back", "Back", id="metrics.back", tooltip="Back to the sandboxes"),
     ]
 
     def __init__(self) -> None:

@@ -85,7 +85,7 @@ class PlanScreen(LoomScreen[None]):
     VIEW_NAME = "Plan"
 
     AUTO_FOCUS = "#plan-tree"
-    BINDINGS = [Binding("escape", "back", "Back", id="plan.back")]
+    BINDINGS = [Binding("escape", "back", "Back", id="plan.back", tooltip="Back to the sandboxes")]
 
     def __init__(self) -> None:
         super().__init__()

@@ -40,8 +40,8 @@ class NewSandboxScreen(ModalScreen[NewSandboxRequest | None]):
     engineer sees a collision before the agent generates a line.
     """
 
-    BINDINGS = [Binding("ctrl+s", "start", "Start", id="new.start"),
-                Binding("escape", "cancel", "Cancel", id="new.cancel")]
+    BINDINGS = [Binding("ctrl+s", "start", "Start", id="new.start", tooltip="Start the sandbox from any field"),
+                Binding("escape", "cancel", "Cancel", id="new.cancel", tooltip="Close the form without starting")]
     DEFAULT_CSS = """
     NewSandboxScreen { align: center middle; }
     NewSandboxScreen > Vertical { width: 100; max-width: 95%; height: 90%; border: round $primary;
@@ -186,8 +186,8 @@ class ConfirmScreen(ModalScreen[bool]):
     """A yes/no question; `y` confirms, `n` or `esc` declines."""
 
     BINDINGS = [
-        Binding("y", "answer(True)", "Yes", id="confirm.yes"),
-        Binding("n,escape", "answer(False)", "No", id="confirm.no"),
+        Binding("y", "answer(True)", "Yes", id="confirm.yes", tooltip="Yes, do it"),
+        Binding("n,escape", "answer(False)", "No", id="confirm.no", tooltip="No, leave it as it is"),
     ]
     DEFAULT_CSS = """
     ConfirmScreen { align: center middle; }
@@ -212,8 +212,8 @@ class ConfirmScreen(ModalScreen[bool]):
 class DiffScreen(ModalScreen[None]):
     """A sandbox's diff, highlighted; `esc` closes."""
 
-    BINDINGS = [Binding("escape,q,d", "dismiss", "Close", id="diff.close"),
-                Binding("question_mark", "keys", "Keys", id="diff.keys")]
+    BINDINGS = [Binding("escape,q,d", "dismiss", "Close", id="diff.close", tooltip="Close the diff"),
+                Binding("question_mark", "keys", "Keys", id="diff.keys", tooltip="The keys that scroll the diff")]
     DEFAULT_CSS = """
     DiffScreen { align: center middle; }
     /* by id: Textual's Footer is a ScrollableContainer too */

@@ -26,6 +26,10 @@ SCROLLBAR_ROOM: Final = 2
 """Columns kept free for the vertical scrollbar, so a long table never needs a horizontal one."""
 
 
+TABLE_KEYS: Final = "table."
+"""The id prefix of the keys every table has (first and last row): listed after a view's own keys."""
+
+
 @dataclass(frozen=True)
 class FitColumn:
     """One column: its place in the table is its place in the list; `priority` says which
@@ -107,8 +111,10 @@ class FittedTable(DataTable[Cell]):
     # It fits its width, so nothing scrolls sideways: home and end go to the first and last row, and
     # the sideways keys are not offered (not in the footer, the help or the palette).
     BINDINGS = [
-        Binding("home", "scroll_top", "First row", show=False),
-        Binding("end", "scroll_bottom", "Last row", show=False),
+        Binding("home", "scroll_top", "First row", show=False, id=f"{TABLE_KEYS}first",
+                tooltip="Go to the table's first row"),
+        Binding("end", "scroll_bottom", "Last row", show=False, id=f"{TABLE_KEYS}last",
+                tooltip="Go to the table's last row"),
     ]
     _SIDEWAYS: Final = frozenset({"cursor_left", "cursor_right", "page_left", "page_right", "scroll_left",
                                   "scroll_right", "scroll_home", "scroll_end"})
