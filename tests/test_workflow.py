@@ -804,18 +804,18 @@ def test_a_task_being_prepared_by_its_creator_is_left_to_it(manual: Workspace) -
 
 
 def test_a_step_says_what_a_person_can_do_in_each_front_ends_words() -> None:
-    from loomtui.tui.screens.dashboard import APP_STEP_HINTS
+    from loomtui.tui.screens.dashboard import app_step_hints
     from loomtui.workflow.steps import StepView
 
     view = StepView(Step.WAIT_DECISION, "a decision on escalation #4", PersonAction.DECIDE, "4")
     assert view.line() == "waits for a decision on escalation #4"  # the engine's own words name no front-end
     assert view.line(STEP_HINTS) == "waits for a decision on escalation #4 (`loomtui escalation approve|reject 4`)"
-    assert view.line(APP_STEP_HINTS) == "waits for a decision on escalation #4 (press 3)"
+    assert view.line(app_step_hints()) == "waits for a decision on escalation #4 (press 3)"
     assert set(STEP_HINTS) == {str(action) for action in PersonAction}  # the shell can do every one
-    assert StepView(Step.WAIT_START, "a person to start it", PersonAction.START, "ab12").line(APP_STEP_HINTS) == (
+    assert StepView(Step.WAIT_START, "a person to start it", PersonAction.START, "ab12").line(app_step_hints()) == (
         "waits for a person to start it (press S)")
     # a table's narrow column cuts the end of a cell: there, what to press comes first
-    assert view.line(APP_STEP_HINTS, hint_first=True) == "press 3 · waits for a decision on escalation #4"
+    assert view.line(app_step_hints(), hint_first=True) == "press 3 · waits for a decision on escalation #4"
     assert view.line(hint_first=True) == view.line()
 
 

@@ -285,6 +285,7 @@ LAYER_COMMANDS: Final[dict[str, str]] = {
     "checklist": "checklist",
     "store": "store",
     "serve": "serve",
+    "keys": "keys",
 }
 """Each layer command and the `loomtui.cli` module that registers it (a test keeps this true): a
 command line naming one loads only its module, not every layer's engines (~0.3 s a call)."""

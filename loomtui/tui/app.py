@@ -11,7 +11,6 @@ from typing import TYPE_CHECKING, cast
 
 from textual import events, work
 from textual.app import App, ScreenStackError
-from textual.binding import Binding
 from textual.css.query import NoMatches
 from textual.notifications import SeverityLevel
 from textual.screen import Screen
@@ -24,6 +23,8 @@ from loomtui.repo import current_branch
 from loomtui.tui.escalation_toasts import EscalationToasts
 from loomtui.tui.idle_gc import TICK_S as COLLECT_EVERY_S
 from loomtui.tui.idle_gc import IdleCollector
+from loomtui.tui.keymap import load_keymap
+from loomtui.tui.keys import APP_BINDINGS, use_keymap
 from loomtui.tui.messages import (
     ConfigProblem,
     CoordinationChanged,
@@ -104,38 +105,7 @@ class LoomApp(App[int]):
     COMMANDS = App.COMMANDS | {context_sections, metrics_figures, BindingCommands, SandboxesAndEscalations,
                                ClaimedRegions}
     DEFAULT_MODE = "dashboard"
-    BINDINGS = [
-        Binding("question_mark", "help", "Help", key_display="?", id="app.help",
-                tooltip="Every key that works here, with its id"),
-        Binding("colon", "command_palette", "Commands", key_display=":", id="app.commands",
-                tooltip="Find a key, sandbox, escalation or region by name"),
-        # The footer keeps to what works on this screen, help, commands and quit: at 120 columns the
-        # eight views and the theme pushed "q Quit" off its end. `?` and `:` list them all.
-        Binding("t", "next_theme", "Theme", id="app.theme",
-                show=False, tooltip="Switch to the next of loomtui's themes"),
-        Binding("T", "pick_theme", "Pick theme", key_display="T", id="app.theme_picker",
-                show=False, tooltip="Pick from every theme"),
-        Binding("1", "switch_mode('dashboard')", "Sandboxes", id="app.mode.dashboard",
-                show=False, tooltip="View 1: the sandboxes and each agent's next step"),
-        Binding("2", "switch_mode('graph')", "Claims", id="app.mode.graph",
-                show=False, tooltip="View 2: who claims which code, and the conflicts"),
-        Binding("3", "switch_mode('escalations')", "Escalations", id="app.mode.escalations",
-                show=False, tooltip="View 3: the escalations waiting for a decision"),
-        Binding("4", "switch_mode('policy')", "Policy", id="app.mode.policy",
-                show=False, tooltip="View 4: the policy's rules and what they decide"),
-        Binding("5", "switch_mode('audit')", "Audit", id="app.mode.audit",
-                show=False, tooltip="View 5: the hash-chained audit log, verified"),
-        Binding("6", "switch_mode('context')", "Context", id="app.mode.context",
-                show=False, tooltip="View 6: the team context written into each sandbox"),
-        Binding("7", "switch_mode('plan')", "Plan", id="app.mode.plan",
-                show=False, tooltip="View 7: the tasks in dependency order"),
-        Binding("8", "switch_mode('metrics')", "Metrics", id="app.mode.metrics",
-                show=False, tooltip="View 8: this week's figures and the checklist"),
-        Binding("q", "quit", "Quit", id="app.quit", tooltip="Leave the app"),
-        # `/`, the first key a k9s or lazygit user tries: a view with no filter of its own says so. No
-        # description, so neither the footer nor the help offers a key that only answers no.
-        Binding("slash", "screen.filter", "", show=False, id="app.no_filter"),
-    ]
+    BINDINGS = APP_BINDINGS
 
     def __init__(
         self, workspace: Workspace, *, demo: bool = False,
@@ -167,6 +137,9 @@ class LoomApp(App[int]):
         self._background_started = False  # the index, reconcile and views' imports: after the first frame
         self.collector = IdleCollector()  # garbage collection's full passes while no key is pressed
         self._themes = self._choose_theme()
+        self.keymap = load_keymap()  # its problems are said in on_mount
+        self.set_keymap(self.keymap.keymap)
+        use_keymap(self.keymap.keymap)  # the hints ("press 3") name the keys it chose
 
     def get_driver_class(self) -> type[Driver]:
         """Textual's driver for this platform; on Linux and macOS, one that ends well when the terminal closes."""
@@ -237,6 +210,9 @@ class LoomApp(App[int]):
             self.notify(problem, title="theme skipped", severity="warning", timeout=8, markup=False)
         for warning in themes.warnings:
             self.notify(warning, title="theme contrast", severity="warning", timeout=10, markup=False)
+        for problem in self.keymap.problems:
+            self.notify(f"{problem} (left out; the default key stays)", title="keymap", severity="warning",
+                        timeout=10, markup=False)
         wanted = self.config.theme if self.config else DEFAULT_THEME
         self.theme = wanted if wanted in self.available_themes else DEFAULT_THEME
         if wanted != self.theme:  # a typo in loom.yaml's theme: said, not silently replaced

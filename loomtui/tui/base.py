@@ -41,8 +41,6 @@ class LoomScreen(Screen[ResultT]):
     HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (NARROW_COLUMNS, "-normal")]
     VIEW_NAME: ClassVar[str] = ""
     """The view's name in the header (one of the app's modes; "" for a form or a dialog)."""
-    NO_FILTER_HINT: ClassVar[str] = ""
-    """What to use instead of `/` in a view without a filter (said when `/` is pressed)."""
 
     def __init__(self, name: str | None = None, id: str | None = None, classes: str | None = None) -> None:
         super().__init__(name, id, classes)
@@ -60,10 +58,14 @@ class LoomScreen(Screen[ResultT]):
     def loom(self) -> LoomApp:
         return loom_app(self.app)
 
+    def no_filter_hint(self) -> str:
+        """What to use instead of `/` in a view without a filter (said when `/` is pressed), or ""."""
+        return ""
+
     def action_filter(self) -> None:
         """`/` in a view that has no filter (the app's `/`; the views that have one bind their own)."""
         if self.VIEW_NAME:
-            hint = f": {self.NO_FILTER_HINT}" if self.NO_FILTER_HINT else ""
+            hint = f": {self.no_filter_hint()}" if self.no_filter_hint() else ""
             self.notify(f"the {self.VIEW_NAME} view has no / filter{hint}", title="filter", timeout=4)
 
     @on(events.ScreenResume)

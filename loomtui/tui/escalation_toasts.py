@@ -8,6 +8,8 @@ from typing import TYPE_CHECKING, Any, Final
 from textual.notifications import Notification, Notify
 from textual.timer import Timer
 
+from loomtui.tui.keys import shown_key
+
 if TYPE_CHECKING:
     from textual.app import App
 
@@ -46,7 +48,8 @@ class EscalationToasts:
         # With the queue in view its new rows show (and the bell rang): a toast would cover its detail.
         if count and self.app.current_mode != QUEUE_MODE:
             self._announced_at = time.monotonic()
-            self._shown = Notification(f"{count} new escalation{'s' if count != 1 else ''} waiting: press 3",
+            self._shown = Notification(f"{count} new escalation{'s' if count != 1 else ''} waiting: "
+                                       f"press {shown_key('app.mode.escalations', '3')}",
                                        "escalation", "warning", self.seconds)
             self.app.post_message(Notify(self._shown))
 

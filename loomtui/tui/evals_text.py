@@ -14,6 +14,7 @@ from rich.text import Text
 
 from loomtui.errors import escape_controls
 from loomtui.store import GateRunRecord
+from loomtui.tui.keys import shown_key
 from loomtui.tui.snapshot import EvalBadge
 from loomtui.workspace import Workspace
 
@@ -176,14 +177,16 @@ def summary_text(view: EvalsView | None, sandbox_id: str | None, evaluating: boo
     if sandbox_id is None:
         return Text("Select a sandbox to see its evals.", style="dim")
     text = Text()
+    key = shown_key("dashboard.eval", "e")
     if evaluating:
-        text.append("eval running (e): gate 1's checks against the baseline, then gate 2's score…\n", style="cyan")
+        text.append(f"eval running ({key}): gate 1's checks against the baseline, then gate 2's score…\n",
+                    style="cyan")
     if view is None or view.sandbox_id != sandbox_id:
         return text.append("reading…", style="dim")
     report = view.report
     if report is None:
-        return text.append("No eval yet: e runs gate 1 (the checks, judged against the base commit) and gate 2 "
-                           "(a score with its evidence).", style="dim")
+        return text.append(f"No eval yet: {key} runs gate 1 (the checks, judged against the base commit) and "
+                           "gate 2 (a score with its evidence).", style="dim")
     failed = bool(report.checks) and report.gate1 != "passed"
     text.append("eval ", style="bold")
     text.append(report.badge(), style="bold red" if failed else "bold green")
@@ -219,10 +222,11 @@ def score_text(report: EvalReport | None) -> Text:
 def merged_text(merged: MergedReport | None, running: bool, since: Sequence[tuple[str, str]] = ()) -> Text:
     """The merged gate's line: what was merged onto which tip, who breaks together, who conflicts, and
     which of its sandboxes have moved on since (`since`: id and state now)."""
+    key = shown_key("dashboard.merged_gate", "M")
     if running:
         return Text("merged gate running: every pending sandbox merged together, its checks run…", style="cyan")
     if merged is None:
-        return Text("merged gate: not run yet (M runs it over the sandboxes awaiting review or approved)",
+        return Text(f"merged gate: not run yet ({key} runs it over the sandboxes awaiting review or approved)",
                     style="dim")
     text = Text("merged gate ", style="bold")
     text.append(f"on {one_line(merged.target)} ({merged.onto[:8]}): {len(merged.sandboxes)} merged "
@@ -239,7 +243,8 @@ def merged_text(merged: MergedReport | None, running: bool, since: Sequence[tupl
         text.append("\n no two of them break anything together", style="green")
     if since:
         moved = ", ".join(f"{sandbox} {state}" for sandbox, state in since)
-        text.append(f"\n since then: {one_line(moved)} (M runs it again over what is pending now)", style="yellow")
+        text.append(f"\n since then: {one_line(moved)} ({key} runs it again over what is pending now)",
+                    style="yellow")
     return text
 
 

@@ -1,11 +1,47 @@
-"""Keys the footer shows only where they apply, which still answer elsewhere: a key pressed where it
-does not apply says why not (a hidden key that did nothing would say nothing)."""
+"""The app's own keys; keys the footer shows only where they apply, which still answer elsewhere (a
+key pressed where it does not apply says why not: a hidden key that did nothing would say nothing);
+and the key a hint names, as the user's keymap chose it."""
 
 from __future__ import annotations
 
 from typing import Final
 
-from textual.binding import Binding
+from textual.binding import Binding, BindingType
+from textual.keys import format_key
+
+APP_BINDINGS: Final[list[BindingType]] = [
+    Binding("question_mark", "help", "Help", key_display="?", id="app.help",
+            tooltip="Every key that works here: what it does, its id"),
+    Binding("colon", "command_palette", "Commands", key_display=":", id="app.commands",
+            tooltip="Find a key, sandbox, escalation or region by name"),
+    # The footer keeps to what works on this screen, help, commands and quit: at 120 columns the
+    # eight views and the theme pushed "q Quit" off its end. `?` and `:` list them all.
+    Binding("t", "next_theme", "Theme", id="app.theme",
+            show=False, tooltip="Switch to the next of loomtui's themes"),
+    Binding("T", "pick_theme", "Pick theme", key_display="T", id="app.theme_picker",
+            show=False, tooltip="Pick from every theme"),
+    Binding("1", "switch_mode('dashboard')", "Sandboxes", id="app.mode.dashboard",
+            show=False, tooltip="View 1: the sandboxes and each agent's next step"),
+    Binding("2", "switch_mode('graph')", "Claims", id="app.mode.graph",
+            show=False, tooltip="View 2: who claims which code, and the conflicts"),
+    Binding("3", "switch_mode('escalations')", "Escalations", id="app.mode.escalations",
+            show=False, tooltip="View 3: the escalations waiting for a decision"),
+    Binding("4", "switch_mode('policy')", "Policy", id="app.mode.policy",
+            show=False, tooltip="View 4: the policy's rules and what they decide"),
+    Binding("5", "switch_mode('audit')", "Audit", id="app.mode.audit",
+            show=False, tooltip="View 5: the hash-chained audit log, verified"),
+    Binding("6", "switch_mode('context')", "Context", id="app.mode.context",
+            show=False, tooltip="View 6: the team context written into each sandbox"),
+    Binding("7", "switch_mode('plan')", "Plan", id="app.mode.plan",
+            show=False, tooltip="View 7: the tasks in dependency order"),
+    Binding("8", "switch_mode('metrics')", "Metrics", id="app.mode.metrics",
+            show=False, tooltip="View 8: this week's figures and the checklist"),
+    Binding("q", "quit", "Quit", id="app.quit", tooltip="Leave the app"),
+    # `/`, the first key a k9s or lazygit user tries: a view with no filter of its own says so. No
+    # description, so neither the footer nor the help offers a key that only answers no.
+    Binding("slash", "screen.filter", "", show=False, id="app.no_filter"),
+]
+"""The app's own keys: help, commands, themes, the eight views, quit (on every screen but a modal one)."""
 
 ANY_SELECTION: Final = 0
 """The last argument of a key's hidden twin: it runs for any selection, and its action says why not."""
@@ -24,3 +60,20 @@ def shown_where_it_applies(binding: Binding) -> list[Binding]:
 def is_twin(parameters: tuple[object, ...]) -> bool:
     """Whether an action's parameters are a hidden twin's (`shown_where_it_applies`)."""
     return bool(parameters) and type(parameters[-1]) is int and parameters[-1] == ANY_SELECTION
+
+
+_chosen: dict[str, str] = {}
+"""The keymap in use (binding id to Textual's comma-separated keys): set as the app starts."""
+
+
+def use_keymap(keymap: dict[str, str]) -> None:
+    """Make `shown_key` name the keys of `keymap` (the user's, checked) from now on."""
+    _chosen.clear()
+    _chosen.update(keymap)
+
+
+def shown_key(binding_id: str, default: str) -> str:
+    """The key to press for `binding_id`, as a hint names it ("press 3"): the user's first key for it,
+    else `default` (the binding's own)."""
+    keys = _chosen.get(binding_id)
+    return format_key(keys.split(",")[0]) if keys else default

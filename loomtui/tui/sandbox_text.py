@@ -14,6 +14,7 @@ from loomtui.errors import escape_controls
 from loomtui.execution import sandboxes
 from loomtui.execution.lifecycle import LIVE, PLANNED
 from loomtui.store import ClaimRecord, Event, SandboxRecord
+from loomtui.tui.keys import shown_key
 from loomtui.tui.widgets.fields import Field
 from loomtui.workflow.steps import StepView
 
@@ -27,9 +28,15 @@ STATUS_STYLES = {
 }
 
 RISK_STYLES = {"critical": "bold red", "high": "red", "medium": "yellow", "low": "dim"}
-APP_STEP_HINTS: Final = {"decide": "press 3", "merge": "press m", "start": "press S", "rerun": "S runs it again",
-                         "cancel": "W starts it without, x archives it"}
-"""How to act on a task's step in the app (workflow.steps.PersonAction), in `StepView.line`."""
+def app_step_hints() -> dict[str, str]:
+    """How to act on a task's step in the app (workflow.steps.PersonAction), in `StepView.line`: the keys
+    the user's keymap chose."""
+    return {"decide": f"press {shown_key('app.mode.escalations', '3')}",
+            "merge": f"press {shown_key('dashboard.merge', 'm')}",
+            "start": f"press {shown_key('dashboard.start', 'S')}",
+            "rerun": f"{shown_key('dashboard.start', 'S')} runs it again",
+            "cancel": f"{shown_key('dashboard.drop_after', 'W')} starts it without, "
+                      f"{shown_key('dashboard.archive', 'x')} archives it"}
 RUNNING_OR_TO_RUN: Final = LIVE | {PLANNED}
 STEP_STYLES = {"held": "red", "failed-step": "bold red", "merge-conflict": "bold red", "wait-decision": "yellow",
                "wait-start-approval": "yellow", "wait-tasks": "blue", "wait-claims": "blue", "wait-merge": "green"}
@@ -97,7 +104,7 @@ def sandbox_fields(sandbox: SandboxRecord, step: StepView | None, diff: str | No
     if sandbox.status in ("rejected", "failed") and why:  # a refused start's claim, a crash: said, not only stored
         fields.append(Field("why", task_text(str(why)), "bold red"))
     if step is not None:
-        fields.append(Field("next", step.line(APP_STEP_HINTS), STEP_STYLES.get(str(step.step), "")))
+        fields.append(Field("next", step.line(app_step_hints()), STEP_STYLES.get(str(step.step), "")))
     if sandbox.after:
         fields.append(Field("after", ", ".join(str(a) for a in sandbox.after)))
     if diff is not None:

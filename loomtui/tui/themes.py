@@ -57,6 +57,7 @@ __all__ = [
     "check_theme_file",
     "load_themes",
     "register_themes",
+    "user_config_dir",
     "user_themes_dir",
 ]
 
@@ -121,14 +122,19 @@ def bundled_themes_dir() -> Path:
     return bundled("themes")
 
 
-def user_themes_dir() -> Path:
-    """Where users put their own theme files."""
+def user_config_dir() -> Path:
+    """The user's own loomtui settings (themes, keymap): `$LOOMTUI_CONFIG_DIR`, else
+    `$XDG_CONFIG_HOME/loomtui`, else `~/.config/loomtui`."""
     config_dir = os.environ.get("LOOMTUI_CONFIG_DIR")
     if config_dir:
-        return Path(config_dir).expanduser() / "themes"
+        return Path(config_dir).expanduser()
     xdg = os.environ.get("XDG_CONFIG_HOME")
-    base = Path(xdg).expanduser() if xdg else Path.home() / ".config"
-    return base / "loomtui" / "themes"
+    return (Path(xdg).expanduser() if xdg else Path.home() / ".config") / "loomtui"
+
+
+def user_themes_dir() -> Path:
+    """Where users put their own theme files."""
+    return user_config_dir() / "themes"
 
 
 def load_themes(extra_dirs: Sequence[Path] = ()) -> ThemeLoadResult:

@@ -30,10 +30,10 @@ from loomtui.tui import sandbox_calls
 from loomtui.tui.base import LoomScreen, inner_width
 from loomtui.tui.evals_text import gates_cell
 from loomtui.tui.sandbox_text import (
-    APP_STEP_HINTS,
     RISK_STYLES,
     STATUS_STYLES,
     STEP_STYLES,
+    app_step_hints,
     claims_text,
     context_text,
     drift_line,
@@ -193,7 +193,7 @@ class DashboardScreen(LoomScreen[None]):
         risk = self.snapshot.risk_by_sandbox.get(sandbox.id, "–")
         step = self.snapshot.steps.get(sandbox.id)
         cells: dict[str, Text | str] = {
-            "next": Text(step.line(APP_STEP_HINTS, hint_first=True) if step and str(step.step) != "done" else "–",
+            "next": Text(step.line(app_step_hints(), hint_first=True) if step and str(step.step) != "done" else "–",
                          style=STEP_STYLES.get(str(step.step), "") if step else ""),
             "id": sandbox.id,
             "runtime": Text(sandbox.runtime),
@@ -483,7 +483,7 @@ class DashboardScreen(LoomScreen[None]):
                                  severity="error")
             return
         app.call_from_thread(setattr, self, "_draft", None)
-        said = "started" if record.status != PLANNED else Workflow(app.workspace).view(record).line(APP_STEP_HINTS)
+        said = "started" if record.status != PLANNED else Workflow(app.workspace).view(record).line(app_step_hints())
         app.call_from_thread(self._select_new, record.id)
         app.call_from_thread(app.notify, f"sandbox {record.id} {said}", title="new sandbox")
 

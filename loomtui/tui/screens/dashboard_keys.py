@@ -11,7 +11,7 @@ from textual.binding import Binding, BindingType
 from loomtui.execution.lifecycle import APPROVED, AWAITING_REVIEW, LIVE, MERGED
 from loomtui.store import SandboxRecord
 from loomtui.tui.keys import shown_where_it_applies
-from loomtui.tui.sandbox_text import APP_STEP_HINTS
+from loomtui.tui.sandbox_text import app_step_hints
 from loomtui.workflow.steps import PersonAction, Step, StepView
 
 FOLLOWS_SELECTION: Final = frozenset({"start", "stop", "merge", "diff", "evals", "open", "drop_after"})
@@ -57,7 +57,7 @@ def merge_refusal(sandbox: SandboxRecord, step: StepView | None) -> str | None:
                else "only an approved change merges (its review and escalation come first)")
         return f"sandbox {sandbox.id} is {sandbox.status}: {why}"
     if sandbox.status == AWAITING_REVIEW and step is not None and step.step == Step.WAIT_DECISION:
-        return f"sandbox {sandbox.id} is not approved yet: it {step.line(APP_STEP_HINTS)}"
+        return f"sandbox {sandbox.id} is not approved yet: it {step.line(app_step_hints())}"
     return None
 
 

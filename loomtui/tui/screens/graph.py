@@ -23,6 +23,7 @@ from loomtui.coordination.view import CoordinationPicture, Edge
 from loomtui.errors import escape_controls
 from loomtui.store import ClaimRecord
 from loomtui.tui.base import LoomScreen, inner_width
+from loomtui.tui.keys import shown_key
 from loomtui.tui.widgets.claims_canvas import ClaimsCanvas, assign_colours, theme_palette
 from loomtui.tui.widgets.fields import wrap_value
 from loomtui.tui.widgets.fitted_tree import FittedTree
@@ -86,7 +87,6 @@ class GraphScreen(LoomScreen[None]):
     """Claims, neighbourhoods and conflicts, navigable with the keyboard."""
 
     VIEW_NAME = "Claims"
-    NO_FILTER_HINT = "f shows one sandbox's claims at a time"
 
     AUTO_FOCUS = "#conflicts"
     BINDINGS = [
@@ -379,6 +379,9 @@ class GraphScreen(LoomScreen[None]):
         if not self.drawn:
             self._show_drawn(True)
         self._title()
+
+    def no_filter_hint(self) -> str:
+        return f"{shown_key('graph.filter', 'f')} shows one sandbox's claims at a time"
 
     def action_reindex(self) -> None:
         # Said at once over the claims; the app's toast says what the re-index found (files parsed, or

@@ -20,7 +20,7 @@ from textual.widgets.tree import TreeNode
 
 from loomtui.store import SandboxRecord
 from loomtui.tui.base import LoomScreen, inner_width
-from loomtui.tui.sandbox_text import APP_STEP_HINTS, STATUS_STYLES, STEP_STYLES, task_text
+from loomtui.tui.sandbox_text import STATUS_STYLES, STEP_STYLES, app_step_hints, task_text
 from loomtui.tui.snapshot import DashboardSnapshot
 from loomtui.tui.widgets.fields import Field, render_fields
 from loomtui.tui.widgets.fitted_tree import FittedTree
@@ -159,7 +159,7 @@ class PlanScreen(LoomScreen[None]):
         fields = [Field("task", task.name), Field("sandbox", task.sandbox.id),
                   Field("status", task.sandbox.status), Field("does", task_text(task.sandbox.task))]
         if task.step is not None:
-            fields.append(Field("next", task.step.line(APP_STEP_HINTS), STEP_STYLES.get(str(task.step.step), "")))
+            fields.append(Field("next", task.step.line(app_step_hints()), STEP_STYLES.get(str(task.step.step), "")))
         if task.waits_on:
             fields.append(Field("after", ", ".join(task.waits_on)))
         fields += [Field("why", reason) for reason in task.reasons]
@@ -174,5 +174,5 @@ def _task_label(task: PlannedTask) -> Text:
     label = Text(f"{task.name} ")
     label.append(task.sandbox.status, style=STATUS_STYLES.get(task.sandbox.status, ""))
     if task.step is not None and str(task.step.step) != "done":
-        label.append(f"  {task.step.line(APP_STEP_HINTS)}", style=STEP_STYLES.get(str(task.step.step), "dim"))
+        label.append(f"  {task.step.line(app_step_hints())}", style=STEP_STYLES.get(str(task.step.step), "dim"))
     return label

@@ -1,0 +1,203 @@
+"""Your own keys: `keymap.yaml` in loomtui's config folder (`$LOOMTUI_CONFIG_DIR`, else
+`~/.config/loomtui`) maps a key's id, as `?` and `loomtui keys` show it, to the key or keys
+(comma-separated, or a list) to press instead:
+
+    dashboard.new: a            # `a` makes a new sandbox
+    app.quit: ctrl+q, q
+    escalations.approve: [y, enter]
+
+The file is checked as it is read, line by line: an id no key has (with the one you likely
+meant), a key name Textual does not know (`ctlr+s`), a key the terminal or a table keeps
+(tab, the arrows), or a key another of loomtui's keys already answers where this one works
+(both would answer; Textual keeps one) is a `keymap.yaml:LINE: id: problem` line, and that
+entry is left out; the others apply. Read when the app starts.
+"""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Final
+
+from textual.app import App
+from textual.binding import Binding
+from textual.dom import DOMNode
+from textual.keys import KEY_NAME_REPLACEMENTS, Keys, _character_to_key, format_key, key_to_character
+from textual.screen import ModalScreen, Screen
+from yaml.nodes import SequenceNode
+
+from loomtui.errors import ConfigError
+from loomtui.tui.themes import user_config_dir
+from loomtui.yamlcheck import Value, closest, compose, read_text
+
+KEYMAP_FILE: Final = "keymap.yaml"
+MODIFIERS: Final = frozenset({"ctrl", "shift", "alt", "meta", "super", "hyper"})
+RESERVED: Final = {
+    "tab": "moves the focus", "shift+tab": "moves the focus back", "ctrl+c": "copies, or says how to quit",
+    "ctrl+q": "quits", "up": "moves a table's cursor", "down": "moves a table's cursor",
+    "left": "moves a tree's or a field's cursor", "right": "moves a tree's or a field's cursor",
+    "pageup": "pages a table", "pagedown": "pages a table",
+}
+"""Keys Textual and the terminal keep: a table's or a tree's cursor, focus, copy, quit."""
+_NAMED: Final = frozenset(key.value.rsplit("+", 1)[-1] for key in Keys) | frozenset(KEY_NAME_REPLACEMENTS.values())
+
+
+@dataclass(frozen=True)
+class LoomKey:
+    """One of loomtui's keys: its id, default keys (Textual's names), label, what it does, and the
+    class whose BINDINGS holds it (where it answers)."""
+
+    id: str
+    keys: tuple[str, ...]
+    description: str
+    tooltip: str
+    owner: type[DOMNode]
+
+
+@dataclass
+class KeymapLoad:
+    """A keymap as read: what applies (id to Textual's comma-separated keys) and each problem's line."""
+
+    keymap: dict[str, str] = field(default_factory=dict)
+    problems: list[str] = field(default_factory=list)
+    path: Path | None = None
+
+
+def keymap_path() -> Path:
+    """Where the user's keymap lives."""
+    return user_config_dir() / KEYMAP_FILE
+
+
+def loomtui_keys() -> list[LoomKey]:
+    """Every described key of loomtui's app, views, forms and widgets, once per id."""
+    import loomtui.tui
+
+    for module in pkgutil.walk_packages(loomtui.tui.__path__, "loomtui.tui."):
+        importlib.import_module(module.name)
+    found: dict[str, LoomKey] = {}
+    for cls in _loomtui_classes():
+        for binding in vars(cls).get("BINDINGS", ()):
+            if isinstance(binding, Binding) and binding.id and binding.description and binding.id not in found:
+                found[binding.id] = LoomKey(binding.id, _split(binding.key), binding.description,
+                                            binding.tooltip, cls)
+    return sorted(found.values(), key=lambda key: key.id)
+
+
+def _loomtui_classes() -> Iterator[type[DOMNode]]:
+    pending: list[type[DOMNode]] = [DOMNode]
+    seen = set()
+    while pending:
+        cls = pending.pop()
+        if cls in seen:
+            continue
+        seen.add(cls)
+        pending.extend(cls.__subclasses__())
+        if cls.__module__.startswith("loomtui."):
+            yield cls
+
+
+def _split(keys: str) -> tuple[str, ...]:
+    """Textual's comma-separated keys, each in its long name (`?` as `question_mark`): Textual's own
+    normalisation (`App._normalize_keymap` uses the same private helper), so that keys compare as it
+    will bind them."""
+    return tuple(_character_to_key(key) if len(key) == 1 else key for key in (k.strip() for k in keys.split(",")))
+
+
+def shown_keys(keys: list[str]) -> str:
+    """Keys as a person reads them (`?`, `esc`, `ctrl+s`), space-separated."""
+    return " ".join(format_key(key) for key in keys)
+
+
+def key_problem(key: str) -> str | None:
+    """Why `key` is not a key Textual can bind, or None."""
+    *modifiers, base = key.split("+")
+    unknown = [modifier for modifier in modifiers if modifier not in MODIFIERS]
+    if unknown or not base:
+        return f"{key!r} is not a key: modifiers are {', '.join(sorted(MODIFIERS))} (as in ctrl+s)"
+    if len(base) == 1 or base in _NAMED:
+        return None
+    character = key_to_character(base)
+    if character is not None and len(character) == 1 and character.isprintable():
+        return None
+    guess = closest(base, _NAMED)
+    hint = f" (did you mean {guess!r}?)" if guess else ""
+    return f"{key!r} is not a key Textual knows: a character, or a name such as f5, escape or question_mark{hint}"
+
+
+def _answers_together(one: type[DOMNode], other: type[DOMNode]) -> bool:
+    """Whether keys of these two classes can answer on the same screen: the app's on every screen but a
+    modal one (Textual stops at the modal), a class's with its subclasses' (they inherit them), a
+    widget's on any screen. Two screens never do."""
+    if issubclass(one, other) or issubclass(other, one):
+        return True
+    if issubclass(one, App) or issubclass(other, App):
+        return not (issubclass(one, ModalScreen) or issubclass(other, ModalScreen))
+    return issubclass(one, Screen) != issubclass(other, Screen)
+
+
+def load_keymap(path: Path | None = None) -> KeymapLoad:
+    """The user's keymap, checked (module docstring); a missing file is an empty keymap. Never raises."""
+    path = path or keymap_path()
+    result = KeymapLoad(path=path)
+    if not path.exists():
+        return result
+    try:
+        root = compose(read_text(path, str(path)), str(path))
+        entries = list(root.as_mapping().items()) if root is not None else []
+    except ConfigError as exc:
+        result.problems.append(str(exc))
+        return result
+    keys = {key.id: key for key in loomtui_keys()}
+    wanted: dict[str, tuple[str, ...]] = {}
+    lines: dict[str, Value] = {}
+    problems: list[tuple[int, str]] = []
+    for name, value in entries:
+        try:
+            wanted[name] = _entry(name, value, keys)
+            lines[name] = value
+        except ConfigError as exc:
+            problems.append((value.line, str(exc)))
+    for name, chosen in wanted.items():
+        clash = _clash(name, chosen, wanted, keys)
+        if clash:
+            problems.append((lines[name].line, str(lines[name].error(clash))))
+        else:
+            result.keymap[name] = ",".join(chosen)
+    result.problems = [problem for _line, problem in sorted(problems)]
+    return result
+
+
+def _entry(name: str, value: Value, keys: dict[str, LoomKey]) -> tuple[str, ...]:
+    if name not in keys:
+        guess = closest(name, keys)
+        hint = f" (did you mean {guess!r}?)" if guess else "; `loomtui keys` lists them"
+        raise value.error(f"no key has this id{hint}")
+    if isinstance(value.node, SequenceNode):
+        texts = [item.as_str(non_empty=True) for item in value.as_list()]
+    else:
+        texts = value.as_str(non_empty=True).split(",")
+    chosen = _split(",".join(text.strip() for text in texts))
+    for key in chosen:
+        problem = key_problem(key)
+        if problem is None and key in RESERVED:
+            problem = f"{key} {RESERVED[key]}: pick another key"
+        if problem:
+            raise value.error(problem)
+    return chosen
+
+
+def _clash(name: str, chosen: tuple[str, ...], wanted: dict[str, tuple[str, ...]], keys: dict[str, LoomKey]) -> str:
+    """The other key that answers one of `chosen` where `name` works, once the keymap applies, or ""."""
+    mine = keys[name]
+    for other in keys.values():
+        if other.id == name or not _answers_together(mine.owner, other.owner):
+            continue
+        shared = set(chosen) & set(wanted.get(other.id, other.keys))
+        if shared:
+            key = format_key(sorted(shared)[0])
+            return (f"{key} already answers as {other.description} ({other.id}) where this key works: map "
+                    f"{other.id} to another key too, or pick another")
+    return ""
