@@ -302,6 +302,15 @@ def test_9_a_sandbox_started_without_claims_is_partly(ws: Workspace) -> None:
     assert loose.answer == "partly" and "started without claims: loose" in loose.evidence
 
 
+def test_9_claims_held_under_names_that_are_no_sandbox_are_not_counted_as_sandboxes(ws: Workspace) -> None:
+    add_sandbox(ws, "c1")
+    for holder, target in (("c1", "a.py"), ("alice", "b.py"), ("ci-bot", "c.py")):
+        ws.store.add_claim(holder, target, "exclusive", "", time.time() + 60, [target])
+    counted = item(ws, 9)
+    assert counted.evidence[0] == "1 of 1 started sandbox held claims (3 claims in all)"  # was "3 claims by 3 of 1"
+    assert (counted.facts["claimed"], counted.facts["started"], counted.facts["claims"]) == (1, 1, 3)
+
+
 def test_10_acceptance_this_week(ws: Workspace) -> None:
     nothing = item(ws, 10)
     assert nothing.answer == "no" and "report" in nothing.next_step

@@ -458,16 +458,20 @@ def _audit_trail(ev: Evidence) -> Answer:
 
 def _coordination(ev: Evidence) -> Answer:
     claims = ev.workspace.store.all_claims()
-    claimed = {c.sandbox_id for c in claims}
-    unclaimed = [s.id for s in ev.started if s.id not in claimed]
+    holders = {c.sandbox_id for c in claims}
+    # Only sandboxes count against sandboxes: a claim held under another name (`claim add --sandbox NAME`
+    # for a person or a tool) made "3 of 1 started sandbox".
+    claimed = [s.id for s in ev.started if s.id in holders]
+    unclaimed = [s.id for s in ev.started if s.id not in holders]
     refused = sum(ev.actions[a] for a in ("claim.refused", "agent.claim_refused", "hook.commit_refused"))
     warned, plans = ev.warned("claim.added"), ev.actions["plan.scheduled"]
     conflicts = ev.actions["sandbox.merge_conflict"]
-    seen = [f"{_plural(len(claims), 'claim')} by {len(claimed)} of {_plural(len(ev.started), 'started sandbox')}",
+    seen = [f"{len(claimed)} of {_plural(len(ev.started), 'started sandbox')} held claims "
+            f"({_plural(len(claims), 'claim')} in all)",
             f"flagged before generation: {_plural(refused, 'refused claim')}, {_plural(warned, 'claim')} warned of "
             f"a conflict, {_plural(plans, 'plan')} ordered ({ev.warned('plan.scheduled')} with dependency edges)",
             f"merge conflicts found at merge time: {conflicts} (`sandbox.merge_conflict`)"]
-    facts = {"claims": len(claims), "claimed": len(claimed), "merge_conflicts": conflicts,
+    facts = {"claims": len(claims), "claimed": len(claimed), "started": len(ev.started), "merge_conflicts": conflicts,
              "flagged": refused + warned}
     if not claims:
         return NO, seen, ("claim regions before agents start: `loomtui claim suggest \"TASK\"`, then "
