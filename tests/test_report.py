@@ -222,6 +222,26 @@ def test_per_runtime_and_per_day(scenario: Workspace) -> None:
     assert (first.commits, first.agent_commits, second.commits, second.agent_commits) == (6, 6, 5, 1)
 
 
+def test_a_sandbox_run_again_is_one_sandbox_started_and_ended_and_its_tokens_count_once(
+        scenario: Workspace) -> None:
+    """`sandbox start ID` after a run that made no change: 5 created, 6 started, 6 ended, and the last
+    run's tokens and cost twice."""
+    scenario.store.add_sandbox(sandbox("s7", "claude", D0 + 2 * DAY, D0 + 2 * DAY + 3 * H,
+                                       ended_at=D0 + 2 * DAY + 2 * H,
+                                       agent_result={"input_tokens": 500, "output_tokens": 50, "cost_usd": 0.1}))
+    add_entries(scenario, [
+        (D0 + 2 * DAY, "sandbox.planned", "s7", {}), moved(D0 + 2 * DAY + 60, "s7", "running", "planned"),
+        moved(D0 + 2 * DAY + H, "s7", "failed", "running"), moved(D0 + 2 * DAY + H + 60, "s7", "planned", "failed"),
+        moved(D0 + 2 * DAY + H + 70, "s7", "running", "planned"), moved(D0 + 2 * DAY + 2 * H, "s7", "exited", "running"),
+    ])
+    m = compute_metrics(scenario, SINCE, UNTIL)
+    assert (m.total.sandboxes_created, m.total.sandboxes_started, m.total.sandboxes_ended) == (6, 5, 5)
+    claude = by_key(m.by_runtime)["claude"]
+    assert (claude.input_tokens, claude.output_tokens, claude.cost_usd, claude.agents_reporting) == \
+        (4500, 350, pytest.approx(0.85), 3)
+    assert by_key(m.by_day)[DAYS[2]].sandboxes_started == 1
+
+
 def test_agent_made_commits_by_each_kind_of_trailer(scenario: Workspace, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("LOOMTUI_AGENT_TRAILERS", raising=False)
     m = compute_metrics(scenario, SINCE, UNTIL)

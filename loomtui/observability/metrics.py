@@ -306,6 +306,7 @@ class _Reader:
         self.sandboxes = sandboxes
         self.outcome: dict[str, tuple[str, float]] = {}
         self.ended: dict[str, float] = {}
+        self.started: set[str] = set()
         self.timed: set[str] = set()
         self.before_start = 0
         self.conflicts: Counter[str] = Counter()
@@ -318,13 +319,15 @@ class _Reader:
     def read(self, entry: Entry) -> None:
         action, details, sandbox = entry.action, entry.details, entry.subject
         moved_from = str(details.get("from", ""))
+        # A sandbox run again (`sandbox start` after a run that made no change) is one sandbox: counted
+        # once started and once ended, at its last end, with its agent's report once (the last run's).
         if action == "sandbox.running" and moved_from == "planned":
-            self.tallies.add("sandboxes_started", entry.at, self.runtime(sandbox))
+            if sandbox not in self.started:
+                self.started.add(sandbox)
+                self.tallies.add("sandboxes_started", entry.at, self.runtime(sandbox))
         elif action in AGENT_ENDS and moved_from in RAN:
             self.ended[sandbox] = entry.at
             self.timed.discard(sandbox)
-            self.tallies.add("sandboxes_ended", entry.at, self.runtime(sandbox))
-            self._tokens(sandbox, entry.at)
         elif action == "sandbox.rejected" and moved_from == "planned":
             self.before_start += 1
             self.conflicts["rejected_at_claim"] += str(details.get("reason", "")).startswith("claim on")
@@ -378,6 +381,9 @@ class _Reader:
         self.tallies.spend(cost or 0.0, at, runtime)
 
     def finish(self) -> None:
+        for sandbox, at in self.ended.items():
+            self.tallies.add("sandboxes_ended", at, self.runtime(sandbox))
+            self._tokens(sandbox, at)
         for sandbox, (outcome, at) in self.outcome.items():
             self.tallies.add(outcome, at, self.runtime(sandbox))
 
