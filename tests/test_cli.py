@@ -289,6 +289,15 @@ def test_config_check_warns_of_a_theme_that_is_not_installed(repo: Path) -> None
     assert said["ok"] is True and len(said["warnings"]) == 1 and "'loom-drak'" in said["warnings"][0]
     (repo / ".loom" / "loom.yaml").write_text("version: 1\ntheme: loom-light\n")
     assert json.loads(run_cli(repo, "config", "check", "--json").stdout)["warnings"] == []
+    # A theme file of yours the app would skip is said at its line, whether loom.yaml names it or not.
+    themes = Path(os.environ["LOOMTUI_CONFIG_DIR"]) / "themes"
+    themes.mkdir(parents=True)
+    (themes / "mine.yaml").write_text("name: mine\n")
+    (repo / ".loom" / "loom.yaml").write_text("version: 1\ntheme: mine\n")
+    said = json.loads(run_cli(repo, "config", "check", "--json").stdout)
+    assert said["ok"] is True and said["warnings"][0] == (f"{themes / 'mine.yaml'}:1: primary: required key missing "
+                                                          "(the theme file is skipped)")
+    assert said["warnings"][1].startswith("theme 'mine' is not installed")
 
 
 def test_flags_that_ask_for_two_things_are_refused_not_one_ignored(repo: Path) -> None:

@@ -139,17 +139,18 @@ def _pin_warnings(root: Path, config: LoomConfig) -> list[str]:
 
 
 def _theme_warnings(wanted: str) -> list[str]:
-    """A theme loom.yaml names that is not installed: the app shows its default instead (a warning, as
-    the look of the app is all it changes)."""
+    """Each theme file the app skips (`file:line: problem`), then a theme loom.yaml names that is not
+    installed: the app shows its default instead (warnings, as the look of the app is all they change)."""
     from loomtui.tui.themes import load_themes  # the app's own reading of the theme files
     from loomtui.yamlcheck import closest
 
-    names = load_themes().names
-    if wanted in names:
-        return []
-    like = closest(wanted, names)
-    return [f"theme {wanted!r} is not installed{f' (did you mean {like!r}?)' if like else ''}; the app shows its "
-            f"default (installed: {', '.join(names)})"]
+    loaded = load_themes()
+    skipped = [f"{problem} (the theme file is skipped)" for problem in loaded.problems]
+    if wanted in loaded.names:
+        return skipped
+    like = closest(wanted, loaded.names)
+    return skipped + [f"theme {wanted!r} is not installed{f' (did you mean {like!r}?)' if like else ''}; the app "
+                      f"shows its default (installed: {', '.join(loaded.names)})"]
 
 
 def audit_file_behind(workspace: Workspace) -> str:
