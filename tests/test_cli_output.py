@@ -82,9 +82,13 @@ def test_sandbox_list_keeps_its_columns_with_a_long_runtime_name(billing: Path) 
         "version: 1\nruntimes:\n  a-runtime-with-a-long-name:\n    argv: [\"true\"]\n  x:\n    argv: [\"true\"]\n")
     run_cli(billing, "sandbox", "new", "--runtime", "a-runtime-with-a-long-name", "--task", "tidy", "--no-start")
     run_cli(billing, "sandbox", "new", "--runtime", "x", "--task", "short", "--no-start")
-    header, *rows = run_cli(billing, "sandbox", "list").stdout.splitlines()
+    header, *lines = run_cli(billing, "sandbox", "list").stdout.splitlines()
+    rows = [line for line in lines if not line.startswith(" ")]
     column = header.index("TASK")
     assert sorted(row[column:].split()[0] for row in rows) == ["short", "tidy"]
+    # A person's turn is said under its row, with the command that takes it.
+    nexts = [line.split("next: ", 1)[1] for line in lines if line.startswith(" ")]
+    assert len(nexts) == 2 and all("(`loomtui sandbox start " in line for line in nexts), nexts
     assert "command" in run_cli(billing, "sandbox", "new", "--help").stdout
 
 

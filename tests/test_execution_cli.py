@@ -73,10 +73,14 @@ def test_a_sandbox_from_the_command_line(repo: Path, script: Path) -> None:
         workspace.close()
     assert settled.step == "wait-decision" and f"escalation #{escalation}" in settled.waits_on
     listing = json.loads(run(repo, "sandbox", "list", "--json").stdout)
-    assert [(s["id"], s["status"]) for s in listing["sandboxes"]] == [(sandbox_id, "awaiting_review")]
+    assert [(s["id"], s["status"], s["step"]) for s in listing["sandboxes"]] == [
+        (sandbox_id, "awaiting_review", "wait-decision")]
+    assert listing["sandboxes"][0]["waits_on"] == settled.waits_on  # what `sandbox new --json` says, for scripts
+    assert listing["sandboxes"][0]["next"].endswith(f"(`loomtui escalation approve|reject {escalation}`)")
     assert listing["reconcile"]["orphaned"] == []
     table = run(repo, "sandbox", "list").stdout
     assert sandbox_id in table and "say hello" in table and "awaiting_review" in table
+    assert f"next: waits for {settled.waits_on}" in table
     advanced = json.loads(run(repo, "sandbox", "advance", sandbox_id, "--json").stdout)["advanced"]
     assert [(a["status"], a["step"], a["done"]) for a in advanced] == [("awaiting_review", "wait-decision", [])]
     stat = run(repo, "sandbox", "diff", sandbox_id, "--stat")

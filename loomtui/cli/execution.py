@@ -33,6 +33,7 @@ from loomtui.workspace import Workspace
 
 if TYPE_CHECKING:
     from loomtui.workflow.engine import Workflow
+    from loomtui.workflow.steps import StepView
 
 
 def _record_dict(record: SandboxRecord) -> dict[str, Any]:
@@ -158,8 +159,10 @@ def cmd_list(args: argparse.Namespace) -> int:
     # Read-only (a mount nobody here may write): listed as recorded; a dead supervisor is not marked.
     report = recovery.ReconcileReport() if workspace.store.read_only else recovery.reconcile(workspace)
     records = engine.list_sandboxes(workspace, include_archived=args.all)
+    steps = _next_steps(workspace, records)
     if args.json:
-        print_json({"sandboxes": [_record_dict(r) for r in records], "reconcile": asdict(report)})
+        print_json({"sandboxes": [{**_record_dict(r), **_step_dict(steps[r.id])} for r in records],
+                    "reconcile": asdict(report)})
         return 0
     for line in report.lines():
         print(f"note: {line}", file=sys.stderr)
@@ -176,7 +179,27 @@ def cmd_list(args: argparse.Namespace) -> int:
         flag += " [stopped]" if engine.stopped_by(r) else ""
         print(f"{r.id:<8} {r.status:<16} {r.runtime:<{width}} {engine.isolation_label(r):<17} "
               f"{_age(now - r.created):>4}  {task}{flag}")
+        step = steps[r.id]
+        if step is not None and step.action is not None:  # a person's turn: what to run
+            print(f"{'':<8} next: {step.line(STEP_HINTS)}")
     return 0
+
+
+def _next_steps(workspace: Workspace, records: list[SandboxRecord]) -> dict[str, StepView | None]:
+    """Each sandbox's next step; None for all when the policy or loom.yaml cannot be read (the listing
+    still lists; `sandbox advance` says what is wrong)."""
+    try:
+        workflow = _workflow(workspace)
+        return {r.id: workflow.view(r) for r in records}
+    except LoomError:
+        return dict.fromkeys((r.id for r in records), None)
+
+
+def _step_dict(step: StepView | None) -> dict[str, Any]:
+    """A next step for `--json`: the step, what it waits on, and the line with the command to run."""
+    if step is None:
+        return {"step": None, "waits_on": None, "next": None}
+    return {"step": str(step.step), "waits_on": step.waits_on, "next": step.line(STEP_HINTS)}
 
 
 def cmd_logs(args: argparse.Namespace) -> int:
