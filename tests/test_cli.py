@@ -42,6 +42,24 @@ def test_help_names_the_commands(repo: Path) -> None:
         assert command in done.stdout
 
 
+def test_every_argument_of_every_command_says_what_it_is_in_help() -> None:
+    """`claim release --help` listed `CLAIM_ID` with nothing after it (a claim's number? a region?)."""
+    import argparse
+
+    from loomtui.cli import build_parser
+
+    bare = []
+    pending = [("loomtui", build_parser())]
+    while pending:
+        path, parser = pending.pop()
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                pending += [(f"{path} {name}", sub) for name, sub in action.choices.items()]
+            elif not isinstance(action, (argparse._HelpAction, argparse._VersionAction)) and not action.help:
+                bare.append(f"{path} {action.option_strings or action.metavar}")
+    assert bare == []
+
+
 def test_audit_verify_ok_then_broken(repo: Path) -> None:
     from loomtui.workspace import open_workspace
 
@@ -129,6 +147,19 @@ def test_unwritable_repository_is_one_error(repo: Path) -> None:
 def test_status_json(repo: Path) -> None:
     data = json.loads(run(repo, "status", "--json").stdout)
     assert data["schema_version"] >= 1 and data["journal_mode"] == "wal" and data["audit_file_problem"] is None
+
+
+def test_status_says_what_is_live_now_beside_every_row_ever_written(repo: Path) -> None:
+    """After the demo it said "5 claims, 3 escalations" while one claim was live and one escalation open."""
+    (repo / "a.py").write_text("x = 1\n")
+    for target in ("README.md", "a.py"):
+        assert run_cli(repo, "claim", "add", "--sandbox", "a", target).returncode == 0
+    assert run_cli(repo, "claim", "release", "--sandbox", "a", "2").returncode == 0
+    data = json.loads(run_cli(repo, "status", "--json").stdout)
+    assert data["now"] == {"sandboxes": 0, "claims": 1, "escalations": 0} and data["counts"]["claims"] == 2
+    lines = run_cli(repo, "status").stdout.splitlines()
+    assert lines[1] == "  now: 0 sandboxes not archived, 1 live claims, 0 open escalations"
+    assert lines[2].startswith("  ever: 0 sandboxes, 2 claims, 0 escalations")
 
 
 def test_status_says_when_the_audit_file_stopped_taking_entries(repo: Path) -> None:

@@ -354,14 +354,16 @@ def register(commands: Any) -> None:
     add_command(commands, "index", cmd_index,
                 "parse the repository into regions and a dependency graph (cached)", json_flag=True)
     regions = add_command(commands, "regions", cmd_regions, "list the regions of one file", json_flag=True)
-    regions.add_argument("path", metavar="PATH")
+    regions.add_argument("path", metavar="PATH", help="a Python file of the repository, relative to its root")
 
     claim = add_group(commands, "claim", "claim code regions for a sandbox before an agent edits them")
     sandbox_help = "the claiming sandbox (default: $LOOM_SANDBOX)"
     add = add_command(claim, "add", cmd_claim_add,
                       "claim targets: a region id (path.py::Class.method), a file, a directory, a glob, "
                       "or path.py:10-40; exit 1 when refused", json_flag=True)
-    add.add_argument("targets", nargs="+", metavar="TARGET")
+    add.add_argument("targets", nargs="+", metavar="TARGET",
+                     help="what to claim: payments/refunds.py::RefundService.quote, payments/, 'payments/*.py', "
+                          "payments/refunds.py:10-40")
     add.add_argument("--sandbox", help=sandbox_help)
     add.add_argument("--shared", action="store_true", help="a read claim: others may read too")
     add.add_argument("--reason", default="", help="why (shown to others and in the audit log)")
@@ -371,7 +373,8 @@ def register(commands: Any) -> None:
                      help="force a refused claim; recorded in the audit log as an override")
     release = add_command(claim, "release", cmd_claim_release,
                           "release claims the sandbox holds (another sandbox's only with --override)")
-    release.add_argument("claim_ids", nargs="*", type=id_arg, metavar="CLAIM_ID")
+    release.add_argument("claim_ids", nargs="*", type=id_arg, metavar="CLAIM_ID",
+                         help="a claim's number, as `claim list` and `claim add` show it")
     release.add_argument("--all", action="store_true", help="every live claim of --sandbox")
     release.add_argument("--sandbox", help=sandbox_help)
     release.add_argument("--reason", default="released", help="recorded in the audit log")
@@ -379,15 +382,17 @@ def register(commands: Any) -> None:
                          help="release another sandbox's claim (only for those the policy lets override); "
                               "recorded in the audit log")
     renew = add_command(claim, "renew", cmd_claim_renew, "extend a claim's lease")
-    renew.add_argument("claim_id", type=id_arg, metavar="CLAIM_ID")
+    renew.add_argument("claim_id", type=id_arg, metavar="CLAIM_ID",
+                       help="a claim's number, as `claim list` and `claim add` show it")
     renew.add_argument("--ttl", type=lease_arg, default=None, metavar="SECONDS",
                        help="the new lease from now, at most 30 days (default: coordination.lease_seconds)")
     listing = add_command(claim, "list", cmd_claim_list, "live claims", json_flag=True, reads_only=True)
     listing.add_argument("--sandbox", help="only this sandbox's claims")
     suggest = add_command(claim, "suggest", cmd_claim_suggest,
                           "rank the regions a task's text most likely touches", json_flag=True)
-    suggest.add_argument("task", nargs="+", metavar="TASK")
-    suggest.add_argument("--limit", type=positive_int_arg, default=10, metavar="N")
+    suggest.add_argument("task", nargs="+", metavar="TASK", help="the task's text (its words may be unquoted)")
+    suggest.add_argument("--limit", type=positive_int_arg, default=10, metavar="N",
+                         help="how many regions at most (default 10)")
 
     add_command(commands, "conflicts", cmd_conflicts,
                 "conflicts among live claims; exit 1 when there are any", json_flag=True, reads_only=True)

@@ -288,7 +288,7 @@ def register(commands: Any) -> None:
     explain = add_command(policy, "explain", cmd_explain,
                           "which rules apply to a sandbox, at claim time and on its diff, and why",
                           json_flag=True)
-    explain.add_argument("sandbox", metavar="SANDBOX")
+    explain.add_argument("sandbox", metavar="SANDBOX", help="the sandbox id (or a unique prefix)")
 
     gate = add_command(commands, "gate", cmd_gate,
                        "the CI gate: evaluate the policy on a branch's diff; exit 0 pass, 1 needs "
@@ -306,13 +306,13 @@ def register(commands: Any) -> None:
     show = add_command(escalation, "show", cmd_escalation_show,
                        "one escalation: why, what it needs, and each decision (signed or unsigned)",
                        json_flag=True, reads_only=True)
-    show.add_argument("id", type=id_arg, metavar="ID")
+    show.add_argument("id", type=id_arg, metavar="ID", help="the escalation's number (`escalation list`)")
     for decision, help_text in (("approve", "approve (counts toward each requirement you are eligible for)"),
                                 ("reject", "reject, with a reason"),
                                 ("override", "override a block, with a reason (the policy's override groups)")):
         decide = add_command(escalation, decision, cmd_decide, help_text, json_flag=True)
         decide.set_defaults(decision=decision)
-        decide.add_argument("id", type=id_arg, metavar="ID")
+        decide.add_argument("id", type=id_arg, metavar="ID", help="the escalation's number (`escalation list`)")
         if decision != "approve":
             decide.add_argument("--reason", required=True, help="recorded in the audit log")
         if decision == "override":

@@ -264,8 +264,9 @@ def register(commands: Any) -> None:
     diff = add_command(context, "diff", cmd_context_diff,
                        "the sections that differ between two versions (a version id, commit, ref or 'worktree')",
                        json_flag=True)
-    diff.add_argument("old", metavar="V1")
-    diff.add_argument("new", metavar="V2")
+    diff.add_argument("old", metavar="V1", help="the older version: a version id (`context versions`), a commit "
+                                                "or ref, or 'worktree'")
+    diff.add_argument("new", metavar="V2", help="the newer version, as V1")
     diff.add_argument("--full", action="store_true", help="print each section's text diff")
     piece = add_command(context, "slice", cmd_context_slice,
                         "the sections a task would get and why, without starting anything", json_flag=True)
@@ -291,6 +292,9 @@ def register_bench(bench: Any) -> None:
     context = add_command(bench, "context", cmd_bench_context,
                           "slice a task over generated sections (default 1,000 totalling 5 MB); target 100 ms",
                           json_flag=True)
-    context.add_argument("--sections", type=positive_int_arg, default=1000, metavar="N")
-    context.add_argument("--mb", type=positive_int_arg, default=5, metavar="MB")
-    context.add_argument("--rounds", type=positive_int_arg, default=20, metavar="N")
+    context.add_argument("--sections", type=positive_int_arg, default=1000, metavar="N",
+                         help="sections generated (default 1000)")
+    context.add_argument("--mb", type=positive_int_arg, default=5, metavar="MB",
+                         help="their size in all, in megabytes (default 5)")
+    context.add_argument("--rounds", type=positive_int_arg, default=20, metavar="N",
+                         help="slices timed (default 20)")

@@ -168,13 +168,19 @@ def audit_file_behind(workspace: Workspace) -> str:
 
 def cmd_status(args: argparse.Namespace) -> int:
     workspace = workspace_for(args)
-    status = workspace.store.status()
+    store = workspace.store
+    status = store.status()
     behind = audit_file_behind(workspace)  # every write goes on; only the file's mirror has stopped
+    # The rows are every one ever written (released claims, decided escalations): what is live now beside them.
+    now = {"sandboxes": len(store.list_sandboxes()), "claims": len(store.live_claims()),
+           "escalations": len(store.list_escalations("open"))}
     if args.json:
-        print_json({**asdict(status), "audit_file_problem": behind or None})
+        print_json({**asdict(status), "now": now, "audit_file_problem": behind or None})
     else:
         print(f"store: {status.path} (schema {status.schema_version}, {status.journal_mode})")
-        print("       " + ", ".join(f"{n} {name}" for name, n in status.counts.items()))
+        print(f"  now: {now['sandboxes']} sandboxes not archived, {now['claims']} live claims, "
+              f"{now['escalations']} open escalations")
+        print("  ever: " + ", ".join(f"{n} {name}" for name, n in status.counts.items()))
         print(f"audit: {behind}" if behind else f"audit: {workspace.audit.path} (whole)")
     return 0
 
