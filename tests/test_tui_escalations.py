@@ -304,6 +304,10 @@ async def test_the_queue_age_moves_on_while_an_escalation_waits_and_the_summary_
         assert str(table.cell(key, "age")) == "2h"
         # Summary, the one column that says what the change is, is shown; nothing scrolls sideways.
         assert "summary" in table.layout_shown.keys() and table.virtual_size.width <= table.size.width
+        # R, on a store that is this repository's file: not offered, and pressed, it says why (it did nothing).
+        await pilot.press("R")
+        await wait_for(pilot, lambda: any("a file of its own" in n.message for n in app._notifications))
+        assert not app.screen.all_repositories
 
 
 async def test_the_next_escalations_detail_opens_at_its_top_and_a_live_update_keeps_the_place(billing: Path) -> None:

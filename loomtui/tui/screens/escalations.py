@@ -102,8 +102,8 @@ class EscalationsScreen(LoomScreen[None]):
         Binding("d", "diff", "Diff", id="escalations.diff", tooltip="The selected escalation's sandbox diff"),
         Binding("h", "toggle_history", "Decided too", id="escalations.history",
                 tooltip="Show the decided escalations too, or only open ones"),
-        Binding("R", "toggle_repositories", "All repos", id="escalations.all_repos",
-                tooltip="Add other repositories' escalations (a team store)"),
+        *shown_where_it_applies(Binding("R", "toggle_repositories", "All repos", id="escalations.all_repos",
+                                        tooltip="Add other repositories' escalations (a team store)")),
         Binding("escape", "back", "Back", id="escalations.back",
                 show=False, tooltip="From the detail to the queue, then to the sandboxes"),  # esc backs out everywhere
     ]
@@ -289,7 +289,7 @@ class EscalationsScreen(LoomScreen[None]):
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action == "toggle_repositories":  # a team store holds other repositories; a file, this one only
-            return self.loom.workspace.store.namespace != SqlStore.namespace
+            return is_twin(parameters) or self._team_store()
         if action == "diff":  # only an escalation about a sandbox has a change to show
             selected = self.selected()
             return selected is not None and bool(selected.sandbox_id)
@@ -392,8 +392,15 @@ class EscalationsScreen(LoomScreen[None]):
                  f"{len(found.files)} files, +{found.added} -{found.deleted}")
         self.app.call_from_thread(self.app.push_screen, DiffScreen(title, found.patch))
 
-    def action_toggle_repositories(self) -> None:
+    def _team_store(self) -> bool:
+        return self.loom.workspace.store.namespace != SqlStore.namespace
+
+    def action_toggle_repositories(self, *_any: int) -> None:
         """Show the open escalations of every repository in the team's database, or this one's only."""
+        if not self._team_store():  # the hidden twin of the key: said, not a key that does nothing
+            self.notify("this repository's store is a file of its own: other repositories' escalations are "
+                        "in a team's store (PostgreSQL, `loomtui store copy`)", title="escalations", timeout=6)
+            return
         self.all_repositories = not self.all_repositories
         self.notify("every repository in this store" if self.all_repositories else "this repository only",
                     title="escalations", timeout=3)
