@@ -72,4 +72,5 @@ def test_demo_json_runs_headless_never_the_full_screen_app(monkeypatch: pytest.M
                         lambda workspace, on_step: ran.append("headless") or {"ok": True})
     monkeypatch.setattr(loomtui.tui.app, "run_app", lambda *a, **k: ran.append("app") or 0)
     assert main(["demo", "--json"]) == 0
-    assert ran == ["headless"] and json.loads(capsys.readouterr().out) == {"ok": True}
+    # `kept`: its `repo` is removed as the command ends unless --keep (a script read a path that was gone).
+    assert ran == ["headless"] and json.loads(capsys.readouterr().out) == {"ok": True, "kept": False}

@@ -225,8 +225,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
             with on_ending_signals(_interrupt):
                 summary = run_headless(workspace,
                                        on_step=None if args.json else lambda line: print(line, flush=True))
-            if args.json:
-                print_json(summary)
+            if args.json:  # `repo` is where it ran: gone once this returns, unless kept
+                print_json({**summary, "kept": args.keep})
             code = 0 if summary["ok"] else 1
         else:
             from loomtui.demo.scenario import DEMO_APP_USER
