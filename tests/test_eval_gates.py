@@ -13,6 +13,7 @@ import re
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -205,6 +206,25 @@ def test_two_changes_that_hang_together_are_named_not_read_as_breaking_nothing(
     assert main(["-C", str(workspace.root), "eval", "--merged"]) == 1
     out = capsys.readouterr().out
     assert "break tests together" in out and "no two pending sandboxes" not in out
+
+
+def test_the_merged_gates_report_has_one_header_and_a_passed_check_no_empty_brackets(
+        repo: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    import loomtui.guardrails.merged as merged
+    from loomtui.cli import main
+
+    def gate(workspace: object, *, force: bool, say: Any) -> list[merged.MergedReport]:
+        say("merged gate on main (abc): a1, b2 merged")  # as it goes: progress
+        return [merged.MergedReport("main", "abc", "def", ("a1", "b2"), checks=(
+            {"gate": "compile", "status": "passed", "reason": ""},
+            {"gate": "tests", "status": "passed", "reason": "3 passed"}))]
+
+    monkeypatch.setattr(merged, "merged_gate", gate)
+    assert main(["-C", str(repo), "eval", "--merged"]) == 0
+    said = capsys.readouterr()
+    assert said.out.splitlines() == ["merged gate on main (abc): 2 sandbox(es) merged (a1, b2)", "  compile passed",
+                                     "  tests passed (3 passed)", "  no two pending sandboxes break anything together"]
+    assert said.err == "merged gate on main (abc): a1, b2 merged\n"
 
 
 def test_the_merged_gate_names_two_changes_that_pass_alone_but_break_together(tmp_path: Path) -> None:

@@ -55,7 +55,8 @@ def _print_merged(report: MergedReport) -> None:
     for sandbox, files in report.conflicting:
         print(f"  {sandbox} does not merge with the others: {safe(files)}")
     for check in report.checks:
-        print(f"  {check['gate']} {check['status']} ({safe(check['reason'])})")
+        reason = f" ({safe(check['reason'])})" if check["reason"] else ""  # a pass has none to say
+        print(f"  {check['gate']} {check['status']}{reason}")
     for found in report.breaking:
         print(f"  ! {safe(found.line())}")
     unsure = report.unfinished()
@@ -80,7 +81,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if args.merged:
         from loomtui.guardrails.merged import NOTHING_PENDING, merged_gate
 
-        reports = merged_gate(workspace, force=args.force, say=None if args.json else print)
+        # What it merged is progress (stderr, as each check's is): the report below says it again.
+        reports = merged_gate(workspace, force=args.force,
+                              say=None if args.json else lambda line: print(line, file=sys.stderr, flush=True))
         if args.json:
             print_json({"merged": [r.as_dict() for r in reports]})
         else:
