@@ -41,6 +41,16 @@ def test_columns_are_dropped_by_priority_and_the_flexible_one_takes_what_is_left
     assert fit_columns(COLUMNS, NATURAL, 31).keys() == ["id", "status"]
 
 
+def test_two_flexible_columns_share_the_width_left_over_evenly() -> None:
+    """The sandboxes' Next and Task: the first took it all (a long task left the next step cut at 20)."""
+    columns = (FitColumn("id", "ID", 0), FitColumn("next", "Next", 1, flex=True, min_width=6, want=10),
+               FitColumn("task", "Task", 2, flex=True, min_width=6, want=10))
+    shared = dict(fit_columns(columns, {"id": 6, "next": 40, "task": 60}, 60).widths)
+    assert shared == {"id": 6, "next": 24, "task": 24}  # 8 + 12 + 12 = 32 with padding; 28 left: 14 each
+    short = dict(fit_columns(columns, {"id": 6, "next": 15, "task": 60}, 60).widths)
+    assert short == {"id": 6, "next": 15, "task": 33}  # what one cannot use goes to the other
+
+
 def test_a_cut_cell_ends_in_an_ellipsis_and_keeps_its_style() -> None:
     cell = cut(Text("Refactor the rounding helper", style="red"), 10)
     assert isinstance(cell, Text) and cell.plain == "Refactor …" and cell.style == "red"

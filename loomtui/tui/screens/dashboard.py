@@ -61,9 +61,10 @@ if TYPE_CHECKING:
     EngineCall = Callable[Concatenate[Workspace, ...], object]
 
 # In table order; `priority` says which stay as the width runs out (k9s-style): the rest are in
-# the detail pane anyway. The task takes the width left over.
+# the detail pane anyway. The next step and the task share the width left over.
 SANDBOX_COLUMNS: Final = (
-    FitColumn("id", "ID", 0), FitColumn("status", "Status", 1), FitColumn("next", "Next", 2, max_width=20),
+    FitColumn("id", "ID", 0), FitColumn("status", "Status", 1),
+    FitColumn("next", "Next", 2, flex=True, min_width=12, want=20, max_width=60),
     FitColumn("task", "Task", 3, flex=True, min_width=12, want=20), FitColumn("gates", "Gates", 5),
     FitColumn("risk", "Risk", 4), FitColumn("claims", "Claims", 7), FitColumn("age", "Age", 6),
     FitColumn("runtime", "Runtime", 8, max_width=16), FitColumn("isolation", "Isolation", 9),

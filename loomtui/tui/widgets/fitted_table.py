@@ -80,18 +80,21 @@ def fit_columns(columns: Sequence[FitColumn], natural: Mapping[str, int], width:
             continue
         sizes[column.key] = size - pad
         used += size
-    spare = max(0, width - used)
-    widths: list[tuple[str, int]] = []
-    for column in columns:
-        if column.key not in sizes:
-            continue
-        size = sizes[column.key]
-        if column.flex:
-            grown = min(wanted[column.key], size + spare)
-            spare -= grown - size
-            size = grown
-        widths.append((column.key, max(1, size)))
-    return Layout(tuple(widths))
+    _share_spare(sizes, [c.key for c in columns if c.flex and c.key in sizes], wanted, max(0, width - used))
+    return Layout(tuple((column.key, max(1, sizes[column.key])) for column in columns if column.key in sizes))
+
+
+def _share_spare(sizes: dict[str, int], flexible: list[str], wanted: Mapping[str, int], spare: int) -> None:
+    """The width left over, shared evenly among the flexible columns up to each one's widest cell (the
+    first took it all: a long task left the next step cut at its want)."""
+    growing = [key for key in flexible if sizes[key] < wanted[key]]
+    while spare > 0 and growing:
+        share = max(1, spare // len(growing))
+        for key in growing:
+            grown = min(share, wanted[key] - sizes[key], spare)
+            sizes[key] += grown
+            spare -= grown
+        growing = [key for key in growing if sizes[key] < wanted[key]]
 
 
 def cut(cell: Cell, width: int) -> Cell:
