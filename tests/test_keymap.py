@@ -38,9 +38,10 @@ def test_each_bad_line_is_named_and_left_out_and_the_good_ones_apply(keymap_file
                        "escalations.approve: tab\n"
                        "graph.zoom: f5\n"
                        "context.reload: '?'\n"
-                       "plan.back: ''\n")
+                       "plan.back: ''\n"
+                       "app.mode.metrics: 0\n")  # a digit is a key, not a number
     loaded = load_keymap()
-    assert loaded.keymap == {"dashboard.new": "a", "app.quit": "ctrl+x,Q", "graph.zoom": "f5"}
+    assert loaded.keymap == {"dashboard.new": "a", "app.quit": "ctrl+x,Q", "graph.zoom": "f5", "app.mode.metrics": "0"}
     where = f"{keymap_file}:"
     assert [problem.split(": ", 2)[:2] for problem in loaded.problems] == [
         [f"{where}2", "dashbord.stop"], [f"{where}4", "dashboard.diff"], [f"{where}5", "dashboard.zoom"],

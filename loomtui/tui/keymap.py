@@ -27,11 +27,11 @@ from textual.binding import Binding
 from textual.dom import DOMNode
 from textual.keys import KEY_NAME_REPLACEMENTS, Keys, _character_to_key, format_key, key_to_character
 from textual.screen import ModalScreen, Screen
-from yaml.nodes import SequenceNode
+from yaml.nodes import ScalarNode, SequenceNode
 
 from loomtui.errors import ConfigError
 from loomtui.tui.themes import user_config_dir
-from loomtui.yamlcheck import Value, closest, compose, read_text
+from loomtui.yamlcheck import Value, closest, compose, describe, read_text
 
 KEYMAP_FILE: Final = "keymap.yaml"
 MODIFIERS: Final = frozenset({"ctrl", "shift", "alt", "meta", "super", "hyper"})
@@ -175,11 +175,8 @@ def _entry(name: str, value: Value, keys: dict[str, LoomKey]) -> tuple[str, ...]
         guess = closest(name, keys)
         hint = f" (did you mean {guess!r}?)" if guess else "; `loomtui keys` lists them"
         raise value.error(f"no key has this id{hint}")
-    if isinstance(value.node, SequenceNode):
-        texts = [item.as_str(non_empty=True) for item in value.as_list()]
-    else:
-        texts = value.as_str(non_empty=True).split(",")
-    chosen = _split(",".join(text.strip() for text in texts))
+    items = value.as_list() if isinstance(value.node, SequenceNode) else [value]
+    chosen = _split(",".join(_key_text(item) for item in items))
     for key in chosen:
         problem = key_problem(key)
         if problem is None and key in RESERVED:
@@ -187,6 +184,13 @@ def _entry(name: str, value: Value, keys: dict[str, LoomKey]) -> tuple[str, ...]
         if problem:
             raise value.error(problem)
     return chosen
+
+
+def _key_text(value: Value) -> str:
+    """A key as written: `9` and `y` are keys, not a number and a yes."""
+    if isinstance(value.node, ScalarNode) and not value.is_null() and str(value.node.value).strip():
+        return str(value.node.value).strip()
+    raise value.error(f"expected a key such as a, ctrl+s or f5 (got {describe(value.node)})")
 
 
 def _clash(name: str, chosen: tuple[str, ...], wanted: dict[str, tuple[str, ...]], keys: dict[str, LoomKey]) -> str:
