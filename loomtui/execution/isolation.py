@@ -43,10 +43,15 @@ NOT_STOPPED_WITHOUT_ISOLATION: Final[dict[str, str]] = {
     "links-out": "write files outside its worktree through symlinks and hard links",
     "bad-object": "corrupt the repository's shared git object store",
     "gate-conftest": "run code as you through the gates (they run its tests)",
+    "hook-settings": "switch Claude Code's hooks off by rewriting its settings with a program (the hooks refuse "
+                     "an edit of them, not what a program it runs writes)",
 }
 """What a hostile agent run without bubblewrap can do, proven by `loomtui bench hostile`: it is a
 plain process of your user. loomtui's own processes still never run what it planted in git."""
 
+AGENT_SETTINGS_DIR: Final = ".claude"
+"""Claude Code's settings in a worktree, which carry loomtui's hooks: read-only to the agent in bubblewrap,
+a mount point it cannot move aside either (a program it runs could otherwise switch them off)."""
 PRIVATE_TMP: Final = Path("/tmp")
 """Replaced by a private tmpfs in the sandbox; anything needed from under it is bound back."""
 MACHINE_SOCKETS: Final = (Path("/run"), Path("/var/run"))
@@ -274,6 +279,9 @@ def bwrap_argv(mounts: SandboxMounts, program: str = "bwrap") -> list[str]:
         ):
             argv += ["--bind", str(source), str(target)]
     argv += ["--bind", str(mounts.worktree), str(mounts.worktree)]
+    settings = mounts.worktree / AGENT_SETTINGS_DIR
+    if settings.is_dir() and not settings.is_symlink():
+        argv += ["--ro-bind", str(settings), str(settings)]
     for path in mounts.writable:
         argv += ["--bind-try", str(path), str(path)]
     argv += UNSHARED
