@@ -9,6 +9,18 @@ from typing import Final
 from textual.binding import Binding, BindingType
 from textual.keys import format_key
 
+VIEWS: Final = (
+    ("dashboard", "Sandboxes", "the sandboxes and each agent's next step"),
+    ("graph", "Claims", "who claims which code, and the conflicts"),
+    ("escalations", "Escalations", "the escalations waiting for a decision"),
+    ("policy", "Policy", "the policy's rules and what they decide"),
+    ("audit", "Audit", "the hash-chained audit log, verified"),
+    ("context", "Context", "the team context written into each sandbox"),
+    ("plan", "Plan", "the tasks in dependency order"),
+    ("metrics", "Metrics", "this week's figures and the checklist"),
+)
+"""The app's views (its modes) in the order of their keys, 1 to 8: mode, name, what it shows."""
+
 APP_BINDINGS: Final[list[BindingType]] = [
     Binding("question_mark", "help", "Help", key_display="?", id="app.help",
             tooltip="Every key that works here: what it does, its id"),
@@ -20,22 +32,8 @@ APP_BINDINGS: Final[list[BindingType]] = [
             show=False, tooltip="Switch to the next of loomtui's themes"),
     Binding("T", "pick_theme", "Pick theme", key_display="T", id="app.theme_picker",
             show=False, tooltip="Pick from every theme"),
-    Binding("1", "switch_mode('dashboard')", "Sandboxes", id="app.mode.dashboard",
-            show=False, tooltip="View 1: the sandboxes and each agent's next step"),
-    Binding("2", "switch_mode('graph')", "Claims", id="app.mode.graph",
-            show=False, tooltip="View 2: who claims which code, and the conflicts"),
-    Binding("3", "switch_mode('escalations')", "Escalations", id="app.mode.escalations",
-            show=False, tooltip="View 3: the escalations waiting for a decision"),
-    Binding("4", "switch_mode('policy')", "Policy", id="app.mode.policy",
-            show=False, tooltip="View 4: the policy's rules and what they decide"),
-    Binding("5", "switch_mode('audit')", "Audit", id="app.mode.audit",
-            show=False, tooltip="View 5: the hash-chained audit log, verified"),
-    Binding("6", "switch_mode('context')", "Context", id="app.mode.context",
-            show=False, tooltip="View 6: the team context written into each sandbox"),
-    Binding("7", "switch_mode('plan')", "Plan", id="app.mode.plan",
-            show=False, tooltip="View 7: the tasks in dependency order"),
-    Binding("8", "switch_mode('metrics')", "Metrics", id="app.mode.metrics",
-            show=False, tooltip="View 8: this week's figures and the checklist"),
+    *(Binding(str(number), f"switch_mode('{mode}')", label, id=f"app.mode.{mode}", show=False,
+              tooltip=f"View {number}: {what}") for number, (mode, label, what) in enumerate(VIEWS, 1)),
     Binding("q", "quit", "Quit", id="app.quit", tooltip="Leave the app"),
     # `/`, the first key a k9s or lazygit user tries: a view with no filter of its own says so. No
     # description, so neither the footer nor the help offers a key that only answers no.
