@@ -637,6 +637,31 @@ def test_install_merges_settings_and_keeps_them_out_of_the_sandboxs_commits(bill
     assert git(tree, "status", "--porcelain") == ""
 
 
+def test_hook_install_on_a_sandbox_runs_nothing_its_agent_planted_and_copies_no_file_it_names(
+        billing: Path, ws: Workspace, tmp_path: Path) -> None:
+    """The agent's worktree is its own: its `.git` file may name a git dir of its making with an fsmonitor,
+    and its config.worktree an excludes file to copy (a key). `hook install --sandbox` ran the one as the
+    lead, outside any sandbox, and would have copied the other into the agent's reach."""
+    record = tasks.create_sandbox(ws, "planted", "script", script=_script(billing), isolate=False)
+    tree, admin = Path(record.worktree), Path(record.data["git_dir"])
+    marker, secret = tmp_path / "PWNED", tmp_path / "id_secret"
+    secret.write_text("SECRET-KEY\n")
+    planted = tree / "pwn.sh"
+    planted.write_text(f"#!/bin/sh\ntouch {marker}\nexit 1\n")
+    planted.chmod(0o755)
+    git(tree, "init", "-q", "--bare", str(tree / ".gd"))
+    git(tree, "--git-dir", str(tree / ".gd"), "config", "core.bare", "false")
+    git(tree, "--git-dir", str(tree / ".gd"), "config", "core.fsmonitor", str(planted))
+    (admin / "config.worktree").write_text(f"[core]\n\tfsmonitor = {planted}\n\texcludesFile = {secret}\n")
+    (tree / ".git").write_text(f"gitdir: {tree / '.gd'}\n")
+    done = run_cli(billing, "hook", "install", "--sandbox", record.id)
+    assert done.returncode == 0, done.stderr
+    assert not marker.exists()
+    assert "SECRET-KEY" not in (admin / "loom-exclude").read_text()
+    assert json.loads((tree / SETTINGS_PATH).read_text())["hooks"]["PreToolUse"]
+    assert git(billing, "config", "-f", str(admin / "config.worktree"), "loom.sandbox") == record.id
+
+
 def test_after_hook_install_in_ones_own_checkout_an_agents_uncommitted_work_is_saved_and_reviewed(
         billing: Path, ws: Workspace) -> None:
     """`hook install` in the main checkout gives it an excludes file listing its hook settings; loomtui
@@ -825,6 +850,42 @@ def test_a_command_with_unbalanced_quotes_claims_nothing(tmp_path: Path) -> None
     # The `> x` sits inside the open quote: the shell writes no x (it refuses the command).
     assert bash_write_targets('echo "unterminated > x', tmp_path) == []
     assert bash_write_targets("echo 'unbalanced > out.txt", tmp_path) == []
+
+
+def test_braces_are_expanded_a_group_at_a_time_within_the_cap(tmp_path: Path,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """Six groups of fifty were made word by word first: 50**6 words, hours of the broker's only worker."""
+    import loomtui.governance.hooks.bash as bash
+    from loomtui.governance.hooks.edits import MAX_TARGETS
+
+    made: list[str] = []
+    absolute = bash.absolute_path
+    monkeypatch.setattr(bash, "absolute_path", lambda raw, cwd: made.append(raw) or absolute(raw, cwd))
+    group = "{" + ",".join(f"a{n}" for n in range(50)) + "}"
+    written = bash_write_targets(f"touch {group * 3}", tmp_path)
+    assert len(written) == MAX_TARGETS and written[0] == str(tmp_path / "a0a0a0") and len(made) <= MAX_TARGETS
+    assert bash_write_targets("touch x{a,b{c,d}}.py", tmp_path) == [str(tmp_path / n) for n in ("xa.py", "xbc.py",
+                                                                                                 "xbd.py")]
+
+
+def test_what_a_tool_call_names_is_read_only_when_it_is_a_regular_file_of_reasonable_size(tmp_path: Path) -> None:
+    """The broker (the supervisor, outside the sandbox) reads the file an agent names to see which lines
+    change: `/dev/zero` grew it 70 MB a second, and a FIFO held its only worker for good."""
+    from loomtui.governance.hooks.edits import MAX_READ_BYTES, read_text
+
+    fifo = tmp_path / "f.py"
+    os.mkfifo(fifo)
+    big = tmp_path / "big.py"
+    with big.open("wb") as out:
+        out.truncate(MAX_READ_BYTES + 1)
+    small = tmp_path / "small.py"
+    small.write_text("x = 1\n")
+    read: dict[str, str | None] = {}
+    reader = threading.Thread(target=lambda: read.update((str(p), read_text(p)) for p in (
+        Path("/dev/zero"), fifo, big, small, tmp_path)), daemon=True)
+    reader.start()
+    reader.join(30)  # a FIFO opened to wait for a writer would never return
+    assert read == {"/dev/zero": None, str(fifo): None, str(big): None, str(small): "x = 1\n", str(tmp_path): None}
 
 
 def test_an_unparsable_bash_command_gets_no_decision(billing: Path, ws: Workspace) -> None:

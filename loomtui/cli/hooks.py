@@ -33,15 +33,17 @@ def cmd_install(args: argparse.Namespace) -> int:
 
     workspace = open_workspace(args.path or args.repo)
     try:
-        if args.sandbox:
-            record = get_sandbox(workspace, args.sandbox)
-            if not record.worktree or not Path(record.worktree).is_dir():
+        worktree = workspace.root
+        found = args.sandbox or _sandbox_of(workspace, worktree)
+        git_dir = None
+        if found:  # a sandbox's worktree is its agent's: wired from its record, never from what is in it
+            record = get_sandbox(workspace, found)
+            if not record.worktree or not Path(record.worktree).is_dir() or not record.data.get("git_dir"):
                 raise LoomError(f"sandbox {record.id} has no worktree")
-            worktree, sandbox_id = Path(record.worktree), record.id
+            worktree, sandbox_id, git_dir = Path(record.worktree), record.id, Path(record.data["git_dir"])
         else:
-            worktree = workspace.root
-            sandbox_id = _sandbox_of(workspace, worktree) or hooks.local_sandbox_id(worktree)
-        report = hooks.install_hooks(workspace, worktree, sandbox_id, wait=args.timeout)
+            sandbox_id = hooks.local_sandbox_id(worktree)
+        report = hooks.install_hooks(workspace, worktree, sandbox_id, wait=args.timeout, git_dir=git_dir)
     finally:
         workspace.close()
     if args.json:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Final
 
 from loomtui.coordination.claims import ClaimRefused, claim_targets, release_claims_of
@@ -265,7 +266,7 @@ class Workflow:
         made = sandboxes.make_worktree(workspace, record.id, base_sha=base_sha, context=context)
         try:
             install_hooks(workspace, sandboxes.record_paths(workspace.paths, made).worktree, record.id,
-                          managed=made.context_files)
+                          managed=made.context_files, git_dir=Path(made.data["git_dir"]))
         except (OSError, LoomError) as exc:
             message = getattr(exc, "strerror", None) or str(exc)
             sandboxes.mark_failed(workspace, record.id, f"cannot install the agent hooks: {message}")

@@ -6,6 +6,7 @@ Stdlib only: it runs in the hook process, on every Bash call an agent makes.
 from __future__ import annotations
 
 import glob
+import itertools
 import os
 import re
 import shlex
@@ -221,14 +222,34 @@ def _copy_targets(program: str, args: Sequence[str], cwd: Path) -> list[str]:
 def _expand(name: str, cwd: Path) -> list[str]:
     if not name or "$" in name or "`" in name:
         return []  # a variable's value is unknown here
-    braces = _BRACES.search(name)
-    if braces:  # `tax{,_old}.py`: bash makes each word before anything else
-        words = [name[:braces.start()] + part + name[braces.end():] for part in braces.group(1).split(",")]
-        return list(dict.fromkeys(path for word in words[:MAX_TARGETS] for path in _expand(word, cwd)))[:MAX_TARGETS]
-    path = absolute_path(name, cwd)
+    found = dict.fromkeys(path for word in _brace_words(name) for path in _expand_path(word, cwd))
+    return list(found)[:MAX_TARGETS]
+
+
+def _brace_words(name: str) -> list[str]:
+    """`tax{,_old}.py` as bash makes its words (before anything else), at most MAX_TARGETS of them at
+    every step: each group expanded over the words so far, never every word of every group first (six
+    groups of fifty were 50**6 words, hours of one broker's only worker)."""
+    words = [name]
+    while any(_BRACES.search(word) for word in words):
+        grown: list[str] = []
+        for word in words:
+            braces = _BRACES.search(word)
+            if braces is None:
+                grown.append(word)
+            else:
+                grown += [word[:braces.start()] + part + word[braces.end():] for part in braces.group(1).split(",")]
+            if len(grown) >= MAX_TARGETS:
+                break
+        words = list(dict.fromkeys(grown))[:MAX_TARGETS]
+    return words
+
+
+def _expand_path(word: str, cwd: Path) -> list[str]:
+    path = absolute_path(word, cwd)
     if path.startswith("/dev/") or path == "/dev":
         return []
-    if glob.has_magic(path):
-        return sorted(glob.glob(path))[:MAX_TARGETS] or [path]
+    if glob.has_magic(path):  # the first matches found, not every match of `/*/*/*/*` sorted first
+        return sorted(itertools.islice(glob.iglob(path), MAX_TARGETS)) or [path]
     return [path]
 

@@ -7,6 +7,7 @@ the gate maps those to regions (`check_commit`).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Final
 
@@ -80,9 +81,9 @@ def _blobs(tree: Path | None, names: list[str]) -> list[str]:
     return texts
 
 
-def git(tree: Path | None, *args: str, check: bool = True) -> str:
+def git(tree: Path | None, *args: str, check: bool = True, env: Mapping[str, str] | None = None) -> str:
     """git's stdout exactly as written (a `-z` listing keeps its NULs), "" when it fails and `check` is off."""
-    done = Git(tree or Path.cwd()).raw(*args)
+    done = Git(tree or Path.cwd()).raw(*args, env=env)
     if check and done.status != 0:
         raise LoomError(f"git {' '.join(args[:2])}: {done.err.decode(errors='replace').strip() or 'failed'}")
     return done.out.decode("utf-8", "replace") if done.status == 0 else ""

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import difflib
 import os
+import stat
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +16,8 @@ from typing import Final
 MAX_DIFF_LINES: Final = 20_000  # beyond this a rewrite claims the whole file rather than diffing it
 MAX_RANGES: Final = 20
 MAX_TARGETS: Final = 50
+MAX_READ_BYTES: Final = 8 * 1024 * 1024
+"""The largest file whose changed lines are worked out (a larger one is claimed whole)."""
 
 @dataclass(frozen=True)
 class EditTarget:
@@ -35,11 +38,26 @@ def absolute_path(raw: str, cwd: Path) -> str:
 
 
 def read_text(path: Path) -> str | None:
-    """A file's text (undecodable bytes replaced); None when empty or unreadable."""
+    """A regular file's text (undecodable bytes replaced); None when empty, unreadable, not a regular
+    file or over MAX_READ_BYTES. The path is an agent's: `/dev/zero` grew a supervisor by 70 MB a second,
+    and a FIFO held its broker's only worker for good (opened without waiting, read only when regular)."""
     try:
-        return path.read_text("utf-8", "replace") or None
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
     except OSError:
         return None
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode) or info.st_size > MAX_READ_BYTES:
+            return None
+        with os.fdopen(fd, "rb", closefd=False) as handle:
+            data = handle.read(MAX_READ_BYTES + 1)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+    if len(data) > MAX_READ_BYTES:  # grew since fstat
+        return None
+    return data.decode("utf-8", "replace") or None
 
 
 def changed_ranges(current: str, new: str) -> list[tuple[int, int]] | None:

@@ -7,18 +7,19 @@ import json
 import shlex
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
 from loomtui.errors import LoomError
+from loomtui.execution.gitops import repository_excludes_file
 from loomtui.execution.sandboxes import HOOK_SETTINGS_PATH, LOCAL_SETTINGS_PATH
 from loomtui.files import write_atomically
-from loomtui.gitcmd import default_excludes_file, excludes_files
 from loomtui.governance.hooks.claude import DEFAULT_PERMISSION_WAIT_S, PRE_TOOL_MATCHER
 from loomtui.governance.hooks.commit import git as _git
 from loomtui.governance.hooks.edits import read_text as _read_text
+from loomtui.repo import DISTRUSTING_GIT_CONFIG
 from loomtui.yamlcheck import read_text
 
 if TYPE_CHECKING:
@@ -70,16 +71,40 @@ def hook_command(*args: str) -> str:
     return shlex.join([sys.executable, "-m", "loomtui", *args])
 
 
+@dataclass(frozen=True)
+class _TreeGit:
+    """git on the worktree being wired. A person's checkout: git as it finds it. A sandbox's (its admin
+    dir known from its record): told where the repository is, reading nothing its agent could have
+    written to name another one (its `.git` file, the admin dir's `commondir`), and running nothing it
+    configured (fsmonitor, hooks): `loomtui hook install --sandbox` ran an agent's fsmonitor as the lead."""
+
+    tree: Path
+    env: Mapping[str, str] | None = None
+
+    def __call__(self, *args: str, check: bool = True) -> str:
+        options = DISTRUSTING_GIT_CONFIG if self.env is not None else ()
+        return _git(self.tree, *options, *args, check=check, env=self.env)
+
+
 def install_hooks(workspace: Workspace, worktree: Path, sandbox_id: str, *,
-                  wait: float = DEFAULT_PERMISSION_WAIT_S, managed: Sequence[str] = ()) -> InstallReport:
+                  wait: float = DEFAULT_PERMISSION_WAIT_S, managed: Sequence[str] = (),
+                  git_dir: Path | None = None) -> InstallReport:
     """Wire a worktree's Claude Code settings and git pre-commit to loomtui (idempotent).
 
     `managed` names more files loomtui wrote into the worktree (the agent's context):
-    like the settings, they stay out of the sandbox's commits.
+    like the settings, they stay out of the sandbox's commits. `git_dir`: a sandbox's admin dir, from
+    its record (its worktree is then the agent's: see `_TreeGit`).
     """
-    top, git_dir = _git(worktree, "rev-parse", "--show-toplevel", "--absolute-git-dir").splitlines()[:2]
-    tree = Path(top)
+    if git_dir is None:
+        top, found = _git(worktree, "rev-parse", "--show-toplevel", "--absolute-git-dir").splitlines()[:2]
+        tree, git_dir, git = Path(top), Path(found), _TreeGit(Path(top))
+    else:
+        tree = worktree
+        git = _TreeGit(tree, {"GIT_DIR": str(git_dir), "GIT_COMMON_DIR": str(workspace.paths.common_dir),
+                              "GIT_WORK_TREE": str(tree)})
     settings = tree / SETTINGS_PATH
+    if settings.parent.is_symlink():  # a write there would land wherever it leads
+        raise LoomError(f"cannot install the agent hooks in {tree}: {settings.parent.name} is a symlink")
     try:
         merged = merge_settings(_read_settings(settings), wait=wait)
         write_atomically(settings, json.dumps(merged, indent=2) + "\n")
@@ -92,18 +117,18 @@ def install_hooks(workspace: Workspace, worktree: Path, sandbox_id: str, *,
         hooks_dir = _write_git_hooks(workspace.paths.state_dir / "hooks")
     except OSError as exc:
         raise LoomError(f"cannot install the agent hooks in {tree}: {exc.strerror or exc}") from None
-    _enable_worktree_config(tree)
+    _enable_worktree_config(git)
     ours = [SETTINGS_PATH, LOCAL_SETTINGS_PATH, *managed]
-    tracked_files = set(_git(tree, "ls-files", "-z", "--", *ours).split("\0")) - {""}
+    tracked_files = set(git("ls-files", "-z", "--", *ours).split("\0")) - {""}
     if tracked_files:
         # The index is per worktree, so this hides our edits from this sandbox's commits only.
-        _git(tree, "update-index", "--skip-worktree", "--", *sorted(tracked_files))
+        git("update-index", "--skip-worktree", "--", *sorted(tracked_files))
     untracked = [name for name in ours if name not in tracked_files]
     if untracked:
-        _exclude_for_worktree(tree, Path(git_dir), untracked)
+        _exclude_for_worktree(git, git_dir, workspace.paths.common_dir, untracked)
     tracked = SETTINGS_PATH in tracked_files
-    _git(tree, "config", "--worktree", "core.hooksPath", str(hooks_dir))
-    _git(tree, "config", "--worktree", "loom.sandbox", sandbox_id)
+    git("config", "--worktree", "core.hooksPath", str(hooks_dir))
+    git("config", "--worktree", "loom.sandbox", sandbox_id)
     return InstallReport(str(tree), sandbox_id, str(settings), tracked, str(hooks_dir))
 
 
@@ -228,7 +253,7 @@ def _write_git_hooks(folder: Path) -> Path:
     return folder
 
 
-def _exclude_for_worktree(tree: Path, git_dir: Path, names: Sequence[str]) -> None:
+def _exclude_for_worktree(git: _TreeGit, git_dir: Path, common_dir: Path, names: Sequence[str]) -> None:
     """Ignore these files (loomtui's own) in this worktree only.
 
     `info/exclude` lives in git's common dir, shared by every worktree (check:
@@ -237,10 +262,8 @@ def _exclude_for_worktree(tree: Path, git_dir: Path, names: Sequence[str]) -> No
     git dir, which carries on the user's global excludes that setting replaces.
     """
     exclude = git_dir / "loom-exclude"
-    values = excludes_files(tree)
-    if [value for scope, value in values if scope == "worktree"][-1:] == [str(exclude)]:
-        return
-    previous = (values[-1][1] if values else "") or default_excludes_file()
+    # Never one the worktree's own config names: for a sandbox, the agent's (a file's text copied here).
+    previous = repository_excludes_file(common_dir)
     inherited = _read_text(Path(previous)) or ""
     lines = ["# loomtui: keep the files loomtui wrote (hook settings, context) out of this sandbox's commits",
              *(f"/{name}" for name in names), f"# carried over from {previous}", inherited]
@@ -248,24 +271,24 @@ def _exclude_for_worktree(tree: Path, git_dir: Path, names: Sequence[str]) -> No
         write_atomically(exclude, "\n".join(lines) + "\n")
     except OSError as exc:
         raise LoomError(f"cannot write {exclude}: {exc.strerror or exc}") from None
-    _git(tree, "config", "--worktree", "core.excludesFile", str(exclude))
+    git("config", "--worktree", "core.excludesFile", str(exclude))
 
 
-def _enable_worktree_config(tree: Path) -> None:
+def _enable_worktree_config(git: _TreeGit) -> None:
     """Turn on per-worktree config (`git config --worktree`), once per repository.
 
     It changes nothing for the other worktrees. Two sandboxes created at once race
     for the shared config's lock, hence the retries.
     """
     for _attempt in range(20):
-        if _git(tree, "config", "--get", "extensions.worktreeConfig", check=False).strip() == "true":
+        if git("config", "--get", "extensions.worktreeConfig", check=False).strip() == "true":
             return
         try:
-            _git(tree, "config", "extensions.worktreeConfig", "true")
+            git("config", "extensions.worktreeConfig", "true")
             return
         except LoomError:
             time.sleep(0.05)
-    _git(tree, "config", "extensions.worktreeConfig", "true")
+    git("config", "extensions.worktreeConfig", "true")
 
 
 def local_sandbox_id(tree: Path) -> str:
