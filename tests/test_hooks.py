@@ -282,6 +282,10 @@ def test_a_sandbox_may_not_write_its_hook_settings_or_outside_its_worktree(billi
     scratch = sb.sandbox_paths(ws.paths, record.id).tmp
     assert gate.check_edit(str(scratch / "notes.txt")).decision == "none"
     assert gate.check_edit(SERVICE, [61, 61]).decision == "allow"
+    # A second name for a file (a hard link): an edit of it is one of the file another sandbox may hold.
+    os.link(Path(record.worktree) / SERVICE, Path(record.worktree) / "customers/alias.py")
+    for name in ("customers/alias.py", SERVICE):
+        assert "has 2 names (hard links)" in gate.check_edit(name, [61, 61]).reason, name
 
 
 # -- PermissionRequest: a lead answers in the TUI ---------------------------------------------

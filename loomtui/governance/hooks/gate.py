@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import os
 import re
+import stat
 import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -104,6 +105,15 @@ def release_lapsed(workspace: Workspace, clock: Callable[[], float] = time.time)
 
 
 # -- the gate: one sandbox's answers ------------------------------------------------------
+
+
+def _hard_links(path: Path) -> int:
+    """How many names a regular file has (1 for a new file, a directory or a link that leads nowhere)."""
+    try:
+        info = os.stat(path)
+    except OSError:
+        return 1
+    return info.st_nlink if stat.S_ISREG(info.st_mode) else 1
 
 
 def _is_agent_settings(rel: PurePosixPath) -> bool:
@@ -227,6 +237,10 @@ class HookGate:
                 # later write through with no hook, no permission and no audit entry.
                 return Answer("deny", f"{rel}: Claude Code's settings hold this sandbox's loomtui hooks; "
                                       "they are not for the agent to change")
+            names = _hard_links(resolved)
+            if names > 1:  # `ln refunds.py hard.py`: an edit of hard.py is one of refunds.py, held or not
+                return Answer("deny", f"{rel} has {names} names (hard links): an edit of it changes each of them, "
+                                      "and loomtui claims a file by one name; remove the others first")
             return str(rel)
         if absolute.is_relative_to(self.tree):
             return Answer("deny", f"{path} leads out of the worktree through a symlink")
