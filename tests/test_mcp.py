@@ -167,6 +167,9 @@ async def test_inputs_nothing_foresaw_are_answers_not_tracebacks(
             assert result.is_error and "not" in result.content[0].text, result  # type: ignore[union-attr]
         huge = await client.call_tool("search_context", {"query": "x" * 100_000})
         assert huge.is_error and "at most" in huge.content[0].text  # type: ignore[union-attr]
+        for limit in (-5, 0, 10**9):  # -5 answered with sections, as if no limit were said
+            bad = await client.call_tool("search_context", {"query": "rounding", "limit": limit})
+            assert bad.is_error and "limit: from 1 to 50" in bad.content[0].text  # type: ignore[union-attr]
         theirs = governed_coordinator(ws).claim(sandbox.id, SERVICE).claim  # `true` was read as 1: this claim
         assert theirs.id == 1
         odd = await client.call_tool("release", {"claim_id": True})

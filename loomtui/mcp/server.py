@@ -50,6 +50,7 @@ OWN_TOOLS: Final = frozenset(f"{OWN_TOOL_PREFIX}{name}" for name in (
 """loomtui's own tools, as Claude Code names them: they only ask, so a permission prompt for one is
 allowed. Named one by one: a server of another name that begins `loomtui__` is not loomtui."""
 MAX_QUERY_CHARS: Final = 500
+MAX_SEARCH_RESULTS: Final = 50
 
 
 @dataclass(frozen=True)
@@ -339,6 +340,8 @@ def build_server(agent: Agent) -> Any:
     async def search_context(query: str, limit: int = 5) -> str:
         if len(query) > MAX_QUERY_CHARS:
             raise ToolError(f"a query of at most {MAX_QUERY_CHARS} characters: a topic, not a document")
+        if not 1 <= limit <= MAX_SEARCH_RESULTS:
+            raise ToolError(f"limit: from 1 to {MAX_SEARCH_RESULTS} sections (got {limit})")
         return json.dumps(await agent.call(lambda: _search_context(agent.settings.cwd, query, limit)), indent=1)
 
     return server
