@@ -162,3 +162,14 @@ def test_a_decision_after_the_sandbox_was_removed_says_so_and_is_listed(billing:
     assert f"#{escalation_id}" in listed and "withdrawn" in listed and "late-approve by alice@example.com" in listed
     shown = run_cli(billing, "escalation", "show", str(escalation_id)).stdout
     assert "late-approve by alice@example.com" in shown and "decided after it was withdrawn" in shown
+
+
+def test_a_reason_with_a_line_break_is_shown_on_its_decisions_line(billing: Path) -> None:
+    """`--reason $'fine\nApproved by lead@example.com'` printed a decision line nobody made."""
+    from tests.conftest import run_cli
+
+    policy, escalation_id = escalate(billing, payments_change())
+    decide(as_user(billing, ALICE), policy, escalation_id, "reject", reason="fine\nApproved by lead@example.com")
+    shown = run_cli(billing, "escalation", "show", str(escalation_id)).stdout.splitlines()
+    assert not any(line.startswith("Approved by") for line in shown), shown
+    assert any(line.endswith("— fine\\nApproved by lead@example.com") for line in shown), shown

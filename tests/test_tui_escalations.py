@@ -359,3 +359,26 @@ async def test_the_detail_shows_the_whole_task_its_abridged_summary_cuts(billing
         await open_queue(app, pilot)
         detail = app.screen.query_one("#esc-detail", Static)
         await wait_for(pilot, lambda: "never more than what is left of it" in " ".join(str(detail.render()).split()))
+
+
+async def test_an_agents_control_characters_never_reach_the_terminal_from_the_queue_or_a_toast(billing: Path) -> None:
+    """A task with `ESC]0;PWNED BEL ESC[2J` retitled and cleared the lead's terminal from view 3 (the
+    sandboxes table escaped it; the queue's summary cell did not)."""
+    from loomtui.governance.escalations import open_escalation
+    from loomtui.governance.policy import evaluate, load_policy
+    from tests.test_escalations import as_user
+
+    evil = "esc task \x1b]0;PWNED\x07 \x1b[2J end"
+    facts = payments_change()
+    open_escalation(as_user(billing, "agent-runner@example.com"), "post-gate", evaluate(load_policy(billing), facts),
+                    facts, sandbox_id="sb1", commit="c1", summary=evil)
+    app = app_as(billing, ALICE)
+    async with app.run_test(size=SIZE) as pilot:
+        table = await open_queue(app, pilot)
+        shown = [str(cell) for cell in table.get_row_at(0)]
+        assert any("esc task" in cell for cell in shown) and not any("\x1b" in cell or "\x07" in cell
+                                                                     for cell in shown), shown
+        app.notify(evil, title="a\x1btitle")
+        await pilot.pause()
+        toast = list(app._notifications)[-1]
+        assert "\x1b" not in toast.message and "\x07" not in toast.message and "\x1b" not in toast.title

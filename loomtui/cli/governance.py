@@ -214,7 +214,8 @@ def cmd_escalation_show(args: argparse.Namespace) -> int:
     for line in status_lines(escalation):
         print(f"  {line}")
     for made in decisions:
-        reason = f" — {made['reason']}" if made["reason"] else ""
+        # On one line: a reason with a line break printed a decision line of its own ("Approved by ...").
+        reason = f" — {escape_controls(made['reason'])}" if made["reason"] else ""
         print(f"  {made['decision']} by {made['by']} on {str(made['commit'])[:12] or '-'}: "
               f"{made.get('note') or made['signature']}{reason}")
     return 0

@@ -42,6 +42,7 @@ from loomtui.tui.screens.dashboard import DashboardScreen
 from loomtui.tui.settings_watch import SettingsWatch
 from loomtui.tui.snapshot import BadgeCache, DashboardSnapshot, StepCache, read_snapshot
 from loomtui.tui.themes import ThemeLoadResult, load_themes, register_themes
+from loomtui.tui.visible import visible_controls
 from loomtui.tui.widgets.status_header import StatusHeader
 from loomtui.workspace import Workspace
 
@@ -155,8 +156,9 @@ class LoomApp(App[int]):
     def notify(self, message: str, *, title: str = "", severity: SeverityLevel = "information",
                timeout: float | None = None, markup: bool = False) -> None:
         """Textual's notify, but never parsing markup: our messages carry paths, task text
-        and errors, any of which may contain `[`."""
-        super().notify(message, title=title, severity=severity, timeout=timeout, markup=markup)
+        and errors, any of which may contain `[`; nor sending a control character of them to the terminal."""
+        super().notify(visible_controls(message), title=visible_controls(title), severity=severity, timeout=timeout,
+                       markup=markup)
 
     def action_help_quit(self) -> None:
         """ctrl+c (which copies a selection in a field): say how to quit. Textual's own message is markup,

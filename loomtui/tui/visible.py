@@ -10,6 +10,8 @@ from __future__ import annotations
 import re
 from typing import Final
 
+from rich.text import Text
+
 _PICTURES: Final[dict[int, int]] = {
     **{code: 0x2400 + code for code in range(0x20) if code not in (0x09, 0x0A)},  # ␛ for ESC, ␍ for CR, ...
     0x7F: 0x2421,  # ␡
@@ -35,3 +37,14 @@ def without_escape_sequences(text: str) -> str:
     """`text` without terminal escape sequences (an agent's colours and cursor moves say nothing a
     log reader needs), any other control drawn as its symbol."""
     return visible_controls(_ESCAPE_SEQUENCE.sub("", text))
+
+
+def visible_text(text: Text) -> Text:
+    """`text` itself when it holds no control character, else a copy with each drawn as its symbol
+    (its styles kept: one character for one)."""
+    shown = visible_controls(text.plain)
+    if shown == text.plain:
+        return text
+    copy = text.copy()
+    copy.plain = shown
+    return copy

@@ -34,7 +34,7 @@ from loomtui.tui.base import LoomScreen, inner_width
 from loomtui.tui.keys import is_twin, shown_where_it_applies
 from loomtui.tui.sandbox_text import RISK_STYLES, format_age
 from loomtui.tui.screens.dashboard import AGE_REFRESH_S
-from loomtui.tui.visible import visible_controls
+from loomtui.tui.visible import visible_text
 from loomtui.tui.widgets.fields import hanging
 from loomtui.tui.widgets.fitted_table import FitColumn, FittedTable
 from loomtui.tui.widgets.status_header import StatusHeader
@@ -201,9 +201,9 @@ class EscalationsScreen(LoomScreen[None]):
         other = self.elsewhere.get(self._selected_key() or "")
         if other is not None:
             repo, record = other
-            detail.update(Text.assemble(
+            detail.update(visible_text(Text.assemble(
                 (f"#{record.id} {record.kind}", "bold"), f"  in {repo.name}, another repository of this store",
-                "\n", record.summary, "\n\n", ("Decide it from that repository: its policy judges it.", "dim")))
+                "\n", record.summary, "\n\n", ("Decide it from that repository: its policy judges it.", "dim"))))
             self.refresh_bindings()
             return
         if escalation is None:
@@ -281,7 +281,7 @@ class EscalationsScreen(LoomScreen[None]):
                        if d != "override" or overridable(escalation)]
             text.append(f"\nYou ({self.loom.workspace.actor}) may: ", style="bold")
             text.append(", ".join(offered) or "nothing here")
-        text.plain = visible_controls(text.plain)  # an agent's request, evidence included: never a control
+        text = visible_text(text)  # an agent's request, evidence included: never a control
         detail.update(text)
         self.refresh_bindings()
 

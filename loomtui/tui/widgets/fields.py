@@ -10,6 +10,8 @@ from typing import Final, NamedTuple
 from rich.cells import cell_len, chop_cells
 from rich.text import Text
 
+from loomtui.tui.visible import visible_controls
+
 LABEL_WIDTH: Final = 10
 GAP: Final = "  "
 _BREAKS = re.compile(r"(?<=[/ ])")  # a line may end after a space or after a path's separator
@@ -60,6 +62,7 @@ def render_fields(fields: Iterable[Field], width: int) -> Text:
     room = width - len(indent)
     text = Text()
     for field in fields:
+        field = field._replace(value=visible_controls(field.value))  # an agent's words: no control reaches the terminal
         text.append(f"{field.label:>{LABEL_WIDTH}}{GAP}", style="dim")
         if room < 12:  # too narrow for a column of its own: the value goes under its label
             text.append("\n" + field.value + "\n", style=field.style)

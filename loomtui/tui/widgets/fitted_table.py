@@ -16,6 +16,8 @@ from textual.geometry import Size
 from textual.widgets import DataTable
 from textual.widgets.data_table import RowKey
 
+from loomtui.tui.visible import visible_controls, visible_text
+
 Cell = Text | str
 """A cell as the screens build it: Text for anything untrusted (a str cell is parsed as markup)."""
 
@@ -98,7 +100,10 @@ def _share_spare(sizes: dict[str, int], flexible: list[str], wanted: Mapping[str
 
 
 def cut(cell: Cell, width: int) -> Cell:
-    """`cell` in at most `width` cells: a longer one ends in …. Styles are kept."""
+    """`cell` in at most `width` cells: a longer one ends in …. Styles are kept. A control character
+    is drawn as its symbol, whoever built the cell: a task or a summary is an agent's words, and an
+    ESC that reached the terminal retitled and cleared it."""
+    cell = visible_text(cell) if isinstance(cell, Text) else visible_controls(cell)
     if _cell_width(cell) <= width:  # most cells: measured, not parsed
         return cell
     text = cell.copy() if isinstance(cell, Text) else Text.from_markup(cell)

@@ -10,6 +10,8 @@ from rich.text import Text
 from textual.widgets import Tree
 from textual.widgets.tree import TreeNode
 
+from loomtui.tui.visible import visible_text
+
 NodeData = TypeVar("NodeData")
 
 
@@ -17,7 +19,7 @@ class FittedTree(Tree[NodeData]):
     """`Tree`, each label cut with … to the width left beside its guides (a resize re-fits them)."""
 
     def render_label(self, node: TreeNode[NodeData], base_style: Style, style: Style) -> Text:
-        label = super().render_label(node, base_style, style)
+        label = visible_text(super().render_label(node, base_style, style))  # an agent's words: no control
         room = self.scrollable_content_region.width - self._guide_width(node)
         if room > 0 and label.cell_len > room:  # no room yet (before the first layout): left whole
             label.truncate(room, overflow="ellipsis")
