@@ -173,3 +173,14 @@ def test_a_reason_with_a_line_break_is_shown_on_its_decisions_line(billing: Path
     shown = run_cli(billing, "escalation", "show", str(escalation_id)).stdout.splitlines()
     assert not any(line.startswith("Approved by") for line in shown), shown
     assert any(line.endswith("— fine\\nApproved by lead@example.com") for line in shown), shown
+
+
+def test_the_author_may_not_approve_their_own_change_whatever_the_case_of_their_name(billing: Path) -> None:
+    """`LOOM_USER=Mia@Example.com` started it, `mia@example.com` approved it: recorded, signed and published
+    (a CI gate counted it) while the store said the author's own approval does not count."""
+    policy, escalation_id = escalate(billing, payments_change(author="Mia@Example.com"))
+    with pytest.raises(DecisionRefused, match="is the author; separation of duties"):
+        decide(as_user(billing, "mia@example.com"), policy, escalation_id, "approve")
+    decide(as_user(billing, ALICE), policy, escalation_id, "approve")
+    with pytest.raises(DecisionRefused, match="has already approved"):
+        decide(as_user(billing, "Alice@Example.COM"), policy, escalation_id, "approve")

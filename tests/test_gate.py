@@ -200,3 +200,28 @@ def test_a_branch_cannot_loosen_the_policy_that_judges_it(billing: Path) -> None
     assert done.returncode == 1 and report["verdict"] == "NEEDS APPROVAL"
     assert "anything-goes" not in [r["name"] for r in report["rules"]]
     assert any("judged by the base's policy" in note for note in report["notes"])
+
+
+def test_the_gate_takes_a_sandboxs_author_from_its_record_as_its_review_does(billing: Path) -> None:
+    """The commits' author is the agent's git identity: the task's author's own approval was counted
+    here (PASS) while the review refused it (separation of duties)."""
+    import time
+
+    from loomtui.governance.gate import run_gate
+    from loomtui.store import EscalationRecord, SandboxRecord
+    from loomtui.workspace import open_workspace
+
+    refunds = (billing / "payments/refunds.py").read_text()
+    branch_with(billing, "loom/ab12cd", {"payments/refunds.py": refunds + "\n# note\n"})
+    head = git(billing, "rev-parse", "HEAD")
+    git(billing, "checkout", "-q", "main")
+    workspace = open_workspace(billing)
+    now = time.time()
+    workspace.store.add_sandbox(SandboxRecord("ab12cd", "a change", "script", "awaiting_review", now, now,
+                                              branch="loom/ab12cd", data={"created_by": "mia@example.com"}))
+    workspace.store.bulk_add_escalations([EscalationRecord(
+        0, "ab12cd", "post-gate", "open", "high", "", now, now,
+        {"approvals": [{"user": user, "commit": head, "at": now} for user in ("mia@example.com", "alice@example.com")]})])
+    report = run_gate(billing, base="main", head="loom/ab12cd", store=workspace.store)
+    assert report.facts.author == "mia@example.com" and not report.approved
+    workspace.close()

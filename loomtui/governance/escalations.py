@@ -28,6 +28,7 @@ from loomtui.governance.policy import (
     can_override,
     groups_of,
     requirement_status,
+    same_person,
 )
 from loomtui.governance.signing import BAD, VERIFIED, Decision, SigningError, sign_decision
 from loomtui.store import EscalationRecord
@@ -167,10 +168,12 @@ def allowed_decisions(policy: Policy, escalation: EscalationRecord, user: str) -
         return []
     allowed = []
     author = escalation.data.get("author") or None
-    already = {a.user for a in approvals(escalation, escalation.data.get("commit"))}
+    already = any(same_person(a.user, user) for a in approvals(escalation, escalation.data.get("commit")))
     eligible = any(req.admits(user) for req in _requirements(escalation))
-    separated = not (policy.separation_of_duties and author == user)
-    if escalation.data.get("outcome") != "block" and eligible and separated and user not in already:
+    # As the count compares them: a capital letter made the author's own approval a recorded, signed,
+    # published decision the store then did not count (and a CI gate that read the note did).
+    separated = not (policy.separation_of_duties and same_person(author, user))
+    if escalation.data.get("outcome") != "block" and eligible and separated and not already:
         allowed.append("approve")
     if eligible or groups_of(policy, user) or can_override(policy, user):
         allowed.append("reject")
@@ -342,9 +345,9 @@ def why_not(policy: Policy, escalation: EscalationRecord, user: str, decision: s
         return f"{user} may not override: the policy allows overrides only by {allowed}"
     if decision == "approve" and escalation.data.get("outcome") == "block":
         return "a blocked change cannot be approved, only overridden with a reason"
-    if decision == "approve" and policy.separation_of_duties and escalation.data.get("author") == user:
+    if decision == "approve" and policy.separation_of_duties and same_person(escalation.data.get("author"), user):
         return f"{user} is the author; separation of duties requires someone else to approve"
-    if decision == "approve" and user in {a["user"] for a in escalation.data.get("approvals", [])}:
+    if decision == "approve" and any(same_person(a["user"], user) for a in escalation.data.get("approvals", [])):
         return f"{user} has already approved this commit"
     groups = sorted({g for r in _requirements(escalation) for g in r.groups})
     return f"{user} may not {decision}: needs a member of {', '.join(groups) or 'the policy groups'}"

@@ -165,8 +165,12 @@ def run_gate(root: Path, policy: Policy | None = None, *, base: str | None = Non
     approvals: tuple[str, ...] = ()
     notes: list[str] = []
     sandbox = _sandbox_of(store, head) if store is not None else None
+    author = None  # the head commit's author, unless the store knows whose task it is
     if sandbox is not None:
         runtime = sandbox.runtime
+        # Whose task it is, as its review judged it: the commits' author is the agent's git identity,
+        # and the task's author's own approval counted here while the review refused it.
+        author = sandbox.created_by or None
         for run in store.gate_runs(sandbox.id):  # type: ignore[union-attr]
             if run.commit_sha == head_sha:  # results for another commit say nothing about this one
                 gates[run.gate] = run.status
@@ -174,7 +178,7 @@ def run_gate(root: Path, policy: Policy | None = None, *, base: str | None = Non
     elif store is None:
         notes.append(f"{without_store}: gate results recorded in loomtui are not visible; approvals are "
                      f"read from {NOTES_REF}")
-    facts = change_facts(root, merge_base, head_sha, gates=gates, runtime=runtime)
+    facts = change_facts(root, merge_base, head_sha, gates=gates, runtime=runtime, author=author)
     evaluation = evaluate(policy, facts)
     if evaluation.outcome == "require" and facts.paths:
         published = approvals_from_notes(root, policy, merge_base, head_sha)

@@ -81,6 +81,7 @@ from loomtui.governance.policy_model import (
     Rule,
     RuleStage,
     Stage,
+    same_person,
 )
 from loomtui.governance.policy_parse import (
     configured_policy,
@@ -134,6 +135,7 @@ __all__ = [
     "parse_policy_tests",
     "read_policy_file",
     "requirement_status",
+    "same_person",
     "run_policy_case",
     "with_a_person",
     "with_failed_agent",

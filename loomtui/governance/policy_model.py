@@ -368,6 +368,12 @@ def _identity(user: str) -> str:
     return user.strip().casefold()
 
 
+def same_person(one: str | None, other: str | None) -> bool:
+    """Whether two identities name one person (`Mia@Example.com` is `mia@example.com`), as the groups
+    and the approvals' count compare them."""
+    return bool(one and other) and _identity(one or "") == _identity(other or "")
+
+
 def _region_path(region_id: str) -> str:
     return region_id.partition("::")[0]
 
