@@ -167,6 +167,10 @@ def test_a_configured_key_that_cannot_sign_refuses_the_decision_rather_than_reco
         assert done.returncode != 0 and done.stdout == "", done.stdout
         assert "the configured signing key could not sign this decision" in done.stderr and problem in done.stderr
         assert done.stderr.count("\n") == 1
+    # A key that signs, but not as this person (Bob's, listed for Bob): refused too, not recorded unsigned.
+    done = run(repo, "escalation", "approve", str(escalation), user=ALICE, key=keys[BOB])
+    assert done.returncode == 1 and f"the configured signing key does not sign as {ALICE}" in done.stderr, done.stderr
+    assert f"key of {BOB}" in done.stderr and done.stderr.count("\n") == 1
     record = open_workspace(repo).store.get_escalation(escalation)
     assert record is not None and record.data["approvals"] == [] and decision_entries(repo) == []
 

@@ -325,11 +325,13 @@ def _sign(workspace: Workspace, policy: Policy, escalation: EscalationRecord, de
     if policy.decisions.require_signature and verdict.status != VERIFIED:
         raise DecisionRefused(f"the policy requires signed decisions, and this one is not validly signed: "
                               f"{verdict.detail}")
-    fields: dict[str, Any] = {"decided_at": decided.at, "kind": decided.kind, "signature_status": verdict.status}
     if verdict.status == BAD:
-        # A signature that does not verify for this person is not kept as if it did.
-        fields["signature_status"] = "unsigned"
-    elif verdict.signature:
+        # The key signs, but not as this person (another's key, one allowed_signers lists for someone
+        # else): recorded unsigned, it was a decision taken behind their back, as a key that cannot sign.
+        raise DecisionRefused(f"the configured signing key does not sign as {workspace.actor}: {verdict.detail} "
+                              "(use your own key, or unset it to decide unsigned)")
+    fields: dict[str, Any] = {"decided_at": decided.at, "kind": decided.kind, "signature_status": verdict.status}
+    if verdict.signature:
         fields["signature"] = verdict.signature
     if verdict.status != VERIFIED:
         fields["signature_detail"] = verdict.detail
