@@ -50,7 +50,7 @@ _MERGE = _CORE + "merge"
 _FAST_LOADER: Final = getattr(yaml, "CSafeLoader", None)
 
 
-def compose(text: str, path: str) -> Value | None:
+def compose(text: str, path: str, *, duplicate_keys: bool = False) -> Value | None:
     """Compose `text` into its root node; None for an empty document.
 
     Malformed YAML, several documents and duplicate mapping keys (which PyYAML
@@ -69,7 +69,8 @@ def compose(text: str, path: str) -> Value | None:
     if node is None:
         return None
     assert isinstance(node, Node)
-    _reject_duplicate_keys(node, path)
+    if not duplicate_keys:  # a reader that says a repeated key at its own line passes True
+        _reject_duplicate_keys(node, path)
     return Value(node, path, "")
 
 

@@ -61,6 +61,15 @@ def test_keys_moved_together_do_not_clash_and_keys_of_two_views_never_do(keymap_
                              "graph.reindex": "m"}
 
 
+def test_an_id_named_twice_is_said_at_its_second_line_and_the_rest_still_applies(keymap_file: Path) -> None:
+    """A repeated key failed the whole file (YAML's duplicate-key check): nothing applied, one line said."""
+    write(keymap_file, "escalations.approve: A\nescalations.approve: B\napp.quit: []\ndashboard.new: [a, a]\n")
+    loaded = load_keymap()
+    assert loaded.keymap == {"escalations.approve": "A", "dashboard.new": "a"}
+    assert loaded.problems == [f"{keymap_file}:2: escalations.approve: named again (first at line 1)",
+                               f"{keymap_file}:3: app.quit: expected a key, or a list of keys (got an empty list)"]
+
+
 def test_a_keymap_that_is_not_a_mapping_is_one_line_and_nothing_applies(keymap_file: Path) -> None:
     write(keymap_file, "dashboard.new: [a\n")
     loaded = load_keymap()
@@ -73,13 +82,16 @@ def test_a_keymap_that_is_not_a_mapping_is_one_line_and_nothing_applies(keymap_f
 
 async def test_the_app_answers_your_keys_names_them_in_its_hints_and_help_and_says_a_bad_line(
         repo: Path, keymap_file: Path) -> None:
+    from textual.widgets import Static
+
     from loomtui.tui.app import LoomApp
     from loomtui.tui.screens.dashboard import DashboardScreen
     from loomtui.tui.screens.help import HelpScreen
-    from loomtui.tui.screens.sandbox_forms import NewSandboxScreen
+    from loomtui.tui.screens.sandbox_forms import ConfirmScreen, NewSandboxScreen
     from loomtui.workspace import open_workspace
 
-    write(keymap_file, "dashboard.new: a\napp.mode.escalations: ctrl+e\ndashboard.start: ctrl+s\nnope: b\n")
+    write(keymap_file, "dashboard.new: a\napp.mode.escalations: ctrl+e\ndashboard.start: ctrl+s\nnope: b\n"
+                       "confirm.yes: Y\n")
     app = LoomApp(open_workspace(repo))
     async with app.run_test(size=(120, 40)) as pilot:
         await pilot.pause()
@@ -97,6 +109,16 @@ async def test_the_app_answers_your_keys_names_them_in_its_hints_and_help_and_sa
         await wait_for(pilot, lambda: isinstance(app.screen, HelpScreen))
         keys = {binding_id: key for key, _what, _where, binding_id in app.screen.rows}
         assert keys["dashboard.new"] == "a" and keys["app.mode.escalations"] == "^e"
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: isinstance(app.screen, DashboardScreen))
+        answers: list[bool | None] = []
+        app.push_screen(ConfirmScreen("archive it?"), answers.append)
+        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen))
+        await pilot.pause()
+        said = " ".join(str(static.visual) for static in app.screen.query(Static))
+        assert "Y yes · n no" in said, said  # the dialog names the key you chose, which answers it
+        await pilot.press("Y")
+        await wait_for(pilot, lambda: answers == [True])
 
 
 def test_loomtui_keys_lists_every_key_with_yours_marked_and_fails_on_a_bad_line(repo: Path, keymap_file: Path) -> None:
@@ -110,5 +132,5 @@ def test_loomtui_keys_lists_every_key_with_yours_marked_and_fails_on_a_bad_line(
     done = run_cli(repo, "keys")
     assert done.returncode == 1
     assert next(line for line in done.stdout.splitlines() if line.startswith("dashboard.new ")).split()[1] == "a*"
-    assert done.stderr == f"{keymap_file}:3: app.quit: tab moves the focus: pick another key (left out; the " \
-                          "default key stays)\n"
+    assert done.stderr == (f"{keymap_file}:3: app.quit: tab moves the focus: pick another key "
+                           "(this line is left out)\n")

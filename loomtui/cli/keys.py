@@ -29,7 +29,7 @@ def cmd_keys(args: argparse.Namespace) -> int:
     exists = loaded.path is not None and loaded.path.exists()
     print(f"\nkeymap: {loaded.path}" + (" (* your keys)" if exists else " (none: every key is its default)"))
     for problem in loaded.problems:
-        print(f"{problem} (left out; the default key stays)", file=sys.stderr)
+        print(f"{problem} (this line is left out)", file=sys.stderr)
     return 1 if loaded.problems else 0
 
 

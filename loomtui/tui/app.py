@@ -213,7 +213,7 @@ class LoomApp(App[int]):
         for warning in themes.warnings:
             self.notify(warning, title="theme contrast", severity="warning", timeout=10, markup=False)
         for problem in self.keymap.problems:
-            self.notify(f"{problem} (left out; the default key stays)", title="keymap", severity="warning",
+            self.notify(f"{problem} (this line is left out)", title="keymap", severity="warning",
                         timeout=10, markup=False)
         wanted = self.config.theme if self.config else DEFAULT_THEME
         self.theme = wanted if wanted in self.available_themes else DEFAULT_THEME

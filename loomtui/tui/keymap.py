@@ -27,7 +27,7 @@ from textual.binding import Binding
 from textual.dom import DOMNode
 from textual.keys import KEY_NAME_REPLACEMENTS, Keys, _character_to_key, format_key, key_to_character
 from textual.screen import ModalScreen, Screen
-from yaml.nodes import ScalarNode, SequenceNode
+from yaml.nodes import MappingNode, ScalarNode, SequenceNode
 
 from loomtui.errors import ConfigError
 from loomtui.tui.themes import user_config_dir
@@ -145,8 +145,8 @@ def load_keymap(path: Path | None = None) -> KeymapLoad:
     if not path.exists():
         return result
     try:
-        root = compose(read_text(path, str(path)), str(path))
-        entries = list(root.as_mapping().items()) if root is not None else []
+        root = compose(read_text(path, str(path)), str(path), duplicate_keys=True)
+        entries = _entries(root) if root is not None else []
     except ConfigError as exc:
         result.problems.append(str(exc))
         return result
@@ -156,6 +156,9 @@ def load_keymap(path: Path | None = None) -> KeymapLoad:
     problems: list[tuple[int, str]] = []
     for name, value in entries:
         try:
+            if name in lines or name in wanted:  # one line per id: the first stands, this one is said
+                raise value.error(f"named again (first at line {lines[name].line})")
+            lines[name] = value
             wanted[name] = _entry(name, value, keys)
             lines[name] = value
         except ConfigError as exc:
@@ -170,13 +173,23 @@ def load_keymap(path: Path | None = None) -> KeymapLoad:
     return result
 
 
+def _entries(root: Value) -> list[tuple[str, Value]]:
+    """The file's (id, value) pairs in order, a repeated id included (each said at its own line)."""
+    root.as_mapping()  # a mapping with string keys, or one line saying what it is instead
+    if not isinstance(root.node, MappingNode):  # `null`: nothing mapped
+        return []
+    return [(str(key.value), root.child(value, str(key.value))) for key, value in root.node.value]
+
+
 def _entry(name: str, value: Value, keys: dict[str, LoomKey]) -> tuple[str, ...]:
     if name not in keys:
         guess = closest(name, keys)
         hint = f" (did you mean {guess!r}?)" if guess else "; `loomtui keys` lists them"
         raise value.error(f"no key has this id{hint}")
     items = value.as_list() if isinstance(value.node, SequenceNode) else [value]
-    chosen = _split(",".join(_key_text(item) for item in items))
+    if not items:
+        raise value.error("expected a key, or a list of keys (got an empty list)")
+    chosen = tuple(dict.fromkeys(_split(",".join(_key_text(item) for item in items))))
     for key in chosen:
         problem = key_problem(key)
         if problem is None and key in RESERVED:

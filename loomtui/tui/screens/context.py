@@ -15,6 +15,7 @@ from textual.widgets import DataTable, Footer, Input, Static
 
 from loomtui.errors import LoomError
 from loomtui.tui.base import LoomScreen, loom_app
+from loomtui.tui.keys import shown_key
 from loomtui.tui.palette import PaletteEntry, RankedProvider
 from loomtui.tui.widgets.fields import reflowed
 from loomtui.tui.widgets.fitted_table import FitColumn, FittedTable
@@ -58,7 +59,8 @@ class ContextScreen(LoomScreen[None]):
 
     def compose(self) -> ComposeResult:
         yield StatusHeader(id="status")
-        yield Input(placeholder="search the context (esc clears)", id="context-filter", classes="hidden")
+        yield Input(placeholder=f"search the context ({shown_key('context.back', 'esc')} clears)", id="context-filter",
+                    classes="hidden")
         yield Static("", id="context-summary")
         with Horizontal(id="context-body"):
             yield FittedTable(SECTION_COLUMNS, id="sections")

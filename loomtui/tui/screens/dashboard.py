@@ -29,6 +29,7 @@ from loomtui.store import SandboxRecord
 from loomtui.tui import sandbox_calls
 from loomtui.tui.base import LoomScreen, inner_width
 from loomtui.tui.evals_text import gates_cell
+from loomtui.tui.keys import shown_key
 from loomtui.tui.sandbox_text import (
     RISK_STYLES,
     STATUS_STYLES,
@@ -117,7 +118,8 @@ class DashboardScreen(LoomScreen[None]):
         yield Static("", id="banner", classes="hidden")
         with Horizontal(id="body"):
             with Vertical(id="left"):
-                yield Input(placeholder="filter sandboxes (esc clears)", id="filter", classes="hidden")
+                yield Input(placeholder=f"filter sandboxes ({shown_key('dashboard.back', 'esc')} clears)", id="filter",
+                            classes="hidden")
                 yield Static("", id="empty")
                 yield SandboxTable(SANDBOX_COLUMNS, id="sandboxes")
             with TabbedContent(id="detail"):
@@ -241,7 +243,8 @@ class DashboardScreen(LoomScreen[None]):
         if shown:
             empty.update("")
         elif total:
-            empty.update(Text(f"No sandbox matches the filter ({total} hidden). esc clears it."))
+            empty.update(Text(f"No sandbox matches the filter ({total} hidden). "
+                              f"{shown_key('dashboard.back', 'esc')} clears it."))
         else:
             empty.update(Text("No sandboxes in this repository yet; they appear here live "
                               "as agents start."))

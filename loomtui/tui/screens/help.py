@@ -12,6 +12,7 @@ from textual.containers import Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Footer, Static
 
+from loomtui.tui.keys import shown_key
 from loomtui.tui.widgets.fitted_table import TABLE_KEYS, FitColumn, FittedTable
 
 SIDEWAYS: Final = frozenset({"scroll_left", "scroll_right", "page_left", "page_right"})
@@ -65,7 +66,7 @@ class HelpScreen(ModalScreen[None]):
 
     def compose(self) -> ComposeResult:
         with Vertical():
-            yield Static(Text("Keys  (esc closes)", style="bold"))
+            yield Static(Text(f"Keys  ({shown_key('help.close', 'esc')} closes)", style="bold"))
             yield FittedTable([FitColumn("key", "key", priority=0, max_width=14),
                                FitColumn("what", "what it does", priority=0, flex=True, min_width=20, want=54),
                                FitColumn("where", "where", priority=1, max_width=24),

@@ -17,6 +17,7 @@ from textual.widgets.selection_list import Selection
 
 from loomtui.coordination.suggest import suggest_regions
 from loomtui.tui.base import loom_app
+from loomtui.tui.keys import shown_key
 from loomtui.tui.visible import visible_controls
 from loomtui.tui.widgets.tick_list import TickList
 
@@ -202,7 +203,7 @@ class ConfirmScreen(ModalScreen[bool]):
     def compose(self) -> ComposeResult:
         with Vertical():
             yield Static(Text(self.question))
-            yield Static(Text("y yes · n no", style="dim"))
+            yield Static(Text(f"{shown_key('confirm.yes', 'y')} yes · {shown_key('confirm.no', 'n')} no", style="dim"))
         yield Footer(compact=True)
 
     def action_answer(self, answer: bool) -> None:
