@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from textual.widgets import DataTable, Input
 
 from loomtui.tui.app import LoomApp
@@ -342,9 +343,9 @@ async def test_the_next_escalations_detail_opens_at_its_top_and_a_live_update_ke
 async def test_the_detail_shows_the_whole_task_its_abridged_summary_cuts(billing: Path) -> None:
     from textual.widgets import Static
 
+    from loomtui.errors import abridged
     from loomtui.governance.escalations import open_escalation
     from loomtui.governance.policy import evaluate, load_policy
-    from loomtui.errors import abridged
     from tests.test_tui import add_sandbox
 
     workspace = open_workspace(billing)
@@ -382,3 +383,20 @@ async def test_an_agents_control_characters_never_reach_the_terminal_from_the_qu
         await pilot.pause()
         toast = list(app._notifications)[-1]
         assert "\x1b" not in toast.message and "\x07" not in toast.message and "\x1b" not in toast.title
+
+
+async def test_without_a_signing_key_a_reject_is_refused_before_its_reason_is_typed(
+        billing: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The reason was asked for, typed, then the decision refused for the missing key: the reason lost."""
+    policy = billing / ".loom" / "policy.yaml"
+    policy.write_text(policy.read_text() + "\ndecisions: {require_signature: true}\n")
+    (billing / ".loom" / "allowed_signers").write_text(
+        f"{ALICE} ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHx0dGVzdGtleWZvcmxvb210dWl0ZXN0cw\n")
+    monkeypatch.delenv("LOOM_SIGNING_KEY", raising=False)
+    escalate(billing, payments_change())
+    app = app_as(billing, ALICE)
+    async with app.run_test(size=SIZE) as pilot:
+        await open_queue(app, pilot)
+        await pilot.press("r")
+        await wait_for(pilot, lambda: any("no signing key" in n.message for n in app._notifications))
+        assert isinstance(app.screen, EscalationsScreen)  # no reason asked for

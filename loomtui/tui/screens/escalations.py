@@ -27,6 +27,7 @@ from loomtui.governance.escalations import (
     status_lines,
     why_not,
 )
+from loomtui.identity import signing_key
 from loomtui.store import EscalationRecord
 from loomtui.store.records import RepositoryRecord
 from loomtui.store.sql import SqlStore
@@ -319,6 +320,12 @@ class EscalationsScreen(LoomScreen[None]):
             return
         if decision == "approve":
             self._record(escalation.id, decision, "")
+            return
+        if policy.decisions.require_signature and signing_key(self.loom.workspace.root) is None:
+            # Said before the reason is asked for: typed, then refused for the key, it was lost.
+            self.app.notify("the policy requires signed decisions, and you have no signing key (set git's "
+                            "user.signingkey with gpg.format=ssh, git config loom.signingkey, or LOOM_SIGNING_KEY)",
+                            title=f"cannot {decision} #{escalation.id}", severity="warning")
             return
         title = f"{decision.capitalize()} escalation #{escalation.id}: why?"
 
