@@ -886,3 +886,28 @@ def test_a_merge_asked_for_while_another_caller_merges_it_waits_for_that_merge_a
     assert asking.returncode == 0, err
     assert out.startswith(f"merged sandbox {sandbox_id} into main as ") and "by another caller" in out
     assert actions(manual, sandbox_id).count("sandbox.merged") == 1
+
+
+def test_a_blocked_change_waits_for_an_override_or_a_rejection_not_an_approval(repo: Path) -> None:
+    """`sandbox list` said `escalation approve|reject 14` for a block: approving it is always refused."""
+    import time
+
+    from loomtui.store import EscalationRecord, SandboxRecord
+    from loomtui.workflow.steps import REVIEW_ESCALATION_KEY, next_step
+
+    workspace = open_workspace(repo)
+    now = time.time()
+    for sid, outcome in (("sb1", "block"), ("sb2", "require")):
+        workspace.store.bulk_add_escalations([EscalationRecord(0, sid, "post-gate", "open", "high", "", now, now,
+                                                               {"outcome": outcome})])
+    ids = {e.sandbox_id: e.id for e in workspace.store.list_escalations("open")}
+    for sid in ("sb1", "sb2"):
+        workspace.store.add_sandbox(SandboxRecord(sid, "t", "script", "awaiting_review", now, now,
+                                                  data={REVIEW_ESCALATION_KEY: ids[sid]}))
+    views = {r.id: next_step(workspace, r) for r in workspace.store.list_sandboxes()}
+    assert views["sb1"].action == PersonAction.OVERRIDE and views["sb2"].action == PersonAction.DECIDE
+    assert views["sb1"].line(STEP_HINTS).endswith(f"(`loomtui escalation override|reject {ids['sb1']} --reason TEXT`)")
+    from loomtui.tui.sandbox_text import app_step_hints
+
+    assert views["sb1"].line(app_step_hints()).endswith("(press 3)")
+    workspace.close()

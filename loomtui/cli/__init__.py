@@ -294,6 +294,7 @@ DEBUG_ENV: Final = "LOOMTUI_DEBUG"
 """Set, an internal error (a bug) ends on its traceback rather than one line."""
 STEP_HINTS: Final = {
     "decide": "`loomtui escalation approve|reject {about}`",
+    "override": "`loomtui escalation override|reject {about} --reason TEXT`",
     "merge": "`loomtui sandbox merge {about}`",
     "start": "`loomtui sandbox start {about}`",
     "rerun": "`loomtui sandbox start {about}` runs it again",

@@ -32,6 +32,7 @@ def app_step_hints() -> dict[str, str]:
     """How to act on a task's step in the app (workflow.steps.PersonAction), in `StepView.line`: the keys
     the user's keymap chose."""
     return {"decide": f"press {shown_key('app.mode.escalations', '3')}",
+            "override": f"press {shown_key('app.mode.escalations', '3')}",
             "merge": f"press {shown_key('dashboard.merge', 'm')}",
             "start": f"press {shown_key('dashboard.start', 'S')}",
             "rerun": f"{shown_key('dashboard.start', 'S')} runs it again",

@@ -35,7 +35,7 @@ from loomtui.execution.sandboxes import has_commits, has_worktree
 from loomtui.governance.escalations import CLEARED, EscalationStatus
 from loomtui.governance.policy import MERGE_AUTO, MERGE_MANUAL
 from loomtui.identity import current_host
-from loomtui.store import SandboxRecord
+from loomtui.store import EscalationRecord, SandboxRecord
 from loomtui.workspace import Workspace
 
 AFTER_KEY: Final = "after"
@@ -148,6 +148,7 @@ class PersonAction(StrEnum):
     """What a person can do about a task's step; each front-end says how (its command or key)."""
 
     DECIDE = "decide"    # approve or reject escalation `about`
+    OVERRIDE = "override"  # override or reject escalation `about`: the policy blocks it, no approval clears it
     MERGE = "merge"      # merge sandbox `about`
     START = "start"      # start sandbox `about`
     RETRY = "retry"      # advance sandbox `about` again
@@ -237,10 +238,17 @@ def _dependency_view(workspace: Workspace, record: SandboxRecord) -> StepView | 
 
 
 def _escalation_status(workspace: Workspace, escalation_id: object) -> EscalationStatus | None:
-    if not escalation_id:
-        return None
-    escalation = workspace.store.get_escalation(int(str(escalation_id)))
+    escalation = _escalation(workspace, escalation_id)
     return EscalationStatus(escalation.status) if escalation is not None else None
+
+
+def _escalation(workspace: Workspace, escalation_id: object) -> EscalationRecord | None:
+    return workspace.store.get_escalation(int(str(escalation_id))) if escalation_id else None
+
+
+def _deciding(escalation: EscalationRecord) -> PersonAction:
+    """What a person does about an open escalation: a block is overridden or rejected, never approved."""
+    return PersonAction.OVERRIDE if escalation.data.get("outcome") == "block" else PersonAction.DECIDE
 
 
 def next_step(workspace: Workspace, record: SandboxRecord, *, merge_mode: str = MERGE_MANUAL,
@@ -272,9 +280,10 @@ def next_step(workspace: Workspace, record: SandboxRecord, *, merge_mode: str = 
         return StepView(Step.REVIEW)
     if status == AWAITING_REVIEW:
         escalation = record.data.get(REVIEW_ESCALATION_KEY)
-        state = _escalation_status(workspace, escalation)
-        if state == EscalationStatus.OPEN:
-            return StepView(Step.WAIT_DECISION, f"a decision on escalation #{escalation}", PersonAction.DECIDE,
+        found = _escalation(workspace, escalation)
+        state = EscalationStatus(found.status) if found is not None else None
+        if found is not None and state == EscalationStatus.OPEN:
+            return StepView(Step.WAIT_DECISION, f"a decision on escalation #{escalation}", _deciding(found),
                             str(escalation))
         if state is None or state == EscalationStatus.SUPERSEDED:
             return StepView(Step.REVIEW)
@@ -313,11 +322,12 @@ def _planned_step(workspace: Workspace, record: SandboxRecord, known: KnownHolde
         if claims_wait:  # let go where nothing advances it (a lease ran out): whoever looks can go on
             return StepView(Step.PREPARE, "the claims it waited for are free", PersonAction.RETRY, record.id)
         return StepView(Step.PREPARE)
-    state = _escalation_status(workspace, record.data.get(PRESTART_KEY))
-    if state == EscalationStatus.OPEN:
+    found = _escalation(workspace, record.data.get(PRESTART_KEY))
+    state = EscalationStatus(found.status) if found is not None else None
+    if found is not None and state == EscalationStatus.OPEN:
         escalation = record.data.get(PRESTART_KEY)
         return StepView(Step.WAIT_START_APPROVAL, f"approval to start (escalation #{escalation})",
-                        PersonAction.DECIDE, str(escalation))
+                        _deciding(found), str(escalation))
     if state is not None and state not in CLEARED:
         return StepView(Step.REJECT_START, f"escalation #{record.data.get(PRESTART_KEY)} {state}")
     if record.data.get(AUTOSTART_KEY, True):
