@@ -184,3 +184,12 @@ def test_the_author_may_not_approve_their_own_change_whatever_the_case_of_their_
     decide(as_user(billing, ALICE), policy, escalation_id, "approve")
     with pytest.raises(DecisionRefused, match="has already approved"):
         decide(as_user(billing, "Alice@Example.COM"), policy, escalation_id, "approve")
+
+
+def test_a_reject_refused_says_who_may_reject_not_who_may_approve(billing: Path) -> None:
+    """"eve may not reject: needs a member of payments-team", while carol, of another group, rejected."""
+    policy, escalation_id = escalate(billing, payments_change())
+    with pytest.raises(DecisionRefused) as refused:
+        decide(as_user(billing, "eve@example.com"), policy, escalation_id, "reject", reason="no")
+    assert "only a member of one of the policy's groups" in str(refused.value)
+    assert "needs a member of payments-team" not in str(refused.value)

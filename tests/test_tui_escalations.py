@@ -400,3 +400,33 @@ async def test_without_a_signing_key_a_reject_is_refused_before_its_reason_is_ty
         await pilot.press("r")
         await wait_for(pilot, lambda: any("no signing key" in n.message for n in app._notifications))
         assert isinstance(app.screen, EscalationsScreen)  # no reason asked for
+
+
+async def test_h_shows_every_escalation_superseded_and_withdrawn_too_then_only_the_open(billing: Path) -> None:
+    """The superseded one (a new commit was reviewed) and its approvals vanished from `h`'s history."""
+    import time
+
+    from loomtui.store import EscalationRecord
+
+    workspace = open_workspace(billing)
+    now = time.time()
+    workspace.store.bulk_add_escalations([EscalationRecord(0, "sb1", "post-gate", status, "high", status, now, now, {})
+                                          for status in ("open", "approved", "superseded", "withdrawn")])
+    workspace.close()
+    app = app_as(billing, ALICE)
+    async with app.run_test(size=SIZE) as pilot:
+        table = await open_queue(app, pilot)
+        await pilot.press("h")
+        await wait_for(pilot, lambda: table.row_count == 4)
+        await pilot.press("h")
+        await wait_for(pilot, lambda: table.row_count == 1)
+
+
+async def test_on_an_empty_queue_the_decision_keys_and_d_say_why_they_do_nothing(billing: Path) -> None:
+    app = app_as(billing, ALICE)
+    async with app.run_test(size=SIZE) as pilot:
+        await open_queue(app, pilot, rows=0)
+        for key in ("a", "r", "o", "d"):
+            await pilot.press(key)
+        await wait_for(pilot, lambda: sum("no escalation selected" in n.message for n in app._notifications) == 4)
+        assert isinstance(app.screen, EscalationsScreen)

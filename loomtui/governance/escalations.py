@@ -351,6 +351,9 @@ def why_not(policy: Policy, escalation: EscalationRecord, user: str, decision: s
         return f"{user} is the author; separation of duties requires someone else to approve"
     if decision == "approve" and any(same_person(a["user"], user) for a in escalation.data.get("approvals", [])):
         return f"{user} has already approved this commit"
+    if decision == "reject":  # any member of a policy group may say no, not only those who may approve
+        named = ", ".join(sorted(policy.groups))
+        return f"{user} may not reject: only a member of one of the policy's groups ({named}) may"
     groups = sorted({g for r in _requirements(escalation) for g in r.groups})
     return f"{user} may not {decision}: needs a member of {', '.join(groups) or 'the policy groups'}"
 

@@ -100,9 +100,10 @@ class EscalationsScreen(LoomScreen[None]):
                                         tooltip="Reject the selected escalation, with a reason")),
         *shown_where_it_applies(Binding("o", "decide('override')", "Override", id="escalations.override",
                                         tooltip="Override a block, with a reason the audit log keeps")),
-        Binding("d", "diff", "Diff", id="escalations.diff", tooltip="The selected escalation's sandbox diff"),
+        *shown_where_it_applies(Binding("d", "diff", "Diff", id="escalations.diff",
+                                        tooltip="The selected escalation's sandbox diff")),
         Binding("h", "toggle_history", "Decided too", id="escalations.history",
-                tooltip="Show the decided escalations too, or only open ones"),
+                tooltip="Every escalation, superseded ones too, or only open"),
         *shown_where_it_applies(Binding("R", "toggle_repositories", "All repos", id="escalations.all_repos",
                                         tooltip="Add other repositories' escalations (a team store)")),
         Binding("escape", "back", "Back", id="escalations.back",
@@ -155,9 +156,10 @@ class EscalationsScreen(LoomScreen[None]):
     @work(thread=True, exclusive=True, group="escalations", exit_on_error=False)
     def reload(self) -> None:
         """Read the queue off the UI thread."""
-        from loomtui.governance.escalations import DECIDED, OPEN, queue
+        from loomtui.governance.escalations import OPEN, queue
 
-        statuses = (OPEN, *DECIDED) if self.show_decided else (OPEN,)
+        # `h`: the whole history, the superseded (a new commit was reviewed) and withdrawn with the decided.
+        statuses = tuple(EscalationStatus) if self.show_decided else (OPEN,)
         found = queue(self.loom.workspace, statuses)
         elsewhere = self.loom.workspace.store.open_escalations_elsewhere() if self.all_repositories else []
         self.app.call_from_thread(self.show_queue, found, elsewhere)
@@ -291,7 +293,7 @@ class EscalationsScreen(LoomScreen[None]):
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action == "toggle_repositories":  # a team store holds other repositories; a file, this one only
             return is_twin(parameters) or self._team_store()
-        if action == "diff":  # only an escalation about a sandbox has a change to show
+        if action == "diff" and not is_twin(parameters):  # only an escalation about a sandbox has a change
             selected = self.selected()
             return selected is not None and bool(selected.sandbox_id)
         if action != "decide" or is_twin(parameters):  # a twin answers where the key does not apply: why not
@@ -307,7 +309,9 @@ class EscalationsScreen(LoomScreen[None]):
 
     def action_decide(self, decision: str, _twin: int = 1) -> None:
         escalation, policy = self.selected(), self.loom.policy
-        if escalation is None or policy is None:
+        if escalation is None or policy is None:  # the empty queue: said, not a key that does nothing
+            self.app.notify("no escalation selected" if escalation is None else "the policy is not read yet",
+                            title=f"cannot {decision}", severity="warning")
             return
         if decision == "override" and escalation.status == EscalationStatus.OPEN and not overridable(escalation):
             self.app.notify(f"#{escalation.id} waits for approvals: approve or reject it (an override is for a "
@@ -383,12 +387,14 @@ class EscalationsScreen(LoomScreen[None]):
         self.reload()
 
     @work(thread=True, group="diff", exit_on_error=False)
-    def action_diff(self) -> None:
+    def action_diff(self, *_twin: int) -> None:
         from loomtui.execution.review import diff
         from loomtui.tui.screens.sandbox_forms import DiffScreen
 
         escalation = self.app.call_from_thread(self.selected)
-        if escalation is None or not escalation.sandbox_id:
+        if escalation is None or not escalation.sandbox_id:  # the key's twin: said, not a key that does nothing
+            said = "no escalation selected" if escalation is None else f"#{escalation.id} is about no sandbox's change"
+            self.app.call_from_thread(self.app.notify, said, title="diff", severity="warning")
             return
         try:
             found = diff(self.loom.workspace, escalation.sandbox_id)
