@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from textual.widgets import DataTable, Input
+from textual.widgets import DataTable, Input, Static
 
 from loomtui.tui.app import LoomApp
 from loomtui.tui.screens.escalations import EscalationsScreen, ReasonScreen
@@ -400,6 +400,8 @@ async def test_without_a_signing_key_a_reject_is_refused_before_its_reason_is_ty
         await pilot.press("r")
         await wait_for(pilot, lambda: any("no signing key" in n.message for n in app._notifications))
         assert isinstance(app.screen, EscalationsScreen)  # no reason asked for
+        detail = str(app.screen.query_one("#esc-detail", Static).visual)
+        assert "once you have a signing key" in detail, detail  # "You may: approve, reject", while she could not
 
 
 async def test_h_shows_every_escalation_superseded_and_withdrawn_too_then_only_the_open(billing: Path) -> None:

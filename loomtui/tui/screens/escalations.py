@@ -114,6 +114,7 @@ class EscalationsScreen(LoomScreen[None]):
         super().__init__()
         self.escalations: list[EscalationRecord] = []
         self.show_decided = False
+        self.can_sign = True  # whether a signing key is set (read with the queue): said beside what you may do
         self.all_repositories = False
         self.elsewhere: dict[str, tuple[RepositoryRecord, EscalationRecord]] = {}
         """Other repositories' open escalations (a team store), by row key; shown, never decided here."""
@@ -161,6 +162,7 @@ class EscalationsScreen(LoomScreen[None]):
         # `h`: the whole history, the superseded (a new commit was reviewed) and withdrawn with the decided.
         statuses = tuple(EscalationStatus) if self.show_decided else (OPEN,)
         found = queue(self.loom.workspace, statuses)
+        self.can_sign = signing_key(self.loom.workspace.root) is not None  # git config: read here, off the UI
         elsewhere = self.loom.workspace.store.open_escalations_elsewhere() if self.all_repositories else []
         self.app.call_from_thread(self.show_queue, found, elsewhere)
 
@@ -284,6 +286,8 @@ class EscalationsScreen(LoomScreen[None]):
                        if d != "override" or overridable(escalation)]
             text.append(f"\nYou ({self.loom.workspace.actor}) may: ", style="bold")
             text.append(", ".join(offered) or "nothing here")
+            if offered and policy.decisions.require_signature and not self.can_sign:
+                text.append(" — once you have a signing key (the policy requires signed decisions)", style="yellow")
         text = visible_text(text)  # an agent's request, evidence included: never a control
         detail.update(text)
         self.refresh_bindings()
