@@ -432,3 +432,22 @@ async def test_on_an_empty_queue_the_decision_keys_and_d_say_why_they_do_nothing
             await pilot.press(key)
         await wait_for(pilot, lambda: sum("no escalation selected" in n.message for n in app._notifications) == 4)
         assert isinstance(app.screen, EscalationsScreen)
+
+
+async def test_a_long_history_line_wraps_under_itself_with_its_signature_tag_coloured(billing: Path) -> None:
+    from loomtui.governance.escalations import decide
+    from tests.test_escalations import as_user
+
+    policy, escalation_id = escalate(billing, payments_change())
+    decide(as_user(billing, ALICE), policy, escalation_id, "reject",
+           reason="the refund path skips the ledger entry " * 4)
+    app = app_as(billing, ALICE)
+    async with app.run_test(size=(80, 40)) as pilot:
+        await open_queue(app, pilot, rows=0)
+        await pilot.press("h")
+        await wait_for(pilot, lambda: "History" in str(app.screen.query_one("#esc-detail", Static).visual))
+        lines = str(app.screen.query_one("#esc-detail", Static).visual).split("History\n", 1)[1].splitlines()
+        at = next(n for n, line in enumerate(lines) if "reject by" in line)
+        assert "reject by alice@example.com [unsigned] — the refund" in lines[at], lines
+        assert lines[at + 1].startswith("      ") and lines[at + 1].strip().startswith(("the", "skips", "refund", "path",
+                                                                                "ledger", "entry")), lines

@@ -41,6 +41,9 @@ from loomtui.tui.widgets.fitted_table import FitColumn, FittedTable
 from loomtui.tui.widgets.status_header import StatusHeader
 from loomtui.workflow.engine import advance
 
+SIGNED_EVENTS: Final = ("approve", "reject", "override")
+"""History events that are a person's decision, each shown with its signature's verdict."""
+
 # The summary takes the width left over; the kind and the sandbox go first when it runs out.
 COLUMNS: Final = (FitColumn("id", "#", 0), FitColumn("risk", "Risk", 1), FitColumn("kind", "Kind", 4),
                   FitColumn("sandbox", "Sandbox", 3), FitColumn("age", "Age", 5),
@@ -275,11 +278,16 @@ class EscalationsScreen(LoomScreen[None]):
         for event in data.get("history", []):
             stamp = time.strftime("%Y-%m-%d %H:%M", time.localtime(event.get("at", 0)))
             reason = f" — {event['reason']}" if event.get("reason") else ""
-            text.append(f"  {stamp} {event.get('event')} by {event.get('by', '?')}")
-            if event.get("event") in ("approve", "reject", "override"):
-                signed = str(event.get("signature", "unsigned"))
-                text.append(f" [{signed}]", style="green" if signed == "verified" else "yellow")
-            text.append(f"{reason}\n")
+            signed = str(event.get("signature", "unsigned")) if event.get("event") in SIGNED_EVENTS else ""
+            tag = f"[{signed}]" if signed else ""
+            # Wrapped under itself, as the lines above are (a long name went on at column 0).
+            said = f"  {stamp} {event.get('event')} by {event.get('by', '?')}"
+            line = hanging(f"{said} {tag}{reason}" if tag else f"{said}{reason}", width)
+            start = len(text)
+            text.append(line + "\n")
+            if tag:
+                at = start + line.find(tag)
+                text.stylize("green" if signed == "verified" else "yellow", at, at + len(tag))
         policy = self.loom.policy
         if policy is not None:
             offered = [d for d in allowed_decisions(policy, escalation, self.loom.workspace.actor)
