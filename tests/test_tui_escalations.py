@@ -451,3 +451,20 @@ async def test_a_long_history_line_wraps_under_itself_with_its_signature_tag_col
         assert "reject by alice@example.com [unsigned] — the refund" in lines[at], lines
         assert lines[at + 1].startswith("      ") and lines[at + 1].strip().startswith(("the", "skips", "refund", "path",
                                                                                 "ledger", "entry")), lines
+
+
+async def test_a_pre_start_escalation_shows_the_claims_it_asks_for_not_a_change_of_no_lines(billing: Path) -> None:
+    """It said "1 path(s), 0 lines (d shows the diff)", and d showed no changes: nothing ran yet."""
+    from loomtui.governance.escalations import open_escalation
+    from loomtui.governance.policy import ChangeFacts, evaluate, load_policy
+    from tests.test_escalations import as_user
+
+    facts = ChangeFacts(stage="claim", paths=("payments/refunds.py",), author="agent@example.com")
+    open_escalation(as_user(billing, "agent@example.com"), "pre-start", evaluate(load_policy(billing), facts), facts,
+                    sandbox_id="sb1")
+    app = app_as(billing, ALICE)
+    async with app.run_test(size=SIZE) as pilot:
+        await open_queue(app, pilot)
+        await wait_for(pilot, lambda: "Claims" in str(app.screen.query_one("#esc-detail", Static).visual))
+        detail = str(app.screen.query_one("#esc-detail", Static).visual)
+        assert "1 path(s) it would work on, before any change" in detail and "0 lines" not in detail, detail

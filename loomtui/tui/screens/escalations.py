@@ -238,9 +238,13 @@ class EscalationsScreen(LoomScreen[None]):
             text.append(hanging(f"  {line}", width) + "\n")
         facts = data.get("facts", {})
         if facts.get("paths"):
-            text.append("\nChange\n", style="bold underline")
-            text.append(f"  {len(facts['paths'])} path(s), {facts.get('lines_changed', 0)} lines"
-                        + (" (d shows the diff)" if escalation.sandbox_id else "") + "\n")
+            if facts.get("stage") == "claim":  # asked before the agent starts: there is no diff yet
+                text.append("\nClaims\n", style="bold underline")
+                text.append(f"  {len(facts['paths'])} path(s) it would work on, before any change\n")
+            else:
+                text.append("\nChange\n", style="bold underline")
+                text.append(f"  {len(facts['paths'])} path(s), {facts.get('lines_changed', 0)} lines"
+                            + (" (d shows the diff)" if escalation.sandbox_id else "") + "\n")
             for path in facts["paths"][:12]:
                 text.append(f"    {path}\n")
             for region in facts.get("signature_changed", [])[:6]:
