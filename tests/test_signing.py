@@ -257,5 +257,5 @@ async def test_the_app_shows_whether_each_decision_was_signed(tmp_path: Path, ke
         table = app.screen.query_one("#queue", DataTable)
         await wait_for(pilot, lambda: table.row_count == 1)
         await pilot.pause()
-        shown = str(app.screen.query_one("#esc-detail", Static).render())
+        shown = " ".join(str(app.screen.query_one("#esc-detail", Static).render()).split())  # lines wrap in the pane
     assert f"approve by {ALICE} [verified]" in shown and f"approve by {BOB} [unsigned]" in shown, shown
