@@ -133,23 +133,9 @@ def test_help_names_where_a_key_works_in_textuals_words_not_loomtuis_class_names
 
 
 def test_every_described_key_of_loomtui_has_an_id_and_says_what_it_does() -> None:
-    import importlib
-    import pkgutil
+    from loomtui.tui.keymap import described_bindings
 
-    from textual.binding import Binding
-    from textual.dom import DOMNode
-
-    import loomtui.tui
-
-    for module in pkgutil.walk_packages(loomtui.tui.__path__, "loomtui.tui."):
-        importlib.import_module(module.name)
-    seen: list[Binding] = []
-    pending: list[type] = [DOMNode]
-    while pending:
-        cls = pending.pop()
-        pending.extend(cls.__subclasses__())
-        if cls.__module__.startswith("loomtui."):
-            seen += [b for b in vars(cls).get("BINDINGS", []) if isinstance(b, Binding) and b.description]
+    seen = [binding for _cls, binding in described_bindings()]
     assert len(seen) > 50
     for binding in seen:
         where = f"{binding.key} {binding.action}"

@@ -11,7 +11,7 @@ from loomtui.cli import add_command, print_json
 
 
 def cmd_keys(args: argparse.Namespace) -> int:
-    from loomtui.tui.keymap import load_keymap, loomtui_keys, shown_keys
+    from loomtui.tui.keymap import LEFT_OUT, load_keymap, loomtui_keys, shown_keys
 
     loaded = load_keymap()
     rows = [(key, loaded.keymap[key.id].split(",") if key.id in loaded.keymap else list(key.keys))
@@ -26,10 +26,10 @@ def cmd_keys(args: argparse.Namespace) -> int:
     width = max(len(keys) for _, keys in shown) + 2
     for key, keys in shown:
         print(f"{key.id:<26}{keys:<{width}}{key.tooltip}")
-    exists = loaded.path is not None and loaded.path.exists()
+    exists = loaded.path.exists()
     print(f"\nkeymap: {loaded.path}" + (" (* your keys)" if exists else " (none: every key is its default)"))
     for problem in loaded.problems:
-        print(f"{problem} (this line is left out)", file=sys.stderr)
+        print(f"{problem} {LEFT_OUT}", file=sys.stderr)
     return 1 if loaded.problems else 0
 
 

@@ -57,13 +57,17 @@ class LoomKey:
     owner: type[DOMNode]
 
 
+LEFT_OUT: Final = "(this line is left out)"
+"""What follows each problem where it is said: the rest of the keymap applies."""
+
+
 @dataclass
 class KeymapLoad:
-    """A keymap as read: what applies (id to Textual's comma-separated keys) and each problem's line."""
+    """A keymap as read: where, what applies (id to Textual's comma-separated keys) and each problem's line."""
 
+    path: Path
     keymap: dict[str, str] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
-    path: Path | None = None
 
 
 def keymap_path() -> Path:
@@ -72,18 +76,22 @@ def keymap_path() -> Path:
 
 
 def loomtui_keys() -> list[LoomKey]:
-    """Every described key of loomtui's app, views, forms and widgets, once per id."""
+    """Every described key of loomtui's app, views, forms and widgets that has an id, once per id."""
+    found: dict[str, LoomKey] = {}
+    for cls, binding in described_bindings():
+        if binding.id and binding.id not in found:
+            found[binding.id] = LoomKey(binding.id, _split(binding.key), binding.description, binding.tooltip, cls)
+    return sorted(found.values(), key=lambda key: key.id)
+
+
+def described_bindings() -> list[tuple[type[DOMNode], Binding]]:
+    """Every binding with a description in loomtui's own classes (its modules loaded first), with its class."""
     import loomtui.tui
 
     for module in pkgutil.walk_packages(loomtui.tui.__path__, "loomtui.tui."):
         importlib.import_module(module.name)
-    found: dict[str, LoomKey] = {}
-    for cls in _loomtui_classes():
-        for binding in vars(cls).get("BINDINGS", ()):
-            if isinstance(binding, Binding) and binding.id and binding.description and binding.id not in found:
-                found[binding.id] = LoomKey(binding.id, _split(binding.key), binding.description,
-                                            binding.tooltip, cls)
-    return sorted(found.values(), key=lambda key: key.id)
+    return [(cls, binding) for cls in _loomtui_classes() for binding in vars(cls).get("BINDINGS", ())
+            if isinstance(binding, Binding) and binding.description]
 
 
 def _loomtui_classes() -> Iterator[type[DOMNode]]:
@@ -156,11 +164,10 @@ def load_keymap(path: Path | None = None) -> KeymapLoad:
     problems: list[tuple[int, str]] = []
     for name, value in entries:
         try:
-            if name in lines or name in wanted:  # one line per id: the first stands, this one is said
+            if name in lines:  # one line per id: the first stands, this one is said
                 raise value.error(f"named again (first at line {lines[name].line})")
             lines[name] = value
             wanted[name] = _entry(name, value, keys)
-            lines[name] = value
         except ConfigError as exc:
             problems.append((value.line, str(exc)))
     for name, chosen in wanted.items():

@@ -237,11 +237,6 @@ def _dependency_view(workspace: Workspace, record: SandboxRecord) -> StepView | 
     return StepView(Step.WAIT_TASKS, "the merge of " + ", ".join(waiting)) if waiting else None
 
 
-def _escalation_status(workspace: Workspace, escalation_id: object) -> EscalationStatus | None:
-    escalation = _escalation(workspace, escalation_id)
-    return EscalationStatus(escalation.status) if escalation is not None else None
-
-
 def _escalation(workspace: Workspace, escalation_id: object) -> EscalationRecord | None:
     return workspace.store.get_escalation(int(str(escalation_id))) if escalation_id else None
 

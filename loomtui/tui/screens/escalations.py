@@ -341,7 +341,7 @@ class EscalationsScreen(LoomScreen[None]):
         if decision == "approve":
             self._record(escalation.id, decision, "")
             return
-        if policy.decisions.require_signature and signing_key(self.loom.workspace.root) is None:
+        if policy.decisions.require_signature and not self.can_sign:
             # Said before the reason is asked for: typed, then refused for the key, it was lost.
             self.app.notify("the policy requires signed decisions, and you have no signing key (set git's "
                             "user.signingkey with gpg.format=ssh, git config loom.signingkey, or LOOM_SIGNING_KEY)",
