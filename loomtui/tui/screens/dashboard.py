@@ -28,19 +28,15 @@ from loomtui.execution.lifecycle import LIVE, PAUSED, PLANNED
 from loomtui.store import SandboxRecord
 from loomtui.tui import sandbox_calls
 from loomtui.tui.base import LoomScreen, inner_width
-from loomtui.tui.evals_text import gates_cell
 from loomtui.tui.keys import shown_key
+from loomtui.tui.sandbox_rows import SANDBOX_COLUMNS, matches_filter, sandbox_row
 from loomtui.tui.sandbox_text import (
-    RISK_STYLES,
-    STATUS_STYLES,
-    STEP_STYLES,
     app_step_hints,
     claims_text,
     context_text,
     drift_line,
     format_age,
     sandbox_fields,
-    task_line,
 )
 from loomtui.tui.screens.dashboard_keys import DASHBOARD_BINDINGS, FOLLOWS_SELECTION, key_applies, merge_refusal
 from loomtui.tui.snapshot import DashboardSnapshot
@@ -48,7 +44,7 @@ from loomtui.tui.widgets.activity_log import ActivityLog
 from loomtui.tui.widgets.bounded_log import BoundedLog
 from loomtui.tui.widgets.evals import EvalsPane
 from loomtui.tui.widgets.fields import render_fields
-from loomtui.tui.widgets.fitted_table import FitColumn, FittedTable
+from loomtui.tui.widgets.fitted_table import FittedTable
 from loomtui.tui.widgets.status_header import StatusHeader
 
 if TYPE_CHECKING:
@@ -61,15 +57,6 @@ if TYPE_CHECKING:
     # An engine call the dashboard runs in a worker: the workspace first, then its own arguments.
     EngineCall = Callable[Concatenate[Workspace, ...], object]
 
-# In table order; `priority` says which stay as the width runs out (k9s-style): the rest are in
-# the detail pane anyway. The next step and the task share the width left over.
-SANDBOX_COLUMNS: Final = (
-    FitColumn("id", "ID", 0), FitColumn("status", "Status", 1),
-    FitColumn("next", "Next", 2, flex=True, min_width=12, want=20, max_width=60),
-    FitColumn("task", "Task", 3, flex=True, min_width=12, want=20), FitColumn("gates", "Gates", 5),
-    FitColumn("risk", "Risk", 4), FitColumn("claims", "Claims", 7), FitColumn("age", "Age", 6),
-    FitColumn("runtime", "Runtime", 8, max_width=16), FitColumn("isolation", "Isolation", 9),
-)
 DETAIL_WIDTH: Final = 40
 """The detail pane's width before it is first laid out."""
 AGE_REFRESH_S: Final = 10.0
@@ -184,38 +171,12 @@ class DashboardScreen(LoomScreen[None]):
         self.evals.store_changed(snapshot.events)
 
     def _visible(self, sandbox: SandboxRecord) -> bool:
-        needle = self.filter_text.lower()
-        return not needle or any(
-            needle in value.lower() for value in (sandbox.id, sandbox.task, sandbox.runtime, sandbox.status)
-        )
-
-    def _row(self, sandbox: SandboxRecord, claims: int) -> dict[str, Text | str]:
-        assert self.snapshot is not None
-        gates = gates_cell(self.snapshot.gates_by_sandbox.get(sandbox.id, {}),
-                           self.snapshot.eval_badges.get(sandbox.id))
-        risk = self.snapshot.risk_by_sandbox.get(sandbox.id, "–")
-        step = self.snapshot.steps.get(sandbox.id)
-        cells: dict[str, Text | str] = {
-            "next": Text(step.line(app_step_hints(), hint_first=True) if step and str(step.step) != "done" else "–",
-                         style=STEP_STYLES.get(str(step.step), "") if step else ""),
-            "id": sandbox.id,
-            "runtime": Text(sandbox.runtime),
-            "task": Text(task_line(sandbox.task)),
-            "status": Text(sandbox.status, style=STATUS_STYLES.get(sandbox.status, "")),
-            "age": format_age(self.loom.clock() - sandbox.created),
-            "isolation": Text("bwrap" if sandbox.isolation == "bwrap" else "NONE",
-                              style="" if sandbox.isolation == "bwrap" else "bold yellow"),
-            "claims": str(claims),
-            "gates": gates,
-            "risk": Text(risk, style=RISK_STYLES.get(risk, "")),
-        }
-        return cells
+        return matches_filter(sandbox, self.filter_text)
 
     def _sync_table(self, snapshot: DashboardSnapshot) -> None:
         table = self.query_one(SandboxTable)
         table.show_rows({
-            s.id: self._row(s, snapshot.claim_counts.get(s.id, 0))
-            for s in snapshot.sandboxes if self._visible(s)})
+            s.id: sandbox_row(s, snapshot, self.loom.clock()) for s in snapshot.sandboxes if self._visible(s)})
         self._select_new()
         self._show_empty_state()
 
