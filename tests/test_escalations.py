@@ -193,3 +193,20 @@ def test_a_reject_refused_says_who_may_reject_not_who_may_approve(billing: Path)
         decide(as_user(billing, "eve@example.com"), policy, escalation_id, "reject", reason="no")
     assert "only a member of one of the policy's groups" in str(refused.value)
     assert "needs a member of payments-team" not in str(refused.value)
+
+
+def test_an_approval_may_carry_a_note_that_is_recorded_and_shown(billing: Path) -> None:
+    """`escalation approve 3 --reason ...` was refused as an unknown argument: a reviewer's note on an
+    approval ("checked the rounding") had nowhere to go, though the engine records one."""
+    from tests.conftest import run_cli
+
+    _policy, escalation_id = escalate(billing, payments_change())
+    approved = run_cli(billing, "escalation", "approve", str(escalation_id), "--reason", "checked the rounding",
+                       user=ALICE)
+    assert approved.returncode == 0, approved.stderr
+    entry = [e for e in open_workspace(billing).audit.entries() if e.action == "escalation.approve"]
+    assert len(entry) == 1 and entry[0].details.get("reason") == "checked the rounding", entry
+    shown = run_cli(billing, "escalation", "show", str(escalation_id)).stdout
+    assert "checked the rounding" in shown
+    plain = run_cli(billing, "escalation", "approve", str(escalation_id), user=BOB)
+    assert plain.returncode == 0, plain.stderr  # the note stays optional

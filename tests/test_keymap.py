@@ -63,9 +63,9 @@ def test_keys_moved_together_do_not_clash_and_keys_of_two_views_never_do(keymap_
 
 def test_an_id_named_twice_is_said_at_its_second_line_and_the_rest_still_applies(keymap_file: Path) -> None:
     """A repeated key failed the whole file (YAML's duplicate-key check): nothing applied, one line said."""
-    write(keymap_file, "escalations.approve: A\nescalations.approve: B\napp.quit: []\ndashboard.new: [a, a]\n")
+    write(keymap_file, "escalations.approve: Y\nescalations.approve: Z\napp.quit: []\ndashboard.new: [a, a]\n")
     loaded = load_keymap()
-    assert loaded.keymap == {"escalations.approve": "A", "dashboard.new": "a"}
+    assert loaded.keymap == {"escalations.approve": "Y", "dashboard.new": "a"}
     assert loaded.problems == [f"{keymap_file}:2: escalations.approve: named again (first at line 1)",
                                f"{keymap_file}:3: app.quit: expected a key, or a list of keys (got an empty list)"]
 

@@ -45,6 +45,29 @@ async def test_approve_with_a(billing: Path) -> None:
         assert store.get_escalation(escalation_id).status == "open"  # one of two
 
 
+async def test_shift_a_approves_with_a_note_the_history_shows_and_esc_records_nothing(billing: Path) -> None:
+    """`a` approves at once; `A` asks for a note first (optional: enter on an empty one approves too)."""
+    _, escalation_id = escalate(billing, payments_change())
+    app = app_as(billing, ALICE)
+    async with app.run_test(size=SIZE) as pilot:
+        await open_queue(app, pilot)
+        await pilot.press("A")
+        await wait_for(pilot, lambda: isinstance(app.screen, ReasonScreen))
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: isinstance(app.screen, EscalationsScreen))
+        store = app.workspace.store
+        assert store.get_escalation(escalation_id).data["approvals"] == []
+        await pilot.press("A")
+        await wait_for(pilot, lambda: isinstance(app.screen, ReasonScreen))
+        app.screen.query_one(Input).value = "checked the rounding"
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: len(store.get_escalation(escalation_id).data["approvals"]) == 1)
+        assert store.get_escalation(escalation_id).data["history"][-1]["reason"] == "checked the rounding"
+        detail = app.screen.query_one("#esc-detail", Static)
+        await wait_for(pilot, lambda: "approve by alice@example.com" in str(detail.render()))
+        assert "checked the rounding" in str(detail.render())
+
+
 async def test_reject_asks_for_a_reason(billing: Path) -> None:
     _, escalation_id = escalate(billing, payments_change())
     app = app_as(billing, ALICE)

@@ -226,7 +226,7 @@ def cmd_decide(args: argparse.Namespace) -> int:
 
     workspace = workspace_for(args)
     policy = configured_policy(workspace.root, workspace.load_config())
-    record = decide(workspace, policy, args.id, args.decision, reason=getattr(args, "reason", "") or "",
+    record = decide(workspace, policy, args.id, args.decision, reason=args.reason,
                     expires_hours=getattr(args, "hours", None))
     made: dict[str, Any] = next((h for h in reversed(record.data.get("history", []))
                                  if h.get("by") == workspace.actor), {})
@@ -314,7 +314,10 @@ def register(commands: Any) -> None:
         decide = add_command(escalation, decision, cmd_decide, help_text, json_flag=True)
         decide.set_defaults(decision=decision)
         decide.add_argument("id", type=id_arg, metavar="ID", help="the escalation's number (`escalation list`)")
-        if decision != "approve":
+        if decision == "approve":
+            decide.add_argument("--reason", default="", help="an optional note, recorded in the audit log "
+                                                             "(and signed with the approval)")
+        else:
             decide.add_argument("--reason", required=True, help="recorded in the audit log")
         if decision == "override":
             decide.add_argument("--hours", type=seconds_arg(MAX_OVERRIDE_HOURS, unit="hours"), default=None,

@@ -42,6 +42,8 @@ from loomtui.tui.widgets.status_header import StatusHeader
 from loomtui.workflow.engine import advance
 
 SIGNED_EVENTS: Final = ("approve", "reject", "override")
+APPROVE_WITH_NOTE: Final = "approve+note"
+"""`A`: an approval that asks for a note first (`a` approves at once)."""
 """History events that are a person's decision, each shown with its signature's verdict."""
 
 # The summary takes the width left over; the kind and the sandbox go first when it runs out.
@@ -53,7 +55,7 @@ ELSEWHERE_REFRESH_S: Final = 5.0
 
 
 class ReasonScreen(ModalScreen[str | None]):
-    """Asks for the reason a reject or override needs; esc cancels."""
+    """Asks for the reason a reject or override needs (or an approval's optional note); esc cancels."""
 
     BINDINGS = [Binding("escape", "cancel", "Cancel", id="reason.cancel", tooltip="Go back without deciding")]
     DEFAULT_CSS = """
@@ -63,14 +65,16 @@ class ReasonScreen(ModalScreen[str | None]):
     ReasonScreen Horizontal { height: auto; margin-top: 1; }
     """
 
-    def __init__(self, title: str) -> None:
+    def __init__(self, title: str, *, required: bool = True) -> None:
         super().__init__()
         self.title_text = title
+        self.required = required
 
     def compose(self) -> ComposeResult:
         with Vertical():
             yield Label(Text(self.title_text, style="bold"))
-            yield Input(placeholder="reason (required; goes into the audit log)", id="reason")
+            yield Input(placeholder=f"{'reason (required' if self.required else 'note (optional'}; goes into the "
+                                    "audit log)", id="reason")
             with Horizontal():
                 yield Button("Record", variant="warning", id="record")
                 yield Button("Cancel", id="cancel")
@@ -80,7 +84,7 @@ class ReasonScreen(ModalScreen[str | None]):
     @on(Button.Pressed, "#record")
     def _record(self) -> None:
         reason = self.query_one("#reason", Input).value.strip()
-        if not reason:
+        if not reason and self.required:
             self.notify("a reason is required", severity="warning")
             return
         self.dismiss(reason)
@@ -99,6 +103,9 @@ class EscalationsScreen(LoomScreen[None]):
     BINDINGS = [
         *shown_where_it_applies(Binding("a", "decide('approve')", "Approve", id="escalations.approve",
                                         tooltip="Approve the escalation (signed if the policy asks)")),
+        *shown_where_it_applies(Binding("A", f"decide('{APPROVE_WITH_NOTE}')", "Approve with a note",
+                                        id="escalations.approve_note", show=False,
+                                        tooltip="Approve, with a note the audit log keeps")),
         *shown_where_it_applies(Binding("r", "decide('reject')", "Reject", id="escalations.reject",
                                         tooltip="Reject the selected escalation, with a reason")),
         *shown_where_it_applies(Binding("o", "decide('override')", "Override", id="escalations.override",
@@ -324,6 +331,8 @@ class EscalationsScreen(LoomScreen[None]):
         return escalation.status == EscalationStatus.OPEN
 
     def action_decide(self, decision: str, _twin: int = 1) -> None:
+        with_note = decision == APPROVE_WITH_NOTE
+        decision = "approve" if with_note else decision
         escalation, policy = self.selected(), self.loom.policy
         if escalation is None or policy is None:  # the empty queue: said, not a key that does nothing
             self.app.notify("no escalation selected" if escalation is None else "the policy is not read yet",
@@ -338,7 +347,7 @@ class EscalationsScreen(LoomScreen[None]):
             self.app.notify(why_not(policy, escalation, self.loom.workspace.actor, decision),
                             title=f"cannot {decision} #{escalation.id}", severity="warning")
             return
-        if decision == "approve":
+        if decision == "approve" and not with_note:
             self._record(escalation.id, decision, "")
             return
         if policy.decisions.require_signature and not self.can_sign:
@@ -347,15 +356,15 @@ class EscalationsScreen(LoomScreen[None]):
                             "user.signingkey with gpg.format=ssh, git config loom.signingkey, or LOOM_SIGNING_KEY)",
                             title=f"cannot {decision} #{escalation.id}", severity="warning")
             return
-        title = f"{decision.capitalize()} escalation #{escalation.id}: why?"
+        title = f"{decision.capitalize()} escalation #{escalation.id}: {'a note?' if with_note else 'why?'}"
 
         def recorded(reason: str | None) -> None:
             if reason and decision == "override":
                 self._confirm_override(escalation, reason)
-            elif reason:
+            elif reason or (with_note and reason is not None):
                 self._record(escalation.id, decision, reason)
 
-        self.app.push_screen(ReasonScreen(title), recorded)
+        self.app.push_screen(ReasonScreen(title, required=not with_note), recorded)
 
     def _confirm_override(self, escalation: EscalationRecord, reason: str) -> None:
         """An override lets a change the policy holds back go on (a blocked change merges): asked
