@@ -156,7 +156,7 @@ def start_agents(repo: Path, isolated: bool, agents: dict[str, Agent]) -> None:
                                          stderr=subprocess.PIPE, text=True)
     for name, process in running.items():
         out, err = process.communicate(timeout=120)
-        assert process.returncode == 0, (name, err)
+        assert process.returncode == 0, (name, process.returncode, out, err)
         agents[name].sandbox = json.loads(out)["id"]
 
 

@@ -180,7 +180,7 @@ def start_agents(repo: Path, runtime: str, isolated: bool, agents: dict[str, Age
                                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     for name, process in running.items():
         out, err = process.communicate(timeout=120)
-        assert process.returncode == 0, err or out
+        assert process.returncode == 0, (name, process.returncode, out, err)
         agents[name].sandbox = json.loads(out)["id"]
 
 

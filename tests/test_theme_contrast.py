@@ -43,7 +43,7 @@ SHIPPED_NAMES = [theme.name for theme in SHIPPED]
 
 # Every dict of Rich styles the screens print status-like text with.
 SCREEN_STYLES = {
-    "loomtui.tui.screens.dashboard": ("STATUS_STYLES", "RISK_STYLES", "STEP_STYLES"),
+    "loomtui.tui.sandbox_text": ("STATUS_STYLES", "RISK_STYLES", "STEP_STYLES"),
     "loomtui.tui.screens.governance": ("DECISION_STYLES",),
     "loomtui.tui.screens.graph": ("SEVERITY_STYLES",),
     "loomtui.tui.screens.metrics": ("ANSWER_STYLES",),
