@@ -76,7 +76,7 @@ class ReasonScreen(ModalScreen[str | None]):
             yield Input(placeholder=f"{'reason (required' if self.required else 'note (optional'}; goes into the "
                                     "audit log)", id="reason")
             with Horizontal():
-                yield Button("Record", variant="warning", id="record")
+                yield Button("Record" if self.required else "Approve", variant="warning", id="record")
                 yield Button("Cancel", id="cancel")
         yield Footer(compact=True)  # its own keys: the view below is not active under it
 
