@@ -315,8 +315,8 @@ def register(commands: Any) -> None:
         decide.set_defaults(decision=decision)
         decide.add_argument("id", type=id_arg, metavar="ID", help="the escalation's number (`escalation list`)")
         if decision == "approve":
-            decide.add_argument("--reason", default="", help="an optional note, recorded in the audit log "
-                                                             "(and signed with the approval)")
+            decide.add_argument("--reason", default="", metavar="NOTE",
+                                help="an optional note, recorded in the audit log (and signed with the approval)")
         else:
             decide.add_argument("--reason", required=True, help="recorded in the audit log")
         if decision == "override":
