@@ -464,3 +464,14 @@ def test_a_window_from_the_first_years_is_written_with_four_digit_years(repo: Pa
     done = run_cli(repo, "report", "--since", "0001-01-01", "--until", "0999-01-01")
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith("loomtui report: 0001-01-01 00:00 to 0999-01-01 00:00 UTC")
+
+
+@pytest.mark.parametrize("since", ["1970-01-01", "1973-03-03", "20000d"])
+def test_a_window_from_before_1973_still_counts_every_commit(repo: Path, since: str) -> None:
+    """`--since=@N` is seconds since the epoch to git only from N = 100000000 (1973-03-03): a longer window
+    counted "0 of 0 commits" with nothing said, while the same report listed its merges."""
+    git(repo, "commit", "-q", "--allow-empty", "-m", "Agent work\n\nAssisted-by: Claude Code")
+    workspace = open_workspace(repo)
+    m = compute_metrics(workspace, parse_when(since, time.time()))
+    workspace.close()
+    assert (m.agent_commits, m.commits) == (1, 2)

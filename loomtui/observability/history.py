@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import os
 import re
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -226,6 +227,14 @@ def _shallow_note(git: Git, since: float) -> tuple[str, bool]:
     return f"shallow clone (history from {day}), which covers the window", False
 
 
+def _git_time(stamp: float) -> str:
+    """A moment git's date parser reads exactly: `@N` is seconds since the epoch only from N = 100000000
+    (1973-03-03) on; below it git read it as another date and a long window counted no commit at all."""
+    if stamp >= 100_000_000:
+        return f"@{int(stamp)}"
+    return time.strftime("%Y-%m-%dT%H:%M:%S+0000", time.gmtime(max(0, int(stamp))))
+
+
 def read_history(root: Path, branch: str | None, since: float, until: float,
                  agent_trailers: Sequence[str] = ()) -> History:
     """The commits that landed on `branch` during [since, until), each marked agent-made or not."""
@@ -238,7 +247,7 @@ def read_history(root: Path, branch: str | None, since: float, until: float,
     if git.raw("rev-parse", "--is-shallow-repository").out.strip() == b"true":
         note, cut = _shallow_note(git, since)
         (partial if cut else notes).append(note)
-    bounds = (f"--since=@{int(since)}", f"--until=@{int(until) + 1}")
+    bounds = (f"--since={_git_time(since)}", f"--until={_git_time(until + 1)}")
     rows = [row.split() for row in _log(git, "rev-list", "--first-parent", "--parents", *bounds, tip).decode()
             .splitlines()]
     line = [row[0] for row in rows if row]
