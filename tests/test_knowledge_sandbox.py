@@ -209,3 +209,21 @@ def test_a_refresh_of_a_sandbox_that_has_ended_for_good_is_refused(billing: Path
     assert refused.value.exit_code == 1
     sliced = [e for e in workspace.audit.entries() if e.action == "context.sliced" and e.subject == record.id]
     assert len(sliced) == 1  # only the slice it got when it was made
+
+
+def test_a_refresh_of_a_sandbox_whose_worktree_is_gone_is_refused_and_audits_nothing(billing: Path) -> None:
+    """The worktree deleted: `context refresh` said "refreshed", exit 0, and its audit entry listed
+    CLAUDE.md as written where nothing could be."""
+    import shutil
+
+    from loomtui.errors import LoomError
+    from loomtui.execution.context_files import refresh
+
+    workspace = open_workspace(billing)
+    record = tasks.create_sandbox(workspace, "make invoice totals round each line", "claude")
+    shutil.rmtree(record.worktree)
+    with pytest.raises(LoomError, match=f"sandbox {record.id}: its worktree .* is missing") as refused:
+        refresh(workspace, record.id)
+    assert refused.value.exit_code == 1
+    sliced = [e for e in workspace.audit.entries() if e.action == "context.sliced" and e.subject == record.id]
+    assert len(sliced) == 1  # only the slice it got when it was made

@@ -124,11 +124,14 @@ def refresh(workspace: Workspace, sandbox_id: str) -> AgentContext:
     paths = sandbox_paths(workspace.paths, sandbox.id)
     names = [str(name) for name in sandbox.context_files]
     worktree = Path(sandbox.worktree)
+    if not sandbox.worktree or not worktree.is_dir():
+        # Nothing of its agent is left to read it; recorded, the audit named files never written.
+        raise LoomError(f"sandbox {sandbox.id}: its worktree {sandbox.worktree or '(none)'} is missing, so no agent "
+                        "reads its context; nothing was refreshed", exit_code=1)
     try:
         write_atomically(paths.context, given.text)
         for name in names:
-            if worktree.is_dir():
-                write_atomically(worktree / name, given.text)
+            write_atomically(worktree / name, given.text)
     except OSError as exc:
         raise LoomError(f"sandbox {sandbox.id}: cannot write its context: {exc.strerror or exc}") from None
     record(workspace, sandbox.id, given, [str(paths.context), *names])
