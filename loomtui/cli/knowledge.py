@@ -283,8 +283,9 @@ def register(commands: Any) -> None:
                             "agent reads (after drift)", json_flag=True)
     refreshed.add_argument("sandbox", metavar="SANDBOX", help="the sandbox id (or a unique prefix)")
     add_command(context, "drift", cmd_context_drift,
-                "live sandboxes whose context changed since they started, ADRs naming what no longer exists "
-                "or superseded, code breaking a machine-checkable convention; exit 1 if any", json_flag=True)
+                "live sandboxes whose slice went stale since they started, ADRs naming what no longer exists "
+                "or superseded, code breaking a machine-checkable convention; exit 1 if any is flagged (a "
+                "sandbox only behind, its slice unchanged, is not)", json_flag=True)
 
 
 def register_bench(bench: Any) -> None:
