@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import os
 import re
-import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -232,7 +231,7 @@ def _git_time(stamp: float) -> str:
     (1973-03-03) on; below it git read it as another date and a long window counted no commit at all."""
     if stamp >= 100_000_000:
         return f"@{int(stamp)}"
-    return time.strftime("%Y-%m-%dT%H:%M:%S+0000", time.gmtime(max(0, int(stamp))))
+    return datetime.fromtimestamp(max(0, int(stamp)), UTC).isoformat()
 
 
 def read_history(root: Path, branch: str | None, since: float, until: float,

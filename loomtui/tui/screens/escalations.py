@@ -42,9 +42,9 @@ from loomtui.tui.widgets.status_header import StatusHeader
 from loomtui.workflow.engine import advance
 
 SIGNED_EVENTS: Final = ("approve", "reject", "override")
+"""History events that are a person's decision, each shown with its signature's verdict."""
 APPROVE_WITH_NOTE: Final = "approve+note"
 """`A`: an approval that asks for a note first (`a` approves at once)."""
-"""History events that are a person's decision, each shown with its signature's verdict."""
 
 # The summary takes the width left over; the kind and the sandbox go first when it runs out.
 COLUMNS: Final = (FitColumn("id", "#", 0), FitColumn("risk", "Risk", 1), FitColumn("kind", "Kind", 4),
@@ -361,7 +361,7 @@ class EscalationsScreen(LoomScreen[None]):
         def recorded(reason: str | None) -> None:
             if reason and decision == "override":
                 self._confirm_override(escalation, reason)
-            elif reason or (with_note and reason is not None):
+            elif reason is not None:  # a reason (required: never empty), or a note (optional)
                 self._record(escalation.id, decision, reason)
 
         self.app.push_screen(ReasonScreen(title, required=not with_note), recorded)
