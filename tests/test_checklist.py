@@ -74,10 +74,14 @@ def ws(repo: Path) -> Iterator[Workspace]:
     workspace.close()
 
 
-def add_sandbox(ws: Workspace, sid: str, status: str = "merged", isolated: str = "bwrap", **data: object) -> None:
+def add_sandbox(ws: Workspace, sid: str, status: str = "merged", isolated: str = "bwrap", ran: bool = True,
+                **data: object) -> None:
+    """A sandbox record; `ran`: its agent started (the `sandbox.running` entry the engine writes then)."""
     now = time.time()
     ws.store.add_sandbox(SandboxRecord(sid, f"task {sid}", "script", status, now, now, base_ref="main",
                                        branch=f"loom/{sid}", isolation=isolated, data=dict(data)))
+    if ran:
+        ws.record("sandbox.running", sid, {"from": "planned", "to": "running"})
 
 
 def item(ws: Workspace, number: int) -> Item:
@@ -180,6 +184,9 @@ def test_2_conventions(repo: Path, ws: Workspace) -> None:
     add_sandbox(ws, "missed")
     missed = item(ws, 2)
     assert missed.answer == "partly" and "no slice: missed" in missed.evidence
+    assert "refresh" not in missed.next_step  # merged: `context refresh` refuses it
+    add_sandbox(ws, "waiting", status="exited")
+    assert "`loomtui context refresh SANDBOX` for waiting;" in item(ws, 2).next_step
 
 
 def test_3_adrs(repo: Path, ws: Workspace) -> None:
@@ -353,7 +360,7 @@ def test_cli_prints_items_score_verdict_and_band(repo: Path, bwrap: None) -> Non
     done = run_cli(repo, "checklist", "--org-size", "40")
     assert done.returncode == 0, done.stderr
     out = done.stdout
-    assert " 1  partly  [Execution]" in out and "10  no      [Observability]" in out
+    assert " 1  partly   [Execution]" in out and "10  no       [Observability]" in out
     assert "next: " in out and "score " in out and "unchecked items" in out
     assert "org size 40: the 30-200 band: Context layer + governance policy + eval harness" in out
     assert "LACKS a governance policy codified in CI config" in out
@@ -386,12 +393,57 @@ def test_outside_a_repository_is_one_line_and_exit_2(tmp_path: Path) -> None:
     assert done.stderr.strip().splitlines() == [done.stderr.strip()] and "not inside a git repository" in done.stderr
 
 
-def test_a_broken_config_answers_its_items_and_keeps_the_rest(repo: Path, ws: Workspace) -> None:
+def test_a_broken_config_leaves_its_items_unknown_and_keeps_the_rest(repo: Path, ws: Workspace,
+                                                                     bwrap: None) -> None:
     write(repo, {".loom/loom.yaml": "gates: 7\n"})
-    result = checklist(ws)
+    result = checklist(ws, 40)
     assert isinstance(result, Checklist) and len(result.items) == 10
-    assert result.items[3].answer == "no" and "could not check: .loom/loom.yaml:1" in result.items[3].evidence[0]
+    assert result.items[3].answer == "unknown" and "could not check: .loom/loom.yaml:1" in result.items[3].evidence[0]
     assert result.items[7].evidence[0].startswith("`audit verify`")  # the audit item does not need the config
+    unknown = [item.number for item in result.unknown]
+    assert unknown == [2, 3, 4, 5, 10] and result.header.endswith("/10?")  # each was scored "no"
+    assert result.verdict.startswith("no verdict: 5 items could not be checked")
+    assert result.band is not None and not any(4 in r.items or 5 in r.items for r in result.band.lacking)
+    done = run_cli(repo, "checklist", "--org-size", "40")
+    assert done.returncode == 1 and "  unknown  [Eval]" in done.stdout and "no verdict" in done.stdout
+    data = json.loads(run_cli(repo, "checklist", "--json").stdout)
+    assert data["unknown"] == unknown and data["items"][3]["points"] == 0
+
+
+def test_sandboxes_that_never_ran_are_not_started(ws: Workspace, bwrap: None) -> None:
+    add_sandbox(ws, "ran", context={"version": "v1"})
+    add_sandbox(ws, "never", status="rejected", isolated="none", ran=False)  # its claim refused before start
+    add_sandbox(ws, "again", status="planned")  # ran, then planned to run again
+    ws.record("context.sliced", "again", {})
+    one = item(ws, 1)
+    assert one.answer == "yes" and one.evidence[1] == "2 of 2 started sandboxes ran under bubblewrap"  # was 2 of 3
+    assert "never" not in " ".join(item(ws, 2).evidence) and item(ws, 9).facts["started"] == 2
+
+
+def test_checklist_and_report_count_the_same_branch(repo: Path, ws: Workspace) -> None:
+    from loomtui.observability.metrics import compute_metrics
+
+    git(repo, "branch", "-m", "main", "trunk")
+    git(repo, "config", "init.defaultBranch", "trunk")
+    git(repo, "checkout", "-q", "-b", "feature")
+    write(repo, {"f.txt": "x"}, "feature work\n\nCo-Authored-By: Claude <noreply@anthropic.com>")
+    acceptance = item(ws, 10)
+    assert acceptance.evidence[0].startswith("last 7 days on trunk: 0 agent-made commits of 1;")  # was feature's
+    assert compute_metrics(ws, time.time() - 7 * 86400).branch == "trunk"
+
+
+def test_10_on_a_shallow_clone_with_no_decision_names_no_waiting_change(repo: Path, tmp_path: Path) -> None:
+    for n in range(3):
+        write(repo, {f"a{n}.txt": str(n)}, f"agent {n}\n\nCo-Authored-By: Claude <noreply@anthropic.com>")
+    clone = tmp_path / "clone"
+    git(tmp_path, "clone", "-q", "--depth", "1", f"file://{repo}", str(clone))
+    workspace = open_workspace(clone)
+    try:
+        acceptance = item(workspace, 10)
+    finally:
+        workspace.close()
+    assert acceptance.answer == "partly" and "waiting" not in acceptance.next_step
+    assert "decided there" in acceptance.next_step
 
 
 # -- the header's cached variant --------------------------------------------------------------------

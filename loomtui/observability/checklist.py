@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, TypeAlias
 
 from loomtui.errors import LoomError
-from loomtui.observability.checklist_items import CHECKS, NO, PARTLY, YES, Answer, Evidence
+from loomtui.observability.checklist_items import CHECKS, NO, PARTLY, UNKNOWN, YES, Answer, Evidence
 
 if TYPE_CHECKING:
     from loomtui.workspace import Workspace
@@ -30,7 +30,8 @@ if TYPE_CHECKING:
 __all__ = ["ANSWERS", "BANDS", "BandReport", "Checklist", "Item", "band_for", "cached_checklist", "checklist",
            "verdict"]
 
-ANSWERS: Final = {YES: 1.0, PARTLY: 0.5, NO: 0.0}
+ANSWERS: Final = {YES: 1.0, PARTLY: 0.5, NO: 0.0, UNKNOWN: 0.0}
+"""Points per answer; an item that could not be checked scores nothing and makes the score incomplete."""
 
 QUESTIONS: Final = (
     ("Execution", "Do agents have isolated environments that don't interfere with each other or production?"),
@@ -87,22 +88,32 @@ class Checklist:
     computed_at: float = 0.0
 
     @property
+    def unknown(self) -> tuple[Item, ...]:
+        """Items whose evidence could not be read: until they are, the score is a floor, not an answer."""
+        return tuple(item for item in self.items if item.answer == UNKNOWN)
+
+    @property
     def header(self) -> str:
-        """A few characters for the app's header: `checklist 7.5/10`."""
-        return f"checklist {self.score:g}/10"
+        """A few characters for the app's header: `checklist 7.5/10` (`7.5/10?` while an item is unknown)."""
+        return f"checklist {self.score:g}/10{'?' if self.unknown else ''}"
 
     def gaps(self) -> tuple[Item, ...]:
         return tuple(item for item in self.items if item.answer != YES)
 
     def as_dict(self) -> dict[str, Any]:
         return {"repo": self.root, "score": self.score, "max": len(self.items), "verdict": self.verdict,
+                "unknown": [item.number for item in self.unknown],
                 "items": [item.as_dict() for item in self.items],
                 "org_size": None if self.band is None else self.band.as_dict(),
                 "elapsed_s": round(self.elapsed_s, 3)}
 
 
-def verdict(score: float) -> str:
-    """The article's verdict for a score (its words at 7+ and under 4; ours in between, where it has none)."""
+def verdict(score: float, unknown: int = 0) -> str:
+    """The article's verdict for a score (its words at 7+ and under 4; ours in between, where it has none);
+    none while `unknown` items could not be checked, since the score is then only a floor."""
+    if unknown:
+        return (f"no verdict: {unknown} item{'s' if unknown > 1 else ''} could not be checked; fix the error "
+                "they name, then run again")
     if score >= 7:
         return "you're in better shape than most orgs: focus on the gaps"
     if score < 4:
@@ -118,7 +129,8 @@ def checklist(workspace: Workspace, org_size: int | None = None, *, now: float |
     items = tuple(_answer(number, check, evidence) for number, check in enumerate(CHECKS, start=1))
     score = sum(item.points for item in items)
     band = None if org_size is None else band_report(org_size, items)
-    return Checklist(str(workspace.root), items, score, verdict(score), band,
+    unknown = sum(1 for item in items if item.answer == UNKNOWN)
+    return Checklist(str(workspace.root), items, score, verdict(score, unknown), band,
                      time.perf_counter() - started, evidence.now)
 
 
@@ -127,7 +139,7 @@ def _answer(number: int, check: Callable[[Evidence], Answer], evidence: Evidence
     try:
         answer, seen, step, facts = check(evidence)
     except LoomError as exc:  # one unreadable input answers its own item, never the whole checklist
-        answer, seen, step, facts = NO, [f"could not check: {exc}"], "fix the error above, then run again", {}
+        answer, seen, step, facts = UNKNOWN, [f"could not check: {exc}"], "fix the error above, then run again", {}
     return Item(number, area, question, answer, tuple(seen), "" if answer == YES else step, facts)
 
 
@@ -365,7 +377,11 @@ def band_report(org_size: int, items: Sequence[Item]) -> BandReport:
     requirements = []
     for each in BANDS:
         for text, numbers, judge in _REQUIREMENTS[each.name]:
-            met, evidence, step = judge(by_number)
+            unknown = [n for n in numbers if by_number[n].answer == UNKNOWN]
+            if unknown:  # neither had nor lacking until its items can be read
+                met, evidence, step = None, f"item {', '.join(map(str, unknown))} could not be checked", ""
+            else:
+                met, evidence, step = judge(by_number)
             requirements.append(Requirement(each.name, text, numbers, met, evidence, step))
         if each is band:
             break

@@ -31,6 +31,8 @@ if TYPE_CHECKING:
 YES: Final = "yes"
 PARTLY: Final = "partly"
 NO: Final = "no"
+UNKNOWN: Final = "unknown"
+"""An item whose evidence could not be read (a broken config): unscored, and the checklist says so."""
 
 FAST_SUITE_S: Final = 300.0
 WEEK_S: Final = 7 * 24 * 3600.0
@@ -39,9 +41,10 @@ CI_GLOBS: Final = (".github/workflows/*.yml", ".github/workflows/*.yaml", ".gitl
                    ".buildkite/*.yml", ".woodpecker.yml", ".woodpecker/*.yml")
 CI_GATE: Final = re.compile(r"\bloomtui\b[^\n#]*?\sgate\b")
 CI_MAX_BYTES: Final = 256 * 1024
+ENDED_FOR_GOOD: Final = frozenset({"merged", "rejected", "archived"})
+"""Statuses whose agent never runs again (`context refresh` refuses them)."""
 REVIEW_TRAILERS: Final = ("Loom-Approved-by", "Loom-Policy", "Loom-Overridden-by")
 MERGES_READ: Final = 500
-NOT_STARTED: Final = frozenset({"planned"})
 _TRAILER = re.compile(r"^([A-Za-z][A-Za-z-]*): (.*)$")
 
 Answer = tuple[str, list[str], str, dict[str, Any]]
@@ -82,8 +85,10 @@ class Evidence:
 
     @cached_property
     def started(self) -> list[SandboxRecord]:
-        """Sandboxes whose agent was started (a planned one waits for its turn, or for approval)."""
-        return [s for s in self.sandboxes if s.status not in NOT_STARTED]
+        """Sandboxes whose agent ran: a `sandbox.running` entry, as `report` counts them (a planned one
+        waits for its turn or approval; one refused its claims was rejected before it ever ran)."""
+        ran = self.subjects("sandbox.running")
+        return [s for s in self.sandboxes if s.id in ran]
 
     @cached_property
     def actions(self) -> Counter[str]:
@@ -120,23 +125,27 @@ class Evidence:
 
     @cached_property
     def branch(self) -> str | None:
-        """The main branch (`main`, else `master`, else the one checked out)."""
-        git = Git(self.root)
-        listed = git.run("for-each-ref", "--format=%(refname:short)", "refs/heads/main", "refs/heads/master")
-        names = listed.out.split() if listed.status == 0 else []
-        for name in ("main", "master"):
-            if name in names:
-                return name
-        current = git.run("symbolic-ref", "--quiet", "--short", "HEAD")
-        return current.out.strip() or None if current.status == 0 else None
+        """The main branch, chosen as `report` chooses it; None without commits or without a branch to name."""
+        return self._trunk[0]
+
+    @cached_property
+    def _trunk(self) -> tuple[str | None, str | None]:
+        from loomtui.observability.history import NoSuchBranch, resolve_branch
+
+        try:
+            name, tip = resolve_branch(Git(self.root), None)
+        except NoSuchBranch:  # a detached HEAD and no main, master or default branch
+            return None, None
+        return (name, tip) if tip is not None else (None, None)
 
     @cached_property
     def loom_merges(self) -> list[dict[str, str]]:
         """The newest merges on the main branch made by loomtui (a `Loom-Sandbox` trailer), with their trailers."""
-        if self.branch is None:
+        tip = self._trunk[1]
+        if tip is None:
             return []
         done = Git(self.root).run("log", f"--max-count={MERGES_READ}", "--merges",
-                                  "--format=%H%x1f%(trailers:only,unfold)%x1e", f"refs/heads/{self.branch}", "--")
+                                  "--format=%H%x1f%(trailers:only,unfold)%x1e", tip, "--")
         found = []
         for record in done.out.split("\x1e") if done.status == 0 else ():
             commit, _, trailers = record.strip("\n").partition("\x1f")
@@ -244,8 +253,12 @@ def _conventions(ev: Evidence) -> Answer:
         return NO, seen, ("write AGENTS.md with the team's conventions (or name the files in `context.sources` of "
                           ".loom/loom.yaml), then `loomtui context show`"), facts
     if without:
+        # Only a sandbox whose agent may run again can be refreshed; an ended one is history.
+        ended = {s.id for s in ev.started if s.status in ENDED_FOR_GOOD}
+        again = [sid for sid in without if sid not in ended]
         return PARTLY, seen + [f"no slice: {_some(without)}"], (
-            "`loomtui context refresh SANDBOX` for those; new sandboxes get theirs from `loomtui sandbox new`"), facts
+            (f"`loomtui context refresh SANDBOX` for {_some(again)}; " if again else "")
+            + "new sandboxes get theirs from `loomtui sandbox new`"), facts
     if not ev.started:
         return PARTLY, seen, (
             "start agents with `loomtui sandbox new`: each gets its slice (`loomtui context slice --task ...` "
@@ -484,12 +497,10 @@ def _coordination(ev: Evidence) -> Answer:
 
 
 def _acceptance(ev: Evidence) -> Answer:
-    try:
-        from loomtui.observability.metrics import compute_metrics
-    except ImportError:
-        return NO, ["loomtui.observability.metrics is not available"], "install a loomtui with `loomtui report`", {}
+    from loomtui.observability.metrics import compute_metrics
+
     if ev.branch is None:
-        return NO, ["no main branch (main, master) and no branch checked out"], \
+        return NO, ["no main branch (main, master, origin's HEAD, init.defaultBranch) and no branch checked out"], \
             "commit to a `main` branch, then `loomtui report`", {}
     metrics = compute_metrics(ev.workspace, ev.now - WEEK_S, None, ev.branch)
     rate = metrics.acceptance_rate
@@ -502,9 +513,19 @@ def _acceptance(ev: Evidence) -> Answer:
              "merged": metrics.merged, "acceptance_rate": rate, "partial": metrics.partial}
     if rate is not None and not metrics.partial:
         return YES, seen, "", facts
-    if rate is not None or metrics.agent_commits:
-        return PARTLY, seen, "`loomtui report` shows the week; decide the waiting changes in the queue (`3`)", facts
-    return NO, seen, "run agents through loomtui so their changes carry trailers, then `loomtui report`", facts
+    if rate is None and not metrics.agent_commits:
+        return NO, seen, "run agents through loomtui so their changes carry trailers, then `loomtui report`", facts
+    waiting = [s.id for s in ev.sandboxes if s.status == "awaiting_review"]
+    if rate is None and waiting:
+        step = f"decide the waiting changes ({_some(waiting)}) in the queue (`3`), then `loomtui report`"
+    elif rate is None:  # agent-made commits landed, none of them decided through loomtui
+        step = "run agents through loomtui so their changes are reviewed and decided there, then `loomtui report`"
+    elif any("shallow clone" in line for line in metrics.partial):
+        step = "fetch the whole history (`git fetch --unshallow`), then `loomtui report`"
+    else:
+        step = "`loomtui report` says what makes the week's figures partial (above); `loomtui audit verify` for " \
+               "damaged entries"
+    return PARTLY, seen, step, facts
 
 
 CHECKS: Final[tuple[Callable[[Evidence], Answer], ...]] = (

@@ -480,7 +480,7 @@ class LoomApp(App[int]):
             scored = cached_checklist(self.workspace)
         except LoomError:
             return  # the metrics view (8) says why; the header just shows no score
-        self.call_from_thread(self._show_checklist_score, f"{scored.score:g}/10")
+        self.call_from_thread(self._show_checklist_score, scored.header.removeprefix("checklist "))
 
     def _show_checklist_score(self, score: str) -> None:
         self.checklist_score = score

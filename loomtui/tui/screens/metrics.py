@@ -42,7 +42,7 @@ CHARTS: Final = (
 RUNTIME_COLUMNS: Final = (("runtime", "Runtime"), ("ended", "Ended"), ("merged", "Merged"), ("rejected", "Rejected"),
                           ("acceptance", "Accepted"), ("decision", "To decision"), ("first_try", "Gate 1st try"),
                           ("tokens", "Tokens"), ("cost", "Cost"))
-ANSWER_STYLES: Final = {"yes": "green", "partly": "yellow", "no": "bold red"}
+ANSWER_STYLES: Final = {"yes": "green", "partly": "yellow", "no": "bold red", "unknown": "bold magenta"}
 
 
 def percent(value: float | None) -> str:
@@ -93,7 +93,7 @@ def checklist_item_text(item: Item) -> Text:
 
 
 def checklist_text(checklist: Checklist) -> Text:
-    text = Text(f"checklist {checklist.score:g}/10: {checklist.verdict}\n", style="bold")
+    text = Text(f"{checklist.header}: {checklist.verdict}\n", style="bold")
     for item in checklist.items:
         text.append_text(checklist_item_text(item))
     return text
