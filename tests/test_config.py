@@ -445,3 +445,34 @@ def test_a_bad_store_is_said_at_its_line_by_every_command_not_only_config_check(
     # A mistake elsewhere does not take the store away (`sandbox stop` needs only it).
     (tmp_path / ".loom" / "loom.yaml").write_text('version: 1\ngates: oops\nstore: sqlite\n')
     assert configured_store(tmp_path) == "sqlite"
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("version: 1\ngates: [oops\n", "sqlite"),  # not YAML, and no `store` anywhere: the default, for certain
+    ("gates:\n  - name: x\n\trun: y\nstore: postgresql://db.example/loom # team\n", "postgresql://db.example/loom"),
+])
+def test_a_file_that_is_not_yaml_keeps_a_store_it_names_on_its_own_line(tmp_path: Path, text: str,
+                                                                        expected: str) -> None:
+    from loomtui.config import configured_store
+
+    (tmp_path / ".loom").mkdir()
+    (tmp_path / ".loom" / "loom.yaml").write_text(text)
+    with pytest.raises(ConfigError):
+        load_config(tmp_path)
+    assert configured_store(tmp_path) == expected  # `status`, `audit tail`, the listings and `sandbox stop` work
+
+
+@pytest.mark.parametrize("text", [
+    "{store: postgresql://db/loom, gates: [\n",  # said inside a flow mapping: cannot be read apart
+    "gates: [oops\nstore: sqlite\nstore: postgresql://db/loom\n",  # said twice
+    "gates: [oops\nstore: ftp://x\n",  # wrong itself
+])
+def test_a_file_that_is_not_yaml_and_a_store_that_cannot_be_told_says_the_file_error(tmp_path: Path,
+                                                                                    text: str) -> None:
+    from loomtui.config import configured_store
+
+    (tmp_path / ".loom").mkdir()
+    (tmp_path / ".loom" / "loom.yaml").write_text(text)
+    with pytest.raises(ConfigError) as raised:
+        configured_store(tmp_path)
+    assert str(raised.value) == str(pytest.raises(ConfigError, load_config, tmp_path).value)

@@ -255,9 +255,9 @@ def test_script_agent_check_mode(tmp_path: Path, script: Path) -> None:
 
 
 def test_generic_command_runtime_runs_the_given_argv_without_a_shell(tmp_path: Path) -> None:
-    from tests.conftest import demo_repo
     from loomtui.execution.sandboxes import log_path
     from loomtui.workspace import open_workspace
+    from tests.conftest import demo_repo
 
     repo = demo_repo(tmp_path)
     done = subprocess.run(
@@ -288,6 +288,9 @@ def test_a_mistake_in_loom_yaml_leaves_stop_and_the_store_commands_working(repo:
     for command in (("status",), ("sandbox", "list"), ("escalation", "list"), ("claim", "list"), ("audit", "tail")):
         done = run(repo, *command)
         assert done.returncode == 0 and done.stderr == "", (command, done.stderr)
+    (repo / ".loom" / "loom.yaml").write_text('version: 1\ngates: ["oops\n')  # not YAML at all: the same
+    assert run(repo, "status").returncode == 0
+    (repo / ".loom" / "loom.yaml").write_text('version: 1\ngates: "oops"\n')
     # What needs the config says so, with the file and line.
     one_line_error(run(repo, "sandbox", "new", "--runtime", "script", "--task", "x"), 2, ".loom/loom.yaml:2: gates")
     stopped = run(repo, "sandbox", "stop", sandbox_id)  # the emergency stop is never taken away by a typo
