@@ -844,6 +844,30 @@ def test_worktree_deleted_by_hand_is_marked_and_its_branch_kept(ws: Workspace, r
     assert recovery.reconcile(ws).unknown_worktrees == [str(stray)] and stray.is_dir()
 
 
+def test_a_sandbox_whose_worktree_is_gone_gives_back_its_claims_and_offers_removal_not_a_run(
+        ws: Workspace, repo: Path) -> None:
+    """Its next step said `sandbox start ID` runs it again (refused: the worktree is gone), it held its
+    claims for the lease, and `context drift` listed it as a live sandbox."""
+    from loomtui.knowledge.engine import drift_report
+    from loomtui.workflow.engine import Workflow
+    from loomtui.workflow.steps import PersonAction
+
+    record = tasks.create_sandbox(ws, "never started", "script", script=_tiny_script(ws), claims=["README.md"])
+    assert ws.store.live_claims(record.id)
+    shutil.rmtree(record.worktree)
+    recovery.reconcile(ws)
+    assert next_step(ws, sb.get_sandbox(ws, record.id)).step == Step.RELEASE
+    Workflow(ws).advance(record.id)
+    assert not ws.store.live_claims(record.id)
+    view = next_step(ws, sb.get_sandbox(ws, record.id))
+    assert view.action == PersonAction.REMOVE and "its worktree is gone" in view.line()
+    with pytest.raises(LoomError, match="only a planned sandbox"):
+        tasks.start(ws, record.id)
+    assert record.id not in [s.sandbox_id for s in drift_report(ws).sandboxes]
+    listed = run_cli(repo, "sandbox", "list")
+    assert f"`loomtui sandbox rm {record.id}` archives it" in listed.stdout
+
+
 @pytest.mark.parametrize("full_disk", ["tmpfs", "dev-full"])
 def test_disk_full_while_logging_fails_the_sandbox_and_keeps_whole_lines(
     ws: Workspace, repo: Path, bin_dir: Path, full_disk: str,

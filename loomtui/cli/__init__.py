@@ -300,6 +300,7 @@ STEP_HINTS: Final = {
     "rerun": "`loomtui sandbox start {about}` runs it again",
     "retry": "`loomtui sandbox advance {about}` retries",
     "cancel": "`loomtui sandbox drop-after {about}` starts it without, or `loomtui sandbox rm {about}`",
+    "remove": "`loomtui sandbox rm {about}` archives it; `loomtui sandbox new` states its task again",
 }
 """How to act on a task's step from the shell (workflow.steps.PersonAction), in `StepView.line`."""
 

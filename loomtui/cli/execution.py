@@ -175,7 +175,7 @@ def cmd_list(args: argparse.Namespace) -> int:
     for r in records:
         task = abridged(r.task, 50)
         flag = " [orphaned]" if r.data.get("orphan") else ""
-        flag += " [worktree missing]" if r.data.get("worktree_missing") else ""
+        flag += " [worktree missing]" if r.worktree_missing else ""
         flag += " [stopped]" if engine.stopped_by(r) else ""
         print(f"{r.id:<8} {r.status:<16} {r.runtime:<{width}} {engine.isolation_label(r):<17} "
               f"{_age(now - r.created):>4}  {task}{flag}")

@@ -24,7 +24,7 @@ from loomtui.execution.sandboxes import (
     worktree_roots,
 )
 from loomtui.identity import current_host
-from loomtui.store import SandboxRecord
+from loomtui.store import WORKTREE_MISSING_KEY, SandboxRecord
 from loomtui.workspace import Workspace
 
 
@@ -76,13 +76,13 @@ def reconcile(workspace: Workspace) -> ReconcileReport:
         made = has_worktree(record)  # a task waiting on others has none yet, on purpose
         if record.status not in (REJECTED,) and made and record.worktree and not Path(record.worktree).is_dir():
             report.missing_worktrees.append(record.id)
-            if not record.data.get("worktree_missing"):
+            if not record.worktree_missing:
                 if not pruned:
                     # Lets git forget the admin entry of a deleted worktree; the branch stays.
                     with workspace.paths.worktrees_locked():
                         Git(workspace.root).run("worktree", "prune")
                     pruned = True
-                workspace.store.update_sandbox(record.id, data={"worktree_missing": True})
+                workspace.store.update_sandbox(record.id, data={WORKTREE_MISSING_KEY: True})
                 workspace.record("sandbox.worktree_missing", record.id, {"worktree": record.worktree})
                 current = get_sandbox(workspace, record.id)
                 if current.status == PLANNED:

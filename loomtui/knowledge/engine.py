@@ -312,7 +312,7 @@ def drift_report(workspace: Workspace, *, index: RepoIndex | None = None) -> Dri
     current = drift_context(workspace, index=index, config=config)
     sandboxes = []
     for record in workspace.store.list_sandboxes():
-        if record.status in ENDED_STATUSES:
+        if record.status in ENDED_STATUSES or record.worktree_missing:  # no agent of it reads a context again
             continue
         recorded = _recorded(record.data)
         if recorded is not None:

@@ -6,7 +6,7 @@ import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Final
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,6 +35,10 @@ def data_json(data: Mapping[str, Any] | None) -> str:
     is stored as U+FFFD on both backends: PostgreSQL's JSON functions refuse `\\u0000`."""
     text = json.dumps(dict(data or {}), sort_keys=True, default=str)
     return _NUL_ESCAPE.sub(r"\1\\ufffd", text) if "\\u0000" in text else text
+
+
+WORKTREE_MISSING_KEY: Final = "worktree_missing"
+"""The data key `reconcile` sets on a sandbox whose worktree was deleted."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +87,11 @@ class SandboxRecord:
     def after(self) -> tuple[str, ...]:
         """The sandboxes whose change merges before this task starts."""
         return tuple(str(a) for a in self.data.get("after") or ())
+
+    @property
+    def worktree_missing(self) -> bool:
+        """Its worktree was found deleted (by hand; `reconcile` marks it): no agent of it runs or reads again."""
+        return bool(self.data.get(WORKTREE_MISSING_KEY))
 
     @property
     def merged_commit(self) -> str:

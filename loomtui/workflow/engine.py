@@ -25,6 +25,7 @@ from loomtui.execution.lifecycle import (
     APPROVED,
     ARCHIVED,
     EXITED,
+    FAILED,
     GATING,
     LIVE,
     MERGED,
@@ -215,8 +216,9 @@ class Workflow:
             return self._merge(record)
         if step == Step.RELEASE:
             ended = record.status == EXITED  # with no change (else it is reviewed first)
-            count = release_claims_of(self.workspace, record.id,
-                                      "the agent ended without a change" if ended else f"sandbox {record.status}")
+            why = ("its worktree is gone" if record.worktree_missing and record.status in (EXITED, FAILED)
+                   else "the agent ended without a change" if ended else f"sandbox {record.status}")
+            count = release_claims_of(self.workspace, record.id, why)
             archived = record.status == ARCHIVED
             withdrawn = withdraw_open(self.workspace, record.id, "sandbox archived") if archived else []
             self.wake_waiters(record.id)

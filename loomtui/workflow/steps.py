@@ -154,6 +154,7 @@ class PersonAction(StrEnum):
     RETRY = "retry"      # advance sandbox `about` again
     RERUN = "rerun"      # run the agent of sandbox `about` again (it ended without a change)
     CANCEL = "cancel"    # cancel the plan, or remove the dependency
+    REMOVE = "remove"    # archive sandbox `about`: nothing of it can run again (its worktree is gone)
 
 
 @dataclass(frozen=True)
@@ -265,6 +266,11 @@ def next_step(workspace: Workspace, record: SandboxRecord, *, merge_mode: str = 
         return StepView(Step.REVIEW, "gates and policy")
     if status in (EXITED, FAILED):
         if not has_commits(workspace, record):
+            if record.worktree_missing:  # nothing of it can run again: its claims go back
+                if _holds_claims(workspace, record.id, known):
+                    return StepView(Step.RELEASE, "its worktree is gone")
+                return StepView(Step.NO_CHANGE, "its worktree is gone: nothing of it can run again",
+                                PersonAction.REMOVE, record.id)
             if record.data.get("save_error"):  # not "no change": the work is in its worktree, unsaved
                 return StepView(Step.NO_CHANGE, f"the work it left could not be saved: {record.data['save_error']}")
             # Ended (or stopped) with nothing to review: its claims go back. A failed one keeps them
