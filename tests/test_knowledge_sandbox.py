@@ -3,6 +3,7 @@ the agent's commits."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -169,9 +170,10 @@ def test_refresh_gives_a_stale_agent_the_context_now_and_never_writes_through_it
     claude_md = Path(record.worktree) / "CLAUDE.md"
     claude_md.unlink()
     claude_md.symlink_to(outside)  # what a hostile agent would leave for loomtui to write through
-    done = subprocess.run([sys.executable, "-m", "loomtui", "context", "refresh", record.id], cwd=billing,
-                          capture_output=True, text=True, timeout=60)
+    done = subprocess.run([sys.executable, "-m", "loomtui", "context", "refresh", record.id[:-2], "--json"],
+                          cwd=billing, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["sandbox"] == record.id  # named by a prefix: said by its id
     assert outside.read_text() == "not the agent's\n"
     assert not claude_md.is_symlink() and "Amended: round half even" in claude_md.read_text()
     assert "Amended" in sb.sandbox_paths(workspace.paths, record.id).context.read_text()

@@ -224,13 +224,19 @@ def cmd_context_drift(args: argparse.Namespace) -> int:
 def cmd_context_refresh(args: argparse.Namespace) -> int:
     from loomtui.execution.context_files import refresh
 
+    from loomtui.execution.sandboxes import get_sandbox
+
     workspace = workspace_for(args)
-    given = refresh(workspace, args.sandbox)
+    try:
+        sandbox_id = get_sandbox(workspace, args.sandbox).id  # a prefix is said as the id it names
+        given = refresh(workspace, sandbox_id)
+    finally:
+        workspace.close()
     assert given.piece is not None
     if args.json:
-        print_json(given.piece.as_dict())
+        print_json({"sandbox": sandbox_id, **given.piece.as_dict()})
     else:
-        print(f"sandbox {args.sandbox}: context refreshed to {given.piece.summary()}")
+        print(f"sandbox {sandbox_id}: context refreshed to {given.piece.summary()}")
         _print_problems(given.piece.problems)  # a pinned section gone, most of all: said, not only in --json
     return 0
 
