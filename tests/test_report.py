@@ -439,6 +439,12 @@ def test_the_accepted_forms_of_a_time() -> None:
     assert done.returncode == 2 and "is not before --until" in done.stderr
 
 
+def test_until_alone_reports_the_week_before_it(repo: Path) -> None:
+    done = run_cli(repo, "report", "--until", "2026-03-09")  # since stayed at 7 days before now: refused
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("loomtui report: 2026-03-02 00:00 to 2026-03-09 00:00 UTC")
+
+
 def test_metrics_is_what_the_checklist_reads() -> None:
     fields = Metrics.__dataclass_fields__
     assert {"since", "until", "branch", "partial"} <= set(fields)

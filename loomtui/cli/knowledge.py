@@ -223,7 +223,6 @@ def cmd_context_drift(args: argparse.Namespace) -> int:
 
 def cmd_context_refresh(args: argparse.Namespace) -> int:
     from loomtui.execution.context_files import refresh
-
     from loomtui.execution.sandboxes import get_sandbox
 
     workspace = workspace_for(args)

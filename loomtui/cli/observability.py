@@ -20,6 +20,7 @@ from loomtui.errors import LoomError
 RUNTIMES = ("claude", "codex", "aider", "script")
 ENTRIES_PER_SANDBOX = 10
 BENCH_TARGET_S = 1.0
+DEFAULT_WINDOW_S = 7 * 24 * 3600.0
 ROUNDS = 3
 
 
@@ -33,10 +34,13 @@ def _window(args: argparse.Namespace) -> tuple[float, float | None]:
     from loomtui.observability.window import parse_when
 
     now = time.time()
-    since = parse_when(args.since, now, "--since")
     until = parse_when(args.until, now, "--until") if args.until else None
+    # The default window is the 7 days before its end: `--until 2026-11-01` alone is the week up to it.
+    since = parse_when(args.since, now, "--since") if args.since else max(0.0, (now if until is None else until)
+                                                                          - DEFAULT_WINDOW_S)
     if since >= (now if until is None else until):
-        raise LoomError(f"--since {args.since} is not before --until {args.until or 'now'}", exit_code=2)
+        raise LoomError(f"--since {args.since or '(7 days before --until)'} is not before --until "
+                        f"{args.until or 'now'}", exit_code=2)
     return since, until
 
 
@@ -68,11 +72,13 @@ def register(commands: Any) -> None:
         "what the agents did in a window, per day and per runtime: sandboxes, merges and rejections, the "
         "acceptance rate, the agent-made share of the branch's commits, time to decision, gates, conflicts, "
         "escalations, overrides, tokens and cost", json_flag=True, reads_only=True)
-    report.add_argument("--since", default="7d", metavar="WHEN",
-                        help="start of the window: a time ago (7d, 12h, 2w) or an ISO date (default 7d)")
+    report.add_argument("--since", default=None, metavar="WHEN",
+                        help="start of the window: a time ago (7d, 12h, 2w) or an ISO date (default: 7 days "
+                             "before --until)")
     report.add_argument("--until", default=None, metavar="WHEN", help="end of the window (default now)")
     report.add_argument("--branch", default=None, metavar="BRANCH",
-                        help="the branch whose commits are counted (default main, then master)")
+                        help="the branch whose commits are counted (default main, then master, then the branch "
+                             "origin/HEAD names, then init.defaultBranch, then the one checked out)")
     report.add_argument("--format", choices=("text", "json", "markdown", "prometheus"), default="text",
                         help="text (default), json, markdown (a weekly note) or prometheus (a textfile collector)")
     report.add_argument("--agent-trailer", action="append", metavar="NAME",
