@@ -19,6 +19,22 @@ def listed(items: Sequence[str], limit: int = 5) -> str:
     return ", ".join(items[:limit]) + (f" and {len(items) - limit} more" if len(items) > limit else "")
 
 
+def plural(count: int, noun: str) -> str:
+    """`1 sandbox`, `2 sandboxes`, `3 entries`: only the last word is inflected (a closing backtick kept)."""
+    if count == 1:
+        return f"{count} {noun}"
+    head, _, last = noun.rpartition(" ")
+    tail = last.rstrip("`")
+    if tail.endswith(("s", "x", "ch", "sh")):
+        inflected = tail + "es"
+    elif tail.endswith("y") and tail[-2:-1] not in ("a", "e", "o", "u"):
+        inflected = tail[:-1] + "ies"
+    else:
+        inflected = tail + "s"
+    inflected += last[len(tail):]
+    return f"{count} {head + ' ' if head else ''}{inflected}"
+
+
 def abridged(text: str, limit: int) -> str:
     """`text` on one line (whitespace runs made one space) in at most `limit` characters: a longer one
     ends at the last whole word that fits, then `…` (mid-word only when a word is half the room)."""

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from loomtui.audit import is_whole
 from loomtui.cli import add_command, add_group, count_arg, print_json, problems_json, workspace_for
-from loomtui.errors import LoomError, escape_controls, listed
+from loomtui.errors import LoomError, escape_controls, listed, plural
 
 if TYPE_CHECKING:  # each command loads the engines it needs
     from loomtui.config import LoomConfig
@@ -178,10 +178,12 @@ def cmd_status(args: argparse.Namespace) -> int:
         print_json({**asdict(status), "now": now, "audit_file_problem": behind or None})
     else:
         print(f"store: {status.path} (schema {status.schema_version}, {status.journal_mode})")
-        print(f"  now: {now['sandboxes']} sandboxes not archived, {now['claims']} live claims, "
-              f"{now['escalations']} open escalations")
+        print(f"  now: {plural(now['sandboxes'], 'sandbox')} not archived, {plural(now['claims'], 'live claim')}, "
+              f"{plural(now['escalations'], 'open escalation')}")
         print("  ever: " + ", ".join(f"{n} {name}" for name, n in status.counts.items()))
-        print(f"audit: {behind}" if behind else f"audit: {workspace.audit.path} (whole)")
+        # Only the file's end is compared here (cheap); the whole chain is what `audit verify` reads.
+        print(f"audit: {behind}" if behind else f"audit: {workspace.audit.path} (in step with the store; "
+                                                 "`loomtui audit verify` checks the whole chain)")
     return 0
 
 

@@ -8,6 +8,7 @@ import fnmatch
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
+from loomtui.errors import plural
 from loomtui.governance.policy_model import (
     ANYONE,
     DEFAULT_RULE,
@@ -27,7 +28,6 @@ from loomtui.governance.policy_model import (
     _identity,
     _is_email,
     _owner_group,
-    _plural,
     _region_path,
     _some,
 )
@@ -323,7 +323,7 @@ def requirement_status(
     approvers = sorted({_identity(a) for a in approvals if a.strip()})
     counted = [a for a in approvers if req.admits(a) and not (separation_of_duties and a == author_key)]
     met = len(counted) >= req.count
-    text = f"{min(len(counted), req.count)} of {_plural(req.count, 'approval')} from {req.source()}"
+    text = f"{min(len(counted), req.count)} of {plural(req.count, 'approval')} from {req.source()}"
     if counted:
         text += f" ({', '.join(counted)})"
     if separation_of_duties and author_key in approvers and req.admits(author_key or ""):

@@ -10,6 +10,7 @@ from typing import Final, Literal, get_args
 
 import pathspec
 
+from loomtui.errors import plural
 from loomtui.globs import glob_spec
 from loomtui.governance.codeowners import CodeOwners
 
@@ -251,13 +252,13 @@ class Policy:
         if self.source is None:
             return f"no policy file: the built-in default applies (every change: {_describe_default(self)})"
         parts = [
-            _plural(len(self.rules), "rule"),
-            _plural(len(self.groups), "group"),
+            plural(len(self.rules), "rule"),
+            plural(len(self.groups), "group"),
             f"default: {_describe_default(self)}",
             f"separation of duties {'on' if self.separation_of_duties else 'off'}",
         ]
         if self.codeowners is not None:
-            parts.append(f"{self.codeowners.path} ({_plural(len(self.codeowners.rules), 'pattern')})")
+            parts.append(f"{self.codeowners.path} ({plural(len(self.codeowners.rules), 'pattern')})")
         if self.overrides.groups:
             parts.append(
                 f"overrides by {', '.join(self.overrides.groups)} (max {self.overrides.max_hours}h)"
@@ -306,7 +307,7 @@ class Requirement:
 
     def describe(self) -> str:
         """E.g. "2 approvals from payments-team"."""
-        return f"{_plural(self.count, 'approval')} from {self.source()}"
+        return f"{plural(self.count, 'approval')} from {self.source()}"
 
 
 @dataclass(frozen=True)
@@ -409,13 +410,9 @@ def _some(items: Sequence[str]) -> str:
     return shown if len(items) <= _LIST_LIMIT else f"{shown} and {len(items) - _LIST_LIMIT} more"
 
 
-def _plural(count: int, noun: str) -> str:
-    return f"{count} {noun}{'' if count == 1 else 's'}"
-
-
 def _describe_default(policy: Policy) -> str:
     default = policy.default
     if default.decision == "block":
         return "block"
     spec = default.approvals
-    return f"{_plural(spec.count, 'approval')} from {' or '.join(spec.groups)}"
+    return f"{plural(spec.count, 'approval')} from {' or '.join(spec.groups)}"

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Final, TypeVar
 
 from yaml.nodes import Node, ScalarNode
 
-from loomtui.errors import ConfigError
+from loomtui.errors import ConfigError, plural
 from loomtui.globs import checked_globs, glob_problem
 from loomtui.governance.codeowners import CodeOwners, load_codeowners
 from loomtui.governance.policy_model import (
@@ -43,7 +43,6 @@ from loomtui.governance.policy_model import (
     _identity,
     _is_email,
     _owner_group,
-    _plural,
 )
 from loomtui.yamlcheck import Fields, Value, closest, compose, read_text
 
@@ -163,7 +162,7 @@ class PolicyErrors(ConfigError):
     def __init__(self, problems: list[ConfigError]) -> None:
         first = problems[0]
         lines = ", ".join(str(problem.line) for problem in problems[1:] if problem.line)
-        more = _plural(len(problems) - 1, "more problem")
+        more = plural(len(problems) - 1, "more problem")
         super().__init__(first.path, first.line, f"{first.detail} ({more}{': line ' if lines else ''}{lines})")
         self.problems = tuple(problems)
 
@@ -343,14 +342,14 @@ class _Context:
         who = " and ".join(groups)
         if count > len(members):
             self.warnings.append(
-                f"{where.path}:{where.line}: {where.key}: needs {_plural(count, 'approval')} but {who} "
-                f"{'has' if len(groups) == 1 else 'have'} {_plural(len(members), 'member')}: "
+                f"{where.path}:{where.line}: {where.key}: needs {plural(count, 'approval')} but {who} "
+                f"{'has' if len(groups) == 1 else 'have'} {plural(len(members), 'member')}: "
                 "it can never be met (only an override can pass it)"
             )
         elif self.separation_of_duties and count == len(members):
             self.warnings.append(
-                f"{where.path}:{where.line}: {where.key}: needs {_plural(count, 'approval')} from {who}, "
-                f"{_plural(len(members), 'member')}: a change authored by one of them can never be "
+                f"{where.path}:{where.line}: {where.key}: needs {plural(count, 'approval')} from {who}, "
+                f"{plural(len(members), 'member')}: a change authored by one of them can never be "
                 "met under separation of duties"
             )
 

@@ -40,7 +40,7 @@ from loomtui.coordination.diff import ChangedRegion, changed_files, diff_regions
 from loomtui.coordination.index import DEPENDENCY_KINDS, RepoIndex, build_index, index_cache_dir
 from loomtui.coordination.regions import ancestors, overlaps, split_id
 from loomtui.coordination.suggest import suggest_regions
-from loomtui.errors import LoomError
+from loomtui.errors import LoomError, plural
 from loomtui.gitcmd import Git
 from loomtui.globs import glob_spec
 from loomtui.guardrails.classify import Classification, TestClass
@@ -178,10 +178,6 @@ def _listed(lines: Sequence[str]) -> tuple[str, ...]:
     return (*lines[:MAX_EVIDENCE], f"... and {len(lines) - MAX_EVIDENCE} more")
 
 
-def _plural(count: int, word: str) -> str:
-    return f"{count} {word}{'' if count == 1 else 's'}"
-
-
 _Verdict: TypeAlias = tuple[ItemStatus, str, Sequence[str]]
 
 
@@ -205,12 +201,12 @@ def _scope(inputs: ScoreInputs) -> _Verdict:
             outside.append(f"{region}: code outside the claims")
     if outside:
         none = "" if held else " (the sandbox holds no claims)"
-        return ItemStatus.FAIL, f"{_plural(len(outside), 'region')} changed outside the claims{none}", \
+        return ItemStatus.FAIL, f"{plural(len(outside), 'region')} changed outside the claims{none}", \
             outside + minor + notes
     if minor:
         return ItemStatus.WARN, f"only tests, docs or module-level lines outside the claims ({len(minor)})", \
             minor + notes
-    return ItemStatus.PASS, f"all {_plural(len(inputs.changed_regions), 'changed region')} inside the claims", notes
+    return ItemStatus.PASS, f"all {plural(len(inputs.changed_regions), 'changed region')} inside the claims", notes
 
 
 def _tests(inputs: ScoreInputs) -> _Verdict:
@@ -238,11 +234,11 @@ def _tests(inputs: ScoreInputs) -> _Verdict:
     unreached = [f"{region}: changed, and no test reaches it" for region in reach.unreached] if reach else []
     results = "" if inputs.tests is not None else " (no per-test results: no junit gate ran)"
     if failing:
-        return ItemStatus.FAIL, f"{_plural(len(failing), 'test')} removed, skipped or regressed{results}", \
+        return ItemStatus.FAIL, f"{plural(len(failing), 'test')} removed, skipped or regressed{results}", \
             failing + skipped + unreached
     if skipped or unreached:
-        what = [f"{_plural(len(skipped), 'test')} newly skipped with a reason or flaky"] if skipped else []
-        what += [f"{_plural(len(unreached), 'changed code region')} no test reaches"] if unreached else []
+        what = [f"{plural(len(skipped), 'test')} newly skipped with a reason or flaky"] if skipped else []
+        what += [f"{plural(len(unreached), 'changed code region')} no test reaches"] if unreached else []
         return ItemStatus.WARN, "; ".join(what) + results, skipped + unreached
     reached = f"; tests reach all {len(reach.reached)} changed code regions" if reach and reach.reached else ""
     return ItemStatus.PASS, f"no test removed, skipped or regressed{reached}{results}", ()
@@ -250,8 +246,8 @@ def _tests(inputs: ScoreInputs) -> _Verdict:
 
 def _size(inputs: ScoreInputs, budget: int) -> _Verdict:
     largest = sorted(inputs.lines_by_path, key=lambda pair: (-pair[1], pair[0]))[:5]
-    evidence = [f"{path}: {_plural(lines, 'line')}" for path, lines in largest]
-    headline = f"{_plural(inputs.lines_changed, 'line')} changed (budget {budget})"
+    evidence = [f"{path}: {plural(lines, 'line')}" for path, lines in largest]
+    headline = f"{plural(inputs.lines_changed, 'line')} changed (budget {budget})"
     if inputs.lines_changed <= budget:
         return ItemStatus.PASS, headline, evidence
     return (ItemStatus.WARN if inputs.lines_changed <= 2 * budget else ItemStatus.FAIL), headline, evidence
@@ -275,10 +271,10 @@ def _contracts(inputs: ScoreInputs) -> _Verdict:
         elif _is_public(change.region):
             minor.append(f"{change.region}: public signature changed; nothing else uses it")
     if broken:
-        return ItemStatus.FAIL, f"{_plural(len(broken), 'changed signature')} other code or sandboxes rely on", \
+        return ItemStatus.FAIL, f"{plural(len(broken), 'changed signature')} other code or sandboxes rely on", \
             broken + minor
     if minor:
-        return ItemStatus.WARN, f"{_plural(len(minor), 'signature')} changed, no one else affected", minor
+        return ItemStatus.WARN, f"{plural(len(minor), 'signature')} changed, no one else affected", minor
     return ItemStatus.PASS, "no signature others use was changed", ()
 
 
@@ -287,7 +283,7 @@ def _conventions(inputs: ScoreInputs) -> _Verdict:
     if not inputs.findings:
         return ItemStatus.PASS, f"no new convention findings{known}", ()
     lines = [f"{f.path}:{f.line}: {f.rule}: {f.what} ({f.message}) [rule at {f.origin}]" for f in inputs.findings]
-    return ItemStatus.FAIL, f"{_plural(len(inputs.findings), 'new convention finding')}{known}", lines
+    return ItemStatus.FAIL, f"{plural(len(inputs.findings), 'new convention finding')}{known}", lines
 
 
 def _task_fit(inputs: ScoreInputs) -> _Verdict:
@@ -300,7 +296,7 @@ def _task_fit(inputs: ScoreInputs) -> _Verdict:
     share = len(fits) / len(code)
     evidence = [f"{r}: not among the regions suggested for the task" for r in code if r not in fits]
     evidence += [f"suggested: {s}" for s in inputs.suggested_regions[:5]]
-    headline = f"{len(fits)} of {_plural(len(code), 'changed code region')} fit the task ({share:.0%})"
+    headline = f"{len(fits)} of {plural(len(code), 'changed code region')} fit the task ({share:.0%})"
     status = ItemStatus.PASS if share >= 0.5 else ItemStatus.WARN if fits else ItemStatus.FAIL
     return status, headline, evidence
 

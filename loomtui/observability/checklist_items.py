@@ -18,7 +18,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
-from loomtui.errors import LoomError
+from loomtui.errors import LoomError, plural
 from loomtui.gitcmd import Git
 
 if TYPE_CHECKING:
@@ -177,22 +177,6 @@ class Evidence:
 # -- the ten items, in the article's order ---------------------------------------------------
 
 
-def _plural(count: int, noun: str) -> str:
-    """`1 sandbox`, `2 sandboxes`, `3 entries`; only the last word is inflected."""
-    if count == 1:
-        return f"{count} {noun}"
-    head, _, last = noun.rpartition(" ")
-    tail = last.rstrip("`")
-    if tail.endswith(("s", "x", "ch", "sh")):
-        plural = tail + "es"
-    elif tail.endswith("y") and tail[-2:-1] not in ("a", "e", "o", "u"):
-        plural = tail[:-1] + "ies"
-    else:
-        plural = tail + "s"
-    plural += last[len(tail):]
-    return f"{count} {head + ' ' if head else ''}{plural}"
-
-
 def _some(names: list[str] | set[str], limit: int = 4) -> str:
     ordered = sorted(names)
     return ", ".join(ordered[:limit]) + (f" (+{len(ordered) - limit} more)" if len(ordered) > limit else "")
@@ -214,7 +198,7 @@ def _isolation(ev: Evidence) -> Answer:
     works = f"bubblewrap works ({status.program})" if status.available else \
         status.detail.split(": agents run NOT")[0] + ": agents run NOT isolated"
     seen = [f"`loomtui doctor`: {works}",
-            (f"{len(isolated)} of {_plural(len(ev.started), 'started sandbox')} ran under bubblewrap"
+            (f"{len(isolated)} of {plural(len(ev.started), 'started sandbox')} ran under bubblewrap"
              + (f"; not isolated: {_some(bare)}" if bare else "")) if ev.started else "no sandbox started yet"]
     facts = {"bwrap": status.available, "sandboxes": len(ev.started), "isolated": len(isolated)}
     if status.available and ev.started and not bare:
@@ -240,11 +224,11 @@ def _conventions(ev: Evidence) -> Answer:
     sliced = ev.subjects("context.sliced") | {s.id for s in ev.started if isinstance(s.data.get("context"), dict)}
     without = [s.id for s in ev.started if s.id not in sliced]
     seen = [f"context.sources {list(config.context.sources)}: "
-            + (f"{_plural(len(files), 'conventions file')} ({_some(files)}), "
-               f"{_plural(len(context.sections), 'section')}, version {context.version[:12]}" if files
+            + (f"{plural(len(files), 'conventions file')} ({_some(files)}), "
+               f"{plural(len(context.sections), 'section')}, version {context.version[:12]}" if files
                else "no conventions file found"),
-            f"{len(ev.started) - len(without)} of {_plural(len(ev.started), 'started sandbox')} got a slice "
-            f"({_plural(ev.actions['context.sliced'], '`context.sliced` entry')})" if ev.started
+            f"{len(ev.started) - len(without)} of {plural(len(ev.started), 'started sandbox')} got a slice "
+            f"({plural(ev.actions['context.sliced'], '`context.sliced` entry')})" if ev.started
             else "no sandbox started yet: no agent session has received it"]
     seen += [f"problem: {p}" for p in context.problems[:3]]
     facts = {"files": files, "sandboxes": len(ev.started), "sliced": len(ev.started) - len(without),
@@ -279,9 +263,9 @@ def _adrs(ev: Evidence) -> Answer:
                      and p not in loaded)
     unparsed = [s.source for s in adrs if s.adr is not None and (s.adr.number is None or not s.adr.status)]
     flags = adr_flags(context)
-    seen = [f"{_plural(len(adrs), 'ADR')} in the context ({_some([s.source for s in adrs], 3)})" if adrs
+    seen = [f"{plural(len(adrs), 'ADR')} in the context ({_some([s.source for s in adrs], 3)})" if adrs
             else "no ADR in the context",
-            f"`loomtui context drift`: {_plural(len(flags), 'ADR flag')}"
+            f"`loomtui context drift`: {plural(len(flags), 'ADR flag')}"
             + "".join(f"; {f.adr.split(':', 1)[-1]}: {f.kind}" for f in flags[:3])]
     if unparsed:
         seen.append(f"no number or status: {_some(unparsed)}")
@@ -324,7 +308,7 @@ def _test_suite(ev: Evidence) -> Answer:
     times = sorted(sum(checks.values()) for checks in suites.values())
     seen = [f"gates: {_some([g.name for g in gates]) or 'none'} in .loom/loom.yaml"
             + (f"; test runners: {_some(tests)}" if tests else ""),
-            (f"{_plural(len(times), 'recorded gate-1 run')} (checks' times summed): median "
+            (f"{plural(len(times), 'recorded gate-1 run')} (checks' times summed): median "
              f"{statistics.median(times):.1f} s, slowest {times[-1]:.1f} s" if times else "no gate run recorded")]
     facts = {"gates": [g.name for g in gates], "test_gates": tests, "runs": len(times),
              "median_s": statistics.median(times) if times else None, "slowest_s": times[-1] if times else None}
@@ -351,7 +335,7 @@ def _tests_reach(ev: Evidence) -> str:
     if not items:
         return ""
     passed = sum(1 for i in items if i.get("status") == "pass")
-    return f"gate 2's tests item passed (tests reach the changed code) on {passed} of {_plural(len(items), 'change')}"
+    return f"gate 2's tests item passed (tests reach the changed code) on {passed} of {plural(len(items), 'change')}"
 
 
 def _behaviour(ev: Evidence) -> Answer:
@@ -360,9 +344,9 @@ def _behaviour(ev: Evidence) -> Answer:
     merged = ev.workspace.store.latest_eval_reports("merged")
     config = ev.loaded_config()
     seen = [f"gate 2 (behavioural score, pass at {config.eval.pass_score}): scored "
-            f"{len(scored)} of {_plural(len(reports), 'evaluated sandbox')}",
+            f"{len(scored)} of {plural(len(reports), 'evaluated sandbox')}",
             f"merged gate (pending changes together): {'ran' if merged else 'never ran'}"
-            f" ({_plural(ev.actions['eval.merged'], '`eval.merged` entry')})"]
+            f" ({plural(ev.actions['eval.merged'], '`eval.merged` entry')})"]
     if scored:
         totals = sorted(int(r.data["score"].get("total", 0)) for r in scored.values())
         contracts = sum(any(i.get("name") == "contracts" for i in r.data["score"].get("items") or ())
@@ -396,10 +380,10 @@ def _policy(ev: Evidence) -> Answer:
     hook_uses = sum(ev.actions[a] for a in ("hook.edit", "hook.commit_refused", "hook.permission"))
     reviews = ev.actions["policy.evaluated"]
     calling = sorted(name for name, gate in ev.ci_files.items() if gate)
-    seen = [f"{policy.source}: valid, {_plural(len(policy.rules), 'rule')}",
+    seen = [f"{policy.source}: valid, {plural(len(policy.rules), 'rule')}",
             f"hooks: {'installed' if hooks_in else 'not installed'} ({_shown_path(hooks, ev.root)}), "
-            f"{_plural(hook_uses, 'hook answer')} audited",
-            f"review: {_plural(reviews, '`policy.evaluated` entry')}",
+            f"{plural(hook_uses, 'hook answer')} audited",
+            f"review: {plural(reviews, '`policy.evaluated` entry')}",
             f"CI: {_some(calling) + ' call `loomtui gate`' if calling else 'no workflow calls `loomtui gate`'}"
             + (f" (looked at {_some(list(ev.ci_files))})" if ev.ci_files and not calling else "")]
     owners = policy.codeowners.owners_of(policy.source) if policy.codeowners is not None else ()
@@ -430,8 +414,8 @@ def _routing(ev: Evidence) -> Answer:
                     if g != ANYONE and not policy.groups.get(g)})
     escalations = Counter(e.risk for e in ev.workspace.store.list_escalations())
     named = [f"{r.name} ({r.risk or 'no risk'})" for r in routed]
-    seen = [f"{_plural(len(routed), 'rule')} route to approvers" + (f" ({_some(named, 3)})" if named else ""),
-            f"{_plural(len(risky), 'high or critical rule')}; escalations by risk: "
+    seen = [f"{plural(len(routed), 'rule')} route to approvers" + (f" ({_some(named, 3)})" if named else ""),
+            f"{plural(len(risky), 'high or critical rule')}; escalations by risk: "
             + (", ".join(f"{risk} {n}" for risk, n in sorted(escalations.items())) or "none yet")]
     if empty:
         seen.append(f"groups without members: {_some(empty)}")
@@ -450,9 +434,9 @@ def _audit_trail(ev: Evidence) -> Answer:
     reviewed = [m for m in merges if any(t in m for t in REVIEW_TRAILERS)]
     gated = {s for s in ev.subjects("eval.run") | ev.subjects("gate.passed") | ev.subjects("gate.failed")}
     ungated = [m["Loom-Sandbox"] for m in merges if m["Loom-Sandbox"] not in gated]
-    seen = [f"`audit verify`: {'OK' if result.ok else 'BROKEN'}, {_plural(result.entries, 'entry')}"
+    seen = [f"`audit verify`: {'OK' if result.ok else 'BROKEN'}, {plural(result.entries, 'entry')}"
             + ("" if result.ok else f": {result.problem}"),
-            f"{ev.branch or '(no branch)'}: {_plural(len(merges), 'loomtui merge')} (Loom-Sandbox), "
+            f"{ev.branch or '(no branch)'}: {plural(len(merges), 'loomtui merge')} (Loom-Sandbox), "
             f"{len(anchored)} anchored (Loom-Audit), {len(reviewed)} naming who allowed them, "
             f"{len(merges) - len(ungated)} with gate results"]
     facts = {"ok": result.ok, "entries": result.entries, "merges": len(merges), "anchored": len(anchored)}
@@ -479,10 +463,10 @@ def _coordination(ev: Evidence) -> Answer:
     refused = sum(ev.actions[a] for a in ("claim.refused", "agent.claim_refused", "hook.commit_refused"))
     warned, plans = ev.warned("claim.added"), ev.actions["plan.scheduled"]
     conflicts = ev.actions["sandbox.merge_conflict"]
-    seen = [f"{len(claimed)} of {_plural(len(ev.started), 'started sandbox')} held claims "
-            f"({_plural(len(claims), 'claim')} in all)",
-            f"flagged before generation: {_plural(refused, 'refused claim')}, {_plural(warned, 'claim')} warned of "
-            f"a conflict, {_plural(plans, 'plan')} ordered ({ev.warned('plan.scheduled')} with dependency edges)",
+    seen = [f"{len(claimed)} of {plural(len(ev.started), 'started sandbox')} held claims "
+            f"({plural(len(claims), 'claim')} in all)",
+            f"flagged before generation: {plural(refused, 'refused claim')}, {plural(warned, 'claim')} warned of "
+            f"a conflict, {plural(plans, 'plan')} ordered ({ev.warned('plan.scheduled')} with dependency edges)",
             f"merge conflicts found at merge time: {conflicts} (`sandbox.merge_conflict`)"]
     facts = {"claims": len(claims), "claimed": len(claimed), "started": len(ev.started), "merge_conflicts": conflicts,
              "flagged": refused + warned}
@@ -504,8 +488,8 @@ def _acceptance(ev: Evidence) -> Answer:
             "commit to a `main` branch, then `loomtui report`", {}
     metrics = compute_metrics(ev.workspace, ev.now - WEEK_S, None, ev.branch)
     rate = metrics.acceptance_rate
-    seen = [f"last 7 days on {ev.branch}: {_plural(metrics.agent_commits, 'agent-made commit')} of "
-            f"{metrics.commits}; {_plural(metrics.decided, 'change')} decided, {metrics.merged} merged"
+    seen = [f"last 7 days on {ev.branch}: {plural(metrics.agent_commits, 'agent-made commit')} of "
+            f"{metrics.commits}; {plural(metrics.decided, 'change')} decided, {metrics.merged} merged"
             + (f": acceptance {rate:.0%}" if rate is not None else ": no acceptance rate yet")]
     if metrics.partial:
         seen.append("partial: " + "; ".join(metrics.partial[:2]))
