@@ -238,8 +238,10 @@ def _read_layer(name: str, tree: SourceTree | GitTree, patterns: Sequence[str], 
         if truncated:
             cut = data.rfind(b"\n")
             data = data[: cut + 1] if cut > 0 else data
-            problems.append(f"{label}: {size:,} bytes; only the first {len(data):,} are used "
-                            f"(at most {MAX_SOURCE_BYTES:,} per file)")
+            # A line is never cut: what is used ends at the last newline within the limit (6 bytes of a
+            # file whose second line is 300 KiB long), said as such, not as a puzzling "the first 6".
+            problems.append(f"{label}: {size:,} bytes; only its first {len(data):,} are used, the whole lines "
+                            f"within the first {MAX_SOURCE_BYTES:,} bytes (the most read of a file)")
         text = _decode(data, label, problems)
         found = split_source(name, path, text) if text is not None else []
         if text is not None and PurePosixPath(path).suffix.lower() in MARKDOWN_SUFFIXES and "loom-rule" in text:
