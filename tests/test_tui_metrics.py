@@ -67,6 +67,24 @@ async def test_the_metrics_view_shows_the_week_per_runtime_and_the_checklist(rep
         assert app.screen.query_one(StatusHeader).checklist == header.checklist
 
 
+async def test_a_broken_config_says_its_error_and_still_answers_the_checklist(repo: Path) -> None:
+    """The week's figures need the config: its error stopped the worker, and the checklist pane said
+    "Checking the ten items…" for ever."""
+    (repo / ".loom").mkdir()
+    (repo / ".loom" / "loom.yaml").write_text("gates: [oops\n")
+    app = LoomApp(open_workspace(repo))
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("8")
+        await pilot.pause()
+        screen = app.screen
+        assert isinstance(screen, MetricsScreen)
+        await until(pilot, lambda: screen.checklist is not None)
+        assert ".loom/loom.yaml:2: invalid YAML" in _shown(screen.query_one("#metrics-glance", Static).content)
+        checklist = str(screen.query_one("#metrics-checklist", Static).render())
+        assert "/10?: no verdict" in checklist and " 4 unknown " in checklist
+        await until(pilot, lambda: screen.query_one(StatusHeader).checklist.endswith("/10?"))
+
+
 async def test_the_palette_finds_a_runtimes_figures_and_a_checklist_item_and_opens_the_view_there(repo: Path) -> None:
     from textual.command import CommandList, CommandPalette
 

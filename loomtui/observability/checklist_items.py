@@ -74,9 +74,10 @@ class Evidence:
     def policy(self) -> Policy | LoomError:
         from loomtui.governance.policy import configured_policy
 
+        config = self.loaded_config()  # raised: the items that read the policy are unknown, not "no"
         try:
-            return configured_policy(self.root, self.loaded_config())
-        except LoomError as exc:
+            return configured_policy(self.root, config)
+        except LoomError as exc:  # the policy file itself is wrong: a gap in governance, answered as one
             return exc
 
     @cached_property

@@ -87,7 +87,7 @@ def glance(metrics: Metrics) -> Group:
 def checklist_item_text(item: Item) -> Text:
     """One item's line: its number, answer and question."""
     text = Text(f"{item.number:>2} ")
-    text.append(f"{item.answer:<7}", style=ANSWER_STYLES.get(item.answer, ""))
+    text.append(f"{item.answer:<8}", style=ANSWER_STYLES.get(item.answer, ""))
     text.append(f"{item.question}\n")
     return text
 
@@ -166,18 +166,20 @@ class MetricsScreen(LoomScreen[None]):
         try:
             metrics = this_week(workspace)
         except LoomError as exc:
-            self.app.call_from_thread(self._show_problem, str(exc))
-            return
-        self.app.call_from_thread(self._show_metrics, metrics)
+            self.app.call_from_thread(self._show_problem, "#metrics-glance", str(exc))
+        else:
+            self.app.call_from_thread(self._show_metrics, metrics)
+        # Whatever became of the week's figures: a broken config leaves most items unknown, not the
+        # pane "checking" for ever (it did).
         try:
             checklist = cached_checklist(workspace)
         except LoomError as exc:
-            self.app.call_from_thread(self._show_problem, f"checklist: {exc}")
+            self.app.call_from_thread(self._show_problem, "#metrics-checklist", f"checklist: {exc}")
             return
         self.app.call_from_thread(self._show_checklist, checklist)
 
-    def _show_problem(self, problem: str) -> None:
-        self.query_one("#metrics-glance", Static).update(Text(problem, style="bold red"))
+    def _show_problem(self, where: str, problem: str) -> None:
+        self.query_one(where, Static).update(Text(problem, style="bold red"))
 
     def _show_metrics(self, metrics: Metrics) -> None:
         self.metrics = metrics
