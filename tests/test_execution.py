@@ -849,23 +849,21 @@ def test_a_sandbox_whose_worktree_is_gone_gives_back_its_claims_and_offers_remov
     """Its next step said `sandbox start ID` runs it again (refused: the worktree is gone), it held its
     claims for the lease, and `context drift` listed it as a live sandbox."""
     from loomtui.knowledge.engine import drift_report
-    from loomtui.workflow.engine import Workflow
     from loomtui.workflow.steps import PersonAction
 
     record = tasks.create_sandbox(ws, "never started", "script", script=_tiny_script(ws), claims=["README.md"])
     assert ws.store.live_claims(record.id)
     shutil.rmtree(record.worktree)
     recovery.reconcile(ws)
-    assert next_step(ws, sb.get_sandbox(ws, record.id)).step == Step.RELEASE
-    Workflow(ws).advance(record.id)
+    assert next_step(ws, sb.get_sandbox(ws, record.id)).step == Step.RELEASE  # the app's advancing does it
+    listed = run_cli(repo, "sandbox", "list")  # and so does the listing's reconcile, with no app open
     assert not ws.store.live_claims(record.id)
+    assert f"`loomtui sandbox rm {record.id}` archives it" in listed.stdout
     view = next_step(ws, sb.get_sandbox(ws, record.id))
     assert view.action == PersonAction.REMOVE and "its worktree is gone" in view.line()
     with pytest.raises(LoomError, match="only a planned sandbox"):
         tasks.start(ws, record.id)
     assert record.id not in [s.sandbox_id for s in drift_report(ws).sandboxes]
-    listed = run_cli(repo, "sandbox", "list")
-    assert f"`loomtui sandbox rm {record.id}` archives it" in listed.stdout
 
 
 @pytest.mark.parametrize("full_disk", ["tmpfs", "dev-full"])

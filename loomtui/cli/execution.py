@@ -157,7 +157,7 @@ def cmd_advance(args: argparse.Namespace) -> int:
 def cmd_list(args: argparse.Namespace) -> int:
     workspace = workspace_for(args)
     # Read-only (a mount nobody here may write): listed as recorded; a dead supervisor is not marked.
-    report = recovery.ReconcileReport() if workspace.store.read_only else recovery.reconcile(workspace)
+    report = recovery.ReconcileReport() if workspace.store.read_only else _reconciled(workspace)
     records = engine.list_sandboxes(workspace, include_archived=args.all)
     steps = _next_steps(workspace, records)
     if args.json:
@@ -329,8 +329,22 @@ def cmd_rm(args: argparse.Namespace) -> int:
     return 0
 
 
+def _reconciled(workspace: Workspace) -> recovery.ReconcileReport:
+    """`reconcile`, then the claims of a sandbox found without its worktree go back (the app's own
+    advancing does the same): held for their lease, they blocked others for nothing."""
+    from loomtui.workflow.tasks import release_lost
+
+    report = recovery.reconcile(workspace)
+    if report.missing_worktrees:
+        try:
+            release_lost(workspace, report.missing_worktrees)
+        except LoomError:  # an unreadable policy: the listing still lists; `sandbox advance` says why
+            pass
+    return report
+
+
 def cmd_reconcile(args: argparse.Namespace) -> int:
-    report = recovery.reconcile(workspace_for(args))
+    report = _reconciled(workspace_for(args))
     if args.json:
         print_json(asdict(report))
     else:

@@ -149,6 +149,19 @@ def _run_again(flow: Workflow, record: SandboxRecord) -> SandboxRecord:
     return sandboxes.start(workspace, record.id, supervisor=SUPERVISOR)
 
 
+def release_lost(workspace: Workspace, sandbox_ids: Sequence[str]) -> list[str]:
+    """Of the sandboxes `reconcile` found without their worktree, give back the claims of each with
+    nothing to review (its next step): nothing of it can run again. The ids released."""
+    flow = Workflow(workspace)
+    released = []
+    for sandbox_id in sandbox_ids:
+        record = workspace.store.get_sandbox(sandbox_id)
+        if record is not None and record.worktree_missing and flow.view(record).step == Step.RELEASE:
+            flow.advance(sandbox_id)
+            released.append(sandbox_id)
+    return released
+
+
 def remove(workspace: Workspace, sandbox_id: str, *, force: bool = False, delete_branch: bool = False,
            grace: float = agent_control.DEFAULT_GRACE_S) -> RemoveResult:
     """Remove a sandbox's worktree and archive it (never losing work), then release its claims; the
