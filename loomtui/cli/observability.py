@@ -34,11 +34,11 @@ def _window(args: argparse.Namespace) -> tuple[float, float | None]:
     from loomtui.observability.window import parse_when
 
     now = time.time()
-    until = parse_when(args.until, now, "--until") if args.until else None
+    until = parse_when(args.until, now, "--until") if args.until is not None else None
+    end = now if until is None else until
     # The default window is the 7 days before its end: `--until 2026-11-01` alone is the week up to it.
-    since = parse_when(args.since, now, "--since") if args.since else max(0.0, (now if until is None else until)
-                                                                          - DEFAULT_WINDOW_S)
-    if since >= (now if until is None else until):
+    since = parse_when(args.since, now, "--since") if args.since is not None else max(0.0, end - DEFAULT_WINDOW_S)
+    if since >= end:
         raise LoomError(f"--since {args.since or '(7 days before --until)'} is not before --until "
                         f"{args.until or 'now'}", exit_code=2)
     return since, until

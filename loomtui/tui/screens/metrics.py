@@ -42,7 +42,7 @@ CHARTS: Final = (
 RUNTIME_COLUMNS: Final = (("runtime", "Runtime"), ("ended", "Ended"), ("merged", "Merged"), ("rejected", "Rejected"),
                           ("acceptance", "Accepted"), ("decision", "To decision"), ("first_try", "Gate 1st try"),
                           ("tokens", "Tokens"), ("cost", "Cost"))
-ANSWER_STYLES: Final = {"yes": "green", "partly": "yellow", "no": "bold red", "unknown": "bold magenta"}
+ANSWER_STYLES: Final = {"yes": "green", "partly": "yellow", "no": "bold red", "unknown": "bold cyan"}
 
 
 def percent(value: float | None) -> str:
