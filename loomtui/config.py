@@ -29,7 +29,7 @@ from loomtui.runtime_config import (
     builtin_runtimes,
     parse_runtimes,
 )
-from loomtui.yamlcheck import Fields, Value, closest, compose, read_text
+from loomtui.yamlcheck import Fields, Value, closest, compose, read_text, scalar_before_error
 
 __all__ = [
     "BUILTIN_RUNTIMES",
@@ -192,7 +192,7 @@ def configured_store(root: Path) -> str:
     """`store:` of `root/.loom/loom.yaml`, read alone when a mistake elsewhere in the file (`gates:
     "oops"`, or a line that is not YAML) fails the whole config: a typo must not take away `sandbox
     stop` and the other commands that need only the store. Where `store:` cannot be told for certain
-    (not on a line of its own, or itself wrong), the file's ConfigError is raised."""
+    (said after the YAML error, or itself wrong), the file's ConfigError is raised."""
     try:
         return load_config(root).store
     except ConfigError as broken:
@@ -200,30 +200,12 @@ def configured_store(root: Path) -> str:
             text = read_text(root / CONFIG_PATH, CONFIG_PATH)
             try:
                 document = compose(text, CONFIG_PATH)
-            except ConfigError:  # not YAML as a whole: `store:` from its own top-level line
-                document = _store_line(text)
-            value = document.as_mapping().get("store") if document is not None else None
+                value = document.as_mapping().get("store") if document is not None else None
+            except ConfigError:  # not YAML as a whole: `store:` as far as YAML reads it before its error
+                value = scalar_before_error(text, CONFIG_PATH, "store")
             return LoomConfig().store if value is None else _checked(value, store_problem)
         except ConfigError:
             raise broken from None
-
-
-_STORE_LINE: Final = re.compile(r"^store[ \t]*:.*$", re.MULTILINE)
-
-
-def _store_line(text: str) -> Value | None:
-    """The document of a file that is not YAML, reduced to its one top-level `store:` line (at its own
-    line number); None when the file never says `store` (the default store, for certain). Raises
-    ConfigError when it cannot be told: several such lines, or `store` said some other way."""
-    found = list(_STORE_LINE.finditer(text))
-    if not found:
-        if re.search(r"\bstore\b", text):  # a flow mapping, a quoted key: cannot be read apart from the rest
-            raise ConfigError(CONFIG_PATH, None, "store: not on a line of its own")
-        return None
-    if len(found) > 1:
-        raise ConfigError(CONFIG_PATH, None, "store: given more than once")
-    line = found[0]
-    return compose("\n" * text.count("\n", 0, line.start()) + line.group(), CONFIG_PATH)
 
 
 def parse_config(text: str, path: str) -> LoomConfig:

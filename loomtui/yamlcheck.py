@@ -21,11 +21,12 @@ from __future__ import annotations
 import difflib
 import math
 import os
+import re
 import stat
 from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Final, TypeVar
+from typing import Final, TypeVar, cast
 
 import yaml
 from yaml.constructor import SafeConstructor
@@ -33,7 +34,7 @@ from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from loomtui.errors import ConfigError
 
-__all__ = ["MAX_FILE_BYTES", "Fields", "Value", "closest", "compose", "describe", "read_text"]
+__all__ = ["MAX_FILE_BYTES", "Fields", "Value", "closest", "compose", "describe", "read_text", "scalar_before_error"]
 
 _CORE = "tag:yaml.org,2002:"
 _Choice = TypeVar("_Choice", bound=str)
@@ -133,6 +134,53 @@ def _compose_checked(text: str, path: str) -> Node | None:
         # PyYAML's composer recurses once per nesting level.
         raise ConfigError(path, None, "invalid YAML: nested too deeply") from None
     return node
+
+
+def scalar_before_error(text: str, path: str, key: str) -> Value | None:
+    """Top-level `key`'s value in a document that does not parse as a whole, as far as YAML reads it
+    before its error: the one scalar given for `key` there. None when the text never says `key` (the
+    key is absent for certain). ConfigError when that cannot be told: `key` given after the error,
+    more than once, or as a collection, or said some other way (a quoted key, inside a flow mapping)."""
+    cannot = ConfigError(path, None, f"{key}: cannot be read apart from the file's error")
+    found: list[yaml.ScalarEvent] = []
+    depth = nodes = 0  # `nodes`: complete nodes in the top-level mapping, keys and values in turn
+    naming = odd = False
+    try:
+        for event in yaml.parse(text, Loader=yaml.SafeLoader):  # marks of its own kind, for the node
+            if isinstance(event, _OPENS):
+                if depth == 0 and not isinstance(event, yaml.MappingStartEvent):
+                    raise cannot  # not a mapping at the top: no key to read
+                if depth == 1 and naming and nodes % 2:
+                    odd = True  # `key:` given a collection
+                depth += 1
+                if depth > MAX_NESTING:
+                    raise cannot
+            elif isinstance(event, _CLOSES):
+                depth -= 1
+                nodes += depth == 1
+            elif depth == 1 and isinstance(event, (yaml.ScalarEvent, yaml.AliasEvent)):
+                if nodes % 2 == 0:
+                    naming = isinstance(event, yaml.ScalarEvent) and event.value == key
+                elif naming:
+                    if not isinstance(event, yaml.ScalarEvent):
+                        odd = True
+                    else:
+                        found.append(event)
+                nodes += 1
+    except (yaml.YAMLError, RecursionError):
+        pass
+    if odd or len(found) > 1:
+        raise cannot
+    if not found:
+        if re.search(rf"\b{re.escape(key)}\b", text):  # said where the reading stopped, or some other way
+            raise cannot
+        return None
+    event = found[0]
+    # A plain scalar's type is YAML's implicit one (`5` an int), as the composer would resolve it.
+    tag = _STR if not event.implicit[0] else str(
+        yaml.resolver.Resolver().resolve(ScalarNode, event.value, (True, False)))  # type: ignore[no-untyped-call]
+    start, end = cast(yaml.error.Mark, event.start_mark), cast(yaml.error.Mark, event.end_mark)
+    return Value(ScalarNode(tag, event.value, start, end, event.style), path, key)
 
 
 def describe(node: Node) -> str:

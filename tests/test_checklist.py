@@ -420,6 +420,16 @@ def test_sandboxes_that_never_ran_are_not_started(ws: Workspace, bwrap: None) ->
     assert "never" not in " ".join(item(ws, 2).evidence) and item(ws, 9).facts["started"] == 2
 
 
+def test_a_damaged_audit_file_does_not_hide_sandboxes_that_ran(ws: Workspace, bwrap: None) -> None:
+    """The entries were read from the file (a mirror): cut, it made a bare sandbox vanish and item 1 "yes"."""
+    add_sandbox(ws, "aaa")
+    add_sandbox(ws, "bbb", isolated="none")
+    log = ws.paths.audit_path
+    log.write_bytes(log.read_bytes().splitlines(keepends=True)[0])
+    isolation_item = item(ws, 1)
+    assert isolation_item.answer == "partly" and isolation_item.evidence[1].startswith("1 of 2 started sandboxes")
+
+
 def test_checklist_and_report_count_the_same_branch(repo: Path, ws: Workspace) -> None:
     from loomtui.observability.metrics import compute_metrics
 

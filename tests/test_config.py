@@ -449,7 +449,8 @@ def test_a_bad_store_is_said_at_its_line_by_every_command_not_only_config_check(
 
 @pytest.mark.parametrize(("text", "expected"), [
     ("version: 1\ngates: [oops\n", "sqlite"),  # not YAML, and no `store` anywhere: the default, for certain
-    ("gates:\n  - name: x\n\trun: y\nstore: postgresql://db.example/loom # team\n", "postgresql://db.example/loom"),
+    ("store: postgresql://db.example/loom # team\ngates:\n  - name: x\n\trun: y\n", "postgresql://db.example/loom"),
+    ("{store: postgresql://db/loom, gates: [\n", "postgresql://db/loom"),  # read before the error
 ])
 def test_a_file_that_is_not_yaml_keeps_a_store_it_names_on_its_own_line(tmp_path: Path, text: str,
                                                                         expected: str) -> None:
@@ -463,9 +464,11 @@ def test_a_file_that_is_not_yaml_keeps_a_store_it_names_on_its_own_line(tmp_path
 
 
 @pytest.mark.parametrize("text", [
-    "{store: postgresql://db/loom, gates: [\n",  # said inside a flow mapping: cannot be read apart
-    "gates: [oops\nstore: sqlite\nstore: postgresql://db/loom\n",  # said twice
-    "gates: [oops\nstore: ftp://x\n",  # wrong itself
+    "gates: [oops\nstore: postgresql://db/loom\n",  # after the error: YAML never read it
+    'note: "first\nstore: postgresql://evil/x"\ngates: [\n',  # inside a quoted string, not a key
+    "store: sqlite\nstore: postgresql://db/loom\ngates: [\n",  # said twice
+    "store: [sqlite]\ngates: [\n",  # not one value
+    "store: ftp://x\ngates: [oops\n",  # wrong itself
 ])
 def test_a_file_that_is_not_yaml_and_a_store_that_cannot_be_told_says_the_file_error(tmp_path: Path,
                                                                                     text: str) -> None:

@@ -28,13 +28,12 @@ from loomtui.coordination.index import DEPENDENCY_KINDS, ProgressFn, RepoIndex
 from loomtui.coordination.regions import ancestors, overlaps, split_id
 from loomtui.coordination.targets import TargetResolver
 from loomtui.errors import LoomError, shown
-from loomtui.store import ClaimRecord, SandboxRecord
+from loomtui.store import ENDED_STATUSES, ClaimRecord, SandboxRecord
 from loomtui.workspace import Workspace
 
 MODES = ("exclusive", "shared")
-# Sandboxes in these states hold no claims: theirs are released with an audit entry.
+# Sandboxes in ENDED_STATUSES hold no claims: theirs are released with an audit entry.
 # An agent that merely exited still holds its claims: its change awaits review.
-ENDED_STATUSES = ("merged", "rejected", "archived")
 
 
 def lease_length(ttl: object) -> float:

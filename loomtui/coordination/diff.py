@@ -8,11 +8,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from loomtui.coordination.claims import ENDED_STATUSES, Coordinator
+from loomtui.coordination.claims import Coordinator
 from loomtui.coordination.regions import ancestors
 from loomtui.errors import LoomError
 from loomtui.gitcmd import Git
-from loomtui.store import ClaimRecord
+from loomtui.store import ENDED_STATUSES, ClaimRecord
 
 
 @dataclass(frozen=True)

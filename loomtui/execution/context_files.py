@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Final
 
 from loomtui.errors import LoomError
 from loomtui.files import write_atomically
-from loomtui.store import SandboxRecord
+from loomtui.store import ENDED_STATUSES, SandboxRecord
 from loomtui.workspace import Workspace
 
 if TYPE_CHECKING:  # the knowledge engine loads when a sandbox is created, not with the supervisor
@@ -107,11 +107,10 @@ def context_warning(sandbox: SandboxRecord) -> str | None:
 def refresh(workspace: Workspace, sandbox_id: str) -> AgentContext:
     """Slice a sandbox's task again from the context now (its claims as recorded), rewrite the files
     its agent reads, and record the new slice; a running agent reads it on its next look."""
-    from loomtui.execution.lifecycle import ARCHIVED, MERGED, REJECTED
     from loomtui.execution.sandboxes import get_sandbox, sandbox_paths
 
     sandbox = get_sandbox(workspace, sandbox_id)
-    if sandbox.status in (MERGED, REJECTED, ARCHIVED):  # no agent will read it again: nothing to record
+    if sandbox.status in ENDED_STATUSES:  # no agent will read it again: nothing to record
         raise LoomError(f"sandbox {sandbox.id} is {sandbox.status}: its agent has ended for good, and no one reads "
                         "its context any more", exit_code=1)
     recorded = sandbox.data.get("context") or {}

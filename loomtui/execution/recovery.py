@@ -57,9 +57,10 @@ def reconcile(workspace: Workspace) -> ReconcileReport:
     A running sandbox whose supervisor is gone (checked by pid *and* start time) is
     marked orphaned: still `running` when its agent survives (stop it as usual),
     else `failed`. A worktree deleted by hand is marked on the sandbox (its branch,
-    holding the committed work, is untouched). Worktree directories that no sandbox
-    owns are reported, not deleted. A sandbox another host runs (a team's shared store)
-    is left to that host: its pid and worktree mean nothing here.
+    holding the committed work, is untouched) for good: git forgets the worktree then (`worktree
+    prune`), so a directory that comes back later is no worktree an agent could run in again.
+    Worktree directories that no sandbox owns are reported, not deleted. A sandbox another host
+    runs (a team's shared store) is left to that host: its pid and worktree mean nothing here.
     """
     report = ReconcileReport()
     records = workspace.store.list_sandboxes(include_archived=True)

@@ -35,7 +35,6 @@ from pathlib import Path, PurePosixPath
 from typing import Any, Final, TypeAlias
 
 from loomtui.config import EVAL_ITEMS, EvalConfig, LoomConfig
-from loomtui.coordination.claims import ENDED_STATUSES
 from loomtui.coordination.diff import ChangedRegion, changed_files, diff_regions
 from loomtui.coordination.index import DEPENDENCY_KINDS, RepoIndex, build_index, index_cache_dir
 from loomtui.coordination.regions import ancestors, overlaps, split_id
@@ -48,7 +47,7 @@ from loomtui.knowledge.rules import Finding, check_rules
 from loomtui.knowledge.sources import load_context
 from loomtui.knowledge.trees import GitTree
 from loomtui.repo import DISTRUSTING_GIT_CONFIG
-from loomtui.store import ClaimRecord, SandboxRecord
+from loomtui.store import ENDED_STATUSES, ClaimRecord, SandboxRecord
 from loomtui.workspace import Workspace
 
 __all__ = ["ItemStatus", "Reach", "Score", "ScoreInputs", "ScoreItem", "SignatureChange", "gather_inputs", "score"]

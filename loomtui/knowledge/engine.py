@@ -32,7 +32,6 @@ from loomtui.workspace import Workspace
 
 __all__ = [
     "CONTEXT_ERROR_KEY",
-    "ENDED_STATUSES",
     "AdrFlag",
     "DriftReport",
     "SandboxDrift",
@@ -49,7 +48,6 @@ __all__ = [
     "slice_for_task",
 ]
 
-ENDED_STATUSES = ("merged", "rejected", "archived")
 CONTEXT_ERROR_KEY = "context_error"
 """A sandbox's data key: why its agent got the task only (no slice could be made)."""
 SUGGESTED_REGIONS = 5
@@ -312,7 +310,7 @@ def drift_report(workspace: Workspace, *, index: RepoIndex | None = None) -> Dri
     current = drift_context(workspace, index=index, config=config)
     sandboxes = []
     for record in workspace.store.list_sandboxes():
-        if record.status in ENDED_STATUSES or record.worktree_missing:  # no agent of it reads a context again
+        if record.ended_for_good:  # no agent of it reads a context again
             continue
         recorded = _recorded(record.data)
         if recorded is not None:

@@ -41,8 +41,6 @@ CI_GLOBS: Final = (".github/workflows/*.yml", ".github/workflows/*.yaml", ".gitl
                    ".buildkite/*.yml", ".woodpecker.yml", ".woodpecker/*.yml")
 CI_GATE: Final = re.compile(r"\bloomtui\b[^\n#]*?\sgate\b")
 CI_MAX_BYTES: Final = 256 * 1024
-ENDED_FOR_GOOD: Final = frozenset({"merged", "rejected", "archived"})
-"""Statuses whose agent never runs again (`context refresh` refuses them)."""
 REVIEW_TRAILERS: Final = ("Loom-Approved-by", "Loom-Policy", "Loom-Overridden-by")
 MERGES_READ: Final = 500
 _TRAILER = re.compile(r"^([A-Za-z][A-Za-z-]*): (.*)$")
@@ -104,9 +102,13 @@ class Evidence:
 
     @cached_property
     def _entries(self) -> list[tuple[str, str, int]]:
-        """(action, subject, conflicts or edges it names) of every audit entry: one pass over the log."""
+        """(action, subject, conflicts or edges it names) of every audit entry: one pass over the store's
+        entries, as `report` reads them (the log file may be damaged or cut; the store keeps them all)."""
+        from loomtui.observability.window import workspace_window
+
+        window, _ = workspace_window(self.workspace, 0.0, float("inf"))
         found = []
-        for entry in self.workspace.audit.entries():
+        for entry in window.entries:
             named = entry.details.get("conflicts") or entry.details.get("edges")
             found.append((entry.action, entry.subject, len(named) if isinstance(named, list) else 0))
         return found
@@ -238,8 +240,8 @@ def _conventions(ev: Evidence) -> Answer:
         return NO, seen, ("write AGENTS.md with the team's conventions (or name the files in `context.sources` of "
                           ".loom/loom.yaml), then `loomtui context show`"), facts
     if without:
-        # Only a sandbox whose agent may run again can be refreshed; an ended one is history.
-        ended = {s.id for s in ev.started if s.status in ENDED_FOR_GOOD}
+        # Only a sandbox whose agent may run again can be refreshed (`context refresh` refuses the rest).
+        ended = {s.id for s in ev.started if s.ended_for_good}
         again = [sid for sid in without if sid not in ended]
         return PARTLY, seen + [f"no slice: {_some(without)}"], (
             (f"`loomtui context refresh SANDBOX` for {_some(again)}; " if again else "")

@@ -24,9 +24,8 @@ from dataclasses import asdict, dataclass, field, fields
 from datetime import UTC, datetime
 from typing import Any
 
-from loomtui.errors import LoomError
 from loomtui.observability.history import History, Landed, agent_trailer_names, read_history
-from loomtui.observability.window import Entry, newest_entry_time, window_entries
+from loomtui.observability.window import Entry, newest_entry_time, workspace_window
 from loomtui.store.metric_rows import EvalOutcome, GateOutcome, SandboxFacts
 from loomtui.workspace import Workspace
 
@@ -465,13 +464,8 @@ def compute_metrics(workspace: Workspace, since: float, until: float | None = No
     """
     until = time.time() if until is None else until
     store = workspace.store
-    partial: list[str] = []
-    if store.audit_bounds() is None:
-        try:
-            workspace.audit.sync()  # a log written before the store kept entries is imported first
-        except LoomError as exc:
-            partial.append(f"the audit log could not be read ({exc})")
-    window = window_entries(store, since, until, READ_ACTIONS)
+    window, unread = workspace_window(workspace, since, until, READ_ACTIONS)
+    partial: list[str] = [unread] if unread else []
     entries, damaged = window.entries, window.damaged
     sandboxes = {r.id: r for r in store.sandbox_facts_between(since, until)}
     missing = {e.subject for e in entries if e.action.startswith("sandbox.")} - sandboxes.keys()

@@ -12,9 +12,12 @@ import re
 from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from loomtui.errors import LoomError, shown
+
+if TYPE_CHECKING:
+    from loomtui.workspace import Workspace
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 _ACTION = re.compile(r'"action":"([^"\\]*)"')
@@ -148,6 +151,20 @@ def window_entries(store: AuditRows, since: float, until: float, actions: Collec
         elif since <= entry.at < until:
             entries.append(entry)
     return Window(entries, len(lines), damaged)
+
+
+def workspace_window(workspace: Workspace, since: float, until: float,
+                     actions: Collection[str] | None = None) -> tuple[Window, str | None]:
+    """`window_entries` of the workspace's store, which keeps every committed entry (the file may be
+    damaged or cut; it is a mirror), after importing a log written before the store kept entries; with
+    why that import failed, if it did (the figures are then partial)."""
+    problem = None
+    if workspace.store.audit_bounds() is None:
+        try:
+            workspace.audit.sync()
+        except LoomError as exc:
+            problem = f"the audit log could not be read ({exc})"
+    return window_entries(workspace.store, since, until, actions), problem
 
 
 def newest_entry_time(store: AuditRows) -> float | None:

@@ -26,6 +26,7 @@ from loomtui.identity import current_host
 from loomtui.repo import RepoPaths
 from loomtui.store.moves import refuse_a_moved_store
 from loomtui.store.records import (
+    ENDED_STATUSES,
     WORKTREE_MISSING_KEY,
     ClaimRecord,
     EscalationRecord,
@@ -43,8 +44,9 @@ Store = SqlStore
 STORE_ENV = "LOOMTUI_STORE"
 
 __all__ = [
-    "WORKTREE_MISSING_KEY", "ClaimRecord", "EscalationRecord", "EvalReportRecord", "Event", "GateRunRecord",
-    "SandboxRecord", "Store", "StoreStatus", "open_store", "store_from_env", "store_location", "repository_namespace",
+    "ENDED_STATUSES", "WORKTREE_MISSING_KEY", "ClaimRecord", "EscalationRecord", "EvalReportRecord", "Event",
+    "GateRunRecord", "SandboxRecord", "Store", "StoreStatus", "open_store", "store_from_env", "store_location",
+    "repository_namespace",
 ]
 
 

@@ -37,6 +37,8 @@ def data_json(data: Mapping[str, Any] | None) -> str:
     return _NUL_ESCAPE.sub(r"\1\\ufffd", text) if "\\u0000" in text else text
 
 
+ENDED_STATUSES: Final = ("merged", "rejected", "archived")
+"""Statuses whose agent never runs again: their claims are released, their context read by no one."""
 WORKTREE_MISSING_KEY: Final = "worktree_missing"
 """The data key `reconcile` sets on a sandbox whose worktree was deleted."""
 
@@ -90,8 +92,13 @@ class SandboxRecord:
 
     @property
     def worktree_missing(self) -> bool:
-        """Its worktree was found deleted (by hand; `reconcile` marks it): no agent of it runs or reads again."""
+        """Its worktree was found deleted (by hand; `reconcile` marks it, and git forgets the worktree)."""
         return bool(self.data.get(WORKTREE_MISSING_KEY))
+
+    @property
+    def ended_for_good(self) -> bool:
+        """No agent of it runs again or reads its context: merged, rejected, archived, or its worktree gone."""
+        return self.status in ENDED_STATUSES or self.worktree_missing
 
     @property
     def merged_commit(self) -> str:
