@@ -186,6 +186,7 @@ def test_2_conventions(repo: Path, ws: Workspace) -> None:
     assert missed.answer == "partly" and "no slice: missed" in missed.evidence
     assert "refresh" not in missed.next_step  # merged: `context refresh` refuses it
     add_sandbox(ws, "waiting", status="exited")
+    add_sandbox(ws, "lost", status="failed", worktree_missing=True)  # `context refresh` refuses it too
     assert "`loomtui context refresh SANDBOX` for waiting;" in item(ws, 2).next_step
 
 
@@ -316,6 +317,15 @@ def test_9_claims_held_under_names_that_are_no_sandbox_are_not_counted_as_sandbo
     counted = item(ws, 9)
     assert counted.evidence[0] == "1 of 1 started sandbox held claims (3 claims in all)"  # was "3 claims by 3 of 1"
     assert (counted.facts["claimed"], counted.facts["started"], counted.facts["claims"]) == (1, 1, 3)
+
+
+def test_10_in_a_repository_without_commits_says_so(tmp_path: Path) -> None:
+    git(tmp_path, "init", "-q", "-b", "main")
+    workspace = open_workspace(tmp_path)
+    try:
+        assert item(workspace, 10).evidence == ("main has no commits yet",)  # was "no main branch"
+    finally:
+        workspace.close()
 
 
 def test_10_acceptance_this_week(ws: Workspace) -> None:

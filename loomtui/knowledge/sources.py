@@ -240,8 +240,9 @@ def _read_layer(name: str, tree: SourceTree | GitTree, patterns: Sequence[str], 
             data = data[: cut + 1] if cut > 0 else data
             # A line is never cut: what is used ends at the last newline within the limit (6 bytes of a
             # file whose second line is 300 KiB long), said as such, not as a puzzling "the first 6".
-            problems.append(f"{label}: {size:,} bytes; only its first {len(data):,} are used, the whole lines "
-                            f"within the first {MAX_SOURCE_BYTES:,} bytes (the most read of a file)")
+            problems.append(f"{label}: {size:,} bytes; only its first {len(data):,} bytes are used, "
+                            + (f"the whole lines within the first {MAX_SOURCE_BYTES:,}" if cut > 0 else
+                               f"its first line cut at {MAX_SOURCE_BYTES:,}") + " (the most read of a file)")
         text = _decode(data, label, problems)
         found = split_source(name, path, text) if text is not None else []
         if text is not None and PurePosixPath(path).suffix.lower() in MARKDOWN_SUFFIXES and "loom-rule" in text:

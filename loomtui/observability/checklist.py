@@ -379,7 +379,8 @@ def band_report(org_size: int, items: Sequence[Item]) -> BandReport:
         for text, numbers, judge in _REQUIREMENTS[each.name]:
             unknown = [n for n in numbers if by_number[n].answer == UNKNOWN]
             if unknown:  # neither had nor lacking until its items can be read
-                met, evidence, step = None, f"item {', '.join(map(str, unknown))} could not be checked", ""
+                met, evidence, step = None, (f"item{'s' if len(unknown) > 1 else ''} {', '.join(map(str, unknown))} "
+                                             "could not be checked"), ""
             else:
                 met, evidence, step = judge(by_number)
             requirements.append(Requirement(each.name, text, numbers, met, evidence, step))

@@ -129,17 +129,17 @@ class Evidence:
     @cached_property
     def branch(self) -> str | None:
         """The main branch, chosen as `report` chooses it; None without commits or without a branch to name."""
-        return self._trunk[0]
+        return self._trunk[0] if self._trunk[1] is not None else None
 
     @cached_property
     def _trunk(self) -> tuple[str | None, str | None]:
+        """(name, tip) of the main branch; tip None on a branch with no commits yet, both None without one."""
         from loomtui.observability.history import NoSuchBranch, resolve_branch
 
         try:
-            name, tip = resolve_branch(Git(self.root), None)
+            return resolve_branch(Git(self.root), None)
         except NoSuchBranch:  # a detached HEAD and no main, master or default branch
             return None, None
-        return (name, tip) if tip is not None else (None, None)
 
     @cached_property
     def loom_merges(self) -> list[dict[str, str]]:
@@ -487,8 +487,10 @@ def _acceptance(ev: Evidence) -> Answer:
     from loomtui.observability.metrics import compute_metrics
 
     if ev.branch is None:
-        return NO, ["no main branch (main, master, origin's HEAD, init.defaultBranch) and no branch checked out"], \
-            "commit to a `main` branch, then `loomtui report`", {}
+        name = ev._trunk[0]
+        why = f"{name} has no commits yet" if name else \
+            "no main branch (main, master, origin's HEAD, init.defaultBranch) and no branch checked out"
+        return NO, [why], "commit to a `main` branch, then `loomtui report`", {}
     metrics = compute_metrics(ev.workspace, ev.now - WEEK_S, None, ev.branch)
     rate = metrics.acceptance_rate
     seen = [f"last 7 days on {ev.branch}: {plural(metrics.agent_commits, 'agent-made commit')} of "
