@@ -208,6 +208,10 @@ def test_with_manual_merge_an_approved_change_waits_for_a_person_then_merges_onc
     assert (sb.get_sandbox(manual, sandbox_id).status, view.step) == (APPROVED, Step.WAIT_MERGE)
     assert (view.action, view.about) == (PersonAction.MERGE, sandbox_id)
     assert f"loomtui sandbox merge {sandbox_id}" in view.line(STEP_HINTS)
+    branch = sb.get_sandbox(manual, sandbox_id).branch
+    with pytest.raises(LoomError, match=f"loom/{sandbox_id} is its own branch; a change merges into a target"):
+        request_merge(manual, sandbox_id, into=branch)  # it was "found already merged": main never got it
+    assert sb.get_sandbox(manual, sandbox_id).status == APPROVED
     request_merge(manual, sandbox_id)
     assert sb.get_sandbox(manual, sandbox_id).status == MERGED
     with pytest.raises(Exception, match="already merged"):
@@ -628,6 +632,8 @@ def test_a_merge_stopped_by_local_changes_names_the_files_and_keeps_them(manual:
                                         r"again\); nothing was changed"):
         request_merge(manual, sandbox_id)
     assert (manual.root / "lib.py").read_text() == mine and sb.get_sandbox(manual, sandbox_id).status != MERGED
+    failed = [e for e in manual.audit.entries() if e.action == "workflow.step_failed" and e.subject == sandbox_id]
+    assert len(failed) == 1  # tried once: the request's retry tried its own fresh failure again (two entries)
     git(manual.root, "checkout", "--", "lib.py")
     request_merge(manual, sandbox_id)
     assert sb.get_sandbox(manual, sandbox_id).status == MERGED and "x + 5" in (manual.root / "lib.py").read_text()

@@ -277,6 +277,8 @@ def cmd_review(args: argparse.Namespace) -> int:
 def cmd_merge(args: argparse.Namespace) -> int:
     from loomtui.workflow.engine import request_merge
 
+    if args.into is not None and not args.into.strip():
+        raise LoomError("--into: name the branch to merge into (it was empty)")
     workspace = workspace_for(args)
     if args.into and not Git(workspace.root).local_branch_exists(args.into):
         # A typo of the command line, said before the merge step runs (and is recorded as failed).

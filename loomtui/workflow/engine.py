@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Final
 
 from loomtui.coordination.claims import ClaimRefused, claim_targets, release_claims_of
-from loomtui.errors import LoomError, abridged
+from loomtui.errors import LoomError, abridged, shown
 from loomtui.execution import sandboxes
 from loomtui.execution.gitops import Git
 from loomtui.execution.lifecycle import (
@@ -121,10 +121,10 @@ class Workflow:
                             record.status)
         for _ in range(MAX_STEPS):
             if view.step == Step.FAILED_STEP and retry:
-                retry = False
                 store.update_sandbox(record.id, data={STEP_ERROR_KEY: None})
                 record = sandboxes.get_sandbox(self.workspace, record.id)
                 view = self.view(record)
+            retry = False  # a retry is of the failure found when asked, never of one this call just made
             if not view.step.is_work:
                 break
             held_by = store.take_step_lease(record.id, holder, view.step, is_gone=holder_gone)
@@ -281,6 +281,7 @@ class Workflow:
         requested = record.data.get(MERGE_REQUESTED_KEY) or {}
         into = requested.get("into") or None
         target = str(into or record.target or "")
+        refuse_agent_branch(workspace, record, target)
         tip = repo.resolve_commit(record.branch)
         target_sha = repo.resolve_commit(target) if target else None
         if tip and target_sha and tip != record.base_sha and repo.ok(
@@ -388,6 +389,7 @@ def request_merge(workspace: Workspace, sandbox_id: str, *, into: str | None = N
     if record.status == PLANNED or record.status in LIVE:  # no change yet: advancing it would start its agent
         raise _not_approved(flow, record)
     if into:  # where it goes, said before following the decision (which may merge it: `merge: auto`)
+        refuse_agent_branch(workspace, record, into)
         workspace.store.update_sandbox(record.id, data={MERGE_REQUESTED_KEY: {"by": workspace.actor, "into": into}})
     # A person asking is a retry: a step that failed before (a merge into a branch that did not
     # exist) is tried again, with what they ask now, rather than repeated as the old failure.
@@ -412,6 +414,18 @@ def request_merge(workspace: Workspace, sandbox_id: str, *, into: str | None = N
     if result.status != MERGED:
         raise LoomError(f"sandbox {record.id} was not merged: {result.now.line()}", exit_code=1)
     return result
+
+
+def refuse_agent_branch(workspace: Workspace, record: SandboxRecord, target: str) -> None:
+    """A change merges into a target branch (main, a release branch), never into a sandbox's own: its
+    own branch already holds its tip, so the merge was "found done" and the change marked merged with
+    nothing reaching main (and could never be merged after)."""
+    name = target.removeprefix("refs/heads/")
+    owner = next((s for s in workspace.store.list_sandboxes(include_archived=True) if s.branch == name), None)
+    if owner is not None:
+        whose = "its own branch" if owner.id == record.id else f"the branch of sandbox {owner.id}"
+        raise LoomError(f"sandbox {record.id}: {shown(target)} is {whose}; a change merges into a target branch "
+                        "(main, a release branch), never into an agent's", exit_code=1)
 
 
 def _not_approved(flow: Workflow, record: SandboxRecord) -> LoomError:
