@@ -29,7 +29,7 @@ from loomtui.runtime_config import (
     builtin_runtimes,
     parse_runtimes,
 )
-from loomtui.yamlcheck import Fields, Value, closest, compose, read_text, scalar_before_error
+from loomtui.yamlcheck import Fields, Value, closest, compose, present, read_text, scalar_before_error
 
 __all__ = [
     "BUILTIN_RUNTIMES",
@@ -182,7 +182,7 @@ class LoomConfig:
 def load_config(root: Path) -> LoomConfig:
     """Read `root/.loom/loom.yaml`; defaults if it does not exist. Raises ConfigError."""
     shown = CONFIG_PATH
-    if not (root / CONFIG_PATH).exists():
+    if not present(root / CONFIG_PATH):
         return LoomConfig()
     text = read_text(root / CONFIG_PATH, shown)
     return _parse_config_once(text, shown)

@@ -34,7 +34,8 @@ from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from loomtui.errors import ConfigError
 
-__all__ = ["MAX_FILE_BYTES", "Fields", "Value", "closest", "compose", "describe", "read_text", "scalar_before_error"]
+__all__ = ["MAX_FILE_BYTES", "Fields", "Value", "closest", "compose", "describe", "present", "read_text",
+           "scalar_before_error"]
 
 _CORE = "tag:yaml.org,2002:"
 _Choice = TypeVar("_Choice", bound=str)
@@ -438,6 +439,12 @@ MAX_FILE_BYTES = 1024 * 1024
 """The largest config-like file read (1 MiB): a policy or config is a few KiB."""
 
 
+def present(file: Path) -> bool:
+    """Whether a config-like file is there to be read: a dangling symlink is (its reading then says
+    so), so a file replaced by a broken link never reads as "no file, defaults" (no rules, no gates)."""
+    return file.exists() or file.is_symlink()
+
+
 def read_text(file: Path, shown: str) -> str:
     """A config-like file's text; one ConfigError naming `shown` for a missing, unreadable,
     non-regular (a device, a FIFO), oversized (over MAX_FILE_BYTES) or non-UTF-8 file."""
@@ -445,6 +452,8 @@ def read_text(file: Path, shown: str) -> str:
         # O_NONBLOCK: opening a FIFO must not wait for a writer; it is refused below.
         fd = os.open(file, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
     except FileNotFoundError:
+        if file.is_symlink():
+            raise ConfigError(shown, None, f"a symlink to {os.readlink(file)!r}, which does not exist") from None
         raise ConfigError(shown, None, "file not found") from None
     except OSError as exc:
         raise ConfigError(shown, None, f"cannot read file: {exc.strerror or exc}") from None

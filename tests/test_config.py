@@ -479,3 +479,16 @@ def test_a_file_that_is_not_yaml_and_a_store_that_cannot_be_told_says_the_file_e
     with pytest.raises(ConfigError) as raised:
         configured_store(tmp_path)
     assert str(raised.value) == str(pytest.raises(ConfigError, load_config, tmp_path).value)
+
+
+def test_a_dangling_symlink_for_the_config_or_the_policy_is_an_error_not_the_defaults(tmp_path: Path) -> None:
+    """A link whose file is gone read as "no file": the defaults, no gates, and the policy's rules dropped."""
+    from loomtui.governance.policy import load_policy
+
+    (tmp_path / ".loom").mkdir()
+    for name in ("loom.yaml", "policy.yaml"):
+        (tmp_path / ".loom" / name).symlink_to("missing.yaml")
+    with pytest.raises(ConfigError, match=r"^\.loom/loom\.yaml: a symlink to 'missing\.yaml', which does not exist"):
+        load_config(tmp_path)
+    with pytest.raises(ConfigError, match=r"^\.loom/policy\.yaml: a symlink to 'missing\.yaml', which does not exist"):
+        load_policy(tmp_path)

@@ -44,7 +44,7 @@ from loomtui.governance.policy_model import (
     _is_email,
     _owner_group,
 )
-from loomtui.yamlcheck import Fields, Value, closest, compose, read_text
+from loomtui.yamlcheck import Fields, Value, closest, compose, present, read_text
 
 if TYPE_CHECKING:
     from loomtui.config import LoomConfig
@@ -84,7 +84,7 @@ def load_policy(root: Path, relative: str = POLICY_PATH, *, named: bool = False)
     every rule. Raises ConfigError.
     """
     target = root / relative
-    if not target.exists():
+    if not present(target):
         if named or relative != POLICY_PATH:
             raise ConfigError(relative, None, "the policy file named by `policy:` in .loom/loom.yaml "
                                               "does not exist")

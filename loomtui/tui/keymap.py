@@ -31,7 +31,7 @@ from yaml.nodes import MappingNode, ScalarNode, SequenceNode
 
 from loomtui.errors import ConfigError
 from loomtui.tui.themes import user_config_dir
-from loomtui.yamlcheck import Value, closest, compose, describe, read_text
+from loomtui.yamlcheck import Value, closest, compose, describe, present, read_text
 
 KEYMAP_FILE: Final = "keymap.yaml"
 MODIFIERS: Final = frozenset({"ctrl", "shift", "alt", "meta", "super", "hyper"})
@@ -150,7 +150,7 @@ def load_keymap(path: Path | None = None) -> KeymapLoad:
     """The user's keymap, checked (module docstring); a missing file is an empty keymap. Never raises."""
     path = path or keymap_path()
     result = KeymapLoad(path=path)
-    if not path.exists():
+    if not present(path):
         return result
     try:
         root = compose(read_text(path, str(path)), str(path), duplicate_keys=True)
