@@ -277,6 +277,16 @@ def test_reviewing_a_running_or_unknown_sandbox_is_one_clear_error(billing: Path
     assert done.returncode != 0 and "Traceback" not in done.stderr and len(done.stderr.splitlines()) == 1
 
 
+def test_reviewing_an_agent_that_made_no_change_is_refused_and_opens_nothing(billing: Path) -> None:
+    """It opened an escalation for an empty diff, and the approved change then could never merge."""
+    workspace = open_workspace(billing)
+    sandbox_id = run_agent(workspace, "- {log: nothing to do}\n", "look around")
+    assert workspace.store.get_sandbox(sandbox_id).status == "exited"
+    done = run_cli(billing, "sandbox", "review", sandbox_id)
+    assert done.returncode == 1 and "ended without a change" in done.stderr and done.stdout == ""
+    assert workspace.store.list_escalations() == [] and workspace.store.get_sandbox(sandbox_id).status == "exited"
+
+
 async def test_the_supervisor_reviews_with_no_app_open_and_m_in_the_app_merges_through_the_workflow(
         billing: Path) -> None:
     from loomtui.tui.app import LoomApp

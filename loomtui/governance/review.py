@@ -110,6 +110,10 @@ def review_sandbox(workspace: Workspace, sandbox_id: str, *, policy: Policy | No
                             "commits since; a review runs again once it has", exit_code=1)
         raise LoomError(f"sandbox {record.id} is {record.status}: only a sandbox whose agent has ended, or one "
                         "with commits since its review, is reviewed", exit_code=1)
+    if tip == base:  # as the workflow sees it: nothing to gate, judge or decide (an empty escalation)
+        raise LoomError(f"sandbox {record.id}: its agent ended without a change (its branch has no commit beyond "
+                        f"{base[:12]}); nothing to review (`loomtui sandbox start {record.id}` runs it again)",
+                        exit_code=1)
     _refuse_unnamed_files(workspace, record, base, tip)
     if (again and previous is not None and previous.status == EscalationStatus.OPEN) or redo:
         # Superseded, not decided: what it asked about is no longer the change (or, on a redo, the one a
