@@ -24,6 +24,10 @@ from pathlib import Path
 
 from loomtui.errors import LoomError
 
+GIT = ("git", "-c", "core.quotePath=false")
+"""How git is run: a path in its output as it is (`café.py`), never in quotes with octal escapes
+(a file list parsed line by line, a merge's conflicted paths, a diff's --json names)."""
+
 # `git merge-tree --write-tree` (a merge without touching any working tree) is 2.38+.
 MERGE_TREE_MIN_VERSION = (2, 38)
 
@@ -93,7 +97,7 @@ class Git:
         self._check_cwd()
         try:
             # With a timeout, git leads its own process group, so the kill reaches what it started.
-            process = subprocess.Popen(["git", *args], cwd=self.cwd, env=_environment(env),
+            process = subprocess.Popen([*GIT, *args], cwd=self.cwd, env=_environment(env),
                                        stdin=subprocess.DEVNULL if data is None else subprocess.PIPE,
                                        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                        process_group=None if timeout is None else 0)
@@ -126,7 +130,7 @@ class Git:
         """Start `git ARGS` (such as `cat-file --batch`) to talk to over stdin and stdout; stderr is dropped."""
         self._check_cwd()
         try:
-            return subprocess.Popen(["git", *args], cwd=self.cwd, env=_environment(None), stdin=subprocess.PIPE,
+            return subprocess.Popen([*GIT, *args], cwd=self.cwd, env=_environment(None), stdin=subprocess.PIPE,
                                     stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
         except OSError as exc:
             raise LoomError(f"cannot run git in {self.cwd}: {exc.strerror or exc}") from None

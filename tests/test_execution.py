@@ -461,6 +461,12 @@ def _finished_script_sandbox(ws: Workspace, tmp_path: Path, steps: str, task: st
     return done
 
 
+def test_a_diff_names_a_non_ascii_file_as_it_is(ws: Workspace, repo: Path, tmp_path: Path) -> None:
+    """It was git's quoted form, `"caf\\303\\251.py"` with the quotes, in `sandbox diff --json` too."""
+    record = _finished_script_sandbox(ws, tmp_path, '- {write: "café.py", content: "x = 1\\n"}\n')
+    assert [f.path for f in review.diff(ws, record.id).files] == ["café.py"]
+
+
 def test_remove_refuses_uncommitted_work_and_force_commits_it_first(ws: Workspace, repo: Path, tmp_path: Path) -> None:
     record = _finished_script_sandbox(ws, tmp_path, '- {write: a.txt, content: "agent\\n"}\n')
     worktree = Path(record.worktree)

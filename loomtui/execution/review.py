@@ -130,7 +130,10 @@ def diff(workspace: Workspace, sandbox_id: str, *, patch: bool = True) -> Sandbo
     uncommitted = bool(changed)
     head = snapshot if uncommitted else tip
     files = []
-    for entry in repo.out("diff", "--numstat", "--no-renames", base, head).splitlines():
+    # -z: a path as it is, not git's quoted form (`"caf\303\251.py"` for café.py, in --json too).
+    for entry in repo.out("diff", "--numstat", "-z", "--no-renames", base, head).split("\0"):
+        if not entry:
+            continue
         added, deleted, path = entry.split("\t", 2)
         files.append(FileChange(path, None if added == "-" else int(added), None if deleted == "-" else int(deleted)))
     # As git prints it: `out` strips the last newline, and `git apply` calls a patch without it corrupt.

@@ -17,7 +17,7 @@ from loomtui.repo import DISTRUSTING_GIT_CONFIG
 
 def git_text(cwd: Path, *args: str, check: bool = True) -> str:
     """git's output as text, with no repository config trusted; a one-line LoomError when it fails."""
-    done = Git(cwd).raw(*DISTRUSTING_GIT_CONFIG, "-c", "core.quotePath=false", *args)
+    done = Git(cwd).raw(*DISTRUSTING_GIT_CONFIG, *args)
     if done.status != 0:
         if not check:
             return ""
