@@ -375,3 +375,17 @@ def test_broken_agent_settings_are_named_with_what_was_being_done(repo: Path) ->
     for verb, doing in (("install", "installing"), ("uninstall", "uninstalling")):  # it said "installing" for both
         done = run_cli(repo, "hook", verb)
         assert done.returncode == 2 and "not valid JSON" in done.stderr and f"fix it before {doing} hooks" in done.stderr
+
+
+@pytest.mark.parametrize("args", [
+    ("gate", "--base", ""), ("gate", "--head", " "), ("report", "--branch", ""), ("context", "show", "--at", ""),
+    ("context", "slice", "--task", "x", "--at", ""), ("plan", "show", ""), ("policy", "test", ""),
+    ("policy", "validate", ""), ("regions", ""), ("sandbox", "merge", "abc", "--into", ""),
+    ("sandbox", "new", "--runtime", "script", "--task", "x", "--script", ""), ("hook", "install", ""),
+])
+def test_an_empty_name_is_a_usage_error_not_the_default(repo: Path, args: tuple[str, ...]) -> None:
+    """`gate --base "$UNSET"` gated against main, `hook install ""` installed into the current directory,
+    and an empty file said `cannot read file: it is a directory`."""
+    done = run_cli(repo, *args)
+    assert done.returncode == 2 and done.stdout == "", done.stdout
+    assert done.stderr.count("\n") == 1 and "must not be empty" in done.stderr, done.stderr

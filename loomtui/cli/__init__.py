@@ -71,6 +71,14 @@ def _asks_for_json(given: Sequence[str]) -> bool:
 # -- argument types: a bad number is a usage error naming the option, never a traceback --
 
 
+def nonempty_arg(text: str) -> str:
+    """A name or path that says something: an empty one (`--base "$UNSET"`) is a usage error, never
+    read as the default (a CI gate against main) or as the current directory (`cannot read: a directory`)."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("must not be empty")
+    return text
+
+
 def count_arg(text: str) -> int:
     """A count that may be 0 (`-n 0`): a non-negative integer."""
     number = _integer(text)
@@ -387,7 +395,7 @@ SCRIPT_AGENT_HELP = "replay a YAML script of timed edits and commits here (the `
 
 def script_agent_arguments(parser: argparse.ArgumentParser) -> None:
     """The arguments of `loomtui script-agent`."""
-    parser.add_argument("script", metavar="SCRIPT", help="the script file")
+    parser.add_argument("script", type=nonempty_arg, metavar="SCRIPT", help="the script file")
     parser.add_argument("--check", action="store_true", help="only validate the script")
 
 

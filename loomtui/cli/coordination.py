@@ -16,6 +16,7 @@ from loomtui.cli import (
     add_command,
     add_group,
     id_arg,
+    nonempty_arg,
     positive_int_arg,
     print_json,
     workspace_for,
@@ -354,7 +355,8 @@ def register(commands: Any) -> None:
     add_command(commands, "index", cmd_index,
                 "parse the repository into regions and a dependency graph (cached)", json_flag=True)
     regions = add_command(commands, "regions", cmd_regions, "list the regions of one file", json_flag=True)
-    regions.add_argument("path", metavar="PATH", help="a Python file of the repository, relative to its root")
+    regions.add_argument("path", type=nonempty_arg, metavar="PATH",
+                         help="a Python file of the repository, relative to its root")
 
     claim = add_group(commands, "claim", "claim code regions for a sandbox before an agent edits them")
     sandbox_help = "the claiming sandbox (default: $LOOM_SANDBOX)"

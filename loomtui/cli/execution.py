@@ -16,6 +16,7 @@ from loomtui.cli import (
     add_command,
     add_group,
     count_arg,
+    nonempty_arg,
     positive_int_arg,
     print_json,
     require_terminal,
@@ -277,8 +278,6 @@ def cmd_review(args: argparse.Namespace) -> int:
 def cmd_merge(args: argparse.Namespace) -> int:
     from loomtui.workflow.engine import request_merge
 
-    if args.into is not None and not args.into.strip():
-        raise LoomError("--into: name the branch to merge into (it was empty)")
     workspace = workspace_for(args)
     if args.into and not Git(workspace.root).local_branch_exists(args.into):
         # A typo of the command line, said before the merge step runs (and is recorded as failed).
@@ -417,11 +416,12 @@ def register(commands: Any) -> None:
                           "with the program after --)")
     new.add_argument("--task", required=True, metavar="TEXT",
                      help="what the agent should do; passed as one argument, never through a shell")
-    new.add_argument("--base", default="HEAD", metavar="REF", help="commit or branch to start from (default HEAD)")
+    new.add_argument("--base", type=nonempty_arg, default="HEAD", metavar="REF",
+                     help="commit or branch to start from (default HEAD)")
     new.add_argument("--claim", action="append", metavar="TARGET",
                      help="claim a region, file, glob or path:LINES before the agent starts (repeatable); "
                           "a refused claim starts nothing: the sandbox is recorded as rejected, with why, and exits 1")
-    new.add_argument("--script", metavar="FILE", help="the YAML script a `script` runtime replays")
+    new.add_argument("--script", type=nonempty_arg, metavar="FILE", help="the YAML script a `script` runtime replays")
     new.add_argument("command", nargs="*", metavar="-- PROGRAM ARG",
                      help="for the generic `command` runtime: the program and its arguments "
                           "({task}, {context_file}, {sandbox} are substituted as whole arguments)")
@@ -480,7 +480,8 @@ def register(commands: Any) -> None:
                         "merge an approved sandbox into its target, only if clean (exit 1 on conflict)",
                         json_flag=True)
     _id_arg(merge)
-    merge.add_argument("--into", metavar="BRANCH", help="target branch (default: the one it was created from)")
+    merge.add_argument("--into", type=nonempty_arg, metavar="BRANCH",
+                       help="target branch (default: the one it was created from)")
 
     rm = add_command(sandbox, "rm", cmd_rm,
                      "remove the worktree and archive the sandbox; refused with uncommitted changes",

@@ -11,6 +11,7 @@ from loomtui.cli import (
     add_command,
     add_group,
     id_arg,
+    nonempty_arg,
     print_json,
     problems_json,
     seconds_arg,
@@ -277,14 +278,14 @@ def register(commands: Any) -> None:
         policy, "validate", cmd_validate,
         "check the policy (and its CODEOWNERS); errors name file:line and exit 2", json_flag=True,
     )
-    validate.add_argument("file", nargs="?", metavar="FILE",
+    validate.add_argument("file", nargs="?", type=nonempty_arg, metavar="FILE",
                           help="a policy file to check instead of the repository's")
     test = add_command(
         policy, "test", cmd_test,
         "run fixture cases (change -> expected decision); exit 1 if any fails", json_flag=True,
     )
-    test.add_argument("fixtures", metavar="FIXTURES.yaml", help="the cases to run")
-    test.add_argument("--policy", metavar="FILE", default=None,
+    test.add_argument("fixtures", type=nonempty_arg, metavar="FIXTURES.yaml", help="the cases to run")
+    test.add_argument("--policy", type=nonempty_arg, metavar="FILE", default=None,
                       help="test this policy file instead of the repository's")
     explain = add_command(policy, "explain", cmd_explain,
                           "which rules apply to a sandbox, at claim time and on its diff, and why",
@@ -294,9 +295,9 @@ def register(commands: Any) -> None:
     gate = add_command(commands, "gate", cmd_gate,
                        "the CI gate: evaluate the policy on a branch's diff; exit 0 pass, 1 needs "
                        "approval or blocked, 2 error (a broken policy fails closed)")
-    gate.add_argument("--base", default=None, metavar="REF",
+    gate.add_argument("--base", type=nonempty_arg, default=None, metavar="REF",
                       help="the target (default: $GITHUB_BASE_REF, main or master)")
-    gate.add_argument("--head", default="HEAD", metavar="REF", help="the change (default HEAD)")
+    gate.add_argument("--head", type=nonempty_arg, default="HEAD", metavar="REF", help="the change (default HEAD)")
     gate.add_argument("--format", choices=("text", "json", "markdown"), default="text",
                       help="markdown is ready to post as a pull-request comment")
 

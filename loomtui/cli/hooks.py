@@ -14,7 +14,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from loomtui.cli import add_command, add_group, print_json, seconds_arg
+from loomtui.cli import add_command, add_group, nonempty_arg, print_json, seconds_arg
 from loomtui.errors import LoomError
 from loomtui.governance import hooks
 from loomtui.governance.broker import channel_for, event_channel
@@ -108,7 +108,7 @@ def register(commands: Any) -> None:
         hook, "install", cmd_install,
         "wire a worktree's .claude/settings.json and git pre-commit to loomtui (kept out of its commits)",
         json_flag=True)
-    install.add_argument("path", nargs="?", default=None, metavar="PATH",
+    install.add_argument("path", nargs="?", type=nonempty_arg, default=None, metavar="PATH",
                          help="a worktree (default: the current one)")
     install.add_argument("--sandbox", metavar="ID", help="the worktree of this sandbox")
     install.add_argument("--timeout", type=seconds_arg(MAX_WAIT_S),
@@ -118,7 +118,7 @@ def register(commands: Any) -> None:
         hook, "uninstall", cmd_uninstall,
         "undo `hook install` in your own checkout: loomtui's hooks out of .claude/settings.json (the rest "
         "kept), its git settings unset", json_flag=True)
-    uninstall.add_argument("path", nargs="?", default=None, metavar="PATH",
+    uninstall.add_argument("path", nargs="?", type=nonempty_arg, default=None, metavar="PATH",
                            help="a worktree (default: the current one)")
     add_command(hook, "git-pre-commit", cmd_git_pre_commit,
                 "refuse a commit whose staged change touches another sandbox's claimed region or a "

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 from loomtui.cli import (
     add_command,
     add_group,
+    nonempty_arg,
     positive_int_arg,
     print_json,
     workspace_for,
@@ -262,7 +263,7 @@ def register(commands: Any) -> None:
     at_help = "read the sources at this commit, ref or context version (default: the working tree)"
     show = add_command(context, "show", cmd_context_show,
                        "every source, section, ADR and rule of the context, with its version", json_flag=True)
-    show.add_argument("--at", metavar="REF", help=at_help)
+    show.add_argument("--at", type=nonempty_arg, metavar="REF", help=at_help)
     versions = add_command(context, "versions", cmd_context_versions,
                            "the context versions in git history (commits that changed a source)", json_flag=True)
     versions.add_argument("-n", type=positive_int_arg, default=20, metavar="N", help="how many (default 20)")
@@ -281,7 +282,7 @@ def register(commands: Any) -> None:
                             "without any, the regions suggested for the task count, lower")
     piece.add_argument("--budget", type=positive_int_arg, metavar="TOKENS",
                        help="the token budget (default: context.budget_tokens)")
-    piece.add_argument("--at", metavar="REF", help=at_help)
+    piece.add_argument("--at", type=nonempty_arg, metavar="REF", help=at_help)
     piece.add_argument("--markdown", action="store_true", help="print the file the agent would read")
     refreshed = add_command(context, "refresh", cmd_context_refresh,
                             "slice a sandbox's task again from the context now and rewrite the files its "

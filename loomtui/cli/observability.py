@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from loomtui.cli import add_command, positive_int_arg, print_json, workspace_for
+from loomtui.cli import add_command, nonempty_arg, positive_int_arg, print_json, workspace_for
 from loomtui.errors import LoomError
 
 RUNTIMES = ("claude", "codex", "aider", "script")
@@ -76,7 +76,7 @@ def register(commands: Any) -> None:
                         help="start of the window: a time ago (7d, 12h, 2w) or an ISO date (default: 7 days "
                              "before --until)")
     report.add_argument("--until", default=None, metavar="WHEN", help="end of the window (default now)")
-    report.add_argument("--branch", default=None, metavar="BRANCH",
+    report.add_argument("--branch", type=nonempty_arg, default=None, metavar="BRANCH",
                         help="the branch whose commits are counted (default main, then master, then the branch "
                              "origin/HEAD names, then init.defaultBranch, then the one checked out)")
     report.add_argument("--format", choices=("text", "json", "markdown", "prometheus"), default="text",

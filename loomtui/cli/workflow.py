@@ -5,12 +5,12 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from loomtui.cli import STEP_HINTS, add_command, add_group, print_json, workspace_for
+from loomtui.cli import STEP_HINTS, add_command, add_group, nonempty_arg, print_json, workspace_for
 from loomtui.workflow.plan import PLAN_PATH, Schedule
 
 
 def _file_arg(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("file", nargs="?", default=PLAN_PATH, metavar="FILE",
+    parser.add_argument("file", nargs="?", type=nonempty_arg, default=PLAN_PATH, metavar="FILE",
                         help=f"the plan file, relative to the repository root (default {PLAN_PATH})")
 
 
