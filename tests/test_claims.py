@@ -154,6 +154,7 @@ def test_a_task_refused_at_its_claims_tells_a_json_script_which_sandbox_was_kept
                    "--claim", "payments/refunds.py", "--", "true")
     said = json.loads(done.stdout)
     assert done.returncode == 1 and said["status"] == "rejected" and "refused" in said["error"]
+    assert done.stderr.startswith("loomtui: error: ") and "refused" in done.stderr  # said as every error is
     assert coordinator.store.get_sandbox(said["id"]).status == "rejected"  # type: ignore[union-attr]
     plain = run_cli(repo, "sandbox", "new", "--runtime", "command", "--task", "again", "--claim",
                     "payments/refunds.py", "--", "true")

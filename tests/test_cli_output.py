@@ -18,6 +18,10 @@ def test_a_refused_claim_says_each_conflict_once_on_stderr(billing: Path) -> Non
     lines = refused.stderr.splitlines()
     assert lines == ["refused: 1 conflict with other sandboxes' claims:",
                      f"error   overlap             {QUOTE} is held by sandbox s1 (claim #1, exclusive)"]
+    scripted = run_cli(billing, "claim", "add", "--sandbox", "s2", QUOTE, "--json")
+    said = json.loads(scripted.stdout)  # it had no `error` and said nothing on stderr
+    assert scripted.returncode == 1 and said["ok"] is False and said["error"].startswith("refused: ")
+    assert scripted.stderr.startswith("refused: ") and scripted.stderr.count("\n") == 1
 
 
 def test_the_gate_passes_a_branch_that_changes_nothing_and_markdown_never_says_none(billing: Path) -> None:

@@ -179,8 +179,11 @@ def cmd_claim_add(args: argparse.Namespace) -> int:
     except ClaimRefused as exc:
         refused = exc
     if args.json:
+        if refused is not None:  # said on stderr as every error is, and as `error` for a script
+            print(f"refused: {refused}", file=sys.stderr)
         print_json({
             "ok": refused is None,
+            **({"error": f"refused: {refused}"} if refused else {}),
             "refused": str(refused) if refused else None,
             "claims": [] if refused else [_claim_dict(r.claim) for r in results],
             "conflicts": [c.as_dict() for c in (refused.conflicts if refused else

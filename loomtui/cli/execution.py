@@ -85,6 +85,7 @@ def cmd_new(args: argparse.Namespace) -> int:
         if not (args.json and exc.recorded_sandbox):
             raise
         refused = engine.get_sandbox(workspace, exc.recorded_sandbox)
+        print(f"loomtui: error: {exc}", file=sys.stderr)  # as every error is said, the record beside it
         print_json({**_record_dict(refused), "error": str(exc)})
         return exc.exit_code
     view = _workflow(workspace).view(record)
