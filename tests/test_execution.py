@@ -525,6 +525,19 @@ def test_a_git_repository_inside_the_worktree_is_never_deleted_even_with_force(
     assert review.remove(ws, record.id, force=True) and not worktree.exists()
 
 
+def test_a_git_repository_with_no_commit_yet_in_the_worktree_is_named_too(
+        ws: Workspace, repo: Path, tmp_path: Path) -> None:
+    """`git add` failed on it first: "git add failed: 'sub/' does not have a commit checked out", exit 2."""
+    record = _finished_script_sandbox(ws, tmp_path, '- {write: a.txt, content: "agent\\n"}\n')
+    nested = Path(record.worktree) / "sub"
+    nested.mkdir()
+    git(nested, "init", "-q")
+    (nested / "w.txt").write_text("precious\n")
+    with pytest.raises(review.RemoveRefused, match=r"holds a git repository of its own \(sub\)"):
+        review.remove(ws, record.id)
+    assert (nested / "w.txt").read_text() == "precious\n"
+
+
 def test_force_removing_a_running_agent_saves_its_work_and_no_review_starts_on_the_way(
         ws: Workspace, repo: Path, tmp_path: Path) -> None:
     """The agent's supervisor reviews an agent that ends; one stopped by `rm --force` must not be, or

@@ -309,7 +309,6 @@ def remove(workspace: Workspace, sandbox_id: str, *, force: bool = False, delete
     # An earlier `rm` saved the work and began deleting the tree: what is left is not work (its
     # missing files would be committed as deletions), only what the deletion did not reach.
     deleting = record.data.get(REMOVING_KEY) == DELETING
-    dirty = tree.dirty_paths(record.branch) if worktree.is_dir() and not deleting else []
     # A git repository inside the worktree goes into a commit as a pointer to its own commit only:
     # its files, and its history, would be deleted with the tree. Not even `force` does that.
     # Looked for in the whole tree, not only among uncommitted paths: the save at an agent's end commits
@@ -320,6 +319,9 @@ def remove(workspace: Workspace, sandbox_id: str, *, force: bool = False, delete
                             f"cannot be saved to {record.branch}; move it out of the worktree {worktree}; "
                             "nothing was removed",
                             reason="nested", branch=record.branch)
+    # After the nested check: git cannot list a tree holding a repository with no commit yet (`git add`
+    # failed with its own error), and that repository is the reason said above.
+    dirty = tree.dirty_paths(record.branch) if worktree.is_dir() and not deleting else []
     if dirty and not force:
         raise RemoveRefused(f"sandbox {record.id} has uncommitted changes ({listed(dirty)}); nothing was removed",
                             reason="uncommitted", branch=record.branch)
