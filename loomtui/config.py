@@ -14,7 +14,7 @@ from pathlib import Path, PurePosixPath
 from typing import Final, Literal, TypeVar, get_args
 from urllib.parse import urlsplit
 
-from loomtui.errors import ConfigError
+from loomtui.errors import ConfigError, shown
 from loomtui.globs import checked_globs
 from loomtui.runtime_config import (
     BUILTIN_RUNTIMES,
@@ -296,13 +296,22 @@ def _parse_gates(section: Value) -> tuple[GateConfig, ...]:
 _TRAILER_RE: Final = re.compile(r"[A-Za-z][A-Za-z0-9-]*")
 
 
+def trailer_name_problem(name: str) -> str | None:
+    """Why `name` is no commit trailer's name (`Generated-by`), or None: the one check of loom.yaml's
+    `observability.agent_trailers`, `--agent-trailer` and $LOOMTUI_AGENT_TRAILERS."""
+    if _TRAILER_RE.fullmatch(name):
+        return None
+    return f"{repr(name) if len(name) <= 200 else shown(name)} is not a trailer name (letters, digits and '-', " \
+           "e.g. Generated-by)"
+
+
 def _parse_observability(section: Value) -> tuple[str, ...]:
     fields = section.as_mapping(known=("agent_trailers",))
     names: list[str] = []
     for item in (fields["agent_trailers"].as_list() if "agent_trailers" in fields else []):
         name = item.as_str(non_empty=True)
-        if not _TRAILER_RE.fullmatch(name):
-            raise item.error(f"{name!r} is not a trailer name (letters, digits and '-', e.g. Generated-by)")
+        if problem := trailer_name_problem(name):
+            raise item.error(problem)
         names.append(name)
     return tuple(names)
 

@@ -481,3 +481,17 @@ def test_a_window_from_before_1973_still_counts_every_commit(repo: Path, since: 
     m = compute_metrics(workspace, parse_when(since, time.time()))
     workspace.close()
     assert (m.agent_commits, m.commits) == (1, 2)
+
+
+@pytest.mark.parametrize(("name", "where"), [("Bad Name:", "--agent-trailer"), ("", "--agent-trailer"),
+                                             ("a\nb", "--agent-trailer"), ("ok-one,bad name", "env")])
+def test_a_trailer_name_that_is_none_is_one_line_not_a_silent_non_match(
+        repo: Path, monkeypatch: pytest.MonkeyPatch, name: str, where: str) -> None:
+    """Checked in loom.yaml, not here: `--agent-trailer "Bad Name:"` exited 0 and matched nothing."""
+    if where == "env":
+        monkeypatch.setenv("LOOMTUI_AGENT_TRAILERS", name)
+        done = run_cli(repo, "report")
+    else:
+        done = run_cli(repo, "report", "--agent-trailer", name)
+    assert done.returncode == 2 and done.stdout == "" and done.stderr.count("\n") == 1, done.stderr
+    assert "is not a trailer name" in done.stderr

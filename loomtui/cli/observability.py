@@ -44,6 +44,16 @@ def _window(args: argparse.Namespace) -> tuple[float, float | None]:
     return since, until
 
 
+def _trailer_arg(text: str) -> str:
+    """A trailer name (`Generated-by`, a trailing colon allowed): a mistake matched nothing, silently."""
+    from loomtui.config import trailer_name_problem
+
+    name = text.strip().removesuffix(":")
+    if problem := trailer_name_problem(name):
+        raise argparse.ArgumentTypeError(problem)
+    return name
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     from loomtui.observability.history import NoSuchBranch
     from loomtui.observability.metrics import compute_metrics
@@ -81,7 +91,7 @@ def register(commands: Any) -> None:
                              "origin/HEAD names, then init.defaultBranch, then the one checked out)")
     report.add_argument("--format", choices=("text", "json", "markdown", "prometheus"), default="text",
                         help="text (default), json, markdown (a weekly note) or prometheus (a textfile collector)")
-    report.add_argument("--agent-trailer", action="append", metavar="NAME",
+    report.add_argument("--agent-trailer", action="append", type=_trailer_arg, metavar="NAME",
                         help="a commit trailer that marks agent-made work, besides the built-in ones (repeatable; "
                              f"also {AGENT_TRAILERS_ENV}=A,B)")
 

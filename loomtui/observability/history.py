@@ -97,8 +97,13 @@ class History:
 def agent_trailer_names(extra: Sequence[str] = (), environ: Mapping[str, str] = os.environ) -> tuple[str, ...]:
     """The configured trailers that mark agent-made commits: `extra` (the command line), then the
     environment's comma-separated list; lower case, each once."""
-    names = [*extra, *environ.get(AGENT_TRAILERS_ENV, "").split(",")]
-    return tuple(dict.fromkeys(n.strip().rstrip(":").lower() for n in names if n.strip().rstrip(":")))
+    from loomtui.config import trailer_name_problem
+
+    listed = [n.strip().removesuffix(":") for n in environ.get(AGENT_TRAILERS_ENV, "").split(",") if n.strip()]
+    for name in listed:  # `--agent-trailer` is checked by its parser; a mistake here matched nothing, silently
+        if problem := trailer_name_problem(name):
+            raise LoomError(f"${AGENT_TRAILERS_ENV}: {problem}", exit_code=2)
+    return tuple(dict.fromkeys(n.lower() for n in (*extra, *listed)))
 
 
 def _person(value: str) -> tuple[str, str]:
