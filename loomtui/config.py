@@ -14,7 +14,7 @@ from pathlib import Path, PurePosixPath
 from typing import Final, Literal, TypeVar, get_args
 from urllib.parse import urlsplit
 
-from loomtui.errors import ConfigError, shown
+from loomtui.errors import ConfigError, quoted
 from loomtui.globs import checked_globs
 from loomtui.runtime_config import (
     BUILTIN_RUNTIMES,
@@ -301,7 +301,7 @@ def trailer_name_problem(name: str) -> str | None:
     `observability.agent_trailers`, `--agent-trailer` and $LOOMTUI_AGENT_TRAILERS."""
     if _TRAILER_RE.fullmatch(name):
         return None
-    return f"{repr(name) if len(name) <= 200 else shown(name)} is not a trailer name (letters, digits and '-', " \
+    return f"{quoted(name)} is not a trailer name (letters, digits and '-', " \
            "e.g. Generated-by)"
 
 

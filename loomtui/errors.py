@@ -60,6 +60,11 @@ def shown(text: str) -> str:
     return text if text.isprintable() else repr(text)
 
 
+def quoted(text: str) -> str:
+    """Untrusted text in quotes, escaped (`'main'`, `'a\\nb'`), cut when very long as `shown` cuts it."""
+    return repr(text) if len(text) <= _SHOWN_LIMIT else shown(text)
+
+
 class LoomError(Exception):
     """A user-facing error: its message is one clear line; `exit_code` is what the CLI returns.
 

@@ -389,3 +389,12 @@ def test_an_empty_name_is_a_usage_error_not_the_default(repo: Path, args: tuple[
     done = run_cli(repo, *args)
     assert done.returncode == 2 and done.stdout == "", done.stdout
     assert done.stderr.count("\n") == 1 and "must not be empty" in done.stderr, done.stderr
+
+
+@pytest.mark.parametrize("args", [("gate", "--base", "a" * 100_000), ("gate", "--head", "b" * 100_000),
+                                  ("audit", "verify", "--ref", "c" * 100_000)])
+def test_a_huge_name_is_said_cut_short(repo: Path, args: tuple[str, ...]) -> None:
+    """The gate echoed a 100,000-character --base whole: one line of 100,040 bytes."""
+    done = run_cli(repo, *args)
+    assert done.returncode == 2 and done.stderr.count("\n") == 1 and len(done.stderr) < 400, len(done.stderr)
+    assert "(100000 characters)" in done.stderr

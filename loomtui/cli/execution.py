@@ -24,7 +24,7 @@ from loomtui.cli import (
     seconds_arg,
     workspace_for,
 )
-from loomtui.errors import LoomError, abridged, listed
+from loomtui.errors import LoomError, abridged, listed, quoted
 from loomtui.execution import agent_control, recovery, review
 from loomtui.execution import sandboxes as engine
 from loomtui.execution.lifecycle import PLANNED
@@ -282,7 +282,7 @@ def cmd_merge(args: argparse.Namespace) -> int:
     workspace = workspace_for(args)
     if args.into and not Git(workspace.root).local_branch_exists(args.into):
         # A typo of the command line, said before the merge step runs (and is recorded as failed).
-        raise LoomError(f"--into {args.into!r}: no such branch here")
+        raise LoomError(f"--into {quoted(args.into)}: no such branch here")
     try:
         result = request_merge(workspace, args.id, into=args.into)
     except LoomError as exc:

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from loomtui.audit import is_whole
 from loomtui.cli import add_command, add_group, count_arg, print_json, problems_json, workspace_for
-from loomtui.errors import LoomError, escape_controls, listed, plural
+from loomtui.errors import LoomError, escape_controls, listed, plural, quoted
 
 if TYPE_CHECKING:  # each command loads the engines it needs
     from loomtui.config import LoomConfig
@@ -27,7 +27,7 @@ def cmd_audit_verify(args: argparse.Namespace) -> int:
     refs = tuple(getattr(args, "ref", None) or ())
     for ref in refs:  # a mistyped ref is a usage error, not a log that fails to verify
         if Git(workspace.root).resolve_commit(ref) is None:
-            raise LoomError(f"--ref {ref!r} is not a commit here")
+            raise LoomError(f"--ref {quoted(ref)} is not a commit here")
     # The chain, then the heads anchored in merge commits, then every decision's signature.
     report = verify_audit(workspace, refs)
     if args.json:

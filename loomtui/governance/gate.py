@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from loomtui.errors import LoomError
+from loomtui.errors import LoomError, quoted
 from loomtui.gitcmd import Git
 from loomtui.governance.decision_notes import NOTES_REF, approvals_from_notes
 from loomtui.governance.gitfacts import branch_head, change_facts, git_output
@@ -154,9 +154,9 @@ def run_gate(root: Path, policy: Policy | None = None, *, base: str | None = Non
     base = base or default_base(root)
     head_sha = branch_head(root, head)
     if head_sha is None:
-        raise LoomError(f"head {head!r} is not a commit")
+        raise LoomError(f"head {quoted(head)} is not a commit")
     if branch_head(root, base) is None:
-        raise LoomError(f"base {base!r} is not a commit")
+        raise LoomError(f"base {quoted(base)} is not a commit")
     merge_base = git_output(root, "merge-base", base, head_sha) or base
     if policy is None:
         policy = policy_at(root, merge_base)

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from loomtui.errors import LoomError
+from loomtui.errors import LoomError, quoted
 from loomtui.gitcmd import Git, first_line
 from loomtui.knowledge.trees import GitTree
 from loomtui.repo import DISTRUSTING_GIT_CONFIG
@@ -79,7 +79,7 @@ def merge_branches(repo: Path, onto: str, branches: Sequence[str]) -> MergeResul
     git = Git(repo)
     current = git.resolve_commit(onto)
     if current is None:
-        raise LoomError(f"{onto!r} names no commit")
+        raise LoomError(f"{quoted(onto)} names no commit")
     merged: list[str] = []
     conflicting: list[tuple[str, str]] = []
     for branch in branches:
