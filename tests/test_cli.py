@@ -103,9 +103,16 @@ def test_config_check_tries_what_loom_yaml_names_its_policy_file_and_worktrees_p
                       "does not exist")
     assert worktrees.startswith("loomtui: error: worktrees: in .loom/loom.yaml: ")
     assert worktrees.endswith("is inside the repository's working tree; put worktrees outside it")
+    (repo / ".loom" / "loom.yaml").write_text("version: 1\nworktrees: /dev/null\n")  # passed the check
+    unusable = run_cli(repo, "config", "check")
+    assert unusable.returncode == 2 and "cannot hold worktrees: /dev/null is not a directory" in unusable.stderr
     (repo / ".loom" / "loom.yaml").write_text("version: 1\nworktrees: ../elsewhere\n")
     assert run_cli(repo, "config", "check").stdout.startswith("OK: .loom/loom.yaml")
     assert not (repo / ".git" / "loom").exists()  # a check of files: no store made (a fresh or read-only clone)
+    (repo / ".loom" / "loom.yaml").write_text("version: 1\nworktrees: /dev/null\n")
+    made = run_cli(repo, "sandbox", "new", "--runtime", "command", "--task", "x", "--", "true")
+    assert made.returncode == 2 and "cannot hold worktrees" in made.stderr
+    assert run_cli(repo, "sandbox", "list").stdout.startswith("no sandboxes")  # none recorded (was: failed)
 
 
 def test_a_policy_file_loom_yaml_names_at_the_usual_path_must_exist_and_the_gate_fails_closed(billing: Path) -> None:

@@ -86,7 +86,7 @@ def _readable(details: dict[str, Any], width: int = 110) -> str:
 
 def cmd_config_check(args: argparse.Namespace) -> int:
     from loomtui.config import load_config
-    from loomtui.execution.sandbox_paths import worktrees_root
+    from loomtui.execution.sandbox_paths import checked_worktrees_root, worktrees_root
     from loomtui.governance.policy import configured_policy
     from loomtui.repo import find_repo
 
@@ -104,7 +104,7 @@ def cmd_config_check(args: argparse.Namespace) -> int:
     # first `sandbox new` is where it shows).
     problems: list[str] = []
     for check in (lambda: configured_policy(paths.root, config),
-                  lambda: worktrees_root(paths, config.worktrees)):
+                  lambda: checked_worktrees_root(worktrees_root(paths, config.worktrees))):
         try:
             check()
         except LoomError as exc:

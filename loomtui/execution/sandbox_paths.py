@@ -139,6 +139,34 @@ def worktrees_root(paths: RepoPaths, setting: str | None = None,
     return root
 
 
+def _cannot_hold(root: Path, why: str) -> LoomError:
+    return LoomError(f"the worktrees location {root} cannot hold worktrees: {why} (set `worktrees:` in "
+                     f".loom/loom.yaml or ${WORKTREES_ENV})")
+
+
+def checked_worktrees_root(root: Path) -> Path:
+    """`root` if worktrees can be made there, looked at without making anything (`config check`): the
+    nearest part of it that exists must be a directory this user may write (`worktrees: /dev/null`)."""
+    there = root
+    while not there.exists() and there != there.parent:
+        there = there.parent
+    if not there.is_dir():
+        raise _cannot_hold(root, f"{there} is not a directory")
+    if not os.access(there, os.W_OK | os.X_OK):
+        raise _cannot_hold(root, f"{there} cannot be written")
+    return root
+
+
+def made_worktrees_root(root: Path) -> Path:
+    """`root`, made if it is not there yet: a location that cannot hold a folder is said before a task
+    is recorded, not as a failed sandbox after."""
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise _cannot_hold(root, exc.strerror or str(exc)) from None
+    return root
+
+
 def configured_worktrees_root(workspace: Workspace) -> Path:
     """This repository's worktrees root as its config and environment say (errors are one line)."""
     return worktrees_root(workspace.paths, workspace.load_config().worktrees)

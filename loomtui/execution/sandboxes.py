@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from loomtui.config import RuntimeConfig
-from loomtui.errors import LoomError
+from loomtui.errors import LoomError, quoted
 from loomtui.execution.context_files import AgentContext, worktree_context_files
 from loomtui.execution.context_files import assemble as assemble_context
 from loomtui.execution.context_files import record as record_context
@@ -79,6 +79,7 @@ from loomtui.execution.sandbox_paths import (
 from loomtui.execution.sandbox_paths import (
     legacy_worktrees_dir as legacy_worktrees_dir,
 )
+from loomtui.execution.sandbox_paths import made_worktrees_root
 from loomtui.execution.sandbox_paths import (
     record_paths as record_paths,
 )
@@ -280,10 +281,10 @@ def plan_sandbox(
     repo = Git(workspace.root)
     base_sha = repo.resolve_commit(base)
     if base_sha is None:
-        raise LoomError(f"base ref {base!r} does not exist in {workspace.root}"
+        raise LoomError(f"base ref {quoted(base)} does not exist in {workspace.root}"
                         + (" (the repository has no commits yet)" if base == "HEAD" else ""))
     isolation = _chosen_isolation(isolate)
-    root = configured_worktrees_root(workspace)
+    root = made_worktrees_root(configured_worktrees_root(workspace))
     sandbox_id = _unused_id(workspace, root)
     paths = sandbox_paths(workspace.paths, sandbox_id, root / sandbox_id)
     launch = prepare_launch(runtime_config, {
