@@ -223,6 +223,8 @@ def test_a_path_typed_in_a_subdirectory_is_named_as_the_commands_take_it(repo: P
     assert "did you mean pkg/mod.py::f?" in run_cli(here, "claim", "add", "--sandbox", "a", "mod.py::f").stderr
     assert "from here" not in run_cli(here, "regions", "other.py").stderr  # nothing of that name here either
     assert "a directory; regions are listed for one file" in run_cli(repo, "regions", "pkg").stderr
+    os.mkfifo(repo / "pkg" / "fifo.py")  # it said "no such file"
+    assert "pkg/fifo.py: not a regular file" in run_cli(repo, "regions", "pkg/fifo.py").stderr
     assert run_cli(here, "claim", "add", "--sandbox", "a", "pkg/mod.py").returncode == 0
 
 

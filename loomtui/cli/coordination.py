@@ -152,6 +152,8 @@ def cmd_regions(args: argparse.Namespace) -> int:
         if (root / path).is_dir():
             raise LoomError(f"{shown(args.path)}: a directory; regions are listed for one file (claim "
                             f"{shown(args.path)} holds every file in it)")
+        if (root / path).exists() or (root / path).is_symlink():  # a FIFO, a device, a broken link
+            raise LoomError(f"{shown(args.path)}: not a regular file; regions are parsed from Python files")
         raise _hinted(LoomError(f"{shown(args.path)}: no such file in {root}"), root, args.path)
     regions = coordinator.index.regions_in(path)
     if args.json:
