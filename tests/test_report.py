@@ -433,6 +433,9 @@ def test_the_accepted_forms_of_a_time() -> None:
     assert parse_when("7d", now) == now - 7 * DAY
     assert parse_when("12h", now) == now - 12 * H
     assert parse_when("2w", now) == now - 14 * DAY
+    for odd in ("1\nd", "\u0661d", "1d\n"):  # a newline, an Arabic-Indic digit: were read as 1 day
+        with pytest.raises(LoomError):
+            parse_when(odd, now)
     assert parse_when("2026-03-02", now) == D0
     assert parse_when("2026-03-02T01:00:00+01:00", now) == D0
     done = run_cli(Path("/"), "report", "--since", "1d", "--until", "2d")

@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 _ACTION = re.compile(r'"action":"([^"\\]*)"')
-_AGO = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$", re.I)
+_AGO = re.compile(r"\A *([0-9]+(?:\.[0-9]+)?) *([smhdw]) *\Z", re.I)  # ASCII digits; no newline inside
 
 
 class AuditRows(Protocol):
