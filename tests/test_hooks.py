@@ -482,6 +482,47 @@ def test_a_connection_the_broker_dropped_while_idle_is_opened_again(billing: Pat
         broker.close()
 
 
+def test_the_broker_serves_so_many_connections_at_once_and_refuses_the_rest(
+        billing: Path, ws: Workspace, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """2,000 idle connections took 2,000 threads (and a gigabyte) in the supervisor, outside the sandbox."""
+    import socket
+
+    from loomtui.governance import broker as broker_module
+
+    monkeypatch.setattr(broker_module, "MAX_CONNECTIONS", 3)
+    socket_path = tmp_path / "broker.sock"
+    broker = Broker(ws, "agent-1", billing, socket_path)
+    broker.start()
+    idle = []
+    try:
+        for _ in range(3):
+            held = socket.socket(socket.AF_UNIX)
+            held.connect(str(socket_path))
+            idle.append(held)
+        extra = socket.socket(socket.AF_UNIX)
+        extra.connect(str(socket_path))
+        extra.settimeout(5)
+        assert b"more than 3 connections at once" in extra.recv(4096)
+        extra.close()
+        idle.pop().close()  # one goes: a new one is served again
+        client = BrokerClient(socket_path)
+        deadline = time.monotonic() + 5
+        while True:
+            try:
+                assert client.request("my_claims")["ok"]
+                break
+            except BrokerError:
+                assert time.monotonic() < deadline, "no slot came free"
+                client.close()
+                client = BrokerClient(socket_path)
+                time.sleep(0.05)
+        client.close()
+    finally:
+        for held in idle:
+            held.close()
+        broker.close()
+
+
 PROBE = """\
 import json, os, sqlite3, subprocess, sys
 from pathlib import Path

@@ -48,6 +48,9 @@ from loomtui.workspace import Workspace, open_workspace
 __all__ = ["Broker", "BrokerClient", "BrokerError", "LocalChannel", "channel_for", "event_channel"]
 
 IDLE_TIMEOUT_S: Final = 300.0
+MAX_CONNECTIONS: Final = 32
+"""Connections served at once. An agent's hooks hold one each while they run (a permission request
+waiting for a lead holds its own); each costs a thread and up to MAX_REQUEST_BYTES of a line."""
 POLL_S: Final = 0.05
 """How often the serving thread looks for a shutdown (a select with no connection waiting costs nothing)."""
 
@@ -88,6 +91,28 @@ class _Handler(socketserver.StreamRequestHandler):
 class _Server(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
     daemon_threads = True
     broker: Broker
+    _slots: threading.BoundedSemaphore
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        """A thread for the connection, while fewer than MAX_CONNECTIONS are served; else one refusal
+        line and the connection closed (2,000 idle connections took 2,000 threads and a gigabyte)."""
+        if not self._slots.acquire(blocking=False):
+            with contextlib.suppress(OSError):
+                request.sendall(json.dumps({"ok": False, "error": f"more than {MAX_CONNECTIONS} connections at "
+                                                                  "once; try again"}).encode() + b"\n")
+            self.shutdown_request(request)
+            return
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self._slots.release()
+            raise
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._slots.release()
 
     def server_bind(self) -> None:
         with addressable(Path(self.server_address)) as name:  # type: ignore[arg-type]
@@ -125,6 +150,7 @@ class Broker:
             self.path.unlink()  # left by a supervisor that was killed
         server = _Server(str(self.path), _Handler, bind_and_activate=False)
         server.broker = self
+        server._slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
         try:
             server.server_bind()
             server.server_activate()
