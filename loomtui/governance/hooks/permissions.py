@@ -30,8 +30,13 @@ QUESTION_KIND: Final = "question"
 MAX_OPEN_REQUESTS: Final = 20
 """Unanswered permission requests one sandbox may hold: each is a row in the shared store and a line in
 the leads' queue, so an agent cannot bury the queue (or the disk) under its own."""
+MAX_ASKS_PER_HOUR: Final = 120
+"""Requests and questions one sandbox may open in an hour, answered, withdrawn or not: opening and
+withdrawing at once in a loop grew the shared store by 1.4 GB a minute. No person answers more."""
 MAX_FIELD_CHARS: Final = 4000
 MAX_FIELDS: Final = 50
+MAX_EVIDENCE_CHARS: Final = 32_000
+"""All of one request's fields together: what a lead reads in the queue, not the whole of a file."""
 _DETAIL_KEY: Final = {"Bash": "command", "Write": "file_path", "Edit": "file_path", "MultiEdit": "file_path",
                       "Read": "file_path", "NotebookEdit": "notebook_path", "WebFetch": "url", "Grep": "pattern",
                       "Glob": "pattern"}
@@ -107,13 +112,17 @@ def withdraw_request(gate: HookGate, escalation_id: Any, reason: str) -> dict[st
 
 def too_many_asks(gate: HookGate) -> str | None:
     """Why `gate`'s sandbox may not ask a person anything more now (MAX_OPEN_REQUESTS of its requests
-    and questions are open), or None."""
-    open_asks = sum(1 for e in gate.workspace.store.list_escalations(EscalationStatus.OPEN)
-                    if e.sandbox_id == gate.sandbox_id and e.kind in (PERMISSION_KIND, QUESTION_KIND))
-    if open_asks < MAX_OPEN_REQUESTS:
-        return None
-    return (f"{MAX_OPEN_REQUESTS} of this sandbox's requests and questions wait for a person already; "
-            "wait for their answers before asking again")
+    and questions are open, or MAX_ASKS_PER_HOUR were opened in the last hour), or None."""
+    asks = [e for e in gate.workspace.store.list_escalations()
+            if e.sandbox_id == gate.sandbox_id and e.kind in (PERMISSION_KIND, QUESTION_KIND)]
+    if sum(1 for e in asks if e.status == EscalationStatus.OPEN) >= MAX_OPEN_REQUESTS:
+        return (f"{MAX_OPEN_REQUESTS} of this sandbox's requests and questions wait for a person already; "
+                "wait for their answers before asking again")
+    hour_ago = time.time() - 3600
+    if sum(1 for e in asks if e.created >= hour_ago) >= MAX_ASKS_PER_HOUR:
+        return (f"this sandbox opened {MAX_ASKS_PER_HOUR} requests and questions in the last hour; no person "
+                "answers more: go on with what needs no one's approval")
+    return None
 
 
 def sandbox_requests(gate: HookGate) -> list[EscalationRecord]:
@@ -175,19 +184,29 @@ def _describe_tool(tool_name: str, tool_input: Mapping[str, Any]) -> str:
     keys = (_DETAIL_KEY[tool_name],) if tool_name in _DETAIL_KEY else ("file_path", "notebook_path", "command",
                                                                        "url", "pattern")
     detail = next((tool_input[k] for k in keys if isinstance(tool_input.get(k), str)), "")
-    text = escape_controls(f"{tool_name} {detail}".strip())
-    return text if len(text) <= 160 else text[:157] + "..."
+    # Whitespace runs made one space, and a long one keeps its end: 3,000 spaces after a harmless
+    # `git status` hid the `; sed -i ... payments/ledger.py` that followed them.
+    text = escape_controls(" ".join(f"{tool_name} {detail}".split()))
+    return text if len(text) <= 160 else f"{text[:100]} … {text[-57:]}"
 
 
 def bounded(value: Mapping[str, Any]) -> dict[str, Any]:
     """Tool input for the record, of a size the store and the queue can hold: at most MAX_FIELDS fields,
-    each at most MAX_FIELD_CHARS (a long string, or a nested value as JSON, cut short)."""
+    each at most MAX_FIELD_CHARS (a long string, or a nested value as JSON, cut short), MAX_EVIDENCE_CHARS
+    in all."""
     kept: dict[str, Any] = {}
-    for key, item in list(value.items())[:MAX_FIELDS]:
+    room = MAX_EVIDENCE_CHARS
+    fields = list(value.items())
+    for number, (key, item) in enumerate(fields[:MAX_FIELDS]):
+        if room <= 0:
+            kept["..."] = f"{len(fields) - number} more fields left out (over {MAX_EVIDENCE_CHARS:,} characters)"
+            return kept
         text = item if isinstance(item, str) else json.dumps(item, default=str)
-        if len(text) > MAX_FIELD_CHARS:
-            item = text[:MAX_FIELD_CHARS] + f"... ({len(text)} chars)"
+        limit = min(MAX_FIELD_CHARS, room)
+        if len(text) > limit:
+            item = text[:limit] + f"... ({len(text)} chars)"
+        room -= min(len(text), limit)
         kept[str(key)[:200]] = item
-    if len(value) > MAX_FIELDS:
-        kept["..."] = f"{len(value) - MAX_FIELDS} more fields left out"
+    if len(fields) > MAX_FIELDS:
+        kept["..."] = f"{len(fields) - MAX_FIELDS} more fields left out"
     return kept
