@@ -885,6 +885,19 @@ def test_a_sandbox_whose_worktree_is_gone_gives_back_its_claims_and_offers_remov
     assert record.id not in [s.sandbox_id for s in drift_report(ws).sandboxes]
 
 
+def test_an_agents_log_keeps_so_much_then_says_so_and_keeps_no_more(tmp_path: Path) -> None:
+    """A hostile agent wrote 3 GB of output in 15 s onto the disk the store and the audit log live on."""
+    from loomtui.execution.supervisor import LogWriter
+
+    log = LogWriter(tmp_path / "agent.log", limit=1000)
+    for _ in range(50):
+        log.write(b"a" * 30 + b"\n" + b"b" * 15)
+    log.close()
+    kept = (tmp_path / "agent.log").read_bytes()
+    assert log.full and len(kept) < 1100 and kept.endswith(b"the rest of it is not kept\n")
+    assert b"\nloomtui: the agent's output passed" in kept  # on a line of its own
+
+
 @pytest.mark.parametrize("full_disk", ["tmpfs", "dev-full"])
 def test_disk_full_while_logging_fails_the_sandbox_and_keeps_whole_lines(
     ws: Workspace, repo: Path, bin_dir: Path, full_disk: str,

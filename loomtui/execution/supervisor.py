@@ -113,17 +113,31 @@ class LogWriteFailed(Exception):
     """Writing the agent log failed; the log was cut back to its last whole line."""
 
 
+MAX_LOG_BYTES: Final = 256 << 20
+"""An agent's log keeps this much of its output, then says so and keeps no more (3 GB in 15 s filled
+the disk the store and the audit log live on). The agent runs on; only its output is dropped."""
+
+
 class LogWriter:
     """Appends the agent's output to its log; a failed write cuts the log back to its last whole line."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, limit: int = MAX_LOG_BYTES) -> None:
         self.path = path
         self.fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         self.size = os.fstat(self.fd).st_size
         self.whole = self.size  # where the last complete line ends
         self.lines = 0
+        self.limit = limit
+        self.full = False
 
     def write(self, data: bytes) -> None:
+        """Append `data`; past the limit, one line saying so, then nothing (`full` turns True)."""
+        if self.full:
+            return
+        if self.size + len(data) > self.limit:
+            self.full = True
+            data = (b"\n" if self.size > self.whole else b"") + (
+                f"loomtui: the agent's output passed {self.limit >> 20} MiB; the rest of it is not kept\n".encode())
         view = memoryview(data)
         try:
             while view:
@@ -296,7 +310,10 @@ class Supervisor:
         if self.log is None or self.log_error is not None:
             return
         try:
+            full = self.log.full
             self.log.write(data)
+            if self.log.full and not full:
+                self.workspace.record("sandbox.log_full", self.record.id, {"bytes": self.log.size})
         except LogWriteFailed as exc:
             self.log_error = f"log write failed: {exc}; the agent was stopped (log kept up to line {self.log.lines})"
             self.workspace.record("sandbox.log_failed", self.record.id, {"error": str(exc), "lines": self.log.lines})
