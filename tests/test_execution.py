@@ -1073,6 +1073,17 @@ def test_credentials_that_exist_are_emptied_for_agents_and_gates_alike(tmp_path:
     assert argv[argv.index(str(key)) - 2:][:2] == ["--ro-bind", "/dev/null"]
 
 
+@pytest.mark.skipif(not isolation_available(), reason="bubblewrap is not usable here")
+def test_the_folders_a_sandbox_gets_empty_hold_so_much(tmp_path: Path) -> None:
+    """Unsized, /tmp was half the machine's memory: one agent wrote 3 GB into it (shared memory)."""
+    (tmp_path / "tree").mkdir()
+    (tmp_path / "state").mkdir()
+    argv = scratch_bwrap_argv(tmp_path / "tree", tmp_path / "state")
+    sizes = subprocess.run([*argv, "df", "-B1", "--output=size", "/tmp", "/run"], capture_output=True,
+                           text=True, check=True).stdout.split()[1:]
+    assert [int(size) for size in sizes] == [2 << 30, 16 << 20]
+
+
 def test_bwrap_command_line_keeps_the_state_dir_read_only(tmp_path: Path) -> None:
     common = tmp_path / "repo" / ".git"
     mounts = SandboxMounts(

@@ -174,15 +174,28 @@ def credential_free(config: str) -> str:
     return _EXTRA_HEADER.sub("", _URL_USER.sub(r"\1", config))
 
 
+PRIVATE_TMP_BYTES: Final = 2 << 30
+"""The agent's own /tmp holds this much; a tmpfs unsized takes half the machine's memory, and one
+agent filled 3 GB of it (the host's shared memory with it)."""
+SMALL_TMPFS_BYTES: Final = 16 << 20
+"""Every other folder the sandbox gets empty (/run, a secret folder shown empty): nothing lives there."""
+
+
+def _fresh_tmpfs(folder: Path) -> list[str]:
+    """bwrap arguments for `folder` as an empty tmpfs of its own, sized (an unsized one can take half
+    the machine's memory)."""
+    return ["--size", str(PRIVATE_TMP_BYTES if folder == PRIVATE_TMP else SMALL_TMPFS_BYTES), "--tmpfs", str(folder)]
+
+
 def _private_mounts() -> list[str]:
-    return [argument for folder in _private_dirs() for argument in ("--tmpfs", str(folder))]
+    return [argument for folder in _private_dirs() for argument in _fresh_tmpfs(folder)]
 
 
 def _emptied(paths: Iterable[Path]) -> list[str]:
     """bwrap arguments that show each of `paths` empty: a folder as a fresh tmpfs, a file as /dev/null."""
     argv: list[str] = []
     for path in paths:
-        argv += ["--tmpfs", str(path)] if path.is_dir() else ["--ro-bind", "/dev/null", str(path)]
+        argv += _fresh_tmpfs(path) if path.is_dir() else ["--ro-bind", "/dev/null", str(path)]
     return argv
 
 
@@ -244,7 +257,7 @@ def bwrap_argv(mounts: SandboxMounts, program: str = "bwrap") -> list[str]:
     # Other sandboxes are not there at all: not their broker sockets (an agent could
     # otherwise ask in another sandbox's name), not their worktrees or git admin dirs.
     for path in mounts.hidden:
-        argv += ["--tmpfs", str(path)]
+        argv += _fresh_tmpfs(path)
     if mounts.own_dir is not None:
         argv += ["--ro-bind", str(mounts.own_dir), str(mounts.own_dir)]
     common = mounts.common_dir
@@ -308,7 +321,7 @@ def scratch_bwrap_argv(tree: Path, state_dir: Path, *, readable: Sequence[Path] 
     argv += _config_mount(repo_config)
     argv += ["--ro-bind", str(state_dir), str(state_dir)]
     for path in hidden:
-        argv += ["--tmpfs", str(path)]
+        argv += _fresh_tmpfs(path)
     for path in (tree, *writable):
         argv += ["--bind", str(path), str(path)]
     return argv + [*UNSHARED, "--unshare-net", "--die-with-parent", "--chdir", str(tree), "--"]
