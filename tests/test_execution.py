@@ -974,6 +974,8 @@ def test_isolated_agent_cannot_write_outside_its_worktree(ws: Workspace, repo: P
         read("ssh_key", "~/.ssh/id_ed25519")
         read("pgpass", "~/.pgpass")
         read("history", "~/.bash_history")
+        read("claude_login", "~/.claude/.credentials.json")
+        read("codex_login", "~/.codex/auth.json")
         read("repo_config", os.path.join(repo, ".git", "config"))
         key = subprocess.run(["git", "config", "loom.signingkey"], capture_output=True, text=True).stdout.strip()
         read("signing_key", key.removesuffix(".pub"))  # the private half beside the public key named
@@ -1000,6 +1002,9 @@ def test_isolated_agent_cannot_write_outside_its_worktree(ws: Workspace, repo: P
     (home / ".ssh" / "id_ed25519").write_text("SECRET ssh key")
     (home / ".pgpass").write_text("SECRET db password")
     (home / ".bash_history").write_text("curl -H 'Authorization: SECRET token' ...\n")
+    for login in (".claude/.credentials.json", ".codex/auth.json"):  # another runtime's: never this agent's
+        (home / login).parent.mkdir()
+        (home / login).write_text('{"token": "SECRET login"}')
     (repo.parent / "lead.key").write_text("SECRET signing key")
     (repo.parent / "lead.key.pub").write_text("ssh-ed25519 AAAA lead")
     git(repo, "config", "loom.signingkey", str(repo.parent / "lead.key.pub"))  # git's usual: the public half
@@ -1029,7 +1034,7 @@ def test_isolated_agent_cannot_write_outside_its_worktree(ws: Workspace, repo: P
     for outside in ("main_tree", "store", "audit", "git_config", "home"):
         assert results[outside] == "Read-only file system", (outside, results[outside])
     assert results["private_tmp"] == "written" and results["worktree"] == "written"
-    for secret in ("ssh_key", "pgpass", "signing_key", "history", "repo_config"):
+    for secret in ("ssh_key", "pgpass", "signing_key", "history", "repo_config", "claude_login", "codex_login"):
         assert "SECRET" not in results[secret], (secret, results[secret])
     assert results["ssh_key"] == "No such file or directory"  # the folder is there, empty
     # A file is /dev/null there: empty, or refused where the mount holds no devices.

@@ -28,8 +28,10 @@ from loomtui.execution.isolation import (
     under_private_dirs,
 )
 from loomtui.execution.runtimes import (
+    STATE_PATHS,
     LaunchSpec,
     agent_environment,
+    expand_path,
     program_files,
     state_paths,
 )
@@ -99,7 +101,7 @@ def confined_argv(workspace: Workspace, record: SandboxRecord, argv: Sequence[st
         private_git=private.root,
         own_dir=paths.dir,
         hidden=_hidden(workspace),
-        secrets=_secrets(workspace, env),
+        secrets=_secrets(workspace, env, writable),
         repo_config=_credential_free_config(workspace),
     )
     return bwrap_argv(mounts) + argv
@@ -129,7 +131,7 @@ def confined_scratch_argv(workspace: Workspace, tree: Path, argv: Sequence[str],
         return list(argv)
     readable = under_private_dirs(_needed(workspace, argv, env))
     return scratch_bwrap_argv(tree, workspace.paths.state_dir, readable=readable, hidden=_hidden(workspace),
-                              writable=writable, secrets=_secrets(workspace, env),
+                              writable=writable, secrets=_secrets(workspace, env, writable),
                               repo_config=_credential_free_config(workspace)) + list(argv)
 
 
@@ -153,10 +155,11 @@ def _credential_free_config(workspace: Workspace) -> tuple[Path, Path] | None:
     return copy, config
 
 
-def _secrets(workspace: Workspace, env: Mapping[str, str]) -> tuple[Path, ...]:
+def _secrets(workspace: Workspace, env: Mapping[str, str], writable: Sequence[Path] = ()) -> tuple[Path, ...]:
     """The user's credentials that confined code must not read: under this user's home and the one
-    the code is given (but a cloud's login its runtime is told to use), and the key decisions are
-    signed with (what it reads it could send away)."""
+    the code is given (but a cloud's login its runtime is told to use), the key decisions are signed
+    with (what it reads it could send away), and every agent runtime's state but its own (`writable`):
+    a command or Codex agent read Claude Code's login token in ~/.claude/.credentials.json."""
     homes = {Path.home(), *([Path(env["HOME"])] if env.get("HOME") else [])}
     key = signing_key(workspace.root) or ""
     extra: list[Path] = []
@@ -164,6 +167,13 @@ def _secrets(workspace: Workspace, env: Mapping[str, str]) -> tuple[Path, ...]:
         named = workspace.root / os.path.expanduser(key)  # a relative one, as ssh-keygen run there reads it
         # A `.pub` named (git's usual `user.signingkey`): ssh-keygen signs with the private key beside it.
         extra = [named, named.with_name(named.name.removesuffix("-cert.pub").removesuffix(".pub"))]
+    own = [Path(path) for path in writable]
+    for home in sorted(homes):
+        for raw in (raw for paths in STATE_PATHS.values() for raw in paths):
+            path = expand_path(raw, {**env, "HOME": str(home)})
+            if path is not None and not any(path == mine or path.is_relative_to(mine) or mine.is_relative_to(path)
+                                            for mine in own):
+                extra.append(path)
     return secret_paths(sorted(homes), extra, env)
 
 
