@@ -223,6 +223,39 @@ def test_claude_stand_in_gets_its_exact_argv_and_a_reduced_environment(
                                          "denials": []}
 
 
+@pytest.mark.skipif(not isolation_available(), reason="bubblewrap is not usable here")
+def test_a_claude_agent_writes_its_state_but_not_the_settings_its_cli_obeys_outside(
+    ws: Workspace, repo: Path, bin_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """It wrote `disableAllHooks` and a SessionStart hook into ~/.claude/settings.json: hooks off in every
+    sandbox, and a command run on the host at the user's next Claude Code session."""
+    home = tmp_path / "home"
+    (home / ".claude" / "commands").mkdir(parents=True)
+    (home / ".claude" / "CLAUDE.md").write_text("the user's own\n")
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "test-key")
+    stand_in(bin_dir, "claude", """\
+        results = {}
+        for name in ("settings.json", "CLAUDE.md", "commands/pwn.md", "sessions.txt"):
+            try:
+                with open(os.path.expanduser("~/.claude/" + name), "w") as out:
+                    out.write('{"disableAllHooks": true}')
+                results[name] = "written"
+            except OSError as exc:
+                results[name] = exc.strerror
+        print(json.dumps(results), flush=True)
+    """)
+    record = tasks.start(ws, tasks.create_sandbox(ws, "look around", "claude").id)
+    done = ended(ws, record.id)
+    assert done.isolation == "bwrap"
+    results = json.loads(next(line for line in sb.read_log_tail(ws, record.id, 20) if line.startswith("{")))
+    assert results["sessions.txt"] == "written"  # its own state stays its own to write
+    for fixed in ("settings.json", "CLAUDE.md", "commands/pwn.md"):
+        assert results[fixed] == "Read-only file system", (fixed, results)
+    assert (home / ".claude" / "settings.json").read_text() == "{}\n"  # made before, so it could not be
+    assert (home / ".claude" / "CLAUDE.md").read_text() == "the user's own\n"
+
+
 @pytest.mark.parametrize(("runtime", "expected"), [
     ("codex", ["exec", "--sandbox", "danger-full-access", "--skip-git-repo-check", "--color", "never", "--", "TASK"]),
     ("aider", ["--yes-always", "--no-check-update", "--no-analytics", "--no-show-release-notes",

@@ -32,6 +32,7 @@ from loomtui.execution.runtimes import (
     LaunchSpec,
     agent_environment,
     expand_path,
+    fixed_state_files,
     program_files,
     state_paths,
 )
@@ -75,7 +76,7 @@ def sandbox_environment(workspace: Workspace, record: SandboxRecord, spec: Launc
 
 
 def confined_argv(workspace: Workspace, record: SandboxRecord, argv: Sequence[str], env: Mapping[str, str],
-                  *, network: bool = False, writable: Sequence[Path] = ()) -> list[str]:
+                  *, network: bool = False, writable: Sequence[Path] = (), fixed: Sequence[Path] = ()) -> list[str]:
     """`argv` as it runs for this sandbox: under bwrap with the sandbox's mounts when it is isolated.
 
     `writable` adds paths outside the worktree (a runtime's own config and cache).
@@ -97,6 +98,7 @@ def confined_argv(workspace: Workspace, record: SandboxRecord, argv: Sequence[st
         branch=record.branch,
         readable=under_private_dirs(needed),
         writable=tuple(writable),
+        fixed=tuple(fixed),
         network=network,
         private_git=private.root,
         own_dir=paths.dir,
@@ -189,6 +191,11 @@ def _hidden(workspace: Workspace) -> tuple[Path, ...]:
         if folder not in unique and folder.is_dir():
             unique.append(folder)
     return tuple(unique)
+
+
+def runtime_fixed_files(spec: LaunchSpec, env: Mapping[str, str]) -> list[Path]:
+    """The runtime's settings and instructions inside its writable state: read-only for the agent."""
+    return fixed_state_files(spec, env.get("HOME"), env)
 
 
 def runtime_state_paths(spec: LaunchSpec, env: Mapping[str, str]) -> list[Path]:

@@ -122,6 +122,7 @@ class SandboxMounts:
     branch: str  # e.g. loom/ab12cd
     readable: tuple[Path, ...] = ()  # paths under the private /tmp to bind back read-only
     writable: tuple[Path, ...] = ()  # the runtime's own config and cache paths
+    fixed: tuple[Path, ...] = ()  # files inside those that stay read-only (`runtimes.FIXED_STATE`)
     network: bool = False
     private_git: Path | None = None  # see PrivateGit: the agent's own objects and branch refs
     own_dir: Path | None = None  # the sandbox's own state dir (its broker socket, its context)
@@ -297,6 +298,8 @@ def bwrap_argv(mounts: SandboxMounts, program: str = "bwrap") -> list[str]:
         argv += ["--ro-bind", str(settings), str(settings)]
     for path in mounts.writable:
         argv += ["--bind-try", str(path), str(path)]
+    for path in mounts.fixed:  # on top of the writable state: what the runtime runs or obeys outside too
+        argv += ["--ro-bind", str(path), str(path)]
     argv += UNSHARED
     if not mounts.network:
         argv.append("--unshare-net")

@@ -48,6 +48,21 @@ STATE_PATHS: Final[dict[str, tuple[str, ...]]] = {
 }
 
 
+FIXED_STATE: Final[dict[str, tuple[tuple[str, str | None], ...]]] = {
+    # (name inside the state folder, what it starts as when missing; None: left alone when missing)
+    "~/.claude": (("settings.json", "{}\n"), ("settings.local.json", "{}\n"), ("CLAUDE.md", ""),
+                  ("commands", None), ("agents", None), ("hooks", None), ("plugins", None)),
+    "$CLAUDE_CONFIG_DIR": (("settings.json", "{}\n"), ("settings.local.json", "{}\n"), ("CLAUDE.md", ""),
+                           ("commands", None), ("agents", None), ("hooks", None), ("plugins", None)),
+    "~/.codex": (("config.toml", ""), ("AGENTS.md", "")),
+    "$CODEX_HOME": (("config.toml", ""), ("AGENTS.md", "")),
+}
+"""What stays read-only inside a runtime's own writable state: the user's settings, instructions and
+commands, which the same CLI obeys outside any sandbox. Writable, an agent set `disableAllHooks` and a
+SessionStart hook in ~/.claude/settings.json (its own hooks off in every sandbox; a command run on the
+host at the user's next session). A missing file is made first, so the agent cannot create it either."""
+
+
 @dataclass(frozen=True)
 class VendorEnv:
     """The environment a vendor documents for its CLI: what to pass, and what counts as credentials."""
@@ -381,6 +396,30 @@ def expand_path(raw: str, env: Mapping[str, str]) -> Path | None:
             return None
         return Path(value) / rest if rest else Path(value)
     return Path(raw)
+
+
+def fixed_state_files(spec: LaunchSpec, home: str | None, env: Mapping[str, str] | None = None) -> list[Path]:
+    """The files of FIXED_STATE under the runtime's existing state folders, made first where missing (a
+    settings file as `{}`), so that each can be mounted read-only; an unwritable one is skipped."""
+    if not home:
+        return []
+    values = {**(env or {}), "HOME": home}
+    found: list[Path] = []
+    for raw in spec.state_paths:
+        folder = expand_path(raw, values) if raw in FIXED_STATE else None
+        if folder is None or not folder.is_dir() or folder.is_symlink():
+            continue
+        for name, empty in FIXED_STATE[raw]:
+            path = folder / name
+            if not path.exists() and not path.is_symlink() and empty is not None:
+                try:
+                    with open(path, "x", encoding="utf-8") as made:
+                        made.write(empty)
+                except OSError:
+                    continue
+            if (path.is_file() or path.is_dir()) and path not in found:
+                found.append(path)
+    return found
 
 
 def state_paths(spec: LaunchSpec, home: str | None, env: Mapping[str, str] | None = None) -> list[Path]:

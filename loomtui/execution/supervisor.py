@@ -210,7 +210,8 @@ class Supervisor:
     def command(self, env: dict[str, str]) -> list[str]:
         return confinement.confined_argv(self.workspace, self.record, self.spec.argv, env,
                                          network=self.spec.network,
-                                         writable=confinement.runtime_state_paths(self.spec, env))
+                                         writable=confinement.runtime_state_paths(self.spec, env),
+                                         fixed=confinement.runtime_fixed_files(self.spec, env))
 
     # -- running -------------------------------------------------------------------------
 
