@@ -1008,6 +1008,8 @@ def test_isolated_agent_cannot_write_outside_its_worktree(ws: Workspace, repo: P
         read("pgpass", "~/.pgpass")
         read("history", "~/.bash_history")
         read("claude_login", "~/.claude/.credentials.json")
+        read("user_git_config", "~/.gitconfig")
+        read("stored_credentials", "~/.my-git-creds")
         read("codex_login", "~/.codex/auth.json")
         read("repo_config", os.path.join(repo, ".git", "config"))
         key = subprocess.run(["git", "config", "loom.signingkey"], capture_output=True, text=True).stdout.strip()
@@ -1035,6 +1037,11 @@ def test_isolated_agent_cannot_write_outside_its_worktree(ws: Workspace, repo: P
     (home / ".ssh" / "id_ed25519").write_text("SECRET ssh key")
     (home / ".pgpass").write_text("SECRET db password")
     (home / ".bash_history").write_text("curl -H 'Authorization: SECRET token' ...\n")
+    # The user's own git config: a token in a `url` section, a password store of its own naming.
+    (home / ".gitconfig").write_text('[user]\n\tname = Bob\n[url "https://x-access-token:SECRET-gh@github.com/"]\n'
+                                     '\tinsteadOf = https://github.com/\n[credential]\n'
+                                     '\thelper = store --file ~/.my-git-creds\n')
+    (home / ".my-git-creds").write_text("https://bob:SECRET-pw@example.com\n")
     for login in (".claude/.credentials.json", ".codex/auth.json"):  # another runtime's: never this agent's
         (home / login).parent.mkdir()
         (home / login).write_text('{"token": "SECRET login"}')
@@ -1067,13 +1074,15 @@ def test_isolated_agent_cannot_write_outside_its_worktree(ws: Workspace, repo: P
     for outside in ("main_tree", "store", "audit", "git_config", "home"):
         assert results[outside] == "Read-only file system", (outside, results[outside])
     assert results["private_tmp"] == "written" and results["worktree"] == "written"
-    for secret in ("ssh_key", "pgpass", "signing_key", "history", "repo_config", "claude_login", "codex_login"):
+    for secret in ("ssh_key", "pgpass", "signing_key", "history", "repo_config", "claude_login", "codex_login",
+                   "user_git_config", "stored_credentials"):
         assert "SECRET" not in results[secret], (secret, results[secret])
     assert results["ssh_key"] == "No such file or directory"  # the folder is there, empty
     # A file is /dev/null there: empty, or refused where the mount holds no devices.
     assert results["pgpass"] in ("", "Permission denied") and results["signing_key"] in ("", "Permission denied")
     # The repository's config is there, only without its credentials (the agent's git reads it).
     assert "url = https://example.com/billing.git" in results["repo_config"] and "extraheader" not in results["repo_config"]
+    assert "name = Bob" in results["user_git_config"]  # the rest of the user's git config is there
     # /run is the sandbox's own: none of the machine's sockets there (a socket on a read-only mount connects).
     assert not set(results["run"]) & set(os.listdir("/run")), results["run"]
     if run is not None:

@@ -7,11 +7,14 @@ executes the worktree's content does it inside the same walls.
 
 from __future__ import annotations
 
+import hashlib
 import os
+import re
 import sys
 import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Final
 
 import loomtui
 from loomtui.execution import privategit
@@ -104,7 +107,7 @@ def confined_argv(workspace: Workspace, record: SandboxRecord, argv: Sequence[st
         own_dir=paths.dir,
         hidden=_hidden(workspace),
         secrets=_secrets(workspace, env, writable),
-        repo_config=_credential_free_config(workspace),
+        configs=_credential_free_configs(workspace, env),
     )
     return bwrap_argv(mounts) + argv
 
@@ -134,27 +137,59 @@ def confined_scratch_argv(workspace: Workspace, tree: Path, argv: Sequence[str],
     readable = under_private_dirs(_needed(workspace, argv, env))
     return scratch_bwrap_argv(tree, workspace.paths.state_dir, readable=readable, hidden=_hidden(workspace),
                               writable=writable, secrets=_secrets(workspace, env, writable),
-                              repo_config=_credential_free_config(workspace)) + list(argv)
+                              configs=_credential_free_configs(workspace, env)) + list(argv)
 
 
-def _credential_free_config(workspace: Workspace) -> tuple[Path, Path] | None:
-    """A copy of the repository's git config without its credentials, when it holds any (`credential_free`),
-    for confined code to read in its place: (the copy, the config). Written anew each time (renamed into
-    place: others read it)."""
-    config = workspace.paths.common_dir / "config"
-    try:
-        text = config.read_text("utf-8", "surrogateescape")
-    except OSError:
-        return None
-    cleaned = credential_free(text)
-    if cleaned == text:
-        return None
-    copy = workspace.paths.state_dir / "repo-config"
-    fd, temporary = tempfile.mkstemp(dir=workspace.paths.state_dir, prefix=".repo-config-")
-    with os.fdopen(fd, "w", encoding="utf-8", errors="surrogateescape") as handle:
-        handle.write(cleaned)
-    os.replace(temporary, copy)
-    return copy, config
+def _git_configs(workspace: Workspace, env: Mapping[str, str]) -> list[Path]:
+    """The git config files confined code's git reads: the repository's, and the user's own (~/.gitconfig,
+    $XDG_CONFIG_HOME/git/config) under this user's home and the one the code is given."""
+    homes = {Path.home(), *([Path(env["HOME"])] if env.get("HOME") else [])}
+    xdg = [Path(env["XDG_CONFIG_HOME"]) / "git" / "config"] if env.get("XDG_CONFIG_HOME") else []
+    return [workspace.paths.common_dir / "config", *xdg,
+            *(path for home in sorted(homes) for path in (home / ".gitconfig", home / ".config" / "git" / "config"))]
+
+
+def _credential_free_configs(workspace: Workspace, env: Mapping[str, str]) -> tuple[tuple[Path, Path], ...]:
+    """A copy of each git config confined code reads without its credentials, where it holds any
+    (`credential_free`: a token in a URL, an `http.extraheader`; a user's `[url "https://TOKEN@..."]`
+    was read whole): (the copy, the config). Written anew each time (renamed into place: others read it)."""
+    found = []
+    for config in dict.fromkeys(_git_configs(workspace, env)):
+        try:
+            text = config.read_text("utf-8", "surrogateescape")
+        except OSError:
+            continue
+        cleaned = credential_free(text)
+        if cleaned == text:
+            continue
+        name = "repo-config" if config == workspace.paths.common_dir / "config" else \
+            "git-config-" + hashlib.sha256(os.fsencode(config)).hexdigest()[:12]
+        copy = workspace.paths.state_dir / name
+        fd, temporary = tempfile.mkstemp(dir=workspace.paths.state_dir, prefix=f".{name}-")
+        with os.fdopen(fd, "w", encoding="utf-8", errors="surrogateescape") as handle:
+            handle.write(cleaned)
+        os.replace(temporary, copy)
+        found.append((copy, config))
+    return tuple(found)
+
+
+_STORED_CREDENTIALS: Final = re.compile(r"(?im)^\s*helper\s*=\s*[\"']?store\s+--file[= ]\s*[\"']?([^\s\"']+)")
+
+
+def _credential_stores(workspace: Workspace, env: Mapping[str, str]) -> list[Path]:
+    """The files git's `store` credential helper keeps passwords in where a config names its own
+    (`helper = store --file ~/.my-git-creds`): only the default ~/.git-credentials was hidden."""
+    found = []
+    for config in _git_configs(workspace, env):
+        try:
+            text = config.read_text("utf-8", "surrogateescape")
+        except OSError:
+            continue
+        home = Path(env.get("HOME") or Path.home())
+        for named in _STORED_CREDENTIALS.findall(text):
+            path = home / named[2:] if named.startswith("~/") else Path(named)
+            found.append(path if path.is_absolute() else workspace.root / path)
+    return found
 
 
 def _secrets(workspace: Workspace, env: Mapping[str, str], writable: Sequence[Path] = ()) -> tuple[Path, ...]:
@@ -169,6 +204,7 @@ def _secrets(workspace: Workspace, env: Mapping[str, str], writable: Sequence[Pa
         named = workspace.root / os.path.expanduser(key)  # a relative one, as ssh-keygen run there reads it
         # A `.pub` named (git's usual `user.signingkey`): ssh-keygen signs with the private key beside it.
         extra = [named, named.with_name(named.name.removesuffix("-cert.pub").removesuffix(".pub"))]
+    extra += _credential_stores(workspace, env)
     own = [Path(path) for path in writable]
     for home in sorted(homes):
         for raw in (raw for paths in STATE_PATHS.values() for raw in paths):

@@ -128,7 +128,7 @@ class SandboxMounts:
     own_dir: Path | None = None  # the sandbox's own state dir (its broker socket, its context)
     hidden: tuple[Path, ...] = ()  # other sandboxes' dirs, worktrees and git admin dirs: not even seen
     secrets: tuple[Path, ...] = ()  # the user's credentials (`secret_paths`): empty in the sandbox
-    repo_config: tuple[Path, Path] | None = None  # (a copy without credentials, the config it stands for)
+    configs: tuple[tuple[Path, Path], ...] = ()  # (a copy without credentials, the git config it stands for)
 
 
 SECRET_DIRS: Final = (".ssh", ".gnupg", ".aws", ".azure", ".config/gcloud", ".kube", ".docker", ".config/gh",
@@ -252,7 +252,7 @@ def bwrap_argv(mounts: SandboxMounts, program: str = "bwrap") -> list[str]:
     for path in mounts.readable:
         argv += ["--ro-bind-try", str(path), str(path)]
     argv += _emptied(mounts.secrets)
-    argv += _config_mount(mounts.repo_config)
+    argv += _config_mounts(mounts.configs)
     # The store and audit log stay read-only: only the supervisor, outside, writes them.
     argv += ["--ro-bind", str(mounts.state_dir), str(mounts.state_dir)]
     # Other sandboxes are not there at all: not their broker sockets (an agent could
@@ -307,21 +307,21 @@ def bwrap_argv(mounts: SandboxMounts, program: str = "bwrap") -> list[str]:
     return argv
 
 
-def _config_mount(repo_config: tuple[Path, Path] | None) -> list[str]:
-    """The repository's git config seen as its copy without credentials (`credential_free`)."""
-    return [] if repo_config is None else ["--ro-bind", str(repo_config[0]), str(repo_config[1])]
+def _config_mounts(configs: Sequence[tuple[Path, Path]]) -> list[str]:
+    """Each git config (the repository's, the user's) seen as its copy without credentials (`credential_free`)."""
+    return [argument for copy, config in configs for argument in ("--ro-bind", str(copy), str(config))]
 
 
 def scratch_bwrap_argv(tree: Path, state_dir: Path, *, readable: Sequence[Path] = (), hidden: Sequence[Path] = (),
                        writable: Sequence[Path] = (), secrets: Sequence[Path] = (),
-                       repo_config: tuple[Path, Path] | None = None, program: str = "bwrap") -> list[str]:
+                       configs: Sequence[tuple[Path, Path]] = (), program: str = "bwrap") -> list[str]:
     """The bwrap command line for code run in a scratch tree (a commit's baseline, a merged gate):
     everything read-only but the tree and `writable`, no network, no sandbox's state or worktree seen."""
     argv = [program, "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", *_private_mounts()]
     for path in readable:
         argv += ["--ro-bind-try", str(path), str(path)]
     argv += _emptied(secrets)
-    argv += _config_mount(repo_config)
+    argv += _config_mounts(configs)
     argv += ["--ro-bind", str(state_dir), str(state_dir)]
     for path in hidden:
         argv += _fresh_tmpfs(path)
