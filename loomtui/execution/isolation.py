@@ -134,6 +134,8 @@ class SandboxMounts:
 SECRET_DIRS: Final = (".ssh", ".gnupg", ".aws", ".azure", ".config/gcloud", ".kube", ".docker", ".config/gh",
                       ".password-store", ".local/share/keyrings")
 SECRET_FILES: Final = (".netrc", ".pgpass", ".git-credentials", ".config/git/credentials", ".npmrc", ".pypirc",
+                       ".cargo/credentials.toml", ".cargo/credentials", ".vault-token", ".config/hub",
+                       ".terraform.d/credentials.tfrc.json",
                        # Histories: a token or password typed on a command line stays in them.
                        ".bash_history", ".zsh_history", ".histfile", ".local/share/fish/fish_history",
                        ".python_history", ".psql_history", ".mysql_history", ".node_repl_history",
