@@ -232,7 +232,11 @@ class EscalationsScreen(LoomScreen[None]):
         text.append(f"  risk {escalation.risk}  status {escalation.status}\n",
                     style=RISK_STYLES.get(escalation.risk, ""))
         text.append(escalation.summary + "\n")
-        width = inner_width(detail) or 60  # long lines wrap under themselves, not at column 0
+        # Long lines wrap under themselves, not at column 0, and as if the pane's scrollbar were there:
+        # the text brings it, and wrapped for the width before it each line ran two columns over.
+        pane = self.query_one("#esc-detail-pane", VerticalScroll)
+        scrollbar = 0 if pane.show_vertical_scrollbar else pane.styles.scrollbar_size_vertical
+        width = max(20, inner_width(detail) - scrollbar) if inner_width(detail) else 60
         snapshot = self.loom.latest_snapshot  # the summary abridges the task: here it is whole
         task = next((s.task for s in snapshot.sandboxes if s.id == escalation.sandbox_id), "") if snapshot else ""
         if task and task not in escalation.summary:
@@ -274,7 +278,7 @@ class EscalationsScreen(LoomScreen[None]):
                             continue
                         result = item.get("status", item) if isinstance(item, dict) else item
                         summary = item.get("summary", "") if isinstance(item, dict) else ""
-                        text.append(f"    {name}: {result} {summary}".rstrip() + "\n")
+                        text.append(hanging(f"    {name}: {result} {summary}".rstrip(), width) + "\n")
                         # Evidence may come from an agent's request, in any shape JSON has.
                         failed_tests = item.get("failed_tests") if isinstance(item, dict) else None
                         for failed in failed_tests if isinstance(failed_tests, list) else []:
