@@ -13,12 +13,13 @@ from loomtui.tui.snapshot import DashboardSnapshot
 from loomtui.tui.widgets.fitted_table import FitColumn
 
 # In table order; `priority` says which stay as the width runs out (k9s-style): the rest are in
-# the detail pane anyway. The next step and the task share the width left over.
+# the detail pane anyway. The next step and the task share the width left over. The risk is claimed
+# before them: a long next step took its want and dropped Risk just when a change waited for a decision.
 SANDBOX_COLUMNS: Final = (
     FitColumn("id", "ID", 0), FitColumn("status", "Status", 1),
-    FitColumn("next", "Next", 2, flex=True, min_width=12, want=20, max_width=60),
-    FitColumn("task", "Task", 3, flex=True, min_width=12, want=20), FitColumn("gates", "Gates", 5),
-    FitColumn("risk", "Risk", 4), FitColumn("claims", "Claims", 7), FitColumn("age", "Age", 6),
+    FitColumn("next", "Next", 3, flex=True, min_width=12, want=20, max_width=60),
+    FitColumn("task", "Task", 4, flex=True, min_width=12, want=20), FitColumn("gates", "Gates", 5),
+    FitColumn("risk", "Risk", 2), FitColumn("claims", "Claims", 7), FitColumn("age", "Age", 6),
     FitColumn("runtime", "Runtime", 8, max_width=16), FitColumn("isolation", "Isolation", 9),
 )
 
