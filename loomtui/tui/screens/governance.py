@@ -185,8 +185,10 @@ class PolicyScreen(LoomScreen[None]):
 
 # What happened first; who did it last, and cut (the detail pane has it whole): a long email
 # must not push Action and Subject off the screen.
-AUDIT_COLUMNS: Final = (FitColumn("seq", "#", 0), FitColumn("ts", "Time (UTC)", 3), FitColumn("action", "Action", 1),
-                        FitColumn("subject", "Subject", 2, flex=True, min_width=8, want=24),
+# The time before the subject takes its want: at 120 columns the subject's want pushed Time (and
+# Actor) out, then took the room they left, so a wider terminal showed less than 80 columns did.
+AUDIT_COLUMNS: Final = (FitColumn("seq", "#", 0), FitColumn("ts", "Time (UTC)", 2), FitColumn("action", "Action", 1),
+                        FitColumn("subject", "Subject", 3, flex=True, min_width=8, want=24),
                         FitColumn("actor", "Actor", 4, max_width=22))
 
 
