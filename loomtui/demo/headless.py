@@ -287,8 +287,12 @@ def run_headless(workspace: Workspace, on_step: Say | None = None, *,
     for escalation in open_escalations:
         say(f"open escalation #{escalation.id} ({escalation.risk}): {escalation.summary}")
     if open_escalations:
-        say(f"left open for triage in the app (a approve, r reject, o override); the policy's groups decide "
-            f"who may: payments-team approves, leads (e.g. LOOM_USER={DEMO_LEAD}) may override")
+        # A block is overridden or rejected, never approved: the keys offered are the ones that can work.
+        blocked = all(e.data.get("outcome") == "block" for e in open_escalations)
+        keys = "o override, r reject" if blocked else "a approve, r reject, o override"
+        say(f"left open for triage in the app ({keys}); the policy's groups decide who may: "
+            + (f"leads (e.g. LOOM_USER={DEMO_LEAD}) may override" if blocked else
+               f"payments-team approves, leads (e.g. LOOM_USER={DEMO_LEAD}) may override"))
     verify = workspace.audit.verify()
     say(f"audit: {verify.summary(workspace.audit.path)}")
     scored = checklist(workspace)
