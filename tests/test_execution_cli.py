@@ -84,7 +84,7 @@ def test_a_sandbox_from_the_command_line(repo: Path, script: Path) -> None:
     advanced = json.loads(run(repo, "sandbox", "advance", sandbox_id, "--json").stdout)["advanced"]
     assert [(a["status"], a["step"], a["done"]) for a in advanced] == [("awaiting_review", "wait-decision", [])]
     stat = run(repo, "sandbox", "diff", sandbox_id, "--stat")
-    assert stat.stdout.splitlines()[-1] == "1 files, +1 -0" and "hello.txt" in stat.stdout
+    assert stat.stdout.splitlines()[-1] == "1 file, +1 -0" and "hello.txt" in stat.stdout
     patch = run(repo, "sandbox", "diff", sandbox_id[:4]).stdout  # a unique prefix is enough
     assert "+hi" in patch and patch.endswith("\n")
     # The patch is whole: it applies where the sandbox started (the README pipes it to `git apply`).

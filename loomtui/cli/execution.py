@@ -252,7 +252,7 @@ def cmd_diff(args: argparse.Namespace) -> int:
             deleted = "-" if change.deleted is None else change.deleted
             print(f"{added:>6} {deleted:>6}  {change.path}")
         extra = " (uncommitted work included)" if result.includes_uncommitted else ""
-        print(f"{len(result.files)} files, +{result.added} -{result.deleted}{extra}")
+        print(f"{result.stats}{extra}")
         return 0
     sys.stdout.write(result.patch)
     return 0

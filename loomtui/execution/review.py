@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Literal
 
 from loomtui.auditanchor import head_trailer
-from loomtui.errors import LoomError, listed
+from loomtui.errors import LoomError, listed, plural
 from loomtui.execution.agent_control import DEFAULT_GRACE_S, stop
 from loomtui.execution.gitops import (
     MERGE_TREE_MIN_VERSION,
@@ -84,6 +84,11 @@ class SandboxDiff:
     @property
     def deleted(self) -> int:
         return sum(f.deleted or 0 for f in self.files)
+
+    @property
+    def stats(self) -> str:
+        """`3 files, +12 -4` (`1 file`, not `1 files`)."""
+        return f"{plural(len(self.files), 'file')}, +{self.added} -{self.deleted}"
 
 
 def _nested_repositories(worktree: Path) -> list[str]:

@@ -383,7 +383,7 @@ class DashboardScreen(LoomScreen[None]):
             found = review.diff(self.loom.workspace, sandbox_id, patch=False)
         except LoomError:
             return
-        stats = f"{len(found.files)} files, +{found.added} -{found.deleted}"
+        stats = found.stats
         if found.includes_uncommitted:
             stats += " (uncommitted work included)"
         self.app.call_from_thread(self._set_diff_stats, sandbox_id, stats)
@@ -533,7 +533,7 @@ class DashboardScreen(LoomScreen[None]):
         except LoomError as exc:
             self.app.call_from_thread(self.app.notify, str(exc), title="diff", severity="error")
             return
-        title = f"sandbox {sandbox_id}: {len(found.files)} files, +{found.added} -{found.deleted}"
+        title = f"sandbox {sandbox_id}: {found.stats}"
         self.app.call_from_thread(self.app.push_screen, DiffScreen(title, found.patch))
 
     def action_evals(self, merged: bool = False) -> None:

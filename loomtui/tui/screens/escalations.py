@@ -430,8 +430,7 @@ class EscalationsScreen(LoomScreen[None]):
         except LoomError as exc:
             self.app.call_from_thread(self.app.notify, str(exc), title="diff", severity="error")
             return
-        title = (f"escalation #{escalation.id}, sandbox {escalation.sandbox_id}: "
-                 f"{len(found.files)} files, +{found.added} -{found.deleted}")
+        title = f"escalation #{escalation.id}, sandbox {escalation.sandbox_id}: {found.stats}"
         self.app.call_from_thread(self.app.push_screen, DiffScreen(title, found.patch))
 
     def _team_store(self) -> bool:
