@@ -205,3 +205,16 @@ async def test_the_first_space_in_the_claims_list_ticks_the_first_suggestion(bil
         await pilot.press("space")
         await pilot.pause()
         assert list(claims.selected) == [claims.get_option_at_index(0).value]
+
+
+async def test_the_log_tab_of_an_agent_that_wrote_nothing_says_so(tmp_path: Path) -> None:
+    """It was blank, which read as a log that failed to load."""
+    repo = demo_repo(tmp_path)
+    workspace = open_workspace(repo)
+    record = tasks.start(workspace, tasks.create_sandbox(workspace, "say nothing", "command", isolate=False,
+                                                         command=["true"]).id)
+    wait_until_settled(workspace, record.id)
+    app = LoomApp(workspace)
+    async with app.run_test(size=(120, 40)) as pilot:
+        log = app.screen.query_one("#agent-log", Log)
+        await wait_for(pilot, lambda: "(the agent wrote no output)" in log.lines, timeout=15)

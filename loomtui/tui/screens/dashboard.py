@@ -31,6 +31,7 @@ from loomtui.tui.base import LoomScreen, inner_width
 from loomtui.tui.keys import shown_key
 from loomtui.tui.sandbox_rows import SANDBOX_COLUMNS, matches_filter, sandbox_row
 from loomtui.tui.sandbox_text import (
+    RUNNING_OR_TO_RUN,
     app_step_hints,
     claims_text,
     context_text,
@@ -371,7 +372,13 @@ class DashboardScreen(LoomScreen[None]):
 
         worker = get_current_worker()
         path = Path(sandboxes.log_path(self.loom.workspace, sandbox_id))
-        self.app.call_from_thread(log.write_lines, sandboxes.read_log_tail(self.loom.workspace, sandbox_id, 200))
+        tail = sandboxes.read_log_tail(self.loom.workspace, sandbox_id, 200)
+        if not tail:  # a blank tab read as broken: say that there is nothing, and whether more may come
+            record = self.loom.workspace.store.get_sandbox(sandbox_id)
+            live = record is not None and record.status in RUNNING_OR_TO_RUN
+            tail = ["(no output yet: it appears here as the agent writes it)" if live else
+                    "(the agent wrote no output)"]
+        self.app.call_from_thread(log.write_lines, tail)
         follow_lines(path, lambda lines: self.app.call_from_thread(log.write_lines, lines),
                      lambda: worker.is_cancelled)
 
