@@ -20,7 +20,7 @@ from textual.widgets.tree import TreeNode
 from loomtui.coordination.canvas import claims_graph
 from loomtui.coordination.claims import Conflict
 from loomtui.coordination.view import CoordinationPicture, Edge
-from loomtui.errors import escape_controls
+from loomtui.errors import escape_controls, plural
 from loomtui.store import ClaimRecord
 from loomtui.tui.base import LoomScreen, inner_width
 from loomtui.tui.keys import shown_key
@@ -293,8 +293,8 @@ class GraphScreen(LoomScreen[None]):
             return
         if conflict is None:
             count = len(self.picture.claims)
-            detail.update(Text(f"No conflicts among {count} live claim{'' if count == 1 else 's'}. "
-                               f"{self.picture.index_line()}"))
+            # The index's line is the claims pane's title already: said once.
+            detail.update(Text(f"No conflicts among {plural(count, 'live claim')}."))
             return
         claims = {c.id: c for c in self.picture.claims}
         width = inner_width(detail) or 40
