@@ -209,9 +209,14 @@ def _secrets(workspace: Workspace, env: Mapping[str, str], writable: Sequence[Pa
     for home in sorted(homes):
         for raw in (raw for paths in STATE_PATHS.values() for raw in paths):
             path = expand_path(raw, {**env, "HOME": str(home)})
-            if path is not None and not any(path == mine or path.is_relative_to(mine) or mine.is_relative_to(path)
-                                            for mine in own):
-                extra.append(path)
+            if path is None or any(path == mine or path.is_relative_to(mine) or mine.is_relative_to(path)
+                                   for mine in own):
+                continue
+            # A $CODEX_HOME or $CLAUDE_CONFIG_DIR set to a home or the repository is no runtime's own folder.
+            if any(place.is_relative_to(path) for place in (*homes, workspace.root)) or \
+                    path.is_relative_to(workspace.root):
+                continue
+            extra.append(path)
     return secret_paths(sorted(homes), extra, env)
 
 
