@@ -1009,6 +1009,8 @@ def test_isolated_agent_cannot_write_outside_its_worktree(ws: Workspace, repo: P
         read("history", "~/.bash_history")
         read("claude_login", "~/.claude/.credentials.json")
         read("user_git_config", "~/.gitconfig")
+        read("dotenv", os.path.join(repo, ".env"))
+        read("ignored_note", os.path.join(repo, "notes.local"))
         read("stored_credentials", "~/.my-git-creds")
         read("codex_login", "~/.codex/auth.json")
         read("repo_config", os.path.join(repo, ".git", "config"))
@@ -1042,6 +1044,10 @@ def test_isolated_agent_cannot_write_outside_its_worktree(ws: Workspace, repo: P
                                      '\tinsteadOf = https://github.com/\n[credential]\n'
                                      '\thelper = store --file ~/.my-git-creds\n')
     (home / ".my-git-creds").write_text("https://bob:SECRET-pw@example.com\n")
+    # The person's checkout: a git-ignored .env beside their own ignored notes.
+    (repo / ".gitignore").write_text(".env\nnotes.local\n")
+    (repo / ".env").write_text("PROD_DB_PASSWORD=SECRET\n")
+    (repo / "notes.local").write_text("mine\n")
     for login in (".claude/.credentials.json", ".codex/auth.json"):  # another runtime's: never this agent's
         (home / login).parent.mkdir()
         (home / login).write_text('{"token": "SECRET login"}')
@@ -1075,7 +1081,7 @@ def test_isolated_agent_cannot_write_outside_its_worktree(ws: Workspace, repo: P
         assert results[outside] == "Read-only file system", (outside, results[outside])
     assert results["private_tmp"] == "written" and results["worktree"] == "written"
     for secret in ("ssh_key", "pgpass", "signing_key", "history", "repo_config", "claude_login", "codex_login",
-                   "user_git_config", "stored_credentials"):
+                   "user_git_config", "stored_credentials", "dotenv"):
         assert "SECRET" not in results[secret], (secret, results[secret])
     assert results["ssh_key"] == "No such file or directory"  # the folder is there, empty
     # A file is /dev/null there: empty, or refused where the mount holds no devices.
@@ -1083,6 +1089,7 @@ def test_isolated_agent_cannot_write_outside_its_worktree(ws: Workspace, repo: P
     # The repository's config is there, only without its credentials (the agent's git reads it).
     assert "url = https://example.com/billing.git" in results["repo_config"] and "extraheader" not in results["repo_config"]
     assert "name = Bob" in results["user_git_config"]  # the rest of the user's git config is there
+    assert results["ignored_note"] == "mine\n"  # only what is named as a secret is hidden
     # /run is the sandbox's own: none of the machine's sockets there (a socket on a read-only mount connects).
     assert not set(results["run"]) & set(os.listdir("/run")), results["run"]
     if run is not None:

@@ -18,6 +18,7 @@ from typing import Final
 
 import loomtui
 from loomtui.execution import privategit
+from loomtui.execution.gitops import Git
 from loomtui.execution.isolation import (
     ISOLATION_BWRAP,
     PRIVATE_TMP,
@@ -217,7 +218,27 @@ def _secrets(workspace: Workspace, env: Mapping[str, str], writable: Sequence[Pa
                     path.is_relative_to(workspace.root):
                 continue
             extra.append(path)
+    extra += _ignored_secrets(workspace)
     return secret_paths(sorted(homes), extra, env)
+
+
+_SECRET_NAME: Final = re.compile(r"(?i)^(\.env(\..+)?|.*\.(pem|key|p12|pfx|jks|keystore)|id_(rsa|dsa|ecdsa|ed25519)"
+                                 r"|credentials(\.json)?|secrets?\.(json|ya?ml|toml)|\.npmrc|\.pypirc|\.netrc)$")
+"""Names a person keeps secrets under in a checkout, out of git's way (`.env`, `deploy.pem`)."""
+
+
+def _ignored_secrets(workspace: Workspace) -> list[Path]:
+    """The person's checkout is readable to confined code, files git ignores too: those of them named as
+    secrets are (a `.env` with the production database's password was read). Ignored folders are not
+    walked (`--directory`): node_modules and the like would make every start slow."""
+    listed = Git(workspace.root).raw("ls-files", "-z", "--others", "--ignored", "--exclude-standard", "--directory")
+    if listed.status != 0:
+        return []
+    found = []
+    for name in listed.out.decode("utf-8", "surrogateescape").split("\0"):
+        if name and not name.endswith("/") and _SECRET_NAME.match(Path(name).name):
+            found.append(workspace.root / name)
+    return found
 
 
 def _hidden(workspace: Workspace) -> tuple[Path, ...]:
