@@ -58,6 +58,26 @@ async def test_graph_shows_the_conflict_with_both_claims_and_the_path(billing: P
         assert app.current_mode == "dashboard"
 
 
+async def test_at_80x24_the_whole_explanation_of_a_conflict_is_reached_by_scrolling(billing: Path) -> None:
+    """It was cut at half the column, in a pane that no key reached."""
+    from textual.containers import VerticalScroll
+
+    app = LoomApp(open_workspace(billing))
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_for(pilot, lambda: app.coordination is not None)
+        await pilot.press("2")
+        await pilot.pause()
+        table = app.screen.query_one("#conflicts", DataTable)
+        await wait_for(pilot, lambda: table.row_count == 1)
+        pane = app.screen.query_one("#conflict-detail-pane", VerticalScroll)
+        await wait_for(pilot, lambda: pane.max_scroll_y > 0)
+        table.focus()
+        await pilot.press("tab")  # the next stop after the table
+        await pilot.press("end")
+        await pilot.pause()
+        assert pane.scroll_y == pane.max_scroll_y and pane.has_focus
+
+
 async def test_a_claim_from_another_process_updates_conflicts_live(billing: Path) -> None:
     app = LoomApp(open_workspace(billing))
     async with app.run_test(size=SIZE) as pilot:

@@ -11,7 +11,7 @@ from rich.text import Text
 from textual import events, on
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Horizontal, Vertical
+from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.coordinate import Coordinate
 from textual.message import Message
 from textual.widgets import DataTable, Footer, ProgressBar, Static, Tree
@@ -118,7 +118,9 @@ class GraphScreen(LoomScreen[None]):
             with Vertical(id="graph-left"):
                 yield Static(Text("Conflicts", style="bold"), classes="section-title")
                 yield ConflictsTable(id="conflicts", cursor_type="row", zebra_stripes=True)
-                yield Static(id="conflict-detail")
+                # In a pane of its own that scrolls: a long explanation was cut at half the column, unreachable.
+                with VerticalScroll(id="conflict-detail-pane"):
+                    yield Static(id="conflict-detail")
             with Vertical(id="graph-right"):
                 yield Static(Text(TREE_TITLE, style="bold"), id="claims-title", classes="section-title")
                 yield FittedTree("claims", id="claims-tree")
@@ -297,7 +299,9 @@ class GraphScreen(LoomScreen[None]):
             detail.update(Text(f"No conflicts among {plural(count, 'live claim')}."))
             return
         claims = {c.id: c for c in self.picture.claims}
-        width = inner_width(detail) or 40
+        pane = self.query_one("#conflict-detail-pane", VerticalScroll)  # wrapped as if its scrollbar were there
+        scrollbar = 0 if pane.show_vertical_scrollbar else pane.styles.scrollbar_size_vertical
+        width = max(20, inner_width(detail) - scrollbar) if inner_width(detail) else 40
 
         def wrapped(value: str) -> str:  # region ids break after a `/`, not mid-name
             return "\n".join(wrap_value(value, width)) + "\n"
