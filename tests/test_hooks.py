@@ -482,6 +482,20 @@ def test_a_sandbox_opens_so_many_requests_an_hour_withdrawn_or_not(billing: Path
     assert denied["decision"] == "deny" and "3 requests and questions in the last hour" in denied["message"]
 
 
+def test_an_agent_claims_so_many_files_at_once(billing: Path, ws: Workspace,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """One claim of `api` held every file in it for an hour, every other sandbox kept out."""
+    from loomtui.governance import agent_ops
+    from loomtui.governance.agent_ops import op_claim
+
+    monkeypatch.setattr(agent_ops, "MAX_AGENT_CLAIM_FILES", 3)
+    gate = HookGate(ws, "agent-1", billing)
+    folder = op_claim(gate, {"target": "api"})
+    assert folder["claimed"] is False and "an agent claims at most 3 at once" in folder["reason"]
+    assert ws.store.live_claims("agent-1") == []
+    assert op_claim(gate, {"target": "api/handlers.py"})["claimed"] is True
+
+
 def test_a_connection_the_broker_dropped_while_idle_is_opened_again(billing: Path, ws: Workspace, tmp_path: Path,
                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     """The broker closes a connection idle for IDLE_TIMEOUT_S; the MCP server's client, alive for a

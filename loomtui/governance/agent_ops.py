@@ -17,7 +17,7 @@ import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Final
 
-from loomtui.errors import LoomError
+from loomtui.errors import LoomError, quoted
 from loomtui.governance.escalations import CLEARED, EscalationStatus
 from loomtui.governance.hooks.permissions import PERMISSION_KIND, QUESTION_KIND, bounded, too_many_asks
 from loomtui.governance.hooks.requests import one_line
@@ -67,6 +67,11 @@ def op_conflicts(gate: HookGate, request: Mapping[str, Any]) -> dict[str, Any]:
             "free": not any(c.blocking for c in found), "conflicts": [c.as_dict() for c in found]}
 
 
+MAX_AGENT_CLAIM_FILES: Final = 20
+"""Files one claim of an agent's may hold: a claim of `api` held every file in it for an hour, every
+other sandbox kept out. A person's claim (`loomtui claim add`) is not bounded."""
+
+
 def op_claim(gate: HookGate, request: Mapping[str, Any]) -> dict[str, Any]:
     """Claim a region, file, directory or glob for this sandbox; refused on another's claim or a policy block."""
     from loomtui.coordination.claims import ClaimRefused
@@ -78,6 +83,11 @@ def op_claim(gate: HookGate, request: Mapping[str, Any]) -> dict[str, Any]:
     coordinator = gate.coordinator()
     regions = coordinator.resolve(target)
     paths = tuple(sorted({split_id(r)[0] for r in regions}))
+    if len(paths) > MAX_AGENT_CLAIM_FILES:
+        why = (f"{quoted(target)} is {len(paths)} files: an agent claims at most {MAX_AGENT_CLAIM_FILES} at once "
+               "(claim the files or regions it edits)")
+        gate.workspace.record("agent.claim_refused", gate.sandbox_id, {"target": target[:200], "reason": why})
+        return {"claimed": False, "target": target, "reason": why, "conflicts": []}
     evaluation = evaluate(gate.policy(), ChangeFacts(stage="claim", paths=paths, regions=tuple(regions),
                                                      runtime=gate.runtime))
     if evaluation.outcome == "block":
