@@ -281,7 +281,7 @@ class Workflow:
         requested = record.data.get(MERGE_REQUESTED_KEY) or {}
         into = requested.get("into") or None
         target = str(into or record.target or "")
-        refuse_agent_branch(workspace, record, target)
+        refuse_agent_branch(record, target)
         tip = repo.resolve_commit(record.branch)
         target_sha = repo.resolve_commit(target) if target else None
         if tip and target_sha and tip != record.base_sha and repo.ok(
@@ -389,7 +389,7 @@ def request_merge(workspace: Workspace, sandbox_id: str, *, into: str | None = N
     if record.status == PLANNED or record.status in LIVE:  # no change yet: advancing it would start its agent
         raise _not_approved(flow, record)
     if into:  # where it goes, said before following the decision (which may merge it: `merge: auto`)
-        refuse_agent_branch(workspace, record, into)
+        refuse_agent_branch(record, into)
         workspace.store.update_sandbox(record.id, data={MERGE_REQUESTED_KEY: {"by": workspace.actor, "into": into}})
     # A person asking is a retry: a step that failed before (a merge into a branch that did not
     # exist) is tried again, with what they ask now, rather than repeated as the old failure.
@@ -416,16 +416,13 @@ def request_merge(workspace: Workspace, sandbox_id: str, *, into: str | None = N
     return result
 
 
-def refuse_agent_branch(workspace: Workspace, record: SandboxRecord, target: str) -> None:
-    """A change merges into a target branch (main, a release branch), never into a sandbox's own: its
-    own branch already holds its tip, so the merge was "found done" and the change marked merged with
-    nothing reaching main (and could never be merged after)."""
-    name = target.removeprefix("refs/heads/")
-    owner = next((s for s in workspace.store.list_sandboxes(include_archived=True) if s.branch == name), None)
-    if owner is not None:
-        whose = "its own branch" if owner.id == record.id else f"the branch of sandbox {owner.id}"
-        raise LoomError(f"sandbox {record.id}: {shown(target)} is {whose}; a change merges into a target branch "
-                        "(main, a release branch), never into an agent's", exit_code=1)
+def refuse_agent_branch(record: SandboxRecord, target: str) -> None:
+    """A change merges into a target branch, never into the sandbox's own: that already holds its tip,
+    so the merge was "found done" and the change marked merged with nothing reaching main (and could
+    never be merged after). Another sandbox's branch stays a target (a task based on it merges there)."""
+    if record.branch and target.removeprefix("refs/heads/") == record.branch:
+        raise LoomError(f"sandbox {record.id}: {shown(target)} is its own branch; a change merges into a target "
+                        "branch (main, a release branch, the branch it was based on)", exit_code=1)
 
 
 def _not_approved(flow: Workflow, record: SandboxRecord) -> LoomError:
