@@ -94,6 +94,7 @@ def confined_argv(workspace: Workspace, record: SandboxRecord, argv: Sequence[st
     private = private_git(workspace, record)
     assert private is not None
     privategit.prepare(private, workspace.root, repo.common_dir, record.branch)
+    configs = _git_configs(workspace, env)  # read once: the credentials they name, and their clean copies
     mounts = SandboxMounts(
         worktree=paths.worktree,
         worktree_git_dir=Path(record.data["git_dir"]),
@@ -107,8 +108,8 @@ def confined_argv(workspace: Workspace, record: SandboxRecord, argv: Sequence[st
         private_git=private.root,
         own_dir=paths.dir,
         hidden=_hidden(workspace),
-        secrets=_secrets(workspace, env, writable),
-        configs=_credential_free_configs(workspace, env),
+        secrets=_secrets(workspace, env, configs, writable),
+        configs=_credential_free_configs(workspace, configs),
     )
     return bwrap_argv(mounts) + argv
 
@@ -136,30 +137,37 @@ def confined_scratch_argv(workspace: Workspace, tree: Path, argv: Sequence[str],
     if not isolation_available():
         return list(argv)
     readable = under_private_dirs(_needed(workspace, argv, env))
+    configs = _git_configs(workspace, env)
     return scratch_bwrap_argv(tree, workspace.paths.state_dir, readable=readable, hidden=_hidden(workspace),
-                              writable=writable, secrets=_secrets(workspace, env, writable),
-                              configs=_credential_free_configs(workspace, env)) + list(argv)
+                              writable=writable, secrets=_secrets(workspace, env, configs, writable),
+                              configs=_credential_free_configs(workspace, configs)) + list(argv)
 
 
-def _git_configs(workspace: Workspace, env: Mapping[str, str]) -> list[Path]:
-    """The git config files confined code's git reads: the repository's, and the user's own (~/.gitconfig,
-    $XDG_CONFIG_HOME/git/config) under this user's home and the one the code is given."""
-    homes = {Path.home(), *([Path(env["HOME"])] if env.get("HOME") else [])}
+def _homes(env: Mapping[str, str]) -> list[Path]:
+    """This user's home and the one confined code is given: where its credentials and configs live."""
+    return sorted({Path.home(), *([Path(env["HOME"])] if env.get("HOME") else [])})
+
+
+def _git_configs(workspace: Workspace, env: Mapping[str, str]) -> dict[Path, str]:
+    """The git config files confined code's git reads, with their text: the repository's, and the user's
+    own (~/.gitconfig, $XDG_CONFIG_HOME/git/config) under each of `_homes`; those that can be read."""
     xdg = [Path(env["XDG_CONFIG_HOME"]) / "git" / "config"] if env.get("XDG_CONFIG_HOME") else []
-    return [workspace.paths.common_dir / "config", *xdg,
-            *(path for home in sorted(homes) for path in (home / ".gitconfig", home / ".config" / "git" / "config"))]
+    texts = {}
+    for config in dict.fromkeys([workspace.paths.common_dir / "config", *xdg, *(
+            path for home in _homes(env) for path in (home / ".gitconfig", home / ".config" / "git" / "config"))]):
+        try:
+            texts[config] = config.read_text("utf-8", "surrogateescape")
+        except OSError:
+            continue
+    return texts
 
 
-def _credential_free_configs(workspace: Workspace, env: Mapping[str, str]) -> tuple[tuple[Path, Path], ...]:
+def _credential_free_configs(workspace: Workspace, configs: Mapping[Path, str]) -> tuple[tuple[Path, Path], ...]:
     """A copy of each git config confined code reads without its credentials, where it holds any
     (`credential_free`: a token in a URL, an `http.extraheader`; a user's `[url "https://TOKEN@..."]`
     was read whole): (the copy, the config). Written anew each time (renamed into place: others read it)."""
     found = []
-    for config in dict.fromkeys(_git_configs(workspace, env)):
-        try:
-            text = config.read_text("utf-8", "surrogateescape")
-        except OSError:
-            continue
+    for config, text in configs.items():
         cleaned = credential_free(text)
         if cleaned == text:
             continue
@@ -177,37 +185,34 @@ def _credential_free_configs(workspace: Workspace, env: Mapping[str, str]) -> tu
 _STORED_CREDENTIALS: Final = re.compile(r"(?im)^\s*helper\s*=\s*[\"']?store\s+--file[= ]\s*[\"']?([^\s\"']+)")
 
 
-def _credential_stores(workspace: Workspace, env: Mapping[str, str]) -> list[Path]:
+def _credential_stores(workspace: Workspace, env: Mapping[str, str], configs: Mapping[Path, str]) -> list[Path]:
     """The files git's `store` credential helper keeps passwords in where a config names its own
     (`helper = store --file ~/.my-git-creds`): only the default ~/.git-credentials was hidden."""
     found = []
-    for config in _git_configs(workspace, env):
-        try:
-            text = config.read_text("utf-8", "surrogateescape")
-        except OSError:
-            continue
-        home = Path(env.get("HOME") or Path.home())
+    home = Path(env.get("HOME") or Path.home())
+    for text in configs.values():
         for named in _STORED_CREDENTIALS.findall(text):
             path = home / named[2:] if named.startswith("~/") else Path(named)
             found.append(path if path.is_absolute() else workspace.root / path)
     return found
 
 
-def _secrets(workspace: Workspace, env: Mapping[str, str], writable: Sequence[Path] = ()) -> tuple[Path, ...]:
+def _secrets(workspace: Workspace, env: Mapping[str, str], configs: Mapping[Path, str],
+             writable: Sequence[Path] = ()) -> tuple[Path, ...]:
     """The user's credentials that confined code must not read: under this user's home and the one
     the code is given (but a cloud's login its runtime is told to use), the key decisions are signed
     with (what it reads it could send away), and every agent runtime's state but its own (`writable`):
     a command or Codex agent read Claude Code's login token in ~/.claude/.credentials.json."""
-    homes = {Path.home(), *([Path(env["HOME"])] if env.get("HOME") else [])}
+    homes = _homes(env)
     key = signing_key(workspace.root) or ""
     extra: list[Path] = []
     if key and not key.startswith("key::"):
         named = workspace.root / os.path.expanduser(key)  # a relative one, as ssh-keygen run there reads it
         # A `.pub` named (git's usual `user.signingkey`): ssh-keygen signs with the private key beside it.
         extra = [named, named.with_name(named.name.removesuffix("-cert.pub").removesuffix(".pub"))]
-    extra += _credential_stores(workspace, env)
+    extra += _credential_stores(workspace, env, configs)
     own = [Path(path) for path in writable]
-    for home in sorted(homes):
+    for home in homes:
         for raw in (raw for paths in STATE_PATHS.values() for raw in paths):
             path = expand_path(raw, {**env, "HOME": str(home)})
             if path is None or any(path == mine or path.is_relative_to(mine) or mine.is_relative_to(path)
@@ -219,7 +224,7 @@ def _secrets(workspace: Workspace, env: Mapping[str, str], writable: Sequence[Pa
                 continue
             extra.append(path)
     extra += _ignored_secrets(workspace)
-    return secret_paths(sorted(homes), extra, env)
+    return secret_paths(homes, extra, env)
 
 
 _SECRET_NAME: Final = re.compile(r"(?i)^(\.env(\..+)?|.*\.(pem|key|p12|pfx|jks|keystore)|id_(rsa|dsa|ecdsa|ed25519)"

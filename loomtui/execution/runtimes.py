@@ -48,14 +48,13 @@ STATE_PATHS: Final[dict[str, tuple[str, ...]]] = {
 }
 
 
+# (name inside the state folder, what it starts as when missing; None: left alone when missing)
+_CLAUDE_FIXED: Final = (("settings.json", "{}\n"), ("settings.local.json", "{}\n"), ("CLAUDE.md", ""),
+                        ("commands", None), ("agents", None), ("hooks", None), ("plugins", None))
+_CODEX_FIXED: Final = (("config.toml", ""), ("AGENTS.md", ""))
 FIXED_STATE: Final[dict[str, tuple[tuple[str, str | None], ...]]] = {
-    # (name inside the state folder, what it starts as when missing; None: left alone when missing)
-    "~/.claude": (("settings.json", "{}\n"), ("settings.local.json", "{}\n"), ("CLAUDE.md", ""),
-                  ("commands", None), ("agents", None), ("hooks", None), ("plugins", None)),
-    "$CLAUDE_CONFIG_DIR": (("settings.json", "{}\n"), ("settings.local.json", "{}\n"), ("CLAUDE.md", ""),
-                           ("commands", None), ("agents", None), ("hooks", None), ("plugins", None)),
-    "~/.codex": (("config.toml", ""), ("AGENTS.md", "")),
-    "$CODEX_HOME": (("config.toml", ""), ("AGENTS.md", "")),
+    "~/.claude": _CLAUDE_FIXED, "$CLAUDE_CONFIG_DIR": _CLAUDE_FIXED,
+    "~/.codex": _CODEX_FIXED, "$CODEX_HOME": _CODEX_FIXED,
 }
 """What stays read-only inside a runtime's own writable state: the user's settings, instructions and
 commands, which the same CLI obeys outside any sandbox. Writable, an agent set `disableAllHooks` and a
