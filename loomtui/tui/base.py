@@ -35,6 +35,16 @@ def inner_width(widget: Widget) -> int:
     return widget.size.width  # Textual's `size` is the content area's already
 
 
+def wrap_width(widget: Widget, pane: Widget, default: int) -> int:
+    """The width to wrap `widget`'s text for inside the scrolling `pane`, as if its scrollbar were
+    there: the text brings it, and lines wrapped for the width before it ran two columns over and broke
+    mid-word at column 0. `default` before the widget is first sized."""
+    width = inner_width(widget)
+    if not width:
+        return default
+    return max(20, width - (0 if pane.show_vertical_scrollbar else pane.styles.scrollbar_size_vertical))
+
+
 class LoomScreen(Screen[ResultT]):
     """A screen of the loomtui app; `self.loom` reads the app's workspace, config and latest state."""
 

@@ -31,7 +31,7 @@ from loomtui.identity import signing_key
 from loomtui.store import EscalationRecord
 from loomtui.store.records import RepositoryRecord
 from loomtui.store.sql import SqlStore
-from loomtui.tui.base import LoomScreen, inner_width
+from loomtui.tui.base import LoomScreen, wrap_width
 from loomtui.tui.keys import is_twin, shown_where_it_applies
 from loomtui.tui.sandbox_text import RISK_STYLES, format_age
 from loomtui.tui.screens.dashboard import AGE_REFRESH_S
@@ -232,11 +232,8 @@ class EscalationsScreen(LoomScreen[None]):
         text.append(f"  risk {escalation.risk}  status {escalation.status}\n",
                     style=RISK_STYLES.get(escalation.risk, ""))
         text.append(escalation.summary + "\n")
-        # Long lines wrap under themselves, not at column 0, and as if the pane's scrollbar were there:
-        # the text brings it, and wrapped for the width before it each line ran two columns over.
-        pane = self.query_one("#esc-detail-pane", VerticalScroll)
-        scrollbar = 0 if pane.show_vertical_scrollbar else pane.styles.scrollbar_size_vertical
-        width = max(20, inner_width(detail) - scrollbar) if inner_width(detail) else 60
+        # Long lines wrap under themselves, not at column 0, and leave the scrollbar its room.
+        width = wrap_width(detail, self.query_one("#esc-detail-pane", VerticalScroll), 60)
         snapshot = self.loom.latest_snapshot  # the summary abridges the task: here it is whole
         task = next((s.task for s in snapshot.sandboxes if s.id == escalation.sandbox_id), "") if snapshot else ""
         if task and task not in escalation.summary:

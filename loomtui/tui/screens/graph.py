@@ -22,7 +22,7 @@ from loomtui.coordination.claims import Conflict
 from loomtui.coordination.view import CoordinationPicture, Edge
 from loomtui.errors import escape_controls, plural
 from loomtui.store import ClaimRecord
-from loomtui.tui.base import LoomScreen, inner_width
+from loomtui.tui.base import LoomScreen, wrap_width
 from loomtui.tui.keys import shown_key
 from loomtui.tui.widgets.claims_canvas import ClaimsCanvas, assign_colours, theme_palette
 from loomtui.tui.widgets.fields import wrap_value
@@ -299,9 +299,7 @@ class GraphScreen(LoomScreen[None]):
             detail.update(Text(f"No conflicts among {plural(count, 'live claim')}."))
             return
         claims = {c.id: c for c in self.picture.claims}
-        pane = self.query_one("#conflict-detail-pane", VerticalScroll)  # wrapped as if its scrollbar were there
-        scrollbar = 0 if pane.show_vertical_scrollbar else pane.styles.scrollbar_size_vertical
-        width = max(20, inner_width(detail) - scrollbar) if inner_width(detail) else 40
+        width = wrap_width(detail, self.query_one("#conflict-detail-pane", VerticalScroll), 40)
 
         def wrapped(value: str) -> str:  # region ids break after a `/`, not mid-name
             return "\n".join(wrap_value(value, width)) + "\n"
