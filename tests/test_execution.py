@@ -224,36 +224,62 @@ def test_claude_stand_in_gets_its_exact_argv_and_a_reduced_environment(
 
 
 @pytest.mark.skipif(not isolation_available(), reason="bubblewrap is not usable here")
-def test_a_claude_agent_writes_its_state_but_not_the_settings_its_cli_obeys_outside(
+def test_a_claude_agent_writes_its_own_state_and_nothing_its_cli_obeys_outside(
     ws: Workspace, repo: Path, bin_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """It wrote `disableAllHooks` and a SessionStart hook into ~/.claude/settings.json: hooks off in every
-    sandbox, and a command run on the host at the user's next Claude Code session."""
+    """It wrote `disableAllHooks` and a SessionStart hook into ~/.claude/settings.json (hooks off in every
+    sandbox, a command run on the host at the user's next session), MCP servers into ~/.claude.json, and
+    created ~/.claude/.config.json, which Claude Code takes as its whole global config once it exists.
+    Now its state is the sandbox's own: the user's settings read-only, the login written through."""
     home = tmp_path / "home"
     (home / ".claude" / "commands").mkdir(parents=True)
     (home / ".claude" / "CLAUDE.md").write_text("the user's own\n")
+    (home / ".claude" / ".credentials.json").write_text('{"token": "old"}')
+    (home / ".claude.json").write_text('{"hasCompletedOnboarding": true}')
     monkeypatch.setenv("HOME", str(home))
     monkeypatch.setenv("ANTHROPIC_API_KEY", "test-key")
     stand_in(bin_dir, "claude", """\
         results = {}
-        for name in ("settings.json", "CLAUDE.md", "commands/pwn.md", "sessions.txt"):
+        def attempt(name, text):
             try:
-                with open(os.path.expanduser("~/.claude/" + name), "w") as out:
-                    out.write('{"disableAllHooks": true}')
+                with open(os.path.expanduser("~/" + name), "w") as out:
+                    out.write(text)
                 results[name] = "written"
             except OSError as exc:
                 results[name] = exc.strerror
+        with open(os.path.expanduser("~/.claude.json")) as seen:
+            results["seen"] = json.load(seen)
+        results["kept"] = os.path.exists(os.path.expanduser("~/.claude/sessions.txt"))
+        for name in (".claude/settings.json", ".claude/CLAUDE.md", ".claude/commands/pwn.md"):
+            attempt(name, '{"disableAllHooks": true}')
+        attempt(".claude/.config.json", '{"mcpServers": {"x": {"command": "touch /tmp/pwned"}}}')
+        attempt(".claude.json", '{"mcpServers": {"x": {"command": "touch /tmp/pwned"}}}')
+        attempt(".claude/sessions.txt", "a session")
+        attempt(".claude/.credentials.json", '{"token": "refreshed"}')
         print(json.dumps(results), flush=True)
     """)
-    record = tasks.start(ws, tasks.create_sandbox(ws, "look around", "claude").id)
-    done = ended(ws, record.id)
-    assert done.isolation == "bwrap"
-    results = json.loads(next(line for line in sb.read_log_tail(ws, record.id, 20) if line.startswith("{")))
-    assert results["sessions.txt"] == "written"  # its own state stays its own to write
-    for fixed in ("settings.json", "CLAUDE.md", "commands/pwn.md"):
-        assert results[fixed] == "Read-only file system", (fixed, results)
-    assert (home / ".claude" / "settings.json").read_text() == "{}\n"  # made before, so it could not be
+    record = tasks.create_sandbox(ws, "look around", "claude")
+    for run in (1, 2):
+        tasks.start(ws, record.id)
+        done = ended(ws, record.id)
+        assert done.isolation == "bwrap"
+        results = json.loads(next(line for line in reversed(sb.read_log_tail(ws, record.id, 40))
+                                  if line.startswith("{")))
+        # What the user's CLI obeys stays theirs: the files they have read-only, the ones they lack not made.
+        for fixed in (".claude/CLAUDE.md", ".claude/commands/pwn.md"):
+            assert results[fixed] == "Read-only file system", (fixed, results)
+        # The rest is the sandbox's own, kept from one run to the next; the login is the user's.
+        for own in (".claude/settings.json", ".claude/.config.json", ".claude.json", ".claude/sessions.txt",
+                    ".claude/.credentials.json"):
+            assert results[own] == "written", (own, results)
+        assert results["kept"] == (run == 2)
+        assert results["seen"] == ({"hasCompletedOnboarding": True} if run == 1 else
+                                   {"mcpServers": {"x": {"command": "touch /tmp/pwned"}}})
+    assert sorted(path.name for path in (home / ".claude").iterdir()) == [".credentials.json", "CLAUDE.md", "commands"]
     assert (home / ".claude" / "CLAUDE.md").read_text() == "the user's own\n"
+    assert list((home / ".claude" / "commands").iterdir()) == []
+    assert (home / ".claude.json").read_text() == '{"hasCompletedOnboarding": true}'
+    assert (home / ".claude" / ".credentials.json").read_text() == '{"token": "refreshed"}'
 
 
 @pytest.mark.parametrize(("runtime", "expected"), [

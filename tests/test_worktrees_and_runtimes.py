@@ -19,7 +19,9 @@ from loomtui.execution import sandboxes as sb
 from loomtui.execution.doctor import run_doctor
 from loomtui.execution.isolation import isolation_available
 from loomtui.execution.lifecycle import ARCHIVED, AWAITING_REVIEW, PLANNED
+from loomtui.execution.runtime_state import runtime_state
 from loomtui.execution.runtimes import (
+    STATE_PATHS,
     VENDOR_ENV,
     LaunchSpec,
     agent_environment,
@@ -392,16 +394,57 @@ def test_doctor_warns_when_a_claude_argv_would_refuse_permissions_unasked(repo: 
     assert "runtime claude-tty permissions" not in checks  # a person at the terminal answers its prompts
 
 
-def test_a_state_path_named_by_a_variable_is_writable_for_the_agent(tmp_path: Path) -> None:
-    home = tmp_path / "home"
-    (home / ".codex").mkdir(parents=True)
-    custom = tmp_path / "codex-home"
-    custom.mkdir()
+def test_each_state_path_is_the_sandboxs_own_with_the_users_login_and_settings_on_top(tmp_path: Path) -> None:
+    """One own copy per state path that exists (one a variable names too); a path holding the home or
+    the repository is none (the agent would have written all of it); what the agent left where a
+    mount point goes (a symlink carrying the user's settings elsewhere) is replaced."""
+    home, custom, repo = tmp_path / "home", tmp_path / "codex-home", tmp_path / "repo"
+    for folder in (home / ".codex" / "prompts", custom, repo):
+        folder.mkdir(parents=True)
+    (home / ".codex" / "auth.json").write_text("{}")
+    (home / ".codex" / "config.toml").write_text("model = 'x'\n")
     spec = LaunchSpec(runtime="codex", argv=("codex",), mode="headless", network=True, env_names=(),
                       state_paths=("~/.codex", "$CODEX_HOME"), output="plain", assisted_by="Codex CLI")
-    assert confinement.runtime_state_paths(spec, {"HOME": str(home), "CODEX_HOME": str(custom)}) == [
-        home / ".codex", custom]
-    assert confinement.runtime_state_paths(spec, {"HOME": str(home)}) == [home / ".codex"]
+    root = tmp_path / "sandbox" / "runtime"
+    state = runtime_state(root, spec, {"HOME": str(home), "CODEX_HOME": str(custom)}, keep_out=[home, repo])
+    assert state.paths == (home / ".codex", custom)
+    assert state.logins == (home / ".codex" / "auth.json",)
+    assert state.obeyed == (home / ".codex" / "config.toml", home / ".codex" / "prompts")
+    own = dict((user, mine) for mine, user in state.own)[home / ".codex"]
+    assert own.parent == root and sorted(p.name for p in own.iterdir()) == ["auth.json", "config.toml", "prompts"]
+    (own / "config.toml").unlink()
+    (own / "config.toml").symlink_to(repo / "planted")
+    (own / "prompts").rmdir()
+    (own / "prompts").write_text("a file where a folder is mounted")
+    again = runtime_state(root, spec, {"HOME": str(home)}, keep_out=[home, repo])
+    assert again.paths == (home / ".codex",)
+    assert (own / "config.toml").is_file() and not (own / "config.toml").is_symlink() and (own / "prompts").is_dir()
+    assert not (repo / "planted").exists()
+    for held in (home, repo):  # $CODEX_HOME set to the home or the repository
+        assert runtime_state(root, spec, {"HOME": str(home), "CODEX_HOME": str(held)}, keep_out=[home, repo]).paths \
+            == (home / ".codex",)
+
+
+def test_a_state_file_is_copied_once_then_the_sandboxs_own(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / ".claude.json").write_text('{"theme": "dark"}')
+    config_dir = tmp_path / "claude-config"
+    config_dir.mkdir()
+    (config_dir / ".claude.json").write_text('{"theme": "light"}')
+    spec = LaunchSpec(runtime="claude", argv=("claude",), mode="headless", network=True, env_names=(),
+                      state_paths=STATE_PATHS["claude"], output="stream-json", assisted_by="Claude Code")
+    env = {"HOME": str(home), "CLAUDE_CONFIG_DIR": str(config_dir)}
+    state = runtime_state(tmp_path / "runtime", spec, env, keep_out=[home])
+    assert state.paths == (home / ".claude.json", config_dir)
+    file_copy, folder = (mine for mine, _user in state.own)
+    assert file_copy.read_text() == '{"theme": "dark"}'
+    assert (folder / ".claude.json").read_text() == '{"theme": "light"}'
+    assert oct(file_copy.stat().st_mode & 0o777) == "0o600"
+    file_copy.write_text('{"mcpServers": {}}')
+    (home / ".claude.json").write_text('{"theme": "solarized"}')
+    runtime_state(tmp_path / "runtime", spec, env, keep_out=[home])
+    assert file_copy.read_text() == '{"mcpServers": {}}'  # the sandbox's now: not copied over again
 
 
 @pytest.mark.parametrize(("task", "given"), [

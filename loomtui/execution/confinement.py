@@ -31,15 +31,8 @@ from loomtui.execution.isolation import (
     secret_paths,
     under_private_dirs,
 )
-from loomtui.execution.runtimes import (
-    STATE_PATHS,
-    LaunchSpec,
-    agent_environment,
-    expand_path,
-    fixed_state_files,
-    program_files,
-    state_paths,
-)
+from loomtui.execution.runtime_state import RuntimeState, runtime_state
+from loomtui.execution.runtimes import STATE_PATHS, LaunchSpec, agent_environment, expand_path, program_files
 from loomtui.execution.sandboxes import (
     legacy_worktrees_dir,
     record_paths,
@@ -80,16 +73,18 @@ def sandbox_environment(workspace: Workspace, record: SandboxRecord, spec: Launc
 
 
 def confined_argv(workspace: Workspace, record: SandboxRecord, argv: Sequence[str], env: Mapping[str, str],
-                  *, network: bool = False, writable: Sequence[Path] = (), fixed: Sequence[Path] = ()) -> list[str]:
+                  *, network: bool = False, spec: LaunchSpec | None = None) -> list[str]:
     """`argv` as it runs for this sandbox: under bwrap with the sandbox's mounts when it is isolated.
 
-    `writable` adds paths outside the worktree (a runtime's own config and cache).
+    `spec`'s runtime gets its state paths (its config and caches) as the sandbox's own copies.
     """
     argv = list(argv)
     if record.isolation != ISOLATION_BWRAP:
         return argv
     repo = workspace.paths
     paths = record_paths(repo, record)
+    state = runtime_state(paths.runtime_state, spec, env, keep_out=[
+        *_homes(env), workspace.root, repo.common_dir, paths.worktree]) if spec else RuntimeState()
     needed = _needed(workspace, argv, env)
     private = private_git(workspace, record)
     assert private is not None
@@ -102,13 +97,14 @@ def confined_argv(workspace: Workspace, record: SandboxRecord, argv: Sequence[st
         state_dir=repo.state_dir,
         branch=record.branch,
         readable=under_private_dirs(needed),
-        writable=tuple(writable),
-        fixed=tuple(fixed),
+        own_state=state.own,
+        logins=state.logins,
+        obeyed=state.obeyed,
         network=network,
         private_git=private.root,
         own_dir=paths.dir,
         hidden=_hidden(workspace),
-        secrets=_secrets(workspace, env, configs, writable),
+        secrets=_secrets(workspace, env, configs, state.paths),
         configs=_credential_free_configs(workspace, configs),
     )
     return bwrap_argv(mounts) + argv
@@ -201,7 +197,8 @@ def _secrets(workspace: Workspace, env: Mapping[str, str], configs: Mapping[Path
              writable: Sequence[Path] = ()) -> tuple[Path, ...]:
     """The user's credentials that confined code must not read: under this user's home and the one
     the code is given (but a cloud's login its runtime is told to use), the key decisions are signed
-    with (what it reads it could send away), and every agent runtime's state but its own (`writable`):
+    with (what it reads it could send away), and every agent runtime's state but what it writes (`writable`:
+    its own runtime's state, given to it as the sandbox's own copy):
     a command or Codex agent read Claude Code's login token in ~/.claude/.credentials.json."""
     homes = _homes(env)
     key = signing_key(workspace.root) or ""
@@ -258,13 +255,3 @@ def _hidden(workspace: Workspace) -> tuple[Path, ...]:
         if folder not in unique and folder.is_dir():
             unique.append(folder)
     return tuple(unique)
-
-
-def runtime_fixed_files(spec: LaunchSpec, env: Mapping[str, str]) -> list[Path]:
-    """The runtime's settings and instructions inside its writable state: read-only for the agent."""
-    return fixed_state_files(spec, env.get("HOME"), env)
-
-
-def runtime_state_paths(spec: LaunchSpec, env: Mapping[str, str]) -> list[Path]:
-    """The runtime's own config and cache paths that exist (writable for the agent, nothing else)."""
-    return state_paths(spec, env.get("HOME"), env)

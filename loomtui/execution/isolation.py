@@ -7,7 +7,8 @@ Inside the sandbox the whole filesystem is read-only, except:
   other sandboxes' worktrees, git admin dirs and state dirs are not even visible;
 - the parts of the git common dir a commit on its branch needs (objects, the
   `refs/heads/loom` directory and its reflogs, the worktree's own admin dir);
-- the runtime's config and cache paths (e.g. `~/.claude`), when they exist.
+- the runtime's config and cache paths (e.g. `~/.claude`), when they exist: the sandbox's own copies
+  (`runtime_state`), with the user's login written through and the user's settings read-only.
 
 loomtui's state dir (`.git/loom`: the store and the audit log) stays read-only
 even though it sits inside the git dir, so an agent can never write a decision;
@@ -121,8 +122,9 @@ class SandboxMounts:
     state_dir: Path
     branch: str  # e.g. loom/ab12cd
     readable: tuple[Path, ...] = ()  # paths under the private /tmp to bind back read-only
-    writable: tuple[Path, ...] = ()  # the runtime's own config and cache paths
-    fixed: tuple[Path, ...] = ()  # files inside those that stay read-only (`runtimes.FIXED_STATE`)
+    own_state: tuple[tuple[Path, Path], ...] = ()  # (the sandbox's own copy, the runtime state path it stands for)
+    logins: tuple[Path, ...] = ()  # the user's login files inside those: written through
+    obeyed: tuple[Path, ...] = ()  # the user's settings inside those: read-only (`runtimes.StateFolder`)
     network: bool = False
     private_git: Path | None = None  # see PrivateGit: the agent's own objects and branch refs
     own_dir: Path | None = None  # the sandbox's own state dir (its broker socket, its context)
@@ -298,9 +300,13 @@ def bwrap_argv(mounts: SandboxMounts, program: str = "bwrap") -> list[str]:
     settings = mounts.worktree / AGENT_SETTINGS_DIR
     if settings.is_dir() and not settings.is_symlink():
         argv += ["--ro-bind", str(settings), str(settings)]
-    for path in mounts.writable:
-        argv += ["--bind-try", str(path), str(path)]
-    for path in mounts.fixed:  # on top of the writable state: what the runtime runs or obeys outside too
+    # The runtime's state is the sandbox's own (execution.runtime_state); on top of it, from the
+    # user's own (a bind's source is read outside the sandbox), the login and what the CLI obeys.
+    for own, path in mounts.own_state:
+        argv += ["--bind", str(own), str(path)]
+    for path in mounts.logins:
+        argv += ["--bind", str(path), str(path)]
+    for path in mounts.obeyed:
         argv += ["--ro-bind", str(path), str(path)]
     argv += UNSHARED
     if not mounts.network:

@@ -38,9 +38,9 @@ NETWORK_ENV: Final = (
 )
 """Proxies and CA bundles: a runtime with the network gets these (when set)."""
 
-# Per program: where it keeps its login, settings and caches. Under isolation
-# these (when they exist) are the only writable paths outside the worktree.
-# `$NAME` is the path an environment variable names (when it is set).
+# Per program: where it keeps its login, settings and caches. Under isolation each
+# that exists is the sandbox's own (`runtime_state`), the only writable paths outside
+# the worktree. `$NAME` is the path an environment variable names (when it is set).
 STATE_PATHS: Final[dict[str, tuple[str, ...]]] = {
     "claude": ("~/.claude", "~/.claude.json", "~/.config/claude", "~/.cache/claude", "$CLAUDE_CONFIG_DIR"),
     "codex": ("~/.codex", "$CODEX_HOME"),
@@ -48,18 +48,35 @@ STATE_PATHS: Final[dict[str, tuple[str, ...]]] = {
 }
 
 
-# (name inside the state folder, what it starts as when missing; None: left alone when missing)
-_CLAUDE_FIXED: Final = (("settings.json", "{}\n"), ("settings.local.json", "{}\n"), ("CLAUDE.md", ""),
-                        ("commands", None), ("agents", None), ("hooks", None), ("plugins", None))
-_CODEX_FIXED: Final = (("config.toml", ""), ("AGENTS.md", ""))
-FIXED_STATE: Final[dict[str, tuple[tuple[str, str | None], ...]]] = {
-    "~/.claude": _CLAUDE_FIXED, "$CLAUDE_CONFIG_DIR": _CLAUDE_FIXED,
-    "~/.codex": _CODEX_FIXED, "$CODEX_HOME": _CODEX_FIXED,
+@dataclass(frozen=True)
+class StateFolder:
+    """What a sandbox's own copy of a runtime's state folder takes from the user's (`runtime_state`)."""
+
+    obeyed: tuple[str, ...]
+    """Read-only: what the same CLI obeys outside any sandbox (settings, instructions, commands, skills)."""
+    logins: tuple[str, ...] = ()
+    """Written through: the login, whose refreshed token replaces the old one for the user too."""
+    copied: tuple[str, ...] = ()
+    """Copied once when the sandbox first runs, then the sandbox's own to change."""
+
+
+_CLAUDE_STATE: Final = StateFolder(
+    obeyed=("settings.json", "settings.local.json", "CLAUDE.md", "commands", "agents", "hooks", "plugins",
+            "skills", "output-styles", "rules"),
+    logins=(".credentials.json",))
+_CODEX_STATE: Final = StateFolder(
+    obeyed=("config.toml", "managed_config.toml", "AGENTS.md", "AGENTS.override.md", "hooks.json", "prompts",
+            "rules", "skills"),
+    logins=("auth.json",))
+STATE_FOLDERS: Final[dict[str, StateFolder]] = {
+    "~/.claude": _CLAUDE_STATE,
+    # Claude Code keeps its global config (~/.claude.json otherwise) in the folder $CLAUDE_CONFIG_DIR names.
+    "$CLAUDE_CONFIG_DIR": StateFolder(_CLAUDE_STATE.obeyed, _CLAUDE_STATE.logins, copied=(".claude.json",)),
+    "~/.codex": _CODEX_STATE, "$CODEX_HOME": _CODEX_STATE,
+    "~/.aider": StateFolder(obeyed=("oauth-keys.env",)),
 }
-"""What stays read-only inside a runtime's own writable state: the user's settings, instructions and
-commands, which the same CLI obeys outside any sandbox. Writable, an agent set `disableAllHooks` and a
-SessionStart hook in ~/.claude/settings.json (its own hooks off in every sandbox; a command run on the
-host at the user's next session). A missing file is made first, so the agent cannot create it either."""
+"""Per state folder, what comes from the user's own into the sandbox's (see `STATE_PATHS`); the rest of
+a folder starts empty, and a state path that is a file (`~/.claude.json`) starts as a copy."""
 
 
 @dataclass(frozen=True)
@@ -395,43 +412,6 @@ def expand_path(raw: str, env: Mapping[str, str]) -> Path | None:
             return None
         return Path(value) / rest if rest else Path(value)
     return Path(raw)
-
-
-def fixed_state_files(spec: LaunchSpec, home: str | None, env: Mapping[str, str] | None = None) -> list[Path]:
-    """The files of FIXED_STATE under the runtime's existing state folders, made first where missing (a
-    settings file as `{}`), so that each can be mounted read-only; an unwritable one is skipped."""
-    if not home:
-        return []
-    values = {**(env or {}), "HOME": home}
-    found: list[Path] = []
-    for raw in spec.state_paths:
-        folder = expand_path(raw, values) if raw in FIXED_STATE else None
-        if folder is None or not folder.is_dir() or folder.is_symlink():
-            continue
-        for name, empty in FIXED_STATE[raw]:
-            path = folder / name
-            if not path.exists() and not path.is_symlink() and empty is not None:
-                try:
-                    with open(path, "x", encoding="utf-8") as made:
-                        made.write(empty)
-                except OSError:
-                    continue
-            if (path.is_file() or path.is_dir()) and path not in found:
-                found.append(path)
-    return found
-
-
-def state_paths(spec: LaunchSpec, home: str | None, env: Mapping[str, str] | None = None) -> list[Path]:
-    """The runtime's existing config/cache paths, expanded against `home` (and `env` for `$NAME`)."""
-    if not home:
-        return []
-    values = {**(env or {}), "HOME": home}
-    found = []
-    for raw in spec.state_paths:
-        path = expand_path(raw, values)
-        if path is not None and path.is_absolute() and path.exists() and path not in found:
-            found.append(path)
-    return found
 
 
 @dataclass(frozen=True)

@@ -76,6 +76,11 @@ class SandboxPaths:
         return self.dir / "pane-go"
 
     @property
+    def runtime_state(self) -> Path:
+        """The sandbox's own copies of its runtime's state folders and files (see runtime_state)."""
+        return self.dir / "runtime"
+
+    @property
     def outside_index(self) -> Path:
         """The index loomtui keeps of the worktree from outside (see gitops.AgentTree)."""
         return self.dir / "outside.index"

@@ -209,11 +209,7 @@ class Supervisor:
 
     def command(self, env: dict[str, str]) -> list[str]:
         return confinement.confined_argv(self.workspace, self.record, self.spec.argv, env,
-                                         network=self.spec.network,
-                                         writable=confinement.runtime_state_paths(self.spec, env),
-                                         # Made where missing, so only where they will be mounted read-only.
-                                         fixed=confinement.runtime_fixed_files(self.spec, env)
-                                         if self.record.isolation == ISOLATION_BWRAP else ())
+                                         network=self.spec.network, spec=self.spec)
 
     # -- running -------------------------------------------------------------------------
 

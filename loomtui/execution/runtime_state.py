@@ -1,0 +1,114 @@
+"""A sandbox's own copy of its runtime's state: where the agent's CLI keeps sessions, caches and config.
+
+A CLI writes its state as it runs (Claude Code its sessions and `~/.claude.json`, Codex its
+history). Written into the user's own folders, it is read again by the same CLI outside any
+sandbox, and some of it is obeyed there: `~/.claude.json` holds user-scope MCP servers (commands
+run at the user's next session), and Claude Code takes `~/.claude/.config.json`, once it exists,
+as its whole global config. So under isolation each state path is the sandbox's own: a folder
+starts empty, a file as a copy of the user's, and only two things come from the user's own (see
+`runtimes.StateFolder`): the login, written through (a refreshed token replaces the old one for
+the user too), and what the CLI obeys outside, read-only (settings, instructions, commands).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from loomtui.execution.runtimes import STATE_FOLDERS, LaunchSpec, StateFolder, expand_path
+
+
+@dataclass(frozen=True)
+class RuntimeState:
+    """The mounts of one sandbox's runtime state."""
+
+    own: tuple[tuple[Path, Path], ...] = ()
+    """(the sandbox's own folder or file, the user's path it stands in for)."""
+    logins: tuple[Path, ...] = ()
+    """The user's login files, bound writable on top of the sandbox's folder."""
+    obeyed: tuple[Path, ...] = ()
+    """The user's settings and instructions, bound read-only on top of the sandbox's folder."""
+
+    @property
+    def paths(self) -> tuple[Path, ...]:
+        """The user's state paths the sandbox has its own of."""
+        return tuple(user for _own, user in self.own)
+
+
+def runtime_state(root: Path, spec: LaunchSpec, env: Mapping[str, str], keep_out: Iterable[Path]) -> RuntimeState:
+    """The sandbox's own state for `spec`'s runtime, made under `root` where missing: one per state path
+    that exists for the user (`spec.state_paths` against `env`), but a path that holds any of `keep_out`
+    (a `$CLAUDE_CONFIG_DIR` set to the home or the repository is no runtime's own folder)."""
+    home = env.get("HOME")
+    if not home:
+        return RuntimeState()
+    values = {**env, "HOME": home}
+    outside = [Path(path) for path in keep_out]
+    own: list[tuple[Path, Path]] = []
+    logins: list[Path] = []
+    obeyed: list[Path] = []
+    for raw in spec.state_paths:
+        user = expand_path(raw, values)
+        if user is None or not user.is_absolute() or not user.exists() or user in (u for _o, u in own) or \
+                any(place.is_relative_to(user) for place in outside):
+            continue
+        mine = root / _own_name(user)
+        folder = STATE_FOLDERS.get(raw, StateFolder(obeyed=())) if user.is_dir() else None
+        try:
+            if folder is not None:
+                _own_folder(mine, user, folder)
+            elif not _own_copy(mine, user):
+                continue
+        except OSError:
+            continue  # not the sandbox's to write, then: read-only, as the rest of the user's files
+        if folder is not None:
+            logins += [user / name for name in folder.logins if (user / name).exists()]
+            obeyed += [user / name for name in folder.obeyed if (user / name).exists()]
+        own.append((mine, user))
+    return RuntimeState(tuple(own), tuple(logins), tuple(obeyed))
+
+
+def _own_name(user: Path) -> str:
+    """A name for the sandbox's own copy of `user`, one per path (two runtimes' `.claude` stay apart)."""
+    return hashlib.sha256(os.fsencode(user)).hexdigest()[:12] + "-" + (user.name.lstrip(".") or "state")
+
+
+def _own_folder(mine: Path, user: Path, folder: StateFolder) -> None:
+    """The sandbox's folder for `user`: the copies `folder` names made once, and a mount point for each
+    login and obeyed entry the user has, of the same kind (what the agent left there in its place, a
+    symlink that would carry the mount elsewhere, is taken away)."""
+    mine.mkdir(mode=0o700, parents=True, exist_ok=True)
+    for name in folder.copied:
+        _own_copy(mine / name, user / name)
+    for name in (*folder.logins, *folder.obeyed):
+        source, point = user / name, mine / name
+        if not source.exists():
+            continue
+        if point.is_symlink() or (point.exists() and point.is_dir() != source.is_dir()):
+            if point.is_dir() and not point.is_symlink():
+                shutil.rmtree(point)
+            else:
+                point.unlink()
+        if source.is_dir():
+            point.mkdir(exist_ok=True)
+        else:
+            point.touch(mode=0o600, exist_ok=True)
+
+
+def _own_copy(mine: Path, user: Path) -> bool:
+    """A copy of the user's file `user` at `mine`, made when missing (then the sandbox's own); False
+    when `user` is no regular file to copy."""
+    if mine.is_file() and not mine.is_symlink():
+        return True
+    if not user.is_file():
+        return False
+    if mine.is_symlink():
+        mine.unlink()
+    mine.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    shutil.copyfile(user, mine)
+    mine.chmod(0o600)
+    return True
