@@ -1040,6 +1040,8 @@ def test_isolated_agent_cannot_write_outside_its_worktree(ws: Workspace, repo: P
         read("stored_credentials", "~/.my-git-creds")
         read("codex_login", "~/.codex/auth.json")
         read("repo_config", os.path.join(repo, ".git", "config"))
+        read("store_read", os.path.join(state, "state.db"))
+        read("audit_read", os.path.join(state, "audit.jsonl"))
         key = subprocess.run(["git", "config", "loom.signingkey"], capture_output=True, text=True).stdout.strip()
         read("signing_key", key.removesuffix(".pub"))  # the private half beside the public key named
         results["run"] = sorted(os.listdir("/run"))
@@ -1110,6 +1112,8 @@ def test_isolated_agent_cannot_write_outside_its_worktree(ws: Workspace, repo: P
                    "user_git_config", "stored_credentials", "dotenv"):
         assert "SECRET" not in results[secret], (secret, results[secret])
     assert results["ssh_key"] == "No such file or directory"  # the folder is there, empty
+    # Nor are the store and the audit log: every sandbox's escalations, evidence and deciders.
+    assert results["store_read"] == results["audit_read"] == "No such file or directory"
     # A file is /dev/null there: empty, or refused where the mount holds no devices.
     assert results["pgpass"] in ("", "Permission denied") and results["signing_key"] in ("", "Permission denied")
     # The repository's config is there, only without its credentials (the agent's git reads it).
@@ -1164,7 +1168,7 @@ def test_the_folders_a_sandbox_gets_empty_hold_so_much(tmp_path: Path) -> None:
     assert [int(size) for size in sizes] == [2 << 30, 16 << 20]
 
 
-def test_bwrap_command_line_keeps_the_state_dir_read_only(tmp_path: Path) -> None:
+def test_bwrap_command_line_shows_the_state_dir_empty_and_read_only(tmp_path: Path) -> None:
     common = tmp_path / "repo" / ".git"
     mounts = SandboxMounts(
         worktree=common / "loom" / "worktrees" / "ab12cd", worktree_git_dir=common / "worktrees" / "ab12cd",
@@ -1175,12 +1179,16 @@ def test_bwrap_command_line_keeps_the_state_dir_read_only(tmp_path: Path) -> Non
     )
     argv = bwrap_argv(mounts)
     pairs = [(argv[i], argv[i + 1]) for i in range(len(argv) - 1) if argv[i].startswith("--")]
-    ro_state = pairs.index(("--ro-bind", str(common / "loom")))
-    # Other sandboxes' dirs vanish under empty tmpfs mounts stacked on the read-only state dir;
-    # the sandbox's own dir (its broker) and its own worktree and admin dir come back on top.
+    ro_state = pairs.index(("--tmpfs", str(common / "loom")))
+    # The store and the audit log are not there: the state dir is an empty tmpfs, the git hooks bound
+    # back, and other sandboxes' dirs vanish under empty tmpfs mounts stacked on it; the sandbox's own
+    # dir (its broker) and its own worktree and admin dir come back on top. All of it read-only at last.
+    assert pairs.index(("--ro-bind-try", str(common / "loom" / "hooks"))) > ro_state
     hidden = [pairs.index(("--tmpfs", str(path))) for path in mounts.hidden]
     own = pairs.index(("--ro-bind", str(mounts.own_dir)))
     assert ro_state < min(hidden) and max(hidden) < own
+    assert pairs.index(("--remount-ro", str(common / "loom"))) > max(i for i, (option, _path) in enumerate(pairs)
+                                                                     if "bind" in option)
     assert pairs.index(("--bind", str(mounts.worktree))) > own  # the worktree is writable again on top
     assert pairs.index(("--bind", str(mounts.worktree_git_dir))) > max(hidden)
     assert pairs.index(("--bind", str(common / "objects"))) > ro_state

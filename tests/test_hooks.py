@@ -582,6 +582,7 @@ hook_input = {"session_id": "s", "cwd": str(tree), "hook_event_name": "PreToolUs
 done = subprocess.run([sys.executable, "-m", "loomtui", "hook", "claude"], input=json.dumps(hook_input),
                       capture_output=True, text=True)
 results["hook"] = [done.returncode, done.stdout and json.loads(done.stdout), done.stderr]
+results["state_dir"] = sorted(os.listdir(state))
 results["as_other"] = broker("check_edit", sandbox="other-agent", path=str(service), lines=[65, 65])
 results["approve"] = broker("approve", id=ESCALATION)
 results["status"] = broker("escalation_status", id=ESCALATION)
@@ -652,8 +653,10 @@ def test_a_bubblewrapped_agent_claims_through_the_broker_but_cannot_write_or_dec
                                  "message": f"waiting for a decision on escalation #{escalation}"}
     assert results["audit_write"] == "Read-only file system"
     assert results["store_write"] != "written"
-    assert "inside a sandbox" in results["decide"]
-    assert "StoreError" in results["decide_unset"] and "readonly" in results["decide_unset"]
+    # Nor read: every sandbox's escalations and evidence are in the store, which is not there.
+    assert results["state_dir"] == ["hooks", "sandboxes"], results["state_dir"]
+    for attempt in ("decide", "decide_unset"):  # claiming to be a lead too
+        assert "StoreError" in results[attempt] and "cannot write the state store here" in results[attempt]
     assert ws.store.get_escalation(escalation).status == "open"  # type: ignore[union-attr]
     assert results["commit_own"] == 0
     refused_code, refused = results["commit_theirs"]

@@ -10,9 +10,10 @@ Inside the sandbox the whole filesystem is read-only, except:
 - the runtime's config and cache paths (e.g. `~/.claude`), when they exist: the sandbox's own copies
   (`runtime_state`), with the user's login written through and the user's settings read-only.
 
-loomtui's state dir (`.git/loom`: the store and the audit log) stays read-only
-even though it sits inside the git dir, so an agent can never write a decision;
-only its supervisor, outside the sandbox, writes there. The main working tree,
+loomtui's state dir (`.git/loom`: the store and the audit log) is shown empty and
+read-only even though it sits inside the git dir (but for the git hooks and the
+sandbox's own folder), so an agent can never write a decision, nor read every
+sandbox's escalations and evidence; only its supervisor, outside, uses them. The main working tree,
 the repository's config and hooks, and every other branch stay read-only too.
 The network is unshared unless the runtime allows it, the agent sees only its
 own processes, and it dies with its supervisor. What it can read it could send
@@ -257,8 +258,7 @@ def bwrap_argv(mounts: SandboxMounts, program: str = "bwrap") -> list[str]:
         argv += ["--ro-bind-try", str(path), str(path)]
     argv += _emptied(mounts.secrets)
     argv += _config_mounts(mounts.configs)
-    # The store and audit log stay read-only: only the supervisor, outside, writes them.
-    argv += ["--ro-bind", str(mounts.state_dir), str(mounts.state_dir)]
+    argv += _state_dir_hidden(mounts.state_dir)
     # Other sandboxes are not there at all: not their broker sockets (an agent could
     # otherwise ask in another sandbox's name), not their worktrees or git admin dirs.
     for path in mounts.hidden:
@@ -308,10 +308,26 @@ def bwrap_argv(mounts: SandboxMounts, program: str = "bwrap") -> list[str]:
         argv += ["--bind", str(path), str(path)]
     for path in mounts.obeyed:
         argv += ["--ro-bind", str(path), str(path)]
-    argv += UNSHARED
+    argv += ["--remount-ro", str(mounts.state_dir), *UNSHARED]
     if not mounts.network:
         argv.append("--unshare-net")
     argv += ["--die-with-parent", "--chdir", str(mounts.worktree), "--"]
+    return argv
+
+
+STATE_DIR_SHOWN: Final = ("hooks",)
+"""What of loomtui's state dir confined code sees: the git hooks its worktree's `core.hooksPath` names
+(and the sandbox's own folder, bound back by `bwrap_argv`)."""
+
+
+def _state_dir_hidden(state_dir: Path) -> list[str]:
+    """bwrap arguments that show loomtui's state dir empty but for `STATE_DIR_SHOWN`, read-only: the
+    store and the audit log (every sandbox's escalations, the evidence and the people deciding them),
+    other sandboxes' gate runs, are not there to read. Read-only, only its supervisor writes them; the
+    mounts made under it, its own folder's, are made before the closing `--remount-ro`."""
+    argv = _fresh_tmpfs(state_dir)
+    for name in STATE_DIR_SHOWN:
+        argv += ["--ro-bind-try", str(state_dir / name), str(state_dir / name)]
     return argv
 
 
@@ -330,10 +346,11 @@ def scratch_bwrap_argv(tree: Path, state_dir: Path, *, readable: Sequence[Path] 
         argv += ["--ro-bind-try", str(path), str(path)]
     argv += _emptied(secrets)
     argv += _config_mounts(configs)
-    argv += ["--ro-bind", str(state_dir), str(state_dir)]
+    argv += _state_dir_hidden(state_dir)
     for path in hidden:
         argv += _fresh_tmpfs(path)
     for path in (tree, *writable):
         argv += ["--bind", str(path), str(path)]
-    return argv + [*UNSHARED, "--unshare-net", "--die-with-parent", "--chdir", str(tree), "--"]
+    return argv + ["--remount-ro", str(state_dir), *UNSHARED, "--unshare-net", "--die-with-parent",
+                   "--chdir", str(tree), "--"]
 
