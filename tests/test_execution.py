@@ -27,6 +27,7 @@ from loomtui.execution.activity import parse_claude_stream, parse_script_agent
 from loomtui.execution.isolation import (
     SandboxMounts,
     bwrap_argv,
+    checkout_shown,
     isolation_available,
     scratch_bwrap_argv,
     secret_paths,
@@ -1037,6 +1038,7 @@ def test_isolated_agent_cannot_write_outside_its_worktree(ws: Workspace, repo: P
         read("user_git_config", "~/.gitconfig")
         read("dotenv", os.path.join(repo, ".env"))
         read("ignored_note", os.path.join(repo, "notes.local"))
+        read("uncommitted", os.path.join(repo, "draft.txt"))
         read("stored_credentials", "~/.my-git-creds")
         read("codex_login", "~/.codex/auth.json")
         read("repo_config", os.path.join(repo, ".git", "config"))
@@ -1076,6 +1078,7 @@ def test_isolated_agent_cannot_write_outside_its_worktree(ws: Workspace, repo: P
     (repo / ".gitignore").write_text(".env\nnotes.local\n")
     (repo / ".env").write_text("PROD_DB_PASSWORD=SECRET\n")
     (repo / "notes.local").write_text("mine\n")
+    (repo / "draft.txt").write_text("not committed yet\n")
     for login in (".claude/.credentials.json", ".codex/auth.json"):  # another runtime's: never this agent's
         (home / login).parent.mkdir()
         (home / login).write_text('{"token": "SECRET login"}')
@@ -1119,7 +1122,8 @@ def test_isolated_agent_cannot_write_outside_its_worktree(ws: Workspace, repo: P
     # The repository's config is there, only without its credentials (the agent's git reads it).
     assert "url = https://example.com/billing.git" in results["repo_config"] and "extraheader" not in results["repo_config"]
     assert "name = Bob" in results["user_git_config"]  # the rest of the user's git config is there
-    assert results["ignored_note"] == "mine\n"  # only what is named as a secret is hidden
+    # The person's checkout is an empty folder: their ignored notes and uncommitted work are not there.
+    assert results["ignored_note"] == results["uncommitted"] == "No such file or directory"
     # /run is the sandbox's own: none of the machine's sockets there (a socket on a read-only mount connects).
     assert not set(results["run"]) & set(os.listdir("/run")), results["run"]
     if run is not None:
@@ -1173,7 +1177,8 @@ def test_bwrap_command_line_shows_the_state_dir_empty_and_read_only(tmp_path: Pa
     mounts = SandboxMounts(
         worktree=common / "loom" / "worktrees" / "ab12cd", worktree_git_dir=common / "worktrees" / "ab12cd",
         common_dir=common, state_dir=common / "loom", branch="loom/ab12cd",
-        readable=under_private_dirs([tmp_path / "repo", common, tmp_path / "repo" / "sub", Path("/usr/bin")]),
+        readable=under_private_dirs([tmp_path, common, tmp_path / "repo" / "sub", Path("/usr/bin")]),
+        checkout=checkout_shown(tmp_path / "repo", [tmp_path, common, tmp_path / "repo" / ".venv", common / "x"]),
         own_dir=common / "loom" / "sandboxes" / "ab12cd",
         hidden=(common / "loom" / "sandboxes", common / "loom" / "worktrees", common / "worktrees"),
     )
@@ -1184,6 +1189,13 @@ def test_bwrap_command_line_shows_the_state_dir_empty_and_read_only(tmp_path: Pa
     # back, and other sandboxes' dirs vanish under empty tmpfs mounts stacked on it; the sandbox's own
     # dir (its broker) and its own worktree and admin dir come back on top. All of it read-only at last.
     assert pairs.index(("--ro-bind-try", str(common / "loom" / "hooks"))) > ro_state
+    # The person's checkout too, after what is bound under /tmp (a folder holding it), then what it shows.
+    checkout = pairs.index(("--tmpfs", str(tmp_path / "repo")))
+    assert pairs.index(("--ro-bind-try", str(tmp_path))) < checkout < ro_state
+    assert checkout < pairs.index(("--ro-bind-try", str(common))) < ro_state
+    assert checkout < pairs.index(("--ro-bind-try", str(tmp_path / "repo" / ".venv")))
+    assert ("--ro-bind-try", str(common / "x")) not in pairs
+    assert pairs.index(("--remount-ro", str(tmp_path / "repo"))) > pairs.index(("--remount-ro", str(common / "loom")))
     hidden = [pairs.index(("--tmpfs", str(path))) for path in mounts.hidden]
     own = pairs.index(("--ro-bind", str(mounts.own_dir)))
     assert ro_state < min(hidden) and max(hidden) < own
@@ -1192,7 +1204,7 @@ def test_bwrap_command_line_shows_the_state_dir_empty_and_read_only(tmp_path: Pa
     assert pairs.index(("--bind", str(mounts.worktree))) > own  # the worktree is writable again on top
     assert pairs.index(("--bind", str(mounts.worktree_git_dir))) > max(hidden)
     assert pairs.index(("--bind", str(common / "objects"))) > ro_state
-    assert ("--ro-bind-try", str(tmp_path / "repo")) in pairs and ("--ro-bind-try", "/usr/bin") not in pairs
+    assert ("--ro-bind-try", str(tmp_path / "repo")) not in pairs and ("--ro-bind-try", "/usr/bin") not in pairs
     assert ("--bind", str(common)) not in pairs and ("--bind", str(common / "refs")) not in pairs
     assert "--unshare-net" in argv and "--die-with-parent" in argv and argv[-1] == "--"
     assert "--unshare-net" not in bwrap_argv(SandboxMounts(**{**mounts.__dict__, "network": True}))

@@ -624,16 +624,18 @@ print(json.dumps(results), flush=True)
 def test_a_bubblewrapped_agent_claims_through_the_broker_but_cannot_write_or_decide(
         billing: Path, ws: Workspace, tmp_path: Path) -> None:
     new_get = GET_LINE.replace("customer_id)", "customer_id.strip())")
-    probe = billing / "probe_agent.py"  # in the main checkout, which the sandbox can read
+    probe = tmp_path / "probe_agent"  # the runtime's program (the person's checkout is empty to the sandbox)
     config_path = billing / ".loom" / "loom.yaml"
     config = yaml.safe_load(config_path.read_text())
-    config["runtimes"]["probe"] = {"argv": [sys.executable, str(probe)], "mode": "headless", "network": False}
+    config["runtimes"]["probe"] = {"argv": [str(probe)], "mode": "headless", "network": False}
     config_path.write_text(yaml.safe_dump(config))
+    probe.write_text("#!/bin/sh\n")  # written whole below, once the escalation it asks about exists
+    probe.chmod(0o755)
     record = tasks.create_sandbox(ws, "probe the broker", "probe", isolate=True)
     escalation = HookGate(ws, record.id, Path(record.worktree)).open_permission_request(
         "Bash", {"command": "make deploy"})["id"]
-    probe.write_text(PROBE.replace("GET_LINE", repr(GET_LINE)).replace("NEW_GET", repr(new_get))
-                     .replace("ESCALATION", str(escalation)))
+    probe.write_text(f"#!{sys.executable}\n" + PROBE.replace("GET_LINE", repr(GET_LINE))
+                     .replace("NEW_GET", repr(new_get)).replace("ESCALATION", str(escalation)))
     governed_coordinator(ws).claim("other-agent", f"{SERVICE}::CustomerService.find_by_email")
     audit_before = ws.paths.audit_path.read_bytes()
 

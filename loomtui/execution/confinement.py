@@ -18,13 +18,14 @@ from typing import Final
 
 import loomtui
 from loomtui.execution import privategit
-from loomtui.execution.gitops import Git
 from loomtui.execution.isolation import (
     ISOLATION_BWRAP,
     PRIVATE_TMP,
+    Checkout,
     PrivateGit,
     SandboxMounts,
     bwrap_argv,
+    checkout_shown,
     credential_free,
     isolation_available,
     scratch_bwrap_argv,
@@ -97,6 +98,7 @@ def confined_argv(workspace: Workspace, record: SandboxRecord, argv: Sequence[st
         state_dir=repo.state_dir,
         branch=record.branch,
         readable=under_private_dirs(needed),
+        checkout=_checkout(workspace, env, needed),
         own_state=state.own,
         logins=state.logins,
         obeyed=state.obeyed,
@@ -111,18 +113,18 @@ def confined_argv(workspace: Workspace, record: SandboxRecord, argv: Sequence[st
 
 
 def _needed(workspace: Workspace, argv: Sequence[str], env: Mapping[str, str]) -> list[Path]:
-    """What confined code must still read: the repository, Python and loomtui, the program, and the
-    resolver's configuration.
+    """What confined code must still read: the repository's git dir, Python and loomtui, the program,
+    and the resolver's configuration (those under /tmp or the person's checkout are bound back).
 
-    loomtui's own import root too: an editable install (a clone under /tmp, say)
-    imports from there, and the script agent and hooks run this very loomtui. The
+    loomtui's own package too: an editable install (a clone under /tmp, say, or the very
+    checkout it manages) imports from there, and the script agent and hooks run this loomtui. The
     program's own files too: a symlink's target (npm links bin/claude into
     lib/node_modules), its package, and the interpreter of a `#!` script.
     """
     repo = workspace.paths
     path_dirs = [Path(p) for p in env.get("PATH", "").split(os.pathsep) if p]
-    return [repo.root, repo.common_dir, Path(sys.prefix), Path(sys.base_prefix),
-            Path(loomtui.__file__).resolve().parent.parent, *path_dirs, *program_files(argv[0], env.get("PATH")),
+    return [repo.common_dir, Path(sys.prefix), Path(sys.base_prefix),
+            Path(loomtui.__file__).resolve().parent, *path_dirs, *program_files(argv[0], env.get("PATH")),
             Path(os.path.realpath("/etc/resolv.conf"))]  # systemd-resolved's lives in /run
 
 
@@ -132,11 +134,20 @@ def confined_scratch_argv(workspace: Workspace, tree: Path, argv: Sequence[str],
     when isolation is available: its code may be any sandbox's. Without bwrap it runs as it is."""
     if not isolation_available():
         return list(argv)
-    readable = under_private_dirs(_needed(workspace, argv, env))
+    needed = _needed(workspace, argv, env)
     configs = _git_configs(workspace, env)
-    return scratch_bwrap_argv(tree, workspace.paths.state_dir, readable=readable, hidden=_hidden(workspace),
-                              writable=writable, secrets=_secrets(workspace, env, configs, writable),
-                              configs=_credential_free_configs(workspace, configs)) + list(argv)
+    return scratch_bwrap_argv(tree, workspace.paths.state_dir, readable=under_private_dirs(needed),
+                              hidden=_hidden(workspace), writable=writable,
+                              secrets=_secrets(workspace, env, configs, writable),
+                              configs=_credential_free_configs(workspace, configs),
+                              checkout=_checkout(workspace, env, needed)) + list(argv)
+
+
+def _checkout(workspace: Workspace, env: Mapping[str, str], needed: Sequence[Path]) -> Checkout | None:
+    """The person's checkout, shown to confined code as an empty folder but for the `needed` paths in
+    it; None where it holds a home (a repository of dotfiles: the home's secrets are hidden anyway)."""
+    root = workspace.root
+    return None if any(home.is_relative_to(root) for home in _homes(env)) else checkout_shown(root, needed)
 
 
 def _homes(env: Mapping[str, str]) -> list[Path]:
@@ -220,27 +231,7 @@ def _secrets(workspace: Workspace, env: Mapping[str, str], configs: Mapping[Path
                     path.is_relative_to(workspace.root):
                 continue
             extra.append(path)
-    extra += _ignored_secrets(workspace)
     return secret_paths(homes, extra, env)
-
-
-_SECRET_NAME: Final = re.compile(r"(?i)^(\.env(\..+)?|.*\.(pem|key|p12|pfx|jks|keystore)|id_(rsa|dsa|ecdsa|ed25519)"
-                                 r"|credentials(\.json)?|secrets?\.(json|ya?ml|toml)|\.npmrc|\.pypirc|\.netrc)$")
-"""Names a person keeps secrets under in a checkout, out of git's way (`.env`, `deploy.pem`)."""
-
-
-def _ignored_secrets(workspace: Workspace) -> list[Path]:
-    """The person's checkout is readable to confined code, files git ignores too: those of them named as
-    secrets are (a `.env` with the production database's password was read). Ignored folders are not
-    walked (`--directory`): node_modules and the like would make every start slow."""
-    listed = Git(workspace.root).raw("ls-files", "-z", "--others", "--ignored", "--exclude-standard", "--directory")
-    if listed.status != 0:
-        return []
-    found = []
-    for name in listed.out.decode("utf-8", "surrogateescape").split("\0"):
-        if name and not name.endswith("/") and _SECRET_NAME.match(Path(name).name):
-            found.append(workspace.root / name)
-    return found
 
 
 def _hidden(workspace: Workspace) -> tuple[Path, ...]:

@@ -13,7 +13,10 @@ Inside the sandbox the whole filesystem is read-only, except:
 loomtui's state dir (`.git/loom`: the store and the audit log) is shown empty and
 read-only even though it sits inside the git dir (but for the git hooks and the
 sandbox's own folder), so an agent can never write a decision, nor read every
-sandbox's escalations and evidence; only its supervisor, outside, uses them. The main working tree,
+sandbox's escalations and evidence; only its supervisor, outside, uses them. The
+person's checkout is an empty folder too (their uncommitted work and the files git
+ignores there, a `.env`, are not the agent's to read; the agent has its worktree), but
+for the git dir and what else confined code runs from there (a virtualenv). The main working tree,
 the repository's config and hooks, and every other branch stay read-only too.
 The network is unshared unless the runtime allows it, the agent sees only its
 own processes, and it dies with its supervisor. What it can read it could send
@@ -114,6 +117,14 @@ def isolation_available() -> bool:
 
 
 @dataclass(frozen=True)
+class Checkout:
+    """The person's checkout, an empty folder to confined code, and what is bound back inside it."""
+
+    root: Path
+    shown: tuple[Path, ...] = ()  # read-only: the git dir, a virtualenv, loomtui itself when they live there
+
+
+@dataclass(frozen=True)
 class SandboxMounts:
     """The paths of one sandbox that its bwrap command line is made from."""
 
@@ -123,6 +134,7 @@ class SandboxMounts:
     state_dir: Path
     branch: str  # e.g. loom/ab12cd
     readable: tuple[Path, ...] = ()  # paths under the private /tmp to bind back read-only
+    checkout: Checkout | None = None  # the person's checkout: an empty folder but for what it shows
     own_state: tuple[tuple[Path, Path], ...] = ()  # (the sandbox's own copy, the runtime state path it stands for)
     logins: tuple[Path, ...] = ()  # the user's login files inside those: written through
     obeyed: tuple[Path, ...] = ()  # the user's settings inside those: read-only (`runtimes.StateFolder`)
@@ -239,11 +251,20 @@ class PrivateGit:
                 "GIT_ALTERNATE_OBJECT_DIRECTORIES": str(common_dir / "objects")}
 
 
+def checkout_shown(root: Path, paths: Iterable[Path]) -> Checkout:
+    """The checkout at `root` with those of `paths` inside it shown (outermost first, nested ones dropped)."""
+    return Checkout(root, under_folders(paths, [root]))
+
+
 def under_private_dirs(paths: Iterable[Path]) -> tuple[Path, ...]:
     """The paths the private /tmp and /run would hide, outermost first, nested ones dropped."""
-    private = _private_dirs()
-    hidden = sorted({p for p in paths if p.is_absolute() and p not in private
-                     and any(p.is_relative_to(folder) for folder in private)}, key=lambda p: len(p.parts))
+    return under_folders(paths, _private_dirs())
+
+
+def under_folders(paths: Iterable[Path], folders: Sequence[Path]) -> tuple[Path, ...]:
+    """Those of `paths` inside any of `folders` (not a folder itself), outermost first, nested ones dropped."""
+    hidden = sorted({p for p in paths if p.is_absolute() and p not in folders
+                     and any(p.is_relative_to(folder) for folder in folders)}, key=lambda p: len(p.parts))
     kept: list[Path] = []
     for path in hidden:
         if not any(path.is_relative_to(outer) for outer in kept):
@@ -251,11 +272,28 @@ def under_private_dirs(paths: Iterable[Path]) -> tuple[Path, ...]:
     return tuple(kept)
 
 
+def _base_mounts(program: str, readable: Sequence[Path], checkout: Checkout | None) -> list[str]:
+    """The start of every confined command line: the filesystem read-only, a private /tmp and /run with
+    `readable` bound back, and the person's `checkout` an empty folder but for what it shows (on top of
+    `readable`, which may hold it: a repository under /tmp)."""
+    argv = [program, "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", *_private_mounts()]
+    for path in readable:
+        argv += ["--ro-bind-try", str(path), str(path)]
+    if checkout is not None:
+        argv += _fresh_tmpfs(checkout.root)
+        for path in checkout.shown:
+            argv += ["--ro-bind-try", str(path), str(path)]
+    return argv
+
+
+def _read_only_at_last(*folders: Path | None) -> list[str]:
+    """bwrap arguments that make `folders`, fresh tmpfs mounts, read-only once every mount under them is made."""
+    return [argument for folder in folders if folder for argument in ("--remount-ro", str(folder))]
+
+
 def bwrap_argv(mounts: SandboxMounts, program: str = "bwrap") -> list[str]:
     """The bwrap command line (to be followed by the agent's argv). Later mounts stack on earlier ones."""
-    argv = [program, "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", *_private_mounts()]
-    for path in mounts.readable:
-        argv += ["--ro-bind-try", str(path), str(path)]
+    argv = _base_mounts(program, mounts.readable, mounts.checkout)
     argv += _emptied(mounts.secrets)
     argv += _config_mounts(mounts.configs)
     argv += _state_dir_hidden(mounts.state_dir)
@@ -308,7 +346,7 @@ def bwrap_argv(mounts: SandboxMounts, program: str = "bwrap") -> list[str]:
         argv += ["--bind", str(path), str(path)]
     for path in mounts.obeyed:
         argv += ["--ro-bind", str(path), str(path)]
-    argv += ["--remount-ro", str(mounts.state_dir), *UNSHARED]
+    argv += [*_read_only_at_last(mounts.state_dir, mounts.checkout.root if mounts.checkout else None), *UNSHARED]
     if not mounts.network:
         argv.append("--unshare-net")
     argv += ["--die-with-parent", "--chdir", str(mounts.worktree), "--"]
@@ -338,12 +376,12 @@ def _config_mounts(configs: Sequence[tuple[Path, Path]]) -> list[str]:
 
 def scratch_bwrap_argv(tree: Path, state_dir: Path, *, readable: Sequence[Path] = (), hidden: Sequence[Path] = (),
                        writable: Sequence[Path] = (), secrets: Sequence[Path] = (),
-                       configs: Sequence[tuple[Path, Path]] = (), program: str = "bwrap") -> list[str]:
+                       configs: Sequence[tuple[Path, Path]] = (), checkout: Checkout | None = None,
+                       program: str = "bwrap") -> list[str]:
     """The bwrap command line for code run in a scratch tree (a commit's baseline, a merged gate):
-    everything read-only but the tree and `writable`, no network, no sandbox's state or worktree seen."""
-    argv = [program, "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", *_private_mounts()]
-    for path in readable:
-        argv += ["--ro-bind-try", str(path), str(path)]
+    everything read-only but the tree and `writable`, no network, no sandbox's state or worktree seen,
+    nor the person's checkout."""
+    argv = _base_mounts(program, readable, checkout)
     argv += _emptied(secrets)
     argv += _config_mounts(configs)
     argv += _state_dir_hidden(state_dir)
@@ -351,6 +389,6 @@ def scratch_bwrap_argv(tree: Path, state_dir: Path, *, readable: Sequence[Path] 
         argv += _fresh_tmpfs(path)
     for path in (tree, *writable):
         argv += ["--bind", str(path), str(path)]
-    return argv + ["--remount-ro", str(state_dir), *UNSHARED, "--unshare-net", "--die-with-parent",
-                   "--chdir", str(tree), "--"]
+    return argv + [*_read_only_at_last(state_dir, checkout.root if checkout else None), *UNSHARED, "--unshare-net",
+                   "--die-with-parent", "--chdir", str(tree), "--"]
 
