@@ -14,6 +14,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import textwrap
 from collections.abc import Iterator
 from pathlib import Path
@@ -1170,6 +1171,53 @@ def test_the_folders_a_sandbox_gets_empty_hold_so_much(tmp_path: Path) -> None:
     sizes = subprocess.run([*argv, "df", "-B1", "--output=size", "/tmp", "/run"], capture_output=True,
                            text=True, check=True).stdout.split()[1:]
     assert [int(size) for size in sizes] == [2 << 30, 16 << 20]
+
+
+def _unprivileged_bwrap() -> bool:
+    """Whether bwrap runs here as an unprivileged user (nobody), who gets a user namespace of its own."""
+    if not isolation_available() or shutil.which("setpriv") is None or not Path("/usr/bin/python3").exists():
+        return False
+    done = subprocess.run([*AS_NOBODY, "bwrap", "--ro-bind", "/", "/", "--", "true"], capture_output=True, check=False)
+    return done.returncode == 0
+
+
+AS_NOBODY = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--"]
+
+
+@pytest.mark.skipif(not _unprivileged_bwrap(), reason="bwrap cannot run as an unprivileged user here")
+def test_a_sandboxs_processes_are_limited_on_their_own_not_the_users(tmp_path: Path) -> None:
+    """A fork bomb stops at the sandbox's limit (the kernel exempts root, so run as nobody); the same
+    user's processes outside it are not counted against it."""
+    base = Path(tempfile.mkdtemp(dir="/var/tmp"))
+    try:
+        base.chmod(0o755)
+        tree, state = base / "tree", base / "state"
+        tree.mkdir()
+        state.mkdir()
+        argv = scratch_bwrap_argv(tree, state, max_processes=20)
+        forks = ("import os, time\nstarted = 0\nfor _ in range(60):\n    try:\n        pid = os.fork()\n"
+                 "    except OSError:\n        break\n    if pid == 0:\n        time.sleep(2)\n        os._exit(0)\n"
+                 "    started += 1\nprint(started)")
+        outside = [subprocess.Popen([*AS_NOBODY, "sleep", "5"]) for _ in range(30)]
+        try:
+            done = subprocess.run([*AS_NOBODY, *argv, "/usr/bin/python3", "-c", forks], capture_output=True,
+                                  text=True, timeout=60, check=False)
+        finally:
+            for process in outside:
+                process.kill()
+                process.wait()
+        assert done.returncode == 0, done.stderr
+        assert 10 <= int(done.stdout) < 20, done.stdout  # its own few count; the 30 outside do not
+        assert isolation.process_limit(None) == [] and isolation.process_limit(7)[1:] == ["--nproc=7:7", "--"]
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def test_root_is_told_its_sandboxes_processes_are_not_limited() -> None:
+    status = isolation.isolation_status()
+    if status.available and os.geteuid() == 0:
+        assert not status.counts_processes and "processes not limited per sandbox" in status.detail
+        assert isolation.sandbox_process_limit() is None
 
 
 def test_bwrap_command_line_shows_the_state_dir_empty_and_read_only(tmp_path: Path) -> None:

@@ -28,6 +28,7 @@ from loomtui.execution.isolation import (
     checkout_shown,
     credential_free,
     isolation_available,
+    sandbox_process_limit,
     scratch_bwrap_argv,
     secret_paths,
     under_private_dirs,
@@ -104,6 +105,7 @@ def confined_argv(workspace: Workspace, record: SandboxRecord, argv: Sequence[st
         obeyed=state.obeyed,
         network=network,
         private_git=private.root,
+        max_processes=sandbox_process_limit(),
         own_dir=paths.dir,
         hidden=_hidden(workspace),
         secrets=_secrets(workspace, env, configs, state.paths),
@@ -140,7 +142,8 @@ def confined_scratch_argv(workspace: Workspace, tree: Path, argv: Sequence[str],
                               hidden=_hidden(workspace), writable=writable,
                               secrets=_secrets(workspace, env, configs, writable),
                               configs=_credential_free_configs(workspace, configs),
-                              checkout=_checkout(workspace, env, needed)) + list(argv)
+                              checkout=_checkout(workspace, env, needed),
+                              max_processes=sandbox_process_limit()) + list(argv)
 
 
 def _checkout(workspace: Workspace, env: Mapping[str, str], needed: Sequence[Path]) -> Checkout | None:

@@ -30,6 +30,7 @@ Without bwrap the agent runs as a plain process and `isolation` says "none".
 from __future__ import annotations
 
 import functools
+import os
 import re
 import shutil
 import subprocess
@@ -76,6 +77,15 @@ class IsolationStatus:
     available: bool
     program: str | None
     detail: str
+    counts_processes: bool = False
+    """Whether a sandbox's processes can be limited on their own (`MAX_PROCESSES`): bwrap gives it a
+    user namespace of its own (as any user but root it does), where the kernel counts them apart."""
+
+
+MAX_PROCESSES: Final = 4096
+"""Processes and threads one sandbox may have at once (RLIMIT_NPROC, set inside its own user namespace,
+so the user's other processes do not count): a fork bomb stops there, not at the whole user's limit
+(a hostile agent started 1,500 and the host was the next to fail). Root is not counted by the kernel."""
 
 
 UNSHARED: Final = ("--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try", "--cap-drop", "ALL")
@@ -92,7 +102,8 @@ def isolation_status() -> IsolationStatus:
         return IsolationStatus(False, None, "bubblewrap (bwrap) is not installed: agents run NOT isolated, "
                                             f"so a hostile one can {without_isolation()}")
     probe = [program, "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", *UNSHARED,
-             "--unshare-net", "--die-with-parent", "--", "true"]
+             "--unshare-net", "--die-with-parent", "--",
+             *(["readlink", "/proc/self/ns/user"] if shutil.which("readlink") else ["true"])]
     try:
         done = subprocess.run(probe, capture_output=True, text=True, timeout=10, check=False)
     except (OSError, subprocess.TimeoutExpired) as exc:
@@ -103,7 +114,35 @@ def isolation_status() -> IsolationStatus:
         return IsolationStatus(False, program, f"bwrap is installed but fails here ({reason}): "
                                                f"agents run NOT isolated, so a hostile one can "
                                                f"{without_isolation()}")
-    return IsolationStatus(True, program, f"bubblewrap at {program}: agents run isolated")
+    counted = _own_user_namespace(done.stdout.strip()) and os.geteuid() != 0 and shutil.which("prlimit") is not None
+    limit = f"at most {MAX_PROCESSES:,} processes per sandbox" if counted else \
+        "processes not limited per sandbox (" + ("the kernel does not count root's" if os.geteuid() == 0 else
+                                                 "prlimit is not installed" if shutil.which("prlimit") is None else
+                                                 "bwrap gives none a user namespace of its own") + ")"
+    return IsolationStatus(True, program, f"bubblewrap at {program}: agents run isolated, {limit}", counted)
+
+
+def _own_user_namespace(inside: str) -> bool:
+    """Whether `inside` (the user namespace confined code saw) is not this process's own."""
+    try:
+        return bool(inside) and inside != os.readlink("/proc/self/ns/user")
+    except OSError:
+        return False
+
+
+def process_limit(limit: int | None) -> list[str]:
+    """The command that starts confined code with at most `limit` processes (None: no limit): set inside
+    the sandbox, so the user namespace bwrap made counts them, and not at its creation, whose limit
+    would bound the user's processes everywhere."""
+    program = shutil.which("prlimit")
+    if limit is None or program is None:
+        return []
+    return [program, f"--nproc={limit}:{limit}", "--"]
+
+
+def sandbox_process_limit() -> int | None:
+    """`MAX_PROCESSES` where bwrap counts a sandbox's processes apart, else None."""
+    return MAX_PROCESSES if isolation_status().counts_processes else None
 
 
 def without_isolation() -> str:
@@ -140,6 +179,7 @@ class SandboxMounts:
     obeyed: tuple[Path, ...] = ()  # the user's settings inside those: read-only (`runtimes.StateFolder`)
     network: bool = False
     private_git: Path | None = None  # see PrivateGit: the agent's own objects and branch refs
+    max_processes: int | None = None  # `MAX_PROCESSES` where the kernel counts them apart (`process_limit`)
     own_dir: Path | None = None  # the sandbox's own state dir (its broker socket, its context)
     hidden: tuple[Path, ...] = ()  # other sandboxes' dirs, worktrees and git admin dirs: not even seen
     secrets: tuple[Path, ...] = ()  # the user's credentials (`secret_paths`): empty in the sandbox
@@ -349,7 +389,7 @@ def bwrap_argv(mounts: SandboxMounts, program: str = "bwrap") -> list[str]:
     argv += [*_read_only_at_last(mounts.state_dir, mounts.checkout.root if mounts.checkout else None), *UNSHARED]
     if not mounts.network:
         argv.append("--unshare-net")
-    argv += ["--die-with-parent", "--chdir", str(mounts.worktree), "--"]
+    argv += ["--die-with-parent", "--chdir", str(mounts.worktree), "--", *process_limit(mounts.max_processes)]
     return argv
 
 
@@ -377,7 +417,7 @@ def _config_mounts(configs: Sequence[tuple[Path, Path]]) -> list[str]:
 def scratch_bwrap_argv(tree: Path, state_dir: Path, *, readable: Sequence[Path] = (), hidden: Sequence[Path] = (),
                        writable: Sequence[Path] = (), secrets: Sequence[Path] = (),
                        configs: Sequence[tuple[Path, Path]] = (), checkout: Checkout | None = None,
-                       program: str = "bwrap") -> list[str]:
+                       max_processes: int | None = None, program: str = "bwrap") -> list[str]:
     """The bwrap command line for code run in a scratch tree (a commit's baseline, a merged gate):
     everything read-only but the tree and `writable`, no network, no sandbox's state or worktree seen,
     nor the person's checkout."""
@@ -390,5 +430,5 @@ def scratch_bwrap_argv(tree: Path, state_dir: Path, *, readable: Sequence[Path] 
     for path in (tree, *writable):
         argv += ["--bind", str(path), str(path)]
     return argv + [*_read_only_at_last(state_dir, checkout.root if checkout else None), *UNSHARED, "--unshare-net",
-                   "--die-with-parent", "--chdir", str(tree), "--"]
+                   "--die-with-parent", "--chdir", str(tree), "--", *process_limit(max_processes)]
 
