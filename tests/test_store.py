@@ -87,6 +87,24 @@ def test_claims_live_and_release(tmp_path: Path) -> None:
     assert store.live_claims() == []
 
 
+def sandbox_escalations_read_alone(store: Any) -> None:
+    """One sandbox's escalations, by kind and status, without the others' (either backend)."""
+    mine = [store.add_escalation(kind, sandbox_id="s1") for kind in ("permission-request", "question", "post-gate")]
+    store.add_escalation("permission-request", sandbox_id="s2")
+    store.add_escalation("post-gate")  # no sandbox's
+    store.update_escalation(mine[0].id, status="approved")
+    assert [e.id for e in store.sandbox_escalations("s1")] == [e.id for e in mine]
+    assert [e.kind for e in store.sandbox_escalations("s1", ("question", "permission-request"))] == [
+        "permission-request", "question"]
+    assert [e.kind for e in store.sandbox_escalations("s1", status="open")] == ["question", "post-gate"]
+    assert [e.id for e in store.sandbox_escalations("s1", ("permission-request",), "approved")] == [mine[0].id]
+    assert store.sandbox_escalations("s3") == []
+
+
+def test_a_sandboxs_escalations_are_read_alone(tmp_path: Path) -> None:
+    sandbox_escalations_read_alone(SqliteStore(tmp_path / "s.db"))
+
+
 def _add_events(path: str, worker: int, count: int) -> None:
     store = SqliteStore(Path(path))
     for number in range(count):

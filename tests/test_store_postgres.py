@@ -130,6 +130,12 @@ def test_clones_share_one_namespace_and_a_claim_in_one_is_enforced_in_the_other(
         assert [e.action for e in workspace.audit.entries()] == ["claim.added", "claim.refused"]
 
 
+def test_a_sandboxs_escalations_are_read_alone_on_postgresql(postgres_url: str) -> None:
+    from tests.test_store import sandbox_escalations_read_alone
+
+    sandbox_escalations_read_alone(PostgresStore(postgres_url, "loom_by_sandbox", mirror="here"))
+
+
 @pytest.fixture
 def billing_clones(tmp_path: Path) -> tuple[Path, Path]:
     from tests.conftest import demo_repo

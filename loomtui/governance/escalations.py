@@ -143,8 +143,7 @@ def granted_regions(workspace: Workspace, sandbox_id: str, regions: Sequence[str
     from loomtui.coordination.regions import ancestors, split_id
 
     scopes = [e.data.get("facts") or {} for status in CLEARED
-              for e in workspace.store.list_escalations(status)
-              if e.sandbox_id == sandbox_id and e.kind in GRANTING_KINDS]
+              for e in workspace.store.sandbox_escalations(sandbox_id, GRANTING_KINDS, status)]
 
     def covered(region: str, facts: Mapping[str, Any]) -> bool:
         approved = set(facts.get("regions") or ())
@@ -192,15 +191,13 @@ def withdraw_open(workspace: Workspace, sandbox_id: str, reason: str) -> list[in
     """Withdraw a sandbox's open escalations (it was removed), each with its audit entry."""
     withdrawn = []
     with workspace.store.transaction():
-        for escalation in workspace.store.list_escalations(OPEN):
-            if escalation.sandbox_id == sandbox_id:
-                history = [*escalation.data.get("history", []),
-                           {"at": time.time(), "event": "withdrawn", "by": "loomtui", "reason": reason}]
-                workspace.store.update_escalation(escalation.id, status=EscalationStatus.WITHDRAWN,
-                                                  data={"history": history})
-                workspace.record("escalation.withdrawn", str(escalation.id), {"sandbox": sandbox_id,
-                                                                              "reason": reason})
-                withdrawn.append(escalation.id)
+        for escalation in workspace.store.sandbox_escalations(sandbox_id, status=OPEN):
+            history = [*escalation.data.get("history", []),
+                       {"at": time.time(), "event": "withdrawn", "by": "loomtui", "reason": reason}]
+            workspace.store.update_escalation(escalation.id, status=EscalationStatus.WITHDRAWN,
+                                              data={"history": history})
+            workspace.record("escalation.withdrawn", str(escalation.id), {"sandbox": sandbox_id, "reason": reason})
+            withdrawn.append(escalation.id)
     return withdrawn
 
 

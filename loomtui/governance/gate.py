@@ -202,7 +202,6 @@ def _sandbox_of(store: Store, head: str) -> Any:
 
 def _approvals_for(store: Store, sandbox_id: str, head_sha: str) -> tuple[str, ...]:
     users: list[str] = []
-    for escalation in store.list_escalations():
-        if escalation.sandbox_id == sandbox_id and escalation.kind == "post-gate":
-            users += [a["user"] for a in escalation.data.get("approvals", []) if a.get("commit") == head_sha]
+    for escalation in store.sandbox_escalations(sandbox_id, ("post-gate",)):
+        users += [a["user"] for a in escalation.data.get("approvals", []) if a.get("commit") == head_sha]
     return tuple(dict.fromkeys(users))

@@ -135,6 +135,11 @@ MIGRATIONS: list[str] = [
     );
     INSERT INTO audit_mirrors (mirror, seq, hash) SELECT '', seq, hash FROM audit_checkpoint;
     """,
+    # 7: one sandbox's escalations, read on each of its permission requests, merges and removals
+    # (every escalation of the store was read and filtered).
+    """
+    CREATE INDEX escalations_by_sandbox ON escalations(sandbox_id, kind);
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

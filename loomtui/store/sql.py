@@ -487,6 +487,19 @@ class SqlStore(EvalRows, MetricRows):
             rows = self._query("SELECT * FROM escalations WHERE status = ? ORDER BY id", (status,))
         return [self._escalation(r) for r in rows]
 
+    def sandbox_escalations(self, sandbox_id: str, kinds: Sequence[str] = (),
+                            status: str | None = None) -> list[EscalationRecord]:
+        """One sandbox's escalations, oldest first: of `kinds` only (given any), in `status` only (given)."""
+        sql = "SELECT * FROM escalations WHERE sandbox_id = ?"
+        params: list[Any] = [sandbox_id]
+        if kinds:
+            sql += f" AND kind IN ({', '.join('?' for _ in kinds)})"
+            params += list(kinds)
+        if status is not None:
+            sql += " AND status = ?"
+            params.append(status)
+        return [self._escalation(r) for r in self._query(sql + " ORDER BY id", params)]
+
     # -- audit entries ----------------------------------------------------------------
 
     def audit_head(self) -> tuple[int, str] | None:

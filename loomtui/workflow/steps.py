@@ -205,7 +205,7 @@ def _holds_claims(workspace: Workspace, sandbox_id: str, known: KnownHolders | N
 def _has_open_escalation(workspace: Workspace, sandbox_id: str, known: KnownHolders | None) -> bool:
     if known is not None:
         return sandbox_id in known.escalated
-    return any(e.sandbox_id == sandbox_id for e in workspace.store.list_escalations("open"))
+    return bool(workspace.store.sandbox_escalations(sandbox_id, status="open"))
 
 
 def dependencies(workspace: Workspace, record: SandboxRecord) -> list[SandboxRecord]:

@@ -113,8 +113,7 @@ def withdraw_request(gate: HookGate, escalation_id: Any, reason: str) -> dict[st
 def too_many_asks(gate: HookGate) -> str | None:
     """Why `gate`'s sandbox may not ask a person anything more now (MAX_OPEN_REQUESTS of its requests
     and questions are open, or MAX_ASKS_PER_HOUR were opened in the last hour), or None."""
-    asks = [e for e in gate.workspace.store.list_escalations()
-            if e.sandbox_id == gate.sandbox_id and e.kind in (PERMISSION_KIND, QUESTION_KIND)]
+    asks = gate.workspace.store.sandbox_escalations(gate.sandbox_id, (PERMISSION_KIND, QUESTION_KIND))
     if sum(1 for e in asks if e.status == EscalationStatus.OPEN) >= MAX_OPEN_REQUESTS:
         return (f"{MAX_OPEN_REQUESTS} of this sandbox's requests and questions wait for a person already; "
                 "wait for their answers before asking again")
@@ -127,8 +126,7 @@ def too_many_asks(gate: HookGate) -> str | None:
 
 def sandbox_requests(gate: HookGate) -> list[EscalationRecord]:
     """`gate`'s sandbox's permission requests, oldest first."""
-    return [e for e in gate.workspace.store.list_escalations()
-            if e.sandbox_id == gate.sandbox_id and e.kind == PERMISSION_KIND]
+    return gate.workspace.store.sandbox_escalations(gate.sandbox_id, (PERMISSION_KIND,))
 
 
 def asks_for(request: EscalationRecord, claim: ClaimRecord, waiting: Sequence[str]) -> bool:
