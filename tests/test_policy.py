@@ -267,7 +267,24 @@ def test_stage_filtering() -> None:
     # Rules with diff facts (lines, gates, signatures) never apply at claim time.
     assert at_claim.rule_names() == ("claim-only", "both-stages")
     after = evaluate(policy, post("payments/a.py", "api/b.py", "storage/c.py", lines_changed=5))
-    assert after.rule_names() == ("after-gates-only", "both-stages", "diff-facts")
+    # payments/a.py has no rule after the gates (claim-only judged only the claim): the default does.
+    assert after.rule_names() == ("after-gates-only", "both-stages", "diff-facts", "default")
+
+
+def test_a_path_no_applying_rule_speaks_for_gets_the_default_beside_a_narrow_require() -> None:
+    """A rule asking one of `platform` for tests/** let the production code changed beside the tests
+    through with that approval alone: the code no rule covers needs the default's too."""
+    policy = policy_of("""\
+- name: tests-by-platform
+  when: {paths: ["tests/**"]}
+  decision: require
+  approvals: {groups: [platform], count: 1}
+""")
+    both = evaluate(policy, post("tests/test_cli.py", "app/cli.py"))
+    assert both.rule_names() == ("tests-by-platform", "default")
+    assert "no rule covers app/cli.py" in " ".join(rule.why for rule in both.applied)
+    assert [r.rule for r in both.requirements] == ["tests-by-platform", "default"]
+    assert evaluate(policy, post("tests/test_cli.py")).rule_names() == ("tests-by-platform",)
 
 
 def test_a_claim_no_rule_applies_to_proceeds_and_says_why() -> None:

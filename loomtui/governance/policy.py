@@ -21,8 +21,9 @@ Evaluation is explicit: every rule that applies is listed with why. `block` beat
 everything; each applying `require` must be met on its own; `auto_approve` holds
 only when nothing else requires approval and its rules cover every changed path.
 A change no rule applies to after the gates gets the policy's `default` (one
-approval), never a silent pass; so do the paths an auto-approving rule does not
-cover, and the paths without code owners under a `codeowners: true` rule.
+approval), never a silent pass; so does one with a path no applying rule speaks for
+(whatever other rules ask of its other paths), and the paths without code owners
+under a `codeowners: true` rule.
 
 Identities are compared case-insensitively (emails are, in practice).
 

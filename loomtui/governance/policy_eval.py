@@ -92,6 +92,7 @@ def evaluate(policy: Policy, facts: ChangeFacts) -> Evaluation:
     applied: list[AppliedRule] = []
     auto_rules: list[Rule] = []
     default_reasons: list[str] = []
+    spoken_for: set[str] = set()  # the paths an applying rule judges (an auto_approve one: vouches for all of)
     for rule in policy.rules:
         if rule.stage not in ("both", facts.stage):
             continue
@@ -99,6 +100,10 @@ def evaluate(policy: Policy, facts: ChangeFacts) -> Evaluation:
         if match is None:
             continue
         requirements: tuple[Requirement, ...] = ()
+        if rule.decision == "auto_approve":
+            spoken_for.update(p for p in paths if _covers(rule.when, p, facts))
+        else:
+            spoken_for.update(paths if match.scope is None else match.scope)
         if rule.decision == "require":
             assert rule.approvals is not None  # the parser insists on it
             scope = paths if match.scope is None else match.scope
@@ -111,12 +116,15 @@ def evaluate(policy: Policy, facts: ChangeFacts) -> Evaluation:
         applied.append(AppliedRule(rule.name, rule.decision, rule.risk, "; ".join(match.reasons), requirements))
     notes: list[str] = []
     if facts.stage == "post-gate":
+        # A path no applying rule speaks for gets the default, whatever other rules ask of other paths:
+        # a rule for tests/** asking one of `devs` let the production code beside them pass with a dev's
+        # approval alone.
+        uncovered = [p for p in paths if p not in spoken_for]
         if not applied:
             default_reasons.append("no rule applies to this change")
-        elif len(auto_rules) == len(applied):
-            uncovered = [p for p in paths if not any(_covers(r.when, p, facts) for r in auto_rules)]
-            if uncovered:
-                default_reasons.append(f"no auto_approve rule covers {_some(uncovered)}")
+        elif uncovered:
+            only_auto = len(auto_rules) == len(applied)
+            default_reasons.append(f"no {'auto_approve ' if only_auto else ''}rule covers {_some(uncovered)}")
     elif not applied:
         notes.append("no rule applies at claim time; the change is evaluated again after the gates")
     if default_reasons:
