@@ -100,8 +100,8 @@ def well_run(repo: Path, ws: Workspace) -> None:
     """Everything the ten items look for: files, records, audit entries and a merge with trailers."""
     write(repo, {"AGENTS.md": "# Conventions\n\n## Money\n\nUse Decimal.\n", "docs/adr/0001-keep-a-readme.md": ADR,
                  ".loom/loom.yaml": GATES, ".loom/policy.yaml": POLICY, ".github/workflows/loomtui.yml": CI})
-    add_sandbox(ws, "s1", context={"version": "v1"})
-    ws.record("context.sliced", "s1", {"version": "v1"})
+    add_sandbox(ws, "s1", context={"version": "v1", "sections": [{"id": "repo:AGENTS.md#Money"}]})
+    ws.record("context.sliced", "s1", {"version": "v1", "sections": ["repo:AGENTS.md#Money"]})
     ws.store.add_claim("s1", "work/s1.txt", "exclusive", "work", time.time() + 3600, ["work/s1.txt"])
     run = ws.store.add_gate_run("s1", "tests", "abc")
     ws.store.finish_gate_run(run.id, "passed", {"duration_s": 12.5})
@@ -179,11 +179,16 @@ def test_2_conventions(repo: Path, ws: Workspace) -> None:
     assert first.answer == "no" and "AGENTS.md" in first.next_step
     write(repo, {"AGENTS.md": "# Conventions\n\n## Errors\n\nRaise, never return None.\n"})
     assert item(ws, 2).answer == "partly"  # written, but no agent session has got it yet
-    add_sandbox(ws, "got", context={"version": "v"})
+    add_sandbox(ws, "got", context={"version": "v", "sections": [{"id": "repo:AGENTS.md#Money"}]})
     assert item(ws, 2).answer == "yes"
+    add_sandbox(ws, "empty", context={"version": "v", "sections": []})  # none of the conventions reached it
+    ws.record("context.sliced", "empty", {"version": "v", "sections": []})
+    emptied = item(ws, 2)
+    assert emptied.answer == "partly" and "no slice, or an empty one: empty" in emptied.evidence
+    assert "1 of 2 started sandboxes got a slice of them" in " ".join(emptied.evidence)
     add_sandbox(ws, "missed")
     missed = item(ws, 2)
-    assert missed.answer == "partly" and "no slice: missed" in missed.evidence
+    assert missed.answer == "partly" and "no slice, or an empty one: empty, missed" in missed.evidence
     assert "refresh" not in missed.next_step  # merged: `context refresh` refuses it
     add_sandbox(ws, "waiting", status="exited")
     add_sandbox(ws, "lost", status="failed", worktree_missing=True)  # `context refresh` refuses it too
@@ -421,7 +426,7 @@ def test_a_broken_config_leaves_its_items_unknown_and_keeps_the_rest(repo: Path,
 
 
 def test_sandboxes_that_never_ran_are_not_started(ws: Workspace, bwrap: None) -> None:
-    add_sandbox(ws, "ran", context={"version": "v1"})
+    add_sandbox(ws, "ran", context={"version": "v1", "sections": [{"id": "repo:AGENTS.md#Money"}]})
     add_sandbox(ws, "never", status="rejected", isolated="none", ran=False)  # its claim refused before start
     add_sandbox(ws, "again", status="planned")  # ran, then planned to run again
     ws.record("context.sliced", "again", {})

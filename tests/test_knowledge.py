@@ -145,6 +145,23 @@ def test_a_budget_smaller_than_the_pinned_sections_is_one_clear_error(tmp_path: 
         slice_context(load_context(root, config), "anything")
 
 
+def test_a_task_nothing_scores_for_gets_the_shared_conventions_file_as_far_as_it_fits(tmp_path: Path) -> None:
+    """A new user's three-section AGENTS.md under a budget of thousands gave "add a price field in
+    cents" no section at all: the slice, in place of AGENTS.md for Codex, left its agent without
+    "never use float for money"."""
+    root, config = crafted(tmp_path, budget_tokens=40)
+    (root / "AGENTS.md").write_text("# Working here\n\n## Money\n\nNever use float for money.\n\n"
+                                    "## Style\n\n" + "Keep functions short and named for what they do. " * 20 + "\n")
+    config = ContextConfig(sources=("AGENTS.md", *config.sources), budget_tokens=40)
+    piece = slice_context(load_context(root, config), "add a price field to items using cents")
+    assert ids(piece) == ["repo:AGENTS.md#Working here > Money"]  # Style does not fit
+    assert {p.why() for p in piece.picks} == {"the shared conventions file: nothing scored 30 for this task"}
+    # Something scored: the slice is what scored, as before; no conventions file, nothing.
+    assert "repo:AGENTS.md#Working here > Money" not in ids(slice_context(load_context(root, config), "webhook"))
+    (root / "AGENTS.md").unlink()
+    assert ids(slice_context(load_context(root, config), "add a price field to items using cents")) == []
+
+
 def test_a_typo_still_matches_through_rapidfuzz(tmp_path: Path) -> None:
     root, config = crafted(tmp_path)
     piece = slice_context(load_context(root, config), "webhok signatures")

@@ -17,7 +17,10 @@ Relevance has two sides, scored 0-100 each:
 score = the larger side + 0.3 x the smaller. A section is picked from score 30;
 pinned sections always are, first. Picks fill the budget best first (tokens are
 estimated as characters / 4); a section that does not fit is left out and
-listed, and smaller ones may still fit.
+listed, and smaller ones may still fit. A task nothing is picked for gets the
+repository's shared conventions file (its root AGENTS.md, else CLAUDE.md) as far as
+it fits: the slice takes that file's place for Claude Code and Codex, and an empty
+one left their agent with no conventions at all.
 """
 
 from __future__ import annotations
@@ -32,7 +35,7 @@ from loomtui.coordination.index import RepoIndex
 from loomtui.errors import LoomError
 from loomtui.globs import glob_spec
 from loomtui.knowledge.sections import CHARS_PER_TOKEN, Section, estimate_tokens
-from loomtui.knowledge.sources import Context
+from loomtui.knowledge.sources import REPO_LAYER, Context
 from loomtui.knowledge.terms import TermIndex, display_forms, task_terms, term_index
 
 __all__ = ["MIN_SCORE", "ClaimInput", "Pick", "Slice", "pinned_sections", "slice_context"]
@@ -232,6 +235,8 @@ class Pick:
     def why(self) -> str:
         if self.pinned:
             return "pinned (context.pinned)"
+        if self.pulled_by == SHARED_REASON:
+            return SHARED_REASON
         parts = [f"score {self.score:.0f}"]
         if self.terms:
             parts.append("terms: " + ", ".join(self.terms))
@@ -360,8 +365,35 @@ def slice_context(context: Context, task: str, claims: Sequence[ClaimInput] = ()
             continue
         picks.append(pick)
         used += pick.tokens
+    if not picks:
+        picks = _shared_conventions(context, budget)
     return Slice(task, list(claims), context.version, context.commit, budget, picks, left_out,
                  problems + list(context.problems))
+
+
+SHARED_CONVENTIONS: Final = ("AGENTS.md", "CLAUDE.md")
+"""The repository's own instructions file, at its root: what every agent gets when nothing else is
+picked for its task (the first of these that is a source)."""
+SHARED_REASON: Final = "the shared conventions file: nothing scored 30 for this task"
+
+
+def _shared_conventions(context: Context, budget: int) -> list[Pick]:
+    """The sections of the repository's shared conventions file (`SHARED_CONVENTIONS`) that fit
+    `budget`, in order: a slice with nothing scored for its task is not left empty while that file
+    fits (it takes the place of the file itself for Claude Code and Codex)."""
+    for name in SHARED_CONVENTIONS:
+        sections = [s for s in context.sections if s.layer == REPO_LAYER and s.source == name]
+        if not sections:
+            continue
+        picks: list[Pick] = []
+        used = 0
+        for section in sections:
+            pick = Pick(section, 0.0, pulled_by=SHARED_REASON)
+            if used + pick.tokens <= budget:
+                picks.append(pick)
+                used += pick.tokens
+        return picks
+    return []
 
 
 def _rank(context: Context, index: TermIndex, task: str, claims: Sequence[ClaimInput],

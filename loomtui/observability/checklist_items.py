@@ -100,16 +100,20 @@ class Evidence:
         """How many `action` entries carried conflicts (claims) or ordering edges (plans)."""
         return sum(1 for done, _, count in self._entries if done == action and count)
 
+    def subjects_carrying(self, action: str) -> set[str]:
+        """The subjects of `action` entries that carried something (a slice's sections, a claim's conflicts)."""
+        return {subject for done, subject, count in self._entries if done == action and count}
+
     @cached_property
     def _entries(self) -> list[tuple[str, str, int]]:
-        """(action, subject, conflicts or edges it names) of every audit entry: one pass over the store's
-        entries, as `report` reads them (the log file may be damaged or cut; the store keeps them all)."""
+        """(action, subject, conflicts, edges or sections it names) of every audit entry: one pass over the
+        store's entries, as `report` reads them (the log file may be damaged or cut; the store keeps them all)."""
         from loomtui.observability.window import workspace_window
 
         window, _ = workspace_window(self.workspace, 0.0, float("inf"))
         found = []
         for entry in window.entries:
-            named = entry.details.get("conflicts") or entry.details.get("edges")
+            named = entry.details.get("conflicts") or entry.details.get("edges") or entry.details.get("sections")
             found.append((entry.action, entry.subject, len(named) if isinstance(named, list) else 0))
         return found
 
@@ -224,13 +228,15 @@ def _conventions(ev: Evidence) -> Answer:
     config = ev.loaded_config()
     context = ev.context
     files = sorted({f.path for f in context.files if not is_adr_path(f.path)})
-    sliced = ev.subjects("context.sliced") | {s.id for s in ev.started if isinstance(s.data.get("context"), dict)}
+    # A slice with no section gave its agent none of the conventions: not counted as one.
+    sliced = ev.subjects_carrying("context.sliced") | {
+        s.id for s in ev.started if isinstance(s.data.get("context"), dict) and s.data["context"].get("sections")}
     without = [s.id for s in ev.started if s.id not in sliced]
     seen = [f"context.sources {list(config.context.sources)}: "
             + (f"{plural(len(files), 'conventions file')} ({_some(files)}), "
                f"{plural(len(context.sections), 'section')}, version {context.version[:12]}" if files
                else "no conventions file found"),
-            f"{len(ev.started) - len(without)} of {plural(len(ev.started), 'started sandbox')} got a slice "
+            f"{len(ev.started) - len(without)} of {plural(len(ev.started), 'started sandbox')} got a slice of them "
             f"({plural(ev.actions['context.sliced'], '`context.sliced` entry')})" if ev.started
             else "no sandbox started yet: no agent session has received it"]
     seen += [f"problem: {p}" for p in context.problems[:3]]
@@ -243,7 +249,7 @@ def _conventions(ev: Evidence) -> Answer:
         # Only a sandbox whose agent may run again can be refreshed (`context refresh` refuses the rest).
         ended = {s.id for s in ev.started if s.ended_for_good}
         again = [sid for sid in without if sid not in ended]
-        return PARTLY, seen + [f"no slice: {_some(without)}"], (
+        return PARTLY, seen + [f"no slice, or an empty one: {_some(without)}"], (
             (f"`loomtui context refresh SANDBOX` for {_some(again)}; " if again else "")
             + "new sandboxes get theirs from `loomtui sandbox new`"), facts
     if not ev.started:
