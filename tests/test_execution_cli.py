@@ -276,6 +276,29 @@ def test_generic_command_runtime_runs_the_given_argv_without_a_shell(tmp_path: P
     assert missing.returncode == 2 and "after `--`" in missing.stderr
 
 
+def test_a_program_given_by_a_relative_path_is_the_one_found_from_where_loomtui_ran(repo: Path,
+                                                                                     tmp_path: Path) -> None:
+    """`-- ../scripts/agent.sh` passed the check from the caller's folder, then was looked for in the
+    worktree, where the agent runs: "No such file or directory", and a sandbox with no change."""
+    scripts = tmp_path / "scripts"
+    scripts.mkdir()
+    (scripts / "agent.sh").write_text("#!/bin/sh\necho ran from its own place\n")
+    (scripts / "agent.sh").chmod(0o755)
+    inside = repo / "sub"
+    inside.mkdir()
+    relative = os.path.relpath(scripts / "agent.sh", inside)
+    created = run(inside, "sandbox", "new", "--runtime", "command", "--task", "relative", "--json", "--", relative)
+    assert created.returncode == 0, created.stderr
+    sandbox_id = json.loads(created.stdout)["id"]
+    workspace = open_workspace(repo)
+    try:
+        done = agent_ended(workspace, sandbox_id)
+        assert done.exit_code == 0 and done.data["launch"]["argv"] == [str(scripts / "agent.sh")]
+        assert sb.read_log_tail(workspace, sandbox_id, 5)[-1] == "ran from its own place"
+    finally:
+        workspace.close()
+
+
 def test_a_mistake_in_loom_yaml_leaves_stop_and_the_store_commands_working(repo: Path, tmp_path: Path) -> None:
     flag = tmp_path / "go"
     created = json.loads(run(repo, "sandbox", "new", "--runtime", "command", "--task", "runaway", "--no-isolation",

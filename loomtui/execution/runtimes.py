@@ -345,7 +345,8 @@ def prepare_launch(runtime: RuntimeConfig, values: Mapping[str, str],
         if runs_under is not None and runs_under[1] is None:
             raise LoomError(f"runtime {runtime.name!r}: {found} runs under {runs_under[0]!r}, which is not "
                             f"installed ({'not on PATH' if os.sep not in runs_under[0] else 'no such program'})")
-        argv[0] = found
+        # The agent runs in its worktree: `../scripts/agent.sh`, checked from here, would be looked for there.
+        argv[0] = os.path.abspath(found)
     if program == "claude" and "stream-json" in _options(argv):
         output = OUTPUT_CLAUDE_STREAM
     elif program == "loomtui" and "script-agent" in argv:
