@@ -313,6 +313,7 @@ def test_a_log_from_before_the_audit_table_is_imported_and_keeps_verifying(tmp_p
     conn.execute("ALTER TABLE gate_runs DROP COLUMN fingerprint")
     conn.execute("ALTER TABLE sandboxes DROP COLUMN host")
     conn.execute("DROP TABLE audit_mirrors")
+    conn.execute("DROP INDEX escalations_by_sandbox")
     conn.execute("PRAGMA user_version = 1")
     conn.execute("INSERT INTO audit_checkpoint (id, seq, hash) VALUES (1, 3, ?)", (old.tail(1)[0].hash,))
     conn.commit()
