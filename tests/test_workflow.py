@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import multiprocessing
 import os
+import subprocess
 import textwrap
 from collections.abc import Iterator
 from pathlib import Path
@@ -593,6 +594,20 @@ def test_a_conflicting_merge_waits_with_the_conflict_named(manual: Workspace) ->
     view = next_step(manual, sb.get_sandbox(manual, two))
     assert view.step == Step.MERGE_CONFLICT and "lib.py" in view.waits_on
     assert sb.get_sandbox(manual, two).status == APPROVED
+    # The list says what to do (it said nothing: a new user was stranded), and doing it works: the
+    # target merged into the sandbox's worktree, resolved and committed, is reviewed again, then merges.
+    listed = run_cli(manual.root, "sandbox", "list").stdout
+    assert f"next: merge-conflict: merging loom/{two} into main would conflict in lib.py" in listed
+    assert "in its worktree `git merge` the target, resolve and commit" in listed
+    tree = Path(sb.get_sandbox(manual, two).worktree)
+    assert subprocess.run(["git", "merge", "-q", "main"], cwd=tree, capture_output=True).returncode != 0
+    (tree / "lib.py").write_text("def helper(x):\n    return x + 30\n")
+    git(tree, "commit", "-qam", "both, resolved")
+    assert next_step(manual, sb.get_sandbox(manual, two)).step == Step.REVIEW
+    run_cli(manual.root, "sandbox", "advance", two)
+    request_merge(manual, two)
+    assert sb.get_sandbox(manual, two).status == MERGED
+    assert (manual.root / "lib.py").read_text() == "def helper(x):\n    return x + 30\n"
 
 
 # -- the CLI -----------------------------------------------------------------------------------

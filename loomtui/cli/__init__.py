@@ -309,6 +309,8 @@ STEP_HINTS: Final = {
     "retry": "`loomtui sandbox advance {about}` retries",
     "cancel": "`loomtui sandbox drop-after {about}` starts it without, or `loomtui sandbox rm {about}`",
     "remove": "`loomtui sandbox rm {about}` archives it; `loomtui sandbox new` states its task again",
+    "resolve": "in its worktree `git merge` the target, resolve and commit: it is reviewed again; or "
+               "`loomtui sandbox rm {about}`",
 }
 """How to act on a task's step from the shell (workflow.steps.PersonAction), in `StepView.line`."""
 

@@ -38,7 +38,9 @@ def app_step_hints() -> dict[str, str]:
             "rerun": f"{shown_key('dashboard.start', 'S')} runs it again",
             "cancel": f"{shown_key('dashboard.drop_after', 'W')} starts it without, "
                       f"{shown_key('dashboard.archive', 'x')} archives it",
-            "remove": f"{shown_key('dashboard.archive', 'x')} archives it"}
+            "remove": f"{shown_key('dashboard.archive', 'x')} archives it",
+            "resolve": f"`git merge` the target in its worktree and commit (reviewed again), "
+                       f"or {shown_key('dashboard.archive', 'x')} archives it"}
 RUNNING_OR_TO_RUN: Final = LIVE | {PLANNED}
 STEP_STYLES = {"held": "red", "failed-step": "bold red", "merge-conflict": "bold red", "wait-decision": "yellow",
                "wait-start-approval": "yellow", "wait-tasks": "blue", "wait-claims": "blue", "wait-merge": "green"}

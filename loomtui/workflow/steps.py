@@ -155,6 +155,7 @@ class PersonAction(StrEnum):
     RERUN = "rerun"      # run the agent of sandbox `about` again (it ended without a change)
     CANCEL = "cancel"    # cancel the plan, or remove the dependency
     REMOVE = "remove"    # archive sandbox `about`: nothing of it can run again (its worktree is gone)
+    RESOLVE = "resolve"  # merge the target into sandbox `about`'s worktree (then reviewed again), or archive it
 
 
 @dataclass(frozen=True)
@@ -296,7 +297,7 @@ def next_step(workspace: Workspace, record: SandboxRecord, *, merge_mode: str = 
         conflict = record.data.get(MERGE_CONFLICT_KEY)
         if conflict and conflict.get("target_sha") == Git(workspace.root).resolve_commit(
                 str(conflict.get("target"))):
-            return StepView(Step.MERGE_CONFLICT, str(conflict.get("message")))
+            return StepView(Step.MERGE_CONFLICT, str(conflict.get("message")), PersonAction.RESOLVE, record.id)
         if record.data.get(MERGE_REQUESTED_KEY) or merge_mode == MERGE_AUTO:
             return StepView(Step.MERGE)
         return StepView(Step.WAIT_MERGE, "a person's merge", PersonAction.MERGE, record.id)
