@@ -159,6 +159,12 @@ def test_a_task_refused_at_its_claims_tells_a_json_script_which_sandbox_was_kept
     plain = run_cli(repo, "sandbox", "new", "--runtime", "command", "--task", "again", "--claim",
                     "payments/refunds.py", "--", "true")
     assert plain.returncode == 1 and plain.stdout == "" and "refused" in plain.stderr  # one line, as before
+    # Naming the record it keeps: `sandbox list` shows a rejected sandbox the line never named before.
+    [kept] = [s.id for s in coordinator.store.list_sandboxes() if s.task == "again"]
+    assert plain.stderr.startswith(f"loomtui: error: sandbox {kept} rejected: claim on payments/refunds.py refused")
+    assert plain.stderr.count("\n") == 1
+    removed = run_cli(repo, "sandbox", "rm", kept)
+    assert removed.returncode == 0 and removed.stdout == f"removed sandbox {kept}; branch loom/{kept} never made\n"
 
 
 def test_lease_expiry_and_ended_sandboxes_release_with_audit(coordinator: Coordinator) -> None:

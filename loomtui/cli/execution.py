@@ -82,7 +82,9 @@ def cmd_new(args: argparse.Namespace) -> int:
     except engine.MissingRuntimeInput as exc:
         raise LoomError(f"{exc}: {NEW_INPUT_HINTS[exc.what]}", exit_code=exc.exit_code) from None
     except LoomError as exc:
-        if not (args.json and exc.recorded_sandbox):
+        if exc.recorded_sandbox and not args.json:  # kept as a record: its id, for `sandbox list` and `rm`
+            raise LoomError(f"sandbox {exc.recorded_sandbox} rejected: {exc}", exit_code=exc.exit_code) from None
+        if not exc.recorded_sandbox:
             raise
         refused = engine.get_sandbox(workspace, exc.recorded_sandbox)
         print(f"loomtui: error: {exc}", file=sys.stderr)  # as every error is said, the record beside it
@@ -326,7 +328,7 @@ def cmd_rm(args: argparse.Namespace) -> int:
         print(f"saved uncommitted work to {result.branch} as {result.saved_commit[:12]}")
     if result.ignored:
         print(f"deleted with the worktree, as git ignores them: {listed(result.ignored)}")
-    kept = "deleted" if result.branch_deleted else "kept"
+    kept = "deleted" if result.branch_deleted else "kept" if result.branch_tip else "never made"
     print(f"removed sandbox {result.sandbox_id}; branch {result.branch} {kept}")
     return 0
 
