@@ -282,7 +282,7 @@ def _clean_up_demo(workspace: Workspace, repo: Path, *, keep: bool) -> None:
 
 
 LAYER_COMMANDS: Final[dict[str, str]] = {
-    "audit": "state", "config": "state", "status": "state",
+    "audit": "state", "config": "state", "status": "state", "init": "state",
     "index": "coordination", "regions": "coordination", "claim": "coordination", "conflicts": "coordination",
     "context": "knowledge",
     "sandbox": "execution", "attach": "execution", "doctor": "execution", "script-agent": "execution",

@@ -1,4 +1,5 @@
-"""`loomtui audit`, `config check` and `status`: the state a repository's loomtui keeps, and its checks."""
+"""`loomtui audit`, `config check`, `status` and `init`: the state a repository's loomtui keeps, its checks,
+and its starting configuration."""
 
 from __future__ import annotations
 
@@ -15,6 +16,34 @@ from loomtui.errors import LoomError, escape_controls, listed, plural, quoted
 if TYPE_CHECKING:  # each command loads the engines it needs
     from loomtui.config import LoomConfig
     from loomtui.workspace import Workspace
+
+# -- init -------------------------------------------------------------------------
+
+
+def cmd_init(args: argparse.Namespace) -> int:
+    from loomtui.identity import current_user
+    from loomtui.repo import find_repo
+    from loomtui.starter import starter, write_starter
+
+    root = find_repo(args.repo).root
+    user = current_user(root)
+    made = starter(root, user if user != "unknown" else None)
+    written = write_starter(root, made)
+    if args.json:
+        print_json({"written": [str(path) for path in written], "lead": made.lead,
+                    "gates": [{"name": g.name, "run": list(g.run), "found": g.found} for g in made.gates]})
+        return 0
+    gates = ", ".join(f"{g.name} ({g.found})" for g in made.gates) or "none found: add yours (README: Guardrails)"
+    print(f"wrote {written[0].relative_to(root)}: gates {gates}; the runtimes claude, codex, aider and command "
+          "are built in")
+    print(f"wrote {written[1].relative_to(root)}: "
+          + (f"{made.lead} is its one lead" if made.lead else "no lead yet: add yourself under groups.leads")
+          + "; red gates block, a change to AGENTS.md, the ADRs or .loom/ waits for a lead, the rest for one "
+            "approval from a lead")
+    print("next: read both, `git add .loom && git commit -m 'Adopt loomtui'`, `loomtui doctor`, then "
+          "`loomtui sandbox new --runtime claude --task TEXT --claim PATH` (or `loomtui` for the app)")
+    return 0
+
 
 # -- audit ------------------------------------------------------------------------
 
@@ -204,3 +233,6 @@ def register(commands: Any) -> None:
 
     add_command(commands, "status", cmd_status, "where the state store is and what it holds", json_flag=True,
                 reads_only=True)
+    add_command(commands, "init", cmd_init,
+                "write a starter .loom/loom.yaml (gates found from the repository's tests) and .loom/policy.yaml "
+                "(you as its lead) to adopt loomtui in your own repository; never overwrites", json_flag=True)

@@ -1,0 +1,178 @@
+"""`loomtui init`: a starter `.loom/loom.yaml` and `.loom/policy.yaml` for a repository of one's own.
+
+What a new user had to piece together from the README and the sample repo: which checks the gates
+run (found from the repository: pytest, npm, go, cargo), who decides (the person running it, as the
+only lead to begin with), and the rules every repository wants (red gates block; what agents are
+given as ground truth waits for a lead). Both files are read back by the same parsers as any config,
+so a starter never fails `config check` or `policy validate`. Nothing is ever overwritten.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Final
+
+from loomtui.errors import LoomError
+from loomtui.gitcmd import Git
+
+CONFIG_PATH: Final = ".loom/loom.yaml"
+POLICY_PATH: Final = ".loom/policy.yaml"
+
+
+@dataclass(frozen=True)
+class Gate:
+    """A check the starter found the repository has, and why it thinks so."""
+
+    name: str
+    run: tuple[str, ...]
+    found: str
+    junit: bool = False
+    timeout: int = 600
+
+
+@dataclass(frozen=True)
+class Starter:
+    """The files `init` writes, and what it found."""
+
+    files: dict[str, str]
+    gates: tuple[Gate, ...]
+    lead: str | None
+
+
+PYTEST: Final = ("python", "-m", "pytest", "-q", "-p", "no:cacheprovider", "--junitxml={report}")
+
+
+def found_gates(root: Path) -> tuple[Gate, ...]:
+    """The checks this repository's own files say it has: its tests (by their runner) and, for Python,
+    that every module compiles."""
+    gates: list[Gate] = []
+    listed = Git(root).run("ls-files", "-z", "--", "*.py", timeout=30)
+    python = listed.status == 0 and bool(listed.out.strip("\0"))
+    pytest_hint = next((name + ("/" if (root / name).is_dir() else "") for name in
+                        ("conftest.py", "pytest.ini", "tests", "test") if (root / name).exists()), None)
+    if pytest_hint is None and (root / "pyproject.toml").is_file():
+        try:
+            if "[tool.pytest" in (root / "pyproject.toml").read_text(encoding="utf-8", errors="replace"):
+                pytest_hint = "pyproject.toml [tool.pytest]"
+        except OSError:
+            pass
+    if python and pytest_hint is not None:
+        gates.append(Gate("tests", PYTEST, f"pytest, {pytest_hint}", junit=True))
+    package = _npm_test(root)
+    if package:
+        gates.append(Gate("npm-test", ("npm", "test", "--silent"), package))
+    if (root / "go.mod").is_file():
+        gates.append(Gate("go-test", ("go", "test", "./..."), "go.mod"))
+    if (root / "Cargo.toml").is_file():
+        gates.append(Gate("cargo-test", ("cargo", "test", "--quiet"), "Cargo.toml"))
+    if python:
+        gates.append(Gate("compile", ("python", "-m", "compileall", "-q", "."), "Python files", timeout=120))
+    return tuple(gates)
+
+
+def _npm_test(root: Path) -> str | None:
+    """`package.json` when it has a test script of its own (npm's placeholder fails on purpose)."""
+    try:
+        scripts = json.loads((root / "package.json").read_text(encoding="utf-8")).get("scripts") or {}
+    except (OSError, ValueError, AttributeError):
+        return None
+    test = scripts.get("test") if isinstance(scripts, dict) else None
+    return "package.json scripts.test" if isinstance(test, str) and "no test specified" not in test else None
+
+
+def starter(root: Path, lead: str | None) -> Starter:
+    """The starter files for the repository at `root`, `lead` (an email) its one lead to begin with."""
+    gates = found_gates(root)
+    return Starter({CONFIG_PATH: _config_text(gates), POLICY_PATH: _policy_text(lead)}, gates, lead)
+
+
+def _config_text(gates: tuple[Gate, ...]) -> str:
+    lines = ["# loomtui's configuration for this repository (README: Configuration); `loomtui config check`",
+             "# checks it. Commit it: every sandbox, and everyone's loomtui, reads the committed file.",
+             "version: 1",
+             "# The runtimes claude, codex, aider and command are built in; add your own under `runtimes:`.",
+             "context:",
+             "  # What agents are given of the team's conventions (README: Knowledge); a task gets the",
+             "  # sections that bear on it, and the root AGENTS.md when nothing else does.",
+             '  sources: ["AGENTS.md", "CLAUDE.md", "docs/adr/*.md", "docs/conventions/*.md"]',
+             "  budget_tokens: 8000"]
+    if not gates:
+        lines += ["# No test runner was found here: add the checks every agent's change must pass (README:",
+                  "# Guardrails), e.g.",
+                  '# gates:',
+                  '#   - {name: tests, run: ["make", "test"], timeout: 600}']
+        return "\n".join(lines) + "\n"
+    lines += ["# Gate 1: each agent's change runs these, judged against its base commit (README: Guardrails).",
+              "gates:"]
+    for gate in gates:
+        lines.append(f"  - name: {gate.name}  # found: {gate.found}")
+        lines.append(f"    run: {json.dumps(list(gate.run))}")
+        if gate.junit:
+            lines.append("    format: junit  # each test's result, compared with the base commit's")
+        lines.append(f"    timeout: {gate.timeout}")
+    return "\n".join(lines) + "\n"
+
+
+def _policy_text(lead: str | None) -> str:
+    leads = json.dumps([lead] if lead else [])
+    return f"""\
+# Who may let an agent's change proceed (README: Policy). `loomtui policy validate` checks it,
+# `loomtui policy explain SANDBOX` says what it decided and why. Commit it with the code.
+version: 1
+groups:            # people by git user.email (or $LOOM_USER)
+  leads: {leads}{'' if lead else '  # add yourself: no one can approve a change until you do'}
+# An author's own approval does not count once this is true: with one lead, who starts the agents,
+# nothing could be approved; turn it on when a second person decides.
+separation_of_duties: false
+merge: manual                # `auto` merges a change once it is approved
+default:                     # any change, or part of one, that no rule below speaks for
+  decision: require
+  approvals: {{groups: [leads], count: 1}}
+overrides: {{groups: [leads], max_hours: 72}}
+rules:
+  - name: failing-gates
+    description: A change whose gates did not pass does not merge (a lead may override, with a reason).
+    when: {{gates_failed: ["*"]}}
+    risk: high
+    decision: block
+  - name: agents-ground-truth
+    description: What every later agent is given (AGENTS.md, the ADRs, the conventions) and loomtui's own
+      configuration change only with a lead.
+    stage: post-gate
+    when: {{paths: ["AGENTS.md", "CLAUDE.md", "docs/adr/**", "docs/conventions/**", ".loom/**"]}}
+    risk: high
+    decision: require
+    approvals: {{groups: [leads], count: 1}}
+  - name: large-change
+    description: Over 400 changed lines is too much to review in one go.
+    when: {{lines_changed: {{over: 400}}}}
+    risk: medium
+    decision: require
+    approvals: {{groups: [leads], count: 1}}
+"""
+
+
+def existing(root: Path, made: Starter) -> list[str]:
+    """Which of the starter's files the repository has already (nothing is overwritten)."""
+    return [name for name in made.files if (root / name).exists() or (root / name).is_symlink()]
+
+
+def write_starter(root: Path, made: Starter) -> list[Path]:
+    """Write the starter's files, refusing (LoomError, exit 1) when any is there already."""
+    there = existing(root, made)
+    if there:
+        raise LoomError(f"{' and '.join(there)} {'is' if len(there) == 1 else 'are'} there already: nothing was "
+                        "written (`loomtui config check` and `loomtui policy validate` check them)", exit_code=1)
+    written = []
+    for name, text in made.files.items():
+        path = root / name
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with open(path, "x", encoding="utf-8") as out:
+                out.write(text)
+        except OSError as exc:
+            raise LoomError(f"cannot write {name}: {exc.strerror or exc}") from None
+        written.append(path)
+    return written

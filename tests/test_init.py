@@ -1,0 +1,69 @@
+"""`loomtui init`: a starter configuration and policy for a repository of one's own, read back by the
+same parsers as any (a new user had to piece both together from the README and the sample repo)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from loomtui.config import load_config
+from loomtui.governance.policy import load_policy
+from tests.conftest import git, run_cli
+
+
+def own_repo(root: Path, files: dict[str, str]) -> Path:
+    root.mkdir()
+    git(root, "init", "-q", "-b", "main")
+    for name, text in files.items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_text(text)
+    git(root, "add", "-A")
+    git(root, "commit", "-q", "-m", "mine")
+    git(root, "config", "user.email", "me@example.com")
+    return root
+
+
+def test_a_python_repository_gets_its_tests_as_a_gate_and_its_author_as_the_lead(tmp_path: Path) -> None:
+    repo = own_repo(tmp_path / "mine", {"pkg/__init__.py": "X = 1\n", "tests/test_x.py": "def test_x():\n    pass\n"})
+    done = run_cli(repo, "init")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[0].startswith("wrote .loom/loom.yaml: gates tests (pytest, tests/), compile")
+    assert "me@example.com is its one lead" in done.stdout and "next: read both" in done.stdout
+    config = load_config(repo)
+    assert [(g.name, g.format) for g in config.gates] == [("tests", "junit"), ("compile", "exit")]
+    policy = load_policy(repo, ".loom/policy.yaml")
+    assert policy.groups["leads"] == {"me@example.com"}
+    assert [rule.name for rule in policy.rules] == ["failing-gates", "agents-ground-truth", "large-change"]
+    # One lead, who starts the agents: with separation of duties nothing could ever be approved.
+    assert not policy.separation_of_duties
+    for check in (("config", "check"), ("policy", "validate")):
+        assert run_cli(repo, *check).returncode == 0
+    # Never overwritten: a second run writes nothing and says what to use instead.
+    before = (repo / ".loom" / "policy.yaml").read_text()
+    again = run_cli(repo, "init")
+    assert again.returncode == 1 and again.stderr.count("\n") == 1
+    assert ".loom/loom.yaml and .loom/policy.yaml are there already: nothing was written" in again.stderr
+    assert (repo / ".loom" / "policy.yaml").read_text() == before
+
+
+def test_other_runners_are_found_and_a_repository_without_one_is_told_to_add_its_checks(tmp_path: Path) -> None:
+    node = own_repo(tmp_path / "node", {"package.json": json.dumps({"scripts": {"test": "jest"}}),
+                                        "go.mod": "module x\n"})
+    done = run_cli(node, "init", "--json")
+    assert done.returncode == 0, done.stderr
+    said = json.loads(done.stdout)
+    assert [(g["name"], g["found"]) for g in said["gates"]] == [("npm-test", "package.json scripts.test"),
+                                                               ("go-test", "go.mod")]
+    assert said["lead"] == "me@example.com" and len(said["written"]) == 2
+    placeholder = own_repo(tmp_path / "bare", {"package.json": json.dumps(
+        {"scripts": {"test": "echo \"Error: no test specified\" && exit 1"}}), "README.md": "hi\n"})
+    bare = run_cli(placeholder, "init")
+    assert bare.returncode == 0 and "gates none found: add yours (README: Guardrails)" in bare.stdout
+    assert load_config(placeholder).gates == ()
+    assert "# gates:" in (placeholder / ".loom" / "loom.yaml").read_text()
+
+
+def test_outside_a_repository_init_is_one_line_and_writes_nothing(tmp_path: Path) -> None:
+    done = run_cli(tmp_path, "init")
+    assert done.returncode == 2 and done.stderr.count("\n") == 1 and "is not inside a git repository (run `git init`" in done.stderr
+    assert not (tmp_path / ".loom").exists()
