@@ -272,6 +272,15 @@ def test_eval_from_the_command_line(tmp_path: Path, capsys: pytest.CaptureFixtur
     assert [(name, record.status) for name, _, record in baseline] == [("tests", "passed"), ("quiet", "passed")]
 
 
+def test_an_eval_with_no_gates_says_gate_1_ran_nothing(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A change that broke two tests showed only "gate 2 score 80 (passed)": no word that nothing ran."""
+    workspace = make_repo(tmp_path, "  []\n")
+    sandbox = sandbox_with(workspace, "labels in cents", {"shop/prices.py": PRICES.replace("/ 100", "// 100")})
+    main(["-C", str(workspace.root), "eval", sandbox])
+    out = capsys.readouterr().out
+    assert "gate 1: no checks configured (`gates:` in .loom/loom.yaml" in out and "gate 2 score" in out
+
+
 def test_a_lint_check_fails_on_new_findings_only(tmp_path: Path) -> None:
     lint = ('  - name: lint\n    run: ["python", "-m", "ruff", "check", "--isolated", "--select", "F", '
             '"--output-format", "json", "--output-file", "{report}", "."]\n    format: ruff-json\n')

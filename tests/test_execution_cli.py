@@ -191,6 +191,13 @@ def test_doctor_reports_tools_runtimes_store_and_sandboxes(repo: Path, tmp_path:
     assert (checks["runtime command"]["level"], checks["runtime command"]["detail"]) == (
         "ok", "runs the program given after `--`")
     assert checks["policy"]["level"] == "ok" and "built-in default" in checks["policy"]["detail"]
+    # No gates: a change that breaks the tests reached review as if it passed, and doctor said all was well.
+    assert checks["gates"]["level"] == "warning" and "agents' changes reach review untested" in checks["gates"]["detail"]
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    git(empty, "init", "-q")
+    fresh = {c["name"]: c for c in json.loads(run(empty, "doctor", "--json").stdout)["checks"]}
+    assert fresh["repository"]["level"] == "warning" and "has no commit yet" in fresh["repository"]["detail"]
     outside = run(tmp_path, "doctor")
     assert outside.returncode == 0 and "not inside a git repository" in outside.stdout
     assert "policy" not in outside.stdout  # said once: there is no repository

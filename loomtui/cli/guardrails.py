@@ -26,6 +26,8 @@ def _progress(result: GateResult) -> None:
 def _print_report(report: EvalReport) -> None:
     stored = " (stored: nothing changed since it ran)" if report.stored else ""
     print(f"eval of {report.subject} at {report.commit[:12]} (base {report.base[:12]}){stored}")
+    if not report.checks and report.which != "2":  # gate 1 asked for ran nothing, which is not a pass
+        print("gate 1: no checks configured (`gates:` in .loom/loom.yaml; `loomtui init` finds a repository's tests)")
     if report.checks:
         print(f"gate 1 {report.gate1}")
         for check in report.checks:

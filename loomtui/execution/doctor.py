@@ -16,7 +16,7 @@ from typing import Any, Final
 
 from loomtui.config import GENERIC_COMMAND
 from loomtui.errors import LoomError, NotARepository
-from loomtui.execution.gitops import MERGE_TREE_MIN_VERSION, git_version
+from loomtui.execution.gitops import MERGE_TREE_MIN_VERSION, Git, git_version
 from loomtui.execution.isolation import isolation_status
 from loomtui.execution.runtimes import runtime_report
 from loomtui.workspace import Workspace, open_workspace
@@ -108,6 +108,12 @@ def _check_repository(report: DoctorReport, workspace: Workspace) -> None:
             if credentials["needs_one_of"]:
                 # A vendor CLI without its credentials starts, then fails at its first request.
                 report.add(f"{name} credentials", OK if credentials["ok"] else WARNING, credentials["summary"])
+        # With no gates an agent's change reaches review untested: a change that breaks the tests passed.
+        if config.gates:
+            report.add("gates", OK, "gate 1 runs " + ", ".join(g.name for g in config.gates))
+        else:
+            report.add("gates", WARNING, "no gates in .loom/loom.yaml: agents' changes reach review untested "
+                                         "(`loomtui init` finds a repository's tests; README: Guardrails)")
         _check_worktrees(report, workspace)
     store = workspace.store
     try:
@@ -155,7 +161,11 @@ def run_doctor(start: Path | str | None = None) -> DoctorReport:
         report.add("repository", ERROR, str(exc))
         return report
     try:
-        report.add("repository", OK, str(workspace.root))
+        if Git(workspace.root).resolve_commit("HEAD") is None:
+            report.add("repository", WARNING, f"{workspace.root} has no commit yet: a sandbox starts from one "
+                                               "(commit something first)")
+        else:
+            report.add("repository", OK, str(workspace.root))
         _check_repository(report, workspace)
     finally:
         workspace.close()
