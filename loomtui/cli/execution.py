@@ -103,6 +103,11 @@ def cmd_new(args: argparse.Namespace) -> int:
     if record.isolation != "bwrap":
         why = "--no-isolation was given" if args.no_isolation else "bubblewrap is not available"
         print(f"warning: {why}, so this agent is NOT isolated (see `loomtui doctor`)", file=sys.stderr)
+    if not args.claim:
+        # Claims are what coordination works on: without one, two agents changing the same code met at merge.
+        print("note: no --claim: no code is held for this agent, so another's edits to the same code are flagged "
+              "only at merge, and gate 2 scores its scope lower (`loomtui claim suggest TEXT` ranks what a task "
+              "touches)", file=sys.stderr)
     follow = (f"loomtui attach {record.id}" if (record.data.get("launch") or {}).get("mode") == "interactive"
               else f"loomtui sandbox logs {record.id} -f")
     print(f"  worktree {record.worktree}\n  follow   {follow}")
