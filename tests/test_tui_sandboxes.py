@@ -207,6 +207,27 @@ async def test_the_first_space_in_the_claims_list_ticks_the_first_suggestion(bil
         assert list(claims.selected) == [claims.get_option_at_index(0).value]
 
 
+async def test_the_log_tabs_waiting_line_goes_once_the_agent_writes(tmp_path: Path) -> None:
+    """"(no output yet ...)" stayed above the agent's first lines, as if it were one of them."""
+    repo = demo_repo(tmp_path)
+    workspace = open_workspace(repo)
+    flag = tmp_path / "speak"
+    record = tasks.start(workspace, tasks.create_sandbox(
+        workspace, "speak later", "command", isolate=False,
+        command=["sh", "-c", f'while [ ! -e "{flag}" ]; do sleep 0.05; done; echo first words']).id)
+    app = LoomApp(workspace)
+    try:
+        async with app.run_test(size=(120, 40)) as pilot:
+            log = app.screen.query_one("#agent-log", Log)
+            await wait_for(pilot, lambda: any("no output yet" in line for line in log.lines), timeout=15)
+            flag.touch()
+            await wait_for(pilot, lambda: "first words" in log.lines, timeout=15)
+            assert not any("no output yet" in line for line in log.lines), log.lines
+    finally:
+        flag.touch()
+        wait_until_settled(workspace, record.id)
+
+
 async def test_the_log_tab_of_an_agent_that_wrote_nothing_says_so(tmp_path: Path) -> None:
     """It was blank, which read as a log that failed to load."""
     repo = demo_repo(tmp_path)

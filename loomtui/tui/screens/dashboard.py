@@ -373,14 +373,22 @@ class DashboardScreen(LoomScreen[None]):
         worker = get_current_worker()
         path = Path(sandboxes.log_path(self.loom.workspace, sandbox_id))
         tail = sandboxes.read_log_tail(self.loom.workspace, sandbox_id, 200)
-        if not tail:  # a blank tab read as broken: say that there is nothing, and whether more may come
+        waiting = not tail  # the line saying so goes once the first output comes
+        if waiting:  # a blank tab read as broken: say that there is nothing, and whether more may come
             record = self.loom.workspace.store.get_sandbox(sandbox_id)
             live = record is not None and record.status in RUNNING_OR_TO_RUN
             tail = ["(no output yet: it appears here as the agent writes it)" if live else
                     "(the agent wrote no output)"]
         self.app.call_from_thread(log.write_lines, tail)
-        follow_lines(path, lambda lines: self.app.call_from_thread(log.write_lines, lines),
-                     lambda: worker.is_cancelled)
+
+        def arrived(lines: list[str]) -> None:
+            nonlocal waiting
+            if waiting:
+                waiting = False
+                self.app.call_from_thread(log.clear)
+            self.app.call_from_thread(log.write_lines, lines)
+
+        follow_lines(path, arrived, lambda: worker.is_cancelled)
 
     @work(thread=True, exclusive=True, group="diff-stats", exit_on_error=False)
     def _diff_stats(self, sandbox_id: str) -> None:
