@@ -310,6 +310,7 @@ async def test_the_supervisor_reviews_with_no_app_open_and_m_in_the_app_merges_t
         await pilot.press("m")
         await pilot.pause()
         assert isinstance(app.screen, ConfirmScreen)
+        assert f"(loom/{sandbox_id}) into main?" in app.screen.question  # it said "into its target"
         await pilot.press("y")
         await wait_for(pilot, lambda: workspace.store.get_sandbox(sandbox_id).status == "merged", timeout=30)
     assert f"Loom-Sandbox: {sandbox_id}" in git(billing, "log", "-1", "--format=%B", "main")

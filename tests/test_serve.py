@@ -31,7 +31,7 @@ from tests.conftest import run_cli
 CHROMIUM = "/usr/bin/chromium"
 STARTUP = 30.0
 """Seconds a process may take to come up or a screen to appear (generous: a loaded machine is slow, not wrong)."""
-EMPTY_DASHBOARD = "No sandboxes in this repository yet"
+EMPTY_DASHBOARD = "No sandboxes here now"
 
 # xterm.js draws on a canvas, and textual-serve keeps its Terminal in a closure. The one hook:
 # the public Terminal sets `this._core` in its constructor, so a setter on Object.prototype sees

@@ -208,8 +208,8 @@ class DashboardScreen(LoomScreen[None]):
             empty.update(Text(f"No sandbox matches the filter ({total} hidden). "
                               f"{shown_key('dashboard.back', 'esc')} clears it."))
         else:
-            empty.update(Text("No sandboxes in this repository yet; they appear here live "
-                              "as agents start."))
+            empty.update(Text(f"No sandboxes here now: {shown_key('dashboard.new', 'n')} starts one, and each "
+                              "appears here live as its agent starts (removed ones: `loomtui sandbox list --all`)."))
 
     def selected_sandbox(self) -> SandboxRecord | None:
         table = self.query_one("#sandboxes", DataTable)
@@ -577,7 +577,8 @@ class DashboardScreen(LoomScreen[None]):
             self.app.notify(refusal, title="merge", severity="warning")
             return
         self._run_once_confirmed(
-            f"Merge sandbox {sandbox.id} ({sandbox.branch}) into its target? Only a clean merge goes in.",
+            f"Merge sandbox {sandbox.id} ({sandbox.branch}) into {sandbox.target or 'its target'}? Only a clean "
+            "merge goes in.",
             f"merge {sandbox.id}", sandbox_calls.merge, sandbox.id)
 
     def action_archive(self) -> None:
@@ -586,5 +587,6 @@ class DashboardScreen(LoomScreen[None]):
             return
         self._run_once_confirmed(
             f"Archive sandbox {sandbox.id}? Its worktree is removed; uncommitted work is committed to "
-            f"{sandbox.branch or 'its branch'} first, and the branch stays.",
+            f"{sandbox.branch or 'its branch'} first, and the branch stays (but once merged: its commits are "
+            f"in {sandbox.target or 'its target'}).",
             f"archive {sandbox.id}", sandbox_calls.archive, sandbox.id)
