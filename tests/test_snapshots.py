@@ -122,7 +122,8 @@ def _evals_app(repo: Path) -> LoomApp:
             ("sb2", "passed", 94, (("scope", "pass", "all 1 changed region inside the claims", ()),))):
         checks = []
         for gate, outcome, summary, classified in (
-                ("tests", status, f"{tests.summary()}: {regression}" if status == "failed" else "49 unchanged", tests),
+                ("tests", status, f"{tests.summary()}; regressed: {regression}" if status == "failed" else "49 unchanged",
+                 tests),
                 ("compile", "passed", "", None)):
             run = workspace.store.add_gate_run(sandbox, gate, commit)
             data = {"duration_s": 1.4 if gate == "tests" else 0.3, "summary": summary, "blocking": True,

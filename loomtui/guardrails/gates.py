@@ -84,7 +84,7 @@ class GateResult:
                    baseline_run=data.get("baseline_run"), log=data.get("log", ""))
 
     def describe(self) -> str:
-        """E.g. `tests failed (1 regression · 48 unchanged: tests/test_invoices.py::test_total)`."""
+        """E.g. `tests failed (1 regression · 48 unchanged; regressed: tests/test_invoices.py::test_total)`."""
         blocking = "" if self.blocking else ", not blocking"
         return f"{self.gate} {self.status}" + (f" ({self.summary}{blocking})" if self.summary else "")
 

@@ -71,7 +71,7 @@ def judge(run: CheckRun, base: CheckRun | None, form: str = "exit") -> Verdict:
         regressions = tests.regressions
         if regressions:
             named = ", ".join(t.id for t in regressions[:3]) + (" ..." if len(regressions) > 3 else "")
-            return Verdict("failed", f"{tests.summary()}: {named}", tests=tests)
+            return Verdict("failed", f"{tests.summary()}; regressed: {named}", tests=tests)
         failing = any(case.outcome.is_fail for case in run.cases)
         if run.outcome == "failed" and not failing and not _same_failure(run, base):
             return Verdict("failed", f"exit {run.exit_code} though no test failed ({tests.summary()})", tests=tests)
