@@ -20,6 +20,7 @@ from loomtui.governance.policy import (
     Requirement,
     can_approve,
     can_override,
+    combined,
     decision_met,
     default_policy,
     evaluate,
@@ -258,6 +259,28 @@ STAGED = """\
   when: {paths: ["storage/**"], lines_changed: {over: 0}}
   decision: block
 """
+
+
+def test_a_rule_of_both_stages_asking_the_same_at_each_is_one_requirement_not_two() -> None:
+    """An escalation listed `ground-truth` twice (once as "claim stage, not granted before") for the one
+    approval that met both."""
+    policy = policy_of("""\
+- name: ground-truth
+  when: {paths: ["AGENTS.md"]}
+  decision: require
+  approvals: {groups: [leads], count: 1}
+- name: ledger-claims
+  stage: claim
+  when: {paths: ["ledger.py"]}
+  decision: require
+  approvals: {groups: [leads], count: 1}
+""")
+    after = evaluate(policy, post("AGENTS.md", "ledger.py"))
+    claim_stage = evaluate(policy, claim("AGENTS.md", "ledger.py"))
+    both = combined(after, claim_stage, "claim stage, not granted before")
+    assert both.rule_names() == ("ground-truth", "default", "ledger-claims (claim stage, not granted before)")
+    assert [r.rule for r in both.requirements] == ["ground-truth", "default",
+                                                   "ledger-claims (claim stage, not granted before)"]
 
 
 def test_stage_filtering() -> None:

@@ -40,10 +40,16 @@ def combined(first: Evaluation, second: Evaluation, label: str) -> Evaluation:
     def marked(name: str) -> str:
         return f"{name} ({label})"
 
+    def asks(rule: AppliedRule) -> tuple[object, ...]:
+        return rule.name, rule.decision, tuple((r.groups, r.count, r.eligible, r.paths) for r in rule.requirements)
+
+    # A rule of both stages that asks the same of the change at each is one requirement, not two: one
+    # approval met both, and the escalation listed it twice.
+    asked = {asks(rule) for rule in first.applied}
     carried = tuple(dataclasses.replace(rule, name=marked(rule.name),
                                         requirements=tuple(dataclasses.replace(r, rule=marked(r.rule))
                                                            for r in rule.requirements))
-                    for rule in second.applied if rule.decision != "auto_approve")
+                    for rule in second.applied if rule.decision != "auto_approve" and asks(rule) not in asked)
     requirements = first.requirements + tuple(r for rule in carried for r in rule.requirements)
     outcome: Decision = ("block" if "block" in (first.outcome, second.outcome)
                          else "require" if requirements else first.outcome)
