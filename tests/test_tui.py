@@ -268,10 +268,15 @@ async def test_at_80x24_the_new_sandbox_forms_buttons_stay_in_view_whatever_it_s
             assert form.get_widget_at(region.x + 1, region.y + 1)[0] is button, button.id  # not covered
 
 
-async def test_the_new_sandbox_form_shows_runtimes_readably_and_starts_the_command_runtime(repo: Path) -> None:
+async def test_the_new_sandbox_form_shows_runtimes_readably_and_starts_the_command_runtime(
+        repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from textual.widgets import Button, Input, Select
 
     from loomtui.tui.screens.sandbox_forms import NewSandboxScreen
+
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))  # no stored Codex login, and no key for it
+    for name in ("OPENAI_API_KEY", "CODEX_API_KEY", "CODEX_ACCESS_TOKEN", "CODEX_HOME"):
+        monkeypatch.delenv(name, raising=False)
 
     (repo / ".loom").mkdir(exist_ok=True)
     (repo / ".loom" / "loom.yaml").write_text(
@@ -290,7 +295,12 @@ async def test_the_new_sandbox_form_shows_runtimes_readably_and_starts_the_comma
         assert select.size.width >= 30  # a readable picker, not a sliver beside the base field
         labels = {str(prompt): value for prompt, value in select._options}
         assert labels["not-here (not installed)"] == "not-here"
-        assert select.value != "not-here" and str(select.value) in {"claude", "codex", "script"}
+        # A vendor CLI without its credentials would start, then fail at its first request: marked too.
+        assert labels["codex (no credentials)"] == "codex"
+        marked = {value for prompt, value in select._options if str(prompt).endswith(")")}
+        assert select.value not in marked and {"not-here", "codex"} <= marked  # the default can run here
+        select.value = "script"
+        await pilot.pause()
         assert not form.query_one("#command", Input).display
         select.value = "command"
         await pilot.pause()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Final
@@ -427,17 +428,21 @@ class DashboardScreen(LoomScreen[None]):
         self.app.call_from_thread(self.app.notify, f"{label}: done", timeout=3)
 
     def action_new_sandbox(self) -> None:
-        from loomtui.execution.runtimes import runtime_installed
+        from loomtui.execution.runtimes import credential_status, runtime_installed
         from loomtui.tui.screens.sandbox_forms import NewSandboxScreen
 
         config = self.loom.config
         runtimes = sorted(config.runtimes) if config else ["script"]
-        missing = frozenset(name for name in runtimes if config is not None and not runtime_installed(
-            config.runtimes[name]))
-        usable = [name for name in runtimes if name not in missing]
-        # Claude Code when it is here; else the first that can start (the script runtime always can).
+        marks: dict[str, str] = {}
+        for name, runtime in (config.runtimes if config is not None else {}).items():
+            if not runtime_installed(runtime):
+                marks[name] = "not installed"
+            elif not credential_status(runtime.argv[0], os.environ).ok:  # it would start, then fail at once
+                marks[name] = "no credentials"
+        usable = [name for name in runtimes if name not in marks]
+        # Claude Code when it can run here; else the first that can (the script runtime always can).
         default = next((name for name in ("claude", *usable) if name in usable), runtimes[0])
-        self.app.push_screen(NewSandboxScreen(runtimes, default, missing, draft=self._draft), self._create)
+        self.app.push_screen(NewSandboxScreen(runtimes, default, marks, draft=self._draft), self._create)
 
     def _create(self, request: NewSandboxRequest | None) -> None:
         if request is None:  # cancelled: what a failed request left to mend is let go too

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shlex
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from rich.syntax import Syntax
@@ -58,15 +59,16 @@ class NewSandboxScreen(ModalScreen[NewSandboxRequest | None]):
     NewSandboxScreen #after { width: 1fr; }
     """
 
-    def __init__(self, runtimes: list[str], default_runtime: str, missing: frozenset[str] = frozenset(),
+    def __init__(self, runtimes: list[str], default_runtime: str, marks: Mapping[str, str] | None = None,
                  draft: NewSandboxRequest | None = None) -> None:
         super().__init__()
         self.runtimes = runtimes
         self.default_runtime = draft.runtime if draft is not None and draft.runtime in runtimes else default_runtime
         self.draft = draft
         """A request that failed (a bad base, an unknown `after`): the form opens with it, to mend."""
-        self.missing = missing
-        """Runtimes whose program is not installed here: listed, marked, never the default."""
+        self.marks = dict(marks or {})
+        """Runtimes that cannot run here, with why (not installed, no credentials): listed, marked, never
+        the default."""
 
     def compose(self) -> ComposeResult:
         with Vertical():
@@ -74,7 +76,7 @@ class NewSandboxScreen(ModalScreen[NewSandboxRequest | None]):
             with VerticalScroll(id="new-fields"):
                 yield Input(placeholder="task: what should the agent do?", id="task")
                 with Horizontal():
-                    yield Select([(f"{name} (not installed)" if name in self.missing else name, name)
+                    yield Select([(f"{name} ({self.marks[name]})" if name in self.marks else name, name)
                                   for name in self.runtimes], value=self.default_runtime, allow_blank=False,
                                  id="runtime")
                     yield Input(value="HEAD", placeholder="base ref", id="base")
