@@ -48,7 +48,8 @@ def cmd_checklist(args: argparse.Namespace) -> int:
 def register(commands: Any) -> None:
     """`loomtui checklist`."""
     checklist = add_command(commands, "checklist", cmd_checklist,
-                            "the article's ten-item control-plane audit answered for this repository from "
+                            "the ten-item infrastructure audit of the control-plane playbook (\"Build, buy, "
+                            "or hybrid?\"), answered for this repository from "
                             "evidence (yes / partly / no, each with what was looked at and the next step), "
                             "the score and the verdict; exit 1 when an item could not be checked (a broken config: "
                             "answered `unknown`, the score incomplete)", json_flag=True)

@@ -253,7 +253,7 @@ class BandReport:
         """The band, then each requirement marked have / LACKS / ?, with the next step where lacking."""
         under = " (under 5: the smallest band applies)" if self.org_size < 5 else ""
         out = [f"org size {self.org_size}: the {self.band.name} band{under}: {self.band.title}",
-               f"  the article: {self.band.words}"]
+               f"  the playbook: {self.band.words}"]
         for req in self.requirements:
             mark = "have " if req.met else "?    " if req.met is None else "LACKS"
             tags = ([f"from {req.band}"] if req.band != self.band.name else []) + (
