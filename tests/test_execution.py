@@ -282,6 +282,10 @@ def test_a_claude_agent_writes_its_own_state_and_nothing_its_cli_obeys_outside(
     assert list((home / ".claude" / "commands").iterdir()) == []
     assert (home / ".claude.json").read_text() == '{"hasCompletedOnboarding": true}'
     assert (home / ".claude" / ".credentials.json").read_text() == '{"token": "refreshed"}'
+    own = sb.sandbox_paths(ws.paths, record.id).runtime_state
+    assert own.is_dir()
+    review.remove(ws, record.id)  # archived: no agent runs in it again, and it held a copy of the user's config
+    assert not own.exists() and (home / ".claude" / ".credentials.json").exists()
 
 
 @pytest.mark.parametrize(("runtime", "expected"), [

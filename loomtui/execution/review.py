@@ -365,7 +365,11 @@ def remove(workspace: Workspace, sandbox_id: str, *, force: bool = False, delete
                             + "; `loomtui sandbox rm` again finishes the removal", exit_code=1) from None
     with workspace.paths.worktrees_locked():
         repo.run("worktree", "prune")
-    sandbox_paths(workspace.paths, record.id).outside_index.unlink(missing_ok=True)
+    paths = sandbox_paths(workspace.paths, record.id)
+    paths.outside_index.unlink(missing_ok=True)
+    # Its runtime's own state (sessions, caches, its copy of the user's ~/.claude.json): no agent runs in
+    # it again, and what it holds of the user's config is not kept in every archived sandbox.
+    shutil.rmtree(paths.runtime_state, ignore_errors=True)
     tip = repo.resolve_commit(record.branch)
     merged = _branch_merged(repo, record)
     deleted = False
