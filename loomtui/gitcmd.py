@@ -119,9 +119,10 @@ class Git:
                 raise
         return RawResult(process.returncode, out, err)
 
-    def feed(self, *args: str, data: bytes, env: Mapping[str, str] | None = None) -> bytes:
+    def feed(self, *args: str, data: bytes, env: Mapping[str, str] | None = None,
+             timeout: float | None = None) -> bytes:
         """Run `git ARGS` with `data` on stdin; return stdout as bytes (for plumbing pipelines)."""
-        done = self.raw(*args, data=data, env=env)
+        done = self.raw(*args, data=data, env=env, timeout=timeout)
         if done.status != 0:
             raise GitFailed(f"git {command_name(args)} failed: {first_line(done.err.decode('utf-8', 'replace'))}")
         return done.out

@@ -1463,3 +1463,37 @@ def test_a_prepare_killed_after_making_the_worktree_is_made_again(ws: Workspace)
     with pytest.raises(LoomError, match="with commits of its own"):
         sb.make_worktree(ws, other.id)
     assert git(ws.root, "rev-parse", other.branch) == tip
+
+
+def test_the_supervisor_never_follows_what_the_agent_planted_at_its_stores_alternates(tmp_path: Path) -> None:
+    """An agent moved `objects/info` aside and made it a symlink to another repository's: the write
+    rewrote that repository's alternates (`fatal: bad object HEAD` there). A FIFO at `alternates`
+    hung the supervisor, then every `sandbox list` reconciling it."""
+    import stat as stat_module
+
+    from loomtui.execution import privategit
+    from loomtui.execution.isolation import PrivateGit
+
+    private = PrivateGit(tmp_path / "git")
+    private.objects.mkdir(parents=True)
+    victim = tmp_path / "victim" / "objects" / "info"
+    victim.mkdir(parents=True)
+    (victim / "alternates").write_text("/the/victims/own/store\n")
+    (private.objects / "info").symlink_to(victim)
+    privategit._write_alternates(private)
+    assert (victim / "alternates").read_text() == "/the/victims/own/store\n"
+    assert not (private.objects / "info").is_symlink()
+    assert private.alternates.read_text() == f"{private.shared}\n"
+    # A FIFO where the file goes: read at once (no writer will ever come), replaced by the file.
+    private.alternates.unlink()
+    os.mkfifo(private.alternates)
+    privategit._write_alternates(private)
+    assert stat_module.S_ISREG(private.alternates.stat().st_mode)
+    assert private.alternates.read_text() == f"{private.shared}\n"
+    # A symlink at the file itself, to a file of the user's: the link goes, the file stays as it was.
+    mine = tmp_path / "users-file"
+    mine.write_text("keep\n")
+    private.alternates.unlink()
+    private.alternates.symlink_to(mine)
+    privategit._write_alternates(private)
+    assert mine.read_text() == "keep\n" and not private.alternates.is_symlink()

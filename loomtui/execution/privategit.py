@@ -13,12 +13,17 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
+import stat
 import tempfile
 from pathlib import Path
 
 from loomtui.errors import LoomError
 from loomtui.execution.gitops import Git
 from loomtui.execution.isolation import PrivateGit
+
+IMPORT_TIMEOUT_S = 300.0
+"""How long one step of bringing an agent's objects in may take."""
 
 
 def prepare(private: PrivateGit, root: Path, common_dir: Path, branch: str) -> None:
@@ -50,18 +55,73 @@ def set_private_tip(private: PrivateGit, branch: str, tip: str) -> None:
 def _write_alternates(private: PrivateGit) -> None:
     """The private store's alternate is the (outside: empty) mount point of the shared one, and
     nothing else: git follows alternates when the supervisor reads the private store, so an
-    entry the agent could choose would let it name objects from anywhere."""
-    wanted = f"{private.shared}\n"
-    if private.alternates.is_symlink():
-        private.alternates.unlink()
+    entry the agent could choose would let it name objects from anywhere.
+
+    Every name below the private `objects` folder is the agent's to plant: `info` moved aside and
+    made a symlink to another repository's `objects/info` had this write rewrite that repository's
+    alternates (corrupting it), and a FIFO at `alternates` hung the supervisor and every `sandbox
+    list` after it. So no name is followed: the folders are opened with O_NOFOLLOW, and whatever is
+    not a real folder or a regular file there is removed and made again.
+    """
+    wanted = f"{private.shared}\n".encode()
+    objects = os.open(private.objects, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
     try:
-        current = private.alternates.read_text()
-    except (OSError, UnicodeDecodeError):
-        current = None
-    if current != wanted:
-        # In place, never by rename: inside the sandbox this file is a read-only bind of its inode.
-        with open(private.alternates, "w") as handle:
-            handle.write(wanted)
+        info = _own_folder_fd(objects, "info")
+        try:
+            handle = _own_file_fd(info, "alternates")
+            try:
+                current = os.read(handle, 65536)
+                if current != wanted:
+                    # In place, never by rename: inside the sandbox this file is a read-only bind of its inode.
+                    os.ftruncate(handle, 0)
+                    os.pwrite(handle, wanted, 0)
+            finally:
+                os.close(handle)
+        finally:
+            os.close(info)
+    finally:
+        os.close(objects)
+
+
+def _own_folder_fd(parent: int, name: str) -> int:
+    """The real folder `name` in the folder `parent` (a descriptor), opened; anything else of that name
+    (a symlink, a file, a FIFO) is removed and the folder made."""
+    try:
+        return os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=parent)
+    except (NotADirectoryError, FileNotFoundError, OSError):
+        _remove(parent, name)
+        os.mkdir(name, 0o755, dir_fd=parent)
+        return os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=parent)
+
+
+def _own_file_fd(parent: int, name: str) -> int:
+    """The regular file `name` in the folder `parent`, opened to read and write (made when missing);
+    anything else of that name is removed first. Never blocks: a FIFO opened non-blocking is seen
+    for what it is."""
+    flags = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK
+    try:
+        handle = os.open(name, flags, 0o644, dir_fd=parent)
+    except OSError:  # a symlink (ELOOP), a folder (EISDIR), a socket
+        _remove(parent, name)
+        handle = os.open(name, flags | os.O_EXCL, 0o644, dir_fd=parent)
+    if stat.S_ISREG(os.fstat(handle).st_mode):
+        os.set_blocking(handle, True)
+        return handle
+    os.close(handle)
+    _remove(parent, name)
+    return os.open(name, flags | os.O_EXCL, 0o644, dir_fd=parent)
+
+
+def _remove(parent: int, name: str) -> None:
+    """Remove `name` from the folder `parent`, whatever it is, never following a link out of it."""
+    try:
+        info = os.stat(name, dir_fd=parent, follow_symlinks=False)
+    except FileNotFoundError:
+        return
+    if stat.S_ISDIR(info.st_mode):
+        shutil.rmtree(os.path.join(f"/proc/self/fd/{parent}", name))  # rmtree never follows a link
+    else:
+        os.unlink(name, dir_fd=parent)
 
 
 def _import_objects(repo: Git, private: PrivateGit, tip: str) -> None:
@@ -74,11 +134,13 @@ def _import_objects(repo: Git, private: PrivateGit, tip: str) -> None:
     """
     _write_alternates(private)
     reading = {"GIT_ALTERNATE_OBJECT_DIRECTORIES": str(private.objects)}
-    wanted = repo.feed("rev-list", "--objects", tip, "--not", "--all", data=b"", env=reading)
+    # Bounded: git reads files the agent made, and one of them a FIFO would hold it (and this) for ever.
+    wanted = repo.feed("rev-list", "--objects", tip, "--not", "--all", data=b"", env=reading,
+                       timeout=IMPORT_TIMEOUT_S)
     if not wanted.strip():
         return
-    pack = repo.feed("pack-objects", "--stdout", "-q", data=wanted, env=reading)
-    repo.feed("index-pack", "--stdin", "--strict", data=pack)
+    pack = repo.feed("pack-objects", "--stdout", "-q", data=wanted, env=reading, timeout=IMPORT_TIMEOUT_S)
+    repo.feed("index-pack", "--stdin", "--strict", data=pack, timeout=IMPORT_TIMEOUT_S)
 
 
 def sync(private: PrivateGit, root: Path, branch: str) -> str | None:
