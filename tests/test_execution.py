@@ -267,11 +267,12 @@ def test_a_claude_agent_writes_its_own_state_and_nothing_its_cli_obeys_outside(
         assert done.isolation == "bwrap"
         results = json.loads(next(line for line in reversed(sb.read_log_tail(ws, record.id, 40))
                                   if line.startswith("{")))
-        # What the user's CLI obeys stays theirs: the files they have read-only, the ones they lack not made.
-        for fixed in (".claude/CLAUDE.md", ".claude/commands/pwn.md"):
+        # What the CLI obeys is read-only: the user's own, and where they have none (settings.json
+        # here), an empty one of the sandbox's, not made in the user's folder.
+        for fixed in (".claude/CLAUDE.md", ".claude/commands/pwn.md", ".claude/settings.json"):
             assert results[fixed] == "Read-only file system", (fixed, results)
         # The rest is the sandbox's own, kept from one run to the next; the login is the user's.
-        for own in (".claude/settings.json", ".claude/.config.json", ".claude.json", ".claude/sessions.txt",
+        for own in (".claude/.config.json", ".claude.json", ".claude/sessions.txt",
                     ".claude/.credentials.json"):
             assert results[own] == "written", (own, results)
         assert results["kept"] == (run == 2)

@@ -409,9 +409,16 @@ def test_each_state_path_is_the_sandboxs_own_with_the_users_login_and_settings_o
     state = runtime_state(root, spec, {"HOME": str(home), "CODEX_HOME": str(custom)}, keep_out=[home, repo])
     assert state.paths == (home / ".codex", custom)
     assert state.logins == (home / ".codex" / "auth.json",)
-    assert state.obeyed == (home / ".codex" / "config.toml", home / ".codex" / "prompts")
     own = dict((user, mine) for mine, user in state.own)[home / ".codex"]
-    assert own.parent == root and sorted(p.name for p in own.iterdir()) == ["auth.json", "config.toml", "prompts"]
+    sources = {path: source for source, path in state.obeyed}
+    # What the user has is theirs, read-only; what they lack is an empty one of the sandbox's, read-only too
+    # (an agent wrote `disableAllHooks` into a settings file the user had none of).
+    assert sources[home / ".codex" / "config.toml"] == home / ".codex" / "config.toml"
+    assert sources[home / ".codex" / "prompts"] == home / ".codex" / "prompts"
+    assert sources[home / ".codex" / "hooks.json"] == own / "hooks.json"
+    assert (own / "hooks.json").read_text() == "{}\n" and (own / "AGENTS.md").read_text() == ""
+    assert (own / "skills").is_dir() and not any((own / "skills").iterdir())
+    assert own.parent == root and {"auth.json", "config.toml", "prompts"} <= {p.name for p in own.iterdir()}
     (own / "config.toml").unlink()
     (own / "config.toml").symlink_to(repo / "planted")
     (own / "prompts").rmdir()

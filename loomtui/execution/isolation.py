@@ -176,7 +176,7 @@ class SandboxMounts:
     checkout: Checkout | None = None  # the person's checkout: an empty folder but for what it shows
     own_state: tuple[tuple[Path, Path], ...] = ()  # (the sandbox's own copy, the runtime state path it stands for)
     logins: tuple[Path, ...] = ()  # the user's login files inside those: written through
-    obeyed: tuple[Path, ...] = ()  # the user's settings inside those: read-only (`runtimes.StateFolder`)
+    obeyed: tuple[tuple[Path, Path], ...] = ()  # (source, path) read-only inside those (`runtimes.StateFolder`)
     network: bool = False
     private_git: Path | None = None  # see PrivateGit: the agent's own objects and branch refs
     max_processes: int | None = None  # `MAX_PROCESSES` where the kernel counts them apart (`process_limit`)
@@ -384,8 +384,8 @@ def bwrap_argv(mounts: SandboxMounts, program: str = "bwrap") -> list[str]:
         argv += ["--bind", str(own), str(path)]
     for path in mounts.logins:
         argv += ["--bind", str(path), str(path)]
-    for path in mounts.obeyed:
-        argv += ["--ro-bind", str(path), str(path)]
+    for source, path in mounts.obeyed:
+        argv += ["--ro-bind", str(source), str(path)]
     argv += [*_read_only_at_last(mounts.state_dir, mounts.checkout.root if mounts.checkout else None), *UNSHARED]
     if not mounts.network:
         argv.append("--unshare-net")

@@ -30,8 +30,10 @@ class RuntimeState:
     """(the sandbox's own folder or file, the user's path it stands in for)."""
     logins: tuple[Path, ...] = ()
     """The user's login files, bound writable on top of the sandbox's folder."""
-    obeyed: tuple[Path, ...] = ()
-    """The user's settings and instructions, bound read-only on top of the sandbox's folder."""
+    obeyed: tuple[tuple[Path, Path], ...] = ()
+    """(source, path) bound read-only on top of the sandbox's folder: the user's settings and
+    instructions, and where the user has none, an empty one of the sandbox's (`{}` for JSON) that the
+    agent cannot write either: it wrote `disableAllHooks` into a settings file the user lacked."""
 
     @property
     def paths(self) -> tuple[Path, ...]:
@@ -50,7 +52,7 @@ def runtime_state(root: Path, spec: LaunchSpec, env: Mapping[str, str], keep_out
     outside = [Path(path) for path in keep_out]
     own: list[tuple[Path, Path]] = []
     logins: list[Path] = []
-    obeyed: list[Path] = []
+    obeyed: list[tuple[Path, Path]] = []
     for raw in spec.state_paths:
         user = expand_path(raw, values)
         if user is None or not user.is_absolute() or not user.exists() or user in (u for _o, u in own) or \
@@ -67,7 +69,8 @@ def runtime_state(root: Path, spec: LaunchSpec, env: Mapping[str, str], keep_out
             continue  # not the sandbox's to write, then: read-only, as the rest of the user's files
         if folder is not None:
             logins += [user / name for name in folder.logins if (user / name).exists()]
-            obeyed += [user / name for name in folder.obeyed if (user / name).exists()]
+            obeyed += [(user / name if (user / name).exists() else mine / name, user / name)
+                       for name in folder.obeyed]
         own.append((mine, user))
     return RuntimeState(tuple(own), tuple(logins), tuple(obeyed))
 
@@ -86,17 +89,32 @@ def _own_folder(mine: Path, user: Path, folder: StateFolder) -> None:
         _own_copy(mine / name, user / name)
     for name in (*folder.logins, *folder.obeyed):
         source, point = user / name, mine / name
-        if not source.exists():
-            continue
-        if point.is_symlink() or (point.exists() and point.is_dir() != source.is_dir()):
-            if point.is_dir() and not point.is_symlink():
-                shutil.rmtree(point)
-            else:
-                point.unlink()
-        if source.is_dir():
-            point.mkdir(exist_ok=True)
-        else:
-            point.touch(mode=0o600, exist_ok=True)
+        if source.exists():
+            _make_point(point, folder=source.is_dir())
+        elif name in folder.obeyed:  # none of the user's: an empty one of its own, bound read-only
+            _make_point(point, folder=_is_folder_name(name), fresh=True)
+            if not point.is_dir():
+                point.write_text("{}\n" if name.endswith(".json") else "", encoding="utf-8")
+
+
+def _is_folder_name(name: str) -> bool:
+    """Whether an obeyed entry is a folder (`commands`, `skills`) rather than a file (`settings.json`)."""
+    return "." not in name
+
+
+def _make_point(point: Path, *, folder: bool, fresh: bool = False) -> None:
+    """A file or folder at `point` (a mount point, or a placeholder: `fresh` empties a folder); what
+    the agent left there in its place (a symlink that would carry the mount elsewhere, a FIFO, a file
+    where a folder goes) is taken away, never followed."""
+    real_folder = point.is_dir() and not point.is_symlink()
+    if real_folder and (not folder or fresh):
+        shutil.rmtree(point)
+    elif not real_folder and (point.is_symlink() or (point.exists() and (folder or not point.is_file()))):
+        point.unlink()
+    if folder:
+        point.mkdir(exist_ok=True)
+    else:
+        point.touch(mode=0o600, exist_ok=True)
 
 
 def _own_copy(mine: Path, user: Path) -> bool:
