@@ -1173,9 +1173,13 @@ def test_the_folders_a_sandbox_gets_empty_hold_so_much(tmp_path: Path) -> None:
     (tmp_path / "tree").mkdir()
     (tmp_path / "state").mkdir()
     argv = scratch_bwrap_argv(tmp_path / "tree", tmp_path / "state")
-    sizes = subprocess.run([*argv, "df", "-B1", "--output=size", "/tmp", "/run"], capture_output=True,
+    sizes = subprocess.run([*argv, "df", "-B1", "--output=size", "/tmp", "/run", "/dev/shm"], capture_output=True,
                            text=True, check=True).stdout.split()[1:]
-    assert [int(size) for size in sizes] == [2 << 30, 16 << 20]
+    assert [int(size) for size in sizes] == [2 << 30, 16 << 20, 512 << 20]
+    # /dev is bwrap's own tmpfs, unsized (an agent wrote 3 GB there): read-only, its devices still work.
+    written = subprocess.run([*argv, "sh", "-c", "echo x > /dev/null && touch /dev/planted"], capture_output=True,
+                             text=True)
+    assert written.returncode != 0 and "Read-only file system" in written.stderr
 
 
 def _unprivileged_bwrap() -> bool:
@@ -1252,6 +1256,7 @@ def test_bwrap_command_line_shows_the_state_dir_empty_and_read_only(tmp_path: Pa
     hidden = [pairs.index(("--tmpfs", str(path))) for path in mounts.hidden]
     own = pairs.index(("--ro-bind", str(mounts.own_dir)))
     assert ro_state < min(hidden) and max(hidden) < own
+    assert all(("--remount-ro", str(path)) in pairs for path in mounts.hidden)  # nothing to write in them either
     assert pairs.index(("--remount-ro", str(common / "loom"))) > max(i for i, (option, _path) in enumerate(pairs)
                                                                      if "bind" in option)
     assert pairs.index(("--bind", str(mounts.worktree))) > own  # the worktree is writable again on top

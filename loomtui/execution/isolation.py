@@ -235,6 +235,10 @@ def credential_free(config: str) -> str:
 PRIVATE_TMP_BYTES: Final = 2 << 30
 """The agent's own /tmp holds this much; a tmpfs unsized takes half the machine's memory, and one
 agent filled 3 GB of it (the host's shared memory with it)."""
+SHARED_MEMORY: Final = Path("/dev/shm")
+"""POSIX shared memory (Python's multiprocessing, Chromium): a sized tmpfs of its own, the rest of /dev
+read-only."""
+SHARED_MEMORY_BYTES: Final = 512 << 20
 SMALL_TMPFS_BYTES: Final = 16 << 20
 """Every other folder the sandbox gets empty (/run, a secret folder shown empty): nothing lives there."""
 
@@ -242,7 +246,9 @@ SMALL_TMPFS_BYTES: Final = 16 << 20
 def _fresh_tmpfs(folder: Path) -> list[str]:
     """bwrap arguments for `folder` as an empty tmpfs of its own, sized (an unsized one can take half
     the machine's memory)."""
-    return ["--size", str(PRIVATE_TMP_BYTES if folder == PRIVATE_TMP else SMALL_TMPFS_BYTES), "--tmpfs", str(folder)]
+    size = PRIVATE_TMP_BYTES if folder == PRIVATE_TMP else SHARED_MEMORY_BYTES if folder == SHARED_MEMORY \
+        else SMALL_TMPFS_BYTES
+    return ["--size", str(size), "--tmpfs", str(folder)]
 
 
 def _private_mounts() -> list[str]:
@@ -316,7 +322,8 @@ def _base_mounts(program: str, readable: Sequence[Path], checkout: Checkout | No
     """The start of every confined command line: the filesystem read-only, a private /tmp and /run with
     `readable` bound back, and the person's `checkout` an empty folder but for what it shows (on top of
     `readable`, which may hold it: a repository under /tmp)."""
-    argv = [program, "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", *_private_mounts()]
+    argv = [program, "--ro-bind", "/", "/", "--dev", "/dev", *_fresh_tmpfs(SHARED_MEMORY), "--proc", "/proc",
+            *_private_mounts()]
     for path in readable:
         argv += ["--ro-bind-try", str(path), str(path)]
     if checkout is not None:
@@ -326,9 +333,11 @@ def _base_mounts(program: str, readable: Sequence[Path], checkout: Checkout | No
     return argv
 
 
-def _read_only_at_last(*folders: Path | None) -> list[str]:
-    """bwrap arguments that make `folders`, fresh tmpfs mounts, read-only once every mount under them is made."""
-    return [argument for folder in folders if folder for argument in ("--remount-ro", str(folder))]
+def _read_only_at_last(*folders: Path | None, hidden: Sequence[Path] = ()) -> list[str]:
+    """bwrap arguments that make `folders`, fresh tmpfs mounts, read-only once every mount under them is
+    made; and /dev (bwrap's own tmpfs, unsized: 3 GB were written there) and the `hidden` folders."""
+    return [argument for folder in (*folders, *hidden, Path("/dev")) if folder
+            for argument in ("--remount-ro", str(folder))]
 
 
 def bwrap_argv(mounts: SandboxMounts, program: str = "bwrap") -> list[str]:
@@ -386,7 +395,8 @@ def bwrap_argv(mounts: SandboxMounts, program: str = "bwrap") -> list[str]:
         argv += ["--bind", str(path), str(path)]
     for source, path in mounts.obeyed:
         argv += ["--ro-bind", str(source), str(path)]
-    argv += [*_read_only_at_last(mounts.state_dir, mounts.checkout.root if mounts.checkout else None), *UNSHARED]
+    argv += [*_read_only_at_last(mounts.state_dir, mounts.checkout.root if mounts.checkout else None,
+                                 hidden=mounts.hidden), *UNSHARED]
     if not mounts.network:
         argv.append("--unshare-net")
     argv += ["--die-with-parent", "--chdir", str(mounts.worktree), "--", *process_limit(mounts.max_processes)]
@@ -429,6 +439,6 @@ def scratch_bwrap_argv(tree: Path, state_dir: Path, *, readable: Sequence[Path] 
         argv += _fresh_tmpfs(path)
     for path in (tree, *writable):
         argv += ["--bind", str(path), str(path)]
-    return argv + [*_read_only_at_last(state_dir, checkout.root if checkout else None), *UNSHARED, "--unshare-net",
-                   "--die-with-parent", "--chdir", str(tree), "--", *process_limit(max_processes)]
+    return argv + [*_read_only_at_last(state_dir, checkout.root if checkout else None, hidden=hidden), *UNSHARED,
+                   "--unshare-net", "--die-with-parent", "--chdir", str(tree), "--", *process_limit(max_processes)]
 
