@@ -1047,6 +1047,7 @@ def test_isolated_agent_cannot_write_outside_its_worktree(ws: Workspace, repo: P
         read("uncommitted", os.path.join(repo, "draft.txt"))
         read("stored_credentials", "~/.my-git-creds")
         read("codex_login", "~/.codex/auth.json")
+        read("aider_keys", "~/.env")
         read("repo_config", os.path.join(repo, ".git", "config"))
         read("store_read", os.path.join(state, "state.db"))
         read("audit_read", os.path.join(state, "audit.jsonl"))
@@ -1080,6 +1081,7 @@ def test_isolated_agent_cannot_write_outside_its_worktree(ws: Workspace, repo: P
                                      '\tinsteadOf = https://github.com/\n[credential]\n'
                                      '\thelper = store --file ~/.my-git-creds\n')
     (home / ".my-git-creds").write_text("https://bob:SECRET-pw@example.com\n")
+    (home / ".env").write_text("OPENAI_API_KEY=SECRET-aider\n")  # Aider's keys: not another runtime's to read
     # The person's checkout: a git-ignored .env beside their own ignored notes.
     (repo / ".gitignore").write_text(".env\nnotes.local\n")
     (repo / ".env").write_text("PROD_DB_PASSWORD=SECRET\n")
@@ -1118,7 +1120,7 @@ def test_isolated_agent_cannot_write_outside_its_worktree(ws: Workspace, repo: P
         assert results[outside] == "Read-only file system", (outside, results[outside])
     assert results["private_tmp"] == "written" and results["worktree"] == "written"
     for secret in ("ssh_key", "pgpass", "signing_key", "history", "repo_config", "claude_login", "codex_login",
-                   "user_git_config", "stored_credentials", "dotenv"):
+                   "user_git_config", "stored_credentials", "dotenv", "aider_keys"):
         assert "SECRET" not in results[secret], (secret, results[secret])
     assert results["ssh_key"] == "No such file or directory"  # the folder is there, empty
     # Nor are the store and the audit log: every sandbox's escalations, evidence and deciders.

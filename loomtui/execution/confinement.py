@@ -34,7 +34,14 @@ from loomtui.execution.isolation import (
     under_private_dirs,
 )
 from loomtui.execution.runtime_state import RuntimeState, runtime_state
-from loomtui.execution.runtimes import STATE_PATHS, LaunchSpec, agent_environment, expand_path, program_files
+from loomtui.execution.runtimes import (
+    STATE_PATHS,
+    VENDOR_ENV,
+    LaunchSpec,
+    agent_environment,
+    expand_path,
+    program_files,
+)
 from loomtui.execution.sandboxes import (
     legacy_worktrees_dir,
     record_paths,
@@ -108,7 +115,7 @@ def confined_argv(workspace: Workspace, record: SandboxRecord, argv: Sequence[st
         max_processes=sandbox_process_limit(),
         own_dir=paths.dir,
         hidden=_hidden(workspace),
-        secrets=_secrets(workspace, env, configs, state.paths),
+        secrets=_secrets(workspace, env, configs, state.paths, Path(argv[0]).name),
         configs=_credential_free_configs(workspace, configs),
     )
     return bwrap_argv(mounts) + argv
@@ -208,12 +215,14 @@ def _credential_stores(workspace: Workspace, env: Mapping[str, str], configs: Ma
 
 
 def _secrets(workspace: Workspace, env: Mapping[str, str], configs: Mapping[Path, str],
-             writable: Sequence[Path] = ()) -> tuple[Path, ...]:
+             writable: Sequence[Path] = (), program: str = "") -> tuple[Path, ...]:
     """The user's credentials that confined code must not read: under this user's home and the one
     the code is given (but a cloud's login its runtime is told to use), the key decisions are signed
     with (what it reads it could send away), and every agent runtime's state but what it writes (`writable`:
     its own runtime's state, given to it as the sandbox's own copy):
-    a command or Codex agent read Claude Code's login token in ~/.claude/.credentials.json."""
+    a command or Codex agent read Claude Code's login token in ~/.claude/.credentials.json; and every
+    other vendor CLI's login files (`VendorEnv.logins`) but those of the agent's own `program`: a Claude
+    Code agent read the OpenAI key Aider keeps in ~/.env."""
     homes = _homes(env)
     key = signing_key(workspace.root) or ""
     extra: list[Path] = []
@@ -222,6 +231,10 @@ def _secrets(workspace: Workspace, env: Mapping[str, str], configs: Mapping[Path
         # A `.pub` named (git's usual `user.signingkey`): ssh-keygen signs with the private key beside it.
         extra = [named, named.with_name(named.name.removesuffix("-cert.pub").removesuffix(".pub"))]
     extra += _credential_stores(workspace, env, configs)
+    for vendor, spec in VENDOR_ENV.items():
+        if vendor != program:
+            extra += [path for home in homes for raw in spec.logins
+                      if (path := expand_path(raw, {**env, "HOME": str(home)})) is not None]
     own = [Path(path) for path in writable]
     for home in homes:
         for raw in (raw for paths in STATE_PATHS.values() for raw in paths):
