@@ -1045,6 +1045,7 @@ def test_isolated_agent_cannot_write_outside_its_worktree(ws: Workspace, repo: P
         read("dotenv", os.path.join(repo, ".env"))
         read("ignored_note", os.path.join(repo, "notes.local"))
         read("uncommitted", os.path.join(repo, "draft.txt"))
+        read("linked_worktree", os.path.join(os.path.dirname(repo), "mine-too", "wip.txt"))
         read("stored_credentials", "~/.my-git-creds")
         read("codex_login", "~/.codex/auth.json")
         read("aider_keys", "~/.env")
@@ -1087,6 +1088,8 @@ def test_isolated_agent_cannot_write_outside_its_worktree(ws: Workspace, repo: P
     (repo / ".env").write_text("PROD_DB_PASSWORD=SECRET\n")
     (repo / "notes.local").write_text("mine\n")
     (repo / "draft.txt").write_text("not committed yet\n")
+    git(repo, "worktree", "add", "-q", str(repo.parent / "mine-too"))  # a linked worktree of the person's own
+    (repo.parent / "mine-too" / "wip.txt").write_text("SECRET work in progress\n")
     for login in (".claude/.credentials.json", ".codex/auth.json"):  # another runtime's: never this agent's
         (home / login).parent.mkdir()
         (home / login).write_text('{"token": "SECRET login"}')
@@ -1132,6 +1135,7 @@ def test_isolated_agent_cannot_write_outside_its_worktree(ws: Workspace, repo: P
     assert "name = Bob" in results["user_git_config"]  # the rest of the user's git config is there
     # The person's checkout is an empty folder: their ignored notes and uncommitted work are not there.
     assert results["ignored_note"] == results["uncommitted"] == "No such file or directory"
+    assert results["linked_worktree"] == "No such file or directory"  # nor the person's other checkouts
     # /run is the sandbox's own: none of the machine's sockets there (a socket on a read-only mount connects).
     assert not set(results["run"]) & set(os.listdir("/run")), results["run"]
     if run is not None:
@@ -1237,7 +1241,7 @@ def test_bwrap_command_line_shows_the_state_dir_empty_and_read_only(tmp_path: Pa
         worktree=common / "loom" / "worktrees" / "ab12cd", worktree_git_dir=common / "worktrees" / "ab12cd",
         common_dir=common, state_dir=common / "loom", branch="loom/ab12cd",
         readable=under_private_dirs([tmp_path, common, tmp_path / "repo" / "sub", Path("/usr/bin")]),
-        checkout=checkout_shown(tmp_path / "repo", [tmp_path, common, tmp_path / "repo" / ".venv", common / "x"]),
+        checkouts=(checkout_shown(tmp_path / "repo", [tmp_path, common, tmp_path / "repo" / ".venv", common / "x"]),),
         own_dir=common / "loom" / "sandboxes" / "ab12cd",
         hidden=(common / "loom" / "sandboxes", common / "loom" / "worktrees", common / "worktrees"),
     )

@@ -106,7 +106,7 @@ def confined_argv(workspace: Workspace, record: SandboxRecord, argv: Sequence[st
         state_dir=repo.state_dir,
         branch=record.branch,
         readable=under_private_dirs(needed),
-        checkout=_checkout(workspace, env, needed),
+        checkouts=_checkouts(workspace, env, needed),
         own_state=state.own,
         logins=state.logins,
         obeyed=state.obeyed,
@@ -149,15 +149,41 @@ def confined_scratch_argv(workspace: Workspace, tree: Path, argv: Sequence[str],
                               hidden=_hidden(workspace), writable=writable,
                               secrets=_secrets(workspace, env, configs, writable),
                               configs=_credential_free_configs(workspace, configs),
-                              checkout=_checkout(workspace, env, needed),
+                              checkouts=_checkouts(workspace, env, needed),
                               max_processes=sandbox_process_limit()) + list(argv)
 
 
-def _checkout(workspace: Workspace, env: Mapping[str, str], needed: Sequence[Path]) -> Checkout | None:
-    """The person's checkout, shown to confined code as an empty folder but for the `needed` paths in
-    it; None where it holds a home (a repository of dotfiles: the home's secrets are hidden anyway)."""
-    root = workspace.root
-    return None if any(home.is_relative_to(root) for home in _homes(env)) else checkout_shown(root, needed)
+def _checkouts(workspace: Workspace, env: Mapping[str, str], needed: Sequence[Path]) -> tuple[Checkout, ...]:
+    """The person's checkouts of this repository (this one, the main one and its other linked worktrees),
+    each shown to confined code as an empty folder but for the `needed` paths in it; not one that holds a
+    home (a repository of dotfiles: the home's secrets are hidden anyway). A linked worktree of the
+    person's with its work in progress and its `.env` was read whole."""
+    homes = _homes(env)
+    roots = [root for root in _person_checkouts(workspace) if not any(home.is_relative_to(root) for home in homes)]
+    return tuple(checkout_shown(root, needed) for root in roots)
+
+
+def _person_checkouts(workspace: Workspace) -> list[Path]:
+    """This checkout, the main one (when this is a linked worktree) and every other worktree git lists
+    for the repository that is no sandbox's (those are hidden with their folders, `_hidden`)."""
+    repo = workspace.paths
+    found = [workspace.root]
+    if repo.common_dir.name == ".git":
+        found.append(repo.common_dir.parent)
+    # A sandbox's own admin dir is its agent's to write: a `gitdir` it planted there must not make a path
+    # of its choosing hidden from every other sandbox. A person's worktree points back at its entry.
+    not_theirs = [repo.common_dir, legacy_worktrees_dir(repo), *worktree_roots(workspace)]
+    admin = repo.common_dir / "worktrees"
+    for entry in sorted(admin.iterdir()) if admin.is_dir() else ():
+        try:
+            tree = Path((entry / "gitdir").read_text(encoding="utf-8", errors="replace").strip()).parent
+            back = (tree / ".git").read_text(encoding="utf-8", errors="replace").strip()
+        except OSError:
+            continue
+        points_back = back.startswith("gitdir: ") and Path(back[8:]).resolve() == entry.resolve()
+        if tree.is_absolute() and points_back and not any(tree.is_relative_to(root) for root in not_theirs):
+            found.append(tree)
+    return [tree for tree in dict.fromkeys(found) if tree.is_dir() and not tree.is_symlink()]
 
 
 def _homes(env: Mapping[str, str]) -> list[Path]:

@@ -173,7 +173,7 @@ class SandboxMounts:
     state_dir: Path
     branch: str  # e.g. loom/ab12cd
     readable: tuple[Path, ...] = ()  # paths under the private /tmp to bind back read-only
-    checkout: Checkout | None = None  # the person's checkout: an empty folder but for what it shows
+    checkouts: tuple[Checkout, ...] = ()  # the person's checkouts: empty folders but for what they show
     own_state: tuple[tuple[Path, Path], ...] = ()  # (the sandbox's own copy, the runtime state path it stands for)
     logins: tuple[Path, ...] = ()  # the user's login files inside those: written through
     obeyed: tuple[tuple[Path, Path], ...] = ()  # (source, path) read-only inside those (`runtimes.StateFolder`)
@@ -318,15 +318,15 @@ def under_folders(paths: Iterable[Path], folders: Sequence[Path]) -> tuple[Path,
     return tuple(kept)
 
 
-def _base_mounts(program: str, readable: Sequence[Path], checkout: Checkout | None) -> list[str]:
+def _base_mounts(program: str, readable: Sequence[Path], checkouts: Sequence[Checkout]) -> list[str]:
     """The start of every confined command line: the filesystem read-only, a private /tmp and /run with
-    `readable` bound back, and the person's `checkout` an empty folder but for what it shows (on top of
-    `readable`, which may hold it: a repository under /tmp)."""
+    `readable` bound back, and the person's `checkouts` empty folders but for what they show (on top of
+    `readable`, which may hold one: a repository under /tmp; the outer first)."""
     argv = [program, "--ro-bind", "/", "/", "--dev", "/dev", *_fresh_tmpfs(SHARED_MEMORY), "--proc", "/proc",
             *_private_mounts()]
     for path in readable:
         argv += ["--ro-bind-try", str(path), str(path)]
-    if checkout is not None:
+    for checkout in sorted(checkouts, key=lambda c: len(c.root.parts)):
         argv += _fresh_tmpfs(checkout.root)
         for path in checkout.shown:
             argv += ["--ro-bind-try", str(path), str(path)]
@@ -342,7 +342,7 @@ def _read_only_at_last(*folders: Path | None, hidden: Sequence[Path] = ()) -> li
 
 def bwrap_argv(mounts: SandboxMounts, program: str = "bwrap") -> list[str]:
     """The bwrap command line (to be followed by the agent's argv). Later mounts stack on earlier ones."""
-    argv = _base_mounts(program, mounts.readable, mounts.checkout)
+    argv = _base_mounts(program, mounts.readable, mounts.checkouts)
     argv += _emptied(mounts.secrets)
     argv += _config_mounts(mounts.configs)
     argv += _state_dir_hidden(mounts.state_dir)
@@ -395,8 +395,8 @@ def bwrap_argv(mounts: SandboxMounts, program: str = "bwrap") -> list[str]:
         argv += ["--bind", str(path), str(path)]
     for source, path in mounts.obeyed:
         argv += ["--ro-bind", str(source), str(path)]
-    argv += [*_read_only_at_last(mounts.state_dir, mounts.checkout.root if mounts.checkout else None,
-                                 hidden=mounts.hidden), *UNSHARED]
+    argv += [*_read_only_at_last(mounts.state_dir, *(c.root for c in mounts.checkouts), hidden=mounts.hidden),
+             *UNSHARED]
     if not mounts.network:
         argv.append("--unshare-net")
     argv += ["--die-with-parent", "--chdir", str(mounts.worktree), "--", *process_limit(mounts.max_processes)]
@@ -426,12 +426,12 @@ def _config_mounts(configs: Sequence[tuple[Path, Path]]) -> list[str]:
 
 def scratch_bwrap_argv(tree: Path, state_dir: Path, *, readable: Sequence[Path] = (), hidden: Sequence[Path] = (),
                        writable: Sequence[Path] = (), secrets: Sequence[Path] = (),
-                       configs: Sequence[tuple[Path, Path]] = (), checkout: Checkout | None = None,
+                       configs: Sequence[tuple[Path, Path]] = (), checkouts: Sequence[Checkout] = (),
                        max_processes: int | None = None, program: str = "bwrap") -> list[str]:
     """The bwrap command line for code run in a scratch tree (a commit's baseline, a merged gate):
     everything read-only but the tree and `writable`, no network, no sandbox's state or worktree seen,
-    nor the person's checkout."""
-    argv = _base_mounts(program, readable, checkout)
+    nor the person's checkouts."""
+    argv = _base_mounts(program, readable, checkouts)
     argv += _emptied(secrets)
     argv += _config_mounts(configs)
     argv += _state_dir_hidden(state_dir)
@@ -439,6 +439,6 @@ def scratch_bwrap_argv(tree: Path, state_dir: Path, *, readable: Sequence[Path] 
         argv += _fresh_tmpfs(path)
     for path in (tree, *writable):
         argv += ["--bind", str(path), str(path)]
-    return argv + [*_read_only_at_last(state_dir, checkout.root if checkout else None, hidden=hidden), *UNSHARED,
+    return argv + [*_read_only_at_last(state_dir, *(c.root for c in checkouts), hidden=hidden), *UNSHARED,
                    "--unshare-net", "--die-with-parent", "--chdir", str(tree), "--", *process_limit(max_processes)]
 
