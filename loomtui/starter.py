@@ -14,11 +14,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
+from loomtui.config import CONFIG_PATH, LoomConfig
 from loomtui.errors import LoomError
 from loomtui.gitcmd import Git
 
-CONFIG_PATH: Final = ".loom/loom.yaml"
-POLICY_PATH: Final = ".loom/policy.yaml"
+POLICY_PATH: Final = LoomConfig().policy
 
 
 @dataclass(frozen=True)
