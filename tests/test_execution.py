@@ -1509,3 +1509,32 @@ def test_the_supervisor_never_follows_what_the_agent_planted_at_its_stores_alter
     private.alternates.symlink_to(mine)
     privategit._write_alternates(private)
     assert mine.read_text() == "keep\n" and not private.alternates.is_symlink()
+
+
+def test_an_agents_runtime_state_is_counted_on_disk_and_past_its_cap_the_agent_stops(
+        ws: Workspace, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """It lives on the store's disk: an agent wrote 400 MB into ~/.claude, the disk filled, and the
+    store with it (`database or disk is full`) for every sandbox."""
+    from loomtui.execution import runtime_state, supervisor
+
+    root = tmp_path / "state"
+    (root / "projects").mkdir(parents=True)
+    (root / "projects" / "session.jsonl").write_bytes(b"x" * 200_000)
+    with open(root / "sparse", "wb") as sparse:  # what it holds on disk counts, not what it claims
+        sparse.truncate(5 << 30)
+    outside = tmp_path / "big"
+    outside.write_bytes(b"y" * 300_000)
+    (root / "link").symlink_to(outside)  # a link is not followed
+    used = runtime_state.state_bytes(root, 1 << 30)
+    assert 200_000 <= used < 300_000
+    assert runtime_state.state_overflow(root, 1 << 20) is None
+    assert "passed 0 MiB" in (runtime_state.state_overflow(root, 100_000) or "")
+    # The supervisor looks every few seconds, and past the cap stops the agent, saying why.
+    record = tasks.create_sandbox(ws, "fill the disk", "script", script=_tiny_script(ws), isolate=True)
+    watcher = supervisor.Supervisor(ws, record)
+    if record.isolation != "bwrap":
+        pytest.skip("bubblewrap is not usable here")
+    monkeypatch.setattr(supervisor, "state_overflow", lambda path: runtime_state.state_overflow(root, 100_000))
+    watcher._check_state_size()
+    assert watcher.fault_error is not None and "runtime's own state" in watcher.fault_error
+    assert [e.action for e in ws.audit.entries() if e.subject == record.id][-1] == "sandbox.state_full"

@@ -18,8 +18,43 @@ import shutil
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Final
 
 from loomtui.execution.runtimes import STATE_FOLDERS, LaunchSpec, StateFolder, expand_path
+
+MAX_STATE_BYTES: Final = 1 << 30
+"""What a sandbox's runtime state may take on disk: it lives on the store's disk, and an agent that
+wrote 400 MB into ~/.claude filled it, the store with it (its log is capped the same way)."""
+
+
+def state_bytes(root: Path, stop_past: int) -> int:
+    """The disk the files under `root` take (blocks, so a sparse file counts what it holds), never
+    following a link; counting stops once past `stop_past`."""
+    total = 0
+    folders = [root]
+    while folders and total <= stop_past:
+        try:
+            entries = list(os.scandir(folders.pop()))
+        except OSError:
+            continue
+        for entry in entries:
+            try:
+                if entry.is_dir(follow_symlinks=False):
+                    folders.append(Path(entry.path))
+                else:
+                    total += entry.stat(follow_symlinks=False).st_blocks * 512
+            except OSError:
+                continue
+    return total
+
+
+def state_overflow(root: Path, limit: int = MAX_STATE_BYTES) -> str | None:
+    """Why the agent must stop (its runtime's state passed `limit` on disk), or None."""
+    used = state_bytes(root, limit)
+    if used <= limit:
+        return None
+    return (f"its runtime's own state (~/.claude and the like, kept on the store's disk) passed "
+            f"{limit >> 20:,} MiB: the agent was stopped")
 
 
 @dataclass(frozen=True)

@@ -69,6 +69,7 @@ from loomtui.execution.procs import (
     is_alive,
     signal_group,
 )
+from loomtui.execution.runtime_state import state_overflow
 from loomtui.execution.runtimes import LaunchSpec
 from loomtui.execution.sandboxes import (
     SandboxPaths,
@@ -80,6 +81,8 @@ from loomtui.store import SandboxRecord
 from loomtui.workspace import Workspace, open_workspace
 
 HEARTBEAT_S: Final = 2.0
+STATE_CHECK_S: Final = 10.0
+"""How often the size of an isolated agent's runtime state is looked at (a walk of its folders)."""
 STOP_MARGIN_S: Final = 1.0
 """After a stop's grace, how long the supervisor leaves to the `stop` that asked before it kills."""
 LOG_FAILURE_GRACE_S: Final = 5.0
@@ -195,6 +198,7 @@ class Supervisor:
         self.faults: FaultWatch | None = (fault_watch(self.spec.faults, self.spec.offline_timeout)
                                           if self.spec.faults and self.spec.mode != "interactive" else None)
         self.fault_error: str | None = None
+        self.state_checked = 0.0  # when the runtime state's size was last looked at (`_check_state_size`)
         self.stop_enforced = False  # the supervisor killed an agent whose stop outlived its caller
         self.start_refused = False  # the sandbox was moved (rejected, being removed) before the agent ran
 
@@ -401,6 +405,7 @@ class Supervisor:
                     self._emit(item)
                 if time.monotonic() >= next_beat:
                     self._check_offline()
+                    self._check_state_size()
                     self._finish_stop()
                     self.sync_git()  # the app's diff and review see commits within a beat
                     store.heartbeat_sandbox(self.record.id, time.time(), self._progress())
@@ -414,6 +419,18 @@ class Supervisor:
         if why is not None:
             self.fault_error = why
             self.workspace.record("sandbox.offline", self.record.id, {"error": why})
+            threading.Thread(target=self._stop_agent, daemon=True).start()
+
+    def _check_state_size(self) -> None:
+        """Stop an agent whose runtime state outgrew its cap (looked at every STATE_CHECK_S)."""
+        if self.fault_error is not None or self.record.isolation != ISOLATION_BWRAP or \
+                time.monotonic() < self.state_checked + STATE_CHECK_S:
+            return
+        self.state_checked = time.monotonic()
+        why = state_overflow(self.paths.runtime_state)
+        if why is not None:
+            self.fault_error = why
+            self.workspace.record("sandbox.state_full", self.record.id, {"error": why})
             threading.Thread(target=self._stop_agent, daemon=True).start()
 
     def _finish_stop(self) -> None:
