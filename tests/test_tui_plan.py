@@ -109,3 +109,17 @@ async def test_w_lets_a_held_task_start_without_the_one_that_will_never_merge(tm
     record = workspace.store.get_sandbox(second.id)
     assert record is not None and record.after == ()
     assert any(e.action == "sandbox.after_dropped" and e.subject == second.id for e in workspace.audit.entries())
+
+
+async def test_the_plan_view_of_a_repository_without_a_plan_says_how_to_make_one(tmp_path: Path) -> None:
+    """It was blank but for "Select a task to see why it waits.": its first resize redrew the line."""
+    workspace = open_workspace(make_repo(tmp_path / "repo", "manual"))
+    app = LoomApp(workspace)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("7")
+        await pilot.pause()
+        detail = app.screen.query_one("#plan-detail", Static)
+        await wait_for(pilot, lambda: "No planned tasks" in str(detail.render()))
+        await pilot.resize_terminal(100, 30)
+        await pilot.pause()
+        await wait_for(pilot, lambda: "`loomtui plan run`" in " ".join(str(detail.render()).split()))

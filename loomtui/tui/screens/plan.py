@@ -9,6 +9,7 @@ Drawn from the dashboard's snapshot (no I/O of its own); hidden, it skips update
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Final
 
 from rich.text import Text
 from textual import on
@@ -79,6 +80,10 @@ def _waves(tasks: dict[str, PlannedTask]) -> list[list[PlannedTask]]:
     return waves
 
 
+NO_TASKS: Final = ("No planned tasks. `loomtui plan run` states the tasks of .loom/plan.yaml; "
+                   "`loomtui sandbox new --after ID` makes one task wait on another.")
+
+
 class PlanScreen(LoomScreen[None]):
     """Plan runs as DAGs in waves; the selected task's sandbox, step and reasons on the right."""
 
@@ -91,6 +96,7 @@ class PlanScreen(LoomScreen[None]):
         super().__init__()
         self.snapshot: DashboardSnapshot | None = None
         self._shown: PlannedTask | None = None  # the task in the detail, wrapped again on a resize
+        self._no_tasks = False  # the snapshot shown has no planned task
 
     def on_resize(self) -> None:
         self.call_after_refresh(lambda: self._show_detail(self._shown))
@@ -125,9 +131,9 @@ class PlanScreen(LoomScreen[None]):
         tree.clear()
         runs = plan_runs(snapshot)
         detail = self.query_one("#plan-detail", Static)
+        self._no_tasks = not runs
         if not runs:
-            detail.update(Text("No planned tasks. `loomtui plan run` states the tasks of .loom/plan.yaml; "
-                               "`loomtui sandbox new --after ID` makes one task wait on another."))
+            detail.update(Text(NO_TASKS))
             return
         target: TreeNode[PlannedTask | None] | None = None
         for run, waves in runs.items():
@@ -153,8 +159,8 @@ class PlanScreen(LoomScreen[None]):
     def _show_detail(self, task: PlannedTask | None) -> None:
         self._shown = task
         detail = self.query_one("#plan-detail", Static)
-        if task is None:
-            detail.update(Text("Select a task to see why it waits."))
+        if task is None:  # a resize redraws it too: the empty view's line was replaced by this one
+            detail.update(Text(NO_TASKS if self._no_tasks else "Select a task to see why it waits."))
             return
         fields = [Field("task", task.name), Field("sandbox", task.sandbox.id),
                   Field("status", task.sandbox.status), Field("does", task_text(task.sandbox.task))]
