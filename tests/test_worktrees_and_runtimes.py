@@ -452,6 +452,11 @@ def test_a_state_file_is_copied_once_then_the_sandboxs_own(tmp_path: Path) -> No
     (home / ".claude.json").write_text('{"theme": "solarized"}')
     runtime_state(tmp_path / "runtime", spec, env, keep_out=[home])
     assert file_copy.read_text() == '{"mcpServers": {}}'  # the sandbox's now: not copied over again
+    # A FIFO the agent left where the copy goes is not written into (that would block): a copy replaces it.
+    (folder / ".claude.json").unlink()
+    os.mkfifo(folder / ".claude.json")
+    assert runtime_state(tmp_path / "runtime", spec, env, keep_out=[home]).paths == (home / ".claude.json", config_dir)
+    assert (folder / ".claude.json").read_text() == '{"theme": "light"}'
 
 
 @pytest.mark.parametrize(("task", "given"), [

@@ -14,10 +14,11 @@ loomtui's state dir (`.git/loom`: the store and the audit log) is shown empty an
 read-only even though it sits inside the git dir (but for the git hooks and the
 sandbox's own folder), so an agent can never write a decision, nor read every
 sandbox's escalations and evidence; only its supervisor, outside, uses them. The
-person's checkout is an empty folder too (their uncommitted work and the files git
-ignores there, a `.env`, are not the agent's to read; the agent has its worktree), but
-for the git dir and what else confined code runs from there (a virtualenv). The main working tree,
-the repository's config and hooks, and every other branch stay read-only too.
+person's checkouts (this one, the main one, linked worktrees) are empty folders too
+(their uncommitted work and the files git ignores there, a `.env`, are not the agent's
+to read; the agent has its worktree), but for the git dir and what else confined code
+runs from there (a virtualenv). The repository's config and hooks, and every other
+branch, stay read-only.
 The network is unshared unless the runtime allows it, the agent sees only its
 own processes, and it dies with its supervisor. What it can read it could send
 away (its runtime has the network to reach its model), so the user's credentials
@@ -114,10 +115,11 @@ def isolation_status() -> IsolationStatus:
         return IsolationStatus(False, program, f"bwrap is installed but fails here ({reason}): "
                                                f"agents run NOT isolated, so a hostile one can "
                                                f"{without_isolation()}")
-    counted = _own_user_namespace(done.stdout.strip()) and os.geteuid() != 0 and shutil.which("prlimit") is not None
+    root, prlimit = os.geteuid() == 0, _prlimit()
+    counted = _own_user_namespace(done.stdout.strip()) and not root and prlimit is not None
     limit = f"at most {MAX_PROCESSES:,} processes per sandbox" if counted else \
-        "processes not limited per sandbox (" + ("the kernel does not count root's" if os.geteuid() == 0 else
-                                                 "prlimit is not installed" if shutil.which("prlimit") is None else
+        "processes not limited per sandbox (" + ("the kernel does not count root's" if root else
+                                                 "prlimit is not installed" if prlimit is None else
                                                  "bwrap gives none a user namespace of its own") + ")"
     return IsolationStatus(True, program, f"bubblewrap at {program}: agents run isolated, {limit}", counted)
 
@@ -134,10 +136,16 @@ def process_limit(limit: int | None) -> list[str]:
     """The command that starts confined code with at most `limit` processes (None: no limit): set inside
     the sandbox, so the user namespace bwrap made counts them, and not at its creation, whose limit
     would bound the user's processes everywhere."""
-    program = shutil.which("prlimit")
+    program = _prlimit()
     if limit is None or program is None:
         return []
     return [program, f"--nproc={limit}:{limit}", "--"]
+
+
+@functools.lru_cache(maxsize=1)
+def _prlimit() -> str | None:
+    """util-linux's prlimit, looked for once (every confined command line starts with it)."""
+    return shutil.which("prlimit")
 
 
 def sandbox_process_limit() -> int | None:

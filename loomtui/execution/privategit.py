@@ -88,7 +88,7 @@ def _own_folder_fd(parent: int, name: str) -> int:
     (a symlink, a file, a FIFO) is removed and the folder made."""
     try:
         return os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=parent)
-    except (NotADirectoryError, FileNotFoundError, OSError):
+    except OSError:  # a symlink (ELOOP), a file or FIFO (ENOTDIR), nothing (ENOENT)
         _remove(parent, name)
         os.mkdir(name, 0o755, dir_fd=parent)
         return os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=parent)

@@ -116,9 +116,9 @@ def _own_name(user: Path) -> str:
 
 
 def _own_folder(mine: Path, user: Path, folder: StateFolder) -> None:
-    """The sandbox's folder for `user`: the copies `folder` names made once, and a mount point for each
-    login and obeyed entry the user has, of the same kind (what the agent left there in its place, a
-    symlink that would carry the mount elsewhere, is taken away)."""
+    """The sandbox's folder for `user`: the copies `folder` names made once, a mount point for each
+    login and obeyed entry the user has, of the same kind, and an empty placeholder for each obeyed entry
+    the user lacks (what the agent left in their place is taken away: `_make_point`)."""
     mine.mkdir(mode=0o700, parents=True, exist_ok=True)
     for name in folder.copied:
         _own_copy(mine / name, user / name)
@@ -159,8 +159,8 @@ def _own_copy(mine: Path, user: Path) -> bool:
         return True
     if not user.is_file():
         return False
-    if mine.is_symlink():
-        mine.unlink()
+    if mine.is_symlink() or mine.exists():  # a link, a FIFO, a folder the agent left in its place
+        _make_point(mine, folder=False)
     mine.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     shutil.copyfile(user, mine)
     mine.chmod(0o600)

@@ -417,9 +417,7 @@ class Supervisor:
         """Stop an agent that has only waited for an unreachable model API for too long."""
         why = self.faults.overdue() if self.faults is not None and self.fault_error is None else None
         if why is not None:
-            self.fault_error = why
-            self.workspace.record("sandbox.offline", self.record.id, {"error": why})
-            threading.Thread(target=self._stop_agent, daemon=True).start()
+            self._stop_for_fault("sandbox.offline", why)
 
     def _check_state_size(self) -> None:
         """Stop an agent whose runtime state outgrew its cap (looked at every STATE_CHECK_S)."""
@@ -429,9 +427,13 @@ class Supervisor:
         self.state_checked = time.monotonic()
         why = state_overflow(self.paths.runtime_state)
         if why is not None:
-            self.fault_error = why
-            self.workspace.record("sandbox.state_full", self.record.id, {"error": why})
-            threading.Thread(target=self._stop_agent, daemon=True).start()
+            self._stop_for_fault("sandbox.state_full", why)
+
+    def _stop_for_fault(self, action: str, why: str) -> None:
+        """Stop the agent for `why` (its end says so), with an audit entry `action`."""
+        self.fault_error = why
+        self.workspace.record(action, self.record.id, {"error": why})
+        threading.Thread(target=self._stop_agent, daemon=True).start()
 
     def _finish_stop(self) -> None:
         """A stop whose caller went away during its grace (Ctrl-C on `sandbox stop`) is finished here:

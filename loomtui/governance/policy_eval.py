@@ -106,13 +106,13 @@ def evaluate(policy: Policy, facts: ChangeFacts) -> Evaluation:
         if match is None:
             continue
         requirements: tuple[Requirement, ...] = ()
+        scope = paths if match.scope is None else match.scope
         if rule.decision == "auto_approve":
             spoken_for.update(p for p in paths if _covers(rule.when, p, facts))
         else:
-            spoken_for.update(paths if match.scope is None else match.scope)
+            spoken_for.update(scope)
         if rule.decision == "require":
             assert rule.approvals is not None  # the parser insists on it
-            scope = paths if match.scope is None else match.scope
             requirements, unowned = _requirements(policy, rule.name, rule.approvals, scope)
             if unowned:
                 default_reasons.append(f"{rule.name} asks for code owners, and {_some(unowned)} "
