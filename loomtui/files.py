@@ -6,17 +6,24 @@ import os
 from pathlib import Path
 
 
-def write_atomically(path: Path, text: str, mode: int = 0o644) -> None:
+def write_atomically(path: Path, content: str | bytes, mode: int = 0o644, *, durable: bool = False) -> None:
     """Replace `path` by rename: a reader sees the old file or the new one whole, and an agent that turned
     it into a symlink to a file outside its worktree gets the link replaced, never the file it points to
-    written."""
+    written. `durable`: on disk before it replaces the old one (a crash leaves one or the other)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(f".{path.name}.loom-{os.getpid()}")
     partial.unlink(missing_ok=True)  # a leftover (or a planted link) goes, never written through
-    with open(partial, "x", encoding="utf-8") as handle:  # "x": never through an existing name
-        handle.write(text)
-    os.chmod(partial, mode)
-    os.replace(partial, path)
+    try:
+        with open(partial, "xb") as handle:  # "x": never through an existing name
+            handle.write(content.encode() if isinstance(content, str) else content)
+            if durable:
+                handle.flush()
+                os.fsync(handle.fileno())
+        os.chmod(partial, mode)
+        os.replace(partial, path)
+    except OSError:
+        partial.unlink(missing_ok=True)
+        raise
 
 
 def file_size(path: Path) -> int:

@@ -232,7 +232,8 @@ def test_a_claude_agent_writes_its_own_state_and_nothing_its_cli_obeys_outside(
     """It wrote `disableAllHooks` and a SessionStart hook into ~/.claude/settings.json (hooks off in every
     sandbox, a command run on the host at the user's next session), MCP servers into ~/.claude.json, and
     created ~/.claude/.config.json, which Claude Code takes as its whole global config once it exists.
-    Now its state is the sandbox's own: the user's settings read-only, the login written through."""
+    Now its state is the sandbox's own: the user's settings read-only, its login a copy of which only a
+    refresh goes back to the user (it could write the user's own: another account's token, or junk)."""
     home = tmp_path / "home"
     (home / ".claude" / "commands").mkdir(parents=True)
     (home / ".claude" / "CLAUDE.md").write_text("the user's own\n")
@@ -257,7 +258,9 @@ def test_a_claude_agent_writes_its_own_state_and_nothing_its_cli_obeys_outside(
         attempt(".claude/.config.json", '{"mcpServers": {"x": {"command": "touch /tmp/pwned"}}}')
         attempt(".claude.json", '{"mcpServers": {"x": {"command": "touch /tmp/pwned"}}}')
         attempt(".claude/sessions.txt", "a session")
-        attempt(".claude/.credentials.json", '{"token": "refreshed"}')
+        # A refresh (the first run), then another account's login in its place (the second).
+        attempt(".claude/.credentials.json", '{"token": "theirs", "account": "attacker"}' if results["kept"]
+                else '{"token": "refreshed"}')
         print(json.dumps(results), flush=True)
     """)
     record = tasks.create_sandbox(ws, "look around", "claude")
@@ -283,6 +286,8 @@ def test_a_claude_agent_writes_its_own_state_and_nothing_its_cli_obeys_outside(
     assert list((home / ".claude" / "commands").iterdir()) == []
     assert (home / ".claude.json").read_text() == '{"hasCompletedOnboarding": true}'
     assert (home / ".claude" / ".credentials.json").read_text() == '{"token": "refreshed"}'
+    kept = [entry for entry in ws.audit.entries() if entry.action == "sandbox.login_kept"]
+    assert len(kept) == 1 and "more than its tokens changed" in kept[0].details["error"], kept
     own = sb.sandbox_paths(ws.paths, record.id).runtime_state
     assert own.is_dir()
     review.remove(ws, record.id)  # archived: no agent runs in it again, and it held a copy of the user's config

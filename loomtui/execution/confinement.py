@@ -108,7 +108,6 @@ def confined_argv(workspace: Workspace, record: SandboxRecord, argv: Sequence[st
         readable=under_private_dirs(needed),
         checkouts=_checkouts(workspace, env, needed),
         own_state=state.own,
-        logins=state.logins,
         obeyed=state.obeyed,
         network=network,
         private_git=private.root,

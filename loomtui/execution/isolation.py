@@ -8,7 +8,8 @@ Inside the sandbox the whole filesystem is read-only, except:
 - the parts of the git common dir a commit on its branch needs (objects, the
   `refs/heads/loom` directory and its reflogs, the worktree's own admin dir);
 - the runtime's config and cache paths (e.g. `~/.claude`), when they exist: the sandbox's own copies
-  (`runtime_state`), with the user's login written through and the user's settings read-only.
+  (`runtime_state`), the user's login a copy of which only a refresh goes back (`login_copy`), the
+  user's settings read-only.
 
 loomtui's state dir (`.git/loom`: the store and the audit log) is shown empty and
 read-only even though it sits inside the git dir (but for the git hooks and the
@@ -183,7 +184,6 @@ class SandboxMounts:
     readable: tuple[Path, ...] = ()  # paths under the private /tmp to bind back read-only
     checkouts: tuple[Checkout, ...] = ()  # the person's checkouts: empty folders but for what they show
     own_state: tuple[tuple[Path, Path], ...] = ()  # (the sandbox's own copy, the runtime state path it stands for)
-    logins: tuple[Path, ...] = ()  # the user's login files inside those: written through
     obeyed: tuple[tuple[Path, Path], ...] = ()  # (source, path) read-only inside those (`runtimes.StateFolder`)
     network: bool = False
     private_git: Path | None = None  # see PrivateGit: the agent's own objects and branch refs
@@ -395,12 +395,10 @@ def bwrap_argv(mounts: SandboxMounts, program: str = "bwrap") -> list[str]:
     settings = mounts.worktree / AGENT_SETTINGS_DIR
     if settings.is_dir() and not settings.is_symlink():
         argv += ["--ro-bind", str(settings), str(settings)]
-    # The runtime's state is the sandbox's own (execution.runtime_state); on top of it, from the
-    # user's own (a bind's source is read outside the sandbox), the login and what the CLI obeys.
+    # The runtime's state is the sandbox's own (execution.runtime_state), its login a copy
+    # (execution.login_copy); on top of it, what the CLI obeys, from the user's own.
     for own, path in mounts.own_state:
         argv += ["--bind", str(own), str(path)]
-    for path in mounts.logins:
-        argv += ["--bind", str(path), str(path)]
     for source, path in mounts.obeyed:
         argv += ["--ro-bind", str(source), str(path)]
     argv += [*_read_only_at_last(mounts.state_dir, *(c.root for c in mounts.checkouts), hidden=mounts.hidden),

@@ -6,8 +6,9 @@ sandbox, and some of it is obeyed there: `~/.claude.json` holds user-scope MCP s
 run at the user's next session), and Claude Code takes `~/.claude/.config.json`, once it exists,
 as its whole global config. So under isolation each state path is the sandbox's own: a folder
 starts empty, a file as a copy of the user's, and only two things come from the user's own (see
-`runtimes.StateFolder`): the login, written through (a refreshed token replaces the old one for
-the user too), and what the CLI obeys outside, read-only (settings, instructions, commands).
+`runtimes.StateFolder`): the login, as a copy kept in step with the user's (`login_copy`: a refresh
+goes back to the user, another account's login does not), and what the CLI obeys outside, read-only
+(settings, instructions, commands).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
+from loomtui.execution import login_copy
 from loomtui.execution.runtimes import STATE_FOLDERS, LaunchSpec, StateFolder, expand_path
 
 MAX_STATE_BYTES: Final = 1 << 30
@@ -64,7 +66,7 @@ class RuntimeState:
     own: tuple[tuple[Path, Path], ...] = ()
     """(the sandbox's own folder or file, the user's path it stands in for)."""
     logins: tuple[Path, ...] = ()
-    """The user's login files, bound writable on top of the sandbox's folder."""
+    """The user's login files the sandbox has a copy of in its folder (`login_copy`)."""
     obeyed: tuple[tuple[Path, Path], ...] = ()
     """(source, path) bound read-only on top of the sandbox's folder: the user's settings and
     instructions, and where the user has none, an empty one of the sandbox's (`{}` for JSON) that the
@@ -103,7 +105,13 @@ def runtime_state(root: Path, spec: LaunchSpec, env: Mapping[str, str], keep_out
         except OSError:
             continue  # not the sandbox's to write, then: read-only, as the rest of the user's files
         if folder is not None:
-            logins += [user / name for name in folder.logins if (user / name).exists()]
+            for name in folder.logins:
+                try:
+                    if (user / name).exists():
+                        login_copy.track(root, mine / name, user / name)
+                        logins.append(user / name)
+                except OSError:
+                    continue  # no copy could be made: the agent has no login (and says so)
             obeyed += [(user / name if (user / name).exists() else mine / name, user / name)
                        for name in folder.obeyed]
         own.append((mine, user))
@@ -117,16 +125,16 @@ def _own_name(user: Path) -> str:
 
 def _own_folder(mine: Path, user: Path, folder: StateFolder) -> None:
     """The sandbox's folder for `user`: the copies `folder` names made once, a mount point for each
-    login and obeyed entry the user has, of the same kind, and an empty placeholder for each obeyed entry
-    the user lacks (what the agent left in their place is taken away: `_make_point`)."""
+    obeyed entry the user has, of the same kind, and an empty placeholder for each one the user lacks
+    (what the agent left in their place is taken away: `_make_point`). Its login is `login_copy`'s."""
     mine.mkdir(mode=0o700, parents=True, exist_ok=True)
     for name in folder.copied:
         _own_copy(mine / name, user / name)
-    for name in (*folder.logins, *folder.obeyed):
+    for name in folder.obeyed:
         source, point = user / name, mine / name
         if source.exists():
             _make_point(point, folder=source.is_dir())
-        elif name in folder.obeyed:  # none of the user's: an empty one of its own, bound read-only
+        else:  # none of the user's: an empty one of its own, bound read-only
             _make_point(point, folder=_is_folder_name(name), fresh=True)
             if not point.is_dir():
                 point.write_text("{}\n" if name.endswith(".json") else "", encoding="utf-8")

@@ -55,7 +55,7 @@ class StateFolder:
     obeyed: tuple[str, ...]
     """Read-only: what the same CLI obeys outside any sandbox (settings, instructions, commands, skills)."""
     logins: tuple[str, ...] = ()
-    """Written through: the login, whose refreshed token replaces the old one for the user too."""
+    """The login: a copy kept in step with the user's (`login_copy`: a refresh goes back to the user)."""
     copied: tuple[str, ...] = ()
     """Copied once when the sandbox first runs, then the sandbox's own to change."""
 

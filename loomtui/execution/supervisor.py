@@ -39,27 +39,13 @@ from pathlib import Path
 from typing import Any, Final, Protocol, TypeVar
 
 from loomtui.errors import LoomError, StoreUnreachable
-from loomtui.execution import confinement
-from loomtui.execution.activity import (
-    AGENT_RESULT_KEYS,
-    Activity,
-    checker_for,
-    parser_for,
-)
+from loomtui.execution import confinement, login_copy
+from loomtui.execution.activity import AGENT_RESULT_KEYS, Activity, checker_for, parser_for
 from loomtui.execution.agent_control import SPARE_ON_TERM
 from loomtui.execution.faults import FaultWatch, fault_watch
-from loomtui.execution.isolation import (
-    ISOLATION_BWRAP,
-)
+from loomtui.execution.isolation import ISOLATION_BWRAP
 from loomtui.execution.leftovers import bring_in_commits, save_leftovers
-from loomtui.execution.lifecycle import (
-    EXITED,
-    FAILED,
-    LIVE,
-    PLANNED,
-    RUNNING,
-    transition,
-)
+from loomtui.execution.lifecycle import EXITED, FAILED, LIVE, PLANNED, RUNNING, transition
 from loomtui.execution.procs import (
     become_subreaper,
     die_with_parent_hook,
@@ -71,12 +57,7 @@ from loomtui.execution.procs import (
 )
 from loomtui.execution.runtime_state import state_overflow
 from loomtui.execution.runtimes import LaunchSpec
-from loomtui.execution.sandboxes import (
-    SandboxPaths,
-    has_commits,
-    record_paths,
-    tmux_session,
-)
+from loomtui.execution.sandboxes import SandboxPaths, has_commits, record_paths, tmux_session
 from loomtui.store import SandboxRecord
 from loomtui.workspace import Workspace, open_workspace
 
@@ -211,6 +192,17 @@ class Supervisor:
         """Bring the isolated agent's commits into the shared repository (no-op without isolation)."""
         bring_in_commits(self.workspace, self.record, _diagnose)
 
+    def sync_logins(self) -> None:
+        """Keep the sandbox's copy of the user's login in step with the user's (`login_copy`); a change of
+        the agent's that does not go back is said in the audit log, once."""
+        try:
+            refused = login_copy.sync(self.paths.runtime_state)
+        except OSError as exc:
+            _diagnose(f"the login copy could not be brought in step: {exc}")
+            return
+        for note in refused:
+            self.workspace.record("sandbox.login_kept", self.record.id, {"error": note})
+
     def command(self, env: dict[str, str]) -> list[str]:
         return confinement.confined_argv(self.workspace, self.record, self.spec.argv, env,
                                          network=self.spec.network, spec=self.spec)
@@ -222,6 +214,7 @@ class Supervisor:
         become_subreaper()  # an agent's double-forked helpers stay ours (and the broker's to answer)
         env = self.environment()
         argv = self.command(env)
+        self.sync_logins()  # a login refreshed outside since the last run: the agent starts with it
         writer = threading.Thread(target=self._store_loop, name="store", daemon=True)
         try:
             self.log = LogWriter(self.paths.log)
@@ -408,6 +401,7 @@ class Supervisor:
                     self._check_state_size()
                     self._finish_stop()
                     self.sync_git()  # the app's diff and review see commits within a beat
+                    self.sync_logins()
                     store.heartbeat_sandbox(self.record.id, time.time(), self._progress())
                     next_beat = time.monotonic() + HEARTBEAT_S
             except LoomError as exc:  # a locked store: say so in the diagnostics and carry on
@@ -481,6 +475,7 @@ class Supervisor:
         if self.start_refused:  # the agent never ran: the record and the worktree are whoever moved it's
             return 1
         self.sync_git()  # before saving leftovers: those commit on top of the agent's last commit
+        self.sync_logins()
         saved, save_error = save_leftovers(self.workspace, self.record, _diagnose)
         current = _patiently("read the sandbox", lambda: self.workspace.store.get_sandbox(self.record.id))
         stop_requested = bool(current and current.data.get("stop_requested"))

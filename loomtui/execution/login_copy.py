@@ -1,0 +1,208 @@
+"""A sandbox's own copy of the user's login, and what of it goes back to the user.
+
+A CLI refreshes its login as it runs (an OAuth access token expires within hours, and a
+refresh may rotate the refresh token, leaving the user's old one dead). Bound writable into
+the sandbox, the user's login file was the agent's to replace: with a token of its own
+account (the user's next sessions then ran under it), with junk (the user logged out), with
+gigabytes, or with a message for another sandbox. So each sandbox holds a copy in its own
+state folder, and its supervisor keeps the two in step, three ways against the content they
+last agreed on (`base`):
+
+- the user's changed (a login, a refresh outside) and the copy did not: the copy follows;
+- the copy changed and the user's did not: it goes back to the user only when it is a refresh of
+  the same login (`refusal`): JSON of the same shape whose only changed values are its tokens and
+  their times, at most `MAX_LOGIN_BYTES`; else the user's stays and the refusal is said once;
+- both changed: the user's wins.
+
+What it cannot tell: an opaque token of another account in place of the user's, where the file
+names no account (Claude Code's does not; Codex's names its `account_id`, which may not change).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import stat
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final
+
+from loomtui.files import write_atomically
+
+MAX_LOGIN_BYTES: Final = 64 * 1024
+"""The most a login file may hold to be taken back (Claude Code's and Codex's hold a few KiB)."""
+
+_TOKEN_KEY: Final = re.compile(r"token|expires|refresh", re.IGNORECASE)
+"""The keys whose values a refresh changes: accessToken, refresh_token, expiresAt, last_refresh."""
+
+_RECORDS: Final = ".logins"
+"""Under a sandbox's runtime state folder (outside the agent's reach): one record per login copy."""
+
+_MISSING: Final = "missing"
+
+
+@dataclass
+class _Record:
+    user: Path
+    copy: Path
+    base: str | None = None  # the digest both last held
+    refused: str | None = None  # the digest of the copy last refused (said once)
+
+
+def track(root: Path, copy: Path, user: Path) -> None:
+    """Keep `copy` (in the sandbox's own state folder under `root`) as the sandbox's login, in step with
+    the user's `user` from now on (`sync`): made a copy of it when new."""
+    path = _record_path(root, user)
+    if _load(path) is None:
+        _sync_one(path, _Record(user, copy))
+
+
+def sync(root: Path) -> list[str]:
+    """Bring every login copy under `root` in step with the user's (see the module); for each copy
+    newly refused, why its change did not go back to the user."""
+    folder = root / _RECORDS
+    notes: list[str] = []
+    for path in sorted(folder.glob("*.json")) if folder.is_dir() else ():
+        record = _load(path)
+        if record is not None:
+            note = _sync_one(path, record)
+            if note is not None:
+                notes.append(note)
+    return notes
+
+
+def refusal(old: bytes, new: bytes | None) -> str | None:
+    """Why `new` is no refresh of the login `old` (None when it is one)."""
+    if new is None:
+        return "the agent removed it (a logout is the user's to make)"
+    if len(new) > MAX_LOGIN_BYTES:
+        return f"it grew past {MAX_LOGIN_BYTES // 1024} KiB"
+    try:
+        before, after = json.loads(old), json.loads(new)
+    except (ValueError, UnicodeDecodeError):
+        return "it is not the JSON a login holds"
+    where = _first_change(before, after, "")
+    if where is not None:
+        return f"more than its tokens changed (at {where or 'the top'}): another login, not a refresh"
+    return None
+
+
+def _first_change(before: Any, after: Any, where: str) -> str | None:
+    """The first place where `after` differs from `before` other than in a token's value; None if nowhere."""
+    if isinstance(before, dict) and isinstance(after, dict):
+        if before.keys() != after.keys():
+            return where
+        for key, value in before.items():
+            inner = f"{where}.{key}" if where else str(key)
+            if _TOKEN_KEY.search(str(key)) and _scalar(value) and _scalar(after[key]) and \
+                    type(value) is type(after[key]):
+                continue
+            change = _first_change(value, after[key], inner)
+            if change is not None:
+                return change
+        return None
+    return None if before == after and type(before) is type(after) else where
+
+
+def _scalar(value: Any) -> bool:
+    return isinstance(value, (str, int, float)) and not isinstance(value, bool)
+
+
+def _sync_one(path: Path, record: _Record) -> str | None:
+    note = None
+    before = (record.base, record.refused)
+    user = _read_user(record.user)
+    copy = _read_copy(record.copy)
+    theirs, ours = _digest(user), _digest(copy)
+    if ours == theirs:
+        record.base, record.refused = theirs, None
+    elif record.base is None or theirs != record.base:
+        # A new copy, or the user's changed (a login, a refresh, a logout): the copy follows, and
+        # where the copy changed too, the user's wins.
+        _set_copy(record.copy, user)
+        record.base, record.refused = theirs, None
+    elif user is not None:  # only the copy changed: a refresh goes back to the user
+        why = refusal(user, copy)
+        if why is None and _digest(_read_user(record.user)) == theirs:  # compare, then swap
+            _set_user(record.user, copy or b"")
+            record.base, record.refused = ours, None
+        elif why is not None and record.refused != ours:
+            record.refused = ours
+            note = f"{record.user}: the sandbox's change was not taken back: {why}"
+    if (record.base, record.refused) != before or not path.exists():
+        _save(path, record)
+    return note
+
+
+def _digest(content: bytes | None) -> str:
+    return _MISSING if content is None else hashlib.sha256(content).hexdigest()
+
+
+def _read_user(user: Path) -> bytes | None:
+    """The user's login (their own file: a symlink to it is theirs to make), or None when there is none."""
+    try:
+        with open(user, "rb") as handle:
+            return handle.read(MAX_LOGIN_BYTES + 1)
+    except OSError:
+        return None
+
+
+def _read_copy(copy: Path) -> bytes | None:
+    """The sandbox's copy, never following what the agent planted there (a symlink, a FIFO): such a
+    thing reads as a removed copy."""
+    try:
+        fd = os.open(copy, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return None
+        chunks, size = [], 0
+        while size <= MAX_LOGIN_BYTES and (chunk := os.read(fd, MAX_LOGIN_BYTES + 1 - size)):
+            chunks.append(chunk)
+            size += len(chunk)
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
+
+
+def _set_copy(copy: Path, content: bytes | None) -> None:
+    """The sandbox's copy made `content` (removed for None): a new file renamed over whatever is there."""
+    if content is None:
+        if copy.is_symlink() or copy.is_file():
+            copy.unlink()
+        return
+    if copy.is_dir() and not copy.is_symlink():
+        return  # a folder the agent made there: its copy reads as removed, and nothing is written into it
+    write_atomically(copy, content, 0o600, durable=True)
+
+
+def _set_user(user: Path, content: bytes) -> None:
+    """The user's login made `content`, atomically, with its mode kept (through a symlink of theirs)."""
+    target = Path(os.path.realpath(user))
+    try:
+        mode = stat.S_IMODE(target.stat().st_mode)
+    except OSError:
+        mode = 0o600
+    write_atomically(target, content, mode, durable=True)
+
+
+def _record_path(root: Path, user: Path) -> Path:
+    name = hashlib.sha256(os.fsencode(user)).hexdigest()[:16]
+    return root / _RECORDS / f"{name}.json"
+
+
+def _load(path: Path) -> _Record | None:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        return _Record(Path(data["user"]), Path(data["copy"]), data.get("base"), data.get("refused"))
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def _save(path: Path, record: _Record) -> None:
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    data = {"user": str(record.user), "copy": str(record.copy), "base": record.base, "refused": record.refused}
+    write_atomically(path, json.dumps(data), 0o600)

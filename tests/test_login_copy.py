@@ -1,0 +1,124 @@
+"""A sandbox's copy of the user's login: a refresh goes back to the user, nothing else does."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from loomtui.execution import login_copy
+
+CLAUDE = {"claudeAiOauth": {"accessToken": "sk-ant-oat01-a", "refreshToken": "sk-ant-ort01-a",
+                            "expiresAt": 1764900000000, "scopes": ["user:inference"], "subscriptionType": "max"}}
+CODEX = {"OPENAI_API_KEY": None, "last_refresh": "2026-12-01T10:00:00Z",
+         "tokens": {"id_token": "eyJ.a", "access_token": "eyJ.b", "refresh_token": "rt-1", "account_id": "acct-user"}}
+
+
+def _write(path: Path, data: object) -> bytes:
+    content = json.dumps(data).encode()
+    path.write_bytes(content)
+    return content
+
+
+@pytest.fixture
+def login(tmp_path: Path) -> tuple[Path, Path, Path]:
+    """(runtime root, the user's ~/.claude/.credentials.json, the sandbox's copy of it), tracked."""
+    user = tmp_path / "home" / ".claude" / ".credentials.json"
+    user.parent.mkdir(parents=True)
+    _write(user, CLAUDE)
+    user.chmod(0o600)
+    root = tmp_path / "runtime"
+    copy = root / "abc-claude" / ".credentials.json"
+    copy.parent.mkdir(parents=True)
+    copy.touch()  # a mount point an older loomtui left: replaced by the copy
+    login_copy.track(root, copy, user)
+    return root, user, copy
+
+
+def test_a_sandbox_starts_with_a_copy_and_a_refresh_goes_back_to_the_user(login: tuple[Path, Path, Path]) -> None:
+    root, user, copy = login
+    assert json.loads(copy.read_bytes()) == CLAUDE and copy.stat().st_mode & 0o777 == 0o600
+    refreshed = {"claudeAiOauth": {**CLAUDE["claudeAiOauth"], "accessToken": "sk-ant-oat01-b",
+                                   "refreshToken": "sk-ant-ort01-b", "expiresAt": 1764990000000}}
+    content = _write(copy, refreshed)
+    assert login_copy.sync(root) == []
+    assert user.read_bytes() == content and user.stat().st_mode & 0o777 == 0o600
+    assert login_copy.sync(root) == [] and user.read_bytes() == content
+
+
+def test_a_login_refreshed_outside_reaches_the_sandbox_whose_copy_did_not_change(
+        login: tuple[Path, Path, Path]) -> None:
+    root, user, copy = login
+    content = _write(user, {"claudeAiOauth": {**CLAUDE["claudeAiOauth"], "accessToken": "outside"}})
+    assert login_copy.sync(root) == [] and copy.read_bytes() == content
+    # Both changed since they last agreed: the user's wins.
+    _write(copy, {"claudeAiOauth": {**CLAUDE["claudeAiOauth"], "accessToken": "inside"}})
+    content = _write(user, {"claudeAiOauth": {**CLAUDE["claudeAiOauth"], "accessToken": "outside again"}})
+    assert login_copy.sync(root) == [] and copy.read_bytes() == content == user.read_bytes()
+
+
+@pytest.mark.parametrize(("change", "said"), [
+    # Another account's login in place of the user's: Claude Code's plan, Codex's account.
+    (lambda copy: _write(copy, {"claudeAiOauth": {**CLAUDE["claudeAiOauth"], "subscriptionType": "pro"}}),
+     "more than its tokens changed (at claudeAiOauth.subscriptionType)"),
+    (lambda copy: _write(copy, {**CLAUDE, "mcpServers": {"x": {"command": "touch /tmp/pwned"}}}),
+     "more than its tokens changed (at the top)"),
+    (lambda copy: _write(copy, {"claudeAiOauth": {**CLAUDE["claudeAiOauth"], "accessToken": {"a": 1}}}),
+     "more than its tokens changed (at claudeAiOauth.accessToken)"),
+    (lambda copy: copy.write_bytes(b"x" * (login_copy.MAX_LOGIN_BYTES + 1)), "it grew past 64 KiB"),
+    (lambda copy: copy.write_bytes(b"not json"), "it is not the JSON a login holds"),
+    (lambda copy: copy.unlink(), "the agent removed it"),
+    (lambda copy: (copy.unlink(), os.mkfifo(copy)), "the agent removed it"),  # never read: it would block
+])
+def test_a_change_that_is_no_refresh_stays_in_the_sandbox_and_is_said_once(
+        login: tuple[Path, Path, Path], change, said: str) -> None:  # type: ignore[no-untyped-def]
+    root, user, copy = login
+    before = user.read_bytes()
+    change(copy)
+    notes = login_copy.sync(root)
+    assert len(notes) == 1 and said in notes[0] and str(user) in notes[0], notes
+    assert user.read_bytes() == before
+    assert login_copy.sync(root) == []  # said once, while the copy stays as it is
+    # The user logging in again (or a refresh outside) replaces the sandbox's copy, whatever it holds.
+    content = _write(user, {"claudeAiOauth": {**CLAUDE["claudeAiOauth"], "accessToken": "new login"}})
+    assert login_copy.sync(root) == [] and copy.read_bytes() == content and copy.is_file()
+
+
+def test_a_symlink_planted_as_the_copy_is_never_followed(login: tuple[Path, Path, Path], tmp_path: Path) -> None:
+    """It would have the supervisor read (and hand the user) a file of the agent's choosing, or write
+    the user's login out to where the link points."""
+    root, user, copy = login
+    elsewhere = tmp_path / "elsewhere.json"
+    _write(elsewhere, {"claudeAiOauth": {**CLAUDE["claudeAiOauth"], "accessToken": "via a link"}})
+    copy.unlink()
+    copy.symlink_to(elsewhere)
+    notes = login_copy.sync(root)
+    assert len(notes) == 1 and "removed" in notes[0] and user.read_bytes() == json.dumps(CLAUDE).encode()
+    content = _write(user, {"claudeAiOauth": {**CLAUDE["claudeAiOauth"], "accessToken": "new login"}})
+    login_copy.sync(root)
+    assert not copy.is_symlink() and copy.read_bytes() == content
+    assert "via a link" in elsewhere.read_text()
+
+
+def test_codex_s_account_may_not_change_its_tokens_may(tmp_path: Path) -> None:
+    user, copy, root = tmp_path / "auth.json", tmp_path / "own" / "auth.json", tmp_path / "runtime"
+    copy.parent.mkdir()
+    _write(user, CODEX)
+    login_copy.track(root, copy, user)
+    refreshed = {**CODEX, "last_refresh": "2026-12-02T10:00:00Z",
+                 "tokens": {**CODEX["tokens"], "access_token": "eyJ.c", "refresh_token": "rt-2"}}  # type: ignore[dict-item]
+    assert login_copy.sync(root) == [] and login_copy.refusal(user.read_bytes(), json.dumps(refreshed).encode()) is None
+    swapped = {**refreshed, "tokens": {**refreshed["tokens"], "account_id": "acct-attacker"}}
+    assert "tokens.account_id" in (login_copy.refusal(user.read_bytes(), json.dumps(swapped).encode()) or "")
+    assert "OPENAI_API_KEY" in (login_copy.refusal(user.read_bytes(), json.dumps(
+        {**CODEX, "OPENAI_API_KEY": "sk-attacker"}).encode()) or "")
+
+
+def test_a_user_who_logged_out_takes_the_sandbox_s_copy_with_them(login: tuple[Path, Path, Path]) -> None:
+    root, user, copy = login
+    user.unlink()
+    assert login_copy.sync(root) == [] and not copy.exists()
+    _write(copy, CLAUDE)  # the agent's own login from then on: never the user's
+    assert login_copy.sync(root) == [] and not user.exists()
