@@ -147,7 +147,9 @@ def test_evals_tab(snap_compare, repo: Path) -> None:  # type: ignore[no-untyped
     app = _evals_app(repo)
 
     async def open_evals(pilot) -> None:  # type: ignore[no-untyped-def]
-        from textual.widgets import DataTable, Log
+        from textual.widgets import DataTable
+
+        from loomtui.tui.widgets.bounded_log import BoundedLog
 
         from tests.test_tui import wait_for
 
@@ -159,7 +161,7 @@ def test_evals_tab(snap_compare, repo: Path) -> None:  # type: ignore[no-untyped
         # The rows' widths are measured when the table is next idle (a loaded machine drew it before:
         # the picture then had other column widths).
         await wait_for(pilot, lambda: tests.row_count == 4 and not tests._require_update_dimensions
-                       and len(pane.query_one("#evals-output", Log).lines) == 3)
+                       and len(pane.query_one("#evals-output", BoundedLog).written) == 3)
         tests.refresh()  # its header, drawn before, for the widths the rows gave the columns
         await pilot.pause()
 

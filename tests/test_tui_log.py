@@ -40,3 +40,33 @@ def test_every_log_in_the_app_is_bounded_and_survives_removal() -> None:
                 assert "Log" not in {alias.name for alias in node.names}, f"{path}: Textual's Log, not BoundedLog"
             if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "BoundedLog":
                 assert "max_lines" in {k.arg for k in node.keywords}, f"{path}:{node.lineno}: a Log without max_lines"
+
+
+LONG = "[claude] Bash: python -m pytest tests/test_refunds.py -q -k partial_refund_of_a_discounted_invoice"
+
+
+async def test_long_lines_fold_at_the_pane_s_width_and_again_when_it_changes_or_w_switches_it() -> None:
+    """Textual's Log does not wrap: an agent's line ran past an 80-column pane, read by scrolling sideways."""
+    app = OneLog()
+    async with app.run_test(size=(40, 10)) as pilot:
+        log = app.query_one(BoundedLog)
+        log.write_lines([LONG, "short", "\x1b[31m" + "é" * 50])
+        await pilot.pause()
+        width = 40 - log.styles.scrollbar_size_vertical
+        assert all(len(line) <= width for line in log.lines) and len(log.lines) > 4, log.lines
+        assert log.lines[:3] == ["[claude] Bash: python -m pytest", "tests/test_refunds.py -q -k",
+                                 "partial_refund_of_a_discounted_invoice"]  # at spaces
+        assert "short" in log.lines and "\x1b" not in "".join(log.lines)
+        await pilot.resize_terminal(100, 10)
+        await pilot.pause()
+        assert log.lines == [LONG, "short", "é" * 50]  # folded again from the lines as written
+        await pilot.resize_terminal(30, 10)
+        await pilot.pause()
+        assert not log.toggle_wrap()
+        assert log.lines == [LONG, "short", "é" * 50]
+        assert log.toggle_wrap() and max(len(line) for line in log.lines) <= 30 - log.styles.scrollbar_size_vertical
+        log.clear()
+        log.write_lines(["again"])
+        await pilot.resize_terminal(60, 10)
+        await pilot.pause()
+        assert log.lines == ["again"]  # what was cleared stays cleared

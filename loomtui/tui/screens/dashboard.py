@@ -572,6 +572,14 @@ class DashboardScreen(LoomScreen[None]):
             self.query_one("#sandboxes", DataTable).focus()
         self.call_after_refresh(self._show_detail)  # rewrapped for the detail's new width
 
+    def action_wrap(self) -> None:
+        """`w`: the Log, Activity and Evals output fold long lines, or let them run on (scrolled sideways)."""
+        wrap = False
+        for log in self.query(BoundedLog):
+            wrap = log.toggle_wrap()
+        self.notify("Long lines fold at the pane's width" if wrap else "Long lines run on: scroll sideways",
+                    timeout=2)
+
     def action_merge(self, _twin: int = 1) -> None:
         sandbox = self.selected_sandbox()
         if sandbox is None:

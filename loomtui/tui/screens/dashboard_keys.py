@@ -38,6 +38,8 @@ DASHBOARD_BINDINGS: Final[list[BindingType]] = [
             show=False, tooltip="Every pending sandbox merged together and checked"),
     Binding("z", "zoom", "Zoom detail", id="dashboard.zoom",
             show=False, tooltip="The detail takes the whole width; again to restore"),
+    Binding("w", "wrap", "Wrap lines", id="dashboard.wrap",
+            show=False, tooltip="Fold long log lines at the pane's width, or not"),
     *shown_where_it_applies(Binding("m", "merge", "Merge", id="dashboard.merge",
                                     tooltip="Merge an approved sandbox (asks first)")),
     Binding("x", "archive", "Archive", id="dashboard.archive",

@@ -4,12 +4,22 @@
 through the widget. If the log was removed meanwhile (its screen closed, the app quitting),
 the widget no longer finds an app and the worker's NoActiveAppError ended the whole app with
 a traceback. A removed log has no width left to keep, so that case is dropped here.
+
+Log does not wrap: an agent's output (a stream-json event, a test's failure) ran past the pane at
+80 columns, to be read by scrolling sideways line by line. Here a long line is folded at the pane's
+width (at spaces) as it is written, and folded again from the lines as written when the width changes
+or wrapping is switched (`w` on the dashboard, as in k9s).
 """
 
 from __future__ import annotations
 
-from rich.cells import cell_len
-from textual import work
+import textwrap
+from collections import deque
+from collections.abc import Iterable, Sequence
+from typing import Self
+
+from rich.cells import cell_len, chop_cells
+from textual import events, work
 from textual._context import NoActiveAppError
 from textual.widgets import Log
 
@@ -20,9 +30,65 @@ class BoundedLog(Log):
     """A Log (give it `max_lines`) that may be written to up to the moment it is removed, and whose lines
     (an agent's output) never drive the terminal: Log blanks controls up to 0x14 only, and ESC passed."""
 
+    def __init__(self, *, max_lines: int, wrap: bool = True, id: str | None = None) -> None:  # noqa: A002
+        super().__init__(max_lines=max_lines, id=id)
+        self.wrap = wrap
+        self._written: deque[str] = deque(maxlen=max_lines)  # the lines as written, before folding
+        self._folded_at = 0  # the width the shown lines were folded at (0: not folded)
+
     @classmethod
     def _process_line(cls, line: str) -> str:
         return without_escape_sequences(line.expandtabs())
+
+    def write_lines(self, lines: Iterable[str], scroll_end: bool | None = None) -> Self:
+        written = [part for line in lines for part in line.splitlines()]
+        self._written.extend(written)
+        return super().write_lines(self._folded(written), scroll_end)
+
+    def clear(self) -> Self:
+        self._written.clear()
+        return super().clear()
+
+    @property
+    def written(self) -> Sequence[str]:
+        """The lines as written (the last `max_lines`), before folding: `lines` are what is shown."""
+        return self._written
+
+    def toggle_wrap(self) -> bool:
+        """Switch folding long lines on or off; whether it is now on."""
+        self.wrap = not self.wrap
+        self._refold()
+        return self.wrap
+
+    def on_resize(self, _event: events.Resize) -> None:
+        if self.wrap and self._fold_width() != self._folded_at:
+            self._refold()
+
+    def _fold_width(self) -> int:
+        """The width lines fold at: inside the gutter, and beside the vertical scrollbar whether or not it
+        is shown yet (folded beside none, the bar's coming would push every full line under it)."""
+        if not self.wrap:
+            return 0
+        return max(0, self.region.shrink(self.styles.gutter).width - self.styles.scrollbar_size_vertical)
+
+    def _folded(self, lines: list[str]) -> list[str]:
+        width = self._folded_at = self._fold_width()
+        folded: list[str] = []
+        for line in lines:
+            text = self._process_line(line)
+            if width <= 0 or cell_len(text) <= width:  # not laid out yet (folded at the first resize), not wrapping
+                folded.append(text)
+            elif cell_len(text) == len(text):  # one cell a character: at spaces where there are some
+                folded += textwrap.wrap(text, width) or [text]
+            else:
+                folded += chop_cells(text, width)
+        return folded
+
+    def _refold(self) -> None:
+        at_end = self.is_vertical_scroll_end
+        written = list(self._written)
+        super().clear()
+        super().write_lines(self._folded(written), scroll_end=at_end)
 
     @work(thread=True, exit_on_error=False)
     def _update_size(self, updates: int, lines: list[str]) -> None:
