@@ -13,6 +13,7 @@ from loomtui.store import SandboxRecord
 from loomtui.tui.app import LoomApp
 from loomtui.tui.screens.dashboard import DashboardScreen, SandboxTable
 from loomtui.tui.screens.help import HelpScreen
+from loomtui.tui.widgets.fitted_table import FittedTable
 from loomtui.tui.widgets.status_header import StatusHeader
 from loomtui.workspace import Workspace, open_workspace
 from tests.conftest import wait_for
@@ -61,6 +62,25 @@ async def test_help_lists_every_binding_with_its_id(repo: Path) -> None:
         await pilot.pause()
         said = {row[1] for row in app.screen.rows}
         assert "Page Left" not in said and "Page Right" not in said and "Page up" in said
+
+
+async def test_help_at_80_columns_says_the_highlighted_key_s_where_and_id_below_the_table(repo: Path) -> None:
+    """At 80 columns the table drops where a key works and its id (what a keymap of one's own names)."""
+    app = LoomApp(open_workspace(repo))
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("question_mark")
+        await pilot.pause()
+        table = app.screen.query_one(FittedTable)
+        line = app.screen.query_one("#help-row", Static)
+        assert "id" not in table.layout_shown.keys()
+        await pilot.press("down", "down")
+        await pilot.pause()
+        _key, _what, where, binding_id = app.screen.rows[2]
+        assert line.display and str(line.render()) == f"{where} · id {binding_id}" and binding_id
+        await pilot.resize_terminal(140, 40)
+        await pilot.pause()
+        await pilot.pause()
+        assert {"where", "id"} <= set(table.layout_shown.keys()) and not line.display
 
 
 async def test_ctrl_c_says_how_to_quit_in_words_not_markup(repo: Path) -> None:

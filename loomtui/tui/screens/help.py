@@ -1,4 +1,7 @@
-"""`?`: every key binding that works on the screen below, with its id and description."""
+"""`?`: every key binding that works on the screen below, with its id and description.
+
+Narrower than its four columns (80 columns), the table drops where a key works and its id: then the
+line below it says both for the highlighted key (an id is what a user's own keymap names)."""
 
 from __future__ import annotations
 
@@ -6,11 +9,12 @@ import re
 from typing import Any, Final
 
 from rich.text import Text
+from textual import on
 from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
 from textual.screen import ModalScreen
-from textual.widgets import Footer, Static
+from textual.widgets import DataTable, Footer, Static
 
 from loomtui.tui.keys import shown_key
 from loomtui.tui.widgets.fitted_table import TABLE_KEYS, FitColumn, FittedTable
@@ -58,6 +62,7 @@ class HelpScreen(ModalScreen[None]):
     HelpScreen > Vertical { width: 116; max-width: 95%; height: 80%; border: round $primary;
                             background: $surface; padding: 0 1; }
     HelpScreen DataTable { height: 1fr; }
+    HelpScreen #help-row { height: 1; color: $text-muted; }
     """
 
     def __init__(self, rows: list[tuple[str, str, str, str]]) -> None:
@@ -71,6 +76,7 @@ class HelpScreen(ModalScreen[None]):
                                FitColumn("what", "what it does", priority=0, flex=True, min_width=20, want=54),
                                FitColumn("where", "where", priority=1, max_width=24),
                                FitColumn("id", "id", priority=2, max_width=32)])
+            yield Static("", id="help-row")
         yield Footer(compact=True)  # its own keys: the view below is not active under it
 
     def on_mount(self) -> None:
@@ -80,4 +86,22 @@ class HelpScreen(ModalScreen[None]):
                                        "id": binding_id}
                          for number, (key, description, where, binding_id) in enumerate(self.rows)})
         table.focus()
+
+    @on(DataTable.RowHighlighted)
+    def _row_highlighted(self) -> None:
+        self._say_row()
+
+    def on_resize(self) -> None:
+        self.call_after_refresh(self._say_row)  # once the table is laid out for the new width
+
+    def _say_row(self) -> None:
+        """The highlighted key's where and id, below the table, when its columns are not shown."""
+        table = self.query_one(FittedTable)
+        line = self.query_one("#help-row", Static)
+        key = table.highlighted_key()
+        shown = set(table.layout_shown.keys())
+        line.display = key is not None and not {"where", "id"} <= shown
+        if line.display and key is not None:
+            _key, _what, where, binding_id = self.rows[int(key)]
+            line.update(Text(f"{where} · id {binding_id or '(none)'}"))
 

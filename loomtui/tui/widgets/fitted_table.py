@@ -221,7 +221,7 @@ class FittedTable(DataTable[Cell]):
                              self.cell_padding)
         if layout == self.layout_shown and not force:
             return False
-        cursor = self._cursor_key()
+        cursor = self.highlighted_key()
         self.layout_shown = layout
         self.clear(columns=True)
         self._plain.clear()
@@ -234,7 +234,8 @@ class FittedTable(DataTable[Cell]):
             self.move_cursor(row=list(self._rows).index(cursor), animate=False)
         return True
 
-    def _cursor_key(self) -> str | None:
+    def highlighted_key(self) -> str | None:
+        """The key of the row under the cursor (None: no rows)."""
         if not self.row_count:
             return None
         value = self.coordinate_to_cell_key(self.cursor_coordinate).row_key.value
