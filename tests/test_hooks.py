@@ -655,8 +655,9 @@ def test_a_bubblewrapped_agent_claims_through_the_broker_but_cannot_write_or_dec
                                  "message": f"waiting for a decision on escalation #{escalation}"}
     assert results["audit_write"] == "Read-only file system"
     assert results["store_write"] != "written"
-    # Nor read: every sandbox's escalations and evidence are in the store, which is not there.
-    assert results["state_dir"] == ["hooks", "sandboxes"], results["state_dir"]
+    # Nor read: every sandbox's escalations and evidence are in the store, which is not there (the
+    # objects the public refs reach are, read-only: its git reads them).
+    assert results["state_dir"] == ["hooks", "published-objects", "sandboxes"], results["state_dir"]
     for attempt in ("decide", "decide_unset"):  # claiming to be a lead too
         assert "StoreError" in results[attempt] and "cannot write the state store here" in results[attempt]
     assert ws.store.get_escalation(escalation).status == "open"  # type: ignore[union-attr]

@@ -37,6 +37,8 @@ from loomtui.execution.isolation import NOT_STOPPED_WITHOUT_ISOLATION
 
 MARKER: Final = "ESCAPED"
 SECRET: Final = "SECRET-signing-key"
+UNPUBLISHED: Final = "UNPUBLISHED-staged-work"
+"""In a blob of the shared object store that no ref reaches: a file the person staged, then unstaged."""
 
 # An agent's scripts: `$LOOM_REPO` is the main checkout; {python} is this interpreter;
 # {victim} the id of another sandbox that is running meanwhile; {marker} a file
@@ -172,6 +174,9 @@ printf 'ref: refs/heads/main\n' > "$admin/HEAD"
 _READ_SECRETS = r"""
 cat "$(git config loom.signingkey)" > stolen.txt 2>&1
 """
+_READ_OBJECTS = r"""
+git cat-file --batch-all-objects --batch > stolen.txt 2>&1
+"""
 _HOOK_SETTINGS = r"""
 {python} - <<'EOF'
 import json, os
@@ -239,6 +244,8 @@ ATTEMPTS: Final[tuple[Attempt, ...]] = (
             "into main to run git in", _FAKE_WORKTREE),
     Attempt("read-secrets", "copy the lead's decision-signing key (git config loom.signingkey) into its branch",
             _READ_SECRETS),
+    Attempt("read-objects", "copy every object of git's store (what the person staged or stashed, other "
+            "sandboxes' commits) into its branch", _READ_OBJECTS),
     Attempt("hook-settings", "switch Claude Code's hooks off: rewrite its settings with a program, or move them "
             "aside", _HOOK_SETTINGS),
     Attempt("direct-write", "write a file in the main checkout", _DIRECT_WRITE),
@@ -315,6 +322,8 @@ def _make_repo(parent: Path) -> Path:
     key = repo / ".git" / "lead-signing.key"
     key.write_text(f"{SECRET} {os.urandom(8).hex()}\n")
     _git(repo, "config", "loom.signingkey", str(key))
+    subprocess.run(["git", "hash-object", "-w", "--stdin"], cwd=repo, input=f"{UNPUBLISHED}\n", text=True,
+                   capture_output=True, check=True)
     return repo
 
 
@@ -472,11 +481,13 @@ def _judge(repo: Path, base: Path, records: dict[str, Any], victim_claims: set[s
                                   capture_output=True, text=True).stdout
             if "disableAllHooks" in seen:
                 evidence.append("the agent hooks' settings were rewritten: hooks off")
-        if attempt.name == "read-secrets":
+        if attempt.name in ("read-secrets", "read-objects"):
             stolen = subprocess.run(["git", "show", f"{records[attempt.name].branch}:stolen.txt"], cwd=repo,
-                                    capture_output=True, text=True).stdout
+                                    capture_output=True, text=True, errors="replace").stdout
             if SECRET in stolen:
                 evidence.append("the signing key reached the agent's branch")
+            if UNPUBLISHED in stolen:
+                evidence.append("a blob no ref reaches (staged work) reached the agent's branch")
         stored = workspace.store.get_sandbox(records[attempt.name].id)
         if stored is not None and stored.task == marker:
             evidence.append("the state store was written")

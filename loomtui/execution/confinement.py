@@ -21,6 +21,7 @@ from loomtui.execution import privategit
 from loomtui.execution.isolation import (
     ISOLATION_BWRAP,
     PRIVATE_TMP,
+    PUBLISHED_OBJECTS,
     Checkout,
     PrivateGit,
     SandboxMounts,
@@ -97,7 +98,8 @@ def confined_argv(workspace: Workspace, record: SandboxRecord, argv: Sequence[st
     needed = _needed(workspace, argv, env)
     private = private_git(workspace, record)
     assert private is not None
-    privategit.prepare(private, workspace.root, repo.common_dir, record.branch)
+    published = privategit.prepare(private, workspace.root, repo.common_dir, record.branch,
+                                   repo.state_dir / PUBLISHED_OBJECTS)
     configs = _git_configs(workspace, env)  # read once: the credentials they name, and their clean copies
     mounts = SandboxMounts(
         worktree=paths.worktree,
@@ -111,6 +113,7 @@ def confined_argv(workspace: Workspace, record: SandboxRecord, argv: Sequence[st
         obeyed=state.obeyed,
         network=network,
         private_git=private.root,
+        published_objects=published,
         max_processes=sandbox_process_limit(),
         own_dir=paths.dir,
         hidden=_hidden(workspace),
@@ -144,8 +147,10 @@ def confined_scratch_argv(workspace: Workspace, tree: Path, argv: Sequence[str],
         return list(argv)
     needed = _needed(workspace, argv, env)
     configs = _git_configs(workspace, env)
+    # Nor the shared object store (a tree is an export: its code needs no git): the person's staged and
+    # stashed work and every sandbox's commits are objects there (see seen_objects).
     return scratch_bwrap_argv(tree, workspace.paths.state_dir, readable=under_private_dirs(needed),
-                              hidden=_hidden(workspace), writable=writable,
+                              hidden=(*_hidden(workspace), workspace.paths.common_dir / "objects"), writable=writable,
                               secrets=_secrets(workspace, env, configs, writable),
                               configs=_credential_free_configs(workspace, configs),
                               checkouts=_checkouts(workspace, env, needed),

@@ -19,7 +19,8 @@ person's checkouts (this one, the main one, linked worktrees) are empty folders 
 (their uncommitted work and the files git ignores there, a `.env`, are not the agent's
 to read; the agent has its worktree), but for the git dir and what else confined code
 runs from there (a virtualenv). The repository's config and hooks, and every other
-branch, stay read-only.
+branch, stay read-only. Its git reads the objects public refs reach and its own branch's, not the
+shared store (the person's staged and stashed work, other sandboxes' commits: `seen_objects`).
 The network is unshared unless the runtime allows it, the agent sees only its
 own processes, and it dies with its supervisor. What it can read it could send
 away (its runtime has the network to reach its model), so the user's credentials
@@ -47,6 +48,7 @@ ISOLATION_NONE: Final = "none"
 NOT_STOPPED_WITHOUT_ISOLATION: Final[dict[str, str]] = {
     "direct-write": "write outside its worktree (the main checkout, your home, other sandboxes)",
     "read-secrets": "read your ssh keys, cloud logins and decision-signing key (and send them away)",
+    "read-objects": "read what you staged or stashed, and other sandboxes' commits, from git's object store",
     "store-write": "write loomtui's state store and audit log",
     "links-out": "write files outside its worktree through symlinks and hard links",
     "bad-object": "corrupt the repository's shared git object store",
@@ -187,6 +189,7 @@ class SandboxMounts:
     obeyed: tuple[tuple[Path, Path], ...] = ()  # (source, path) read-only inside those (`runtimes.StateFolder`)
     network: bool = False
     private_git: Path | None = None  # see PrivateGit: the agent's own objects and branch refs
+    published_objects: Path | None = None  # the published store its own store's alternate names (seen_objects)
     max_processes: int | None = None  # `MAX_PROCESSES` where the kernel counts them apart (`process_limit`)
     own_dir: Path | None = None  # the sandbox's own state dir (its broker socket, its context)
     hidden: tuple[Path, ...] = ()  # other sandboxes' dirs, worktrees and git admin dirs: not even seen
@@ -283,8 +286,14 @@ class PrivateGit:
 
     @property
     def shared(self) -> Path:
-        """Where the agent sees the shared object store (read-only); an empty directory outside."""
+        """Where the agent sees the objects it may read (read-only: `seen`); an empty directory outside."""
         return self.root / "shared-objects"
+
+    @property
+    def seen(self) -> Path:
+        """The sandbox's own store of what its branch reaches beyond the published store, whose alternate
+        that is (execution.seen_objects): written by the supervisor only."""
+        return self.root / "seen-objects"
 
     @property
     def alternates(self) -> Path:
@@ -372,18 +381,22 @@ def bwrap_argv(mounts: SandboxMounts, program: str = "bwrap") -> list[str]:
             argv += ["--bind" if required else "--bind-try", str(path), str(path)]
     else:
         argv += ["--bind", str(mounts.worktree_git_dir), str(mounts.worktree_git_dir)]
-        # The shared object store and the other sandboxes' branches stay read-only:
-        # the agent writes objects to its own directory and sees, in place of
+        # The shared object store is not read, and the other sandboxes' branches stay
+        # read-only: the agent writes objects to its own directory and sees, in place of
         # refs/heads/loom, a directory holding only its own branch. Its supervisor
         # brings both back, verified (execution.privategit).
-        # The private directory is also mounted as the repository's objects, with the
-        # shared store (mounted read-only elsewhere) as its alternate: a reader that
-        # ignores GIT_OBJECT_DIRECTORY and opens .git/objects itself (GitPython's
-        # GitDB, which Aider uses) finds the agent's own commits too.
+        # The private directory is also mounted as the repository's objects, with what
+        # the agent may read (its branch's objects, then the published store: never the
+        # person's staged or stashed work, nor other sandboxes' commits; see
+        # execution.seen_objects) as its alternate: a reader that ignores
+        # GIT_OBJECT_DIRECTORY and opens .git/objects itself (GitPython's GitDB, which
+        # Aider uses) finds the agent's own commits too.
         private = PrivateGit(mounts.private_git)
         argv += ["--bind", str(private.objects), str(private.objects),
-                 "--ro-bind", str(common / "objects"), str(private.shared),
+                 "--ro-bind", str(private.seen), str(private.shared),
                  "--bind", str(private.objects), str(common / "objects")]
+        if mounts.published_objects is not None:
+            argv += ["--ro-bind", str(mounts.published_objects), str(mounts.published_objects)]
         for alternates in (private.alternates, common / "objects" / "info" / "alternates"):
             argv += ["--ro-bind", str(private.alternates), str(alternates)]
         for source, target in (
@@ -408,6 +421,9 @@ def bwrap_argv(mounts: SandboxMounts, program: str = "bwrap") -> list[str]:
     argv += ["--die-with-parent", "--chdir", str(mounts.worktree), "--", *process_limit(mounts.max_processes)]
     return argv
 
+
+PUBLISHED_OBJECTS: Final = "published-objects"
+"""In loomtui's state dir: the objects the repository's public refs reach, what agents read (seen_objects)."""
 
 STATE_DIR_SHOWN: Final = ("hooks",)
 """What of loomtui's state dir confined code sees: the git hooks its worktree's `core.hooksPath` names

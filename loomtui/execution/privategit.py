@@ -19,6 +19,7 @@ import tempfile
 from pathlib import Path
 
 from loomtui.errors import LoomError
+from loomtui.execution import seen_objects
 from loomtui.execution.gitops import Git
 from loomtui.execution.isolation import PrivateGit
 
@@ -26,15 +27,28 @@ IMPORT_TIMEOUT_S = 300.0
 """How long one step of bringing an agent's objects in may take."""
 
 
-def prepare(private: PrivateGit, root: Path, common_dir: Path, branch: str) -> None:
-    """Create the private directories and seed the agent's copy of its branch."""
+def prepare(private: PrivateGit, root: Path, common_dir: Path, branch: str, published: Path) -> Path:
+    """Create the private directories, the objects the agent may read (the published store under
+    `published` topped up, its branch's own: seen_objects), and seed the agent's copy of its branch.
+    Returns the published store the agent reads (its current generation)."""
     for directory in (private.objects, private.refs, private.logs, private.shared, private.alternates.parent,
                       common_dir / "logs" / "refs" / "heads" / Path(branch).parent):  # a mount point
         directory.mkdir(parents=True, exist_ok=True)
     _write_alternates(private)
-    tip = Git(root).resolve_commit(branch)
+    repo = Git(root)
+    tip = repo.resolve_commit(branch)
+    try:
+        store, public = seen_objects.publish(repo, common_dir / "objects", published)
+        seen_objects.show_branch(repo, common_dir / "objects", private.seen, store, tip, public)
+        sandboxes = private.root.parent.parent  # sandboxes/<id>/git
+        seen_objects.prune_generations(published, {
+            Path(line) for alternates in sandboxes.glob("*/git/seen-objects/info/alternates")
+            for line in alternates.read_text(encoding="utf-8", errors="replace").split()})
+    except OSError as exc:
+        raise LoomError(f"cannot make the objects the agent reads: {exc.strerror or exc}") from None
     if tip is not None:
         set_private_tip(private, branch, tip)
+    return store
 
 
 def set_private_tip(private: PrivateGit, branch: str, tip: str) -> None:

@@ -213,7 +213,10 @@ class Supervisor:
         self.cpu_at_start = _cpu_seconds()
         become_subreaper()  # an agent's double-forked helpers stay ours (and the broker's to answer)
         env = self.environment()
-        argv = self.command(env)
+        try:
+            argv = self.command(env)
+        except LoomError as exc:  # its sandbox could not be made (the objects it reads, say): it never ran
+            return self._finish(None, None, error=f"the sandbox could not be prepared: {exc}")
         self.sync_logins()  # a login refreshed outside since the last run: the agent starts with it
         writer = threading.Thread(target=self._store_loop, name="store", daemon=True)
         try:
