@@ -139,3 +139,15 @@ def test_history_rewritten_to_purge_a_secret_is_published_anew_and_the_old_store
     seen_objects.prune_generations(root, set())  # no sandbox reads it any more
     assert not first.exists() and again.is_dir()
     assert seen_objects.publish(main, objects, root)[0] == again  # in step: no new generation
+
+
+def test_a_partial_clone_s_missing_objects_stay_missing_and_nothing_fails(repo: Path, tmp_path: Path) -> None:
+    """A blobless clone (`--filter=blob:none`, usual for a monorepo) lacks blobs by design."""
+    (repo / "big.bin").write_text("a large file the clone never fetched\n")
+    git(repo, "add", "big.bin")
+    git(repo, "commit", "-qm", "big")
+    blob = git(repo, "rev-parse", "HEAD:big.bin")
+    (repo / ".git" / "objects" / blob[:2] / blob[2:]).unlink()
+    store, _ = seen_objects.publish(Git(repo), repo / ".git" / "objects", tmp_path / "published")
+    shown = Git(repo).out("cat-file", "--batch-all-objects", "--batch-check", env={"GIT_OBJECT_DIRECTORY": str(store)})
+    assert git(repo, "rev-parse", "HEAD") in shown and blob not in shown

@@ -128,9 +128,10 @@ def _pack(repo: Git, objects: Path, store: Path, tips: list[str], boundary: tupl
     revs = "".join(f"{tip}\n" for tip in new) + "".join(f"^{tip}\n" for tip in known)
     # Run as if `store` were the repository's objects (the real ones its alternate): git makes the pack
     # in its object directory, then renames it into place, which must be on the same filesystem.
+    # A partial clone lacks some objects by design: they are missing for the agent too (never fetched here).
     env = {"GIT_OBJECT_DIRECTORY": str(store), "GIT_ALTERNATE_OBJECT_DIRECTORIES": str(objects)}
-    name = repo.feed("pack-objects", "--revs", "-q", str(store / "pack" / "pack"), data=revs.encode(),
-                     env=env, timeout=PACK_TIMEOUT_S).decode().strip()
+    name = repo.feed("pack-objects", "--revs", "-q", "--missing=allow-any", str(store / "pack" / "pack"),
+                     data=revs.encode(), env=env, timeout=PACK_TIMEOUT_S).decode().strip()
     pack = store / "pack" / f"pack-{name}.pack"
     if name and pack.is_file() and pack.stat().st_size <= _EMPTY_PACK:
         pack.unlink()
