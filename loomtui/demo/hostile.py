@@ -387,11 +387,15 @@ def run_attempts(isolate: bool, *, attempts: tuple[Attempt, ...] = ATTEMPTS, par
 
                 Without isolation the gates run the agent's own code as a plain process, which
                 nothing can stop (UNSTOPPABLE_WITHOUT_ISOLATION): there they run for that attempt only.
+                The workflow's review ran them already on a change it saw: not again on the same commit.
                 """
                 say(f"{name}: reviewing")
                 steps: list[Callable[[], object]] = [lambda: review.diff(workspace, record.id),
                                                      lambda: explain_sandbox(workspace, policy, record.id)]
-                if isolate or name == "gate-conftest":
+                tip = subprocess.run(["git", "rev-parse", "--verify", "-q", record.branch], cwd=repo,
+                                     capture_output=True, text=True).stdout.strip()
+                gated = bool(tip) and any(run.commit_sha == tip for run in workspace.store.gate_runs(record.id))
+                if (isolate or name == "gate-conftest") and not gated:
                     steps.append(lambda: run_configured_gates(workspace, record.id))
                 for step in steps:
                     try:
