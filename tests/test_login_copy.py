@@ -69,6 +69,8 @@ def test_a_login_refreshed_outside_reaches_the_sandbox_whose_copy_did_not_change
      "more than its tokens changed (at claudeAiOauth.accessToken)"),
     (lambda copy: copy.write_bytes(b"x" * (login_copy.MAX_LOGIN_BYTES + 1)), "it grew past 64 KiB"),
     (lambda copy: copy.write_bytes(b"not json"), "it is not the JSON a login holds"),
+    # Nested past Python's recursion limit: it ended the supervisor's store thread (no more heartbeats).
+    (lambda copy: copy.write_bytes(b"[" * 30000 + b"]" * 30000), "it is not the JSON a login holds"),
     (lambda copy: copy.unlink(), "the agent removed it"),
     (lambda copy: (copy.unlink(), os.mkfifo(copy)), "the agent removed it"),  # never read: it would block
 ])

@@ -81,9 +81,9 @@ def refusal(old: bytes, new: bytes | None) -> str | None:
         return f"it grew past {MAX_LOGIN_BYTES // 1024} KiB"
     try:
         before, after = json.loads(old), json.loads(new)
-    except (ValueError, UnicodeDecodeError):
+        where = _first_change(before, after, "")
+    except (ValueError, RecursionError):  # not JSON, not UTF-8, nested past what any login is
         return "it is not the JSON a login holds"
-    where = _first_change(before, after, "")
     if where is not None:
         return f"more than its tokens changed (at {where or 'the top'}): another login, not a refresh"
     return None
