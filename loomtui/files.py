@@ -14,12 +14,15 @@ def write_atomically(path: Path, content: str | bytes, mode: int = 0o644, *, dur
     partial = path.with_name(f".{path.name}.loom-{os.getpid()}")
     partial.unlink(missing_ok=True)  # a leftover (or a planted link) goes, never written through
     try:
-        with open(partial, "xb") as handle:  # "x": never through an existing name
+        # Made new (never through an existing name) and its mode set on the open file: by name, a chmod
+        # after the write followed a symlink an agent swapped in meanwhile (its folder, its timing).
+        fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+        with os.fdopen(fd, "wb") as handle:
+            os.fchmod(fd, mode)
             handle.write(content.encode() if isinstance(content, str) else content)
             if durable:
                 handle.flush()
                 os.fsync(handle.fileno())
-        os.chmod(partial, mode)
         os.replace(partial, path)
     except OSError:
         partial.unlink(missing_ok=True)

@@ -124,3 +124,20 @@ def test_a_user_who_logged_out_takes_the_sandbox_s_copy_with_them(login: tuple[P
     assert login_copy.sync(root) == [] and not copy.exists()
     _write(copy, CLAUDE)  # the agent's own login from then on: never the user's
     assert login_copy.sync(root) == [] and not user.exists()
+
+
+def test_a_file_is_replaced_with_its_mode_set_on_the_open_file_never_by_name(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The temporary file sits in the agent's folder (its login copy's): a chmod by name after the write
+    followed a symlink the agent swapped in meanwhile, and made a file or folder of the user's 0600."""
+    from loomtui.files import write_atomically
+
+    def by_name(*_args: object, **_kwargs: object) -> None:
+        raise AssertionError("chmod by name")
+
+    monkeypatch.setattr(os, "chmod", by_name)
+    target = tmp_path / "login.json"
+    (tmp_path / ".login.json.loom-{}".format(os.getpid())).symlink_to(tmp_path / "elsewhere")  # a leftover link
+    write_atomically(target, b"{}", 0o640, durable=True)
+    assert target.read_bytes() == b"{}" and target.stat().st_mode & 0o777 == 0o640
+    assert not (tmp_path / "elsewhere").exists()

@@ -196,12 +196,10 @@ class Supervisor:
         """Keep the sandbox's copy of the user's login in step with the user's (`login_copy`); a change of
         the agent's that does not go back is said in the audit log, once."""
         try:
-            refused = login_copy.sync(self.paths.runtime_state)
-        except OSError as exc:
+            for note in login_copy.sync(self.paths.runtime_state):
+                self.workspace.record("sandbox.login_kept", self.record.id, {"error": note})
+        except (OSError, LoomError) as exc:  # a store down at the end must not cost the agent's leftovers
             _diagnose(f"the login copy could not be brought in step: {exc}")
-            return
-        for note in refused:
-            self.workspace.record("sandbox.login_kept", self.record.id, {"error": note})
 
     def command(self, env: dict[str, str]) -> list[str]:
         return confinement.confined_argv(self.workspace, self.record, self.spec.argv, env,
