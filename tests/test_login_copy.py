@@ -69,6 +69,17 @@ def test_a_login_refreshed_outside_reaches_the_sandbox_whose_copy_did_not_change
      "more than its tokens changed (at claudeAiOauth.accessToken)"),
     (lambda copy: copy.write_bytes(b"x" * (login_copy.MAX_LOGIN_BYTES + 1)), "it grew past 64 KiB"),
     (lambda copy: copy.write_bytes(b"not json"), "it is not the JSON a login holds"),
+    # Parsed here, not by the CLI: written back, the user was logged out.
+    (lambda copy: copy.write_bytes(b"\xef\xbb\xbf" + json.dumps(CLAUDE).encode()), "not the JSON"),
+    (lambda copy: copy.write_bytes(json.dumps(CLAUDE).encode("utf-16")), "not the JSON"),
+    (lambda copy: copy.write_bytes(json.dumps(CLAUDE).encode()[:-1] + b', "claudeAiOauth": {}}'), "not the JSON"),
+    # A message in a token's place (a channel to every other sandbox), an old token set replayed.
+    (lambda copy: _write(copy, {"claudeAiOauth": {**CLAUDE["claudeAiOauth"], "accessToken": "x" * 20000}}),
+     "claudeAiOauth.accessToken is no token"),
+    (lambda copy: _write(copy, {"claudeAiOauth": {**CLAUDE["claudeAiOauth"], "accessToken": "hello sandbox b"}}),
+     "claudeAiOauth.accessToken is no token"),
+    (lambda copy: _write(copy, {"claudeAiOauth": {**CLAUDE["claudeAiOauth"], "expiresAt": 1764800000000}}),
+     "claudeAiOauth.expiresAt went back in time"),
     # Nested past Python's recursion limit: it ended the supervisor's store thread (no more heartbeats).
     (lambda copy: copy.write_bytes(b"[" * 30000 + b"]" * 30000), "it is not the JSON a login holds"),
     (lambda copy: copy.unlink(), "the agent removed it"),

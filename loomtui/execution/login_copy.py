@@ -37,6 +37,10 @@ MAX_LOGIN_BYTES: Final = 64 * 1024
 _TOKEN_KEY: Final = re.compile(r"token|expires|refresh", re.IGNORECASE)
 """The keys whose values a refresh changes: accessToken, refresh_token, expiresAt, last_refresh."""
 
+MAX_TOKEN_CHARS: Final = 16 * 1024
+_TOKEN_TEXT: Final = re.compile(rf"[!-~]{{0,{MAX_TOKEN_CHARS}}}")
+"""A token's characters: printable ASCII, no space (JWTs, `sk-ant-...`, ISO times like last_refresh)."""
+
 _RECORDS: Final = ".logins"
 """Under a sandbox's runtime state folder (outside the agent's reach): one record per login copy."""
 
@@ -80,12 +84,52 @@ def refusal(old: bytes, new: bytes | None) -> str | None:
     if len(new) > MAX_LOGIN_BYTES:
         return f"it grew past {MAX_LOGIN_BYTES // 1024} KiB"
     try:
-        before, after = json.loads(old), json.loads(new)
+        before, after = _document(old), _document(new)
         where = _first_change(before, after, "")
     except (ValueError, RecursionError):  # not JSON, not UTF-8, nested past what any login is
         return "it is not the JSON a login holds"
     if where is not None:
         return f"more than its tokens changed (at {where or 'the top'}): another login, not a refresh"
+    return _bad_token(before, after, "")
+
+
+def taken_back(new: bytes) -> bytes:
+    """What goes back to the user for a refresh `new` (no `refusal`: the user's document with
+    new token values), written out afresh, never the agent's bytes (a BOM, UTF-16, a duplicate key, a
+    lone surrogate parse here and not in the CLI: the user would be logged out)."""
+    return json.dumps(_document(new)).encode()
+
+
+def _document(content: bytes) -> Any:
+    """A login's JSON, strictly: UTF-8 without a BOM, no key twice."""
+    text = content.decode("utf-8")
+    if text.startswith("\ufeff"):
+        raise ValueError("a byte order mark")
+
+    def no_twice(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        if len({key for key, _ in pairs}) != len(pairs):
+            raise ValueError("a key twice")
+        return dict(pairs)
+
+    return json.loads(text, object_pairs_hook=no_twice)
+
+
+def _bad_token(before: Any, after: Any, where: str) -> str | None:
+    """Why a token value of `after` is none a refresh writes: a string past MAX_TOKEN_CHARS or with other
+    than token characters (a message for another sandbox, its way out), a time that went back (an old
+    token set replayed: its refresh token spent, the user's would be revoked)."""
+    if isinstance(before, dict) and isinstance(after, dict):
+        for key, value in after.items():
+            inner = f"{where}.{key}" if where else str(key)
+            if _TOKEN_KEY.search(str(key)) and _scalar(value):
+                if isinstance(value, str) and not _TOKEN_TEXT.fullmatch(value):
+                    return f"{inner} is no token (past {MAX_TOKEN_CHARS} characters, or other characters)"
+                if isinstance(value, (int, float)) and not before[key] <= value < 10 ** 15:
+                    return f"{inner} went back in time: an old token replayed"
+            else:
+                why = _bad_token(before[key], value, inner)
+                if why is not None:
+                    return why
     return None
 
 
@@ -126,7 +170,7 @@ def _sync_one(path: Path, record: _Record) -> str | None:
     elif user is not None:  # only the copy changed: a refresh goes back to the user
         why = refusal(user, copy)
         if why is None and _digest(_read_user(record.user)) == theirs:  # compare, then swap
-            _set_user(record.user, copy or b"")
+            _set_user(record.user, taken_back(copy or b""))
             record.base, record.refused = ours, None
         elif why is not None and record.refused != ours:
             record.refused = ours
