@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -152,3 +153,24 @@ def test_a_file_is_replaced_with_its_mode_set_on_the_open_file_never_by_name(
     write_atomically(target, b"{}", 0o640, durable=True)
     assert target.read_bytes() == b"{}" and target.stat().st_mode & 0o777 == 0o640
     assert not (tmp_path / "elsewhere").exists()
+
+
+def test_a_login_that_cannot_be_written_does_not_hold_back_the_others(tmp_path: Path) -> None:
+    root = tmp_path / "runtime"
+    pairs = []
+    for name in ("a", "b"):
+        user, copy = tmp_path / name / "home" / "auth.json", tmp_path / name / "own" / "auth.json"
+        user.parent.mkdir(parents=True)
+        copy.parent.mkdir(parents=True)
+        _write(user, CODEX)
+        login_copy.track(root, copy, user)
+        pairs.append((user, copy))
+    for user, _copy in pairs:
+        _write(user, {**CODEX, "last_refresh": "2026-12-03T10:00:00Z"})
+    broken = min(pairs, key=lambda pair: login_copy._record_path(root, pair[0]).name)[1].parent
+    shutil.rmtree(broken)
+    broken.write_text("a file where the sandbox's folder was")  # the first synced: its copy cannot be made
+    with pytest.raises(OSError):
+        login_copy.sync(root)
+    other = max(pairs, key=lambda pair: login_copy._record_path(root, pair[0]).name)
+    assert "2026-12-03" in other[1].read_text()

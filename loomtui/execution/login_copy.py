@@ -68,12 +68,18 @@ def sync(root: Path) -> list[str]:
     newly refused, why its change did not go back to the user."""
     folder = root / _RECORDS
     notes: list[str] = []
+    failed: OSError | None = None
     for path in sorted(folder.glob("*.json")) if folder.is_dir() else ():
         record = _load(path)
-        if record is not None:
-            note = _sync_one(path, record)
-            if note is not None:
-                notes.append(note)
+        try:
+            note = _sync_one(path, record) if record is not None else None
+        except OSError as exc:  # this one cannot be written now: the others are still brought in step
+            failed = failed or exc
+            continue
+        if note is not None:
+            notes.append(note)
+    if failed is not None:
+        raise failed
     return notes
 
 
