@@ -25,7 +25,7 @@ from __future__ import annotations
 import fcntl
 import os
 import shutil
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Final
@@ -65,7 +65,8 @@ def publish(repo: Git, objects: Path, root: Path) -> tuple[Path, list[str]]:
     with _locked(root / ".lock"):
         current = root / _current_generation(root)
         held = _held(current)
-        if held and _no_longer_public(repo, held, tips):
+        # Held tips that are all still tips are public: the check (two git runs) only when one moved.
+        if held and not held <= set(tips) and _no_longer_public(repo, held, tips):
             current = root / f"g{_generation_number(current.name) + 1}"
             write_atomically(root / _CURRENT, current.name)
         _make_store(current)
@@ -118,7 +119,7 @@ def show_branch(repo: Git, objects: Path, seen: Path, published: Path, tip: str 
         _pack(repo, objects, seen, [tip], boundary=public)
 
 
-def _pack(repo: Git, objects: Path, store: Path, tips: list[str], boundary: tuple[str, ...] | list[str]) -> None:
+def _pack(repo: Git, objects: Path, store: Path, tips: list[str], boundary: Sequence[str]) -> None:
     """Pack into `store` what `tips` reach beyond what it holds already (and beyond `boundary`)."""
     held = _held(store)
     new = [tip for tip in tips if tip not in held]
