@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 
-def write_atomically(path: Path, content: str | bytes, mode: int = 0o644, *, durable: bool = False) -> None:
+def write_atomically(path: Path, content: str | bytes, mode: int = 0o644, *, durable: bool = False,
+                     if_current: Callable[[], bool] | None = None) -> bool:
     """Replace `path` by rename: a reader sees the old file or the new one whole, and an agent that turned
     it into a symlink to a file outside its worktree gets the link replaced, never the file it points to
-    written. `durable`: on disk before it replaces the old one (a crash leaves one or the other)."""
+    written. `durable`: on disk before it replaces the old one (a crash leaves one or the other).
+    `if_current`: asked last, just before the rename; when it answers False nothing is replaced
+    (compare and swap, in the narrowest window a file allows). Whether `path` was replaced."""
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(f".{path.name}.loom-{os.getpid()}")
     partial.unlink(missing_ok=True)  # a leftover (or a planted link) goes, never written through
@@ -23,10 +27,14 @@ def write_atomically(path: Path, content: str | bytes, mode: int = 0o644, *, dur
             if durable:
                 handle.flush()
                 os.fsync(handle.fileno())
+        if if_current is not None and not if_current():
+            partial.unlink()
+            return False
         os.replace(partial, path)
     except OSError:
         partial.unlink(missing_ok=True)
         raise
+    return True
 
 
 def file_size(path: Path) -> int:

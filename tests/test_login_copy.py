@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import shutil
@@ -63,12 +64,12 @@ def test_a_login_refreshed_outside_reaches_the_sandbox_whose_copy_did_not_change
 @pytest.mark.parametrize(("change", "said"), [
     # Another account's login in place of the user's: Claude Code's plan, Codex's account.
     (lambda copy: _write(copy, {"claudeAiOauth": {**CLAUDE["claudeAiOauth"], "subscriptionType": "pro"}}),
-     "more than its tokens changed (at claudeAiOauth.subscriptionType)"),
-    (lambda copy: _write(copy, {**CLAUDE, "mcpServers": {"x": {"command": "touch /tmp/pwned"}}}),
-     "more than its tokens changed (at the top)"),
+     "what names the login changed (at claudeAiOauth.subscriptionType)"),
     (lambda copy: _write(copy, {"claudeAiOauth": {**CLAUDE["claudeAiOauth"], "accessToken": {"a": 1}}}),
-     "more than its tokens changed (at claudeAiOauth.accessToken)"),
-    (lambda copy: copy.write_bytes(b"x" * (login_copy.MAX_LOGIN_BYTES + 1)), "it grew past 64 KiB"),
+     "what names the login changed (at claudeAiOauth.accessToken)"),
+    (lambda copy: _write(copy, {"other": CLAUDE["claudeAiOauth"]}), "what names the login changed (at claudeAiOauth)"),
+    (lambda copy: copy.write_bytes(b"x" * (len(json.dumps(CLAUDE)) + login_copy.MAX_LOGIN_BYTES + 1)),
+     "it grew by more than 64 KiB"),
     (lambda copy: copy.write_bytes(b"not json"), "it is not the JSON a login holds"),
     # Parsed here, not by the CLI: written back, the user was logged out.
     (lambda copy: copy.write_bytes(b"\xef\xbb\xbf" + json.dumps(CLAUDE).encode()), "not the JSON"),
@@ -149,7 +150,7 @@ def test_a_file_is_replaced_with_its_mode_set_on_the_open_file_never_by_name(
 
     monkeypatch.setattr(os, "chmod", by_name)
     target = tmp_path / "login.json"
-    (tmp_path / ".login.json.loom-{}".format(os.getpid())).symlink_to(tmp_path / "elsewhere")  # a leftover link
+    (tmp_path / f".login.json.loom-{os.getpid()}").symlink_to(tmp_path / "elsewhere")  # a leftover link
     write_atomically(target, b"{}", 0o640, durable=True)
     assert target.read_bytes() == b"{}" and target.stat().st_mode & 0o777 == 0o640
     assert not (tmp_path / "elsewhere").exists()
@@ -174,3 +175,93 @@ def test_a_login_that_cannot_be_written_does_not_hold_back_the_others(tmp_path: 
         login_copy.sync(root)
     other = max(pairs, key=lambda pair: login_copy._record_path(root, pair[0]).name)
     assert "2026-12-03" in other[1].read_text()
+
+
+def test_a_refresh_that_changes_more_than_tokens_sends_back_only_its_tokens(tmp_path: Path) -> None:
+    """Claude Code's refresh may change its scopes or add keys (rateLimitTier, mcpOAuth): refused, the
+    rotated refresh token was spent in the sandbox and the user had to log in again."""
+    user, copy, root = tmp_path / "home" / ".credentials.json", tmp_path / "own" / ".credentials.json", tmp_path / "rt"
+    user.parent.mkdir()
+    copy.parent.mkdir()
+    user.write_text(json.dumps(CLAUDE, indent=2) + "\n")  # as the CLI writes it: pretty, kept so
+    login_copy.track(root, copy, user)
+    oauth = {**CLAUDE["claudeAiOauth"], "accessToken": "sk-ant-oat01-b", "refreshToken": "sk-ant-ort01-b",
+             "expiresAt": 1764990000000, "scopes": ["user:inference", "user:profile"], "rateLimitTier": "max_20x"}
+    copy_content = _write(copy, {"claudeAiOauth": oauth, "mcpOAuth": {"server": {"accessToken": "mcp-1"}}})
+    assert login_copy.sync(root) == []
+    taken = json.loads(user.read_bytes())
+    assert taken == {"claudeAiOauth": {**CLAUDE["claudeAiOauth"], "accessToken": "sk-ant-oat01-b",
+                                       "refreshToken": "sk-ant-ort01-b", "expiresAt": 1764990000000}}
+    assert user.read_text().startswith("{\n  ")
+    taken_bytes = user.read_bytes()
+    for _ in range(2):  # in step from then on: the sandbox keeps what it added, nothing more is written
+        assert login_copy.sync(root) == [] and copy.read_bytes() == copy_content and user.read_bytes() == taken_bytes
+    # The sandbox refreshes again: only its new tokens go back.
+    copy_content = _write(copy, {"claudeAiOauth": {**oauth, "accessToken": "sk-ant-oat01-c"}})
+    assert login_copy.sync(root) == [] and json.loads(user.read_bytes())["claudeAiOauth"]["accessToken"] == \
+        "sk-ant-oat01-c" and "rateLimitTier" not in json.loads(user.read_bytes())["claudeAiOauth"]
+
+
+def _jwt(claims: dict[str, object]) -> str:
+    body = base64.urlsafe_b64encode(json.dumps(claims).encode()).rstrip(b"=").decode()
+    return f"eyJhbGciOiJSUzI1NiJ9.{body}.c2ln"
+
+
+def test_codex_s_tokens_may_not_name_another_account(tmp_path: Path) -> None:
+    """Codex's id_token and access_token are JWTs that say whose they are: a refresh keeps that."""
+    auth = {"chatgpt_account_id": "acct-user", "chatgpt_plan_type": "plus", "user_id": "user-1"}
+    mine = {"sub": "auth0|1", "email": "me@example.com", "exp": 1, "https://api.openai.com/auth": auth}
+    old = json.dumps({**CODEX, "tokens": {**CODEX["tokens"], "id_token": _jwt(mine)}}).encode()  # type: ignore[dict-item]
+
+    def with_id_token(claims: dict[str, object]) -> bytes:
+        return json.dumps({**CODEX, "tokens": {**CODEX["tokens"], "id_token": _jwt(claims)}}).encode()  # type: ignore[dict-item]
+
+    upgraded = {**mine, "exp": 2, "https://api.openai.com/auth": {**auth, "chatgpt_plan_type": "pro"}}
+    assert login_copy.refusal(old, with_id_token(upgraded)) is None
+    for theirs in ({**mine, "email": "attacker@example.com"}, {**mine, "sub": "auth0|2"},
+                   {**mine, "https://api.openai.com/auth": {**auth, "chatgpt_account_id": "acct-attacker"}}):
+        assert "tokens.id_token is another account's" in (login_copy.refusal(old, with_id_token(theirs)) or "")
+
+
+def test_a_change_every_heartbeat_is_said_once_until_the_two_agree(login: tuple[Path, Path, Path]) -> None:
+    """Junk written anew at every sync wrote one audit entry per heartbeat (every 2 s)."""
+    root, user, copy = login
+    notes = []
+    for step in range(5):
+        copy.write_text(f"junk {step}")
+        notes += login_copy.sync(root)
+    assert len(notes) == 1
+    _write(copy, CLAUDE)  # back in step with the user: a new change is said again
+    assert login_copy.sync(root) == []
+    copy.write_text("junk again")
+    assert len(login_copy.sync(root)) == 1
+
+
+def test_a_user_login_past_the_limit_is_copied_whole(tmp_path: Path) -> None:
+    user, copy, root = tmp_path / "auth.json", tmp_path / "own" / "auth.json", tmp_path / "rt"
+    copy.parent.mkdir()
+    big = {**CODEX, "notes": "n" * (2 * login_copy.MAX_LOGIN_BYTES)}
+    content = _write(user, big)
+    login_copy.track(root, copy, user)
+    assert copy.read_bytes() == content
+    refreshed = _write(copy, {**big, "tokens": {**CODEX["tokens"], "access_token": "eyJ.z"}})  # type: ignore[dict-item]
+    assert login_copy.sync(root) == [] and user.read_bytes() == refreshed
+
+
+def test_a_refresh_by_the_user_s_cli_during_the_sync_is_not_overwritten(
+        login: tuple[Path, Path, Path], monkeypatch: pytest.MonkeyPatch) -> None:
+    root, user, copy = login
+    _write(copy, {"claudeAiOauth": {**CLAUDE["claudeAiOauth"], "accessToken": "sandbox-refresh"}})
+    outside = {"claudeAiOauth": {**CLAUDE["claudeAiOauth"], "accessToken": "cli-refresh"}}
+    fsync = os.fsync
+
+    def meanwhile(fd: int) -> None:  # the user's CLI writes while the refresh is being written out
+        if not json.loads(user.read_bytes()) == outside:
+            _write(user, outside)
+        fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", meanwhile)
+    assert login_copy.sync(root) == []
+    assert json.loads(user.read_bytes()) == outside
+    monkeypatch.setattr(os, "fsync", fsync)
+    assert login_copy.sync(root) == [] and json.loads(copy.read_bytes()) == outside  # theirs wins

@@ -9,17 +9,22 @@ state folder, and its supervisor keeps the two in step, three ways against the c
 last agreed on (`base`):
 
 - the user's changed (a login, a refresh outside) and the copy did not: the copy follows;
-- the copy changed and the user's did not: it goes back to the user only when it is a refresh of
-  the same login (`refusal`): JSON of the same shape whose only changed values are its tokens and
-  their times, at most `MAX_LOGIN_BYTES`; else the user's stays and the refusal is said once;
+- the copy changed and the user's did not: when it is a refresh of the same login (`refusal`: JSON
+  whose values that name the login, its plan, account or key, are as they were, whose tokens are
+  token-shaped and whose times move forward), its tokens and times go back, set into the user's own
+  document (`taken_back`); what else it added or changed (Claude Code's scopes, a new key) stays in
+  the sandbox. Else the user's stays and the refusal is said once, until the two agree again;
 - both changed: the user's wins.
 
 What it cannot tell: an opaque token of another account in place of the user's, where the file
-names no account (Claude Code's does not; Codex's names its `account_id`, which may not change).
+names no account (Claude Code's does not; Codex's names its `account_id`, and its tokens are JWTs
+whose account claims may not change either).
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
 import json
 import os
@@ -27,12 +32,12 @@ import re
 import stat
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
 from loomtui.files import write_atomically
 
 MAX_LOGIN_BYTES: Final = 64 * 1024
-"""The most a login file may hold to be taken back (Claude Code's and Codex's hold a few KiB)."""
+"""How much a refresh may add to a login file (Claude Code's and Codex's hold a few KiB)."""
 
 _TOKEN_KEY: Final = re.compile(r"token|expires|refresh", re.IGNORECASE)
 """The keys whose values a refresh changes: accessToken, refresh_token, expiresAt, last_refresh."""
@@ -40,6 +45,10 @@ _TOKEN_KEY: Final = re.compile(r"token|expires|refresh", re.IGNORECASE)
 MAX_TOKEN_CHARS: Final = 16 * 1024
 _TOKEN_TEXT: Final = re.compile(rf"[!-~]{{0,{MAX_TOKEN_CHARS}}}")
 """A token's characters: printable ASCII, no space (JWTs, `sk-ant-...`, ISO times like last_refresh)."""
+
+_JWT: Final = re.compile(r"[\w-]+\.([\w-]+)\.[\w-]*", re.ASCII)
+_ACCOUNT_CLAIM: Final = re.compile(r"^(sub|email)$|account_id$|user_id$")
+"""A JWT's claims that say whose it is (Codex's `chatgpt_account_id`); its plan and times may change."""
 
 _RECORDS: Final = ".logins"
 """Under a sandbox's runtime state folder (outside the agent's reach): one record per login copy."""
@@ -87,23 +96,37 @@ def refusal(old: bytes, new: bytes | None) -> str | None:
     """Why `new` is no refresh of the login `old` (None when it is one)."""
     if new is None:
         return "the agent removed it (a logout is the user's to make)"
-    if len(new) > MAX_LOGIN_BYTES:
-        return f"it grew past {MAX_LOGIN_BYTES // 1024} KiB"
+    if len(new) > len(old) + MAX_LOGIN_BYTES:
+        return f"it grew by more than {MAX_LOGIN_BYTES // 1024} KiB"
     try:
         before, after = _document(old), _document(new)
         where = _first_change(before, after, "")
     except (ValueError, RecursionError):  # not JSON, not UTF-8, nested past what any login is
         return "it is not the JSON a login holds"
     if where is not None:
-        return f"more than its tokens changed (at {where or 'the top'}): another login, not a refresh"
+        return f"what names the login changed (at {where or 'the top'}): another login, not a refresh"
     return _bad_token(before, after, "")
 
 
-def taken_back(new: bytes) -> bytes:
-    """What goes back to the user for a refresh `new` (no `refusal`: the user's document with
-    new token values), written out afresh, never the agent's bytes (a BOM, UTF-16, a duplicate key, a
-    lone surrogate parse here and not in the CLI: the user would be logged out)."""
-    return json.dumps(_document(new)).encode()
+def taken_back(old: bytes, new: bytes) -> bytes:
+    """The user's login `old` with the token values of its refresh `new` (no `refusal`) set in, written
+    out afresh: never the agent's bytes (a BOM, UTF-16, a duplicate key, a lone surrogate parse here and
+    not in the CLI: the user would be logged out), nor what else the refresh added (it stays in the
+    sandbox's copy)."""
+    merged = _with_tokens(_document(old), _document(new))
+    return json.dumps(merged, indent=2 if b"\n" in old.strip() else None).encode()
+
+
+def _with_tokens(before: Any, after: Any) -> Any:
+    if not (isinstance(before, dict) and isinstance(after, dict)):
+        return before
+    return {key: after[key] if key in after and _is_token(key, value, after[key])
+            else _with_tokens(value, after.get(key)) for key, value in before.items()}
+
+
+def _is_token(key: object, before: Any, after: Any) -> bool:
+    """Whether `key`'s value is one a refresh replaces: a token or its time, the same kind of scalar."""
+    return bool(_TOKEN_KEY.search(str(key))) and _scalar(before) and type(before) is type(after)
 
 
 def _document(content: bytes) -> Any:
@@ -122,36 +145,67 @@ def _document(content: bytes) -> Any:
 
 def _bad_token(before: Any, after: Any, where: str) -> str | None:
     """Why a token value of `after` is none a refresh writes: a string past MAX_TOKEN_CHARS or with other
-    than token characters (a message for another sandbox, its way out), a time that went back (an old
-    token set replayed: its refresh token spent, the user's would be revoked)."""
-    if isinstance(before, dict) and isinstance(after, dict):
-        for key, value in after.items():
-            inner = f"{where}.{key}" if where else str(key)
-            if _TOKEN_KEY.search(str(key)) and _scalar(value):
-                if isinstance(value, str) and not _TOKEN_TEXT.fullmatch(value):
-                    return f"{inner} is no token (past {MAX_TOKEN_CHARS} characters, or other characters)"
-                if isinstance(value, (int, float)) and not before[key] <= value < 10 ** 15:
-                    return f"{inner} went back in time: an old token replayed"
-            else:
-                why = _bad_token(before[key], value, inner)
-                if why is not None:
-                    return why
+    than token characters (a message for another sandbox, its way out), a JWT of another account, a
+    time that went back (an old token set replayed: its refresh token spent, the user's would be
+    revoked)."""
+    if not (isinstance(before, dict) and isinstance(after, dict)):
+        return None
+    for key, value in before.items():
+        if key not in after:
+            continue
+        inner = f"{where}.{key}" if where else str(key)
+        new = after[key]
+        if _is_token(key, value, new):
+            if isinstance(new, str) and not _TOKEN_TEXT.fullmatch(new):
+                return f"{inner} is no token (past {MAX_TOKEN_CHARS} characters, or other characters)"
+            if isinstance(new, str) and _account_claims(value) != _account_claims(new):
+                return f"{inner} is another account's (its claims of whose it is changed)"
+            if isinstance(new, (int, float)) and not value <= new < 10 ** 15:
+                return f"{inner} went back in time: an old token replayed"
+        elif (why := _bad_token(value, new, inner)) is not None:
+            return why
     return None
 
 
+def _account_claims(token: str) -> dict[str, Any] | None:
+    """Whose a JWT says it is (its subject, email, account and user ids, however nested); None for an
+    opaque token. The signature is not checked: the claims only have to stay as they were."""
+    match = _JWT.fullmatch(token)
+    if match is None:
+        return None
+    try:
+        payload = json.loads(base64.urlsafe_b64decode(match[1] + "=" * (-len(match[1]) % 4)))
+    except (ValueError, binascii.Error, RecursionError):
+        return None
+    claims: dict[str, Any] = {}
+
+    def gather(value: Any, where: str) -> None:
+        if isinstance(value, dict):
+            for key, inner in value.items():
+                if _ACCOUNT_CLAIM.search(str(key)) and not isinstance(inner, (dict, list)):
+                    claims[f"{where}{key}"] = inner
+                gather(inner, f"{where}{key}.")
+
+    gather(payload, "")
+    return claims or None
+
+
 def _first_change(before: Any, after: Any, where: str) -> str | None:
-    """The first place where `after` differs from `before` other than in a token's value; None if nowhere."""
+    """The first place where a value of `before` that names the login (any but a token, its time, or a
+    list such as Claude Code's scopes) is changed or gone in `after`; None if nowhere. Keys `after` adds
+    are no change: they stay in the sandbox."""
     if isinstance(before, dict) and isinstance(after, dict):
-        if before.keys() != after.keys():
-            return where
         for key, value in before.items():
             inner = f"{where}.{key}" if where else str(key)
-            if _TOKEN_KEY.search(str(key)) and _scalar(value) and _scalar(after[key]) and \
-                    type(value) is type(after[key]):
+            if key not in after:
+                return inner
+            if _is_token(key, value, after[key]):
                 continue
             change = _first_change(value, after[key], inner)
             if change is not None:
                 return change
+        return None
+    if isinstance(before, list) and isinstance(after, list):
         return None
     return None if before == after and type(before) is type(after) else where
 
@@ -163,8 +217,8 @@ def _scalar(value: Any) -> bool:
 def _sync_one(path: Path, record: _Record) -> str | None:
     note = None
     before = (record.base, record.refused)
-    user = _read_user(record.user)
-    copy = _read_copy(record.copy)
+    user, stamp = _read_user(record.user)
+    copy = _read_copy(record.copy, len(user or b"") + MAX_LOGIN_BYTES)
     theirs, ours = _digest(user), _digest(copy)
     if ours == theirs:
         record.base, record.refused = theirs, None
@@ -175,10 +229,11 @@ def _sync_one(path: Path, record: _Record) -> str | None:
         record.base, record.refused = theirs, None
     elif user is not None:  # only the copy changed: a refresh goes back to the user
         why = refusal(user, copy)
-        if why is None and _digest(_read_user(record.user)) == theirs:  # compare, then swap
-            _set_user(record.user, taken_back(copy or b""))
-            record.base, record.refused = ours, None
-        elif why is not None and record.refused != ours:
+        if why is None:
+            merged = taken_back(user, copy or b"")
+            if merged == user or _set_user(record.user, merged, stamp):
+                record.base, record.refused = _digest(merged), None
+        elif record.refused is None:  # said once until the two agree again, however often it changes
             record.refused = ours
             note = f"{record.user}: the sandbox's change was not taken back: {why}"
     if (record.base, record.refused) != before or not path.exists():
@@ -190,18 +245,30 @@ def _digest(content: bytes | None) -> str:
     return _MISSING if content is None else hashlib.sha256(content).hexdigest()
 
 
-def _read_user(user: Path) -> bytes | None:
-    """The user's login (their own file: a symlink to it is theirs to make), or None when there is none."""
+class _Stamp(NamedTuple):
+    """Which file a path named and how it was when read: another write (a rename or in place) moves it."""
+    inode: int
+    modified_ns: int
+    size: int
+
+
+def _stamp(status: os.stat_result) -> _Stamp:
+    return _Stamp(status.st_ino, status.st_mtime_ns, status.st_size)
+
+
+def _read_user(user: Path) -> tuple[bytes | None, _Stamp | None]:
+    """The user's login, whole (their own file: a symlink to it is theirs to make), and its stamp; None
+    when there is none."""
     try:
         with open(user, "rb") as handle:
-            return handle.read(MAX_LOGIN_BYTES + 1)
+            return handle.read(), _stamp(os.fstat(handle.fileno()))
     except OSError:
-        return None
+        return None, None
 
 
-def _read_copy(copy: Path) -> bytes | None:
-    """The sandbox's copy, never following what the agent planted there (a symlink, a FIFO): such a
-    thing reads as a removed copy."""
+def _read_copy(copy: Path, limit: int) -> bytes | None:
+    """The sandbox's copy, up to `limit` bytes and one more, never following what the agent planted
+    there (a symlink, a FIFO): such a thing reads as a removed copy."""
     try:
         fd = os.open(copy, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
     except OSError:
@@ -210,7 +277,7 @@ def _read_copy(copy: Path) -> bytes | None:
         if not stat.S_ISREG(os.fstat(fd).st_mode):
             return None
         chunks, size = [], 0
-        while size <= MAX_LOGIN_BYTES and (chunk := os.read(fd, MAX_LOGIN_BYTES + 1 - size)):
+        while size <= limit and (chunk := os.read(fd, limit + 1 - size)):
             chunks.append(chunk)
             size += len(chunk)
         return b"".join(chunks)
@@ -229,14 +296,23 @@ def _set_copy(copy: Path, content: bytes | None) -> None:
     write_atomically(copy, content, 0o600, durable=True)
 
 
-def _set_user(user: Path, content: bytes) -> None:
-    """The user's login made `content`, atomically, with its mode kept (through a symlink of theirs)."""
+def _set_user(user: Path, content: bytes, read: _Stamp | None) -> bool:
+    """The user's login made `content`, atomically, with its mode kept (through a symlink of theirs),
+    unless it changed since it was `read` (their CLI refreshing meanwhile: theirs wins, and this sync
+    starts over at the next). Whether it was written."""
     target = Path(os.path.realpath(user))
     try:
         mode = stat.S_IMODE(target.stat().st_mode)
     except OSError:
         mode = 0o600
-    write_atomically(target, content, mode, durable=True)
+
+    def unchanged() -> bool:
+        try:
+            return _stamp(target.stat()) == read
+        except OSError:
+            return False
+
+    return write_atomically(target, content, mode, durable=True, if_current=unchanged)
 
 
 def _record_path(root: Path, user: Path) -> Path:
