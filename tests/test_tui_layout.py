@@ -157,6 +157,25 @@ async def test_the_demos_chapters_go_into_every_header_and_only_warnings_toast(r
         assert ": Agents at work" in str(app.screen.query_one(StatusHeader).render())
 
 
+@pytest.mark.parametrize(("size", "widest", "rows"), [((80, 24), 80, 4), ((120, 40), 44, 9)])
+async def test_a_toast_leaves_the_table_and_header_in_view(repo: Path, size: tuple[int, int], widest: int,
+                                                            rows: int) -> None:
+    """At 80 columns a toast was 36 cells wide and 9 rows high, over the sandboxes and the header's
+    counts; across the whole width it takes three rows at the bottom."""
+    from textual.widgets._toast import Toast
+
+    app = LoomApp(open_workspace(repo))
+    async with app.run_test(size=size, notifications=True) as pilot:
+        await pilot.pause()
+        app.notify("[rounding]   HIGH, were refunds beside it: dependency conflict with refunds (sandbox 8a6ea0): "
+                   "payments/refunds.py::RefundService.quote", title="demo")
+        await wait_for(pilot, lambda: bool(app.screen.query(Toast)))
+        await pilot.pause()
+        toast = app.screen.query_one(Toast).region
+        assert toast.width >= widest - 2 and toast.width <= widest and toast.height <= rows, toast
+        assert size[0] > 100 or toast.y >= size[1] // 2  # under the table, at the bottom
+
+
 async def test_a_scrolled_table_draws_the_cursor_on_its_row_only_and_reuses_the_other_rows() -> None:
     """Rows the cursor is not on are cached whatever row it is on (DataTable's own cache missed on every
     key that scrolled): the cursor's row, and only it, is drawn as the cursor, the header never."""
