@@ -48,7 +48,7 @@ from loomtui.execution.lifecycle import (
     RUNNING,
     set_status,
 )
-from loomtui.execution.procs import group_exists, identity, is_alive
+from loomtui.execution.procs import OOM_SCORE_ADJ_AGENT, group_exists, identity, is_alive
 from loomtui.execution.script_agent import parse_script
 from loomtui.identity import current_host
 from loomtui.store import SandboxRecord
@@ -311,11 +311,14 @@ def test_codex_and_aider_stand_ins_get_their_argv(ws: Workspace, repo: Path, bin
             print("unexpected argv", got, flush=True)
             sys.exit(9)
         open("done.txt", "w").write("ok")
+        open("oom.txt", "w").write(open("/proc/self/oom_score_adj").read())
     """)
     record = tasks.start(ws, tasks.create_sandbox(ws, "rename the helper", runtime).id)
     done = ended(ws, record.id)
     assert done.status in EXITED_OK, sb.read_log_tail(ws, record.id)
     assert git(repo, "show", f"{record.branch}:done.txt") == "ok"
+    # Out of memory, the kernel ends the agent first (not the person's editor, the store, its supervisor).
+    assert git(repo, "show", f"{record.branch}:oom.txt") == str(OOM_SCORE_ADJ_AGENT)
 
 
 # -- bad input: one clear error, nothing created ------------------------------------------------
@@ -1300,6 +1303,8 @@ def test_interactive_runtime_runs_in_a_tmux_session(ws: Workspace, repo: Path, b
         answer = input("ready> ")
         with open("answer.txt", "w") as out:
             out.write(answer + "\\n")
+        with open("oom.txt", "w") as out:
+            out.write(open("/proc/self/oom_score_adj").read())
         print("bye", flush=True)
     """)
     write_config(repo, 'chat:\n  argv: ["chat"]\n  mode: interactive\n')
@@ -1315,6 +1320,7 @@ def test_interactive_runtime_runs_in_a_tmux_session(ws: Workspace, repo: Path, b
         done = ended(ws, record.id)
         assert (done.status in EXITED_OK, done.exit_code) == (True, 0)
         assert git(repo, "show", f"{record.branch}:answer.txt") == "hello there"
+        assert git(repo, "show", f"{record.branch}:oom.txt") == str(OOM_SCORE_ADJ_AGENT)
         wait_until(lambda: "bye" in sb.log_path(ws, record.id).read_text(), what="the log")
         with pytest.raises(LoomError, match="its tmux session is gone"):
             agent_control.attach_command(ws, record.id)

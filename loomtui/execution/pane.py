@@ -17,7 +17,7 @@ import sys
 import time
 from pathlib import Path
 
-from loomtui.execution.procs import exit_status
+from loomtui.execution.procs import agent_child_hook, exit_status
 
 GO_TIMEOUT_S = 30.0
 
@@ -40,7 +40,8 @@ def main(argv: list[str]) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT):
         signal.signal(sig, lambda *_: None)
     try:
-        agent = subprocess.Popen(command, env=env)
+        # This wrapper runs no thread: the hook is safe (and its own score stays: its exit is the record).
+        agent = subprocess.Popen(command, env=env, preexec_fn=agent_child_hook(die_with_parent=False))  # noqa: PLW1509
         code, signame = exit_status(agent.wait())
     except OSError as exc:
         print(f"loomtui: cannot start {command[0]}: {exc.strerror or exc}", file=sys.stderr)

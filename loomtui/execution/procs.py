@@ -15,6 +15,7 @@ import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import Final
 
 _PROC = Path("/proc")
 
@@ -131,6 +132,37 @@ def exit_status(returncode: int) -> tuple[int, str | None]:
     except ValueError:
         name = f"signal {-returncode}"
     return 128 - returncode, name
+
+
+OOM_SCORE_ADJ_AGENT: Final = 1000
+"""An agent's processes are the first the kernel's OOM killer ends (the most a score goes): an agent
+that eats the memory is stopped, not the person's editor, the store or its own supervisor. Raising
+one's own score needs no privilege; a process cannot lower it again without CAP_SYS_RESOURCE."""
+
+
+def agent_child_hook(*, die_with_parent: bool) -> Callable[[], None]:
+    """A `preexec_fn` for an agent's process: the OOM killer's first choice (`OOM_SCORE_ADJ_AGENT`),
+    inherited by all it starts, and, with `die_with_parent`, ended when its parent (the supervisor)
+    dies (Linux). For a fork with no other thread running: it runs Python in the child."""
+    pdeathsig = die_with_parent_hook() if die_with_parent else None
+    score = str(OOM_SCORE_ADJ_AGENT).encode()
+
+    def hook() -> None:
+        try:
+            fd = os.open("/proc/self/oom_score_adj", os.O_WRONLY | os.O_CLOEXEC)
+        except OSError:  # no /proc (not Linux): nothing to prefer
+            pass
+        else:
+            try:
+                os.write(fd, score)
+            except OSError:
+                pass
+            finally:
+                os.close(fd)
+        if pdeathsig is not None:
+            pdeathsig()
+
+    return hook
 
 
 def die_with_parent_hook() -> Callable[[], None] | None:

@@ -47,8 +47,8 @@ from loomtui.execution.isolation import ISOLATION_BWRAP
 from loomtui.execution.leftovers import bring_in_commits, save_leftovers
 from loomtui.execution.lifecycle import EXITED, FAILED, LIVE, PLANNED, RUNNING, transition
 from loomtui.execution.procs import (
+    agent_child_hook,
     become_subreaper,
-    die_with_parent_hook,
     exit_status,
     group_exists,
     identity,
@@ -260,7 +260,7 @@ class Supervisor:
             process = subprocess.Popen(
                 argv, cwd=self.paths.worktree, env=env, stdin=subprocess.DEVNULL,
                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, process_group=0,
-                preexec_fn=None if isolated else die_with_parent_hook(),  # noqa: PLW1509
+                preexec_fn=agent_child_hook(die_with_parent=not isolated),  # noqa: PLW1509
             )
         except OSError as exc:
             self.log_error = f"cannot start {argv[0]}: {exc.strerror or exc}"
