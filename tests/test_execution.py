@@ -1194,6 +1194,10 @@ def test_the_folders_a_sandbox_gets_empty_hold_so_much(tmp_path: Path) -> None:
     written = subprocess.run([*argv, "sh", "-c", "echo x > /dev/null && touch /dev/planted"], capture_output=True,
                              text=True)
     assert written.returncode != 0 and "Read-only file system" in written.stderr
+    # The gates running an agent's tests: the OOM killer's first choice, as the agent is, for good.
+    scores = subprocess.run([*argv, "sh", "-c", "cat /proc/self/oom_score_adj; echo -1000 > /proc/self/oom_score_adj"],
+                            capture_output=True, text=True)
+    assert scores.stdout.split() == [str(OOM_SCORE_ADJ_AGENT)] and scores.returncode != 0, scores
 
 
 def _unprivileged_bwrap() -> bool:

@@ -42,6 +42,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
+from loomtui.execution.procs import OOM_SCORE_ADJ_AGENT
+
 ISOLATION_BWRAP: Final = "bwrap"
 ISOLATION_NONE: Final = "none"
 
@@ -143,6 +145,18 @@ def process_limit(limit: int | None) -> list[str]:
     if limit is None or program is None:
         return []
     return [program, f"--nproc={limit}:{limit}", "--"]
+
+
+def oom_first() -> list[str]:
+    """The command that makes confined code the OOM killer's first choice (`OOM_SCORE_ADJ_AGENT`, with
+    util-linux's choom): an agent's tests run by the gates as the agent is (its own start sets it too)."""
+    program = _choom()
+    return [program, "-n", str(OOM_SCORE_ADJ_AGENT), "--"] if program is not None else []
+
+
+@functools.lru_cache(maxsize=1)
+def _choom() -> str | None:
+    return shutil.which("choom")
 
 
 @functools.lru_cache(maxsize=1)
@@ -418,7 +432,8 @@ def bwrap_argv(mounts: SandboxMounts, program: str = "bwrap") -> list[str]:
              *UNSHARED]
     if not mounts.network:
         argv.append("--unshare-net")
-    argv += ["--die-with-parent", "--chdir", str(mounts.worktree), "--", *process_limit(mounts.max_processes)]
+    argv += ["--die-with-parent", "--chdir", str(mounts.worktree), "--", *oom_first(),
+             *process_limit(mounts.max_processes)]
     return argv
 
 
@@ -462,5 +477,6 @@ def scratch_bwrap_argv(tree: Path, state_dir: Path, *, readable: Sequence[Path] 
     for path in (tree, *writable):
         argv += ["--bind", str(path), str(path)]
     return argv + [*_read_only_at_last(state_dir, *(c.root for c in checkouts), hidden=hidden), *UNSHARED,
-                   "--unshare-net", "--die-with-parent", "--chdir", str(tree), "--", *process_limit(max_processes)]
+                   "--unshare-net", "--die-with-parent", "--chdir", str(tree), "--", *oom_first(),
+                   *process_limit(max_processes)]
 
