@@ -1526,6 +1526,50 @@ def test_the_supervisor_never_follows_what_the_agent_planted_at_its_stores_alter
     assert mine.read_text() == "keep\n" and not private.alternates.is_symlink()
 
 
+@pytest.fixture
+def small_disk() -> Iterator[Path]:
+    """A 48 MiB disk of its own (a tmpfs mounted here: root only)."""
+    place = Path(tempfile.mkdtemp(dir="/var/tmp"))
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=48m", "tmpfs", str(place)], capture_output=True,
+                      check=False).returncode != 0:
+        place.rmdir()
+        pytest.skip("cannot mount a tmpfs here (not root)")
+    try:
+        yield place
+    finally:
+        subprocess.run(["umount", "-l", str(place)], check=False)
+        place.rmdir()
+
+
+def test_an_agent_that_fills_its_worktree_s_disk_is_stopped_before_it_is_full(
+        ws: Workspace, repo: Path, bin_dir: Path, small_disk: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A worktree is on the person's disk, uncapped: an agent writing without end filled it, the store's
+    and the audit log's with it."""
+    from loomtui.execution import disk_room
+
+    assert disk_room.floor(48 << 20) == int((48 << 20) * 0.05) and disk_room.floor(1 << 40) == 1 << 30
+    assert disk_room.shortage([("its worktree", repo)]) is None
+    monkeypatch.setenv("LOOMTUI_WORKTREES", str(small_disk))
+    stand_in(bin_dir, "hog", """\
+        chunk = b"x" * (1 << 20)
+        with open("hog.bin", "wb") as out:
+            while os.statvfs(".").f_bavail * os.statvfs(".").f_frsize > 2 << 20:  # to 2 MiB free, then waits
+                out.write(chunk)
+                out.flush()
+        print("written", flush=True)
+        time.sleep(60)
+    """)
+    write_config(repo, 'hog:\n  argv: ["hog"]\n')
+    record = tasks.start(ws, tasks.create_sandbox(ws, "fill the disk", "hog").id)
+    assert str(sb.get_sandbox(ws, record.id).worktree).startswith(str(small_disk))
+    done = ended(ws, record.id)
+    # Stopped, saying why; what it wrote is kept (and reviewed, as any failed agent's change).
+    assert audit_actions(ws, record.id)[3:5] == ["sandbox.disk_full", "sandbox.failed"], audit_actions(ws, record.id)
+    assert "the disk holding its worktree" in str(done.data.get("error")) and "MiB free, under" in str(
+        done.data.get("error")), done.data
+    assert done.exit_code == 128 + signal.SIGTERM and "hog.bin" in git(repo, "ls-tree", "--name-only", done.branch)
+
+
 def test_an_agents_runtime_state_is_counted_on_disk_and_past_its_cap_the_agent_stops(
         ws: Workspace, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """It lives on the store's disk: an agent wrote 400 MB into ~/.claude, the disk filled, and the

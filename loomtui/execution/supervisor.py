@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import Any, Final, Protocol, TypeVar
 
 from loomtui.errors import LoomError, StoreUnreachable
-from loomtui.execution import confinement, login_copy
+from loomtui.execution import confinement, disk_room, login_copy
 from loomtui.execution.activity import AGENT_RESULT_KEYS, Activity, checker_for, parser_for
 from loomtui.execution.agent_control import SPARE_ON_TERM
 from loomtui.execution.faults import FaultWatch, fault_watch
@@ -400,6 +400,7 @@ class Supervisor:
                 if time.monotonic() >= next_beat:
                     self._check_offline()
                     self._check_state_size()
+                    self._check_disk_room()
                     self._finish_stop()
                     self.sync_git()  # the app's diff and review see commits within a beat
                     self.sync_logins()
@@ -423,6 +424,15 @@ class Supervisor:
         why = state_overflow(self.paths.runtime_state)
         if why is not None:
             self._stop_for_fault("sandbox.state_full", why)
+
+    def _check_disk_room(self) -> None:
+        """Stop an agent while the disk of its worktree, or of the store and its log, is nearly full."""
+        if self.fault_error is not None:
+            return
+        why = disk_room.shortage((("its worktree", self.paths.worktree), ("its log", self.paths.dir),
+                                  ("the store", self.workspace.paths.store_path.parent)))
+        if why is not None:
+            self._stop_for_fault("sandbox.disk_full", why)
 
     def _stop_for_fault(self, action: str, why: str) -> None:
         """Stop the agent for `why` (its end says so), with an audit entry `action`."""

@@ -1,0 +1,46 @@
+"""Room left on the disks an agent writes to: its worktree's, and the one holding the store and logs.
+
+An agent's worktree is on the person's own disk, uncapped (a build, a dependency folder: a few GiB is
+normal work). One that writes without end filled the disk, and with it the store, the audit log and
+the person's other work. So its supervisor looks at the room left on each beat and stops the agent once
+less than `floor` is free: at most 1 GiB, and 5% of a small disk.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Final
+
+FLOOR_BYTES: Final = 1 << 30
+FLOOR_SHARE: Final = 0.05
+
+
+def floor(size: int) -> int:
+    """The least free space a disk of `size` bytes keeps while an agent runs."""
+    return min(FLOOR_BYTES, int(size * FLOOR_SHARE))
+
+
+def shortage(places: Iterable[tuple[str, Path]]) -> str | None:
+    """Why the agent must stop (a disk holding one of `places`, named as said, has less than its `floor`
+    free to unprivileged writers), or None. A place that cannot be looked at is not counted as full."""
+    seen: set[int] = set()
+    for what, path in places:
+        try:
+            device = os.stat(path).st_dev
+            room = os.statvfs(path)
+        except OSError:
+            continue
+        if device in seen:
+            continue
+        seen.add(device)
+        free, size = room.f_bavail * room.f_frsize, room.f_blocks * room.f_frsize
+        if free < floor(size):
+            return (f"the disk holding {what} ({path}) has {_amount(free)} free, under {_amount(floor(size))}: "
+                    "the agent was stopped before the store and other work ran out of room")
+    return None
+
+
+def _amount(size: int) -> str:
+    return f"{size / (1 << 30):.1f} GiB" if size >= 1 << 30 else f"{size / (1 << 20):.1f} MiB"
