@@ -1568,6 +1568,11 @@ def test_an_agent_that_fills_its_worktree_s_disk_is_stopped_before_it_is_full(
     assert "the disk holding its worktree" in str(done.data.get("error")) and "MiB free, under" in str(
         done.data.get("error")), done.data
     assert done.exit_code == 128 + signal.SIGTERM and "hog.bin" in git(repo, "ls-tree", "--name-only", done.branch)
+    # Full still (its work kept): `doctor` says the next agent would be stopped at once.
+    from loomtui.execution.doctor import run_doctor
+
+    checks = {check.name: check for check in run_doctor(repo).checks}
+    assert checks["disk room"].level == "warning" and "the disk holding the worktrees" in checks["disk room"].detail
 
 
 def test_an_agents_runtime_state_is_counted_on_disk_and_past_its_cap_the_agent_stops(

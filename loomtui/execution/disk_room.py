@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
@@ -22,9 +23,23 @@ def floor(size: int) -> int:
     return min(FLOOR_BYTES, int(size * FLOOR_SHARE))
 
 
-def shortage(places: Iterable[tuple[str, Path]]) -> str | None:
-    """Why the agent must stop (a disk holding one of `places`, named as said, has less than its `floor`
-    free to unprivileged writers), or None. A place that cannot be looked at is not counted as full."""
+@dataclass(frozen=True)
+class Shortage:
+    """A disk with less than its `floor` free."""
+
+    what: str
+    path: Path
+    free: int
+    floor: int
+
+    def said(self) -> str:
+        """Where, and how much is left of how much it keeps."""
+        return f"the disk holding {self.what} ({self.path}) has {_amount(self.free)} free, under {_amount(self.floor)}"
+
+
+def shortage(places: Iterable[tuple[str, Path]]) -> Shortage | None:
+    """The first disk holding one of `places` (named as said) with less than its `floor` free to
+    unprivileged writers, or None. A place that cannot be looked at is not counted as full."""
     seen: set[int] = set()
     for what, path in places:
         try:
@@ -37,8 +52,7 @@ def shortage(places: Iterable[tuple[str, Path]]) -> str | None:
         seen.add(device)
         free, size = room.f_bavail * room.f_frsize, room.f_blocks * room.f_frsize
         if free < floor(size):
-            return (f"the disk holding {what} ({path}) has {_amount(free)} free, under {_amount(floor(size))}: "
-                    "the agent was stopped before the store and other work ran out of room")
+            return Shortage(what, path, free, floor(size))
     return None
 
 

@@ -16,6 +16,7 @@ from typing import Any, Final
 
 from loomtui.config import GENERIC_COMMAND
 from loomtui.errors import LoomError, NotARepository
+from loomtui.execution import disk_room
 from loomtui.execution.gitops import MERGE_TREE_MIN_VERSION, Git, git_version
 from loomtui.execution.isolation import isolation_status
 from loomtui.execution.runtimes import runtime_report
@@ -146,6 +147,10 @@ def _check_worktrees(report: DoctorReport, workspace: Workspace) -> None:
         report.add("worktrees", ERROR, str(exc))
         return
     report.add("worktrees", OK, f"new sandboxes' worktrees go in {root}")
+    there = next((folder for folder in (root, *root.parents) if folder.is_dir()), root)
+    short = disk_room.shortage((("the worktrees", there), ("the store", workspace.paths.store_path.parent)))
+    if short is not None:
+        report.add("disk room", WARNING, f"{short.said()}: an agent is stopped as soon as it runs (free some room)")
 
 
 def run_doctor(start: Path | str | None = None) -> DoctorReport:

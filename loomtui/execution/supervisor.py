@@ -429,10 +429,11 @@ class Supervisor:
         """Stop an agent while the disk of its worktree, or of the store and its log, is nearly full."""
         if self.fault_error is not None:
             return
-        why = disk_room.shortage((("its worktree", self.paths.worktree), ("its log", self.paths.dir),
-                                  ("the store", self.workspace.paths.store_path.parent)))
-        if why is not None:
-            self._stop_for_fault("sandbox.disk_full", why)
+        short = disk_room.shortage((("its worktree", self.paths.worktree), ("its log", self.paths.dir),
+                                    ("the store", self.workspace.paths.store_path.parent)))
+        if short is not None:
+            self._stop_for_fault("sandbox.disk_full", f"{short.said()}: the agent was stopped before the store "
+                                                      "and other work ran out of room")
 
     def _stop_for_fault(self, action: str, why: str) -> None:
         """Stop the agent for `why` (its end says so), with an audit entry `action`."""
