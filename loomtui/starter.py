@@ -145,6 +145,17 @@ rules:
     risk: high
     decision: require
     approvals: {{groups: [leads], count: 1}}
+  - name: runs-on-every-machine
+    description: What tools run on their own, on each person's machine or in CI (agents' and editors'
+      settings, hooks and commands, CI workflows, git hooks, direnv), changes only with a lead; an agent's
+      line there runs wherever the repository is checked out.
+    stage: post-gate
+    when: {{paths: [".claude/**", ".codex/**", ".mcp.json", ".cursor/**", ".vscode/**", ".devcontainer/**",
+                   ".github/workflows/**", ".github/actions/**", ".gitlab-ci.yml", ".circleci/**",
+                   ".pre-commit-config.yaml", ".husky/**", ".githooks/**", ".envrc", ".aider.conf.yml"]}}
+    risk: high
+    decision: require
+    approvals: {{groups: [leads], count: 1}}
   - name: large-change
     description: Over 400 changed lines is too much to review in one go.
     when: {{lines_changed: {{over: 400}}}}

@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 from loomtui.config import load_config
-from loomtui.governance.policy import load_policy
+from loomtui.governance.policy import ChangeFacts, evaluate, load_policy
 from tests.conftest import git, run_cli
 
 
@@ -33,7 +33,14 @@ def test_a_python_repository_gets_its_tests_as_a_gate_and_its_author_as_the_lead
     assert [(g.name, g.format) for g in config.gates] == [("tests", "junit"), ("compile", "exit")]
     policy = load_policy(repo, ".loom/policy.yaml")
     assert policy.groups["leads"] == {"me@example.com"}
-    assert [rule.name for rule in policy.rules] == ["failing-gates", "agents-ground-truth", "large-change"]
+    assert [rule.name for rule in policy.rules] == ["failing-gates", "agents-ground-truth", "runs-on-every-machine",
+                                                    "large-change"]
+    # What runs on its own wherever the repository is checked out (an agent's hook, a CI workflow) is high
+    # risk: a lead decides, whatever the default says of the rest.
+    for path in (".claude/settings.json", ".github/workflows/ci.yml", ".envrc", ".vscode/tasks.json"):
+        judged = evaluate(policy, ChangeFacts(stage="post-gate", paths=(path,)))
+        assert (judged.risk, judged.rule_names()) == ("high", ("runs-on-every-machine",)), (path, judged.rule_names())
+    assert "runs-on-every-machine" not in evaluate(policy, ChangeFacts(stage="post-gate", paths=("pkg/x.py",))).rule_names()
     # One lead, who starts the agents: with separation of duties nothing could ever be approved.
     assert not policy.separation_of_duties
     for check in (("config", "check"), ("policy", "validate")):
