@@ -6,6 +6,7 @@ write files and print what the real tool would. Nothing pretends a vendor CLI ra
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -1526,11 +1527,11 @@ def test_the_supervisor_never_follows_what_the_agent_planted_at_its_stores_alter
     assert mine.read_text() == "keep\n" and not private.alternates.is_symlink()
 
 
-@pytest.fixture
-def small_disk() -> Iterator[Path]:
-    """A 48 MiB disk of its own (a tmpfs mounted here: root only)."""
+@contextlib.contextmanager
+def _tmpfs(options: str) -> Iterator[Path]:
+    """A disk of its own (a tmpfs mounted here: root only)."""
     place = Path(tempfile.mkdtemp(dir="/var/tmp"))
-    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=48m", "tmpfs", str(place)], capture_output=True,
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(place)], capture_output=True,
                       check=False).returncode != 0:
         place.rmdir()
         pytest.skip("cannot mount a tmpfs here (not root)")
@@ -1539,6 +1540,25 @@ def small_disk() -> Iterator[Path]:
     finally:
         subprocess.run(["umount", "-l", str(place)], check=False)
         place.rmdir()
+
+
+@pytest.fixture
+def small_disk() -> Iterator[Path]:
+    """A 48 MiB disk of its own."""
+    with _tmpfs("size=48m") as place:
+        yield place
+
+
+def test_a_disk_out_of_files_is_short_of_room_too() -> None:
+    """A million empty files fill a disk with room left: no file can be made, the store's journal neither."""
+    from loomtui.execution import disk_room
+
+    with _tmpfs("size=48m,nr_inodes=400") as place:
+        assert disk_room.shortage([("its worktree", place)]) is None
+        for number in range(385):
+            (place / str(number)).touch()
+        short = disk_room.shortage([("its worktree", place)])
+        assert short is not None and short.files and "files free, under 20 files" in short.said(), short
 
 
 def test_an_agent_that_fills_its_worktree_s_disk_is_stopped_before_it_is_full(

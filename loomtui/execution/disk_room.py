@@ -3,7 +3,8 @@
 An agent's worktree is on the person's own disk, uncapped (a build, a dependency folder: a few GiB is
 normal work). One that writes without end filled the disk, and with it the store, the audit log and
 the person's other work. So its supervisor looks at the room left on each beat and stops the agent once
-less than `floor` is free: at most 1 GiB, and 5% of a small disk.
+less than `floor` is free: at most 1 GiB, and 5% of a small disk; and so for files (inodes), which a
+million empty ones use up on a disk with room left.
 """
 
 from __future__ import annotations
@@ -15,12 +16,13 @@ from pathlib import Path
 from typing import Final
 
 FLOOR_BYTES: Final = 1 << 30
+FLOOR_FILES: Final = 100_000
 FLOOR_SHARE: Final = 0.05
 
 
-def floor(size: int) -> int:
-    """The least free space a disk of `size` bytes keeps while an agent runs."""
-    return min(FLOOR_BYTES, int(size * FLOOR_SHARE))
+def floor(size: int, most: int = FLOOR_BYTES) -> int:
+    """The least a disk of `size` (bytes, or files) keeps free while an agent runs."""
+    return min(most, int(size * FLOOR_SHARE))
 
 
 @dataclass(frozen=True)
@@ -31,10 +33,13 @@ class Shortage:
     path: Path
     free: int
     floor: int
+    files: bool = False
+    """Counted in files (inodes), not bytes."""
 
     def said(self) -> str:
         """Where, and how much is left of how much it keeps."""
-        return f"the disk holding {self.what} ({self.path}) has {_amount(self.free)} free, under {_amount(self.floor)}"
+        amount = (lambda n: f"{n:,} files") if self.files else _amount
+        return f"the disk holding {self.what} ({self.path}) has {amount(self.free)} free, under {amount(self.floor)}"
 
 
 def shortage(places: Iterable[tuple[str, Path]]) -> Shortage | None:
@@ -53,6 +58,8 @@ def shortage(places: Iterable[tuple[str, Path]]) -> Shortage | None:
         free, size = room.f_bavail * room.f_frsize, room.f_blocks * room.f_frsize
         if free < floor(size):
             return Shortage(what, path, free, floor(size))
+        if room.f_files and room.f_favail < floor(room.f_files, FLOOR_FILES):  # 0 files: not counted (btrfs)
+            return Shortage(what, path, room.f_favail, floor(room.f_files, FLOOR_FILES), files=True)
     return None
 
 
