@@ -445,6 +445,24 @@ def test_a_task_after_another_starts_from_its_merged_work(auto: Workspace) -> No
     assert "helper(2)" in git(auto.root, "show", "main:app.py")
 
 
+def test_an_agent_starting_while_the_history_is_packed_says_so(manual: Workspace) -> None:
+    """A first start in a large repository packs the history its git reads (as long as a local clone):
+    minutes of a bare "agent starting" looked stuck."""
+    from loomtui.execution.isolation import PUBLISHED_OBJECTS
+    from loomtui.execution.procs import identity
+    from loomtui.execution.seen_objects import _locked, publishing
+
+    record = tasks.create_sandbox(manual, "wait", "script", script=edit(manual, "w", "lib.py", "x + 1", "x + 2"))
+    record = manual.store.update_sandbox(record.id, pid=os.getpid(), pid_start=identity(os.getpid()))  # its supervisor
+    root = manual.paths.state_dir / PUBLISHED_OBJECTS
+    assert next_step(manual, record).line() == "agent starting" and not publishing(root)
+    root.mkdir(parents=True, exist_ok=True)
+    with _locked(root / ".lock"):  # a supervisor packing it
+        assert publishing(root)
+        assert "agent starting: packing the history its git reads" in next_step(manual, record).line()
+    assert not publishing(root) and next_step(manual, record).line() == "agent starting"
+
+
 def test_a_waiting_task_holds_nothing_until_its_dependency_merges(manual: Workspace) -> None:
     first = run_task(manual, "helper", "lib.py", "x + 1", "x + 2")
     second = tasks.create_sandbox(manual, "use helper", "script", after=[first], autostart=True,

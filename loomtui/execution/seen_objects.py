@@ -74,6 +74,24 @@ def publish(repo: Git, objects: Path, root: Path) -> tuple[Path, list[str]]:
     return current, tips
 
 
+def publishing(root: Path) -> bool:
+    """Whether a supervisor is packing the published store under `root` now (holds its lock): a first
+    pack of a large history takes as long as a local clone, and its sandbox's agent waits for it."""
+    try:
+        fd = os.open(root / ".lock", os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
+    return False
+
+
 def prune_generations(root: Path, in_use: set[Path]) -> None:
     """Remove the published store's past generations that no sandbox's store names (`in_use`)."""
     with _locked(root / ".lock"):

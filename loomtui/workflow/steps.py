@@ -17,6 +17,7 @@ from typing import Final
 
 from loomtui.errors import LoomError
 from loomtui.execution.gitops import Git
+from loomtui.execution.isolation import PUBLISHED_OBJECTS
 from loomtui.execution.lifecycle import (
     APPROVED,
     ARCHIVED,
@@ -32,6 +33,7 @@ from loomtui.execution.lifecycle import (
 )
 from loomtui.execution.procs import identity, is_alive
 from loomtui.execution.sandboxes import has_commits, has_worktree
+from loomtui.execution.seen_objects import publishing
 from loomtui.governance.escalations import CLEARED, EscalationStatus
 from loomtui.governance.policy import MERGE_AUTO, MERGE_MANUAL
 from loomtui.identity import current_host
@@ -308,8 +310,11 @@ def next_step(workspace: Workspace, record: SandboxRecord, *, merge_mode: str = 
 
 
 def _planned_step(workspace: Workspace, record: SandboxRecord, known: KnownHolders | None) -> StepView:
-    if is_alive(record.pid, record.pid_start):
-        return StepView(Step.AGENT, "agent starting")  # its supervisor is up: started once already
+    if is_alive(record.pid, record.pid_start):  # its supervisor is up: started once already
+        if publishing(workspace.paths.state_dir / PUBLISHED_OBJECTS):
+            return StepView(Step.AGENT, "agent starting: packing the history its git reads (the first start "
+                                        "in a repository takes as long as a local clone)")
+        return StepView(Step.AGENT, "agent starting")
     waits = _dependency_view(workspace, record)
     if waits is not None:
         return waits
