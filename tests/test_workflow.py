@@ -460,6 +460,8 @@ def test_an_agent_starting_while_the_history_is_packed_says_so(manual: Workspace
     with _locked(root / ".lock"):  # a supervisor packing it
         assert publishing(root)
         assert "agent starting: packing the history its git reads" in next_step(manual, record).line()
+        listed = run_cli(manual.root, "sandbox", "list")
+        assert "next: agent starting: packing the history its git reads" in listed.stdout, listed.stdout
     assert not publishing(root) and next_step(manual, record).line() == "agent starting"
 
 

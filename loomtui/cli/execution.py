@@ -189,7 +189,8 @@ def cmd_list(args: argparse.Namespace) -> int:
         print(f"{r.id:<8} {r.status:<16} {r.runtime:<{width}} {engine.isolation_label(r):<17} "
               f"{_age(now - r.created):>4}  {task}{flag}")
         step = steps[r.id]
-        if step is not None and step.action is not None:  # a person's turn: what to run
+        # A person's turn: what to run; or an agent starting, and what holds it (a first pack of the history).
+        if step is not None and (step.action is not None or (r.status == PLANNED and step.step == "agent")):
             print(f"{'':<8} next: {step.line(STEP_HINTS)}")
     return 0
 
