@@ -289,6 +289,8 @@ def test_a_claude_agent_writes_its_own_state_and_nothing_its_cli_obeys_outside(
     assert (home / ".claude" / ".credentials.json").read_text() == '{"token": "refreshed", "plan": "max"}'
     kept = [entry for entry in ws.audit.entries() if entry.action == "sandbox.login_kept"]
     assert len(kept) == 1 and "what names the login changed (at plan)" in kept[0].details["error"], kept
+    refreshed = [entry.details["login"] for entry in ws.audit.entries() if entry.action == "sandbox.login_refreshed"]
+    assert refreshed == [f"{home / '.claude' / '.credentials.json'}: the sandbox's refresh went back (token)"], refreshed
     own = sb.sandbox_paths(ws.paths, record.id).runtime_state
     assert own.is_dir()
     review.remove(ws, record.id)  # archived: no agent runs in it again, and it held a copy of the user's config

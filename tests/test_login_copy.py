@@ -45,7 +45,8 @@ def test_a_sandbox_starts_with_a_copy_and_a_refresh_goes_back_to_the_user(login:
     refreshed = {"claudeAiOauth": {**CLAUDE["claudeAiOauth"], "accessToken": "sk-ant-oat01-b",
                                    "refreshToken": "sk-ant-ort01-b", "expiresAt": 1764990000000}}
     content = _write(copy, refreshed)
-    assert login_copy.sync(root) == []
+    assert [(n.taken_back, n.said) for n in login_copy.sync(root)] == [
+        (True, f"{user}: the sandbox's refresh went back (claudeAiOauth.accessToken, claudeAiOauth.refreshToken, claudeAiOauth.expiresAt)")]  # which values, never what
     assert user.read_bytes() == content and user.stat().st_mode & 0o777 == 0o600
     assert login_copy.sync(root) == [] and user.read_bytes() == content
 
@@ -93,7 +94,7 @@ def test_a_change_that_is_no_refresh_stays_in_the_sandbox_and_is_said_once(
     before = user.read_bytes()
     change(copy)
     notes = login_copy.sync(root)
-    assert len(notes) == 1 and said in notes[0] and str(user) in notes[0], notes
+    assert len(notes) == 1 and not notes[0].taken_back and said in notes[0].said and str(user) in notes[0].said, notes
     assert user.read_bytes() == before
     assert login_copy.sync(root) == []  # said once, while the copy stays as it is
     # The user logging in again (or a refresh outside) replaces the sandbox's copy, whatever it holds.
@@ -110,7 +111,7 @@ def test_a_symlink_planted_as_the_copy_is_never_followed(login: tuple[Path, Path
     copy.unlink()
     copy.symlink_to(elsewhere)
     notes = login_copy.sync(root)
-    assert len(notes) == 1 and "removed" in notes[0] and user.read_bytes() == json.dumps(CLAUDE).encode()
+    assert len(notes) == 1 and "removed" in notes[0].said and user.read_bytes() == json.dumps(CLAUDE).encode()
     content = _write(user, {"claudeAiOauth": {**CLAUDE["claudeAiOauth"], "accessToken": "new login"}})
     login_copy.sync(root)
     assert not copy.is_symlink() and copy.read_bytes() == content
@@ -188,7 +189,7 @@ def test_a_refresh_that_changes_more_than_tokens_sends_back_only_its_tokens(tmp_
     oauth = {**CLAUDE["claudeAiOauth"], "accessToken": "sk-ant-oat01-b", "refreshToken": "sk-ant-ort01-b",
              "expiresAt": 1764990000000, "scopes": ["user:inference", "user:profile"], "rateLimitTier": "max_20x"}
     copy_content = _write(copy, {"claudeAiOauth": oauth, "mcpOAuth": {"server": {"accessToken": "mcp-1"}}})
-    assert login_copy.sync(root) == []
+    assert [n.said for n in login_copy.sync(root)] == [f"{user}: the sandbox's refresh went back (claudeAiOauth.accessToken, claudeAiOauth.refreshToken, claudeAiOauth.expiresAt)"]
     taken = json.loads(user.read_bytes())
     assert taken == {"claudeAiOauth": {**CLAUDE["claudeAiOauth"], "accessToken": "sk-ant-oat01-b",
                                        "refreshToken": "sk-ant-ort01-b", "expiresAt": 1764990000000}}
@@ -198,7 +199,8 @@ def test_a_refresh_that_changes_more_than_tokens_sends_back_only_its_tokens(tmp_
         assert login_copy.sync(root) == [] and copy.read_bytes() == copy_content and user.read_bytes() == taken_bytes
     # The sandbox refreshes again: only its new tokens go back.
     copy_content = _write(copy, {"claudeAiOauth": {**oauth, "accessToken": "sk-ant-oat01-c"}})
-    assert login_copy.sync(root) == [] and json.loads(user.read_bytes())["claudeAiOauth"]["accessToken"] == \
+    assert [n.said for n in login_copy.sync(root)] == [
+        f"{user}: the sandbox's refresh went back (claudeAiOauth.accessToken)"] and json.loads(user.read_bytes())["claudeAiOauth"]["accessToken"] == \
         "sk-ant-oat01-c" and "rateLimitTier" not in json.loads(user.read_bytes())["claudeAiOauth"]
 
 
@@ -245,7 +247,7 @@ def test_a_user_login_past_the_limit_is_copied_whole(tmp_path: Path) -> None:
     login_copy.track(root, copy, user)
     assert copy.read_bytes() == content
     refreshed = _write(copy, {**big, "tokens": {**CODEX["tokens"], "access_token": "eyJ.z"}})  # type: ignore[dict-item]
-    assert login_copy.sync(root) == [] and user.read_bytes() == refreshed
+    assert [n.taken_back for n in login_copy.sync(root)] == [True] and user.read_bytes() == refreshed
 
 
 def test_a_refresh_by_the_user_s_cli_during_the_sync_is_not_overwritten(

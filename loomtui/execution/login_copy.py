@@ -56,6 +56,16 @@ _RECORDS: Final = ".logins"
 _MISSING: Final = "missing"
 
 
+@dataclass(frozen=True)
+class SyncNote:
+    """What one sync did that the audit log keeps: a refresh written back to the user's login (which of its
+    token values changed, never the values), or a change of the agent's refused."""
+
+    taken_back: bool
+    user: Path
+    said: str
+
+
 @dataclass
 class _Record:
     user: Path
@@ -72,11 +82,11 @@ def track(root: Path, copy: Path, user: Path) -> None:
         _sync_one(path, _Record(user, copy))
 
 
-def sync(root: Path) -> list[str]:
-    """Bring every login copy under `root` in step with the user's (see the module); for each copy
-    newly refused, why its change did not go back to the user."""
+def sync(root: Path) -> list[SyncNote]:
+    """Bring every login copy under `root` in step with the user's (see the module); what went back to the
+    user, and for each copy newly refused, why its change did not."""
     folder = root / _RECORDS
-    notes: list[str] = []
+    notes: list[SyncNote] = []
     failed: OSError | None = None
     for path in sorted(folder.glob("*.json")) if folder.is_dir() else ():
         record = _load(path)
@@ -167,6 +177,14 @@ def _bad_token(before: Any, after: Any, where: str) -> str | None:
     return None
 
 
+def _changes(before: Any, after: Any, where: str) -> list[str]:
+    """Where `after` (the user's login with a refresh set in) differs from `before`: its token paths."""
+    if isinstance(before, dict) and isinstance(after, dict):
+        return [change for key, value in before.items()
+                for change in _changes(value, after[key], f"{where}.{key}" if where else str(key))]
+    return [] if before == after else [where]
+
+
 def _account_claims(token: str) -> dict[str, Any] | None:
     """Whose a JWT says it is (its subject, email, account and user ids, however nested); None for an
     opaque token. The signature is not checked: the claims only have to stay as they were."""
@@ -214,7 +232,7 @@ def _scalar(value: Any) -> bool:
     return isinstance(value, (str, int, float)) and not isinstance(value, bool)
 
 
-def _sync_one(path: Path, record: _Record) -> str | None:
+def _sync_one(path: Path, record: _Record) -> SyncNote | None:
     note = None
     before = (record.base, record.refused)
     user, stamp = _read_user(record.user)
@@ -231,11 +249,15 @@ def _sync_one(path: Path, record: _Record) -> str | None:
         why = refusal(user, copy)
         if why is None:
             merged = taken_back(user, copy or b"")
-            if merged == user or _set_user(record.user, merged, stamp):
+            if merged == user:  # only what stays in the sandbox changed
+                record.base, record.refused = theirs, None
+            elif _set_user(record.user, merged, stamp):
                 record.base, record.refused = _digest(merged), None
+                changed = ", ".join(_changes(_document(user), _document(merged), "")) or "nothing"
+                note = SyncNote(True, record.user, f"{record.user}: the sandbox's refresh went back ({changed})")
         elif record.refused is None:  # said once until the two agree again, however often it changes
             record.refused = ours
-            note = f"{record.user}: the sandbox's change was not taken back: {why}"
+            note = SyncNote(False, record.user, f"{record.user}: the sandbox's change was not taken back: {why}")
     if (record.base, record.refused) != before or not path.exists():
         _save(path, record)
     return note

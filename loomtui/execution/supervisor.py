@@ -193,11 +193,15 @@ class Supervisor:
         bring_in_commits(self.workspace, self.record, _diagnose)
 
     def sync_logins(self) -> None:
-        """Keep the sandbox's copy of the user's login in step with the user's (`login_copy`); a change of
-        the agent's that does not go back is said in the audit log, once."""
+        """Keep the sandbox's copy of the user's login in step with the user's (`login_copy`); the audit log
+        keeps each refresh that went back to the user (a token of another account is traced to its
+        sandbox), and says once a change of the agent's that did not."""
         try:
             for note in login_copy.sync(self.paths.runtime_state):
-                self.workspace.record("sandbox.login_kept", self.record.id, {"error": note})
+                if note.taken_back:
+                    self.workspace.record("sandbox.login_refreshed", self.record.id, {"login": note.said})
+                else:
+                    self.workspace.record("sandbox.login_kept", self.record.id, {"error": note.said})
         except (OSError, LoomError) as exc:  # a store down at the end must not cost the agent's leftovers
             _diagnose(f"the login copy could not be brought in step: {exc}")
 
