@@ -151,3 +151,13 @@ def test_a_partial_clone_s_missing_objects_stay_missing_and_nothing_fails(repo: 
     store, _ = seen_objects.publish(Git(repo), repo / ".git" / "objects", tmp_path / "published")
     shown = Git(repo).out("cat-file", "--batch-all-objects", "--batch-check", env={"GIT_OBJECT_DIRECTORY": str(store)})
     assert git(repo, "rev-parse", "HEAD") in shown and blob not in shown
+
+
+def test_a_larger_history_gets_longer_to_pack(tmp_path: Path) -> None:
+    """A monorepo's first pack (tens of GiB) outlasted a fixed 10 minutes: every start of it failed."""
+    pack = tmp_path / "objects" / "pack"
+    pack.mkdir(parents=True)
+    assert seen_objects.pack_timeout(tmp_path / "objects") == seen_objects.PACK_TIMEOUT_S
+    with open(pack / "pack-big.pack", "wb") as big:
+        big.truncate(40 << 30)  # sparse: its size is what counts
+    assert seen_objects.pack_timeout(tmp_path / "objects") == seen_objects.PACK_TIMEOUT_S + 2048

@@ -38,7 +38,11 @@ SANDBOX_BRANCHES: Final = "refs/heads/loom/"
 """The sandboxes' branches: each agent sees its own (from its own store), no other."""
 
 PACK_TIMEOUT_S: Final = 600.0
-"""How long one top-up may take (the first pack of a large history)."""
+"""How long one top-up may take at least; a larger history gets longer (`pack_timeout`)."""
+
+PACK_RATE_FLOOR: Final = 20 << 20
+"""Bytes of the repository's packs a first pack gets a second for, at the least: Textual's 479 MiB took
+2.5 s (190 MiB/s); a slow disk is given ten times longer before the start fails."""
 
 _CURRENT: Final = "current"
 """Under the published root: the name of the generation new sandboxes read (`g1`, `g2`, ...)."""
@@ -137,6 +141,18 @@ def show_branch(repo: Git, objects: Path, seen: Path, published: Path, tip: str 
         _pack(repo, objects, seen, [tip], boundary=public)
 
 
+def pack_timeout(objects: Path) -> float:
+    """How long packing from the object store `objects` may take: a monorepo's first pack (tens of GiB)
+    outlasted a fixed 10 minutes, and its every start failed."""
+    size = 0
+    for pack in (objects / "pack").glob("*.pack"):
+        try:
+            size += pack.stat().st_size
+        except OSError:
+            continue
+    return PACK_TIMEOUT_S + size / PACK_RATE_FLOOR
+
+
 def _pack(repo: Git, objects: Path, store: Path, tips: list[str], boundary: Sequence[str]) -> None:
     """Pack into `store` what `tips` reach beyond what it holds already (and beyond `boundary`)."""
     held = _held(store)
@@ -150,7 +166,7 @@ def _pack(repo: Git, objects: Path, store: Path, tips: list[str], boundary: Sequ
     # A partial clone lacks some objects by design: they are missing for the agent too (never fetched here).
     env = {"GIT_OBJECT_DIRECTORY": str(store), "GIT_ALTERNATE_OBJECT_DIRECTORIES": str(objects)}
     name = repo.feed("pack-objects", "--revs", "-q", "--missing=allow-any", str(store / "pack" / "pack"),
-                     data=revs.encode(), env=env, timeout=PACK_TIMEOUT_S).decode().strip()
+                     data=revs.encode(), env=env, timeout=pack_timeout(objects)).decode().strip()
     pack = store / "pack" / f"pack-{name}.pack"
     if name and pack.is_file() and pack.stat().st_size <= _EMPTY_PACK:
         pack.unlink()
