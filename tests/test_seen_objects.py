@@ -66,6 +66,11 @@ def test_an_agent_reads_the_history_and_its_branch_not_the_person_s_work_nor_oth
     assert results["log"] == [0, "initial\n"] and results["readme"] == [0, "# test repo\n"]
     assert results["commit"] == 0  # its own commits it writes, and they are brought in
     assert git(repo, "log", "--format=%s", "-1", done.branch) == "the agent's commit"
+    # What it costs on disk is said where a full disk is looked into.
+    from loomtui.execution.doctor import run_doctor
+
+    said = {check.name: check.detail for check in run_doctor(repo).checks}
+    assert " MiB in " in said["published history"] and "a second copy of it" in said["published history"], said
 
 
 @needs_bwrap

@@ -18,8 +18,9 @@ from loomtui.config import GENERIC_COMMAND
 from loomtui.errors import LoomError, NotARepository
 from loomtui.execution import disk_room
 from loomtui.execution.gitops import MERGE_TREE_MIN_VERSION, Git, git_version
-from loomtui.execution.isolation import isolation_status
+from loomtui.execution.isolation import PUBLISHED_OBJECTS, isolation_status
 from loomtui.execution.runtimes import runtime_report
+from loomtui.files import file_size
 from loomtui.workspace import Workspace, open_workspace
 
 OK: Final = "ok"
@@ -147,6 +148,11 @@ def _check_worktrees(report: DoctorReport, workspace: Workspace) -> None:
         report.add("worktrees", ERROR, str(exc))
         return
     report.add("worktrees", OK, f"new sandboxes' worktrees go in {root}")
+    published = workspace.paths.state_dir / PUBLISHED_OBJECTS
+    if published.is_dir():  # what isolation costs on disk, said where a full disk is looked into
+        size = sum(file_size(path) for path in published.rglob("*") if path.is_file() and not path.is_symlink())
+        report.add("published history", OK, f"{size / (1 << 20):,.0f} MiB in {published}: the public history "
+                                            "isolated agents' git reads, a second copy of it (README: isolation)")
     there = next((folder for folder in (root, *root.parents) if folder.is_dir()), root)
     short = disk_room.shortage((("the worktrees", there), ("the store", workspace.paths.store_path.parent)))
     if short is not None:
