@@ -157,7 +157,7 @@ async def test_the_demos_chapters_go_into_every_header_and_only_warnings_toast(r
         assert ": Agents at work" in str(app.screen.query_one(StatusHeader).render())
 
 
-@pytest.mark.parametrize(("size", "widest", "rows"), [((80, 24), 80, 4), ((120, 40), 44, 9)])
+@pytest.mark.parametrize(("size", "widest", "rows"), [((80, 24), 80, 4), ((120, 40), 44, 5)])
 async def test_a_toast_leaves_the_table_and_header_in_view(repo: Path, size: tuple[int, int], widest: int,
                                                             rows: int) -> None:
     """At 80 columns a toast was 36 cells wide and 9 rows high, over the sandboxes and the header's
