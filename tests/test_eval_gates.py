@@ -305,3 +305,13 @@ def test_gate_1_judges_the_committed_tip_not_what_the_worktree_leaves_lying_arou
         "import shop.prices\nshop.prices.price = lambda cents: cents / 100\n")
     [result] = run_configured_gates(workspace, sandbox)
     assert result.status == "failed" and "tests/test_prices.py::test_price" in result.failed_tests
+
+
+def test_a_gate_of_a_sandbox_run_without_isolation_is_the_oom_killer_s_first_choice(tmp_path: Path) -> None:
+    """The agent's tests, as the agent: out of memory, they go before the person's editor or the store."""
+    gate = ('  - name: oom\n    run: ["python", "-c", "import sys; score = open(\'/proc/self/oom_score_adj\').read(); '
+            'print(score); sys.exit(score.strip() != \'1000\')"]\n    format: exit\n    timeout: 60\n')
+    workspace = make_repo(tmp_path, gates=gate)
+    sandbox = sandbox_with(workspace, "a change", {"shop/extra.py": "X = 1\n"})
+    report = evaluate(workspace, sandbox, which="1")
+    assert report.gate1 == "passed", report.summary()

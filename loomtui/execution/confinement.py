@@ -29,6 +29,7 @@ from loomtui.execution.isolation import (
     checkout_shown,
     credential_free,
     isolation_available,
+    oom_first,
     sandbox_process_limit,
     scratch_bwrap_argv,
     secret_paths,
@@ -144,7 +145,7 @@ def confined_scratch_argv(workspace: Workspace, tree: Path, argv: Sequence[str],
     """`argv` run in a scratch tree (a commit's baseline, a merged gate), confined as an agent is
     when isolation is available: its code may be any sandbox's. Without bwrap it runs as it is."""
     if not isolation_available():
-        return list(argv)
+        return [*oom_first(), *argv]  # the OOM killer's first choice still, as under bwrap
     needed = _needed(workspace, argv, env)
     configs = _git_configs(workspace, env)
     # Nor the shared object store (a tree is an export: its code needs no git): the person's staged and

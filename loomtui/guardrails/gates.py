@@ -22,7 +22,7 @@ from loomtui.config import GateConfig
 from loomtui.errors import LoomError
 from loomtui.execution.confinement import confined_scratch_argv, sandbox_environment
 from loomtui.execution.gitops import Git
-from loomtui.execution.isolation import ISOLATION_BWRAP
+from loomtui.execution.isolation import ISOLATION_BWRAP, oom_first
 from loomtui.execution.runtimes import LaunchSpec
 from loomtui.execution.sandboxes import get_sandbox
 from loomtui.guardrails.baseline import (
@@ -110,8 +110,8 @@ def _sandbox_check(workspace: Workspace, record: SandboxRecord, gate: GateConfig
 
     with scratch_tree(workspace, commit, f"sandbox-{run_id}") as tree:
         def wrap(argv: list[str], writable: Sequence[Path]) -> list[str]:
-            if record.isolation != ISOLATION_BWRAP:
-                return argv
+            if record.isolation != ISOLATION_BWRAP:  # as its agent ran, and as it, the OOM killer's first choice
+                return [*oom_first(), *argv]
             return confined_scratch_argv(workspace, tree, argv, env, writable=list(writable))
 
         return run_check(gate, resolved_argv(gate), tree, env, directory, wrap=wrap, progress=progress,
