@@ -148,8 +148,9 @@ def process_limit(limit: int | None) -> list[str]:
 
 
 def oom_first() -> list[str]:
-    """The command that makes confined code the OOM killer's first choice (`OOM_SCORE_ADJ_AGENT`, with
-    util-linux's choom): an agent's tests run by the gates as the agent is (its own start sets it too)."""
+    """The command that makes what it starts the OOM killer's first choice (`OOM_SCORE_ADJ_AGENT`, with
+    util-linux's choom; nothing without it): the gates running an agent's tests, isolated or not, as the
+    agent (whose own start sets it too, `procs.agent_child_hook`)."""
     program = _choom()
     return [program, "-n", str(OOM_SCORE_ADJ_AGENT), "--"] if program is not None else []
 
