@@ -137,7 +137,8 @@ def exit_status(returncode: int) -> tuple[int, str | None]:
 OOM_SCORE_ADJ_AGENT: Final = 1000
 """An agent's processes are the first the kernel's OOM killer ends (the most a score goes): an agent
 that eats the memory is stopped, not the person's editor, the store or its own supervisor. Raising
-one's own score needs no privilege; a process cannot lower it again without CAP_SYS_RESOURCE."""
+one's own score needs no privilege. Lowering it below where the user's processes start (0) needs
+CAP_SYS_RESOURCE: a hostile agent can make itself as likely a choice as any process, never less."""
 
 
 def agent_child_hook(*, die_with_parent: bool) -> Callable[[], None]:
