@@ -200,6 +200,9 @@ def test_a_branch_cannot_loosen_the_policy_that_judges_it(billing: Path) -> None
     assert done.returncode == 1 and report["verdict"] == "NEEDS APPROVAL"
     assert "anything-goes" not in [r["name"] for r in report["rules"]]
     assert any("judged by the base's policy" in note for note in report["notes"])
+    # Without a store, whose change it is comes from the head commit, which can name anyone: said.
+    assert any(note.startswith("separation of duties: the author is ") and "a commit can name anyone" in note
+               for note in report["notes"]), report["notes"]
 
 
 def test_the_gate_takes_a_sandboxs_author_from_its_record_as_its_review_does(billing: Path) -> None:

@@ -180,6 +180,9 @@ def run_gate(root: Path, policy: Policy | None = None, *, base: str | None = Non
                      f"read from {NOTES_REF}")
     facts = change_facts(root, merge_base, head_sha, gates=gates, runtime=runtime, author=author)
     evaluation = evaluate(policy, facts)
+    if sandbox is None and policy.separation_of_duties and evaluation.outcome == "require":
+        notes.append(f"separation of duties: the author is {facts.author or 'unknown'} as the head commit names "
+                     "it, and a commit can name anyone: a signed approval proves who decided, not who wrote it")
     if evaluation.outcome == "require" and facts.paths:
         published = approvals_from_notes(root, policy, merge_base, head_sha)
         approvals = tuple(dict.fromkeys((*approvals, *published.users)))
