@@ -151,7 +151,7 @@ def _check_worktrees(report: DoctorReport, workspace: Workspace) -> None:
     published = workspace.paths.state_dir / PUBLISHED_OBJECTS
     if published.is_dir():  # what isolation costs on disk, said where a full disk is looked into
         size = sum(file_size(path) for path in published.rglob("*") if path.is_file() and not path.is_symlink())
-        report.add("published history", OK, f"{size / (1 << 20):,.0f} MiB in {published}: the public history "
+        report.add("published history", OK, f"{size / (1 << 20):,.1f} MiB in {published}: the public history "
                                             "isolated agents' git reads, a second copy of it (README: isolation)")
     there = next((folder for folder in (root, *root.parents) if folder.is_dir()), root)
     short = disk_room.shortage((("the worktrees", there), ("the store", workspace.paths.store_path.parent)))
