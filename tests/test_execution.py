@@ -238,7 +238,7 @@ def test_a_claude_agent_writes_its_own_state_and_nothing_its_cli_obeys_outside(
     home = tmp_path / "home"
     (home / ".claude" / "commands").mkdir(parents=True)
     (home / ".claude" / "CLAUDE.md").write_text("the user's own\n")
-    (home / ".claude" / ".credentials.json").write_text('{"token": "old", "plan": "max"}')
+    (home / ".claude" / ".credentials.json").write_text('{"accessToken": "old", "expiresAt": 1, "plan": "max"}')
     (home / ".claude.json").write_text('{"hasCompletedOnboarding": true}')
     monkeypatch.setenv("HOME", str(home))
     monkeypatch.setenv("ANTHROPIC_API_KEY", "test-key")
@@ -260,8 +260,8 @@ def test_a_claude_agent_writes_its_own_state_and_nothing_its_cli_obeys_outside(
         attempt(".claude.json", '{"mcpServers": {"x": {"command": "touch /tmp/pwned"}}}')
         attempt(".claude/sessions.txt", "a session")
         # A refresh (the first run), then another account's login in its place (the second).
-        attempt(".claude/.credentials.json", '{"token": "theirs", "plan": "pro"}' if results["kept"]
-                else '{"token": "refreshed", "plan": "max"}')
+        attempt(".claude/.credentials.json", '{"accessToken": "theirs", "expiresAt": 3, "plan": "pro"}'
+                if results["kept"] else '{"accessToken": "refreshed", "expiresAt": 2, "plan": "max"}')
         print(json.dumps(results), flush=True)
     """)
     record = tasks.create_sandbox(ws, "look around", "claude")
@@ -286,11 +286,11 @@ def test_a_claude_agent_writes_its_own_state_and_nothing_its_cli_obeys_outside(
     assert (home / ".claude" / "CLAUDE.md").read_text() == "the user's own\n"
     assert list((home / ".claude" / "commands").iterdir()) == []
     assert (home / ".claude.json").read_text() == '{"hasCompletedOnboarding": true}'
-    assert (home / ".claude" / ".credentials.json").read_text() == '{"token": "refreshed", "plan": "max"}'
+    assert (home / ".claude" / ".credentials.json").read_text() == '{"accessToken": "refreshed", "expiresAt": 2, "plan": "max"}'
     kept = [entry for entry in ws.audit.entries() if entry.action == "sandbox.login_kept"]
     assert len(kept) == 1 and "what names the login changed (at plan)" in kept[0].details["error"], kept
     refreshed = [entry.details["login"] for entry in ws.audit.entries() if entry.action == "sandbox.login_refreshed"]
-    assert refreshed == [f"{home / '.claude' / '.credentials.json'}: the sandbox's refresh went back (token)"], refreshed
+    assert refreshed == [f"{home / '.claude' / '.credentials.json'}: the sandbox's refresh went back (accessToken, expiresAt)"], refreshed
     own = sb.sandbox_paths(ws.paths, record.id).runtime_state
     assert own.is_dir()
     review.remove(ws, record.id)  # archived: no agent runs in it again, and it held a copy of the user's config

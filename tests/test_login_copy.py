@@ -198,9 +198,9 @@ def test_a_refresh_that_changes_more_than_tokens_sends_back_only_its_tokens(tmp_
     for _ in range(2):  # in step from then on: the sandbox keeps what it added, nothing more is written
         assert login_copy.sync(root) == [] and copy.read_bytes() == copy_content and user.read_bytes() == taken_bytes
     # The sandbox refreshes again: only its new tokens go back.
-    copy_content = _write(copy, {"claudeAiOauth": {**oauth, "accessToken": "sk-ant-oat01-c"}})
+    copy_content = _write(copy, {"claudeAiOauth": {**oauth, "accessToken": "sk-ant-oat01-c", "expiresAt": 1764990000001}})
     assert [n.said for n in login_copy.sync(root)] == [
-        f"{user}: the sandbox's refresh went back (claudeAiOauth.accessToken)"] and json.loads(user.read_bytes())["claudeAiOauth"]["accessToken"] == \
+        f"{user}: the sandbox's refresh went back (claudeAiOauth.accessToken, claudeAiOauth.expiresAt)"] and json.loads(user.read_bytes())["claudeAiOauth"]["accessToken"] == \
         "sk-ant-oat01-c" and "rateLimitTier" not in json.loads(user.read_bytes())["claudeAiOauth"]
 
 
@@ -216,7 +216,8 @@ def test_codex_s_tokens_may_not_name_another_account(tmp_path: Path) -> None:
     old = json.dumps({**CODEX, "tokens": {**CODEX["tokens"], "id_token": _jwt(mine)}}).encode()  # type: ignore[dict-item]
 
     def with_id_token(claims: dict[str, object]) -> bytes:
-        return json.dumps({**CODEX, "tokens": {**CODEX["tokens"], "id_token": _jwt(claims)}}).encode()  # type: ignore[dict-item]
+        return json.dumps({**CODEX, "last_refresh": "2026-12-01T11:00:00Z",
+                           "tokens": {**CODEX["tokens"], "id_token": _jwt(claims)}}).encode()  # type: ignore[dict-item]
 
     upgraded = {**mine, "exp": 2, "https://api.openai.com/auth": {**auth, "chatgpt_plan_type": "pro"}}
     assert login_copy.refusal(old, with_id_token(upgraded)) is None
@@ -246,15 +247,16 @@ def test_a_user_login_past_the_limit_is_copied_whole(tmp_path: Path) -> None:
     content = _write(user, big)
     login_copy.track(root, copy, user)
     assert copy.read_bytes() == content
-    refreshed = _write(copy, {**big, "tokens": {**CODEX["tokens"], "access_token": "eyJ.z"}})  # type: ignore[dict-item]
+    refreshed = _write(copy, {**big, "last_refresh": "2026-12-01T11:00:00Z",
+                              "tokens": {**CODEX["tokens"], "access_token": "eyJ.z"}})  # type: ignore[dict-item]
     assert [n.taken_back for n in login_copy.sync(root)] == [True] and user.read_bytes() == refreshed
 
 
 def test_a_refresh_by_the_user_s_cli_during_the_sync_is_not_overwritten(
         login: tuple[Path, Path, Path], monkeypatch: pytest.MonkeyPatch) -> None:
     root, user, copy = login
-    _write(copy, {"claudeAiOauth": {**CLAUDE["claudeAiOauth"], "accessToken": "sandbox-refresh"}})
-    outside = {"claudeAiOauth": {**CLAUDE["claudeAiOauth"], "accessToken": "cli-refresh"}}
+    _write(copy, {"claudeAiOauth": {**CLAUDE["claudeAiOauth"], "accessToken": "sandbox-refresh", "expiresAt": 1764900000001}})
+    outside = {"claudeAiOauth": {**CLAUDE["claudeAiOauth"], "accessToken": "cli-refresh", "expiresAt": 1764900000002}}
     fsync = os.fsync
 
     def meanwhile(fd: int) -> None:  # the user's CLI writes while the refresh is being written out
@@ -267,3 +269,66 @@ def test_a_refresh_by_the_user_s_cli_during_the_sync_is_not_overwritten(
     assert json.loads(user.read_bytes()) == outside
     monkeypatch.setattr(os, "fsync", fsync)
     assert login_copy.sync(root) == [] and json.loads(copy.read_bytes()) == outside  # theirs wins
+
+
+def _codex_login(iat: int, refresh_token: str, when: str) -> dict[str, object]:
+    me = {"sub": "auth0|1", "iat": iat, "https://api.openai.com/auth": {"chatgpt_account_id": "acct"}}
+    return {**CODEX, "last_refresh": when,
+            "tokens": {"id_token": _jwt(me), "access_token": _jwt(me), "refresh_token": refresh_token, "account_id": "acct-user"}}
+
+
+def test_codex_s_opaque_refresh_token_goes_back_only_beside_jwts_issued_afresh(tmp_path: Path) -> None:
+    """Codex's refresh token is opaque: another account's set beside the user's own JWTs (and a new
+    last_refresh) was taken back, and the user's next refresh logged their Codex into that account."""
+    user, copy, root = tmp_path / "auth.json", tmp_path / "own" / "auth.json", tmp_path / "rt"
+    copy.parent.mkdir()
+    _write(user, _codex_login(1000, "rt-user", "2026-12-01T10:00:00Z"))
+    login_copy.track(root, copy, user)
+    swapped = _codex_login(1000, "rt-attacker", "2026-12-01T11:00:00Z")
+    _write(copy, swapped)
+    notes = login_copy.sync(root)
+    assert [n.taken_back for n in notes] == [False]
+    assert "tokens.refresh_token changed while the JWTs beside it" in notes[0].said
+    assert json.loads(user.read_bytes())["tokens"]["refresh_token"] == "rt-user"
+    # JWTs issued no later than the user's are an old set, whatever the file's own time says.
+    assert "was issued no later" in (login_copy.refusal(user.read_bytes(), json.dumps(
+        _codex_login(999, "rt-2", "2026-12-01T11:00:00Z")).encode()) or "")
+    refreshed = _codex_login(2000, "rt-2", "2026-12-01T11:00:00Z")  # what a refresh writes
+    _write(copy, refreshed)
+    assert [n.taken_back for n in login_copy.sync(root)] == [True] and json.loads(user.read_bytes()) == refreshed
+
+
+def test_an_old_token_set_replayed_stays_in_the_sandbox(login: tuple[Path, Path, Path]) -> None:
+    """The agent keeps the tokens it started with; the user's CLI refreshes outside (rotating the
+    refresh token); the agent writes its spent set back with a later time: it went back to the user,
+    whose next refresh was refused (a spent token) and who was logged out."""
+    root, user, copy = login
+    started_with = json.loads(copy.read_bytes())["claudeAiOauth"]
+    outside = {"claudeAiOauth": {**CLAUDE["claudeAiOauth"], "accessToken": "sk-ant-oat01-b",
+                                 "refreshToken": "sk-ant-ort01-b", "expiresAt": 1764990000000}}
+    _write(user, outside)
+    assert login_copy.sync(root) == []
+    for expires in (1764990000000, 1764990000001):  # the same time, or one later: still an old set
+        before = user.read_bytes()
+        _write(copy, {"claudeAiOauth": {**started_with, "expiresAt": expires}})
+        notes = login_copy.sync(root)
+        assert len(notes) == 1 and not notes[0].taken_back and user.read_bytes() == before, notes
+        assert "an old token replayed" in notes[0].said
+        _write(copy, outside)  # back in step, so the next change is said again
+        login_copy.sync(root)
+    record = next((root / ".logins").glob("*.json")).read_text()
+    assert "sk-ant-o" not in record  # digests of what the user's held, never the tokens
+
+
+@pytest.mark.parametrize(("change", "said"), [
+    # A key that only mentions a token names where the login goes: the agent's endpoint in the user's file.
+    ({"token_endpoint": "https://attacker.example/token"},
+     "what names the login changed (at claudeAiOauth.token_endpoint)"),
+    ({"accessToken": "sk-ant-oat01-b", "expiresAt": 10 ** 15 - 1}, "claudeAiOauth.expiresAt is set too far ahead"),
+    ({"accessToken": "sk-ant-oat01-b"}, "claudeAiOauth.accessToken changed while its time did not move forward"),
+])
+def test_a_refresh_changes_only_tokens_by_name_and_their_time_within_a_year(
+        tmp_path: Path, change: dict[str, object], said: str) -> None:
+    old = json.dumps({"claudeAiOauth": {**CLAUDE["claudeAiOauth"], "token_endpoint": "https://auth.example/token"}})
+    new = json.dumps({"claudeAiOauth": {**json.loads(old)["claudeAiOauth"], **change}})
+    assert said in (login_copy.refusal(old.encode(), new.encode()) or "")

@@ -10,15 +10,18 @@ last agreed on (`base`):
 
 - the user's changed (a login, a refresh outside) and the copy did not: the copy follows;
 - the copy changed and the user's did not: when it is a refresh of the same login (`refusal`: JSON
-  whose values that name the login, its plan, account or key, are as they were, whose tokens are
-  token-shaped and whose times move forward), its tokens and times go back, set into the user's own
-  document (`taken_back`); what else it added or changed (Claude Code's scopes, a new key) stays in
-  the sandbox. Else the user's stays and the refusal is said once, until the two agree again;
+  whose values that name the login, its plan, account or key, are as they were; whose tokens are
+  token-shaped, never held by the user's file before, and changed with their time moved forward;
+  whose JWTs name the same account), its tokens and times go back, set into the user's own document
+  (`taken_back`); what else it added or changed (Claude Code's scopes, a new key) stays in the
+  sandbox. Else the user's stays and the refusal is said once, until the two agree again;
 - both changed: the user's wins.
 
-What it cannot tell: an opaque token of another account in place of the user's, where the file
-names no account (Claude Code's does not; Codex's names its `account_id`, and its tokens are JWTs
-whose account claims may not change either).
+What it cannot tell: an opaque token of another account in place of the user's, where nothing
+beside it names the account. Claude Code's file names none; Codex's names its `account_id`, its
+id and access tokens are JWTs whose account claims may not change, and its opaque refresh token
+goes back only beside JWTs that a refresh issued afresh, which takes the user's own refresh token
+(the sandbox has it: an agent that spends it can swap in a token of its own account with them).
 """
 
 from __future__ import annotations
@@ -30,17 +33,33 @@ import json
 import os
 import re
 import stat
-from dataclasses import dataclass
+import time
+from collections.abc import Collection
+from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
-from typing import Any, Final, NamedTuple
+from typing import Any, Final, NamedTuple, TypeGuard
 
 from loomtui.files import write_atomically
 
 MAX_LOGIN_BYTES: Final = 64 * 1024
 """How much a refresh may add to a login file (Claude Code's and Codex's hold a few KiB)."""
 
-_TOKEN_KEY: Final = re.compile(r"token|expires|refresh", re.IGNORECASE)
-"""The keys whose values a refresh changes: accessToken, refresh_token, expiresAt, last_refresh."""
+_TOKENS: Final = frozenset({"accessToken", "refreshToken", "access_token", "refresh_token", "id_token"})
+"""The keys whose values a refresh replaces (Claude Code's, its MCP servers' and Codex's), by name: a
+key that only mentions a token (`token_endpoint`, `token_type`) names where the login goes."""
+
+_TIMES: Final = frozenset({"expiresAt", "last_refresh"})
+"""A refresh's time beside its tokens (Claude Code's milliseconds, Codex's ISO time one level up):
+moved forward whenever a token below it changes, never back, never past `_LATEST_AHEAD_S` from now."""
+
+_LATEST_AHEAD_S: Final = 366 * 24 * 3600
+"""How far ahead a refresh may set its time: a token that never expired would never be refreshed
+outside, and every refresh of the sandbox's after it would be refused as going back."""
+
+_SEEN_KEPT: Final = 1024
+"""How many digests of token values the user's login has held a record keeps (a few years of
+hourly refreshes of Claude Code's two tokens; Codex's three refresh less often)."""
 
 MAX_TOKEN_CHARS: Final = 16 * 1024
 _TOKEN_TEXT: Final = re.compile(rf"[!-~]{{0,{MAX_TOKEN_CHARS}}}")
@@ -72,6 +91,7 @@ class _Record:
     copy: Path
     base: str | None = None  # the digest both last held
     refused: str | None = None  # the digest of the copy last refused (said once)
+    seen: list[str] = field(default_factory=list)  # digests of the token values the user's has held
 
 
 def track(root: Path, copy: Path, user: Path) -> None:
@@ -102,8 +122,9 @@ def sync(root: Path) -> list[SyncNote]:
     return notes
 
 
-def refusal(old: bytes, new: bytes | None) -> str | None:
-    """Why `new` is no refresh of the login `old` (None when it is one)."""
+def refusal(old: bytes, new: bytes | None, seen: Collection[str] = ()) -> str | None:
+    """Why `new` is no refresh of the login `old` (None when it is one); `seen` are the digests of
+    token values the user's login held before (`token_digest`): one of them again is a replay."""
     if new is None:
         return "the agent removed it (a logout is the user's to make)"
     if len(new) > len(old) + MAX_LOGIN_BYTES:
@@ -115,7 +136,7 @@ def refusal(old: bytes, new: bytes | None) -> str | None:
         return "it is not the JSON a login holds"
     if where is not None:
         return f"what names the login changed (at {where or 'the top'}): another login, not a refresh"
-    return _bad_token(before, after, "")
+    return _bad_refresh(before, after, "", set(seen), None)
 
 
 def taken_back(old: bytes, new: bytes) -> bytes:
@@ -136,7 +157,12 @@ def _with_tokens(before: Any, after: Any) -> Any:
 
 def _is_token(key: object, before: Any, after: Any) -> bool:
     """Whether `key`'s value is one a refresh replaces: a token or its time, the same kind of scalar."""
-    return bool(_TOKEN_KEY.search(str(key))) and _scalar(before) and type(before) is type(after)
+    return (key in _TOKENS or key in _TIMES) and _scalar(before) and type(before) is type(after)
+
+
+def token_digest(value: str) -> str:
+    """What a record keeps of a token value the user's login held: enough to know it again, not to use."""
+    return hashlib.sha256(value.encode("utf-8", "surrogatepass")).hexdigest()[:32]
 
 
 def _document(content: bytes) -> Any:
@@ -153,28 +179,86 @@ def _document(content: bytes) -> Any:
     return json.loads(text, object_pairs_hook=no_twice)
 
 
-def _bad_token(before: Any, after: Any, where: str) -> str | None:
-    """Why a token value of `after` is none a refresh writes: a string past MAX_TOKEN_CHARS or with other
-    than token characters (a message for another sandbox, its way out), a JWT of another account, a
-    time that went back (an old token set replayed: its refresh token spent, the user's would be
-    revoked)."""
+def _bad_refresh(before: Any, after: Any, where: str, seen: set[str], moved: bool | None) -> str | None:
+    """Why the tokens of `after` are none a refresh of `before` writes, walking its objects; `moved` is
+    whether the nearest time above moved forward (None: there is none)."""
     if not (isinstance(before, dict) and isinstance(after, dict)):
         return None
+
+    def at(key: str) -> str:
+        return f"{where}.{key}" if where else key
+
+    for key in sorted(_TIMES & before.keys()):
+        if _is_token(key, before[key], after.get(key)):
+            why, moved = _time_moved(before[key], after[key])
+            if why is not None:
+                return f"{at(key)} {why}"
+    changed = {key: after[key] for key in sorted(_TOKENS & before.keys())
+               if _is_token(key, before[key], after.get(key)) and before[key] != after[key]}
+    for key, new in changed.items():
+        if (why := _bad_token(before[key], new, seen, moved)) is not None:
+            return f"{at(key)} {why}"
+    jwts = [key for key in _TOKENS & before.keys() if isinstance(before[key], str) and _claims(before[key])]
+    opaque = [key for key, new in changed.items() if not (isinstance(new, str) and _claims(new))]
+    if jwts and opaque and not set(jwts) & changed.keys():
+        # A real refresh issues the JWTs beside it afresh: an opaque token alone is another's.
+        return f"{at(opaque[0])} changed while the JWTs beside it ({', '.join(sorted(jwts))}) did not"
     for key, value in before.items():
-        if key not in after:
-            continue
-        inner = f"{where}.{key}" if where else str(key)
-        new = after[key]
-        if _is_token(key, value, new):
-            if isinstance(new, str) and not _TOKEN_TEXT.fullmatch(new):
-                return f"{inner} is no token (past {MAX_TOKEN_CHARS} characters, or other characters)"
-            if isinstance(new, str) and _account_claims(value) != _account_claims(new):
-                return f"{inner} is another account's (its claims of whose it is changed)"
-            if isinstance(new, (int, float)) and not value <= new < 10 ** 15:
-                return f"{inner} went back in time: an old token replayed"
-        elif (why := _bad_token(value, new, inner)) is not None:
-            return why
+        if key in after and not _is_token(key, value, after[key]):
+            if (why := _bad_refresh(value, after[key], at(str(key)), seen, moved)) is not None:
+                return why
     return None
+
+
+def _bad_token(old: Any, new: Any, seen: set[str], moved: bool | None) -> str | None:
+    """Why `new` in place of the token `old` is none a refresh writes: a string past MAX_TOKEN_CHARS or
+    with other than token characters (a message for another sandbox, its way out), a value the
+    user's login held before or one whose time stood still (an old token set replayed: its refresh
+    token spent, the user's would be revoked), a JWT of another account or issued earlier."""
+    if not isinstance(new, str):
+        return None if moved is not False else "changed while its time did not move forward"
+    if not _TOKEN_TEXT.fullmatch(new):
+        return f"is no token (past {MAX_TOKEN_CHARS} characters, or other characters)"
+    if token_digest(new) in seen:
+        return "is one the user's login held before: an old token replayed"
+    if moved is False:
+        return "changed while its time did not move forward: an old token replayed"
+    before, after = _claims(old) if isinstance(old, str) else None, _claims(new)
+    if _account_of(before) != _account_of(after):
+        return "is another account's (its claims of whose it is changed)"
+    then, now = (before or {}).get("iat"), (after or {}).get("iat")
+    if _number(then) and _number(now) and not then < now:
+        return "was issued no later than the user's (its iat): an old token replayed"
+    return None
+
+
+def _time_moved(old: Any, new: Any) -> tuple[str | None, bool]:
+    """Why the time `new` in place of `old` is none a refresh writes (gone back, too far ahead, no
+    time), and whether it moved forward."""
+    if isinstance(old, str):
+        then, when, latest = _iso_time(old), _iso_time(new), time.time() + 24 * 3600  # written as it happens
+        if then is None:  # the user's own unreadable time is nothing to hold the sandbox's to
+            return None, True
+        if when is None:
+            return "is no time", False
+    else:
+        then, when, latest = old, new, (time.time() + _LATEST_AHEAD_S) * 1000
+    if when < then:
+        return "went back in time: an old token replayed", False
+    if when > latest:
+        return "is set too far ahead (past a year from now)", False
+    return None, when > then
+
+
+def _iso_time(text: str) -> float | None:
+    try:
+        return datetime.fromisoformat(text).timestamp()
+    except (ValueError, OverflowError, OSError):
+        return None
+
+
+def _number(value: Any) -> TypeGuard[float]:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def _changes(before: Any, after: Any, where: str) -> list[str]:
@@ -185,9 +269,9 @@ def _changes(before: Any, after: Any, where: str) -> list[str]:
     return [] if before == after else [where]
 
 
-def _account_claims(token: str) -> dict[str, Any] | None:
-    """Whose a JWT says it is (its subject, email, account and user ids, however nested); None for an
-    opaque token. The signature is not checked: the claims only have to stay as they were."""
+def _claims(token: str) -> dict[str, Any] | None:
+    """A JWT's claims (its payload, unchecked: they only have to say what they said before); None for
+    an opaque token."""
     match = _JWT.fullmatch(token)
     if match is None:
         return None
@@ -195,17 +279,25 @@ def _account_claims(token: str) -> dict[str, Any] | None:
         payload = json.loads(base64.urlsafe_b64decode(match[1] + "=" * (-len(match[1]) % 4)))
     except (ValueError, binascii.Error, RecursionError):
         return None
-    claims: dict[str, Any] = {}
+    return payload if isinstance(payload, dict) else None
+
+
+def _account_of(claims: dict[str, Any] | None) -> dict[str, Any] | None:
+    """Whose a JWT's `claims` say it is (its subject, email, account and user ids, however nested)."""
+    found: dict[str, Any] = {}
 
     def gather(value: Any, where: str) -> None:
         if isinstance(value, dict):
             for key, inner in value.items():
                 if _ACCOUNT_CLAIM.search(str(key)) and not isinstance(inner, (dict, list)):
-                    claims[f"{where}{key}"] = inner
+                    found[f"{where}{key}"] = inner
                 gather(inner, f"{where}{key}.")
 
-    gather(payload, "")
-    return claims or None
+    try:
+        gather(claims, "")
+    except RecursionError:  # nested past what a token's claims are: no account can be told
+        return {"": "unreadable"}
+    return found or None
 
 
 def _first_change(before: Any, after: Any, where: str) -> str | None:
@@ -234,10 +326,12 @@ def _scalar(value: Any) -> bool:
 
 def _sync_one(path: Path, record: _Record) -> SyncNote | None:
     note = None
-    before = (record.base, record.refused)
+    before = (record.base, record.refused, len(record.seen))
     user, stamp = _read_user(record.user)
     copy = _read_copy(record.copy, len(user or b"") + MAX_LOGIN_BYTES)
     theirs, ours = _digest(user), _digest(copy)
+    if theirs != record.base:
+        _remember(record, user)
     if ours == theirs:
         record.base, record.refused = theirs, None
     elif record.base is None or theirs != record.base:
@@ -246,21 +340,43 @@ def _sync_one(path: Path, record: _Record) -> SyncNote | None:
         _set_copy(record.copy, user)
         record.base, record.refused = theirs, None
     elif user is not None:  # only the copy changed: a refresh goes back to the user
-        why = refusal(user, copy)
+        why = refusal(user, copy, record.seen)
         if why is None:
             merged = taken_back(user, copy or b"")
             if merged == user:  # only what stays in the sandbox changed
                 record.base, record.refused = theirs, None
             elif _set_user(record.user, merged, stamp):
+                _remember(record, merged)
                 record.base, record.refused = _digest(merged), None
                 changed = ", ".join(_changes(_document(user), _document(merged), "")) or "nothing"
                 note = SyncNote(True, record.user, f"{record.user}: the sandbox's refresh went back ({changed})")
         elif record.refused is None:  # said once until the two agree again, however often it changes
             record.refused = ours
             note = SyncNote(False, record.user, f"{record.user}: the sandbox's change was not taken back: {why}")
-    if (record.base, record.refused) != before or not path.exists():
+    if (record.base, record.refused, len(record.seen)) != before or not path.exists():
         _save(path, record)
     return note
+
+
+def _remember(record: _Record, content: bytes | None) -> None:
+    """Keep the digests of the token values the user's login `content` holds (the newest `_SEEN_KEPT`)."""
+    try:
+        document = _document(content) if content is not None else None
+    except (ValueError, RecursionError):
+        return
+    seen = dict.fromkeys(record.seen)
+
+    def gather(value: Any) -> None:
+        if isinstance(value, dict):
+            for key, inner in value.items():
+                if key in _TOKENS and isinstance(inner, str):
+                    seen.pop(token_digest(inner), None)  # moved to the newest end
+                    seen[token_digest(inner)] = None
+                else:
+                    gather(inner)
+
+    gather(document)
+    record.seen = list(seen)[-_SEEN_KEPT:]
 
 
 def _digest(content: bytes | None) -> str:
@@ -345,12 +461,14 @@ def _record_path(root: Path, user: Path) -> Path:
 def _load(path: Path) -> _Record | None:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
-        return _Record(Path(data["user"]), Path(data["copy"]), data.get("base"), data.get("refused"))
+        seen = [str(digest) for digest in data.get("seen") or ()]
+        return _Record(Path(data["user"]), Path(data["copy"]), data.get("base"), data.get("refused"), seen)
     except (OSError, ValueError, KeyError, TypeError):
         return None
 
 
 def _save(path: Path, record: _Record) -> None:
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    data = {"user": str(record.user), "copy": str(record.copy), "base": record.base, "refused": record.refused}
+    data = {"user": str(record.user), "copy": str(record.copy), "base": record.base, "refused": record.refused,
+            "seen": record.seen}
     write_atomically(path, json.dumps(data), 0o600)
