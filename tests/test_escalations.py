@@ -210,3 +210,16 @@ def test_an_approval_may_carry_a_note_that_is_recorded_and_shown(billing: Path) 
     assert "checked the rounding" in shown
     plain = run_cli(billing, "escalation", "approve", str(escalation_id), user=BOB)
     assert plain.returncode == 0, plain.stderr  # the note stays optional
+
+
+def test_an_author_s_approval_a_policy_counted_is_said_to_count(billing: Path) -> None:
+    """Under a policy without separation of duties, `escalation show` said "status approved", then
+    "0 of 1 approval ...; the author's own approval does not count (separation of duties)"."""
+    policy, escalation_id = escalate(billing, payments_change(author=ALICE))
+    relaxed = Policy(**{**vars(policy), "separation_of_duties": False})
+    decide(as_user(billing, ALICE), relaxed, escalation_id, "approve")
+    record = decide(as_user(billing, BOB), relaxed, escalation_id, "approve")
+    assert record.status == "approved"
+    lines = status_lines(record)
+    assert lines and all("does not count" not in line for line in lines), lines
+    assert any("2 of 2" in line and ALICE in line for line in lines), lines

@@ -154,11 +154,18 @@ def granted_regions(workspace: Workspace, sandbox_id: str, regions: Sequence[str
     return {region for region in regions if any(covered(region, facts) for facts in scopes)}
 
 
+_SEPARATED = "separation_of_duties"
+"""In an escalation's data: whether the policy separated the author's duties when it was last approved."""
+
+
 def status_lines(escalation: EscalationRecord, commit: str | None = None) -> list[str]:
-    """One line per requirement saying how far it is met, e.g. `1 of 2 from payments-team`."""
+    """One line per requirement saying how far it is met, e.g. `1 of 2 from payments-team`: counted as
+    the last approval was (`decide` keeps whether the policy then separated the author's duties; an
+    approved escalation of a policy without it said the author's approval did not count)."""
     users = [a.user for a in approvals(escalation, commit or escalation.data.get("commit"))]
     author = escalation.data.get("author") or None
-    return [requirement_status(req, users, author, True)[1] for req in _requirements(escalation)]
+    separated = escalation.data.get(_SEPARATED) is not False
+    return [requirement_status(req, users, author, separated)[1] for req in _requirements(escalation)]
 
 
 def allowed_decisions(policy: Policy, escalation: EscalationRecord, user: str) -> list[str]:
@@ -254,6 +261,7 @@ def decide(workspace: Workspace, policy: Policy, escalation_id: int, decision: s
             given = [a for a in escalation.data.get("approvals", []) if a["commit"] == commit]
             given.append({"user": user, "commit": commit, "at": time.time()})
             data["approvals"] = given
+            data[_SEPARATED] = policy.separation_of_duties
             users = [a["user"] for a in given]
             author = escalation.data.get("author") or None
             if all(requirement_status(r, users, author, policy.separation_of_duties)[0]
