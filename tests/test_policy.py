@@ -31,6 +31,7 @@ from loomtui.governance.policy import (
     parse_policy_tests,
     requirement_status,
     run_policy_case,
+    with_held_elsewhere,
 )
 
 PATH = ".loom/policy.yaml"
@@ -952,3 +953,22 @@ def test_a_policy_path_that_names_a_missing_file_is_an_error(tmp_path: Path) -> 
     with pytest.raises(ConfigError, match="nope.yaml: the policy file named by `policy:`"):
         load_policy(tmp_path, "nope.yaml")
     assert load_policy(tmp_path).source is None  # the usual path, absent: the built-in default
+
+
+def test_a_change_to_what_another_sandbox_holds_is_a_high_risk_rule_a_lead_approves() -> None:
+    """The agent's commit of a held region was refused by its hook and saved by loomtui at its end: the
+    review said "risk normal; default: no rule applies", the hold a note, and anyone the default named
+    could approve it. Now the hold is a rule of its own, high risk, for those who may force a claim."""
+    policy = policy_of("- {name: api, when: {paths: ['api/**']}, decision: require, "
+                       "approvals: {groups: [platform], count: 1}}\n"
+                       "- {name: no-secrets, when: {paths: ['**/*.pem']}, decision: block}\n",
+                       head=GROUPS + "overrides: {groups: [leads]}\n")
+    held = "calc.py::mul (sandbox ab12, claim #3)"
+    evaluation = with_held_elsewhere(policy, evaluate(policy, post("api/x.py", "calc.py")), held)
+    assert (evaluation.outcome, evaluation.risk) == ("require", "high")
+    assert evaluation.rule_names()[-1] == "held-by-another (built in)" and held in evaluation.applied[-1].why
+    assert not decision_met(policy, evaluation, ["carol@example.com"], None)[0]  # the api rule's alone
+    assert decision_met(policy, evaluation, ["carol@example.com", "mia@example.com"], None)[0]
+    blocked = with_held_elsewhere(policy, evaluate(policy, post("a.pem")), held)
+    assert (blocked.outcome, blocked.risk, blocked.requirements) == ("block", "high", ())
+    assert with_held_elsewhere(default_policy(), evaluate(default_policy(), post("a.py")), held).requirements[-1].anyone

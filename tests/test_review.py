@@ -179,6 +179,7 @@ def test_a_change_to_what_another_sandbox_holds_is_never_approved_by_the_policy_
     escalation = workspace.store.get_escalation(int(record.data[REVIEW_ESCALATION_KEY]))
     assert escalation is not None and f"sandbox holder, claim #{held.id}" in loomtui(
         billing, "escalation", "show", str(escalation.id)).stdout
+    assert escalation.risk == "high"  # first in a lead's queue, whatever the policy's rules said
 
 
 def test_a_stopped_agents_change_is_never_approved_by_the_policy_alone(billing: Path) -> None:

@@ -46,6 +46,7 @@ from loomtui.governance.policy_eval import (
     requirement_status,
     with_a_person,
     with_failed_agent,
+    with_held_elsewhere,
 )
 from loomtui.governance.policy_fixtures import (
     CaseResult,
@@ -140,5 +141,6 @@ __all__ = [
     "run_policy_case",
     "with_a_person",
     "with_failed_agent",
+    "with_held_elsewhere",
     "HELD_ELSEWHERE_RULE",
 ]

@@ -70,6 +70,23 @@ def with_failed_agent(evaluation: Evaluation, failure: str) -> Evaluation:
                          f"the agent did not finish ({failure}): its change may be unfinished")
 
 
+def with_held_elsewhere(policy: Policy, evaluation: Evaluation, held: str) -> Evaluation:
+    """The decision on a change to what other sandboxes' exclusive claims hold (`held`, in words): their
+    hooks refused it, yet it reached review (work loomtui saved at the agent's end, a runtime without
+    editor hooks). Whatever the policy decided, it is a rule of its own, at least high risk (first in
+    the queue), approved by someone who may force a refused claim (the override groups; anyone where
+    the policy names none); a block stands."""
+    groups = policy.override_groups or (ANYONE,)
+    requirement = _group_requirement(policy, HELD_ELSEWHERE_RULE, groups, 1)
+    blocked = evaluation.outcome == "block"
+    rule = AppliedRule(HELD_ELSEWHERE_RULE, "require", "high", f"it changes what other sandboxes hold: {held}",
+                       () if blocked else (requirement,))
+    risks = [risk for risk in (evaluation.risk, "high") if risk in RISKS]
+    return dataclasses.replace(evaluation, outcome="block" if blocked else "require",
+                               risk=max(risks, key=RISKS.index), applied=(*evaluation.applied, rule),
+                               requirements=evaluation.requirements + rule.requirements)
+
+
 def with_a_person(evaluation: Evaluation, rule_name: str, note: str) -> Evaluation:
     """`evaluation`, never approved by the policy alone: an auto-approval becomes one approval from anyone;
     any other decision stands, with `note` for whoever decides."""

@@ -31,15 +31,14 @@ from loomtui.globs import name_problem
 from loomtui.governance.escalations import CLEARED, EscalationStatus, granted_regions, open_escalation
 from loomtui.governance.gitfacts import change_facts
 from loomtui.governance.policy import (
-    HELD_ELSEWHERE_RULE,
     ChangeFacts,
     Evaluation,
     Policy,
     combined,
     configured_policy,
     evaluate,
-    with_a_person,
     with_failed_agent,
+    with_held_elsewhere,
 )
 from loomtui.store import EscalationRecord, SandboxRecord
 from loomtui.workspace import Workspace
@@ -146,7 +145,7 @@ def review_sandbox(workspace: Workspace, sandbox_id: str, *, policy: Policy | No
         evaluation = with_failed_agent(evaluation, failure)
     held = _held_by_others(workspace, record, facts)
     if held:
-        evaluation = with_a_person(evaluation, HELD_ELSEWHERE_RULE, f"it changes what other sandboxes hold: {held}")
+        evaluation = with_held_elsewhere(policy, evaluation, held)
     signature = f", signature changed: {', '.join(facts.signature_changed)}" if facts.signature_changed else ""
     say(f"diff: {', '.join(facts.paths) or 'nothing'} ({facts.lines_changed} lines{signature})")
     workspace.record("policy.evaluated", record.id, {
