@@ -204,8 +204,12 @@ def test_doctor_reports_tools_runtimes_store_and_sandboxes(repo: Path, tmp_path:
     (repo / ".loom").mkdir(exist_ok=True)
     (repo / ".loom" / "policy.yaml").write_text("version: 1\nrules: x\n")
     broken = run(repo, "doctor", "--json")
-    policy = {c["name"]: c for c in json.loads(broken.stdout)["checks"]}["policy"]
-    assert broken.returncode == 1 and policy["level"] == "error" and ".loom/policy.yaml:2: rules" in policy["detail"]
+    checks = {c["name"]: c for c in json.loads(broken.stdout)["checks"]}
+    assert broken.returncode == 1 and checks["policy"]["level"] == "error" and \
+        ".loom/policy.yaml:2: rules" in checks["policy"]["detail"]
+    # `loomtui init` leaves .loom/ to be committed: the CI gate and the team read the committed one.
+    assert "committed" not in fresh and checks["committed"]["level"] == "warning" and \
+        checks["committed"]["detail"].startswith(".loom/policy.yaml not as committed")
 
 
 def test_without_bubblewrap_doctor_and_the_sandbox_say_not_isolated(

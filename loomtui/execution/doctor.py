@@ -159,6 +159,18 @@ def _check_worktrees(report: DoctorReport, workspace: Workspace) -> None:
         report.add("disk room", WARNING, f"{short.said()}: an agent is stopped as soon as it runs (free some room)")
 
 
+def _check_committed(report: DoctorReport, workspace: Workspace) -> None:
+    """Whether `.loom/` is as committed: here loomtui reads the files as they are, the CI gate and the
+    team's other machines read the committed ones (`loomtui init` leaves them to be committed)."""
+    listed = Git(workspace.root).run("status", "--porcelain=v1", "-z", "--no-renames", "--untracked-files=all",
+                                     "--", ".loom")
+    changed = sorted({entry[3:] for entry in listed.out.split("\0") if entry[3:]} if listed.status == 0 else ())
+    if changed:
+        shown = ", ".join(changed[:3]) + (f" and {len(changed) - 3} more" if len(changed) > 3 else "")
+        report.add("committed", WARNING, f"{shown} not as committed: the CI gate and your team's machines read "
+                                         "the committed .loom/ (git add .loom && git commit)")
+
+
 def run_doctor(start: Path | str | None = None) -> DoctorReport:
     """Check the tools, then (inside a repository) its config, runtimes, store, audit log and sandboxes."""
     report = DoctorReport()
@@ -177,6 +189,7 @@ def run_doctor(start: Path | str | None = None) -> DoctorReport:
                                                "(commit something first)")
         else:
             report.add("repository", OK, str(workspace.root))
+            _check_committed(report, workspace)
         _check_repository(report, workspace)
     finally:
         workspace.close()
