@@ -137,6 +137,8 @@ def test_a_failed_agents_change_is_never_approved_by_the_policy_alone(billing: P
     record = workspace.store.get_sandbox(sandbox_id)
     assert record.status == "awaiting_review" and next_step(workspace, sandbox_id) == Step.WAIT_DECISION
     assert git(billing, "rev-parse", "main") == main_before  # not merged
+    listed = run_cli(billing, "sandbox", "list").stdout  # said where the decision waits, not only in the escalation
+    assert f"a decision on escalation #{record.data[REVIEW_ESCALATION_KEY]} (its agent exited with code 1)" in listed
     [evaluation] = evaluated(workspace, sandbox_id)
     assert evaluation["outcome"] == "require" and "agent-failed (built in)" in evaluation["rules"]
     escalation = workspace.store.get_escalation(int(record.data[REVIEW_ESCALATION_KEY]))

@@ -149,6 +149,7 @@ def test_an_agent_that_failed_without_a_change_runs_again_in_its_sandbox_with_it
     assert sb.get_sandbox(manual, record.id).status == FAILED
     assert (view.step, view.action) == (Step.NO_CHANGE, PersonAction.RERUN)
     assert view.line(STEP_HINTS).endswith(f"(`loomtui sandbox start {record.id}` runs it again)")
+    assert "the agent failed (exited with code 1) without a change" in view.line()  # how, not only that
     assert [c.sandbox_id for c in manual.store.live_claims()] == [record.id]
 
     again = run_cli(manual.root, "sandbox", "start", record.id)

@@ -32,7 +32,7 @@ from loomtui.execution.lifecycle import (
     REMOVING_KEY,
 )
 from loomtui.execution.procs import identity, is_alive
-from loomtui.execution.sandboxes import has_commits, has_worktree
+from loomtui.execution.sandboxes import has_commits, has_worktree, stopped_by
 from loomtui.execution.seen_objects import publishing
 from loomtui.governance.escalations import CLEARED, EscalationStatus
 from loomtui.governance.policy import MERGE_AUTO, MERGE_MANUAL
@@ -278,17 +278,20 @@ def next_step(workspace: Workspace, record: SandboxRecord, *, merge_mode: str = 
                 return StepView(Step.NO_CHANGE, f"the work it left could not be saved: {record.data['save_error']}")
             # Ended (or stopped) with nothing to review: its claims go back. A failed one keeps them
             # for a run again (a model API that did not answer); either can be run again.
+            ended = f"the agent {how} without a change" if (how := _how_it_ended(record)) else \
+                "the agent ended without a change"
             if status == EXITED and _holds_claims(workspace, record.id, known):
-                return StepView(Step.RELEASE, "the agent ended without a change")
-            return StepView(Step.NO_CHANGE, "the agent ended without a change", PersonAction.RERUN, record.id)
+                return StepView(Step.RELEASE, ended)
+            return StepView(Step.NO_CHANGE, ended, PersonAction.RERUN, record.id)
         return StepView(Step.REVIEW)
     if status == AWAITING_REVIEW:
         escalation = record.data.get(REVIEW_ESCALATION_KEY)
         found = _escalation(workspace, escalation)
         state = EscalationStatus(found.status) if found is not None else None
         if found is not None and state == EscalationStatus.OPEN:
-            return StepView(Step.WAIT_DECISION, f"a decision on escalation #{escalation}", _deciding(found),
-                            str(escalation))
+            how = _how_it_ended(record)  # its change may be half done: said before anyone decides
+            return StepView(Step.WAIT_DECISION, f"a decision on escalation #{escalation}"
+                            + (f" (its agent {how})" if how else ""), _deciding(found), str(escalation))
         if state is None or state == EscalationStatus.SUPERSEDED:
             return StepView(Step.REVIEW)
         return StepView(Step.FOLLOW_DECISION)
@@ -307,6 +310,18 @@ def next_step(workspace: Workspace, record: SandboxRecord, *, merge_mode: str = 
             status == ARCHIVED and _has_open_escalation(workspace, record.id, known))):
         return StepView(Step.RELEASE)
     return StepView(Step.DONE)
+
+
+def _how_it_ended(record: SandboxRecord) -> str | None:
+    """How a sandbox's agent did not end by itself, in a few words ("exited with code 3", "stopped by
+    ann"); None when it did (exit 0)."""
+    stopper = stopped_by(record)
+    if stopper:
+        return f"was stopped by {stopper}"
+    error = record.data.get("error") if record.status == FAILED else None
+    if error:
+        return f"failed ({error})"
+    return f"exited with code {record.exit_code}" if record.exit_code else None
 
 
 def _planned_step(workspace: Workspace, record: SandboxRecord, known: KnownHolders | None) -> StepView:
