@@ -369,7 +369,12 @@ def test_json_markdown_and_text_through_the_command(scenario: Workspace) -> None
     assert "**lead@example.com** overrode escalation 7" in markdown
     text = run_cli(scenario.root, "report", *window, "--agent-trailer", "Generated-by").stdout
     assert "5 changes decided: 4 merged, 1 rejected (acceptance 80%)" in text
-    assert "8 of 11 commits that landed on main (73%)" in text
+    # The marks add up to more than the changes (one carries several), and the merge is one change: said.
+    assert "8 of 11 commits that landed on main (73%; a merge and what it brought count as one); marked aider 2, " \
+           "assisted-by 2, claude-code 2, codex 1, loomtui 1, trailer:Generated-by 1 (a change may carry several)" in text
+    assert "2 regressions caught in 1 sandbox (3 evals)" in text
+    aider = next(line.split() for line in text.splitlines() if line.startswith("aider "))
+    assert aider[-3:] == ["n/a", "n/a", "n/a"]  # it reported no usage: not "$0.00", which reads as free
 
 
 def test_an_empty_store_says_why_everything_is_zero(repo: Path) -> None:

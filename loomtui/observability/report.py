@@ -12,6 +12,7 @@ import json
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 
+from loomtui.errors import plural
 from loomtui.observability.metrics import Breakdown, Metrics
 
 FORMATS = ("text", "json", "markdown", "prometheus")
@@ -55,23 +56,28 @@ def _tokens(row: Breakdown) -> str:
 def summary_lines(metrics: Metrics) -> list[tuple[str, str]]:
     """(label, sentence) for each headline figure, shared by text and markdown."""
     total, conflicts, esc = metrics.total, metrics.conflicts, metrics.escalations
-    markers = f": {_counts(metrics.agent_by_marker)}" if metrics.agent_by_marker else ""
+    # One change may carry several marks (a merge's trailer and its commits' Assisted-by): counted apart
+    # they add up to more than the changes, which read as a miscount.
+    markers = (f"; marked {_counts(metrics.agent_by_marker)} (a change may carry several)"
+               if len(metrics.agent_by_marker) > 1 else "")
+    merges = "; a merge and what it brought count as one" if any(c.merge for c in metrics.agent_changes) else ""
     before = f"; {metrics.rejected_before_start} rejected before they started" if metrics.rejected_before_start else ""
     people: dict[str, int] = {}
     for override in metrics.overrides:
         people[override.by] = people.get(override.by, 0) + 1
     return [
-        ("Acceptance", f"{total.decided} changes decided: {total.merged} merged, {total.rejected} rejected "
+        ("Acceptance", f"{plural(total.decided, 'change')} decided: {total.merged} merged, {total.rejected} rejected "
                        f"(acceptance {percent(total.acceptance_rate)}){before}"),
-        ("Agent-made", f"{total.agent_commits} of {total.commits} commits that landed on {metrics.branch} "
-                       f"({percent(total.agent_share)}){markers}"),
+        ("Agent-made", f"{total.agent_commits} of {plural(total.commits, 'commit')} that landed on {metrics.branch} "
+                       f"({percent(total.agent_share)}{merges}){markers}"),
         ("Sandboxes", f"{total.sandboxes_created} created, {total.sandboxes_started} started, "
                       f"{total.sandboxes_ended} ended"),
         ("Decisions", f"median {duration(total.median_decision_s)} from an agent's end to a decision "
                       f"({total.decisions_timed} timed)"),
-        ("Gates", f"{total.first_try_passed} of {total.gated} sandboxes passed first try "
-                  f"({percent(total.first_try_pass_rate)}); {total.regressions_caught} regressions caught in "
-                  f"{metrics.sandboxes_with_regressions} sandbox(es) ({metrics.evals} evals)"),
+        ("Gates", f"{total.first_try_passed} of {plural(total.gated, 'sandbox')} passed first try "
+                  f"({percent(total.first_try_pass_rate)}); {plural(total.regressions_caught, 'regression')} "
+                  f"caught in {plural(metrics.sandboxes_with_regressions, 'sandbox')} "
+                  f"({plural(metrics.evals, 'eval')})"),
         ("Conflicts", f"{conflicts.prevented} prevented before generation ({conflicts.claims_refused} claims "
                       f"refused, {conflicts.agent_claims_refused} agent edits refused, {conflicts.scheduled_apart} "
                       f"tasks scheduled apart); {conflicts.at_merge} met at merge"),
@@ -88,8 +94,10 @@ RUNTIME_COLUMNS: tuple[tuple[str, Callable[[Breakdown], str]], ...] = (
     ("rejected", lambda b: str(b.rejected)), ("accepted", lambda b: percent(b.acceptance_rate)),
     ("overridden", lambda b: str(b.overridden)), ("commits", lambda b: str(b.agent_commits)),
     ("to decision", lambda b: duration(b.median_decision_s)), ("first try", lambda b: percent(b.first_try_pass_rate)),
-    ("tokens in", lambda b: f"{b.input_tokens:,}"), ("tokens out", lambda b: f"{b.output_tokens:,}"),
-    ("cost", lambda b: f"${b.cost_usd:.2f}"),
+    # n/a where no agent reported usage (a command runtime): $0.00 read as free.
+    ("tokens in", lambda b: f"{b.input_tokens:,}" if b.agents_reporting else "n/a"),
+    ("tokens out", lambda b: f"{b.output_tokens:,}" if b.agents_reporting else "n/a"),
+    ("cost", lambda b: f"${b.cost_usd:.2f}" if b.agents_reporting else "n/a"),
 )
 DAY_COLUMNS: tuple[tuple[str, Callable[[Breakdown], str]], ...] = (
     ("day", lambda b: b.key), ("started", lambda b: str(b.sandboxes_started)),
