@@ -29,7 +29,17 @@ from loomtui.runtime_config import (
     builtin_runtimes,
     parse_runtimes,
 )
-from loomtui.yamlcheck import Fields, Value, closest, compose, present, read_text, scalar_before_error
+from loomtui.yamlcheck import (
+    Fields,
+    Problems,
+    Value,
+    check_version,
+    closest,
+    compose,
+    present,
+    read_text,
+    scalar_before_error,
+)
 
 __all__ = [
     "BUILTIN_RUNTIMES",
@@ -209,44 +219,36 @@ def configured_store(root: Path) -> str:
 
 
 def parse_config(text: str, path: str) -> LoomConfig:
-    """Validate config `text`; `path` names the file in errors and becomes `source`."""
+    """Validate config `text`; `path` names the file in errors and becomes `source`. Each section's
+    problem is kept and the next one read: all are raised together (`ConfigErrors`, in line order)."""
     root = compose(text, path)
     if root is None:
         return LoomConfig(source=path)
-    top = root.as_mapping(
-        known=("version", "runtimes", "gates", "eval", "observability", "context", "policy", "coordination", "theme",
-               "worktrees", "store")
-    )
+    problems = Problems()
+    top = problems.mapping(root, ("version", "runtimes", "gates", "eval", "observability", "context", "policy",
+                                  "coordination", "theme", "worktrees", "store"))
     defaults = LoomConfig()
-    version = top.get("version")
-    if version is not None and version.as_int() != 1:
-        raise version.error(f"unsupported version {version.as_int()} (only 1 is supported)")
+    problems.optional(top, "version", check_version, None)
     runtimes = builtin_runtimes()
-    if (section := top.get("runtimes")) is not None:
-        runtimes.update(parse_runtimes(section))
-    gates = top.get("gates")
-    context = top.get("context")
+    named: dict[str, RuntimeConfig] = problems.optional(top, "runtimes", parse_runtimes, {})
+    runtimes.update(named)
     policy = top.get("policy")
-    coordination = top.get("coordination")
-    theme = top.get("theme")
-    worktrees = top.get("worktrees")
-    store = top.get("store")
-    return LoomConfig(
+    config = LoomConfig(
         runtimes=runtimes,
-        gates=_parse_gates(gates) if gates else (),
-        eval=_optional(top, "eval", _parse_eval, defaults.eval),
-        agent_trailers=_optional(top, "observability", _parse_observability, ()),
-        context=_parse_context(context) if context else defaults.context,
-        policy=_parse_policy(policy) if policy else defaults.policy,
-        policy_named=bool(policy),
-        coordination=(
-            _parse_coordination(coordination) if coordination else defaults.coordination
-        ),
-        theme=theme.as_str(non_empty=True) if theme else defaults.theme,
-        worktrees=_checked(worktrees, worktrees_problem) if worktrees else None,
-        store=_checked(store, store_problem) if store else defaults.store,
+        gates=problems.optional(top, "gates", _parse_gates, ()),
+        eval=problems.optional(top, "eval", _parse_eval, defaults.eval),
+        agent_trailers=problems.optional(top, "observability", _parse_observability, ()),
+        context=problems.optional(top, "context", _parse_context, defaults.context),
+        policy=problems.optional(top, "policy", _parse_policy, defaults.policy),
+        policy_named=policy is not None,
+        coordination=problems.optional(top, "coordination", _parse_coordination, defaults.coordination),
+        theme=problems.optional(top, "theme", lambda value: value.as_str(non_empty=True), defaults.theme),
+        worktrees=problems.optional(top, "worktrees", lambda value: _checked(value, worktrees_problem), None),
+        store=problems.optional(top, "store", lambda value: _checked(value, store_problem), defaults.store),
         source=path,
     )
+    problems.raise_any()
+    return config
 
 
 # The same text gives the same (immutable) config: a process that loads it several times (the app

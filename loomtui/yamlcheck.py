@@ -23,7 +23,7 @@ import math
 import os
 import re
 import stat
-from collections.abc import Collection, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final, TypeVar, cast
@@ -32,13 +32,14 @@ import yaml
 from yaml.constructor import SafeConstructor
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
-from loomtui.errors import ConfigError
+from loomtui.errors import ConfigError, plural
 
 __all__ = ["MAX_FILE_BYTES", "Fields", "Value", "closest", "compose", "describe", "present", "read_text",
            "scalar_before_error"]
 
 _CORE = "tag:yaml.org,2002:"
 _Choice = TypeVar("_Choice", bound=str)
+_T = TypeVar("_T")
 _STR = _CORE + "str"
 _INT = _CORE + "int"
 _FLOAT = _CORE + "float"
@@ -484,3 +485,77 @@ def read_text(file: Path, shown: str) -> str:
 
 def _too_large(size: int) -> str:
     return f"too large for a config file ({size:,} bytes; at most {MAX_FILE_BYTES:,})"
+
+
+class ConfigErrors(ConfigError):
+    """Several problems in one file (a policy, loom.yaml); the message (one line) names the first by line.
+
+    `problems` holds every one in line order, for `loomtui policy validate` to list.
+    """
+
+    def __init__(self, problems: list[ConfigError]) -> None:
+        first = problems[0]
+        lines = ", ".join(str(problem.line) for problem in problems[1:] if problem.line)
+        more = plural(len(problems) - 1, "more problem")
+        super().__init__(first.path, first.line, f"{first.detail} ({more}{': line ' if lines else ''}{lines})")
+        self.problems = tuple(problems)
+
+
+class Problems:
+    """The errors found so far in one file: reading goes on past each, so all are reported."""
+
+    def __init__(self) -> None:
+        self.errors: list[ConfigError] = []
+
+    def read(self, read: Callable[[], _T], fallback: _T) -> _T:
+        """`read()`, or `fallback` with its error kept."""
+        try:
+            return read()
+        except ConfigError as exc:
+            self.errors.append(exc)
+            return fallback
+
+    def optional(self, fields: Fields, name: str, read: Callable[[Value], _T], default: _T) -> _T:
+        """Field `name` read by `read`; `default` when absent or wrong (the error kept)."""
+        value = fields.get(name)
+        return default if value is None else self.read(lambda: read(value), default)
+
+    def mapping(self, value: Value, known: tuple[str, ...], required: tuple[str, ...] = ()) -> Fields:
+        """`value.as_mapping(known, required)`, keeping every unknown or missing key as an error
+        rather than stopping at the first (an unknown key is left out of the fields)."""
+        empty = Fields(value, {})
+        fields = self.read(lambda: value.as_mapping(), empty)
+        entries: dict[str, tuple[Node, Node]] = {}
+        misspelled: set[str] = set()
+        for name, item in fields.items():
+            key = fields.key(name)
+            if name in known:
+                entries[name] = (key.node, item.node)
+                continue
+            guess = closest(name, known)
+            self.errors.append(key.error("unknown key" + (f" (did you mean {guess!r}?)" if guess else "")))
+            misspelled.add(guess or "")
+        if fields is not empty:
+            for name in required:
+                # `decison:` is one mistake, already named: not also "decision: required key missing".
+                if name not in entries and name not in misspelled:
+                    self.errors.append(value.child(value.node, name).error("required key missing"))
+        return Fields(value, entries)
+
+    def raise_any(self) -> None:
+        """Raise the errors kept, in line order: one as itself, several as ConfigErrors."""
+        if not self.errors:
+            return
+        ordered = sorted(self.errors, key=lambda error: error.line or 0)
+        raise ordered[0] if len(ordered) == 1 else ConfigErrors(ordered)
+
+
+def check_version(version: Value) -> None:
+    """A file's `version:`, which must be 1 (the only one there is)."""
+    if version.as_int() != 1:
+        raise version.error(f"unsupported version {version.as_int()} (only 1 is supported)")
+
+
+def problem_lines(error: Exception) -> list[str]:
+    """Each problem an error stands for, one line each (`ConfigErrors` holds several)."""
+    return [str(problem) for problem in error.problems] if isinstance(error, ConfigErrors) else [str(error)]

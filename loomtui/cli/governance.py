@@ -29,9 +29,9 @@ from loomtui.governance.policy import (
     read_policy_file,
     run_policy_case,
 )
-from loomtui.governance.policy_parse import PolicyErrors
 from loomtui.identity import current_user
 from loomtui.repo import find_repo
+from loomtui.yamlcheck import problem_lines
 
 MAX_OVERRIDE_HOURS = 365 * 24
 """The longest an override's `--hours` may be (a year)."""
@@ -55,7 +55,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
     except LoomError as exc:
         # Every problem, each as file:line, in line order (other commands name the first); with --json,
         # the same list for a script (a YAML error, or loom.yaml's own, is a list of one).
-        problems = [str(p) for p in exc.problems] if isinstance(exc, PolicyErrors) else [str(exc)]
+        problems = problem_lines(exc)
         if args.json:
             print_json(problems_json(problems))
         else:

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 from loomtui.audit import is_whole
 from loomtui.cli import add_command, add_group, count_arg, print_json, problems_json, workspace_for
 from loomtui.errors import LoomError, escape_controls, listed, plural, quoted
+from loomtui.yamlcheck import problem_lines
 
 if TYPE_CHECKING:  # each command loads the engines it needs
     from loomtui.config import LoomConfig
@@ -114,7 +115,7 @@ def _readable(details: dict[str, Any], width: int = 110) -> str:
 
 
 def cmd_config_check(args: argparse.Namespace) -> int:
-    from loomtui.config import load_config
+    from loomtui.config import CONFIG_PATH, load_config
     from loomtui.execution.sandbox_paths import checked_worktrees_root, worktrees_root
     from loomtui.governance.policy import configured_policy
     from loomtui.repo import find_repo
@@ -123,10 +124,13 @@ def cmd_config_check(args: argparse.Namespace) -> int:
     try:
         config = load_config(paths.root)
     except LoomError as exc:
-        if not args.json:
-            raise
-        # A script asked for JSON: the file's own error is a problem in it, as the policy's is.
-        print_json({**problems_json([str(exc)]), "source": None, "config": None})
+        # Every problem, each as file:line, in line order (other commands name the first); for a
+        # script, the same list, as the policy's are.
+        if args.json:
+            print_json({**problems_json(problem_lines(exc)), "source": None, "config": None})
+        else:
+            for problem in problem_lines(exc):
+                print(f"loomtui: error: {problem}", file=sys.stderr)
         return exc.exit_code
     source = config.source or "(no .loom/loom.yaml: defaults)"
     # What loom.yaml names must work too: its policy file, and where its worktrees go (else the
@@ -137,8 +141,11 @@ def cmd_config_check(args: argparse.Namespace) -> int:
         try:
             check()
         except LoomError as exc:
-            problems.append(str(exc))
+            problems += problem_lines(exc)
     warnings = _theme_warnings(config.theme) + _pin_warnings(paths.root, config)
+    if not config.gates:  # as doctor says: a change that breaks the tests would reach review as passed
+        warnings.append(f"{config.source or CONFIG_PATH}: no gates: agents' changes reach review untested "
+                        "(`loomtui init` finds a repository's tests; README: Guardrails)")
     if args.json:
         print_json({**problems_json(problems), "source": config.source, "config": asdict(config),
                     "warnings": warnings})

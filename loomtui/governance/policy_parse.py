@@ -14,7 +14,7 @@ from functools import partial
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Final, TypeVar
 
-from yaml.nodes import Node, ScalarNode
+from yaml.nodes import ScalarNode
 
 from loomtui.errors import ConfigError, plural
 from loomtui.globs import checked_globs, glob_problem
@@ -44,7 +44,10 @@ from loomtui.governance.policy_model import (
     _is_email,
     _owner_group,
 )
-from loomtui.yamlcheck import Fields, Value, closest, compose, present, read_text
+from loomtui.yamlcheck import ConfigErrors, Fields, Problems, Value, check_version, closest, compose, present, read_text
+
+PolicyErrors = ConfigErrors
+"""Several problems in one policy file, each with its line (`policy validate` lists them)."""
 
 if TYPE_CHECKING:
     from loomtui.config import LoomConfig
@@ -110,11 +113,11 @@ def parse_policy(text: str, path: str, root: Path | None = None) -> Policy:
         # An emptied file must not quietly drop every rule (its blocks among them) for the default.
         raise ConfigError(path, 1, "the policy is empty: give at least `version: 1` and its rules (with no policy "
                                    "file at all, every change needs one approval)")
-    problems = _Problems()
+    problems = Problems()
     top = problems.mapping(document, _TOP_KEYS)
     version = top.get("version")
     if version is not None:
-        problems.read(lambda: _check_version(version), None)
+        problems.read(lambda: check_version(version), None)
     warnings: list[str] = []
     no_groups: dict[str, frozenset[str]] = {}
     before = len(problems.errors)
@@ -153,74 +156,6 @@ def parse_policy(text: str, path: str, root: Path | None = None) -> Policy:
     )
 
 
-class PolicyErrors(ConfigError):
-    """Several problems in one policy file; the message (one line) names the first by line.
-
-    `problems` holds every one in line order, for `loomtui policy validate` to list.
-    """
-
-    def __init__(self, problems: list[ConfigError]) -> None:
-        first = problems[0]
-        lines = ", ".join(str(problem.line) for problem in problems[1:] if problem.line)
-        more = plural(len(problems) - 1, "more problem")
-        super().__init__(first.path, first.line, f"{first.detail} ({more}{': line ' if lines else ''}{lines})")
-        self.problems = tuple(problems)
-
-
-class _Problems:
-    """The errors found so far in one file: reading goes on past each, so all are reported."""
-
-    def __init__(self) -> None:
-        self.errors: list[ConfigError] = []
-
-    def read(self, read: Callable[[], _T], fallback: _T) -> _T:
-        """`read()`, or `fallback` with its error kept."""
-        try:
-            return read()
-        except ConfigError as exc:
-            self.errors.append(exc)
-            return fallback
-
-    def optional(self, fields: Fields, name: str, read: Callable[[Value], _T], default: _T) -> _T:
-        """Field `name` read by `read`; `default` when absent or wrong (the error kept)."""
-        value = fields.get(name)
-        return default if value is None else self.read(lambda: read(value), default)
-
-    def mapping(self, value: Value, known: tuple[str, ...], required: tuple[str, ...] = ()) -> Fields:
-        """`value.as_mapping(known, required)`, keeping every unknown or missing key as an error
-        rather than stopping at the first (an unknown key is left out of the fields)."""
-        empty = Fields(value, {})
-        fields = self.read(lambda: value.as_mapping(), empty)
-        entries: dict[str, tuple[Node, Node]] = {}
-        misspelled: set[str] = set()
-        for name, item in fields.items():
-            key = fields.key(name)
-            if name in known:
-                entries[name] = (key.node, item.node)
-                continue
-            guess = closest(name, known)
-            self.errors.append(key.error("unknown key" + (f" (did you mean {guess!r}?)" if guess else "")))
-            misspelled.add(guess or "")
-        if fields is not empty:
-            for name in required:
-                # `decison:` is one mistake, already named: not also "decision: required key missing".
-                if name not in entries and name not in misspelled:
-                    self.errors.append(value.child(value.node, name).error("required key missing"))
-        return Fields(value, entries)
-
-    def raise_any(self) -> None:
-        """Raise the errors kept, in line order: one as itself, several as PolicyErrors."""
-        if not self.errors:
-            return
-        ordered = sorted(self.errors, key=lambda error: error.line or 0)
-        raise ordered[0] if len(ordered) == 1 else PolicyErrors(ordered)
-
-
-def _check_version(version: Value) -> None:
-    if version.as_int() != 1:
-        raise version.error(f"unsupported version {version.as_int()} (only 1 is supported)")
-
-
 @dataclass
 class _Context:
     """What parsing a rule needs to know about the rest of the file."""
@@ -229,7 +164,7 @@ class _Context:
     separation_of_duties: bool
     codeowners_named: bool
     warnings: list[str]
-    problems: _Problems
+    problems: Problems
     groups_known: bool = True
 
     def parse_rules(self, section: Value) -> tuple[Rule, ...]:
@@ -396,7 +331,7 @@ def _allowed_signers_problem(path: Path) -> str | None:
     return None
 
 
-def _parse_groups(section: Value, problems: _Problems) -> dict[str, frozenset[str]]:
+def _parse_groups(section: Value, problems: Problems) -> dict[str, frozenset[str]]:
     groups: dict[str, frozenset[str]] = {}
     entries = section.as_mapping()
     for name, value in entries.items():
@@ -433,7 +368,7 @@ def _parse_default(value: Value, context: _Context) -> DefaultDecision:
     return DefaultDecision(decision=decision, approvals=approvals)
 
 
-def _parse_when(value: Value, stage: RuleStage, problems: _Problems) -> Conditions:
+def _parse_when(value: Value, stage: RuleStage, problems: Problems) -> Conditions:
     before = len(problems.errors)
     fields = problems.mapping(value, _WHEN_KEYS)
     if not len(fields) and len(problems.errors) == before:
