@@ -92,7 +92,7 @@ def _config_text(gates: tuple[Gate, ...]) -> str:
     lines = ["# loomtui's configuration for this repository (README: Configuration); `loomtui config check`",
              "# checks it. Commit it: every sandbox, and everyone's loomtui, reads the committed file.",
              "version: 1",
-             "# The runtimes claude, codex, aider and command are built in; add your own under `runtimes:`.",
+             "# The runtimes claude, codex, aider, command and script are built in; add your own under `runtimes:`.",
              "context:",
              "  # What agents are given of the team's conventions (README: Knowledge); a task gets the",
              "  # sections that bear on it, and the root AGENTS.md when nothing else does.",

@@ -1624,3 +1624,14 @@ def test_an_agents_runtime_state_is_counted_on_disk_and_past_its_cap_the_agent_s
     watcher._check_state_size()
     assert watcher.fault_error is not None and "runtime's own state" in watcher.fault_error
     assert [e.action for e in ws.audit.entries() if e.subject == record.id][-1] == "sandbox.state_full"
+
+
+def test_script_agent_help_shows_a_script_that_parses() -> None:
+    """`loomtui script-agent --help` named only SCRIPT: the step format was in a docstring."""
+    from loomtui.cli import SCRIPT_FORMAT
+    from loomtui.execution.script_agent import ACTIONS
+
+    example = "\n".join(line.removeprefix("  ") for line in SCRIPT_FORMAT.splitlines() if line.startswith("  - "))
+    assert [step.action for step in parse_script(example, "help")] == list(ACTIONS)  # every action, as parsed
+    done = subprocess.run([sys.executable, "-m", "loomtui", "script-agent", "--help"], capture_output=True, text=True)
+    assert done.returncode == 0 and "- {commit: " in done.stdout

@@ -35,8 +35,8 @@ def cmd_init(args: argparse.Namespace) -> int:
                     "gates": [{"name": g.name, "run": list(g.run), "found": g.found} for g in made.gates]})
         return 0
     gates = ", ".join(f"{g.name} ({g.found})" for g in made.gates) or "none found: add yours (README: Guardrails)"
-    print(f"wrote {written[0].relative_to(root)}: gates {gates}; the runtimes claude, codex, aider and command "
-          "are built in")
+    print(f"wrote {written[0].relative_to(root)}: gates {gates}; the runtimes claude, codex, aider, command "
+          "and script (a YAML replay: `loomtui script-agent --help`) are built in")
     print(f"wrote {written[1].relative_to(root)}: "
           + (f"{made.lead} is its one lead" if made.lead else "no lead yet: add yourself under groups.leads")
           + "; red gates block, a change to AGENTS.md, the ADRs or .loom/ waits for a lead, the rest for one "

@@ -2,24 +2,10 @@
 
 The demo and the tests use it where a real coding agent would run: it goes through
 the same sandbox, isolation and supervision, and its edits are real files and real
-commits on the sandbox branch. A script is a list of steps, each waiting `after`
-seconds (default 0) and then doing exactly one thing:
-
-```yaml
-- {after: 0.5, write: payments/fx.py, content: "RATE = 1\\n"}
-- {after: 0.2, append: docs/notes.md, content: "one more line\\n"}
-- {replace: {path: api/app.py, old: "v1", new: "v2"}}
-- {delete: old_module.py}
-- {commit: "Use the new rate table"}
-- {log: "tick {n}", repeat: 1000, every: 0.01}   # {n} counts 1..repeat
-- {exit: 3}                                      # end here with this exit code
-```
-
-Paths are relative to the agent's working directory (its worktree) and may not
-leave it. Every error in a script names `file:line`.
-
-`LOOMTUI_SCRIPT_TIME_SCALE` (default 1) multiplies every wait (`after`, `every`):
-0.1 replays a script ten times faster, 0 without waiting. The tests use it.
+commits on the sandbox branch. The script format is in `loomtui script-agent --help`
+(`loomtui.cli.SCRIPT_FORMAT`): a list of steps, each waiting `after` seconds, then doing
+one thing (write, append, replace, delete, commit, log, exit). Every error in a script
+names `file:line`; `LOOMTUI_SCRIPT_TIME_SCALE` multiplies every wait (the tests use it).
 """
 
 from __future__ import annotations
