@@ -107,6 +107,8 @@ async def test_the_dashboard_fits_each_terminal_with_nothing_behind_a_horizontal
         detail = app.screen.query_one("#detail")
         screen = app.screen.region
         assert detail.region.height >= 8 and screen.contains_region(detail.region), (size, detail.region)
+        # Beside the table only where both have room: at 120 columns the table kept 70 and cut its tasks.
+        assert (detail.region.x > table.region.x) == (size[0] >= 140), (size, detail.region)
         # The task wraps under its label in the detail pane, every word whole.
         details = app.screen.query_one("#details")
         rendered = str(details.render())
@@ -157,7 +159,7 @@ async def test_the_demos_chapters_go_into_every_header_and_only_warnings_toast(r
         assert ": Agents at work" in str(app.screen.query_one(StatusHeader).render())
 
 
-@pytest.mark.parametrize(("size", "widest", "rows"), [((80, 24), 80, 4), ((120, 40), 44, 5)])
+@pytest.mark.parametrize(("size", "widest", "rows"), [((80, 24), 80, 4), ((120, 40), 120, 4), ((160, 45), 44, 5)])
 async def test_a_toast_leaves_the_table_and_header_in_view(repo: Path, size: tuple[int, int], widest: int,
                                                             rows: int) -> None:
     """At 80 columns a toast was 36 cells wide and 9 rows high, over the sandboxes and the header's
@@ -173,7 +175,7 @@ async def test_a_toast_leaves_the_table_and_header_in_view(repo: Path, size: tup
         await pilot.pause()
         toast = app.screen.query_one(Toast).region
         assert toast.width >= widest - 2 and toast.width <= widest and toast.height <= rows, toast
-        assert size[0] > 100 or toast.y >= size[1] // 2  # under the table, at the bottom
+        assert size[0] >= 140 or toast.y >= size[1] // 2  # under the table, at the bottom
 
 
 async def test_a_scrolled_table_draws_the_cursor_on_its_row_only_and_reuses_the_other_rows() -> None:
@@ -313,3 +315,33 @@ def test_a_value_in_wide_characters_is_cut_by_cells_not_characters() -> None:
     lines = wrap_value("为部分退款添加接口并且修正四舍五入的问题然后更新账本", 10)
     assert all(cell_len(line) <= 10 for line in lines), lines  # else the pane wraps it again, at its edge
     assert "".join(lines) == "为部分退款添加接口并且修正四舍五入的问题然后更新账本"
+
+
+async def test_a_column_whose_widest_cell_narrows_gives_its_width_back() -> None:
+    """A gate's "running gate 1…" became "✓ · 80", and the Gates column kept its width (the task and
+    the next step cut beside it) until the terminal was resized."""
+    from textual.app import App, ComposeResult
+
+    from loomtui.tui.widgets.fitted_table import FittedTable
+
+    columns = [FitColumn("task", "Task", 1, flex=True, min_width=8, want=10), FitColumn("gates", "Gates", 0)]
+
+    class OneTable(App[None]):
+        def compose(self) -> ComposeResult:
+            yield FittedTable(columns, id="table")
+
+    app = OneTable()
+    async with app.run_test(size=(50, 8)) as pilot:
+        table = app.query_one(FittedTable)
+        task = "Refactor the rounding helper used by invoices"
+        table.show_rows({"a": {"task": task, "gates": "running gate 1 of 3…"}})
+        await pilot.pause()
+        cut_before = dict(table.layout_shown.widths)["task"]
+        table.show_rows({"a": {"task": task, "gates": "✓ · 80"}})
+        await pilot.pause()
+        assert dict(table.layout_shown.widths)["gates"] == len("✓ · 80")
+        assert dict(table.layout_shown.widths)["task"] > cut_before
+        table.set_cell("a", "gates", "running gate 2 of 3…")  # and by one cell, as the Age ticks
+        table.set_cell("a", "gates", "✗")
+        await pilot.pause()
+        assert dict(table.layout_shown.widths)["gates"] == len("Gates")

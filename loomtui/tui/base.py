@@ -23,6 +23,10 @@ NARROW_COLUMNS: Final = 100
 """Under this many columns a screen is `-narrow`: its detail pane goes below its table or tree,
 which keep the full width (a side pane at 80 columns left both too narrow to read)."""
 
+SIDE_BY_SIDE_COLUMNS: Final = 140
+"""The sandboxes' screen stacks its detail under its table below this many columns (its table has
+eight columns and its detail tabs need 50)."""
+
 
 def loom_app(app: App[Any]) -> LoomApp:
     """`app` as the LoomApp it is: every screen, form and palette provider here runs inside one."""

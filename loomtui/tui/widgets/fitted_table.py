@@ -159,18 +159,20 @@ class FittedTable(DataTable[Cell]):
 
     def show_rows(self, rows: Mapping[str, Mapping[str, Cell]]) -> None:
         """Show exactly these rows, in this order."""
+        narrowed = False
         for key in [k for k in self._rows if k not in rows]:
-            del self._rows[key]
+            narrowed |= self._narrows(self._rows.pop(key), {})
             self._plain.pop(key, None)
             if key in self.rows:
                 self.remove_row(key)
         for key, cells in rows.items():
+            narrowed |= self._narrows(self._rows.get(key, {}), cells)
             self._rows[key] = dict(cells)
             self._grow(cells)
         if list(self._rows) != list(rows):  # a row came in above others: the table is rebuilt in order
             self._rows = {key: self._rows[key] for key in rows}
             self.lay_out(force=True)
-        elif not self.lay_out():
+        elif not self.lay_out(remeasure=narrowed):
             for key in rows:
                 self._show_row(key)
 
@@ -182,9 +184,10 @@ class FittedTable(DataTable[Cell]):
         """Change one cell of a shown row (the Age ticking on), repainting only that cell."""
         if row not in self._rows or str(self._rows[row].get(column, "")) == str(value):
             return  # the same text (most ages, most ticks): nothing to measure or repaint
+        narrowed = self._narrows(self._rows[row], {**self._rows[row], column: value})
         self._rows[row][column] = value
         self._grow({column: value})
-        if not self.lay_out():
+        if not self.lay_out(remeasure=narrowed):
             self._show_row(row)
 
     def _show_row(self, key: str) -> None:
@@ -202,6 +205,13 @@ class FittedTable(DataTable[Cell]):
         self._plain[key] = plain
 
     # -- layout ----------------------------------------------------------------------------
+
+    def _narrows(self, before: Mapping[str, Cell], after: Mapping[str, Cell]) -> bool:
+        """Whether a row going from `before` to `after` may narrow a column: a cell as wide as its column's
+        widest became narrower (a gate's "running…" became "✓ · 80", and the Gates column kept the room
+        the task and the next step needed until the terminal was resized)."""
+        return any(key in self._widest and _cell_width(old) == self._widest[key]
+                   and _cell_width(after.get(key, "")) < self._widest[key] for key, old in before.items())
 
     def _grow(self, cells: Mapping[str, Cell]) -> None:
         for key, value in cells.items():
