@@ -154,6 +154,13 @@ async def test_the_demos_chapters_go_into_every_header_and_only_warnings_toast(r
         await wait_for(pilot, lambda: len(said) == 1)
         await pilot.pause()
         assert said == ["WARNING: dependency conflict with rounding"]
+        # After the person's `a`, the demo's colleague approves too: said, or the row vanished on one `a`
+        # that needed two. The person's own decision is the app's to say.
+        await asyncio.to_thread(feed.say, "[rounding] alice@example.com approves escalation #1 -> approved")
+        await asyncio.to_thread(feed.say, "[rounding] demo@example.com approves escalation #1 -> still open")
+        await wait_for(pilot, lambda: len(said) == 2)
+        await pilot.pause()
+        assert said[1].startswith("alice@example.com approves escalation #1 -> approved: the demo's second")
         headers = StatusHeader.every_one_in(app)
         assert len(headers) >= 2 and all(h.chapter == "Agents at work" for h in headers)
         assert ": Agents at work" in str(app.screen.query_one(StatusHeader).render())

@@ -48,8 +48,18 @@ class DemoFeed:
 
     def say(self, line: str) -> None:
         """A scenario step worth interrupting for, as a notification (called from worker threads)."""
+        from loomtui.demo.scenario import DEMO_REVIEWERS
+
         text = line.strip()
-        if text.startswith("=="):  # a chapter of the story: into every header, not one more toast
+        colleague = next((who for who in DEMO_REVIEWERS if f"] {who} approves escalation" in text), None)
+        if colleague is not None:
+            # After the person's approval a colleague's follows (payments changes need two): unsaid, the
+            # row vanished as approved on one `a` that needed two.
+            said = text.split("] ", 1)[-1]
+            self.app.call_from_thread(self.app.notify, f"{said}: the demo's second payments reviewer "
+                                      "approved after you (payments changes need two)", title="demo",
+                                      timeout=DEMO_TOAST_SECONDS)
+        elif text.startswith("=="):  # a chapter of the story: into every header, not one more toast
             self.app.call_from_thread(self.app.set_demo_chapter, text.strip("= "))
         elif "WARNING" in text or "HIGH" in text:
             # Not "-> escalation" nor "merged": the app's own toasts say those (an escalation waiting,
