@@ -18,7 +18,7 @@ from loomtui.guardrails.evals import latest_eval
 from loomtui.guardrails.merged import MERGED_EVAL, BreakingSet, MergedReport
 from loomtui.store import SandboxRecord
 from loomtui.tui.app import LoomApp
-from loomtui.tui.evals_text import REGRESSION_STYLE
+from loomtui.tui.evals_text import REGRESSION_STYLE, short_test_id
 from loomtui.tui.screens.dashboard import SandboxTable
 from loomtui.tui.widgets.evals import EvalsPane
 from loomtui.workflow.tasks import create_sandbox
@@ -110,10 +110,10 @@ async def test_e_runs_the_eval_live_then_the_tab_shows_the_regression_score_outp
         assert str(checks.get_cell("tests", "blocking")) == "yes"
         assert "regression" in str(checks.get_cell("tests", "outcome"))
         tests = pane.query_one("#evals-tests", DataTable)
-        await wait_for(pilot, lambda: any(row[2] == REGRESSION for row in rows(tests)))
+        await wait_for(pilot, lambda: any(row[2] == short_test_id(REGRESSION) for row in rows(tests)))
         listed = rows(tests)
         regressions = [row for row in listed if row[0] == "PASS_TO_FAIL"]
-        assert REGRESSION in [row[2] for row in regressions]
+        assert short_test_id(REGRESSION) in [row[2] for row in regressions]  # whole under the table when highlighted
         assert listed[: len(regressions)] == regressions  # regressions first, in red
         assert tests.get_row_at(0)[0].style == REGRESSION_STYLE and tests.get_row_at(0)[2].style == REGRESSION_STYLE
         assert [row[0] for row in listed if row[2].endswith("::test_waits_for_the_harness")] == ["ADDED"]
@@ -169,3 +169,20 @@ async def test_e_without_a_branch_is_refused_with_the_reason_and_m_finds_nothing
         assert "no sandbox to merge" in next(n.message for n in app._notifications if n.title == "merged gate")
         await wait_for(pilot, lambda: not pane.merging)
         assert "not run yet" in str(pane.query_one("#evals-merged", Static).render())
+
+
+def test_a_long_test_id_keeps_its_name_and_the_outcome_leaves_the_tests_to_the_table_below() -> None:
+    """At 80 columns the checks' Outcome read "... regressed: tes" and each test id was cut at its end,
+    every id of one file reading the same."""
+    from loomtui.store import GateRunRecord
+    from loomtui.tui.evals_text import TEST_WIDTH, check_cells, short_test_id
+
+    long_id = "tests/billing/test_invoices.py::test_calculator_line_totals_and_subtotals_are_rounded"
+    assert short_test_id("tests/test_a.py::test_b") == "tests/test_a.py::test_b"
+    short = short_test_id(long_id)
+    assert len(short) == TEST_WIDTH and short.startswith("test_invoices.py::") and short.endswith("are_rounded")
+    assert short_test_id("tests/unit/billing/test_invoices.py::test_line_totals_ok") == \
+        "test_invoices.py::test_line_totals_ok"  # folders go first, then the middle
+    run = GateRunRecord(id=1, sandbox_id="s", gate="tests", status="failed", commit_sha="c", started=0.0, finished=1.0,
+                        data={"summary": f"1 regression · 47 unchanged; regressed: {long_id}", "duration_s": 0.5})
+    assert str(check_cells(run, 1.0, True)["outcome"]) == "1 regression · 47 unchanged"

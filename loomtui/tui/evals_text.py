@@ -31,11 +31,29 @@ REGRESSION_STYLE: Final = "bold red"
 EVIDENCE_SHOWN: Final = 6
 OUTCOME_WIDTH: Final = 50
 MESSAGE_WIDTH: Final = 80
+TEST_WIDTH: Final = 44
+"""A test id in the per-test table (its whole is under the table when its row is highlighted)."""
 
 def one_line(text: str, width: int | None = None) -> str:
     """Untrusted text (a test id, a message, a line of output) as one printable line, cut to `width`."""
     line = escape_controls(text.expandtabs(4))
     return line if width is None or len(line) <= width else line[: width - 1] + "…"
+
+
+def short_test_id(test_id: str, width: int = TEST_WIDTH) -> str:
+    """A test id in `width` cells, its name kept: `tests/unit/test_x.py::test_y` loses its folders
+    first, then the middle of what is left (cut at the end, every id of one file read the same)."""
+    line = one_line(test_id)
+    if len(line) <= width:
+        return line
+    path, sep, name = line.partition("::")
+    line = path.rsplit("/", 1)[-1] + sep + name if sep else line
+    if len(line) <= width:
+        return line
+    head = (width - 1) // 3
+    if sep and len(line) - len(name) <= (width - 1) // 2:  # the file whole, where it leaves the name room
+        head = max(head, len(line) - len(name))
+    return line[:head] + "…" + line[len(line) - (width - 1 - head):]
 
 
 def gates_cell(marks: dict[str, str], badge: EvalBadge | None) -> Text:
@@ -115,7 +133,8 @@ def check_cells(run: GateRunRecord, now: float, blocking: bool) -> dict[str, Tex
             else "running…"
         when = f"{elapsed:.0f}s"
     else:
-        outcome = str(data.get("summary") or "")
+        # The tests it names are in the per-test table below: in a cell, "regressed: tes" was all one saw.
+        outcome = str(data.get("summary") or "").split("; regressed: ")[0]
         when = f"{float(data.get('duration_s') or 0.0):.1f}s"
     blocks = bool(data.get("blocking", blocking))
     return {"check": Text(one_line(run.gate), style="bold"),
@@ -141,7 +160,7 @@ def test_rows(report: EvalReport) -> list[PerTestRow]:
             cls_style = REGRESSION_STYLE if bad else CLASS_STYLES.get(test.cls, "")
             cells = {"cls": Text(test.cls.value, style=cls_style),
                      "flaky": Text("flaky" if test.flaky else "", style="yellow"),
-                     "test": Text(one_line(test.id), style=REGRESSION_STYLE if bad else ""),
+                     "test": Text(short_test_id(test.id), style=REGRESSION_STYLE if bad else ""),
                      "message": Text(one_line(test.message, MESSAGE_WIDTH), style="" if bad else "dim")}
             rows.append(PerTestRow(cells, _whole(test.cls.value, cls_style, test.id, test.message)))
         for finding in check.findings.new if check.findings is not None else ():
