@@ -55,6 +55,7 @@ async def test_no_control_from_a_task_a_diff_or_a_request_reaches_the_screen(rep
 async def test_a_diff_line_wider_than_the_screen_is_reached_with_the_arrow_keys(repo: Path) -> None:
     """A long line is not cut where the screen ends (what an agent hid past column 80 must be readable)."""
     from textual.containers import ScrollableContainer
+    from textual.widgets import Static
 
     app = LoomApp(open_workspace(repo))
     line = "+" + "".join(f"{i:03d}." for i in range(100)) + "HIDDEN-AT-THE-END"
@@ -63,6 +64,8 @@ async def test_a_diff_line_wider_than_the_screen_is_reached_with_the_arrow_keys(
         await pilot.pause()
         scroll = app.screen.query_one("#diff-scroll", ScrollableContainer)
         assert "HIDDEN-AT-THE-END" not in app.export_screenshot()
+        title = str(scroll.query(Static).first().render())
+        assert title.endswith("← → scroll to the rest of long lines")  # said where it is cut
         assert scroll.max_scroll_x >= len(line) - 80
         await pilot.press("right", "right", "right", "right")
         await pilot.pause()
@@ -73,3 +76,8 @@ async def test_a_diff_line_wider_than_the_screen_is_reached_with_the_arrow_keys(
         await pilot.press("question_mark")  # the keys, which the app's help (for the views) does not list
         await pilot.pause()
         assert any("scroll sideways" in str(n.message) for n in app._notifications)
+        await pilot.press("escape")
+        await app.push_screen(DiffScreen("short01", "+short\n"))
+        await pilot.pause()
+        title = str(app.screen.query_one("#diff-scroll", ScrollableContainer).query(Static).first().render())
+        assert title == "short01"  # nothing to scroll to: nothing said

@@ -6,6 +6,7 @@ import shlex
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from rich.cells import cell_len
 from rich.syntax import Syntax
 from rich.text import Text
 from textual import on, work
@@ -232,7 +233,11 @@ class DiffScreen(ModalScreen[None]):
 
     def compose(self) -> ComposeResult:
         with ScrollableContainer(id="diff-scroll"):
-            yield Static(Text(self.title_text, style="bold"))
+            title = Text(self.title_text, style="bold")
+            longest = max((cell_len(line) for line in self.patch.splitlines()), default=0)
+            if longest > self.app.size.width * 95 // 100 - 2:  # cut at the frame's right: say how to see the rest
+                title.append("   ← → scroll to the rest of long lines", style="dim")
+            yield Static(title)
             # Syntax renders the patch as data: nothing in it is read as markup.
             # A control in the change (an escape sequence in a file) is shown as its symbol, never sent.
             yield Static(Syntax(visible_controls(self.patch) or "(no changes)", "diff", word_wrap=False,
