@@ -95,6 +95,12 @@ def test_headless_run_meets_every_expected_outcome(run: tuple[Workspace, dict[st
         assert any(line.startswith(heading) for line in streamed), heading
     assert set(summary["agents"]) == set(AGENT_NAMES)
     assert summary["elapsed_s"] < 120
+    # What a first reader asked of the narration: both waiting tasks named (invoices was left out once
+    # started), what a suggestion's number is, what "gaps: 6" meant.
+    assert "[rounding]   refunds and invoices waited for this merge: the engine starts them from it" in streamed
+    assert any(line.startswith("  suggested (how well each matches the task's words, of 100): ") for line in streamed)
+    scored = next(line for line in streamed if line.startswith("the repository scores itself"))
+    assert "gaps: " not in scored and ("short of yes: item " in scored) == (" 10 of 10" not in scored), scored
 
 
 def test_the_plan_puts_rounding_first_and_the_run_followed_it(

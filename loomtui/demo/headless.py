@@ -297,7 +297,8 @@ def run_headless(workspace: Workspace, on_step: Say | None = None, *,
     say(f"audit: {verify.summary(workspace.audit.path)}")
     scored = checklist(workspace)
     say(f"the repository scores itself (loomtui checklist): {scored.score:g} of 10: {scored.verdict}"
-        + (f"; gaps: {', '.join(str(item.number) for item in scored.gaps())}" if scored.gaps() else ""))
+        + (f"; short of yes: {', '.join(f'item {i.number} ({i.area}, {i.answer})' for i in scored.gaps())} "
+           "(`loomtui checklist` says what each needs)" if scored.gaps() else ""))
     checks = _checks(agents, plan, merges, open_escalations, verify.ok)
     failed = [name for name, passed in checks.items() if not passed]
     elapsed = round(time.monotonic() - started, 1)

@@ -241,8 +241,10 @@ class _Narrator:
             shown.append(line if key in ("Loom-Policy", "Loom-Approved-by", "Loom-Overridden-by") else key)
         self.say(f"[{name}] merged into {details.get('target')} as {commit[:10]}"
                  + (f" (trailers: {', '.join(shown)})" if shown else ""))
+        # Every task that waited, started or not by the time this is said (invoices was left out once
+        # the engine had started it).
         waiting = [other for other in demo_sandboxes(self.workspace).values()
-                   if other.status == PLANNED and record.id in (other.data.get(AFTER_KEY) or [])]
+                   if record.id in (other.data.get(AFTER_KEY) or [])]
         if waiting:
             self.say(f"[{name}]   {' and '.join(agent_names(self.workspace, [o.id for o in waiting]))} waited for this "
                      "merge: the engine starts them from it")

@@ -221,7 +221,8 @@ def _say_claims(coordinator: Coordinator, policy: Policy, task: PlanTask, say: S
     suggestions = suggest_regions(coordinator.index, task.task, limit=10)
     ranked = [s.region.id for s in suggestions]
     if suggestions:
-        say("  suggested: " + ", ".join(f"{short_region(s.region.id)} ({s.score:g})" for s in suggestions[:3]))
+        say("  suggested (how well each matches the task's words, of 100): "
+            + ", ".join(f"{short_region(s.region.id)} ({s.score:g})" for s in suggestions[:3]))
     notes, regions = [], []
     for claim in task.claims:
         resolved = coordinator.resolve(claim)
