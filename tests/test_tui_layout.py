@@ -154,6 +154,12 @@ async def test_the_demos_chapters_go_into_every_header_and_only_warnings_toast(r
         await wait_for(pilot, lambda: len(said) == 1)
         await pilot.pause()
         assert said == ["WARNING: dependency conflict with rounding"]
+        await asyncio.to_thread(feed.say, "[refunds] not started: were it to start now, WARNING: dependency conflict "
+                                "with rounding (sandbox 0b31a1): payments/refunds.py::RefundService.quote "
+                                "-references-> payments/currency.py::round_minor_units")
+        await wait_for(pilot, lambda: len(said) == 2)
+        assert said.pop() == ("[refunds] not started: were it to start now, WARNING: dependency conflict with "
+                              "rounding (sandbox 0b31a1)")  # the regions are in the Claims tab: two rows, not four
         # After the person's `a`, the demo's colleague approves too: said, or the row vanished on one `a`
         # that needed two. The person's own decision is the app's to say.
         await asyncio.to_thread(feed.say, "[rounding] alice@example.com approves escalation #1 -> approved")

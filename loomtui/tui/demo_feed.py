@@ -63,6 +63,9 @@ class DemoFeed:
             self.app.call_from_thread(self.app.set_demo_chapter, text.strip("= "))
         elif "WARNING" in text or "HIGH" in text:
             # Not "-> escalation" nor "merged": the app's own toasts say those (an escalation waiting,
-            # coalesced; a decision and what followed it), and the table shows each status.
+            # coalesced; a decision and what followed it), and the table shows each status. Without the
+            # regions (the Claims tab has them): two at the start took 8 of 24 rows over the detail.
+            if " -references-> " in text and "): " in text:
+                text = text.split("): ", 1)[0] + ")"
             self.app.call_from_thread(self.app.notify, text, title="demo", severity="warning",
                                       timeout=DEMO_TOAST_SECONDS)
