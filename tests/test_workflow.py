@@ -859,6 +859,9 @@ def test_a_step_says_what_a_person_can_do_in_each_front_ends_words() -> None:
     # a table's narrow column cuts the end of a cell: there, what to press comes first
     assert view.line(app_step_hints(), hint_first=True) == "press 3 · waits for a decision on escalation #4"
     assert view.line(hint_first=True) == view.line()
+    # Cut at ~22 cells in the table, a hint still says what to do (it read "`git merge` the tar…").
+    assert all(not hint.startswith("`") for hint in app_step_hints().values())
+    assert app_step_hints()["resolve"].startswith("resolve it in its worktree")
 
 
 def test_two_merges_into_one_target_at_once_both_land(manual: Workspace) -> None:

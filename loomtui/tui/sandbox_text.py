@@ -39,7 +39,8 @@ def app_step_hints() -> dict[str, str]:
             "cancel": f"{shown_key('dashboard.drop_after', 'W')} starts it without, "
                       f"{shown_key('dashboard.archive', 'x')} archives it",
             "remove": f"{shown_key('dashboard.archive', 'x')} archives it",
-            "resolve": f"`git merge` the target in its worktree and commit (reviewed again), "
+            # Said first in a table cell cut at ~22 characters: the words that say what to do lead.
+            "resolve": f"resolve it in its worktree (`git merge` the target, commit: reviewed again), "
                        f"or {shown_key('dashboard.archive', 'x')} archives it"}
 RUNNING_OR_TO_RUN: Final = LIVE | {PLANNED}
 STEP_STYLES = {"held": "red", "failed-step": "bold red", "merge-conflict": "bold red", "wait-decision": "yellow",
