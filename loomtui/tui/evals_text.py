@@ -16,6 +16,7 @@ from loomtui.errors import escape_controls
 from loomtui.store import GateRunRecord
 from loomtui.tui.keys import shown_key
 from loomtui.tui.snapshot import EvalBadge
+from loomtui.tui.widgets.fields import hanging
 from loomtui.workspace import Workspace
 
 if TYPE_CHECKING:  # the eval engines load when an eval is read (a worker), not with the dashboard
@@ -217,8 +218,9 @@ def summary_text(view: EvalsView | None, sandbox_id: str | None, evaluating: boo
     return text
 
 
-def score_text(report: EvalReport | None) -> Text:
-    """Gate 2: the total, then each item's status, name, headline and first evidence lines."""
+def score_text(report: EvalReport | None, width: int | None = None) -> Text:
+    """Gate 2: the total, then each item's status, name, headline and first evidence lines, wrapped
+    under themselves for a pane `width` cells wide (a long test id broke mid-word at column 0)."""
     score = report.score if report is not None else None
     if score is None:
         return Text("gate 2 ", style="bold").append(
@@ -231,7 +233,8 @@ def score_text(report: EvalReport | None) -> Text:
         text.append(f"{item.name:<11} ", style="bold")
         text.append(one_line(item.headline) + "\n")
         for line in item.evidence[:EVIDENCE_SHOWN]:  # indented, no bullet: a long first word wraps whole
-            text.append(f"      {one_line(line)}\n", style="dim")
+            shown = f"      {one_line(line)}"
+            text.append((hanging(shown, width) if width else shown) + "\n", style="dim")
         if len(item.evidence) > EVIDENCE_SHOWN:
             text.append(f"      ... and {len(item.evidence) - EVIDENCE_SHOWN} more\n", style="dim")
     text.rstrip()

@@ -25,7 +25,7 @@ from textual.worker import get_current_worker
 
 from loomtui.errors import LoomError
 from loomtui.store import Event
-from loomtui.tui.base import loom_app
+from loomtui.tui.base import loom_app, wrap_width
 from loomtui.tui.evals_text import (
     EvalsView,
     banner_text,
@@ -136,6 +136,7 @@ class EvalsPane(VerticalScroll):
         self._output_seen: tuple[int, str] | None = None  # (run, its status) when its log was last read
         self._output_lines: list[str] | None = None
         self._test_wholes: dict[str, Text] = {}  # row key -> the test's id and message, uncut
+        self._score_width = 0  # the width gate 2's evidence was last wrapped for (0: not yet sized)
 
     def compose(self) -> ComposeResult:
         yield Static("", id="evals-merged")
@@ -340,8 +341,18 @@ class EvalsPane(VerticalScroll):
             summary_text(view, self.sandbox_id, self.sandbox_id in self.evaluating))
         self._sync_checks(view)
         self._sync_tests(view)
-        self.query_one("#evals-score", Static).update(score_text(view.report if view else None))
+        self._render_score(view)
         self._follow_output()
+
+    def _render_score(self, view: EvalsView | None) -> None:
+        score = self.query_one("#evals-score", Static)
+        self._score_width = wrap_width(score, self, 0)
+        score.update(score_text(view.report if view else None, self._score_width or None))
+
+    def on_resize(self) -> None:
+        """Gate 2's evidence is wrapped for the pane's width: again when it changes."""
+        if self.is_mounted and wrap_width(self.query_one("#evals-score", Static), self, 0) != self._score_width:
+            self._render_score(self._current())
 
     def _sync_checks(self, view: EvalsView | None) -> None:
         """The checks' rows, updated by key (a running one's time and progress change each second)."""
