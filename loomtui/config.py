@@ -7,12 +7,15 @@ file is one ConfigError reading `.loom/loom.yaml:LINE: key: problem`.
 from __future__ import annotations
 
 import functools
+import os
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Final, Literal, TypeVar, get_args
 from urllib.parse import urlsplit
+
+from yaml.nodes import ScalarNode
 
 from loomtui.errors import ConfigError, quoted
 from loomtui.globs import checked_globs
@@ -167,6 +170,17 @@ class CoordinationConfig:
 
 
 @dataclass(frozen=True)
+class LimitsConfig:
+    """`limits:`: what one sandbox's agent, and all it starts, may use at once (see
+    `execution.cgroup_limits`; where control groups cannot be made, `doctor` says these do not hold)."""
+
+    memory: str = "50%"
+    """A size (`8G`, `512M`), a share of the machine's memory (`50%`), or `none`."""
+    processes: int | None = 4096
+    """Processes and threads (None: no limit)."""
+
+
+@dataclass(frozen=True)
 class LoomConfig:
     """The whole config. `source` is the file path as shown in errors, None for defaults."""
 
@@ -181,6 +195,7 @@ class LoomConfig:
     policy_named: bool = False
     """Whether loom.yaml names the policy file (`policy:`): then it must exist, even at the usual path."""
     coordination: CoordinationConfig = CoordinationConfig()
+    limits: LimitsConfig = LimitsConfig()
     theme: str = "loom-dark"
     worktrees: str | None = None
     """Where sandboxes' worktrees go (None: the user's data dir); see execution.sandboxes.worktrees_root."""
@@ -226,7 +241,7 @@ def parse_config(text: str, path: str) -> LoomConfig:
         return LoomConfig(source=path)
     problems = Problems()
     top = problems.mapping(root, ("version", "runtimes", "gates", "eval", "observability", "context", "policy",
-                                  "coordination", "theme", "worktrees", "store"))
+                                  "coordination", "limits", "theme", "worktrees", "store"))
     defaults = LoomConfig()
     problems.optional(top, "version", check_version, None)
     runtimes = builtin_runtimes()
@@ -242,6 +257,7 @@ def parse_config(text: str, path: str) -> LoomConfig:
         policy=problems.optional(top, "policy", _parse_policy, defaults.policy),
         policy_named=policy is not None,
         coordination=problems.optional(top, "coordination", _parse_coordination, defaults.coordination),
+        limits=problems.optional(top, "limits", _parse_limits, defaults.limits),
         theme=problems.optional(top, "theme", lambda value: value.as_str(non_empty=True), defaults.theme),
         worktrees=problems.optional(top, "worktrees", lambda value: _checked(value, worktrees_problem), None),
         store=problems.optional(top, "store", lambda value: _checked(value, store_problem), defaults.store),
@@ -406,6 +422,27 @@ def _parse_policy(value: Value) -> str:
     return policy
 
 
+def _parse_limits(section: Value) -> LimitsConfig:
+    fields = section.as_mapping(known=("memory", "processes"))
+    default = LimitsConfig()
+    return LimitsConfig(memory=_optional(fields, "memory", _memory, default.memory),
+                        processes=_optional(fields, "processes", _processes, default.processes))
+
+
+def _memory(value: Value) -> str:
+    text = str(value.node.value) if isinstance(value.node, ScalarNode) else value.as_str()
+    problem = memory_problem(text)
+    if problem is not None:
+        raise value.error(f"{problem} (got {text!r})")
+    return text
+
+
+def _processes(value: Value) -> int | None:
+    if isinstance(value.node, ScalarNode) and str(value.node.value).lower() == "none":
+        return None
+    return value.as_int(minimum=16)  # fewer and the agent's own CLI cannot start
+
+
 def _parse_coordination(section: Value) -> CoordinationConfig:
     fields = section.as_mapping(known=("dependency_hops", "lease_seconds", "include", "exclude",
                                        "confirm_seconds"))
@@ -495,3 +532,44 @@ def _positive_int(value: Value) -> int:
 def _optional(fields: Fields, name: str, read: Callable[[Value], _T], default: _T) -> _T:
     value = fields.get(name)
     return default if value is None else read(value)
+
+
+_SIZE: Final = re.compile(r"(\d+(?:\.\d+)?)\s*([KMGT]?)(?:i?B)?", re.IGNORECASE)
+_PERCENT: Final = re.compile(r"(\d+(?:\.\d+)?)\s*%")
+_UNITS: Final = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+MIN_MEMORY_BYTES: Final = 32 << 20
+"""Less than this and no agent CLI starts (node alone takes more): a typo such as `8` for `8G`."""
+
+
+def memory_problem(text: str) -> str | None:
+    """Why `text` is no memory limit (`8G`, `512 MiB`, `50%` of the machine's memory, `none`)."""
+    if text.strip().lower() == "none":
+        return None
+    percent = _PERCENT.fullmatch(text.strip())
+    if percent is not None:
+        return None if 0 < float(percent[1]) <= 100 else "a share of memory is more than 0% and at most 100%"
+    size = _SIZE.fullmatch(text.strip())
+    if size is None:
+        return "expected a size such as 8G or 512M, a share such as 50%, or none"
+    if float(size[1]) * _UNITS[size[2].upper()] < MIN_MEMORY_BYTES:
+        return f"at least {MIN_MEMORY_BYTES >> 20}M (no agent CLI starts in less)"
+    return None
+
+
+def memory_bytes(text: str) -> int | None:
+    """The limit `text` names (see `memory_problem`) in bytes; None for none."""
+    text = text.strip()
+    if text.lower() == "none":
+        return None
+    percent = _PERCENT.fullmatch(text)
+    if percent is not None:
+        return max(MIN_MEMORY_BYTES, int(total_memory() * float(percent[1]) / 100))
+    size = _SIZE.fullmatch(text)
+    if size is None:
+        raise ValueError(f"no memory limit: {text!r}")
+    return int(float(size[1]) * _UNITS[size[2].upper()])
+
+
+def total_memory() -> int:
+    """The machine's memory in bytes."""
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")

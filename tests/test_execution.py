@@ -1246,7 +1246,7 @@ def test_a_sandboxs_processes_are_limited_on_their_own_not_the_users(tmp_path: P
 def test_root_is_told_its_sandboxes_processes_are_not_limited() -> None:
     status = isolation.isolation_status()
     if status.available and os.geteuid() == 0:
-        assert not status.counts_processes and "processes not limited per sandbox" in status.detail
+        assert not status.counts_processes and "no RLIMIT_NPROC per sandbox" in status.detail
         assert isolation.sandbox_process_limit() is None
 
 

@@ -14,9 +14,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
-from loomtui.config import GENERIC_COMMAND
+from loomtui.config import GENERIC_COMMAND, LimitsConfig, memory_bytes
 from loomtui.errors import LoomError, NotARepository
-from loomtui.execution import disk_room
+from loomtui.execution import cgroup_limits, disk_room
 from loomtui.execution.gitops import MERGE_TREE_MIN_VERSION, Git, git_version
 from loomtui.execution.isolation import PUBLISHED_OBJECTS, isolation_status
 from loomtui.execution.runtimes import runtime_report
@@ -117,6 +117,7 @@ def _check_repository(report: DoctorReport, workspace: Workspace) -> None:
             report.add("gates", WARNING, "no gates in .loom/loom.yaml: agents' changes reach review untested "
                                          "(`loomtui init` finds a repository's tests; README: Guardrails)")
         _check_worktrees(report, workspace)
+        _check_limits(report, config.limits)
     store = workspace.store
     try:
         problems = store.integrity_problems()
@@ -157,6 +158,18 @@ def _check_worktrees(report: DoctorReport, workspace: Workspace) -> None:
     short = disk_room.shortage((("the worktrees", there), ("the store", workspace.paths.store_path.parent)))
     if short is not None:
         report.add("disk room", WARNING, f"{short.said()}: an agent is stopped as soon as it runs (free some room)")
+
+
+def _check_limits(report: DoctorReport, limits: LimitsConfig) -> None:
+    """Whether each agent runs in control groups of its own, limited as `limits:` asks."""
+    why = cgroup_limits.unavailable()
+    asked = cgroup_limits.Limits(memory_bytes(limits.memory), limits.processes)
+    if why is None:
+        report.add("limits", OK, f"each agent and all it starts: at most {asked.said()} (control groups of "
+                                 "its sandbox's; `limits:` in .loom/loom.yaml)")
+    else:
+        report.add("limits", WARNING, f"agents' memory and processes are not limited per sandbox: {why}; "
+                                      "an agent past the machine's memory is the OOM killer's first choice")
 
 
 def _check_committed(report: DoctorReport, workspace: Workspace) -> None:

@@ -123,7 +123,7 @@ def isolation_status() -> IsolationStatus:
     root, prlimit = os.geteuid() == 0, _prlimit()
     counted = _own_user_namespace(done.stdout.strip()) and not root and prlimit is not None
     limit = f"at most {MAX_PROCESSES:,} processes per sandbox" if counted else \
-        "processes not limited per sandbox (" + ("the kernel does not count root's" if root else
+        "no RLIMIT_NPROC per sandbox (" + ("the kernel does not count root's: see limits" if root else
                                                  "prlimit is not installed" if prlimit is None else
                                                  "bwrap gives none a user namespace of its own") + ")"
     return IsolationStatus(True, program, f"bubblewrap at {program}: agents run isolated, {limit}", counted)

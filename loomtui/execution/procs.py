@@ -141,14 +141,21 @@ one's own score needs no privilege. Lowering it below where the user's processes
 CAP_SYS_RESOURCE: a hostile agent can make itself as likely a choice as any process, never less."""
 
 
-def agent_child_hook(*, die_with_parent: bool) -> Callable[[], None]:
+def agent_child_hook(*, die_with_parent: bool, groups: tuple[str, ...] = ()) -> Callable[[], None]:
     """A `preexec_fn` for an agent's process: the OOM killer's first choice (`OOM_SCORE_ADJ_AGENT`),
-    inherited by all it starts, and, with `die_with_parent`, ended when its parent (the supervisor)
-    dies (Linux). For a fork with no other thread running: it runs Python in the child."""
+    inherited by all it starts, in its sandbox's control `groups` (their `cgroup.procs` files: see
+    `cgroup_limits`) before it starts anything, and, with `die_with_parent`, ended when its parent (the
+    supervisor) dies (Linux). For a fork with no other thread running: it runs Python in the child."""
     pdeathsig = die_with_parent_hook() if die_with_parent else None
     score = str(OOM_SCORE_ADJ_AGENT).encode()
 
     def hook() -> None:
+        for procs in groups:  # a failure ends the start (Popen raises): never an agent outside its limits
+            fd = os.open(procs, os.O_WRONLY | os.O_CLOEXEC)
+            try:
+                os.write(fd, str(os.getpid()).encode())
+            finally:
+                os.close(fd)
         try:
             fd = os.open("/proc/self/oom_score_adj", os.O_WRONLY | os.O_CLOEXEC)
         except OSError:  # no /proc (not Linux): nothing to prefer

@@ -42,6 +42,7 @@ from loomtui.errors import LoomError, StoreUnreachable
 from loomtui.execution import confinement, disk_room, login_copy
 from loomtui.execution.activity import AGENT_RESULT_KEYS, Activity, checker_for, parser_for
 from loomtui.execution.agent_control import SPARE_ON_TERM
+from loomtui.execution.cgroup_limits import SandboxGroups, sandbox_groups
 from loomtui.execution.faults import FaultWatch, fault_watch
 from loomtui.execution.isolation import ISOLATION_BWRAP
 from loomtui.execution.leftovers import bring_in_commits, save_leftovers
@@ -182,6 +183,8 @@ class Supervisor:
         self.state_checked = 0.0  # when the runtime state's size was last looked at (`_check_state_size`)
         self.stop_enforced = False  # the supervisor killed an agent whose stop outlived its caller
         self.start_refused = False  # the sandbox was moved (rejected, being removed) before the agent ran
+        self.groups: SandboxGroups | None = None  # the agent's own control groups (memory, processes)
+        self.limits_said = ""  # what limits the agent, in words (its record and audit entry keep it)
 
     # -- the command ---------------------------------------------------------------------
 
@@ -234,6 +237,8 @@ class Supervisor:
         except OSError as exc:
             return self._finish(None, None, error=f"cannot serve the hook broker {self.paths.broker}: "
                                                   f"{exc.strerror or exc}")
+        limits = self.workspace.load_config().limits
+        self.groups, self.limits_said = sandbox_groups(self.record.id, limits.memory, limits.processes)
         if self.spec.mode == "interactive":
             code, signame = self._run_in_tmux(argv, env, writer)
         else:
@@ -245,8 +250,9 @@ class Supervisor:
             transition(self.workspace, self.record.id, RUNNING, allowed_from=frozenset({PLANNED}),
                        pid=os.getpid(), pid_start=identity(os.getpid()),
                        data={"agent_pid": agent_pid, "agent_pid_start": identity(agent_pid),
-                             "started_at": time.time(), **data},
-                       audit={"agent_pid": agent_pid, "isolation": self.record.isolation})
+                             "started_at": time.time(), "limits": self.limits_said, **data},
+                       audit={"agent_pid": agent_pid, "isolation": self.record.isolation,
+                              "limits": self.limits_said})
         except LoomError as exc:  # someone moved it meanwhile (rejected, archived, being removed): do not run
             _diagnose(f"not starting: {exc}")
             self.start_refused = True
@@ -264,7 +270,8 @@ class Supervisor:
             process = subprocess.Popen(
                 argv, cwd=self.paths.worktree, env=env, stdin=subprocess.DEVNULL,
                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, process_group=0,
-                preexec_fn=agent_child_hook(die_with_parent=not isolated),  # noqa: PLW1509
+                preexec_fn=agent_child_hook(die_with_parent=not isolated,  # noqa: PLW1509
+                                            groups=self.groups.procs_files() if self.groups else ()),
             )
         except OSError as exc:
             self.log_error = f"cannot start {argv[0]}: {exc.strerror or exc}"
@@ -365,6 +372,13 @@ class Supervisor:
             self.log_error = f"cannot find the process of tmux session {session}"
             return None, None
         pane_pid = int(shown)
+        try:
+            if self.groups is not None:  # the wrapper waits for pane-go: the agent starts inside them
+                self.groups.admit(pane_pid)
+        except OSError as exc:
+            self._tmux("kill-session", "-t", f"={session}")
+            self.log_error = f"cannot put the agent in its control groups: {exc.strerror or exc}"
+            return None, None
         paths.pane_go.touch()
         if not self._started(pane_pid, tmux_session=session):
             self._tmux("kill-session", "-t", f"={session}")
@@ -490,6 +504,9 @@ class Supervisor:
             self.log.close()
         if self.start_refused:  # the agent never ran: the record and the worktree are whoever moved it's
             return 1
+        if self.groups is not None:
+            error = error or self.groups.what_ended(code)
+            self.groups.remove()  # whatever of the agent's is still running in them is ended
         self.sync_git()  # before saving leftovers: those commit on top of the agent's last commit
         self.sync_logins()
         saved, save_error = save_leftovers(self.workspace, self.record, _diagnose)

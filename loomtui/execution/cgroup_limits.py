@@ -1,0 +1,183 @@
+"""A sandbox's own control groups: its agent, and all it starts, limited in memory and processes.
+
+Where this process may make groups under its own (cgroup v1's `memory` and `pids` hierarchies, as
+root does), each agent runs in a group of its sandbox's, a child of the supervisor's: past its
+memory the kernel ends one of the agent's processes, not the person's editor or the store; past
+its processes a fork bomb stops. A child group keeps every limit of the groups above it. Where it
+may not (cgroup v2 without a delegated tree, v1 as a user), nothing is limited this way and
+`doctor` says so; the OOM preference (`procs.OOM_SCORE_ADJ_AGENT`), the disk guard and, for a user,
+RLIMIT_NPROC in bubblewrap's user namespace still hold.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import signal
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Final
+
+from loomtui.config import memory_bytes
+
+CGROUP_ROOT: Final = Path("/sys/fs/cgroup")
+_CONTROLLERS: Final = ("memory", "pids")
+_GROUP_PREFIX: Final = "loomtui-"
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What one sandbox's agent may use at once: bytes of memory, processes and threads (None: no limit)."""
+
+    memory_bytes: int | None
+    processes: int | None
+
+    def said(self) -> str:
+        gib = (self.memory_bytes or 0) / (1 << 30)
+        memory = ("memory unlimited" if not self.memory_bytes else f"{gib:.1f} GiB of memory" if gib >= 1
+                  else f"{(self.memory_bytes or 0) >> 20} MiB of memory")
+        processes = f"{self.processes:,} processes" if self.processes else "processes unlimited"
+        return f"{memory}, {processes}"
+
+
+@dataclass(frozen=True)
+class SandboxGroups:
+    """The groups one sandbox's agent runs in, one per controller."""
+
+    folders: tuple[Path, ...]
+    limits: Limits
+
+    def procs_files(self) -> tuple[str, ...]:
+        """The files a process id is written to to move it in (`procs.agent_child_hook` does, in the child)."""
+        return tuple(str(folder / "cgroup.procs") for folder in self.folders)
+
+    def admit(self, pid: int) -> None:
+        """Move process `pid` (and so all it starts from now on) into the groups."""
+        for procs in self.procs_files():
+            Path(procs).write_text(str(pid))
+
+    def out_of_memory(self) -> bool:
+        """Whether the kernel ended a process of the group for passing its memory limit."""
+        return any(_counted(folder / "memory.oom_control", "oom_kill") for folder in self.folders)
+
+    def out_of_processes(self) -> bool:
+        """Whether a fork or thread of the group's was refused at its process limit."""
+        return any(_counted(folder / "pids.events", "max") for folder in self.folders)
+
+    def what_ended(self, code: int | None) -> str | None:
+        """Why an agent that ended with `code` failed, where its limits did it (None: they did not)."""
+        if self.out_of_memory():
+            return f"out of memory: the kernel ended it at its sandbox's limit ({self.limits.said()}; limits.memory)"
+        if code and self.out_of_processes():
+            return (f"exited with code {code} after its sandbox refused it more processes ({self.limits.said()}; "
+                    "limits.processes)")
+        return None
+
+    def remove(self) -> None:
+        """Remove the groups, ending first whatever of the agent's is still in them (a process that
+        left the agent's process group stays in its control group)."""
+        for folder in self.folders:
+            _remove(folder)
+
+
+def own_folder(controller: str, listed: str | None = None) -> Path | None:
+    """This process's group in cgroup v1's `controller` hierarchy (from /proc/self/cgroup)."""
+    try:
+        text = listed if listed is not None else Path("/proc/self/cgroup").read_text()
+    except OSError:
+        return None
+    for line in text.splitlines():
+        _, controllers, path = line.split(":", 2)
+        if controller in controllers.split(","):
+            folder = CGROUP_ROOT / controller / path.lstrip("/")
+            return folder if (folder / "cgroup.procs").is_file() else None
+    return None
+
+
+def unavailable() -> str | None:
+    """Why a sandbox cannot have groups of its own here (None: it can)."""
+    for controller in _CONTROLLERS:
+        folder = own_folder(controller)
+        if folder is None:
+            return (f"no cgroup v1 `{controller}` hierarchy (cgroup v2 needs a delegated tree: run loomtui "
+                    "under `systemd-run --user --scope -p Delegate=yes`)")
+        if not os.access(folder, os.W_OK):
+            return f"{folder} is not writable by this user (as root it is)"
+    return None
+
+
+def make(sandbox_id: str, limits: Limits) -> SandboxGroups | None:
+    """A group of `sandbox_id`'s own under this process's, in each controller, with `limits` set;
+    None where groups cannot be made here (`unavailable`) or no limit is asked."""
+    if limits.memory_bytes is None and limits.processes is None or unavailable() is not None:
+        return None
+    folders: list[Path] = []
+    try:
+        for controller in _CONTROLLERS:
+            parent = own_folder(controller)
+            assert parent is not None  # checked by unavailable()
+            folder = parent / f"{_GROUP_PREFIX}{sandbox_id}"
+            if folder.is_dir():  # left by a supervisor that was killed: its processes are ended first
+                _remove(folder)
+            folder.mkdir()
+            folders.append(folder)
+            if controller == "memory" and limits.memory_bytes is not None:
+                (folder / "memory.limit_in_bytes").write_text(str(limits.memory_bytes))
+            if controller == "pids" and limits.processes is not None:
+                (folder / "pids.max").write_text(str(limits.processes))
+    except OSError:
+        for folder in folders:
+            _remove(folder)
+        raise
+    return SandboxGroups(tuple(folders), limits)
+
+
+def _counted(counters: Path, key: str) -> bool:
+    """Whether the kernel's counter `key` in the file `counters` ("name count" lines) is above 0."""
+    try:
+        lines = counters.read_text().splitlines()
+    except OSError:
+        return False
+    return any(name == key and count.strip().isdigit() and int(count) > 0
+               for name, _, count in (line.partition(" ") for line in lines))
+
+
+def _members(folder: Path) -> Iterable[int]:
+    try:
+        return [int(line) for line in (folder / "cgroup.procs").read_text().split()]
+    except (OSError, ValueError):
+        return []
+
+
+def _remove(folder: Path, patience: float = 5.0) -> None:
+    deadline = time.monotonic() + patience
+    while True:
+        for pid in _members(folder):
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signal.SIGKILL)
+        try:
+            folder.rmdir()
+            return
+        except FileNotFoundError:
+            return
+        except OSError as exc:
+            if exc.errno != errno.EBUSY or time.monotonic() > deadline:
+                return  # still busy: a later start of this sandbox removes it (make)
+            time.sleep(0.05)
+
+
+def sandbox_groups(sandbox_id: str, memory: str, processes: int | None) -> tuple[SandboxGroups | None, str]:
+    """`sandbox_id`'s groups for the config's `limits` (`memory` as `limits.memory` says it), and in words
+    what holds its agent: the limits, or why none do."""
+    limits = Limits(memory_bytes(memory), processes)
+    why = unavailable()
+    if why is not None:
+        return None, f"not limited: {why}"
+    try:
+        groups = make(sandbox_id, limits)
+    except OSError as exc:
+        return None, f"not limited: its control groups could not be made ({exc.strerror or exc})"
+    return groups, limits.said() if groups is not None else "not limited (limits: none in .loom/loom.yaml)"

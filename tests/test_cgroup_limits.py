@@ -1,0 +1,89 @@
+"""Each agent in control groups of its sandbox's: memory and processes limited (`limits:` in loom.yaml).
+
+As root on cgroup v1 (this machine, CI) the groups are made; elsewhere the limit tests are skipped and
+`doctor` says agents are not limited."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from loomtui.config import memory_bytes, memory_problem, parse_config, total_memory
+from loomtui.errors import ConfigError
+from loomtui.execution import cgroup_limits
+from loomtui.execution import sandboxes as sb
+from loomtui.workflow import tasks
+from loomtui.workspace import Workspace
+from tests.test_execution import bin_dir, ended, stand_in, ws  # noqa: F401  (fixtures)
+
+needs_groups = pytest.mark.skipif(cgroup_limits.unavailable() is not None,
+                                  reason=f"no control groups here: {cgroup_limits.unavailable()}")
+
+
+def test_a_memory_limit_is_a_size_a_share_or_none_and_a_typo_is_said_at_its_line() -> None:
+    assert memory_bytes("8G") == 8 << 30 and memory_bytes("512 MiB") == 512 << 20 and memory_bytes("none") is None
+    assert memory_bytes("50%") == total_memory() // 2
+    assert memory_problem("8") is not None and "at least 32M" in str(memory_problem("8"))  # 8 bytes: meant 8G
+    assert memory_problem("150%") is not None and memory_problem("lots") is not None
+    config = parse_config("version: 1\n", ".loom/loom.yaml")
+    assert (config.limits.memory, config.limits.processes) == ("50%", 4096)  # the defaults
+    with pytest.raises(ConfigError, match=r"loom\.yaml:3: limits\.memory: at least 32M"):
+        parse_config("version: 1\nlimits:\n  memory: 8\n", ".loom/loom.yaml")
+    with pytest.raises(ConfigError, match=r"loom\.yaml:3: limits\.processes: must be at least 16"):
+        parse_config("version: 1\nlimits:\n  processes: 3\n", ".loom/loom.yaml")
+    assert parse_config("version: 1\nlimits: {memory: none, processes: none}\n", "x").limits.processes is None
+
+
+def _limited(repo: Path, runtimes: str, limits: str) -> None:
+    (repo / ".loom").mkdir(exist_ok=True)
+    (repo / ".loom" / "loom.yaml").write_text(
+        "version: 1\nruntimes:\n" + textwrap.indent(textwrap.dedent(runtimes), "  ") + limits)
+
+
+@needs_groups
+def test_an_agent_past_its_memory_is_ended_by_the_kernel_and_the_sandbox_says_why(
+        ws: Workspace, repo: Path, bin_dir: Path) -> None:  # noqa: F811
+    """Without it an agent eating the memory took the machine's (the OOM score only chose whom to end)."""
+    stand_in(bin_dir, "hog", """\
+        held = [bytearray(1 << 20) for _ in range(400)]
+        print("survived", flush=True)
+    """)
+    _limited(repo, 'hog:\n  argv: ["hog"]\n', "limits: {memory: 64M, processes: 64}\n")
+    record = tasks.start(ws, tasks.create_sandbox(ws, "eat memory", "hog").id)
+    done = ended(ws, record.id)
+    assert done.status == "failed", done.data
+    assert "out of memory: the kernel ended it at its sandbox's limit (64 MiB of memory, 64 processes" in \
+        done.data["error"]
+    assert done.data["limits"] == "64 MiB of memory, 64 processes"
+    shown = sb.log_path(ws, record.id).read_text()
+    assert "survived" not in shown
+    for controller in ("memory", "pids"):  # removed at its end
+        assert not (Path(str(cgroup_limits.own_folder(controller))) / f"loomtui-{record.id}").exists()
+
+
+@needs_groups
+def test_a_fork_bomb_stops_at_its_sandbox_s_process_limit_interactive_agents_too(
+        ws: Workspace, repo: Path, bin_dir: Path) -> None:  # noqa: F811
+    """As root no RLIMIT_NPROC holds: a hostile agent's fork bomb reached the machine's limit."""
+    stand_in(bin_dir, "forker", """\
+        children = []
+        try:
+            for _ in range(200):
+                children.append(subprocess.Popen(["sleep", "30"]))
+        except OSError as exc:
+            print("refused after", len(children), exc.strerror, flush=True)
+            sys.exit(3)
+        print("all forked", flush=True)
+    """)
+    _limited(repo, 'forker:\n  argv: ["forker"]\nforker-pane:\n  argv: ["forker"]\n  mode: interactive\n',
+             "limits: {memory: 1G, processes: 32}\n")
+    for runtime in ("forker", "forker-pane"):
+        record = tasks.start(ws, tasks.create_sandbox(ws, f"fork ({runtime})", runtime).id)
+        done = ended(ws, record.id)
+        assert done.status == "failed" and done.exit_code == 3, (runtime, done.data)
+        assert "exited with code 3 after its sandbox refused it more processes (1.0 GiB of memory, 32 processes" \
+            in done.data["error"], (runtime, done.data)
+        assert ("tmux_session" in done.data) == (runtime == "forker-pane")  # its pane's wrapper was put in them
+        assert "refused after" in sb.log_path(ws, record.id).read_text()  # its own namespace shows no path
