@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import secrets
 from collections.abc import Callable
 from pathlib import Path
 
@@ -15,12 +16,17 @@ def write_atomically(path: Path, content: str | bytes, mode: int = 0o644, *, dur
     `if_current`: asked last, just before the rename; when it answers False nothing is replaced
     (compare and swap, in the narrowest window a file allows). Whether `path` was replaced."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f".{path.name}.loom-{os.getpid()}")
-    partial.unlink(missing_ok=True)  # a leftover (or a planted link) goes, never written through
+    while True:
+        # A name no one can guess: one by pid alone, an agent sharing the folder planted a folder there
+        # and every write failed. Made new (never through an existing name, O_EXCL) and its mode set on the
+        # open file: by name, a chmod after the write followed a symlink an agent swapped in meanwhile.
+        partial = path.with_name(f".{path.name}.loom-{os.getpid()}-{secrets.token_hex(6)}")
+        try:
+            fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+            break
+        except FileExistsError:
+            continue
     try:
-        # Made new (never through an existing name) and its mode set on the open file: by name, a chmod
-        # after the write followed a symlink an agent swapped in meanwhile (its folder, its timing).
-        fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
         with os.fdopen(fd, "wb") as handle:
             os.fchmod(fd, mode)
             handle.write(content.encode() if isinstance(content, str) else content)

@@ -157,6 +157,20 @@ def test_a_file_is_replaced_with_its_mode_set_on_the_open_file_never_by_name(
     assert not (tmp_path / "elsewhere").exists()
 
 
+def test_a_folder_planted_where_the_temporary_file_goes_does_not_stop_the_write(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Named by pid alone, the temporary file's name was the agent's to guess (its folder): a folder planted
+    there made every sync of its login copy fail."""
+    from loomtui.files import write_atomically
+
+    target = tmp_path / "login.json"
+    (tmp_path / f".login.json.loom-{os.getpid()}").mkdir()  # the name by pid
+    names = iter(["0", "0", "1"])
+    monkeypatch.setattr("secrets.token_hex", lambda _n: next(names))
+    (tmp_path / f".login.json.loom-{os.getpid()}-0").mkdir()  # and a guess that happens to be right
+    assert write_atomically(target, b"{}", 0o600) and target.read_bytes() == b"{}"
+
+
 def test_a_login_that_cannot_be_written_does_not_hold_back_the_others(tmp_path: Path) -> None:
     root = tmp_path / "runtime"
     pairs = []
@@ -178,7 +192,8 @@ def test_a_login_that_cannot_be_written_does_not_hold_back_the_others(tmp_path: 
     assert "2026-12-03" in other[1].read_text()
 
 
-def test_a_refresh_that_changes_more_than_tokens_sends_back_only_its_tokens(tmp_path: Path) -> None:
+def test_a_refresh_that_changes_more_than_tokens_sends_back_only_its_tokens(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Claude Code's refresh may change its scopes or add keys (rateLimitTier, mcpOAuth): refused, the
     rotated refresh token was spent in the sandbox and the user had to log in again."""
     user, copy, root = tmp_path / "home" / ".credentials.json", tmp_path / "own" / ".credentials.json", tmp_path / "rt"
@@ -197,7 +212,8 @@ def test_a_refresh_that_changes_more_than_tokens_sends_back_only_its_tokens(tmp_
     taken_bytes = user.read_bytes()
     for _ in range(2):  # in step from then on: the sandbox keeps what it added, nothing more is written
         assert login_copy.sync(root) == [] and copy.read_bytes() == copy_content and user.read_bytes() == taken_bytes
-    # The sandbox refreshes again: only its new tokens go back.
+    # The sandbox refreshes again (its turn come): only its new tokens go back.
+    monkeypatch.setattr(login_copy, "TAKE_BACK_EVERY_S", 0.0)
     copy_content = _write(copy, {"claudeAiOauth": {**oauth, "accessToken": "sk-ant-oat01-c", "expiresAt": 1764990000001}})
     assert [n.said for n in login_copy.sync(root)] == [
         f"{user}: the sandbox's refresh went back (claudeAiOauth.accessToken, claudeAiOauth.expiresAt)"] and json.loads(user.read_bytes())["claudeAiOauth"]["accessToken"] == \
@@ -255,8 +271,8 @@ def test_a_user_login_past_the_limit_is_copied_whole(tmp_path: Path) -> None:
 def test_a_refresh_by_the_user_s_cli_during_the_sync_is_not_overwritten(
         login: tuple[Path, Path, Path], monkeypatch: pytest.MonkeyPatch) -> None:
     root, user, copy = login
-    _write(copy, {"claudeAiOauth": {**CLAUDE["claudeAiOauth"], "accessToken": "sandbox-refresh", "expiresAt": 1764900000001}})
-    outside = {"claudeAiOauth": {**CLAUDE["claudeAiOauth"], "accessToken": "cli-refresh", "expiresAt": 1764900000002}}
+    _write(copy, {"claudeAiOauth": {**CLAUDE["claudeAiOauth"], "accessToken": "sk-ant-oat01-sandbox", "expiresAt": 1764900000001}})
+    outside = {"claudeAiOauth": {**CLAUDE["claudeAiOauth"], "accessToken": "sk-ant-oat01-cli", "expiresAt": 1764900000002}}
     fsync = os.fsync
 
     def meanwhile(fd: int) -> None:  # the user's CLI writes while the refresh is being written out
@@ -332,3 +348,50 @@ def test_a_refresh_changes_only_tokens_by_name_and_their_time_within_a_year(
     old = json.dumps({"claudeAiOauth": {**CLAUDE["claudeAiOauth"], "token_endpoint": "https://auth.example/token"}})
     new = json.dumps({"claudeAiOauth": {**json.loads(old)["claudeAiOauth"], **change}})
     assert said in (login_copy.refusal(old.encode(), new.encode()) or "")
+
+
+@pytest.mark.parametrize(("change", "said"), [
+    # Codex reads RFC 3339 only: a looser time Python reads logged the user's Codex out.
+    ({"last_refresh": "2026-12-01T11:00:00"}, "last_refresh is no time"),
+    ({"last_refresh": "20261201T110000Z"}, "last_refresh is no time"),
+    ({"last_refresh": "2099-01-01T00:00:00Z"}, "last_refresh is set too far ahead"),
+    # An iat far ahead made every later genuine refresh "issued no later than the user's".
+    ({"iat": 10 ** 12}, "tokens.access_token says it was issued in the future"),
+])
+def test_a_codex_refresh_s_times_are_codex_s_own_and_never_ahead(change: dict[str, object], said: str) -> None:
+    old = json.dumps(_codex_login(1000, "rt-user", "2026-12-01T10:00:00Z")).encode()
+    when = str(change.get("last_refresh", "2026-12-01T11:00:00.123456789Z"))
+    new = _codex_login(int(str(change.get("iat", 2000))), "rt-user2", when)
+    assert said in (login_copy.refusal(old, json.dumps(new).encode()) or ""), login_copy.refusal(
+        old, json.dumps(new).encode())
+
+
+def test_a_token_keeps_its_shape_and_a_time_moved_alone_stays_in_the_sandbox(login: tuple[Path, Path, Path]) -> None:
+    """A time pushed a year ahead alone went back, and every genuine refresh after it was refused as going
+    back; 16 KiB of any printable text went back in a token's place, to every other sandbox."""
+    root, user, copy = login
+    before = user.read_bytes()
+    ahead = {"claudeAiOauth": {**CLAUDE["claudeAiOauth"], "expiresAt": 1764990000000}}
+    _write(copy, ahead)
+    assert login_copy.sync(root) == [] and user.read_bytes() == before  # no note: nothing to say, nothing taken
+    oauth = CLAUDE["claudeAiOauth"]
+    for token, why in ((f"sk-ant-oat01-{'m' * 500}", "shape"), ("other-kind-of-token", "shape"),
+                       ("sk-ant-oat01-b!", "no token")):
+        assert why in (login_copy.refusal(before, json.dumps(
+            {"claudeAiOauth": {**oauth, "accessToken": token, "expiresAt": 1764990000000}}).encode()) or "")
+
+
+def test_one_refresh_goes_back_per_turn_and_the_newest_goes_when_it_comes(
+        login: tuple[Path, Path, Path], monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each take-back is a message's chance to reach the other sandboxes, and flushed the record of tokens
+    held before: at most one per TAKE_BACK_EVERY_S (a CLI refreshes about hourly)."""
+    root, user, copy = login
+    oauth = CLAUDE["claudeAiOauth"]
+    _write(copy, {"claudeAiOauth": {**oauth, "accessToken": "sk-ant-oat01-b", "expiresAt": 1764900000001}})
+    assert [n.taken_back for n in login_copy.sync(root)] == [True]
+    newest = {"claudeAiOauth": {**oauth, "accessToken": "sk-ant-oat01-c", "expiresAt": 1764900000002}}
+    _write(copy, newest)
+    assert login_copy.sync(root) == [] and json.loads(user.read_bytes())["claudeAiOauth"]["accessToken"] == \
+        "sk-ant-oat01-b"  # waits its turn, nothing said
+    monkeypatch.setattr(login_copy, "TAKE_BACK_EVERY_S", 0.0)  # its turn
+    assert [n.taken_back for n in login_copy.sync(root)] == [True] and json.loads(user.read_bytes()) == newest

@@ -17,11 +17,14 @@ last agreed on (`base`):
   sandbox. Else the user's stays and the refusal is said once, until the two agree again;
 - both changed: the user's wins.
 
-What it cannot tell: an opaque token of another account in place of the user's, where nothing
-beside it names the account. Claude Code's file names none; Codex's names its `account_id`, its
-id and access tokens are JWTs whose account claims may not change, and its opaque refresh token
-goes back only beside JWTs that a refresh issued afresh, which takes the user's own refresh token
-(the sandbox has it: an agent that spends it can swap in a token of its own account with them).
+What it cannot tell: a token of another account in place of the user's. Claude Code's file names no
+account; Codex's names its `account_id`, and its id and access tokens are JWTs whose account claims
+may not change, but their signatures are not checked here (that needs the issuer's keys, from the
+network): an agent can write JWTs that name the user's account beside a refresh token of its own.
+What bounds that and every other change: tokens of the same shape as the user's (their prefix, URL-
+safe characters, a like length), none held before, with their times moved forward and never far
+ahead, and at most one refresh taken back per `TAKE_BACK_EVERY_S` (a message in a token's place
+reaches the other sandboxes a few hundred characters an hour at most).
 """
 
 from __future__ import annotations
@@ -53,17 +56,27 @@ _TIMES: Final = frozenset({"expiresAt", "last_refresh"})
 """A refresh's time beside its tokens (Claude Code's milliseconds, Codex's ISO time one level up):
 moved forward whenever a token below it changes, never back, never past `_LATEST_AHEAD_S` from now."""
 
-_LATEST_AHEAD_S: Final = 366 * 24 * 3600
-"""How far ahead a refresh may set its time: a token that never expired would never be refreshed
-outside, and every refresh of the sandbox's after it would be refused as going back."""
+_EXPIRY_AHEAD_S: Final = 31 * 24 * 3600
+"""How far ahead a refresh may set a token's expiry (Claude Code's last hours; an MCP server's may last
+weeks): one that never expired would never be refreshed outside, and every refresh of the sandbox's
+after it would be refused as going back."""
+_NOW_SLACK_S: Final = 300
+"""How far past now a time a refresh writes as it happens (`last_refresh`, a JWT's `iat`) may be."""
+TAKE_BACK_EVERY_S: Final = 300.0
+"""At most one refresh of a sandbox's goes back to the user per this long (a CLI refreshes about hourly);
+a later one waits its turn, nothing is lost (the newest goes back)."""
 
 _SEEN_KEPT: Final = 1024
 """How many digests of token values the user's login has held a record keeps (a few years of
 hourly refreshes of Claude Code's two tokens; Codex's three refresh less often)."""
 
 MAX_TOKEN_CHARS: Final = 16 * 1024
-_TOKEN_TEXT: Final = re.compile(rf"[!-~]{{0,{MAX_TOKEN_CHARS}}}")
-"""A token's characters: printable ASCII, no space (JWTs, `sk-ant-...`, ISO times like last_refresh)."""
+_TOKEN_TEXT: Final = re.compile(rf"[A-Za-z0-9._~+/=-]{{0,{MAX_TOKEN_CHARS}}}")
+"""A token's characters: base64 and URL-safe ones (JWTs, `sk-ant-oat01-...`, opaque refresh tokens)."""
+_TOKEN_KIND: Final = re.compile(r"[a-z]+(?:-[a-z0-9]+)*-")
+"""The prefix that says what a token is (`sk-ant-oat01-`): a refresh keeps it."""
+_ISO_TIME: Final = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,9})?(Z|[+-]\d\d:\d\d)")
+"""RFC 3339, as Codex writes `last_refresh` and reads it back (Python reads looser forms Codex does not)."""
 
 _JWT: Final = re.compile(r"[\w-]+\.([\w-]+)\.[\w-]*", re.ASCII)
 _ACCOUNT_CLAIM: Final = re.compile(r"^(sub|email)$|account_id$|user_id$")
@@ -92,6 +105,7 @@ class _Record:
     base: str | None = None  # the digest both last held
     refused: str | None = None  # the digest of the copy last refused (said once)
     seen: list[str] = field(default_factory=list)  # digests of the token values the user's has held
+    taken_at: float = 0.0  # when a refresh of the sandbox's last went back to the user
 
 
 def track(root: Path, copy: Path, user: Path) -> None:
@@ -144,8 +158,18 @@ def taken_back(old: bytes, new: bytes) -> bytes:
     out afresh: never the agent's bytes (a BOM, UTF-16, a duplicate key, a lone surrogate parse here and
     not in the CLI: the user would be logged out), nor what else the refresh added (it stays in the
     sandbox's copy)."""
-    merged = _with_tokens(_document(old), _document(new))
+    before, after = _document(old), _document(new)
+    if not _token_changed(before, after):  # a time moved alone: no refresh, and a way to push the user's
+        return old
+    merged = _with_tokens(before, after)
     return json.dumps(merged, indent=2 if b"\n" in old.strip() else None).encode()
+
+
+def _token_changed(before: Any, after: Any) -> bool:
+    if not (isinstance(before, dict) and isinstance(after, dict)):
+        return False
+    return any((key in _TOKENS and _is_token(key, value, after[key]) and value != after[key])
+               or _token_changed(value, after[key]) for key, value in before.items() if key in after)
 
 
 def _with_tokens(before: Any, after: Any) -> Any:
@@ -219,6 +243,8 @@ def _bad_token(old: Any, new: Any, seen: set[str], moved: bool | None) -> str | 
         return None if moved is not False else "changed while its time did not move forward"
     if not _TOKEN_TEXT.fullmatch(new):
         return f"is no token (past {MAX_TOKEN_CHARS} characters, or other characters)"
+    if isinstance(old, str) and not _same_shape(old, new):
+        return "is not of the user's token's shape (its prefix or its length)"
     if token_digest(new) in seen:
         return "is one the user's login held before: an old token replayed"
     if moved is False:
@@ -229,28 +255,39 @@ def _bad_token(old: Any, new: Any, seen: set[str], moved: bool | None) -> str | 
     then, now = (before or {}).get("iat"), (after or {}).get("iat")
     if _number(then) and _number(now) and not then < now:
         return "was issued no later than the user's (its iat): an old token replayed"
+    if _number(now) and not now <= time.time() + _NOW_SLACK_S:
+        return "says it was issued in the future (its iat)"
     return None
+
+
+def _same_shape(old: str, new: str) -> bool:
+    """Whether `new` could be what issued `old` issues next: the same kind prefix, a like length."""
+    kind = _TOKEN_KIND.match(old)
+    prefix = kind.group() if kind is not None and len(kind.group()) < len(old) else ""
+    return new.startswith(prefix) and len(old) // 2 <= len(new) <= 2 * len(old) + 64
 
 
 def _time_moved(old: Any, new: Any) -> tuple[str | None, bool]:
     """Why the time `new` in place of `old` is none a refresh writes (gone back, too far ahead, no
     time), and whether it moved forward."""
     if isinstance(old, str):
-        then, when, latest = _iso_time(old), _iso_time(new), time.time() + 24 * 3600  # written as it happens
+        then, when, latest = _iso_time(old), _iso_time(new), time.time() + _NOW_SLACK_S  # written as it happens
         if then is None:  # the user's own unreadable time is nothing to hold the sandbox's to
             return None, True
         if when is None:
             return "is no time", False
     else:
-        then, when, latest = old, new, (time.time() + _LATEST_AHEAD_S) * 1000
+        then, when, latest = old, new, (time.time() + _EXPIRY_AHEAD_S) * 1000
     if when < then:
         return "went back in time: an old token replayed", False
     if when > latest:
-        return "is set too far ahead (past a year from now)", False
+        return "is set too far ahead", False
     return None, when > then
 
 
 def _iso_time(text: str) -> float | None:
+    if not _ISO_TIME.fullmatch(text):
+        return None
     try:
         return datetime.fromisoformat(text).timestamp()
     except (ValueError, OverflowError, OSError):
@@ -326,7 +363,7 @@ def _scalar(value: Any) -> bool:
 
 def _sync_one(path: Path, record: _Record) -> SyncNote | None:
     note = None
-    before = (record.base, record.refused, len(record.seen))
+    before = (record.base, record.refused, len(record.seen), record.taken_at)
     user, stamp = _read_user(record.user)
     copy = _read_copy(record.copy, len(user or b"") + MAX_LOGIN_BYTES)
     theirs, ours = _digest(user), _digest(copy)
@@ -345,15 +382,17 @@ def _sync_one(path: Path, record: _Record) -> SyncNote | None:
             merged = taken_back(user, copy or b"")
             if merged == user:  # only what stays in the sandbox changed
                 record.base, record.refused = theirs, None
+            elif time.time() - record.taken_at < TAKE_BACK_EVERY_S:
+                pass  # its turn comes: the copy is judged again then, the newest of its refreshes goes back
             elif _set_user(record.user, merged, stamp):
                 _remember(record, merged)
-                record.base, record.refused = _digest(merged), None
+                record.base, record.refused, record.taken_at = _digest(merged), None, time.time()
                 changed = ", ".join(_changes(_document(user), _document(merged), "")) or "nothing"
                 note = SyncNote(True, record.user, f"{record.user}: the sandbox's refresh went back ({changed})")
         elif record.refused is None:  # said once until the two agree again, however often it changes
             record.refused = ours
             note = SyncNote(False, record.user, f"{record.user}: the sandbox's change was not taken back: {why}")
-    if (record.base, record.refused, len(record.seen)) != before or not path.exists():
+    if (record.base, record.refused, len(record.seen), record.taken_at) != before or not path.exists():
         _save(path, record)
     return note
 
@@ -462,7 +501,8 @@ def _load(path: Path) -> _Record | None:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
         seen = [str(digest) for digest in data.get("seen") or ()]
-        return _Record(Path(data["user"]), Path(data["copy"]), data.get("base"), data.get("refused"), seen)
+        return _Record(Path(data["user"]), Path(data["copy"]), data.get("base"), data.get("refused"), seen,
+                       float(data.get("taken_at") or 0.0))
     except (OSError, ValueError, KeyError, TypeError):
         return None
 
@@ -470,5 +510,5 @@ def _load(path: Path) -> _Record | None:
 def _save(path: Path, record: _Record) -> None:
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     data = {"user": str(record.user), "copy": str(record.copy), "base": record.base, "refused": record.refused,
-            "seen": record.seen}
+            "seen": record.seen, "taken_at": record.taken_at}
     write_atomically(path, json.dumps(data), 0o600)
