@@ -29,7 +29,7 @@ async def test_the_plan_view_draws_waves_and_why_a_task_waits(tmp_path: Path) ->
         table = app.screen.query_one("#sandboxes", SandboxTable)
         await wait_for(pilot, lambda: table.row_count == 2)
         waiting = str(table.cell(second.id, "next"))
-        assert waiting.startswith("waits for the merge")
+        assert waiting.startswith("waits for ") and "to merge" in waiting
         assert "waits for a person" in str(table.cell(first.id, "next"))
         await pilot.press("7")
         await pilot.pause()
@@ -41,7 +41,7 @@ async def test_the_plan_view_draws_waves_and_why_a_task_waits(tmp_path: Path) ->
         waves = [[str(leaf.label) for leaf in wave.children] for wave in run.children]
         assert [label.split()[0] for label in waves[0]] == [first.id]
         assert [label.split()[0] for label in waves[1]] == [second.id]
-        assert f"waits for the merge of {first.id} (planned)" in waves[1][0]
+        assert f"waits for {first.id} (planned) to merge" in waves[1][0]
         plan_detail = app.screen.query_one("#plan-detail", Static)
         # The first task is selected: why it waits shows at once.
         await wait_for(pilot, lambda: f"sandbox {first.id}" in " ".join(str(plan_detail.render()).split()))
@@ -69,7 +69,7 @@ async def test_n_states_a_task_that_waits_on_another(tmp_path: Path) -> None:
         await wait_for(pilot, lambda: table.row_count == 2, timeout=15)
         second = next(r for r in workspace.store.list_sandboxes() if r.id != first.id)
         assert second.after == (first.id,) and second.status == "planned"
-        await wait_for(pilot, lambda: "waits for the merge" in str(table.cell(second.id, "next")))
+        await wait_for(pilot, lambda: f"waits for {first.id}" in str(table.cell(second.id, "next")))
 
 
 async def test_the_app_advances_a_task_nobody_advanced(tmp_path: Path) -> None:

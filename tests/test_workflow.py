@@ -571,7 +571,7 @@ def test_a_task_after_one_that_ended_with_no_change_is_held_not_left_waiting(man
     wait_until_settled(manual, idle.id)
     assert sb.get_sandbox(manual, idle.id).status == EXITED
     view = advance(manual, after.id).now
-    assert (view.step, view.action) == (Step.HELD, PersonAction.CANCEL) and f"{idle.id} ended exited" in view.waits_on
+    assert (view.step, view.action) == (Step.HELD, PersonAction.CANCEL) and f"{idle.id} ended without merging (exited)" in view.waits_on
     assert f"sandbox drop-after {after.id}" in view.line(STEP_HINTS)
 
 

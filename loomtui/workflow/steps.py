@@ -235,10 +235,11 @@ def _dependency_view(workspace: Workspace, record: SandboxRecord) -> StepView | 
         if other.status in (REJECTED, ARCHIVED) or (other.status in (FAILED, EXITED)
                                                     and not other.data.get("saved_commit")
                                                     and not has_commits(workspace, other)):
-            return StepView(Step.HELD, f"{other.id} ended {other.status} without merging; not started on "
+            return StepView(Step.HELD, f"{other.id} ended without merging ({other.status}); not started on "
                                        "a base that lacks it", PersonAction.CANCEL, record.id)
         waiting.append(f"{other.id} ({other.status})")
-    return StepView(Step.WAIT_TASKS, "the merge of " + ", ".join(waiting)) if waiting else None
+    # The ids first: a table cuts the end of the line, and "waits for the merge of 19…" lost them.
+    return StepView(Step.WAIT_TASKS, ", ".join(waiting) + " to merge") if waiting else None
 
 
 def _escalation(workspace: Workspace, escalation_id: object) -> EscalationRecord | None:
