@@ -189,6 +189,14 @@ async def test_a_toast_leaves_the_table_and_header_in_view(repo: Path, size: tup
         toast = app.screen.query_one(Toast).region
         assert toast.width >= widest - 2 and toast.width <= widest and toast.height <= rows, toast
         assert size[0] >= 140 or toast.y >= size[1] // 2  # under the table, at the bottom
+        # Under a dialog the toast is drawn as it was: the screen below kept its own, and the two (one
+        # wide, one narrow) showed side by side.
+        from loomtui.tui.screens.sandbox_forms import ConfirmScreen
+
+        await app.push_screen(ConfirmScreen("Merge sandbox sb1?"))
+        await wait_for(pilot, lambda: bool(app.screen.query(Toast)))
+        await pilot.pause()
+        assert app.screen.query_one(Toast).region == toast
 
 
 async def test_a_scrolled_table_draws_the_cursor_on_its_row_only_and_reuses_the_other_rows() -> None:

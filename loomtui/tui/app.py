@@ -20,6 +20,7 @@ from loomtui.config import LoomConfig
 from loomtui.errors import LoomError
 from loomtui.governance.policy import MERGE_MANUAL, Policy
 from loomtui.repo import current_branch
+from loomtui.tui.base import NARROW_COLUMNS
 from loomtui.tui.escalation_toasts import EscalationToasts
 from loomtui.tui.idle_gc import TICK_S as COLLECT_EVERY_S
 from loomtui.tui.idle_gc import IdleCollector
@@ -98,6 +99,9 @@ class LoomApp(App[int]):
 
     TITLE = "loomtui"
     CSS_PATH = "app.tcss"
+    # Every screen's width class (a screen's own would leave a dialog's toast styled apart from the
+    # screen's below it: two toasts, one wide and one narrow, side by side).
+    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (NARROW_COLUMNS, "-normal")]
     MODES = {"dashboard": DashboardScreen, "graph": _view("graph", "GraphScreen"),
              "escalations": _view("escalations", "EscalationsScreen"),
              "policy": _view("governance", "PolicyScreen"), "audit": _view("governance", "AuditScreen"),

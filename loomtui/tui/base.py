@@ -19,13 +19,11 @@ if TYPE_CHECKING:
 
 ResultT = TypeVar("ResultT")
 
-NARROW_COLUMNS: Final = 100
-"""Under this many columns a screen is `-narrow`: its detail pane goes below its table or tree,
-which keep the full width (a side pane at 80 columns left both too narrow to read)."""
-
-SIDE_BY_SIDE_COLUMNS: Final = 140
-"""The sandboxes' screen stacks its detail under its table below this many columns (its table has
-eight columns and its detail tabs need 50)."""
+NARROW_COLUMNS: Final = 140
+"""Under this many columns a screen is `-narrow` (the app's breakpoints, which every screen, a dialog too,
+takes): its detail pane goes below its table or tree, which keep the full width. Beside them the detail
+needs 50 columns, and at 120 the sandboxes' table kept 70 (its tasks cut to a dozen characters) and
+the escalations' detail broke test ids mid-name. A toast spans the width then (app.tcss)."""
 
 
 def loom_app(app: App[Any]) -> LoomApp:
@@ -52,7 +50,6 @@ def wrap_width(widget: Widget, pane: Widget, default: int) -> int:
 class LoomScreen(Screen[ResultT]):
     """A screen of the loomtui app; `self.loom` reads the app's workspace, config and latest state."""
 
-    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (NARROW_COLUMNS, "-normal")]
     VIEW_NAME: ClassVar[str] = ""
     """The view's name in the header (one of the app's modes; "" for a form or a dialog)."""
 
@@ -64,7 +61,7 @@ class LoomScreen(Screen[ResultT]):
             width = self.app.size.width
         except RuntimeError:  # Textual's NoActiveAppError: made outside a running app
             return
-        breakpoints = self.HORIZONTAL_BREAKPOINTS or []
+        breakpoints = self.HORIZONTAL_BREAKPOINTS or self.app.HORIZONTAL_BREAKPOINTS or []
         classes_now = self._get_breakpoint_classes(width, breakpoints)
         self.update_classes({name: name in classes_now for _, name in breakpoints}, update=False)
 

@@ -28,7 +28,7 @@ from loomtui.execution import agent_control, sandboxes
 from loomtui.execution.lifecycle import LIVE, PAUSED, PLANNED
 from loomtui.store import SandboxRecord
 from loomtui.tui import sandbox_calls
-from loomtui.tui.base import SIDE_BY_SIDE_COLUMNS, LoomScreen, inner_width
+from loomtui.tui.base import LoomScreen, inner_width
 from loomtui.tui.keys import shown_key
 from loomtui.tui.sandbox_rows import SANDBOX_COLUMNS, matches_filter, sandbox_row
 from loomtui.tui.sandbox_text import (
@@ -83,10 +83,6 @@ class DashboardScreen(LoomScreen[None]):
     """Sandboxes table, detail tabs and the live activity of the store."""
 
     VIEW_NAME = "Sandboxes"
-    # The detail pane needs 50 columns beside a table of eight: under 140 the table kept 70, its tasks
-    # cut to a dozen characters and thirty empty rows under it at 120x40, the detail's lines cut too.
-    # Stacked, each has the whole width.
-    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (SIDE_BY_SIDE_COLUMNS, "-normal")]
 
     AUTO_FOCUS = "#sandboxes"
     BINDINGS = DASHBOARD_BINDINGS
