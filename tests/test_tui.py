@@ -177,9 +177,21 @@ async def test_filter_hides_rows_and_escape_clears_it(repo: Path) -> None:
         assert [k.value for k in table.rows] == ["s1"]
         # The log follows the row the filter leaves, as the details do (it stayed on s2's).
         await wait_for(pilot, lambda: app.screen.tailing == "s1")
+
+        def footer_offers_back() -> bool:  # the way out of the filter or the zoom, in the footer then only
+            return any(b.binding.action == "back" for b in app.screen.active_bindings.values()
+                       if b.binding.show and b.enabled)
+
+        assert footer_offers_back()
         await pilot.press("escape")
         await pilot.pause()
-        assert table.row_count == 2 and app.focused is table
+        assert table.row_count == 2 and app.focused is table and not footer_offers_back()
+        await pilot.press("z")
+        await pilot.pause()
+        assert footer_offers_back()
+        await pilot.press("escape")
+        await pilot.pause()
+        assert not app.screen.has_class("-zoom") and not footer_offers_back()
 
 
 async def test_bad_config_shows_banner_and_keeps_last_good(repo: Path) -> None:

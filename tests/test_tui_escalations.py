@@ -221,6 +221,10 @@ async def test_o_is_offered_on_a_block_only_and_asks_before_it_lets_the_change_t
         highlight(blocked)
         await pilot.pause()
         assert screen.check_action("decide", ("override",)) is True
+        # No one can approve a block: `a` is not in the footer (pressed, it says why).
+        assert screen.check_action("decide", ("approve",)) is False
+        await pilot.press("a")
+        await wait_for(pilot, lambda: any("cannot be approved" in note for note in notes))
         for answer, status in (("n", "open"), ("y", "overridden")):
             await pilot.press("o")
             await wait_for(pilot, lambda: isinstance(app.screen, ReasonScreen))

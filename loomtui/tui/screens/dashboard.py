@@ -331,6 +331,7 @@ class DashboardScreen(LoomScreen[None]):
         box = self.query_one("#filter", Input)
         box.remove_class("hidden")
         box.focus()
+        self.refresh_bindings()
 
     @on(Input.Changed, "#filter")
     def _filter_changed(self, event: Input.Changed) -> None:
@@ -343,7 +344,7 @@ class DashboardScreen(LoomScreen[None]):
     def _filter_submitted(self) -> None:
         self.query_one("#sandboxes", DataTable).focus()
 
-    def action_back(self) -> None:
+    def action_back(self, _twin: int = 1) -> None:
         """esc backs out: clear and close the filter, undo the zoom (z), return focus to the table."""
         box = self.query_one("#filter", Input)
         if not box.has_class("hidden"):
@@ -351,6 +352,7 @@ class DashboardScreen(LoomScreen[None]):
             box.add_class("hidden")
         self.remove_class("-zoom")
         self.query_one("#sandboxes", DataTable).focus()
+        self.refresh_bindings()
 
     # -- sandboxes: workers do the I/O, the UI thread only shows results -----------------
 
@@ -473,6 +475,8 @@ class DashboardScreen(LoomScreen[None]):
         app.call_from_thread(app.notify, f"sandbox {record.id} {said}", title="new sandbox")
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "back" and not parameters:  # shown while there is a filter or a zoom to back out of
+            return self.has_class("-zoom") or not self.query_one("#filter", Input).has_class("hidden")
         if action in FOLLOWS_SELECTION and not parameters:  # the footer's key (its twin, `evals(0)`, answers else)
             sandbox = self.selected_sandbox()
             step = self.snapshot.steps.get(sandbox.id) if self.snapshot and sandbox else None
@@ -570,6 +574,7 @@ class DashboardScreen(LoomScreen[None]):
         """`z`: the detail takes the whole width (the Evals tab's test ids are long); `z` again: the table too."""
         if not self.toggle_class("-zoom").has_class("-zoom"):
             self.query_one("#sandboxes", DataTable).focus()
+        self.refresh_bindings()
         self.call_after_refresh(self._show_detail)  # rewrapped for the detail's new width
 
     def action_wrap(self) -> None:

@@ -46,8 +46,9 @@ DASHBOARD_BINDINGS: Final[list[BindingType]] = [
             show=False, tooltip="Archive the sandbox (asks first; its branch stays)"),
     Binding("slash", "filter", "Filter", key_display="/", id="dashboard.filter",
             tooltip="Show only the sandboxes that match what you type"),
-    Binding("escape", "back", "Back", id="dashboard.back",
-            show=False, tooltip="Out of the filter or the detail, back to the table"),
+    # In the footer while there is something to back out of (a filter, the zoom): the way out was unsaid.
+    *shown_where_it_applies(Binding("escape", "back", "Back", id="dashboard.back",
+                                    tooltip="Out of the filter or the detail, back to the table")),
 ]
 
 

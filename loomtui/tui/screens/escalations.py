@@ -328,6 +328,8 @@ class EscalationsScreen(LoomScreen[None]):
             return False
         if parameters[0] == "override" and not overridable(escalation):
             return False  # the app offers an override where approving cannot help; `escalation override` can
+        if parameters[0] in ("approve", APPROVE_WITH_NOTE) and escalation.data.get("outcome") == "block":
+            return False  # no one can approve a block (override or reject it): the footer offered `a` all the same
         # Offered even when this user may not: pressing it says why, where a hidden key said nothing.
         return escalation.status == EscalationStatus.OPEN
 
