@@ -110,6 +110,10 @@ def test_a_sandbox_from_the_command_line(repo: Path, script: Path) -> None:
         assert wait_until_settled(workspace, later, timeout=60).step == "wait-decision"
     finally:
         workspace.close()
+    planned = json.loads(run(repo, "sandbox", "new", "--runtime", "command", "--task", "later", "--no-start",
+                             "--json", "--", "true").stdout)["id"]
+    none = run(repo, "sandbox", "logs", planned)  # nothing printed: said, not a silent exit 0
+    assert none.returncode == 0 and none.stdout == "" and "the agent wrote no output (yet)" in none.stderr
 
 
 def test_bad_input_is_one_line_and_the_right_exit_code(repo: Path, script: Path, tmp_path: Path) -> None:

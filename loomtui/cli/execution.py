@@ -215,8 +215,11 @@ def _step_dict(step: StepView | None) -> dict[str, Any]:
 def cmd_logs(args: argparse.Namespace) -> int:
     workspace = workspace_for(args)
     if not args.follow:
-        for line in engine.read_log_tail(workspace, args.id, args.n):
+        lines = engine.read_log_tail(workspace, args.id, args.n)
+        for line in lines:
             print(line)
+        if not lines and args.n:  # said, as the app's Log tab says it: nothing printed read as a broken command
+            print(f"sandbox {args.id}: the agent wrote no output (yet)", file=sys.stderr)
         return 0
     for line in engine.follow_log(workspace, args.id, last=args.n):
         print(line, flush=True)
