@@ -459,6 +459,11 @@ def test_claim_add_takes_a_sandboxs_unique_id_prefix_as_every_command_does(repo:
     assert [c["sandbox_id"] for c in json.loads(listed.stdout)] == ["abc123"]
     several = run_cli(repo, "claim", "add", "README.md", "--sandbox", "ab")
     assert several.returncode == 2 and "matches several sandboxes: abc123, abd456" in several.stderr
-    assert run_cli(repo, "claim", "add", "README.md", "--sandbox", "lead-alice").returncode == 0  # a name: as is
+    named = run_cli(repo, "claim", "add", "README.md", "--sandbox", "lead-alice")  # a name: as is, and said so
+    assert named.returncode == 0 and "note: no sandbox is lead-alice: these claims hold for that name" in named.stderr
+    (repo / "b.py").write_text("y = 1\n")
+    own = run_cli(repo, "claim", "add", "b.py", "--sandbox", "abd")
+    assert own.returncode == 0 and "note:" not in own.stderr  # a sandbox's: nothing to say
+    assert run_cli(repo, "claim", "release", "--all", "--sandbox", "abd").returncode == 0
     assert run_cli(repo, "claim", "release", "--all", "--sandbox", "abc").returncode == 0
     assert [c.sandbox_id for c in store.live_claims()] == ["lead-alice"]

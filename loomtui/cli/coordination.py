@@ -208,6 +208,12 @@ def cmd_claim_add(args: argparse.Namespace) -> int:
         tag = " (override recorded)" if result.overridden else ""
         print(f"claim #{claim.id} {claim.mode} {claim.target} -> {', '.join(claim.region_ids)}{tag}")
         _print_conflicts(result.conflicts)
+    if results and coordinator.workspace.store.get_sandbox(sandbox) is None:
+        # A name of no sandbox (a person, an outside agent) is allowed; a typo'd id held the code for an hour.
+        lease = results[0].claim.expires - time.time()
+        print(f"note: no sandbox is {shown(sandbox)}: these claims hold for that name (a person, an outside "
+              f"agent) until `claim release --all --sandbox {sandbox}`"
+              + (f" or their lease ends in {lease / 60:.0f} min" if lease > 0 else ""), file=sys.stderr)
     return 0
 
 
