@@ -99,6 +99,10 @@ def test_headless_run_meets_every_expected_outcome(run: tuple[Workspace, dict[st
     # started), what a suggestion's number is, what "gaps: 6" meant.
     assert "[rounding]   refunds and invoices waited for this merge: the engine starts them from it" in streamed
     assert any(line.startswith("  suggested (how well each matches the task's words, of 100): ") for line in streamed)
+    stood = [line.split("]")[0].lstrip("[") for line in streamed[streamed.index("== Where things stand =="):]
+             if line.startswith("[")]
+    assert stood == ["rounding", "templates", "refunds", "invoices"]  # in the plan's order, as they ran
+    assert any(line.startswith("checks: 13 of 13 outcomes the demo is meant to show") for line in streamed)
     scored = next(line for line in streamed if line.startswith("the repository scores itself"))
     assert "gaps: " not in scored and ("short of yes: item " in scored) == (" 10 of 10" not in scored), scored
 

@@ -235,6 +235,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
                                        on_step=None if args.json else lambda line: print(line, flush=True))
             if args.json:  # `repo` is where it ran: gone once this returns, unless kept
                 print_json({**summary, "kept": args.keep})
+            elif not args.keep:  # the lines above point into the repository about to go
+                _tell("to look around after it (the open escalation in the app, `loomtui checklist`), run it "
+                      "with --keep: without, the repository is removed now")
             code = 0 if summary["ok"] else 1
         else:
             from loomtui.demo.scenario import DEMO_APP_USER

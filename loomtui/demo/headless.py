@@ -271,13 +271,15 @@ def run_headless(workspace: Workspace, on_step: Say | None = None, *,
     sandboxes = demo_sandboxes(workspace)
     entries = audit_after(workspace, 0)
     agents = {name: _agent_summary(workspace, record, entries) for name, record in sandboxes.items()}
-    for name, info in agents.items():
+    plan = _plan_summary(workspace, sandboxes, entries)
+    in_plan_order = [name for wave in plan["waves"] for name in wave if name in agents]
+    for name in [*in_plan_order, *(name for name in agents if name not in in_plan_order)]:  # as they ran
+        info = agents[name]
         escalation = info["escalation"]
         extra = f", escalation #{escalation['id']} {escalation['status']}" if escalation else ""
         merged = f", merged as {info['merged_commit'][:10]}" if info["merged_commit"] else ""
         after = f", started after {', '.join(info['after'])}" if info["after"] else ""
         say(f"[{name}] {info['status']}{extra}{merged}{after}; {info['next']}")
-    plan = _plan_summary(workspace, sandboxes, entries)
     merges = merges_on(workspace, branch)
     for item in merges:
         trailers = ", ".join(f"{k}: {v}" for k, v in item["trailers"].items())
@@ -302,7 +304,8 @@ def run_headless(workspace: Workspace, on_step: Say | None = None, *,
     checks = _checks(agents, plan, merges, open_escalations, verify.ok)
     failed = [name for name, passed in checks.items() if not passed]
     elapsed = round(time.monotonic() - started, 1)
-    say(f"checks: {len(checks) - len(failed)} of {len(checks)} as expected"
+    say(f"checks: {len(checks) - len(failed)} of {len(checks)} outcomes the demo is meant to show, verified in "
+        "the store, git and the audit log (--json names them)"
         + (f"; NOT as expected: {'; '.join(failed)}" if failed else "") + f" ({elapsed}s)")
     ok = settled and not failed and all(r["status"] == "passed" for r in baseline)
     return {
