@@ -93,6 +93,8 @@ async def test_at_80_columns_the_audit_view_shows_action_and_subject_whatever_th
         billing: Path) -> None:
     workspace = open_workspace(billing)
     workspace.actor = "a.very.long.name.of.a.reviewer@payments-platform.internal.example.com"
+    # Who acted stays ahead of the subject's room: a long subject (a region id) dropped Actor.
+    workspace.record("claim.added", "payments/refunds.py::RefundService.quote_partial_refund_for_charge", {})
     workspace.record("escalation.approve", "12", {"by": workspace.actor})
     app = LoomApp(workspace)
     async with app.run_test(size=(80, 24)) as pilot:

@@ -187,9 +187,11 @@ class PolicyScreen(LoomScreen[None]):
 # must not push Action and Subject off the screen.
 # The time before the subject takes its want: at 120 columns the subject's want pushed Time (and
 # Actor) out, then took the room they left, so a wider terminal showed less than 80 columns did.
+# Who acted is kept before the subject's room: at 80 and 120 columns two approvals read the same, the
+# Actor column dropped while the Subject had room to spare.
 AUDIT_COLUMNS: Final = (FitColumn("seq", "#", 0), FitColumn("ts", "Time (UTC)", 2), FitColumn("action", "Action", 1),
-                        FitColumn("subject", "Subject", 3, flex=True, min_width=8, want=24),
-                        FitColumn("actor", "Actor", 4, max_width=22))
+                        FitColumn("subject", "Subject", 4, flex=True, min_width=8, want=24),
+                        FitColumn("actor", "Actor", 3, max_width=22))
 
 
 class AuditScreen(LoomScreen[None]):
@@ -298,9 +300,12 @@ class AuditScreen(LoomScreen[None]):
         newest = workspace.audit.tail(1)
         self._verified = (shown, newest[-1].seq if newest else 0)
         self.app.call_from_thread(self._show_verified)
-        # Said where the eye is too: an intact log changes nothing else on the screen.
-        self.app.call_from_thread(self.notify, shown.plain.strip().splitlines()[0], title="audit verify",
-                                  severity="information" if shown.style == "bold green" else "error")
+        # Said where the eye is too: an intact log changes nothing else on the screen. Briefly when intact
+        # (its line with the log's path stood four rows high over the next views for seconds).
+        intact = shown.style == "bold green"
+        self.app.call_from_thread(self.notify, "intact" if intact else shown.plain.strip().splitlines()[0],
+                                  title="audit verify", severity="information" if intact else "error",
+                                  timeout=3 if intact else None)
 
     def action_back(self) -> None:
         self.app.switch_mode("dashboard")
