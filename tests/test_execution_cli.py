@@ -205,6 +205,8 @@ def test_doctor_reports_tools_runtimes_store_and_sandboxes(repo: Path, tmp_path:
     git(empty, "init", "-q")
     fresh = {c["name"]: c for c in json.loads(run(empty, "doctor", "--json").stdout)["checks"]}
     assert fresh["repository"]["level"] == "warning" and "has no commit yet" in fresh["repository"]["detail"]
+    table = run(repo, "doctor").stdout.splitlines()  # one column for the details, however long a name
+    assert len({line.index(check["detail"][:20]) for line, check in zip(table, checks.values(), strict=True)}) == 1
     outside = run(tmp_path, "doctor")
     assert outside.returncode == 0 and "not inside a git repository" in outside.stdout
     assert "policy" not in outside.stdout  # said once: there is no repository

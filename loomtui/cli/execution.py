@@ -384,8 +384,9 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     if args.json:
         print_json(report.as_dict())
     else:
+        width = max((len(check.name) for check in report.checks), default=0)  # "runtime aider credentials"
         for check in report.checks:
-            print(f"{check.level:<8} {check.name:<18} {check.detail}")
+            print(f"{check.level:<8} {check.name:<{width}}  {check.detail}")
     return 0 if report.ok else 1
 
 
