@@ -185,7 +185,7 @@ def test_2_conventions(repo: Path, ws: Workspace) -> None:
     ws.record("context.sliced", "empty", {"version": "v", "sections": []})
     emptied = item(ws, 2)
     assert emptied.answer == "partly" and "no slice, or an empty one: empty" in emptied.evidence
-    assert "1 of 2 started sandboxes got a slice of them" in " ".join(emptied.evidence)
+    assert "1 of 2 started sandboxes got a slice with a section of them" in " ".join(emptied.evidence)
     add_sandbox(ws, "missed")
     missed = item(ws, 2)
     assert missed.answer == "partly" and "no slice, or an empty one: empty, missed" in missed.evidence

@@ -236,8 +236,9 @@ def _conventions(ev: Evidence) -> Answer:
             + (f"{plural(len(files), 'conventions file')} ({_some(files)}), "
                f"{plural(len(context.sections), 'section')}, version {context.version[:12]}" if files
                else "no conventions file found"),
-            f"{len(ev.started) - len(without)} of {plural(len(ev.started), 'started sandbox')} got a slice of them "
-            f"({plural(ev.actions['context.sliced'], '`context.sliced` entry')})" if ev.started
+            f"{len(ev.started) - len(without)} of {plural(len(ev.started), 'started sandbox')} got a slice with "
+            f"a section of them ({plural(ev.actions['context.sliced'], '`context.sliced` entry')}; one with no "
+            "section gave its agent none)" if ev.started
             else "no sandbox started yet: no agent session has received it"]
     seen += [f"problem: {p}" for p in context.problems[:3]]
     facts = {"files": files, "sandboxes": len(ev.started), "sliced": len(ev.started) - len(without),
