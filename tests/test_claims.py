@@ -163,6 +163,16 @@ def test_a_task_refused_at_its_claims_tells_a_json_script_which_sandbox_was_kept
     [kept] = [s.id for s in coordinator.store.list_sandboxes() if s.task == "again"]
     assert plain.stderr.startswith(f"loomtui: error: sandbox {kept} rejected: claim on payments/refunds.py refused")
     assert plain.stderr.count("\n") == 1
+    assert "--after" not in plain.stderr  # held by a name, not a sandbox: nothing to wait for
+    # Held by a sandbox: how to run it once that one has merged, and how to drop the record.
+    holder = json.loads(run_cli(repo, "sandbox", "new", "--runtime", "command", "--task", "holder", "--no-start",
+                                "--json", "--claim", "payments/ledger.py", "--", "true").stdout)["id"]
+    waiting = run_cli(repo, "sandbox", "new", "--runtime", "command", "--task", "ledger too", "--claim",
+                      "payments/ledger.py", "--", "true")
+    [later] = [s.id for s in coordinator.store.list_sandboxes() if s.task == "ledger too"]
+    assert waiting.returncode == 1 and waiting.stderr.rstrip().endswith(
+        f"to start it once {holder} merged, run it again with --after {holder} (`loomtui sandbox rm {later}` "
+        "drops this record)"), waiting.stderr
     removed = run_cli(repo, "sandbox", "rm", kept)
     assert removed.returncode == 0 and removed.stdout == f"removed sandbox {kept}; branch loom/{kept} never made\n"
 

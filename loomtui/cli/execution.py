@@ -68,6 +68,17 @@ NEW_INPUT_HINTS: Final = {
 """What `sandbox new` adds when a runtime's input is missing (`MissingRuntimeInput.what`)."""
 
 
+def _after_hint(workspace: Workspace, refused: LoomError) -> str:
+    """For a claim other sandboxes hold: how to run the task once they have merged (and drop this record)."""
+    holders = sorted({c.sandbox_b for c in getattr(refused, "conflicts", ())
+                      if workspace.store.get_sandbox(c.sandbox_b) is not None})
+    if not holders:
+        return ""
+    return (f"; to start it once {listed(holders)} merged, run it again with "
+            f"{' '.join(f'--after {h}' for h in holders)} (`loomtui sandbox rm {refused.recorded_sandbox}` drops "
+            "this record)")
+
+
 def cmd_new(args: argparse.Namespace) -> int:
     from loomtui.execution.context_files import context_warning
     from loomtui.workflow.tasks import create_sandbox
@@ -83,7 +94,8 @@ def cmd_new(args: argparse.Namespace) -> int:
         raise LoomError(f"{exc}: {NEW_INPUT_HINTS[exc.what]}", exit_code=exc.exit_code) from None
     except LoomError as exc:
         if exc.recorded_sandbox and not args.json:  # kept as a record: its id, for `sandbox list` and `rm`
-            raise LoomError(f"sandbox {exc.recorded_sandbox} rejected: {exc}", exit_code=exc.exit_code) from None
+            raise LoomError(f"sandbox {exc.recorded_sandbox} rejected: {exc}{_after_hint(workspace, exc)}",
+                            exit_code=exc.exit_code) from None
         if not exc.recorded_sandbox:
             raise
         refused = engine.get_sandbox(workspace, exc.recorded_sandbox)
