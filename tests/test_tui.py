@@ -54,6 +54,9 @@ async def test_help_lists_every_binding_with_its_id(repo: Path) -> None:
         assert isinstance(app.screen, HelpScreen)
         ids = {row[3] for row in app.screen.rows}
         assert {"app.help", "app.theme", "app.quit", "app.commands", "dashboard.filter"} <= ids
+        # In one voice: Textual's own keys said as ours are, no sentence with a full stop among them.
+        said = [row[1] for row in app.screen.rows]
+        assert "Focus Next" not in said and not any(text.endswith(".") for text in said), said
         await pilot.press("escape")
         await pilot.pause()
         assert isinstance(app.screen, DashboardScreen)

@@ -24,6 +24,12 @@ SIDEWAYS: Final = frozenset({"scroll_left", "scroll_right", "page_left", "page_r
 as wide as its pane takes them, and nothing moves)."""
 
 
+TEXTUAL_WORDS: Final = {"focus_next": "Move to the next pane or field", "focus_previous": "Move to the previous pane "
+                        "or field", "app.focus_next": "Move to the next pane or field",
+                        "app.focus_previous": "Move to the previous pane or field"}
+"""Textual's own keys in loomtui's words ("Focus Next" read as a title among sentences)."""
+
+
 def key_rows(app: App[Any]) -> list[tuple[str, str, str, str]]:
     """(key, what it does, where, id) of every described binding that works on the screen shown:
     loomtui's own keys first, then the keys every table has (`table.` ids), then Textual's widgets'."""
@@ -34,7 +40,8 @@ def key_rows(app: App[Any]) -> list[tuple[str, str, str, str]]:
                                        and not getattr(active.node, "allow_horizontal_scroll", True)):
             continue
         where = _where(app, active.node)
-        rows.append((app.get_key_display(binding), binding.tooltip or binding.description, where, binding.id or ""))
+        said = TEXTUAL_WORDS.get(binding.action) or (binding.tooltip or binding.description).rstrip(".")
+        rows.append((app.get_key_display(binding), said, where, binding.id or ""))
     rows.sort(key=lambda row: (row[3] == "", row[3].startswith(TABLE_KEYS)))
     return rows
 
