@@ -239,3 +239,17 @@ async def test_the_log_tab_of_an_agent_that_wrote_nothing_says_so(tmp_path: Path
     async with app.run_test(size=(120, 40)) as pilot:
         log = app.screen.query_one("#agent-log", Log)
         await wait_for(pilot, lambda: "(the agent wrote no output)" in log.lines, timeout=15)
+
+
+def test_a_sandbox_s_base_says_the_commit_it_started_from() -> None:
+    """Every demo sandbox read "base HEAD", refunds and invoices too, which started from rounding's merge."""
+    from loomtui.store import SandboxRecord
+    from loomtui.tui.sandbox_text import sandbox_fields
+
+    record = SandboxRecord(id="ab12cd", task="t", runtime="script", status="running", created=0.0, updated=0.0,
+                           base_ref="HEAD", data={"base_sha": "3d6e9d1e6e" + "0" * 30})
+    fields = {field.label: field.value for field in sandbox_fields(record, None, None)}
+    assert fields["base"] == "HEAD at 3d6e9d1e6e"
+    planned = SandboxRecord(id="ab12ce", task="t", runtime="script", status="planned", created=0.0, updated=0.0,
+                            base_ref="HEAD")
+    assert {f.label: f.value for f in sandbox_fields(planned, None, None)}["base"] == "HEAD"  # not made yet

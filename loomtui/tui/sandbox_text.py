@@ -50,6 +50,16 @@ QUIET_EVENTS: Final = frozenset({"audit.appended"})
 """Events the Activity tab leaves out: bookkeeping that repeats what the entries beside it say."""
 
 
+def _base(sandbox: SandboxRecord) -> str:
+    """Where its worktree started: the ref it was given and the commit that was ("HEAD" alone said nothing
+    of a task that started from another's merge)."""
+    sha = str(sandbox.data.get("base_sha") or "")[:10]
+    ref = sandbox.base_ref or ""
+    if sha and ref and not sha.startswith(ref):
+        return f"{ref} at {sha}"
+    return sha or ref or "–"
+
+
 def format_age(seconds: float) -> str:
     """Short human age: 45s, 12m, 3h, 2d."""
     seconds = max(0, int(seconds))
@@ -97,7 +107,7 @@ def sandbox_fields(sandbox: SandboxRecord, step: StepView | None, diff: str | No
     fields = [Field(label, value) for label, value in (
         ("id", sandbox.id), ("task", task_text(sandbox.task)), ("runtime", sandbox.runtime),
         ("status", _status_of(sandbox)), ("branch", sandbox.branch or "–"),
-        ("base", sandbox.base_ref or "–"), ("worktree", home_short(sandbox.worktree) or "–"),
+        ("base", _base(sandbox)), ("worktree", home_short(sandbox.worktree) or "–"),
         ("pid", str(sandbox.pid) if sandbox.pid else "–"),
         # An agent run again keeps its last run's code in the record until this run's end sets it.
         ("exit code", "–" if sandbox.exit_code is None or sandbox.status in RUNNING_OR_TO_RUN
