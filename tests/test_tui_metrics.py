@@ -122,6 +122,8 @@ async def test_the_palette_finds_a_runtimes_figures_and_a_checklist_item_and_ope
         checklist = screen.query_one("#metrics-checklist", Static)
         lines = [checklist.render_line(y).text for y in range(checklist.size.height)]
         item = next(y for y, line in enumerate(lines) if line.startswith(" 8 "))
+        first = next(y for y, line in enumerate(lines) if line.startswith(" 1 "))
+        assert lines[first + 1].startswith(" " * 11), lines  # a question wraps under itself, not at column 0
         assert right.scroll_y == item <= right.max_scroll_y  # item 8 is the top line shown
 
 

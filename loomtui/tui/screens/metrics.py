@@ -25,8 +25,9 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.widgets import DataTable, Footer, Sparkline, Static
 
 from loomtui.errors import LoomError
-from loomtui.tui.base import LoomScreen, loom_app
+from loomtui.tui.base import LoomScreen, loom_app, wrap_width
 from loomtui.tui.palette import PaletteEntry, RankedProvider
+from loomtui.tui.widgets.fields import wrap_value
 from loomtui.tui.widgets.status_header import StatusHeader
 
 if TYPE_CHECKING:
@@ -84,18 +85,21 @@ def glance(metrics: Metrics) -> Group:
     return Group(grid, text)
 
 
-def checklist_item_text(item: Item) -> Text:
-    """One item's line: its number, answer and question."""
+def checklist_item_text(item: Item, width: int = 0) -> Text:
+    """One item: its number, answer and question, the question wrapped under itself for `width` cells (0:
+    not wrapped; at the pane's edge a line went back to column 0, under the answers)."""
     text = Text(f"{item.number:>2} ")
     text.append(f"{item.answer:<8}", style=ANSWER_STYLES.get(item.answer, ""))
-    text.append(f"{item.question}\n")
+    indent = " " * text.cell_len
+    lines = wrap_value(item.question, width - len(indent)) if width > len(indent) + 12 else [item.question]
+    text.append("\n".join([lines[0], *(indent + line for line in lines[1:])]) + "\n")
     return text
 
 
-def checklist_text(checklist: Checklist) -> Text:
+def checklist_text(checklist: Checklist, width: int = 0) -> Text:
     text = Text(f"{checklist.header}: {checklist.verdict}\n", style="bold")
     for item in checklist.items:
-        text.append_text(checklist_item_text(item))
+        text.append_text(checklist_item_text(item, width))
     return text
 
 
@@ -122,6 +126,7 @@ class MetricsScreen(LoomScreen[None]):
         super().__init__()
         self.metrics: Metrics | None = None
         self.checklist: Checklist | None = None
+        self._checklist_width = 0  # the width the checklist was last wrapped for
 
     def compose(self) -> ComposeResult:
         yield StatusHeader(id="status")
@@ -208,7 +213,22 @@ class MetricsScreen(LoomScreen[None]):
 
     def _show_checklist(self, checklist: Checklist) -> None:
         self.checklist = checklist
-        self.query_one("#metrics-checklist", Static).update(checklist_text(checklist))
+        shown = self.query_one("#metrics-checklist", Static)
+        self._checklist_width = wrap_width(shown, self.query_one("#metrics-right", VerticalScroll), 0)
+        shown.update(checklist_text(checklist, self._checklist_width))
+
+        if not self._checklist_width:  # not sized yet (the view not shown): wrapped once it is
+            self.call_after_refresh(self._rewrap)
+
+    def on_resize(self) -> None:
+        """The checklist is wrapped for its pane's width: again when that changes."""
+        self._rewrap()
+
+    def _rewrap(self) -> None:
+        shown = self.query_one("#metrics-checklist", Static)
+        if self.checklist is not None and wrap_width(
+                shown, self.query_one("#metrics-right", VerticalScroll), 0) != self._checklist_width:
+            self._show_checklist(self.checklist)
 
     def show_runtime(self, runtime: str) -> None:
         """Put the runtime table's cursor on `runtime` (the palette's pick), once its figures are in."""
@@ -225,9 +245,11 @@ class MetricsScreen(LoomScreen[None]):
         if self.checklist is None:
             self.set_timer(0.2, partial(self.show_checklist_item, number))
             return
-        width = self.query_one("#metrics-checklist", Static).content_region.width
-        y = 1 + sum(len(checklist_item_text(item).wrap(self.app.console, max(1, width)))
-                    for item in self.checklist.items if item.number < number)
+        self._rewrap()
+        title = Text(f"{self.checklist.header}: {self.checklist.verdict}")  # wraps too, at a narrow pane
+        y = len(title.wrap(self.app.console, self._checklist_width or 10_000)) + sum(
+            checklist_item_text(item, self._checklist_width).plain.count("\n")
+            for item in self.checklist.items if item.number < number)
         self.query_one("#metrics-right", VerticalScroll).scroll_to(y=y, animate=False)
 
 
