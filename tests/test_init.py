@@ -29,6 +29,8 @@ def test_a_python_repository_gets_its_tests_as_a_gate_and_its_author_as_the_lead
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines()[0].startswith("wrote .loom/loom.yaml: gates tests (pytest, tests/), compile")
     assert "me@example.com is its one lead" in done.stdout and "next: read both" in done.stdout
+    # Each rule it wrote is in the summary (two were left out): what runs on every machine, a large change.
+    assert "to what runs on every machine" in done.stdout and "of over 400 lines waits for a lead" in done.stdout
     config = load_config(repo)
     assert [(g.name, g.format) for g in config.gates] == [("tests", "junit"), ("compile", "exit")]
     policy = load_policy(repo, ".loom/policy.yaml")

@@ -39,8 +39,9 @@ def cmd_init(args: argparse.Namespace) -> int:
           "and script (a YAML replay: `loomtui script-agent --help`) are built in")
     print(f"wrote {written[1].relative_to(root)}: "
           + (f"{made.lead} is its one lead" if made.lead else "no lead yet: add yourself under groups.leads")
-          + "; red gates block, a change to AGENTS.md, the ADRs or .loom/ waits for a lead, the rest for one "
-            "approval from a lead")
+          + "; red gates block; a change to AGENTS.md, the ADRs or .loom/, to what runs on every machine "
+            "(.claude/, CI workflows, git hooks, .envrc, ...) or of over 400 lines waits for a lead; the rest for "
+            "one approval from a lead")
     print("next: read both, `git add .loom && git commit -m 'Adopt loomtui'`, `loomtui doctor`, then "
           "`loomtui sandbox new --runtime claude --task TEXT --claim PATH` (or `loomtui` for the app)")
     return 0
