@@ -161,7 +161,8 @@ def test_evals_tab(snap_compare, repo: Path) -> None:  # type: ignore[no-untyped
         # The rows' widths are measured when the table is next idle (a loaded machine drew it before:
         # the picture then had other column widths).
         await wait_for(pilot, lambda: tests.row_count == 4 and not tests._require_update_dimensions
-                       and len(pane.query_one("#evals-output", BoundedLog).written) == 3)
+                       and len(pane.query_one("#evals-output", BoundedLog).written) == 3
+                       and pane._score_width > 0)  # gate 2's evidence wrapped for the pane, once it is sized
         tests.refresh()  # its header, drawn before, for the widths the rows gave the columns
         await pilot.pause()
 
