@@ -161,8 +161,15 @@ def test_evals_tab(snap_compare, repo: Path) -> None:  # type: ignore[no-untyped
         # The rows' widths are measured when the table is next idle (a loaded machine drew it before:
         # the picture then had other column widths).
         await wait_for(pilot, lambda: tests.row_count == 4 and not tests._require_update_dimensions
-                       and len(pane.query_one("#evals-output", BoundedLog).written) == 3
-                       and pane._score_width > 0)  # gate 2's evidence wrapped for the pane, once it is sized
+                       and len(pane.query_one("#evals-output", BoundedLog).written) == 3)
+        # Gate 2's evidence wrapped for the pane as it is laid out at last (its scrollbar in: it overflows).
+        from textual.widgets import Static
+
+        from loomtui.tui.base import wrap_width
+
+        score = pane.query_one("#evals-score", Static)
+        await wait_for(pilot, lambda: pane.show_vertical_scrollbar and pane._score_width == wrap_width(score, pane, 0)
+                       and score.size.width == pane._score_width)
         tests.refresh()  # its header, drawn before, for the widths the rows gave the columns
         await pilot.pause()
 

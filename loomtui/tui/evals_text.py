@@ -234,7 +234,8 @@ def score_text(report: EvalReport | None, width: int | None = None) -> Text:
         text.append(one_line(item.headline) + "\n")
         for line in item.evidence[:EVIDENCE_SHOWN]:  # indented, no bullet: a long first word wraps whole
             shown = f"      {one_line(line)}"
-            text.append((hanging(shown, width) if width else shown) + "\n", style="dim")
+            # Two cells short of the pane: a scrollbar that comes later does not fold the lines again.
+            text.append((hanging(shown, width - 2) if width else shown) + "\n", style="dim")
         if len(item.evidence) > EVIDENCE_SHOWN:
             text.append(f"      ... and {len(item.evidence) - EVIDENCE_SHOWN} more\n", style="dim")
     text.rstrip()

@@ -104,6 +104,16 @@ class MergedEnded(Message):
         self.error = error
 
 
+class _ScoreText(Static):
+    """Gate 2's score, its evidence wrapped for this widget's width: again when that changes (the pane's
+    scrollbar coming in narrows it, and the pane itself is not resized)."""
+
+    def on_resize(self) -> None:
+        pane = self.parent
+        if isinstance(pane, EvalsPane):
+            pane.rewrap_score()
+
+
 class EvalsPane(VerticalScroll):
     """The Evals tab. The dashboard tells it the selection (`show`), the store's new events
     (`store_changed`), whether the tab is visible (`set_showing`), and runs `run_eval` (`e`) and
@@ -146,7 +156,7 @@ class EvalsPane(VerticalScroll):
         yield Static("", id="evals-tests-title", classes="evals-title")
         yield DataTable(id="evals-tests", cursor_type="row", zebra_stripes=True)
         yield Static("", id="evals-test")  # the highlighted test whole: its id and message wrap here
-        yield Static("", id="evals-score")
+        yield _ScoreText("", id="evals-score")
         yield Static("", id="evals-output-title", classes="evals-title")
         yield BoundedLog(max_lines=OUTPUT_LINES, id="evals-output")
 
@@ -351,6 +361,10 @@ class EvalsPane(VerticalScroll):
 
     def on_resize(self) -> None:
         """Gate 2's evidence is wrapped for the pane's width: again when it changes."""
+        self.rewrap_score()
+
+    def rewrap_score(self) -> None:
+        """Wrap gate 2's evidence again if the width it has changed since it was last wrapped."""
         if self.is_mounted and wrap_width(self.query_one("#evals-score", Static), self, 0) != self._score_width:
             self._render_score(self._current())
 
