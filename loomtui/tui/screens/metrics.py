@@ -28,6 +28,7 @@ from loomtui.errors import LoomError
 from loomtui.tui.base import LoomScreen, loom_app, wrap_width
 from loomtui.tui.palette import PaletteEntry, RankedProvider
 from loomtui.tui.widgets.fields import wrap_value
+from loomtui.tui.widgets.rewrapped import RewrappedStatic
 from loomtui.tui.widgets.status_header import StatusHeader
 
 if TYPE_CHECKING:
@@ -138,8 +139,8 @@ class MetricsScreen(LoomScreen[None]):
                         yield Static(Text(label, style="dim"), classes="chart-label")
                         yield Sparkline([], id=f"chart-{key}", classes="chart")
                 yield DataTable(id="metrics-runtimes", cursor_type="row", zebra_stripes=True)
-            yield VerticalScroll(Static(Text("Checking the ten items…"), id="metrics-checklist"),
-                                 id="metrics-right")
+            checklist = RewrappedStatic(Text("Checking the ten items…"), id="metrics-checklist", rewrap=self._rewrap)
+            yield VerticalScroll(checklist, id="metrics-right")
         yield Footer(compact=True)
 
     def on_mount(self) -> None:
@@ -220,11 +221,8 @@ class MetricsScreen(LoomScreen[None]):
         if not self._checklist_width:  # not sized yet (the view not shown): wrapped once it is
             self.call_after_refresh(self._rewrap)
 
-    def on_resize(self) -> None:
-        """The checklist is wrapped for its pane's width: again when that changes."""
-        self._rewrap()
-
     def _rewrap(self) -> None:
+        """The checklist wrapped again for its width, if that changed since (`RewrappedStatic` asks)."""
         shown = self.query_one("#metrics-checklist", Static)
         if self.checklist is not None and wrap_width(
                 shown, self.query_one("#metrics-right", VerticalScroll), 0) != self._checklist_width:

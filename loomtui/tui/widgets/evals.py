@@ -42,6 +42,7 @@ from loomtui.tui.evals_text import (
     tests_title,
 )
 from loomtui.tui.widgets.bounded_log import BoundedLog
+from loomtui.tui.widgets.rewrapped import RewrappedStatic
 
 if TYPE_CHECKING:  # the eval engines load when an eval is read (a worker), not with the dashboard
     from loomtui.guardrails.evals import EvalReport
@@ -104,16 +105,6 @@ class MergedEnded(Message):
         self.error = error
 
 
-class _ScoreText(Static):
-    """Gate 2's score, its evidence wrapped for this widget's width: again when that changes (the pane's
-    scrollbar coming in narrows it, and the pane itself is not resized)."""
-
-    def on_resize(self) -> None:
-        pane = self.parent
-        if isinstance(pane, EvalsPane):
-            pane.rewrap_score()
-
-
 class EvalsPane(VerticalScroll):
     """The Evals tab. The dashboard tells it the selection (`show`), the store's new events
     (`store_changed`), whether the tab is visible (`set_showing`), and runs `run_eval` (`e`) and
@@ -156,7 +147,7 @@ class EvalsPane(VerticalScroll):
         yield Static("", id="evals-tests-title", classes="evals-title")
         yield DataTable(id="evals-tests", cursor_type="row", zebra_stripes=True)
         yield Static("", id="evals-test")  # the highlighted test whole: its id and message wrap here
-        yield _ScoreText("", id="evals-score")
+        yield RewrappedStatic("", id="evals-score", rewrap=self.rewrap_score)
         yield Static("", id="evals-output-title", classes="evals-title")
         yield BoundedLog(max_lines=OUTPUT_LINES, id="evals-output")
 
