@@ -87,3 +87,21 @@ def test_a_fork_bomb_stops_at_its_sandbox_s_process_limit_interactive_agents_too
             in done.data["error"], (runtime, done.data)
         assert ("tmux_session" in done.data) == (runtime == "forker-pane")  # its pane's wrapper was put in them
         assert "refused after" in sb.log_path(ws, record.id).read_text()  # its own namespace shows no path
+
+
+@needs_groups
+def test_groups_a_killed_supervisor_left_are_removed_when_the_sandbox_is_archived() -> None:
+    """No agent runs in an archived sandbox again, so nothing makes its groups afresh (which removes a
+    leftover first): whatever is still in them is ended and they go."""
+    import subprocess
+
+    groups = cgroup_limits.make("zz9left", cgroup_limits.Limits(64 << 20, 32))
+    assert groups is not None
+    left = subprocess.Popen(["sleep", "60"])
+    try:
+        groups.admit(left.pid)
+        cgroup_limits.remove_left("zz9left")
+        assert left.wait(timeout=10) == -9
+        assert not any(folder.exists() for folder in groups.folders)
+    finally:
+        left.kill()

@@ -135,6 +135,15 @@ def make(sandbox_id: str, limits: Limits) -> SandboxGroups | None:
     return SandboxGroups(tuple(folders), limits)
 
 
+def remove_left(sandbox_id: str) -> None:
+    """Remove `sandbox_id`'s groups if a supervisor left them (it was killed before the agent's end); what
+    is still in them is ended. For a sandbox no agent runs in again (archived)."""
+    for controller in _CONTROLLERS:
+        parent = own_folder(controller)
+        if parent is not None and (parent / f"{_GROUP_PREFIX}{sandbox_id}").is_dir():
+            _remove(parent / f"{_GROUP_PREFIX}{sandbox_id}")
+
+
 def _counted(counters: Path, key: str) -> bool:
     """Whether the kernel's counter `key` in the file `counters` ("name count" lines) is above 0."""
     try:

@@ -12,6 +12,7 @@ from typing import Literal
 
 from loomtui.auditanchor import head_trailer
 from loomtui.errors import LoomError, listed, plural
+from loomtui.execution import cgroup_limits
 from loomtui.execution.agent_control import DEFAULT_GRACE_S, stop
 from loomtui.execution.gitops import (
     MERGE_TREE_MIN_VERSION,
@@ -370,6 +371,7 @@ def remove(workspace: Workspace, sandbox_id: str, *, force: bool = False, delete
     # Its runtime's own state (sessions, caches, its copy of the user's ~/.claude.json): no agent runs in
     # it again, and what it holds of the user's config is not kept in every archived sandbox.
     shutil.rmtree(paths.runtime_state, ignore_errors=True)
+    cgroup_limits.remove_left(record.id)  # a killed supervisor's (its agent stopped by now): none made again
     tip = repo.resolve_commit(record.branch)
     merged = _branch_merged(repo, record)
     deleted = False
