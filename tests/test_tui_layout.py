@@ -102,6 +102,8 @@ async def test_the_dashboard_fits_each_terminal_with_nothing_behind_a_horizontal
         assert not table.show_horizontal_scrollbar
         if size[0] >= 200:
             assert len(shown) == 10  # every column, at a wide terminal
+        if size[0] >= 120:  # the next step and the task before Runtime and Isolation ("waits for 961e7a (aw…")
+            assert min(dict(table.layout_shown.widths)[key] for key in ("next", "task")) >= 28, table.layout_shown
         assert str(table.get_cell("s0", "task")).startswith("Refactor the")
         assert table.cell("s0", "task").plain.endswith("(0)")  # type: ignore[union-attr]  # kept whole
         detail = app.screen.query_one("#detail")
