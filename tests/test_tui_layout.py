@@ -103,7 +103,7 @@ async def test_the_dashboard_fits_each_terminal_with_nothing_behind_a_horizontal
         if size[0] >= 200:
             assert len(shown) == 10  # every column, at a wide terminal
         if size[0] >= 120:  # the next step and the task before Runtime and Isolation ("waits for 961e7a (aw…")
-            assert min(dict(table.layout_shown.widths)[key] for key in ("next", "task")) >= 28, table.layout_shown
+            assert all(dict(table.layout_shown.widths)[key] >= min(28, table._widest[key]) for key in ("next", "task"))
         assert str(table.get_cell("s0", "task")).startswith("Refactor the")
         assert table.cell("s0", "task").plain.endswith("(0)")  # type: ignore[union-attr]  # kept whole
         detail = app.screen.query_one("#detail")
@@ -368,3 +368,14 @@ async def test_a_column_whose_widest_cell_narrows_gives_its_width_back() -> None
         table.set_cell("a", "gates", "✗")
         await pilot.pause()
         assert dict(table.layout_shown.widths)["gates"] == len("Gates")
+
+
+def test_at_120_columns_the_next_step_and_the_task_come_before_runtime_and_isolation() -> None:
+    """They read "waits for 961e7a (aw…" and "Refactor round_mino…" beside Runtime and Isolation, the same
+    on every row of the demo."""
+    from loomtui.tui.sandbox_rows import SANDBOX_COLUMNS
+
+    natural = {"id": 6, "status": 15, "next": 44, "task": 56, "gates": 8, "risk": 4, "claims": 6, "age": 3,
+               "runtime": 7, "isolation": 9}
+    widths = dict(fit_columns(SANDBOX_COLUMNS, natural, 118).widths)
+    assert widths["next"] >= 28 and widths["task"] >= 28, widths
