@@ -250,7 +250,7 @@ def parse_config(text: str, path: str) -> LoomConfig:
     policy = top.get("policy")
     config = LoomConfig(
         runtimes=runtimes,
-        gates=problems.optional(top, "gates", _parse_gates, ()),
+        gates=problems.optional(top, "gates", lambda section: _parse_gates(section, problems), ()),
         eval=problems.optional(top, "eval", _parse_eval, defaults.eval),
         agent_trailers=problems.optional(top, "observability", _parse_observability, ()),
         context=problems.optional(top, "context", _parse_context, defaults.context),
@@ -272,43 +272,51 @@ def parse_config(text: str, path: str) -> LoomConfig:
 _parse_config_once = functools.lru_cache(maxsize=4)(parse_config)
 
 
-def _parse_gates(section: Value) -> tuple[GateConfig, ...]:
+def _parse_gates(section: Value, problems: Problems) -> tuple[GateConfig, ...]:
+    """Each gate, every field's problem kept (`config check` lists them all; a gate with one is left out)."""
     gates: list[GateConfig] = []
     first_line: dict[str, int] = {}
-    for item in section.as_list():
-        fields = item.as_mapping(
-            known=("name", "run", "timeout", "kind", "env", "format", "blocking"), required=("name", "run")
+    items: list[Value] = problems.read(section.as_list, [])
+    for item in items:
+        before = len(problems.errors)
+        fields = problems.mapping(item, ("name", "run", "timeout", "kind", "env", "format", "blocking"),
+                                  required=("name", "run"))
+        name = problems.optional(fields, "name", lambda v: _gate_name(v, first_line), "")
+        no_run: tuple[str, ...] = ("",)
+        run = problems.optional(fields, "run", _gate_run, no_run)
+        exit_code: GateFormat = "exit"
+        form = problems.optional(fields, "format", lambda v: v.as_choice(GATE_FORMATS), exit_code)
+        if form == "junit" and "run" in fields and not any(REPORT_PLACEHOLDER in arg for arg in run):
+            problems.errors.append(fields["run"].error(f"a junit gate writes its report to {REPORT_PLACEHOLDER} "
+                                                       "(e.g. \"--junitxml={report}\" for pytest)"))
+        deterministic: GateKind = "deterministic"
+        gate = GateConfig(
+            name=name, run=run, format=form,
+            timeout=problems.optional(fields, "timeout", lambda v: v.as_number(positive=True), 600.0),
+            kind=problems.optional(fields, "kind", lambda v: v.as_choice(GATE_KINDS), deterministic),
+            env=problems.optional(fields, "env", _gate_env, ()),
+            blocking=problems.optional(fields, "blocking", Value.as_bool, True),
         )
-        name_value = fields["name"]
-        name = name_value.as_str(non_empty=True)
-        if name in first_line:
-            raise name_value.error(
-                f"duplicate gate name {name!r} (first defined on line {first_line[name]})"
-            )
-        first_line[name] = name_value.line
-        run = fields["run"].as_str_list(non_empty=True)
-        if not run[0].strip():
-            raise fields["run"].error("the program (first item) must not be empty")
-        timeout = fields.get("timeout")
-        kind = fields.get("kind")
-        form = fields["format"].as_choice(GATE_FORMATS) if "format" in fields else "exit"
-        if sum(arg.count(REPORT_PLACEHOLDER) for arg in run) > 1:
-            raise fields["run"].error(f"{REPORT_PLACEHOLDER} may appear once")
-        if form == "junit" and not any(REPORT_PLACEHOLDER in arg for arg in run):
-            raise fields["run"].error(f"a junit gate writes its report to {REPORT_PLACEHOLDER} "
-                                      "(e.g. \"--junitxml={report}\" for pytest)")
-        gates.append(
-            GateConfig(
-                name=name,
-                run=run,
-                timeout=timeout.as_number(positive=True) if timeout else 600.0,
-                kind=kind.as_choice(GATE_KINDS) if kind else "deterministic",
-                env=_optional(fields, "env", _gate_env, ()),
-                format=form,
-                blocking=_optional(fields, "blocking", Value.as_bool, True),
-            )
-        )
+        if len(problems.errors) == before:
+            gates.append(gate)
     return tuple(gates)
+
+
+def _gate_name(value: Value, first_line: dict[str, int]) -> str:
+    name = value.as_str(non_empty=True)
+    if name in first_line:
+        raise value.error(f"duplicate gate name {name!r} (first defined on line {first_line[name]})")
+    first_line[name] = value.line
+    return name
+
+
+def _gate_run(value: Value) -> tuple[str, ...]:
+    run = value.as_str_list(non_empty=True)
+    if not run[0].strip():
+        raise value.error("the program (first item) must not be empty")
+    if sum(arg.count(REPORT_PLACEHOLDER) for arg in run) > 1:
+        raise value.error(f"{REPORT_PLACEHOLDER} may appear once")
+    return tuple(run)
 
 
 _TRAILER_RE: Final = re.compile(r"[A-Za-z][A-Za-z0-9-]*")

@@ -425,6 +425,11 @@ def test_config_check_names_every_problem_and_warns_of_no_gates(repo: Path) -> N
     other = run_cli(repo, "sandbox", "new", "--runtime", "command", "--task", "x", "--", "true")
     # every other command names the first, and how many more
     assert "loom.yaml:2: gates: expected a list (got 3) (3 more problems: line 3, 4, 5)" in other.stderr
+    # Within a gate too: its `run` and its `timeout` both said (one was, after the other was fixed).
+    (repo / ".loom" / "loom.yaml").write_text("version: 1\ngates:\n  - name: t\n    run: python -m pytest\n"
+                                              "    timeout: soon\n")
+    both = [line for line in run_cli(repo, "config", "check").stderr.splitlines() if "error" in line]
+    assert [line.split(": ")[2] for line in both] == ["gates[0].run", "gates[0].timeout"], both
     (repo / ".loom" / "loom.yaml").write_text("")
     empty = run_cli(repo, "config", "check")
     assert empty.returncode == 0 and "no gates: agents' changes reach review untested" in empty.stderr
