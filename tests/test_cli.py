@@ -429,7 +429,7 @@ def test_config_check_names_every_problem_and_warns_of_no_gates(repo: Path) -> N
     (repo / ".loom" / "loom.yaml").write_text("version: 1\ngates:\n  - name: t\n    run: python -m pytest\n"
                                               "    timeout: soon\n")
     both = [line for line in run_cli(repo, "config", "check").stderr.splitlines() if "error" in line]
-    assert [line.split(": ")[2] for line in both] == ["gates[0].run", "gates[0].timeout"], both
+    assert [line.split(": ")[3] for line in both] == ["gates[0].run", "gates[0].timeout"], both
     (repo / ".loom" / "loom.yaml").write_text("")
     empty = run_cli(repo, "config", "check")
     assert empty.returncode == 0 and "no gates: agents' changes reach review untested" in empty.stderr
