@@ -447,8 +447,19 @@ async def test_h_shows_every_escalation_superseded_and_withdrawn_too_then_only_t
         table = await open_queue(app, pilot)
         await pilot.press("h")
         await wait_for(pilot, lambda: table.row_count == 4)
+        # On a decided one, a newly waiting escalation takes the cursor: "press 3" then `a` answered
+        # "already approved" of the decided one under it.
+        screen = app.screen
+        assert isinstance(screen, EscalationsScreen)
+        decided = next(e for e in screen.escalations if e.status == "approved")
+        table.move_cursor(row=table.get_row_index(str(decided.id)))
+        await pilot.pause()
+        fresh = open_workspace(billing).store.add_escalation("post-gate", sandbox_id="sb2", risk="low", summary="new")
+        screen.reload()
+        await wait_for(pilot, lambda: table.row_count == 5 and screen.selected() is not None
+                       and screen.selected().id == fresh.id)  # type: ignore[union-attr]
         await pilot.press("h")
-        await wait_for(pilot, lambda: table.row_count == 1)
+        await wait_for(pilot, lambda: table.row_count == 2)
 
 
 async def test_on_an_empty_queue_the_decision_keys_and_d_say_why_they_do_nothing(billing: Path) -> None:

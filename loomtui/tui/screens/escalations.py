@@ -124,6 +124,7 @@ class EscalationsScreen(LoomScreen[None]):
         super().__init__()
         self.escalations: list[EscalationRecord] = []
         self.show_decided = False
+        self._open_seen: set[str] = set()  # the open escalations the queue last showed
         self.can_sign = True  # whether a signing key is set (read with the queue): said beside what you may do
         self.all_repositories = False
         self.elsewhere: dict[str, tuple[RepositoryRecord, EscalationRecord]] = {}
@@ -192,8 +193,20 @@ class EscalationsScreen(LoomScreen[None]):
             "summary": Text(escalation.summary if escalation.status == EscalationStatus.OPEN
                             else f"[{escalation.status}] {escalation.summary}"),
         } for key, escalation in wanted.items()})
+        self._to_new_open(escalations)
         self.show_detail()
         self.refresh_bindings()
+
+    def _to_new_open(self, escalations: list[EscalationRecord]) -> None:
+        """The cursor on a decided escalation (`h` shows them) goes to one newly waiting: a toast said
+        "press 3", and `a` there answered "already approved" of the decided one under the cursor."""
+        open_now = [str(e.id) for e in escalations if e.status == EscalationStatus.OPEN]
+        new = [key for key in open_now if key not in self._open_seen]
+        self._open_seen = set(open_now)
+        selected = self.selected()
+        if new and selected is not None and selected.status != EscalationStatus.OPEN:
+            table = self.query_one("#queue", FittedTable)
+            table.move_cursor(row=table.get_row_index(new[0]))
 
     def selected(self) -> EscalationRecord | None:
         """The highlighted escalation of this repository (None for none, or another repository's)."""
