@@ -105,3 +105,15 @@ def test_groups_a_killed_supervisor_left_are_removed_when_the_sandbox_is_archive
         assert not any(folder.exists() for folder in groups.folders)
     finally:
         left.kill()
+
+
+def test_an_agent_that_cannot_join_its_groups_is_never_started() -> None:
+    """The hook raises in the child (Popen then raises, and the supervisor fails the start, saying why):
+    an agent outside its limits would run unbounded while its sandbox said it was limited."""
+    import subprocess
+
+    from loomtui.execution.procs import agent_child_hook
+
+    with pytest.raises(subprocess.SubprocessError):
+        subprocess.Popen(["true"], preexec_fn=agent_child_hook(  # noqa: PLW1509
+            die_with_parent=False, groups=("/nonexistent/loomtui-x/cgroup.procs",)))

@@ -276,6 +276,9 @@ class Supervisor:
         except OSError as exc:
             self.log_error = f"cannot start {argv[0]}: {exc.strerror or exc}"
             return None, None
+        except subprocess.SubprocessError:  # its preexec hook failed: only joining its groups can
+            self.log_error = f"cannot start {argv[0]}: it could not be put in its sandbox's control groups"
+            return None, None
         if not self._started(process.pid):
             os.killpg(process.pid, signal.SIGKILL)
             process.wait()
