@@ -6,6 +6,7 @@ As root on cgroup v1 (this machine, CI) the groups are made; elsewhere the limit
 from __future__ import annotations
 
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
@@ -117,3 +118,28 @@ def test_an_agent_that_cannot_join_its_groups_is_never_started() -> None:
     with pytest.raises(subprocess.SubprocessError):
         subprocess.Popen(["true"], preexec_fn=agent_child_hook(  # noqa: PLW1509
             die_with_parent=False, groups=("/nonexistent/loomtui-x/cgroup.procs",)))
+
+
+@needs_groups
+def test_empty_groups_killed_supervisors_left_are_swept_by_the_next_sandbox(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A supervisor killed before its agent's end (a test's, a crash) left its groups: one per sandbox, never
+    removed. The next sandbox's groups remove the empty ones old enough; one with a process stays."""
+    import subprocess
+
+    left = cgroup_limits.make("zz9old", cgroup_limits.Limits(64 << 20, 32))
+    busy = cgroup_limits.make("zz9busy", cgroup_limits.Limits(64 << 20, 32))
+    assert left is not None and busy is not None
+    sleeper = subprocess.Popen(["sleep", "60"])
+    try:
+        busy.admit(sleeper.pid)
+        time.sleep(1.0)
+        # Older than a second: ours, never another test's being made beside it (empty for milliseconds).
+        monkeypatch.setattr(cgroup_limits, "LEFT_FOR_S", 0.9)
+        made = cgroup_limits.make("zz9new", cgroup_limits.Limits(64 << 20, 32))
+        assert made is not None
+        assert not any(folder.exists() for folder in left.folders)
+        assert all(folder.exists() for folder in busy.folders)  # in use: kept
+        made.remove()
+    finally:
+        sleeper.kill()
+        busy.remove()

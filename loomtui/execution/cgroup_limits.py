@@ -119,6 +119,7 @@ def make(sandbox_id: str, limits: Limits) -> SandboxGroups | None:
         for controller in _CONTROLLERS:
             parent = own_folder(controller)
             assert parent is not None  # checked by unavailable()
+            _sweep(parent)
             folder = parent / f"{_GROUP_PREFIX}{sandbox_id}"
             if folder.is_dir():  # left by a supervisor that was killed: its processes are ended first
                 _remove(folder)
@@ -142,6 +143,21 @@ def remove_left(sandbox_id: str) -> None:
         parent = own_folder(controller)
         if parent is not None and (parent / f"{_GROUP_PREFIX}{sandbox_id}").is_dir():
             _remove(parent / f"{_GROUP_PREFIX}{sandbox_id}")
+
+
+LEFT_FOR_S: Final = 600.0
+"""How old an empty group of another sandbox's must be to be taken for one a killed supervisor left (a new
+one is empty for the moment between its making and its agent's start)."""
+
+
+def _sweep(parent: Path) -> None:
+    """Remove the empty groups killed supervisors left beside ours (an empty group is never removed
+    while it has a process: rmdir refuses)."""
+    now = time.time()
+    for folder in parent.glob(f"{_GROUP_PREFIX}*"):
+        with contextlib.suppress(OSError):
+            if now - folder.stat().st_mtime > LEFT_FOR_S and not _members(folder):
+                folder.rmdir()
 
 
 def _counted(counters: Path, key: str) -> bool:

@@ -505,11 +505,11 @@ class Supervisor:
             self.broker.close()
         if self.log is not None:
             self.log.close()
-        if self.start_refused:  # the agent never ran: the record and the worktree are whoever moved it's
-            return 1
         if self.groups is not None:
             error = error or self.groups.what_ended(code)
             self.groups.remove()  # whatever of the agent's is still running in them is ended
+        if self.start_refused:  # the agent never ran: the record and the worktree are whoever moved it's
+            return 1
         self.sync_git()  # before saving leftovers: those commit on top of the agent's last commit
         self.sync_logins()
         saved, save_error = save_leftovers(self.workspace, self.record, _diagnose)
