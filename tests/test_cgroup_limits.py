@@ -143,3 +143,24 @@ def test_empty_groups_killed_supervisors_left_are_swept_by_the_next_sandbox(monk
     finally:
         sleeper.kill()
         busy.remove()
+
+
+def test_two_repositories_groups_of_the_same_id_are_apart(tmp_path: Path) -> None:
+    """Gate run 1 of one repository made its groups, and another's gate run 1 removed them first (making a
+    group removes one of the same name, and what runs in it): each repository's names are its own."""
+    assert cgroup_limits.group_name(tmp_path / "a", "gate-1") != cgroup_limits.group_name(tmp_path / "b", "gate-1")
+
+
+@needs_groups
+def test_a_fork_bomb_in_the_agents_tests_stops_at_the_limit_too(ws: Workspace, repo: Path, tmp_path: Path) -> None:  # noqa: F811
+    """Gate 1 runs the agent's tests, the agent's code: as root nothing limited them."""
+    script = tmp_path / "agent.yaml"
+    script.write_text('- {write: hello.txt, content: "hi\\n"}\n- {commit: "Say hello"}\n')
+    (repo / ".loom").mkdir(exist_ok=True)
+    (repo / ".loom" / "loom.yaml").write_text(
+        'version: 1\nlimits: {processes: 32}\ngates:\n  - name: forks\n'
+        '    run: ["sh", "-c", "for i in $(seq 100); do sleep 1 & done; wait"]\n')
+    record = tasks.start(ws, tasks.create_sandbox(ws, "say hello", "script", script=script).id)
+    ended(ws, record.id)
+    [run] = [r for r in ws.store.gate_runs(record.id) if r.gate == "forks"]
+    assert run.status == "failed", run.data

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import hashlib
 import os
 import signal
 import time
@@ -58,6 +59,14 @@ class SandboxGroups:
         """Move process `pid` (and so all it starts from now on) into the groups."""
         for procs in self.procs_files():
             Path(procs).write_text(str(pid))
+
+    def joined_argv(self, argv: list[str]) -> list[str]:
+        """`argv` run by a shell that first moves itself into the groups (exit 125 where it cannot): for a
+        process started where a preexec hook is not safe (a thread beside it)."""
+        script = ('n=$1; shift; while [ "$n" -gt 0 ]; do echo $$ > "$1" || exit 125; shift; n=$((n - 1)); '
+                  'done; exec "$@"')
+        files = self.procs_files()
+        return ["sh", "-c", script, "loomtui-join", str(len(files)), *files, *argv]
 
     def out_of_memory(self) -> bool:
         """Whether the kernel ended a process of the group for passing its memory limit."""
@@ -109,8 +118,15 @@ def unavailable() -> str | None:
     return None
 
 
-def make(sandbox_id: str, limits: Limits) -> SandboxGroups | None:
-    """A group of `sandbox_id`'s own under this process's, in each controller, with `limits` set;
+def group_name(state_dir: Path, what: str) -> str:
+    """The groups' name for `what` (a sandbox id, `gate-RUN`) of the repository whose state is in
+    `state_dir`: ids repeat across repositories (gate run 1 of each), and making a group removes one of
+    the same name first, with whatever runs in it."""
+    return f"{hashlib.sha256(os.fsencode(state_dir)).hexdigest()[:8]}-{what}"
+
+
+def make(name: str, limits: Limits) -> SandboxGroups | None:
+    """A group named `name` (`group_name`) under this process's, in each controller, with `limits` set;
     None where groups cannot be made here (`unavailable`) or no limit is asked."""
     if limits.memory_bytes is None and limits.processes is None or unavailable() is not None:
         return None
@@ -120,7 +136,7 @@ def make(sandbox_id: str, limits: Limits) -> SandboxGroups | None:
             parent = own_folder(controller)
             assert parent is not None  # checked by unavailable()
             _sweep(parent)
-            folder = parent / f"{_GROUP_PREFIX}{sandbox_id}"
+            folder = parent / f"{_GROUP_PREFIX}{name}"
             if folder.is_dir():  # left by a supervisor that was killed: its processes are ended first
                 _remove(folder)
             folder.mkdir()
@@ -136,13 +152,13 @@ def make(sandbox_id: str, limits: Limits) -> SandboxGroups | None:
     return SandboxGroups(tuple(folders), limits)
 
 
-def remove_left(sandbox_id: str) -> None:
-    """Remove `sandbox_id`'s groups if a supervisor left them (it was killed before the agent's end); what
-    is still in them is ended. For a sandbox no agent runs in again (archived)."""
+def remove_left(name: str) -> None:
+    """Remove the groups `name` if a supervisor left them (it was killed before the agent's end); what is
+    still in them is ended. For a sandbox no agent runs in again (archived)."""
     for controller in _CONTROLLERS:
         parent = own_folder(controller)
-        if parent is not None and (parent / f"{_GROUP_PREFIX}{sandbox_id}").is_dir():
-            _remove(parent / f"{_GROUP_PREFIX}{sandbox_id}")
+        if parent is not None and (parent / f"{_GROUP_PREFIX}{name}").is_dir():
+            _remove(parent / f"{_GROUP_PREFIX}{name}")
 
 
 LEFT_FOR_S: Final = 600.0
@@ -194,15 +210,15 @@ def _remove(folder: Path, patience: float = 5.0) -> None:
             time.sleep(0.05)
 
 
-def sandbox_groups(sandbox_id: str, memory: str, processes: int | None) -> tuple[SandboxGroups | None, str]:
-    """`sandbox_id`'s groups for the config's `limits` (`memory` as `limits.memory` says it), and in words
-    what holds its agent: the limits, or why none do."""
+def sandbox_groups(name: str, memory: str, processes: int | None) -> tuple[SandboxGroups | None, str]:
+    """The groups `name` (`group_name`) for the config's `limits` (`memory` as `limits.memory` says it), and
+    in words what holds what runs in them: the limits, or why none do."""
     limits = Limits(memory_bytes(memory), processes)
     why = unavailable()
     if why is not None:
         return None, f"not limited: {why}"
     try:
-        groups = make(sandbox_id, limits)
+        groups = make(name, limits)
     except OSError as exc:
         return None, f"not limited: its control groups could not be made ({exc.strerror or exc})"
     return groups, limits.said() if groups is not None else "not limited (limits: none in .loom/loom.yaml)"

@@ -371,7 +371,8 @@ def remove(workspace: Workspace, sandbox_id: str, *, force: bool = False, delete
     # Its runtime's own state (sessions, caches, its copy of the user's ~/.claude.json): no agent runs in
     # it again, and what it holds of the user's config is not kept in every archived sandbox.
     shutil.rmtree(paths.runtime_state, ignore_errors=True)
-    cgroup_limits.remove_left(record.id)  # a killed supervisor's (its agent stopped by now): none made again
+    # A killed supervisor's (its agent stopped by now): none is made again.
+    cgroup_limits.remove_left(cgroup_limits.group_name(workspace.paths.state_dir, record.id))
     tip = repo.resolve_commit(record.branch)
     merged = _branch_merged(repo, record)
     deleted = False

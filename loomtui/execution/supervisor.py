@@ -42,7 +42,7 @@ from loomtui.errors import LoomError, StoreUnreachable
 from loomtui.execution import confinement, disk_room, login_copy
 from loomtui.execution.activity import AGENT_RESULT_KEYS, Activity, checker_for, parser_for
 from loomtui.execution.agent_control import SPARE_ON_TERM
-from loomtui.execution.cgroup_limits import SandboxGroups, sandbox_groups
+from loomtui.execution.cgroup_limits import SandboxGroups, group_name, sandbox_groups
 from loomtui.execution.faults import FaultWatch, fault_watch
 from loomtui.execution.isolation import ISOLATION_BWRAP
 from loomtui.execution.leftovers import bring_in_commits, save_leftovers
@@ -238,7 +238,8 @@ class Supervisor:
             return self._finish(None, None, error=f"cannot serve the hook broker {self.paths.broker}: "
                                                   f"{exc.strerror or exc}")
         limits = self.workspace.load_config().limits
-        self.groups, self.limits_said = sandbox_groups(self.record.id, limits.memory, limits.processes)
+        self.groups, self.limits_said = sandbox_groups(group_name(self.workspace.paths.state_dir, self.record.id),
+                                                       limits.memory, limits.processes)
         if self.spec.mode == "interactive":
             code, signame = self._run_in_tmux(argv, env, writer)
         else:

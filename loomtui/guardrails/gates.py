@@ -20,6 +20,7 @@ from typing import Any
 from loomtui.audit import listed_in_entry
 from loomtui.config import GateConfig
 from loomtui.errors import LoomError
+from loomtui.execution.cgroup_limits import group_name, sandbox_groups
 from loomtui.execution.confinement import confined_scratch_argv, sandbox_environment
 from loomtui.execution.gitops import Git
 from loomtui.execution.isolation import ISOLATION_BWRAP, oom_first
@@ -108,14 +109,24 @@ def _sandbox_check(workspace: Workspace, record: SandboxRecord, gate: GateConfig
     def progress(update: dict[str, Any]) -> None:
         workspace.store.update_gate_run(run_id, {"progress": update, "log": str(directory / "output.log")})
 
+    limits = workspace.load_config().limits
+    # The agent's tests are the agent's code: limited as its agent was (a fork bomb in a test, as root).
+    groups, _said = sandbox_groups(group_name(workspace.paths.state_dir, f"gate-{run_id}"), limits.memory,
+                                   limits.processes)
     with scratch_tree(workspace, commit, f"sandbox-{run_id}") as tree:
         def wrap(argv: list[str], writable: Sequence[Path]) -> list[str]:
             if record.isolation != ISOLATION_BWRAP:  # as its agent ran, and as it, the OOM killer's first choice
-                return [*oom_first(), *argv]
-            return confined_scratch_argv(workspace, tree, argv, env, writable=list(writable))
+                confined = [*oom_first(), *argv]
+            else:
+                confined = confined_scratch_argv(workspace, tree, argv, env, writable=list(writable))
+            return groups.joined_argv(confined) if groups is not None else confined
 
-        return run_check(gate, resolved_argv(gate), tree, env, directory, wrap=wrap, progress=progress,
-                         rerun_failed=rerun_failed)
+        try:
+            return run_check(gate, resolved_argv(gate), tree, env, directory, wrap=wrap, progress=progress,
+                             rerun_failed=rerun_failed)
+        finally:
+            if groups is not None:
+                groups.remove()
 
 
 def run_configured_gates(workspace: Workspace, sandbox_id: str, *,
