@@ -163,4 +163,8 @@ def test_a_fork_bomb_in_the_agents_tests_stops_at_the_limit_too(ws: Workspace, r
     record = tasks.start(ws, tasks.create_sandbox(ws, "say hello", "script", script=script).id)
     ended(ws, record.id)
     [run] = [r for r in ws.store.gate_runs(record.id) if r.gate == "forks"]
-    assert run.status == "failed", run.data
+    assert run.data["exit_code"] not in (0, None), run.data  # its forks refused: the check failed
+    # The base commit's run of the same check (scratch runs: the baseline, the merged gate) is limited too
+    # (and so the sandbox's is judged already failing, not its own regression).
+    base = [r for r in ws.store.shared_gate_runs("baseline", str(record.data["base_sha"])) if r.gate == "forks"]
+    assert base and all(r.status == "failed" and "Cannot fork" in r.data["summary"] for r in base), base

@@ -16,7 +16,7 @@ import shutil
 import socket
 import sys
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Final
@@ -24,6 +24,7 @@ from typing import Any, Final
 from loomtui.config import GateConfig
 from loomtui.errors import LoomError
 from loomtui.execution import procs
+from loomtui.execution.cgroup_limits import group_name, sandbox_groups
 from loomtui.execution.confinement import confined_scratch_argv
 from loomtui.guardrails.checks import CheckRun, Progress, run_check
 from loomtui.guardrails.scratch import export_tree
@@ -92,19 +93,35 @@ def resolved_argv(gate: GateConfig) -> list[str]:
     return argv
 
 
+@contextmanager
+def run_groups(workspace: Workspace, run_id: int) -> Iterator[Callable[[list[str]], list[str]]]:
+    """Control groups of a gate run's own, limited as an agent is (`limits:`; a check runs code an agent
+    wrote, a fork bomb in a test as much as in the agent): yields how to wrap a command to run in them
+    (as it is where none can be made), and removes them, and what is left in them, after."""
+    limits = workspace.load_config().limits
+    groups, _said = sandbox_groups(group_name(workspace.paths.state_dir, f"gate-{run_id}"), limits.memory,
+                                   limits.processes)
+    try:
+        yield groups.joined_argv if groups is not None else list
+    finally:
+        if groups is not None:
+            groups.remove()
+
+
 def run_in_scratch(workspace: Workspace, gate: GateConfig, tree: Path, run_id: int, *,
                    progress: Progress | None = None, rerun_failed: bool = True) -> CheckRun:
-    """Run one check in a scratch tree, confined, with the scratch environment."""
+    """Run one check in a scratch tree, confined, with the scratch environment, in its own groups."""
     directory = run_dir(workspace, run_id)
     tmp = directory / "tmp"
     tmp.mkdir(parents=True, exist_ok=True)
     env = scratch_environment(gate, tmp)
     argv = resolved_argv(gate)
+    with run_groups(workspace, run_id) as joined:
+        def wrap(command: list[str], writable: Sequence[Path]) -> list[str]:
+            return joined(confined_scratch_argv(workspace, tree, command, env, writable=[*writable, tmp]))
 
-    def wrap(command: list[str], writable: Sequence[Path]) -> list[str]:
-        return confined_scratch_argv(workspace, tree, command, env, writable=[*writable, tmp])
-
-    return run_check(gate, argv, tree, env, directory, wrap=wrap, progress=progress, rerun_failed=rerun_failed)
+        return run_check(gate, argv, tree, env, directory, wrap=wrap, progress=progress,
+                         rerun_failed=rerun_failed)
 
 
 def _holder() -> dict[str, Any]:

@@ -20,7 +20,6 @@ from typing import Any
 from loomtui.audit import listed_in_entry
 from loomtui.config import GateConfig
 from loomtui.errors import LoomError
-from loomtui.execution.cgroup_limits import group_name, sandbox_groups
 from loomtui.execution.confinement import confined_scratch_argv, sandbox_environment
 from loomtui.execution.gitops import Git
 from loomtui.execution.isolation import ISOLATION_BWRAP, oom_first
@@ -32,6 +31,7 @@ from loomtui.guardrails.baseline import (
     gate_environment,
     resolved_argv,
     run_dir,
+    run_groups,
     scratch_tree,
 )
 from loomtui.guardrails.checks import CheckRun, run_check
@@ -109,24 +109,15 @@ def _sandbox_check(workspace: Workspace, record: SandboxRecord, gate: GateConfig
     def progress(update: dict[str, Any]) -> None:
         workspace.store.update_gate_run(run_id, {"progress": update, "log": str(directory / "output.log")})
 
-    limits = workspace.load_config().limits
-    # The agent's tests are the agent's code: limited as its agent was (a fork bomb in a test, as root).
-    groups, _said = sandbox_groups(group_name(workspace.paths.state_dir, f"gate-{run_id}"), limits.memory,
-                                   limits.processes)
-    with scratch_tree(workspace, commit, f"sandbox-{run_id}") as tree:
+    # The agent's tests are the agent's code: in groups limited as its agent was (a fork bomb in a test).
+    with scratch_tree(workspace, commit, f"sandbox-{run_id}") as tree, run_groups(workspace, run_id) as joined:
         def wrap(argv: list[str], writable: Sequence[Path]) -> list[str]:
             if record.isolation != ISOLATION_BWRAP:  # as its agent ran, and as it, the OOM killer's first choice
-                confined = [*oom_first(), *argv]
-            else:
-                confined = confined_scratch_argv(workspace, tree, argv, env, writable=list(writable))
-            return groups.joined_argv(confined) if groups is not None else confined
+                return joined([*oom_first(), *argv])
+            return joined(confined_scratch_argv(workspace, tree, argv, env, writable=list(writable)))
 
-        try:
-            return run_check(gate, resolved_argv(gate), tree, env, directory, wrap=wrap, progress=progress,
-                             rerun_failed=rerun_failed)
-        finally:
-            if groups is not None:
-                groups.remove()
+        return run_check(gate, resolved_argv(gate), tree, env, directory, wrap=wrap, progress=progress,
+                         rerun_failed=rerun_failed)
 
 
 def run_configured_gates(workspace: Workspace, sandbox_id: str, *,
