@@ -92,10 +92,10 @@ class SandboxGroups:
             _remove(folder)
 
 
-def own_folder(controller: str, listed: str | None = None) -> Path | None:
+def own_folder(controller: str) -> Path | None:
     """This process's group in cgroup v1's `controller` hierarchy (from /proc/self/cgroup)."""
     try:
-        text = listed if listed is not None else Path("/proc/self/cgroup").read_text()
+        text = Path("/proc/self/cgroup").read_text()
     except OSError:
         return None
     for line in text.splitlines():
@@ -127,14 +127,15 @@ def group_name(state_dir: Path, what: str) -> str:
 
 def make(name: str, limits: Limits) -> SandboxGroups | None:
     """A group named `name` (`group_name`) under this process's, in each controller, with `limits` set;
-    None where groups cannot be made here (`unavailable`) or no limit is asked."""
-    if limits.memory_bytes is None and limits.processes is None or unavailable() is not None:
+    None where no limit is asked or a controller has no hierarchy here (`unavailable` says why); OSError
+    where one cannot be made."""
+    parents = [own_folder(controller) for controller in _CONTROLLERS]
+    if limits.memory_bytes is None and limits.processes is None or None in parents:
         return None
     folders: list[Path] = []
     try:
-        for controller in _CONTROLLERS:
-            parent = own_folder(controller)
-            assert parent is not None  # checked by unavailable()
+        for controller, parent in zip(_CONTROLLERS, parents, strict=True):
+            assert parent is not None  # checked above
             _sweep(parent)
             folder = parent / f"{_GROUP_PREFIX}{name}"
             if folder.is_dir():  # left by a supervisor that was killed: its processes are ended first
