@@ -178,6 +178,8 @@ class LimitsConfig:
     """A size (`8G`, `512M`), a share of the machine's memory (`50%`), or `none`."""
     processes: int | None = 4096
     """Processes and threads (None: no limit)."""
+    cpu: str = "none"
+    """CPUs' time: a number of CPUs (`2`, `0.5`), a share of the machine's (`50%`), or `none`."""
 
 
 @dataclass(frozen=True)
@@ -431,15 +433,24 @@ def _parse_policy(value: Value) -> str:
 
 
 def _parse_limits(section: Value) -> LimitsConfig:
-    fields = section.as_mapping(known=("memory", "processes"))
+    fields = section.as_mapping(known=("memory", "processes", "cpu"))
     default = LimitsConfig()
     return LimitsConfig(memory=_optional(fields, "memory", _memory, default.memory),
-                        processes=_optional(fields, "processes", _processes, default.processes))
+                        processes=_optional(fields, "processes", _processes, default.processes),
+                        cpu=_optional(fields, "cpu", _cpu, default.cpu))
 
 
 def _memory(value: Value) -> str:
     text = str(value.node.value) if isinstance(value.node, ScalarNode) else value.as_str()
     problem = memory_problem(text)
+    if problem is not None:
+        raise value.error(f"{problem} (got {text!r})")
+    return text
+
+
+def _cpu(value: Value) -> str:
+    text = str(value.node.value) if isinstance(value.node, ScalarNode) else value.as_str()
+    problem = cpu_problem(text)
     if problem is not None:
         raise value.error(f"{problem} (got {text!r})")
     return text
@@ -576,6 +587,34 @@ def memory_bytes(text: str) -> int | None:
     if size is None:
         raise ValueError(f"no memory limit: {text!r}")
     return int(float(size[1]) * _UNITS[size[2].upper()])
+
+
+MIN_CPUS: Final = 0.01
+"""Less than this and the kernel's smallest quota (1 ms in each 100 ms) is passed."""
+
+
+def cpu_problem(text: str) -> str | None:
+    """Why `text` is no CPU limit (`2`, `0.5` CPUs, `50%` of the machine's, `none`)."""
+    text = text.strip()
+    if text.lower() == "none":
+        return None
+    percent = _PERCENT.fullmatch(text)
+    if percent is not None:
+        return None if 0 < float(percent[1]) <= 100 else "a share of the CPUs is more than 0% and at most 100%"
+    if re.fullmatch(r"\d+(?:\.\d+)?", text) is None:
+        return "expected a number of CPUs such as 2 or 0.5, a share such as 50%, or none"
+    return None if float(text) >= MIN_CPUS else f"at least {MIN_CPUS:g} of a CPU"
+
+
+def cpu_count(text: str) -> float | None:
+    """The CPUs `text` names (see `cpu_problem`); None for none."""
+    text = text.strip()
+    if text.lower() == "none":
+        return None
+    percent = _PERCENT.fullmatch(text)
+    if percent is not None:
+        return max(MIN_CPUS, (os.cpu_count() or 1) * float(percent[1]) / 100)
+    return float(text)
 
 
 def total_memory() -> int:

@@ -5,13 +5,15 @@ As root on cgroup v1 (this machine, CI) the groups are made; elsewhere the limit
 
 from __future__ import annotations
 
+import os
+import subprocess
 import textwrap
 import time
 from pathlib import Path
 
 import pytest
 
-from loomtui.config import memory_bytes, memory_problem, parse_config, total_memory
+from loomtui.config import cpu_count, cpu_problem, memory_bytes, memory_problem, parse_config, total_memory
 from loomtui.errors import ConfigError
 from loomtui.execution import cgroup_limits
 from loomtui.execution import sandboxes as sb
@@ -35,6 +37,16 @@ def test_a_memory_limit_is_a_size_a_share_or_none_and_a_typo_is_said_at_its_line
     with pytest.raises(ConfigError, match=r"loom\.yaml:3: limits\.processes: must be at least 16"):
         parse_config("version: 1\nlimits:\n  processes: 3\n", ".loom/loom.yaml")
     assert parse_config("version: 1\nlimits: {memory: none, processes: none}\n", "x").limits.processes is None
+
+
+def test_a_cpu_limit_is_a_number_of_cpus_a_share_or_none() -> None:
+    assert cpu_count("2") == 2 and cpu_count("0.5") == 0.5 and cpu_count("none") is None
+    assert cpu_count("50%") == (os.cpu_count() or 1) / 2
+    assert parse_config("version: 1\n", "x").limits.cpu == "none"  # the default: CPUs' time is shared
+    assert cpu_problem("0") is not None and cpu_problem("150%") is not None and cpu_problem("two") is not None
+    with pytest.raises(ConfigError, match=r"loom\.yaml:3: limits\.cpu: expected a number of CPUs such as 2"):
+        parse_config("version: 1\nlimits:\n  cpu: 2 cores\n", ".loom/loom.yaml")
+    assert cgroup_limits.Limits(1 << 30, 32, 1.5).said() == "1.0 GiB of memory, 32 processes, 1.5 CPUs"
 
 
 def _limited(repo: Path, runtimes: str, limits: str) -> None:
@@ -79,23 +91,44 @@ def test_a_fork_bomb_stops_at_its_sandbox_s_process_limit_interactive_agents_too
         print("all forked", flush=True)
     """)
     _limited(repo, 'forker:\n  argv: ["forker"]\nforker-pane:\n  argv: ["forker"]\n  mode: interactive\n',
-             "limits: {memory: 1G, processes: 32}\n")
+             "limits: {memory: 1G, processes: 32, cpu: 1.5}\n")
     for runtime in ("forker", "forker-pane"):
         record = tasks.start(ws, tasks.create_sandbox(ws, f"fork ({runtime})", runtime).id)
         done = ended(ws, record.id)
         assert done.status == "failed" and done.exit_code == 3, (runtime, done.data)
-        assert "exited with code 3 after its sandbox refused it more processes (1.0 GiB of memory, 32 processes" \
-            in done.data["error"], (runtime, done.data)
+        assert ("exited with code 3 after its sandbox refused it more processes "
+                "(1.0 GiB of memory, 32 processes, 1.5 CPUs") in done.data["error"], (runtime, done.data)
         assert ("tmux_session" in done.data) == (runtime == "forker-pane")  # its pane's wrapper was put in them
         assert "refused after" in sb.log_path(ws, record.id).read_text()  # its own namespace shows no path
+
+
+@needs_groups
+def test_a_busy_loop_waits_its_turn_at_its_cpu_limit() -> None:
+    """Without it one agent's busy tests took every CPU the person's own work had."""
+    groups = cgroup_limits.make("zz9cpu", cgroup_limits.Limits(None, None, 0.05))
+    assert groups is not None
+    cpu = next(folder for folder in groups.folders if folder.parent == cgroup_limits.own_folder("cpu"))
+    assert (cpu / "cpu.cfs_quota_us").read_text().strip() == "5000"
+    spinner = subprocess.Popen(groups.joined_argv(["python3", "-c", "while True: pass"]))
+    try:
+        deadline = time.monotonic() + 10
+        while not _counted_above_zero(cpu / "cpu.stat", "nr_throttled") and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert _counted_above_zero(cpu / "cpu.stat", "nr_throttled")  # the kernel held it back
+    finally:
+        groups.remove()
+        spinner.wait(timeout=10)
+    assert not cpu.exists()
+
+
+def _counted_above_zero(counters: Path, key: str) -> bool:
+    return any(line.split()[0] == key and int(line.split()[1]) > 0 for line in counters.read_text().splitlines())
 
 
 @needs_groups
 def test_groups_a_killed_supervisor_left_are_removed_when_the_sandbox_is_archived() -> None:
     """No agent runs in an archived sandbox again, so nothing makes its groups afresh (which removes a
     leftover first): whatever is still in them is ended and they go."""
-    import subprocess
-
     groups = cgroup_limits.make("zz9left", cgroup_limits.Limits(64 << 20, 32))
     assert groups is not None
     left = subprocess.Popen(["sleep", "60"])
@@ -111,7 +144,6 @@ def test_groups_a_killed_supervisor_left_are_removed_when_the_sandbox_is_archive
 def test_an_agent_that_cannot_join_its_groups_is_never_started() -> None:
     """The hook raises in the child (Popen then raises, and the supervisor fails the start, saying why):
     an agent outside its limits would run unbounded while its sandbox said it was limited."""
-    import subprocess
 
     from loomtui.execution.procs import agent_child_hook
 
@@ -124,7 +156,6 @@ def test_an_agent_that_cannot_join_its_groups_is_never_started() -> None:
 def test_empty_groups_killed_supervisors_left_are_swept_by_the_next_sandbox(monkeypatch: pytest.MonkeyPatch) -> None:
     """A supervisor killed before its agent's end (a test's, a crash) left its groups: one per sandbox, never
     removed. The next sandbox's groups remove the empty ones old enough; one with a process stays."""
-    import subprocess
 
     left = cgroup_limits.make("zz9old", cgroup_limits.Limits(64 << 20, 32))
     busy = cgroup_limits.make("zz9busy", cgroup_limits.Limits(64 << 20, 32))

@@ -253,3 +253,19 @@ def test_a_sandbox_s_base_says_the_commit_it_started_from() -> None:
     planned = SandboxRecord(id="ab12ce", task="t", runtime="script", status="planned", created=0.0, updated=0.0,
                             base_ref="HEAD")
     assert {f.label: f.value for f in sandbox_fields(planned, None, None)}["base"] == "HEAD"  # not made yet
+
+
+def test_a_sandbox_s_detail_says_what_its_agent_was_limited_to() -> None:
+    """The record kept its limits (`limits:`), or why none held, and nothing showed them."""
+    from loomtui.store import SandboxRecord
+    from loomtui.tui.sandbox_text import sandbox_fields
+
+    def shown(limits: str | None) -> dict[str, tuple[str, str]]:
+        record = SandboxRecord(id="ab12cd", task="t", runtime="script", status="running", created=0.0, updated=0.0,
+                               data={} if limits is None else {"limits": limits})
+        return {field.label: (field.value, field.style) for field in sandbox_fields(record, None, None)}
+
+    assert shown("1.0 GiB of memory, 32 processes, 1.5 CPUs")["limits"] == (
+        "1.0 GiB of memory, 32 processes, 1.5 CPUs", "")
+    assert shown("not limited: no cgroup v1 `memory` hierarchy")["limits"][1] == "bold yellow"
+    assert "limits" not in shown(None)  # started before limits were kept

@@ -1,9 +1,10 @@
-"""A sandbox's own control groups: its agent, and all it starts, limited in memory and processes.
+"""A sandbox's own control groups: its agent, and all it starts, limited in memory, processes and CPU.
 
-Where this process may make groups under its own (cgroup v1's `memory` and `pids` hierarchies, as
-root does), each agent runs in a group of its sandbox's, a child of the supervisor's: past its
-memory the kernel ends one of the agent's processes, not the person's editor or the store; past
-its processes a fork bomb stops. A child group keeps every limit of the groups above it. Where it
+Where this process may make groups under its own (cgroup v1's `memory` and `pids` hierarchies, and
+`cpu` where a CPU limit is asked, as root does), each agent runs in a group of its sandbox's, a child
+of the supervisor's: past its memory the kernel ends one of the agent's processes, not the person's
+editor or the store; past its processes a fork bomb stops; past its CPUs' time it waits its turn. A
+child group keeps every limit of the groups above it. Where it
 may not (cgroup v2 without a delegated tree, v1 as a user), nothing is limited this way and
 `doctor` says so; the OOM preference (`procs.OOM_SCORE_ADJ_AGENT`), the disk guard and, for a user,
 RLIMIT_NPROC in bubblewrap's user namespace still hold.
@@ -22,26 +23,41 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
-from loomtui.config import memory_bytes
+from loomtui.config import LimitsConfig, cpu_count, memory_bytes
 
 CGROUP_ROOT: Final = Path("/sys/fs/cgroup")
 _CONTROLLERS: Final = ("memory", "pids")
+_CPU: Final = "cpu"
 _GROUP_PREFIX: Final = "loomtui-"
+CPU_PERIOD_US: Final = 100_000
+"""The period the kernel shares a group's CPU quota over (its default)."""
 
 
 @dataclass(frozen=True)
 class Limits:
-    """What one sandbox's agent may use at once: bytes of memory, processes and threads (None: no limit)."""
+    """What one sandbox's agent may use at once: bytes of memory, processes and threads, CPUs' time
+    (None: no limit)."""
 
     memory_bytes: int | None
     processes: int | None
+    cpus: float | None = None
+
+    @classmethod
+    def of(cls, config: LimitsConfig) -> Limits:
+        """The limits `limits:` in loom.yaml asks for, on this machine."""
+        return cls(memory_bytes(config.memory), config.processes, cpu_count(config.cpu))
+
+    def controllers(self) -> tuple[str, ...]:
+        """The hierarchies these limits need a group in (`cpu` only where CPUs are limited)."""
+        return _CONTROLLERS + ((_CPU,) if self.cpus is not None else ())
 
     def said(self) -> str:
         gib = (self.memory_bytes or 0) / (1 << 30)
         memory = ("memory unlimited" if not self.memory_bytes else f"{gib:.1f} GiB of memory" if gib >= 1
                   else f"{(self.memory_bytes or 0) >> 20} MiB of memory")
         processes = f"{self.processes:,} processes" if self.processes else "processes unlimited"
-        return f"{memory}, {processes}"
+        cpus = "" if self.cpus is None else f", {self.cpus:g} CPU{'' if self.cpus == 1 else 's'}"
+        return f"{memory}, {processes}{cpus}"
 
 
 @dataclass(frozen=True)
@@ -106,9 +122,9 @@ def own_folder(controller: str) -> Path | None:
     return None
 
 
-def unavailable() -> str | None:
-    """Why a sandbox cannot have groups of its own here (None: it can)."""
-    for controller in _CONTROLLERS:
+def unavailable(controllers: tuple[str, ...] = _CONTROLLERS) -> str | None:
+    """Why a sandbox cannot have groups of its own in `controllers`' hierarchies here (None: it can)."""
+    for controller in controllers:
         folder = own_folder(controller)
         if folder is None:
             return (f"no cgroup v1 `{controller}` hierarchy (cgroup v2 needs a delegated tree: run loomtui "
@@ -129,12 +145,13 @@ def make(name: str, limits: Limits) -> SandboxGroups | None:
     """A group named `name` (`group_name`) under this process's, in each controller, with `limits` set;
     None where no limit is asked or a controller has no hierarchy here (`unavailable` says why); OSError
     where one cannot be made."""
-    parents = [own_folder(controller) for controller in _CONTROLLERS]
-    if limits.memory_bytes is None and limits.processes is None or None in parents:
+    controllers = limits.controllers()
+    parents = [own_folder(controller) for controller in controllers]
+    if limits == Limits(None, None) or None in parents:
         return None
     folders: list[Path] = []
     try:
-        for controller, parent in zip(_CONTROLLERS, parents, strict=True):
+        for controller, parent in zip(controllers, parents, strict=True):
             assert parent is not None  # checked above
             _sweep(parent)
             folder = parent / f"{_GROUP_PREFIX}{name}"
@@ -146,6 +163,9 @@ def make(name: str, limits: Limits) -> SandboxGroups | None:
                 (folder / "memory.limit_in_bytes").write_text(str(limits.memory_bytes))
             if controller == "pids" and limits.processes is not None:
                 (folder / "pids.max").write_text(str(limits.processes))
+            if controller == _CPU and limits.cpus is not None:
+                (folder / "cpu.cfs_period_us").write_text(str(CPU_PERIOD_US))
+                (folder / "cpu.cfs_quota_us").write_text(str(max(1000, round(limits.cpus * CPU_PERIOD_US))))
     except OSError:
         for folder in folders:
             _remove(folder)
@@ -156,7 +176,7 @@ def make(name: str, limits: Limits) -> SandboxGroups | None:
 def remove_left(name: str) -> None:
     """Remove the groups `name` if a supervisor left them (it was killed before the agent's end); what is
     still in them is ended. For a sandbox no agent runs in again (archived)."""
-    for controller in _CONTROLLERS:
+    for controller in (*_CONTROLLERS, _CPU):
         parent = own_folder(controller)
         if parent is not None and (parent / f"{_GROUP_PREFIX}{name}").is_dir():
             _remove(parent / f"{_GROUP_PREFIX}{name}")
@@ -211,11 +231,11 @@ def _remove(folder: Path, patience: float = 5.0) -> None:
             time.sleep(0.05)
 
 
-def sandbox_groups(name: str, memory: str, processes: int | None) -> tuple[SandboxGroups | None, str]:
-    """The groups `name` (`group_name`) for the config's `limits` (`memory` as `limits.memory` says it), and
-    in words what holds what runs in them: the limits, or why none do."""
-    limits = Limits(memory_bytes(memory), processes)
-    why = unavailable()
+def sandbox_groups(name: str, config: LimitsConfig) -> tuple[SandboxGroups | None, str]:
+    """The groups `name` (`group_name`) for the config's `limits:`, and in words what holds what runs in
+    them: the limits, or why none do."""
+    limits = Limits.of(config)
+    why = unavailable(limits.controllers())
     if why is not None:
         return None, f"not limited: {why}"
     try:

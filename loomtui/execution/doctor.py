@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
-from loomtui.config import GENERIC_COMMAND, LimitsConfig, memory_bytes
+from loomtui.config import GENERIC_COMMAND, LimitsConfig
 from loomtui.errors import LoomError, NotARepository
 from loomtui.execution import cgroup_limits, disk_room
 from loomtui.execution.gitops import MERGE_TREE_MIN_VERSION, Git, git_version
@@ -162,13 +162,14 @@ def _check_worktrees(report: DoctorReport, workspace: Workspace) -> None:
 
 def _check_limits(report: DoctorReport, limits: LimitsConfig) -> None:
     """Whether each agent runs in control groups of its own, limited as `limits:` asks."""
-    why = cgroup_limits.unavailable()
-    asked = cgroup_limits.Limits(memory_bytes(limits.memory), limits.processes)
+    asked = cgroup_limits.Limits.of(limits)
+    why = cgroup_limits.unavailable(asked.controllers())
     if why is None:
         report.add("limits", OK, f"each agent and all it starts: at most {asked.said()} (control groups of "
                                  "its sandbox's; `limits:` in .loom/loom.yaml)")
     else:
-        report.add("limits", WARNING, f"agents' memory and processes are not limited per sandbox: {why}; "
+        what = "memory, processes and CPU" if asked.cpus is not None else "memory and processes"
+        report.add("limits", WARNING, f"agents' {what} are not limited per sandbox: {why}; "
                                       "an agent past the machine's memory is the OOM killer's first choice")
 
 

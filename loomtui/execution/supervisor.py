@@ -237,9 +237,8 @@ class Supervisor:
         except OSError as exc:
             return self._finish(None, None, error=f"cannot serve the hook broker {self.paths.broker}: "
                                                   f"{exc.strerror or exc}")
-        limits = self.workspace.load_config().limits
         self.groups, self.limits_said = sandbox_groups(group_name(self.workspace.paths.state_dir, self.record.id),
-                                                       limits.memory, limits.processes)
+                                                       self.workspace.load_config().limits)
         if self.spec.mode == "interactive":
             code, signame = self._run_in_tmux(argv, env, writer)
         else:

@@ -99,8 +99,7 @@ def run_groups(workspace: Workspace, run_id: int) -> Iterator[Callable[[list[str
     wrote, a fork bomb in a test as much as in the agent): yields how to wrap a command to run in them
     (as it is where none can be made), and removes them, and what is left in them, after."""
     limits = workspace.load_config().limits
-    groups, _said = sandbox_groups(group_name(workspace.paths.state_dir, f"gate-{run_id}"), limits.memory,
-                                   limits.processes)
+    groups, _said = sandbox_groups(group_name(workspace.paths.state_dir, f"gate-{run_id}"), limits)
     try:
         yield groups.joined_argv if groups is not None else list
     finally:

@@ -115,6 +115,9 @@ def sandbox_fields(sandbox: SandboxRecord, step: StepView | None, diff: str | No
     )]
     fields.append(Field("isolation", sandboxes.isolation_label(sandbox),
                         "" if sandbox.isolation == "bwrap" else "bold yellow"))
+    limits = sandbox.data.get("limits")  # what its agent's last start was limited to (`limits:`), or why not
+    if isinstance(limits, str) and limits:
+        fields.append(Field("limits", limits, "bold yellow" if limits.startswith("not limited") else ""))
     why = sandbox.data.get("error") or sandbox.data.get("reason")
     if sandbox.status in ("rejected", "failed") and why:  # a refused start's claim, a crash: said, not only stored
         fields.append(Field("why", task_text(str(why)), "bold red"))
