@@ -175,6 +175,37 @@ def test_bad_input_is_one_line_and_the_right_exit_code(repo: Path, script: Path,
     assert git(repo, "show", f"loom/{sandbox_id}:scratch.txt") == "uncommitted"
 
 
+def test_rm_done_archives_every_merged_or_rejected_sandbox_and_names_those_it_refused(
+        repo: Path, script: Path) -> None:
+    """Merged and rejected rows piled up in the list, each removed by hand, one id at a time."""
+    def planned() -> dict[str, str]:
+        return dict(json.loads(run(repo, "sandbox", "new", "--runtime", "script", "--task", "x", "--script",
+                                   str(script), "--no-start", "--json").stdout))
+
+    merged, dirty, rejected, waiting = planned(), planned(), planned(), planned()
+    workspace = open_workspace(repo)
+    for made, status in ((merged, "merged"), (dirty, "merged"), (rejected, "rejected")):
+        workspace.store.update_sandbox(made["id"], status=status)
+    workspace.close()
+    (Path(dirty["worktree"]) / "scratch.txt").write_text("uncommitted\n")
+    done = run(repo, "sandbox", "rm", "--done")
+    assert done.returncode == 1, (done.stdout, done.stderr)
+    assert f"removed sandbox {merged['id']}; branch loom/{merged['id']} deleted" in done.stdout
+    assert f"removed sandbox {rejected['id']}" in done.stdout
+    assert (f"refused: sandbox {dirty['id']} has uncommitted changes (scratch.txt); nothing was removed. --force "
+            f"commits them to loom/{dirty['id']} first") in done.stdout
+    assert done.stdout.rstrip().endswith("1 of 3 refused")
+    listed = json.loads(run(repo, "sandbox", "list", "--json", "--all").stdout)["sandboxes"]
+    statuses = {r["id"]: r["status"] for r in listed}
+    assert statuses == {merged["id"]: "archived", rejected["id"]: "archived", dirty["id"]: "merged",
+                        waiting["id"]: "planned"}  # a planned task is not done with
+    assert (Path(dirty["worktree"]) / "scratch.txt").read_text() == "uncommitted\n"
+    again = json.loads(run(repo, "sandbox", "rm", "--done", "--json").stdout)
+    assert again["removed"] == [] and [r["sandbox_id"] for r in again["refused"]] == [dirty["id"]]
+    one_line_error(run(repo, "sandbox", "rm", "--done", "--force"), 2, "--force and --delete-branch go with one ID")
+    one_line_error(run(repo, "sandbox", "rm", merged["id"], "--done"), 2, "not allowed with argument")
+
+
 def test_help_lists_the_execution_commands(repo: Path) -> None:
     top = installed(repo, "--help").stdout
     for command in ("sandbox", "attach", "doctor", "script-agent"):

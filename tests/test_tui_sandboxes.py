@@ -148,6 +148,30 @@ async def test_a_planned_sandbox_says_press_s_and_s_starts_it(billing: Path) -> 
         await wait_for(pilot, lambda: str(table.cell(record.id, "status")) != "running", timeout=30)
 
 
+async def test_shift_x_archives_every_merged_or_rejected_sandbox_after_asking(billing: Path) -> None:
+    workspace = open_workspace(billing)
+    made = [tasks.create_sandbox(workspace, f"task {n}", "script", script=billing.parent / "typo.yaml")
+            for n in range(3)]
+    workspace.store.update_sandbox(made[0].id, status="merged")
+    workspace.store.update_sandbox(made[1].id, status="rejected")
+    app = LoomApp(workspace)
+    async with app.run_test(size=SIZE) as pilot:
+        table = app.screen.query_one("#sandboxes", SandboxTable)
+        await wait_for(pilot, lambda: table.row_count == 3)
+        table.focus()
+        await pilot.press("X")
+        await pilot.pause()
+        assert isinstance(app.screen, ConfirmScreen)
+        assert app.screen.question.startswith("Archive the 2 merged or rejected sandboxes?")
+        await pilot.press("y")
+        await wait_for(pilot, lambda: table.row_count == 1, timeout=15)
+        assert [row.value for row in table.rows] == [made[2].id]  # a planned task is not done with
+        assert {workspace.store.get_sandbox(m.id).status for m in made[:2]} == {"archived"}  # type: ignore[union-attr]
+        await pilot.press("X")  # nothing left to archive: said, not asked
+        await pilot.pause()
+        assert not isinstance(app.screen, ConfirmScreen)
+
+
 async def test_an_agent_that_failed_without_a_change_says_s_runs_it_again_and_s_does(billing: Path) -> None:
     workspace = open_workspace(billing)
     failing = billing.parent / "fail.yaml"

@@ -337,11 +337,12 @@ REMOVE_HINTS = {
 def cmd_rm(args: argparse.Namespace) -> int:
     from loomtui.workflow.tasks import remove
 
+    if args.done:
+        return _rm_done(args)
     try:
         result = remove(workspace_for(args), args.id, force=args.force, delete_branch=args.delete_branch)
     except review.RemoveRefused as exc:
-        hint = REMOVE_HINTS[exc.reason].format(branch=exc.branch)
-        raise LoomError(f"{exc}{hint}", exit_code=exc.exit_code) from None
+        raise LoomError(_refusal(exc), exit_code=exc.exit_code) from None
     if args.json:
         print_json(asdict(result))
         return 0
@@ -349,9 +350,42 @@ def cmd_rm(args: argparse.Namespace) -> int:
         print(f"saved uncommitted work to {result.branch} as {result.saved_commit[:12]}")
     if result.ignored:
         print(f"deleted with the worktree, as git ignores them: {listed(result.ignored)}")
-    kept = "deleted" if result.branch_deleted else "kept" if result.branch_tip else "never made"
-    print(f"removed sandbox {result.sandbox_id}; branch {result.branch} {kept}")
+    print(_removed_line(result))
     return 0
+
+
+def _refusal(refused: LoomError) -> str:
+    """Why `remove` refused, and what `rm` offers for it."""
+    if isinstance(refused, review.RemoveRefused):
+        return f"{refused}{REMOVE_HINTS[refused.reason].format(branch=refused.branch)}"
+    return str(refused)
+
+
+def _removed_line(result: review.RemoveResult) -> str:
+    kept = "deleted" if result.branch_deleted else "kept" if result.branch_tip else "never made"
+    return f"removed sandbox {result.sandbox_id}; branch {result.branch} {kept}"
+
+
+def _rm_done(args: argparse.Namespace) -> int:
+    """`rm --done`: every merged or rejected sandbox archived; exit 1 when any was refused."""
+    from loomtui.workflow.tasks import remove_done
+
+    if args.force or args.delete_branch:
+        raise LoomError("--done removes each as rm without options does; --force and --delete-branch go with "
+                        "one ID")
+    outcomes = remove_done(workspace_for(args))
+    refused = [(sandbox_id, _refusal(why)) for sandbox_id, why in outcomes if isinstance(why, LoomError)]
+    if args.json:
+        print_json({"removed": [asdict(result) for _, result in outcomes if isinstance(result, review.RemoveResult)],
+                    "refused": [{"sandbox_id": sandbox_id, "why": why} for sandbox_id, why in refused]})
+        return 1 if refused else 0
+    for _, outcome in outcomes:
+        print(_removed_line(outcome) if isinstance(outcome, review.RemoveResult) else f"refused: {_refusal(outcome)}")
+    if not outcomes:
+        print("no merged or rejected sandbox to remove")
+    elif refused:
+        print(f"{len(refused)} of {len(outcomes)} refused")
+    return 1 if refused else 0
 
 
 def _reconciled(workspace: Workspace) -> recovery.ReconcileReport:
@@ -511,7 +545,11 @@ def register(commands: Any) -> None:
     rm = add_command(sandbox, "rm", cmd_rm,
                      "remove the worktree and archive the sandbox; refused with uncommitted changes",
                      json_flag=True)
-    _id_arg(rm)
+    which = rm.add_mutually_exclusive_group(required=True)
+    which.add_argument("id", metavar="ID", nargs="?", help="sandbox id (or a unique prefix of one)")
+    which.add_argument("--done", action="store_true",
+                       help="instead of one ID, every merged or rejected sandbox (each as rm without options; "
+                            "one refused does not stop the rest)")
     rm.add_argument("--force", action="store_true",
                     help="commit uncommitted changes to the sandbox branch first (and stop a running agent)")
     rm.add_argument("--delete-branch", action="store_true",

@@ -45,6 +45,8 @@ ARCHIVED: Final = SandboxStatus.ARCHIVED
 STATUSES: Final = tuple(SandboxStatus)
 LIVE: Final = frozenset({RUNNING, PAUSED})
 """Statuses in which an agent process should exist."""
+DONE_WITH: Final = frozenset({MERGED, REJECTED})
+"""A task that is done with: its change merged, or it was rejected (its work, if any, stays on its branch)."""
 
 TRANSITIONS: Final[dict[str, frozenset[str]]] = {
     PLANNED: frozenset({RUNNING, FAILED, REJECTED, ARCHIVED}),

@@ -37,3 +37,12 @@ def archive(workspace: Workspace, sandbox_id: str) -> None:
     if record.status in LIVE:
         raise LoomError(f"sandbox {sandbox_id} is {record.status}; stop it first (s)")
     tasks.remove(workspace, sandbox_id, force=True)
+
+
+def archive_done(workspace: Workspace) -> None:
+    """Archive every merged or rejected sandbox (`tasks.remove_done`), saying which were refused and why."""
+    from loomtui.workflow.tasks import remove_done
+
+    refused = [f"{why}" for _, why in remove_done(workspace) if isinstance(why, LoomError)]
+    if refused:
+        raise LoomError(f"{len(refused)} not archived: {'; '.join(refused)}")

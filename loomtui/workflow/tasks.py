@@ -15,7 +15,7 @@ from typing import Any, Final
 from loomtui.coordination.claims import ClaimRefused, claim_targets
 from loomtui.errors import LoomError
 from loomtui.execution import agent_control, review, sandboxes
-from loomtui.execution.lifecycle import ARCHIVED, EXITED, FAILED, MERGED, PLANNED, REJECTED, transition
+from loomtui.execution.lifecycle import ARCHIVED, DONE_WITH, EXITED, FAILED, MERGED, PLANNED, REJECTED, transition
 from loomtui.execution.procs import is_alive
 from loomtui.execution.review import RemoveResult
 from loomtui.governance.coordinator import governed_coordinator
@@ -173,6 +173,19 @@ def remove(workspace: Workspace, sandbox_id: str, *, force: bool = False, delete
         result = review.remove(workspace, record.id, force=force, delete_branch=delete_branch, grace=grace)
     Workflow(workspace).advance(result.sandbox_id)
     return result
+
+
+def remove_done(workspace: Workspace) -> list[tuple[str, RemoveResult | LoomError]]:
+    """Archive every sandbox that is done with (`DONE_WITH`), oldest first, each as `remove` does without force:
+    for each, its result, or why it was refused (one refusal does not stop the rest)."""
+    outcomes: list[tuple[str, RemoveResult | LoomError]] = []
+    done = [record for record in workspace.store.list_sandboxes() if record.status in DONE_WITH]
+    for record in sorted(done, key=lambda r: r.created):
+        try:
+            outcomes.append((record.id, remove(workspace, record.id)))
+        except LoomError as exc:
+            outcomes.append((record.id, exc))
+    return outcomes
 
 
 def drop_after(workspace: Workspace, sandbox_id: str, dropped: Sequence[str] = ()) -> SandboxRecord:

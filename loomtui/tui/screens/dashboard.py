@@ -25,7 +25,7 @@ from textual.widgets import (
 
 from loomtui.errors import LoomError
 from loomtui.execution import agent_control, sandboxes
-from loomtui.execution.lifecycle import LIVE, PAUSED, PLANNED
+from loomtui.execution.lifecycle import DONE_WITH, LIVE, PAUSED, PLANNED
 from loomtui.store import SandboxRecord
 from loomtui.tui import sandbox_calls
 from loomtui.tui.base import LoomScreen, inner_width
@@ -608,3 +608,14 @@ class DashboardScreen(LoomScreen[None]):
             f"{sandbox.branch or 'its branch'} first, and the branch stays (but once merged: its commits are "
             f"in {sandbox.target or 'its target'}).",
             f"archive {sandbox.id}", sandbox_calls.archive, sandbox.id)
+
+    def action_archive_done(self) -> None:
+        done = [s for s in self.snapshot.sandboxes if s.status in DONE_WITH] if self.snapshot else []
+        if not done:
+            self.app.notify("no merged or rejected sandbox to archive", title="archive", timeout=3)
+            return
+        self._run_once_confirmed(
+            f"Archive the {len(done)} merged or rejected sandbox{'es' if len(done) > 1 else ''}? Worktrees are "
+            "removed; a merged branch goes (its commits are in its target), a rejected one stays. One with "
+            "uncommitted work is left as it is.",
+            f"archive {len(done)} done", sandbox_calls.archive_done)

@@ -44,6 +44,8 @@ DASHBOARD_BINDINGS: Final[list[BindingType]] = [
                                     tooltip="Merge an approved sandbox (asks first)")),
     Binding("x", "archive", "Archive", id="dashboard.archive",
             show=False, tooltip="Archive the sandbox (asks first; its branch stays)"),
+    Binding("X", "archive_done", "Archive done", key_display="X", id="dashboard.archive_done",
+            show=False, tooltip="Archive every merged or rejected sandbox (asks first)"),
     Binding("slash", "filter", "Filter", key_display="/", id="dashboard.filter",
             tooltip="Show only the sandboxes that match what you type"),
     # In the footer while there is something to back out of (a filter, the zoom): the way out was unsaid.
