@@ -105,8 +105,9 @@ def test_no_sql_or_sqlite_outside_store() -> None:
 
 
 LAYERS = (
-    ("store", "audit", "auditanchor", "config", "errors", "files", "gitcmd", "globs", "identity", "interrupts", "repo",
-     "resources", "runtime_config", "sample", "starter", "workspace", "yamlcheck", "__init__", "__main__"),
+    ("store", "audit", "auditanchor", "config", "errors", "files", "gitcmd", "globs", "identity", "interrupts",
+     "limit_values", "repo", "resources", "runtime_config", "sample", "starter", "workspace", "yamlcheck",
+     "__init__", "__main__"),
     ("coordination",),
     ("knowledge",),
     ("execution",),

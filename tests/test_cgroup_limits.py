@@ -13,10 +13,11 @@ from pathlib import Path
 
 import pytest
 
-from loomtui.config import cpu_count, cpu_problem, memory_bytes, memory_problem, parse_config, total_memory
+from loomtui.config import parse_config
 from loomtui.errors import ConfigError
 from loomtui.execution import cgroup_limits
 from loomtui.execution import sandboxes as sb
+from loomtui.limit_values import cpu_count, cpu_problem, memory_bytes, memory_problem, total_memory
 from loomtui.workflow import tasks
 from loomtui.workspace import Workspace
 from tests.test_execution import bin_dir, ended, stand_in, ws  # noqa: F401  (fixtures)

@@ -23,7 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
-from loomtui.config import LimitsConfig, cpu_count, memory_bytes
+from loomtui.config import LimitsConfig
+from loomtui.limit_values import cpu_count, memory_bytes
 
 CGROUP_ROOT: Final = Path("/sys/fs/cgroup")
 _CONTROLLERS: Final = ("memory", "pids")
