@@ -40,6 +40,7 @@ from loomtui.tui.sandbox_text import (
     format_age,
     sandbox_fields,
 )
+from loomtui.tui.screens import dashboard_keys
 from loomtui.tui.screens.dashboard_keys import DASHBOARD_BINDINGS, FOLLOWS_SELECTION, key_applies, merge_refusal
 from loomtui.tui.snapshot import DashboardSnapshot
 from loomtui.tui.widgets.activity_log import ActivityLog
@@ -491,11 +492,8 @@ class DashboardScreen(LoomScreen[None]):
         if sandbox.status not in LIVE:  # the engine's one line says why: nothing to confirm
             self._run(f"stop {sandbox.id}", agent_control.stop, sandbox.id)
             return
-        self._run_once_confirmed(
-            f"Stop the agent of sandbox {sandbox.id}? It gets SIGTERM, and SIGKILL after "
-            f"{agent_control.DEFAULT_GRACE_S:g} s; what it wrote, committed or not, is kept on {sandbox.branch}, "
-            "and a person looks at it before it merges.",
-            f"stop {sandbox.id}", agent_control.stop, sandbox.id)
+        self._run_once_confirmed(dashboard_keys.stop_question(sandbox), f"stop {sandbox.id}", agent_control.stop,
+                                 sandbox.id)
 
     def action_pause_resume(self) -> None:
         if (sandbox := self.selected_sandbox()) is not None:
@@ -516,10 +514,8 @@ class DashboardScreen(LoomScreen[None]):
             why = f"it is {sandbox.status}" if sandbox.status != PLANNED else "it waits for no other task"
             self.app.notify(f"sandbox {sandbox.id}: {why}", title="stop waiting", severity="warning")
             return
-        self._run_once_confirmed(
-            f"Sandbox {sandbox.id} stops waiting for {', '.join(sandbox.after)} where not merged, and starts from "
-            f"{sandbox.target or 'its target'} as it is, without their change. Go on?",
-            f"drop-after {sandbox.id}", sandbox_calls.drop_after, sandbox.id)
+        self._run_once_confirmed(dashboard_keys.drop_after_question(sandbox), f"drop-after {sandbox.id}",
+                                 sandbox_calls.drop_after, sandbox.id)
 
     @on(DataTable.RowSelected, "#sandboxes")
     def _row_chosen(self) -> None:
@@ -594,28 +590,20 @@ class DashboardScreen(LoomScreen[None]):
         if refusal is not None:  # said at once: a question answered y would only fail
             self.app.notify(refusal, title="merge", severity="warning")
             return
-        self._run_once_confirmed(
-            f"Merge sandbox {sandbox.id} ({sandbox.branch}) into {sandbox.target or 'its target'}? Only a clean "
-            "merge goes in.",
-            f"merge {sandbox.id}", sandbox_calls.merge, sandbox.id)
+        self._run_once_confirmed(dashboard_keys.merge_question(sandbox), f"merge {sandbox.id}", sandbox_calls.merge,
+                                 sandbox.id)
 
     def action_archive(self) -> None:
         sandbox = self.selected_sandbox()
         if sandbox is None:
             return
-        self._run_once_confirmed(
-            f"Archive sandbox {sandbox.id}? Its worktree is removed; uncommitted work is committed to "
-            f"{sandbox.branch or 'its branch'} first, and the branch stays (but once merged: its commits are "
-            f"in {sandbox.target or 'its target'}).",
-            f"archive {sandbox.id}", sandbox_calls.archive, sandbox.id)
+        self._run_once_confirmed(dashboard_keys.archive_question(sandbox), f"archive {sandbox.id}",
+                                 sandbox_calls.archive, sandbox.id)
 
     def action_archive_done(self) -> None:
         done = [s for s in self.snapshot.sandboxes if s.status in DONE_WITH] if self.snapshot else []
         if not done:
             self.app.notify("no merged or rejected sandbox to archive", title="archive", timeout=3)
             return
-        self._run_once_confirmed(
-            f"Archive the {len(done)} merged or rejected sandbox{'es' if len(done) > 1 else ''}? Worktrees are "
-            "removed; a merged branch goes (its commits are in its target), a rejected one stays. One with "
-            "uncommitted work is left as it is.",
-            f"archive {len(done)} done", sandbox_calls.archive_done)
+        self._run_once_confirmed(dashboard_keys.archive_done_question(len(done)), f"archive {len(done)} done",
+                                 sandbox_calls.archive_done)

@@ -8,6 +8,7 @@ from typing import Final
 
 from textual.binding import Binding, BindingType
 
+from loomtui.execution.agent_control import DEFAULT_GRACE_S
 from loomtui.execution.lifecycle import APPROVED, AWAITING_REVIEW, LIVE, MERGED
 from loomtui.store import SandboxRecord
 from loomtui.tui.keys import shown_where_it_applies
@@ -52,6 +53,39 @@ DASHBOARD_BINDINGS: Final[list[BindingType]] = [
     *shown_where_it_applies(Binding("escape", "back", "Back", id="dashboard.back",
                                     tooltip="Out of the filter or the detail, back to the table")),
 ]
+
+
+def stop_question(sandbox: SandboxRecord) -> str:
+    """What `s` asks before it stops a live agent."""
+    return (f"Stop the agent of sandbox {sandbox.id}? It gets SIGTERM, and SIGKILL after {DEFAULT_GRACE_S:g} s; "
+            f"what it wrote, committed or not, is kept on {sandbox.branch}, and a person looks at it before it "
+            "merges.")
+
+
+def drop_after_question(sandbox: SandboxRecord) -> str:
+    """What `W` asks before a held task starts without those it waits for."""
+    return (f"Sandbox {sandbox.id} stops waiting for {', '.join(sandbox.after)} where not merged, and starts from "
+            f"{sandbox.target or 'its target'} as it is, without their change. Go on?")
+
+
+def merge_question(sandbox: SandboxRecord) -> str:
+    """What `m` asks before it merges."""
+    return (f"Merge sandbox {sandbox.id} ({sandbox.branch}) into {sandbox.target or 'its target'}? Only a clean "
+            "merge goes in.")
+
+
+def archive_question(sandbox: SandboxRecord) -> str:
+    """What `x` asks before it archives one sandbox."""
+    return (f"Archive sandbox {sandbox.id}? Its worktree is removed; uncommitted work is committed to "
+            f"{sandbox.branch or 'its branch'} first, and the branch stays (but once merged: its commits are "
+            f"in {sandbox.target or 'its target'}).")
+
+
+def archive_done_question(count: int) -> str:
+    """What `X` asks before it archives every merged or rejected sandbox (`count` of them)."""
+    return (f"Archive the {count} merged or rejected sandbox{'es' if count > 1 else ''}? Worktrees are removed; a "
+            "merged branch goes (its commits are in its target), a rejected one stays. One with uncommitted work "
+            "is left as it is.")
 
 
 def merge_refusal(sandbox: SandboxRecord, step: StepView | None) -> str | None:
