@@ -964,7 +964,7 @@ def test_a_sandbox_whose_worktree_is_gone_gives_back_its_claims_and_offers_remov
 
 def test_an_agents_log_keeps_so_much_then_says_so_and_keeps_no_more(tmp_path: Path) -> None:
     """A hostile agent wrote 3 GB of output in 15 s onto the disk the store and the audit log live on."""
-    from loomtui.execution.supervisor import LogWriter
+    from loomtui.execution.agent_log import LogWriter
 
     log = LogWriter(tmp_path / "agent.log", limit=1000)
     for _ in range(50):

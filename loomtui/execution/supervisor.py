@@ -42,6 +42,7 @@ from loomtui.errors import LoomError, StoreUnreachable
 from loomtui.execution import confinement, disk_room, login_copy
 from loomtui.execution.activity import AGENT_RESULT_KEYS, Activity, checker_for, parser_for
 from loomtui.execution.agent_control import SPARE_ON_TERM
+from loomtui.execution.agent_log import LogWriteFailed, LogWriter
 from loomtui.execution.cgroup_limits import SandboxGroups, group_name, sandbox_groups
 from loomtui.execution.faults import FaultWatch, fault_watch
 from loomtui.execution.isolation import ISOLATION_BWRAP
@@ -92,56 +93,6 @@ HookServerFactory = Callable[[Workspace, str, Path, Path], HookServer]
 """Makes the hook server of (workspace, sandbox id, worktree, socket path)."""
 AfterEnd = Callable[[Workspace, str], None]
 """Called once the agent's end is recorded (the workflow advances the sandbox)."""
-
-
-class LogWriteFailed(Exception):
-    """Writing the agent log failed; the log was cut back to its last whole line."""
-
-
-MAX_LOG_BYTES: Final = 256 << 20
-"""An agent's log keeps this much of its output, then says so and keeps no more (3 GB in 15 s filled
-the disk the store and the audit log live on). The agent runs on; only its output is dropped."""
-
-
-class LogWriter:
-    """Appends the agent's output to its log; a failed write cuts the log back to its last whole line."""
-
-    def __init__(self, path: Path, limit: int = MAX_LOG_BYTES) -> None:
-        self.path = path
-        self.fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-        self.size = os.fstat(self.fd).st_size
-        self.whole = self.size  # where the last complete line ends
-        self.lines = 0
-        self.limit = limit
-        self.full = False
-
-    def write(self, data: bytes) -> None:
-        """Append `data`; past the limit, one line saying so, then nothing (`full` turns True)."""
-        if self.full:
-            return
-        if self.size + len(data) > self.limit:
-            self.full = True
-            data = (b"\n" if self.size > self.whole else b"") + (
-                f"loomtui: the agent's output passed {self.limit >> 20} MiB; the rest of it is not kept\n".encode())
-        view = memoryview(data)
-        try:
-            while view:
-                written = os.write(self.fd, view)
-                view = view[written:]
-        except OSError as exc:
-            try:
-                os.ftruncate(self.fd, self.whole)
-                self.size = self.whole
-            except OSError:
-                pass  # /dev/full and the like: nothing was kept to cut back
-            raise LogWriteFailed(f"{exc.strerror or exc} writing {self.path}") from None
-        self.size += len(data)
-        self.lines += data.count(b"\n")
-        if data.endswith(b"\n"):
-            self.whole = self.size
-
-    def close(self) -> None:
-        os.close(self.fd)
 
 
 def _diagnose(message: str) -> None:
