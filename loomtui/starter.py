@@ -97,7 +97,10 @@ def _config_text(gates: tuple[Gate, ...]) -> str:
              "  # What agents are given of the team's conventions (README: Knowledge); a task gets the",
              "  # sections that bear on it, and the root AGENTS.md when nothing else does.",
              '  sources: ["AGENTS.md", "CLAUDE.md", "docs/adr/*.md", "docs/conventions/*.md"]',
-             "  budget_tokens: 8000"]
+             "  budget_tokens: 8000",
+             "# What each agent, and all it starts, may use at once: these are the defaults; `loomtui doctor`",
+             "# says whether they hold here (README: Sandboxes, Isolation).",
+             "# limits: {memory: 50%, processes: 4096, cpu: none}"]
     if not gates:
         lines += ["# No test runner was found here: add the checks every agent's change must pass (README:",
                   "# Guardrails), e.g.",

@@ -45,6 +45,12 @@ def test_a_python_repository_gets_its_tests_as_a_gate_and_its_author_as_the_lead
     assert "runs-on-every-machine" not in evaluate(policy, ChangeFacts(stage="post-gate", paths=("pkg/x.py",))).rule_names()
     # One lead, who starts the agents: with separation of duties nothing could ever be approved.
     assert not policy.separation_of_duties
+    # The limits it names as the defaults are the defaults: uncommented, the same config.
+    text = (repo / ".loom" / "loom.yaml").read_text()
+    assert "# limits: {" in text
+    (repo / ".loom" / "loom.yaml").write_text(text.replace("# limits: {", "limits: {"))
+    assert load_config(repo).limits == config.limits
+    (repo / ".loom" / "loom.yaml").write_text(text)
     for check in (("config", "check"), ("policy", "validate")):
         assert run_cli(repo, *check).returncode == 0
     # Never overwritten: a second run writes nothing and says what to use instead.
