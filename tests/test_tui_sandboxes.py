@@ -162,7 +162,8 @@ async def test_shift_x_archives_every_merged_or_rejected_sandbox_after_asking(bi
         await pilot.press("X")
         await pilot.pause()
         assert isinstance(app.screen, ConfirmScreen)
-        assert app.screen.question.startswith("Archive the 2 merged or rejected sandboxes?")
+        assert app.screen.question.startswith(
+            f"Archive the 2 merged or rejected sandboxes ({made[1].id}, {made[0].id})?")  # as the table lists them
         await pilot.press("y")
         await wait_for(pilot, lambda: table.row_count == 1, timeout=15)
         assert [row.value for row in table.rows] == [made[2].id]  # a planned task is not done with

@@ -81,11 +81,12 @@ def archive_question(sandbox: SandboxRecord) -> str:
             f"in {sandbox.target or 'its target'}).")
 
 
-def archive_done_question(count: int) -> str:
-    """What `X` asks before it archives every merged or rejected sandbox (`count` of them)."""
-    return (f"Archive the {count} merged or rejected sandbox{'es' if count > 1 else ''}? Worktrees are removed; a "
-            "merged branch goes (its commits are in its target), a rejected one stays. One with uncommitted work "
-            "is left as it is.")
+def archive_done_question(done: list[SandboxRecord]) -> str:
+    """What `X` asks before it archives every merged or rejected sandbox (`done`)."""
+    which = (f"sandbox {done[0].id} ({done[0].status})" if len(done) == 1
+             else f"the {len(done)} merged or rejected sandboxes ({', '.join(s.id for s in done)})")
+    return (f"Archive {which}? Worktrees are removed; a merged branch goes (its commits are in its target), a "
+            "rejected one stays. One with uncommitted work is left as it is.")
 
 
 def merge_refusal(sandbox: SandboxRecord, step: StepView | None) -> str | None:
