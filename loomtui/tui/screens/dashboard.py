@@ -605,5 +605,5 @@ class DashboardScreen(LoomScreen[None]):
         if not done:
             self.app.notify("no merged or rejected sandbox to archive", title="archive", timeout=3)
             return
-        self._run_once_confirmed(dashboard_keys.archive_done_question(done), f"archive {len(done)} done",
+        self._run_once_confirmed(dashboard_keys.archive_done_question(done), "archive merged and rejected",
                                  sandbox_calls.archive_done)
