@@ -113,17 +113,28 @@ def test_a_busy_loop_waits_its_turn_at_its_cpu_limit() -> None:
     spinner = subprocess.Popen(groups.joined_argv(["python3", "-c", "while True: pass"]))
     try:
         deadline = time.monotonic() + 10
-        while not _counted_above_zero(cpu / "cpu.stat", "nr_throttled") and time.monotonic() < deadline:
+        while groups.cpu_held_back_s() == 0 and time.monotonic() < deadline:
             time.sleep(0.05)
-        assert _counted_above_zero(cpu / "cpu.stat", "nr_throttled")  # the kernel held it back
+        assert groups.cpu_held_back_s() > 0  # the kernel held it back
     finally:
         groups.remove()
         spinner.wait(timeout=10)
     assert not cpu.exists()
 
 
-def _counted_above_zero(counters: Path, key: str) -> bool:
-    return any(line.split()[0] == key and int(line.split()[1]) > 0 for line in counters.read_text().splitlines())
+@needs_groups
+def test_an_agent_held_back_at_its_cpu_limit_says_for_how_long(
+        ws: Workspace, repo: Path, bin_dir: Path) -> None:  # noqa: F811
+    """An agent under `limits.cpu` took longer than it would have, and nothing said why."""
+    stand_in(bin_dir, "spinner", """\
+        end = time.monotonic() + 0.5
+        while time.monotonic() < end:
+            pass
+    """)
+    _limited(repo, 'spinner:\n  argv: ["spinner"]\n', "limits: {cpu: 0.1}\n")
+    done = ended(ws, tasks.start(ws, tasks.create_sandbox(ws, "spin", "spinner").id).id)
+    assert done.status == "exited", done.data
+    assert done.data["limits"].endswith(", 0.1 CPUs") and done.data["cpu_held_back_s"] > 0
 
 
 @needs_groups

@@ -7,7 +7,6 @@ from pathlib import Path
 import pytest
 from textual.widgets import Log, SelectionList, Static
 
-from tests.conftest import demo_repo
 from loomtui.execution import sandboxes
 from loomtui.tui.app import LoomApp
 from loomtui.tui.screens.dashboard import SandboxTable
@@ -16,7 +15,7 @@ from loomtui.workflow import tasks
 from loomtui.workflow.engine import wait_until_settled
 from loomtui.workflow.steps import Step
 from loomtui.workspace import open_workspace
-from tests.conftest import new_script_sandbox_form
+from tests.conftest import demo_repo, new_script_sandbox_form
 from tests.test_review import merge_mode
 from tests.test_tui import wait_for
 
@@ -285,12 +284,14 @@ def test_a_sandbox_s_detail_says_what_its_agent_was_limited_to() -> None:
     from loomtui.store import SandboxRecord
     from loomtui.tui.sandbox_text import sandbox_fields
 
-    def shown(limits: str | None) -> dict[str, tuple[str, str]]:
+    def shown(limits: str | None, **data: object) -> dict[str, tuple[str, str]]:
         record = SandboxRecord(id="ab12cd", task="t", runtime="script", status="running", created=0.0, updated=0.0,
-                               data={} if limits is None else {"limits": limits})
+                               data=data if limits is None else {"limits": limits, **data})
         return {field.label: (field.value, field.style) for field in sandbox_fields(record, None, None)}
 
     assert shown("1.0 GiB of memory, 32 processes, 1.5 CPUs")["limits"] == (
         "1.0 GiB of memory, 32 processes, 1.5 CPUs", "")
     assert shown("not limited: no cgroup v1 `memory` hierarchy")["limits"][1] == "bold yellow"
     assert "limits" not in shown(None)  # started before limits were kept
+    assert shown("64 MiB of memory, 32 processes, 0.5 CPUs", cpu_held_back_s=4.2)["limits"][0] == (
+        "64 MiB of memory, 32 processes, 0.5 CPUs (held back 4.2 s at its CPU limit)")

@@ -93,6 +93,13 @@ class SandboxGroups:
         """Whether a fork or thread of the group's was refused at its process limit."""
         return any(_counted(folder / "pids.events", "max") for folder in self.folders)
 
+    def cpu_held_back_s(self) -> float:
+        """How long the kernel held the group's processes back at its CPU limit, in seconds (0: never)."""
+        for controller, folder in zip(self.limits.controllers(), self.folders, strict=False):
+            if controller == _CPU:
+                return _count(folder / "cpu.stat", "throttled_time") / 1e9
+        return 0.0
+
     def what_ended(self, code: int | None) -> str | None:
         """Why an agent that ended with `code` failed, where its limits did it (None: they did not)."""
         if self.out_of_memory():
@@ -200,12 +207,17 @@ def _sweep(parent: Path) -> None:
 
 def _counted(counters: Path, key: str) -> bool:
     """Whether the kernel's counter `key` in the file `counters` ("name count" lines) is above 0."""
+    return _count(counters, key) > 0
+
+
+def _count(counters: Path, key: str) -> int:
+    """The kernel's counter `key` in the file `counters` ("name count" lines); 0 where there is none."""
     try:
         lines = counters.read_text().splitlines()
     except OSError:
-        return False
-    return any(name == key and count.strip().isdigit() and int(count) > 0
-               for name, _, count in (line.partition(" ") for line in lines))
+        return 0
+    return next((int(count) for name, _, count in (line.partition(" ") for line in lines)
+                 if name == key and count.strip().isdigit()), 0)
 
 
 def _members(folder: Path) -> Iterable[int]:

@@ -456,8 +456,10 @@ class Supervisor:
             self.broker.close()
         if self.log is not None:
             self.log.close()
+        held_back_s = 0.0
         if self.groups is not None:
             error = error or self.groups.what_ended(code)
+            held_back_s = self.groups.cpu_held_back_s()
             self.groups.remove()  # whatever of the agent's is still running in them is ended
         if self.start_refused:  # the agent never ran: the record and the worktree are whoever moved it's
             return 1
@@ -486,6 +488,8 @@ class Supervisor:
         }
         if error:
             data["error"] = error
+        if held_back_s >= 0.1:  # why an agent under `limits.cpu` took longer than it would have
+            data["cpu_held_back_s"] = round(held_back_s, 1)
         if save_error:
             data["save_error"] = save_error
         reason = error or ("stopped by " + str(current.data["stop_requested"].get("by"))

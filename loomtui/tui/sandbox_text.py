@@ -117,6 +117,9 @@ def sandbox_fields(sandbox: SandboxRecord, step: StepView | None, diff: str | No
                         "" if sandbox.isolation == "bwrap" else "bold yellow"))
     limits = sandbox.data.get("limits")  # what its agent's last start was limited to (`limits:`), or why not
     if isinstance(limits, str) and limits:
+        held = sandbox.data.get("cpu_held_back_s")
+        if isinstance(held, (int, float)) and held:
+            limits += f" (held back {held:g} s at its CPU limit)"
         fields.append(Field("limits", limits, "bold yellow" if limits.startswith("not limited") else ""))
     why = sandbox.data.get("error") or sandbox.data.get("reason")
     if sandbox.status in ("rejected", "failed") and why:  # a refused start's claim, a crash: said, not only stored
