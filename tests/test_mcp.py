@@ -11,17 +11,17 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 import pytest
 from mcp import ClientSession
 from mcp.client.stdio import StdioServerParameters, stdio_client
 
-from loomtui.governance.coordinator import governed_coordinator
 from loomtui.config import LoomConfig
 from loomtui.errors import LoomError
 from loomtui.execution import sandboxes as sb
@@ -29,6 +29,7 @@ from loomtui.execution.mcpconfig import mcp_config_path
 from loomtui.execution.runtimes import agent_environment, prepare_launch
 from loomtui.governance.agent_ops import PERMISSION_KIND
 from loomtui.governance.broker import Broker
+from loomtui.governance.coordinator import governed_coordinator
 from loomtui.governance.escalations import DecisionRefused, decide
 from loomtui.governance.hooks import PERMISSION_KIND as GATE_PERMISSION_KIND
 from loomtui.governance.policy import load_policy
@@ -76,12 +77,13 @@ def server_argv(worktree: Path, timeout: float, *extra: str) -> list[str]:
 
 
 @asynccontextmanager
-async def session(worktree: Path, *, broker: Path | None = None, timeout: float = 30) -> AsyncIterator[ClientSession]:
-    """The MCP SDK's client on a real `loomtui mcp` subprocess."""
+async def session(worktree: Path, *, broker: Path | None = None, timeout: float = 30,
+                  errlog: TextIO = sys.stderr) -> AsyncIterator[ClientSession]:
+    """The MCP SDK's client on a real `loomtui mcp` subprocess (its stderr to `errlog`)."""
     env = server_env(**({"LOOM_BROKER": str(broker)} if broker else {}))
     params = StdioServerParameters(command=sys.executable, args=server_argv(worktree, timeout), env=env,
                                    cwd=str(worktree))
-    async with stdio_client(params) as (read, write), ClientSession(read, write) as client:
+    async with stdio_client(params, errlog=errlog) as (read, write), ClientSession(read, write) as client:
         await client.initialize()
         yield client
 
@@ -158,7 +160,8 @@ async def test_inputs_nothing_foresaw_are_answers_not_tracebacks(
     """A hostile agent's odd inputs: each is a deny or a one-line tool error, never a crash; and a tool
     of another server that merely begins with `loomtui__` is not allowed as one of loomtui's own."""
     tree = Path(sandbox.worktree or "")
-    async with session(tree, broker=broker) as client:
+    errlog = tempfile.TemporaryFile("w+")  # a file: the SDK hands it to the server process as its stderr
+    async with session(tree, broker=broker, errlog=errlog) as client:
         for path in ("\x00bad", "a" * 5000, "b" * 300):
             answer = await call(client, "permission_prompt", **write(tree, path, "x = 1\n"))
             assert answer["behavior"] in ("allow", "deny"), answer
@@ -178,6 +181,8 @@ async def test_inputs_nothing_foresaw_are_answers_not_tracebacks(
         listed = await client.list_tools()
     assert OWN_TOOLS == {f"mcp__loomtui__{tool.name}" for tool in listed.tools if tool.name != "permission_prompt"}
     assert "mcp__loomtui__fs__write_file" not in OWN_TOOLS  # another server's, allowed by a prefix before
+    errlog.seek(0)  # a refusal is the agent's answer, not a log entry (each was a dozen boxed INFO lines)
+    assert "INFO" not in errlog.read()
 
 
 @pytest.mark.parametrize("decision", ["approve", "reject"])

@@ -255,6 +255,9 @@ def build_server(agent: Agent) -> Any:
             "my_claims and conflicts; claim what you will change, release what you no longer need. A "
             "region another sandbox holds is not yours to edit: work elsewhere or ask_lead. Writes to "
             "code the policy guards wait for a lead's approval."),
+        # A refused call is the agent's answer; logged at INFO each was a dozen boxed lines in the
+        # runtime's MCP log (and the supervisor's), for nothing anyone acts on.
+        log_level="WARNING",
     )
 
     async def ask(op: str, **fields: Any) -> str:
