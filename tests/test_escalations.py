@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -223,3 +224,13 @@ def test_an_author_s_approval_a_policy_counted_is_said_to_count(billing: Path) -
     lines = status_lines(record)
     assert lines and all("does not count" not in line for line in lines), lines
     assert any("2 of 2" in line and ALICE in line for line in lines), lines
+
+
+def test_a_blocked_change_s_approvals_say_only_an_override_moves_it(billing: Path) -> None:
+    """`escalation list` showed "0 of 2 approvals from payments-team" under a block no approval clears."""
+    policy, escalation_id = escalate(billing, replace(payments_change(), gates={"tests": "failed"}))
+    record = open_workspace(billing).store.get_escalation(escalation_id)
+    assert record is not None and record.data["outcome"] == "block"
+    assert status_lines(record) == ["blocked: no approval lets it proceed, only an override with a reason"]
+    with pytest.raises(DecisionRefused, match="only overridden"):
+        decide(as_user(billing, ALICE), policy, escalation_id, "approve")

@@ -162,6 +162,8 @@ def status_lines(escalation: EscalationRecord, commit: str | None = None) -> lis
     """One line per requirement saying how far it is met, e.g. `1 of 2 from payments-team`: counted as
     the last approval was (`decide` keeps whether the policy then separated the author's duties; an
     approved escalation of a policy without it said the author's approval did not count)."""
+    if escalation.data.get("outcome") == "block":  # "0 of 2 from payments-team" read as a way on: none is
+        return ["blocked: no approval lets it proceed, only an override with a reason"]
     users = [a.user for a in approvals(escalation, commit or escalation.data.get("commit"))]
     author = escalation.data.get("author") or None
     separated = escalation.data.get(_SEPARATED) is not False
