@@ -35,7 +35,7 @@ def test_docs_only_change_passes(billing: Path) -> None:
     branch_with(billing, "typos", {"notifications/templates/refund_issued.txt": template.replace("recieve", "receive")})
     done = gate(billing)
     assert done.returncode == 0, done.stdout
-    assert done.stdout.startswith("loomtui gate: PASS")
+    assert done.stdout.startswith("loomtui gate: PASS") and ", 1 file, " in done.stdout.splitlines()[0]
     assert not (billing / ".git" / "loom").exists()  # a CI run leaves no store behind
 
 
@@ -50,10 +50,15 @@ def test_payments_change_needs_two_approvals(billing: Path) -> None:
 
 
 def test_secrets_are_blocked_and_markdown_says_so(billing: Path) -> None:
-    branch_with(billing, "oops", {"certs/server.pem": "-----BEGIN KEY-----\n"})
+    refunds = (billing / "payments/refunds.py").read_text()
+    branch_with(billing, "oops", {"certs/server.pem": "-----BEGIN KEY-----\n",
+                                  "payments/refunds.py": refunds + "\n# note\n"})
     done = gate(billing, "--format", "markdown")
     assert done.returncode == 1
     assert "BLOCKED" in done.stdout and "| no-secrets | block |" in done.stdout
+    # The payments rule's approvals would not let it through: said as a block, not "Needs: 2 approvals".
+    assert "**Blocked:** no approval lets it through, only an override with a reason" in done.stdout
+    assert "**Needs:**" not in done.stdout and " · 2 files · 3 lines · " in done.stdout
 
 
 def test_broken_policy_fails_closed(billing: Path) -> None:

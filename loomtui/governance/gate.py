@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from loomtui.errors import LoomError, quoted
+from loomtui.errors import LoomError, plural, quoted
 from loomtui.gitcmd import Git
 from loomtui.governance.decision_notes import NOTES_REF, approvals_from_notes
 from loomtui.governance.gitfacts import branch_head, change_facts, git_output
@@ -77,21 +77,25 @@ class GateReport:
 
     def text(self) -> str:
         lines = [f"loomtui gate: {self.verdict} ({self.base}..{self.head[:12]}, "
-                 f"{len(self.facts.paths)} files, {self.facts.lines_changed} lines, risk {self.evaluation.risk})"]
+                 f"{self._size(', ')}, risk {self.evaluation.risk})"]
         lines += [f"  {line}" for line in self.evaluation.explanation()] if not self.empty else []
         lines += [f"  approved by: {', '.join(self.approvals)}"] if self.approvals else []
         lines += [f"  note: {note}" for note in self.notes]
         return "\n".join(lines)
 
+    def _size(self, between: str) -> str:
+        return f"{plural(len(self.facts.paths), 'file')}{between}{plural(self.facts.lines_changed, 'line')}"
+
     def markdown(self) -> str:
         icon = {"PASS": "✅", "NEEDS APPROVAL": "⏳", "BLOCKED": "⛔"}[self.verdict]
         out = [f"### {icon} loomtui policy gate: {self.verdict}", ""]
         if not self.empty:  # with no change nothing was judged: no rules to show
-            out += [f"`{self.base}..{self.head[:12]}` · {len(self.facts.paths)} files · "
-                    f"{self.facts.lines_changed} lines · risk **{self.evaluation.risk}**", "",
+            out += [f"`{self.base}..{self.head[:12]}` · {self._size(' · ')} · risk **{self.evaluation.risk}**", "",
                     "| rule | decision | risk | why |", "| --- | --- | --- | --- |"]
             out += [f"| {a.name} | {a.decision} | {a.risk or '–'} | {a.why} |" for a in self.evaluation.applied]
-            if self.evaluation.requirements:
+            if self.evaluation.outcome == "block":  # the rules' approvals would not let it through
+                out += ["", "**Blocked:** no approval lets it through, only an override with a reason"]
+            elif self.evaluation.requirements:
                 out += ["", "**Needs:** " + "; ".join(r.describe() for r in self.evaluation.requirements)]
         if self.approvals:
             out += ["", "**Approved by:** " + ", ".join(self.approvals)]
