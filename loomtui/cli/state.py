@@ -7,7 +7,7 @@ import argparse
 import sys
 from dataclasses import asdict
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 from loomtui.audit import is_whole
 from loomtui.cli import add_command, add_group, count_arg, print_json, problems_json, workspace_for
@@ -203,6 +203,11 @@ def audit_file_behind(workspace: Workspace) -> str:
             "changed, so no entry is added to it (`loomtui audit verify` says where the file breaks)")
 
 
+_ROW_NOUNS: Final = {"sandboxes": "sandbox", "claims": "claim", "escalations": "escalation", "gate_runs": "gate run",
+                     "events": "event"}
+"""The store's tables as `status` counts their rows (`1 gate run`, not `1 gate_runs`)."""
+
+
 def cmd_status(args: argparse.Namespace) -> int:
     workspace = workspace_for(args)
     store = workspace.store
@@ -217,7 +222,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         print(f"store: {status.path} (schema {status.schema_version}, {status.journal_mode})")
         print(f"  now: {plural(now['sandboxes'], 'sandbox')} not archived, {plural(now['claims'], 'live claim')}, "
               f"{plural(now['escalations'], 'open escalation')}")
-        print("  ever: " + ", ".join(f"{n} {name}" for name, n in status.counts.items()))
+        print("  ever: " + ", ".join(plural(n, _ROW_NOUNS.get(name, name)) for name, n in status.counts.items()))
         # Only the file's end is compared here (cheap); the whole chain is what `audit verify` reads.
         print(f"audit: {behind}" if behind else f"audit: {workspace.audit.path} (in step with the store; "
                                                  "`loomtui audit verify` checks the whole chain)")
