@@ -431,6 +431,8 @@ def test_a_bad_since_is_one_line_and_exit_2(repo: Path, given: str) -> None:
     done = run_cli(repo, "report", "--since", given)
     assert done.returncode == 2
     assert done.stderr.count("\n") == 1 and "--since" in done.stderr and "Traceback" not in done.stderr
+    if given and not given.startswith("-"):  # what was given, quoted as every other error quotes it
+        assert done.stderr.rstrip().endswith(f"(got {given!r})"), done.stderr
 
 
 def test_the_accepted_forms_of_a_time() -> None:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
-from loomtui.errors import LoomError, shown
+from loomtui.errors import LoomError, quoted
 
 if TYPE_CHECKING:
     from loomtui.workspace import Workspace
@@ -59,7 +59,7 @@ def parse_when(text: str, now: float, option: str = "--since") -> float:
         when = datetime.fromisoformat(text.strip())
     except ValueError:
         raise LoomError(f"{option}: expected a time ago such as 7d, 12h or 2w, or an ISO date such as 2026-11-24 "
-                        f"(got {shown(text)})", exit_code=2) from None
+                        f"(got {quoted(text)})", exit_code=2) from None
     return (when if when.tzinfo else when.replace(tzinfo=UTC)).timestamp()
 
 
