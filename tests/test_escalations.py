@@ -163,6 +163,13 @@ def test_a_decision_after_the_sandbox_was_removed_says_so_and_is_listed(billing:
     assert f"#{escalation_id}" in listed and "withdrawn" in listed and "late-approve by alice@example.com" in listed
     shown = run_cli(billing, "escalation", "show", str(escalation_id)).stdout
     assert "late-approve by alice@example.com" in shown and "decided after it was withdrawn" in shown
+    # Someone with no say is refused as while it was open, and nothing is recorded (anyone's note was an
+    # audit entry, as often as they liked).
+    entries = len(list(open_workspace(billing).audit.entries()))
+    with pytest.raises(DecisionRefused, match=r"was withdrawn, and mallory@evil\.example may not reject"):
+        decide(as_user(billing, "mallory@evil.example"), policy, escalation_id, "reject", reason="spam")
+    assert len(list(open_workspace(billing).audit.entries())) == entries
+    assert "mallory" not in run_cli(billing, "escalation", "show", str(escalation_id)).stdout
 
 
 def test_a_reason_with_a_line_break_is_shown_on_its_decisions_line(billing: Path) -> None:
@@ -234,3 +241,15 @@ def test_a_blocked_change_s_approvals_say_only_an_override_moves_it(billing: Pat
     assert status_lines(record) == ["blocked: no approval lets it proceed, only an override with a reason"]
     with pytest.raises(DecisionRefused, match="only overridden"):
         decide(as_user(billing, ALICE), policy, escalation_id, "approve")
+
+
+def test_the_author_may_not_override_their_own_change_under_separation_of_duties(billing: Path) -> None:
+    """mia, a lead and the author, overrode her own blocked change and merged it: every approval skipped."""
+    policy, escalation_id = escalate(billing, replace(payments_change(author=LEAD), gates={"tests": "failed"}))
+    assert policy.separation_of_duties and "override" not in allowed_decisions(
+        policy, open_workspace(billing).store.get_escalation(escalation_id), LEAD)  # type: ignore[arg-type]
+    with pytest.raises(DecisionRefused, match="lead@example.com is the author; separation of duties requires "
+                                              "someone else to override"):
+        decide(as_user(billing, LEAD), policy, escalation_id, "override", reason="my own")
+    relaxed = Policy(**{**vars(policy), "separation_of_duties": False})  # a team of one: the lead may
+    assert decide(as_user(billing, LEAD), relaxed, escalation_id, "override", reason="mine").status == "overridden"

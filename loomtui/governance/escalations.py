@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
@@ -185,7 +185,7 @@ def allowed_decisions(policy: Policy, escalation: EscalationRecord, user: str) -
         allowed.append("approve")
     if eligible or groups_of(policy, user) or can_override(policy, user):
         allowed.append("reject")
-    if can_override(policy, user):
+    if can_override(policy, user) and separated:  # an author's own override skipped every approval
         allowed.append("override")
     return allowed
 
@@ -231,7 +231,7 @@ def decide(workspace: Workspace, policy: Policy, escalation_id: int, decision: s
     if decision in ("reject", "override") and not reason.strip():
         raise LoomError(f"{'an' if decision[0] in 'aeiou' else 'a'} {decision} needs a reason")
     user = workspace.actor
-    late = _too_late(workspace, escalation_id, decision, reason)
+    late = _too_late(workspace, policy, escalation_id, decision, reason)
     if late:
         raise DecisionRefused(late)
     if expires_hours is not None and expires_hours > policy.overrides.max_hours:
@@ -292,13 +292,18 @@ def decide(workspace: Workspace, policy: Policy, escalation_id: int, decision: s
     return updated
 
 
-def _too_late(workspace: Workspace, escalation_id: int, decision: str, reason: str) -> str:
+def _too_late(workspace: Workspace, policy: Policy, escalation_id: int, decision: str, reason: str) -> str:
     """A decision on a request the agent stopped waiting for: noted in its history (the agent
-    was already told no, so nothing changes) and refused with that said; "" otherwise."""
+    was already told no, so nothing changes) and refused with that said; "" otherwise. Only from
+    someone who could have taken it while it was open: anyone's note was an audit entry, without end."""
     with workspace.store.transaction():
         escalation = workspace.store.get_escalation(escalation_id)
         if escalation is None or escalation.status != EscalationStatus.WITHDRAWN:
             return ""
+        as_open = replace(escalation, status=OPEN)
+        if decision not in allowed_decisions(policy, as_open, workspace.actor):
+            refused = why_not(policy, as_open, workspace.actor, decision)
+            return f"escalation #{escalation_id} was withdrawn, and {refused}"
         why = next((h.get("reason") for h in reversed(escalation.data.get("history", []))
                     if h.get("event") == "withdrawn"), "")
         asked_by_agent = escalation.kind in ("permission-request", "question")  # the agent waited on it
@@ -349,12 +354,15 @@ def why_not(policy: Policy, escalation: EscalationRecord, user: str, decision: s
     """Why `user` may not take `decision` on `escalation`, in one line (for a refusal)."""
     if escalation.status != OPEN:
         return f"escalation #{escalation.id} is already {escalation.status}"
+    author_decides = policy.separation_of_duties and same_person(escalation.data.get("author"), user)
+    if decision == "override" and author_decides and can_override(policy, user):
+        return f"{user} is the author; separation of duties requires someone else to override"
     if decision == "override":
         allowed = ", ".join(policy.override_groups) or "nobody"
         return f"{user} may not override: the policy allows overrides only by {allowed}"
     if decision == "approve" and escalation.data.get("outcome") == "block":
         return "a blocked change cannot be approved, only overridden with a reason"
-    if decision == "approve" and policy.separation_of_duties and same_person(escalation.data.get("author"), user):
+    if decision == "approve" and author_decides:
         return f"{user} is the author; separation of duties requires someone else to approve"
     if decision == "approve" and any(same_person(a["user"], user) for a in escalation.data.get("approvals", [])):
         return f"{user} has already approved this commit"
