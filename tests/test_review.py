@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import demo_repo
+from loomtui.errors import LoomError
 from loomtui.workflow.engine import Workflow, wait_until_settled
 from loomtui.workflow.steps import REVIEW_ESCALATION_KEY, Step
 from loomtui.workflow.tasks import create_sandbox, start
@@ -351,6 +352,22 @@ def test_a_claim_stage_requirement_holds_at_review_for_an_agent_that_wrote_witho
     assert workspace.store.get_sandbox(sandbox_id).status == "approved"
     merged = cli(billing, "sandbox", "merge", sandbox_id)
     assert merged.returncode == 0, merged.stderr
+
+
+def test_a_start_approval_written_into_the_store_alone_starts_nothing(billing: Path) -> None:
+    """A pre-start escalation set to approved by hand (`update escalations set status='approved'`) started
+    the agent, and `audit verify` saw nothing wrong: the log holds no decision, so nothing starts."""
+    workspace = open_workspace(billing)
+    script = billing.parent / "ledger.yaml"
+    script.write_text(LEDGER_EDIT)
+    record = create_sandbox(workspace, "document the ledger", "script", script=script,
+                            claims=["payments/ledger.py"])
+    prestart = int(workspace.store.get_sandbox(record.id).data["awaiting_escalation"])
+    workspace.store.update_escalation(prestart, status="approved")
+    with pytest.raises(LoomError, match=f"escalation #{prestart} reads approved in the store, but the audit log "
+                                        "holds no decision"):
+        start(workspace, record.id)
+    assert workspace.store.get_sandbox(record.id).status == "planned"
 
 
 def test_a_claim_stage_requirement_granted_before_start_is_not_asked_again(billing: Path) -> None:

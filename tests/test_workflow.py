@@ -8,6 +8,7 @@ import multiprocessing
 import os
 import subprocess
 import textwrap
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -31,7 +32,7 @@ from loomtui.execution.lifecycle import (
     RUNNING,
     transition,
 )
-from loomtui.governance.escalations import decide
+from loomtui.governance.escalations import DecisionRefused, decide
 from loomtui.governance.policy import load_policy
 from loomtui.workflow import tasks
 from loomtui.workflow.engine import advance, request_merge, wait_until_settled
@@ -407,6 +408,28 @@ def test_an_approval_written_into_the_store_alone_is_not_followed(manual: Worksp
     with pytest.raises(LoomError, match="not approved"):
         request_merge(manual, sandbox_id)
     assert "return amount * 2" not in (manual.root / "ledger.py").read_text()
+
+
+def test_an_override_that_ran_out_merges_nothing_until_a_lead_overrides_again(manual: Workspace) -> None:
+    """`--hours 0.0003` was recorded, and the change merged long after: the time an override lasts was kept
+    in the store and never read. The log keeps it; a store row extended by hand is not believed."""
+    sandbox_id = run_task(manual, "ledger", "ledger.py", "return amount", "return amount * 2")
+    assert wait_until_settled(manual, sandbox_id).step == Step.WAIT_DECISION
+    escalation = int(sb.get_sandbox(manual, sandbox_id).data["review_escalation"])
+    lead = Workspace(manual.paths, manual.store, manual.audit, "lead@example.com")
+    policy = load_policy(manual.root)
+    decide(lead, policy, escalation, "override", reason="hotfix", expires_hours=0.0001)  # 0.36 s
+    assert [e.details["override_expires"] for e in manual.audit.entries() if e.action == "escalation.override"]
+    time.sleep(0.5)
+    manual.store.update_escalation(escalation, data={"override_expires": time.time() + 3600})  # by hand
+    with pytest.raises(LoomError, match=f"escalation #{escalation} was overridden until .*, and that has passed"):
+        request_merge(manual, sandbox_id)
+    assert "return amount * 2" not in (manual.root / "ledger.py").read_text()
+    manual.store.update_escalation(escalation, data={"override_expires": time.time() - 1})  # as it was
+    with pytest.raises(DecisionRefused, match="override ran out: only a new override decides it now"):
+        decide(lead, policy, escalation, "approve")
+    decide(lead, policy, escalation, "override", reason="still the hotfix")
+    assert request_merge(manual, sandbox_id).status == MERGED
 
 
 def test_claims_are_released_on_reject_and_on_archive(manual: Workspace) -> None:

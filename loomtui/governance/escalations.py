@@ -170,8 +170,19 @@ def status_lines(escalation: EscalationRecord, commit: str | None = None) -> lis
     return [requirement_status(req, users, author, separated)[1] for req in _requirements(escalation)]
 
 
+def override_expired(escalation: EscalationRecord, now: float | None = None) -> float | None:
+    """When the escalation's override ran out, if it was overridden and that time has passed (None: not)."""
+    expires = escalation.data.get("override_expires")
+    if escalation.status != EscalationStatus.OVERRIDDEN or not isinstance(expires, (int, float)):
+        return None
+    return float(expires) if (time.time() if now is None else now) > expires else None
+
+
 def allowed_decisions(policy: Policy, escalation: EscalationRecord, user: str) -> list[str]:
-    """Which of approve / reject / override this user may take on this escalation now."""
+    """Which of approve / reject / override this user may take on this escalation now (an override that
+    ran out may be given again)."""
+    if override_expired(escalation) is not None:
+        return [d for d in allowed_decisions(policy, replace(escalation, status=OPEN), user) if d == "override"]
     if escalation.status != OPEN:
         return []
     allowed = []
@@ -242,7 +253,7 @@ def decide(workspace: Workspace, policy: Policy, escalation_id: int, decision: s
         escalation = workspace.store.get_escalation(escalation_id)
         if escalation is None:
             raise LoomError(f"no escalation #{escalation_id}")
-        if escalation.status != OPEN:
+        if escalation.status != OPEN and override_expired(escalation) is None:
             raise DecisionRefused(f"escalation #{escalation_id} is already {escalation.status}")
         evaluated = escalation.data.get("commit", "")
         commit = current_commit if current_commit is not None else evaluated
@@ -278,9 +289,10 @@ def decide(workspace: Workspace, policy: Policy, escalation_id: int, decision: s
                         "signature": signed["signature_status"]})
         data["history"] = history
         updated = workspace.store.update_escalation(escalation_id, status=status, data=data)
+        until = {"override_expires": data["override_expires"]} if decision == "override" else {}
         workspace.record(f"escalation.{decision}", str(escalation_id),
                          {"by": user, "reason": reason, "commit": commit, "status": status,
-                          "sandbox": escalation.sandbox_id, **signed})
+                          "sandbox": escalation.sandbox_id, **until, **signed})
     if escalation.kind == "post-gate":
         # Into the repository too, where a CI gate in a fresh clone reads it (once pushed).
         problem = publish(workspace.root, workspace.paths.state_dir,
@@ -352,7 +364,9 @@ def _sign(workspace: Workspace, policy: Policy, escalation: EscalationRecord, de
 
 def why_not(policy: Policy, escalation: EscalationRecord, user: str, decision: str) -> str:
     """Why `user` may not take `decision` on `escalation`, in one line (for a refusal)."""
-    if escalation.status != OPEN:
+    if override_expired(escalation) is not None and decision != "override":
+        return f"escalation #{escalation.id}'s override ran out: only a new override decides it now"
+    if escalation.status != OPEN and override_expired(escalation) is None:
         return f"escalation #{escalation.id} is already {escalation.status}"
     author_decides = policy.separation_of_duties and same_person(escalation.data.get("author"), user)
     if decision == "override" and author_decides and can_override(policy, user):

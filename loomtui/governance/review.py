@@ -12,8 +12,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
+from loomtui.audit import AuditEntry
 from loomtui.coordination.regions import overlaps, split_id
 from loomtui.errors import LoomError, abridged, listed, shown
 from loomtui.execution.gitops import Git
@@ -28,7 +30,13 @@ from loomtui.execution.lifecycle import (
 )
 from loomtui.execution.sandboxes import get_sandbox, stopped_by
 from loomtui.globs import name_problem
-from loomtui.governance.escalations import CLEARED, EscalationStatus, granted_regions, open_escalation
+from loomtui.governance.escalations import (
+    CLEARED,
+    EscalationStatus,
+    granted_regions,
+    open_escalation,
+    override_expired,
+)
 from loomtui.governance.gitfacts import change_facts
 from loomtui.governance.policy import (
     ChangeFacts,
@@ -266,22 +274,42 @@ def follow_decision(workspace: Workspace, sandbox_id: str) -> SandboxRecord | No
         return transition(workspace, record.id, REJECTED, allowed_from=frozenset({AWAITING_REVIEW}),
                           reason=f"escalation #{escalation.id} rejected")
     commit = str(escalation.data.get("commit") or "")
-    if not _decided_on_record(workspace, escalation, commit):
-        raise LoomError(f"escalation #{escalation.id} reads {escalation.status} in the store, but the audit log "
-                        f"holds no decision that made it so on {commit[:12] or 'its commit'}: not followed (was the "
-                        "store changed by hand? `loomtui audit verify`)", exit_code=1)
+    check_cleared(workspace, escalation)
     return transition(workspace, record.id, APPROVED, allowed_from=frozenset({AWAITING_REVIEW}),
                       reason=f"escalation #{escalation.id} {escalation.status}",
                       data={"approved_commit": commit}, audit={"escalation": escalation.id, "commit": commit})
 
 
-def _decided_on_record(workspace: Workspace, escalation: EscalationRecord, commit: str) -> bool:
-    """Whether the audit log holds the decision that gave the escalation its status, on `commit`: the
-    store alone is not evidence (a row edited by hand would approve a blocked change, unsigned)."""
+def check_cleared(workspace: Workspace, escalation: EscalationRecord) -> None:
+    """Raise (exit 1) unless the escalation's approval or override still lets its sandbox go on: the audit
+    log holds the decision that cleared it (a status edited by hand in the store is not followed), and an
+    override has not passed the time it was given for (`--hours`, at most `overrides.max_hours`), as the
+    log kept it (the store's copy may be edited)."""
+    commit = str(escalation.data.get("commit") or "")
+    decision = _deciding_entry(workspace, escalation, commit)
+    if decision is None:
+        raise LoomError(f"escalation #{escalation.id} reads {escalation.status} in the store, but the audit log "
+                        f"holds no decision that made it so on {commit[:12] or 'its commit'}: not followed (was the "
+                        "store changed by hand? `loomtui audit verify`)", exit_code=1)
+    until = decision.details.get("override_expires", escalation.data.get("override_expires"))
+    expired = override_expired(replace(escalation, data={**escalation.data, "override_expires": until}))
+    if expired is not None:
+        when = datetime.fromtimestamp(expired, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+        raise LoomError(f"escalation #{escalation.id} was overridden until {when}, and that has passed: the change "
+                        "needs a new override (with a reason) to go on", exit_code=1)
+
+
+def _deciding_entry(workspace: Workspace, escalation: EscalationRecord, commit: str) -> AuditEntry | None:
+    """The audit entry of the (latest) decision that gave the escalation its status, on `commit`: the store
+    alone is not evidence (a row edited by hand would approve a blocked change, unsigned)."""
     action = "escalation.override" if escalation.status == EscalationStatus.OVERRIDDEN else "escalation.approve"
     subject = str(escalation.id)
-    return any(entry.action == action and entry.subject == subject and entry.details.get("status") == escalation.status
-               and entry.details.get("commit", commit) == commit for entry in workspace.audit.entries())
+    found = None
+    for entry in workspace.audit.entries():
+        if (entry.action == action and entry.subject == subject and entry.details.get("status") == escalation.status
+                and (not commit or entry.details.get("commit", commit) == commit)):  # a start's: no commit yet
+            found = entry
+    return found
 
 
 def merge_trailers(workspace: Workspace, sandbox_id: str) -> list[tuple[str, str]]:

@@ -35,11 +35,18 @@ from loomtui.execution.lifecycle import (
 )
 from loomtui.execution.review import MergeConflict, merge
 from loomtui.governance.coordinator import governed_coordinator
-from loomtui.governance.escalations import withdraw_open
+from loomtui.governance.escalations import CLEARED, withdraw_open
 from loomtui.governance.hooks import install_hooks
 from loomtui.governance.policy import Policy, configured_policy
 from loomtui.governance.prestart import PrestartBlocked, prestart_check
-from loomtui.governance.review import ReviewOutcome, follow_decision, merge_trailers, review_sandbox
+from loomtui.governance.review import (
+    ReviewOutcome,
+    check_cleared,
+    decided_escalation,
+    follow_decision,
+    merge_trailers,
+    review_sandbox,
+)
 from loomtui.identity import current_host
 from loomtui.store import SandboxRecord
 from loomtui.workflow.steps import (
@@ -47,6 +54,7 @@ from loomtui.workflow.steps import (
     CLAIMS_WAIT_KEY,
     MERGE_CONFLICT_KEY,
     MERGE_REQUESTED_KEY,
+    PRESTART_KEY,
     STEP_ERROR_KEY,
     PersonAction,
     Step,
@@ -201,7 +209,7 @@ class Workflow:
             self.wake_waiters(record.id)
             return "rejected: the start was not approved"
         if step == Step.START:
-            sandboxes.start(self.workspace, record.id, supervisor=SUPERVISOR)
+            start_agent(self.workspace, record)
             return "agent started"
         if step == Step.REVIEW:
             outcome = review_sandbox(self.workspace, record.id, policy=self.policy, redo=record.status == GATING,
@@ -277,6 +285,9 @@ class Workflow:
 
     def _merge(self, record: SandboxRecord) -> str:
         workspace = self.workspace
+        decided = decided_escalation(workspace, record.id)
+        if decided is not None and decided.status in CLEARED:  # an override may have run out since
+            check_cleared(workspace, decided)
         repo = Git(workspace.root)
         requested = record.data.get(MERGE_REQUESTED_KEY) or {}
         into = requested.get("into") or None
@@ -376,6 +387,16 @@ def wait_until_settled(workspace: Workspace, sandbox_id: str, *, timeout: float 
             record = sandboxes.get_sandbox(workspace, sandbox_id)
             raise LoomError(f"sandbox {sandbox_id} is still {record.status} after {timeout:g}s", exit_code=1)
         time.sleep(interval)
+
+
+def start_agent(workspace: Workspace, record: SandboxRecord) -> SandboxRecord:
+    """Start a planned sandbox's agent, once the approval or override of its start still holds (raises
+    saying why not: a status edited by hand in the store, an override that ran out)."""
+    escalation_id = record.data.get(PRESTART_KEY)
+    escalation = workspace.store.get_escalation(int(escalation_id)) if escalation_id else None
+    if escalation is not None and escalation.status in CLEARED:
+        check_cleared(workspace, escalation)
+    return sandboxes.start(workspace, record.id, supervisor=SUPERVISOR)
 
 
 def request_merge(workspace: Workspace, sandbox_id: str, *, into: str | None = None,

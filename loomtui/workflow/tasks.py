@@ -20,7 +20,7 @@ from loomtui.execution.procs import is_alive
 from loomtui.execution.review import RemoveResult
 from loomtui.governance.coordinator import governed_coordinator
 from loomtui.store import SandboxRecord
-from loomtui.workflow.engine import SUPERVISOR, Workflow
+from loomtui.workflow.engine import SUPERVISOR, Workflow, start_agent
 from loomtui.workflow.steps import (
     AFTER_KEY,
     AUTOSTART_KEY,
@@ -101,7 +101,7 @@ def start(workspace: Workspace, sandbox_id: str) -> SandboxRecord:
                         "ended without a change, starts", exit_code=1)
     if view.step not in (Step.START, Step.WAIT_START):
         raise LoomError(f"sandbox {record.id} cannot start yet: {view.line()}", exit_code=1)
-    return sandboxes.start(workspace, record.id, supervisor=SUPERVISOR)
+    return start_agent(workspace, record)
 
 
 LAST_RUN_SETTLE_S: Final = 30.0
