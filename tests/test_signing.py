@@ -162,7 +162,11 @@ def test_a_configured_key_that_cannot_sign_refuses_the_decision_rather_than_reco
     _policy, escalation = escalate(repo)
     garbage = tmp_path / "not-a-key"
     garbage.write_text("garbage\n")
-    for key, problem in ((tmp_path / "gone", "does not exist"), (garbage, "")):
+    locked = tmp_path / "locked"  # in the app, ssh-keygen asked for its passphrase on the app's own terminal
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "secret", "-C", ALICE, "-f", str(locked)], check=True)
+    for key, problem in ((tmp_path / "gone", "does not exist"), (garbage, ""),
+                         (locked, f"the signing key {locked} is locked with a passphrase: load it into ssh-agent "
+                                  f"(ssh-add {locked}) and decide again (fix the key, or unset it")):
         done = run(repo, "escalation", "approve", str(escalation), user=ALICE, key=key)
         assert done.returncode != 0 and done.stdout == "", done.stdout
         assert "the configured signing key could not sign this decision" in done.stderr and problem in done.stderr

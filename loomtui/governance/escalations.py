@@ -344,8 +344,9 @@ def _sign(workspace: Workspace, policy: Policy, escalation: EscalationRecord, de
     try:
         verdict = sign_decision(workspace.root, policy, decided)
     except SigningError as exc:
-        raise DecisionRefused(f"the configured signing key could not sign this decision: {exc} "
-                              "(fix the key, or unset it to decide unsigned)") from None
+        fix = ("fix the key: the policy requires signed decisions" if policy.decisions.require_signature
+               else "fix the key, or unset it to decide unsigned")
+        raise DecisionRefused(f"the configured signing key could not sign this decision: {exc} ({fix})") from None
     if policy.decisions.require_signature and verdict.status != VERIFIED:
         raise DecisionRefused(f"the policy requires signed decisions, and this one is not validly signed: "
                               f"{verdict.detail}")

@@ -110,13 +110,20 @@ def sign(decision: Decision, key: str) -> str:
             if not key_file.exists():
                 raise SigningError(f"the signing key {key} does not exist")
         try:
+            # Never a passphrase prompt: on the app's terminal ssh-keygen took the next keys pressed as the
+            # passphrase. Its askpass is forced to fail, and it runs with no terminal of its own.
             done = subprocess.run([_ssh_keygen(), "-Y", "sign", "-f", str(key_file), "-n", NAMESPACE],
-                                  input=decision.canonical(), capture_output=True, timeout=_TIMEOUT)
+                                  input=decision.canonical(), capture_output=True, timeout=_TIMEOUT,
+                                  env={**os.environ, "SSH_ASKPASS": "false", "SSH_ASKPASS_REQUIRE": "force"},
+                                  start_new_session=True)
         except subprocess.TimeoutExpired:
-            raise SigningError("ssh-keygen timed out signing (a passphrase prompt? use ssh-agent)") from None
+            raise SigningError("ssh-keygen timed out signing") from None
     out = done.stdout.decode(errors="replace")
     if done.returncode != 0 or "BEGIN SSH SIGNATURE" not in out:
         error = done.stderr.decode(errors="replace").strip().splitlines()
+        if error and "passphrase" in error[-1]:
+            raise SigningError(f"the signing key {key} is locked with a passphrase: load it into ssh-agent "
+                               f"(ssh-add {key}) and decide again")
         raise SigningError(f"ssh-keygen could not sign with {key}: {error[-1] if error else 'no signature'}")
     return out
 
