@@ -1412,11 +1412,17 @@ def test_a_claude_result_with_denials_tokens_and_cost_is_not_plain_success() -> 
 
 
 @pytest.mark.skipif(not isolation.isolation_available(), reason="bubblewrap is not usable here")
-def test_an_isolated_agent_commits_on_its_branch_but_cannot_touch_another_sandboxes(tmp_path: Path) -> None:
+def test_an_isolated_agent_commits_on_its_branch_but_cannot_touch_another_sandboxes(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest) -> None:
     from tests.conftest import demo_repo
     from loomtui.workflow.tasks import create_sandbox, start
     from loomtui.workspace import open_workspace
 
+    # The user's data folder where a user's is, outside /tmp (which the agent sees empty): there the
+    # worktrees of every repository are.
+    user_data = Path(tempfile.mkdtemp(prefix="loomtui-test-data-", dir="/var/tmp"))
+    monkeypatch.setenv("XDG_DATA_HOME", str(user_data))
+    request.addfinalizer(lambda: shutil.rmtree(user_data, ignore_errors=True))
     repo = demo_repo(tmp_path)
     workspace = open_workspace(repo)
 
@@ -1445,6 +1451,15 @@ def test_an_isolated_agent_commits_on_its_branch_but_cannot_touch_another_sandbo
     _, code = run("sh", "-c", f'touch {sandboxes}/*/git/shared-objects/planted')
     assert code != 0 and sorted(p.name for p in shared.iterdir()) == before
     _, code = run("sh", "-c", f'echo /elsewhere > {shared}/info/alternates')
+    assert code != 0
+    # Another repository's sandboxes, in the folder every repository's worktrees share by default: not
+    # there at all (an agent read another project's work in progress and task files).
+    from loomtui.execution.sandboxes import data_home
+
+    theirs = data_home() / "loomtui" / "worktrees" / "other-0123456789" / "ab12cd"
+    theirs.mkdir(parents=True)
+    (theirs / "secret.txt").write_text("their work in progress\n")
+    _, code = run("cat", str(theirs / "secret.txt"))
     assert code != 0
 
 

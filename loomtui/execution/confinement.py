@@ -45,6 +45,7 @@ from loomtui.execution.runtimes import (
     program_files,
 )
 from loomtui.execution.sandboxes import (
+    data_home,
     legacy_worktrees_dir,
     record_paths,
     sandbox_paths,
@@ -286,7 +287,10 @@ def _hidden(workspace: Workspace) -> tuple[Path, ...]:
     back on top), wherever this repository's worktrees live; only folders that exist (the
     filesystem is read-only, so bwrap could not make a mount point for one that does not)."""
     repo = workspace.paths
-    folders = [repo.state_dir / "sandboxes", repo.common_dir / "worktrees", legacy_worktrees_dir(repo),
+    # First the folder every repository's worktrees share by default (one per repository in it): an agent
+    # in one repository read another's sandboxes, their work in progress and their task files.
+    shared = data_home() / "loomtui" / "worktrees"
+    folders = [shared, repo.state_dir / "sandboxes", repo.common_dir / "worktrees", legacy_worktrees_dir(repo),
                *worktree_roots(workspace)]
     unique: list[Path] = []
     for folder in folders:
