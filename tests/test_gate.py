@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from loomtui.workspace import open_workspace
 from tests.conftest import git, run_cli, wait_until
 
 LOOMTUI = shutil.which("loomtui") or "loomtui"
@@ -59,6 +60,27 @@ def test_secrets_are_blocked_and_markdown_says_so(billing: Path) -> None:
     # The payments rule's approvals would not let it through: said as a block, not "Needs: 2 approvals".
     assert "**Blocked:** no approval lets it through, only an override with a reason" in done.stdout
     assert "**Needs:**" not in done.stdout and " · 2 files · 3 lines · " in done.stdout
+
+
+def test_a_block_overridden_in_loomtui_is_named_by_the_gate_which_does_not_take_it(billing: Path) -> None:
+    """The gate read BLOCKED with nothing said of the override the app had taken and merged by."""
+    from loomtui.workflow.tasks import create_sandbox
+
+    workspace = open_workspace(billing)
+    record = create_sandbox(workspace, "a cert", "command", command=("true",))
+    tree = Path(record.worktree or "")
+    (tree / "certs").mkdir()
+    (tree / "certs" / "server.pem").write_text("-----BEGIN KEY-----\n")
+    git(tree, "add", "-A", "-f")  # the sample ignores *.pem
+    git(tree, "commit", "-q", "--no-verify", "-m", "a cert")  # as an agent past its hook would
+    head = git(tree, "rev-parse", "HEAD")
+    escalation = workspace.store.add_escalation("post-gate", sandbox_id=record.id, data={
+        "commit": head, "history": [{"event": "override", "by": "lead@example.com", "reason": "a test cert"}]})
+    workspace.store.update_escalation(escalation.id, status="overridden")
+    done = gate(billing, "--head", f"loom/{record.id}")
+    assert done.returncode == 1 and done.stdout.startswith("loomtui gate: BLOCKED"), done.stdout
+    assert (f"note: escalation #{escalation.id} was overridden in loomtui by lead@example.com (a test cert); this "
+            "gate does not take overrides: the change merges through loomtui, which does") in done.stdout
 
 
 def test_broken_policy_fails_closed(billing: Path) -> None:

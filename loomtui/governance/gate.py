@@ -194,6 +194,8 @@ def run_gate(root: Path, policy: Policy | None = None, *, base: str | None = Non
     if any(path.startswith(".loom/") or path.endswith("CODEOWNERS") for path in facts.paths):
         notes.append("this change edits the policy or code owners; it is judged by the base's policy")
     approved = bool(approvals) and decision_met(policy, evaluation, approvals, facts.author)[0]
+    if sandbox is not None and facts.paths and evaluation.outcome != "auto_approve" and not approved:
+        notes += _overrides_unread(store, sandbox.id, head_sha)  # type: ignore[arg-type]
     if not facts.paths:
         notes.insert(0, f"{head} adds no change to {base}: nothing to judge")
     return GateReport(base, head_sha, facts, evaluation, approvals, approved, notes)
@@ -205,6 +207,20 @@ def _sandbox_of(store: Store, head: str) -> Any:
     if not name.startswith("loom/"):
         return None
     return store.get_sandbox(name.removeprefix("loom/"))
+
+
+def _overrides_unread(store: Store, sandbox_id: str, head_sha: str) -> list[str]:
+    """A note for each override of this commit's escalations in the store: the gate judges by the policy and
+    approvals alone, and a block overridden in the app still read BLOCKED here, with nothing said why."""
+    notes = []
+    for escalation in store.sandbox_escalations(sandbox_id, ("post-gate",)):
+        if escalation.status == "overridden" and escalation.data.get("commit") == head_sha:
+            by: dict[str, Any] = next((h for h in reversed(escalation.data.get("history", []))
+                                       if h.get("event") == "override"), {})
+            notes.append(f"escalation #{escalation.id} was overridden in loomtui by {by.get('by', '?')} "
+                         f"({by.get('reason', '')}); this gate does not take overrides: the change merges "
+                         "through loomtui, which does")
+    return notes
 
 
 def _approvals_for(store: Store, sandbox_id: str, head_sha: str) -> tuple[str, ...]:
