@@ -253,3 +253,13 @@ def test_the_author_may_not_override_their_own_change_under_separation_of_duties
         decide(as_user(billing, LEAD), policy, escalation_id, "override", reason="my own")
     relaxed = Policy(**{**vars(policy), "separation_of_duties": False})  # a team of one: the lead may
     assert decide(as_user(billing, LEAD), relaxed, escalation_id, "override", reason="mine").status == "overridden"
+
+
+def test_an_escalation_is_named_as_listings_name_it(billing: Path) -> None:
+    """`escalation approve '#2'` was refused (expected an integer), while every listing prints `#2`."""
+    from tests.conftest import run_cli
+
+    _policy, escalation_id = escalate(billing, payments_change())
+    shown = run_cli(billing, "escalation", "show", f"#{escalation_id}")
+    assert shown.returncode == 0 and shown.stdout.startswith(f"#{escalation_id} post-gate"), shown.stderr
+    assert "expected an integer (got '##1')" in run_cli(billing, "escalation", "show", "##1").stderr

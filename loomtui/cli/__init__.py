@@ -96,8 +96,8 @@ def positive_int_arg(text: str) -> int:
 
 
 def id_arg(text: str) -> int:
-    """A store id: an integer from 1 to SQLITE_MAX_ID."""
-    number = _integer(text)
+    """A store id: an integer from 1 to SQLITE_MAX_ID, as listed (`#2`) or bare (`2`)."""
+    number = _integer(text[1:] if text.startswith("#") and text[1:].isdigit() else text)
     if number < 1:
         raise argparse.ArgumentTypeError(f"not an id (got {number}; ids start at 1)")
     return number
