@@ -28,6 +28,17 @@ def current_user(root: Path | None = None) -> str:
         return "unknown"
 
 
+def named_by_login(root: Path | None = None) -> bool:
+    """Whether `current_user` falls back to the login name: neither LOOM_USER nor git's user.email says
+    who this is (a policy's groups and every decision name people by email)."""
+    if os.environ.get("LOOM_USER", "").strip():
+        return False
+    try:
+        return not Git(root or Path.cwd()).run("config", "user.email", timeout=5).out.strip()
+    except (OSError, LoomError):
+        return True
+
+
 def _plain(name: str, source: str) -> str:
     """`name`, refused when it holds a control character: it goes into audit entries and every
     listing of who did what, where a newline or an escape sequence could pass for another line."""

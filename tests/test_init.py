@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from loomtui.config import load_config
 from loomtui.governance.policy import ChangeFacts, evaluate, load_policy
 from tests.conftest import git, run_cli
@@ -82,3 +84,17 @@ def test_outside_a_repository_init_is_one_line_and_writes_nothing(tmp_path: Path
     done = run_cli(tmp_path, "init")
     assert done.returncode == 2 and done.stderr.count("\n") == 1 and "is not inside a git repository (run `git init`" in done.stderr
     assert not (tmp_path / ".loom").exists()
+
+
+def test_without_a_git_identity_the_login_name_written_as_lead_is_warned_of(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With no user.email, init wrote `leads: ["root"]` and said nothing: every decision went under it."""
+    repo = own_repo(tmp_path / "mine", {"a.py": "X = 1\n"})
+    git(repo, "config", "--unset", "user.email")
+    monkeypatch.delenv("LOOM_USER", raising=False)
+    monkeypatch.setenv("GIT_CONFIG_GLOBAL", "/dev/null")
+    monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
+    done = run_cli(repo, "init")
+    assert done.returncode == 0, done.stderr
+    assert "loomtui: warning: neither git's user.email nor $LOOM_USER says who you are" in done.stderr
+    assert done.stderr.count("\n") == 1

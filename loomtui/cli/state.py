@@ -22,7 +22,7 @@ if TYPE_CHECKING:  # each command loads the engines it needs
 
 
 def cmd_init(args: argparse.Namespace) -> int:
-    from loomtui.identity import current_user
+    from loomtui.identity import current_user, named_by_login
     from loomtui.repo import find_repo
     from loomtui.starter import starter, write_starter
 
@@ -42,6 +42,10 @@ def cmd_init(args: argparse.Namespace) -> int:
           + "; red gates block; a change to AGENTS.md, the ADRs or .loom/, to what runs on every machine "
             "(.claude/, CI workflows, git hooks, .envrc, ...) or of over 400 lines waits for a lead; the rest for "
             "one approval from a lead")
+    if made.lead and named_by_login(root):
+        print(f"loomtui: warning: neither git's user.email nor $LOOM_USER says who you are: the lead written is "
+              f"your login name {made.lead!r}, and your decisions are recorded under it; set `git config "
+              "user.email` and put that in .loom/policy.yaml's groups instead", file=sys.stderr)
     print("next: read both, `git add .loom && git commit -m 'Adopt loomtui'`, `loomtui doctor`, then "
           "`loomtui sandbox new --runtime claude --task TEXT --claim PATH` (or `loomtui` for the app)")
     return 0
