@@ -1641,6 +1641,35 @@ def test_an_agents_runtime_state_is_counted_on_disk_and_past_its_cap_the_agent_s
     assert [e.action for e in ws.audit.entries() if e.subject == record.id][-1] == "sandbox.state_full"
 
 
+def test_a_store_that_cannot_be_written_is_retried_with_backoff_not_at_once(
+        ws: Workspace, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """PostgreSQL stopped under a running agent: the heartbeat retried a thousand times a second, and
+    supervisor.log took 8,295 copies of the same line in seconds."""
+    import threading
+    import time
+
+    from loomtui.errors import StoreUnreachable
+    from loomtui.execution import supervisor
+
+    record = tasks.create_sandbox(ws, "beat", "script", script=_tiny_script(ws))
+    watcher = supervisor.Supervisor(ws, record)
+    tries: list[float] = []
+
+    def unreachable(*_args: object) -> None:
+        tries.append(time.monotonic())
+        raise StoreUnreachable("cannot reach the database (Connection refused)")
+
+    monkeypatch.setattr(ws.store, "heartbeat_sandbox", unreachable)
+    beating = threading.Thread(target=watcher._store_loop)
+    beating.start()
+    time.sleep(1.0)
+    watcher.activities.put(supervisor._STOP)
+    beating.join(timeout=10)
+    assert 1 <= len(tries) <= 2, len(tries)  # the first try, then one after HEARTBEAT_S at most
+    said = capsys.readouterr().err
+    assert said.count("store write failed") == 1 and "(1 in a row)" in said
+
+
 def test_script_agent_help_shows_a_script_that_parses() -> None:
     """`loomtui script-agent --help` named only SCRIPT: the step format was in a docstring."""
     from loomtui.cli import SCRIPT_FORMAT

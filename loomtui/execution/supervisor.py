@@ -73,6 +73,8 @@ READ_CHUNK: Final = 65536  # a line longer than this is logged in pieces, byte f
 MAX_PARSED_LINE: Final = 16 * 1024 * 1024
 """The longest output line read as one event (Claude Code's result line repeats a denied Write's input)."""
 PANE_POLL_S: Final = 0.2
+STORE_RETRY_MAX_S: Final = 30.0
+"""The longest wait between heartbeats while the store cannot be written, and between the lines saying so."""
 _STOP: Final = object()
 
 
@@ -358,6 +360,8 @@ class Supervisor:
         """Activities and heartbeats go to the store here, so a busy store never stalls the log."""
         next_beat = 0.0
         store = self.workspace.store
+        failures = 0  # writes failed in a row: the beat backs off, and the diagnostics say it seldom
+        said_at = 0.0
         while True:
             timeout = max(0.0, next_beat - time.monotonic())
             try:
@@ -378,8 +382,15 @@ class Supervisor:
                     self.sync_logins()
                     store.heartbeat_sandbox(self.record.id, time.time(), self._progress())
                     next_beat = time.monotonic() + HEARTBEAT_S
-            except LoomError as exc:  # a locked store: say so in the diagnostics and carry on
-                _diagnose(f"store write failed: {exc}")
+                    failures = 0
+            except LoomError as exc:  # a locked or unreachable store: say so in the diagnostics and carry on
+                # Not at once again: with the database down, the beat retried a thousand times a second
+                # and wrote each failure (1.5 MB of supervisor.log in seconds).
+                failures += 1
+                next_beat = time.monotonic() + min(HEARTBEAT_S * failures, STORE_RETRY_MAX_S)
+                if failures == 1 or time.monotonic() - said_at >= STORE_RETRY_MAX_S:
+                    _diagnose(f"store write failed ({failures} in a row): {exc}")
+                    said_at = time.monotonic()
 
     def _check_offline(self) -> None:
         """Stop an agent that has only waited for an unreachable model API for too long."""
