@@ -206,6 +206,18 @@ def test_rm_done_archives_every_merged_or_rejected_sandbox_and_names_those_it_re
     one_line_error(run(repo, "sandbox", "rm", merged["id"], "--done"), 2, "not allowed with argument")
 
 
+def test_diff_stat_shows_a_file_name_with_a_newline_on_one_row(repo: Path, script: Path) -> None:
+    """A file named `nl\nfake: line.py` printed as two rows of `sandbox diff --stat`."""
+    created = json.loads(run(repo, "sandbox", "new", "--runtime", "script", "--task", "x", "--script", str(script),
+                             "--no-start", "--json").stdout)
+    tree = Path(created["worktree"])
+    (tree / "nl\nfake: line.py").write_text("x\n")
+    git(tree, "add", "-A")
+    git(tree, "commit", "-q", "--no-verify", "-m", "an odd name")
+    stat = run(repo, "sandbox", "diff", created["id"], "--stat").stdout.splitlines()
+    assert stat == ["     1      0  'nl\\nfake: line.py'", "1 file, +1 -0"], stat
+
+
 def test_help_lists_the_execution_commands(repo: Path) -> None:
     top = installed(repo, "--help").stdout
     for command in ("sandbox", "attach", "doctor", "script-agent"):

@@ -24,7 +24,7 @@ from loomtui.cli import (
     seconds_arg,
     workspace_for,
 )
-from loomtui.errors import LoomError, abridged, listed, quoted
+from loomtui.errors import LoomError, abridged, listed, quoted, shown
 from loomtui.execution import agent_control, recovery, review
 from loomtui.execution import sandboxes as engine
 from loomtui.execution.lifecycle import PLANNED
@@ -273,7 +273,7 @@ def cmd_diff(args: argparse.Namespace) -> int:
         for change in result.files:
             added = "-" if change.added is None else change.added
             deleted = "-" if change.deleted is None else change.deleted
-            print(f"{added:>6} {deleted:>6}  {change.path}")
+            print(f"{added:>6} {deleted:>6}  {shown(change.path)}")  # a newline in a name forged a row
         extra = " (uncommitted work included)" if result.includes_uncommitted else ""
         print(f"{result.stats}{extra}")
         return 0
