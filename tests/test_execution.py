@@ -1456,6 +1456,17 @@ def test_an_isolated_agent_commits_on_its_branch_but_cannot_touch_another_sandbo
     # there at all (an agent read another project's work in progress and task files).
     from loomtui.execution.sandboxes import data_home
 
+    # What a person's own git reads in the worktree, put back at the agent's end: a planted fsmonitor ran as
+    # the person, outside the sandbox, at their first `git status` there.
+    marker = tmp_path / "planted-ran"
+    planter, code = run("sh", "-c", f"git config --worktree core.fsmonitor 'touch {marker}; false' && "
+                                    "git config --worktree core.hooksPath /nowhere")
+    assert code == 0
+    tree = Path(sb.get_sandbox(workspace, planter).worktree or "")
+    subprocess.run(["git", "status", "--short"], cwd=tree, capture_output=True, check=False)
+    assert not marker.exists()
+    assert git(tree, "config", "--worktree", "core.hooksPath") == str(repo / ".git" / "loom" / "hooks")
+    assert sb.get_sandbox(workspace, planter).data["git_links_put_back"] == ["config.worktree"]
     theirs = data_home() / "loomtui" / "worktrees" / "other-0123456789" / "ab12cd"
     theirs.mkdir(parents=True)
     (theirs / "secret.txt").write_text("their work in progress\n")

@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import Any, Final, Protocol, TypeVar
 
 from loomtui.errors import LoomError, StoreUnreachable
-from loomtui.execution import confinement, disk_room, login_copy
+from loomtui.execution import confinement, disk_room, git_links, login_copy
 from loomtui.execution.activity import AGENT_RESULT_KEYS, Activity, checker_for, parser_for
 from loomtui.execution.agent_control import SPARE_ON_TERM
 from loomtui.execution.agent_log import LogWriteFailed, LogWriter
@@ -136,6 +136,7 @@ class Supervisor:
         self.state_checked = 0.0  # when the runtime state's size was last looked at (`_check_state_size`)
         self.stop_enforced = False  # the supervisor killed an agent whose stop outlived its caller
         self.start_refused = False  # the sandbox was moved (rejected, being removed) before the agent ran
+        self.git_links: git_links.GitLinks | None = None  # the worktree's git links before the agent ran
         self.groups: SandboxGroups | None = None  # the agent's own control groups (memory, processes)
         self.limits_said = ""  # what limits the agent, in words (its record and audit entry keep it)
 
@@ -192,6 +193,9 @@ class Supervisor:
                                                   f"{exc.strerror or exc}")
         self.groups, self.limits_said = sandbox_groups(group_name(self.workspace.paths.state_dir, self.record.id),
                                                        self.workspace.load_config().limits)
+        admin_dir = self.record.data.get("git_dir")
+        if admin_dir:  # put back at its end: a person's own git in the worktree reads them (`git_links`)
+            self.git_links = git_links.kept(self.paths.worktree, Path(admin_dir))
         if self.spec.mode == "interactive":
             code, signame = self._run_in_tmux(argv, env, writer)
         else:
@@ -474,6 +478,9 @@ class Supervisor:
             self.groups.remove()  # whatever of the agent's is still running in them is ended
         if self.start_refused:  # the agent never ran: the record and the worktree are whoever moved it's
             return 1
+        put_back = git_links.put_back(self.git_links) if self.git_links is not None else []
+        if put_back:
+            _diagnose(f"put back what the agent changed of the worktree's git links: {', '.join(put_back)}")
         self.sync_git()  # before saving leftovers: those commit on top of the agent's last commit
         self.sync_logins()
         saved, save_error = save_leftovers(self.workspace, self.record, _diagnose)
@@ -499,6 +506,8 @@ class Supervisor:
         }
         if error:
             data["error"] = error
+        if put_back:  # a person's plain git in the worktree would have run what it planted there
+            data["git_links_put_back"] = put_back
         if held_back_s >= 0.1:  # why an agent under `limits.cpu` took longer than it would have
             data["cpu_held_back_s"] = round(held_back_s, 1)
         if save_error:
