@@ -435,25 +435,20 @@ def _parse_policy(value: Value) -> str:
 def _parse_limits(section: Value) -> LimitsConfig:
     fields = section.as_mapping(known=("memory", "processes", "cpu"))
     default = LimitsConfig()
-    return LimitsConfig(memory=_optional(fields, "memory", _memory, default.memory),
+    return LimitsConfig(memory=_optional(fields, "memory", _limit_text(memory_problem), default.memory),
                         processes=_optional(fields, "processes", _processes, default.processes),
-                        cpu=_optional(fields, "cpu", _cpu, default.cpu))
+                        cpu=_optional(fields, "cpu", _limit_text(cpu_problem), default.cpu))
 
 
-def _memory(value: Value) -> str:
-    text = str(value.node.value) if isinstance(value.node, ScalarNode) else value.as_str()
-    problem = memory_problem(text)
-    if problem is not None:
-        raise value.error(f"{problem} (got {text!r})")
-    return text
-
-
-def _cpu(value: Value) -> str:
-    text = str(value.node.value) if isinstance(value.node, ScalarNode) else value.as_str()
-    problem = cpu_problem(text)
-    if problem is not None:
-        raise value.error(f"{problem} (got {text!r})")
-    return text
+def _limit_text(problem_of: Callable[[str], str | None]) -> Callable[[Value], str]:
+    """A reader of one `limits:` value as its text (`8G`, `2`, `50%`, `none`), checked by `problem_of`."""
+    def read(value: Value) -> str:
+        text = str(value.node.value) if isinstance(value.node, ScalarNode) else value.as_str()
+        problem = problem_of(text)
+        if problem is not None:
+            raise value.error(f"{problem} (got {text!r})")
+        return text
+    return read
 
 
 def _processes(value: Value) -> int | None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Callable
 from typing import Final
 
 _SIZE: Final = re.compile(r"(\d+(?:\.\d+)?)\s*([KMGT]?)(?:i?B)?", re.IGNORECASE)
@@ -16,31 +17,22 @@ MIN_MEMORY_BYTES: Final = 32 << 20
 
 def memory_problem(text: str) -> str | None:
     """Why `text` is no memory limit (`8G`, `512 MiB`, `50%` of the machine's memory, `none`)."""
-    if text.strip().lower() == "none":
-        return None
-    percent = _PERCENT.fullmatch(text.strip())
-    if percent is not None:
-        return None if 0 < float(percent[1]) <= 100 else "a share of memory is more than 0% and at most 100%"
-    size = _SIZE.fullmatch(text.strip())
-    if size is None:
-        return "expected a size such as 8G or 512M, a share such as 50%, or none"
-    if float(size[1]) * _UNITS[size[2].upper()] < MIN_MEMORY_BYTES:
-        return f"at least {MIN_MEMORY_BYTES >> 20}M (no agent CLI starts in less)"
-    return None
+    return _problem(memory_bytes, text)
 
 
 def memory_bytes(text: str) -> int | None:
-    """The limit `text` names (see `memory_problem`) in bytes; None for none."""
-    text = text.strip()
-    if text.lower() == "none":
-        return None
-    percent = _PERCENT.fullmatch(text)
-    if percent is not None:
-        return max(MIN_MEMORY_BYTES, int(total_memory() * float(percent[1]) / 100))
-    size = _SIZE.fullmatch(text)
+    """The limit `text` names in bytes; None for none. ValueError says why `text` is no limit."""
+    share = _share(text, "memory")
+    if share is not None:
+        return max(MIN_MEMORY_BYTES, int(total_memory() * share)) if share else None
+    size = _SIZE.fullmatch(text.strip())
     if size is None:
-        raise ValueError(f"no memory limit: {text!r}")
-    return int(float(size[1]) * _UNITS[size[2].upper()])
+        raise ValueError("expected a size such as 8G or 512M, a share such as 50%, or none")
+    limit = int(float(size[1]) * _UNITS[size[2].upper()])
+    if limit < MIN_MEMORY_BYTES:
+        raise ValueError(f"at least {MIN_MEMORY_BYTES >> 20}M (no agent CLI starts in less)")
+    return limit
+
 
 MIN_CPUS: Final = 0.01
 """Less than this and the kernel's smallest quota (1 ms in each 100 ms) is passed."""
@@ -48,26 +40,40 @@ MIN_CPUS: Final = 0.01
 
 def cpu_problem(text: str) -> str | None:
     """Why `text` is no CPU limit (`2`, `0.5` CPUs, `50%` of the machine's, `none`)."""
-    text = text.strip()
-    if text.lower() == "none":
-        return None
-    percent = _PERCENT.fullmatch(text)
-    if percent is not None:
-        return None if 0 < float(percent[1]) <= 100 else "a share of the CPUs is more than 0% and at most 100%"
-    if re.fullmatch(r"\d+(?:\.\d+)?", text) is None:
-        return "expected a number of CPUs such as 2 or 0.5, a share such as 50%, or none"
-    return None if float(text) >= MIN_CPUS else f"at least {MIN_CPUS:g} of a CPU"
+    return _problem(cpu_count, text)
 
 
 def cpu_count(text: str) -> float | None:
-    """The CPUs `text` names (see `cpu_problem`); None for none."""
+    """The CPUs `text` names; None for none. ValueError says why `text` is no limit."""
+    share = _share(text, "the CPUs")
+    if share is not None:
+        return max(MIN_CPUS, (os.cpu_count() or 1) * share) if share else None
+    if re.fullmatch(r"\d+(?:\.\d+)?", text.strip()) is None:
+        raise ValueError("expected a number of CPUs such as 2 or 0.5, a share such as 50%, or none")
+    if float(text) < MIN_CPUS:
+        raise ValueError(f"at least {MIN_CPUS:g} of a CPU")
+    return float(text)
+
+
+def _share(text: str, of_what: str) -> float | None:
+    """`50%` as 0.5 and `none` as 0.0 (no limit); None for text that is neither (a size, a count)."""
     text = text.strip()
     if text.lower() == "none":
-        return None
+        return 0.0
     percent = _PERCENT.fullmatch(text)
-    if percent is not None:
-        return max(MIN_CPUS, (os.cpu_count() or 1) * float(percent[1]) / 100)
-    return float(text)
+    if percent is None:
+        return None
+    if not 0 < float(percent[1]) <= 100:
+        raise ValueError(f"a share of {of_what} is more than 0% and at most 100%")
+    return float(percent[1]) / 100
+
+
+def _problem(read: Callable[[str], object], text: str) -> str | None:
+    try:
+        read(text)
+    except ValueError as exc:
+        return str(exc)
+    return None
 
 
 def total_memory() -> int:
