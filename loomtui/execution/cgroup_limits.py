@@ -87,11 +87,11 @@ class SandboxGroups:
 
     def out_of_memory(self) -> bool:
         """Whether the kernel ended a process of the group for passing its memory limit."""
-        return any(_counted(folder / "memory.oom_control", "oom_kill") for folder in self.folders)
+        return any(_count(folder / "memory.oom_control", "oom_kill") > 0 for folder in self.folders)
 
     def out_of_processes(self) -> bool:
         """Whether a fork or thread of the group's was refused at its process limit."""
-        return any(_counted(folder / "pids.events", "max") for folder in self.folders)
+        return any(_count(folder / "pids.events", "max") > 0 for folder in self.folders)
 
     def cpu_held_back_s(self) -> float:
         """How long the kernel held the group's processes back at its CPU limit, in seconds (0: never)."""
@@ -203,11 +203,6 @@ def _sweep(parent: Path) -> None:
         with contextlib.suppress(OSError):
             if now - folder.stat().st_mtime > LEFT_FOR_S and not _members(folder):
                 folder.rmdir()
-
-
-def _counted(counters: Path, key: str) -> bool:
-    """Whether the kernel's counter `key` in the file `counters` ("name count" lines) is above 0."""
-    return _count(counters, key) > 0
 
 
 def _count(counters: Path, key: str) -> int:

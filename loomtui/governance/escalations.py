@@ -170,12 +170,13 @@ def status_lines(escalation: EscalationRecord, commit: str | None = None) -> lis
     return [requirement_status(req, users, author, separated)[1] for req in _requirements(escalation)]
 
 
-def override_expired(escalation: EscalationRecord, now: float | None = None) -> float | None:
-    """When the escalation's override ran out, if it was overridden and that time has passed (None: not)."""
-    expires = escalation.data.get("override_expires")
+def override_expired(escalation: EscalationRecord, expires: object = None) -> float | None:
+    """When the escalation's override ran out, if it was overridden and that time has passed (None: not);
+    `expires` as the audit log kept it where given, else the store's."""
+    expires = escalation.data.get("override_expires") if expires is None else expires
     if escalation.status != EscalationStatus.OVERRIDDEN or not isinstance(expires, (int, float)):
         return None
-    return float(expires) if (time.time() if now is None else now) > expires else None
+    return float(expires) if time.time() > expires else None
 
 
 def allowed_decisions(policy: Policy, escalation: EscalationRecord, user: str) -> list[str]:

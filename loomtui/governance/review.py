@@ -291,8 +291,7 @@ def check_cleared(workspace: Workspace, escalation: EscalationRecord) -> None:
         raise LoomError(f"escalation #{escalation.id} reads {escalation.status} in the store, but the audit log "
                         f"holds no decision that made it so on {commit[:12] or 'its commit'}: not followed (was the "
                         "store changed by hand? `loomtui audit verify`)", exit_code=1)
-    until = decision.details.get("override_expires", escalation.data.get("override_expires"))
-    expired = override_expired(replace(escalation, data={**escalation.data, "override_expires": until}))
+    expired = override_expired(escalation, decision.details.get("override_expires"))
     if expired is not None:
         when = datetime.fromtimestamp(expired, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
         raise LoomError(f"escalation #{escalation.id} was overridden until {when}, and that has passed: the change "
