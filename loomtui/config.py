@@ -18,7 +18,7 @@ from yaml.nodes import ScalarNode
 
 from loomtui.errors import ConfigError, quoted
 from loomtui.globs import checked_globs
-from loomtui.limit_values import cpu_problem, memory_problem
+from loomtui.limit_values import cpu_problem, file_size_problem, memory_problem
 from loomtui.runtime_config import (
     BUILTIN_RUNTIMES,
     DEFAULT_OFFLINE_TIMEOUT,
@@ -180,6 +180,9 @@ class LimitsConfig:
     """Processes and threads (None: no limit)."""
     cpu: str = "none"
     """CPUs' time: a number of CPUs (`2`, `0.5`), a share of the machine's (`50%`), or `none`."""
+    file_size: str = "100M"
+    """The largest file loomtui saves from a sandbox's worktree or writes out for its gates (`none`):
+    past it the file stays in the worktree, unsaved, and the sandbox says so (see `AgentTree`)."""
 
 
 @dataclass(frozen=True)
@@ -433,11 +436,12 @@ def _parse_policy(value: Value) -> str:
 
 
 def _parse_limits(section: Value) -> LimitsConfig:
-    fields = section.as_mapping(known=("memory", "processes", "cpu"))
+    fields = section.as_mapping(known=("memory", "processes", "cpu", "file_size"))
     default = LimitsConfig()
     return LimitsConfig(memory=_optional(fields, "memory", _limit_text(memory_problem), default.memory),
                         processes=_optional(fields, "processes", _processes, default.processes),
-                        cpu=_optional(fields, "cpu", _limit_text(cpu_problem), default.cpu))
+                        cpu=_optional(fields, "cpu", _limit_text(cpu_problem), default.cpu),
+                        file_size=_optional(fields, "file_size", _limit_text(file_size_problem), default.file_size))
 
 
 def _limit_text(problem_of: Callable[[str], str | None]) -> Callable[[Value], str]:

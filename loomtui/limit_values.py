@@ -1,12 +1,15 @@
 """The values `limits:` in loom.yaml takes: memory as a size or a share of the machine's, CPUs as a
-number or a share of the machine's, or `none`; each checked (for `file:line` errors) and read."""
+number or a share of the machine's, the largest file as a size, or `none`; each checked (for `file:line`
+errors) and read."""
 
 from __future__ import annotations
 
 import os
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Final
+
+from loomtui.errors import listed, quoted
 
 _SIZE: Final = re.compile(r"(\d+(?:\.\d+)?)\s*([KMGT]?)(?:i?B)?", re.IGNORECASE)
 _PERCENT: Final = re.compile(r"(\d+(?:\.\d+)?)\s*%")
@@ -53,6 +56,39 @@ def cpu_count(text: str) -> float | None:
     if float(text) < MIN_CPUS:
         raise ValueError(f"at least {MIN_CPUS:g} of a CPU")
     return float(text)
+
+
+MIN_FILE_BYTES: Final = 1 << 20
+"""Less than this and a sandbox's ordinary source files would not be saved: a typo such as `100` for `100M`."""
+
+
+def file_size_problem(text: str) -> str | None:
+    """Why `text` is no largest file (`100M`, `2G`, `none`)."""
+    return _problem(file_size_bytes, text)
+
+
+def file_size_bytes(text: str) -> int | None:
+    """The largest file `text` allows in bytes; None for none. ValueError says why it is no size."""
+    if text.strip().lower() == "none":
+        return None
+    size = _SIZE.fullmatch(text.strip())
+    if size is None:
+        raise ValueError("expected a size such as 100M or 2G, or none")
+    limit = int(float(size[1]) * _UNITS[size[2].upper()])
+    if limit < MIN_FILE_BYTES:
+        raise ValueError("at least 1M (an ordinary source file would not be saved)")
+    return limit
+
+
+def said_size(size: int) -> str:
+    """`size` bytes for a person: `3.0 GiB`, `120.5 MiB`, `0.5 MiB`."""
+    return f"{size / (1 << 30):.1f} GiB" if size >= 1 << 30 else f"{size / (1 << 20):.1f} MiB"
+
+
+def too_large_said(found: Sequence[tuple[str, int]], limit: int) -> str:
+    """Files (path, size) larger than `limits.file_size` (`limit` bytes), for a person."""
+    files = listed([f"{quoted(path)} ({said_size(size)})" for path, size in found])
+    return f"{files} {'is' if len(found) == 1 else 'are'} larger than limits.file_size allows ({said_size(limit)})"
 
 
 def _share(text: str, of_what: str) -> float | None:

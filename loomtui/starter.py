@@ -100,7 +100,7 @@ def _config_text(gates: tuple[Gate, ...]) -> str:
              "  budget_tokens: 8000",
              "# What each agent, and all it starts, may use at once: these are the defaults; `loomtui doctor`",
              "# says whether they hold here (README: Sandboxes, Isolation).",
-             "# limits: {memory: 50%, processes: 4096, cpu: none}"]
+             "# limits: {memory: 50%, processes: 4096, cpu: none, file_size: 100M}"]
     if not gates:
         lines += ["# No test runner was found here: add the checks every agent's change must pass (README:",
                   "# Guardrails), e.g.",

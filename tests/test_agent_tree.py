@@ -34,3 +34,35 @@ def test_a_same_size_change_in_the_second_of_the_last_snapshot_is_seen(repo: Pat
     snapshot, changed = tree.snapshot(base)
     assert changed == ["lib.py"]
     assert git(repo, "cat-file", "-p", f"{snapshot}:lib.py") == "x = 3"
+
+
+def test_a_file_past_the_largest_file_is_left_out_of_a_snapshot_and_named(repo: Path, tmp_path: Path) -> None:
+    """A sparse 3 GB file costs an agent nothing to make; `git add` of it read 3 GB outside the sandbox's
+    limits (and the gates wrote it out whole). Past `limits.file_size` it is left out and said."""
+    (repo / "data.bin").write_bytes(b"small\n")
+    git(repo, "add", "data.bin")
+    git(repo, "commit", "-qm", "data")
+    base = git(repo, "rev-parse", "HEAD")
+    worktree = tmp_path / "wt"
+    git(repo, "worktree", "add", "-q", "-b", "agent", str(worktree), base)
+    tree = AgentTree(repo / ".git", worktree, tmp_path / "outside.index", largest_file=1 << 20)
+    with (worktree / "huge.bin").open("wb") as sparse:
+        sparse.truncate(3 << 30)
+    (worktree / "data.bin").write_bytes(b"\0" * ((1 << 20) + 1))  # a tracked file grown past it
+    (worktree / "code.py").write_text("x = 1\n")
+
+    snapshot, changed = tree.snapshot(base)
+    assert changed == ["code.py"]
+    assert "huge.bin" not in git(repo, "ls-tree", "--name-only", snapshot).split()
+    assert git(repo, "cat-file", "-p", f"{snapshot}:data.bin") == "small"  # as it was: not the new one
+    assert sorted(tree.too_large) == [("data.bin", (1 << 20) + 1), ("huge.bin", 3 << 30)]
+    assert tree.too_large_said() == ("'data.bin' (1.0 MiB), 'huge.bin' (3.0 GiB) are larger than "
+                                     "limits.file_size allows (1.0 MiB)")
+
+    (worktree / "huge.bin").unlink()  # moved out: then it is saved as it is
+    (worktree / "data.bin").write_bytes(b"fits\n")
+    snapshot, changed = tree.snapshot(base)
+    assert changed == ["code.py", "data.bin"] and tree.too_large == [] and tree.too_large_said() == ""
+    unlimited = AgentTree(repo / ".git", worktree, tmp_path / "other.index")
+    (worktree / "data.bin").write_bytes(b"\0" * ((1 << 20) + 1))
+    assert unlimited.snapshot(base)[1] == ["code.py", "data.bin"] and unlimited.too_large == []

@@ -17,7 +17,15 @@ from loomtui.config import parse_config
 from loomtui.errors import ConfigError
 from loomtui.execution import cgroup_limits
 from loomtui.execution import sandboxes as sb
-from loomtui.limit_values import cpu_count, cpu_problem, memory_bytes, memory_problem, total_memory
+from loomtui.limit_values import (
+    cpu_count,
+    cpu_problem,
+    file_size_bytes,
+    file_size_problem,
+    memory_bytes,
+    memory_problem,
+    total_memory,
+)
 from loomtui.workflow import tasks
 from loomtui.workspace import Workspace
 from tests.test_execution import bin_dir, ended, stand_in, ws  # noqa: F401  (fixtures)
@@ -104,6 +112,16 @@ def test_a_fork_bomb_stops_at_its_sandbox_s_process_limit_interactive_agents_too
 
 
 @needs_groups
+def test_the_largest_file_is_a_size_or_none() -> None:
+    assert file_size_bytes("100M") == 100 << 20 and file_size_bytes("2G") == 2 << 30
+    assert file_size_bytes("none") is None
+    assert parse_config("version: 1\n", "x").limits.file_size == "100M"  # the default: what GitHub takes
+    assert file_size_problem("100") is not None and file_size_problem("50%") is not None
+    with pytest.raises(ConfigError, match=r"loom\.yaml:3: limits\.file_size: at least 1M \(an ordinary source "
+                                          r"file would not be saved\) \(got '512K'\)"):
+        parse_config("version: 1\nlimits:\n  file_size: 512K\n", ".loom/loom.yaml")
+
+
 def test_a_busy_loop_waits_its_turn_at_its_cpu_limit() -> None:
     """Without it one agent's busy tests took every CPU the person's own work had."""
     groups = cgroup_limits.make("zz9cpu", cgroup_limits.Limits(None, None, 0.05))

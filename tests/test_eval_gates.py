@@ -315,3 +315,23 @@ def test_a_gate_of_a_sandbox_run_without_isolation_is_the_oom_killer_s_first_cho
     sandbox = sandbox_with(workspace, "a change", {"shop/extra.py": "X = 1\n"})
     report = evaluate(workspace, sandbox, which="1")
     assert report.gate1 == "passed", report.summary()
+
+
+def test_a_committed_file_past_the_largest_file_is_not_written_out_and_the_gate_says_so(tmp_path: Path) -> None:
+    """A file of zeros is a few KB in git and all of its size on disk in every scratch tree (and it was read
+    whole into memory to be written): past `limits.file_size` the check cannot run, and says why, and its
+    sandbox is kept out of the merged gate, as a failed one is."""
+    workspace = make_repo(tmp_path, gates=JUNIT_GATE + "limits: {file_size: 1M}\n")
+    sandbox = sandbox_with(workspace, "a fixture", {"shop/extra.py": "X = 1\n"})
+    tree = Path(workspace.store.get_sandbox(sandbox).worktree)  # type: ignore[union-attr]
+    (tree / "fixture.bin").write_bytes(b"\0" * (2 << 20))
+    git(tree, "add", "fixture.bin")
+    git(tree, "commit", "-qm", "fixture")
+    other = sandbox_with(workspace, "docs", {"README.md": "shop\n"})
+    [result] = run_configured_gates(workspace, sandbox)
+    assert result.status == "error"
+    assert "'fixture.bin' (2.0 MiB) is larger than limits.file_size allows (1.0 MiB)" in result.summary
+    for pending in (sandbox, other):
+        workspace.store.update_sandbox(pending, status="awaiting_review")
+    [report] = merged_gate(workspace)
+    assert report.sandboxes == (other,) and report.checks[0]["status"] == "passed"

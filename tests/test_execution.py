@@ -615,6 +615,33 @@ def test_a_git_repository_with_no_commit_yet_in_the_worktree_is_named_too(
     assert (nested / "w.txt").read_text() == "precious\n"
 
 
+def test_a_sparse_file_past_the_largest_file_stays_unsaved_and_is_never_deleted(
+        ws: Workspace, repo: Path, tmp_path: Path) -> None:
+    """`truncate -s 3G` costs an agent nothing; saving it read 3 GB outside every limit (6 GB of memory
+    against a 256 MiB limit). Past `limits.file_size` (100M by default) the rest is saved, the sandbox fails
+    naming the file, and no removal deletes it with the worktree, not even with --force."""
+    record = tasks.create_sandbox(ws, "make a fixture", "command", isolate=False, command=[
+        "sh", "-c", "truncate -s 3G huge.bin && echo 'X = 1' > extra.py"])
+    tasks.start(ws, record.id)
+    done = ended(ws, record.id)
+    worktree = Path(done.worktree)
+    assert done.data["error"] == (f"the work it left uncommitted could not be saved to {done.branch}: 'huge.bin' "
+                                  f"(3.0 GiB) is larger than limits.file_size allows (100.0 MiB); it stays in the "
+                                  f"worktree {worktree}, unsaved")
+    assert git(repo, "show", f"{done.branch}:extra.py") == "X = 1"
+    assert "huge.bin" not in git(repo, "ls-tree", "--name-only", done.branch)
+    # What was saved is reviewed, as any failed agent's work is; whoever decides reads why it failed.
+    [escalation] = ws.store.list_escalations()
+    assert done.status == AWAITING_REVIEW and "'huge.bin' (3.0 GiB)" in json.dumps(escalation.data)
+    for force in (False, True):
+        with pytest.raises(review.RemoveRefused, match=r"holds what cannot be saved to loom/.*: 'huge.bin' \(3.0 GiB\)"
+                                                       r".*move it out of the worktree .*; nothing was removed"):
+            review.remove(ws, record.id, force=force)
+    assert (worktree / "huge.bin").stat().st_size == 3 << 30
+    (worktree / "huge.bin").unlink()  # moved out, as the refusal says: then it goes
+    assert review.remove(ws, record.id) and not worktree.exists()
+
+
 def test_force_removing_a_running_agent_saves_its_work_and_no_review_starts_on_the_way(
         ws: Workspace, repo: Path, tmp_path: Path) -> None:
     """The agent's supervisor reviews an agent that ends; one stopped by `rm --force` must not be, or
@@ -1004,7 +1031,7 @@ def test_disk_full_while_logging_fails_the_sandbox_and_keeps_whole_lines(
     try:
         tasks.start(ws, record.id)
         done = ended(ws, record.id)
-        assert done.status == FAILED
+        assert done.status == FAILED, {k: v for k, v in done.data.items() if "save" in k or "error" in k}
         assert "log write failed: No space left on device" in done.data["error"]
         assert "sandbox.log_failed" in audit_actions(ws, record.id)
         if mounted:

@@ -330,6 +330,7 @@ REMOVE_HINTS = {
     "uncommitted": ". --force commits them to {branch} first",
     "unmerged": ". --delete-branch --force deletes it anyway",
     "nested": "",
+    "too_large": "",
 }
 """What `sandbox rm` adds to each refusal of `review.remove` (`RemoveRefused.reason`)."""
 

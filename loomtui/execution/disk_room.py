@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
+from loomtui.limit_values import said_size
+
 FLOOR_BYTES: Final = 1 << 30
 FLOOR_FILES: Final = 100_000
 FLOOR_SHARE: Final = 0.05
@@ -38,7 +40,7 @@ class Shortage:
 
     def said(self) -> str:
         """Where, and how much is left of how much it keeps."""
-        amount = (lambda n: f"{n:,} files") if self.files else _amount
+        amount = (lambda n: f"{n:,} files") if self.files else said_size
         return f"the disk holding {self.what} ({self.path}) has {amount(self.free)} free, under {amount(self.floor)}"
 
 
@@ -62,6 +64,3 @@ def shortage(places: Iterable[tuple[str, Path]]) -> Shortage | None:
             return Shortage(what, path, room.f_favail, floor(room.f_files, FLOOR_FILES), files=True)
     return None
 
-
-def _amount(size: int) -> str:
-    return f"{size / (1 << 30):.1f} GiB" if size >= 1 << 30 else f"{size / (1 << 20):.1f} MiB"

@@ -23,6 +23,7 @@ from loomtui.gitcmd import (
     first_line,
     git_version,
 )
+from loomtui.limit_values import too_large_said
 from loomtui.repo import DISTRUSTING_GIT_CONFIG
 
 __all__ = ["MERGE_TREE_MIN_VERSION", "AgentTree", "Git", "GitFailed", "GitResult", "RawResult", "first_line",
@@ -52,11 +53,15 @@ class AgentTree:
     branch ref. Hooks, fsmonitor and the untracked cache are forced off.
     """
 
-    def __init__(self, common_dir: Path, worktree: Path, index: Path, managed: tuple[str, ...] = ()) -> None:
+    def __init__(self, common_dir: Path, worktree: Path, index: Path, managed: tuple[str, ...] = (),
+                 largest_file: int | None = None) -> None:
         self.common_dir = Path(common_dir)
         self.worktree = Path(worktree)
         self.index = Path(index)  # loomtui's own, outside anything the agent can write
         self.managed = managed  # files loomtui itself keeps in the worktree: never part of the work
+        self.largest_file = largest_file  # `limits.file_size`: larger files are left out (None: none are)
+        self.too_large: list[tuple[str, int]] = []
+        """What the last snapshot left out as larger than `largest_file`: (path, size)."""
         self.repo = Git(self.common_dir)
         self._tree = Git(self.worktree)
 
@@ -74,6 +79,8 @@ class AgentTree:
         `base` is a commit id. loomtui's index keeps its stat cache between calls (with
         the index's own time, which git's racy-entry check reads), so unchanged files are
         not read again; it is replaced atomically, so two callers at once each get a whole answer.
+        A new or changed file larger than `largest_file` is left out (as `too_large`): git would read
+        all of it, outside the sandbox's limits (a sparse 3 GB file costs nothing to make).
         """
         self.index.parent.mkdir(parents=True, exist_ok=True)
         fd, name = tempfile.mkstemp(prefix=".index-", dir=self.index.parent)
@@ -88,7 +95,9 @@ class AgentTree:
             else:
                 scratch.unlink()
                 self._git(scratch, "read-tree", base)
-            self._git(scratch, "add", "--all", "--", ".", *(f":(exclude,literal){m}" for m in self.managed))
+            self.too_large = self._too_large(scratch)
+            left_out = (*self.managed, *(path for path, _size in self.too_large))
+            self._git(scratch, "add", "--all", "--", ".", *(f":(exclude,literal){m}" for m in left_out))
             tree = self._git(scratch, "write-tree").strip()
             changed = self._git(scratch, "diff-index", "--cached", "--name-only", "--no-renames", "-z",
                                 base, "--")
@@ -96,6 +105,27 @@ class AgentTree:
         finally:
             scratch.unlink(missing_ok=True)
         return tree, [p for p in changed.split("\0") if p]
+
+    def _too_large(self, index: Path) -> list[tuple[str, int]]:
+        """New or changed files (by their stat data against `index`) larger than `largest_file`."""
+        if self.largest_file is None:
+            return []
+        listed = self._git(index, "ls-files", "--modified", "--others", "--exclude-standard", "-z")
+        found: list[tuple[str, int]] = []
+        for path in dict.fromkeys(p for p in listed.split("\0") if p):  # a changed file is listed twice
+            try:
+                size = (self.worktree / path).lstat().st_size
+            except OSError:
+                continue  # gone since: git sees that too
+            if size > self.largest_file and path not in self.managed:
+                found.append((path, size))
+        return sorted(found)
+
+    def too_large_said(self) -> str:
+        """What the last snapshot left out as too large, for a person ('' for nothing)."""
+        if not self.too_large or self.largest_file is None:
+            return ""
+        return too_large_said(self.too_large, self.largest_file)
 
     def ignored_paths(self) -> list[str]:
         """What git ignores in the worktree (build output, logs, local settings), a folder once with its

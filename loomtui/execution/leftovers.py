@@ -31,7 +31,7 @@ def bring_in_commits(workspace: Workspace, record: SandboxRecord, say: Say) -> N
 
 def save_leftovers(workspace: Workspace, record: SandboxRecord, say: Say) -> tuple[str | None, str | None]:
     """Commit what the agent left uncommitted, so its branch holds all of its work: (the commit or None
-    when there was nothing, the error when it could not be saved).
+    when there was nothing, the error when it, or a file of it too large to save, could not be saved).
 
     From outside the sandbox, with git told where the repository is: nothing the
     agent wrote into its worktree or its git admin dir is read as config or run.
@@ -47,6 +47,9 @@ def save_leftovers(workspace: Workspace, record: SandboxRecord, say: Say) -> tup
             Git(workspace.root).fallback_identity("loomtui", "loomtui@localhost.invalid"))
     except LoomError as exc:
         return None, str(exc)
+    # The rest is saved; what is too large stays in the worktree, and the sandbox fails saying so.
+    unsaved = (f"{tree.too_large_said()}; it stays in the worktree {record.worktree}, unsaved"
+               if tree.too_large else None)
     if saved is not None:
         private = confinement.private_git(workspace, record)
         if private is not None:  # so a later sync cannot move the branch back
@@ -62,4 +65,4 @@ def save_leftovers(workspace: Workspace, record: SandboxRecord, say: Say) -> tup
                 tree.reset_index(Path(git_dir) / "index", saved)
             except LoomError as exc:  # cosmetic: `git status` in the worktree looks stale
                 say(f"cannot refresh the worktree's index: {exc}")
-    return saved, None
+    return saved, unsaved

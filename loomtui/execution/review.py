@@ -40,7 +40,7 @@ from loomtui.execution.sandboxes import (
 from loomtui.store import SandboxRecord
 from loomtui.workspace import Workspace
 
-RemoveRefusal = Literal["live", "uncommitted", "unmerged", "nested"]
+RemoveRefusal = Literal["live", "uncommitted", "unmerged", "nested", "too_large"]
 
 
 class RemoveRefused(LoomError):
@@ -48,7 +48,8 @@ class RemoveRefused(LoomError):
 
     `reason` is what stood in the way: "live" (an agent is running: force stops it),
     "uncommitted" (force commits the changes to `branch` first) or "unmerged" (the
-    branch was to be deleted: force deletes it anyway). A front-end turns it into
+    branch was to be deleted: force deletes it anyway); "nested" and "too_large" (what
+    cannot be saved is in the worktree) even force does not pass. A front-end turns it into
     its own hint.
     """
 
@@ -331,6 +332,10 @@ def remove(workspace: Workspace, sandbox_id: str, *, force: bool = False, delete
     if dirty and not force:
         raise RemoveRefused(f"sandbox {record.id} has uncommitted changes ({listed(dirty)}); nothing was removed",
                             reason="uncommitted", branch=record.branch)
+    if tree.too_large:  # not even with --force: the save would leave them out, and they would go with the worktree
+        raise RemoveRefused(f"sandbox {record.id} holds what cannot be saved to {record.branch}: "
+                            f"{tree.too_large_said()}; move it out of the worktree {worktree}; nothing was removed",
+                            reason="too_large", branch=record.branch)
     if delete_branch and not force and not _branch_merged(repo, record):
         raise RemoveRefused(f"{record.branch} is not merged; nothing was removed", reason="unmerged",
                             branch=record.branch)

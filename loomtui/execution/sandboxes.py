@@ -37,7 +37,7 @@ from collections.abc import Collection, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Final
 
-from loomtui.config import RuntimeConfig
+from loomtui.config import LimitsConfig, RuntimeConfig
 from loomtui.errors import LoomError, quoted
 from loomtui.execution.context_files import AgentContext, worktree_context_files
 from loomtui.execution.context_files import assemble as assemble_context
@@ -100,6 +100,7 @@ from loomtui.execution.sandbox_paths import (
 )
 from loomtui.files import write_atomically as write_context_file
 from loomtui.identity import current_host
+from loomtui.limit_values import file_size_bytes
 from loomtui.store import SandboxRecord
 from loomtui.workspace import Workspace
 
@@ -153,7 +154,18 @@ def agent_tree(workspace: Workspace, record: SandboxRecord) -> AgentTree:
     """How loomtui runs git on a sandbox's worktree: never reading what the agent could plant there."""
     paths = record_paths(workspace.paths, record)
     managed = (*MANAGED_FILES, *record.context_files)
-    return AgentTree(workspace.paths.common_dir, Path(record.worktree), paths.outside_index, managed)
+    return AgentTree(workspace.paths.common_dir, Path(record.worktree), paths.outside_index, managed,
+                     largest_file(workspace))
+
+
+def largest_file(workspace: Workspace) -> int | None:
+    """`limits.file_size` in bytes (None: no limit); the default's under a broken config, which never
+    stops an agent's work being saved."""
+    try:
+        text = workspace.load_config().limits.file_size
+    except LoomError:
+        text = LimitsConfig().file_size
+    return file_size_bytes(text)
 
 
 def worktree_tree(workspace: Workspace, record: SandboxRecord) -> str:

@@ -26,6 +26,7 @@ from loomtui.errors import LoomError
 from loomtui.execution import procs
 from loomtui.execution.cgroup_limits import group_name, sandbox_groups
 from loomtui.execution.confinement import confined_scratch_argv
+from loomtui.execution.sandboxes import largest_file
 from loomtui.guardrails.checks import CheckRun, Progress, run_check
 from loomtui.guardrails.scratch import export_tree
 from loomtui.repo import DISTRUSTING_GIT_CONFIG
@@ -171,7 +172,7 @@ def scratch_tree(workspace: Workspace, commit: str, name: str) -> Iterator[Path]
     """A tree of `commit`'s files for one run (`name`), under the evals dir; removed afterwards."""
     tree = evals_dir(workspace) / "trees" / name
     try:
-        export_tree(workspace.root, commit, tree)
+        export_tree(workspace.root, commit, tree, largest_file(workspace))
         yield tree
     finally:
         shutil.rmtree(tree, ignore_errors=True)

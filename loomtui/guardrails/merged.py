@@ -96,8 +96,8 @@ NOTHING_PENDING = ("no sandbox to merge: none is awaiting review or approved wit
 def pending_sandboxes(workspace: Workspace, include: Sequence[str] = ()) -> list[SandboxRecord]:
     """Sandboxes awaiting review or approved but not merged (and any of `include`), oldest first.
 
-    One whose own gate 1 failed at its tip is left out: it is held already, and it
-    would only add its own failures to everyone's merged tree.
+    One whose own gate 1 failed (or could not run) at its tip is left out: it is held already, and
+    it would only add its own failures to everyone's merged tree.
     """
     return [s for s in workspace.store.list_sandboxes()
             if (s.status in PENDING or s.id in include) and not _failed_alone(workspace, s)]
@@ -109,7 +109,7 @@ def _failed_alone(workspace: Workspace, record: SandboxRecord) -> bool:
     for run in workspace.store.gate_runs(record.id):
         if run.commit_sha == tip and run.status != "running" and run.data.get("blocking", True):
             newest[run.gate] = run.status
-    return any(status == "failed" for status in newest.values())
+    return any(status in ("failed", "error") for status in newest.values())
 
 
 def latest_merged(workspace: Workspace) -> MergedReport | None:

@@ -10,7 +10,6 @@ tree nor a ref.
 from __future__ import annotations
 
 import shutil
-import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -18,42 +17,53 @@ from pathlib import Path, PurePosixPath
 from loomtui.errors import LoomError, quoted
 from loomtui.gitcmd import Git, first_line
 from loomtui.knowledge.trees import GitTree
+from loomtui.limit_values import too_large_said
 from loomtui.repo import DISTRUSTING_GIT_CONFIG
 
 MERGE_IDENTITY = ("-c", "user.name=loomtui merged gate", "-c", "user.email=loomtui@localhost")
 
 
-def export_tree(repo: Path, treeish: str, dest: Path) -> list[str]:
+def export_tree(repo: Path, treeish: str, dest: Path, largest_file: int | None = None) -> list[str]:
     """Write the files of `treeish` (a commit) into a fresh `dest`; return what was left out.
 
     Read blob by blob (`git ls-tree`, `git cat-file --batch`), not with `git archive`:
     that one obeys the tree's own `.gitattributes`, where an agent's `export-ignore`
     would quietly drop its test files from what is checked. A symlink, a submodule, or
     a path that is absolute, climbs out with `..` or names `.git` is left out (named in
-    the result), never followed or written.
+    the result), never followed or written. A blob larger than `largest_file` (`limits.file_size`)
+    is refused before anything is written: a 3 GB file of zeros is a few KB in git and 3 GB on disk
+    for every check. Each blob is copied a chunk at a time.
     """
     if dest.exists():
         shutil.rmtree(dest)
     dest.mkdir(parents=True)
-    done = Git(repo).raw(*DISTRUSTING_GIT_CONFIG, "ls-tree", "-r", "-z", "--full-tree", treeish)
+    done = Git(repo).raw(*DISTRUSTING_GIT_CONFIG, "ls-tree", "-r", "-z", "-l", "--full-tree", treeish)
     if done.status != 0:
         raise LoomError(f"cannot export {treeish[:12]}: {first_line(done.err.decode('utf-8', 'replace'))}")
     skipped: list[str] = []
+    files: list[tuple[PurePosixPath, str, str]] = []
+    too_large: list[tuple[str, int]] = []
+    for record in done.out.decode("utf-8", "surrogateescape").split("\0"):
+        if not record:
+            continue
+        meta, _, path = record.partition("\t")
+        mode, kind, sha, size = meta.split()
+        pure = PurePosixPath(path)
+        if kind != "blob" or mode == "120000" or pure.is_absolute() or ".." in pure.parts or ".git" in pure.parts:
+            skipped.append(f"{path}: {'a symlink' if mode == '120000' else 'not a plain file path'}")
+        elif largest_file is not None and int(size) > largest_file:
+            too_large.append((path, int(size)))
+        else:
+            files.append((pure, mode, sha))
+    if too_large:
+        raise LoomError(f"cannot check {treeish[:12]}: {too_large_said(too_large, largest_file or 0)}")
     tree = GitTree(repo, treeish, treeish[:12])
     try:
-        for record in done.out.decode("utf-8", "surrogateescape").split("\0"):
-            if not record:
-                continue
-            meta, _, path = record.partition("\t")
-            mode, kind, sha = meta.split()
-            pure = PurePosixPath(path)
-            if kind != "blob" or mode == "120000" or pure.is_absolute() or ".." in pure.parts or ".git" in pure.parts:
-                skipped.append(f"{path}: {'a symlink' if mode == '120000' else 'not a plain file path'}")
-                continue
-            data, _size = tree.read_blob(sha, sys.maxsize)
+        for pure, mode, sha in files:
             target = dest.joinpath(*pure.parts)
             target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_bytes(data)
+            with target.open("wb") as out:
+                tree.copy_blob(sha, out)
             if mode == "100755":
                 target.chmod(0o755)
     finally:

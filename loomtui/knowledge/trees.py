@@ -7,7 +7,7 @@ import os
 import stat
 import subprocess
 from pathlib import Path
-from typing import Protocol
+from typing import IO, Protocol
 
 from loomtui.coordination.index import blob_hash
 from loomtui.errors import LoomError
@@ -124,6 +124,19 @@ class GitTree:
         raise NotImplementedError  # read_blob is used: the blob id comes from the listing
 
     def read_blob(self, sha: str, limit: int) -> tuple[bytes, int]:
+        out, size = self._request(sha)
+        kept = out.read(min(size, limit))
+        self._pass(out, size - len(kept), None)
+        return kept, size
+
+    def copy_blob(self, sha: str, dest: IO[bytes]) -> int:
+        """Write the blob `sha` into `dest` a chunk at a time (never all of it in memory); its size."""
+        out, size = self._request(sha)
+        self._pass(out, size, dest)
+        return size
+
+    def _request(self, sha: str) -> tuple[IO[bytes], int]:
+        """Ask `git cat-file --batch` for `sha`: its output, at the blob's first byte, and the blob's size."""
         if self._batch is None:
             try:
                 self._batch = Git(self.repo).pipe(*DISTRUSTING_GIT_CONFIG, "cat-file", "--batch")
@@ -136,13 +149,19 @@ class GitTree:
         header = batch.stdout.readline().split()
         if len(header) < 3:
             raise OSError(0, f"git cannot read blob {sha[:12]}")
-        size = int(header[2])
-        kept = batch.stdout.read(min(size, limit))
-        left = size - len(kept)
+        return batch.stdout, int(header[2])
+
+    @staticmethod
+    def _pass(out: IO[bytes], left: int, dest: IO[bytes] | None) -> None:
+        """Read `left` more bytes of a blob (into `dest`, or dropped), then the newline after it."""
         while left > 0:
-            left -= len(batch.stdout.read(min(left, 1 << 20)))
-        batch.stdout.read(1)  # the newline after the object
-        return kept, size
+            chunk = out.read(min(left, 1 << 20))
+            if not chunk:
+                raise OSError(0, "git ended in the middle of a blob")
+            if dest is not None:
+                dest.write(chunk)
+            left -= len(chunk)
+        out.read(1)
 
     def close(self) -> None:
         if self._batch is not None:
