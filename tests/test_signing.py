@@ -263,3 +263,35 @@ async def test_the_app_shows_whether_each_decision_was_signed(tmp_path: Path, ke
         await pilot.pause()
         shown = " ".join(str(app.screen.query_one("#esc-detail", Static).render()).split())  # lines wrap in the pane
     assert f"approve by {ALICE} [verified]" in shown and f"approve by {BOB} [unsigned]" in shown, shown
+
+
+def test_decisions_are_checked_against_the_committed_signers_as_they_were_when_taken(
+        tmp_path: Path, keys: dict[str, Path]) -> None:
+    """A key appended to the working tree's allowed_signers, never committed, made a decision "verified"
+    (its change merged), and `audit verify` read the same log OK or BROKEN with local edits; rotating a
+    key broke `audit verify` of every decision the old key had signed."""
+    repo = setup_repo(tmp_path, keys, required=True)
+    _policy, escalation = escalate(repo)
+    signers = repo / ".loom" / "allowed_signers"
+    committed = signers.read_text()
+    mallory_as_alice = f"{ALICE} {Path(str(keys[MALLORY]) + '.pub').read_text().strip()}\n"
+    signers.write_text(committed + mallory_as_alice)  # not committed: no team machine, no CI gate sees it
+    forged = run(repo, "escalation", "approve", str(escalation), user=ALICE, key=keys[MALLORY])
+    assert forged.returncode == 1 and "not validly signed" in forged.stderr, forged.stderr
+    assert decision_entries(repo) == []
+
+    signers.write_text(committed)
+    done = run(repo, "escalation", "approve", str(escalation), user=ALICE, key=keys[ALICE])
+    assert done.returncode == 0 and "(verified)" in done.stdout, done.stderr
+    [entry] = decision_entries(repo)
+    assert entry.details["allowed_signers_blob"] == git(repo, "rev-parse", "HEAD:.loom/allowed_signers")
+
+    # Alice's key rotated (committed): her past decision still verifies, against the file it was taken under;
+    # an uncommitted edit of the file changes nothing `audit verify` says.
+    signers.write_text("".join(line + "\n" for line in committed.splitlines() if not line.startswith(ALICE))
+                       + mallory_as_alice)
+    git(repo, "commit", "-qam", "rotate alice's key")
+    signers.write_text("")
+    verified = run(repo, "audit", "verify", "--json")
+    assert verified.returncode == 0, verified.stdout
+    assert [d["status"] for d in json.loads(verified.stdout)["signatures"]["decisions"]] == [VERIFIED]

@@ -23,13 +23,12 @@ from __future__ import annotations
 
 import fcntl
 import json
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 from loomtui.gitcmd import Git
 from loomtui.governance.policy import Policy
-from loomtui.governance.signing import VERIFIED, Decision, verify
+from loomtui.governance.signing import VERIFIED, Decision, committed_signers, verify_committed
 
 NOTES_REF = "refs/notes/loom"
 FETCH_HINT = f"git fetch origin {NOTES_REF}:{NOTES_REF}"
@@ -84,34 +83,30 @@ def approvals_from_notes(root: Path, policy: Policy, base: str, head: str) -> No
     users: list[str] = []
     notes: list[str] = []
     signers = policy.decisions.allowed_signers
-    with tempfile.TemporaryDirectory(prefix="loomtui-signers-") as scratch:
-        allowed = Path(scratch) / "allowed_signers"
-        blob = git.raw("show", f"{base}:{signers}")
-        if blob.status == 0:
-            allowed.write_bytes(blob.out)
-        for entry in _decisions(root, head):
-            decision = _decision(entry)
-            if decision is None or decision.decision != "approve":
-                continue
-            if decision.kind != "post-gate":
-                notes.append(f"an approval by {decision.actor} of a {decision.kind or 'request'} (not of the "
-                             "change's review) is not an approval of the change: ignored")
-                continue
-            if decision.commit != head:
-                notes.append(f"a note on {head[:12]} approves {decision.commit[:12]} instead: ignored")
-                continue
-            verdict = verify(decision, str(entry.get("signature") or "") or None, allowed)
-            if verdict.status != VERIFIED:
-                notes.append(f"the approval by {decision.actor} in {NOTES_REF} does not count: {verdict.detail} "
-                             f"(checked against {signers} at the base)")
-                continue
-            users.append(decision.actor)
-        earlier = git.run("rev-list", f"{base}..{head}")
-        for commit in earlier.out.split()[1:] if earlier.status == 0 else []:
-            for entry in _decisions(root, commit):
-                if entry.get("decision") == "approve":
-                    notes.append(f"an approval by {entry.get('actor')} is for {commit[:12]}, an earlier commit of "
-                                 f"this branch; it does not count for {head[:12]}")
+    at_base = committed_signers(root, policy, base)
+    for entry in _decisions(root, head):
+        decision = _decision(entry)
+        if decision is None or decision.decision != "approve":
+            continue
+        if decision.kind != "post-gate":
+            notes.append(f"an approval by {decision.actor} of a {decision.kind or 'request'} (not of the "
+                         "change's review) is not an approval of the change: ignored")
+            continue
+        if decision.commit != head:
+            notes.append(f"a note on {head[:12]} approves {decision.commit[:12]} instead: ignored")
+            continue
+        verdict = verify_committed(decision, str(entry.get("signature") or "") or None, root, policy, at_base)
+        if verdict.status != VERIFIED:
+            notes.append(f"the approval by {decision.actor} in {NOTES_REF} does not count: {verdict.detail} "
+                         f"(checked against {signers} at the base)")
+            continue
+        users.append(decision.actor)
+    earlier = git.run("rev-list", f"{base}..{head}")
+    for commit in earlier.out.split()[1:] if earlier.status == 0 else []:
+        for entry in _decisions(root, commit):
+            if entry.get("decision") == "approve":
+                notes.append(f"an approval by {entry.get('actor')} is for {commit[:12]}, an earlier commit of "
+                             f"this branch; it does not count for {head[:12]}")
     return NoteApprovals(tuple(dict.fromkeys(users)), tuple(notes))
 
 

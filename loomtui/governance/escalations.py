@@ -359,6 +359,8 @@ def _sign(workspace: Workspace, policy: Policy, escalation: EscalationRecord, de
     fields: dict[str, Any] = {"decided_at": decided.at, "kind": decided.kind, "signature_status": verdict.status}
     if verdict.signature:
         fields["signature"] = verdict.signature
+    if verdict.signers:  # which allowed_signers it was checked against: `audit verify` reads that one
+        fields["allowed_signers_blob"] = verdict.signers
     if verdict.status != VERIFIED:
         fields["signature_detail"] = verdict.detail
     return fields

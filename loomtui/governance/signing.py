@@ -8,8 +8,11 @@ config `loom.signingkey`, else git's `user.signingkey` when `gpg.format` is `ssh
 `key::ssh-ed25519 ...` literal). The signature is kept in the decision's audit entry.
 
 Who may sign for whom is an ssh `allowed_signers` file kept in the repository
-(`.loom/allowed_signers`, or `decisions.allowed_signers` in the policy), read from
-the main checkout, never from a sandbox's worktree. With `decisions:
+(`.loom/allowed_signers`, or `decisions.allowed_signers` in the policy), as committed at
+the main checkout's HEAD: never a sandbox's worktree, nor a key appended and not
+committed (the team's machines and the CI gate could not see it). The version a
+decision was checked against is kept in its audit entry (`allowed_signers_blob`), so
+`audit verify` still reads it after a key is rotated. With `decisions:
 {require_signature: true}` an unsigned or badly signed decision is refused when it
 is taken, and `audit verify` fails on any decision entry that does not verify.
 """
@@ -19,11 +22,12 @@ from __future__ import annotations
 import fnmatch
 import json
 import os
+import re
 import shutil
 import subprocess
 import tempfile
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Final
 
@@ -43,6 +47,7 @@ BAD: Final = "bad"  # a signature that does not verify for the actor (forged, ed
 UNLISTED: Final = "unlisted"  # signed, but allowed_signers names no key for the actor
 NO_SIGNERS: Final = "no-allowed-signers"  # signed, but the repository has no allowed_signers file
 _TIMEOUT: Final = 30.0
+_BLOB_ID: Final = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
 
 
 class SigningError(LoomError):
@@ -87,6 +92,8 @@ class Verdict:
     status: str
     detail: str
     signature: str | None = None
+    signers: str | None = None
+    """The allowed_signers blob it was checked against (None: no committed file)."""
 
 
 # -- the signing key -----------------------------------------------------------------------
@@ -141,9 +148,31 @@ def main_checkout(root: Path) -> Path:
     return common.parent if common is not None and common.name == ".git" else root
 
 
-def allowed_signers_path(root: Path, policy: Policy) -> Path:
-    """The allowed_signers file in the main checkout (the policy's `decisions.allowed_signers`)."""
-    return main_checkout(root) / policy.decisions.allowed_signers
+def committed_signers(root: Path, policy: Policy, commit: str = "HEAD") -> str | None:
+    """The blob of the policy's allowed_signers as committed at `commit` (the main checkout's HEAD);
+    None when it is not committed there."""
+    done = Git(main_checkout(root)).run("rev-parse", "--verify", "--quiet",
+                                        f"{commit}:{policy.decisions.allowed_signers}")
+    return done.out.strip() if done.status == 0 and done.out.strip() else None
+
+
+def verify_committed(decision: Decision, signature: str | None, root: Path, policy: Policy,
+                     blob: str | None) -> Verdict:
+    """`verify` against the allowed_signers blob `blob` (see `committed_signers`; None: none committed)."""
+    named = policy.decisions.allowed_signers
+    if not signature:
+        return Verdict(UNSIGNED, "unsigned")
+    if blob is None:
+        missing = "is not committed" if (main_checkout(root) / named).is_file() else "is not in the repository"
+        return Verdict(NO_SIGNERS, f"signed, but {named} {missing} to check it against", signature)
+    data = Git(main_checkout(root)).raw("cat-file", "blob", blob)
+    if data.status != 0:
+        return Verdict(NO_SIGNERS, f"signed, but the {named} it was checked against ({blob[:12]}) is not in this "
+                                   "repository", signature, blob)
+    with tempfile.TemporaryDirectory(prefix="loomtui-signers-") as scratch:
+        allowed = Path(scratch) / Path(named).name
+        allowed.write_bytes(data.out)
+        return replace(verify(decision, signature, allowed), signers=blob)
 
 
 def listed_principals(allowed: Path) -> list[str]:
@@ -227,7 +256,7 @@ def sign_decision(root: Path, policy: Policy, decision: Decision) -> Verdict:
         signature = sign(decision, key)
     except subprocess.TimeoutExpired:
         raise SigningError("ssh-keygen timed out signing") from None
-    return verify(decision, signature, allowed_signers_path(root, policy))
+    return verify_committed(decision, signature, root, policy, committed_signers(root, policy))
 
 
 # -- in `audit verify` -------------------------------------------------------------------------
@@ -250,8 +279,9 @@ class SignatureReport:
 
 
 def check_decisions(entries: Iterable[AuditEntry], root: Path, policy: Policy) -> SignatureReport:
-    """Check each decision entry's signature; bad ones always fail, unsigned ones when required."""
-    allowed = allowed_signers_path(root, policy)
+    """Check each decision entry's signature against the allowed_signers it was taken under (today's
+    committed file for an entry that does not say); bad ones always fail, unsigned ones when required."""
+    today = committed_signers(root, policy)
     required = policy.decisions.require_signature
     report = SignatureReport(required, policy.decisions.allowed_signers)
     for entry in entries:
@@ -259,7 +289,9 @@ def check_decisions(entries: Iterable[AuditEntry], root: Path, policy: Policy) -
             continue
         decision = Decision.from_entry(entry)
         signature = entry.details.get("signature")
-        verdict = verify(decision, signature if isinstance(signature, str) else None, allowed)
+        kept = entry.details.get("allowed_signers_blob")
+        blob = kept if isinstance(kept, str) and _BLOB_ID.fullmatch(kept) else today
+        verdict = verify_committed(decision, signature if isinstance(signature, str) else None, root, policy, blob)
         by = entry.details.get("by")
         if verdict.status == VERIFIED and by is not None and by != entry.actor:
             verdict = Verdict(BAD, f"the entry says {by} decided, but it is {entry.actor}'s", signature)
