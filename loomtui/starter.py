@@ -85,7 +85,7 @@ def _npm_test(root: Path) -> str | None:
 def starter(root: Path, lead: str | None) -> Starter:
     """The starter files for the repository at `root`, `lead` (an email) its one lead to begin with."""
     gates = found_gates(root)
-    return Starter({CONFIG_PATH: _config_text(gates), POLICY_PATH: _policy_text(lead)}, gates, lead)
+    return Starter({CONFIG_PATH: _config_text(gates), POLICY_PATH: _policy_text(lead, gates)}, gates, lead)
 
 
 def _config_text(gates: tuple[Gate, ...]) -> str:
@@ -118,8 +118,16 @@ def _config_text(gates: tuple[Gate, ...]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _policy_text(lead: str | None) -> str:
+CHECK_SETUP: Final = {"tests": ("conftest.py", "pytest.ini", "tox.ini", "setup.cfg", "pyproject.toml"),
+                       "npm-test": ("package.json", "jest.config.*", "vitest.config.*"),
+                       "cargo-test": ("Cargo.toml", "build.rs")}
+"""What decides how each found gate's tests run, and so whether they pass (a `conftest.py` hook that marks
+failures passed): a change to it is the change judging itself (gitignore globs: any depth)."""
+
+
+def _policy_text(lead: str | None, gates: tuple[Gate, ...] = ()) -> str:
     leads = json.dumps([lead] if lead else [])
+    setup = [glob for gate in gates for glob in CHECK_SETUP.get(gate.name, ())]
     return f"""\
 # Who may let an agent's change proceed (README: Policy). `loomtui policy validate` checks it,
 # `loomtui policy explain SANDBOX` says what it decided and why. Commit it with the code.
@@ -158,7 +166,7 @@ rules:
                    ".pre-commit-config.yaml", ".husky/**", ".githooks/**", ".envrc", ".aider.conf.yml"]}}
     risk: high
     decision: require
-    approvals: {{groups: [leads], count: 1}}
+    approvals: {{groups: [leads], count: 1}}{_check_setup_rule(setup)}
   - name: large-change
     description: Over 400 changed lines is too much to review in one go.
     when: {{lines_changed: {{over: 400}}}}
@@ -166,6 +174,25 @@ rules:
     decision: require
     approvals: {{groups: [leads], count: 1}}
 """
+
+
+def starter_rule_for_checks(made: Starter) -> bool:
+    """Whether the starter policy has the rule on what decides how the gates' tests run."""
+    return any(gate.name in CHECK_SETUP for gate in made.gates)
+
+
+def _check_setup_rule(globs: list[str]) -> str:
+    if not globs:
+        return ""
+    return f"""
+  - name: judges-its-own-checks
+    description: What decides how the gates' tests run, and so whether they pass (a conftest.py hook can
+      mark every failure passed), changes only with a lead, who reads the gates' pass as the change's word.
+    stage: post-gate
+    when: {{paths: {json.dumps(globs)}}}
+    risk: high
+    decision: require
+    approvals: {{groups: [leads], count: 1}}"""
 
 
 def existing(root: Path, made: Starter) -> list[str]:

@@ -38,7 +38,12 @@ def test_a_python_repository_gets_its_tests_as_a_gate_and_its_author_as_the_lead
     policy = load_policy(repo, ".loom/policy.yaml")
     assert policy.groups["leads"] == {"me@example.com"}
     assert [rule.name for rule in policy.rules] == ["failing-gates", "agents-ground-truth", "runs-on-every-machine",
-                                                    "large-change"]
+                                                    "judges-its-own-checks", "large-change"]
+    # A conftest.py hook can mark every failed test passed: the gates' pass is then the change's own word.
+    assert "to how the gates' tests run (conftest.py, ...)" in done.stdout
+    for path in ("conftest.py", "pkg/tests/conftest.py", "pytest.ini", "pyproject.toml"):
+        judged = evaluate(policy, ChangeFacts(stage="post-gate", paths=(path,)))
+        assert (judged.risk, judged.rule_names()) == ("high", ("judges-its-own-checks",)), path
     # What runs on its own wherever the repository is checked out (an agent's hook, a CI workflow) is high
     # risk: a lead decides, whatever the default says of the rest.
     for path in (".claude/settings.json", ".github/workflows/ci.yml", ".envrc", ".vscode/tasks.json"):

@@ -24,7 +24,7 @@ if TYPE_CHECKING:  # each command loads the engines it needs
 def cmd_init(args: argparse.Namespace) -> int:
     from loomtui.identity import current_user, named_by_login
     from loomtui.repo import find_repo
-    from loomtui.starter import starter, write_starter
+    from loomtui.starter import starter, starter_rule_for_checks, write_starter
 
     root = find_repo(args.repo).root
     user = current_user(root)
@@ -40,8 +40,9 @@ def cmd_init(args: argparse.Namespace) -> int:
     print(f"wrote {written[1].relative_to(root)}: "
           + (f"{made.lead} is its one lead" if made.lead else "no lead yet: add yourself under groups.leads")
           + "; red gates block; a change to AGENTS.md, the ADRs or .loom/, to what runs on every machine "
-            "(.claude/, CI workflows, git hooks, .envrc, ...) or of over 400 lines waits for a lead; the rest for "
-            "one approval from a lead")
+            "(.claude/, CI workflows, git hooks, .envrc, ...)"
+          + (", to how the gates' tests run (conftest.py, ...)" if starter_rule_for_checks(made) else "")
+          + " or of over 400 lines waits for a lead; the rest for one approval from a lead")
     if made.lead and named_by_login(root):
         print(f"loomtui: warning: neither git's user.email nor $LOOM_USER says who you are: the lead written is "
               f"your login name {made.lead!r}, and your decisions are recorded under it; set `git config "
