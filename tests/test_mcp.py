@@ -430,3 +430,22 @@ async def test_an_agent_reads_its_context_and_searches_the_teams(
         assert not given.is_error and given.content[0].text == context_file.read_text()  # type: ignore[union-attr]
         found = await call(client, "search_context", query="banker's rounding per line item", limit=3)
     assert found[0]["where"].startswith("docs/adr/0002") and found[0]["excerpt"]
+
+
+async def test_an_isolated_agent_searches_the_teams_context_through_its_broker(
+        ws: Workspace, sandbox: sb.SandboxRecord, broker: Path, tmp_path: Path) -> None:
+    """Under bubblewrap the main checkout, where the team's context is read, is hidden (an empty folder):
+    `search_context` answered `[]` to every isolated agent. Its broker, outside, reads it; the agent's own
+    copy in its worktree (which it can rewrite) is never what is searched."""
+    tree = Path(sandbox.worktree or "")
+    shutil.rmtree(tree / "docs")
+    hidden = tmp_path / "hidden-checkout"
+    hidden.mkdir()
+    env = server_env(LOOM_BROKER=str(broker), LOOM_REPO=str(hidden))
+    params = StdioServerParameters(command=sys.executable, args=server_argv(tree, 30), env=env, cwd=str(tree))
+    async with stdio_client(params) as (read, write_stream), ClientSession(read, write_stream) as client:
+        await client.initialize()
+        found = await call(client, "search_context", query="banker's rounding per line item", limit=3)
+        bad = await client.call_tool("search_context", {"query": "rounding", "limit": 0})
+    assert found[0]["where"].startswith("docs/adr/0002") and found[0]["excerpt"]
+    assert bad.is_error and "limit: from 1 to 50 sections (got 0)" in bad.content[0].text  # type: ignore[union-attr]

@@ -286,6 +286,25 @@ def withdraw_orphans(gate: HookGate) -> list[int]:
     return withdrawn
 
 
+MAX_QUERY_CHARS: Final = 500
+MAX_SEARCH_RESULTS: Final = 50
+
+
+def op_search_context(gate: HookGate, request: Mapping[str, Any]) -> dict[str, Any]:
+    """The team's context (the trusted checkout's, which an isolated agent cannot read) searched for a topic."""
+    from loomtui.knowledge.engine import search_sections
+    from loomtui.knowledge.sources import load_context
+
+    query = _text(request, "query")
+    limit = request.get("limit", 5)
+    if len(query) > MAX_QUERY_CHARS:
+        raise LoomError(f"a query of at most {MAX_QUERY_CHARS} characters: a topic, not a document")
+    if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_SEARCH_RESULTS:
+        raise LoomError(f"limit: from 1 to {MAX_SEARCH_RESULTS} sections (got {limit!r})")
+    root = gate.workspace.root
+    return {"results": search_sections(load_context(root, gate.workspace.load_config().context), query, limit)}
+
+
 def _text(request: Mapping[str, Any], name: str) -> str:
     value = request.get(name)
     if not isinstance(value, str) or not value.strip():
@@ -301,5 +320,6 @@ AGENT_OPERATIONS: Final = {
     "ask_lead": op_ask_lead,
     "request_status": op_request_status,
     "give_up": op_give_up,
+    "search_context": op_search_context,
 }
 """Registered into `hooks.OPERATIONS`: asking and cooperating, never deciding."""

@@ -49,8 +49,6 @@ OWN_TOOLS: Final = frozenset(f"{OWN_TOOL_PREFIX}{name}" for name in (
     "my_claims", "conflicts", "claim", "release", "ask_lead", "context", "search_context"))
 """loomtui's own tools, as Claude Code names them: they only ask, so a permission prompt for one is
 allowed. Named one by one: a server of another name that begins `loomtui__` is not loomtui."""
-MAX_QUERY_CHARS: Final = 500
-MAX_SEARCH_RESULTS: Final = 50
 
 
 @dataclass(frozen=True)
@@ -260,13 +258,16 @@ def build_server(agent: Agent) -> Any:
         log_level="WARNING",
     )
 
-    async def ask(op: str, **fields: Any) -> str:
+    async def answer_of(op: str, **fields: Any) -> dict[str, Any]:
         try:
             answer = await agent.request(op, **fields)
         except LoomError as exc:
             raise ToolError(str(exc)) from None
         answer.pop("ok", None)
-        return json.dumps(answer, indent=1, default=str)
+        return answer
+
+    async def ask(op: str, **fields: Any) -> str:
+        return json.dumps(await answer_of(op, **fields), indent=1, default=str)
 
     @server.tool(name=PERMISSION_TOOL, structured_output=False,
                  description="Claude Code's permission prompt (--permission-prompt-tool): loomtui answers "
@@ -341,11 +342,8 @@ def build_server(agent: Agent) -> Any:
                  description="Search every section of the team's context (AGENTS.md, ADRs, conventions, "
                              "contracts) for a topic, e.g. 'rounding' or 'refund API'; best matches first.")
     async def search_context(query: str, limit: int = 5) -> str:
-        if len(query) > MAX_QUERY_CHARS:
-            raise ToolError(f"a query of at most {MAX_QUERY_CHARS} characters: a topic, not a document")
-        if not 1 <= limit <= MAX_SEARCH_RESULTS:
-            raise ToolError(f"limit: from 1 to {MAX_SEARCH_RESULTS} sections (got {limit})")
-        return json.dumps(await agent.call(lambda: _search_context(agent.settings.cwd, query, limit)), indent=1)
+        # Asked of the broker in a sandbox: the main checkout, where the context lives, is hidden from it.
+        return json.dumps((await answer_of("search_context", query=query, limit=limit))["results"], indent=1)
 
     return server
 
@@ -363,20 +361,6 @@ def _named_sandbox_context(settings: Settings) -> str | None:
     except LoomError:
         return None
     return str(path) if path.is_file() else None
-
-
-def _search_context(cwd: Path, query: str, limit: int) -> list[dict[str, Any]]:
-    """The trusted checkout's context (the main one for a sandbox), searched."""
-    from loomtui.config import load_config
-    from loomtui.knowledge.engine import search_sections
-    from loomtui.knowledge.sources import load_context
-    from loomtui.repo import find_repo
-
-    root = Path(os.environ.get("LOOM_REPO") or find_repo(cwd).root)
-    try:
-        return search_sections(load_context(root, load_config(root).context), query, limit)
-    except LoomError as exc:
-        return [{"error": str(exc)}]
 
 
 def run(settings: Settings) -> int:
