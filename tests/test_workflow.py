@@ -410,6 +410,30 @@ def test_an_approval_written_into_the_store_alone_is_not_followed(manual: Worksp
     assert "return amount * 2" not in (manual.root / "ledger.py").read_text()
 
 
+def test_a_decision_taken_on_another_machine_says_what_follows_it_here(manual: Workspace) -> None:
+    """A lead on another machine (a team store) approves; nothing there can follow it (the branch is here).
+    Here `sandbox list` showed no `next:` line and `--json` said `follow-decision`, bare: the change waited,
+    with no word, until someone thought of `sandbox advance`."""
+    sandbox_id = run_task(manual, "ledger", "ledger.py", "return amount", "return amount * 2")
+    assert wait_until_settled(manual, sandbox_id).step == Step.WAIT_DECISION
+    escalation = int(sb.get_sandbox(manual, sandbox_id).data["review_escalation"])
+    lead = Workspace(manual.paths, manual.store, manual.audit, "lead@example.com")
+    decide(lead, load_policy(manual.root), escalation, "approve")  # recorded; followed by no process here
+    said = f"follow-decision: escalation #{escalation} was approved (`loomtui sandbox advance {sandbox_id}` does it)"
+    assert next_step(manual, sb.get_sandbox(manual, sandbox_id)).line(STEP_HINTS) == said
+    listed = run_cli(manual.root, "sandbox", "list")
+    assert f"next: {said}" in listed.stdout, listed.stdout
+    as_json = json.loads(run_cli(manual.root, "sandbox", "list", "--json").stdout)["sandboxes"]
+    assert [s["next"] for s in as_json if s["id"] == sandbox_id] == [said]
+    # Seen from another machine than the sandbox's, it is done there: no command to run here.
+    with manual.store.transaction():
+        manual.store._execute("UPDATE sandboxes SET host = ? WHERE id = ?", ("build-2", sandbox_id))
+    there = next_step(manual, sb.get_sandbox(manual, sandbox_id))
+    assert there.line(STEP_HINTS) == (f"follow-decision: escalation #{escalation} was approved (on build-2: "
+                                      "done there)")
+    assert advance(manual, sandbox_id).now == there
+
+
 def test_an_override_that_ran_out_merges_nothing_until_a_lead_overrides_again(manual: Workspace) -> None:
     """`--hours 0.0003` was recorded, and the change merged long after: the time an override lasts was kept
     in the store and never read. The log keeps it; a store row extended by hand is not believed."""

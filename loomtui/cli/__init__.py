@@ -310,6 +310,7 @@ STEP_HINTS: Final = {
     "start": "`loomtui sandbox start {about}`",
     "rerun": "`loomtui sandbox start {about}` runs it again",
     "retry": "`loomtui sandbox advance {about}` retries",
+    "advance": "`loomtui sandbox advance {about}` does it",
     "cancel": "`loomtui sandbox drop-after {about}` starts it without, or `loomtui sandbox rm {about}`",
     "remove": "`loomtui sandbox rm {about}` archives it; `loomtui sandbox new` states its task again",
     "resolve": "in its worktree `git merge` the target, resolve and commit: it is reviewed again; or "

@@ -122,11 +122,10 @@ class Workflow:
             line = self._step_failed(record.id, "read the policy", exc)
             return Advanced(record.id, (line,), StepView(Step.FAILED_STEP, line, PersonAction.RETRY, record.id),
                             record.status)
-        if record.host and record.host != current_host() and view.step.is_work:
+        if record.host and record.host != current_host() and (view.step.is_work or view.step == Step.FAILED_STEP):
             # Its branch, worktree and agent are on that machine: its steps are done there (this
-            # clone would review a branch it lacks, and take over a lease it cannot judge).
-            return Advanced(record.id, (), StepView(view.step, f"{view.line()} (on {record.host}: done there)"),
-                            record.status)
+            # clone would review a branch it lacks, and take over a lease it cannot judge); the view says so.
+            return Advanced(record.id, (), view, record.status)
         for _ in range(MAX_STEPS):
             if view.step == Step.FAILED_STEP and retry:
                 store.update_sandbox(record.id, data={STEP_ERROR_KEY: None})

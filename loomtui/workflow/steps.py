@@ -154,6 +154,8 @@ class PersonAction(StrEnum):
     MERGE = "merge"      # merge sandbox `about`
     START = "start"      # start sandbox `about`
     RETRY = "retry"      # advance sandbox `about` again
+    ADVANCE = "advance"  # advance sandbox `about`: a step any loomtui does, where none may be running (the app's
+                         # engine does it by itself; a decision taken on another machine waits for one here)
     RERUN = "rerun"      # run the agent of sandbox `about` again (it ended without a change)
     CANCEL = "cancel"    # cancel the plan, or remove the dependency
     REMOVE = "remove"    # archive sandbox `about`: nothing of it can run again (its worktree is gone)
@@ -255,6 +257,17 @@ def next_step(workspace: Workspace, record: SandboxRecord, *, merge_mode: str = 
               known: KnownHolders | None = None) -> StepView:
     """What happens next to this task (reads only). `merge_mode` is the policy's `merge:`; `known`, the
     claim holders and escalated sandboxes when the caller has read them all."""
+    view = _next_step(workspace, record, merge_mode, known)
+    elsewhere = view.step.is_work or view.action in (PersonAction.ADVANCE, PersonAction.RETRY)
+    if elsewhere and record.host and record.host != current_host():
+        # Its branch, worktree and agent are on that machine: its steps are done there (this clone would
+        # review a branch it lacks), and `sandbox advance` here would only say so.
+        there = f"on {record.host}: done there"
+        return StepView(view.step, f"{view.waits_on} ({there})" if view.waits_on else there)
+    return view
+
+
+def _next_step(workspace: Workspace, record: SandboxRecord, merge_mode: str, known: KnownHolders | None) -> StepView:
     error = record.data.get(STEP_ERROR_KEY)
     if error and error.get("status") == record.status:
         return StepView(Step.FAILED_STEP, f"{error.get('step')} failed: {error.get('error')}",
@@ -295,7 +308,8 @@ def next_step(workspace: Workspace, record: SandboxRecord, *, merge_mode: str = 
                             + (f" (its agent {how})" if how else ""), _deciding(found), str(escalation))
         if state is None or state == EscalationStatus.SUPERSEDED:
             return StepView(Step.REVIEW)
-        return StepView(Step.FOLLOW_DECISION)
+        return StepView(Step.FOLLOW_DECISION, f"escalation #{escalation} was {state}", PersonAction.ADVANCE,
+                        record.id)
     if status == APPROVED:
         tip = Git(workspace.root).resolve_commit(record.branch) if record.branch else None
         if tip and tip != record.approved_commit:
