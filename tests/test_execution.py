@@ -642,6 +642,20 @@ def test_a_sparse_file_past_the_largest_file_stays_unsaved_and_is_never_deleted(
     assert review.remove(ws, record.id) and not worktree.exists()
 
 
+def test_the_agent_s_commits_and_the_save_name_the_task_s_author(ws: Workspace, repo: Path) -> None:
+    """With `$LOOM_USER` set, the review judged separation of duties against the task's author and a CI gate
+    in a fresh clone against the head commit's (git's own user.email): an approval counted in one and
+    not the other. Both commits name the task's author now."""
+    ws.actor = "task-author@example.com"
+    record = tasks.create_sandbox(ws, "two commits", "command", isolate=False, command=[
+        "sh", "-c", "echo 1 > one.txt && git add one.txt && git commit -qm one && echo 2 > two.txt"])
+    tasks.start(ws, record.id)
+    done = ended(ws, record.id)
+    assert done.data["saved_commit"]
+    authors = git(repo, "log", "--format=%ae", f"{done.base_sha}..{done.branch}").split()
+    assert authors == ["task-author@example.com"] * 2
+
+
 def test_force_removing_a_running_agent_saves_its_work_and_no_review_starts_on_the_way(
         ws: Workspace, repo: Path, tmp_path: Path) -> None:
     """The agent's supervisor reviews an agent that ends; one stopped by `rm --force` must not be, or

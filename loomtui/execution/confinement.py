@@ -81,6 +81,9 @@ def sandbox_environment(workspace: Workspace, record: SandboxRecord, spec: Launc
         "LOOM_BROKER": str(paths.broker),
         "TMPDIR": str(PRIVATE_TMP) if isolated else str(paths.tmp),
         **(private.environment(workspace.paths.common_dir) if private else {}),
+        # The agent's commits name the task's author (`$LOOM_USER` where set), as loomtui's review judges
+        # it: a CI gate in a fresh clone reads the head commit's author for separation of duties.
+        **({"GIT_AUTHOR_EMAIL": record.created_by} if record.created_by else {}),
     })
 
 

@@ -142,8 +142,9 @@ class AgentTree:
             raise GitFailed(f"branch {branch} does not exist")
         return self.snapshot(tip)[1]
 
-    def commit_all(self, branch: str, message: str, identity: tuple[str, ...] = ()) -> str | None:
+    def commit_all(self, branch: str, message: str, identity: tuple[str, ...] = (), author: str = "") -> str | None:
         """Commit the worktree as it is onto `branch` (compare-and-swap); None when nothing changed.
+        `author`: the author's e-mail (the task's author; else git's own identity).
 
         Plumbing only (`commit-tree`, `update-ref`), so no hook of any kind runs.
         """
@@ -154,8 +155,8 @@ class AgentTree:
         tree, changed = self.snapshot(tip)
         if not changed:
             return None
-        commit = self.repo.out(*DISTRUSTING_GIT_CONFIG, *identity, "commit-tree", tree, "-p", tip,
-                               "-m", message).strip()
+        commit = self.repo.out(*DISTRUSTING_GIT_CONFIG, *identity, "commit-tree", tree, "-p", tip, "-m", message,
+                               env={"GIT_AUTHOR_EMAIL": author} if author else None).strip()
         self.repo.out("update-ref", "-m", "loomtui: save the work an agent left", ref, commit, tip)
         return commit
 

@@ -44,7 +44,7 @@ def save_leftovers(workspace: Workspace, record: SandboxRecord, say: Say) -> tup
             record.branch,
             f"loomtui: work left uncommitted by the agent in sandbox {record.id}\n\n"
             f"Loom-Sandbox: {record.id}\nLoom-Runtime: {record.runtime}\n",
-            Git(workspace.root).fallback_identity("loomtui", "loomtui@localhost.invalid"))
+            Git(workspace.root).fallback_identity("loomtui", "loomtui@localhost.invalid"), record.created_by)
     except LoomError as exc:
         return None, str(exc)
     # The rest is saved; what is too large stays in the worktree, and the sandbox fails saying so.

@@ -351,8 +351,8 @@ def remove(workspace: Workspace, sandbox_id: str, *, force: bool = False, delete
         saved = tree.commit_all(
             record.branch,
             f"loomtui: save uncommitted work of sandbox {record.id} before removal\n\n"
-            f"Loom-Sandbox: {record.id}\n", repo.fallback_identity("loomtui", "loomtui@localhost.invalid")
-        ) if worktree.is_dir() and not deleting else None
+            f"Loom-Sandbox: {record.id}\n", repo.fallback_identity("loomtui", "loomtui@localhost.invalid"),
+            record.created_by) if worktree.is_dir() and not deleting else None
     except BaseException:
         if not deleting:
             mark_removing(workspace, record.id, removing=False)  # nothing deleted yet: it is as it was
