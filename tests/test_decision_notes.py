@@ -169,3 +169,38 @@ def test_the_gate_never_takes_its_store_from_the_branch_under_review(
     with pytest.raises(TimeoutError):
         listener.accept()  # nobody connected
     listener.close()
+
+
+def test_a_published_rejection_fails_the_gate_and_an_approval_not_enough_says_why(
+        tmp_path: Path, keys: dict[str, Path], monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
+    """Alice approves, Bob rejects, both signed and published: the CI gate in a fresh clone counted Alice's
+    approval, ignored Bob's rejection, and listed the approval as if it were enough, saying nothing."""
+    repo = setup_repo(tmp_path, keys, required=False)
+    refunds = repo / "payments" / "refunds.py"
+    git(repo, "checkout", "-q", "-b", BRANCH)
+    refunds.write_text(refunds.read_text() + "\n# reviewed\n")
+    git(repo, "commit", "-q", "-am", "refunds: a change Bob turns down")
+    head = git(repo, "rev-parse", "HEAD")
+    git(repo, "checkout", "-q", "main")
+    policy = load_policy(repo)
+    facts = ChangeFacts(stage="post-gate", paths=("payments/refunds.py",), lines_changed=1,
+                        regions=("payments/refunds.py::RefundService",), gates={"tests": "passed"},
+                        author="agent@example.com")
+    escalation = open_escalation(as_user(repo, "agent-runner@example.com"), "post-gate", evaluate(policy, facts),
+                                 facts, sandbox_id="sb1", commit=head)
+    monkeypatch.setenv("LOOM_SIGNING_KEY", str(keys[ALICE]))
+    decide(as_user(repo, ALICE), policy, escalation.id, "approve")
+    clone = _clone(repo, tmp_path / "ci-approved-once", notes=True)
+    code, report = _verdict(clone)
+    assert code == 1 and report["verdict"] == "NEEDS APPROVAL" and report["approvals"] == [ALICE]
+    assert any(n.startswith("approvals do not meet ") for n in report["notes"]), report  # type: ignore[union-attr]
+
+    monkeypatch.setenv("LOOM_SIGNING_KEY", str(keys[BOB]))
+    decide(as_user(repo, BOB), policy, escalation.id, "reject", reason="the refund rounding is wrong")
+    clone = _clone(repo, tmp_path / "ci", notes=True)
+    code, report = _verdict(clone)
+    assert code == 1 and report["verdict"] == "REJECTED" and report["rejected_by"] == [BOB], report
+    assert report["notes"][0] == (  # type: ignore[index]
+        f"{BOB} rejected {head[:12]}: no approval lets this commit through")
+    done = gate(clone, "--head", BRANCH, "--format", "markdown")
+    assert "loomtui policy gate: REJECTED" in done.stdout and f"**Rejected by:** {BOB}" in done.stdout

@@ -58,6 +58,8 @@ class NoteApprovals:
 
     users: tuple[str, ...]
     notes: tuple[str, ...]
+    rejected_by: tuple[str, ...] = ()
+    """Who rejected this very commit, by a verified note: no approval lets it through then."""
 
 
 def _decisions(root: Path, commit: str) -> list[dict[str, object]]:
@@ -81,33 +83,35 @@ def approvals_from_notes(root: Path, policy: Policy, base: str, head: str) -> No
     if git.run("rev-parse", "--verify", "--quiet", NOTES_REF).status != 0:
         return NoteApprovals((), (f"no decisions published in {NOTES_REF} here (in a fresh clone: {FETCH_HINT})",))
     users: list[str] = []
+    rejected_by: list[str] = []
     notes: list[str] = []
     signers = policy.decisions.allowed_signers
     at_base = committed_signers(root, policy, base)
     for entry in _decisions(root, head):
         decision = _decision(entry)
-        if decision is None or decision.decision != "approve":
+        if decision is None or decision.decision not in ("approve", "reject"):
             continue
+        named = "approval" if decision.decision == "approve" else "rejection"
         if decision.kind != "post-gate":
-            notes.append(f"an approval by {decision.actor} of a {decision.kind or 'request'} (not of the "
-                         "change's review) is not an approval of the change: ignored")
+            notes.append(f"an {named} by {decision.actor} of a {decision.kind or 'request'} (not of the "
+                         f"change's review) is not an {named} of the change: ignored")
             continue
         if decision.commit != head:
-            notes.append(f"a note on {head[:12]} approves {decision.commit[:12]} instead: ignored")
+            notes.append(f"a note on {head[:12]} {decision.decision}s {decision.commit[:12]} instead: ignored")
             continue
         verdict = verify_committed(decision, str(entry.get("signature") or "") or None, root, policy, at_base)
         if verdict.status != VERIFIED:
-            notes.append(f"the approval by {decision.actor} in {NOTES_REF} does not count: {verdict.detail} "
+            notes.append(f"the {named} by {decision.actor} in {NOTES_REF} does not count: {verdict.detail} "
                          f"(checked against {signers} at the base)")
             continue
-        users.append(decision.actor)
+        (users if decision.decision == "approve" else rejected_by).append(decision.actor)
     earlier = git.run("rev-list", f"{base}..{head}")
     for commit in earlier.out.split()[1:] if earlier.status == 0 else []:
         for entry in _decisions(root, commit):
             if entry.get("decision") == "approve":
                 notes.append(f"an approval by {entry.get('actor')} is for {commit[:12]}, an earlier commit of "
                              f"this branch; it does not count for {head[:12]}")
-    return NoteApprovals(tuple(dict.fromkeys(users)), tuple(notes))
+    return NoteApprovals(tuple(dict.fromkeys(users)), tuple(notes), tuple(dict.fromkeys(rejected_by)))
 
 
 def _decision(entry: dict[str, object]) -> Decision | None:

@@ -38,6 +38,8 @@ class GateReport:
     approvals: tuple[str, ...] = ()
     approved: bool = False
     notes: list[str] = field(default_factory=list)
+    rejected_by: tuple[str, ...] = ()
+    """Who rejected the head commit itself (in loomtui, or by a verified published note)."""
 
     @property
     def empty(self) -> bool:
@@ -46,8 +48,8 @@ class GateReport:
 
     @property
     def passed(self) -> bool:
-        return self.empty or self.evaluation.outcome == "auto_approve" or (
-            self.evaluation.outcome == "require" and self.approved)
+        return self.empty or (not self.rejected_by and (self.evaluation.outcome == "auto_approve" or (
+            self.evaluation.outcome == "require" and self.approved)))
 
     @property
     def exit_code(self) -> int:
@@ -59,6 +61,8 @@ class GateReport:
             return "PASS"
         if self.evaluation.outcome == "block":
             return "BLOCKED"
+        if self.rejected_by:
+            return "REJECTED"
         return "PASS" if self.passed else "NEEDS APPROVAL"
 
     def as_dict(self) -> dict[str, Any]:
@@ -69,7 +73,8 @@ class GateReport:
             "rules": [{"name": a.name, "decision": a.decision, "risk": a.risk, "why": a.why}
                       for a in self.evaluation.applied] if judged else [],
             "requirements": [r.describe() for r in self.evaluation.requirements] if judged else [],
-            "approvals": list(self.approvals), "paths": list(self.facts.paths),
+            "approvals": list(self.approvals), "rejected_by": list(self.rejected_by),
+            "paths": list(self.facts.paths),
             "regions": list(self.facts.regions), "signature_changed": list(self.facts.signature_changed),
             "lines_changed": self.facts.lines_changed, "gates": dict(self.facts.gates),
             "explanation": self.evaluation.explanation() if judged else [], "notes": self.notes,
@@ -80,6 +85,7 @@ class GateReport:
                  f"{self._size(', ')}, risk {self.evaluation.risk})"]
         lines += [f"  {line}" for line in self.evaluation.explanation()] if not self.empty else []
         lines += [f"  approved by: {', '.join(self.approvals)}"] if self.approvals else []
+        lines += [f"  rejected by: {', '.join(self.rejected_by)}"] if self.rejected_by else []
         lines += [f"  note: {note}" for note in self.notes]
         return "\n".join(lines)
 
@@ -87,7 +93,7 @@ class GateReport:
         return f"{plural(len(self.facts.paths), 'file')}{between}{plural(self.facts.lines_changed, 'line')}"
 
     def markdown(self) -> str:
-        icon = {"PASS": "✅", "NEEDS APPROVAL": "⏳", "BLOCKED": "⛔"}[self.verdict]
+        icon = {"PASS": "✅", "NEEDS APPROVAL": "⏳", "BLOCKED": "⛔", "REJECTED": "⛔"}[self.verdict]
         out = [f"### {icon} loomtui policy gate: {self.verdict}", ""]
         if not self.empty:  # with no change nothing was judged: no rules to show
             out += [f"`{self.base}..{self.head[:12]}` · {self._size(' · ')} · risk **{self.evaluation.risk}**", "",
@@ -99,6 +105,8 @@ class GateReport:
                 out += ["", "**Needs:** " + "; ".join(r.describe() for r in self.evaluation.requirements)]
         if self.approvals:
             out += ["", "**Approved by:** " + ", ".join(self.approvals)]
+        if self.rejected_by:
+            out += ["", "**Rejected by:** " + ", ".join(self.rejected_by)]
         out += [f"\n> {note}" for note in self.notes]
         return "\n".join(out)
 
@@ -167,6 +175,7 @@ def run_gate(root: Path, policy: Policy | None = None, *, base: str | None = Non
     gates: dict[str, str] = {}
     runtime = None
     approvals: tuple[str, ...] = ()
+    rejected_by: tuple[str, ...] = ()
     notes: list[str] = []
     sandbox = _sandbox_of(store, head) if store is not None else None
     author = None  # the head commit's author, unless the store knows whose task it is
@@ -178,7 +187,7 @@ def run_gate(root: Path, policy: Policy | None = None, *, base: str | None = Non
         for run in store.gate_runs(sandbox.id):  # type: ignore[union-attr]
             if run.commit_sha == head_sha:  # results for another commit say nothing about this one
                 gates[run.gate] = run.status
-        approvals = _approvals_for(store, sandbox.id, head_sha)  # type: ignore[arg-type]
+        approvals, rejected_by = _decisions_for(store, sandbox.id, head_sha)  # type: ignore[arg-type]
     elif store is None:
         notes.append(f"{without_store}: gate results recorded in loomtui are not visible; approvals are "
                      f"read from {NOTES_REF}")
@@ -190,15 +199,22 @@ def run_gate(root: Path, policy: Policy | None = None, *, base: str | None = Non
     if evaluation.outcome == "require" and facts.paths:
         published = approvals_from_notes(root, policy, merge_base, head_sha)
         approvals = tuple(dict.fromkeys((*approvals, *published.users)))
+        rejected_by = tuple(dict.fromkeys((*rejected_by, *published.rejected_by)))
         notes.extend(published.notes)
     if any(path.startswith(".loom/") or path.endswith("CODEOWNERS") for path in facts.paths):
         notes.append("this change edits the policy or code owners; it is judged by the base's policy")
-    approved = bool(approvals) and decision_met(policy, evaluation, approvals, facts.author)[0]
+    met, how_met = decision_met(policy, evaluation, approvals, facts.author)
+    approved = bool(approvals) and met
+    if approvals and not met and evaluation.outcome == "require":  # listed above: why they are not enough
+        notes += [f"approvals do not meet {line.removeprefix('unmet: ')}" for line in how_met
+                  if line.startswith("unmet: ")]
+    if rejected_by and facts.paths:
+        notes.insert(0, f"{', '.join(rejected_by)} rejected {head_sha[:12]}: no approval lets this commit through")
     if sandbox is not None and facts.paths and evaluation.outcome != "auto_approve" and not approved:
         notes += _overrides_unread(store, sandbox.id, head_sha)  # type: ignore[arg-type]
     if not facts.paths:
         notes.insert(0, f"{head} adds no change to {base}: nothing to judge")
-    return GateReport(base, head_sha, facts, evaluation, approvals, approved, notes)
+    return GateReport(base, head_sha, facts, evaluation, approvals, approved, notes, rejected_by)
 
 
 def _sandbox_of(store: Store, head: str) -> Any:
@@ -223,8 +239,12 @@ def _overrides_unread(store: Store, sandbox_id: str, head_sha: str) -> list[str]
     return notes
 
 
-def _approvals_for(store: Store, sandbox_id: str, head_sha: str) -> tuple[str, ...]:
+def _decisions_for(store: Store, sandbox_id: str, head_sha: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """Who approved, and who rejected, this very commit in the sandbox's reviews."""
     users: list[str] = []
+    rejected_by: list[str] = []
     for escalation in store.sandbox_escalations(sandbox_id, ("post-gate",)):
         users += [a["user"] for a in escalation.data.get("approvals", []) if a.get("commit") == head_sha]
-    return tuple(dict.fromkeys(users))
+        rejected_by += [str(h["by"]) for h in escalation.data.get("history", [])
+                        if h.get("event") == "reject" and h.get("commit") == head_sha]
+    return tuple(dict.fromkeys(users)), tuple(dict.fromkeys(rejected_by))
