@@ -16,10 +16,11 @@ from loomtui.governance.escalations import (
     approvals,
     decide,
     open_escalation,
+    overridable,
     queue,
     status_lines,
 )
-from loomtui.governance.policy import ChangeFacts, Policy, evaluate, load_policy
+from loomtui.governance.policy import ChangeFacts, Policy, evaluate, load_policy, parse_policy
 from loomtui.store import SandboxRecord
 from loomtui.workspace import Workspace, open_workspace
 
@@ -263,3 +264,20 @@ def test_an_escalation_is_named_as_listings_name_it(billing: Path) -> None:
     shown = run_cli(billing, "escalation", "show", f"#{escalation_id}")
     assert shown.returncode == 0 and shown.stdout.startswith(f"#{escalation_id} post-gate"), shown.stderr
     assert "expected an integer (got '##1')" in run_cli(billing, "escalation", "show", "##1").stderr
+
+
+def test_approvals_no_one_can_give_say_only_an_override_moves_it(billing: Path) -> None:
+    """2 approvals from a group of two, one of them the author: it read "0 of 2 approvals from leads", pending
+    for ever, and the app's `o` said an override was only for a block."""
+    text = ("version: 1\ngroups: {leads: [lead@example.com, mia@example.com]}\nseparation_of_duties: %s\n"
+            "default: {decision: require, approvals: {groups: [leads], count: 2}}\noverrides: {groups: [leads]}\n")
+    facts = payments_change(author="mia@example.com")
+    for separated, never in ((True, True), (False, False)):
+        policy = parse_policy(text % str(separated).lower(), "p.yaml")
+        record = open_escalation(as_user(billing, "agent-runner@example.com"), "post-gate",
+                                 evaluate(policy, facts), facts, sandbox_id="sb1", commit="c1")
+        assert overridable(record) is never
+        expected = "0 of 2 approvals from leads" + (
+            "; it can never be met (1 of leads may approve besides the author): only an override lets it through"
+            if never else "")
+        assert status_lines(record) == [expected]

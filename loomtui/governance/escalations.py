@@ -27,6 +27,7 @@ from loomtui.governance.policy import (
     Requirement,
     can_override,
     groups_of,
+    never_met,
     requirement_status,
     same_person,
 )
@@ -108,6 +109,11 @@ def _opened_by(workspace: Workspace, kind: str, sandbox_id: str, facts: ChangeFa
     return workspace.actor
 
 
+_SEPARATED = "separation_of_duties"
+"""In an escalation's data: whether the policy separated the author's duties when it was opened, then when it
+was last approved."""
+
+
 def open_escalation(workspace: Workspace, kind: str, evaluation: Evaluation, facts: ChangeFacts, *,
                     sandbox_id: str = "", commit: str = "", summary: str = "",
                     evidence: Mapping[str, Any] | None = None) -> EscalationRecord:
@@ -122,6 +128,7 @@ def open_escalation(workspace: Workspace, kind: str, evaluation: Evaluation, fac
         "requirements": [_requirement_dict(r) for r in evaluation.requirements],
         "facts": asdict(facts),
         "author": facts.author or "",
+        _SEPARATED: evaluation.separation_of_duties,
         "commit": commit,
         "evidence": dict(evidence or {}),
         "approvals": [],
@@ -154,8 +161,6 @@ def granted_regions(workspace: Workspace, sandbox_id: str, regions: Sequence[str
     return {region for region in regions if any(covered(region, facts) for facts in scopes)}
 
 
-_SEPARATED = "separation_of_duties"
-"""In an escalation's data: whether the policy separated the author's duties when it was last approved."""
 
 
 def status_lines(escalation: EscalationRecord, commit: str | None = None) -> list[str]:
@@ -203,9 +208,13 @@ def allowed_decisions(policy: Policy, escalation: EscalationRecord, user: str) -
 
 
 def overridable(escalation: EscalationRecord) -> bool:
-    """Whether an override is the way on for this escalation: a block, or a claim conflict, which no
-    approval clears. (A lead may still override an approval the policy requires, from the CLI.)"""
-    return escalation.data.get("outcome") == "block" or escalation.kind == "conflict-override"
+    """Whether an override is the way on for this escalation: a block, a claim conflict, or a requirement no
+    set of approvals can meet (`never_met`). (A lead may still override an approval the policy requires,
+    from the CLI.)"""
+    author = escalation.data.get("author") or None
+    return (escalation.data.get("outcome") == "block" or escalation.kind == "conflict-override"
+            or any(never_met(r, author, escalation.data.get(_SEPARATED) is not False)
+                   for r in _requirements(escalation)))
 
 
 def withdraw_open(workspace: Workspace, sandbox_id: str, reason: str) -> list[int]:

@@ -56,7 +56,7 @@ def combined(first: Evaluation, second: Evaluation, label: str) -> Evaluation:
     risks = [risk for risk in (first.risk, second.risk) if risk in RISKS]
     risk = max(risks, key=RISKS.index) if risks else first.risk
     return Evaluation(first.stage, outcome, risk, first.applied + carried, requirements,
-                      first.notes + tuple(f"{label}: {note}" for note in second.notes))
+                      first.notes + tuple(f"{label}: {note}" for note in second.notes), first.separation_of_duties)
 
 
 FAILED_AGENT_RULE = "agent-failed (built in)"
@@ -166,7 +166,8 @@ def evaluate(policy: Policy, facts: ChangeFacts) -> Evaluation:
                      f"{'block' if outcome == 'block' else 'require approval'}")
     risks = [rule.risk for rule in applied if rule.risk is not None]
     risk = max(risks, key=RISKS.index) if risks else NORMAL_RISK
-    return Evaluation(facts.stage, outcome, risk, tuple(applied), requirements, tuple(notes))
+    return Evaluation(facts.stage, outcome, risk, tuple(applied), requirements, tuple(notes),
+                      policy.separation_of_duties)
 
 
 def _match(when: Conditions, facts: ChangeFacts, paths: tuple[str, ...]) -> _Match | None:
@@ -359,7 +360,20 @@ def requirement_status(
         text += f" ({', '.join(counted)})"
     if separation_of_duties and author_key in approvers and req.admits(author_key or ""):
         text += "; the author's own approval does not count (separation of duties)"
+    if not met and never_met(req, author, separation_of_duties):
+        pool = len(req.eligible - ({author_key} if separation_of_duties and author_key else set()))
+        text += (f"; it can never be met ({pool} of {req.source()} may approve"
+                 f"{' besides the author' if pool < len(req.eligible) else ''}): only an override lets it through")
     return met, text
+
+
+def never_met(req: Requirement, author: str | None, separation_of_duties: bool) -> bool:
+    """Whether no set of approvals can meet `req`: fewer people may approve than it asks for (the author
+    not among them under separation of duties)."""
+    if req.anyone:
+        return False
+    author_key = _identity(author) if author else None
+    return len(req.eligible - ({author_key} if separation_of_duties and author_key else set())) < req.count
 
 
 def decision_met(

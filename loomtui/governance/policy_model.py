@@ -336,6 +336,8 @@ class Evaluation:
     applied: tuple[AppliedRule, ...]
     requirements: tuple[Requirement, ...]
     notes: tuple[str, ...] = ()
+    separation_of_duties: bool = True
+    """The policy's: whether the author's own approval is left out of `requirements`' counts."""
 
     def rule_names(self) -> tuple[str, ...]:
         """The names of the applied rules, in policy order (the default last)."""

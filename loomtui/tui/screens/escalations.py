@@ -356,7 +356,8 @@ class EscalationsScreen(LoomScreen[None]):
             return
         if decision == "override" and escalation.status == EscalationStatus.OPEN and not overridable(escalation):
             self.app.notify(f"#{escalation.id} waits for approvals: approve or reject it (an override is for a "
-                            "block or a claim conflict; `loomtui escalation override` overrides it anyway)",
+                            "block, a claim conflict or approvals no one can give; `loomtui escalation override` "
+                            "overrides it anyway)",
                             title=f"cannot override #{escalation.id} here", severity="warning")
             return
         if decision not in allowed_decisions(policy, escalation, self.loom.workspace.actor):
