@@ -477,3 +477,24 @@ def test_claim_add_takes_a_sandboxs_unique_id_prefix_as_every_command_does(repo:
     assert run_cli(repo, "claim", "release", "--all", "--sandbox", "abd").returncode == 0
     assert run_cli(repo, "claim", "release", "--all", "--sandbox", "abc").returncode == 0
     assert [c.sandbox_id for c in store.live_claims()] == ["lead-alice"]
+
+
+def test_a_file_not_written_yet_is_claimed_by_its_path_when_asked_for(coordinator: Coordinator) -> None:
+    """Two agents about to create the same module: neither could claim it (`no such file or region`)
+    until one wrote it, and the other's write was the first to hear of it."""
+    with pytest.raises(LoomError, match="no such file or region"):
+        coordinator.claim("a", "payments/new_api.py")  # a typo names no file: still refused
+    claimed = coordinator.claim("a", "payments/new_api.py", new_file=True).claim
+    assert list(claimed.region_ids) == ["payments/new_api.py"]
+    assert coordinator.check_edit("b", "payments/new_api.py").verdict == "deny"
+    assert coordinator.check_edit("a", "payments/new_api.py").verdict == "allow"
+    with pytest.raises(ClaimRefused):
+        coordinator.claim("b", "payments/new_api.py", new_file=True)
+    for target, message in (("payments/", "a directory"), ("payments/*.py", "claimed by its path"),
+                            ("../x.py", "may not leave the repository")):
+        with pytest.raises(LoomError, match=message):
+            coordinator.claim("a", target, new_file=True)
+    done = run_cli(coordinator.workspace.root, "claim", "add", "--sandbox", "c", "docs/new.md")
+    assert done.returncode == 2 and "(a file not written yet: --new claims it by its path)" in done.stderr
+    done = run_cli(coordinator.workspace.root, "claim", "add", "--sandbox", "c", "--new", "docs/new.md")
+    assert done.returncode == 0, done.stderr

@@ -334,13 +334,17 @@ async def test_claim_release_conflicts_and_a_question_to_a_lead(
         assert probe["free"] is False and probe["conflicts"][0]["b"]["sandbox"] == "rival-7"
         mine = await call(client, "claim", target="customers/validation.py", reason="normalise emails")
         assert mine["claimed"] is True
+        unwritten = await client.call_tool("claim", {"target": "customers/emails.py"})
+        assert unwritten.is_error and "no such file or region" in unwritten.content[0].text  # type: ignore[union-attr]
+        new = await call(client, "claim", target="customers/emails.py", new_file=True)
+        assert new["claimed"] is True and new["claim"]["regions"] == ["customers/emails.py"], new
         ledger = await call(client, "claim", target=LEDGER)
         assert ledger["claimed"] is True and "ledger-claims needs 1 approval from leads" in ledger["needs_approval"]
         listed = await call(client, "my_claims")
-        assert {c["target"] for c in listed["claims"]} == {"customers/validation.py", LEDGER}
+        assert {c["target"] for c in listed["claims"]} == {"customers/validation.py", "customers/emails.py", LEDGER}
         released = await call(client, "release", target=LEDGER)
         assert released["released"] == [ledger["claim"]["id"]]
-        assert [c["target"] for c in released["claims"]] == ["customers/validation.py"]
+        assert sorted(c["target"] for c in released["claims"]) == ["customers/emails.py", "customers/validation.py"]
 
         asked = asyncio.ensure_future(call(client, "ask_lead", question="May I rename Ledger.find_charge?",
                                            paths=[LEDGER]))

@@ -136,6 +136,8 @@ def _hinted(exc: LoomError, root: Path, raw: str) -> LoomError:
     targets are relative to the repository's root, as `claim list` shows them, not to the current directory."""
     meant = _named_from_here(root, raw)
     if meant is None or meant in str(exc):  # none, or its own "did you mean" names it already
+        if "no such file or region" in str(exc):
+            return LoomError(f"{exc} (a file not written yet: --new claims it by its path)", exit_code=exc.exit_code)
         return exc
     return LoomError(f"{exc} (paths are from the repository's root: from here that is {shown(meant)})",
                      exit_code=exc.exit_code)
@@ -175,7 +177,7 @@ def cmd_claim_add(args: argparse.Namespace) -> int:
                 try:
                     results.append(coordinator.claim(
                         sandbox, target, mode="shared" if args.shared else "exclusive", reason=args.reason,
-                        ttl=args.ttl, override_reason=args.override))
+                        ttl=args.ttl, override_reason=args.override, new_file=args.new))
                 except BadTarget as exc:
                     raise _hinted(exc, coordinator.index.root, target) from None
     except ClaimRefused as exc:
@@ -379,6 +381,8 @@ def register(commands: Any) -> None:
                           "payments/refunds.py:10-40")
     add.add_argument("--sandbox", help=sandbox_help)
     add.add_argument("--shared", action="store_true", help="a read claim: others may read too")
+    add.add_argument("--new", action="store_true",
+                     help="the targets are files not written yet (an agent's new module), claimed by their path")
     add.add_argument("--reason", default="", help="why (shown to others and in the audit log)")
     add.add_argument("--ttl", type=lease_arg, default=None, metavar="SECONDS",
                      help="lease length, at most 30 days (default: coordination.lease_seconds)")

@@ -332,10 +332,12 @@ class Coordinator:
     # -- claiming ---------------------------------------------------------------------
 
     def claim(self, sandbox_id: str, target: str, *, mode: str = "exclusive", reason: str = "",
-              ttl: float | None = None, override_reason: str | None = None) -> ClaimResult:
-        """Claim a target atomically; refused on overlap unless overridden with a reason."""
-        return self.claim_regions(sandbox_id, target, self.resolve(target), mode=mode, reason=reason,
-                                  ttl=ttl, override_reason=override_reason)
+              ttl: float | None = None, override_reason: str | None = None, new_file: bool = False) -> ClaimResult:
+        """Claim a target atomically; refused on overlap unless overridden with a reason. `new_file`: the
+        target is a file's path, written yet or not (`TargetResolver.new_file`)."""
+        regions = self.targets.new_file(target) if new_file else self.resolve(target)
+        return self.claim_regions(sandbox_id, target, regions, mode=mode, reason=reason, ttl=ttl,
+                                  override_reason=override_reason)
 
     def claim_regions(self, sandbox_id: str, target: str, region_ids: Sequence[str], *,
                       mode: str = "exclusive", reason: str = "", ttl: float | None = None,

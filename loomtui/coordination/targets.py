@@ -87,6 +87,20 @@ class TargetResolver:
             return [path]  # a file the index does not parse (a template, a doc): a file region
         raise BadTarget(f"{shown(target)}: no such file or region in {self.index.root}")
 
+    def new_file(self, target: str) -> list[str]:
+        """The one file region a path names, written yet or not (an agent's new module): asked for in so
+        many words, since a typo would otherwise claim a file no one writes."""
+        target = target.strip()
+        if not target or "\x00" in target or "::" in target or _GLOB_CHARS & set(target):
+            raise BadTarget(f"{shown(target)}: a new file is claimed by its path (no region, glob or NUL)")
+        try:
+            path = self.repo_path(target)
+        except (OSError, ValueError) as exc:
+            raise BadTarget(f"{shown(target)}: not a usable path ({exc})") from None
+        if path == "." or target.endswith("/") or (self.index.root / path).is_dir():
+            raise BadTarget(f"{shown(target)}: a directory, not a new file")
+        return [path]
+
     def _existing_file(self, target: str) -> str | None:
         """The repository path of the file `target` names as it is written, if there is one."""
         try:

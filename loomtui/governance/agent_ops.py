@@ -60,8 +60,9 @@ def op_conflicts(gate: HookGate, request: Mapping[str, Any]) -> dict[str, Any]:
     if target is None or target == "":
         return {"sandbox": gate.sandbox_id, "conflicts": _own_conflicts(gate)}
     target = _text(request, "target")
+    new_file = request.get("new_file") is True
     coordinator = gate.coordinator()
-    regions = coordinator.resolve(target)
+    regions = coordinator.targets.new_file(target) if new_file else coordinator.resolve(target)
     found = coordinator.check(gate.sandbox_id, regions)
     return {"sandbox": gate.sandbox_id, "target": target, "regions": regions,
             "free": not any(c.blocking for c in found), "conflicts": [c.as_dict() for c in found]}
@@ -80,8 +81,9 @@ def op_claim(gate: HookGate, request: Mapping[str, Any]) -> dict[str, Any]:
     target = _text(request, "target")
     mode = request.get("mode") or "exclusive"
     reason = one_line(request.get("reason"), "claimed by the agent")
+    new_file = request.get("new_file") is True
     coordinator = gate.coordinator()
-    regions = coordinator.resolve(target)
+    regions = coordinator.targets.new_file(target) if new_file else coordinator.resolve(target)
     paths = tuple(sorted({split_id(r)[0] for r in regions}))
     if len(paths) > MAX_AGENT_CLAIM_FILES:
         why = (f"{quoted(target)} is {len(paths)} files: an agent claims at most {MAX_AGENT_CLAIM_FILES} at once "
@@ -95,7 +97,7 @@ def op_claim(gate: HookGate, request: Mapping[str, Any]) -> dict[str, Any]:
         gate.workspace.record("agent.claim_refused", gate.sandbox_id, {"target": target, "reason": why})
         return {"claimed": False, "target": target, "reason": f"policy: {why}", "conflicts": []}
     try:
-        result = coordinator.claim(gate.sandbox_id, target, mode=str(mode), reason=reason)
+        result = coordinator.claim(gate.sandbox_id, target, mode=str(mode), reason=reason, new_file=new_file)
     except ClaimRefused as refused:
         return {"claimed": False, "target": target, "reason": str(refused),
                 "conflicts": [c.as_dict() for c in refused.conflicts]}

@@ -290,13 +290,14 @@ def build_server(agent: Agent) -> Any:
 
     @server.tool(structured_output=False,
                  description="Claim a target (region id, file, directory, glob, or 'path:10-40') for this "
-                             "sandbox before changing it; refused when another sandbox holds it.")
-    async def claim(target: str, reason: str = "") -> str:
+                             "sandbox before changing it; refused when another sandbox holds it. `new_file`: "
+                             "the target is the path of a file not written yet.")
+    async def claim(target: str, reason: str = "", new_file: bool = False) -> str:
         if await agent.call(agent.holds_nothing):
             raise ToolError("no sandbox to claim for: this server runs outside a loomtui sandbox, with no "
                             "--sandbox and no `loomtui hook install` here (a claim under a made-up id would hold "
                             "the region after the server ends); `conflicts` still says what a claim would meet")
-        return await ask("claim", target=target, reason=reason)
+        return await ask("claim", target=target, reason=reason, new_file=new_file)
 
     @server.tool(structured_output=False,
                  description="Release this sandbox's claim: by claim id, or every claim on a target.")
