@@ -498,3 +498,16 @@ def test_a_file_not_written_yet_is_claimed_by_its_path_when_asked_for(coordinato
     assert done.returncode == 2 and "(a file not written yet: --new claims it by its path)" in done.stderr
     done = run_cli(coordinator.workspace.root, "claim", "add", "--sandbox", "c", "--new", "docs/new.md")
     assert done.returncode == 0, done.stderr
+
+
+def test_the_same_target_claimed_twice_is_one_claim(coordinator: Coordinator) -> None:
+    """An agent that claimed its file again (as agents do, before each edit) held two claims, each released
+    on its own; `claim list` showed the file twice."""
+    first = coordinator.claim("a", "payments/currency.py")
+    again = coordinator.claim("a", "payments/currency.py")
+    assert again.already_held and again.claim.id == first.claim.id
+    read = coordinator.claim("a", "payments/currency.py", mode="shared")  # an exclusive claim covers a read
+    assert read.already_held and read.claim.id == first.claim.id
+    assert [c.id for c in coordinator.store.live_claims("a")] == [first.claim.id]
+    done = run_cli(coordinator.workspace.root, "claim", "add", "--sandbox", "a", "payments/currency.py")
+    assert done.returncode == 0 and "(held already: nothing new)" in done.stdout, done.stdout

@@ -207,7 +207,8 @@ def cmd_claim_add(args: argparse.Namespace) -> int:
         return 1
     for result in results:
         claim = result.claim
-        tag = " (override recorded)" if result.overridden else ""
+        tag = " (override recorded)" if result.overridden else " (held already: nothing new)" if result.already_held \
+            else ""
         print(f"claim #{claim.id} {claim.mode} {claim.target} -> {', '.join(claim.region_ids)}{tag}")
         _print_conflicts(result.conflicts)
     if results and coordinator.workspace.store.get_sandbox(sandbox) is None:

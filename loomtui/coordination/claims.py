@@ -96,6 +96,8 @@ class ClaimResult:
     claim: ClaimRecord
     conflicts: list[Conflict] = field(default_factory=list)
     overridden: bool = False
+    already_held: bool = False
+    """The sandbox held these regions so already (`claim`): nothing new was claimed."""
 
 
 @dataclass(frozen=True)
@@ -357,6 +359,9 @@ class Coordinator:
         refused: ClaimRefused | None = None
         with self.store.transaction():
             self.release_stale()
+            held = self._held_so(sandbox_id, region_ids, mode) if override_reason is None else None
+            if held is not None:  # the same target twice made two claims, each to release on its own
+                return ClaimResult(held, already_held=True)
             conflicts = self.check(sandbox_id, region_ids, mode)
             blocking = [c for c in conflicts if c.blocking]
             details: dict[str, object] = {"target": target, "mode": mode, "regions": region_ids,
@@ -387,6 +392,12 @@ class Coordinator:
             self.workspace.record_attempt("claim.refused", sandbox_id, details)
             raise refused
         return ClaimResult(claim, conflicts, overridden=bool(blocking))
+
+    def _held_so(self, sandbox_id: str, region_ids: Sequence[str], mode: str) -> ClaimRecord | None:
+        """The sandbox's live claim on exactly these regions in this mode (or exclusive, which covers a read)."""
+        wanted = sorted(region_ids)
+        return next((c for c in self.store.live_claims(sandbox_id) if sorted(c.region_ids) == wanted
+                     and (c.mode == mode or c.mode == "exclusive")), None)
 
     def release(self, claim_id: int, reason: str = "released") -> bool:
         """Release one claim; False when it was not live."""

@@ -103,6 +103,8 @@ def op_claim(gate: HookGate, request: Mapping[str, Any]) -> dict[str, Any]:
                 "conflicts": [c.as_dict() for c in refused.conflicts]}
     answer: dict[str, Any] = {"claimed": True, "claim": _claim_dict(result.claim),
                               "conflicts": [c.as_dict() for c in result.conflicts]}
+    if result.already_held:
+        answer["already_held"] = True
     if evaluation.outcome == "require":
         needs = "; ".join(f"{r.rule} needs {r.describe()}" for r in evaluation.requirements)
         answer["needs_approval"] = f"editing these regions asks a person first: {needs}"
