@@ -116,6 +116,7 @@ ENTRIES = [
                                             "sandbox": "s6"}),
     moved(D0 + DAY + 10, "s6", "approved", "rejected"), moved(D0 + DAY + H, "s6", "merged", "approved"),
     (D0 + DAY + 6 * H, "agent.claim_refused", "s3", {"target": "billing/y.py"}),
+    (D0 + DAY + 6 * H + 1, "hook.commit_refused", "s3", {"paths": ["billing/y.py"]}),
     (D0 + DAY + 7 * H, "sandbox.merge_conflict", "s3", {"target": "main"}),
     moved(D0 + 3 * DAY + H, "s9", "merged", "approved"),  # after the window
 ]
@@ -190,9 +191,9 @@ def test_the_figures_of_a_known_window(scenario: Workspace) -> None:
     assert (m.total.gated, m.total.first_try_passed, m.first_try_pass_rate) == (3, 2, pytest.approx(2 / 3))
     assert (m.total.regressions_caught, m.sandboxes_with_regressions, m.evals) == (2, 1, 3)
     c = m.conflicts
-    assert (c.claims_refused, c.agent_claims_refused, c.rejected_at_claim, c.scheduled_apart, c.at_merge) == \
-        (1, 1, 1, 2, 1)
-    assert c.prevented == 4
+    assert (c.claims_refused, c.agent_claims_refused, c.commits_refused, c.rejected_at_claim, c.scheduled_apart,
+            c.at_merge) == (1, 1, 1, 1, 2, 1)
+    assert c.prevented == 5  # a commit the hook refused too, as the checklist counts it
     assert m.escalations.opened == 2
     assert m.escalations.by_risk == {"high": 1, "normal": 1}
     assert m.escalations.by_rule == {"payments-high-risk": 2, "failing-gates": 1}

@@ -41,7 +41,7 @@ RAN = ("running", "paused")
 READ_ACTIONS = frozenset({
     "sandbox.running", "sandbox.exited", "sandbox.failed", "sandbox.approved", "sandbox.rejected", "sandbox.merged",
     "sandbox.merge_conflict", "escalation.override", "claim.override", "claim.refused", "agent.claim_refused",
-    "plan.scheduled",
+    "hook.commit_refused", "plan.scheduled",
 })
 """The audit actions a report reads; the window's other entries are counted, not parsed."""
 SCHEDULED_APART = ("overlap", "dependency")
@@ -102,7 +102,11 @@ class Conflicts:
     """Conflicts kept from happening before generation, and those met at merge."""
 
     claims_refused: int = 0
+    """Claims refused: a person's, a plan's, and an agent's edit the hook held back (its write never made)."""
     agent_claims_refused: int = 0
+    """An agent's own claims refused (the MCP `claim` tool)."""
+    commits_refused: int = 0
+    """An agent's commits the commit hook refused (touching another sandbox's claims): made, never landed."""
     rejected_at_claim: int = 0
     """Sandboxes rejected before they started because a claim was refused (each also a refused claim)."""
     scheduled_apart: int = 0
@@ -111,7 +115,7 @@ class Conflicts:
 
     @property
     def prevented(self) -> int:
-        return self.claims_refused + self.agent_claims_refused + self.scheduled_apart
+        return self.claims_refused + self.agent_claims_refused + self.commits_refused + self.scheduled_apart
 
     def as_dict(self) -> dict[str, Any]:
         return {**asdict(self), "prevented": self.prevented}
@@ -344,6 +348,8 @@ class _Reader:
             self.conflicts["claims_refused"] += 1
         elif action == "agent.claim_refused":
             self.conflicts["agent_claims_refused"] += 1
+        elif action == "hook.commit_refused":  # the checklist counted it, the report did not
+            self.conflicts["commits_refused"] += 1
         elif action == "plan.scheduled":
             edges = details.get("edges") or []
             self.conflicts["scheduled_apart"] += sum(isinstance(e, dict) and e.get("kind") in SCHEDULED_APART
@@ -506,7 +512,8 @@ def compute_metrics(workspace: Workspace, since: float, until: float | None = No
         agent_changes=tuple(c for c in history.landed if c.agent_made), agent_by_marker=dict(markers),
         evals=len(reports), sandboxes_with_regressions=with_regressions,
         conflicts=Conflicts(**{name: reader.conflicts[name] for name in (
-            "claims_refused", "agent_claims_refused", "rejected_at_claim", "scheduled_apart", "at_merge")}),
+            "claims_refused", "agent_claims_refused", "commits_refused", "rejected_at_claim", "scheduled_apart",
+            "at_merge")}),
         escalations=_escalations(workspace, since, until), overrides=tuple(reader.overrides),
         audit_entries=window.count, damaged_entries=tuple(damaged), partial=tuple(partial),
         notes=(*history.notes, *_notes(workspace, window.count)),

@@ -78,8 +78,9 @@ def summary_lines(metrics: Metrics) -> list[tuple[str, str]]:
                   f"({percent(total.first_try_pass_rate)}); {plural(total.regressions_caught, 'regression')} "
                   f"caught in {plural(metrics.sandboxes_with_regressions, 'sandbox')} "
                   f"({plural(metrics.evals, 'eval')})"),
-        ("Conflicts", f"{conflicts.prevented} prevented before generation ({conflicts.claims_refused} claims "
-                      f"refused, {conflicts.agent_claims_refused} agent edits refused, {conflicts.scheduled_apart} "
+        ("Conflicts", f"{conflicts.prevented} prevented before they landed ({conflicts.claims_refused} claims or "
+                      f"agent edits refused, {conflicts.agent_claims_refused} agent claims refused, "
+                      f"{conflicts.commits_refused} agent commits refused, {conflicts.scheduled_apart} "
                       f"tasks scheduled apart); {conflicts.at_merge} met at merge"),
         ("Escalations", f"{esc.opened} opened; by risk: {_counts(esc.by_risk)}; by rule: {_counts(esc.by_rule)}; "
                         f"now: {_counts(esc.by_status)}"),
@@ -264,9 +265,10 @@ def render_prometheus(metrics: Metrics) -> str:
     out.family("agent_commits_by_marker", "Agent-made commits by the mark that shows it (one may have several).",
                [({"marker": marker}, n) for marker, n in sorted(metrics.agent_by_marker.items())])
     conflicts = metrics.conflicts
-    out.family("conflicts_prevented", "Conflicts kept from happening before code was generated, by how.",
+    out.family("conflicts_prevented", "Conflicts kept from landing (most before code was generated), by how.",
                [({"kind": "claim_refused"}, conflicts.claims_refused),
                 ({"kind": "agent_claim_refused"}, conflicts.agent_claims_refused),
+                ({"kind": "commit_refused"}, conflicts.commits_refused),
                 ({"kind": "scheduled_apart"}, conflicts.scheduled_apart)])
     out.family("conflicts_at_merge", "Merges refused because they would conflict.", [({}, conflicts.at_merge)])
     out.family("escalations_opened", "Escalations opened in the report window, by risk.",
