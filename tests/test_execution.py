@@ -656,6 +656,18 @@ def test_the_agent_s_commits_and_the_save_name_the_task_s_author(ws: Workspace, 
     assert authors == ["task-author@example.com"] * 2
 
 
+def test_who_started_an_agent_is_recorded_beside_its_author(ws: Workspace, repo: Path) -> None:
+    """Bob starting Alice's task was recorded as Alice starting it (the supervisor acts for the task's
+    author): the audit log could not say who set an agent running."""
+    ws.actor = "alice@example.com"
+    record = tasks.create_sandbox(ws, "a note", "command", isolate=False, command=["true"])
+    ws.actor = "bob@example.com"
+    tasks.start(ws, record.id)
+    ended(ws, record.id)
+    [running] = [e for e in ws.audit.entries() if e.action == "sandbox.running" and e.subject == record.id]
+    assert (running.actor, running.details["started_by"]) == ("alice@example.com", "bob@example.com")
+
+
 def test_force_removing_a_running_agent_saves_its_work_and_no_review_starts_on_the_way(
         ws: Workspace, repo: Path, tmp_path: Path) -> None:
     """The agent's supervisor reviews an agent that ends; one stopped by `rm --force` must not be, or

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import secrets
 import shutil
 import subprocess
@@ -412,6 +413,10 @@ def mark_failed(workspace: Workspace, sandbox_id: str, error: str, **data: Any) 
     return transition(workspace, sandbox_id, FAILED, reason=error, data={"error": error, **data})
 
 
+STARTED_BY_ENV: Final = "LOOM_STARTED_BY"
+"""Who started the agent, for its supervisor's `sandbox.running` entry (which acts for the task's author)."""
+
+
 def start(workspace: Workspace, sandbox_id: str, *, supervisor: str = SUPERVISOR_MODULE) -> SandboxRecord:
     """Start a planned sandbox's agent under a detached supervisor; returns once it is launched.
 
@@ -436,6 +441,7 @@ def start(workspace: Workspace, sandbox_id: str, *, supervisor: str = SUPERVISOR
             process = subprocess.Popen(
                 command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=diagnostics,
                 cwd=paths.dir, start_new_session=True, close_fds=True,
+                env={**os.environ, STARTED_BY_ENV: workspace.actor},
             )
     except OSError as exc:
         raise LoomError(f"cannot start the supervisor of {record.id}: {exc.strerror or exc}") from None

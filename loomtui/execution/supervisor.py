@@ -59,7 +59,7 @@ from loomtui.execution.procs import (
 )
 from loomtui.execution.runtime_state import state_overflow
 from loomtui.execution.runtimes import LaunchSpec
-from loomtui.execution.sandboxes import SandboxPaths, has_commits, record_paths, tmux_session
+from loomtui.execution.sandboxes import STARTED_BY_ENV, SandboxPaths, has_commits, record_paths, tmux_session
 from loomtui.store import SandboxRecord
 from loomtui.workspace import Workspace, open_workspace
 
@@ -203,13 +203,16 @@ class Supervisor:
         return self._finish(code, signame, writer=writer)
 
     def _started(self, agent_pid: int, **data: Any) -> bool:
+        # The entry is the task's author's (this process acts for them); who pressed start is said beside it.
+        by = os.environ.get(STARTED_BY_ENV, "")
+        started_by = {"started_by": by} if by and by != self.workspace.actor else {}
         try:
             transition(self.workspace, self.record.id, RUNNING, allowed_from=frozenset({PLANNED}),
                        pid=os.getpid(), pid_start=identity(os.getpid()),
                        data={"agent_pid": agent_pid, "agent_pid_start": identity(agent_pid),
-                             "started_at": time.time(), "limits": self.limits_said, **data},
+                             "started_at": time.time(), "limits": self.limits_said, **started_by, **data},
                        audit={"agent_pid": agent_pid, "isolation": self.record.isolation,
-                              "limits": self.limits_said})
+                              "limits": self.limits_said, **started_by})
         except LoomError as exc:  # someone moved it meanwhile (rejected, archived, being removed): do not run
             _diagnose(f"not starting: {exc}")
             self.start_refused = True
