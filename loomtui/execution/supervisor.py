@@ -27,7 +27,6 @@ import json
 import os
 import queue
 import resource
-import shlex
 import signal
 import subprocess
 import sys
@@ -48,6 +47,7 @@ from loomtui.execution.faults import FaultWatch, fault_watch
 from loomtui.execution.isolation import ISOLATION_BWRAP
 from loomtui.execution.leftovers import bring_in_commits, save_leftovers
 from loomtui.execution.lifecycle import EXITED, FAILED, LIVE, PLANNED, RUNNING, transition
+from loomtui.execution.pane_session import PaneFailed, PaneSession
 from loomtui.execution.procs import (
     agent_child_hook,
     become_subreaper,
@@ -72,7 +72,6 @@ LOG_FAILURE_GRACE_S: Final = 5.0
 READ_CHUNK: Final = 65536  # a line longer than this is logged in pieces, byte for byte
 MAX_PARSED_LINE: Final = 16 * 1024 * 1024
 """The longest output line read as one event (Claude Code's result line repeats a denied Write's input)."""
-PANE_POLL_S: Final = 0.2
 STORE_RETRY_MAX_S: Final = 30.0
 """The longest wait between heartbeats while the store cannot be written, and between the lines saying so."""
 _STOP: Final = object()
@@ -304,62 +303,33 @@ class Supervisor:
 
     # -- interactive: tmux ---------------------------------------------------------------
 
-    def _tmux(self, *args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(["tmux", *args], capture_output=True, text=True, check=False)
-
     def _run_in_tmux(self, argv: list[str], env: dict[str, str],
                      writer: threading.Thread) -> tuple[int | None, str | None]:
-        session = tmux_session(self.record.id)
-        paths = self.paths
-        for stale in (paths.pane_exit, paths.pane_go):
-            stale.unlink(missing_ok=True)
-        # The pane's process is a child of the tmux server, which has its own
-        # environment; the wrapper picks the agent's reduced one up from this file
-        # (not the command line, where secrets would show in `ps`).
-        fd = os.open(paths.pane_env, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as handle:
-            json.dump(env, handle)
-        wrapper = [sys.executable, "-m", "loomtui.execution.pane", str(paths.dir), "--", *argv]
-        created = self._tmux("new-session", "-d", "-s", session, "-x", "200", "-y", "50",
-                             "-c", str(paths.worktree), *wrapper)
-        if created.returncode != 0:
-            paths.pane_env.unlink(missing_ok=True)
-            self.log_error = f"cannot start tmux session {session}: {created.stderr.strip()}"
-            return None, None
-        # tmux runs this through sh; the log path is ours and quoted, never task text.
-        pane = f"={session}:"  # a pane target: the session's current pane
-        self._tmux("pipe-pane", "-t", pane, "-o", f"cat >> {shlex.quote(str(paths.log))}")
-        shown = self._tmux("display-message", "-p", "-t", pane, "#{pane_pid}").stdout.strip()
-        if not shown.isdigit() or int(shown) <= 1:
-            self._tmux("kill-session", "-t", f"={session}")
-            self.log_error = f"cannot find the process of tmux session {session}"
-            return None, None
-        pane_pid = int(shown)
+        pane = PaneSession(self.paths, tmux_session(self.record.id))
         try:
-            if self.groups is not None:  # the wrapper waits for pane-go: the agent starts inside them
+            pane_pid = pane.open(argv, env)
+        except (PaneFailed, OSError) as exc:
+            self.log_error = str(exc) if isinstance(exc, PaneFailed) else f"cannot start the pane: {exc}"
+            return None, None
+        try:
+            if self.groups is not None:  # the wrapper waits for go: the agent starts inside them
                 self.groups.admit(pane_pid)
         except OSError as exc:
-            self._tmux("kill-session", "-t", f"={session}")
+            pane.close()
             self.log_error = f"cannot put the agent in its control groups: {exc.strerror or exc}"
             return None, None
-        paths.pane_go.touch()
-        if not self._started(pane_pid, tmux_session=session):
-            self._tmux("kill-session", "-t", f"={session}")
+        pane.go()
+        if not self._started(pane_pid, tmux_session=pane.session):
+            pane.close()
             return None, None
         writer.start()
-        while True:
-            if paths.pane_exit.exists():
-                break
-            if self._tmux("has-session", "-t", f"={session}").returncode != 0:
-                break
-            time.sleep(PANE_POLL_S)
-        self._tmux("kill-session", "-t", f"={session}")
-        try:
-            code_text, _, signame = paths.pane_exit.read_text().partition(" ")
-            return int(code_text), signame.strip() or None
-        except (OSError, ValueError):
+        pane.wait()
+        pane.close()
+        status = pane.exit_status()
+        if status is None:
             self.log_error = self.log_error or "the tmux session ended without an exit status (killed?)"
             return None, None
+        return status
 
     # -- the store ---------------------------------------------------------------------
 
