@@ -1003,3 +1003,23 @@ def test_a_blocked_change_waits_for_an_override_or_a_rejection_not_an_approval(r
 
     assert views["sb1"].line(app_step_hints()).endswith("(press 3)")
     workspace.close()
+
+
+def test_ctrl_c_while_a_task_is_prepared_cancels_it_and_gives_its_claims_back(
+        manual: Workspace, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Interrupted after its claims were taken, the task stayed planned, holding the code, its worktree half
+    made, for the app's engine to prepare again later: the person had meant to cancel it."""
+    import loomtui.execution.sandboxes as sandboxes_module
+    from loomtui.workflow.tasks import TaskInterrupted
+
+    def interrupted(*_args: object, **_kwargs: object) -> object:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(sandboxes_module, "make_worktree", interrupted)
+    with pytest.raises(TaskInterrupted, match=r"interrupted: sandbox \w+ was not created") as raised:
+        tasks.create_sandbox(manual, "cut short", "script", script=edit(manual, "cut", "lib.py", "x + 1", "x + 2"),
+                       claims=("lib.py",))
+    assert raised.value.exit_code == 130
+    assert manual.store.live_claims() == []
+    [record] = sb.list_sandboxes(manual, include_archived=True)
+    assert record.status == ARCHIVED and not manual.store.list_escalations(status="open")

@@ -72,6 +72,10 @@ def create_sandbox(
         except LoomError as exc:
             exc.recorded_sandbox = record.id  # kept, rejected: a script asking in JSON is told which
             raise
+        except KeyboardInterrupt:
+            # Ctrl-C mid-way left a planned task holding its claims, its worktree half made, for the engine
+            # to prepare again later: the person meant to cancel it.
+            raise _abandoned(workspace, record.id) from None
         finally:
             # Prepared, or waiting for claims: from here the engine moves it on (a creator still running,
             # the app, would otherwise read as preparing it for as long as it runs).
@@ -79,6 +83,23 @@ def create_sandbox(
     if autostart:
         flow.advance(record.id)
     return sandboxes.get_sandbox(workspace, record.id)
+
+
+class TaskInterrupted(LoomError):
+    """The task's creation was interrupted (Ctrl-C); what was made of it is removed, its claims given back."""
+
+    exit_code = 130
+
+
+def _abandoned(workspace: Workspace, sandbox_id: str) -> TaskInterrupted:
+    """Remove a task whose creation was interrupted, with whatever was made of it (there is no work yet)."""
+    try:
+        remove(workspace, sandbox_id, force=True, delete_branch=True)
+    except (LoomError, KeyboardInterrupt) as exc:  # a second Ctrl-C, or a refusal: it is said, kept as it is
+        return TaskInterrupted(f"interrupted: sandbox {sandbox_id} was left planned ({exc or 'interrupted again'}); "
+                               f"`loomtui sandbox rm {sandbox_id} --force` removes it")
+    return TaskInterrupted(f"interrupted: sandbox {sandbox_id} was not created (what was made of it is removed, "
+                           "its claims given back)")
 
 
 def _dependency(workspace: Workspace, ref: str) -> str:
