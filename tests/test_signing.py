@@ -164,7 +164,11 @@ def test_a_configured_key_that_cannot_sign_refuses_the_decision_rather_than_reco
     garbage.write_text("garbage\n")
     locked = tmp_path / "locked"  # in the app, ssh-keygen asked for its passphrase on the app's own terminal
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "secret", "-C", ALICE, "-f", str(locked)], check=True)
+    empty = tmp_path / "empty"
+    empty.write_text("")
     for key, problem in ((tmp_path / "gone", "does not exist"), (garbage, ""),
+                         (tmp_path, f"the signing key {tmp_path} is a folder, not a key file"),  # "No such file"
+                         (empty, f"the signing key {empty} is an empty file, not a key"),
                          (locked, f"the signing key {locked} is locked with a passphrase: load it into ssh-agent "
                                   f"(ssh-add {locked}) and decide again (fix the key, or unset it")):
         done = run(repo, "escalation", "approve", str(escalation), user=ALICE, key=key)

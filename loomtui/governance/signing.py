@@ -116,6 +116,11 @@ def sign(decision: Decision, key: str) -> str:
             key_file = Path(os.path.expanduser(key))
             if not key_file.exists():
                 raise SigningError(f"the signing key {key} does not exist")
+            # ssh-keygen said "Couldn't load public key ...: No such file or directory" of both.
+            if key_file.is_dir():
+                raise SigningError(f"the signing key {key} is a folder, not a key file")
+            if key_file.is_file() and key_file.stat().st_size == 0:
+                raise SigningError(f"the signing key {key} is an empty file, not a key")
         try:
             # Never a passphrase prompt: on the app's terminal ssh-keygen took the next keys pressed as the
             # passphrase. Its askpass is forced to fail, and it runs with no terminal of its own.
