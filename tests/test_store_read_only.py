@@ -23,7 +23,7 @@ pytestmark = pytest.mark.skipif(not isolation_available(), reason="bubblewrap (b
 COMMANDS = (("status", "--json"), ("sandbox", "list", "--json"), ("claim", "list", "--json"),
             ("conflicts", "--json"), ("audit", "verify", "--json"), ("audit", "tail", "-n", "1"),
             ("escalation", "list", "--all", "--json"), ("report", "--json"),
-            ("claim", "add", "README.md", "--sandbox", "sb1", "--reason", "a write"))
+            ("claim", "add", "README.md", "--sandbox", "sb2", "--shared", "--reason", "a write"))
 
 # Each command through the CLI's own `main`, in one process under a read-only mount of the test's
 # directory (root writes anywhere else, so the mount is what makes it read-only).
