@@ -399,3 +399,12 @@ def test_a_mistake_in_loom_yaml_leaves_stop_and_the_store_commands_working(repo:
     (repo / ".loom" / "loom.yaml").unlink()
     os.mkfifo(repo / ".loom" / "loom.yaml")  # read for `store:` as guardedly as the config: refused, not waited on
     one_line_error(installed(repo, "status", timeout=30), 2, ".loom/loom.yaml")
+
+
+def test_an_agent_run_as_root_without_isolation_is_said_to_be_able_to_lift_its_limits(repo: Path) -> None:
+    """Outside bubblewrap, root's agent may write its own control groups: `limits:` bind it no more, and
+    the warning said only "NOT isolated"."""
+    done = run(repo, "sandbox", "new", "--runtime", "command", "--task", "quick", "--no-isolation", "--", "true")
+    assert done.returncode == 0, done.stderr
+    assert "--no-isolation was given, so this agent is NOT isolated" in done.stderr
+    assert ("and, run as root, may lift its own limits" in done.stderr) == (os.geteuid() == 0), done.stderr

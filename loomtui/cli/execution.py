@@ -114,7 +114,9 @@ def cmd_new(args: argparse.Namespace) -> int:
           f"{engine.isolation_label(record)}, {state}")
     if record.isolation != "bwrap":
         why = "--no-isolation was given" if args.no_isolation else "bubblewrap is not available"
-        print(f"warning: {why}, so this agent is NOT isolated (see `loomtui doctor`)", file=sys.stderr)
+        # As root, an agent outside bubblewrap may write its own control groups: `limits:` hold it no more.
+        lifts = " and, run as root, may lift its own limits" if os.geteuid() == 0 else ""
+        print(f"warning: {why}, so this agent is NOT isolated{lifts} (see `loomtui doctor`)", file=sys.stderr)
     if not args.claim:
         # Claims are what coordination works on: without one, two agents changing the same code met at merge.
         print("note: no --claim: no code is held for this agent, so another's edits to the same code are flagged "
