@@ -223,6 +223,9 @@ def test_anchors_on_a_fetched_ref_are_read_with_ref(history: History, repo: Path
     mistyped = verify(repo, "--ref", "kpet")
     assert (mistyped.returncode, mistyped.stdout) == (2, "")  # a usage error: the log is not BROKEN
     assert mistyped.stderr == "loomtui: error: --ref 'kpet' is not a commit here\n"
+    # A branch read already (main, found by itself) named again is one ref: it read "(main, main)".
+    from loomtui.governance.anchors import anchor_refs
+    assert anchor_refs(repo, ("main", "refs/heads/main", "kept")) == ["refs/heads/main", "refs/heads/kept"]
 
 
 def test_another_clones_anchors_are_listed_not_checked(tmp_path: Path) -> None:

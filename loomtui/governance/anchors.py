@@ -80,8 +80,11 @@ def anchor_refs(root: Path, extra: Sequence[str] = (), targets: Iterable[str] = 
     listed = _git(root, "for-each-ref", "--format=%(refname)", *patterns)
     refs = [line for line in listed.out.splitlines() if line] if listed.status == 0 else []
     for name in extra:
-        if name not in refs:
-            refs.append(name)
+        # As its full name where it has one: `--ref main` beside the found refs/heads/main was read twice
+        # and listed twice ("main, main"). A commit id or an unknown name is kept as given (said if bad).
+        full = _git(root, "rev-parse", "--symbolic-full-name", name, "--")
+        named = full.out.strip().splitlines()[0] if full.status == 0 and full.out.strip() else ""
+        refs.append(named if named.startswith("refs/") else name)
     return list(dict.fromkeys(refs))
 
 

@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from loomtui.audit import AuditEntry
-from loomtui.errors import LoomError, listed
+from loomtui.errors import LoomError, listed, plural
 from loomtui.gitcmd import Git
 from loomtui.governance.policy import Policy
 from loomtui.identity import signing_key
@@ -315,7 +315,7 @@ def check_decisions(entries: Iterable[AuditEntry], root: Path, policy: Policy) -
     if report.decisions:
         parts = [f"{len(seqs)} {status}" + (f" (seq {_seq_list(seqs)})" if status != VERIFIED else "")
                  for status, seqs in sorted(counts.items())]
-        report.notes.append(f"{len(report.decisions)} decisions: {', '.join(parts)}")
+        report.notes.append(f"{plural(len(report.decisions), 'decision')}: {', '.join(parts)}")
     return report
 
 
