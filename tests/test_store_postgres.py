@@ -290,6 +290,8 @@ def test_the_url_is_never_shown_with_its_password(repo: Path, monkeypatch: pytes
     assert redact("postgresql://loom:pw@db.internal:5432/team") == "postgresql://loom@db.internal:5432/team"
     assert redact("postgresql://db/team?password=pw&sslpassword=k&sslmode=require") == \
         "postgresql://db/team?sslmode=require"
+    # A local socket's URL as written: it read `postgresql:/team?host=%2Frun%2Fpostgresql`.
+    assert redact("postgresql:///team?host=/run/postgresql&pass%77ord=pw") == "postgresql:///team?host=/run/postgresql"
     # A URL libpq cannot even parse: its message quotes the password back; ours does not.
     monkeypatch.setenv("LOOMTUI_STORE", "postgresql://loom:s3cr%zzet@127.0.0.1:1/team")
     result = subprocess.run([sys.executable, "-m", "loomtui", "status"], cwd=repo, capture_output=True, text=True)

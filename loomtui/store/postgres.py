@@ -26,7 +26,7 @@ import time
 import weakref
 from collections.abc import Callable, Sequence
 from typing import Any
-from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, unquote, urlsplit
 
 import psycopg
 from psycopg import sql as pgsql
@@ -62,8 +62,11 @@ def redact(url: str) -> str:
     if "@" in netloc:
         user, _, host = netloc.rpartition("@")
         netloc = f"{user.split(':', 1)[0]}@{host}"
-    query = urlencode([(k, v) for k, v in parse_qsl(parts.query) if k not in ("password", "sslpassword")])
-    return urlunsplit((parts.scheme, netloc, parts.path, query, ""))
+    # As written but for the passwords: urlunsplit dropped the `//` of a URL with no host
+    # (`postgresql:///loom`, a local socket) and urlencode escaped what was kept (`host=%2Fvar%2Frun`).
+    kept = [pair for pair in parts.query.split("&")
+            if pair and unquote(pair.partition("=")[0]) not in ("password", "sslpassword")]
+    return f"{parts.scheme}://{netloc}{parts.path}" + (f"?{'&'.join(kept)}" if kept else "")
 
 
 def _secrets(url: str) -> list[str]:
