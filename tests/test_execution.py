@@ -1660,10 +1660,16 @@ def test_an_agent_that_fills_its_worktree_s_disk_is_stopped_before_it_is_full(
         print("written", flush=True)
         time.sleep(60)
     """)
-    write_config(repo, 'hog:\n  argv: ["hog"]\n')
+    stand_in(bin_dir, "idler", 'print("idle", flush=True)\ntime.sleep(60)\n')
+    write_config(repo, 'hog:\n  argv: ["hog"]\nidler:\n  argv: ["idler"]\n')
+    # Another agent on the same disk, writing nothing: it was stopped too (first, as it happened), and blamed.
+    idle = running(ws, tasks.start(ws, tasks.create_sandbox(ws, "wait", "idler").id).id)
     record = tasks.start(ws, tasks.create_sandbox(ws, "fill the disk", "hog").id)
     assert str(sb.get_sandbox(ws, record.id).worktree).startswith(str(small_disk))
     done = ended(ws, record.id)
+    wait_until(lambda: "sandbox.disk_short" in audit_actions(ws, idle.id), what="the idle agent told of the disk")
+    assert sb.get_sandbox(ws, idle.id).status == RUNNING and "sandbox.disk_full" not in audit_actions(ws, idle.id)
+    agent_control.stop(ws, idle.id, grace=1)
     # Stopped, saying why; what it wrote is kept (and reviewed, as any failed agent's change).
     assert audit_actions(ws, record.id)[3:5] == ["sandbox.disk_full", "sandbox.failed"], audit_actions(ws, record.id)
     assert "the disk holding its worktree" in str(done.data.get("error")) and "MiB free, under" in str(

@@ -72,6 +72,10 @@ class SandboxGroups:
         """The files a process id is written to to move it in (`procs.agent_child_hook` does, in the child)."""
         return tuple(str(folder / "cgroup.procs") for folder in self.folders)
 
+    def members(self) -> list[int]:
+        """Every process in the groups (the agent and all it started, however it left its process group)."""
+        return list(_members(self.folders[0])) if self.folders else []
+
     def admit(self, pid: int) -> None:
         """Move process `pid` (and so all it starts from now on) into the groups."""
         for procs in self.procs_files():

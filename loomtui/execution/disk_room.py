@@ -10,7 +10,7 @@ million empty ones use up on a disk with room left.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
@@ -64,3 +64,11 @@ def shortage(places: Iterable[tuple[str, Path]]) -> Shortage | None:
             return Shortage(what, path, room.f_favail, floor(room.f_files, FLOOR_FILES), files=True)
     return None
 
+
+
+def stops(short: Shortage, written: Callable[[], int]) -> bool:
+    """Whether an agent is stopped for `short`: when it is out of files (no count says whose), when less
+    than half the floor is left (every agent on the disk then), or when the agent has written at least the
+    floor itself (`written`: its bytes, asked only here). One agent filling the disk stopped every other
+    on it, the idle ones first, each blamed."""
+    return short.files or short.free < short.floor // 2 or written() >= short.floor

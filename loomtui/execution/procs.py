@@ -13,7 +13,7 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Final
 
@@ -82,6 +82,20 @@ def group_members(pgid: int) -> list[tuple[int, str]]:
         if fields[0] not in ("Z", "X") and int(fields[2]) == pgid:
             members.append((int(entry.name), name))
     return members
+
+
+def written_bytes(pids: Iterable[int]) -> int:
+    """Bytes these processes (and the children they reaped) have written (`wchar` of /proc/PID/io: every
+    write, to a tmpfs too, which `write_bytes` never counts, and to pipes: its output is logged to disk as
+    well); 0 for one that cannot be read."""
+    total = 0
+    for pid in pids:
+        try:
+            lines = (_PROC / str(pid) / "io").read_text().splitlines()
+        except OSError:
+            continue
+        total += next((int(line.split()[1]) for line in lines if line.startswith("wchar:")), 0)
+    return total
 
 
 def signal_group(pgid: int, sig: signal.Signals, *, spare: frozenset[str] = frozenset()) -> bool:

@@ -53,9 +53,11 @@ from loomtui.execution.procs import (
     become_subreaper,
     exit_status,
     group_exists,
+    group_members,
     identity,
     is_alive,
     signal_group,
+    written_bytes,
 )
 from loomtui.execution.runtime_state import state_overflow
 from loomtui.execution.runtimes import LaunchSpec
@@ -133,6 +135,8 @@ class Supervisor:
                                           if self.spec.faults and self.spec.mode != "interactive" else None)
         self.fault_error: str | None = None
         self.state_checked = 0.0  # when the runtime state's size was last looked at (`_check_state_size`)
+        self.disk_spared = False  # left running on a short disk that another agent fills (said once)
+        self.agent_pid = 0
         self.stop_enforced = False  # the supervisor killed an agent whose stop outlived its caller
         self.start_refused = False  # the sandbox was moved (rejected, being removed) before the agent ran
         self.git_links: git_links.GitLinks | None = None  # the worktree's git links before the agent ran
@@ -203,6 +207,7 @@ class Supervisor:
 
     def _started(self, agent_pid: int, **data: Any) -> bool:
         # The entry is the task's author's (this process acts for them); who pressed start is said beside it.
+        self.agent_pid = agent_pid
         by = os.environ.get(STARTED_BY_ENV, "")
         started_by = {"started_by": by} if by and by != self.workspace.actor else {}
         try:
@@ -391,9 +396,21 @@ class Supervisor:
             return
         short = disk_room.shortage((("its worktree", self.paths.worktree), ("its log", self.paths.dir),
                                     ("the store", self.workspace.paths.store_path.parent)))
-        if short is not None:
+        if short is None:
+            self.disk_spared = False
+        elif disk_room.stops(short, self._agent_written):
             self._stop_for_fault("sandbox.disk_full", f"{short.said()}: the agent was stopped before the store "
                                                       "and other work ran out of room")
+        elif not self.disk_spared:  # said once: another agent is what fills the disk
+            self.disk_spared = True
+            self.workspace.record("sandbox.disk_short", self.record.id, {
+                "detail": short.said(), "agent_wrote": self._agent_written(), "left_running": True})
+
+    def _agent_written(self) -> int:
+        """What the agent's processes have written to disk (its groups', else its process group's)."""
+        if self.groups is not None:
+            return written_bytes(self.groups.members())
+        return written_bytes(pid for pid, _ in group_members(self.agent_pid)) if self.agent_pid > 1 else 0
 
     def _stop_for_fault(self, action: str, why: str) -> None:
         """Stop the agent for `why` (its end says so), with an audit entry `action`."""
