@@ -24,8 +24,11 @@ from tests.test_signing import ALICE, BOB, MALLORY, as_user, keys, setup_repo  #
 BRANCH = "loom/sb1"
 
 
-def _approved_branch(tmp_path: Path, keys: dict[str, Path], monkeypatch: pytest.MonkeyPatch) -> tuple[Path, str]:  # noqa: F811
-    """A payments change on loom/sb1, approved by Alice and Bob with their keys; the head's id."""
+def _decided_branch(tmp_path: Path, keys: dict[str, Path], monkeypatch: pytest.MonkeyPatch,  # noqa: F811
+                    decisions: tuple[tuple[str, str], ...]) -> tuple[Path, str]:
+    """A payments change on loom/sb1 under review, each (person, decision) taken in turn with their key; the
+    head's id."""
+    tmp_path.mkdir(parents=True, exist_ok=True)
     repo = setup_repo(tmp_path, keys, required=False)
     refunds = repo / "payments" / "refunds.py"
     git(repo, "checkout", "-q", "-b", BRANCH)
@@ -40,11 +43,17 @@ def _approved_branch(tmp_path: Path, keys: dict[str, Path], monkeypatch: pytest.
     workspace = as_user(repo, "agent-runner@example.com")
     escalation = open_escalation(workspace, "post-gate", evaluate(policy, facts), facts, sandbox_id="sb1",
                                  commit=head)
-    for user in (ALICE, BOB):
+    for user, decision in decisions:
         monkeypatch.setenv("LOOM_SIGNING_KEY", str(keys[user]))
-        decide(as_user(repo, user), policy, escalation.id, "approve")
+        decide(as_user(repo, user), policy, escalation.id, decision,
+               reason="the refund rounding is wrong" if decision == "reject" else "")
     monkeypatch.delenv("LOOM_SIGNING_KEY")
     return repo, head
+
+
+def _approved_branch(tmp_path: Path, keys: dict[str, Path], monkeypatch: pytest.MonkeyPatch) -> tuple[Path, str]:  # noqa: F811
+    """A payments change on loom/sb1, approved by Alice and Bob with their keys; the head's id."""
+    return _decided_branch(tmp_path, keys, monkeypatch, ((ALICE, "approve"), (BOB, "approve")))
 
 
 def _clone(repo: Path, where: Path, *, notes: bool) -> Path:
@@ -175,28 +184,13 @@ def test_a_published_rejection_fails_the_gate_and_an_approval_not_enough_says_wh
         tmp_path: Path, keys: dict[str, Path], monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
     """Alice approves, Bob rejects, both signed and published: the CI gate in a fresh clone counted Alice's
     approval, ignored Bob's rejection, and listed the approval as if it were enough, saying nothing."""
-    repo = setup_repo(tmp_path, keys, required=False)
-    refunds = repo / "payments" / "refunds.py"
-    git(repo, "checkout", "-q", "-b", BRANCH)
-    refunds.write_text(refunds.read_text() + "\n# reviewed\n")
-    git(repo, "commit", "-q", "-am", "refunds: a change Bob turns down")
-    head = git(repo, "rev-parse", "HEAD")
-    git(repo, "checkout", "-q", "main")
-    policy = load_policy(repo)
-    facts = ChangeFacts(stage="post-gate", paths=("payments/refunds.py",), lines_changed=1,
-                        regions=("payments/refunds.py::RefundService",), gates={"tests": "passed"},
-                        author="agent@example.com")
-    escalation = open_escalation(as_user(repo, "agent-runner@example.com"), "post-gate", evaluate(policy, facts),
-                                 facts, sandbox_id="sb1", commit=head)
-    monkeypatch.setenv("LOOM_SIGNING_KEY", str(keys[ALICE]))
-    decide(as_user(repo, ALICE), policy, escalation.id, "approve")
+    repo, _head = _decided_branch(tmp_path / "once", keys, monkeypatch, ((ALICE, "approve"),))
     clone = _clone(repo, tmp_path / "ci-approved-once", notes=True)
     code, report = _verdict(clone)
     assert code == 1 and report["verdict"] == "NEEDS APPROVAL" and report["approvals"] == [ALICE]
     assert any(n.startswith("approvals do not meet ") for n in report["notes"]), report  # type: ignore[union-attr]
 
-    monkeypatch.setenv("LOOM_SIGNING_KEY", str(keys[BOB]))
-    decide(as_user(repo, BOB), policy, escalation.id, "reject", reason="the refund rounding is wrong")
+    repo, head = _decided_branch(tmp_path / "twice", keys, monkeypatch, ((ALICE, "approve"), (BOB, "reject")))
     clone = _clone(repo, tmp_path / "ci", notes=True)
     code, report = _verdict(clone)
     assert code == 1 and report["verdict"] == "REJECTED" and report["rejected_by"] == [BOB], report
