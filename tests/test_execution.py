@@ -633,6 +633,7 @@ def test_a_sparse_file_past_the_largest_file_stays_unsaved_and_is_never_deleted(
     # What was saved is reviewed, as any failed agent's work is; whoever decides reads why it failed.
     [escalation] = ws.store.list_escalations()
     assert done.status == AWAITING_REVIEW and "'huge.bin' (3.0 GiB)" in json.dumps(escalation.data)
+    assert "(its agent failed (the work it left uncommitted could not be saved" in next_step(ws, done).waits_on
     for force in (False, True):
         with pytest.raises(review.RemoveRefused, match=r"holds what cannot be saved to loom/.*: 'huge.bin' \(3.0 GiB\)"
                                                        r".*move it out of the worktree .*; nothing was removed"):

@@ -333,8 +333,10 @@ def _how_it_ended(record: SandboxRecord) -> str | None:
     stopper = stopped_by(record)
     if stopper:
         return f"was stopped by {stopper}"
-    error = record.data.get("error") if record.status == FAILED else None
-    if error:
+    # Kept from the run while its saved work is reviewed (a run again clears it): read in review too, where
+    # the line said nothing of an agent that failed with exit 0 (its work left unsaved, its log unwritable).
+    error = record.data.get("error")
+    if error and (record.status == FAILED or error != f"exited with code {record.exit_code}"):
         return f"failed ({error})"
     return f"exited with code {record.exit_code}" if record.exit_code else None
 
