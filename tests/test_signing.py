@@ -125,6 +125,17 @@ def test_a_signature_by_a_key_not_in_allowed_signers_fails(tmp_path: Path, keys:
     assert bad.returncode == 1, bad.stdout
     seq = list(workspace.audit.entries())[-1].seq
     assert f"seq {seq}: escalation.approve #{escalation} by {LEAD} has a bad signature" in bad.stdout
+    # Nor does naming, as the version it was checked against, a file of the writer's own keys put into the
+    # object store (`git hash-object -w`) but never committed: only the file's versions on the branch count.
+    forged = tmp_path / "forged_signers"
+    forged.write_text(f"{LEAD} {Path(str(keys[MALLORY]) + '.pub').read_text().strip()}\n")
+    blob = git(repo, "hash-object", "-w", str(forged))
+    workspace.audit.append(LEAD, "escalation.approve", str(escalation),
+                           {"by": LEAD, "reason": "", "commit": "c1", "decided_at": made.at,
+                            "signature": sign(made, str(keys[MALLORY])), "allowed_signers_blob": blob})
+    bad = run(repo, "audit", "verify")
+    assert bad.returncode == 1, bad.stdout
+    assert f"({blob[:12]}) was never on this branch" in bad.stdout, bad.stdout
     # Bob's key is listed, but for Bob: the report says whose key it is.
     impostor = Decision(str(escalation), "approve", LEAD, "c1", "", made.at)
     verdict = verify(impostor, sign(impostor, str(keys[BOB])), repo / ".loom" / "allowed_signers")

@@ -161,6 +161,14 @@ def committed_signers(root: Path, policy: Policy, commit: str = "HEAD") -> str |
     return done.out.strip() if done.status == 0 and done.out.strip() else None
 
 
+def committed_versions(root: Path, policy: Policy) -> frozenset[str]:
+    """Every blob the policy's allowed_signers has been in the history of the main checkout's HEAD."""
+    done = Git(main_checkout(root)).run("log", "--format=", "--raw", "--no-abbrev", "--no-renames", "HEAD", "--",
+                                        policy.decisions.allowed_signers)
+    blobs = {line.split("\t")[0].split()[3] for line in done.out.splitlines() if line.startswith(":")}
+    return frozenset(blob for blob in blobs if blob.strip("0"))
+
+
 def verify_committed(decision: Decision, signature: str | None, root: Path, policy: Policy,
                      blob: str | None) -> Verdict:
     """`verify` against the allowed_signers blob `blob` (see `committed_signers`; None: none committed)."""
@@ -287,6 +295,7 @@ def check_decisions(entries: Iterable[AuditEntry], root: Path, policy: Policy) -
     """Check each decision entry's signature against the allowed_signers it was taken under (today's
     committed file for an entry that does not say); bad ones always fail, unsigned ones when required."""
     today = committed_signers(root, policy)
+    versions: frozenset[str] | None = None  # read once, when an entry names the version it was checked against
     required = policy.decisions.require_signature
     report = SignatureReport(required, policy.decisions.allowed_signers)
     for entry in entries:
@@ -295,8 +304,16 @@ def check_decisions(entries: Iterable[AuditEntry], root: Path, policy: Policy) -
         decision = Decision.from_entry(entry)
         signature = entry.details.get("signature")
         kept = entry.details.get("allowed_signers_blob")
-        blob = kept if isinstance(kept, str) and _BLOB_ID.fullmatch(kept) else today
+        named = kept if isinstance(kept, str) and _BLOB_ID.fullmatch(kept) else None
+        if named is not None and versions is None:
+            versions = committed_versions(root, policy)
+        # Only a version the file has had on this branch: an entry appended after the newest anchor could
+        # name any blob in the object store, a file of its writer's own keys.
+        blob = named if named is not None and versions is not None and named in versions else today
         verdict = verify_committed(decision, signature if isinstance(signature, str) else None, root, policy, blob)
+        if named is not None and blob != named and verdict.status != VERIFIED:
+            verdict = replace(verdict, detail=f"{verdict.detail}; the {policy.decisions.allowed_signers} it was "
+                                              f"checked against ({named[:12]}) was never on this branch")
         by = entry.details.get("by")
         if verdict.status == VERIFIED and by is not None and by != entry.actor:
             verdict = Verdict(BAD, f"the entry says {by} decided, but it is {entry.actor}'s", signature)
