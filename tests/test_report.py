@@ -116,6 +116,7 @@ ENTRIES = [
                                             "sandbox": "s6"}),
     moved(D0 + DAY + 10, "s6", "approved", "rejected"), moved(D0 + DAY + H, "s6", "merged", "approved"),
     (D0 + DAY + 6 * H, "agent.claim_refused", "s3", {"target": "billing/y.py"}),
+    (D0 + DAY + 6 * H + 0.5, "agent.claim_refused", "s3", {"target": "billing/y.py"}),  # asked again: one conflict
     (D0 + DAY + 6 * H + 1, "hook.commit_refused", "s3", {"paths": ["billing/y.py"]}),
     (D0 + DAY + 7 * H, "sandbox.merge_conflict", "s3", {"target": "main"}),
     moved(D0 + 3 * DAY + H, "s9", "merged", "approved"),  # after the window

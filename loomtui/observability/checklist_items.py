@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from loomtui.config import LoomConfig
     from loomtui.governance.policy import Policy
     from loomtui.knowledge.sources import Context
+    from loomtui.observability.window import Entry
     from loomtui.store import EvalReportRecord, SandboxRecord
     from loomtui.workspace import Workspace
 
@@ -105,17 +106,30 @@ class Evidence:
         return {subject for done, subject, count in self._entries if done == action and count}
 
     @cached_property
-    def _entries(self) -> list[tuple[str, str, int]]:
-        """(action, subject, conflicts, edges or sections it names) of every audit entry: one pass over the
-        store's entries, as `report` reads them (the log file may be damaged or cut; the store keeps them all)."""
+    def _window(self) -> list[Entry]:
+        """Every audit entry, as `report` reads them (the log file may be damaged or cut; the store keeps
+        them all)."""
         from loomtui.observability.window import workspace_window
 
         window, _ = workspace_window(self.workspace, 0.0, float("inf"))
+        return list(window.entries)
+
+    @cached_property
+    def _entries(self) -> list[tuple[str, str, int]]:
+        """(action, subject, conflicts, edges or sections it names) of every audit entry."""
         found = []
-        for entry in window.entries:
+        for entry in self._window:
             named = entry.details.get("conflicts") or entry.details.get("edges") or entry.details.get("sections")
             found.append((entry.action, entry.subject, len(named) if isinstance(named, list) else 0))
         return found
+
+    @cached_property
+    def refused(self) -> int:
+        """Conflicts kept off by a refusal (a claim, an agent's edit or commit), each once however often
+        it was tried, as `report` counts them."""
+        from loomtui.observability.metrics import refusal_key
+
+        return len({key for entry in self._window if (key := refusal_key(entry)) is not None})
 
     @cached_property
     def eval_reports(self) -> dict[str, EvalReportRecord]:
@@ -470,7 +484,7 @@ def _coordination(ev: Evidence) -> Answer:
     # for a person or a tool) made "3 of 1 started sandbox".
     claimed = [s.id for s in ev.started if s.id in holders]
     unclaimed = [s.id for s in ev.started if s.id not in holders]
-    refused = sum(ev.actions[a] for a in ("claim.refused", "agent.claim_refused", "hook.commit_refused"))
+    refused = ev.refused
     warned, plans = ev.warned("claim.added"), ev.actions["plan.scheduled"]
     conflicts = ev.actions["sandbox.merge_conflict"]
     seen = [f"{len(claimed)} of {plural(len(ev.started), 'started sandbox')} held claims "

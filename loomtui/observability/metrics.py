@@ -16,13 +16,14 @@ the agent's end to the first approval or rejection after it.
 from __future__ import annotations
 
 import functools
+import json
 import statistics
 import time
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Final
 
 from loomtui.observability.history import History, Landed, agent_trailer_names, read_history
 from loomtui.observability.window import Entry, newest_entry_time, workspace_window
@@ -44,6 +45,21 @@ READ_ACTIONS = frozenset({
     "hook.commit_refused", "plan.scheduled",
 })
 """The audit actions a report reads; the window's other entries are counted, not parsed."""
+REFUSALS: Final = {"claim.refused": "claims_refused", "agent.claim_refused": "agent_claims_refused",
+                   "hook.commit_refused": "commits_refused"}
+"""The refusals a report counts as conflicts kept off, and the count each goes to (the checklist's too)."""
+
+
+def refusal_key(entry: Entry) -> tuple[str, str, str] | None:
+    """What a refusal kept off (its kind, sandbox and target), so one tried again counts once: an agent asking
+    again for the same code, or a racer retrying, counted each refusal as a conflict prevented. None for an
+    entry that is no refusal."""
+    if entry.action not in REFUSALS:
+        return None
+    target = entry.details.get("target", entry.details.get("paths"))
+    return entry.action, entry.subject, json.dumps(target, sort_keys=True)
+
+
 SCHEDULED_APART = ("overlap", "dependency")
 """Plan edges that keep two tasks apart because their code collides (not an `after` a person wrote)."""
 
@@ -313,6 +329,7 @@ class _Reader:
         self.timed: set[str] = set()
         self.before_start = 0
         self.conflicts: Counter[str] = Counter()
+        self.refused: set[tuple[str, str, str]] = set()
         self.overrides: list[Override] = []
 
     def runtime(self, sandbox_id: str) -> str:
@@ -344,12 +361,9 @@ class _Reader:
             self.overrides.append(Override(entry.at, str(details.get("by") or entry.actor), kind, entry.subject, on,
                                            self.runtime(on), str(details.get("reason", ""))))
             self.tallies.add("overridden", entry.at, self.runtime(on))
-        elif action == "claim.refused":
-            self.conflicts["claims_refused"] += 1
-        elif action == "agent.claim_refused":
-            self.conflicts["agent_claims_refused"] += 1
-        elif action == "hook.commit_refused":  # the checklist counted it, the report did not
-            self.conflicts["commits_refused"] += 1
+        elif (what := refusal_key(entry)) is not None and what not in self.refused:
+            self.refused.add(what)
+            self.conflicts[REFUSALS[action]] += 1
         elif action == "plan.scheduled":
             edges = details.get("edges") or []
             self.conflicts["scheduled_apart"] += sum(isinstance(e, dict) and e.get("kind") in SCHEDULED_APART
