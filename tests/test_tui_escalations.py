@@ -238,6 +238,37 @@ async def test_o_is_offered_on_a_block_only_and_asks_before_it_lets_the_change_t
             await pilot.pause()
 
 
+async def test_o_overrules_a_reviewer_s_rejection_from_the_decided_list(billing: Path) -> None:
+    """A reviewer's rejection (bob, in payments-team, who may not override) was final: the lead's `o` on it
+    did nothing, and `escalation override` said it was already rejected."""
+    from loomtui.governance.escalations import decide
+    from loomtui.governance.policy import load_policy
+    from loomtui.tui.screens.sandbox_forms import ConfirmScreen
+    from tests.test_escalations import BOB, LEAD, as_user
+
+    _, rejected = escalate(billing, payments_change())
+    decide(as_user(billing, BOB), load_policy(billing), rejected, "reject", reason="not the way to round")
+    app = app_as(billing, LEAD)
+    async with app.run_test(size=SIZE) as pilot:
+        await open_queue(app, pilot, rows=0)
+        await pilot.press("h")  # decided ones too
+        table = app.screen.query_one("#queue", DataTable)
+        await wait_for(pilot, lambda: table.row_count == 1)
+        screen = app.screen
+        assert isinstance(screen, EscalationsScreen)
+        assert screen.check_action("decide", ("override",)) is True
+        assert screen.check_action("decide", ("approve",)) is False
+        await pilot.press("o")
+        await wait_for(pilot, lambda: isinstance(app.screen, ReasonScreen))
+        app.screen.query_one(Input).value = "the rounding is what the ADR asks for"
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen))
+        await pilot.press("y")
+        store = app.workspace.store
+        await wait_for(pilot, lambda: store.get_escalation(rejected).status == "overridden")  # type: ignore[union-attr]
+        await pilot.pause()
+
+
 async def test_escalations_arriving_together_are_one_toast_not_a_pile(billing: Path) -> None:
     from textual.notifications import Notify
 

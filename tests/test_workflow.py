@@ -32,7 +32,7 @@ from loomtui.execution.lifecycle import (
     RUNNING,
     transition,
 )
-from loomtui.governance.escalations import DecisionRefused, decide
+from loomtui.governance.escalations import DecisionRefused, allowed_decisions, decide
 from loomtui.governance.policy import load_policy
 from loomtui.workflow import tasks
 from loomtui.workflow.engine import advance, request_merge, wait_until_settled
@@ -1023,3 +1023,41 @@ def test_ctrl_c_while_a_task_is_prepared_cancels_it_and_gives_its_claims_back(
     assert manual.store.live_claims() == []
     [record] = sb.list_sandboxes(manual, include_archived=True)
     assert record.status == ARCHIVED and not manual.store.list_escalations(status="open")
+
+
+def test_a_reviewer_s_rejection_is_overruled_by_a_lead_s_override_a_lead_s_is_not(manual: Workspace) -> None:
+    """A reviewer in a policy group said no; the lead, who may override a block, could not overrule it
+    (`escalation #1 is already rejected`): the change was lost. A lead's own rejection still stands."""
+    policy_file = manual.root / ".loom" / "policy.yaml"
+    policy_file.write_text(policy_file.read_text().replace(
+        "  leads: [lead@example.com]\n", "  leads: [lead@example.com, second-lead@example.com]\n"
+                                         "  reviewers: [dev@example.com]\n").replace(
+        "approvals: {groups: [leads], count: 1}", "approvals: {groups: [leads, reviewers], count: 1}"))
+    git(manual.root, "commit", "-qam", "reviewers")
+    policy = load_policy(manual.root)
+
+    def as_user(user: str) -> Workspace:
+        return Workspace(manual.paths, manual.store, manual.audit, user)
+
+    sandbox_id = run_task(manual, "ledger", "ledger.py", "return amount", "return amount * 2")
+    assert wait_until_settled(manual, sandbox_id).step == Step.WAIT_DECISION
+    escalation = int(sb.get_sandbox(manual, sandbox_id).data["review_escalation"])
+    decide(as_user("dev@example.com"), policy, escalation, "reject", reason="I would not double it")
+    advance(manual, sandbox_id)
+    assert sb.get_sandbox(manual, sandbox_id).status == REJECTED
+    record = manual.store.get_escalation(escalation)
+    assert record is not None and allowed_decisions(policy, record, "lead@example.com") == ["override"]
+    assert allowed_decisions(policy, record, "dev@example.com") == []
+    decide(as_user("lead@example.com"), policy, escalation, "override", reason="doubling is the fix")
+    view = next_step(manual, sb.get_sandbox(manual, sandbox_id))
+    assert view.line(STEP_HINTS) == (f"follow-decision: its rejection was overridden (escalation #{escalation}) "
+                                     f"(`loomtui sandbox advance {sandbox_id}` does it)")
+    assert advance(manual, sandbox_id).status == APPROVED
+    assert request_merge(manual, sandbox_id).status == MERGED
+
+    other = run_task(manual, "ledger again", "ledger.py", "return amount * 2", "return amount * 3")
+    assert wait_until_settled(manual, other).step == Step.WAIT_DECISION
+    second = int(sb.get_sandbox(manual, other).data["review_escalation"])
+    decide(as_user("lead@example.com"), policy, second, "reject", reason="no")
+    with pytest.raises(DecisionRefused, match="rejected by someone who may override: that rejection stands"):
+        decide(as_user("second-lead@example.com"), policy, second, "override", reason="yes")

@@ -189,6 +189,9 @@ def allowed_decisions(policy: Policy, escalation: EscalationRecord, user: str) -
     ran out may be given again)."""
     if override_expired(escalation) is not None:
         return [d for d in allowed_decisions(policy, replace(escalation, status=OPEN), user) if d == "override"]
+    if escalation.status == EscalationStatus.REJECTED and not rejection_stands(policy, escalation):
+        # A reviewer's no, from someone who may not override, is overruled as a block is: with a reason.
+        return [d for d in allowed_decisions(policy, replace(escalation, status=OPEN), user) if d == "override"]
     if escalation.status != OPEN:
         return []
     allowed = []
@@ -208,11 +211,12 @@ def allowed_decisions(policy: Policy, escalation: EscalationRecord, user: str) -
 
 
 def overridable(escalation: EscalationRecord) -> bool:
-    """Whether an override is the way on for this escalation: a block, a claim conflict, or a requirement no
-    set of approvals can meet (`never_met`). (A lead may still override an approval the policy requires,
-    from the CLI.)"""
+    """Whether an override is the way on for this escalation: a block, a claim conflict, a requirement no
+    set of approvals can meet (`never_met`), or a rejection (`rejection_stands` says whose is overruled).
+    (A lead may still override an approval the policy requires, from the CLI.)"""
     author = escalation.data.get("author") or None
     return (escalation.data.get("outcome") == "block" or escalation.kind == "conflict-override"
+            or escalation.status == EscalationStatus.REJECTED  # overruled by an override alone, if at all
             or any(never_met(r, author, escalation.data.get(_SEPARATED) is not False)
                    for r in _requirements(escalation)))
 
@@ -263,7 +267,8 @@ def decide(workspace: Workspace, policy: Policy, escalation_id: int, decision: s
         escalation = workspace.store.get_escalation(escalation_id)
         if escalation is None:
             raise LoomError(f"no escalation #{escalation_id}")
-        if escalation.status != OPEN and override_expired(escalation) is None:
+        overruling = decision == "override" and escalation.status == EscalationStatus.REJECTED
+        if escalation.status != OPEN and override_expired(escalation) is None and not overruling:
             raise DecisionRefused(f"escalation #{escalation_id} is already {escalation.status}")
         evaluated = escalation.data.get("commit", "")
         commit = current_commit if current_commit is not None else evaluated
@@ -375,10 +380,23 @@ def _sign(workspace: Workspace, policy: Policy, escalation: EscalationRecord, de
     return fields
 
 
+def rejection_stands(policy: Policy, escalation: EscalationRecord) -> bool:
+    """Whether a rejected escalation stays rejected: rejected by someone the policy lets override, or not a
+    change's review. A reviewer's rejection, from one who may not override, is overruled by an override."""
+    rejecters = [str(h.get("by")) for h in escalation.data.get("history", []) if h.get("event") == "reject"]
+    return escalation.kind != "post-gate" or any(can_override(policy, who) for who in rejecters)
+
+
 def why_not(policy: Policy, escalation: EscalationRecord, user: str, decision: str) -> str:
     """Why `user` may not take `decision` on `escalation`, in one line (for a refusal)."""
     if override_expired(escalation) is not None and decision != "override":
         return f"escalation #{escalation.id}'s override ran out: only a new override decides it now"
+    if escalation.status == EscalationStatus.REJECTED and decision == "override" and \
+            not rejection_stands(policy, escalation):
+        return why_not(policy, replace(escalation, status=OPEN), user, decision)
+    if escalation.status == EscalationStatus.REJECTED and decision == "override":
+        return (f"escalation #{escalation.id} was rejected by someone who may override: that rejection stands "
+                "(a rejection by a reviewer who may not override can be overridden, with a reason)")
     if escalation.status != OPEN and override_expired(escalation) is None:
         return f"escalation #{escalation.id} is already {escalation.status}"
     author_decides = policy.separation_of_duties and same_person(escalation.data.get("author"), user)

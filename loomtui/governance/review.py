@@ -265,17 +265,21 @@ def decided_escalation(workspace: Workspace, sandbox_id: str) -> EscalationRecor
 
 
 def follow_decision(workspace: Workspace, sandbox_id: str) -> SandboxRecord | None:
-    """Move an awaiting sandbox on after its escalation is decided; None while it is open."""
+    """Move an awaiting sandbox on after its escalation is decided (a rejected one after its rejection was
+    overridden); None while it is open."""
     record = get_sandbox(workspace, sandbox_id)
     escalation = decided_escalation(workspace, sandbox_id)
-    if record.status != AWAITING_REVIEW or escalation is None:
+    if record.status not in (AWAITING_REVIEW, REJECTED) or escalation is None:
         return None
     if escalation.status == EscalationStatus.REJECTED:
+        if record.status == REJECTED:
+            return None
         return transition(workspace, record.id, REJECTED, allowed_from=frozenset({AWAITING_REVIEW}),
                           reason=f"escalation #{escalation.id} rejected")
     commit = str(escalation.data.get("commit") or "")
     check_cleared(workspace, escalation)
-    return transition(workspace, record.id, APPROVED, allowed_from=frozenset({AWAITING_REVIEW}),
+    # From rejected too: a reviewer's rejection overruled by an override (`escalations.rejection_stands`).
+    return transition(workspace, record.id, APPROVED, allowed_from=frozenset({AWAITING_REVIEW, REJECTED}),
                       reason=f"escalation #{escalation.id} {escalation.status}",
                       data={"approved_commit": commit}, audit={"escalation": escalation.id, "commit": commit})
 

@@ -321,6 +321,10 @@ def _next_step(workspace: Workspace, record: SandboxRecord, merge_mode: str, kno
         if record.data.get(MERGE_REQUESTED_KEY) or merge_mode == MERGE_AUTO:
             return StepView(Step.MERGE)
         return StepView(Step.WAIT_MERGE, "a person's merge", PersonAction.MERGE, record.id)
+    if status == REJECTED and (overruled := _escalation(workspace, record.data.get(REVIEW_ESCALATION_KEY))) \
+            is not None and overruled.status == EscalationStatus.OVERRIDDEN:
+        return StepView(Step.FOLLOW_DECISION, f"its rejection was overridden (escalation #{overruled.id})",
+                        PersonAction.ADVANCE, record.id)
     if status in (MERGED, REJECTED, ARCHIVED) and (_holds_claims(workspace, record.id, known) or (
             status == ARCHIVED and _has_open_escalation(workspace, record.id, known))):
         return StepView(Step.RELEASE)

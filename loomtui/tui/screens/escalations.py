@@ -343,8 +343,10 @@ class EscalationsScreen(LoomScreen[None]):
             return False  # the app offers an override where approving cannot help; `escalation override` can
         if parameters[0] in ("approve", APPROVE_WITH_NOTE) and escalation.data.get("outcome") == "block":
             return False  # no one can approve a block (override or reject it): the footer offered `a` all the same
-        # Offered even when this user may not: pressing it says why, where a hidden key said nothing.
-        return escalation.status == EscalationStatus.OPEN
+        # Offered even when this user may not: pressing it says why, where a hidden key said nothing. A rejection
+        # is overruled by an override alone (a reviewer's; a lead's stands, as pressing `o` then says).
+        return escalation.status == EscalationStatus.OPEN or (
+            parameters[0] == "override" and escalation.status == EscalationStatus.REJECTED)
 
     def action_decide(self, decision: str, _twin: int = 1) -> None:
         with_note = decision == APPROVE_WITH_NOTE
