@@ -69,6 +69,25 @@ def test_diff_and_drift(sample: Path, capsys: pytest.CaptureFixture[str]) -> Non
     assert json.loads(out)["conventions"][0]["rule"] == "no-float-for-money"
 
 
+def test_a_version_is_what_its_commit_s_config_made_it_after_the_sources_change(
+        sample: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`context versions` computed every commit's version with today's `context.sources`: after the sources
+    changed, a sandbox's version (as `context drift` names it) was not among them, and `context diff` of it
+    said `no such context version`."""
+    code, out, _ = run(capsys, sample, "context", "show", "--json")
+    before = json.loads(out)["version"]  # what a sandbox started now records
+    config = sample / ".loom" / "loom.yaml"
+    config.write_text(config.read_text().replace('"docs/conventions/*.md"', '"docs/nothing-here/*.md"'))
+    git(sample, "commit", "-qam", "fewer sources")
+    code, out, _ = run(capsys, sample, "context", "versions", "--json")
+    assert code == 0 and [v["version"] for v in json.loads(out)["versions"]][1] == before
+    code, out, _ = run(capsys, sample, "context", "show", "--at", "HEAD~1", "--json")
+    assert json.loads(out)["version"] == before
+    code, out, _ = run(capsys, sample, "context", "diff", before, "HEAD", "--json")
+    removed = [s["id"] for s in json.loads(out)["sections"] if s["change"] == "removed"]
+    assert code == 0 and "repo:docs/conventions/money.md#Money" in removed, out
+
+
 def test_a_pinned_section_that_no_longer_exists_is_said_by_show_and_drift(sample: Path,
                                                                          capsys: pytest.CaptureFixture[str]) -> None:
     """Only `slice` said so: `show` was silent, `drift` said nothing flagged, and every slice went without it."""

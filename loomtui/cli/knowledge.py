@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import difflib
 import time
 from typing import TYPE_CHECKING, Any
@@ -75,9 +76,13 @@ def _print_problems(problems: list[str]) -> None:
 def cmd_context_show(args: argparse.Namespace) -> int:
     from loomtui.knowledge.engine import context_of, knowledge_index
     from loomtui.knowledge.slicing import context_problems
+    from loomtui.knowledge.sources import config_at
 
     workspace = workspace_for(args)
-    context = context_of(workspace, at=_at(args, workspace), index=knowledge_index(workspace))
+    at, config = _at(args, workspace), workspace.load_config()
+    # At a commit, with the sources it had then: the version `context versions` lists for it.
+    config = dataclasses.replace(config, context=config_at(workspace.root, at, config.context))
+    context = context_of(workspace, at=at, index=knowledge_index(workspace), config=config)
     if args.json:
         print_json(_context_dict(context))
         return 0
@@ -132,12 +137,14 @@ def cmd_context_versions(args: argparse.Namespace) -> int:
 
 
 def cmd_context_diff(args: argparse.Namespace) -> int:
-    from loomtui.knowledge.sources import load_context, resolve_at
+    from loomtui.knowledge.sources import config_at, load_context, resolve_at
 
     workspace = workspace_for(args)
     config = workspace.load_config().context
-    old = load_context(workspace.root, config, at=resolve_at(workspace.root, args.old, config))
-    new = load_context(workspace.root, config, at=resolve_at(workspace.root, args.new, config))
+    # Each side with the sources it had then, as `context versions` names its versions.
+    old_at, new_at = (resolve_at(workspace.root, args.old, config), resolve_at(workspace.root, args.new, config))
+    old = load_context(workspace.root, config_at(workspace.root, old_at, config), at=old_at)
+    new = load_context(workspace.root, config_at(workspace.root, new_at, config), at=new_at)
     before, after = old.by_id(), new.by_id()
     changes: list[dict[str, Any]] = []
     for section_id in [*before, *(i for i in after if i not in before)]:

@@ -25,7 +25,7 @@ from typing import Final
 
 import pathspec
 
-from loomtui.config import ContextConfig, ContextLayer
+from loomtui.config import CONFIG_PATH, ContextConfig, ContextLayer
 from loomtui.coordination.index import RepoIndex
 from loomtui.errors import LoomError, shown
 from loomtui.globs import glob_spec, matchable, name_problem
@@ -415,32 +415,66 @@ class VersionEntry:
 
 
 def context_versions(root: Path, config: ContextConfig, *, limit: int = 20) -> list[VersionEntry]:
-    """The newest `limit` commits that changed a source, with the context version at each.
+    """The newest `limit` commits that changed a source (or loomtui's config), with the context version at
+    each, as it was then: the sources that commit's own `.loom/loom.yaml` named (the defaults before there
+    was one). Recomputed with today's config, a version differed from the one a sandbox started with, and
+    `context diff` could not find the version `context drift` named.
 
-    The repository's own sources come from history; outside layers are as configured
-    now (their own pinned refs), so their version is folded into every entry. Empty
-    for a repository without commits.
+    Outside layers are as configured now (their own pinned refs), so their version is folded into every
+    entry. Empty for a repository without commits.
     """
     if head_commit(root) is None:
         return []
     # -z: names as they are (without it git quotes a name with a quote, a tab or non-ASCII in it)
+    watched = (*config.sources, *ContextConfig().sources, CONFIG_PATH)
     out = git_text(root, "log", f"-n{limit}", "--format=%x1e%H%x1f%ct%x1f%s", "--name-only", "-z", "--",
-                   *git_pathspecs(config.sources))
+                   *git_pathspecs(list(dict.fromkeys(watched))))
     outside = [(s.name, s.version) for s in load_context_layers_only(root, config)]
-    spec = _spec(config.sources)
+    configs: dict[str | None, ContextConfig] = {None: ContextConfig()}
     entries: list[VersionEntry] = []
     for record in out.split("\x1e"):
         if not record.strip():
             continue
         head, _, names = record.partition("\0")
         commit, when, subject = (head.split("\x1f") + ["", ""])[:3]
-        changed = tuple(n for n in names.lstrip("\n").split("\0") if n and spec.match_file(n))
         tree = GitTree(root, commit, commit)
-        files = tree.listing()
+        try:
+            files = tree.listing()
+            sources = _sources_then(tree, files.get(CONFIG_PATH), configs, config).sources
+        finally:
+            tree.close()
+        spec = _spec(sources)
+        changed = tuple(n for n in names.lstrip("\n").split("\0") if n and spec.match_file(n))
         pairs = [(REPO_LAYER, p, b or "") for p, b in sorted(files.items()) if spec.match_file(p)]
         version = _version_of_layers(outside, pairs)
         entries.append(VersionEntry(version, commit, int(when or 0), subject, changed))
     return entries
+
+
+def _sources_then(tree: GitTree, blob: str | None, seen: dict[str | None, ContextConfig],
+                  today: ContextConfig) -> ContextConfig:
+    """The context config a commit's own loom.yaml (blob `blob`) gave; today's where it cannot be read."""
+    if blob not in seen:
+        from loomtui.config import parse_config
+
+        try:
+            data, _size = tree.read_blob(str(blob), 1 << 20)
+            seen[blob] = parse_config(data.decode("utf-8", "replace"), CONFIG_PATH).context
+        except (OSError, LoomError):
+            seen[blob] = today
+    return seen[blob]
+
+
+def config_at(root: Path, commit: str | None, today: ContextConfig) -> ContextConfig:
+    """The context config as of `commit` (its own `.loom/loom.yaml`; the defaults before it had one; today's
+    where it cannot be read); `today` for the working tree (None)."""
+    if commit is None:
+        return today
+    tree = GitTree(root, commit, commit)
+    try:
+        return _sources_then(tree, tree.listing().get(CONFIG_PATH), {None: ContextConfig()}, today)
+    finally:
+        tree.close()
 
 
 def load_context_layers_only(root: Path, config: ContextConfig) -> list[LayerState]:
