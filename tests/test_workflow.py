@@ -1061,3 +1061,21 @@ def test_a_reviewer_s_rejection_is_overruled_by_a_lead_s_override_a_lead_s_is_no
     decide(as_user("lead@example.com"), policy, second, "reject", reason="no")
     with pytest.raises(DecisionRefused, match="rejected by someone who may override: that rejection stands"):
         decide(as_user("second-lead@example.com"), policy, second, "override", reason="yes")
+
+
+def test_work_that_could_not_be_saved_at_the_agent_s_end_is_saved_when_asked(manual: Workspace) -> None:
+    """The save at the agent's end failed (the branch's ref was locked, the store was down): the task said
+    `the work it left could not be saved: ...` and offered nothing; only running the agent again helped."""
+    record = tasks.create_sandbox(manual, "a note", "command", command=["sh", "-c", "echo kept > note.txt"],
+                                  isolate=False)
+    lock = manual.paths.common_dir / "refs" / "heads" / f"{record.branch}.lock"
+    lock.write_text("")  # another git holds the branch: the save's update-ref fails
+    tasks.start(manual, record.id)
+    view = wait_until_settled(manual, record.id)
+    assert view.step == Step.FAILED_STEP and "could not be saved" in view.line(), view
+    assert f"`loomtui sandbox advance {record.id}` retries" in view.line(STEP_HINTS)
+    lock.unlink()
+    advance(manual, record.id, retry=True)
+    saved = sb.get_sandbox(manual, record.id)
+    assert git(manual.root, "show", f"{record.branch}:note.txt") == "kept"
+    assert saved.data.get("save_error") is None and saved.status in (AWAITING_REVIEW, APPROVED), saved.status

@@ -21,6 +21,7 @@ from loomtui.coordination.claims import ClaimRefused, claim_targets, release_cla
 from loomtui.errors import LoomError, abridged, shown
 from loomtui.execution import sandboxes
 from loomtui.execution.gitops import Git
+from loomtui.execution.leftovers import save_leftovers
 from loomtui.execution.lifecycle import (
     APPROVED,
     ARCHIVED,
@@ -210,6 +211,12 @@ class Workflow:
         if step == Step.START:
             start_agent(self.workspace, record)
             return "agent started"
+        if step == Step.SAVE:
+            saved, error = save_leftovers(self.workspace, record, lambda line: self.say(f"{record.id}:   {line}"))
+            if error:
+                raise LoomError(f"the work it left could not be saved: {error}")
+            self.workspace.store.update_sandbox(record.id, data={"save_error": None, "saved_commit": saved})
+            return f"its work saved as {saved[:12]}" if saved else "nothing of it was left to save"
         if step == Step.REVIEW:
             outcome = review_sandbox(self.workspace, record.id, policy=self.policy, redo=record.status == GATING,
                                      say=lambda line: self.say(f"{record.id}:   {line}"))

@@ -83,6 +83,7 @@ class Step(StrEnum):
     MERGE_CONFLICT = "merge-conflict"
     FAILED_STEP = "failed-step"        # a step failed; `sandbox advance` retries it
     RELEASE = "release"                # claims of an ended task go back
+    SAVE = "save"                      # what the agent left could not be saved at its end: saved again
     NO_CHANGE = "no-change"            # the agent ended without a commit
     DONE = "done"
 
@@ -93,7 +94,7 @@ class Step(StrEnum):
 
 
 _WORK: Final = frozenset({Step.PREPARE, Step.REJECT_START, Step.START, Step.REVIEW, Step.FOLLOW_DECISION,
-                          Step.MERGE, Step.RELEASE})
+                          Step.MERGE, Step.RELEASE, Step.SAVE})
 
 
 _WAITS_FOR: Final = frozenset({Step.WAIT_TASKS, Step.WAIT_CLAIMS, Step.WAIT_START_APPROVAL, Step.WAIT_START,
@@ -289,7 +290,10 @@ def _next_step(workspace: Workspace, record: SandboxRecord, merge_mode: str, kno
                 return StepView(Step.NO_CHANGE, "its worktree is gone: nothing of it can run again",
                                 PersonAction.REMOVE, record.id)
             if record.data.get("save_error"):  # not "no change": the work is in its worktree, unsaved
-                return StepView(Step.NO_CHANGE, f"the work it left could not be saved: {record.data['save_error']}")
+                # Saved again from outside (an engine, `sandbox advance`), never by running the agent again; a
+                # save that fails again is a failed step, retried when asked. It said what failed, and no way on.
+                return StepView(Step.SAVE, f"the work it left could not be saved: {record.data['save_error']}",
+                                PersonAction.RETRY, record.id)
             # Ended (or stopped) with nothing to review: its claims go back. A failed one keeps them
             # for a run again (a model API that did not answer); either can be run again.
             ended = f"the agent {how} without a change" if (how := _how_it_ended(record)) else \
