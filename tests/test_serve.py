@@ -21,6 +21,7 @@ import time
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import aiohttp
 import pytest
@@ -225,6 +226,11 @@ async def test_without_the_printed_key_in_the_path_nothing_answers(served: tuple
         async with session.get(url) as response:
             page = await response.text()
             assert response.status == 200 and f"/{key}/ws" in page and not response.cookies
+            # Nothing fetched from the internet: the page loaded Roboto Mono from Google Fonts.
+            assert "googleapis" not in page and "xterm.css" in page
+        # A page of another site whose name was pointed at 127.0.0.1 (DNS rebinding) sends its own name.
+        async with session.get(url, headers={"Host": f"rebound.example:{urlsplit(base).port}"}) as response:
+            assert response.status == 403 and "a loopback name only" in await response.text()
         async with session.get(f"{url}static/js/textual.js") as response:
             assert response.status == 200
         # Another site's page that somehow had the address: refused by its Origin.

@@ -13,10 +13,13 @@ from __future__ import annotations
 import argparse
 import errno
 import ipaddress
+import re
 import secrets
 import shlex
 import socket
 import sys
+import tempfile
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -40,6 +43,32 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host.strip("[]")).is_loopback
     except ValueError:
         return False
+
+
+def host_allowed(host_header: str, public: bool) -> bool:
+    """Whether a request's Host header may reach the page: on loopback, a loopback name only (a page of
+    another site whose name was made to point at 127.0.0.1, DNS rebinding, sends its own name)."""
+    if public:
+        return True
+    name = urlsplit(f"//{host_header}").hostname or ""
+    return is_loopback(name)
+
+
+_WEB_FONT = re.compile(r"\s*<link[^>]*fonts\.googleapis\.com[^>]*>", re.IGNORECASE)
+
+
+def offline_templates(into: Path) -> Path:
+    """textual-serve's page templates, written into `into`, without the stylesheet it fetches from Google
+    Fonts: each page opened told Google of it, and offline the page waited for it; the page's own font list
+    falls back to the machine's monospace."""
+    import textual_serve
+
+    source = Path(textual_serve.__file__).parent / "templates"
+    for template in source.iterdir():
+        if template.is_file():
+            (into / template.name).write_text(_WEB_FONT.sub("", template.read_text(encoding="utf-8")),
+                                              encoding="utf-8")
+    return into
 
 
 def listen(host: str, port: int) -> socket.socket:
@@ -96,8 +125,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
     url = page_url(host, sock.getsockname()[1])
     key = secrets.token_urlsafe(18)
     print(f"loomtui: serving {root} at {url}{key}/ (one app per browser tab; Ctrl+C stops)", flush=True)
-    server = _server(command, sock, title=f"loomtui: {root.name}", url=url.rstrip("/"), key=key)
-    server.serve()
+    with tempfile.TemporaryDirectory(prefix="loomtui-serve-") as templates:
+        server = _server(command, sock, title=f"loomtui: {root.name}", url=url.rstrip("/"), key=key,
+                         templates=offline_templates(Path(templates)), public=args.public)
+        server.serve()
     return 0
 
 
@@ -110,7 +141,8 @@ def same_origin(origin: str | None, host: str) -> bool:
     return parts.scheme in ("http", "https") and parts.netloc.lower() == host.lower()
 
 
-def _server(command: str, sock: socket.socket, *, title: str, url: str, key: str) -> Any:
+def _server(command: str, sock: socket.socket, *, title: str, url: str, key: str, templates: Path,
+            public: bool) -> Any:
     """A textual-serve Server on an already bound socket, answering only under /`key`/ (aiohttp loads
     only for this command)."""
     from aiohttp import web
@@ -120,6 +152,8 @@ def _server(command: str, sock: socket.socket, *, title: str, url: str, key: str
     async def same_site_only(request: web.Request, handler: Any) -> web.StreamResponse:
         if not same_origin(request.headers.get("Origin"), request.host):  # another site's page
             raise web.HTTPForbidden(text="loomtui serve: a page of another site may not drive the app\n")
+        if not host_allowed(request.host, public):
+            raise web.HTTPForbidden(text="loomtui serve: on loopback the page answers to a loopback name only\n")
         response: web.StreamResponse = await handler(request)
         return response
 
@@ -148,7 +182,7 @@ def _server(command: str, sock: socket.socket, *, title: str, url: str, key: str
             web.run_app(self._make_app(), sock=sock, print=None, access_log=None,
                         shutdown_timeout=SHUTDOWN_GRACE)
 
-    return BoundServer(command, title=title, public_url=url)
+    return BoundServer(command, title=title, public_url=url, templates_path=templates)
 
 
 def register(commands: Any) -> None:
