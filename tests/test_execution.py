@@ -544,6 +544,17 @@ def test_a_diff_names_a_non_ascii_file_as_it_is(ws: Workspace, repo: Path, tmp_p
     assert [f.path for f in review.diff(ws, record.id).files] == ["café.py"]
 
 
+def test_a_large_binary_file_is_counted_not_read_into_the_diff(ws: Workspace, repo: Path) -> None:
+    """`sandbox diff` read a 300 MB blob whole, twice (590 MB of memory), to print `Binary files differ`."""
+    record = tasks.create_sandbox(ws, "a model file", "command", isolate=False, command=[
+        "sh", "-c", "head -c 20000000 /dev/urandom > model.bin && echo 'X = 1' > extra.py"])
+    tasks.start(ws, record.id)
+    ended(ws, record.id)
+    change = review.diff(ws, record.id)
+    assert {(f.path, f.added) for f in change.files} == {("model.bin", None), ("extra.py", 1)}
+    assert "extra.py" in change.patch and "model.bin" not in change.patch
+
+
 def test_remove_refuses_uncommitted_work_and_force_commits_it_first(ws: Workspace, repo: Path, tmp_path: Path) -> None:
     record = _finished_script_sandbox(ws, tmp_path, '- {write: a.txt, content: "agent\\n"}\n')
     worktree = Path(record.worktree)
