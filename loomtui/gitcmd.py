@@ -30,6 +30,10 @@ GIT = ("git", "-c", "core.quotePath=false")
 
 # `git merge-tree --write-tree` (a merge without touching any working tree) is 2.38+.
 MERGE_TREE_MIN_VERSION = (2, 38)
+DIFF_READ_MAX = 16 << 20
+"""A file larger than this is binary to a diff: counted, never read (git read a 300 MB blob whole, twice)."""
+LARGE_FILES_BINARY = ("-c", f"core.bigFileThreshold={DIFF_READ_MAX}")
+"""Before `diff --numstat`: past `DIFF_READ_MAX` a file is counted as binary without being read."""
 
 
 class GitFailed(LoomError):

@@ -8,7 +8,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Final, Literal
+from typing import Literal
 
 from loomtui.auditanchor import head_trailer
 from loomtui.errors import LoomError, listed, plural
@@ -37,6 +37,7 @@ from loomtui.execution.sandboxes import (
     is_person_checkout,
     sandbox_paths,
 )
+from loomtui.gitcmd import DIFF_READ_MAX, LARGE_FILES_BINARY
 from loomtui.store import SandboxRecord
 from loomtui.workspace import Workspace
 
@@ -139,8 +140,7 @@ def diff(workspace: Workspace, sandbox_id: str, *, patch: bool = True) -> Sandbo
     files = []
     # -z: a path as it is, not git's quoted form (`"caf\303\251.py"` for café.py, in --json too). Past the
     # threshold a file is binary to git, counted without being read (a 300 MB blob took 590 MB to count).
-    for entry in repo.out("-c", f"core.bigFileThreshold={DIFF_READ_MAX}", "diff", "--numstat", "-z", "--no-renames",
-                          base, head).split("\0"):
+    for entry in repo.out(*LARGE_FILES_BINARY, "diff", "--numstat", "-z", "--no-renames", base, head).split("\0"):
         if not entry:
             continue
         added, deleted, path = entry.split("\t", 2)
@@ -152,10 +152,6 @@ def diff(workspace: Workspace, sandbox_id: str, *, patch: bool = True) -> Sandbo
                     *(f":(exclude,literal){path}" for path in large)) if patch else ""
     text += "\n" if text else ""
     return SandboxDiff(record.id, base, head, tuple(files), text, uncommitted)
-
-
-DIFF_READ_MAX: Final = 16 << 20
-"""A file larger than this is binary to the diff: counted, not read, and not in the patch."""
 
 
 def _larger_than(repo: Git, limit: int, paths: Sequence[str], *commits: str) -> list[str]:

@@ -6,7 +6,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from loomtui.coordination.diff import changed_files, diff_regions
-from loomtui.gitcmd import Git
+from loomtui.gitcmd import LARGE_FILES_BINARY, Git
 from loomtui.governance.policy import ChangeFacts
 
 
@@ -28,7 +28,7 @@ def commit_author(root: Path, rev: str) -> str | None:
 def lines_changed(root: Path, base: str, head: str | None = None) -> int:
     """Lines added plus removed between base and head (the working tree when head is None)."""
     spec = [base] if head is None else [base, head]
-    out = git_output(root, "diff", "--numstat", "--no-renames", *spec) or ""
+    out = git_output(root, *LARGE_FILES_BINARY, "diff", "--numstat", "--no-renames", *spec) or ""
     total = 0
     for line in out.splitlines():
         added, removed, _ = line.split("\t", 2)
