@@ -87,7 +87,8 @@ def said_size(size: int) -> str:
 
 def too_large_said(found: Sequence[tuple[str, int]], limit: int) -> str:
     """Files (path, size) larger than `limits.file_size` (`limit` bytes), for a person."""
-    files = listed([f"{quoted(path)} ({said_size(size)})" for path, size in found])
+    files = listed([f"{quoted(path)} ({said_size(size) if size >= 0 else 'its size unreadable'})"
+                    for path, size in found])
     return f"{files} {'is' if len(found) == 1 else 'are'} larger than limits.file_size allows ({said_size(limit)})"
 
 

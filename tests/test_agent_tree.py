@@ -66,3 +66,36 @@ def test_a_file_past_the_largest_file_is_left_out_of_a_snapshot_and_named(repo: 
     unlimited = AgentTree(repo / ".git", worktree, tmp_path / "other.index")
     (worktree / "data.bin").write_bytes(b"\0" * ((1 << 20) + 1))
     assert unlimited.snapshot(base)[1] == ["code.py", "data.bin"] and unlimited.too_large == []
+
+
+def test_a_large_file_the_agent_committed_stays_in_the_save_and_a_long_path_is_sized_too(
+        repo: Path, tmp_path: Path) -> None:
+    """Left out of loomtui's index, a large file the agent had committed itself was missing from the tree
+    written, so the save committed its deletion (and the gate then passed). And a path longer than PATH_MAX
+    from / (git reads it relative to the worktree) could not be sized, read as gone, and was saved whole."""
+    base = git(repo, "rev-parse", "HEAD")
+    worktree = tmp_path / "wt"
+    git(repo, "worktree", "add", "-q", "-b", "agent", str(worktree), base)
+    tree = AgentTree(repo / ".git", worktree, tmp_path / "outside.index", largest_file=1 << 20)
+    (worktree / "big.bin").write_bytes(b"\\1" * (2 << 20))
+    assert tree.snapshot(base)[1] == [] and [p for p, _ in tree.too_large] == ["big.bin"]
+    git(worktree, "add", "big.bin")
+    git(worktree, "commit", "-qm", "the agent's own commit of a large file")
+    tip = git(repo, "rev-parse", "agent")
+    (worktree / "small.txt").write_text("saved\\n")
+    saved = tree.commit_all("agent", "save")
+    assert saved and git(repo, "rev-parse", f"{saved}:big.bin") == git(repo, "rev-parse", f"{tip}:big.bin")
+
+    folder = os.open(worktree, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        for name in ["d" * 250] * 16 + ["e" * 40]:  # 4,065 characters from the worktree, past 4,096 from /
+            os.mkdir(name, dir_fd=folder)
+            inner = os.open(name, os.O_RDONLY | os.O_DIRECTORY, dir_fd=folder)
+            os.close(folder)
+            folder = inner
+        with open(os.open("deep.bin", os.O_WRONLY | os.O_CREAT, 0o644, dir_fd=folder), "wb") as out:
+            out.truncate(300 << 20)
+    finally:
+        os.close(folder)
+    assert len(str(worktree)) + 16 * 251 + 41 + len("/deep.bin") > 4096
+    assert [p.rsplit("/", 1)[-1] for p, _ in (tree.snapshot(base), tree.too_large)[1]] == ["deep.bin"]

@@ -654,6 +654,23 @@ def test_a_sparse_file_past_the_largest_file_stays_unsaved_and_is_never_deleted(
     assert review.remove(ws, record.id) and not worktree.exists()
 
 
+def test_rm_force_of_a_running_agent_that_writes_a_large_file_as_it_stops_keeps_it(
+        ws: Workspace, repo: Path) -> None:
+    """Checked before the stop: the agent, stopped by `rm --force`, wrote a file past `limits.file_size` on
+    its way out; the save left it out, and the worktree went with it."""
+    (repo / ".loom").mkdir(exist_ok=True)
+    (repo / ".loom" / "loom.yaml").write_text("version: 1\nlimits: {file_size: 1M}\n")
+    record = running(ws, tasks.start(ws, tasks.create_sandbox(ws, "trap", "command", isolate=False, command=[
+        "sh", "-c", 'echo work > w.txt; trap "head -c 2000000 /dev/zero > precious.bin; exit 0" TERM; '
+                    "while :; do sleep 0.1; done"]).id).id)
+    worktree = Path(record.worktree)
+    wait_until(lambda: (worktree / "w.txt").is_file(), what="the agent at work")
+    with pytest.raises(review.RemoveRefused, match=r"'precious.bin' \(1.9 MiB\) is larger than limits.file_size"):
+        review.remove(ws, record.id, force=True)
+    assert (worktree / "precious.bin").stat().st_size == 2000000
+    assert git(repo, "show", f"{record.branch}:w.txt") == "work"
+
+
 def test_the_agent_s_commits_and_the_save_name_the_task_s_author(ws: Workspace, repo: Path) -> None:
     """With `$LOOM_USER` set, the review judged separation of duties against the task's author and a CI gate
     in a fresh clone against the head commit's (git's own user.email): an approval counted in one and

@@ -11,6 +11,7 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
+from typing import Final
 
 from loomtui.gitcmd import (
     MERGE_TREE_MIN_VERSION,
@@ -39,6 +40,10 @@ def repository_excludes_file(common_dir: Path) -> str:
     exclude pathspec then fails `git add` ("paths are ignored"). Read once per process."""
     values = [value for scope, value in excludes_files(common_dir) if scope != "worktree"]
     return (values[-1] if values else "") or default_excludes_file()
+
+
+UNKNOWN_SIZE: Final = -1
+"""A file's size in `AgentTree.too_large` when it could not be read."""
 
 
 class AgentTree:
@@ -98,6 +103,8 @@ class AgentTree:
             self.too_large = self._too_large(scratch)
             left_out = (*self.managed, *(path for path, _size in self.too_large))
             self._git(scratch, "add", "--all", "--", ".", *(f":(exclude,literal){m}" for m in left_out))
+            if self.too_large:  # as `base` has them: left out, dropped, a file the agent had committed was deleted
+                self._as_in(scratch, base, [path for path, _size in self.too_large])
             tree = self._git(scratch, "write-tree").strip()
             changed = self._git(scratch, "diff-index", "--cached", "--name-only", "--no-renames", "-z",
                                 base, "--")
@@ -112,14 +119,32 @@ class AgentTree:
             return []
         listed = self._git(index, "ls-files", "--modified", "--others", "--exclude-standard", "-z")
         found: list[tuple[str, int]] = []
-        for path in dict.fromkeys(p for p in listed.split("\0") if p):  # a changed file is listed twice
-            try:
-                size = (self.worktree / path).lstat().st_size
-            except OSError:
-                continue  # gone since: git sees that too
-            if size > self.largest_file and path not in self.managed:
-                found.append((path, size))
+        folder = os.open(self.worktree, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            for path in dict.fromkeys(p for p in listed.split("\0") if p):  # a changed file is listed twice
+                if path in self.managed:
+                    continue
+                try:  # relative to the worktree, as git reads it: the whole path may pass PATH_MAX
+                    size = os.lstat(path, dir_fd=folder).st_size
+                except FileNotFoundError:
+                    continue  # gone since: git sees that too
+                except OSError:
+                    size = UNKNOWN_SIZE  # one git can read and loomtui cannot size is not saved
+                if size > self.largest_file or size == UNKNOWN_SIZE:
+                    found.append((path, size))
+        finally:
+            os.close(folder)
         return sorted(found)
+
+    def _as_in(self, index: Path, base: str, paths: list[str]) -> None:
+        """Put `paths` in `index` as `base` has them (gone where it has none)."""
+        listed = self._git(index, "ls-tree", "-z", base, "--", *(f":(literal){p}" for p in paths))
+        kept = {record.partition("\t")[2]: record for record in listed.split("\0") if record}
+        lines = [kept.get(path, f"0 {'0' * len(base)}\t{path}") for path in paths]  # mode 0: removed
+        done = self._tree.raw(*DISTRUSTING_GIT_CONFIG, "update-index", "-z", "--index-info", env=self._env(index),
+                              data=("\0".join(lines) + "\0").encode("utf-8", "surrogateescape"))
+        if done.status != 0:
+            raise GitFailed(f"git update-index failed: {first_line(done.err.decode('utf-8', 'replace'))}")
 
     def too_large_said(self) -> str:
         """What the last snapshot left out as too large, for a person ('' for nothing)."""

@@ -373,6 +373,10 @@ def remove(workspace: Workspace, sandbox_id: str, *, force: bool = False, delete
             f"loomtui: save uncommitted work of sandbox {record.id} before removal\n\n"
             f"Loom-Sandbox: {record.id}\n", repo.fallback_identity("loomtui", "loomtui@localhost.invalid"),
             record.created_by) if worktree.is_dir() and not deleting else None
+        if tree.too_large and worktree.is_dir() and not deleting:  # its agent, stopped, wrote one on its way out
+            raise RemoveRefused(f"sandbox {record.id} holds what cannot be saved to {record.branch}: "
+                                f"{tree.too_large_said()}; move it out of the worktree {worktree}; the rest is "
+                                "saved, nothing was removed", reason="too_large", branch=record.branch)
     except BaseException:
         if not deleting:
             mark_removing(workspace, record.id, removing=False)  # nothing deleted yet: it is as it was
