@@ -335,3 +335,18 @@ def test_a_committed_file_past_the_largest_file_is_not_written_out_and_the_gate_
         workspace.store.update_sandbox(pending, status="awaiting_review")
     [report] = merged_gate(workspace)
     assert report.sandboxes == (other,) and report.checks[0]["status"] == "passed"
+
+
+
+def test_a_large_file_the_base_has_is_checked_and_many_files_just_under_the_limit_are_not(tmp_path: Path) -> None:
+    """One asset over the limit committed on main made every sandbox's gate err (the base's own files
+    are the team's); 400 files just under it (sparse, nothing on the agent's disk) filled 500 MB at
+    each export."""
+    asset = "\0" * (2 << 20)
+    workspace = make_repo(tmp_path, gates=JUNIT_GATE + "limits: {file_size: 1M}\n", extra={"model.bin": asset})
+    fine = sandbox_with(workspace, "a small change", {"shop/extra.py": "X = 1\n"})
+    many = sandbox_with(workspace, "many files", {f"data/f{n}.txt": "x" * 1_000_000 for n in range(11)})
+    by_id = {r.gate: r for r in run_configured_gates(workspace, fine)}
+    assert by_id["tests"].status == "passed", by_id["tests"].summary
+    [result] = run_configured_gates(workspace, many)
+    assert result.status == "error" and "more than 10 times limits.file_size (1.0 MiB) together" in result.summary

@@ -168,11 +168,13 @@ def baseline(workspace: Workspace, commit: str, gate: GateConfig, *, rerun_faile
 
 
 @contextmanager
-def scratch_tree(workspace: Workspace, commit: str, name: str) -> Iterator[Path]:
-    """A tree of `commit`'s files for one run (`name`), under the evals dir; removed afterwards."""
+def scratch_tree(workspace: Workspace, commit: str, name: str, base: str | None = None) -> Iterator[Path]:
+    """A tree of `commit`'s files for one run (`name`), under the evals dir; removed afterwards. What it
+    brought since `base` is held to `limits.file_size` (`export_tree`); without a base, nothing is (the
+    base commit's own tree, the team's)."""
     tree = evals_dir(workspace) / "trees" / name
     try:
-        export_tree(workspace.root, commit, tree, largest_file(workspace))
+        export_tree(workspace.root, commit, tree, largest_file(workspace) if base else None, base)
         yield tree
     finally:
         shutil.rmtree(tree, ignore_errors=True)

@@ -110,7 +110,8 @@ def _sandbox_check(workspace: Workspace, record: SandboxRecord, gate: GateConfig
         workspace.store.update_gate_run(run_id, {"progress": update, "log": str(directory / "output.log")})
 
     # The agent's tests are the agent's code: in groups limited as its agent was (a fork bomb in a test).
-    with scratch_tree(workspace, commit, f"sandbox-{run_id}") as tree, run_groups(workspace, run_id) as joined:
+    with scratch_tree(workspace, commit, f"sandbox-{run_id}", record.base_sha or None) as tree, \
+            run_groups(workspace, run_id) as joined:
         def wrap(argv: list[str], writable: Sequence[Path]) -> list[str]:
             if record.isolation != ISOLATION_BWRAP:  # as its agent ran, and as it, the OOM killer's first choice
                 return joined([*oom_first(), *argv])

@@ -154,7 +154,7 @@ def _merged_gate(workspace: Workspace, target: str, records: list[SandboxRecord]
     breaking: list[BreakingSet] = []
     for gate in checks:
         base_run, _ = baseline(workspace, onto, gate, rerun_failed=rerun)
-        run = _run_at(workspace, gate, merge.commit, rerun_failed=rerun)
+        run = _run_at(workspace, gate, merge.commit, onto, rerun_failed=rerun)
         verdict = judge(run, base_run, gate.format)
         results.append({"gate": gate.name, "status": verdict.status, "reason": verdict.reason,
                         "verdict": verdict.as_dict(), "log": run.log, "duration_s": run.duration_s})
@@ -178,15 +178,15 @@ def _audited(workspace: Workspace, report: MergedReport) -> MergedReport:
     return report
 
 
-def _run_at(workspace: Workspace, gate: GateConfig, commit: str, *, rerun_failed: bool,
+def _run_at(workspace: Workspace, gate: GateConfig, commit: str, onto: str, *, rerun_failed: bool,
             only: Sequence[str] = ()) -> CheckRun:
-    """A check at a (merge) commit in a scratch tree; `only`: these tests alone (pytest)."""
+    """A check at a (merge) commit of sandboxes onto `onto` in a scratch tree; `only`: these tests alone."""
     run = workspace.store.add_gate_run("", gate.name, commit, scope=MERGED, fingerprint=fingerprint(gate))
     if only:
         narrowed = rerun_argv(list(gate.run), list(only))
         gate = replace(gate, run=tuple(narrowed)) if narrowed is not None else gate
     try:
-        with scratch_tree(workspace, commit, f"merged-{run.id}") as tree:
+        with scratch_tree(workspace, commit, f"merged-{run.id}", onto) as tree:
             result = run_in_scratch(workspace, gate, tree, run.id, rerun_failed=rerun_failed)
     except (LoomError, OSError) as exc:
         result = CheckRun("error", None, 0.0, f"the merged tree could not be checked: {exc}", (), "")
@@ -206,7 +206,7 @@ def _who_breaks(workspace: Workspace, gate: GateConfig, onto: str, records: Sequ
         merge = merge_branches(workspace.root, onto, [branch[i] for i in ids])
         if merge.conflicting:
             return set()
-        verdict = judge(_run_at(workspace, gate, merge.commit, rerun_failed=True, only=sorted(left)), base_run,
+        verdict = judge(_run_at(workspace, gate, merge.commit, onto, rerun_failed=True, only=sorted(left)), base_run,
                         gate.format)
         return set(verdict.regressions) if regressions else \
             ({"(exit code)"} if verdict.status in ("failed", "error") else set())

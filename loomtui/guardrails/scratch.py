@@ -17,22 +17,28 @@ from pathlib import Path, PurePosixPath
 from loomtui.errors import LoomError, quoted
 from loomtui.gitcmd import Git, first_line
 from loomtui.knowledge.trees import GitTree
-from loomtui.limit_values import too_large_said
+from loomtui.limit_values import said_size, too_large_said
 from loomtui.repo import DISTRUSTING_GIT_CONFIG
 
 MERGE_IDENTITY = ("-c", "user.name=loomtui merged gate", "-c", "user.email=loomtui@localhost")
+EXPORT_TOTAL_FILES = 10
+"""A change's new or changed files together may come to this many times `limits.file_size` in a check's
+tree (1 GB by default); many files just under the limit filled the disk at each export."""
 
 
-def export_tree(repo: Path, treeish: str, dest: Path, largest_file: int | None = None) -> list[str]:
+def export_tree(repo: Path, treeish: str, dest: Path, largest_file: int | None = None,
+                base: str | None = None) -> list[str]:
     """Write the files of `treeish` (a commit) into a fresh `dest`; return what was left out.
 
     Read blob by blob (`git ls-tree`, `git cat-file --batch`), not with `git archive`:
     that one obeys the tree's own `.gitattributes`, where an agent's `export-ignore`
     would quietly drop its test files from what is checked. A symlink, a submodule, or
     a path that is absolute, climbs out with `..` or names `.git` is left out (named in
-    the result), never followed or written. A blob larger than `largest_file` (`limits.file_size`)
-    is refused before anything is written: a 3 GB file of zeros is a few KB in git and 3 GB on disk
-    for every check. Each blob is copied a chunk at a time.
+    the result), never followed or written. A blob the change brought (not as `base` has it at its
+    path) larger than `largest_file` (`limits.file_size`), or such blobs past `EXPORT_TOTAL_FILES`
+    times it together, is refused before anything is written: a 3 GB file of zeros is a few KB in git
+    and 3 GB on disk for every check. The base's own files (an asset the team committed) are written
+    as they are. Each blob is copied a chunk at a time.
     """
     if dest.exists():
         shutil.rmtree(dest)
@@ -40,9 +46,11 @@ def export_tree(repo: Path, treeish: str, dest: Path, largest_file: int | None =
     done = Git(repo).raw(*DISTRUSTING_GIT_CONFIG, "ls-tree", "-r", "-z", "-l", "--full-tree", treeish)
     if done.status != 0:
         raise LoomError(f"cannot export {treeish[:12]}: {first_line(done.err.decode('utf-8', 'replace'))}")
+    theirs = _blobs(repo, base) if base and largest_file is not None else {}
     skipped: list[str] = []
     files: list[tuple[PurePosixPath, str, str]] = []
     too_large: list[tuple[str, int]] = []
+    brought = 0
     for record in done.out.decode("utf-8", "surrogateescape").split("\0"):
         if not record:
             continue
@@ -51,12 +59,17 @@ def export_tree(repo: Path, treeish: str, dest: Path, largest_file: int | None =
         pure = PurePosixPath(path)
         if kind != "blob" or mode == "120000" or pure.is_absolute() or ".." in pure.parts or ".git" in pure.parts:
             skipped.append(f"{path}: {'a symlink' if mode == '120000' else 'not a plain file path'}")
-        elif largest_file is not None and int(size) > largest_file:
-            too_large.append((path, int(size)))
-        else:
-            files.append((pure, mode, sha))
+            continue
+        if largest_file is not None and theirs.get(path) != sha:
+            brought += int(size)
+            if int(size) > largest_file:
+                too_large.append((path, int(size)))
+        files.append((pure, mode, sha))
     if too_large:
         raise LoomError(f"cannot check {treeish[:12]}: {too_large_said(too_large, largest_file or 0)}")
+    if largest_file is not None and brought > EXPORT_TOTAL_FILES * largest_file:
+        raise LoomError(f"cannot check {treeish[:12]}: its files not in its base come to {said_size(brought)}, more "
+                        f"than {EXPORT_TOTAL_FILES} times limits.file_size ({said_size(largest_file)}) together")
     tree = GitTree(repo, treeish, treeish[:12])
     try:
         for pure, mode, sha in files:
@@ -69,6 +82,17 @@ def export_tree(repo: Path, treeish: str, dest: Path, largest_file: int | None =
     finally:
         tree.close()
     return skipped
+
+
+def _blobs(repo: Path, commit: str) -> dict[str, str]:
+    """Each file of `commit` with its blob id."""
+    done = Git(repo).raw(*DISTRUSTING_GIT_CONFIG, "ls-tree", "-r", "-z", "--full-tree", commit)
+    found: dict[str, str] = {}
+    for record in done.out.decode("utf-8", "surrogateescape").split("\0") if done.status == 0 else ():
+        meta, _, path = record.partition("\t")
+        if meta:
+            found[path] = meta.split()[2]
+    return found
 
 
 @dataclass(frozen=True)
