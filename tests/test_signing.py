@@ -310,3 +310,12 @@ def test_decisions_are_checked_against_the_committed_signers_as_they_were_when_t
     verified = run(repo, "audit", "verify", "--json")
     assert verified.returncode == 0, verified.stdout
     assert [d["status"] for d in json.loads(verified.stdout)["signatures"]["decisions"]] == [VERIFIED]
+    # Read from the main branch, not whatever is checked out: a lead trying an agent's branch, which commits
+    # its own key for Alice, read that file as the team's.
+    git(repo, "checkout", "-q", ".loom/allowed_signers")
+    git(repo, "checkout", "-q", "-b", "loom/agent")
+    signers.write_text(f"{ALICE} {Path(str(keys[BOB]) + '.pub').read_text().strip()}\n")
+    git(repo, "commit", "-qam", "the agent's keys")
+    _policy, second = escalate(repo)
+    forged = run(repo, "escalation", "approve", str(second), user=ALICE, key=keys[BOB])
+    assert forged.returncode == 1 and "not validly signed" in forged.stderr, forged.stderr

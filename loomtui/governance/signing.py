@@ -8,9 +8,9 @@ config `loom.signingkey`, else git's `user.signingkey` when `gpg.format` is `ssh
 `key::ssh-ed25519 ...` literal). The signature is kept in the decision's audit entry.
 
 Who may sign for whom is an ssh `allowed_signers` file kept in the repository
-(`.loom/allowed_signers`, or `decisions.allowed_signers` in the policy), as committed at
-the main checkout's HEAD: never a sandbox's worktree, nor a key appended and not
-committed (the team's machines and the CI gate could not see it). The version a
+(`.loom/allowed_signers`, or `decisions.allowed_signers` in the policy), as committed on
+the main branch (`signers_ref`): never a sandbox's worktree or branch, nor a key appended
+and not committed (the team's machines and the CI gate could not see it). The version a
 decision was checked against is kept in its audit entry (`allowed_signers_blob`), so
 `audit verify` still reads it after a key is rotated. With `decisions:
 {require_signature: true}` an unsigned or badly signed decision is refused when it
@@ -34,6 +34,7 @@ from typing import Any, Final
 from loomtui.audit import AuditEntry
 from loomtui.errors import LoomError, listed, plural
 from loomtui.gitcmd import Git
+from loomtui.governance.anchors import DEFAULT_BRANCHES
 from loomtui.governance.policy import Policy
 from loomtui.identity import signing_key
 
@@ -153,18 +154,27 @@ def main_checkout(root: Path) -> Path:
     return common.parent if common is not None and common.name == ".git" else root
 
 
-def committed_signers(root: Path, policy: Policy, commit: str = "HEAD") -> str | None:
-    """The blob of the policy's allowed_signers as committed at `commit` (the main checkout's HEAD);
-    None when it is not committed there."""
+def signers_ref(root: Path) -> str:
+    """Where the team's allowed_signers is read: the main branch (main, else master), never whatever the
+    main checkout has checked out (a lead trying an agent's branch read the agent's own key file as the
+    team's); HEAD only where there is no main branch."""
+    git = Git(main_checkout(root))
+    return next((f"refs/heads/{name}" for name in DEFAULT_BRANCHES
+                 if git.run("rev-parse", "--verify", "--quiet", f"refs/heads/{name}^{{commit}}").status == 0), "HEAD")
+
+
+def committed_signers(root: Path, policy: Policy, commit: str | None = None) -> str | None:
+    """The blob of the policy's allowed_signers as committed at `commit` (default: the main branch,
+    `signers_ref`); None when it is not committed there."""
     done = Git(main_checkout(root)).run("rev-parse", "--verify", "--quiet",
-                                        f"{commit}:{policy.decisions.allowed_signers}")
+                                        f"{commit or signers_ref(root)}:{policy.decisions.allowed_signers}")
     return done.out.strip() if done.status == 0 and done.out.strip() else None
 
 
 def committed_versions(root: Path, policy: Policy) -> frozenset[str]:
-    """Every blob the policy's allowed_signers has been in the history of the main checkout's HEAD."""
-    done = Git(main_checkout(root)).run("log", "--format=", "--raw", "--no-abbrev", "--no-renames", "HEAD", "--",
-                                        policy.decisions.allowed_signers)
+    """Every blob the policy's allowed_signers has been in the history of the main branch (`signers_ref`)."""
+    done = Git(main_checkout(root)).run("log", "--format=", "--raw", "--no-abbrev", "--no-renames",
+                                        signers_ref(root), "--", policy.decisions.allowed_signers)
     blobs = {line.split("\t")[0].split()[3] for line in done.out.splitlines() if line.startswith(":")}
     return frozenset(blob for blob in blobs if blob.strip("0"))
 
