@@ -310,9 +310,19 @@ def test_decisions_are_checked_against_the_committed_signers_as_they_were_when_t
     verified = run(repo, "audit", "verify", "--json")
     assert verified.returncode == 0, verified.stdout
     assert [d["status"] for d in json.loads(verified.stdout)["signatures"]["decisions"]] == [VERIFIED]
+    git(repo, "checkout", "-q", ".loom/allowed_signers")
+    # Her new key decides from now on; her old one, taken out, signs nothing after, even naming the file it
+    # was in (any entry after the newest anchor could).
+    _policy, rotated = escalate(repo)
+    assert run(repo, "escalation", "approve", str(rotated), user=ALICE, key=keys[MALLORY]).returncode == 0
+    made = Decision(str(rotated), "approve", ALICE, "c1", "", "2026-01-01T00:00:00+00:00")
+    open_workspace(repo).audit.append(ALICE, "escalation.approve", str(rotated), {
+        "by": ALICE, "reason": "", "commit": "c1", "decided_at": made.at, "signature": sign(made, str(keys[ALICE])),
+        "allowed_signers_blob": entry.details["allowed_signers_blob"]})
+    stale = run(repo, "audit", "verify")
+    assert stale.returncode == 1 and "a key taken out of it signs nothing after" in stale.stdout, stale.stdout
     # Read from the main branch, not whatever is checked out: a lead trying an agent's branch, which commits
     # its own key for Alice, read that file as the team's.
-    git(repo, "checkout", "-q", ".loom/allowed_signers")
     git(repo, "checkout", "-q", "-b", "loom/agent")
     signers.write_text(f"{ALICE} {Path(str(keys[BOB]) + '.pub').read_text().strip()}\n")
     git(repo, "commit", "-qam", "the agent's keys")

@@ -171,12 +171,17 @@ def committed_signers(root: Path, policy: Policy, commit: str | None = None) -> 
     return done.out.strip() if done.status == 0 and done.out.strip() else None
 
 
-def committed_versions(root: Path, policy: Policy) -> frozenset[str]:
-    """Every blob the policy's allowed_signers has been in the history of the main branch (`signers_ref`)."""
+def committed_versions(root: Path, policy: Policy) -> dict[str, int]:
+    """Every blob the policy's allowed_signers has been in the history of the main branch (`signers_ref`),
+    with how recent it is (0: today's; a version the file returned to counts as its newest time)."""
     done = Git(main_checkout(root)).run("log", "--format=", "--raw", "--no-abbrev", "--no-renames",
                                         signers_ref(root), "--", policy.decisions.allowed_signers)
-    blobs = {line.split("\t")[0].split()[3] for line in done.out.splitlines() if line.startswith(":")}
-    return frozenset(blob for blob in blobs if blob.strip("0"))
+    newest_first = [line.split("\t")[0].split()[3] for line in done.out.splitlines() if line.startswith(":")]
+    ranks: dict[str, int] = {}
+    for blob in newest_first:
+        if blob.strip("0"):
+            ranks.setdefault(blob, len(ranks))
+    return ranks
 
 
 def verify_committed(decision: Decision, signature: str | None, root: Path, policy: Policy,
@@ -305,7 +310,8 @@ def check_decisions(entries: Iterable[AuditEntry], root: Path, policy: Policy) -
     """Check each decision entry's signature against the allowed_signers it was taken under (today's
     committed file for an entry that does not say); bad ones always fail, unsigned ones when required."""
     today = committed_signers(root, policy)
-    versions: frozenset[str] | None = None  # read once, when an entry names the version it was checked against
+    versions: dict[str, int] | None = None  # read once, when an entry names the version it was checked against
+    newest_named = None  # the most recent version an earlier decision was checked against (its rank)
     required = policy.decisions.require_signature
     report = SignatureReport(required, policy.decisions.allowed_signers)
     for entry in entries:
@@ -324,6 +330,15 @@ def check_decisions(entries: Iterable[AuditEntry], root: Path, policy: Policy) -
         if named is not None and blob != named and verdict.status != VERIFIED:
             verdict = replace(verdict, detail=f"{verdict.detail}; the {policy.decisions.allowed_signers} it was "
                                               f"checked against ({named[:12]}) was never on this branch")
+        rank = versions.get(blob) if versions is not None and blob is not None else None
+        if rank is not None and newest_named is not None and rank > newest_named and verdict.status == VERIFIED:
+            # Decisions are taken against the file as it is then: one naming a version older than an earlier
+            # decision's came after a rotation, signed with a key the team had taken out.
+            older = (blob or "")[:12]
+            verdict = Verdict(BAD, f"checked against an older {policy.decisions.allowed_signers} ({older}) than an "
+                                   "earlier decision was: a key taken out of it signs nothing after", signature)
+        if rank is not None and named is not None:
+            newest_named = rank if newest_named is None else min(newest_named, rank)
         by = entry.details.get("by")
         if verdict.status == VERIFIED and by is not None and by != entry.actor:
             verdict = Verdict(BAD, f"the entry says {by} decided, but it is {entry.actor}'s", signature)
