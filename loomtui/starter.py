@@ -118,16 +118,24 @@ def _config_text(gates: tuple[Gate, ...]) -> str:
     return "\n".join(lines) + "\n"
 
 
-CHECK_SETUP: Final = {"tests": ("conftest.py", "pytest.ini", "tox.ini", "setup.cfg", "pyproject.toml"),
-                       "npm-test": ("package.json", "jest.config.*", "vitest.config.*"),
-                       "cargo-test": ("Cargo.toml", "build.rs")}
+CHECK_SETUP: Final = {
+    # `python -m pytest` puts the tree first on sys.path: a `pytest.py` there replaces the runner itself.
+    "tests": ("conftest.py", "pytest.ini", ".pytest.ini", "tox.ini", "setup.cfg", "pyproject.toml", "pytest.py",
+              "pytest/", "_pytest/", "pluggy/", "sitecustomize.py", "usercustomize.py"),
+    "compile": ("sitecustomize.py", "usercustomize.py"),
+    "npm-test": ("package.json", ".npmrc", "node_modules/", "jest.config.*", "vitest.config.*", ".babelrc",
+                 "babel.config.*"),
+    "go-test": ("go.mod", "go.work"),
+    "cargo-test": ("Cargo.toml", "build.rs", ".cargo/", "rust-toolchain", "rust-toolchain.toml"),
+}
 """What decides how each found gate's tests run, and so whether they pass (a `conftest.py` hook that marks
-failures passed): a change to it is the change judging itself (gitignore globs: any depth)."""
+failures passed, a runner shadowed by a file of the same name, a toolchain or `replace` pointed elsewhere):
+a change to it is the change judging itself (gitignore globs: any depth)."""
 
 
 def _policy_text(lead: str | None, gates: tuple[Gate, ...] = ()) -> str:
     leads = json.dumps([lead] if lead else [])
-    setup = [glob for gate in gates for glob in CHECK_SETUP.get(gate.name, ())]
+    setup = list(dict.fromkeys(glob for gate in gates for glob in CHECK_SETUP.get(gate.name, ())))
     return f"""\
 # Who may let an agent's change proceed (README: Policy). `loomtui policy validate` checks it,
 # `loomtui policy explain SANDBOX` says what it decided and why. Commit it with the code.

@@ -41,7 +41,8 @@ def cmd_init(args: argparse.Namespace) -> int:
           + (f"{made.lead} is its one lead" if made.lead else "no lead yet: add yourself under groups.leads")
           + "; red gates block; a change to AGENTS.md, the ADRs or .loom/, to what runs on every machine "
             "(.claude/, CI workflows, git hooks, .envrc, ...)"
-          + (", to how the gates' tests run (conftest.py, ...)" if starter_rule_for_checks(made) else "")
+          + (", to what decides how the gates' checks run (their config, conftest.py, ...)"
+             if starter_rule_for_checks(made) else "")
           + " or of over 400 lines waits for a lead; the rest for one approval from a lead")
     if made.lead and named_by_login(root):
         print(f"loomtui: warning: neither git's user.email nor $LOOM_USER says who you are: the lead written is "
