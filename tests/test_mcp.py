@@ -453,3 +453,20 @@ async def test_an_isolated_agent_searches_the_teams_context_through_its_broker(
         bad = await client.call_tool("search_context", {"query": "rounding", "limit": 0})
     assert found[0]["where"].startswith("docs/adr/0002") and found[0]["excerpt"]
     assert bad.is_error and "limit: from 1 to 50 sections (got 0)" in bad.content[0].text  # type: ignore[union-attr]
+
+
+def test_the_broker_answers_every_line_and_a_search_matching_nothing_finds_nothing(
+        ws: Workspace, sandbox: sb.SandboxRecord, broker: Path) -> None:
+    """A number of 5,000 digits or `[` nested 100,000 deep got no answer (the connection dropped: the broker,
+    which "never raises", raised); a query matching nothing answered the first sections it scored anyway."""
+    import socket as sockets
+
+    with sockets.socket(sockets.AF_UNIX) as client:
+        client.connect(str(broker))
+        reader = client.makefile("rb")
+        refused = {"ok": False, "error": "a request is one line of JSON"}
+        for line, expected in ((b'{"op": "my_claims", "n": ' + b"1" * 5000 + b"}\n", refused),
+                               (b"[" * 100_000 + b"\n", refused),
+                               (b'{"op": "search_context", "query": "zqzqzq"}\n', {"ok": True, "results": []})):
+            client.sendall(line)
+            assert json.loads(reader.readline()) == expected

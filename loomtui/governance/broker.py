@@ -217,7 +217,7 @@ class Broker:
         """One request line in, one answer out; never raises."""
         try:
             request = json.loads(line)
-        except (json.JSONDecodeError, UnicodeDecodeError):
+        except (ValueError, RecursionError):  # not JSON, a number of 5,000 digits, `[` nested 100,000 deep
             return {"ok": False, "error": "a request is one line of JSON"}
         try:
             answer = self._worker.submit(dispatch, self.gate, request).result()

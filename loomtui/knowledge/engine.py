@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 from loomtui.config import LoomConfig
 from loomtui.coordination.index import RepoIndex, build_index, index_cache_dir
@@ -325,6 +325,10 @@ def drift_report(workspace: Workspace, *, index: RepoIndex | None = None) -> Dri
 # -- search ------------------------------------------------------------------------------------------
 
 
+MIN_SEARCH_SCORE: Final = 20.0
+"""Below this (of 100) a section shares no more with a query than any text does (`zqzqzq` scored 5.8)."""
+
+
 def search_sections(context: Context, query: str, limit: int = 5) -> list[dict[str, Any]]:
     """The sections that best match `query`, best first, with an excerpt: fuzzy on the title and
     source (weighted most) and on the text, so "bankers rounding" finds "Banker's rounding per line item"."""
@@ -341,6 +345,8 @@ def search_sections(context: Context, query: str, limit: int = 5) -> list[dict[s
     scored.sort(key=lambda pair: -pair[0])
     results = []
     for score, section in scored[:max(1, min(limit, 50))]:
+        if score < MIN_SEARCH_SCORE:  # noise: a query matching nothing answered the first sections anyway
+            break
         body = " ".join(section.text.split())
         results.append({"id": section.id, "title": section.title, "where": f"{section.source}:{section.line}",
                         "layer": section.layer, "score": round(score, 1), "excerpt": body[:300]})
