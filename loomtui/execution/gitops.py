@@ -111,6 +111,8 @@ class AgentTree:
             os.replace(scratch, self.index)
         finally:
             scratch.unlink(missing_ok=True)
+            # A git that died on it (a file truncated as it read it) leaves its lock behind, one a snapshot.
+            scratch.with_name(scratch.name + ".lock").unlink(missing_ok=True)
         return tree, [p for p in changed.split("\0") if p]
 
     def _too_large(self, index: Path) -> list[tuple[str, int]]:
