@@ -6,6 +6,8 @@ import os
 import time
 from pathlib import Path
 
+import pytest
+
 from loomtui.execution.gitops import AgentTree
 from tests.conftest import git
 
@@ -99,3 +101,25 @@ def test_a_large_file_the_agent_committed_stays_in_the_save_and_a_long_path_is_s
         os.close(folder)
     assert len(str(worktree)) + 16 * 251 + 41 + len("/deep.bin") > 4096
     assert [p.rsplit("/", 1)[-1] for p, _ in (tree.snapshot(base), tree.too_large)[1]] == ["deep.bin"]
+
+
+def test_a_snapshot_whose_git_died_leaves_no_lock(repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """git killed (a file truncated as it read it) left `.index-*.lock` behind in the state dir, one a snapshot."""
+    from loomtui.execution.gitops import GitFailed
+
+    base = git(repo, "rev-parse", "HEAD")
+    worktree = tmp_path / "wt"
+    git(repo, "worktree", "add", "-q", "-b", "agent", str(worktree), base)
+    tree = AgentTree(repo / ".git", worktree, tmp_path / "state" / "outside.index")
+    real = tree._git
+
+    def dies_in_add(index: Path, *args: str) -> str:
+        if args[0] == "add":
+            index.with_name(index.name + ".lock").write_text("")
+            raise GitFailed("git add failed: (no output)")
+        return real(index, *args)
+
+    monkeypatch.setattr(tree, "_git", dies_in_add)
+    with pytest.raises(GitFailed):
+        tree.snapshot(base)
+    assert list((tmp_path / "state").iterdir()) == []
