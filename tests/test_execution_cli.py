@@ -237,6 +237,8 @@ def test_doctor_reports_tools_runtimes_store_and_sandboxes(repo: Path, tmp_path:
     # Whether each agent's memory and processes are limited, and to what (`limits:`), or why not.
     assert checks["limits"]["detail"].startswith("each agent and all it starts: at most " if checks["limits"]["level"]
                                                  == "ok" else "agents' memory and processes are not limited")
+    assert checks["limits"]["detail"].endswith("a file over 100M is neither saved from a worktree nor checked "
+                                               "(limits.file_size)")
     # The generic runtime's argv is a placeholder: it has no program to miss.
     assert (checks["runtime command"]["level"], checks["runtime command"]["detail"]) == (
         "ok", "runs the program given after `--`")

@@ -21,6 +21,7 @@ from loomtui.execution.gitops import MERGE_TREE_MIN_VERSION, Git, git_version
 from loomtui.execution.isolation import PUBLISHED_OBJECTS, isolation_status
 from loomtui.execution.runtimes import runtime_report
 from loomtui.files import file_size
+from loomtui.limit_values import file_size_bytes
 from loomtui.workspace import Workspace, open_workspace
 
 OK: Final = "ok"
@@ -164,13 +165,16 @@ def _check_limits(report: DoctorReport, limits: LimitsConfig) -> None:
     """Whether each agent runs in control groups of its own, limited as `limits:` asks."""
     asked = cgroup_limits.Limits.of(limits)
     why = cgroup_limits.unavailable(asked.controllers())
+    # Held whatever the control groups: loomtui itself saves and writes out a sandbox's files.
+    files = ("; a file over " + limits.file_size + " is neither saved from a worktree nor checked (limits.file_size)"
+             if file_size_bytes(limits.file_size) is not None else "; files of any size are saved (limits.file_size)")
     if why is None:
         report.add("limits", OK, f"each agent and all it starts: at most {asked.said()} (control groups of "
-                                 "its sandbox's; `limits:` in .loom/loom.yaml)")
+                                 f"its sandbox's; `limits:` in .loom/loom.yaml){files}")
     else:
         what = "memory, processes and CPU" if asked.cpus is not None else "memory and processes"
         report.add("limits", WARNING, f"agents' {what} are not limited per sandbox: {why}; "
-                                      "an agent past the machine's memory is the OOM killer's first choice")
+                                      f"an agent past the machine's memory is the OOM killer's first choice{files}")
 
 
 def _check_committed(report: DoctorReport, workspace: Workspace) -> None:
