@@ -123,3 +123,23 @@ def test_a_snapshot_whose_git_died_leaves_no_lock(repo: Path, tmp_path: Path, mo
     with pytest.raises(GitFailed):
         tree.snapshot(base)
     assert list((tmp_path / "state").iterdir()) == []
+
+
+def test_a_snapshot_with_nothing_new_adds_nothing_and_a_deletion_after_it_is_seen(
+        repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The size check walks the worktree; with nothing new since loomtui's index, `git add` (a second walk)
+    is skipped, and what changes after is still seen, a deletion included."""
+    (repo / "lib.py").write_text("x = 1\n")
+    git(repo, "add", "lib.py")
+    git(repo, "commit", "-qm", "lib")
+    base = git(repo, "rev-parse", "HEAD")
+    worktree = tmp_path / "wt"
+    git(repo, "worktree", "add", "-q", "-b", "agent", str(worktree), base)
+    tree = AgentTree(repo / ".git", worktree, tmp_path / "outside.index", largest_file=1 << 20)
+    (worktree / "new.py").write_text("y = 2\n")
+    first = tree.snapshot(base)
+    real, adds = tree._git, []
+    monkeypatch.setattr(tree, "_git", lambda index, *args: (adds.append(args[0]), real(index, *args))[1])
+    assert tree.snapshot(base) == first and "add" not in adds
+    (worktree / "lib.py").unlink()
+    assert tree.snapshot(base)[1] == ["lib.py", "new.py"] and "add" in adds

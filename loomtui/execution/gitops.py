@@ -92,7 +92,8 @@ class AgentTree:
         os.close(fd)
         scratch = Path(name)
         try:
-            if self.index.is_file():
+            cached = self.index.is_file()
+            if cached:
                 # With its time: git trusts an entry's stat data only if the file changed before the index
                 # was written. A copy stamped now made a file written in the same second as the last
                 # snapshot (same size) look unchanged, and a change was missed.
@@ -100,9 +101,13 @@ class AgentTree:
             else:
                 scratch.unlink()
                 self._git(scratch, "read-tree", base)
-            self.too_large = self._too_large(scratch)
+            changed_here = self._changed(scratch) if self.largest_file is not None else None
+            self.too_large = self._too_large(changed_here or [])
             left_out = (*self.managed, *(path for path, _size in self.too_large))
-            self._git(scratch, "add", "--all", "--", ".", *(f":(exclude,literal){m}" for m in left_out))
+            # Nothing new since the cached index (the listing walked the tree already): `add` would walk it
+            # again for nothing. A fresh index is added to whatever the listing says: its stat data is empty.
+            if not cached or changed_here is None or set(changed_here) - set(left_out):
+                self._git(scratch, "add", "--all", "--", ".", *(f":(exclude,literal){m}" for m in left_out))
             if self.too_large:  # as `base` has them: left out, dropped, a file the agent had committed was deleted
                 self._as_in(scratch, base, [path for path, _size in self.too_large])
             tree = self._git(scratch, "write-tree").strip()
@@ -115,15 +120,19 @@ class AgentTree:
             scratch.with_name(scratch.name + ".lock").unlink(missing_ok=True)
         return tree, [p for p in changed.split("\0") if p]
 
-    def _too_large(self, index: Path) -> list[tuple[str, int]]:
-        """New or changed files (by their stat data against `index`) larger than `largest_file`."""
-        if self.largest_file is None:
-            return []
+    def _changed(self, index: Path) -> list[str]:
+        """Paths new, changed or deleted in the worktree against `index` (its stat data, else content)."""
         listed = self._git(index, "ls-files", "--modified", "--others", "--exclude-standard", "-z")
+        return list(dict.fromkeys(p for p in listed.split("\0") if p))  # a changed file is listed twice
+
+    def _too_large(self, paths: list[str]) -> list[tuple[str, int]]:
+        """Those of `paths` (new or changed) larger than `largest_file`."""
+        if self.largest_file is None or not paths:
+            return []
         found: list[tuple[str, int]] = []
         folder = os.open(self.worktree, os.O_RDONLY | os.O_DIRECTORY)
         try:
-            for path in dict.fromkeys(p for p in listed.split("\0") if p):  # a changed file is listed twice
+            for path in paths:
                 if path in self.managed:
                     continue
                 try:  # relative to the worktree, as git reads it: the whole path may pass PATH_MAX
