@@ -12,18 +12,26 @@ from loomtui.execution.gitops import AgentTree
 from tests.conftest import git
 
 
+def _agent_tree(repo: Path, tmp_path: Path, files: dict[str, str | bytes] | None = None,
+                index: str = "outside.index", largest_file: int | None = None) -> tuple[str, Path, AgentTree]:
+    """A commit of `files` (if any), a worktree of it on branch `agent`, and loomtui's view of that worktree."""
+    for name, content in (files or {}).items():
+        (repo / name).write_bytes(content if isinstance(content, bytes) else content.encode())
+        git(repo, "add", name)
+    if files:
+        git(repo, "commit", "-qm", ", ".join(files))
+    base = git(repo, "rev-parse", "HEAD")
+    worktree = tmp_path / "wt"
+    git(repo, "worktree", "add", "-q", "-b", "agent", str(worktree), base)
+    return base, worktree, AgentTree(repo / ".git", worktree, tmp_path / index, largest_file=largest_file)
+
+
 def test_a_same_size_change_in_the_second_of_the_last_snapshot_is_seen(repo: Path, tmp_path: Path) -> None:
     """git trusts an entry's stat data (seconds, size) only for a file changed before the index was
     written; a snapshot's copy of the index must keep the index's time for that check to hold. Copied
     with a new time, an edit of the same size, in the second of the last snapshot, was missed (a merge
     then said the reviewed tree had uncommitted changes)."""
-    (repo / "lib.py").write_text("x = 1\n")
-    git(repo, "add", "lib.py")
-    git(repo, "commit", "-qm", "lib")
-    base = git(repo, "rev-parse", "HEAD")
-    worktree = tmp_path / "wt"
-    git(repo, "worktree", "add", "-q", "-b", "agent", str(worktree), base)
-    tree = AgentTree(repo / ".git", worktree, tmp_path / "outside.index")
+    base, worktree, tree = _agent_tree(repo, tmp_path, {"lib.py": "x = 1\n"})
     second = (time.time_ns() // 10**9 - 10) * 10**9  # a whole second, some time ago
 
     (worktree / "lib.py").write_text("x = 2\n")
@@ -41,13 +49,7 @@ def test_a_same_size_change_in_the_second_of_the_last_snapshot_is_seen(repo: Pat
 def test_a_file_past_the_largest_file_is_left_out_of_a_snapshot_and_named(repo: Path, tmp_path: Path) -> None:
     """A sparse 3 GB file costs an agent nothing to make; `git add` of it read 3 GB outside the sandbox's
     limits (and the gates wrote it out whole). Past `limits.file_size` it is left out and said."""
-    (repo / "data.bin").write_bytes(b"small\n")
-    git(repo, "add", "data.bin")
-    git(repo, "commit", "-qm", "data")
-    base = git(repo, "rev-parse", "HEAD")
-    worktree = tmp_path / "wt"
-    git(repo, "worktree", "add", "-q", "-b", "agent", str(worktree), base)
-    tree = AgentTree(repo / ".git", worktree, tmp_path / "outside.index", largest_file=1 << 20)
+    base, worktree, tree = _agent_tree(repo, tmp_path, {"data.bin": b"small\n"}, largest_file=1 << 20)
     with (worktree / "huge.bin").open("wb") as sparse:
         sparse.truncate(3 << 30)
     (worktree / "data.bin").write_bytes(b"\0" * ((1 << 20) + 1))  # a tracked file grown past it
@@ -75,10 +77,7 @@ def test_a_large_file_the_agent_committed_stays_in_the_save_and_a_long_path_is_s
     """Left out of loomtui's index, a large file the agent had committed itself was missing from the tree
     written, so the save committed its deletion (and the gate then passed). And a path longer than PATH_MAX
     from / (git reads it relative to the worktree) could not be sized, read as gone, and was saved whole."""
-    base = git(repo, "rev-parse", "HEAD")
-    worktree = tmp_path / "wt"
-    git(repo, "worktree", "add", "-q", "-b", "agent", str(worktree), base)
-    tree = AgentTree(repo / ".git", worktree, tmp_path / "outside.index", largest_file=1 << 20)
+    base, worktree, tree = _agent_tree(repo, tmp_path, largest_file=1 << 20)
     (worktree / "big.bin").write_bytes(b"\\1" * (2 << 20))
     assert tree.snapshot(base)[1] == [] and [p for p, _ in tree.too_large] == ["big.bin"]
     git(worktree, "add", "big.bin")
@@ -107,10 +106,7 @@ def test_a_snapshot_whose_git_died_leaves_no_lock(repo: Path, tmp_path: Path, mo
     """git killed (a file truncated as it read it) left `.index-*.lock` behind in the state dir, one a snapshot."""
     from loomtui.execution.gitops import GitFailed
 
-    base = git(repo, "rev-parse", "HEAD")
-    worktree = tmp_path / "wt"
-    git(repo, "worktree", "add", "-q", "-b", "agent", str(worktree), base)
-    tree = AgentTree(repo / ".git", worktree, tmp_path / "state" / "outside.index")
+    base, _worktree, tree = _agent_tree(repo, tmp_path, index="state/outside.index")
     real = tree._git
 
     def dies_in_add(index: Path, *args: str) -> str:
@@ -129,13 +125,7 @@ def test_a_snapshot_with_nothing_new_adds_nothing_and_a_deletion_after_it_is_see
         repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The size check walks the worktree; with nothing new since loomtui's index, `git add` (a second walk)
     is skipped, and what changes after is still seen, a deletion included."""
-    (repo / "lib.py").write_text("x = 1\n")
-    git(repo, "add", "lib.py")
-    git(repo, "commit", "-qm", "lib")
-    base = git(repo, "rev-parse", "HEAD")
-    worktree = tmp_path / "wt"
-    git(repo, "worktree", "add", "-q", "-b", "agent", str(worktree), base)
-    tree = AgentTree(repo / ".git", worktree, tmp_path / "outside.index", largest_file=1 << 20)
+    base, worktree, tree = _agent_tree(repo, tmp_path, {"lib.py": "x = 1\n"}, largest_file=1 << 20)
     (worktree / "new.py").write_text("y = 2\n")
     first = tree.snapshot(base)
     real, adds = tree._git, []
