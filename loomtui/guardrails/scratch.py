@@ -46,7 +46,7 @@ def export_tree(repo: Path, treeish: str, dest: Path, largest_file: int | None =
     done = Git(repo).raw(*DISTRUSTING_GIT_CONFIG, "ls-tree", "-r", "-z", "-l", "--full-tree", treeish)
     if done.status != 0:
         raise LoomError(f"cannot export {treeish[:12]}: {first_line(done.err.decode('utf-8', 'replace'))}")
-    theirs = _blobs(repo, base) if base and largest_file is not None else {}
+    theirs = GitTree(repo, base, base[:12]).listing() if base and largest_file is not None else {}
     skipped: list[str] = []
     files: list[tuple[PurePosixPath, str, str]] = []
     too_large: list[tuple[str, int]] = []
@@ -82,17 +82,6 @@ def export_tree(repo: Path, treeish: str, dest: Path, largest_file: int | None =
     finally:
         tree.close()
     return skipped
-
-
-def _blobs(repo: Path, commit: str) -> dict[str, str]:
-    """Each file of `commit` with its blob id."""
-    done = Git(repo).raw(*DISTRUSTING_GIT_CONFIG, "ls-tree", "-r", "-z", "--full-tree", commit)
-    found: dict[str, str] = {}
-    for record in done.out.decode("utf-8", "surrogateescape").split("\0") if done.status == 0 else ():
-        meta, _, path = record.partition("\t")
-        if meta:
-            found[path] = meta.split()[2]
-    return found
 
 
 @dataclass(frozen=True)
