@@ -121,15 +121,86 @@ def test_a_snapshot_whose_git_died_leaves_no_lock(repo: Path, tmp_path: Path, mo
     assert list((tmp_path / "state").iterdir()) == []
 
 
-def test_a_snapshot_with_nothing_new_adds_nothing_and_a_deletion_after_it_is_seen(
-        repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The size check walks the worktree; with nothing new since loomtui's index, `git add` (a second walk)
-    is skipped, and what changes after is still seen, a deletion included."""
-    base, worktree, tree = _agent_tree(repo, tmp_path, {"lib.py": "x = 1\n"}, largest_file=1 << 20)
+def _adds(tree: AgentTree, monkeypatch: pytest.MonkeyPatch) -> list[list[str]]:
+    """What each `git add` the snapshots make from here on is given: its arguments after `add`, or the
+    paths it reads from stdin."""
+    adds: list[list[str]] = []
+    raw, out = tree._tree.raw, tree._tree.out
+
+    def listed(*args: str, data: bytes | None = None, **kwargs):  # type: ignore[no-untyped-def]
+        if "add" in args:
+            adds.append(data.decode().split("\0")[:-1] if data else list(args[args.index("add") + 1:]))
+        return raw(*args, data=data, **kwargs)
+
+    def given(*args: str, **kwargs):  # type: ignore[no-untyped-def]
+        if "add" in args:
+            adds.append(list(args[args.index("add") + 1:]))
+        return out(*args, **kwargs)
+
+    monkeypatch.setattr(tree._tree, "raw", listed)
+    monkeypatch.setattr(tree._tree, "out", given)
+    return adds
+
+
+def test_a_snapshot_adds_only_what_its_listing_found(repo: Path, tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """The listing (for the size check) walks the worktree; `git add --all` walked it a second time (a 20,000-file
+    tree: twice the time). With loomtui's index cached, `add` takes only the paths listed: none when nothing is
+    new, the deleted file after a deletion."""
+    base, worktree, tree = _agent_tree(repo, tmp_path, {"lib.py": "x = 1\n", "keep.py": "k = 1\n"},
+                                       largest_file=1 << 20)
     (worktree / "new.py").write_text("y = 2\n")
     first = tree.snapshot(base)
-    real, adds = tree._git, []
-    monkeypatch.setattr(tree, "_git", lambda index, *args: (adds.append(args[0]), real(index, *args))[1])
-    assert tree.snapshot(base) == first and "add" not in adds
+    adds = _adds(tree, monkeypatch)
+    assert tree.snapshot(base) == first and adds == []
     (worktree / "lib.py").unlink()
-    assert tree.snapshot(base)[1] == ["lib.py", "new.py"] and "add" in adds
+    assert tree.snapshot(base)[1] == ["lib.py", "new.py"] and adds == [["lib.py"]]
+
+
+def test_a_listed_file_gone_before_its_add_falls_back_to_adding_everything(
+        repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """git refuses to add a path that names nothing: an agent's temporary file listed, then removed before the
+    add, must not fail the snapshot (the whole tree is added instead)."""
+    base, worktree, tree = _agent_tree(repo, tmp_path, {"lib.py": "x = 1\n"}, largest_file=1 << 20)
+    tree.snapshot(base)
+    (worktree / "lib.py").write_text("x = 2\n")
+    listing = tree._changed
+    monkeypatch.setattr(tree, "_changed", lambda index: [*listing(index), "tmp-gone.swp"])
+    adds = _adds(tree, monkeypatch)
+    snapshot, changed = tree.snapshot(base)
+    assert changed == ["lib.py"] and git(repo, "cat-file", "-p", f"{snapshot}:lib.py") == "x = 2"
+    assert adds[0] == ["lib.py", "tmp-gone.swp"] and adds[1][:3] == ["--all", "--", "."]
+
+
+def test_a_snapshot_from_its_listing_is_the_tree_a_whole_add_makes(repo: Path, tmp_path: Path) -> None:
+    """What only a listing's paths make, against a fresh index that adds everything: a file become a folder, a
+    nested repository, a link, a deletion, an ignored file, names git would read as patterns, and the contents
+    of a folder loomtui keeps (aider's tags cache) left out."""
+    base, worktree, _tree = _agent_tree(repo, tmp_path, {"a.py": "a\n", "b.py": "b\n", "c.py": "c\n",
+                                                         ".gitignore": "*.log\n"})
+    managed = (".aider.tags.cache.v4",)
+    cached = AgentTree(repo / ".git", worktree, tmp_path / "cached.index", managed, largest_file=1 << 20)
+    cached.snapshot(base)
+    (worktree / "a.py").unlink()
+    (worktree / "a.py").mkdir()
+    (worktree / "a.py" / "inner.py").write_text("inner\n")
+    (worktree / "b.py").unlink()
+    (worktree / "link").symlink_to("c.py")
+    (worktree / "debug.log").write_text("ignored\n")
+    (worktree / "*.py").write_text("a star\n")
+    (worktree / ":(glob)x").write_text("magic\n")
+    (worktree / ".aider.tags.cache.v4").mkdir()
+    (worktree / ".aider.tags.cache.v4" / "cache.db").write_text("tags\n")
+    nested = worktree / "vendored"
+    nested.mkdir()
+    git(nested, "init", "-q")
+    (nested / "n.py").write_text("n\n")
+    git(nested, "add", "n.py")
+    git(nested, "commit", "-qm", "nested")
+
+    from_listing = cached.snapshot(base)
+    whole = AgentTree(repo / ".git", worktree, tmp_path / "fresh.index", managed).snapshot(base)
+    assert from_listing == whole
+    names = git(repo, "ls-tree", "-r", "--name-only", from_listing[0]).splitlines()
+    assert {"a.py/inner.py", "link", "*.py", ":(glob)x", "vendored"} <= set(names)
+    assert not {"b.py", "debug.log", ".aider.tags.cache.v4/cache.db"} & set(names)

@@ -101,13 +101,16 @@ class AgentTree:
             else:
                 scratch.unlink()
                 self._git(scratch, "read-tree", base)
+            # Listed for the size check; without a limit one `add` of the whole tree is quicker than a listing.
             changed_here = self._changed(scratch) if self.largest_file is not None else None
             self.too_large = self._too_large(changed_here or [])
             left_out = (*self.managed, *(path for path, _size in self.too_large))
-            # Nothing new since the cached index (the listing walked the tree already): `add` would walk it
-            # again for nothing. A fresh index is added to whatever the listing says: its stat data is empty.
-            if not cached or changed_here is None or set(changed_here) - set(left_out):
-                self._git(scratch, "add", "--all", "--", ".", *(f":(exclude,literal){m}" for m in left_out))
+            if cached and changed_here is not None:
+                # The listing walked the tree already: `add` takes just what it found (a second walk of a
+                # 20,000-file tree: 97 ms a snapshot where this takes 71), and nothing when nothing is new.
+                self._add_listed(scratch, [p for p in changed_here if not self._is_left_out(p, left_out)], left_out)
+            else:  # a fresh index (its stat data is empty: the whole tree is added to fill it), or no listing
+                self._add_all(scratch, left_out)
             if self.too_large:  # as `base` has them: left out, dropped, a file the agent had committed was deleted
                 self._as_in(scratch, base, [path for path, _size in self.too_large])
             tree = self._git(scratch, "write-tree").strip()
@@ -119,6 +122,25 @@ class AgentTree:
             # A git that died on it (a file truncated as it read it) leaves its lock behind, one a snapshot.
             scratch.with_name(scratch.name + ".lock").unlink(missing_ok=True)
         return tree, [p for p in changed.split("\0") if p]
+
+    def _add_all(self, index: Path, left_out: tuple[str, ...]) -> None:
+        self._git(index, "add", "--all", "--", ".", *(f":(exclude,literal){m}" for m in left_out))
+
+    def _add_listed(self, index: Path, paths: list[str], left_out: tuple[str, ...]) -> None:
+        """`git add` of `paths` only (new, changed or deleted), without walking the rest of the tree."""
+        if not paths:
+            return
+        listed = ("\0".join(paths) + "\0").encode("utf-8", "surrogateescape")
+        excludes = ("-c", f"core.excludesFile={repository_excludes_file(self.common_dir)}")
+        done = self._tree.raw(*DISTRUSTING_GIT_CONFIG, *excludes, "--literal-pathspecs", "add", "--all",
+                              "--pathspec-from-file=-", "--pathspec-file-nul", env=self._env(index), data=listed)
+        if done.status != 0:  # a file listed is gone since (git refuses a path that names nothing): add it all
+            self._add_all(index, left_out)
+
+    @staticmethod
+    def _is_left_out(path: str, left_out: tuple[str, ...]) -> bool:
+        """`path` is one of `left_out`, or inside one (a folder such as aider's tags cache)."""
+        return any(path == out or path.startswith(out.rstrip("/") + "/") for out in left_out)
 
     def _changed(self, index: Path) -> list[str]:
         """Paths new, changed or deleted in the worktree against `index` (its stat data, else content)."""
@@ -133,7 +155,7 @@ class AgentTree:
         folder = os.open(self.worktree, os.O_RDONLY | os.O_DIRECTORY)
         try:
             for path in paths:
-                if path in self.managed:
+                if self._is_left_out(path, self.managed):
                     continue
                 try:  # relative to the worktree, as git reads it: the whole path may pass PATH_MAX
                     size = os.lstat(path, dir_fd=folder).st_size
