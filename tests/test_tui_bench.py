@@ -11,7 +11,7 @@ from textual.widgets import DataTable, Static, TabbedContent
 from loomtui.tui.bench_data import BenchSize, seed_repository
 from loomtui.workflow.steps import next_step
 from loomtui.workspace import open_workspace
-from tests.conftest import run_cli, wait_for
+from tests.conftest import git, run_cli, wait_for
 
 FIGURES = (
     "first_frame_bare_s", "first_frame_loomtui_s", "first_frame_ratio", "first_frame_bare_rss_mb",
@@ -86,18 +86,50 @@ def test_the_snapshot_gives_each_sandbox_the_step_the_store_alone_gives(repo: Pa
         merged = next(s for s in store.list_sandboxes() if s.status == "merged")
         with store.transaction():  # a merged sandbox still holding a claim: it is released next
             store.add_claim(merged.id, "app.py", "exclusive", "left over", time.time() + 600, ["app.py"])
+        # A rejection a lead overrode (the snapshot reads its escalation from the list it read) and a gate run.
+        reviewed = next(s for s in store.list_sandboxes() if s.status == "awaiting_review")
+        escalation = int(reviewed.data["review_escalation"])
+        store.update_escalation(escalation, status="overridden")
+        store.update_sandbox(reviewed.id, status="rejected")
+        store.finish_gate_run(store.add_gate_run(reviewed.id, "tests", "abc").id, "failed")
         snapshot = read_snapshot(workspace, 0)
         counted = read_snapshot(workspace, 0, with_claims=False)  # the app's first read: counts only
         for sandbox in store.list_sandboxes():
             assert snapshot.steps[sandbox.id] == next_step(workspace, sandbox), sandbox.id
             assert counted.steps[sandbox.id] == snapshot.steps[sandbox.id], sandbox.id
         assert snapshot.steps[merged.id].step == Step.RELEASE
+        assert snapshot.steps[reviewed.id].step == Step.FOLLOW_DECISION
+        assert snapshot.gates_by_sandbox[reviewed.id] == {"tests": "failed"}
         assert snapshot.claims_by_sandbox is not None and counted.claims_by_sandbox is None
         assert counted.claim_counts == snapshot.claim_counts == {
             sandbox_id: len(claims) for sandbox_id, claims in snapshot.claims_by_sandbox.items()}
         assert sum(counted.claim_counts.values()) == 41
     finally:
         workspace.close()
+
+
+def test_the_snapshot_asks_the_store_as_often_for_sixty_sandboxes_as_for_six(repo: Path, tmp_path: Path) -> None:
+    """The dashboard's poll read each sandbox's gate runs, review escalation and dependencies one query at a
+    time: 1,505 queries for 1,000 sandboxes, a round trip each on a team's PostgreSQL. Now a fixed few."""
+    from loomtui.tui.snapshot import read_snapshot
+
+    def queries(sandboxes: int, root: Path) -> int:
+        workspace = open_workspace(root)
+        try:
+            seed_repository(workspace, BenchSize(sandboxes=sandboxes, claims=sandboxes, audit=1))
+            asked = []
+            real = workspace.store._query
+            workspace.store._query = lambda *args: (asked.append(args[0]), real(*args))[1]  # type: ignore[method-assign]
+            read_snapshot(workspace, 0)
+            return len(asked)
+        finally:
+            workspace.close()
+
+    other = tmp_path / "other"
+    other.mkdir()
+    git(other, "init", "-q", "-b", "main")
+    git(other, "commit", "-q", "--allow-empty", "-m", "initial")
+    assert queries(6, repo) == queries(60, other)
 
 
 async def test_the_dashboard_shows_its_rows_without_waiting_for_the_store_s_listener(

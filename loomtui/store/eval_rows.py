@@ -85,6 +85,17 @@ class EvalRows:
                            (sandbox_id,))
         return [self._gate_run(r) for r in rows]
 
+    def live_gate_runs(self) -> dict[str, list[GateRunRecord]]:
+        """Every sandbox's own gate runs but an archived one's, by sandbox, oldest first: one query for a view
+        of them all (one a sandbox was a thousand round trips a poll on a team's database)."""
+        rows = self._query("SELECT * FROM gate_runs WHERE scope = 'sandbox' AND sandbox_id IN "
+                           "(SELECT id FROM sandboxes WHERE status != 'archived') ORDER BY id")
+        found: dict[str, list[GateRunRecord]] = {}
+        for row in rows:
+            run = self._gate_run(row)
+            found.setdefault(run.sandbox_id, []).append(run)
+        return found
+
     def shared_gate_runs(self, scope: str, commit_sha: str) -> list[GateRunRecord]:
         """The baseline (or merged) runs at a commit, oldest first."""
         rows = self._query("SELECT * FROM gate_runs WHERE scope = ? AND commit_sha = ? ORDER BY id",

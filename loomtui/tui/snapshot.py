@@ -67,7 +67,8 @@ def read_snapshot(workspace: Workspace, after_event: int, *, merge_mode: str = M
     else:
         claim_counts = store.live_claim_counts()
     sandboxes = store.list_sandboxes()
-    gates_by_sandbox = {s.id: {run.gate: run.status for run in store.gate_runs(s.id)} for s in sandboxes}
+    runs = store.live_gate_runs()
+    gates_by_sandbox = {s.id: {run.gate: run.status for run in runs.get(s.id, [])} for s in sandboxes}
     escalations = store.list_escalations()
     risk_by_sandbox = {e.sandbox_id: e.risk for e in escalations if e.sandbox_id}
     badges: BadgeCache = {} if badge_cache is None else badge_cache
@@ -87,7 +88,8 @@ def read_snapshot(workspace: Workspace, after_event: int, *, merge_mode: str = M
     cache: StepCache = {} if step_cache is None else step_cache
     open_escalations = [e for e in escalations if e.status == EscalationStatus.OPEN]
     known = KnownHolders(frozenset(claim_counts),
-                         frozenset(e.sandbox_id for e in open_escalations if e.sandbox_id))
+                         frozenset(e.sandbox_id for e in open_escalations if e.sandbox_id),
+                         {e.id: e for e in escalations}, {s.id: s for s in sandboxes})
     steps = {}
     for sandbox in sandboxes:
         key = (sandbox.updated, newest)

@@ -200,6 +200,10 @@ class KnownHolders:
     """Sandboxes holding at least one live claim."""
     escalated: frozenset[str]
     """Sandboxes with an open escalation."""
+    escalations: Mapping[int, EscalationRecord] | None = None
+    """Every escalation, by id (when read): a review's or a start's is looked up here, not asked for."""
+    sandboxes: Mapping[str, SandboxRecord] | None = None
+    """The sandboxes read (archived ones aside): a task's dependencies are looked up here first."""
 
 
 def _holds_claims(workspace: Workspace, sandbox_id: str, known: KnownHolders | None) -> bool:
@@ -214,11 +218,13 @@ def _has_open_escalation(workspace: Workspace, sandbox_id: str, known: KnownHold
     return bool(workspace.store.sandbox_escalations(sandbox_id, status="open"))
 
 
-def dependencies(workspace: Workspace, record: SandboxRecord) -> list[SandboxRecord]:
+def dependencies(workspace: Workspace, record: SandboxRecord,
+                 known: KnownHolders | None = None) -> list[SandboxRecord]:
     """The sandboxes this task waits on (missing ones are skipped)."""
     found = []
+    read = known.sandboxes if known is not None and known.sandboxes is not None else {}
     for sandbox_id in record.data.get(AFTER_KEY) or []:
-        other = workspace.store.get_sandbox(str(sandbox_id))
+        other = read.get(str(sandbox_id)) or workspace.store.get_sandbox(str(sandbox_id))
         if other is not None:
             found.append(other)
     return found
@@ -228,10 +234,10 @@ def _merged(record: SandboxRecord) -> bool:
     return record.status == MERGED or (record.status == ARCHIVED and bool(record.merged_commit))
 
 
-def _dependency_view(workspace: Workspace, record: SandboxRecord) -> StepView | None:
+def _dependency_view(workspace: Workspace, record: SandboxRecord, known: KnownHolders | None) -> StepView | None:
     """Held or waiting because of the tasks it comes after; None once they have all merged."""
     waiting = []
-    for other in dependencies(workspace, record):
+    for other in dependencies(workspace, record, known):
         if _merged(other):
             continue
         # Ended with no change (failed, or exited without a commit): nothing of it will ever merge.
@@ -245,8 +251,12 @@ def _dependency_view(workspace: Workspace, record: SandboxRecord) -> StepView | 
     return StepView(Step.WAIT_TASKS, ", ".join(waiting) + " to merge") if waiting else None
 
 
-def _escalation(workspace: Workspace, escalation_id: object) -> EscalationRecord | None:
-    return workspace.store.get_escalation(int(str(escalation_id))) if escalation_id else None
+def _escalation(workspace: Workspace, escalation_id: object, known: KnownHolders | None) -> EscalationRecord | None:
+    if not escalation_id:
+        return None
+    if known is not None and known.escalations is not None:
+        return known.escalations.get(int(str(escalation_id)))
+    return workspace.store.get_escalation(int(str(escalation_id)))
 
 
 def _deciding(escalation: EscalationRecord) -> PersonAction:
@@ -304,7 +314,7 @@ def _next_step(workspace: Workspace, record: SandboxRecord, merge_mode: str, kno
         return StepView(Step.REVIEW)
     if status == AWAITING_REVIEW:
         escalation = record.data.get(REVIEW_ESCALATION_KEY)
-        found = _escalation(workspace, escalation)
+        found = _escalation(workspace, escalation, known)
         state = EscalationStatus(found.status) if found is not None else None
         if found is not None and state == EscalationStatus.OPEN:
             how = _how_it_ended(record)  # its change may be half done: said before anyone decides
@@ -325,8 +335,8 @@ def _next_step(workspace: Workspace, record: SandboxRecord, merge_mode: str, kno
         if record.data.get(MERGE_REQUESTED_KEY) or merge_mode == MERGE_AUTO:
             return StepView(Step.MERGE)
         return StepView(Step.WAIT_MERGE, "a person's merge", PersonAction.MERGE, record.id)
-    if status == REJECTED and (overruled := _escalation(workspace, record.data.get(REVIEW_ESCALATION_KEY))) \
-            is not None and overruled.status == EscalationStatus.OVERRIDDEN:
+    overruled = _escalation(workspace, record.data.get(REVIEW_ESCALATION_KEY), known) if status == REJECTED else None
+    if overruled is not None and overruled.status == EscalationStatus.OVERRIDDEN:
         return StepView(Step.FOLLOW_DECISION, f"its rejection was overridden (escalation #{overruled.id})",
                         PersonAction.ADVANCE, record.id)
     if status in (MERGED, REJECTED, ARCHIVED) and (_holds_claims(workspace, record.id, known) or (
@@ -355,7 +365,7 @@ def _planned_step(workspace: Workspace, record: SandboxRecord, known: KnownHolde
             return StepView(Step.AGENT, "agent starting: packing the history its git reads (the first start "
                                         "in a repository takes as long as a local clone)")
         return StepView(Step.AGENT, "agent starting")
-    waits = _dependency_view(workspace, record)
+    waits = _dependency_view(workspace, record, known)
     if waits is not None:
         return waits
     if not has_worktree(record):
@@ -369,7 +379,7 @@ def _planned_step(workspace: Workspace, record: SandboxRecord, known: KnownHolde
         if claims_wait:  # let go where nothing advances it (a lease ran out): whoever looks can go on
             return StepView(Step.PREPARE, "the claims it waited for are free", PersonAction.RETRY, record.id)
         return StepView(Step.PREPARE)
-    found = _escalation(workspace, record.data.get(PRESTART_KEY))
+    found = _escalation(workspace, record.data.get(PRESTART_KEY), known)
     state = EscalationStatus(found.status) if found is not None else None
     if found is not None and state == EscalationStatus.OPEN:
         escalation = record.data.get(PRESTART_KEY)
