@@ -410,3 +410,38 @@ def test_an_agent_run_as_root_without_isolation_is_said_to_be_able_to_lift_its_l
     assert done.returncode == 0, done.stderr
     assert "--no-isolation was given, so this agent is NOT isolated" in done.stderr
     assert ("and, run as root, may lift its own limits" in done.stderr) == (os.geteuid() == 0), done.stderr
+
+
+def test_sandbox_list_asks_the_store_as_often_for_sixty_sandboxes_as_for_six(
+        repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`sandbox list` asked the store for each sandbox's claims, review escalation and dependencies one at a time
+    (a round trip each on a team's PostgreSQL); it reads them once, and each step is the one asked alone."""
+    from loomtui.cli import STEP_HINTS
+    from loomtui.store.sqlite import SqliteStore
+    from loomtui.tui.bench_data import BenchSize, seed_repository
+    from loomtui.workflow.engine import Workflow
+
+    def listed(sandboxes: int, root: Path) -> tuple[int, dict[str, object]]:
+        workspace = open_workspace(root)
+        try:
+            seed_repository(workspace, BenchSize(sandboxes=sandboxes, claims=sandboxes, audit=1))
+            alone = {r.id: Workflow(workspace).view(r).line(STEP_HINTS) for r in workspace.store.list_sandboxes()}
+        finally:
+            workspace.close()
+        asked: list[str] = []
+        real = SqliteStore._query
+        with monkeypatch.context() as patch:
+            patch.setattr(SqliteStore, "_query", lambda self, *args: (asked.append(args[0]), real(self, *args))[1])
+            done = run_cli(root, "sandbox", "list", "--json")
+        assert done.returncode == 0, done.stderr
+        steps = {s["id"]: s["next"] for s in json.loads(done.stdout)["sandboxes"]}
+        assert steps == alone
+        return len(asked), steps
+
+    other = tmp_path / "other"
+    other.mkdir()
+    git(other, "init", "-q", "-b", "main")
+    git(other, "commit", "-q", "--allow-empty", "-m", "initial")
+    few, _ = listed(6, repo)
+    many, steps = listed(60, other)
+    assert few == many and len(steps) == 60

@@ -214,7 +214,7 @@ def _next_steps(workspace: Workspace, records: list[SandboxRecord]) -> dict[str,
     still lists; `sandbox advance` says what is wrong)."""
     try:
         workflow = _workflow(workspace)
-        return {r.id: workflow.view(r) for r in records}
+        return dict(workflow.views(records))
     except LoomError:
         return dict.fromkeys((r.id for r in records), None)
 

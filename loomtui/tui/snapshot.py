@@ -87,9 +87,7 @@ def read_snapshot(workspace: Workspace, after_event: int, *, merge_mode: str = M
     newest = max([s.updated for s in sandboxes] + [e.updated for e in escalations] + [0.0])
     cache: StepCache = {} if step_cache is None else step_cache
     open_escalations = [e for e in escalations if e.status == EscalationStatus.OPEN]
-    known = KnownHolders(frozenset(claim_counts),
-                         frozenset(e.sandbox_id for e in open_escalations if e.sandbox_id),
-                         {e.id: e for e in escalations}, {s.id: s for s in sandboxes})
+    known = KnownHolders.of(claim_counts, escalations, sandboxes)
     steps = {}
     for sandbox in sandboxes:
         key = (sandbox.updated, newest)

@@ -57,6 +57,7 @@ from loomtui.workflow.steps import (
     MERGE_REQUESTED_KEY,
     PRESTART_KEY,
     STEP_ERROR_KEY,
+    KnownHolders,
     PersonAction,
     Step,
     StepView,
@@ -106,8 +107,14 @@ class Workflow:
             self._policy = configured_policy(self.workspace.root, self.workspace.load_config())
         return self._policy
 
-    def view(self, record: SandboxRecord) -> StepView:
-        return next_step(self.workspace, record, merge_mode=self.policy.merge)
+    def view(self, record: SandboxRecord, known: KnownHolders | None = None) -> StepView:
+        """What happens next to `record`; `known`: what a caller listing many has read once for all."""
+        return next_step(self.workspace, record, merge_mode=self.policy.merge, known=known)
+
+    def views(self, records: list[SandboxRecord]) -> dict[str, StepView]:
+        """Each record's next step, the store asked a fixed few queries for them all."""
+        known = KnownHolders.read(self.workspace, records)
+        return {record.id: self.view(record, known) for record in records}
 
     # -- advancing ---------------------------------------------------------------------
 

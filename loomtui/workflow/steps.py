@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from enum import StrEnum
@@ -204,6 +204,21 @@ class KnownHolders:
     """Every escalation, by id (when read): a review's or a start's is looked up here, not asked for."""
     sandboxes: Mapping[str, SandboxRecord] | None = None
     """The sandboxes read (archived ones aside): a task's dependencies are looked up here first."""
+
+    @classmethod
+    def of(cls, claim_holders: Iterable[str], escalations: Iterable[EscalationRecord],
+           sandboxes: Iterable[SandboxRecord]) -> KnownHolders:
+        """What the records read say: who holds claims, every escalation, the sandboxes listed."""
+        everyone = list(escalations)
+        return cls(frozenset(claim_holders),
+                   frozenset(e.sandbox_id for e in everyone if e.sandbox_id and e.status == EscalationStatus.OPEN),
+                   {e.id: e for e in everyone}, {s.id: s for s in sandboxes})
+
+    @classmethod
+    def read(cls, workspace: Workspace, sandboxes: Iterable[SandboxRecord]) -> KnownHolders:
+        """The same, read from the store in two queries (for a listing of many sandboxes' steps)."""
+        store = workspace.store
+        return cls.of(store.live_claim_counts(), store.list_escalations(), sandboxes)
 
 
 def _holds_claims(workspace: Workspace, sandbox_id: str, known: KnownHolders | None) -> bool:
