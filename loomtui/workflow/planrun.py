@@ -114,8 +114,9 @@ def plan_tasks(workspace: Workspace, run_id: str | None = None) -> dict[str, San
 
 def task_states(workspace: Workspace, run_id: str | None = None) -> list[tuple[str, SandboxRecord, StepView]]:
     """Each task of a plan run with its sandbox and its next step."""
-    flow = Workflow(workspace)
-    return [(name, record, flow.view(record)) for name, record in plan_tasks(workspace, run_id).items()]
+    tasks = plan_tasks(workspace, run_id)
+    steps = Workflow(workspace).views(list(tasks.values()))
+    return [(name, record, steps[record.id]) for name, record in tasks.items()]
 
 
 @dataclass(frozen=True)
