@@ -204,3 +204,20 @@ def test_a_snapshot_from_its_listing_is_the_tree_a_whole_add_makes(repo: Path, t
     names = git(repo, "ls-tree", "-r", "--name-only", from_listing[0]).splitlines()
     assert {"a.py/inner.py", "link", "*.py", ":(glob)x", "vendored"} <= set(names)
     assert not {"b.py", "debug.log", ".aider.tags.cache.v4/cache.db"} & set(names)
+
+
+def test_a_file_grown_past_the_limit_after_its_size_check_is_put_back(
+        repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An agent runs while the app looks at its worktree: a file small when sized and large when git read it
+    went into loomtui's index, and from there, unchanged since, into the save. What git took past the limit is
+    put back as the base has it, and named."""
+    base, worktree, tree = _agent_tree(repo, tmp_path, {"data.bin": b"small\n"}, largest_file=1 << 20)
+    tree.snapshot(base)
+    (worktree / "data.bin").write_bytes(b"\1" * ((1 << 20) + 1))
+    (worktree / "code.py").write_text("x = 1\n")
+    monkeypatch.setattr(tree, "_too_large", lambda paths: [])  # sized before it grew
+    snapshot, changed = tree.snapshot(base)
+    assert changed == ["code.py"] and tree.too_large == [("data.bin", (1 << 20) + 1)]
+    assert git(repo, "cat-file", "-p", f"{snapshot}:data.bin") == "small"
+    monkeypatch.undo()
+    assert tree.snapshot(base)[1] == ["code.py"] and tree.too_large == [("data.bin", (1 << 20) + 1)]

@@ -105,37 +105,68 @@ class AgentTree:
             changed_here = self._changed(scratch) if self.largest_file is not None else None
             self.too_large = self._too_large(changed_here or [])
             left_out = (*self.managed, *(path for path, _size in self.too_large))
+            added: set[str] | None = None  # what `add` took: None for the whole tree
             if cached and changed_here is not None:
                 # The listing walked the tree already: `add` takes just what it found (a second walk of a
                 # 20,000-file tree: 97 ms a snapshot where this takes 71), and nothing when nothing is new.
-                self._add_listed(scratch, [p for p in changed_here if not self._is_left_out(p, left_out)], left_out)
-            else:  # a fresh index (its stat data is empty: the whole tree is added to fill it), or no listing
+                listed = [p for p in changed_here if not self._is_left_out(p, left_out)]
+                added = set(listed) if self._add_listed(scratch, listed) else None
+            if added is None:  # a fresh index (its stat data is empty: the whole tree is added to fill it)
                 self._add_all(scratch, left_out)
+            changed = self._changed_blobs(scratch, base)
+            if self.largest_file is not None:
+                # A file can grow between its size check and git's read of it (an agent running as the app
+                # looks): what git took past the limit is put back too, never left in loomtui's index.
+                grown = self._too_large_blobs({p: blob for p, blob in changed.items() if added is None or p in added})
+                self.too_large = sorted({*self.too_large, *grown})
             if self.too_large:  # as `base` has them: left out, dropped, a file the agent had committed was deleted
                 self._as_in(scratch, base, [path for path, _size in self.too_large])
             tree = self._git(scratch, "write-tree").strip()
-            changed = self._git(scratch, "diff-index", "--cached", "--name-only", "--no-renames", "-z",
-                                base, "--")
             os.replace(scratch, self.index)
         finally:
             scratch.unlink(missing_ok=True)
             # A git that died on it (a file truncated as it read it) leaves its lock behind, one a snapshot.
             scratch.with_name(scratch.name + ".lock").unlink(missing_ok=True)
-        return tree, [p for p in changed.split("\0") if p]
+        put_back = {path for path, _size in self.too_large}
+        return tree, [p for p in changed if p not in put_back]
+
+    def _changed_blobs(self, index: Path, base: str) -> dict[str, str]:
+        """Each path of `index` that differs from `base`, with its blob there ('' for a deletion or a gitlink),
+        in git's order."""
+        raw = self._git(index, "diff-index", "--cached", "--no-renames", "-z", base, "--")
+        fields = raw.split("\0")
+        found: dict[str, str] = {}
+        for header, path in zip(fields[0::2], fields[1::2], strict=False):
+            if not path:
+                continue
+            _old_mode, new_mode, _old, new, _status = header.lstrip(":").split(" ")
+            found[path] = new if new_mode in ("100644", "100755", "120000") and new.strip("0") else ""
+        return found
+
+    def _too_large_blobs(self, blobs: dict[str, str]) -> list[tuple[str, int]]:
+        """Those of `blobs` (path: blob id) larger than `largest_file`."""
+        named = {path: blob for path, blob in blobs.items() if blob}
+        if not named or self.largest_file is None:
+            return []
+        said = self.repo.feed("cat-file", "--batch-check=%(objectsize)",
+                              data="".join(f"{blob}\n" for blob in named.values()).encode()).decode().splitlines()
+        sizes = [int(line) if line.isdigit() else UNKNOWN_SIZE for line in said]  # "<id> missing": not sized
+        return [(path, size) for path, size in zip(named, sizes, strict=True)
+                if size > self.largest_file or size == UNKNOWN_SIZE]
 
     def _add_all(self, index: Path, left_out: tuple[str, ...]) -> None:
         self._git(index, "add", "--all", "--", ".", *(f":(exclude,literal){m}" for m in left_out))
 
-    def _add_listed(self, index: Path, paths: list[str], left_out: tuple[str, ...]) -> None:
-        """`git add` of `paths` only (new, changed or deleted), without walking the rest of the tree."""
+    def _add_listed(self, index: Path, paths: list[str]) -> bool:
+        """`git add` of `paths` only (new, changed or deleted), without walking the rest of the tree; False when
+        git refused (a file listed is gone since: git refuses a path that names nothing)."""
         if not paths:
-            return
+            return True
         listed = ("\0".join(paths) + "\0").encode("utf-8", "surrogateescape")
         excludes = ("-c", f"core.excludesFile={repository_excludes_file(self.common_dir)}")
         done = self._tree.raw(*DISTRUSTING_GIT_CONFIG, *excludes, "--literal-pathspecs", "add", "--all",
                               "--pathspec-from-file=-", "--pathspec-file-nul", env=self._env(index), data=listed)
-        if done.status != 0:  # a file listed is gone since (git refuses a path that names nothing): add it all
-            self._add_all(index, left_out)
+        return done.status == 0
 
     @staticmethod
     def _is_left_out(path: str, left_out: tuple[str, ...]) -> bool:
