@@ -329,3 +329,30 @@ def test_decisions_are_checked_against_the_committed_signers_as_they_were_when_t
     _policy, second = escalate(repo)
     forged = run(repo, "escalation", "approve", str(second), user=ALICE, key=keys[BOB])
     assert forged.returncode == 1 and "not validly signed" in forged.stderr, forged.stderr
+
+
+def test_a_decision_on_a_machine_behind_a_key_rotation_is_refused_until_it_fetches(
+        tmp_path: Path, keys: dict[str, Path]) -> None:
+    """A lead on a machine whose main branch had not taken in a rotation of allowed_signers (committed and decided
+    under on another machine, the store shared) decided against the older file: recorded, then read as bad by
+    `audit verify` (a key taken out signing after). The decision is refused, saying to fetch; once fetched it is
+    taken and verifies."""
+    repo = setup_repo(tmp_path, keys, required=True)
+    before = git(repo, "rev-parse", "HEAD")
+    write_allowed(repo, keys, (ALICE, BOB, LEAD, MALLORY))
+    git(repo, "commit", "-qam", "mallory joins")
+    rotated = git(repo, "rev-parse", "HEAD")
+    _policy, first = escalate(repo)
+    assert run(repo, "escalation", "approve", str(first), user=ALICE, key=keys[ALICE]).returncode == 0
+
+    git(repo, "reset", "-q", "--hard", before)  # this machine's main, as it was before the rotation
+    _policy, second = escalate(repo)
+    behind = run(repo, "escalation", "approve", str(second), user=BOB, key=keys[BOB])
+    assert behind.returncode == 1 and "fetch the main branch and decide again" in behind.stderr, behind.stderr
+    assert len(decision_entries(repo)) == 1
+
+    git(repo, "reset", "-q", "--hard", rotated)  # fetched
+    assert run(repo, "escalation", "approve", str(second), user=BOB, key=keys[BOB]).returncode == 0
+    verified = run(repo, "audit", "verify", "--json")
+    assert verified.returncode == 0, verified.stdout
+    assert [d["status"] for d in json.loads(verified.stdout)["signatures"]["decisions"]] == [VERIFIED, VERIFIED]

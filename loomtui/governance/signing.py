@@ -154,6 +154,10 @@ def main_checkout(root: Path) -> Path:
     return common.parent if common is not None and common.name == ".git" else root
 
 
+SIGNERS_FIELD: Final = "allowed_signers_blob"
+"""A decision's audit field: the blob of the allowed_signers its signature was checked against."""
+
+
 def signers_ref(root: Path) -> str:
     """Where the team's allowed_signers is read: the main branch (main, else master), never whatever the
     main checkout has checked out (a lead trying an agent's branch read the agent's own key file as the
@@ -319,7 +323,7 @@ def check_decisions(entries: Iterable[AuditEntry], root: Path, policy: Policy) -
             continue
         decision = Decision.from_entry(entry)
         signature = entry.details.get("signature")
-        kept = entry.details.get("allowed_signers_blob")
+        kept = entry.details.get(SIGNERS_FIELD)
         named = kept if isinstance(kept, str) and _BLOB_ID.fullmatch(kept) else None
         if named is not None and versions is None:
             versions = committed_versions(root, policy)
