@@ -347,6 +347,10 @@ def test_a_decision_on_a_machine_behind_a_key_rotation_is_refused_until_it_fetch
 
     git(repo, "reset", "-q", "--hard", before)  # this machine's main, as it was before the rotation
     _policy, second = escalate(repo)
+    # Text naming the field in a later entry's value (a reason anyone can write) is not a decision's version.
+    workspace = open_workspace(repo)
+    workspace.record("escalation.note", str(second), {"reason": f'"allowed_signers_blob":"{before}"'})
+    workspace.close()
     behind = run(repo, "escalation", "approve", str(second), user=BOB, key=keys[BOB])
     assert behind.returncode == 1 and "fetch the main branch and decide again" in behind.stderr, behind.stderr
     assert len(decision_entries(repo)) == 1

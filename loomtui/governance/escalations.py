@@ -394,7 +394,8 @@ def _refuse_older_signers(workspace: Workspace, policy: Policy, ours: str) -> No
     """Refuse a decision checked against an older allowed_signers than an earlier decision was (this machine's
     main branch is behind a key rotation another lead's machine has): `audit verify` would read it as bad,
     a key taken out of the file signing after."""
-    line = workspace.store.latest_audit_entry_with(SIGNERS_FIELD)
+    # The field as the entry's JSON has it: text holding the name in a value (a reason) has its quotes escaped.
+    line = workspace.store.latest_audit_entry_with(f'"{SIGNERS_FIELD}":"')
     try:
         newest = json.loads(line)["details"][SIGNERS_FIELD] if line else None
     except (ValueError, KeyError, TypeError):

@@ -522,8 +522,10 @@ class SqlStore(EvalRows, MetricRows):
         return [(int(r["seq"]), str(r["hash"]), str(r["entry"])) for r in rows]
 
     def latest_audit_entry_with(self, text: str) -> str | None:
-        """The newest committed audit entry (its line) whose text holds `text`, if any."""
-        rows = self._query("SELECT entry FROM audit WHERE entry LIKE ? ORDER BY seq DESC LIMIT 1", (f"%{text}%",))
+        """The newest committed audit entry (its line) whose text holds `text` as it is (`_` and `%` too), if any."""
+        literal = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        rows = self._query("SELECT entry FROM audit WHERE entry LIKE ? ESCAPE '\\' ORDER BY seq DESC LIMIT 1",
+                           (f"%{literal}%",))
         return str(rows[0]["entry"]) if rows else None
 
     def audit_hash(self, seq: int) -> str | None:
