@@ -243,3 +243,30 @@ async def test_a_first_read_that_fails_leaves_the_rows_to_the_store_s_listener(r
             assert table.row_count == 4 and len(calls) >= 2
     finally:
         workspace.close()
+
+
+def test_the_snapshot_reads_no_decided_escalation_of_an_archived_sandbox(repo: Path) -> None:
+    """Every review opens an escalation, and the dashboard read them all on each event: a year's (5,000 decided
+    reviews of archived sandboxes) made each read 5 times slower. It reads the open ones and those of sandboxes
+    not archived; the steps are the same."""
+    from loomtui.tui.snapshot import read_snapshot
+
+    workspace = open_workspace(repo)
+    try:
+        seed_repository(workspace, BenchSize(sandboxes=8, claims=8, audit=1))
+        store = workspace.store
+        old, asking = [s for s in store.list_sandboxes() if s.status == "merged"][:2]
+        decided = store.add_escalation("post-gate", sandbox_id=old.id, risk="low", summary="old review")
+        store.update_escalation(decided.id, status="approved")
+        still_open = store.add_escalation("question", sandbox_id=asking.id, risk="low", summary="a question")
+        for archived in (old, asking):
+            store.update_sandbox(archived.id, status="archived")
+        read = {e.id for e in store.live_escalations()}
+        assert decided.id not in read and still_open.id in read
+        snapshot = read_snapshot(workspace, 0)
+        assert [e.id for e in snapshot.open_escalations] == [e.id for e in store.list_escalations("open")]
+        for sandbox in store.list_sandboxes(include_archived=True):
+            if sandbox.status != "archived":
+                assert snapshot.steps[sandbox.id] == next_step(workspace, sandbox), sandbox.id
+    finally:
+        workspace.close()

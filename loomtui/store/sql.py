@@ -487,6 +487,13 @@ class SqlStore(EvalRows, MetricRows):
             rows = self._query("SELECT * FROM escalations WHERE status = ? ORDER BY id", (status,))
         return [self._escalation(r) for r in rows]
 
+    def live_escalations(self) -> list[EscalationRecord]:
+        """The open escalations and every one of a sandbox not archived, oldest first: what a view of today's
+        work reads (a year's decided reviews of archived sandboxes made each dashboard read 5 times slower)."""
+        rows = self._query("SELECT * FROM escalations WHERE status = 'open' OR sandbox_id IN "
+                           "(SELECT id FROM sandboxes WHERE status != 'archived') ORDER BY id")
+        return [self._escalation(r) for r in rows]
+
     def sandbox_escalations(self, sandbox_id: str, kinds: Sequence[str] = (),
                             status: str | None = None) -> list[EscalationRecord]:
         """One sandbox's escalations, oldest first: of `kinds` only (given any), in `status` only (given)."""

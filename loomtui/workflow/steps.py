@@ -201,7 +201,7 @@ class KnownHolders:
     escalated: frozenset[str]
     """Sandboxes with an open escalation."""
     escalations: Mapping[int, EscalationRecord] | None = None
-    """Every escalation, by id (when read): a review's or a start's is looked up here, not asked for."""
+    """The escalations read, by id: a review's or a start's is looked up here first."""
     sandboxes: Mapping[str, SandboxRecord] | None = None
     """The sandboxes read (archived ones aside): a task's dependencies are looked up here first."""
 
@@ -218,7 +218,7 @@ class KnownHolders:
     def read(cls, workspace: Workspace, sandboxes: Iterable[SandboxRecord]) -> KnownHolders:
         """The same, read from the store in two queries (for a listing of many sandboxes' steps)."""
         store = workspace.store
-        return cls.of(store.live_claim_counts(), store.list_escalations(), sandboxes)
+        return cls.of(store.live_claim_counts(), store.live_escalations(), sandboxes)
 
 
 def _holds_claims(workspace: Workspace, sandbox_id: str, known: KnownHolders | None) -> bool:
@@ -269,9 +269,8 @@ def _dependency_view(workspace: Workspace, record: SandboxRecord, known: KnownHo
 def _escalation(workspace: Workspace, escalation_id: object, known: KnownHolders | None) -> EscalationRecord | None:
     if not escalation_id:
         return None
-    if known is not None and known.escalations is not None:
-        return known.escalations.get(int(str(escalation_id)))
-    return workspace.store.get_escalation(int(str(escalation_id)))
+    found = known.escalations.get(int(str(escalation_id))) if known is not None and known.escalations else None
+    return found if found is not None else workspace.store.get_escalation(int(str(escalation_id)))
 
 
 def _deciding(escalation: EscalationRecord) -> PersonAction:
