@@ -449,9 +449,9 @@ class HookGate:
         started, or on an earlier permission request): no need to ask again."""
         from loomtui.coordination.regions import ancestors, split_id
 
-        scopes = [e.data.get("facts") or {} for status in CLEARED
-                  for e in self.workspace.store.list_escalations(status)
-                  if e.sandbox_id == self.sandbox_id and e.kind in GRANTING_KINDS]
+        # This sandbox's own: every escalation the repository ever cleared was read on each such edit.
+        scopes = [e.data.get("facts") or {} for e in self.workspace.store.sandbox_escalations(
+                  self.sandbox_id, GRANTING_KINDS) if e.status in CLEARED]
 
         def covered(region: str, facts: Mapping[str, Any]) -> bool:
             approved = set(facts.get("regions") or ())
