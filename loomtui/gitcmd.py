@@ -18,9 +18,12 @@ import os
 import re
 import signal
 import subprocess
+import tempfile
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 from loomtui.errors import LoomError
 
@@ -56,6 +59,12 @@ class RawResult:
     status: int
     out: bytes
     err: bytes
+
+
+def _write_and_close(stream: IO[bytes], data: bytes) -> None:
+    with contextlib.suppress(BrokenPipeError):  # the reader went (failed, killed): its status says why
+        with stream:
+            stream.write(data)
 
 
 def _environment(env: Mapping[str, str] | None) -> dict[str, str]:
@@ -130,6 +139,52 @@ class Git:
         if done.status != 0:
             raise GitFailed(f"git {command_name(args)} failed: {first_line(done.err.decode('utf-8', 'replace'))}")
         return done.out
+
+    def feed_through(self, first: tuple[str, ...], then: tuple[str, ...], *, data: bytes,
+                     env_first: Mapping[str, str] | None = None, timeout: float | None = None) -> bytes:
+        """`git FIRST` (`data` on its stdin) piped into `git THEN`; THEN's stdout. What passes between them (a
+        pack) streams through a pipe, never whole in this process's memory. GitFailed when either fails;
+        after `timeout` seconds both are killed."""
+        self._check_cwd()
+        with tempfile.TemporaryFile() as first_err:
+            try:
+                producer = subprocess.Popen([*GIT, *first], cwd=self.cwd, env=_environment(env_first),
+                                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=first_err,
+                                            process_group=0)
+            except OSError as exc:
+                raise LoomError(f"cannot run git in {self.cwd}: {exc.strerror or exc}") from None
+            assert producer.stdin is not None and producer.stdout is not None
+            try:
+                consumer = subprocess.Popen([*GIT, *then], cwd=self.cwd, env=_environment(None),
+                                            stdin=producer.stdout, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                            process_group=0)
+            except OSError as exc:
+                producer.kill()
+                producer.wait()
+                raise LoomError(f"cannot run git in {self.cwd}: {exc.strerror or exc}") from None
+            producer.stdout.close()  # the consumer's now: the producer sees a broken pipe if it goes
+            writer = threading.Thread(target=_write_and_close, args=(producer.stdin, data), daemon=True)
+            writer.start()
+            try:
+                out, err = consumer.communicate(timeout=timeout)
+                producer.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                for process in (producer, consumer):
+                    with contextlib.suppress(ProcessLookupError):
+                        os.killpg(process.pid, signal.SIGKILL)
+                    process.wait()
+                raise GitFailed(f"git {command_name(first)} | git {command_name(then)} did not complete in "
+                                f"{timeout:g} s") from None
+            finally:
+                writer.join()
+            # The first one killed by a broken pipe failed because the second went: the second's error says why.
+            if producer.returncode > 0 or (producer.returncode < 0 and consumer.returncode == 0):
+                first_err.seek(0)
+                said = first_err.read().decode("utf-8", "replace")
+                raise GitFailed(f"git {command_name(first)} failed: {first_line(said)}")
+        if consumer.returncode != 0:
+            raise GitFailed(f"git {command_name(then)} failed: {first_line(err.decode('utf-8', 'replace'))}")
+        return out
 
     def pipe(self, *args: str) -> subprocess.Popen[bytes]:
         """Start `git ARGS` (such as `cat-file --batch`) to talk to over stdin and stdout; stderr is dropped."""

@@ -85,6 +85,12 @@ def said_size(size: int) -> str:
     return f"{size / (1 << 30):.1f} GiB" if size >= 1 << 30 else f"{size / (1 << 20):.1f} MiB"
 
 
+EXPORT_TOTAL_FILES: Final = 10
+"""A change's new or changed files together may come to this many times `limits.file_size` (1 GB by default)
+where loomtui copies them (a check's tree, an isolated agent's commits brought in): many files just under the
+limit filled the disk at each export."""
+
+
 def too_large_said(found: Sequence[tuple[str, int]], limit: int) -> str:
     """Files (path, size) larger than `limits.file_size` (`limit` bytes), for a person."""
     files = listed([f"{quoted(path)} ({said_size(size) if size >= 0 else 'its size unreadable'})"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import subprocess
 import time
 from pathlib import Path
 
@@ -221,3 +222,54 @@ def test_a_file_grown_past_the_limit_after_its_size_check_is_put_back(
     assert git(repo, "cat-file", "-p", f"{snapshot}:data.bin") == "small"
     monkeypatch.undo()
     assert tree.snapshot(base)[1] == ["code.py"] and tree.too_large == [("data.bin", (1 << 20) + 1)]
+
+
+def _private_commit(repo: Path, tmp_path: Path, files: dict[str, bytes]) -> tuple[object, str, str]:
+    """An isolated agent's commit of `files` on `loom/x` (at the repo's HEAD), in its private object store as
+    the agent's git writes it; (its PrivateGit, the base, the commit)."""
+    from loomtui.execution.isolation import PrivateGit
+
+    base = git(repo, "rev-parse", "HEAD")
+    git(repo, "branch", "loom/x", base)
+    private = PrivateGit(tmp_path / "private")
+    private.objects.mkdir(parents=True)
+    private.refs.mkdir()
+    env = {**os.environ, "GIT_OBJECT_DIRECTORY": str(private.objects), "GIT_INDEX_FILE": str(tmp_path / "agent.index"),
+           "GIT_ALTERNATE_OBJECT_DIRECTORIES": str(repo / ".git" / "objects")}
+
+    def agent_git(*args: str, data: bytes | None = None) -> str:
+        return subprocess.run(["git", *args], cwd=repo, env=env, input=data, capture_output=True,
+                              check=True).stdout.decode().strip()
+
+    agent_git("read-tree", base)
+    for name, content in files.items():
+        blob = agent_git("hash-object", "-w", "--stdin", data=content)
+        agent_git("update-index", "--add", "--cacheinfo", f"100644,{blob},{name}")
+    commit = agent_git("commit-tree", agent_git("write-tree"), "-p", base, "-m", "the agent's commit")
+    (private.refs / "x").write_text(commit + "\n")
+    return private, base, commit
+
+
+def test_an_isolated_agents_commit_of_a_file_past_the_limit_is_not_brought_in(repo: Path, tmp_path: Path) -> None:
+    """An agent's own commit of a sparse 3 GB file costs it 3 MB of object; bringing it in packed it whole in the
+    supervisor's memory, outside every limit. Commits carrying a blob past `limits.file_size`, or blobs near it
+    coming to more than ten times it, stay out (the branch where it was), said once a tip; others come in."""
+    from loomtui.execution import privategit
+
+    private, base, commit = _private_commit(repo, tmp_path, {"huge.bin": b"\0" * 5000, "code.py": b"x = 1\n"})
+    with pytest.raises(privategit.TooLargeToBringIn, match=r"'huge.bin' \(.*\) is larger than limits") as refused:
+        privategit.sync(private, repo, "loom/x", largest_file=4096)  # type: ignore[arg-type]
+    assert not refused.value.again
+    assert git(repo, "rev-parse", "loom/x") == base
+    assert subprocess.run(["git", "cat-file", "-e", f"{commit}:huge.bin"], cwd=repo).returncode != 0
+    with pytest.raises(privategit.TooLargeToBringIn) as again:
+        privategit.sync(private, repo, "loom/x", largest_file=4096)  # type: ignore[arg-type]
+    assert again.value.again
+
+    git(repo, "branch", "-D", "loom/x")
+    many, _base, _commit = _private_commit(repo, tmp_path / "many", {f"f{n}.bin": bytes([n]) * 4000 for n in range(11)})
+    with pytest.raises(privategit.TooLargeToBringIn, match="more than 10 times limits.file_size"):
+        privategit.sync(many, repo, "loom/x", largest_file=4096)  # type: ignore[arg-type]
+
+    assert privategit.sync(private, repo, "loom/x", largest_file=None) == commit  # type: ignore[arg-type]
+    assert git(repo, "cat-file", "-s", f"{commit}:huge.bin") == "5000"

@@ -671,6 +671,25 @@ def test_rm_force_of_a_running_agent_that_writes_a_large_file_as_it_stops_keeps_
     assert git(repo, "show", f"{record.branch}:w.txt") == "work"
 
 
+def test_an_isolated_agent_s_commit_of_a_file_past_the_limit_stays_out_and_fails_it(ws: Workspace, repo: Path) -> None:
+    """An isolated agent commits into its own object store; bringing its commits in packed them whole in the
+    supervisor's memory, a committed sparse 3 GB file included (its object cost the agent 3 MB). Commits
+    carrying a file past `limits.file_size` stay out, once said and recorded; the rest of its work is saved and
+    the sandbox fails naming the file."""
+    (repo / ".loom").mkdir(exist_ok=True)
+    (repo / ".loom" / "loom.yaml").write_text("version: 1\nlimits: {file_size: 1M}\n")
+    record = tasks.create_sandbox(ws, "a fixture", "command", isolate=True, command=[
+        "sh", "-c", "head -c 2000000 /dev/urandom > big.bin && git add big.bin && git commit -qm big && "
+                    "rm big.bin && echo 'X = 1' > extra.py"])
+    tasks.start(ws, record.id)
+    done = ended(ws, record.id)
+    said = "its commits were not brought in: 'big.bin' (1.9 MiB) is larger than limits.file_size allows (1.0 MiB)"
+    assert done.data["error"] == said
+    assert git(repo, "show", f"{done.branch}:extra.py") == "X = 1"
+    assert "big.bin" not in git(repo, "ls-tree", "-r", "--name-only", done.branch)
+    assert [e.details["error"] for e in ws.audit.entries() if e.action == "sandbox.commits_too_large"] == [said]
+
+
 def test_the_agent_s_commits_and_the_save_name_the_task_s_author(ws: Workspace, repo: Path) -> None:
     """With `$LOOM_USER` set, the review judged separation of duties against the task's author and a CI gate
     in a fresh clone against the head commit's (git's own user.email): an approval counted in one and

@@ -65,3 +65,21 @@ def test_git_missing_from_path_is_said_plainly(repo: Path, tmp_path: Path, monke
 def test_a_failure_names_the_git_command_past_its_options(tmp_path: Path) -> None:
     with pytest.raises(GitFailed, match=r"^git frobnicate failed: git: 'frobnicate' is not a git command"):
         Git(tmp_path).out("-c", "core.hooksPath=/dev/null", "-C", str(tmp_path), "frobnicate")
+
+
+def test_a_pipeline_streams_one_git_into_another_and_names_the_one_that_failed(repo: Path, tmp_path: Path) -> None:
+    """`feed_through`: a pack from `pack-objects` into `index-pack` (an isolated agent's commits brought in) passes
+    through a pipe, never whole in loomtui's memory; either side failing is one line naming it."""
+    other = tmp_path / "other"
+    git(tmp_path, "init", "-q", str(other))
+    wanted = git(repo, "rev-list", "--objects", "HEAD").encode() + b"\n"
+    env = {"GIT_ALTERNATE_OBJECT_DIRECTORIES": str(repo / ".git" / "objects")}
+    Git(other).feed_through(("pack-objects", "--stdout", "-q"), ("index-pack", "--stdin", "--strict"), data=wanted,
+                            env_first=env)
+    head = git(repo, "rev-parse", "HEAD")
+    assert git(other, "cat-file", "-t", head) == "commit"
+    with pytest.raises(GitFailed, match="^git pack-objects failed: "):
+        Git(other).feed_through(("pack-objects", "--stdout", "-q"), ("index-pack", "--stdin"), data=b"f" * 40 + b"\n")
+    with pytest.raises(GitFailed, match="^git index-pack failed: "):
+        Git(other).feed_through(("pack-objects", "--stdout", "-q"), ("index-pack", "--stdin", "--no-such-option"),
+                                data=wanted, env_first=env)

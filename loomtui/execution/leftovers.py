@@ -12,21 +12,29 @@ from pathlib import Path
 from loomtui.errors import LoomError
 from loomtui.execution import confinement, privategit
 from loomtui.execution.gitops import Git
-from loomtui.execution.sandboxes import agent_tree
+from loomtui.execution.sandboxes import agent_tree, largest_file
 from loomtui.store import SandboxRecord
 from loomtui.workspace import Workspace
 
 Say = Callable[[str], None]
 
 
-def bring_in_commits(workspace: Workspace, record: SandboxRecord, say: Say) -> None:
-    """Bring an isolated agent's commits into the shared repository (no-op without isolation)."""
+def bring_in_commits(workspace: Workspace, record: SandboxRecord, say: Say) -> str | None:
+    """Bring an isolated agent's commits into the shared repository (no-op without isolation); why they were
+    left out when they carry a file past `limits.file_size` (said and recorded once a tip), else None."""
     private = confinement.private_git(workspace, record)
     if private is not None:
         try:
-            privategit.sync(private, workspace.root, record.branch)
+            privategit.sync(private, workspace.root, record.branch, largest_file(workspace))
+        except privategit.TooLargeToBringIn as exc:
+            if not exc.again:
+                say(str(exc))
+                with contextlib.suppress(LoomError):  # a store down: said above, and the sandbox fails saying it
+                    workspace.record("sandbox.commits_too_large", record.id, {"error": str(exc)})
+            return str(exc)
         except (OSError, LoomError) as exc:
             say(f"git sync failed: {exc}")
+    return None
 
 
 def save_leftovers(workspace: Workspace, record: SandboxRecord, say: Say) -> tuple[str | None, str | None]:

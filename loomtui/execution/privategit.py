@@ -22,9 +22,13 @@ from loomtui.errors import LoomError
 from loomtui.execution import seen_objects
 from loomtui.execution.gitops import Git
 from loomtui.execution.isolation import PrivateGit
+from loomtui.limit_values import EXPORT_TOTAL_FILES, said_size, too_large_said
 
 IMPORT_TIMEOUT_S = 300.0
 """How long one step of bringing an agent's objects in may take."""
+_refused: dict[tuple[str, int | None], str] = {}
+"""Tips whose commits were too large to bring in under a limit, in this process, and why: not checked (nor said)
+again."""
 
 
 def prepare(private: PrivateGit, root: Path, common_dir: Path, branch: str, published: Path) -> Path:
@@ -138,13 +142,23 @@ def _remove(parent: int, name: str) -> None:
         os.unlink(name, dir_fd=parent)
 
 
-def _import_objects(repo: Git, private: PrivateGit, tip: str) -> None:
+class TooLargeToBringIn(LoomError):
+    """The agent's commits carry a file past `limits.file_size` (or too many near it): left out. `again`: the
+    same tip was refused before in this process (said already)."""
+
+    def __init__(self, message: str, *, again: bool = False) -> None:
+        super().__init__(message)
+        self.again = again
+
+
+def _import_objects(repo: Git, private: PrivateGit, tip: str, largest_file: int | None = None) -> None:
     """Bring the objects `tip` needs from the agent's directory into the shared store, verified.
 
     Never a file copy: the agent wrote those files, and one named for an object it
     does not hold would corrupt the shared store. They are packed and indexed as a
     fetch would be (`index-pack --strict` hashes and checks every object), so only
-    well-formed objects under their true names arrive.
+    well-formed objects under their true names arrive. A blob past `largest_file` (the agent
+    committed a sparse 3 GB file: its object costs it 3 MB) is never packed: TooLargeToBringIn.
     """
     _write_alternates(private)
     reading = {"GIT_ALTERNATE_OBJECT_DIRECTORIES": str(private.objects)}
@@ -153,12 +167,39 @@ def _import_objects(repo: Git, private: PrivateGit, tip: str) -> None:
                        timeout=IMPORT_TIMEOUT_S)
     if not wanted.strip():
         return
-    pack = repo.feed("pack-objects", "--stdout", "-q", data=wanted, env=reading, timeout=IMPORT_TIMEOUT_S)
-    repo.feed("index-pack", "--stdin", "--strict", data=pack, timeout=IMPORT_TIMEOUT_S)
+    if largest_file is not None:
+        _refuse_large_blobs(repo, wanted, reading, largest_file)
+    # Through a pipe: the pack held here was the size of everything the agent committed, outside its limits.
+    repo.feed_through(("pack-objects", "--stdout", "-q"), ("index-pack", "--stdin", "--strict"), data=wanted,
+                      env_first=reading, timeout=IMPORT_TIMEOUT_S)
 
 
-def sync(private: PrivateGit, root: Path, branch: str) -> str | None:
-    """Bring the agent's new commits into the shared store and move its branch; returns the tip."""
+def _refuse_large_blobs(repo: Git, wanted: bytes, reading: dict[str, str], largest_file: int) -> None:
+    """TooLargeToBringIn when a blob of `wanted` (`rev-list --objects` lines) is past `largest_file`, or they
+    come to more than EXPORT_TOTAL_FILES times it together (sizes read from the objects' headers)."""
+    paths = {}
+    for line in wanted.decode("utf-8", "surrogateescape").splitlines():
+        object_id, _, path = line.partition(" ")
+        paths[object_id] = path
+    said = repo.feed("cat-file", "--batch-check=%(objecttype) %(objectsize)", env=reading,
+                     data="".join(f"{object_id}\n" for object_id in paths).encode(), timeout=IMPORT_TIMEOUT_S)
+    too_large, total = [], 0
+    for (object_id, path), answer in zip(paths.items(), said.decode().splitlines(), strict=True):
+        kind, _, size = answer.partition(" ")
+        if kind == "blob" and size.isdigit():
+            total += int(size)
+            if int(size) > largest_file:
+                too_large.append((path or object_id, int(size)))
+    if too_large:
+        raise TooLargeToBringIn(f"its commits were not brought in: {too_large_said(sorted(too_large), largest_file)}")
+    if total > EXPORT_TOTAL_FILES * largest_file:
+        raise TooLargeToBringIn(f"its commits were not brought in: their files come to more than "
+                                f"{EXPORT_TOTAL_FILES} times limits.file_size ({said_size(largest_file)}) together")
+
+
+def sync(private: PrivateGit, root: Path, branch: str, largest_file: int | None = None) -> str | None:
+    """Bring the agent's new commits into the shared store and move its branch; returns the tip. Commits
+    carrying a file past `largest_file` stay out (the branch where it was): TooLargeToBringIn, once a tip."""
     ref = private.refs / Path(branch).name
     try:
         new = ref.read_text().strip() if ref.is_file() and not ref.is_symlink() else ""
@@ -167,8 +208,13 @@ def sync(private: PrivateGit, root: Path, branch: str) -> str | None:
     repo = Git(root)
     old = repo.resolve_commit(branch) or ""
     if new and new != old and re.fullmatch(r"[0-9a-f]{40}", new):
+        if (new, largest_file) in _refused:  # not checked again: the supervisor syncs every beat
+            raise TooLargeToBringIn(_refused[new, largest_file], again=True)
         try:
-            _import_objects(repo, private, new)
+            _import_objects(repo, private, new, largest_file)
+        except TooLargeToBringIn as exc:
+            _refused[new, largest_file] = str(exc)
+            raise
         except LoomError:
             return old or None  # objects missing or malformed: the branch stays where it was
         result = repo.run("update-ref", f"refs/heads/{branch}", new, old)

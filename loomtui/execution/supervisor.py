@@ -134,6 +134,7 @@ class Supervisor:
         self.faults: FaultWatch | None = (fault_watch(self.spec.faults, self.spec.offline_timeout)
                                           if self.spec.faults and self.spec.mode != "interactive" else None)
         self.fault_error: str | None = None
+        self.commits_left_out: str | None = None  # why the agent's commits were not brought in (too large)
         self.state_checked = 0.0  # when the runtime state's size was last looked at (`_check_state_size`)
         self.disk_spared = False  # left running on a short disk that another agent fills (said once)
         self.agent_pid = 0
@@ -150,7 +151,7 @@ class Supervisor:
 
     def sync_git(self) -> None:
         """Bring the isolated agent's commits into the shared repository (no-op without isolation)."""
-        bring_in_commits(self.workspace, self.record, _diagnose)
+        self.commits_left_out = bring_in_commits(self.workspace, self.record, _diagnose)
 
     def sync_logins(self) -> None:
         """Keep the sandbox's copy of the user's login in step with the user's (`login_copy`); the audit log
@@ -479,6 +480,8 @@ class Supervisor:
         error = error or self.log_error or self.fault_error
         if not error and save_error:  # its work is still in the worktree, but no review can see it
             error = f"the work it left uncommitted could not be saved to {self.record.branch}: {save_error}"
+        if not error and self.commits_left_out:  # a file past limits.file_size in its commits: they stay out
+            error = self.commits_left_out
         if not error and not stop_requested and self.faults is not None:
             error = self.faults.failed_quietly(code, saved is not None or has_commits(self.workspace, self.record))
         if error:

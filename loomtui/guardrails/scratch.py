@@ -17,13 +17,10 @@ from pathlib import Path, PurePosixPath
 from loomtui.errors import LoomError, quoted
 from loomtui.gitcmd import Git, first_line
 from loomtui.knowledge.trees import GitTree
-from loomtui.limit_values import said_size, too_large_said
+from loomtui.limit_values import EXPORT_TOTAL_FILES, said_size, too_large_said
 from loomtui.repo import DISTRUSTING_GIT_CONFIG
 
 MERGE_IDENTITY = ("-c", "user.name=loomtui merged gate", "-c", "user.email=loomtui@localhost")
-EXPORT_TOTAL_FILES = 10
-"""A change's new or changed files together may come to this many times `limits.file_size` in a check's
-tree (1 GB by default); many files just under the limit filled the disk at each export."""
 
 
 def export_tree(repo: Path, treeish: str, dest: Path, largest_file: int | None = None,
