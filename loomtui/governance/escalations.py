@@ -9,7 +9,6 @@ inside a sandbox may decide (see `refuse_inside_sandbox`).
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from collections.abc import Mapping, Sequence
@@ -32,15 +31,7 @@ from loomtui.governance.policy import (
     requirement_status,
     same_person,
 )
-from loomtui.governance.signing import (
-    BAD,
-    SIGNERS_FIELD,
-    VERIFIED,
-    Decision,
-    SigningError,
-    committed_versions,
-    sign_decision,
-)
+from loomtui.governance.signing import BAD, VERIFIED, Decision, SigningError, sign_decision
 from loomtui.store import EscalationRecord
 from loomtui.workspace import Workspace
 
@@ -383,28 +374,10 @@ def _sign(workspace: Workspace, policy: Policy, escalation: EscalationRecord, de
     if verdict.signature:
         fields["signature"] = verdict.signature
     if verdict.signers:  # which allowed_signers it was checked against: `audit verify` reads that one
-        _refuse_older_signers(workspace, policy, verdict.signers)
-        fields[SIGNERS_FIELD] = verdict.signers
+        fields["allowed_signers_blob"] = verdict.signers
     if verdict.status != VERIFIED:
         fields["signature_detail"] = verdict.detail
     return fields
-
-
-def _refuse_older_signers(workspace: Workspace, policy: Policy, ours: str) -> None:
-    """Refuse a decision checked against an older allowed_signers than an earlier decision was (this machine's
-    main branch is behind a key rotation another lead's machine has): `audit verify` would read it as bad,
-    a key taken out of the file signing after."""
-    # The field as the entry's JSON has it: text holding the name in a value (a reason) has its quotes escaped.
-    line = workspace.store.latest_audit_entry_with(f'"{SIGNERS_FIELD}":"')
-    try:
-        newest = json.loads(line)["details"][SIGNERS_FIELD] if line else None
-    except (ValueError, KeyError, TypeError):
-        newest = None
-    if isinstance(newest, str) and newest != ours and newest not in committed_versions(workspace.root, policy):
-        raise DecisionRefused(
-            f"{policy.decisions.allowed_signers} on this machine's main branch ({ours[:12]}) is not the one an "
-            f"earlier decision was checked against ({newest[:12]}), which it lacks: fetch the main branch and "
-            "decide again (`audit verify` reads a decision checked against an older file as bad)")
 
 
 def rejection_stands(policy: Policy, escalation: EscalationRecord) -> bool:

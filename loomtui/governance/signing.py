@@ -154,10 +154,6 @@ def main_checkout(root: Path) -> Path:
     return common.parent if common is not None and common.name == ".git" else root
 
 
-SIGNERS_FIELD: Final = "allowed_signers_blob"
-"""A decision's audit field: the blob of the allowed_signers its signature was checked against."""
-
-
 def signers_ref(root: Path) -> str:
     """Where the team's allowed_signers is read: the main branch (main, else master), never whatever the
     main checkout has checked out (a lead trying an agent's branch read the agent's own key file as the
@@ -178,7 +174,8 @@ def committed_signers(root: Path, policy: Policy, commit: str | None = None) -> 
 def committed_versions(root: Path, policy: Policy) -> dict[str, int]:
     """Every blob the policy's allowed_signers has been in the history of the main branch (`signers_ref`),
     with how recent it is (0: today's; a version the file returned to counts as its newest time)."""
-    done = Git(main_checkout(root)).run("log", "--format=", "--raw", "--no-abbrev", "--no-renames",
+    # `-m`: a merge's own version of the file (a conflict resolved in it) too, which `--raw` leaves out of a merge.
+    done = Git(main_checkout(root)).run("log", "--format=", "--raw", "-m", "--no-abbrev", "--no-renames",
                                         signers_ref(root), "--", policy.decisions.allowed_signers)
     newest_first = [line.split("\t")[0].split()[3] for line in done.out.splitlines() if line.startswith(":")]
     ranks: dict[str, int] = {}
@@ -316,6 +313,7 @@ def check_decisions(entries: Iterable[AuditEntry], root: Path, policy: Policy) -
     today = committed_signers(root, policy)
     versions: dict[str, int] | None = None  # read once, when an entry names the version it was checked against
     newest_named = None  # the most recent version an earlier decision was checked against (its rank)
+    newest_blob = None  # and that version
     required = policy.decisions.require_signature
     report = SignatureReport(required, policy.decisions.allowed_signers)
     for entry in entries:
@@ -323,7 +321,7 @@ def check_decisions(entries: Iterable[AuditEntry], root: Path, policy: Policy) -
             continue
         decision = Decision.from_entry(entry)
         signature = entry.details.get("signature")
-        kept = entry.details.get(SIGNERS_FIELD)
+        kept = entry.details.get("allowed_signers_blob")
         named = kept if isinstance(kept, str) and _BLOB_ID.fullmatch(kept) else None
         if named is not None and versions is None:
             versions = committed_versions(root, policy)
@@ -335,14 +333,17 @@ def check_decisions(entries: Iterable[AuditEntry], root: Path, policy: Policy) -
             verdict = replace(verdict, detail=f"{verdict.detail}; the {policy.decisions.allowed_signers} it was "
                                               f"checked against ({named[:12]}) was never on this branch")
         rank = versions.get(blob) if versions is not None and blob is not None else None
-        if rank is not None and newest_named is not None and rank > newest_named and verdict.status == VERIFIED:
+        if rank is not None and newest_named is not None and rank > newest_named and verdict.status == VERIFIED \
+                and verify_committed(decision, signature if isinstance(signature, str) else None, root, policy,
+                                     newest_blob).status != VERIFIED:
             # Decisions are taken against the file as it is then: one naming a version older than an earlier
-            # decision's came after a rotation, signed with a key the team had taken out.
+            # decision's came after that one, from a machine behind. It stands if its key is in the newer file
+            # too (another's key rotated); one the newer file took out signs nothing after.
             older = (blob or "")[:12]
             verdict = Verdict(BAD, f"checked against an older {policy.decisions.allowed_signers} ({older}) than an "
                                    "earlier decision was: a key taken out of it signs nothing after", signature)
-        if rank is not None and named is not None:
-            newest_named = rank if newest_named is None else min(newest_named, rank)
+        if rank is not None and named is not None and (newest_named is None or rank < newest_named):
+            newest_named, newest_blob = rank, blob
         by = entry.details.get("by")
         if verdict.status == VERIFIED and by is not None and by != entry.actor:
             verdict = Verdict(BAD, f"the entry says {by} decided, but it is {entry.actor}'s", signature)

@@ -528,13 +528,6 @@ class SqlStore(EvalRows, MetricRows):
         rows = self._query("SELECT seq, hash, entry FROM audit WHERE seq > ? ORDER BY seq", (seq,))
         return [(int(r["seq"]), str(r["hash"]), str(r["entry"])) for r in rows]
 
-    def latest_audit_entry_with(self, text: str) -> str | None:
-        """The newest committed audit entry (its line) whose text holds `text` as it is (`_` and `%` too), if any."""
-        literal = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-        rows = self._query("SELECT entry FROM audit WHERE entry LIKE ? ESCAPE '\\' ORDER BY seq DESC LIMIT 1",
-                           (f"%{literal}%",))
-        return str(rows[0]["entry"]) if rows else None
-
     def audit_hash(self, seq: int) -> str | None:
         rows = self._query("SELECT hash FROM audit WHERE seq = ?", (seq,))
         return str(rows[0]["hash"]) if rows else None
