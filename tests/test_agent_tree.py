@@ -126,20 +126,14 @@ def _adds(tree: AgentTree, monkeypatch: pytest.MonkeyPatch) -> list[list[str]]:
     """What each `git add` the snapshots make from here on is given: its arguments after `add`, or the
     paths it reads from stdin."""
     adds: list[list[str]] = []
-    raw, out = tree._tree.raw, tree._tree.out
+    raw = tree._tree.raw  # every git run goes through it
 
     def listed(*args: str, data: bytes | None = None, **kwargs):  # type: ignore[no-untyped-def]
         if "add" in args:
             adds.append(data.decode().split("\0")[:-1] if data else list(args[args.index("add") + 1:]))
         return raw(*args, data=data, **kwargs)
 
-    def given(*args: str, **kwargs):  # type: ignore[no-untyped-def]
-        if "add" in args:
-            adds.append(list(args[args.index("add") + 1:]))
-        return out(*args, **kwargs)
-
     monkeypatch.setattr(tree._tree, "raw", listed)
-    monkeypatch.setattr(tree._tree, "out", given)
     return adds
 
 
@@ -170,7 +164,7 @@ def test_a_listed_file_gone_before_its_add_falls_back_to_adding_everything(
     adds = _adds(tree, monkeypatch)
     snapshot, changed = tree.snapshot(base)
     assert changed == ["lib.py"] and git(repo, "cat-file", "-p", f"{snapshot}:lib.py") == "x = 2"
-    assert adds[0] == ["lib.py", "tmp-gone.swp"] and adds[1][:3] == ["--all", "--", "."]
+    assert adds[0] == ["lib.py", "tmp-gone.swp"] and [add[:3] for add in adds[1:]] == [["--all", "--", "."]]
 
 
 def test_a_snapshot_from_its_listing_is_the_tree_a_whole_add_makes(repo: Path, tmp_path: Path) -> None:
@@ -273,3 +267,18 @@ def test_an_isolated_agents_commit_of_a_file_past_the_limit_is_not_brought_in(re
 
     assert privategit.sync(private, repo, "loom/x", largest_file=None) == commit  # type: ignore[arg-type]
     assert git(repo, "cat-file", "-s", f"{commit}:huge.bin") == "5000"
+
+
+def test_many_changed_paths_are_added_with_the_whole_tree(repo: Path, tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """git matches every path given to `add` against every entry: an agent deleting a 60,000-file folder made a
+    snapshot take 37 s. Past LISTED_ADD_MAX changed paths the whole tree is added, one walk."""
+    from loomtui.execution.gitops import LISTED_ADD_MAX
+
+    base, worktree, tree = _agent_tree(repo, tmp_path, {"lib.py": "x = 1\n"}, largest_file=1 << 20)
+    tree.snapshot(base)
+    adds = _adds(tree, monkeypatch)
+    for number in range(LISTED_ADD_MAX + 1):
+        (worktree / f"gen{number}.py").write_text(f"n = {number}\n")
+    assert len(tree.snapshot(base)[1]) == LISTED_ADD_MAX + 1
+    assert [add[:3] for add in adds] == [["--all", "--", "."]]

@@ -42,6 +42,9 @@ def repository_excludes_file(common_dir: Path) -> str:
     return (values[-1] if values else "") or default_excludes_file()
 
 
+LISTED_ADD_MAX: Final = 64
+"""Past this many changed paths a snapshot adds the whole tree: git matches each path given against every
+entry (1,000 paths in a 20,000-file tree: 204 ms, where adding it all takes 51; 60,000 deleted: 37 s)."""
 UNKNOWN_SIZE: Final = -1
 """A file's size in `AgentTree.too_large` when it could not be read."""
 
@@ -106,10 +109,10 @@ class AgentTree:
             self.too_large = self._too_large(changed_here or [])
             left_out = (*self.managed, *(path for path, _size in self.too_large))
             added: set[str] | None = None  # what `add` took: None for the whole tree
-            if cached and changed_here is not None:
+            listed = [p for p in changed_here or [] if not self._is_left_out(p, left_out)]
+            if cached and changed_here is not None and len(listed) <= LISTED_ADD_MAX:
                 # The listing walked the tree already: `add` takes just what it found (a second walk of a
                 # 20,000-file tree: 97 ms a snapshot where this takes 71), and nothing when nothing is new.
-                listed = [p for p in changed_here if not self._is_left_out(p, left_out)]
                 added = set(listed) if self._add_listed(scratch, listed) else None
             if added is None:  # a fresh index (its stat data is empty: the whole tree is added to fill it)
                 self._add_all(scratch, left_out)
