@@ -210,7 +210,13 @@ def test_a_file_grown_past_the_limit_after_its_size_check_is_put_back(
     tree.snapshot(base)
     (worktree / "data.bin").write_bytes(b"\1" * ((1 << 20) + 1))
     (worktree / "code.py").write_text("x = 1\n")
-    monkeypatch.setattr(tree, "_too_large", lambda paths: [])  # sized before it grew
+    real, calls = tree._sizes, []
+
+    def sized_before_it_grew(paths: list[str]) -> dict[str, int]:
+        calls.append(paths)
+        return {path: 6 for path in paths} if len(calls) == 1 else real(paths)
+
+    monkeypatch.setattr(tree, "_sizes", sized_before_it_grew)
     snapshot, changed = tree.snapshot(base)
     assert changed == ["code.py"] and tree.too_large == [("data.bin", (1 << 20) + 1)]
     assert git(repo, "cat-file", "-p", f"{snapshot}:data.bin") == "small"
@@ -282,3 +288,21 @@ def test_many_changed_paths_are_added_with_the_whole_tree(repo: Path, tmp_path: 
         (worktree / f"gen{number}.py").write_text(f"n = {number}\n")
     assert len(tree.snapshot(base)[1]) == LISTED_ADD_MAX + 1
     assert [add[:3] for add in adds] == [["--all", "--", "."]]
+
+
+def test_a_file_git_stores_larger_than_it_is_is_not_left_out(repo: Path, tmp_path: Path) -> None:
+    """An encoding (`working-tree-encoding`) or a clean filter stores a file larger than it is on disk: the check
+    of what git took read 720,000 bytes of UTF-16 stored as 1,080,000 of UTF-8 as past a 1 MiB limit, and left a
+    file under it out of the save."""
+    base, worktree, _tree = _agent_tree(repo, tmp_path, {".gitattributes": "*.txt working-tree-encoding=UTF-16LE text\n"},
+                                        largest_file=1 << 20)
+    (worktree / "notes.txt").write_bytes(("\u6f22" * 360_000).encode("utf-16le"))
+    for name in ("fresh", "cached"):
+        tree = AgentTree(repo / ".git", worktree, tmp_path / f"{name}.index", largest_file=1 << 20)
+        if name == "cached":
+            (worktree / "notes.txt").rename(tmp_path / "aside")
+            tree.snapshot(base)
+            (tmp_path / "aside").rename(worktree / "notes.txt")
+        snapshot, changed = tree.snapshot(base)
+        assert changed == ["notes.txt"] and tree.too_large == [], name
+        assert git(repo, "cat-file", "-s", f"{snapshot}:notes.txt") == "1080000"

@@ -106,7 +106,8 @@ class AgentTree:
                 self._git(scratch, "read-tree", base)
             # Listed for the size check; without a limit one `add` of the whole tree is quicker than a listing.
             changed_here = self._changed(scratch) if self.largest_file is not None else None
-            self.too_large = self._too_large(changed_here or [])
+            sized = self._sizes(changed_here or [])
+            self.too_large = self._past_limit(sized)
             left_out = (*self.managed, *(path for path, _size in self.too_large))
             added: set[str] | None = None  # what `add` took: None for the whole tree
             listed = [p for p in changed_here or [] if not self._is_left_out(p, left_out)]
@@ -120,8 +121,8 @@ class AgentTree:
             if self.largest_file is not None:
                 # A file can grow between its size check and git's read of it (an agent running as the app
                 # looks): what git took past the limit is put back too, never left in loomtui's index.
-                grown = self._too_large_blobs({p: blob for p, blob in changed.items() if added is None or p in added})
-                self.too_large = sorted({*self.too_large, *grown})
+                taken = self._too_large_blobs({p: blob for p, blob in changed.items() if added is None or p in added})
+                self.too_large = sorted({*self.too_large, *self._grew(taken, sized)})
             if self.too_large:  # as `base` has them: left out, dropped, a file the agent had committed was deleted
                 self._as_in(scratch, base, [path for path, _size in self.too_large])
             tree = self._git(scratch, "write-tree").strip()
@@ -181,27 +182,42 @@ class AgentTree:
         listed = self._git(index, "ls-files", "--modified", "--others", "--exclude-standard", "-z")
         return list(dict.fromkeys(p for p in listed.split("\0") if p))  # a changed file is listed twice
 
-    def _too_large(self, paths: list[str]) -> list[tuple[str, int]]:
-        """Those of `paths` (new or changed) larger than `largest_file`."""
+    def _sizes(self, paths: list[str]) -> dict[str, int]:
+        """The size of each of `paths` in the worktree now (UNKNOWN_SIZE where it cannot be read; one gone is
+        left out: git sees that too), loomtui's own files aside."""
         if self.largest_file is None or not paths:
-            return []
-        found: list[tuple[str, int]] = []
+            return {}
+        found: dict[str, int] = {}
         folder = os.open(self.worktree, os.O_RDONLY | os.O_DIRECTORY)
         try:
             for path in paths:
                 if self._is_left_out(path, self.managed):
                     continue
                 try:  # relative to the worktree, as git reads it: the whole path may pass PATH_MAX
-                    size = os.lstat(path, dir_fd=folder).st_size
+                    found[path] = os.lstat(path, dir_fd=folder).st_size
                 except FileNotFoundError:
-                    continue  # gone since: git sees that too
+                    continue
                 except OSError:
-                    size = UNKNOWN_SIZE  # one git can read and loomtui cannot size is not saved
-                if size > self.largest_file or size == UNKNOWN_SIZE:
-                    found.append((path, size))
+                    found[path] = UNKNOWN_SIZE  # one git can read and loomtui cannot size is not saved
         finally:
             os.close(folder)
-        return sorted(found)
+        return found
+
+    def _past_limit(self, sizes: dict[str, int]) -> list[tuple[str, int]]:
+        """Those of `sizes` larger than `largest_file` (or not sized), as (path, size)."""
+        limit = self.largest_file
+        return [] if limit is None else sorted((path, size) for path, size in sizes.items()
+                                               if size > limit or size == UNKNOWN_SIZE)
+
+    def _grew(self, taken: list[tuple[str, int]], sized: dict[str, int]) -> list[tuple[str, int]]:
+        """Those of `taken` (git stored them past the limit) whose file is past it now, or changed size since it
+        was sized: a filter or an encoding (`working-tree-encoding`) stores a file larger than it is, and that
+        alone is no reason to leave it out."""
+        limit = self.largest_file
+        now = self._sizes([path for path, _size in taken])
+        return [(path, size) for path, size in taken if limit is not None and (
+            now.get(path, UNKNOWN_SIZE) in (UNKNOWN_SIZE,) or now[path] > limit
+            or (path in sized and now[path] != sized[path]))]
 
     def _as_in(self, index: Path, base: str, paths: list[str]) -> None:
         """Put `paths` in `index` as `base` has them (gone where it has none)."""
