@@ -203,7 +203,7 @@ class KnownHolders:
     escalations: Mapping[int, EscalationRecord] | None = None
     """The escalations read, by id: a review's or a start's is looked up here first."""
     sandboxes: Mapping[str, SandboxRecord] | None = None
-    """The sandboxes read (archived ones aside): a task's dependencies are looked up here first."""
+    """The sandboxes read (those listed): a task's dependencies are looked up here first."""
 
     @classmethod
     def of(cls, claim_holders: Iterable[str], escalations: Iterable[EscalationRecord],
