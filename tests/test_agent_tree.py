@@ -212,9 +212,9 @@ def test_a_file_grown_past_the_limit_after_its_size_check_is_put_back(
     (worktree / "code.py").write_text("x = 1\n")
     real, calls = tree._sizes, []
 
-    def sized_before_it_grew(paths: list[str]) -> dict[str, int]:
+    def sized_before_it_grew(paths: list[str]) -> dict[str, tuple[int, int, int]]:
         calls.append(paths)
-        return {path: 6 for path in paths} if len(calls) == 1 else real(paths)
+        return {path: (6, 0, 0) for path in paths} if len(calls) == 1 else real(paths)
 
     monkeypatch.setattr(tree, "_sizes", sized_before_it_grew)
     snapshot, changed = tree.snapshot(base)
@@ -306,3 +306,37 @@ def test_a_file_git_stores_larger_than_it_is_is_not_left_out(repo: Path, tmp_pat
         snapshot, changed = tree.snapshot(base)
         assert changed == ["notes.txt"] and tree.too_large == [], name
         assert git(repo, "cat-file", "-s", f"{snapshot}:notes.txt") == "1080000"
+
+
+@pytest.mark.parametrize("changed", ["listed", "whole"])
+def test_a_file_grown_as_git_reads_it_and_put_back_after_is_not_kept(
+        repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, changed: str) -> None:
+    """An agent watching its worktree (inotify) grows a file the moment loomtui has sized it and shrinks it back
+    to that size once git has read it: judged by its size alone, the large blob stayed in the snapshot and in
+    loomtui's index. Its change time moved, which no one can set back: it is put back."""
+    from loomtui.execution.gitops import LISTED_ADD_MAX
+
+    base, worktree, tree = _agent_tree(repo, tmp_path, {"a.txt": "a\n"}, largest_file=1 << 20)
+    tree.snapshot(base)
+    small, large = b"s" * 1000, b"\1" * (3 << 20)
+    (worktree / "data.bin").write_bytes(small)
+    for number in range(LISTED_ADD_MAX + 1 if changed == "whole" else 0):
+        (worktree / f"gen{number}.py").write_text(f"n = {number}\n")
+
+    def racing(add):  # type: ignore[no-untyped-def]
+        def during(*args, **kwargs):  # type: ignore[no-untyped-def]
+            (worktree / "data.bin").write_bytes(large)
+            try:
+                return add(*args, **kwargs)
+            finally:
+                (worktree / "data.bin").write_bytes(small)
+        return during
+
+    monkeypatch.setattr(tree, "_add_listed", racing(tree._add_listed))
+    monkeypatch.setattr(tree, "_add_all", racing(tree._add_all))
+    snapshot, _changed = tree.snapshot(base)
+    assert [path for path, _size in tree.too_large] == ["data.bin"]
+    assert "data.bin" not in git(repo, "ls-tree", "--name-only", snapshot).split()
+    monkeypatch.undo()
+    snapshot, _changed = tree.snapshot(base)  # the index kept nothing of it: the small file is seen again
+    assert git(repo, "cat-file", "-s", f"{snapshot}:data.bin") == "1000" and tree.too_large == []

@@ -46,6 +46,8 @@ LISTED_ADD_MAX: Final = 64
 """Past this many changed paths a snapshot adds the whole tree: git matches each path given against every
 entry (1,000 paths in a 20,000-file tree: 204 ms, where adding it all takes 51; 60,000 deleted: 37 s)."""
 UNKNOWN_SIZE: Final = -1
+FileStamp = tuple[int, int, int]
+"""A worktree file as `AgentTree` sized it: (size, inode, change time in ns)."""
 """A file's size in `AgentTree.too_large` when it could not be read."""
 
 
@@ -182,42 +184,42 @@ class AgentTree:
         listed = self._git(index, "ls-files", "--modified", "--others", "--exclude-standard", "-z")
         return list(dict.fromkeys(p for p in listed.split("\0") if p))  # a changed file is listed twice
 
-    def _sizes(self, paths: list[str]) -> dict[str, int]:
-        """The size of each of `paths` in the worktree now (UNKNOWN_SIZE where it cannot be read; one gone is
-        left out: git sees that too), loomtui's own files aside."""
+    def _sizes(self, paths: list[str]) -> dict[str, FileStamp]:
+        """Each of `paths` in the worktree now: its size, inode and change time (UNKNOWN_SIZE where it cannot be
+        read; one gone is left out: git sees that too), loomtui's own files aside."""
         if self.largest_file is None or not paths:
             return {}
-        found: dict[str, int] = {}
+        found: dict[str, FileStamp] = {}
         folder = os.open(self.worktree, os.O_RDONLY | os.O_DIRECTORY)
         try:
             for path in paths:
                 if self._is_left_out(path, self.managed):
                     continue
                 try:  # relative to the worktree, as git reads it: the whole path may pass PATH_MAX
-                    found[path] = os.lstat(path, dir_fd=folder).st_size
+                    info = os.lstat(path, dir_fd=folder)
+                    found[path] = (info.st_size, info.st_ino, info.st_ctime_ns)
                 except FileNotFoundError:
                     continue
                 except OSError:
-                    found[path] = UNKNOWN_SIZE  # one git can read and loomtui cannot size is not saved
+                    found[path] = (UNKNOWN_SIZE, 0, 0)  # one git can read and loomtui cannot size is not saved
         finally:
             os.close(folder)
         return found
 
-    def _past_limit(self, sizes: dict[str, int]) -> list[tuple[str, int]]:
+    def _past_limit(self, sizes: dict[str, FileStamp]) -> list[tuple[str, int]]:
         """Those of `sizes` larger than `largest_file` (or not sized), as (path, size)."""
         limit = self.largest_file
-        return [] if limit is None else sorted((path, size) for path, size in sizes.items()
-                                               if size > limit or size == UNKNOWN_SIZE)
+        return [] if limit is None else sorted((path, stamp[0]) for path, stamp in sizes.items()
+                                               if stamp[0] > limit or stamp[0] == UNKNOWN_SIZE)
 
-    def _grew(self, taken: list[tuple[str, int]], sized: dict[str, int]) -> list[tuple[str, int]]:
-        """Those of `taken` (git stored them past the limit) whose file is past it now, or changed size since it
-        was sized: a filter or an encoding (`working-tree-encoding`) stores a file larger than it is, and that
-        alone is no reason to leave it out."""
-        limit = self.largest_file
+    def _grew(self, taken: list[tuple[str, int]], sized: dict[str, FileStamp]) -> list[tuple[str, int]]:
+        """Those of `taken` (git stored them past the limit) but a file sized before the add and untouched since
+        (size, inode and change time as they were: a write between, even one put back, moves the change time,
+        which no one can set). A filter or an encoding (`working-tree-encoding`) stores a file larger than it
+        is, and that alone is no reason to leave it out."""
         now = self._sizes([path for path, _size in taken])
-        return [(path, size) for path, size in taken if limit is not None and (
-            now.get(path, UNKNOWN_SIZE) in (UNKNOWN_SIZE,) or now[path] > limit
-            or (path in sized and now[path] != sized[path]))]
+        return [(path, size) for path, size in taken
+                if path not in sized or now.get(path) != sized[path] or sized[path][0] == UNKNOWN_SIZE]
 
     def _as_in(self, index: Path, base: str, paths: list[str]) -> None:
         """Put `paths` in `index` as `base` has them (gone where it has none)."""
