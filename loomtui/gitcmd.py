@@ -186,11 +186,11 @@ class Git:
             raise GitFailed(f"git {command_name(then)} failed: {first_line(err.decode('utf-8', 'replace'))}")
         return out
 
-    def pipe(self, *args: str) -> subprocess.Popen[bytes]:
+    def pipe(self, *args: str, env: Mapping[str, str] | None = None) -> subprocess.Popen[bytes]:
         """Start `git ARGS` (such as `cat-file --batch`) to talk to over stdin and stdout; stderr is dropped."""
         self._check_cwd()
         try:
-            return subprocess.Popen([*GIT, *args], cwd=self.cwd, env=_environment(None), stdin=subprocess.PIPE,
+            return subprocess.Popen([*GIT, *args], cwd=self.cwd, env=_environment(env), stdin=subprocess.PIPE,
                                     stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
         except OSError as exc:
             raise LoomError(f"cannot run git in {self.cwd}: {exc.strerror or exc}") from None

@@ -224,7 +224,8 @@ def test_a_file_grown_past_the_limit_after_its_size_check_is_put_back(
     assert tree.snapshot(base)[1] == ["code.py"] and tree.too_large == [("data.bin", (1 << 20) + 1)]
 
 
-def _private_commit(repo: Path, tmp_path: Path, files: dict[str, bytes]) -> tuple[object, str, str]:
+def _private_commit(repo: Path, tmp_path: Path, files: dict[str, bytes],
+                    message: bytes = b"the agent's commit") -> tuple[object, str, str]:
     """An isolated agent's commit of `files` on `loom/x` (at the repo's HEAD), in its private object store as
     the agent's git writes it; (its PrivateGit, the base, the commit)."""
     from loomtui.execution.isolation import PrivateGit
@@ -245,7 +246,7 @@ def _private_commit(repo: Path, tmp_path: Path, files: dict[str, bytes]) -> tupl
     for name, content in files.items():
         blob = agent_git("hash-object", "-w", "--stdin", data=content)
         agent_git("update-index", "--add", "--cacheinfo", f"100644,{blob},{name}")
-    commit = agent_git("commit-tree", agent_git("write-tree"), "-p", base, "-m", "the agent's commit")
+    commit = agent_git("commit-tree", agent_git("write-tree"), "-p", base, "-F", "-", data=message)
     (private.refs / "x").write_text(commit + "\n")
     return private, base, commit
 
@@ -340,3 +341,28 @@ def test_a_file_grown_as_git_reads_it_and_put_back_after_is_not_kept(
     monkeypatch.undo()
     snapshot, _changed = tree.snapshot(base)  # the index kept nothing of it: the small file is seen again
     assert git(repo, "cat-file", "-s", f"{snapshot}:data.bin") == "1000" and tree.too_large == []
+
+
+def test_an_isolated_agent_cannot_slip_a_large_object_or_a_trap_past_the_bring_in(repo: Path, tmp_path: Path) -> None:
+    """What else an agent's private store and ref hold: a commit with a 300 MB message (not a blob, and not sized),
+    a file name of bytes that are not UTF-8 (an exception out of the sync killed the supervisor's store loop), a
+    ref file that is a FIFO or a sparse gigabyte (read whole, every beat)."""
+    from loomtui.execution import privategit
+
+    private, base, _commit = _private_commit(repo, tmp_path, {"code.py": b"x = 1\n"}, message=b"m" * 10_000)
+    with pytest.raises(privategit.TooLargeToBringIn, match=r"commit .* is larger than limits.file_size"):
+        privategit.sync(private, repo, "loom/x", largest_file=4096)  # type: ignore[arg-type]
+    git(repo, "branch", "-D", "loom/x")
+    odd, base, commit = _private_commit(repo, tmp_path / "odd", {"a\r\udcff.bin".encode("utf-8", "surrogateescape")
+                                                                  .decode("utf-8", "surrogateescape"): b"\0" * 5000})
+    with pytest.raises(privategit.TooLargeToBringIn, match="is larger than limits.file_size"):
+        privategit.sync(odd, repo, "loom/x", largest_file=4096)  # type: ignore[arg-type]
+    ref = odd.refs / "x"  # type: ignore[attr-defined]
+    ref.unlink()
+    os.mkfifo(ref)
+    assert privategit.sync(odd, repo, "loom/x", largest_file=None) == base  # type: ignore[arg-type]
+    ref.unlink()
+    with ref.open("wb") as sparse:
+        sparse.write(commit.encode() + b"\n")
+        sparse.truncate(1 << 30)
+    assert privategit.sync(odd, repo, "loom/x", largest_file=None) == base  # type: ignore[arg-type]

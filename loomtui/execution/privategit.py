@@ -16,6 +16,7 @@ import re
 import shutil
 import stat
 import tempfile
+import threading
 from pathlib import Path
 
 from loomtui.errors import LoomError
@@ -24,6 +25,9 @@ from loomtui.execution.gitops import Git
 from loomtui.execution.isolation import PrivateGit
 from loomtui.limit_values import EXPORT_TOTAL_FILES, said_size, too_large_said
 
+_OBJECT_ID = re.compile(rb"[0-9a-f]{40}")
+NAMES_READ_MAX = 16 << 20
+"""How much of `rev-list --objects` is read to name a file too large to bring in."""
 IMPORT_TIMEOUT_S = 300.0
 """How long one step of bringing an agent's objects in may take."""
 _refused: dict[tuple[str, int | None], str] = {}
@@ -162,52 +166,54 @@ def _import_objects(repo: Git, private: PrivateGit, tip: str, largest_file: int 
     """
     _write_alternates(private)
     reading = {"GIT_ALTERNATE_OBJECT_DIRECTORIES": str(private.objects)}
-    # Bounded: git reads files the agent made, and one of them a FIFO would hold it (and this) for ever.
-    wanted = repo.feed("rev-list", "--objects", tip, "--not", "--all", data=b"", env=reading,
+    # Bounded: git reads files the agent made, and one of them a FIFO would hold it (and this) for ever. Ids
+    # only: with their paths a tree 2,000 folders deep made 100 KB of objects 500 MB of output here.
+    wanted = repo.feed("rev-list", "--objects", "--no-object-names", tip, "--not", "--all", data=b"", env=reading,
                        timeout=IMPORT_TIMEOUT_S)
     if not wanted.strip():
         return
     if largest_file is not None:
-        _refuse_large_blobs(repo, wanted, reading, largest_file)
+        _refuse_large_blobs(repo, tip, wanted, reading, largest_file)
     # Through a pipe: the pack held here was the size of everything the agent committed, outside its limits.
     repo.feed_through(("pack-objects", "--stdout", "-q"), ("index-pack", "--stdin", "--strict"), data=wanted,
                       env_first=reading, timeout=IMPORT_TIMEOUT_S)
 
 
-def _refuse_large_blobs(repo: Git, wanted: bytes, reading: dict[str, str], largest_file: int) -> None:
-    """TooLargeToBringIn when a blob of `wanted` (`rev-list --objects` lines) is past `largest_file`, or they
-    come to more than EXPORT_TOTAL_FILES times it together (sizes read from the objects' headers)."""
-    paths = {}
-    for line in wanted.decode("utf-8", "surrogateescape").splitlines():
-        object_id, _, path = line.partition(" ")
-        paths[object_id] = path
-    said = repo.feed("cat-file", "--batch-check=%(objecttype) %(objectsize)", env=reading,
-                     data="".join(f"{object_id}\n" for object_id in paths).encode(), timeout=IMPORT_TIMEOUT_S)
+def _refuse_large_blobs(repo: Git, tip: str, wanted: bytes, reading: dict[str, str], largest_file: int) -> None:
+    """TooLargeToBringIn when an object of `wanted` (ids, a line each) is past `largest_file` (a blob, or a
+    commit with a 300 MB message), or they come to more than EXPORT_TOTAL_FILES times it together, or one is
+    not there to be sized (sizes read from the objects' headers)."""
+    ids = [line.decode("ascii") for line in wanted.split(b"\n") if _OBJECT_ID.fullmatch(line)]
+    said = repo.feed("cat-file", "--batch-check=%(objectname) %(objecttype) %(objectsize)", env=reading,
+                     data="".join(f"{object_id}\n" for object_id in ids).encode(), timeout=IMPORT_TIMEOUT_S)
+    answers = said.decode("ascii", "replace").split("\n")[:len(ids)]
     too_large, total = [], 0
-    for (object_id, path), answer in zip(paths.items(), said.decode().splitlines(), strict=True):
-        kind, _, size = answer.partition(" ")
-        if kind == "blob" and size.isdigit():
-            total += int(size)
-            if int(size) > largest_file:
-                too_large.append((path or object_id, int(size)))
+    for object_id, answer in zip(ids, answers, strict=False):
+        name, kind, size = (answer.split(" ") + ["", ""])[:3]
+        if name != object_id or not size.isdigit():  # "missing" (gone as it was sized): nothing unsized comes in
+            raise TooLargeToBringIn(f"its commits were not brought in: {kind or 'an object'} {object_id[:12]} could "
+                                    "not be sized")
+        total += int(size)
+        if int(size) > largest_file:
+            too_large.append((f"{kind} {object_id[:12]}", int(size)))
+    if len(answers) < len(ids):
+        raise TooLargeToBringIn("its commits were not brought in: not every object could be sized")
     if too_large:
+        named = _paths_of(repo, tip, reading, {label.split(" ")[1] for label, _size in too_large})
+        too_large = [(named.get(label.split(" ")[1], label), size) for label, size in too_large]
         raise TooLargeToBringIn(f"its commits were not brought in: {too_large_said(sorted(too_large), largest_file)}")
     if total > EXPORT_TOTAL_FILES * largest_file:
-        raise TooLargeToBringIn(f"its commits were not brought in: their files come to more than "
+        raise TooLargeToBringIn(f"its commits were not brought in: their objects come to more than "
                                 f"{EXPORT_TOTAL_FILES} times limits.file_size ({said_size(largest_file)}) together")
 
 
 def sync(private: PrivateGit, root: Path, branch: str, largest_file: int | None = None) -> str | None:
     """Bring the agent's new commits into the shared store and move its branch; returns the tip. Commits
     carrying a file past `largest_file` stay out (the branch where it was): TooLargeToBringIn, once a tip."""
-    ref = private.refs / Path(branch).name
-    try:
-        new = ref.read_text().strip() if ref.is_file() and not ref.is_symlink() else ""
-    except (OSError, UnicodeDecodeError):
-        new = ""
+    new = _read_ref(private.refs / Path(branch).name)
     repo = Git(root)
     old = repo.resolve_commit(branch) or ""
-    if new and new != old and re.fullmatch(r"[0-9a-f]{40}", new):
+    if new and new != old and _OBJECT_ID.fullmatch(new.encode()):
         if (new, largest_file) in _refused:  # not checked again: the supervisor syncs every beat
             raise TooLargeToBringIn(_refused[new, largest_file], again=True)
         try:
@@ -222,3 +228,46 @@ def sync(private: PrivateGit, root: Path, branch: str, largest_file: int | None 
             return old or None
         return new
     return old or None
+
+
+def _paths_of(repo: Git, tip: str, reading: dict[str, str], prefixes: set[str]) -> dict[str, str]:
+    """A path for each object whose id starts with one of `prefixes`, in what `tip` brings: read a line at a
+    time, at most NAMES_READ_MAX bytes, so a tree thousands of folders deep costs no more (by prefix, as named)."""
+    found: dict[str, str] = {}
+    process = repo.pipe("rev-list", "--objects", tip, "--not", "--all", env=reading)
+    assert process.stdin is not None and process.stdout is not None
+    process.stdin.close()
+    timer = threading.Timer(IMPORT_TIMEOUT_S, process.kill)
+    timer.start()
+    read = 0
+    try:
+        for line in process.stdout:
+            read += len(line)
+            object_id, _, path = line.rstrip(b"\n").partition(b" ")
+            prefix = object_id[:12].decode("ascii", "replace")
+            if prefix in prefixes and path:
+                found.setdefault(prefix, path.decode("utf-8", "replace"))
+            if len(found) == len(prefixes) or read > NAMES_READ_MAX:
+                break
+    finally:
+        timer.cancel()
+        process.kill()
+        process.wait()
+    return found
+
+
+def _read_ref(ref: Path) -> str:
+    """The commit id the agent's ref file names ('' for anything else): its first bytes only, never through a
+    link and never waiting on a FIFO (a sparse 1 GB ref file was read whole, every beat)."""
+    try:
+        fd = os.open(ref, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError:
+        return ""
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return ""
+        return os.read(fd, 128).decode("ascii").strip()
+    except (OSError, UnicodeDecodeError):
+        return ""
+    finally:
+        os.close(fd)
