@@ -382,3 +382,47 @@ def test_the_allowed_signers_a_merge_resolved_is_one_the_branch_had(tmp_path: Pa
     git(repo, "commit", "-qam", "alice's key rotated")
     verified = run(repo, "audit", "verify", "--json")
     assert [d["status"] for d in json.loads(verified.stdout)["signatures"]["decisions"]] == [VERIFIED], verified.stdout
+
+
+def _approve(repo: Path, who: str, keys: dict[str, Path]) -> None:
+    _policy, escalation = escalate(repo)
+    done = run(repo, "escalation", "approve", str(escalation), user=who, key=keys[who])
+    assert done.returncode == 0, done.stderr
+
+
+def _statuses(repo: Path) -> list[str]:
+    return [d["status"] for d in json.loads(run(repo, "audit", "verify", "--json").stdout)["signatures"]["decisions"]]
+
+
+def test_a_member_listed_again_then_removed_keeps_the_decisions_taken_while_listed(
+        tmp_path: Path, keys: dict[str, Path]) -> None:
+    """allowed_signers returned to earlier bytes (bob away, back, away again): that version ranked as the newest,
+    and bob's decision, taken while he was listed, read as bad for good."""
+    repo = setup_repo(tmp_path, keys, required=True)
+    write_allowed(repo, keys, (ALICE, LEAD))
+    git(repo, "commit", "-qam", "bob away")
+    _approve(repo, ALICE, keys)
+    write_allowed(repo, keys, (ALICE, BOB, LEAD))
+    git(repo, "commit", "-qam", "bob back")
+    _approve(repo, BOB, keys)
+    write_allowed(repo, keys, (ALICE, LEAD))
+    git(repo, "commit", "-qam", "bob away again")
+    assert _statuses(repo) == [VERIFIED, VERIFIED]
+
+
+def test_a_decision_under_a_version_never_published_sets_no_bar_for_later_ones(
+        tmp_path: Path, keys: dict[str, Path]) -> None:
+    """A decision naming a version never on the branch is checked against today's file; its rank was today's, and
+    every later decision naming an older version was then checked against today's file too: one by a member
+    removed long after deciding read as bad."""
+    repo = setup_repo(tmp_path, keys, required=True)
+    before = git(repo, "rev-parse", "HEAD")
+    signers = repo / ".loom" / "allowed_signers"
+    signers.write_text(signers.read_text() + "# a local note\n")
+    git(repo, "commit", "-qam", "local, never pushed")
+    _approve(repo, ALICE, keys)
+    git(repo, "reset", "-q", "--hard", before)
+    _approve(repo, BOB, keys)
+    write_allowed(repo, keys, (ALICE, LEAD))
+    git(repo, "commit", "-qam", "bob leaves, later")
+    assert _statuses(repo) == [VERIFIED, VERIFIED]

@@ -171,17 +171,18 @@ def committed_signers(root: Path, policy: Policy, commit: str | None = None) -> 
     return done.out.strip() if done.status == 0 and done.out.strip() else None
 
 
-def committed_versions(root: Path, policy: Policy) -> dict[str, int]:
+def committed_versions(root: Path, policy: Policy) -> dict[str, tuple[int, int]]:
     """Every blob the policy's allowed_signers has been in the history of the main branch (`signers_ref`),
-    with how recent it is (0: today's; a version the file returned to counts as its newest time)."""
+    with how recent it is, newest first: (its most recent time, its earliest), 0 being today's (a file
+    that returned to earlier bytes holds that version twice)."""
     # `-m`: a merge's own version of the file (a conflict resolved in it) too, which `--raw` leaves out of a merge.
     done = Git(main_checkout(root)).run("log", "--format=", "--raw", "-m", "--no-abbrev", "--no-renames",
                                         signers_ref(root), "--", policy.decisions.allowed_signers)
     newest_first = [line.split("\t")[0].split()[3] for line in done.out.splitlines() if line.startswith(":")]
-    ranks: dict[str, int] = {}
-    for blob in newest_first:
+    ranks: dict[str, tuple[int, int]] = {}
+    for position, blob in enumerate(newest_first):
         if blob.strip("0"):
-            ranks.setdefault(blob, len(ranks))
+            ranks[blob] = (ranks[blob][0] if blob in ranks else position, position)
     return ranks
 
 
@@ -311,7 +312,7 @@ def check_decisions(entries: Iterable[AuditEntry], root: Path, policy: Policy) -
     """Check each decision entry's signature against the allowed_signers it was taken under (today's
     committed file for an entry that does not say); bad ones always fail, unsigned ones when required."""
     today = committed_signers(root, policy)
-    versions: dict[str, int] | None = None  # read once, when an entry names the version it was checked against
+    versions: dict[str, tuple[int, int]] | None = None  # read once, when an entry names the version it had
     newest_named = None  # the most recent version an earlier decision was checked against (its rank)
     newest_blob = None  # and that version
     required = policy.decisions.require_signature
@@ -332,7 +333,10 @@ def check_decisions(entries: Iterable[AuditEntry], root: Path, policy: Policy) -
         if named is not None and blob != named and verdict.status != VERIFIED:
             verdict = replace(verdict, detail=f"{verdict.detail}; the {policy.decisions.allowed_signers} it was "
                                               f"checked against ({named[:12]}) was never on this branch")
-        rank = versions.get(blob) if versions is not None and blob is not None else None
+        # Where a version was held twice (the file returned to earlier bytes), the reading that flags nothing:
+        # a decision as recent as the version's latest time, an earlier one's bar at its earliest.
+        ranks = versions.get(blob) if versions is not None and blob is not None else None
+        rank = ranks[0] if ranks is not None else None
         if rank is not None and newest_named is not None and rank > newest_named and verdict.status == VERIFIED \
                 and verify_committed(decision, signature if isinstance(signature, str) else None, root, policy,
                                      newest_blob).status != VERIFIED:
@@ -342,8 +346,8 @@ def check_decisions(entries: Iterable[AuditEntry], root: Path, policy: Policy) -
             older = (blob or "")[:12]
             verdict = Verdict(BAD, f"checked against an older {policy.decisions.allowed_signers} ({older}) than an "
                                    "earlier decision was: a key taken out of it signs nothing after", signature)
-        if rank is not None and named is not None and (newest_named is None or rank < newest_named):
-            newest_named, newest_blob = rank, blob
+        if ranks is not None and blob == named and (newest_named is None or ranks[1] < newest_named):
+            newest_named, newest_blob = ranks[1], blob  # only a version it named, and that was on the branch
         by = entry.details.get("by")
         if verdict.status == VERIFIED and by is not None and by != entry.actor:
             verdict = Verdict(BAD, f"the entry says {by} decided, but it is {entry.actor}'s", signature)
