@@ -20,6 +20,7 @@ import signal
 import subprocess
 import tempfile
 import threading
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -165,9 +166,10 @@ class Git:
             producer.stdout.close()  # the consumer's now: the producer sees a broken pipe if it goes
             writer = threading.Thread(target=_write_and_close, args=(producer.stdin, data), daemon=True)
             writer.start()
+            deadline = None if timeout is None else time.monotonic() + timeout
             try:
                 out, err = consumer.communicate(timeout=timeout)
-                producer.wait(timeout=timeout)
+                producer.wait(timeout=None if deadline is None else max(0.0, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
                 for process in (producer, consumer):
                     with contextlib.suppress(ProcessLookupError):
