@@ -320,3 +320,21 @@ def test_a_way_back_to_sqlite_that_fails_changes_nothing_and_one_that_works_keep
     kept = SqliteStore(aside)
     assert [r.id for r in kept.list_sandboxes(include_archived=True)] == ["before", "late"]
     kept.close()
+
+
+def test_live_claims_with_reason_finds_the_text_as_it_is(tmp_path: Path) -> None:
+    """A rule looking for a few claims by their reason (the provisional ones a hook lets go of) read every live
+    claim, 5,000 at scale, inside each claim's write transaction: the store finds them, the text taken as it
+    is (`_` and `%` are not patterns), released ones left out."""
+    store = SqliteStore(tmp_path / "s.db")
+    expires = time.time() + 600
+    with store.transaction():
+        wanted = store.add_claim("a", "x.py", "exclusive", "edit (awaiting tool call t_1)", expires, ["x.py"])
+        store.add_claim("b", "y.py", "exclusive", "edit (awaiting tool call tx1)", expires, ["y.py"])
+        store.add_claim("c", "z.py", "exclusive", "50% off", expires, ["z.py"])
+        gone = store.add_claim("d", "w.py", "exclusive", "edit (awaiting tool call t_1)", expires, ["w.py"])
+    store.release_claim(gone.id, "done")
+    assert [c.id for c in store.live_claims_with_reason("(awaiting tool call t_1)")] == [wanted.id]
+    assert [c.region_ids for c in store.live_claims_with_reason("0% o")] == [("z.py",)]
+    assert store.live_claims_with_reason("5_%") == []
+    store.close()

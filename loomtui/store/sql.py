@@ -351,6 +351,12 @@ class SqlStore(EvalRows, MetricRows):
             return self._claims("c.released IS NULL", ())
         return self._claims("c.released IS NULL AND c.sandbox_id = ?", (sandbox_id,))
 
+    def live_claims_with_reason(self, text: str) -> list[ClaimRecord]:
+        """Live claims whose reason holds `text` as it is (`%` and `_` too): the few a rule looks for, not all of
+        them (every claim read 5,000 live ones, 21 ms, inside its write transaction)."""
+        literal = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        return self._claims("c.released IS NULL AND c.reason LIKE ? ESCAPE '\\'", (f"%{literal}%",))
+
     def live_claim_counts(self) -> dict[str, int]:
         """How many live claims each sandbox holds (sandboxes holding none are left out)."""
         rows = self._query("SELECT sandbox_id, count(*) FROM claims WHERE released IS NULL GROUP BY sandbox_id", ())

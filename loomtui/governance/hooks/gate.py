@@ -66,7 +66,9 @@ GRANTING_KINDS: Final = ("pre-start", PERMISSION_KIND)
 DEFAULT_CONFIRM_S: Final = 120.0
 """How long a claim made for a tool call waits for the call to happen (its PostToolUse)."""
 NEVER_HAPPENED: Final = "the edit it was claimed for never happened"
-_AWAITING: Final = re.compile(r" \(awaiting tool call ([^()]*)\)$")
+AWAITING_MARK: Final = " (awaiting tool call "
+"""In a provisional claim's reason, before the tool calls it waits for (`_AWAITING`)."""
+_AWAITING: Final = re.compile(re.escape(AWAITING_MARK) + r"([^()]*)\)$")
 T = TypeVar("T")
 
 
@@ -94,7 +96,7 @@ def release_lapsed(workspace: Workspace, clock: Callable[[], float] = time.time)
     checkout, `hook claude --sandbox NAME`) only at its next hook call, which may never come."""
     from loomtui.governance.broker import confirm_window_from_env
 
-    waiting = [claim for claim in workspace.store.live_claims() if awaiting(claim)]
+    waiting = [claim for claim in workspace.store.live_claims_with_reason(AWAITING_MARK) if awaiting(claim)]
     if not waiting:  # the common case, on every claim: nothing more is read
         return []
     window = HookGate(workspace, waiting[0].sandbox_id, workspace.root,
@@ -280,7 +282,7 @@ class HookGate:
         started = time.perf_counter()
         self.release_unconfirmed()
         own_before = {c.id for c in self.workspace.store.live_claims(self.sandbox_id)}
-        pending = f" (awaiting tool call {tool_use_id})" if tool_use_id else ""
+        pending = f"{AWAITING_MARK}{tool_use_id})" if tool_use_id else ""
         checked: list[tuple[str, list[tuple[int, int]] | None, Answer]] = []
         for target in targets:
             path = text_field(target, "path")
@@ -380,7 +382,7 @@ class HookGate:
             if waiting and tool_use_id not in waiting and wanted & set(claim.region_ids):
                 reason = _AWAITING.sub("", claim.reason)
                 self.workspace.store.set_claim_reason(
-                    claim.id, f"{reason} (awaiting tool call {' '.join([*waiting, tool_use_id])})")
+                    claim.id, f"{reason}{AWAITING_MARK}{' '.join([*waiting, tool_use_id])})")
 
     def confirm_tool_use(self, tool_use_id: str, tool: str = "") -> list[int]:
         """The tool call happened (its PostToolUse arrived): its claims hold for their whole lease."""
