@@ -366,3 +366,20 @@ def test_an_isolated_agent_cannot_slip_a_large_object_or_a_trap_past_the_bring_i
         sparse.write(commit.encode() + b"\n")
         sparse.truncate(1 << 30)
     assert privategit.sync(odd, repo, "loom/x", largest_file=None) == base  # type: ignore[arg-type]
+
+
+def test_a_file_a_change_ignores_after_a_snapshot_took_it_is_left_out_as_a_fresh_index_would(
+        repo: Path, tmp_path: Path) -> None:
+    """An agent builds into `out/`, the app's snapshot takes it, then the agent ignores `out/` in `.gitignore`:
+    loomtui's index kept it (git ignores no file it tracks), so the save held what the change itself ignores, and
+    a fresh index would not. A file the base has stays, ignored or not."""
+    base, worktree, tree = _agent_tree(repo, tmp_path, {"kept.log": "in the base\n"}, largest_file=1 << 20)
+    (worktree / "out").mkdir()
+    (worktree / "out" / "bundle.js").write_text("built\n")
+    (worktree / "code.py").write_text("x = 1\n")
+    assert tree.snapshot(base)[1] == ["code.py", "out/bundle.js"]
+    (worktree / ".gitignore").write_text("out/\n*.log\n")
+    snapshot, changed = tree.snapshot(base)
+    assert changed == [".gitignore", "code.py"]
+    assert (snapshot, changed) == AgentTree(repo / ".git", worktree, tmp_path / "fresh.index").snapshot(base)
+    assert git(repo, "cat-file", "-p", f"{snapshot}:kept.log") == "in the base"

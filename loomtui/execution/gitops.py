@@ -119,7 +119,9 @@ class AgentTree:
                 added = set(listed) if self._add_listed(scratch, listed) else None
             if added is None:  # a fresh index (its stat data is empty: the whole tree is added to fill it)
                 self._add_all(scratch, left_out)
-            changed = self._changed_blobs(scratch, base)
+            changed, new_here = self._changed_blobs(scratch, base)
+            for path in self._drop_ignored(scratch, changed, new_here):
+                del changed[path]
             if self.largest_file is not None:
                 # A file can grow between its size check and git's read of it (an agent running as the app
                 # looks): what git took past the limit is put back too, never left in loomtui's index.
@@ -136,18 +138,36 @@ class AgentTree:
         put_back = {path for path, _size in self.too_large}
         return tree, [p for p in changed if p not in put_back]
 
-    def _changed_blobs(self, index: Path, base: str) -> dict[str, str]:
+    def _changed_blobs(self, index: Path, base: str) -> tuple[dict[str, str], set[str]]:
         """Each path of `index` that differs from `base`, with its blob there ('' for a deletion or a gitlink),
-        in git's order."""
+        in git's order; and those of them `base` does not have."""
         raw = self._git(index, "diff-index", "--cached", "--no-renames", "-z", base, "--")
         fields = raw.split("\0")
         found: dict[str, str] = {}
+        new_here: set[str] = set()
         for header, path in zip(fields[0::2], fields[1::2], strict=False):
             if not path:
                 continue
-            _old_mode, new_mode, _old, new, _status = header.lstrip(":").split(" ")
+            _old_mode, new_mode, _old, new, status = header.lstrip(":").split(" ")
             found[path] = new if new_mode in ("100644", "100755", "120000") and new.strip("0") else ""
-        return found
+            if status == "A":
+                new_here.add(path)
+        return found, new_here
+
+    def _drop_ignored(self, index: Path, changed: dict[str, str], new_here: set[str]) -> set[str]:
+        """Take out of `index` the files new since the base that a `.gitignore` of the change now ignores (they
+        were added by an earlier snapshot, before it did): what a fresh index would hold. The ones taken out."""
+        if not any(path == ".gitignore" or path.endswith("/.gitignore") for path in changed):
+            return set()
+        listed = self._git(index, "ls-files", "--cached", "--ignored", "--exclude-standard", "-z")
+        dropped = {path for path in listed.split("\0") if path in new_here}
+        if dropped:
+            done = self._tree.raw(*DISTRUSTING_GIT_CONFIG, "update-index", "--force-remove", "-z", "--stdin",
+                                  env=self._env(index),
+                                  data=("\0".join(sorted(dropped)) + "\0").encode("utf-8", "surrogateescape"))
+            if done.status != 0:
+                raise GitFailed(f"git update-index failed: {first_line(done.err.decode('utf-8', 'replace'))}")
+        return dropped
 
     def _too_large_blobs(self, blobs: dict[str, str]) -> list[tuple[str, int]]:
         """Those of `blobs` (path: blob id) larger than `largest_file`."""
