@@ -117,7 +117,9 @@ class AgentTree:
                 # The listing walked the tree already: `add` takes just what it found (a second walk of a
                 # 20,000-file tree: 97 ms a snapshot where this takes 71), and nothing when nothing is new.
                 added = set(listed) if self._add_listed(scratch, listed) else None
-            if added is None:  # a fresh index (its stat data is empty: the whole tree is added to fill it)
+            # A fresh index (its stat data is empty: the whole tree is added to fill it), no listing, more paths
+            # than LISTED_ADD_MAX, or a listed one gone: the whole tree.
+            if added is None:
                 self._add_all(scratch, left_out)
             changed, new_here = self._changed_blobs(scratch, base)
             for path in self._drop_ignored(scratch, changed, new_here):
