@@ -21,7 +21,7 @@ import subprocess
 import tempfile
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
@@ -60,6 +60,17 @@ class RawResult:
     status: int
     out: bytes
     err: bytes
+
+
+@dataclass(frozen=True)
+class TreeEntry:
+    """One entry of `git ls-tree -r -l`: its size is -1 where it has none (a submodule)."""
+
+    mode: str
+    kind: str
+    sha: str
+    size: int
+    path: str
 
 
 def _write_and_close(stream: IO[bytes], data: bytes) -> None:
@@ -187,6 +198,39 @@ class Git:
         if consumer.returncode != 0:
             raise GitFailed(f"git {command_name(then)} failed: {first_line(err.decode('utf-8', 'replace'))}")
         return out
+
+    def object_sizes(self, ids: Sequence[str], *, env: Mapping[str, str] | None = None,
+                     timeout: float | None = None) -> dict[str, tuple[str, int]]:
+        """Each of `ids` (full object names) with its type and size, read from its header
+        (`cat-file --batch-check`); one git does not have is left out."""
+        if not ids:
+            return {}
+        said = self.feed("cat-file", "--batch-check=%(objectname) %(objecttype) %(objectsize)", env=env,
+                         data="".join(f"{object_id}\n" for object_id in ids).encode(), timeout=timeout)
+        found: dict[str, tuple[str, int]] = {}
+        for line in said.decode("ascii", "replace").split("\n"):
+            name, _, rest = line.partition(" ")
+            kind, _, size = rest.partition(" ")
+            if size.isdigit():  # not "<id> missing"
+                found[name] = (kind, int(size))
+        return found
+
+    def tree_entries(self, treeish: str, paths: Sequence[str] = (), *,
+                     config: Sequence[str] = ()) -> list[TreeEntry]:
+        """Every entry of `treeish`, recursively (only those at `paths`, taken literally, when given), with
+        blob sizes (`ls-tree -r -l`); GitFailed when git cannot read it. `config`: `-c` options first."""
+        done = self.raw(*config, "ls-tree", "-r", "-l", "-z", "--full-tree", treeish, "--",
+                        *(f":(literal){path}" for path in paths))
+        if done.status != 0:
+            raise GitFailed(f"git ls-tree failed: {first_line(done.err.decode('utf-8', 'replace'))}")
+        entries = []
+        for record in done.out.decode("utf-8", "surrogateescape").split("\0"):
+            meta, _, path = record.partition("\t")
+            fields = meta.split()
+            if len(fields) == 4:
+                mode, kind, sha, size = fields
+                entries.append(TreeEntry(mode, kind, sha, int(size) if size.isdigit() else -1, path))
+        return entries
 
     def pipe(self, *args: str, env: Mapping[str, str] | None = None) -> subprocess.Popen[bytes]:
         """Start `git ARGS` (such as `cat-file --batch`) to talk to over stdin and stdout; stderr is dropped."""

@@ -91,6 +91,15 @@ where loomtui copies them (a check's tree, an isolated agent's commits brought i
 limit filled the disk at each export."""
 
 
+def too_large_together(total: int, limit: int, what: str) -> str | None:
+    """Why `what` (files a change brought, `total` bytes) is too much together for `limit` (`limits.file_size`),
+    or None: past EXPORT_TOTAL_FILES times it."""
+    if total <= EXPORT_TOTAL_FILES * limit:
+        return None
+    return (f"{what} come to {said_size(total)}, more than {EXPORT_TOTAL_FILES} times limits.file_size "
+            f"({said_size(limit)}) together")
+
+
 def too_large_said(found: Sequence[tuple[str, int]], limit: int) -> str:
     """Files (path, size) larger than `limits.file_size` (`limit` bytes), for a person."""
     files = listed([f"{quoted(path)} ({said_size(size) if size >= 0 else 'its size unreadable'})"

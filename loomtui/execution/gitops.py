@@ -176,11 +176,9 @@ class AgentTree:
         named = {path: blob for path, blob in blobs.items() if blob}
         if not named or self.largest_file is None:
             return []
-        said = self.repo.feed("cat-file", "--batch-check=%(objectsize)",
-                              data="".join(f"{blob}\n" for blob in named.values()).encode()).decode().splitlines()
-        sizes = [int(line) if line.isdigit() else UNKNOWN_SIZE for line in said]  # "<id> missing": not sized
-        return [(path, size) for path, size in zip(named, sizes, strict=True)
-                if size > self.largest_file or size == UNKNOWN_SIZE]
+        sizes = self.repo.object_sizes(list(dict.fromkeys(named.values())))
+        found = [(path, sizes.get(blob, ("", UNKNOWN_SIZE))[1]) for path, blob in named.items()]  # missing: unsized
+        return [(path, size) for path, size in found if size > self.largest_file or size == UNKNOWN_SIZE]
 
     def _add_all(self, index: Path, left_out: tuple[str, ...]) -> None:
         self._git(index, "add", "--all", "--", ".", *(f":(exclude,literal){m}" for m in left_out))

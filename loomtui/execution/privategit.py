@@ -23,7 +23,7 @@ from loomtui.errors import LoomError
 from loomtui.execution import seen_objects
 from loomtui.execution.gitops import Git
 from loomtui.execution.isolation import PrivateGit
-from loomtui.limit_values import EXPORT_TOTAL_FILES, said_size, too_large_said
+from loomtui.limit_values import too_large_said, too_large_together
 
 _OBJECT_ID = re.compile(rb"[0-9a-f]{40}")
 NAMES_READ_MAX = 16 << 20
@@ -184,27 +184,18 @@ def _refuse_large_blobs(repo: Git, tip: str, wanted: bytes, reading: dict[str, s
     commit with a 300 MB message), or they come to more than EXPORT_TOTAL_FILES times it together, or one is
     not there to be sized (sizes read from the objects' headers)."""
     ids = [line.decode("ascii") for line in wanted.split(b"\n") if _OBJECT_ID.fullmatch(line)]
-    said = repo.feed("cat-file", "--batch-check=%(objectname) %(objecttype) %(objectsize)", env=reading,
-                     data="".join(f"{object_id}\n" for object_id in ids).encode(), timeout=IMPORT_TIMEOUT_S)
-    answers = said.decode("ascii", "replace").split("\n")[:len(ids)]
-    too_large, total = [], 0
-    for object_id, answer in zip(ids, answers, strict=False):
-        name, kind, size = (answer.split(" ") + ["", ""])[:3]
-        if name != object_id or not size.isdigit():  # "missing" (gone as it was sized): nothing unsized comes in
-            raise TooLargeToBringIn(f"its commits were not brought in: {kind or 'an object'} {object_id[:12]} could "
-                                    "not be sized")
-        total += int(size)
-        if int(size) > largest_file:
-            too_large.append((f"{kind} {object_id[:12]}", int(size)))
-    if len(answers) < len(ids):
-        raise TooLargeToBringIn("its commits were not brought in: not every object could be sized")
+    sizes = repo.object_sizes(ids, env=reading, timeout=IMPORT_TIMEOUT_S)
+    unsized = next((object_id for object_id in ids if object_id not in sizes), None)
+    if unsized is not None:  # "missing" (gone as it was sized): nothing unsized comes in
+        raise TooLargeToBringIn(f"its commits were not brought in: object {unsized[:12]} could not be sized")
+    too_large = [(f"{sizes[i][0]} {i[:12]}", sizes[i][1]) for i in ids if sizes[i][1] > largest_file]
     if too_large:
         named = _paths_of(repo, tip, reading, {label.split(" ")[1] for label, _size in too_large})
         too_large = [(named.get(label.split(" ")[1], label), size) for label, size in too_large]
         raise TooLargeToBringIn(f"its commits were not brought in: {too_large_said(sorted(too_large), largest_file)}")
-    if total > EXPORT_TOTAL_FILES * largest_file:
-        raise TooLargeToBringIn(f"its commits were not brought in: their objects come to more than "
-                                f"{EXPORT_TOTAL_FILES} times limits.file_size ({said_size(largest_file)}) together")
+    together = too_large_together(sum(sizes[i][1] for i in ids), largest_file, "their objects")
+    if together:
+        raise TooLargeToBringIn(f"its commits were not brought in: {together}")
 
 
 def sync(private: PrivateGit, root: Path, branch: str, largest_file: int | None = None) -> str | None:

@@ -158,15 +158,8 @@ def _larger_than(repo: Git, limit: int, paths: Sequence[str], *commits: str) -> 
     """Those of `paths` whose blob in any of `commits` is larger than `limit` bytes."""
     if not paths:
         return []
-    large: set[str] = set()
-    for commit in commits:
-        listed = repo.raw("ls-tree", "-r", "-l", "-z", commit, "--", *(f":(literal){p}" for p in paths))
-        for record in listed.out.decode("utf-8", "surrogateescape").split("\0"):
-            meta, _, path = record.partition("\t")
-            fields = meta.split()
-            if len(fields) == 4 and fields[3].isdigit() and int(fields[3]) > limit:
-                large.add(path)
-    return sorted(large)
+    return sorted({entry.path for commit in commits for entry in repo.tree_entries(commit, paths)
+                   if entry.size > limit})
 
 
 @dataclass(frozen=True)

@@ -15,9 +15,9 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from loomtui.errors import LoomError, quoted
-from loomtui.gitcmd import Git, first_line
+from loomtui.gitcmd import Git, GitFailed, first_line
 from loomtui.knowledge.trees import GitTree
-from loomtui.limit_values import EXPORT_TOTAL_FILES, said_size, too_large_said
+from loomtui.limit_values import too_large_said, too_large_together
 from loomtui.repo import DISTRUSTING_GIT_CONFIG
 
 MERGE_IDENTITY = ("-c", "user.name=loomtui merged gate", "-c", "user.email=loomtui@localhost")
@@ -40,33 +40,32 @@ def export_tree(repo: Path, treeish: str, dest: Path, largest_file: int | None =
     if dest.exists():
         shutil.rmtree(dest)
     dest.mkdir(parents=True)
-    done = Git(repo).raw(*DISTRUSTING_GIT_CONFIG, "ls-tree", "-r", "-z", "-l", "--full-tree", treeish)
-    if done.status != 0:
-        raise LoomError(f"cannot export {treeish[:12]}: {first_line(done.err.decode('utf-8', 'replace'))}")
+    try:
+        entries = Git(repo).tree_entries(treeish, config=DISTRUSTING_GIT_CONFIG)
+    except GitFailed as exc:
+        raise LoomError(f"cannot export {treeish[:12]}: {exc}") from None
     theirs = GitTree(repo, base, base[:12]).listing() if base and largest_file is not None else {}
     skipped: list[str] = []
     files: list[tuple[PurePosixPath, str, str]] = []
     too_large: list[tuple[str, int]] = []
     brought = 0
-    for record in done.out.decode("utf-8", "surrogateescape").split("\0"):
-        if not record:
-            continue
-        meta, _, path = record.partition("\t")
-        mode, kind, sha, size = meta.split()
+    for entry in entries:
+        path, mode = entry.path, entry.mode
         pure = PurePosixPath(path)
-        if kind != "blob" or mode == "120000" or pure.is_absolute() or ".." in pure.parts or ".git" in pure.parts:
+        if entry.kind != "blob" or mode == "120000" or pure.is_absolute() or ".." in pure.parts \
+                or ".git" in pure.parts:
             skipped.append(f"{path}: {'a symlink' if mode == '120000' else 'not a plain file path'}")
             continue
-        if largest_file is not None and theirs.get(path) != sha:
-            brought += int(size)
-            if int(size) > largest_file:
-                too_large.append((path, int(size)))
-        files.append((pure, mode, sha))
+        if largest_file is not None and theirs.get(path) != entry.sha:
+            brought += entry.size
+            if entry.size > largest_file:
+                too_large.append((path, entry.size))
+        files.append((pure, mode, entry.sha))
     if too_large:
         raise LoomError(f"cannot check {treeish[:12]}: {too_large_said(too_large, largest_file or 0)}")
-    if largest_file is not None and brought > EXPORT_TOTAL_FILES * largest_file:
-        raise LoomError(f"cannot check {treeish[:12]}: its files not in its base come to {said_size(brought)}, more "
-                        f"than {EXPORT_TOTAL_FILES} times limits.file_size ({said_size(largest_file)}) together")
+    together = too_large_together(brought, largest_file, "its files not in its base") if largest_file else None
+    if together:
+        raise LoomError(f"cannot check {treeish[:12]}: {together}")
     tree = GitTree(repo, treeish, treeish[:12])
     try:
         for pure, mode, sha in files:
