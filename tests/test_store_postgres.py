@@ -68,6 +68,8 @@ def _exercise(store: Store) -> list[Any]:
     store.add_claim("s2", "b.py", "shared", "read", far, ["b.py"])
     seen += [first, store.live_claims_on(["a.py"]), store.live_claims("s2"), store.set_claim_reason(first.id, "x")]
     seen += [store.release_claim(first.id, "done"), store.release_claim(first.id, "again"), store.all_claims()]
+    seen += [store.sandbox_claims("s1"), store.sandboxes_with_prefix("s"), store.sandboxes_with_prefix("s2"),
+             store.sandboxes_with_prefix("s%")]
     seen.append(store.stale_claims(far + 1, ["merged"]))
     escalation = store.add_escalation("post-gate", sandbox_id="s1", risk="high", summary="look", data={"a": 1})
     seen += [escalation, store.update_escalation(escalation.id, status="approved", data={"b": 2})]

@@ -126,7 +126,7 @@ def get_sandbox(workspace: Workspace, sandbox_id: str) -> SandboxRecord:
     record = workspace.store.get_sandbox(sandbox_id)
     if record is not None:
         return record
-    matches = [r for r in workspace.store.list_sandboxes(include_archived=True) if r.id.startswith(sandbox_id)]
+    matches = workspace.store.sandboxes_with_prefix(sandbox_id)
     if len(matches) == 1:
         return matches[0]
     if matches:

@@ -387,12 +387,18 @@ def _numstat(repo: Git, base: str, tip: str) -> dict[str, int]:
 def _claims(workspace: Workspace, sandbox_id: str) -> tuple[list[ClaimRecord], list[ClaimRecord]]:
     """The sandbox's exclusive claims (every one it held, once none is live), and others' live ones."""
     store = workspace.store
-    ended = {s.id for s in store.list_sandboxes(include_archived=True) if s.status in ENDED_STATUSES}
     live = store.live_claims()
     own = [c for c in live if c.sandbox_id == sandbox_id]
     if not own:  # scored after its claims were released: what it was allowed still counts
-        own = [c for c in store.all_claims() if c.sandbox_id == sandbox_id]
-    others = [c for c in live if c.sandbox_id != sandbox_id and c.sandbox_id not in ended]
+        own = store.sandbox_claims(sandbox_id)
+    # The holders' statuses: those not archived in one read, an archived one (whose claims archiving
+    # released, so rarely any) alone; never every sandbox the store ever held.
+    status = {s.id: s.status for s in store.list_sandboxes()}
+    for holder in {c.sandbox_id for c in live} - status.keys():
+        record = store.get_sandbox(holder)
+        if record is not None:
+            status[holder] = record.status
+    others = [c for c in live if c.sandbox_id != sandbox_id and status.get(c.sandbox_id) not in ENDED_STATUSES]
     return [c for c in own if c.mode == "exclusive"], others
 
 

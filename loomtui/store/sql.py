@@ -307,6 +307,12 @@ class SqlStore(EvalRows, MetricRows):
             sql += " WHERE status != 'archived'"
         return [self._sandbox(r) for r in self._query(sql + " ORDER BY created DESC, id")]
 
+    def sandboxes_with_prefix(self, prefix: str) -> list[SandboxRecord]:
+        """Sandboxes (archived ones too) whose id starts with `prefix`, oldest id first: what a shortened id
+        names, without reading every sandbox the store ever held."""
+        rows = self._query("SELECT * FROM sandboxes WHERE substr(id, 1, ?) = ? ORDER BY id", (len(prefix), prefix))
+        return [self._sandbox(r) for r in rows]
+
     def heartbeat_sandbox(self, sandbox_id: str, when: float, data: dict[str, Any] | None = None) -> bool:
         """Record a supervisor's heartbeat (merging `data`) without an event: liveness is not news.
 
@@ -344,6 +350,10 @@ class SqlStore(EvalRows, MetricRows):
     def all_claims(self) -> list[ClaimRecord]:
         """Every claim ever made, live or released, oldest first."""
         return self._claims("1 = 1", ())
+
+    def sandbox_claims(self, sandbox_id: str) -> list[ClaimRecord]:
+        """Every claim one sandbox made, live or released, oldest first."""
+        return self._claims("c.sandbox_id = ?", (sandbox_id,))
 
     def live_claims(self, sandbox_id: str | None = None) -> list[ClaimRecord]:
         """Claims not yet released (expired leases included: the engine releases them)."""

@@ -178,12 +178,13 @@ class Workflow:
 
     def advance_all(self, *, retry: bool = False) -> list[Advanced]:
         """Advance every task that may have a step due (archived ones only to release claims)."""
-        results = []
-        for record in self.workspace.store.list_sandboxes(include_archived=True):
-            if record.status == ARCHIVED and not self.workspace.store.live_claims(record.id):
-                continue
-            results.append(self.advance(record.id, retry=retry))
-        return results
+        store = self.workspace.store
+        listed = [record.id for record in store.list_sandboxes()]
+        # Archived ones still holding a claim (their release was cut short), not every one ever archived;
+        # a holder with no sandbox (a person's claim) is no task.
+        archived = [holder for holder in sorted(store.live_claim_counts().keys() - set(listed))
+                    if store.get_sandbox(holder) is not None]
+        return [self.advance(sandbox_id, retry=retry) for sandbox_id in listed + archived]
 
     def review_now(self, sandbox_id: str) -> ReviewOutcome:
         """Review an ended sandbox now (`sandbox review`), under the step's lease; then advance it on."""
