@@ -315,12 +315,14 @@ def default_excludes_file(env: Mapping[str, str] | None = None) -> str:
 
 
 def first_line(text: str) -> str:
-    """The first non-empty line of git's output, without its `fatal: ` or `error: ` prefix."""
-    for line in text.splitlines():
-        line = line.strip()
-        if line:
+    """git's first `fatal: ` or `error: ` line, without that prefix; else its first line that is no `hint: `
+    (git hints before it says what failed), else its first non-empty line."""
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    for line in lines:
+        if line.startswith(("fatal: ", "error: ")):
             return re.sub(r"^(fatal|error): ", "", line)
-    return "(no output)"
+    said = [line for line in lines if not line.startswith("hint:")] or lines
+    return said[0] if said else "(no output)"
 
 
 def git_version() -> tuple[int, ...] | None:

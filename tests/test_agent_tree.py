@@ -61,13 +61,13 @@ def test_a_file_past_the_largest_file_is_left_out_of_a_snapshot_and_named(repo: 
     assert "huge.bin" not in git(repo, "ls-tree", "--name-only", snapshot).split()
     assert git(repo, "cat-file", "-p", f"{snapshot}:data.bin") == "small"  # as it was: not the new one
     assert sorted(tree.too_large) == [("data.bin", (1 << 20) + 1), ("huge.bin", 3 << 30)]
-    assert tree.too_large_said() == ("'data.bin' (1.0 MiB), 'huge.bin' (3.0 GiB) are larger than "
+    assert tree.unsaved_said() == ("'data.bin' (1.0 MiB), 'huge.bin' (3.0 GiB) are larger than "
                                      "limits.file_size allows (1.0 MiB)")
 
     (worktree / "huge.bin").unlink()  # moved out: then it is saved as it is
     (worktree / "data.bin").write_bytes(b"fits\n")
     snapshot, changed = tree.snapshot(base)
-    assert changed == ["code.py", "data.bin"] and tree.too_large == [] and tree.too_large_said() == ""
+    assert changed == ["code.py", "data.bin"] and tree.too_large == [] and tree.unsaved_said() == ""
     unlimited = AgentTree(repo / ".git", worktree, tmp_path / "other.index")
     (worktree / "data.bin").write_bytes(b"\0" * ((1 << 20) + 1))
     assert unlimited.snapshot(base)[1] == ["code.py", "data.bin"] and unlimited.too_large == []
@@ -105,19 +105,20 @@ def test_a_large_file_the_agent_committed_stays_in_the_save_and_a_long_path_is_s
 
 def test_a_snapshot_whose_git_died_leaves_no_lock(repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """git killed (a file truncated as it read it) left `.index-*.lock` behind in the state dir, one a snapshot."""
-    from loomtui.execution.gitops import GitFailed
+    from loomtui.execution.gitops import GitFailed, RawResult
 
     base, _worktree, tree = _agent_tree(repo, tmp_path, index="state/outside.index")
-    real = tree._git
+    real = tree._tree.raw
 
-    def dies_in_add(index: Path, *args: str) -> str:
-        if args[0] == "add":
+    def dies_in_add(*args: str, env: dict[str, str], **kwargs: object) -> RawResult:
+        if "add" in args:
+            index = Path(env["GIT_INDEX_FILE"])
             index.with_name(index.name + ".lock").write_text("")
-            raise GitFailed("git add failed: (no output)")
-        return real(index, *args)
+            return RawResult(-9, b"", b"")
+        return real(*args, env=env, **kwargs)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(tree, "_git", dies_in_add)
-    with pytest.raises(GitFailed):
+    monkeypatch.setattr(tree._tree, "raw", dies_in_add)
+    with pytest.raises(GitFailed, match="git add failed"):
         tree.snapshot(base)
     assert list((tmp_path / "state").iterdir()) == []
 
@@ -383,3 +384,56 @@ def test_a_file_a_change_ignores_after_a_snapshot_took_it_is_left_out_as_a_fresh
     assert changed == [".gitignore", "code.py"]
     assert (snapshot, changed) == AgentTree(repo / ".git", worktree, tmp_path / "fresh.index").snapshot(base)
     assert git(repo, "cat-file", "-p", f"{snapshot}:kept.log") == "in the base"
+
+
+BOM_UTF16LE = b"\xff\xfeh\x00i\x00\n\x00"
+
+
+@pytest.mark.parametrize("cached", [False, True], ids=["fresh-index", "cached-index"])
+def test_a_file_git_cannot_convert_is_left_out_named_and_the_rest_saved(repo: Path, tmp_path: Path,
+                                                                         cached: bool) -> None:
+    """One file whose content does not convert as the change's `.gitattributes` say (`working-tree-encoding`)
+    failed the whole `git add`: no snapshot, so none of the agent's work was saved or reviewed (an agent
+    writing a Windows script with a BOM into a repository that asks for UTF-16LE does it unawares). It is
+    left out, as the base has it, and named with git's reason."""
+    base, worktree, tree = _agent_tree(repo, tmp_path, {"run.ps1": "echo base\n"}, largest_file=1 << 20)
+    if cached:
+        tree.snapshot(base)
+    (worktree / ".gitattributes").write_text("*.ps1 working-tree-encoding=UTF-16LE\n"
+                                             "needs-bom.txt working-tree-encoding=UTF-16\n")
+    (worktree / "run.ps1").write_bytes(BOM_UTF16LE)  # tracked: put back as the base has it
+    (worktree / "new.ps1").write_bytes(BOM_UTF16LE)  # new: left out
+    (worktree / "needs-bom.txt").write_bytes(b"h\x00i\x00")
+    (worktree / "good.ps1").write_bytes("hi\n".encode("utf-16-le"))  # converts: saved, as UTF-8
+    (worktree / "code.py").write_text("x = 1\n")
+
+    snapshot, changed = tree.snapshot(base)
+    assert changed == [".gitattributes", "code.py", "good.ps1"]
+    assert git(repo, "cat-file", "-p", f"{snapshot}:good.ps1") == "hi"
+    assert git(repo, "cat-file", "-p", f"{snapshot}:run.ps1") == "echo base"
+    assert "new.ps1" not in git(repo, "ls-tree", "--name-only", snapshot)
+    assert tree.unsaved == ["needs-bom.txt", "new.ps1", "run.ps1"]
+    said = tree.unsaved_said()
+    assert said.startswith("git cannot store ") and said.endswith(" as the .gitattributes of the change ask")
+    assert "'run.ps1' (BOM is prohibited in 'run.ps1' if encoded as UTF-16LE)" in said
+    assert "'needs-bom.txt' (BOM is required in 'needs-bom.txt' if encoded as UTF-16)" in said
+    # Fixed in the worktree: the next snapshot takes it.
+    (worktree / "new.ps1").write_bytes("ok\n".encode("utf-16-le"))
+    snapshot, changed = tree.snapshot(base)
+    assert "new.ps1" in changed and git(repo, "cat-file", "-p", f"{snapshot}:new.ps1") == "ok"
+    assert tree.unsaved == ["needs-bom.txt", "run.ps1"]
+
+
+def test_past_the_number_of_files_git_may_refuse_the_snapshot_fails_saying_why(repo: Path, tmp_path: Path) -> None:
+    """Each refusal costs a walk of the tree: an agent making thousands of them does not make a snapshot walk
+    it thousands of times; it fails, as before, with git's reason."""
+    from loomtui.execution.gitops import REFUSED_MAX
+    from loomtui.gitcmd import GitFailed
+
+    base, worktree, tree = _agent_tree(repo, tmp_path)
+    (worktree / ".gitattributes").write_text("*.txt working-tree-encoding=UTF-16LE\n")
+    for n in range(REFUSED_MAX + 1):
+        (worktree / f"f{n:02}.txt").write_bytes(BOM_UTF16LE)
+    with pytest.raises(GitFailed, match=r"^git add failed: BOM is prohibited in 'f\d\d.txt' if encoded as UTF-16LE "
+                                        rf"\(and {REFUSED_MAX} other files git would not read\)$"):
+        tree.snapshot(base)

@@ -654,6 +654,28 @@ def test_a_sparse_file_past_the_largest_file_stays_unsaved_and_is_never_deleted(
     assert review.remove(ws, record.id) and not worktree.exists()
 
 
+def test_a_file_git_cannot_convert_stays_unsaved_the_rest_is_saved_and_it_is_never_deleted(
+        ws: Workspace, repo: Path) -> None:
+    """A file the change's `.gitattributes` ask git to convert (`working-tree-encoding`) and that does not
+    convert failed the whole save: none of the agent's work reached its branch. The rest is saved, the sandbox
+    fails naming the file with git's reason, and no removal deletes it with the worktree."""
+    record = tasks.create_sandbox(ws, "a script for windows", "command", isolate=False, command=[
+        "sh", "-c", "echo '*.ps1 working-tree-encoding=UTF-16LE' > .gitattributes && "
+                    r"printf '\377\376h\000i\000' > run.ps1 && echo 'X = 1' > extra.py"])
+    tasks.start(ws, record.id)
+    done = ended(ws, record.id)
+    worktree = Path(done.worktree)
+    assert done.data["error"] == (f"the work it left uncommitted could not be saved to {done.branch}: git cannot "
+                                  "store 'run.ps1' (BOM is prohibited in 'run.ps1' if encoded as UTF-16LE) as the "
+                                  f".gitattributes of the change ask; it stays in the worktree {worktree}, unsaved")
+    assert git(repo, "show", f"{done.branch}:extra.py") == "X = 1"
+    assert "run.ps1" not in git(repo, "ls-tree", "--name-only", done.branch)
+    with pytest.raises(review.RemoveRefused, match=r"holds what cannot be saved to loom/.*: git cannot store "
+                                                   r"'run.ps1' .*; nothing was removed"):
+        review.remove(ws, record.id, force=True)
+    assert (worktree / "run.ps1").read_bytes() == b"\xff\xfeh\x00i\x00"
+
+
 def test_rm_force_of_a_running_agent_that_writes_a_large_file_as_it_stops_keeps_it(
         ws: Workspace, repo: Path) -> None:
     """Checked before the stop: the agent, stopped by `rm --force`, wrote a file past `limits.file_size` on

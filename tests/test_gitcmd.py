@@ -83,3 +83,16 @@ def test_a_pipeline_streams_one_git_into_another_and_names_the_one_that_failed(r
     with pytest.raises(GitFailed, match="^git index-pack failed: "):
         Git(other).feed_through(("pack-objects", "--stdout", "-q"), ("index-pack", "--stdin", "--no-such-option"),
                                 data=wanted, env_first=env)
+
+
+def test_an_error_is_said_by_git_s_error_line_not_the_hint_before_it() -> None:
+    """git hints before it fails (`hint: The file 'x' contains a byte order mark`): the error said was that
+    hint, not what failed."""
+    from loomtui.gitcmd import first_line
+
+    assert first_line("hint: The file 'x' contains a BOM.\nfatal: BOM is prohibited in 'x'\n") == \
+        "BOM is prohibited in 'x'"
+    assert first_line("warning: ignored\nerror: pathspec 'y' did not match\n") == "pathspec 'y' did not match"
+    assert first_line("\nAlready up to date.\n") == "Already up to date."
+    assert first_line("hint: only a hint\n") == "hint: only a hint"
+    assert first_line("") == "(no output)"

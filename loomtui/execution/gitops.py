@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import functools
 import os
+import re
 import shutil
 import tempfile
 from pathlib import Path
 from typing import Final
 
+from loomtui.errors import listed, quoted
 from loomtui.gitcmd import (
     MERGE_TREE_MIN_VERSION,
     Git,
@@ -46,9 +48,15 @@ LISTED_ADD_MAX: Final = 64
 """Past this many changed paths a snapshot adds the whole tree: git matches each path given against every
 entry (1,000 paths in a 20,000-file tree: 204 ms, where adding it all takes 51; 60,000 deleted: 37 s)."""
 UNKNOWN_SIZE: Final = -1
+"""A file's size in `AgentTree.too_large` when it could not be read."""
 FileStamp = tuple[int, int, int]
 """A worktree file as `AgentTree` sized it: (size, inode, change time in ns)."""
-"""A file's size in `AgentTree.too_large` when it could not be read."""
+REFUSED_MAX: Final = 16
+"""How many files git refuses to read (see `_REFUSED`) a snapshot leaves out, one `add` each, before it fails."""
+_REFUSED: Final = re.compile(r"^(?:fatal|error): ((?:BOM is (?:prohibited|required) in|failed to encode) '(.+)'"
+                             r"(?: if encoded as | from ).*)$", re.MULTILINE)
+"""git's refusal of one file, which fails the whole `add`: its content does not convert as the `.gitattributes`
+of the change (which the agent writes) say (`working-tree-encoding`)."""
 
 
 class AgentTree:
@@ -72,6 +80,8 @@ class AgentTree:
         self.largest_file = largest_file  # `limits.file_size`: larger files are left out (None: none are)
         self.too_large: list[tuple[str, int]] = []
         """What the last snapshot left out as larger than `largest_file`: (path, size)."""
+        self.refused: list[tuple[str, str]] = []
+        """What the last snapshot left out because git would not read it: (path, git's reason)."""
         self.repo = Git(self.common_dir)
         self._tree = Git(self.worktree)
 
@@ -119,8 +129,9 @@ class AgentTree:
                 added = set(listed) if self._add_listed(scratch, listed) else None
             # A fresh index (its stat data is empty: the whole tree is added to fill it), no listing, more paths
             # than LISTED_ADD_MAX, or a listed one gone: the whole tree.
+            self.refused = []
             if added is None:
-                self._add_all(scratch, left_out)
+                self.refused = self._add_all(scratch, left_out)
             changed, new_here = self._changed_blobs(scratch, base)
             for path in self._drop_ignored(scratch, changed, new_here):
                 del changed[path]
@@ -129,16 +140,21 @@ class AgentTree:
                 # looks): what git took past the limit is put back too, never left in loomtui's index.
                 taken = self._too_large_blobs({p: blob for p, blob in changed.items() if added is None or p in added})
                 self.too_large = sorted({*self.too_large, *self._grew(taken, sized)})
-            if self.too_large:  # as `base` has them: left out, dropped, a file the agent had committed was deleted
-                self._as_in(scratch, base, [path for path, _size in self.too_large])
+            if self.unsaved:  # as `base` has them: left out, dropped, a file the agent had committed was deleted
+                self._as_in(scratch, base, self.unsaved)
             tree = self._git(scratch, "write-tree").strip()
             os.replace(scratch, self.index)
         finally:
             scratch.unlink(missing_ok=True)
             # A git that died on it (a file truncated as it read it) leaves its lock behind, one a snapshot.
             scratch.with_name(scratch.name + ".lock").unlink(missing_ok=True)
-        put_back = {path for path, _size in self.too_large}
+        put_back = set(self.unsaved)
         return tree, [p for p in changed if p not in put_back]
+
+    @property
+    def unsaved(self) -> list[str]:
+        """The paths the last snapshot left out (too large, or refused by git), in the worktree still."""
+        return sorted({*(path for path, _size in self.too_large), *(path for path, _why in self.refused)})
 
     def _changed_blobs(self, index: Path, base: str) -> tuple[dict[str, str], set[str]]:
         """Each path of `index` that differs from `base`, with its blob there ('' for a deletion or a gitlink),
@@ -180,8 +196,23 @@ class AgentTree:
         found = [(path, sizes.get(blob, ("", UNKNOWN_SIZE))[1]) for path, blob in named.items()]  # missing: unsized
         return [(path, size) for path, size in found if size > self.largest_file or size == UNKNOWN_SIZE]
 
-    def _add_all(self, index: Path, left_out: tuple[str, ...]) -> None:
-        self._git(index, "add", "--all", "--", ".", *(f":(exclude,literal){m}" for m in left_out))
+    def _add_all(self, index: Path, left_out: tuple[str, ...]) -> list[tuple[str, str]]:
+        """`git add` of the whole tree but `left_out`; and what git refused to read, left out too (one file it
+        cannot convert fails the whole `add`: the rest of the work would not be saved): (path, git's reason)."""
+        refused: list[tuple[str, str]] = []
+        excludes = ("-c", f"core.excludesFile={repository_excludes_file(self.common_dir)}")
+        while True:
+            skipped = (*left_out, *(path for path, _why in refused))
+            done = self._tree.run(*DISTRUSTING_GIT_CONFIG, *excludes, "add", "--all", "--", ".",
+                                  *(f":(exclude,literal){m}" for m in skipped), env=self._env(index))
+            if done.status == 0:
+                return refused
+            found = _REFUSED.search(done.err)
+            if found is None or found[2] in skipped or len(refused) == REFUSED_MAX:
+                said = found[1] if found else first_line(done.err or done.out)
+                more = f" (and {len(refused)} other files git would not read)" if refused else ""
+                raise GitFailed(f"git add failed: {said}{more}")
+            refused.append((found[2], found[1]))
 
     def _add_listed(self, index: Path, paths: list[str]) -> bool:
         """`git add` of `paths` only (new, changed or deleted), without walking the rest of the tree; False when
@@ -251,11 +282,15 @@ class AgentTree:
         if done.status != 0:
             raise GitFailed(f"git update-index failed: {first_line(done.err.decode('utf-8', 'replace'))}")
 
-    def too_large_said(self) -> str:
-        """What the last snapshot left out as too large, for a person ('' for nothing)."""
-        if not self.too_large or self.largest_file is None:
-            return ""
-        return too_large_said(self.too_large, self.largest_file)
+    def unsaved_said(self) -> str:
+        """What the last snapshot left out (too large, refused by git), for a person ('' for nothing)."""
+        said = []
+        if self.too_large and self.largest_file is not None:
+            said.append(too_large_said(self.too_large, self.largest_file))
+        if self.refused:
+            files = listed([f"{quoted(path)} ({why})" for path, why in self.refused])
+            said.append(f"git cannot store {files} as the .gitattributes of the change ask")
+        return "; ".join(said)
 
     def ignored_paths(self) -> list[str]:
         """What git ignores in the worktree (build output, logs, local settings), a folder once with its

@@ -55,9 +55,10 @@ def save_leftovers(workspace: Workspace, record: SandboxRecord, say: Say) -> tup
             Git(workspace.root).fallback_identity("loomtui", "loomtui@localhost.invalid"), record.created_by)
     except LoomError as exc:
         return None, str(exc)
-    # The rest is saved; what is too large stays in the worktree, and the sandbox fails saying so.
-    unsaved = (f"{tree.too_large_said()}; it stays in the worktree {record.worktree}, unsaved"
-               if tree.too_large else None)
+    # The rest is saved; what is too large or git would not read stays in the worktree, and the sandbox
+    # fails saying so.
+    unsaved = (f"{tree.unsaved_said()}; {'it stays' if len(tree.unsaved) == 1 else 'they stay'} in the worktree "
+               f"{record.worktree}, unsaved" if tree.unsaved else None)
     if saved is not None:
         private = confinement.private_git(workspace, record)
         if private is not None:  # so a later sync cannot move the branch back

@@ -345,9 +345,9 @@ def remove(workspace: Workspace, sandbox_id: str, *, force: bool = False, delete
     if dirty and not force:
         raise RemoveRefused(f"sandbox {record.id} has uncommitted changes ({listed(dirty)}); nothing was removed",
                             reason="uncommitted", branch=record.branch)
-    if tree.too_large:  # not even with --force: the save would leave them out, and they would go with the worktree
+    if tree.unsaved:  # not even with --force: the save would leave them out, and they would go with the worktree
         raise RemoveRefused(f"sandbox {record.id} holds what cannot be saved to {record.branch}: "
-                            f"{tree.too_large_said()}; move it out of the worktree {worktree}; nothing was removed",
+                            f"{tree.unsaved_said()}; move it out of the worktree {worktree}; nothing was removed",
                             reason="too_large", branch=record.branch)
     if delete_branch and not force and not _branch_merged(repo, record):
         raise RemoveRefused(f"{record.branch} is not merged; nothing was removed", reason="unmerged",
@@ -366,9 +366,9 @@ def remove(workspace: Workspace, sandbox_id: str, *, force: bool = False, delete
             f"loomtui: save uncommitted work of sandbox {record.id} before removal\n\n"
             f"Loom-Sandbox: {record.id}\n", repo.fallback_identity("loomtui", "loomtui@localhost.invalid"),
             record.created_by) if worktree.is_dir() and not deleting else None
-        if tree.too_large and worktree.is_dir() and not deleting:  # its agent, stopped, wrote one on its way out
+        if tree.unsaved and worktree.is_dir() and not deleting:  # its agent, stopped, wrote one on its way out
             raise RemoveRefused(f"sandbox {record.id} holds what cannot be saved to {record.branch}: "
-                                f"{tree.too_large_said()}; move it out of the worktree {worktree}; the rest is "
+                                f"{tree.unsaved_said()}; move it out of the worktree {worktree}; the rest is "
                                 "saved, nothing was removed", reason="too_large", branch=record.branch)
     except BaseException:
         if not deleting:
