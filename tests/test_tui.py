@@ -212,6 +212,17 @@ async def test_bad_config_shows_banner_and_keeps_last_good(repo: Path) -> None:
         assert app.config is not None and app.config.theme == "loom-light"
         config.write_text("version: 1\n")
         await wait_for(pilot, lambda: banner.has_class("hidden"))
+        # Broken again, and fixed while another view is shown: the dashboard's banner goes all the same (it
+        # stayed up for good).
+        config.write_text("version: 1\ncoordination:\n  dependency_hops: many\n")
+        await wait_for(pilot, lambda: not banner.has_class("hidden"))
+        await pilot.press("4")
+        await wait_for(pilot, lambda: app.current_mode == "policy")
+        config.write_text("version: 1\n")
+        await wait_for(pilot, lambda: app.config_problem is None)
+        await pilot.press("1")
+        await pilot.pause()
+        assert app.screen.query_one("#banner", Static).has_class("hidden")
 
 
 async def test_notifications_never_parse_markup(repo: Path) -> None:

@@ -106,6 +106,33 @@ async def test_a_decision_the_user_may_not_take_says_why_and_records_nothing(bil
         assert record.data["approvals"] == [] and record.status == "open"
 
 
+async def test_while_the_policy_is_broken_a_decision_is_refused_as_the_command_line_refuses_it(
+        billing: Path) -> None:
+    """The app shows the last good policy while `.loom/policy.yaml` is broken; it took decisions under it too,
+    where `loomtui escalation approve` refused each one: the two answered the same question apart."""
+    _, escalation_id = escalate(billing, payments_change())
+    app = app_as(billing, ALICE)
+    said: list[str] = []
+    notify = app.notify
+    app.notify = lambda message, **kwargs: (said.append(f"{kwargs.get('title')}: {message}"),  # type: ignore
+                                            notify(message, **kwargs))[1]
+    policy = billing / ".loom" / "policy.yaml"
+    async with app.run_test(size=SIZE) as pilot:
+        await open_queue(app, pilot)
+        good = policy.read_text()
+        policy.write_text(good + "rules: [\n")
+        await wait_for(pilot, lambda: app.config_problem is not None)
+        await pilot.press("a")
+        await wait_for(pilot, lambda: any(line.startswith(f"cannot decide #{escalation_id} while the config is "
+                                                           "broken: fix it first") for line in said))
+        assert any(".loom/policy.yaml:" in line for line in said), said
+        assert app.workspace.store.get_escalation(escalation_id).data["approvals"] == []
+        policy.write_text(good)
+        await wait_for(pilot, lambda: app.config_problem is None)
+        await pilot.press("a")
+        await wait_for(pilot, lambda: len(app.workspace.store.get_escalation(escalation_id).data["approvals"]) == 1)
+
+
 async def test_an_escalation_from_another_process_appears_and_rings(billing: Path) -> None:
     app = app_as(billing, ALICE)
     rang: list[bool] = []

@@ -570,7 +570,12 @@ class LoomApp(App[int]):
     def on_config_problem(self, message: ConfigProblem) -> None:
         if policy := cast("PolicyScreen | None", self._mode_screen("policy")):
             policy.show_policy()
-        for screen in self.screen_stack:
+        # The dashboard's banner wherever it is: a fix made while another view was shown left it up for good.
+        try:
+            dashboard = self.get_screen_stack("dashboard")
+        except KeyError:  # not shown yet: it reads the problem when it is
+            dashboard = []
+        for screen in dict.fromkeys([*self.screen_stack, *dashboard]):
             if isinstance(screen, DashboardScreen):
                 screen.show_config_problem(message.message)
         if message.message:

@@ -356,6 +356,10 @@ class EscalationsScreen(LoomScreen[None]):
             self.app.notify("no escalation selected" if escalation is None else "the policy is not read yet",
                             title=f"cannot {decision}", severity="warning")
             return
+        if self.loom.config_problem:  # the last good policy is for showing; a decision goes by the files as they are
+            self.app.notify(f"fix it first (`loomtui escalation` refuses too): {self.loom.config_problem}",
+                            title=f"cannot decide #{escalation.id} while the config is broken", severity="error")
+            return
         if decision == "override" and escalation.status == EscalationStatus.OPEN and not overridable(escalation):
             self.app.notify(f"#{escalation.id} waits for approvals: approve or reject it (an override is for a "
                             "block, a claim conflict or approvals no one can give; `loomtui escalation override` "
