@@ -676,6 +676,31 @@ def test_a_file_git_cannot_convert_stays_unsaved_the_rest_is_saved_and_it_is_nev
     assert (worktree / "run.ps1").read_bytes() == b"\xff\xfeh\x00i\x00"
 
 
+def test_a_planted_git_repository_too_deep_to_remove_recursively_is_still_replaced_by_the_link(
+        ws: Workspace, repo: Path, tmp_path: Path) -> None:
+    """An agent put a repository of its own, with a `core.fsmonitor`, in place of the worktree's `.git`, and
+    inside it a chain of 1,200 folders: removing it raised RecursionError out of the supervisor's end, before
+    the link and the rest were put back or the work saved, and the fsmonitor ran as the person at their first
+    `git status` there. The branch a person's own commit lands on (the admin dir's HEAD) is put back too."""
+    marker = tmp_path / "planted-ran"
+    record = tasks.create_sandbox(ws, "plant", "command", isolate=False, command=["sh", "-c", (
+        "unset GIT_DIR GIT_INDEX_FILE GIT_WORK_TREE GIT_OBJECT_DIRECTORY GIT_ALTERNATE_OBJECT_DIRECTORIES; "
+        "admin=$(sed 's/^gitdir: //' .git) && echo 'ref: refs/heads/main' > \"$admin/HEAD\" && "
+        f"rm .git && git init -q . && git config core.fsmonitor 'touch {marker}; false' && "
+        "python3 -c \"import os; os.chdir('.git'); [(os.mkdir('d'), os.chdir('d')) for _ in range(1200)]\" && "
+        "echo work > work.txt")])
+    tasks.start(ws, record.id)
+    done = ended(ws, record.id)
+    worktree = Path(done.worktree)
+    assert "error" not in done.data, done.data["error"]
+    assert sorted(done.data["git_links_put_back"]) == [".git", "HEAD"]
+    assert (worktree / ".git").is_file() and not [p for p in worktree.iterdir() if p.name.startswith(".git.")]
+    subprocess.run(["git", "status", "--short"], cwd=worktree, capture_output=True, check=False)
+    assert not marker.exists()
+    assert git(worktree, "symbolic-ref", "HEAD") == f"refs/heads/{done.branch}"
+    assert git(repo, "show", f"{done.branch}:work.txt") == "work"
+
+
 def test_rm_force_of_a_running_agent_that_writes_a_large_file_as_it_stops_keeps_it(
         ws: Workspace, repo: Path) -> None:
     """Checked before the stop: the agent, stopped by `rm --force`, wrote a file past `limits.file_size` on
@@ -794,19 +819,19 @@ def test_a_removal_that_fails_half_way_is_finished_by_the_next_without_committin
     record = _finished_script_sandbox(ws, tmp_path, '- {write: a.txt, content: "agent\\n"}\n- {commit: "a"}\n')
     worktree = Path(record.worktree)
     (worktree / "left.txt").write_text("left by the agent\n")
-    real = shutil.rmtree
+    real = review.remove_tree
 
-    def half(path: object, *args: object, **kwargs: object) -> None:
-        (Path(str(path)) / "a.txt").unlink()  # some files gone, then a failure
+    def half(path: Path) -> None:
+        (path / "a.txt").unlink()  # some files gone, then a failure
         raise OSError(13, "Permission denied")
 
-    monkeypatch.setattr(shutil, "rmtree", half)
+    monkeypatch.setattr(review, "remove_tree", half)
     with pytest.raises(LoomError, match="sandbox rm` again finishes"):
         review.remove(ws, record.id, force=True)
     saved = git(repo, "rev-parse", record.branch)
     assert git(repo, "show", f"{record.branch}:left.txt") == "left by the agent"
     assert next_step(ws, sb.get_sandbox(ws, record.id)).step == Step.DONE  # no review of a half-deleted tree
-    monkeypatch.setattr(shutil, "rmtree", real)
+    monkeypatch.setattr(review, "remove_tree", real)
     result = review.remove(ws, record.id)  # no --force needed, nothing committed: the deletions are not work
     assert result.saved_commit is None and git(repo, "rev-parse", record.branch) == saved
     assert git(repo, "show", f"{record.branch}:a.txt") == "agent" and not worktree.exists()

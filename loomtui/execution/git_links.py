@@ -2,22 +2,23 @@
 and put back at its end.
 
 loomtui's git never reads them (it names the git dir, index and config itself), but a person's plain
-`git status` in the worktree does: the worktree's `.git` file, and in its admin dir `commondir`, `gitdir`
-and `config.worktree` (which holds loomtui's own hooks path and excludes). The agent can write all four:
-a planted `core.fsmonitor`, or a `.git` naming a repository of its own, ran as the person, outside the
-sandbox, the first time they looked with git.
+`git status` in the worktree does: the worktree's `.git` file, and in its admin dir `commondir`, `gitdir`,
+`config.worktree` (which holds loomtui's own hooks path and excludes) and `HEAD` (the branch a person's own
+commit there lands on). The agent can write them all: a planted `core.fsmonitor`, or a `.git` naming a
+repository of its own, ran as the person, outside the sandbox, the first time they looked with git.
 """
 
 from __future__ import annotations
 
 import contextlib
-import shutil
+import os
+import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
-from loomtui.files import write_atomically
+from loomtui.files import remove_tree, write_atomically
 
-_ADMIN_FILES = ("commondir", "gitdir", "config.worktree")
+_ADMIN_FILES = ("commondir", "gitdir", "config.worktree", "HEAD")
 
 
 @dataclass(frozen=True)
@@ -32,21 +33,30 @@ def kept(worktree: Path, admin_dir: Path) -> GitLinks:
     return GitLinks({path: _text(path) for path in (worktree / ".git", *(admin_dir / name for name in _ADMIN_FILES))})
 
 
-def put_back(links: GitLinks) -> list[str]:
-    """Write back each file that changed (a `.git` made a folder or a link is removed first); returns the
-    names of those put back."""
-    changed = []
+def put_back(links: GitLinks) -> tuple[list[str], list[str]]:
+    """Write back each file that changed (a `.git` made a folder or a link is removed first): the names of
+    those put back, and what could not be (each tried whatever became of the others: one left as the agent
+    made it is a planted fsmonitor that runs as the person)."""
+    changed: list[str] = []
+    failed: list[str] = []
     for path, text in links.files.items():
-        if _text(path) == text and not path.is_symlink():
-            continue
-        if path.is_symlink() or path.is_file():
-            path.unlink()
-        elif path.is_dir():  # a repository of the agent's making in place of the link: not its work
-            shutil.rmtree(path, ignore_errors=True)
-        if text is not None:
-            write_atomically(path, text)
-        changed.append(path.name)
-    return changed
+        try:
+            if _text(path) == text and not path.is_symlink():
+                continue
+            if path.is_symlink() or path.is_file():
+                path.unlink()
+            elif path.is_dir():  # a repository of the agent's making in place of the link: not its work
+                # Moved aside first, so the link is written whatever its removal meets (a tree of any depth).
+                aside = path.with_name(f".{path.name}.agent-{secrets.token_hex(4)}")
+                os.rename(path, aside)
+                with contextlib.suppress(OSError):
+                    remove_tree(aside)
+            if text is not None:
+                write_atomically(path, text)
+            changed.append(path.name)
+        except OSError as exc:
+            failed.append(f"{path.name}: {exc.strerror or exc}")
+    return changed, failed
 
 
 def _text(path: Path) -> str | None:

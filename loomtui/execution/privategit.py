@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import stat
 import tempfile
 import threading
@@ -23,6 +22,7 @@ from loomtui.errors import LoomError
 from loomtui.execution import seen_objects
 from loomtui.execution.gitops import Git
 from loomtui.execution.isolation import PrivateGit
+from loomtui.files import remove_tree
 from loomtui.limit_values import too_large_said, too_large_together
 
 _OBJECT_ID = re.compile(rb"[0-9a-f]{40}")
@@ -141,7 +141,9 @@ def _remove(parent: int, name: str) -> None:
     except FileNotFoundError:
         return
     if stat.S_ISDIR(info.st_mode):
-        shutil.rmtree(os.path.join(f"/proc/self/fd/{parent}", name))  # rmtree never follows a link
+        # Through this process's handle on the folder (what `rm` sees as its own /proc/self is its own); rm
+        # never follows a link, and walks any depth (shutil's recursion did not: an agent's folder chain).
+        remove_tree(Path(f"/proc/{os.getpid()}/fd/{parent}", name))
     else:
         os.unlink(name, dir_fd=parent)
 

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
-import shutil
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -37,6 +37,7 @@ from loomtui.execution.sandboxes import (
     is_person_checkout,
     sandbox_paths,
 )
+from loomtui.files import remove_tree
 from loomtui.gitcmd import DIFF_READ_MAX, LARGE_FILES_BINARY
 from loomtui.store import SandboxRecord
 from loomtui.workspace import Workspace
@@ -95,14 +96,26 @@ class SandboxDiff:
 
 
 def _nested_repositories(worktree: Path) -> list[str]:
-    """Directories below `worktree` that are git repositories of their own (hold a `.git`), sorted."""
+    """Directories below `worktree` that are git repositories of their own (hold a `.git`), sorted.
+
+    One folder at a time from a list, not `os.walk` (which recurses once a level in Python 3.11: an agent's
+    chain of 1,200 folders raised RecursionError, and the sandbox could never be removed); links are not
+    followed, and a folder that cannot be read (a path past PATH_MAX) is passed over, as git passes it."""
     found = []
-    for directory, subdirectories, files in os.walk(worktree):
-        if directory != str(worktree) and (".git" in subdirectories or ".git" in files):
-            found.append(Path(directory).relative_to(worktree).as_posix())
-            subdirectories[:] = []  # its own files are its own
+    waiting = [worktree]
+    while waiting:
+        directory = waiting.pop()
+        try:
+            with os.scandir(directory) as entries:
+                folders = [Path(entry.path) for entry in entries
+                           if entry.name != ".git" and entry.is_dir(follow_symlinks=False)]
+            holds_git = directory != worktree and os.path.lexists(directory / ".git")
+        except OSError:
+            continue
+        if holds_git:
+            found.append(directory.relative_to(worktree).as_posix())  # its own files are its own
         else:
-            subdirectories[:] = [name for name in subdirectories if name != ".git"]
+            waiting.extend(folders)
     return sorted(found)
 
 
@@ -378,10 +391,10 @@ def remove(workspace: Workspace, sandbox_id: str, *, force: bool = False, delete
     if worktree.is_dir():
         workspace.store.update_sandbox(record.id, data={REMOVING_KEY: DELETING})
         # Not `git worktree remove`: that runs git in the worktree (its config, its fsmonitor). The
-        # work is on the branch now; rmtree never follows a symlink. Failing half way, the sandbox
+        # work is on the branch now; rm never follows a symlink. Failing half way, the sandbox
         # stays marked (no review of a half-deleted tree); `sandbox rm` again finishes.
         try:
-            shutil.rmtree(worktree)
+            remove_tree(worktree)
         except OSError as exc:
             raise LoomError(f"cannot remove the worktree of {record.id}: {exc.strerror or exc}"
                             + (f" (the work was saved as {saved[:12]})" if saved else "")
@@ -392,7 +405,8 @@ def remove(workspace: Workspace, sandbox_id: str, *, force: bool = False, delete
     paths.outside_index.unlink(missing_ok=True)
     # Its runtime's own state (sessions, caches, its copy of the user's ~/.claude.json): no agent runs in
     # it again, and what it holds of the user's config is not kept in every archived sandbox.
-    shutil.rmtree(paths.runtime_state, ignore_errors=True)
+    with contextlib.suppress(OSError):
+        remove_tree(paths.runtime_state)
     # A killed supervisor's (its agent stopped by now): none is made again.
     cgroup_limits.remove_left(cgroup_limits.group_name(workspace.paths.state_dir, record.id))
     tip = repo.resolve_commit(record.branch)

@@ -23,6 +23,7 @@ from typing import Final
 
 from loomtui.execution import login_copy
 from loomtui.execution.runtimes import STATE_FOLDERS, LaunchSpec, StateFolder, expand_path
+from loomtui.files import remove_tree
 
 MAX_STATE_BYTES: Final = 1 << 30
 """What a sandbox's runtime state may take on disk: it lives on the store's disk, and an agent that
@@ -151,7 +152,7 @@ def _make_point(point: Path, *, folder: bool, fresh: bool = False) -> None:
     where a folder goes) is taken away, never followed."""
     real_folder = point.is_dir() and not point.is_symlink()
     if real_folder and (not folder or fresh):
-        shutil.rmtree(point)
+        remove_tree(point)  # the agent's: any depth
     elif not real_folder and (point.is_symlink() or (point.exists() and (folder or not point.is_file()))):
         point.unlink()
     if folder:

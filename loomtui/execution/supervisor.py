@@ -469,9 +469,12 @@ class Supervisor:
             self.groups.remove()  # whatever of the agent's is still running in them is ended
         if self.start_refused:  # the agent never ran: the record and the worktree are whoever moved it's
             return 1
-        put_back = git_links.put_back(self.git_links) if self.git_links is not None else []
+        put_back, not_put_back = git_links.put_back(self.git_links) if self.git_links is not None else ([], [])
         if put_back:
             _diagnose(f"put back what the agent changed of the worktree's git links: {', '.join(put_back)}")
+        if not_put_back:  # first among the reasons it failed: a person's git there runs what the agent planted
+            error = (f"could not put back the worktree's git links ({'; '.join(not_put_back)}): do not run git in "
+                     f"{self.paths.worktree}")
         self.sync_git()  # before saving leftovers: those commit on top of the agent's last commit
         self.sync_logins()
         saved, save_error = save_leftovers(self.workspace, self.record, _diagnose)

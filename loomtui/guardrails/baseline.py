@@ -12,12 +12,11 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
 import socket
 import sys
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any, Final
 
@@ -27,6 +26,7 @@ from loomtui.execution import procs
 from loomtui.execution.cgroup_limits import group_name, sandbox_groups
 from loomtui.execution.confinement import confined_scratch_argv
 from loomtui.execution.sandboxes import largest_file
+from loomtui.files import remove_tree
 from loomtui.guardrails.checks import CheckRun, Progress, run_check
 from loomtui.guardrails.scratch import export_tree
 from loomtui.repo import DISTRUSTING_GIT_CONFIG
@@ -177,7 +177,8 @@ def scratch_tree(workspace: Workspace, commit: str, name: str, base: str | None 
         export_tree(workspace.root, commit, tree, largest_file(workspace) if base else None, base)
         yield tree
     finally:
-        shutil.rmtree(tree, ignore_errors=True)
+        with suppress(OSError):
+            remove_tree(tree)  # an agent's tree: any depth
 
 
 def _run_baseline(workspace: Workspace, commit: str, gate: GateConfig, run: GateRunRecord, *,

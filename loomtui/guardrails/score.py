@@ -40,6 +40,7 @@ from loomtui.coordination.index import DEPENDENCY_KINDS, RepoIndex, build_index,
 from loomtui.coordination.regions import ancestors, overlaps, split_id
 from loomtui.coordination.suggest import suggest_regions
 from loomtui.errors import LoomError, plural
+from loomtui.files import make_folders
 from loomtui.gitcmd import Git
 from loomtui.globs import glob_spec
 from loomtui.guardrails.classify import Classification, TestClass
@@ -416,7 +417,7 @@ def _materialise(root: Path, commit: str, target: Path, config: LoomConfig, extr
                 continue
             data, _ = tree.read_blob(blob, sys.maxsize)
             destination = target.joinpath(*pure.parts)
-            destination.parent.mkdir(parents=True, exist_ok=True)
+            make_folders(destination.parent)  # a commit's paths: any depth
             destination.write_bytes(data)
     finally:
         tree.close()

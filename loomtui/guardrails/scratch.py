@@ -9,12 +9,12 @@ tree nor a ref.
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from loomtui.errors import LoomError, quoted
+from loomtui.files import make_folders, remove_tree
 from loomtui.gitcmd import Git, GitFailed, first_line
 from loomtui.knowledge.trees import GitTree
 from loomtui.limit_values import too_large_said, too_large_together
@@ -37,8 +37,10 @@ def export_tree(repo: Path, treeish: str, dest: Path, largest_file: int | None =
     and 3 GB on disk for every check. The base's own files (an asset the team committed) are written
     as they are. Each blob is copied a chunk at a time.
     """
-    if dest.exists():
-        shutil.rmtree(dest)
+    try:
+        remove_tree(dest)  # an earlier export of an agent's tree: any depth
+    except OSError as exc:
+        raise LoomError(f"cannot export {treeish[:12]}: {exc.strerror or exc}") from None
     dest.mkdir(parents=True)
     try:
         entries = Git(repo).tree_entries(treeish, config=DISTRUSTING_GIT_CONFIG)
@@ -70,9 +72,13 @@ def export_tree(repo: Path, treeish: str, dest: Path, largest_file: int | None =
     try:
         for pure, mode, sha in files:
             target = dest.joinpath(*pure.parts)
-            target.parent.mkdir(parents=True, exist_ok=True)
-            with target.open("wb") as out:
-                tree.copy_blob(sha, out)
+            try:
+                make_folders(target.parent)
+                with target.open("wb") as out:
+                    tree.copy_blob(sha, out)
+            except OSError as exc:  # a path deeper than the system allows (an agent's chain of folders)
+                raise LoomError(f"cannot check {treeish[:12]}: cannot write {quoted(str(pure))}: "
+                                f"{exc.strerror or exc}") from None
             if mode == "100755":
                 target.chmod(0o755)
     finally:
