@@ -277,6 +277,42 @@ def test_an_isolated_agents_commit_of_a_file_past_the_limit_is_not_brought_in(re
     assert git(repo, "cat-file", "-s", f"{commit}:huge.bin") == "5000"
 
 
+def test_an_isolated_agents_tree_naming_millions_of_paths_with_a_few_objects_is_not_brought_in(
+        repo: Path, tmp_path: Path) -> None:
+    """Sixteen entries naming one tree, six levels deep: 8 objects of 32 KB, 16.7 million paths. Brought in, the
+    branch moved to it and every git reading that tree outside the sandbox (a snapshot's `read-tree` and `add`,
+    the gates' export, `sandbox diff`) ran for hours and took gigabytes. Counted as git lists it, stopped past
+    the limit: it stays out, said; a commit adding files as agents do comes in, with or without a size limit."""
+    from loomtui.execution import privategit
+
+    private, base, _commit = _private_commit(repo, tmp_path, {"code.py": b"x = 1\n"})
+    env = {**os.environ, "GIT_OBJECT_DIRECTORY": str(private.objects),  # type: ignore[attr-defined]
+           "GIT_ALTERNATE_OBJECT_DIRECTORIES": str(repo / ".git" / "objects")}
+
+    def agent_git(*args: str, data: str = "") -> str:
+        return subprocess.run(["git", *args], cwd=repo, env=env, input=data, capture_output=True, text=True,
+                              check=True).stdout.strip()
+
+    names = "0123456789abcdef"
+    empty = agent_git("hash-object", "-w", "--stdin")
+    tree = agent_git("mktree", data="".join(f"100644 blob {empty}\t{n}\n" for n in names))
+    for _ in range(5):
+        tree = agent_git("mktree", data="".join(f"040000 tree {tree}\t{n}\n" for n in names))
+    root = agent_git("mktree", data=git(repo, "ls-tree", "HEAD") + f"\n040000 tree {tree}\tbomb\n")
+    bomb = agent_git("commit-tree", root, "-p", base, "-m", "many paths")
+    (private.refs / "x").write_text(bomb + "\n")  # type: ignore[attr-defined]
+    for largest_file in (None, 1 << 20):
+        privategit._refused.clear()
+        with pytest.raises(privategit.TooLargeToBringIn, match=rf"^its commits were not brought in: commit "
+                                                               rf"{bomb[:12]} holds more than 200,000 paths more "
+                                                               r"than its branch had"):
+            privategit.sync(private, repo, "loom/x", largest_file=largest_file)  # type: ignore[arg-type]
+        assert git(repo, "rev-parse", "loom/x") == base
+    git(repo, "branch", "-D", "loom/x")
+    many, _base, commit = _private_commit(repo, tmp_path / "many", {f"f{n}.py": b"x\n" for n in range(300)})
+    assert privategit.sync(many, repo, "loom/x", largest_file=1 << 20) == commit  # type: ignore[arg-type]
+
+
 def test_many_changed_paths_are_added_with_the_whole_tree(repo: Path, tmp_path: Path,
                                                           monkeypatch: pytest.MonkeyPatch) -> None:
     """git matches every path given to `add` against every entry: an agent deleting a 60,000-file folder made a

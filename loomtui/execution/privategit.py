@@ -11,12 +11,15 @@ copied), and the real branch moves with a compare-and-swap `update-ref`.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import stat
 import tempfile
 import threading
+from collections.abc import Iterator, Mapping
 from pathlib import Path
+from typing import IO
 
 from loomtui.errors import LoomError
 from loomtui.execution import seen_objects
@@ -30,6 +33,11 @@ NAMES_READ_MAX = 16 << 20
 """How much of `rev-list --objects` is read to name a file too large to bring in."""
 IMPORT_TIMEOUT_S = 300.0
 """How long one step of bringing an agent's objects in may take."""
+TREE_PATHS_ADDED_MAX = 200_000
+"""How many more paths than its branch had an agent's commit may bring (a whole vendored SDK is a few ten
+thousand; git spent 4 minutes on a snapshot of a tree of a million paths of a few objects)."""
+PATHS_COUNTED_MAX = 10_000_000
+"""The most paths of a branch's tip counted to compare with."""
 _refused: dict[tuple[str, int | None], str] = {}
 """Tips whose commits were too large to bring in under a limit, in this process, and why: not checked (nor said)
 again."""
@@ -157,14 +165,15 @@ class TooLargeToBringIn(LoomError):
         self.again = again
 
 
-def _import_objects(repo: Git, private: PrivateGit, tip: str, largest_file: int | None = None) -> None:
+def _import_objects(repo: Git, private: PrivateGit, tip: str, old: str, largest_file: int | None = None) -> None:
     """Bring the objects `tip` needs from the agent's directory into the shared store, verified.
 
     Never a file copy: the agent wrote those files, and one named for an object it
     does not hold would corrupt the shared store. They are packed and indexed as a
     fetch would be (`index-pack --strict` hashes and checks every object), so only
     well-formed objects under their true names arrive. A blob past `largest_file` (the agent
-    committed a sparse 3 GB file: its object costs it 3 MB) is never packed: TooLargeToBringIn.
+    committed a sparse 3 GB file: its object costs it 3 MB) is never packed, nor a tree of many more paths
+    than the branch's tip `old` had: TooLargeToBringIn.
     """
     _write_alternates(private)
     reading = {"GIT_ALTERNATE_OBJECT_DIRECTORIES": str(private.objects)}
@@ -174,11 +183,25 @@ def _import_objects(repo: Git, private: PrivateGit, tip: str, largest_file: int 
                        timeout=IMPORT_TIMEOUT_S)
     if not wanted.strip():
         return
+    _refuse_many_paths(repo, tip, old, reading)
     if largest_file is not None:
         _refuse_large_blobs(repo, tip, wanted, reading, largest_file)
     # Through a pipe: the pack held here was the size of everything the agent committed, outside its limits.
     repo.feed_through(("pack-objects", "--stdout", "-q"), ("index-pack", "--stdin", "--strict"), data=wanted,
                       env_first=reading, timeout=IMPORT_TIMEOUT_S)
+
+
+def _refuse_many_paths(repo: Git, tip: str, old: str, reading: dict[str, str]) -> None:
+    """TooLargeToBringIn when `tip`'s tree holds more than TREE_PATHS_ADDED_MAX paths beyond the branch's tip
+    `old` (already brought in): 16 entries naming one tree, six levels deep, are 8 objects of 32 KB and 16.7
+    million paths, and every git that read the tree (a snapshot's `read-tree` and `add`, the gates' export, a
+    diff) spent hours and gigabytes of memory on them outside the sandbox's limits."""
+    before = _paths_in(repo, old, reading, PATHS_COUNTED_MAX) if old else 0
+    allowed = before + TREE_PATHS_ADDED_MAX
+    if _paths_in(repo, tip, reading, allowed) > allowed:
+        raise TooLargeToBringIn(f"its commits were not brought in: commit {tip[:12]} holds more than "
+                                f"{TREE_PATHS_ADDED_MAX:,} paths more than its branch had (a few objects can "
+                                "name millions of paths)")
 
 
 def _refuse_large_blobs(repo: Git, tip: str, wanted: bytes, reading: dict[str, str], largest_file: int) -> None:
@@ -210,7 +233,7 @@ def sync(private: PrivateGit, root: Path, branch: str, largest_file: int | None 
         if (new, largest_file) in _refused:  # not checked again: the supervisor syncs every beat
             raise TooLargeToBringIn(_refused[new, largest_file], again=True)
         try:
-            _import_objects(repo, private, new, largest_file)
+            _import_objects(repo, private, new, old, largest_file)
         except TooLargeToBringIn as exc:
             _refused[new, largest_file] = str(exc)
             raise
@@ -227,14 +250,9 @@ def _paths_of(repo: Git, tip: str, reading: dict[str, str], prefixes: set[str]) 
     """A path for each object whose id starts with one of `prefixes`, in what `tip` brings: read a line at a
     time, at most NAMES_READ_MAX bytes, so a tree thousands of folders deep costs no more (by prefix, as named)."""
     found: dict[str, str] = {}
-    process = repo.pipe("rev-list", "--objects", tip, "--not", "--all", env=reading)
-    assert process.stdin is not None and process.stdout is not None
-    process.stdin.close()
-    timer = threading.Timer(IMPORT_TIMEOUT_S, process.kill)
-    timer.start()
     read = 0
-    try:
-        for line in process.stdout:
+    with _output(repo, ("rev-list", "--objects", tip, "--not", "--all"), reading) as out:
+        for line in out:
             read += len(line)
             object_id, _, path = line.rstrip(b"\n").partition(b" ")
             prefix = object_id[:12].decode("ascii", "replace")
@@ -242,11 +260,34 @@ def _paths_of(repo: Git, tip: str, reading: dict[str, str], prefixes: set[str]) 
                 found.setdefault(prefix, path.decode("utf-8", "replace"))
             if len(found) == len(prefixes) or read > NAMES_READ_MAX:
                 break
+    return found
+
+
+def _paths_in(repo: Git, commit: str, reading: Mapping[str, str], cap: int) -> int:
+    """How many paths `commit`'s tree holds, counted up to `cap` + 1 at most (read as git lists them: a tree
+    of a few objects can name millions)."""
+    count = 0
+    with _output(repo, ("ls-tree", "-r", "-z", "--name-only", commit), reading) as out:
+        while count <= cap and (chunk := out.read(1 << 16)):
+            count += chunk.count(b"\0")
+    return count
+
+
+@contextlib.contextmanager
+def _output(repo: Git, args: tuple[str, ...], reading: Mapping[str, str]) -> Iterator[IO[bytes]]:
+    """What `git ARGS` writes, to read as far as needed: git is ended when the reader is done, and after
+    IMPORT_TIMEOUT_S (it reads files the agent made)."""
+    process = repo.pipe(*args, env=reading)
+    assert process.stdin is not None and process.stdout is not None
+    process.stdin.close()
+    timer = threading.Timer(IMPORT_TIMEOUT_S, process.kill)
+    timer.start()
+    try:
+        yield process.stdout
     finally:
         timer.cancel()
         process.kill()
         process.wait()
-    return found
 
 
 def _read_ref(ref: Path) -> str:
