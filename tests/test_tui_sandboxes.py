@@ -275,8 +275,11 @@ def test_a_sandbox_s_base_says_the_commit_it_started_from() -> None:
     fields = {field.label: field.value for field in sandbox_fields(record, None, None)}
     assert fields["base"] == "HEAD at 3d6e9d1e6e"
     planned = SandboxRecord(id="ab12ce", task="t", runtime="script", status="planned", created=0.0, updated=0.0,
-                            base_ref="HEAD")
-    assert {f.label: f.value for f in sandbox_fields(planned, None, None)}["base"] == "HEAD"  # not made yet
+                            base_ref="HEAD", branch="loom/ab12ce", worktree="/nowhere/yet/ab12ce")
+    waiting = {f.label: f.value for f in sandbox_fields(planned, None, None)}
+    assert waiting["base"] == "HEAD"  # not made yet, nor are its branch and worktree (they were shown as made)
+    assert waiting["branch"] == "loom/ab12ce (made when it starts)"
+    assert waiting["worktree"] == "/nowhere/yet/ab12ce (made when it starts)"
 
 
 def test_a_sandbox_s_detail_says_what_its_agent_was_limited_to() -> None:

@@ -606,6 +606,10 @@ def test_a_task_after_a_failed_one_is_held_not_started_on_a_broken_base(manual: 
     view = advance(manual, after).now
     assert view.step == Step.HELD and failed in view.waits_on
     assert sb.get_sandbox(manual, after).status == PLANNED
+    # Its branch is made when it starts: `sandbox diff` said the branch "no longer exists".
+    shown = run_cli(manual.root, "sandbox", "diff", after)
+    assert (shown.returncode, shown.stderr) == (1, f"loomtui: error: sandbox {after} has not started: no branch yet, so "
+                                                   "no change to show\n")
 
 
 def test_a_task_after_one_that_ended_with_no_change_is_held_not_left_waiting(manual: Workspace) -> None:

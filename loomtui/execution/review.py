@@ -27,6 +27,7 @@ from loomtui.execution.lifecycle import (
     DELETING,
     LIVE,
     MERGED,
+    PLANNED,
     REMOVING_KEY,
     mark_removing,
     transition,
@@ -141,7 +142,10 @@ def diff(workspace: Workspace, sandbox_id: str, *, patch: bool = True) -> Sandbo
     record = get_sandbox(workspace, sandbox_id)
     repo = Git(workspace.root)
     merged = repo.resolve_commit(record.merged_commit) if record.merged_commit else None
-    tip = sandbox_tip(repo, record) or _branch_tip(repo, record)  # the latter says the branch is gone
+    tip = sandbox_tip(repo, record)
+    if tip is None and record.status == PLANNED:  # its branch is made when it starts (after what it waits for)
+        raise LoomError(f"sandbox {record.id} has not started: no branch yet, so no change to show", exit_code=1)
+    tip = tip or _branch_tip(repo, record)  # says the branch is gone
     target_sha = (repo.resolve_commit(f"{merged}^1") if merged
                   else repo.resolve_commit(record.target) if record.target else None)
     base = (repo.out("merge-base", target_sha, tip).strip() if target_sha

@@ -104,10 +104,12 @@ def _status_of(sandbox: SandboxRecord) -> str:
 def sandbox_fields(sandbox: SandboxRecord, step: StepView | None, diff: str | None) -> list[Field]:
     """The detail pane's fields for a sandbox: its record, its next step, its diff's size if known,
     and what its agent reported at its end."""
+    # A task waiting for others has its names, not yet its branch and worktree: made when it starts.
+    later = " (made when it starts)" if sandbox.status == "planned" and not sandbox.base_sha else ""
     fields = [Field(label, value) for label, value in (
         ("id", sandbox.id), ("task", task_text(sandbox.task)), ("runtime", sandbox.runtime),
-        ("status", _status_of(sandbox)), ("branch", sandbox.branch or "–"),
-        ("base", _base(sandbox)), ("worktree", home_short(sandbox.worktree) or "–"),
+        ("status", _status_of(sandbox)), ("branch", (sandbox.branch or "–") + later),
+        ("base", _base(sandbox)), ("worktree", (home_short(sandbox.worktree) or "–") + later),
         ("pid", str(sandbox.pid) if sandbox.pid else "–"),
         # An agent run again keeps its last run's code in the record until this run's end sets it.
         ("exit code", "–" if sandbox.exit_code is None or sandbox.status in RUNNING_OR_TO_RUN
