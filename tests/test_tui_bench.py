@@ -108,6 +108,29 @@ def test_the_snapshot_gives_each_sandbox_the_step_the_store_alone_gives(repo: Pa
         workspace.close()
 
 
+def test_a_step_read_again_follows_a_claim_released_elsewhere(repo: Path) -> None:
+    """The app keeps each sandbox's step until its record or another's changes; a claim released (by the
+    command line's `sandbox stop`, say) changes neither, and the app showed "release" for good."""
+    import time
+
+    from loomtui.tui.snapshot import StepCache, read_snapshot
+    from loomtui.workflow.steps import Step
+
+    workspace = open_workspace(repo)
+    try:
+        seed_repository(workspace, BenchSize(sandboxes=6, claims=0, audit=1))
+        store = workspace.store
+        merged = next(s for s in store.list_sandboxes() if s.status == "merged")
+        claim = store.add_claim(merged.id, "app.py", "exclusive", "left over", time.time() + 600, ["app.py"])
+        cache: StepCache = {}
+        assert read_snapshot(workspace, 0, step_cache=cache).steps[merged.id].step == Step.RELEASE
+        store.release_claim(claim.id, "released elsewhere")
+        again = read_snapshot(workspace, 0, step_cache=cache).steps[merged.id]
+        assert again.step != Step.RELEASE and again == next_step(workspace, store.get_sandbox(merged.id))
+    finally:
+        workspace.close()
+
+
 def test_the_snapshot_asks_the_store_as_often_for_sixty_sandboxes_as_for_six(repo: Path, tmp_path: Path) -> None:
     """The dashboard's poll read each sandbox's gate runs, review escalation and dependencies one query at a
     time: 1,505 queries for 1,000 sandboxes, a round trip each on a team's PostgreSQL. Now a fixed few."""

@@ -15,8 +15,9 @@ SANDBOX_EVAL: Final = "sandbox"
 """guardrails.evals.SANDBOX_EVAL, not imported: the eval engine (~0.15 s of imports) loads only once a
 sandbox has a report to read, not before the first frame (tests/test_tui_bench.py keeps the two equal)."""
 
-StepCache = dict[str, tuple[tuple[float, float], StepView]]
-"""sandbox id -> ((its `updated`, the newest change of any sandbox or escalation), its step)."""
+StepCache = dict[str, tuple[tuple[float, float, bool, tuple[tuple[str, str], ...]], StepView]]
+"""sandbox id -> ((its `updated`, the newest change of any sandbox or escalation, whether it holds a claim, its
+gate runs' statuses), its step)."""
 
 
 class EvalBadge(NamedTuple):
@@ -90,7 +91,9 @@ def read_snapshot(workspace: Workspace, after_event: int, *, merge_mode: str = M
     known = KnownHolders.of(claim_counts, escalations, sandboxes)
     steps = {}
     for sandbox in sandboxes:
-        key = (sandbox.updated, newest)
+        # A claim released or a gate run ending changes neither record, and the step may turn on either (a
+        # stopped agent's step was "release" in the app for good once the command line had released it).
+        key = (sandbox.updated, newest, sandbox.id in claim_counts, tuple(gates_by_sandbox[sandbox.id].items()))
         cached = cache.get(sandbox.id)
         if cached is None or cached[0] != key:
             cached = (key, next_step(workspace, sandbox, merge_mode=merge_mode, known=known))
