@@ -77,6 +77,23 @@ def test_dependency_through_the_graph_warns_with_the_path(coordinator: Coordinat
     assert [c.kind for c in coordinator.conflicts()] == ["dependency"]
 
 
+def test_sandbox_new_with_a_claim_flags_a_dependency_on_code_another_holds(coordinator: Coordinator) -> None:
+    """`claim add` and the app's form flagged a claim on code another sandbox's claim depends on; `sandbox new
+    --claim` said nothing, though that is when coordination flags a collision: before any code is written."""
+    coordinator.claim("refunds", QUOTE)
+    root = coordinator.workspace.root
+    made = run_cli(root, "sandbox", "new", "--runtime", "command", "--task", "round better", "--claim", ROUNDING,
+                   "--no-start", "--json", "--", "true")
+    assert made.returncode == 0, made.stderr
+    [conflict] = json.loads(made.stdout)["conflicts"]
+    assert (conflict["kind"], conflict["severity"]) == ("dependency", "warning")
+    assert {conflict["a"]["sandbox"], conflict["b"]["sandbox"]} == {"refunds", json.loads(made.stdout)["id"]}
+    assert "warning: dependency: " in made.stderr and f"{QUOTE} -references-> {ROUNDING}" in made.stderr
+    plain = run_cli(root, "sandbox", "new", "--runtime", "command", "--task", "quote", "--claim",
+                    "notifications/formatting.py", "--no-start", "--", "true")
+    assert plain.returncode == 0 and "warning: dependency" not in plain.stderr, plain.stderr
+
+
 def test_no_dependency_warning_with_zero_hops(coordinator: Coordinator) -> None:
     coordinator.hops = 0
     coordinator.claim("refunds", QUOTE)

@@ -54,7 +54,11 @@ def _index(workspace: Workspace) -> RepoIndex:
 
 
 def _coordinator(args: argparse.Namespace) -> Coordinator:
-    workspace = workspace_for(args)
+    return coordinator_of(workspace_for(args))
+
+
+def coordinator_of(workspace: Workspace) -> Coordinator:
+    """The repository's claims under its policy, over its index (built or read from the cache)."""
     return governed_coordinator(workspace, _index(workspace))
 
 

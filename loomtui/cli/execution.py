@@ -33,6 +33,7 @@ from loomtui.store import SandboxRecord
 from loomtui.workspace import Workspace
 
 if TYPE_CHECKING:
+    from loomtui.coordination.claims import Conflict
     from loomtui.workflow.engine import Workflow
     from loomtui.workflow.steps import StepView
 
@@ -79,6 +80,13 @@ def _after_hint(workspace: Workspace, refused: LoomError) -> str:
             "this record)")
 
 
+def _claim_warnings(workspace: Workspace, sandbox_id: str) -> list[Conflict]:
+    """The conflicts among live claims that involve this sandbox (none refused its claims: warnings)."""
+    from loomtui.cli.coordination import coordinator_of
+
+    return [c for c in coordinator_of(workspace).conflicts() if sandbox_id in (c.sandbox_a, c.sandbox_b)]
+
+
 def cmd_new(args: argparse.Namespace) -> int:
     from loomtui.execution.context_files import context_warning
     from loomtui.workflow.tasks import create_sandbox
@@ -105,8 +113,14 @@ def cmd_new(args: argparse.Namespace) -> int:
     view = _workflow(workspace).view(record)
     if warning := context_warning(record):
         print(f"warning: {warning}", file=sys.stderr)
+    # What its claims meet that does not refuse them (code others hold that it depends on, or that depends
+    # on it): flagged now, before any code is written, as `claim add` and the app's form flag it.
+    conflicts = _claim_warnings(workspace, record.id) if args.claim else []
+    for conflict in conflicts:
+        print(f"warning: {conflict.kind}: {conflict.explanation}", file=sys.stderr)
     if args.json:
-        print_json({**_record_dict(record), "step": str(view.step), "waits_on": view.waits_on})
+        print_json({**_record_dict(record), "step": str(view.step), "waits_on": view.waits_on,
+                    "conflicts": [c.as_dict() for c in conflicts]})
         return 0
     # A planned record whose supervisor is up is an agent starting, not a plan: say which.
     state = view.line(STEP_HINTS) if record.status == PLANNED and view.step == "agent" else record.status
