@@ -66,8 +66,9 @@ def test_an_id_named_twice_is_said_at_its_second_line_and_the_rest_still_applies
     write(keymap_file, "escalations.approve: Y\nescalations.approve: Z\napp.quit: []\ndashboard.new: [a, a]\n")
     loaded = load_keymap()
     assert loaded.keymap == {"escalations.approve": "Y", "dashboard.new": "a"}
-    assert loaded.problems == [f"{keymap_file}:2: escalations.approve: named again (first at line 1)",
-                               f"{keymap_file}:3: app.quit: expected a key, or a list of keys (got an empty list)"]
+    assert loaded.problems == [
+        f"{keymap_file}:2: escalations.approve: named again (first at line 1) (this line is left out)",
+        f"{keymap_file}:3: app.quit: expected a key, or a list of keys (got an empty list) (this line is left out)"]
 
 
 def test_a_keymap_that_is_not_a_mapping_is_one_line_and_nothing_applies(keymap_file: Path) -> None:
@@ -75,7 +76,8 @@ def test_a_keymap_that_is_not_a_mapping_is_one_line_and_nothing_applies(keymap_f
     loaded = load_keymap()
     assert loaded.keymap == {} and len(loaded.problems) == 1 and loaded.problems[0].startswith(f"{keymap_file}:")
     write(keymap_file, "- dashboard.new\n")
-    assert load_keymap().problems == [f"{keymap_file}:1: top level: expected a mapping (got a list)"]
+    assert load_keymap().problems == [f"{keymap_file}:1: top level: expected a mapping (got a list) (the whole "
+                                      "file is left out: every key is its default)"]
     keymap_file.unlink()
     assert load_keymap().keymap == {} and load_keymap().problems == []  # none: every key is its default
 
@@ -134,3 +136,11 @@ def test_loomtui_keys_lists_every_key_with_yours_marked_and_fails_on_a_bad_line(
     assert next(line for line in done.stdout.splitlines() if line.startswith("dashboard.new ")).split()[1] == "a*"
     assert done.stderr == (f"{keymap_file}:3: app.quit: tab moves the focus: pick another key "
                            "(this line is left out)\n")
+    # Not YAML at all: nothing of it applies, and its one line says so (it said "this line is left out").
+    write(keymap_file, "dashboard.new: a\napp.quit: tab\n: bad\n")
+    done = run_cli(repo, "keys")
+    assert done.returncode == 1
+    assert next(line for line in done.stdout.splitlines() if line.startswith("dashboard.new ")).split()[1] == "n"
+    [said] = done.stderr.splitlines()
+    assert said.startswith(f"{keymap_file}:3") and said.endswith("(the whole file is left out: every key is its "
+                                                                  "default)"), said

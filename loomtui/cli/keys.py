@@ -11,7 +11,7 @@ from loomtui.cli import add_command, print_json
 
 
 def cmd_keys(args: argparse.Namespace) -> int:
-    from loomtui.tui.keymap import LEFT_OUT, load_keymap, loomtui_keys, shown_keys
+    from loomtui.tui.keymap import load_keymap, loomtui_keys, shown_keys
 
     loaded = load_keymap()
     rows = [(key, loaded.keymap[key.id].split(",") if key.id in loaded.keymap else list(key.keys))
@@ -29,7 +29,7 @@ def cmd_keys(args: argparse.Namespace) -> int:
     exists = loaded.path.exists()
     print(f"\nkeymap: {loaded.path}" + (" (* your keys)" if exists else " (none: every key is its default)"))
     for problem in loaded.problems:
-        print(f"{problem} {LEFT_OUT}", file=sys.stderr)
+        print(problem, file=sys.stderr)
     return 1 if loaded.problems else 0
 
 

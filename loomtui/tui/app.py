@@ -24,7 +24,7 @@ from loomtui.tui.base import NARROW_COLUMNS
 from loomtui.tui.escalation_toasts import EscalationToasts
 from loomtui.tui.idle_gc import TICK_S as COLLECT_EVERY_S
 from loomtui.tui.idle_gc import IdleCollector
-from loomtui.tui.keymap import LEFT_OUT, load_keymap
+from loomtui.tui.keymap import load_keymap
 from loomtui.tui.keys import APP_BINDINGS, use_keymap
 from loomtui.tui.messages import (
     ConfigProblem,
@@ -217,7 +217,7 @@ class LoomApp(App[int]):
         for warning in themes.warnings:
             self.notify(warning, title="theme contrast", severity="warning", timeout=10, markup=False)
         for problem in self.keymap.problems:
-            self.notify(f"{problem} {LEFT_OUT}", title="keymap", severity="warning",
+            self.notify(problem, title="keymap", severity="warning",
                         timeout=10, markup=False)
         wanted = self.config.theme if self.config else DEFAULT_THEME
         self.theme = wanted if wanted in self.available_themes else DEFAULT_THEME

@@ -10,7 +10,8 @@ The file is checked as it is read, line by line: an id no key has (with the one 
 meant), a key name Textual does not know (`ctlr+s`), a key the terminal or a table keeps
 (tab, the arrows), or a key another of loomtui's keys already answers where this one works
 (both would answer; Textual keeps one) is a `keymap.yaml:LINE: id: problem` line, and that
-entry is left out; the others apply. Read when the app starts.
+entry is left out; the others apply. A file that is not YAML (or not a mapping) cannot be read line by line:
+it is left out whole, said so. Read when the app starts.
 """
 
 from __future__ import annotations
@@ -58,6 +59,7 @@ class LoomKey:
 
 
 LEFT_OUT: Final = "(this line is left out)"
+NOTHING_READ: Final = "(the whole file is left out: every key is its default)"
 """What follows each problem where it is said: the rest of the keymap applies."""
 
 
@@ -155,8 +157,8 @@ def load_keymap(path: Path | None = None) -> KeymapLoad:
     try:
         root = compose(read_text(path, str(path)), str(path), duplicate_keys=True)
         entries = _entries(root) if root is not None else []
-    except ConfigError as exc:
-        result.problems.append(str(exc))
+    except ConfigError as exc:  # not YAML, or not a mapping: none of it is read
+        result.problems.append(f"{exc} {NOTHING_READ}")
         return result
     keys = {key.id: key for key in loomtui_keys()}
     wanted: dict[str, tuple[str, ...]] = {}
@@ -169,11 +171,11 @@ def load_keymap(path: Path | None = None) -> KeymapLoad:
             lines[name] = value
             wanted[name] = _entry(name, value, keys)
         except ConfigError as exc:
-            problems.append((value.line, str(exc)))
+            problems.append((value.line, f"{exc} {LEFT_OUT}"))
     for name, chosen in wanted.items():
         clash = _clash(name, chosen, wanted, keys)
         if clash:
-            problems.append((lines[name].line, str(lines[name].error(clash))))
+            problems.append((lines[name].line, f"{lines[name].error(clash)} {LEFT_OUT}"))
         else:
             result.keymap[name] = ",".join(chosen)
     result.problems = [problem for _line, problem in sorted(problems)]
