@@ -298,3 +298,17 @@ def test_a_sandbox_s_detail_says_what_its_agent_was_limited_to() -> None:
     assert "limits" not in shown(None)  # started before limits were kept
     assert shown("64 MiB of memory, 32 processes, 0.5 CPUs", cpu_held_back_s=4.2)["limits"][0] == (
         "64 MiB of memory, 32 processes, 0.5 CPUs (held back 4.2 s at its CPU limit)")
+
+
+def test_the_archive_question_says_what_becomes_of_the_branch() -> None:
+    """`x` said "the branch stays" of a merged sandbox, whose branch archiving deletes (its commits are in
+    its target)."""
+    from loomtui.store import SandboxRecord
+    from loomtui.tui.screens.dashboard_keys import archive_question
+
+    def asked(status: str) -> str:
+        return archive_question(SandboxRecord(id="ab12cd", task="t", runtime="script", status=status, created=0.0,
+                                              updated=0.0, branch="loom/ab12cd", data={"target": "main"}))
+
+    assert asked("merged").endswith("and its branch goes (its commits are in main).")
+    assert asked("rejected").endswith("and the branch stays (unless its commits are all in main already).")

@@ -76,9 +76,11 @@ def merge_question(sandbox: SandboxRecord) -> str:
 
 def archive_question(sandbox: SandboxRecord) -> str:
     """What `x` asks before it archives one sandbox."""
+    target = sandbox.target or "its target"
+    branch = (f"its branch goes (its commits are in {target})" if sandbox.status == MERGED else
+              f"the branch stays (unless its commits are all in {target} already)")
     return (f"Archive sandbox {sandbox.id}? Its worktree is removed; uncommitted work is committed to "
-            f"{sandbox.branch or 'its branch'} first, and the branch stays (but once merged: its commits are "
-            f"in {sandbox.target or 'its target'}).")
+            f"{sandbox.branch or 'its branch'} first, and {branch}.")
 
 
 def archive_done_question(done: list[SandboxRecord]) -> str:
