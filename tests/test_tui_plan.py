@@ -123,3 +123,24 @@ async def test_the_plan_view_of_a_repository_without_a_plan_says_how_to_make_one
         await pilot.resize_terminal(100, 30)
         await pilot.pause()
         await wait_for(pilot, lambda: "`loomtui plan run`" in " ".join(str(detail.render()).split()))
+
+
+def test_a_task_archived_keeps_its_wave_for_the_tasks_after_it() -> None:
+    """Archiving a plan's first task (merged) moved the tasks that waited on it up into wave 1, beside tasks
+    that ran at the same time as it: the view misstated the order the tasks ran in."""
+    from loomtui.store import SandboxRecord
+    from loomtui.tui.screens.plan import plan_runs
+    from loomtui.tui.snapshot import DashboardSnapshot
+
+    def task(name: str, created: float, waits: tuple[str, ...] = ()) -> SandboxRecord:
+        return SandboxRecord(id=f"id-{name}", task=name, runtime="script", status="merged", created=created,
+                             updated=created, data={"plan": {"run": "r1", "task": name, "waits_on": list(waits)}})
+
+    # `rounding` (wave 1) is archived: the snapshot lists the sandboxes not archived.
+    shown = [task("templates", 1.0), task("refunds", 2.0, ("rounding",)), task("invoices", 3.0, ("rounding",)),
+             task("receipts", 4.0, ("refunds",))]
+    snapshot = DashboardSnapshot(sandboxes=shown, gates_by_sandbox={}, risk_by_sandbox={}, open_escalations=[],
+                                 claims_by_sandbox=None, claim_counts={}, steps={}, eval_badges={}, events=[],
+                                 last_event_id=0)
+    waves = plan_runs(snapshot)["r1"]
+    assert [[t.name for t in wave] for wave in waves] == [["templates"], ["refunds", "invoices"], ["receipts"]]

@@ -66,8 +66,10 @@ def _waves(tasks: dict[str, PlannedTask]) -> list[list[PlannedTask]]:
 
     def level(name: str, seen: frozenset[str] = frozenset()) -> int:
         if name not in depth:
+            # A task it waits on that is not here (archived since) still ran before it: wave 1 at least, so
+            # archiving the first wave does not move the tasks after it up into its place.
             task = tasks.get(name)
-            befores = [w for w in (task.waits_on if task else ()) if w in tasks and w not in seen]
+            befores = [w for w in (task.waits_on if task else ()) if w not in seen]
             depth[name] = 1 + max((level(w, seen | {name}) for w in befores), default=-1)
         return depth[name]
 
