@@ -988,7 +988,10 @@ def test_of_starts_at_once_one_supervisor_runs_the_sandbox_and_the_others_say_so
 
 def test_reconcile_marks_a_sandbox_whose_supervisor_was_killed(ws: Workspace, repo: Path, bin_dir: Path,
                                                                monkeypatch: pytest.MonkeyPatch) -> None:
-    stand_in(bin_dir, "sleeper", "open('left.txt', 'w').write('work in progress\\n')\n"
+    # It also points the branch a person's own commit there lands on elsewhere (its admin dir's HEAD).
+    stand_in(bin_dir, "sleeper", "admin = open('.git').read().split('gitdir: ')[1].strip()\n"
+                                 "open(admin + '/HEAD', 'w').write('ref: refs/heads/main\\n')\n"
+                                 "open('left.txt', 'w').write('work in progress\\n')\n"
                                  "print('up', flush=True)\ntime.sleep(600)\n")
     write_config(repo, 'sleeper:\n  argv: ["sleeper"]\n')
     record = running(ws, tasks.start(ws, tasks.create_sandbox(ws, "sleep", "sleeper").id).id)
@@ -1015,6 +1018,9 @@ def test_reconcile_marks_a_sandbox_whose_supervisor_was_killed(ws: Workspace, re
     assert marked.status == FAILED and "ended without recording an exit" in marked.data["orphan"]
     # What it left uncommitted is on its branch, as its supervisor would have put it: a review sees it.
     assert marked.data["saved_commit"] and git(repo, "show", f"{record.branch}:left.txt") == "work in progress"
+    # And what it changed of the worktree's git links is put back, as its supervisor keeps them (it was not).
+    assert marked.data["git_links_put_back"] == ["HEAD"]
+    assert git(Path(record.worktree), "symbolic-ref", "HEAD") == f"refs/heads/{record.branch}"
     assert recovery.reconcile(ws).orphaned == []  # marked once, not again
     assert audit_actions(ws, record.id)[-1] == "sandbox.failed"
 

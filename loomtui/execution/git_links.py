@@ -11,6 +11,7 @@ repository of its own, ran as the person, outside the sandbox, the first time th
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import secrets
 from dataclasses import dataclass
@@ -31,6 +32,23 @@ class GitLinks:
 def kept(worktree: Path, admin_dir: Path) -> GitLinks:
     """The worktree's `.git` file and its admin dir's link and config files, as they are now."""
     return GitLinks({path: _text(path) for path in (worktree / ".git", *(admin_dir / name for name in _ADMIN_FILES))})
+
+
+def save(links: GitLinks, path: Path) -> None:
+    """Keep `links` in `path` (the sandbox's state dir, which its agent cannot write under isolation): a
+    supervisor that dies before the agent's end leaves them for `recovery` to put back."""
+    write_atomically(path, json.dumps({str(link): text for link, text in links.files.items()}))
+
+
+def load(path: Path) -> GitLinks | None:
+    """The links `save` kept, or None (none kept, or the file unreadable)."""
+    try:
+        kept_links = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(kept_links, dict):
+        return None
+    return GitLinks({Path(link): text if isinstance(text, str) else None for link, text in kept_links.items()})
 
 
 def put_back(links: GitLinks) -> tuple[list[str], list[str]]:

@@ -50,6 +50,11 @@ class SandboxPaths:
         return self.dir / "supervisor.log"
 
     @property
+    def git_links(self) -> Path:
+        """The worktree's git links as they were before its agent ran (`git_links`), until they are put back."""
+        return self.dir / "git-links.json"
+
+    @property
     def context(self) -> Path:
         return self.dir / "context.md"
 

@@ -200,6 +200,7 @@ class Supervisor:
         admin_dir = self.record.data.get("git_dir")
         if admin_dir:  # put back at its end: a person's own git in the worktree reads them (`git_links`)
             self.git_links = git_links.kept(self.paths.worktree, Path(admin_dir))
+            git_links.save(self.git_links, self.paths.git_links)  # for `recovery`, should this process die
         if self.spec.mode == "interactive":
             code, signame = self._run_in_tmux(argv, env, writer)
         else:
@@ -475,6 +476,8 @@ class Supervisor:
         if not_put_back:  # first among the reasons it failed: a person's git there runs what the agent planted
             error = (f"could not put back the worktree's git links ({'; '.join(not_put_back)}): do not run git in "
                      f"{self.paths.worktree}")
+        elif self.git_links is not None:
+            self.paths.git_links.unlink(missing_ok=True)
         self.sync_git()  # before saving leftovers: those commit on top of the agent's last commit
         self.sync_logins()
         saved, save_error = save_leftovers(self.workspace, self.record, _diagnose)
