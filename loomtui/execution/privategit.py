@@ -41,6 +41,8 @@ PATHS_COUNTED_MAX = 10_000_000
 _refused: dict[tuple[str, int | None], str] = {}
 """Tips whose commits were too large to bring in under a limit, in this process, and why: not checked (nor said)
 again."""
+_paths_counted: dict[str, int] = {}
+"""The paths of branch tips brought in, counted once each in this process (the next commit counts from it)."""
 
 
 def prepare(private: PrivateGit, root: Path, common_dir: Path, branch: str, published: Path) -> Path:
@@ -196,12 +198,17 @@ def _refuse_many_paths(repo: Git, tip: str, old: str, reading: dict[str, str]) -
     `old` (already brought in): 16 entries naming one tree, six levels deep, are 8 objects of 32 KB and 16.7
     million paths, and every git that read the tree (a snapshot's `read-tree` and `add`, the gates' export, a
     diff) spent hours and gigabytes of memory on them outside the sandbox's limits."""
-    before = _paths_in(repo, old, reading, PATHS_COUNTED_MAX) if old else 0
-    allowed = before + TREE_PATHS_ADDED_MAX
-    if _paths_in(repo, tip, reading, allowed) > allowed:
+    if old and old not in _paths_counted:
+        _paths_counted[old] = _paths_in(repo, old, reading, PATHS_COUNTED_MAX)
+    allowed = _paths_counted.get(old, 0) + TREE_PATHS_ADDED_MAX
+    paths = _paths_in(repo, tip, reading, allowed)
+    if paths > allowed:
         raise TooLargeToBringIn(f"its commits were not brought in: commit {tip[:12]} holds more than "
                                 f"{TREE_PATHS_ADDED_MAX:,} paths more than its branch had (a few objects can "
                                 "name millions of paths)")
+    if len(_paths_counted) > 64:  # one supervisor's branch moves on: the oldest counts go
+        _paths_counted.pop(next(iter(_paths_counted)))
+    _paths_counted[tip] = paths  # brought in next: the next commit counts from it
 
 
 def _refuse_large_blobs(repo: Git, tip: str, wanted: bytes, reading: dict[str, str], largest_file: int) -> None:
