@@ -379,3 +379,18 @@ def test_at_120_columns_the_next_step_and_the_task_come_before_runtime_and_isola
                "runtime": 7, "isolation": 9}
     widths = dict(fit_columns(SANDBOX_COLUMNS, natural, 118).widths)
     assert widths["next"] >= 28 and widths["task"] >= 28, widths
+
+
+async def test_a_toast_that_just_fits_a_line_at_80_columns_shows_all_of_it(repo: Path) -> None:
+    """The toasts' rack kept a scrollbar's gutter: Textual sized a toast without it and drew it with it, so a
+    message that just fit on one line wrapped to two and the second was cut off ("... (awaiting_review) to"
+    without "merge")."""
+    app = LoomApp(open_workspace(repo))
+    async with app.run_test(size=(80, 24), notifications=True) as pilot:
+        await pilot.pause()
+        message = "sandbox 914d46 cannot start yet: waits for 5f72c2 (awaiting_review) to merges"
+        assert len(message) == 80 - 1 - 2  # the width less the toast's edge and padding: one line, just
+        app.notify(message, title="start 914d46", severity="error", timeout=30)
+        await wait_for(pilot, lambda: "914d46" in app.export_screenshot())
+        await pilot.pause()
+        assert "merges" in app.export_screenshot()
