@@ -61,11 +61,20 @@ def remove_tree(path: Path) -> None:
     coreutils' `rm` walks any depth and any path length."""
     if not os.path.lexists(path):
         return
-    done = subprocess.run(["rm", "-rf", "--", os.fspath(path)], stdin=subprocess.DEVNULL,
-                          capture_output=True, text=True, errors="replace", check=False)
+    done = _run_quietly("rm", "-rf", "--", os.fspath(path))
+    if os.path.lexists(path) and not os.path.islink(path):
+        # A folder its maker left unreadable or unwritable (mode 000): rm cannot empty it, its owner may open
+        # it. `chmod -R` changes no link's target (it does not follow links below the top), then rm again.
+        _run_quietly("chmod", "-R", "u+rwx", "--", os.fspath(path))
+        done = _run_quietly("rm", "-rf", "--", os.fspath(path))
     if os.path.lexists(path):
         said = next((line for line in done.stderr.splitlines() if line.strip()), f"rm exited {done.returncode}")
         raise OSError(errno.ENOTEMPTY, said, os.fspath(path))
+
+
+def _run_quietly(*argv: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, text=True, errors="replace",
+                          check=False)
 
 
 def make_folders(folder: Path) -> None:

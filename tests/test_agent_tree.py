@@ -281,8 +281,10 @@ def test_an_isolated_agents_tree_naming_millions_of_paths_with_a_few_objects_is_
         repo: Path, tmp_path: Path) -> None:
     """Sixteen entries naming one tree, six levels deep: 8 objects of 32 KB, 16.7 million paths. Brought in, the
     branch moved to it and every git reading that tree outside the sandbox (a snapshot's `read-tree` and `add`,
-    the gates' export, `sandbox diff`) ran for hours and took gigabytes. Counted as git lists it, stopped past
-    the limit: it stays out, said; a commit adding files as agents do comes in, with or without a size limit."""
+    the gates' export, `sandbox diff`, a person's `git log --stat`) ran for hours and took gigabytes. Counted
+    as git lists it, stopped past the limit, for every commit brought in (one in the middle stays in the
+    history), from the sandbox's base (from the branch's last tip, a bomb grew by the limit each sync): it stays
+    out, said; a commit adding files as agents do comes in."""
     from loomtui.execution import privategit
 
     private, base, _commit = _private_commit(repo, tmp_path, {"code.py": b"x = 1\n"})
@@ -293,24 +295,43 @@ def test_an_isolated_agents_tree_naming_millions_of_paths_with_a_few_objects_is_
         return subprocess.run(["git", *args], cwd=repo, env=env, input=data, capture_output=True, text=True,
                               check=True).stdout.strip()
 
+    def bomb(levels: int, copies: int = 16) -> str:
+        """A tree of 16 ** `levels` paths, `copies` of them at the top."""
+        tree = agent_git("mktree", data="".join(f"100644 blob {empty}\t{n}\n" for n in names))
+        for level in range(levels - 1):
+            wide = names[:copies] if level == levels - 2 else names
+            tree = agent_git("mktree", data="".join(f"040000 tree {tree}\t{n}\n" for n in wide))
+        return tree
+
+    def commit(parent: str, *extra: tuple[str, str]) -> str:
+        listing = git(repo, "ls-tree", base) + "".join(f"\n040000 tree {tree}\t{name}" for name, tree in extra)
+        made = agent_git("commit-tree", agent_git("mktree", data=listing + "\n"), "-p", parent, "-m", "paths")
+        (private.refs / "x").write_text(made + "\n")  # type: ignore[attr-defined]
+        return made
+
+    def refused(match: str) -> None:
+        for largest_file in (None, 1 << 20):
+            privategit._refused.clear()
+            with pytest.raises(privategit.TooLargeToBringIn, match=match):
+                privategit.sync(private, repo, "loom/x", largest_file=largest_file, base=base)  # type: ignore[arg-type]
+
     names = "0123456789abcdef"
     empty = agent_git("hash-object", "-w", "--stdin")
-    tree = agent_git("mktree", data="".join(f"100644 blob {empty}\t{n}\n" for n in names))
-    for _ in range(5):
-        tree = agent_git("mktree", data="".join(f"040000 tree {tree}\t{n}\n" for n in names))
-    root = agent_git("mktree", data=git(repo, "ls-tree", "HEAD") + f"\n040000 tree {tree}\tbomb\n")
-    bomb = agent_git("commit-tree", root, "-p", base, "-m", "many paths")
-    (private.refs / "x").write_text(bomb + "\n")  # type: ignore[attr-defined]
-    for largest_file in (None, 1 << 20):
-        privategit._refused.clear()
-        with pytest.raises(privategit.TooLargeToBringIn, match=rf"^its commits were not brought in: commit "
-                                                               rf"{bomb[:12]} holds more than 200,000 paths more "
-                                                               r"than its branch had"):
-            privategit.sync(private, repo, "loom/x", largest_file=largest_file)  # type: ignore[arg-type]
-        assert git(repo, "rev-parse", "loom/x") == base
+    huge = commit(base, ("bomb", bomb(6)))
+    refused(rf"^its commits were not brought in: commit {huge[:12]} holds more than 200,000 paths more than its base")
+    assert git(repo, "rev-parse", "loom/x") == base
+    # The bomb under a small commit: the tip is small, the history is not.
+    small = commit(huge)
+    refused(rf"^its commits were not brought in: commit {huge[:12]} holds more ")
+    # Grown by 196,608 paths a sync (each under the limit from the last tip): the second is past it from the base.
+    first = commit(base, ("a", bomb(5, copies=3)))
+    assert privategit.sync(private, repo, "loom/x", base=base) == first  # type: ignore[arg-type]
+    second = commit(first, ("a", bomb(5, copies=3)), ("b", bomb(5, copies=3)))
+    refused(rf"^its commits were not brought in: commit {second[:12]} holds more ")
+    assert git(repo, "rev-parse", "loom/x") == first and small
     git(repo, "branch", "-D", "loom/x")
-    many, _base, commit = _private_commit(repo, tmp_path / "many", {f"f{n}.py": b"x\n" for n in range(300)})
-    assert privategit.sync(many, repo, "loom/x", largest_file=1 << 20) == commit  # type: ignore[arg-type]
+    many, _base, made = _private_commit(repo, tmp_path / "many", {f"f{n}.py": b"x\n" for n in range(300)})
+    assert privategit.sync(many, repo, "loom/x", largest_file=1 << 20, base=base) == made  # type: ignore[arg-type]
 
 
 def test_many_changed_paths_are_added_with_the_whole_tree(repo: Path, tmp_path: Path,

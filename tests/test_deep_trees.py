@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -88,3 +89,52 @@ def test_an_agent_s_chain_of_folders_is_saved_reviewed_and_removed(repo: Path) -
         assert not Path(done.worktree).exists()
     finally:
         workspace.close()
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="runs as another user (nobody): needs root")
+def test_a_folder_its_maker_left_unreadable_is_removed_by_its_owner() -> None:
+    """rm cannot empty a folder of mode 000, even its owner's (root can, so this runs as `nobody`): a planted
+    `.git` left so stayed in the worktree and was saved to the branch as the agent's work."""
+    place = Path(tempfile.mkdtemp(prefix="loomtui-nobody-"))
+    try:
+        os.chown(place, 65534, 65534)
+        child = os.fork()
+        if child == 0:  # as nobody, what an agent run by nobody leaves, and nobody's loomtui removing it
+            code = 1
+            try:
+                os.setgroups([])
+                os.setgid(65534)
+                os.setuid(65534)
+                top = place / "agent"
+                (top / "locked" / "inner").mkdir(parents=True)
+                (top / "locked" / "inner" / "f").write_text("x")
+                os.chmod(top / "locked" / "inner", 0)
+                os.chmod(top / "locked", 0)
+                remove_tree(top)
+                code = 0 if not top.exists() else 2
+            finally:
+                os._exit(code)
+        _pid, status = os.waitpid(child, 0)
+        assert os.waitstatus_to_exitcode(status) == 0
+    finally:
+        remove_tree(place)
+
+
+def test_a_planted_git_folder_that_cannot_be_removed_is_said_not_saved_quietly(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Moved aside and not removable, the agent's `.git` stayed in the worktree and was saved to its branch as
+    its work, with nothing said: it is said, and the sandbox fails on it."""
+    from loomtui.execution import git_links
+
+    worktree = tmp_path / "wt"
+    (worktree / ".git" / "hooks").mkdir(parents=True)
+    links = git_links.GitLinks({worktree / ".git": "gitdir: /repo/.git/worktrees/wt\n"})
+
+    def refuses(path: Path) -> None:
+        raise OSError(13, "Permission denied", str(path))
+
+    monkeypatch.setattr(git_links, "remove_tree", refuses)
+    put_back, failed = git_links.put_back(links)
+    assert put_back == [".git"] and (worktree / ".git").read_text() == "gitdir: /repo/.git/worktrees/wt\n"
+    [said] = failed
+    assert said.startswith("..git.agent-") and said.endswith(", the agent's .git moved aside: Permission denied")

@@ -694,7 +694,7 @@ def test_a_planted_git_repository_too_deep_to_remove_recursively_is_still_replac
     worktree = Path(done.worktree)
     assert "error" not in done.data, done.data["error"]
     assert sorted(done.data["git_links_put_back"]) == [".git", "HEAD"]
-    assert (worktree / ".git").is_file() and not [p for p in worktree.iterdir() if p.name.startswith(".git.")]
+    assert (worktree / ".git").is_file() and not [p for p in worktree.iterdir() if ".git.agent-" in p.name]
     subprocess.run(["git", "status", "--short"], cwd=worktree, capture_output=True, check=False)
     assert not marker.exists()
     assert git(worktree, "symbolic-ref", "HEAD") == f"refs/heads/{done.branch}"

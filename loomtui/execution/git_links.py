@@ -67,8 +67,10 @@ def put_back(links: GitLinks) -> tuple[list[str], list[str]]:
                 # Moved aside first, so the link is written whatever its removal meets (a tree of any depth).
                 aside = path.with_name(f".{path.name}.agent-{secrets.token_hex(4)}")
                 os.rename(path, aside)
-                with contextlib.suppress(OSError):
+                try:
                     remove_tree(aside)
+                except OSError as exc:  # left in the worktree, it would be saved to the branch as the agent's work
+                    failed.append(f"{aside.name}, the agent's {path.name} moved aside: {exc.strerror or exc}")
             if text is not None:
                 write_atomically(path, text)
             changed.append(path.name)

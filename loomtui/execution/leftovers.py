@@ -25,7 +25,7 @@ def bring_in_commits(workspace: Workspace, record: SandboxRecord, say: Say) -> s
     private = confinement.private_git(workspace, record)
     if private is not None:
         try:
-            privategit.sync(private, workspace.root, record.branch, largest_file(workspace))
+            privategit.sync(private, workspace.root, record.branch, largest_file(workspace), record.base_sha)
         except privategit.TooLargeToBringIn as exc:
             if not exc.again:
                 say(str(exc))

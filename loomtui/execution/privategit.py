@@ -37,12 +37,15 @@ TREE_PATHS_ADDED_MAX = 200_000
 """How many more paths than its branch had an agent's commit may bring (a whole vendored SDK is a few ten
 thousand; git spent 4 minutes on a snapshot of a tree of a million paths of a few objects)."""
 PATHS_COUNTED_MAX = 10_000_000
-"""The most paths of a branch's tip counted to compare with."""
+"""The most paths of a sandbox's base counted to compare with."""
+NEW_TREES_COUNTED_MAX = 2_000
+"""The most trees of new commits one bring-in looks at (each is listed whole): past it, none comes in."""
+PATHS_REMEMBERED = 4_096
 _refused: dict[tuple[str, int | None], str] = {}
 """Tips whose commits were too large to bring in under a limit, in this process, and why: not checked (nor said)
 again."""
 _paths_counted: dict[str, int] = {}
-"""The paths of branch tips brought in, counted once each in this process (the next commit counts from it)."""
+"""Bases' paths, counted once each in this process, and the trees already looked at (0)."""
 
 
 def prepare(private: PrivateGit, root: Path, common_dir: Path, branch: str, published: Path) -> Path:
@@ -167,15 +170,15 @@ class TooLargeToBringIn(LoomError):
         self.again = again
 
 
-def _import_objects(repo: Git, private: PrivateGit, tip: str, old: str, largest_file: int | None = None) -> None:
+def _import_objects(repo: Git, private: PrivateGit, tip: str, base: str, largest_file: int | None = None) -> None:
     """Bring the objects `tip` needs from the agent's directory into the shared store, verified.
 
     Never a file copy: the agent wrote those files, and one named for an object it
     does not hold would corrupt the shared store. They are packed and indexed as a
     fetch would be (`index-pack --strict` hashes and checks every object), so only
     well-formed objects under their true names arrive. A blob past `largest_file` (the agent
-    committed a sparse 3 GB file: its object costs it 3 MB) is never packed, nor a tree of many more paths
-    than the branch's tip `old` had: TooLargeToBringIn.
+    committed a sparse 3 GB file: its object costs it 3 MB) is never packed, nor a commit whose tree holds many
+    more paths than the sandbox's `base`: TooLargeToBringIn.
     """
     _write_alternates(private)
     reading = {"GIT_ALTERNATE_OBJECT_DIRECTORIES": str(private.objects)}
@@ -185,7 +188,7 @@ def _import_objects(repo: Git, private: PrivateGit, tip: str, old: str, largest_
                        timeout=IMPORT_TIMEOUT_S)
     if not wanted.strip():
         return
-    _refuse_many_paths(repo, tip, old, reading)
+    _refuse_many_paths(repo, tip, base, reading)
     if largest_file is not None:
         _refuse_large_blobs(repo, tip, wanted, reading, largest_file)
     # Through a pipe: the pack held here was the size of everything the agent committed, outside its limits.
@@ -193,22 +196,30 @@ def _import_objects(repo: Git, private: PrivateGit, tip: str, old: str, largest_
                       env_first=reading, timeout=IMPORT_TIMEOUT_S)
 
 
-def _refuse_many_paths(repo: Git, tip: str, old: str, reading: dict[str, str]) -> None:
-    """TooLargeToBringIn when `tip`'s tree holds more than TREE_PATHS_ADDED_MAX paths beyond the branch's tip
-    `old` (already brought in): 16 entries naming one tree, six levels deep, are 8 objects of 32 KB and 16.7
-    million paths, and every git that read the tree (a snapshot's `read-tree` and `add`, the gates' export, a
-    diff) spent hours and gigabytes of memory on them outside the sandbox's limits."""
-    if old and old not in _paths_counted:
-        _paths_counted[old] = _paths_in(repo, old, reading, PATHS_COUNTED_MAX)
-    allowed = _paths_counted.get(old, 0) + TREE_PATHS_ADDED_MAX
-    paths = _paths_in(repo, tip, reading, allowed)
-    if paths > allowed:
-        raise TooLargeToBringIn(f"its commits were not brought in: commit {tip[:12]} holds more than "
-                                f"{TREE_PATHS_ADDED_MAX:,} paths more than its branch had (a few objects can "
-                                "name millions of paths)")
-    if len(_paths_counted) > 64:  # one supervisor's branch moves on: the oldest counts go
+def _refuse_many_paths(repo: Git, tip: str, base: str, reading: dict[str, str]) -> None:
+    """TooLargeToBringIn when a commit `tip` brings (any of them: one in the middle stays in the branch's
+    history) has a tree of more than TREE_PATHS_ADDED_MAX paths beyond the sandbox's `base`, a bound for its
+    whole life (counted from the branch's last tip, a bomb grew by that much each sync): 16 entries naming one
+    tree, six levels deep, are 8 objects of 32 KB and 16.7 million paths, and every git that read the tree (a
+    snapshot's `read-tree` and `add`, the gates' export, a diff, a person's `git log --stat`) spent hours and
+    gigabytes of memory on them outside the sandbox's limits."""
+    if base not in _paths_counted:
+        _paths_counted[base] = _paths_in(repo, base, reading, PATHS_COUNTED_MAX) if base else 0
+    allowed = _paths_counted[base] + TREE_PATHS_ADDED_MAX
+    listed = repo.feed("rev-list", "--no-commit-header", "--format=%H %T", tip, "--not", "--all", data=b"",
+                       env=reading, timeout=IMPORT_TIMEOUT_S).decode("ascii", "replace").split()
+    commits = dict(zip(listed[0::2], listed[1::2], strict=False))
+    if len(set(commits.values())) > NEW_TREES_COUNTED_MAX:
+        raise TooLargeToBringIn(f"its commits were not brought in: {len(commits):,} commits at once, more than "
+                                f"{NEW_TREES_COUNTED_MAX:,} trees to look at")
+    for commit, tree in commits.items():
+        if tree not in _paths_counted and _paths_in(repo, tree, reading, allowed) > allowed:
+            raise TooLargeToBringIn(f"its commits were not brought in: commit {commit[:12]} holds more than "
+                                    f"{TREE_PATHS_ADDED_MAX:,} paths more than its base (a few objects can name "
+                                    "millions of paths)")
+        _paths_counted[tree] = 0  # looked at: a commit again with this tree is not counted again
+    while len(_paths_counted) > PATHS_REMEMBERED:  # the oldest go
         _paths_counted.pop(next(iter(_paths_counted)))
-    _paths_counted[tip] = paths  # brought in next: the next commit counts from it
 
 
 def _refuse_large_blobs(repo: Git, tip: str, wanted: bytes, reading: dict[str, str], largest_file: int) -> None:
@@ -230,9 +241,10 @@ def _refuse_large_blobs(repo: Git, tip: str, wanted: bytes, reading: dict[str, s
         raise TooLargeToBringIn(f"its commits were not brought in: {together}")
 
 
-def sync(private: PrivateGit, root: Path, branch: str, largest_file: int | None = None) -> str | None:
+def sync(private: PrivateGit, root: Path, branch: str, largest_file: int | None = None, base: str = "") -> str | None:
     """Bring the agent's new commits into the shared store and move its branch; returns the tip. Commits
-    carrying a file past `largest_file` stay out (the branch where it was): TooLargeToBringIn, once a tip."""
+    carrying a file past `largest_file`, or naming far more paths than the sandbox's `base` commit (else the
+    branch's tip), stay out (the branch where it was): TooLargeToBringIn, once a tip."""
     new = _read_ref(private.refs / Path(branch).name)
     repo = Git(root)
     old = repo.resolve_commit(branch) or ""
@@ -240,7 +252,7 @@ def sync(private: PrivateGit, root: Path, branch: str, largest_file: int | None 
         if (new, largest_file) in _refused:  # not checked again: the supervisor syncs every beat
             raise TooLargeToBringIn(_refused[new, largest_file], again=True)
         try:
-            _import_objects(repo, private, new, old, largest_file)
+            _import_objects(repo, private, new, base or old, largest_file)
         except TooLargeToBringIn as exc:
             _refused[new, largest_file] = str(exc)
             raise
