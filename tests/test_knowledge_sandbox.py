@@ -114,6 +114,10 @@ async def test_the_context_view_lists_searches_and_opens_sections_from_the_palet
 
     config = billing / ".loom" / "loom.yaml"  # a pin that matches no section: said in the summary
     config.write_text(config.read_text().replace("budget_tokens: 6000", "budget_tokens: 6000\n  pinned: [AGENTS.md#Cash]"))
+    # An ADR naming code that is not there: flagged as `context drift` flags it (the view matched no mention
+    # against the code, so never flagged one).
+    (billing / "docs" / "adr" / "0009-ghost.md").write_text(
+        "# 9. Ghost\n\n## Status\n\nAccepted\n\n## Decision\n\nUse `payments.currency.ghost_total`.\n")
     app = LoomApp(open_workspace(billing))
     async with app.run_test(size=(160, 45)) as pilot:
         await pilot.press("6")
@@ -123,12 +127,18 @@ async def test_the_context_view_lists_searches_and_opens_sections_from_the_palet
         await wait_for(pilot, lambda: table.row_count > 5, timeout=30)
         summary = str(app.screen.query_one("#context-summary", Static).render())
         assert "1 problem(s): context.pinned: 'AGENTS.md#Cash' matches no section" in summary
+        assert "1 ADR(s) flagged" in summary
+        assert "names what no longer exists: `payments.currency.ghost_total`" in " ".join(app.screen.flags.values())
         await pilot.press("slash")
         await pilot.pause()
         app.screen.query_one("#context-filter", Input).value = "bankers rounding"
         await wait_for(pilot, lambda: table.row_count > 0 and "0002" in str(table.coordinate_to_cell_key(
             table.cursor_coordinate).row_key.value))
-        assert "round" in str(app.screen.query_one("#section", Static).render()).lower()
+        shown = str(app.screen.query_one("#section", Static).render())
+        assert "round" in shown.lower()
+        # Its size as `context show` and the slices count it (the view said one token less).
+        adr = next(section for section in app.screen.context.sections if "0002" in section.id)
+        assert f"~{adr.tokens} tokens" in shown and adr.tokens * 4 > len(adr.text)
         await pilot.press("escape")  # clears the filter
         await pilot.press("escape")  # back to the dashboard
         await pilot.pause()

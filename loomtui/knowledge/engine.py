@@ -63,10 +63,12 @@ def knowledge_index(workspace: Workspace, config: LoomConfig | None = None) -> R
 
 def context_of(workspace: Workspace, *, at: str | None = None, index: RepoIndex | None = None,
                config: LoomConfig | None = None) -> Context:
-    """The repository's context at `at` (None: the working tree), mentions matched to `index`."""
+    """The repository's context at `at` (None: the working tree), mentions matched to `index` (by default the
+    repository's `knowledge_index`: without one no mention could be found missing, and the app's context view
+    flagged fewer ADRs than `context drift`)."""
     config = config or workspace.load_config()
     context = load_context(workspace.root, config.context, at=at)
-    return resolve_mentions(context, index)
+    return resolve_mentions(context, index if index is not None else knowledge_index(workspace, config))
 
 
 def claim_inputs(workspace: Workspace, index: RepoIndex, targets: Sequence[str], task: str = "",

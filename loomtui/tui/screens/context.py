@@ -130,7 +130,7 @@ class ContextScreen(LoomScreen[None]):
             return
         text = Text()
         text.append(f"{section.title}\n", style="bold")
-        text.append(f"{section.source}:{section.line}  layer {section.layer}  ~{len(section.text) // 4} tokens\n",
+        text.append(f"{section.source}:{section.line}  layer {section.layer}  ~{section.tokens} tokens\n",
                     style="dim")
         flag = self.flags.get(section.id) or self.flags.get(section.source)
         if flag:
