@@ -156,6 +156,9 @@ def test_a_task_nothing_scores_for_gets_the_shared_conventions_file_as_far_as_it
     piece = slice_context(load_context(root, config), "add a price field to items using cents")
     assert ids(piece) == ["repo:AGENTS.md#Working here > Money"]  # Style does not fit
     assert {p.why() for p in piece.picks} == {"the shared conventions file: nothing scored 30 for this task"}
+    # ...and says so, as any section left out (it went unsaid: an agent without a convention, no word why).
+    [(style, why)] = piece.left_out
+    assert style.section.id == "repo:AGENTS.md#Working here > Style" and why.startswith("over budget (")
     # Something scored: the slice is what scored, as before; no conventions file, nothing.
     assert "repo:AGENTS.md#Working here > Money" not in ids(slice_context(load_context(root, config), "webhook"))
     (root / "AGENTS.md").unlink()

@@ -366,7 +366,8 @@ def slice_context(context: Context, task: str, claims: Sequence[ClaimInput] = ()
         picks.append(pick)
         used += pick.tokens
     if not picks:
-        picks = _shared_conventions(context, budget)
+        picks, over = _shared_conventions(context, budget)
+        left_out += over
     return Slice(task, list(claims), context.version, context.commit, budget, picks, left_out,
                  problems + list(context.problems))
 
@@ -377,23 +378,27 @@ picked for its task (the first of these that is a source)."""
 SHARED_REASON: Final = "the shared conventions file: nothing scored 30 for this task"
 
 
-def _shared_conventions(context: Context, budget: int) -> list[Pick]:
+def _shared_conventions(context: Context, budget: int) -> tuple[list[Pick], list[tuple[Pick, str]]]:
     """The sections of the repository's shared conventions file (`SHARED_CONVENTIONS`) that fit
     `budget`, in order: a slice with nothing scored for its task is not left empty while that file
-    fits (it takes the place of the file itself for Claude Code and Codex)."""
+    fits (it takes the place of the file itself for Claude Code and Codex); and those that did not fit, with
+    why (said, as any section left out: an agent without its conventions should not be a surprise)."""
     for name in SHARED_CONVENTIONS:
         sections = [s for s in context.sections if s.layer == REPO_LAYER and s.source == name]
         if not sections:
             continue
         picks: list[Pick] = []
+        over: list[tuple[Pick, str]] = []
         used = 0
         for section in sections:
             pick = Pick(section, 0.0, pulled_by=SHARED_REASON)
             if used + pick.tokens <= budget:
                 picks.append(pick)
                 used += pick.tokens
-        return picks
-    return []
+            else:
+                over.append((pick, f"over budget ({pick.tokens:,} tokens; {budget - used:,} left)"))
+        return picks, over
+    return [], []
 
 
 def _rank(context: Context, index: TermIndex, task: str, claims: Sequence[ClaimInput],
