@@ -212,8 +212,9 @@ def write_starter(root: Path, made: Starter) -> list[Path]:
     """Write the starter's files, refusing (LoomError, exit 1) when any is there already."""
     there = existing(root, made)
     if there:
-        raise LoomError(f"{' and '.join(there)} {'is' if len(there) == 1 else 'are'} there already: nothing was "
-                        "written (`loomtui config check` and `loomtui policy validate` check them)", exit_code=1)
+        raise LoomError(f"{' and '.join(there)} {'is' if len(there) == 1 else 'are'} there already in {root}: "
+                        "nothing was written (`loomtui config check` and `loomtui policy validate` check them)",
+                        exit_code=1)
     written = []
     for name, text in made.files.items():
         path = root / name

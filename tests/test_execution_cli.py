@@ -253,7 +253,9 @@ def test_doctor_reports_tools_runtimes_store_and_sandboxes(repo: Path, tmp_path:
     table = run(repo, "doctor").stdout.splitlines()  # one column for the details, however long a name
     assert len({line.index(check["detail"][:20]) for line, check in zip(table, checks.values(), strict=True)}) == 1
     outside = run(tmp_path, "doctor")
+    # The machine is checked (exit 0), and it says that is all that was (a reviewer read it as a pass).
     assert outside.returncode == 0 and "not inside a git repository" in outside.stdout
+    assert "only this machine's tools were checked" in outside.stdout
     assert "policy" not in outside.stdout  # said once: there is no repository
     (repo / ".loom").mkdir(exist_ok=True)
     (repo / ".loom" / "policy.yaml").write_text("version: 1\nrules: x\n")

@@ -65,7 +65,7 @@ def test_a_python_repository_gets_its_tests_as_a_gate_and_its_author_as_the_lead
     before = (repo / ".loom" / "policy.yaml").read_text()
     again = run_cli(repo, "init")
     assert again.returncode == 1 and again.stderr.count("\n") == 1
-    assert ".loom/loom.yaml and .loom/policy.yaml are there already: nothing was written" in again.stderr
+    assert f".loom/loom.yaml and .loom/policy.yaml are there already in {repo}: nothing was written" in again.stderr
     assert (repo / ".loom" / "policy.yaml").read_text() == before
 
 
@@ -104,3 +104,17 @@ def test_without_a_git_identity_the_login_name_written_as_lead_is_warned_of(
     assert done.returncode == 0, done.stderr
     assert "loomtui: warning: neither git's user.email nor $LOOM_USER says who you are" in done.stderr
     assert done.stderr.count("\n") == 1
+
+
+def test_init_in_a_subfolder_names_what_it_wrote_and_the_next_command_as_they_work_from_there(
+        tmp_path: Path) -> None:
+    """From `src/` it said `wrote .loom/loom.yaml` and `git add .loom`, which names nothing there."""
+    repo = own_repo(tmp_path / "mine", {"src/m.py": "X = 1\n"})
+    made = run_cli(repo / "src", "init")
+    assert made.returncode == 0, made.stderr
+    assert made.stdout.startswith("wrote ../.loom/loom.yaml: ") and "\nwrote ../.loom/policy.yaml: " in made.stdout
+    command = made.stdout.split("`git add ")[1].split(" &&")[0]
+    assert command == "../.loom"
+    git(repo / "src", "add", command)  # works where it is said
+    again = run_cli(repo / "src", "init")
+    assert again.returncode == 1 and f"there already in {repo}: nothing was written" in again.stderr

@@ -4,6 +4,7 @@ and its starting configuration."""
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from dataclasses import asdict
 from pathlib import Path
@@ -35,9 +36,11 @@ def cmd_init(args: argparse.Namespace) -> int:
                     "gates": [{"name": g.name, "run": list(g.run), "found": g.found} for g in made.gates]})
         return 0
     gates = ", ".join(f"{g.name} ({g.found})" for g in made.gates) or "none found: add yours (README: Guardrails)"
-    print(f"wrote {written[0].relative_to(root)}: gates {gates}; the runtimes claude, codex, aider, command "
+    # Paths and the next command as they work from here (run in a subfolder, `git add .loom` named nothing).
+    here = Path.cwd()
+    print(f"wrote {os.path.relpath(written[0], here)}: gates {gates}; the runtimes claude, codex, aider, command "
           "and script (a YAML replay: `loomtui script-agent --help`) are built in")
-    print(f"wrote {written[1].relative_to(root)}: "
+    print(f"wrote {os.path.relpath(written[1], here)}: "
           + (f"{made.lead} is its one lead" if made.lead else "no lead yet: add yourself under groups.leads")
           + "; red gates block; a change to AGENTS.md, the ADRs or .loom/, to what runs on every machine "
             "(.claude/, CI workflows, git hooks, .envrc, ...)"
@@ -48,7 +51,8 @@ def cmd_init(args: argparse.Namespace) -> int:
         print(f"loomtui: warning: neither git's user.email nor $LOOM_USER says who you are: the lead written is "
               f"your login name {made.lead!r}, and your decisions are recorded under it; set `git config "
               "user.email` and put that in .loom/policy.yaml's groups instead", file=sys.stderr)
-    print("next: read both, `git add .loom && git commit -m 'Adopt loomtui'`, `loomtui doctor`, then "
+    print(f"next: read both, `git add {os.path.relpath(root / '.loom', here)} && git commit -m 'Adopt loomtui'`, "
+          "`loomtui doctor`, then "
           "`loomtui sandbox new --runtime claude --task TEXT --claim PATH` (or `loomtui` for the app)")
     return 0
 

@@ -195,8 +195,9 @@ def run_doctor(start: Path | str | None = None) -> DoctorReport:
     _check_tools(report)
     try:
         workspace = open_workspace(start)
-    except NotARepository as exc:
-        report.add("repository", WARNING, str(exc))
+    except NotARepository as exc:  # the machine is checked still (a new user's first question); said so
+        report.add("repository", WARNING, f"{exc}; only this machine's tools were checked: run it inside a "
+                                          "repository for its config, store, audit log and sandboxes")
         return report
     except LoomError as exc:  # a repository whose store cannot be opened
         report.add("repository", ERROR, str(exc))
