@@ -48,6 +48,10 @@ def test_payments_change_needs_two_approvals(billing: Path) -> None:
     assert done.returncode == 1 and report["verdict"] == "NEEDS APPROVAL"
     assert "payments-high-risk" in [r["name"] for r in report["rules"]]
     assert any("2 approvals from payments-team" in r for r in report["requirements"])
+    # `--json`, as every other command takes it (it was refused as an unknown argument).
+    assert json.loads(gate(billing, "--json").stdout) == report
+    both = gate(billing, "--json", "--format", "markdown")
+    assert both.returncode == 2 and "--json and --format markdown ask for two outputs" in both.stderr
 
 
 def test_secrets_are_blocked_and_markdown_says_so(billing: Path) -> None:

@@ -116,6 +116,8 @@ def cmd_gate(args: argparse.Namespace) -> int:
     from loomtui.governance.gate import NoBaseBranch, run_gate
     from loomtui.store import open_store, store_from_env
 
+    if args.json and args.format not in ("text", "json"):
+        raise LoomError(f"--json and --format {args.format} ask for two outputs: give one", exit_code=2)
     paths = find_repo(args.repo)
     # Read the store only where one exists: a CI clone must not grow one. The policy is
     # the base's (a broken one raises: the gate fails closed, exit 2). A team store is the
@@ -133,7 +135,7 @@ def cmd_gate(args: argparse.Namespace) -> int:
         report = run_gate(paths.root, base=args.base, head=args.head, store=store, without_store=without_store)
     except NoBaseBranch as exc:
         raise LoomError(f"{exc}; name the base with --base REF") from None
-    if args.format == "json":
+    if args.json or args.format == "json":
         print_json(report.as_dict())
     elif args.format == "markdown":
         print(report.markdown())
@@ -294,12 +296,12 @@ def register(commands: Any) -> None:
 
     gate = add_command(commands, "gate", cmd_gate,
                        "the CI gate: evaluate the policy on a branch's diff; exit 0 pass, 1 needs "
-                       "approval or blocked, 2 error (a broken policy fails closed)")
+                       "approval or blocked, 2 error (a broken policy fails closed)", json_flag=True)
     gate.add_argument("--base", type=nonempty_arg, default=None, metavar="REF",
                       help="the target (default: $GITHUB_BASE_REF, main or master)")
     gate.add_argument("--head", type=nonempty_arg, default="HEAD", metavar="REF", help="the change (default HEAD)")
     gate.add_argument("--format", choices=("text", "json", "markdown"), default="text",
-                      help="markdown is ready to post as a pull-request comment")
+                      help="markdown is ready to post as a pull-request comment (--json is --format json)")
 
     escalation = add_group(commands, "escalation", "the escalation queue: list and decide")
     listing = add_command(escalation, "list", cmd_escalation_list, "open escalations, riskiest first",
