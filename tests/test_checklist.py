@@ -305,6 +305,10 @@ def test_9_coordination(ws: Workspace) -> None:
     assert claimed.answer == "yes" and claimed.facts["flagged"] == 2
     ws.record("sandbox.merge_conflict", "c1", {"paths": ["a.py"]})
     assert item(ws, 9).answer == "partly"
+    # Plans ordered because their tasks' code collides, not those ordered only by a person's `after:`.
+    ws.record("plan.scheduled", "r1", {"edges": [{"before": "a", "after": "b", "kind": "after"}]})
+    ws.record("plan.scheduled", "r2", {"edges": [{"before": "a", "after": "b", "kind": "dependency"}]})
+    assert "2 plans ordered (1 by the code their tasks share)" in " ".join(item(ws, 9).evidence)
 
 
 def test_9_a_sandbox_started_without_claims_is_partly(ws: Workspace) -> None:

@@ -101,6 +101,16 @@ class Evidence:
         """How many `action` entries carried conflicts (claims) or ordering edges (plans)."""
         return sum(1 for done, _, count in self._entries if done == action and count)
 
+    @cached_property
+    def plans_kept_apart(self) -> int:
+        """Plan runs that ordered tasks because their code collides (an overlap or a dependency edge), not only
+        because a person wrote `after:`."""
+        from loomtui.observability.metrics import SCHEDULED_APART
+
+        return sum(1 for entry in self._window if entry.action == "plan.scheduled"
+                   and any(isinstance(edge, dict) and edge.get("kind") in SCHEDULED_APART
+                           for edge in entry.details.get("edges") or []))
+
     def subjects_carrying(self, action: str) -> set[str]:
         """The subjects of `action` entries that carried something (a slice's sections, a claim's conflicts)."""
         return {subject for done, subject, count in self._entries if done == action and count}
@@ -490,7 +500,7 @@ def _coordination(ev: Evidence) -> Answer:
     seen = [f"{len(claimed)} of {plural(len(ev.started), 'started sandbox')} held claims "
             f"({plural(len(claims), 'claim')} in all)",
             f"flagged before generation: {plural(refused, 'refused claim')}, {plural(warned, 'claim')} warned of "
-            f"a conflict, {plural(plans, 'plan')} ordered ({ev.warned('plan.scheduled')} with dependency edges)",
+            f"a conflict, {plural(plans, 'plan')} ordered ({ev.plans_kept_apart} by the code their tasks share)",
             f"merge conflicts found at merge time: {conflicts} (`sandbox.merge_conflict`)"]
     facts = {"claims": len(claims), "claimed": len(claimed), "started": len(ev.started), "merge_conflicts": conflicts,
              "flagged": refused + warned}
