@@ -533,3 +533,18 @@ def test_mentions_without_an_index_are_unchecked(sample: Path) -> None:
     adr = next(s for s in context.sections if s.adr is not None and s.adr.number == 2)
     assert all(m.exists is not False for m in adr.mentions)
     assert slice_context(context, "invoice totals", [ClaimInput("payments/invoices.py", ("payments/invoices.py",))])
+
+
+def test_a_slice_with_an_adr_another_supersedes_says_which_decision_stands(workspace: Workspace,
+                                                                           sample: Path) -> None:
+    """A slice held ADR 0002 and ADR 0005 ("Supersedes ADR 0002"), each with its score alone: its agent had two
+    decisions and no word which one stands."""
+    (sample / "docs" / "adr" / "0005-rounding-at-the-total.md").write_text(
+        "# 5. Rounding at the invoice total\n\n## Status\n\nAccepted. Supersedes ADR 0002.\n\n## Decision\n\n"
+        "Round once, at the invoice total, with banker's rounding: per line item rounding drifted.\n")
+    piece = slice_context(context_of(workspace), "change the banker's rounding of invoice line items")
+    older = next(p for p in piece.picks if "0002" in p.section.id)
+    newer = next(p for p in piece.picks if "0005" in p.section.id)
+    assert older.superseded_by == "ADR 0005: Rounding at the invoice total" and not newer.superseded_by
+    said = "SUPERSEDED by ADR 0005: Rounding at the invoice total: follow that decision where the two differ"
+    assert said in older.why() and said in piece.render() and older.as_dict()["superseded_by"]

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import PurePosixPath
 from typing import Any, Final
 
@@ -227,6 +227,8 @@ class Pick:
     claim_score: float = 0.0
     pulled_by: str = ""
     pinned: bool = False
+    superseded_by: str = ""
+    """For an ADR another supersedes: which (the agent follows the newer decision)."""
 
     @property
     def tokens(self) -> int:
@@ -242,6 +244,8 @@ class Pick:
             parts.append("terms: " + ", ".join(self.terms))
         if self.pulled_by:
             parts.append(self.pulled_by)
+        if self.superseded_by:
+            parts.append(f"SUPERSEDED by {self.superseded_by}: follow that decision where the two differ")
         return "; ".join(parts)
 
     def as_dict(self) -> dict[str, Any]:
@@ -250,7 +254,8 @@ class Pick:
                 "heading": list(section.heading), "title": section.title, "kind": section.kind,
                 "hash": section.hash, "tokens": self.tokens, "score": round(self.score, 1),
                 "term_score": round(self.term_score, 1), "claim_score": round(self.claim_score, 1),
-                "terms": list(self.terms), "pulled_by": self.pulled_by, "pinned": self.pinned, "why": self.why()}
+                "terms": list(self.terms), "pulled_by": self.pulled_by, "pinned": self.pinned,
+                "superseded_by": self.superseded_by, "why": self.why()}
 
 
 @dataclass
@@ -368,6 +373,9 @@ def slice_context(context: Context, task: str, claims: Sequence[ClaimInput] = ()
     if not picks:
         picks, over = _shared_conventions(context, budget)
         left_out += over
+    newer = _superseding(context)
+    picks = [replace(pick, superseded_by=newer[pick.section.id]) if pick.section.id in newer else pick
+             for pick in picks]
     return Slice(task, list(claims), context.version, context.commit, budget, picks, left_out,
                  problems + list(context.problems))
 
@@ -376,6 +384,23 @@ SHARED_CONVENTIONS: Final = ("AGENTS.md", "CLAUDE.md")
 """The repository's own instructions file, at its root: what every agent gets when nothing else is
 picked for its task (the first of these that is a source)."""
 SHARED_REASON: Final = "the shared conventions file: nothing scored 30 for this task"
+
+
+def _superseding(context: Context) -> dict[str, str]:
+    """Section id of each ADR another supersedes (its own status says so, or a newer one says it supersedes it)
+    -> the newer ones' titles: a slice with both gave its agent two decisions and no word which stands."""
+    adrs = [s for s in context.sections if s.adr is not None]
+    by_number = {s.adr.number: s for s in adrs if s.adr is not None and s.adr.number is not None}
+    newer: dict[str, list[str]] = {}
+    for section in adrs:
+        assert section.adr is not None
+        for number in section.adr.supersedes:
+            if number in by_number:
+                newer.setdefault(by_number[number].id, []).append(section.title)
+        for number in section.adr.superseded_by:
+            newer.setdefault(section.id, []).append(by_number[number].title if number in by_number
+                                                    else f"ADR {number:04d}")
+    return {section_id: ", ".join(dict.fromkeys(titles)) for section_id, titles in newer.items()}
 
 
 def _shared_conventions(context: Context, budget: int) -> tuple[list[Pick], list[tuple[Pick, str]]]:
