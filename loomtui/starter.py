@@ -48,7 +48,9 @@ def found_gates(root: Path) -> tuple[Gate, ...]:
     """The checks this repository's own files say it has: its tests (by their runner) and, for Python,
     that every module compiles."""
     gates: list[Gate] = []
-    listed = Git(root).run("ls-files", "-z", "--", "*.py", timeout=30)
+    # Untracked too (not ignored): in a repository with no commit yet the code is all untracked, and the other
+    # checks read the working tree as well.
+    listed = Git(root).run("ls-files", "-z", "--cached", "--others", "--exclude-standard", "--", "*.py", timeout=30)
     python = listed.status == 0 and bool(listed.out.strip("\0"))
     pytest_hint = next((name + ("/" if (root / name).is_dir() else "") for name in
                         ("conftest.py", "pytest.ini", "tests", "test") if (root / name).exists()), None)

@@ -118,3 +118,16 @@ def test_init_in_a_subfolder_names_what_it_wrote_and_the_next_command_as_they_wo
     git(repo / "src", "add", command)  # works where it is said
     again = run_cli(repo / "src", "init")
     assert again.returncode == 1 and f"there already in {repo}: nothing was written" in again.stderr
+
+
+def test_init_before_the_first_commit_finds_the_code_there_and_says_to_commit_it(tmp_path: Path) -> None:
+    """In a repository with no commit yet it found no gate (Python files were looked for among the tracked
+    ones only) and said nothing of the missing commit a sandbox starts from."""
+    root = tmp_path / "fresh"
+    root.mkdir()
+    git(root, "init", "-q", "-b", "main")
+    (root / "a.py").write_text("print(1)\n")
+    done = run_cli(root, "init")
+    assert done.returncode == 0, done.stderr
+    assert "gates compile (Python files)" in done.stdout
+    assert "warning: this repository has no commit yet: a sandbox starts from one" in done.stderr

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, Final
 from loomtui.audit import is_whole
 from loomtui.cli import add_command, add_group, count_arg, print_json, problems_json, workspace_for
 from loomtui.errors import LoomError, escape_controls, listed, plural, quoted
+from loomtui.gitcmd import Git
 from loomtui.yamlcheck import problem_lines
 
 if TYPE_CHECKING:  # each command loads the engines it needs
@@ -51,6 +52,9 @@ def cmd_init(args: argparse.Namespace) -> int:
         print(f"loomtui: warning: neither git's user.email nor $LOOM_USER says who you are: the lead written is "
               f"your login name {made.lead!r}, and your decisions are recorded under it; set `git config "
               "user.email` and put that in .loom/policy.yaml's groups instead", file=sys.stderr)
+    if Git(root).resolve_commit("HEAD") is None:
+        print("loomtui: warning: this repository has no commit yet: a sandbox starts from one, so commit your code "
+              "with .loom", file=sys.stderr)
     print(f"next: read both, `git add {os.path.relpath(root / '.loom', here)} && git commit -m 'Adopt loomtui'`, "
           "`loomtui doctor`, then "
           "`loomtui sandbox new --runtime claude --task TEXT --claim PATH` (or `loomtui` for the app)")
