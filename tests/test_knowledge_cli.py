@@ -184,3 +184,20 @@ def test_bench_context_reports_figures(capsys: pytest.CaptureFixture[str]) -> No
     code = main(["bench", "context", "--sections", "50", "--mb", "1", "--rounds", "2", "--json"])
     result = json.loads(capsys.readouterr().out)
     assert result["sections"] == 50 and "slice_ms_median" in result and code in (0, 1)
+
+
+def test_show_in_a_repository_with_none_of_the_sources_says_where_conventions_go(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The default sources missing are no problem (most repositories start without them), and `context show`
+    said `0 files, 0 sections` and nothing else: no word that agents then get no conventions."""
+    root = tmp_path / "bare"
+    root.mkdir()
+    git(root, "init", "-q", "-b", "main")
+    (root / "a.py").write_text("x = 1\n")
+    git(root, "add", "a.py")
+    git(root, "commit", "-qm", "code")
+    code, out, _err = run(capsys, root, "context", "show")
+    assert code == 0 and "0 files, 0 sections" in out
+    assert "note: none of context.sources is here (AGENTS.md, " in out and "(an AGENTS.md first)" in out
+    (root / "AGENTS.md").write_text("# Here\n\nUse Decimal.\n")
+    assert "note: none" not in run(capsys, root, "context", "show")[1]

@@ -109,6 +109,9 @@ def cmd_context_show(args: argparse.Namespace) -> int:
     for rule in context.rules:
         print(f"  rule {rule.id}: {rule.message} ({rule.origin})")
     _print_problems(context_problems(context))
+    if not context.files:  # the default sources, none there: not a problem, but a slice will be empty
+        print(f"note: none of context.sources is here ({', '.join(context.config.sources)}): agents get no "
+              "conventions or decisions until you write them there (an AGENTS.md first)")
     return 0
 
 
