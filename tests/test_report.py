@@ -387,6 +387,10 @@ def test_an_empty_store_says_why_everything_is_zero(repo: Path) -> None:
     assert m.partial == () and any("store is empty" in note for note in m.notes)
     done = run_cli(repo, "report")
     assert done.returncode == 0 and "store is empty" in done.stdout and "acceptance n/a" in done.stdout
+    # The default window is the 7 days before its end, exactly (the end was read from the clock again: 7 days
+    # and 16 ms).
+    week = json.loads(run_cli(repo, "report", "--json").stdout)
+    assert week["until"] - week["since"] == 7 * 24 * 3600
 
 
 def test_a_repository_with_no_history_is_partial(tmp_path: Path) -> None:

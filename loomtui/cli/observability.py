@@ -30,7 +30,7 @@ def _cpu_s() -> float:
     return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
 
-def _window(args: argparse.Namespace) -> tuple[float, float | None]:
+def _window(args: argparse.Namespace) -> tuple[float, float]:
     from loomtui.observability.window import parse_when
 
     now = time.time()
@@ -41,7 +41,7 @@ def _window(args: argparse.Namespace) -> tuple[float, float | None]:
     if since >= end:
         raise LoomError(f"--since {args.since or '(7 days before --until)'} is not before --until "
                         f"{args.until or 'now'}", exit_code=2)
-    return since, until
+    return since, end  # the end the default start was counted from: a window of 7 days exactly, not a clock read later
 
 
 def _trailer_arg(text: str) -> str:
