@@ -344,3 +344,45 @@ def test_the_demo_plan_on_the_real_graph_puts_rounding_first(billing: Path) -> N
         assert depends("payments/refunds.py", ROUNDING) is not None
     finally:
         workspace.close()
+
+
+def test_every_problem_of_a_plan_is_said_at_once() -> None:
+    """A duplicate name, an unknown `after:`, a task waiting on itself: each run named the first, and a plan of
+    five mistakes took five runs to find them. Claim targets that name nothing, all of them too."""
+    from loomtui.yamlcheck import ConfigErrors
+
+    with pytest.raises(ConfigErrors) as info:
+        plan_of("""\
+            tasks:
+              - {name: a, task: one, runtime: script}
+              - {name: a, task: two, runtime: script}
+              - {name: b, task: three, runtime: script, after: [zz]}
+              - {name: c, task: four, runtime: script, after: [c]}
+            """)
+    assert [str(problem) for problem in info.value.problems] == [
+        "plan.yaml:3: tasks[1].name: duplicate task name 'a' (first defined on line 2)",
+        "plan.yaml:4: tasks[2].after[0]: unknown task 'zz'",
+        "plan.yaml:5: tasks[3].after[0]: task 'c' cannot wait on itself"]
+    parsed = plan_of("""\
+        tasks:
+          - {name: a, task: one, runtime: script, claims: [missing]}
+          - {name: b, task: two, runtime: script, claims: [missing]}
+        """)
+    with pytest.raises(ConfigErrors) as both:
+        schedule(parsed, regions, no_uses)
+    assert [problem.line for problem in both.value.problems] == [2, 3]
+
+
+def test_plan_show_lists_every_problem_each_on_its_line(billing: Path) -> None:
+    from tests.conftest import run_cli
+
+    (billing / "bad.yaml").write_text("tasks:\n  - {name: a, task: one, runtime: nosuch}\n"
+                                      "  - {name: b, task: two, runtime: script, script: nowhere.yaml}\n")
+    shown = run_cli(billing, "plan", "show", "bad.yaml")
+    assert shown.returncode == 2 and shown.stderr.splitlines() == [
+        "loomtui: error: bad.yaml:2: task a: unknown runtime 'nosuch' (configured: aider, claude, codex, command, "
+        "script)",
+        f"loomtui: error: bad.yaml:3: task b: {shown.stderr.splitlines()[1].split('task b: ')[1]}"]
+    assert "nowhere.yaml" in shown.stderr.splitlines()[1]
+    listed = json.loads(run_cli(billing, "plan", "show", "bad.yaml", "--json").stdout)
+    assert listed["ok"] is False and len(listed["problems"]) == 2

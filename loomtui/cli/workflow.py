@@ -3,15 +3,35 @@
 from __future__ import annotations
 
 import argparse
+import sys
+from collections.abc import Callable
 from typing import Any
 
-from loomtui.cli import STEP_HINTS, add_command, add_group, nonempty_arg, print_json, workspace_for
+from loomtui.cli import STEP_HINTS, add_command, add_group, nonempty_arg, print_json, problems_json, workspace_for
 from loomtui.workflow.plan import PLAN_PATH, Schedule
+from loomtui.yamlcheck import ConfigErrors, problem_lines
 
 
 def _file_arg(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("file", nargs="?", type=nonempty_arg, default=PLAN_PATH, metavar="FILE",
                         help=f"the plan file, relative to the repository root (default {PLAN_PATH})")
+
+
+def _every_problem(command: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+    """`command`, with a plan's problems said all at once, each as file:line (others name the first): a plan
+    of five mistakes took five runs to find them."""
+    def said(args: argparse.Namespace) -> int:
+        try:
+            return command(args)
+        except ConfigErrors as exc:
+            if args.json:
+                print(f"loomtui: error: {exc}", file=sys.stderr)
+                print_json(problems_json(problem_lines(exc)))
+            else:
+                for problem in problem_lines(exc):
+                    print(f"loomtui: error: {problem}", file=sys.stderr)
+            return exc.exit_code
+    return said
 
 
 def _print_schedule(plan_schedule: Schedule, states: dict[str, str]) -> None:
@@ -74,11 +94,11 @@ def cmd_plan_cancel(args: argparse.Namespace) -> int:
 def register(commands: Any) -> None:
     """Add `plan` to the loomtui command."""
     plan = add_group(commands, "plan", "a plan of agent tasks: dependencies and conflict-aware order")
-    show = add_command(plan, "show", cmd_plan_show,
+    show = add_command(plan, "show", _every_problem(cmd_plan_show),
                        "the plan's tasks as a DAG in waves, why each waits, and the state of the latest run",
                        json_flag=True)
     _file_arg(show)
-    run = add_command(plan, "run", cmd_plan_run,
+    run = add_command(plan, "run", _every_problem(cmd_plan_run),
                       "state every task as a sandbox; each starts once the tasks before it have merged",
                       json_flag=True)
     _file_arg(run)

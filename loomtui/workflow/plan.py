@@ -17,6 +17,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
+from functools import partial
 from itertools import combinations
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Final
@@ -25,7 +26,7 @@ from loomtui.coordination.claims import Coordinator
 from loomtui.coordination.index import DEPENDENCY_KINDS, RepoIndex
 from loomtui.coordination.regions import overlaps
 from loomtui.errors import ConfigError, LoomError, shown
-from loomtui.yamlcheck import Value, closest, compose, read_text
+from loomtui.yamlcheck import ConfigErrors, Problems, Value, closest, compose, read_text
 
 if TYPE_CHECKING:
     import networkx as nx
@@ -111,41 +112,59 @@ def parse_plan(text: str, path: str) -> Plan:
     items = top["tasks"].as_list()
     if not items:
         raise top["tasks"].error("must list at least one task")
-    tasks, written = _parse_tasks(items)
-    _check_after(tasks, written, path)
+    # Every task's problems, not the first alone (a plan of five mistakes took five runs to find them).
+    problems = Problems()
+    tasks, written = _parse_tasks(items, problems)
+    _check_after(tasks, written, path, problems)
+    raise_problems(problems.errors)
     return Plan(path=path, tasks=tuple(tasks), order=order)
 
 
-def _parse_tasks(items: list[Value]) -> tuple[list[PlanTask], dict[tuple[str, str], Value]]:
-    """The tasks, and each written `after:` entry as (task, waits on) -> the entry's node."""
+def raise_problems(errors: Sequence[ConfigError]) -> None:
+    """Nothing, or the one error, or all of them in line order (`ConfigErrors`)."""
+    if len(errors) == 1:
+        raise errors[0]
+    if errors:
+        raise ConfigErrors(sorted(errors, key=lambda error: error.line or 0))
+
+
+def _parse_tasks(items: list[Value], problems: Problems) -> tuple[list[PlanTask], dict[tuple[str, str], Value]]:
+    """The tasks (one with a problem left out, its problem kept), and each written `after:` entry as (task,
+    waits on) -> the entry's node."""
     tasks: list[PlanTask] = []
     first_line: dict[str, int] = {}
     written: dict[tuple[str, str], Value] = {}
     for item in items:
-        fields = item.as_mapping(known=_TASK_KEYS, required=("name", "task", "runtime"))
-        name_value = fields["name"]
-        name = _task_name(name_value)
-        if name in first_line:
-            raise name_value.error(f"duplicate task name {name!r} (first defined on line {first_line[name]})")
-        first_line[name] = name_value.line
-        after: list[str] = []
-        for entry in fields["after"].as_list() if "after" in fields else ():
-            other = entry.as_str(non_empty=True)
-            if other not in after:  # listing a task twice says nothing more
-                after.append(other)
-                written[(name, other)] = entry
-        script = fields.get("script")
-        claims = fields.get("claims")
-        tasks.append(PlanTask(
-            name=name,
-            task=fields["task"].as_str(non_empty=True),
-            runtime=fields["runtime"].as_str(non_empty=True),
-            script=_script_path(script) if script else None,
-            claims=claims.as_str_list(items_non_empty=True) if claims else (),
-            after=tuple(after),
-            line=item.line,
-        ))
+        task: PlanTask | None = problems.read(partial(_parse_task, item, first_line, written), None)
+        if task is not None:
+            tasks.append(task)
     return tasks, written
+
+
+def _parse_task(item: Value, first_line: dict[str, int], written: dict[tuple[str, str], Value]) -> PlanTask:
+    fields = item.as_mapping(known=_TASK_KEYS, required=("name", "task", "runtime"))
+    name_value = fields["name"]
+    name = _task_name(name_value)
+    if name in first_line:
+        raise name_value.error(f"duplicate task name {name!r} (first defined on line {first_line[name]})")
+    first_line[name] = name_value.line
+    after: list[str] = []
+    for entry in fields["after"].as_list() if "after" in fields else ():
+        other = entry.as_str(non_empty=True)
+        if other not in after:  # listing a task twice says nothing more
+            after.append(other)
+            written[(name, other)] = entry
+    script = fields.get("script")
+    claims = fields.get("claims")
+    return PlanTask(
+        name=name,
+        task=fields["task"].as_str(non_empty=True),
+        runtime=fields["runtime"].as_str(non_empty=True),
+        script=_script_path(script) if script else None,
+        claims=claims.as_str_list(items_non_empty=True) if claims else (),
+        after=tuple(after),
+        line=item.line,
+    )
 
 
 def _task_name(value: Value) -> str:
@@ -164,14 +183,18 @@ def _script_path(value: Value) -> str:
     return script
 
 
-def _check_after(tasks: Sequence[PlanTask], written: dict[tuple[str, str], Value], path: str) -> None:
+def _check_after(tasks: Sequence[PlanTask], written: dict[tuple[str, str], Value], path: str,
+                 problems: Problems) -> None:
     names = [task.name for task in tasks]
     for (name, other), entry in written.items():
         if other == name:
-            raise entry.error(f"task {name!r} cannot wait on itself")
-        if other not in names:
+            problems.errors.append(entry.error(f"task {name!r} cannot wait on itself"))
+        elif other not in names:
             guess = closest(other, names)
-            raise entry.error(f"unknown task {other!r}" + (f" (did you mean {guess!r}?)" if guess else ""))
+            problems.errors.append(entry.error(f"unknown task {other!r}"
+                                               + (f" (did you mean {guess!r}?)" if guess else "")))
+    if problems.errors:  # a cycle among tasks with problems of their own would be read wrong
+        return
     cycle = _waits_on_cycle(tasks)
     if cycle is not None:
         # The entry that starts the cycle: `first` lists `second` under after:.
@@ -287,7 +310,11 @@ def schedule(plan: Plan, regions_of: RegionsOf, depends: Depends) -> Schedule:
                 raise ConfigError(plan.path, task.line, f"task {task.name}: waits on unknown task {shown(other)}")
             graph.add_edge(other, task.name)
             edges.append(Edge(other, task.name, f"{task.name} waits on {other}, as the plan says", "after"))
-    regions = {task.name: _task_regions(plan, task, regions_of) for task in plan.tasks}
+    problems = Problems()
+    no_regions: list[str] = []
+    regions = {task.name: problems.read(partial(_task_regions, plan, task, regions_of), no_regions)
+               for task in plan.tasks}
+    raise_problems(problems.errors)
     candidates = [found for first, second in combinations(plan.tasks, 2)
                   if (found := _candidate(plan.order, first, second, regions, depends)) is not None]
     # Edges a dependency directs go in first: a pair ordered by file order alone then gives way to them.

@@ -14,14 +14,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Final
 
-from loomtui.errors import LoomError, listed, shown
+from loomtui.errors import ConfigError, LoomError, listed, shown
 from loomtui.execution.lifecycle import ARCHIVED, LIVE, PLANNED
 from loomtui.execution.procs import is_alive
 from loomtui.execution.sandboxes import checked_runtime
 from loomtui.governance.coordinator import governed_coordinator
 from loomtui.store import SandboxRecord
 from loomtui.workflow.engine import Workflow
-from loomtui.workflow.plan import PLAN_PATH, Plan, Schedule, coordinator_relations, load_plan, schedule
+from loomtui.workflow.plan import PLAN_PATH, Plan, Schedule, coordinator_relations, load_plan, raise_problems, schedule
 from loomtui.workflow.steps import StepView
 from loomtui.workflow.tasks import create_sandbox, remove
 from loomtui.workspace import Workspace
@@ -85,14 +85,17 @@ def _check_runtimes(workspace: Workspace, plan: Plan) -> None:
     """Each task's runtime and its script, checked before any task is stated: a bad one found
     half way through `plan run` left the tasks before it started, and a second run started them again."""
     runtimes = workspace.load_config().runtimes
+    problems: list[ConfigError] = []  # every task's, not the first alone
     for task in plan.tasks:
         if task.runtime not in runtimes:
-            raise LoomError(f"{plan.path}:{task.line}: task {task.name}: unknown runtime {task.runtime!r} "
-                            f"(configured: {', '.join(sorted(runtimes))})")
+            problems.append(ConfigError(plan.path, task.line, f"task {task.name}: unknown runtime {task.runtime!r} "
+                                                              f"(configured: {', '.join(sorted(runtimes))})"))
+            continue
         try:
             checked_runtime(workspace, task.runtime, workspace.root / task.script if task.script else None)
         except LoomError as exc:
-            raise LoomError(f"{plan.path}:{task.line}: task {task.name}: {exc}") from None
+            problems.append(ConfigError(plan.path, task.line, f"task {task.name}: {exc}"))
+    raise_problems(problems)
 
 
 def plan_tasks(workspace: Workspace, run_id: str | None = None) -> dict[str, SandboxRecord]:
