@@ -159,6 +159,11 @@ def test_a_task_nothing_scores_for_gets_the_shared_conventions_file_as_far_as_it
     # ...and says so, as any section left out (it went unsaid: an agent without a convention, no word why).
     [(style, why)] = piece.left_out
     assert style.section.id == "repo:AGENTS.md#Working here > Style" and why.startswith("over budget (")
+    # A section that scored and did not fit, then did not fit as a convention either: said once.
+    tight = slice_context(load_context(root, config), "keep functions short and named for what they do",
+                          budget=5)
+    said = [pick.section.id for pick, _why in tight.left_out]
+    assert len(said) == len(set(said)) and "repo:AGENTS.md#Working here > Style" in said
     # Something scored: the slice is what scored, as before; no conventions file, nothing.
     assert "repo:AGENTS.md#Working here > Money" not in ids(slice_context(load_context(root, config), "webhook"))
     (root / "AGENTS.md").unlink()
@@ -548,3 +553,28 @@ def test_a_slice_with_an_adr_another_supersedes_says_which_decision_stands(works
     assert older.superseded_by == "ADR 0005: Rounding at the invoice total" and not newer.superseded_by
     said = "SUPERSEDED by ADR 0005: Rounding at the invoice total: follow that decision where the two differ"
     assert said in older.why() and said in piece.render() and older.as_dict()["superseded_by"]
+
+
+def test_the_superseded_note_never_points_at_a_decision_that_does_not_stand(tmp_path: Path) -> None:
+    """From a review: two ADRs superseding each other each told the agent to follow the other; a number no ADR
+    has was given as the one to follow; a rejected ADR overrode an accepted one; an ADR superseded itself."""
+    from loomtui.knowledge.slicing import _superseding
+
+    def adr(number: int, status: str, title: str) -> str:
+        return f"# {number}. {title}\n\n## Status\n\n{status}\n\n## Decision\n\nRound money.\n"
+
+    files = {"docs/adr/0002-a.md": adr(2, "Accepted. Supersedes ADR 0003.", "Per line"),
+             "docs/adr/0003-b.md": adr(3, "Accepted. Supersedes ADR 0002.", "At the total"),
+             "docs/adr/0004-c.md": adr(4, "Superseded by ADR 0009", "Rounding up"),
+             "docs/adr/0006-d.md": adr(6, "Rejected. Supersedes ADR 0004.", "Rounding down"),
+             "docs/adr/0007-e.md": adr(7, "Superseded by ADR 0007", "Rounding mode"),
+             "docs/adr/0008-f.md": adr(8, "Accepted. Supersedes ADR 0007.", "Banker's")}
+    root = tmp_path / "adrs"
+    for path, text in files.items():
+        (root / path).parent.mkdir(parents=True, exist_ok=True)
+        (root / path).write_text(text)
+    context = load_context(root, ContextConfig(sources=("docs/adr/*.md",)))
+    assert len([s for s in context.sections if s.adr is not None]) == 6
+    numbers = {s.id: s.adr.number for s in context.sections if s.adr is not None}
+    by_number = {numbers[section_id]: note for section_id, note in _superseding(context).items()}
+    assert by_number == {4: "ADR 0009 (not in the repository)", 7: "ADR 0008: Banker's"}
