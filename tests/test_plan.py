@@ -374,15 +374,25 @@ def test_every_problem_of_a_plan_is_said_at_once() -> None:
 
 
 def test_plan_show_lists_every_problem_each_on_its_line(billing: Path) -> None:
+    """The tasks', their runtimes' and their claims' problems in one run (each stage stopped the next: three
+    runs for one file); a task waited on that has a problem of its own is no unknown task."""
     from tests.conftest import run_cli
 
-    (billing / "bad.yaml").write_text("tasks:\n  - {name: a, task: one, runtime: nosuch}\n"
-                                      "  - {name: b, task: two, runtime: script, script: nowhere.yaml}\n")
+    (billing / "bad.yaml").write_text("tasks:\n  - {name: a, task: '', runtime: script}\n"
+                                      "  - {name: b, task: two, runtime: nosuch, after: [a]}\n"
+                                      "  - {name: c, task: three, runtime: script, script: nowhere.yaml}\n"
+                                      "  - {name: d, task: four, runtime: command, claims: [nothing/here.py]}\n")
     shown = run_cli(billing, "plan", "show", "bad.yaml")
-    assert shown.returncode == 2 and shown.stderr.splitlines() == [
-        "loomtui: error: bad.yaml:2: task a: unknown runtime 'nosuch' (configured: aider, claude, codex, command, "
-        "script)",
-        f"loomtui: error: bad.yaml:3: task b: {shown.stderr.splitlines()[1].split('task b: ')[1]}"]
-    assert "nowhere.yaml" in shown.stderr.splitlines()[1]
+    lines = shown.stderr.splitlines()
+    assert shown.returncode == 2 and [line.split(": ")[2] for line in lines] == [
+        "bad.yaml:2", "bad.yaml:3", "bad.yaml:4", "bad.yaml:5", "bad.yaml:5"], lines
+    assert "tasks[0].task: must not be empty" in lines[0] and "unknown task" not in shown.stderr
+    assert "task b: unknown runtime 'nosuch'" in lines[1] and "nowhere.yaml: no such script file" in lines[2]
+    assert "task d: runtime 'command' runs the program given" in lines[3] and "task d: nothing/here.py" in lines[4]
     listed = json.loads(run_cli(billing, "plan", "show", "bad.yaml", "--json").stdout)
-    assert listed["ok"] is False and len(listed["problems"]) == 2
+    assert listed["ok"] is False and len(listed["problems"]) == 5
+    # One problem: the same shape for a script.
+    (billing / "one.yaml").write_text("tasks:\n  - {name: a, task: one, runtime: nosuch}\n")
+    one = run_cli(billing, "plan", "show", "one.yaml", "--json")
+    assert one.returncode == 2 and json.loads(one.stdout)["problems"] == [
+        "one.yaml:2: task a: unknown runtime 'nosuch' (configured: aider, claude, codex, command, script)"]

@@ -8,8 +8,9 @@ from collections.abc import Callable
 from typing import Any
 
 from loomtui.cli import STEP_HINTS, add_command, add_group, nonempty_arg, print_json, problems_json, workspace_for
+from loomtui.errors import ConfigError
 from loomtui.workflow.plan import PLAN_PATH, Schedule
-from loomtui.yamlcheck import ConfigErrors, problem_lines
+from loomtui.yamlcheck import problem_lines
 
 
 def _file_arg(parser: argparse.ArgumentParser) -> None:
@@ -23,7 +24,7 @@ def _every_problem(command: Callable[[argparse.Namespace], int]) -> Callable[[ar
     def said(args: argparse.Namespace) -> int:
         try:
             return command(args)
-        except ConfigErrors as exc:
+        except ConfigError as exc:  # one problem or several (ConfigErrors): the same shape either way
             if args.json:
                 print(f"loomtui: error: {exc}", file=sys.stderr)
                 print_json(problems_json(problem_lines(exc)))

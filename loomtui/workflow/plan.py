@@ -43,8 +43,11 @@ __all__ = [
     "RegionsOf",
     "Schedule",
     "coordinator_relations",
+    "claim_problems",
     "load_plan",
+    "load_plan_checked",
     "parse_plan",
+    "parse_plan_checked",
     "schedule",
 ]
 
@@ -99,7 +102,21 @@ def load_plan(root: Path, relative: str) -> Plan:
 
 
 def parse_plan(text: str, path: str) -> Plan:
-    """Validate plan `text`; `path` names the file in errors (`path:line: ...`)."""
+    """Validate plan `text`; `path` names the file in errors (`path:line: ...`). Raises ConfigError (every
+    problem: ConfigErrors)."""
+    plan, problems = parse_plan_checked(text, path)
+    raise_problems(problems)
+    return plan
+
+
+def load_plan_checked(root: Path, relative: str) -> tuple[Plan, list[ConfigError]]:
+    """`root/relative` read: the tasks that parse, and every problem of the others (for the checks that follow
+    to add theirs); raises ConfigError only where no task can be read (not YAML, no `tasks:`)."""
+    return parse_plan_checked(read_text(root / relative, relative), relative)
+
+
+def parse_plan_checked(text: str, path: str) -> tuple[Plan, list[ConfigError]]:
+    """As `load_plan_checked`, of `text`."""
     root = compose(text, path)
     if root is None:
         raise ConfigError(path, 1, "the plan is empty (it needs a `tasks:` list)")
@@ -114,10 +131,18 @@ def parse_plan(text: str, path: str) -> Plan:
         raise top["tasks"].error("must list at least one task")
     # Every task's problems, not the first alone (a plan of five mistakes took five runs to find them).
     problems = Problems()
-    tasks, written = _parse_tasks(items, problems)
-    _check_after(tasks, written, path, problems)
-    raise_problems(problems.errors)
-    return Plan(path=path, tasks=tuple(tasks), order=order)
+    tasks, written, names = _parse_tasks(items, problems)
+    _check_after(tasks, written, names, path, problems)
+    return Plan(path=path, tasks=tuple(tasks), order=order), problems.errors
+
+
+def claim_problems(plan: Plan, regions_of: RegionsOf) -> list[ConfigError]:
+    """Each task's claim targets that name nothing, every one (`schedule` stops at the first)."""
+    problems = Problems()
+    none: list[str] = []
+    for task in plan.tasks:
+        problems.read(partial(_task_regions, plan, task, regions_of), none)
+    return problems.errors
 
 
 def raise_problems(errors: Sequence[ConfigError]) -> None:
@@ -128,9 +153,10 @@ def raise_problems(errors: Sequence[ConfigError]) -> None:
         raise ConfigErrors(sorted(errors, key=lambda error: error.line or 0))
 
 
-def _parse_tasks(items: list[Value], problems: Problems) -> tuple[list[PlanTask], dict[tuple[str, str], Value]]:
-    """The tasks (one with a problem left out, its problem kept), and each written `after:` entry as (task,
-    waits on) -> the entry's node."""
+def _parse_tasks(items: list[Value], problems: Problems) -> tuple[list[PlanTask], dict[tuple[str, str], Value],
+                                                                    set[str]]:
+    """The tasks (one with a problem left out, its problem kept), each written `after:` entry as (task, waits
+    on) -> the entry's node, and every task name read (a task left out for its own problem is no unknown one)."""
     tasks: list[PlanTask] = []
     first_line: dict[str, int] = {}
     written: dict[tuple[str, str], Value] = {}
@@ -138,7 +164,7 @@ def _parse_tasks(items: list[Value], problems: Problems) -> tuple[list[PlanTask]
         task: PlanTask | None = problems.read(partial(_parse_task, item, first_line, written), None)
         if task is not None:
             tasks.append(task)
-    return tasks, written
+    return tasks, written, set(first_line)
 
 
 def _parse_task(item: Value, first_line: dict[str, int], written: dict[tuple[str, str], Value]) -> PlanTask:
@@ -183,14 +209,13 @@ def _script_path(value: Value) -> str:
     return script
 
 
-def _check_after(tasks: Sequence[PlanTask], written: dict[tuple[str, str], Value], path: str,
+def _check_after(tasks: Sequence[PlanTask], written: dict[tuple[str, str], Value], read: set[str], path: str,
                  problems: Problems) -> None:
-    names = [task.name for task in tasks]
     for (name, other), entry in written.items():
         if other == name:
             problems.errors.append(entry.error(f"task {name!r} cannot wait on itself"))
-        elif other not in names:
-            guess = closest(other, names)
+        elif other not in read:
+            guess = closest(other, sorted(read))
             problems.errors.append(entry.error(f"unknown task {other!r}"
                                                + (f" (did you mean {guess!r}?)" if guess else "")))
     if problems.errors:  # a cycle among tasks with problems of their own would be read wrong
@@ -310,11 +335,8 @@ def schedule(plan: Plan, regions_of: RegionsOf, depends: Depends) -> Schedule:
                 raise ConfigError(plan.path, task.line, f"task {task.name}: waits on unknown task {shown(other)}")
             graph.add_edge(other, task.name)
             edges.append(Edge(other, task.name, f"{task.name} waits on {other}, as the plan says", "after"))
-    problems = Problems()
-    no_regions: list[str] = []
-    regions = {task.name: problems.read(partial(_task_regions, plan, task, regions_of), no_regions)
-               for task in plan.tasks}
-    raise_problems(problems.errors)
+    raise_problems(claim_problems(plan, regions_of))  # every target naming nothing, not the first
+    regions = {task.name: _task_regions(plan, task, regions_of) for task in plan.tasks}
     candidates = [found for first, second in combinations(plan.tasks, 2)
                   if (found := _candidate(plan.order, first, second, regions, depends)) is not None]
     # Edges a dependency directs go in first: a pair ordered by file order alone then gives way to them.

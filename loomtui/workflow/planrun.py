@@ -21,7 +21,16 @@ from loomtui.execution.sandboxes import checked_runtime
 from loomtui.governance.coordinator import governed_coordinator
 from loomtui.store import SandboxRecord
 from loomtui.workflow.engine import Workflow
-from loomtui.workflow.plan import PLAN_PATH, Plan, Schedule, coordinator_relations, load_plan, raise_problems, schedule
+from loomtui.workflow.plan import (
+    PLAN_PATH,
+    Plan,
+    Schedule,
+    claim_problems,
+    coordinator_relations,
+    load_plan_checked,
+    raise_problems,
+    schedule,
+)
 from loomtui.workflow.steps import StepView
 from loomtui.workflow.tasks import create_sandbox, remove
 from loomtui.workspace import Workspace
@@ -43,9 +52,13 @@ class PlanRun:
 
 def scheduled(workspace: Workspace, relative: str = PLAN_PATH) -> Schedule:
     """The plan file, checked and scheduled against the repository's region graph."""
-    plan = load_plan(workspace.root, relative)
-    _check_runtimes(workspace, plan)  # `plan show` says what `plan run` would refuse
-    return schedule(plan, *coordinator_relations(governed_coordinator(workspace)))
+    # Every problem at once: the tasks', their runtimes' and their claims' (each stage stopped the next).
+    plan, problems = load_plan_checked(workspace.root, relative)
+    problems += _runtime_problems(workspace, plan)  # `plan show` says what `plan run` would refuse
+    regions_of, depends = coordinator_relations(governed_coordinator(workspace))
+    problems += claim_problems(plan, regions_of)
+    raise_problems(sorted(problems, key=lambda problem: problem.line or 0))
+    return schedule(plan, regions_of, depends)
 
 
 def run_plan(workspace: Workspace, relative: str = PLAN_PATH, *, say: Say | None = None,
@@ -81,7 +94,7 @@ def run_plan(workspace: Workspace, relative: str = PLAN_PATH, *, say: Say | None
     return PlanRun(run_id, plan_schedule, ids)
 
 
-def _check_runtimes(workspace: Workspace, plan: Plan) -> None:
+def _runtime_problems(workspace: Workspace, plan: Plan) -> list[ConfigError]:
     """Each task's runtime and its script, checked before any task is stated: a bad one found
     half way through `plan run` left the tasks before it started, and a second run started them again."""
     runtimes = workspace.load_config().runtimes
@@ -95,7 +108,7 @@ def _check_runtimes(workspace: Workspace, plan: Plan) -> None:
             checked_runtime(workspace, task.runtime, workspace.root / task.script if task.script else None)
         except LoomError as exc:
             problems.append(ConfigError(plan.path, task.line, f"task {task.name}: {exc}"))
-    raise_problems(problems)
+    return problems
 
 
 def plan_tasks(workspace: Workspace, run_id: str | None = None) -> dict[str, SandboxRecord]:
