@@ -48,9 +48,11 @@ def found_gates(root: Path) -> tuple[Gate, ...]:
     """The checks this repository's own files say it has: its tests (by their runner) and, for Python,
     that every module compiles."""
     gates: list[Gate] = []
-    # Untracked too (not ignored): in a repository with no commit yet the code is all untracked, and the other
-    # checks read the working tree as well.
-    listed = Git(root).run("ls-files", "-z", "--cached", "--others", "--exclude-standard", "--", "*.py", timeout=30)
+    # Before the first commit the code is all untracked: then untracked files (not ignored) count. After it,
+    # tracked ones only: a stray scratch.py in a JavaScript repository made Python gates every sandbox failed.
+    git = Git(root)
+    untracked = ("--others", "--exclude-standard") if git.resolve_commit("HEAD") is None else ()
+    listed = git.run("ls-files", "-z", "--cached", *untracked, "--", "*.py", timeout=30)
     python = listed.status == 0 and bool(listed.out.strip("\0"))
     pytest_hint = next((name + ("/" if (root / name).is_dir() else "") for name in
                         ("conftest.py", "pytest.ini", "tests", "test") if (root / name).exists()), None)

@@ -131,3 +131,24 @@ def test_init_before_the_first_commit_finds_the_code_there_and_says_to_commit_it
     assert done.returncode == 0, done.stderr
     assert "gates compile (Python files)" in done.stdout
     assert "warning: this repository has no commit yet: a sandbox starts from one" in done.stderr
+
+
+def test_after_the_first_commit_a_stray_untracked_script_makes_no_python_gate(tmp_path: Path) -> None:
+    """Counting untracked files always, a scratch.py beside a JavaScript repository's tests/ gave it pytest and
+    compile gates that every sandbox (which has the committed files only) would fail."""
+    repo = own_repo(tmp_path / "js", {"package.json": json.dumps({"scripts": {"test": "jest"}}),
+                                      "tests/app.test.js": "test('x', () => {})\n"})
+    (repo / "scratch.py").write_text("print(1)\n")
+    said = json.loads(run_cli(repo, "init", "--json").stdout)
+    assert [g["name"] for g in said["gates"]] == ["npm-test"]
+
+
+def test_init_from_elsewhere_with_c_says_the_next_commands_with_c(tmp_path: Path) -> None:
+    repo = own_repo(tmp_path / "mine", {"m.py": "X = 1\n"})
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    made = run_cli(elsewhere, "-C", str(repo), "init")
+    assert made.returncode == 0, made.stderr
+    assert f"`git -C {repo} add .loom && git -C {repo} commit -m 'Adopt loomtui'`, `loomtui -C {repo} doctor`" \
+        in made.stdout
+    git(elsewhere.parent, "-C", str(repo), "add", ".loom")  # works as said

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shlex
 import sys
 from dataclasses import asdict
 from pathlib import Path
@@ -55,8 +56,12 @@ def cmd_init(args: argparse.Namespace) -> int:
     if Git(root).resolve_commit("HEAD") is None:
         print("loomtui: warning: this repository has no commit yet: a sandbox starts from one, so commit your code "
               "with .loom", file=sys.stderr)
-    print(f"next: read both, `git add {os.path.relpath(root / '.loom', here)} && git commit -m 'Adopt loomtui'`, "
-          "`loomtui doctor`, then "
+    if here.resolve().is_relative_to(root.resolve()):
+        commit = f"git add {os.path.relpath(root / '.loom', here)} && git commit -m 'Adopt loomtui'`, `loomtui doctor"
+    else:  # `-C` from elsewhere: git and loomtui told where
+        commit = (f"git -C {shlex.quote(str(root))} add .loom && git -C {shlex.quote(str(root))} commit -m "
+                  f"'Adopt loomtui'`, `loomtui -C {shlex.quote(str(root))} doctor")
+    print(f"next: read both, `{commit}`, then "
           "`loomtui sandbox new --runtime claude --task TEXT --claim PATH` (or `loomtui` for the app)")
     return 0
 
