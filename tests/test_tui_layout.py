@@ -55,6 +55,9 @@ def test_a_cut_cell_ends_in_an_ellipsis_and_keeps_its_style() -> None:
     cell = cut(Text("Refactor the rounding helper", style="red"), 10)
     assert isinstance(cell, Text) and cell.plain == "Refactor …" and cell.style == "red"
     assert cut("short", 10) == "short"
+    # Cut just after an ellipsis of its own (a summary abridging a task): one ellipsis, not "for… …".
+    assert cut(Text("issue a refund for… (require: payments)"), 21).plain == "issue a refund for…"
+    assert cut(Text("issue a refund for…(require)"), 20).plain == "issue a refund for…"
 
 
 def test_values_wrap_after_spaces_and_path_separators_not_mid_word() -> None:

@@ -108,6 +108,10 @@ def cut(cell: Cell, width: int) -> Cell:
         return cell
     text = cell.copy() if isinstance(cell, Text) else Text.from_markup(cell)
     text.truncate(width, overflow="ellipsis")
+    plain = text.plain
+    kept = plain[:-1].rstrip()
+    if kept.endswith("…"):  # cut just after an ellipsis of its own (an abridged task): one, not "for… …"
+        text.right_crop(len(plain) - len(kept))
     return text
 
 
