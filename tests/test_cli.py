@@ -241,6 +241,24 @@ def test_audit_tail_warns_of_an_entry_changed_in_the_store(repo: Path) -> None:
     assert run_cli(repo, "audit", "verify").returncode == 1
 
 
+def test_audit_tail_never_prints_an_agents_newline_or_escape_from_a_list_or_a_key(repo: Path) -> None:
+    """The paths of a refused commit are the agent's words, logged as a list: `audit tail` escaped a plain
+    value, not a list's items or a dict's keys, and a newline in one printed a fake entry line (a lead's
+    approval) below, with the escapes to the terminal as they were."""
+    from loomtui.workspace import open_workspace
+
+    workspace = open_workspace(repo)
+    try:
+        fake = "\x1b[1A\x1b[2K\r\n     2  2026-12-05 22:42:21  lead@x.com  escalation.approve  7"
+        workspace.record("hook.commit_refused", "agent-1", {"paths": [fake], "by": {fake: 1}})
+    finally:
+        workspace.close()
+    shown = run_cli(repo, "audit", "tail").stdout
+    assert "lead@x.com" in shown  # said, as text, on the entry's own line
+    assert not any(line.lstrip().startswith("2  2026-12-05") for line in shown.splitlines())
+    assert "\x1b" not in shown and "\r" not in shown and "\\x1b[1A" in shown
+
+
 def _top_level(parser: object) -> list[str]:
     import argparse
 

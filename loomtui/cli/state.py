@@ -114,19 +114,22 @@ def cmd_audit_tail(args: argparse.Namespace) -> int:
 def _readable(details: dict[str, Any], width: int = 110) -> str:
     """An entry's details as `key=value` pairs a person can scan (lists counted, long values cut)."""
     parts = []
+    # Every piece escaped, keys and list items too: an agent's words (a path it named, a reason) with a newline
+    # or a carriage return would fake an entry below, one a lead reads as theirs.
     for key in sorted(details):
         value = details[key]
         if isinstance(value, list):
-            shown = ", ".join(str(v) for v in value[:3]) if all(isinstance(v, str | int | float) for v in value) \
+            shown = ", ".join(escape_controls(str(v)) for v in value[:3]) \
+                if all(isinstance(v, str | int | float) for v in value) \
                 else f"{len(value)} item{'s' if len(value) != 1 else ''}"
             text = f"[{shown}{', …' if len(value) > 3 and shown and not shown.endswith('items') else ''}]"
         elif isinstance(value, dict):
-            text = "{" + ", ".join(sorted(value)) + "}"
+            text = "{" + ", ".join(escape_controls(str(name)) for name in sorted(value)) + "}"
         else:
-            text = escape_controls(str(value))  # an agent's reason: a newline would fake an entry
+            text = escape_controls(str(value))
         if key == "signature" and text:
             text = "(ssh signature)"
-        parts.append(f"{key}={text if len(text) <= 60 else text[:59] + '…'}")
+        parts.append(f"{escape_controls(str(key))}={text if len(text) <= 60 else text[:59] + '…'}")
     line = "  ".join(parts)
     return line if len(line) <= width else line[:width - 1] + "…"
 
