@@ -408,6 +408,22 @@ def test_the_broker_answers_for_its_own_sandbox_only_and_never_decides(billing: 
         with pytest.raises(BrokerError, match="'tool_use_id' is longer than 200"):
             client.request("check_tool", tool="Edit", targets=many[:1], tool_use_id="t" * 5000)
         assert ws.paths.audit_path.stat().st_size - logged < 4096
+        # Nor a 15 MB path in a permission request or a question (kept in the store, shown in every lead's
+        # queue), nor thousands of paths of a refused commit in the log (3,900 of them, five times: 78 MB).
+        huge = str(billing / "customers") + "/x" * 1_000_000
+        with pytest.raises(BrokerError, match="'tool_input' holds a path longer than 4096"):
+            client.request("open_permission_request", tool_name="Write", tool_input={"file_path": huge,
+                                                                                      "content": "x"})
+        with pytest.raises(BrokerError, match="'paths' holds a path longer than 4096"):
+            client.request("ask_lead", question="may I?", paths=[huge])
+        from loomtui.governance.coordinator import governed_coordinator
+
+        governed_coordinator(ws).claim("holder", "payments/refunds.py::RefundService.quote")
+        refused = client.request("check_commit", paths=[f"dir{n}/" + "p" * 3000 for n in range(1000)],
+                                 regions=["payments/refunds.py::RefundService.quote"])
+        assert refused["decision"] == "deny"
+        entry = [e for e in ws.audit.entries() if e.action == "hook.commit_refused"][-1]
+        assert len(entry.details["paths"]) == 50 and entry.details["paths_total"] == 1000
         with pytest.raises(BrokerError, match="no permission request"):
             client.request("escalation_status", id=other["id"])
         with pytest.raises(BrokerError, match="no permission request"):

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, Final
 from loomtui.errors import LoomError, quoted
 from loomtui.governance.escalations import CLEARED, EscalationStatus
 from loomtui.governance.hooks.permissions import PERMISSION_KIND, QUESTION_KIND, bounded, too_many_asks
-from loomtui.governance.hooks.requests import one_line
+from loomtui.governance.hooks.requests import named_paths, one_line
 from loomtui.governance.policy import ChangeFacts, evaluate
 from loomtui.store import ClaimRecord, EscalationRecord
 
@@ -148,7 +148,8 @@ def op_ask_lead(gate: HookGate, request: Mapping[str, Any]) -> dict[str, Any]:
     raw_paths = request.get("paths") or []
     if not isinstance(raw_paths, list) or not all(isinstance(p, str) for p in raw_paths):
         raise LoomError("request field 'paths' must be a list of strings")
-    paths = sorted({p for p in (gate.relative(p) for p in raw_paths[:MAX_PATHS]) if isinstance(p, str)})
+    paths = sorted({p for p in (gate.relative(p) for p in named_paths(raw_paths[:MAX_PATHS], "paths"))
+                    if isinstance(p, str)})
     policy = gate.policy()
     facts = ChangeFacts(stage="claim", paths=tuple(paths), runtime=gate.runtime)
     evaluation = permission_evaluation(policy, facts)

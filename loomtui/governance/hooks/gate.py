@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any, Final, TypeVar, cast
 
+from loomtui.audit import listed_in_entry
 from loomtui.errors import LoomError
 from loomtui.execution.isolation import ISOLATION_BWRAP, PRIVATE_TMP
 from loomtui.execution.sandboxes import HOOK_SETTINGS_PATH, sandbox_paths
@@ -492,7 +493,8 @@ class HookGate:
                               {"commit": sorted(committed)})
                 return Answer("allow", "no region of this commit is held by another sandbox", tuple(regions))
         # Only refusals are recorded: an accepted commit is in git's own history.
-        self._record("hook.commit_refused", {"paths": list(paths), **answer.as_dict()})
+        # At most MAX_LISTED of them (a commit of 3,900 long paths, refused five times, was 78 MB of log).
+        self._record("hook.commit_refused", {**listed_in_entry("paths", list(paths)), **answer.as_dict()})
         return answer
 
     # -- permission requests (`loomtui.governance.hooks.permissions`) ---------------------

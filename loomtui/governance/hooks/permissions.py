@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Final
 from loomtui.errors import LoomError, escape_controls
 from loomtui.governance.escalations import CLEARED, EscalationStatus, open_escalation
 from loomtui.governance.hooks.claude import HookEvent, HookInputError, edit_targets
-from loomtui.governance.hooks.requests import int_field
+from loomtui.governance.hooks.requests import int_field, named_paths
 from loomtui.governance.policy import AppliedRule, ChangeFacts, Evaluation, Policy, Requirement, evaluate
 from loomtui.store import ClaimRecord, EscalationRecord
 
@@ -153,7 +153,7 @@ def _request_paths(gate: HookGate, tool_name: str, tool_input: Mapping[str, Any]
         targets = edit_targets(event) or []
     except HookInputError:
         targets = []  # a tool we do not parse: the request is about the tool, not files
-    places = [gate.relative(t.path) for t in targets]
+    places = [gate.relative(path) for path in named_paths([t.path for t in targets], "tool_input")]
     return sorted({p for p in places if isinstance(p, str)})
 
 

@@ -10,7 +10,7 @@ adds its cooperating operations (claims, questions to a lead) on the same terms.
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Final
 
 from loomtui.errors import LoomError, abridged, escape_controls
@@ -57,6 +57,14 @@ def texts_field(request: Mapping[str, Any], name: str) -> list[str]:
     if any(len(v) > MAX_TEXT_CHARS for v in value):
         raise LoomError(f"request field {name!r} holds a string longer than {MAX_TEXT_CHARS} characters")
     return value
+
+
+def named_paths(paths: Sequence[str], name: str) -> list[str]:
+    """Paths an agent named, each at most MAX_TEXT_CHARS (a longer one names no file; a 15 MB one was kept in
+    the shared store, once a request, and shown in every lead's queue)."""
+    if any(len(path) > MAX_TEXT_CHARS for path in paths):
+        raise LoomError(f"request field {name!r} holds a path longer than {MAX_TEXT_CHARS} characters")
+    return list(paths)
 
 
 def int_field(value: Any, name: str) -> int:
