@@ -144,6 +144,21 @@ def problems_json(problems: Sequence[str]) -> dict[str, Any]:
     return verdict
 
 
+def say_problems(error: LoomError, as_json: bool, **extra: Any) -> int:
+    """Every problem `error` stands for (a file's `ConfigErrors` hold several), each as file:line in line order,
+    where other commands name the first: for a script the list (`problems_json`, with `extra`), else a line
+    each on stderr. The error's exit code."""
+    from loomtui.yamlcheck import problem_lines
+
+    problems = problem_lines(error)
+    if as_json:
+        print_json({**problems_json(problems), **extra})
+    else:
+        for problem in problems:
+            print(f"loomtui: error: {problem}", file=sys.stderr)
+    return error.exit_code
+
+
 def print_json(value: Any) -> None:
     """Print a value as indented JSON (the `--json` output of every command)."""
     print(json.dumps(value, indent=2, sort_keys=True, default=str))

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +12,7 @@ from loomtui.cli import (
     id_arg,
     nonempty_arg,
     print_json,
-    problems_json,
+    say_problems,
     seconds_arg,
     workspace_for,
 )
@@ -31,7 +30,6 @@ from loomtui.governance.policy import (
 )
 from loomtui.identity import current_user
 from loomtui.repo import find_repo
-from loomtui.yamlcheck import problem_lines
 
 MAX_OVERRIDE_HOURS = 365 * 24
 """The longest an override's `--hours` may be (a year)."""
@@ -53,15 +51,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
     try:
         policy, root = _policy(args, args.file)
     except LoomError as exc:
-        # Every problem, each as file:line, in line order (other commands name the first); with --json,
-        # the same list for a script (a YAML error, or loom.yaml's own, is a list of one).
-        problems = problem_lines(exc)
-        if args.json:
-            print_json(problems_json(problems))
-        else:
-            for problem in problems:
-                print(f"loomtui: error: {problem}", file=sys.stderr)
-        return exc.exit_code
+        return say_problems(exc, args.json)  # a YAML error, or loom.yaml's own, is a list of one
     user = current_user(root)
     groups = sorted(groups_of(policy, user))
     if args.json:

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
 from loomtui.audit import is_whole
-from loomtui.cli import add_command, add_group, count_arg, print_json, problems_json, workspace_for
+from loomtui.cli import add_command, add_group, count_arg, print_json, problems_json, say_problems, workspace_for
 from loomtui.errors import LoomError, escape_controls, listed, plural, quoted
 from loomtui.gitcmd import Git
 from loomtui.yamlcheck import problem_lines
@@ -147,14 +147,7 @@ def cmd_config_check(args: argparse.Namespace) -> int:
     try:
         config = load_config(paths.root)
     except LoomError as exc:
-        # Every problem, each as file:line, in line order (other commands name the first); for a
-        # script, the same list, as the policy's are.
-        if args.json:
-            print_json({**problems_json(problem_lines(exc)), "source": None, "config": None})
-        else:
-            for problem in problem_lines(exc):
-                print(f"loomtui: error: {problem}", file=sys.stderr)
-        return exc.exit_code
+        return say_problems(exc, args.json, source=None, config=None)
     source = config.source or "(no .loom/loom.yaml: defaults)"
     # What loom.yaml names must work too: its policy file, and where its worktrees go (else the
     # first `sandbox new` is where it shows).

@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from collections.abc import Callable
 from typing import Any
 
-from loomtui.cli import STEP_HINTS, add_command, add_group, nonempty_arg, print_json, problems_json, workspace_for
+from loomtui.cli import STEP_HINTS, add_command, add_group, nonempty_arg, print_json, say_problems, workspace_for
 from loomtui.errors import ConfigError
 from loomtui.workflow.plan import PLAN_PATH, Schedule
-from loomtui.yamlcheck import problem_lines
 
 
 def _file_arg(parser: argparse.ArgumentParser) -> None:
@@ -25,13 +23,7 @@ def _every_problem(command: Callable[[argparse.Namespace], int]) -> Callable[[ar
         try:
             return command(args)
         except ConfigError as exc:  # one problem or several (ConfigErrors): the same shape either way
-            if args.json:
-                print(f"loomtui: error: {exc}", file=sys.stderr)
-                print_json(problems_json(problem_lines(exc)))
-            else:
-                for problem in problem_lines(exc):
-                    print(f"loomtui: error: {problem}", file=sys.stderr)
-            return exc.exit_code
+            return say_problems(exc, args.json)
     return said
 
 

@@ -79,6 +79,11 @@ def put_back(links: GitLinks) -> tuple[list[str], list[str]]:
     return changed, failed
 
 
+def not_put_back_said(failed: list[str], worktree: Path | str) -> str:
+    """Why a sandbox's worktree is not safe for a person's git, from what `put_back` could not put back."""
+    return f"could not put back the worktree's git links ({'; '.join(failed)}): do not run git in {worktree}"
+
+
 def _text(path: Path) -> str | None:
     with contextlib.suppress(OSError, UnicodeDecodeError):
         if path.is_file() and not path.is_symlink():

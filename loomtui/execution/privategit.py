@@ -40,12 +40,16 @@ PATHS_COUNTED_MAX = 10_000_000
 """The most paths of a sandbox's base counted to compare with."""
 NEW_TREES_COUNTED_MAX = 2_000
 """The most trees of new commits one bring-in looks at (each is listed whole): past it, none comes in."""
-PATHS_REMEMBERED = 4_096
+TREES_REMEMBERED = 4_096
+"""How many trees found within the limit are remembered (the oldest go first): one brought in again is not
+listed again."""
 _refused: dict[tuple[str, int | None], str] = {}
 """Tips whose commits were too large to bring in under a limit, in this process, and why: not checked (nor said)
 again."""
-_paths_counted: dict[str, int] = {}
-"""Bases' paths, counted once each in this process, and the trees already looked at (0)."""
+_base_paths: dict[str, int] = {}
+"""Each sandbox base's paths, counted once in this process."""
+_trees_within: dict[str, None] = {}
+"""Trees of new commits found within the limit (in the order looked at): not listed again."""
 
 
 def prepare(private: PrivateGit, root: Path, common_dir: Path, branch: str, published: Path) -> Path:
@@ -203,9 +207,9 @@ def _refuse_many_paths(repo: Git, tip: str, base: str, reading: dict[str, str]) 
     tree, six levels deep, are 8 objects of 32 KB and 16.7 million paths, and every git that read the tree (a
     snapshot's `read-tree` and `add`, the gates' export, a diff, a person's `git log --stat`) spent hours and
     gigabytes of memory on them outside the sandbox's limits."""
-    if base not in _paths_counted:
-        _paths_counted[base] = _paths_in(repo, base, reading, PATHS_COUNTED_MAX) if base else 0
-    allowed = _paths_counted[base] + TREE_PATHS_ADDED_MAX
+    if base not in _base_paths:
+        _base_paths[base] = _paths_in(repo, base, reading, PATHS_COUNTED_MAX) if base else 0
+    allowed = _base_paths[base] + TREE_PATHS_ADDED_MAX
     listed = repo.feed("rev-list", "--no-commit-header", "--format=%H %T", tip, "--not", "--all", data=b"",
                        env=reading, timeout=IMPORT_TIMEOUT_S).decode("ascii", "replace").split()
     commits = dict(zip(listed[0::2], listed[1::2], strict=False))
@@ -213,13 +217,13 @@ def _refuse_many_paths(repo: Git, tip: str, base: str, reading: dict[str, str]) 
         raise TooLargeToBringIn(f"its commits were not brought in: {len(commits):,} commits at once, more than "
                                 f"{NEW_TREES_COUNTED_MAX:,} trees to look at")
     for commit, tree in commits.items():
-        if tree not in _paths_counted and _paths_in(repo, tree, reading, allowed) > allowed:
+        if tree not in _trees_within and _paths_in(repo, tree, reading, allowed) > allowed:
             raise TooLargeToBringIn(f"its commits were not brought in: commit {commit[:12]} holds more than "
                                     f"{TREE_PATHS_ADDED_MAX:,} paths more than its base (a few objects can name "
                                     "millions of paths)")
-        _paths_counted[tree] = 0  # looked at: a commit again with this tree is not counted again
-    while len(_paths_counted) > PATHS_REMEMBERED:  # the oldest go
-        _paths_counted.pop(next(iter(_paths_counted)))
+        _trees_within[tree] = None
+    while len(_trees_within) > TREES_REMEMBERED:
+        del _trees_within[next(iter(_trees_within))]
 
 
 def _refuse_large_blobs(repo: Git, tip: str, wanted: bytes, reading: dict[str, str], largest_file: int) -> None:

@@ -116,8 +116,7 @@ def _put_back_git_links(workspace: Workspace, record: SandboxRecord, notes: list
         return []
     put_back, failed = git_links.put_back(links)
     if failed:
-        notes.append(f"could not put back the worktree's git links ({'; '.join(failed)}): do not run git in "
-                     f"{record.worktree}")
+        notes.append(git_links.not_put_back_said(failed, record.worktree))
     else:
         paths.git_links.unlink(missing_ok=True)
     return put_back

@@ -474,8 +474,7 @@ class Supervisor:
         if put_back:
             _diagnose(f"put back what the agent changed of the worktree's git links: {', '.join(put_back)}")
         if not_put_back:  # first among the reasons it failed: a person's git there runs what the agent planted
-            error = (f"could not put back the worktree's git links ({'; '.join(not_put_back)}): do not run git in "
-                     f"{self.paths.worktree}")
+            error = git_links.not_put_back_said(not_put_back, self.paths.worktree)
         elif self.git_links is not None:
             self.paths.git_links.unlink(missing_ok=True)
         self.sync_git()  # before saving leftovers: those commit on top of the agent's last commit

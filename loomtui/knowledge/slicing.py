@@ -366,7 +366,7 @@ def slice_context(context: Context, task: str, claims: Sequence[ClaimInput] = ()
         if pick.score < MIN_SCORE:
             break
         if used + pick.tokens > budget:
-            left_out.append((pick, f"over budget ({pick.tokens:,} tokens; {budget - used:,} left)"))
+            left_out.append((pick, _over_budget(pick, budget - used)))
             continue
         picks.append(pick)
         used += pick.tokens
@@ -385,6 +385,10 @@ SHARED_CONVENTIONS: Final = ("AGENTS.md", "CLAUDE.md")
 """The repository's own instructions file, at its root: what every agent gets when nothing else is
 picked for its task (the first of these that is a source)."""
 SHARED_REASON: Final = "the shared conventions file: nothing scored 30 for this task"
+
+
+def _over_budget(pick: Pick, left: int) -> str:
+    return f"over budget ({pick.tokens:,} tokens; {left:,} left)"
 
 
 _NOT_STANDING = ("rejected", "proposed", "superseded", "deprecated", "draft")
@@ -445,7 +449,7 @@ def _shared_conventions(context: Context, budget: int) -> tuple[list[Pick], list
                 picks.append(pick)
                 used += pick.tokens
             else:
-                over.append((pick, f"over budget ({pick.tokens:,} tokens; {budget - used:,} left)"))
+                over.append((pick, _over_budget(pick, budget - used)))
         return picks, over
     return [], []
 
