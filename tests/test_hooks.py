@@ -512,6 +512,23 @@ def test_an_agent_claims_so_many_files_at_once(billing: Path, ws: Workspace,
     assert op_claim(gate, {"target": "api/handlers.py"})["claimed"] is True
 
 
+def test_an_agent_claims_so_many_files_in_all(billing: Path, ws: Workspace, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Twenty files a claim, one claim after another: one agent held every file of the repository."""
+    from loomtui.governance import agent_ops
+    from loomtui.governance.agent_ops import op_claim, op_release
+
+    monkeypatch.setattr(agent_ops, "MAX_AGENT_HELD_FILES", 2)
+    gate = HookGate(ws, "agent-1", billing)
+    assert op_claim(gate, {"target": "api/handlers.py"})["claimed"] is True
+    assert op_claim(gate, {"target": "customers/service.py"})["claimed"] is True
+    assert op_claim(gate, {"target": "customers/service.py"})["claimed"] is True  # held already: no more files
+    third = op_claim(gate, {"target": "storage/ids.py"})
+    assert third["claimed"] is False and "hold 2 files: an agent's claims hold at most 2" in third["reason"]
+    assert [e.details["reason"] for e in ws.audit.entries() if e.action == "agent.claim_refused"] == [third["reason"]]
+    op_release(gate, {"target": "api/handlers.py"})
+    assert op_claim(gate, {"target": "storage/ids.py"})["claimed"] is True
+
+
 def test_a_connection_the_broker_dropped_while_idle_is_opened_again(billing: Path, ws: Workspace, tmp_path: Path,
                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     """The broker closes a connection idle for IDLE_TIMEOUT_S; the MCP server's client, alive for a
@@ -573,6 +590,67 @@ def test_the_broker_serves_so_many_connections_at_once_and_refuses_the_rest(
             held.close()
         broker.close()
 
+
+
+def test_a_large_request_waits_for_the_one_large_slot(billing: Path, ws: Workspace, tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """Eight connections sending 16 MB lines at once held them all, parsed: 3.5 GB of the supervisor."""
+    import socket
+
+    from loomtui.governance import broker as broker_module
+
+    monkeypatch.setattr(broker_module, "SMALL_REQUEST_BYTES", 1000)
+    socket_path = tmp_path / "broker.sock"
+    broker = Broker(ws, "agent-1", billing, socket_path)
+    broker.start()
+    connections = []
+
+    def connect() -> socket.socket:
+        held = socket.socket(socket.AF_UNIX)
+        held.connect(str(socket_path))
+        held.settimeout(5)
+        connections.append(held)
+        return held
+
+    def large(pad: str) -> bytes:
+        return json.dumps({"op": "my_claims", "pad": pad * 3000}).encode() + b"\n"
+
+    try:
+        first, second, small = connect(), connect(), connect()
+        first_line = large("a")
+        first.sendall(first_line[:2000])  # a large line, not yet whole: it holds the large slot
+        time.sleep(0.3)
+        second.sendall(large("b"))
+        small.sendall(b'{"op": "my_claims"}\n')
+        assert json.loads(small.recv(4096))["ok"]  # small lines are answered meanwhile
+        second.settimeout(0.5)
+        with pytest.raises(TimeoutError):
+            second.recv(4096)  # the second large one waits for the first
+        first.sendall(first_line[2000:])
+        assert json.loads(first.recv(4096))["ok"]
+        second.settimeout(5)
+        assert json.loads(second.recv(4096))["ok"]
+    finally:
+        for held in connections:
+            held.close()
+        broker.close()
+
+
+def test_a_large_request_of_too_many_values_is_refused_before_it_is_parsed(
+        billing: Path, ws: Workspace, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """16 MB of `[],` parses to 5.6 million lists (480 MB); commas inside strings are not values."""
+    from loomtui.governance import broker as broker_module
+
+    monkeypatch.setattr(broker_module, "SMALL_REQUEST_BYTES", 1000)
+    monkeypatch.setattr(broker_module, "MAX_REQUEST_VALUES", 100)
+    broker = Broker(ws, "agent-1", billing, tmp_path / "broker.sock")
+    try:
+        many = json.dumps({"op": "my_claims", "pad": [[]] * 500}).encode()
+        assert broker.answer(many) == {"ok": False, "error": "a request holds at most 100 values"}
+        few = json.dumps({"op": "my_claims", "pad": [[]] * 50, "text": 'a, "b", [c],' * 500}).encode()
+        assert broker.answer(few)["ok"]
+    finally:
+        broker.close()
 
 PROBE = """\
 import json, os, sqlite3, subprocess, sys

@@ -71,6 +71,9 @@ def op_conflicts(gate: HookGate, request: Mapping[str, Any]) -> dict[str, Any]:
 MAX_AGENT_CLAIM_FILES: Final = 20
 """Files one claim of an agent's may hold: a claim of `api` held every file in it for an hour, every
 other sandbox kept out. A person's claim (`loomtui claim add`) is not bounded."""
+MAX_AGENT_HELD_FILES: Final = 200
+"""Files a sandbox's claims may hold at once for an agent's `claim` to be taken: twenty at a time, one
+agent claimed every file of the repository. Its edits still claim what they touch past it."""
 
 
 def op_claim(gate: HookGate, request: Mapping[str, Any]) -> dict[str, Any]:
@@ -88,14 +91,16 @@ def op_claim(gate: HookGate, request: Mapping[str, Any]) -> dict[str, Any]:
     if len(paths) > MAX_AGENT_CLAIM_FILES:
         why = (f"{quoted(target)} is {len(paths)} files: an agent claims at most {MAX_AGENT_CLAIM_FILES} at once "
                "(claim the files or regions it edits)")
-        gate.workspace.record("agent.claim_refused", gate.sandbox_id, {"target": target[:200], "reason": why})
-        return {"claimed": False, "target": target, "reason": why, "conflicts": []}
+        return _claim_refused(gate, target, why)
+    held = {split_id(r)[0] for c in gate.workspace.store.live_claims(gate.sandbox_id) for r in c.region_ids}
+    if len(held | set(paths)) > MAX_AGENT_HELD_FILES:
+        why = (f"this sandbox's claims hold {len(held)} files: an agent's claims hold at most {MAX_AGENT_HELD_FILES} "
+               "(release what it is done with)")
+        return _claim_refused(gate, target, why)
     evaluation = evaluate(gate.policy(), ChangeFacts(stage="claim", paths=paths, regions=tuple(regions),
                                                      runtime=gate.runtime))
     if evaluation.outcome == "block":
-        why = evaluation.explanation()[0].split(": ", 1)[-1]
-        gate.workspace.record("agent.claim_refused", gate.sandbox_id, {"target": target, "reason": why})
-        return {"claimed": False, "target": target, "reason": f"policy: {why}", "conflicts": []}
+        return _claim_refused(gate, target, f"policy: {evaluation.explanation()[0].split(': ', 1)[-1]}")
     try:
         result = coordinator.claim(gate.sandbox_id, target, mode=str(mode), reason=reason, new_file=new_file)
     except ClaimRefused as refused:
@@ -109,6 +114,12 @@ def op_claim(gate: HookGate, request: Mapping[str, Any]) -> dict[str, Any]:
         needs = "; ".join(f"{r.rule} needs {r.describe()}" for r in evaluation.requirements)
         answer["needs_approval"] = f"editing these regions asks a person first: {needs}"
     return answer
+
+
+def _claim_refused(gate: HookGate, target: str, why: str) -> dict[str, Any]:
+    """The answer to a claim refused before the coordinator was asked, recorded in the audit log."""
+    gate.workspace.record("agent.claim_refused", gate.sandbox_id, {"target": target[:200], "reason": why})
+    return {"claimed": False, "target": target, "reason": why, "conflicts": []}
 
 
 def op_release(gate: HookGate, request: Mapping[str, Any]) -> dict[str, Any]:

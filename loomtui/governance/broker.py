@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import socket
 import socketserver
 import struct
@@ -50,7 +51,15 @@ __all__ = ["Broker", "BrokerClient", "BrokerError", "LocalChannel", "channel_for
 IDLE_TIMEOUT_S: Final = 300.0
 MAX_CONNECTIONS: Final = 32
 """Connections served at once. An agent's hooks hold one each while they run (a permission request
-waiting for a lead holds its own); each costs a thread and up to MAX_REQUEST_BYTES of a line."""
+waiting for a lead holds its own); each costs a thread and up to SMALL_REQUEST_BYTES of a line."""
+SMALL_REQUEST_BYTES: Final = 64 << 10
+"""A line up to this size is read and parsed beside the others'. A longer one (a commit's texts, a large
+Write's content: up to MAX_REQUEST_BYTES) waits for the one large slot, so one is held at a time:
+eight connections sending 16 MB of `[],[],...` at once took 3.5 GB of the supervisor, outside the sandbox."""
+MAX_REQUEST_VALUES: Final = 500_000
+"""Values (lists, objects, numbers, strings) a large line may hold: parsed, each costs up to 24 times
+its bytes (16 MB of `[],` is 5.6 million lists, 480 MB); a commit of 200,000 paths holds as many."""
+_JSON_STRING: Final = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.S)
 POLL_S: Final = 0.05
 """How often the serving thread looks for a shutdown (a select with no connection waiting costs nothing)."""
 
@@ -73,15 +82,29 @@ class _Handler(socketserver.StreamRequestHandler):
             return
         while True:
             try:
-                line = self.rfile.readline(MAX_REQUEST_BYTES + 1)
+                line = self.rfile.readline(SMALL_REQUEST_BYTES + 1)
             except OSError:  # idle too long, or the agent went away
                 return
             if not line:
                 return
-            if len(line) > MAX_REQUEST_BYTES:
-                self._send({"ok": False, "error": f"request over {MAX_REQUEST_BYTES} bytes"})
-                return
-            self._send(self.server.broker.answer(line, waits))
+            if len(line) <= SMALL_REQUEST_BYTES:
+                self._send(self.server.broker.answer(line, waits))
+                continue
+            with self.server.large_slot:
+                if not self._answer_large(line, waits):
+                    return
+
+    def _answer_large(self, start: bytes, waits: WaitTracker) -> bool:
+        """Read the rest of a line past SMALL_REQUEST_BYTES and answer it; False when the connection ends."""
+        try:
+            line = start if start.endswith(b"\n") else start + self.rfile.readline(MAX_REQUEST_BYTES + 1 - len(start))
+        except OSError:
+            return False
+        if len(line) > MAX_REQUEST_BYTES:
+            self._send({"ok": False, "error": f"request over {MAX_REQUEST_BYTES} bytes"})
+            return False
+        self._send(self.server.broker.answer(line, waits))
+        return True
 
     def _send(self, answer: dict[str, Any]) -> None:
         with contextlib.suppress(OSError):
@@ -92,6 +115,7 @@ class _Server(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
     daemon_threads = True
     broker: Broker
     _slots: threading.BoundedSemaphore
+    large_slot: threading.Lock
 
     def process_request(self, request: Any, client_address: Any) -> None:
         """A thread for the connection, while fewer than MAX_CONNECTIONS are served; else one refusal
@@ -151,6 +175,7 @@ class Broker:
         server = _Server(str(self.path), _Handler, bind_and_activate=False)
         server.broker = self
         server._slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
+        server.large_slot = threading.Lock()
         try:
             server.server_bind()
             server.server_activate()
@@ -215,6 +240,8 @@ class Broker:
 
     def answer(self, line: bytes, waits: WaitTracker | None = None) -> dict[str, Any]:
         """One request line in, one answer out; never raises."""
+        if len(line) > SMALL_REQUEST_BYTES and _values_in(line) > MAX_REQUEST_VALUES:
+            return {"ok": False, "error": f"a request holds at most {MAX_REQUEST_VALUES:,} values"}
         try:
             request = json.loads(line)
         except (ValueError, RecursionError):  # not JSON, a number of 5,000 digits, `[` nested 100,000 deep
@@ -254,6 +281,12 @@ class Broker:
         self._worker.shutdown(wait=False)
         with contextlib.suppress(FileNotFoundError):
             self.path.unlink()
+
+
+def _values_in(line: bytes) -> int:
+    """About how many values a JSON line holds, counted without parsing it: the commas outside its
+    strings (a value follows each; values without one nest, and the parser refuses deep nesting)."""
+    return _JSON_STRING.sub(b"", line).count(b",")
 
 
 def confirm_window_from_env() -> float | None:
