@@ -123,8 +123,12 @@ async def test_the_palette_finds_a_runtimes_figures_and_a_checklist_item_and_ope
         lines = [checklist.render_line(y).text for y in range(checklist.size.height)]
         item = next(y for y, line in enumerate(lines) if line.startswith(" 8 "))
         first = next(y for y, line in enumerate(lines) if line.startswith(" 1 "))
-        assert lines[first + 1].startswith(" " * 11), lines  # a question wraps under itself, not at column 0
+        assert first < item and lines[item + 1].startswith(" " * 11), lines  # it wraps under itself, not at column 0
         assert right.scroll_y == item <= right.max_scroll_y  # item 8 is the top line shown
+        # Under 140 columns the checklist is under the figures, the whole width (beside them at 80
+        # columns it had 28 cells, and a question stood six rows high).
+        left = screen.query_one("#metrics-left")
+        assert right.region.y >= left.region.bottom and right.region.width == screen.size.width
 
 
 def _shown(renderable: Any, width: int = 120) -> str:
