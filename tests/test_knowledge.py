@@ -557,8 +557,10 @@ def test_a_slice_with_an_adr_another_supersedes_says_which_decision_stands(works
 
 def test_the_superseded_note_never_points_at_a_decision_that_does_not_stand(tmp_path: Path) -> None:
     """From a review: two ADRs superseding each other each told the agent to follow the other; a number no ADR
-    has was given as the one to follow; a rejected ADR overrode an accepted one; an ADR superseded itself."""
-    from loomtui.knowledge.slicing import _superseding
+    has was given as the one to follow; a rejected ADR overrode an accepted one; an ADR superseded itself.
+    The drift flags read the same relation (they had one of their own, and named a rejected ADR and the ADR
+    itself as the newer decisions to follow)."""
+    from loomtui.knowledge.supersession import supersession
 
     def adr(number: int, status: str, title: str) -> str:
         return f"# {number}. {title}\n\n## Status\n\n{status}\n\n## Decision\n\nRound money.\n"
@@ -576,5 +578,11 @@ def test_the_superseded_note_never_points_at_a_decision_that_does_not_stand(tmp_
     context = load_context(root, ContextConfig(sources=("docs/adr/*.md",)))
     assert len([s for s in context.sections if s.adr is not None]) == 6
     numbers = {s.id: s.adr.number for s in context.sections if s.adr is not None}
-    by_number = {numbers[section_id]: note for section_id, note in _superseding(context).items()}
+    relation = supersession(context)
+    by_number = {numbers[section_id]: relation.newer(section_id) for section_id in relation.by}
     assert by_number == {4: "ADR 0009 (not in the repository)", 7: "ADR 0008: Banker's"}
+    assert {flag.title.split(":")[0]: flag.detail for flag in adr_flags(context)} == {
+        "ADR 0002": "it and ADR 0003: At the total each supersede the other: say which stands",
+        "ADR 0003": "it and ADR 0002: Per line each supersede the other: say which stands",
+        "ADR 0004": "superseded by ADR 0009 (not in the repository): agents should follow the newer decision",
+        "ADR 0007": "superseded by ADR 0008: Banker's: agents should follow the newer decision"}

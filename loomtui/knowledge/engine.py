@@ -20,7 +20,7 @@ from loomtui.coordination.suggest import suggest_regions
 from loomtui.errors import LoomError
 from loomtui.globs import glob_spec
 from loomtui.knowledge.rules import Finding, check_rules
-from loomtui.knowledge.sections import Mention, Section
+from loomtui.knowledge.sections import Mention
 from loomtui.knowledge.slicing import ClaimInput, Slice, pinned_sections, slice_context
 from loomtui.knowledge.sources import (
     Context,
@@ -28,6 +28,7 @@ from loomtui.knowledge.sources import (
     load_context,
     resolve_mentions,
 )
+from loomtui.knowledge.supersession import supersession
 from loomtui.workspace import Workspace
 
 __all__ = [
@@ -236,32 +237,28 @@ def _missing_why(mention: Mention) -> str:
 def adr_flags(context: Context) -> list[AdrFlag]:
     """ADRs whose mentioned paths or symbols no longer exist, or that another ADR supersedes."""
     flags: list[AdrFlag] = []
-    adrs = [s for s in context.sections if s.adr is not None]
-    by_number = {s.adr.number: s for s in adrs if s.adr is not None and s.adr.number is not None}
-    superseding: dict[int, list[Section]] = {}
-    for section in adrs:
-        assert section.adr is not None
-        for number in section.adr.supersedes:
-            superseding.setdefault(number, []).append(section)
-    for section in adrs:
+    relation = supersession(context)
+    disputed = {one.id: other for pair in relation.each_other for one, other in (pair, pair[::-1])}
+    for section in context.sections:
         adr = section.adr
-        assert adr is not None
+        if adr is None:
+            continue
         missing = [m for m in section.mentions if m.exists is False]
         if missing:
             flags.append(AdrFlag(section.id, section.title, "missing", "names what no longer exists: " + ", ".join(
                 f"`{m.text}` ({_missing_why(m)})"
                 for m in missing)))
-        by = sorted({*adr.superseded_by, *(s.adr.number for s in superseding.get(adr.number or -1, ())
-                                          if s.adr is not None and s.adr.number is not None)})
-        if by and adr.state != "superseded":
-            names = ", ".join(by_number[n].title if n in by_number else f"ADR {n:04d}" for n in by)
+        newer = relation.newer(section.id)
+        if section.id in disputed:
             flags.append(AdrFlag(section.id, section.title, "superseded",
-                                 f"superseded by {names} but its status is {adr.status or 'not set'!r}"))
+                                 f"it and {disputed[section.id].title} each supersede the other: say which stands"))
+        elif newer and adr.state != "superseded":
+            flags.append(AdrFlag(section.id, section.title, "superseded",
+                                 f"superseded by {newer} but its status is {adr.status or 'not set'!r}"))
         elif adr.state == "superseded" or adr.superseded_by:
-            names = ", ".join(by_number[n].title if n in by_number else f"ADR {n:04d} (missing)" for n in by)
+            by = f" by {newer}" if newer else ""
             flags.append(AdrFlag(section.id, section.title, "superseded",
-                                 f"superseded{' by ' + names if names else ''}: "
-                                 "agents should follow the newer decision"))
+                                 f"superseded{by}: agents should follow the newer decision"))
     return flags
 
 

@@ -36,6 +36,7 @@ from loomtui.errors import LoomError
 from loomtui.globs import glob_spec
 from loomtui.knowledge.sections import CHARS_PER_TOKEN, Section, estimate_tokens
 from loomtui.knowledge.sources import REPO_LAYER, Context
+from loomtui.knowledge.supersession import supersession
 from loomtui.knowledge.terms import TermIndex, display_forms, task_terms, term_index
 
 __all__ = ["MIN_SCORE", "ClaimInput", "Pick", "Slice", "pinned_sections", "slice_context"]
@@ -374,9 +375,8 @@ def slice_context(context: Context, task: str, claims: Sequence[ClaimInput] = ()
         picks, over = _shared_conventions(context, budget)
         said = {pick.section.id for pick, _why in left_out}  # one that scored and did not fit is said already
         left_out += [(pick, why) for pick, why in over if pick.section.id not in said]
-    newer = _superseding(context)
-    picks = [replace(pick, superseded_by=newer[pick.section.id]) if pick.section.id in newer else pick
-             for pick in picks]
+    relation = supersession(context)
+    picks = [replace(pick, superseded_by=relation.newer(pick.section.id)) for pick in picks]
     return Slice(task, list(claims), context.version, context.commit, budget, picks, left_out,
                  problems + list(context.problems))
 
@@ -389,46 +389,6 @@ SHARED_REASON: Final = "the shared conventions file: nothing scored 30 for this 
 
 def _over_budget(pick: Pick, left: int) -> str:
     return f"over budget ({pick.tokens:,} tokens; {left:,} left)"
-
-
-_NOT_STANDING = ("rejected", "proposed", "superseded", "deprecated", "draft")
-"""ADR states that decide nothing now: such an ADR supersedes nothing in a slice's note."""
-
-
-def _superseding(context: Context) -> dict[str, str]:
-    """Section id of each ADR another supersedes -> the newer ones, for a slice's note: its own status names
-    them (`Superseded by ADR 0005`), or a standing ADR says it supersedes it. A slice with both gave its agent
-    two decisions and no word which stands. No note where it would mislead: an ADR naming itself, two that
-    supersede each other, or a superseder that is rejected, proposed or superseded itself; a number no ADR here
-    has is said so."""
-    adrs = [s for s in context.sections if s.adr is not None]
-    by_number = {s.adr.number: s for s in adrs if s.adr is not None and s.adr.number is not None}
-    newer: dict[str, dict[int, str]] = {}
-    for section in adrs:
-        adr = section.adr
-        assert adr is not None
-        if adr.state not in _NOT_STANDING:
-            for number in adr.supersedes:
-                older = by_number.get(number)
-                if older is not None and older is not section and adr.number is not None:
-                    newer.setdefault(older.id, {})[adr.number] = section.title
-        for number in adr.superseded_by:
-            named = by_number.get(number)
-            if named is section:
-                continue
-            if named is None:
-                newer.setdefault(section.id, {})[number] = f"ADR {number:04d} (not in the repository)"
-            elif named.adr is not None and named.adr.state not in _NOT_STANDING:
-                newer.setdefault(section.id, {})[number] = named.title
-    # Two ADRs each superseding the other: neither note would say which stands.
-    numbers = {s.id: s.adr.number for s in adrs if s.adr is not None}
-    ids = {number: section_id for section_id, number in numbers.items() if number is not None}
-    both_ways = [(section_id, number) for section_id, by in newer.items() for number in by
-                 if numbers.get(section_id) in newer.get(ids.get(number, ""), {})]
-    for section_id, number in both_ways:
-        del newer[section_id][number]
-    newer = {section_id: by for section_id, by in newer.items() if by}
-    return {section_id: "; ".join(titles for _n, titles in sorted(by.items())) for section_id, by in newer.items()}
 
 
 def _shared_conventions(context: Context, budget: int) -> tuple[list[Pick], list[tuple[Pick, str]]]:
