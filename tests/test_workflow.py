@@ -434,6 +434,33 @@ def test_a_decision_taken_on_another_machine_says_what_follows_it_here(manual: W
     assert advance(manual, sandbox_id).now == there
 
 
+def test_another_machines_task_is_started_stopped_merged_and_removed_only_there(manual: Workspace) -> None:
+    """On a team store one machine started another's planned task: its supervisor ran here, on a worktree
+    and branch that are there, and the task failed (`branch loom/ID does not exist`)."""
+    from loomtui.execution import review
+
+    record = tasks.create_sandbox(manual, "due", "script", script=edit(manual, "due", "lib.py", "x + 1", "x + 3"),
+                                  autostart=False)
+    assert next_step(manual, sb.get_sandbox(manual, record.id)).action == PersonAction.START
+    with manual.store.transaction():
+        manual.store._execute("UPDATE sandboxes SET host = ? WHERE id = ?", ("build-2", record.id))
+    seen = next_step(manual, sb.get_sandbox(manual, record.id))
+    assert seen.action is None and "on build-2" in seen.line(STEP_HINTS)  # no `S` offered here
+    started = run_cli(manual.root, "sandbox", "start", record.id)
+    assert started.returncode == 1 and started.stderr.strip() == (
+        f"loomtui: error: sandbox {record.id} is on build-2: start it there")
+    for refused, doing in ((lambda: agent_control.stop(manual, record.id), "stop it"),
+                           (lambda: agent_control.pause(manual, record.id), "pause it"),
+                           (lambda: review.merge(manual, record.id), "merge it"),
+                           (lambda: tasks.remove(manual, record.id), "remove it")):
+        with pytest.raises(LoomError, match=f"is on build-2: {doing} there"):
+            refused()
+    manual.store.update_sandbox(record.id, status=REJECTED)
+    assert tasks.remove_done(manual) == []  # archived there, where its worktree is
+    after = sb.get_sandbox(manual, record.id)
+    assert after.status == REJECTED and after.pid is None and Path(after.worktree).is_dir()
+
+
 def test_an_override_that_ran_out_merges_nothing_until_a_lead_overrides_again(manual: Workspace) -> None:
     """`--hours 0.0003` was recorded, and the change merged long after: the time an override lasts was kept
     in the store and never read. The log keeps it; a store row extended by hand is not believed."""

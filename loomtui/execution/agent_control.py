@@ -13,7 +13,7 @@ from loomtui.errors import LoomError
 from loomtui.execution.lifecycle import EXITED, LIVE, PAUSED, RUNNING, transition
 from loomtui.execution.procs import group_exists, is_alive, signal_group
 from loomtui.execution.sandbox_paths import tmux_session
-from loomtui.execution.sandboxes import get_sandbox
+from loomtui.execution.sandboxes import get_sandbox, refuse_elsewhere
 from loomtui.store import SandboxRecord
 from loomtui.workspace import Workspace
 
@@ -49,6 +49,7 @@ def _wait(condition: Any, timeout: float, interval: float = 0.05) -> bool:
 def stop(workspace: Workspace, sandbox_id: str, *, grace: float = DEFAULT_GRACE_S) -> SandboxRecord:
     """SIGTERM the agent's process group, SIGKILL it after `grace` seconds; wait for the exit record."""
     record = get_sandbox(workspace, sandbox_id)
+    refuse_elsewhere(record, "stop it")
     if record.status not in LIVE:
         raise LoomError(f"sandbox {record.id} is {record.status}, not running", exit_code=1)
     asked = {"by": workspace.actor, "at": time.time(), "grace": grace}
@@ -84,6 +85,7 @@ def _supervisor_alive(workspace: Workspace, sandbox_id: str) -> bool:
 def _signal_agent(workspace: Workspace, sandbox_id: str, sig: signal.Signals, *, expect: str,
                   to: str, verb: str) -> SandboxRecord:
     record = get_sandbox(workspace, sandbox_id)
+    refuse_elsewhere(record, f"{verb.removesuffix('d')} it")
     if record.status != expect:
         raise LoomError(f"sandbox {record.id} is {record.status}; only a {expect} sandbox can be {verb}",
                         exit_code=1)
@@ -108,6 +110,7 @@ def resume(workspace: Workspace, sandbox_id: str) -> SandboxRecord:
 def attach_command(workspace: Workspace, sandbox_id: str) -> list[str]:
     """The tmux command that attaches the terminal to an interactive sandbox (detach: C-b d)."""
     record = get_sandbox(workspace, sandbox_id)
+    refuse_elsewhere(record, "attach to it")
     launch = record.data.get("launch") or {}
     if launch.get("mode") != "interactive":
         raise LoomError(f"sandbox {record.id} runs headless; follow its output with "

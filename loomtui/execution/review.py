@@ -36,6 +36,7 @@ from loomtui.execution.sandboxes import (
     agent_tree,
     get_sandbox,
     is_person_checkout,
+    refuse_elsewhere,
     sandbox_paths,
 )
 from loomtui.files import remove_tree
@@ -232,6 +233,7 @@ def merge(workspace: Workspace, sandbox_id: str, *, into: str | None = None,
     checked out, if one does, which git refuses rather than overwrite local edits).
     """
     record = get_sandbox(workspace, sandbox_id)
+    refuse_elsewhere(record, "merge it")
     if record.status != APPROVED:
         raise LoomError(f"sandbox {record.id} is {record.status}, not approved; only an approved sandbox merges",
                         exit_code=1)
@@ -337,6 +339,7 @@ def remove(workspace: Workspace, sandbox_id: str, *, force: bool = False, delete
     record = get_sandbox(workspace, sandbox_id)
     if record.status == ARCHIVED:
         raise LoomError(f"sandbox {record.id} is already removed", exit_code=1)
+    refuse_elsewhere(record, "remove it")
     if record.status in LIVE and not force:
         raise RemoveRefused(f"sandbox {record.id} is {record.status}; stop it first", reason="live",
                             branch=record.branch)

@@ -134,6 +134,13 @@ def get_sandbox(workspace: Workspace, sandbox_id: str) -> SandboxRecord:
     raise LoomError(f"no sandbox {sandbox_id!r}")
 
 
+def refuse_elsewhere(record: SandboxRecord, doing: str) -> None:
+    """Refuse (one line, exit 1) what only the machine a sandbox runs on can do: its worktree, branch
+    and agent are there (a start from another clone of a shared store failed the task there)."""
+    if record.host and record.host != current_host():
+        raise LoomError(f"sandbox {record.id} is on {record.host}: {doing} there", exit_code=1)
+
+
 def list_sandboxes(workspace: Workspace, *, include_archived: bool = False) -> list[SandboxRecord]:
     """Sandboxes, newest first."""
     return workspace.store.list_sandboxes(include_archived=include_archived)
@@ -427,6 +434,7 @@ def start(workspace: Workspace, sandbox_id: str, *, supervisor: str = SUPERVISOR
     Whether the sandbox may start (approvals, other tasks) is the workflow's to say.
     """
     record = get_sandbox(workspace, sandbox_id)
+    refuse_elsewhere(record, "start it")
     if record.status != PLANNED:
         raise LoomError(f"sandbox {record.id} is {record.status}; only a planned sandbox starts", exit_code=1)
     if is_alive(record.pid, record.pid_start):

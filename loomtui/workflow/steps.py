@@ -163,6 +163,12 @@ class PersonAction(StrEnum):
     RESOLVE = "resolve"  # merge the target into sandbox `about`'s worktree (then reviewed again), or archive it
 
 
+HOST_BOUND: Final = frozenset({PersonAction.ADVANCE, PersonAction.RETRY, PersonAction.START, PersonAction.RERUN,
+                               PersonAction.MERGE, PersonAction.RESOLVE, PersonAction.REMOVE})
+"""What only the machine a task runs on can do (its worktree, branch and agent are there); a decision is
+anyone's, anywhere."""
+
+
 @dataclass(frozen=True)
 class StepView:
     """A task's next step and, for a wait, what it waits on (one line), and what a person can do."""
@@ -283,7 +289,7 @@ def next_step(workspace: Workspace, record: SandboxRecord, *, merge_mode: str = 
     """What happens next to this task (reads only). `merge_mode` is the policy's `merge:`; `known`, the
     claim holders and escalated sandboxes when the caller has read them all."""
     view = _next_step(workspace, record, merge_mode, known)
-    elsewhere = view.step.is_work or view.action in (PersonAction.ADVANCE, PersonAction.RETRY)
+    elsewhere = view.step.is_work or view.action in HOST_BOUND
     if elsewhere and record.host and record.host != current_host():
         # Its branch, worktree and agent are on that machine: its steps are done there (this clone would
         # review a branch it lacks), and `sandbox advance` here would only say so.

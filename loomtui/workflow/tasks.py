@@ -19,6 +19,7 @@ from loomtui.execution.lifecycle import ARCHIVED, DONE_WITH, EXITED, FAILED, MER
 from loomtui.execution.procs import is_alive
 from loomtui.execution.review import RemoveResult
 from loomtui.governance.coordinator import governed_coordinator
+from loomtui.identity import current_host
 from loomtui.store import SandboxRecord
 from loomtui.workflow.engine import SUPERVISOR, Workflow, start_agent
 from loomtui.workflow.steps import (
@@ -114,6 +115,7 @@ def start(workspace: Workspace, sandbox_id: str) -> SandboxRecord:
     a one-line error (exit 1) says what holds it back."""
     flow = Workflow(workspace)
     record = sandboxes.get_sandbox(workspace, sandbox_id)
+    sandboxes.refuse_elsewhere(record, "start it")
     view = flow.view(record)
     if view.action == PersonAction.RERUN:
         return _run_again(flow, record)
@@ -200,7 +202,9 @@ def remove_done(workspace: Workspace) -> list[tuple[str, RemoveResult | LoomErro
     """Archive every sandbox that is done with (`DONE_WITH`), oldest first, each as `remove` does without force:
     for each, its result, or why it was refused (one refusal does not stop the rest)."""
     outcomes: list[tuple[str, RemoveResult | LoomError]] = []
-    done = [record for record in workspace.store.list_sandboxes() if record.status in DONE_WITH]
+    here = current_host()  # another machine's are archived there, where their worktrees are
+    done = [record for record in workspace.store.list_sandboxes()
+            if record.status in DONE_WITH and record.host in ("", here)]
     for record in sorted(done, key=lambda r: r.created):
         try:
             outcomes.append((record.id, remove(workspace, record.id)))
