@@ -132,6 +132,7 @@ class Agent:
     args: tuple[str, ...] = ()
     sandbox: str = ""
     turns: dict[str, Turn] = field(default_factory=dict)
+    last: tuple[Turn, ...] = ()  # after the turns, each with no Read before it
 
 
 def loom(repo: Path, *args: str, env: dict[str, str] | None = None,
@@ -258,6 +259,9 @@ def test_real_claude_free_edit_lands_held_region_refused_ledger_asks_a_lead(
             # A task starting with "-r": it was read as --resume, and the model never reached.
             agents[name] = Agent(api, agent_env(scratch, api.url), turns=turns,
                                  task=f"{'-r ' if name == 'ledger' else ''}{name}: edit the docstrings")
+        # A command, in a HOME with no ~/.claude: under bubblewrap Claude Code could not make it (the
+        # home is read-only) and failed every Bash call, `pwd` too.
+        agents["edits"].last = (tool_use("Bash", {"command": "pwd", "description": "where"}),)
         start_agents_scripted(repo, isolated, agents, reads={"edits": (FREE, HELD), "ledger": (LEDGER,)})
         with Lead(repo) as lead:
             records = {name: ended(workspace, agent) for name, agent in agents.items()}
@@ -286,6 +290,10 @@ def test_real_claude_free_edit_lands_held_region_refused_ledger_asks_a_lead(
     claims = workspace.store.live_claims(edits_record.id)
     assert claims and all(not awaiting(c) for c in claims), [(c.target, c.reason) for c in claims]
     assert any(r.startswith(FREE) for c in claims for r in c.region_ids), [c.region_ids for c in claims]
+
+    bash = agents["edits"].last[0].tool_id
+    assert not results[bash].get("is_error") and edits_record.worktree in json.dumps(results[bash]["content"]), \
+        results[bash]
 
     # -- the held region: denied naming the holder; the model was told; nothing written.
     held_id = agents["edits"].turns["held"].tool_id
@@ -365,7 +373,7 @@ def start_agents_scripted(repo: Path, isolated: bool, agents: dict[str, Agent],
             script: list[Turn] = []
             for path, (_label, turn) in zip(reads[name], agent.turns.items(), strict=True):
                 script += [tool_use("Read", {"file_path": f"{tree}/{path}"}), turn]
-            agent.api.script(*script, text("done"))
+            agent.api.script(*script, *agent.last, text("done"))
     finally:
         workspace.close()
 

@@ -13,6 +13,7 @@ goes back to the user, another account's login does not), and what the CLI obeys
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import shutil
@@ -93,8 +94,14 @@ def runtime_state(root: Path, spec: LaunchSpec, env: Mapping[str, str], keep_out
     obeyed: list[tuple[Path, Path]] = []
     for raw in spec.state_paths:
         user = expand_path(raw, values)
-        if user is None or not user.is_absolute() or not user.exists() or user in (u for _o, u in own) or \
+        if user is None or not user.is_absolute() or user in (u for _o, u in own) or \
                 any(place.is_relative_to(user) for place in outside):
+            continue
+        made = STATE_FOLDERS.get(raw)
+        if made is not None and not user.exists() and not (made.instead and values.get(made.instead)):
+            with contextlib.suppress(OSError):  # a home the user cannot write: read-only, as before
+                user.mkdir(mode=0o700)
+        if not user.exists():
             continue
         mine = root / _own_name(user)
         folder = STATE_FOLDERS.get(raw, StateFolder(obeyed=())) if user.is_dir() else None

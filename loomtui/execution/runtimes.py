@@ -16,7 +16,7 @@ import os
 import shutil
 import sys
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Final
 
@@ -58,6 +58,8 @@ class StateFolder:
     """The login: a copy kept in step with the user's (`login_copy`: a refresh goes back to the user)."""
     copied: tuple[str, ...] = ()
     """Copied once when the sandbox first runs, then the sandbox's own to change."""
+    instead: str = ""
+    """The variable that, set, names the folder the CLI uses in its place (then this one is not made)."""
 
 
 _CLAUDE_STATE: Final = StateFolder(
@@ -69,14 +71,16 @@ _CODEX_STATE: Final = StateFolder(
             "rules", "skills"),
     logins=("auth.json",))
 STATE_FOLDERS: Final[dict[str, StateFolder]] = {
-    "~/.claude": _CLAUDE_STATE,
+    "~/.claude": replace(_CLAUDE_STATE, instead="CLAUDE_CONFIG_DIR"),
     # Claude Code keeps its global config (~/.claude.json otherwise) in the folder $CLAUDE_CONFIG_DIR names.
     "$CLAUDE_CONFIG_DIR": StateFolder(_CLAUDE_STATE.obeyed, _CLAUDE_STATE.logins, copied=(".claude.json",)),
-    "~/.codex": _CODEX_STATE, "$CODEX_HOME": _CODEX_STATE,
+    "~/.codex": replace(_CODEX_STATE, instead="CODEX_HOME"), "$CODEX_HOME": _CODEX_STATE,
     "~/.aider": StateFolder(obeyed=("oauth-keys.env",)),
 }
 """Per state folder, what comes from the user's own into the sandbox's (see `STATE_PATHS`); the rest of
-a folder starts empty, and a state path that is a file (`~/.claude.json`) starts as a copy."""
+a folder starts empty, and a state path that is a file (`~/.claude.json`) starts as a copy. A folder the
+user has not got yet is made, empty, as the CLI makes it on its first run: under bubblewrap the home is
+read-only, and Claude Code, unable to make `~/.claude`, failed every Bash call."""
 
 
 @dataclass(frozen=True)
