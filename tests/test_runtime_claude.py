@@ -408,12 +408,16 @@ def test_a_model_api_unreachable_or_failing_fails_the_sandbox_with_claude_s_own_
     assert failing.requests, "claude never reached the failing model"
     for name, record in records.items():
         assert record.status == "failed" and record.exit_code == 1, (name, record.status, record.data)
-        assert "exited with code 1" in str(record.data.get("error"))
+        words = "Unable to connect" if name == "unreachable" else "500"
+        # The reason names the API's error (`sandbox list`, --json, the audit): a code alone said nothing.
+        error = str(record.data.get("error"))
+        assert error.startswith("exited with code 1: API Error") and words in error, error
+        failed = [e for e in audit(workspace, record.id) if e["action"] == "sandbox.failed"]
+        assert [e["details"]["reason"] for e in failed] == [error], failed
         seen = activities(workspace, record.id)
         (result,) = [a for a in seen if a["kind"] == "result"]
         assert result["is_error"] is True and result["summary"].startswith("finished: error (API Error"), result
         assert record.data["agent_result"]["is_error"] is True
-        words = "Unable to connect" if name == "unreachable" else "500"
         assert any(words in a["summary"] for a in seen if a["kind"] == "text"), seen
         assert [c.target for c in workspace.store.live_claims(record.id)], f"{name}: claims are kept for a retry"
         assert "unparsed_lines" not in record.data

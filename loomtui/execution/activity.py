@@ -18,7 +18,7 @@ from loomtui.execution.runtimes import OUTPUT_CLAUDE_STREAM, OUTPUT_SCRIPT_AGENT
 
 Activity = dict[str, Any]
 SUMMARY_CHARS = 160
-AGENT_RESULT_KEYS = ("turns", "cost_usd", "is_error", "input_tokens", "output_tokens", "cache_read_tokens",
+AGENT_RESULT_KEYS = ("turns", "cost_usd", "is_error", "error", "input_tokens", "output_tokens", "cache_read_tokens",
                      "cache_creation_tokens", "denials")
 """What a sandbox keeps of its agent's own closing report (`agent_result` in its data)."""
 
@@ -90,10 +90,11 @@ def _result(message: dict[str, Any]) -> list[Activity]:
     turns = message.get("num_turns")
     cost = message.get("total_cost_usd")
     outcome = message.get("subtype") or ("error" if message.get("is_error") else "success")
+    result = message.get("result")
+    said = shorten(result) if message.get("is_error") and isinstance(result, str) and result.strip() else None
     if message.get("is_error") and outcome == "success":
         # Claude Code ends an API failure with subtype "success" and is_error: it is an error.
-        result = message.get("result")
-        outcome = f"error ({result})" if isinstance(result, str) and result else "error"
+        outcome = f"error ({result})" if said else "error"
     raw_usage = message.get("usage")
     usage: dict[str, Any] = raw_usage if isinstance(raw_usage, dict) else {}
     tokens = {"input_tokens": _count(usage.get("input_tokens")),
@@ -117,7 +118,7 @@ def _result(message: dict[str, Any]) -> list[Activity]:
                               **d} for d in denials]
     found.append({"kind": "result", "summary": "finished: " + ", ".join(parts), "turns": turns,
                   "cost_usd": cost if isinstance(cost, (int, float)) else None,
-                  "is_error": bool(message.get("is_error")), "denials": denials, **tokens})
+                  "is_error": bool(message.get("is_error")), "error": said, "denials": denials, **tokens})
     return found
 
 

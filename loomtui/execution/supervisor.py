@@ -496,6 +496,9 @@ class Supervisor:
         else:
             status = FAILED
             error = f"killed by {signame}" if signame else f"exited with code {code}"
+            said = (self.agent_result or {}).get("error") or (self.faults.last_error if self.faults else None)
+            if said:  # the model API's error, as the agent reported it: the reason, where a code is not
+                error += f": {said}"
         data: dict[str, Any] = {
             "ended_at": time.time(), "exit_signal": signame, "saved_commit": saved,
             "supervisor_cpu_s": round(self.startup_cpu + _cpu_seconds(), 4),
