@@ -512,6 +512,21 @@ def test_an_agent_claims_so_many_files_at_once(billing: Path, ws: Workspace,
     assert op_claim(gate, {"target": "api/handlers.py"})["claimed"] is True
 
 
+def test_an_edit_of_the_context_file_loomtui_wrote_is_refused_saying_why(billing: Path, ws: Workspace) -> None:
+    """CLAUDE.md in a sandbox is loomtui's slice, kept out of its commits: an edit was allowed, reported
+    done to the model, and then lost."""
+    from loomtui.store import SandboxRecord
+
+    now = time.time()
+    ws.store.add_sandbox(SandboxRecord(id="agent-1", task="t", runtime="claude", status="running", created=now,
+                                       updated=now, data={"context_files": ["CLAUDE.md"]}))
+    gate = HookGate(ws, "agent-1", billing)
+    answer = gate.check_tool("Edit", [{"path": "CLAUDE.md"}], tool_use_id="t1")
+    assert answer.decision == "deny" and answer.reason.startswith(
+        "CLAUDE.md here is loomtui's context for this task, not the repository's own CLAUDE.md"), answer
+    assert gate.check_tool("Write", [{"path": "docs/CLAUDE.md"}]).decision != "deny"  # only that file
+
+
 def test_an_agent_claims_so_many_files_in_all(billing: Path, ws: Workspace, monkeypatch: pytest.MonkeyPatch) -> None:
     """Twenty files a claim, one claim after another: one agent held every file of the repository."""
     from loomtui.governance import agent_ops

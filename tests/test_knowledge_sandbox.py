@@ -20,8 +20,10 @@ from tests.conftest import agent_ended, git
 
 AGENT = """\
 #!{python}
-import subprocess, sys
+import os, subprocess, sys
 open("notes.txt", "w").write("the agent's own work\\n")
+instructions = "CLAUDE.md" if os.path.basename(sys.argv[0]) == "claude" else "AGENTS.md"
+open(instructions, "a").write("Run make lint before committing.\\n")  # as a task asked
 subprocess.run(["git", "add", "-A"], check=True)
 subprocess.run(["git", "commit", "-qm", "agent work"], check=True)
 """
@@ -77,6 +79,13 @@ def test_the_slice_is_where_the_agent_reads_it_and_never_part_of_its_work(
     assert [f.path for f in review.diff(workspace, record.id).files] == ["notes.txt"]
     status = subprocess.run(["git", "status", "--porcelain"], cwd=worktree, capture_output=True, text=True)
     assert status.stdout == ""
+    # Its edit of the context file is in no branch, so its end says so and keeps the text: it was lost
+    # without a word (the hook refuses it too, where there is one: see test_hooks).
+    kept = sb.sandbox_paths(workspace.paths, record.id).dir / f"edited-{file}"
+    assert done.data["context_edited"] == {file: str(kept)}
+    assert kept.read_text().endswith("Run make lint before committing.\n")
+    entries = [e.details for e in workspace.audit.entries() if e.action == "sandbox.context_edited"]
+    assert entries == [{"files": {file: str(kept)}}]
 
 
 async def test_the_context_tab_shows_what_the_agent_got_and_flags_it_stale(billing: Path) -> None:

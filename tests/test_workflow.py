@@ -434,6 +434,18 @@ def test_a_decision_taken_on_another_machine_says_what_follows_it_here(manual: W
     assert advance(manual, sandbox_id).now == there
 
 
+def test_an_agent_whose_only_edit_was_its_context_file_ends_saying_so(manual: Workspace) -> None:
+    """Codex's edit of AGENTS.md (loomtui's slice there) was in no branch, and the task read "the agent
+    ended without a change", the edit lost without a word."""
+    record = tasks.create_sandbox(manual, "due", "script", script=edit(manual, "due", "lib.py", "x + 1", "x + 3"),
+                                  autostart=False)
+    manual.store.update_sandbox(record.id, status=EXITED, data={
+        "context_edited": {"AGENTS.md": "/state/edited-AGENTS.md"}, "ended_at": time.time()})
+    said = next_step(manual, sb.get_sandbox(manual, record.id)).line(STEP_HINTS)
+    assert ("without a change (its edit of AGENTS.md, which held loomtui's context for it, is not kept in its "
+            "branch; kept as /state/edited-AGENTS.md)") in said, said
+
+
 def test_another_machines_task_is_started_stopped_merged_and_removed_only_there(manual: Workspace) -> None:
     """On a team store one machine started another's planned task: its supervisor ran here, on a worktree
     and branch that are there, and the task failed (`branch loom/ID does not exist`)."""

@@ -15,6 +15,7 @@ as `context.unavailable` with its id) and `context_warning` gives the line to sh
 
 from __future__ import annotations
 
+import stat
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,6 +47,41 @@ def worktree_context_files(argv: Sequence[str], worktree: Path | None = None) ->
         return []
     override = OVERRIDING_FILES.get(name)
     return [name, override] if override and worktree is not None and (worktree / override).exists() else [name]
+
+
+MAX_KEPT_BYTES: Final = 1 << 20
+"""The largest edited context file kept aside (the agent's: a larger one is said, not copied)."""
+CONTEXT_EDITED_KEY: Final = "context_edited"
+"""In a sandbox's data: the context files its agent edited (kept aside, out of its branch)."""
+
+
+def keep_edited(state_dir: Path, worktree: Path, context: Path, names: Sequence[str]) -> dict[str, str]:
+    """Each of the worktree's context files `names` that no longer holds what loomtui wrote there (`context`),
+    copied into `state_dir` as `edited-NAME`: name -> where the copy is ("" when removed or unreadable).
+    Such an edit stays out of the sandbox's commits, and an agent that made one was told, if at all, by the
+    hook only: its end says so, and keeps the text."""
+    try:
+        given = context.read_bytes()
+    except OSError:
+        return {}
+    edited: dict[str, str] = {}
+    for name in names:
+        path = worktree / name
+        try:  # the agent's: a link is not followed, a FIFO not opened, a huge file not read
+            found = path.lstat()
+            text = path.read_bytes() if stat.S_ISREG(found.st_mode) and found.st_size <= MAX_KEPT_BYTES else None
+        except OSError:
+            text = None
+        if text == given:
+            continue
+        kept = state_dir / f"edited-{Path(name).name}"
+        try:
+            if text is not None:
+                write_atomically(kept, text.decode("utf-8", "replace"))
+        except OSError:
+            text = None
+        edited[name] = str(kept) if text is not None else ""
+    return edited
 
 
 def task_only(task: str) -> str:

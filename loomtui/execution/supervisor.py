@@ -43,6 +43,7 @@ from loomtui.execution.activity import AGENT_RESULT_KEYS, Activity, checker_for,
 from loomtui.execution.agent_control import SPARE_ON_TERM
 from loomtui.execution.agent_log import LogWriteFailed, LogWriter
 from loomtui.execution.cgroup_limits import SandboxGroups, group_name, sandbox_groups
+from loomtui.execution.context_files import CONTEXT_EDITED_KEY, keep_edited
 from loomtui.execution.faults import FaultWatch, fault_watch
 from loomtui.execution.isolation import ISOLATION_BWRAP
 from loomtui.execution.leftovers import bring_in_commits, save_leftovers
@@ -480,6 +481,10 @@ class Supervisor:
         self.sync_git()  # before saving leftovers: those commit on top of the agent's last commit
         self.sync_logins()
         saved, save_error = save_leftovers(self.workspace, self.record, _diagnose)
+        edited = keep_edited(self.paths.dir, self.paths.worktree, self.paths.context, self.record.context_files)
+        if edited:
+            _diagnose(f"the agent edited loomtui's context files, not kept in its branch: {', '.join(edited)}")
+            self.workspace.record("sandbox.context_edited", self.record.id, {"files": edited})
         current = _patiently("read the sandbox", lambda: self.workspace.store.get_sandbox(self.record.id))
         stop_requested = bool(current and current.data.get("stop_requested"))
         error = error or self.log_error or self.fault_error
@@ -513,6 +518,8 @@ class Supervisor:
             data["cpu_held_back_s"] = round(held_back_s, 1)
         if save_error:
             data["save_error"] = save_error
+        if edited:
+            data[CONTEXT_EDITED_KEY] = edited
         reason = error or ("stopped by " + str(current.data["stop_requested"].get("by"))
                            if stop_requested and current else "")
         try:

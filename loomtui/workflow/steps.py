@@ -16,6 +16,7 @@ from enum import StrEnum
 from typing import Final
 
 from loomtui.errors import LoomError
+from loomtui.execution.context_files import CONTEXT_EDITED_KEY
 from loomtui.execution.gitops import Git
 from loomtui.execution.isolation import PUBLISHED_OBJECTS
 from loomtui.execution.lifecycle import (
@@ -328,6 +329,11 @@ def _next_step(workspace: Workspace, record: SandboxRecord, merge_mode: str, kno
             # for a run again (a model API that did not answer); either can be run again.
             ended = f"the agent {how} without a change" if (how := _how_it_ended(record)) else \
                 "the agent ended without a change"
+            edited = record.data.get(CONTEXT_EDITED_KEY)
+            if isinstance(edited, dict) and edited:  # it did change something: where no branch takes it
+                kept = [str(path) for path in edited.values() if path]
+                ended += (f" (its edit of {', '.join(map(str, edited))}, which held loomtui's context for it, is "
+                          f"not kept in its branch{'; kept as ' + ', '.join(kept) if kept else ''})")
             if status == EXITED and _holds_claims(workspace, record.id, known):
                 return StepView(Step.RELEASE, ended)
             return StepView(Step.NO_CHANGE, ended, PersonAction.RERUN, record.id)

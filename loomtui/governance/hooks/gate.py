@@ -148,6 +148,7 @@ class HookGate:
         self.runtime = record.runtime if record else None
         self.branch = record.branch if record else None
         self.managed = record is not None  # a loom sandbox: its hook settings are ours
+        self.context_files = frozenset(record.context_files) if record else frozenset()
         self.scratch = self._scratch_dirs(record)
 
     def _scratch_dirs(self, record: Any) -> tuple[Path, ...]:
@@ -240,6 +241,12 @@ class HookGate:
                 # later write through with no hook, no permission and no audit entry.
                 return Answer("deny", f"{rel}: Claude Code's settings hold this sandbox's loomtui hooks; "
                                       "they are not for the agent to change")
+            if str(rel) in self.context_files:
+                # Written over the repository's own file, and kept out of the sandbox's commits: an edit
+                # was accepted, then lost without a word.
+                return Answer("deny", f"{rel} here is loomtui's context for this task, not the repository's own "
+                                      f"{rel}: an edit of it would not be kept; say in your answer what should "
+                                      "change in it")
             names = _hard_links(resolved)
             if names > 1:  # `ln refunds.py hard.py`: an edit of hard.py is one of refunds.py, held or not
                 return Answer("deny", f"{rel} has {names} names (hard links): an edit of it changes each of them, "
