@@ -3,8 +3,21 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Final
 
 _SHOWN_LIMIT = 200
+
+INVISIBLE_RANGES: Final = ((0xAD, 0xAD), (0x61C, 0x61C), (0x180E, 0x180E), (0x200B, 0x200F), (0x2028, 0x202E),
+                           (0x2060, 0x2064), (0x2066, 0x206F), (0xFEFF, 0xFEFF), (0xFFF9, 0xFFFB),
+                           (0xE0000, 0xE007F))
+"""Characters that draw nothing, or draw other text in another order, beside the controls: zero-width
+spaces and joiners (`'admin\u200b'` reads as `'admin'`), bidirectional overrides and isolates (`gnp.exe`
+as `exe.png`: "Trojan Source"), line and paragraph separators, tags. What an agent wrote shows them escaped."""
+
+
+def invisible_class() -> str:
+    """INVISIBLE_RANGES as the inside of a regular expression's character class."""
+    return "".join(chr(a) if a == b else f"{chr(a)}-{chr(b)}" for a, b in INVISIBLE_RANGES)
 
 
 def escape_controls(text: str) -> str:

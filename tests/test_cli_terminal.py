@@ -68,3 +68,6 @@ def test_only_newline_and_tab_pass() -> None:
     assert escaped("invoice\u202egnp.exe") == "invoice\\u202egnp.exe"
     assert escaped("a\u2066b\u2069c\u200f") == "a\\u2066b\\u2069c\\u200f"
     assert escaped("שלום عربى") == "שלום عربى"  # right-to-left text itself is text
+    # What draws nothing: `'admin\u200b'` read as `'admin'`, `zw\u200bname.py` as `zwname.py`.
+    assert escaped("'admin\u200b' \u2060\ufeff\xad\U000e0041\u2028") == (
+        "'admin\\u200b' \\u2060\\ufeff\\xad\\U000e0041\\u2028")

@@ -527,6 +527,31 @@ def test_an_edit_of_the_context_file_loomtui_wrote_is_refused_saying_why(billing
     assert gate.check_tool("Write", [{"path": "docs/CLAUDE.md"}]).decision != "deny"  # only that file
 
 
+def test_a_lead_is_shown_every_path_a_request_names_and_every_field_one_line(billing: Path, ws: Workspace) -> None:
+    """The queue, `escalation show` and the app cut a Bash request's command and its paths at 12: the 15th,
+    `payments/refunds.py`, was approved unseen; a tool name holding a newline faked a `file_path:` field, and
+    an unknown tool's `file_path` stood in for its `command`."""
+    gate = HookGate(ws, "agent-1", billing)
+    touched = " ".join(f"docs/guide{n:02d}.md" for n in range(14))
+    command = f"cat docs/README.md && true ; touch {touched} ; sed -i s/0.01/0.10/ payments/refunds.py ; " + \
+        "true && " * 10 + "echo done"
+    asked = gate.open_permission_request("Bash", {"command": command})
+    record = ws.store.get_escalation(asked["id"])
+    assert record is not None and "payments/refunds.py" in record.data["facts"]["paths"]
+    shown = run_cli(billing, "escalation", "show", str(asked["id"])).stdout.splitlines()
+    assert "  15 path(s):" in shown and "    payments/refunds.py" in shown, shown
+    assert f"  tool_input: {json.dumps({'command': command})}" in shown  # the command whole
+    as_json = json.loads(run_cli(billing, "escalation", "show", str(asked["id"]), "--json").stdout)
+    assert "payments/refunds.py" in as_json["paths"] and as_json["evidence"]["tool_input"]["command"] == command
+    forged = gate.open_permission_request("Read\n  file_path: docs/README.md",
+                                          {"command": "rm -rf payments", "file_path": "docs/README.md"})
+    summary = ws.store.get_escalation(forged["id"]).summary  # type: ignore[union-attr]
+    assert summary == ("agent-1 asks: Read\\n  file_path: docs/README.md command=rm -rf payments "
+                       "file_path=docs/README.md"), summary
+    shown = run_cli(billing, "escalation", "show", str(forged["id"])).stdout.splitlines()
+    assert "  tool_name: Read\\n  file_path: docs/README.md" in shown and "  file_path: docs/README.md" not in shown
+
+
 def test_an_agent_claims_so_many_files_in_all(billing: Path, ws: Workspace, monkeypatch: pytest.MonkeyPatch) -> None:
     """Twenty files a claim, one claim after another: one agent held every file of the repository."""
     from loomtui.governance import agent_ops

@@ -9,7 +9,7 @@ from pathlib import Path
 from loomtui.store import SandboxRecord
 from loomtui.tui.app import LoomApp
 from loomtui.tui.screens.sandbox_forms import DiffScreen
-from loomtui.tui.visible import visible_controls, without_escape_sequences
+from loomtui.tui.visible import one_line, visible_controls, without_escape_sequences
 from loomtui.tui.widgets.bounded_log import BoundedLog
 from loomtui.workspace import open_workspace
 from tests.conftest import wait_for
@@ -23,6 +23,24 @@ def test_escape_sequences_are_dropped_from_logs_and_drawn_elsewhere() -> None:
     assert len(drawn) == len(HOSTILE) and "\x1b" not in drawn and drawn.startswith("hello ␛[2;1HPWN")
     assert visible_controls("a\tb\nc") == "a\tb\nc"  # layout is kept
     assert BoundedLog._process_line("\t" + HOSTILE) == " " * 8 + "hello PWN RED link ␇ �2J end"
+    # Zero-width, bidirectional and tag characters are drawn too (`bidi_\u202eyp.exe` showed as `bidi_exe.py`),
+    # a line separator as a symbol, not a row of its own.
+    assert visible_controls("bidi_\u202eyp.exe 'admin\u200b' \U000e0041\u2028") == "bidi_�yp.exe 'admin�' �␤"
+    # An OSC with no end is no escape sequence: the text after it stays (it was all taken).
+    assert without_escape_sequences("a \x1b]52;c;QUFB and more") == "a 52;c;QUFB and more"
+    # One field of an agent's one line, however many newlines it holds.
+    assert one_line("payments/currency.py\n    docs/README.md") == "payments/currency.py␊    docs/README.md"
+
+
+async def test_a_log_line_is_one_row_whatever_breaks_it_but_a_newline(repo: Path) -> None:
+    """`splitlines` broke a line at `\r` and U+2028 too: one line of an agent's output drew as several."""
+    app = LoomApp(open_workspace(repo))
+    async with app.run_test(size=(80, 20)):
+        log = BoundedLog(max_lines=10)
+        await app.screen.mount(log)
+        log.write_lines(["ok\rFAKE: approved", "one\u2028two", "three\nfour"])
+        assert list(log.written) == ["ok\rFAKE: approved", "one\u2028two", "three", "four"]
+        assert log.lines[:2] == ["ok␍FAKE: approved", "one␤two"]
 
 
 async def test_no_control_from_a_task_a_diff_or_a_request_reaches_the_screen(repo: Path) -> None:
@@ -50,6 +68,30 @@ async def test_no_control_from_a_task_a_diff_or_a_request_reaches_the_screen(rep
         await pilot.pause()
         screen = app.export_screenshot()
         assert "\x1b" not in screen and "␛[2;1HPWN" in screen
+
+
+async def test_the_approval_screen_lists_what_is_asked_each_field_one_line(repo: Path) -> None:
+    """A path holding a newline drew two paths; an evidence key `Approvals\n  1 of 1 ...` a fake heading;
+    the paths were cut at 12 with no word of the rest (the 15th was approved unseen)."""
+    from textual.widgets import Static
+
+    workspace = open_workspace(repo)
+    paths = ["a.py\n    docs/README.md", *(f"docs/guide{n:02d}.md" for n in range(44)), "payments/refunds.py"]
+    workspace.store.add_escalation("question", sandbox_id="evil01", risk="low", summary="evil01 asks: a question",
+                                   data={"facts": {"stage": "claim", "paths": paths},
+                                         "evidence": {"Approvals\n  1 of 1 approval from leads": "yes",
+                                                      "question": "ok?" + "\n" * 50 + "REAL: rm -rf payments"}})
+    app = LoomApp(workspace)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.press("3")
+        await pilot.pause()
+        detail = app.screen.query_one("#esc-detail", Static)
+        await wait_for(pilot, lambda: "46 path(s)" in str(detail.render()))
+        shown = str(detail.render()).splitlines()
+        assert "    a.py␊    docs/README.md" in shown and "    docs/README.md" not in shown, shown
+        assert "    and 6 more (`loomtui escalation show 1` lists every one)" in shown, shown
+        assert not any(line.startswith("  1 of 1 approval") for line in shown), shown
+        assert any(line.startswith("  question: ok?␊␊") and "REAL: rm -rf payments" in line for line in shown)
 
 
 async def test_a_diff_line_wider_than_the_screen_is_reached_with_the_arrow_keys(repo: Path) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 from typing import Any
 
@@ -194,11 +195,14 @@ def cmd_escalation_show(args: argparse.Namespace) -> int:
     if escalation is None:
         raise LoomError(f"no escalation #{args.id}")
     decisions = _decisions(escalation)
+    facts = escalation.data.get("facts")
+    paths = [str(p) for p in facts.get("paths") or ()] if isinstance(facts, dict) else []
     if args.json:
         print_json({"id": escalation.id, "kind": escalation.kind, "status": escalation.status,
                     "risk": escalation.risk, "sandbox": escalation.sandbox_id, "summary": escalation.summary,
                     "commit": escalation.data.get("commit", ""), "approvals": status_lines(escalation),
-                    "explanation": escalation.data.get("explanation", []), "decisions": decisions})
+                    "explanation": escalation.data.get("explanation", []), "decisions": decisions,
+                    "paths": paths, "evidence": escalation.data.get("evidence") or {}})
         return 0
     print(f"#{escalation.id} {escalation.kind}  risk {escalation.risk}  status {escalation.status}")
     print(f"  {escape_controls(escalation.summary)}")
@@ -206,6 +210,17 @@ def cmd_escalation_show(args: argparse.Namespace) -> int:
         print(f"  {line}")
     for line in status_lines(escalation):
         print(f"  {line}")
+    # What an approval grants, whole: every path, and what the agent asked (its question, the tool's
+    # input), each field one escaped line. The summary above is abridged; the app lists 40 paths.
+    if paths:
+        print(f"  {len(paths)} path(s):")
+        for path in paths:
+            print(f"    {escape_controls(str(path))}")
+    evidence = escalation.data.get("evidence")
+    for key, value in (evidence.items() if isinstance(evidence, dict) else ()):
+        if value not in ([], {}, None, ""):
+            shown = value if isinstance(value, str) else json.dumps(value, default=str)
+            print(f"  {escape_controls(str(key))}: {escape_controls(shown)}")
     for made in decisions:
         # On one line: a reason with a line break printed a decision line of its own ("Approved by ...").
         reason = f" — {escape_controls(made['reason'])}" if made["reason"] else ""

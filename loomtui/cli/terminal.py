@@ -17,9 +17,11 @@ import re
 from collections.abc import Iterable
 from typing import Any, TextIO
 
-_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
-"""C0 and C1 controls (cursor moves, titles, OSC 52), and the bidirectional overrides and isolates, which
-show a name in another order than it is (`gnp.exe` as `exe.png`: "Trojan Source")."""
+from loomtui.errors import invisible_class
+
+_CONTROL = re.compile(f"[\x00-\x08\x0b-\x1f\x7f-\x9f{invisible_class()}]")
+"""C0 and C1 controls (cursor moves, titles, OSC 52), and what draws nothing or reorders text
+(`errors.INVISIBLE_RANGES`: zero-width spaces, bidirectional overrides, tags)."""
 
 
 def escaped(text: str) -> str:

@@ -12,15 +12,23 @@ from typing import Final
 
 from rich.text import Text
 
+from loomtui.errors import INVISIBLE_RANGES
+
 _PICTURES: Final[dict[int, int]] = {
     **{code: 0x2400 + code for code in range(0x20) if code not in (0x09, 0x0A)},  # ␛ for ESC, ␍ for CR, ...
     0x7F: 0x2421,  # ␡
     **{code: 0xFFFD for code in range(0x80, 0xA0)},  # C1 controls (0x9b is a CSI by itself)
+    # Zero-width, reordering and separator characters (the terminal showed `bidi_\u202eyp.exe` as
+    # `bidi_exe.py`, and `'admin\u200b'` as `'admin'`); a line separator as ␤, not a row of its own.
+    **{code: 0xFFFD for first, last in INVISIBLE_RANGES for code in range(first, last + 1)},
+    0x2028: 0x2424,
 }
 
 _ESCAPE_SEQUENCE: Final = re.compile(
     r"\x1b(?:\[[0-?]*[ -/]*[@-~]"  # CSI: colours, cursor moves, erasing
-    r"|[\]P^_X][^\x07\x1b]*(?:\x07|\x1b\\)?"  # OSC (titles, links), DCS, PM, APC, SOS: up to their end
+    # OSC (titles, links), DCS, PM, APC, SOS, to their end; one with no end is not one (the rest of the
+    # line is text, shown: taking it all hid what followed an `ESC ]`).
+    r"|[\]P^_X][^\x07\x1b]*(?:\x07|\x1b\\)"
     r"|[ -/]*[0-~])"  # the rest (ESC 7, ESC c, ESC ( B, ...)
 )
 
@@ -31,6 +39,12 @@ def visible_controls(text: str) -> str:
     One character for one: styles laid over `text` (a Rich `Text`'s spans) still fit.
     """
     return text.translate(_PICTURES)
+
+
+def one_line(value: object) -> str:
+    """An agent's field as one line: its newlines drawn as ␊ too (a path or an evidence key holding one
+    drew lines of their own on the approval screen: a fake heading, a path that was not asked)."""
+    return visible_controls(str(value)).replace("\n", "\u240a").replace("\t", " ")
 
 
 def without_escape_sequences(text: str) -> str:

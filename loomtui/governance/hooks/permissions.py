@@ -179,12 +179,17 @@ def _status(record: EscalationRecord) -> dict[str, Any]:
 def _describe_tool(tool_name: str, tool_input: Mapping[str, Any]) -> str:
     """The queue's one line for a request: the tool and what it acts on, every control character
     (a newline that would fake a second line, an escape sequence) shown escaped."""
-    keys = (_DETAIL_KEY[tool_name],) if tool_name in _DETAIL_KEY else ("file_path", "notebook_path", "command",
-                                                                       "url", "pattern")
-    detail = next((tool_input[k] for k in keys if isinstance(tool_input.get(k), str)), "")
-    # Whitespace runs made one space, and a long one keeps its end: 3,000 spaces after a harmless
-    # `git status` hid the `; sed -i ... payments/ledger.py` that followed them.
-    text = escape_controls(" ".join(f"{tool_name} {detail}".split()))
+    if tool_name in _DETAIL_KEY:
+        detail = tool_input.get(_DETAIL_KEY[tool_name])
+        details = [detail] if isinstance(detail, str) else []
+    else:  # a tool of no known shape: each field it may act on, named (a `file_path` hid its `command`)
+        details = [f"{key}={tool_input[key]}" for key in ("command", "file_path", "notebook_path", "url", "pattern")
+                   if isinstance(tool_input.get(key), str)]
+    # The tool's name escaped as it is (a newline in it is `\n`, not a space before a fake field); in
+    # what it acts on whitespace runs are made one space, and a long one keeps its end: 3,000 spaces
+    # after a harmless `git status` hid the `; sed -i ... payments/ledger.py` that followed them.
+    name = escape_controls(tool_name[:60])
+    text = " ".join([name, *(escape_controls(" ".join(d.split())) for d in details)])
     return text if len(text) <= 160 else f"{text[:100]} … {text[-57:]}"
 
 

@@ -35,13 +35,15 @@ from loomtui.tui.base import LoomScreen, wrap_width
 from loomtui.tui.keys import is_twin, shown_where_it_applies
 from loomtui.tui.sandbox_text import RISK_STYLES, format_age
 from loomtui.tui.screens.dashboard import AGE_REFRESH_S
-from loomtui.tui.visible import visible_text
+from loomtui.tui.visible import one_line, visible_text
 from loomtui.tui.widgets.fields import hanging
 from loomtui.tui.widgets.fitted_table import FitColumn, FittedTable
 from loomtui.tui.widgets.status_header import StatusHeader
 from loomtui.workflow.engine import advance
 
 SIGNED_EVENTS: Final = ("approve", "reject", "override")
+MAX_PATHS_SHOWN: Final = 40
+"""Paths of a request or change listed in the detail; past them, how many more and where every one is."""
 """History events that are a person's decision, each shown with its signature's verdict."""
 APPROVE_WITH_NOTE: Final = "approve+note"
 """`A`: an approval that asks for a note first (`a` approves at once)."""
@@ -266,39 +268,46 @@ class EscalationsScreen(LoomScreen[None]):
                 text.append("\nChange\n", style="bold underline")
                 text.append(f"  {len(facts['paths'])} path(s), {facts.get('lines_changed', 0)} lines"
                             + (" (d shows the diff)" if escalation.sandbox_id else "") + "\n")
-            for path in facts["paths"][:12]:
-                text.append(f"    {path}\n")
+            # Every path (what an approval grants): a list cut at 12 hid `payments/refunds.py`, 15th of 15.
+            shown = facts["paths"][:MAX_PATHS_SHOWN]
+            for path in shown:
+                text.append(hanging(f"    {one_line(path)}", width) + "\n")
+            if len(facts["paths"]) > len(shown):
+                text.append(f"    and {len(facts['paths']) - len(shown)} more (`loomtui escalation show "
+                            f"{escalation.id}` lists every one)\n", style="yellow")
             for region in facts.get("signature_changed", [])[:6]:
-                text.append(f"    signature changed: {region}\n", style="yellow")
+                text.append(f"    signature changed: {one_line(region)}\n", style="yellow")
         evidence = data.get("evidence", {})
         if isinstance(evidence, dict) and evidence:
             text.append("\nEvidence\n", style="bold underline")
             for key, value in evidence.items():
                 if value in ([], {}, None, ""):
                     continue  # an empty list says nothing a reader needs
-                text.append(f"  {key}: ", style="dim")
+                # Evidence may come from an agent's request, in any shape JSON has: each key and value one
+                # line (`one_line`), however many newlines it holds.
+                text.append(f"  {one_line(key)}: ", style="dim")
                 if isinstance(value, dict):
                     # e.g. gates: name -> {status, summary, failed_tests}
                     text.append("\n")
                     for name, item in value.items():
                         if isinstance(item, list):
-                            text.append(f"    {name}:\n" if item else "")
+                            text.append(f"    {one_line(name)}:\n" if item else "")
                             for entry in item:
-                                text.append(hanging(f"      {entry}", width) + "\n")
+                                text.append(hanging(f"      {one_line(entry)}", width) + "\n")
                             continue
                         result = item.get("status", item) if isinstance(item, dict) else item
                         summary = item.get("summary", "") if isinstance(item, dict) else ""
-                        text.append(hanging(f"    {name}: {result} {summary}".rstrip(), width) + "\n")
-                        # Evidence may come from an agent's request, in any shape JSON has.
+                        said = f"    {one_line(name)}: {one_line(result)} {one_line(summary)}".rstrip()
+                        text.append(hanging(said, width) + "\n")
                         failed_tests = item.get("failed_tests") if isinstance(item, dict) else None
                         for failed in failed_tests if isinstance(failed_tests, list) else []:
-                            text.append(f"      ✗ {failed}\n", style="red")
+                            text.append(f"      ✗ {one_line(failed)}\n", style="red")
                 elif isinstance(value, list):  # one per line, not a Python list
                     text.append("\n")
                     for entry in value:
-                        text.append(hanging(f"    {entry}", width) + "\n")
+                        text.append(hanging(f"    {one_line(entry)}", width) + "\n")
                 else:
-                    text.append(f"{value}\n")
+                    text.append(hanging(one_line(value), width - len(str(key)) - 4).lstrip() + "\n")
         text.append("\nHistory\n", style="bold underline")
         for event in data.get("history", []):
             stamp = time.strftime("%Y-%m-%d %H:%M", time.localtime(event.get("at", 0)))

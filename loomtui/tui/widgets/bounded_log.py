@@ -41,7 +41,9 @@ class BoundedLog(Log):
         return without_escape_sequences(line.expandtabs())
 
     def write_lines(self, lines: Iterable[str], scroll_end: bool | None = None) -> Self:
-        written = [part for line in lines for part in line.splitlines()]
+        # Lines end at a newline only: `splitlines` also broke at \r and U+2028, so one line of an agent's
+        # output drew as several (a fake line among them); those are drawn as symbols instead.
+        written = [part for line in lines for part in line.removesuffix("\n").split("\n")]
         self._written.extend(written)
         return super().write_lines(self._folded(written), scroll_end)
 
