@@ -552,6 +552,19 @@ def test_a_lead_is_shown_every_path_a_request_names_and_every_field_one_line(bil
     assert "  tool_name: Read\\n  file_path: docs/README.md" in shown and "  file_path: docs/README.md" not in shown
 
 
+def test_a_path_no_system_can_hold_is_refused_not_an_internal_error(billing: Path, ws: Workspace) -> None:
+    """`check_edit` of `"\\ud800"` (a lone surrogate, valid JSON) answered "internal error in the broker"."""
+    from loomtui.governance.broker import Broker
+
+    broker = Broker(ws, "agent-1", billing, billing.parent / "b.sock")
+    try:
+        answer = broker.answer(b'{"op": "check_edit", "path": "a\\ud800.py"}')
+        assert answer["ok"] and answer["decision"] == "deny", answer
+        assert answer["reason"] == "a\\ud800.py is no file name: it cannot be encoded"
+    finally:
+        broker.close()
+
+
 def test_an_agent_claims_so_many_files_in_all(billing: Path, ws: Workspace, monkeypatch: pytest.MonkeyPatch) -> None:
     """Twenty files a claim, one claim after another: one agent held every file of the repository."""
     from loomtui.governance import agent_ops

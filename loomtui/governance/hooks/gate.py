@@ -32,7 +32,7 @@ from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any, Final, TypeVar, cast
 
 from loomtui.audit import listed_in_entry
-from loomtui.errors import LoomError
+from loomtui.errors import LoomError, escape_controls
 from loomtui.execution.isolation import ISOLATION_BWRAP, PRIVATE_TMP
 from loomtui.execution.sandboxes import HOOK_SETTINGS_PATH, sandbox_paths
 from loomtui.governance.escalations import CLEARED, EscalationStatus
@@ -230,6 +230,10 @@ class HookGate:
 
     def relative(self, path: str) -> str | Answer:
         """The repository path of a file the agent writes, or the answer for one outside it."""
+        try:
+            os.fsencode(path)
+        except UnicodeEncodeError:  # a lone surrogate (JSON's `\ud800`): the broker answered an internal error
+            return Answer("deny", f"{escape_controls(path[:200])} is no file name: it cannot be encoded")
         absolute = Path(os.path.normpath(self.tree / path))
         resolved = absolute.resolve()
         if resolved.is_relative_to(self.tree) and resolved != self.tree:
