@@ -114,6 +114,13 @@ def test_a_sandbox_from_the_command_line(repo: Path, script: Path) -> None:
                              "--json", "--", "true").stdout)["id"]
     none = run(repo, "sandbox", "logs", planned)  # nothing printed: said, not a silent exit 0
     assert none.returncode == 0 and none.stdout == "" and "the agent wrote no output (yet)" in none.stderr
+    # Lines, then one of 1.5 MB: `-n 2000` printed only what the last MiB holds, the rest left out unsaid.
+    log = open_workspace(repo).paths.state_dir / "sandboxes" / planned / "agent.log"
+    log.write_text("".join(f"line {n}\n" for n in range(10)) + "x" * 1_500_000 + "\nlast\n")
+    tail = run(repo, "sandbox", "logs", planned, "-n", "2000")
+    assert "line 0" not in tail.stdout and tail.stdout.endswith("last\n")
+    assert f"sandbox {planned}: only the last 1 MiB of its log is read here" in tail.stderr, tail.stderr
+    assert str(log) in tail.stderr
 
 
 def test_bad_input_is_one_line_and_the_right_exit_code(repo: Path, script: Path, tmp_path: Path) -> None:

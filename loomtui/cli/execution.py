@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 import time
@@ -28,6 +29,7 @@ from loomtui.errors import LoomError, abridged, listed, quoted, shown
 from loomtui.execution import agent_control, recovery, review
 from loomtui.execution import sandboxes as engine
 from loomtui.execution.lifecycle import PLANNED
+from loomtui.execution.log_lines import MAX_TAIL_BYTES
 from loomtui.gitcmd import Git
 from loomtui.store import SandboxRecord
 from loomtui.workspace import Workspace
@@ -248,6 +250,13 @@ def cmd_logs(args: argparse.Namespace) -> int:
             print(line)
         if not lines and args.n:  # said, as the app's Log tab says it: nothing printed read as a broken command
             print(f"sandbox {args.id}: the agent wrote no output (yet)", file=sys.stderr)
+        log = engine.log_path(workspace, args.id)
+        with contextlib.suppress(OSError):
+            if len(lines) < args.n and log.stat().st_size > MAX_TAIL_BYTES:
+                # The read stops at the tail's byte bound: an agent's one huge line left the earlier ones out
+                # unsaid (-n 2000 printed 24).
+                print(f"sandbox {args.id}: only the last {MAX_TAIL_BYTES >> 20} MiB of its log is read here "
+                      f"({len(lines)} lines); the whole log is {log}", file=sys.stderr)
         return 0
     for line in engine.follow_log(workspace, args.id, last=args.n):
         print(line, flush=True)
