@@ -499,12 +499,21 @@ def _checked(value: Value, problem_of: Callable[[str], str | None]) -> str:
     return text
 
 
+_SECRETS: Final = re.compile(r"(password\s*=\s*)('[^']*'|\S+)|(//[^/:@\s]*:)[^@/\s]*(@)", re.IGNORECASE)
+
+
+def without_secrets(location: str) -> str:
+    """`location` as said back in an error: a password in it (`password=...`, `//user:...@`) as `***`."""
+    return _SECRETS.sub(lambda m: f"{m[1]}***" if m[1] else f"{m[3]}***{m[4]}", location)
+
+
 def store_problem(location: str) -> str | None:
     """Why `location` does not name a state store, or None; said after the `store` it is about."""
     if location == "sqlite":
         return None
     if not location.startswith(("postgresql://", "postgres://")):
-        return f"must be `sqlite` or a postgresql:// URL, not {location!r}"
+        # Not repeated as given: a libpq `host=... password=secret` went to the terminal and CI logs.
+        return f"must be `sqlite` or a postgresql:// URL, not {without_secrets(location)!r}"
     try:
         parts = urlsplit(location)
         has_password = bool(parts.password) or "password=" in parts.query

@@ -442,6 +442,11 @@ def test_a_bad_store_is_said_at_its_line_by_every_command_not_only_config_check(
     with pytest.raises(ConfigError) as leaked:
         configured_store(tmp_path)
     assert str(leaked.value).startswith(".loom/loom.yaml:2: store: a password in a URL here would be committed")
+    # A libpq string is no URL, and its password is not said back (it went to the terminal and CI logs).
+    (tmp_path / ".loom" / "loom.yaml").write_text('version: 1\nstore: "host=db user=u password=secret"\n')
+    with pytest.raises(ConfigError) as echoed:
+        configured_store(tmp_path)
+    assert str(echoed.value).endswith("URL, not 'host=db user=u password=***'") and "secret" not in str(echoed.value)
     # A mistake elsewhere does not take the store away (`sandbox stop` needs only it).
     (tmp_path / ".loom" / "loom.yaml").write_text('version: 1\ngates: oops\nstore: sqlite\n')
     assert configured_store(tmp_path) == "sqlite"

@@ -7,6 +7,7 @@ import sys
 from typing import Any
 
 from loomtui.cli import add_command, add_group, print_json
+from loomtui.config import without_secrets
 from loomtui.errors import LoomError, listed
 
 
@@ -141,7 +142,7 @@ def cmd_bench_store(args: argparse.Namespace) -> int:
 
     location = args.store or "sqlite"
     if location != "sqlite" and not location.startswith(("postgresql://", "postgres://")):
-        raise LoomError(f"--store must be `sqlite` or a postgresql:// URL, not {location!r}")
+        raise LoomError(f"--store must be `sqlite` or a postgresql:// URL, not {without_secrets(location)!r}")
     figures = store_bench(location, rounds=args.rounds, escalations=args.escalations,
                           progress=lambda line: print(line, file=sys.stderr))
     if args.json:
