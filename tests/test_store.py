@@ -53,6 +53,17 @@ def test_migration_from_an_older_schema_and_refusal_of_a_newer_one(tmp_path: Pat
     conn.close()
     with pytest.raises(StoreError, match="newer than this loomtui"):
         SqliteStore(path)
+    # Upgraded by a newer loomtui while this one has it open: its writes stop (they went on, unaware).
+    conn = sqlite3.connect(path)
+    conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+    conn.close()
+    store = SqliteStore(path)
+    conn = sqlite3.connect(path)
+    conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    conn.close()
+    with pytest.raises(StoreError, match="upgraded it since this one started; nothing was written"):
+        store.add_sandbox(sandbox("s1"))
+    assert store.get_sandbox("s1") is None
 
 
 def test_sandbox_roundtrip_update_and_events(tmp_path: Path) -> None:

@@ -274,6 +274,20 @@ def test_a_schema_newer_than_this_loomtui_is_refused_with_no_writes(postgres_url
     assert after == before
 
 
+def test_a_store_upgraded_by_a_newer_loomtui_while_this_one_runs_takes_no_more_writes(postgres_url: str) -> None:
+    """One lead upgraded loomtui (which migrates); another's app, open, merged into the newer store."""
+    store = PostgresStore(postgres_url, "loom_upgraded", mirror="x")
+    try:
+        store.add_sandbox(_sandbox("s1"))
+        with psycopg.connect(postgres_url, autocommit=True) as conn:
+            conn.execute(f"UPDATE loom_upgraded.schema_version SET version = {SCHEMA_VERSION + 1}")
+        with pytest.raises(StoreError, match="a newer loomtui upgraded it since this one started; nothing was"):
+            store.add_sandbox(_sandbox("s2"))
+        assert store.get_sandbox("s2") is None and store.get_sandbox("s1") is not None  # reads still answer
+    finally:
+        store.close()
+
+
 def test_a_connection_killed_mid_run_is_replaced_on_the_next_call(postgres_url: str) -> None:
     store = PostgresStore(postgres_url, "loom_kill", mirror="x")
     try:

@@ -34,7 +34,7 @@ from psycopg import sql as pgsql
 from loomtui.errors import StoreError, StoreUnreachable
 from loomtui.store.base import DuplicateRow, Row, Written
 from loomtui.store.records import EscalationRecord, RepositoryRecord, StoreStatus
-from loomtui.store.schema import MIGRATIONS, SCHEMA_VERSION
+from loomtui.store.schema import MIGRATIONS, SCHEMA_VERSION, newer_schema
 from loomtui.store.sql import SqlStore
 
 TIMEOUT_S = 10.0
@@ -246,6 +246,11 @@ class PostgresStore(SqlStore):
                 conn.execute("BEGIN")
                 conn.execute(f"SET LOCAL lock_timeout = '{int(self.timeout * 1000)}ms'")
                 conn.execute("SELECT pg_advisory_xact_lock(%s)", (self._key,))
+                row = conn.execute("SELECT version FROM schema_version").fetchone()
+                if row is not None and int(row[0]) > SCHEMA_VERSION:
+                    conn.execute("ROLLBACK")
+                    raise StoreError(newer_schema(f"{self.location} (namespace {self.namespace})", int(row[0]),
+                                                  while_running=True))
                 return
             except psycopg.Error as exc:
                 lost = conn.closed or conn.broken
@@ -297,8 +302,7 @@ class PostgresStore(SqlStore):
             row = conn.execute(pgsql.SQL("SELECT version FROM {}.schema_version").format(schema)).fetchone()
             version = int(row[0]) if row else 0
         if version > SCHEMA_VERSION:
-            raise StoreError(f"{self.location}: the state store (namespace {self.namespace}) has schema {version}, "
-                             f"newer than this loomtui understands ({SCHEMA_VERSION}); upgrade loomtui")
+            raise StoreError(newer_schema(f"{self.location} (namespace {self.namespace})", version))
         listed = conn.execute("SELECT 1 FROM pg_tables WHERE schemaname = %s AND tablename = 'repositories'",
                               (REGISTRY_SCHEMA,)).fetchone()
         registered = bool(listed and conn.execute(

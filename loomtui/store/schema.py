@@ -143,3 +143,12 @@ MIGRATIONS: list[str] = [
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)
+
+
+def newer_schema(where: str, version: int, *, while_running: bool = False) -> str:
+    """The one line for a store whose schema is newer than this loomtui's: at its opening, or met by a
+    write of a process that opened it before another loomtui upgraded it (it wrote on, unaware)."""
+    said = f"{where}: the state store has schema {version}, newer than this loomtui understands ({SCHEMA_VERSION})"
+    if while_running:
+        return f"{said}: a newer loomtui upgraded it since this one started; nothing was written (upgrade loomtui)"
+    return f"{said}; upgrade loomtui"

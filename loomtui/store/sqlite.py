@@ -20,7 +20,7 @@ from typing import Any
 from loomtui.errors import StoreError
 from loomtui.store.base import DuplicateRow, Row, Written
 from loomtui.store.records import StoreStatus
-from loomtui.store.schema import MIGRATIONS, SCHEMA_VERSION
+from loomtui.store.schema import MIGRATIONS, SCHEMA_VERSION, newer_schema
 from loomtui.store.sql import SqlStore
 
 BUSY_TIMEOUT_S = 10.0
@@ -178,6 +178,10 @@ class SqliteStore(SqlStore):
         try:
             with self._statement() as conn:
                 conn.execute("BEGIN IMMEDIATE")
+                version = int(conn.execute("PRAGMA user_version").fetchone()[0])
+                if version > SCHEMA_VERSION:
+                    self._rollback(conn)
+                    raise StoreError(newer_schema(str(self.path), version, while_running=True))
         except sqlite3.Error as exc:
             raise self._error(exc) from None
 
@@ -250,10 +254,7 @@ class SqliteStore(SqlStore):
         except sqlite3.Error as exc:
             raise self._error(exc) from None
         if version > SCHEMA_VERSION:
-            raise StoreError(
-                f"{self.path}: the state store has schema {version}, newer than this loomtui "
-                f"understands ({SCHEMA_VERSION}); upgrade loomtui"
-            )
+            raise StoreError(newer_schema(str(self.path), version))
         if version == SCHEMA_VERSION:
             return
         with self.transaction():
