@@ -460,6 +460,14 @@ def test_store_copy_moves_everything_verifies_it_the_audit_log_keeps_verifying_a
     twice = subprocess.run([sys.executable, "-m", "loomtui", "store", "copy", "--to", "sqlite"], cwd=repo,
                            capture_output=True, text=True)
     assert twice.returncode == 1 and "SQLite already" in twice.stderr
+    # Its audit log goes its own way now, beside the team's under one log id: the team's store, opened
+    # again from this clone (loom.yaml still names it on every clone), met a log that disagreed with it:
+    # `audit verify` BROKEN, and every decision taken elsewhere read as written into the store by hand.
+    rejoined = subprocess.run([sys.executable, "-m", "loomtui", "claim", "list"], cwd=repo, capture_output=True,
+                              text=True, env={**os.environ, "LOOMTUI_STORE": postgres_url})
+    assert rejoined.returncode == 1 and rejoined.stderr.count("\n") == 1, rejoined.stderr
+    assert "this clone left the team's store" in rejoined.stderr and "set LOOMTUI_STORE=sqlite here" in rejoined.stderr
+    assert "s3cret" not in rejoined.stderr
 
 
 def test_bench_store_reports_every_figure_on_postgresql(postgres_url: str) -> None:

@@ -47,15 +47,16 @@ def cmd_store_copy(args: argparse.Namespace) -> int:
         if back:
             report, aside = _copy_back(paths, source, say)
         else:
-            destination = open_store(paths, args.to)
+            destination = open_store(paths, args.to, joining=True)
             try:
                 report = copy_store(source, destination, progress=say)
             finally:
                 destination.close()
             if source.embedded:
-                from loomtui.store.moves import record_move
+                from loomtui.store.moves import LEFT_FILE, record_move
 
                 record_move(paths, report.destination)
+                (paths.state_dir / LEFT_FILE).unlink(missing_ok=True)  # its state is in that store now
     finally:
         source.close()
     if args.json:
@@ -66,7 +67,8 @@ def cmd_store_copy(args: argparse.Namespace) -> int:
     if back:
         kept = f"; the SQLite store it replaces is kept as {aside}" if aside else ""
         print(f"this repository's store is SQLite again{kept}: unset LOOMTUI_STORE here (or set it to `sqlite` "
-              "where .loom/loom.yaml names the team's store); the team's store is left as it is")
+              "where .loom/loom.yaml names the team's store); the team's store is left as it is, and no longer "
+              "opened from this clone")
         return 0
     if source.embedded:
         print("the SQLite store here stays as it was, and loomtui no longer opens it while the state lives there "
@@ -79,12 +81,13 @@ def cmd_store_copy(args: argparse.Namespace) -> int:
 def _copy_back(paths: Any, source: Any, say: Any) -> tuple[Any, Any]:
     """The team's store copied into a new SQLite store, which takes the place of the one here."""
     from loomtui.store.copy import copy_store
-    from loomtui.store.moves import replace_sqlite_store
+    from loomtui.store.moves import LEFT_FILE, record_move, replace_sqlite_store
 
     if source.embedded:
         raise LoomError(f"{source.location}: the store here is SQLite already (to copy a team's store back, "
                         "set LOOMTUI_STORE to its URL)", exit_code=1)
     report, aside = replace_sqlite_store(paths, lambda new: copy_store(source, new, progress=say))
+    record_move(paths, source.location, LEFT_FILE)
     report.destination = str(paths.store_path)
     return report, aside
 

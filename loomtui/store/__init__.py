@@ -24,7 +24,7 @@ from loomtui.files import file_size
 from loomtui.gitcmd import Git
 from loomtui.identity import current_host
 from loomtui.repo import RepoPaths
-from loomtui.store.moves import refuse_a_moved_store
+from loomtui.store.moves import refuse_a_left_store, refuse_a_moved_store
 from loomtui.store.records import (
     ENDED_STATUSES,
     WORKTREE_MISSING_KEY,
@@ -124,11 +124,14 @@ def _state_writable(paths: RepoPaths) -> bool:
     return nearest is not None and os.access(nearest, os.W_OK)
 
 
-def open_store(paths: RepoPaths, location: str | None = None, *, reads_only: bool = False) -> Store:
+def open_store(paths: RepoPaths, location: str | None = None, *, reads_only: bool = False,
+               joining: bool = False) -> Store:
     """Open (creating and migrating if needed) the store of a repository.
 
     `reads_only`: the caller only reads. Where the embedded store cannot be written (a read-only
-    mount, another user's checkout), it is then opened read-only rather than refused."""
+    mount, another user's checkout), it is then opened read-only rather than refused. `joining`: a
+    team's store this clone's SQLite store is being copied into (`store copy --to URL`), opened even
+    after this clone left another (see `moves.LEFT_FILE`)."""
     location = location or store_location(paths)
     if location == "sqlite":
         refuse_a_moved_store(paths)
@@ -145,6 +148,8 @@ def open_store(paths: RepoPaths, location: str | None = None, *, reads_only: boo
             # Said plainly, not as sqlite's "unable to open database file".
             raise StoreError(f"{paths.store_path}: cannot write the state store here (a read-only file "
                              "system, or no permission to write it); reading it needs no write access") from None
+    if not joining:
+        refuse_a_left_store(paths)
     from loomtui.store.postgres import PostgresStore  # psycopg loads only for a team's store
 
     return PostgresStore(location, repository_namespace(paths), mirror=f"{current_host()}:{paths.audit_path}",

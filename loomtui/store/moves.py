@@ -25,6 +25,11 @@ from loomtui.store.sqlite import SqliteStore
 
 MOVED_FILE: Final = "store-moved"
 """The note in the state dir (which agents cannot write): {"to": URL without its password, "at": time}."""
+LEFT_FILE: Final = "store-left"
+"""The note of the way back (`store copy --to sqlite` from a team's store): {"to": the team's URL, "at": time}.
+The clone's audit log goes its own way from then on, beside the team's under the same log id: opened again
+from here, the team's store met a log file that disagreed with it (`audit verify`: BROKEN, and every decision
+taken on another machine read as written into the store by hand). So it is not, while the note stands."""
 SQLITE_FILES: Final = ("", "-wal", "-shm")
 """An SQLite store's files: the database, and its write-ahead log and shared-memory index beside it."""
 
@@ -42,9 +47,10 @@ class StoreMove:
         return time.strftime("%Y-%m-%d %H:%M", time.localtime(self.at)) if self.at else "an unknown time"
 
 
-def store_move(paths: RepoPaths) -> StoreMove | None:
-    """The note of a move, if this repository's SQLite store was copied away."""
-    note = paths.state_dir / MOVED_FILE
+def store_move(paths: RepoPaths, name: str = MOVED_FILE) -> StoreMove | None:
+    """The note of a move, if this repository's SQLite store was copied away (or, `LEFT_FILE`, if this clone
+    left a team's store for SQLite)."""
+    note = paths.state_dir / name
     try:
         text = note.read_text("utf-8", "replace")
     except (FileNotFoundError, NotADirectoryError):  # no state dir (or a file in its place): nothing moved
@@ -60,9 +66,10 @@ def store_move(paths: RepoPaths) -> StoreMove | None:
     return StoreMove(str(said.get("to") or "another store"), float(at) if isinstance(at, int | float) else 0.0)
 
 
-def record_move(paths: RepoPaths, to: str) -> None:
-    """Note that the SQLite store was copied to `to` (a URL without its password)."""
-    note = paths.state_dir / MOVED_FILE
+def record_move(paths: RepoPaths, to: str, name: str = MOVED_FILE) -> None:
+    """Note that the SQLite store was copied to `to` (a URL without its password); `LEFT_FILE`: that this
+    clone left the team's store `to` for its own SQLite store."""
+    note = paths.state_dir / name
     try:
         write_atomically(note, json.dumps({"to": to, "at": time.time()}) + "\n")
     except OSError as exc:
@@ -79,6 +86,17 @@ def refuse_a_moved_store(paths: RepoPaths) -> None:
             f"there now (this one is as it was then): set LOOMTUI_STORE to that URL, or `store:` in "
             f".loom/loom.yaml; to come back to SQLite, `loomtui store copy --to sqlite` with LOOMTUI_STORE set "
             "to it", exit_code=1)
+
+
+def refuse_a_left_store(paths: RepoPaths) -> None:
+    """One line, when this clone left a team's store for SQLite: why it is not opened from here again."""
+    left = store_move(paths, LEFT_FILE)
+    if left is not None:
+        raise StoreError(
+            f"this clone left the team's store {left.to} for SQLite on {left.when()} (`loomtui store copy --to "
+            f"sqlite`): its state is in {paths.store_path}, so set LOOMTUI_STORE=sqlite here; its audit log has "
+            "gone its own way since, so the team's store is not opened from this clone (a new clone joins it)",
+            exit_code=1)
 
 
 def replace_sqlite_store(paths: RepoPaths, fill: Callable[[SqliteStore], Filled]) -> tuple[Filled, Path | None]:
