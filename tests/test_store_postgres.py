@@ -30,7 +30,7 @@ from loomtui.store.postgres import PostgresStore, redact, scrub
 from loomtui.store.schema import SCHEMA_VERSION
 from loomtui.workspace import open_workspace
 from tests.conftest import git
-from tests.postgres_cluster import Cluster
+from tests.postgres_cluster import USER, Cluster
 
 QUOTE = "payments/refunds.py::RefundService.quote"
 TIMES = ("created", "updated", "ts", "expires", "released", "started", "finished", "heartbeat")
@@ -272,6 +272,32 @@ def test_a_schema_newer_than_this_loomtui_is_refused_with_no_writes(postgres_url
     with psycopg.connect(postgres_url, autocommit=True) as conn:
         after = conn.execute("SELECT last_seen FROM loomtui.repositories WHERE namespace = 'loom_new'").fetchone()
     assert after == before
+
+
+def test_a_role_that_may_only_read_reads_and_is_told_plainly_why_it_cannot_write(
+        postgres_url: str, postgres_cluster: Cluster) -> None:
+    """A write said "state store error: permission denied for table sandboxes" (SQLite's read-only store
+    says "cannot write the state store")."""
+    PostgresStore(postgres_url, "loom_ro", mirror="x").close()
+    database = postgres_url.rsplit("/", 1)[1]
+    reader = f"reader_{database}"  # roles are the cluster's, shared by every test of this worker
+    postgres_cluster.admin(f"CREATE ROLE {reader} LOGIN PASSWORD 'readpw'")
+    postgres_cluster.admin(f"GRANT CONNECT ON DATABASE {database} TO {reader}")
+    with psycopg.connect(postgres_url, autocommit=True) as conn:
+        for schema in ("loom_ro", "loomtui"):
+            conn.execute(f"GRANT USAGE ON SCHEMA {schema} TO {reader}")
+            conn.execute(f"GRANT SELECT ON ALL TABLES IN SCHEMA {schema} TO {reader}")
+    url = postgres_url.replace(f"{USER}:{postgres_cluster.password}", f"{reader}:readpw")
+    assert f"{reader}:readpw" in url
+    store = PostgresStore(url, "loom_ro", mirror="x")
+    try:
+        assert store.list_sandboxes() == []
+        with pytest.raises(StoreError) as refused:
+            store.add_sandbox(_sandbox("s1"))
+        said = str(refused.value)
+        assert "cannot write the state store (the database role may only read it" in said and "readpw" not in said
+    finally:
+        store.close()
 
 
 def test_a_store_upgraded_by_a_newer_loomtui_while_this_one_runs_takes_no_more_writes(postgres_url: str) -> None:

@@ -165,6 +165,9 @@ class PostgresStore(SqlStore):
             return StoreError(f"{self.location}: the database refused the credentials ({text})")
         if isinstance(exc, psycopg.OperationalError):
             return StoreUnreachable(f"{self.location}: cannot reach the database ({text})")
+        if isinstance(exc, psycopg.errors.InsufficientPrivilege):  # said as SQLite's read-only store is
+            return StoreError(f"{self.location}: cannot write the state store (the database role may only "
+                              f"read it: {text}); reading it needs no write access")
         return StoreError(f"{self.location}: state store error: {text}")
 
     def _connect(self) -> psycopg.Connection[Any]:
