@@ -8,7 +8,7 @@ from typing import Any
 
 from loomtui.cli import add_command, add_group, print_json
 from loomtui.config import without_secrets
-from loomtui.errors import LoomError, listed
+from loomtui.errors import LoomError, listed, plural
 
 
 def _paths(args: argparse.Namespace) -> Any:
@@ -63,7 +63,7 @@ def cmd_store_copy(args: argparse.Namespace) -> int:
         print_json({**report.as_dict(), **({"previous_store": str(aside) if aside else None} if back else {})})
         return 0
     total = sum(report.rows.values())
-    print(f"copied {total} rows from {report.source} to {report.destination}; verified: every table matches")
+    print(f"copied {plural(total, 'row')} from {report.source} to {report.destination}; verified: every table matches")
     if back:
         kept = f"; the SQLite store it replaces is kept as {aside}" if aside else ""
         print(f"this repository's store is SQLite again{kept}: unset LOOMTUI_STORE here (or set it to `sqlite` "

@@ -14,7 +14,7 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from loomtui.errors import StoreError
+from loomtui.errors import StoreError, plural
 from loomtui.store.records import SANDBOX_COLUMNS
 from loomtui.store.sql import SqlStore
 
@@ -79,7 +79,7 @@ def copy_store(source: SqlStore, destination: SqlStore,
             for start in range(0, len(rows), BATCH):
                 destination.load_rows(table, columns, rows[start:start + BATCH])
             report.rows[table] = len(rows)
-            progress(f"{table}: {len(rows)} rows")
+            progress(f"{table}: {plural(len(rows), 'row')}")
         destination.after_load()
         for table in COPIED:
             if _fingerprint([tuple(row) for row in destination.rows_of(_select(table))]) != _fingerprint(read[table]):
