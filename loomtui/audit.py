@@ -43,7 +43,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final, Protocol
 
-from loomtui.errors import AuditError, LoomError
+from loomtui.errors import AuditError, LoomError, plural
 
 GENESIS = "0" * 64
 
@@ -73,6 +73,9 @@ class AuditStore(Protocol):
 
     @property
     def read_only(self) -> bool: ...
+
+    embedded: bool
+    """This machine's store alone (SQLite), not a team's that other machines write too."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -322,8 +325,13 @@ class AuditLog:
                 self._set_aside(fd, partial)
             self._write(fd, [row[2] for row in rows])
             written = rows[-1][0], rows[-1][1]
-            notes.append(f"{len(rows)} committed entries were missing from the log and were appended "
-                         f"(seq {rows[0][0]}-{rows[-1][0]})")
+            # On a team's store most are other machines' entries, each machine keeping its own copy of the
+            # log: said as the crash recovery it is only on a store of this machine's alone.
+            span = f"seq {rows[0][0]}-{rows[-1][0]}"
+            notes.append(f"{len(rows)} committed entries were missing from the log and were appended ({span})"
+                         if store.embedded else
+                         f"copied {plural(len(rows), 'entry')} into this machine's log ({span}), committed since by "
+                         "other machines (or by a process that ended before writing its copy)")
         except OSError as exc:
             raise AuditError(f"{self.path}: audit append failed ({exc.strerror or exc})") from None
         finally:
