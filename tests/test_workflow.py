@@ -458,6 +458,10 @@ def test_another_machines_task_is_started_stopped_merged_and_removed_only_there(
         manual.store._execute("UPDATE sandboxes SET host = ? WHERE id = ?", ("build-2", record.id))
     seen = next_step(manual, sb.get_sandbox(manual, record.id))
     assert seen.action is None and "on build-2" in seen.line(STEP_HINTS)  # no `S` offered here
+    from loomtui.tui.sandbox_text import sandbox_fields  # and the app's detail says where it is
+
+    fields = {f.label: f.value for f in sandbox_fields(sb.get_sandbox(manual, record.id), seen, None)}
+    assert fields["host"].startswith("build-2 (another machine: it is started, stopped, merged and removed there")
     started = run_cli(manual.root, "sandbox", "start", record.id)
     assert started.returncode == 1 and started.stderr.strip() == (
         f"loomtui: error: sandbox {record.id} is on build-2: start it there")

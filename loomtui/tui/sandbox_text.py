@@ -13,6 +13,7 @@ from rich.text import Text
 from loomtui.errors import escape_controls
 from loomtui.execution import sandboxes
 from loomtui.execution.lifecycle import LIVE, PLANNED
+from loomtui.identity import current_host
 from loomtui.store import ClaimRecord, Event, SandboxRecord
 from loomtui.tui.keys import shown_key
 from loomtui.tui.widgets.fields import Field
@@ -115,6 +116,9 @@ def sandbox_fields(sandbox: SandboxRecord, step: StepView | None, diff: str | No
         ("exit code", "–" if sandbox.exit_code is None or sandbox.status in RUNNING_OR_TO_RUN
          else str(sandbox.exit_code)),
     )]
+    if sandbox.host and sandbox.host != current_host():  # a team's store: its worktree and agent are there
+        fields.insert(4, Field("host", f"{sandbox.host} (another machine: it is started, stopped, merged and "
+                                       "removed there)", "bold yellow"))
     fields.append(Field("isolation", sandboxes.isolation_label(sandbox),
                         "" if sandbox.isolation == "bwrap" else "bold yellow"))
     limits = sandbox.data.get("limits")  # what its agent's last start was limited to (`limits:`), or why not
