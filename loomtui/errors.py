@@ -48,6 +48,15 @@ def plural(count: int, noun: str) -> str:
     return f"{count} {head + ' ' if head else ''}{inflected}"
 
 
+def both_ends(text: str, limit: int) -> str:
+    """`text` in at most `limit` characters, its start and its end kept (` … ` between): what an agent
+    asks must not hide its point past a harmless first stretch (`git status`, 3,000 spaces, `; sed -i`)."""
+    if len(text) <= limit:
+        return text
+    tail = (limit - 3) * 3 // 8
+    return f"{text[:limit - 3 - tail]} … {text[-tail:]}"
+
+
 def abridged(text: str, limit: int) -> str:
     """`text` on one line (whitespace runs made one space) in at most `limit` characters: a longer one
     ends at the last whole word that fits, then `…` (mid-word only when a word is half the room)."""

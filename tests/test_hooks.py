@@ -548,6 +548,11 @@ def test_a_lead_is_shown_every_path_a_request_names_and_every_field_one_line(bil
     summary = ws.store.get_escalation(forged["id"]).summary  # type: ignore[union-attr]
     assert summary == ("agent-1 asks: Read\\n  file_path: docs/README.md command=rm -rf payments "
                        "file_path=docs/README.md"), summary
+    from loomtui.governance.agent_ops import op_ask_lead
+
+    question = op_ask_lead(gate, {"question": "Q long " + "padding " * 400 + " REAL: rm -rf payments"})
+    listed = ws.store.get_escalation(question["id"]).summary  # type: ignore[union-attr]
+    assert listed.startswith("agent-1 asks: Q long padding") and listed.endswith("REAL: rm -rf payments"), listed
     shown = run_cli(billing, "escalation", "show", str(forged["id"])).stdout.splitlines()
     assert "  tool_name: Read\\n  file_path: docs/README.md" in shown and "  file_path: docs/README.md" not in shown
 

@@ -17,7 +17,7 @@ import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Final
 
-from loomtui.errors import LoomError, quoted
+from loomtui.errors import LoomError, both_ends, quoted
 from loomtui.governance.escalations import CLEARED, EscalationStatus
 from loomtui.governance.hooks.permissions import PERMISSION_KIND, QUESTION_KIND, bounded, too_many_asks
 from loomtui.governance.hooks.requests import named_paths, one_line
@@ -171,7 +171,7 @@ def op_ask_lead(gate: HookGate, request: Mapping[str, Any]) -> dict[str, Any]:
         raise LoomError("the policy names no one who may answer an agent's question")
     if refused := too_many_asks(gate):
         raise LoomError(refused)
-    summary = f"{gate.sandbox_id} asks: {one_line(question, '', 150)}"
+    summary = f"{gate.sandbox_id} asks: {both_ends(one_line(question, '', MAX_QUESTION_CHARS), 150)}"
     extra = request.get("extra")
     record = open_escalation(gate.workspace, QUESTION_KIND, evaluation, facts, sandbox_id=gate.sandbox_id,
                              summary=summary,

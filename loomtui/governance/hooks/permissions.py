@@ -14,7 +14,7 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Final
 
-from loomtui.errors import LoomError, escape_controls
+from loomtui.errors import LoomError, both_ends, escape_controls
 from loomtui.governance.escalations import CLEARED, EscalationStatus, open_escalation
 from loomtui.governance.hooks.claude import HookEvent, HookInputError, edit_targets
 from loomtui.governance.hooks.requests import int_field, named_paths
@@ -190,7 +190,7 @@ def _describe_tool(tool_name: str, tool_input: Mapping[str, Any]) -> str:
     # after a harmless `git status` hid the `; sed -i ... payments/ledger.py` that followed them.
     name = escape_controls(tool_name[:60])
     text = " ".join([name, *(escape_controls(" ".join(d.split())) for d in details)])
-    return text if len(text) <= 160 else f"{text[:100]} … {text[-57:]}"
+    return both_ends(text, 160)
 
 
 def bounded(value: Mapping[str, Any]) -> dict[str, Any]:
