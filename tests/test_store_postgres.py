@@ -450,6 +450,15 @@ def test_store_copy_moves_everything_verifies_it_the_audit_log_keeps_verifying_a
     assert stale.returncode == 1 and stale.stderr.count("\n") == 1 and "Traceback" not in stale.stderr
     assert f"was copied to {report['destination']}" in stale.stderr and "store copy --to sqlite" in stale.stderr
     assert "s3cret" not in stale.stderr
+    # Another database (a mistyped name) holds none of it: said, not made as a second, empty team store.
+    other = postgres_url.rsplit("/", 1)[0] + "/postgres"
+    typo = subprocess.run([sys.executable, "-m", "loomtui", "store", "migrate"], cwd=repo, capture_output=True,
+                          text=True, env={**os.environ, "LOOMTUI_STORE": other})
+    assert typo.returncode != 0 and typo.stderr.count("\n") == 1, typo.stderr
+    assert "holds no store of this repository" in typo.stderr and f"copied to {report['destination']}" in typo.stderr
+    with psycopg.connect(other) as conn:
+        namespace = repository_namespace(find_repo(repo))
+        assert conn.execute("SELECT 1 FROM pg_namespace WHERE nspname = %s", (namespace,)).fetchone() is None
 
     monkeypatch.setenv("LOOMTUI_STORE", postgres_url)
     workspace = open_workspace(repo)

@@ -24,7 +24,7 @@ from loomtui.files import file_size
 from loomtui.gitcmd import Git
 from loomtui.identity import current_host
 from loomtui.repo import RepoPaths
-from loomtui.store.moves import refuse_a_left_store, refuse_a_moved_store
+from loomtui.store.moves import refuse_a_left_store, refuse_a_moved_store, store_move
 from loomtui.store.records import (
     ENDED_STATUSES,
     WORKTREE_MISSING_KEY,
@@ -150,7 +150,9 @@ def open_store(paths: RepoPaths, location: str | None = None, *, reads_only: boo
                              "system, or no permission to write it); reading it needs no write access") from None
     if not joining:
         refuse_a_left_store(paths)
-    from loomtui.store.postgres import PostgresStore  # psycopg loads only for a team's store
+    from loomtui.store.postgres import PostgresStore, redact  # psycopg loads only for a team's store
 
+    move = None if joining else store_move(paths)
+    elsewhere = f"its state was copied to {move.to} on {move.when()}" if move and move.to != redact(location) else ""
     return PostgresStore(location, repository_namespace(paths), mirror=f"{current_host()}:{paths.audit_path}",
-                         name=_main_checkout(paths).name)
+                         name=_main_checkout(paths).name, elsewhere=elsewhere)

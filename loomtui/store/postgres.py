@@ -136,8 +136,11 @@ class PostgresStore(SqlStore):
     """The shared state of one repository, in its schema of a PostgreSQL database."""
 
     def __init__(self, url: str, namespace: str, *, mirror: str, name: str = "",
-                 timeout: float = TIMEOUT_S) -> None:
+                 timeout: float = TIMEOUT_S, elsewhere: str = "") -> None:
+        """`elsewhere`: why this repository's store should already be in this database (its state was copied
+        to another one): then a namespace not there yet is refused, not made empty."""
         super().__init__()
+        self._elsewhere = elsewhere
         self.url = url
         self.location = redact(url)
         self.namespace = namespace
@@ -334,6 +337,9 @@ class PostgresStore(SqlStore):
                 ).format(registry), (self.namespace, name, time.time(), time.time()))
                 if version == SCHEMA_VERSION:
                     return
+                if version == 0 and self._elsewhere:  # a mistyped URL made an empty team store, unsaid
+                    raise StoreError(f"{self.location}: holds no store of this repository (namespace "
+                                     f"{self.namespace}), and {self._elsewhere}: check the URL; nothing was made")
                 conn.execute(pgsql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(schema))
                 conn.execute(pgsql.SQL("SET LOCAL search_path TO {}").format(schema))
                 if version == 0:
