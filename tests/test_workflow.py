@@ -3,6 +3,7 @@ callers race, redone after a caller dies mid-step; dependencies start work from 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import multiprocessing
 import os
@@ -462,6 +463,10 @@ def test_another_machines_task_is_started_stopped_merged_and_removed_only_there(
 
     fields = {f.label: f.value for f in sandbox_fields(sb.get_sandbox(manual, record.id), seen, None)}
     assert fields["host"].startswith("build-2 (another machine: it is started, stopped, merged and removed there")
+    from loomtui.tui.screens.dashboard_keys import key_applies  # nor does its footer offer S, s or m
+
+    running = dataclasses.replace(sb.get_sandbox(manual, record.id), status="running")
+    assert not any(key_applies(key, running, seen) for key in ("start", "stop", "merge"))
     started = run_cli(manual.root, "sandbox", "start", record.id)
     assert started.returncode == 1 and started.stderr.strip() == (
         f"loomtui: error: sandbox {record.id} is on build-2: start it there")

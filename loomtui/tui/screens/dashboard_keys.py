@@ -10,6 +10,7 @@ from textual.binding import Binding, BindingType
 
 from loomtui.execution.agent_control import DEFAULT_GRACE_S
 from loomtui.execution.lifecycle import APPROVED, AWAITING_REVIEW, LIVE, MERGED
+from loomtui.identity import current_host
 from loomtui.store import SandboxRecord
 from loomtui.tui.keys import shown_where_it_applies
 from loomtui.tui.sandbox_text import app_step_hints
@@ -107,6 +108,8 @@ def key_applies(action: str, sandbox: SandboxRecord | None, step: StepView | Non
     """Whether the footer offers `action` for the selected `sandbox` (None: none selected)."""
     if sandbox is None:
         return False
+    if action in ("start", "stop", "merge") and sandbox.host and sandbox.host != current_host():
+        return False  # another machine's sandbox: done there (refused here in one line if pressed)
     if action == "start":  # the Next column says "press S" (or "S runs it again") then
         return step is not None and step.action in (PersonAction.START, PersonAction.RERUN)
     if action == "drop_after":  # held: a task it waits for will never merge
