@@ -17,6 +17,7 @@ import contextlib
 import os
 import re
 import signal
+import stat
 import subprocess
 import tempfile
 import threading
@@ -38,6 +39,11 @@ DIFF_READ_MAX = 16 << 20
 """A file larger than this is binary to a diff: counted, never read (git read a 300 MB blob whole, twice)."""
 LARGE_FILES_BINARY = ("-c", f"core.bigFileThreshold={DIFF_READ_MAX}")
 """Before `diff --numstat`: past `DIFF_READ_MAX` a file is counted as binary without being read."""
+BINARY_BYTES_PER_LINE = 40
+"""A file git counts no lines in (binary to it: a NUL in its first 8 KB, or past DIFF_READ_MAX) counts one
+changed line per 40 bytes of it, old and new: it counted none, and 6,000 lines behind one NUL byte were a
+change of 0 lines, merged with no one asked."""
+_NO_OBJECT = "0" * 40
 
 
 class GitFailed(LoomError):
@@ -198,6 +204,56 @@ class Git:
         if consumer.returncode != 0:
             raise GitFailed(f"git {command_name(then)} failed: {first_line(err.decode('utf-8', 'replace'))}")
         return out
+
+    def lines_changed_by_file(self, base: str, head: str | None, config: Sequence[str] = ()) -> dict[str, int]:
+        """Lines added plus removed in each file between `base` and `head` (the working tree when None), a
+        file git finds binary by its size (`BINARY_BYTES_PER_LINE`); GitFailed when git cannot tell.
+        `config`: `-c` options first."""
+        spec = [base] if head is None else [base, head]
+        done = self.raw(*config, *LARGE_FILES_BINARY, "diff", "--numstat", "--no-renames", "-z", *spec)
+        if done.status != 0:
+            raise GitFailed(f"git diff failed: {first_line(done.err.decode('utf-8', 'replace'))}")
+        lines: dict[str, int] = {}
+        binary: list[str] = []
+        for entry in done.out.decode("utf-8", "surrogateescape").split("\0"):
+            added, _, rest = entry.partition("\t")
+            removed, _, path = rest.partition("\t")
+            if not path:
+                continue
+            if added.isdigit() and removed.isdigit():
+                lines[path] = int(added) + int(removed)
+            else:  # "-": binary to git
+                binary.append(path)
+        for path, size in self._changed_bytes(spec, binary, config).items():
+            lines[path] = -(-size // BINARY_BYTES_PER_LINE)
+        return lines
+
+    def _changed_bytes(self, spec: Sequence[str], paths: Sequence[str], config: Sequence[str]) -> dict[str, int]:
+        """The old and new sizes of each of `paths` between `spec`'s sides, added (a side the file is not on
+        counts 0; the working tree's side is the file as it is)."""
+        if not paths:
+            return {}
+        done = self.raw(*config, "diff", "--raw", "--no-renames", "--no-abbrev", "-z", *spec, "--",
+                        *(f":(literal){path}" for path in paths))
+        if done.status != 0:
+            raise GitFailed(f"git diff failed: {first_line(done.err.decode('utf-8', 'replace'))}")
+        fields = done.out.decode("utf-8", "surrogateescape").split("\0")
+        sides: dict[str, tuple[str, str]] = {}
+        for meta, path in zip(fields[0::2], fields[1::2], strict=False):
+            parts = meta.split()
+            if len(parts) >= 4:
+                sides[path] = (parts[2], parts[3])
+        ids = [i for old, new in sides.values() for i in (old, new) if i != _NO_OBJECT]
+        sizes = {name: size for name, (_kind, size) in self.object_sizes(ids).items()}
+        changed: dict[str, int] = {}
+        for path, (old, new) in sides.items():
+            on_disk = 0
+            if new == _NO_OBJECT and len(spec) == 1:  # the working tree's file, not yet an object
+                with contextlib.suppress(OSError):
+                    found = os.lstat(Path(self.cwd) / path)
+                    on_disk = found.st_size if stat.S_ISREG(found.st_mode) else 0
+            changed[path] = sizes.get(old, 0) + sizes.get(new, on_disk)
+        return changed
 
     def object_sizes(self, ids: Sequence[str], *, env: Mapping[str, str] | None = None,
                      timeout: float | None = None) -> dict[str, tuple[str, int]]:

@@ -96,3 +96,26 @@ def test_an_error_is_said_by_git_s_error_line_not_the_hint_before_it() -> None:
     assert first_line("\nAlready up to date.\n") == "Already up to date."
     assert first_line("hint: only a hint\n") == "hint: only a hint"
     assert first_line("") == "(no output)"
+
+
+def test_a_file_git_finds_binary_counts_its_lines_by_its_size(repo: Path) -> None:
+    """One NUL byte at the top of 6,000 lines made them a change of 0 lines: under the policy's
+    `lines_changed` limit, and gate 2's size, a docs change merged with no one asked."""
+    from loomtui.governance.gitfacts import lines_changed
+
+    base = git(repo, "rev-parse", "HEAD").strip()
+    text = "".join(f"line {n} of the runbook\n" for n in range(6000))
+    (repo / "runbook.md").write_text("\0\n" + text)
+    (repo / "notes.md").write_text("one\ntwo\n")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-qm", "a runbook")
+    by_file = Git(repo).lines_changed_by_file(base, "HEAD")
+    assert by_file["notes.md"] == 2 and by_file["runbook.md"] == -(-(len(text) + 2) // 40)
+    assert lines_changed(repo, base, "HEAD") == by_file["runbook.md"] + 2 > 400
+    (repo / "runbook.md").write_text("\0\n" + text + "more\n")  # the working tree: the file as it is
+    size = len(text) + 2
+    assert Git(repo).lines_changed_by_file("HEAD", None) == {"runbook.md": -(-(size + size + 5) // 40)}
+    git(repo, "checkout", "-q", "runbook.md")
+    git(repo, "rm", "-q", "runbook.md")
+    git(repo, "commit", "-qm", "gone")
+    assert Git(repo).lines_changed_by_file("HEAD~1", "HEAD") == {"runbook.md": by_file["runbook.md"]}

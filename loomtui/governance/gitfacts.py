@@ -6,7 +6,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from loomtui.coordination.diff import changed_files, diff_regions
-from loomtui.gitcmd import LARGE_FILES_BINARY, Git
+from loomtui.gitcmd import Git, GitFailed
 from loomtui.governance.policy import ChangeFacts
 
 
@@ -26,14 +26,13 @@ def commit_author(root: Path, rev: str) -> str | None:
 
 
 def lines_changed(root: Path, base: str, head: str | None = None) -> int:
-    """Lines added plus removed between base and head (the working tree when head is None)."""
-    spec = [base] if head is None else [base, head]
-    out = git_output(root, *LARGE_FILES_BINARY, "diff", "--numstat", "--no-renames", *spec) or ""
-    total = 0
-    for line in out.splitlines():
-        added, removed, _ = line.split("\t", 2)
-        total += (int(added) if added.isdigit() else 0) + (int(removed) if removed.isdigit() else 0)
-    return total
+    """Lines added plus removed between base and head (the working tree when head is None), a binary file
+    by its size (`gitcmd.BINARY_BYTES_PER_LINE`); 0 when git cannot tell (as before: a failure is said by
+    the facts' other readers)."""
+    try:
+        return sum(Git(root).lines_changed_by_file(base, head).values())
+    except GitFailed:
+        return 0
 
 
 def change_facts(root: Path, base: str, head: str | None = None, *, gates: Mapping[str, str] | None = None,

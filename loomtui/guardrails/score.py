@@ -41,7 +41,7 @@ from loomtui.coordination.regions import ancestors, overlaps, split_id
 from loomtui.coordination.suggest import suggest_regions
 from loomtui.errors import LoomError, plural
 from loomtui.files import make_folders
-from loomtui.gitcmd import Git
+from loomtui.gitcmd import Git, GitFailed
 from loomtui.globs import glob_spec
 from loomtui.guardrails.classify import Classification, TestClass
 from loomtui.knowledge.rules import Finding, check_rules
@@ -373,16 +373,10 @@ def gather_inputs(workspace: Workspace, record: SandboxRecord, base: str, tip: s
 
 
 def _numstat(repo: Git, base: str, tip: str) -> dict[str, int]:
-    done = repo.raw(*DISTRUSTING_GIT_CONFIG, "diff", "--numstat", "--no-renames", "-z", base, tip)
-    if done.status != 0:
-        raise LoomError(f"git diff {base[:12]}..{tip[:12]}: {done.err.decode('utf-8', 'replace').strip()}")
-    lines: dict[str, int] = {}
-    for entry in done.out.decode("utf-8", "surrogateescape").split("\0"):
-        added, _, rest = entry.partition("\t")
-        removed, _, path = rest.partition("\t")
-        if path:  # binary files count "-": no lines
-            lines[path] = (int(added) if added.isdigit() else 0) + (int(removed) if removed.isdigit() else 0)
-    return lines
+    try:  # a binary file by its size: one NUL byte made 6,000 lines a change of 0
+        return repo.lines_changed_by_file(base, tip, DISTRUSTING_GIT_CONFIG)
+    except GitFailed as exc:
+        raise LoomError(f"git diff {base[:12]}..{tip[:12]}: {exc}") from None
 
 
 def _claims(workspace: Workspace, sandbox_id: str) -> tuple[list[ClaimRecord], list[ClaimRecord]]:
