@@ -250,6 +250,26 @@ def test_the_merged_gate_names_two_changes_that_pass_alone_but_break_together(tm
     assert [[set(found) for found in e.details["breaking"]] for e in entries] == [[{cents, total}]] * 2
 
 
+def test_a_pending_change_to_how_the_checks_run_takes_the_blame_for_what_breaks_beside_it(tmp_path: Path) -> None:
+    """A hostile agent's conftest.py failing only when another sandbox's file is there had that change (a one-line
+    doc) held for a lead as breaking together with it."""
+    workspace = make_repo(tmp_path)
+    trap = ("import os\n\nimport pytest\n\n\n@pytest.fixture(autouse=True)\ndef _trap():\n"
+            "    assert not os.path.exists('docs/victim.md')\n")
+    attacker = sandbox_with(workspace, "a fixture", {"conftest.py": trap})
+    victim = sandbox_with(workspace, "a doc", {"docs/victim.md": "a line\n"})
+    for sandbox in (attacker, victim):
+        assert evaluate(workspace, sandbox, which="1").gate1 == "passed"
+        workspace.store.update_sandbox(sandbox, status="awaiting_review")
+    [report] = merged_gate(workspace)
+    [found] = report.breaking
+    assert set(found.sandboxes) == {attacker, victim} and found.suspects == (attacker,)
+    assert report.breaks_with(victim) == () and report.breaks_with(attacker) == (victim,)
+    assert found.line().endswith(f"({attacker} changes how the checks run: the break is counted against that "
+                                 "change alone)")
+    assert merged_gate(workspace)[0].breaking[0].suspects == (attacker,)  # kept with the stored report
+
+
 def test_eval_from_the_command_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     workspace = make_repo(tmp_path, JUNIT_GATE + '  - name: quiet\n    run: ["true"]\n')
     sandbox = sandbox_with(workspace, "labels in cents", {"shop/prices.py": PRICES.replace("/ 100", "// 100")})

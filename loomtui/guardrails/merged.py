@@ -44,10 +44,21 @@ class BreakingSet:
     sandboxes: tuple[str, ...]
     check: str
     tests: tuple[str, ...]
+    suspects: tuple[str, ...] = ()
+    """Those of `sandboxes` whose own change touches what decides how checks run (`starter.CHECK_SETUP`: a
+    conftest.py, the runner's config): the break is theirs. A pending sandbox's conftest that failed only
+    beside another's file had that other change, a one-line doc, held for a lead as breaking together."""
 
     def line(self) -> str:
         what = ", ".join(self.tests[:3]) + (" ..." if len(self.tests) > 3 else "") if self.tests else "its exit code"
-        return f"{' + '.join(self.sandboxes)} break {self.check} together: {what}"
+        suspects = (f" ({' + '.join(self.suspects)} {'changes' if len(self.suspects) == 1 else 'change'} how the "
+                    "checks run: the break is counted against that change alone)" if self.suspects else "")
+        return f"{' + '.join(self.sandboxes)} break {self.check} together: {what}{suspects}"
+
+    def counts_against(self, sandbox_id: str) -> bool:
+        """Whether the break is `sandbox_id`'s too: it is in the set, and no other member's change decides
+        how the checks run while its own does not."""
+        return sandbox_id in self.sandboxes and (not self.suspects or sandbox_id in self.suspects)
 
 
 @dataclass(frozen=True)
@@ -68,15 +79,16 @@ class MergedReport:
         return [str(check["gate"]) for check in self.checks if check.get("status") == "error"]
 
     def breaks_with(self, sandbox_id: str) -> tuple[str, ...]:
-        """The other sandboxes `sandbox_id` breaks something together with."""
-        return tuple(sorted({other for found in self.breaking if sandbox_id in found.sandboxes
+        """The other sandboxes `sandbox_id` breaks something together with (a break another member's change
+        to how the checks run explains is not counted against it)."""
+        return tuple(sorted({other for found in self.breaking if found.counts_against(sandbox_id)
                              for other in found.sandboxes if other != sandbox_id}))
 
     def as_dict(self) -> dict[str, Any]:
         return {"target": self.target, "onto": self.onto, "commit": self.commit, "sandboxes": list(self.sandboxes),
                 "conflicting": [list(c) for c in self.conflicting], "checks": list(self.checks),
-                "breaking": [{"sandboxes": list(b.sandboxes), "check": b.check, "tests": list(b.tests)}
-                             for b in self.breaking], "stored": self.stored}
+                "breaking": [{"sandboxes": list(b.sandboxes), "check": b.check, "tests": list(b.tests),
+                              "suspects": list(b.suspects)} for b in self.breaking], "stored": self.stored}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], *, stored: bool = False) -> MergedReport:
@@ -84,7 +96,8 @@ class MergedReport:
                    sandboxes=tuple(data["sandboxes"]),
                    conflicting=tuple((str(a), str(b)) for a, b in data.get("conflicting", ())),
                    checks=tuple(data.get("checks", ())),
-                   breaking=tuple(BreakingSet(tuple(b["sandboxes"]), b["check"], tuple(b["tests"]))
+                   breaking=tuple(BreakingSet(tuple(b["sandboxes"]), b["check"], tuple(b["tests"]),
+                                              tuple(b.get("suspects") or ()))
                                   for b in data.get("breaking", ())), stored=stored)
 
 
@@ -222,13 +235,32 @@ def _who_breaks(workspace: Workspace, gate: GateConfig, onto: str, records: Sequ
         left -= failing_with([sandbox])
     found: list[BreakingSet] = []
     pairs = [pair for pair in itertools.combinations(merged_ids, 2) if not focus or set(pair) & set(focus)]
+    setup = _changing_check_setup(workspace, onto, [r for r in records if r.id in merged_ids])
     for pair in pairs[:MAX_PAIRS]:
         if not left:
             break
         broken = failing_with(list(pair)) & left
         if broken:
-            found.append(BreakingSet(tuple(pair), gate.name, tuple(sorted(broken - {"(exit code)"}))))
+            found.append(BreakingSet(tuple(pair), gate.name, tuple(sorted(broken - {"(exit code)"})),
+                                     tuple(s for s in pair if s in setup)))
             left -= broken
     if left:
-        found.append(BreakingSet(tuple(merged_ids), gate.name, tuple(sorted(left - {"(exit code)"}))))
+        found.append(BreakingSet(tuple(merged_ids), gate.name, tuple(sorted(left - {"(exit code)"})),
+                                 tuple(s for s in merged_ids if s in setup)))
     return found
+
+
+def _changing_check_setup(workspace: Workspace, onto: str, records: Sequence[SandboxRecord]) -> set[str]:
+    """The sandboxes whose change (onto's tip to their branch) touches what decides how checks run."""
+    from loomtui.globs import glob_spec
+    from loomtui.starter import CHECK_SETUP
+
+    spec = glob_spec(dict.fromkeys(glob for globs in CHECK_SETUP.values() for glob in globs))
+    repo = Git(workspace.root)
+    changing = set()
+    for record in records:
+        done = repo.raw("diff", "--name-only", "--no-renames", "-z", onto, record.branch or "")
+        names = done.out.decode("utf-8", "surrogateescape").split("\0") if done.status == 0 else []
+        if any(name and spec.match_file(name) for name in names):
+            changing.add(record.id)
+    return changing

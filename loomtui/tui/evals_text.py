@@ -284,7 +284,11 @@ def banner_text(merged: MergedReport | None, sandbox_id: str | None,
             others = " + ".join(f"{s} ({now[s]} since)" if s in now else s for s in found.sandboxes if s != sandbox_id)
             what = ", ".join(found.tests[:3]) + (" ..." if len(found.tests) > 3 else "") if found.tests \
                 else "its exit code"
-            lines.append(f"{sandbox_id} breaks {found.check} together with {others}: {what}")
+            if found.counts_against(sandbox_id):
+                lines.append(f"{sandbox_id} breaks {found.check} together with {others}: {what}")
+            else:  # another's change to how the checks run: said, not held against this one
+                lines.append(f"{found.check} fails beside {others}, whose change decides how the checks run: {what} "
+                             f"(not counted against {sandbox_id})")
     lines += [f"{sandbox_id} does not merge with the other pending sandboxes: {files}"
               for sandbox, files in merged.conflicting if sandbox == sandbox_id]
     return Text("\n".join(one_line(line) for line in lines), style="bold") if lines else None
