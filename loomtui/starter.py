@@ -164,7 +164,9 @@ rules:
     description: What every later agent is given (AGENTS.md, the ADRs, the conventions) and loomtui's own
       configuration change only with a lead.
     stage: post-gate
-    when: {{paths: ["AGENTS.md", "CLAUDE.md", "docs/adr/**", "docs/conventions/**", ".loom/**"]}}
+    when: {{paths: ["AGENTS.md", "AGENTS.override.md", "CLAUDE.md", "CLAUDE.local.md", "GEMINI.md",
+                   "CONVENTIONS.md", ".github/copilot-instructions.md", ".cursorrules", "docs/adr/**",
+                   "docs/conventions/**", ".loom/**"]}}
     risk: high
     decision: require
     approvals: {{groups: [leads], count: 1}}

@@ -906,7 +906,7 @@ def test_cli_policy_validate(sample: Path, capsys: pytest.CaptureFixture[str],
     policy.write_text(policy.read_text().replace("decision: block", "decision: blok", 1))
     assert main(["-C", str(sample), "policy", "validate"]) == 2
     assert capsys.readouterr().err == (
-        "loomtui: error: .loom/policy.yaml:73: rules[8].decision: must be one of auto_approve, require, block "
+        "loomtui: error: .loom/policy.yaml:74: rules[8].decision: must be one of auto_approve, require, block "
         "(got 'blok'; did you mean 'block'?)\n")
 
 
