@@ -694,6 +694,15 @@ def test_a_large_request_waits_for_the_one_large_slot(billing: Path, ws: Workspa
         broker.close()
 
 
+def test_a_line_whose_string_never_closes_is_counted_in_one_pass() -> None:
+    """Each quote of `"\\"\\"...` (never closed) rescanned the rest of the line, holding the interpreter's lock:
+    100 KB froze the whole supervisor (its log, its agent's end, its timeouts) for 49 s; 2 MB, for hours."""
+    probe = ("from loomtui.governance.broker import _values_in\n"
+             "print(_values_in(b'{\"op\": \"x\", \"pad\": \"' + b'\\\\\"' * 1_000_000))")
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=False)
+    assert (done.returncode, done.stdout) == (0, "1\n"), done.stderr
+
+
 def test_a_large_request_of_too_many_values_is_refused_before_it_is_parsed(
         billing: Path, ws: Workspace, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """16 MB of `[],` parses to 5.6 million lists (480 MB); commas inside strings are not values."""

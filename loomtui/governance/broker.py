@@ -59,7 +59,10 @@ eight connections sending 16 MB of `[],[],...` at once took 3.5 GB of the superv
 MAX_REQUEST_VALUES: Final = 500_000
 """Values (lists, objects, numbers, strings) a large line may hold: parsed, each costs up to 24 times
 its bytes (16 MB of `[],` is 5.6 million lists, 480 MB); a commit of 200,000 paths holds as many."""
-_JSON_STRING: Final = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.S)
+_JSON_STRING: Final = re.compile(rb'"(?:[^"\\]++|\\.)*+(?:"|\\?\Z)', re.S)
+"""A JSON string, or an unclosed one to the line's end: possessive, so each quote starts one match that never
+backtracks (a line of `"\\"\\"...`, never closed, rescanned the rest at each quote: 100 KB froze the whole
+supervisor for 49 s, 16 MB would have for weeks)."""
 POLL_S: Final = 0.05
 """How often the serving thread looks for a shutdown (a select with no connection waiting costs nothing)."""
 
