@@ -558,16 +558,20 @@ def test_a_lead_is_shown_every_path_a_request_names_and_every_field_one_line(bil
 
 
 def test_a_path_no_system_can_hold_is_refused_not_an_internal_error(billing: Path, ws: Workspace) -> None:
-    """`check_edit` of `"\\ud800"` (a lone surrogate, valid JSON) answered "internal error in the broker"."""
+    """`check_edit`, `check_commit` or a permission request naming `"\\ud800"` (a lone surrogate, valid JSON)
+    answered "internal error in the broker"."""
     from loomtui.governance.broker import Broker
 
     broker = Broker(ws, "agent-1", billing, billing.parent / "b.sock")
     try:
-        answer = broker.answer(b'{"op": "check_edit", "path": "a\\ud800.py"}')
-        assert answer["ok"] and answer["decision"] == "deny", answer
-        assert answer["reason"] == "a\\ud800.py is no file name: it cannot be encoded"
+        for line in (b'{"op": "check_edit", "path": "a\\ud800.py"}', b'{"op": "check_commit", "paths": ["\\ud800.py"]}',
+                     b'{"op": "open_permission_request", "tool_name": "Write", "tool_input": {"file_path": "\\ud800"}}'):
+            assert broker.answer(line) == {"ok": False, "error": "a request's text is not valid Unicode (a lone "
+                                                                 "surrogate, such as \\ud800)"}, line
     finally:
         broker.close()
+    assert HookGate(ws, "agent-1", billing).check_edit("a\ud800.py").reason == (
+        "a\\ud800.py is no file name: it cannot be encoded")  # in this process, no broker between
 
 
 def test_an_agent_claims_so_many_files_in_all(billing: Path, ws: Workspace, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -10,6 +10,7 @@ adds its cooperating operations (claims, questions to a lead) on the same terms.
 from __future__ import annotations
 
 import importlib
+import json
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Final
 
@@ -159,6 +160,10 @@ def dispatch(gate: HookGate, request: Any) -> dict[str, Any]:
     _add_agent_operations()
     if not isinstance(request, dict):
         return {"ok": False, "error": "a request is a JSON object with an 'op'"}
+    try:  # JSON's `\ud800` is a lone surrogate: no file name, no text a store or a log holds
+        json.dumps(request, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        return {"ok": False, "error": "a request's text is not valid Unicode (a lone surrogate, such as \\ud800)"}
     operation = OPERATIONS.get(request.get("op"))  # type: ignore[arg-type]
     if operation is None:
         return {"ok": False, "error": f"unknown operation {request.get('op')!r}; agents may only ask "
