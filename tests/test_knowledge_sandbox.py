@@ -86,6 +86,15 @@ def test_the_slice_is_where_the_agent_reads_it_and_never_part_of_its_work(
     assert kept.read_text().endswith("Run make lint before committing.\n")
     entries = [e.details for e in workspace.audit.entries() if e.action == "sandbox.context_edited"]
     assert entries == [{"files": {file: str(kept)}}]
+    # And the slice is back where the agent read it: run again, it read what the last run planted there.
+    context = sb.sandbox_paths(workspace.paths, record.id).context
+    assert (worktree / file).read_bytes() == context.read_bytes()
+    # A refresh keeps an edit made since, as the end does (it wrote over it).
+    from loomtui.execution.context_files import refresh
+
+    (worktree / file).write_text("planted again\n")
+    refresh(workspace, record.id)
+    assert kept.read_text() == "planted again\n" and (worktree / file).read_bytes() == context.read_bytes()
 
 
 async def test_the_context_tab_shows_what_the_agent_got_and_flags_it_stale(billing: Path) -> None:

@@ -15,6 +15,7 @@ as `context.unavailable` with its id) and `context_warning` gives the line to sh
 
 from __future__ import annotations
 
+import contextlib
 import stat
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -57,9 +58,10 @@ CONTEXT_EDITED_KEY: Final = "context_edited"
 
 def keep_edited(state_dir: Path, worktree: Path, context: Path, names: Sequence[str]) -> dict[str, str]:
     """Each of the worktree's context files `names` that no longer holds what loomtui wrote there (`context`),
-    copied into `state_dir` as `edited-NAME`: name -> where the copy is ("" when removed or unreadable).
-    Such an edit stays out of the sandbox's commits, and an agent that made one was told, if at all, by the
-    hook only: its end says so, and keeps the text."""
+    copied into `state_dir` as `edited-NAME` and written back as it was: name -> where the copy is ("" when
+    removed or unreadable). Such an edit stays out of the sandbox's commits, and an agent that made one was
+    told, if at all, by the hook only: its end says so, and keeps the text; the agent run again (or a
+    refresh) reads loomtui's context there, not what the last run planted."""
     try:
         given = context.read_bytes()
     except OSError:
@@ -77,10 +79,12 @@ def keep_edited(state_dir: Path, worktree: Path, context: Path, names: Sequence[
         kept = state_dir / f"edited-{Path(name).name}"
         try:
             if text is not None:
-                write_atomically(kept, text.decode("utf-8", "replace"))
+                write_atomically(kept, text)
         except OSError:
             text = None
         edited[name] = str(kept) if text is not None else ""
+        with contextlib.suppress(OSError):  # by rename: a link there is replaced, never written through
+            write_atomically(path, given)
     return edited
 
 
@@ -163,6 +167,10 @@ def refresh(workspace: Workspace, sandbox_id: str) -> AgentContext:
         # Nothing of its agent is left to read it; recorded, the audit named files never written.
         raise LoomError(f"sandbox {sandbox.id}: its worktree {sandbox.worktree or '(none)'} is missing, so no agent "
                         "reads its context; nothing was refreshed", exit_code=1)
+    edited = keep_edited(paths.dir, worktree, paths.context, names)  # an agent's edit there: kept, not lost
+    if edited:
+        workspace.record("sandbox.context_edited", sandbox.id, {"files": edited, "refresh": True})
+        workspace.store.update_sandbox(sandbox.id, data={CONTEXT_EDITED_KEY: edited})
     try:
         write_atomically(paths.context, given.text)
         for name in names:
