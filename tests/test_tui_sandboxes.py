@@ -312,3 +312,25 @@ def test_the_archive_question_says_what_becomes_of_the_branch() -> None:
 
     assert asked("merged").endswith("and its branch goes (its commits are in main).")
     assert asked("rejected").endswith("and the branch stays (unless its commits are all in main already).")
+
+
+async def test_another_machines_sandbox_is_not_archived_or_paused_from_here(repo: Path) -> None:
+    """On a team's store `x` asked "Archive sandbox ...?" for another machine's sandbox and `X` listed them:
+    the one was then refused, the others skipped without a word."""
+    from loomtui.store import SandboxRecord
+
+    workspace = open_workspace(repo)
+    workspace.store.add_sandbox(SandboxRecord(id="there1", task="t", runtime="script", status="rejected",
+                                              created=1.0, updated=1.0, host="build-2"))
+    app = LoomApp(workspace)
+    async with app.run_test(size=(120, 40), notifications=True) as pilot:
+        await wait_for(pilot, lambda: app.latest_snapshot is not None and len(app.latest_snapshot.sandboxes) == 1)
+        said = lambda: [n.message for n in app._notifications]  # noqa: E731
+        for key, words in (("x", "sandbox there1 is on build-2: archive it there"),
+                           ("p", "sandbox there1 is on build-2: pause or resume it there"),
+                           ("X", "no merged or rejected sandbox to archive")):
+            await pilot.press(key)
+            await pilot.pause()
+            assert not isinstance(app.screen, ConfirmScreen), key  # nothing asked
+            await wait_for(pilot, lambda words=words: words in said())
+        assert workspace.store.get_sandbox("there1").status == "rejected"  # type: ignore[union-attr]

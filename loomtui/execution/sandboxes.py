@@ -134,10 +134,15 @@ def get_sandbox(workspace: Workspace, sandbox_id: str) -> SandboxRecord:
     raise LoomError(f"no sandbox {sandbox_id!r}")
 
 
+def on_this_host(record: SandboxRecord) -> bool:
+    """Whether a sandbox runs on this machine (a team's store holds other machines' too)."""
+    return not record.host or record.host == current_host()
+
+
 def refuse_elsewhere(record: SandboxRecord, doing: str) -> None:
     """Refuse (one line, exit 1) what only the machine a sandbox runs on can do: its worktree, branch
     and agent are there (a start from another clone of a shared store failed the task there)."""
-    if record.host and record.host != current_host():
+    if not on_this_host(record):
         raise LoomError(f"sandbox {record.id} is on {record.host}: {doing} there", exit_code=1)
 
 

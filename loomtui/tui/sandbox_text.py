@@ -13,7 +13,6 @@ from rich.text import Text
 from loomtui.errors import escape_controls
 from loomtui.execution import sandboxes
 from loomtui.execution.lifecycle import LIVE, PLANNED
-from loomtui.identity import current_host
 from loomtui.store import ClaimRecord, Event, SandboxRecord
 from loomtui.tui.keys import shown_key
 from loomtui.tui.widgets.fields import Field
@@ -116,7 +115,7 @@ def sandbox_fields(sandbox: SandboxRecord, step: StepView | None, diff: str | No
         ("exit code", "–" if sandbox.exit_code is None or sandbox.status in RUNNING_OR_TO_RUN
          else str(sandbox.exit_code)),
     )]
-    if sandbox.host and sandbox.host != current_host():  # a team's store: its worktree and agent are there
+    if not sandboxes.on_this_host(sandbox):  # a team's store: its worktree and agent are there
         fields.insert(4, Field("host", f"{sandbox.host} (another machine: it is started, stopped, merged and "
                                        "removed there)", "bold yellow"))
     fields.append(Field("isolation", sandboxes.isolation_label(sandbox),

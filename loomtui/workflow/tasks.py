@@ -20,7 +20,6 @@ from loomtui.execution.lifecycle import ARCHIVED, DONE_WITH, EXITED, FAILED, MER
 from loomtui.execution.procs import is_alive
 from loomtui.execution.review import RemoveResult
 from loomtui.governance.coordinator import governed_coordinator
-from loomtui.identity import current_host
 from loomtui.store import SandboxRecord
 from loomtui.workflow.engine import SUPERVISOR, Workflow, start_agent
 from loomtui.workflow.steps import (
@@ -203,9 +202,9 @@ def remove_done(workspace: Workspace) -> list[tuple[str, RemoveResult | LoomErro
     """Archive every sandbox that is done with (`DONE_WITH`), oldest first, each as `remove` does without force:
     for each, its result, or why it was refused (one refusal does not stop the rest)."""
     outcomes: list[tuple[str, RemoveResult | LoomError]] = []
-    here = current_host()  # another machine's are archived there, where their worktrees are
+    # Another machine's are archived there, where their worktrees are.
     done = [record for record in workspace.store.list_sandboxes()
-            if record.status in DONE_WITH and record.host in ("", here)]
+            if record.status in DONE_WITH and sandboxes.on_this_host(record)]
     for record in sorted(done, key=lambda r: r.created):
         try:
             outcomes.append((record.id, remove(workspace, record.id)))

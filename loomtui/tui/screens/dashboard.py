@@ -495,8 +495,17 @@ class DashboardScreen(LoomScreen[None]):
         self._run_once_confirmed(dashboard_keys.stop_question(sandbox), f"stop {sandbox.id}", agent_control.stop,
                                  sandbox.id)
 
+    def _elsewhere(self, sandbox: SandboxRecord, doing: str) -> bool:
+        """Whether `sandbox` is another machine's (then said, before any question is asked)."""
+        try:
+            sandboxes.refuse_elsewhere(sandbox, doing)
+        except LoomError as exc:
+            self.app.notify(str(exc), title=doing.split()[0], severity="error")
+            return True
+        return False
+
     def action_pause_resume(self) -> None:
-        if (sandbox := self.selected_sandbox()) is not None:
+        if (sandbox := self.selected_sandbox()) is not None and not self._elsewhere(sandbox, "pause or resume it"):
             call = agent_control.resume if sandbox.status == PAUSED else agent_control.pause
             self._run(f"{call.__name__} {sandbox.id}", call, sandbox.id)
 
@@ -595,13 +604,15 @@ class DashboardScreen(LoomScreen[None]):
 
     def action_archive(self) -> None:
         sandbox = self.selected_sandbox()
-        if sandbox is None:
+        if sandbox is None or self._elsewhere(sandbox, "archive it"):
             return
         self._run_once_confirmed(dashboard_keys.archive_question(sandbox), f"archive {sandbox.id}",
                                  sandbox_calls.archive, sandbox.id)
 
     def action_archive_done(self) -> None:
-        done = [s for s in self.snapshot.sandboxes if s.status in DONE_WITH] if self.snapshot else []
+        # This machine's: another's are archived there (asked here, they were skipped without a word).
+        done = [s for s in self.snapshot.sandboxes if s.status in DONE_WITH and sandboxes.on_this_host(s)] \
+            if self.snapshot else []
         if not done:
             self.app.notify("no merged or rejected sandbox to archive", title="archive", timeout=3)
             return

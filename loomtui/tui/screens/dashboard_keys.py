@@ -10,12 +10,14 @@ from textual.binding import Binding, BindingType
 
 from loomtui.execution.agent_control import DEFAULT_GRACE_S
 from loomtui.execution.lifecycle import APPROVED, AWAITING_REVIEW, LIVE, MERGED
-from loomtui.identity import current_host
+from loomtui.execution.sandboxes import on_this_host
 from loomtui.store import SandboxRecord
 from loomtui.tui.keys import shown_where_it_applies
 from loomtui.tui.sandbox_text import app_step_hints
 from loomtui.workflow.steps import PersonAction, Step, StepView
 
+HOST_KEYS: Final = frozenset({"start", "stop", "merge"})
+"""The footer's keys only the machine a sandbox runs on can use (`p` and `x` say so when pressed)."""
 FOLLOWS_SELECTION: Final = frozenset({"start", "stop", "merge", "diff", "evals", "open", "drop_after"})
 """Actions the footer shows only while they apply to the selected sandbox (`open` needs one selected,
 and does nothing without: it has no twin)."""
@@ -108,7 +110,7 @@ def key_applies(action: str, sandbox: SandboxRecord | None, step: StepView | Non
     """Whether the footer offers `action` for the selected `sandbox` (None: none selected)."""
     if sandbox is None:
         return False
-    if action in ("start", "stop", "merge") and sandbox.host and sandbox.host != current_host():
+    if action in HOST_KEYS and not on_this_host(sandbox):
         return False  # another machine's sandbox: done there (refused here in one line if pressed)
     if action == "start":  # the Next column says "press S" (or "S runs it again") then
         return step is not None and step.action in (PersonAction.START, PersonAction.RERUN)
