@@ -499,11 +499,12 @@ def _checked(value: Value, problem_of: Callable[[str], str | None]) -> str:
     return text
 
 
-_SECRETS: Final = re.compile(r"(password\s*=\s*)('[^']*'|\S+)|(//[^/:@\s]*:)[^@/\s]*(@)", re.IGNORECASE)
+_SECRETS: Final = re.compile(r"(password\s*=\s*)('(?:[^'\\]|\\.|'')*'|\S+)|([^\s/:@]+:)\S*(@)", re.IGNORECASE)
 
 
 def without_secrets(location: str) -> str:
-    """`location` as said back in an error: a password in it (`password=...`, `//user:...@`) as `***`."""
+    """`location` as said back in an error: a password in it (`password=...`, `user:...@`, whatever it
+    holds up to the last `@`) as `***`."""
     return _SECRETS.sub(lambda m: f"{m[1]}***" if m[1] else f"{m[3]}***{m[4]}", location)
 
 

@@ -452,6 +452,19 @@ def test_a_bad_store_is_said_at_its_line_by_every_command_not_only_config_check(
     assert configured_store(tmp_path) == "sqlite"
 
 
+@pytest.mark.parametrize("location", ["postgresq://loom:s3cr/et@db", "postgresq://loom:p@ss@db/x", "loom:s3cr@db:5432/x",
+                                      "host=x password = 'it''s s3cr' user=y", "host=db password=s3cr"])
+def test_a_store_location_said_back_never_shows_its_password(location: str, tmp_path: Path) -> None:
+    from loomtui.config import without_secrets
+    from tests.conftest import git, run_cli
+
+    assert "s3cr" not in without_secrets(location) and "***" in without_secrets(location)
+    (tmp_path / "r").mkdir()
+    git(tmp_path / "r", "init", "-q")
+    said = run_cli(tmp_path / "r", "store", "copy", "--to", location)  # `--to` said back too
+    assert said.returncode == 2 and "s3cr" not in said.stderr and "***" in said.stderr, said.stderr
+
+
 @pytest.mark.parametrize(("text", "expected"), [
     ("version: 1\ngates: [oops\n", "sqlite"),  # not YAML, and no `store` anywhere: the default, for certain
     ("store: postgresql://db.example/loom # team\ngates:\n  - name: x\n\trun: y\n", "postgresql://db.example/loom"),

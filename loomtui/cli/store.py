@@ -38,7 +38,8 @@ def cmd_store_copy(args: argparse.Namespace) -> int:
 
     back = args.to == "sqlite"
     if not back and not args.to.startswith(("postgresql://", "postgres://")):
-        raise LoomError(f"--to must be a postgresql:// URL, or `sqlite` to come back, not {args.to!r}")
+        raise LoomError(f"--to must be a postgresql:// URL, or `sqlite` to come back, not "
+                        f"{without_secrets(args.to)!r}")
     paths = _paths(args)
     source = open_store(paths)
     say = (lambda line: None) if args.json else (lambda line: print(line, file=sys.stderr))
