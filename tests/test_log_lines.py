@@ -55,3 +55,11 @@ def test_the_apps_follow_skips_to_the_newest_when_more_than_a_tail_arrives_at_on
     assert any(line.startswith("… ") and "bytes of output skipped" in line for line in shown)
     # A look may fall while the write is under way (it reads what it sees); never the whole 3 MiB.
     assert shown[-1] == "newest" and sum(len(line) for line in shown) <= 2 * MAX_TAIL_BYTES + 100
+
+
+def test_a_terminal_s_line_ending_is_a_newline_and_a_carriage_return_inside_a_line_stays() -> None:
+    """An interactive agent's pane is logged as its terminal wrote it (`\\r\\n`): once lines broke at `\\n`
+    only, every line of it ended in a drawn `␍`."""
+    lines, rest = whole_lines(b"one\r\ntwo\rFAKE\r\nthree\r")
+    assert (lines, rest) == ([b"one", b"two\rFAKE"], b"three\r")
+    assert whole_lines(rest + b"\n") == ([b"three"], b"")  # split across two reads

@@ -41,8 +41,10 @@ def tail_lines(path: Path, count: int, end: int | None = None) -> list[str]:
 
 def whole_lines(pending: bytes) -> tuple[list[bytes], bytes]:
     """`pending` split into its whole lines and what follows the last newline; a line (or the rest)
-    longer than MAX_LINE_BYTES is cut into pieces of that size, so the rest stays under it."""
+    longer than MAX_LINE_BYTES is cut into pieces of that size, so the rest stays under it. A line's
+    ending `\r\n` (a terminal's: an interactive agent's pane) is its newline; a `\r` inside it stays."""
     *lines, rest = pending.split(b"\n")
+    lines = [line.removesuffix(b"\r") for line in lines]
     pieces = [line[i:i + MAX_LINE_BYTES] for line in lines for i in range(0, max(len(line), 1), MAX_LINE_BYTES)]
     while len(rest) >= MAX_LINE_BYTES:
         pieces.append(rest[:MAX_LINE_BYTES])
