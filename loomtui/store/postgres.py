@@ -251,9 +251,11 @@ class PostgresStore(SqlStore):
             try:
                 conn.execute("BEGIN")
                 conn.execute(f"SET LOCAL lock_timeout = '{int(self.timeout * 1000)}ms'")
-                conn.execute("SELECT pg_advisory_xact_lock(%s)", (self._key,))
-                row = conn.execute("SELECT version FROM schema_version").fetchone()
-                if row is not None and int(row[0]) > SCHEMA_VERSION:
+                # The schema's version read once the lock is held, in the same round trip: a newer loomtui
+                # may have upgraded it since this one opened it.
+                row = conn.execute("SELECT (SELECT version FROM schema_version) FROM "
+                                   "(SELECT pg_advisory_xact_lock(%s)) AS locked", (self._key,)).fetchone()
+                if row is not None and row[0] is not None and int(row[0]) > SCHEMA_VERSION:
                     conn.execute("ROLLBACK")
                     raise StoreError(newer_schema(f"{self.location} (namespace {self.namespace})", int(row[0]),
                                                   while_running=True))
