@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from typing import Final
 
 _SHOWN_LIMIT = 200
 
-INVISIBLE_RANGES: Final = ((0xAD, 0xAD), (0x61C, 0x61C), (0x180E, 0x180E), (0x200B, 0x200F), (0x2028, 0x202E),
-                           (0x2060, 0x2064), (0x2066, 0x206F), (0xFEFF, 0xFEFF), (0xFFF9, 0xFFFB),
-                           (0xE0000, 0xE007F))
+INVISIBLE_RANGES: Final = ((0xAD, 0xAD), (0x34F, 0x34F), (0x61C, 0x61C), (0x115F, 0x1160), (0x180E, 0x180E),
+                           (0x200B, 0x200F), (0x2028, 0x202E), (0x2060, 0x2064), (0x2066, 0x206F), (0x3164, 0x3164),
+                           (0xFEFF, 0xFEFF), (0xFFA0, 0xFFA0), (0xFFF9, 0xFFFB), (0xE0000, 0xE007F))
 """Characters that draw nothing, or draw other text in another order, beside the controls: zero-width
-spaces and joiners (`'admin\u200b'` reads as `'admin'`), bidirectional overrides and isolates (`gnp.exe`
-as `exe.png`: "Trojan Source"), line and paragraph separators, tags. What an agent wrote shows them escaped."""
+spaces and joiners (`'admin\u200b'` reads as `'admin'`), fillers that show as blanks (Hangul's),
+bidirectional overrides and isolates (`gnp.exe` as `exe.png`: "Trojan Source"), line and paragraph
+separators, tags. What an agent wrote shows them escaped."""
 
 
 def invisible_class() -> str:
@@ -20,11 +22,16 @@ def invisible_class() -> str:
     return "".join(chr(a) if a == b else f"{chr(a)}-{chr(b)}" for a, b in INVISIBLE_RANGES)
 
 
+_INVISIBLE: Final = re.compile(f"[{invisible_class()}]")
+
+
 def escape_controls(text: str) -> str:
-    """`text` with every unprintable character escaped (`\\n`, `\\x1b`, ...): it stays one line."""
-    if text.isprintable():
+    """`text` with every unprintable or invisible character escaped (`\\n`, `\\x1b`, `\\u200b`, ...): it
+    stays one line, and shows all it holds."""
+    if text.isprintable() and not _INVISIBLE.search(text):
         return text
-    return "".join(ch if ch.isprintable() else ch.encode("unicode_escape").decode("ascii") for ch in text)
+    return "".join(ch if ch.isprintable() and not _INVISIBLE.match(ch) else ch.encode("unicode_escape").decode("ascii")
+                   for ch in text)
 
 
 def listed(items: Sequence[str], limit: int = 5) -> str:
@@ -53,8 +60,8 @@ def both_ends(text: str, limit: int) -> str:
     asks must not hide its point past a harmless first stretch (`git status`, 3,000 spaces, `; sed -i`)."""
     if len(text) <= limit:
         return text
-    tail = (limit - 3) * 3 // 8
-    return f"{text[:limit - 3 - tail]} … {text[-tail:]}"
+    tail = max(1, (limit - 3) * 3 // 8)
+    return f"{text[:max(0, limit - 3 - tail)]} … {text[-tail:]}"
 
 
 def abridged(text: str, limit: int) -> str:

@@ -26,6 +26,17 @@ def test_one_word_longer_than_half_the_room_is_cut_mid_word() -> None:
 def test_control_characters_are_escaped_and_odd_text_quoted() -> None:
     assert escape_controls("a\x1b[2Jb\n") == "a\\x1b[2Jb\\n"
     assert shown("plain [text]") == "plain [text]" and shown("two\nlines") == "'two\\nlines'"
+    # Printable to Python, blank on a screen: a Hangul filler, a grapheme joiner (the CLI's filter alike).
+    from loomtui.cli.terminal import escaped
+
+    assert escape_controls("x\u3164y\u034f é ✓") == escaped("x\u3164y\u034f é ✓") == "x\\u3164y\\u034f é ✓"
+
+
+def test_both_ends_of_a_long_text_are_kept_in_the_room_given() -> None:
+    from loomtui.errors import both_ends
+
+    assert both_ends("start " + "x" * 300 + " REAL", 40) == "start xxxxxxxxxxxxxxxxxx … xxxxxxxx REAL"
+    assert [len(both_ends("y" * 50, n)) for n in (4, 5, 6, 40)] == [4, 5, 6, 40]
 
 
 def test_a_task_in_the_app_is_one_honest_line() -> None:

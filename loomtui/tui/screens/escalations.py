@@ -42,9 +42,9 @@ from loomtui.tui.widgets.status_header import StatusHeader
 from loomtui.workflow.engine import advance
 
 SIGNED_EVENTS: Final = ("approve", "reject", "override")
+"""History events that are a person's decision, each shown with its signature's verdict."""
 MAX_PATHS_SHOWN: Final = 40
 """Paths of a request or change listed in the detail; past them, how many more and where every one is."""
-"""History events that are a person's decision, each shown with its signature's verdict."""
 APPROVE_WITH_NOTE: Final = "approve+note"
 """`A`: an approval that asks for a note first (`a` approves at once)."""
 
