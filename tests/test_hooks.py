@@ -589,6 +589,17 @@ def test_an_agent_claims_so_many_files_in_all(billing: Path, ws: Workspace, monk
     assert [e.details["reason"] for e in ws.audit.entries() if e.action == "agent.claim_refused"] == [third["reason"]]
     op_release(gate, {"target": "api/handlers.py"})
     assert op_claim(gate, {"target": "storage/ids.py"})["claimed"] is True
+    # A person's claims, given before the agent started, are not its to release: they do not count.
+    from loomtui.store import SandboxRecord
+
+    now = time.time()
+    ws.store.add_sandbox(SandboxRecord(id="agent-2", task="t", runtime="claude", status="running", created=now,
+                                       updated=now))
+    governed_coordinator(ws).claim("agent-2", "payments/ledger.py")
+    governed_coordinator(ws).claim("agent-2", "payments/money.py")
+    ws.store.update_sandbox("agent-2", data={"started_at": time.time()})
+    second = HookGate(ws, "agent-2", billing)
+    assert op_claim(second, {"target": "notifications/sms.py"})["claimed"] is True
 
 
 def test_a_connection_the_broker_dropped_while_idle_is_opened_again(billing: Path, ws: Workspace, tmp_path: Path,

@@ -72,8 +72,9 @@ MAX_AGENT_CLAIM_FILES: Final = 20
 """Files one claim of an agent's may hold: a claim of `api` held every file in it for an hour, every
 other sandbox kept out. A person's claim (`loomtui claim add`) is not bounded."""
 MAX_AGENT_HELD_FILES: Final = 200
-"""Files a sandbox's claims may hold at once for an agent's `claim` to be taken: twenty at a time, one
-agent claimed every file of the repository. Its edits still claim what they touch past it."""
+"""Files the claims an agent took since it started may hold at once for its `claim` to be taken: twenty at
+a time, one agent claimed every file of the repository. Its edits still claim what they touch past it, and
+a person's claims given at its creation do not count."""
 
 
 def op_claim(gate: HookGate, request: Mapping[str, Any]) -> dict[str, Any]:
@@ -92,7 +93,12 @@ def op_claim(gate: HookGate, request: Mapping[str, Any]) -> dict[str, Any]:
         why = (f"{quoted(target)} is {len(paths)} files: an agent claims at most {MAX_AGENT_CLAIM_FILES} at once "
                "(claim the files or regions it edits)")
         return _claim_refused(gate, target, why)
-    held = {split_id(r)[0] for c in gate.workspace.store.live_claims(gate.sandbox_id) for r in c.region_ids}
+    # The agent's own: those taken since it started (a person's claims given at its creation are not).
+    record = gate.workspace.store.get_sandbox(gate.sandbox_id)
+    started = record.data.get("started_at") if record is not None else None
+    since = float(started) if isinstance(started, int | float) else 0.0
+    held = {split_id(r)[0] for c in gate.workspace.store.live_claims(gate.sandbox_id) if c.created >= since
+            for r in c.region_ids}
     if len(held | set(paths)) > MAX_AGENT_HELD_FILES:
         why = (f"this sandbox's claims hold {len(held)} files: an agent's claims hold at most {MAX_AGENT_HELD_FILES} "
                "(release what it is done with)")
