@@ -334,3 +334,24 @@ async def test_another_machines_sandbox_is_not_archived_or_paused_from_here(repo
             assert not isinstance(app.screen, ConfirmScreen), key  # nothing asked
             await wait_for(pilot, lambda words=words: words in said())
         assert workspace.store.get_sandbox("there1").status == "rejected"  # type: ignore[union-attr]
+
+
+async def test_an_action_still_under_way_after_a_few_seconds_says_so(repo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A database that stopped answering (not gone: stalled) held `S` for 75 s with no word at all."""
+    import threading
+
+    from loomtui.tui.screens import dashboard
+
+    monkeypatch.setattr(dashboard, "SLOW_ACTION_S", 0.2)
+    release = threading.Event()
+    app = LoomApp(open_workspace(repo))
+    async with app.run_test(size=(120, 40), notifications=True) as pilot:
+        await wait_for(pilot, lambda: app.latest_snapshot is not None)
+        screen = app.screen
+        assert isinstance(screen, dashboard.DashboardScreen)
+        screen._run("start abc123", lambda _workspace: release.wait(10))
+        said = lambda: [n.message for n in app._notifications]  # noqa: E731
+        await wait_for(pilot, lambda: "start abc123: still under way after 0.2 s (waiting for the store, git or "
+                                      "the agent)" in said())
+        release.set()
+        await wait_for(pilot, lambda: "start abc123: done" in said())

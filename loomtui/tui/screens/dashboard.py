@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import threading
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Final
@@ -64,6 +66,8 @@ DETAIL_WIDTH: Final = 40
 """The detail pane's width before it is first laid out."""
 AGE_REFRESH_S: Final = 10.0
 """How often the Age column is brought up to date between store events."""
+SLOW_ACTION_S: Final = 5.0
+"""An action on a sandbox still under way after this long is said to be (its end is said as ever)."""
 DRIFT_RECHECK_S = 10.0
 
 
@@ -423,12 +427,24 @@ class DashboardScreen(LoomScreen[None]):
 
     @work(thread=True, group="sandbox-actions", exit_on_error=False)
     def _engine_worker(self, label: str, call: EngineCall, args: tuple[object, ...]) -> None:
+        # A store that stops answering without closing (a stalled database) held an action for 75 s
+        # with no word: said once it is slow, then done or its error as ever.
+        slow = threading.Timer(SLOW_ACTION_S, self._say_slow, (label,))
+        slow.daemon = True
+        slow.start()
         try:
             call(self.loom.workspace, *args)
         except LoomError as exc:
             self.app.call_from_thread(self.app.notify, str(exc), title=label, severity="error")
             return
+        finally:
+            slow.cancel()
         self.app.call_from_thread(self.app.notify, f"{label}: done", timeout=3)
+
+    def _say_slow(self, label: str) -> None:
+        with contextlib.suppress(RuntimeError):  # the app has gone meanwhile
+            self.app.call_from_thread(self.app.notify, f"{label}: still under way after {SLOW_ACTION_S:g} s "
+                                      "(waiting for the store, git or the agent)", title=label, timeout=8)
 
     def action_new_sandbox(self) -> None:
         from loomtui.execution.runtimes import credential_status, runtime_installed
