@@ -327,6 +327,8 @@ async def test_another_machines_sandbox_is_not_archived_or_paused_from_here(repo
         await wait_for(pilot, lambda: app.latest_snapshot is not None and len(app.latest_snapshot.sandboxes) == 1)
         said = lambda: [n.message for n in app._notifications]  # noqa: E731
         for key, words in (("x", "sandbox there1 is on build-2: archive it there"),
+                           ("m", "sandbox there1 is on build-2: merge it there"),
+                           ("s", "sandbox there1 is on build-2: stop it there"),
                            ("p", "sandbox there1 is on build-2: pause or resume it there"),
                            ("X", "no merged or rejected sandbox to archive")):
             await pilot.press(key)

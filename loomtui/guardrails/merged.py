@@ -259,7 +259,8 @@ def _changing_check_setup(workspace: Workspace, onto: str, records: Sequence[San
     repo = Git(workspace.root)
     changing = set()
     for record in records:
-        done = repo.raw("diff", "--name-only", "--no-renames", "-z", onto, record.branch or "")
+        # From where it forked (`...`): what the target changed since is not the sandbox's change.
+        done = repo.raw("diff", "--name-only", "--no-renames", "-z", f"{onto}...{record.branch or ''}")
         names = done.out.decode("utf-8", "surrogateescape").split("\0") if done.status == 0 else []
         if any(name and spec.match_file(name) for name in names):
             changing.add(record.id)

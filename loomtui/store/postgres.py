@@ -251,10 +251,10 @@ class PostgresStore(SqlStore):
             try:
                 conn.execute("BEGIN")
                 conn.execute(f"SET LOCAL lock_timeout = '{int(self.timeout * 1000)}ms'")
-                # The schema's version read once the lock is held, in the same round trip: a newer loomtui
-                # may have upgraded it since this one opened it.
-                row = conn.execute("SELECT (SELECT version FROM schema_version) FROM "
-                                   "(SELECT pg_advisory_xact_lock(%s)) AS locked", (self._key,)).fetchone()
+                conn.execute("SELECT pg_advisory_xact_lock(%s)", (self._key,))
+                # Read once the lock is held, by a statement of its own: one statement's snapshot is taken
+                # before its lock is waited for, and missed an upgrade committed meanwhile.
+                row = conn.execute("SELECT version FROM schema_version").fetchone()
                 if row is not None and row[0] is not None and int(row[0]) > SCHEMA_VERSION:
                     conn.execute("ROLLBACK")
                     raise StoreError(newer_schema(f"{self.location} (namespace {self.namespace})", int(row[0]),

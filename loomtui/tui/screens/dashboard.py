@@ -503,7 +503,7 @@ class DashboardScreen(LoomScreen[None]):
     def action_stop(self, _twin: int = 1) -> None:
         """`s`: stop the selected agent, once confirmed (its session cannot be taken up again)."""
         sandbox = self.selected_sandbox()
-        if sandbox is None:
+        if sandbox is None or self._elsewhere(sandbox, "stop it"):
             return
         if sandbox.status not in LIVE:  # the engine's one line says why: nothing to confirm
             self._run(f"stop {sandbox.id}", agent_control.stop, sandbox.id)
@@ -608,7 +608,7 @@ class DashboardScreen(LoomScreen[None]):
 
     def action_merge(self, _twin: int = 1) -> None:
         sandbox = self.selected_sandbox()
-        if sandbox is None:
+        if sandbox is None or self._elsewhere(sandbox, "merge it"):
             return
         step = self.snapshot.steps.get(sandbox.id) if self.snapshot else None
         refusal = merge_refusal(sandbox, step)
