@@ -357,3 +357,27 @@ async def test_an_action_still_under_way_after_a_few_seconds_says_so(repo: Path,
                                       "the agent)" in said())
         release.set()
         await wait_for(pilot, lambda: "start abc123: done" in said())
+
+
+async def test_zoom_with_a_filter_set_keeps_the_keys_for_the_app(repo: Path) -> None:
+    """`/ inv enter z`: focus went to the hidden filter's box, and `z` and `q` were typed into it."""
+    from textual.widgets import Input
+
+    from loomtui.store import SandboxRecord
+
+    workspace = open_workspace(repo)
+    for sandbox_id, task in (("inv001", "invoice totals"), ("ref002", "refunds")):
+        workspace.store.add_sandbox(SandboxRecord(id=sandbox_id, task=task, runtime="script", status="exited",
+                                                  created=1.0, updated=1.0))
+    app = LoomApp(workspace)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_for(pilot, lambda: app.latest_snapshot is not None and len(app.latest_snapshot.sandboxes) == 2)
+        await pilot.press("slash", *"inv", "enter")
+        await pilot.pause()
+        await pilot.press("z")
+        await pilot.pause()
+        assert app.screen.has_class("-zoom") and not isinstance(app.focused, Input), app.focused
+        await pilot.press("z")
+        await pilot.pause()
+        assert not app.screen.has_class("-zoom")
+        assert app.screen.query_one("#filter", Input).value == "inv"

@@ -23,6 +23,7 @@ from textual.widgets import (
     Static,
     TabbedContent,
     TabPane,
+    Tabs,
 )
 
 from loomtui.errors import LoomError
@@ -595,6 +596,8 @@ class DashboardScreen(LoomScreen[None]):
         """`z`: the detail takes the whole width (the Evals tab's test ids are long); `z` again: the table too."""
         if not self.toggle_class("-zoom").has_class("-zoom"):
             self.query_one("#sandboxes", DataTable).focus()
+        else:  # the table hides: focus to the detail's tabs (it went to the filter's box, and took every key)
+            self.query_one("#detail", TabbedContent).query_one(Tabs).focus()
         self.refresh_bindings()
         self.call_after_refresh(self._show_detail)  # rewrapped for the detail's new width
 
