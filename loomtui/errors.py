@@ -23,6 +23,7 @@ def invisible_class() -> str:
 
 
 _INVISIBLE: Final = re.compile(f"[{invisible_class()}]")
+_INVISIBLE_CHARS: Final = frozenset(chr(code) for first, last in INVISIBLE_RANGES for code in range(first, last + 1))
 
 
 def escape_controls(text: str) -> str:
@@ -30,8 +31,9 @@ def escape_controls(text: str) -> str:
     stays one line, and shows all it holds."""
     if text.isprintable() and not _INVISIBLE.search(text):
         return text
-    return "".join(ch if ch.isprintable() and not _INVISIBLE.match(ch) else ch.encode("unicode_escape").decode("ascii")
-                   for ch in text)
+    # A set lookup per character, not a regex match: long text (an agent's command) is escaped on the broker's path.
+    return "".join(ch if ch.isprintable() and ch not in _INVISIBLE_CHARS
+                   else ch.encode("unicode_escape").decode("ascii") for ch in text)
 
 
 def listed(items: Sequence[str], limit: int = 5) -> str:
