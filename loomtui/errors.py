@@ -8,13 +8,16 @@ from typing import Final
 
 _SHOWN_LIMIT = 200
 
-INVISIBLE_RANGES: Final = ((0xAD, 0xAD), (0x34F, 0x34F), (0x61C, 0x61C), (0x115F, 0x1160), (0x180E, 0x180E),
-                           (0x200B, 0x200F), (0x2028, 0x202E), (0x2060, 0x2064), (0x2066, 0x206F), (0x3164, 0x3164),
-                           (0xFEFF, 0xFEFF), (0xFFA0, 0xFFA0), (0xFFF9, 0xFFFB), (0xE0000, 0xE007F))
+INVISIBLE_RANGES: Final = ((0xAD, 0xAD), (0x34F, 0x34F), (0x61C, 0x61C), (0x115F, 0x1160), (0x17B4, 0x17B5),
+                           (0x180B, 0x180F), (0x200B, 0x200F), (0x2028, 0x202E), (0x2060, 0x2064), (0x2066, 0x206F),
+                           (0x2800, 0x2800), (0x3164, 0x3164), (0xFE00, 0xFE0E), (0xFEFF, 0xFEFF), (0xFFA0, 0xFFA0),
+                           (0xFFF9, 0xFFFB), (0xE0000, 0xE007F), (0xE0100, 0xE01EF))
 """Characters that draw nothing, or draw other text in another order, beside the controls: zero-width
-spaces and joiners (`'admin\u200b'` reads as `'admin'`), fillers that show as blanks (Hangul's),
-bidirectional overrides and isolates (`gnp.exe` as `exe.png`: "Trojan Source"), line and paragraph
-separators, tags. What an agent wrote shows them escaped."""
+spaces and joiners (`'admin\u200b'` reads as `'admin'`), fillers that show as blanks (Hangul's, Braille's
+blank), bidirectional overrides and isolates (`gnp.exe` as `exe.png`: "Trojan Source"), line and paragraph
+separators, tags, variation selectors (a run of them after one letter carries hidden bytes). U+FE0F stays:
+it asks for an emoji's colour form (`❤️`), and a run of one selector carries nothing. What an agent wrote
+shows them escaped."""
 
 
 def invisible_class() -> str:

@@ -71,3 +71,7 @@ def test_only_newline_and_tab_pass() -> None:
     # What draws nothing: `'admin\u200b'` read as `'admin'`, `zw\u200bname.py` as `zwname.py`.
     assert escaped("'admin\u200b' \u2060\ufeff\xad\U000e0041\u2028") == (
         "'admin\\u200b' \\u2060\\ufeff\\xad\\U000e0041\\u2028")
+    # Blanks that look like nothing, and variation selectors smuggling bytes after one letter; an emoji's
+    # colour form (U+FE0F) is left as it is.
+    assert escaped("a\u2800b\u180bc\u17b4d\ufe00\U000e0100\U000e01ef ❤\ufe0f") == (
+        "a\\u2800b\\u180bc\\u17b4d\\ufe00\\U000e0100\\U000e01ef ❤\ufe0f")

@@ -30,6 +30,8 @@ def test_control_characters_are_escaped_and_odd_text_quoted() -> None:
     from loomtui.cli.terminal import escaped
 
     assert escape_controls("x\u3164y\u034f é ✓") == escaped("x\u3164y\u034f é ✓") == "x\\u3164y\\u034f é ✓"
+    smuggled = "a\U000e0101\ufe01 ❤\ufe0f"
+    assert escape_controls(smuggled) == escaped(smuggled) == "a\\U000e0101\\ufe01 ❤\ufe0f"
 
 
 def test_both_ends_of_a_long_text_are_kept_in_the_room_given() -> None:
