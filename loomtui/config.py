@@ -499,13 +499,23 @@ def _checked(value: Value, problem_of: Callable[[str], str | None]) -> str:
     return text
 
 
-_SECRETS: Final = re.compile(r"(password\s*=\s*)('(?:[^'\\]|\\.|'')*'|\S+)|([^\s/:@]+:)\S*(@)", re.IGNORECASE)
+# A libpq keyword's value: quoted ('' or \' inside; "..." as people write it too; unclosed: the rest),
+# or bare up to a blank, a backslash escaping one character.
+_PASSWORD_KEYWORD: Final = re.compile(
+    r"""(password\s*=\s*)('(?:[^'\\]|\\.|'')*'?|"(?:[^"\\]|\\.)*"?|(?:[^\s\\]|\\.?)+)""", re.IGNORECASE)
 
 
 def without_secrets(location: str) -> str:
-    """`location` as said back in an error: a password in it (`password=...`, `user:...@`, whatever it
-    holds up to the last `@`) as `***`."""
-    return _SECRETS.sub(lambda m: f"{m[1]}***" if m[1] else f"{m[3]}***{m[4]}", location)
+    """`location` as said back in an error: a password in it (`password=...`, and in `user:...@` whatever
+    stands between the first `:` and the last `@`, blanks too) as `***`."""
+    location = _PASSWORD_KEYWORD.sub(lambda m: f"{m[1]}***", location)
+    # The user and password end at the last `@` (an unencoded one may be in the password) and begin after `//`.
+    scheme, slashes, rest = location.partition("://") if "://" in location else ("", "", location)
+    userinfo, at, host = rest.rpartition("@")
+    user, colon, _ = userinfo.partition(":")
+    if not at or not colon:
+        return location
+    return f"{scheme}{slashes}{user}:***@{host}"
 
 
 def store_problem(location: str) -> str | None:

@@ -452,8 +452,23 @@ def test_a_bad_store_is_said_at_its_line_by_every_command_not_only_config_check(
     assert configured_store(tmp_path) == "sqlite"
 
 
+@pytest.mark.parametrize(("location", "said"), [
+    ("postgresql://loom@db/x", "postgresql://loom@db/x"),  # no password: said as written
+    ("postgresql://loom:pw@db:5432/x?sslmode=require", "postgresql://loom:***@db:5432/x?sslmode=require"),
+    ("host=db password='it''s' user=u", "host=db password=*** user=u"),
+    ("host=db:5432 user=a:b", "host=db:5432 user=a:b"),
+])
+def test_a_store_location_said_back_keeps_all_but_its_password(location: str, said: str) -> None:
+    from loomtui.config import without_secrets
+
+    assert without_secrets(location) == said
+
+
 @pytest.mark.parametrize("location", ["postgresq://loom:s3cr/et@db", "postgresq://loom:p@ss@db/x", "loom:s3cr@db:5432/x",
-                                      "host=x password = 'it''s s3cr' user=y", "host=db password=s3cr"])
+                                      "host=x password = 'it''s s3cr' user=y", "host=db password=s3cr",
+                                      "host=db password=s3\\ cr", "host=db password='s3\\' cr'",
+                                      'host=db password="s3 cr"', "host=db password='s3 cr", "postgresq://u:pa s3cr@db",
+                                      "postgresq://u:a://s3cr@db"])
 def test_a_store_location_said_back_never_shows_its_password(location: str, tmp_path: Path) -> None:
     from loomtui.config import without_secrets
     from tests.conftest import git, run_cli
