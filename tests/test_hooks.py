@@ -573,6 +573,25 @@ def test_a_path_no_system_can_hold_is_refused_not_an_internal_error(billing: Pat
     assert HookGate(ws, "agent-1", billing).check_edit("a\ud800.py").reason == (
         "a\\ud800.py is no file name: it cannot be encoded")  # in this process, no broker between
 
+def test_a_request_nested_to_the_parsers_limit_is_refused_not_an_internal_error(billing: Path, ws: Workspace) -> None:
+    """Parsed in the broker's reading thread, checked in its worker, where the stack already held more:
+    `[` nested 990 deep answered "internal error in the broker"."""
+    from loomtui.governance.broker import Broker
+
+    broker = Broker(ws, "agent-1", billing, billing.parent / "b.sock")
+    answers = []
+    try:
+        for depth in range(940, 1000):
+            line = b'{"op": "check_edit", "path": "a.py", "x": ' + b"[" * depth + b"]" * depth + b"}"
+            # A connection's thread reads it, as in the broker: the test's own stack is deeper.
+            reader = threading.Thread(target=lambda line=line: answers.append(broker.answer(line)))
+            reader.start()
+            reader.join()
+    finally:
+        broker.close()
+    errors = {answer.get("error") for answer in answers}  # shallower ones are answered as asked
+    assert "a request's values nest too deep" in errors and not any("internal" in str(e) for e in errors), errors
+
 
 def test_an_agent_claims_so_many_files_in_all(billing: Path, ws: Workspace, monkeypatch: pytest.MonkeyPatch) -> None:
     """Twenty files a claim, one claim after another: one agent held every file of the repository."""

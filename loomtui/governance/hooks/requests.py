@@ -164,6 +164,8 @@ def dispatch(gate: HookGate, request: Any) -> dict[str, Any]:
         json.dumps(request, ensure_ascii=False).encode("utf-8")
     except UnicodeEncodeError:
         return {"ok": False, "error": "a request's text is not valid Unicode (a lone surrogate, such as \\ud800)"}
+    except RecursionError:  # nested near the parser's limit: parsed where the stack was shallower
+        return {"ok": False, "error": "a request's values nest too deep"}
     operation = OPERATIONS.get(request.get("op"))  # type: ignore[arg-type]
     if operation is None:
         return {"ok": False, "error": f"unknown operation {request.get('op')!r}; agents may only ask "
