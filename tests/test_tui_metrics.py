@@ -148,3 +148,35 @@ def test_a_figure_wraps_with_its_label_on_a_narrow_screen(repo: Path) -> None:
     lines = _shown(glance(metrics), 46).splitlines()
     for label, value in week_figures(metrics):  # each figure on the line its label begins
         assert any(f"{value} {label.split()[0]}" in line for line in lines), (value, label, lines)
+
+
+async def test_the_headers_score_follows_changes_that_came_while_it_waited(repo: Path,
+                                                                            monkeypatch: Any) -> None:
+    """The score is computed at most every CHECKLIST_EVERY_S; changes that came in that wait and then
+    stopped were never scored: the demo's header said 7/10 while `loomtui checklist` said 9.5."""
+    from loomtui.tui import app as app_module
+
+    monkeypatch.setattr(app_module, "CHECKLIST_FIRST_S", 0.1)
+    monkeypatch.setattr(app_module, "CHECKLIST_EVERY_S", 2.0)
+    workspace = open_workspace(repo)
+    app = LoomApp(workspace)
+    async with app.run_test(size=SIZE) as pilot:
+        header = app.screen.query_one(StatusHeader)
+        await until(pilot, lambda: header.checklist != "")
+        before = header.checklist
+        (repo / "AGENTS.md").write_text("# Conventions\n\nUse the money helpers for amounts.\n")
+        workspace.record("claim.added", "aaaaaa", {})  # within the wait after the first score; then nothing
+        await until(pilot, lambda: header.checklist != before, timeout=15)
+        assert float(header.checklist.split("/")[0]) > float(before.split("/")[0])
+        # The metrics view's `r` scores afresh, and every header shows what it found.
+        scored = header.checklist
+        (repo / "docs" / "adr").mkdir(parents=True)
+        (repo / "docs" / "adr" / "0001-money.md").write_text("# Money\n\n## Status\n\nAccepted\n\n## Context\n\nx\n\n"
+                                                             "## Decision\n\nIntegers of cents.\n")
+        await pilot.press("8")
+        await pilot.pause()
+        await pilot.press("r")
+        await until(pilot, lambda: app.screen.query_one(StatusHeader).checklist != scored, timeout=15)
+        metrics = app.screen
+        assert isinstance(metrics, MetricsScreen) and metrics.checklist is not None
+        assert metrics.checklist.header == f"checklist {metrics.query_one(StatusHeader).checklist}"

@@ -150,8 +150,9 @@ _CACHE: dict[tuple[str, int | None], tuple[tuple[Any, ...], Checklist]] = {}
 _CACHE_LOCK = threading.Lock()
 
 
-def cached_checklist(workspace: Workspace, org_size: int | None = None) -> Checklist:
-    """`checklist` for the app's header: the last answer while nothing it reads has changed.
+def cached_checklist(workspace: Workspace, org_size: int | None = None, *, fresh: bool = False) -> Checklist:
+    """`checklist` for the app's header: the last answer while nothing it reads has changed (`fresh`:
+    answered afresh all the same, and kept for the next call).
 
     The key costs a few stat calls and one store query (no git, no parsing): the
     store's newest event id (every store write has one), the audit log's size, and the
@@ -163,7 +164,7 @@ def cached_checklist(workspace: Workspace, org_size: int | None = None) -> Check
     slot = (str(workspace.root), org_size)
     with _CACHE_LOCK:
         found = _CACHE.get(slot)
-    if found is not None and found[0] == key and time.time() - found[1].computed_at < CACHE_MAX_AGE_S:
+    if not fresh and found is not None and found[0] == key and time.time() - found[1].computed_at < CACHE_MAX_AGE_S:
         return found[1]
     result = checklist(workspace, org_size)
     with _CACHE_LOCK:

@@ -54,6 +54,7 @@ if TYPE_CHECKING:  # the other views (and the engines only workers use) load aft
     from loomtui.coordination.claims import Coordinator
     from loomtui.coordination.view import CoordinationPicture
     from loomtui.governance.coordinator import KeptCoordinator
+    from loomtui.observability.checklist import Checklist
     from loomtui.tui.screens.escalations import EscalationsScreen
     from loomtui.tui.screens.governance import AuditScreen, PolicyScreen
     from loomtui.tui.screens.graph import GraphScreen
@@ -123,6 +124,7 @@ class LoomApp(App[int]):
         self.escalation_toasts = EscalationToasts(self)
         self.checklist_score = ""
         self._checklist_due = 0.0
+        self._checklist_waiting = False
         self.workspace = workspace
         self.demo = demo
         self.demo_chapter = ""
@@ -424,8 +426,8 @@ class LoomApp(App[int]):
         kinds = [e.kind for e in message.snapshot.events]
         if self._background_started and any(k.startswith(("claim.", "sandbox.")) for k in kinds):
             self.refresh_coordination()  # before it has started, its first run reads what is new
-        if self.show_checklist and kinds and time.monotonic() >= self._checklist_due:
-            self._score_checklist()
+        if self.show_checklist and kinds:
+            self._rescore_checklist()
         if "audit.appended" in kinds and (audit := cast("AuditScreen | None", self._mode_screen("audit"))):
             audit.reload()
         if any(k.startswith("escalation.") for k in kinds):
@@ -472,7 +474,18 @@ class LoomApp(App[int]):
 
     # -- the checklist score in the header ------------------------------------------
 
+    def _rescore_checklist(self) -> None:
+        """The store changed: score now, or once the wait is over (a burst of events that then stops
+        left the score of its first moments in the header)."""
+        wait = self._checklist_due - time.monotonic()
+        if wait <= 0:
+            self._score_checklist()
+        elif not self._checklist_waiting:
+            self._checklist_waiting = True
+            self.set_timer(wait, self._score_checklist)
+
     def _score_checklist(self) -> None:
+        self._checklist_waiting = False
         self._checklist_due = time.monotonic() + CHECKLIST_EVERY_S
         self._checklist_worker()
 
@@ -484,9 +497,11 @@ class LoomApp(App[int]):
             scored = cached_checklist(self.workspace)
         except LoomError:
             return  # the metrics view (8) says why; the header just shows no score
-        self.call_from_thread(self._show_checklist_score, scored.header.removeprefix("checklist "))
+        self.call_from_thread(self.show_checklist_score, scored)
 
-    def _show_checklist_score(self, score: str) -> None:
+    def show_checklist_score(self, scored: Checklist) -> None:
+        """Every header shows this score (the metrics view's `r` scores afresh too)."""
+        score = scored.header.removeprefix("checklist ")
         self.checklist_score = score
         for header in self._headers():
             header.checklist = score

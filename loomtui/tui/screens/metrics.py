@@ -157,15 +157,16 @@ class MetricsScreen(LoomScreen[None]):
         self._compute()
 
     def action_recompute_now(self) -> None:
-        """`r`: the same, said (figures that did not move look the same before and after)."""
+        """`r`: the same, said (figures that did not move look the same before and after), and the checklist
+        answered afresh (a cached answer misses a new ADR or CI file for a minute)."""
         self.notify("recomputing this week's figures and the checklist", title="metrics", timeout=3)
-        self._compute()
+        self._compute(fresh=True)
 
     def action_back(self) -> None:
         self.app.switch_mode("dashboard")
 
     @work(thread=True, exclusive=True, group="metrics")
-    def _compute(self) -> None:
+    def _compute(self, fresh: bool = False) -> None:
         from loomtui.observability.checklist import cached_checklist
 
         workspace = self.loom.workspace
@@ -178,7 +179,7 @@ class MetricsScreen(LoomScreen[None]):
         # Whatever became of the week's figures: a broken config leaves most items unknown, not the
         # pane "checking" for ever (it did).
         try:
-            checklist = cached_checklist(workspace)
+            checklist = cached_checklist(workspace, fresh=fresh)
         except LoomError as exc:
             self.app.call_from_thread(self._show_problem, "#metrics-checklist", f"checklist: {exc}")
             return
@@ -214,6 +215,7 @@ class MetricsScreen(LoomScreen[None]):
 
     def _show_checklist(self, checklist: Checklist) -> None:
         self.checklist = checklist
+        self.loom.show_checklist_score(checklist)
         shown = self.query_one("#metrics-checklist", Static)
         self._checklist_width = wrap_width(shown, self.query_one("#metrics-right", VerticalScroll), 0)
         shown.update(checklist_text(checklist, self._checklist_width))
