@@ -26,10 +26,12 @@ import yaml
 from loomtui.coordination.diff import diff_regions
 from loomtui.demo.common import AGENT_NAMES, demo_sandboxes
 from loomtui.demo.scenario import (
+    DEMO_APP_USER,
     DEMO_ENGINEER,
     DEMO_LEAD,
     DEMO_REVIEWERS,
     advance_scenario,
+    scenario_chapter,
     scenario_pending,
     start_scenario,
     stop_scenario,
@@ -63,7 +65,9 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Workspace, d
                           timeout=300)
     assert done.returncode == 0, done.stderr
     summary = json.loads(done.stdout)
-    assert done.stderr.strip() == f"demo repository kept at {summary['repo']}"
+    # Who can triage there is said: as this machine's user the queue's keys were refused, unexplained.
+    assert done.stderr.strip() == (f"demo repository kept at {summary['repo']}; to triage there as the demo's "
+                                   f"payments lead: cd {summary['repo']} && LOOM_USER={DEMO_APP_USER} loomtui")
     workspace = open_workspace(summary["repo"])
     try:
         yield workspace, summary, summary["lines"]
@@ -297,6 +301,7 @@ def test_advancing_again_is_idempotent_and_follows_a_leads_decision(
     assert advance_scenario(workspace) == [] and advance_scenario(workspace) == []
     assert workspace.store.last_event_id() == before
     assert not scenario_pending(workspace)
+    assert scenario_chapter(workspace) == "Waiting for a person (1 escalation open)"
     invoices = _sandbox(workspace, "invoices")
     lead = open_workspace(workspace.root)
     lead.actor = DEMO_LEAD
@@ -317,6 +322,7 @@ def test_advancing_again_is_idempotent_and_follows_a_leads_decision(
     assert workspace.store.live_claims(invoices.id) == []  # the engine gave its claims back
     assert not scenario_pending(workspace)
     assert advance_scenario(workspace) == []
+    assert scenario_chapter(workspace) == "The end (3 merged, 1 rejected)"  # the app says the demo is over
 
 
 def _repo_whose_policy_holds_rounding(tmp_path: Path) -> Path:

@@ -104,6 +104,7 @@ def test_a_lead_triages_the_demo_with_keys_and_the_audit_verifies(tmp_path: Path
         term.wait_for(f"Override escalation #{invoices}?")  # the confirmation says what it lets through
         term.keys("y")
         term.wait_for("No open escalations", timeout=WAIT_S)
+        term.wait_for("The demo is over", timeout=WAIT_S)  # once the override's merge is done; said, not silent
         term.keys("q")
         screen = term.wait_for("EXIT=0", timeout=30)
     finally:

@@ -175,6 +175,12 @@ async def test_the_demos_chapters_go_into_every_header_and_only_warnings_toast(r
         headers = StatusHeader.every_one_in(app)
         assert len(headers) >= 2 and all(h.chapter == "Agents at work" for h in headers)
         assert ": Agents at work" in str(app.screen.query_one(StatusHeader).render())
+        # The chapter outlasts the branch and the repository's name as the terminal narrows (at 120 and
+        # 80 columns it was gone).
+        for width in (120, 80):
+            await pilot.resize_terminal(width, 30)
+            await pilot.pause()
+            assert ": Agents at work" in str(app.screen.query_one(StatusHeader).render()), width
 
 
 @pytest.mark.parametrize(("size", "widest", "rows"), [((80, 24), 80, 4), ((120, 40), 120, 4), ((160, 45), 44, 5)])

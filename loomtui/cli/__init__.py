@@ -16,6 +16,7 @@ import importlib
 import json
 import math
 import os
+import shlex
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -287,7 +288,11 @@ def _clean_up_demo(workspace: Workspace, repo: Path, *, keep: bool) -> None:
             _tell(line)
     workspace.close()
     if keep:
-        _tell(f"demo repository kept at {repo}")
+        from loomtui.demo.scenario import DEMO_APP_USER
+
+        # Its policy's groups name the demo's people: as this machine's user the queue's keys are refused.
+        _tell(f"demo repository kept at {repo}; to triage there as the demo's payments lead: "
+              f"cd {shlex.quote(str(repo))} && LOOM_USER={DEMO_APP_USER} loomtui")
     else:
         import shutil
 

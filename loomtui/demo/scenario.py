@@ -47,6 +47,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Final
@@ -67,14 +68,14 @@ from loomtui.demo.common import (
     short_region,
 )
 from loomtui.demo.narration import narrate, untold_entries
-from loomtui.errors import LoomError
+from loomtui.errors import LoomError, plural
 from loomtui.execution.agent_control import stop
 from loomtui.execution.gitops import Git
 from loomtui.execution.lifecycle import EXITED, FAILED, LIVE, PLANNED
 from loomtui.execution.procs import is_alive
 from loomtui.execution.sandboxes import wait_for_status
 from loomtui.governance.coordinator import governed_coordinator
-from loomtui.governance.escalations import DecisionRefused, EscalationStatus, decide
+from loomtui.governance.escalations import DecisionRefused, EscalationStatus, decide, queue
 from loomtui.governance.policy import ChangeFacts, Evaluation, Policy, evaluate
 from loomtui.store import SandboxRecord
 from loomtui.workflow.engine import Workflow, advance, advance_all, settled_view
@@ -87,7 +88,7 @@ __all__ = [
     "AGENT_NAMES", "AGENT_TIMEOUT_S", "DEMO_APP_USER", "DEMO_ENGINEER", "DEMO_LEAD", "DEMO_REVIEWERS",
     "HEADLESS_APPROVALS", "POLL_S", "RUNTIME", "START_WAIT_S", "advance_scenario", "approve_escalation",
     "approve_starts", "colleague_approvals",
-    "demo_sandboxes", "scenario_pending", "start_scenario", "stop_scenario", "waiting_to_start",
+    "demo_sandboxes", "scenario_chapter", "scenario_pending", "start_scenario", "stop_scenario", "waiting_to_start",
 ]
 
 DEMO_ENGINEER: Final = "sam@example.com"
@@ -111,6 +112,9 @@ HEADLESS_APPROVALS: Final = ("rounding", "refunds")
 
 SETTLE_S: Final = 30.0
 """How long a stopped scenario waits for supervisors still at work (a review, a merge) to end."""
+
+WORK_CHAPTER: Final = "Agents at work"
+END_CHAPTER: Final = "The end"
 
 _ADVANCING = threading.Lock()
 _STOPPED: set[Path] = set()
@@ -136,6 +140,21 @@ def scenario_pending(workspace: Workspace) -> bool:
     if any(settled_view(flow, record.id) is None for record in sandboxes.values()):
         return True
     return bool(untold_entries(workspace, sandboxes))
+
+
+def scenario_chapter(workspace: Workspace) -> str:
+    """Where the story is, for the app's header: "Agents at work" while the engines have work, "Waiting
+    for a person (1 escalation open)" while only a decision moves it, "The end (3 merged, 1 rejected)"
+    once nothing is left to do (a few store reads and the policy: call it when something happened)."""
+    sandboxes = demo_sandboxes(workspace)
+    if not sandboxes or scenario_pending(workspace):
+        return WORK_CHAPTER
+    ids = {record.id for record in sandboxes.values()}
+    waiting = [escalation for escalation in queue(workspace) if escalation.sandbox_id in ids]
+    if waiting:
+        return f"Waiting for a person ({plural(len(waiting), 'escalation')} open)"
+    statuses = Counter(str(record.status) for record in sandboxes.values())
+    return f"{END_CHAPTER} ({', '.join(f'{count} {status}' for status, count in sorted(statuses.items()))})"
 
 
 def _outcome(evaluation: Evaluation) -> str:
@@ -207,7 +226,7 @@ def _start(workspace: Workspace, say: Steps, approve_start: bool) -> list[str]:
     run = run_plan(workspace, PLAN_PATH, say=say, data_for=lambda name: {AGENT_KEY: name})
     _say_order(workspace, coordinator, run, say)
 
-    say.heading("Agents at work")
+    say.heading(WORK_CHAPTER)
     narrate(workspace, say)
     if approve_start and waiting_to_start(workspace):
         say.heading("Approval to start")

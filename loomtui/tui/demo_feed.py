@@ -20,6 +20,8 @@ class DemoFeed:
 
     def __init__(self, app: LoomApp) -> None:
         self.app = app
+        self._chapter = ""
+        """The story's chapter last worked out here (the start's are said by the scenario)."""
 
     def start(self) -> None:
         """Start the scenario, then advance it every ADVANCE_EVERY_S."""
@@ -39,12 +41,28 @@ class DemoFeed:
                             group="demo-advance", exit_on_error=False)
 
     def _advance_scenario(self) -> None:
-        from loomtui.demo.scenario import advance_scenario
+        from loomtui.demo.scenario import advance_scenario, scenario_chapter
 
         try:
-            advance_scenario(self.app.workspace, on_step=self.say)
+            said = advance_scenario(self.app.workspace, on_step=self.say)
+            if said or not self._chapter:  # a chapter moves only when something happened
+                self._show_chapter(scenario_chapter(self.app.workspace))
         except LoomError as exc:
             self.app.call_from_thread(self.app.notify, str(exc), title="demo", severity="error")
+
+    def _show_chapter(self, chapter: str) -> None:
+        """Into every header; the end is said too (the story stopped without a word, the header still
+        saying the agents were at work)."""
+        from loomtui.demo.scenario import END_CHAPTER
+
+        if chapter == self._chapter:
+            return
+        self._chapter = chapter
+        self.app.call_from_thread(self.app.set_demo_chapter, chapter)
+        if chapter.startswith(END_CHAPTER):
+            self.app.call_from_thread(
+                self.app.notify, f"The demo is over{chapter.removeprefix(END_CHAPTER)}: the audit log (6) has "
+                "each step, the metrics (8) the figures; q quits", title="demo", timeout=DEMO_TOAST_SECONDS * 2)
 
     def say(self, line: str) -> None:
         """A scenario step worth interrupting for, as a notification (called from worker threads)."""

@@ -65,18 +65,18 @@ class StatusHeader(Static):
 
     def render(self) -> Text:
         """The parts that fit the width, most telling first: the counts, a store in trouble and the
-        view stay; the checklist, the demo's chapter, the branch, the repository and a healthy
-        store go, in that order, as it narrows."""
+        view stay; the checklist, the branch, the repository, a healthy store and the demo's
+        chapter go, in that order, as it narrows."""
         store_style = "green" if self.store_state == "ok" else "bold red"
         # (priority: smaller stays longer, the part): repository and branch names are untrusted
         # text, so each part is assembled from plain strings, never parsed as markup.
         parts: list[tuple[int, Text]] = [
             (0, Text.assemble(("loomtui", "bold"), f" · {self.mode_title}" if self.mode_title else "")),
-            (7, Text(f": {self.chapter}", style="italic") if self.chapter else Text()),
+            (4, Text(f": {self.chapter}", style="italic") if self.chapter else Text()),
             (3, Text.assemble(" ", (f" {self.view} ", "reverse")) if self.view else Text()),
-            (5, Text.assemble("  ", (self.repo, "bold"))),
-            (6, Text.assemble(" on ", (self.branch, "italic"))),
-            (2 if self.store_state != "ok" else 4, Text.assemble("  store: ", (self.store_state, store_style))),
+            (6, Text.assemble("  ", (self.repo, "bold"))),
+            (7, Text.assemble(" on ", (self.branch, "italic"))),
+            (2 if self.store_state != "ok" else 5, Text.assemble("  store: ", (self.store_state, store_style))),
             *self._counts(("sandboxes", "escalations", "conflicts")),
             (8, Text(f"  checklist {self.checklist}", style="dim") if self.checklist else Text()),
         ]
