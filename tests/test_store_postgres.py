@@ -535,3 +535,37 @@ def test_an_agents_hook_fails_closed_when_the_team_store_is_unreachable(tmp_path
     assert done.stderr.startswith("loomtui: denied: ") and "cannot reach the database" in done.stderr
     assert "pw@" not in done.stderr and done.stderr.count("\n") == 1
     assert not (billing / ".git" / "loom" / "state.db").exists()
+
+
+_NEWER_LOOMTUI = """
+import sys
+from loomtui.store import postgres, schema
+postgres.MIGRATIONS = [*schema.MIGRATIONS, "CREATE TABLE probe (x INTEGER)"]
+postgres.SCHEMA_VERSION = schema.SCHEMA_VERSION + 1
+postgres.PostgresStore(sys.argv[1], "loom_racing", mirror="x").close()
+"""
+"""A loomtui one migration newer than this one, opening the store (which migrates it)."""
+
+
+def test_a_migration_waits_for_a_write_in_flight_and_the_next_write_is_refused(postgres_url: str) -> None:
+    """The migrator took a lock of its own, not the namespace's writers' lock: an older loomtui's write
+    ran beside the newer one's DDL, and the writes after it went on into the upgraded schema."""
+    store = PostgresStore(postgres_url, "loom_racing", mirror="x")
+    try:
+        with psycopg.connect(postgres_url, autocommit=True) as watcher, store.transaction():
+            store.add_sandbox(_sandbox("s1"))
+            newer = subprocess.Popen([sys.executable, "-c", _NEWER_LOOMTUI, postgres_url])
+            try:
+                while not watcher.execute("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' "
+                                          "AND NOT granted").fetchone()[0]:
+                    assert newer.poll() is None, "the migration ran while a write was in flight"
+                    time.sleep(0.05)
+            except BaseException:
+                newer.kill()
+                raise
+        assert newer.wait(timeout=60) == 0  # once the write committed
+        with pytest.raises(StoreError, match="a newer loomtui upgraded it since this one started"):
+            store.add_sandbox(_sandbox("s2"))
+        assert store.get_sandbox("s1") is not None and store.get_sandbox("s2") is None
+    finally:
+        store.close()

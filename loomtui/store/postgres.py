@@ -327,6 +327,9 @@ class PostgresStore(SqlStore):
                 return
             with conn.transaction():
                 conn.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATION_LOCK,))
+                # The namespace's writers' lock too: a write in flight ends before the DDL, and the next
+                # one reads the new version once this commits (and is refused by an older loomtui).
+                conn.execute("SELECT pg_advisory_xact_lock(%s)", (self._key,))
                 version, _registered = self._version(conn)  # again, under the lock
                 registry = pgsql.Identifier(REGISTRY_SCHEMA)
                 conn.execute(pgsql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(registry))
