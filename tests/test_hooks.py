@@ -539,7 +539,7 @@ def test_a_lead_is_shown_every_path_a_request_names_and_every_field_one_line(bil
     record = ws.store.get_escalation(asked["id"])
     assert record is not None and "payments/refunds.py" in record.data["facts"]["paths"]
     shown = run_cli(billing, "escalation", "show", str(asked["id"])).stdout.splitlines()
-    assert "  15 path(s):" in shown and "    payments/refunds.py" in shown, shown
+    assert "  15 paths:" in shown and "    payments/refunds.py" in shown, shown
     assert f"  tool_input: {json.dumps({'command': command})}" in shown  # the command whole
     as_json = json.loads(run_cli(billing, "escalation", "show", str(asked["id"]), "--json").stdout)
     assert "payments/refunds.py" in as_json["paths"] and as_json["evidence"]["tool_input"]["command"] == command

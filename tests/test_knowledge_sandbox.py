@@ -144,8 +144,8 @@ async def test_the_context_view_lists_searches_and_opens_sections_from_the_palet
         table = app.screen.query_one("#sections", DataTable)
         await wait_for(pilot, lambda: table.row_count > 5, timeout=30)
         summary = str(app.screen.query_one("#context-summary", Static).render())
-        assert "1 problem(s): context.pinned: 'AGENTS.md#Cash' matches no section" in summary
-        assert "1 ADR(s) flagged" in summary
+        assert "1 problem: context.pinned: 'AGENTS.md#Cash' matches no section" in summary
+        assert "1 ADR flagged" in summary
         assert "names what no longer exists: `payments.currency.ghost_total`" in " ".join(app.screen.flags.values())
         await pilot.press("slash")
         await pilot.pause()

@@ -201,7 +201,7 @@ async def test_the_listener_reads_the_claims_the_first_frame_went_without(repo: 
             table.move_cursor(row=table.get_row_index(sorted(held)[0]))
             app.screen.query_one("#detail", TabbedContent).active = "tab-claims"
             await pilot.pause()
-            assert "live claim(s)" in str(app.screen.query_one("#claims", Static).render())
+            assert "live claim" in str(app.screen.query_one("#claims", Static).render())
     finally:
         workspace.close()
 

@@ -563,4 +563,4 @@ async def test_a_pre_start_escalation_shows_the_claims_it_asks_for_not_a_change_
         await open_queue(app, pilot)
         await wait_for(pilot, lambda: "Claims" in str(app.screen.query_one("#esc-detail", Static).visual))
         detail = str(app.screen.query_one("#esc-detail", Static).visual)
-        assert "1 path(s) it would work on, before any change" in detail and "0 lines" not in detail, detail
+        assert "1 path it would work on, before any change" in detail and "0 lines" not in detail, detail

@@ -121,7 +121,7 @@ async def test_the_detail_shows_what_the_agent_reported_tokens_cost_and_refused_
     app = LoomApp(workspace)
     async with app.run_test(size=SIZE) as pilot:
         details = app.screen.query_one("#details", Static)
-        await wait_for(pilot, lambda: "tool call(s) refused" in str(details.render()))
+        await wait_for(pilot, lambda: "refused" in str(details.render()) and "tool call" in str(details.render()))
         shown = " ".join(str(details.render()).split())  # each value wraps under its label
         assert "3 turns, 900 in / 120 out tokens, $0.2500" in shown
         assert "Write payments/[ledger].py" in shown  # agent text shown as it is, never read as markup

@@ -86,7 +86,7 @@ async def test_the_approval_screen_lists_what_is_asked_each_field_one_line(repo:
         await pilot.press("3")
         await pilot.pause()
         detail = app.screen.query_one("#esc-detail", Static)
-        await wait_for(pilot, lambda: "46 path(s)" in str(detail.render()))
+        await wait_for(pilot, lambda: "46 paths" in str(detail.render()))
         shown = str(detail.render()).splitlines()
         assert "    a.py␊    docs/README.md" in shown and "    docs/README.md" not in shown, shown
         assert "    and 6 more (`loomtui escalation show 1` lists every one)" in shown, shown

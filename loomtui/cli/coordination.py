@@ -30,7 +30,7 @@ from loomtui.coordination.claims import (
 )
 from loomtui.coordination.index import RepoIndex, build_index, index_cache_dir
 from loomtui.coordination.targets import BadTarget
-from loomtui.errors import LoomError, escape_controls, listed, shown
+from loomtui.errors import LoomError, escape_controls, listed, plural, shown
 from loomtui.governance.coordinator import governed_coordinator
 from loomtui.store import ClaimRecord
 from loomtui.workspace import Workspace
@@ -231,7 +231,7 @@ def cmd_claim_release(args: argparse.Namespace) -> int:
     sandbox = _sandbox(args, coordinator.workspace)
     if args.all:
         count = coordinator.release_sandbox(sandbox, args.reason)
-        print(f"released {count} claim(s)")
+        print(f"released {plural(count, 'claim')}")
         _wake_claim_waiters(coordinator.workspace, {sandbox} if count else set())
         return 0
     missed = []

@@ -18,7 +18,7 @@ from loomtui.cli import (
     workspace_for,
 )
 from loomtui.config import load_config
-from loomtui.errors import LoomError, escape_controls
+from loomtui.errors import LoomError, escape_controls, plural
 from loomtui.governance.policy import (
     CaseResult,
     Policy,
@@ -213,7 +213,7 @@ def cmd_escalation_show(args: argparse.Namespace) -> int:
     # What an approval grants, whole: every path, and what the agent asked (its question, the tool's
     # input), each field one escaped line. The summary above is abridged; the app lists 40 paths.
     if paths:
-        print(f"  {len(paths)} path(s):")
+        print(f"  {plural(len(paths), 'path')}:")
         for path in paths:
             print(f"    {escape_controls(str(path))}")
     evidence = escalation.data.get("evidence")

@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from loomtui.config import REPORT_PLACEHOLDER, GateConfig
+from loomtui.errors import plural
 from loomtui.guardrails.reports import (
     Finding,
     ReportProblem,
@@ -274,7 +275,7 @@ def _with_rerun(gate: GateConfig, argv: Sequence[str], cwd: Path, env: Mapping[s
     reports = run_dir / "reports"
     report = reports / "rerun"
     with (run_dir / "output.log").open("ab") as out:
-        out.write(f"\n--- loomtui: {len(failing)} failing test(s) run once more ---\n".encode())
+        out.write(f"\n--- loomtui: {plural(len(failing), 'failing test')} run once more ---\n".encode())
     done = _stream(wrap(_substitute(again, report), [reports]), cwd, env, gate.timeout, run_dir / "output.log",
                    mode="a", progress=None, started=time.monotonic())
     try:

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, TypeAlias
 
-from loomtui.errors import LoomError
+from loomtui.errors import LoomError, plural
 from loomtui.observability.checklist_items import CHECKS, NO, PARTLY, UNKNOWN, YES, Answer, Evidence
 
 if TYPE_CHECKING:
@@ -308,7 +308,7 @@ def _ci_gates(items: dict[int, Item]) -> tuple[bool | None, str, str]:
 def _risk_rule(items: dict[int, Item]) -> tuple[bool | None, str, str]:
     routed = int(items[7].facts.get("routed") or 0)
     if routed:
-        return True, f"{routed} rule(s) route changes to reviewers", ""
+        return True, f"{plural(routed, 'rule')} {'routes' if routed == 1 else 'route'} changes to reviewers", ""
     return False, "no rule routes a change to reviewers", items[7].next_step
 
 
@@ -327,7 +327,7 @@ def _layers(items: dict[int, Item]) -> tuple[bool | None, str, str]:
     layers = int(items[2].facts.get("outside_layers") or 0)
     if layers >= 2:
         return True, f"{layers} context layers outside the repository, then the repository's own", ""
-    return False, f"{layers} context layer(s) outside the repository", (
+    return False, f"{plural(layers, 'context layer')} outside the repository", (
         "add org-wide and business-unit layers to `context.layers` in .loom/loom.yaml "
         "(`{name: org, repo: ../org-conventions, ref: v3}`)")
 
@@ -335,7 +335,8 @@ def _layers(items: dict[int, Item]) -> tuple[bool | None, str, str]:
 def _complex_governance(items: dict[int, Item]) -> tuple[bool | None, str, str]:
     signed, anchored = bool(items[6].facts.get("signed")), int(items[8].facts.get("anchored") or 0)
     if signed and anchored:
-        return True, f"decisions signed (policy), {anchored} merge(s) anchor the audit log", ""
+        anchor = "anchors" if anchored == 1 else "anchor"
+        return True, f"decisions signed (policy), {plural(anchored, 'merge')} {anchor} the audit log", ""
     missing = ([] if signed else ["decisions need no signature"]) + (
         [] if anchored else ["no merge anchors the audit log (Loom-Audit)"])
     return False, "; ".join(missing), ("`decisions: {require_signature: true}` in .loom/policy.yaml with "

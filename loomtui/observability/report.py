@@ -50,7 +50,7 @@ def _tokens(row: Breakdown) -> str:
     if not row.agents_reporting:
         return "none reported"
     return (f"{row.input_tokens:,} in / {row.output_tokens:,} out tokens, ${row.cost_usd:.2f} "
-            f"({row.agents_reporting} agent(s) reporting)")
+            f"({plural(row.agents_reporting, 'agent')} reporting)")
 
 
 def summary_lines(metrics: Metrics) -> list[tuple[str, str]]:

@@ -19,6 +19,7 @@ from typing import Any, Final
 
 from textual.widgets import DataTable
 
+from loomtui.errors import plural
 from loomtui.tui.app import LoomApp
 from loomtui.tui.bench_data import BenchSize
 from loomtui.tui.first_frame import end_process
@@ -229,7 +230,8 @@ def tui_bench(size: BenchSize, *, rounds: int, progress: Callable[[str], None] =
             "first_frame_bare_rss_mb": round(max(f.rss_kb for f in bare) / 1024, 1),
             "first_frame_loomtui_rss_mb": round(max(f.rss_kb for f in loom) / 1024, 1),
         })
-        progress(f"key-to-repaint: {rounds} round(s) of {CURSOR_MOVES_PER_ROUND} cursor moves and views 2..5, 1")
+        progress(f"key-to-repaint: {plural(rounds, 'round')} of {CURSOR_MOVES_PER_ROUND} cursor moves and views "
+                 "2..5, 1")
         figures.update(_keys_in_child(repo, rounds))
         shutil.rmtree(repo, ignore_errors=True)
     return figures
@@ -240,7 +242,7 @@ def format_tui_bench(figures: dict[str, Any]) -> str:
     first = figures["view_first_visit_ms"]
     return "\n".join([
         (f"{figures['sandboxes']} sandboxes, {figures['claims']} claims, {figures['audit_entries']} audit entries; "
-         f"{figures['rounds']} round(s), {figures['cpus']} CPUs"),
+         f"{plural(figures['rounds'], 'round')}, {plural(figures['cpus'], 'CPU')}"),
         (f"first frame   loomtui {figures['first_frame_loomtui_s']} s, bare Textual app "
          f"{figures['first_frame_bare_s']} s (medians): {figures['first_frame_ratio']}x"),
         (f"cursor        p50 {figures['cursor_p50_ms']} ms, p95 {figures['cursor_p95_ms']} ms, "

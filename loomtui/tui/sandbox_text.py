@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Final
 
 from rich.text import Text
 
-from loomtui.errors import escape_controls
+from loomtui.errors import escape_controls, plural
 from loomtui.execution import sandboxes
 from loomtui.execution.lifecycle import LIVE, PLANNED
 from loomtui.store import ClaimRecord, Event, SandboxRecord
@@ -154,13 +154,13 @@ def _agent_report(fields: list[Field], result: object) -> None:
         fields.append(Field("agent", ", ".join(parts), "bold red" if result.get("is_error") else ""))
     denials = result.get("denials") or []
     if denials:
-        fields.append(Field("denied", f"{len(denials)} tool call(s) refused", "bold yellow"))
+        fields.append(Field("denied", f"{plural(len(denials), 'tool call')} refused", "bold yellow"))
         fields.extend(Field("", f"{d.get('tool', '?')} {d.get('target', '')}") for d in denials[:10])
 
 
 def claims_text(held: Sequence[ClaimRecord], now: float) -> Text:
     """A sandbox's live claims, each with its lease and the regions its target resolved to."""
-    listing = Text(f"{len(held)} live claim(s)\n", style="bold")
+    listing = Text(f"{plural(len(held), 'live claim')}\n", style="bold")
     for claim in held:
         left = int(claim.expires - now)
         listing.append(f"#{claim.id} {claim.mode:<9} ")

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Final
 
 from loomtui.coordination.claims import ClaimRefused, claim_targets, release_claims_of
-from loomtui.errors import LoomError, abridged, shown
+from loomtui.errors import LoomError, abridged, plural, shown
 from loomtui.execution import sandboxes
 from loomtui.execution.gitops import Git
 from loomtui.execution.leftovers import save_leftovers
@@ -244,7 +244,7 @@ class Workflow:
             archived = record.status == ARCHIVED
             withdrawn = withdraw_open(self.workspace, record.id, "sandbox archived") if archived else []
             self.wake_waiters(record.id)
-            return f"{count} claim(s) released ({record.status})" + (
+            return f"{plural(count, 'claim')} released ({record.status})" + (
                 f"; escalation {', '.join(f'#{e}' for e in withdrawn)} withdrawn" if withdrawn else "")
         raise LoomError(f"internal error: {step} is not a step the engine does")
 

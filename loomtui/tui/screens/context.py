@@ -13,7 +13,7 @@ from textual.binding import Binding
 from textual.containers import Horizontal, VerticalScroll
 from textual.widgets import DataTable, Footer, Input, Static
 
-from loomtui.errors import LoomError
+from loomtui.errors import LoomError, plural
 from loomtui.tui.base import LoomScreen, loom_app
 from loomtui.tui.keys import shown_key
 from loomtui.tui.palette import PaletteEntry, RankedProvider
@@ -90,10 +90,10 @@ class ContextScreen(LoomScreen[None]):
 
         self.context, self.flags = context, flags
         found = context_problems(context)  # a pin that matches nothing among them
-        problems = f"; {len(found)} problem(s): {found[0]}" if found else ""
+        problems = f"; {plural(len(found), 'problem')}: {found[0]}" if found else ""
         self.query_one("#context-summary", Static).update(Text(
             f" context version {context.version[:12]}: {len(context.sections)} sections from "
-            f"{len(context.files)} files, {len(flags)} ADR(s) flagged{problems}", style="dim"))
+            f"{plural(len(context.files), 'file')}, {plural(len(flags), 'ADR')} flagged{problems}", style="dim"))
         self._fill(self.query_one("#context-filter", Input).value)
         if self.pending is not None:
             self.show_section(self.pending)

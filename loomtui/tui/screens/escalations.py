@@ -18,7 +18,7 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Button, DataTable, Footer, Input, Label, Static
 
-from loomtui.errors import LoomError
+from loomtui.errors import LoomError, plural
 from loomtui.governance.escalations import (
     EscalationStatus,
     allowed_decisions,
@@ -263,10 +263,10 @@ class EscalationsScreen(LoomScreen[None]):
         if facts.get("paths"):
             if facts.get("stage") == "claim":  # asked before the agent starts: there is no diff yet
                 text.append("\nClaims\n", style="bold underline")
-                text.append(f"  {len(facts['paths'])} path(s) it would work on, before any change\n")
+                text.append(f"  {plural(len(facts['paths']), 'path')} it would work on, before any change\n")
             else:
                 text.append("\nChange\n", style="bold underline")
-                text.append(f"  {len(facts['paths'])} path(s), {facts.get('lines_changed', 0)} lines"
+                text.append(f"  {plural(len(facts['paths']), 'path')}, {plural(facts.get('lines_changed', 0), 'line')}"
                             + (" (d shows the diff)" if escalation.sandbox_id else "") + "\n")
             # Every path (what an approval grants): a list cut at 12 hid `payments/refunds.py`, 15th of 15.
             shown = facts["paths"][:MAX_PATHS_SHOWN]

@@ -13,7 +13,7 @@ from textual.containers import Horizontal, VerticalScroll
 from textual.widgets import DataTable, Footer, Select, Static
 
 from loomtui.audit import AuditEntry
-from loomtui.errors import LoomError, escape_controls
+from loomtui.errors import LoomError, escape_controls, plural
 from loomtui.governance.policy import Policy, Rule
 from loomtui.tui.base import LoomScreen, inner_width
 from loomtui.tui.widgets.fields import Field, render_fields
@@ -134,7 +134,7 @@ class PolicyScreen(LoomScreen[None]):
                 text.append(rule.decision, style=DECISION_STYLES.get(rule.decision, ""))
                 if rule.approvals is not None:
                     who = "code owners" if rule.approvals.codeowners else " or ".join(rule.approvals.groups)
-                    text.append(f", {rule.approvals.count} approval(s) from {who}")
+                    text.append(f", {plural(rule.approvals.count, 'approval')} from {who}")
                 text.append("\n\n")
         if self.explanation:
             text.append("\n".join(self.explanation))

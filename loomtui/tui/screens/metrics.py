@@ -24,7 +24,7 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.widgets import DataTable, Footer, Sparkline, Static
 
-from loomtui.errors import LoomError
+from loomtui.errors import LoomError, plural
 from loomtui.tui.base import LoomScreen, loom_app, wrap_width
 from loomtui.tui.palette import PaletteEntry, RankedProvider
 from loomtui.tui.widgets.fields import wrap_value
@@ -79,8 +79,9 @@ def glance(metrics: Metrics) -> Group:
     for row in (figures[:2], figures[2:]):
         grid.add_row(*(cell for label, value in row for cell in (value, label + "  ")))
     text = Text(f"{metrics.merged} merged of {metrics.decided} decided; {metrics.agent_commits} of "
-                f"{metrics.commits} commits on {metrics.branch} agent-made; {len(metrics.overrides)} override(s); "
-                f"{metrics.conflicts.at_merge} conflict(s) met at merge")
+                f"{plural(metrics.commits, 'commit')} on {metrics.branch} agent-made; "
+                f"{plural(len(metrics.overrides), 'override')}; "
+                f"{plural(metrics.conflicts.at_merge, 'conflict')} met at merge")
     for line in (*metrics.partial, *metrics.notes):
         text.append(f"\n! {line}", style="yellow")
     return Group(grid, text)
