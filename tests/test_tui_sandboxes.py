@@ -330,7 +330,8 @@ async def test_another_machines_sandbox_is_not_archived_or_paused_from_here(repo
                            ("m", "sandbox there1 is on build-2: merge it there"),
                            ("s", "sandbox there1 is on build-2: stop it there"),
                            ("p", "sandbox there1 is on build-2: pause or resume it there"),
-                           ("X", "no merged or rejected sandbox to archive")):
+                           ("X", "no merged or rejected sandbox of this machine to archive; 1 sandbox of build-2 is "
+                                 "archived there")):
             await pilot.press(key)
             await pilot.pause()
             assert not isinstance(app.screen, ConfirmScreen), key  # nothing asked

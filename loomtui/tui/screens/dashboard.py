@@ -26,7 +26,7 @@ from textual.widgets import (
     Tabs,
 )
 
-from loomtui.errors import LoomError
+from loomtui.errors import LoomError, listed, plural
 from loomtui.execution import agent_control, sandboxes
 from loomtui.execution.lifecycle import DONE_WITH, LIVE, PAUSED, PLANNED
 from loomtui.store import SandboxRecord
@@ -630,10 +630,14 @@ class DashboardScreen(LoomScreen[None]):
 
     def action_archive_done(self) -> None:
         # This machine's: another's are archived there (asked here, they were skipped without a word).
-        done = [s for s in self.snapshot.sandboxes if s.status in DONE_WITH and sandboxes.on_this_host(s)] \
-            if self.snapshot else []
+        finished = [s for s in self.snapshot.sandboxes if s.status in DONE_WITH] if self.snapshot else []
+        done = [s for s in finished if sandboxes.on_this_host(s)]
         if not done:
-            self.app.notify("no merged or rejected sandbox to archive", title="archive", timeout=3)
+            elsewhere = sorted({s.host for s in finished})
+            self.app.notify(f"no merged or rejected sandbox of this machine to archive; "
+                            f"{plural(len(finished), 'sandbox')} of {listed(elsewhere)} "
+                            f"{'is' if len(finished) == 1 else 'are'} archived there"
+                            if finished else "no merged or rejected sandbox to archive", title="archive", timeout=5)
             return
         self._run_once_confirmed(dashboard_keys.archive_done_question(done), "archive merged and rejected",
                                  sandbox_calls.archive_done)
