@@ -65,6 +65,8 @@ def both_ends(text: str, limit: int) -> str:
     asks must not hide its point past a harmless first stretch (`git status`, 3,000 spaces, `; sed -i`)."""
     if len(text) <= limit:
         return text
+    if limit < 5:  # no room for both ends and the ` … ` between them
+        return text[:limit - 1] + "…" if limit > 0 else ""
     tail = max(1, (limit - 3) * 3 // 8)
     return f"{text[:max(0, limit - 3 - tail)]} … {text[-tail:]}"
 

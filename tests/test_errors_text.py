@@ -38,7 +38,7 @@ def test_both_ends_of_a_long_text_are_kept_in_the_room_given() -> None:
     from loomtui.errors import both_ends
 
     assert both_ends("start " + "x" * 300 + " REAL", 40) == "start xxxxxxxxxxxxxxxxxx … xxxxxxxx REAL"
-    assert [len(both_ends("y" * 50, n)) for n in (4, 5, 6, 40)] == [4, 5, 6, 40]
+    assert [len(both_ends("y" * 50, n)) for n in (0, 1, 2, 3, 4, 5, 6, 40)] == [0, 1, 2, 3, 4, 5, 6, 40]
 
 
 def test_a_task_in_the_app_is_one_honest_line() -> None:
