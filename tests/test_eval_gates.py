@@ -268,6 +268,8 @@ def test_a_pending_change_to_how_the_checks_run_takes_the_blame_for_what_breaks_
     assert found.line().endswith(f"({attacker} changes how the checks run: the break is counted against that "
                                  "change alone)")
     assert merged_gate(workspace)[0].breaking[0].suspects == (attacker,)  # kept with the stored report
+    audited = [e.details for e in workspace.audit.entries() if e.action == "eval.merged"]
+    assert [entry["suspects"] for entry in audited] == [[[attacker]]] * 2  # whom the record blames, as the gate did
 
 
 def test_eval_from_the_command_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -187,7 +187,9 @@ def _audited(workspace: Workspace, report: MergedReport) -> MergedReport:
         "onto": report.onto, "commit": report.commit, "sandboxes": list(report.sandboxes), "stored": report.stored,
         "conflicting": [sid for sid, _ in report.conflicting],
         "checks": {c["gate"]: c["status"] for c in report.checks},
-        "breaking": [list(b.sandboxes) for b in report.breaking]})
+        "breaking": [list(b.sandboxes) for b in report.breaking],
+        # Beside each breaking set, the members it is counted against (empty: all of them).
+        "suspects": [list(b.suspects) for b in report.breaking]})
     return report
 
 
