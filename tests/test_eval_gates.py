@@ -270,6 +270,12 @@ def test_a_pending_change_to_how_the_checks_run_takes_the_blame_for_what_breaks_
     assert merged_gate(workspace)[0].breaking[0].suspects == (attacker,)  # kept with the stored report
     audited = [e.details for e in workspace.audit.entries() if e.action == "eval.merged"]
     assert [entry["suspects"] for entry in audited] == [[[attacker]]] * 2  # whom the record blames, as the gate did
+    # A conftest.py decides how pytest runs, not how `compile` does; a gate init did not write could be either.
+    from loomtui.guardrails.merged import _changing_check_setup
+
+    records = [workspace.store.get_sandbox(s) for s in (attacker, victim)]
+    assert [_changing_check_setup(workspace, gate, report.onto, records) for gate in ("tests", "compile", "lint")] == [
+        {attacker}, set(), {attacker}]
 
 
 def test_eval_from_the_command_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

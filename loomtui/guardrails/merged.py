@@ -237,7 +237,7 @@ def _who_breaks(workspace: Workspace, gate: GateConfig, onto: str, records: Sequ
         left -= failing_with([sandbox])
     found: list[BreakingSet] = []
     pairs = [pair for pair in itertools.combinations(merged_ids, 2) if not focus or set(pair) & set(focus)]
-    setup = _changing_check_setup(workspace, onto, [r for r in records if r.id in merged_ids])
+    setup = _changing_check_setup(workspace, gate.name, onto, [r for r in records if r.id in merged_ids])
     for pair in pairs[:MAX_PAIRS]:
         if not left:
             break
@@ -252,12 +252,15 @@ def _who_breaks(workspace: Workspace, gate: GateConfig, onto: str, records: Sequ
     return found
 
 
-def _changing_check_setup(workspace: Workspace, onto: str, records: Sequence[SandboxRecord]) -> set[str]:
-    """The sandboxes whose change (onto's tip to their branch) touches what decides how checks run."""
+def _changing_check_setup(workspace: Workspace, gate: str, onto: str, records: Sequence[SandboxRecord]) -> set[str]:
+    """The sandboxes whose change (onto's tip to their branch) touches what decides how `gate`'s checks run:
+    a gate `init` wrote by its own files (a `pyproject.toml` bump is not suspect for `go-test`'s break),
+    another by every kind's (what runs it is not known here)."""
     from loomtui.globs import glob_spec
     from loomtui.starter import CHECK_SETUP
 
-    spec = glob_spec(dict.fromkeys(glob for globs in CHECK_SETUP.values() for glob in globs))
+    globs = CHECK_SETUP.get(gate) or tuple(glob for kind in CHECK_SETUP.values() for glob in kind)
+    spec = glob_spec(dict.fromkeys(globs))
     repo = Git(workspace.root)
     changing = set()
     for record in records:
