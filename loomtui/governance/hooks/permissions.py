@@ -33,10 +33,14 @@ the leads' queue, so an agent cannot bury the queue (or the disk) under its own.
 MAX_ASKS_PER_HOUR: Final = 120
 """Requests and questions one sandbox may open in an hour, answered, withdrawn or not: opening and
 withdrawing at once in a loop grew the shared store by 1.4 GB a minute. No person answers more."""
-MAX_FIELD_CHARS: Final = 4000
+MAX_FIELD_CHARS: Final = 16_000
 MAX_FIELDS: Final = 50
 MAX_EVIDENCE_CHARS: Final = 32_000
-"""All of one request's fields together: what a lead reads in the queue, not the whole of a file."""
+"""All of one request's fields together. A tool call larger than these is refused, not cut short for the
+record: an approval lets the whole call run, and a lead approved a command whose `curl ... | sh` past the
+first 4,000 characters was nowhere on the screen."""
+REQUEST_EXTRAS: Final = ("permission_suggestions", "tool_use_id")
+"""What of a hook's payload beside the tool call a request keeps (an agent's other keys read as loomtui's)."""
 _DETAIL_KEY: Final = {"Bash": "command", "Write": "file_path", "Edit": "file_path", "MultiEdit": "file_path",
                       "Read": "file_path", "NotebookEdit": "notebook_path", "WebFetch": "url", "Grep": "pattern",
                       "Glob": "pattern"}
@@ -78,9 +82,17 @@ def open_permission_request(gate: HookGate, tool_name: str, tool_input: Mapping[
     facts = ChangeFacts(stage="claim", paths=tuple(paths), runtime=gate.runtime)
     evaluation = permission_evaluation(gate.policy(), facts)
     tool_name = tool_name[:200]
+    kept = bounded(tool_input)
     # The agent's `extra` first: it may add to the evidence, never stand in for what it asks.
-    evidence = {**bounded(extra or {}), "tool_name": tool_name, "tool_input": bounded(tool_input)}
-    message = policy_refusal(evaluation) if evaluation.outcome == "block" else too_many_asks(gate)
+    extras = {key: value for key, value in (extra or {}).items() if key in REQUEST_EXTRAS}
+    evidence = {**bounded(extras), "tool_name": tool_name, "tool_input": kept}
+    message: str | None
+    if kept != dict(tool_input):
+        message = (f"a tool call past {MAX_FIELD_CHARS:,} characters a field ({MAX_EVIDENCE_CHARS:,} in all, "
+                   f"{MAX_FIELDS} fields) cannot be shown to a person whole, and no one approves what they were "
+                   "not shown: make it smaller")
+    else:
+        message = policy_refusal(evaluation) if evaluation.outcome == "block" else too_many_asks(gate)
     if message is not None:
         gate.workspace.record("hook.permission", gate.sandbox_id,
                               {"tool": tool_name, "decision": "deny", "reason": message})
