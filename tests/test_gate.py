@@ -236,6 +236,24 @@ def test_a_branch_cannot_loosen_the_policy_that_judges_it(billing: Path) -> None
                for note in report["notes"]), report["notes"]
 
 
+def test_a_branch_forked_before_the_policy_tightened_is_judged_by_the_policy_it_merges_into(billing: Path) -> None:
+    """The gate read the policy at the merge base: a branch forked from an old commit of main picked the
+    looser policy of its choosing, and the same change BLOCKED from the tip passed from there."""
+    policy = (billing / ".loom/policy.yaml").read_text()
+    loose = policy.replace("rules:\n", "rules:\n  - name: anything-goes\n    when: {paths: ['**']}\n"
+                                       "    decision: auto_approve\n", 1)
+    (billing / ".loom/policy.yaml").write_text(loose)
+    git(billing, "commit", "-qam", "an old, loose policy")
+    git(billing, "branch", "old-main")
+    (billing / ".loom/policy.yaml").write_text(policy)
+    git(billing, "commit", "-qam", "the policy tightened")
+    ledger = (billing / "payments/ledger.py").read_text()
+    git(billing, "checkout", "-q", "old-main")
+    branch_with(billing, "forked-early", {"payments/ledger.py": ledger + "\n# x\n"})
+    report = json.loads(gate(billing, "--format", "json").stdout)
+    assert report["verdict"] == "NEEDS APPROVAL" and "anything-goes" not in [r["name"] for r in report["rules"]]
+
+
 def test_the_gate_takes_a_sandboxs_author_from_its_record_as_its_review_does(billing: Path) -> None:
     """The commits' author is the agent's git identity: the task's author's own approval was counted
     here (PASS) while the review refused it (separation of duties)."""

@@ -167,11 +167,13 @@ def run_gate(root: Path, policy: Policy | None = None, *, base: str | None = Non
     head_sha = branch_head(root, head)
     if head_sha is None:
         raise LoomError(f"head {quoted(head)} is not a commit")
-    if branch_head(root, base) is None:
+    base_sha = branch_head(root, base)
+    if base_sha is None:
         raise LoomError(f"base {quoted(base)} is not a commit")
     merge_base = git_output(root, "merge-base", base, head_sha) or base
     if policy is None:
-        policy = policy_at(root, merge_base)
+        # The tip's, not the merge base's: a branch forked from an old commit chose its own (looser) policy.
+        policy = policy_at(root, base_sha)
     gates: dict[str, str] = {}
     runtime = None
     approvals: tuple[str, ...] = ()
@@ -197,7 +199,7 @@ def run_gate(root: Path, policy: Policy | None = None, *, base: str | None = Non
         notes.append(f"separation of duties: the author is {facts.author or 'unknown'} as the head commit names "
                      "it, and a commit can name anyone: a signed approval proves who decided, not who wrote it")
     if evaluation.outcome == "require" and facts.paths:
-        published = approvals_from_notes(root, policy, merge_base, head_sha)
+        published = approvals_from_notes(root, policy, base_sha, head_sha)  # signers as the tip has them
         approvals = tuple(dict.fromkeys((*approvals, *published.users)))
         rejected_by = tuple(dict.fromkeys((*rejected_by, *published.rejected_by)))
         notes.extend(published.notes)
