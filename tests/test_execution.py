@@ -1198,7 +1198,7 @@ def test_isolated_agent_cannot_write_outside_its_worktree(ws: Workspace, repo: P
         attempt("worktree", "inside.txt", "w")
         def read(name, path):
             try:
-                with open(os.path.expanduser(path)) as handle:
+                with open(os.path.expanduser(path), errors="replace") as handle:
                     results[name] = handle.read()
             except OSError as exc:
                 results[name] = exc.strerror
@@ -1217,6 +1217,9 @@ def test_isolated_agent_cannot_write_outside_its_worktree(ws: Workspace, repo: P
         read("repo_config", os.path.join(repo, ".git", "config"))
         read("store_read", os.path.join(state, "state.db"))
         read("audit_read", os.path.join(state, "audit.jsonl"))
+        for name in ("COMMIT_EDITMSG", "rr-cache/0123/preimage", "rebase-apply/0001", "lfs/objects/aa/bb/aabbcc",
+                     "index", "logs/HEAD", "modules/sub/config", "hooks/pre-push"):
+            read("git_dir:" + name, os.path.join(repo, ".git", name))
         key = subprocess.run(["git", "config", "loom.signingkey"], capture_output=True, text=True).stdout.strip()
         read("signing_key", key.removesuffix(".pub"))  # the private half beside the public key named
         results["run"] = sorted(os.listdir("/run"))
@@ -1259,6 +1262,12 @@ def test_isolated_agent_cannot_write_outside_its_worktree(ws: Workspace, repo: P
         (home / login).parent.mkdir()
         (home / login).write_text('{"token": "SECRET login"}')
     (repo.parent / "lead.key").write_text("SECRET signing key")
+    # What the person's git keeps beside the objects: a message being written, a conflict's preimage, a patch
+    # being applied, a large file's content, a submodule's repository, a hook.
+    for name in ("COMMIT_EDITMSG", "rr-cache/0123/preimage", "rebase-apply/0001", "lfs/objects/aa/bb/aabbcc",
+                 "modules/sub/config", "hooks/pre-push"):
+        (repo / ".git" / name).parent.mkdir(parents=True, exist_ok=True)
+        (repo / ".git" / name).write_text("SECRET unpublished\n")
     (repo.parent / "lead.key.pub").write_text("ssh-ed25519 AAAA lead")
     git(repo, "config", "loom.signingkey", str(repo.parent / "lead.key.pub"))  # git's usual: the public half
     # Credentials in the repository's own config: a token in a remote's URL, a CI checkout's header.
@@ -1293,6 +1302,9 @@ def test_isolated_agent_cannot_write_outside_its_worktree(ws: Workspace, repo: P
     assert results["ssh_key"] == "No such file or directory"  # the folder is there, empty
     # Nor are the store and the audit log: every sandbox's escalations, evidence and deciders.
     assert results["store_read"] == results["audit_read"] == "No such file or directory"
+    # Of the repository's git dir, only what git needs to work in a worktree (its index, reflogs, ... are not).
+    git_dir = {name: said for name, said in results.items() if name.startswith("git_dir:")}
+    assert set(git_dir.values()) == {"No such file or directory"}, git_dir
     # A file is /dev/null there: empty, or refused where the mount holds no devices.
     assert results["pgpass"] in ("", "Permission denied") and results["signing_key"] in ("", "Permission denied")
     # The repository's config is there, only without its credentials (the agent's git reads it).
@@ -1331,7 +1343,7 @@ def test_credentials_that_exist_are_emptied_for_agents_and_gates_alike(tmp_path:
     assert secret_paths([home], env={"CLAUDE_CODE_USE_BEDROCK": ""}) == (home / ".ssh", home / ".aws", home / ".pgpass")
     # An API key in a variable needs no login folder: the folder's tokens stay hidden.
     assert secret_paths([home], env={"AWS_ACCESS_KEY_ID": "k"}) == (home / ".ssh", home / ".aws", home / ".pgpass")
-    argv = scratch_bwrap_argv(tmp_path / "tree", tmp_path / "state", secrets=found)
+    argv = scratch_bwrap_argv(tmp_path / "tree", tmp_path / "git", tmp_path / "git" / "loom", secrets=found)
     pairs = [(argv[i], argv[i + 1]) for i in range(len(argv) - 1) if argv[i].startswith("--")]
     assert ("--tmpfs", str(home / ".ssh")) in pairs and ("--tmpfs", str(home / ".aws")) in pairs
     assert argv[argv.index(str(home / ".pgpass")) - 2:][:2] == ["--ro-bind", "/dev/null"]
@@ -1342,8 +1354,8 @@ def test_credentials_that_exist_are_emptied_for_agents_and_gates_alike(tmp_path:
 def test_the_folders_a_sandbox_gets_empty_hold_so_much(tmp_path: Path) -> None:
     """Unsized, /tmp was half the machine's memory: one agent wrote 3 GB into it (shared memory)."""
     (tmp_path / "tree").mkdir()
-    (tmp_path / "state").mkdir()
-    argv = scratch_bwrap_argv(tmp_path / "tree", tmp_path / "state")
+    (tmp_path / "git" / "loom").mkdir(parents=True)
+    argv = scratch_bwrap_argv(tmp_path / "tree", tmp_path / "git", tmp_path / "git" / "loom")
     sizes = subprocess.run([*argv, "df", "-B1", "--output=size", "/tmp", "/run", "/dev/shm"], capture_output=True,
                            text=True, check=True).stdout.split()[1:]
     assert [int(size) for size in sizes] == [2 << 30, 16 << 20, 512 << 20]
@@ -1375,10 +1387,10 @@ def test_a_sandboxs_processes_are_limited_on_their_own_not_the_users(tmp_path: P
     base = Path(tempfile.mkdtemp(dir="/var/tmp"))
     try:
         base.chmod(0o755)
-        tree, state = base / "tree", base / "state"
+        tree, state = base / "tree", base / "git" / "loom"
         tree.mkdir()
-        state.mkdir()
-        argv = scratch_bwrap_argv(tree, state, max_processes=20)
+        state.mkdir(parents=True)
+        argv = scratch_bwrap_argv(tree, state.parent, state, max_processes=20)
         forks = ("import os, time\nstarted = 0\nfor _ in range(60):\n    try:\n        pid = os.fork()\n"
                  "    except OSError:\n        break\n    if pid == 0:\n        time.sleep(2)\n        os._exit(0)\n"
                  "    started += 1\nprint(started)")

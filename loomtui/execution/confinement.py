@@ -154,7 +154,8 @@ def confined_scratch_argv(workspace: Workspace, tree: Path, argv: Sequence[str],
     configs = _git_configs(workspace, env)
     # Nor the shared object store (a tree is an export: its code needs no git): the person's staged and
     # stashed work and every sandbox's commits are objects there (see seen_objects).
-    return scratch_bwrap_argv(tree, workspace.paths.state_dir, readable=under_private_dirs(needed),
+    return scratch_bwrap_argv(tree, workspace.paths.common_dir, workspace.paths.state_dir,
+                              readable=under_private_dirs(needed),
                               hidden=(*_hidden(workspace), workspace.paths.common_dir / "objects"), writable=writable,
                               secrets=_secrets(workspace, env, configs, writable),
                               configs=_credential_free_configs(workspace, configs),

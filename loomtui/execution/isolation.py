@@ -372,9 +372,27 @@ def _read_only_at_last(*folders: Path | None, hidden: Sequence[Path] = ()) -> li
             for argument in ("--remount-ro", str(folder))]
 
 
+GIT_DIR_SHOWN: Final = ("HEAD", "commondir", "config", "info", "packed-refs", "refs", "shallow")
+"""What of the repository's git dir confined code sees: what git needs to work in a linked worktree. The
+rest is the person's and not there: the main checkout's index, rerere's preimages, a rebase's or `git am`'s
+patches, LFS objects, COMMIT_EDITMSG and the other *_HEAD and *_MSG files, reflogs, submodules'
+repositories, hooks (an agent read and committed them all). `objects`, `worktrees` and loomtui's own folder
+are mounted on top as each command needs."""
+
+
+def _git_dir_hidden(common_dir: Path) -> list[str]:
+    """bwrap arguments that show the repository's git dir as an empty folder but for GIT_DIR_SHOWN (a
+    folder, not a list of what to hide: what the person's git writes there later is not seen either)."""
+    argv = _fresh_tmpfs(common_dir)
+    for name in GIT_DIR_SHOWN:
+        argv += ["--ro-bind-try", str(common_dir / name), str(common_dir / name)]
+    return argv
+
+
 def bwrap_argv(mounts: SandboxMounts, program: str = "bwrap") -> list[str]:
     """The bwrap command line (to be followed by the agent's argv). Later mounts stack on earlier ones."""
     argv = _base_mounts(program, mounts.readable, mounts.checkouts)
+    argv += _git_dir_hidden(mounts.common_dir)
     argv += _emptied(mounts.secrets)
     argv += _config_mounts(mounts.configs)
     argv += _state_dir_hidden(mounts.state_dir)
@@ -429,8 +447,8 @@ def bwrap_argv(mounts: SandboxMounts, program: str = "bwrap") -> list[str]:
         argv += ["--bind", str(own), str(path)]
     for source, path in mounts.obeyed:
         argv += ["--ro-bind", str(source), str(path)]
-    argv += [*_read_only_at_last(mounts.state_dir, *(c.root for c in mounts.checkouts), hidden=mounts.hidden),
-             *UNSHARED]
+    argv += [*_read_only_at_last(mounts.common_dir, mounts.state_dir, *(c.root for c in mounts.checkouts),
+                                 hidden=mounts.hidden), *UNSHARED]
     if not mounts.network:
         argv.append("--unshare-net")
     argv += ["--die-with-parent", "--chdir", str(mounts.worktree), "--", *oom_first(),
@@ -462,7 +480,8 @@ def _config_mounts(configs: Sequence[tuple[Path, Path]]) -> list[str]:
     return [argument for copy, config in configs for argument in ("--ro-bind", str(copy), str(config))]
 
 
-def scratch_bwrap_argv(tree: Path, state_dir: Path, *, readable: Sequence[Path] = (), hidden: Sequence[Path] = (),
+def scratch_bwrap_argv(tree: Path, common_dir: Path, state_dir: Path, *, readable: Sequence[Path] = (),
+                       hidden: Sequence[Path] = (),
                        writable: Sequence[Path] = (), secrets: Sequence[Path] = (),
                        configs: Sequence[tuple[Path, Path]] = (), checkouts: Sequence[Checkout] = (),
                        max_processes: int | None = None, program: str = "bwrap") -> list[str]:
@@ -470,6 +489,7 @@ def scratch_bwrap_argv(tree: Path, state_dir: Path, *, readable: Sequence[Path] 
     everything read-only but the tree and `writable`, no network, no sandbox's state or worktree seen,
     nor the person's checkouts."""
     argv = _base_mounts(program, readable, checkouts)
+    argv += _git_dir_hidden(common_dir)
     argv += _emptied(secrets)
     argv += _config_mounts(configs)
     argv += _state_dir_hidden(state_dir)
@@ -477,7 +497,7 @@ def scratch_bwrap_argv(tree: Path, state_dir: Path, *, readable: Sequence[Path] 
         argv += _fresh_tmpfs(path)
     for path in (tree, *writable):
         argv += ["--bind", str(path), str(path)]
-    return argv + [*_read_only_at_last(state_dir, *(c.root for c in checkouts), hidden=hidden), *UNSHARED,
+    return argv + [*_read_only_at_last(common_dir, state_dir, *(c.root for c in checkouts), hidden=hidden), *UNSHARED,
                    "--unshare-net", "--die-with-parent", "--chdir", str(tree), "--", *oom_first(),
                    *process_limit(max_processes)]
 
