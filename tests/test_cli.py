@@ -451,3 +451,14 @@ def test_config_check_names_every_problem_and_warns_of_no_gates(repo: Path) -> N
     (repo / ".loom" / "loom.yaml").write_text("")
     empty = run_cli(repo, "config", "check")
     assert empty.returncode == 0 and "no gates: agents' changes reach review untested" in empty.stderr
+
+
+def test_ctrl_c_before_a_command_begins_is_exit_130_not_a_traceback(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Interrupted while the parser was made (a slow start), a full traceback through argparse was printed."""
+    import loomtui.cli as cli
+
+    def interrupted(*_args: object) -> object:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "build_parser", interrupted)
+    assert cli.main(["status"]) == 130

@@ -1077,6 +1077,40 @@ def test_ctrl_c_while_a_task_is_prepared_cancels_it_and_gives_its_claims_back(
     assert record.status == ARCHIVED and not manual.store.list_escalations(status="open")
 
 
+def test_ctrl_c_as_the_agent_starts_says_it_runs_or_removes_what_had_not_started(
+        manual: Workspace, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ctrl-C just after `sandbox new` made the sandbox: exit 130 with nothing said, and the agent ran on."""
+    from loomtui.workflow.engine import Workflow
+    from loomtui.workflow.tasks import TaskInterrupted
+
+    advance = Workflow.advance
+
+    def started_then_interrupted(self: Workflow, sandbox_id: str, *args: object, **kwargs: object) -> object:
+        advance(self, sandbox_id, *args, **kwargs)  # type: ignore[arg-type]
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Workflow, "advance", started_then_interrupted)
+    with pytest.raises(TaskInterrupted, match=r"interrupted: sandbox (\w+) was made and its agent started, and goes "
+                                              r"on; `loomtui sandbox stop \1` stops it") as raised:
+        tasks.create_sandbox(manual, "runs on", "script", script=edit(manual, "runs", "lib.py", "x + 1", "x + 2"),
+                             autostart=True)
+    assert raised.value.exit_code == 130
+    [running] = sb.list_sandboxes(manual)
+    from tests.conftest import wait_until
+
+    wait_until(lambda: sb.get_sandbox(manual, running.id).status not in (PLANNED, RUNNING), what="its agent ran")
+
+    def interrupted(self: Workflow, *args: object, **kwargs: object) -> object:
+        monkeypatch.setattr(Workflow, "advance", advance)  # once: removing it advances too
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Workflow, "advance", interrupted)
+    with pytest.raises(TaskInterrupted, match=r"interrupted: sandbox \w+ was not created"):
+        tasks.create_sandbox(manual, "cut short", "script", script=edit(manual, "cut", "lib.py", "x + 1", "x + 3"),
+                             autostart=True)
+    assert [r.id for r in sb.list_sandboxes(manual)] == [running.id]
+
+
 def test_a_reviewer_s_rejection_is_overruled_by_a_lead_s_override_a_lead_s_is_not(manual: Workspace) -> None:
     """A reviewer in a policy group said no; the lead, who may override a block, could not overrule it
     (`escalation #1 is already rejected`): the change was lost. A lead's own rejection still stands."""

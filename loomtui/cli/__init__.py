@@ -513,6 +513,13 @@ def _draws_the_app(args: argparse.Namespace) -> bool:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return the exit code."""
+    try:
+        return _run(argv)
+    except KeyboardInterrupt:  # while the parser was made, before any command began: not a traceback
+        return 130
+
+
+def _run(argv: Sequence[str] | None) -> int:
     given = list(sys.argv[1:] if argv is None else argv)
     if given[:1] == ["hook"]:  # an agent's hook inside a sandbox: its client alone, if it can answer
         from loomtui.governance.hooks.client import fast_main

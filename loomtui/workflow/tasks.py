@@ -82,7 +82,10 @@ def create_sandbox(
             # the app, would otherwise read as preparing it for as long as it runs).
             workspace.store.update_sandbox(record.id, data={CREATOR_KEY: None})
     if autostart:
-        flow.advance(record.id)
+        try:
+            flow.advance(record.id)
+        except KeyboardInterrupt:
+            raise _interrupted_starting(workspace, record.id) from None
     return sandboxes.get_sandbox(workspace, record.id)
 
 
@@ -97,10 +100,22 @@ def _abandoned(workspace: Workspace, sandbox_id: str) -> TaskInterrupted:
     try:
         remove(workspace, sandbox_id, force=True, delete_branch=True)
     except (LoomError, KeyboardInterrupt) as exc:  # a second Ctrl-C, or a refusal: it is said, kept as it is
-        return TaskInterrupted(f"interrupted: sandbox {sandbox_id} was left planned ({exc or 'interrupted again'}); "
+        why = str(exc) or "interrupted again"
+        return TaskInterrupted(f"interrupted: sandbox {sandbox_id} was left planned ({why}); "
                                f"`loomtui sandbox rm {sandbox_id} --force` removes it")
     return TaskInterrupted(f"interrupted: sandbox {sandbox_id} was not created (what was made of it is removed, "
                            "its claims given back)")
+
+
+def _interrupted_starting(workspace: Workspace, sandbox_id: str) -> TaskInterrupted:
+    """Ctrl-C while the agent was being started: removed if it had not started, else said to run (the
+    command ended without a word while the agent went on)."""
+    record = sandboxes.get_sandbox(workspace, sandbox_id)
+    if record.status == PLANNED and not is_alive(record.pid, record.pid_start):  # no supervisor starting it
+        return _abandoned(workspace, sandbox_id)
+    return TaskInterrupted(f"interrupted: sandbox {sandbox_id} was made and its agent started, and goes on; "
+                           f"`loomtui sandbox stop {sandbox_id}` stops it, `loomtui sandbox rm {sandbox_id} --force` "
+                           "removes it")
 
 
 def _dependency(workspace: Workspace, ref: str) -> str:
