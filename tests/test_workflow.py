@@ -18,7 +18,7 @@ from conftest import git, run_cli, wait_until
 
 from loomtui.cli import STEP_HINTS
 from loomtui.errors import LoomError
-from loomtui.execution import agent_control
+from loomtui.execution import agent_control, review
 from loomtui.execution import sandboxes as sb
 from loomtui.execution.lifecycle import (
     APPROVED,
@@ -1165,3 +1165,24 @@ def test_work_that_could_not_be_saved_at_the_agent_s_end_is_saved_when_asked(man
     saved = sb.get_sandbox(manual, record.id)
     assert git(manual.root, "show", f"{record.branch}:note.txt") == "kept"
     assert saved.data.get("save_error") is None and saved.status in (AWAITING_REVIEW, APPROVED), saved.status
+
+
+def test_a_task_stated_in_a_sandboxs_worktree_is_refused_and_a_branch_built_on_is_not_deleted(
+        manual: Workspace) -> None:
+    """`sandbox new` run from a sandbox's worktree took that sandbox's branch as its target, and
+    `sandbox rm --delete-branch` then deleted the branch the new task was to merge into."""
+    first = tasks.create_sandbox(manual, "first", "script", script=edit(manual, "first", "lib.py", "x + 1", "x + 2"))
+    inside = open_workspace(Path(first.worktree))
+    try:
+        with pytest.raises(LoomError, match=rf"HEAD here is '?{first.branch}'?, a sandbox's branch \(this is its "
+                                            rf"worktree\): state tasks from your own checkout, or give --base"):
+            sb.plan_sandbox(inside, "nested", "script", script=edit(manual, "nested", "lib.py", "x + 1", "x + 3"))
+    finally:
+        inside.close()
+    built_on = sb.plan_sandbox(manual, "on purpose", "script", base=first.branch,
+                               script=edit(manual, "on", "lib.py", "x + 1", "x + 4"))
+    assert built_on.data["target"] == first.branch
+    with pytest.raises(LoomError, match=rf"{first.branch} is the target of sandbox {built_on.id}, built on its work"):
+        review.remove(manual, first.id, force=True, delete_branch=True)
+    assert git(manual.root, "rev-parse", "--verify", "--quiet", first.branch)  # still there, and the sandbox
+    assert sb.get_sandbox(manual, first.id).status == PLANNED

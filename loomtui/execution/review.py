@@ -41,7 +41,7 @@ from loomtui.execution.sandboxes import (
 )
 from loomtui.files import remove_tree
 from loomtui.gitcmd import DIFF_READ_MAX, LARGE_FILES_BINARY
-from loomtui.store import SandboxRecord
+from loomtui.store import ENDED_STATUSES, SandboxRecord
 from loomtui.workspace import Workspace
 
 RemoveRefusal = Literal["live", "uncommitted", "unmerged", "nested", "too_large"]
@@ -372,6 +372,12 @@ def remove(workspace: Workspace, sandbox_id: str, *, force: bool = False, delete
     if delete_branch and not force and not _branch_merged(repo, record):
         raise RemoveRefused(f"{record.branch} is not merged; nothing was removed", reason="unmerged",
                             branch=record.branch)
+    if delete_branch and (built_on := [other.id for other in workspace.store.list_sandboxes()
+                                       if other.id != record.id and other.data.get("target") == record.branch
+                                       and other.status not in ENDED_STATUSES]):
+        # Their work goes back into this branch: deleting it left them nowhere to merge.
+        raise LoomError(f"{record.branch} is the target of sandbox {', '.join(built_on)}, built on its work; "
+                        "nothing was removed: remove without --delete-branch, or finish those first", exit_code=1)
     # From here the sandbox is not reviewed or started by anyone else (its supervisor reviews an agent
     # that ends, the app advances tasks): its worktree is about to go. Refused while a review runs.
     record = mark_removing(workspace, record.id)  # its agent may have started since it was read

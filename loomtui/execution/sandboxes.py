@@ -318,6 +318,11 @@ def plan_sandbox(
         "mcp_config": str(mcp_config_path(paths.dir)),
     })
     target = _merge_target(repo, base)
+    if base == "HEAD" and target and target.startswith(BRANCH_PREFIX) and \
+            workspace.store.get_sandbox(target.removeprefix(BRANCH_PREFIX)) is not None:
+        # Run from a sandbox's worktree, the task went into that sandbox's branch, which can be deleted.
+        raise LoomError(f"HEAD here is {quoted(target)}, a sandbox's branch (this is its worktree): state tasks from "
+                        f"your own checkout, or give --base {target} to build on its work on purpose")
     now = time.time()
     record = workspace.store.add_sandbox(SandboxRecord(
         id=sandbox_id, task=task, runtime=runtime, status=PLANNED, created=now, updated=now,
