@@ -220,6 +220,8 @@ def test_a_path_typed_in_a_subdirectory_is_named_as_the_commands_take_it(repo: P
     hint = "(paths are from the repository's root: from here that is pkg/mod.py)"
     assert hint in run_cli(here, "regions", "mod.py").stderr
     assert hint in run_cli(here, "claim", "add", "--sandbox", "a", "mod.py").stderr
+    # `..` in what was typed is resolved: the hint is a path the command takes (it was pkg/../pkg/mod.py).
+    assert "from here that is pkg/mod.py)" in run_cli(here, "claim", "add", "--sandbox", "a", "../pkg/mod.py").stderr
     assert "did you mean pkg/mod.py::f?" in run_cli(here, "claim", "add", "--sandbox", "a", "mod.py::f").stderr
     assert "from here" not in run_cli(here, "regions", "other.py").stderr  # nothing of that name here either
     assert "a directory; regions are listed for one file" in run_cli(repo, "regions", "pkg").stderr

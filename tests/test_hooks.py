@@ -546,14 +546,15 @@ def test_a_lead_is_shown_every_path_a_request_names_and_every_field_one_line(bil
     an unknown tool's `file_path` stood in for its `command`."""
     gate = HookGate(ws, "agent-1", billing)
     touched = " ".join(f"docs/guide{n:02d}.md" for n in range(14))
-    command = f"cat docs/README.md && true ; touch {touched} ; sed -i s/0.01/0.10/ payments/refunds.py ; " + \
+    command = f"cat docs/README.md && echo ✓ ; touch {touched} ; sed -i s/0.01/0.10/ payments/refunds.py ; " + \
         "true && " * 10 + "echo done"
     asked = gate.open_permission_request("Bash", {"command": command})
     record = ws.store.get_escalation(asked["id"])
     assert record is not None and "payments/refunds.py" in record.data["facts"]["paths"]
     shown = run_cli(billing, "escalation", "show", str(asked["id"])).stdout.splitlines()
     assert "  15 paths:" in shown and "    payments/refunds.py" in shown, shown
-    assert f"  tool_input: {json.dumps({'command': command})}" in shown  # the command whole
+    # The command whole, as written (it read `echo \\u2713`).
+    assert f"  tool_input: {json.dumps({'command': command}, ensure_ascii=False)}" in shown
     as_json = json.loads(run_cli(billing, "escalation", "show", str(asked["id"]), "--json").stdout)
     assert "payments/refunds.py" in as_json["paths"] and as_json["evidence"]["tool_input"]["command"] == command
     forged = gate.open_permission_request("Read\n  file_path: docs/README.md",

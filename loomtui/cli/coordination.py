@@ -129,8 +129,8 @@ def _named_from_here(root: Path, raw: str) -> str | None:
     path, sep, rest = raw.partition("::")  # a region id: its file part
     if here == root or not here.is_relative_to(root) or not path or Path(path).is_absolute():
         return None
-    candidate = here / path
-    if not candidate.exists() or not candidate.resolve().is_relative_to(root):
+    candidate = Path(os.path.normpath(here / path))  # `../app/x.py` from app/ is app/x.py, not app/../app/x.py
+    if not candidate.exists() or not candidate.resolve().is_relative_to(root) or not candidate.is_relative_to(root):
         return None
     return candidate.relative_to(root).as_posix() + sep + rest
 
@@ -139,7 +139,7 @@ def _hinted(exc: LoomError, root: Path, raw: str) -> LoomError:
     """`exc` (a target that names nothing), with the target it names from here when there is one:
     targets are relative to the repository's root, as `claim list` shows them, not to the current directory."""
     meant = _named_from_here(root, raw)
-    if meant is None or meant in str(exc):  # none, or its own "did you mean" names it already
+    if meant is None or ("did you mean" in str(exc) and meant in str(exc)):  # none, or its own names it already
         if "no such file or region" in str(exc):
             return LoomError(f"{exc} (a file not written yet: --new claims it by its path)", exit_code=exc.exit_code)
         return exc

@@ -219,7 +219,7 @@ def cmd_escalation_show(args: argparse.Namespace) -> int:
     evidence = escalation.data.get("evidence")
     for key, value in (evidence.items() if isinstance(evidence, dict) else ()):
         if value not in ([], {}, None, ""):
-            shown = value if isinstance(value, str) else json.dumps(value, default=str)
+            shown = value if isinstance(value, str) else json.dumps(value, default=str, ensure_ascii=False)
             print(f"  {escape_controls(str(key))}: {escape_controls(shown)}")
     for made in decisions:
         # On one line: a reason with a line break printed a decision line of its own ("Approved by ...").
