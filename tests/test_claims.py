@@ -494,6 +494,15 @@ def test_claim_add_takes_a_sandboxs_unique_id_prefix_as_every_command_does(repo:
     assert run_cli(repo, "claim", "release", "--all", "--sandbox", "abd").returncode == 0
     assert run_cli(repo, "claim", "release", "--all", "--sandbox", "abc").returncode == 0
     assert [c.sandbox_id for c in store.live_claims()] == ["lead-alice"]
+    # A typo of the name released nothing and said so as a success, the real claims still held.
+    typo = run_cli(repo, "claim", "release", "--all", "--sandbox", "lead-alcie")
+    assert typo.returncode == 1 and "lead-alcie is no sandbox and holds no claim; nothing was released" in typo.stderr
+    assert run_cli(repo, "claim", "release", "--all", "--sandbox", "lead-alice").stdout == "released 1 claim\n"
+    assert run_cli(repo, "claim", "add", "b.py", "--sandbox", "abd").returncode == 0
+    [held] = store.live_claims()
+    theirs = run_cli(repo, "claim", "release", str(held.id), "--sandbox", "abc")
+    assert theirs.returncode == 1 and theirs.stderr.rstrip().endswith(  # the flag that does it is named
+        "releasing another sandbox's claim is an override, with a reason (--override REASON)"), theirs.stderr
 
 
 def test_a_file_not_written_yet_is_claimed_by_its_path_when_asked_for(coordinator: Coordinator) -> None:

@@ -26,6 +26,7 @@ from loomtui.coordination.claims import (
     ClaimRefused,
     Conflict,
     Coordinator,
+    OverrideNeeded,
     lease_length,
 )
 from loomtui.coordination.index import RepoIndex, build_index, index_cache_dir
@@ -231,13 +232,20 @@ def cmd_claim_release(args: argparse.Namespace) -> int:
     sandbox = _sandbox(args, coordinator.workspace)
     if args.all:
         count = coordinator.release_sandbox(sandbox, args.reason)
+        if not count and coordinator.workspace.store.get_sandbox(sandbox) is None:
+            # A typo released nothing and said so as a success: the real claims stayed held.
+            raise LoomError(f"{shown(sandbox)} is no sandbox and holds no claim; nothing was released "
+                            "(`loomtui claim list` names who holds what)", exit_code=1)
         print(f"released {plural(count, 'claim')}")
         _wake_claim_waiters(coordinator.workspace, {sandbox} if count else set())
         return 0
     missed = []
     holders = set()
     for claim_id in args.claim_ids:
-        claim = coordinator.release_held(claim_id, sandbox, args.reason, override_reason=args.override)
+        try:
+            claim = coordinator.release_held(claim_id, sandbox, args.reason, override_reason=args.override)
+        except OverrideNeeded as exc:
+            raise LoomError(f"{exc} (--override REASON)", exit_code=exc.exit_code) from None
         if claim is None:
             missed.append(claim_id)
         else:

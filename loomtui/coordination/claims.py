@@ -63,6 +63,12 @@ class ClaimRefused(LoomError):
         self.conflicts = list(conflicts)
 
 
+class OverrideNeeded(LoomError):
+    """Releasing another sandbox's claim is an override, with a reason (exit code 1)."""
+
+    exit_code = 1
+
+
 @dataclass(frozen=True)
 class Conflict:
     """Two claims that collide, why, and the graph path between their regions."""
@@ -417,8 +423,8 @@ class Coordinator:
         if claim.sandbox_id != sandbox_id:
             actor = self.workspace.actor
             if override_reason is None:
-                raise LoomError(f"claim #{claim_id} is held by sandbox {claim.sandbox_id}, not {sandbox_id}: "
-                                "releasing another sandbox's claim is an override, with a reason", exit_code=1)
+                raise OverrideNeeded(f"claim #{claim_id} is held by sandbox {claim.sandbox_id}, not {sandbox_id}: "
+                                     "releasing another sandbox's claim is an override, with a reason")
             if not override_reason.strip():
                 raise LoomError("an override needs a reason")
             if not self.may_override(actor):
