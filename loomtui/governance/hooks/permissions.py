@@ -39,7 +39,7 @@ MAX_EVIDENCE_CHARS: Final = 32_000
 """All of one request's fields together. A tool call larger than these is refused, not cut short for the
 record: an approval lets the whole call run, and a lead approved a command whose `curl ... | sh` past the
 first 4,000 characters was nowhere on the screen."""
-REQUEST_EXTRAS: Final = ("permission_suggestions", "tool_use_id")
+REQUEST_EXTRAS: Final = ("permission_suggestions", "tool_use_id", "via", "asked_because", "waiter")
 """What of a hook's payload beside the tool call a request keeps (an agent's other keys read as loomtui's)."""
 _DETAIL_KEY: Final = {"Bash": "command", "Write": "file_path", "Edit": "file_path", "MultiEdit": "file_path",
                       "Read": "file_path", "NotebookEdit": "notebook_path", "WebFetch": "url", "Grep": "pattern",
