@@ -103,10 +103,13 @@ async def test_the_context_tab_shows_what_the_agent_got_and_flags_it_stale(billi
     from loomtui.tui.app import LoomApp
     from tests.test_tui import wait_for
 
+    adr = billing / "docs" / "adr" / "0002-bankers-rounding-per-line-item.md"
+    # The team's files are anyone's to edit: a heading's colour code reached the terminal.
+    adr.write_text(adr.read_text().replace("# 2. Banker's rounding", "# 2. Banker's \x1b[31mrounding", 1))
+    git(billing, "commit", "-qam", "A heading in colour")
     workspace = open_workspace(billing)
     record = tasks.create_sandbox(workspace, "make invoice totals round each line", "command",
                                command=["true"], claims=["payments/invoices.py"])
-    adr = billing / "docs" / "adr" / "0002-bankers-rounding-per-line-item.md"
     adr.write_text(adr.read_text().replace("line item", "line item (amended)"))  # the team's decision moved
     git(billing, "commit", "-qam", "Amend ADR 0002")  # committed: what `context drift` and the tab compare with
     app = LoomApp(workspace)
@@ -120,6 +123,7 @@ async def test_the_context_tab_shows_what_the_agent_got_and_flags_it_stale(billi
         assert f"version {stored['version'][:12]}" in shown
         assert "docs/adr/0002-bankers-rounding-per-line-item.md" in shown and "score" in shown
         assert "changed:" in shown
+        assert "\x1b" not in shown and "Banker's ␛[31mrounding" in shown
 
 
 async def test_the_context_view_lists_searches_and_opens_sections_from_the_palette(billing: Path) -> None:
@@ -136,6 +140,8 @@ async def test_the_context_view_lists_searches_and_opens_sections_from_the_palet
     # against the code, so never flagged one).
     (billing / "docs" / "adr" / "0009-ghost.md").write_text(
         "# 9. Ghost\n\n## Status\n\nAccepted\n\n## Decision\n\nUse `payments.currency.ghost_total`.\n")
+    adr = billing / "docs" / "adr" / "0002-bankers-rounding-per-line-item.md"
+    adr.write_text(adr.read_text() + "\nSee \x1b[31mred\x1b]0;retitled\x07 too.\n")  # drawn, never obeyed
     app = LoomApp(open_workspace(billing))
     async with app.run_test(size=(160, 45)) as pilot:
         await pilot.press("6")
@@ -154,6 +160,7 @@ async def test_the_context_view_lists_searches_and_opens_sections_from_the_palet
             table.cursor_coordinate).row_key.value))
         shown = str(app.screen.query_one("#section", Static).render())
         assert "round" in shown.lower()
+        assert "\x1b" not in shown and "␛[31mred␛]0;retitled" in shown
         # Its size as `context show` and the slices count it (the view said one token less).
         adr = next(section for section in app.screen.context.sections if "0002" in section.id)
         assert f"~{adr.tokens} tokens" in shown and adr.tokens * 4 > len(adr.text)

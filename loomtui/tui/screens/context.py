@@ -17,6 +17,7 @@ from loomtui.errors import LoomError, plural
 from loomtui.tui.base import LoomScreen, loom_app
 from loomtui.tui.keys import shown_key
 from loomtui.tui.palette import PaletteEntry, RankedProvider
+from loomtui.tui.visible import visible_text
 from loomtui.tui.widgets.fields import reflowed
 from loomtui.tui.widgets.fitted_table import FitColumn, FittedTable
 from loomtui.tui.widgets.status_header import StatusHeader
@@ -136,7 +137,7 @@ class ContextScreen(LoomScreen[None]):
         if flag:
             text.append(f"flagged: {flag}\n", style="bold yellow")
         text.append("\n" + reflowed(section.text))  # the team's files: never as markup; paragraphs rewrapped
-        pane.update(text)
+        pane.update(visible_text(text))  # nor as the terminal's controls (an ESC ]0; retitled it)
 
     def show_section(self, section_id: str) -> None:
         """Jump to one section (from the palette)."""

@@ -46,6 +46,7 @@ from loomtui.tui.sandbox_text import (
 from loomtui.tui.screens import dashboard_keys
 from loomtui.tui.screens.dashboard_keys import DASHBOARD_BINDINGS, FOLLOWS_SELECTION, key_applies, merge_refusal
 from loomtui.tui.snapshot import DashboardSnapshot
+from loomtui.tui.visible import visible_text
 from loomtui.tui.widgets.activity_log import ActivityLog
 from loomtui.tui.widgets.bounded_log import BoundedLog
 from loomtui.tui.widgets.evals import EvalsPane
@@ -274,7 +275,9 @@ class DashboardScreen(LoomScreen[None]):
             text = text + Text("\n" * (room - lines))
             lines = room
         shown = pane.id is not None and self.query_one("#detail", TabbedContent).active == f"tab-{pane.id}"
-        pane.update(text, layout=shown and self._pane_lines.get(pane.id or "") != lines)
+        # Every tab's text holds what agents or the team's files wrote: a control drawn as its symbol (the
+        # Context tab sent a section title's ESC [31m to the terminal).
+        pane.update(visible_text(text), layout=shown and self._pane_lines.get(pane.id or "") != lines)
         self._pane_lines[pane.id or ""] = lines
 
     def _show_context(self, sandbox: SandboxRecord) -> None:
