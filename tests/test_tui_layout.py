@@ -181,6 +181,12 @@ async def test_the_demos_chapters_go_into_every_header_and_only_warnings_toast(r
             await pilot.resize_terminal(width, 30)
             await pilot.pause()
             assert ": Agents at work" in str(app.screen.query_one(StatusHeader).render()), width
+        # The end is said, with the keys of the views it names (it sent a reader to 6 for the audit log, 5).
+        await asyncio.to_thread(feed._show_chapter, "The end (4 merged)")
+        await wait_for(pilot, lambda: len(said) == 3)
+        assert said[-1] == ("The demo is over (4 merged): the audit log (5) has each step, the metrics (8) the "
+                            "figures; q quits")
+        assert all(h.chapter == "The end (4 merged)" for h in StatusHeader.every_one_in(app))
 
 
 @pytest.mark.parametrize(("size", "widest", "rows"), [((80, 24), 80, 4), ((120, 40), 120, 4), ((160, 45), 44, 5)])

@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Final
 
 from loomtui.errors import LoomError
+from loomtui.tui.keys import shown_key, view_number
 
 if TYPE_CHECKING:
     from loomtui.tui.app import LoomApp
@@ -60,9 +61,12 @@ class DemoFeed:
         self._chapter = chapter
         self.app.call_from_thread(self.app.set_demo_chapter, chapter)
         if chapter.startswith(END_CHAPTER):
+            audit, metrics = (shown_key(f"app.mode.{mode}", str(view_number(mode))) for mode in ("audit", "metrics"))
+            leave = shown_key("app.quit", "q")
             self.app.call_from_thread(
-                self.app.notify, f"The demo is over{chapter.removeprefix(END_CHAPTER)}: the audit log (6) has "
-                "each step, the metrics (8) the figures; q quits", title="demo", timeout=DEMO_TOAST_SECONDS * 2)
+                self.app.notify, f"The demo is over{chapter.removeprefix(END_CHAPTER)}: the audit log ({audit}) "
+                f"has each step, the metrics ({metrics}) the figures; {leave} quits", title="demo",
+                timeout=DEMO_TOAST_SECONDS * 2)
 
     def say(self, line: str) -> None:
         """A scenario step worth interrupting for, as a notification (called from worker threads)."""

@@ -21,6 +21,11 @@ VIEWS: Final = (
 )
 """The app's views (its modes) in the order of their keys, 1 to 8: mode, name, what it shows."""
 
+
+def view_number(mode: str) -> int:
+    """The key of a view (`audit`: 5), as VIEWS orders them."""
+    return next(number for number, (name, _label, _what) in enumerate(VIEWS, 1) if name == mode)
+
 APP_BINDINGS: Final[list[BindingType]] = [
     Binding("question_mark", "help", "Help", key_display="?", id="app.help",
             tooltip="Every key that works here: what it does, its id"),
