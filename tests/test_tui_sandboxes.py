@@ -382,3 +382,21 @@ async def test_zoom_with_a_filter_set_keeps_the_keys_for_the_app(repo: Path) -> 
         await pilot.pause()
         assert not app.screen.has_class("-zoom")
         assert app.screen.query_one("#filter", Input).value == "inv"
+
+
+async def test_x_on_a_running_sandbox_says_to_stop_it_first_without_asking(repo: Path) -> None:
+    """`x` asked "Archive sandbox ...?" of a running sandbox, and a `y` then met "stop it first"."""
+    from loomtui.identity import current_host
+    from loomtui.store import SandboxRecord
+
+    workspace = open_workspace(repo)
+    workspace.store.add_sandbox(SandboxRecord(id="run001", task="t", runtime="script", status="running",
+                                              created=1.0, updated=1.0, host=current_host()))
+    app = LoomApp(workspace)
+    async with app.run_test(size=(120, 40), notifications=True) as pilot:
+        await wait_for(pilot, lambda: app.latest_snapshot is not None and len(app.latest_snapshot.sandboxes) == 1)
+        await pilot.press("x")
+        await pilot.pause()
+        assert not isinstance(app.screen, ConfirmScreen)
+        await wait_for(pilot, lambda: any("sandbox run001 is running; stop it first" in n.message
+                                          for n in app._notifications))

@@ -628,6 +628,9 @@ class DashboardScreen(LoomScreen[None]):
         sandbox = self.selected_sandbox()
         if sandbox is None or self._elsewhere(sandbox, "archive it"):
             return
+        if sandbox.status in LIVE:  # refused, so not asked: it asked, and a `y` then met the refusal
+            self._run(f"archive {sandbox.id}", sandbox_calls.archive, sandbox.id)
+            return
         self._run_once_confirmed(dashboard_keys.archive_question(sandbox), f"archive {sandbox.id}",
                                  sandbox_calls.archive, sandbox.id)
 
