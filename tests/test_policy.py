@@ -972,3 +972,13 @@ def test_a_change_to_what_another_sandbox_holds_is_a_high_risk_rule_a_lead_appro
     blocked = with_held_elsewhere(policy, evaluate(policy, post("a.pem")), held)
     assert (blocked.outcome, blocked.risk, blocked.requirements) == ("block", "high", ())
     assert with_held_elsewhere(default_policy(), evaluate(default_policy(), post("a.py")), held).requirements[-1].anyone
+
+
+def test_the_policy_view_says_a_condition_in_words_not_pythons_true(billing: Path) -> None:
+    """The view's When column read `signature changed True`, `breaks with another sandbox True`."""
+    from loomtui.governance.policy import load_policy
+    from loomtui.tui.screens.governance import _when
+
+    rules = {rule.name: _when(rule) for rule in load_policy(billing).rules}
+    assert "True" not in " ".join(rules.values()), rules
+    assert any(when.endswith("signature changed") for when in rules.values()), rules

@@ -41,7 +41,9 @@ def _when(rule: Rule) -> str:
                          ("labels", when.labels), ("eval score over", when.eval_score_over),
                          ("eval score under", when.eval_score_under), ("regressions", when.regressions),
                          ("breaks with another sandbox", when.merged_breaks)):
-        if value is not None:
+        if isinstance(value, bool):  # a condition met or not: said in words, not Python's True
+            parts.append(label if value else f"not {label}")
+        elif value is not None:
             parts.append(f"{label} {', '.join(value) if isinstance(value, tuple) else value}")
     if when.eval_items is not None:
         parts.append("eval items " + ", ".join(f"{name} {status}" for name, status in when.eval_items.items()))
