@@ -124,3 +124,22 @@ async def test_at_80_columns_the_audit_view_shows_action_and_subject_whatever_th
         actor_at = next(i for i, line in enumerate(lines) if line.strip().startswith("actor"))
         column = lines[actor_at].index(lines[actor_at].split()[1])
         assert lines[actor_at + 1][:column].strip() == "", lines[actor_at:actor_at + 3]  # not back at the edge
+
+
+async def test_at_80_columns_long_actions_still_leave_the_subject(billing: Path) -> None:
+    """With the demo's longer actions the Actor column, kept first, left the Subject no room at 80
+    columns: no row said which sandbox or escalation it was about."""
+    workspace = open_workspace(billing)
+    workspace.actor = "sam.the.engineer@example.com"
+    for action in ("sandbox.worktree_missing", "escalation.late_decision", "escalation.withdrawn"):
+        workspace.record(action, "3fa9c1", {})
+    app = LoomApp(workspace)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("5")
+        await wait_for(pilot, lambda: isinstance(app.screen, AuditScreen))
+        table = app.screen.query_one("#audit", DataTable)
+        await wait_for(pilot, lambda: table.row_count >= 3 and app.screen.has_class("-narrow"))
+        await pilot.pause()
+        labels = [str(column.label) for column in table.columns.values()]
+        assert labels[:4] == ["#", "Time (UTC)", "Action", "Subject"], labels
+        assert str(table.get_row_at(table.row_count - 1)[3]) == "3fa9c1"

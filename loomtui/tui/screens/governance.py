@@ -189,11 +189,12 @@ class PolicyScreen(LoomScreen[None]):
 # must not push Action and Subject off the screen.
 # The time before the subject takes its want: at 120 columns the subject's want pushed Time (and
 # Actor) out, then took the room they left, so a wider terminal showed less than 80 columns did.
-# Who acted is kept before the subject's room: at 80 and 120 columns two approvals read the same, the
-# Actor column dropped while the Subject had room to spare.
+# The subject before who acted, but claiming little at its turn: with the demo's longer actions the actor
+# (kept first) left it no room at 80 columns, and a row did not say what it was about; Actor is kept while
+# the subject's least fits beside it (two approvals read the same with Actor dropped for the subject's want).
 AUDIT_COLUMNS: Final = (FitColumn("seq", "#", 0), FitColumn("ts", "Time (UTC)", 2), FitColumn("action", "Action", 1),
-                        FitColumn("subject", "Subject", 4, flex=True, min_width=8, want=24),
-                        FitColumn("actor", "Actor", 3, max_width=22))
+                        FitColumn("subject", "Subject", 3, flex=True, min_width=8, want=8),
+                        FitColumn("actor", "Actor", 4, max_width=20))
 
 
 class AuditScreen(LoomScreen[None]):
