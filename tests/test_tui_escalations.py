@@ -45,6 +45,25 @@ async def test_approve_with_a(billing: Path) -> None:
         assert store.get_escalation(escalation_id).status == "open"  # one of two
 
 
+@pytest.mark.parametrize("user", [ALICE, CAROL])
+async def test_a_is_offered_only_to_whoever_may_approve_and_pressed_anyway_says_why(billing: Path, user: str) -> None:
+    """The footer offered `a` to the change's own author (separation of duties) and to carol, in no group:
+    pressed, it was refused; the detail already said they may only reject, or nothing."""
+    _, escalation_id = escalate(billing, payments_change(author=ALICE))
+    app = app_as(billing, user)
+    async with app.run_test(size=SIZE, notifications=True) as pilot:
+        await open_queue(app, pilot)
+        screen = app.screen
+        assert isinstance(screen, EscalationsScreen)
+        assert screen.check_action("decide", ("approve",)) is False
+        footer = [active.binding.description for active in app.active_bindings.values() if active.binding.show]
+        assert "Reject" in footer and "Approve" not in footer, footer
+        await pilot.press("a")
+        await wait_for(pilot, lambda: any(f"cannot approve #{escalation_id}" in (n.title or "")
+                                          for n in app._notifications))
+        assert app.workspace.store.get_escalation(escalation_id).data.get("approvals", []) == []
+
+
 async def test_shift_a_approves_with_a_note_the_history_shows_and_esc_records_nothing(billing: Path) -> None:
     """`a` approves at once; `A` asks for a note first (optional: enter on an empty one approves too)."""
     _, escalation_id = escalate(billing, payments_change())

@@ -352,10 +352,11 @@ class EscalationsScreen(LoomScreen[None]):
             return False  # the app offers an override where approving cannot help; `escalation override` can
         if parameters[0] in ("approve", APPROVE_WITH_NOTE) and escalation.data.get("outcome") == "block":
             return False  # no one can approve a block (override or reject it): the footer offered `a` all the same
-        # Offered even when this user may not: pressing it says why, where a hidden key said nothing. A rejection
-        # is overruled by an override alone (a reviewer's; a lead's stands, as pressing `o` then says).
-        return escalation.status == EscalationStatus.OPEN or (
-            parameters[0] == "override" and escalation.status == EscalationStatus.REJECTED)
+        # Offered where this user may take it, as the detail's "You may:" says (the footer offered `a` to the
+        # change's own author and to someone in no group); pressed anyway, its twin says why not. A rejection
+        # is overruled by an override alone (a reviewer's; a lead's stands).
+        decision = "approve" if parameters[0] == APPROVE_WITH_NOTE else str(parameters[0])
+        return decision in allowed_decisions(policy, escalation, self.loom.workspace.actor)
 
     def action_decide(self, decision: str, _twin: int = 1) -> None:
         with_note = decision == APPROVE_WITH_NOTE
