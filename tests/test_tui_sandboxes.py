@@ -400,3 +400,18 @@ async def test_x_on_a_running_sandbox_says_to_stop_it_first_without_asking(repo:
         assert not isinstance(app.screen, ConfirmScreen)
         await wait_for(pilot, lambda: any("sandbox run001 is running; stop it first" in n.message
                                           for n in app._notifications))
+
+
+def test_w_asks_about_the_tasks_not_merged_by_name_and_state() -> None:
+    """It said "stops waiting for 76b367 where not merged ... without their change" of one rejected task."""
+    from loomtui.store import SandboxRecord
+    from loomtui.tui.screens.dashboard_keys import drop_after_question
+
+    held = SandboxRecord(id="5e32aa", task="t", runtime="script", status="planned", created=0.0, updated=0.0,
+                         data={"after": ["76b367", "aa0001"], "target": "main"})
+    assert drop_after_question(held, {"76b367": "rejected", "aa0001": "merged"}) == (
+        "Sandbox 5e32aa stops waiting for 76b367 (rejected) and starts from main as it is, without its change. "
+        "Go on?")
+    assert "for 76b367 (rejected), aa0001 (failed) and starts" in drop_after_question(
+        held, {"76b367": "rejected", "aa0001": "failed"}) and "without their changes" in drop_after_question(
+        held, {"76b367": "rejected", "aa0001": "failed"})

@@ -543,7 +543,8 @@ class DashboardScreen(LoomScreen[None]):
             why = f"it is {sandbox.status}" if sandbox.status != PLANNED else "it waits for no other task"
             self.app.notify(f"sandbox {sandbox.id}: {why}", title="stop waiting", severity="warning")
             return
-        self._run_once_confirmed(dashboard_keys.drop_after_question(sandbox), f"drop-after {sandbox.id}",
+        statuses = {other.id: str(other.status) for other in self.snapshot.sandboxes} if self.snapshot else {}
+        self._run_once_confirmed(dashboard_keys.drop_after_question(sandbox, statuses), f"drop-after {sandbox.id}",
                                  sandbox_calls.drop_after, sandbox.id)
 
     @on(DataTable.RowSelected, "#sandboxes")

@@ -4,10 +4,12 @@ still answers when pressed, saying why not (a hidden key that did nothing would 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Final
 
 from textual.binding import Binding, BindingType
 
+from loomtui.errors import listed
 from loomtui.execution.agent_control import DEFAULT_GRACE_S
 from loomtui.execution.lifecycle import APPROVED, AWAITING_REVIEW, LIVE, MERGED
 from loomtui.execution.sandboxes import on_this_host
@@ -65,10 +67,14 @@ def stop_question(sandbox: SandboxRecord) -> str:
             "merges.")
 
 
-def drop_after_question(sandbox: SandboxRecord) -> str:
-    """What `W` asks before a held task starts without those it waits for."""
-    return (f"Sandbox {sandbox.id} stops waiting for {', '.join(sandbox.after)} where not merged, and starts from "
-            f"{sandbox.target or 'its target'} as it is, without their change. Go on?")
+def drop_after_question(sandbox: SandboxRecord, statuses: Mapping[str, str]) -> str:
+    """What `W` asks before a held task starts without those it waits for that have not merged (`statuses`:
+    theirs, by id)."""
+    unmerged = [f"{other} ({statuses[other]})" if other in statuses else other
+                for other in sandbox.after if statuses.get(other) != MERGED]
+    changes = "its change" if len(unmerged) == 1 else "their changes"
+    return (f"Sandbox {sandbox.id} stops waiting for {listed(unmerged, limit=len(unmerged))} and starts from "
+            f"{sandbox.target or 'its target'} as it is, without {changes}. Go on?")
 
 
 def merge_question(sandbox: SandboxRecord) -> str:
