@@ -119,8 +119,12 @@ def test_scope_fails_listing_each_code_region_outside_the_claims() -> None:
 
 def test_scope_does_not_judge_paths_coordination_excludes() -> None:
     inputs = replace(CLEAN, changed_regions=(TOTAL, "vendor/lib.py::f"), uncoordinated=("vendor/lib.py",))
-    status, _, evidence = item(inputs, "scope")
+    status, headline, evidence = item(inputs, "scope")
     assert status == ItemStatus.PASS and evidence == ("vendor/lib.py::f: not coordinated (coordination excludes it)",)
+    assert headline == "1 changed region inside the claims, 1 not coordinated"
+    # Every change excluded, no claim held: not "all inside the claims".
+    alone = replace(inputs, changed_regions=("vendor/lib.py::f", "vendor/lib.py::g"), claimed=())
+    assert item(alone, "scope")[:2] == (ItemStatus.PASS, "2 changed regions, none coordinated (excluded)")
 
 
 # -- tests ------------------------------------------------------------------------------------

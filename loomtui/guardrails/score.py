@@ -206,7 +206,15 @@ def _scope(inputs: ScoreInputs) -> _Verdict:
     if minor:
         return ItemStatus.WARN, f"only tests, docs or module-level lines outside the claims ({len(minor)})", \
             minor + notes
-    return ItemStatus.PASS, f"all {plural(len(inputs.changed_regions), 'changed region')} inside the claims", notes
+    # What coordination excludes is not inside the claims, only not asked to be: said apart (every changed
+    # region excluded read "all 3 changed regions inside the claims" of a sandbox that held none).
+    excluded = len(notes)
+    inside = len(inputs.changed_regions) - excluded
+    if not excluded:
+        return ItemStatus.PASS, f"all {plural(inside, 'changed region')} inside the claims", notes
+    if not inside:
+        return ItemStatus.PASS, f"{plural(excluded, 'changed region')}, none coordinated (excluded)", notes
+    return ItemStatus.PASS, f"{plural(inside, 'changed region')} inside the claims, {excluded} not coordinated", notes
 
 
 def _tests(inputs: ScoreInputs) -> _Verdict:
