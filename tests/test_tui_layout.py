@@ -409,3 +409,25 @@ async def test_a_toast_that_just_fits_a_line_at_80_columns_shows_all_of_it(repo:
         await wait_for(pilot, lambda: "914d46" in app.export_screenshot())
         await pilot.pause()
         assert "merges" in app.export_screenshot()
+
+
+@pytest.mark.parametrize("width", [140, 160])
+async def test_the_evals_tab_leaves_the_table_its_id_status_next_and_task(repo: Path, width: int) -> None:
+    """The Evals tab takes the wider share of the screen: the table, 46 columns at 140, kept Risk and lost
+    Task, then Next too (a reviewer could not tell which task the scores were of)."""
+    from textual.widgets import TabbedContent
+
+    from loomtui.store import SandboxRecord
+    from loomtui.tui.widgets.fitted_table import FittedTable
+
+    workspace = open_workspace(repo)
+    workspace.store.add_sandbox(SandboxRecord(id="f4965b", task="make invoice totals round each line half even",
+                                              runtime="script", status="awaiting_review", created=1.0, updated=1.0))
+    app = LoomApp(workspace)
+    async with app.run_test(size=(width, 40)) as pilot:
+        await wait_for(pilot, lambda: app.latest_snapshot is not None and len(app.latest_snapshot.sandboxes) == 1)
+        table = app.screen.query_one("#sandboxes", FittedTable)
+        app.screen.query_one("#detail", TabbedContent).active = "tab-evals"
+        await wait_for(pilot, lambda: app.screen.has_class("-evals"))
+        await pilot.pause()
+        assert {"id", "status", "next", "task"} <= set(table.layout_shown.keys()), table.layout_shown.keys()
