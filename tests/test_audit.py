@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from loomtui.audit import AuditLog
+from loomtui.errors import LoomError
 from loomtui.store import SqliteStore
 
 
@@ -332,3 +333,50 @@ def test_an_entry_lists_at_most_fifty_of_a_kind_and_says_how_many_there_were() -
     assert listed_in_entry("failed_tests", ["a", "b"]) == {"failed_tests": ["a", "b"]}
     many = [f"tests/test_x.py::test_{n}" for n in range(600)]
     assert listed_in_entry("failed_tests", many) == {"failed_tests": many[:MAX_LISTED], "failed_tests_total": 600}
+
+
+@pytest.mark.parametrize("damage", ["deleted", "cut", "edited"])
+def test_a_damaged_log_is_restored_from_the_store_kept_aside_and_the_restore_recorded(log: AuditLog,
+                                                                                      damage: str) -> None:
+    """A deleted or damaged file took no entry ever again, every write saying "recorded in the store only",
+    and no command put it right."""
+    from loomtui.auditrestore import restore_log
+
+    before = log.path.read_bytes()
+    if damage == "deleted":
+        log.path.unlink()
+    elif damage == "cut":
+        log.path.write_bytes(b"".join(lines(log)[:3]))
+    else:
+        log.path.write_bytes(before.replace(b"subject-3", b"subject-X"))
+    damaged = log.path.read_bytes() if log.path.exists() else None
+    log.append("lead@example.com", "test.step", "subject-6")  # into the store only
+    restored = restore_log(log, "lead@example.com")
+    assert restored.entries == 6 and restored.problem
+    assert (restored.kept_aside is None) == (damage == "deleted")
+    if restored.kept_aside is not None:
+        assert damaged and restored.kept_aside.read_bytes().startswith(damaged)  # what was there, kept whole
+    assert log.path.read_bytes().startswith(before)  # the entries as written, then what followed
+    result = log.verify()
+    assert result.ok and result.entries == 7, result
+    last = log.tail(1)[0]
+    assert (last.action, last.details["entries"], last.details["problem"]) == ("audit.restored", 6, restored.problem)
+    log.append("lead@example.com", "test.step", "subject-8")  # the file takes entries again
+    assert log.verify().entries == 8 and log.file_behind() is None
+    with pytest.raises(LoomError, match="verifies against the store: nothing to restore"):
+        restore_log(log, "lead@example.com")
+
+
+def test_a_store_edited_too_restores_nothing(log: AuditLog) -> None:
+    import sqlite3
+
+    from loomtui.auditrestore import restore_log
+
+    log.path.unlink()
+    store = log.store
+    assert isinstance(store, SqliteStore)
+    with sqlite3.connect(store.path) as db:
+        db.execute("UPDATE audit SET entry = replace(entry, 'subject-2', 'subject-Z') WHERE seq = 2")
+    with pytest.raises(LoomError, match="the store's own copy breaks at seq 2"):
+        restore_log(log, "lead@example.com")
+    assert not log.path.exists() or log.path.read_bytes() == b""  # nothing written from it

@@ -464,3 +464,23 @@ def test_ctrl_c_before_a_command_begins_is_exit_130_not_a_traceback(monkeypatch:
 
     monkeypatch.setattr(cli, "build_parser", interrupted)
     assert cli.main(["status"]) == 130
+
+
+def test_a_log_file_moved_away_is_restored_from_the_command_line(repo: Path, tmp_path: Path) -> None:
+    """With .git/loom/audit.jsonl gone, every write warned "recorded in the store only" for good, and neither
+    `audit verify` nor the warning said how to put it right."""
+    assert run_cli(repo, "claim", "add", "--sandbox", "a", "README.md").returncode == 0
+    log = repo / ".git" / "loom" / "audit.jsonl"
+    log.rename(tmp_path / "moved.jsonl")
+    broken = run_cli(repo, "audit", "verify")
+    assert broken.returncode == 1 and "next: `loomtui audit restore` writes the file again" in broken.stdout
+    warned = run_cli(repo, "claim", "release", "--all", "--sandbox", "a")
+    assert "`loomtui audit restore` writes it again from the store" in warned.stderr
+    restored = run_cli(repo, "audit", "restore", "--json")
+    assert restored.returncode == 0, restored.stderr
+    said = json.loads(restored.stdout)
+    assert said["entries"] >= 2 and "truncated" in said["problem"]
+    assert run_cli(repo, "audit", "verify").returncode == 0
+    again = run_cli(repo, "claim", "add", "--sandbox", "a", "README.md")
+    assert again.returncode == 0 and "warning" not in again.stderr
+    assert run_cli(repo, "audit", "restore").returncode == 1  # nothing to restore now: said, exit 1

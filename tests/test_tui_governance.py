@@ -67,6 +67,7 @@ async def test_audit_view_lists_entries_live_and_verifies(billing: Path) -> None
         log.write_text(log.read_text().replace('"one"', '"uno"'))
         await pilot.press("v")
         await wait_for(pilot, lambda: "BROKEN" in str(verify.render()))
+        assert "next: `loomtui audit restore` writes the file again" in str(verify.render())  # what puts it right
 
 
 async def test_audit_view_verifies_in_full_a_forged_decision_with_a_valid_chain(billing: Path) -> None:

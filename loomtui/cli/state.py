@@ -84,7 +84,28 @@ def cmd_audit_verify(args: argparse.Namespace) -> int:
         print_json(report.as_dict(workspace.audit.path))
     else:
         print("\n".join(report.lines(workspace.audit.path)))
+        if not report.chain.ok and workspace.store is not None:
+            from loomtui.auditrestore import RESTORE_HINT
+
+            print(f"  next: {RESTORE_HINT}")
     return 0 if report.ok else 1
+
+
+def cmd_audit_restore(args: argparse.Namespace) -> int:
+    from loomtui.auditrestore import restore_log
+
+    workspace = workspace_for(args)
+    restored = restore_log(workspace.audit, workspace.actor)
+    if args.json:
+        print_json({"path": str(workspace.audit.path), "entries": restored.entries, "problem": restored.problem,
+                    "kept_aside": str(restored.kept_aside) if restored.kept_aside else None})
+        return 0
+    print(f"restored {workspace.audit.path} from the store: {plural(restored.entries, 'entry')} (it was: "
+          f"{restored.problem})")
+    if restored.kept_aside is not None:
+        print(f"the file as it was is kept at {restored.kept_aside}")
+    print("recorded as `audit.restored`; `loomtui audit verify` checks the whole chain")
+    return 0
 
 
 def cmd_audit_tail(args: argparse.Namespace) -> int:
@@ -215,7 +236,8 @@ def audit_file_behind(workspace: Workspace) -> str:
         return (f"{path} is not a file, so no entry is added to it: put the log file back there (`loomtui audit "
                 "verify` then checks it against the store)")
     return (f"{path} does not end with entry {newest}, the store's newest: it was damaged or "
-            "changed, so no entry is added to it (`loomtui audit verify` says where the file breaks)")
+            "changed, so no entry is added to it (`loomtui audit verify` says where the file breaks; `loomtui "
+            "audit restore` writes it again from the store, keeping it aside)")
 
 
 _ROW_NOUNS: Final = {"sandboxes": "sandbox", "claims": "claim", "escalations": "escalation", "gate_runs": "gate run",
@@ -252,6 +274,9 @@ def register(commands: Any) -> None:
                          "signatures; exit 1 naming the first broken entry", json_flag=True, reads_only=True)
     verify.add_argument("--ref", action="append", metavar="REF",
                         help="also read anchors from this ref's history (e.g. origin/main after a fetch)")
+    add_command(audit, "restore", cmd_audit_restore,
+                "write the log file again from the store's entries when it is damaged, cut short or gone (the "
+                "file as it was is kept aside; the restore is recorded)", json_flag=True)
     tail = add_command(audit, "tail", cmd_audit_tail, "print the newest entries", json_flag=True, reads_only=True)
     tail.add_argument("-n", type=count_arg, default=20, metavar="N", help="how many entries (default 20)")
 

@@ -300,6 +300,10 @@ class AuditScreen(LoomScreen[None]):
             shown = Text(f" {lines[0]}", style="bold green" if report.ok else "bold red")
             for line in lines[1:]:
                 shown.append(f"\n {line}", style="red")
+            if not report.chain.ok:
+                from loomtui.auditrestore import RESTORE_HINT
+
+                shown.append(f"\n next: {RESTORE_HINT}")
         newest = workspace.audit.tail(1)
         self._verified = (shown, newest[-1].seq if newest else 0)
         self.app.call_from_thread(self._show_verified)
