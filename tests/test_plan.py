@@ -389,6 +389,9 @@ def test_plan_show_lists_every_problem_each_on_its_line(billing: Path) -> None:
     assert "tasks[0].task: must not be empty" in lines[0] and "unknown task" not in shown.stderr
     assert "task b: unknown runtime 'nosuch'" in lines[1] and "nowhere.yaml: no such script file" in lines[2]
     assert "task d: runtime 'command' runs the program given" in lines[3] and "task d: nothing/here.py" in lines[4]
+    # And what puts it right: a plan has nowhere to give a program, so a runtime that names one.
+    assert lines[3].endswith("; name a runtime in .loom/loom.yaml whose argv runs the program (runtimes: {mytool: "
+                             "{argv: [mytool, --prompt, '{task}']}}) and give that"), lines[3]
     listed = json.loads(run_cli(billing, "plan", "show", "bad.yaml", "--json").stdout)
     assert listed["ok"] is False and len(listed["problems"]) == 5
     # One problem: the same shape for a script.

@@ -17,7 +17,7 @@ from typing import Any, Final
 from loomtui.errors import ConfigError, LoomError, listed, shown
 from loomtui.execution.lifecycle import ARCHIVED, LIVE, PLANNED
 from loomtui.execution.procs import is_alive
-from loomtui.execution.sandboxes import checked_runtime
+from loomtui.execution.sandboxes import MissingRuntimeInput, checked_runtime
 from loomtui.governance.coordinator import governed_coordinator
 from loomtui.store import SandboxRecord
 from loomtui.workflow.engine import Workflow
@@ -106,6 +106,12 @@ def _runtime_problems(workspace: Workspace, plan: Plan) -> list[ConfigError]:
             continue
         try:
             checked_runtime(workspace, task.runtime, workspace.root / task.script if task.script else None)
+        except MissingRuntimeInput as exc:
+            # A plan's task names no program or script of its own: `command` can never run from a plan.
+            fix = ("name a runtime in .loom/loom.yaml whose argv runs the program (runtimes: {mytool: {argv: "
+                   "[mytool, --prompt, '{task}']}}) and give that" if exc.what == "command" else
+                   "give it a `script:` (a path in the repository)")
+            problems.append(ConfigError(plan.path, task.line, f"task {task.name}: {exc}; {fix}"))
         except LoomError as exc:
             problems.append(ConfigError(plan.path, task.line, f"task {task.name}: {exc}"))
     return problems
