@@ -142,9 +142,15 @@ def test_bad_input_is_one_line_and_the_right_exit_code(repo: Path, script: Path,
     one_line_error(run(repo, "sandbox", "new", "--runtime", "script", "--task", "x", "--script", str(script)),
                    2, ".loom/policy.yaml:2: rules")
     policy.unlink()
+    # A --claim naming no file: how a file not written yet is claimed, as `claim add` says (it said nothing).
+    one_line_error(run(repo, "sandbox", "new", "--runtime", "script", "--task", "x", "--script", str(script),
+                       "--claim", "nope.py"), 2, "(a file not written yet: the agent claims it as it writes it")
     assert run(repo, "sandbox", "list", "--json").stdout.count('"id"') == 0  # none of that created anything
     assert git(repo, "branch", "--list", "loom/*") == ""
 
+    unstarted = run(repo, "sandbox", "new", "--runtime", "script", "--task", "x", "--script", str(script), "--no-start")
+    assert "  next     waits for a person to start it" in unstarted.stdout and "follow" not in unstarted.stdout  # no agent
+    run(repo, "sandbox", "rm", unstarted.stdout.split()[1].rstrip(":"), "--force", "--delete-branch")
     created = json.loads(run(repo, "sandbox", "new", "--runtime", "script", "--task", "x", "--script", str(script),
                              "--no-start", "--json").stdout)
     sandbox_id = created["id"]

@@ -136,13 +136,15 @@ def _named_from_here(root: Path, raw: str) -> str | None:
     return candidate.relative_to(root).as_posix() + sep + rest
 
 
-def _hinted(exc: LoomError, root: Path, raw: str) -> LoomError:
+def hinted_target(exc: LoomError, root: Path, raw: str,
+                  new_file: str = "--new claims it by its path") -> LoomError:
     """`exc` (a target that names nothing), with the target it names from here when there is one:
-    targets are relative to the repository's root, as `claim list` shows them, not to the current directory."""
+    targets are relative to the repository's root, as `claim list` shows them, not to the current directory.
+    `new_file`: how this command claims a file not written yet."""
     meant = _named_from_here(root, raw)
     if meant is None or ("did you mean" in str(exc) and meant in str(exc)):  # none, or its own names it already
         if "no such file or region" in str(exc):
-            return LoomError(f"{exc} (a file not written yet: --new claims it by its path)", exit_code=exc.exit_code)
+            return LoomError(f"{exc} (a file not written yet: {new_file})", exit_code=exc.exit_code)
         return exc
     return LoomError(f"{exc} (paths are from the repository's root: from here that is {shown(meant)})",
                      exit_code=exc.exit_code)
@@ -161,7 +163,7 @@ def cmd_regions(args: argparse.Namespace) -> int:
                             f"{shown(args.path)} holds every file in it)")
         if (root / path).exists() or (root / path).is_symlink():  # a FIFO, a device, a broken link
             raise LoomError(f"{shown(args.path)}: not a regular file; regions are parsed from Python files")
-        raise _hinted(LoomError(f"{shown(args.path)}: no such file in {root}"), root, args.path)
+        raise hinted_target(LoomError(f"{shown(args.path)}: no such file in {root}"), root, args.path)
     regions = coordinator.index.regions_in(path)
     if args.json:
         print_json([asdict(r) for r in regions])
@@ -184,7 +186,7 @@ def cmd_claim_add(args: argparse.Namespace) -> int:
                         sandbox, target, mode="shared" if args.shared else "exclusive", reason=args.reason,
                         ttl=args.ttl, override_reason=args.override, new_file=args.new))
                 except BadTarget as exc:
-                    raise _hinted(exc, coordinator.index.root, target) from None
+                    raise hinted_target(exc, coordinator.index.root, target) from None
     except ClaimRefused as exc:
         refused = exc
     if args.json:

@@ -25,6 +25,7 @@ from loomtui.cli import (
     seconds_arg,
     workspace_for,
 )
+from loomtui.coordination.targets import BadTarget
 from loomtui.errors import LoomError, abridged, listed, quoted, shown
 from loomtui.execution import agent_control, recovery, review
 from loomtui.execution import sandboxes as engine
@@ -102,6 +103,12 @@ def cmd_new(args: argparse.Namespace) -> int:
         )
     except engine.MissingRuntimeInput as exc:
         raise LoomError(f"{exc}: {NEW_INPUT_HINTS[exc.what]}", exit_code=exc.exit_code) from None
+    except BadTarget as exc:  # a --claim naming nothing: the hints `claim add` gives (from here, --new)
+        from loomtui.cli.coordination import hinted_target
+
+        named = next((target for target in args.claim or () if str(exc).startswith(shown(target))), None)
+        new_file = "the agent claims it as it writes it, or `loomtui claim add --new` by its path"
+        raise (hinted_target(exc, workspace.root, named, new_file) if named else exc) from None
     except LoomError as exc:
         if exc.recorded_sandbox and not args.json:  # kept as a record: its id, for `sandbox list` and `rm`
             raise LoomError(f"sandbox {exc.recorded_sandbox} rejected: {exc}{_after_hint(workspace, exc)}",
@@ -138,11 +145,13 @@ def cmd_new(args: argparse.Namespace) -> int:
         print("note: no --claim: no code is held for this agent, so another's edits to the same code are flagged "
               "only at merge, and gate 2 scores its scope lower (`loomtui claim suggest TEXT` ranks what a task "
               "touches)", file=sys.stderr)
-    follow = (f"loomtui attach {record.id}" if (record.data.get("launch") or {}).get("mode") == "interactive"
-              else f"loomtui sandbox logs {record.id} -f")
-    print(f"  worktree {record.worktree}\n  follow   {follow}")
-    if record.status == PLANNED and view.step != "agent":
+    print(f"  worktree {record.worktree}")
+    if record.status == PLANNED and view.step != "agent":  # no agent yet: nothing to follow
         print(f"  next     {view.line(STEP_HINTS)}")
+    else:
+        follow = (f"loomtui attach {record.id}" if (record.data.get("launch") or {}).get("mode") == "interactive"
+                  else f"loomtui sandbox logs {record.id} -f")
+        print(f"  follow   {follow}")
     return 0
 
 
