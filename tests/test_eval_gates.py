@@ -222,7 +222,7 @@ def test_the_merged_gates_report_has_one_header_and_a_passed_check_no_empty_brac
     monkeypatch.setattr(merged, "merged_gate", gate)
     assert main(["-C", str(repo), "eval", "--merged"]) == 0
     said = capsys.readouterr()
-    assert said.out.splitlines() == ["merged gate on main (abc): 2 sandbox(es) merged (a1, b2)", "  compile passed",
+    assert said.out.splitlines() == ["merged gate on main (abc): 2 sandboxes merged (a1, b2)", "  compile passed",
                                      "  tests passed (3 passed)", "  no two pending sandboxes break anything together"]
     assert said.err == "merged gate on main (abc): a1, b2 merged\n"
 

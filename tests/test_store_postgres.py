@@ -474,6 +474,9 @@ def test_store_copy_moves_everything_verifies_it_the_audit_log_keeps_verifying_a
     repos = subprocess.run([sys.executable, "-m", "loomtui", "store", "repos", "--json"], cwd=repo,
                            capture_output=True, text=True, env={**os.environ, "LOOMTUI_STORE": postgres_url})
     assert [(r["name"], r["open_escalations"]) for r in json.loads(repos.stdout)] == [("billing", 1)]
+    listed = subprocess.run([sys.executable, "-m", "loomtui", "store", "repos"], cwd=repo, capture_output=True,
+                            text=True, env={**os.environ, "LOOMTUI_STORE": postgres_url})
+    assert "billing" in listed.stdout and " 1 open escalation " in listed.stdout and "(s)" not in listed.stdout
 
     # And back: the team's store (with the claim made there) into a new SQLite store; the old one is kept.
     here = subprocess.run([sys.executable, "-m", "loomtui", "store", "copy", "--to", "sqlite", "--json"], cwd=repo,

@@ -7,7 +7,7 @@ import sys
 from typing import TYPE_CHECKING, Any
 
 from loomtui.cli import add_command, positive_int_arg, print_json, workspace_for
-from loomtui.errors import LoomError
+from loomtui.errors import LoomError, plural
 from loomtui.errors import escape_controls as safe
 
 if TYPE_CHECKING:
@@ -52,7 +52,7 @@ def _print_report(report: EvalReport) -> None:
 
 def _print_merged(report: MergedReport) -> None:
     stored = " (stored: nothing changed since it ran)" if report.stored else ""
-    print(f"merged gate on {report.target} ({report.onto[:12]}): {len(report.sandboxes)} sandbox(es) merged "
+    print(f"merged gate on {report.target} ({report.onto[:12]}): {plural(len(report.sandboxes), 'sandbox')} merged "
           f"({', '.join(report.sandboxes) or 'none'}){stored}")
     for sandbox, files in report.conflicting:
         print(f"  {sandbox} does not merge with the others: {safe(files)}")

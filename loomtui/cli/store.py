@@ -116,8 +116,8 @@ def cmd_store_repos(args: argparse.Namespace) -> int:
         print_json([r.as_dict() for r in repos])
         return 0
     for repo in repos:
-        print(f"{repo.namespace}  {repo.name:<24} {repo.open_escalations:>3} open escalation(s)  "
-              f"{repo.sandboxes:>4} sandbox(es)")
+        escalations = plural(repo.open_escalations, "open escalation")
+        print(f"{repo.namespace}  {repo.name:<24} {escalations:<20} {plural(repo.sandboxes, 'sandbox')}")
     return 0
 
 
