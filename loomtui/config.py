@@ -74,6 +74,8 @@ CONFIG_PATH: Final = ".loom/loom.yaml"
 
 MAX_LEASE_SECONDS: Final = 30 * 24 * 3600
 """The longest claim lease (30 days): `coordination.lease_seconds` and a claim's `--ttl`."""
+MAX_BUDGET_TOKENS: Final = 2_000_000
+"""A context slice's largest budget: more than any model reads at once."""
 
 GateKind = Literal["deterministic", "behavioural"]
 GateFormat = Literal["exit", "junit", "ruff-json", "mypy-json", "sarif"]
@@ -389,7 +391,7 @@ def _parse_context(section: Value) -> ContextConfig:
     default = ContextConfig()
     return ContextConfig(
         sources=_optional(fields, "sources", _path_globs, default.sources),
-        budget_tokens=_optional(fields, "budget_tokens", _positive_int, default.budget_tokens),
+        budget_tokens=_optional(fields, "budget_tokens", _budget_tokens, default.budget_tokens),
         pinned=_optional(fields, "pinned", _globs, default.pinned),
         layers=_optional(fields, "layers", _context_layers, default.layers),
     )
@@ -565,6 +567,11 @@ def _dependency_hops(value: Value) -> int:
 
 def _positive_int(value: Value) -> int:
     return value.as_int(minimum=1)
+
+
+def _budget_tokens(value: Value) -> int:
+    # A 26-digit budget passed `config check`: no model reads that much, and it is a typo.
+    return value.as_int(minimum=1, maximum=MAX_BUDGET_TOKENS)
 
 
 def _optional(fields: Fields, name: str, read: Callable[[Value], _T], default: _T) -> _T:

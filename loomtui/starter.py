@@ -229,6 +229,12 @@ def write_starter(root: Path, made: Starter) -> list[Path]:
             with open(path, "x", encoding="utf-8") as out:
                 out.write(text)
         except OSError as exc:
+            # `.loom` there as a file said "cannot write .loom/loom.yaml: File exists".
+            blocked = next((parent for parent in path.relative_to(root).parents
+                            if str(parent) != "." and (root / parent).exists() and not (root / parent).is_dir()), None)
+            if blocked is not None:
+                raise LoomError(f"{blocked} is a file, where init puts a folder ({name}); nothing more was written "
+                                "(move it aside and run init again)") from None
             raise LoomError(f"cannot write {name}: {exc.strerror or exc}") from None
         written.append(path)
     return written

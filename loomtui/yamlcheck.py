@@ -197,9 +197,10 @@ def describe(node: Node) -> str:
     if node.tag == _STR:
         text = str(node.value)
         return repr(text if len(text) <= 40 else text[:37] + "...")
-    if node.tag.startswith(_CORE):
+    if node.tag.startswith(_CORE) and "/" not in node.tag[len(_CORE):]:  # !!int, !!bool: the value as written
         return str(node.value)
-    return f"a value tagged {node.tag}"
+    # `!!python/object:os.system 1` read as "(got 1)", as if 1 were wrong: the tag is what is.
+    return f"a value tagged {node.tag.replace(_CORE, '!!', 1)} ({str(node.value)[:40]!r})"
 
 
 def closest(word: str, choices: Collection[str]) -> str | None:

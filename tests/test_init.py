@@ -92,6 +92,17 @@ def test_outside_a_repository_init_is_one_line_and_writes_nothing(tmp_path: Path
     assert not (tmp_path / ".loom").exists()
 
 
+def test_a_file_where_init_puts_its_folder_is_named(tmp_path: Path) -> None:
+    """`.loom` there as a file said "cannot write .loom/loom.yaml: File exists"."""
+    repo = own_repo(tmp_path / "mine", {"a.py": "X = 1\n"})
+    (repo / ".loom").write_text("notes\n")
+    done = run_cli(repo, "init")
+    assert done.returncode == 2 and done.stderr.strip() == (
+        "loomtui: error: .loom is a file, where init puts a folder (.loom/loom.yaml); nothing more was written (move "
+        "it aside and run init again)")
+    assert (repo / ".loom").read_text() == "notes\n"
+
+
 def test_without_a_git_identity_the_login_name_written_as_lead_is_warned_of(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """With no user.email, init wrote `leads: ["root"]` and said nothing: every decision went under it."""
