@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import yaml
-from textual.widgets import DataTable, Log, Static, TabbedContent
+from textual.widgets import DataTable, Static, TabbedContent
 
 from loomtui.execution.lifecycle import transition
 from loomtui.guardrails.evals import latest_eval
@@ -124,8 +124,11 @@ async def test_e_runs_the_eval_live_then_the_tab_shows_the_regression_score_outp
         assert f"score {report.score.total}" in score
         # The item and its evidence (a test id longer than the pane wraps after a `/`).
         assert "FAIL tests" in score and REGRESSION in "".join(score.split())
-        output = pane.query_one("#evals-output", Log)  # the failed check's, chosen by default
-        await wait_for(pilot, lambda: any(line.startswith(f"FAILED {REGRESSION}") for line in output.lines))
+        from loomtui.tui.widgets.bounded_log import BoundedLog
+
+        output = pane.query_one("#evals-output", BoundedLog)  # the failed check's, chosen by default
+        # As written: a line longer than the pane is folded on the screen.
+        await wait_for(pilot, lambda: any(line.startswith(f"FAILED {REGRESSION}") for line in output.written))
 
         # The sandboxes table's Gates column: the eval's badge, red (gate 1 failed).
         table = app.screen.query_one("#sandboxes", SandboxTable)
