@@ -248,11 +248,17 @@ class Git:
         sizes = {name: size for name, (_kind, size) in self.object_sizes(ids).items()}
         changed: dict[str, int] = {}
         for path, (old, new) in sides.items():
+            if old == new:  # its mode alone changed (chmod +x): no line of it did
+                changed[path] = 0
+                continue
             on_disk = 0
             if new == _NO_OBJECT and len(spec) == 1:  # the working tree's file, not yet an object
                 with contextlib.suppress(OSError):
-                    found = os.lstat(Path(self.cwd) / path)
-                    on_disk = found.st_size if stat.S_ISREG(found.st_mode) else 0
+                    target = Path(self.cwd) / path
+                    found = os.lstat(target)
+                    # A link as git stores one: its target's text (the committed side counted it so).
+                    on_disk = found.st_size if stat.S_ISREG(found.st_mode) else \
+                        len(os.fsencode(os.readlink(target))) if stat.S_ISLNK(found.st_mode) else 0
             changed[path] = sizes.get(old, 0) + sizes.get(new, on_disk)
         return changed
 

@@ -119,3 +119,20 @@ def test_a_file_git_finds_binary_counts_its_lines_by_its_size(repo: Path) -> Non
     git(repo, "rm", "-q", "runbook.md")
     git(repo, "commit", "-qm", "gone")
     assert Git(repo).lines_changed_by_file("HEAD~1", "HEAD") == {"runbook.md": by_file["runbook.md"]}
+
+
+def test_a_binary_files_mode_change_is_no_lines_and_a_link_counts_as_git_stores_it(repo: Path) -> None:
+    """A chmod +x of a binary counted its size twice (the same object on both sides); a binary file turned
+    into a symlink counted the link as 0 in the working tree (committed, git stores its target's text)."""
+    (repo / "tool.bin").write_bytes(b"\0" * 4000)
+    git(repo, "add", "-A")
+    git(repo, "commit", "-qm", "a tool")
+    (repo / "tool.bin").chmod(0o755)
+    git(repo, "commit", "-qam", "executable")
+    assert Git(repo).lines_changed_by_file("HEAD~1", "HEAD") == {"tool.bin": 0}
+    (repo / "tool.bin").unlink()
+    target = "b/" + "x" * 78  # 80 bytes as git stores the link
+    (repo / "tool.bin").symlink_to(target)
+    in_the_tree = Git(repo).lines_changed_by_file("HEAD", None)
+    git(repo, "commit", "-qam", "a link now")
+    assert in_the_tree == Git(repo).lines_changed_by_file("HEAD~1", "HEAD") == {"tool.bin": -(-(4000 + 80) // 40)}
