@@ -261,6 +261,20 @@ async def test_the_age_column_moves_on_for_a_sandbox_nothing_happens_to(repo: Pa
         table = app.screen.query_one("#sandboxes", SandboxTable)
         await wait_for(pilot, lambda: table.row_count == 1)
         assert str(table.cell("s1", "age")) == "30s"
+        # Under a minute old, its age is in seconds and ticks each second (it moved on by ten); older, each
+        # AGE_REFRESH_S.
+        assert isinstance(app.screen, DashboardScreen)
+        app.screen.refresh_ages()
+        now[0] = created + 31
+        app.screen._tick_ages()  # what its timer runs each second
+        await pilot.pause()
+        assert str(table.cell("s1", "age")) == "31s"
+        now[0] = created + 3599
+        app.screen._tick_ages()
+        now[0] = created + 3605
+        app.screen._tick_ages()  # within AGE_REFRESH_S of the last: an age in minutes waits for it
+        await pilot.pause()
+        assert str(table.cell("s1", "age")) == "59m"
         now[0] = created + 3 * 3600
         assert isinstance(app.screen, DashboardScreen)
         app.screen.refresh_ages()  # what its timer runs every AGE_REFRESH_S

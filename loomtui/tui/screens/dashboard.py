@@ -67,7 +67,8 @@ if TYPE_CHECKING:
 DETAIL_WIDTH: Final = 40
 """The detail pane's width before it is first laid out."""
 AGE_REFRESH_S: Final = 10.0
-"""How often the Age column is brought up to date between store events."""
+"""How often the Age column is brought up to date between store events; every second while a sandbox is
+under a minute old (its age is in seconds: it jumped by ten)."""
 SLOW_ACTION_S: Final = 5.0
 """An action on a sandbox still under way after this long is said to be (its end is said as ever)."""
 DRIFT_RECHECK_S = 10.0
@@ -107,6 +108,7 @@ class DashboardScreen(LoomScreen[None]):
         self._draft: NewSandboxRequest | None = None  # a new sandbox's request that failed, for `n` to reopen
         self._select_when_shown: str | None = None  # a sandbox made with `n`, selected once its row is in
         self._drift: dict[str, tuple[float, str]] = {}  # sandbox -> (when checked, what was found)
+        self._ages_at = 0.0  # when the Age column was last brought up to date
         self.evals = EvalsPane(id="evals")
 
     def compose(self) -> ComposeResult:
@@ -142,7 +144,15 @@ class DashboardScreen(LoomScreen[None]):
             self.show_snapshot(snapshot)
         else:
             self._show_empty_state()
-        self.set_interval(AGE_REFRESH_S, self.refresh_ages)
+        self.set_interval(1.0, self._tick_ages)
+
+    def _tick_ages(self) -> None:
+        if self.snapshot is None:
+            return
+        now = self.loom.clock()
+        young = any(now - sandbox.created < 60 for sandbox in self.snapshot.sandboxes)
+        if young or now - self._ages_at >= AGE_REFRESH_S:
+            self.refresh_ages()
 
     def refresh_ages(self) -> None:
         """Age moves on for a sandbox nothing happens to (the store says nothing of it); a hidden
@@ -150,7 +160,7 @@ class DashboardScreen(LoomScreen[None]):
         if not self.is_current or self.snapshot is None:
             return
         table = self.query_one(SandboxTable)
-        now = self.loom.clock()
+        now = self._ages_at = self.loom.clock()
         for sandbox in self.snapshot.sandboxes:
             table.set_cell(sandbox.id, "age", format_age(now - sandbox.created))  # unchanged: not repainted
 
