@@ -297,9 +297,15 @@ async def test_o_overrules_a_reviewer_s_rejection_from_the_decided_list(billing:
     app = app_as(billing, LEAD)
     async with app.run_test(size=SIZE) as pilot:
         await open_queue(app, pilot, rows=0)
+
+        def footer() -> list[str]:
+            return [active.binding.description for active in app.active_bindings.values() if active.binding.show]
+
+        assert "Decided too" in footer() and "Open only" not in footer()
         await pilot.press("h")  # decided ones too
         table = app.screen.query_one("#queue", DataTable)
         await wait_for(pilot, lambda: table.row_count == 1)
+        assert "Open only" in footer() and "Decided too" not in footer()  # the label says what `h` does now
         screen = app.screen
         assert isinstance(screen, EscalationsScreen)
         assert screen.check_action("decide", ("override",)) is True

@@ -114,7 +114,10 @@ class EscalationsScreen(LoomScreen[None]):
                                         tooltip="Override a block, with a reason the audit log keeps")),
         *shown_where_it_applies(Binding("d", "diff", "Diff", id="escalations.diff",
                                         tooltip="The selected escalation's sandbox diff")),
+        # One key, its label what it does now: "Decided too" while only open ones show, then "Open only".
         Binding("h", "toggle_history", "Decided too", id="escalations.history",
+                tooltip="Every escalation, superseded ones too, or only open"),
+        Binding("h", "toggle_history(1)", "Open only", id="escalations.history",
                 tooltip="Every escalation, superseded ones too, or only open"),
         *shown_where_it_applies(Binding("R", "toggle_repositories", "All repos", id="escalations.all_repos",
                                         tooltip="Add other repositories' escalations (a team store)")),
@@ -337,6 +340,8 @@ class EscalationsScreen(LoomScreen[None]):
     # -- decisions -------------------------------------------------------------------
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "toggle_history":  # the binding whose label says what `h` does now
+            return bool(parameters) == self.show_decided
         if action == "toggle_repositories":  # a team store holds other repositories; a file, this one only
             return is_twin(parameters) or self._team_store()
         if action == "diff" and not is_twin(parameters):  # only an escalation about a sandbox has a change
@@ -476,8 +481,9 @@ class EscalationsScreen(LoomScreen[None]):
                     title="escalations", timeout=3)
         self.reload()
 
-    def action_toggle_history(self) -> None:
+    def action_toggle_history(self, _showing_decided: int = 0) -> None:
         self.show_decided = not self.show_decided
+        self.refresh_bindings()
         self.reload()
 
     def action_back(self) -> None:
