@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -280,6 +281,11 @@ def test_a_sandbox_s_base_says_the_commit_it_started_from() -> None:
     assert waiting["base"] == "HEAD"  # not made yet, nor are its branch and worktree (they were shown as made)
     assert waiting["branch"] == "loom/ab12ce (made when it starts)"
     assert waiting["worktree"] == "/nowhere/yet/ab12ce (made when it starts)"
+    # A base commit recorded, the worktree not made yet: not a branch (`d` said there was none).
+    based = dataclasses.replace(planned, data={"base_sha": "3d6e9d1e6e" + "0" * 30})
+    assert {f.label: f.value for f in sandbox_fields(based, None, None)}["branch"] == "loom/ab12ce (made when it starts)"
+    made = dataclasses.replace(planned, data={"base_sha": "3d6e9d1e6e" + "0" * 30, "worktree_made": True})
+    assert {f.label: f.value for f in sandbox_fields(made, None, None)}["branch"] == "loom/ab12ce"
 
 
 def test_a_sandbox_s_detail_says_what_its_agent_was_limited_to() -> None:

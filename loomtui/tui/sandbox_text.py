@@ -104,8 +104,9 @@ def _status_of(sandbox: SandboxRecord) -> str:
 def sandbox_fields(sandbox: SandboxRecord, step: StepView | None, diff: str | None) -> list[Field]:
     """The detail pane's fields for a sandbox: its record, its next step, its diff's size if known,
     and what its agent reported at its end."""
-    # A task waiting for others has its names, not yet its branch and worktree: made when it starts.
-    later = " (made when it starts)" if sandbox.status == "planned" and not sandbox.base_sha else ""
+    # A task waiting for others has its names, not yet its branch and worktree: made when it starts (as
+    # `d` says; a base commit recorded before its worktree was made read as a branch there).
+    later = " (made when it starts)" if sandbox.status == PLANNED and not sandboxes.has_worktree(sandbox) else ""
     fields = [Field(label, value) for label, value in (
         ("id", sandbox.id), ("task", task_text(sandbox.task)), ("runtime", sandbox.runtime),
         ("status", _status_of(sandbox)), ("branch", (sandbox.branch or "–") + later),
