@@ -37,12 +37,15 @@ async def open_queue(app: LoomApp, pilot, rows: int = 1) -> DataTable:  # type: 
 async def test_approve_with_a(billing: Path) -> None:
     _, escalation_id = escalate(billing, payments_change())
     app = app_as(billing, ALICE)
-    async with app.run_test(size=SIZE) as pilot:
+    async with app.run_test(size=SIZE, notifications=True) as pilot:
         await open_queue(app, pilot)
         await pilot.press("a")
         store = app.workspace.store
         await wait_for(pilot, lambda: len(store.get_escalation(escalation_id).data["approvals"]) == 1)
         assert store.get_escalation(escalation_id).status == "open"  # one of two
+        # Said as how far it is ("approve recorded (open)" read as if it had not counted).
+        await wait_for(pilot, lambda: any(n.message.startswith(f"#{escalation_id}: approval recorded, still open: 1 of 2")
+                                          for n in app._notifications))
 
 
 @pytest.mark.parametrize("user", [ALICE, CAROL])

@@ -317,3 +317,17 @@ async def test_without_a_conflict_the_claims_take_the_room_an_empty_table_kept(b
         assert screen.query_one("#graph-left").size.width <= 36 < screen.query_one("#graph-right").size.width
         detail = str(screen.query_one("#conflict-detail", Static).render())
         assert detail.startswith("No conflicts among 1 live claim.")
+
+
+def test_an_edge_seen_from_its_other_end_reads_as_english() -> None:
+    """The claims tree said `← quote  imports by`, `references by`."""
+    from loomtui.coordination.view import Edge
+    from loomtui.tui.screens.graph import GraphScreen
+
+    def label(kind: str, outgoing: bool) -> str:
+        edge = Edge("payments/refunds.py::RefundService.quote", kind, outgoing, ())
+        return GraphScreen._edge_label("payments/currency.py::round_minor_units", edge, {}, set()).plain
+
+    assert "  referenced by · payments/refunds.py" in label("references", False)
+    assert "  imported by" in label("imports", False) and "  inherited by" in label("inherits", False)
+    assert "  references ·" in label("references", True)

@@ -435,7 +435,11 @@ class EscalationsScreen(LoomScreen[None]):
         except LoomError as exc:
             app.call_from_thread(app.notify, str(exc), title="not recorded", severity="error")
             return
-        said = f"#{escalation_id}: {decision} recorded ({updated.status})"
+        # "approve recorded (open)" read as if the approval had not counted: how far it is, then what is left.
+        noun = {"approve": "approval", "reject": "rejection", "override": "override"}.get(decision, decision)
+        progress = "; ".join(status_lines(updated)) if updated.status == EscalationStatus.OPEN else ""
+        said = f"#{escalation_id}: {noun} recorded, " + (f"still open: {progress}" if progress else
+                                                           str(updated.status))
         if updated.sandbox_id:
             # The decision may let its sandbox move on (start, merge, reject): the workflow says, in
             # the same toast (one per decision, not one per step over the detail pane).

@@ -31,6 +31,8 @@ from loomtui.tui.widgets.status_header import StatusHeader
 
 SEVERITY_STYLES = {"error": "bold red", "high": "bold yellow", "warning": "yellow"}
 KIND_NAMES = {"shared-vs-exclusive": "shared/excl"}  # the table's Kind column, kept narrow
+PASSIVE = {"imports": "imported by", "references": "referenced by", "inherits": "inherited by",
+           "contains": "contained in"}  # an edge seen from its other end (it read "imports by")
 TREE_TITLE = "Claims and their neighbourhood"
 TREE_OPEN_CLAIMS = 60
 """Claims up to which every sandbox's node starts open in the tree; past it each opens on `enter`."""
@@ -273,7 +275,7 @@ class GraphScreen(LoomScreen[None]):
             (_short_region(edge.neighbour), colours.get(owner, "dim")),
             (f" [{', '.join(escape_controls(o) for o in edge.owners)}]" if edge.owners else "",
              colours.get(owner, "")),
-            (f"  {edge.kind}" if edge.outgoing else f"  {edge.kind} by", "dim"),
+            (f"  {edge.kind}" if edge.outgoing else f"  {PASSIVE.get(edge.kind, edge.kind + ' by')}", "dim"),
             ("" if same_file or "::" not in edge.neighbour else f" · {path}", "dim"),
         )
 
