@@ -1234,6 +1234,9 @@ def test_isolated_agent_cannot_write_outside_its_worktree(ws: Workspace, repo: P
         results["move_main_branch"] = main_ref.returncode
         subprocess.run(["git", "add", "inside.txt"], check=True)
         results["own_commit"] = subprocess.run(["git", "commit", "-qm", "inside"], check=False).returncode
+        git_says = lambda *a: subprocess.run(["git", *a], capture_output=True, text=True, check=False)  # noqa: E731
+        results["log_all"] = git_says("log", "--all", "--oneline").returncode  # the person's stash: not there
+        results["included_alias"] = git_says("included-alias").stdout.strip()  # .git/extra.cfg, included
         with open("/proc/net/dev") as dev:
             results["interfaces"] = sorted(line.split(":")[0].strip() for line in dev.readlines()[2:])
         results["env"] = sorted(os.environ)
@@ -1262,6 +1265,12 @@ def test_isolated_agent_cannot_write_outside_its_worktree(ws: Workspace, repo: P
         (home / login).parent.mkdir()
         (home / login).write_text('{"token": "SECRET login"}')
     (repo.parent / "lead.key").write_text("SECRET signing key")
+    # The person's git set up as many have it: rerere on, a config file included from the git dir, a stash.
+    git(repo, "config", "rerere.enabled", "true")
+    (repo / ".git" / "extra.cfg").write_text("[alias]\n\tincluded-alias = !echo from-the-include\n")
+    git(repo, "config", "include.path", "extra.cfg")
+    (repo / "README.md").write_text("work in progress\n")
+    git(repo, "stash", "-q")
     # What the person's git keeps beside the objects: a message being written, a conflict's preimage, a patch
     # being applied, a large file's content, a submodule's repository, a hook.
     for name in ("COMMIT_EDITMSG", "rr-cache/0123/preimage", "rebase-apply/0001", "lfs/objects/aa/bb/aabbcc",
@@ -1319,6 +1328,8 @@ def test_isolated_agent_cannot_write_outside_its_worktree(ws: Workspace, repo: P
         assert results["machine_socket"] == "No such file or directory"
     assert results["move_main_branch"] != 0 and git(repo, "rev-parse", "main") == main_before
     assert results["own_commit"] == 0 and git(repo, "log", "-1", "--format=%s", record.branch) == "inside"
+    # rerere's folder made (a commit exited 128 without it), the include read, the stash's ref not there.
+    assert (results["log_all"], results["included_alias"]) == (0, "from-the-include"), results
     assert results["interfaces"] == ["lo"]  # network: false
     assert "PROBER_TOKEN" in results["env"] and "LOOM_TEST_SECRET" not in results["env"]
     assert not (repo / "ESCAPE.txt").exists() and not Path("/tmp/scratch.txt").exists()

@@ -18,6 +18,7 @@ from typing import Final
 
 import loomtui
 from loomtui.execution import privategit
+from loomtui.execution.gitops import Git
 from loomtui.execution.isolation import (
     ISOLATION_BWRAP,
     PRIVATE_TMP,
@@ -124,6 +125,7 @@ def confined_argv(workspace: Workspace, record: SandboxRecord, argv: Sequence[st
         hidden=_hidden(workspace),
         secrets=_secrets(workspace, env, configs, state.paths, Path(argv[0]).name),
         configs=_credential_free_configs(workspace, configs),
+        git_dir_also=git_dir_includes(workspace),
     )
     return bwrap_argv(mounts) + argv
 
@@ -159,7 +161,7 @@ def confined_scratch_argv(workspace: Workspace, tree: Path, argv: Sequence[str],
                               hidden=(*_hidden(workspace), workspace.paths.common_dir / "objects"), writable=writable,
                               secrets=_secrets(workspace, env, configs, writable),
                               configs=_credential_free_configs(workspace, configs),
-                              checkouts=_checkouts(workspace, env, needed),
+                              checkouts=_checkouts(workspace, env, needed), git_dir_also=git_dir_includes(workspace),
                               max_processes=sandbox_process_limit()) + list(argv)
 
 
@@ -194,6 +196,23 @@ def _person_checkouts(workspace: Workspace) -> list[Path]:
         if tree.is_absolute() and points_back and not any(tree.is_relative_to(root) for root in not_theirs):
             found.append(tree)
     return [tree for tree in dict.fromkeys(found) if tree.is_dir() and not tree.is_symlink()]
+
+
+def git_dir_includes(workspace: Workspace) -> tuple[Path, ...]:
+    """The files in the repository's git dir its config includes (`include.path`, `includeIf.*.path`,
+    relative to the config): the git dir confined code sees holds what git needs only, and an alias or
+    `user.name` from `.git/extra.cfg` was silently gone."""
+    common = workspace.paths.common_dir
+    done = Git(workspace.root).run("config", "--file", str(common / "config"), "--null", "--get-regexp",
+                                   r"^include(if\..*)?\.path$")
+    found = []
+    for entry in done.out.split("\0") if done.status == 0 else []:
+        value = entry.partition("\n")[2]
+        path = Path(os.path.expanduser(value)) if value.startswith("~") else common / value
+        resolved = Path(os.path.normpath(path))
+        if value and resolved.is_relative_to(common) and resolved != common and resolved.exists():
+            found.append(resolved)
+    return tuple(found)
 
 
 def _homes(env: Mapping[str, str]) -> list[Path]:

@@ -210,6 +210,7 @@ class SandboxMounts:
     hidden: tuple[Path, ...] = ()  # other sandboxes' dirs, worktrees and git admin dirs: not even seen
     secrets: tuple[Path, ...] = ()  # the user's credentials (`secret_paths`): empty in the sandbox
     configs: tuple[tuple[Path, Path], ...] = ()  # (a copy without credentials, the git config it stands for)
+    git_dir_also: tuple[Path, ...] = ()  # files in the git dir its config includes (`include.path`), shown too
 
 
 SECRET_DIRS: Final = (".ssh", ".gnupg", ".aws", ".azure", ".config/gcloud", ".kube", ".docker", ".config/gh",
@@ -372,27 +373,37 @@ def _read_only_at_last(*folders: Path | None, hidden: Sequence[Path] = ()) -> li
             for argument in ("--remount-ro", str(folder))]
 
 
-GIT_DIR_SHOWN: Final = ("HEAD", "commondir", "config", "info", "packed-refs", "refs", "shallow")
+GIT_DIR_SHOWN: Final = ("HEAD", "commondir", "config", "info", "packed-refs", "shallow")
 """What of the repository's git dir confined code sees: what git needs to work in a linked worktree. The
 rest is the person's and not there: the main checkout's index, rerere's preimages, a rebase's or `git am`'s
 patches, LFS objects, COMMIT_EDITMSG and the other *_HEAD and *_MSG files, reflogs, submodules'
 repositories, hooks (an agent read and committed them all). `objects`, `worktrees` and loomtui's own folder
-are mounted on top as each command needs."""
+are mounted on top as each command needs, and `refs` but for the person's stash (its objects are not
+there: `git log --all`, `for-each-ref` and `stash list` failed on `refs/stash`)."""
 
 
-def _git_dir_hidden(common_dir: Path) -> list[str]:
-    """bwrap arguments that show the repository's git dir as an empty folder but for GIT_DIR_SHOWN (a
-    folder, not a list of what to hide: what the person's git writes there later is not seen either)."""
+def _git_dir_hidden(common_dir: Path, also: Sequence[Path] = ()) -> list[str]:
+    """bwrap arguments that show the repository's git dir as an empty folder but for GIT_DIR_SHOWN and
+    `also` (files its config includes from there) (a folder, not a list of what to hide: what the person's
+    git writes there later is not seen either). Rerere's folder is there, empty and the sandbox's own: with
+    `rerere.enabled` git stops a commit it cannot make it in, and the person's preimages are their files."""
     argv = _fresh_tmpfs(common_dir)
-    for name in GIT_DIR_SHOWN:
-        argv += ["--ro-bind-try", str(common_dir / name), str(common_dir / name)]
-    return argv
+    for path in (*(common_dir / name for name in GIT_DIR_SHOWN), *also):
+        argv += ["--ro-bind-try", str(path), str(path)]
+    refs = common_dir / "refs"
+    if refs.is_dir():  # the sandbox's own folder, where a stash the agent makes goes, and the person's refs in it
+        argv += _fresh_tmpfs(refs)
+        for name in sorted(os.listdir(refs)):
+            if name != "stash":
+                argv += ["--ro-bind-try", str(refs / name), str(refs / name)]
+    # Rerere's records and the reflogs (its own branch's are bound on top) are the sandbox's own too.
+    return argv + _fresh_tmpfs(common_dir / "rr-cache") + _fresh_tmpfs(common_dir / "logs")
 
 
 def bwrap_argv(mounts: SandboxMounts, program: str = "bwrap") -> list[str]:
     """The bwrap command line (to be followed by the agent's argv). Later mounts stack on earlier ones."""
     argv = _base_mounts(program, mounts.readable, mounts.checkouts)
-    argv += _git_dir_hidden(mounts.common_dir)
+    argv += _git_dir_hidden(mounts.common_dir, mounts.git_dir_also)
     argv += _emptied(mounts.secrets)
     argv += _config_mounts(mounts.configs)
     argv += _state_dir_hidden(mounts.state_dir)
@@ -484,12 +495,13 @@ def scratch_bwrap_argv(tree: Path, common_dir: Path, state_dir: Path, *, readabl
                        hidden: Sequence[Path] = (),
                        writable: Sequence[Path] = (), secrets: Sequence[Path] = (),
                        configs: Sequence[tuple[Path, Path]] = (), checkouts: Sequence[Checkout] = (),
-                       max_processes: int | None = None, program: str = "bwrap") -> list[str]:
+                       git_dir_also: Sequence[Path] = (), max_processes: int | None = None,
+                       program: str = "bwrap") -> list[str]:
     """The bwrap command line for code run in a scratch tree (a commit's baseline, a merged gate):
     everything read-only but the tree and `writable`, no network, no sandbox's state or worktree seen,
     nor the person's checkouts."""
     argv = _base_mounts(program, readable, checkouts)
-    argv += _git_dir_hidden(common_dir)
+    argv += _git_dir_hidden(common_dir, git_dir_also)
     argv += _emptied(secrets)
     argv += _config_mounts(configs)
     argv += _state_dir_hidden(state_dir)
