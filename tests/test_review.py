@@ -393,3 +393,34 @@ def test_a_claim_stage_requirement_granted_before_start_is_not_asked_again(billi
     merged = cli(billing, "sandbox", "merge", record.id)
     assert merged.returncode == 0, merged.stderr
     assert workspace.store.live_claims(record.id) == []  # released with the merge
+
+
+def test_a_forged_merge_of_the_targets_tip_is_judged_by_what_the_merge_brings_in(billing: Path) -> None:
+    """An agent's tip a merge commit of its base and main's tip, with its base's tree and one docs line: judged
+    from its base, it was "docs only", auto-approved and merged, and main lost the fix that had landed since."""
+    from loomtui.execution.lifecycle import EXITED, PLANNED, RUNNING, transition
+    from loomtui.governance.review import review_sandbox
+
+    merge_mode(billing, "auto")
+    workspace = open_workspace(billing)
+    script = billing.parent / "idle.yaml"
+    script.write_text("- {log: idle}\n")
+    record = create_sandbox(workspace, "clarify the runbook", "script", script=script)
+    base = record.base_sha
+    ledger = billing / "payments" / "ledger.py"
+    ledger.write_text(ledger.read_text() + "\nSECURITY_FIX = True\n")  # the lead's fix lands on main meanwhile
+    git(billing, "commit", "-qam", "Security fix in the ledger")
+    fix = git(billing, "rev-parse", "main").strip()
+    worktree = Path(record.worktree)
+    (worktree / "docs" / "runbook.md").write_text((worktree / "docs" / "runbook.md").read_text() + "\nClearer.\n")
+    git(worktree, "add", "docs/runbook.md")
+    tree = git(worktree, "write-tree").strip()
+    forged = git(worktree, "commit-tree", tree, "-p", base, "-p", fix, "-m", "docs: clarify the runbook").strip()
+    git(worktree, "update-ref", f"refs/heads/{record.branch}", forged)
+    for status in (RUNNING, EXITED):
+        transition(workspace, record.id, status, allowed_from=frozenset({PLANNED, RUNNING}))
+    judged = review_sandbox(workspace, record.id)
+    assert judged.evaluation.outcome != "auto_approve" and judged.escalation is not None, judged.line()
+    assert "payments/ledger.py" in judged.escalation.data["facts"]["paths"]  # the fix it would take out
+    assert workspace.store.get_sandbox(record.id).status != "merged"
+    assert "SECURITY_FIX" in git(billing, "show", "main:payments/ledger.py")

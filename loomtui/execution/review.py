@@ -136,21 +136,32 @@ def _branch_tip(repo: Git, record: SandboxRecord) -> str:
     return tip
 
 
+def measured_from(repo: Git, record: SandboxRecord, tip: str) -> str:
+    """The commit a sandbox's change is measured from: where its tip and its target last met (what a merge
+    brings in is what `tip` has beyond it), the target as it was at the merge for a merged one; its base
+    without a target. Not its base alone: a branch that merged other commits in (the documented way out of
+    a conflict, or an agent's forged merge of the target's tip with the tree of its base) is judged by
+    what the merge would do: a forged one reverted the target's own fixes while "docs only" was judged."""
+    merged = repo.resolve_commit(record.merged_commit) if record.merged_commit else None
+    target_sha = (repo.resolve_commit(f"{merged}^1") if merged
+                  else repo.resolve_commit(record.target) if record.target else None)
+    met = repo.run("merge-base", target_sha, tip) if target_sha else None
+    if met is not None and met.status == 0 and met.out.strip():
+        return met.out.strip()
+    return str(record.base_sha or tip)
+
+
 def diff(workspace: Workspace, sandbox_id: str, *, patch: bool = True) -> SandboxDiff:
     """The sandbox's changes since it branched off its target, uncommitted work included. A merged
     sandbox's are what its merge brought in (its target holds them now, so they are measured from
     the target as it was at the merge); its branch may be gone by then (the merge commit has it)."""
     record = get_sandbox(workspace, sandbox_id)
     repo = Git(workspace.root)
-    merged = repo.resolve_commit(record.merged_commit) if record.merged_commit else None
     tip = sandbox_tip(repo, record)
     if tip is None and record.status == PLANNED:  # its branch is made when it starts (after what it waits for)
         raise LoomError(f"sandbox {record.id} has not started: no branch yet, so no change to show", exit_code=1)
     tip = tip or _branch_tip(repo, record)  # says the branch is gone
-    target_sha = (repo.resolve_commit(f"{merged}^1") if merged
-                  else repo.resolve_commit(record.target) if record.target else None)
-    base = (repo.out("merge-base", target_sha, tip).strip() if target_sha
-            else str(record.base_sha or tip))
+    base = measured_from(repo, record, tip)
     worktree = Path(record.worktree)
     snapshot, changed = agent_tree(workspace, record).snapshot(tip) if worktree.is_dir() else (tip, [])
     uncommitted = bool(changed)

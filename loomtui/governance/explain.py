@@ -7,7 +7,7 @@ from typing import Any
 
 from loomtui.coordination.regions import split_id
 from loomtui.execution.gitops import Git
-from loomtui.execution.review import sandbox_tip
+from loomtui.execution.review import measured_from, sandbox_tip
 from loomtui.execution.sandboxes import agent_tree, get_sandbox
 from loomtui.governance.gitfacts import change_facts
 from loomtui.governance.policy import ChangeFacts, Evaluation, Policy, evaluate
@@ -33,6 +33,8 @@ def explain_sandbox(workspace: Workspace, policy: Policy, sandbox_id: str) -> di
     repo = Git(workspace.root)
     tip = sandbox_tip(repo, record)
     base = repo.resolve_commit(str(record.base_sha or record.base_ref))
+    if tip is not None and base is not None:
+        base = measured_from(repo, record, tip)  # as the review measures it
     if tip is None or base is None:  # refused at its claims before any branch, or removed with it
         missing = f"branch {record.branch}" if tip is None else f"base {record.base_sha or record.base_ref}"
         return {"sandbox": record.id, "claim": claim,

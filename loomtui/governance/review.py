@@ -28,6 +28,7 @@ from loomtui.execution.lifecycle import (
     REJECTED,
     transition,
 )
+from loomtui.execution.review import measured_from
 from loomtui.execution.sandboxes import get_sandbox, stopped_by
 from loomtui.globs import name_problem
 from loomtui.governance.escalations import (
@@ -143,7 +144,8 @@ def review_sandbox(workspace: Workspace, sandbox_id: str, *, policy: Policy | No
     breaks = _merged_breaks(workspace, record, say)
     policy = policy or configured_policy(workspace.root, workspace.load_config())
     facts = replace(
-        change_facts(workspace.root, str(base), tip, gates={r.gate: r.status for r in results},
+        # From where tip and target meet, what the merge brings in: not from its base alone.
+        change_facts(workspace.root, measured_from(repo, record, tip), tip, gates={r.gate: r.status for r in results},
                      runtime=record.runtime, author=record.created_by or None),
         eval_score=report.score.total if report.score is not None else None,
         eval_items={item.name: str(item.status) for item in report.score.items} if report.score is not None else {},

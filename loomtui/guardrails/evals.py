@@ -18,6 +18,7 @@ from typing import Any, Final, Literal
 from loomtui.audit import listed_in_entry
 from loomtui.errors import LoomError
 from loomtui.execution.gitops import Git
+from loomtui.execution.review import measured_from
 from loomtui.execution.sandboxes import get_sandbox
 from loomtui.guardrails.baseline import baseline, fingerprint
 from loomtui.guardrails.checks import CheckRun
@@ -125,10 +126,11 @@ def evaluate(workspace: Workspace, sandbox_id: str, *, which: GateChoice = "all"
     `force`. Gate 2 alone scores with the tests of the newest gate 1 at this tip.
     """
     record = get_sandbox(workspace, sandbox_id)
-    tip = Git(workspace.root).resolve_commit(record.branch)
-    base = record.base_sha
-    if tip is None or not base:
+    repo = Git(workspace.root)
+    tip = repo.resolve_commit(record.branch)
+    if tip is None or not record.base_sha:
         raise LoomError(f"sandbox {record.id} has no branch tip or base commit to evaluate", exit_code=1)
+    base = measured_from(repo, record, tip)  # what a merge would bring in, as the review's facts
     key = _eval_key(workspace, record.id, record.task, base, tip, which)
     if not force:
         row = workspace.store.latest_eval_report(record.id, SANDBOX_EVAL, key)

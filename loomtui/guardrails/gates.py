@@ -23,6 +23,7 @@ from loomtui.errors import LoomError
 from loomtui.execution.confinement import confined_scratch_argv, sandbox_environment
 from loomtui.execution.gitops import Git
 from loomtui.execution.isolation import ISOLATION_BWRAP, oom_first
+from loomtui.execution.review import measured_from
 from loomtui.execution.runtimes import LaunchSpec
 from loomtui.execution.sandboxes import get_sandbox
 from loomtui.guardrails.baseline import (
@@ -141,7 +142,9 @@ def run_configured_gates(workspace: Workspace, sandbox_id: str, *,
             workspace.record("gate.skipped", record.id, {"gate": gate.name, "kind": gate.kind,
                                                         "reason": "a behavioural gate is gate 2's score"})
     checks = deterministic_gates(workspace)
-    base = record.base_sha
+    # Judged against where its tip and target meet (its base, unless it merged the target in): a regression is
+    # one the merge would bring.
+    base = measured_from(Git(workspace.root), record, commit) if record.base_sha else ""
     runs = {}
     for gate in checks:
         run = workspace.store.add_gate_run(record.id, gate.name, commit, fingerprint=fingerprint(gate))
