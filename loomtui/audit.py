@@ -245,9 +245,8 @@ class AuditLog:
     ) -> AuditEntry:
         """A log without a store: the file alone, serialised by flock."""
         created = not self.path.exists()
-        fd = self._open_for_append()
+        fd = self.locked()
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
             seq, prev = self._tail_state(fd)
             entry = _new_entry(seq + 1, prev, actor, action, subject, details)
             self._write(fd, [entry.line()])
@@ -258,6 +257,25 @@ class AuditLog:
         if created:
             _fsync_dir(self.path.parent)
         return entry
+
+    def locked(self) -> int:
+        """The log opened for appending, under its exclusive lock, and still the file at its path: one
+        written again whole (`audit restore`) replaces it, and a writer that waited on the old one wrote
+        there, into the copy kept aside."""
+        while True:
+            fd = self._open_for_append()
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+                here, now = os.fstat(fd), os.stat(self.path)
+            except FileNotFoundError:  # replaced (or removed) as it was locked: open it again
+                os.close(fd)
+                continue
+            except OSError as exc:
+                os.close(fd)
+                raise AuditError(f"{self.path}: cannot lock the audit log ({exc.strerror or exc})") from None
+            if (here.st_dev, here.st_ino) == (now.st_dev, now.st_ino):
+                return fd
+            os.close(fd)
 
     def _open_for_append(self) -> int:
         try:
@@ -306,11 +324,10 @@ class AuditLog:
         if self._quick_tail() == head:
             return []
         created = not self.path.exists()
-        fd = self._open_for_append()
+        fd = self.locked()
         written: tuple[int, str] | None = None
         notes: list[str] = []
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
             seq, last, partial = self._whole_tail(fd)
             mark = store.audit_checkpoint()
             if (seq and store.audit_hash(seq) != last) or (mark is not None and seq < mark[0]):

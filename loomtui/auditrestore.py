@@ -9,7 +9,6 @@ beside it, never deleted, and the restore is itself an entry of the log, naming 
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import time
@@ -37,10 +36,10 @@ class Restored:
 def restore_log(log: AuditLog, actor: str) -> Restored:
     """Write the log's file again from the store's entries when it no longer verifies against them.
 
-    Refused (LoomError, exit 1) when the file verifies, when there is no writable store, and
-    when the store's own chain is broken. The file as it was goes to `<log>.damaged-<UTC time>`;
-    the restore is recorded as `audit.restored` (by `actor`), the new file's first entry after the
-    store's.
+    Refused (LoomError, exit 1) when the file verifies, when there is no writable store, when the
+    store's own chain is broken, and when the store holds less than the log once did (its checkpoint).
+    The file as it was goes to `<log>.damaged-<UTC time>`; the restore is recorded as `audit.restored`
+    (by `actor`), and the log verified again before it is said to be done.
     """
     store = log.store
     if store is None:
@@ -51,16 +50,31 @@ def restore_log(log: AuditLog, actor: str) -> Restored:
     before = log.verify()
     if before.ok:
         raise LoomError(f"{log.path} verifies against the store: nothing to restore", exit_code=1)
-    rows = store.audit_entries_after(0)
-    if not rows:
-        raise LoomError("the store holds no audit entries: nothing to restore the log from", exit_code=1)
-    _check_chain(rows)
-    kept_aside = _rewrite(log.path, [line for _seq, _hash, line in rows])
+    # Under the lock writers take, and read under it: an entry a writer put in the old file meanwhile is in
+    # the store, so in what is written; one committed after waits, then goes into the new file.
+    fd = log.locked()  # the lock writers take, held across the rewrite
+    try:
+        rows = store.audit_entries_after(0)
+        if not rows:
+            raise LoomError("the store holds no audit entries: nothing to restore the log from", exit_code=1)
+        _check_chain(rows)
+        mark = store.audit_checkpoint()
+        if mark is not None and (mark[0] > rows[-1][0] or rows[mark[0] - 1][1] != mark[1]):
+            raise LoomError(f"the store's entries end before, or differ from, what the log once held (seq "
+                            f"{mark[0]}): restoring from them would lose entries (`loomtui audit verify`)",
+                            exit_code=1)
+        kept_aside = _rewrite(log.path.resolve(), [line for _seq, _hash, line in rows])
+    finally:
+        os.close(fd)
     seq, last = rows[-1][0], rows[-1][1]
     store.set_audit_checkpoint(seq, last)
     log.append(actor, RESTORED_ACTION, log.path.name, {
         "problem": before.problem, "entries": len(rows),
         "kept_aside": kept_aside.name if kept_aside is not None else None})
+    after = log.verify()
+    if not after.ok:
+        raise LoomError(f"the log was written again from the store, and still does not verify: {after.problem}",
+                        exit_code=1)
     return Restored(len(rows), kept_aside, before.problem)
 
 
@@ -82,19 +96,17 @@ def _check_chain(rows: list[tuple[int, str, str]]) -> None:
 
 
 def _rewrite(path: Path, lines: list[str]) -> Path | None:
-    """Replace `path` with `lines`, under the lock appenders take; the file as it was is kept aside."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Replace `path` with `lines` (its caller holds the log's lock); the file as it was is kept aside."""
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
-    try:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o644)
-    except OSError as exc:
-        raise LoomError(f"{path}: cannot open the audit log ({exc.strerror})") from None
     kept_aside: Path | None = None
     fresh = path.with_name(f".{path.name}.restoring")
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        if os.fstat(fd).st_size:
+        if path.exists() and path.stat().st_size:
             kept_aside = path.with_name(f"{path.name}.damaged-{stamp}")
+            number = 1
+            while kept_aside.exists():  # a second restore within the second
+                number += 1
+                kept_aside = path.with_name(f"{path.name}.damaged-{stamp}-{number}")
             os.link(path, kept_aside)  # the same bytes, under a name of its own: nothing is copied or lost
         with open(fresh, "w", encoding="utf-8") as handle:
             handle.write("".join(line + "\n" for line in lines))
@@ -109,6 +121,4 @@ def _rewrite(path: Path, lines: list[str]) -> Path | None:
     except OSError as exc:
         fresh.unlink(missing_ok=True)
         raise LoomError(f"{path}: cannot restore the audit log ({exc.strerror or exc}); it is as it was") from None
-    finally:
-        os.close(fd)
     return kept_aside

@@ -380,3 +380,50 @@ def test_a_store_edited_too_restores_nothing(log: AuditLog) -> None:
     with pytest.raises(LoomError, match="the store's own copy breaks at seq 2"):
         restore_log(log, "lead@example.com")
     assert not log.path.exists() or log.path.read_bytes() == b""  # nothing written from it
+
+
+def test_a_restore_while_others_append_leaves_every_entry_in_the_new_file(log: AuditLog) -> None:
+    """Writers waiting on the old file's lock wrote into it after it was replaced, into the copy kept aside,
+    and moved the checkpoint past the new file: restored, the log was broken again at once."""
+    from loomtui.auditrestore import restore_log
+
+    log.path.write_bytes(log.path.read_bytes().replace(b"subject-3", b"subject-X"))  # mid-file: its end is whole
+    store = log.store
+    assert isinstance(store, SqliteStore)
+    context = multiprocessing.get_context("fork")
+    procs = [context.Process(target=_append_many, args=(str(log.path), str(store.path), w, 60)) for w in range(4)]
+    for proc in procs:
+        proc.start()
+    restore_log(log, "lead@example.com")
+    for proc in procs:
+        proc.join(120)
+        assert proc.exitcode == 0
+    result = log.verify()
+    assert result.ok and result.entries == 5 + 4 * 60 + 1, result
+
+
+def test_a_restore_refuses_a_store_that_holds_less_than_the_log_did_and_keeps_to_a_link(log: AuditLog,
+                                                                                       tmp_path: Path) -> None:
+    """A store missing its newest entries (the checkpoint says the log held more) was "restored" from,
+    exit 0, and the log stayed broken; a second restore within the second failed (File exists); a log
+    that is a link to elsewhere was replaced by a file, the link's target no longer written."""
+    import sqlite3
+
+    from loomtui.auditrestore import restore_log
+
+    store = log.store
+    assert isinstance(store, SqliteStore)
+    elsewhere = tmp_path / "elsewhere" / "real.jsonl"
+    elsewhere.parent.mkdir()
+    log.path.rename(elsewhere)
+    log.path.symlink_to(elsewhere)
+    for _ in range(2):  # damaged twice, restored twice in the same second
+        elsewhere.write_bytes(elsewhere.read_bytes().replace(b"subject-2", b"subject-X"))
+        restore_log(log, "lead@example.com")
+    assert log.path.is_symlink() and log.verify().ok
+    assert len(list(elsewhere.parent.glob("real.jsonl.damaged-*"))) == 2
+    with sqlite3.connect(store.path) as db:
+        db.execute("DELETE FROM audit WHERE seq > 5")
+    elsewhere.write_bytes(b"".join(elsewhere.read_bytes().splitlines(keepends=True)[:5]))
+    with pytest.raises(LoomError, match=r"the store's entries end before, or differ from, what the log once held"):
+        restore_log(log, "lead@example.com")
