@@ -211,22 +211,38 @@ def cmd_escalation_show(args: argparse.Namespace) -> int:
     for line in status_lines(escalation):
         print(f"  {line}")
     # What an approval grants, whole: every path, and what the agent asked (its question, the tool's
-    # input), each field one escaped line. The summary above is abridged; the app lists 40 paths.
+    # input). The summary above is abridged; the app lists 40 paths.
     if paths:
         print(f"  {plural(len(paths), 'path')}:")
         for path in paths:
             print(f"    {escape_controls(str(path))}")
     evidence = escalation.data.get("evidence")
     for key, value in (evidence.items() if isinstance(evidence, dict) else ()):
-        if value not in ([], {}, None, ""):
-            shown = value if isinstance(value, str) else json.dumps(value, default=str, ensure_ascii=False)
-            print(f"  {escape_controls(str(key))}: {escape_controls(shown)}")
+        if isinstance(value, dict) and value:  # the tool's input: each of its fields
+            print(f"  {escape_controls(str(key))}:")
+            for field, item in value.items():
+                _print_field(f"    {escape_controls(str(field))}:", item, lines=True)
+        elif value not in ([], {}, None, ""):  # a name, a question: one escaped line
+            _print_field(f"  {escape_controls(str(key))}:", value)
     for made in decisions:
         # On one line: a reason with a line break printed a decision line of its own ("Approved by ...").
         reason = f" — {escape_controls(made['reason'])}" if made["reason"] else ""
         print(f"  {made['decision']} by {made['by']} on {str(made['commit'])[:12] or '-'}: "
               f"{made.get('note') or made['signature']}{reason}")
     return 0
+
+
+def _print_field(label: str, value: object, *, lines: bool = False) -> None:
+    """One field of what an agent asked: on its label's line, or, text of several lines (a file a Write
+    writes), each line under it behind a `│` (one JSON line of 15,000 characters with `\\n` in it could
+    not be read; the bar keeps a line of it from passing for a field or a decision of its own)."""
+    text = value if isinstance(value, str) else json.dumps(value, default=str, ensure_ascii=False)
+    if lines and isinstance(value, str) and "\n" in value.rstrip("\n"):
+        print(label)
+        for line in value.rstrip("\n").split("\n"):
+            print(f"{' ' * (len(label) - len(label.lstrip()) + 2)}│ {escape_controls(line)}")
+    else:
+        print(f"{label} {escape_controls(text)}")
 
 
 def cmd_decide(args: argparse.Namespace) -> int:

@@ -33,14 +33,16 @@ the leads' queue, so an agent cannot bury the queue (or the disk) under its own.
 MAX_ASKS_PER_HOUR: Final = 120
 """Requests and questions one sandbox may open in an hour, answered, withdrawn or not: opening and
 withdrawing at once in a loop grew the shared store by 1.4 GB a minute. No person answers more."""
-MAX_FIELD_CHARS: Final = 16_000
+MAX_FIELD_CHARS: Final = 64_000
 MAX_FIELDS: Final = 50
-MAX_EVIDENCE_CHARS: Final = 32_000
+MAX_EVIDENCE_CHARS: Final = 128_000
 """All of one request's fields together. A tool call larger than these is refused, not cut short for the
 record: an approval lets the whole call run, and a lead approved a command whose `curl ... | sh` past the
 first 4,000 characters was nowhere on the screen."""
-REQUEST_EXTRAS: Final = ("permission_suggestions", "tool_use_id", "via", "asked_because", "waiter")
-"""What of a hook's payload beside the tool call a request keeps (an agent's other keys read as loomtui's)."""
+REQUEST_EXTRAS: Final = ("permission_suggestions", "tool_use_id", "via", "waiter")
+"""What of a hook's payload beside the tool call a request keeps: ids and where it came from. Not the
+MCP server's `asked_because` (that server runs in the sandbox: any text the agent sent as it read as
+loomtui's own verdict beside `curl ... | sh`), nor any other key."""
 _DETAIL_KEY: Final = {"Bash": "command", "Write": "file_path", "Edit": "file_path", "MultiEdit": "file_path",
                       "Read": "file_path", "NotebookEdit": "notebook_path", "WebFetch": "url", "Grep": "pattern",
                       "Glob": "pattern"}
@@ -88,9 +90,7 @@ def open_permission_request(gate: HookGate, tool_name: str, tool_input: Mapping[
     evidence = {**bounded(extras), "tool_name": tool_name, "tool_input": kept}
     message: str | None
     if kept != dict(tool_input):
-        message = (f"a tool call past {MAX_FIELD_CHARS:,} characters a field ({MAX_EVIDENCE_CHARS:,} in all, "
-                   f"{MAX_FIELDS} fields) cannot be shown to a person whole, and no one approves what they were "
-                   "not shown: make it smaller")
+        message = _too_large(tool_name, tool_input)
     else:
         message = policy_refusal(evaluation) if evaluation.outcome == "block" else too_many_asks(gate)
     if message is not None:
@@ -205,6 +205,25 @@ def _describe_tool(tool_name: str, tool_input: Mapping[str, Any]) -> str:
     return both_ends(text, 160)
 
 
+def _too_large(tool_name: str, tool_input: Mapping[str, Any]) -> str:
+    """What an agent is told of a tool call too large to put to a person: which field, how large, and a
+    way on (a Write in parts) rather than "make it smaller", which invites cutting the file."""
+    sizes = {str(key): len(value if isinstance(value, str) else json.dumps(value, default=str, ensure_ascii=False))
+             for key, value in tool_input.items()}
+    largest = max(sizes, key=sizes.__getitem__, default="")
+    if len(sizes) > MAX_FIELDS:
+        what = f"its {len(sizes)} fields are more than the {MAX_FIELDS} a person is shown"
+    elif sizes.get(largest, 0) > MAX_FIELD_CHARS:
+        what = (f"its `{largest[:40]}` holds {sizes[largest]:,} characters, past the {MAX_FIELD_CHARS:,} a person "
+                "is shown")
+    else:
+        what = f"it holds {sum(sizes.values()):,} characters, past the {MAX_EVIDENCE_CHARS:,} a person is shown"
+    way = ("write the file in parts: a first Write, then Edits that add the rest (each is asked for as it comes)"
+           if tool_name in ("Write", "MultiEdit", "NotebookEdit") else "split it into smaller steps, each asked for")
+    return f"this {tool_name[:60]} call cannot be put to a person whole ({what}), and no one approves what they " \
+           f"were not shown: {way}"
+
+
 def bounded(value: Mapping[str, Any]) -> dict[str, Any]:
     """Tool input for the record, of a size the store and the queue can hold: at most MAX_FIELDS fields,
     each at most MAX_FIELD_CHARS (a long string, or a nested value as JSON, cut short), MAX_EVIDENCE_CHARS
@@ -216,7 +235,8 @@ def bounded(value: Mapping[str, Any]) -> dict[str, Any]:
         if room <= 0:
             kept["..."] = f"{len(fields) - number} more fields left out (over {MAX_EVIDENCE_CHARS:,} characters)"
             return kept
-        text = item if isinstance(item, str) else json.dumps(item, default=str)
+        # As the characters are, not escaped: 3,000 CJK characters in a MultiEdit measured 18,000 as \uXXXX.
+        text = item if isinstance(item, str) else json.dumps(item, default=str, ensure_ascii=False)
         limit = min(MAX_FIELD_CHARS, room)
         if len(text) > limit:
             item = text[:limit] + f"... ({len(text)} chars)"
