@@ -498,6 +498,7 @@ def test_claim_add_takes_a_sandboxs_unique_id_prefix_as_every_command_does(repo:
     typo = run_cli(repo, "claim", "release", "--all", "--sandbox", "lead-alcie")
     assert typo.returncode == 1 and "lead-alcie is no sandbox and holds no claim; nothing was released" in typo.stderr
     assert run_cli(repo, "claim", "release", "--all", "--sandbox", "lead-alice").stdout == "released 1 claim\n"
+    assert run_cli(repo, "claim", "release", "--all", "--sandbox", "lead-alice").stdout == "released 0 claims\n"
     assert run_cli(repo, "claim", "add", "b.py", "--sandbox", "abd").returncode == 0
     [held] = store.live_claims()
     theirs = run_cli(repo, "claim", "release", str(held.id), "--sandbox", "abc")

@@ -234,8 +234,10 @@ def cmd_claim_release(args: argparse.Namespace) -> int:
     sandbox = _sandbox(args, coordinator.workspace)
     if args.all:
         count = coordinator.release_sandbox(sandbox, args.reason)
-        if not count and coordinator.workspace.store.get_sandbox(sandbox) is None:
-            # A typo released nothing and said so as a success: the real claims stayed held.
+        store = coordinator.workspace.store
+        if not count and store.get_sandbox(sandbox) is None and not store.sandbox_claims(sandbox):
+            # A typo released nothing and said so as a success: the real claims stayed held. A name that held
+            # claims, released since, is answered as a sandbox is (run again, a cleanup script is not refused).
             raise LoomError(f"{shown(sandbox)} is no sandbox and holds no claim; nothing was released "
                             "(`loomtui claim list` names who holds what)", exit_code=1)
         print(f"released {plural(count, 'claim')}")
