@@ -424,3 +424,38 @@ def test_a_forged_merge_of_the_targets_tip_is_judged_by_what_the_merge_brings_in
     assert "payments/ledger.py" in judged.escalation.data["facts"]["paths"]  # the fix it would take out
     assert workspace.store.get_sandbox(record.id).status != "merged"
     assert "SECURITY_FIX" in git(billing, "show", "main:payments/ledger.py")
+
+
+def test_a_tip_that_meets_the_target_at_two_commits_is_not_judged(billing: Path) -> None:
+    """Two parents on main unrelated to each other: git's one merge base was the agent's pick, the change
+    measured from it read "docs only" and merged, and the merge (from both) reverted a payments change."""
+    from loomtui.execution.lifecycle import EXITED, PLANNED, RUNNING, transition
+    from loomtui.governance.review import review_sandbox
+
+    merge_mode(billing, "auto")
+    workspace = open_workspace(billing)
+    script = billing.parent / "idle.yaml"
+    script.write_text("- {log: idle}\n")
+    record = create_sandbox(workspace, "clarify the runbook", "script", script=script)
+    base = record.base_sha
+    for name in ("left", "right"):  # two changes that landed apart (two sandboxes' merges, say)
+        git(billing, "checkout", "-q", "-b", name, base)
+        (billing / f"{name}.txt").write_text(name)
+        git(billing, "add", "-A")
+        git(billing, "commit", "-qm", name)
+    git(billing, "checkout", "-q", "main")
+    git(billing, "merge", "-q", "--no-edit", "left", "right")
+    worktree = Path(record.worktree)
+    left = git(billing, "rev-parse", "left").strip()
+    git(worktree, "read-tree", left)
+    tree = git(worktree, "write-tree").strip()
+    forged = git(worktree, "commit-tree", tree, "-p", left, "-p", git(billing, "rev-parse", "right").strip(),
+                 "-m", "docs").strip()
+    git(worktree, "update-ref", f"refs/heads/{record.branch}", forged)
+    for status in (RUNNING, EXITED):
+        transition(workspace, record.id, status, allowed_from=frozenset({PLANNED, RUNNING}))
+    with pytest.raises(LoomError, match=r"meet at 2 commits .* so what its merge brings in cannot be measured"):
+        review_sandbox(workspace, record.id)
+    assert workspace.store.get_sandbox(record.id).status == EXITED  # nothing ran, nothing approved
+    gated = run_cli(billing, "gate", "--base", "main", "--head", record.branch)
+    assert gated.returncode == 2 and "meet at 2 commits" in gated.stderr  # CI fails closed alike

@@ -43,6 +43,7 @@ from pathlib import Path
 from typing import Final
 
 from loomtui.execution.procs import OOM_SCORE_ADJ_AGENT
+from loomtui.execution.seen_objects import PUBLIC_REFS
 
 ISOLATION_BWRAP: Final = "bwrap"
 ISOLATION_NONE: Final = "none"
@@ -378,8 +379,9 @@ GIT_DIR_SHOWN: Final = ("HEAD", "commondir", "config", "info", "packed-refs", "s
 rest is the person's and not there: the main checkout's index, rerere's preimages, a rebase's or `git am`'s
 patches, LFS objects, COMMIT_EDITMSG and the other *_HEAD and *_MSG files, reflogs, submodules'
 repositories, hooks (an agent read and committed them all). `objects`, `worktrees` and loomtui's own folder
-are mounted on top as each command needs, and `refs` but for the person's stash (its objects are not
-there: `git log --all`, `for-each-ref` and `stash list` failed on `refs/stash`)."""
+are mounted on top as each command needs, and of `refs` the public ones, whose objects it reads
+(`seen_objects.PUBLIC_REFS`): `git log --all`, `fetch` and `stash list` failed on `refs/stash` and
+`refs/notes/loom`, whose objects are not there."""
 
 
 def _git_dir_hidden(common_dir: Path, also: Sequence[Path] = ()) -> list[str]:
@@ -391,11 +393,10 @@ def _git_dir_hidden(common_dir: Path, also: Sequence[Path] = ()) -> list[str]:
     for path in (*(common_dir / name for name in GIT_DIR_SHOWN), *also):
         argv += ["--ro-bind-try", str(path), str(path)]
     refs = common_dir / "refs"
-    if refs.is_dir():  # the sandbox's own folder, where a stash the agent makes goes, and the person's refs in it
+    if refs.is_dir():  # the sandbox's own folder, where a stash the agent makes goes, and the public refs in it
         argv += _fresh_tmpfs(refs)
-        for name in sorted(os.listdir(refs)):
-            if name != "stash":
-                argv += ["--ro-bind-try", str(refs / name), str(refs / name)]
+        for public in PUBLIC_REFS:  # those whose objects it reads (the stash's, the notes' are not there)
+            argv += ["--ro-bind-try", str(common_dir / public), str(common_dir / public)]
     # Rerere's records and the reflogs (its own branch's are bound on top) are the sandbox's own too.
     return argv + _fresh_tmpfs(common_dir / "rr-cache") + _fresh_tmpfs(common_dir / "logs")
 

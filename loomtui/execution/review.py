@@ -145,10 +145,16 @@ def measured_from(repo: Git, record: SandboxRecord, tip: str) -> str:
     merged = repo.resolve_commit(record.merged_commit) if record.merged_commit else None
     target_sha = (repo.resolve_commit(f"{merged}^1") if merged
                   else repo.resolve_commit(record.target) if record.target else None)
-    met = repo.run("merge-base", target_sha, tip) if target_sha else None
-    if met is not None and met.status == 0 and met.out.strip():
-        return met.out.strip()
-    return str(record.base_sha or tip)
+    met = repo.run("merge-base", "--all", target_sha, tip) if target_sha else None
+    meeting = met.out.split() if met is not None and met.status == 0 else []
+    if len(meeting) > 1:
+        # Two parents on the target unrelated to each other: git's one merge base was the agent's pick, and
+        # the change measured from it read "docs only" while the merge (from all of them) reverted code.
+        raise LoomError(f"sandbox {record.id}: {record.branch} and {record.target or 'its target'} meet at "
+                        f"{len(meeting)} commits ({', '.join(m[:12] for m in meeting[:4])}), so what its merge "
+                        "brings in cannot be measured from one and it is not judged: merge the target into it "
+                        "once to make one meeting point, or reject it", exit_code=1)
+    return meeting[0] if meeting else str(record.base_sha or tip)
 
 
 def diff(workspace: Workspace, sandbox_id: str, *, patch: bool = True) -> SandboxDiff:

@@ -170,7 +170,12 @@ def run_gate(root: Path, policy: Policy | None = None, *, base: str | None = Non
     base_sha = branch_head(root, base)
     if base_sha is None:
         raise LoomError(f"base {quoted(base)} is not a commit")
-    merge_base = git_output(root, "merge-base", base, head_sha) or base
+    meeting = (git_output(root, "merge-base", "--all", base, head_sha) or "").split()
+    if len(meeting) > 1:  # the merge is from all of them: one, the branch's pick, hid a revert (fails closed)
+        raise LoomError(f"{quoted(head)} and {quoted(base)} meet at {len(meeting)} commits "
+                        f"({', '.join(m[:12] for m in meeting[:4])}): what merging it brings in cannot be "
+                        "measured from one; merge the base into it once to make one meeting point")
+    merge_base = meeting[0] if meeting else base
     if policy is None:
         # The tip's, not the merge base's: a branch forked from an old commit chose its own (looser) policy.
         policy = policy_at(root, base_sha)

@@ -123,6 +123,7 @@ def review_sandbox(workspace: Workspace, sandbox_id: str, *, policy: Policy | No
                         f"{base[:12]}); nothing to review (`loomtui sandbox start {record.id}` runs it again)",
                         exit_code=1)
     _refuse_unnamed_files(workspace, record, base, tip)
+    measured_from(repo, record, tip)  # a change that cannot be measured is refused before anything runs
     if (again and previous is not None and previous.status == EscalationStatus.OPEN) or redo:
         # Superseded, not decided: what it asked about is no longer the change (or, on a redo, the one a
         # reviewer killed before naming it on the sandbox opened).
