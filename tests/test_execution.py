@@ -1271,6 +1271,7 @@ def test_isolated_agent_cannot_write_outside_its_worktree(ws: Workspace, repo: P
     git(repo, "config", "include.path", "extra.cfg")
     (repo / "README.md").write_text("work in progress\n")
     git(repo, "stash", "-q")
+    git(repo, "notes", "--ref", "loom", "add", "-m", "a decision", "HEAD")  # loomtui's own notes: not public
     # What the person's git keeps beside the objects: a message being written, a conflict's preimage, a patch
     # being applied, a large file's content, a submodule's repository, a hook.
     for name in ("COMMIT_EDITMSG", "rr-cache/0123/preimage", "rebase-apply/0001", "lfs/objects/aa/bb/aabbcc",
