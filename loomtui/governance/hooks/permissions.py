@@ -10,6 +10,7 @@ call that waits on such a request is kept until it is decided (`asks_for`, `deci
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Final
@@ -35,14 +36,16 @@ MAX_ASKS_PER_HOUR: Final = 120
 withdrawing at once in a loop grew the shared store by 1.4 GB a minute. No person answers more."""
 MAX_FIELD_CHARS: Final = 64_000
 MAX_FIELDS: Final = 50
+MAX_KEY_CHARS: Final = 200
 MAX_EVIDENCE_CHARS: Final = 128_000
 """All of one request's fields together. A tool call larger than these is refused, not cut short for the
 record: an approval lets the whole call run, and a lead approved a command whose `curl ... | sh` past the
 first 4,000 characters was nowhere on the screen."""
-REQUEST_EXTRAS: Final = ("permission_suggestions", "tool_use_id", "via", "waiter")
-"""What of a hook's payload beside the tool call a request keeps: ids and where it came from. Not the
-MCP server's `asked_because` (that server runs in the sandbox: any text the agent sent as it read as
-loomtui's own verdict beside `curl ... | sh`), nor any other key."""
+REQUEST_EXTRAS: Final = ("tool_use_id", "via", "waiter")
+"""What of a hook's payload beside the tool call a request keeps: ids and where it came from, each of its
+shape (`_extra_kept`). Not the MCP server's `asked_because` (that server runs in the sandbox: any text the
+agent sent as it read as loomtui's own verdict beside `curl ... | sh`), nor any other key."""
+_TOKEN: Final = re.compile(r"[A-Za-z0-9_.:@-]{1,200}")
 _DETAIL_KEY: Final = {"Bash": "command", "Write": "file_path", "Edit": "file_path", "MultiEdit": "file_path",
                       "Read": "file_path", "NotebookEdit": "notebook_path", "WebFetch": "url", "Grep": "pattern",
                       "Glob": "pattern"}
@@ -86,7 +89,7 @@ def open_permission_request(gate: HookGate, tool_name: str, tool_input: Mapping[
     tool_name = tool_name[:200]
     kept = bounded(tool_input)
     # The agent's `extra` first: it may add to the evidence, never stand in for what it asks.
-    extras = {key: value for key, value in (extra or {}).items() if key in REQUEST_EXTRAS}
+    extras = {key: value for key, value in (extra or {}).items() if _extra_kept(key, value)}
     evidence = {**bounded(extras), "tool_name": tool_name, "tool_input": kept}
     message: str | None
     if kept != dict(tool_input):
@@ -205,13 +208,25 @@ def _describe_tool(tool_name: str, tool_input: Mapping[str, Any]) -> str:
     return both_ends(text, 160)
 
 
+def _extra_kept(key: str, value: Any) -> bool:
+    """Whether a payload's `key` is kept beside the request: an id or a name as a token (`via: "loomtui:
+    read-only, safe"` and `tool_use_id: {"Approved by": "lead"}` were shown as fields), the MCP server's
+    `waiter` as a process id and its start."""
+    if key == "waiter":
+        return isinstance(value, dict) and set(value) <= {"pid", "identity"} and type(value.get("pid")) is int \
+            and isinstance(value.get("identity"), (str, int, float, type(None)))
+    return key in REQUEST_EXTRAS and isinstance(value, str) and bool(_TOKEN.fullmatch(value))
+
+
 def _too_large(tool_name: str, tool_input: Mapping[str, Any]) -> str:
     """What an agent is told of a tool call too large to put to a person: which field, how large, and a
     way on (a Write in parts) rather than "make it smaller", which invites cutting the file."""
     sizes = {str(key): len(value if isinstance(value, str) else json.dumps(value, default=str, ensure_ascii=False))
              for key, value in tool_input.items()}
     largest = max(sizes, key=sizes.__getitem__, default="")
-    if len(sizes) > MAX_FIELDS:
+    if any(len(key) > MAX_KEY_CHARS for key in sizes):  # a name is shown whole too
+        what = f"a field's name is past the {MAX_KEY_CHARS} characters a person is shown"
+    elif len(sizes) > MAX_FIELDS:
         what = f"its {len(sizes)} fields are more than the {MAX_FIELDS} a person is shown"
     elif sizes.get(largest, 0) > MAX_FIELD_CHARS:
         what = (f"its `{largest[:40]}` holds {sizes[largest]:,} characters, past the {MAX_FIELD_CHARS:,} a person "
@@ -241,7 +256,7 @@ def bounded(value: Mapping[str, Any]) -> dict[str, Any]:
         if len(text) > limit:
             item = text[:limit] + f"... ({len(text)} chars)"
         room -= min(len(text), limit)
-        kept[str(key)[:200]] = item
+        kept[str(key)[:MAX_KEY_CHARS]] = item
     if len(fields) > MAX_FIELDS:
         kept["..."] = f"{len(fields) - MAX_FIELDS} more fields left out"
     return kept
