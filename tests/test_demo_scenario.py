@@ -479,3 +479,17 @@ def test_in_the_app_the_other_payments_reviewer_follows_the_persons_approval(tmp
         (DEMO_REVIEWERS[0], "escalation.approve"), (DEMO_REVIEWERS[1], "escalation.approve")]
     alice.close()
     workspace.close()
+
+
+def test_stopping_the_demo_stops_a_sandbox_a_person_started_there_too(tmp_path: Path) -> None:
+    """A sandbox started with `n` in the demo ran on after the demo quit and deleted its repository, and its
+    supervisor wrote the audit log and a worktree back into the deleted copy."""
+    from loomtui.workflow.tasks import create_sandbox
+
+    workspace = open_workspace(demo_repo(tmp_path))
+    mine = create_sandbox(workspace, "a long job", "command", command=["sleep", "60"], autostart=True)
+    wait_for_status(workspace, mine.id, set(LIVE), timeout=30)
+    lines = stop_scenario(workspace, grace=1.0)
+    record = workspace.store.get_sandbox(mine.id)
+    assert record is not None and record.status not in LIVE and not is_alive(record.pid, record.pid_start), lines
+    assert f"[{mine.id}] stopped" in lines

@@ -372,7 +372,7 @@ def stop_scenario(workspace: Workspace, grace: float = 2.0, settle: float = SETT
                 lines += [result.line() for result in cancel_plan(workspace) if result.cancelled]
             except LoomError as exc:
                 lines.append(f"cancelling the plan: {exc}")
-        live = {name: record for name, record in demo_sandboxes(workspace).items() if record.status in LIVE}
+        live = {name: record for name, record in _every_sandbox(workspace).items() if record.status in LIVE}
         # Together, not one after another: each stop may take its grace and its supervisor's settling.
         with ThreadPoolExecutor(max_workers=max(1, len(live)), thread_name_prefix="demo-stop") as pool:
             stops = {name: pool.submit(stop, workspace, record.id, grace=grace) for name, record in live.items()}
@@ -385,11 +385,19 @@ def stop_scenario(workspace: Workspace, grace: float = 2.0, settle: float = SETT
         return lines + _await_supervisors(workspace, settle)
 
 
+def _every_sandbox(workspace: Workspace) -> dict[str, SandboxRecord]:
+    """The scenario's sandboxes by agent name, and any other made in the demo's repository by its id: one a
+    person started there (`n`, `sandbox new`) ran on after the repository was deleted, and wrote into it."""
+    named = demo_sandboxes(workspace)
+    ids = {record.id for record in named.values()}
+    return {**named, **{record.id: record for record in workspace.store.list_sandboxes() if record.id not in ids}}
+
+
 def _await_supervisors(workspace: Workspace, settle: float) -> list[str]:
     """Wait for the scenario's supervisors to end; say which are still at work after `settle` seconds."""
     deadline = time.monotonic() + settle
     while True:
-        busy = {name: record.pid for name, record in demo_sandboxes(workspace).items()
+        busy = {name: record.pid for name, record in _every_sandbox(workspace).items()
                 if is_alive(record.pid, record.pid_start)}
         if not busy or time.monotonic() >= deadline:
             return [f"[{name}] its supervisor (pid {pid}) is still at work" for name, pid in busy.items()]
