@@ -423,6 +423,11 @@ async def test_the_evals_tab_leaves_the_table_its_id_status_next_and_task(repo: 
     workspace = open_workspace(repo)
     workspace.store.add_sandbox(SandboxRecord(id="f4965b", task="make invoice totals round each line half even",
                                               runtime="script", status="awaiting_review", created=1.0, updated=1.0))
+    from loomtui.workflow.steps import REVIEW_ESCALATION_KEY
+
+    asked = workspace.store.add_escalation("post-gate", sandbox_id="f4965b", risk="high", summary="needs a lead",
+                                           data={"outcome": "require"})  # a Risk, a long next step: both claim room
+    workspace.store.update_sandbox("f4965b", data={REVIEW_ESCALATION_KEY: asked.id})
     app = LoomApp(workspace)
     async with app.run_test(size=(width, 40)) as pilot:
         await wait_for(pilot, lambda: app.latest_snapshot is not None and len(app.latest_snapshot.sandboxes) == 1)
@@ -430,4 +435,4 @@ async def test_the_evals_tab_leaves_the_table_its_id_status_next_and_task(repo: 
         app.screen.query_one("#detail", TabbedContent).active = "tab-evals"
         await wait_for(pilot, lambda: app.screen.has_class("-evals"))
         await pilot.pause()
-        assert {"id", "status", "next", "task"} <= set(table.layout_shown.keys()), table.layout_shown.keys()
+        assert {"id", "status", "next", "task", "risk"} <= set(table.layout_shown.keys()), table.layout_shown.keys()
