@@ -15,6 +15,7 @@ from loomtui.execution import sandboxes
 from loomtui.execution.lifecycle import LIVE, PLANNED
 from loomtui.store import ClaimRecord, Event, SandboxRecord
 from loomtui.tui.keys import shown_key
+from loomtui.tui.visible import visible_controls
 from loomtui.tui.widgets.fields import Field
 from loomtui.workflow.steps import StepView
 
@@ -183,9 +184,11 @@ def context_text(given: object, drift: str) -> Text:
                 f"~{given.get('tokens', 0)} of {given.get('budget_tokens', '?')} tokens\n", style="dim")
     text.append(drift or "checking for drift...\n", style="bold yellow" if drift.startswith("STALE") else "dim")
     for section in given.get("sections", []):
-        text.append(f"\n{section.get('title') or section.get('id')}\n", style="bold")
-        text.append(f"  {section.get('source')}:{section.get('line')} ({section.get('layer')})\n", style="dim")
-        text.append(f"  {section.get('why', '')}\n")  # untrusted file text: appended, never markup
+        # Untrusted file text: appended, never markup, its controls drawn (Rich drops BEL, BS, CR unseen).
+        text.append(f"\n{visible_controls(str(section.get('title') or section.get('id')))}\n", style="bold")
+        text.append(f"  {visible_controls(str(section.get('source')))}:{section.get('line')} "
+                    f"({section.get('layer')})\n", style="dim")
+        text.append(f"  {visible_controls(str(section.get('why', '')))}\n")
     return text
 
 

@@ -17,7 +17,7 @@ from loomtui.errors import LoomError, plural
 from loomtui.tui.base import LoomScreen, loom_app
 from loomtui.tui.keys import shown_key
 from loomtui.tui.palette import PaletteEntry, RankedProvider
-from loomtui.tui.visible import visible_text
+from loomtui.tui.visible import visible_controls, visible_text
 from loomtui.tui.widgets.fields import reflowed
 from loomtui.tui.widgets.fitted_table import FitColumn, FittedTable
 from loomtui.tui.widgets.status_header import StatusHeader
@@ -130,13 +130,14 @@ class ContextScreen(LoomScreen[None]):
         if section is None:
             return
         text = Text()
-        text.append(f"{section.title}\n", style="bold")
+        # Drawn before Rich sees them: it drops BEL, BS, CR, VT and FF without a trace.
+        text.append(f"{visible_controls(section.title)}\n", style="bold")
         text.append(f"{section.source}:{section.line}  layer {section.layer}  ~{section.tokens} tokens\n",
                     style="dim")
         flag = self.flags.get(section.id) or self.flags.get(section.source)
         if flag:
             text.append(f"flagged: {flag}\n", style="bold yellow")
-        text.append("\n" + reflowed(section.text))  # the team's files: never as markup; paragraphs rewrapped
+        text.append("\n" + visible_controls(reflowed(section.text)))  # never as markup; paragraphs rewrapped
         pane.update(visible_text(text))  # nor as the terminal's controls (an ESC ]0; retitled it)
 
     def show_section(self, section_id: str) -> None:
