@@ -281,3 +281,21 @@ def test_approvals_no_one_can_give_say_only_an_override_moves_it(billing: Path) 
             "; it can never be met (1 of leads may approve besides the author): only an override lets it through"
             if never else "")
         assert status_lines(record) == [expected]
+
+
+def test_what_an_approval_leaves_to_do_names_the_requirements_not_met(billing: Path) -> None:
+    """The approve toast listed a met requirement ("1 of 1 approval from the code owners ...") under
+    "still open"."""
+    from loomtui.governance.escalations import status_lines, unmet_lines
+
+    facts = ChangeFacts(stage="post-gate", paths=("payments/refunds.py", "tests/test_refunds.py"),
+                        regions=("payments/refunds.py::RefundService.quote",), lines_changed=12,
+                        gates={"tests": "passed"}, author="agent@example.com")
+    policy, escalation_id = escalate(billing, facts)
+    decide(as_user(billing, ALICE), policy, escalation_id, "approve")
+    record = open_workspace(billing).store.get_escalation(escalation_id)
+    assert record is not None
+    assert status_lines(record) == [
+        "1 of 2 approvals from payments-team (alice@example.com)",
+        "1 of 1 approval from the code owners of tests/test_refunds.py (payments-team) (alice@example.com)"]
+    assert unmet_lines(record) == ["1 of 2 approvals from payments-team (alice@example.com)"]

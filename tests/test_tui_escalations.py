@@ -65,6 +65,10 @@ async def test_a_is_offered_only_to_whoever_may_approve_and_pressed_anyway_says_
         await wait_for(pilot, lambda: any(f"cannot approve #{escalation_id}" in (n.title or "")
                                           for n in app._notifications))
         assert app.workspace.store.get_escalation(escalation_id).data.get("approvals", []) == []
+        if user == CAROL:  # `o` says she may not override, not to approve it or use the command line
+            await pilot.press("o")
+            await wait_for(pilot, lambda: any(f"cannot override #{escalation_id}" == n.title and "may not override"
+                                              in n.message for n in app._notifications))
 
 
 async def test_shift_a_approves_with_a_note_the_history_shows_and_esc_records_nothing(billing: Path) -> None:

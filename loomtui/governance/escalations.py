@@ -169,10 +169,19 @@ def status_lines(escalation: EscalationRecord, commit: str | None = None) -> lis
     approved escalation of a policy without it said the author's approval did not count)."""
     if escalation.data.get("outcome") == "block":  # "0 of 2 from payments-team" read as a way on: none is
         return ["blocked: no approval lets it proceed, only an override with a reason"]
+    return [text for _met, text in _requirement_status(escalation, commit)]
+
+
+def unmet_lines(escalation: EscalationRecord) -> list[str]:
+    """`status_lines` of the requirements not met yet (what an approval leaves to do)."""
+    return [text for met, text in _requirement_status(escalation, None) if not met]
+
+
+def _requirement_status(escalation: EscalationRecord, commit: str | None) -> list[tuple[bool, str]]:
     users = [a.user for a in approvals(escalation, commit or escalation.data.get("commit"))]
     author = escalation.data.get("author") or None
     separated = escalation.data.get(_SEPARATED) is not False
-    return [requirement_status(req, users, author, separated)[1] for req in _requirements(escalation)]
+    return [requirement_status(req, users, author, separated) for req in _requirements(escalation)]
 
 
 def override_expired(escalation: EscalationRecord, expires: object = None) -> float | None:

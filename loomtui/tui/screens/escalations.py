@@ -25,6 +25,7 @@ from loomtui.governance.escalations import (
     decide,
     overridable,
     status_lines,
+    unmet_lines,
     why_not,
 )
 from loomtui.identity import signing_key
@@ -375,13 +376,19 @@ class EscalationsScreen(LoomScreen[None]):
             self.app.notify(f"fix it first (`loomtui escalation` refuses too): {self.loom.config_problem}",
                             title=f"cannot decide #{escalation.id} while the config is broken", severity="error")
             return
+        allowed = allowed_decisions(policy, escalation, self.loom.workspace.actor)
+        # Who may, first: carol, in no group, was told to approve it or to override it from the command line.
+        if decision == "override" and "override" not in allowed:
+            self.app.notify(why_not(policy, escalation, self.loom.workspace.actor, decision),
+                            title=f"cannot {decision} #{escalation.id}", severity="warning")
+            return
         if decision == "override" and escalation.status == EscalationStatus.OPEN and not overridable(escalation):
             self.app.notify(f"#{escalation.id} waits for approvals: approve or reject it (an override is for a "
                             "block, a claim conflict or approvals no one can give; `loomtui escalation override` "
                             "overrides it anyway)",
                             title=f"cannot override #{escalation.id} here", severity="warning")
             return
-        if decision not in allowed_decisions(policy, escalation, self.loom.workspace.actor):
+        if decision not in allowed:
             self.app.notify(why_not(policy, escalation, self.loom.workspace.actor, decision),
                             title=f"cannot {decision} #{escalation.id}", severity="warning")
             return
@@ -437,7 +444,7 @@ class EscalationsScreen(LoomScreen[None]):
             return
         # "approve recorded (open)" read as if the approval had not counted: how far it is, then what is left.
         noun = {"approve": "approval", "reject": "rejection", "override": "override"}.get(decision, decision)
-        progress = "; ".join(status_lines(updated)) if updated.status == EscalationStatus.OPEN else ""
+        progress = "; ".join(unmet_lines(updated)) if updated.status == EscalationStatus.OPEN else ""
         said = f"#{escalation_id}: {noun} recorded, " + (f"still open: {progress}" if progress else
                                                            str(updated.status))
         if updated.sandbox_id:
