@@ -67,7 +67,9 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Workspace, d
     summary = json.loads(done.stdout)
     # Who can triage there is said: as this machine's user the queue's keys were refused, unexplained.
     assert done.stderr.strip() == (f"demo repository kept at {summary['repo']}; to triage there as the demo's "
-                                   f"payments lead: cd {summary['repo']} && LOOM_USER={DEMO_APP_USER} loomtui")
+                                   f"payments lead: cd {summary['repo']} && LOOM_USER={DEMO_APP_USER} loomtui (a "
+                                   f"payments change needs a second approval: LOOM_USER={DEMO_REVIEWERS[0]} loomtui "
+                                   "escalation approve ID gives it)")
     workspace = open_workspace(summary["repo"])
     try:
         yield workspace, summary, summary["lines"]

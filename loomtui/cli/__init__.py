@@ -288,11 +288,13 @@ def _clean_up_demo(workspace: Workspace, repo: Path, *, keep: bool) -> None:
             _tell(line)
     workspace.close()
     if keep:
-        from loomtui.demo.scenario import DEMO_APP_USER
+        from loomtui.demo.scenario import DEMO_APP_USER, DEMO_REVIEWERS
 
-        # Its policy's groups name the demo's people: as this machine's user the queue's keys are refused.
+        # Its policy's groups name the demo's people: as this machine's user the queue's keys are refused. A
+        # payments change needs two: the demo's second reviewer is gone with it, so who gives it is said.
         _tell(f"demo repository kept at {repo}; to triage there as the demo's payments lead: "
-              f"cd {shlex.quote(str(repo))} && LOOM_USER={DEMO_APP_USER} loomtui")
+              f"cd {shlex.quote(str(repo))} && LOOM_USER={DEMO_APP_USER} loomtui (a payments change needs a "
+              f"second approval: LOOM_USER={DEMO_REVIEWERS[0]} loomtui escalation approve ID gives it)")
     else:
         import shutil
 
