@@ -524,11 +524,15 @@ class AuditLog:
         the store, rewritten, or cut off.
         """
         notes: list[str] = []
+        mark: tuple[int, str] | None = None
         if self.store is not None:
             try:
                 notes.extend(self.sync())
             except LoomError as exc:
                 notes.append(f"could not bring the log up to the store: {exc}")
+            # Read before the file: writers append, then move it, so the file read after holds what it names
+            # (read after, a checkpoint moved on by a writer meanwhile read as a cut-off log).
+            mark = self.store.audit_checkpoint()
         prev = GENESIS
         count = 0
         hashes: list[str] = []
@@ -563,9 +567,9 @@ class AuditLog:
             prev = entry.hash
             hashes.append(entry.hash)
             count += 1
-        return self._check_store(hashes, notes)
+        return self._check_store(hashes, notes, mark)
 
-    def _check_store(self, hashes: list[str], notes: list[str]) -> VerifyResult:
+    def _check_store(self, hashes: list[str], notes: list[str], mark: tuple[int, str] | None) -> VerifyResult:
         count = len(hashes)
         if self.store is None:
             notes.append("no store to compare (store not available)")
@@ -589,7 +593,6 @@ class AuditLog:
                 False, number - 1,
                 f"seq {number} is not in the store: an entry the store never committed", number,
             )
-        mark = self.store.audit_checkpoint()
         if mark is None:
             return VerifyResult(True, count, notes=notes)
         seq, mark_hash = mark

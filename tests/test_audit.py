@@ -427,3 +427,20 @@ def test_a_restore_refuses_a_store_that_holds_less_than_the_log_did_and_keeps_to
     elsewhere.write_bytes(b"".join(elsewhere.read_bytes().splitlines(keepends=True)[:5]))
     with pytest.raises(LoomError, match=r"the store's entries end before, or differ from, what the log once held"):
         restore_log(log, "lead@example.com")
+
+
+def test_verify_while_others_append_never_reads_a_moved_checkpoint_as_a_cut(log: AuditLog) -> None:
+    """verify read the file, then the checkpoint: a writer moving it in between made an intact log read
+    "truncated" (and failed a restore that had succeeded)."""
+    store = log.store
+    assert isinstance(store, SqliteStore)
+    context = multiprocessing.get_context("fork")
+    procs = [context.Process(target=_append_many, args=(str(log.path), str(store.path), w, 150)) for w in range(4)]
+    for proc in procs:
+        proc.start()
+    results = []
+    while any(proc.is_alive() for proc in procs):
+        results.append(log.verify())
+    for proc in procs:
+        proc.join(120)
+    assert results and all(result.ok for result in results), next(r.problem for r in results if not r.ok)
