@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from loomtui.audit import GENESIS, AuditLog, entry_hash
-from loomtui.errors import LoomError
+from loomtui.errors import LoomError, plural
 
 RESTORED_ACTION = "audit.restored"
 RESTORE_HINT = ("`loomtui audit restore` writes the file again from the store's entries, where those are whole "
@@ -58,6 +58,11 @@ def restore_log(log: AuditLog, actor: str) -> Restored:
         if not rows:
             raise LoomError("the store holds no audit entries: nothing to restore the log from", exit_code=1)
         _check_chain(rows)
+        ahead = _whole_past(log.path, rows)
+        if ahead:
+            raise LoomError(f"{log.path} holds {plural(ahead, 'whole entry')} past the store's newest (seq "
+                            f"{rows[-1][0]}), chained to it: the store is behind the log (put back from a "
+                            "copy?), not the log damaged; nothing was changed", exit_code=1)
         mark = store.audit_checkpoint()
         if mark is not None and (mark[0] > rows[-1][0] or rows[mark[0] - 1][1] != mark[1]):
             raise LoomError(f"the store's entries end before, or differ from, what the log once held (seq "
@@ -76,6 +81,30 @@ def restore_log(log: AuditLog, actor: str) -> Restored:
         raise LoomError(f"the log was written again from the store, and still does not verify: {after.problem}",
                         exit_code=1)
     return Restored(len(rows), kept_aside, before.problem)
+
+
+def _whole_past(path: Path, rows: list[tuple[int, str, str]]) -> int:
+    """How many entries the file holds past the store's, when it is the store's entries and then more,
+    all chained and matching their hashes (a store put back from a copy, a restore would cut them); 0
+    otherwise (a damaged file, or none)."""
+    try:
+        raw = path.read_bytes().splitlines()
+    except OSError:
+        return 0
+    if len(raw) <= len(rows):
+        return 0
+    prev = GENESIS
+    for number, line in enumerate(raw, start=1):
+        try:
+            fields = json.loads(line)
+        except ValueError:
+            return 0
+        if not isinstance(fields, dict) or fields.get("seq") != number or fields.get("prev") != prev \
+                or entry_hash(fields) != fields.get("hash") \
+                or (number <= len(rows) and fields.get("hash") != rows[number - 1][1]):
+            return 0
+        prev = str(fields["hash"])
+    return len(raw) - len(rows)
 
 
 def _check_chain(rows: list[tuple[int, str, str]]) -> None:

@@ -444,3 +444,25 @@ def test_verify_while_others_append_never_reads_a_moved_checkpoint_as_a_cut(log:
     for proc in procs:
         proc.join(120)
     assert results and all(result.ok for result in results), next(r.problem for r in results if not r.ok)
+
+
+def test_a_store_put_back_from_a_copy_is_not_restored_from(log: AuditLog, tmp_path: Path) -> None:
+    """The store copied back from before a decision: the log held the decision's entries, whole and chained,
+    and `audit restore` cut them from it (they lived on only in the copy kept aside)."""
+    import shutil
+
+    from loomtui.auditrestore import restore_log
+
+    store = log.store
+    assert isinstance(store, SqliteStore)
+    store.close()
+    shutil.copy(store.path, tmp_path / "backup.db")
+    reopened = AuditLog(log.path, store=SqliteStore(store.path))
+    reopened.append("lead@example.com", "escalation.reject", "2")
+    reopened.store.close()  # type: ignore[union-attr]
+    shutil.copy(tmp_path / "backup.db", store.path)
+    behind = AuditLog(log.path, store=SqliteStore(store.path))
+    before = log.path.read_bytes()
+    with pytest.raises(LoomError, match=r"holds 1 whole entry past the store's newest .* the store is behind"):
+        restore_log(behind, "lead@example.com")
+    assert log.path.read_bytes() == before
