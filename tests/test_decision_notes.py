@@ -17,6 +17,7 @@ from loomtui.governance.decision_notes import NOTES_REF
 from loomtui.governance.escalations import decide, open_escalation
 from loomtui.governance.policy import ChangeFacts, evaluate, load_policy
 from loomtui.governance.signing import Decision, sign
+from loomtui.workspace import open_workspace
 from tests.conftest import git
 from tests.test_gate import gate
 from tests.test_signing import ALICE, BOB, MALLORY, as_user, keys, setup_repo  # noqa: F401  (keys: a fixture)
@@ -25,11 +26,17 @@ BRANCH = "loom/sb1"
 
 
 def _decided_branch(tmp_path: Path, keys: dict[str, Path], monkeypatch: pytest.MonkeyPatch,  # noqa: F811
-                    decisions: tuple[tuple[str, str], ...]) -> tuple[Path, str]:
+                    decisions: tuple[tuple[str, str], ...], target: str = "") -> tuple[Path, str]:
     """A payments change on loom/sb1 under review, each (person, decision) taken in turn with their key; the
-    head's id."""
+    head's id. `target`: the branch sandbox sb1 is to merge into (none recorded without it)."""
     tmp_path.mkdir(parents=True, exist_ok=True)
     repo = setup_repo(tmp_path, keys, required=False)
+    if target:
+        from loomtui.store import SandboxRecord
+
+        as_user(repo, ALICE).store.add_sandbox(SandboxRecord(id="sb1", task="t", runtime="script",
+                                                             status="awaiting_review", created=0.0, updated=0.0,
+                                                             branch=BRANCH, data={"target": target}))
     refunds = repo / "payments" / "refunds.py"
     git(repo, "checkout", "-q", "-b", BRANCH)
     refunds.write_text(refunds.read_text() + "\n# reviewed\n")
@@ -89,6 +96,26 @@ def test_approvals_travel_as_signed_notes_and_a_fresh_clone_passes_the_gate(
     assert code == 0 and report["verdict"] == "PASS", report
     assert report["approvals"] == [ALICE, BOB]
     assert not (clone / ".git" / "loom").exists()  # the CI clone grows no store
+
+
+def test_an_approval_for_a_merge_into_another_branch_does_not_count_for_this_one(
+        tmp_path: Path, keys: dict[str, Path], monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
+    """An approval of a commit reviewed against its diff into `feat` counted for `gate --base main`, where the
+    diff from the merge base could be another and other rules apply: the target is signed with the rest."""
+    repo, head = _decided_branch(tmp_path, keys, monkeypatch, ((ALICE, "approve"), (BOB, "approve")), target="feat")
+    lines = git(repo, "notes", "--ref", NOTES_REF, "show", head).splitlines()
+    published = [json.loads(line) for line in lines if line.strip()]
+    assert {d["target"] for d in published} == {"feat"}
+    clone = _clone(repo, tmp_path / "ci", notes=True)
+    code, report = _verdict(clone)  # --base main
+    assert code == 1 and report["approvals"] == [], report
+    assert any(f"the approval by {ALICE} was for a merge into feat, not into main" in n
+               for n in report["notes"])  # type: ignore[union-attr]
+    assert open_workspace(repo).audit.verify().ok  # the signed target verifies in the audit log too
+    other = _decided_branch(tmp_path / "main", keys, monkeypatch, ((ALICE, "approve"), (BOB, "approve")),
+                            target="main")[0]
+    code, report = _verdict(_clone(other, tmp_path / "ci-main", notes=True))
+    assert code == 0 and report["approvals"] == [ALICE, BOB], report  # origin/main is main
 
 
 def test_a_commit_after_the_approval_needs_approving_again_and_says_why(

@@ -41,7 +41,8 @@ def publish(root: Path, state_dir: Path, decision: Decision, signature: str | No
         return f"no commit {decision.commit[:12] or '(none)'} here to attach the decision to"
     line = json.dumps({"escalation": decision.escalation, "kind": decision.kind, "decision": decision.decision,
                        "actor": decision.actor, "commit": decision.commit, "reason": decision.reason,
-                       "at": decision.at, "signature": signature or ""}, sort_keys=True)
+                       "at": decision.at, "signature": signature or "",
+                       **({"target": decision.target} if decision.target else {})}, sort_keys=True)
     identity = {"GIT_AUTHOR_NAME": decision.actor, "GIT_AUTHOR_EMAIL": decision.actor,
                 "GIT_COMMITTER_NAME": decision.actor, "GIT_COMMITTER_EMAIL": decision.actor}
     state_dir.mkdir(parents=True, exist_ok=True)
@@ -77,9 +78,12 @@ def _decisions(root: Path, commit: str) -> list[dict[str, object]]:
     return found
 
 
-def approvals_from_notes(root: Path, policy: Policy, base: str, head: str) -> NoteApprovals:
-    """The approvers of `head` that its notes prove, checked against `base`'s allowed_signers."""
+def approvals_from_notes(root: Path, policy: Policy, base: str, head: str, into: str = "") -> NoteApprovals:
+    """The approvers of `head` that its notes prove, checked against `base`'s allowed_signers; an approval
+    signed for a merge into another branch than `into` (the base as given: `origin/main` is `main`) does
+    not count."""
     git = Git(root)
+    branch = _branch_name(git, into) if into else ""
     if git.run("rev-parse", "--verify", "--quiet", NOTES_REF).status != 0:
         return NoteApprovals((), (f"no decisions published in {NOTES_REF} here (in a fresh clone: {FETCH_HINT})",))
     users: list[str] = []
@@ -104,6 +108,10 @@ def approvals_from_notes(root: Path, policy: Policy, base: str, head: str) -> No
             notes.append(f"the {named} by {decision.actor} in {NOTES_REF} does not count: {verdict.detail} "
                          f"(checked against {signers} at the base)")
             continue
+        if decision.decision == "approve" and decision.target and branch and decision.target != branch:
+            notes.append(f"the approval by {decision.actor} was for a merge into {decision.target}, not into "
+                         f"{branch}: it does not count here (the diff it saw was another)")
+            continue
         (users if decision.decision == "approve" else rejected_by).append(decision.actor)
     earlier = git.run("rev-list", f"{base}..{head}")
     for commit in earlier.out.split()[1:] if earlier.status == 0 else []:
@@ -114,10 +122,20 @@ def approvals_from_notes(root: Path, policy: Policy, base: str, head: str) -> No
     return NoteApprovals(tuple(dict.fromkeys(users)), tuple(notes), tuple(dict.fromkeys(rejected_by)))
 
 
+def _branch_name(git: Git, ref: str) -> str:
+    """The branch `ref` names: `main` for main, refs/heads/main and origin/main alike ('' for a commit)."""
+    full = git.run("rev-parse", "--symbolic-full-name", ref).out.strip()
+    if full.startswith("refs/heads/"):
+        return full.removeprefix("refs/heads/")
+    if full.startswith("refs/remotes/"):
+        return full.removeprefix("refs/remotes/").partition("/")[2]
+    return ""
+
+
 def _decision(entry: dict[str, object]) -> Decision | None:
     try:
         return Decision(escalation=str(entry["escalation"]), decision=str(entry["decision"]),
                         actor=str(entry["actor"]), commit=str(entry["commit"]), reason=str(entry.get("reason", "")),
-                        at=str(entry["at"]), kind=str(entry.get("kind", "")))
+                        at=str(entry["at"]), kind=str(entry.get("kind", "")), target=str(entry.get("target", "")))
     except KeyError:
         return None

@@ -321,7 +321,7 @@ def decide(workspace: Workspace, policy: Policy, escalation_id: int, decision: s
         # Into the repository too, where a CI gate in a fresh clone reads it (once pushed).
         problem = publish(workspace.root, workspace.paths.state_dir,
                           Decision(str(escalation_id), decision, user, commit, reason, signed["decided_at"],
-                                   escalation.kind), signed.get("signature"))
+                                   escalation.kind, str(signed.get("target", ""))), signed.get("signature"))
         if problem:
             workspace.store.update_escalation(escalation_id, data={"note_problem": problem})
             updated = workspace.store.get_escalation(escalation_id) or updated
@@ -363,8 +363,10 @@ def _sign(workspace: Workspace, policy: Policy, escalation: EscalationRecord, de
     Returns the fields kept in the audit entry: when it was decided (signed over),
     the signature, and its verdict against allowed_signers at decision time.
     """
+    sandbox = workspace.store.get_sandbox(escalation.sandbox_id) if escalation.sandbox_id else None
+    target = sandbox.target or "" if sandbox is not None and escalation.kind == "post-gate" else ""
     decided = Decision(str(escalation.id), decision, workspace.actor, commit, reason,
-                       datetime.now(UTC).isoformat(timespec="seconds"), escalation.kind)
+                       datetime.now(UTC).isoformat(timespec="seconds"), escalation.kind, target)
     try:
         verdict = sign_decision(workspace.root, policy, decided)
     except SigningError as exc:
@@ -379,7 +381,8 @@ def _sign(workspace: Workspace, policy: Policy, escalation: EscalationRecord, de
         # else): recorded unsigned, it was a decision taken behind their back, as a key that cannot sign.
         raise DecisionRefused(f"the configured signing key does not sign as {workspace.actor}: {verdict.detail} "
                               "(use your own key, or unset it to decide unsigned)")
-    fields: dict[str, Any] = {"decided_at": decided.at, "kind": decided.kind, "signature_status": verdict.status}
+    fields: dict[str, Any] = {"decided_at": decided.at, "kind": decided.kind, "signature_status": verdict.status,
+                              **({"target": decided.target} if decided.target else {})}
     if verdict.signature:
         fields["signature"] = verdict.signature
     if verdict.signers:  # which allowed_signers it was checked against: `audit verify` reads that one

@@ -204,7 +204,7 @@ def run_gate(root: Path, policy: Policy | None = None, *, base: str | None = Non
         notes.append(f"separation of duties: the author is {facts.author or 'unknown'} as the head commit names "
                      "it, and a commit can name anyone: a signed approval proves who decided, not who wrote it")
     if evaluation.outcome == "require" and facts.paths:
-        published = approvals_from_notes(root, policy, base_sha, head_sha)  # signers as the tip has them
+        published = approvals_from_notes(root, policy, base_sha, head_sha, base)  # signers as the tip has them
         approvals = tuple(dict.fromkeys((*approvals, *published.users)))
         rejected_by = tuple(dict.fromkeys((*rejected_by, *published.rejected_by)))
         notes.extend(published.notes)

@@ -70,12 +70,18 @@ class Decision:
     kind: str = ""
     """The escalation's kind (post-gate, permission-request, ...), signed with the rest, so an
     approval of one kind of request cannot be passed off as another ('' in decisions signed before)."""
+    target: str = ""
+    """The branch the change was to merge into, signed with the rest: an approval of a commit reviewed
+    against a small diff into `feat` counted for `gate --base main` ('' in decisions signed before)."""
 
     def canonical(self) -> bytes:
         fields = asdict(self)
+        if not self.target:
+            del fields["target"]  # the text decisions were signed over before targets were: still verifies
         if not self.kind:
-            del fields["kind"]  # the text decisions were signed over before kinds were: still verifies
-        lines = ["loomtui-decision v1" if not self.kind else "loomtui-decision v2"]
+            del fields["kind"]
+        version = "v3" if self.target else "v2" if self.kind else "v1"
+        lines = [f"loomtui-decision {version}"]
         lines += [f"{name}: {json.dumps(value)}" for name, value in fields.items()]
         return ("\n".join(lines) + "\n").encode()
 
@@ -85,7 +91,7 @@ class Decision:
         return cls(escalation=entry.subject, decision=DECISION_ACTIONS.get(entry.action, entry.action),
                    actor=entry.actor, commit=str(details.get("commit", "")),
                    reason=str(details.get("reason", "")), at=str(details.get("decided_at", "")),
-                   kind=str(details.get("kind", "")))
+                   kind=str(details.get("kind", "")), target=str(details.get("target", "")))
 
 
 @dataclass(frozen=True)
