@@ -3,7 +3,7 @@ its detail fields and its claims. The dashboard shows them; the queue and the pl
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Final
@@ -59,6 +59,16 @@ def _base(sandbox: SandboxRecord) -> str:
     if sha and ref and not sha.startswith(ref):
         return f"{ref} at {sha}"
     return sha or ref or "–"
+
+
+AGE_REFRESH_S: Final = 10.0
+"""How often an Age column is brought up to date between store events; every second while a row is under a
+minute old (its age is in seconds: it jumped by ten)."""
+
+
+def ages_due(created: Iterable[float], now: float, shown_at: float) -> bool:
+    """Whether ages shown at `shown_at` are to be brought up to date at `now` (a timer asks each second)."""
+    return now - shown_at >= AGE_REFRESH_S or any(now - when < 60 for when in created)
 
 
 def format_age(seconds: float) -> str:

@@ -36,6 +36,7 @@ from loomtui.tui.keys import shown_key
 from loomtui.tui.sandbox_rows import SANDBOX_COLUMNS, matches_filter, sandbox_row
 from loomtui.tui.sandbox_text import (
     RUNNING_OR_TO_RUN,
+    ages_due,
     app_step_hints,
     claims_text,
     context_text,
@@ -66,9 +67,6 @@ if TYPE_CHECKING:
 
 DETAIL_WIDTH: Final = 40
 """The detail pane's width before it is first laid out."""
-AGE_REFRESH_S: Final = 10.0
-"""How often the Age column is brought up to date between store events; every second while a sandbox is
-under a minute old (its age is in seconds: it jumped by ten)."""
 SLOW_ACTION_S: Final = 5.0
 """An action on a sandbox still under way after this long is said to be (its end is said as ever)."""
 DRIFT_RECHECK_S = 10.0
@@ -149,9 +147,7 @@ class DashboardScreen(LoomScreen[None]):
     def _tick_ages(self) -> None:
         if self.snapshot is None:
             return
-        now = self.loom.clock()
-        young = any(now - sandbox.created < 60 for sandbox in self.snapshot.sandboxes)
-        if young or now - self._ages_at >= AGE_REFRESH_S:
+        if ages_due((sandbox.created for sandbox in self.snapshot.sandboxes), self.loom.clock(), self._ages_at):
             self.refresh_ages()
 
     def refresh_ages(self) -> None:

@@ -34,8 +34,7 @@ from loomtui.store.records import RepositoryRecord
 from loomtui.store.sql import SqlStore
 from loomtui.tui.base import LoomScreen, wrap_width
 from loomtui.tui.keys import is_twin, shown_where_it_applies
-from loomtui.tui.sandbox_text import RISK_STYLES, format_age
-from loomtui.tui.screens.dashboard import AGE_REFRESH_S
+from loomtui.tui.sandbox_text import RISK_STYLES, ages_due, format_age
 from loomtui.tui.visible import one_line, visible_text
 from loomtui.tui.widgets.fields import hanging
 from loomtui.tui.widgets.fitted_table import FitColumn, FittedTable
@@ -129,6 +128,7 @@ class EscalationsScreen(LoomScreen[None]):
     def __init__(self) -> None:
         super().__init__()
         self.escalations: list[EscalationRecord] = []
+        self._ages_at = 0.0  # when the Age column was last brought up to date
         self.show_decided = False
         self._open_seen: set[str] = set()  # the open escalations the queue last showed
         self.can_sign = True  # whether a signing key is set (read with the queue): said beside what you may do
@@ -148,17 +148,23 @@ class EscalationsScreen(LoomScreen[None]):
     def on_mount(self) -> None:
         self.loom.update_header(self.query_one(StatusHeader))
         self.reload()
-        self.set_interval(AGE_REFRESH_S, self.refresh_ages)
+        self.set_interval(1.0, self._tick_ages)
         self.set_interval(ELSEWHERE_REFRESH_S, self._reload_elsewhere)
 
     def on_screen_resume(self) -> None:
         self.reload()
+
+    def _tick_ages(self) -> None:
+        created = [e.created for e in self.escalations] + [e.created for _repo, e in self.elsewhere.values()]
+        if ages_due(created, self.loom.clock(), self._ages_at):
+            self.refresh_ages()
 
     def refresh_ages(self) -> None:
         """An escalation waiting is news: its Age moves on though nothing about it changes."""
         if not self.is_current:
             return
         table, now = self.query_one("#queue", FittedTable), self.loom.clock()
+        self._ages_at = now
         for key, escalation in [*((str(e.id), e) for e in self.escalations),
                                 *((key, e) for key, (_repo, e) in self.elsewhere.items())]:
             table.set_cell(key, "age", format_age(now - escalation.created))
