@@ -140,6 +140,18 @@ def _append_many(path: str, store: str, worker: int, count: int) -> None:
         audit.append(f"worker-{worker}", "load.test", str(number))
 
 
+def _appending(log: AuditLog, count: int, writers: int = 4) -> list[multiprocessing.process.BaseProcess]:
+    """`writers` processes, started, each appending `count` entries to `log` (through its store)."""
+    store = log.store
+    assert isinstance(store, SqliteStore)
+    context = multiprocessing.get_context("fork")
+    procs = [context.Process(target=_append_many, args=(str(log.path), str(store.path), w, count))
+             for w in range(writers)]
+    for proc in procs:
+        proc.start()
+    return procs
+
+
 def test_fifty_processes_appending_a_hundred_entries_each(tmp_path: Path) -> None:
     path, store = tmp_path / "audit.jsonl", tmp_path / "s.db"
     SqliteStore(store).close()
@@ -388,12 +400,7 @@ def test_a_restore_while_others_append_leaves_every_entry_in_the_new_file(log: A
     from loomtui.auditrestore import restore_log
 
     log.path.write_bytes(log.path.read_bytes().replace(b"subject-3", b"subject-X"))  # mid-file: its end is whole
-    store = log.store
-    assert isinstance(store, SqliteStore)
-    context = multiprocessing.get_context("fork")
-    procs = [context.Process(target=_append_many, args=(str(log.path), str(store.path), w, 60)) for w in range(4)]
-    for proc in procs:
-        proc.start()
+    procs = _appending(log, 60)
     restore_log(log, "lead@example.com")
     for proc in procs:
         proc.join(120)
@@ -432,12 +439,7 @@ def test_a_restore_refuses_a_store_that_holds_less_than_the_log_did_and_keeps_to
 def test_verify_while_others_append_never_reads_a_moved_checkpoint_as_a_cut(log: AuditLog) -> None:
     """verify read the file, then the checkpoint: a writer moving it in between made an intact log read
     "truncated" (and failed a restore that had succeeded)."""
-    store = log.store
-    assert isinstance(store, SqliteStore)
-    context = multiprocessing.get_context("fork")
-    procs = [context.Process(target=_append_many, args=(str(log.path), str(store.path), w, 150)) for w in range(4)]
-    for proc in procs:
-        proc.start()
+    procs = _appending(log, 150)
     results = []
     while any(proc.is_alive() for proc in procs):
         results.append(log.verify())

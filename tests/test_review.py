@@ -16,6 +16,7 @@ import pytest
 
 from tests.conftest import demo_repo
 from loomtui.errors import LoomError
+from loomtui.store import SandboxRecord
 from loomtui.workflow.engine import Workflow, wait_until_settled
 from loomtui.workflow.steps import REVIEW_ESCALATION_KEY, Step
 from loomtui.workflow.tasks import create_sandbox, start
@@ -395,17 +396,30 @@ def test_a_claim_stage_requirement_granted_before_start_is_not_asked_again(billi
     assert workspace.store.live_claims(record.id) == []  # released with the merge
 
 
-def test_a_forged_merge_of_the_targets_tip_is_judged_by_what_the_merge_brings_in(billing: Path) -> None:
-    """An agent's tip a merge commit of its base and main's tip, with its base's tree and one docs line: judged
-    from its base, it was "docs only", auto-approved and merged, and main lost the fix that had landed since."""
-    from loomtui.execution.lifecycle import EXITED, PLANNED, RUNNING, transition
-    from loomtui.governance.review import review_sandbox
-
+def _idle_sandbox(billing: Path) -> tuple[Workspace, SandboxRecord]:
+    """A sandbox made (its worktree and branch) and not started, where the policy merges what it approves."""
     merge_mode(billing, "auto")
     workspace = open_workspace(billing)
     script = billing.parent / "idle.yaml"
     script.write_text("- {log: idle}\n")
-    record = create_sandbox(workspace, "clarify the runbook", "script", script=script)
+    return workspace, create_sandbox(workspace, "clarify the runbook", "script", script=script)
+
+
+def _agent_left(workspace: Workspace, record: SandboxRecord, tip: str) -> None:
+    """Its branch at `tip`, as an agent (which can write any commit) left it, and its agent ended."""
+    from loomtui.execution.lifecycle import EXITED, PLANNED, RUNNING, transition
+
+    git(Path(record.worktree), "update-ref", f"refs/heads/{record.branch}", tip)
+    for status in (RUNNING, EXITED):
+        transition(workspace, record.id, status, allowed_from=frozenset({PLANNED, RUNNING}))
+
+
+def test_a_forged_merge_of_the_targets_tip_is_judged_by_what_the_merge_brings_in(billing: Path) -> None:
+    """An agent's tip a merge commit of its base and main's tip, with its base's tree and one docs line: judged
+    from its base, it was "docs only", auto-approved and merged, and main lost the fix that had landed since."""
+    from loomtui.governance.review import review_sandbox
+
+    workspace, record = _idle_sandbox(billing)
     base = record.base_sha
     ledger = billing / "payments" / "ledger.py"
     ledger.write_text(ledger.read_text() + "\nSECURITY_FIX = True\n")  # the lead's fix lands on main meanwhile
@@ -416,9 +430,7 @@ def test_a_forged_merge_of_the_targets_tip_is_judged_by_what_the_merge_brings_in
     git(worktree, "add", "docs/runbook.md")
     tree = git(worktree, "write-tree").strip()
     forged = git(worktree, "commit-tree", tree, "-p", base, "-p", fix, "-m", "docs: clarify the runbook").strip()
-    git(worktree, "update-ref", f"refs/heads/{record.branch}", forged)
-    for status in (RUNNING, EXITED):
-        transition(workspace, record.id, status, allowed_from=frozenset({PLANNED, RUNNING}))
+    _agent_left(workspace, record, forged)
     judged = review_sandbox(workspace, record.id)
     assert judged.evaluation.outcome != "auto_approve" and judged.escalation is not None, judged.line()
     assert "payments/ledger.py" in judged.escalation.data["facts"]["paths"]  # the fix it would take out
@@ -429,14 +441,10 @@ def test_a_forged_merge_of_the_targets_tip_is_judged_by_what_the_merge_brings_in
 def test_a_tip_that_meets_the_target_at_two_commits_is_not_judged(billing: Path) -> None:
     """Two parents on main unrelated to each other: git's one merge base was the agent's pick, the change
     measured from it read "docs only" and merged, and the merge (from both) reverted a payments change."""
-    from loomtui.execution.lifecycle import EXITED, PLANNED, RUNNING, transition
+    from loomtui.execution.lifecycle import EXITED
     from loomtui.governance.review import review_sandbox
 
-    merge_mode(billing, "auto")
-    workspace = open_workspace(billing)
-    script = billing.parent / "idle.yaml"
-    script.write_text("- {log: idle}\n")
-    record = create_sandbox(workspace, "clarify the runbook", "script", script=script)
+    workspace, record = _idle_sandbox(billing)
     base = record.base_sha
     for name in ("left", "right"):  # two changes that landed apart (two sandboxes' merges, say)
         git(billing, "checkout", "-q", "-b", name, base)
@@ -451,9 +459,7 @@ def test_a_tip_that_meets_the_target_at_two_commits_is_not_judged(billing: Path)
     tree = git(worktree, "write-tree").strip()
     forged = git(worktree, "commit-tree", tree, "-p", left, "-p", git(billing, "rev-parse", "right").strip(),
                  "-m", "docs").strip()
-    git(worktree, "update-ref", f"refs/heads/{record.branch}", forged)
-    for status in (RUNNING, EXITED):
-        transition(workspace, record.id, status, allowed_from=frozenset({PLANNED, RUNNING}))
+    _agent_left(workspace, record, forged)
     with pytest.raises(LoomError, match=r"meet at 2 commits .* so what its merge brings in cannot be measured"):
         review_sandbox(workspace, record.id)
     assert workspace.store.get_sandbox(record.id).status == EXITED  # nothing ran, nothing approved
