@@ -153,7 +153,7 @@ def measured_from(repo: Git, record: SandboxRecord, tip: str) -> str:
         raise LoomError(f"sandbox {record.id}: {record.branch} and {record.target or 'its target'} meet at "
                         f"{len(meeting)} commits ({', '.join(m[:12] for m in meeting[:4])}), so what its merge "
                         "brings in cannot be measured from one and it is not judged: merge the target into it "
-                        "once to make one meeting point, or reject it", exit_code=1)
+                        "once to make one meeting point, or archive it", exit_code=1)
     return meeting[0] if meeting else str(record.base_sha or tip)
 
 
