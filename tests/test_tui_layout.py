@@ -177,10 +177,13 @@ async def test_the_demos_chapters_go_into_every_header_and_only_warnings_toast(r
         assert ": Agents at work" in str(app.screen.query_one(StatusHeader).render())
         # The chapter outlasts the branch and the repository's name as the terminal narrows (at 120 and
         # 80 columns it was gone).
-        for width in (120, 80):
+        await pilot.press("1")  # the sandboxes view, whose title is the longest
+        await pilot.pause()
+        for width in (120, 80, 66):  # narrower still, the counts go short before the chapter goes
             await pilot.resize_terminal(width, 30)
             await pilot.pause()
-            assert ": Agents at work" in str(app.screen.query_one(StatusHeader).render()), width
+            shown = str(app.screen.query_one(StatusHeader).render())
+            assert ": Agents at work" in shown and ("sbx 0" in shown) == (width == 66), (width, shown)
         # The end is said, with the keys of the views it names (it sent a reader to 6 for the audit log, 5).
         await asyncio.to_thread(feed._show_chapter, "The end (4 merged)")
         await wait_for(pilot, lambda: len(said) == 3)

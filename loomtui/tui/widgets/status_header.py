@@ -66,7 +66,7 @@ class StatusHeader(Static):
     def render(self) -> Text:
         """The parts that fit the width, most telling first: the counts, a store in trouble and the
         view stay; the checklist, the branch, the repository, a healthy store and the demo's
-        chapter go, in that order, as it narrows."""
+        chapter go, in that order, as it narrows (the counts shortened before the chapter goes)."""
         store_style = "green" if self.store_state == "ok" else "bold red"
         # (priority: smaller stays longer, the part): repository and branch names are untrusted
         # text, so each part is assembled from plain strings, never parsed as markup.
@@ -84,6 +84,11 @@ class StatusHeader(Static):
         for dropped in (8, 7, 6, 5, 4, 3):  # one kind of part at a time, the least telling first
             if sum(part.cell_len for _, part in parts) <= room:
                 break
+            if dropped == 4 and self.chapter:  # the demo's chapter is what it shows: the counts go short first
+                short = iter(self._counts(("sbx", "esc", "conf")))
+                parts = [next(short) if rank == 1 else (rank, part) for rank, part in parts]
+                if sum(part.cell_len for _, part in parts) <= room:
+                    break
             parts = [(rank, part) for rank, part in parts if rank < dropped]
         if sum(part.cell_len for _, part in parts) > room:  # the counts stay: shorter, and the title goes
             parts = [(0, Text("loomtui", "bold")), *[(r, p) for r, p in parts if r == 2],
