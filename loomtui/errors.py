@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from typing import Final
 
@@ -25,14 +24,13 @@ def invisible_class() -> str:
     return "".join(chr(a) if a == b else f"{chr(a)}-{chr(b)}" for a, b in INVISIBLE_RANGES)
 
 
-_INVISIBLE: Final = re.compile(f"[{invisible_class()}]")
 _INVISIBLE_CHARS: Final = frozenset(chr(code) for first, last in INVISIBLE_RANGES for code in range(first, last + 1))
 
 
 def escape_controls(text: str) -> str:
     """`text` with every unprintable or invisible character escaped (`\\n`, `\\x1b`, `\\u200b`, ...): it
     stays one line, and shows all it holds."""
-    if text.isprintable() and not _INVISIBLE.search(text):
+    if text.isprintable() and _INVISIBLE_CHARS.isdisjoint(text):
         return text
     # A set lookup per character, not a regex match: long text (an agent's command) is escaped on the broker's path.
     return "".join(ch if ch.isprintable() and ch not in _INVISIBLE_CHARS

@@ -123,7 +123,7 @@ def review_sandbox(workspace: Workspace, sandbox_id: str, *, policy: Policy | No
                         f"{base[:12]}); nothing to review (`loomtui sandbox start {record.id}` runs it again)",
                         exit_code=1)
     _refuse_unnamed_files(workspace, record, base, tip)
-    measured_from(repo, record, tip)  # a change that cannot be measured is refused before anything runs
+    since = measured_from(repo, record, tip)  # a change that cannot be measured is refused before anything runs
     if (again and previous is not None and previous.status == EscalationStatus.OPEN) or redo:
         # Superseded, not decided: what it asked about is no longer the change (or, on a redo, the one a
         # reviewer killed before naming it on the sandbox opened).
@@ -146,7 +146,7 @@ def review_sandbox(workspace: Workspace, sandbox_id: str, *, policy: Policy | No
     policy = policy or configured_policy(workspace.root, workspace.load_config())
     facts = replace(
         # From where tip and target meet, what the merge brings in: not from its base alone.
-        change_facts(workspace.root, measured_from(repo, record, tip), tip, gates={r.gate: r.status for r in results},
+        change_facts(workspace.root, since, tip, gates={r.gate: r.status for r in results},
                      runtime=record.runtime, author=record.created_by or None),
         eval_score=report.score.total if report.score is not None else None,
         eval_items={item.name: str(item.status) for item in report.score.items} if report.score is not None else {},

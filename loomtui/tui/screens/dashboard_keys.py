@@ -9,7 +9,6 @@ from typing import Final
 
 from textual.binding import Binding, BindingType
 
-from loomtui.errors import listed
 from loomtui.execution.agent_control import DEFAULT_GRACE_S
 from loomtui.execution.lifecycle import APPROVED, AWAITING_REVIEW, LIVE, MERGED
 from loomtui.execution.sandboxes import on_this_host
@@ -73,7 +72,7 @@ def drop_after_question(sandbox: SandboxRecord, statuses: Mapping[str, str]) -> 
     unmerged = [f"{other} ({statuses[other]})" if other in statuses else other
                 for other in sandbox.after if statuses.get(other) != MERGED]
     changes = "its change" if len(unmerged) == 1 else "their changes"
-    return (f"Sandbox {sandbox.id} stops waiting for {listed(unmerged, limit=len(unmerged))} and starts from "
+    return (f"Sandbox {sandbox.id} stops waiting for {', '.join(unmerged)} and starts from "
             f"{sandbox.target or 'its target'} as it is, without {changes}. Go on?")
 
 
