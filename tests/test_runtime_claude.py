@@ -291,6 +291,17 @@ def test_real_claude_free_edit_lands_held_region_refused_ledger_asks_a_lead(
     assert claims and all(not awaiting(c) for c in claims), [(c.target, c.reason) for c in claims]
     assert any(r.startswith(FREE) for c in claims for r in c.region_ids), [c.region_ids for c in claims]
 
+    # `sandbox logs` reads as what happened (it printed one stream-json event a line); --raw as written.
+    shown = loom(repo, "sandbox", "logs", edits_record.id, "-n", "1000")
+    assert shown.returncode == 0, shown.stderr
+    lines = shown.stdout.splitlines()
+    # Paths in the worktree as the repository names them (each was the worktree's whole path, cut short).
+    assert f"▸ Edit {FREE}" in lines and "▸ Bash pwd" in lines and f"✗ denied: Write {HELD}" in lines, lines
+    assert "done" in lines and any(line.startswith("■ finished: success") for line in lines), lines
+    assert not any(line.startswith("{") for line in lines), lines
+    raw = loom(repo, "sandbox", "logs", edits_record.id, "-n", "1000", "--raw").stdout.splitlines()
+    assert len(raw) > len(lines) and all(line.startswith("{") or line.startswith("── loomtui") for line in raw if line)
+
     bash = agents["edits"].last[0].tool_id
     assert not results[bash].get("is_error") and edits_record.worktree in json.dumps(results[bash]["content"]), \
         results[bash]

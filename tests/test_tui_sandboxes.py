@@ -421,3 +421,32 @@ def test_w_asks_about_the_tasks_not_merged_by_name_and_state() -> None:
     assert "for 76b367 (rejected), aa0001 (failed) and starts" in drop_after_question(
         held, {"76b367": "rejected", "aa0001": "failed"}) and "without their changes" in drop_after_question(
         held, {"76b367": "rejected", "aa0001": "failed"})
+
+
+async def test_the_log_tab_reads_claude_code_s_stream_json_as_what_happened(tmp_path: Path) -> None:
+    """A Claude sandbox's Log tab was one JSON event a line, the model's words inside escapes."""
+    import json
+
+    repo = demo_repo(tmp_path)
+    workspace = open_workspace(repo)
+    program = tmp_path / "bin" / "claude"  # the program's name is what says its output is stream-json
+    program.parent.mkdir()
+    events = [{"type": "system", "subtype": "init", "model": "claude-test"},
+              {"type": "assistant", "message": {"content": [{"type": "text", "text": "I will fix it.\nThen test."}]}},
+              {"type": "assistant", "message": {"content": [
+                  {"type": "tool_use", "name": "Edit", "input": {"file_path": "WORKTREE/payments/fx.py"}}]}},
+              {"type": "user", "message": {"content": [{"type": "tool_result", "content": "ok"}]}}]
+    lines = "".join(f"{json.dumps(e)}\n" for e in events).replace("WORKTREE", "$PWD")
+    program.write_text(f"#!/bin/sh\ncat <<END\n{lines}END\necho 'a warning on stderr' >&2\n")
+    program.chmod(0o755)
+    record = tasks.start(workspace, tasks.create_sandbox(
+        workspace, "stream", "command", isolate=False,
+        command=[str(program), "-p", "--output-format", "stream-json"]).id)
+    wait_until_settled(workspace, record.id)
+    app = LoomApp(workspace)
+    async with app.run_test(size=(120, 40)) as pilot:
+        log = app.screen.query_one("#agent-log", Log)
+        await wait_for(pilot, lambda: "▸ Edit payments/fx.py" in log.lines, timeout=15)
+        shown = [line for line in log.lines if line]
+        assert shown == ["· session started (claude-test)", "I will fix it.", "Then test.", "▸ Edit payments/fx.py",
+                         "a warning on stderr"], shown

@@ -29,8 +29,10 @@ from loomtui.coordination.targets import BadTarget
 from loomtui.errors import LoomError, abridged, listed, quoted, shown
 from loomtui.execution import agent_control, recovery, review
 from loomtui.execution import sandboxes as engine
+from loomtui.execution.activity import readable_lines
 from loomtui.execution.lifecycle import PLANNED
 from loomtui.execution.log_lines import MAX_TAIL_BYTES
+from loomtui.execution.runtimes import OUTPUT_PLAIN
 from loomtui.gitcmd import Git
 from loomtui.store import SandboxRecord
 from loomtui.workspace import Workspace
@@ -253,9 +255,12 @@ def _step_dict(step: StepView | None) -> dict[str, Any]:
 
 def cmd_logs(args: argparse.Namespace) -> int:
     workspace = workspace_for(args)
+    # Claude Code's stream-json read as what happened (one JSON event a line, the model's words buried
+    # in escapes); --raw prints the log as the agent wrote it.
+    output, worktree = (OUTPUT_PLAIN, None) if args.raw else engine.log_format(workspace, args.id)
     if not args.follow:
         lines = engine.read_log_tail(workspace, args.id, args.n)
-        for line in lines:
+        for line in readable_lines(output, lines, worktree):
             print(line)
         if not lines and args.n:  # said, as the app's Log tab says it: nothing printed read as a broken command
             print(f"sandbox {args.id}: the agent wrote no output (yet)", file=sys.stderr)
@@ -268,7 +273,8 @@ def cmd_logs(args: argparse.Namespace) -> int:
                       f"({len(lines)} lines); the whole log is {log}", file=sys.stderr)
         return 0
     for line in engine.follow_log(workspace, args.id, last=args.n):
-        print(line, flush=True)
+        for shown_line in readable_lines(output, [line], worktree):
+            print(shown_line, flush=True)
     return 0
 
 
@@ -549,7 +555,10 @@ def register(commands: Any) -> None:
     _id_arg(logs)
     logs.add_argument("-f", "--follow", action="store_true", help="keep printing until the agent ends")
     logs.add_argument("-n", type=count_arg, default=50, metavar="N",
-                      help="lines of the end to print first (default 50)")
+                      help="lines of the end of the log to print first (default 50)")
+    logs.add_argument("--raw", action="store_true",
+                      help="the log as the agent wrote it (Claude Code's output is otherwise shown as what "
+                           "happened: its words, the tools it called, its result)")
 
     stop = add_command(sandbox, "stop", cmd_stop, "stop the agent: SIGTERM, then SIGKILL after the grace period")
     _id_arg(stop)

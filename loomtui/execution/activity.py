@@ -41,8 +41,9 @@ def _tool_target(tool_input: Any) -> str:
     return ""
 
 
-def parse_claude_stream(line: str) -> list[Activity]:
-    """Activities in one line of Claude Code's `--output-format stream-json`."""
+def parse_claude_stream(line: str, *, whole_text: bool = False) -> list[Activity]:
+    """Activities in one line of Claude Code's `--output-format stream-json` (with `whole_text`,
+    what the model said is its summary whole, for a person reading the log, not cut to a line)."""
     if not line.startswith("{"):
         return []
     try:
@@ -75,7 +76,8 @@ def parse_claude_stream(line: str) -> list[Activity]:
             target = _tool_target(block.get("input"))
             found.append({"kind": "tool", "tool": tool, "summary": shorten(f"{tool} {target}".strip())})
         elif kind == "assistant" and block.get("type") == "text" and str(block.get("text", "")).strip():
-            found.append({"kind": "text", "summary": shorten(str(block["text"]))})
+            said = str(block["text"]).strip()
+            found.append({"kind": "text", "summary": said if whole_text else shorten(said)})
         elif kind == "user" and block.get("type") == "tool_result" and block.get("is_error"):
             found.append({"kind": "error", "summary": shorten(f"tool error: {block.get('content', '')}")})
     return found
@@ -151,6 +153,32 @@ PARSERS: dict[str, Callable[[str], list[Activity]]] = {
 CHECKS: dict[str, Callable[[str], bool]] = {
     OUTPUT_CLAUDE_STREAM: is_stream_json,
 }
+
+
+READING_MARKS: dict[str, str] = {"init": "·", "retry": "!", "tool": "▸", "error": "✗", "denied": "✗",
+                                 "result": "■"}
+"""The mark before each kind of activity in a log as a person reads it (what the model said has none)."""
+
+
+def readable_lines(output: str, lines: list[str], worktree: str | None = None) -> list[str]:
+    """A log's lines as a person reads them: Claude Code's stream-json as what happened in each
+    event (the model's words whole, each tool it called, errors, denials, its closing result; a
+    path in the `worktree` as the repository names it) and nothing for an event that tells a reader
+    nothing (a tool's output, a hook starting); any other line (loomtui's own notes, what the agent
+    wrote to stderr) as written."""
+    if output != OUTPUT_CLAUDE_STREAM:
+        return lines
+    shown: list[str] = []
+    # Cut from the event before it is read: a summary is cut to a line, and the path took most of it.
+    inside = f"{worktree.rstrip('/')}/" if worktree else None
+    for line in lines:
+        if not line.startswith("{") or not is_stream_json(line):
+            shown.append(line)
+            continue
+        for activity in parse_claude_stream(line.replace(inside, "") if inside else line, whole_text=True):
+            mark = READING_MARKS.get(activity["kind"])
+            shown.extend([f"{mark} {activity['summary']}"] if mark else activity["summary"].splitlines())
+    return shown
 
 
 def parser_for(output: str) -> Callable[[str], list[Activity]] | None:

@@ -58,7 +58,7 @@ from loomtui.execution.lifecycle import (
 from loomtui.execution.log_lines import MAX_TAIL_BYTES, tail_lines, whole_lines
 from loomtui.execution.mcpconfig import mcp_config_path, write_mcp_config
 from loomtui.execution.procs import is_alive
-from loomtui.execution.runtimes import find_runtime, prepare_launch, uses_placeholder
+from loomtui.execution.runtimes import OUTPUT_PLAIN, find_runtime, prepare_launch, uses_placeholder
 from loomtui.execution.sandbox_paths import (
     TMUX_PREFIX as TMUX_PREFIX,
 )
@@ -507,6 +507,14 @@ def mark_log(workspace: Workspace, sandbox_id: str, note: str) -> None:
             log.write(f"── loomtui: {note} ──\n")
     except OSError:
         pass  # the note is a courtesy: the run is recorded in the audit log all the same
+
+
+def log_format(workspace: Workspace, sandbox_id: str) -> tuple[str, str | None]:
+    """The format its runtime writes the agent's output in (`runtimes.OUTPUT_*`), and the worktree
+    the paths in it are under."""
+    record = get_sandbox(workspace, sandbox_id)
+    launch = record.data.get("launch") or {}
+    return str(launch.get("output") or OUTPUT_PLAIN), record.worktree
 
 
 def read_log_tail(workspace: Workspace, sandbox_id: str, lines: int = 50) -> list[str]:

@@ -386,11 +386,13 @@ class DashboardScreen(LoomScreen[None]):
         """Stream the selected sandbox's log into the Log tab until another is selected."""
         from textual.worker import get_current_worker
 
+        from loomtui.execution.activity import readable_lines
         from loomtui.tui.log_follow import follow_lines
 
         worker = get_current_worker()
         path = Path(sandboxes.log_path(self.loom.workspace, sandbox_id))
-        tail = sandboxes.read_log_tail(self.loom.workspace, sandbox_id, 200)
+        output, worktree = sandboxes.log_format(self.loom.workspace, sandbox_id)  # Claude's stream-json, read
+        tail = readable_lines(output, sandboxes.read_log_tail(self.loom.workspace, sandbox_id, 200), worktree)
         waiting = not tail  # the line saying so goes once the first output comes
         if waiting:  # a blank tab read as broken: say that there is nothing, and whether more may come
             record = self.loom.workspace.store.get_sandbox(sandbox_id)
@@ -401,6 +403,9 @@ class DashboardScreen(LoomScreen[None]):
 
         def arrived(lines: list[str]) -> None:
             nonlocal waiting
+            lines = readable_lines(output, lines, worktree)
+            if not lines:
+                return
             if waiting:
                 waiting = False
                 self.app.call_from_thread(log.clear)
