@@ -38,9 +38,10 @@ async def test_a_log_line_is_one_row_whatever_breaks_it_but_a_newline(repo: Path
     async with app.run_test(size=(80, 20)):
         log = BoundedLog(max_lines=10)
         await app.screen.mount(log)
-        log.write_lines(["ok\rFAKE: approved", "one\u2028two", "three\nfour"])
-        assert list(log.written) == ["ok\rFAKE: approved", "one\u2028two", "three", "four"]
-        assert log.lines[:2] == ["ok␍FAKE: approved", "one␤two"]
+        log.write_lines(["ok\rFAKE: approved", "one\u2028two", "three\r\nfour\r", "10%\r100%\r"])
+        assert list(log.written) == ["ok\rFAKE: approved", "one\u2028two", "three", "four", "10%\r100%"]
+        # A \r ending a line (CRLF, a progress line's last) hides nothing and is not drawn; one inside is.
+        assert log.lines == ["ok␍FAKE: approved", "one␤two", "three", "four", "10%␍100%"]
 
 
 async def test_no_control_from_a_task_a_diff_or_a_request_reaches_the_screen(repo: Path) -> None:

@@ -42,8 +42,9 @@ class BoundedLog(Log):
 
     def write_lines(self, lines: Iterable[str], scroll_end: bool | None = None) -> Self:
         # Lines end at a newline only: `splitlines` also broke at \r and U+2028, so one line of an agent's
-        # output drew as several (a fake line among them); those are drawn as symbols instead.
-        written = [part for line in lines for part in line.removesuffix("\n").split("\n")]
+        # output drew as several (a fake line among them); those are drawn as symbols instead. A \r that ends a
+        # line (CRLF, a progress line's last return) moves nothing past it and showed as a stray ␍.
+        written = [part.removesuffix("\r") for line in lines for part in line.removesuffix("\n").split("\n")]
         self._written.extend(written)
         return super().write_lines(self._folded(written), scroll_end)
 
