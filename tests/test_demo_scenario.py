@@ -303,7 +303,7 @@ def test_advancing_again_is_idempotent_and_follows_a_leads_decision(
     assert advance_scenario(workspace) == [] and advance_scenario(workspace) == []
     assert workspace.store.last_event_id() == before
     assert not scenario_pending(workspace)
-    assert scenario_chapter(workspace) == "Waiting for a person (1 escalation open)"
+    assert scenario_chapter(workspace) == "Your turn: 1 escalation"
     invoices = _sandbox(workspace, "invoices")
     lead = open_workspace(workspace.root)
     lead.actor = DEMO_LEAD

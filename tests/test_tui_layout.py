@@ -184,6 +184,12 @@ async def test_the_demos_chapters_go_into_every_header_and_only_warnings_toast(r
             await pilot.pause()
             shown = str(app.screen.query_one(StatusHeader).render())
             assert ": Agents at work" in shown and ("sbx 0" in shown) == (width == 66), (width, shown)
+        # Waiting for a person, at 80 columns: the chapter beside the view's name (it took the name's room).
+        await asyncio.to_thread(feed._show_chapter, "Your turn: 2 escalations")
+        await pilot.resize_terminal(80, 24)
+        await wait_for(pilot, lambda: ": Your turn: 2 escalations" in str(app.screen.query_one(StatusHeader).render()))
+        shown = str(app.screen.query_one(StatusHeader).render())
+        assert "Sandboxes" in shown and "esc 0" in shown, shown
         # The end is said, with the keys of the views it names (it sent a reader to 6 for the audit log, 5).
         await asyncio.to_thread(feed._show_chapter, "The end (4 merged)")
         await wait_for(pilot, lambda: len(said) == 3)

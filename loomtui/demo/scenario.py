@@ -143,8 +143,8 @@ def scenario_pending(workspace: Workspace) -> bool:
 
 
 def scenario_chapter(workspace: Workspace) -> str:
-    """Where the story is, for the app's header: "Agents at work" while the engines have work, "Waiting
-    for a person (1 escalation open)" while only a decision moves it, "The end (3 merged, 1 rejected)"
+    """Where the story is, for the app's header: "Agents at work" while the engines have work, "Your
+    turn: 1 escalation" while only a person's decision moves it, "The end (3 merged, 1 rejected)"
     once nothing is left to do (a few store reads and the policy: call it when something happened)."""
     sandboxes = demo_sandboxes(workspace)
     if not sandboxes or scenario_pending(workspace):
@@ -152,7 +152,8 @@ def scenario_chapter(workspace: Workspace) -> str:
     ids = {record.id for record in sandboxes.values()}
     waiting = [escalation for escalation in queue(workspace) if escalation.sandbox_id in ids]
     if waiting:
-        return f"Waiting for a person ({plural(len(waiting), 'escalation')} open)"
+        # Short: at 80 columns "Waiting for a person (1 escalation open)" did not fit beside the counts.
+        return f"Your turn: {plural(len(waiting), 'escalation')}"
     statuses = Counter(str(record.status) for record in sandboxes.values())
     return f"{END_CHAPTER} ({', '.join(f'{count} {status}' for status, count in sorted(statuses.items()))})"
 
