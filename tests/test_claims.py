@@ -360,7 +360,12 @@ def test_diff_to_regions_marks_signature_changes_and_unclaimed_edits(coordinator
 
 
 @pytest.mark.parametrize("deep", ["x = " + "[" * 3000 + "]" * 3000 + "\n",  # refused by Python's parser
-                                  "x = " + "+".join(["1"] * 10_000) + "\n"])  # too deep for its AST
+                                  "x = " + "+".join(["1"] * 10_000) + "\n",  # too deep for its AST
+                                  # Flat in Python's tree, nested in libcst's: 60 KB crashed it all again.
+                                  "x = " + " and ".join(["1"] * 10_000) + "\n",
+                                  "import " + ".".join(["a"] * 10_000) + "\n",
+                                  "from " + ".".join(["a"] * 10_000) + " import x\n"],
+                         ids=["brackets", "sum", "and-chain", "dotted-import", "dotted-from"])
 def test_code_nested_too_deep_for_libcst_is_a_whole_file_change_not_a_crash(deep: str) -> None:
     """An agent's file of nested brackets made libcst's native parser overflow the C stack: the app,
     `conflicts` and every review that read the diff died with SIGSEGV, the sandbox stuck in gating."""
@@ -374,6 +379,16 @@ def test_code_nested_too_deep_for_libcst_is_a_whole_file_change_not_a_crash(deep
     done = subprocess.run([sys.executable, "-c", probe], input=deep, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, (done.returncode, done.stderr[-500:])
     assert "deep.py" in done.stdout
+
+
+def test_a_python_file_too_large_to_parse_quickly_is_a_whole_file_change() -> None:
+    """libcst took 9 s of the review (and of the commit check an agent waits on) for a 600 KB dict."""
+    from loomtui.coordination.signatures import MAX_LIBCST_BYTES, changed_regions
+
+    large = "x = {" + ",".join(["1: 1"] * (MAX_LIBCST_BYTES // 5)) + "}\n"
+    changes = changed_regions("def f():\n    return 1\n", large, "large.py")
+    assert [(c.region_id, c.change, c.signature_changed) for c in changes] == [("large.py", "modified", True)]
+    assert changed_regions("def f():\n    return 1\n", "def f():\n    return 2\n", "small.py")[0].region_id == "small.py::f"
 
 
 def test_cutting_off_a_refusal_from_the_audit_log_is_detected(coordinator: Coordinator) -> None:

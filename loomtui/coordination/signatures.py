@@ -165,9 +165,29 @@ MAX_LIBCST_DEPTH: Final = 400
 C stack on nesting Python's own parser refuses (1,500 `[`, a 10,000-term sum: a segfault of whatever
 process reads the diff, the app included) and takes seconds below that (2,900 subscripts: 7 s)."""
 
+MAX_LIBCST_BYTES: Final = 512 * 1024
+"""Larger than this, libcst is not asked either: it reads about 2.5 µs a byte of real code and up to 15
+of a flat literal (a 600 KB dict: 9 s), in the review, the app and the commit check an agent waits on."""
+
+
+def _libcst_depth(node: ast.AST) -> int:
+    """How many levels deeper than `node` libcst nests what Python's tree keeps flat: `a and b and c`
+    is one BoolOp but a chain of BooleanOperations, `import a.b.c` one alias but a chain of Attributes
+    (7,500 `and`s or 8,000 dots overflowed its stack below the depth limit: a segfault)."""
+    if isinstance(node, ast.BoolOp):
+        return len(node.values)
+    if isinstance(node, ast.alias):
+        return node.name.count(".")
+    if isinstance(node, ast.ImportFrom):
+        return (node.module or "").count(".")
+    return 0
+
 
 def _fit_for_libcst(text: str) -> bool:
-    """Whether Python's own parser reads `text`, no deeper than MAX_LIBCST_DEPTH: only then libcst."""
+    """Whether Python's own parser reads `text`, no larger than MAX_LIBCST_BYTES and no deeper than
+    MAX_LIBCST_DEPTH as libcst nests it: only then libcst (else the whole file is the change)."""
+    if len(text) > MAX_LIBCST_BYTES:
+        return False
     try:
         tree = ast.parse(text)
     except (SyntaxError, ValueError, RecursionError, MemoryError):
@@ -175,6 +195,7 @@ def _fit_for_libcst(text: str) -> bool:
     level: list[tuple[ast.AST, int]] = [(tree, 1)]
     while level:
         node, depth = level.pop()
+        depth += _libcst_depth(node)
         if depth > MAX_LIBCST_DEPTH:
             return False
         level.extend((child, depth + 1) for child in ast.iter_child_nodes(node))
