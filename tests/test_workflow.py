@@ -274,7 +274,16 @@ def test_a_step_whose_caller_died_is_redone_and_a_live_holder_is_waited_for(manu
     orphan = open_escalation(manual, "post-gate", Evaluation("post-gate", "require", "low", (), ()),
                              ChangeFacts(stage="post-gate", paths=()), sandbox_id=sandbox_id, commit="0" * 40, summary="x")
     dead = context_pid_that_exited()
-    assert manual.store.take_step_lease(sandbox_id, f"{dead}::1", "review", is_gone=lambda _h: False) is None
+    # Under way while its reviewer lives; once it is gone, stopped, and a person told what moves it (it read
+    # "gates and policy" for good).
+    alive = f"{os.getpid()}:{_my_start()}:0"
+    assert manual.store.take_step_lease(sandbox_id, alive, "review", is_gone=lambda _h: False) is None
+    assert next_step(manual, sb.get_sandbox(manual, sandbox_id)).line(STEP_HINTS) == "review: gates and policy"
+    assert manual.store.take_step_lease(sandbox_id, f"{dead}::1", "review", is_gone=lambda _h: True) is None
+    stalled = next_step(manual, sb.get_sandbox(manual, sandbox_id))
+    assert stalled.step == Step.REVIEW and stalled.action == PersonAction.RETRY, stalled
+    assert "its review stopped before it ended" in stalled.waits_on
+    assert f"`loomtui sandbox advance {sandbox_id}`" in stalled.line(STEP_HINTS)
     done = advance(manual, sandbox_id)
     assert done.status == APPROVED and any(line.startswith("reviewed") for line in done.done)
     assert actions(manual, sandbox_id).count("policy.evaluated") == 1

@@ -312,6 +312,12 @@ def _next_step(workspace: Workspace, record: SandboxRecord, merge_mode: str, kno
     if status in LIVE:
         return StepView(Step.AGENT, f"agent {status}")
     if status == GATING:
+        lease = workspace.store.step_lease(record.id)
+        if lease is None or holder_gone(lease[0]):
+            # Its reviewer was killed mid-review (the app closed, a supervisor killed): it read "gates and
+            # policy" for good, as if a review were under way, with no word of what would move it.
+            return StepView(Step.REVIEW, "its review stopped before it ended (the process reviewing it is gone)",
+                            PersonAction.RETRY, record.id)
         return StepView(Step.REVIEW, "gates and policy")
     if status in (EXITED, FAILED):
         if not has_commits(workspace, record):
