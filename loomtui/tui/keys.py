@@ -29,7 +29,9 @@ def view_number(mode: str) -> int:
 APP_BINDINGS: Final[list[BindingType]] = [
     Binding("question_mark", "help", "Help", key_display="?", id="app.help",
             tooltip="Every key that works here: what it does, its id"),
-    Binding("colon", "command_palette", "Commands", key_display=":", id="app.commands",
+    # ctrl+p too, Textual's own key for its palette: with `:` bound to it Textual binds ctrl+p no more, and it did
+    # nothing, the letters typed next running as keys (`t` switched the theme, `a` approved).
+    Binding("colon,ctrl+p", "command_palette", "Commands", key_display=":", id="app.commands",
             tooltip="Find a key, sandbox, escalation or region by name"),
     # The footer keeps to what works on this screen, help, commands and quit: at 120 columns the
     # eight views and the theme pushed "q Quit" off its end. `?` and `:` list them all.
