@@ -8,6 +8,7 @@ from typing import Final
 
 from textual.binding import Binding, BindingType
 from textual.keys import format_key
+from textual.widgets import Footer
 
 VIEWS: Final = (
     ("dashboard", "Sandboxes", "the sandboxes and each agent's next step"),
@@ -29,9 +30,7 @@ def view_number(mode: str) -> int:
 APP_BINDINGS: Final[list[BindingType]] = [
     Binding("question_mark", "help", "Help", key_display="?", id="app.help",
             tooltip="Every key that works here: what it does, its id"),
-    # ctrl+p too, Textual's own key for its palette: with `:` bound to it Textual binds ctrl+p no more, and it did
-    # nothing, the letters typed next running as keys (`t` switched the theme, `a` approved).
-    Binding("colon,ctrl+p", "command_palette", "Commands", key_display=":", id="app.commands",
+    Binding("colon", "command_palette", "Commands", key_display=":", id="app.commands",
             tooltip="Find a key, sandbox, escalation or region by name"),
     # The footer keeps to what works on this screen, help, commands and quit: at 120 columns the
     # eight views and the theme pushed "q Quit" off its end. `?` and `:` list them all.
@@ -45,6 +44,9 @@ APP_BINDINGS: Final[list[BindingType]] = [
     # `/`, the first key a k9s or lazygit user tries: a view with no filter of its own says so. No
     # description, so neither the footer nor the help offers a key that only answers no.
     Binding("slash", "screen.filter", "", show=False, id="app.no_filter"),
+    # ctrl+p too, Textual's own key for its palette: with `:` bound to it Textual binds ctrl+p no more, and it did
+    # nothing, the letters typed next running as keys (`t` switched the theme, `a` approved). `:` is the one shown.
+    Binding("ctrl+p", "command_palette", "", show=False, id="app.commands_ctrl_p"),
 ]
 """The app's own keys: help, commands, themes, the eight views, quit (on every screen but a modal one)."""
 
@@ -82,3 +84,11 @@ def shown_key(binding_id: str, default: str) -> str:
     else `default` (the binding's own)."""
     keys = _chosen.get(binding_id)
     return format_key(keys.split(",")[0]) if keys else default
+
+
+class KeysFooter(Footer):
+    """Every screen's footer: compact, and `:` once, in its place among the keys (with ctrl+p bound as well,
+    Textual's footer showed the palette's key a second time at its right end)."""
+
+    def __init__(self) -> None:
+        super().__init__(compact=True, show_command_palette=False)

@@ -11,11 +11,11 @@ from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, VerticalScroll
-from textual.widgets import DataTable, Footer, Input, Static
+from textual.widgets import DataTable, Input, Static
 
 from loomtui.errors import LoomError, plural
 from loomtui.tui.base import LoomScreen, loom_app
-from loomtui.tui.keys import shown_key
+from loomtui.tui.keys import KeysFooter, shown_key
 from loomtui.tui.palette import PaletteEntry, RankedProvider
 from loomtui.tui.visible import visible_controls, visible_text
 from loomtui.tui.widgets.fields import reflowed
@@ -67,7 +67,7 @@ class ContextScreen(LoomScreen[None]):
             yield FittedTable(SECTION_COLUMNS, id="sections")
             with VerticalScroll(id="section-pane"):
                 yield Static("", id="section")
-        yield Footer(compact=True)
+        yield KeysFooter()
 
     def on_mount(self) -> None:
         self.loom.update_header(self.query_one(StatusHeader))

@@ -18,7 +18,6 @@ from textual.lazy import Lazy
 from textual.timer import Timer
 from textual.widgets import (
     DataTable,
-    Footer,
     Input,
     Static,
     TabbedContent,
@@ -32,7 +31,7 @@ from loomtui.execution.lifecycle import DONE_WITH, LIVE, PAUSED, PLANNED
 from loomtui.store import SandboxRecord
 from loomtui.tui import sandbox_calls
 from loomtui.tui.base import LoomScreen, inner_width
-from loomtui.tui.keys import shown_key
+from loomtui.tui.keys import KeysFooter, shown_key
 from loomtui.tui.sandbox_rows import SANDBOX_COLUMNS, matches_filter, sandbox_row
 from loomtui.tui.sandbox_text import (
     RUNNING_OR_TO_RUN,
@@ -133,7 +132,7 @@ class DashboardScreen(LoomScreen[None]):
                     # Mounted after the first frame (a third of the screen's widgets, all hidden until
                     # the tab is chosen); the screen calls it by reference, mounted or not.
                     yield Lazy(self.evals)
-        yield Footer(compact=True)
+        yield KeysFooter()
 
     def on_mount(self) -> None:
         self.loom.update_header(self.query_one(StatusHeader))

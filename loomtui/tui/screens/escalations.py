@@ -16,7 +16,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
-from textual.widgets import Button, DataTable, Footer, Input, Label, Static
+from textual.widgets import Button, DataTable, Input, Label, Static
 
 from loomtui.errors import LoomError, plural
 from loomtui.governance.escalations import (
@@ -33,7 +33,7 @@ from loomtui.store import EscalationRecord
 from loomtui.store.records import RepositoryRecord
 from loomtui.store.sql import SqlStore
 from loomtui.tui.base import LoomScreen, wrap_width
-from loomtui.tui.keys import is_twin, shown_where_it_applies
+from loomtui.tui.keys import KeysFooter, is_twin, shown_where_it_applies
 from loomtui.tui.sandbox_text import RISK_STYLES, ages_due, format_age
 from loomtui.tui.visible import one_line, visible_text
 from loomtui.tui.widgets.fields import hanging
@@ -80,7 +80,7 @@ class ReasonScreen(ModalScreen[str | None]):
             with Horizontal():
                 yield Button("Record" if self.required else "Approve", variant="warning", id="record")
                 yield Button("Cancel", id="cancel")
-        yield Footer(compact=True)  # its own keys: the view below is not active under it
+        yield KeysFooter()  # its own keys: the view below is not active under it
 
     @on(Input.Submitted)
     @on(Button.Pressed, "#record")
@@ -143,7 +143,7 @@ class EscalationsScreen(LoomScreen[None]):
             yield FittedTable(COLUMNS, id="queue")
             with VerticalScroll(id="esc-detail-pane"):
                 yield Static(id="esc-detail")
-        yield Footer(compact=True)
+        yield KeysFooter()
 
     def on_mount(self) -> None:
         self.loom.update_header(self.query_one(StatusHeader))

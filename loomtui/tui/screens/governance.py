@@ -10,12 +10,13 @@ from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, VerticalScroll
-from textual.widgets import DataTable, Footer, Select, Static
+from textual.widgets import DataTable, Select, Static
 
 from loomtui.audit import AuditEntry
 from loomtui.errors import LoomError, escape_controls, plural
 from loomtui.governance.policy import Policy, Rule
 from loomtui.tui.base import LoomScreen, inner_width
+from loomtui.tui.keys import KeysFooter
 from loomtui.tui.widgets.fields import Field, render_fields
 from loomtui.tui.widgets.fitted_table import FitColumn, FittedTable
 from loomtui.tui.widgets.status_header import StatusHeader
@@ -76,7 +77,7 @@ class PolicyScreen(LoomScreen[None]):
             yield FittedTable(RULE_COLUMNS, id="rules")
             with VerticalScroll(id="policy-detail-pane"):
                 yield Static(id="policy-detail")
-        yield Footer(compact=True)
+        yield KeysFooter()
 
     def on_mount(self) -> None:
         self.loom.update_header(self.query_one(StatusHeader))
@@ -221,7 +222,7 @@ class AuditScreen(LoomScreen[None]):
             yield FittedTable(AUDIT_COLUMNS, id="audit")
             with VerticalScroll(id="audit-detail-pane"):
                 yield Static(id="audit-detail")
-        yield Footer(compact=True)
+        yield KeysFooter()
 
     def on_mount(self) -> None:
         self.loom.update_header(self.query_one(StatusHeader))

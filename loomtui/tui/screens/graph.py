@@ -14,7 +14,7 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.coordinate import Coordinate
 from textual.message import Message
-from textual.widgets import DataTable, Footer, ProgressBar, Static, Tree
+from textual.widgets import DataTable, ProgressBar, Static, Tree
 from textual.widgets.tree import TreeNode
 
 from loomtui.coordination.canvas import claims_graph
@@ -23,7 +23,7 @@ from loomtui.coordination.view import CoordinationPicture, Edge
 from loomtui.errors import escape_controls, plural
 from loomtui.store import ClaimRecord
 from loomtui.tui.base import LoomScreen, wrap_width
-from loomtui.tui.keys import shown_key
+from loomtui.tui.keys import KeysFooter, shown_key
 from loomtui.tui.widgets.claims_canvas import ClaimsCanvas, assign_colours, theme_palette
 from loomtui.tui.widgets.fields import wrap_value
 from loomtui.tui.widgets.fitted_tree import FittedTree
@@ -127,7 +127,7 @@ class GraphScreen(LoomScreen[None]):
                 yield Static(Text(TREE_TITLE, style="bold"), id="claims-title", classes="section-title")
                 yield FittedTree("claims", id="claims-tree")
                 yield ClaimsCanvas(id="claims-canvas")
-        yield Footer(compact=True)
+        yield KeysFooter()
 
     def on_mount(self) -> None:
         table = self.query_one("#conflicts", DataTable)

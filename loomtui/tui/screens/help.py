@@ -14,9 +14,9 @@ from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
 from textual.screen import ModalScreen
-from textual.widgets import DataTable, Footer, Static
+from textual.widgets import DataTable, Static
 
-from loomtui.tui.keys import shown_key
+from loomtui.tui.keys import KeysFooter, shown_key
 from loomtui.tui.widgets.fitted_table import TABLE_KEYS, FitColumn, FittedTable
 
 SIDEWAYS: Final = frozenset({"scroll_left", "scroll_right", "page_left", "page_right"})
@@ -84,7 +84,7 @@ class HelpScreen(ModalScreen[None]):
                                FitColumn("where", "where", priority=1, max_width=24),
                                FitColumn("id", "id", priority=2, max_width=32)])
             yield Static("", id="help-row")
-        yield Footer(compact=True)  # its own keys: the view below is not active under it
+        yield KeysFooter()  # its own keys: the view below is not active under it
 
     def on_mount(self) -> None:
         table = self.query_one(FittedTable)

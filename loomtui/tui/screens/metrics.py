@@ -22,10 +22,11 @@ from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
-from textual.widgets import DataTable, Footer, Sparkline, Static
+from textual.widgets import DataTable, Sparkline, Static
 
 from loomtui.errors import LoomError, plural
 from loomtui.tui.base import LoomScreen, loom_app, wrap_width
+from loomtui.tui.keys import KeysFooter
 from loomtui.tui.palette import PaletteEntry, RankedProvider
 from loomtui.tui.widgets.fields import wrap_value
 from loomtui.tui.widgets.rewrapped import RewrappedStatic
@@ -142,7 +143,7 @@ class MetricsScreen(LoomScreen[None]):
                 yield DataTable(id="metrics-runtimes", cursor_type="row", zebra_stripes=True)
             checklist = RewrappedStatic(Text("Checking the ten items…"), id="metrics-checklist", rewrap=self._rewrap)
             yield VerticalScroll(checklist, id="metrics-right")
-        yield Footer(compact=True)
+        yield KeysFooter()
 
     def on_mount(self) -> None:
         table = self.query_one("#metrics-runtimes", DataTable)

@@ -16,11 +16,12 @@ from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal
-from textual.widgets import Footer, Static, Tree
+from textual.widgets import Static, Tree
 from textual.widgets.tree import TreeNode
 
 from loomtui.store import SandboxRecord
 from loomtui.tui.base import LoomScreen, inner_width
+from loomtui.tui.keys import KeysFooter
 from loomtui.tui.sandbox_text import STATUS_STYLES, STEP_STYLES, app_step_hints, task_text
 from loomtui.tui.snapshot import DashboardSnapshot
 from loomtui.tui.widgets.fields import Field, render_fields
@@ -108,7 +109,7 @@ class PlanScreen(LoomScreen[None]):
         with Horizontal(id="plan-body"):
             yield FittedTree("plans", id="plan-tree")
             yield Static(id="plan-detail")
-        yield Footer(compact=True)
+        yield KeysFooter()
 
     def on_mount(self) -> None:
         self.query_one("#plan-tree", Tree).show_root = False

@@ -14,12 +14,12 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, ScrollableContainer, Vertical, VerticalScroll
 from textual.screen import ModalScreen
-from textual.widgets import Button, Footer, Input, Label, Select, SelectionList, Static
+from textual.widgets import Button, Input, Label, Select, SelectionList, Static
 from textual.widgets.selection_list import Selection
 
 from loomtui.coordination.suggest import suggest_regions
 from loomtui.tui.base import loom_app
-from loomtui.tui.keys import shown_key
+from loomtui.tui.keys import KeysFooter, shown_key
 from loomtui.tui.visible import visible_controls
 from loomtui.tui.widgets.tick_list import TickList
 
@@ -93,7 +93,7 @@ class NewSandboxScreen(ModalScreen[NewSandboxRequest | None]):
             with Horizontal(id="new-buttons"):
                 yield Button("Start", variant="primary", id="start")
                 yield Button("Cancel", id="cancel")
-        yield Footer(compact=True)  # its own keys: the view below is not active under it
+        yield KeysFooter()  # its own keys: the view below is not active under it
 
     def on_mount(self) -> None:
         if (draft := self.draft) is not None:
@@ -207,7 +207,7 @@ class ConfirmScreen(ModalScreen[bool]):
         with Vertical():
             yield Static(Text(self.question))
             yield Static(Text(f"{shown_key('confirm.yes', 'y')} yes · {shown_key('confirm.no', 'n')} no", style="dim"))
-        yield Footer(compact=True)
+        yield KeysFooter()
 
     def action_answer(self, answer: bool) -> None:
         self.dismiss(answer)
@@ -242,7 +242,7 @@ class DiffScreen(ModalScreen[None]):
             # A control in the change (an escape sequence in a file) is shown as its symbol, never sent.
             yield Static(Syntax(visible_controls(self.patch) or "(no changes)", "diff", word_wrap=False,
                                 theme="ansi_dark"), id="diff-body")
-        yield Footer(compact=True)
+        yield KeysFooter()
 
     def action_keys(self) -> None:
         """`?` here: the keys of a modal the app's help does not cover."""
