@@ -460,7 +460,9 @@ def _limit_text(problem_of: Callable[[str], str | None]) -> Callable[[Value], st
 def _processes(value: Value) -> int | None:
     if isinstance(value.node, ScalarNode) and str(value.node.value).lower() == "none":
         return None
-    return value.as_int(minimum=16)  # fewer and the agent's own CLI cannot start
+    # Fewer than 16 and the agent's own CLI cannot start; more than the kernel counts (PID_MAX_LIMIT) and its
+    # control groups could not be made, every limit lost with them, memory too, while `config check` said OK.
+    return value.as_int(minimum=16, maximum=4_194_304)
 
 
 def _parse_coordination(section: Value) -> CoordinationConfig:

@@ -280,17 +280,22 @@ class Value:
             raise self.error(f"must be at most {maximum} (got {number})")
         return number
 
-    def as_number(self, *, positive: bool = False) -> float:
-        """A finite int or float, as float; with `positive`, it must be > 0."""
+    def as_number(self, *, positive: bool = False, maximum: float | None = None) -> float:
+        """A finite int or float, as float; with `positive`, it must be > 0; at most `maximum`."""
         if not (isinstance(self.node, ScalarNode) and self.node.tag in (_INT, _FLOAT)):
             raise self.error(f"expected a number (got {describe(self.node)})")
         raw = self._construct()
         assert isinstance(raw, (int, float))
-        number = float(raw)
+        try:
+            number = float(raw)
+        except OverflowError:  # an integer of 400 digits: no float holds it (an internal error)
+            number = math.inf
         if not math.isfinite(number):
             raise self.error(f"must be a finite number (got {describe(self.node)})")
         if positive and number <= 0:
             raise self.error(f"must be greater than 0 (got {describe(self.node)})")
+        if maximum is not None and number > maximum:
+            raise self.error(f"may be at most {maximum:g} (got {describe(self.node)})")
         return number
 
     def as_list(self) -> list[Value]:

@@ -161,6 +161,25 @@ def test_lease_seconds_in_the_config_has_the_same_maximum() -> None:
         parse_config("coordination:\n  lease_seconds: 99999999999999999999\n", "x.yaml")
 
 
+def test_numbers_past_what_their_use_holds_are_refused_where_they_are_written() -> None:
+    """Each passed `config check`, `policy validate` or `script-agent --check`, then failed at its use: every
+    sandbox's limits lost (memory too), an override's internal error (or one for 11 million years), a
+    script agent's internal error."""
+    from loomtui.execution.script_agent import parse_script
+
+    with pytest.raises(ConfigError, match=r"^x.yaml:1: limits.processes: must be between 16 and 4194304"):
+        parse_config("limits: {processes: 100000000000000000000000000000}\n", "x.yaml")
+    policy = "version: 1\noverrides:\n  groups: [leads]\n  max_hours: {hours}\ngroups:\n  leads: [a@b.c]\n"
+    for hours in ("1" + "0" * 320, "100000000000"):
+        with pytest.raises(ConfigError, match=r"^p.yaml:4: overrides.max_hours: must be between 1 and 8760"):
+            parse_policy(policy.format(hours=hours), "p.yaml")
+    assert parse_policy(policy.format(hours=8760), "p.yaml").overrides.max_hours == 8760
+    for step, key in (("- {after: 1.0e+308, log: x}", "after"), ("- {after: 1" + "0" * 400 + ", log: x}", "after"),
+                      ("- {log: x, repeat: 2, every: 100000}", "every")):
+        with pytest.raises(LoomError, match=rf"^s.yaml:1: \[0\]\.{key}: (may be at most 86400|must be a finite)"):
+            parse_script(step + "\n", "s.yaml")
+
+
 # -- 3. invalid character classes -------------------------------------------------------------
 
 

@@ -20,6 +20,7 @@ from loomtui.cli import (
 from loomtui.config import load_config
 from loomtui.errors import LoomError, escape_controls, plural
 from loomtui.governance.policy import (
+    MAX_OVERRIDE_HOURS,
     CaseResult,
     Policy,
     can_override,
@@ -31,9 +32,6 @@ from loomtui.governance.policy import (
 )
 from loomtui.identity import current_user
 from loomtui.repo import find_repo
-
-MAX_OVERRIDE_HOURS = 365 * 24
-"""The longest an override's `--hours` may be (a year)."""
 
 
 def _policy(args: argparse.Namespace, explicit: str | None) -> tuple[Policy, Path]:

@@ -24,6 +24,10 @@ from loomtui.yamlcheck import Fields, Value, compose, read_text
 
 ACTIONS: Final = ("write", "append", "replace", "delete", "commit", "log", "exit")
 _KNOWN: Final = ("after", *ACTIONS, "content", "repeat", "every")
+MAX_WAIT_S: Final = 86_400.0
+"""The longest `after` or `every` (a day): `after: 1.0e+308` passed `--check`, then ended the run in an
+internal error (no clock reaches it)."""
+MAX_REPEAT: Final = 10_000_000
 TIME_SCALE_ENV: Final = "LOOMTUI_SCRIPT_TIME_SCALE"
 
 
@@ -94,7 +98,7 @@ def _parse_step(item: Value) -> Step:
         raise item.error(f"each step needs exactly one of {', '.join(ACTIONS)} (found {found})")
     action = actions[0]
     after_value = fields.get("after")
-    after = after_value.as_number() if after_value else 0.0
+    after = after_value.as_number(maximum=MAX_WAIT_S) if after_value else 0.0
     if after < 0 and after_value is not None:
         raise after_value.error("must not be negative")
     line = item.line
@@ -120,11 +124,11 @@ def _parse_step(item: Value) -> Step:
         return Step(line, action, after, code=value.as_int(minimum=0, maximum=255))
     repeat = fields.get("repeat")
     every = fields.get("every")
-    interval = every.as_number() if every else 0.0
+    interval = every.as_number(maximum=MAX_WAIT_S) if every else 0.0
     if every is not None and interval < 0:
         raise every.error("must not be negative")
-    return Step(line, "log", after, message=value.as_str(), repeat=repeat.as_int(minimum=1) if repeat else 1,
-                every=interval)
+    times = repeat.as_int(minimum=1, maximum=MAX_REPEAT) if repeat else 1
+    return Step(line, "log", after, message=value.as_str(), repeat=times, every=interval)
 
 
 class ScriptFailed(LoomError):

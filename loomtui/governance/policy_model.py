@@ -205,6 +205,11 @@ class DefaultDecision:
     approvals: ApprovalSpec = ApprovalSpec(groups=(ANYONE,), count=1)
 
 
+MAX_OVERRIDE_HOURS: Final = 365 * 24
+"""The longest an override may hold (a year), the policy's `max_hours` as a lead's `--hours`: a policy's
+320-digit `max_hours` ended `escalation override` in an internal error, 10^11 made one for 11 million years."""
+
+
 @dataclass(frozen=True)
 class OverridePolicy:
     """Which groups may override a block, and for how long an override holds."""

@@ -25,6 +25,7 @@ from loomtui.governance.policy_model import (
     ANYONE,
     DECISIONS,
     DEFAULT_RULE,
+    MAX_OVERRIDE_HOURS,
     MERGE_MANUAL,
     MERGE_MODES,
     POLICY_PATH,
@@ -251,7 +252,8 @@ class _Context:
         fields = self.problems.mapping(value, ("groups", "max_hours"), required=("groups",))
         return OverridePolicy(
             groups=self.problems.optional(fields, "groups", self.group_refs, ()),
-            max_hours=self.problems.optional(fields, "max_hours", lambda v: v.as_int(minimum=1), 72),
+            max_hours=self.problems.optional(fields, "max_hours",
+                                             lambda v: v.as_int(minimum=1, maximum=MAX_OVERRIDE_HOURS), 72),
         )
 
     def group_refs(self, value: Value) -> tuple[str, ...]:
