@@ -692,7 +692,7 @@ rules:
      (".loom/policy.yaml:6: overrides.groups[0]: unknown group 'leeds' (defined: leads, payments, platform; "
      "did you mean 'leads'?)")),
     (GROUPS + "overrides: {groups: [leads], max_hours: 0}\n",
-     ".loom/policy.yaml:6: overrides.max_hours: must be at least 1 (got 0)"),
+     ".loom/policy.yaml:6: overrides.max_hours: must be between 1 and 8760 (got 0)"),
     (GROUPS + "default: {decision: auto_approve}\n",
      ".loom/policy.yaml:6: default.decision: must be one of require, block (got 'auto_approve')"),
     (GROUPS + "default: {approvals: {groups: [leads], codeowners: true}}\n",
