@@ -296,6 +296,14 @@ def test_eval_from_the_command_line(tmp_path: Path, capsys: pytest.CaptureFixtur
     assert main(["-C", root, "eval", "--baseline", "--gate", "2"]) == 2  # a gate is a sandbox's: not ignored
     assert "--gate 2 picks a gate of a sandbox's eval: name a SANDBOX" in capsys.readouterr().err
     assert main(["-C", root, "eval", "zzzzzz"]) != 0
+    capsys.readouterr()
+    # A sandbox with nothing committed yet: its target's code was evaluated, and its row read "✓ · 100".
+    script = workspace.root.parent / "noop.yaml"
+    idle = create_sandbox(workspace, "nothing yet", "script", script=script, isolate=False).id
+    assert main(["-C", root, "eval", idle]) == 1
+    assert capsys.readouterr().err.startswith(f"loomtui: error: sandbox {idle} has no change to evaluate: its "
+                                              "branch has no commit beyond where it meets main (")
+    assert workspace.store.latest_eval_report(idle, "sandbox") is None  # nothing stored, nothing for its row
     baseline = evaluate_baseline(workspace)
     assert [(name, record.status) for name, _, record in baseline] == [("tests", "passed"), ("quiet", "passed")]
 

@@ -119,6 +119,8 @@ def test_start_stop_and_merge_apply_only_where_they_can_work() -> None:
     held = StepView(Step.HELD, "sb0 ended without merging (rejected)", PersonAction.CANCEL, "sb1")
     assert applies("drop_after", PLANNED, held) and not applies("drop_after", PLANNED, waiting)
     assert not key_applies("diff", None, None)  # no sandbox selected: none of them
+    # A planned sandbox has no change to evaluate (its eval read "✓ · 100" through its run, of its target's code).
+    assert not applies("evals", PLANNED, startable) and applies("evals", AWAITING_REVIEW, None)
 
 
 def test_help_names_where_a_key_works_in_textuals_words_not_loomtuis_class_names() -> None:

@@ -131,6 +131,11 @@ def evaluate(workspace: Workspace, sandbox_id: str, *, which: GateChoice = "all"
     if tip is None or not record.base_sha:
         raise LoomError(f"sandbox {record.id} has no branch tip or base commit to evaluate", exit_code=1)
     base = measured_from(repo, record, tip)  # what a merge would bring in, as the review's facts
+    if tip == base:
+        # A planned sandbox, or one whose agent has committed nothing yet: its target's code was evaluated
+        # and shown in its row as "✓ · 100" through its run, as if its work had passed.
+        raise LoomError(f"sandbox {record.id} has no change to evaluate: its branch has no commit beyond where it "
+                        f"meets {record.target or 'its target'} ({base[:12]})", exit_code=1)
     key = _eval_key(workspace, record.id, record.task, base, tip, which)
     if not force:
         row = workspace.store.latest_eval_report(record.id, SANDBOX_EVAL, key)

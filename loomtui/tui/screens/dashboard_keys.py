@@ -10,7 +10,7 @@ from typing import Final
 from textual.binding import Binding, BindingType
 
 from loomtui.execution.agent_control import DEFAULT_GRACE_S
-from loomtui.execution.lifecycle import APPROVED, AWAITING_REVIEW, LIVE, MERGED
+from loomtui.execution.lifecycle import APPROVED, AWAITING_REVIEW, LIVE, MERGED, PLANNED
 from loomtui.execution.sandboxes import on_this_host
 from loomtui.store import SandboxRecord
 from loomtui.tui.keys import shown_where_it_applies
@@ -125,4 +125,6 @@ def key_applies(action: str, sandbox: SandboxRecord | None, step: StepView | Non
         return sandbox.status in LIVE
     if action == "merge":
         return merge_refusal(sandbox, step) is None
+    if action == "evals":  # a planned one has no change to evaluate (pressed, the engine says so)
+        return sandbox.status != PLANNED
     return True
