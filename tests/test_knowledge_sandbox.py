@@ -126,6 +126,21 @@ async def test_the_context_tab_shows_what_the_agent_got_and_flags_it_stale(billi
         assert "\x1b" not in shown and "Banker's ␛[31mrounding" in shown
 
 
+async def test_the_context_view_of_a_repository_with_no_team_context_says_how_to_give_it_some(repo: Path) -> None:
+    """A fresh repository read "No section matches." with no filter set, as if a filter had emptied it."""
+    from textual.widgets import Static
+
+    from loomtui.tui.app import LoomApp
+    from tests.test_tui import wait_for
+
+    app = LoomApp(open_workspace(repo))
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("6")
+        await wait_for(pilot, lambda: "No team context yet" in str(app.screen.query_one("#section", Static).render()))
+        shown = str(app.screen.query_one("#section", Static).render())
+        assert "AGENTS.md, CLAUDE.md, docs/adr/*.md" in shown and "No section matches" not in shown
+
+
 async def test_the_context_view_lists_searches_and_opens_sections_from_the_palette(billing: Path) -> None:
     from textual.command import CommandList
     from textual.widgets import DataTable, Input, Static

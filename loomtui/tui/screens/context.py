@@ -13,6 +13,7 @@ from textual.binding import Binding
 from textual.containers import Horizontal, VerticalScroll
 from textual.widgets import DataTable, Input, Static
 
+from loomtui.config import ContextConfig
 from loomtui.errors import LoomError, plural
 from loomtui.tui.base import LoomScreen, loom_app
 from loomtui.tui.keys import KeysFooter, shown_key
@@ -29,6 +30,10 @@ if TYPE_CHECKING:
 MAX_ROWS = 2000
 SECTION_COLUMNS: Final = (FitColumn("title", "Section", 0, flex=True, min_width=16, want=40),
                           FitColumn("where", "Where", 1, max_width=40), FitColumn("layer", "Layer", 2))
+NO_CONTEXT: Final = (
+    "No team context yet: no file that context.sources in .loom/loom.yaml names has a section (by default "
+    f"{', '.join(ContextConfig().sources)}). Write one, AGENTS.md say, with a heading per topic, and commit it: "
+    "each sandbox gets the part of it its task needs.")
 
 
 def load_team_context(workspace: Workspace) -> Context:
@@ -122,6 +127,10 @@ class ContextScreen(LoomScreen[None]):
     def _show(self) -> None:
         table = self.query_one("#sections", DataTable)
         pane = self.query_one("#section", Static)
+        if self.context is not None and not self.context.sections:
+            # A fresh repository read "No section matches." with no filter set, as if the filter had emptied it.
+            pane.update(Text(NO_CONTEXT))
+            return
         if self.context is None or not table.row_count:
             pane.update(Text("No section matches." if self.context else "Reading the context..."))
             return
