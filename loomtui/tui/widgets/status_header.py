@@ -65,7 +65,7 @@ class StatusHeader(Static):
 
     def render(self) -> Text:
         """The parts that fit the width, most telling first: the counts, a store in trouble and the
-        view stay; the checklist, the branch, the repository, a healthy store and the demo's
+        view stay; the checklist, the branch, a healthy store, the repository and the demo's
         chapter go, in that order, as it narrows (the counts shortened before the chapter goes)."""
         store_style = "green" if self.store_state == "ok" else "bold red"
         # (priority: smaller stays longer, the part): repository and branch names are untrusted
@@ -74,9 +74,10 @@ class StatusHeader(Static):
             (0, Text.assemble(("loomtui", "bold"), f" · {self.mode_title}" if self.mode_title else "")),
             (4, Text(f": {self.chapter}", style="italic") if self.chapter else Text()),
             (3, Text.assemble(" ", (f" {self.view} ", "reverse")) if self.view else Text()),
-            (6, Text.assemble("  ", (self.repo, "bold"))),
+            # The repository outlasts a healthy store: with several open, which one this is was gone first.
+            (5, Text.assemble("  ", (self.repo, "bold"))),
             (7, Text.assemble(" on ", (self.branch, "italic"))),
-            (2 if self.store_state != "ok" else 5, Text.assemble("  store: ", (self.store_state, store_style))),
+            (2 if self.store_state != "ok" else 6, Text.assemble("  store: ", (self.store_state, store_style))),
             *self._counts(("sandboxes", "escalations", "conflicts")),
             (8, Text(f"  checklist {self.checklist}", style="dim") if self.checklist else Text()),
         ]
