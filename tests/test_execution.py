@@ -1116,17 +1116,33 @@ def test_a_sandbox_whose_worktree_is_gone_gives_back_its_claims_and_offers_remov
     assert record.id not in [s.sandbox_id for s in drift_report(ws).sandboxes]
 
 
-def test_an_agents_log_keeps_so_much_then_says_so_and_keeps_no_more(tmp_path: Path) -> None:
-    """A hostile agent wrote 3 GB of output in 15 s onto the disk the store and the audit log live on."""
-    from loomtui.execution.agent_log import LogWriter
+def test_an_agents_log_keeps_its_newest_output_on_a_bounded_disk(tmp_path: Path) -> None:
+    """A hostile agent wrote 3 GB of output in 15 s onto the disk the store and the audit log live on; and
+    where the first 256 MiB were kept, an agent's last line (why it failed) was lost, and a run after a full
+    one kept nothing."""
+    from loomtui.execution.agent_log import LogWriter, earlier_log
 
-    log = LogWriter(tmp_path / "agent.log", limit=1000)
-    for _ in range(50):
-        log.write(b"a" * 30 + b"\n" + b"b" * 15)
+    path = tmp_path / "agent.log"
+    log = LogWriter(path, limit=1000)
+    for n in range(50):
+        log.write(f"line {n:02} ".encode() + b"a" * 20 + b"\n" + b"b" * 15)
+    log.write(b"\nthe last line: why it failed\n")
     log.close()
-    kept = (tmp_path / "agent.log").read_bytes()
-    assert log.full and len(kept) < 1100 and kept.endswith(b"the rest of it is not kept\n")
-    assert b"\nloomtui: the agent's output passed" in kept  # on a line of its own
+    kept, aside = path.read_bytes(), earlier_log(path).read_bytes()
+    assert len(kept) <= 1000 and len(aside) <= 1000  # bounded on disk: two files at most
+    assert kept.endswith(b"the last line: why it failed\n")  # the newest output kept
+    assert kept.startswith("── loomtui: the agent's output before this is in agent.log.1; older output is not "
+                           "kept ──\n".encode())
+    assert log.full and log.dropped > 0
+    shown = (aside + kept).decode()
+    numbers = [int(n) for n in re.findall(r"line (\d\d)", shown)]
+    assert numbers == list(range(numbers[0], 50)) and numbers[0] > 0  # the newest, in order, none lost between
+    assert aside.endswith(b"\n")  # the line cut by the move ends whole; it goes on in the new log
+    # A second run, appending to the full log of the first: its output is kept (it kept none of it).
+    again = LogWriter(path, limit=1000)
+    again.write(b"second run: hello\n" * 60)
+    again.close()
+    assert path.read_bytes().endswith(b"second run: hello\n")
 
 
 @pytest.mark.parametrize("full_disk", ["tmpfs", "dev-full"])

@@ -1,5 +1,5 @@
 """An agent's log: its output appended as it comes, a failed write cut back to the last whole line, and
-a limit past which nothing more is kept (the supervisor writes it; `sandbox logs` and the app read it)."""
+a bound on disk that keeps the newest output (the supervisor writes it; `sandbox logs` and the app read it)."""
 
 from __future__ import annotations
 
@@ -12,9 +12,17 @@ class LogWriteFailed(Exception):
     """Writing the agent log failed; the log was cut back to its last whole line."""
 
 
-MAX_LOG_BYTES: Final = 256 << 20
-"""An agent's log keeps this much of its output, then says so and keeps no more (3 GB in 15 s filled
-the disk the store and the audit log live on). The agent runs on; only its output is dropped."""
+MAX_LOG_BYTES: Final = 128 << 20
+"""An agent's log file holds at most this much; past it the file is moved aside (`earlier_log`, replacing
+one moved there before) and a new one begun, so the newest 128 to 256 MiB of its output are kept, where an
+agent says why it failed (the first 256 MiB were kept: an agent that printed 300 MB lost its last line,
+and a run after it kept nothing). 3 GB in 15 s had filled the disk the store and the audit log live on.
+The agent runs on; only its oldest output is dropped."""
+
+
+def earlier_log(path: Path) -> Path:
+    """Where a log's earlier output is moved once the log is full (`agent.log.1`)."""
+    return path.with_name(f"{path.name}.1")
 
 
 class LogWriter:
@@ -27,16 +35,47 @@ class LogWriter:
         self.whole = self.size  # where the last complete line ends
         self.lines = 0
         self.limit = limit
-        self.full = False
+        self.dropped = 0
+        """Bytes of output no longer kept (an earlier log replaced by a newer one)."""
+        self.stuck = False  # the log could not be moved aside: nothing more is kept
+
+    @property
+    def full(self) -> bool:
+        """Whether some of the agent's output is no longer kept."""
+        return self.dropped > 0 or self.stuck
 
     def write(self, data: bytes) -> None:
-        """Append `data`; past the limit, one line saying so, then nothing (`full` turns True)."""
-        if self.full:
+        """Append `data`; past the limit, the log is moved aside first and a new one begun with a line
+        saying where the earlier output is (if it cannot be, one line saying so, then nothing)."""
+        if self.stuck:
             return
         if self.size + len(data) > self.limit:
-            self.full = True
-            data = (b"\n" if self.size > self.whole else b"") + (
-                f"loomtui: the agent's output passed {self.limit >> 20} MiB; the rest of it is not kept\n".encode())
+            try:
+                self._move_aside()
+            except OSError:
+                self.stuck = True
+                data = (b"\n" if self.size > self.whole else b"") + (
+                    f"loomtui: the agent's output passed {self.limit >> 20} MiB; the rest of it is not kept\n"
+                    .encode())
+        self._append(data)
+
+    def _move_aside(self) -> None:
+        aside = earlier_log(self.path)
+        if self.size > self.whole:  # the line it was in goes on in the new log: this one ends whole
+            self._append(b"\n")
+        try:
+            replaced = aside.stat().st_size
+        except FileNotFoundError:
+            replaced = 0
+        os.replace(self.path, aside)
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_TRUNC, 0o644)
+        os.close(self.fd)
+        self.fd, self.size, self.whole = fd, 0, 0
+        self.dropped += replaced
+        older = "; older output is not kept" if self.dropped else ""
+        self._append(f"── loomtui: the agent's output before this is in {aside.name}{older} ──\n".encode())
+
+    def _append(self, data: bytes) -> None:
         view = memoryview(data)
         try:
             while view:

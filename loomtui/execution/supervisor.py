@@ -291,7 +291,8 @@ class Supervisor:
             full = self.log.full
             self.log.write(data)
             if self.log.full and not full:
-                self.workspace.record("sandbox.log_full", self.record.id, {"bytes": self.log.size})
+                self.workspace.record("sandbox.log_full", self.record.id,
+                                      {"bytes": self.log.size, "dropped": self.log.dropped})
         except LogWriteFailed as exc:
             self.log_error = f"log write failed: {exc}; the agent was stopped (log kept up to line {self.log.lines})"
             self.workspace.record("sandbox.log_failed", self.record.id, {"error": str(exc), "lines": self.log.lines})
