@@ -51,9 +51,12 @@ def _with_state(repo: Path) -> None:
     workspace.close()
 
 
-def _run_read_only(tmp_path: Path, repo: Path) -> dict[str, dict[str, object]]:
-    done = subprocess.run(["bwrap", "--dev-bind", "/", "/", "--ro-bind", str(tmp_path), str(tmp_path),
-                           "--chdir", str(repo), sys.executable, "-c", RUNNER, json.dumps(COMMANDS)],
+def _run_read_only(tmp_path: Path, repo: Path, commands: tuple[tuple[str, ...], ...] = COMMANDS,
+                   read_only: Path | None = None) -> dict[str, dict[str, object]]:
+    """`commands` run with `read_only` (the test's whole directory unless given) mounted read-only."""
+    mounted = str(read_only or tmp_path)
+    done = subprocess.run(["bwrap", "--dev-bind", "/", "/", "--ro-bind", mounted, mounted,
+                           "--chdir", str(repo), sys.executable, "-c", RUNNER, json.dumps(commands)],
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     return {" ".join(r["argv"][:2]): r for r in json.loads(done.stdout)}
@@ -94,6 +97,33 @@ def test_read_commands_read_a_store_that_cannot_be_written_and_writes_say_so(
     write = results["claim add"]
     assert write["code"] == 2 and write["out"] == ""
     assert str(write["err"]).count("\n") == 1 and "cannot write the state store" in str(write["err"])
+
+
+def test_conflicts_and_a_diff_read_a_live_sandboxs_work_beside_a_store_that_cannot_be_written(
+        tmp_path: Path, repo: Path) -> None:
+    """Reading a worktree's changes made a scratch index in loomtui's folder: on a read-only one (the
+    repository's objects writable) `conflicts` ended in an internal error (OSError: Read-only file system)."""
+    from loomtui.workflow.tasks import create_sandbox
+
+    workspace = open_workspace(repo)
+    script = tmp_path / "noop.yaml"
+    script.write_text("- {log: nothing}\n")
+    record = create_sandbox(workspace, "notes", "script", script=script, isolate=False)
+    workspace.close()
+    (Path(record.worktree or "") / "NOTES.md").write_text("uncommitted work\n")
+    before = _state_files(repo)
+    results = _run_read_only(tmp_path, repo, (("conflicts", "--json"), ("sandbox", "diff", record.id, "--stat"),
+                                              ("policy", "explain", record.id), ("context", "show"),
+                                              ("context", "drift")), read_only=repo / ".git" / "loom")
+    assert _state_files(repo) == before
+    assert results["conflicts --json"]["code"] == 0, results["conflicts --json"]
+    diff = results["sandbox diff"]
+    assert diff["code"] == 0 and "NOTES.md" in str(diff["out"]), diff
+    # Commands that only read, which refused "cannot write the state store here (...); reading it needs no write
+    # access", contradicting themselves.
+    for name in ("policy explain", "context show", "context drift"):
+        assert "cannot write the state store" not in str(results[name]["err"]), results[name]
+        assert results[name]["code"] in (0, 1) and not str(results[name]["code"]).startswith("raised"), results[name]
 
 
 def test_audit_verify_on_a_read_only_store_names_entries_the_log_lacks_and_appends_none(

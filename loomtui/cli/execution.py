@@ -570,7 +570,7 @@ def register(commands: Any) -> None:
     _id_arg(add_command(sandbox, "attach", cmd_attach, "attach to an interactive agent's tmux session (detach: C-b d)"))
 
     diff = add_command(sandbox, "diff", cmd_diff, "what the sandbox changed since it left its target branch",
-                       json_flag=True)
+                       json_flag=True, reads_only=True)
     _id_arg(diff)
     diff.add_argument("--stat", action="store_true", help="per-file line counts instead of the patch")
 

@@ -310,7 +310,7 @@ def register(commands: Any) -> None:
                       help="test this policy file instead of the repository's")
     explain = add_command(policy, "explain", cmd_explain,
                           "which rules apply to a sandbox, at claim time and on its diff, and why",
-                          json_flag=True)
+                          json_flag=True, reads_only=True)
     explain.add_argument("sandbox", metavar="SANDBOX", help="the sandbox id (or a unique prefix)")
 
     gate = add_command(commands, "gate", cmd_gate,

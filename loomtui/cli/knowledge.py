@@ -272,14 +272,15 @@ def register(commands: Any) -> None:
                                              "a task's slice, drift")
     at_help = "read the sources at this commit, ref or context version (default: the working tree)"
     show = add_command(context, "show", cmd_context_show,
-                       "every source, section, ADR and rule of the context, with its version", json_flag=True)
+                       "every source, section, ADR and rule of the context, with its version", json_flag=True,
+                       reads_only=True)
     show.add_argument("--at", type=nonempty_arg, metavar="REF", help=at_help)
     versions = add_command(context, "versions", cmd_context_versions,
                            "the context versions in git history (commits that changed a source)", json_flag=True)
     versions.add_argument("-n", type=positive_int_arg, default=20, metavar="N", help="how many (default 20)")
     diff = add_command(context, "diff", cmd_context_diff,
                        "the sections that differ between two versions (a version id, commit, ref or 'worktree')",
-                       json_flag=True)
+                       json_flag=True, reads_only=True)
     diff.add_argument("old", metavar="V1", help="the older version: a version id (`context versions`), a commit "
                                                 "or ref, or 'worktree'")
     diff.add_argument("new", metavar="V2", help="the newer version, as V1")
@@ -301,7 +302,7 @@ def register(commands: Any) -> None:
     add_command(context, "drift", cmd_context_drift,
                 "live sandboxes whose slice went stale since they started, ADRs naming what no longer exists "
                 "or superseded, code breaking a machine-checkable convention; exit 1 if any is flagged (a "
-                "sandbox only behind, its slice unchanged, is not)", json_flag=True)
+                "sandbox only behind, its slice unchanged, is not)", json_flag=True, reads_only=True)
 
 
 def register_bench(bench: Any) -> None:

@@ -89,7 +89,7 @@ def register(commands: Any) -> None:
     plan = add_group(commands, "plan", "a plan of agent tasks: dependencies and conflict-aware order")
     show = add_command(plan, "show", _every_problem(cmd_plan_show),
                        "the plan's tasks as a DAG in waves, why each waits, and the state of the latest run",
-                       json_flag=True)
+                       json_flag=True, reads_only=True)
     _file_arg(show)
     run = add_command(plan, "run", _every_problem(cmd_plan_run),
                       "state every task as a sandbox; each starts once the tasks before it have merged",

@@ -102,8 +102,15 @@ class AgentTree:
         A new or changed file larger than `largest_file` is left out (as `too_large`): git would read
         all of it, outside the sandbox's limits (a sparse 3 GB file costs nothing to make).
         """
-        self.index.parent.mkdir(parents=True, exist_ok=True)
-        fd, name = tempfile.mkstemp(prefix=".index-", dir=self.index.parent)
+        try:
+            self.index.parent.mkdir(parents=True, exist_ok=True)
+            fd, name = tempfile.mkstemp(prefix=".index-", dir=self.index.parent)
+            kept = True
+        except OSError:
+            # loomtui's folder is read-only here (a reader's mount, a colleague's repository): the snapshot is
+            # made in a scratch index of its own and not kept (`conflicts` ended in an internal error).
+            fd, name = tempfile.mkstemp(prefix="loomtui-index-")
+            kept = False
         os.close(fd)
         scratch = Path(name)
         try:
@@ -143,7 +150,8 @@ class AgentTree:
             if self.unsaved:  # as `base` has them: left out, dropped, a file the agent had committed was deleted
                 self._as_in(scratch, base, self.unsaved)
             tree = self._git(scratch, "write-tree").strip()
-            os.replace(scratch, self.index)
+            if kept:
+                os.replace(scratch, self.index)
         finally:
             scratch.unlink(missing_ok=True)
             # A git that died on it (a file truncated as it read it) leaves its lock behind, one a snapshot.
