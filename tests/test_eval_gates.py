@@ -287,7 +287,8 @@ def test_eval_from_the_command_line(tmp_path: Path, capsys: pytest.CaptureFixtur
     assert "gate 1 failed" in out and "PASS_TO_FAIL  tests/test_prices.py::test_price" in out
     assert "gate 2 score" in out
     assert main(["-C", root, "eval", "--baseline"]) == 0
-    out = capsys.readouterr().out
+    out, err = capsys.readouterr()
+    assert "  running tests at " in err and "  running quiet at " in err  # a suite of minutes was silence
     assert "tests at " in out and re.search(r"^quiet at \w+: passed \[run #\d+\]$", out, re.M), out  # no "()"
     assert main(["-C", root, "eval", "--merged", "--json"]) == 0
     assert '"merged": []' in capsys.readouterr().out
@@ -304,8 +305,11 @@ def test_eval_from_the_command_line(tmp_path: Path, capsys: pytest.CaptureFixtur
     assert capsys.readouterr().err.startswith(f"loomtui: error: sandbox {idle} has no change to evaluate: its "
                                               "branch has no commit beyond where it meets main (")
     assert workspace.store.latest_eval_report(idle, "sandbox") is None  # nothing stored, nothing for its row
-    baseline = evaluate_baseline(workspace)
+    heard: list[str] = []
+    baseline = evaluate_baseline(workspace, force=True, on_start=lambda name, _commit: heard.append(f"start {name}"),
+                                 on_check=lambda check: heard.append(f"end {check[0]}"))
     assert [(name, record.status) for name, _, record in baseline] == [("tests", "passed"), ("quiet", "passed")]
+    assert heard == ["start tests", "end tests", "start quiet", "end quiet"]  # each said as it ends, not at the end
 
 
 def test_an_eval_with_no_gates_says_gate_1_ran_nothing(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

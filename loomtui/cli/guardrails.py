@@ -11,7 +11,7 @@ from loomtui.errors import LoomError, plural
 from loomtui.errors import escape_controls as safe
 
 if TYPE_CHECKING:
-    from loomtui.guardrails.evals import EvalReport
+    from loomtui.guardrails.evals import BaselineCheck, EvalReport
     from loomtui.guardrails.gates import GateResult
     from loomtui.guardrails.merged import MergedReport
 
@@ -109,28 +109,36 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def _print_baseline_check(check: BaselineCheck) -> None:
+    name, run, record = check
+    where = record.commit_sha[:12]
+    if run is None:
+        print(f"{name} at {where}: could not run ({safe(str(record.data.get('summary', 'error')))})", flush=True)
+        return
+    failing = [c.id for c in run.cases or () if c.outcome.is_fail]
+    problem = f"; {safe(run.problem)}" if run.problem else ""  # a report it could not read, said here too
+    said = f"{safe(run.summary)}{problem}".removeprefix("; ")  # a check with no tests says nothing
+    print(f"{name} at {where}: {record.status}{f' ({said})' if said else ''} [run #{record.id}]")
+    for test in failing[:SHOWN_TESTS]:
+        print(f"  already failing: {safe(test)}")
+    sys.stdout.flush()
+
+
 def _eval_baseline(args: argparse.Namespace, workspace: Any) -> int:
     from loomtui.guardrails.evals import evaluate_baseline
 
-    results = evaluate_baseline(workspace, args.baseline or "HEAD", force=args.force)
     if args.json:
+        results = evaluate_baseline(workspace, args.baseline or "HEAD", force=args.force)
         print_json({"ref": args.baseline or "HEAD", "checks": [
             {"gate": name, "status": record.status, "run": record.id, "commit": record.commit_sha,
              # why a check could not run, as the text says it (there is no result to read it from)
              "summary": run.summary if run is not None else str(record.data.get("summary", "error")),
              "result": run.as_dict() if run is not None else None} for name, run, record in results]})
         return 0
-    for name, run, record in results:
-        where = record.commit_sha[:12]
-        if run is None:
-            print(f"{name} at {where}: could not run ({safe(str(record.data.get('summary', 'error')))})")
-            continue
-        failing = [c.id for c in run.cases or () if c.outcome.is_fail]
-        problem = f"; {safe(run.problem)}" if run.problem else ""  # a report it could not read, said here too
-        said = f"{safe(run.summary)}{problem}".removeprefix("; ")  # a check with no tests says nothing
-        print(f"{name} at {where}: {record.status}{f' ({said})' if said else ''} [run #{record.id}]")
-        for test in failing[:SHOWN_TESTS]:
-            print(f"  already failing: {safe(test)}")
+    # Each check said as it starts (stderr) and as it ends: a suite of minutes was silence until all ended.
+    results = evaluate_baseline(workspace, args.baseline or "HEAD", force=args.force, on_check=_print_baseline_check,
+                                on_start=lambda name, commit: print(f"  running {name} at {commit[:12]}...",
+                                                                    file=sys.stderr, flush=True))
     if not results:
         print("no deterministic checks are configured (`gates:` in .loom/loom.yaml)")
     return 0

@@ -190,11 +190,17 @@ def _audit(workspace: Workspace, report: EvalReport) -> None:
         "score": report.score.total if report.score is not None else None})
 
 
-def evaluate_baseline(workspace: Workspace, ref: str = "HEAD", *,
-                      force: bool = False) -> list[tuple[str, CheckRun | None, GateRunRecord]]:
+BaselineCheck = tuple[str, CheckRun | None, GateRunRecord]
+"""One check of a baseline: its name, its result (None when it could not run), its gate run."""
+
+
+def evaluate_baseline(workspace: Workspace, ref: str = "HEAD", *, force: bool = False,
+                      on_start: Callable[[str, str], None] | None = None,
+                      on_check: Callable[[BaselineCheck], None] | None = None) -> list[BaselineCheck]:
     """Gate 1's checks at a commit (the baseline every sandbox on it shares), run once and stored.
 
-    Returns (check, its result or None when it could not run, its gate run) per check.
+    Returns (check, its result or None when it could not run, its gate run) per check; `on_start`
+    hears each check's name and the commit as it starts, `on_check` each as it ends.
     """
     commit = Git(workspace.root).resolve_commit(ref)
     if commit is None:
@@ -202,8 +208,12 @@ def evaluate_baseline(workspace: Workspace, ref: str = "HEAD", *,
     rerun = workspace.load_config().eval.rerun_failed
     results = []
     for gate in deterministic_gates(workspace):
+        if on_start is not None:
+            on_start(gate.name, commit)
         run, record = baseline(workspace, commit, gate, rerun_failed=rerun, fresh=force)
         results.append((gate.name, run, record))
+        if on_check is not None:
+            on_check(results[-1])
     workspace.record("eval.baseline", commit, {
         "ref": ref, "checks": {name: (record.status, record.id) for name, _, record in results}})
     return results
