@@ -483,6 +483,23 @@ def test_in_the_app_the_other_payments_reviewer_follows_the_persons_approval(tmp
     workspace.close()
 
 
+def test_a_colleagues_approval_is_said_before_the_engine_does_what_it_lets_through(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Said after the merge it let through (seconds of git and gates), the queue showed the escalation gone
+    while the person's toast still said "still open: 1 of 2 approvals"."""
+    import loomtui.demo.scenario as scenario
+
+    workspace = open_workspace(demo_repo(tmp_path))
+    order: list[str] = []
+    monkeypatch.setattr(scenario, "demo_sandboxes", lambda _workspace: {"rounding": None})
+    monkeypatch.setattr(scenario, "colleague_approvals", lambda _workspace, _say: [{"by": DEMO_REVIEWERS[1]}])
+    monkeypatch.setattr(scenario, "narrate", lambda _workspace, _say: order.append("narrate"))
+    monkeypatch.setattr(scenario, "advance_all", lambda _workspace: order.append("advance"))
+    scenario.advance_scenario(workspace)
+    assert order == ["narrate", "advance", "narrate"]
+    workspace.close()
+
+
 def test_stopping_the_demo_stops_a_sandbox_a_person_started_there_too(tmp_path: Path) -> None:
     """A sandbox started with `n` in the demo ran on after the demo quit and deleted its repository, and its
     supervisor wrote the audit log and a worktree back into the deleted copy."""
