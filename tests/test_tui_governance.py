@@ -30,13 +30,13 @@ async def test_policy_view_marks_the_rules_that_fire_for_a_sandbox(billing: Path
         table = app.screen.query_one("#rules", DataTable)
         assert "payments-high-risk" in [k.value for k in table.rows]
         picker = app.screen.query_one("#policy-sandbox", Select)
+        await wait_for(pilot, lambda: record.id in app.screen.sandbox_options)
         await pilot.press("s")  # the picker, opened from the keyboard (Tab reached it last)
         await pilot.pause()
         assert picker.expanded and app.focused is not table
-        await pilot.press("escape")
-        await pilot.pause()
-        picker.value = record.id
+        await pilot.press("enter")  # on the first sandbox (it was on the prompt row: Enter cleared the pick)
         await wait_for(pilot, lambda: str(table.get_cell("ledger-claims", "fired")) == "●")
+        assert picker.value == record.id
         assert str(table.get_cell("no-secrets", "fired")) == ""
         assert "claim: require" in str(app.screen.query_one("#policy-detail", Static).render())
         assert app.focused is table  # the keys go back to the rules, not into the picker

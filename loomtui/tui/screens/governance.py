@@ -10,7 +10,7 @@ from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, VerticalScroll
-from textual.widgets import DataTable, Select, Static
+from textual.widgets import DataTable, OptionList, Select, Static
 
 from loomtui.audit import AuditEntry
 from loomtui.errors import LoomError, escape_controls, plural
@@ -151,6 +151,9 @@ class PolicyScreen(LoomScreen[None]):
         picker = self.query_one("#policy-sandbox", Select)
         picker.focus()
         picker.expanded = True
+        if picker.is_blank() and self.sandbox_options:
+            # On the first sandbox: the first ↓ only reached the prompt row, and Enter on it cleared the pick.
+            picker.query_one(OptionList).highlighted = 1
 
     @on(Select.Changed, "#policy-sandbox")
     def _sandbox_chosen(self, event: Select.Changed) -> None:
