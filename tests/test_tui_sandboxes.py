@@ -450,3 +450,22 @@ async def test_the_log_tab_reads_claude_code_s_stream_json_as_what_happened(tmp_
         shown = [line for line in log.lines if line]
         assert shown == ["· session started (claude-test)", "I will fix it.", "Then test.", "▸ Edit payments/fx.py",
                          "a warning on stderr"], shown
+
+
+async def test_brackets_move_through_the_detail_tabs_from_the_table(tmp_path: Path) -> None:
+    """It took tab to reach the tab strip, then the arrows, and neither the footer nor `?` said so."""
+    from textual.widgets import TabbedContent
+
+    from loomtui.tui.screens.help import key_rows
+
+    app = LoomApp(open_workspace(demo_repo(tmp_path)))
+    async with app.run_test(size=(120, 40)) as pilot:
+        tabs = app.screen.query_one("#detail", TabbedContent)
+        assert tabs.active == "tab-details" and isinstance(app.focused, SandboxTable)
+        await pilot.press("right_square_bracket")
+        await pilot.pause()
+        assert tabs.active == "tab-log" and isinstance(app.focused, SandboxTable)  # the keys stay on the table
+        await pilot.press("left_square_bracket", "left_square_bracket")
+        await pilot.pause()
+        assert tabs.active == "tab-evals"  # round from the first to the last
+        assert {("[", "dashboard.tab_previous"), ("]", "dashboard.tab_next")} <= {(r[0], r[3]) for r in key_rows(app)}

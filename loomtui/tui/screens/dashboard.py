@@ -615,6 +615,12 @@ class DashboardScreen(LoomScreen[None]):
         self.refresh_bindings()
         self.call_after_refresh(self._show_detail)  # rewrapped for the detail's new width
 
+    def action_detail_tab(self, step: int) -> None:
+        """`[` and `]`: the detail's previous or next tab, wherever the focus is."""
+        tabs = self.query_one("#detail", TabbedContent)
+        panes = [pane.id for pane in tabs.query(TabPane) if pane.id]
+        tabs.active = panes[(panes.index(tabs.active) + step) % len(panes)]
+
     def action_wrap(self) -> None:
         """`w`: the Log, Activity and Evals output fold long lines, or let them run on (scrolled sideways)."""
         wrap = False

@@ -43,6 +43,12 @@ DASHBOARD_BINDINGS: Final[list[BindingType]] = [
             show=False, tooltip="Every pending sandbox merged together and checked"),
     Binding("z", "zoom", "Zoom detail", id="dashboard.zoom",
             show=False, tooltip="The detail takes the whole width; again to restore"),
+    # The detail's tabs from anywhere, as lazygit's `[` `]`: it took tab to reach the tab strip, then ← →,
+    # and neither the footer nor `?` said so.
+    Binding("left_square_bracket", "detail_tab(-1)", "Previous tab", key_display="[", id="dashboard.tab_previous",
+            show=False, tooltip="The detail's previous tab (Details, Log, Claims, Activity, Context, Evals)"),
+    Binding("right_square_bracket", "detail_tab(1)", "Next tab", key_display="]", id="dashboard.tab_next",
+            show=False, tooltip="The detail's next tab"),
     Binding("w", "wrap", "Wrap lines", id="dashboard.wrap",
             show=False, tooltip="Fold long log lines at the pane's width, or not"),
     *shown_where_it_applies(Binding("m", "merge", "Merge", id="dashboard.merge",
