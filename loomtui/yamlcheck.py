@@ -185,6 +185,9 @@ def scalar_before_error(text: str, path: str, key: str) -> Value | None:
     return Value(ScalarNode(tag, event.value, start, end, event.style), path, key)
 
 
+_EXPONENT: Final = re.compile(r"([-+]?(?:\d+\.?\d*|\.\d+))[eE]([-+]?)(\d+)")
+
+
 def describe(node: Node) -> str:
     """A short human rendering of what a node holds, for "(got ...)" in messages."""
     if isinstance(node, MappingNode):
@@ -283,7 +286,13 @@ class Value:
     def as_number(self, *, positive: bool = False, maximum: float | None = None) -> float:
         """A finite int or float, as float; with `positive`, it must be > 0; at most `maximum`."""
         if not (isinstance(self.node, ScalarNode) and self.node.tag in (_INT, _FLOAT)):
-            raise self.error(f"expected a number (got {describe(self.node)})")
+            written = str(self.node.value) if isinstance(self.node, ScalarNode) and self.node.tag == _STR else ""
+            exponent = _EXPONENT.fullmatch(written)  # text only without the exponent's sign or the dot (1e+5)
+            signed = (f"{exponent[1]}{'' if '.' in exponent[1] else '.0'}e{exponent[2] or '+'}{exponent[3]}"
+                      if exponent else "")
+            # YAML 1.1 reads 1.0e308 (no sign) as text: "expected a number (got '1.0e308')" said no more.
+            hint = f"; YAML reads such an exponent as text: write {signed}" if signed else ""
+            raise self.error(f"expected a number (got {describe(self.node)}){hint}")
         raw = self._construct()
         assert isinstance(raw, (int, float))
         try:

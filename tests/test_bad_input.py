@@ -178,6 +178,12 @@ def test_numbers_past_what_their_use_holds_are_refused_where_they_are_written() 
                       ("- {log: x, repeat: 2, every: 100000}", "every")):
         with pytest.raises(LoomError, match=rf"^s.yaml:1: \[0\]\.{key}: (may be at most 86400|must be a finite)"):
             parse_script(step + "\n", "s.yaml")
+    # YAML 1.1 reads an exponent without its sign (or a mantissa without its dot) as text: said how to write it.
+    for written, fixed in (("1.0e308", "1.0e+308"), ("1e-5", "1.0e-5")):
+        with pytest.raises(ConfigError, match=rf"^x.yaml:1: coordination.lease_seconds: expected a number \(got "
+                                              rf"'{re.escape(written)}'\); YAML reads such an exponent as text: "
+                                              rf"write {re.escape(fixed)}$"):
+            parse_config(f"coordination: {{lease_seconds: {written}}}\n", "x.yaml")
 
 
 # -- 3. invalid character classes -------------------------------------------------------------
