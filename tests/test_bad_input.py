@@ -180,10 +180,10 @@ def test_numbers_past_what_their_use_holds_are_refused_where_they_are_written() 
             parse_script(step + "\n", "s.yaml")
     # YAML 1.1 reads an exponent without its sign (or a mantissa without its dot) as text: said how to write it.
     for written, fixed in (("1.0e308", "1.0e+308"), ("1e-5", "1.0e-5")):
-        with pytest.raises(ConfigError, match=rf"^x.yaml:1: coordination.lease_seconds: expected a number \(got "
+        with pytest.raises(ConfigError, match=rf"^x.yaml:1: gates\[0\].timeout: expected a number \(got "
                                               rf"'{re.escape(written)}'\); YAML reads such an exponent as text: "
                                               rf"write {re.escape(fixed)}$"):
-            parse_config(f"coordination: {{lease_seconds: {written}}}\n", "x.yaml")
+            parse_config(f"gates: [{{name: t, run: [x], timeout: {written}}}]\n", "x.yaml")
 
 
 # -- 3. invalid character classes -------------------------------------------------------------
