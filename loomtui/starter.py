@@ -39,14 +39,16 @@ class Starter:
     files: dict[str, str]
     gates: tuple[Gate, ...]
     lead: str | None
+    unread: tuple[str, ...] = ()
+    """A build file that could not be read for its checks, `file:line: why` (its gate was not looked for)."""
 
 
 PYTEST: Final = ("python", "-m", "pytest", "-q", "-p", "no:cacheprovider", "--junitxml={report}")
 
 
-def found_gates(root: Path) -> tuple[Gate, ...]:
+def found_gates(root: Path, unread: list[str] | None = None) -> tuple[Gate, ...]:
     """The checks this repository's own files say it has: its tests (by their runner) and, for Python,
-    that every module compiles."""
+    that every module compiles; a build file that does not parse is added to `unread` (`file:line: why`)."""
     gates: list[Gate] = []
     # Before the first commit the code is all untracked: then untracked files (not ignored) count. After it,
     # tracked ones only: a stray scratch.py in a JavaScript repository made Python gates every sandbox failed.
@@ -64,7 +66,7 @@ def found_gates(root: Path) -> tuple[Gate, ...]:
             pass
     if python and pytest_hint is not None:
         gates.append(Gate("tests", PYTEST, f"pytest, {pytest_hint}", junit=True))
-    package = _npm_test(root)
+    package = _npm_test(root, unread if unread is not None else [])
     if package:
         gates.append(Gate("npm-test", ("npm", "test", "--silent"), package))
     if (root / "go.mod").is_file():
@@ -76,11 +78,18 @@ def found_gates(root: Path) -> tuple[Gate, ...]:
     return tuple(gates)
 
 
-def _npm_test(root: Path) -> str | None:
-    """`package.json` when it has a test script of its own (npm's placeholder fails on purpose)."""
+def _npm_test(root: Path, unread: list[str]) -> str | None:
+    """`package.json` when it has a test script of its own (npm's placeholder fails on purpose); one that
+    does not parse is said in `unread` (it read as "gates none found", unexplained)."""
     try:
         scripts = json.loads((root / "package.json").read_text(encoding="utf-8")).get("scripts") or {}
-    except (OSError, ValueError, AttributeError):
+    except FileNotFoundError:
+        return None
+    except json.JSONDecodeError as exc:
+        unread.append(f"package.json:{exc.lineno}: not valid JSON ({exc.msg})")
+        return None
+    except (OSError, ValueError, AttributeError) as exc:
+        unread.append(f"package.json:1: cannot be read for its test script ({getattr(exc, 'strerror', None) or exc})")
         return None
     test = scripts.get("test") if isinstance(scripts, dict) else None
     return "package.json scripts.test" if isinstance(test, str) and "no test specified" not in test else None
@@ -88,8 +97,10 @@ def _npm_test(root: Path) -> str | None:
 
 def starter(root: Path, lead: str | None) -> Starter:
     """The starter files for the repository at `root`, `lead` (an email) its one lead to begin with."""
-    gates = found_gates(root)
-    return Starter({CONFIG_PATH: _config_text(gates), POLICY_PATH: _policy_text(lead, gates)}, gates, lead)
+    unread: list[str] = []
+    gates = found_gates(root, unread)
+    return Starter({CONFIG_PATH: _config_text(gates), POLICY_PATH: _policy_text(lead, gates)}, gates, lead,
+                   tuple(unread))
 
 
 def _config_text(gates: tuple[Gate, ...]) -> str:

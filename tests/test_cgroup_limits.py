@@ -43,7 +43,7 @@ def test_a_memory_limit_is_a_size_a_share_or_none_and_a_typo_is_said_at_its_line
     assert (config.limits.memory, config.limits.processes) == ("50%", 4096)  # the defaults
     with pytest.raises(ConfigError, match=r"loom\.yaml:3: limits\.memory: at least 32M"):
         parse_config("version: 1\nlimits:\n  memory: 8\n", ".loom/loom.yaml")
-    with pytest.raises(ConfigError, match=r"loom\.yaml:3: limits\.processes: must be at least 16"):
+    with pytest.raises(ConfigError, match=r"loom\.yaml:3: limits\.processes: must be between 16 and 4194304"):
         parse_config("version: 1\nlimits:\n  processes: 3\n", ".loom/loom.yaml")
     assert parse_config("version: 1\nlimits: {memory: none, processes: none}\n", "x").limits.processes is None
 

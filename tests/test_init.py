@@ -84,6 +84,12 @@ def test_other_runners_are_found_and_a_repository_without_one_is_told_to_add_its
     assert bare.returncode == 0 and "gates none found: add yours (README: Guardrails)" in bare.stdout
     assert load_config(placeholder).gates == ()
     assert "# gates:" in (placeholder / ".loom" / "loom.yaml").read_text()
+    # A package.json that does not parse is named, not read as a repository without tests.
+    broken = own_repo(tmp_path / "broken", {"package.json": '{\n  "scripts": {"test": "jest",}\n}\n'})
+    said = run_cli(broken, "init")
+    assert said.returncode == 0 and "gates none found" in said.stdout
+    assert ("loomtui: warning: package.json:2: not valid JSON (Expecting property name enclosed in double quotes): "
+            "its checks were not looked for") in said.stderr
 
 
 def test_outside_a_repository_init_is_one_line_and_writes_nothing(tmp_path: Path) -> None:

@@ -63,3 +63,25 @@ def test_a_terminal_s_line_ending_is_a_newline_and_a_carriage_return_inside_a_li
     lines, rest = whole_lines(b"one\r\ntwo\rFAKE\r\nthree\r")
     assert (lines, rest) == ([b"one", b"two\rFAKE"], b"three\r")
     assert whole_lines(rest + b"\n") == ([b"three"], b"")  # split across two reads
+
+
+def test_following_from_where_the_tail_ended_misses_no_line_written_between_the_two(tmp_path: Path) -> None:
+    """The Log tab read the tail, then followed from the file's end as it was a moment later: a line written
+    in between (an agent's first words, as the tab drew "no output yet") was never shown."""
+    log = tmp_path / "agent.log"
+    log.write_bytes(b"old\n")
+    position = log.stat().st_size
+    assert tail_lines(log, 200, position) == ["old"]
+    with log.open("ab") as handle:
+        handle.write(b"first words\n")  # between the tail and the follow
+    batches: list[list[str]] = []
+    stop = threading.Event()
+    follower = threading.Thread(target=follow_lines, args=(log, batches.append, stop.is_set),
+                                kwargs={"start": position})
+    follower.start()
+    try:
+        wait_until(lambda: bool(batches), what="the line written between the tail and the follow")
+    finally:
+        stop.set()
+        follower.join()
+    assert batches[0] == ["first words"]

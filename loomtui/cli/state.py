@@ -35,7 +35,8 @@ def cmd_init(args: argparse.Namespace) -> int:
     written = write_starter(root, made)
     if args.json:
         print_json({"written": [str(path) for path in written], "lead": made.lead,
-                    "gates": [{"name": g.name, "run": list(g.run), "found": g.found} for g in made.gates]})
+                    "gates": [{"name": g.name, "run": list(g.run), "found": g.found} for g in made.gates],
+                    "unread": list(made.unread)})
         return 0
     gates = ", ".join(f"{g.name} ({g.found})" for g in made.gates) or "none found: add yours (README: Guardrails)"
     # Paths and the next command as they work from here (run in a subfolder, `git add .loom` named nothing).
@@ -49,6 +50,8 @@ def cmd_init(args: argparse.Namespace) -> int:
           + (", to what decides how the gates' checks run (their config, conftest.py, ...)"
              if starter_rule_for_checks(made) else "")
           + " or of over 400 lines waits for a lead; the rest for one approval from a lead")
+    for unread in made.unread:
+        print(f"loomtui: warning: {escape_controls(unread)}: its checks were not looked for", file=sys.stderr)
     if made.lead and named_by_login(root):
         print(f"loomtui: warning: neither git's user.email nor $LOOM_USER says who you are: the lead written is "
               f"your login name {made.lead!r}, and your decisions are recorded under it; set `git config "

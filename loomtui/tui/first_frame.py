@@ -56,7 +56,7 @@ from textual.widgets import Footer
 class Bare(App):
     def compose(self):
         yield DataTable(id="table", cursor_type="row", zebra_stripes=True)
-        yield KeysFooter()
+        yield Footer(compact=True)
     def on_mount(self):
         table = self.query_one(DataTable)
         table.add_columns(*(f"column {n}" for n in range(10)))
@@ -67,7 +67,6 @@ Bare().run()
 
 _LOOMTUI = _STAMP + """
 from loomtui.cli import main
-from loomtui.tui.keys import KeysFooter
 raise SystemExit(main(["-C", sys.argv[2]]))
 """
 

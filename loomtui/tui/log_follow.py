@@ -12,10 +12,12 @@ from loomtui.execution.log_lines import MAX_TAIL_BYTES, whole_lines
 POLL_S: Final = 0.2
 
 
-def follow_lines(path: Path, emit: Callable[[list[str]], object], cancelled: Callable[[], bool]) -> None:
-    """Call `emit` with each batch of whole lines written to `path` from its end now on, until
-    `cancelled()`; a file cut back (a full disk) is followed from its new end, a missing one waited for."""
-    offset = path.stat().st_size if path.exists() else 0
+def follow_lines(path: Path, emit: Callable[[list[str]], object], cancelled: Callable[[], bool],
+                 start: int | None = None) -> None:
+    """Call `emit` with each batch of whole lines written to `path` from byte `start` on (default: its end
+    now), until `cancelled()`; a file cut back (a full disk, a log moved aside) is followed from its new end,
+    a missing one waited for."""
+    offset = start if start is not None else (path.stat().st_size if path.exists() else 0)
     pending = b""
     while not cancelled():
         skipped = 0

@@ -386,12 +386,19 @@ class DashboardScreen(LoomScreen[None]):
         from textual.worker import get_current_worker
 
         from loomtui.execution.activity import readable_lines
+        from loomtui.execution.log_lines import tail_lines
         from loomtui.tui.log_follow import follow_lines
 
         worker = get_current_worker()
         path = Path(sandboxes.log_path(self.loom.workspace, sandbox_id))
         output, worktree = sandboxes.log_format(self.loom.workspace, sandbox_id)  # Claude's stream-json, read
-        tail = readable_lines(output, sandboxes.read_log_tail(self.loom.workspace, sandbox_id, 200), worktree)
+        # The tail and what follows it from one offset: a line written between the two was lost (the tab
+        # waited on "no output yet" for good).
+        try:
+            position = path.stat().st_size
+        except OSError:
+            position = 0
+        tail = readable_lines(output, tail_lines(path, 200, position), worktree)
         waiting = not tail  # the line saying so goes once the first output comes
         if waiting:  # a blank tab read as broken: say that there is nothing, and whether more may come
             record = self.loom.workspace.store.get_sandbox(sandbox_id)
@@ -410,7 +417,7 @@ class DashboardScreen(LoomScreen[None]):
                 self.app.call_from_thread(log.clear)
             self.app.call_from_thread(log.write_lines, lines)
 
-        follow_lines(path, arrived, lambda: worker.is_cancelled)
+        follow_lines(path, arrived, lambda: worker.is_cancelled, start=position)
 
     @work(thread=True, exclusive=True, group="diff-stats", exit_on_error=False)
     def _diff_stats(self, sandbox_id: str) -> None:
