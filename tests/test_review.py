@@ -438,6 +438,69 @@ def test_a_forged_merge_of_the_targets_tip_is_judged_by_what_the_merge_brings_in
     assert "SECURITY_FIX" in git(billing, "show", "main:payments/ledger.py")
 
 
+def _docs_edit_of_a_file_main_moves_into_payments(billing: Path) -> tuple[Workspace, SandboxRecord, str]:
+    """A docs example committed on main, a sandbox's edit of it (docs only), and the branch its tip."""
+    example = billing / "docs" / "examples" / "late_fee.py"
+    example.parent.mkdir(parents=True, exist_ok=True)
+    example.write_text("rate = 5\n")
+    git(billing, "add", "-A")
+    git(billing, "commit", "-qm", "A docs example")
+    workspace, record = _idle_sandbox(billing)
+    worktree = Path(record.worktree)
+    (worktree / "docs" / "examples" / "late_fee.py").write_text("rate = 0  # waived\n")
+    git(worktree, "commit", "-qam", "Tidy the docs example")
+    return workspace, record, git(worktree, "rev-parse", "HEAD").strip()
+
+
+def _main_moves_the_example_into_payments(billing: Path) -> None:
+    git(billing, "mv", "docs/examples/late_fee.py", "payments/late_fee.py")
+    git(billing, "commit", "-qm", "The late fee is payments code")
+
+
+def test_a_docs_edit_of_a_file_the_target_moved_into_payments_is_judged_where_the_merge_puts_it(
+        billing: Path) -> None:
+    """git's merge follows renames: an edit of docs/x.py, which main had since moved to payments/x.py, was
+    judged "docs only" from the branch's own diff, auto-approved and merged into payments/ (the CI gate
+    passed it too)."""
+    from loomtui.governance.review import review_sandbox
+
+    workspace, record, tip = _docs_edit_of_a_file_main_moves_into_payments(billing)
+    _main_moves_the_example_into_payments(billing)
+    _agent_left(workspace, record, tip)
+    judged = review_sandbox(workspace, record.id)
+    assert judged.evaluation.outcome != "auto_approve" and judged.escalation is not None, judged.line()
+    assert "payments/late_fee.py" in judged.escalation.data["facts"]["paths"]
+    assert "payments-high-risk" in judged.evaluation.rule_names()
+    assert git(billing, "show", "main:payments/late_fee.py") == "rate = 5"
+    gated = run_cli(billing, "gate", "--base", "main", "--head", record.branch)
+    assert gated.returncode != 0 and "auto-approved" not in gated.stdout, gated.stdout
+
+
+def test_a_merge_onto_a_target_that_moved_what_was_approved_is_reviewed_again_first(billing: Path) -> None:
+    """Approved as docs only, then main moved the file into payments/ before the merge: the merge would have
+    put the edit there unjudged; it is refused and the change reviewed again, now as a payments change."""
+    from loomtui.execution.lifecycle import APPROVED
+    from loomtui.governance.review import review_sandbox
+    from loomtui.workflow.engine import advance
+
+    workspace, record, tip = _docs_edit_of_a_file_main_moves_into_payments(billing)
+    merge_mode(billing, "manual")  # approved, then merged by a person later
+    _agent_left(workspace, record, tip)
+    assert review_sandbox(workspace, record.id).evaluation.outcome == "auto_approve"
+    assert workspace.store.get_sandbox(record.id).status == APPROVED
+    _main_moves_the_example_into_payments(billing)
+    refused = run_cli(billing, "sandbox", "merge", record.id)
+    assert refused.returncode == 1 and refused.stderr.count("\n") == 1, refused.stderr
+    assert "would change payments/late_fee.py, which its review did not judge" in refused.stderr
+    assert "; it now waits for a decision on escalation #" in refused.stderr
+    assert git(billing, "show", "main:payments/late_fee.py") == "rate = 5"  # nothing merged
+    moved = advance(workspace, record.id)
+    escalation = workspace.store.get_escalation(workspace.store.get_sandbox(record.id).data["review_escalation"])
+    assert moved.status == "awaiting_review" and escalation is not None, moved
+    assert "payments/late_fee.py" in escalation.data["facts"]["paths"]
+    assert "sandbox.merge_unjudged" in [e.action for e in workspace.audit.tail(50)]
+
+
 def test_a_tip_that_meets_the_target_at_two_commits_is_not_judged(billing: Path) -> None:
     """Two parents on main unrelated to each other: git's one merge base was the agent's pick, the change
     measured from it read "docs only" and merged, and the merge (from both) reverted a payments change."""

@@ -45,6 +45,17 @@ def changed_files(root: Path, base: str, head: str | None = None) -> list[str]:
     return sorted({n for n in names if n})
 
 
+def merged_paths(root: Path, onto: str, head: str) -> list[str]:
+    """Paths merging `head` into `onto` changes there, as the merge computes them: git follows renames, so
+    a file the branch changed that `onto` has since renamed (docs/x.py, now payments/x.py) is changed at its
+    new path, which the branch's own diff never names. [] when the merge would conflict (nothing merges)."""
+    merged = Git(root).run("merge-tree", "--write-tree", "--no-messages", onto, head)
+    if merged.status != 0:
+        return []
+    tree = merged.out.split("\n", 1)[0].strip()
+    return sorted(n for n in _git(root, "diff", "--name-only", "--no-renames", "-z", onto, tree).split("\0") if n)
+
+
 def diff_regions(root: Path, base: str, head: str | None = None,
                  claims: Sequence[ClaimRecord] | None = None) -> list[ChangedRegion]:
     """Regions changed since `base`; with `claims`, each says whether those claims cover it."""

@@ -239,6 +239,22 @@ class MergeConflict(LoomError):
         self.paths = list(paths)
 
 
+REVIEWED_PATHS_KEY = "reviewed_paths"
+"""The paths its review judged (its own change and what merging it into its target changed there then)."""
+UNJUDGED_KEY = "merge_unjudged"
+"""Paths a merge would have changed that its review did not judge: it is reviewed again before it merges."""
+
+
+class MergeNeedsReview(LoomError):
+    """The merge would change paths its review did not judge; nothing was changed (exit code 1)."""
+
+    exit_code = 1
+
+    def __init__(self, message: str, paths: Sequence[str]) -> None:
+        super().__init__(message)
+        self.paths = list(paths)
+
+
 def merge(workspace: Workspace, sandbox_id: str, *, into: str | None = None,
           trailers: Sequence[tuple[str, str]] = ()) -> MergeResult:
     """Merge an approved sandbox's branch into its target, only if the merge is clean.
@@ -299,6 +315,7 @@ def _merge_onto_target(workspace: Workspace, repo: Git, record: SandboxRecord, t
     if check.status != 0:
         raise GitFailed(f"git merge-tree failed: {first_line(check.err or check.out)}")
     tree = check.out.splitlines()[0].strip()
+    _refuse_unjudged(workspace, repo, record, target, target_sha, tip, tree)
     # The audit head goes into the merge commit (`Loom-Audit:`), so a later rewrite of the
     # log contradicts a commit other clones hold (`loomtui audit verify` checks it).
     anchor = head_trailer(workspace.audit, workspace.root)
@@ -327,6 +344,28 @@ def _merge_onto_target(workspace: Workspace, repo: Git, record: SandboxRecord, t
         repo.out("update-ref", "-m", f"loomtui: merge sandbox {record.id}", f"refs/heads/{target}", commit,
                  target_sha)
     return commit, updated
+
+
+def _refuse_unjudged(workspace: Workspace, repo: Git, record: SandboxRecord, target: str, target_sha: str, tip: str,
+                     tree: str) -> None:
+    """Refuse a merge that changes on `target` a path its review did not judge: git's merge follows renames,
+    so an edit of docs/x.py, which the target has since moved to payments/x.py, lands in payments/ (judged
+    "docs only", it was auto-approved and merged there)."""
+    from loomtui.coordination.diff import changed_files
+
+    changed = {name for name in repo.out("diff", "--name-only", "--no-renames", "-z", target_sha, tree).split("\0")
+               if name}
+    judged = record.data.get(REVIEWED_PATHS_KEY)
+    allowed = set(judged) if isinstance(judged, list) else set(
+        changed_files(workspace.root, measured_from(repo, record, tip), tip))  # reviewed before this was kept
+    unjudged = sorted(changed - allowed)
+    if unjudged:
+        workspace.record("sandbox.merge_unjudged", record.id, {"target": target, "target_sha": target_sha,
+                                                                "paths": unjudged})
+        raise MergeNeedsReview(
+            f"merging {record.branch} into {target} would change {listed(unjudged)}, which its review did not judge "
+            f"({target} has moved or renamed what it changed since): it is reviewed again first; nothing was "
+            "changed", unjudged)
 
 
 # -- removal -------------------------------------------------------------------------------

@@ -198,7 +198,7 @@ def run_gate(root: Path, policy: Policy | None = None, *, base: str | None = Non
     elif store is None:
         notes.append(f"{without_store}: gate results recorded in loomtui are not visible; approvals are "
                      f"read from {NOTES_REF}")
-    facts = change_facts(root, merge_base, head_sha, gates=gates, runtime=runtime, author=author)
+    facts = change_facts(root, merge_base, head_sha, gates=gates, runtime=runtime, author=author, onto=base_sha)
     evaluation = evaluate(policy, facts)
     if sandbox is None and policy.separation_of_duties and evaluation.outcome == "require":
         notes.append(f"separation of duties: the author is {facts.author or 'unknown'} as the head commit names "

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from loomtui.coordination.diff import changed_files, diff_regions
+from loomtui.coordination.diff import changed_files, diff_regions, merged_paths
 from loomtui.gitcmd import Git, GitFailed
 from loomtui.governance.policy import ChangeFacts
 
@@ -37,12 +37,18 @@ def lines_changed(root: Path, base: str, head: str | None = None) -> int:
 
 def change_facts(root: Path, base: str, head: str | None = None, *, gates: Mapping[str, str] | None = None,
                  runtime: str | None = None, author: str | None = None,
-                 labels: Sequence[str] = ()) -> ChangeFacts:
-    """Facts for the post-gate policy run on the diff from base to head."""
+                 labels: Sequence[str] = (), onto: str | None = None) -> ChangeFacts:
+    """Facts for the post-gate policy run on the diff from base to head; with `onto` (the target's tip),
+    its paths are also those the merge into it changes there (`merged_paths`)."""
     changes = diff_regions(root, base, head)
+    paths = set(changed_files(root, base, head))
+    if onto is not None and head is not None:
+        # A docs edit of a file the target has since moved into payments/ merged into payments/, judged
+        # "docs only" and auto-approved.
+        paths.update(merged_paths(root, onto, head))
     return ChangeFacts(
         stage="post-gate",
-        paths=tuple(changed_files(root, base, head)),
+        paths=tuple(sorted(paths)),
         regions=tuple(sorted({c.region_id for c in changes})),
         signature_changed=tuple(sorted({c.region_id for c in changes if c.signature_changed})),
         lines_changed=lines_changed(root, base, head),

@@ -28,7 +28,7 @@ from loomtui.execution.lifecycle import (
     REJECTED,
     transition,
 )
-from loomtui.execution.review import measured_from
+from loomtui.execution.review import REVIEWED_PATHS_KEY, UNJUDGED_KEY, measured_from
 from loomtui.execution.sandboxes import get_sandbox, stopped_by
 from loomtui.globs import name_problem
 from loomtui.governance.escalations import (
@@ -110,7 +110,7 @@ def review_sandbox(workspace: Workspace, sandbox_id: str, *, policy: Policy | No
         raise LoomError(f"sandbox {record.id} has no branch tip or base commit to review", exit_code=1)
     previous = _escalation(workspace, record)
     again = (record.status == AWAITING_REVIEW and previous is not None and previous.data.get("commit") != tip) or (
-        record.status == APPROVED and record.approved_commit != tip)
+        record.status == APPROVED and (record.approved_commit != tip or bool(record.data.get(UNJUDGED_KEY))))
     redo = redo and record.status == GATING
     if record.status not in REVIEWABLE and not again and not redo:
         if record.status in (AWAITING_REVIEW, APPROVED):  # reviewed already, and nothing new since
@@ -147,7 +147,8 @@ def review_sandbox(workspace: Workspace, sandbox_id: str, *, policy: Policy | No
     facts = replace(
         # From where tip and target meet, what the merge brings in: not from its base alone.
         change_facts(workspace.root, since, tip, gates={r.gate: r.status for r in results},
-                     runtime=record.runtime, author=record.created_by or None),
+                     runtime=record.runtime, author=record.created_by or None,
+                     onto=repo.resolve_commit(f"refs/heads/{record.target}") if record.target else None),
         eval_score=report.score.total if report.score is not None else None,
         eval_items={item.name: str(item.status) for item in report.score.items} if report.score is not None else {},
         regressions=report.regressions, merged_breaks=breaks)
@@ -162,10 +163,12 @@ def review_sandbox(workspace: Workspace, sandbox_id: str, *, policy: Policy | No
     workspace.record("policy.evaluated", record.id, {
         "stage": "post-gate", "commit": tip, "outcome": evaluation.outcome, "risk": evaluation.risk,
         "rules": list(evaluation.rule_names()), "needs": [r.describe() for r in evaluation.requirements]})
+    # What the merge may change: what was judged here (a merge onto a target that moved on is checked against it).
+    judged = {REVIEWED_PATHS_KEY: list(facts.paths), UNJUDGED_KEY: None}
     if evaluation.outcome == "auto_approve":
         record = transition(workspace, record.id, APPROVED, allowed_from=frozenset({GATING}),
                             reason=f"auto-approved by the policy ({', '.join(evaluation.rule_names())})",
-                            data={"approved_commit": tip}, audit={"commit": tip})
+                            data={"approved_commit": tip, **judged}, audit={"commit": tip})
         return ReviewOutcome(record, tip, results, evaluation, None, report)
     gates = {r.gate: {"status": r.status, "summary": r.summary, "failed_tests": list(r.failed_tests),
                       "run": r.run_id} for r in results}
@@ -177,7 +180,7 @@ def review_sandbox(workspace: Workspace, sandbox_id: str, *, policy: Policy | No
             "score": report.score.total if report.score is not None else None, "breaks_with": list(breaks)}})
     record = transition(workspace, record.id, AWAITING_REVIEW, allowed_from=frozenset({GATING}),
                         reason=f"escalation #{escalation.id}: {evaluation.outcome}",
-                        data={ESCALATION_KEY: escalation.id})
+                        data={ESCALATION_KEY: escalation.id, **judged})
     return ReviewOutcome(record, tip, results, evaluation, escalation, report)
 
 

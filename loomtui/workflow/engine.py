@@ -34,7 +34,7 @@ from loomtui.execution.lifecycle import (
     REJECTED,
     transition,
 )
-from loomtui.execution.review import MergeConflict, merge
+from loomtui.execution.review import UNJUDGED_KEY, MergeConflict, MergeNeedsReview, merge
 from loomtui.governance.coordinator import governed_coordinator
 from loomtui.governance.escalations import CLEARED, withdraw_open
 from loomtui.governance.hooks import install_hooks
@@ -324,6 +324,9 @@ class Workflow:
             workspace.store.update_sandbox(record.id, data={MERGE_CONFLICT_KEY: {
                 "target": target, "target_sha": target_sha, "paths": exc.paths, "message": str(exc)}})
             return f"merge waits: {exc}"
+        except MergeNeedsReview as exc:  # its next step is the review again (then the decision it asks for)
+            workspace.store.update_sandbox(record.id, data={UNJUDGED_KEY: exc.paths})
+            return f"merge waits: {exc}"
         self._after_merge(record.id)
         return f"merged into {result.target} as {result.commit[:12]}"
 
@@ -447,7 +450,11 @@ def request_merge(workspace: Workspace, sandbox_id: str, *, into: str | None = N
         time.sleep(0.2)
         result = flow.advance(record.id)
     if result.status != MERGED:
-        raise LoomError(f"sandbox {record.id} was not merged: {result.now.line()}", exit_code=1)
+        # Why it went back to a review first, when it did: "waits for a decision" alone read as a bug.
+        why = next((line.removeprefix("merge waits: ") for line in result.done
+                    if line.startswith("merge waits: ") and "did not judge" in line), "")
+        raise LoomError(f"sandbox {record.id} was not merged: {why + '; it now ' if why else ''}"
+                        f"{result.now.line()}", exit_code=1)
     return result
 
 

@@ -33,6 +33,7 @@ from loomtui.execution.lifecycle import (
     REMOVING_KEY,
 )
 from loomtui.execution.procs import identity, is_alive
+from loomtui.execution.review import UNJUDGED_KEY
 from loomtui.execution.sandboxes import has_commits, has_worktree, stopped_by
 from loomtui.execution.seen_objects import publishing
 from loomtui.governance.escalations import CLEARED, EscalationStatus
@@ -360,6 +361,9 @@ def _next_step(workspace: Workspace, record: SandboxRecord, merge_mode: str, kno
         tip = Git(workspace.root).resolve_commit(record.branch) if record.branch else None
         if tip and tip != record.approved_commit:
             return StepView(Step.REVIEW, "new commits since its approval")
+        if record.data.get(UNJUDGED_KEY):
+            return StepView(Step.REVIEW, f"its merge would change {', '.join(record.data[UNJUDGED_KEY])}, which its "
+                                         "review did not judge")
         conflict = record.data.get(MERGE_CONFLICT_KEY)
         if conflict and conflict.get("target_sha") == Git(workspace.root).resolve_commit(
                 str(conflict.get("target"))):
