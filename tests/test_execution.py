@@ -1120,7 +1120,8 @@ def test_an_agents_log_keeps_its_newest_output_on_a_bounded_disk(tmp_path: Path)
     """A hostile agent wrote 3 GB of output in 15 s onto the disk the store and the audit log live on; and
     where the first 256 MiB were kept, an agent's last line (why it failed) was lost, and a run after a full
     one kept nothing."""
-    from loomtui.execution.agent_log import LogWriter, earlier_log
+    from loomtui.execution.agent_log import LogWriter
+    from loomtui.execution.log_lines import earlier_log, log_tail
 
     path = tmp_path / "agent.log"
     log = LogWriter(path, limit=1000)
@@ -1138,6 +1139,8 @@ def test_an_agents_log_keeps_its_newest_output_on_a_bounded_disk(tmp_path: Path)
     numbers = [int(n) for n in re.findall(r"line (\d\d)", shown)]
     assert numbers == list(range(numbers[0], 50)) and numbers[0] > 0  # the newest, in order, none lost between
     assert aside.endswith(b"\n")  # the line cut by the move ends whole; it goes on in the new log
+    # A tail just after a move reads on into the moved log (it was the one line saying where the rest was).
+    assert len(log_tail(path, 20)) == 20 and log_tail(path, 20)[-1] == "the last line: why it failed"
     # A second run, appending to the full log of the first: its output is kept (it kept none of it).
     again = LogWriter(path, limit=1000)
     again.write(b"second run: hello\n" * 60)

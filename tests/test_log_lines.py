@@ -85,3 +85,26 @@ def test_following_from_where_the_tail_ended_misses_no_line_written_between_the_
         stop.set()
         follower.join()
     assert batches[0] == ["first words"]
+
+
+def test_a_reader_goes_on_across_the_log_being_moved_aside_and_misses_nothing(tmp_path: Path) -> None:
+    """`logs -f` kept its offset into the new log and went silent for good once the log was moved aside to
+    agent.log.1; the app's follower skipped to the new log's end, losing what came between."""
+    from loomtui.execution.agent_log import LogWriter
+    from loomtui.execution.log_lines import LogCursor
+
+    path = tmp_path / "agent.log"
+    writer = LogWriter(path, limit=2000)
+    cursor = LogCursor(path)
+    read: list[bytes] = []
+    for n in range(600):
+        writer.write(f"line {n:03}\n".encode())
+        if n % 150 == 149:  # a reader's look between the moves (each holds some 180 lines)
+            while chunk := cursor.read(512):
+                read.append(chunk)
+    writer.close()
+    while chunk := cursor.read(512):
+        read.append(chunk)
+    lines = [line for line in b"".join(read).decode().splitlines() if line.startswith("line ")]
+    assert lines == [f"line {n:03}" for n in range(600)]
+    assert b"".join(read).count("── loomtui: the agent's output before this is in agent.log.1".encode()) == 2

@@ -7,6 +7,8 @@ import os
 from pathlib import Path
 from typing import Final
 
+from loomtui.execution.log_lines import earlier_log
+
 
 class LogWriteFailed(Exception):
     """Writing the agent log failed; the log was cut back to its last whole line."""
@@ -18,11 +20,6 @@ one moved there before) and a new one begun, so the newest 128 to 256 MiB of its
 agent says why it failed (the first 256 MiB were kept: an agent that printed 300 MB lost its last line,
 and a run after it kept nothing). 3 GB in 15 s had filled the disk the store and the audit log live on.
 The agent runs on; only its oldest output is dropped."""
-
-
-def earlier_log(path: Path) -> Path:
-    """Where a log's earlier output is moved once the log is full (`agent.log.1`)."""
-    return path.with_name(f"{path.name}.1")
 
 
 class LogWriter:

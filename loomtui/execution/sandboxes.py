@@ -55,7 +55,7 @@ from loomtui.execution.lifecycle import (
     PLANNED,
     transition,
 )
-from loomtui.execution.log_lines import MAX_TAIL_BYTES, tail_lines, whole_lines
+from loomtui.execution.log_lines import MAX_TAIL_BYTES, LogCursor, log_tail, whole_lines
 from loomtui.execution.mcpconfig import mcp_config_path, write_mcp_config
 from loomtui.execution.procs import is_alive
 from loomtui.execution.runtimes import OUTPUT_PLAIN, find_runtime, prepare_launch, uses_placeholder
@@ -519,7 +519,7 @@ def log_format(workspace: Workspace, sandbox_id: str) -> tuple[str, str | None]:
 
 def read_log_tail(workspace: Workspace, sandbox_id: str, lines: int = 50) -> list[str]:
     """The last `lines` lines of a sandbox's log (cheap on large logs)."""
-    return tail_lines(log_path(workspace, sandbox_id), lines)
+    return log_tail(log_path(workspace, sandbox_id), lines)
 
 
 def follow_log(workspace: Workspace, sandbox_id: str, *, last: int = 0, poll: float = 0.2) -> Iterator[str]:
@@ -529,18 +529,12 @@ def follow_log(workspace: Workspace, sandbox_id: str, *, last: int = 0, poll: fl
     """
     record = get_sandbox(workspace, sandbox_id)
     path = sandbox_paths(workspace.paths, record.id).log
-    position = path.stat().st_size if path.exists() else 0
-    yield from tail_lines(path, last, position)
+    cursor = LogCursor(path)  # across the log's moves aside (agent.log.1) as it grows
+    yield from log_tail(path, last, cursor.offset)
     pending = b""
     while True:
         ended = get_sandbox(workspace, record.id).status not in LIVE | {PLANNED}
-        try:
-            with open(path, "rb") as handle:
-                handle.seek(position)
-                chunk = handle.read(MAX_TAIL_BYTES)  # a piece at a time: the agent may have written GBs
-        except FileNotFoundError:
-            chunk = b""
-        position += len(chunk)
+        chunk = cursor.read(MAX_TAIL_BYTES)  # a piece at a time: the agent may have written GBs
         complete, pending = whole_lines(pending + chunk)
         for line in complete:
             yield line.decode("utf-8", errors="replace")

@@ -386,7 +386,7 @@ class DashboardScreen(LoomScreen[None]):
         from textual.worker import get_current_worker
 
         from loomtui.execution.activity import readable_lines
-        from loomtui.execution.log_lines import tail_lines
+        from loomtui.execution.log_lines import log_tail
         from loomtui.tui.log_follow import follow_lines
 
         worker = get_current_worker()
@@ -398,7 +398,7 @@ class DashboardScreen(LoomScreen[None]):
             position = path.stat().st_size
         except OSError:
             position = 0
-        tail = readable_lines(output, tail_lines(path, 200, position), worktree)
+        tail = readable_lines(output, log_tail(path, 200, position), worktree)
         waiting = not tail  # the line saying so goes once the first output comes
         if waiting:  # a blank tab read as broken: say that there is nothing, and whether more may come
             record = self.loom.workspace.store.get_sandbox(sandbox_id)
