@@ -29,9 +29,9 @@ from loomtui.coordination.targets import BadTarget
 from loomtui.errors import LoomError, abridged, listed, quoted, shown
 from loomtui.execution import agent_control, recovery, review
 from loomtui.execution import sandboxes as engine
-from loomtui.execution.activity import readable_lines
 from loomtui.execution.lifecycle import PLANNED
 from loomtui.execution.log_lines import MAX_TAIL_BYTES
+from loomtui.execution.readable_log import ReadableLog, readable_tail
 from loomtui.execution.runtimes import OUTPUT_PLAIN
 from loomtui.gitcmd import Git
 from loomtui.store import SandboxRecord
@@ -258,13 +258,13 @@ def cmd_logs(args: argparse.Namespace) -> int:
     # Claude Code's stream-json read as what happened (one JSON event a line, the model's words buried
     # in escapes); --raw prints the log as the agent wrote it.
     output, worktree = (OUTPUT_PLAIN, None) if args.raw else engine.log_format(workspace, args.id)
+    log = engine.log_path(workspace, args.id)
     if not args.follow:
-        lines = engine.read_log_tail(workspace, args.id, args.n)
-        for line in readable_lines(output, lines, worktree):
+        lines, wrote = readable_tail(log, output, worktree, args.n)
+        for line in lines:
             print(line)
-        if not lines and args.n:  # said, as the app's Log tab says it: nothing printed read as a broken command
+        if not wrote and args.n:  # said, as the app's Log tab says it: nothing printed read as a broken command
             print(f"sandbox {args.id}: the agent wrote no output (yet)", file=sys.stderr)
-        log = engine.log_path(workspace, args.id)
         with contextlib.suppress(OSError):
             if len(lines) < args.n and log.stat().st_size > MAX_TAIL_BYTES:
                 # The read stops at the tail's byte bound: an agent's one huge line left the earlier ones out
@@ -272,9 +272,8 @@ def cmd_logs(args: argparse.Namespace) -> int:
                 print(f"sandbox {args.id}: only the last {MAX_TAIL_BYTES >> 20} MiB of its log is read here "
                       f"({len(lines)} lines); the whole log is {log}", file=sys.stderr)
         return 0
-    for line in engine.follow_log(workspace, args.id, last=args.n):
-        for shown_line in readable_lines(output, [line], worktree):
-            print(shown_line, flush=True)
+    for line in ReadableLog(output, worktree).lines(engine.follow_log(workspace, args.id, last=args.n)):
+        print(line, flush=True)
     return 0
 
 

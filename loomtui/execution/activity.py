@@ -155,32 +155,6 @@ CHECKS: dict[str, Callable[[str], bool]] = {
 }
 
 
-READING_MARKS: dict[str, str] = {"init": "·", "retry": "!", "tool": "▸", "error": "✗", "denied": "✗",
-                                 "result": "■"}
-"""The mark before each kind of activity in a log as a person reads it (what the model said has none)."""
-
-
-def readable_lines(output: str, lines: list[str], worktree: str | None = None) -> list[str]:
-    """A log's lines as a person reads them: Claude Code's stream-json as what happened in each
-    event (the model's words whole, each tool it called, errors, denials, its closing result; a
-    path in the `worktree` as the repository names it) and nothing for an event that tells a reader
-    nothing (a tool's output, a hook starting); any other line (loomtui's own notes, what the agent
-    wrote to stderr) as written."""
-    if output != OUTPUT_CLAUDE_STREAM:
-        return lines
-    shown: list[str] = []
-    # Cut from the event before it is read: a summary is cut to a line, and the path took most of it.
-    inside = f"{worktree.rstrip('/')}/" if worktree else None
-    for line in lines:
-        if not line.startswith("{") or not is_stream_json(line):
-            shown.append(line)
-            continue
-        for activity in parse_claude_stream(line.replace(inside, "") if inside else line, whole_text=True):
-            mark = READING_MARKS.get(activity["kind"])
-            shown.extend([f"{mark} {activity['summary']}"] if mark else activity["summary"].splitlines())
-    return shown
-
-
 def parser_for(output: str) -> Callable[[str], list[Activity]] | None:
     """The parser for a runtime's output format; None for plain output."""
     return PARSERS.get(output)

@@ -385,8 +385,7 @@ class DashboardScreen(LoomScreen[None]):
         """Stream the selected sandbox's log into the Log tab until another is selected."""
         from textual.worker import get_current_worker
 
-        from loomtui.execution.activity import readable_lines
-        from loomtui.execution.log_lines import log_tail
+        from loomtui.execution.readable_log import ReadableLog, readable_tail
         from loomtui.tui.log_follow import follow_lines
 
         worker = get_current_worker()
@@ -398,18 +397,22 @@ class DashboardScreen(LoomScreen[None]):
             position = path.stat().st_size
         except OSError:
             position = 0
-        tail = readable_lines(output, log_tail(path, 200, position), worktree)
+        tail, wrote = readable_tail(path, output, worktree, 200, position)
         waiting = not tail  # the line saying so goes once the first output comes
         if waiting:  # a blank tab read as broken: say that there is nothing, and whether more may come
             record = self.loom.workspace.store.get_sandbox(sandbox_id)
             live = record is not None and record.status in RUNNING_OR_TO_RUN
-            tail = ["(no output yet: it appears here as the agent writes it)" if live else
+            tail = ["(nothing to read here yet: its output so far is tool results; `loomtui sandbox logs --raw` "
+                    "has them)" if wrote else
+                    "(no output yet: it appears here as the agent writes it)" if live else
                     "(the agent wrote no output)"]
         self.app.call_from_thread(log.write_lines, tail)
 
+        reading = ReadableLog(output, worktree)  # one for the whole follow: an event's pieces may span batches
+
         def arrived(lines: list[str]) -> None:
             nonlocal waiting
-            lines = readable_lines(output, lines, worktree)
+            lines = list(reading.lines(lines))
             if not lines:
                 return
             if waiting:

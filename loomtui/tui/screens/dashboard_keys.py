@@ -46,7 +46,7 @@ DASHBOARD_BINDINGS: Final[list[BindingType]] = [
     # The detail's tabs from anywhere, as lazygit's `[` `]`: it took tab to reach the tab strip, then ← →,
     # and neither the footer nor `?` said so.
     Binding("left_square_bracket", "detail_tab(-1)", "Previous tab", key_display="[", id="dashboard.tab_previous",
-            show=False, tooltip="The detail's previous tab (Details, Log, Claims, Activity, Context, Evals)"),
+            show=False, tooltip="The detail's previous tab (Details, Log, Claims, ...)"),
     Binding("right_square_bracket", "detail_tab(1)", "Next tab", key_display="]", id="dashboard.tab_next",
             show=False, tooltip="The detail's next tab"),
     Binding("w", "wrap", "Wrap lines", id="dashboard.wrap",

@@ -1,0 +1,72 @@
+"""An agent's log as a person reads it (`sandbox logs`, the app's Log tab): Claude Code's stream-json as
+what happened in each event, any other output as written."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Final
+
+from loomtui.execution.activity import is_stream_json, parse_claude_stream
+from loomtui.execution.log_lines import MAX_LINE_BYTES, log_tail
+from loomtui.execution.runtimes import OUTPUT_CLAUDE_STREAM
+
+READING_MARKS: Final = {"init": "·", "retry": "!", "tool": "▸", "error": "✗", "denied": "✗", "result": "■"}
+"""The mark before each kind of activity in a log as a person reads it (what the model said has none)."""
+_PIECE: Final = MAX_LINE_BYTES - 8
+"""A line this long (in bytes, as decoded and encoded again) is a piece of a longer one (log_lines)."""
+MAX_TAIL_LINES: Final = 100_000
+
+
+class ReadableLog:
+    """Renders a log's lines in order, keeping what one line says of the next (an event over 64 KiB comes
+    in pieces, the first starting `{` but none of them JSON: they showed as pages of escaped JSON)."""
+
+    def __init__(self, output: str, worktree: str | None = None) -> None:
+        self.output = output
+        # Cut from the event before it is read: a summary is cut to a line, and the path took most of it.
+        self.inside = f"{worktree.rstrip('/')}/" if worktree else None
+        self.piece_bytes = 0  # of a long event read so far in pieces
+
+    def lines(self, lines: Iterable[str]) -> Iterator[str]:
+        """Claude Code's stream-json as what happened in each event (the model's words whole, each tool it
+        called, errors, denials, its closing result; a path in the worktree as the repository names it) and
+        nothing for an event that tells a reader nothing (a tool's output, a hook starting); any other line
+        (loomtui's own notes, what the agent wrote to stderr) as written."""
+        for line in lines:
+            if self.output != OUTPUT_CLAUDE_STREAM:
+                yield line
+                continue
+            size = len(line.encode("utf-8", "replace"))
+            if self.piece_bytes or (size >= _PIECE and line.startswith("{") and not is_stream_json(line)):
+                self.piece_bytes += size
+                if size < _PIECE:  # its last piece
+                    yield f"… an event of {self.piece_bytes >> 10} KiB, not shown (`sandbox logs --raw` has it)"
+                    self.piece_bytes = 0
+                continue
+            if not line.startswith("{") or not is_stream_json(line):
+                yield line
+                continue
+            for activity in parse_claude_stream(line.replace(self.inside, "") if self.inside else line,
+                                                whole_text=True):
+                mark = READING_MARKS.get(activity["kind"])
+                yield from [f"{mark} {activity['summary']}"] if mark else activity["summary"].splitlines()
+
+
+def readable_lines(output: str, lines: Iterable[str], worktree: str | None = None) -> list[str]:
+    """`lines` of a log in `output`'s format as a person reads them (`ReadableLog`)."""
+    return list(ReadableLog(output, worktree).lines(lines))
+
+
+def readable_tail(path: Path, output: str, worktree: str | None, count: int,
+                  end: int | None = None) -> tuple[list[str], bool]:
+    """The last `count` lines of a log as a person reads them, read further back while events that show
+    nothing (a tool's output) leave fewer (`-n 20` printed nothing after a run of tool results); and whether
+    the log holds any line at all."""
+    ask = count
+    while True:
+        raw = log_tail(path, ask, end)
+        shown = readable_lines(output, raw, worktree)
+        if len(shown) >= count or len(raw) < ask or ask >= MAX_TAIL_LINES:
+            return (shown[-count:] if count > 0 else []), bool(raw)
+        ask *= 4

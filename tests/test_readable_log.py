@@ -1,0 +1,43 @@
+"""An agent's log as a person reads it: Claude Code's stream-json events as what happened."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from loomtui.execution.log_lines import tail_lines, whole_lines
+from loomtui.execution.readable_log import ReadableLog, readable_lines, readable_tail
+from loomtui.execution.runtimes import OUTPUT_CLAUDE_STREAM, OUTPUT_PLAIN
+
+
+def said(text: str) -> str:
+    return json.dumps({"type": "assistant", "message": {"content": [{"type": "text", "text": text}]}})
+
+
+def tool_result(content: str) -> str:
+    return json.dumps({"type": "user", "message": {"content": [{"type": "tool_result", "content": content}]}})
+
+
+def test_an_event_too_long_for_one_line_is_one_line_saying_so_not_pages_of_json(tmp_path: Path) -> None:
+    """Readers hand a line over 64 KiB on in pieces, none of them JSON: a 120 KB Read showed as two pages of
+    escaped JSON between "▸ Read data.py" and the model's next words."""
+    log = tmp_path / "agent.log"
+    log.write_text(f"{said('I read it.')}\n{tool_result('x' * 150_000)}\n{said('Done.')}\n")
+    pieces = [line.decode() for line in whole_lines(log.read_bytes())[0]]
+    assert len(pieces) == 5  # the long event came as three
+    expected = ["I read it.", "… an event of 146 KiB, not shown (`sandbox logs --raw` has it)", "Done."]
+    assert readable_lines(OUTPUT_CLAUDE_STREAM, pieces) == expected
+    following = ReadableLog(OUTPUT_CLAUDE_STREAM)  # `logs -f` and the app: the pieces may come in two batches
+    assert [*following.lines(pieces[:2]), *following.lines(pieces[2:])] == expected
+    assert readable_lines(OUTPUT_PLAIN, pieces) == pieces  # another runtime's output: as written
+
+
+def test_a_tail_reads_further_back_past_events_that_show_nothing(tmp_path: Path) -> None:
+    """`sandbox logs -n 20` took 20 lines of the log, then dropped the tool results among them: a run whose
+    last events were tool results printed nothing (and no word why), while -n 40 showed the model's words."""
+    log = tmp_path / "agent.log"
+    log.write_text("".join(f"{line}\n" for line in [said("I will fix it."), *[tool_result("ok")] * 30]))
+    shown, wrote = readable_tail(log, OUTPUT_CLAUDE_STREAM, None, 20)
+    assert shown == ["I will fix it."] and wrote
+    assert len(tail_lines(log, 20)) == 20
+    assert readable_tail(tmp_path / "none.log", OUTPUT_CLAUDE_STREAM, None, 20) == ([], False)
