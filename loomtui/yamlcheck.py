@@ -188,6 +188,17 @@ def scalar_before_error(text: str, path: str, key: str) -> Value | None:
 _EXPONENT: Final = re.compile(r"([-+]?(?:\d+\.?\d*|\.\d+))[eE]([-+]?)(\d+)")
 
 
+def _as_yaml_float(exponent: re.Match[str]) -> str:
+    """A number written with an exponent (`_EXPONENT`) as YAML 1.1 reads a float: the exponent signed, the
+    mantissa with its dot and a digit before it where signed (it reads 1e+5 and -.5e+3 as text too)."""
+    mantissa = exponent[1]
+    sign = mantissa[0] if mantissa[0] in "+-" else ""
+    digits = mantissa.removeprefix(sign)
+    digits = f"0{digits}" if digits.startswith(".") and sign else digits
+    digits = digits if "." in digits else f"{digits}.0"
+    return f"{sign}{digits}e{exponent[2] or '+'}{exponent[3]}"
+
+
 def describe(node: Node) -> str:
     """A short human rendering of what a node holds, for "(got ...)" in messages."""
     if isinstance(node, MappingNode):
@@ -286,10 +297,10 @@ class Value:
     def as_number(self, *, positive: bool = False, maximum: float | None = None) -> float:
         """A finite int or float, as float; with `positive`, it must be > 0; at most `maximum`."""
         if not (isinstance(self.node, ScalarNode) and self.node.tag in (_INT, _FLOAT)):
-            written = str(self.node.value) if isinstance(self.node, ScalarNode) and self.node.tag == _STR else ""
-            exponent = _EXPONENT.fullmatch(written)  # text only without the exponent's sign or the dot (1e+5)
-            signed = (f"{exponent[1]}{'' if '.' in exponent[1] else '.0'}e{exponent[2] or '+'}{exponent[3]}"
-                      if exponent else "")
+            # Plain only: a quoted "1e5" wants its quotes gone, not another exponent.
+            plain = isinstance(self.node, ScalarNode) and self.node.tag == _STR and not self.node.style
+            exponent = _EXPONENT.fullmatch(str(self.node.value)) if plain else None
+            signed = _as_yaml_float(exponent) if exponent else ""
             # YAML 1.1 reads 1.0e308 (no sign) as text: "expected a number (got '1.0e308')" said no more.
             hint = f"; YAML reads such an exponent as text: write {signed}" if signed else ""
             raise self.error(f"expected a number (got {describe(self.node)}){hint}")

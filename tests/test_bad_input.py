@@ -13,6 +13,7 @@ import tracemalloc
 from pathlib import Path
 
 import pytest
+import yaml
 
 from loomtui.governance.coordinator import governed_coordinator
 from loomtui.config import MAX_LEASE_SECONDS, parse_config
@@ -179,11 +180,14 @@ def test_numbers_past_what_their_use_holds_are_refused_where_they_are_written() 
         with pytest.raises(LoomError, match=rf"^s.yaml:1: \[0\]\.{key}: (may be at most 86400|must be a finite)"):
             parse_script(step + "\n", "s.yaml")
     # YAML 1.1 reads an exponent without its sign (or a mantissa without its dot) as text: said how to write it.
-    for written, fixed in (("1.0e308", "1.0e+308"), ("1e-5", "1.0e-5")):
+    for written, fixed in (("1.0e308", "1.0e+308"), ("1e-5", "1.0e-5"), ("-.5e3", "-0.5e+3")):
         with pytest.raises(ConfigError, match=rf"^x.yaml:1: gates\[0\].timeout: expected a number \(got "
                                               rf"'{re.escape(written)}'\); YAML reads such an exponent as text: "
                                               rf"write {re.escape(fixed)}$"):
             parse_config(f"gates: [{{name: t, run: [x], timeout: {written}}}]\n", "x.yaml")
+        assert isinstance(yaml.safe_load(fixed), float)  # what it says to write is a number
+    with pytest.raises(ConfigError, match=r"expected a number \(got '1e5'\)$"):  # quoted: no exponent hint
+        parse_config('gates: [{name: t, run: [x], timeout: "1e5"}]\n', "x.yaml")
 
 
 # -- 3. invalid character classes -------------------------------------------------------------

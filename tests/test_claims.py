@@ -389,6 +389,8 @@ def test_a_python_file_too_large_to_parse_quickly_is_a_whole_file_change() -> No
     changes = changed_regions("def f():\n    return 1\n", large, "large.py")
     assert [(c.region_id, c.change, c.signature_changed) for c in changes] == [("large.py", "modified", True)]
     assert changed_regions("def f():\n    return 1\n", "def f():\n    return 2\n", "small.py")[0].region_id == "small.py::f"
+    wide = "x = '" + "€" * (MAX_LIBCST_BYTES // 2) + "'\n"  # fewer characters than the limit, three times the bytes
+    assert [c.region_id for c in changed_regions("def f():\n    return 1\n", wide, "wide.py")] == ["wide.py"]
 
 
 def test_cutting_off_a_refusal_from_the_audit_log_is_detected(coordinator: Coordinator) -> None:

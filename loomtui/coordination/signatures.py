@@ -186,8 +186,8 @@ def _libcst_depth(node: ast.AST) -> int:
 def _fit_for_libcst(text: str) -> bool:
     """Whether Python's own parser reads `text`, no larger than MAX_LIBCST_BYTES and no deeper than
     MAX_LIBCST_DEPTH as libcst nests it: only then libcst (else the whole file is the change)."""
-    if len(text) > MAX_LIBCST_BYTES:
-        return False
+    if len(text) > MAX_LIBCST_BYTES or len(text.encode("utf-8", "surrogatepass")) > MAX_LIBCST_BYTES:
+        return False  # (the characters first: a large file is not encoded only to be measured)
     try:
         tree = ast.parse(text)
     except (SyntaxError, ValueError, RecursionError, MemoryError):
