@@ -22,7 +22,7 @@ import subprocess
 import tempfile
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
@@ -396,3 +396,31 @@ def git_version() -> tuple[int, ...] | None:
         return None
     match = re.search(r"(\d+)\.(\d+)(?:\.(\d+))?", text)
     return tuple(int(part) for part in match.groups() if part) if match else None
+
+
+class UnattributedGit(Git):
+    """git on a repository's objects and refs from an empty folder of its own, outside any working tree: no
+    `.gitattributes` a change committed applies to what it computes. An approved `payments/*.py -diff
+    merge=union` hid later changes' patches from their reviewers ("Binary files differ") and let conflicting
+    merges through, both sides kept. The git dir's `info/attributes` and the person's own
+    `core.attributesFile` still apply. Made by `unattributed`."""
+
+    def __init__(self, git_dir: Path, scratch: Path) -> None:
+        super().__init__(scratch)
+        self.git_dir = git_dir
+        self.scratch = scratch
+
+    def raw(self, *args: str, data: bytes | None = None, env: Mapping[str, str] | None = None,
+            timeout: float | None = None) -> RawResult:
+        # An index that does not exist is an empty one: no attributes read from it either.
+        env = {**(env or {}), "GIT_INDEX_FILE": str(self.scratch / "index")}
+        return super().raw(f"--git-dir={self.git_dir}", f"--work-tree={self.scratch}", *args, data=data, env=env,
+                           timeout=timeout)
+
+
+@contextlib.contextmanager
+def unattributed(root: Path) -> Iterator[UnattributedGit]:
+    """An UnattributedGit on the repository at `root` (a checkout or a sandbox's worktree)."""
+    git_dir = Path(Git(root).out("rev-parse", "--path-format=absolute", "--git-common-dir").strip())
+    with tempfile.TemporaryDirectory(prefix="loomtui-unattributed-") as scratch:
+        yield UnattributedGit(git_dir, Path(scratch))

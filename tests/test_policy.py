@@ -900,13 +900,13 @@ def test_cli_policy_validate(sample: Path, capsys: pytest.CaptureFixture[str],
     monkeypatch.setenv("LOOM_USER", "lead@example.com")
     assert main(["-C", str(sample), "policy", "validate"]) == 0
     out = capsys.readouterr().out.splitlines()
-    assert out[0].startswith("OK: .loom/policy.yaml: 12 rules; 4 groups; default: 1 approval from leads;")
+    assert out[0].startswith("OK: .loom/policy.yaml: 13 rules; 4 groups; default: 1 approval from leads;")
     assert out[-1] == "you (lead@example.com): groups leads; may override a block: yes"
     policy = sample / ".loom" / "policy.yaml"
     policy.write_text(policy.read_text().replace("decision: block", "decision: blok", 1))
     assert main(["-C", str(sample), "policy", "validate"]) == 2
     assert capsys.readouterr().err == (
-        "loomtui: error: .loom/policy.yaml:74: rules[8].decision: must be one of auto_approve, require, block "
+        "loomtui: error: .loom/policy.yaml:82: rules[9].decision: must be one of auto_approve, require, block "
         "(got 'blok'; did you mean 'block'?)\n")
 
 

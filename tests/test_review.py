@@ -501,6 +501,40 @@ def test_a_merge_onto_a_target_that_moved_what_was_approved_is_reviewed_again_fi
     assert "sandbox.merge_unjudged" in [e.action for e in workspace.audit.tail(50)]
 
 
+def test_committed_gitattributes_neither_hide_a_patch_nor_force_a_conflicting_merge(billing: Path) -> None:
+    """An approved `.gitattributes` (`-diff merge=union`) showed later changes' reviewers "Binary files differ"
+    for a payments edit, and let a merge that conflicts through, both sides' lines kept."""
+    from loomtui.execution import review
+    from loomtui.execution.lifecycle import APPROVED
+    from loomtui.governance.review import review_sandbox
+    from loomtui.workflow.engine import advance
+
+    (billing / ".gitattributes").write_text("payments/*.py -diff merge=union\ndocs/*.md -diff merge=union\n")
+    git(billing, "add", ".gitattributes")
+    git(billing, "commit", "-qm", "Mark generated files")
+    workspace, record = _idle_sandbox(billing)
+    worktree = Path(record.worktree)
+    runbook = worktree / "docs" / "runbook.md"
+    lines = runbook.read_text().splitlines(keepends=True)
+    runbook.write_text("".join(["The agent's first line\n", *lines[1:]]))
+    ledger = worktree / "payments" / "ledger.py"
+    ledger.write_text(ledger.read_text() + "\nWAIVED = True\n")
+    shown = review.diff(workspace, record.id)
+    assert "+WAIVED = True" in shown.patch and "Binary files" not in shown.patch, shown.patch[-300:]
+    assert {f.path: f.added for f in shown.files}["payments/ledger.py"] == 2  # counted as text, not binary
+    ledger.write_text(ledger.read_text().replace("\nWAIVED = True\n", ""))
+    git(worktree, "commit", "-qam", "Clearer first line")
+    _agent_left(workspace, record, git(worktree, "rev-parse", "HEAD").strip())
+    merge_mode(billing, "manual")
+    assert review_sandbox(workspace, record.id).evaluation.outcome == "auto_approve"
+    (billing / "docs" / "runbook.md").write_text("".join(["The person's first line\n", *lines[1:]]))
+    git(billing, "commit", "-qam", "The runbook's first line")  # the same line, otherwise: a conflict
+    refused = run_cli(billing, "sandbox", "merge", record.id)
+    assert refused.returncode == 1 and "conflict" in refused.stderr, refused.stderr
+    assert "The agent's first line" not in git(billing, "show", "main:docs/runbook.md")
+    assert workspace.store.get_sandbox(record.id).status == APPROVED and advance(workspace, record.id).status == APPROVED
+
+
 def test_a_tip_that_meets_the_target_at_two_commits_is_not_judged(billing: Path) -> None:
     """Two parents on main unrelated to each other: git's one merge base was the agent's pick, the change
     measured from it read "docs only" and merged, and the merge (from both) reverted a payments change."""

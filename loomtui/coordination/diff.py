@@ -11,7 +11,7 @@ from pathlib import Path
 from loomtui.coordination.claims import Coordinator
 from loomtui.coordination.regions import ancestors
 from loomtui.errors import LoomError
-from loomtui.gitcmd import Git
+from loomtui.gitcmd import Git, unattributed
 from loomtui.store import ENDED_STATUSES, ClaimRecord
 
 
@@ -49,7 +49,8 @@ def merged_paths(root: Path, onto: str, head: str) -> list[str]:
     """Paths merging `head` into `onto` changes there, as the merge computes them: git follows renames, so
     a file the branch changed that `onto` has since renamed (docs/x.py, now payments/x.py) is changed at its
     new path, which the branch's own diff never names. [] when the merge would conflict (nothing merges)."""
-    merged = Git(root).run("merge-tree", "--write-tree", "--no-messages", onto, head)
+    with unattributed(root) as plain:  # as loomtui merges: no committed .gitattributes (merge=union) applies
+        merged = plain.run("merge-tree", "--write-tree", "--no-messages", onto, head)
     if merged.status != 0:
         return []
     tree = merged.out.split("\n", 1)[0].strip()

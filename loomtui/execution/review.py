@@ -40,7 +40,7 @@ from loomtui.execution.sandboxes import (
     sandbox_paths,
 )
 from loomtui.files import remove_tree
-from loomtui.gitcmd import DIFF_READ_MAX, LARGE_FILES_BINARY
+from loomtui.gitcmd import DIFF_READ_MAX, LARGE_FILES_BINARY, unattributed
 from loomtui.store import ENDED_STATUSES, SandboxRecord
 from loomtui.workspace import Workspace
 
@@ -175,16 +175,19 @@ def diff(workspace: Workspace, sandbox_id: str, *, patch: bool = True) -> Sandbo
     files = []
     # -z: a path as it is, not git's quoted form (`"caf\303\251.py"` for café.py, in --json too). Past the
     # threshold a file is binary to git, counted without being read (a 300 MB blob took 590 MB to count).
-    for entry in repo.out(*LARGE_FILES_BINARY, "diff", "--numstat", "-z", "--no-renames", base, head).split("\0"):
-        if not entry:
-            continue
-        added, deleted, path = entry.split("\t", 2)
-        files.append(FileChange(path, None if added == "-" else int(added), None if deleted == "-" else int(deleted)))
-    # As git prints it: `out` strips the last newline, and `git apply` calls a patch without it corrupt. A
-    # binary file past the threshold is left out of it: git read it whole to say "Binary files differ".
-    large = _larger_than(repo, DIFF_READ_MAX, [f.path for f in files if f.added is None], base, head)
-    text = repo.out("diff", "--no-renames", base, head, "--", ".",
-                    *(f":(exclude,literal){path}" for path in large)) if patch else ""
+    # Read with no committed .gitattributes: `-diff` on payments/*.py showed its reviewers "Binary files differ".
+    with unattributed(workspace.root) as plain:
+        for entry in plain.out(*LARGE_FILES_BINARY, "diff", "--numstat", "-z", "--no-renames", base, head).split("\0"):
+            if not entry:
+                continue
+            added, deleted, path = entry.split("\t", 2)
+            files.append(FileChange(path, None if added == "-" else int(added),
+                                    None if deleted == "-" else int(deleted)))
+        # As git prints it: `out` strips the last newline, and `git apply` calls a patch without it corrupt. A
+        # binary file past the threshold is left out of it: git read it whole to say "Binary files differ".
+        large = _larger_than(repo, DIFF_READ_MAX, [f.path for f in files if f.added is None], base, head)
+        text = plain.out("diff", "--no-renames", base, head, "--", ".",
+                         *(f":(exclude,literal){path}" for path in large)) if patch else ""
     text += "\n" if text else ""
     return SandboxDiff(record.id, base, head, tuple(files), text, uncommitted)
 
@@ -306,7 +309,9 @@ def _merge_onto_target(workspace: Workspace, repo: Git, record: SandboxRecord, t
     target_sha = repo.out("rev-parse", f"refs/heads/{target}").strip()
     if repo.ok("merge-base", "--is-ancestor", tip, target_sha):
         raise LoomError(f"{record.branch} has nothing that {target} lacks; nothing to merge", exit_code=1)
-    check = repo.run("merge-tree", "--write-tree", "--name-only", "--no-messages", target_sha, tip)
+    # No committed .gitattributes merges: an approved `merge=union` let a conflicting merge through, both kept.
+    with unattributed(workspace.root) as plain:
+        check = plain.run("merge-tree", "--write-tree", "--name-only", "--no-messages", target_sha, tip)
     if check.status == 1:
         conflicted = [line for line in check.out.splitlines()[1:] if line]
         workspace.record("sandbox.merge_conflict", record.id, {"target": target, "paths": conflicted})

@@ -15,7 +15,7 @@ from pathlib import Path, PurePosixPath
 
 from loomtui.errors import LoomError, quoted
 from loomtui.files import make_folders, remove_tree
-from loomtui.gitcmd import Git, GitFailed, first_line
+from loomtui.gitcmd import Git, GitFailed, first_line, unattributed
 from loomtui.knowledge.trees import GitTree
 from loomtui.limit_values import too_large_said, too_large_together
 from loomtui.repo import DISTRUSTING_GIT_CONFIG
@@ -112,7 +112,8 @@ def merge_branches(repo: Path, onto: str, branches: Sequence[str]) -> MergeResul
         if tip is None:
             conflicting.append((branch, "the branch no longer exists"))
             continue
-        result = git.run("merge-tree", "--write-tree", "--name-only", "--no-messages", current, tip)
+        with unattributed(repo) as plain:  # no committed .gitattributes merges (merge=union kept both sides)
+            result = plain.run("merge-tree", "--write-tree", "--name-only", "--no-messages", current, tip)
         lines = result.out.splitlines()
         if result.status == 1:
             conflicting.append((branch, ", ".join(lines[1:]) or "conflicting changes"))
