@@ -90,6 +90,11 @@ class StatusHeader(Static):
                 parts = [next(short) if rank == 1 else (rank, part) for rank, part in parts]
                 if sum(part.cell_len for _, part in parts) <= room:
                     break
+                # Then the chapter without its parenthesis: "The end (3 merged, 1 rejected)" went whole at 80.
+                brief = Text(f": {self.chapter.split(' (', 1)[0]}", style="italic")
+                parts = [(rank, brief if rank == 4 else part) for rank, part in parts]
+                if sum(part.cell_len for _, part in parts) <= room:
+                    break
             parts = [(rank, part) for rank, part in parts if rank < dropped]
         if sum(part.cell_len for _, part in parts) > room:  # the counts stay: shorter, and the title goes
             parts = [(0, Text("loomtui", "bold")), *[(r, p) for r, p in parts if r == 2],
