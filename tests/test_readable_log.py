@@ -25,7 +25,7 @@ def test_an_event_too_long_for_one_line_is_one_line_saying_so_not_pages_of_json(
     log.write_text(f"{said('I read it.')}\n{tool_result('x' * 150_000)}\n{said('Done.')}\n")
     pieces = [line.decode() for line in whole_lines(log.read_bytes())[0]]
     assert len(pieces) == 5  # the long event came as three
-    expected = ["I read it.", "… an event of 146 KiB, not shown (`sandbox logs --raw` has it)", "Done."]
+    expected = ["I read it.", "… 146 KiB of an event, not shown (`sandbox logs --raw` has it)", "Done."]
     assert readable_lines(OUTPUT_CLAUDE_STREAM, pieces) == expected
     following = ReadableLog(OUTPUT_CLAUDE_STREAM)  # `logs -f` and the app: the pieces may come in two batches
     assert [*following.lines(pieces[:2]), *following.lines(pieces[2:])] == expected
@@ -41,3 +41,19 @@ def test_a_tail_reads_further_back_past_events_that_show_nothing(tmp_path: Path)
     assert shown == ["I will fix it."] and wrote
     assert len(tail_lines(log, 20)) == 20
     assert readable_tail(tmp_path / "none.log", OUTPUT_CLAUDE_STREAM, None, 20) == ([], False)
+
+
+def test_a_tail_that_begins_inside_a_long_event_and_one_of_exactly_two_pieces_are_said_by_size(tmp_path: Path) -> None:
+    """A tail read from inside a 3 MB tool result printed a mebibyte of its pieces (none starts `{`); an
+    event of exactly 128 KiB ended on a full piece, and the event after it was taken for its last piece."""
+    log = tmp_path / "agent.log"
+    log.write_text(f"{said('Reading.')}\n{tool_result('x' * 3_000_000)}\n{said('Done.')}\n")
+    shown, _wrote = readable_tail(log, OUTPUT_CLAUDE_STREAM, None, 5)
+    assert shown[-1] == "Done." and len(shown) <= 3 and all(len(line) < 200 for line in shown), shown
+    event = tool_result("")
+    exact = event.replace('"content": ""', '"content": "' + "y" * (2 * 65536 - len(event)) + '"')
+    assert len(exact.encode()) == 2 * 65536
+    pieces = [line.decode() for line in whole_lines(f"{said('before')}\n{exact}\n{said('The fix is in.')}\n"
+                                                    .encode())[0]]
+    assert readable_lines(OUTPUT_CLAUDE_STREAM, pieces) == [
+        "before", "… 128 KiB of an event, not shown (`sandbox logs --raw` has it)", "The fix is in."]

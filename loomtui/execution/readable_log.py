@@ -15,6 +15,9 @@ READING_MARKS: Final = {"init": "·", "retry": "!", "tool": "▸", "error": "✗
 """The mark before each kind of activity in a log as a person reads it (what the model said has none)."""
 _PIECE: Final = MAX_LINE_BYTES - 8
 """A line this long (in bytes, as decoded and encoded again) is a piece of a longer one (log_lines)."""
+_FRAGMENT: Final = 4096
+"""A line this long that is no event is part of one (a tail that began inside a tool's output, or a skip
+ahead): said by its size, as a whole event's pieces are, never printed (a tail printed 1 MiB of it)."""
 MAX_TAIL_LINES: Final = 100_000
 
 
@@ -38,19 +41,27 @@ class ReadableLog:
                 yield line
                 continue
             size = len(line.encode("utf-8", "replace"))
-            if self.piece_bytes or (size >= _PIECE and line.startswith("{") and not is_stream_json(line)):
+            event = line.startswith("{") and is_stream_json(line)
+            if self.piece_bytes and event:  # the long one ended at a piece's end (a multiple of 64 KiB)
+                yield self._long_one_said()
+            if not event and (self.piece_bytes or size >= _FRAGMENT):
                 self.piece_bytes += size
                 if size < _PIECE:  # its last piece
-                    yield f"… an event of {self.piece_bytes >> 10} KiB, not shown (`sandbox logs --raw` has it)"
-                    self.piece_bytes = 0
+                    yield self._long_one_said()
                 continue
-            if not line.startswith("{") or not is_stream_json(line):
+            if not event:
                 yield line
                 continue
             for activity in parse_claude_stream(line.replace(self.inside, "") if self.inside else line,
                                                 whole_text=True):
                 mark = READING_MARKS.get(activity["kind"])
                 yield from [f"{mark} {activity['summary']}"] if mark else activity["summary"].splitlines()
+
+
+    def _long_one_said(self) -> str:
+        said = f"… {max(1, self.piece_bytes >> 10)} KiB of an event, not shown (`sandbox logs --raw` has it)"
+        self.piece_bytes = 0
+        return said
 
 
 def readable_lines(output: str, lines: Iterable[str], worktree: str | None = None) -> list[str]:
