@@ -501,6 +501,50 @@ def test_a_merge_onto_a_target_that_moved_what_was_approved_is_reviewed_again_fi
     assert "sandbox.merge_unjudged" in [e.action for e in workspace.audit.tail(50)]
 
 
+def test_a_merge_its_review_again_cannot_judge_fails_as_a_step_not_a_loop_of_reviews(
+        billing: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Should a review again not judge what the merge would change (here: it is made not to), the merge was
+    refused, the change reviewed again, the merge refused again... up to the engine's step limit, gates each
+    time; now the second refusal fails the merge step and says why."""
+    import loomtui.governance.gitfacts as gitfacts
+    from loomtui.workflow.engine import advance
+
+    workspace, record, tip = _docs_edit_of_a_file_main_moves_into_payments(billing)
+    merge_mode(billing, "auto")
+    _main_moves_the_example_into_payments(billing)
+    monkeypatch.setattr(gitfacts, "merged_paths", lambda *_args: [])
+    _agent_left(workspace, record, tip)
+    done = advance(workspace, record.id)
+    assert any("its review again did not judge them" in line for line in done.done), done.done
+    actions = [e.action for e in workspace.audit.tail(400)]
+    assert actions.count("policy.evaluated") == 2 and actions.count("sandbox.merge_unjudged") == 2
+    assert git(billing, "show", "main:payments/late_fee.py") == "rate = 5"
+
+
+def test_a_merge_into_another_branch_behind_the_target_is_not_sent_back_to_review(billing: Path) -> None:
+    """`sandbox merge --into release`, a branch behind main: the merge brought in main's later commits,
+    which no review of the change against main judges; it was refused, reviewed again, refused again
+    (40 reviews a call, the gates each time), and never merged."""
+    from loomtui.governance.review import review_sandbox
+
+    git(billing, "branch", "release")
+    (billing / "NOTES.txt").write_text("main moved on\n")
+    git(billing, "add", "NOTES.txt")
+    git(billing, "commit", "-qm", "notes")
+    workspace, record = _idle_sandbox(billing)
+    worktree = Path(record.worktree)
+    (worktree / "docs" / "runbook.md").write_text((worktree / "docs" / "runbook.md").read_text() + "\nmore\n")
+    git(worktree, "commit", "-qam", "docs")
+    merge_mode(billing, "manual")
+    _agent_left(workspace, record, git(worktree, "rev-parse", "HEAD").strip())
+    assert review_sandbox(workspace, record.id).evaluation.outcome == "auto_approve"
+    merged = run_cli(billing, "sandbox", "merge", record.id, "--into", "release")
+    assert merged.returncode == 0, merged.stderr
+    assert "more" in git(billing, "show", "release:docs/runbook.md")
+    actions = [e.action for e in workspace.audit.tail(400)]
+    assert actions.count("policy.evaluated") == 1 and "sandbox.merge_unjudged" not in actions
+
+
 def test_committed_gitattributes_neither_hide_a_patch_nor_force_a_conflicting_merge(billing: Path) -> None:
     """An approved `.gitattributes` (`-diff merge=union`) showed later changes' reviewers "Binary files differ"
     for a payments edit, and let a merge that conflicts through, both sides' lines kept."""

@@ -320,7 +320,8 @@ def _merge_onto_target(workspace: Workspace, repo: Git, record: SandboxRecord, t
     if check.status != 0:
         raise GitFailed(f"git merge-tree failed: {first_line(check.err or check.out)}")
     tree = check.out.splitlines()[0].strip()
-    _refuse_unjudged(workspace, repo, record, target, target_sha, tip, tree)
+    if target == record.target:  # what its review judged it against (`--into` another branch: as asked)
+        _refuse_unjudged(workspace, repo, record, target, target_sha, tip, tree)
     # The audit head goes into the merge commit (`Loom-Audit:`), so a later rewrite of the
     # log contradicts a commit other clones hold (`loomtui audit verify` checks it).
     anchor = head_trailer(workspace.audit, workspace.root)

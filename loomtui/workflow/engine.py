@@ -69,6 +69,10 @@ from loomtui.workflow.steps import (
 )
 from loomtui.workspace import Workspace
 
+UNJUDGED_SEEN_KEY: Final = "merge_unjudged_seen"
+"""The last merge refused for paths its review did not judge (target tip and paths): refused so again after
+the review it sent it back to, the merge fails as a step rather than reviewing it again and again."""
+
 SUPERVISOR: Final = "loomtui.workflow.supervise"
 """The supervisor the workflow starts agents under: it serves their hooks and advances on exit."""
 MAX_STEPS: Final = 12
@@ -325,7 +329,10 @@ class Workflow:
                 "target": target, "target_sha": target_sha, "paths": exc.paths, "message": str(exc)}})
             return f"merge waits: {exc}"
         except MergeNeedsReview as exc:  # its next step is the review again (then the decision it asks for)
-            workspace.store.update_sandbox(record.id, data={UNJUDGED_KEY: exc.paths})
+            refused = {"target_sha": target_sha, "paths": exc.paths}
+            if record.data.get(UNJUDGED_SEEN_KEY) == refused:  # reviewed again already, to no end: no loop
+                raise LoomError(f"{exc}; its review again did not judge them") from None
+            workspace.store.update_sandbox(record.id, data={UNJUDGED_KEY: exc.paths, UNJUDGED_SEEN_KEY: refused})
             return f"merge waits: {exc}"
         self._after_merge(record.id)
         return f"merged into {result.target} as {result.commit[:12]}"
