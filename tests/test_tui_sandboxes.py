@@ -469,3 +469,14 @@ async def test_brackets_move_through_the_detail_tabs_from_the_table(tmp_path: Pa
         await pilot.pause()
         assert tabs.active == "tab-evals"  # round from the first to the last
         assert {("[", "dashboard.tab_previous"), ("]", "dashboard.tab_next")} <= {(r[0], r[3]) for r in key_rows(app)}
+
+
+async def test_with_no_sandbox_selected_every_detail_tab_says_so(repo: Path) -> None:
+    """Details and Claims said it; the Log and Context tabs were blank, as if broken."""
+    app = LoomApp(open_workspace(repo))
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_for(pilot, lambda: app.latest_snapshot is not None)
+        await pilot.pause()
+        log = app.screen.query_one("#agent-log", Log)
+        await wait_for(pilot, lambda: any("no sandbox selected" in line for line in log.lines))
+        assert "No sandbox selected." in str(app.screen.query_one("#context", Static).render())

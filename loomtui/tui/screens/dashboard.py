@@ -240,6 +240,14 @@ class DashboardScreen(LoomScreen[None]):
         if sandbox is None:
             details.update(Text("Select a sandbox to see its details."))
             claims.update(Text("No sandbox selected."))
+            # The Log and Context tabs were blank (or still the last sandbox's): said, as the others say it.
+            self.query_one("#context", Static).update(Text("No sandbox selected."))
+            if self.tailing is not None or not self.query_one("#agent-log", BoundedLog).lines:
+                self.tailing = None
+                self.workers.cancel_group(self, "log-tail")
+                log = self.query_one("#agent-log", BoundedLog)
+                log.clear()
+                log.write_line("(no sandbox selected: its agent's output appears here)")
             return
         step = self.snapshot.steps.get(sandbox.id) if self.snapshot else None
         fields = sandbox_fields(sandbox, step, self.diff_stats.get(sandbox.id))
