@@ -5,9 +5,12 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 from loomtui.execution.log_lines import MAX_TAIL_BYTES, LogCursor, whole_lines
+
+if TYPE_CHECKING:
+    from loomtui.workspace import Workspace
 
 POLL_S: Final = 0.2
 
@@ -35,3 +38,45 @@ def follow_lines(path: Path, emit: Callable[[list[str]], object], cancelled: Cal
             said = [f"… {skipped:,} bytes of output skipped (`loomtui sandbox logs` has them)"] if skipped else []
             emit([*said, *(line.decode("utf-8", "replace") for line in whole)])
         time.sleep(POLL_S)
+
+
+def follow_sandbox_log(workspace: Workspace, sandbox_id: str, write: Callable[[list[str]], object],
+                       clear: Callable[[], object], cancelled: Callable[[], bool]) -> None:
+    """A sandbox's log as a person reads it (`readable_log`): its tail, then each line as it comes, given to
+    `write` until `cancelled()`; with nothing to show yet, a line saying so and whether more may come, which
+    `clear` takes away once there is (a blank tab read as broken)."""
+    from loomtui.execution import sandboxes
+    from loomtui.execution.readable_log import ReadableLog, readable_tail
+    from loomtui.tui.sandbox_text import RUNNING_OR_TO_RUN
+
+    path = Path(sandboxes.log_path(workspace, sandbox_id))
+    output, worktree = sandboxes.log_format(workspace, sandbox_id)  # Claude's stream-json, read
+    # The tail and what follows it from one offset: a line written between the two was lost (the tab
+    # waited on "no output yet" for good).
+    try:
+        position = path.stat().st_size
+    except OSError:
+        position = 0
+    tail, wrote = readable_tail(path, output, worktree, 200, position)
+    waiting = not tail
+    if waiting:
+        record = workspace.store.get_sandbox(sandbox_id)
+        live = record is not None and record.status in RUNNING_OR_TO_RUN
+        tail = ["(nothing to read here yet: its output so far is tool results; `loomtui sandbox logs --raw` "
+                "has them)" if wrote else
+                "(no output yet: it appears here as the agent writes it)" if live else
+                "(the agent wrote no output)"]
+    write(tail)
+    reading = ReadableLog(output, worktree)  # one for the whole follow: an event's pieces may span batches
+
+    def arrived(lines: list[str]) -> None:
+        nonlocal waiting
+        shown = list(reading.lines(lines))
+        if not shown:
+            return
+        if waiting:
+            waiting = False
+            clear()
+        write(shown)
+
+    follow_lines(path, arrived, cancelled, start=position)

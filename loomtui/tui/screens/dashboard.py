@@ -6,7 +6,6 @@ import contextlib
 import os
 import threading
 import time
-from pathlib import Path
 from typing import TYPE_CHECKING, Final
 
 from rich.text import Text
@@ -34,7 +33,6 @@ from loomtui.tui.base import LoomScreen, inner_width
 from loomtui.tui.keys import KeysFooter, shown_key
 from loomtui.tui.sandbox_rows import SANDBOX_COLUMNS, matches_filter, sandbox_row
 from loomtui.tui.sandbox_text import (
-    RUNNING_OR_TO_RUN,
     ages_due,
     app_step_hints,
     claims_text,
@@ -393,42 +391,11 @@ class DashboardScreen(LoomScreen[None]):
         """Stream the selected sandbox's log into the Log tab until another is selected."""
         from textual.worker import get_current_worker
 
-        from loomtui.execution.readable_log import ReadableLog, readable_tail
-        from loomtui.tui.log_follow import follow_lines
+        from loomtui.tui.log_follow import follow_sandbox_log
 
         worker = get_current_worker()
-        path = Path(sandboxes.log_path(self.loom.workspace, sandbox_id))
-        output, worktree = sandboxes.log_format(self.loom.workspace, sandbox_id)  # Claude's stream-json, read
-        # The tail and what follows it from one offset: a line written between the two was lost (the tab
-        # waited on "no output yet" for good).
-        try:
-            position = path.stat().st_size
-        except OSError:
-            position = 0
-        tail, wrote = readable_tail(path, output, worktree, 200, position)
-        waiting = not tail  # the line saying so goes once the first output comes
-        if waiting:  # a blank tab read as broken: say that there is nothing, and whether more may come
-            record = self.loom.workspace.store.get_sandbox(sandbox_id)
-            live = record is not None and record.status in RUNNING_OR_TO_RUN
-            tail = ["(nothing to read here yet: its output so far is tool results; `loomtui sandbox logs --raw` "
-                    "has them)" if wrote else
-                    "(no output yet: it appears here as the agent writes it)" if live else
-                    "(the agent wrote no output)"]
-        self.app.call_from_thread(log.write_lines, tail)
-
-        reading = ReadableLog(output, worktree)  # one for the whole follow: an event's pieces may span batches
-
-        def arrived(lines: list[str]) -> None:
-            nonlocal waiting
-            lines = list(reading.lines(lines))
-            if not lines:
-                return
-            if waiting:
-                waiting = False
-                self.app.call_from_thread(log.clear)
-            self.app.call_from_thread(log.write_lines, lines)
-
-        follow_lines(path, arrived, lambda: worker.is_cancelled, start=position)
+        follow_sandbox_log(self.loom.workspace, sandbox_id, lambda lines: self.app.call_from_thread(
+            log.write_lines, lines), lambda: self.app.call_from_thread(log.clear), lambda: worker.is_cancelled)
 
     @work(thread=True, exclusive=True, group="diff-stats", exit_on_error=False)
     def _diff_stats(self, sandbox_id: str) -> None:
