@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import subprocess
 import sys
 import time
@@ -152,3 +153,40 @@ def test_a_repository_with_no_store_yet_says_so_where_none_can_be_made(tmp_path:
     status = results["status --json"]
     assert status["code"] == 2 and "there is no state store yet" in json.loads(str(status["out"]))["error"]
     assert "there is no state store yet, and it cannot be created here (read-only)" in str(status["err"])
+
+
+def test_on_a_full_disk_the_read_commands_read_and_a_write_says_the_disk_is_full(tmp_path: Path, repo: Path) -> None:
+    """With no room for the files a writer's connection makes, `status` and `audit verify` failed with "cannot
+    write the state store (disk I/O error)", and a write did not say why."""
+    import shutil
+
+    from tests.conftest import run_cli
+
+    _with_state(repo)
+    loom = repo / ".git" / "loom"
+    kept = tmp_path / "kept"
+    shutil.copytree(loom, kept)
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(loom)], capture_output=True,
+                      check=False).returncode != 0:
+        pytest.skip("cannot mount a tmpfs here (needs root)")
+    try:
+        shutil.copytree(kept, loom, dirs_exist_ok=True)
+        filler = os.open(loom / "filler", os.O_WRONLY | os.O_CREAT)  # the disk full, to the last block
+        try:
+            while os.write(filler, b"\0" * 4096):
+                pass
+        except OSError:
+            pass
+        finally:
+            os.close(filler)
+        status = run_cli(repo, "status", "--json")
+        assert status.returncode == 0, status.stderr
+        assert json.loads(status.stdout)["counts"]["sandboxes"] == 1
+        verify = run_cli(repo, "audit", "verify", "--json")
+        assert verify.returncode == 0 and json.loads(verify.stdout)["ok"] is True, verify.stderr
+        write = run_cli(repo, "claim", "add", "README.md", "--sandbox", "sb2", "--reason", "a write")
+        assert write.returncode == 2 and "its disk is full" in write.stderr, write.stderr
+    finally:
+        # Lazily: a process the commands left (an index worker) may still hold it a moment.
+        subprocess.run(["umount", "--lazy", str(loom)], capture_output=True, check=False)
+    assert (loom / "state.db").is_file()  # the store under the mount untouched

@@ -14,6 +14,7 @@ only those, never an engine layer or a front-end.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 from pathlib import Path
@@ -143,6 +144,11 @@ def open_store(paths: RepoPaths, location: str | None = None, *, reads_only: boo
         try:
             return SqliteStore(paths.store_path)
         except StoreError:
+            if reads_only and paths.store_path.is_file():
+                # A full disk (no room for the files a writer's connection makes): read what is there, as on
+                # a read-only mount; `status` and `audit verify` failed with "cannot write the state store".
+                with contextlib.suppress(StoreError):
+                    return SqliteStore(paths.store_path, read_only=True)
             if _state_writable(paths):  # asked only now: the usual open makes no extra system call
                 raise
             # Said plainly, not as sqlite's "unable to open database file".

@@ -9,6 +9,7 @@ checks for conflicts and inserts without a race).
 
 from __future__ import annotations
 
+import shutil
 import sqlite3
 import threading
 import time
@@ -24,7 +25,17 @@ from loomtui.store.schema import MIGRATIONS, SCHEMA_VERSION, newer_schema
 from loomtui.store.sql import SqlStore
 
 BUSY_TIMEOUT_S = 10.0
+DISK_FULL_BYTES = 64 * 1024
+"""Less room than this where the store is: a write's failure is said as a full disk."""
 WAL_SWITCH_RETRY_S = 0.005
+
+
+def _disk_full(path: Path) -> str:
+    """"; its disk is full" where it is (sqlite says "disk I/O error" when it cannot make its -shm file)."""
+    try:
+        return "; its disk is full" if shutil.disk_usage(path.parent).free < DISK_FULL_BYTES else ""
+    except OSError:
+        return ""
 
 
 def _describe(exc: sqlite3.Error, path: Path, waited: float = BUSY_TIMEOUT_S) -> StoreError:
@@ -38,8 +49,8 @@ def _describe(exc: sqlite3.Error, path: Path, waited: float = BUSY_TIMEOUT_S) ->
         return StoreError(
             f"{path}: the state store is locked by another process (waited {waited:g}s); try again"
         )
-    if "readonly" in text or "unable to open" in text or "disk I/O" in text:
-        return StoreError(f"{path}: cannot write the state store ({text})")
+    if "readonly" in text or "unable to open" in text or "disk I/O" in text or "full" in text:
+        return StoreError(f"{path}: cannot write the state store ({text}{_disk_full(path)})")
     return StoreError(f"{path}: state store error: {text}")
 
 
