@@ -604,3 +604,43 @@ async def test_a_pre_start_escalation_shows_the_claims_it_asks_for_not_a_change_
         await wait_for(pilot, lambda: "Claims" in str(app.screen.query_one("#esc-detail", Static).visual))
         detail = str(app.screen.query_one("#esc-detail", Static).visual)
         assert "1 path it would work on, before any change" in detail and "0 lines" not in detail, detail
+
+
+async def test_a_read_of_every_escalation_ending_after_h_asked_for_the_open_ones_is_not_shown(
+        billing: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A slow read of the whole history, begun before `h` went back to the open ones, ended after their read:
+    its rows replaced the open ones and stayed (seen as a flaky `h` under load)."""
+    import threading
+    import time
+
+    import loomtui.governance.escalations as escalations
+    from loomtui.store import EscalationRecord
+
+    workspace = open_workspace(billing)
+    now = time.time()
+    workspace.store.bulk_add_escalations([EscalationRecord(0, "sb1", "post-gate", status, "high", status, now, now, {})
+                                          for status in ("open", "approved", "withdrawn")])
+    workspace.close()
+    app = app_as(billing, ALICE)
+    async with app.run_test(size=SIZE) as pilot:
+        table = await open_queue(app, pilot)
+        await pilot.press("h")
+        await wait_for(pilot, lambda: table.row_count == 3)
+        release = threading.Event()
+        real_queue = escalations.queue
+
+        def slow_for_every_status(workspace, statuses=None):  # type: ignore[no-untyped-def]
+            if statuses is not None and len(statuses) > 1:
+                release.wait(10)
+            return real_queue(workspace, statuses) if statuses is not None else real_queue(workspace)
+
+        monkeypatch.setattr(escalations, "queue", slow_for_every_status)
+        screen = app.screen
+        assert isinstance(screen, EscalationsScreen)
+        screen.reload()  # every escalation, held back
+        await pilot.pause(0.2)
+        await pilot.press("h")  # the open ones only: read at once
+        await wait_for(pilot, lambda: table.row_count == 1)
+        release.set()
+        await pilot.pause(0.5)
+        assert table.row_count == 1

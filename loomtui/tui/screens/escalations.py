@@ -183,11 +183,19 @@ class EscalationsScreen(LoomScreen[None]):
         from loomtui.governance.escalations import OPEN, queue
 
         # `h`: the whole history, the superseded (a new commit was reviewed) and withdrawn with the decided.
+        asked = (self.show_decided, self.all_repositories)
         statuses = tuple(EscalationStatus) if self.show_decided else (OPEN,)
         found = queue(self.loom.workspace, statuses)
         self.can_sign = signing_key(self.loom.workspace.root) is not None  # git config: read here, off the UI
         elsewhere = self.loom.workspace.store.open_escalations_elsewhere() if self.all_repositories else []
-        self.app.call_from_thread(self.show_queue, found, elsewhere)
+        self.app.call_from_thread(self._show_if_still_asked, asked, found, elsewhere)
+
+    def _show_if_still_asked(self, asked: tuple[bool, bool], escalations: list[EscalationRecord],
+                             elsewhere: Sequence[tuple[RepositoryRecord, EscalationRecord]]) -> None:
+        # A read begun before `h` (or `R`) was pressed, ending after the one it started: its rows (every
+        # escalation) replaced the open ones asked for, and stayed until the next change.
+        if asked == (self.show_decided, self.all_repositories):
+            self.show_queue(escalations, elsewhere)
 
     def show_queue(self, escalations: list[EscalationRecord],
                    elsewhere: Sequence[tuple[RepositoryRecord, EscalationRecord]] = ()) -> None:
