@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 from textual.widgets import Log, SelectionList, Static
+from textual.widgets.selection_list import Selection
 
 from loomtui.execution import sandboxes
 from loomtui.tui.app import LoomApp
@@ -480,3 +481,40 @@ async def test_with_no_sandbox_selected_every_detail_tab_says_so(repo: Path) -> 
         log = app.screen.query_one("#agent-log", Log)
         await wait_for(pilot, lambda: any("no sandbox selected" in line for line in log.lines))
         assert "No sandbox selected." in str(app.screen.query_one("#context", Static).render())
+
+
+async def test_a_slower_claim_check_of_an_earlier_choice_does_not_overwrite_the_newer_one(
+        billing: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The form checks the ticked claims in a worker: a slow check of the first tick, ending after the check of
+    the first two, said "No conflicts with live claims." beside a claim another sandbox holds."""
+    import threading
+
+    from loomtui.governance.coordinator import governed_coordinator
+
+    workspace = open_workspace(billing)
+    governed_coordinator(workspace).claim("holder", "payments/ledger.py", reason="held")
+    app = LoomApp(workspace)
+    async with app.run_test(size=SIZE) as pilot:
+        form = await new_script_sandbox_form(pilot, app, billing.parent / "typo.yaml", "docs")
+        assert app.coordinator is not None
+        real_check = type(app.coordinator).check
+        release = threading.Event()
+
+        def slow_alone(coordinator, sandbox, region_ids):  # type: ignore[no-untyped-def]
+            if list(region_ids) == ["docs/runbook.md"]:
+                release.wait(10)
+            return real_check(coordinator, sandbox, region_ids)
+
+        monkeypatch.setattr(type(app.coordinator), "check", slow_alone)
+        claims = form.query_one("#claims", SelectionList)
+        claims.clear_options()
+        claims.add_options([Selection("docs/runbook.md", "docs/runbook.md"),
+                            Selection("payments/ledger.py", "payments/ledger.py")])
+        claims.select("docs/runbook.md")  # checked slowly
+        await pilot.pause(0.2)
+        claims.select("payments/ledger.py")  # both: held by another sandbox, said at once
+        check = form.query_one("#claim-check", Static)
+        await wait_for(pilot, lambda: "holder" in str(check.render()))
+        release.set()
+        await pilot.pause(0.5)
+        assert "holder" in str(check.render()) and "No conflicts" not in str(check.render())

@@ -183,7 +183,12 @@ class PolicyScreen(LoomScreen[None]):
             lines.append(f"{stage}: {section['outcome']} (risk {section['risk']})")
             lines += [f"  {line}" for line in section["explanation"]]
             lines.append("")
-        self.app.call_from_thread(self.show_policy, fired, lines)
+        self.app.call_from_thread(self._show_explained, sandbox_id, fired, lines)
+
+    def _show_explained(self, sandbox_id: str, fired: frozenset[str], lines: list[str]) -> None:
+        # Only for the sandbox picked now: an earlier pick's slower explanation marked its rules under this one.
+        if self.query_one("#policy-sandbox", Select).value == sandbox_id:
+            self.show_policy(fired, lines)
 
     def action_back(self) -> None:
         self.app.switch_mode("dashboard")

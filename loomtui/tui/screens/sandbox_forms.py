@@ -126,9 +126,11 @@ class NewSandboxScreen(ModalScreen[NewSandboxRequest | None]):
         if len(task.strip()) < 3:
             return
         suggestions = suggest_regions(coordinator.index, task, limit=8)
-        self.app.call_from_thread(self._show_suggestions, [s.region.id for s in suggestions])
+        self.app.call_from_thread(self._show_suggestions, task, [s.region.id for s in suggestions])
 
-    def _show_suggestions(self, region_ids: list[str]) -> None:
+    def _show_suggestions(self, task: str, region_ids: list[str]) -> None:
+        if self.query_one("#task", Input).value != task:  # a slower read for what was typed before
+            return
         claims = self.query_one("#claims", SelectionList)
         ticked = set(claims.selected)
         claims.clear_options()
@@ -154,7 +156,13 @@ class NewSandboxScreen(ModalScreen[NewSandboxRequest | None]):
             text.append(conflict.explanation.replace("sandbox (new)", "this new sandbox") + "\n")
         if region_ids and not conflicts:
             text.append("No conflicts with live claims.", style="green")
-        self.app.call_from_thread(self.query_one("#claim-check", Static).update, text)
+        self.app.call_from_thread(self._show_check, region_ids, text)
+
+    def _show_check(self, region_ids: tuple[str, ...], text: Text) -> None:
+        # Only for the claims ticked now: a slower check of an earlier choice, ending after the newer one's,
+        # said "No conflicts with live claims." beside a claim that conflicts.
+        if tuple(self.query_one("#claims", SelectionList).selected) == region_ids:
+            self.query_one("#claim-check", Static).update(text)
 
     @on(Button.Pressed, "#start")
     def action_start(self) -> None:
