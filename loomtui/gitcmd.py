@@ -419,8 +419,10 @@ class UnattributedGit(Git):
 
 
 @contextlib.contextmanager
-def unattributed(root: Path) -> Iterator[UnattributedGit]:
-    """An UnattributedGit on the repository at `root` (a checkout or a sandbox's worktree)."""
-    git_dir = Path(Git(root).out("rev-parse", "--path-format=absolute", "--git-common-dir").strip())
+def unattributed(root: Path, git_dir: Path | None = None) -> Iterator[UnattributedGit]:
+    """An UnattributedGit on the repository at `root` (a checkout or a sandbox's worktree), whose common git
+    dir is `git_dir` when the caller knows it (asked of git otherwise)."""
+    if git_dir is None:
+        git_dir = Path(Git(root).out("rev-parse", "--path-format=absolute", "--git-common-dir").strip())
     with tempfile.TemporaryDirectory(prefix="loomtui-unattributed-") as scratch:
         yield UnattributedGit(git_dir, Path(scratch))

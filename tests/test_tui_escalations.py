@@ -529,8 +529,8 @@ async def test_without_a_signing_key_a_reject_is_refused_before_its_reason_is_ty
         assert "once you have a signing key" in detail, detail  # "You may: approve, reject", while she could not
 
 
-async def test_h_shows_every_escalation_superseded_and_withdrawn_too_then_only_the_open(billing: Path) -> None:
-    """The superseded one (a new commit was reviewed) and its approvals vanished from `h`'s history."""
+def _escalations_in(billing: Path, statuses: tuple[str, ...]) -> None:
+    """One escalation in each of `statuses`, about sandbox sb1, made now."""
     import time
 
     from loomtui.store import EscalationRecord
@@ -538,8 +538,13 @@ async def test_h_shows_every_escalation_superseded_and_withdrawn_too_then_only_t
     workspace = open_workspace(billing)
     now = time.time()
     workspace.store.bulk_add_escalations([EscalationRecord(0, "sb1", "post-gate", status, "high", status, now, now, {})
-                                          for status in ("open", "approved", "superseded", "withdrawn")])
+                                          for status in statuses])
     workspace.close()
+
+
+async def test_h_shows_every_escalation_superseded_and_withdrawn_too_then_only_the_open(billing: Path) -> None:
+    """The superseded one (a new commit was reviewed) and its approvals vanished from `h`'s history."""
+    _escalations_in(billing, ("open", "approved", "superseded", "withdrawn"))
     app = app_as(billing, ALICE)
     async with app.run_test(size=SIZE) as pilot:
         table = await open_queue(app, pilot)
@@ -611,16 +616,10 @@ async def test_a_read_of_every_escalation_ending_after_h_asked_for_the_open_ones
     """A slow read of the whole history, begun before `h` went back to the open ones, ended after their read:
     its rows replaced the open ones and stayed (seen as a flaky `h` under load)."""
     import threading
-    import time
 
     import loomtui.governance.escalations as escalations
-    from loomtui.store import EscalationRecord
 
-    workspace = open_workspace(billing)
-    now = time.time()
-    workspace.store.bulk_add_escalations([EscalationRecord(0, "sb1", "post-gate", status, "high", status, now, now, {})
-                                          for status in ("open", "approved", "withdrawn")])
-    workspace.close()
+    _escalations_in(billing, ("open", "approved", "withdrawn"))
     app = app_as(billing, ALICE)
     async with app.run_test(size=SIZE) as pilot:
         table = await open_queue(app, pilot)

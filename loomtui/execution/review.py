@@ -176,7 +176,7 @@ def diff(workspace: Workspace, sandbox_id: str, *, patch: bool = True) -> Sandbo
     # -z: a path as it is, not git's quoted form (`"caf\303\251.py"` for café.py, in --json too). Past the
     # threshold a file is binary to git, counted without being read (a 300 MB blob took 590 MB to count).
     # Read with no committed .gitattributes: `-diff` on payments/*.py showed its reviewers "Binary files differ".
-    with unattributed(workspace.root) as plain:
+    with unattributed(workspace.root, workspace.paths.common_dir) as plain:
         for entry in plain.out(*LARGE_FILES_BINARY, "diff", "--numstat", "-z", "--no-renames", base, head).split("\0"):
             if not entry:
                 continue
@@ -310,7 +310,7 @@ def _merge_onto_target(workspace: Workspace, repo: Git, record: SandboxRecord, t
     if repo.ok("merge-base", "--is-ancestor", tip, target_sha):
         raise LoomError(f"{record.branch} has nothing that {target} lacks; nothing to merge", exit_code=1)
     # No committed .gitattributes merges: an approved `merge=union` let a conflicting merge through, both kept.
-    with unattributed(workspace.root) as plain:
+    with unattributed(workspace.root, workspace.paths.common_dir) as plain:
         check = plain.run("merge-tree", "--write-tree", "--name-only", "--no-messages", target_sha, tip)
     if check.status == 1:
         conflicted = [line for line in check.out.splitlines()[1:] if line]

@@ -105,22 +105,23 @@ def merge_branches(repo: Path, onto: str, branches: Sequence[str]) -> MergeResul
     current = git.resolve_commit(onto)
     if current is None:
         raise LoomError(f"{quoted(onto)} names no commit")
-    merged: list[str] = []
-    conflicting: list[tuple[str, str]] = []
-    for branch in branches:
-        tip = git.resolve_commit(branch)
-        if tip is None:
-            conflicting.append((branch, "the branch no longer exists"))
-            continue
-        with unattributed(repo) as plain:  # no committed .gitattributes merges (merge=union kept both sides)
+    # No committed .gitattributes merges (merge=union kept both sides of a conflict).
+    with unattributed(repo) as plain:
+        merged: list[str] = []
+        conflicting: list[tuple[str, str]] = []
+        for branch in branches:
+            tip = git.resolve_commit(branch)
+            if tip is None:
+                conflicting.append((branch, "the branch no longer exists"))
+                continue
             result = plain.run("merge-tree", "--write-tree", "--name-only", "--no-messages", current, tip)
-        lines = result.out.splitlines()
-        if result.status == 1:
-            conflicting.append((branch, ", ".join(lines[1:]) or "conflicting changes"))
-            continue
-        if result.status != 0 or not lines:
-            raise LoomError(f"git merge-tree failed for {branch}: {first_line(result.err or result.out)}")
-        current = git.out(*MERGE_IDENTITY, "commit-tree", lines[0], "-p", current, "-p", tip,
-                          "-m", f"loomtui merged gate: {branch}").strip()
-        merged.append(branch)
+            lines = result.out.splitlines()
+            if result.status == 1:
+                conflicting.append((branch, ", ".join(lines[1:]) or "conflicting changes"))
+                continue
+            if result.status != 0 or not lines:
+                raise LoomError(f"git merge-tree failed for {branch}: {first_line(result.err or result.out)}")
+            current = git.out(*MERGE_IDENTITY, "commit-tree", lines[0], "-p", current, "-p", tip,
+                              "-m", f"loomtui merged gate: {branch}").strip()
+            merged.append(branch)
     return MergeResult(current, tuple(merged), tuple(conflicting))
