@@ -44,6 +44,7 @@ from pathlib import Path
 from typing import Any, Final, Protocol
 
 from loomtui.errors import AuditError, LoomError, plural
+from loomtui.json_text import parse_json
 
 GENESIS = "0" * 64
 
@@ -127,7 +128,7 @@ def is_whole(entry: AuditEntry) -> bool:
 def _row_matches(row_hash: str, line: str) -> bool:
     """Whether a store row's entry is whole and is the entry its hash column names."""
     try:
-        fields = json.loads(line)
+        fields = parse_json(line)
     except ValueError:
         return False
     return isinstance(fields, dict) and entry_hash(fields) == fields.get("hash") == row_hash
@@ -168,7 +169,7 @@ def _new_entry(seq: int, prev: str, actor: str, action: str, subject: str,
 
 def _parse_tail(line: bytes) -> tuple[int, str] | None:
     try:
-        parsed = json.loads(line)
+        parsed = parse_json(line)
         return int(parsed["seq"]), str(parsed["hash"])
     except (ValueError, KeyError, TypeError):
         return None
@@ -386,7 +387,7 @@ class AuditLog:
             if not raw.endswith(b"\n"):
                 break
             try:
-                fields = json.loads(raw)
+                fields = parse_json(raw)
                 entry = AuditEntry(**fields)
             except (ValueError, TypeError):
                 break
@@ -477,7 +478,7 @@ class AuditLog:
             if not raw.endswith(b"\n"):
                 return
             try:
-                yield AuditEntry(**json.loads(raw))
+                yield AuditEntry(**parse_json(raw))
             except (ValueError, TypeError):
                 continue
 
@@ -541,7 +542,7 @@ class AuditLog:
                 notes.append(f"line {number} is an interrupted append (ignored; set aside on next append)")
                 break
             try:
-                fields = json.loads(raw)
+                fields = parse_json(raw)
                 if not isinstance(fields, dict):
                     raise ValueError("not an object")
                 entry = AuditEntry(**fields)

@@ -9,7 +9,6 @@ beside it, never deleted, and the restore is itself an entry of the log, naming 
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from dataclasses import dataclass
@@ -17,6 +16,7 @@ from pathlib import Path
 
 from loomtui.audit import GENESIS, AuditLog, entry_hash
 from loomtui.errors import LoomError, plural
+from loomtui.json_text import parse_json
 
 RESTORED_ACTION = "audit.restored"
 RESTORE_HINT = ("`loomtui audit restore` writes the file again from the store's entries, where those are whole "
@@ -96,7 +96,7 @@ def _whole_past(path: Path, rows: list[tuple[int, str, str]]) -> int:
     prev = GENESIS
     for number, line in enumerate(raw, start=1):
         try:
-            fields = json.loads(line)
+            fields = parse_json(line)
         except ValueError:
             return 0
         if not isinstance(fields, dict) or fields.get("seq") != number or fields.get("prev") != prev \
@@ -112,7 +112,7 @@ def _check_chain(rows: list[tuple[int, str, str]]) -> None:
     prev = GENESIS
     for number, (seq, recorded, line) in enumerate(rows, start=1):
         try:
-            fields = json.loads(line)
+            fields = parse_json(line)
         except ValueError:
             fields = None
         whole = (isinstance(fields, dict) and seq == number and fields.get("seq") == seq

@@ -17,6 +17,7 @@ from typing import Final
 from loomtui.config import CONFIG_PATH, LoomConfig
 from loomtui.errors import LoomError
 from loomtui.gitcmd import Git
+from loomtui.json_text import parse_json
 
 POLICY_PATH: Final = LoomConfig().policy
 
@@ -82,7 +83,7 @@ def _npm_test(root: Path, unread: list[str]) -> str | None:
     """`package.json` when it has a test script of its own (npm's placeholder fails on purpose); one that
     does not parse is said in `unread` (it read as "gates none found", unexplained)."""
     try:
-        scripts = json.loads((root / "package.json").read_text(encoding="utf-8")).get("scripts") or {}
+        scripts = parse_json((root / "package.json").read_text(encoding="utf-8")).get("scripts") or {}
     except FileNotFoundError:
         return None
     except json.JSONDecodeError as exc:

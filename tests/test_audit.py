@@ -46,6 +46,15 @@ def test_edited_entry_is_named(log: AuditLog) -> None:
     assert result.entries == 2
 
 
+def test_an_entry_replaced_by_json_nested_past_recursion_is_named_not_an_internal_error(log: AuditLog) -> None:
+    rows = lines(log)
+    rows[2] = b"[" * 100_000 + b"\n"
+    log.path.write_bytes(b"".join(rows))
+    result = log.verify()
+    assert not result.ok and result.line == 3 and result.entries == 2
+    assert [e.seq for e in log.tail(5)] == [1, 2, 3, 4, 5]  # from the store
+
+
 def test_deleted_entry_is_named(log: AuditLog) -> None:
     rows = lines(log)
     del rows[1]

@@ -400,6 +400,7 @@ def test_mypy_paths_and_odd_lines() -> None:
 @pytest.mark.parametrize(("reader", "text", "problem"), [
     ("ruff", "", "the ruff report is empty"),
     ("ruff", "{", "the ruff report is not valid JSON"),
+    pytest.param("ruff", "[" * 100_000, "the ruff report is not valid JSON: nested too deep", id="nested"),
     ("ruff", "{}", "the ruff report is not a JSON list"),
     ("ruff", '[{"message": "m"}]', "the ruff report has an entry without filename"),
     ("ruff", '[{"filename": 3, "message": "m"}]', "not text"),

@@ -228,6 +228,7 @@ def test_a_bash_command_on_a_whole_directory_is_checked_file_by_file(billing: Pa
 
 @pytest.mark.parametrize(("text", "problem"), [
     ("this is not json", "not JSON"),
+    pytest.param("[" * 100_000, "not JSON", id="nested-past-recursion"),  # was an internal error
     ("[1, 2]", "JSON object"),
     (json.dumps({"session_id": SESSION, "cwd": "/tmp", "tool_name": "Edit", "tool_input": {}}), "hook_event_name"),
     (json.dumps({"session_id": SESSION, "cwd": "/tmp", "hook_event_name": "Notification", "tool_name": "Edit",

@@ -57,3 +57,10 @@ def test_a_tail_that_begins_inside_a_long_event_and_one_of_exactly_two_pieces_ar
                                                     .encode())[0]]
     assert readable_lines(OUTPUT_CLAUDE_STREAM, pieces) == [
         "before", "… 128 KiB of an event, not shown (`sandbox logs --raw` has it)", "The fix is in."]
+
+
+def test_an_event_nested_past_the_decoders_recursion_is_said_by_size_and_the_rest_read() -> None:
+    """`sandbox logs` ended in an internal error (RecursionError) for one such line anywhere in the tail."""
+    nested = '{"type": "assistant", "a": ' + "[" * 3000 + "]" * 3000 + "}"
+    assert readable_lines(OUTPUT_CLAUDE_STREAM, [said("Before."), nested, said("After.")]) == [
+        "Before.", "… 5 KiB of an event, not shown (`sandbox logs --raw` has it)", "After."]

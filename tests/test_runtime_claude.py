@@ -451,6 +451,7 @@ def test_malformed_stream_json_lines_are_skipped_and_counted(tmp_path: Path, mon
         emit(json.dumps({"type": "system", "subtype": "init", "model": "stand-in"}))
         emit('{"type": "assistant", "message": {"content": [{"type": "text"')   # cut short
         emit("[1, 2, 3]")                                                        # not an object
+        emit('{"type": "assistant", "a": ' + "[" * 3000 + "]" * 3000 + "}")  # past the decoder's recursion
         emit("Warning: something the CLI printed on its own")                    # not JSON
         emit("")
         emit(json.dumps({"type": "assistant", "message": {"content": [{"type": "text", "text": "Done."}]}}))
@@ -470,7 +471,8 @@ def test_malformed_stream_json_lines_are_skipped_and_counted(tmp_path: Path, mon
     assert wait_until_settled(workspace, record.id, timeout=60).step == "no-change"
     done = sb.get_sandbox(workspace, record.id)
     assert done.status == "exited", done.data
-    assert done.data["unparsed_lines"] == 3
+    # The nested one killed the supervisor (RecursionError), and the agent with it.
+    assert done.data["unparsed_lines"] == 4
     summaries = [a["summary"] for a in activities(workspace, record.id)]
     assert summaries[:2] == ["session started (stand-in)", "Done."] and summaries[2].startswith("Long: xxx")
     assert summaries[3:] == ["denied: Write", "finished: success, 1 turns, 1 permission denial"], summaries[3:]

@@ -5,7 +5,6 @@ is said once, whichever process says it."""
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from loomtui.audit import AuditEntry
@@ -28,6 +27,7 @@ from loomtui.execution.lifecycle import EXITED, LIVE, PLANNED
 from loomtui.execution.sandboxes import isolation_label
 from loomtui.governance.coordinator import governed_coordinator
 from loomtui.governance.escalations import EscalationStatus, status_lines
+from loomtui.json_text import parse_json
 from loomtui.store import SandboxRecord
 from loomtui.workflow.steps import AFTER_KEY, dependencies
 from loomtui.workspace import Workspace
@@ -38,7 +38,7 @@ def audit_after(workspace: Workspace, seq: int) -> list[AuditEntry]:
     entries = []
     for _seq, _hash, line in workspace.store.audit_entries_after(seq):
         try:
-            entries.append(AuditEntry(**json.loads(line)))
+            entries.append(AuditEntry(**parse_json(line)))
         except (ValueError, TypeError):
             continue  # a damaged entry: `loomtui audit verify` reports it
     return entries

@@ -8,13 +8,13 @@ fails an agent.
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Callable
 from typing import Any
 
 from loomtui.errors import abridged
 from loomtui.execution.runtimes import OUTPUT_CLAUDE_STREAM, OUTPUT_SCRIPT_AGENT
+from loomtui.json_text import parse_json
 
 Activity = dict[str, Any]
 SUMMARY_CHARS = 160
@@ -47,7 +47,7 @@ def parse_claude_stream(line: str, *, whole_text: bool = False) -> list[Activity
     if not line.startswith("{"):
         return []
     try:
-        message = json.loads(line)
+        message = parse_json(line)
     except ValueError:
         return []
     if not isinstance(message, dict):
@@ -130,7 +130,7 @@ def is_stream_json(line: str) -> bool:
     if not line.strip():
         return True
     try:
-        return isinstance(json.loads(line), dict)
+        return isinstance(parse_json(line), dict)
     except ValueError:
         return False
 

@@ -7,7 +7,6 @@ git, a damaged store or audit log).
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 from dataclasses import asdict, dataclass, field
@@ -21,6 +20,7 @@ from loomtui.execution.gitops import MERGE_TREE_MIN_VERSION, Git, git_version
 from loomtui.execution.isolation import PUBLISHED_OBJECTS, isolation_status
 from loomtui.execution.runtimes import runtime_report
 from loomtui.files import file_size
+from loomtui.json_text import parse_json
 from loomtui.limit_values import file_size_bytes
 from loomtui.workspace import Workspace, open_workspace
 
@@ -75,7 +75,7 @@ def _check_claude_user_settings(report: DoctorReport) -> None:
     off, or asks nobody, takes loomtui's gate (claims, the policy, the audit of each edit) out of them all."""
     path = Path(os.environ.get("CLAUDE_CONFIG_DIR") or Path.home() / ".claude") / "settings.json"
     try:
-        settings = json.loads(path.read_text(encoding="utf-8"))
+        settings = parse_json(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return  # none, or one Claude Code itself will complain about
     if not isinstance(settings, dict):

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from loomtui.files import remove_tree, write_atomically
+from loomtui.json_text import parse_json
 
 _ADMIN_FILES = ("commondir", "gitdir", "config.worktree", "HEAD")
 
@@ -43,7 +44,7 @@ def save(links: GitLinks, path: Path) -> None:
 def load(path: Path) -> GitLinks | None:
     """The links `save` kept, or None (none kept, or the file unreadable)."""
     try:
-        kept_links = json.loads(path.read_text())
+        kept_links = parse_json(path.read_text())
     except (OSError, ValueError):
         return None
     if not isinstance(kept_links, dict):

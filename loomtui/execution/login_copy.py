@@ -44,6 +44,7 @@ from pathlib import Path
 from typing import Any, Final, NamedTuple, TypeGuard
 
 from loomtui.files import write_atomically
+from loomtui.json_text import parse_json
 
 MAX_LOGIN_BYTES: Final = 64 * 1024
 """How much a refresh may add to a login file (Claude Code's and Codex's hold a few KiB)."""
@@ -200,7 +201,7 @@ def _document(content: bytes) -> Any:
             raise ValueError("a key twice")
         return dict(pairs)
 
-    return json.loads(text, object_pairs_hook=no_twice)
+    return parse_json(text, object_pairs_hook=no_twice)
 
 
 def _bad_refresh(before: Any, after: Any, where: str, seen: set[str], moved: bool | None) -> str | None:
@@ -313,7 +314,7 @@ def _claims(token: str) -> dict[str, Any] | None:
     if match is None:
         return None
     try:
-        payload = json.loads(base64.urlsafe_b64decode(match[1] + "=" * (-len(match[1]) % 4)))
+        payload = parse_json(base64.urlsafe_b64decode(match[1] + "=" * (-len(match[1]) % 4)))
     except (ValueError, binascii.Error, RecursionError):
         return None
     return payload if isinstance(payload, dict) else None
@@ -499,7 +500,7 @@ def _record_path(root: Path, user: Path) -> Path:
 
 def _load(path: Path) -> _Record | None:
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = parse_json(path.read_text(encoding="utf-8"))
         seen = [str(digest) for digest in data.get("seen") or ()]
         return _Record(Path(data["user"]), Path(data["copy"]), data.get("base"), data.get("refused"), seen,
                        float(data.get("taken_at") or 0.0))

@@ -29,6 +29,7 @@ from pathlib import Path
 from loomtui.gitcmd import Git
 from loomtui.governance.policy import Policy
 from loomtui.governance.signing import VERIFIED, Decision, committed_signers, verify_committed
+from loomtui.json_text import parse_json
 
 NOTES_REF = "refs/notes/loom"
 FETCH_HINT = f"git fetch origin {NOTES_REF}:{NOTES_REF}"
@@ -70,7 +71,7 @@ def _decisions(root: Path, commit: str) -> list[dict[str, object]]:
     found = []
     for line in done.out.splitlines():
         try:
-            value = json.loads(line)
+            value = parse_json(line)
         except ValueError:
             continue
         if isinstance(value, dict):

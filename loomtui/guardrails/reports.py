@@ -28,6 +28,7 @@ from urllib.parse import unquote, urlparse
 from xml.etree import ElementTree
 
 from loomtui.errors import escape_controls, shown
+from loomtui.json_text import parse_json
 
 __all__ = ["Finding", "Outcome", "ReportProblem", "TestCase", "read_junit", "read_mypy_json", "read_ruff_json",
            "read_sarif", "rerun_argv"]
@@ -286,7 +287,7 @@ def _loads(text: str, what: str) -> Any:
     if not text.strip():
         raise ReportProblem(f"the {what} report is empty")
     try:
-        return json.loads(text)
+        return parse_json(text)
     except json.JSONDecodeError as exc:
         raise ReportProblem(f"the {what} report is not valid JSON: {exc}") from None
 
@@ -336,7 +337,7 @@ def read_mypy_json(text: str, root: Path | None = None) -> list[Finding]:
     for line in text.splitlines():
         line = line.strip()
         try:
-            entry = json.loads(line) if line.startswith("{") else None
+            entry = parse_json(line) if line.startswith("{") else None
         except json.JSONDecodeError:
             entry = None
         if not isinstance(entry, dict):

@@ -7,7 +7,6 @@ window's entries are parsed: a report over a week of a year's log reads a week.
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Collection
 from dataclasses import dataclass
@@ -15,6 +14,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
 from loomtui.errors import LoomError, quoted
+from loomtui.json_text import parse_json
 
 if TYPE_CHECKING:
     from loomtui.workspace import Workspace
@@ -77,7 +77,7 @@ def stamp(text: object) -> float | None:
 def parse_entry(seq: int, line: str) -> Entry | None:
     """An entry's fields, or None when the line is not a valid audit record."""
     try:
-        fields = json.loads(line)
+        fields = parse_json(line)
     except ValueError:
         return None
     if not isinstance(fields, dict) or not isinstance(fields.get("details", {}), dict):

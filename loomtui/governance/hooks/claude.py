@@ -36,6 +36,7 @@ from loomtui.governance.hooks.edits import (
     changed_ranges,
     read_text,
 )
+from loomtui.json_text import parse_json
 
 EDIT_TOOLS: Final = ("Edit", "Write", "MultiEdit", "NotebookEdit")
 PRE_TOOL_MATCHER: Final = "|".join((*EDIT_TOOLS, "Bash"))
@@ -73,7 +74,7 @@ class HookEvent:
 def parse_hook_input(text: str) -> HookEvent:
     """Validate the JSON on a hook's stdin; HookInputError names what is wrong."""
     try:
-        data = json.loads(text)
+        data = parse_json(text)
     except json.JSONDecodeError as exc:
         raise HookInputError(f"hook input is not JSON ({exc.msg} at line {exc.lineno})") from None
     if not isinstance(data, dict):

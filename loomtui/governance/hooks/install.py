@@ -19,6 +19,7 @@ from loomtui.files import write_atomically
 from loomtui.governance.hooks.claude import DEFAULT_PERMISSION_WAIT_S, PRE_TOOL_MATCHER
 from loomtui.governance.hooks.commit import git as _git
 from loomtui.governance.hooks.edits import read_text as _read_text
+from loomtui.json_text import parse_json
 from loomtui.repo import DISTRUSTING_GIT_CONFIG
 from loomtui.yamlcheck import read_text
 
@@ -232,7 +233,7 @@ def _read_settings(path: Path, doing: str = "installing") -> dict[str, Any]:
         return {}
     text = read_text(path, str(path))  # one line for a non-UTF-8, huge, unreadable or special file
     try:
-        data = json.loads(text)
+        data = parse_json(text)
     except json.JSONDecodeError as exc:
         raise LoomError(f"{path}:{exc.lineno}: not valid JSON ({exc.msg}); fix it before {doing} hooks") \
             from None
