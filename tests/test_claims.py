@@ -393,6 +393,28 @@ def test_a_python_file_too_large_to_parse_quickly_is_a_whole_file_change() -> No
     assert [c.region_id for c in changed_regions("def f():\n    return 1\n", wide, "wide.py")] == ["wide.py"]
 
 
+def test_a_file_of_too_many_nodes_and_files_past_one_changes_budget_are_whole_file_changes(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """libcst holds some 3.5 KB a node: 500 KB of `a[1],` under the byte limit took 1.8 GB and minutes under
+    load, and eight such files in one commit check held the broker (and the claim sweeper) for 203 s."""
+    from loomtui.coordination import signatures
+    from loomtui.governance.hooks.gate import _staged_regions
+
+    before = "def f():\n    return 1\n"
+    flat = "x = [" + "a," * 30_001 + "]\n"  # 180 KB, 60,000 nodes and more: a Name and its Load each
+    assert len(flat) < signatures.MAX_LIBCST_BYTES
+    assert [c.region_id for c in signatures.changed_regions(before, flat, "flat.py")] == ["flat.py"]
+    budget = signatures.ParseBudget(nodes=12)  # both sides of one small file (5 nodes each), not of two
+    assert [c.region_id for c in signatures.changed_regions(before, "def f():\n    return 2\n", "a.py", budget)] \
+        == ["a.py::f"]
+    assert [c.region_id for c in signatures.changed_regions(before, "def f():\n    return 2\n", "b.py", budget)] \
+        == ["b.py"]
+    # The broker's commit check shares one budget among the request's files.
+    monkeypatch.setattr(signatures, "LIBCST_NODES_PER_CHANGE", 12)
+    files = [{"path": f"{name}.py", "old": before, "new": "def f():\n    return 2\n"} for name in "ab"]
+    assert _staged_regions(files) == ["a.py::f", "b.py"]
+
+
 def test_cutting_off_a_refusal_from_the_audit_log_is_detected(coordinator: Coordinator) -> None:
     coordinator.claim("a", QUOTE)
     with pytest.raises(ClaimRefused):

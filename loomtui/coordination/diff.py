@@ -79,9 +79,11 @@ def _commit_changes(root: Path, base: str, head: str) -> tuple[tuple[str, str, b
 
 
 def _changes(root: Path, base: str, head: str | None) -> tuple[tuple[str, str, bool], ...]:
-    from loomtui.coordination.signatures import changed_regions  # libcst: 0.4 s to import, only for diffs
+    # libcst: 0.4 s to import, only for diffs
+    from loomtui.coordination.signatures import ParseBudget, changed_regions
 
     found: list[tuple[str, str, bool]] = []
+    budget = ParseBudget()
     for path in changed_files(root, base, head):
         old = _show(root, base, path)
         if head is None:
@@ -90,7 +92,7 @@ def _changes(root: Path, base: str, head: str | None) -> tuple[tuple[str, str, b
         else:
             new = _show(root, head, path)
         if path.endswith(".py"):
-            found += [(c.region_id, c.change, c.signature_changed) for c in changed_regions(old, new, path)]
+            found += [(c.region_id, c.change, c.signature_changed) for c in changed_regions(old, new, path, budget)]
         else:
             kind = "added" if not old else "removed" if not new else "modified"
             found.append((path, kind, False))

@@ -12,7 +12,7 @@ import ast
 import io
 import tokenize
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Final
 
 import libcst as cst
@@ -169,6 +169,21 @@ MAX_LIBCST_BYTES: Final = 512 * 1024
 """Larger than this, libcst is not asked either: it reads about 2.5 µs a byte of real code and up to 15
 of a flat literal (a 600 KB dict: 9 s), in the review, the app and the commit check an agent waits on."""
 
+MAX_LIBCST_NODES: Final = 60_000
+"""Nor with more nodes (as Python's tree counts them) than this: libcst holds some 3.5 KB and spends 10 to
+25 µs a node, real code or not (a 500 KB list of `a[1],` took 1.8 GB); 60,000 is a 400 KB module."""
+
+LIBCST_NODES_PER_CHANGE: Final = 250_000
+"""All the files of one change together (both sides of each): past it, the rest are whole-file changes.
+Each file under the limits, eight of them in one commit check held the broker for minutes."""
+
+
+@dataclass
+class ParseBudget:
+    """What libcst may still read for one change (`LIBCST_NODES_PER_CHANGE`), spent file by file."""
+
+    nodes: int = field(default_factory=lambda: LIBCST_NODES_PER_CHANGE)
+
 
 def _libcst_depth(node: ast.AST) -> int:
     """How many levels deeper than `node` libcst nests what Python's tree keeps flat: `a and b and c`
@@ -183,26 +198,31 @@ def _libcst_depth(node: ast.AST) -> int:
     return 0
 
 
-def _fit_for_libcst(text: str) -> bool:
-    """Whether Python's own parser reads `text`, no larger than MAX_LIBCST_BYTES and no deeper than
-    MAX_LIBCST_DEPTH as libcst nests it: only then libcst (else the whole file is the change)."""
-    if len(text) > MAX_LIBCST_BYTES or len(text.encode("utf-8", "surrogatepass")) > MAX_LIBCST_BYTES:
+def _fit_for_libcst(text: str, budget: ParseBudget) -> bool:
+    """Whether Python's own parser reads `text`, no larger than MAX_LIBCST_BYTES, no deeper than
+    MAX_LIBCST_DEPTH as libcst nests it, and of no more nodes than MAX_LIBCST_NODES and what is left of
+    `budget` (which it spends): only then libcst (else the whole file is the change)."""
+    if budget.nodes <= 0 or len(text) > MAX_LIBCST_BYTES \
+            or len(text.encode("utf-8", "surrogatepass")) > MAX_LIBCST_BYTES:
         return False  # (the characters first: a large file is not encoded only to be measured)
     try:
         tree = ast.parse(text)
     except (SyntaxError, ValueError, RecursionError, MemoryError):
         return False
     level: list[tuple[ast.AST, int]] = [(tree, 1)]
+    nodes, most = 0, min(MAX_LIBCST_NODES, budget.nodes)
     while level:
         node, depth = level.pop()
         depth += _libcst_depth(node)
-        if depth > MAX_LIBCST_DEPTH:
+        nodes += 1
+        if depth > MAX_LIBCST_DEPTH or nodes > most:
             return False
         level.extend((child, depth + 1) for child in ast.iter_child_nodes(node))
+    budget.nodes -= nodes
     return True
 
 
-def _scan(source: str, path: str) -> list[_Scanned] | None:
+def _scan(source: str, path: str, budget: ParseBudget) -> list[_Scanned] | None:
     """Regions of `source` with their signatures, None if it is not valid Python.
 
     Spans, ids and hashes are the index's own (the ast producer's), so a change's ids are
@@ -210,7 +230,7 @@ def _scan(source: str, path: str) -> list[_Scanned] | None:
     without position metadata (which cost most of a scan).
     """
     text, problem = decode_source(source.encode("utf-8", "surrogatepass"))
-    if text is None or problem or not _fit_for_libcst(text):
+    if text is None or problem or not _fit_for_libcst(text, budget):
         return None
     try:
         module = cst.parse_module(text)
@@ -251,18 +271,21 @@ def _own_hashes(scanned: list[_Scanned], lines: list[str]) -> dict[str, str]:
     return hashes
 
 
-def changed_regions(old_src: str, new_src: str, path: str) -> list[RegionChange]:
+def changed_regions(old_src: str, new_src: str, path: str, budget: ParseBudget | None = None) -> list[RegionChange]:
     """Regions of `path` that differ between two versions of its source.
 
     "modified" means the region's own code changed (see `_own_hashes`). A removed region
     is a signature change (its callers break); an added one is not (nothing calls it
     yet, so no claim elsewhere depends on it). A side that is not valid Python
     makes the whole file one modified region with an unknown (True) signature change.
-    Order: the new version's regions in source order, then the removed ones.
+    Order: the new version's regions in source order, then the removed ones. `budget`: shared by the
+    files of one change (a fresh one, when not given, for this file alone).
     """
     if old_src == new_src:
         return []
-    old, new = _scan(old_src, path), _scan(new_src, path)
+    budget = ParseBudget() if budget is None else budget
+    old = _scan(old_src, path, budget)
+    new = _scan(new_src, path, budget) if old is not None else None
     if old is None or new is None:
         return [RegionChange(path, "modified", True)]
     old_by_name = {item.region.qualname: item for item in old}

@@ -49,14 +49,14 @@ def staged_request(tree: Path | None) -> dict[str, Any] | None:
 
 def staged_changes(tree: Path) -> tuple[list[str], list[str]]:
     """The paths and regions the staged change (the index against HEAD) touches."""
-    from loomtui.coordination.signatures import changed_regions
+    from loomtui.coordination.signatures import ParseBudget, changed_regions
 
     request = staged_request(tree)
     if request is None:
         return [], []
-    regions = list(request["regions"])
+    regions, budget = list(request["regions"]), ParseBudget()
     for item in request["files"]:
-        regions.extend(c.region_id for c in changed_regions(item["old"], item["new"], item["path"]))
+        regions.extend(c.region_id for c in changed_regions(item["old"], item["new"], item["path"], budget))
     return request["paths"], list(dict.fromkeys(regions))
 
 

@@ -543,16 +543,17 @@ def _staged_regions(files: Sequence[Mapping[str, Any]]) -> list[str]:
     """The regions a staged change touches in Python files, from their text at HEAD and as staged."""
     if not files:
         return []
-    from loomtui.coordination.signatures import changed_regions
+    from loomtui.coordination.signatures import ParseBudget, changed_regions
 
     found: list[str] = []
+    budget = ParseBudget()  # one for the whole request: each file under the limits, eight held the broker minutes
     for item in files:
         if not isinstance(item, Mapping):
             raise LoomError("request field 'files' must be a list of {path, old, new}")
         path, old, new = text_field(item, "path"), item.get("old", ""), item.get("new", "")
         if not isinstance(old, str) or not isinstance(new, str):
             raise LoomError(f"files[{path}]: 'old' and 'new' must be text")
-        found.extend(c.region_id for c in changed_regions(old, new, path))
+        found.extend(c.region_id for c in changed_regions(old, new, path, budget))
     return list(dict.fromkeys(found))
 
 
