@@ -418,6 +418,10 @@ def test_the_broker_answers_for_its_own_sandbox_only_and_never_decides(billing: 
                                                                                       "content": "x"})
         with pytest.raises(BrokerError, match="'paths' holds a path longer than 4096"):
             client.request("ask_lead", question="may I?", paths=[huge])
+        # Nor a claim's target (a 200 KB one was kept whole; a 4 MB one took the broker minutes to resolve).
+        for op in ("claim", "conflicts", "release"):
+            with pytest.raises(BrokerError, match="'target' is longer than 4096"):
+                client.request(op, target="./" * 100_000 + "app.py")
         from loomtui.governance.coordinator import governed_coordinator
 
         governed_coordinator(ws).claim("holder", "payments/refunds.py::RefundService.quote")

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path, PurePosixPath
 
 from loomtui.coordination.index import RepoIndex
@@ -40,13 +42,8 @@ class TargetResolver:
 
     def resolve(self, target: str) -> list[str]:
         """Region ids a target names: region id, file, directory, glob, or `path:10-40`."""
-        try:
+        with _usable(target):
             return self._resolve(target)
-        except BadTarget:
-            raise
-        except (OSError, ValueError) as exc:  # a name the OS refuses (a component over 255 bytes)
-            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-            raise BadTarget(f"{shown(target)}: not a usable path ({reason})") from None
 
     def _resolve(self, target: str) -> list[str]:
         target = target.strip()
@@ -93,13 +90,11 @@ class TargetResolver:
         target = target.strip()
         if not target or "\x00" in target or "::" in target or _GLOB_CHARS & set(target):
             raise BadTarget(f"{shown(target)}: a new file is claimed by its path (no region, glob or NUL)")
-        try:
+        with _usable(target):
             path = self.repo_path(target)
-        except (OSError, ValueError) as exc:
-            raise BadTarget(f"{shown(target)}: not a usable path ({exc})") from None
-        if path == "." or target.endswith("/") or (self.index.root / path).is_dir():
-            raise BadTarget(f"{shown(target)}: a directory, not a new file")
-        return [path]
+            if path == "." or target.endswith("/") or (self.index.root / path).is_dir():
+                raise BadTarget(f"{shown(target)}: a directory, not a new file")
+            return [path]
 
     def _existing_file(self, target: str) -> str | None:
         """The repository path of the file `target` names as it is written, if there is one."""
@@ -237,6 +232,19 @@ class TargetResolver:
 
         match = process.extractOne(target, list(self.index.regions), score_cutoff=70)
         return f" (did you mean {match[0]}?)" if match else ""
+
+
+@contextmanager
+def _usable(target: str) -> Iterator[None]:
+    """A name the OS refuses (a component over 255 bytes, a path past PATH_MAX: `is_dir` raises for those) as
+    a BadTarget saying so: through the broker it was "internal error", through the MCP server a traceback."""
+    try:
+        yield
+    except BadTarget:
+        raise
+    except (OSError, ValueError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise BadTarget(f"{shown(target)}: not a usable path ({reason})") from None
 
 
 def _resolved(path: Path, raw: str) -> Path:

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, Final
 from loomtui.errors import LoomError, both_ends, quoted
 from loomtui.governance.escalations import CLEARED, EscalationStatus
 from loomtui.governance.hooks.permissions import PERMISSION_KIND, QUESTION_KIND, bounded, too_many_asks
-from loomtui.governance.hooks.requests import named_paths, one_line
+from loomtui.governance.hooks.requests import MAX_TEXT_CHARS, named_paths, one_line
 from loomtui.governance.policy import ChangeFacts, evaluate
 from loomtui.store import ClaimRecord, EscalationRecord
 
@@ -161,7 +161,7 @@ def op_ask_lead(gate: HookGate, request: Mapping[str, Any]) -> dict[str, Any]:
     from loomtui.governance.escalations import open_escalation
     from loomtui.governance.hooks.gate import permission_evaluation
 
-    question = _text(request, "question")[:MAX_QUESTION_CHARS]
+    question = _text(request, "question", None)[:MAX_QUESTION_CHARS]
     raw_paths = request.get("paths") or []
     if not isinstance(raw_paths, list) or not all(isinstance(p, str) for p in raw_paths):
         raise LoomError("request field 'paths' must be a list of strings")
@@ -317,7 +317,7 @@ def op_search_context(gate: HookGate, request: Mapping[str, Any]) -> dict[str, A
     from loomtui.knowledge.engine import search_sections
     from loomtui.knowledge.sources import load_context
 
-    query = _text(request, "query")
+    query = _text(request, "query", None)
     limit = request.get("limit", 5)
     if len(query) > MAX_QUERY_CHARS:
         raise LoomError(f"a query of at most {MAX_QUERY_CHARS} characters: a topic, not a document")
@@ -327,10 +327,14 @@ def op_search_context(gate: HookGate, request: Mapping[str, Any]) -> dict[str, A
     return {"results": search_sections(load_context(root, gate.workspace.load_config().context), query, limit)}
 
 
-def _text(request: Mapping[str, Any], name: str) -> str:
+def _text(request: Mapping[str, Any], name: str, limit: int | None = MAX_TEXT_CHARS) -> str:
+    """A field of text (at most `limit` characters: a claim's 200 KB target was kept whole in the store and
+    the audit log, and a 4 MB one took the broker minutes to resolve)."""
     value = request.get(name)
     if not isinstance(value, str) or not value.strip():
         raise LoomError(f"request field {name!r} must be a non-empty string")
+    if limit is not None and len(value) > limit:
+        raise LoomError(f"request field {name!r} is longer than {limit} characters")
     return value
 
 
