@@ -3,6 +3,7 @@ a worker's late lines reaching a log that left the screen once ended the app wit
 
 from __future__ import annotations
 
+from textual._compositor import CompositorUpdate
 from textual.app import App, ComposeResult
 
 from loomtui.tui.widgets.bounded_log import BoundedLog
@@ -70,3 +71,29 @@ async def test_long_lines_fold_at_the_pane_s_width_and_again_when_it_changes_or_
         await pilot.resize_terminal(60, 10)
         await pilot.pause()
         assert log.lines == ["again"]  # what was cleared stays cleared
+
+
+class ShortLog(App[None]):
+    def compose(self) -> ComposeResult:
+        yield BoundedLog(max_lines=50)
+
+
+async def test_a_full_log_keeps_drawing_the_newest_lines() -> None:
+    """Textual's Log repaints from the line count before it drops the oldest: once full, what it drew
+    stayed on screen (the Log tab showed line 4356 while the agent wrote line 5252), with nothing saying so."""
+    app = ShortLog()
+    async with app.run_test(size=(40, 10)) as pilot:
+        log = app.query_one(BoundedLog)
+        log.write_lines([f"line {n}" for n in range(50)])
+        await pilot.pause()
+        sent: list[str] = []  # what the screen's updates would send a terminal (headless sends nothing)
+
+        def display(_screen: object, update: object) -> None:
+            if isinstance(update, CompositorUpdate):
+                sent.append(update.render_segments(app.console))
+
+        app._display = display  # type: ignore[method-assign]
+        for n in range(50, 60):
+            log.write_line(f"line {n}")
+            await pilot.pause()
+        assert "line 59" in "".join(sent) and log.line_count == 50

@@ -46,7 +46,12 @@ class BoundedLog(Log):
         # line (CRLF, a progress line's last return) moves nothing past it and showed as a stray ␍.
         written = [part.removesuffix("\r") for line in lines for part in line.removesuffix("\n").split("\n")]
         self._written.extend(written)
-        return super().write_lines(self._folded(written), scroll_end)
+        folded = self._folded(written)
+        full = self.max_lines is not None and self.line_count + len(folded) > self.max_lines
+        super().write_lines(folded, scroll_end)
+        if full:  # Log repaints from the line count before it dropped the oldest: rows below the pane, and the
+            self.refresh()  # pane kept what it showed (the Log tab stood at line 4356 while the agent wrote 5252)
+        return self
 
     def clear(self) -> Self:
         self._written.clear()
