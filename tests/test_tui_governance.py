@@ -40,6 +40,13 @@ async def test_policy_view_marks_the_rules_that_fire_for_a_sandbox(billing: Path
         assert str(table.get_cell("no-secrets", "fired")) == ""
         assert "claim: require" in str(app.screen.query_one("#policy-detail", Static).render())
         assert app.focused is table  # the keys go back to the rules, not into the picker
+        # A sandbox made elsewhere is offered at once, and the pick stays (new options cleared it, and the
+        # explanation with it).
+        other = create_sandbox(workspace, "other work", "script", script=script)
+        await wait_for(pilot, lambda: other.id in app.screen.sandbox_options)
+        await pilot.pause()
+        assert picker.value == record.id and str(table.get_cell("ledger-claims", "fired")) == "●"
+        assert "claim: require" in str(app.screen.query_one("#policy-detail", Static).render())
         picker.clear()  # its prompt row, chosen: the explanation goes with the marks (it raised an internal error)
         await wait_for(pilot, lambda: str(table.get_cell("ledger-claims", "fired")) == "")
         assert "claim: require" not in str(app.screen.query_one("#policy-detail", Static).render())

@@ -113,7 +113,15 @@ class PolicyScreen(LoomScreen[None]):
         options = [(Text(f"{s.id}  {escape_controls(' '.join(s.task.split()))}"), s.id) for s in sandboxes]
         if [value for _, value in options] != self.sandbox_options:
             self.sandbox_options = [value for _, value in options]
-            select.set_options(options)
+            chosen = select.value
+            if isinstance(chosen, str) and chosen in self.sandbox_options:
+                # New options clear the pick, and its Changed cleared the explanation: a new sandbox anywhere
+                # (another shell, an agent's plan) undid the lead's pick. Kept, unsaid, while it is still there.
+                with self.prevent(Select.Changed):
+                    select.set_options(options)
+                    select.value = chosen
+            else:
+                select.set_options(options)
         if explanation is not None:
             self.explanation = explanation
         self._show_rule()
