@@ -428,9 +428,10 @@ class LoomApp(App[int]):
             self.refresh_coordination()  # before it has started, its first run reads what is new
         if self.show_checklist and kinds:
             self._rescore_checklist()
-        policy = cast("PolicyScreen | None", self._mode_screen("policy"))
-        if policy is not None and screen is policy and any(k.startswith("sandbox.") for k in kinds):
-            policy.show_policy()  # its picker lists the sandboxes there are now (a new one waited for a resume)
+        # The policy view's picker lists the sandboxes there are now (a new one waited for a resume).
+        policy = self._mode_screen("policy")
+        if policy is not None and policy is screen and any(k.startswith("sandbox.") for k in kinds):
+            cast("PolicyScreen", policy).show_policy()
         if "audit.appended" in kinds and (audit := cast("AuditScreen | None", self._mode_screen("audit"))):
             audit.reload()
         if any(k.startswith("escalation.") for k in kinds):
