@@ -6,6 +6,7 @@ from pathlib import Path
 
 from textual.widgets import Input, Static, Tree
 
+from loomtui.governance.coordinator import governed_coordinator
 from loomtui.tui.app import LoomApp
 from loomtui.tui.screens.dashboard import SandboxTable
 from loomtui.tui.screens.plan import PlanScreen
@@ -49,6 +50,19 @@ async def test_the_plan_view_draws_waves_and_why_a_task_waits(tmp_path: Path) ->
         await pilot.pause()
         detail = " ".join(str(app.screen.query_one("#plan-detail", Static).render()).split())
         assert f"sandbox {second.id}" in detail and f"after {first.id}" in detail
+        # A wave closed, and the cursor on it, stay so through the next store event (the tree is built again:
+        # the wave opened and the cursor went to the first task).
+        run.children[0].collapse()
+        tree.move_cursor(run.children[0])
+        await pilot.pause()
+        events = app.latest_snapshot.last_event_id if app.latest_snapshot else 0
+        governed_coordinator(workspace).claim("someone", "app.py", mode="shared", reason="unrelated")
+        await wait_for(pilot, lambda: app.latest_snapshot is not None and app.latest_snapshot.last_event_id > events
+                       and app.screen.query_one("#plan-tree", Tree).root.children[0] is not run)
+        await pilot.pause()
+        run = tree.root.children[0]
+        assert not run.children[0].is_expanded and run.children[1].is_expanded
+        assert tree.cursor_node is run.children[0]
         await pilot.press("escape")
         await pilot.pause()
         assert app.current_mode == "dashboard"

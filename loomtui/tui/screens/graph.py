@@ -24,6 +24,7 @@ from loomtui.errors import escape_controls, plural
 from loomtui.store import ClaimRecord
 from loomtui.tui.base import LoomScreen, wrap_width
 from loomtui.tui.keys import KeysFooter, shown_key
+from loomtui.tui.tree_state import label_key, restore_tree_state, tree_state
 from loomtui.tui.widgets.claims_canvas import ClaimsCanvas, assign_colours, theme_palette
 from loomtui.tui.widgets.fields import wrap_value
 from loomtui.tui.widgets.fitted_tree import FittedTree
@@ -52,6 +53,11 @@ def _cut_left(text: str, room: int) -> str:
 def sandbox_colours(claims: list[ClaimRecord], palette: tuple[str, ...]) -> dict[str, str]:
     """A stable colour per sandbox, in the order sandboxes first claimed something."""
     return assign_colours((c.sandbox_id for c in sorted(claims, key=lambda c: c.id)), palette)
+
+
+def _claims_key(node: TreeNode[str]) -> str:
+    """A node of the claims tree by what it stands for (a sandbox's label counts its claims, which change)."""
+    return node.data if isinstance(node.data, str) else label_key(node)
 
 
 def _conflict_key(conflict: Conflict) -> str:
@@ -217,6 +223,7 @@ class GraphScreen(LoomScreen[None]):
         first opened if there are many claims: 5,000 claims are some 10,000 nodes, which took the view's
         first visit seconds to build and lay out."""
         tree: Tree[str] = self.query_one("#claims-tree", Tree)
+        state = tree_state(tree, _claims_key)
         tree.clear()
         self._claims_by_sandbox = {}
         self._conflicting = {(c.region_a, c.region_b) for c in picture.conflicts}
@@ -233,6 +240,9 @@ class GraphScreen(LoomScreen[None]):
                 self._fill_sandbox(node)
         if not picture.claims:
             tree.root.add_leaf(Text("No live claims. `loomtui claim add` or an agent's edit hook adds them."))
+        # What a person closed stays closed, and the cursor on its node (by line it landed on another claim).
+        if (at := restore_tree_state(tree, state, _claims_key)) is not None:
+            self.call_after_refresh(tree.move_cursor, at)
 
     @on(Tree.NodeExpanded, "#claims-tree")
     def _sandbox_opened(self, event: Tree.NodeExpanded[str]) -> None:

@@ -24,6 +24,7 @@ from loomtui.tui.base import LoomScreen, inner_width
 from loomtui.tui.keys import KeysFooter
 from loomtui.tui.sandbox_text import STATUS_STYLES, STEP_STYLES, app_step_hints, task_text
 from loomtui.tui.snapshot import DashboardSnapshot
+from loomtui.tui.tree_state import label_key, restore_tree_state, tree_state
 from loomtui.tui.widgets.fields import Field, render_fields
 from loomtui.tui.widgets.fitted_tree import FittedTree
 from loomtui.tui.widgets.status_header import StatusHeader
@@ -100,6 +101,7 @@ class PlanScreen(LoomScreen[None]):
         self.snapshot: DashboardSnapshot | None = None
         self._shown: PlannedTask | None = None  # the task in the detail, wrapped again on a resize
         self._no_tasks = False  # the snapshot shown has no planned task
+        self._cursor_placed = False  # the cursor is where the last build put it, or a person since
 
     def on_resize(self) -> None:
         self.call_after_refresh(lambda: self._show_detail(self._shown))
@@ -131,6 +133,7 @@ class PlanScreen(LoomScreen[None]):
         self.snapshot = snapshot
         tree: Tree[PlannedTask | None] = self.query_one("#plan-tree", Tree)
         selected = tree.cursor_node.data.sandbox.id if tree.cursor_node and tree.cursor_node.data else None
+        state = tree_state(tree, _plan_key)
         tree.clear()
         runs = plan_runs(snapshot)
         detail = self.query_one("#plan-detail", Static)
@@ -148,11 +151,18 @@ class PlanScreen(LoomScreen[None]):
                     node = wave_node.add_leaf(_task_label(task), data=task)
                     if target is None or task.sandbox.id == selected:
                         target = node  # the task selected before, else the first: why it waits shows at once
+        # A run or wave closed stays closed, and the cursor a person put on one stays there (not one still at
+        # the first line while the last build's move waits for its layout).
+        restored = restore_tree_state(tree, state, _plan_key)
+        if restored is not None and self._cursor_placed:
+            target = restored
         if target is not None:
+            self._cursor_placed = False
             self.call_after_refresh(self._select, target)  # a node has its line once the tree is laid out
 
     def _select(self, node: TreeNode[PlannedTask | None]) -> None:
         self.query_one("#plan-tree", Tree).move_cursor(node)
+        self._cursor_placed = True
         self._show_detail(node.data)
 
     @on(Tree.NodeHighlighted, "#plan-tree")
@@ -177,6 +187,11 @@ class PlanScreen(LoomScreen[None]):
 
     def action_back(self) -> None:
         self.app.switch_mode("dashboard")
+
+
+def _plan_key(node: TreeNode[PlannedTask | None]) -> str:
+    """A task by its sandbox (its label shows its status, which moves on), a run or wave by its label."""
+    return node.data.sandbox.id if node.data is not None else label_key(node)
 
 
 def _task_label(task: PlannedTask) -> Text:
