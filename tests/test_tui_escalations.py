@@ -39,13 +39,17 @@ async def test_approve_with_a(billing: Path) -> None:
     app = app_as(billing, ALICE)
     async with app.run_test(size=SIZE, notifications=True) as pilot:
         await open_queue(app, pilot)
-        await pilot.press("a")
+        app.screen.action_decide("approve")  # as `a` twice before the first is recorded: the second said
+        await pilot.press("a")  # "not recorded: already approved" before the first was said done
         store = app.workspace.store
         await wait_for(pilot, lambda: len(store.get_escalation(escalation_id).data["approvals"]) == 1)
         assert store.get_escalation(escalation_id).status == "open"  # one of two
         # Said as how far it is ("approve recorded (open)" read as if it had not counted).
         await wait_for(pilot, lambda: any(n.message.startswith(f"#{escalation_id}: approval recorded, still open: 1 of 2")
                                           for n in app._notifications))
+        await wait_for(pilot, lambda: not any(w.group == "decide" and not w.is_finished for w in app.workers))
+        await pilot.pause()
+        assert not [n.message for n in app._notifications if n.title == "not recorded"]
 
 
 @pytest.mark.parametrize("user", [ALICE, CAROL])
@@ -195,9 +199,13 @@ async def test_d_shows_the_sandbox_diff_behind_an_escalation(billing: Path) -> N
     app = app_as(billing, ALICE)
     async with app.run_test(size=SIZE) as pilot:
         await open_queue(app, pilot)
+        app.screen.action_diff()  # as `d` twice before the first diff is read: two of them, each to be closed
         await pilot.press("d")
         await wait_for(pilot, lambda: isinstance(app.screen, DiffScreen))
         assert "# reviewed change" in app.screen.patch
+        await wait_for(pilot, lambda: not any(w.group == "diff" and not w.is_finished for w in app.workers))
+        await pilot.pause()
+        assert [type(screen) for screen in app.screen_stack].count(DiffScreen) == 1
 
 
 async def test_an_escalation_with_gate_evidence_shows_each_gate_and_failed_test(billing: Path) -> None:

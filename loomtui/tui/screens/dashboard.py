@@ -579,7 +579,7 @@ class DashboardScreen(LoomScreen[None]):
             self.app.call_from_thread(self.app.notify, str(exc), title="diff", severity="error")
             return
         title = f"sandbox {sandbox_id}: {found.stats}"
-        self.app.call_from_thread(self.app.push_screen, DiffScreen(title, found.patch))
+        self.app.call_from_thread(DiffScreen.open_over, self.app, title, found.patch)
 
     def action_evals(self, merged: bool = False) -> None:
         """`e`: the selected sandbox's eval run again; `M`: the merged gate; either followed in the Evals tab."""

@@ -136,6 +136,7 @@ class EscalationsScreen(LoomScreen[None]):
         self.elsewhere: dict[str, tuple[RepositoryRecord, EscalationRecord]] = {}
         """Other repositories' open escalations (a team store), by row key; shown, never decided here."""
         self._detail_key: str | None = None  # whose detail is shown: another's starts at its top
+        self._deciding: set[int] = set()  # escalations whose decision is being recorded now
 
     def compose(self) -> ComposeResult:
         yield StatusHeader(id="status")
@@ -386,6 +387,9 @@ class EscalationsScreen(LoomScreen[None]):
             self.app.notify("no escalation selected" if escalation is None else "the policy is not read yet",
                             title=f"cannot {decision}", severity="warning")
             return
+        if escalation.id in self._deciding:  # `a a`: the second said "not recorded: already approved" first
+            self.app.notify(f"#{escalation.id}: a decision is being recorded", title="decision", timeout=3)
+            return
         if self.loom.config_problem:  # the last good policy is for showing; a decision goes by the files as they are
             self.app.notify(f"fix it first (`loomtui escalation` refuses too): {self.loom.config_problem}",
                             title=f"cannot decide #{escalation.id} while the config is broken", severity="error")
@@ -407,7 +411,7 @@ class EscalationsScreen(LoomScreen[None]):
                             title=f"cannot {decision} #{escalation.id}", severity="warning")
             return
         if decision == "approve" and not with_note:
-            self._record(escalation.id, decision, "")
+            self._record_decision(escalation.id, decision, "")
             return
         if policy.decisions.require_signature and not self.can_sign:
             # Said before the reason is asked for: typed, then refused for the key, it was lost.
@@ -421,7 +425,7 @@ class EscalationsScreen(LoomScreen[None]):
             if reason and decision == "override":
                 self._confirm_override(escalation, reason)
             elif reason is not None:  # a reason (required: never empty), or a note (optional)
-                self._record(escalation.id, decision, reason)
+                self._record_decision(escalation.id, decision, reason)
 
         self.app.push_screen(ReasonScreen(title, required=not with_note), recorded)
 
@@ -438,14 +442,25 @@ class EscalationsScreen(LoomScreen[None]):
 
         def answered(yes: bool | None) -> None:
             if yes:
-                self._record(escalation.id, "override", reason)
+                self._record_decision(escalation.id, "override", reason)
             else:
                 self.app.notify(f"#{escalation.id}: not overridden", title="decision")
 
         self.app.push_screen(ConfirmScreen(question), answered)
 
+    def _record_decision(self, escalation_id: int, decision: str, reason: str) -> None:
+        """Record it in a worker; until it is, another key on the same escalation is answered that it is."""
+        self._deciding.add(escalation_id)
+        self._record(escalation_id, decision, reason)
+
     @work(thread=True, group="decide", exit_on_error=False)
     def _record(self, escalation_id: int, decision: str, reason: str) -> None:
+        try:
+            self._record_now(escalation_id, decision, reason)
+        finally:
+            self.app.call_from_thread(self._deciding.discard, escalation_id)
+
+    def _record_now(self, escalation_id: int, decision: str, reason: str) -> None:
         app = self.loom
         policy = app.policy
         if policy is None:  # not reached: check_action offers no decision without a policy, and none unloads
@@ -490,7 +505,7 @@ class EscalationsScreen(LoomScreen[None]):
             self.app.call_from_thread(self.app.notify, str(exc), title="diff", severity="error")
             return
         title = f"escalation #{escalation.id}, sandbox {escalation.sandbox_id}: {found.stats}"
-        self.app.call_from_thread(self.app.push_screen, DiffScreen(title, found.patch))
+        self.app.call_from_thread(DiffScreen.open_over, self.app, title, found.patch)
 
     def _team_store(self) -> bool:
         return self.loom.workspace.store.namespace != SqlStore.namespace

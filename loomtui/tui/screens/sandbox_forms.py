@@ -10,7 +10,7 @@ from rich.cells import cell_len
 from rich.syntax import Syntax
 from rich.text import Text
 from textual import on, work
-from textual.app import ComposeResult
+from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, ScrollableContainer, Vertical, VerticalScroll
 from textual.screen import ModalScreen
@@ -233,6 +233,13 @@ class DiffScreen(ModalScreen[None]):
                               overflow-x: auto; overflow-y: auto; }
     DiffScreen #diff-body { width: auto; }  /* as wide as its longest line: → and ← scroll to the rest */
     """
+
+    @classmethod
+    def open_over(cls, app: App[object], title: str, patch: str) -> None:
+        """Show a diff, unless one is shown already: `d d d` pressed before the first was read stacked three,
+        each to be closed."""
+        if not isinstance(app.screen, cls):
+            app.push_screen(cls(title, patch))
 
     def __init__(self, title: str, patch: str) -> None:
         super().__init__()
