@@ -42,6 +42,7 @@ from loomtui.tui.evals_text import (
     tests_title,
 )
 from loomtui.tui.widgets.bounded_log import BoundedLog
+from loomtui.tui.widgets.fitted_table import FitColumn, FittedTable
 from loomtui.tui.widgets.rewrapped import RewrappedStatic
 
 if TYPE_CHECKING:  # the eval engines load when an eval is read (a worker), not with the dashboard
@@ -50,7 +51,11 @@ if TYPE_CHECKING:  # the eval engines load when an eval is read (a worker), not 
 # The long columns last: what does not fit scrolls off to the right, not the short ones.
 CHECK_COLUMNS: Final = (("check", "Check"), ("status", "Status"), ("time", "Time"), ("blocking", "Blocking"),
                         ("outcome", "Outcome"))
-TEST_COLUMNS: Final = (("cls", "Class"), ("flaky", "Flaky"), ("test", "Test"), ("message", "Message"))
+TEST_COLUMNS: Final = (FitColumn("cls", "Class", 0), FitColumn("flaky", "Flaky", 1),
+                        FitColumn("test", "Test", 2, flex=True, min_width=16, want=44),
+                        FitColumn("message", "Message", 3, flex=True, min_width=8, want=30))
+"""Fitted to the pane (a message ran on past it at 80 columns, cut mid-word): the whole test and message
+are under the table when a row is highlighted."""
 POLL_S: Final = 1.0
 OUTPUT_LINES: Final = 200
 MAX_TEST_ROWS: Final = 1000
@@ -145,17 +150,16 @@ class EvalsPane(VerticalScroll):
         yield Static("", id="evals-summary")
         yield DataTable(id="evals-checks", cursor_type="row")
         yield Static("", id="evals-tests-title", classes="evals-title")
-        yield DataTable(id="evals-tests", cursor_type="row", zebra_stripes=True)
+        yield FittedTable(TEST_COLUMNS, id="evals-tests")
         yield Static("", id="evals-test")  # the highlighted test whole: its id and message wrap here
         yield RewrappedStatic("", id="evals-score", rewrap=self.rewrap_score)
         yield Static("", id="evals-output-title", classes="evals-title")
         yield BoundedLog(max_lines=OUTPUT_LINES, id="evals-output")
 
     def on_mount(self) -> None:
-        for selector, columns in (("#evals-checks", CHECK_COLUMNS), ("#evals-tests", TEST_COLUMNS)):
-            table = self.query_one(selector, DataTable)
-            for key, label in columns:
-                table.add_column(label, key=key)
+        checks = self.query_one("#evals-checks", DataTable)
+        for key, label in CHECK_COLUMNS:
+            checks.add_column(label, key=key)
         self.set_interval(POLL_S, self._tick)
         self._render_view()
         if self.showing and self._stale:  # shown before it was mounted (it is mounted after the first frame)
@@ -390,12 +394,10 @@ class EvalsPane(VerticalScroll):
         if shown == self._tests_of:
             return
         self._tests_of = shown
-        table = self.query_one("#evals-tests", DataTable)
-        table.clear()
+        table = self.query_one("#evals-tests", FittedTable)
         rows = test_rows(report) if report is not None else []
         self._test_wholes = {str(number): row.whole for number, row in enumerate(rows[:MAX_TEST_ROWS])}
-        for number, row in enumerate(rows[:MAX_TEST_ROWS]):
-            table.add_row(*row.cells.values(), key=str(number))
+        table.show_rows({str(number): row.cells for number, row in enumerate(rows[:MAX_TEST_ROWS])})
         table.display = bool(rows)
         self.query_one("#evals-test", Static).update("")
         self.query_one("#evals-tests-title", Static).update(
