@@ -129,6 +129,33 @@ def test_where_the_policy_says_merge_auto_an_approved_change_merges_by_itself(bi
     assert workspace.store.live_claims(sandbox_id) == []  # released with the merge
 
 
+def test_an_approved_sandbox_with_work_left_uncommitted_says_how_out_and_a_refused_review_keeps_why(
+        billing: Path) -> None:
+    """A file written in an approved sandbox's worktree after its review: the merge is refused, and each hint
+    led back (`advance` failed again, `sandbox review` found no commit); a refused review also erased the
+    failed step, so the sandbox read as a merge to do."""
+    workspace = open_workspace(billing)
+    sandbox_id = run_agent(workspace, TYPO_FIX, "fix a typo")
+    record = workspace.store.get_sandbox(sandbox_id)
+    assert record.status == "approved"
+    (Path(record.worktree) / "late.txt").write_text("written after the review\n")
+    merged = cli(billing, "sandbox", "merge", sandbox_id)
+    assert merged.returncode == 1
+    assert (f"uncommitted changes (late.txt) that were not reviewed; nothing was merged: commit them on "
+            f"loom/{sandbox_id} in {record.worktree} to have them reviewed, or set them aside (`git -C "
+            f"{record.worktree} stash -u`)") in merged.stderr
+    assert cli(billing, "sandbox", "advance", sandbox_id).returncode == 1
+    failed = workspace.store.get_sandbox(sandbox_id).data["step_error"]
+    assert failed and next_step(workspace, sandbox_id) == Step.FAILED_STEP
+    refused = cli(billing, "sandbox", "review", sandbox_id)
+    assert refused.returncode == 1 and "has no commits since" in refused.stderr
+    assert workspace.store.get_sandbox(sandbox_id).data["step_error"] == failed
+    assert next_step(workspace, sandbox_id) == Step.FAILED_STEP
+    git(Path(record.worktree), "stash", "-u")  # set aside, as said: the failed merge, retried, merges
+    assert cli(billing, "sandbox", "advance", sandbox_id).returncode == 0
+    assert workspace.store.get_sandbox(sandbox_id).status == "merged"
+
+
 def test_a_failed_agents_change_is_never_approved_by_the_policy_alone(billing: Path) -> None:
     """Its agent exited 1 after a change the policy would approve and merge by itself: a person looks first
     (the work may be half done), and is told the agent failed."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shlex
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -279,8 +280,10 @@ def merge(workspace: Workspace, sandbox_id: str, *, into: str | None = None,
                         f"(found {'.'.join(map(str, version))})")
     worktree = Path(record.worktree)
     if worktree.is_dir() and (dirty := agent_tree(workspace, record).dirty_paths(record.branch)):
+        # How out, said: a retry fails the same way, and a review finds no commit to review.
         raise LoomError(f"sandbox {record.id} has uncommitted changes ({', '.join(dirty[:5])}) that were not "
-                        "reviewed; nothing was merged", exit_code=1)
+                        f"reviewed; nothing was merged: commit them on {record.branch} in {worktree} to have them "
+                        f"reviewed, or set them aside (`git -C {shlex.quote(str(worktree))} stash -u`)", exit_code=1)
     repo = Git(workspace.root)
     target = into or record.target
     if not target:
