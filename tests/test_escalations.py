@@ -204,6 +204,20 @@ def test_a_reject_refused_says_who_may_reject_not_who_may_approve(billing: Path)
     assert "needs a member of payments-team" not in str(refused.value)
 
 
+def test_a_member_who_joined_the_group_after_the_review_is_told_why_not_and_the_way_on(billing: Path) -> None:
+    """Who approves is named when the change is judged: a member added since was told "needs a member of
+    payments-team" (being one), with no way on."""
+    policy, escalation_id = escalate(billing, payments_change())
+    newcomer = "newcomer@example.com"
+    joined = replace(policy, groups={**policy.groups, "payments-team": policy.groups["payments-team"] | {newcomer}})
+    with pytest.raises(DecisionRefused) as refused:
+        decide(as_user(billing, newcomer), joined, escalation_id, "approve")
+    said = str(refused.value)
+    assert f"{newcomer} may not approve: the approvers were named when it was reviewed (" in said
+    assert ALICE in said and "an override with a reason lets it through" in said
+    assert "needs a member of" not in said
+
+
 def test_an_approval_may_carry_a_note_that_is_recorded_and_shown(billing: Path) -> None:
     """`escalation approve 3 --reason ...` was refused as an unknown argument: a reviewer's note on an
     approval ("checked the rounding") had nowhere to go, though the engine records one."""

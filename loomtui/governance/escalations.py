@@ -426,7 +426,15 @@ def why_not(policy: Policy, escalation: EscalationRecord, user: str, decision: s
     if decision == "reject":  # any member of a policy group may say no, not only those who may approve
         named = ", ".join(sorted(policy.groups))
         return f"{user} may not reject: only a member of one of the policy's groups ({named}) may"
-    groups = sorted({g for r in _requirements(escalation) for g in r.groups})
+    requirements = _requirements(escalation)
+    groups = sorted({g for r in requirements for g in r.groups})
+    if groups_of(policy, user) & set(groups):
+        # Who approves was fixed when the change was judged; the groups changed since. "needs a member of
+        # leads" told a member of leads, with no way on.
+        named = ", ".join(sorted({person for r in requirements for person in r.eligible})) or "none"
+        return (f"{user} may not {decision}: the approvers were named when it was reviewed ({named} of "
+                f"{', '.join(groups)}), and the policy's groups have changed since; an override with a reason "
+                "lets it through, or a new commit is reviewed under the policy as it is")
     return f"{user} may not {decision}: needs a member of {', '.join(groups) or 'the policy groups'}"
 
 
