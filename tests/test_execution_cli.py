@@ -150,7 +150,15 @@ def test_bad_input_is_one_line_and_the_right_exit_code(repo: Path, script: Path,
 
     unstarted = run(repo, "sandbox", "new", "--runtime", "script", "--task", "x", "--script", str(script), "--no-start")
     assert "  next     waits for a person to start it" in unstarted.stdout and "follow" not in unstarted.stdout  # no agent
+    assert "detached" not in unstarted.stderr
     run(repo, "sandbox", "rm", unstarted.stdout.split()[1].rstrip(":"), "--force", "--delete-branch")
+    # From a detached HEAD: no branch to merge into, said now (it was found at the merge, after the approval).
+    git(repo, "checkout", "-q", "--detach", "HEAD")
+    detached = run(repo, "sandbox", "new", "--runtime", "script", "--task", "x", "--script", str(script), "--no-start")
+    assert detached.returncode == 0 and "warning: HEAD names no branch (a detached HEAD)" in detached.stderr
+    assert "--into BRANCH" in detached.stderr
+    run(repo, "sandbox", "rm", detached.stdout.split()[1].rstrip(":"), "--force", "--delete-branch")
+    git(repo, "checkout", "-q", "main")
     created = json.loads(run(repo, "sandbox", "new", "--runtime", "script", "--task", "x", "--script", str(script),
                              "--no-start", "--json").stdout)
     sandbox_id = created["id"]
