@@ -328,11 +328,14 @@ def test_9_claims_held_under_names_that_are_no_sandbox_are_not_counted_as_sandbo
     assert (counted.facts["claimed"], counted.facts["started"], counted.facts["claims"]) == (1, 1, 3)
 
 
-def test_10_in_a_repository_without_commits_says_so(tmp_path: Path) -> None:
-    git(tmp_path, "init", "-q", "-b", "main")
+@pytest.mark.parametrize("branch", ["main", "master"])
+def test_10_in_a_repository_without_commits_says_so(tmp_path: Path, branch: str) -> None:
+    git(tmp_path, "init", "-q", "-b", branch)
     workspace = open_workspace(tmp_path)
     try:
-        assert item(workspace, 10).evidence == ("main has no commits yet",)  # was "no main branch"
+        answered = item(workspace, 10)  # "no main branch"; then "main" where HEAD names master
+        assert answered.evidence == (f"{branch} has no commits yet",)
+        assert answered.next_step == f"commit to a `{branch}` branch, then `loomtui report`"
     finally:
         workspace.close()
 

@@ -101,6 +101,21 @@ def test_unknown_refs_are_one_clear_error(billing: Path) -> None:
     assert done.returncode == 2 and "nope" in done.stderr and "Traceback" not in done.stderr
 
 
+def test_a_main_line_named_otherwise_is_found_as_report_finds_it_never_the_branch_checked_out(billing: Path) -> None:
+    """With only `trunk`, `gate` said "no base branch found" while `report` found it (init.defaultBranch)."""
+    from loomtui.governance.gate import NoBaseBranch, default_base
+
+    git(billing, "branch", "-m", "main", "trunk")
+    template = (billing / "notifications/templates/refund_issued.txt").read_text()
+    branch_with(billing, "typos", {"notifications/templates/refund_issued.txt": template.replace("recieve", "receive")})
+    with pytest.raises(NoBaseBranch, match=r"name it with --base BRANCH"):
+        default_base(billing)  # not `typos`, the change itself: judged against itself, it would pass anything
+    git(billing, "config", "init.defaultBranch", "trunk")
+    assert default_base(billing) == "trunk"
+    done = subprocess.run([LOOMTUI, "gate"], cwd=billing, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0 and done.stdout.startswith("loomtui gate: PASS"), (done.stdout, done.stderr)
+
+
 def test_a_pull_requests_base_is_read_from_origin_and_one_that_names_no_branch_is_an_error(
         billing: Path, tmp_path: Path) -> None:
     # A release branch from before the payments code changed; in the CI clone it exists only as origin/release.

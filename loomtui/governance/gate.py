@@ -140,7 +140,8 @@ class NoBaseBranch(LoomError):
 
 def default_base(root: Path) -> str:
     """The target branch: $GITHUB_BASE_REF in a pull request (as fetched from origin, else local),
-    else main, else master.
+    else main, else master, else the branch origin/HEAD names, else git's init.defaultBranch (as
+    `loomtui report` finds it; never the branch checked out, which is the change being judged).
 
     A $GITHUB_BASE_REF that names no branch here is an error, never a fall back to main: the
     change would be judged against another branch's policy and diff, which can pass what its
@@ -153,10 +154,13 @@ def default_base(root: Path) -> str:
                 return candidate
         raise NoBaseBranch(f"GITHUB_BASE_REF={pull_request_base} names no branch here "
                            f"(neither origin/{pull_request_base} nor {pull_request_base}; fetch it)")
-    for candidate in ("origin/main", "main", "origin/master", "master"):
-        if branch_head(root, candidate):
+    origin = git_output(root, "symbolic-ref", "--quiet", "--short", "refs/remotes/origin/HEAD") or ""
+    default = git_output(root, "config", "--get", "init.defaultBranch") or ""
+    for candidate in ("origin/main", "main", "origin/master", "master", origin, default):
+        if candidate and branch_head(root, candidate):
             return candidate
-    raise NoBaseBranch("no base branch found (none of origin/main, main, origin/master, master)")
+    raise NoBaseBranch("no base branch found (none of origin/main, main, origin/master, master, origin's HEAD or "
+                       "init.defaultBranch): name it with --base BRANCH")
 
 
 def run_gate(root: Path, policy: Policy | None = None, *, base: str | None = None, head: str = "HEAD",

@@ -521,7 +521,7 @@ def _acceptance(ev: Evidence) -> Answer:
         name = ev._trunk[0]
         why = f"{name} has no commits yet" if name else \
             "no main branch (main, master, origin's HEAD, init.defaultBranch) and no branch checked out"
-        return NO, [why], "commit to a `main` branch, then `loomtui report`", {}
+        return NO, [why], f"commit to a `{name or 'main'}` branch, then `loomtui report`", {}
     metrics = compute_metrics(ev.workspace, ev.now - WEEK_S, None, ev.branch)
     rate = metrics.acceptance_rate
     seen = [f"last 7 days on {ev.branch}: {plural(metrics.agent_commits, 'agent-made commit')} of "

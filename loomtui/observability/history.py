@@ -210,7 +210,8 @@ def resolve_branch(git: Git, branch: str | None) -> tuple[str, str | None]:
             if name and (sha := git.resolve_commit(name)):
                 return name, sha
     if not git.raw("for-each-ref", "--count=1", "--format=%(objectname)").out.strip():
-        return candidates[0], None
+        # No commits yet: the branch the first will make (it said "main" where HEAD names master).
+        return branch or git.current_branch() or candidates[0], None
     raise NoSuchBranch(f"branch {shown(candidates[0])} not found in {git.cwd}", exit_code=2)
 
 
