@@ -258,13 +258,14 @@ def parse_config(text: str, path: str) -> LoomConfig:
     config = LoomConfig(
         runtimes=runtimes,
         gates=problems.optional(top, "gates", lambda section: _parse_gates(section, problems), ()),
-        eval=problems.optional(top, "eval", _parse_eval, defaults.eval),
+        eval=problems.optional(top, "eval", lambda section: _parse_eval(section, problems), defaults.eval),
         agent_trailers=problems.optional(top, "observability", _parse_observability, ()),
-        context=problems.optional(top, "context", _parse_context, defaults.context),
+        context=problems.optional(top, "context", lambda section: _parse_context(section, problems), defaults.context),
         policy=problems.optional(top, "policy", _parse_policy, defaults.policy),
         policy_named=policy is not None,
-        coordination=problems.optional(top, "coordination", _parse_coordination, defaults.coordination),
-        limits=problems.optional(top, "limits", _parse_limits, defaults.limits),
+        coordination=problems.optional(top, "coordination", lambda section: _parse_coordination(section, problems),
+                                       defaults.coordination),
+        limits=problems.optional(top, "limits", lambda section: _parse_limits(section, problems), defaults.limits),
         theme=problems.optional(top, "theme", lambda value: value.as_str(non_empty=True), defaults.theme),
         worktrees=problems.optional(top, "worktrees", lambda value: _checked(value, worktrees_problem), None),
         store=problems.optional(top, "store", lambda value: _checked(value, store_problem), defaults.store),
@@ -349,31 +350,37 @@ def _parse_observability(section: Value) -> tuple[str, ...]:
     return tuple(names)
 
 
-def _parse_eval(section: Value) -> EvalConfig:
-    fields = section.as_mapping(known=("parallel", "rerun_failed", "weights", "pass_score", "size_budget",
-                                       "merged_on_review"))
+def _parse_eval(section: Value, problems: Problems) -> EvalConfig:
+    """`eval:`, every field's problem kept (two on one line were said one at a time)."""
+    fields = problems.mapping(section, ("parallel", "rerun_failed", "weights", "pass_score", "size_budget",
+                                        "merged_on_review"))
     default = EvalConfig()
-    weights = default.weights
-    if "weights" in fields:
-        entries = fields["weights"].as_mapping()
-        given = {}
-        for item, points in entries.items():
-            if item not in EVAL_ITEMS:
-                guess = closest(item, EVAL_ITEMS)
-                hint = f" (did you mean {guess}?)" if guess else f" (items: {', '.join(EVAL_ITEMS)})"
-                raise entries.key(item).error(f"unknown gate 2 item {item!r}{hint}")
-            given[item] = points.as_int(minimum=0, maximum=100)
-        weights = tuple((item, given.get(item, dict(default.weights)[item])) for item in EVAL_ITEMS)
-        if sum(points for _, points in weights) == 0:
-            raise fields["weights"].error("at least one item must weigh more than 0")
     return EvalConfig(
-        parallel=_optional(fields, "parallel", _positive_int, default.parallel),
-        rerun_failed=_optional(fields, "rerun_failed", Value.as_bool, default.rerun_failed),
-        weights=weights,
-        pass_score=_optional(fields, "pass_score", lambda v: v.as_int(minimum=0, maximum=100), default.pass_score),
-        size_budget=_optional(fields, "size_budget", _positive_int, default.size_budget),
-        merged_on_review=_optional(fields, "merged_on_review", Value.as_bool, default.merged_on_review),
+        parallel=problems.optional(fields, "parallel", _positive_int, default.parallel),
+        rerun_failed=problems.optional(fields, "rerun_failed", Value.as_bool, default.rerun_failed),
+        weights=problems.optional(fields, "weights", _eval_weights, default.weights),
+        pass_score=problems.optional(fields, "pass_score", lambda v: v.as_int(minimum=0, maximum=100),
+                                     default.pass_score),
+        size_budget=problems.optional(fields, "size_budget", _positive_int, default.size_budget),
+        merged_on_review=problems.optional(fields, "merged_on_review", Value.as_bool, default.merged_on_review),
     )
+
+
+def _eval_weights(value: Value) -> tuple[tuple[str, int], ...]:
+    """`eval.weights`: points per gate 2 item (those not named keep their default)."""
+    defaults = dict(EvalConfig().weights)
+    entries = value.as_mapping()
+    given = {}
+    for item, points in entries.items():
+        if item not in EVAL_ITEMS:
+            guess = closest(item, EVAL_ITEMS)
+            hint = f" (did you mean {guess}?)" if guess else f" (items: {', '.join(EVAL_ITEMS)})"
+            raise entries.key(item).error(f"unknown gate 2 item {item!r}{hint}")
+        given[item] = points.as_int(minimum=0, maximum=100)
+    weights = tuple((item, given.get(item, defaults[item])) for item in EVAL_ITEMS)
+    if sum(points for _, points in weights) == 0:
+        raise value.error("at least one item must weigh more than 0")
+    return weights
 
 
 def _gate_env(value: Value) -> tuple[tuple[str, str], ...]:
@@ -386,14 +393,14 @@ def _gate_env(value: Value) -> tuple[tuple[str, str], ...]:
     return tuple(pairs)
 
 
-def _parse_context(section: Value) -> ContextConfig:
-    fields = section.as_mapping(known=("sources", "budget_tokens", "pinned", "layers"))
+def _parse_context(section: Value, problems: Problems) -> ContextConfig:
+    fields = problems.mapping(section, ("sources", "budget_tokens", "pinned", "layers"))
     default = ContextConfig()
     return ContextConfig(
-        sources=_optional(fields, "sources", _path_globs, default.sources),
-        budget_tokens=_optional(fields, "budget_tokens", _budget_tokens, default.budget_tokens),
-        pinned=_optional(fields, "pinned", _globs, default.pinned),
-        layers=_optional(fields, "layers", _context_layers, default.layers),
+        sources=problems.optional(fields, "sources", _path_globs, default.sources),
+        budget_tokens=problems.optional(fields, "budget_tokens", _budget_tokens, default.budget_tokens),
+        pinned=problems.optional(fields, "pinned", _globs, default.pinned),
+        layers=problems.optional(fields, "layers", _context_layers, default.layers),
     )
 
 
@@ -437,13 +444,14 @@ def _parse_policy(value: Value) -> str:
     return policy
 
 
-def _parse_limits(section: Value) -> LimitsConfig:
-    fields = section.as_mapping(known=("memory", "processes", "cpu", "file_size"))
+def _parse_limits(section: Value, problems: Problems) -> LimitsConfig:
+    fields = problems.mapping(section, ("memory", "processes", "cpu", "file_size"))
     default = LimitsConfig()
-    return LimitsConfig(memory=_optional(fields, "memory", _limit_text(memory_problem), default.memory),
-                        processes=_optional(fields, "processes", _processes, default.processes),
-                        cpu=_optional(fields, "cpu", _limit_text(cpu_problem), default.cpu),
-                        file_size=_optional(fields, "file_size", _limit_text(file_size_problem), default.file_size))
+    return LimitsConfig(
+        memory=problems.optional(fields, "memory", _limit_text(memory_problem), default.memory),
+        processes=problems.optional(fields, "processes", _processes, default.processes),
+        cpu=problems.optional(fields, "cpu", _limit_text(cpu_problem), default.cpu),
+        file_size=problems.optional(fields, "file_size", _limit_text(file_size_problem), default.file_size))
 
 
 def _limit_text(problem_of: Callable[[str], str | None]) -> Callable[[Value], str]:
@@ -465,18 +473,15 @@ def _processes(value: Value) -> int | None:
     return value.as_int(minimum=16, maximum=4_194_304)
 
 
-def _parse_coordination(section: Value) -> CoordinationConfig:
-    fields = section.as_mapping(known=("dependency_hops", "lease_seconds", "include", "exclude",
-                                       "confirm_seconds"))
+def _parse_coordination(section: Value, problems: Problems) -> CoordinationConfig:
+    fields = problems.mapping(section, ("dependency_hops", "lease_seconds", "include", "exclude", "confirm_seconds"))
     default = CoordinationConfig()
     return CoordinationConfig(
-        dependency_hops=_optional(
-            fields, "dependency_hops", _dependency_hops, default.dependency_hops
-        ),
-        lease_seconds=_optional(fields, "lease_seconds", _lease_seconds, default.lease_seconds),
-        include=_optional(fields, "include", _path_globs, default.include),
-        exclude=_optional(fields, "exclude", _path_globs, default.exclude),
-        confirm_seconds=_optional(fields, "confirm_seconds", _confirm_seconds, default.confirm_seconds),
+        dependency_hops=problems.optional(fields, "dependency_hops", _dependency_hops, default.dependency_hops),
+        lease_seconds=problems.optional(fields, "lease_seconds", _lease_seconds, default.lease_seconds),
+        include=problems.optional(fields, "include", _path_globs, default.include),
+        exclude=problems.optional(fields, "exclude", _path_globs, default.exclude),
+        confirm_seconds=problems.optional(fields, "confirm_seconds", _confirm_seconds, default.confirm_seconds),
     )
 
 

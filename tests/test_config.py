@@ -272,6 +272,21 @@ def test_unknown_key_with_suggestion() -> None:
     assert error_of(text) == f"{PATH}:3: runtimes.claude.argz: unknown key (did you mean 'argv'?)"
 
 
+def test_every_fields_problem_in_a_section_is_said_not_only_the_first() -> None:
+    """`eval: {parallel: -1, pass_score: 200}` named parallel; fixed, pass_score was found on the next run."""
+    from loomtui.yamlcheck import ConfigErrors
+
+    text = ("eval: {parallel: -1, pass_score: 200, weigths: {}}\nlimits: {processes: 3, cpu: lots}\n"
+            "coordination:\n  lease_seconds: -1\n  dependency_hops: x\ncontext: {budget_tokens: -5, pinned: 3}\n")
+    with pytest.raises(ConfigErrors) as info:
+        parse_config(text, PATH)
+    said = [str(problem) for problem in info.value.problems]
+    assert [s.split(": ")[1] for s in said] == [
+        "eval.weigths", "eval.parallel", "eval.pass_score", "limits.processes", "limits.cpu",
+        "coordination.lease_seconds", "coordination.dependency_hops", "context.budget_tokens", "context.pinned"]
+    assert said[0] == f"{PATH}:1: eval.weigths: unknown key (did you mean 'weights'?)"
+
+
 def test_unknown_top_level_key() -> None:
     assert error_of("theme: x\nthemes: y\n") == f"{PATH}:2: themes: unknown key (did you mean 'theme'?)"
     assert error_of("zzz: 1\n") == f"{PATH}:1: zzz: unknown key"
