@@ -280,6 +280,12 @@ def test_versions_follow_history_and_match_the_working_tree(sample: Path) -> Non
     git(sample, "add", "-A")
     git(sample, "commit", "-qm", "a convention with an odd name")
     assert context_versions(sample, config)[0].changed == ('docs/conventions/naïve "money".md',)
+    # A commit to the config alone (it names the sources) says so: it was listed as changing "[]".
+    (sample / ".loom").mkdir(exist_ok=True)
+    (sample / ".loom" / "loom.yaml").write_text("context: {budget_tokens: 3000}\n")
+    git(sample, "add", "-A")
+    git(sample, "commit", "-qm", "a larger context budget")
+    assert context_versions(sample, config)[0].changed == (".loom/loom.yaml",)
 
 
 def test_a_commit_to_agents_md_makes_a_sandbox_stale(workspace: Workspace, sample: Path) -> None:

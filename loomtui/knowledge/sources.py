@@ -444,7 +444,8 @@ def context_versions(root: Path, config: ContextConfig, *, limit: int = 20) -> l
         finally:
             tree.close()
         spec = _spec(sources)
-        changed = tuple(n for n in names.lstrip("\n").split("\0") if n and spec.match_file(n))
+        # The config too: a commit that only named other sources was listed with "[]" for what it changed.
+        changed = tuple(n for n in names.lstrip("\n").split("\0") if n and (spec.match_file(n) or n == CONFIG_PATH))
         pairs = [(REPO_LAYER, p, b or "") for p, b in sorted(files.items()) if spec.match_file(p)]
         version = _version_of_layers(outside, pairs)
         entries.append(VersionEntry(version, commit, int(when or 0), subject, changed))
