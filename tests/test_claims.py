@@ -579,3 +579,8 @@ def test_the_same_target_claimed_twice_is_one_claim(coordinator: Coordinator) ->
     assert [c.id for c in coordinator.store.live_claims("a")] == [first.claim.id]
     done = run_cli(coordinator.workspace.root, "claim", "add", "--sandbox", "a", "payments/currency.py")
     assert done.returncode == 0 and "(held already: nothing new)" in done.stdout, done.stdout
+    # Named by its absolute path: kept as the repository names it (`claim list` showed one machine's path).
+    root = coordinator.workspace.root
+    taken = coordinator.claim("b", f"{root}/payments/refunds.py::RefundService.quote").claim
+    assert taken.target == "payments/refunds.py::RefundService.quote"
+    assert coordinator.claim("b", f"{root.resolve()}/customers/").claim.target == "customers"

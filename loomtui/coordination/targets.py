@@ -84,6 +84,19 @@ class TargetResolver:
             return [path]  # a file the index does not parse (a template, a doc): a file region
         raise BadTarget(f"{shown(target)}: no such file or region in {self.index.root}")
 
+    def as_written(self, target: str) -> str:
+        """`target` as the repository names it: an absolute path inside it (a region, a range) relative to its
+        root, so `claim list` and every lead's view show `app/x.py`, not one machine's `/home/me/repo/app/x.py`;
+        anything else as given."""
+        if not target.startswith("/"):
+            return target
+        for root in (self.index.root, self.index.root.resolve()):
+            try:
+                return PurePosixPath(target).relative_to(root).as_posix()
+            except ValueError:
+                continue
+        return target
+
     def new_file(self, target: str) -> list[str]:
         """The one file region a path names, written yet or not (an agent's new module): asked for in so
         many words, since a typo would otherwise claim a file no one writes."""

@@ -32,7 +32,7 @@ from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any, Final, TypeVar, cast
 
 from loomtui.audit import listed_in_entry
-from loomtui.errors import LoomError, escape_controls
+from loomtui.errors import LoomError, abridged, escape_controls
 from loomtui.execution.isolation import ISOLATION_BWRAP, PRIVATE_TMP
 from loomtui.execution.sandboxes import HOOK_SETTINGS_PATH, sandbox_paths
 from loomtui.governance.escalations import CLEARED, EscalationStatus
@@ -124,6 +124,10 @@ def _is_agent_settings(rel: PurePosixPath) -> bool:
     hooks, permission mode, `disableAllHooks`), or the folder holding them (moved or removed whole)."""
     return rel.parts[0] == CLAUDE_DIR and (len(rel.parts) == 1 or (
         len(rel.parts) == 2 and rel.name.startswith("settings") and rel.suffix == ".json"))
+
+
+NAME_MAX: Final = 255
+"""The longest name of one file or folder, in bytes (Linux's filesystems)."""
 
 
 class HookGate:
@@ -235,6 +239,10 @@ class HookGate:
         except UnicodeEncodeError:  # a lone surrogate (JSON's `\ud800`): the broker answered an internal error
             return Answer("deny", f"{escape_controls(path[:200])} is no file name: it cannot be encoded")
         absolute = Path(os.path.normpath(self.tree / path))
+        if any(len(os.fsencode(part)) > NAME_MAX for part in absolute.parts):
+            # No file can have it: a claim on it would hold nothing (and reading it raised "internal error").
+            return Answer("deny", f"{escape_controls(abridged(path, 200))}: a name past {NAME_MAX} bytes, which no "
+                                  "file here can have")
         resolved = absolute.resolve()
         if resolved.is_relative_to(self.tree) and resolved != self.tree:
             rel = PurePosixPath(resolved.relative_to(self.tree).as_posix())
@@ -324,7 +332,10 @@ class HookGate:
         """What a command on `rel` writes: each file in it when it is a directory (`rm -rf payments`,
         `mv payments old`), so the claims and the policy see every file; else `rel` itself."""
         folder = self.tree / rel
-        if folder.is_symlink() or not folder.is_dir():
+        try:
+            if folder.is_symlink() or not folder.is_dir():
+                return (rel,)
+        except OSError:  # a name the system refuses (a component past 255 bytes): the file's answer says so
             return (rel,)
         prefix = rel.rstrip("/") + "/"
         try:
