@@ -286,9 +286,21 @@ def test_the_gate_takes_a_sandboxs_author_from_its_record_as_its_review_does(bil
     now = time.time()
     workspace.store.add_sandbox(SandboxRecord("ab12cd", "a change", "script", "awaiting_review", now, now,
                                               branch="loom/ab12cd", data={"created_by": "mia@example.com"}))
+    approvers = ("mia@example.com", "alice@example.com", "bob@example.com")
     workspace.store.bulk_add_escalations([EscalationRecord(
         0, "ab12cd", "post-gate", "open", "high", "", now, now,
-        {"approvals": [{"user": user, "commit": head, "at": now} for user in ("mia@example.com", "alice@example.com")]})])
+        {"approvals": [{"user": user, "commit": head, "at": now} for user in approvers]})])
+    [escalation] = workspace.store.sandbox_escalations("ab12cd", ("post-gate",))
+    # The store's row alone is no decision: written by hand (anyone with the team store's credentials), the
+    # approvals passed the gate, though the merge refused them.
+    forged = run_gate(billing, base="main", head="loom/ab12cd", store=workspace.store)
+    assert forged.approvals == () and not forged.approved
+    assert (f"the approval by bob@example.com of escalation #{escalation.id} in the store has no decision in the "
+            "audit log: it does not count (`loomtui audit verify`)") in forged.notes
+    for user in approvers[:2]:  # as `escalation approve` records them: mia's own, and alice's
+        workspace.actor = user
+        workspace.record("escalation.approve", str(escalation.id), {"by": user, "commit": head, "status": "open"})
     report = run_gate(billing, base="main", head="loom/ab12cd", store=workspace.store)
-    assert report.facts.author == "mia@example.com" and not report.approved
+    assert report.approvals == approvers[:2]
+    assert report.facts.author == "mia@example.com" and not report.approved  # her own does not count
     workspace.close()

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from loomtui.audit import AuditEntry
 from loomtui.errors import LoomError, plural, quoted
 from loomtui.gitcmd import Git
 from loomtui.governance.decision_notes import NOTES_REF, approvals_from_notes
@@ -23,7 +24,10 @@ from loomtui.governance.policy import (
     Policy,
     decision_met,
     evaluate,
+    same_person,
 )
+from loomtui.governance.signing import VERIFIED, Decision, committed_signers, verify_committed
+from loomtui.json_text import parse_json
 from loomtui.store import Store
 
 EXIT_PASS, EXIT_NEEDS_APPROVAL = 0, 1
@@ -198,7 +202,8 @@ def run_gate(root: Path, policy: Policy | None = None, *, base: str | None = Non
         for run in store.gate_runs(sandbox.id):  # type: ignore[union-attr]
             if run.commit_sha == head_sha:  # results for another commit say nothing about this one
                 gates[run.gate] = run.status
-        approvals, rejected_by = _decisions_for(store, sandbox.id, head_sha)  # type: ignore[arg-type]
+        approvals, rejected_by = _decisions_for(store, sandbox.id, head_sha,  # type: ignore[arg-type]
+                                                root=root, policy=policy, base_sha=base_sha, notes=notes)
     elif store is None:
         notes.append(f"{without_store}: gate results recorded in loomtui are not visible; approvals are "
                      f"read from {NOTES_REF}")
@@ -250,12 +255,46 @@ def _overrides_unread(store: Store, sandbox_id: str, head_sha: str) -> list[str]
     return notes
 
 
-def _decisions_for(store: Store, sandbox_id: str, head_sha: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
-    """Who approved, and who rejected, this very commit in the sandbox's reviews."""
+def _decisions_for(store: Store, sandbox_id: str, head_sha: str, *, root: Path, policy: Policy, base_sha: str,
+                   notes: list[str]) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """Who approved, and who rejected, this very commit in the sandbox's reviews. An approval counts only
+    with its decision in the audit log, signed where the policy asks (checked against the base's
+    allowed_signers, as a published note is): one written into the store's row by hand (anyone with the
+    team store's credentials) passed the gate, though the merge refused it."""
     users: list[str] = []
     rejected_by: list[str] = []
+    decided = _audited_approvals(store)
+    at_base = committed_signers(root, policy, base_sha) if policy.decisions.require_signature else None
     for escalation in store.sandbox_escalations(sandbox_id, ("post-gate",)):
-        users += [a["user"] for a in escalation.data.get("approvals", []) if a.get("commit") == head_sha]
+        for user in [a["user"] for a in escalation.data.get("approvals", []) if a.get("commit") == head_sha]:
+            entry = next((e for e in decided.get(str(escalation.id), ()) if same_person(e.actor, user)
+                          and e.details.get("commit") == head_sha), None)
+            if entry is None:
+                notes.append(f"the approval by {user} of escalation #{escalation.id} in the store has no decision "
+                             "in the audit log: it does not count (`loomtui audit verify`)")
+                continue
+            if policy.decisions.require_signature:
+                signature = entry.details.get("signature")
+                verdict = verify_committed(Decision.from_entry(entry), signature if isinstance(signature, str)
+                                           else None, root, policy, at_base)
+                if verdict.status != VERIFIED:
+                    notes.append(f"the approval by {user} of escalation #{escalation.id} does not count: "
+                                 f"{verdict.detail} (checked against {policy.decisions.allowed_signers} at the base)")
+                    continue
+            users.append(user)
         rejected_by += [str(h["by"]) for h in escalation.data.get("history", [])
                         if h.get("event") == "reject" and h.get("commit") == head_sha]
     return tuple(dict.fromkeys(users)), tuple(dict.fromkeys(rejected_by))
+
+
+def _audited_approvals(store: Store) -> dict[str, list[AuditEntry]]:
+    """The audit log's approvals (in the store), by escalation id."""
+    found: dict[str, list[AuditEntry]] = {}
+    for _seq, _hash, line in store.audit_entries_after(0):
+        try:
+            entry = AuditEntry(**parse_json(line))
+        except (ValueError, TypeError):
+            continue  # a damaged entry: `loomtui audit verify` names it
+        if entry.action == "escalation.approve":
+            found.setdefault(entry.subject, []).append(entry)
+    return found
