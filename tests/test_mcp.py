@@ -300,6 +300,12 @@ def test_a_server_with_no_sandbox_claims_nothing_that_would_outlive_it(billing: 
         assert server.process.stdout is not None
         answer = json.loads(server.process.stdout.readline())["result"]
         assert answer["isError"] and "no sandbox to claim for" in answer["content"][0]["text"]
+        # Nor does its permission check: answered as the hook answers, and let go (its claim, under the
+        # made-up id, refused every other agent the file for an hour, and no one could release it).
+        server.call("permission_prompt", {"tool_name": "Write", "input": {"file_path": str(billing / "NOTES.md"),
+                                                                           "content": "x\n"}})
+        checked = json.loads(json.loads(server.process.stdout.readline())["result"]["content"][0]["text"])
+        assert checked["behavior"] == "allow", checked
     finally:
         server.kill()
     assert ws.store.live_claims() == []

@@ -117,6 +117,15 @@ class Agent:
         channel = self._channel
         return isinstance(channel, LocalChannel) and channel.gate.sandbox_id == session_sandbox(self.session_id)
 
+    def hold_nothing(self) -> None:
+        """Outside a sandbox (`holds_nothing`), let go at once of what a check claimed under the made-up id:
+        it held the file an hour after the server ended, refusing every other agent, and no one could
+        release it. The check's answer stands; the claim was only its bookkeeping."""
+        from loomtui.governance.broker import LocalChannel
+
+        if self.holds_nothing() and isinstance(self._channel, LocalChannel):
+            self._channel.gate.release_own("checked for a server outside any sandbox: held by no one")
+
     def waiter(self) -> dict[str, Any] | None:
         """Who waits on a request, for the next server to tell whether it died (local channel only)."""
         from loomtui.governance.broker import LocalChannel
@@ -230,6 +239,7 @@ def _claim_gate(agent: Agent, tool_name: str, tool_input: dict[str, Any], tool_u
         return "ask", ""
     answer = agent._request("check_tool", {"tool": tool_name, "tool_use_id": tool_use_id,
                                            "targets": [{"path": t.path, "lines": t.lines} for t in targets]})
+    agent.hold_nothing()
     decision, reason = str(answer["decision"]), str(answer.get("reason", ""))
     if decision == "none":
         # The hook's "no opinion": for a command, the runtime's own rules, which asked, so a

@@ -383,6 +383,10 @@ class HookGate:
 
     # -- provisional claims: confirmed by what really happened ----------------------------
 
+    def release_own(self, reason: str) -> None:
+        """Release every live claim of this sandbox, each with an audit entry."""
+        self._release_new(set(), reason)
+
     def _release_new(self, held_before: set[int], reason: str) -> None:
         """Release this sandbox's claims made since `held_before`, each with an audit entry."""
         for claim in self.workspace.store.live_claims(self.sandbox_id):
