@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -255,6 +256,10 @@ def cmd_decide(args: argparse.Namespace) -> int:
     signed = made.get("signature", "unsigned")
     if not args.json:
         print(f"#{record.id}: {args.decision} recorded by {workspace.actor} ({signed}); now {record.status}")
+    unpublished = record.data.get("note_problem")
+    if unpublished:  # kept in the store only: a CI gate in a fresh clone reads the decision from the note
+        print(f"warning: not published as a git note, so a CI gate in a fresh clone does not see it: {unpublished}",
+              file=sys.stderr)
     moved = None
     if record.sandbox_id and workspace.store.get_sandbox(record.sandbox_id) is not None:
         from loomtui.workflow.engine import advance  # the decision may let the sandbox move on now
@@ -265,7 +270,7 @@ def cmd_decide(args: argparse.Namespace) -> int:
                 print(f"  sandbox {moved.sandbox_id}: {line}")
     if args.json:
         print_json({"escalation": record.id, "decision": args.decision, "by": workspace.actor, "signature": signed,
-                    "status": str(record.status),
+                    "status": str(record.status), "note_problem": unpublished or None,
                     "sandbox": None if moved is None else {"id": moved.sandbox_id, "status": moved.status,
                                                            "done": list(moved.done), "next": moved.now.line()}})
     return 0

@@ -476,6 +476,8 @@ class EscalationsScreen(LoomScreen[None]):
         progress = "; ".join(unmet_lines(updated)) if updated.status == EscalationStatus.OPEN else ""
         said = f"#{escalation_id}: {noun} recorded, " + (f"still open: {progress}" if progress else
                                                            str(updated.status))
+        if updated.data.get("note_problem"):  # in the store only: a CI gate in a fresh clone does not see it
+            said += f"; not published as a git note for CI: {updated.data['note_problem']}"
         if updated.sandbox_id:
             # The decision may let its sandbox move on (start, merge, reject): the workflow says, in
             # the same toast (one per decision, not one per step over the detail pane).
