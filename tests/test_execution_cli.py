@@ -468,3 +468,19 @@ def test_sandbox_list_asks_the_store_as_often_for_sixty_sandboxes_as_for_six(
     few, _ = listed(6, repo)
     many, steps = listed(60, other)
     assert few == many and len(steps) == 60
+
+
+def test_a_sandbox_recorded_whose_agent_could_not_start_is_not_a_success(repo: Path, script: Path,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """The store gone mid-`sandbox new`: left planned with a failed start, and the command exited 0."""
+    from loomtui.workflow import engine
+
+    def cannot(*_args: object) -> None:
+        raise LoomError("cannot start its supervisor: the database system is shutting down")
+
+    monkeypatch.setattr(engine, "start_agent", cannot)
+    done = run_cli(repo, "sandbox", "new", "--runtime", "script", "--task", "x", "--script", str(script))
+    assert done.returncode == 1
+    assert "was recorded, but failed-step: start failed: cannot start its supervisor" in done.stderr, done.stderr
+    listed = run_cli(repo, "sandbox", "new", "--runtime", "script", "--task", "y", "--script", str(script), "--json")
+    assert listed.returncode == 1 and json.loads(listed.stdout)["step"] == "failed-step"

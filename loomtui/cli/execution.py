@@ -133,10 +133,12 @@ def cmd_new(args: argparse.Namespace) -> int:
     conflicts = _claim_warnings(workspace, record.id) if args.claim else []
     for conflict in conflicts:
         print(f"warning: {conflict.kind}: {conflict.explanation}", file=sys.stderr)
+    # Recorded, but a step failed on the way (its supervisor could not start: the store went away): not done.
+    failed = 1 if view.step == "failed-step" else 0
     if args.json:
         print_json({**_record_dict(record), "step": str(view.step), "waits_on": view.waits_on,
                     "conflicts": [c.as_dict() for c in conflicts]})
-        return 0
+        return failed
     # A planned record whose supervisor is up is an agent starting, not a plan: say which.
     state = view.line(STEP_HINTS) if record.status == PLANNED and view.step == "agent" else record.status
     print(f"sandbox {record.id}: {record.runtime} on {record.branch} from {record.base_ref}, "
@@ -158,7 +160,9 @@ def cmd_new(args: argparse.Namespace) -> int:
         follow = (f"loomtui attach {record.id}" if (record.data.get("launch") or {}).get("mode") == "interactive"
                   else f"loomtui sandbox logs {record.id} -f")
         print(f"  follow   {follow}")
-    return 0
+    if failed:
+        print(f"loomtui: error: sandbox {record.id} was recorded, but {view.line(STEP_HINTS)}", file=sys.stderr)
+    return failed
 
 
 def cmd_start(args: argparse.Namespace) -> int:
