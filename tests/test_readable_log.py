@@ -64,3 +64,19 @@ def test_an_event_nested_past_the_decoders_recursion_is_said_by_size_and_the_res
     nested = '{"type": "assistant", "a": ' + "[" * 3000 + "]" * 3000 + "}"
     assert readable_lines(OUTPUT_CLAUDE_STREAM, [said("Before."), nested, said("After.")]) == [
         "Before.", "… 5 KiB of an event, not shown (`sandbox logs --raw` has it)", "After."]
+
+
+def test_a_retry_after_no_answer_says_so() -> None:
+    """A model API that never answered read "model API unknown: retry 1 of 1" (Claude Code's `error: unknown`)."""
+    retry = {"type": "system", "subtype": "api_retry", "attempt": 1, "max_retries": 1}
+    lines = [json.dumps({**retry, "error_status": None, "error": "unknown"}),
+             json.dumps({**retry, "error_status": 529, "error": "overloaded"})]
+    assert readable_lines(OUTPUT_CLAUDE_STREAM, lines) == ["! model API gave no answer: retry 1 of 1",
+                                                           "! model API HTTP 529: retry 1 of 1"]
+
+
+def test_a_search_says_what_it_looked_for_and_where() -> None:
+    """`▸ Grep storage` named the folder searched, not what for."""
+    grep = {"type": "assistant", "message": {"content": [
+        {"type": "tool_use", "name": "Grep", "input": {"pattern": "def save", "path": "storage"}}]}}
+    assert readable_lines(OUTPUT_CLAUDE_STREAM, [json.dumps(grep)]) == ["▸ Grep def save in storage"]

@@ -34,6 +34,9 @@ def shorten(text: str) -> str:
 def _tool_target(tool_input: Any) -> str:
     if not isinstance(tool_input, dict):
         return ""
+    pattern, path = tool_input.get("pattern"), tool_input.get("path")
+    if isinstance(pattern, str) and pattern and isinstance(path, str) and path:  # Grep, Glob: what, and where
+        return f"{pattern} in {path}"
     for key in ("file_path", "path", "notebook_path", "command", "pattern", "url", "description"):
         value = tool_input.get(key)
         if isinstance(value, str) and value:
@@ -58,8 +61,9 @@ def parse_claude_stream(line: str, *, whole_text: bool = False) -> list[Activity
         return [{"kind": "init", "summary": f"session started ({model})"}]
     if kind == "system" and message.get("subtype") == "api_retry":
         # The model API failed (unreachable, 5xx, overloaded): Claude Code waits and tries again.
-        status = message.get("error_status")
-        why = f"HTTP {status}" if status else str(message.get("error") or "error")
+        status, error = message.get("error_status"), str(message.get("error") or "")
+        # No status and "unknown": no answer at all (a timeout, a dropped connection), not an unknown error.
+        why = f"HTTP {status}" if status else "gave no answer" if error in ("", "unknown") else error
         return [{"kind": "retry", "summary": shorten(f"model API {why}: retry {message.get('attempt')} of "
                                                      f"{message.get('max_retries')}")}]
     if kind == "result":
