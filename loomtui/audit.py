@@ -167,6 +167,14 @@ def _new_entry(seq: int, prev: str, actor: str, action: str, subject: str,
     return AuditEntry(**fields, hash=entry_hash(fields))
 
 
+
+def _entry_or_none(line: str) -> AuditEntry | None:
+    """A store row's entry, or None for one damaged (`verify` names it; `tail` shows the rest)."""
+    try:
+        return AuditEntry(**parse_json(line))
+    except (ValueError, TypeError):
+        return None
+
 def _parse_tail(line: bytes) -> tuple[int, str] | None:
     try:
         parsed = parse_json(line)
@@ -494,7 +502,7 @@ class AuditLog:
             except LoomError:
                 rows = []  # a store it may not read (inside a sandbox): the file is what there is
             if rows:
-                return [AuditEntry(**json.loads(line)) for _seq, _hash, line in rows][-count:]
+                return [entry for _seq, _hash, line in rows if (entry := _entry_or_none(line))][-count:]
         return list(deque(self.entries(), maxlen=count)) if count > 0 else []
 
     def file_behind(self) -> int | None:

@@ -584,3 +584,5 @@ def test_the_same_target_claimed_twice_is_one_claim(coordinator: Coordinator) ->
     taken = coordinator.claim("b", f"{root}/payments/refunds.py::RefundService.quote").claim
     assert taken.target == "payments/refunds.py::RefundService.quote"
     assert coordinator.claim("b", f"{root.resolve()}/customers/").claim.target == "customers"
+    # As an agent's claim, conflicts and release resolve it (through the broker, where such paths come from).
+    assert coordinator.resolve(f"{root}/payments/ledger.py::Ledger") == ["payments/ledger.py::Ledger"]

@@ -235,8 +235,8 @@ def test_an_approval_may_carry_a_note_that_is_recorded_and_shown(billing: Path) 
     assert plain.returncode == 0, plain.stderr  # the note stays optional
     # Its commit ("c1") is not in this repository: the decision is in the store only, said (it was kept in a
     # field nothing showed, and a CI gate in a fresh clone saw one approval of two).
-    assert ("warning: not published as a git note, so a CI gate in a fresh clone does not see it: no commit c1 "
-            "here to attach the decision to") in plain.stderr
+    assert (f"warning: a decision on #{escalation_id} is not published as a git note, so a CI gate in a fresh "
+            "clone does not see it: no commit c1 here to attach the decision to") in plain.stderr
 
 
 def test_an_author_s_approval_a_policy_counted_is_said_to_count(billing: Path) -> None:

@@ -155,7 +155,7 @@ def test_bad_input_is_one_line_and_the_right_exit_code(repo: Path, script: Path,
     # From a detached HEAD: no branch to merge into, said now (it was found at the merge, after the approval).
     git(repo, "checkout", "-q", "--detach", "HEAD")
     detached = run(repo, "sandbox", "new", "--runtime", "script", "--task", "x", "--script", str(script), "--no-start")
-    assert detached.returncode == 0 and "warning: HEAD names no branch (a detached HEAD)" in detached.stderr
+    assert detached.returncode == 0 and "warning: HEAD is detached here, so its change has no branch" in detached.stderr
     assert "--into BRANCH" in detached.stderr
     run(repo, "sandbox", "rm", detached.stdout.split()[1].rstrip(":"), "--force", "--delete-branch")
     git(repo, "checkout", "-q", "main")

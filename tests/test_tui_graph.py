@@ -94,22 +94,33 @@ async def test_a_claim_from_another_process_updates_conflicts_live(billing: Path
         assert app.screen.query_one(StatusHeader).conflicts == table.row_count
 
 
-async def test_a_node_closed_and_the_cursor_on_it_stay_when_the_claims_change(billing: Path) -> None:
+@pytest.mark.parametrize("lazy", [False, True])
+async def test_a_node_closed_and_the_cursor_on_it_stay_when_the_claims_change(
+        billing: Path, lazy: bool, monkeypatch: pytest.MonkeyPatch) -> None:
     """The tree is built again at each claim event: a claim a person closed opened again, and the cursor kept
-    its line, on another claim once one was added above it."""
+    its line, on another claim once one was added above it. Lazily (many claims: a sandbox's claims are
+    added when it is opened) too."""
+    from loomtui.tui.screens import graph
+
+    if lazy:
+        monkeypatch.setattr(graph, "TREE_OPEN_CLAIMS", 0)
     app = LoomApp(open_workspace(billing))
     async with app.run_test(size=SIZE) as pilot:
         await pilot.press("2")
         tree = app.screen.query_one("#claims-tree", Tree)
         await wait_for(pilot, lambda: len(tree.root.children) == 2)
+        for node in tree.root.children:
+            node.expand()  # opened by the person, lazily; already open otherwise
+        await pilot.pause()
         rounding = next(node for node in tree.root.children if node.data == "rounding")
         claim = rounding.children[0]
         label = str(claim.label)
         claim.collapse()
         tree.move_cursor(claim)
         await pilot.pause()
-        governed_coordinator(open_workspace(billing)).claim("a-docs", "README.md", reason="docs")
-        await wait_for(pilot, lambda: len(tree.root.children) == 3)
+        # A claim of the sandbox above: a line more above the cursor.
+        governed_coordinator(open_workspace(billing)).claim("refunds", "README.md", reason="docs")
+        await wait_for(pilot, lambda: app.screen.picture is not None and len(app.screen.picture.claims) == 3)
         await pilot.pause()
         rounding = next(node for node in tree.root.children if node.data == "rounding")
         assert not rounding.children[0].is_expanded and rounding.is_expanded

@@ -125,9 +125,8 @@ def cmd_new(args: argparse.Namespace) -> int:
     if warning := context_warning(record):
         print(f"warning: {warning}", file=sys.stderr)
     if not record.target:  # found out at its merge, after the agent ran and someone approved it
-        print(f"warning: {args.base} names no branch (a detached HEAD): its change has no branch to merge into; "
-              f"give --base BRANCH, or name one at the merge (`loomtui sandbox merge {record.id} --into BRANCH`)",
-              file=sys.stderr)
+        print(f"warning: HEAD is detached here, so its change has no branch to merge into; give --base BRANCH, or "
+              f"name one at the merge (`loomtui sandbox merge {record.id} --into BRANCH`)", file=sys.stderr)
     # What its claims meet that does not refuse them (code others hold that it depends on, or that depends
     # on it): flagged now, before any code is written, as `claim add` and the app's form flag it.
     conflicts = _claim_warnings(workspace, record.id) if args.claim else []

@@ -258,8 +258,8 @@ def cmd_decide(args: argparse.Namespace) -> int:
         print(f"#{record.id}: {args.decision} recorded by {workspace.actor} ({signed}); now {record.status}")
     unpublished = record.data.get("note_problem")
     if unpublished:  # kept in the store only: a CI gate in a fresh clone reads the decision from the note
-        print(f"warning: not published as a git note, so a CI gate in a fresh clone does not see it: {unpublished}",
-              file=sys.stderr)
+        print(f"warning: a decision on #{record.id} is not published as a git note, so a CI gate in a fresh clone "
+              f"does not see it: {unpublished}", file=sys.stderr)
     moved = None
     if record.sandbox_id and workspace.store.get_sandbox(record.sandbox_id) is not None:
         from loomtui.workflow.engine import advance  # the decision may let the sandbox move on now

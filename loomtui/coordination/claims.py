@@ -343,7 +343,7 @@ class Coordinator:
               ttl: float | None = None, override_reason: str | None = None, new_file: bool = False) -> ClaimResult:
         """Claim a target atomically; refused on overlap unless overridden with a reason. `new_file`: the
         target is a file's path, written yet or not (`TargetResolver.new_file`)."""
-        target = self.targets.as_written(target)  # a region by its absolute path too (it was an unknown region)
+        target = self.targets.as_written(target)  # kept as the repository names it, not one machine's path
         regions = self.targets.new_file(target) if new_file else self.resolve(target)
         return self.claim_regions(sandbox_id, target, regions, mode=mode, reason=reason, ttl=ttl,
                                   override_reason=override_reason)

@@ -41,9 +41,10 @@ class TargetResolver:
         self._repo_files = None
 
     def resolve(self, target: str) -> list[str]:
-        """Region ids a target names: region id, file, directory, glob, or `path:10-40`."""
+        """Region ids a target names: region id, file, directory, glob, or `path:10-40` (any of them by its
+        absolute path too)."""
         with _usable(target):
-            return self._resolve(target)
+            return self._resolve(self.as_written(target))
 
     def _resolve(self, target: str) -> list[str]:
         target = target.strip()
@@ -104,7 +105,7 @@ class TargetResolver:
         if not target or "\x00" in target or "::" in target or _GLOB_CHARS & set(target):
             raise BadTarget(f"{shown(target)}: a new file is claimed by its path (no region, glob or NUL)")
         with _usable(target):
-            path = self.repo_path(target)
+            path = self.repo_path(self.as_written(target))
             if path == "." or target.endswith("/") or (self.index.root / path).is_dir():
                 raise BadTarget(f"{shown(target)}: a directory, not a new file")
             return [path]

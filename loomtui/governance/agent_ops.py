@@ -141,8 +141,9 @@ def op_release(gate: HookGate, request: Mapping[str, Any]) -> dict[str, Any]:
         if not chosen:
             raise LoomError(f"sandbox {gate.sandbox_id} holds no live claim #{claim_id}")
     else:
-        target = _text(request, "target")
-        wanted = set(gate.coordinator().resolve(target))
+        coordinator = gate.coordinator()
+        target = coordinator.targets.as_written(_text(request, "target"))  # as a claim keeps it
+        wanted = set(coordinator.resolve(target))
         chosen = [c for c in own if c.target == target
                   or (c.region_ids and all(r in wanted or set(ancestors(r)) & wanted for r in c.region_ids))]
         if not chosen:

@@ -322,8 +322,8 @@ def decide(workspace: Workspace, policy: Policy, escalation_id: int, decision: s
         problem = publish(workspace.root, workspace.paths.state_dir,
                           Decision(str(escalation_id), decision, user, commit, reason, signed["decided_at"],
                                    escalation.kind, str(signed.get("target", ""))), signed.get("signature"))
-        if problem or updated.data.get("note_problem"):  # this decision's: an earlier one's said nothing now
-            workspace.store.update_escalation(escalation_id, data={"note_problem": problem or None})
+        if problem:  # kept: a later decision published does not publish this one
+            workspace.store.update_escalation(escalation_id, data={"note_problem": problem})
             updated = workspace.store.get_escalation(escalation_id) or updated
     return updated
 

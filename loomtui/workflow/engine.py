@@ -207,9 +207,10 @@ class Workflow:
             # Refused before it began (not ended, no commits): nothing failed, and what had failed before
             # still has (a merge that keeps failing read as a merge to do). Stopped mid-review: the task
             # shows the failed step and waits for a retry, as when `advance` reviewed it.
-            if sandboxes.get_sandbox(self.workspace, record.id).status == GATING:
+            now = sandboxes.get_sandbox(self.workspace, record.id)
+            if now.status == GATING:
                 self._step_failed(record.id, str(Step.REVIEW), failure)
-            elif record.data.get(STEP_ERROR_KEY) is not None:
+            elif record.data.get(STEP_ERROR_KEY) is not None and now.data.get(STEP_ERROR_KEY) is None:
                 self.workspace.store.update_sandbox(record.id, data={STEP_ERROR_KEY: record.data[STEP_ERROR_KEY]})
             raise failure
         self.advance(record.id)

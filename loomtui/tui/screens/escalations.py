@@ -477,7 +477,7 @@ class EscalationsScreen(LoomScreen[None]):
         said = f"#{escalation_id}: {noun} recorded, " + (f"still open: {progress}" if progress else
                                                            str(updated.status))
         if updated.data.get("note_problem"):  # in the store only: a CI gate in a fresh clone does not see it
-            said += f"; not published as a git note for CI: {updated.data['note_problem']}"
+            said += f"; a decision on it is not published as a git note for CI: {updated.data['note_problem']}"
         if updated.sandbox_id:
             # The decision may let its sandbox move on (start, merge, reject): the workflow says, in
             # the same toast (one per decision, not one per step over the detail pane).

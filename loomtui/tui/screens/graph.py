@@ -241,6 +241,11 @@ class GraphScreen(LoomScreen[None]):
         if not picture.claims:
             tree.root.add_leaf(Text("No live claims. `loomtui claim add` or an agent's edit hook adds them."))
         # What a person closed stays closed, and the cursor on its node (by line it landed on another claim).
+        # A sandbox opened before is filled now, not when its expansion's message comes: what is under it
+        # is put back as it was too.
+        for node in tree.root.children:
+            if not node.children and (_claims_key(node),) in state.opened:
+                self._fill_sandbox(node)
         if (at := restore_tree_state(tree, state, _claims_key)) is not None:
             self.call_after_refresh(tree.move_cursor, at)
 

@@ -236,10 +236,15 @@ class DiffScreen(ModalScreen[None]):
 
     @classmethod
     def open_over(cls, app: App[object], title: str, patch: str) -> None:
-        """Show a diff, unless one is shown already: `d d d` pressed before the first was read stacked three,
-        each to be closed."""
-        if not isinstance(app.screen, cls):
-            app.push_screen(cls(title, patch))
+        """Show a diff, in place of one shown already: `d d d` pressed before the first was read stacked three,
+        each to be closed; the same one is left as it is, another's replaces it (not dropped: the lead
+        would read one escalation's diff under another's decision)."""
+        shown = app.screen
+        if isinstance(shown, cls):
+            if shown.title_text == title:
+                return
+            app.pop_screen()
+        app.push_screen(cls(title, patch))
 
     def __init__(self, title: str, patch: str) -> None:
         super().__init__()
