@@ -260,7 +260,8 @@ def _decisions_for(store: Store, sandbox_id: str, head_sha: str, *, root: Path, 
     """Who approved, and who rejected, this very commit in the sandbox's reviews. An approval counts only
     with its decision in the audit log, signed where the policy asks (checked against the base's
     allowed_signers, as a published note is): one written into the store's row by hand (anyone with the
-    team store's credentials) passed the gate, though the merge refused it."""
+    team store's credentials) passed the gate, though the merge refused it. The log's own integrity is
+    `audit verify`'s: a forger who writes its entries too is caught there, or by a required signature."""
     users: list[str] = []
     rejected_by: list[str] = []
     decided = _audited_approvals(store)
