@@ -277,6 +277,13 @@ def test_a_store_row_edited_with_its_hash_kept_is_named_and_tail_warns(log: Audi
     assert not result.ok and result.line == 3 and "seq 3 in the store was edited" in result.problem
     shown = log.tail(5)
     assert [e.seq for e in shown if not is_whole(e)] == [3] and shown[2].actor == "mallory@example.com"
+    # A row that is no entry at all (nested past the parser's recursion): left out, the rest shown (it raised
+    # out of `audit tail` and the app's Audit view).
+    conn = sqlite3.connect(tmp_path / "s.db")
+    conn.execute("update audit set entry = ? where seq = 4", ("[" * 100_000,))
+    conn.commit()
+    conn.close()
+    assert [e.seq for e in log.tail(5)] == [1, 2, 3, 5]
 
 
 def test_a_damaged_last_line_stops_the_file_and_tail_still_shows_every_committed_entry(log: AuditLog) -> None:

@@ -206,6 +206,12 @@ async def test_d_shows_the_sandbox_diff_behind_an_escalation(billing: Path) -> N
         await wait_for(pilot, lambda: not any(w.group == "diff" and not w.is_finished for w in app.workers))
         await pilot.pause()
         assert [type(screen) for screen in app.screen_stack].count(DiffScreen) == 1
+        # Another escalation's diff, asked for meanwhile, replaces it (dropped, the lead read the first one's
+        # under the second's decision).
+        DiffScreen.open_over(app, "escalation #9, sandbox other: 1 file", "+another change\n")
+        await pilot.pause()
+        assert isinstance(app.screen, DiffScreen) and app.screen.patch == "+another change\n"
+        assert [type(screen) for screen in app.screen_stack].count(DiffScreen) == 1
 
 
 async def test_an_escalation_with_gate_evidence_shows_each_gate_and_failed_test(billing: Path) -> None:
