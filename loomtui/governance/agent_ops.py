@@ -13,6 +13,7 @@ permission request, see where its own requests stand, and stop waiting for them.
 from __future__ import annotations
 
 import os
+import sys
 import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Final
@@ -20,7 +21,7 @@ from typing import TYPE_CHECKING, Any, Final
 from loomtui.errors import LoomError, both_ends, quoted
 from loomtui.governance.escalations import CLEARED, EscalationStatus
 from loomtui.governance.hooks.permissions import PERMISSION_KIND, QUESTION_KIND, bounded, too_many_asks
-from loomtui.governance.hooks.requests import MAX_TEXT_CHARS, named_paths, one_line
+from loomtui.governance.hooks.requests import MAX_TEXT_CHARS, named_paths, one_line, text_field
 from loomtui.governance.policy import ChangeFacts, evaluate
 from loomtui.store import ClaimRecord, EscalationRecord
 
@@ -331,11 +332,9 @@ def op_search_context(gate: HookGate, request: Mapping[str, Any]) -> dict[str, A
 def _text(request: Mapping[str, Any], name: str, limit: int | None = MAX_TEXT_CHARS) -> str:
     """A field of text (at most `limit` characters: a claim's 200 KB target was kept whole in the store and
     the audit log, and a 4 MB one took the broker minutes to resolve)."""
-    value = request.get(name)
-    if not isinstance(value, str) or not value.strip():
+    value = text_field(request, name, limit if limit is not None else sys.maxsize)
+    if not value.strip():
         raise LoomError(f"request field {name!r} must be a non-empty string")
-    if limit is not None and len(value) > limit:
-        raise LoomError(f"request field {name!r} is longer than {limit} characters")
     return value
 
 
