@@ -240,6 +240,15 @@ def test_invoice_totals_get_adr_0002_and_the_money_conventions(workspace: Worksp
     assert "claim payments/invoices.py::InvoiceCalculator" in rounding.pulled_by
 
 
+def test_a_word_no_section_has_does_not_push_the_matching_sections_out(workspace: Workspace) -> None:
+    """"rename the logger" lost "Errors and logging": a word found nowhere weighed as the rarest word does,
+    and divided every match down."""
+    for task in ("logger", "rename the logger"):
+        piece, _ = slice_for_task(workspace, task)
+        titles = [p.section.title for p in piece.picks]
+        assert {"Logging", "Errors and logging"} <= set(titles), (task, titles)
+
+
 def test_notification_templates_do_not_get_rounding_or_money(workspace: Workspace) -> None:
     for targets in ((), ("notifications/templates/",)):
         piece, _ = slice_for_task(workspace, "Fix typos in the notification templates", targets)

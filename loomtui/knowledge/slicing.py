@@ -423,8 +423,9 @@ def _rank(context: Context, index: TermIndex, task: str, claims: Sequence[ClaimI
     strengths: dict[int, dict[str, tuple[float, str]]] = {}
     for word in words:
         expansions = index.expand(word)
-        idf = index.idf(expansions[0][0]) if expansions else math.log(index.count + 1)
-        weights[word] = 0.3 + 0.7 * min(idf / max_idf, 1.0)
+        # A word no section has ("rename", "quickly") says nothing of which section the task needs: at the
+        # rarest word's weight it divided every match down ("rename the logger" lost the logging sections).
+        weights[word] = 0.3 + 0.7 * min(index.idf(expansions[0][0]) / max_idf, 1.0) if expansions else 0.3
         for term, similarity in expansions:
             shown_term = forms.get(word, word) + ("" if term == word else f"~{term}")
             for i, count in index.postings(term).items():
