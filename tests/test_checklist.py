@@ -263,6 +263,9 @@ def test_6_policy_enforced(repo: Path, ws: Workspace) -> None:
     assert item(ws, 6).answer == "partly"  # reviews apply it, but CI does not: a merge can skip it
     write(repo, {".github/workflows/ci.yml": CI.replace("loomtui gate", "pytest")})
     assert item(ws, 6).answer == "partly"
+    # Commented out, it is no CI job (it scored the item yes, and the checklist 10 of 10).
+    write(repo, {".github/workflows/ci.yml": CI.replace("      - run: python -m loomtui", "      # - run: python -m loomtui")})
+    assert item(ws, 6).answer == "partly"
     write(repo, {".gitlab-ci.yml": CI})
     done = item(ws, 6)
     assert done.answer == "yes" and done.facts["ci"] == [".gitlab-ci.yml"]

@@ -40,7 +40,8 @@ WEEK_S: Final = 7 * 24 * 3600.0
 CI_GLOBS: Final = (".github/workflows/*.yml", ".github/workflows/*.yaml", ".gitlab-ci.yml", ".ci/*",
                    ".circleci/config.yml", "Jenkinsfile", "azure-pipelines.yml", "bitbucket-pipelines.yml",
                    ".buildkite/*.yml", ".woodpecker.yml", ".woodpecker/*.yml")
-CI_GATE: Final = re.compile(r"\bloomtui\b[^\n#]*?\sgate\b")
+CI_GATE: Final = re.compile(r"^[^#\n]*\bloomtui\b[^\n#]*?\sgate\b", re.MULTILINE)
+"""A line that runs `loomtui ... gate`, not in a comment (`# - run: loomtui gate` scored the item yes)."""
 CI_MAX_BYTES: Final = 256 * 1024
 REVIEW_TRAILERS: Final = ("Loom-Approved-by", "Loom-Policy", "Loom-Overridden-by")
 MERGES_READ: Final = 500
