@@ -812,6 +812,11 @@ def test_plan_show_run_and_cancel(manual: Workspace) -> None:
     assert caller.data["after"] == [ids["callee"]]
     assert any(e.action == "plan.scheduled" for e in manual.audit.entries())
     run = json.loads(ran.stdout)["run"]
+    # Run again while it runs: refused (every task was stated twice, each to be done twice).
+    twice = run_cli(manual.root, "plan", "run")
+    assert twice.returncode == 1 and f".loom/plan.yaml is running already (plan run {run}: 2 tasks not ended)" \
+        in twice.stderr and "--again" in twice.stderr
+    assert len(manual.store.list_sandboxes()) == 2
     unknown = run_cli(manual.root, "plan", "cancel", "zzz")
     assert (unknown.returncode, unknown.stderr.strip()) == (2, f"loomtui: error: no plan run zzz (runs, newest first: {run})")
     cancelled = run_cli(manual.root, "plan", "cancel", run, "--json")

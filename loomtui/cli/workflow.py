@@ -63,7 +63,7 @@ def cmd_plan_run(args: argparse.Namespace) -> int:
 
     workspace = workspace_for(args)
     run = run_plan(workspace, args.file, say=None if args.json else print,
-                   isolate=False if args.no_isolation else None)
+                   isolate=False if args.no_isolation else None, again=args.again)
     if args.json:
         print_json({"run": run.run_id, "sandboxes": run.sandboxes, **run.schedule.as_dict()})
     else:
@@ -97,6 +97,9 @@ def register(commands: Any) -> None:
     _file_arg(run)
     run.add_argument("--no-isolation", action="store_true",
                      help="run the agents as plain processes even where bubblewrap works")
+    run.add_argument("--again", action="store_true",
+                     help="state every task once more while an earlier run of the file has tasks not ended "
+                          "(refused otherwise: each would be done twice)")
     cancel = add_command(plan, "cancel", cmd_plan_cancel,
                          "archive the plan's tasks that have not started (running ones are left)", json_flag=True)
     cancel.add_argument("run", nargs="?", metavar="RUN", help="the plan run id (default: the latest)")

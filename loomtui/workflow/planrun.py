@@ -14,12 +14,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Final
 
-from loomtui.errors import ConfigError, LoomError, listed, shown
+from loomtui.errors import ConfigError, LoomError, listed, plural, shown
 from loomtui.execution.lifecycle import ARCHIVED, LIVE, PLANNED
 from loomtui.execution.procs import is_alive
 from loomtui.execution.sandboxes import MissingRuntimeInput, checked_runtime
 from loomtui.governance.coordinator import governed_coordinator
-from loomtui.store import SandboxRecord
+from loomtui.store import ENDED_STATUSES, SandboxRecord
 from loomtui.workflow.engine import Workflow
 from loomtui.workflow.plan import (
     PLAN_PATH,
@@ -62,13 +62,18 @@ def scheduled(workspace: Workspace, relative: str = PLAN_PATH) -> Schedule:
 
 
 def run_plan(workspace: Workspace, relative: str = PLAN_PATH, *, say: Say | None = None,
-             isolate: bool | None = None, data_for: Callable[[str], dict[str, Any]] | None = None) -> PlanRun:
+             isolate: bool | None = None, data_for: Callable[[str], dict[str, Any]] | None = None,
+             again: bool = False) -> PlanRun:
     """State every task of the plan as a sandbox, each waiting on the tasks scheduled before it.
 
-    `data_for(task name)` adds fields to a task's sandbox (the demo names its agents).
+    `data_for(task name)` adds fields to a task's sandbox (the demo names its agents). Refused while an
+    earlier run of the same file has tasks not ended, unless `again`: a second `plan run` stated every
+    task twice, each to be done twice, the copies refused on their own claims.
     """
     say = say or (lambda _line: None)
     plan_schedule = scheduled(workspace, relative)
+    if not again:
+        _refuse_a_second_run(workspace, relative)
     plan = plan_schedule.plan
     run_id = secrets.token_hex(3)
     workspace.record("plan.scheduled", run_id, {"file": relative, **plan_schedule.as_dict()})
@@ -92,6 +97,16 @@ def run_plan(workspace: Workspace, relative: str = PLAN_PATH, *, say: Say | None
             waits = f", after {', '.join(before)}" if before else ""
             say(f"[{name}] sandbox {record.id}{waits}: {flow.view(record).line()}")
     return PlanRun(run_id, plan_schedule, ids)
+
+
+def _refuse_a_second_run(workspace: Workspace, relative: str) -> None:
+    going = [r for r in workspace.store.list_sandboxes() if isinstance(r.data.get(PLAN_KEY), dict)
+             and r.data[PLAN_KEY].get("file") == relative and r.status not in ENDED_STATUSES]
+    if going:
+        runs = list(dict.fromkeys(str(r.data[PLAN_KEY]["run"]) for r in going))
+        raise LoomError(f"{relative} is running already (plan run {listed(runs)}: {plural(len(going), 'task')} not "
+                        f"ended); `loomtui plan cancel` first, or --again to state every task once more",
+                        exit_code=1)
 
 
 def _runtime_problems(workspace: Workspace, plan: Plan) -> list[ConfigError]:
