@@ -15,6 +15,7 @@ from tests.conftest import demo_repo
 from loomtui.execution import review
 from loomtui.execution import sandboxes as sb
 from loomtui.workflow import tasks
+from loomtui.workflow.engine import wait_until_settled
 from loomtui.workspace import open_workspace
 from tests.conftest import agent_ended, git
 
@@ -124,6 +125,33 @@ async def test_the_context_tab_shows_what_the_agent_got_and_flags_it_stale(billi
         assert "docs/adr/0002-bankers-rounding-per-line-item.md" in shown and "score" in shown
         assert "changed:" in shown
         assert "\x1b" not in shown and "Banker's ␛[31mrounding" in shown
+
+
+async def test_the_context_tab_shown_flags_a_commit_made_meanwhile(billing: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """A commit to the team's files while the tab was shown: it said "fresh" for good (drift was checked only
+    when the pane repainted, and nothing of the sandbox changed)."""
+    from textual.widgets import Static, TabbedContent
+
+    from loomtui.tui.app import LoomApp
+    from loomtui.tui.screens import dashboard
+    from tests.test_tui import wait_for
+
+    monkeypatch.setattr(dashboard, "DRIFT_RECHECK_S", 0.3)
+    workspace = open_workspace(billing)
+    record = tasks.create_sandbox(workspace, "make invoice totals round each line", "command", command=["true"],
+                                  claims=["payments/invoices.py"])
+    wait_until_settled(workspace, record.id)  # nothing more happens to it: no store event repaints the tab
+    app = LoomApp(workspace)
+    async with app.run_test(size=(160, 45)) as pilot:
+        view = app.screen.query_one("#context", Static)
+        app.screen.query_one("#detail", TabbedContent).active = "tab-context"
+        await wait_for(pilot, lambda: "fresh" in str(view.render()), timeout=30)
+        await pilot.pause(1.0)
+        adr = billing / "docs" / "adr" / "0002-bankers-rounding-per-line-item.md"
+        adr.write_text(adr.read_text().replace("line item", "line item (amended)"))
+        git(billing, "commit", "-qam", "Amend ADR 0002")
+        await wait_for(pilot, lambda: "STALE" in str(view.render()), timeout=30)
 
 
 async def test_the_context_view_of_a_repository_with_no_team_context_says_how_to_give_it_some(repo: Path) -> None:

@@ -140,6 +140,15 @@ class DashboardScreen(LoomScreen[None]):
         else:
             self._show_empty_state()
         self.set_interval(1.0, self._tick_ages)
+        self.set_interval(DRIFT_RECHECK_S, self._recheck_drift)
+
+    def _recheck_drift(self) -> None:
+        """The Context tab's drift, checked again while it is shown: a commit to the team's files changes
+        nothing the store says of the sandbox, and the tab said "fresh" for good (till the cursor moved)."""
+        if not self.is_current or self.query_one("#detail", TabbedContent).active != "tab-context":
+            return
+        if (sandbox := self.selected_sandbox()) is not None:
+            self._show_context(sandbox)
 
     def _tick_ages(self) -> None:
         if self.snapshot is None:
