@@ -77,6 +77,14 @@ def hang_guard(seconds: int) -> Iterator[None]:
 # -- sections -------------------------------------------------------------------------------
 
 
+def test_a_heading_holding_the_id_separator_is_not_another_sections_id() -> None:
+    """`## Invoices > Totals` and `## Invoices` / `### Totals` had one id: drift compared one's old text with the
+    other's, and said a section changed that had not."""
+    text = "# Guide\n\n## Invoices > Totals\n\none\n\n## Invoices\n\n### Totals\n\ntwo\n"
+    ids = [s.id for s in split_markdown("repo", "GUIDE.md", text)]
+    assert len(ids) == len(set(ids)) == 2, ids
+
+
 def test_markdown_splits_at_headings_not_inside_code() -> None:
     text = ("Intro line.\n\n# Guide\n\nTop.\n\n## Money\n\nUse Decimal.\n\n```sh\n# not a heading\n```\n\n"
             "## Empty\n\n### Deeper\n\nText.\n\n## Money\n\nAgain.\n")

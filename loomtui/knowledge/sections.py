@@ -207,14 +207,17 @@ def split_markdown(layer: str, path: str, text: str) -> list[Section]:
         stack.append((level, title))
         starts.append((number, tuple(t for _, t in stack)))
     sections: list[Section] = []
-    seen: dict[tuple[str, ...], int] = {}
+    seen: dict[str, int] = {}
     for i, (start, heading_path) in enumerate(starts):
         end = starts[i + 1][0] if i + 1 < len(starts) else len(lines)
         chunk = "".join(lines[start:end])
         body = chunk if not heading_path else "".join(lines[start + 1:end])
         if not body.strip():
             continue
-        ordinal = seen[heading_path] = seen.get(heading_path, 0) + 1
+        # Counted by the path as the id writes it: `## A > B` and `## A` / `### B` were one id, and drift
+        # compared one section's old text with the other's.
+        joined = " > ".join(heading_path)
+        ordinal = seen[joined] = seen.get(joined, 0) + 1
         sections.append(Section(layer, path, heading_path, chunk.rstrip() + "\n", start + 1, "markdown",
                                 ordinal=ordinal, refs=code_refs(chunk)))
     return sections
