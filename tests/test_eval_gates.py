@@ -321,6 +321,30 @@ def test_an_eval_with_no_gates_says_gate_1_ran_nothing(tmp_path: Path, capsys: p
     assert "gate 1: no checks configured (`gates:` in .loom/loom.yaml" in out and "gate 2 score" in out
 
 
+def test_inits_compile_gate_fails_a_new_syntax_error_where_the_base_has_a_file_that_does_not_compile(
+        tmp_path: Path) -> None:
+    """`compileall -q .` was judged by its exit code: with one py2 file on the base (a monorepo's fixtures),
+    a new syntax error read "already failing on the base commit" and passed."""
+    import json
+
+    from loomtui.starter import starter
+
+    workspace = make_repo(tmp_path, gates="", extra={"legacy/old.py": 'print "py2"\n'})
+    config = starter(workspace.root, "lead@example.com").files[".loom/loom.yaml"]
+    compile_gate = config[config.index("  - name: compile"):config.index("    timeout: 120")] + "    timeout: 120\n"
+    (workspace.root / ".loom/loom.yaml").write_text("version: 1\ngates:\n" + compile_gate +
+                                                     "eval: {merged_on_review: false}\n")
+    git(workspace.root, "commit", "-qam", "the gate init writes")
+    broken = sandbox_with(workspace, "a typo", {"shop/new.py": "def total(:\n"})
+    fine = sandbox_with(workspace, "a comment", {"shop/prices.py": PRICES + "# prices in cents\n"})
+    [failed] = run_configured_gates(workspace, broken)
+    assert failed.status == "failed" and failed.findings is not None
+    assert [(f.path, f.code) for f in failed.findings.new] == [("shop/new.py", "SyntaxError")]
+    [kept] = run_configured_gates(workspace, fine)
+    assert kept.status == "passed" and kept.findings is not None
+    assert [f.path for f in kept.findings.existing] == ["legacy/old.py"], json.dumps(kept.summary)
+
+
 def test_a_lint_check_fails_on_new_findings_only(tmp_path: Path) -> None:
     lint = ('  - name: lint\n    run: ["python", "-m", "ruff", "check", "--isolated", "--select", "F", '
             '"--output-format", "json", "--output-file", "{report}", "."]\n    format: ruff-json\n')

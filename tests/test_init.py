@@ -34,7 +34,7 @@ def test_a_python_repository_gets_its_tests_as_a_gate_and_its_author_as_the_lead
     # Each rule it wrote is in the summary (two were left out): what runs on every machine, a large change.
     assert "to what runs on every machine" in done.stdout and "of over 400 lines waits for a lead" in done.stdout
     config = load_config(repo)
-    assert [(g.name, g.format) for g in config.gates] == [("tests", "junit"), ("compile", "exit")]
+    assert [(g.name, g.format) for g in config.gates] == [("tests", "junit"), ("compile", "mypy-json")]
     policy = load_policy(repo, ".loom/policy.yaml")
     assert policy.groups["leads"] == {"me@example.com"}
     assert [rule.name for rule in policy.rules] == ["failing-gates", "agents-ground-truth", "runs-on-every-machine",
