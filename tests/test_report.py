@@ -98,8 +98,12 @@ def moved(at: float, sid: str, to: str, source: str, **details: Any) -> tuple[fl
 
 ENTRIES = [
     moved(D0 - 9 * DAY, "s0", "merged", "approved"),  # before the window
-    (D0 + 10, "plan.scheduled", "run1", {"edges": [{"kind": "dependency"}, {"kind": "after"},
-                                                   {"kind": "overlap"}]}),
+    (D0 + 10, "plan.scheduled", "run1", {"file": "plan.yaml", "edges": [
+        {"kind": "dependency", "before": "a", "after": "b"}, {"kind": "after", "before": "b", "after": "c"},
+        {"kind": "overlap", "before": "a", "after": "c"}]}),
+    # The same plan run again (the first's tasks still going, or cancelled): the same two kept apart, not four.
+    (D0 + 20, "plan.scheduled", "run2", {"file": "plan.yaml", "edges": [
+        {"kind": "dependency", "before": "a", "after": "b"}, {"kind": "overlap", "before": "a", "after": "c"}]}),
     (D0 + H, "sandbox.planned", "s1", {}), moved(D0 + H + 60, "s1", "running", "planned"),
     moved(D0 + 2 * H, "s1", "exited", "running"), (D0 + 2 * H + 5, "context.sliced", "s1", {}),
     moved(D0 + 2 * H + 600, "s1", "approved", "awaiting_review"), moved(D0 + 2 * H + 700, "s1", "merged", "approved"),

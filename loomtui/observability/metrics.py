@@ -330,6 +330,7 @@ class _Reader:
         self.before_start = 0
         self.conflicts: Counter[str] = Counter()
         self.refused: set[tuple[str, str, str]] = set()
+        self.scheduled: set[tuple[str, ...]] = set()  # (plan file, before, after, kind): once however often it ran
         self.overrides: list[Override] = []
 
     def runtime(self, sandbox_id: str) -> str:
@@ -365,9 +366,15 @@ class _Reader:
             self.refused.add(what)
             self.conflicts[REFUSALS[action]] += 1
         elif action == "plan.scheduled":
-            edges = details.get("edges") or []
-            self.conflicts["scheduled_apart"] += sum(isinstance(e, dict) and e.get("kind") in SCHEDULED_APART
-                                                     for e in edges)
+            # A plan run twice kept the same tasks apart once: each run's edges counted anew (two runs of six
+            # overlapping tasks read "10 scheduled apart").
+            for edge in details.get("edges") or []:
+                if isinstance(edge, dict) and edge.get("kind") in SCHEDULED_APART:
+                    key = (str(details.get("file", "")), str(edge.get("before")), str(edge.get("after")),
+                           str(edge.get("kind")))
+                    if key not in self.scheduled:
+                        self.scheduled.add(key)
+                        self.conflicts["scheduled_apart"] += 1
         elif action == "sandbox.merge_conflict":
             self.conflicts["at_merge"] += 1
 
