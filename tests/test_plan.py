@@ -358,11 +358,15 @@ def test_every_problem_of_a_plan_is_said_at_once() -> None:
               - {name: a, task: two, runtime: script}
               - {name: b, task: three, runtime: script, after: [zz]}
               - {name: c, task: four, runtime: script, after: [c]}
+              - {name: d, task: five, runtime: script, after: [e]}
+              - {name: e, task: six, runtime: script, after: [d]}
             """)
+    # The cycle too (it was found only once the others were fixed).
     assert [str(problem) for problem in info.value.problems] == [
         "plan.yaml:3: tasks[1].name: duplicate task name 'a' (first defined on line 2)",
         "plan.yaml:4: tasks[2].after[0]: unknown task 'zz'",
-        "plan.yaml:5: tasks[3].after[0]: task 'c' cannot wait on itself"]
+        "plan.yaml:5: tasks[3].after[0]: task 'c' cannot wait on itself",
+        "plan.yaml:6: tasks d -> e -> d form a cycle (each waits on the next through `after:`)"]
     parsed = plan_of("""\
         tasks:
           - {name: a, task: one, runtime: script, claims: [missing]}

@@ -218,22 +218,24 @@ def _check_after(tasks: Sequence[PlanTask], written: dict[tuple[str, str], Value
             guess = closest(other, sorted(read))
             problems.errors.append(entry.error(f"unknown task {other!r}"
                                                + (f" (did you mean {guess!r}?)" if guess else "")))
-    if problems.errors:  # a cycle among tasks with problems of their own would be read wrong
-        return
-    cycle = _waits_on_cycle(tasks)
+    # Among the waits said right (a self-wait or an unknown task is said above): a cycle was found only once
+    # those were fixed, one run later, though every problem is said at once.
+    cycle = _waits_on_cycle(tasks, read)
     if cycle is not None:
         # The entry that starts the cycle: `first` lists `second` under after:.
         line = written[(cycle[0], cycle[1 % len(cycle)])].line
-        raise ConfigError(path, line, _cycle_message(cycle))
+        problems.errors.append(ConfigError(path, line, _cycle_message(cycle)))
 
 
-def _waits_on_cycle(tasks: Sequence[PlanTask]) -> list[str] | None:
-    """The tasks of one cycle of `after:` (each waits on the next), from the one written first."""
+def _waits_on_cycle(tasks: Sequence[PlanTask], known: set[str] | None = None) -> list[str] | None:
+    """The tasks of one cycle of `after:` (each waits on the next), from the one written first; with `known`,
+    only among waits on another task it names."""
     import networkx as nx  # 0.2 s to import: only where a graph is built
 
     graph: nx.DiGraph[str] = nx.DiGraph()
     graph.add_nodes_from(task.name for task in tasks)
-    graph.add_edges_from((task.name, other) for task in tasks for other in task.after)
+    graph.add_edges_from((task.name, other) for task in tasks for other in task.after
+                         if known is None or (other != task.name and other in known))
     try:
         found = nx.find_cycle(graph)
     except nx.NetworkXNoCycle:
