@@ -28,8 +28,11 @@ if TYPE_CHECKING:
     from loomtui.workspace import Workspace
 
 MAX_ROWS = 2000
+# Where is cut to fit rather than left out: a long ADR path pushed it out at 80 and 140 columns, and the two
+# "Money" rows (a convention and AGENTS.md's) could not be told apart.
 SECTION_COLUMNS: Final = (FitColumn("title", "Section", 0, flex=True, min_width=16, want=40),
-                          FitColumn("where", "Where", 1, max_width=40), FitColumn("layer", "Layer", 2))
+                          FitColumn("where", "Where", 1, flex=True, min_width=12, want=28),
+                          FitColumn("layer", "Layer", 2))
 NO_CONTEXT: Final = (
     "No team context yet: no file that context.sources in .loom/loom.yaml names has a section (by default "
     f"{', '.join(ContextConfig().sources)}). Write one, AGENTS.md say, with a heading per topic, and commit it: "
