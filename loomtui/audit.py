@@ -167,13 +167,14 @@ def _new_entry(seq: int, prev: str, actor: str, action: str, subject: str,
     return AuditEntry(**fields, hash=entry_hash(fields))
 
 
-
-def _entry_or_none(line: str) -> AuditEntry | None:
-    """A store row's entry, or None for one damaged (`verify` names it; `tail` shows the rest)."""
+def entry_or_none(line: str | bytes) -> AuditEntry | None:
+    """An entry as written (a line of the file, a store row), or None for one damaged: readers skip it,
+    `verify` names it."""
     try:
         return AuditEntry(**parse_json(line))
     except (ValueError, TypeError):
         return None
+
 
 def _parse_tail(line: bytes) -> tuple[int, str] | None:
     try:
@@ -485,10 +486,8 @@ class AuditLog:
         for raw in self._raw_lines():
             if not raw.endswith(b"\n"):
                 return
-            try:
-                yield AuditEntry(**parse_json(raw))
-            except (ValueError, TypeError):
-                continue
+            if (entry := entry_or_none(raw)) is not None:
+                yield entry
 
     def tail(self, count: int = 20) -> list[AuditEntry]:
         """The newest `count` entries, oldest first: the store's, which holds every committed one (the
@@ -502,7 +501,7 @@ class AuditLog:
             except LoomError:
                 rows = []  # a store it may not read (inside a sandbox): the file is what there is
             if rows:
-                return [entry for _seq, _hash, line in rows if (entry := _entry_or_none(line))][-count:]
+                return [entry for _seq, _hash, line in rows if (entry := entry_or_none(line))][-count:]
         return list(deque(self.entries(), maxlen=count)) if count > 0 else []
 
     def file_behind(self) -> int | None:

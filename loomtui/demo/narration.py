@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from loomtui.audit import AuditEntry
+from loomtui.audit import AuditEntry, entry_or_none
 from loomtui.coordination.claims import Conflict, Coordinator
 from loomtui.coordination.diff import diff_regions
 from loomtui.coordination.targets import BadTarget
@@ -27,7 +27,6 @@ from loomtui.execution.lifecycle import EXITED, LIVE, PLANNED
 from loomtui.execution.sandboxes import isolation_label
 from loomtui.governance.coordinator import governed_coordinator
 from loomtui.governance.escalations import EscalationStatus, status_lines
-from loomtui.json_text import parse_json
 from loomtui.store import SandboxRecord
 from loomtui.workflow.steps import AFTER_KEY, dependencies
 from loomtui.workspace import Workspace
@@ -35,13 +34,8 @@ from loomtui.workspace import Workspace
 
 def audit_after(workspace: Workspace, seq: int) -> list[AuditEntry]:
     """The audit log's entries after `seq`, oldest first (a damaged one skipped)."""
-    entries = []
-    for _seq, _hash, line in workspace.store.audit_entries_after(seq):
-        try:
-            entries.append(AuditEntry(**parse_json(line)))
-        except (ValueError, TypeError):
-            continue  # a damaged entry: `loomtui audit verify` reports it
-    return entries
+    rows = workspace.store.audit_entries_after(seq)
+    return [entry for _seq, _hash, line in rows if (entry := entry_or_none(line)) is not None]
 
 
 def _about(entry: AuditEntry, ids: set[str]) -> str | None:

@@ -57,7 +57,6 @@ class ReadableLog:
                 mark = READING_MARKS.get(activity["kind"])
                 yield from [f"{mark} {activity['summary']}"] if mark else activity["summary"].splitlines()
 
-
     def _long_one_said(self) -> str:
         said = f"… {max(1, self.piece_bytes >> 10)} KiB of an event, not shown (`sandbox logs --raw` has it)"
         self.piece_bytes = 0

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from loomtui.audit import AuditEntry
+from loomtui.audit import AuditEntry, entry_or_none
 from loomtui.errors import LoomError, plural, quoted
 from loomtui.gitcmd import Git
 from loomtui.governance.decision_notes import NOTES_REF, approvals_from_notes
@@ -27,7 +27,6 @@ from loomtui.governance.policy import (
     same_person,
 )
 from loomtui.governance.signing import VERIFIED, Decision, committed_signers, verify_committed
-from loomtui.json_text import parse_json
 from loomtui.store import Store
 
 EXIT_PASS, EXIT_NEEDS_APPROVAL = 0, 1
@@ -289,13 +288,11 @@ def _decisions_for(store: Store, sandbox_id: str, head_sha: str, *, root: Path, 
 
 
 def _audited_approvals(store: Store) -> dict[str, list[AuditEntry]]:
-    """The audit log's approvals (in the store), by escalation id."""
+    """The audit log's approvals (in the store), by escalation id. Only the lines naming one are parsed: the
+    log holds every edit check of every agent."""
     found: dict[str, list[AuditEntry]] = {}
     for _seq, _hash, line in store.audit_entries_after(0):
-        try:
-            entry = AuditEntry(**parse_json(line))
-        except (ValueError, TypeError):
-            continue  # a damaged entry: `loomtui audit verify` names it
-        if entry.action == "escalation.approve":
+        if '"escalation.approve"' in line and (entry := entry_or_none(line)) is not None \
+                and entry.action == "escalation.approve":
             found.setdefault(entry.subject, []).append(entry)
     return found
