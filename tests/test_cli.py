@@ -466,6 +466,29 @@ def test_ctrl_c_before_a_command_begins_is_exit_130_not_a_traceback(monkeypatch:
     assert cli.main(["status"]) == 130
 
 
+def test_ctrl_c_while_the_command_imports_is_exit_130_not_a_traceback(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ctrl-C in a command's first 0.3 s (its modules importing, before `cli.main` could catch anything)
+    printed a KeyboardInterrupt traceback: the entry point the installed `loomtui` runs catches it."""
+    import builtins
+    import importlib.metadata
+
+    import loomtui.__main__ as entry
+
+    given = importlib.metadata.entry_points(group="console_scripts", name="loomtui")
+    assert [e.value for e in given] == ["loomtui.__main__:main"]
+    real_import = builtins.__import__
+
+    def slow_start(name: str, *args: object, **kwargs: object) -> object:
+        if name == "loomtui.cli":
+            raise KeyboardInterrupt
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.delitem(sys.modules, "loomtui.cli")
+    monkeypatch.setattr(builtins, "__import__", slow_start)
+    monkeypatch.setattr(sys, "argv", ["loomtui", "status"])
+    assert entry.main() == 130
+
+
 def test_a_log_file_moved_away_is_restored_from_the_command_line(repo: Path, tmp_path: Path) -> None:
     """With .git/loom/audit.jsonl gone, every write warned "recorded in the store only" for good, and neither
     `audit verify` nor the warning said how to put it right."""
