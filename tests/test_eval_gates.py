@@ -350,13 +350,14 @@ def test_a_lint_check_fails_on_new_findings_only(tmp_path: Path) -> None:
             '"--output-format", "json", "--output-file", "{report}", "."]\n    format: ruff-json\n')
     workspace = make_repo(tmp_path, gates=lint, extra={"shop/old.py": "import os\n"})
     clean = sandbox_with(workspace, "a comment", {"shop/prices.py": PRICES + "# prices in cents\n"})
-    sloppy = sandbox_with(workspace, "an unused import", {"shop/prices.py": "import sys\n" + PRICES})
+    # Its own file: the first sandbox's commit holds shop/prices.py, so a second agent's commit there is refused.
+    sloppy = sandbox_with(workspace, "an unused import", {"shop/rates.py": "import sys\nRATE = 1\n"})
     [kept] = run_configured_gates(workspace, clean)
     assert kept.status == "passed" and kept.findings is not None
     assert [(f.path, f.code) for f in kept.findings.existing] == [("shop/old.py", "F401")] and not kept.findings.new
     [added] = run_configured_gates(workspace, sloppy)
     assert added.status == "failed" and added.findings is not None
-    assert [(f.path, f.line, f.code) for f in added.findings.new] == [("shop/prices.py", 1, "F401")]
+    assert [(f.path, f.line, f.code) for f in added.findings.new] == [("shop/rates.py", 1, "F401")]
 
 
 def test_gate_1_judges_the_committed_tip_not_what_the_worktree_leaves_lying_around(tmp_path: Path) -> None:

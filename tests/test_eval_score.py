@@ -336,6 +336,11 @@ def test_a_change_outside_its_claim_with_a_float_and_a_broken_signature_fails_th
                                           unreached=("api/handlers.py::get_balance",))
     assert "payments/refunds.py::prorated_refund" in inputs.suggested_regions
     assert not result.passed
+    # Its commit claiming what it changed outside the claim (a runtime without edit hooks) is no excuse:
+    # those regions are held since, not coordinated before they were written.
+    workspace.store.add_claim(record.id, "api/handlers.py", "exclusive", "claimed by commit of api/handlers.py",
+                              time.time() + 3600, ["api/handlers.py"])
+    assert gather_inputs(workspace, record, record.base_sha, tip, None).claimed == ("payments/refunds.py",)
 
 
 def test_old_findings_removed_rules_and_deleted_tests_are_read_from_the_base(workspace: Workspace) -> None:

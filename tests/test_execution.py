@@ -179,9 +179,12 @@ def test_script_agent_edits_and_commits_in_its_own_worktree(ws: Workspace, repo:
     # The main working tree and branch are untouched.
     assert (repo / "README.md").read_text() == "# test repo\n"
     assert git(repo, "status", "--porcelain") == "" and git(repo, "log", "--format=%s", "main") == "initial"
+    # Its commit claimed what it changed (a file each): another agent's edit there is refused.
     assert audit_actions(ws, record.id) == ["sandbox.planned", "context.sliced", "sandbox.running",
+                                             "claim.added", "claim.added",
                                              "sandbox.exited", "sandbox.gating", "eval.run", "policy.evaluated",
                                              "sandbox.awaiting_review"]
+    assert sorted(c.target for c in ws.store.live_claims(record.id)) == ["README.md", "src/app.py"]
     kinds = [e.data.get("kind") for e in ws.store.events_since(0) if e.kind == "sandbox.activity"]
     assert kinds == ["write", "replace", "commit", "append"]
     assert done.heartbeat is not None and done.data["log_lines"] == 7
@@ -775,7 +778,7 @@ def test_force_removing_a_running_agent_saves_its_work_and_no_review_starts_on_t
     """)
     record = running(ws, tasks.start(ws, tasks.create_sandbox(ws, "busy", "script", script=script).id).id)
     wait_until(lambda: (Path(record.worktree) / "b.txt").exists(), what="the uncommitted write")
-    result = review.remove(ws, record.id, force=True)
+    result = tasks.remove(ws, record.id, force=True)  # as `sandbox rm --force`: its commit's claim released too
     assert not result.branch_deleted  # saved on the branch, by its supervisor as the agent ended or by rm
     assert git(repo, "show", f"{record.branch}:b.txt") == "not yet committed"
     agent_ended(ws, record.id)  # the supervisor has done all it will

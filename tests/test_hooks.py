@@ -1070,6 +1070,34 @@ def test_git_pre_commit_refuses_another_sandboxs_region_and_allows_its_own(billi
     assert git(tree, "log", "-1", "--format=%s") == "inside my claim"
 
 
+def test_a_commit_claims_what_it_changed_unclaimed_so_another_agents_edit_there_is_refused(
+        billing: Path, ws: Workspace) -> None:
+    """Codex and Aider write without asking: their commits claimed nothing, so another sandbox could claim and
+    edit the same method with no word until the merge conflicted. An accepted commit now holds what it changed."""
+    record = tasks.create_sandbox(ws, "edit customers", "script", script=_script(billing), isolate=False)
+    tree = Path(record.worktree)
+    service = tree / SERVICE
+    service.write_text(service.read_text().replace(GET_LINE, GET_LINE.replace("customer_id)", "customer_id.strip())")))
+    (tree / "NOTES.txt").write_text("why\n")
+    git(tree, "add", "-A")
+    done = subprocess.run(["git", "commit", "-qm", "unclaimed work"], cwd=tree, env=clean_env(), capture_output=True,
+                          text=True)
+    assert done.returncode == 0, done.stderr
+    assert claimed(ws, record.id) == {f"{SERVICE}::CustomerService.get", "NOTES.txt"}
+    reasons = sorted(e.details["reason"] for e in ws.audit.entries() if e.action == "claim.added")
+    assert reasons == ["claimed by commit of NOTES.txt", f"claimed by commit of {SERVICE}"]
+    # Another agent's edit of that method is refused before it is written, naming who holds it.
+    number = (billing / SERVICE).read_text().splitlines(keepends=True).index(GET_LINE) + 1
+    refused = HookGate(ws, "agent-2", billing).check_tool(
+        "Edit", [{"path": str(billing / SERVICE), "lines": [[number, number]]}])
+    assert refused.decision == "deny" and f"held by sandbox {record.id}" in refused.reason
+    # A second commit of the same method claims nothing more.
+    service.write_text(service.read_text().replace(".strip())", ".strip().lower())"))
+    git(tree, "add", "-A")
+    assert subprocess.run(["git", "commit", "-qm", "more"], cwd=tree, env=clean_env()).returncode == 0
+    assert len(ws.store.live_claims(record.id)) == 2
+
+
 def test_the_repositorys_own_hooks_still_run_after_loomtuis(billing: Path, ws: Workspace,
                                                             monkeypatch: pytest.MonkeyPatch) -> None:
     """A sandbox's worktree points core.hooksPath at loomtui's hooks, which hand on to the hooks the

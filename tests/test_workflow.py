@@ -33,6 +33,7 @@ from loomtui.execution.lifecycle import (
     RUNNING,
     transition,
 )
+from loomtui.governance.coordinator import governed_coordinator
 from loomtui.governance.escalations import DecisionRefused, allowed_decisions, decide
 from loomtui.governance.policy import load_policy
 from loomtui.workflow import tasks
@@ -172,7 +173,6 @@ def test_a_stopped_agent_runs_again_once_its_claims_are_free_and_its_old_stop_is
     import subprocess
 
     from loomtui.execution.procs import identity
-    from loomtui.governance.coordinator import governed_coordinator
 
     record = tasks.create_sandbox(manual, "hold", "command", claims=["lib.py::helper"], autostart=True,
                                   command=["sleep", "60"])
@@ -624,7 +624,6 @@ def test_merging_a_task_not_yet_started_is_refused_and_starts_nothing(manual: Wo
 def test_a_start_refused_at_its_claims_says_why_in_the_apps_detail(manual: Workspace) -> None:
     """Kept as `rejected` (a script asking in JSON is told which); the app showed only `rejected –`."""
     from loomtui.coordination.claims import ClaimRefused
-    from loomtui.governance.coordinator import governed_coordinator
     from loomtui.tui.sandbox_text import sandbox_fields
 
     governed_coordinator(manual).claim("other", "lib.py::helper")
@@ -713,11 +712,11 @@ def test_after_an_unknown_or_rejected_task_is_one_clear_error(manual: Workspace)
 
 
 def test_a_conflicting_merge_waits_with_the_conflict_named(manual: Workspace) -> None:
-    one = run_task(manual, "one", "lib.py", "x + 1", "x + 10")
     two = run_task(manual, "two", "lib.py", "x + 1", "x + 20")
-    wait_until_settled(manual, one)
     wait_until_settled(manual, two)
-    request_merge(manual, one)
+    # Someone's commit on main since (a second sandbox's commit there is refused: the first's holds lib.py).
+    (manual.root / "lib.py").write_text((manual.root / "lib.py").read_text().replace("x + 1", "x + 10"))
+    git(manual.root, "commit", "-qam", "one")
     with pytest.raises(Exception, match="conflict"):
         request_merge(manual, two)
     view = next_step(manual, sb.get_sandbox(manual, two))
@@ -892,8 +891,10 @@ def test_a_decision_from_the_cli_answers_in_json_for_a_script(manual: Workspace)
 def test_after_a_merge_other_claims_on_regions_it_removed_are_reported_stale(manual: Workspace) -> None:
     renamer = run_task(manual, "rename", "lib.py", "def helper(x)", "def helper2(x)")
     wait_until_settled(manual, renamer)
-    holder = tasks.create_sandbox(manual, "tune the helper", "script", claims=["lib.py::helper"],
+    holder = tasks.create_sandbox(manual, "tune the helper", "script",
                                   script=script(manual, "idle", "- {log: idle}\n"))
+    # A reader's claim: the renamer's commit holds lib.py::helper, so an exclusive one is refused.
+    governed_coordinator(manual).claim(holder.id, "lib.py::helper", mode="shared")
     request_merge(manual, renamer)
     stale = [e for e in manual.audit.entries() if e.action == "claim.stale"]
     assert [(e.subject, e.details["regions"], e.details["after_merge_of"]) for e in stale] == [

@@ -22,6 +22,7 @@ import re
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Final
 
 from loomtui.config import MAX_LEASE_SECONDS, CoordinationConfig
 from loomtui.coordination.index import DEPENDENCY_KINDS, ProgressFn, RepoIndex
@@ -34,6 +35,16 @@ from loomtui.workspace import Workspace
 MODES = ("exclusive", "shared")
 # Sandboxes in ENDED_STATUSES hold no claims: theirs are released with an audit entry.
 # An agent that merely exited still holds its claims: its change awaits review.
+
+
+COMMIT_CLAIM_REASON: Final = "claimed by commit of"
+"""The reason of a claim an accepted commit made on what it changed unclaimed (Codex and Aider write
+without asking first): held from then on, but not coordinated before the code was written."""
+
+
+def claimed_before_writing(claim: ClaimRecord) -> bool:
+    """Whether a claim was made before the code it holds was written (not by the commit of it)."""
+    return not claim.reason.startswith(COMMIT_CLAIM_REASON)
 
 
 def lease_length(ttl: object) -> float:
@@ -515,6 +526,26 @@ class Coordinator:
 
     # -- the edit hook ------------------------------------------------------------------
 
+    def not_held(self, sandbox_id: str, region_ids: Sequence[str]) -> list[str]:
+        """Those of `region_ids` the sandbox's exclusive claims do not hold (a held file or class
+        holds what it contains)."""
+        held = {rid for c in self.store.live_claims(sandbox_id) if c.mode == "exclusive" for rid in c.region_ids}
+        return [rid for rid in region_ids if rid not in held and not set(ancestors(rid)) & held]
+
+    def hold_changed(self, sandbox_id: str, region_ids: Sequence[str], reason: str) -> list[ClaimRecord]:
+        """Claim, a claim per file, the regions a change made without asking touches that the sandbox
+        does not hold yet, all or nothing (raises ClaimRefused): what an agent committed is its to
+        finish, and another agent's edit there is then refused before it is written, not found at merge."""
+        by_file: dict[str, list[str]] = {}
+        for rid in self.not_held(sandbox_id, region_ids):
+            by_file.setdefault(split_id(rid)[0], []).append(rid)
+        claims: list[ClaimRecord] = []
+        with self.store.transaction():
+            for path, regions in by_file.items():
+                target = regions[0] if len(regions) == 1 else path
+                claims.append(self.claim_regions(sandbox_id, target, regions, reason=f"{reason} {path}").claim)
+        return claims
+
     def check_edit(self, sandbox_id: str, path: str, lines: tuple[int, int] | None = None, *,
                    reason: str | None = None) -> EditDecision:
         """Allow an edit inside the sandbox's claims, claim free regions (with `reason`), deny others' regions."""
@@ -523,9 +554,7 @@ class Coordinator:
             region_ids = [rel]
         else:
             region_ids = self.targets.regions_for_lines(rel, *lines)
-        own = self.store.live_claims(sandbox_id)
-        held = {rid for c in own if c.mode == "exclusive" for rid in c.region_ids}
-        needed = [rid for rid in region_ids if rid not in held and not set(ancestors(rid)) & held]
+        needed = self.not_held(sandbox_id, region_ids)
         if not needed:
             return EditDecision("allow", "inside this sandbox's claims", tuple(region_ids))
         target = needed[0] if len(needed) == 1 else f"{rel}:{lines[0]}-{lines[1]}" if lines else rel

@@ -35,6 +35,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any, Final, TypeAlias
 
 from loomtui.config import EVAL_ITEMS, EvalConfig, LoomConfig
+from loomtui.coordination.claims import claimed_before_writing
 from loomtui.coordination.diff import ChangedRegion, changed_files, diff_regions
 from loomtui.coordination.index import DEPENDENCY_KINDS, RepoIndex, build_index, index_cache_dir
 from loomtui.coordination.regions import ancestors, overlaps, split_id
@@ -402,7 +403,8 @@ def _claims(workspace: Workspace, sandbox_id: str) -> tuple[list[ClaimRecord], l
         if record is not None:
             status[holder] = record.status
     others = [c for c in live if c.sandbox_id != sandbox_id and status.get(c.sandbox_id) not in ENDED_STATUSES]
-    return [c for c in own if c.mode == "exclusive"], others
+    # A claim its commit made holds what was written unasked: not inside the claims, only held since.
+    return [c for c in own if c.mode == "exclusive" and claimed_before_writing(c)], others
 
 
 def _materialise(root: Path, commit: str, target: Path, config: LoomConfig, extra: Sequence[str]) -> Path:

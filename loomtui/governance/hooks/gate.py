@@ -496,8 +496,12 @@ class HookGate:
 
         `files` ({path, old, new}: a Python file's text at HEAD and as staged) add the
         regions the change touches in them. An accepted commit confirms the sandbox's
-        provisional claims on its files: those edits did happen.
+        provisional claims on its files (those edits did happen) and claims what it changed
+        that the sandbox did not hold (Codex and Aider write without asking first): another
+        sandbox's edit there is then refused, not found at merge.
         """
+        from loomtui.coordination.claims import COMMIT_CLAIM_REASON, ClaimRefused
+
         self.release_unconfirmed()
         try:
             regions = [*regions, *_staged_regions(files)]
@@ -505,6 +509,10 @@ class HookGate:
             blocking = [c for c in coordinator.check(self.sandbox_id, list(regions)) if c.blocking]
             evaluation = evaluate(self.policy(), ChangeFacts(stage="claim", paths=tuple(paths),
                                                              regions=tuple(regions), runtime=self.runtime))
+            if not blocking and evaluation.outcome != "block":
+                coordinator.hold_changed(self.sandbox_id, regions, COMMIT_CLAIM_REASON)
+        except ClaimRefused as refused:  # claimed by another sandbox since the check
+            answer = Answer("deny", str(refused), tuple(regions))
         except LoomError as exc:
             answer = Answer("deny", f"cannot check the commit: {exc}")
         else:
