@@ -633,3 +633,27 @@ def test_a_tip_that_meets_the_target_at_two_commits_is_not_judged(billing: Path)
     assert workspace.store.get_sandbox(record.id).status == EXITED  # nothing ran, nothing approved
     gated = run_cli(billing, "gate", "--base", "main", "--head", record.branch)
     assert gated.returncode == 2 and "meet at 2 commits" in gated.stderr  # CI fails closed alike
+
+
+def test_an_approval_written_into_the_store_alone_merges_nothing(billing: Path) -> None:
+    """A change awaiting two payments reviewers, set approved by hand in the store (its escalation unlinked, or
+    another sandbox's approved escalation named on it), merged with `Loom-Policy: auto_approve` or that other
+    sandbox's approvers in its trailers, and `audit verify` read OK: the log holds no approval of this commit."""
+    workspace = open_workspace(billing)
+    approved = run_agent(workspace, REFUNDS_EDIT, "document refunds")
+    decided = int(workspace.store.get_sandbox(approved).data[REVIEW_ESCALATION_KEY])
+    for reviewer in ("alice@example.com", "bob@example.com"):
+        assert cli(billing, "escalation", "approve", str(decided), user=reviewer).returncode == 0
+    waiting = run_agent(workspace, REFUNDS_EDIT.replace("refunds.py", "currency.py"), "note currency")
+    assert workspace.store.get_sandbox(waiting).status == "awaiting_review"
+    tip = git(billing, "rev-parse", f"loom/{waiting}")
+    main = git(billing, "rev-parse", "main")
+    for linked, said in ((None, "holds neither a review that auto-approved"),
+                         (decided, f"names escalation #{decided} as its approval, but that was about sandbox "
+                                   f"{approved}")):
+        workspace.store.update_sandbox(waiting, status="approved",
+                                       data={REVIEW_ESCALATION_KEY: linked, "approved_commit": tip})
+        refused = cli(billing, "sandbox", "merge", waiting)
+        assert refused.returncode == 1 and said in refused.stderr, refused.stderr
+        assert git(billing, "rev-parse", "main") == main
+    assert cli(billing, "sandbox", "merge", approved).returncode == 0  # the sandbox it was for merges

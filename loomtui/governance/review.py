@@ -308,6 +308,33 @@ def check_cleared(workspace: Workspace, escalation: EscalationRecord) -> None:
                         "needs a new override (with a reason) to go on", exit_code=1)
 
 
+def check_approved(workspace: Workspace, record: SandboxRecord, tip: str) -> None:
+    """Raise (exit 1) unless the audit log says what approved exactly `tip` of this sandbox: its review
+    auto-approving that commit, or a decision clearing the escalation its review opened on it. The
+    store's row alone is not evidence: a status set to approved by hand, or another sandbox's approved
+    escalation named on it, merged a change no one approved (and `audit verify` still read OK)."""
+    escalation = _escalation(workspace, record)
+    if escalation is None:
+        if not any(entry.action == "policy.evaluated" and entry.subject == record.id
+                   and entry.details.get("commit") == tip and entry.details.get("outcome") == "auto_approve"
+                   for entry in workspace.audit.entries()):
+            raise LoomError(f"sandbox {record.id} reads approved in the store, but the audit log holds neither a "
+                            f"review that auto-approved {tip[:12]} nor a decision on it: not merged (was the "
+                            "store changed by hand? `loomtui audit verify`)", exit_code=1)
+        return
+    commit = str(escalation.data.get("commit") or "")
+    if escalation.sandbox_id != record.id or commit != tip:
+        about = f"sandbox {escalation.sandbox_id}" if escalation.sandbox_id != record.id else \
+            f"commit {commit[:12] or 'none'}"
+        raise LoomError(f"sandbox {record.id} names escalation #{escalation.id} as its approval, but that was about "
+                        f"{about}, not {tip[:12]} of this sandbox: not merged (was the store changed by hand? "
+                        "`loomtui audit verify`)", exit_code=1)
+    if escalation.status not in CLEARED:
+        raise LoomError(f"sandbox {record.id}'s escalation #{escalation.id} is {escalation.status}, not approved: "
+                        "not merged", exit_code=1)
+    check_cleared(workspace, escalation)
+
+
 def _deciding_entry(workspace: Workspace, escalation: EscalationRecord, commit: str) -> AuditEntry | None:
     """The audit entry of the (latest) decision that gave the escalation its status, on `commit`: the store
     alone is not evidence (a row edited by hand would approve a blocked change, unsigned)."""

@@ -42,8 +42,8 @@ from loomtui.governance.policy import Policy, configured_policy
 from loomtui.governance.prestart import PrestartBlocked, prestart_check
 from loomtui.governance.review import (
     ReviewOutcome,
+    check_approved,
     check_cleared,
-    decided_escalation,
     follow_decision,
     merge_trailers,
     review_sandbox,
@@ -307,15 +307,14 @@ class Workflow:
 
     def _merge(self, record: SandboxRecord) -> str:
         workspace = self.workspace
-        decided = decided_escalation(workspace, record.id)
-        if decided is not None and decided.status in CLEARED:  # an override may have run out since
-            check_cleared(workspace, decided)
         repo = Git(workspace.root)
+        tip = repo.resolve_commit(record.branch)
+        if tip:  # what approved this very commit is in the audit log (and an override may have run out since)
+            check_approved(workspace, record, tip)
         requested = record.data.get(MERGE_REQUESTED_KEY) or {}
         into = requested.get("into") or None
         target = str(into or record.target or "")
         refuse_agent_branch(record, target)
-        tip = repo.resolve_commit(record.branch)
         target_sha = repo.resolve_commit(target) if target else None
         if tip and target_sha and tip != record.base_sha and repo.ok(
                 "merge-base", "--is-ancestor", tip, target_sha):
