@@ -50,6 +50,12 @@ async def test_approve_with_a(billing: Path) -> None:
         await wait_for(pilot, lambda: not any(w.group == "decide" and not w.is_finished for w in app.workers))
         await pilot.pause()
         assert not [n.message for n in app._notifications if n.title == "not recorded"]
+        # Recorded, the escalation takes keys again: every later one was answered "a decision is being
+        # recorded" until the app restarted (the worker's hand-back failed on a builtin method).
+        said = len([n for n in app._notifications if "being recorded" in n.message])  # the second `a` above
+        await pilot.press("a")
+        await wait_for(pilot, lambda: any(n.title == f"cannot approve #{escalation_id}" for n in app._notifications))
+        assert len([n for n in app._notifications if "being recorded" in n.message]) == said
 
 
 @pytest.mark.parametrize("user", [ALICE, CAROL])

@@ -458,7 +458,11 @@ class EscalationsScreen(LoomScreen[None]):
         try:
             self._record_now(escalation_id, decision, reason)
         finally:
-            self.app.call_from_thread(self._deciding.discard, escalation_id)
+            self.app.call_from_thread(self._decided, escalation_id)
+
+    def _decided(self, escalation_id: int) -> None:
+        # A method of ours, not `set.discard`: Textual's call_from_thread fails on a builtin method.
+        self._deciding.discard(escalation_id)
 
     def _record_now(self, escalation_id: int, decision: str, reason: str) -> None:
         app = self.loom
