@@ -35,6 +35,10 @@ class BoundedLog(Log):
         self.wrap = wrap
         self._written: deque[str] = deque(maxlen=max_lines)  # the lines as written, before folding
         self._folded_at = 0  # the width the shown lines were folded at (0: not folded)
+        # Whether the reader follows the newest line: where they last scrolled to, not where the hidden
+        # or resized log's offset happens to be (Log follows only when at its end as it writes, and a log
+        # written while its tab was hidden, or folded again at a new width, was not: it stopped following).
+        self._following = True
 
     @classmethod
     def _process_line(cls, line: str) -> str:
@@ -48,10 +52,26 @@ class BoundedLog(Log):
         self._written.extend(written)
         folded = self._folded(written)
         full = self.max_lines is not None and self.line_count + len(folded) > self.max_lines
+        following = self.auto_scroll and self._following if scroll_end is None else scroll_end
         super().write_lines(folded, scroll_end)
         if full:  # Log repaints from the line count before it dropped the oldest: rows below the pane, and the
             self.refresh()  # pane kept what it showed (the Log tab stood at line 4356 while the agent wrote 5252)
+        if following:
+            self._to_the_end()
         return self
+
+    def _to_the_end(self) -> None:
+        self._following = True
+        self.call_after_refresh(self.scroll_end, animate=False, x_axis=False)
+
+    def watch_scroll_y(self, old_value: float, new_value: float) -> None:
+        super().watch_scroll_y(old_value, new_value)
+        if self.is_on_screen and self.scrollable_content_region.height:  # moved by the reader, on screen
+            self._following = new_value >= self.max_scroll_y
+
+    def on_show(self) -> None:
+        if self._following:  # its tab chosen again: the newest lines, written while it was hidden
+            self._to_the_end()
 
     def clear(self) -> Self:
         self._written.clear()
@@ -93,10 +113,12 @@ class BoundedLog(Log):
         return folded
 
     def _refold(self) -> None:
-        at_end = self.is_vertical_scroll_end
+        following = self._following
         written = list(self._written)
         super().clear()
-        super().write_lines(self._folded(written), scroll_end=at_end)
+        super().write_lines(self._folded(written), scroll_end=False)
+        if following:
+            self._to_the_end()
 
     @work(thread=True, exit_on_error=False)
     def _update_size(self, updates: int, lines: list[str]) -> None:
