@@ -229,7 +229,8 @@ def configured_store(root: Path) -> str:
         return load_config(root).store
     except ConfigError as broken:
         try:  # the same guarded reading: a FIFO, an oversized file, an alias bomb are refused
-            text = read_text(root / CONFIG_PATH, CONFIG_PATH)
+            # A byte that is not UTF-8 (a comment saved as Latin-1) leaves `store:` as readable as the rest.
+            text = read_text(root / CONFIG_PATH, CONFIG_PATH, errors="replace")
             try:
                 document = compose(text, CONFIG_PATH)
                 value = document.as_mapping().get("store") if document is not None else None

@@ -472,9 +472,18 @@ def present(file: Path) -> bool:
     return file.exists() or file.is_symlink()
 
 
-def read_text(file: Path, shown: str) -> str:
+def undecodable_at(data: bytes, start: int) -> tuple[int, str]:
+    """Where the byte at `start` that is not UTF-8 is: its line (from 1), and the problem said with
+    the byte and its column (an offset into the file was no help to find it in an editor)."""
+    line_start = data.rfind(b"\n", 0, start) + 1
+    return data.count(b"\n", 0, start) + 1, f"not valid UTF-8 (byte 0x{data[start]:02x} at column " \
+        f"{start - line_start + 1})"
+
+
+def read_text(file: Path, shown: str, *, errors: str = "strict") -> str:
     """A config-like file's text; one ConfigError naming `shown` for a missing, unreadable,
-    non-regular (a device, a FIFO), oversized (over MAX_FILE_BYTES) or non-UTF-8 file."""
+    non-regular (a device, a FIFO), oversized (over MAX_FILE_BYTES) or non-UTF-8 file
+    (`errors="replace"`: its undecodable bytes read as U+FFFD instead)."""
     try:
         # O_NONBLOCK: opening a FIFO must not wait for a writer; it is refused below.
         fd = os.open(file, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
@@ -502,11 +511,9 @@ def read_text(file: Path, shown: str) -> str:
     if len(data) > MAX_FILE_BYTES:
         raise ConfigError(shown, None, _too_large(len(data)))
     try:
-        return data.decode("utf-8")
+        return data.decode("utf-8", errors)
     except UnicodeDecodeError as exc:
-        raise ConfigError(
-            shown, None, f"not valid UTF-8 (byte 0x{data[exc.start]:02x} at offset {exc.start})"
-        ) from None
+        raise ConfigError(shown, *undecodable_at(data, exc.start)) from None
 
 
 def _too_large(size: int) -> str:

@@ -404,8 +404,16 @@ def test_non_utf8_file(tmp_path: Path) -> None:
     write_config(tmp_path, b"theme: caf\xe9\n")
     with pytest.raises(ConfigError) as info:
         load_config(tmp_path)
-    assert str(info.value) == f"{PATH}: not valid UTF-8 (byte 0xe9 at offset 10)"
-    assert info.value.line is None
+    assert str(info.value) == f"{PATH}:1: not valid UTF-8 (byte 0xe9 at column 11)"
+    assert info.value.line == 1
+    # A comment saved as Latin-1 takes nothing away from `sandbox stop`, the listings or the app: `store:`
+    # is read as far as it can be (it was "not valid UTF-8" for every command).
+    from loomtui.config import configured_store
+
+    write_config(tmp_path, b"store: sqlite\n# r\xe9vis\xe9\n")
+    assert configured_store(tmp_path) == "sqlite"
+    with pytest.raises(ConfigError, match=r"loom.yaml:2: not valid UTF-8 \(byte 0xe9 at column 4\)"):
+        load_config(tmp_path)
 
 
 def test_unreadable_file(tmp_path: Path) -> None:

@@ -478,7 +478,7 @@ def test_bad_sources_are_reported_per_file_and_the_rest_is_used(tmp_path: Path) 
         locked.chmod(0o644)
     problems = "\n".join(context.problems)
     assert "AGENTS.md: no such file" in problems
-    assert "docs/latin1.md: not valid UTF-8" in problems
+    assert "docs/latin1.md:1: not valid UTF-8" in problems
     assert "docs/binary.md: a binary file, skipped" in problems
     assert "docs/huge.md: 1,300,008 bytes; only its first" in problems and "the whole lines within" in problems
     assert "'docs/named-in-latin1-\\udce9.md': its name is not UTF-8; not read (rename the file)" in problems

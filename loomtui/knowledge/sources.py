@@ -32,6 +32,7 @@ from loomtui.globs import glob_spec, matchable, name_problem
 from loomtui.knowledge.rules import Rule, parse_rules
 from loomtui.knowledge.sections import MARKDOWN_SUFFIXES, Mention, Section, split_source
 from loomtui.knowledge.trees import FileTree, GitTree, SourceTree, git_text, head_commit
+from loomtui.yamlcheck import undecodable_at
 
 __all__ = [
     "MAX_LAYER_BYTES",
@@ -171,8 +172,8 @@ def _decode(data: bytes, shown_path: str, problems: list[str]) -> str | None:
     except UnicodeDecodeError as exc:
         if exc.start >= len(data) - 3 and exc.reason == "unexpected end of data":
             return data[: exc.start].decode("utf-8")  # a cut inside the last character
-        problems.append(f"{shown_path}: not valid UTF-8 (byte 0x{data[exc.start]:02x} at offset "
-                        f"{exc.start}); undecodable bytes are shown as U+FFFD")
+        line, problem = undecodable_at(data, exc.start)
+        problems.append(f"{shown_path}:{line}: {problem}; undecodable bytes are shown as U+FFFD")
         return data.decode("utf-8", "replace")
 
 
