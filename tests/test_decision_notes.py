@@ -111,11 +111,24 @@ def test_an_approval_for_a_merge_into_another_branch_does_not_count_for_this_one
     assert code == 1 and report["approvals"] == [], report
     assert any(f"the approval by {ALICE} was for a merge into feat, not into main" in n
                for n in report["notes"])  # type: ignore[union-attr]
+    # The base as CI often passes it, by its sha, or a tag at main's tip: the target was not compared, and
+    # the approval for feat passed the gate into main.
+    git(clone, "tag", "v1", "origin/main")
+    for base in (git(clone, "rev-parse", "origin/main"), "v1"):
+        done = gate(clone, "--base", base, "--head", BRANCH, "--format", "json")
+        report = json.loads(done.stdout)
+        assert done.returncode == 1 and report["approvals"] == [], report
+        assert any(f"was for a merge into feat, and the base {base} is not the tip of feat" in n
+                   for n in report["notes"])  # type: ignore[union-attr]
     assert open_workspace(repo).audit.verify().ok  # the signed target verifies in the audit log too
     other = _decided_branch(tmp_path / "main", keys, monkeypatch, ((ALICE, "approve"), (BOB, "approve")),
                             target="main")[0]
-    code, report = _verdict(_clone(other, tmp_path / "ci-main", notes=True))
+    ci_main = _clone(other, tmp_path / "ci-main", notes=True)
+    code, report = _verdict(ci_main)
     assert code == 0 and report["approvals"] == [ALICE, BOB], report  # origin/main is main
+    # ...and so is main's tip by its sha.
+    done = gate(ci_main, "--base", git(ci_main, "rev-parse", "origin/main"), "--head", BRANCH, "--format", "json")
+    assert done.returncode == 0 and json.loads(done.stdout)["approvals"] == [ALICE, BOB], done.stdout
 
 
 def test_a_commit_after_the_approval_needs_approving_again_and_says_why(

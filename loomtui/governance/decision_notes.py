@@ -84,7 +84,6 @@ def approvals_from_notes(root: Path, policy: Policy, base: str, head: str, into:
     signed for a merge into another branch than `into` (the base as given: `origin/main` is `main`) does
     not count."""
     git = Git(root)
-    branch = _branch_name(git, into) if into else ""
     if git.run("rev-parse", "--verify", "--quiet", NOTES_REF).status != 0:
         return NoteApprovals((), (f"no decisions published in {NOTES_REF} here (in a fresh clone: {FETCH_HINT})",))
     users: list[str] = []
@@ -109,9 +108,9 @@ def approvals_from_notes(root: Path, policy: Policy, base: str, head: str, into:
             notes.append(f"the {named} by {decision.actor} in {NOTES_REF} does not count: {verdict.detail} "
                          f"(checked against {signers} at the base)")
             continue
-        if decision.decision == "approve" and decision.target and branch and decision.target != branch:
-            notes.append(f"the approval by {decision.actor} was for a merge into {decision.target}, not into "
-                         f"{branch}: it does not count here (the diff it saw was another)")
+        mismatch = target_mismatch(git, into, decision) if decision.decision == "approve" else None
+        if mismatch:
+            notes.append(mismatch)
             continue
         (users if decision.decision == "approve" else rejected_by).append(decision.actor)
     earlier = git.run("rev-list", f"{base}..{head}")
@@ -121,6 +120,28 @@ def approvals_from_notes(root: Path, policy: Policy, base: str, head: str, into:
                 notes.append(f"an approval by {entry.get('actor')} is for {commit[:12]}, an earlier commit of "
                              f"this branch; it does not count for {head[:12]}")
     return NoteApprovals(tuple(dict.fromkeys(users)), tuple(notes), tuple(dict.fromkeys(rejected_by)))
+
+
+def target_mismatch(git: Git, into: str, decision: Decision) -> str | None:
+    """Why an approval signed for a merge into one branch does not count for a merge into `into` (the base
+    as given), or None when it does (or names no branch). A base that names no branch (a commit, a tag:
+    CI often passes the base's sha) counts only as the tip of the branch approved into; it was not
+    compared at all, and an approval for another branch passed the gate."""
+    if not decision.target or not into:
+        return None
+    branch = _branch_name(git, into)
+    if branch == decision.target:
+        return None
+    said = f"the approval by {decision.actor} was for a merge into {decision.target}"
+    if branch:
+        return f"{said}, not into {branch}: it does not count here (the diff it saw was another)"
+    base = git.run("rev-parse", "--verify", "--quiet", f"{into}^{{commit}}").out.strip()
+    tips = git.run("for-each-ref", "--points-at", base, "--format=%(refname)", "refs/heads", "refs/remotes").out \
+        if base else ""
+    if any(_branch_name(git, ref) == decision.target for ref in tips.split()):
+        return None
+    return (f"{said}, and the base {into} is not the tip of {decision.target}: it does not count here (name the "
+            "base by its branch, e.g. --base origin/" + decision.target + ")")
 
 
 def _branch_name(git: Git, ref: str) -> str:

@@ -16,7 +16,7 @@ from typing import Any
 from loomtui.audit import AuditEntry, entry_or_none
 from loomtui.errors import LoomError, plural, quoted
 from loomtui.gitcmd import Git
-from loomtui.governance.decision_notes import NOTES_REF, approvals_from_notes
+from loomtui.governance.decision_notes import NOTES_REF, approvals_from_notes, target_mismatch
 from loomtui.governance.gitfacts import branch_head, change_facts, git_output
 from loomtui.governance.policy import (
     ChangeFacts,
@@ -202,7 +202,8 @@ def run_gate(root: Path, policy: Policy | None = None, *, base: str | None = Non
             if run.commit_sha == head_sha:  # results for another commit say nothing about this one
                 gates[run.gate] = run.status
         approvals, rejected_by = _decisions_for(store, sandbox.id, head_sha,  # type: ignore[arg-type]
-                                                root=root, policy=policy, base_sha=base_sha, notes=notes)
+                                                root=root, policy=policy, base_sha=base_sha, into=base,
+                                                notes=notes)
     elif store is None:
         notes.append(f"{without_store}: gate results recorded in loomtui are not visible; approvals are "
                      f"read from {NOTES_REF}")
@@ -255,7 +256,7 @@ def _overrides_unread(store: Store, sandbox_id: str, head_sha: str) -> list[str]
 
 
 def _decisions_for(store: Store, sandbox_id: str, head_sha: str, *, root: Path, policy: Policy, base_sha: str,
-                   notes: list[str]) -> tuple[tuple[str, ...], tuple[str, ...]]:
+                   into: str, notes: list[str]) -> tuple[tuple[str, ...], tuple[str, ...]]:
     """Who approved, and who rejected, this very commit in the sandbox's reviews. An approval counts only
     with its decision in the audit log, signed where the policy asks (checked against the base's
     allowed_signers, as a published note is): one written into the store's row by hand (anyone with the
@@ -272,6 +273,10 @@ def _decisions_for(store: Store, sandbox_id: str, head_sha: str, *, root: Path, 
             if entry is None:
                 notes.append(f"the approval by {user} of escalation #{escalation.id} in the store has no decision "
                              "in the audit log: it does not count (`loomtui audit verify`)")
+                continue
+            mismatch = target_mismatch(Git(root), into, Decision.from_entry(entry))
+            if mismatch:  # judged on the diff into another branch
+                notes.append(mismatch)
                 continue
             if policy.decisions.require_signature:
                 signature = entry.details.get("signature")
