@@ -548,6 +548,12 @@ def test_a_task_after_another_starts_from_its_merged_work(auto: Workspace) -> No
     assert sb.get_sandbox(auto, second.id).data["base_sha"] == merged_first
     assert "x + 2" in git(auto.root, "show", "main:lib.py")
     assert "helper(2)" in git(auto.root, "show", "main:app.py")
+    # After a task merged and archived since: prepared at once, as after a merged one (it stood at
+    # `prepare`, no hint in the list, until someone ran `sandbox advance`).
+    tasks.remove(auto, first)
+    third = tasks.create_sandbox(auto, "more", "script", after=[first],
+                                 script=edit(auto, "more", "app.py", "helper(2)", "helper(3)"))
+    assert third.worktree and next_step(auto, third).step == Step.WAIT_START
 
 
 def test_an_agent_starting_while_the_history_is_packed_says_so(manual: Workspace) -> None:

@@ -253,7 +253,8 @@ def dependencies(workspace: Workspace, record: SandboxRecord,
     return found
 
 
-def _merged(record: SandboxRecord) -> bool:
+def has_merged(record: SandboxRecord) -> bool:
+    """Whether a task's change is in its target: merged, or merged and archived since."""
     return record.status == MERGED or (record.status == ARCHIVED and bool(record.merged_commit))
 
 
@@ -261,7 +262,7 @@ def _dependency_view(workspace: Workspace, record: SandboxRecord, known: KnownHo
     """Held or waiting because of the tasks it comes after; None once they have all merged."""
     waiting = []
     for other in dependencies(workspace, record, known):
-        if _merged(other):
+        if has_merged(other):
             continue
         # Ended with no change (failed, or exited without a commit): nothing of it will ever merge.
         if other.status in (REJECTED, ARCHIVED) or (other.status in (FAILED, EXITED)

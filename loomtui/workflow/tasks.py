@@ -16,7 +16,7 @@ from loomtui.coordination.claims import ClaimRefused, claim_targets
 from loomtui.errors import LoomError
 from loomtui.execution import agent_control, review, sandboxes
 from loomtui.execution.context_files import CONTEXT_EDITED_KEY
-from loomtui.execution.lifecycle import ARCHIVED, DONE_WITH, EXITED, FAILED, MERGED, PLANNED, REJECTED, transition
+from loomtui.execution.lifecycle import ARCHIVED, DONE_WITH, EXITED, FAILED, PLANNED, REJECTED, transition
 from loomtui.execution.procs import is_alive
 from loomtui.execution.review import RemoveResult
 from loomtui.governance.coordinator import governed_coordinator
@@ -31,6 +31,7 @@ from loomtui.workflow.steps import (
     PersonAction,
     Step,
     caller_id,
+    has_merged,
     holding_step,
 )
 from loomtui.workspace import Workspace
@@ -61,7 +62,8 @@ def create_sandbox(
         for target in claims:
             coordinator.resolve(target)
     waits_on = [_dependency(workspace, ref) for ref in after]
-    prepare_now = all(sandboxes.get_sandbox(workspace, w).status == MERGED for w in waits_on)
+    # After tasks merged already, archived since too (it waited on them for good: at `prepare`, no hint).
+    prepare_now = all(has_merged(sandboxes.get_sandbox(workspace, w)) for w in waits_on)
     # Prepared here, so its errors reach the caller; the engine leaves it alone meanwhile (CREATOR_KEY).
     creator = {CREATOR_KEY: caller_id()} if prepare_now else {}
     record = sandboxes.plan_sandbox(
@@ -245,7 +247,7 @@ def drop_after(workspace: Workspace, sandbox_id: str, dropped: Sequence[str] = (
         if strangers:
             raise LoomError(f"sandbox {record.id} does not wait for {', '.join(strangers)} (it waits for "
                             f"{', '.join(after)})")
-        unmerged = [other for other in after if sandboxes.get_sandbox(workspace, other).status != MERGED]
+        unmerged = [other for other in after if not has_merged(sandboxes.get_sandbox(workspace, other))]
         gone = named or unmerged
         if not gone:
             raise LoomError(f"sandbox {record.id}: the tasks it waits for have all merged", exit_code=1)
