@@ -385,5 +385,5 @@ def test_hook_install_over_a_settings_file_that_is_not_utf8_is_one_line(repo: Pa
     settings = repo / ".claude" / "settings.json"
     settings.parent.mkdir()
     settings.write_bytes(b"\xff{}")
-    assert_one_line_error(run_cli(repo, "hook", "install"), "settings.json: not valid UTF-8")
+    assert_one_line_error(run_cli(repo, "hook", "install"), "settings.json:1: not valid UTF-8 (byte 0xff at column 1)")
     assert settings.read_bytes() == b"\xff{}"  # left as it was

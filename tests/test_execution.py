@@ -17,6 +17,7 @@ import subprocess
 import sys
 import tempfile
 import textwrap
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -1896,3 +1897,20 @@ def test_script_agent_help_shows_a_script_that_parses() -> None:
     assert [step.action for step in parse_script(example, "help")] == list(ACTIONS)  # every action, as parsed
     done = subprocess.run([sys.executable, "-m", "loomtui", "script-agent", "--help"], capture_output=True, text=True)
     assert done.returncode == 0 and "- {commit: " in done.stdout
+
+
+def test_a_supervisor_started_twice_says_why_in_its_log_when_no_one_reads_its_answer(
+        ws: Workspace, tmp_path: Path) -> None:
+    """A second supervisor of a sandbox already run, whose starter has gone (its stdout a closed pipe), died
+    writing its refusal: a BrokenPipeError traceback in the supervisor log, 18 of them after a day of use."""
+    record = _finished_script_sandbox(ws, tmp_path, '- {write: a.txt, content: "agent\\n"}\n- {commit: "a"}\n')
+    read, write = os.pipe()
+    os.close(read)  # the starter is gone
+    log = tmp_path / "supervisor.log"
+    with log.open("w") as errors:
+        subprocess.run([sys.executable, "-m", "loomtui.execution.supervisor", str(ws.root), record.id],
+                       stdout=write, stderr=errors, env=os.environ.copy(), timeout=60)
+    os.close(write)
+    wait_until(lambda: "is already" in log.read_text(), what="the forked supervisor's refusal")
+    time.sleep(0.5)  # as long again as it took to say it: no traceback after it
+    assert "Traceback" not in log.read_text(), log.read_text()

@@ -747,6 +747,20 @@ def test_a_conflicting_merge_waits_with_the_conflict_named(manual: Workspace) ->
 # -- the CLI -----------------------------------------------------------------------------------
 
 
+def test_a_step_due_that_nothing_runs_says_so_in_the_list(manual: Workspace) -> None:
+    """A task to start whose `sandbox new` was interrupted (or a review whose supervisor was killed) stood in the
+    list with no word: nothing moved it until someone thought of `sandbox advance`."""
+    record = tasks.create_sandbox(manual, "stranded", "script", script=edit(manual, "s", "lib.py", "x + 1", "x + 2"))
+    manual.store.update_sandbox(record.id, data={"autostart": True})  # as when its creator died before starting it
+    assert next_step(manual, sb.get_sandbox(manual, record.id)).step == Step.START
+    listed = run_cli(manual.root, "sandbox", "list").stdout
+    assert f"next: start (due, and nothing here is doing it: `loomtui sandbox advance {record.id}` does it)" \
+        in listed, listed
+    run_cli(manual.root, "sandbox", "advance", record.id)
+    wait_until_settled(manual, record.id)
+    assert "nothing here is doing it" not in run_cli(manual.root, "sandbox", "list").stdout
+
+
 def test_sandbox_advance_all_reports_each_task_as_json(manual: Workspace) -> None:
     sandbox_id = _ended_unadvanced(manual, "cli")
     result = run_cli(manual.root, "sandbox", "advance", "--all", "--json")
