@@ -217,6 +217,8 @@ def cmd_list(args: argparse.Namespace) -> int:
     report = recovery.ReconcileReport() if workspace.store.read_only else _reconciled(workspace)
     records = engine.list_sandboxes(workspace, include_archived=args.all)
     steps = _next_steps(workspace, records)
+    from loomtui.workflow.steps import nobody_on_it  # loaded by the commands that need it, not by every one
+
     if args.json:
         print_json({"sandboxes": [{**_record_dict(r), **_step_dict(steps[r.id])} for r in records],
                     "reconcile": asdict(report)})
@@ -240,6 +242,9 @@ def cmd_list(args: argparse.Namespace) -> int:
         # A person's turn: what to run; or an agent starting, and what holds it (a first pack of the history).
         if step is not None and (step.action is not None or (r.status == PLANNED and step.step == "agent")):
             print(f"{'':<8} next: {step.line(STEP_HINTS)}")
+        elif step is not None and nobody_on_it(workspace, r, step):  # it said nothing, and nothing moved it
+            print(f"{'':<8} next: {step.line()} (due, and nothing here is doing it: "
+                  f"{STEP_HINTS['advance'].format(about=r.id)})")
     return 0
 
 

@@ -382,6 +382,18 @@ def _next_step(workspace: Workspace, record: SandboxRecord, merge_mode: str, kno
     return StepView(Step.DONE)
 
 
+def nobody_on_it(workspace: Workspace, record: SandboxRecord, view: StepView) -> bool:
+    """Whether `view` is a step only a loomtui process does (no person's action), due here, and none is on
+    it: no supervisor alive, no step lease held. It waits until one advances the task (the app does as it
+    runs, `sandbox advance` at once): after a supervisor was killed, or the command that stated it."""
+    if view.action is not None or not view.step.is_work or (record.host and record.host != current_host()):
+        return False
+    if is_alive(record.pid, record.pid_start):  # its supervisor: it reviews the change as the agent ends
+        return False
+    lease = workspace.store.step_lease(record.id)
+    return lease is None or holder_gone(lease[0])
+
+
 def _how_it_ended(record: SandboxRecord) -> str | None:
     """How a sandbox's agent did not end by itself, in a few words ("exited with code 3", "stopped by
     ann"); None when it did (exit 0)."""
