@@ -277,6 +277,17 @@ def test_an_isolated_agents_commit_of_a_file_past_the_limit_is_not_brought_in(re
     assert git(repo, "cat-file", "-s", f"{commit}:huge.bin") == "5000"
 
 
+def test_a_sync_after_the_branch_was_deleted_makes_no_branch_again(repo: Path, tmp_path: Path) -> None:
+    """`sandbox new` interrupted: its removal deleted the branch (audited `branch_deleted`), then the supervisor's
+    last sync made it again from the agent's private ref (an empty old value to update-ref means "create")."""
+    from loomtui.execution import privategit
+
+    private, _base, _commit = _private_commit(repo, tmp_path, {"code.py": b"x = 1\n"})
+    git(repo, "branch", "-D", "loom/x")
+    assert privategit.sync(private, repo, "loom/x") is None  # type: ignore[arg-type]
+    assert subprocess.run(["git", "rev-parse", "--verify", "-q", "loom/x"], cwd=repo).returncode != 0
+
+
 def test_an_isolated_agents_tree_naming_millions_of_paths_with_a_few_objects_is_not_brought_in(
         repo: Path, tmp_path: Path) -> None:
     """Sixteen entries naming one tree, six levels deep: 8 objects of 32 KB, 16.7 million paths. Brought in, the

@@ -252,6 +252,8 @@ def sync(private: PrivateGit, root: Path, branch: str, largest_file: int | None 
     new = _read_ref(private.refs / Path(branch).name)
     repo = Git(root)
     old = repo.resolve_commit(branch) or ""
+    if not old:  # deleted (the sandbox removed with its branch): never made again from the agent's ref
+        return None
     if new and new != old and _OBJECT_ID.fullmatch(new.encode()):
         if (new, largest_file) in _refused:  # not checked again: the supervisor syncs every beat
             raise TooLargeToBringIn(_refused[new, largest_file], again=True)
@@ -261,12 +263,10 @@ def sync(private: PrivateGit, root: Path, branch: str, largest_file: int | None 
             _refused[new, largest_file] = str(exc)
             raise
         except LoomError:
-            return old or None  # objects missing or malformed: the branch stays where it was
+            return old  # objects missing or malformed: the branch stays where it was
         result = repo.run("update-ref", f"refs/heads/{branch}", new, old)
-        if result.status != 0:
-            return old or None
-        return new
-    return old or None
+        return new if result.status == 0 else old
+    return old
 
 
 def _paths_of(repo: Git, tip: str, reading: dict[str, str], prefixes: set[str]) -> dict[str, str]:
