@@ -589,8 +589,11 @@ def main(argv: list[str], *, hook_server: HookServerFactory | None = None,
                 why = (f"sandbox {sandbox_id} is already being started (supervisor pid {record.pid})"
                        if record.status == PLANNED else f"sandbox {sandbox_id} is already {record.status}")
                 _diagnose(why)
-                sys.stdout.write(json.dumps({"refused": why}) + "\n")
-                sys.stdout.flush()
+                try:
+                    sys.stdout.write(json.dumps({"refused": why}) + "\n")
+                    sys.stdout.flush()
+                except OSError:  # start() is gone too: said in the log above, not as a traceback
+                    pass
                 return 1
             record = workspace.store.update_sandbox(record.id, pid=me, pid_start=identity(me))
     except LoomError as exc:
