@@ -586,3 +586,17 @@ def test_the_same_target_claimed_twice_is_one_claim(coordinator: Coordinator) ->
     assert coordinator.claim("b", f"{root.resolve()}/customers/").claim.target == "customers"
     # As an agent's claim, conflicts and release resolve it (through the broker, where such paths come from).
     assert coordinator.resolve(f"{root}/payments/ledger.py::Ledger") == ["payments/ledger.py::Ledger"]
+
+
+def test_a_change_of_many_regions_is_held_by_one_claim_not_a_claim_each(coordinator: Coordinator) -> None:
+    """A claim (and a check, and an audit entry) each: a commit of 2,000 files took 30 s, past the hook's wait."""
+    from loomtui.coordination.claims import COMMIT_CLAIM_REASON, MAX_HELD_BY_NAME
+
+    few = coordinator.hold_changed("a", [QUOTE], COMMIT_CLAIM_REASON)
+    assert [(c.target, c.region_ids) for c in few] == [(QUOTE, (QUOTE,))]
+    many = [f"gen/m{n}.py" for n in range(MAX_HELD_BY_NAME + 5)]
+    [held] = coordinator.hold_changed("a", [QUOTE, *many], COMMIT_CLAIM_REASON)  # QUOTE is held already
+    assert held.target == f"{len(many)} regions in {len(many)} files" and set(held.region_ids) == set(many)
+    assert held.reason == f"{COMMIT_CLAIM_REASON} gen/m0.py and {len(many) - 1} more"
+    with pytest.raises(ClaimRefused):
+        coordinator.claim("b", "gen/m3.py", new_file=True)

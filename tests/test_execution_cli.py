@@ -95,11 +95,10 @@ def test_a_sandbox_from_the_command_line(repo: Path, script: Path) -> None:
     assert "no sandboxes" in run(repo, "sandbox", "list").stdout
     assert sandbox_id in run(repo, "sandbox", "list", "--all").stdout
     actions = [e["action"] for e in json.loads(run(repo, "audit", "tail", "--json").stdout)]
-    # Its commit claimed the file it added; removed, it lets go, and nothing is left to decide.
-    assert actions == ["sandbox.planned", "context.sliced", "sandbox.running", "claim.added", "sandbox.exited",
+    assert actions == ["sandbox.planned", "context.sliced", "sandbox.running", "sandbox.exited",
                        "sandbox.gating", "eval.run", "policy.evaluated",
                        "escalation.opened", "sandbox.awaiting_review",
-                       "sandbox.archived", "claim.released", "escalation.withdrawn"]
+                       "sandbox.archived", "escalation.withdrawn"]  # nothing is left to decide
     # Made, then started: what it says once its supervisor has answered, before the agent runs.
     later = json.loads(run(repo, "sandbox", "new", "--runtime", "script", "--task", "say hello again",
                            "--script", str(script), "--no-start", "--json").stdout)["id"]

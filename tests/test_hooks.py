@@ -30,6 +30,7 @@ from loomtui.governance.hooks import (
     changed_ranges,
     merge_settings,
 )
+from loomtui.governance.hooks.commit import NO_SANDBOX, staged_request
 from loomtui.governance.hooks.install import SETTINGS_PATH, install_hooks
 from loomtui.governance.policy import ChangeFacts, evaluate, load_policy
 from loomtui.workflow import tasks
@@ -1083,9 +1084,11 @@ def test_a_commit_claims_what_it_changed_unclaimed_so_another_agents_edit_there_
     done = subprocess.run(["git", "commit", "-qm", "unclaimed work"], cwd=tree, env=clean_env(), capture_output=True,
                           text=True)
     assert done.returncode == 0, done.stderr
-    assert claimed(ws, record.id) == {f"{SERVICE}::CustomerService.get", "NOTES.txt"}
+    # The method, by its own name; not NOTES.txt, which coordination does not cover (a .gitignore every
+    # agent touches held by one of them made the others take turns).
+    assert [c.target for c in ws.store.live_claims(record.id)] == [f"{SERVICE}::CustomerService.get"]
     reasons = sorted(e.details["reason"] for e in ws.audit.entries() if e.action == "claim.added")
-    assert reasons == ["claimed by commit of NOTES.txt", f"claimed by commit of {SERVICE}"]
+    assert reasons == [f"claimed by commit of {SERVICE}"]
     # Another agent's edit of that method is refused before it is written, naming who holds it.
     number = (billing / SERVICE).read_text().splitlines(keepends=True).index(GET_LINE) + 1
     refused = HookGate(ws, "agent-2", billing).check_tool(
@@ -1095,7 +1098,28 @@ def test_a_commit_claims_what_it_changed_unclaimed_so_another_agents_edit_there_
     service.write_text(service.read_text().replace(".strip())", ".strip().lower())"))
     git(tree, "add", "-A")
     assert subprocess.run(["git", "commit", "-qm", "more"], cwd=tree, env=clean_env()).returncode == 0
-    assert len(ws.store.live_claims(record.id)) == 2
+    assert len(ws.store.live_claims(record.id)) == 1
+
+
+def test_only_a_sandboxs_own_commit_claims_and_not_a_merges(billing: Path, ws: Workspace) -> None:
+    """A person's commit outside any sandbox ("-") was refused outright ("'-' is not a sandbox id"); one in their
+    own checkout (`local-...`) held what it changed for an hour, refusing agents; a merge resolving a conflict
+    claimed the target's changes, which the sandbox never made."""
+    old = (billing / SERVICE).read_text()
+    change = [{"path": SERVICE, "old": old, "new": old.replace(GET_LINE, GET_LINE.replace("(", "( "))}]
+    for person in (NO_SANDBOX, "local-1a2b3c4d"):
+        answer = HookGate(ws, person, billing).check_commit([SERVICE], [], change)
+        assert answer.decision == "allow", answer.reason
+    record = tasks.create_sandbox(ws, "edit customers", "script", script=_script(billing), isolate=False)
+    assert HookGate(ws, record.id, billing).check_commit([SERVICE], [], change, merging=True).decision == "allow"
+    assert ws.store.live_claims() == []
+    # The hook says it is a merge's commit: MERGE_HEAD is there.
+    tree = Path(record.worktree)
+    git(billing, "commit", "-q", "--allow-empty", "-m", "main moves")
+    git(tree, "merge", "-q", "--no-ff", "--no-commit", "main")
+    (tree / SERVICE).write_text(change[0]["new"])
+    git(tree, "add", SERVICE)
+    assert staged_request(tree) == {**staged_request(tree), "merging": True}  # type: ignore[dict-item]
 
 
 def test_the_repositorys_own_hooks_still_run_after_loomtuis(billing: Path, ws: Workspace,

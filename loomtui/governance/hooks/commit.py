@@ -44,7 +44,10 @@ def staged_request(tree: Path | None) -> dict[str, Any] | None:
             regions.append(path)  # too much to send: the whole file
         else:
             files.append({"path": path, "old": old, "new": new})
-    return {"paths": paths, "regions": regions, "files": files}
+    # A merge's commit (the target merged in to resolve a conflict) stages the target's changes too: they
+    # are checked, but not the sandbox's to hold.
+    merging = bool(git(tree, "rev-parse", "-q", "--verify", "MERGE_HEAD", check=False).strip())
+    return {"paths": paths, "regions": regions, "files": files, **({"merging": True} if merging else {})}
 
 
 def staged_changes(tree: Path) -> tuple[list[str], list[str]]:

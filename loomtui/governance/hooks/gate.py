@@ -49,7 +49,7 @@ from loomtui.governance.hooks.permissions import (
 )
 from loomtui.governance.hooks.requests import OPERATIONS, dispatch, line_ranges, text_field
 from loomtui.governance.policy import ChangeFacts, Policy, configured_policy, evaluate
-from loomtui.store import ClaimRecord, EscalationRecord
+from loomtui.store import ENDED_STATUSES, ClaimRecord, EscalationRecord
 from loomtui.workspace import Workspace
 
 if TYPE_CHECKING:  # the coordination engine loads on the first edit check, not with the supervisor
@@ -491,16 +491,19 @@ class HookGate:
         return bool(regions) and all(any(covered(r, facts) for facts in scopes) for r in regions)
 
     def check_commit(self, paths: Sequence[str], regions: Sequence[str],
-                     files: Sequence[Mapping[str, Any]] = ()) -> Answer:
+                     files: Sequence[Mapping[str, Any]] = (), *, merging: bool = False) -> Answer:
         """Refuse a staged change on regions another sandbox holds, or one the policy blocks.
 
         `files` ({path, old, new}: a Python file's text at HEAD and as staged) add the
         regions the change touches in them. An accepted commit confirms the sandbox's
         provisional claims on its files (those edits did happen) and claims what it changed
         that the sandbox did not hold (Codex and Aider write without asking first): another
-        sandbox's edit there is then refused, not found at merge.
+        sandbox's edit there is then refused, not found at merge. Only a sandbox's own commit
+        claims (not a person's in their checkout), not a merge's (`merging`: the target's
+        changes come with it), and only code coordination covers (`coordination.include`
+        and `exclude`: a `.gitignore` every agent touches is no one's).
         """
-        from loomtui.coordination.claims import COMMIT_CLAIM_REASON, ClaimRefused
+        from loomtui.coordination.claims import ClaimRefused
 
         self.release_unconfirmed()
         try:
@@ -509,8 +512,8 @@ class HookGate:
             blocking = [c for c in coordinator.check(self.sandbox_id, list(regions)) if c.blocking]
             evaluation = evaluate(self.policy(), ChangeFacts(stage="claim", paths=tuple(paths),
                                                              regions=tuple(regions), runtime=self.runtime))
-            if not blocking and evaluation.outcome != "block":
-                coordinator.hold_changed(self.sandbox_id, regions, COMMIT_CLAIM_REASON)
+            if not blocking and evaluation.outcome != "block" and not merging:
+                self._hold_committed(coordinator, regions)
         except ClaimRefused as refused:  # claimed by another sandbox since the check
             answer = Answer("deny", str(refused), tuple(regions))
         except LoomError as exc:
@@ -530,6 +533,19 @@ class HookGate:
         # At most MAX_LISTED of them (a commit of 3,900 long paths, refused five times, was 78 MB of log).
         self._record("hook.commit_refused", {**listed_in_entry("paths", list(paths)), **answer.as_dict()})
         return answer
+
+    def _hold_committed(self, coordinator: Coordinator, regions: Sequence[str]) -> None:
+        from loomtui.coordination.claims import COMMIT_CLAIM_REASON
+        from loomtui.coordination.index_files import selector
+        from loomtui.coordination.regions import split_id
+
+        record = self.workspace.store.get_sandbox(self.sandbox_id)
+        if record is None or record.status in ENDED_STATUSES:  # a person's own checkout, or no sandbox at all
+            return
+        config = self.config().coordination
+        coordinated = selector(config.include, config.exclude)
+        coordinator.hold_changed(self.sandbox_id, [r for r in regions if coordinated(split_id(r)[0])],
+                                 COMMIT_CLAIM_REASON)
 
     # -- permission requests (`loomtui.governance.hooks.permissions`) ---------------------
 
