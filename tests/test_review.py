@@ -648,7 +648,7 @@ def test_an_approval_written_into_the_store_alone_merges_nothing(billing: Path) 
     assert workspace.store.get_sandbox(waiting).status == "awaiting_review"
     tip = git(billing, "rev-parse", f"loom/{waiting}")
     main = git(billing, "rev-parse", "main")
-    for linked, said in ((None, "holds neither a review that auto-approved"),
+    for linked, said in ((None, "asked people and it names no escalation they decided"),
                          (decided, f"names escalation #{decided} as its approval, but that was about sandbox "
                                    f"{approved}")):
         workspace.store.update_sandbox(waiting, status="approved",
@@ -657,3 +657,22 @@ def test_an_approval_written_into_the_store_alone_merges_nothing(billing: Path) 
         assert refused.returncode == 1 and said in refused.stderr, refused.stderr
         assert git(billing, "rev-parse", "main") == main
     assert cli(billing, "sandbox", "merge", approved).returncode == 0  # the sandbox it was for merges
+
+
+def test_a_change_reviewed_again_and_auto_approved_merges(billing: Path) -> None:
+    """Asked of people, then changed to what the policy approves by itself: its record still named the first
+    review's escalation, and the merge was refused as if the store had been changed by hand."""
+    workspace = open_workspace(billing)
+    sandbox_id = run_agent(workspace, REFUNDS_EDIT, "document refunds")
+    assert workspace.store.get_sandbox(sandbox_id).status == "awaiting_review"
+    worktree = Path(workspace.store.get_sandbox(sandbox_id).worktree)
+    (worktree / "payments/refunds.py").write_text((billing / "payments/refunds.py").read_text())
+    template = worktree / "notifications/templates/refund_issued.txt"
+    template.write_text(template.read_text().replace("recieve", "receive"))
+    git(worktree, "commit", "-qam", "only the typo after all")
+    again = json.loads(cli(billing, "sandbox", "review", sandbox_id, "--json").stdout)
+    assert again["status"] == "approved", again
+    assert not workspace.store.get_sandbox(sandbox_id).data.get(REVIEW_ESCALATION_KEY)
+    merged = cli(billing, "sandbox", "merge", sandbox_id)
+    assert merged.returncode == 0, merged.stderr
+    assert "Loom-Policy: auto_approve" in git(billing, "log", "-1", "--format=%B", "main")

@@ -168,7 +168,8 @@ def review_sandbox(workspace: Workspace, sandbox_id: str, *, policy: Policy | No
     if evaluation.outcome == "auto_approve":
         record = transition(workspace, record.id, APPROVED, allowed_from=frozenset({GATING}),
                             reason=f"auto-approved by the policy ({', '.join(evaluation.rule_names())})",
-                            data={"approved_commit": tip, **judged}, audit={"commit": tip})
+                            # No escalation of an earlier review stays named: it is not what approved this.
+                            data={"approved_commit": tip, ESCALATION_KEY: None, **judged}, audit={"commit": tip})
         return ReviewOutcome(record, tip, results, evaluation, None, report)
     gates = {r.gate: {"status": r.status, "summary": r.summary, "failed_tests": list(r.failed_tests),
                       "run": r.run_id} for r in results}
@@ -309,19 +310,28 @@ def check_cleared(workspace: Workspace, escalation: EscalationRecord) -> None:
 
 
 def check_approved(workspace: Workspace, record: SandboxRecord, tip: str) -> None:
-    """Raise (exit 1) unless the audit log says what approved exactly `tip` of this sandbox: its review
-    auto-approving that commit, or a decision clearing the escalation its review opened on it. The
+    """Raise (exit 1) unless the audit log says what approved exactly `tip` of this sandbox: its latest
+    review auto-approving that commit, or a decision clearing the escalation that review opened. The
     store's row alone is not evidence: a status set to approved by hand, or another sandbox's approved
     escalation named on it, merged a change no one approved (and `audit verify` still read OK)."""
+    # Its latest review decides: an earlier auto-approval of the same commit does not stand once a review
+    # since (the target moved under it) asked people, who said no.
+    latest = None
+    for entry in workspace.audit.entries():
+        if entry.action == "policy.evaluated" and entry.subject == record.id \
+                and entry.details.get("stage") == "post-gate":
+            latest = entry
+    if latest is None or latest.details.get("commit") != tip:
+        raise LoomError(f"sandbox {record.id} reads approved in the store, but the audit log holds no review of "
+                        f"{tip[:12]}: not merged (was the store changed by hand? `loomtui audit verify`)",
+                        exit_code=1)
+    if latest.details.get("outcome") == "auto_approve":
+        return
     escalation = _escalation(workspace, record)
     if escalation is None:
-        if not any(entry.action == "policy.evaluated" and entry.subject == record.id
-                   and entry.details.get("commit") == tip and entry.details.get("outcome") == "auto_approve"
-                   for entry in workspace.audit.entries()):
-            raise LoomError(f"sandbox {record.id} reads approved in the store, but the audit log holds neither a "
-                            f"review that auto-approved {tip[:12]} nor a decision on it: not merged (was the "
-                            "store changed by hand? `loomtui audit verify`)", exit_code=1)
-        return
+        raise LoomError(f"sandbox {record.id} reads approved in the store, but its review of {tip[:12]} asked people "
+                        "and it names no escalation they decided: not merged (was the store changed by hand? "
+                        "`loomtui audit verify`)", exit_code=1)
     commit = str(escalation.data.get("commit") or "")
     if escalation.sandbox_id != record.id or commit != tip:
         about = f"sandbox {escalation.sandbox_id}" if escalation.sandbox_id != record.id else \
