@@ -35,11 +35,11 @@ def billing(tmp_path: Path) -> Path:
     return demo_repo(tmp_path)
 
 
-def stand_in(repo: Path, name: str) -> None:
+def stand_in(repo: Path, name: str, agent: str = AGENT) -> None:
     """A program called `name` (so loomtui treats it as that agent) that commits everything it sees."""
     program = repo.parent / "bin" / name
     program.parent.mkdir(exist_ok=True)
-    program.write_text(AGENT.format(python=sys.executable))
+    program.write_text(agent.format(python=sys.executable))
     program.chmod(0o755)
     config_path = repo / ".loom" / "loom.yaml"
     config = yaml.safe_load(config_path.read_text())
@@ -308,3 +308,20 @@ def test_a_refresh_of_a_sandbox_whose_worktree_is_gone_is_refused_and_audits_not
     assert refused.value.exit_code == 1
     sliced = [e for e in workspace.audit.entries() if e.action == "context.sliced" and e.subject == record.id]
     assert len(sliced) == 1  # only the slice it got when it was made
+
+
+def test_after_loomtui_saves_what_an_agent_left_the_context_file_is_still_out_of_its_commits(billing: Path) -> None:
+    """The save after an agent that never committed (Codex, often) reset the worktree's index and dropped the
+    skip-worktree mark of the tracked AGENTS.md loomtui wrote: `git status` showed it modified, and the next
+    `git add -A` (a person resolving a merge conflict, as the list says to) committed the slice."""
+    stand_in(billing, "codex", "#!{python}\nopen('notes.txt', 'w').write('work\\n')\n")  # and no commit
+    workspace = open_workspace(billing)
+    record = tasks.create_sandbox(workspace, "note the totals", "codex", isolate=False)
+    worktree = Path(record.worktree)
+    assert git(worktree, "ls-files", "-v", "AGENTS.md").startswith("S ")
+    tasks.start(workspace, record.id)
+    done = agent_ended(workspace, record.id)
+    assert done.data.get("saved_commit"), done.data
+    assert git(worktree, "ls-files", "-v", "AGENTS.md").startswith("S ")
+    status = subprocess.run(["git", "status", "--porcelain"], cwd=worktree, capture_output=True, text=True)
+    assert status.stdout == ""

@@ -335,5 +335,13 @@ class AgentTree:
 
     def reset_index(self, worktree_index: Path, commit: str) -> None:
         """Point the worktree's own index at `commit` (after a commit made from outside), so
-        `git status` there agrees; git replaces the file by rename, never writing through a link."""
+        `git status` there agrees; git replaces the file by rename, never writing through a link.
+        What was marked skip-worktree stays so: loomtui's own files there (the agent's context, its
+        hook settings) read as modified again, and the next `git add -A` committed them."""
+        listed = self._git(worktree_index, "ls-files", "-v", "-z") if worktree_index.is_file() else ""
+        hidden = [entry[2:] for entry in listed.split("\0") if entry.startswith("S ")]
         self._git(worktree_index, "read-tree", commit)
+        kept = [path for path in self._git(worktree_index, "ls-files", "-z", "--", *hidden).split("\0") if path] \
+            if hidden else []
+        if kept:
+            self._git(worktree_index, "update-index", "--skip-worktree", "--", *kept)
