@@ -144,6 +144,8 @@ def test_releasing_another_sandboxs_claim_is_an_override_so_it_cannot_get_around
         "override by lead@example.com for sandbox b: a is stuck")
     own = coordinator.claim("b", QUOTE).claim
     assert coordinator.release_held(own.id, "b") == own and coordinator.release_held(own.id, "b") is None
+    # Released already, by anyone's name: already released, not "held by sandbox b, not nope" (held by none).
+    assert coordinator.release_held(own.id, "nope") is None
 
 
 def test_claim_release_from_the_command_line_says_what_it_released_and_refuses_anothers(

@@ -436,6 +436,8 @@ class Coordinator:
         claim = self.store.get_claim(claim_id)
         if claim is None:
             raise LoomError(f"no claim #{claim_id}")
+        if claim.released is not None:  # nothing to override: it said "held by sandbox X" of a claim held by none
+            return None
         if claim.sandbox_id != sandbox_id:
             actor = self.workspace.actor
             if override_reason is None:
