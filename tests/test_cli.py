@@ -398,6 +398,17 @@ def test_an_option_is_named_whole_so_a_script_means_one_thing_and_its_error_is_j
     assert done.returncode == 2 and "unrecognized arguments: --js" in done.stderr and done.stdout == ""
 
 
+def test_a_commands_option_typed_before_the_command_says_where_it_goes(repo: Path) -> None:
+    """`loomtui --json status` said "unrecognized arguments: --json (see loomtui status --help)", and that help
+    lists --json."""
+    done = run_cli(repo, "--json", "status")
+    assert done.returncode == 2
+    assert done.stderr == ("loomtui status: error: --json goes after the command: loomtui status --json "
+                           "(see loomtui status --help)\n")
+    assert "loomtui -C . sandbox list --json" in run_cli(repo, "-C", ".", "--json", "sandbox", "list").stderr
+    assert "unrecognized arguments: --bogus" in run_cli(repo, "status", "--bogus").stderr
+
+
 def test_broken_agent_settings_are_named_with_what_was_being_done(repo: Path) -> None:
     settings = repo / ".claude" / "settings.json"
     settings.parent.mkdir()

@@ -392,6 +392,21 @@ def _command_module(given: Sequence[str]) -> str | None:
     return LAYER_COMMANDS.get(command)
 
 
+def _before_the_command(given: Sequence[str], unknown: Sequence[str]) -> list[str]:
+    """The options argparse did not know that were typed before the command word (`loomtui --json status`:
+    it said "unrecognized arguments: --json (see loomtui status --help)", whose help lists --json)."""
+    early: list[str] = []
+    words = iter(given)
+    for word in words:
+        if word in ("-C", "--repo"):
+            next(words, None)  # its value
+        elif not word.startswith("-"):
+            return early
+        elif word in unknown:
+            early.append(word)
+    return []
+
+
 def _bench_commands() -> list[Callable[[Any], None]]:
     """Each layer's `register_bench(subparsers)` for `loomtui bench ...`."""
     from loomtui.cli import (
@@ -539,7 +554,11 @@ def _run(argv: Sequence[str] | None) -> int:
     _ASKED_FOR_JSON.set(_asks_for_json(given))
     args, unknown = parser.parse_known_args(given)
     if unknown:  # said by the command's own parser, so the hint is `loomtui claim suggest --help`
-        getattr(args, "command_parser", parser).error(f"unrecognized arguments: {' '.join(unknown)}")
+        early = _before_the_command(given, unknown)
+        getattr(args, "command_parser", parser).error(
+            f"{' '.join(early)} goes after the command: loomtui "
+            f"{shlex.join([*(word for word in given if word not in early), *early])}" if early
+            else f"unrecognized arguments: {' '.join(unknown)}")
     _encode_what_the_terminal_can(sys.stdout, sys.stderr)
     # Untrusted text (file names, tasks, agents' output) never drives the terminal. Not around the
     # app: it escapes what it shows itself, and its crash report (rich, in colour, on sys.stderr)
