@@ -10,6 +10,7 @@ import pytest
 from textual.widgets import DataTable, Input, Static
 
 from loomtui.tui.app import LoomApp
+from loomtui.tui.keys import KeysFooter
 from loomtui.tui.screens.escalations import EscalationsScreen, ReasonScreen
 from loomtui.workspace import open_workspace
 from tests.test_escalations import ALICE, CAROL, escalate, payments_change
@@ -404,6 +405,11 @@ async def test_the_palette_finds_keys_sandboxes_and_escalations_and_goes_there(b
         await pilot.pause()
         await pilot.press("ctrl+p")  # Textual's own key for it opens it too (it did nothing)
         await wait_for(pilot, lambda: isinstance(app.screen, CommandPalette))
+        # A footer of its own: the bottom line said the view's keys (`n` New ...), which type into the search.
+        await wait_for(pilot, lambda: bool(app.screen.query(KeysFooter)))
+        await pilot.pause()
+        shown = [b.binding.description for b in app.active_bindings.values() if b.binding.show]
+        assert shown == ["Exit the command palette"], shown
         await pilot.press("escape")
         await pilot.pause()
         found = await search(pilot, "merge")

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, cast
 
 from textual import events, work
 from textual.app import App, ScreenStackError
+from textual.command import CommandPalette
 from textual.css.query import NoMatches
 from textual.notifications import SeverityLevel
 from textual.screen import Screen
@@ -25,7 +26,7 @@ from loomtui.tui.escalation_toasts import EscalationToasts
 from loomtui.tui.idle_gc import TICK_S as COLLECT_EVERY_S
 from loomtui.tui.idle_gc import IdleCollector
 from loomtui.tui.keymap import load_keymap
-from loomtui.tui.keys import APP_BINDINGS, use_keymap
+from loomtui.tui.keys import APP_BINDINGS, KeysFooter, use_keymap
 from loomtui.tui.messages import (
     ConfigProblem,
     CoordinationChanged,
@@ -536,6 +537,12 @@ class LoomApp(App[int]):
     def _index_progress(self, done: int, total: int) -> None:
         """Called by the indexer, from a worker thread (post_message is thread-safe)."""
         self.post_message(IndexProgress(done, total))
+
+    def on_command_palette_opened(self, _message: CommandPalette.Opened) -> None:
+        # A footer of its own (esc closes it): the screen's under it showed that screen's keys, which type
+        # into the search here.
+        if isinstance(self.screen, CommandPalette) and not self.screen.query(KeysFooter):
+            self.screen.mount(KeysFooter())
 
     def on_index_progress(self, message: IndexProgress) -> None:
         if graph := cast("GraphScreen | None", self._mode_screen("graph")):
