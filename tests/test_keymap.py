@@ -144,3 +144,13 @@ def test_loomtui_keys_lists_every_key_with_yours_marked_and_fails_on_a_bad_line(
     [said] = done.stderr.splitlines()
     assert said.startswith(f"{keymap_file}:3") and said.endswith("(the whole file is left out: every key is its "
                                                                   "default)"), said
+
+
+def test_the_palette_ranks_a_key_named_whole_above_a_sentence_that_mentions_it() -> None:
+    """`:merge` ranked "checklist 9: ... conflicts at merge time" above `Merge (m)` (both matched every word)."""
+    from loomtui.tui.palette import ranked_hits
+
+    entries = [("checklist 9: multiple agents' changes don't produce conflicts at merge time", print, ""),
+               ("Merge (m)", print, ""), ("Reject (r)", print, "")]
+    assert [hit.text for hit in ranked_hits("merge", entries)][:2] == [
+        "Merge (m)", "checklist 9: multiple agents' changes don't produce conflicts at merge time"]

@@ -35,6 +35,14 @@ def _score(query: str, label: str) -> float:
     return max(fuzz.WRatio(query, label), fuzz.token_set_ratio(query, label)) / 100
 
 
+def _closeness(query: str, label: str) -> float:
+    """Among labels that match as well, how much of the label the query is, 0 to 1: `merge` is all of
+    "Merge (m)" and a word of a checklist item's sentence (which it ranked first)."""
+    from rapidfuzz import fuzz
+
+    return fuzz.WRatio(query.lower(), label.lower()) / 100 if query.strip() else 0.0
+
+
 PaletteEntry = tuple[str, Callable[[], Any], str]
 """A line of the palette: its label, what choosing it runs, and its help."""
 
@@ -45,7 +53,8 @@ def ranked_hits(query: str, entries: Iterable[PaletteEntry]) -> list[Hit]:
     for label, run, help_text in entries:
         score = _score(query, label)
         if score * 100 >= THRESHOLD:
-            found.append(Hit(score, Text(escape_controls(label)), run, text=label, help=help_text))
+            ranked = 0.9 * score + 0.1 * _closeness(query, label)
+            found.append(Hit(ranked, Text(escape_controls(label)), run, text=label, help=help_text))
     return sorted(found, reverse=True)
 
 
