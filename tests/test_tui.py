@@ -70,7 +70,9 @@ async def test_help_lists_every_binding_with_its_id(repo: Path) -> None:
 async def test_help_at_80_columns_says_the_highlighted_key_s_where_and_id_below_the_table(repo: Path) -> None:
     """At 80 columns the table drops where a key works and its id (what a keymap of one's own names)."""
     app = LoomApp(open_workspace(repo))
-    async with app.run_test(size=(80, 24)) as pilot:
+    async with app.run_test(size=(80, 24), notifications=True) as pilot:
+        for number in range(5):  # the demo's narration: its toasts covered the table's lower half and this line
+            app.notify(f"narration {number}", timeout=60)
         await pilot.press("question_mark")
         await pilot.pause()
         table = app.screen.query_one(FittedTable)
@@ -80,6 +82,7 @@ async def test_help_at_80_columns_says_the_highlighted_key_s_where_and_id_below_
         await pilot.pause()
         _key, _what, where, binding_id = app.screen.rows[2]
         assert line.display and str(line.render()) == f"{where} · id {binding_id}" and binding_id
+        assert app.screen.get_widget_at(line.region.right - 2, line.region.y)[0] is line
         await pilot.resize_terminal(140, 40)
         await pilot.pause()
         await pilot.pause()

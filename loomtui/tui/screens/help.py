@@ -70,6 +70,9 @@ class HelpScreen(ModalScreen[None]):
                             background: $surface; padding: 0 1; }
     HelpScreen DataTable { height: 1fr; }
     HelpScreen #help-row { height: 1; color: $text-muted; }
+    /* Toasts (the demo's narration) covered the table's lower half and its help line at 80x24: they wait,
+       on the screen under it, until the help closes. */
+    HelpScreen ToastHolder { display: none; }
     """
 
     def __init__(self, rows: list[tuple[str, str, str, str]]) -> None:
