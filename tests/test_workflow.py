@@ -1111,6 +1111,23 @@ def test_ctrl_c_while_a_task_is_prepared_cancels_it_and_gives_its_claims_back(
     assert manual.store.live_claims() == []
     [record] = sb.list_sandboxes(manual, include_archived=True)
     assert record.status == ARCHIVED and not manual.store.list_escalations(status="open")
+    monkeypatch.undo()
+    # Ctrl-C in the write that hands the prepared task over: it escaped as a bare KeyboardInterrupt (exit 130,
+    # nothing said) and the task stayed planned, its claims held, for no one to start.
+    update = manual.store.update_sandbox
+
+    def cut_in_the_hand_over(sandbox_id: str, **fields: object) -> object:
+        if fields.get("data") == {"creator": None}:
+            update(sandbox_id, **fields)  # type: ignore[arg-type]
+            raise KeyboardInterrupt
+        return update(sandbox_id, **fields)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(manual.store, "update_sandbox", cut_in_the_hand_over)
+    with pytest.raises(TaskInterrupted, match=r"interrupted: sandbox \w+ was not created"):
+        tasks.create_sandbox(manual, "cut later", "script", script=edit(manual, "cut", "lib.py", "x + 1", "x + 4"),
+                             claims=("lib.py",), autostart=True)
+    monkeypatch.undo()
+    assert manual.store.live_claims() == [] and sb.list_sandboxes(manual) == []
 
 
 def test_ctrl_c_as_the_agent_starts_says_it_runs_or_removes_what_had_not_started(

@@ -69,25 +69,24 @@ def create_sandbox(
     record = sandboxes.plan_sandbox(
         workspace, task, runtime, base=base, claims=claims, script=script, isolate=isolate, command=command,
         data={AUTOSTART_KEY: autostart, **creator, **({AFTER_KEY: waits_on} if waits_on else {}), **(data or {})})
-    if prepare_now:
-        try:
-            flow.prepare(record, wait_for_claims=wait_for_claims, from_target=bool(waits_on), context=context)
-        except LoomError as exc:
-            exc.recorded_sandbox = record.id  # kept, rejected: a script asking in JSON is told which
-            raise
-        except KeyboardInterrupt:
-            # Ctrl-C mid-way left a planned task holding its claims, its worktree half made, for the engine
-            # to prepare again later: the person meant to cancel it.
-            raise _abandoned(workspace, record.id) from None
-        finally:
-            # Prepared, or waiting for claims: from here the engine moves it on (a creator still running,
-            # the app, would otherwise read as preparing it for as long as it runs).
-            workspace.store.update_sandbox(record.id, data={CREATOR_KEY: None})
-    if autostart:
-        try:
+    # Ctrl-C anywhere from here cancels the task (removed unless its agent started): mid-way, a planned task
+    # was left holding its claims, its worktree half made; in the write below, or before the start, planned
+    # for no one to start, exit 130 with nothing said.
+    try:
+        if prepare_now:
+            try:
+                flow.prepare(record, wait_for_claims=wait_for_claims, from_target=bool(waits_on), context=context)
+            except LoomError as exc:
+                exc.recorded_sandbox = record.id  # kept, rejected: a script asking in JSON is told which
+                raise
+            finally:
+                # Prepared, or waiting for claims: from here the engine moves it on (a creator still running,
+                # the app, would otherwise read as preparing it for as long as it runs).
+                workspace.store.update_sandbox(record.id, data={CREATOR_KEY: None})
+        if autostart:
             flow.advance(record.id)
-        except KeyboardInterrupt:
-            raise _interrupted_starting(workspace, record.id) from None
+    except KeyboardInterrupt:
+        raise _interrupted_starting(workspace, record.id) from None
     return sandboxes.get_sandbox(workspace, record.id)
 
 
