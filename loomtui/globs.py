@@ -45,6 +45,8 @@ def glob_problem(pattern: str) -> str | None:
     """What is wrong with one gitignore-style glob, or None when it is usable."""
     if pattern.startswith("#"):
         return "it is a comment in gitignore syntax (write \\# for a literal #)"
+    if "\0" in pattern or "\n" in pattern or "\r" in pattern:  # no path name holds one: it could never match
+        return "it holds a NUL or a line break, which no path name does"
     try:
         compiled = glob_spec([pattern])
     except re.error as exc:

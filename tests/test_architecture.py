@@ -89,6 +89,7 @@ def test_a_glob_with_many_stars_fails_a_long_name_at_once() -> None:
     from loomtui.globs import glob_problem
 
     assert "POSIX class" in (glob_problem("src/[[:alpha:]]") or "")  # one line, not RE2's own error
+    assert "NUL" in (glob_problem("pay\0ments/**") or "")  # it was valid, and could never match
 
 
 def test_no_sql_or_sqlite_outside_store() -> None:
