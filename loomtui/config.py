@@ -236,6 +236,8 @@ def configured_store(root: Path) -> str:
                 value = document.as_mapping().get("store") if document is not None else None
             except ConfigError:  # not YAML as a whole: `store:` as far as YAML reads it before its error
                 value = scalar_before_error(text, CONFIG_PATH, "store")
+            if value is not None and "\ufffd" in str(value):  # the bad byte is in `store:` itself
+                raise broken
             return LoomConfig().store if value is None else _checked(value, store_problem)
         except ConfigError:
             raise broken from None

@@ -476,8 +476,8 @@ def undecodable_at(data: bytes, start: int) -> tuple[int, str]:
     """Where the byte at `start` that is not UTF-8 is: its line (from 1), and the problem said with
     the byte and its column (an offset into the file was no help to find it in an editor)."""
     line_start = data.rfind(b"\n", 0, start) + 1
-    return data.count(b"\n", 0, start) + 1, f"not valid UTF-8 (byte 0x{data[start]:02x} at column " \
-        f"{start - line_start + 1})"
+    column = len(data[line_start:start].decode("utf-8", "replace")) + 1  # in characters, as an editor counts
+    return data.count(b"\n", 0, start) + 1, f"not valid UTF-8 (byte 0x{data[start]:02x} at column {column})"
 
 
 def read_text(file: Path, shown: str, *, errors: str = "strict") -> str:

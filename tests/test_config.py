@@ -414,6 +414,14 @@ def test_non_utf8_file(tmp_path: Path) -> None:
     assert configured_store(tmp_path) == "sqlite"
     with pytest.raises(ConfigError, match=r"loom.yaml:2: not valid UTF-8 \(byte 0xe9 at column 4\)"):
         load_config(tmp_path)
+    # ...but one in `store:` itself is the file's error, not a store named with U+FFFD.
+    write_config(tmp_path, b"store: postgresql://db/caf\xe9\n")
+    with pytest.raises(ConfigError, match="not valid UTF-8"):
+        configured_store(tmp_path)
+    # The column in characters, as an editor counts them (it was bytes).
+    write_config(tmp_path, "theme: «x» café".encode() + b"\xe9\n")
+    with pytest.raises(ConfigError, match=r"at column 16\)"):
+        load_config(tmp_path)
 
 
 def test_unreadable_file(tmp_path: Path) -> None:
