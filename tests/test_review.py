@@ -676,3 +676,22 @@ def test_a_change_reviewed_again_and_auto_approved_merges(billing: Path) -> None
     merged = cli(billing, "sandbox", "merge", sandbox_id)
     assert merged.returncode == 0, merged.stderr
     assert "Loom-Policy: auto_approve" in git(billing, "log", "-1", "--format=%B", "main")
+
+
+def test_work_saved_at_the_agents_end_holds_the_code_it_changed(billing: Path) -> None:
+    """An agent that never commits (Codex, often): its work, saved by loomtui at its end, claimed nothing, so
+    another agent's edit of the same function was allowed and the two met at the merge as a conflict."""
+    from loomtui.coordination.claims import ClaimRefused
+    from loomtui.governance.coordinator import governed_coordinator
+
+    workspace = open_workspace(billing)
+    line = "    unused_days = max(days_total - days_used, 0)\n"
+    assert line in (billing / "payments/refunds.py").read_text()
+    left = f"- {{replace: {{path: payments/refunds.py, old: {json.dumps(line)}, new: {json.dumps(line + '    # x' + chr(10))}}}}}\n"
+    sandbox_id = run_agent(workspace, left, "note the unused days")
+    assert workspace.store.get_sandbox(sandbox_id).data.get("saved_commit")
+    held = workspace.store.live_claims(sandbox_id)
+    assert [(c.target, c.reason) for c in held] == [
+        ("payments/refunds.py::prorated_refund", "claimed by commit of payments/refunds.py")]
+    with pytest.raises(ClaimRefused, match=f"held by sandbox {sandbox_id}"):
+        governed_coordinator(workspace).claim("other", "payments/refunds.py::prorated_refund")

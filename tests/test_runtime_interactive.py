@@ -307,6 +307,11 @@ def test_interactive_codex_in_tmux_takes_a_typed_prompt_and_its_edit_reaches_the
     assert record.data.get("saved_commit"), record.data
     subjects = _git(world.repo, "log", "--format=%s", f"main..{record.branch}").splitlines()
     assert any(s.startswith("loomtui: work left uncommitted") for s in subjects), subjects
+    # Its review held the code the saved work changed: the next agent's commit of that docstring is refused
+    # until it goes (archived here, so the Aider session below edits it as if alone).
+    held = world.workspace.store.live_claims(record.id)
+    assert any(c.reason == f"claimed by commit of {FILE}" for c in held), held
+    tasks.remove(world.workspace, record.id, force=True)
     print(f"codex: prompt after {ready_s:.1f}s, exited after {time.monotonic() - session.started_s:.1f}s")
 
 

@@ -29,7 +29,7 @@ from loomtui.coordination.index import DEPENDENCY_KINDS, ProgressFn, RepoIndex
 from loomtui.coordination.regions import ancestors, overlaps, split_id
 from loomtui.coordination.targets import TargetResolver
 from loomtui.errors import LoomError, shown
-from loomtui.store import ENDED_STATUSES, ClaimRecord, SandboxRecord
+from loomtui.store import ENDED_STATUSES, ClaimRecord, SandboxRecord, Store
 from loomtui.workspace import Workspace
 
 MODES = ("exclusive", "shared")
@@ -535,8 +535,7 @@ class Coordinator:
     def not_held(self, sandbox_id: str, region_ids: Sequence[str]) -> list[str]:
         """Those of `region_ids` the sandbox's exclusive claims do not hold (a held file or class
         holds what it contains)."""
-        held = {rid for c in self.store.live_claims(sandbox_id) if c.mode == "exclusive" for rid in c.region_ids}
-        return [rid for rid in region_ids if rid not in held and not set(ancestors(rid)) & held]
+        return not_held(self.store, sandbox_id, region_ids)
 
     def hold_changed(self, sandbox_id: str, region_ids: Sequence[str], reason: str) -> list[ClaimRecord]:
         """Claim, a claim per region, the regions a change made without asking touches that the sandbox
@@ -605,6 +604,24 @@ def check_holder(sandbox_id: str) -> str:
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}", sandbox_id):
         raise LoomError(f"{shown(repr(sandbox_id))} is not a sandbox id (letters, digits, . _ -; at most 64)")
     return sandbox_id
+
+
+def not_held(store: Store, sandbox_id: str, region_ids: Sequence[str]) -> list[str]:
+    """Those of `region_ids` the sandbox's live exclusive claims do not hold (no index needed)."""
+    held = {rid for c in store.live_claims(sandbox_id) if c.mode == "exclusive" for rid in c.region_ids}
+    return [rid for rid in region_ids if rid not in held and not set(ancestors(rid)) & held]
+
+
+def free_to_hold(store: Store, sandbox_id: str, region_ids: Sequence[str]) -> list[str]:
+    """Those of `region_ids` the sandbox does not hold and no other sandbox's live exclusive claim
+    overlaps: what `hold_changed` may take of a change (what another holds stays its own)."""
+    theirs: dict[str, list[str]] = {}  # by file: a team's thousands of claims are each looked up once
+    for claim in store.live_claims():
+        if claim.sandbox_id != sandbox_id and claim.mode == "exclusive":
+            for region in claim.region_ids:
+                theirs.setdefault(split_id(region)[0], []).append(region)
+    return [region for region in not_held(store, sandbox_id, list(dict.fromkeys(region_ids)))
+            if not any(overlaps(region, other) for other in theirs.get(split_id(region)[0], ()))]
 
 
 def release_claims_of(workspace: Workspace, sandbox_id: str, reason: str = "released") -> int:

@@ -339,6 +339,7 @@ def _markers(parent: Path) -> list[Path]:
 def run_attempts(isolate: bool, *, attempts: tuple[Attempt, ...] = ATTEMPTS, parent: Path | None = None,
                  progress: Callable[[str], None] | None = None) -> HostileReport:
     """Run every attempt at once in one throwaway repository, then loomtui's whole after-life on each."""
+    from loomtui.coordination.claims import release_claims_of
     from loomtui.coordination.diff import sandbox_signature_changes
     from loomtui.execution import review
     from loomtui.execution.lifecycle import APPROVED, transition
@@ -427,6 +428,14 @@ def run_attempts(isolate: bool, *, attempts: tuple[Attempt, ...] = ATTEMPTS, par
             transition(workspace, honest.id, APPROVED, reason="hostile self-test", data={"approved_commit": tip})
             review.merge(workspace, honest.id)
             merged = _git(repo, "rev-parse", "main").strip()
+            for record in [*records.values(), victim]:
+                try:
+                    review.remove(workspace, record.id, force=True, grace=1.0)
+                except LoomError:
+                    pass
+                # What their changes held (an attempt's commit of app.py) goes with them: the alias below is
+                # judged on two claims of its own, not refused for a holder it never had.
+                release_claims_of(workspace, record.id, "hostile self-test: removed")
             # A symlinked alias must not let two sandboxes hold one file.
             coordinator = governed_coordinator(workspace)
             alias_claims = 0
@@ -436,11 +445,6 @@ def run_attempts(isolate: bool, *, attempts: tuple[Attempt, ...] = ATTEMPTS, par
                 except LoomError:
                     continue  # refused: the file is held already
                 alias_claims += 1
-            for record in [*records.values(), victim]:
-                try:
-                    review.remove(workspace, record.id, force=True, grace=1.0)
-                except LoomError:
-                    pass
             results = _judge(repo, base, records, victim_claims, main_before, merged, isolate, workspace)
             results.append(AttemptResult("alias-claims", "claim one file through a symlinked alias",
                                          isolate, alias_claims == 1,

@@ -10,6 +10,7 @@ for the commit the policy saw: a sandbox that commits again is reviewed again.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -158,6 +159,7 @@ def review_sandbox(workspace: Workspace, sandbox_id: str, *, policy: Policy | No
     held = _held_by_others(workspace, record, facts)
     if held:
         evaluation = with_held_elsewhere(policy, evaluation, held)
+    _hold_the_change(workspace, record, facts)
     signature = f", signature changed: {', '.join(facts.signature_changed)}" if facts.signature_changed else ""
     say(f"diff: {', '.join(facts.paths) or 'nothing'} ({facts.lines_changed} lines{signature})")
     workspace.record("policy.evaluated", record.id, {
@@ -227,6 +229,23 @@ def _held_by_others(workspace: Workspace, record: SandboxRecord, facts: ChangeFa
                    for claim_region in claim.region_ids
                    if any(overlaps(claim_region, c) for c in changed.get(split_id(claim_region)[0], ()))})
     return listed(held)
+
+
+def _hold_the_change(workspace: Workspace, record: SandboxRecord, facts: ChangeFacts) -> None:
+    """Claim for the sandbox the code its change touches that no claim holds (`claimed by commit of`, as the
+    hook's claims of a commit): work loomtui saved at an agent's end (Codex often never commits) claimed
+    nothing, so another agent edited the same function with no word until the merge conflicted. What another
+    sandbox holds stays its own (this review says so, above)."""
+    from loomtui.coordination.claims import COMMIT_CLAIM_REASON, ClaimRefused, free_to_hold
+    from loomtui.coordination.index_files import selector
+    from loomtui.governance.coordinator import governed_coordinator
+
+    config = workspace.load_config().coordination
+    coordinated = selector(config.include, config.exclude)
+    wanted = free_to_hold(workspace.store, record.id, [r for r in facts.regions if coordinated(split_id(r)[0])])
+    if wanted:
+        with contextlib.suppress(ClaimRefused):  # claimed meanwhile: its next review names it held elsewhere
+            governed_coordinator(workspace).hold_changed(record.id, wanted, COMMIT_CLAIM_REASON)
 
 
 def _agent_failure(record: SandboxRecord) -> str | None:
