@@ -1071,12 +1071,14 @@ def test_git_pre_commit_refuses_another_sandboxs_region_and_allows_its_own(billi
     assert git(tree, "log", "-1", "--format=%s") == "inside my claim"
 
 
-def test_a_commit_claims_what_it_changed_unclaimed_so_another_agents_edit_there_is_refused(
+def test_a_sandboxs_commits_hold_the_code_they_changed_so_another_agents_edit_there_is_refused(
         billing: Path, ws: Workspace) -> None:
     """Codex and Aider write without asking: their commits claimed nothing, so another sandbox could claim and
-    edit the same method with no word until the merge conflicted. An accepted commit now holds what it changed."""
+    edit the same method with no word until the merge conflicted. The commits on its branch (read from git,
+    as the supervisor's beat sees the branch move) now hold what they changed."""
     record = tasks.create_sandbox(ws, "edit customers", "script", script=_script(billing), isolate=False)
     tree = Path(record.worktree)
+    base = git(tree, "rev-parse", "HEAD")
     service = tree / SERVICE
     service.write_text(service.read_text().replace(GET_LINE, GET_LINE.replace("customer_id)", "customer_id.strip())")))
     (tree / "NOTES.txt").write_text("why\n")
@@ -1084,42 +1086,59 @@ def test_a_commit_claims_what_it_changed_unclaimed_so_another_agents_edit_there_
     done = subprocess.run(["git", "commit", "-qm", "unclaimed work"], cwd=tree, env=clean_env(), capture_output=True,
                           text=True)
     assert done.returncode == 0, done.stderr
+    assert ws.store.live_claims(record.id) == []  # the hook's request is the agent's word: it claims nothing
+    gate = HookGate(ws, record.id, billing)
+    tip = git(tree, "rev-parse", "HEAD")
+    gate.hold_commits(base, tip)
     # The method, by its own name; not NOTES.txt, which coordination does not cover (a .gitignore every
     # agent touches held by one of them made the others take turns).
     assert [c.target for c in ws.store.live_claims(record.id)] == [f"{SERVICE}::CustomerService.get"]
-    reasons = sorted(e.details["reason"] for e in ws.audit.entries() if e.action == "claim.added")
+    reasons = [e.details["reason"] for e in ws.audit.entries() if e.action == "claim.added"]
     assert reasons == [f"claimed by commit of {SERVICE}"]
     # Another agent's edit of that method is refused before it is written, naming who holds it.
     number = (billing / SERVICE).read_text().splitlines(keepends=True).index(GET_LINE) + 1
     refused = HookGate(ws, "agent-2", billing).check_tool(
         "Edit", [{"path": str(billing / SERVICE), "lines": [[number, number]]}])
     assert refused.decision == "deny" and f"held by sandbox {record.id}" in refused.reason
-    # A second commit of the same method claims nothing more.
-    service.write_text(service.read_text().replace(".strip())", ".strip().lower())"))
-    git(tree, "add", "-A")
-    assert subprocess.run(["git", "commit", "-qm", "more"], cwd=tree, env=clean_env()).returncode == 0
-    assert len(ws.store.live_claims(record.id)) == 1
+    # A later commit of the same method holds nothing more; one of a method another sandbox holds leaves it
+    # to that sandbox (its review says so), and the rest is held.
+    governed_coordinator(ws).claim("other-agent", f"{SERVICE}::CustomerService.find_by_email")
+    service.write_text(service.read_text().replace(".strip())", ".strip().lower())")
+                       .replace(FIND_LINE, FIND_LINE.replace("lower()", "casefold()")) + "\n\ndef extra():\n    pass\n")
+    git(tree, "commit", "-qam", "more", "--no-verify")
+    gate.hold_commits(tip, git(tree, "rev-parse", "HEAD"))
+    assert sorted(c.target for c in ws.store.live_claims(record.id)) == [f"{SERVICE}::CustomerService.get",
+                                                                         f"{SERVICE}::extra"]
 
 
-def test_only_a_sandboxs_own_commit_claims_and_not_a_merges(billing: Path, ws: Workspace) -> None:
-    """A person's commit outside any sandbox ("-") was refused outright ("'-' is not a sandbox id"); one in their
-    own checkout (`local-...`) held what it changed for an hour, refusing agents; a merge resolving a conflict
-    claimed the target's changes, which the sandbox never made."""
+def test_only_a_sandboxs_own_commits_hold_code_and_a_merge_is_checked_against_its_target(
+        billing: Path, ws: Workspace) -> None:
+    """A person's commit outside any sandbox ("-") or in their own checkout holds nothing; a merge's commit
+    resolving a conflict is checked for what it changes of the target merged in (it was refused over another
+    sandbox's claim on code only the target had changed), and holds none of the target's changes."""
     old = (billing / SERVICE).read_text()
     change = [{"path": SERVICE, "old": old, "new": old.replace(GET_LINE, GET_LINE.replace("(", "( "))}]
     for person in (NO_SANDBOX, "local-1a2b3c4d"):
         answer = HookGate(ws, person, billing).check_commit([SERVICE], [], change)
         assert answer.decision == "allow", answer.reason
-    record = tasks.create_sandbox(ws, "edit customers", "script", script=_script(billing), isolate=False)
-    assert HookGate(ws, record.id, billing).check_commit([SERVICE], [], change, merging=True).decision == "allow"
+        assert HookGate(ws, person, billing).hold_commits("HEAD~1", "HEAD") == []
     assert ws.store.live_claims() == []
-    # The hook says it is a merge's commit: MERGE_HEAD is there.
+    record = tasks.create_sandbox(ws, "edit customers", "script", script=_script(billing), isolate=False)
     tree = Path(record.worktree)
-    git(billing, "commit", "-q", "--allow-empty", "-m", "main moves")
+    base = git(tree, "rev-parse", "HEAD")
+    (billing / "README.md").write_text("main moves\n")
+    git(billing, "commit", "-qam", "main moves")
+    governed_coordinator(ws).claim("other-agent", "README.md", new_file=True)
     git(tree, "merge", "-q", "--no-ff", "--no-commit", "main")
+    assert staged_request(tree) is None  # nothing of its own: README.md is the target's change
     (tree / SERVICE).write_text(change[0]["new"])
     git(tree, "add", SERVICE)
-    assert staged_request(tree) == {**staged_request(tree), "merging": True}  # type: ignore[dict-item]
+    assert staged_request(tree)["paths"] == [SERVICE]  # type: ignore[index]
+    done = subprocess.run(["git", "commit", "-qm", "merge main"], cwd=tree, env=clean_env(), capture_output=True,
+                          text=True)
+    assert done.returncode == 0, done.stderr
+    HookGate(ws, record.id, billing).hold_commits(base, git(tree, "rev-parse", "HEAD"))
+    assert [c.target for c in ws.store.live_claims(record.id)] == []  # a merge commit: its own line holds none
 
 
 def test_the_repositorys_own_hooks_still_run_after_loomtuis(billing: Path, ws: Workspace,

@@ -63,6 +63,7 @@ from loomtui.execution.procs import (
 from loomtui.execution.runtime_state import state_overflow
 from loomtui.execution.runtimes import LaunchSpec
 from loomtui.execution.sandboxes import STARTED_BY_ENV, SandboxPaths, has_commits, record_paths, tmux_session
+from loomtui.gitcmd import Git
 from loomtui.store import SandboxRecord
 from loomtui.workspace import Workspace, open_workspace
 
@@ -89,6 +90,8 @@ class HookServer(Protocol):
     def listen(self) -> None: ...
 
     def start(self) -> None: ...
+
+    def commits_landed(self, old: str, new: str) -> None: ...
 
     def close(self) -> None: ...
 
@@ -132,6 +135,7 @@ class Supervisor:
         self.cpu_at_start = 0.0
         self.hook_server = hook_server
         self.broker: HookServer | None = None
+        self.branch_tip: str | None = None  # where the sandbox's branch was at the last beat
         self.faults: FaultWatch | None = (fault_watch(self.spec.faults, self.spec.offline_timeout)
                                           if self.spec.faults and self.spec.mode != "interactive" else None)
         self.fault_error: str | None = None
@@ -151,8 +155,14 @@ class Supervisor:
         return confinement.sandbox_environment(self.workspace, self.record, self.spec)
 
     def sync_git(self) -> None:
-        """Bring the isolated agent's commits into the shared repository (no-op without isolation)."""
+        """Bring the isolated agent's commits into the shared repository (no-op without isolation), and
+        tell the broker when the branch moved (it holds the code those commits changed)."""
         self.commits_left_out = bring_in_commits(self.workspace, self.record, _diagnose)
+        if self.broker is not None and self.record.branch:
+            tip = Git(self.workspace.root).resolve_commit(f"refs/heads/{self.record.branch}")
+            if tip and self.branch_tip and tip != self.branch_tip:
+                self.broker.commits_landed(self.branch_tip, tip)
+            self.branch_tip = tip or self.branch_tip
 
     def sync_logins(self) -> None:
         """Keep the sandbox's copy of the user's login in step with the user's (`login_copy`); the audit log
@@ -193,6 +203,7 @@ class Supervisor:
             if self.hook_server is not None:
                 self.broker = self.hook_server(self.workspace, self.record.id, self.paths.worktree, self.paths.broker)
                 self.broker.listen()
+                self.branch_tip = Git(self.workspace.root).resolve_commit(f"refs/heads/{self.record.branch}")
         except OSError as exc:
             return self._finish(None, None, error=f"cannot serve the hook broker {self.paths.broker}: "
                                                   f"{exc.strerror or exc}")

@@ -23,7 +23,7 @@ import socketserver
 import struct
 import sys
 import threading
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Final
 
@@ -258,6 +258,17 @@ class Broker:
             print(f"broker: {request.get('op') if isinstance(request, dict) else '?'} failed: "
                   f"{type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
             return {"ok": False, "error": f"internal error in the broker: {type(exc).__name__}"}
+
+    def commits_landed(self, old: str, new: str) -> None:
+        """The sandbox's branch moved from `old` to `new`: hold what those commits changed (on the worker,
+        after the requests before it; the supervisor's beat goes on meanwhile)."""
+        def said(done: Future[list[int]]) -> None:
+            if not done.cancelled() and done.exception() is not None:
+                print(f"broker: holding what commits {old[:12]}..{new[:12]} changed failed: "
+                      f"{type(done.exception()).__name__}: {done.exception()}", file=sys.stderr, flush=True)
+
+        with contextlib.suppress(RuntimeError):  # shut down: the agent has ended, and its review holds it
+            self._worker.submit(self.gate.hold_commits, old, new).add_done_callback(said)
 
     def abandon(self, waiting: list[int]) -> None:
         """The agent's connection closed while it waited on these requests: withdraw them

@@ -27,13 +27,17 @@ def configured_sandbox(tree: Path) -> str | None:
 
 
 def staged_request(tree: Path | None) -> dict[str, Any] | None:
-    """The `check_commit` request for the staged change (the index against HEAD); None when empty."""
-    names = git(tree, "diff", "--cached", "--name-only", "--no-renames", "-z").split("\0")
+    """The `check_commit` request for the staged change (the index against HEAD; a merge's, against the
+    target merged in: resolving a conflict was refused over another sandbox's claim on code only the
+    target had changed); None when empty."""
+    merging = bool(git(tree, "rev-parse", "-q", "--verify", "MERGE_HEAD", check=False).strip())
+    base = "MERGE_HEAD" if merging else "HEAD"  # HEAD named only where a first commit has none
+    names = git(tree, "diff", "--cached", "--name-only", "--no-renames", "-z", *([base] if merging else [])).split("\0")
     paths = sorted({n for n in names if n})
     if not paths:
         return None
     python = [p for p in paths if p.endswith(".py") and "\n" not in p]
-    texts = _blobs(tree, [f"HEAD:{p}" for p in python] + [f":{p}" for p in python])
+    texts = _blobs(tree, [f"{base}:{p}" for p in python] + [f":{p}" for p in python])
     regions = [p for p in paths if p not in python]
     files: list[dict[str, str]] = []
     budget = MAX_COMMIT_TEXT
@@ -44,10 +48,7 @@ def staged_request(tree: Path | None) -> dict[str, Any] | None:
             regions.append(path)  # too much to send: the whole file
         else:
             files.append({"path": path, "old": old, "new": new})
-    # A merge's commit (the target merged in to resolve a conflict) stages the target's changes too: they
-    # are checked, but not the sandbox's to hold.
-    merging = bool(git(tree, "rev-parse", "-q", "--verify", "MERGE_HEAD", check=False).strip())
-    return {"paths": paths, "regions": regions, "files": files, **({"merging": True} if merging else {})}
+    return {"paths": paths, "regions": regions, "files": files}
 
 
 def staged_changes(tree: Path) -> tuple[list[str], list[str]]:

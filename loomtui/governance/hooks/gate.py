@@ -67,6 +67,8 @@ GRANTING_KINDS: Final = ("pre-start", PERMISSION_KIND)
 DEFAULT_CONFIRM_S: Final = 120.0
 """How long a claim made for a tool call waits for the call to happen (its PostToolUse)."""
 NEVER_HAPPENED: Final = "the edit it was claimed for never happened"
+MAX_COMMITS_HELD: Final = 200
+"""The most commits of one beat `hold_commits` reads (the newest first); the review holds the rest."""
 AWAITING_MARK: Final = " (awaiting tool call "
 """In a provisional claim's reason, before the tool calls it waits for (`_AWAITING`)."""
 _AWAITING: Final = re.compile(re.escape(AWAITING_MARK) + r"([^()]*)\)$")
@@ -491,20 +493,14 @@ class HookGate:
         return bool(regions) and all(any(covered(r, facts) for facts in scopes) for r in regions)
 
     def check_commit(self, paths: Sequence[str], regions: Sequence[str],
-                     files: Sequence[Mapping[str, Any]] = (), *, merging: bool = False) -> Answer:
+                     files: Sequence[Mapping[str, Any]] = ()) -> Answer:
         """Refuse a staged change on regions another sandbox holds, or one the policy blocks.
 
         `files` ({path, old, new}: a Python file's text at HEAD and as staged) add the
         regions the change touches in them. An accepted commit confirms the sandbox's
-        provisional claims on its files (those edits did happen) and claims what it changed
-        that the sandbox did not hold (Codex and Aider write without asking first): another
-        sandbox's edit there is then refused, not found at merge. Only a sandbox's own commit
-        claims (not a person's in their checkout), not a merge's (`merging`: the target's
-        changes come with it), and only code coordination covers (`coordination.include`
-        and `exclude`: a `.gitignore` every agent touches is no one's).
+        provisional claims on its files: those edits did happen. It claims nothing: what the
+        request names is the agent's word (`hold_commits` claims what its commits did change).
         """
-        from loomtui.coordination.claims import ClaimRefused
-
         self.release_unconfirmed()
         try:
             regions = [*regions, *_staged_regions(files)]
@@ -512,10 +508,6 @@ class HookGate:
             blocking = [c for c in coordinator.check(self.sandbox_id, list(regions)) if c.blocking]
             evaluation = evaluate(self.policy(), ChangeFacts(stage="claim", paths=tuple(paths),
                                                              regions=tuple(regions), runtime=self.runtime))
-            if not blocking and evaluation.outcome != "block" and not merging:
-                self._hold_committed(coordinator, regions)
-        except ClaimRefused as refused:  # claimed by another sandbox since the check
-            answer = Answer("deny", str(refused), tuple(regions))
         except LoomError as exc:
             answer = Answer("deny", f"cannot check the commit: {exc}")
         else:
@@ -534,18 +526,41 @@ class HookGate:
         self._record("hook.commit_refused", {**listed_in_entry("paths", list(paths)), **answer.as_dict()})
         return answer
 
-    def _hold_committed(self, coordinator: Coordinator, regions: Sequence[str]) -> None:
-        from loomtui.coordination.claims import COMMIT_CLAIM_REASON
+    def hold_commits(self, old: str, new: str) -> list[int]:
+        """Claim the code the sandbox's commits `old`..`new` on its branch changed that it does not hold
+        (Codex and Aider write without asking first): another sandbox's edit there is then refused, not
+        found at merge. Read from git, never from what an agent says (a `check_commit` request that
+        claimed whatever it listed let an agent lock every file), along the branch's own line (a merge
+        of the target brings none of the target's changes), only code coordination covers (a
+        `.gitignore` every agent touches is no one's). What another sandbox holds stays its own."""
+        from loomtui.coordination.claims import COMMIT_CLAIM_REASON, ClaimRefused, free_to_hold
+        from loomtui.coordination.diff import changed_files, diff_regions
         from loomtui.coordination.index_files import selector
         from loomtui.coordination.regions import split_id
+        from loomtui.gitcmd import Git
 
         record = self.workspace.store.get_sandbox(self.sandbox_id)
-        if record is None or record.status in ENDED_STATUSES:  # a person's own checkout, or no sandbox at all
-            return
+        if record is None or record.status in ENDED_STATUSES:
+            return []
         config = self.config().coordination
         coordinated = selector(config.include, config.exclude)
-        coordinator.hold_changed(self.sandbox_id, [r for r in regions if coordinated(split_id(r)[0])],
-                                 COMMIT_CLAIM_REASON)
+        root = self.workspace.root
+        own = Git(root).run("rev-list", "--first-parent", "--no-merges", f"{old}..{new}")
+        regions: list[str] = []
+        for commit in own.out.split()[:MAX_COMMITS_HELD] if own.status == 0 else []:
+            files = set(changed_files(root, f"{commit}^", commit))
+            for change in diff_regions(root, f"{commit}^", commit):
+                path = split_id(change.region_id)[0]
+                # A file named with "::" reads as a region of another file: the target syntax cannot spell it.
+                if path in files and change.region_id not in (files - {path}) and coordinated(path):
+                    regions.append(change.region_id)
+        wanted = free_to_hold(self.workspace.store, self.sandbox_id, regions)  # another's stays its own
+        if not wanted:
+            return []
+        try:
+            return [c.id for c in self.coordinator().hold_changed(self.sandbox_id, wanted, COMMIT_CLAIM_REASON)]
+        except ClaimRefused:  # claimed meanwhile: its review says so (held elsewhere)
+            return []
 
     # -- permission requests (`loomtui.governance.hooks.permissions`) ---------------------
 

@@ -122,8 +122,7 @@ def _op_check_commit(gate: HookGate, request: Mapping[str, Any]) -> dict[str, An
     files = request.get("files") or []
     if not isinstance(files, list):
         raise LoomError("request field 'files' must be a list of {path, old, new}")
-    return gate.check_commit(texts_field(request, "paths"), texts_field(request, "regions"), files,
-                             merging=request.get("merging") is True).as_dict()
+    return gate.check_commit(texts_field(request, "paths"), texts_field(request, "regions"), files).as_dict()
 
 
 def _op_open_permission_request(gate: HookGate, request: Mapping[str, Any]) -> dict[str, Any]:
