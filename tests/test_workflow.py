@@ -228,8 +228,12 @@ def test_with_manual_merge_an_approved_change_waits_for_a_person_then_merges_onc
 
 def _ended_unadvanced(workspace: Workspace, name: str) -> str:
     """A sandbox whose agent committed and ended, that nobody has advanced yet (its worktree made
-    by execution alone, its agent run under execution's bare supervisor)."""
-    record = sb.plan_sandbox(workspace, name, "script", script=edit(workspace, name, "lib.py", "x + 1", "x + 3"))
+    by execution alone, its agent run under execution's bare supervisor). Each adds a module of its
+    own: a change of code another sandbox's reviewed change holds would wait for a person."""
+    record = sb.plan_sandbox(workspace, name, "script", script=script(workspace, name, f"""\
+        - {{write: {name.replace("-", "_")}.py, content: "VALUE = 1\\n"}}
+        - {{commit: "{name}"}}
+    """))
     sb.make_worktree(workspace, record.id)
     sb.start(workspace, record.id)
     sb.wait_for_status(workspace, record.id, {EXITED}, timeout=60)
@@ -835,9 +839,23 @@ def test_plan_show_run_and_cancel(manual: Workspace) -> None:
     twice = run_cli(manual.root, "plan", "run")
     assert twice.returncode == 1 and f".loom/plan.yaml is running already (plan run {run}: 2 tasks not ended)" \
         in twice.stderr and "--again" in twice.stderr
+    # ...however the file is spelled (`./` and the absolute path ran every task once more, each merged again).
+    for spelled in ("./.loom/plan.yaml", str(manual.root / ".loom" / "plan.yaml")):
+        again = run_cli(manual.root, "plan", "run", spelled)
+        assert again.returncode == 1 and ".loom/plan.yaml is running already" in again.stderr, again.stderr
     assert len(manual.store.list_sandboxes()) == 2
+    # Another plan file's run is not this file's: `plan show` showed the newest run of any file.
+    (manual.root / ".loom" / "other.yaml").write_text("version: 1\ntasks:\n  - name: caller\n    task: x\n"
+                                                      "    runtime: script\n    script: .loom/caller.yaml\n")
+    other = json.loads(run_cli(manual.root, "plan", "run", ".loom/other.yaml", "--json").stdout)["sandboxes"]
+    states = json.loads(run_cli(manual.root, "plan", "show", "--json").stdout)["states"]
+    assert states["caller"]["sandbox"] == ids["caller"] and states["caller"]["sandbox"] != other["caller"]
+    shown_other = json.loads(run_cli(manual.root, "plan", "show", ".loom/other.yaml", "--json").stdout)["states"]
+    assert shown_other["caller"]["sandbox"] == other["caller"]
+    tasks.remove(manual, other["caller"], force=True)
     unknown = run_cli(manual.root, "plan", "cancel", "zzz")
-    assert (unknown.returncode, unknown.stderr.strip()) == (2, f"loomtui: error: no plan run zzz (runs, newest first: {run})")
+    assert unknown.returncode == 2 and unknown.stderr.strip().startswith("loomtui: error: no plan run zzz (runs, newest "
+                                                                         "first: ") and run in unknown.stderr
     cancelled = run_cli(manual.root, "plan", "cancel", run, "--json")
     assert cancelled.returncode == 0, cancelled.stderr
     said = json.loads(cancelled.stdout)
@@ -1239,3 +1257,15 @@ def test_a_task_stated_in_a_sandboxs_worktree_is_refused_and_a_branch_built_on_i
         review.remove(manual, first.id, force=True, delete_branch=True)
     assert git(manual.root, "rev-parse", "--verify", "--quiet", first.branch)  # still there, and the sandbox
     assert sb.get_sandbox(manual, first.id).status == PLANNED
+
+
+def test_a_plan_whose_task_failed_runs_again_without_again(manual: Workspace) -> None:
+    """A failed task stays as it is (`plan cancel` leaves it: a person may start it again), yet it was counted as
+    not ended: `plan run` was refused for good, its hint (`plan cancel` first) changing nothing."""
+    (manual.root / ".loom" / "fails.yaml").write_text("- {exit: 3}\n")
+    (manual.root / ".loom" / "plan.yaml").write_text("version: 1\ntasks:\n  - name: fails\n    task: x\n"
+                                                      "    runtime: script\n    script: .loom/fails.yaml\n")
+    ran = json.loads(run_cli(manual.root, "plan", "run", "--json").stdout)["sandboxes"]
+    wait_until(lambda: sb.get_sandbox(manual, ran["fails"]).status == FAILED, timeout=60, what="the task failed")
+    again = run_cli(manual.root, "plan", "run")
+    assert again.returncode == 0, again.stderr

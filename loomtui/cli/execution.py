@@ -371,7 +371,9 @@ def cmd_merge(args: argparse.Namespace) -> int:
     if args.json:
         print_json(merged)
     else:
-        by = "" if result.done else " (by another caller, which was merging it)"
+        # Its own merge step's line, not any step (the release of its claims after another caller's merge)
+        ours = any(line.startswith("merged into") and "found already merged" not in line for line in result.done)
+        by = "" if ours else " (by another caller, which was merging it)"
         print(f"merged sandbox {record.id} into {merged['target']} as {str(merged['commit'])[:12]}{by}")
     return 0
 

@@ -46,7 +46,7 @@ def cmd_plan_show(args: argparse.Namespace) -> int:
     workspace = workspace_for(args)
     plan_schedule = scheduled(workspace, args.file)
     names = {t.name for t in plan_schedule.plan.tasks}
-    tasks = [(name, record, view) for name, record, view in task_states(workspace) if name in names]
+    tasks = [(name, record, view) for name, record, view in task_states(workspace, file=args.file) if name in names]
     if args.json:
         print_json({**plan_schedule.as_dict(), "states": {
             name: {"sandbox": record.id, "status": record.status, "step": str(view.step),

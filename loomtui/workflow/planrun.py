@@ -9,13 +9,15 @@ reasons are audited (`plan.scheduled`) and kept on each task.
 
 from __future__ import annotations
 
+import posixpath
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Final
 
 from loomtui.errors import ConfigError, LoomError, listed, plural, shown
-from loomtui.execution.lifecycle import ARCHIVED, LIVE, PLANNED
+from loomtui.execution.lifecycle import ARCHIVED, EXITED, FAILED, LIVE, PLANNED
 from loomtui.execution.procs import is_alive
 from loomtui.execution.sandboxes import MissingRuntimeInput, checked_runtime
 from loomtui.governance.coordinator import governed_coordinator
@@ -71,6 +73,7 @@ def run_plan(workspace: Workspace, relative: str = PLAN_PATH, *, say: Say | None
     task twice, each to be done twice, the copies refused on their own claims.
     """
     say = say or (lambda _line: None)
+    relative = plan_path(workspace, relative)  # one spelling: `./x` and `$PWD/x` ran the same plan a second time
     plan_schedule = scheduled(workspace, relative)
     if not again:
         _refuse_a_second_run(workspace, relative)
@@ -99,9 +102,23 @@ def run_plan(workspace: Workspace, relative: str = PLAN_PATH, *, say: Say | None
     return PlanRun(run_id, plan_schedule, ids)
 
 
+def plan_path(workspace: Workspace, given: str) -> str:
+    """A plan file's path from the repository's root as one spelling (`./.loom/p.yaml`, the absolute path
+    and `.loom/p.yaml` are one file); one outside the repository is left as given, to be refused as such."""
+    path = Path(given)
+    if path.is_absolute():
+        try:
+            path = path.resolve().relative_to(workspace.root.resolve())
+        except (OSError, ValueError):
+            return given
+    return posixpath.normpath(path.as_posix())
+
+
 def _refuse_a_second_run(workspace: Workspace, relative: str) -> None:
+    # A task that failed or ended without a change does not run again unless a person starts it: `plan cancel`
+    # leaves it as it is, and counted here it kept the file refused for good.
     going = [r for r in workspace.store.list_sandboxes() if isinstance(r.data.get(PLAN_KEY), dict)
-             and r.data[PLAN_KEY].get("file") == relative and r.status not in ENDED_STATUSES]
+             and r.data[PLAN_KEY].get("file") == relative and r.status not in (*ENDED_STATUSES, FAILED, EXITED)]
     if going:
         runs = list(dict.fromkeys(str(r.data[PLAN_KEY]["run"]) for r in going))
         raise LoomError(f"{relative} is running already (plan run {listed(runs)}: {plural(len(going), 'task')} not "
@@ -132,11 +149,13 @@ def _runtime_problems(workspace: Workspace, plan: Plan) -> list[ConfigError]:
     return problems
 
 
-def plan_tasks(workspace: Workspace, run_id: str | None = None) -> dict[str, SandboxRecord]:
-    """The sandboxes of a plan run (the newest run when `run_id` is None), by task name.
+def plan_tasks(workspace: Workspace, run_id: str | None = None, *, file: str | None = None) -> dict[str, SandboxRecord]:
+    """The sandboxes of a plan run (the newest run when `run_id` is None; of `file`'s runs when given, else of
+    any plan's), by task name.
 
     Raises LoomError (exit 2) for a `run_id` no plan run has."""
-    records = [r for r in workspace.store.list_sandboxes(include_archived=True) if r.data.get(PLAN_KEY)]
+    records = [r for r in workspace.store.list_sandboxes(include_archived=True) if r.data.get(PLAN_KEY)
+               and (file is None or r.data[PLAN_KEY].get("file") == plan_path(workspace, file))]
     if run_id is not None and not any(r.data[PLAN_KEY]["run"] == run_id for r in records):
         runs = list(dict.fromkeys(r.data[PLAN_KEY]["run"] for r in sorted(records, key=lambda r: -r.created)))
         known = f" (runs, newest first: {listed(runs)})" if runs else " (no plan has run here)"
@@ -149,9 +168,10 @@ def plan_tasks(workspace: Workspace, run_id: str | None = None) -> dict[str, San
             if r.data[PLAN_KEY]["run"] == run_id}
 
 
-def task_states(workspace: Workspace, run_id: str | None = None) -> list[tuple[str, SandboxRecord, StepView]]:
-    """Each task of a plan run with its sandbox and its next step."""
-    tasks = plan_tasks(workspace, run_id)
+def task_states(workspace: Workspace, run_id: str | None = None, *,
+                file: str | None = None) -> list[tuple[str, SandboxRecord, StepView]]:
+    """Each task of a plan run (`file`'s newest when given) with its sandbox and its next step."""
+    tasks = plan_tasks(workspace, run_id, file=file)
     steps = Workflow(workspace).views(list(tasks.values()))
     return [(name, record, steps[record.id]) for name, record in tasks.items()]
 
