@@ -152,6 +152,13 @@ async def test_the_context_tab_shown_flags_a_commit_made_meanwhile(billing: Path
         adr.write_text(adr.read_text().replace("line item", "line item (amended)"))
         git(billing, "commit", "-qam", "Amend ADR 0002")
         await wait_for(pilot, lambda: "STALE" in str(view.render()), timeout=30)
+        # Refreshed: the tab said STALE of the version it had just given the agent for the rest of its recheck
+        # interval (the drift found was cached by sandbox, not by the version it was found of).
+        from loomtui.execution.context_files import refresh
+
+        monkeypatch.setattr(dashboard, "DRIFT_RECHECK_S", 600.0)
+        refresh(workspace, record.id)
+        await wait_for(pilot, lambda: "STALE" not in str(view.render()) and "fresh" in str(view.render()), timeout=10)
 
 
 async def test_the_context_view_of_a_repository_with_no_team_context_says_how_to_give_it_some(repo: Path) -> None:

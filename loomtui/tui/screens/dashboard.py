@@ -102,7 +102,9 @@ class DashboardScreen(LoomScreen[None]):
         self._detail_width = -1  # the width the detail's values were last wrapped for
         self._draft: NewSandboxRequest | None = None  # a new sandbox's request that failed, for `n` to reopen
         self._select_when_shown: str | None = None  # a sandbox made with `n`, selected once its row is in
-        self._drift: dict[str, tuple[float, str]] = {}  # sandbox -> (when checked, what was found)
+        # sandbox -> (when checked, what was found, the version it was found of: a refresh since said STALE of the
+        # version it had just given the agent, for the rest of the 10 s)
+        self._drift: dict[str, tuple[float, str, str]] = {}
         self._ages_at = 0.0  # when the Age column was last brought up to date
         self.evals = EvalsPane(id="evals")
 
@@ -302,17 +304,20 @@ class DashboardScreen(LoomScreen[None]):
 
     def _show_context(self, sandbox: SandboxRecord) -> None:
         """The context the agent got: version, each section and why; whether it has gone stale."""
-        checked, drift = self._drift.get(sandbox.id, (0.0, ""))
         given = sandbox.data.get("context")
+        version = str(given.get("version") or "") if isinstance(given, dict) else ""
+        checked, drift, of = self._drift.get(sandbox.id, (0.0, "", version))
+        if of != version:  # refreshed since: what was found is of the context it had before
+            checked, drift = 0.0, ""
         self._show_text(self.query_one("#context", Static), context_text(given, drift))
         if not isinstance(given, dict):
             return
         if time.monotonic() - checked > DRIFT_RECHECK_S:  # the screen repaints often; drift is not cheap
-            self._drift[sandbox.id] = (time.monotonic(), drift)
-            self._check_drift(sandbox)
+            self._drift[sandbox.id] = (time.monotonic(), drift, version)
+            self._check_drift(sandbox, version)
 
     @work(thread=True, exclusive=True, group="context-drift", exit_on_error=False)
-    def _check_drift(self, sandbox: SandboxRecord) -> None:
+    def _check_drift(self, sandbox: SandboxRecord, version: str) -> None:
         from loomtui.knowledge.engine import sandbox_drift_now
 
         workspace = self.loom.workspace
@@ -320,10 +325,10 @@ class DashboardScreen(LoomScreen[None]):
             line = drift_line(sandbox_drift_now(workspace, sandbox.id))  # what `loomtui context drift` says
         except (LoomError, KeyError) as exc:
             line = f"drift unknown: {exc}\n"
-        self.app.call_from_thread(self._drift_known, sandbox.id, line)
+        self.app.call_from_thread(self._drift_known, sandbox.id, line, version)
 
-    def _drift_known(self, sandbox_id: str, line: str) -> None:
-        self._drift[sandbox_id] = (time.monotonic(), line)
+    def _drift_known(self, sandbox_id: str, line: str, version: str) -> None:
+        self._drift[sandbox_id] = (time.monotonic(), line, version)
         current = self.selected_sandbox()
         if current is not None and current.id == sandbox_id:
             self._show_context(current)
