@@ -46,6 +46,8 @@ async def test_the_plan_view_draws_waves_and_why_a_task_waits(tmp_path: Path) ->
         plan_detail = app.screen.query_one("#plan-detail", Static)
         # The first task is selected: why it waits shows at once.
         await wait_for(pilot, lambda: f"sandbox {first.id}" in " ".join(str(plan_detail.render()).split()))
+        # Its next step's key works in the sandboxes view, one ⏎ away (pressed here, `S` did nothing).
+        assert "(⏎ then press S)" in " ".join(str(plan_detail.render()).split())
         tree.move_cursor(run.children[1].children[0])
         await pilot.pause()
         detail = " ".join(str(app.screen.query_one("#plan-detail", Static).render()).split())
@@ -66,6 +68,15 @@ async def test_the_plan_view_draws_waves_and_why_a_task_waits(tmp_path: Path) ->
         await pilot.press("escape")
         await pilot.pause()
         assert app.current_mode == "dashboard"
+        await pilot.press("7")
+        await pilot.pause()
+        tree = app.screen.query_one("#plan-tree", Tree)
+        tree.move_cursor(tree.root.children[0].children[1].children[0])  # the first wave is closed, above
+        await pilot.pause()
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: app.current_mode == "dashboard")
+        await wait_for(pilot, lambda: table.cursor_row is not None and table.coordinate_to_cell_key(
+            table.cursor_coordinate).row_key.value == second.id)
 
 
 async def test_n_states_a_task_that_waits_on_another(tmp_path: Path) -> None:

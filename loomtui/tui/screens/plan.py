@@ -169,6 +169,12 @@ class PlanScreen(LoomScreen[None]):
     def _highlighted(self, event: Tree.NodeHighlighted[PlannedTask | None]) -> None:
         self._show_detail(event.node.data)
 
+    @on(Tree.NodeSelected, "#plan-tree")
+    def _chosen(self, event: Tree.NodeSelected[PlannedTask | None]) -> None:
+        """⏎ on a task: its sandbox in the sandboxes view, where the keys its next step names work."""
+        if event.node.data is not None:
+            self.loom.show_sandbox(event.node.data.sandbox.id)
+
     def _show_detail(self, task: PlannedTask | None) -> None:
         self._shown = task
         detail = self.query_one("#plan-detail", Static)
@@ -178,7 +184,7 @@ class PlanScreen(LoomScreen[None]):
         fields = [Field("task", task.name), Field("sandbox", task.sandbox.id),
                   Field("status", task.sandbox.status), Field("does", task_text(task.sandbox.task))]
         if task.step is not None:
-            fields.append(Field("next", task.step.line(app_step_hints()), STEP_STYLES.get(str(task.step.step), "")))
+            fields.append(Field("next", task.step.line(_plan_hints()), STEP_STYLES.get(str(task.step.step), "")))
         if task.waits_on:
             fields.append(Field("after", ", ".join(task.waits_on)))
         fields += [Field("why", reason) for reason in task.reasons]
@@ -187,6 +193,13 @@ class PlanScreen(LoomScreen[None]):
 
     def action_back(self) -> None:
         self.app.switch_mode("dashboard")
+
+
+def _plan_hints() -> dict[str, str]:
+    """The app's hints, said from here: the sandboxes view's keys (S, W, x, m) work there, one ⏎ away (pressed
+    here, "S runs it again" did nothing); the escalations view's key works everywhere."""
+    return {action: hint if action in ("decide", "override") else f"⏎ then {hint}"
+            for action, hint in app_step_hints().items()}
 
 
 def _plan_key(node: TreeNode[PlannedTask | None]) -> str:
