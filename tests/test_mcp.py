@@ -311,6 +311,19 @@ def test_a_server_with_no_sandbox_claims_nothing_that_would_outlive_it(billing: 
     assert ws.store.live_claims() == []
 
 
+def test_a_server_that_cannot_reach_its_store_says_so(billing: Path, ws: Workspace) -> None:
+    """With no --sandbox, every tool said "no sandbox id: not in a sandbox, ..." of a store that was unreachable."""
+    server = RawServer(billing, server_env(LOOMTUI_STORE="postgresql://loom@127.0.0.1:1/loom"))
+    try:
+        server.call("my_claims", {})
+        assert server.process.stdout is not None
+        answer = json.loads(server.process.stdout.readline())["result"]
+        said = answer["content"][0]["text"]
+        assert answer["isError"] and "no sandbox id" not in said and "127.0.0.1:1" in said, said
+    finally:
+        server.kill()
+
+
 def test_a_server_named_for_a_sandbox_reads_that_sandboxs_context(billing: Path, sandbox: sb.SandboxRecord) -> None:
     """`loomtui mcp --sandbox ID` from the main checkout (the README's own-claude mode): its claims were the
     sandbox's, but `context` said there was none, reading only the variable a sandbox's agent gets."""
@@ -351,6 +364,9 @@ async def test_claim_release_conflicts_and_a_question_to_a_lead(
         released = await call(client, "release", target=LEDGER)
         assert released["released"] == [ledger["claim"]["id"]]
         assert sorted(c["target"] for c in released["claims"]) == ["customers/emails.py", "customers/validation.py"]
+        # A new file's claim by its target: "no such file or region" (only its claim id released it).
+        released = await call(client, "release", target="customers/emails.py")
+        assert released["released"] == [new["claim"]["id"]], released
 
         asked = asyncio.ensure_future(call(client, "ask_lead", question="May I rename Ledger.find_charge?",
                                            paths=[LEDGER]))

@@ -144,9 +144,11 @@ def op_release(gate: HookGate, request: Mapping[str, Any]) -> dict[str, Any]:
     else:
         coordinator = gate.coordinator()
         target = coordinator.targets.as_written(_text(request, "target"))  # as a claim keeps it
-        wanted = set(coordinator.resolve(target))
-        chosen = [c for c in own if c.target == target
-                  or (c.region_ids and all(r in wanted or set(ancestors(r)) & wanted for r in c.region_ids))]
+        chosen = [c for c in own if c.target == target]
+        if not chosen:  # by what it names now (a new file's claim, a file deleted since: by its target alone)
+            wanted = set(coordinator.resolve(target))
+            chosen = [c for c in own
+                      if c.region_ids and all(r in wanted or set(ancestors(r)) & wanted for r in c.region_ids)]
         if not chosen:
             raise LoomError(f"sandbox {gate.sandbox_id} holds no live claim on {target}")
     reason = one_line(request.get("reason"), "released by the agent")

@@ -91,7 +91,9 @@ class Agent:
         if self._channel is None:
             from loomtui.governance.broker import channel_for
 
-            channel_for(self.settings.cwd, sandbox=self.settings.sandbox)  # raises the reason
+            # Raises the reason: with the session's id, as `_open` asked (without it, "no sandbox id" hid a
+            # store that is corrupt or unreachable).
+            channel_for(self.settings.cwd, sandbox=self.settings.sandbox, session_id=self.session_id)
             raise LoomError("loomtui cannot reach its state from here")
         return self._channel.request(op, **fields)
 
