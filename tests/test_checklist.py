@@ -266,6 +266,11 @@ def test_6_policy_enforced(repo: Path, ws: Workspace) -> None:
     # Commented out, it is no CI job (it scored the item yes, and the checklist 10 of 10).
     write(repo, {".github/workflows/ci.yml": CI.replace("      - run: python -m loomtui", "      # - run: python -m loomtui")})
     assert item(ws, 6).answer == "partly"
+    # Nor is a word of another command's, or a step's name (`echo "loomtui gate is disabled"` scored it yes).
+    for line in ('      - run: echo "loomtui gate is disabled"', "      - name: loomtui gate"):
+        write(repo, {".github/workflows/ci.yml": CI.replace("      - run: python -m loomtui gate --base main --format "
+                                                            "markdown", line)})
+        assert item(ws, 6).answer == "partly", line
     write(repo, {".gitlab-ci.yml": CI})
     done = item(ws, 6)
     assert done.answer == "yes" and done.facts["ci"] == [".gitlab-ci.yml"]

@@ -40,8 +40,12 @@ WEEK_S: Final = 7 * 24 * 3600.0
 CI_GLOBS: Final = (".github/workflows/*.yml", ".github/workflows/*.yaml", ".gitlab-ci.yml", ".ci/*",
                    ".circleci/config.yml", "Jenkinsfile", "azure-pipelines.yml", "bitbucket-pipelines.yml",
                    ".buildkite/*.yml", ".woodpecker.yml", ".woodpecker/*.yml")
-CI_GATE: Final = re.compile(r"^[^#\n]*\bloomtui\b[^\n#]*?\sgate\b", re.MULTILINE)
-"""A line that runs `loomtui ... gate`, not in a comment (`# - run: loomtui gate` scored the item yes)."""
+CI_GATE: Final = re.compile(
+    r"^(?![ \t]*-?[ \t]*name[ \t]*:)"              # not a step's name
+    r"[^#\n]*?(?:^|[:;&|(-]|\s-m|\buvx|\bpipx[ \t]+run|\bexec)"  # where a command starts (not after `echo`)
+    r"[ \t]*[\"']?(?:[\w./-]*/)?loomtui\b[^\n#]*?\sgate\b", re.MULTILINE)
+"""A line that runs `loomtui ... gate`: not in a comment (`# - run: loomtui gate` scored the item yes), nor a
+word of another command's (`run: echo "loomtui gate is disabled"` did) or of a step's name."""
 CI_MAX_BYTES: Final = 256 * 1024
 REVIEW_TRAILERS: Final = ("Loom-Approved-by", "Loom-Policy", "Loom-Overridden-by")
 MERGES_READ: Final = 500
