@@ -112,6 +112,9 @@ def test_bad_input_is_one_line_exit_2(sample: Path, capsys: pytest.CaptureFixtur
     config.write_text(config.read_text().replace("budget_tokens: 6000", "budget_tokens: 10\n  pinned: [AGENTS.md]"))
     code, _, err = run(capsys, sample, "context", "slice", "--task", "anything")
     assert code == 2 and err.count("\n") == 1 and "smaller than the pinned sections" in err
+    assert "raise context.budget_tokens" in err
+    code, _, err = run(capsys, sample, "context", "slice", "--task", "anything", "--budget", "5")
+    assert code == 2 and "raise the budget given or pin less" in err  # not the config's, which it did not use
     code, _, err = run(capsys, sample, "context", "diff", "nope", "HEAD")
     assert code == 2 and err.count("\n") == 1 and "no such context version" in err
     code, _, err = run(capsys, sample, "context", "slice", "--task", "x", "--claim", "nowhere.py")

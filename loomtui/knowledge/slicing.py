@@ -349,12 +349,14 @@ def slice_context(context: Context, task: str, claims: Sequence[ClaimInput] = ()
                   budget: int | None = None, repo_index: RepoIndex | None = None) -> Slice:
     """Rank every section for `task` and `claims` and fill the budget; raises LoomError when
     the pinned sections alone exceed it."""
+    # Where the budget came from, to name what raises it (it said "raise context.budget_tokens" of a --budget).
+    where = "context.budget_tokens" if budget is None else "the budget given"
     budget = context.config.budget_tokens if budget is None else budget
     pinned, problems = pinned_sections(context)
     pinned_tokens = sum(estimate_tokens(s.text) for s in pinned)
     if pinned_tokens > budget:
         raise LoomError(f"the context budget of {budget:,} tokens is smaller than the pinned sections "
-                        f"({pinned_tokens:,} tokens in {len(pinned)}); raise context.budget_tokens or pin less")
+                        f"({pinned_tokens:,} tokens in {len(pinned)}); raise {where} or pin less")
     index = term_index(context)
     ranked = _rank(context, index, task, claims, repo_index)
     picks = [Pick(s, 100.0, pinned=True) for s in pinned]
