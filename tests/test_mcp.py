@@ -291,10 +291,14 @@ def test_outside_a_sandbox_the_next_server_withdraws_what_a_killed_one_left(
     assert withdrawn.id == opened.id and "had stopped" in withdrawn.data["history"][-1]["reason"]
 
 
-def test_a_server_with_no_sandbox_claims_nothing_that_would_outlive_it(billing: Path, ws: Workspace) -> None:
+@pytest.mark.parametrize("named", [pytest.param((), id="no-sandbox"), pytest.param(("--sandbox", "nosuch"),
+                                                                                     id="a-sandbox-no-one-has")])
+def test_a_server_with_no_sandbox_claims_nothing_that_would_outlive_it(billing: Path, ws: Workspace,
+                                                                      named: tuple[str, ...]) -> None:
     """Outside any sandbox, with no --sandbox and no `hook install`, its id was made up from its pid: a
-    claim under it held the region for the whole lease after the server ended, and blocked real sandboxes."""
-    server = RawServer(billing, server_env())
+    claim under it held the region for the whole lease after the server ended, and blocked real sandboxes.
+    So did one under a --sandbox naming no sandbox (a typo, one removed)."""
+    server = RawServer(billing, server_env(), *named)
     try:
         server.call("claim", {"target": SERVICE})
         assert server.process.stdout is not None

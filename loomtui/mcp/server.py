@@ -117,7 +117,17 @@ class Agent:
         if self._channel is None:
             self._open()
         channel = self._channel
-        return isinstance(channel, LocalChannel) and channel.gate.sandbox_id == session_sandbox(self.session_id)
+        if not isinstance(channel, LocalChannel):
+            return False
+        held_for = channel.gate.sandbox_id
+        if held_for == session_sandbox(self.session_id):
+            return True
+        # A --sandbox naming no sandbox (a typo, one removed): its claims outlived the server as well, refusing
+        # real sandboxes for an hour. The id `hook install` recorded here is a person's checkout's, kept.
+        from loomtui.governance.hooks import configured_sandbox
+
+        return held_for == self.settings.sandbox and not channel.gate.managed \
+            and held_for != configured_sandbox(channel.gate.tree)
 
     def hold_nothing(self) -> None:
         """Outside a sandbox (`holds_nothing`), let go at once of what a check claimed under the made-up id:
@@ -307,8 +317,9 @@ def build_server(agent: Agent) -> Any:
     async def claim(target: str, reason: str = "", new_file: bool = False) -> str:
         if await agent.call(agent.holds_nothing):
             raise ToolError("no sandbox to claim for: this server runs outside a loomtui sandbox, with no "
-                            "--sandbox and no `loomtui hook install` here (a claim under a made-up id would hold "
-                            "the region after the server ends); `conflicts` still says what a claim would meet")
+                            "--sandbox naming one and no `loomtui hook install` here (a claim under an id no "
+                            "sandbox has would hold the region after the server ends); `conflicts` still says "
+                            "what a claim would meet")
         return await ask("claim", target=target, reason=reason, new_file=new_file)
 
     @server.tool(structured_output=False,
