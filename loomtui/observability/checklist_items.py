@@ -142,9 +142,10 @@ class Evidence:
     def refused(self) -> int:
         """Conflicts kept off by a refusal (a claim, an agent's edit or commit), each once however often
         it was tried, as `report` counts them."""
-        from loomtui.observability.metrics import refusal_key
+        from loomtui.observability.metrics import NOT_CONFLICTS, refusal_key
 
-        return len({key for entry in self._window if (key := refusal_key(entry)) is not None})
+        return len({key for entry in self._window if entry.action not in NOT_CONFLICTS
+                    and (key := refusal_key(entry)) is not None})
 
     @cached_property
     def eval_reports(self) -> dict[str, EvalReportRecord]:

@@ -47,7 +47,9 @@ READ_ACTIONS = frozenset({
 """The audit actions a report reads; the window's other entries are counted, not parsed."""
 REFUSALS: Final = {"claim.refused": "claims_refused", "agent.claim_refused": "agent_claims_refused",
                    "hook.commit_refused": "commits_refused"}
-"""The refusals a report counts as conflicts kept off, and the count each goes to (the checklist's too)."""
+"""The refusals a report counts, and the count each goes to: conflicts kept off (the checklist's too), but for
+`agent.claim_refused`, an agent's claim refused for its bounds (too broad, or the policy's block), no conflict."""
+NOT_CONFLICTS: Final = frozenset({"agent.claim_refused"})
 
 
 def refusal_key(entry: Entry) -> tuple[str, str, str] | None:
@@ -55,7 +57,7 @@ def refusal_key(entry: Entry) -> tuple[str, str, str] | None:
     again for the same code, or a racer retrying, counted each refusal as a conflict prevented. None for an
     entry that is no refusal."""
     if entry.action not in REFUSALS:
-        return None
+        return None  # (`agent.claim_refused` too: the report counts it apart, as no conflict)
     target = entry.details.get("target", entry.details.get("paths"))
     return entry.action, entry.subject, json.dumps(target, sort_keys=True)
 
@@ -120,7 +122,8 @@ class Conflicts:
     claims_refused: int = 0
     """Claims refused: a person's, a plan's, and an agent's edit the hook held back (its write never made)."""
     agent_claims_refused: int = 0
-    """An agent's own claims refused (the MCP `claim` tool)."""
+    """An agent's own claims (the MCP `claim` tool) refused for its bounds, too broad or blocked by the policy:
+    no conflict, so not among those prevented (a claim refused on another's is among `claims_refused`)."""
     commits_refused: int = 0
     """An agent's commits the commit hook refused (touching another sandbox's claims): made, never landed."""
     rejected_at_claim: int = 0
@@ -131,7 +134,7 @@ class Conflicts:
 
     @property
     def prevented(self) -> int:
-        return self.claims_refused + self.agent_claims_refused + self.commits_refused + self.scheduled_apart
+        return self.claims_refused + self.commits_refused + self.scheduled_apart
 
     def as_dict(self) -> dict[str, Any]:
         return {**asdict(self), "prevented": self.prevented}

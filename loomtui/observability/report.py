@@ -79,9 +79,9 @@ def summary_lines(metrics: Metrics) -> list[tuple[str, str]]:
                   f"caught in {plural(metrics.sandboxes_with_regressions, 'sandbox')} "
                   f"({plural(metrics.evals, 'eval')})"),
         ("Conflicts", f"{conflicts.prevented} prevented before they landed ({conflicts.claims_refused} claims or "
-                      f"agent edits refused, {conflicts.agent_claims_refused} agent claims refused, "
-                      f"{conflicts.commits_refused} agent commits refused, {conflicts.scheduled_apart} "
-                      f"tasks scheduled apart); {conflicts.at_merge} met at merge"),
+                      f"agent edits refused, {conflicts.commits_refused} agent commits refused, "
+                      f"{conflicts.scheduled_apart} tasks scheduled apart); {conflicts.at_merge} met at merge; "
+                      f"{conflicts.agent_claims_refused} agent claims refused as too broad or blocked"),
         ("Escalations", f"{esc.opened} opened; by risk: {_counts(esc.by_risk)}; by rule: {_counts(esc.by_rule)}; "
                         f"now: {_counts(esc.by_status)}"),
         ("Overrides", f"{len(metrics.overrides)}, by {_counts(people)}" if metrics.overrides else "none"),
@@ -267,9 +267,10 @@ def render_prometheus(metrics: Metrics) -> str:
     conflicts = metrics.conflicts
     out.family("conflicts_prevented", "Conflicts kept from landing (most before code was generated), by how.",
                [({"kind": "claim_refused"}, conflicts.claims_refused),
-                ({"kind": "agent_claim_refused"}, conflicts.agent_claims_refused),
                 ({"kind": "commit_refused"}, conflicts.commits_refused),
                 ({"kind": "scheduled_apart"}, conflicts.scheduled_apart)])
+    out.family("agent_claims_refused", "An agent's claims refused as too broad or blocked by the policy (no conflict).",
+               [({}, conflicts.agent_claims_refused)])
     out.family("conflicts_at_merge", "Merges refused because they would conflict.", [({}, conflicts.at_merge)])
     out.family("escalations_opened", "Escalations opened in the report window, by risk.",
                [({"risk": risk}, n) for risk, n in sorted(metrics.escalations.by_risk.items())])
