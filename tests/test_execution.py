@@ -1075,6 +1075,21 @@ def _tiny_script(ws: Workspace) -> Path:
     return path
 
 
+def test_a_removal_cut_short_is_said_so_not_a_worktree_deleted_by_hand(ws: Workspace, tmp_path: Path) -> None:
+    """`sandbox rm` killed while it deleted the worktree: the list said "worktree deleted by hand" of loomtui's own
+    removal, and not that `sandbox rm` again finishes it."""
+    from loomtui.execution.lifecycle import DELETING, REMOVING_KEY
+
+    record = _finished_script_sandbox(ws, tmp_path, '- {write: kept.txt, content: "work\n"}\n')
+    ws.store.update_sandbox(record.id, data={REMOVING_KEY: DELETING})  # as rm does before it deletes
+    shutil.rmtree(record.worktree)
+    report = recovery.reconcile(ws)
+    assert report.missing_worktrees == [] and report.removals_cut_short == [record.id]
+    assert report.lines() == [f"the removal of {record.id} was cut short: `loomtui sandbox rm {record.id}` finishes it"]
+    tasks.remove(ws, record.id)
+    assert sb.get_sandbox(ws, record.id).status == "archived"
+
+
 def test_worktree_deleted_by_hand_is_marked_and_its_branch_kept(ws: Workspace, repo: Path, tmp_path: Path) -> None:
     unstarted = tasks.create_sandbox(ws, "never started", "script", script=_tiny_script(ws))
     finished = _finished_script_sandbox(ws, tmp_path, '- {write: kept.txt, content: "work\\n"}\n')

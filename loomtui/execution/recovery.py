@@ -11,10 +11,12 @@ from loomtui.execution.gitops import Git
 from loomtui.execution.leftovers import bring_in_commits, save_leftovers
 from loomtui.execution.lifecycle import (
     ARCHIVED,
+    DELETING,
     FAILED,
     LIVE,
     PLANNED,
     REJECTED,
+    REMOVING_KEY,
     transition,
 )
 from loomtui.execution.procs import is_alive
@@ -37,6 +39,7 @@ class ReconcileReport:
     alive: list[str] = field(default_factory=list)
     orphaned: list[str] = field(default_factory=list)  # marked in this run
     missing_worktrees: list[str] = field(default_factory=list)
+    removals_cut_short: list[str] = field(default_factory=list)  # `rm` stopped while deleting the worktree
     unknown_worktrees: list[str] = field(default_factory=list)  # their paths
     elsewhere: list[str] = field(default_factory=list)  # run on another host: not judged here
 
@@ -46,6 +49,8 @@ class ReconcileReport:
             found.append(f"orphaned (supervisor gone): {', '.join(self.orphaned)}")
         if self.missing_worktrees:
             found.append(f"worktree deleted by hand: {', '.join(self.missing_worktrees)}")
+        for sandbox_id in self.removals_cut_short:  # it said "deleted by hand" of loomtui's own removal
+            found.append(f"the removal of {sandbox_id} was cut short: `loomtui sandbox rm {sandbox_id}` finishes it")
         if self.unknown_worktrees:
             found.append(f"worktrees no sandbox owns: {', '.join(self.unknown_worktrees)}")
         if self.elsewhere:
@@ -78,7 +83,10 @@ def reconcile(workspace: Workspace) -> ReconcileReport:
             _reconcile_process(workspace, record, report)
         made = has_worktree(record)  # a task waiting on others has none yet, on purpose
         if record.status not in (REJECTED,) and made and record.worktree and not Path(record.worktree).is_dir():
-            report.missing_worktrees.append(record.id)
+            if record.data.get(REMOVING_KEY) == DELETING:
+                report.removals_cut_short.append(record.id)
+            else:
+                report.missing_worktrees.append(record.id)
             if not record.worktree_missing:
                 if not pruned:
                     # Lets git forget the admin entry of a deleted worktree; the branch stays.
