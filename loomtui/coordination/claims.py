@@ -624,6 +624,24 @@ def free_to_hold(store: Store, sandbox_id: str, region_ids: Sequence[str]) -> li
             if not any(overlaps(region, other) for other in theirs.get(split_id(region)[0], ()))]
 
 
+def hold_changed_code(store: Store, sandbox_id: str, region_ids: Sequence[str], settings: CoordinationConfig,
+                      coordinator: Callable[[], Coordinator]) -> list[ClaimRecord]:
+    """Hold for the sandbox the code a change made without asking touched (`COMMIT_CLAIM_REASON`): only what
+    coordination covers (`settings.include` less `exclude`: a `.gitignore` every agent touches is no one's),
+    not what it holds, nor what another sandbox holds (that stays its own). `coordinator` is made only when
+    there is something to hold; one claimed meanwhile leaves the change unheld (its review says so)."""
+    from loomtui.coordination.index_files import selector
+
+    coordinated = selector(settings.include, settings.exclude)
+    wanted = free_to_hold(store, sandbox_id, [r for r in region_ids if coordinated(split_id(r)[0])])
+    if not wanted:
+        return []
+    try:
+        return coordinator().hold_changed(sandbox_id, wanted, COMMIT_CLAIM_REASON)
+    except ClaimRefused:
+        return []
+
+
 def release_claims_of(workspace: Workspace, sandbox_id: str, reason: str = "released") -> int:
     """Release every live claim of a sandbox (no index needed); returns how many."""
     count = 0

@@ -10,8 +10,7 @@ for the commit the policy saw: a sandbox that commits again is reviewed again.
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
@@ -236,16 +235,11 @@ def _hold_the_change(workspace: Workspace, record: SandboxRecord, facts: ChangeF
     hook's claims of a commit): work loomtui saved at an agent's end (Codex often never commits) claimed
     nothing, so another agent edited the same function with no word until the merge conflicted. What another
     sandbox holds stays its own (this review says so, above)."""
-    from loomtui.coordination.claims import COMMIT_CLAIM_REASON, ClaimRefused, free_to_hold
-    from loomtui.coordination.index_files import selector
+    from loomtui.coordination.claims import hold_changed_code
     from loomtui.governance.coordinator import governed_coordinator
 
-    config = workspace.load_config().coordination
-    coordinated = selector(config.include, config.exclude)
-    wanted = free_to_hold(workspace.store, record.id, [r for r in facts.regions if coordinated(split_id(r)[0])])
-    if wanted:
-        with contextlib.suppress(ClaimRefused):  # claimed meanwhile: its next review names it held elsewhere
-            governed_coordinator(workspace).hold_changed(record.id, wanted, COMMIT_CLAIM_REASON)
+    hold_changed_code(workspace.store, record.id, facts.regions, workspace.load_config().coordination,
+                      lambda: governed_coordinator(workspace))
 
 
 def _agent_failure(record: SandboxRecord) -> str | None:
@@ -310,13 +304,14 @@ def follow_decision(workspace: Workspace, sandbox_id: str) -> SandboxRecord | No
                       data={"approved_commit": commit}, audit={"escalation": escalation.id, "commit": commit})
 
 
-def check_cleared(workspace: Workspace, escalation: EscalationRecord) -> None:
+def check_cleared(workspace: Workspace, escalation: EscalationRecord,
+                  entries: Sequence[AuditEntry] | None = None) -> None:
     """Raise (exit 1) unless the escalation's approval or override still lets its sandbox go on: the audit
     log holds the decision that cleared it (a status edited by hand in the store is not followed), and an
     override has not passed the time it was given for (`--hours`, at most `overrides.max_hours`), as the
-    log kept it (the store's copy may be edited)."""
+    log kept it (the store's copy may be edited). `entries`: the log, when the caller has read it already."""
     commit = str(escalation.data.get("commit") or "")
-    decision = _deciding_entry(workspace, escalation, commit)
+    decision = _deciding_entry(escalation, commit, workspace.audit.entries() if entries is None else entries)
     if decision is None:
         raise LoomError(f"escalation #{escalation.id} reads {escalation.status} in the store, but the audit log "
                         f"holds no decision that made it so on {commit[:12] or 'its commit'}: not followed (was the "
@@ -335,8 +330,9 @@ def check_approved(workspace: Workspace, record: SandboxRecord, tip: str) -> Non
     escalation named on it, merged a change no one approved (and `audit verify` still read OK)."""
     # Its latest review decides: an earlier auto-approval of the same commit does not stand once a review
     # since (the target moved under it) asked people, who said no.
+    entries = list(workspace.audit.entries())  # read once: the decision below is looked up in it too
     latest = None
-    for entry in workspace.audit.entries():
+    for entry in entries:
         if entry.action == "policy.evaluated" and entry.subject == record.id \
                 and entry.details.get("stage") == "post-gate":
             latest = entry
@@ -361,16 +357,16 @@ def check_approved(workspace: Workspace, record: SandboxRecord, tip: str) -> Non
     if escalation.status not in CLEARED:
         raise LoomError(f"sandbox {record.id}'s escalation #{escalation.id} is {escalation.status}, not approved: "
                         "not merged", exit_code=1)
-    check_cleared(workspace, escalation)
+    check_cleared(workspace, escalation, entries)
 
 
-def _deciding_entry(workspace: Workspace, escalation: EscalationRecord, commit: str) -> AuditEntry | None:
+def _deciding_entry(escalation: EscalationRecord, commit: str, entries: Iterable[AuditEntry]) -> AuditEntry | None:
     """The audit entry of the (latest) decision that gave the escalation its status, on `commit`: the store
     alone is not evidence (a row edited by hand would approve a blocked change, unsigned)."""
     action = "escalation.override" if escalation.status == EscalationStatus.OVERRIDDEN else "escalation.approve"
     subject = str(escalation.id)
     found = None
-    for entry in workspace.audit.entries():
+    for entry in entries:
         if (entry.action == action and entry.subject == subject and entry.details.get("status") == escalation.status
                 and (not commit or entry.details.get("commit", commit) == commit)):  # a start's: no commit yet
             found = entry

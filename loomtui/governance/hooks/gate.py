@@ -533,17 +533,14 @@ class HookGate:
         claimed whatever it listed let an agent lock every file), along the branch's own line (a merge
         of the target brings none of the target's changes), only code coordination covers (a
         `.gitignore` every agent touches is no one's). What another sandbox holds stays its own."""
-        from loomtui.coordination.claims import COMMIT_CLAIM_REASON, ClaimRefused, free_to_hold
+        from loomtui.coordination.claims import hold_changed_code
         from loomtui.coordination.diff import changed_files, diff_regions
-        from loomtui.coordination.index_files import selector
         from loomtui.coordination.regions import split_id
         from loomtui.gitcmd import Git
 
         record = self.workspace.store.get_sandbox(self.sandbox_id)
         if record is None or record.status in ENDED_STATUSES:
             return []
-        config = self.config().coordination
-        coordinated = selector(config.include, config.exclude)
         root = self.workspace.root
         own = Git(root).run("rev-list", "--first-parent", "--no-merges", f"{old}..{new}")
         regions: list[str] = []
@@ -552,15 +549,11 @@ class HookGate:
             for change in diff_regions(root, f"{commit}^", commit):
                 path = split_id(change.region_id)[0]
                 # A file named with "::" reads as a region of another file: the target syntax cannot spell it.
-                if path in files and change.region_id not in (files - {path}) and coordinated(path):
+                if path in files and change.region_id not in (files - {path}):
                     regions.append(change.region_id)
-        wanted = free_to_hold(self.workspace.store, self.sandbox_id, regions)  # another's stays its own
-        if not wanted:
-            return []
-        try:
-            return [c.id for c in self.coordinator().hold_changed(self.sandbox_id, wanted, COMMIT_CLAIM_REASON)]
-        except ClaimRefused:  # claimed meanwhile: its review says so (held elsewhere)
-            return []
+        held = hold_changed_code(self.workspace.store, self.sandbox_id, regions, self.config().coordination,
+                                 self.coordinator)
+        return [c.id for c in held]
 
     # -- permission requests (`loomtui.governance.hooks.permissions`) ---------------------
 
