@@ -265,6 +265,7 @@ def _decisions_for(store: Store, sandbox_id: str, head_sha: str, *, root: Path, 
     users: list[str] = []
     rejected_by: list[str] = []
     decided = _audited_approvals(store)
+    git = Git(root)
     at_base = committed_signers(root, policy, base_sha) if policy.decisions.require_signature else None
     for escalation in store.sandbox_escalations(sandbox_id, ("post-gate",)):
         for user in [a["user"] for a in escalation.data.get("approvals", []) if a.get("commit") == head_sha]:
@@ -274,14 +275,15 @@ def _decisions_for(store: Store, sandbox_id: str, head_sha: str, *, root: Path, 
                 notes.append(f"the approval by {user} of escalation #{escalation.id} in the store has no decision "
                              "in the audit log: it does not count (`loomtui audit verify`)")
                 continue
-            mismatch = target_mismatch(Git(root), into, Decision.from_entry(entry))
+            decision = Decision.from_entry(entry)
+            mismatch = target_mismatch(git, into, decision)
             if mismatch:  # judged on the diff into another branch
                 notes.append(mismatch)
                 continue
             if policy.decisions.require_signature:
                 signature = entry.details.get("signature")
-                verdict = verify_committed(Decision.from_entry(entry), signature if isinstance(signature, str)
-                                           else None, root, policy, at_base)
+                verdict = verify_committed(decision, signature if isinstance(signature, str) else None, root,
+                                           policy, at_base)
                 if verdict.status != VERIFIED:
                     notes.append(f"the approval by {user} of escalation #{escalation.id} does not count: "
                                  f"{verdict.detail} (checked against {policy.decisions.allowed_signers} at the base)")

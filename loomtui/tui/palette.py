@@ -23,24 +23,18 @@ THRESHOLD = 60.0
 """The least rapidfuzz score (of 100) a label needs to be offered."""
 
 
-def _score(query: str, label: str) -> float:
+def _score(query: str, label: str) -> tuple[float, float]:
     """How well `query` matches `label`, 0 to 1: the better of a weighted whole-label match and a
     word-set match (every word of the query in the label). Not a best-substring match: "refunds"
-    would find "end"."""
+    would find "end". And, among labels that match as well, how much of the label the query is (the
+    whole-label match alone): `merge` is all of "Merge (m)", a word of a checklist item's sentence."""
     if not query.strip():
-        return 0.5
+        return 0.5, 0.0
     from rapidfuzz import fuzz  # when the palette is first typed in, not before the app's first frame
 
     query, label = query.lower(), label.lower()
-    return max(fuzz.WRatio(query, label), fuzz.token_set_ratio(query, label)) / 100
-
-
-def _closeness(query: str, label: str) -> float:
-    """Among labels that match as well, how much of the label the query is, 0 to 1: `merge` is all of
-    "Merge (m)" and a word of a checklist item's sentence (which it ranked first)."""
-    from rapidfuzz import fuzz
-
-    return fuzz.WRatio(query.lower(), label.lower()) / 100 if query.strip() else 0.0
+    whole = fuzz.WRatio(query, label) / 100
+    return max(whole, fuzz.token_set_ratio(query, label) / 100), whole
 
 
 PaletteEntry = tuple[str, Callable[[], Any], str]
@@ -51,10 +45,10 @@ def ranked_hits(query: str, entries: Iterable[PaletteEntry]) -> list[Hit]:
     """The entries that match `query`, best first."""
     found = []
     for label, run, help_text in entries:
-        score = _score(query, label)
-        if score * 100 >= THRESHOLD:
-            ranked = 0.9 * score + 0.1 * _closeness(query, label)
-            found.append(Hit(ranked, Text(escape_controls(label)), run, text=label, help=help_text))
+        score, whole = _score(query, label)
+        if score * 100 >= THRESHOLD:  # ranked by the score, ties by how much of the label the query is
+            found.append(Hit(0.9 * score + 0.1 * whole, Text(escape_controls(label)), run, text=label,
+                             help=help_text))
     return sorted(found, reverse=True)
 
 

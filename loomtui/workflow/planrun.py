@@ -154,8 +154,9 @@ def plan_tasks(workspace: Workspace, run_id: str | None = None, *, file: str | N
     any plan's), by task name.
 
     Raises LoomError (exit 2) for a `run_id` no plan run has."""
+    spelled = None if file is None else plan_path(workspace, file)
     records = [r for r in workspace.store.list_sandboxes(include_archived=True) if r.data.get(PLAN_KEY)
-               and (file is None or r.data[PLAN_KEY].get("file") == plan_path(workspace, file))]
+               and (spelled is None or r.data[PLAN_KEY].get("file") == spelled)]
     if run_id is not None and not any(r.data[PLAN_KEY]["run"] == run_id for r in records):
         runs = list(dict.fromkeys(r.data[PLAN_KEY]["run"] for r in sorted(records, key=lambda r: -r.created)))
         known = f" (runs, newest first: {listed(runs)})" if runs else " (no plan has run here)"
