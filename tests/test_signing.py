@@ -6,13 +6,15 @@ import json
 import os
 import shutil
 import subprocess
+import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from loomtui.audit import GENESIS, AuditEntry, entry_hash
 from loomtui.errors import ConfigError
-from loomtui.governance.auditproof import verify_audit
+from loomtui.governance.auditproof import signatures_required_since, verify_audit
 from loomtui.governance.escalations import DecisionRefused, decide, open_escalation
 from loomtui.governance.policy import ChangeFacts, Policy, evaluate, load_policy, parse_policy
 from loomtui.governance.signing import (
@@ -207,6 +209,45 @@ def test_a_forged_unsigned_approval_with_a_valid_chain_fails_verify(tmp_path: Pa
     assert done.returncode == 1
     assert (f"{forged.seq}: seq {forged.seq}: escalation.approve #{escalation} by {LEAD} is unsigned, "
             "and the policy requires signed decisions") in done.stdout, done.stdout
+
+
+def test_turning_the_requirement_on_leaves_earlier_unsigned_decisions_verifiable(
+        tmp_path: Path, keys: dict[str, Path]) -> None:
+    """A team that required signatures after deciding unsigned had `audit verify` fail for good on every earlier
+    decision (it cannot be signed after the fact); one unsigned after the requirement, or backdated, still fails."""
+    repo = setup_repo(tmp_path, keys, required=False)
+    _policy, escalation = escalate(repo)
+    assert run(repo, "escalation", "approve", str(escalation), user=ALICE).returncode == 0
+    policy_file = repo / ".loom" / "policy.yaml"
+    policy_file.write_text(policy_file.read_text() + "decisions: {require_signature: true}\n")
+    verified = run(repo, "audit", "verify")  # required in the working tree, not yet on the branch
+    assert verified.returncode == 0, verified.stdout
+    time.sleep(1.1)  # a commit's time is in whole seconds: the decision lies a second before it
+    git(repo, "commit", "-q", "-am", "require signed decisions")
+    enabled = git(repo, "rev-parse", "HEAD")
+    verified = run(repo, "audit", "verify", "--json")
+    assert verified.returncode == 0, verified.stdout
+    statuses = json.loads(verified.stdout)["signatures"]["decisions"]
+    assert [(d["status"], d["detail"]) for d in statuses] == [
+        (UNSIGNED, f"unsigned, taken before the policy required signed decisions (from {enabled[:12]})")]
+    # Unrelated policy commits since do not move the date on.
+    policy_file.write_text(policy_file.read_text() + "# reviewed\n")
+    git(repo, "commit", "-q", "-am", "a comment")
+    assert run(repo, "audit", "verify").returncode == 0
+
+    escalate(repo)  # the log goes on after the requirement
+    workspace = open_workspace(repo)
+    forged = workspace.audit.append(LEAD, "escalation.approve", str(escalation),
+                                    {"by": LEAD, "reason": "", "commit": "c1", "status": "approved"})
+    done = run(repo, "audit", "verify")
+    assert done.returncode == 1 and f"seq {forged.seq}: escalation.approve #{escalation} by {LEAD} is unsigned, " \
+                                    "and the policy requires signed decisions" in done.stdout, done.stdout
+    # Dated before the requirement but written after an entry that was not: not in the log's part before it.
+    entries = list(workspace.audit.entries())
+    backdated = [replace(e, ts=entries[0].ts) if e.seq == forged.seq else e for e in entries]
+    policy = load_policy(repo)
+    report = check_decisions(backdated, repo, policy, signatures_required_since(repo, policy))
+    assert [seq for seq, _ in report.problems] == [forged.seq]
 
 
 def test_a_signed_decision_edited_afterwards_fails_verify(tmp_path: Path, keys: dict[str, Path]) -> None:

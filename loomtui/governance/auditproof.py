@@ -8,7 +8,8 @@ Someone who can write both files can rebuild a consistent pair, so on top of it:
   a merge commit on the main branch anchored for this clone's log;
 - signatures (`loomtui.governance.signing`): every decision entry's signature must
   verify against the repository's allowed_signers; a bad one always fails, an
-  unsigned one fails when the policy requires signed decisions.
+  unsigned one fails when the policy requires signed decisions (save one taken before
+  the main branch's policy began to require them: `signatures_required_since`).
 
 What none of this can prove (entries after the newest anchor, unsigned decisions
 under a policy that does not require signatures) is listed in the notes.
@@ -17,14 +18,18 @@ under a policy that does not require signatures) is listed in the notes.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from loomtui.audit import VerifyResult
 from loomtui.config import load_config
+from loomtui.errors import LoomError
 from loomtui.governance.anchors import AnchorReport, anchor_report
-from loomtui.governance.policy import configured_policy
-from loomtui.governance.signing import SignatureReport, check_decisions, main_checkout
+from loomtui.governance.gate import POLICY_FILES, policy_at
+from loomtui.governance.gitfacts import git_output
+from loomtui.governance.policy import Policy, configured_policy
+from loomtui.governance.signing import RequiredSince, SignatureReport, check_decisions, main_checkout, signers_ref
 from loomtui.workspace import Workspace
 
 
@@ -76,5 +81,33 @@ def verify_audit(workspace: Workspace, refs: tuple[str, ...] = ()) -> AuditRepor
     anchors = anchor_report(workspace.root, entries, refs, sorted(targets))
     trusted = main_checkout(workspace.root)
     policy = configured_policy(trusted, load_config(trusted))
-    signatures = check_decisions(entries, workspace.root, policy)
+    since = signatures_required_since(trusted, policy) if policy.decisions.require_signature else None
+    signatures = check_decisions(entries, workspace.root, policy, since)
     return AuditReport(chain, anchors, signatures)
+
+
+# How far back the policy's history is read for when signatures began to be required; a requirement older
+# than this many policy commits is dated from the oldest read (later, so fewer decisions are excused).
+REQUIREMENT_HISTORY = 50
+
+
+def signatures_required_since(root: Path, policy: Policy) -> RequiredSince:
+    """The oldest commit of the main branch's newest run of policy versions requiring signed decisions
+    (policy files' commits only); now, where the committed policy does not require them yet.
+
+    Decisions taken before then were not asked to be signed: a team turning the requirement on keeps a
+    verifiable log, where every earlier unsigned decision failed `audit verify` for good."""
+    now = RequiredSince("the working tree", datetime.now(UTC))
+    listed = git_output(root, "log", f"-{REQUIREMENT_HISTORY}", "--first-parent", "--format=%H %ct",
+                        signers_ref(root), "--", *POLICY_FILES, *([policy.source] if policy.source else []))
+    since = now
+    for line in (listed or "").splitlines():
+        commit, _, when = line.partition(" ")
+        try:
+            required = policy_at(root, commit).decisions.require_signature
+        except LoomError:  # a version that did not parse asked nothing of anyone
+            required = False
+        if not required:
+            break
+        since = RequiredSince(commit, datetime.fromtimestamp(int(when), UTC))
+    return since

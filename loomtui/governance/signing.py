@@ -28,6 +28,7 @@ import subprocess
 import tempfile
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field, replace
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Final
 
@@ -314,16 +315,30 @@ class SignatureReport:
                 "problems": [{"seq": seq, "problem": text} for seq, text in self.problems]}
 
 
-def check_decisions(entries: Iterable[AuditEntry], root: Path, policy: Policy) -> SignatureReport:
+@dataclass(frozen=True, slots=True)
+class RequiredSince:
+    """The commit on the main branch from which the policy has required signed decisions, and its time."""
+
+    commit: str
+    at: datetime
+
+
+def check_decisions(entries: Iterable[AuditEntry], root: Path, policy: Policy,
+                    required_since: RequiredSince | None = None) -> SignatureReport:
     """Check each decision entry's signature against the allowed_signers it was taken under (today's
-    committed file for an entry that does not say); bad ones always fail, unsigned ones when required."""
+    committed file for an entry that does not say); bad ones always fail, unsigned ones when required,
+    save those in the part of the log written before `required_since` (signing was not asked of them)."""
     today = committed_signers(root, policy)
     versions: dict[str, tuple[int, int]] | None = None  # read once, when an entry names the version it had
     newest_named = None  # the most recent version an earlier decision was checked against (its rank)
     newest_blob = None  # and that version
     required = policy.decisions.require_signature
     report = SignatureReport(required, policy.decisions.allowed_signers)
+    before_required = required_since is not None  # still in the log's part written before the requirement
     for entry in entries:
+        # The whole prefix, not each entry's own time: an entry appended later with an earlier time comes
+        # after one written since, so a backdated unsigned approval is not excused.
+        before_required = before_required and required_since is not None and _written_before(entry, required_since)
         if entry.action not in DECISION_ACTIONS:
             continue
         decision = Decision.from_entry(entry)
@@ -362,6 +377,9 @@ def check_decisions(entries: Iterable[AuditEntry], root: Path, policy: Policy) -
         if verdict.status == BAD:
             report.problems.append((entry.seq, f"seq {entry.seq}: {entry.action} #{entry.subject} by "
                                                f"{entry.actor} has a bad signature ({verdict.detail})"))
+        elif required and before_required and required_since is not None:
+            report.decisions[-1]["detail"] = (f"{verdict.detail}, taken before the policy required signed "
+                                              f"decisions (from {required_since.commit[:12]})")
         elif required and verdict.status != VERIFIED:
             report.problems.append((entry.seq, f"seq {entry.seq}: {entry.action} #{entry.subject} by "
                                                f"{entry.actor} is {verdict.status}, and the policy requires "
@@ -374,6 +392,14 @@ def check_decisions(entries: Iterable[AuditEntry], root: Path, policy: Policy) -
                  for status, seqs in sorted(counts.items())]
         report.notes.append(f"{plural(len(report.decisions), 'decision')}: {', '.join(parts)}")
     return report
+
+
+def _written_before(entry: AuditEntry, since: RequiredSince) -> bool:
+    try:
+        written = datetime.fromisoformat(entry.ts)
+    except (TypeError, ValueError):
+        return False
+    return written.tzinfo is not None and written < since.at
 
 
 def _seq_list(seqs: list[int], limit: int = 8) -> str:
