@@ -403,3 +403,12 @@ def test_plan_show_lists_every_problem_each_on_its_line(billing: Path) -> None:
     one = run_cli(billing, "plan", "show", "one.yaml", "--json")
     assert one.returncode == 2 and json.loads(one.stdout)["problems"] == [
         "one.yaml:2: task a: unknown runtime 'nosuch' (configured: aider, claude, codex, command, script)"]
+    # In a subdirectory, FILE as the shell names it there (it was read from the root: `file not found`), named
+    # from the root; one only the root has is still found.
+    (billing / "plans").mkdir()
+    (billing / "plans" / "two.yaml").write_text("tasks:\n  - {name: a, task: one, runtime: other}\n")
+    two = run_cli(billing / "plans", "plan", "show", "two.yaml", "--json")
+    assert two.returncode == 2 and json.loads(two.stdout)["problems"][0].startswith(
+        "plans/two.yaml:2: task a: unknown runtime 'other'"), two.stdout
+    one = run_cli(billing / "plans", "plan", "show", "one.yaml", "--json")
+    assert json.loads(one.stdout)["problems"][0].startswith("one.yaml:2: task a: unknown runtime 'nosuch'")

@@ -4,16 +4,33 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Callable
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from loomtui.cli import STEP_HINTS, add_command, add_group, nonempty_arg, print_json, say_problems, workspace_for
 from loomtui.errors import ConfigError
 from loomtui.workflow.plan import PLAN_PATH, Schedule
 
+if TYPE_CHECKING:
+    from loomtui.workspace import Workspace
+
 
 def _file_arg(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("file", nargs="?", type=nonempty_arg, default=PLAN_PATH, metavar="FILE",
-                        help=f"the plan file, relative to the repository root (default {PLAN_PATH})")
+                        help=f"the plan file, from the current directory or the repository root (default "
+                             f"{PLAN_PATH})")
+
+
+def _plan_file(args: argparse.Namespace, workspace: Workspace) -> str:
+    from loomtui.workflow.planrun import plan_path
+
+    """FILE as the shell named it, from the current directory, when it is there (`plan show p.yaml` in a
+    subdirectory said `p.yaml: file not found`); else from the repository's root, as the default is."""
+    given = str(args.file)
+    here = Path.cwd() / given
+    if not Path(given).is_absolute() and here.resolve() != (workspace.root / given).resolve() and here.is_file():
+        return plan_path(workspace, str(here.absolute()))  # named from the root, as the run is kept
+    return given
 
 
 def _every_problem(command: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
@@ -44,9 +61,10 @@ def cmd_plan_show(args: argparse.Namespace) -> int:
     from loomtui.workflow.steps import Step
 
     workspace = workspace_for(args)
-    plan_schedule = scheduled(workspace, args.file)
+    file = _plan_file(args, workspace)
+    plan_schedule = scheduled(workspace, file)
     names = {t.name for t in plan_schedule.plan.tasks}
-    tasks = [(name, record, view) for name, record, view in task_states(workspace, file=args.file) if name in names]
+    tasks = [(name, record, view) for name, record, view in task_states(workspace, file=file) if name in names]
     if args.json:
         print_json({**plan_schedule.as_dict(), "states": {
             name: {"sandbox": record.id, "status": record.status, "step": str(view.step),
@@ -62,7 +80,7 @@ def cmd_plan_run(args: argparse.Namespace) -> int:
     from loomtui.workflow.planrun import run_plan
 
     workspace = workspace_for(args)
-    run = run_plan(workspace, args.file, say=None if args.json else print,
+    run = run_plan(workspace, _plan_file(args, workspace), say=None if args.json else print,
                    isolate=False if args.no_isolation else None, again=args.again)
     if args.json:
         print_json({"run": run.run_id, "sandboxes": run.sandboxes, **run.schedule.as_dict()})
