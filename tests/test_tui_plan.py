@@ -7,9 +7,11 @@ from pathlib import Path
 from textual.widgets import Input, Static, Tree
 
 from loomtui.governance.coordinator import governed_coordinator
+from loomtui.store import SandboxRecord
 from loomtui.tui.app import LoomApp
 from loomtui.tui.screens.dashboard import SandboxTable
 from loomtui.tui.screens.plan import PlanScreen
+from loomtui.tui.screens.sandbox_forms import ConfirmScreen
 from loomtui.workflow import tasks
 from loomtui.workspace import open_workspace
 from tests.conftest import new_script_sandbox_form, wait_for
@@ -121,6 +123,10 @@ async def test_w_lets_a_held_task_start_without_the_one_that_will_never_merge(tm
     second = tasks.create_sandbox(workspace, "use the helper", "script", after=[first.id], autostart=True,
                                   script=edit(workspace, "second", "app.py", "helper(1)", "helper(2)"))
     tasks.remove(workspace, first.id, force=True)  # archived unmerged: the second is held for good
+    # It also came after one merged and archived since (not in the table): its change is in, and was asked about.
+    workspace.store.add_sandbox(SandboxRecord(id="merged1", task="t", runtime="script", status="archived",
+                                              created=1.0, updated=1.0, data={"merged_commit": "f" * 40}))
+    workspace.store.update_sandbox(second.id, data={"after": ["merged1", first.id]})
     app = LoomApp(workspace)
     async with app.run_test(size=SIZE) as pilot:
         table = app.screen.query_one("#sandboxes", SandboxTable)
@@ -128,12 +134,13 @@ async def test_w_lets_a_held_task_start_without_the_one_that_will_never_merge(tm
             table.cell(second.id, "next")))
         await wait_for(pilot, lambda: app.screen.active_bindings["W"].binding.show)  # offered in the footer
         await pilot.press("W")
-        await pilot.pause()
-        assert app.screen.is_modal  # it asks first: the agent will start without that change
+        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen))  # it asks first
+        question = app.screen.question
+        assert f"stops waiting for {first.id} (archived) and starts" in question and "merged1" not in question
         await pilot.press("y")
         await wait_for(pilot, lambda: workspace.store.get_sandbox(second.id).status != "planned")
     record = workspace.store.get_sandbox(second.id)
-    assert record is not None and record.after == ()
+    assert record is not None and record.after == ("merged1",)
     assert any(e.action == "sandbox.after_dropped" and e.subject == second.id for e in workspace.audit.entries())
 
 

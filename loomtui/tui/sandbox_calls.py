@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from loomtui.errors import LoomError
 from loomtui.execution import sandboxes
-from loomtui.execution.lifecycle import LIVE
+from loomtui.execution.lifecycle import LIVE, MERGED
 from loomtui.workspace import Workspace
 
 
@@ -20,6 +20,16 @@ def drop_after(workspace: Workspace, sandbox_id: str) -> None:
     from loomtui.workflow.tasks import drop_after as drop
 
     drop(workspace, sandbox_id)
+
+
+def after_statuses(workspace: Workspace, sandbox_id: str) -> dict[str, str]:
+    """The status of each task a sandbox waits for, by id; `merged` for one merged and archived since (the
+    app's table has no archived sandboxes: W asked to start without a change that was in the target)."""
+    from loomtui.workflow.steps import has_merged
+
+    record = sandboxes.get_sandbox(workspace, sandbox_id)
+    found = [workspace.store.get_sandbox(other) for other in record.after]  # one removed since: no status
+    return {other.id: MERGED if has_merged(other) else str(other.status) for other in found if other is not None}
 
 
 def merge(workspace: Workspace, sandbox_id: str) -> None:

@@ -552,9 +552,17 @@ class DashboardScreen(LoomScreen[None]):
             why = f"it is {sandbox.status}" if sandbox.status != PLANNED else "it waits for no other task"
             self.app.notify(f"sandbox {sandbox.id}: {why}", title="stop waiting", severity="warning")
             return
-        statuses = {other.id: str(other.status) for other in self.snapshot.sandboxes} if self.snapshot else {}
-        self._run_once_confirmed(dashboard_keys.drop_after_question(sandbox, statuses), f"drop-after {sandbox.id}",
-                                 sandbox_calls.drop_after, sandbox.id)
+        self._ask_drop_after(sandbox)
+
+    @work(thread=True, group="sandbox-actions", exit_on_error=False)
+    def _ask_drop_after(self, sandbox: SandboxRecord) -> None:
+        try:
+            statuses = sandbox_calls.after_statuses(self.loom.workspace, sandbox.id)
+        except LoomError as exc:
+            self.app.call_from_thread(self.app.notify, str(exc), title="stop waiting", severity="error")
+            return
+        self.app.call_from_thread(self._run_once_confirmed, dashboard_keys.drop_after_question(sandbox, statuses),
+                                  f"drop-after {sandbox.id}", sandbox_calls.drop_after, sandbox.id)
 
     @on(DataTable.RowSelected, "#sandboxes")
     def _row_chosen(self) -> None:
