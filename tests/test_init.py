@@ -169,3 +169,8 @@ def test_init_from_elsewhere_with_c_says_the_next_commands_with_c(tmp_path: Path
     assert f"`git -C {repo} add .loom && git -C {repo} commit -m 'Adopt loomtui'`, `loomtui -C {repo} doctor`" \
         in made.stdout
     git(elsewhere.parent, "-C", str(repo), "add", ".loom")  # works as said
+    # A file given with -C is read from there, as git reads it (it was read from where the command was typed).
+    checked = run_cli(elsewhere, "-C", str(repo), "policy", "validate", ".loom/policy.yaml")
+    assert checked.returncode == 0 and checked.stdout.startswith("OK: .loom/policy.yaml"), checked.stderr
+    assert Path.cwd() != repo  # and this process is back where it was
+    assert run_cli(elsewhere, "-C", "nowhere", "status").stderr == "loomtui: error: nowhere: no such directory\n"

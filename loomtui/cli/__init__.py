@@ -501,6 +501,27 @@ def _check_working_directory() -> None:
                         "with -C PATH)") from None
 
 
+def _working_directory() -> str | None:
+    try:
+        return os.getcwd()
+    except OSError:
+        return None
+
+
+def _enter(given: str) -> str:
+    """`-C PATH` as git's: the command runs in PATH, so a file it is given is read from there too
+    (`-C repo policy validate .loom/policy.yaml` read the file from where the command was typed)."""
+    path = os.path.expanduser(given)
+    if not os.path.isdir(path):
+        raise LoomError(f"{given}: not a directory (a repository is a folder)" if os.path.exists(path)
+                        else f"{given}: no such directory")
+    try:
+        os.chdir(path)
+    except OSError as exc:
+        raise LoomError(f"{given}: cannot work there ({exc.strerror or exc})") from None
+    return os.getcwd()
+
+
 def _check_terminal(args: argparse.Namespace) -> None:
     """Refuse to draw the app without a terminal: a script or a CI step that left out the command
     would get escape codes and never end. A driver of its own (`serve`'s web driver) needs none."""
@@ -567,9 +588,12 @@ def _run(argv: Sequence[str] | None) -> int:
     if not _draws_the_app(args):
         sys.stdout, sys.stderr = guard(sys.stdout), guard(sys.stderr)
     opened = _OPENED.set([])
+    started_in = _working_directory()
     try:
         if getattr(args, "repo", None) is None:
             _check_working_directory()
+        else:
+            args.typed_in, args.repo = started_in, _enter(args.repo)
         if _draws_the_app(args):
             _check_terminal(args)
         return int(args.handler(args))
@@ -593,6 +617,11 @@ def _run(argv: Sequence[str] | None) -> int:
     finally:
         _warn_of_unmirrored_entries(_OPENED.get() or [])
         _OPENED.reset(opened)
+        if started_in is not None and getattr(args, "repo", None) is not None:  # for a caller in this process
+            try:
+                os.chdir(started_in)
+            except OSError:
+                pass
         sys.stdout, sys.stderr = streams  # as they were, for a caller in this process
 
 

@@ -40,7 +40,7 @@ def cmd_init(args: argparse.Namespace) -> int:
         return 0
     gates = ", ".join(f"{g.name} ({g.found})" for g in made.gates) or "none found: add yours (README: Guardrails)"
     # Paths and the next command as they work from here (run in a subfolder, `git add .loom` named nothing).
-    here = Path.cwd()
+    here = Path(getattr(args, "typed_in", None) or Path.cwd())  # with -C, where the command was typed
     print(f"wrote {os.path.relpath(written[0], here)}: gates {gates}; the runtimes claude, codex, aider, command "
           "and script (a YAML replay: `loomtui script-agent --help`) are built in")
     print(f"wrote {os.path.relpath(written[1], here)}: "
