@@ -560,6 +560,7 @@ def test_a_file_not_written_yet_is_claimed_by_its_path_when_asked_for(coordinato
         coordinator.claim("b", "payments/new_api.py", new_file=True)
     for target, message in (("payments/", "a directory"), ("payments/*.py", "claimed by its path"),
                             ("../x.py", "may not leave the repository"),
+                            (".git/config", "inside the git directory"),  # held, audited, touched by no change
                             ("d/" * 2100 + "x.py", "not a usable path"),  # OSError: an internal error
                             ("d" * 300 + ".py", "not a usable path")):
         with pytest.raises(LoomError, match=message):

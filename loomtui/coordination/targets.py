@@ -175,6 +175,9 @@ class TargetResolver:
         """A repository-relative posix path; anything escaping the repository, or named so that loomtui
         cannot name it (`globs.name_problem`), is refused."""
         path = self._repo_path(raw)
+        if PurePosixPath(path).parts[:1] and PurePosixPath(path).parts[0].lower() == ".git":
+            # A claim there (`claim add --new .git/config`) was recorded and audited on what no change touches.
+            raise BadTarget(f"{shown(raw)}: inside the git directory, never part of a change")
         problem = name_problem(path)
         if problem:
             how = ": rename the file" if os.path.lexists(self.index.root / path) else " (and no file is so named)"
