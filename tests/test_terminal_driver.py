@@ -121,3 +121,24 @@ def test_a_terminal_that_closes_ends_the_app(app_on_a_terminal: PseudoTerminal) 
     term.read(1.0)
     term.hang_up()
     assert term.process.wait(timeout=60) == 128 + signal.SIGHUP
+
+
+def test_the_size_is_the_terminals_own_whatever_columns_and_lines_say(monkeypatch: pytest.MonkeyPatch) -> None:
+    """With COLUMNS=80 LINES=24 exported, the app drew at 80x24 through every resize (`shutil` prefers them)."""
+    from types import SimpleNamespace
+
+    from loomtui.tui.terminal_driver import TerminalDriver
+
+    master, slave = pty.openpty()
+    try:
+        fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))
+        monkeypatch.setenv("COLUMNS", "80")
+        monkeypatch.setenv("LINES", "24")
+        with os.fdopen(os.dup(slave), "w") as stream:
+            driver = SimpleNamespace(_file=TerminalOutput(stream))
+            assert TerminalDriver._get_terminal_size(driver) == (120, 40)  # type: ignore[arg-type]
+            fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 30, 100, 0, 0))  # resized
+            assert TerminalDriver._get_terminal_size(driver) == (100, 30)  # type: ignore[arg-type]
+    finally:
+        os.close(master)
+        os.close(slave)

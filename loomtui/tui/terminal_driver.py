@@ -11,6 +11,8 @@ of the repository were left behind).
 
 from __future__ import annotations
 
+import os
+import sys
 from typing import Any, TextIO
 
 from textual.drivers.linux_driver import LinuxDriver
@@ -65,3 +67,15 @@ class TerminalDriver(LinuxDriver):
     def _sigcont_application(self, *args: object) -> None:
         if self._suspended:
             super()._sigcont_application(*args)
+
+    def _get_terminal_size(self) -> tuple[int, int]:
+        """The terminal's own size: Textual's asks `shutil`, which prefers $COLUMNS and $LINES where they
+        are exported, so the app kept drawing at their size through every resize."""
+        for stream in (self._file, sys.__stdin__):
+            try:
+                size = os.get_terminal_size(stream.fileno()) if stream is not None else None
+            except (AttributeError, ValueError, OSError):
+                continue
+            if size is not None and size.columns and size.lines:
+                return size.columns, size.lines
+        return super()._get_terminal_size()
