@@ -323,6 +323,14 @@ def test_stop_pause_resume_from_the_command_line(repo: Path, tmp_path: Path, mon
     try:
         sb.wait_for_status(workspace, sandbox_id, {"running"}, timeout=30)
         assert run(repo, "sandbox", "pause", sandbox_id).stdout.strip() == f"sandbox {sandbox_id} paused (paused)"
+        # Where it goes on from is said with it (only the help said so).
+        listed = json.loads(run(repo, "sandbox", "list", "--json").stdout)["sandboxes"]
+        assert [s["next"] for s in listed if s["id"] == sandbox_id] == [
+            f"agent paused (`loomtui sandbox resume {sandbox_id}`)"], listed
+        from loomtui.tui.sandbox_text import app_step_hints
+        from loomtui.workflow.steps import next_step
+        assert next_step(workspace, sb.get_sandbox(workspace, sandbox_id)).line(
+            app_step_hints(), hint_first=True) == "p resumes it · agent paused"
         assert run(repo, "sandbox", "resume", sandbox_id).stdout.strip() == f"sandbox {sandbox_id} resumed (running)"
         one_line_error(run(repo, "sandbox", "rm", sandbox_id), 1,
                        f"sandbox {sandbox_id} is running; stop it first (or --force to stop it and remove)")

@@ -335,6 +335,7 @@ STEP_HINTS: Final = {
     "advance": "`loomtui sandbox advance {about}` does it",
     "cancel": "`loomtui sandbox drop-after {about}` starts it without, or `loomtui sandbox rm {about}`",
     "remove": "`loomtui sandbox rm {about}` archives it; `loomtui sandbox new` states its task again",
+    "resume": "`loomtui sandbox resume {about}`",
     "resolve": "in its worktree `git merge` the target, resolve and commit: it is reviewed again; or "
                "`loomtui sandbox rm {about}`",
 }

@@ -40,6 +40,7 @@ def app_step_hints() -> dict[str, str]:
             "cancel": f"{shown_key('dashboard.drop_after', 'W')} starts it without, "
                       f"{shown_key('dashboard.archive', 'x')} archives it",
             "remove": f"{shown_key('dashboard.archive', 'x')} archives it",
+            "resume": f"{shown_key('dashboard.pause', 'p')} resumes it",
             # Said first in a table cell cut at ~22 characters: the words that say what to do lead.
             "resolve": f"resolve it in its worktree (`git merge` the target, commit: reviewed again), "
                        f"or {shown_key('dashboard.archive', 'x')} archives it"}

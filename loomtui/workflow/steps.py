@@ -28,6 +28,7 @@ from loomtui.execution.lifecycle import (
     GATING,
     LIVE,
     MERGED,
+    PAUSED,
     PLANNED,
     REJECTED,
     REMOVING_KEY,
@@ -163,10 +164,12 @@ class PersonAction(StrEnum):
     CANCEL = "cancel"    # cancel the plan, or remove the dependency
     REMOVE = "remove"    # archive sandbox `about`: nothing of it can run again (its worktree is gone)
     RESOLVE = "resolve"  # merge the target into sandbox `about`'s worktree (then reviewed again), or archive it
+    RESUME = "resume"    # let sandbox `about`'s paused agent go on
 
 
 HOST_BOUND: Final = frozenset({PersonAction.ADVANCE, PersonAction.RETRY, PersonAction.START, PersonAction.RERUN,
-                               PersonAction.MERGE, PersonAction.RESOLVE, PersonAction.REMOVE})
+                               PersonAction.MERGE, PersonAction.RESOLVE, PersonAction.REMOVE,
+                               PersonAction.RESUME})
 """What only the machine a task runs on can do (its worktree, branch and agent are there); a decision is
 anyone's, anywhere."""
 
@@ -311,6 +314,8 @@ def _next_step(workspace: Workspace, record: SandboxRecord, merge_mode: str, kno
         return StepView(Step.DONE, "being removed")
     if status == PLANNED:
         return _planned_step(workspace, record, known)
+    if status == PAUSED:  # only `?` said how it goes on
+        return StepView(Step.AGENT, "agent paused", PersonAction.RESUME, record.id)
     if status in LIVE:
         return StepView(Step.AGENT, f"agent {status}")
     if status == GATING:
