@@ -401,6 +401,45 @@ async def test_a_column_whose_widest_cell_narrows_gives_its_width_back() -> None
         assert dict(table.layout_shown.widths)["gates"] == len("Gates")
 
 
+async def test_rows_given_while_the_table_is_off_screen_are_laid_out_once_it_is_back() -> None:
+    """The Evals tab shown again emptied its tests table (laid out for the labels alone), then got the next
+    sandbox's tests in the pass before it had its place: they kept those columns, a few cells each."""
+    from textual.app import App, ComposeResult
+    from textual.widgets import Static, TabbedContent, TabPane
+
+    from loomtui.tui.widgets.fitted_table import FittedTable
+
+    columns = [FitColumn("cls", "Class", 0), FitColumn("test", "Test", 1, flex=True, min_width=8, want=44)]
+    rows = {"a": {"cls": "PASS_TO_PASS", "test": "tests/test_api.py::test_float_amounts_are_rejected"}}
+
+    class Tabs(App[None]):
+        def compose(self) -> ComposeResult:
+            with TabbedContent():
+                with TabPane("Details", id="details"):
+                    yield Static("details")
+                with TabPane("Evals", id="evals"):
+                    yield FittedTable(columns, id="table")
+
+    app = Tabs()
+    async with app.run_test(size=(80, 12)) as pilot:
+        table = app.query_one(FittedTable)
+        app.query_one(TabbedContent).active = "evals"
+        table.show_rows(rows)
+        await pilot.pause()
+        laid_out = table.layout_shown
+        assert dict(laid_out.widths)["cls"] == len("PASS_TO_PASS")
+        app.query_one(TabbedContent).active = "details"
+        await pilot.pause()
+        app.query_one(TabbedContent).active = "evals"
+        await pilot.pause()
+        table.show_rows({})  # as the tab shown again does, at the width it had, and hidden with no tests
+        table.display = False
+        await pilot.pause()
+        table.display = True  # then the next sandbox's tests, given before the table is placed again
+        table.show_rows(rows)
+        await wait_for(pilot, lambda: table.layout_shown == laid_out)
+
+
 def test_at_120_columns_the_next_step_and_the_task_come_before_runtime_and_isolation() -> None:
     """They read "waits for 961e7a (aw…" and "Refactor round_mino…" beside Runtime and Isolation, the same
     on every row of the demo."""

@@ -145,6 +145,7 @@ class FittedTable(DataTable[Cell]):
         self._plain: dict[str, dict[str, str]] = {}  # what each shown cell says, to skip unchanged ones
         self._widest = {c.key: cell_len(c.label) for c in self.fit_spec}  # grows with the cells set
         self.layout_shown = Layout(())
+        self._unlaid = False  # rows were given while it had no width
 
     def _render_line_in_row(self, row_key: RowKey, line_no: int, base_style: Style, cursor_location: Coordinate,
                             hover_location: Coordinate) -> Any:
@@ -226,7 +227,10 @@ class FittedTable(DataTable[Cell]):
         """Lay the columns out for the current width, rebuilding the table only when the layout
         changed (or `force`). Whether it was rebuilt."""
         if not self.size.width:
+            # Not on screen now (a hidden tab; one just shown is placed on the next pass): laid out when it is.
+            self._unlaid = True
             return False
+        self._unlaid = False
         if remeasure or force:  # the widest cells afresh: a column may have narrowed
             self._widest = {c.key: cell_len(c.label) for c in self.fit_spec}
             for cells in self._rows.values():
@@ -260,7 +264,9 @@ class FittedTable(DataTable[Cell]):
         the pass that draws the frame. Left to the Resize event and DataTable's idle sizing, the first
         frame showed a table with no rows and the rows came two passes later."""
         resized = super()._size_updated(size, virtual_size, container_size, layout)
-        if resized and self.lay_out(remeasure=True):
+        # Or rows came while it had no place on screen: the Evals tab shown again got its tests at no width,
+        # and its width was what it had been, so no resize said to lay them out (columns a few cells wide).
+        if (resized or self._unlaid) and self.lay_out(remeasure=True):
             self._size_rows_now()
         return resized
 
