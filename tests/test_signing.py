@@ -220,8 +220,8 @@ def test_turning_the_requirement_on_leaves_earlier_unsigned_decisions_verifiable
     assert run(repo, "escalation", "approve", str(escalation), user=ALICE).returncode == 0
     policy_file = repo / ".loom" / "policy.yaml"
     policy_file.write_text(policy_file.read_text() + "decisions: {require_signature: true}\n")
-    verified = run(repo, "audit", "verify")  # required in the working tree, not yet on the branch
-    assert verified.returncode == 0, verified.stdout
+    verified = run(repo, "audit", "verify")  # required in the working tree alone: every decision is held to it
+    assert verified.returncode == 1 and "is unsigned, and the policy requires signed decisions" in verified.stdout
     time.sleep(1.1)  # a commit's time is in whole seconds: the decision lies a second before it
     git(repo, "commit", "-q", "-am", "require signed decisions")
     enabled = git(repo, "rev-parse", "HEAD")

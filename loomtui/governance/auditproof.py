@@ -91,16 +91,16 @@ def verify_audit(workspace: Workspace, refs: tuple[str, ...] = ()) -> AuditRepor
 REQUIREMENT_HISTORY = 50
 
 
-def signatures_required_since(root: Path, policy: Policy) -> RequiredSince:
+def signatures_required_since(root: Path, policy: Policy) -> RequiredSince | None:
     """The oldest commit of the main branch's newest run of policy versions requiring signed decisions
-    (policy files' commits only); now, where the committed policy does not require them yet.
+    (policy files' commits only); None where the committed policy does not require them yet (a requirement
+    in the working tree alone holds every decision to it: an entry written just now is not excused).
 
     Decisions taken before then were not asked to be signed: a team turning the requirement on keeps a
     verifiable log, where every earlier unsigned decision failed `audit verify` for good."""
-    now = RequiredSince("the working tree", datetime.now(UTC))
     listed = git_output(root, "log", f"-{REQUIREMENT_HISTORY}", "--first-parent", "--format=%H %ct",
                         signers_ref(root), "--", *POLICY_FILES, *([policy.source] if policy.source else []))
-    since = now
+    since = None
     for line in (listed or "").splitlines():
         commit, _, when = line.partition(" ")
         try:
