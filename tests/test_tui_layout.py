@@ -449,6 +449,11 @@ def test_at_120_columns_the_next_step_and_the_task_come_before_runtime_and_isola
                "runtime": 7, "isolation": 9}
     widths = dict(fit_columns(SANDBOX_COLUMNS, natural, 118).widths)
     assert widths["next"] >= 28 and widths["task"] >= 28, widths
+    # At 80 columns with a review waiting and a critical risk, the next step gives room for the task (it kept
+    # its want, and the Task column went while Risk stayed).
+    widths = dict(fit_columns(SANDBOX_COLUMNS, {**natural, "risk": 8}, 76).widths)
+    assert list(widths) == ["id", "status", "next", "task", "risk"] and widths["task"] >= 12, widths
+    assert widths["next"] >= 12 and sum(widths.values()) + 2 * len(widths) <= 76
 
 
 async def test_a_toast_that_just_fits_a_line_at_80_columns_shows_all_of_it(repo: Path) -> None:

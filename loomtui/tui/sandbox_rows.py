@@ -16,11 +16,12 @@ from loomtui.tui.widgets.fitted_table import FitColumn
 # the detail pane anyway. The next step and the task share the width left over. The risk is claimed
 # before them: a long next step took its want and dropped Risk just when a change waited for a decision.
 # Their want comes before Runtime and Isolation (the same on most rows): at 120 columns both kept their
-# place while the next step read "waits for 961e7a (aw…".
+# place while the next step read "waits for 961e7a (aw…". Short of room the task takes its minimum from the
+# next step: at 80 columns with a review waiting and a critical risk, Task went and Risk stayed.
 SANDBOX_COLUMNS: Final = (
     FitColumn("id", "ID", 0), FitColumn("status", "Status", 1),
     FitColumn("next", "Next", 3, flex=True, min_width=12, want=28, max_width=60),
-    FitColumn("task", "Task", 4, flex=True, min_width=12, want=28), FitColumn("gates", "Gates", 5),
+    FitColumn("task", "Task", 4, flex=True, min_width=12, want=28, takes_room=True), FitColumn("gates", "Gates", 5),
     FitColumn("risk", "Risk", 2), FitColumn("claims", "Claims", 7), FitColumn("age", "Age", 6),
     FitColumn("runtime", "Runtime", 8, max_width=16), FitColumn("isolation", "Isolation", 9),
 )

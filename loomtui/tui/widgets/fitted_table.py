@@ -47,6 +47,9 @@ class FitColumn:
     """A flexible column's claim, made at its priority before the columns after it get room."""
     max_width: int | None = None
     """A cap on a fixed column's width (its longer cells are cut with …)."""
+    takes_room: bool = False
+    """A flexible column that, short of room, takes its minimum from the flexible columns before it (down to
+    theirs) rather than go."""
 
 
 @dataclass(frozen=True)
@@ -70,18 +73,32 @@ def fit_columns(columns: Sequence[FitColumn], natural: Mapping[str, int], width:
         natural_width = wanted[column.key]
         return pad + (min(column.want, natural_width) if column.flex else natural_width)
 
+    def least(column: FitColumn) -> int:
+        return min(column.min_width, wanted[column.key])
+
     sizes: dict[str, int] = {}
     used = 0
+    placed: list[FitColumn] = []
     for column in sorted(columns, key=lambda c: c.priority):  # stable: equal priorities keep their order
         size = need(column)
         if column.flex and used + size > width:  # what is left, if that is at least its minimum
-            size = max(width - used, pad + min(column.min_width, wanted[column.key]))
+            size = max(width - used, pad + least(column))
+            # Else room from the flexible columns placed before it, down to their minimum: at 80 columns the
+            # next step kept its want and the Task column went, while Risk stayed.
+            short = used + size - width if column.takes_room else 0
+            for earlier in reversed([c for c in placed if c.flex]):
+                given = min(short, sizes[earlier.key] - least(earlier))
+                if given > 0:
+                    sizes[earlier.key] -= given
+                    used -= given
+                    short -= given
         if sizes and used + size > width:
             if column.flex:
                 break  # the name column gone, none of lower priority stays: not a narrow Age where the Task was
             continue
         sizes[column.key] = size - pad
         used += size
+        placed.append(column)
     _share_spare(sizes, [c.key for c in columns if c.flex and c.key in sizes], wanted, max(0, width - used))
     return Layout(tuple((column.key, max(1, sizes[column.key])) for column in columns if column.key in sizes))
 
