@@ -483,6 +483,38 @@ async def test_with_no_sandbox_selected_every_detail_tab_says_so(repo: Path) -> 
         assert "No sandbox selected." in str(app.screen.query_one("#context", Static).render())
 
 
+async def test_at_80x24_the_claim_check_is_brought_into_view_whole_and_a_refused_start_focuses_the_field(
+        billing: Path) -> None:
+    """It showed its first line ("... is held by") at the foot of the fields, and no key scrolled to the holder;
+    ctrl+s refused for an empty command left the focus where it was, and what was typed next went elsewhere."""
+    from textual.containers import VerticalScroll
+    from textual.widgets import Input, Select
+
+    from loomtui.governance.coordinator import governed_coordinator
+
+    workspace = open_workspace(billing)
+    governed_coordinator(workspace).claim("holder", "payments/ledger.py", reason="held")
+    app = LoomApp(workspace)
+    async with app.run_test(size=(80, 24)) as pilot:
+        form = await new_script_sandbox_form(pilot, app, billing.parent / "typo.yaml", "Change the ledger")
+        claims = form.query_one("#claims", SelectionList)
+        claims.clear_options()
+        claims.add_options([Selection(f"payments/file{n}.py", f"payments/file{n}.py") for n in range(8)]
+                           + [Selection("payments/ledger.py", "payments/ledger.py")])
+        claims.focus()
+        claims.select("payments/ledger.py")
+        check = form.query_one("#claim-check", Static)
+        fields = form.query_one("#new-fields", VerticalScroll)
+        await wait_for(pilot, lambda: "holder" in str(check.render()) and check.region.height >= 2
+                       and fields.region.contains_region(check.region))
+        form.query_one("#runtime", Select).value = "command"
+        form.query_one("#after", Input).focus()
+        await pilot.pause()
+        await pilot.press("ctrl+s")
+        await wait_for(pilot, lambda: form.query_one("#command", Input).has_focus)
+        assert app.screen is form
+
+
 async def test_a_slower_claim_check_of_an_earlier_choice_does_not_overwrite_the_newer_one(
         billing: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The form checks the ticked claims in a worker: a slow check of the first tick, ending after the check of

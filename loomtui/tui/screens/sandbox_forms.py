@@ -162,7 +162,12 @@ class NewSandboxScreen(ModalScreen[NewSandboxRequest | None]):
         # Only for the claims ticked now: a slower check of an earlier choice, ending after the newer one's,
         # said "No conflicts with live claims." beside a claim that conflicts.
         if tuple(self.query_one("#claims", SelectionList).selected) == region_ids:
-            self.query_one("#claim-check", Static).update(text)
+            check = self.query_one("#claim-check", Static)
+            text.rstrip()
+            check.update(text)
+            # Below the list, at the fields' foot: at 80x24 it showed its first line only ("... is held by"),
+            # and no key scrolled to who holds it. In view once it is laid out with its lines.
+            self.call_after_refresh(check.scroll_visible, animate=False)
 
     @on(Button.Pressed, "#start")
     def action_start(self) -> None:
@@ -170,6 +175,7 @@ class NewSandboxScreen(ModalScreen[NewSandboxRequest | None]):
         task = self.query_one("#task", Input).value.strip()
         if not task:
             self.notify("the task is required", severity="warning")
+            self.query_one("#task", Input).focus()  # the field the toast names: typing there mends it
             return
         runtime = str(self.query_one("#runtime", Select).value)
         script = self.query_one("#script", Input).value.strip() or None
@@ -177,9 +183,11 @@ class NewSandboxScreen(ModalScreen[NewSandboxRequest | None]):
             command = tuple(shlex.split(self.query_one("#command", Input).value)) if runtime == "command" else ()
         except ValueError as exc:
             self.notify(f"the program line does not parse: {exc}", severity="warning")
+            self.query_one("#command", Input).focus()
             return
         if runtime == "command" and not command:
             self.notify("the command runtime needs a program to run", severity="warning")
+            self.query_one("#command", Input).focus()
             return
         self.dismiss(NewSandboxRequest(
             task=task, runtime=runtime, base=self.query_one("#base", Input).value.strip() or "HEAD",
