@@ -110,6 +110,8 @@ def test_a_main_line_named_otherwise_is_found_as_report_finds_it_never_the_branc
     branch_with(billing, "typos", {"notifications/templates/refund_issued.txt": template.replace("recieve", "receive")})
     with pytest.raises(NoBaseBranch, match=r"name it with --base BRANCH"):
         default_base(billing)  # not `typos`, the change itself: judged against itself, it would pass anything
+    done = subprocess.run([LOOMTUI, "gate"], cwd=billing, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2 and done.stderr.count("--base") == 1, done.stderr  # the hint said twice
     git(billing, "config", "init.defaultBranch", "trunk")
     assert default_base(billing) == "trunk"
     done = subprocess.run([LOOMTUI, "gate"], cwd=billing, capture_output=True, text=True, timeout=60)
@@ -304,3 +306,14 @@ def test_the_gate_takes_a_sandboxs_author_from_its_record_as_its_review_does(bil
     assert report.approvals == approvers[:2]
     assert report.facts.author == "mia@example.com" and not report.approved  # her own does not count
     workspace.close()
+
+
+def test_a_repository_with_no_commits_is_said_to_have_none(tmp_path: Path) -> None:
+    """It said "no base branch found (none of ... master ...)" where master was there, with no commit yet."""
+    from tests.conftest import run_cli
+
+    repo = tmp_path / "empty"
+    git(tmp_path, "init", "-q", str(repo))
+    done = run_cli(repo, "gate")
+    assert done.returncode == 2 and done.stderr == (
+        "loomtui: error: the repository has no commits yet: the gate judges a branch's commits against its base's\n")

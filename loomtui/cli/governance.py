@@ -123,8 +123,8 @@ def cmd_gate(args: argparse.Namespace) -> int:
             without_store = f"the state store could not be read ({exc})"
     try:
         report = run_gate(paths.root, base=args.base, head=args.head, store=store, without_store=without_store)
-    except NoBaseBranch as exc:
-        raise LoomError(f"{exc}; name the base with --base REF") from None
+    except NoBaseBranch as exc:  # it says what to do (fetch it; name it with --base): said once
+        raise LoomError(str(exc)) from None
     if args.json or args.format == "json":
         print_json(report.as_dict())
     elif args.format == "markdown":

@@ -150,6 +150,9 @@ def default_base(root: Path) -> str:
     change would be judged against another branch's policy and diff, which can pass what its
     real target would hold.
     """
+    if branch_head(root, "HEAD") is None:
+        raise NoBaseBranch("the repository has no commits yet: the gate judges a branch's commits against its "
+                           "base's")
     pull_request_base = os.environ.get("GITHUB_BASE_REF", "").strip()
     if pull_request_base:
         for candidate in (f"origin/{pull_request_base}", pull_request_base):
