@@ -154,3 +154,13 @@ def test_the_palette_ranks_a_key_named_whole_above_a_sentence_that_mentions_it()
                ("Merge (m)", print, ""), ("Reject (r)", print, "")]
     assert [hit.text for hit in ranked_hits("merge", entries)][:2] == [
         "Merge (m)", "checklist 9: multiple agents' changes don't produce conflicts at merge time"]
+
+
+def test_a_key_written_as_a_keyboard_labels_it_is_named_as_textual_binds_it() -> None:
+    """`F1` was offered '1', and `ESC` nothing: Textual's names are lower case, and not the labels on keys."""
+    from loomtui.tui.keymap import key_problem
+
+    for written, meant in (("F1", "f1"), ("ESC", "escape"), ("Enter", "enter"), ("ctrl+PgUp", "ctrl+pageup")):
+        said = key_problem(written)
+        assert said is not None and said.endswith(f"(did you mean {meant!r}?)"), said
+    assert key_problem("f1") is None and key_problem("escape") is None

@@ -121,6 +121,11 @@ def shown_keys(keys: list[str]) -> str:
     return " ".join(format_key(key) for key in keys)
 
 
+_KEY_LABELS: Final = {"esc": "escape", "return": "enter", "del": "delete", "ins": "insert", "pgup": "pageup",
+                      "pgdn": "pagedown", "pgdown": "pagedown", "bksp": "backspace", "spacebar": "space"}
+"""Keys as keyboards label them, by the name Textual binds them as."""
+
+
 def key_problem(key: str) -> str | None:
     """Why `key` is not a key Textual can bind, or None."""
     *modifiers, base = key.split("+")
@@ -132,8 +137,10 @@ def key_problem(key: str) -> str | None:
     character = key_to_character(base)
     if character is not None and len(character) == 1 and character.isprintable():
         return None
-    guess = closest(base, _NAMED)
-    hint = f" (did you mean {guess!r}?)" if guess else ""
+    # Textual's names are lower case (`F1` was taken for '1'), and some keyboards' labels are not its names.
+    lowered = base.lower()
+    guess = lowered if lowered in _NAMED else _KEY_LABELS.get(lowered) or closest(lowered, _NAMED)
+    hint = f" (did you mean {'+'.join([*modifiers, guess])!r}?)" if guess else ""
     return f"{key!r} is not a key Textual knows: a character, or a name such as f5, escape or question_mark{hint}"
 
 
