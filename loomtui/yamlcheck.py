@@ -46,6 +46,8 @@ _FLOAT = _CORE + "float"
 _BOOL = _CORE + "bool"
 _NULL = _CORE + "null"
 _MERGE = _CORE + "merge"
+_MAP = _CORE + "map"
+_SEQ = _CORE + "seq"
 
 
 # libyaml's parser when PyYAML was built with it: the same nodes, tags and lines, ~10x faster
@@ -201,6 +203,9 @@ def _as_yaml_float(exponent: re.Match[str]) -> str:
 
 def describe(node: Node) -> str:
     """A short human rendering of what a node holds, for "(got ...)" in messages."""
+    if isinstance(node, (MappingNode, SequenceNode)) and node.tag not in (_MAP, _SEQ):
+        # `!!python/object/apply:os.system [...]` read as "(got a list)": the tag is what was written.
+        return f"a {'mapping' if isinstance(node, MappingNode) else 'list'} tagged {node.tag.replace(_CORE, '!!', 1)}"
     if isinstance(node, MappingNode):
         return "a mapping"
     if isinstance(node, SequenceNode):

@@ -378,6 +378,8 @@ def test_duplicate_gate_name() -> None:
         ("context:\n  budget_tokens: 99999999999999999999\n", "2: context.budget_tokens: must be between 1 and 2000000"),
         ("version: !!python/object:os.system 1\n",
          "1: version: expected an integer (got a value tagged !!python/object:os.system ('1'))"),
+        ('version: !!python/object/apply:os.system ["echo PWNED"]\n',  # it said "(got a list)"
+         "1: version: expected an integer (got a list tagged !!python/object/apply:os.system)"),
         ("policy: /etc/policy.yaml\n", "1: policy: must be a path inside the repository"),
         ("policy: ../other/policy.yaml\n", "1: policy: must be a path inside the repository"),
         ("base: &b {argv: [a]}\n", "1: base: unknown key"),
