@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import multiprocessing
+import os
 import time
 from pathlib import Path
 
@@ -552,6 +553,9 @@ def test_a_file_not_written_yet_is_claimed_by_its_path_when_asked_for(coordinato
     until one wrote it, and the other's write was the first to hear of it."""
     with pytest.raises(LoomError, match="no such file or region"):
         coordinator.claim("a", "payments/new_api.py")  # a typo names no file: still refused
+    os.mkfifo(coordinator.workspace.root / "payments" / "pipe.py")  # there, but not a file: said so
+    with pytest.raises(LoomError, match="payments/pipe.py: not a regular file"):
+        coordinator.claim("a", "payments/pipe.py")
     claimed = coordinator.claim("a", "payments/new_api.py", new_file=True).claim
     assert list(claimed.region_ids) == ["payments/new_api.py"]
     assert coordinator.check_edit("b", "payments/new_api.py").verdict == "deny"

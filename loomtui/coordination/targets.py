@@ -83,6 +83,8 @@ class TargetResolver:
             raise BadTarget(f"{shown(target)}: no file in that directory")
         if (self.index.root / path).is_file():
             return [path]  # a file the index does not parse (a template, a doc): a file region
+        if os.path.lexists(self.index.root / path):  # a FIFO, a socket, a device: there, but no code of it
+            raise BadTarget(f"{shown(target)}: not a regular file")
         raise BadTarget(f"{shown(target)}: no such file or region in {self.index.root}")
 
     def as_written(self, target: str) -> str:
