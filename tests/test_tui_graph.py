@@ -82,6 +82,7 @@ async def test_a_claim_from_another_process_updates_conflicts_live(billing: Path
     app = LoomApp(open_workspace(billing))
     async with app.run_test(size=SIZE) as pilot:
         await pilot.press("2")
+        await wait_for(pilot, lambda: app.screen.query("#conflicts"))  # made on its first showing
         table = app.screen.query_one("#conflicts", DataTable)
         await wait_for(pilot, lambda: table.row_count == 1)
         done = subprocess.run(
@@ -107,6 +108,7 @@ async def test_a_node_closed_and_the_cursor_on_it_stay_when_the_claims_change(
     app = LoomApp(open_workspace(billing))
     async with app.run_test(size=SIZE) as pilot:
         await pilot.press("2")
+        await wait_for(pilot, lambda: app.screen.query("#claims-tree"))  # made on its first showing
         tree = app.screen.query_one("#claims-tree", Tree)
         await wait_for(pilot, lambda: len(tree.root.children) == 2)
         for node in tree.root.children:
@@ -133,6 +135,7 @@ async def test_conflicts_are_navigable_with_the_keyboard(billing: Path) -> None:
     app = LoomApp(open_workspace(billing))
     async with app.run_test(size=SIZE) as pilot:
         await pilot.press("2")
+        await wait_for(pilot, lambda: app.screen.query("#conflicts"))  # the view is made on its first showing
         table = app.screen.query_one("#conflicts", DataTable)
         await wait_for(pilot, lambda: table.row_count >= 2)
         detail = app.screen.query_one("#conflict-detail", Static)
@@ -339,6 +342,7 @@ async def test_without_a_conflict_the_claims_take_the_room_an_empty_table_kept(b
     app = LoomApp(open_workspace(billing))
     async with app.run_test(size=SIZE) as pilot:
         await pilot.press("2")
+        await wait_for(pilot, lambda: app.screen.query("#conflicts"))  # made on its first showing
         table = app.screen.query_one("#conflicts", DataTable)
         await wait_for(pilot, lambda: table.row_count == 1)
         screen = app.screen
