@@ -140,5 +140,10 @@ class StoreUnreachable(StoreError):
     work, and nothing of the failed write was saved."""
 
 
+class StoreBusy(StoreUnreachable):
+    """The server answered, but another writer held the store's lock longer than this one waits: as
+    transient as an unreachable server (trying again may work, nothing was saved), said for what it is."""
+
+
 class AuditError(LoomError):
     """The audit log cannot be written or read."""

@@ -572,3 +572,22 @@ def test_a_migration_waits_for_a_write_in_flight_and_the_next_write_is_refused(p
         assert store.get_sandbox("s1") is not None and store.get_sandbox("s2") is None
     finally:
         store.close()
+
+
+def test_a_writer_held_past_the_lock_timeout_is_said_as_busy_not_as_the_database_down(postgres_url: str) -> None:
+    """60 writers from two clones: some waited out the lock and were told `cannot reach the database`."""
+    from loomtui.errors import StoreBusy
+
+    store = PostgresStore(postgres_url, "loom_busy", mirror="x", timeout=0.5)
+    other = PostgresStore(postgres_url, "loom_busy", mirror="x", timeout=0.5)
+    try:
+        with store.transaction():
+            store.add_sandbox(_sandbox("s1"))
+            with pytest.raises(StoreError) as busy:
+                other.add_sandbox(_sandbox("s2"))
+        assert isinstance(busy.value, StoreBusy)  # transient, as the supervisor's patience takes it
+        assert str(busy.value).endswith("the state store is locked by another writer (waited 0.5s); try again")
+        other.add_sandbox(_sandbox("s2"))  # once it is let go
+    finally:
+        store.close()
+        other.close()

@@ -31,7 +31,7 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 import psycopg
 from psycopg import sql as pgsql
 
-from loomtui.errors import StoreError, StoreUnreachable
+from loomtui.errors import StoreBusy, StoreError, StoreUnreachable
 from loomtui.store.base import DuplicateRow, Row, Written
 from loomtui.store.records import EscalationRecord, RepositoryRecord, StoreStatus
 from loomtui.store.schema import MIGRATIONS, SCHEMA_VERSION, newer_schema
@@ -166,6 +166,9 @@ class PostgresStore(SqlStore):
         text = scrub(str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__, self.url)
         if "password authentication failed" in text or "no password supplied" in text:
             return StoreError(f"{self.location}: the database refused the credentials ({text})")
+        if isinstance(exc, psycopg.errors.LockNotAvailable):  # an OperationalError too, but the database answered
+            return StoreBusy(f"{self.location}: the state store is locked by another writer (waited "
+                              f"{self.timeout:g}s); try again")
         if isinstance(exc, psycopg.OperationalError):
             return StoreUnreachable(f"{self.location}: cannot reach the database ({text})")
         if isinstance(exc, psycopg.errors.InsufficientPrivilege):  # said as SQLite's read-only store is
