@@ -334,12 +334,26 @@ def test_an_isolated_agents_tree_naming_millions_of_paths_with_a_few_objects_is_
     # The bomb under a small commit: the tip is small, the history is not.
     small = commit(huge)
     refused(rf"^its commits were not brought in: commit {huge[:12]} holds more ")
-    # Grown by 196,608 paths a sync (each under the limit from the last tip): the second is past it from the base.
-    first = commit(base, ("a", bomb(5, copies=3)))
+    # Grown by 139,810 paths a sync, folders counted (each under the limit from the last tip): the second is past
+    # it from the base.
+    first = commit(base, ("a", bomb(5, copies=2)))
     assert privategit.sync(private, repo, "loom/x", base=base) == first  # type: ignore[arg-type]
-    second = commit(first, ("a", bomb(5, copies=3)), ("b", bomb(5, copies=3)))
+    second = commit(first, ("a", bomb(5, copies=2)), ("b", bomb(5, copies=2)))
     refused(rf"^its commits were not brought in: commit {second[:12]} holds more ")
     assert git(repo, "rev-parse", "loom/x") == first and small
+    # Empty folders, 16 to a folder: no file for `ls-tree -r` to list, counted as none (a review of a one-line
+    # docs change walked 16 ** 7 folders for minutes, past 11 GB).
+    folders = agent_git("mktree", data="")
+    for _level in range(7):
+        folders = agent_git("mktree", data="".join(f"040000 tree {folders}\t{n}\n" for n in names))
+    hollow = commit(first, ("zz", folders))
+    refused(rf"^its commits were not brought in: commit {hollow[:12]} holds more ")
+    assert git(repo, "rev-parse", "loom/x") == first
+    # A count git could not finish in time is no count (what it had listed, none, was taken as the whole).
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(privategit, "IMPORT_TIMEOUT_S", 0.05)
+        with pytest.raises(privategit.TooLargeToBringIn, match=rf"the tree of {huge[:12]} could not be listed"):
+            privategit._paths_in(privategit.Git(repo), huge, env, privategit.PATHS_COUNTED_MAX * 10)
     git(repo, "branch", "-D", "loom/x")
     many, _base, made = _private_commit(repo, tmp_path / "many", {f"f{n}.py": b"x\n" for n in range(300)})
     assert privategit.sync(many, repo, "loom/x", largest_file=1 << 20, base=base) == made  # type: ignore[arg-type]

@@ -15,11 +15,11 @@ import contextlib
 import os
 import re
 import stat
+import subprocess
 import tempfile
 import threading
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import IO
 
 from loomtui.errors import LoomError
 from loomtui.execution import seen_objects
@@ -274,8 +274,8 @@ def _paths_of(repo: Git, tip: str, reading: dict[str, str], prefixes: set[str]) 
     time, at most NAMES_READ_MAX bytes, so a tree thousands of folders deep costs no more (by prefix, as named)."""
     found: dict[str, str] = {}
     read = 0
-    with _output(repo, ("rev-list", "--objects", tip, "--not", "--all"), reading) as out:
-        for line in out:
+    with _output(repo, ("rev-list", "--objects", tip, "--not", "--all"), reading) as process:
+        for line in process.stdout or ():
             read += len(line)
             object_id, _, path = line.rstrip(b"\n").partition(b" ")
             prefix = object_id[:12].decode("ascii", "replace")
@@ -287,18 +287,25 @@ def _paths_of(repo: Git, tip: str, reading: dict[str, str], prefixes: set[str]) 
 
 
 def _paths_in(repo: Git, commit: str, reading: Mapping[str, str], cap: int) -> int:
-    """How many paths `commit`'s tree holds, counted up to `cap` + 1 at most (read as git lists them: a tree
-    of a few objects can name millions)."""
+    """How many paths `commit`'s tree holds, its folders among them, counted up to `cap` + 1 at most (read as
+    git lists them: a tree of a few objects can name millions); TooLargeToBringIn when git could not list them
+    in time. Folders count: empty ones, 16 to a folder eight deep, are no file to list, and were counted as
+    none while every git reading the tree walked 16 ** 8 of them; a count cut short by the time limit was
+    taken as the whole."""
     count = 0
-    with _output(repo, ("ls-tree", "-r", "-z", "--name-only", commit), reading) as out:
-        while count <= cap and (chunk := out.read(1 << 16)):
+    with _output(repo, ("ls-tree", "-r", "-t", "-z", "--name-only", commit), reading) as process:
+        assert process.stdout is not None
+        while count <= cap and (chunk := process.stdout.read(1 << 16)):
             count += chunk.count(b"\0")
+        if count <= cap and process.wait() != 0:
+            raise TooLargeToBringIn(f"its commits were not brought in: the tree of {commit[:12]} could not be "
+                                    f"listed in {IMPORT_TIMEOUT_S:g} s (a few objects can name millions of paths)")
     return count
 
 
 @contextlib.contextmanager
-def _output(repo: Git, args: tuple[str, ...], reading: Mapping[str, str]) -> Iterator[IO[bytes]]:
-    """What `git ARGS` writes, to read as far as needed: git is ended when the reader is done, and after
+def _output(repo: Git, args: tuple[str, ...], reading: Mapping[str, str]) -> Iterator[subprocess.Popen[bytes]]:
+    """`git ARGS` running, its output to read as far as needed: git is ended when the reader is done, and after
     IMPORT_TIMEOUT_S (it reads files the agent made)."""
     process = repo.pipe(*args, env=reading)
     assert process.stdin is not None and process.stdout is not None
@@ -306,7 +313,7 @@ def _output(repo: Git, args: tuple[str, ...], reading: Mapping[str, str]) -> Ite
     timer = threading.Timer(IMPORT_TIMEOUT_S, process.kill)
     timer.start()
     try:
-        yield process.stdout
+        yield process
     finally:
         timer.cancel()
         process.kill()
