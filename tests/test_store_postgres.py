@@ -591,3 +591,24 @@ def test_a_writer_held_past_the_lock_timeout_is_said_as_busy_not_as_the_database
     finally:
         store.close()
         other.close()
+
+
+def test_a_clone_with_an_audit_log_is_refused_an_empty_team_store_it_never_copied_to(
+        billing_clones: tuple[Path, Path], postgres_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A clone that joined the team's store by LOOMTUI_STORE, given a mistyped database name: an empty store was
+    made there, this clone's whole audit log copied into it and writes taken, and on the right URL again its log
+    read BROKEN (an entry the team's store never had)."""
+    first, _second = billing_clones
+    monkeypatch.setenv("LOOMTUI_STORE", postgres_url)
+    governed_coordinator(open_workspace(first)).claim("s-a", QUOTE)  # the team's store, joined: its log grows
+    other = postgres_url.rsplit("/", 1)[0] + "/postgres"
+    typo = subprocess.run([sys.executable, "-m", "loomtui", "claim", "list"], cwd=first, capture_output=True,
+                          text=True, env={**os.environ, "LOOMTUI_STORE": other})
+    assert typo.returncode != 0 and typo.stderr.count("\n") == 1, typo.stderr
+    assert "holds no store of this repository" in typo.stderr and "this clone's audit log" in typo.stderr
+    assert "store copy --to URL" in typo.stderr and "nothing was made" in typo.stderr
+    with psycopg.connect(other) as conn:
+        namespace = repository_namespace(find_repo(first))
+        assert conn.execute("SELECT 1 FROM pg_namespace WHERE nspname = %s", (namespace,)).fetchone() is None
+    workspace = open_workspace(first)  # the right URL: as it was
+    assert workspace.audit.verify().ok and len(workspace.store.live_claims()) == 1

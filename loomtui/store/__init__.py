@@ -125,6 +125,13 @@ def _state_writable(paths: RepoPaths) -> bool:
     return nearest is not None and os.access(nearest, os.W_OK)
 
 
+def _has_entries(audit_path: Path) -> bool:
+    try:
+        return audit_path.stat().st_size > 0
+    except OSError:
+        return False
+
+
 def open_store(paths: RepoPaths, location: str | None = None, *, reads_only: bool = False,
                joining: bool = False) -> Store:
     """Open (creating and migrating if needed) the store of a repository.
@@ -160,5 +167,10 @@ def open_store(paths: RepoPaths, location: str | None = None, *, reads_only: boo
 
     move = None if joining else store_move(paths)
     elsewhere = f"its state was copied to {move.to} on {move.when()}" if move and move.to != redact(location) else ""
+    if not joining and not elsewhere and _has_entries(paths.audit_path):
+        # A mistyped database name (LOOMTUI_STORE, `store:`) made an empty team store, copied this clone's whole
+        # audit log into it and took writes, while the real store's log then read BROKEN here.
+        elsewhere = (f"this clone's audit log ({paths.audit_path}) holds entries of another store (to start "
+                     f"the team's store from this clone: `loomtui store copy --to URL`)")
     return PostgresStore(location, repository_namespace(paths), mirror=f"{current_host()}:{paths.audit_path}",
                          name=_main_checkout(paths).name, elsewhere=elsewhere)
