@@ -442,6 +442,10 @@ def test_store_copy_moves_everything_verifies_it_the_audit_log_keeps_verifying_a
     report = json.loads(copied.stdout)
     assert report["verified"] and report["rows"]["audit"] == len(before) and report["rows"]["claims"] == 1
     assert "s3cret" not in copied.stdout and postgres_url not in copied.stdout  # no password shown
+    # A writer that opened the SQLite store before the copy writes nothing after it (it was lost to the team's
+    # store, whose log then read BROKEN here).
+    with pytest.raises(StoreError, match=f"was copied to {report['destination']}"):
+        coordinator.claim("s-z", "payments/currency.py::round_minor_units")
     coordinator.workspace.close()
     # The SQLite store is left as it was, and not opened as if it were current: its claims and escalations
     # would silently be those of the day of the copy.

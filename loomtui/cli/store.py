@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 from typing import Any
 
@@ -49,15 +50,18 @@ def cmd_store_copy(args: argparse.Namespace) -> int:
             report, aside = _copy_back(paths, source, say)
         else:
             destination = open_store(paths, args.to, joining=True)
-            try:
-                report = copy_store(source, destination, progress=say)
-            finally:
-                destination.close()
-            if source.embedded:
-                from loomtui.store.moves import LEFT_FILE, record_move
+            # The SQLite store's write lock held from the read to the note: a writer waiting for it then finds
+            # the note (SqliteStore's `before_writing`), where one writing between them was lost to the copy.
+            with source.transaction() if source.embedded else contextlib.nullcontext():
+                try:
+                    report = copy_store(source, destination, progress=say)
+                finally:
+                    destination.close()
+                if source.embedded:
+                    from loomtui.store.moves import LEFT_FILE, record_move
 
-                record_move(paths, report.destination)
-                (paths.state_dir / LEFT_FILE).unlink(missing_ok=True)  # its state is in that store now
+                    record_move(paths, report.destination)
+                    (paths.state_dir / LEFT_FILE).unlink(missing_ok=True)  # its state is in that store now
     finally:
         source.close()
     if args.json:

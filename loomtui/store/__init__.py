@@ -149,7 +149,9 @@ def open_store(paths: RepoPaths, location: str | None = None, *, reads_only: boo
         paths.ensure_state_dir()
         _refuse_a_truncated_store(paths)
         try:
-            return SqliteStore(paths.store_path)
+            # A writer that opened it before a copy to a team's store wrote past the copy's read: lost to the
+            # team's store, and its log then read BROKEN there. Each write asks, under the lock the copy holds.
+            return SqliteStore(paths.store_path, before_writing=lambda: refuse_a_moved_store(paths))
         except StoreError:
             if reads_only and paths.store_path.is_file():
                 # A full disk (no room for the files a writer's connection makes): read what is there, as on

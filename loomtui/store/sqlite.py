@@ -13,7 +13,7 @@ import shutil
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -61,9 +61,13 @@ class SqliteStore(SqlStore):
     """The audit log file beside the store is its only mirror."""
     embedded = True
 
-    def __init__(self, path: Path, *, busy_timeout: float = BUSY_TIMEOUT_S, read_only: bool = False) -> None:
+    def __init__(self, path: Path, *, busy_timeout: float = BUSY_TIMEOUT_S, read_only: bool = False,
+                 before_writing: Callable[[], None] | None = None) -> None:
         super().__init__()
         self.path = Path(path)
+        self._before_writing = before_writing
+        """Asked once each write transaction holds the lock (raises to refuse it): the store may have been
+        copied away since it was opened, by a copy that held the lock from its read to its note."""
         self.location = str(self.path)
         self.name = self.path.parent.parent.parent.name  # <repo>/.git/loom/state.db
         self.busy_timeout = busy_timeout
@@ -193,6 +197,12 @@ class SqliteStore(SqlStore):
                 if version > SCHEMA_VERSION:
                     self._rollback(conn)
                     raise StoreError(newer_schema(str(self.path), version, while_running=True))
+                if self._before_writing is not None:
+                    try:
+                        self._before_writing()
+                    except BaseException:
+                        self._rollback(conn)
+                        raise
         except sqlite3.Error as exc:
             raise self._error(exc) from None
 
