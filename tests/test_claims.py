@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import multiprocessing
 import os
+import subprocess
 import time
 from pathlib import Path
 
@@ -607,3 +608,38 @@ def test_a_change_of_many_regions_is_held_by_one_claim_not_a_claim_each(coordina
     assert held.reason == f"{COMMIT_CLAIM_REASON} gen/m0.py and {len(many) - 1} more"
     with pytest.raises(ClaimRefused):
         coordinator.claim("b", "gen/m3.py", new_file=True)
+
+
+_IMPORTS_UNDER_THE_LOCK = """
+import contextlib, sys
+from loomtui.workspace import open_workspace
+from loomtui.governance.coordinator import governed_coordinator
+
+coordinator = governed_coordinator(open_workspace(sys.argv[1]))
+store = coordinator.store
+plain = store.transaction
+imported = []
+
+@contextlib.contextmanager
+def watched():
+    before = set(sys.modules)
+    with plain():
+        yield store
+    imported.extend(sorted(set(sys.modules) - before))
+
+store.transaction = watched
+coordinator.claim("a", "payments/ledger.py")
+print(" ".join(name for name in imported if name.startswith("loomtui")))
+"""
+
+
+def test_nothing_is_imported_while_the_stores_write_lock_is_held(billing: Path) -> None:
+    """`claim add` imported the hooks' gate, the broker and escalations inside its write transaction: 0.1 s
+    idle, a second with ten writers at once, every other writer of the repository waiting (40 writers took 75 s,
+    and some waited out the lock)."""
+    import sys
+
+    done = subprocess.run([sys.executable, "-c", _IMPORTS_UNDER_THE_LOCK, str(billing)], capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "", done.stdout

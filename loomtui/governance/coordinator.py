@@ -33,9 +33,11 @@ def governed_coordinator(workspace: Workspace, index: RepoIndex | None = None, *
 
 def lapsed_releaser(workspace: Workspace) -> Callable[[], object]:
     """How a coordinator lets go of provisional claims whose tool call never came (the hooks' rule)."""
-    def release() -> object:
-        from loomtui.governance.hooks.gate import release_lapsed
+    # Imported now, not when called: it is called inside the store's write transaction, and an import there
+    # (0.1 s, a second with ten writers at once) held every other writer of the repository back.
+    from loomtui.governance.hooks.gate import release_lapsed
 
+    def release() -> object:
         return release_lapsed(workspace)
 
     return release

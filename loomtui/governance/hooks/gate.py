@@ -97,11 +97,11 @@ def release_lapsed(workspace: Workspace, clock: Callable[[], float] = time.time)
     """Release every holder's provisional claims whose tool call never came within the window. A
     sandbox's broker does this for it as its agent works; a holder with none (a hook run in a person's
     checkout, `hook claude --sandbox NAME`) only at its next hook call, which may never come."""
+    waiting = [claim for claim in workspace.store.live_claims_with_reason(AWAITING_MARK) if awaiting(claim)]
+    if not waiting:  # the common case, on every claim: nothing more is read, nor imported (under the store's lock)
+        return []
     from loomtui.governance.broker import confirm_window_from_env
 
-    waiting = [claim for claim in workspace.store.live_claims_with_reason(AWAITING_MARK) if awaiting(claim)]
-    if not waiting:  # the common case, on every claim: nothing more is read
-        return []
     window = HookGate(workspace, waiting[0].sandbox_id, workspace.root,
                       confirm_window=confirm_window_from_env()).confirm_window
     due = sorted({claim.sandbox_id for claim in waiting if claim.created <= clock() - window})
