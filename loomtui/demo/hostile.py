@@ -197,6 +197,17 @@ except OSError:
 EOF
 cat .claude/settings.json .claude/settings.local.json > seen.txt 2>/dev/null; echo read >> seen.txt
 """
+# Folders, 16 to a folder four deep, four times, each last one the empty tree: 279,620 folders in 8 objects, and
+# no file among them (a count of files read none; at eight deep every git reading it walked for hours).
+_TREE_BOMB = r"""
+echo "# notes" >> app.py && git add app.py && git commit -qm "notes"
+t=$(git mktree </dev/null)
+for level in 1 2 3 4; do
+  t=$( (for n in 0 1 2 3 4 5 6 7 8 9 a b c d e f; do printf '040000 tree %s\td%s\n' "$t" "$n"; done) | git mktree)
+done
+root=$( (git ls-tree HEAD; for n in 0 1 2 3; do printf '040000 tree %s\tzz%s\n' "$t" "$n"; done) | git mktree)
+git update-ref HEAD "$(git commit-tree "$root" -p HEAD -m "more notes")"
+"""
 _DIRECT_WRITE = r"""
 touch "$LOOM_REPO/{marker}"
 """
@@ -248,6 +259,8 @@ ATTEMPTS: Final[tuple[Attempt, ...]] = (
             "sandboxes' commits) into its branch", _READ_OBJECTS),
     Attempt("hook-settings", "switch Claude Code's hooks off: rewrite its settings with a program, or move them "
             "aside", _HOOK_SETTINGS),
+    Attempt("tree-bomb", "commit a tree of 279,620 empty folders in 8 objects (no file for a count of files)",
+            _TREE_BOMB),
     Attempt("direct-write", "write a file in the main checkout", _DIRECT_WRITE),
     Attempt("store-write", "write the state store directly, with loomtui's own store code (remounted read-write)",
             _STORE_WRITE),
@@ -496,6 +509,10 @@ def _judge(repo: Path, base: Path, records: dict[str, Any], victim_claims: set[s
                 evidence.append("the signing key reached the agent's branch")
             if UNPUBLISHED in stolen:
                 evidence.append("a blob no ref reaches (staged work) reached the agent's branch")
+        if attempt.name == "tree-bomb" and subprocess.run(
+                ["git", "rev-parse", "--verify", "-q", f"{records[attempt.name].branch}:zz0"], cwd=repo,
+                capture_output=True).returncode == 0:
+            evidence.append("a tree of 279,620 folders reached the agent's branch")
         stored = workspace.store.get_sandbox(records[attempt.name].id)
         if stored is not None and stored.task == marker:
             evidence.append("the state store was written")

@@ -56,6 +56,8 @@ NOT_STOPPED_WITHOUT_ISOLATION: Final[dict[str, str]] = {
     "links-out": "write files outside its worktree through symlinks and hard links",
     "bad-object": "corrupt the repository's shared git object store",
     "gate-conftest": "run code as you through the gates (they run its tests)",
+    "tree-bomb": "commit a tree of millions of folders in a few objects, which every git reading it (yours, "
+                 "loomtui's reviews) walks for hours",
     "hook-settings": "switch Claude Code's hooks off by rewriting its settings with a program (the hooks refuse "
                      "an edit of them, not what a program it runs writes)",
 }
