@@ -1288,3 +1288,29 @@ def test_an_unparsable_bash_command_gets_no_decision(billing: Path, ws: Workspac
     done = hook(payload(billing, "Bash", {"command": 'echo "unterminated > x'}))
     assert (done.returncode, done.stdout, done.stderr) == (0, "", "")
     assert ws.store.live_claims(ME) == []
+
+
+def test_with_the_store_unreachable_the_broker_answers_why_rather_than_close_the_connection(
+        billing: Path, ws: Workspace, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A team's store down for 4 s: the agent's commit was refused with "the loomtui broker closed the connection"
+    (its caller check read the store, and failed before any answer), the reason in the supervisor's log alone."""
+    from loomtui.errors import StoreUnreachable
+
+    socket_path = tmp_path / "broker.sock"
+    broker = Broker(ws, "agent-1", billing, socket_path)
+    broker.start()
+    client = BrokerClient(socket_path)
+
+    def down(*_args: object, **_kwargs: object) -> object:
+        raise StoreUnreachable("postgresql://loom@127.0.0.1:5432/team: cannot reach the database (refused)")
+
+    try:
+        for reading in ("_query", "_begin"):  # every read and every write
+            monkeypatch.setattr(type(ws.store), reading, down)
+        with pytest.raises(BrokerError) as refused:
+            client.request("check_edit", path=str(billing / SERVICE), lines=[61, 61])
+        assert "cannot reach the database" in str(refused.value), refused.value
+    finally:
+        monkeypatch.undo()
+        client.close()
+        broker.close()
