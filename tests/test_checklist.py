@@ -384,6 +384,15 @@ def test_org_size_lists_what_the_band_lacks(repo: Path, ws: Workspace, bwrap: No
         assert {r.text for r in report.lacking} == lacking, size
     unknown = [r.text for r in report.requirements if r.met is None]
     assert unknown == ["an engineer who owns the AI coordination layer", "a dedicated AI platform team"]
+    # The file there, but an agent started without it: not "in every agent's context" (item 2 said otherwise).
+    from dataclasses import replace
+
+    from loomtui.observability.checklist import band_report
+
+    items = [replace(i, answer="partly", next_step="give every agent its slice") if i.number == 2 else i
+             for i in checklist(ws).items]
+    [shared] = [r for r in band_report(10, items).requirements if r.text.startswith("one shared conventions")]
+    assert shared.met is False and "item 2 partly: not every agent got it" in shared.evidence, shared
 
 
 def test_cli_prints_items_score_verdict_and_band(repo: Path, bwrap: None) -> None:

@@ -290,9 +290,12 @@ def _all_yes(*numbers: int) -> Judge:
 
 def _conventions_file(items: dict[int, Item]) -> tuple[bool | None, str, str]:
     files = items[2].facts.get("files") or []
-    if files:
-        return True, f"{', '.join(files[:3])} in every agent's context", ""
-    return False, "no conventions file in context.sources", items[2].next_step
+    if not files:
+        return False, "no conventions file in context.sources", items[2].next_step
+    if items[2].answer != YES:  # the file is there, but not in every agent's context (item 2 says whose)
+        return False, f"{', '.join(files[:3])}, but item 2 {items[2].answer}: not every agent got it", \
+            items[2].next_step
+    return True, f"{', '.join(files[:3])} in every agent's context", ""
 
 
 def _ci_gates(items: dict[int, Item]) -> tuple[bool | None, str, str]:
