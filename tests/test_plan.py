@@ -14,6 +14,7 @@ from loomtui.workflow.plan import (
     Edge,
     Plan,
     PlanTask,
+    claim_problems,
     coordinator_relations,
     load_plan,
     parse_plan,
@@ -286,18 +287,29 @@ def test_a_cycle_without_overlap_in_a_hand_built_plan_is_refused() -> None:
         schedule(cyclic, regions, no_uses)
 
 
-def test_an_unknown_claim_target_names_the_task_line() -> None:
+def test_an_unknown_claim_target_names_its_own_line_and_every_one_is_said() -> None:
+    """Only the first bad claim of a task was said, at the task's first line."""
     parsed = plan_of("""\
         tasks:
           - {name: refunds, task: a, runtime: script, claims: [x.py]}
           - name: rounding
             task: b
             runtime: script
-            claims: [missing]
+            claims:
+              - missing
+              - x.py
+              - gone.py
         """)
     with pytest.raises(ConfigError) as info:
         schedule(parsed, regions, no_uses)
-    assert str(info.value) == "plan.yaml:3: task rounding: missing: no such file or region in /repo"
+    assert str(info.value) == "plan.yaml:7: task rounding: missing: no such file or region in /repo"
+    def fewer(target: str) -> list[str]:
+        if target == "gone.py":
+            raise LoomError("gone.py: no such file or region in /repo")
+        return regions(target)
+
+    assert [(p.line, str(p).split(": ", 2)[2]) for p in claim_problems(parsed, fewer)] == [
+        (7, "missing: no such file or region in /repo"), (9, "gone.py: no such file or region in /repo")]
 
 
 def test_waves_and_json() -> None:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Collection, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 from itertools import combinations
 from pathlib import Path, PurePosixPath
@@ -85,6 +85,15 @@ class PlanTask:
     claims: tuple[str, ...]
     after: tuple[str, ...]
     line: int
+    runtime_line: int = field(default=0, compare=False)
+    """Where its `runtime:` and `script:` are written, and each claim (0: not read from a file)."""
+    script_line: int = field(default=0, compare=False)
+    claim_lines: tuple[int, ...] = field(default=(), compare=False)
+
+    def claims_with_lines(self) -> list[tuple[str, int]]:
+        """Each claim target with the line it is written on (the task's own where not known)."""
+        return [(target, self.claim_lines[n] if n < len(self.claim_lines) else self.line)
+                for n, target in enumerate(self.claims)]
 
 
 @dataclass(frozen=True)
@@ -137,12 +146,15 @@ def parse_plan_checked(text: str, path: str) -> tuple[Plan, list[ConfigError]]:
 
 
 def claim_problems(plan: Plan, regions_of: RegionsOf) -> list[ConfigError]:
-    """Each task's claim targets that name nothing, every one (`schedule` stops at the first)."""
-    problems = Problems()
-    none: list[str] = []
+    """Each task's claim targets that name nothing, every one at its own line (`schedule` stops at the first)."""
+    problems: list[ConfigError] = []
     for task in plan.tasks:
-        problems.read(partial(_task_regions, plan, task, regions_of), none)
-    return problems.errors
+        for target, line in task.claims_with_lines():
+            try:
+                regions_of(target)
+            except LoomError as exc:
+                problems.append(ConfigError(plan.path, line, f"task {task.name}: {exc}"))
+    return problems
 
 
 def raise_problems(errors: Sequence[ConfigError]) -> None:
@@ -190,6 +202,9 @@ def _parse_task(item: Value, first_line: dict[str, int], written: dict[tuple[str
         claims=claims.as_str_list(items_non_empty=True) if claims else (),
         after=tuple(after),
         line=item.line,
+        runtime_line=fields["runtime"].line,
+        script_line=script.line if script else 0,
+        claim_lines=tuple(entry.line for entry in claims.as_list()) if claims else (),
     )
 
 
@@ -362,11 +377,11 @@ def schedule(plan: Plan, regions_of: RegionsOf, depends: Depends) -> Schedule:
 
 def _task_regions(plan: Plan, task: PlanTask, regions_of: RegionsOf) -> list[str]:
     found: list[str] = []
-    for target in task.claims:
+    for target, line in task.claims_with_lines():
         try:
             resolved = regions_of(target)
         except LoomError as exc:
-            raise ConfigError(plan.path, task.line, f"task {task.name}: {exc}") from None
+            raise ConfigError(plan.path, line, f"task {task.name}: {exc}") from None
         found.extend(region for region in resolved if region not in found)
     return found
 

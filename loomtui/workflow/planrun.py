@@ -133,8 +133,9 @@ def _runtime_problems(workspace: Workspace, plan: Plan) -> list[ConfigError]:
     problems: list[ConfigError] = []  # every task's, not the first alone
     for task in plan.tasks:
         if task.runtime not in runtimes:
-            problems.append(ConfigError(plan.path, task.line, f"task {task.name}: unknown runtime {task.runtime!r} "
-                                                              f"(configured: {', '.join(sorted(runtimes))})"))
+            problems.append(ConfigError(plan.path, task.runtime_line or task.line,
+                                        f"task {task.name}: unknown runtime {task.runtime!r} "
+                                        f"(configured: {', '.join(sorted(runtimes))})"))
             continue
         try:
             checked_runtime(workspace, task.runtime, workspace.root / task.script if task.script else None)
@@ -144,8 +145,9 @@ def _runtime_problems(workspace: Workspace, plan: Plan) -> list[ConfigError]:
                    "[mytool, --prompt, '{task}']}}) and give that" if exc.what == "command" else
                    "give it a `script:` (a path in the repository)")
             problems.append(ConfigError(plan.path, task.line, f"task {task.name}: {exc}; {fix}"))
-        except LoomError as exc:
-            problems.append(ConfigError(plan.path, task.line, f"task {task.name}: {exc}"))
+        except LoomError as exc:  # one about its script (none such, or one its runtime takes none of) at `script:`
+            line = task.script_line if task.script_line and "script" in str(exc) else task.runtime_line
+            problems.append(ConfigError(plan.path, line or task.line, f"task {task.name}: {exc}"))
     return problems
 
 
