@@ -19,7 +19,7 @@ from loomtui.audit import GENESIS, AuditEntry, entry_hash
 from loomtui.errors import LoomError
 from loomtui.observability.history import Commit, mark_of
 from loomtui.observability.metrics import Metrics, compute_metrics
-from loomtui.observability.report import render
+from loomtui.observability.report import render, summary_lines
 from loomtui.observability.window import parse_when
 from loomtui.store import EscalationRecord, EvalReportRecord, GateRunRecord, SandboxRecord
 from loomtui.workspace import Workspace, open_workspace
@@ -201,6 +201,11 @@ def test_the_figures_of_a_known_window(scenario: Workspace) -> None:
     # A commit the hook refused too, as the checklist counts it; not an agent's claim refused as too broad: no
     # conflict (it was counted among those prevented).
     assert c.prevented == 4
+    said = dict(summary_lines(m))  # one of each said as one ("1 claims or agent edits refused")
+    assert said["Conflicts"] == ("4 prevented before they landed (1 claim or agent edit refused, 1 agent commit "
+                                 "refused, 2 tasks scheduled apart); 1 met at merge; 1 agent claim refused as too "
+                                 "broad or blocked")
+    assert said["Acceptance"].endswith("; 1 rejected before it started")
     assert m.escalations.opened == 2
     assert m.escalations.by_risk == {"high": 1, "normal": 1}
     assert m.escalations.by_rule == {"payments-high-risk": 2, "failing-gates": 1}

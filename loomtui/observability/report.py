@@ -61,7 +61,9 @@ def summary_lines(metrics: Metrics) -> list[tuple[str, str]]:
     markers = (f"; marked {_counts(metrics.agent_by_marker)} (a change may carry several)"
                if len(metrics.agent_by_marker) > 1 else "")
     merges = "; a merge and what it brought count as one" if any(c.merge for c in metrics.agent_changes) else ""
-    before = f"; {metrics.rejected_before_start} rejected before they started" if metrics.rejected_before_start else ""
+    before = (f"; {metrics.rejected_before_start} rejected before "
+              f"{'it' if metrics.rejected_before_start == 1 else 'they'} started" if metrics.rejected_before_start
+              else "")
     people: dict[str, int] = {}
     for override in metrics.overrides:
         people[override.by] = people.get(override.by, 0) + 1
@@ -78,10 +80,12 @@ def summary_lines(metrics: Metrics) -> list[tuple[str, str]]:
                   f"({percent(total.first_try_pass_rate)}); {plural(total.regressions_caught, 'regression')} "
                   f"caught in {plural(metrics.sandboxes_with_regressions, 'sandbox')} "
                   f"({plural(metrics.evals, 'eval')})"),
-        ("Conflicts", f"{conflicts.prevented} prevented before they landed ({conflicts.claims_refused} claims or "
-                      f"agent edits refused, {conflicts.commits_refused} agent commits refused, "
-                      f"{conflicts.scheduled_apart} tasks scheduled apart); {conflicts.at_merge} met at merge; "
-                      f"{conflicts.agent_claims_refused} agent claims refused as too broad or blocked"),
+        ("Conflicts", f"{conflicts.prevented} prevented before they landed ({conflicts.claims_refused} "
+                      f"{'claim or agent edit' if conflicts.claims_refused == 1 else 'claims or agent edits'} "
+                      f"refused, {plural(conflicts.commits_refused, 'agent commit')} refused, "
+                      f"{plural(conflicts.scheduled_apart, 'task')} scheduled apart); {conflicts.at_merge} met at "
+                      f"merge; {plural(conflicts.agent_claims_refused, 'agent claim')} refused as too broad or "
+                      "blocked"),
         ("Escalations", f"{esc.opened} opened; by risk: {_counts(esc.by_risk)}; by rule: {_counts(esc.by_rule)}; "
                         f"now: {_counts(esc.by_status)}"),
         ("Overrides", f"{len(metrics.overrides)}, by {_counts(people)}" if metrics.overrides else "none"),
