@@ -185,6 +185,21 @@ def test_a_region_another_sandbox_holds_is_denied_and_nothing_is_claimed(billing
     assert done.stderr.startswith("loomtui: denied: claim on") and done.stderr.count("\n") == 1
 
 
+def test_a_write_through_a_link_is_judged_as_the_file_it_leads_to_where_the_hook_runs(
+        billing: Path, tmp_path: Path) -> None:
+    """In bubblewrap /tmp is the sandbox's own: a link made there to a file another sandbox holds was, to the
+    broker outside (which cannot see it), this sandbox's scratch space, and a Write through it was allowed."""
+    from loomtui.governance.hooks.claude import HookEvent, edit_targets
+
+    link = tmp_path / "notes.txt"
+    link.symlink_to(billing / SERVICE)
+    held = str((billing / SERVICE).resolve())
+    write = HookEvent("PreToolUse", SESSION, billing, "Write", {"file_path": str(link), "content": "x = 1\n"})
+    assert [t.path for t in edit_targets(write) or []] == [held]
+    bash = HookEvent("PreToolUse", SESSION, billing, "Bash", {"command": f"echo pwned >> {link}"})
+    assert [t.path for t in edit_targets(bash) or []] == [held]
+
+
 def test_the_claim_stage_policy_asks_for_a_require_and_denies_a_block(billing: Path, ws: Workspace) -> None:
     ledger = (billing / "payments/ledger.py").read_text()
     line = next(row for row in ledger.splitlines(keepends=True) if "def find_charge" in row)

@@ -121,14 +121,14 @@ def edit_targets(event: HookEvent) -> list[EditTarget] | None:
         if not isinstance(command, str):
             raise HookInputError("Bash tool_input needs a 'command' string")
         paths = bash_write_targets(command, event.cwd)
-        return [EditTarget(p, None) for p in paths] or None
+        return [EditTarget(_as_seen_here(p), None) for p in paths] or None
     if tool not in EDIT_TOOLS:
         return None
     key = "notebook_path" if tool == "NotebookEdit" else "file_path"
     raw = data.get(key)
     if not isinstance(raw, str) or not raw:
         raise HookInputError(f"{tool} tool_input needs a '{key}' string")
-    path = absolute_path(raw, event.cwd)
+    path = _as_seen_here(absolute_path(raw, event.cwd))
     if tool == "NotebookEdit":
         return [EditTarget(path, None)]  # cells are JSON, not lines of code: the notebook is one region
     current = read_text(Path(path))
@@ -152,6 +152,16 @@ def edit_targets(event: HookEvent) -> list[EditTarget] | None:
     return [EditTarget(path, changed_ranges(current, new))]
 
 
+
+
+def _as_seen_here(path: str) -> str:
+    """`path` through its symlinks as this process sees them: the hook runs inside the sandbox, whose /tmp is
+    its own. The broker, outside, cannot see a link there: `/tmp/notes.txt` made a link to a file another
+    sandbox holds was this sandbox's scratch space to it, and a Write through it was allowed unasked."""
+    try:
+        return os.path.realpath(path)
+    except (OSError, ValueError):  # a loop of links, a NUL: the path as given, for the broker to judge
+        return path
 
 
 def apply_edits(text: str, edits: Sequence[Any]) -> str | None:
