@@ -31,6 +31,7 @@ from typing import Any, Final, Protocol
 from loomtui.errors import LoomError
 from loomtui.governance.hooks.bash import bash_write_targets
 from loomtui.governance.hooks.edits import (
+    MAX_PATH_CHARS,
     EditTarget,
     absolute_path,
     changed_ranges,
@@ -158,6 +159,8 @@ def _as_seen_here(path: str) -> str:
     """`path` through its symlinks as this process sees them: the hook runs inside the sandbox, whose /tmp is
     its own. The broker, outside, cannot see a link there: `/tmp/notes.txt` made a link to a file another
     sandbox holds was this sandbox's scratch space to it, and a Write through it was allowed unasked."""
+    if len(path) > MAX_PATH_CHARS:  # no system holds it (the broker refuses it), and a million parts took minutes
+        return path
     try:
         return os.path.realpath(path)
     except (OSError, ValueError):  # a loop of links, a NUL: the path as given, for the broker to judge

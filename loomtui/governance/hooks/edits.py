@@ -16,6 +16,8 @@ from typing import Final
 MAX_DIFF_LINES: Final = 20_000  # beyond this a rewrite claims the whole file rather than diffing it
 MAX_RANGES: Final = 20
 MAX_TARGETS: Final = 50
+MAX_PATH_CHARS: Final = 4096
+"""Linux's PATH_MAX: a longer path names no file (resolving a million parts of one took minutes)."""
 MAX_READ_BYTES: Final = 8 * 1024 * 1024
 """The largest file whose changed lines are worked out (a larger one is claimed whole)."""
 
