@@ -1251,16 +1251,51 @@ def test_changed_ranges_are_lines_of_the_current_file() -> None:
     ("echo x | tee -a payments/ta{x,_old}.py", ["payments/tax.py", "payments/ta_old.py"]),  # braces
     ("cat <<EOF\n$(echo x >> payments/tax.py)\nEOF\n", ["payments/tax.py"]),  # runs in an unquoted body
     ("cat <<'EOF'\n$(echo x >> payments/tax.py)\nEOF\n", []),  # a quoted one's is text
+    # And each of these went through unseen as well (wrappers, keywords, forms of a word or a redirection).
+    ("timeout 5 sed -i s/a/b/ payments/tax.py", ["payments/tax.py"]),
+    ("nice -n 5 sed -i s/a/b/ payments/tax.py", ["payments/tax.py"]),
+    ("env -u HOME sed -i s/a/b/ payments/tax.py", ["payments/tax.py"]),
+    ("if true; then sed -i s/a/b/ payments/tax.py; fi", ["payments/tax.py"]),
+    ("! sed -i s/a/b/ payments/tax.py", ["payments/tax.py"]),
+    ("{ sed -i s/a/b/ payments/tax.py; }", ["payments/tax.py"]),
+    ("echo x 1<>payments/tax.py", ["payments/tax.py"]),
+    ('echo x >> $"payments/tax.py"', ["payments/tax.py"]),  # a locale string
+    ("tee -a payments/ta{x..x}.py", ["payments/tax.py"]),  # a sequence
+    ("cp -tpayments /tmp/tax.py", ["payments/tax.py"]),  # an option's value attached
+    ("echo x >> payments/tax.py # it's fine", ["payments/tax.py"]),  # a quote in a comment is no open quote
+    ('git commit -m "use << for it"', []),  # one line: no here-document text taken from it
 ])
 def test_bash_write_targets_best_effort(tmp_path: Path, command: str, written: list[str]) -> None:
     expected = [w if w.startswith("/") else str(tmp_path / w) for w in written]
     assert bash_write_targets(command, tmp_path) == expected
 
 
-def test_a_command_with_unbalanced_quotes_claims_nothing(tmp_path: Path) -> None:
-    # The `> x` sits inside the open quote: the shell writes no x (it refuses the command).
-    assert bash_write_targets('echo "unterminated > x', tmp_path) == []
-    assert bash_write_targets("echo 'unbalanced > out.txt", tmp_path) == []
+@pytest.mark.parametrize("command", [
+    'echo "unterminated > x', "echo 'unbalanced > out.txt",
+    "echo x >> payments/tax.py; echo \\",  # a trailing backslash
+    "echo '<<EOF'\necho x >> payments/tax.py",  # a here-document in quotes, never ended: the rest taken as its text
+    "cat <<E\\OF\nhi\nEOF\necho x >> payments/tax.py",  # one bash ends at EOF
+    "tee " + " ".join(f"/tmp/f{n}" for n in range(60)) + "; echo x >> payments/tax.py",  # past the 50 checked
+])
+def test_a_command_whose_writes_cannot_be_told_is_not_read_as_writing_nothing(tmp_path: Path, command: str) -> None:
+    """Each was read as writing no file (nothing claimed: no decision), and its write of a held file ran."""
+    from loomtui.governance.hooks.bash import CommandNotRead
+
+    with pytest.raises(CommandNotRead):
+        bash_write_targets(command, tmp_path)
+
+
+def test_a_glob_only_the_hook_would_expand_is_bounded(tmp_path: Path) -> None:
+    """Quoted, bash never expands it; through ten links to `.` eight deep the hook read 10**8 names and was killed
+    at its timeout, and Claude Code let the call through."""
+    from loomtui.governance.hooks.bash import CommandNotRead
+
+    loops = tmp_path / "lp"
+    loops.mkdir()
+    for n in range(10):
+        (loops / f"l{n}").symlink_to(".")
+    with pytest.raises(CommandNotRead, match="a glob in it reads more than"):
+        bash_write_targets(f"true || tee '{loops}/*/*/*/*/*/*/*/*/nomatch'; echo x >> tax.py", tmp_path)
 
 
 def test_braces_are_expanded_a_group_at_a_time_within_the_cap(tmp_path: Path,
@@ -1299,9 +1334,12 @@ def test_what_a_tool_call_names_is_read_only_when_it_is_a_regular_file_of_reason
     assert read == {"/dev/zero": None, str(fifo): None, str(big): None, str(small): "x = 1\n", str(tmp_path): None}
 
 
-def test_an_unparsable_bash_command_gets_no_decision(billing: Path, ws: Workspace) -> None:
+def test_a_bash_command_whose_writes_cannot_be_told_is_refused_saying_how_to_go_on(
+        billing: Path, ws: Workspace) -> None:
+    """It got no decision (read as writing nothing), and `echo x >> held.py # it's fine` ran."""
     done = hook(payload(billing, "Bash", {"command": 'echo "unterminated > x'}))
-    assert (done.returncode, done.stdout, done.stderr) == (0, "", "")
+    assert done.returncode == 2 and done.stdout == "" and done.stderr.count("\n") == 1, done.stderr
+    assert "cannot tell which files this command writes" in done.stderr and "Edit or Write tool" in done.stderr
     assert ws.store.live_claims(ME) == []
 
 

@@ -5,6 +5,7 @@ Stdlib only: it runs in the hook process, on every Bash call an agent makes.
 
 from __future__ import annotations
 
+import fnmatch
 import glob
 import itertools
 import os
@@ -16,35 +17,55 @@ from typing import Final
 
 from loomtui.governance.hooks.edits import MAX_TARGETS, absolute_path
 
-_REDIRECTS: Final = frozenset({">", ">>", ">|", "&>", "&>>", ">&"})
+_REDIRECTS: Final = frozenset({">", ">>", ">|", "&>", "&>>", ">&", "<>"})
 _SEPARATORS: Final = frozenset({";", ";;", "&", "&&", "|", "||", "|&", "(", ")", "\n"})
-_WRAPPERS: Final = frozenset({"sudo", "env", "command", "nice", "nohup", "time", "exec", "builtin"})
+# Programs that run the command after them, each with its options that take a value, and how many operands of
+# its own come before the command (`timeout 5 sed -i ...`): `nice -n 5 sed -i` read `5` as the program.
+_WRAPPERS: Final[dict[str, tuple[frozenset[str], int]]] = {
+    "sudo": (frozenset({"-u", "-g", "-C", "-D", "-h", "-p", "-U", "-r", "-t", "--user", "--group"}), 0),
+    "env": (frozenset({"-u", "--unset", "-C", "--chdir", "-S", "--split-string"}), 0),
+    "nice": (frozenset({"-n", "--adjustment"}), 0),
+    "ionice": (frozenset({"-c", "-n", "-p", "-P", "-u", "--class", "--classdata"}), 0),
+    "timeout": (frozenset({"-s", "--signal", "-k", "--kill-after"}), 1),
+    "stdbuf": (frozenset({"-i", "-o", "-e"}), 0),
+    "taskset": (frozenset(), 1), "chrt": (frozenset(), 1),
+    "command": (frozenset(), 0), "nohup": (frozenset(), 0), "time": (frozenset({"-f", "-o"}), 0),
+    "exec": (frozenset({"-a"}), 0), "builtin": (frozenset(), 0), "setsid": (frozenset(), 0),
+}
+# Words that start a command in a compound one (`if true; then sed -i ...; fi`, `! sed ...`, `{ sed ...; }`).
+_KEYWORDS: Final = frozenset({"if", "then", "elif", "else", "while", "until", "do", "!", "{"})
 _HEREDOC: Final = re.compile(r"(?<!<)<<(-?)\s*(['\"]?)([A-Za-z0-9_.-]+)\2")
 _SUBSTITUTION: Final = re.compile(r"\$\(([^()]*)\)|`([^`]*)`")
 _ANSI_C: Final = re.compile(r"\$'((?:[^'\\]|\\.)*)'")
 _BRACES: Final = re.compile(r"\{([^{}]*,[^{}]*)\}")
+_SEQUENCE: Final = re.compile(r"\{(-?\d+|[A-Za-z])\.\.(-?\d+|[A-Za-z])\}")
+
+
+class CommandNotRead(ValueError):
+    """A command whose written files cannot be told (unbalanced quotes, a here-document that never ends,
+    more files than are checked): judged as such, never as one that writes nothing."""
 
 
 def bash_write_targets(command: str, cwd: Path) -> list[str]:
     """Absolute paths a shell command writes: redirections, tee, sed/perl -i, cp/mv/ln/install,
     touch, truncate, rm, dd of=. Best effort: a file named through a variable is not seen
     (the git pre-commit hook and the post-gate policy still see the change)."""
+    plain = _without_comments(_ansi_c_quoted(_without_heredoc_bodies(command.replace("\\\n", ""))))
+    plain = plain.replace('$"', '"')
     try:
-        tokens = _shell_tokens(_ansi_c_quoted(_without_heredoc_bodies(command.replace("\\\n", ""))))
+        tokens = _shell_tokens(plain)
     except ValueError:
-        # Unbalanced quotes: a scan of the raw text finds names inside the open quote
-        # (`echo "a > x` writes no x) and would claim them. The shell refuses such a
-        # command, so claim nothing and leave it to Claude Code's own Bash rules; a write
-        # that does happen is still seen by the git pre-commit hook.
-        return []
+        # Unbalanced quotes (a `#` comment's `it's` among them, or a trailing backslash): no files can be
+        # told, and none claimed were taken as none written (`echo x >> held.py # it's fine` went through).
+        raise CommandNotRead("its quotes do not close") from None
     found: list[str] = []
     for words in _simple_commands(tokens):
         if words[0] == "cd" and len(words) == 2 and "$" not in words[1]:
             cwd = Path(absolute_path(words[1], cwd))  # `cd sub && echo x > f` writes sub/f
             continue
         for name in _command_writes(words, cwd):
-            if len(found) >= MAX_TARGETS:
-                return found
+            if len(found) >= MAX_TARGETS:  # the rest unchecked: a write past the 50th went through
+                raise CommandNotRead(f"it writes more than {MAX_TARGETS} files")
             for path in _expand(name, cwd):
                 if path not in found:
                     found.append(path)
@@ -56,8 +77,10 @@ def _without_heredoc_bodies(command: str) -> str:
     one (`<<EOF` expands `$(...)` and backquotes in its body: they run), each kept as a line of its own."""
     kept: list[str] = []
     pending: list[tuple[str, bool, bool]] = []
+    taken = 0  # lines taken as a here-document's text
     for line in command.split("\n"):
         if pending:
+            taken += 1
             delimiter, strip_tabs, expands = pending[0]
             if (line.lstrip("\t") if strip_tabs else line) == delimiter:
                 pending.pop(0)
@@ -66,7 +89,39 @@ def _without_heredoc_bodies(command: str) -> str:
             continue
         kept.append(line)
         pending.extend((m.group(3), m.group(1) == "-", not m.group(2)) for m in _HEREDOC.finditer(line))
+    if pending and taken:  # `echo '<<EOF'` (quoted: none) or `<<E\OF` (ends at EOF) took the lines after it
+        raise CommandNotRead(f"a here-document ({pending[0][0]}) never ends")
     return "\n".join(kept)
+
+
+def _without_comments(text: str) -> str:
+    """`text` without its `#` comments: from a `#` that starts a word outside quotes to the end of its line
+    (`echo x >> f # it's fine` is no open quote)."""
+    out: list[str] = []
+    quote = ""
+    index = 0
+    while index < len(text):
+        char = text[index]
+        if quote:
+            if char == "\\" and quote == '"' and index + 1 < len(text):
+                out.append(text[index:index + 2])
+                index += 2
+                continue
+            if char == quote:
+                quote = ""
+        elif char == "\\" and index + 1 < len(text):
+            out.append(text[index:index + 2])
+            index += 2
+            continue
+        elif char in "'\"":
+            quote = char
+        elif char == "#" and (index == 0 or text[index - 1] in " \t\n;&|()<>"):
+            end = text.find("\n", index)
+            index = len(text) if end < 0 else end
+            continue
+        out.append(char)
+        index += 1
+    return "".join(out)
 
 
 def _ansi_c_quoted(text: str) -> str:
@@ -119,10 +174,14 @@ def _command_writes(words: list[str], cwd: Path) -> list[str]:
             continue
         argv.append(word)
         index += 1
-    while argv and (re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*=.*", argv[0]) or argv[0] in _WRAPPERS):
-        argv.pop(0)
+    while argv and (re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*=.*", argv[0]) or argv[0] in _WRAPPERS
+                    or argv[0] in _KEYWORDS):
+        takes_value, operands = _WRAPPERS.get(argv.pop(0), (frozenset(), 0))
         while argv and argv[0].startswith("-") and len(argv) > 1:
-            argv.pop(0)  # the wrapper's own options (`sudo -u x`, `env -i`)
+            option = argv.pop(0)  # the wrapper's own options (`sudo -u x`, `env -i`, `nice -n 5`)
+            if option in takes_value and argv:
+                argv.pop(0)
+        del argv[:operands]  # `timeout 5`: its duration
     if argv:
         targets.extend(_program_writes(os.path.basename(argv[0]), argv[1:], cwd))
     return targets
@@ -204,6 +263,8 @@ def _copy_targets(program: str, args: Sequence[str], cwd: Path) -> list[str]:
             target_dir = args[position + 1]
         elif arg.startswith("--target-directory="):
             target_dir = arg.split("=", 1)[1]
+        elif arg.startswith("-t") and len(arg) > 2:  # `cp -tpayments x.py`
+            target_dir = arg[2:]
     operands = _operands(args, frozenset({"-t", "-S", "--suffix", "-m", "--mode", "-o", "-g"}))
     if target_dir is None:
         if len(operands) < 2:
@@ -230,7 +291,7 @@ def _brace_words(name: str) -> list[str]:
     """`tax{,_old}.py` as bash makes its words (before anything else), at most MAX_TARGETS of them at
     every step: each group expanded over the words so far, never every word of every group first (six
     groups of fifty were 50**6 words, hours of one broker's only worker)."""
-    words = [name]
+    words = [_SEQUENCE.sub(_sequence_as_list, name)]
     while any(_BRACES.search(word) for word in words):
         grown: list[str] = []
         for word in words:
@@ -245,11 +306,64 @@ def _brace_words(name: str) -> list[str]:
     return words
 
 
+def _sequence_as_list(match: re.Match[str]) -> str:
+    """`{1..3}` or `{a..c}` as the `{1,2,3}` it stands for, at most MAX_TARGETS (`{s..s}` is `{s,s}`)."""
+    first, last = match.group(1), match.group(2)
+    if first.lstrip("-").isdigit() and last.lstrip("-").isdigit():
+        start, end = int(first), int(last)
+        step = 1 if end >= start else -1
+        items = [str(n) for n in itertools.islice(range(start, end + step, step), MAX_TARGETS)]
+    elif first.isalpha() and last.isalpha():
+        step = 1 if ord(last) >= ord(first) else -1
+        items = [chr(n) for n in range(ord(first), ord(last) + step, step)][:MAX_TARGETS]
+    else:
+        return match.group(0)
+    return "{" + ",".join(items + items[:1] if len(items) == 1 else items) + "}"
+
+
 def _expand_path(word: str, cwd: Path) -> list[str]:
     path = absolute_path(word, cwd)
     if path.startswith("/dev/") or path == "/dev":
         return []
     if glob.has_magic(path):  # the first matches found, not every match of `/*/*/*/*` sorted first
-        return sorted(itertools.islice(glob.iglob(path), MAX_TARGETS)) or [path]
+        return sorted(_bounded_glob(path)) or [path]
     return [path]
+
+
+GLOB_ENTRIES_READ_MAX: Final = 20_000
+"""Directory entries a glob may read before its command is judged unreadable: a quoted glob the shell never
+expands, through ten links to `.` eight deep, read 10**8 of them and the hook was killed at its timeout
+(Claude Code then lets the call through)."""
+
+
+def _bounded_glob(pattern: str) -> list[str]:
+    """The first MAX_TARGETS paths `pattern` matches, as `glob` finds them, reading at most
+    GLOB_ENTRIES_READ_MAX directory entries (CommandNotRead past that)."""
+    parts = pattern.split("/")
+    found = ["/" if pattern.startswith("/") else "."]
+    read = 0
+    for depth, part in enumerate(parts[1:] if pattern.startswith("/") else parts, start=1):
+        last = depth == len(parts) - (1 if pattern.startswith("/") else 0)
+        grown: list[str] = []
+        for base in found:
+            if not glob.has_magic(part):
+                candidate = os.path.join(base, part)
+                if last or os.path.isdir(candidate):
+                    grown.append(candidate)
+                continue
+            try:
+                with os.scandir(base) as entries:
+                    for entry in entries:
+                        read += 1
+                        if read > GLOB_ENTRIES_READ_MAX:
+                            raise CommandNotRead(f"a glob in it reads more than {GLOB_ENTRIES_READ_MAX:,} names")
+                        if (entry.name.startswith(".") and not part.startswith(".")) or \
+                                not fnmatch.fnmatchcase(entry.name, part):
+                            continue
+                        if last or entry.is_dir():
+                            grown.append(os.path.join(base, entry.name))
+            except OSError:
+                continue
+        found = grown
+    return [path for path in found if os.path.lexists(path)][:MAX_TARGETS]
 

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any, Final, Protocol
 
 from loomtui.errors import LoomError
-from loomtui.governance.hooks.bash import bash_write_targets
+from loomtui.governance.hooks.bash import CommandNotRead, bash_write_targets
 from loomtui.governance.hooks.edits import (
     MAX_PATH_CHARS,
     EditTarget,
@@ -121,7 +121,11 @@ def edit_targets(event: HookEvent) -> list[EditTarget] | None:
         command = data.get("command")
         if not isinstance(command, str):
             raise HookInputError("Bash tool_input needs a 'command' string")
-        paths = bash_write_targets(command, event.cwd)
+        try:
+            paths = bash_write_targets(command, event.cwd)
+        except CommandNotRead as exc:  # judged as unread, never as writing nothing: refused, saying how to go on
+            raise HookInputError(f"loomtui cannot tell which files this command writes: {exc}; write files with "
+                                 "the Edit or Write tool, or with a plainer command") from None
         return [EditTarget(_as_seen_here(p), None) for p in paths] or None
     if tool not in EDIT_TOOLS:
         return None
