@@ -457,6 +457,16 @@ def test_the_broker_answers_for_its_own_sandbox_only_and_never_decides(billing: 
     assert not socket_path.exists()
 
 
+def test_a_tool_call_on_many_files_is_one_bounded_entry(billing: Path, ws: Workspace) -> None:
+    """A 33 KB request naming a folder 1,000 times was one `hook.edit` entry of 1.9 MB (every file of each),
+    in the shared store and the hash-chained log, which are kept for good."""
+    gate = HookGate(ws, "agent-1", billing)
+    gate.check_tool("Write", [{"path": str(billing / "customers")}] * 1000, tool_use_id="t1")
+    entry = [e for e in ws.audit.entries() if e.action == "hook.edit"][-1]
+    assert len(entry.details["targets"]) == 50 and entry.details["targets_total"] > 1000
+    assert len(entry.line()) < 64_000, len(entry.line())
+
+
 def test_what_an_agent_writes_into_the_queue_and_the_audit_log_stays_one_bounded_line(
         billing: Path, ws: Workspace) -> None:
     from loomtui.cli.state import _readable

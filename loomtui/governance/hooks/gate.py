@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any, Final, TypeVar, cast
 
-from loomtui.audit import listed_in_entry
+from loomtui.audit import MAX_LISTED, listed_in_entry
 from loomtui.errors import LoomError, abridged, escape_controls
 from loomtui.execution.isolation import ISOLATION_BWRAP, PRIVATE_TMP
 from loomtui.execution.sandboxes import HOOK_SETTINGS_PATH, sandbox_paths
@@ -321,11 +321,17 @@ class HookGate:
         elif tool_use_id:
             self._await_also(tool_use_id, answer.regions)
         if any(a.decision != "none" for _p, _l, a in checked):
-            details: dict[str, Any] = {"tool": tool, "tool_use_id": tool_use_id or None, **answer.as_dict()}
+            details: dict[str, Any] = {"tool": tool, "tool_use_id": tool_use_id or None, **answer.as_dict(),
+                                       **listed_in_entry("regions", list(answer.regions))}
             if len(checked) == 1:
                 details.update(path=checked[0][0], lines=checked[0][1])
             else:
-                details["targets"] = [{"path": p, "lines": lines, **a.as_dict()} for p, lines, a in checked]
+                # The first MAX_LISTED, and how many: a 33 KB request naming a folder 1,000 times was one entry of
+                # 1.9 MB, in the shared store and the log kept for good.
+                details["targets"] = [{"path": p, "lines": lines, **a.as_dict()} for p, lines, a in
+                                      checked[:MAX_LISTED]]
+                if len(checked) > MAX_LISTED:
+                    details["targets_total"] = len(checked)
             details["ms"] = round((time.perf_counter() - started) * 1000, 1)  # the gate's part of the hook's wait
             self._record("hook.edit", details)
         return answer
@@ -577,13 +583,24 @@ def _combined(tool: str, answers: Sequence[Answer]) -> Answer:
     for decision in ("deny", "ask"):
         reasons = [a.reason for a in answers if a.decision == decision]
         if reasons:
-            return Answer(decision, "; ".join(reasons), regions)
-    allowed = "; ".join(a.reason for a in answers if a.decision == "allow")
+            return Answer(decision, _joined(reasons), regions)
+    allowed = _joined([a.reason for a in answers if a.decision == "allow"])
     if tool == "Bash" or not allowed:
         # A command does more than its writes: allowing it here would skip the
         # runtime's own permission rules, so a fine Bash write is left to them.
-        return Answer("none", allowed or "; ".join(a.reason for a in answers), regions)
+        return Answer("none", allowed or _joined([a.reason for a in answers]), regions)
     return Answer("allow", allowed, regions)
+
+
+REASONS_JOINED: Final = 10
+
+
+def _joined(reasons: Sequence[str]) -> str:
+    """The files' reasons as one, each once, the first REASONS_JOINED and how many more: 4,000 of them were a
+    120 KB reason, in the agent's answer and in an audit entry kept for good."""
+    unique = list(dict.fromkeys(reasons))
+    more = f"; and {len(unique) - REASONS_JOINED} more" if len(unique) > REASONS_JOINED else ""
+    return "; ".join(unique[:REASONS_JOINED]) + more
 
 
 def _staged_regions(files: Sequence[Mapping[str, Any]]) -> list[str]:
