@@ -277,6 +277,24 @@ def test_an_approved_pre_start_escalation_covers_later_edits(billing: Path, ws: 
     assert answer.decision == "allow" and answer.regions == ("payments/ledger.py::Ledger.total_refunded",)
 
 
+def test_an_approved_permission_request_covers_the_regions_its_call_changed_not_the_whole_file(
+        billing: Path, ws: Workspace) -> None:
+    """A comment added at the ledger's top, approved, let a later Write rename every function in it unasked (the
+    request's file stood for all of it)."""
+    gate = HookGate(ws, "ledger-agent", billing)
+    ledger = billing / "payments/ledger.py"
+    text = ledger.read_text()
+    top = {"file_path": str(ledger), "old_string": text.splitlines()[0], "new_string": text.splitlines()[0] + " #"}
+    assert gate.check_tool("Edit", [{"path": str(ledger), "lines": [[1, 1]]}]).decision == "ask"
+    request = gate.open_permission_request("Edit", top)
+    lead = open_workspace(billing)
+    lead.actor = LEAD
+    decide(lead, load_policy(billing, ".loom/policy.yaml"), request["id"], "approve")
+    lead.close()
+    assert gate.check_tool("Edit", [{"path": str(ledger), "lines": [[1, 1]]}]).decision == "allow"  # the same
+    assert gate.check_tool("Write", [{"path": str(ledger), "lines": [[124, 140]]}]).decision == "ask"
+
+
 def test_a_sandbox_may_not_write_its_hook_settings_or_outside_its_worktree(billing: Path, ws: Workspace,
                                                                            tmp_path: Path) -> None:
     record = tasks.create_sandbox(ws, "stay inside", "script", script=_script(billing), isolate=False)

@@ -468,6 +468,10 @@ class HookGate:
             released.append(claim.id)
         return released
 
+    def regions_of(self, rel: str, ranges: list[tuple[int, int]] | None) -> tuple[str, ...]:
+        """The regions an edit of `rel`'s lines `ranges` (None: the whole file) is in."""
+        return self._regions(self.coordinator(fresh=(rel,)), rel, ranges)
+
     def _regions(self, coordinator: Coordinator, rel: str,
                  ranges: list[tuple[int, int]] | None) -> tuple[str, ...]:
         if ranges is None:
@@ -487,16 +491,20 @@ class HookGate:
         from loomtui.coordination.regions import ancestors, split_id
 
         # This sandbox's own: every escalation the repository ever cleared was read on each such edit.
-        scopes = [e.data.get("facts") or {} for e in self.workspace.store.sandbox_escalations(
+        scopes = [(e.kind, e.data.get("facts") or {}) for e in self.workspace.store.sandbox_escalations(
                   self.sandbox_id, GRANTING_KINDS) if e.status in CLEARED]
 
-        def covered(region: str, facts: Mapping[str, Any]) -> bool:
+        def covered(region: str, kind: str, facts: Mapping[str, Any]) -> bool:
             approved = set(facts.get("regions") or ())
             whole_files = set(facts.get("paths") or ()) - {split_id(r)[0] for r in approved}
+            if kind == PERMISSION_KIND:
+                # One tool call was approved, as the lead saw it: the regions it changed, not what holds them. A
+                # comment added at a file's top (its file region) granted every later edit of the file, unasked.
+                return region in approved or (not approved and region in whole_files)
             return region in approved or bool(set(ancestors(region)) & approved) \
                 or split_id(region)[0] in whole_files
 
-        return bool(regions) and all(any(covered(r, facts) for facts in scopes) for r in regions)
+        return bool(regions) and all(any(covered(r, kind, facts) for kind, facts in scopes) for r in regions)
 
     def check_commit(self, paths: Sequence[str], regions: Sequence[str],
                      files: Sequence[Mapping[str, Any]] = ()) -> Answer:

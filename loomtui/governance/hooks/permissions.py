@@ -83,8 +83,8 @@ def open_permission_request(gate: HookGate, tool_name: str, tool_input: Mapping[
     """Open an escalation for a lead to answer for `gate`'s sandbox; a policy block is answered at once."""
     from loomtui.governance.gitfacts import branch_head
 
-    paths = _request_paths(gate, tool_name, tool_input)
-    facts = ChangeFacts(stage="claim", paths=tuple(paths), runtime=gate.runtime)
+    paths, regions = _request_scope(gate, tool_name, tool_input)
+    facts = ChangeFacts(stage="claim", paths=tuple(paths), regions=tuple(regions), runtime=gate.runtime)
     evaluation = permission_evaluation(gate.policy(), facts)
     tool_name = tool_name[:200]
     kept = bounded(tool_input)
@@ -162,14 +162,28 @@ def decided_at(request: EscalationRecord) -> float:
     return max([request.updated, *times]) if times else request.updated
 
 
-def _request_paths(gate: HookGate, tool_name: str, tool_input: Mapping[str, Any]) -> list[str]:
+def _request_scope(gate: HookGate, tool_name: str, tool_input: Mapping[str, Any]) -> tuple[list[str], list[str]]:
+    """The files a request's tool call writes, and the regions its lines are in: what an approval grants later
+    edits (a comment added at a file's top granted every later edit of the file)."""
     event = HookEvent("PreToolUse", "", gate.tree, tool_name, tool_input)
     try:
         targets = edit_targets(event) or []
     except HookInputError:
         targets = []  # a tool we do not parse: the request is about the tool, not files
-    places = [gate.relative(path) for path in named_paths([t.path for t in targets], "tool_input")]
-    return sorted({p for p in places if isinstance(p, str)})
+    named = set(named_paths([t.path for t in targets], "tool_input"))
+    paths: set[str] = set()
+    regions: list[str] = []
+    for target in targets:
+        rel = gate.relative(target.path) if target.path in named else None
+        if not isinstance(rel, str):
+            continue
+        paths.add(rel)
+        try:
+            found = gate.regions_of(rel, target.lines)
+        except LoomError:
+            found = (rel,)
+        regions.extend(region for region in found if region not in regions)
+    return sorted(paths), regions
 
 
 def _own_request(gate: HookGate, escalation_id: Any) -> EscalationRecord:
