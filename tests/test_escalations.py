@@ -239,6 +239,32 @@ def test_an_approval_may_carry_a_note_that_is_recorded_and_shown(billing: Path) 
             "clone does not see it: no commit c1 here to attach the decision to") in plain.stderr
 
 
+def test_a_decision_recorded_before_the_store_went_is_said_recorded_and_exits_0(
+        billing: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """PostgreSQL stopped right after the decision's commit: `escalation approve` said only "cannot reach the
+    database", exit 2, while the approval stood (2 of 2)."""
+    from loomtui.errors import StoreUnreachable
+    from loomtui.governance import escalations
+    from tests.conftest import run_cli
+
+    _policy, escalation_id = escalate(billing, payments_change())
+    real = escalations.decide
+
+    def then_the_store_goes(workspace, *args, **kwargs):  # type: ignore[no-untyped-def]
+        record = real(workspace, *args, **kwargs)
+
+        def gone(*_a: object, **_k: object) -> None:
+            raise StoreUnreachable("postgresql://loom@127.0.0.1:5432/team: cannot reach the database (refused)")
+        monkeypatch.setattr(workspace.store, "get_sandbox", gone)
+        return record
+
+    monkeypatch.setattr(escalations, "decide", then_the_store_goes)
+    done = run_cli(billing, "escalation", "approve", str(escalation_id), user=ALICE)
+    assert done.returncode == 0, done.stderr
+    assert f"#{escalation_id}: approve recorded by {ALICE}" in done.stdout
+    assert "the approve is recorded, but sandbox sb1 was not moved on" in done.stderr
+
+
 def test_an_author_s_approval_a_policy_counted_is_said_to_count(billing: Path) -> None:
     """Under a policy without separation of duties, `escalation show` said "status approved", then
     "0 of 1 approval ...; the author's own approval does not count (separation of duties)"."""

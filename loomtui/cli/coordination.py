@@ -31,7 +31,7 @@ from loomtui.coordination.claims import (
 )
 from loomtui.coordination.index import RepoIndex, build_index, index_cache_dir
 from loomtui.coordination.targets import BadTarget
-from loomtui.errors import LoomError, escape_controls, listed, plural, shown
+from loomtui.errors import LoomError, StoreError, escape_controls, listed, plural, shown
 from loomtui.governance.coordinator import governed_coordinator
 from loomtui.store import ClaimRecord
 from loomtui.workspace import Workspace
@@ -218,13 +218,22 @@ def cmd_claim_add(args: argparse.Namespace) -> int:
             else ""
         print(f"claim #{claim.id} {claim.mode} {claim.target} -> {', '.join(claim.region_ids)}{tag}")
         _print_conflicts(result.conflicts)
-    if results and coordinator.workspace.store.get_sandbox(sandbox) is None:
+    if results and _no_sandbox_named(coordinator.workspace, sandbox):
         # A name of no sandbox (a person, an outside agent) is allowed; a typo'd id held the code for an hour.
         lease = results[0].claim.expires - time.time()
         print(f"note: no sandbox is {shown(sandbox)}: these claims hold for that name (a person, an outside "
               f"agent) until `claim release --all --sandbox {sandbox}`"
               + (f" or their lease ends in {lease / 60:.0f} min" if lease > 0 else ""), file=sys.stderr)
     return 0
+
+
+def _no_sandbox_named(workspace: Workspace, name: str) -> bool:
+    """Whether no sandbox has this id, asked after the claims are taken: a store gone meanwhile says nothing
+    (the claim was printed as taken, then the command failed with exit 2)."""
+    try:
+        return workspace.store.get_sandbox(name) is None
+    except StoreError:
+        return False
 
 
 def cmd_claim_release(args: argparse.Namespace) -> int:

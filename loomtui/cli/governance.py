@@ -19,7 +19,7 @@ from loomtui.cli import (
     workspace_for,
 )
 from loomtui.config import load_config
-from loomtui.errors import LoomError, escape_controls, plural
+from loomtui.errors import LoomError, StoreError, escape_controls, plural
 from loomtui.governance.policy import (
     MAX_OVERRIDE_HOURS,
     CaseResult,
@@ -102,7 +102,6 @@ def _result_dict(result: CaseResult) -> dict[str, Any]:
 
 
 def cmd_gate(args: argparse.Namespace) -> int:
-    from loomtui.errors import StoreError
     from loomtui.governance.gate import NoBaseBranch, run_gate
     from loomtui.store import open_store, store_from_env
 
@@ -261,13 +260,17 @@ def cmd_decide(args: argparse.Namespace) -> int:
         print(f"warning: a decision on #{record.id} is not published as a git note, so a CI gate in a fresh clone "
               f"does not see it: {unpublished}", file=sys.stderr)
     moved = None
-    if record.sandbox_id and workspace.store.get_sandbox(record.sandbox_id) is not None:
-        from loomtui.workflow.engine import advance  # the decision may let the sandbox move on now
+    try:
+        if record.sandbox_id and workspace.store.get_sandbox(record.sandbox_id) is not None:
+            from loomtui.workflow.engine import advance  # the decision may let the sandbox move on now
 
-        moved = advance(workspace, record.sandbox_id)
-        if not args.json:
-            for line in moved.done:
-                print(f"  sandbox {moved.sandbox_id}: {line}")
+            moved = advance(workspace, record.sandbox_id)
+            if not args.json:
+                for line in moved.done:
+                    print(f"  sandbox {moved.sandbox_id}: {line}")
+    except StoreError as exc:  # the decision is recorded: said as done, and what did not follow (it exited 2)
+        print(f"loomtui: warning: #{record.id}: the {args.decision} is recorded, but sandbox {record.sandbox_id} "
+              f"was not moved on ({exc}); `loomtui sandbox advance {record.sandbox_id}` does it", file=sys.stderr)
     if args.json:
         print_json({"escalation": record.id, "decision": args.decision, "by": workspace.actor, "signature": signed,
                     "status": str(record.status), "note_problem": unpublished or None,

@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
-from loomtui.errors import LoomError
+from loomtui.errors import LoomError, StoreError
 from loomtui.execution.gitops import Git
 from loomtui.governance.decision_notes import publish
 from loomtui.governance.policy import (
@@ -323,8 +323,11 @@ def decide(workspace: Workspace, policy: Policy, escalation_id: int, decision: s
                           Decision(str(escalation_id), decision, user, commit, reason, signed["decided_at"],
                                    escalation.kind, str(signed.get("target", ""))), signed.get("signature"))
         if problem:  # kept: a later decision published does not publish this one
-            workspace.store.update_escalation(escalation_id, data={"note_problem": problem})
-            updated = workspace.store.get_escalation(escalation_id) or updated
+            try:
+                workspace.store.update_escalation(escalation_id, data={"note_problem": problem})
+                updated = workspace.store.get_escalation(escalation_id) or updated
+            except StoreError:  # the decision is committed: said, not failed (the store went meanwhile)
+                updated = replace(updated, data={**updated.data, "note_problem": problem})
     return updated
 
 
