@@ -96,6 +96,17 @@ def test_markdown_splits_at_headings_not_inside_code() -> None:
     assert sections[0].id == "repo:GUIDE.md"
 
 
+def test_markdown_splits_at_setext_headings_too() -> None:
+    """`Widgets\n=======` was folded into the section before it: no section of its own, its words no heading's,
+    and an edit of it drifted as one of the other."""
+    text = ("# Conventions\n\n## Notes\n\nFirst.\n\nWidgets\n=======\n\nmake_widget rules.\n\nSizes\n-----\n\nSmall.\n\n"
+            "- an item\n---\n\nA line.\n\n---\n\n```\nCode\n===\n```\n")
+    sections = split_markdown("repo", "GUIDE.md", text)
+    assert [s.heading for s in sections] == [("Conventions", "Notes"), ("Widgets",), ("Widgets", "Sizes")]
+    assert sections[1].text.startswith("Widgets\n=======\n") and sections[1].line == 7
+    assert "- an item\n---" in sections[2].text and "Code\n===" in sections[2].text  # a list, a rule, code
+
+
 def test_adr_metadata_nygard_and_superseded() -> None:
     adr = parse_adr("docs/adr/0007-queue.md", "# 7. Use a queue\n\nDate: 2024-05-01\n\n## Status\n\n"
                                                "Superseded by ADR 0009\n\n## Decision\n\nSupersedes ADR 3.\n")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 from typing import Final
@@ -43,8 +44,10 @@ _SUPERSEDED_BY = re.compile(r"superseded\s+by\s+(?:\[)?(?:ADR[-\s]?)?#?0*(\d{1,6
 _SUPERSEDES = re.compile(r"\bsupersedes\s+(?:\[)?(?:ADR[-\s]?)?#?0*(\d{1,6})", re.IGNORECASE)
 _REF_SHAPE = re.compile(r"^[A-Za-z_./][\w./:-]*$")
 _SENTENCE_END = re.compile(r"[.;]\s+|[.;]$")
-_MAYBE_MARKUP: Final = frozenset(" #`~")
-"""The first characters a heading or a code fence can start with (up to three spaces first)."""
+_MAYBE_MARKUP: Final = frozenset(" #`~=-")
+"""The first characters a heading, a setext heading's underline or a code fence can start with (up to three
+spaces first)."""
+_SETEXT_UNDERLINE = re.compile(r"^ {0,3}(=+|-+)[ \t]*$")
 
 
 def _heading(line: str) -> tuple[int, str] | None:
@@ -181,10 +184,11 @@ def split_source(layer: str, path: str, text: str) -> list[Section]:
 
 
 def split_markdown(layer: str, path: str, text: str) -> list[Section]:
-    """Split Markdown at ATX headings (not inside fenced code); blank sections are dropped."""
+    """Split Markdown at its headings, ATX (`## Title`) and setext (`Title` over `===` or `---`), not inside
+    fenced code; blank sections are dropped."""
     lines = text.splitlines(keepends=True)
     stack: list[tuple[int, str]] = []
-    starts: list[tuple[int, tuple[str, ...]]] = [(0, ())]
+    starts: list[tuple[int, tuple[str, ...], int]] = [(0, (), 0)]  # (first line, heading path, heading's lines)
     fence: str | None = None
     for number, line in enumerate(lines):
         if line[:1] not in _MAYBE_MARKUP:
@@ -199,19 +203,23 @@ def split_markdown(layer: str, path: str, text: str) -> list[Section]:
             fence = fenced.group(1)
             continue
         heading = _heading(line)
+        first, size = number, 1
+        if heading is None:
+            heading = _setext(lines, number, starts[-1][0] + starts[-1][2])
+            first, size = number - 1, 2
         if heading is None:
             continue
         level, title = heading
         while stack and stack[-1][0] >= level:
             stack.pop()
         stack.append((level, title))
-        starts.append((number, tuple(t for _, t in stack)))
+        starts.append((first, tuple(t for _, t in stack), size))
     sections: list[Section] = []
     seen: dict[str, int] = {}
-    for i, (start, heading_path) in enumerate(starts):
+    for i, (start, heading_path, size) in enumerate(starts):
         end = starts[i + 1][0] if i + 1 < len(starts) else len(lines)
         chunk = "".join(lines[start:end])
-        body = chunk if not heading_path else "".join(lines[start + 1:end])
+        body = "".join(lines[start + size:end])
         if not body.strip():
             continue
         # Counted by the path as the id writes it: `## A > B` and `## A` / `### B` were one id, and drift
@@ -221,6 +229,21 @@ def split_markdown(layer: str, path: str, text: str) -> list[Section]:
         sections.append(Section(layer, path, heading_path, chunk.rstrip() + "\n", start + 1, "markdown",
                                 ordinal=ordinal, refs=code_refs(chunk)))
     return sections
+
+
+def _setext(lines: Sequence[str], number: int, after: int) -> tuple[int, str] | None:
+    """The level and title of a setext heading whose underline is line `number` (`===` level 1, `---` level
+    2): a one-line paragraph after a blank line (or the section's start, `after`) underlined. Its text was
+    folded into the section before it, and its heading words never weighed as a heading's."""
+    underline = _SETEXT_UNDERLINE.match(lines[number])
+    if underline is None or number < 1 or number - 1 < after:
+        return None
+    title = lines[number - 1].strip()
+    before = lines[number - 2] if number >= 2 else "\n"
+    if not title or before.strip() and number - 1 > after or _heading(lines[number - 1]) is not None \
+            or _FENCE.match(lines[number - 1]) or title[0] in "-*+>|" or title[:1].isdigit() and ". " in title:
+        return None
+    return (1 if underline.group(1)[0] == "=" else 2), title
 
 
 def _adr_section(layer: str, path: str, text: str) -> Section:
