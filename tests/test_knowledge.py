@@ -93,6 +93,9 @@ def test_markdown_splits_at_headings_not_inside_code() -> None:
                                              ("Guide", "Money")]
     assert "# not a heading" in sections[2].text
     assert sections[4].id == "repo:GUIDE.md#Guide > Money (2)"
+    # Said apart where people read them (two `Notes` in a slice, the app and drift read as one).
+    assert (sections[4].title, sections[4].label) == ("Money (2)", "GUIDE.md > Guide > Money (2) [repo]")
+    assert (sections[2].title, sections[2].label) == ("Money", "GUIDE.md > Guide > Money [repo]")
     assert sections[0].id == "repo:GUIDE.md"
 
 
@@ -335,7 +338,7 @@ def test_a_commit_to_agents_md_makes_a_sandbox_stale(workspace: Workspace, sampl
     [drift] = report.sandboxes
     assert drift.status == "stale"
     assert {"id": "repo:AGENTS.md#Working on the billing service > Rounding", "title": "Rounding",
-            "change": "changed"} in drift.changes
+            "label": "AGENTS.md > Working on the billing service > Rounding [repo]", "change": "changed"} in drift.changes
     assert "repo:AGENTS.md (changed)" in drift.files
 
 
@@ -366,6 +369,7 @@ def test_drift_checks_adrs_and_code_in_one_tree_and_sandboxes_against_head(works
     now_drift = sandbox_drift_now(workspace, "inv2")
     assert now_drift.status == "stale" and {"id": "repo:docs/adr/0002-bankers-rounding-per-line-item.md",
                                              "title": "ADR 0002: Banker's rounding, per line item, in one module",
+                                             "label": "docs/adr/0002-bankers-rounding-per-line-item.md [repo]",
                                              "change": "changed"} in now_drift.changes
     with pytest.raises(LoomError, match="no sandbox nope"):
         sandbox_drift_now(workspace, "nope")

@@ -216,8 +216,10 @@ def cmd_context_drift(args: argparse.Namespace) -> int:
         print(f"sandbox {drift.sandbox}: {drift.status}"
               + (f" (got {drift.recorded}, now {drift.current})" if drift.status in ("behind", "stale") else ""))
         for change in drift.changes:
-            print(f"    {change['change']}" + (f": {change['title'] or change['id']}"
-                                             if change['title'] or change['id'] else ""))
+            # Where it is from, not its title alone: `changed: Testing` was one of two layers' `Testing`.
+            adr = change["title"].startswith("ADR ")  # an ADR's title says it best
+            named = (None if adr else change.get("label")) or change["title"] or change["id"]
+            print(f"    {change['change']}" + (f": {named}" if named else ""))
         if drift.status != "fresh" and drift.files:
             print(f"    sources changed: {', '.join(drift.files[:8])}")
     for flag in report.adrs:

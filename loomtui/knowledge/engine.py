@@ -208,7 +208,7 @@ def sandbox_drift(sandbox_id: str, recorded: dict[str, Any], current: Context,
         if now is None:
             changes.append({"id": section_id, "title": str(old.get("title", "")), "change": "removed"})
         elif now.hash != old.get("hash"):
-            changes.append({"id": section_id, "title": now.title, "change": "changed"})
+            changes.append({"id": section_id, "title": now.title, "label": now.label, "change": "changed"})
     claims = [ClaimInput(str(c.get("target", "")), tuple(c.get("regions", ())), bool(c.get("suggested")))
               for c in recorded.get("claims", []) if isinstance(c, dict)]
     try:
@@ -217,7 +217,8 @@ def sandbox_drift(sandbox_id: str, recorded: dict[str, Any], current: Context,
                               repo_index=index)
         for pick in fresh.picks:
             if pick.section.id not in had:
-                changes.append({"id": pick.section.id, "title": pick.section.title, "change": "added",
+                changes.append({"id": pick.section.id, "title": pick.section.title, "label": pick.section.label,
+                                "change": "added",
                                 "why": pick.why()})
     except LoomError as exc:
         changes.append({"id": "", "title": "", "change": f"cannot slice now: {exc}"})

@@ -129,7 +129,12 @@ class Section:
     def title(self) -> str:
         if self.adr is not None and self.adr.number is not None:
             return f"ADR {self.adr.number:04d}: {self.adr.title}"
-        return self.heading[-1] if self.heading else PurePosixPath(self.source).name
+        return self.heading[-1] + self._nth if self.heading else PurePosixPath(self.source).name
+
+    @property
+    def _nth(self) -> str:
+        """` (2)` for the second section of a file with this heading path: two `Notes` read as one."""
+        return f" ({self.ordinal})" if self.ordinal > 1 else ""
 
     @property
     def heading_path(self) -> str:
@@ -160,7 +165,8 @@ class Section:
     @property
     def label(self) -> str:
         """Where the section comes from, for people: `AGENTS.md > Money [repo]`."""
-        where = f"{self.source} > {self.heading_path}" if self.heading and self.kind == "markdown" else self.source
+        where = f"{self.source} > {self.heading_path}{self._nth}" if self.heading and self.kind == "markdown" \
+            else self.source
         return f"{where} [{self.layer}]"
 
 
