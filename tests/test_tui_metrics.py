@@ -62,6 +62,11 @@ async def test_the_metrics_view_shows_the_week_per_runtime_and_the_checklist(rep
         assert "checklist" in checklist and "/10" in checklist and " 1 " in checklist
         header = screen.query_one(StatusHeader)
         assert header.checklist.endswith("/10")  # the metrics view scored it; every header shows it
+        left = screen.query_one("#metrics-left")
+        assert left.has_focus  # the keys scroll what is below the glance
+        if left.max_scroll_y:
+            await pilot.press("pagedown")
+            await until(pilot, lambda: left.scroll_y > 0)
         await pilot.press("escape")
         await pilot.pause()
         assert app.screen.query_one(StatusHeader).checklist == header.checklist

@@ -118,7 +118,9 @@ class MetricsScreen(LoomScreen[None]):
 
     VIEW_NAME = "Metrics"
 
-    AUTO_FOCUS = "#metrics-runtimes"
+    # The figures' column, which the keys scroll: with the runtime table focused below the fold, the arrows and
+    # PgDn moved a cursor no one could see and the charts under the glance were out of reach (Tab reaches it).
+    AUTO_FOCUS = "#metrics-left"
     BINDINGS = [
         Binding("r", "recompute_now", "Recompute", id="metrics.recompute",
                 tooltip="Compute this week's figures and the checklist again"),
