@@ -125,7 +125,7 @@ def _compose_checked(text: str, path: str) -> Node | None:
     try:
         node: Node | None = yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.MarkedYAMLError as exc:
-        raise _yaml_error(exc, path) from None
+        raise _yaml_error(exc, path, text) from None
     except yaml.reader.ReaderError as exc:
         # Raised for control characters; its position is an index into `text`.
         line = text.count("\n", 0, exc.position) + 1
@@ -420,13 +420,15 @@ class Fields:
             yield name, self.owner.child(value_node, name)
 
 
-def _yaml_error(exc: yaml.MarkedYAMLError, path: str) -> ConfigError:
+def _yaml_error(exc: yaml.MarkedYAMLError, path: str, text: str) -> ConfigError:
     mark = exc.problem_mark or exc.context_mark
-    line = int(mark.line) + 1 if mark is not None else None
+    # The end of the stream is past the last line: `claims: [a` on a 7-line file's last line said line 8.
+    last = max(1, len(text.splitlines()))
+    line = min(int(mark.line) + 1, last) if mark is not None else None
     problem, context = exc.problem or "", exc.context or ""
     if problem and context.startswith("while") and exc.context_mark is not None:
         # "expected ',' or ']' ... (while parsing a flow sequence on line 3)"
-        message = f"{problem} ({context} on line {exc.context_mark.line + 1})"
+        message = f"{problem} ({context} on line {min(exc.context_mark.line + 1, last)})"
     elif problem and context:
         # The composer's "expected a single document in the stream", "but found another document"
         message = f"{context}, {problem}"

@@ -202,7 +202,10 @@ def test_malformed_yaml_uses_problem_mark_line() -> None:
 
 
 def test_malformed_yaml_unclosed_quote() -> None:
-    assert error_of('theme: x\npolicy: "abc\n').startswith(f"{PATH}:3: invalid YAML: ")
+    # Its last line, not the line after it (the stream's end: a two-line file's error was said at line 3).
+    assert error_of('theme: x\npolicy: "abc\n').startswith(f"{PATH}:2: invalid YAML: ")
+    assert error_of("theme: x\nruntimes: [a\n") == (f"{PATH}:2: invalid YAML: expected ',' or ']', but got "
+                                                   "'<stream end>' (while parsing a flow sequence on line 2)")
 
 
 def test_several_documents_rejected() -> None:

@@ -633,7 +633,7 @@ rules:
 
 
 @pytest.mark.parametrize(("text", "message"), [
-    ("groups: [\n", ".loom/policy.yaml:2: invalid YAML"),
+    ("groups: [\n", ".loom/policy.yaml:1: invalid YAML"),  # its one line, not the stream end past it
     ("version: 2\n", ".loom/policy.yaml:1: version: unsupported version 2"),
     ("grups: {}\n", ".loom/policy.yaml:1: grups: unknown key (did you mean 'groups'?)"),
     (GROUPS + RULE.replace("decision: require", "decison: require"),
