@@ -89,7 +89,7 @@ def test_config_check_reports_file_line_and_key(repo: Path) -> None:
         done = run_cli(repo, *command)
         said = json.loads(done.stdout)
         assert done.returncode == 2 and said["ok"] is False, command
-        assert len(said["problems"]) == 1 and said["problems"][0].startswith(".loom/loom.yaml:3: invalid YAML"), command
+        assert len(said["problems"]) == 1 and said["problems"][0].startswith(".loom/loom.yaml:2: invalid YAML"), command
         assert said["error"] == said["problems"][0], command  # what every failed command's JSON says
 
 

@@ -84,7 +84,7 @@ async def test_a_broken_config_says_its_error_and_still_answers_the_checklist(re
         screen = app.screen
         assert isinstance(screen, MetricsScreen)
         await until(pilot, lambda: screen.checklist is not None)
-        assert ".loom/loom.yaml:2: invalid YAML" in _shown(screen.query_one("#metrics-glance", Static).content)
+        assert ".loom/loom.yaml:1: invalid YAML" in _shown(screen.query_one("#metrics-glance", Static).content)
         checklist = str(screen.query_one("#metrics-checklist", Static).render())
         assert "/10?: no verdict" in checklist and " 4 unknown " in checklist
         await until(pilot, lambda: screen.query_one(StatusHeader).checklist.endswith("/10?"))
