@@ -321,10 +321,14 @@ async def test_a_detail_shown_while_another_tab_was_open_is_wrapped_for_its_widt
         other = "b2" if shown == "a1" else "a1"
         tabs.active = "tab-details"
         await wait_for(pilot, lambda: f"id  {other}" in str(details.render()))
-        await pilot.pause()
-        lines = [line.rstrip() for line in str(details.render()).splitlines()]
-        worktree = next(line for line in lines if line.strip().startswith("worktree"))
-        assert len(worktree) > DETAIL_WIDTH + 5, lines  # wrapped for the pane (about 78 wide), not the fallback
+
+        def worktree_line() -> str:
+            lines = [line.rstrip() for line in str(details.render()).splitlines()]
+            return next(line for line in lines if line.strip().startswith("worktree"))
+
+        # Wrapped for the pane (about 78 wide), not the fallback: once its tab is laid out (a loaded machine took
+        # more than one pause).
+        await wait_for(pilot, lambda: len(worktree_line()) > DETAIL_WIDTH + 5)
 
 
 async def test_home_and_end_go_to_the_first_and_last_row_and_sideways_keys_are_not_offered(repo: Path) -> None:
