@@ -593,6 +593,20 @@ def test_a_slice_with_an_adr_another_supersedes_says_which_decision_stands(works
     assert said in older.why() and said in piece.render() and older.as_dict()["superseded_by"]
 
 
+def test_a_rejected_or_proposed_adr_in_a_slice_says_it_is_no_decision_in_force(workspace: Workspace,
+                                                                                sample: Path) -> None:
+    """A rejected ADR was given to the agent as any decision is (`score 31; terms: ...`), no word that it was not."""
+    (sample / "docs" / "adr" / "0006-rounding-per-customer.md").write_text(
+        "# 6. Banker's rounding per customer\n\n## Status\n\nRejected\n\n## Decision\n\n"
+        "Round invoice line items per customer with banker's rounding.\n")
+    piece = slice_context(context_of(workspace), "change the banker's rounding of invoice line items")
+    rejected = next(p for p in piece.picks if "0006" in p.section.id)
+    assert rejected.why().endswith("; REJECTED: not a decision in force") and "REJECTED: not a decision" in \
+        piece.render()
+    accepted = next(p for p in piece.picks if "0002" in p.section.id)
+    assert "not a decision in force" not in accepted.why()
+
+
 def test_the_superseded_note_never_points_at_a_decision_that_does_not_stand(tmp_path: Path) -> None:
     """From a review: two ADRs superseding each other each told the agent to follow the other; a number no ADR
     has was given as the one to follow; a rejected ADR overrode an accepted one; an ADR superseded itself.

@@ -236,10 +236,13 @@ class Pick:
         return estimate_tokens(self.section.text)
 
     def why(self) -> str:
+        status = (self.section.adr.status if self.section.adr is not None else "").strip()
+        # A rejected or proposed ADR reads as a decision unless said otherwise (only a superseded one was).
+        unsettled = f"; {status.upper()}: not a decision in force" if status.lower().startswith(NOT_IN_FORCE) else ""
         if self.pinned:
-            return "pinned (context.pinned)"
+            return "pinned (context.pinned)" + unsettled
         if self.pulled_by == SHARED_REASON:
-            return SHARED_REASON
+            return SHARED_REASON + unsettled
         parts = [f"score {self.score:.0f}"]
         if self.terms:
             parts.append("terms: " + ", ".join(self.terms))
@@ -247,7 +250,7 @@ class Pick:
             parts.append(self.pulled_by)
         if self.superseded_by:
             parts.append(f"SUPERSEDED by {self.superseded_by}: follow that decision where the two differ")
-        return "; ".join(parts)
+        return "; ".join(parts) + unsettled
 
     def as_dict(self) -> dict[str, Any]:
         section = self.section
@@ -387,6 +390,8 @@ SHARED_CONVENTIONS: Final = ("AGENTS.md", "CLAUDE.md")
 """The repository's own instructions file, at its root: what every agent gets when nothing else is
 picked for its task (the first of these that is a source)."""
 SHARED_REASON: Final = "the shared conventions file: nothing scored 30 for this task"
+NOT_IN_FORCE: Final = ("rejected", "proposed", "deprecated", "withdrawn", "draft")
+"""ADR statuses that are no decision to follow (a superseded one says what replaced it)."""
 
 
 def _over_budget(pick: Pick, left: int) -> str:
