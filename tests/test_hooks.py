@@ -683,10 +683,10 @@ def test_a_request_nested_to_the_parsers_limit_is_refused_not_an_internal_error(
 
 def test_an_agent_claims_so_many_files_in_all(billing: Path, ws: Workspace, monkeypatch: pytest.MonkeyPatch) -> None:
     """Twenty files a claim, one claim after another: one agent held every file of the repository."""
-    from loomtui.governance import agent_ops
     from loomtui.governance.agent_ops import op_claim, op_release
+    from loomtui.governance.hooks import holding
 
-    monkeypatch.setattr(agent_ops, "MAX_AGENT_HELD_FILES", 2)
+    monkeypatch.setattr(holding, "MAX_AGENT_HELD_FILES", 2)
     gate = HookGate(ws, "agent-1", billing)
     assert op_claim(gate, {"target": "api/handlers.py"})["claimed"] is True
     assert op_claim(gate, {"target": "customers/service.py"})["claimed"] is True
@@ -707,6 +707,35 @@ def test_an_agent_claims_so_many_files_in_all(billing: Path, ws: Workspace, monk
     ws.store.update_sandbox("agent-2", data={"started_at": time.time()})
     second = HookGate(ws, "agent-2", billing)
     assert op_claim(second, {"target": "notifications/sms.py"})["claimed"] is True
+
+
+def test_an_agents_edits_claim_so_many_files_it_has_not_changed(billing: Path, ws: Workspace,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """An edit's claim was taken past any bound: an agent talking to its hook claimed every file of the
+    repository, one edit it never made after another (confirmed by its word, or asked without a call id)."""
+    from loomtui.governance.hooks import holding
+
+    monkeypatch.setattr(holding, "MAX_AGENT_HELD_FILES", 2)
+    record = tasks.create_sandbox(ws, "edit", "script", script=_script(billing), isolate=False)
+    tree = Path(record.worktree)
+    gate = HookGate(ws, record.id, tree)
+    assert gate.check_tool("Edit", [{"path": "api/handlers.py"}], tool_use_id="t1").decision == "allow"
+    assert gate.confirm_tool_use("t1")  # its word: nothing was written
+    assert gate.check_edit("customers/service.py").decision == "allow"
+    third = gate.check_tool("Write", [{"path": "storage/ids.py"}], tool_use_id="t2")
+    assert third.decision == "deny" and third.reason == (
+        "this sandbox's claims hold 2 files it has not changed: an agent's claims hold at most 2 such files "
+        "(release what it will not edit)"), third
+    assert gate.check_edit("storage/ids.py").decision == "deny"
+    assert {r for c in ws.store.live_claims(record.id) for r in c.region_ids} == {"api/handlers.py",
+                                                                                  "customers/service.py"}
+    # Files it has changed are its to finish: they do not count, and its edits go on.
+    (tree / "api" / "handlers.py").write_text((tree / "api" / "handlers.py").read_text() + "# changed\n")
+    assert gate.check_tool("Write", [{"path": "storage/ids.py"}], tool_use_id="t3").decision == "allow"
+    assert gate.check_edit("api/handlers.py").decision == "allow"  # held already
+    fourth = gate.check_tool("Edit", [{"path": "notifications/sms.py"}, {"path": "payments/money.py"}],
+                             tool_use_id="t4")
+    assert fourth.decision == "deny" and "hold 2 files it has not changed" in fourth.reason, fourth
 
 
 def test_a_connection_the_broker_dropped_while_idle_is_opened_again(billing: Path, ws: Workspace, tmp_path: Path,

@@ -20,6 +20,8 @@ from typing import TYPE_CHECKING, Any, Final
 
 from loomtui.errors import LoomError, both_ends, quoted
 from loomtui.governance.escalations import CLEARED, EscalationStatus
+from loomtui.governance.hooks import holding
+from loomtui.governance.hooks.holding import own_held_files
 from loomtui.governance.hooks.permissions import PERMISSION_KIND, QUESTION_KIND, bounded, too_many_asks
 from loomtui.governance.hooks.requests import MAX_TEXT_CHARS, named_paths, one_line, text_field
 from loomtui.governance.policy import ChangeFacts, evaluate
@@ -72,10 +74,6 @@ def op_conflicts(gate: HookGate, request: Mapping[str, Any]) -> dict[str, Any]:
 MAX_AGENT_CLAIM_FILES: Final = 20
 """Files one claim of an agent's may hold: a claim of `api` held every file in it for an hour, every
 other sandbox kept out. A person's claim (`loomtui claim add`) is not bounded."""
-MAX_AGENT_HELD_FILES: Final = 200
-"""Files the claims an agent took since it started may hold at once for its `claim` to be taken: twenty at
-a time, one agent claimed every file of the repository. Its edits still claim what they touch past it, and
-a person's claims given at its creation do not count."""
 
 
 def op_claim(gate: HookGate, request: Mapping[str, Any]) -> dict[str, Any]:
@@ -94,15 +92,10 @@ def op_claim(gate: HookGate, request: Mapping[str, Any]) -> dict[str, Any]:
         why = (f"{quoted(target)} is {len(paths)} files: an agent claims at most {MAX_AGENT_CLAIM_FILES} at once "
                "(claim the files or regions it edits)")
         return _claim_refused(gate, target, why)
-    # The agent's own: those taken since it started (a person's claims given at its creation are not).
-    record = gate.workspace.store.get_sandbox(gate.sandbox_id)
-    started = record.data.get("started_at") if record is not None else None
-    since = float(started) if isinstance(started, int | float) else 0.0
-    held = {split_id(r)[0] for c in gate.workspace.store.live_claims(gate.sandbox_id) if c.created >= since
-            for r in c.region_ids}
-    if len(held | set(paths)) > MAX_AGENT_HELD_FILES:
-        why = (f"this sandbox's claims hold {len(held)} files: an agent's claims hold at most {MAX_AGENT_HELD_FILES} "
-               "(release what it is done with)")
+    held = own_held_files(gate.workspace, gate.sandbox_id)
+    if len(held | set(paths)) > holding.MAX_AGENT_HELD_FILES:
+        why = (f"this sandbox's claims hold {len(held)} files: an agent's claims hold at most "
+               f"{holding.MAX_AGENT_HELD_FILES} (release what it is done with)")
         return _claim_refused(gate, target, why)
     evaluation = evaluate(gate.policy(), ChangeFacts(stage="claim", paths=paths, regions=tuple(regions),
                                                      runtime=gate.runtime))

@@ -15,7 +15,8 @@ One module per job, so a sandboxed agent's hook process loads only its half:
   broker client and the stdlib-only fast path (`fast_main`). The agent's side.
 - `gate`: `HookGate`, one sandbox's answers against the store, the audit log and
   the policy, and `dispatch`/`OPERATIONS`, the whole request vocabulary (nothing
-  in it decides an escalation: an agent can ask, never approve).
+  in it decides an escalation: an agent can ask, never approve); `holding`: how many
+  files one agent's claims may hold.
 - `install`: wiring a worktree's Claude Code settings and git hooks to loomtui.
 
 The names below are re-exported lazily: importing this package (as the agent's

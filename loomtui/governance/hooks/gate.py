@@ -36,6 +36,7 @@ from loomtui.errors import LoomError, abridged, escape_controls
 from loomtui.execution.isolation import ISOLATION_BWRAP, PRIVATE_TMP
 from loomtui.execution.sandboxes import HOOK_SETTINGS_PATH, sandbox_paths
 from loomtui.governance.escalations import CLEARED, EscalationStatus
+from loomtui.governance.hooks.holding import held_unchanged_refusal
 from loomtui.governance.hooks.permissions import (
     PERMISSION_KIND,
     asks_for,
@@ -156,6 +157,7 @@ class HookGate:
         self.managed = record is not None  # a loom sandbox: its hook settings are ours
         self.context_files = frozenset(record.context_files) if record else frozenset()
         self.scratch = self._scratch_dirs(record)
+        self._changed: set[str] | None = None  # the worktree's changed files, once read in one request
 
     def _scratch_dirs(self, record: Any) -> tuple[Path, ...]:
         """Where an agent may write outside its worktree: its own temporary directory only."""
@@ -289,6 +291,7 @@ class HookGate:
                 self._record("hook.edit", {"tool": tool, "path": path, **rel.as_dict()})
             return rel
         ranges = line_ranges(lines)
+        self._changed = None
         answer = self._edit_answer(rel, ranges)
         self._record("hook.edit", {"tool": tool, "path": rel, "lines": ranges, **answer.as_dict()})
         return answer
@@ -303,6 +306,7 @@ class HookGate:
         """
         started = time.perf_counter()
         self.release_unconfirmed()
+        self._changed = None
         own_before = {c.id for c in self.workspace.store.live_claims(self.sandbox_id)}
         pending = f"{AWAITING_MARK}{tool_use_id})" if tool_use_id else ""
         checked: list[tuple[str, list[tuple[int, int]] | None, Answer]] = []
@@ -362,6 +366,10 @@ class HookGate:
                                                              runtime=self.runtime))
             if evaluation.outcome == "block":
                 return Answer("deny", policy_refusal(evaluation), regions)
+            if self.managed:
+                refused, self._changed = held_unchanged_refusal(self.workspace, self.sandbox_id, rel, self._changed)
+                if refused:
+                    return Answer("deny", refused, regions)
             claimed = self._claim(coordinator, rel, ranges, pending)
         except LoomError as exc:  # fail closed: an edit that cannot be checked is not allowed
             return Answer("deny", f"cannot check {rel}: {exc}")
