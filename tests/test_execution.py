@@ -1069,6 +1069,44 @@ def test_reconcile_is_not_fooled_by_a_reused_pid_and_stop_ends_a_surviving_agent
     assert sb.get_sandbox(ws, lone).status == FAILED
 
 
+def test_a_stop_after_the_supervisor_died_saves_the_work_and_what_the_agent_waited_on_is_withdrawn(
+        ws: Workspace) -> None:
+    """An agent that outlived its supervisor (an interactive one runs in tmux): `stop` recorded it as ended
+    "without a change", its work left in the worktree (or the branch as it stood at the supervisor's death
+    under review); its open permission request stayed open for good, its provisional claim held, and a
+    lead's approval was refused (the sandbox had moved on)."""
+    from loomtui.governance.hooks import HookGate
+    from loomtui.workflow.engine import advance
+
+    record = tasks.create_sandbox(ws, "outlives its supervisor", "script", script=_tiny_script(ws), isolate=False)
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    agent = subprocess.Popen(["sleep", "600"], process_group=0)
+    ws.store.update_sandbox(record.id, status=RUNNING, pid=gone.pid, pid_start=f"{gone.pid}:x:1",
+                            data={"agent_pid": agent.pid, "agent_pid_start": identity(agent.pid),
+                                  "started_at": time.time() - 1})
+    tree = Path(record.worktree)
+    (tree / "left.txt").write_text("work in progress\n")
+    gate = HookGate(ws, record.id, tree)
+    assert gate.check_tool("Write", [{"path": "asked.txt"}], tool_use_id="toolu_9").decision == "allow"
+    asked = gate.open_permission_request("Bash", {"command": "echo x > asked.txt"}, extra={"tool_use_id": "toolu_9"})
+    assert ws.store.get_escalation(asked["id"]).status == "open"  # type: ignore[union-attr]
+
+    done = agent_control.stop(ws, record.id, grace=5)
+    agent.wait(timeout=10)
+    assert done.status == EXITED and done.data["saved_commit"], done.data
+    assert git(ws.root, "show", f"{record.branch}:left.txt") == "work in progress"
+    assert any(e.action == "sandbox.exited" and e.details.get("saved_commit") == done.data["saved_commit"]
+               for e in ws.audit.entries() if e.subject == record.id)
+
+    moved = advance(ws, record.id)
+    assert f"escalation #{asked['id']} withdrawn" in moved.done[0], moved.done
+    assert ws.store.get_escalation(asked["id"]).status == "withdrawn"  # type: ignore[union-attr]
+    assert not [c for c in ws.store.live_claims(record.id) if "asked.txt" in c.region_ids]
+    assert moved.status != EXITED  # reviewed: its change is there to judge
+    assert advance(ws, record.id).done == ()  # withdrawn once
+
+
 def _tiny_script(ws: Workspace) -> Path:
     path = ws.paths.state_dir / "tiny.yaml"
     path.write_text("- {log: hi}\n")
@@ -1159,6 +1197,8 @@ def test_an_agents_log_keeps_its_newest_output_on_a_bounded_disk(tmp_path: Path)
     numbers = [int(n) for n in re.findall(r"line (\d\d)", shown)]
     assert numbers == list(range(numbers[0], 50)) and numbers[0] > 0  # the newest, in order, none lost between
     assert aside.endswith(b"\n")  # the line cut by the move ends whole; it goes on in the new log
+    # Moved aside again, a log no longer says the output before it is in the earlier log: itself, by then.
+    assert aside.startswith("── loomtui: the agent's output before this is not kept ──".encode()), aside[:80]
     # A tail just after a move reads on into the moved log (it was the one line saying where the rest was).
     assert len(log_tail(path, 20)) == 20 and log_tail(path, 20)[-1] == "the last line: why it failed"
     # A second run, appending to the full log of the first: its output is kept (it kept none of it).

@@ -10,6 +10,7 @@ import time
 from typing import Any, Final
 
 from loomtui.errors import LoomError
+from loomtui.execution.leftovers import save_without_supervisor
 from loomtui.execution.lifecycle import EXITED, LIVE, PAUSED, RUNNING, transition
 from loomtui.execution.procs import group_exists, is_alive, signal_group
 from loomtui.execution.sandbox_paths import tmux_session
@@ -70,11 +71,17 @@ def stop(workspace: Workspace, sandbox_id: str, *, grace: float = DEFAULT_GRACE_
     _wait(lambda: get_sandbox(workspace, record.id).status not in LIVE
           or not _supervisor_alive(workspace, record.id), SUPERVISOR_SETTLE_S)
     current = get_sandbox(workspace, record.id)
-    if current.status in LIVE:
-        return transition(workspace, record.id, EXITED, reason="stopped; no supervisor recorded the exit",
-                          data={"ended_at": time.time(), "killed_after_grace": killed},
-                          allowed_from=LIVE)
-    return current
+    if current.status not in LIVE:
+        return current
+    saved: str | None = None
+    left: dict[str, object] = {}
+    if not _supervisor_alive(workspace, record.id) and (group is None or _wait(lambda: not group_exists(group), 5)):
+        # Nothing of it runs, and no supervisor will bring in what it did: done here, as a reconcile does
+        # (the review saw an empty change, or the branch as it stood when its supervisor died).
+        saved, left = save_without_supervisor(workspace, current)
+    return transition(workspace, record.id, EXITED, reason="stopped; no supervisor recorded the exit",
+                      data={"ended_at": time.time(), "killed_after_grace": killed, **left},
+                      allowed_from=LIVE, audit={"saved_commit": saved} if left else None)
 
 
 def _supervisor_alive(workspace: Workspace, sandbox_id: str) -> bool:

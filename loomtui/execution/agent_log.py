@@ -35,6 +35,7 @@ class LogWriter:
         self.dropped = 0
         """Bytes of output no longer kept (an earlier log replaced by a newer one)."""
         self.stuck = False  # the log could not be moved aside: nothing more is kept
+        self.header = 0  # bytes of the line this log begins with saying where the earlier output is
 
     @property
     def full(self) -> bool:
@@ -64,13 +65,30 @@ class LogWriter:
             replaced = aside.stat().st_size
         except FileNotFoundError:
             replaced = 0
+        if self.header:
+            self._header_now_older()
         os.replace(self.path, aside)
         fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_TRUNC, 0o644)
         os.close(self.fd)
         self.fd, self.size, self.whole = fd, 0, 0
         self.dropped += replaced
         older = "; older output is not kept" if self.dropped else ""
-        self._append(f"── loomtui: the agent's output before this is in {aside.name}{older} ──\n".encode())
+        header = f"── loomtui: the agent's output before this is in {aside.name}{older} ──\n".encode()
+        self._append(header)
+        self.header = len(header)
+
+    def _header_now_older(self) -> None:
+        """This log, about to be the earlier one, said the output before it is in the earlier one: itself then,
+        and what was there is dropped. Said again in place, padded to the same length (every offset after it
+        a reader holds stays true)."""
+        said = "── loomtui: the agent's output before this is not kept ──".encode()
+        if len(said) >= self.header:
+            return  # no room (a log named so short): it says what it said
+        fd = os.open(self.path, os.O_WRONLY)  # not O_APPEND, where Linux writes at the end whatever the offset
+        try:
+            os.pwrite(fd, said.ljust(self.header - 1) + b"\n", 0)
+        finally:
+            os.close(fd)
 
     def _append(self, data: bytes) -> None:
         view = memoryview(data)

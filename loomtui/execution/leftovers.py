@@ -1,6 +1,7 @@
 """What an ended agent leaves, brought onto its branch from outside the sandbox: the commits an isolated
 agent made in its private store, then what it left uncommitted. Its supervisor does this when the agent
-ends; the reconcile does it for an agent whose supervisor was killed, so no review sees an empty change.
+ends; the reconcile and `stop` do it for an agent whose supervisor was killed (`save_without_supervisor`),
+so no review sees an empty change.
 """
 
 from __future__ import annotations
@@ -10,8 +11,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 from loomtui.errors import LoomError
-from loomtui.execution import confinement, privategit
+from loomtui.execution import confinement, git_links, privategit
 from loomtui.execution.gitops import Git
+from loomtui.execution.sandbox_paths import sandbox_paths
 from loomtui.execution.sandboxes import agent_tree, largest_file
 from loomtui.store import SandboxRecord
 from loomtui.workspace import Workspace
@@ -75,3 +77,30 @@ def save_leftovers(workspace: Workspace, record: SandboxRecord, say: Say) -> tup
             except LoomError as exc:  # cosmetic: `git status` in the worktree looks stale
                 say(f"cannot refresh the worktree's index: {exc}")
     return saved, unsaved
+
+
+def save_without_supervisor(workspace: Workspace, record: SandboxRecord) -> tuple[str | None, dict[str, object]]:
+    """What an agent whose supervisor is gone did, brought onto its branch as the supervisor would have (its
+    git links put back, its commits brought in, what it left uncommitted saved): the commit saved, and what to
+    keep on the sandbox (`saved_commit`, and what went wrong on the way). Run once nothing of it runs."""
+    notes: list[str] = []  # what went wrong on the way (a sync, the worktree's index), kept with it
+    put_back = _put_back_git_links(workspace, record, notes)
+    bring_in_commits(workspace, record, notes.append)
+    saved, save_error = save_leftovers(workspace, record, notes.append)
+    return saved, {"saved_commit": saved, **({"save_error": save_error} if save_error else {}),
+                   **({"save_notes": notes} if notes else {}), **({"git_links_put_back": put_back} if put_back else {})}
+
+
+def _put_back_git_links(workspace: Workspace, record: SandboxRecord, notes: list[str]) -> list[str]:
+    """What the agent changed of its worktree's git links, put back as its supervisor keeps them (it died
+    first: a planted fsmonitor would run as the person at their first `git status` there)."""
+    paths = sandbox_paths(workspace.paths, record.id)
+    links = git_links.load(paths.git_links)
+    if links is None:
+        return []
+    put_back, failed = git_links.put_back(links)
+    if failed:
+        notes.append(git_links.not_put_back_said(failed, record.worktree))
+    else:
+        paths.git_links.unlink(missing_ok=True)
+    return put_back

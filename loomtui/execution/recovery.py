@@ -5,10 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from loomtui.execution import git_links
 from loomtui.execution.agent_control import live_agent_group
 from loomtui.execution.gitops import Git
-from loomtui.execution.leftovers import bring_in_commits, save_leftovers
+from loomtui.execution.leftovers import save_without_supervisor
 from loomtui.execution.lifecycle import (
     ARCHIVED,
     DELETING,
@@ -20,7 +19,6 @@ from loomtui.execution.lifecycle import (
     transition,
 )
 from loomtui.execution.procs import is_alive
-from loomtui.execution.sandbox_paths import sandbox_paths
 from loomtui.execution.sandboxes import (
     get_sandbox,
     has_worktree,
@@ -115,21 +113,6 @@ def _stray_worktrees(workspace: Workspace, records: list[SandboxRecord]) -> list
     return sorted(stray)
 
 
-def _put_back_git_links(workspace: Workspace, record: SandboxRecord, notes: list[str]) -> list[str]:
-    """What the agent changed of its worktree's git links, put back as its supervisor keeps them (it died
-    first: a planted fsmonitor would run as the person at their first `git status` there)."""
-    paths = sandbox_paths(workspace.paths, record.id)
-    links = git_links.load(paths.git_links)
-    if links is None:
-        return []
-    put_back, failed = git_links.put_back(links)
-    if failed:
-        notes.append(git_links.not_put_back_said(failed, record.worktree))
-    else:
-        paths.git_links.unlink(missing_ok=True)
-    return put_back
-
-
 def _reconcile_process(workspace: Workspace, record: SandboxRecord, report: ReconcileReport) -> None:
     if is_alive(record.pid, record.pid_start):
         report.alive.append(record.id)
@@ -141,12 +124,7 @@ def _reconcile_process(workspace: Workspace, record: SandboxRecord, report: Reco
     if agent is None:
         # Nothing of it runs: what it did goes onto its branch first, as its supervisor would have done
         # (else the review saw an empty change, its work stranded in the worktree).
-        notes: list[str] = []  # what went wrong on the way (a sync, the worktree's index), kept with it
-        put_back = _put_back_git_links(workspace, record, notes)
-        bring_in_commits(workspace, record, notes.append)
-        saved, save_error = save_leftovers(workspace, record, notes.append)
-        left = {"saved_commit": saved, **({"save_error": save_error} if save_error else {}),
-                **({"save_notes": notes} if notes else {}), **({"git_links_put_back": put_back} if put_back else {})}
+        saved, left = save_without_supervisor(workspace, record)
     with store.transaction():
         # Re-read under the lock: the supervisor may have recorded the exit meanwhile.
         current = store.get_sandbox(record.id)

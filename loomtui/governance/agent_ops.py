@@ -29,6 +29,7 @@ from loomtui.store import ClaimRecord, EscalationRecord
 
 if TYPE_CHECKING:  # the gate registers these operations: it imports this module, not the reverse
     from loomtui.governance.hooks.gate import HookGate
+    from loomtui.workspace import Workspace
 
 WAITING_KINDS: Final = (PERMISSION_KIND, QUESTION_KIND)
 """Escalations an agent opens and waits on: its permission requests and its questions."""
@@ -303,6 +304,20 @@ def withdraw_orphans(gate: HookGate) -> list[int]:
         give_up(gate, record.id, "the loomtui MCP server that was waiting for it had stopped")
         withdrawn.append(record.id)
     return withdrawn
+
+
+def settle_unheard(workspace: Workspace, sandbox_id: str) -> list[int]:
+    """What an ended agent's broker does when it closes, for one whose broker died with its supervisor
+    (killed): its open requests and questions withdrawn (no one waits for their answer; a lead could not
+    approve one, its sandbox moved on), its claims still waiting for a tool call released. The ids withdrawn."""
+    from loomtui.governance.hooks.gate import HookGate
+
+    waiting = [record.id for record in workspace.store.sandbox_escalations(sandbox_id, status=EscalationStatus.OPEN)
+               if record.kind in WAITING_KINDS]
+    gate = HookGate(workspace, sandbox_id, workspace.root)
+    abandon_waits(gate, waiting, "its agent ended with its supervisor (killed) before a decision")
+    gate.release_unconfirmed(everything=True)
+    return waiting
 
 
 MAX_QUERY_CHARS: Final = 500

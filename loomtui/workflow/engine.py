@@ -34,7 +34,9 @@ from loomtui.execution.lifecycle import (
     REJECTED,
     transition,
 )
+from loomtui.execution.procs import is_alive
 from loomtui.execution.review import UNJUDGED_KEY, MergeConflict, MergeNeedsReview, merge
+from loomtui.governance.agent_ops import settle_unheard
 from loomtui.governance.coordinator import governed_coordinator
 from loomtui.governance.escalations import CLEARED, withdraw_open
 from loomtui.governance.hooks import install_hooks
@@ -138,6 +140,11 @@ class Workflow:
             # Its branch, worktree and agent are on that machine: its steps are done there (this
             # clone would review a branch it lacks, and take over a lease it cannot judge); the view says so.
             return Advanced(record.id, (), view, record.status)
+        if record.status in (EXITED, FAILED) and not is_alive(record.pid, record.pid_start):
+            withdrawn = settle_unheard(self.workspace, record.id)
+            if withdrawn:
+                done.append(f"escalation {', '.join(f'#{e}' for e in withdrawn)} withdrawn: its agent ended "
+                            "with its supervisor, before a decision")
         for _ in range(MAX_STEPS):
             if view.step == Step.FAILED_STEP and retry:
                 store.update_sandbox(record.id, data={STEP_ERROR_KEY: None})
