@@ -806,6 +806,47 @@ def test_a_merge_stopped_by_local_changes_names_the_files_and_keeps_them(manual:
     assert sb.get_sandbox(manual, sandbox_id).status == MERGED and "x + 5" in (manual.root / "lib.py").read_text()
 
 
+def test_a_plan_run_cut_short_is_resumed_not_run_again(manual: Workspace, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A `plan run` killed part way: run again, it stated every task once more, and those done were merged twice."""
+    from loomtui.workflow import planrun
+
+    for name, (path, old, new) in {"caller": ("app.py", "helper(1)", "helper(2)"),
+                                   "callee": ("lib.py", "x + 1", "x + 2")}.items():
+        (manual.root / ".loom" / f"{name}.yaml").write_text(edit(manual, name, path, old, new).read_text())
+    (manual.root / ".loom" / "plan.yaml").write_text(
+        "version: 1\ntasks:\n"
+        "  - {name: caller, task: use it twice, runtime: script, script: .loom/caller.yaml, claims: ['app.py::main']}\n"
+        "  - {name: callee, task: change it, runtime: script, script: .loom/callee.yaml, claims: ['lib.py::helper']}\n")
+    stated = planrun.create_sandbox
+
+    def killed_at_the_second(*args: object, **kwargs: object) -> object:
+        if manual.store.list_sandboxes():
+            raise KeyboardInterrupt  # as a kill there leaves it
+        return stated(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(planrun, "create_sandbox", killed_at_the_second)
+    with pytest.raises(KeyboardInterrupt):
+        planrun.run_plan(manual)
+    monkeypatch.setattr(planrun, "create_sandbox", stated)
+    [first] = manual.store.list_sandboxes()
+    run = first.data["plan"]["run"]
+    wait_until_settled(manual, first.id)
+    assert sb.get_sandbox(manual, first.id).status == APPROVED  # done: the plan no longer reads as running
+    again = run_cli(manual.root, "plan", "run")
+    assert again.returncode == 1 and again.stderr.strip() == (
+        f"loomtui: error: plan run {run} of .loom/plan.yaml was cut short: 1 of 2 tasks stated (callee), not caller; "
+        "`loomtui plan run .loom/plan.yaml --resume` states the rest, --again every task once more"), again.stderr
+    resumed = run_cli(manual.root, "plan", "run", "--resume", "--json")
+    assert resumed.returncode == 0, resumed.stderr
+    said = json.loads(resumed.stdout)
+    assert said["run"] == run and said["sandboxes"]["callee"] == first.id
+    caller = sb.get_sandbox(manual, said["sandboxes"]["caller"])
+    assert caller.data["after"] == [first.id] and caller.data["plan"]["run"] == run
+    assert len(manual.store.list_sandboxes()) == 2  # the task done is not stated again
+    nothing = run_cli(manual.root, "plan", "run", "--resume")
+    assert nothing.returncode == 1 and "no run of .loom/plan.yaml was cut short: nothing to resume" in nothing.stderr
+
+
 def test_plan_show_run_and_cancel(manual: Workspace) -> None:
     for name, (path, old, new) in {"caller": ("app.py", "helper(1)", "helper(2)"),
                                    "callee": ("lib.py", "x + 1", "x + 2")}.items():

@@ -81,7 +81,8 @@ def cmd_plan_run(args: argparse.Namespace) -> int:
 
     workspace = workspace_for(args)
     run = run_plan(workspace, _plan_file(args, workspace), say=None if args.json else print,
-                   isolate=False if args.no_isolation else None, again=args.again)
+                   isolate=False if args.no_isolation else None, again=args.again,
+                   resume=args.resume)
     if args.json:
         print_json({"run": run.run_id, "sandboxes": run.sandboxes, **run.schedule.as_dict()})
     else:
@@ -118,6 +119,9 @@ def register(commands: Any) -> None:
     run.add_argument("--again", action="store_true",
                      help="state every task once more while an earlier run of the file has tasks not ended "
                           "(refused otherwise: each would be done twice)")
+    run.add_argument("--resume", action="store_true",
+                     help="state the tasks a run cut short (killed part way) did not, in that run (a run again is "
+                          "refused then: the tasks done would be done twice)")
     cancel = add_command(plan, "cancel", cmd_plan_cancel,
                          "archive the plan's tasks that have not started (running ones are left)", json_flag=True)
     cancel.add_argument("run", nargs="?", metavar="RUN", help="the plan run id (default: the latest)")

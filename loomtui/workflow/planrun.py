@@ -38,7 +38,8 @@ from loomtui.workflow.tasks import create_sandbox, remove
 from loomtui.workspace import Workspace
 
 PLAN_KEY: Final = "plan"
-"""On a planned task's sandbox: {"run", "file", "task", "waits_on", "reasons"}."""
+"""On a planned task's sandbox: {"run", "file", "task", "waits_on", "reasons", "tasks"} ("tasks": every task
+its run states, in order: a run cut short is told by the tasks it did not state)."""
 
 Say = Callable[[str], None]
 
@@ -65,28 +66,42 @@ def scheduled(workspace: Workspace, relative: str = PLAN_PATH) -> Schedule:
 
 def run_plan(workspace: Workspace, relative: str = PLAN_PATH, *, say: Say | None = None,
              isolate: bool | None = None, data_for: Callable[[str], dict[str, Any]] | None = None,
-             again: bool = False) -> PlanRun:
+             again: bool = False, resume: bool = False) -> PlanRun:
     """State every task of the plan as a sandbox, each waiting on the tasks scheduled before it.
 
     `data_for(task name)` adds fields to a task's sandbox (the demo names its agents). Refused while an
     earlier run of the same file has tasks not ended, unless `again`: a second `plan run` stated every
-    task twice, each to be done twice, the copies refused on their own claims.
+    task twice, each to be done twice, the copies refused on their own claims. Refused too when the newest
+    run was cut short (killed part way), unless `resume` (the tasks it did not state, in that run) or `again`:
+    a run again stated the ones done already once more, merged twice.
     """
     say = say or (lambda _line: None)
     relative = plan_path(workspace, relative)  # one spelling: `./x` and `$PWD/x` ran the same plan a second time
     plan_schedule = scheduled(workspace, relative)
-    if not again:
+    short = _cut_short(workspace, relative)
+    if resume and short is None:
+        raise LoomError(f"no run of {relative} was cut short: nothing to resume", exit_code=1)
+    if short is not None and not (resume or again):
+        raise LoomError(f"plan run {short.run_id} of {relative} was cut short: {short.said()}; `loomtui plan run "
+                        f"{relative} --resume` states the rest, --again every task once more", exit_code=1)
+    if not (again or resume):
         _refuse_a_second_run(workspace, relative)
     plan = plan_schedule.plan
-    run_id = secrets.token_hex(3)
-    workspace.record("plan.scheduled", run_id, {"file": relative, **plan_schedule.as_dict()})
+    resumed = short if resume else None
+    run_id = resumed.run_id if resumed else secrets.token_hex(3)
+    workspace.record("plan.scheduled", run_id, {"file": relative, **plan_schedule.as_dict(),
+                                                **({"resumed": sorted(resumed.stated)} if resumed else {})})
     for edge in plan_schedule.edges:
         say(f"{edge.before} before {edge.after} ({edge.kind}): {edge.reason}")
-    ids: dict[str, str] = {}
+    ids: dict[str, str] = dict(resumed.stated) if resumed else {}
     flow = Workflow(workspace)
     by_name = {task.name: task for task in plan.tasks}
+    names = [name for wave in plan_schedule.waves for name in wave]
     for wave in plan_schedule.waves:
         for name in wave:
+            if name in ids:
+                say(f"[{name}] sandbox {ids[name]}: stated by this run before it was cut short")
+                continue
             task = by_name[name]
             before = [edge.before for edge in plan_schedule.edges if edge.after == name]
             reasons = [edge.reason for edge in plan_schedule.edges if edge.after == name]
@@ -95,7 +110,7 @@ def run_plan(workspace: Workspace, relative: str = PLAN_PATH, *, say: Say | None
                 script=workspace.root / task.script if task.script else None,
                 after=[ids[b] for b in before], autostart=True, wait_for_claims=True,
                 data={PLAN_KEY: {"run": run_id, "file": relative, "task": name, "waits_on": before,
-                                 "reasons": reasons}, **(data_for(name) if data_for else {})})
+                                 "reasons": reasons, "tasks": names}, **(data_for(name) if data_for else {})})
             ids[name] = record.id
             waits = f", after {', '.join(before)}" if before else ""
             say(f"[{name}] sandbox {record.id}{waits}: {flow.view(record).line()}")
@@ -112,6 +127,38 @@ def plan_path(workspace: Workspace, given: str) -> str:
         except (OSError, ValueError):
             return given
     return posixpath.normpath(path.as_posix())
+
+
+@dataclass(frozen=True)
+class CutShort:
+    """The newest run of a plan file, which stated only some of its tasks: its `plan run` was killed part way."""
+
+    run_id: str
+    stated: dict[str, str]  # task name -> sandbox id
+    missing: tuple[str, ...]
+
+    def said(self) -> str:
+        total = len(self.stated) + len(self.missing)
+        return (f"{len(self.stated)} of {plural(total, 'task')} stated ({listed(sorted(self.stated))}), "
+                f"not {listed(list(self.missing))}")
+
+
+def _cut_short(workspace: Workspace, relative: str) -> CutShort | None:
+    """The newest run of the plan file at `relative` when it did not state every task it meant to, else None."""
+    runs: dict[str, list[SandboxRecord]] = {}
+    for record in workspace.store.list_sandboxes(include_archived=True):  # a cancelled task was stated too
+        plan = record.data.get(PLAN_KEY)
+        if isinstance(plan, dict) and plan.get("file") == relative:
+            runs.setdefault(str(plan.get("run")), []).append(record)
+    if not runs:
+        return None
+    run_id, records = max(runs.items(), key=lambda run: max(r.created for r in run[1]))
+    meant = records[0].data[PLAN_KEY].get("tasks")
+    if not isinstance(meant, list):
+        return None  # stated before a run said its tasks
+    stated = {str(r.data[PLAN_KEY].get("task")): r.id for r in records}
+    missing = tuple(str(name) for name in meant if name not in stated)
+    return CutShort(run_id, stated, missing) if missing else None
 
 
 def _refuse_a_second_run(workspace: Workspace, relative: str) -> None:
