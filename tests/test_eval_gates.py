@@ -174,6 +174,24 @@ def test_a_report_that_is_not_a_regular_file_is_not_read(tmp_path: Path) -> None
     assert time.monotonic() - started < 20  # never blocked opening the FIFO
 
 
+def test_a_check_that_cannot_be_judged_is_an_error_never_a_run_left_running(tmp_path: Path,
+                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """An input no check foresaw (a report nested past the parser's depth) ended the review in an internal error,
+    the sandbox stuck in gating and its gate runs `running` for good."""
+    from loomtui.guardrails import gates
+
+    def cannot(*_args: object) -> object:
+        raise RecursionError("maximum recursion depth exceeded")
+
+    monkeypatch.setattr(gates, "judge", cannot)
+    workspace = make_repo(tmp_path)
+    sandbox = sandbox_with(workspace, "anything", {"README.md": "hi\n"})
+    [result] = run_configured_gates(workspace, sandbox)
+    assert result.status == "error" and result.summary == (
+        "the check could not be judged: internal error: RecursionError: maximum recursion depth exceeded"), result
+    assert [run.status for run in workspace.store.gate_runs(sandbox)] == ["error"]
+
+
 def test_a_sandbox_removed_while_its_gate_runs_is_an_error_not_a_verdict(tmp_path: Path) -> None:
     slow = '  - name: slow\n    run: ["python", "-c", "import time; time.sleep(2)"]\n'
     workspace = make_repo(tmp_path, gates=slow)

@@ -337,6 +337,9 @@ BAD_JUNIT = {
     "not-junit": ("<html><body>502</body></html>", "is not JUnit XML"),
     "external-entity": (EXTERNAL_ENTITY, "is not valid XML: undefined entity"),
     "entity-bomb": (ENTITY_BOMB, "is not valid XML: limit on input amplification"),
+    # 50 KB of suites 2,000 deep: the review ended in an internal error, the sandbox stuck in gating.
+    "nested-deep": ("<testsuites>" + "<testsuite name='s'>" * 2000 + "<testcase classname='a' name='t'/>"
+                    + "</testsuite>" * 2000 + "</testsuites>", "nests its suites too deep to read"),
 }
 
 

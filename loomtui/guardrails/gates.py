@@ -166,6 +166,10 @@ def run_configured_gates(workspace: Workspace, sandbox_id: str, *,
             except (LoomError, OSError) as exc:
                 result = CheckRun("error", None, 0.0, f"the check could not run: {exc}", (), "")
                 verdict = Verdict("error", result.summary)
+            except Exception as exc:  # noqa: BLE001 - an input no check foresaw: an error, never a run left running
+                result = CheckRun("error", None, 0.0, f"the check could not be judged: internal error: "
+                                                      f"{type(exc).__name__}: {exc}", (), "")
+                verdict = Verdict("error", result.summary)
             if not worktree.is_dir():
                 verdict = Verdict("error", "the sandbox was removed while the check ran")
             judged = _record(workspace, record.id, gate, runs[gate.name], commit, result, verdict,

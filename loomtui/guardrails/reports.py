@@ -176,6 +176,8 @@ def read_junit(path: Path, root: Path | None = None, *, shown_as: str | None = N
         raise ReportProblem(f"the JUnit report {name} is not valid XML: {exc}") from None
     except junitparser.JUnitXmlError:
         raise ReportProblem(f"the JUnit report {name} is not JUnit XML (no <testsuites> or <testsuite> root)") from None
+    except RecursionError:  # suites nested 2,000 deep (50 KB): the review ended in an internal error, stuck
+        raise ReportProblem(f"the JUnit report {name} nests its suites too deep to read") from None
     return cases
 
 
