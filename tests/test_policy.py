@@ -415,6 +415,13 @@ def test_gates_failed_and_passed() -> None:
     assert names({"tests": "passed", "lint-py": "passed", "lint-md": "passed"}) == ("green",)
     assert names({"tests": "passed"}) == ("default",)  # no lint gate ran: not "passed"
     assert evaluate(policy, post(gates={"tests": "failed"})).applied[0].why == "gates did not pass: tests failed"
+    # A `blocking: false` gate is advice: a glob does not match it (the starter's "red gates block" blocked a
+    # change on a lint's word), its own name does.
+    advised = post(gates={"tests": "passed", "lint-py": "failed"}, advisory_gates=frozenset({"lint-py"}))
+    assert evaluate(policy, advised).rule_names() == ("default",)
+    assert names({"tests": "passed", "lint-py": "failed"}) == ("anything-failed",)
+    by_name = policy_of("- name: lint-said\n  when: {gates_failed: [lint-py]}\n  decision: block\n")
+    assert evaluate(by_name, advised).rule_names() == ("lint-said",)
 
 
 def test_runtime_and_labels() -> None:

@@ -465,6 +465,29 @@ def test_a_forged_merge_of_the_targets_tip_is_judged_by_what_the_merge_brings_in
     assert "SECURITY_FIX" in git(billing, "show", "main:payments/ledger.py")
 
 
+def test_a_gate_that_does_not_block_is_not_a_red_gate_to_the_policy(billing: Path) -> None:
+    """`blocking: false` is "shown, never fails gate 1": the sample's `failing-gates` rule (`gates_failed: ["*"]`)
+    blocked the change on it, in the review and in `loomtui gate`."""
+    from loomtui.governance.review import review_sandbox
+
+    config = billing / ".loom" / "loom.yaml"
+    config.write_text(config.read_text().replace(
+        "gates:\n", 'gates:\n  - name: lint\n    run: ["python", "-c", "import sys; sys.exit(\'Clearer\' in '
+                    'open(\'docs/runbook.md\').read())"]\n    blocking: false\n', 1))
+    git(billing, "commit", "-qam", "A lint that only advises")
+    workspace, record = _idle_sandbox(billing)
+    worktree = Path(record.worktree)
+    (worktree / "docs" / "runbook.md").write_text((worktree / "docs" / "runbook.md").read_text() + "\nClearer.\n")
+    git(worktree, "commit", "-qam", "docs: clarify the runbook")
+    _agent_left(workspace, record, git(worktree, "rev-parse", "HEAD").strip())
+    judged = review_sandbox(workspace, record.id)
+    assert {g.gate: g.status for g in judged.gates}["lint"] == "failed"
+    assert "failing-gates" not in judged.evaluation.rule_names() and judged.evaluation.outcome != "block", \
+        judged.line()
+    ci = run_cli(billing, "gate", "--base", "main", "--head", record.branch, "--json")
+    assert json.loads(ci.stdout)["gates"]["lint"] == "failed" and "failing-gates" not in ci.stdout, ci.stdout
+
+
 def _docs_edit_of_a_file_main_moves_into_payments(billing: Path) -> tuple[Workspace, SandboxRecord, str]:
     """A docs example committed on main, a sandbox's edit of it (docs only), and the branch its tip."""
     example = billing / "docs" / "examples" / "late_fee.py"

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -190,6 +190,7 @@ def run_gate(root: Path, policy: Policy | None = None, *, base: str | None = Non
         # The tip's, not the merge base's: a branch forked from an old commit chose its own (looser) policy.
         policy = policy_at(root, base_sha)
     gates: dict[str, str] = {}
+    advisory: set[str] = set()  # `blocking: false` gates: shown, and matched only by name
     runtime = None
     approvals: tuple[str, ...] = ()
     rejected_by: tuple[str, ...] = ()
@@ -204,13 +205,16 @@ def run_gate(root: Path, policy: Policy | None = None, *, base: str | None = Non
         for run in store.gate_runs(sandbox.id):  # type: ignore[union-attr]
             if run.commit_sha == head_sha:  # results for another commit say nothing about this one
                 gates[run.gate] = run.status
+                if run.data.get("blocking") is False:
+                    advisory.add(run.gate)
         approvals, rejected_by = _decisions_for(store, sandbox.id, head_sha,  # type: ignore[arg-type]
                                                 root=root, policy=policy, base_sha=base_sha, into=base,
                                                 notes=notes)
     elif store is None:
         notes.append(f"{without_store}: gate results recorded in loomtui are not visible; approvals are "
                      f"read from {NOTES_REF}")
-    facts = change_facts(root, merge_base, head_sha, gates=gates, runtime=runtime, author=author, onto=base_sha)
+    facts = replace(change_facts(root, merge_base, head_sha, gates=gates, runtime=runtime, author=author,
+                                 onto=base_sha), advisory_gates=frozenset(advisory))
     evaluation = evaluate(policy, facts)
     if sandbox is None and policy.separation_of_duties and evaluation.outcome == "require":
         notes.append(f"separation of duties: the author is {facts.author or 'unknown'} as the head commit names "

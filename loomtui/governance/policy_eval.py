@@ -212,7 +212,8 @@ def _match(when: Conditions, facts: ChangeFacts, paths: tuple[str, ...]) -> _Mat
         reasons.append(f"{facts.lines_changed} lines changed ({' and '.join(b for b in bounds if b)})")
     if when.gates_failed is not None:
         failed = [name for name, result in sorted(facts.gates.items())
-                  if result != "passed" and _any_glob(name, when.gates_failed)]
+                  if result != "passed" and (name in when.gates_failed if name in facts.advisory_gates
+                                             else _any_glob(name, when.gates_failed))]
         if not failed:
             return None
         reasons.append("gates did not pass: " + ", ".join(f"{n} {facts.gates[n]}" for n in failed))

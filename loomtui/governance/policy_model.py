@@ -60,6 +60,9 @@ class ChangeFacts:
     signature_changed: tuple[str, ...] = ()
     lines_changed: int = 0
     gates: Mapping[str, str] = field(default_factory=dict)
+    advisory_gates: frozenset[str] = frozenset()
+    """Gates configured `blocking: false`: a glob in `gates_failed` (`*`) does not match them, their name does
+    (shown, never failing gate 1: the starter's "red gates block" blocked a change on a lint's advice)."""
     runtime: str | None = None
     labels: tuple[str, ...] = ()
     author: str | None = None

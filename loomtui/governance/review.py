@@ -149,6 +149,7 @@ def review_sandbox(workspace: Workspace, sandbox_id: str, *, policy: Policy | No
         change_facts(workspace.root, since, tip, gates={r.gate: r.status for r in results},
                      runtime=record.runtime, author=record.created_by or None,
                      onto=repo.resolve_commit(f"refs/heads/{record.target}") if record.target else None),
+        advisory_gates=frozenset(r.gate for r in results if not r.blocking),
         eval_score=report.score.total if report.score is not None else None,
         eval_items={item.name: str(item.status) for item in report.score.items} if report.score is not None else {},
         regressions=report.regressions, merged_breaks=breaks)
