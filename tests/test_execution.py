@@ -1107,6 +1107,27 @@ def test_a_stop_after_the_supervisor_died_saves_the_work_and_what_the_agent_wait
     assert advance(ws, record.id).done == ()  # withdrawn once
 
 
+@needs_bwrap
+def test_an_agent_of_your_own_in_the_repository_runs_isolated_as_committed(ws: Workspace, repo: Path,
+                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """The README's `-- ./my-agent.sh`: it was looked for in the person's checkout, an empty folder inside
+    bubblewrap, and failed with exit 127 ("No such file or directory")."""
+    agent = repo / "my-agent.sh"
+    agent.write_text("#!/bin/sh\necho '# edited' >> notes.txt\n")
+    agent.chmod(0o755)
+    git(repo, "add", "my-agent.sh")
+    git(repo, "commit", "-qm", "An agent of our own")
+    monkeypatch.chdir(repo)
+    record = tasks.create_sandbox(ws, "edit", "command", command=["./my-agent.sh"], isolate=True)
+    assert record.data["launch"]["argv"][0] == str(Path(record.worktree) / "my-agent.sh")
+    done = ended(ws, tasks.start(ws, record.id).id)
+    assert done.exit_code == 0 and git(repo, "show", f"{record.branch}:notes.txt") == "# edited", done.data
+    (repo / "later.sh").write_text("#!/bin/sh\ntrue\n")
+    (repo / "later.sh").chmod(0o755)
+    with pytest.raises(LoomError, match=r"^later\.sh is not committed at HEAD: the agent runs in its own worktree"):
+        tasks.create_sandbox(ws, "edit", "command", command=["./later.sh"], isolate=True)
+
+
 def _tiny_script(ws: Workspace) -> Path:
     path = ws.paths.state_dir / "tiny.yaml"
     path.write_text("- {log: hi}\n")

@@ -58,7 +58,7 @@ from loomtui.execution.lifecycle import (
 from loomtui.execution.log_lines import MAX_TAIL_BYTES, LogCursor, log_tail, whole_lines
 from loomtui.execution.mcpconfig import mcp_config_path, write_mcp_config
 from loomtui.execution.procs import is_alive
-from loomtui.execution.runtimes import OUTPUT_PLAIN, find_runtime, prepare_launch, uses_placeholder
+from loomtui.execution.runtimes import OUTPUT_PLAIN, LaunchSpec, find_runtime, prepare_launch, uses_placeholder
 from loomtui.execution.sandbox_paths import (
     TMUX_PREFIX as TMUX_PREFIX,
 )
@@ -289,6 +289,26 @@ def _chosen_isolation(isolate: bool | None) -> str:
     return ISOLATION_BWRAP if use_bwrap else ISOLATION_NONE
 
 
+def _run_from_worktree(workspace: Workspace, launch: LaunchSpec, base: str, base_sha: str, worktree: Path,
+                       isolation: str) -> LaunchSpec:
+    """A program in the repository (`-- ./my-agent.sh`) run as its worktree has it, committed: the person's
+    checkout is an empty folder in bubblewrap but for what confined code needs from it, which is never the
+    checkout's own top folder (it failed with exit 127, "No such file or directory"). One not committed at
+    `base` runs from the checkout (its folder shown), but for one in that top folder under bubblewrap: refused."""
+    program = Path(launch.argv[0])
+    inside = next((program.relative_to(root) for root in dict.fromkeys((workspace.root, workspace.root.resolve()))
+                   if program.is_relative_to(root)), None)
+    if inside is None:
+        return launch
+    if Git(workspace.root).ok("cat-file", "-e", f"{base_sha}:{inside.as_posix()}"):
+        return dataclasses.replace(launch, argv=(str(worktree / inside), *launch.argv[1:]))
+    if isolation == ISOLATION_BWRAP and len(inside.parts) == 1:
+        raise LoomError(f"{inside.as_posix()} is not committed at {base}: the agent runs in its own worktree, made "
+                        f"from {base}, and your checkout is not visible to it (commit the program, or give one "
+                        "outside the repository)")
+    return launch
+
+
 def plan_sandbox(
     workspace: Workspace, task: str, runtime: str, *, base: str = "HEAD", claims: Sequence[str] = (),
     script: Path | str | None = None, isolate: bool | None = None, command: Sequence[str] = (),
@@ -317,6 +337,7 @@ def plan_sandbox(
         "context_file": str(paths.context), "script": str(paths.script),
         "mcp_config": str(mcp_config_path(paths.dir)),
     })
+    launch = _run_from_worktree(workspace, launch, base, base_sha, paths.worktree, isolation)
     target = _merge_target(repo, base)
     if base == "HEAD" and target and target.startswith(BRANCH_PREFIX) and \
             workspace.store.get_sandbox(target.removeprefix(BRANCH_PREFIX)) is not None:
