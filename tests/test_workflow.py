@@ -700,6 +700,10 @@ def test_a_held_task_dropping_the_failed_one_starts_from_the_target_as_it_is(man
     assert f"sandbox drop-after {after.id}" in view.line(STEP_HINTS)  # the hint names a command that exists
     stranger = run_cli(manual.root, "sandbox", "drop-after", after.id, after.id)
     assert stranger.returncode == 2 and stranger.stderr.count("\n") == 1 and "does not wait for" in stranger.stderr
+    # The target moves on meanwhile: it starts from there (it started from the commit it was stated on).
+    (manual.root / "NOTES.md").write_text("moved on\n")
+    git(manual.root, "add", "NOTES.md")
+    git(manual.root, "commit", "-qm", "main moves on")
     done = run_cli(manual.root, "sandbox", "drop-after", after.id)
     assert done.returncode == 0, done.stderr
     assert "waits for no other task" in done.stdout

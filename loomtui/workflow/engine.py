@@ -53,6 +53,7 @@ from loomtui.governance.review import (
 from loomtui.identity import current_host
 from loomtui.store import SandboxRecord
 from loomtui.workflow.steps import (
+    AFTER_DROPPED_KEY,
     AFTER_KEY,
     CLAIMS_WAIT_KEY,
     MERGE_CONFLICT_KEY,
@@ -225,7 +226,10 @@ class Workflow:
 
     def _do(self, step: Step, record: SandboxRecord) -> str:
         if step == Step.PREPARE:
-            return self.prepare(record, wait_for_claims=True, from_target=bool(record.data.get(AFTER_KEY)))
+            # A task that waited on others starts from the target as they left it, and so does one that no longer
+            # waits (it started from the commit it was stated on: `W` said "from main as it is").
+            return self.prepare(record, wait_for_claims=True,
+                                from_target=bool(record.data.get(AFTER_KEY) or record.data.get(AFTER_DROPPED_KEY)))
         if step == Step.REJECT_START:
             transition(self.workspace, record.id, REJECTED, allowed_from=frozenset({PLANNED}),
                        reason=f"the start was not approved ({self.view(record).waits_on})")

@@ -45,6 +45,8 @@ from loomtui.workspace import Workspace
 
 AFTER_KEY: Final = "after"
 """The sandbox ids a task waits on (their changes merge first)."""
+AFTER_DROPPED_KEY: Final = "after_dropped"
+"""The sandbox ids a task no longer waits on (`sandbox drop-after`): it starts from the target as it is."""
 AUTOSTART_KEY: Final = "autostart"
 """Start the agent as soon as nothing holds it back (False: a person starts it)."""
 PRESTART_KEY: Final = "awaiting_escalation"

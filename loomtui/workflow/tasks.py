@@ -23,6 +23,7 @@ from loomtui.governance.coordinator import governed_coordinator
 from loomtui.store import SandboxRecord
 from loomtui.workflow.engine import SUPERVISOR, Workflow, start_agent
 from loomtui.workflow.steps import (
+    AFTER_DROPPED_KEY,
     AFTER_KEY,
     AUTOSTART_KEY,
     CREATOR_KEY,
@@ -251,7 +252,8 @@ def drop_after(workspace: Workspace, sandbox_id: str, dropped: Sequence[str] = (
         if not gone:
             raise LoomError(f"sandbox {record.id}: the tasks it waits for have all merged", exit_code=1)
         keep = [other for other in after if other not in gone]
-        workspace.store.update_sandbox(record.id, data={AFTER_KEY: keep})
+        dropped_before = [str(other) for other in record.data.get(AFTER_DROPPED_KEY) or []]
+        workspace.store.update_sandbox(record.id, data={AFTER_KEY: keep, AFTER_DROPPED_KEY: [*dropped_before, *gone]})
         workspace.record("sandbox.after_dropped", record.id, {"dropped": gone, "after": keep})
     Workflow(workspace).advance(record.id)
     return sandboxes.get_sandbox(workspace, record.id)
