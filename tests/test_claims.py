@@ -194,6 +194,20 @@ def test_a_task_refused_at_its_claims_tells_a_json_script_which_sandbox_was_kept
     assert waiting.returncode == 1 and waiting.stderr.rstrip().endswith(
         f"to start it once {holder} merged, run it again with --after {holder} (`loomtui sandbox rm {later}` "
         "drops this record)"), waiting.stderr
+    # A holder nothing moves on (the command that stated it killed): waiting on it would wait for good.
+    docs = json.loads(run_cli(repo, "sandbox", "new", "--runtime", "command", "--task", "docs", "--no-start",
+                              "--json", "--claim", "docs/runbook.md", "--", "true").stdout)["id"]
+    coordinator.store.update_sandbox(docs, data={"autostart": True})
+    stalled = run_cli(repo, "sandbox", "new", "--runtime", "command", "--task", "docs too", "--claim",
+                      "docs/runbook.md", "--", "true")
+    assert f"nothing is moving {docs} on (" in stalled.stderr and f"`loomtui sandbox advance {docs}` does" \
+        in stalled.stderr and "--after" not in stalled.stderr, stalled.stderr
+    # One that failed keeps its claims for a run again: `--after` it was held at once, for good.
+    coordinator.store.update_sandbox(docs, status="failed")
+    failed = run_cli(repo, "sandbox", "new", "--runtime", "command", "--task", "docs three", "--claim",
+                     "docs/runbook.md", "--", "true")
+    assert f"{docs} ended without merging (failed), its claims kept for a run again: `loomtui sandbox rm " \
+           f"{docs}` lets them go" in failed.stderr and "--after" not in failed.stderr, failed.stderr
     removed = run_cli(repo, "sandbox", "rm", kept)
     assert removed.returncode == 0 and removed.stdout == f"removed sandbox {kept}; branch loom/{kept} never made\n"
 

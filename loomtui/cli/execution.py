@@ -75,14 +75,31 @@ NEW_INPUT_HINTS: Final = {
 
 
 def _after_hint(workspace: Workspace, refused: LoomError) -> str:
-    """For a claim other sandboxes hold: how to run the task once they have merged (and drop this record)."""
-    holders = sorted({c.sandbox_b for c in getattr(refused, "conflicts", ())
-                      if workspace.store.get_sandbox(c.sandbox_b) is not None})
+    """For a claim other sandboxes hold: how to run the task once they have merged, or what frees a holder that
+    never will (one that failed keeps its claims; one nothing moves on), and that `rm` drops this record."""
+    from loomtui.execution.lifecycle import EXITED, FAILED, REJECTED
+    from loomtui.workflow.steps import nobody_on_it
+
+    holders = [record for record in (workspace.store.get_sandbox(h) for h in
+                                     sorted({c.sandbox_b for c in getattr(refused, "conflicts", ())}))
+               if record is not None]
     if not holders:
         return ""
-    return (f"; to start it once {listed(holders)} merged, run it again with "
-            f"{' '.join(f'--after {h}' for h in holders)} (`loomtui sandbox rm {refused.recorded_sandbox}` drops "
-            "this record)")
+    flow = _workflow(workspace)
+    said, waitable = [], []
+    for record in holders:
+        if record.status in (FAILED, EXITED, REJECTED):  # `--after` it: held at once, for good
+            said.append(f"{record.id} ended without merging ({record.status}), its claims kept for a run again: "
+                        f"`loomtui sandbox rm {record.id}` lets them go")
+        elif nobody_on_it(workspace, record, view := flow.view(record)):  # `--after` it: waits on nothing moving
+            said.append(f"nothing is moving {record.id} on (next: {view.line()}): "
+                        f"`loomtui sandbox advance {record.id}` does")
+        else:
+            waitable.append(record.id)
+    if waitable:
+        said.append(f"to start it once {listed(waitable)} merged, run it again with "
+                    f"{' '.join(f'--after {h}' for h in waitable)}")
+    return f"; {'; '.join(said)} (`loomtui sandbox rm {refused.recorded_sandbox}` drops this record)"
 
 
 def _claim_warnings(workspace: Workspace, sandbox_id: str) -> list[Conflict]:
