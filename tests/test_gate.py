@@ -305,6 +305,14 @@ def test_the_gate_takes_a_sandboxs_author_from_its_record_as_its_review_does(bil
     report = run_gate(billing, base="main", head="loom/ab12cd", store=workspace.store)
     assert report.approvals == approvers[:2]
     assert report.facts.author == "mia@example.com" and not report.approved  # her own does not count
+    # CI checks out the commit (`--head HEAD`, a detached checkout, `origin/loom/...`): the same change, the same
+    # report (by its id it read NEEDS APPROVAL with no approval and no author from the store).
+    git(billing, "branch", "-q", "copy-of-it", head.strip())
+    for named in (head.strip(), "copy-of-it", "origin/loom/ab12cd"):
+        if named.startswith("origin/"):
+            git(billing, "update-ref", "refs/remotes/origin/loom/ab12cd", head.strip())
+        same = run_gate(billing, base="main", head=named, store=workspace.store)
+        assert (same.approvals, same.facts.author) == (approvers[:2], "mia@example.com"), named
     workspace.close()
 
 

@@ -195,7 +195,7 @@ def run_gate(root: Path, policy: Policy | None = None, *, base: str | None = Non
     approvals: tuple[str, ...] = ()
     rejected_by: tuple[str, ...] = ()
     notes: list[str] = []
-    sandbox = _sandbox_of(store, head) if store is not None else None
+    sandbox = _sandbox_of(store, root, head, head_sha) if store is not None else None
     author = None  # the head commit's author, unless the store knows whose task it is
     if sandbox is not None:
         runtime = sandbox.runtime
@@ -240,12 +240,20 @@ def run_gate(root: Path, policy: Policy | None = None, *, base: str | None = Non
     return GateReport(base, head_sha, facts, evaluation, approvals, approved, notes, rejected_by)
 
 
-def _sandbox_of(store: Store, head: str) -> Any:
-    """The sandbox whose branch is `head` (loom/<id>), if any."""
-    name = head.removeprefix("refs/heads/")
-    if not name.startswith("loom/"):
-        return None
-    return store.get_sandbox(name.removeprefix("loom/"))
+def _sandbox_of(store: Store, root: Path, head: str, head_sha: str) -> Any:
+    """The sandbox whose change `head` is, if any: named as its branch (`loom/<id>`, `origin/loom/<id>`), else
+    the one sandbox whose branch here is at that very commit, or that was approved at it (CI checks out `HEAD`
+    or a commit id: the same change read NEEDS APPROVAL by its id and PASS by its branch's name)."""
+    parts = head.removeprefix("refs/").split("/")
+    if "loom" in parts[:-1] and parts.index("loom") + 2 == len(parts):
+        found = store.get_sandbox(parts[-1])
+        if found is not None:
+            return found
+    at = {ref.removeprefix("refs/heads/loom/") for ref in (git_output(
+        root, "for-each-ref", "--format=%(refname)", "--points-at", head_sha, "refs/heads/loom/") or "").split()}
+    sandboxes = [record for record in store.list_sandboxes(include_archived=True)
+                 if (record.id in at and record.base_sha != head_sha) or record.approved_commit == head_sha]
+    return sandboxes[0] if len(sandboxes) == 1 else None
 
 
 def _overrides_unread(store: Store, sandbox_id: str, head_sha: str) -> list[str]:
