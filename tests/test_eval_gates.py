@@ -174,6 +174,20 @@ def test_a_report_that_is_not_a_regular_file_is_not_read(tmp_path: Path) -> None
     assert time.monotonic() - started < 20  # never blocked opening the FIFO
 
 
+def test_a_repository_with_no_test_yet_does_not_fail_every_change(tmp_path: Path) -> None:
+    """pytest configured and no test yet: the base's run and every change's exit 5 with no test, and each change
+    that added none was failed (and blocked by the red-gates rule); one that adds a failing test still fails."""
+    workspace = make_repo(tmp_path)
+    git(workspace.root, "rm", "-q", "tests/test_prices.py")
+    git(workspace.root, "commit", "-qm", "no tests yet")
+    sandbox = sandbox_with(workspace, "a note", {"shop/notes.py": "NOTE = 1\n"})
+    [result] = run_configured_gates(workspace, sandbox)
+    assert (result.status, result.summary) == ("passed", "no test ran, nor at the base commit (exit 5 there too)")
+    failing = sandbox_with(workspace, "a failing test", {"tests/test_new.py": "def test_new():\n    assert False\n"})
+    [result] = run_configured_gates(workspace, failing)
+    assert result.status == "failed" and "tests/test_new.py::test_new" in result.summary, result.summary
+
+
 def test_a_check_that_cannot_be_judged_is_an_error_never_a_run_left_running(tmp_path: Path,
                                                                            monkeypatch: pytest.MonkeyPatch) -> None:
     """An input no check foresaw (a report nested past the parser's depth) ended the review in an internal error,

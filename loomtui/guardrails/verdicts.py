@@ -63,6 +63,9 @@ def judge(run: CheckRun, base: CheckRun | None, form: str = "exit") -> Verdict:
             note = f"no per-test results at the base commit either ({run.problem})"
             exit_verdict = judge(run, base, "exit")
             return Verdict(exit_verdict.status, f"{exit_verdict.reason}; {note}")
+        if run.cases == () and base is not None and base.cases == () and _same_failure(run, base):
+            # No test yet, here nor at the base (pytest's exit 5): every change that added none was blocked.
+            return Verdict("passed", f"no test ran, nor at the base commit (exit {run.exit_code} there too)")
         if run.cases is None or (not run.cases and run.outcome == "failed"):
             why = run.problem or "it reported no test"
             return Verdict("failed", f"no per-test results ({why}); exit {run.exit_code}")
