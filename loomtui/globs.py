@@ -64,8 +64,9 @@ def name_problem(path: str) -> str | None:
     """Why loomtui cannot name a repository path (match it, index it, claim it, store it), or None.
 
     Git and the OS allow any bytes but NUL and `/` in a name; a name that is not UTF-8 (read as
-    surrogates) cannot be matched or stored, and one with a line break would be two lines wherever
-    paths are listed one per line. Such a file is left out, and said, rather than failing everything.
+    surrogates) cannot be matched or stored, one with a line break would be two lines wherever
+    paths are listed one per line, and one with `::` is not told from a region in it. Such a file is
+    left out, and said, rather than failing everything.
     """
     try:
         path.encode("utf-8")
@@ -73,6 +74,8 @@ def name_problem(path: str) -> str | None:
         return "its name is not UTF-8"
     if "\n" in path or "\r" in path:
         return "its name holds a line break"
+    if "::" in path:  # a region's id is `path::qualname`: `we::ird.py::f` read as the file `we`
+        return "its name holds `::`, which region names use"
     return None
 
 

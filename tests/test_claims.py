@@ -212,6 +212,29 @@ def test_a_task_refused_at_its_claims_tells_a_json_script_which_sandbox_was_kept
     assert removed.returncode == 0 and removed.stdout == f"removed sandbox {kept}; branch loom/{kept} never made\n"
 
 
+def test_the_definitions_of_one_name_are_one_region_to_claims(repo: Path) -> None:
+    """With `@overload`, a claim on `Engine.run` held the first stub alone: the implementation (`run#3`) was
+    free to another sandbox, a caller's claim heard of neither (its edge led to the stub), and one more
+    overload renumbered them under a claim."""
+    (repo / "core.py").write_text(
+        "from typing import overload\n\n\nclass Engine:\n    @overload\n    def run(self, x: int) -> int: ...\n"
+        "    @overload\n    def run(self, x: str) -> str: ...\n    def run(self, x):\n        return x\n")
+    (repo / "models.py").write_text("from core import Engine\n\n\nclass Model(Engine):\n    def go(self):\n"
+                                    "        return self.run(1)\n")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-qm", "overloads")
+    coordinator = governed_coordinator(open_workspace(repo))
+    assert coordinator.claim("a", "core.py::Engine.run").claim.region_ids == ("core.py::Engine.run",)
+    with pytest.raises(ClaimRefused) as refused:
+        coordinator.claim("b", "core.py:9-10")  # the implementation
+    assert str(refused.value).endswith("core.py::Engine.run#3 is held by sandbox a (claim #1, exclusive): "
+                                       "core.py::Engine.run (one name, defined again)"), str(refused.value)
+    coordinator.release_sandbox("a")
+    assert coordinator.claim("b", "core.py::Engine.run#3").claim
+    caller = coordinator.claim("c", "models.py::Model.go")
+    assert [(c.kind, c.sandbox_b) for c in caller.conflicts] == [("dependency", "b")], caller.conflicts
+
+
 def test_lease_expiry_and_ended_sandboxes_release_with_audit(coordinator: Coordinator) -> None:
     store = coordinator.store
     short = coordinator.claim("a", QUOTE, ttl=60).claim
@@ -524,6 +547,11 @@ def test_a_file_loomtui_cannot_name_is_left_out_and_refused_and_the_rest_still_w
                           input=json.dumps(write), capture_output=True, text=True, timeout=60)
     answer = json.loads(hook.stdout)["hookSpecificOutput"]
     assert answer["permissionDecision"] == "deny" and "holds a line break" in answer["permissionDecisionReason"]
+    # `::` in a name: `we::ird.py::weird` was read as the file `we`, and a claim on the whole file then did not
+    # overlap one on its function.
+    (repo / "we::ird.py").write_text("def weird():\n    return 1\n")
+    with pytest.raises(LoomError, match="its name holds `::`, which region names use, so loomtui cannot claim it"):
+        governed_coordinator(open_workspace(repo)).claim("s5", "we::ird.py")
     assert coordinator.claim("s3", "b[1].py").claim.region_ids == ("b[1].py",)  # the file, not the glob's b1.py
     assert coordinator.claim("s4", "b?.py").claim.region_ids == ("b1.py",)  # globs still read the listing
     listed = run_cli(repo, "claim", "list", "--json")

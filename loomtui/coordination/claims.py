@@ -26,7 +26,7 @@ from typing import Final
 
 from loomtui.config import MAX_LEASE_SECONDS, CoordinationConfig
 from loomtui.coordination.index import DEPENDENCY_KINDS, ProgressFn, RepoIndex
-from loomtui.coordination.regions import ancestors, overlaps, split_id
+from loomtui.coordination.regions import ancestors, named_once, overlaps, split_id
 from loomtui.coordination.targets import TargetResolver
 from loomtui.errors import LoomError, shown
 from loomtui.store import ENDED_STATUSES, ClaimRecord, SandboxRecord, Store
@@ -43,6 +43,8 @@ without asking first): held from then on, but not coordinated before the code wa
 
 
 MAX_HELD_BY_NAME: Final = 20
+MAX_SAME_NAME: Final = 50
+"""Definitions of one name looked up as one (overloads): past any a file has by hand."""
 """The most regions `hold_changed` claims one by one; more are held by one claim."""
 
 
@@ -250,8 +252,23 @@ class Coordinator:
     # -- checking ---------------------------------------------------------------------
 
     def covered(self, region_id: str) -> list[str]:
-        """A region and every region nested in it (a module claim covers its functions)."""
-        return [region_id, *self._descendants(region_id)]
+        """A region and every region nested in it (a module claim covers its functions), and so for each
+        definition of its name (`run`, `run#2`: overloads, a property's setter; see `regions.overlaps`)."""
+        return list(dict.fromkeys(covered for same in self._same_name(region_id)
+                                  for covered in (same, *self._descendants(same))))
+
+    def _same_name(self, region_id: str) -> list[str]:
+        path, qualname = split_id(region_id)
+        name = qualname.rsplit("#", 1)[0] if "#" in qualname.rsplit(".", 1)[-1] else qualname
+        if not name:
+            return [region_id]
+        found = [region_id]
+        for nth in range(1, MAX_SAME_NAME + 1):
+            same = f"{path}::{name}" if nth == 1 else f"{path}::{name}#{nth}"
+            if same not in self.index.regions:
+                break
+            found.append(same)
+        return list(dict.fromkeys(found))
 
     def _near_map(self, covering: Mapping[str, list[str]]) -> dict[str, str]:
         """Each region within `hops` of what these claims cover (`covering`: each claimed region's
@@ -263,7 +280,9 @@ class Coordinator:
         # One query for the whole claim: a class claim covers every method in it.
         around = self.index.neighbours_of_each(every, hops=self.hops)
         for covered in every:
-            for neighbour in around.get(covered, ()):
+            # A neighbour's other definitions of its name too: a caller's edge leads to the first (an overload's
+            # stub), a claim may hold the implementation.
+            for neighbour in (same for n in around.get(covered, ()) for same in self._same_name(n)):
                 known = near.get(neighbour)
                 # Name the most specific region that touches it: the method that
                 # calls a helper, not the module that imports it.
@@ -328,8 +347,9 @@ class Coordinator:
         if overlaps(mine, theirs):
             path: tuple[str, ...] = (mine, theirs) if mine != theirs else (mine,)
             if mode == "exclusive" and other.mode == "exclusive":
-                nested = "" if mine == theirs else f" (nested in {mine})" if len(theirs) > len(mine) \
-                    else f" (which contains {mine})"
+                again = named_once(mine) == named_once(theirs)
+                nested = ("" if mine == theirs else " (one name, defined again)" if again
+                          else f" (nested in {mine})" if len(theirs) > len(mine) else f" (which contains {mine})")
                 held = f"{mine} is held by {them}" if mine == theirs else f"{mine} is held by {them}: {theirs}{nested}"
                 return Conflict("overlap", "error", sandbox_id, mine, claim_id, other.sandbox_id, theirs,
                                 other.id, path, held)

@@ -22,9 +22,10 @@ from __future__ import annotations
 import ast
 import hashlib
 import io
+import re
 import tokenize
 from dataclasses import dataclass
-from typing import NamedTuple, TypeAlias
+from typing import Final, NamedTuple, TypeAlias
 
 MAX_FILE_BYTES = 2 * 1024 * 1024
 
@@ -249,10 +250,20 @@ def split_id(region_id: str) -> tuple[str, str]:
     return path, qualname
 
 
+_NTH: Final = re.compile(r"#\d+(?=\.|$)")
+
+
+def named_once(region_id: str) -> str:
+    """A region's id without the `#n` of a second or later definition of its name (`C.run#3` -> `C.run`)."""
+    return _NTH.sub("", region_id) if "#" in region_id else region_id
+
+
 def overlaps(a: str, b: str) -> bool:
-    """True when two regions are the same or one is nested in the other."""
-    path_a, qual_a = split_id(a)
-    path_b, qual_b = split_id(b)
+    """True when two regions are the same or one is nested in the other. The definitions of one name are one
+    (`run`, `run#2`, `run#3`: overloads, a property's setter): a claim on `run` held the first `@overload` stub
+    alone, callers' edges led there, and the implementation (`run#3`, renumbered by one more overload) was free."""
+    path_a, qual_a = split_id(named_once(a))
+    path_b, qual_b = split_id(named_once(b))
     if path_a != path_b:
         return False
     if not qual_a or not qual_b or qual_a == qual_b:

@@ -55,6 +55,8 @@ class TargetResolver:
         if "::" in target:
             if target in self.index.regions:
                 return [target]
+            if os.path.lexists(self.index.root / target):
+                self.repo_path(target)  # a file named with `::`: refused, saying why
             raise BadTarget(f"unknown region {shown(target)}{self._did_you_mean(target)}")
         ranged = _LINE_RANGE.match(target)
         if ranged and not _GLOB_CHARS & set(target):
