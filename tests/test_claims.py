@@ -235,6 +235,22 @@ def test_the_definitions_of_one_name_are_one_region_to_claims(repo: Path) -> Non
     assert [(c.kind, c.sandbox_b) for c in caller.conflicts] == [("dependency", "b")], caller.conflicts
 
 
+def test_a_constructor_is_near_the_code_that_calls_its_class(repo: Path) -> None:
+    """`Engine()` is an edge to `Engine`, never to `Engine.__init__`: a change to the constructor and a caller's
+    were never flagged, either way round (in `requests`: `Session.request` and `Request.__init__`)."""
+    (repo / "core.py").write_text("class Engine:\n    def __init__(self):\n        self.a = 1\n")
+    (repo / "app.py").write_text("from core import Engine\n\n\ndef main():\n    return Engine()\n")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-qm", "a constructor")
+    coordinator = governed_coordinator(open_workspace(repo))
+    coordinator.claim("m1", "app.py::main")
+    built = coordinator.claim("m2", "core.py::Engine.__init__")
+    assert [(c.kind, c.region_b) for c in built.conflicts] == [("dependency", "app.py::main")], built.conflicts
+    coordinator.release_sandbox("m1")
+    caller = coordinator.claim("m1", "app.py::main")
+    assert [(c.kind, c.region_b) for c in caller.conflicts] == [("dependency", "core.py::Engine.__init__")]
+
+
 def test_lease_expiry_and_ended_sandboxes_release_with_audit(coordinator: Coordinator) -> None:
     store = coordinator.store
     short = coordinator.claim("a", QUOTE, ttl=60).claim

@@ -43,6 +43,8 @@ without asking first): held from then on, but not coordinated before the code wa
 
 
 MAX_HELD_BY_NAME: Final = 20
+CONSTRUCTORS: Final = ("__init__", "__new__")
+"""What a call of a class runs: near whatever uses the class."""
 MAX_SAME_NAME: Final = 50
 """Definitions of one name looked up as one (overloads): past any a file has by hand."""
 """The most regions `hold_changed` claims one by one; more are held by one claim."""
@@ -257,6 +259,20 @@ class Coordinator:
         return list(dict.fromkeys(covered for same in self._same_name(region_id)
                                   for covered in (same, *self._descendants(same))))
 
+    def _built_by(self, region_id: str) -> str | None:
+        """The class whose constructor (`__init__`, `__new__`) this region is, or None."""
+        path, qualname = split_id(named_once(region_id))
+        owner, _, name = qualname.rpartition(".")
+        return f"{path}::{owner}" if owner and name in CONSTRUCTORS and f"{path}::{owner}" in self.index.regions \
+            else None
+
+    def _builders(self, region_id: str) -> list[str]:
+        """A class's constructors the index has (`X.__init__`, `X.__new__`); [] for any other region."""
+        found = self.index.regions.get(region_id)
+        if found is None or found.kind != "class":
+            return []
+        return [f"{region_id}.{name}" for name in CONSTRUCTORS if f"{region_id}.{name}" in self.index.regions]
+
     def _same_name(self, region_id: str) -> list[str]:
         path, qualname = split_id(region_id)
         name = qualname.rsplit("#", 1)[0] if "#" in qualname.rsplit(".", 1)[-1] else qualname
@@ -277,12 +293,15 @@ class Coordinator:
         if self.hops == 0:
             return near
         every = [covered for regions in covering.values() for covered in regions]
+        built = {covered: cls for covered in every if (cls := self._built_by(covered))}
         # One query for the whole claim: a class claim covers every method in it.
-        around = self.index.neighbours_of_each(every, hops=self.hops)
+        around = self.index.neighbours_of_each([*every, *built.values()], hops=self.hops)
         for covered in every:
-            # A neighbour's other definitions of its name too: a caller's edge leads to the first (an overload's
-            # stub), a claim may hold the implementation.
-            for neighbour in (same for n in around.get(covered, ()) for same in self._same_name(n)):
+            # A constructor is near what uses its class (`Engine()` is an edge to `Engine`, never to `__init__`),
+            # and a neighbour's other definitions of its name too: a caller's edge leads to the first (an
+            # overload's stub), a claim may hold the implementation.
+            touching = {*around.get(covered, ()), *around.get(built.get(covered, ""), ())}
+            for neighbour in (same for n in sorted(touching) for same in (*self._same_name(n), *self._builders(n))):
                 known = near.get(neighbour)
                 # Name the most specific region that touches it: the method that
                 # calls a helper, not the module that imports it.
