@@ -89,8 +89,9 @@ def test_sandbox_new_with_a_claim_flags_a_dependency_on_code_another_holds(coord
     assert made.returncode == 0, made.stderr
     [conflict] = json.loads(made.stdout)["conflicts"]
     assert (conflict["kind"], conflict["severity"]) == ("dependency", "warning")
-    assert {conflict["a"]["sandbox"], conflict["b"]["sandbox"]} == {"refunds", json.loads(made.stdout)["id"]}
-    assert "warning: dependency: " in made.stderr and f"{QUOTE} -references-> {ROUNDING}" in made.stderr
+    # Said from the new sandbox's side, as `claim add` says it (it read as the older claim's).
+    assert (conflict["a"]["sandbox"], conflict["b"]["sandbox"]) == (json.loads(made.stdout)["id"], "refunds")
+    assert "warning: dependency: " in made.stderr and f"{ROUNDING} <-references- {QUOTE}" in made.stderr, made.stderr
     plain = run_cli(root, "sandbox", "new", "--runtime", "command", "--task", "quote", "--claim",
                     "notifications/formatting.py", "--no-start", "--", "true")
     assert plain.returncode == 0 and "warning: dependency" not in plain.stderr, plain.stderr

@@ -213,7 +213,8 @@ def test_a_path_typed_in_a_subdirectory_is_named_as_the_commands_take_it(repo: P
     """Targets are from the repository's root (as `claim list` shows them); typed from a subdirectory,
     the error says what the path is from the root instead of only that it does not exist."""
     (repo / "pkg").mkdir()
-    (repo / "pkg" / "mod.py").write_text("def f():\n    return 1\n")
+    (repo / "pkg" / "mod.py").write_text("def f():\n    return 1\n\n\ndef deco(fn):\n    def wrapper():\n"
+                                         "        return fn()\n    return wrapper\n")
     git(repo, "add", "-A")
     git(repo, "commit", "-qm", "pkg")
     here = repo / "pkg"
@@ -223,6 +224,10 @@ def test_a_path_typed_in_a_subdirectory_is_named_as_the_commands_take_it(repo: P
     # `..` in what was typed is resolved: the hint is a path the command takes (it was pkg/../pkg/mod.py).
     assert "from here that is pkg/mod.py)" in run_cli(here, "claim", "add", "--sandbox", "a", "../pkg/mod.py").stderr
     assert "did you mean pkg/mod.py::f?" in run_cli(here, "claim", "add", "--sandbox", "a", "mod.py::f").stderr
+    # Its guess a region nested in the one meant: the way on said instead (it read `... deco.wrapper?`).
+    nested = run_cli(here, "claim", "add", "--sandbox", "a", "mod.py::deco").stderr
+    assert nested.strip().endswith("unknown region mod.py::deco (paths are from the repository's root: from here "
+                                   "that is pkg/mod.py::deco)"), nested
     assert "from here" not in run_cli(here, "regions", "other.py").stderr  # nothing of that name here either
     assert "a directory; regions are listed for one file" in run_cli(repo, "regions", "pkg").stderr
     os.mkfifo(repo / "pkg" / "fifo.py")  # it said "no such file"

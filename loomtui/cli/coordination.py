@@ -142,11 +142,13 @@ def hinted_target(exc: LoomError, root: Path, raw: str,
     targets are relative to the repository's root, as `claim list` shows them, not to the current directory.
     `new_file`: how this command claims a file not written yet."""
     meant = _named_from_here(root, raw)
-    if meant is None or ("did you mean" in str(exc) and meant in str(exc)):  # none, or its own names it already
+    if meant is None or f"(did you mean {meant}?)" in str(exc):  # none, or its own names it already
         if "no such file or region" in str(exc):
             return LoomError(f"{exc} (a file not written yet: {new_file})", exit_code=exc.exit_code)
         return exc
-    return LoomError(f"{exc} (paths are from the repository's root: from here that is {shown(meant)})",
+    # Its own guess goes: a region nested in the one meant (`pkg/core.py::deco.wrapper` for `core.py::deco`).
+    said = str(exc).partition(" (did you mean ")[0]
+    return LoomError(f"{said} (paths are from the repository's root: from here that is {shown(meant)})",
                      exit_code=exc.exit_code)
 
 

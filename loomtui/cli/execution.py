@@ -103,10 +103,14 @@ def _after_hint(workspace: Workspace, refused: LoomError) -> str:
 
 
 def _claim_warnings(workspace: Workspace, sandbox_id: str) -> list[Conflict]:
-    """The conflicts among live claims that involve this sandbox (none refused its claims: warnings)."""
+    """The conflicts this sandbox's live claims have with others' (none refused them: warnings), said from its
+    side, as `claim add` says them (read from the whole repository's, the older claim's side was said)."""
     from loomtui.cli.coordination import coordinator_of
 
-    return [c for c in coordinator_of(workspace).conflicts() if sandbox_id in (c.sandbox_a, c.sandbox_b)]
+    coordinator = coordinator_of(workspace)
+    found = [conflict for claim in workspace.store.live_claims(sandbox_id) for conflict in
+             coordinator.check(sandbox_id, claim.region_ids, claim.mode, claim_id=claim.id)]
+    return list({(c.kind, c.region_a, c.sandbox_b, c.region_b): c for c in found}.values())
 
 
 def cmd_new(args: argparse.Namespace) -> int:
