@@ -416,6 +416,47 @@ def test_an_audit_log_on_two_machines_each_verifies_and_a_cut_is_still_caught(
         two.close()
 
 
+def test_a_store_copy_cut_short_before_its_note_is_finished_by_running_it_again(
+        billing_clones: tuple[Path, Path], postgres_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Killed after the team's store committed the copy, before the note: the clone went on writing its SQLite
+    store, and `store copy` again was refused ("already holds records"), with no command to empty it."""
+    import json
+
+    from loomtui.store import moves
+    from tests.conftest import run_cli
+
+    repo = billing_clones[0]
+    workspace = open_workspace(repo)
+    governed_coordinator(workspace).claim("s-a", QUOTE)
+    workspace.close()
+    noted = moves.record_move
+
+    def killed(*_args: object, **_kwargs: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(moves, "record_move", killed)
+    assert run_cli(repo, "store", "copy", "--to", postgres_url).returncode != 0
+    monkeypatch.setattr(moves, "record_move", noted)
+    again = run_cli(repo, "store", "copy", "--to", postgres_url, "--json")
+    assert again.returncode == 0 and json.loads(again.stdout)["verified"], again.stderr
+    stale = run_cli(repo, "claim", "list")  # the SQLite store is no longer opened: the note was written
+    assert stale.returncode == 1 and "was copied to" in stale.stderr
+    monkeypatch.setenv("LOOMTUI_STORE", postgres_url)
+    team = open_workspace(repo)
+    try:
+        assert [c.sandbox_id for c in team.store.live_claims()] == ["s-a"] and team.audit.verify().ok
+    finally:
+        team.close()
+    monkeypatch.delenv("LOOMTUI_STORE")
+    # Another clone's own store, which is not that copy: refused, as ever (it would mix two histories).
+    other = billing_clones[1]
+    workspace = open_workspace(other)
+    governed_coordinator(workspace).claim("s-b", QUOTE)
+    workspace.close()
+    mixed = run_cli(other, "store", "copy", "--to", postgres_url)
+    assert mixed.returncode == 2 and "already holds records for this repository" in mixed.stderr, mixed.stderr
+
+
 def test_store_copy_moves_everything_verifies_it_the_audit_log_keeps_verifying_and_it_comes_back(
         billing_clones: tuple[Path, Path], postgres_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
     import json
@@ -474,7 +515,7 @@ def test_store_copy_moves_everything_verifies_it_the_audit_log_keeps_verifying_a
     assert workspace.audit.verify().ok
     again = subprocess.run([sys.executable, "-m", "loomtui", "store", "copy", "--to", postgres_url],
                            cwd=repo, capture_output=True, text=True)
-    assert again.returncode == 2 and "already holds records" in again.stderr
+    assert again.returncode == 2 and "this repository's store is that store already" in again.stderr
     repos = subprocess.run([sys.executable, "-m", "loomtui", "store", "repos", "--json"], cwd=repo,
                            capture_output=True, text=True, env={**os.environ, "LOOMTUI_STORE": postgres_url})
     assert [(r["name"], r["open_escalations"]) for r in json.loads(repos.stdout)] == [("billing", 1)]

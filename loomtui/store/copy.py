@@ -65,14 +65,24 @@ def copy_store(source: SqlStore, destination: SqlStore,
     so a copy that does not match is rolled back whole and can simply be run again.
     """
     report = CopyReport(source.location, destination.location)
-    if destination.holds_records() or destination.last_event_id():
-        raise StoreError(f"{destination.location}: already holds records for this repository; a copy goes "
-                         "only into an empty store (copying would mix two histories)")
+    if source.location == destination.location:
+        raise StoreError(f"{destination.location}: this repository's store is that store already: nothing to copy")
     with source.transaction():
         read = {table: [tuple(row) for row in source.rows_of(_select(table))] for table in COPIED}
     mirrors = [row for row in read["audit_mirrors"] if row[0] == source.mirror]
     # Only this machine's checkpoint moves: another machine's file records its own.
     read["audit_mirrors"] = [(destination.mirror, *row[1:]) for row in mirrors]
+    if destination.holds_records() or destination.last_event_id():
+        if all(_fingerprint([tuple(row) for row in destination.rows_of(_select(table))]) == _fingerprint(rows)
+               for table, rows in read.items()):
+            # This very store, copied whole by a copy cut short before its note: it is finished, not refused
+            # (with no note the clone went on writing here, and nothing could empty the team's store).
+            report.rows = {table: len(rows) for table, rows in read.items()}
+            report.verified = True
+            progress("verified: it holds this store's copy already, every table as the source")
+            return report
+        raise StoreError(f"{destination.location}: already holds records for this repository; a copy goes "
+                         "only into an empty store (copying would mix two histories)")
     with destination.transaction():
         for table, columns in COPIED.items():
             rows = read[table]
