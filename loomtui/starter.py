@@ -10,6 +10,8 @@ so a starter never fails `config check` or `policy validate`. Nothing is ever ov
 from __future__ import annotations
 
 import json
+import os
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
@@ -246,25 +248,49 @@ def _check_setup_rule(globs: list[str]) -> str:
     approvals: {{groups: [leads], count: 1}}"""
 
 
+def _write_new(path: Path, text: str) -> None:
+    """Write a file that must not exist yet, whole or not at all (a kill mid-write left an empty loom.yaml)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, scratch = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as out:
+            out.write(text)
+        os.chmod(scratch, 0o644)
+        os.link(scratch, path)  # never over a file there: FileExistsError
+    finally:
+        os.unlink(scratch)
+
+
 def existing(root: Path, made: Starter) -> list[str]:
     """Which of the starter's files the repository has already (nothing is overwritten)."""
     return [name for name in made.files if (root / name).exists() or (root / name).is_symlink()]
 
 
+def _as_written(path: Path, text: str) -> bool:
+    """Whether `path` holds exactly `text` (what an init cut short had written of it)."""
+    try:
+        return not path.is_symlink() and path.read_text(encoding="utf-8") == text
+    except (OSError, UnicodeDecodeError):
+        return False
+
+
 def write_starter(root: Path, made: Starter) -> list[Path]:
-    """Write the starter's files, refusing (LoomError, exit 1) when any is there already."""
+    """Write the starter's files, each whole or not at all, refusing (LoomError, exit 1) when any is there
+    already; but for an init cut short: some there, each exactly as this one writes it, and the rest are written
+    (it left a policy missing, and `init` again refused, while the built-in default, looser, applied)."""
     there = existing(root, made)
-    if there:
+    resumed = bool(there) and len(there) < len(made.files) and all(_as_written(root / n, made.files[n]) for n in there)
+    if there and not resumed:
         raise LoomError(f"{' and '.join(there)} {'is' if len(there) == 1 else 'are'} there already in {root}: "
                         "nothing was written (`loomtui config check` and `loomtui policy validate` check them)",
                         exit_code=1)
     written = []
     for name, text in made.files.items():
+        if name in there:
+            continue
         path = root / name
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            with open(path, "x", encoding="utf-8") as out:
-                out.write(text)
+            _write_new(path, text)
         except OSError as exc:
             # `.loom` there as a file said "cannot write .loom/loom.yaml: File exists".
             blocked = next((parent for parent in path.relative_to(root).parents

@@ -69,6 +69,35 @@ def test_a_python_repository_gets_its_tests_as_a_gate_and_its_author_as_the_lead
     assert (repo / ".loom" / "policy.yaml").read_text() == before
 
 
+def test_an_init_cut_short_is_finished_by_init_again(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Killed mid-write it left an empty loom.yaml (a file opened, then written); killed between its two files, a
+    loom.yaml and no policy (the built-in default, looser, applied); `init` again refused either way."""
+    from loomtui import starter
+
+    repo = own_repo(tmp_path / "mine", {"m.py": "X = 1\n"})
+    written = starter._write_new
+
+    def killed_at_the_policy(path: Path, text: str) -> None:
+        if path.name == "policy.yaml":
+            raise KeyboardInterrupt
+        written(path, text)
+
+    monkeypatch.setattr(starter, "_write_new", killed_at_the_policy)
+    assert run_cli(repo, "init").returncode != 0
+    assert (repo / ".loom" / "loom.yaml").is_file() and not (repo / ".loom" / "policy.yaml").exists()
+    assert [p.name for p in (repo / ".loom").iterdir()] == ["loom.yaml"]  # no half-written file left about
+    monkeypatch.setattr(starter, "_write_new", written)
+    again = run_cli(repo, "init")
+    assert again.returncode == 0 and "wrote .loom/policy.yaml" in again.stdout, again.stderr
+    assert "wrote .loom/loom.yaml" not in again.stdout
+    assert run_cli(repo, "policy", "validate").returncode == 0
+    # A file of one's own there (not what init writes): refused, as ever, nothing written.
+    other = own_repo(tmp_path / "other", {"m.py": "X = 1\n", ".loom/loom.yaml": "version: 1\n"})
+    refused = run_cli(other, "init")
+    assert refused.returncode == 1 and "there already" in refused.stderr
+    assert not (other / ".loom" / "policy.yaml").exists()
+
+
 def test_other_runners_are_found_and_a_repository_without_one_is_told_to_add_its_checks(tmp_path: Path) -> None:
     node = own_repo(tmp_path / "node", {"package.json": json.dumps({"scripts": {"test": "jest"}}),
                                         "go.mod": "module x\n"})

@@ -41,15 +41,18 @@ def cmd_init(args: argparse.Namespace) -> int:
     gates = ", ".join(f"{g.name} ({g.found})" for g in made.gates) or "none found: add yours (README: Guardrails)"
     # Paths and the next command as they work from here (run in a subfolder, `git add .loom` named nothing).
     here = Path(getattr(args, "typed_in", None) or Path.cwd())  # with -C, where the command was typed
-    print(f"wrote {os.path.relpath(written[0], here)}: gates {gates}; the runtimes claude, codex, aider, command "
-          "and script (a YAML replay: `loomtui script-agent --help`) are built in")
-    print(f"wrote {os.path.relpath(written[1], here)}: "
-          + (f"{made.lead} is its one lead" if made.lead else "no lead yet: add yourself under groups.leads")
-          + "; red gates block; a change to what agents are given (AGENTS.md, CLAUDE.md and the like, the ADRs) "
-            "or .loom/, to what runs on every machine (.claude/, CI workflows, git hooks, .envrc, ...)"
-          + (", to what decides how the gates' checks run (their config, conftest.py, ...)"
-             if starter_rule_for_checks(made) else "")
-          + " or of over 400 lines waits for a lead; the rest for one approval from a lead")
+    named = {path.name: path for path in written}  # an init cut short and run again writes what it had not
+    if "loom.yaml" in named:
+        print(f"wrote {os.path.relpath(named['loom.yaml'], here)}: gates {gates}; the runtimes claude, codex, aider, "
+              "command and script (a YAML replay: `loomtui script-agent --help`) are built in")
+    if "policy.yaml" in named:
+        print(f"wrote {os.path.relpath(named['policy.yaml'], here)}: "
+              + (f"{made.lead} is its one lead" if made.lead else "no lead yet: add yourself under groups.leads")
+              + "; red gates block; a change to what agents are given (AGENTS.md, CLAUDE.md and the like, the "
+                "ADRs) or .loom/, to what runs on every machine (.claude/, CI workflows, git hooks, .envrc, ...)"
+              + (", to what decides how the gates' checks run (their config, conftest.py, ...)"
+                 if starter_rule_for_checks(made) else "")
+              + " or of over 400 lines waits for a lead; the rest for one approval from a lead")
     for unread in made.unread:
         print(f"loomtui: warning: {escape_controls(unread)}: its checks were not looked for", file=sys.stderr)
     if made.lead and named_by_login(root):
