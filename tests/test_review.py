@@ -682,6 +682,25 @@ def test_an_approval_written_into_the_store_alone_merges_nothing(billing: Path) 
     assert cli(billing, "sandbox", "merge", approved).returncode == 0  # the sandbox it was for merges
 
 
+def test_a_decision_not_followed_for_an_audit_file_cut_short_says_so(billing: Path) -> None:
+    """The log's file cut in half: an approval was recorded and its sandbox not moved on, saying "was the store
+    changed by hand?", a tamper alarm for a file to restore."""
+    workspace = open_workspace(billing)
+    waiting = run_agent(workspace, REFUNDS_EDIT, "document refunds")
+    decided = int(workspace.store.get_sandbox(waiting).data[REVIEW_ESCALATION_KEY])
+    log = billing / ".git" / "loom" / "audit.jsonl"
+    lines = log.read_text().splitlines(keepends=True)
+    log.write_text("".join(lines[:len(lines) // 2]))
+    assert cli(billing, "escalation", "approve", str(decided), user="alice@example.com").returncode == 0
+    second = cli(billing, "escalation", "approve", str(decided), user="bob@example.com")
+    assert "the audit log's file ends at entry " in second.stdout and "`loomtui audit restore` puts it back" \
+        in second.stdout and "changed by hand" not in second.stdout, second.stdout
+    assert workspace.store.get_sandbox(waiting).status == "awaiting_review"
+    assert cli(billing, "audit", "restore").returncode == 0
+    assert cli(billing, "sandbox", "advance", waiting).returncode == 0
+    assert workspace.store.get_sandbox(waiting).status == "approved"
+
+
 def test_a_change_reviewed_again_and_auto_approved_merges(billing: Path) -> None:
     """Asked of people, then changed to what the policy approves by itself: its record still named the first
     review's escalation, and the merge was refused as if the store had been changed by hand."""

@@ -312,7 +312,14 @@ def check_cleared(workspace: Workspace, escalation: EscalationRecord,
     override has not passed the time it was given for (`--hours`, at most `overrides.max_hours`), as the
     log kept it (the store's copy may be edited). `entries`: the log, when the caller has read it already."""
     commit = str(escalation.data.get("commit") or "")
-    decision = _deciding_entry(escalation, commit, workspace.audit.entries() if entries is None else entries)
+    read = list(workspace.audit.entries() if entries is None else entries)
+    decision = _deciding_entry(escalation, commit, read)
+    checkpoint = workspace.store.audit_checkpoint()
+    if decision is None and checkpoint is not None and (not read or read[-1].seq < checkpoint[0]):
+        # The log's file cut short (it read "was the store changed by hand?"): its damage is what to mend.
+        raise LoomError(f"escalation #{escalation.id}: its decision is not read, as the audit log's file ends at "
+                        f"entry {read[-1].seq if read else 0} of {checkpoint[0]} (cut short: `loomtui audit verify` "
+                        "says so, and `loomtui audit restore` puts it back); not followed until then", exit_code=1)
     if decision is None:
         raise LoomError(f"escalation #{escalation.id} reads {escalation.status} in the store, but the audit log "
                         f"holds no decision that made it so on {commit[:12] or 'its commit'}: not followed (was the "
