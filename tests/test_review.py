@@ -701,6 +701,31 @@ def test_a_decision_not_followed_for_an_audit_file_cut_short_says_so(billing: Pa
     assert workspace.store.get_sandbox(waiting).status == "approved"
 
 
+def test_a_decision_asked_again_after_its_command_was_cut_short_moves_the_sandbox_on(billing: Path) -> None:
+    """`escalation approve` killed after the decision was recorded, before its sandbox moved on: asked again it
+    said "already approved", exit 1, and nothing moved the task unless the app was open."""
+    from loomtui.governance.escalations import decide
+    from loomtui.governance.policy import configured_policy
+
+    workspace = open_workspace(billing)
+    waiting = run_agent(workspace, REFUNDS_EDIT, "document refunds")
+    decided = int(workspace.store.get_sandbox(waiting).data[REVIEW_ESCALATION_KEY])
+    policy = configured_policy(billing, workspace.load_config())
+    for reviewer in ("alice@example.com", "bob@example.com"):  # recorded, and cut short there
+        workspace.actor = reviewer
+        decide(workspace, policy, decided, "approve")
+    assert workspace.store.get_sandbox(waiting).status == "awaiting_review"
+    again = cli(billing, "escalation", "approve", str(decided), user="bob@example.com")
+    assert again.returncode == 0 and again.stdout.startswith(
+        f"#{decided}: escalation #{decided} is already approved; its sandbox had not moved on since: now it has"), \
+        again.stdout + again.stderr
+    assert workspace.store.get_sandbox(waiting).status == "approved"
+    twice = cli(billing, "escalation", "approve", str(decided), user="bob@example.com")  # nothing left to follow
+    assert twice.returncode == 1 and "is already approved" in twice.stderr
+    other = cli(billing, "escalation", "reject", str(decided), "--reason", "no", user="bob@example.com")  # refused
+    assert other.returncode == 1 and "is already approved" in other.stderr
+
+
 def test_a_change_reviewed_again_and_auto_approved_merges(billing: Path) -> None:
     """Asked of people, then changed to what the policy approves by itself: its record still named the first
     review's escalation, and the merge was refused as if the store had been changed by hand."""

@@ -6,7 +6,7 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 from loomtui.cli import (
     add_command,
@@ -33,6 +33,7 @@ from loomtui.governance.policy import (
 )
 from loomtui.identity import current_user
 from loomtui.repo import find_repo
+from loomtui.workspace import Workspace
 
 
 def _policy(args: argparse.Namespace, explicit: str | None) -> tuple[Policy, Path]:
@@ -244,12 +245,17 @@ def _print_field(label: str, value: object, *, lines: bool = False) -> None:
 
 
 def cmd_decide(args: argparse.Namespace) -> int:
-    from loomtui.governance.escalations import decide
+    from loomtui.governance.escalations import DecisionRefused, decide
 
     workspace = workspace_for(args)
     policy = configured_policy(workspace.root, workspace.load_config())
-    record = decide(workspace, policy, args.id, args.decision, reason=args.reason,
-                    expires_hours=getattr(args, "hours", None))
+    try:
+        record = decide(workspace, policy, args.id, args.decision, reason=args.reason,
+                        expires_hours=getattr(args, "hours", None))
+    except DecisionRefused as refused:
+        if _followed_a_decision_made(workspace, args, refused):
+            return 0
+        raise
     made: dict[str, Any] = next((h for h in reversed(record.data.get("history", []))
                                  if h.get("by") == workspace.actor), {})
     signed = made.get("signature", "unsigned")
@@ -277,6 +283,33 @@ def cmd_decide(args: argparse.Namespace) -> int:
                     "sandbox": None if moved is None else {"id": moved.sandbox_id, "status": moved.status,
                                                            "done": list(moved.done), "next": moved.now.line()}})
     return 0
+
+
+_DECIDED_AS: Final = {"approve": "approved", "reject": "rejected", "override": "overridden"}
+
+
+def _followed_a_decision_made(workspace: Workspace, args: argparse.Namespace, refused: LoomError) -> bool:
+    """The same decision asked again of an escalation it decided already (the command that took it was cut
+    short before its sandbox moved on): the sandbox is moved on now and that is said (True: exit 0); it said
+    "already approved", exit 1, and nothing moved the task unless the app was open."""
+    record = workspace.store.get_escalation(args.id)
+    if record is None or str(record.status) != _DECIDED_AS.get(args.decision) or not record.sandbox_id or \
+            workspace.store.get_sandbox(record.sandbox_id) is None:
+        return False
+    from loomtui.workflow.engine import advance
+
+    moved = advance(workspace, record.sandbox_id)
+    if not moved.done:
+        return False
+    if args.json:
+        print_json({"escalation": record.id, "decision": args.decision, "already": str(record.status),
+                    "sandbox": {"id": moved.sandbox_id, "status": moved.status, "done": list(moved.done),
+                                "next": moved.now.line()}})
+    else:
+        print(f"#{record.id}: {refused}; its sandbox had not moved on since: now it has")
+        for line in moved.done:
+            print(f"  sandbox {moved.sandbox_id}: {line}")
+    return True
 
 
 def cmd_bench_tamper(args: argparse.Namespace) -> int:
