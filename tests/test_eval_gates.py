@@ -110,6 +110,20 @@ def test_a_test_that_passes_on_its_rerun_is_flaky_not_a_regression(tmp_path: Pat
     assert "1 flaky" in report.checks[0].summary
 
 
+def test_a_test_broken_by_what_ran_before_it_is_a_regression_not_flaky(tmp_path: Path) -> None:
+    """A change that memoises by one argument: `test_label` fails after `test_price` has run in every whole
+    run, and passes alone: its rerun alone read it as flaky, and gate 1 passed the regression."""
+    memo = PRICES.replace("def price(cents):\n    return cents / 100\n",
+                          "_seen = {}\n\n\ndef price(cents):\n    _seen.setdefault('p', cents / 100)\n"
+                          "    return _seen['p']\n")
+    workspace = make_repo(tmp_path, extra={"tests/test_prices.py": TESTS.replace("price(250) == 2.5",
+                                                                                  "price(100) == 1.0")})
+    sandbox = sandbox_with(workspace, "memoise the price", {"shop/prices.py": memo})
+    report = evaluate(workspace, sandbox, which="1")
+    assert report.gate1 == "failed" and report.flaky == (), report.summary()
+    assert "regressed: tests/test_prices.py::test_label" in report.checks[0].summary, report.checks[0].summary
+
+
 @pytest.mark.parametrize("gate, expected", [
     ('  - name: hangs\n    run: ["sh", "-c", "sleep 60 & sleep 60"]\n    timeout: 1\n', "timed out after 1s"),
     ('  - name: missing\n    run: ["no-such-checker-xyz"]\n', "'no-such-checker-xyz' is not on PATH"),

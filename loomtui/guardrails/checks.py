@@ -267,21 +267,35 @@ def run_check(gate: GateConfig, argv: Sequence[str], cwd: Path, env: Mapping[str
 
 def _with_rerun(gate: GateConfig, argv: Sequence[str], cwd: Path, env: Mapping[str, str], run_dir: Path,
                 wrap: Wrap, run: CheckRun) -> CheckRun:
-    """The failing tests run once more (pytest): a pass then makes them flaky, not failed."""
+    """The failing tests run once more (pytest): a pass then makes them flaky, not failed. One that passes alone is
+    flaky only if it passes in the whole check run again too: one that fails whenever the others run first (state
+    they share: a cache, a global) is broken by the change, and read as flaky it passed gate 1."""
     failing = [case.id for case in run.cases or () if case.outcome.is_fail]
     again = rerun_argv(argv, failing) if failing else None
     if again is None:
         return run
+    rerun = _run_again(gate, again, cwd, env, run_dir, wrap, "rerun",
+                       f"{plural(len(failing), 'failing test')} run once more")
+    alone = {case.id for case in rerun if case.outcome.is_pass}
+    if alone:
+        whole = _run_again(gate, argv, cwd, env, run_dir, wrap, "rerun-whole",
+                           f"{plural(len(alone), 'test')} passed alone: the whole check run once more")
+        rerun = tuple(case for case in whole if case.id in alone)  # flaky only where they passed here too
+    return CheckRun(run.outcome, run.exit_code, run.duration_s, run.summary, run.output_tail, run.log,
+                    cases=run.cases, rerun=rerun)
+
+
+def _run_again(gate: GateConfig, argv: Sequence[str], cwd: Path, env: Mapping[str, str], run_dir: Path,
+               wrap: Wrap, name: str, said: str) -> tuple[TestCase, ...]:
+    """The test cases of one more run of `argv` into the report `name` (none when it could not finish)."""
     reports = run_dir / "reports"
-    report = reports / "rerun"
+    report = reports / name
     with (run_dir / "output.log").open("ab") as out:
-        out.write(f"\n--- loomtui: {plural(len(failing), 'failing test')} run once more ---\n".encode())
-    done = _stream(wrap(_substitute(again, report), [reports]), cwd, env, gate.timeout, run_dir / "output.log",
+        out.write(f"\n--- loomtui: {said} ---\n".encode())
+    done = _stream(wrap(_substitute(argv, report), [reports]), cwd, env, gate.timeout, run_dir / "output.log",
                    mode="a", progress=None, started=time.monotonic())
     try:
         ran = not done.timed_out and not done.error
-        rerun = tuple(read_junit(_private_copy(report, run_dir), cwd, shown_as=report.name)) if ran else ()
+        return tuple(read_junit(_private_copy(report, run_dir), cwd, shown_as=report.name)) if ran else ()
     except (ReportProblem, OSError):
-        rerun = ()
-    return CheckRun(run.outcome, run.exit_code, run.duration_s, run.summary, run.output_tail, run.log,
-                    cases=run.cases, rerun=rerun)
+        return ()
