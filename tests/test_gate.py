@@ -64,6 +64,11 @@ def test_secrets_are_blocked_and_markdown_says_so(billing: Path) -> None:
     # The payments rule's approvals would not let it through: said as a block, not "Needs: 2 approvals".
     assert "**Blocked:** no approval lets it through, only an override with a reason" in done.stdout
     assert "**Needs:**" not in done.stdout and " · 2 files · 3 lines · " in done.stdout
+    # A path's characters are shown, never read as markdown: `|` added a column, `<!--` hid the rest.
+    git(billing, "checkout", "-q", "main")
+    branch_with(billing, "odd", {"a|b<!--/conftest.py": "\n"})
+    odd = gate(billing, "--head", "odd", "--format", "markdown").stdout
+    assert "a\\|b&lt;!--/conftest.py" in odd and "<!--" not in odd, odd
 
 
 def test_a_block_overridden_in_loomtui_is_named_by_the_gate_which_does_not_take_it(billing: Path) -> None:

@@ -11,10 +11,10 @@ import os
 import tempfile
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 from loomtui.audit import AuditEntry, entry_or_none
-from loomtui.errors import LoomError, plural, quoted
+from loomtui.errors import LoomError, escape_controls, plural, quoted
 from loomtui.gitcmd import Git
 from loomtui.governance.decision_notes import NOTES_REF, approvals_from_notes, target_mismatch
 from loomtui.governance.gitfacts import branch_head, change_facts, git_output
@@ -101,17 +101,28 @@ class GateReport:
         if not self.empty:  # with no change nothing was judged: no rules to show
             out += [f"`{self.base}..{self.head[:12]}` · {self._size(' · ')} · risk **{self.evaluation.risk}**", "",
                     "| rule | decision | risk | why |", "| --- | --- | --- | --- |"]
-            out += [f"| {a.name} | {a.decision} | {a.risk or '–'} | {a.why} |" for a in self.evaluation.applied]
+            out += [f"| {_md(a.name)} | {a.decision} | {a.risk or '–'} | {_md(a.why)} |"
+                    for a in self.evaluation.applied]
             if self.evaluation.outcome == "block":  # the rules' approvals would not let it through
                 out += ["", "**Blocked:** no approval lets it through, only an override with a reason"]
             elif self.evaluation.requirements:
-                out += ["", "**Needs:** " + "; ".join(r.describe() for r in self.evaluation.requirements)]
+                out += ["", "**Needs:** " + _md("; ".join(r.describe() for r in self.evaluation.requirements))]
         if self.approvals:
-            out += ["", "**Approved by:** " + ", ".join(self.approvals)]
+            out += ["", "**Approved by:** " + _md(", ".join(self.approvals))]
         if self.rejected_by:
-            out += ["", "**Rejected by:** " + ", ".join(self.rejected_by)]
-        out += [f"\n> {note}" for note in self.notes]
+            out += ["", "**Rejected by:** " + _md(", ".join(self.rejected_by))]
+        out += [f"\n> {_md(note)}" for note in self.notes]
         return "\n".join(out)
+
+
+_MARKDOWN_SAID: Final = str.maketrans({"|": "\\|", "<": "&lt;", ">": "&gt;", "&": "&amp;", "`": "\\`", "*": "\\*",
+                                       "_": "\\_", "[": "\\[", "]": "\\]", "\\": "\\\\", "\n": " ", "\r": " "})
+
+
+def _md(text: str) -> str:
+    """Text from the change (its paths, a rule's why) as markdown shows it, never read as markdown: a path
+    `a|b<!--/conftest.py` added a column and hid the rest of the comment, its **Needs** line and notes."""
+    return escape_controls(text).translate(_MARKDOWN_SAID)
 
 
 POLICY_FILES = (".loom", "CODEOWNERS", ".github/CODEOWNERS", "docs/CODEOWNERS")
