@@ -69,6 +69,12 @@ def test_secrets_are_blocked_and_markdown_says_so(billing: Path) -> None:
     branch_with(billing, "odd", {"a|b<!--/conftest.py": "\n"})
     odd = gate(billing, "--head", "odd", "--format", "markdown").stdout
     assert "a\\|b&lt;!--/conftest.py" in odd and "<!--" not in odd, odd
+    # A name with a line break fails closed, as the review refuses to judge it (it got past the conftest rules).
+    git(billing, "checkout", "-q", "main")
+    branch_with(billing, "broken", {"x\ny/conftest.py": "\n"})
+    broken = gate(billing, "--head", "broken")
+    assert broken.returncode == 2 and broken.stderr.count("\n") == 1, broken.stderr
+    assert "changes files whose names loomtui cannot read ('x\\ny/conftest.py')" in broken.stderr, broken.stderr
 
 
 def test_a_block_overridden_in_loomtui_is_named_by_the_gate_which_does_not_take_it(billing: Path) -> None:

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from loomtui.audit import AuditEntry, entry_or_none
-from loomtui.errors import LoomError, escape_controls, plural, quoted
+from loomtui.errors import LoomError, escape_controls, plural, quoted, shown
 from loomtui.gitcmd import Git
 from loomtui.governance.decision_notes import NOTES_REF, approvals_from_notes, target_mismatch
 from loomtui.governance.gitfacts import branch_head, change_facts, git_output
@@ -197,6 +197,7 @@ def run_gate(root: Path, policy: Policy | None = None, *, base: str | None = Non
                         f"({', '.join(m[:12] for m in meeting[:4])}): what merging it brings in cannot be "
                         "measured from one; merge the base into it once to make one meeting point")
     merge_base = meeting[0] if meeting else base
+    _refuse_unnamed_files(root, merge_base, head_sha, head)
     if policy is None:
         # The tip's, not the merge base's: a branch forked from an old commit chose its own (looser) policy.
         policy = policy_at(root, base_sha)
@@ -249,6 +250,19 @@ def run_gate(root: Path, policy: Policy | None = None, *, base: str | None = Non
     if not facts.paths:
         notes.insert(0, f"{head} adds no change to {base}: nothing to judge")
     return GateReport(base, head_sha, facts, evaluation, approvals, approved, notes, rejected_by)
+
+
+def _refuse_unnamed_files(root: Path, base: str, head_sha: str, head: str) -> None:
+    """A change with files whose names loomtui cannot read (`globs.name_problem`) fails closed, naming them, as
+    the review refuses to judge one: a line break in a folder's name got past the `conftest.py` rules."""
+    from loomtui.coordination.diff import changed_files
+    from loomtui.globs import name_problem
+
+    unnamed = [path for path in changed_files(root, base, head_sha) if name_problem(path)]
+    if unnamed:
+        raise LoomError(f"{quoted(head)} changes files whose names loomtui cannot read "
+                        f"({', '.join(shown(path) for path in unnamed[:5])}{' ...' if len(unnamed) > 5 else ''}): "
+                        "no rule can be matched to them; rename them")
 
 
 def _sandbox_of(store: Store, root: Path, head: str, head_sha: str) -> Any:
