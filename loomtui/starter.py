@@ -161,8 +161,10 @@ def _config_text(gates: tuple[Gate, ...]) -> str:
 
 CHECK_SETUP: Final = {
     # `python -m pytest` puts the tree first on sys.path: a `pytest.py` there replaces the runner itself.
+    # A `*.dist-info` there is an installed package to it: its `entry_points.txt` loads a plugin of the tree's.
     "tests": ("conftest.py", "pytest.ini", ".pytest.ini", "tox.ini", "setup.cfg", "pyproject.toml", "pytest.py",
-              "pytest/", "_pytest/", "pluggy/", "sitecustomize.py", "usercustomize.py"),
+              "pytest/", "_pytest/", "pluggy/", "sitecustomize.py", "usercustomize.py", "*.dist-info/",
+              "*.egg-info/"),
     "compile": ("sitecustomize.py", "usercustomize.py"),
     "npm-test": ("package.json", ".npmrc", "node_modules/", "jest.config.*", "vitest.config.*", ".babelrc",
                  "babel.config.*"),

@@ -42,7 +42,9 @@ def test_a_python_repository_gets_its_tests_as_a_gate_and_its_author_as_the_lead
     # A conftest.py hook can mark every failed test passed: the gates' pass is then the change's own word.
     assert "to what decides how the gates' checks run (their config, conftest.py, ...)" in done.stdout
     # A root `pytest.py` replaces the runner itself (`python -m pytest` puts the tree first on sys.path).
-    for path in ("conftest.py", "pkg/tests/conftest.py", "pytest.ini", "pyproject.toml", "pytest.py", "_pytest/x.py"):
+    # So does a package's metadata in the tree: pytest loads the plugin its `entry_points.txt` names.
+    for path in ("conftest.py", "pkg/tests/conftest.py", "pytest.ini", "pyproject.toml", "pytest.py", "_pytest/x.py",
+                 "h-1.0.dist-info/entry_points.txt", "src/h.egg-info/entry_points.txt"):
         judged = evaluate(policy, ChangeFacts(stage="post-gate", paths=(path,)))
         assert (judged.risk, judged.rule_names()) == ("high", ("judges-its-own-checks",)), path
     # What runs on its own wherever the repository is checked out (an agent's hook, a CI workflow) is high
