@@ -129,6 +129,25 @@ def test_a_main_line_named_otherwise_is_found_as_report_finds_it_never_the_branc
     assert done.returncode == 0 and done.stdout.startswith("loomtui gate: PASS"), (done.stdout, done.stderr)
 
 
+def test_a_shallow_clone_without_the_branches_meeting_point_says_to_fetch_it(billing: Path, tmp_path: Path) -> None:
+    """Cloned one commit deep, main moved on since the branch left it: the gate diffed against main's tip and
+    read main's own later changes as the branch's, saying nothing."""
+    branch_with(billing, "pr-docs", {"docs/runbook.md": "more\n"})
+    git(billing, "checkout", "-q", "main")
+    (billing / "payments" / "later.py").write_text("LATER = 1\n")
+    git(billing, "add", "-A")
+    git(billing, "commit", "-qm", "main moves on")
+    clone = tmp_path / "ci"
+    subprocess.run(["git", "clone", "-q", "--depth", "1", "--branch", "pr-docs", f"file://{billing}", str(clone)],
+                   check=True, capture_output=True)
+    subprocess.run(["git", "fetch", "-q", "--depth", "1", "origin", "main:refs/remotes/origin/main"], cwd=clone,
+                   check=True, capture_output=True)
+    done = subprocess.run([LOOMTUI, "gate", "--base", "origin/main", "--head", "HEAD"], cwd=clone,
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2 and "have no commit in common in this shallow clone" in done.stderr, done.stderr
+    assert "git fetch --unshallow" in done.stderr and done.stderr.count("\n") == 1
+
+
 def test_a_pull_requests_base_is_read_from_origin_and_one_that_names_no_branch_is_an_error(
         billing: Path, tmp_path: Path) -> None:
     # A release branch from before the payments code changed; in the CI clone it exists only as origin/release.

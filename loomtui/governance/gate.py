@@ -196,6 +196,10 @@ def run_gate(root: Path, policy: Policy | None = None, *, base: str | None = Non
         raise LoomError(f"{quoted(head)} and {quoted(base)} meet at {len(meeting)} commits "
                         f"({', '.join(m[:12] for m in meeting[:4])}): what merging it brings in cannot be "
                         "measured from one; merge the base into it once to make one meeting point")
+    if not meeting and git_output(root, "rev-parse", "--is-shallow-repository") == "true":
+        # Diffed against the base's tip, the base's own later changes read as the branch's.
+        raise LoomError(f"{quoted(head)} and {quoted(base)} have no commit in common in this shallow clone: "
+                        "fetch their history (`git fetch --unshallow`; actions/checkout: `fetch-depth: 0`)")
     merge_base = meeting[0] if meeting else base
     _refuse_unnamed_files(root, merge_base, head_sha, head)
     if policy is None:
