@@ -326,6 +326,13 @@ class Git:
         result = self.run("rev-parse", "--verify", "--quiet", "--end-of-options", f"{ref}^{{commit}}")
         return result.out.strip() if result.status == 0 else None
 
+    def branch_tips(self) -> dict[str, str]:
+        """Every local branch's name and tip commit, in one git call ({} where git cannot list them)."""
+        result = self.run("for-each-ref", "--format=%(objectname) %(refname:lstrip=2)", "refs/heads/")
+        if result.status != 0:
+            return {}
+        return {name: tip for tip, _, name in (line.partition(" ") for line in result.out.splitlines()) if name}
+
     def local_branch_exists(self, name: str) -> bool:
         return self.ok("show-ref", "--verify", "--quiet", f"refs/heads/{name}")
 

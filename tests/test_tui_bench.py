@@ -131,6 +131,34 @@ def test_a_step_read_again_follows_a_claim_released_elsewhere(repo: Path) -> Non
         workspace.close()
 
 
+def test_a_step_read_again_follows_a_commit_made_with_git_alone(billing: Path) -> None:
+    """A merge conflict resolved in the worktree with git, as the README says: no record changes, and the app
+    kept "resolve it" (and never ran the review now due) for good."""
+    from loomtui.tui.snapshot import StepCache, read_snapshot
+    from loomtui.workflow.steps import Step
+    from loomtui.workflow.tasks import create_sandbox
+
+    workspace = open_workspace(billing)
+    try:
+        script = billing.parent / "idle.yaml"
+        script.write_text("- {log: idle}\n")
+        record = create_sandbox(workspace, "a change", "script", script=script, isolate=False)
+        tree = Path(record.worktree)
+        (tree / "NOTES.md").write_text("one\n")
+        git(tree, "add", "-A")
+        git(tree, "commit", "-qm", "one")
+        tip = git(tree, "rev-parse", "HEAD").strip()
+        workspace.store.update_sandbox(record.id, status="approved", data={"approved_commit": tip})
+        cache: StepCache = {}
+        assert read_snapshot(workspace, 0, step_cache=cache).steps[record.id].step != Step.REVIEW
+        (tree / "NOTES.md").write_text("two\n")
+        git(tree, "commit", "-qam", "two")  # git alone: no record of it changes
+        again = read_snapshot(workspace, 0, step_cache=cache).steps[record.id]
+        assert again.step == Step.REVIEW and "new commits since its approval" in again.line(), again
+    finally:
+        workspace.close()
+
+
 def test_the_snapshot_asks_the_store_as_often_for_sixty_sandboxes_as_for_six(repo: Path, tmp_path: Path) -> None:
     """The dashboard's poll read each sandbox's gate runs, review escalation and dependencies one query at a
     time: 1,505 queries for 1,000 sandboxes, a round trip each on a team's PostgreSQL. Now a fixed few."""

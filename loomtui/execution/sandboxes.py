@@ -171,6 +171,11 @@ def agent_tree(workspace: Workspace, record: SandboxRecord) -> AgentTree:
                      largest_file(workspace))
 
 
+def branch_tips(workspace: Workspace) -> dict[str, str]:
+    """Every local branch's tip, in one git call: what a task's next step may turn on that no record says."""
+    return Git(workspace.root).branch_tips()
+
+
 def largest_file(workspace: Workspace) -> int | None:
     """`limits.file_size` in bytes (None: no limit); the default's under a broken config, which never
     stops an agent's work being saved."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Final, NamedTuple
 
+from loomtui.execution.sandboxes import branch_tips
 from loomtui.governance.escalations import EscalationStatus
 from loomtui.governance.policy import MERGE_MANUAL
 from loomtui.store import ClaimRecord, EscalationRecord, Event, SandboxRecord
@@ -15,7 +16,7 @@ SANDBOX_EVAL: Final = "sandbox"
 """guardrails.evals.SANDBOX_EVAL, not imported: the eval engine (~0.15 s of imports) loads only once a
 sandbox has a report to read, not before the first frame (tests/test_tui_bench.py keeps the two equal)."""
 
-StepCache = dict[str, tuple[tuple[float, float, bool, tuple[tuple[str, str], ...]], StepView]]
+StepCache = dict[str, tuple[tuple[float, float, bool, tuple[tuple[str, str], ...], str | None, str | None], StepView]]
 """sandbox id -> ((its `updated`, the newest change of any sandbox or escalation, whether it holds a claim, its
 gate runs' statuses), its step)."""
 
@@ -89,11 +90,15 @@ def read_snapshot(workspace: Workspace, after_event: int, *, merge_mode: str = M
     cache: StepCache = {} if step_cache is None else step_cache
     open_escalations = [e for e in escalations if e.status == EscalationStatus.OPEN]
     known = KnownHolders.of(claim_counts, escalations, sandboxes)
+    tips = branch_tips(workspace) if sandboxes else {}
     steps = {}
     for sandbox in sandboxes:
         # A claim released or a gate run ending changes neither record, and the step may turn on either (a
-        # stopped agent's step was "release" in the app for good once the command line had released it).
-        key = (sandbox.updated, newest, sandbox.id in claim_counts, tuple(gates_by_sandbox[sandbox.id].items()))
+        # stopped agent's step was "release" in the app for good once the command line had released it); nor
+        # does a commit made with git alone (a merge conflict resolved in the worktree: "resolve it" for good,
+        # its review never run), nor the target moving on.
+        key = (sandbox.updated, newest, sandbox.id in claim_counts, tuple(gates_by_sandbox[sandbox.id].items()),
+               tips.get(sandbox.branch or ""), tips.get(str(sandbox.data.get("target") or "")))
         cached = cache.get(sandbox.id)
         if cached is None or cached[0] != key:
             cached = (key, next_step(workspace, sandbox, merge_mode=merge_mode, known=known))
