@@ -116,6 +116,9 @@ def test_start_stop_and_merge_apply_only_where_they_can_work() -> None:
     assert applies("merge", APPROVED, StepView(Step.WAIT_MERGE, "", PersonAction.MERGE, "sb1"))
     assert not applies("merge", AWAITING_REVIEW, StepView(Step.WAIT_DECISION, "#3", PersonAction.DECIDE, "3"))
     assert not applies("merge", MERGED, None) and not applies("merge", RUNNING, StepView(Step.AGENT))
+    # Onto the tip it conflicted with, a merge again would conflict again: the footer offered `m` all the same.
+    conflict = StepView(Step.MERGE_CONFLICT, "lib.py would conflict", PersonAction.RESOLVE, "sb1")
+    assert not applies("merge", APPROVED, conflict)
     held = StepView(Step.HELD, "sb0 ended without merging (rejected)", PersonAction.CANCEL, "sb1")
     assert applies("drop_after", PLANNED, held) and not applies("drop_after", PLANNED, waiting)
     assert not key_applies("diff", None, None)  # no sandbox selected: none of them

@@ -254,6 +254,63 @@ async def test_the_log_tabs_waiting_line_goes_once_the_agent_writes(tmp_path: Pa
         wait_until_settled(workspace, record.id)
 
 
+async def test_the_diff_line_follows_a_running_agents_work(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Its edits and commits make no event: the Details tab said "+1 -0" of a branch that had gone to +3, until
+    the cursor moved away and back."""
+    from loomtui.tui.screens import dashboard
+
+    monkeypatch.setattr(dashboard, "DIFF_REREAD_S", 0.2)
+    repo = demo_repo(tmp_path)
+    workspace = open_workspace(repo)
+    flag = tmp_path / "more"
+    record = tasks.start(workspace, tasks.create_sandbox(
+        workspace, "write on", "command", isolate=False,
+        command=["sh", "-c", f'echo one > NOTES.md; while [ ! -e "{flag}" ]; do sleep 0.05; done; '
+                             f'printf "one\\ntwo\\nthree\\n" > NOTES.md; sleep 30']).id)
+    app = LoomApp(workspace)
+    try:
+        async with app.run_test(size=(120, 40)) as pilot:
+            screen = app.screen
+            await wait_for(pilot, lambda: "+1 -0" in screen.diff_stats.get(record.id, ""), timeout=15)
+            flag.touch()
+            await wait_for(pilot, lambda: "+3 -0" in screen.diff_stats.get(record.id, ""), timeout=15)
+    finally:
+        flag.touch()
+        from loomtui.execution import agent_control
+
+        agent_control.stop(workspace, record.id, grace=1)
+        wait_until_settled(workspace, record.id)
+
+
+async def test_a_commit_made_with_git_alone_is_reviewed_by_the_app(tmp_path: Path) -> None:
+    """A merge conflict resolved in the worktree with git, as the README says: no record changed, the app read
+    "resolve it" for good, and the review then due ran only when a person pressed `m`."""
+    from tests.conftest import git, quick_gates
+
+    from loomtui.execution.lifecycle import EXITED, RUNNING, transition
+    from loomtui.governance.review import review_sandbox
+
+    repo = merge_mode(quick_gates(demo_repo(tmp_path)), "manual")
+    workspace = open_workspace(repo)
+    script = tmp_path / "idle.yaml"
+    script.write_text("- {log: idle}\n")
+    record = tasks.create_sandbox(workspace, "a change", "script", script=script, isolate=False)
+    tree = Path(record.worktree)
+    (tree / "docs" / "runbook.md").write_text((tree / "docs" / "runbook.md").read_text() + "\nOne.\n")
+    git(tree, "commit", "-qam", "one")
+    for status in (RUNNING, EXITED):
+        transition(workspace, record.id, status)
+    assert review_sandbox(workspace, record.id).sandbox.status == "approved"  # docs: approved by the policy
+    app = LoomApp(workspace)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_for(pilot, lambda: getattr(app, "_tips", None) is not None, timeout=15)  # its first look
+        (tree / "docs" / "runbook.md").write_text((tree / "docs" / "runbook.md").read_text() + "Two.\n")
+        git(tree, "commit", "-qam", "two")  # git alone: no record of it changes
+        tip = git(tree, "rev-parse", "HEAD").strip()
+        await wait_for(pilot, lambda: (lambda s: s.status != "approved" or s.approved_commit == tip)(
+            sandboxes.get_sandbox(workspace, record.id)), timeout=20)
+
+
 async def test_the_log_tab_of_an_agent_that_wrote_nothing_says_so(tmp_path: Path) -> None:
     """It was blank, which read as a log that failed to load."""
     repo = demo_repo(tmp_path)

@@ -137,6 +137,7 @@ class LoomApp(App[int]):
         self.coordinator: Coordinator | None = None  # built by a worker; None until indexed
         self._kept: KeptCoordinator | None = None  # the coordination worker's (its module loads the index's)
         self._step_cache: StepCache = {}  # the poll worker's: each sandbox's next step, kept while unchanged
+        self._tips: dict[str, str] | None = None  # every branch's tip, as `_watch_branches` last read them
         self._badge_cache: BadgeCache = {}  # the poll worker's: each eval report's badge
         self.settings = SettingsWatch(workspace)  # loom.yaml and the policy, read again when they change
         self.theme_problems: list[str] = []
@@ -245,6 +246,7 @@ class LoomApp(App[int]):
             DemoFeed(self).start()
         else:
             self.set_interval(2.0, self._advance_tasks)
+            self.set_interval(2.0, self._watch_branches)
 
     def _start_background(self) -> None:
         """What the first frame does not show: the index and conflicts, matching the store with the
@@ -275,6 +277,26 @@ class LoomApp(App[int]):
             if snapshot is not None else []
         if due:
             self._advance_worker(due)
+
+    @work(thread=True, exclusive=True, group="branches", exit_on_error=False)
+    def _watch_branches(self) -> None:
+        """Advance the ended tasks whose branch or target moved with git alone: no record changes, so the
+        poll's steps stood (a merge conflict resolved in the worktree, as the README says, read "resolve it"
+        for good, and the review then due was never run). One git call a tick."""
+        from loomtui.execution.lifecycle import LIVE
+        from loomtui.execution.sandboxes import branch_tips
+
+        snapshot = self.latest_snapshot
+        if snapshot is None:
+            return
+        tips = branch_tips(self.workspace)
+        before, self._tips = self._tips, tips
+        if before is None:
+            return
+        moved = [s.id for s in snapshot.sandboxes if s.status not in LIVE and s.branch and any(
+            tips.get(name) != before.get(name) for name in (s.branch, str(s.data.get("target") or "")))]
+        if moved:
+            self.call_from_thread(self._advance_worker, moved)
 
     @work(thread=True, exclusive=True, group="workflow", exit_on_error=False)
     def _advance_worker(self, sandbox_ids: list[str]) -> None:

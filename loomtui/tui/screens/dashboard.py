@@ -67,6 +67,8 @@ DETAIL_WIDTH: Final = 40
 SLOW_ACTION_S: Final = 5.0
 """An action on a sandbox still under way after this long is said to be (its end is said as ever)."""
 DRIFT_RECHECK_S = 10.0
+DIFF_REREAD_S: Final = 5.0
+"""How often the selected sandbox's diff line is read again while its agent runs (a snapshot of its worktree)."""
 
 
 class SandboxTable(FittedTable):
@@ -143,6 +145,14 @@ class DashboardScreen(LoomScreen[None]):
             self._show_empty_state()
         self.set_interval(1.0, self._tick_ages)
         self.set_interval(DRIFT_RECHECK_S, self._recheck_drift)
+        self.set_interval(DIFF_REREAD_S, self._reread_diff)
+
+    def _reread_diff(self) -> None:
+        """The selected sandbox's diff line, read again while its agent runs: its edits and commits make no
+        event (the line said "+2 -0" of a branch that had gone to +5, till the cursor moved away and back)."""
+        if self.is_current and self.tailing and self.snapshot is not None and any(
+                s.id == self.tailing and s.status in LIVE for s in self.snapshot.sandboxes):
+            self._diff_stats(self.tailing)
 
     def _recheck_drift(self) -> None:
         """The Context tab's drift, checked again while it is shown: a commit to the team's files changes

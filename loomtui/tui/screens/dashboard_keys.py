@@ -114,6 +114,8 @@ def merge_refusal(sandbox: SandboxRecord, step: StepView | None) -> str | None:
         return f"sandbox {sandbox.id} is {sandbox.status}: {why}"
     if sandbox.status == AWAITING_REVIEW and step is not None and step.step == Step.WAIT_DECISION:
         return f"sandbox {sandbox.id} is not approved yet: it {step.line(app_step_hints())}"
+    if step is not None and step.step == Step.MERGE_CONFLICT:  # again, onto the same tip: the same conflict
+        return f"sandbox {sandbox.id}'s merge would conflict: {step.line(app_step_hints())}"
     return None
 
 
