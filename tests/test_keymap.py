@@ -156,6 +156,17 @@ def test_the_palette_ranks_a_key_named_whole_above_a_sentence_that_mentions_it()
         "Merge (m)", "checklist 9: multiple agents' changes don't produce conflicts at merge time"]
 
 
+def test_the_palette_puts_a_record_named_by_its_id_first() -> None:
+    """A sandbox's exact id ranked a region its sandbox holds (whose label names the id too) above the sandbox."""
+    from loomtui.tui.palette import ranked_hits
+
+    entries = [("region api/routing.py (claim #1 exclusive, sandbox 7a3948)", print, ""),
+               ("sandbox 7a3948: route the refunds (running, claude)", print, ""),
+               ("escalation #12 (high): 7a3948 asks: Bash rm -rf build", print, "")]
+    assert ranked_hits("7a3948", entries)[0].text.startswith("sandbox 7a3948:")
+    assert ranked_hits("#12", entries)[0].text.startswith("escalation #12")
+
+
 def test_a_key_written_as_a_keyboard_labels_it_is_named_as_textual_binds_it() -> None:
     """`F1` was offered '1', and `ESC` nothing: Textual's names are lower case, and not the labels on keys."""
     from loomtui.tui.keymap import key_problem
