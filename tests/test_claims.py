@@ -213,6 +213,16 @@ def test_a_task_refused_at_its_claims_tells_a_json_script_which_sandbox_was_kept
     assert removed.returncode == 0 and removed.stdout == f"removed sandbox {kept}; branch loom/{kept} never made\n"
 
 
+def test_a_long_task_kept_as_its_claims_reason_says_it_was_cut(coordinator: Coordinator) -> None:
+    """The claims view showed "(... and on and on to t)": the task cut at 200 characters with no mark."""
+    root = coordinator.workspace.root
+    task = "route the refunds " + "and on " * 40 + "to the end"
+    made = run_cli(root, "sandbox", "new", "--runtime", "command", "--task", task, "--claim", "docs/runbook.md",
+                   "--no-start", "--json", "--", "true")
+    [claim] = coordinator.store.live_claims(json.loads(made.stdout)["id"])
+    assert len(claim.reason) <= 200 and claim.reason.endswith("…") and task.startswith(claim.reason[:-1])
+
+
 def test_the_definitions_of_one_name_are_one_region_to_claims(repo: Path) -> None:
     """With `@overload`, a claim on `Engine.run` held the first stub alone: the implementation (`run#3`) was
     free to another sandbox, a caller's claim heard of neither (its edge led to the stub), and one more

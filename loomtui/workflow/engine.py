@@ -282,7 +282,8 @@ class Workflow:
         claims = list(record.claim_targets)
         if claims and not record.data.get("claim_ids"):
             try:
-                taken = claim_targets(governed_coordinator(workspace), record.id, claims, reason=record.task[:200])
+                taken = claim_targets(governed_coordinator(workspace), record.id, claims,
+                                      reason=abridged(record.task, 200))
             except ClaimRefused as exc:
                 if not wait_for_claims:
                     transition(workspace, record.id, REJECTED, reason=str(exc), allowed_from=frozenset({PLANNED}))

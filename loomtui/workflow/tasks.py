@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from loomtui.coordination.claims import ClaimRefused, claim_targets
-from loomtui.errors import LoomError
+from loomtui.errors import LoomError, abridged
 from loomtui.execution import agent_control, review, sandboxes
 from loomtui.execution.context_files import CONTEXT_EDITED_KEY
 from loomtui.execution.lifecycle import ARCHIVED, DONE_WITH, EXITED, FAILED, PLANNED, REJECTED, transition
@@ -177,7 +177,7 @@ def _run_again(flow: Workflow, record: SandboxRecord) -> SandboxRecord:
         if record.claim_targets and not workspace.store.live_claims(record.id):
             try:
                 taken = claim_targets(governed_coordinator(workspace), record.id, list(record.claim_targets),
-                                      reason=record.task[:200])
+                                      reason=abridged(record.task, 200))
             except ClaimRefused as exc:
                 raise LoomError(f"sandbox {record.id} cannot run again yet: {exc}", exit_code=1) from None
             claim_ids = [c.id for c in taken]
