@@ -213,6 +213,16 @@ def test_a_task_refused_at_its_claims_tells_a_json_script_which_sandbox_was_kept
     assert removed.returncode == 0 and removed.stdout == f"removed sandbox {kept}; branch loom/{kept} never made\n"
 
 
+def test_a_region_of_a_file_not_parsed_says_why_it_has_none(repo: Path) -> None:
+    """`syntax.py::ok` said "unknown region (did you mean syntax.py?)", not that the file has a syntax error."""
+    (repo / "syntax.py").write_text("def ok(:\n    pass\n")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-qm", "broken")
+    with pytest.raises(LoomError, match=r"^unknown region syntax\.py::ok: syntax\.py is not parsed \(syntax error "
+                                        r"at line 1: .*\), so it has no regions: claim the file whole$"):
+        governed_coordinator(open_workspace(repo)).claim("a", "syntax.py::ok")
+
+
 def test_a_long_task_kept_as_its_claims_reason_says_it_was_cut(coordinator: Coordinator) -> None:
     """The claims view showed "(... and on and on to t)": the task cut at 200 characters with no mark."""
     root = coordinator.workspace.root

@@ -57,6 +57,10 @@ class TargetResolver:
                 return [target]
             if os.path.lexists(self.index.root / target):
                 self.repo_path(target)  # a file named with `::`: refused, saying why
+            whole = self.index.regions.get(target.partition("::")[0])
+            if whole is not None and whole.kind == "file" and whole.warning:  # "did you mean x.py?" said not why
+                raise BadTarget(f"unknown region {shown(target)}: {shown(whole.path)} is not parsed "
+                                f"({whole.warning}), so it has no regions: claim the file whole")
             raise BadTarget(f"unknown region {shown(target)}{self._did_you_mean(target)}")
         ranged = _LINE_RANGE.match(target)
         if ranged and not _GLOB_CHARS & set(target):
