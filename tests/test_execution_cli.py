@@ -397,6 +397,29 @@ def test_a_program_given_by_a_relative_path_is_the_one_found_from_where_loomtui_
         workspace.close()
 
 
+def test_a_vendor_cli_without_its_credentials_is_said_when_its_sandbox_is_made(
+        repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`sandbox new --runtime claude` with no key and no stored login said nothing; the agent then failed with
+    "Not logged in" (doctor and the app's form say so)."""
+    from tests.conftest import run_cli
+
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "claude").write_text("#!/bin/sh\nexit 0\n")
+    (bin_dir / "claude").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    for name in [n for n in os.environ if n.startswith(("ANTHROPIC_", "CLAUDE_"))]:
+        monkeypatch.delenv(name)
+    made = run_cli(repo, "sandbox", "new", "--runtime", "claude", "--task", "t", "--no-start")
+    assert made.returncode == 0, made.stderr
+    assert "warning: runtime claude: no credentials: needs one of ANTHROPIC_API_KEY | " in made.stderr
+    assert "so its agent will fail at once" in made.stderr
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-test")
+    assert "credentials" not in run_cli(repo, "sandbox", "new", "--runtime", "claude", "--task", "t",
+                                        "--no-start").stderr
+
+
 def test_a_mistake_in_loom_yaml_leaves_stop_and_the_store_commands_working(repo: Path, tmp_path: Path) -> None:
     flag = tmp_path / "go"
     created = json.loads(run(repo, "sandbox", "new", "--runtime", "command", "--task", "runaway", "--no-isolation",

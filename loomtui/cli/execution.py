@@ -102,6 +102,17 @@ def _after_hint(workspace: Workspace, refused: LoomError) -> str:
     return f"; {'; '.join(said)} (`loomtui sandbox rm {refused.recorded_sandbox}` drops this record)"
 
 
+def _credentials_warning(record: SandboxRecord) -> str:
+    """Why the agent will fail at once for want of its vendor's credentials ("" when they are there), as `doctor`
+    and the app's form say it: it started, then failed with "Not logged in", said nowhere before."""
+    from loomtui.execution.runtimes import credential_status
+
+    argv = (record.data.get("launch") or {}).get("argv") or [""]
+    status = credential_status(str(argv[0]), os.environ)
+    return "" if status.ok else f"runtime {record.runtime}: {status.summary()}, so its agent will fail at once " \
+                                "(`loomtui doctor` says where they are looked for)"
+
+
 def _claim_warnings(workspace: Workspace, sandbox_id: str) -> list[Conflict]:
     """The conflicts this sandbox's live claims have with others' (none refused them: warnings), said from its
     side, as `claim add` says them (read from the whole repository's, the older claim's side was said)."""
@@ -144,6 +155,8 @@ def cmd_new(args: argparse.Namespace) -> int:
         return exc.exit_code
     view = _workflow(workspace).view(record)
     if warning := context_warning(record):
+        print(f"warning: {warning}", file=sys.stderr)
+    if warning := _credentials_warning(record):
         print(f"warning: {warning}", file=sys.stderr)
     if not record.target:  # found out at its merge, after the agent ran and someone approved it
         print(f"warning: HEAD is detached here, so its change has no branch to merge into; give --base BRANCH, or "
