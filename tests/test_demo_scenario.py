@@ -327,6 +327,27 @@ def test_advancing_again_is_idempotent_and_follows_a_leads_decision(
     assert scenario_chapter(workspace) == "The end (3 merged, 1 rejected)"  # the app says the demo is over
 
 
+def test_the_story_is_not_over_while_a_task_is_held(tmp_path: Path) -> None:
+    """Rounding rejected: the tasks after it are held (`W` starts them), and the header said "The end (1 merged,
+    2 planned, 1 rejected)", the toast that the demo was over."""
+    from loomtui.demo.common import AGENT_KEY
+    from loomtui.workflow import tasks
+
+    workspace = open_workspace(demo_repo(tmp_path))
+    try:
+        script = tmp_path / "idle.yaml"
+        script.write_text("- {log: idle}\n")
+        rounding = tasks.create_sandbox(workspace, "round", "script", script=script, isolate=False,
+                                        data={AGENT_KEY: "rounding"})
+        tasks.create_sandbox(workspace, "invoice", "script", script=script, isolate=False, after=[rounding.id],
+                             data={AGENT_KEY: "invoices"})
+        workspace.store.update_sandbox(rounding.id, status="rejected")
+        advance_scenario(workspace)  # what happened, told
+        assert scenario_chapter(workspace) == "Your turn: 1 held task"
+    finally:
+        workspace.close()
+
+
 def _repo_whose_policy_holds_rounding(tmp_path: Path) -> Path:
     """The demo repository with a claim-stage rule: rounding's start needs a payments-team approval."""
     repo = demo_repo(tmp_path)

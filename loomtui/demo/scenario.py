@@ -81,7 +81,7 @@ from loomtui.store import SandboxRecord
 from loomtui.workflow.engine import Workflow, advance, advance_all, settled_view
 from loomtui.workflow.plan import PLAN_PATH, Plan, PlanTask, load_plan
 from loomtui.workflow.planrun import PlanRun, cancel_plan, run_plan
-from loomtui.workflow.steps import AFTER_KEY, PRESTART_KEY
+from loomtui.workflow.steps import AFTER_KEY, PRESTART_KEY, Step
 from loomtui.workspace import Workspace
 
 __all__ = [
@@ -154,6 +154,11 @@ def scenario_chapter(workspace: Workspace) -> str:
     if waiting:
         # Short: at 80 columns "Waiting for a person (1 escalation open)" did not fit beside the counts.
         return f"Your turn: {plural(len(waiting), 'escalation')}"
+    flow = Workflow(workspace)
+    held = [record for record in sandboxes.values()
+            if (view := settled_view(flow, record.id)) is not None and view.step == Step.HELD]
+    if held:  # a task it waited for rejected: `W` starts it without (it said "The end" with tasks still to do)
+        return f"Your turn: {plural(len(held), 'held task')}"
     statuses = Counter(str(record.status) for record in sandboxes.values())
     return f"{END_CHAPTER} ({', '.join(f'{count} {status}' for status, count in sorted(statuses.items()))})"
 
