@@ -229,6 +229,17 @@ def test_corrupt_store_is_one_clear_error(tmp_path: Path) -> None:
         SqliteStore(path)
 
 
+def test_a_directory_where_the_store_belongs_is_said_so(tmp_path: Path) -> None:
+    """It read "cannot write the state store (unable to open database file)", which sends one to permissions."""
+    import subprocess
+
+    subprocess.run(["git", "init", "-q", str(tmp_path / "r")], check=True)
+    paths = find_repo(tmp_path / "r")
+    paths.store_path.mkdir(parents=True)
+    with pytest.raises(StoreError, match=r"state\.db: the state store is a directory here, not a database: move it"):
+        open_store(paths)
+
+
 def test_locked_store_is_one_clear_error(tmp_path: Path) -> None:
     path = tmp_path / "s.db"
     SqliteStore(path).close()

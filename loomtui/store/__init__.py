@@ -153,6 +153,9 @@ def open_store(paths: RepoPaths, location: str | None = None, *, reads_only: boo
             # team's store, and its log then read BROKEN there. Each write asks, under the lock the copy holds.
             return SqliteStore(paths.store_path, before_writing=lambda: refuse_a_moved_store(paths))
         except StoreError:
+            if paths.store_path.is_dir():  # sqlite says "unable to open database file" of a folder there
+                raise StoreError(f"{paths.store_path}: the state store is a directory here, not a database: move it "
+                                 "aside, and the next command starts a new store") from None
             if reads_only and paths.store_path.is_file():
                 # A full disk (no room for the files a writer's connection makes): read what is there, as on
                 # a read-only mount; `status` and `audit verify` failed with "cannot write the state store".
