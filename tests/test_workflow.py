@@ -778,6 +778,21 @@ def test_sandbox_advance_all_reports_each_task_as_json(manual: Workspace) -> Non
     assert run_cli(manual.root, "sandbox", "advance").returncode != 0
 
 
+def test_sandbox_advance_all_says_where_each_task_is_once_the_whole_run_is_done(auto: Workspace) -> None:
+    """A task advanced before the one it waited on merged was said as "planned; waits for X to merge", a few
+    lines below the line saying it had been started."""
+    first = _ended_unadvanced(auto, "first")
+    after = tasks.create_sandbox(auto, "after it", "script", after=[first],
+                                 script=script(auto, "later", "- {log: after}\n"))
+    result = run_cli(auto.root, "sandbox", "advance", "--all", "--json")
+    advanced = {a["sandbox"]: a for a in json.loads(result.stdout)["advanced"]}
+    assert advanced[first]["status"] == MERGED, advanced
+    now = sb.get_sandbox(auto, after.id)
+    assert (advanced[after.id]["status"], advanced[after.id]["step"]) == (now.status, str(next_step(auto, now).step))
+    assert advanced[after.id]["step"] != "wait-tasks", advanced[after.id]
+    wait_until_settled(auto, after.id)
+
+
 def test_a_merge_into_a_missing_branch_fails_advance_says_so_and_a_right_one_then_merges(manual: Workspace) -> None:
     sandbox_id = run_task(manual, "into", "lib.py", "x + 1", "x + 4")
     wait_until_settled(manual, sandbox_id)

@@ -8,7 +8,7 @@ import os
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from typing import TYPE_CHECKING, Any, Final
 
 from loomtui.cli import (
@@ -234,6 +234,11 @@ def cmd_advance(args: argparse.Namespace) -> int:
         results = [flow.advance(engine.get_sandbox(workspace, args.id).id, retry=True)]
     else:
         raise LoomError("name a sandbox ID, or --all")
+    if len(results) > 1:
+        # Where each is now: a task advanced later in the run may have woken one advanced before (it read
+        # "planned; waits for X to merge" of a task the lines above said was started).
+        results = [replace(r, now=flow.view(record), status=record.status)
+                   for r in results if (record := workspace.store.get_sandbox(r.sandbox_id)) is not None]
     # A step that failed (and was not put right by this retry) is exit 1, for scripts.
     failed = any(r.now.step == Step.FAILED_STEP for r in results)
     if args.json:
