@@ -252,6 +252,9 @@ def test_the_definitions_of_one_name_are_one_region_to_claims(repo: Path) -> Non
                                        "core.py::Engine.run (one name, defined again)"), str(refused.value)
     coordinator.release_sandbox("a")
     assert coordinator.claim("b", "core.py::Engine.run#3").claim
+    from loomtui.coordination.regions import overlaps
+
+    assert not overlaps("data/case#1.json", "data/case#2.json")  # a `#` in a file's name is its own
     caller = coordinator.claim("c", "models.py::Model.go")
     assert [(c.kind, c.sandbox_b) for c in caller.conflicts] == [("dependency", "b")], caller.conflicts
 

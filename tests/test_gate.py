@@ -343,6 +343,10 @@ def test_the_gate_takes_a_sandboxs_author_from_its_record_as_its_review_does(bil
             git(billing, "update-ref", "refs/remotes/origin/loom/ab12cd", head.strip())
         same = run_gate(billing, base="main", head=named, store=workspace.store)
         assert (same.approvals, same.facts.author) == (approvers[:2], "mia@example.com"), named
+    git(billing, "remote", "add", "origin", str(billing))
+    git(billing, "branch", "-q", "feature/loom/ab12cd", "main")  # another branch, named alike: not that sandbox
+    other = run_gate(billing, base="main", head="feature/loom/ab12cd", store=workspace.store)
+    assert other.approvals == () and other.facts.author != "mia@example.com"
     workspace.close()
 
 

@@ -486,6 +486,8 @@ def test_a_gate_that_does_not_block_is_not_a_red_gate_to_the_policy(billing: Pat
         judged.line()
     ci = run_cli(billing, "gate", "--base", "main", "--head", record.branch, "--json")
     assert json.loads(ci.stdout)["gates"]["lint"] == "failed" and "failing-gates" not in ci.stdout, ci.stdout
+    explained = json.loads(run_cli(billing, "policy", "explain", record.id, "--json").stdout)
+    assert "failing-gates" not in explained["post-gate"]["rules"], explained
 
 
 def _docs_edit_of_a_file_main_moves_into_payments(billing: Path) -> tuple[Workspace, SandboxRecord, str]:
@@ -720,6 +722,11 @@ def test_a_decision_asked_again_after_its_command_was_cut_short_moves_the_sandbo
         f"#{decided}: escalation #{decided} is already approved; its sandbox had not moved on since: now it has"), \
         again.stdout + again.stderr
     assert workspace.store.get_sandbox(waiting).status == "approved"
+    workspace.store.update_sandbox(waiting, status="awaiting_review")  # not followed again, as if cut short
+    stranger = cli(billing, "escalation", "approve", str(decided), user="mallory@example.com")
+    assert stranger.returncode == 1 and "is already approved" in stranger.stderr  # only one who took it
+    assert workspace.store.get_sandbox(waiting).status == "awaiting_review"
+    workspace.store.update_sandbox(waiting, status="approved")
     twice = cli(billing, "escalation", "approve", str(decided), user="bob@example.com")  # nothing left to follow
     assert twice.returncode == 1 and "is already approved" in twice.stderr
     other = cli(billing, "escalation", "reject", str(decided), "--reason", "no", user="bob@example.com")  # refused

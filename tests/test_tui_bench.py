@@ -155,6 +155,17 @@ def test_a_step_read_again_follows_a_commit_made_with_git_alone(billing: Path) -
         git(tree, "commit", "-qam", "two")  # git alone: no record of it changes
         again = read_snapshot(workspace, 0, step_cache=cache).steps[record.id]
         assert again.step == Step.REVIEW and "new commits since its approval" in again.line(), again
+        # A merge into another branch (`sandbox merge --into release`) that conflicted, that branch then mended.
+        git(billing, "branch", "release", "main")
+        tip = git(tree, "rev-parse", "HEAD").strip()
+        workspace.store.update_sandbox(record.id, data={"approved_commit": tip, "merge_requested": {"into": "release"},
+                                                        "merge_conflict": {"target": "release", "message": "x",
+                                                                           "target_sha": git(billing, "rev-parse",
+                                                                                             "release").strip()}})
+        assert read_snapshot(workspace, 0, step_cache=cache).steps[record.id].step == Step.MERGE_CONFLICT
+        mended = git(billing, "commit-tree", "release^{tree}", "-p", "release", "-m", "mended").strip()
+        git(billing, "update-ref", "refs/heads/release", mended)  # that branch alone moves, with git alone
+        assert read_snapshot(workspace, 0, step_cache=cache).steps[record.id].step != Step.MERGE_CONFLICT
     finally:
         workspace.close()
 

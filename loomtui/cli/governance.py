@@ -293,9 +293,13 @@ def _followed_a_decision_made(workspace: Workspace, args: argparse.Namespace, re
     short before its sandbox moved on): the sandbox is moved on now and that is said (True: exit 0); it said
     "already approved", exit 1, and nothing moved the task unless the app was open."""
     record = workspace.store.get_escalation(args.id)
-    if record is None or str(record.status) != _DECIDED_AS.get(args.decision) or not record.sandbox_id or \
+    if record is None or str(refused) != f"escalation #{record.id} is already {record.status}" or \
+            str(record.status) != _DECIDED_AS.get(args.decision) or not record.sandbox_id or \
             workspace.store.get_sandbox(record.sandbox_id) is None:
         return False
+    if not any(entry.get("by") == workspace.actor and entry.get("event") == args.decision
+               for entry in record.data.get("history", [])):
+        return False  # the same decision, asked again by one who took it: not by anyone else
     from loomtui.workflow.engine import advance
 
     moved = advance(workspace, record.sandbox_id)

@@ -254,8 +254,10 @@ _NTH: Final = re.compile(r"#\d+(?=\.|$)")
 
 
 def named_once(region_id: str) -> str:
-    """A region's id without the `#n` of a second or later definition of its name (`C.run#3` -> `C.run`)."""
-    return _NTH.sub("", region_id) if "#" in region_id else region_id
+    """A region's id without the `#n` of a second or later definition of its name (`C.run#3` -> `C.run`); its
+    path as it is (`data/case#1.json` and `data/case#2.json` are two files)."""
+    path, qualname = split_id(region_id)
+    return f"{path}::{_NTH.sub('', qualname)}" if "#" in qualname else region_id
 
 
 def overlaps(a: str, b: str) -> bool:

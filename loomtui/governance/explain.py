@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -41,11 +42,14 @@ def explain_sandbox(workspace: Workspace, policy: Policy, sandbox_id: str) -> di
                 "post-gate": {"outcome": "none", "risk": "none", "rules": [],
                               "explanation": [f"no change to evaluate: {missing} does not exist"],
                               "paths": [], "lines_changed": 0}}
-    gates = {run.gate: run.status for run in workspace.store.gate_runs(record.id)}
+    runs = workspace.store.gate_runs(record.id)
+    gates = {run.gate: run.status for run in runs}
+    advisory = frozenset(run.gate for run in runs if run.data.get("blocking") is False)  # as its review reads them
     head = tip
     if Path(record.worktree).is_dir():
         head = agent_tree(workspace, record).snapshot(tip)[0]  # the worktree as it is, seen from outside
-    facts = change_facts(workspace.root, base, head, gates=gates, runtime=record.runtime)
+    facts = replace(change_facts(workspace.root, base, head, gates=gates, runtime=record.runtime),
+                    advisory_gates=advisory)
     return {
         "sandbox": record.id,
         "claim": claim,

@@ -256,6 +256,10 @@ def run_gate(root: Path, policy: Policy | None = None, *, base: str | None = Non
     return GateReport(base, head_sha, facts, evaluation, approvals, approved, notes, rejected_by)
 
 
+def _remotes(root: Path) -> set[str]:
+    return set((git_output(root, "remote") or "").split())
+
+
 def _refuse_unnamed_files(root: Path, base: str, head_sha: str, head: str) -> None:
     """A change with files whose names loomtui cannot read (`globs.name_problem`) fails closed, naming them, as
     the review refuses to judge one: a line break in a folder's name got past the `conftest.py` rules."""
@@ -273,9 +277,11 @@ def _sandbox_of(store: Store, root: Path, head: str, head_sha: str) -> Any:
     """The sandbox whose change `head` is, if any: named as its branch (`loom/<id>`, `origin/loom/<id>`), else
     the one sandbox whose branch here is at that very commit, or that was approved at it (CI checks out `HEAD`
     or a commit id: the same change read NEEDS APPROVAL by its id and PASS by its branch's name)."""
-    parts = head.removeprefix("refs/").split("/")
-    if "loom" in parts[:-1] and parts.index("loom") + 2 == len(parts):
-        found = store.get_sandbox(parts[-1])
+    name = head.removeprefix("refs/").removeprefix("heads/")
+    if name.startswith("remotes/") or (name.count("/") == 2 and name.split("/")[0] in _remotes(root)):
+        name = name.removeprefix("remotes/").split("/", 1)[-1]  # `origin/loom/ID`: its remote's copy
+    if name.startswith("loom/") and name.count("/") == 1:  # not `feature/loom/ID`, another branch
+        found = store.get_sandbox(name.removeprefix("loom/"))
         if found is not None:
             return found
     at = {ref.removeprefix("refs/heads/loom/") for ref in (git_output(

@@ -57,7 +57,7 @@ class CaseResult:
 
 _CHANGE_KEYS: Final = (
     "stage", "paths", "regions", "signature_changed", "lines_changed", "gates", "runtime", "labels",
-    "author", "eval_score", "eval_items", "regressions", "merged_breaks",
+    "author", "eval_score", "eval_items", "regressions", "merged_breaks", "advisory_gates",
 )
 _EXPECT_KEYS: Final = ("outcome", "risk", "rules", "approvals", "met")
 
@@ -139,6 +139,7 @@ def _parse_change(value: Value) -> ChangeFacts:
         signature_changed=_optional(fields, "signature_changed", _identities, ()),
         lines_changed=_optional(fields, "lines_changed", lambda v: v.as_int(minimum=0), 0),
         gates=gates,
+        advisory_gates=frozenset(_optional(fields, "advisory_gates", _identities, tuple[str, ...]())),
         runtime=_optional(fields, "runtime", lambda v: v.as_str(non_empty=True), None),
         labels=_optional(fields, "labels", _identities, ()),
         author=_optional(fields, "author", lambda v: v.as_str(non_empty=True), None),

@@ -285,6 +285,7 @@ class LoomApp(App[int]):
         for good, and the review then due was never run). One git call a tick."""
         from loomtui.execution.lifecycle import LIVE
         from loomtui.execution.sandboxes import branch_tips
+        from loomtui.workflow.steps import branches_read
 
         snapshot = self.latest_snapshot
         if snapshot is None:
@@ -293,8 +294,8 @@ class LoomApp(App[int]):
         before, self._tips = self._tips, tips
         if before is None:
             return
-        moved = [s.id for s in snapshot.sandboxes if s.status not in LIVE and s.branch and any(
-            tips.get(name) != before.get(name) for name in (s.branch, str(s.data.get("target") or "")))]
+        moved = [s.id for s in snapshot.sandboxes if s.status not in LIVE and any(
+            tips.get(name) != before.get(name) for name in branches_read(s))]
         if moved:
             self.call_from_thread(self._advance_worker, moved)
 

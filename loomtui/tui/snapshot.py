@@ -9,14 +9,14 @@ from loomtui.execution.sandboxes import branch_tips
 from loomtui.governance.escalations import EscalationStatus
 from loomtui.governance.policy import MERGE_MANUAL
 from loomtui.store import ClaimRecord, EscalationRecord, Event, SandboxRecord
-from loomtui.workflow.steps import KnownHolders, StepView, next_step
+from loomtui.workflow.steps import KnownHolders, StepView, branches_read, next_step
 from loomtui.workspace import Workspace
 
 SANDBOX_EVAL: Final = "sandbox"
 """guardrails.evals.SANDBOX_EVAL, not imported: the eval engine (~0.15 s of imports) loads only once a
 sandbox has a report to read, not before the first frame (tests/test_tui_bench.py keeps the two equal)."""
 
-StepCache = dict[str, tuple[tuple[float, float, bool, tuple[tuple[str, str], ...], str | None, str | None], StepView]]
+StepCache = dict[str, tuple[tuple[float, float, bool, tuple[tuple[str, str], ...], tuple[str | None, ...]], StepView]]
 """sandbox id -> ((its `updated`, the newest change of any sandbox or escalation, whether it holds a claim, its
 gate runs' statuses), its step)."""
 
@@ -98,7 +98,7 @@ def read_snapshot(workspace: Workspace, after_event: int, *, merge_mode: str = M
         # does a commit made with git alone (a merge conflict resolved in the worktree: "resolve it" for good,
         # its review never run), nor the target moving on.
         key = (sandbox.updated, newest, sandbox.id in claim_counts, tuple(gates_by_sandbox[sandbox.id].items()),
-               tips.get(sandbox.branch or ""), tips.get(str(sandbox.data.get("target") or "")))
+               tuple(tips.get(name) for name in branches_read(sandbox)))
         cached = cache.get(sandbox.id)
         if cached is None or cached[0] != key:
             cached = (key, next_step(workspace, sandbox, merge_mode=merge_mode, known=known))

@@ -389,6 +389,14 @@ def _next_step(workspace: Workspace, record: SandboxRecord, merge_mode: str, kno
     return StepView(Step.DONE)
 
 
+def branches_read(record: SandboxRecord) -> tuple[str, ...]:
+    """The branches a sandbox's next step turns on: its own, its target, and the one a merge conflicted with
+    (`sandbox merge --into BRANCH`): a commit to any, made with git alone, changes no record."""
+    conflict = record.data.get(MERGE_CONFLICT_KEY)
+    into = str(conflict.get("target") or "") if isinstance(conflict, dict) else ""
+    return tuple(dict.fromkeys(name for name in (record.branch, str(record.data.get("target") or ""), into) if name))
+
+
 def nobody_on_it(workspace: Workspace, record: SandboxRecord, view: StepView) -> bool:
     """Whether `view` is a step only a loomtui process does (no person's action), due here, and none is on
     it: no supervisor alive, no step lease held. It waits until one advances the task (the app does as it
