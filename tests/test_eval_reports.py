@@ -449,6 +449,12 @@ def test_rerun_argv_keeps_the_command_and_drops_what_stops_early() -> None:
                        "--junitxml={report}"], ids[:1]) == ["/venv/bin/py.test", "-vs", "--junitxml={report}", ids[0]]
     assert rerun_argv(["uv", "run", "pytest", "-n", "auto"], ids[:1]) == ["uv", "run", "pytest", "-n", "auto", ids[0]]
     assert rerun_argv(["python", "-mpytest"], ids[:1]) == ["python", "-mpytest", ids[0]]
+    # The whole check run again (a test that passed alone): with `-x` the tests after the first failure did not.
+    from loomtui.guardrails.reports import whole_run_argv
+
+    assert whole_run_argv(["python", "-m", "pytest", "-x", "--maxfail=1", "-q", "--junitxml={report}"]) == [
+        "python", "-m", "pytest", "-q", "--junitxml={report}"]
+    assert whole_run_argv(["npm", "test"]) == ["npm", "test"]
 
 
 @pytest.mark.parametrize("argv", [["python", "-m", "unittest"], ["ruff", "check"], ["npm", "test"],

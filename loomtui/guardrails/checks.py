@@ -43,6 +43,7 @@ from loomtui.guardrails.reports import (
     read_ruff_json,
     read_sarif,
     rerun_argv,
+    whole_run_argv,
 )
 
 OUTPUT_TAIL_LINES: Final = 40
@@ -278,7 +279,7 @@ def _with_rerun(gate: GateConfig, argv: Sequence[str], cwd: Path, env: Mapping[s
                        f"{plural(len(failing), 'failing test')} run once more")
     alone = {case.id for case in rerun if case.outcome.is_pass}
     if alone:
-        whole = _run_again(gate, argv, cwd, env, run_dir, wrap, "rerun-whole",
+        whole = _run_again(gate, whole_run_argv(argv), cwd, env, run_dir, wrap, "rerun-whole",
                            f"{plural(len(alone), 'test')} passed alone: the whole check run once more")
         rerun = tuple(case for case in whole if case.id in alone)  # flaky only where they passed here too
     return CheckRun(run.outcome, run.exit_code, run.duration_s, run.summary, run.output_tail, run.log,

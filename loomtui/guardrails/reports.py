@@ -415,6 +415,17 @@ def rerun_argv(argv: Sequence[str], test_ids: Sequence[str]) -> list[str] | None
     ids = [test_id for test_id in test_ids if _is_node_id(test_id)]
     if start is None or not ids:
         return None
+    return _without_early_stops(argv, start) + ids
+
+
+def whole_run_argv(argv: Sequence[str]) -> list[str]:
+    """A check's command to run all of it once more: a pytest one without the options that stop early or
+    select from pytest's cache (with `-x`, the tests after the first failure did not run again)."""
+    start = _pytest_index(argv)
+    return list(argv) if start is None else _without_early_stops(argv, start)
+
+
+def _without_early_stops(argv: Sequence[str], start: int) -> list[str]:
     command = list(argv[:start])
     rest = iter(argv[start:])
     for arg in rest:
@@ -428,7 +439,7 @@ def rerun_argv(argv: Sequence[str], test_ids: Sequence[str]) -> list[str] | None
             if arg == "-":
                 continue
         command.append(arg)
-    return command + ids
+    return command
 
 
 def _pytest_index(argv: Sequence[str]) -> int | None:
