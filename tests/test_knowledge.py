@@ -605,6 +605,12 @@ def test_a_rejected_or_proposed_adr_in_a_slice_says_it_is_no_decision_in_force(w
         piece.render()
     accepted = next(p for p in piece.picks if "0002" in p.section.id)
     assert "not a decision in force" not in accepted.why()
+    # A status quoted as YAML front matter writes it (MADR's `status: "rejected"`): read as the same word.
+    (sample / "docs" / "adr" / "0006-rounding-per-customer.md").write_text(
+        '---\nstatus: "rejected"\n---\n# 6. Banker\'s rounding per customer\n\n## Decision\n\n'
+        "Round invoice line items per customer with banker's rounding.\n")
+    quoted = slice_context(context_of(workspace), "change the banker's rounding of invoice line items")
+    assert next(p for p in quoted.picks if "0006" in p.section.id).why().endswith("; REJECTED: not a decision in force")
 
 
 def test_the_superseded_note_never_points_at_a_decision_that_does_not_stand(tmp_path: Path) -> None:

@@ -291,6 +291,8 @@ def parse_adr(path: str, text: str) -> AdrInfo:
         field_line = _FIELD_LINE.match(line)
         if field_line:
             which, value = field_line.group(1).lower(), field_line.group(2).strip("* ")
+            if len(value) > 1 and value[0] == value[-1] and value[0] in "\"'":  # YAML's `status: "rejected"`
+                value = value[1:-1].strip()
             if which == "status" and not status:
                 status = value
             elif which == "date" and not date:
