@@ -188,6 +188,15 @@ def test_a_task_nothing_scores_for_gets_the_shared_conventions_file_as_far_as_it
     assert len(said) == len(set(said)) and "repo:AGENTS.md#Working here > Style" in said
     # Something scored: the slice is what scored, as before; no conventions file, nothing.
     assert "repo:AGENTS.md#Working here > Money" not in ids(slice_context(load_context(root, config), "webhook"))
+    # A pinned section first, then the rest of the file in what the budget leaves (a pin took the whole
+    # file's place: an agent given one section of AGENTS.md, the rest lost).
+    pinned = ContextConfig(sources=config.sources, budget_tokens=40, pinned=("AGENTS.md#Working here > Money",))
+    both = slice_context(load_context(root, pinned), "add a price field to items using cents")
+    assert ids(both)[0] == "repo:AGENTS.md#Working here > Money" and both.picks[0].pinned
+    assert [p.section.id for p, _why in both.left_out] == ["repo:AGENTS.md#Working here > Style"]  # over budget
+    roomy = ContextConfig(sources=config.sources, budget_tokens=4000, pinned=("AGENTS.md#Working here > Money",))
+    assert ids(slice_context(load_context(root, roomy), "add a price field to items using cents")) == [
+        "repo:AGENTS.md#Working here > Money", "repo:AGENTS.md#Working here > Style"]
     (root / "AGENTS.md").unlink()
     assert ids(slice_context(load_context(root, config), "add a price field to items using cents")) == []
 

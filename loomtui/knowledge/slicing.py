@@ -26,7 +26,7 @@ one left their agent with no conventions at all.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import PurePosixPath
 from typing import Any, Final
@@ -376,8 +376,9 @@ def slice_context(context: Context, task: str, claims: Sequence[ClaimInput] = ()
             continue
         picks.append(pick)
         used += pick.tokens
-    if not picks:
-        picks, over = _shared_conventions(context, budget)
+    if len(picks) == len(pinned):  # nothing scored: the pinned sections, then the shared file in what is left
+        shared, over = _shared_conventions(context, budget - used, skip=pinned_ids)
+        picks += shared
         said = {pick.section.id for pick, _why in left_out}  # one that scored and did not fit is said already
         left_out += [(pick, why) for pick, why in over if pick.section.id not in said]
     relation = supersession(context)
@@ -398,15 +399,18 @@ def _over_budget(pick: Pick, left: int) -> str:
     return f"over budget ({pick.tokens:,} tokens; {left:,} left)"
 
 
-def _shared_conventions(context: Context, budget: int) -> tuple[list[Pick], list[tuple[Pick, str]]]:
+def _shared_conventions(context: Context, budget: int,
+                        skip: Collection[str] = ()) -> tuple[list[Pick], list[tuple[Pick, str]]]:
     """The sections of the repository's shared conventions file (`SHARED_CONVENTIONS`) that fit
     `budget`, in order: a slice with nothing scored for its task is not left empty while that file
     fits (it takes the place of the file itself for Claude Code and Codex); and those that did not fit, with
-    why (said, as any section left out: an agent without its conventions should not be a surprise)."""
+    why (said, as any section left out: an agent without its conventions should not be a surprise). `skip`: those
+    given already (pinned: a pin took the place of the whole file, and the rest of AGENTS.md was lost)."""
     for name in SHARED_CONVENTIONS:
         sections = [s for s in context.sections if s.layer == REPO_LAYER and s.source == name]
         if not sections:
             continue
+        sections = [s for s in sections if s.id not in skip]
         picks: list[Pick] = []
         over: list[tuple[Pick, str]] = []
         used = 0
