@@ -638,6 +638,9 @@ def test_a_lead_is_shown_every_path_a_request_names_and_every_field_one_line(bil
                        "file_path=docs/README.md"), summary
     from loomtui.governance.agent_ops import op_ask_lead
 
+    too_long = "May I rename get_invoice? " + "x" * 4000 + " ALSO: may I drop the payments table?"
+    with pytest.raises(LoomError, match=r"^a question is at most 4,000 characters \(4,063 given\): no one answers"):
+        op_ask_lead(gate, {"question": too_long})  # it was cut, and the yes to its first part was a yes to all
     question = op_ask_lead(gate, {"question": "Q long " + "padding " * 400 + " REAL: rm -rf payments"})
     listed = ws.store.get_escalation(question["id"]).summary  # type: ignore[union-attr]
     assert listed.startswith("agent-1 asks: Q long padding") and listed.endswith("REAL: rm -rf payments"), listed

@@ -159,7 +159,10 @@ def op_ask_lead(gate: HookGate, request: Mapping[str, Any]) -> dict[str, Any]:
     from loomtui.governance.escalations import open_escalation
     from loomtui.governance.hooks.gate import permission_evaluation
 
-    question = _text(request, "question", None)[:MAX_QUESTION_CHARS]
+    question = _text(request, "question", None)
+    if len(question) > MAX_QUESTION_CHARS:  # cut, the lead answered part of it and the agent heard yes to all
+        raise LoomError(f"a question is at most {MAX_QUESTION_CHARS:,} characters ({len(question):,} given): no one "
+                        "answers what they were not shown; ask it shorter, or in parts")
     raw_paths = request.get("paths") or []
     if not isinstance(raw_paths, list) or not all(isinstance(p, str) for p in raw_paths):
         raise LoomError("request field 'paths' must be a list of strings")
