@@ -542,6 +542,23 @@ def test_a_layer_reads_so_many_files_and_bytes_then_says_how_many_it_left_out(
     assert at_head.version == by_bytes.version and at_head.problems == by_bytes.problems
 
 
+def test_a_link_to_another_source_is_read_once_in_the_working_tree_as_at_a_commit(tmp_path: Path) -> None:
+    """`CLAUDE.md -> AGENTS.md`: every section twice in the working tree, once at HEAD, and a clean tree read
+    as changed (`context diff HEAD worktree`: "2 sections differ")."""
+    root = tmp_path / "linked"
+    root.mkdir()
+    (root / "AGENTS.md").write_text("# Rules\n\n## Money\n\nUse Decimal.\n\n## Style\n\nRun black.\n")
+    (root / "CLAUDE.md").symlink_to("AGENTS.md")
+    git(root, "init", "-q", "-b", "main")
+    git(root, "add", "-A")
+    git(root, "commit", "-q", "-m", "docs")
+    config = ContextConfig(sources=("AGENTS.md", "CLAUDE.md"))
+    here, at_head = load_context(root, config), load_context(root, config, at="HEAD")
+    assert [s.id for s in here.sections] == ["repo:AGENTS.md#Rules > Money", "repo:AGENTS.md#Rules > Style"]
+    assert here.version == at_head.version
+    assert any(p.startswith("CLAUDE.md: ") and "a link to AGENTS.md" in p for p in here.problems), here.problems
+
+
 def test_a_glob_matching_nothing_is_reported_and_a_directory_is_never_a_source(sample: Path) -> None:
     odd = sample / "docs" / "conventions" / "weird.md"
     odd.mkdir()

@@ -74,6 +74,10 @@ class FileTree:
         real = os.path.realpath(full)
         if not real.startswith(self._real + os.sep):
             raise OSError(0, "a symlink leading out of the tree")
+        if os.path.islink(full):
+            # As a commit's tree is read (a link's blob is its target): `CLAUDE.md -> AGENTS.md` was every section
+            # twice in the working tree, once at HEAD, and a clean tree read as changed.
+            raise OSError(0, f"a link to {os.path.relpath(real, self._real)}, which is read once, by its own name")
         # O_NONBLOCK: a FIFO planted as a source must not hang the read.
         fd = os.open(real, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
         with os.fdopen(fd, "rb") as handle:
