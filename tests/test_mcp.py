@@ -165,6 +165,12 @@ async def test_inputs_nothing_foresaw_are_answers_not_tracebacks(
         for path in ("\x00bad", "a" * 5000, "b" * 300):
             answer = await call(client, "permission_prompt", **write(tree, path, "x = 1\n"))
             assert answer["behavior"] in ("allow", "deny") and "internal error" not in str(answer), answer
+        # A NUL in a path: refused saying so (it read "cannot check this call (ValueError)", nothing to act on).
+        for tool, tool_input in (("Write", {"file_path": str(tree / "a\x00.py"), "content": "x"}),
+                                 ("Bash", {"command": "echo x > /tmp/a\x00b"})):
+            nul = await call(client, "permission_prompt", tool_name=tool, input=tool_input)
+            assert nul == {"behavior": "deny", "message": "loomtui: a path this call writes holds a NUL byte: no "
+                                                          "file is named so"}, (tool, nul)
         for target, said in (("a" * 5000, "longer than 4096"), ("b" * 300, "not"), ("x\x00y", "not")):
             result = await client.call_tool("conflicts", {"target": target})
             assert result.is_error and said in result.content[0].text, result  # type: ignore[union-attr]

@@ -114,6 +114,10 @@ def session_sandbox(session_id: str) -> str:
 # -- from a tool call to files and lines -------------------------------------------------
 
 
+_NUL_PATH: Final = "a path this call writes holds a NUL byte: no file is named so"
+"""Said to the agent (the permission prompt said "cannot check this call (ValueError)", no reason to act on)."""
+
+
 def edit_targets(event: HookEvent) -> list[EditTarget] | None:
     """What a PreToolUse call writes; None for tools and commands that write no file."""
     tool, data = event.tool_name, event.tool_input
@@ -126,6 +130,8 @@ def edit_targets(event: HookEvent) -> list[EditTarget] | None:
         except CommandNotRead as exc:  # judged as unread, never as writing nothing: refused, saying how to go on
             raise HookInputError(f"loomtui cannot tell which files this command writes: {exc}; write files with "
                                  "the Edit or Write tool, or with a plainer command") from None
+        if any("\x00" in p for p in paths):
+            raise HookInputError(_NUL_PATH)
         return [EditTarget(_as_seen_here(p), None) for p in paths] or None
     if tool not in EDIT_TOOLS:
         return None
@@ -133,6 +139,8 @@ def edit_targets(event: HookEvent) -> list[EditTarget] | None:
     raw = data.get(key)
     if not isinstance(raw, str) or not raw:
         raise HookInputError(f"{tool} tool_input needs a '{key}' string")
+    if "\x00" in raw:
+        raise HookInputError(_NUL_PATH)
     path = _as_seen_here(absolute_path(raw, event.cwd))
     if tool == "NotebookEdit":
         return [EditTarget(path, None)]  # cells are JSON, not lines of code: the notebook is one region
