@@ -739,6 +739,12 @@ def test_an_agents_edits_claim_so_many_files_it_has_not_changed(billing: Path, w
     fourth = gate.check_tool("Edit", [{"path": "notifications/sms.py"}, {"path": "payments/money.py"}],
                              tool_use_id="t4")
     assert fourth.decision == "deny" and "hold 2 files it has not changed" in fourth.reason, fourth
+    # Changed, claimed, put back: at its end what it holds of files its change does not touch goes (every file
+    # was held through its review, the worktree clean but for one line).
+    (tree / "customers" / "service.py").write_text((tree / "customers" / "service.py").read_text() + "# kept\n")
+    git(tree, "checkout", "--", "api/handlers.py")
+    assert len(gate.release_unchanged()) == 2
+    assert {r for c in ws.store.live_claims(record.id) for r in c.region_ids} == {"customers/service.py"}
 
 
 def test_a_connection_the_broker_dropped_while_idle_is_opened_again(billing: Path, ws: Workspace, tmp_path: Path,

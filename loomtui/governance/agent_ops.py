@@ -320,6 +320,8 @@ def settle_unheard(workspace: Workspace, sandbox_id: str) -> list[int]:
     gate = HookGate(workspace, sandbox_id, workspace.root)
     abandon_waits(gate, waiting, "its agent ended with its supervisor (killed) before a decision")
     gate.release_unconfirmed(everything=True)
+    if waiting:  # its broker died before closing (a worktree read: not on every advance of an ended task)
+        gate.release_unchanged()
     return waiting
 
 

@@ -291,6 +291,7 @@ class Broker:
             self._server = None
         try:
             self._worker.submit(self.gate.release_unconfirmed, everything=True).result()
+            self._worker.submit(self.gate.release_unchanged).result()
         except Exception as exc:  # noqa: BLE001 - closing must finish; the leases still run out
             print(f"broker: releasing unconfirmed claims failed: {type(exc).__name__}: {exc}",
                   file=sys.stderr, flush=True)

@@ -36,7 +36,7 @@ from loomtui.errors import LoomError, abridged, escape_controls
 from loomtui.execution.isolation import ISOLATION_BWRAP, PRIVATE_TMP
 from loomtui.execution.sandboxes import HOOK_SETTINGS_PATH, sandbox_paths
 from loomtui.governance.escalations import CLEARED, EscalationStatus
-from loomtui.governance.hooks.holding import held_unchanged_refusal
+from loomtui.governance.hooks.holding import held_unchanged_refusal, unchanged_own_claims
 from loomtui.governance.hooks.permissions import (
     PERMISSION_KIND,
     asks_for,
@@ -402,6 +402,15 @@ class HookGate:
     def release_own(self, reason: str) -> None:
         """Release every live claim of this sandbox, each with an audit entry."""
         self._release_new(set(), reason)
+
+    def release_unchanged(self) -> list[int]:
+        """The agent has ended: its own claims on files its change does not touch go, each with its entry."""
+        if not self.managed:
+            return []
+        claims = unchanged_own_claims(self.workspace, self.sandbox_id)
+        for claim in claims:
+            self._release(claim, "its agent ended, and its change does not touch these files")
+        return [claim.id for claim in claims]
 
     def _release_new(self, held_before: set[int], reason: str) -> None:
         """Release this sandbox's claims made since `held_before`, each with an audit entry."""

@@ -14,6 +14,7 @@ from typing import Final
 from loomtui.coordination.regions import split_id
 from loomtui.errors import LoomError
 from loomtui.execution.sandboxes import agent_tree
+from loomtui.store import ClaimRecord
 from loomtui.workspace import Workspace
 
 MAX_AGENT_HELD_FILES: Final = 200
@@ -37,6 +38,22 @@ def changed_files(workspace: Workspace, sandbox_id: str) -> set[str]:
     if record is None or not record.base_sha or not record.worktree:
         raise LoomError(f"sandbox {sandbox_id} has no worktree to read its changes from")
     return set(agent_tree(workspace, record).snapshot(record.base_sha)[1])
+
+
+def unchanged_own_claims(workspace: Workspace, sandbox_id: str) -> list[ClaimRecord]:
+    """The claims this sandbox's agent took since it started whose files its change does not touch (its
+    worktree against its base): for its end, when they hold nothing it did (changed and put back, committed and
+    reset, claimed and never edited, they kept every other sandbox out through its review). [] when the change
+    cannot be read (kept, as before)."""
+    record = workspace.store.get_sandbox(sandbox_id)
+    started = record.data.get("started_at") if record is not None else None
+    since = float(started) if isinstance(started, int | float) else 0.0
+    try:
+        changed = changed_files(workspace, sandbox_id)
+    except (LoomError, OSError):
+        return []
+    return [claim for claim in workspace.store.live_claims(sandbox_id) if claim.created >= since
+            and not {split_id(region)[0] for region in claim.region_ids} & changed]
 
 
 def held_unchanged_refusal(workspace: Workspace, sandbox_id: str, path: str,
