@@ -523,3 +523,14 @@ def test_a_log_file_moved_away_is_restored_from_the_command_line(repo: Path, tmp
     again = run_cli(repo, "claim", "add", "--sandbox", "a", "README.md")
     assert again.returncode == 0 and "warning" not in again.stderr
     assert run_cli(repo, "audit", "restore").returncode == 1  # nothing to restore now: said, exit 1
+
+
+def test_a_reader_that_stops_reading_is_no_success(repo: Path) -> None:
+    """`loomtui audit verify | head -0` under pipefail exited 0 whatever the chain said: a broken pipe read as
+    success. Now as a program SIGPIPE ends (141), as `git log | head` does."""
+    assert run_cli(repo, "claim", "add", "--sandbox", "a", "README.md").returncode == 0
+    process = subprocess.Popen([sys.executable, "-m", "loomtui", "audit", "tail", "-n", "50"], cwd=repo,
+                               stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    assert process.stdout is not None
+    process.stdout.close()  # before the interpreter has started: its first write finds no reader
+    assert process.wait(timeout=60) == 141

@@ -464,6 +464,18 @@ def test_the_accepted_forms_of_a_time() -> None:
     assert parse_when("2026-03-02T01:00:00+01:00", now) == D0
     done = run_cli(Path("/"), "report", "--since", "1d", "--until", "2d")
     assert done.returncode == 2 and "is not before --until" in done.stderr
+    # A date no window can say in UTC (year 1 at +14:00 is year 0 there): one line, not an internal error.
+    for odd in ("0001-01-01T00:00:00+14:00", "9999-12-31T23:59:59-14:00"):
+        with pytest.raises(LoomError, match="a date from 1970 to 9000"):
+            parse_when(odd, now)
+
+
+def test_a_share_is_never_rounded_to_all_or_none() -> None:
+    """293 merged of 294 decided read "acceptance 100%"."""
+    from loomtui.observability.report import percent
+
+    assert (percent(293 / 294), percent(1 / 500), percent(1.0), percent(0.0), percent(0.5)) == (
+        ">99%", "<1%", "100%", "0%", "50%")
 
 
 def test_until_alone_reports_the_week_before_it(repo: Path) -> None:

@@ -605,8 +605,8 @@ def _run(argv: Sequence[str] | None) -> int:
         return exc.exit_code
     except KeyboardInterrupt:
         return 130
-    except BrokenPipeError:
-        return 0
+    except BrokenPipeError:  # the reader stopped reading (`| head`): as a program killed by SIGPIPE, never success
+        return 141
     except Exception as exc:  # noqa: BLE001 - a case no check foresaw: one line, as promised, not a traceback
         if os.environ.get(DEBUG_ENV):
             raise

@@ -21,7 +21,15 @@ PREFIX = "loomtui_"
 
 
 def percent(value: float | None) -> str:
-    return "n/a" if value is None else f"{value * 100:.0f}%"
+    """A share as a person reads it; never 100% or 0% unless it is exactly so (293 of 294 read "100%")."""
+    if value is None:
+        return "n/a"
+    shown = f"{value * 100:.0f}%"
+    if shown == "100%" and value < 1:
+        return ">99%"
+    if shown == "0%" and value > 0:
+        return "<1%"
+    return shown
 
 
 def duration(seconds: float | None) -> str:
