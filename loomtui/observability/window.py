@@ -60,13 +60,11 @@ def parse_when(text: str, now: float, option: str = "--since") -> float:
     except ValueError:
         raise LoomError(f"{option}: expected a time ago such as 7d, 12h or 2w, or an ISO date such as 2026-11-24 "
                         f"(got {quoted(text)})", exit_code=2) from None
-    if not MIN_YEAR <= when.year <= MAX_YEAR:  # year 1 at +14:00 is year 0 in UTC: an internal error as it was said
-        raise LoomError(f"{option}: a date from {MIN_YEAR} to {MAX_YEAR} (got {quoted(text)})", exit_code=2)
-    return (when if when.tzinfo else when.replace(tzinfo=UTC)).timestamp()
-
-
-MIN_YEAR, MAX_YEAR = 1970, 9000
-"""Dates a window may name: git has nothing before the epoch, and any later is said in UTC whatever its offset."""
+    try:  # said in UTC: year 1 at +14:00 is year 0 there, an internal error where the report was written
+        return (when if when.tzinfo else when.replace(tzinfo=UTC)).astimezone(UTC).timestamp()
+    except (OverflowError, ValueError):
+        raise LoomError(f"{option}: {quoted(text)} is no date in UTC (before year 1 or past 9999 there)",
+                        exit_code=2) from None
 
 
 def stamp(text: object) -> float | None:
