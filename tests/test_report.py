@@ -534,3 +534,14 @@ def test_a_trailer_name_that_is_none_is_one_line_not_a_silent_non_match(
         done = run_cli(repo, "report", "--agent-trailer", name)
     assert done.returncode == 2 and done.stdout == "" and done.stderr.count("\n") == 1, done.stderr
     assert "is not a trailer name" in done.stderr
+
+
+def test_a_broken_config_leaves_the_report_partial_not_refused(repo: Path) -> None:
+    """The history is readable: `report` refused to give any figure (exit 2) where `checklist` degraded."""
+    (repo / ".loom").mkdir(exist_ok=True)
+    (repo / ".loom" / "loom.yaml").write_text("version: 1\ngates: [\n")
+    done = run_cli(repo, "report", "--json")
+    assert done.returncode == 0, done.stderr
+    partial = json.loads(done.stdout)["partial"]
+    assert any(p.startswith(".loom/loom.yaml:2: invalid YAML") and "agent_trailers are not read" in p
+               for p in partial), partial

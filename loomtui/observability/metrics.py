@@ -25,6 +25,7 @@ from dataclasses import asdict, dataclass, field, fields
 from datetime import UTC, datetime
 from typing import Any, Final
 
+from loomtui.errors import ConfigError
 from loomtui.observability.history import History, Landed, agent_trailer_names, read_history
 from loomtui.observability.window import Entry, newest_entry_time, workspace_window
 from loomtui.store.metric_rows import EvalOutcome, GateOutcome, SandboxFacts
@@ -519,7 +520,11 @@ def compute_metrics(workspace: Workspace, since: float, until: float | None = No
         caught = _regressions(workspace, report)
         with_regressions += bool(caught)
         tallies.add("regressions_caught", report.created, runtime_of.get(report.subject, UNKNOWN_RUNTIME), caught)
-    configured = workspace.load_config().agent_trailers  # `observability.agent_trailers` in .loom/loom.yaml
+    try:
+        configured = workspace.load_config().agent_trailers  # `observability.agent_trailers` in .loom/loom.yaml
+    except ConfigError as exc:  # the history is still readable: figures, said as partial (it refused them all)
+        configured = ()
+        partial.append(f"{exc}: its observability.agent_trailers are not read, only the built-in trailers count")
     history = read_history(workspace.root, branch, since, until, agent_trailer_names((*configured, *agent_trailers)))
     markers = _history_figures(tallies, history)
     partial += history.partial
