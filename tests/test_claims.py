@@ -223,6 +223,13 @@ def test_a_region_of_a_file_not_parsed_says_why_it_has_none(repo: Path) -> None:
         governed_coordinator(open_workspace(repo)).claim("a", "syntax.py::ok")
 
 
+def test_claim_list_of_a_name_that_is_no_sandbox_and_holds_nothing_says_so(coordinator: Coordinator) -> None:
+    """`claim list --sandbox TYPO` said "no live claims", as of a sandbox that holds none."""
+    listed = run_cli(coordinator.workspace.root, "claim", "list", "--sandbox", "nosuch")
+    assert listed.returncode == 0 and listed.stdout == "no live claims\n"
+    assert listed.stderr == "note: no sandbox is nosuch; nothing is held under that name either\n"
+
+
 def test_a_long_task_kept_as_its_claims_reason_says_it_was_cut(coordinator: Coordinator) -> None:
     """The claims view showed "(... and on and on to t)": the task cut at 200 characters with no mark."""
     root = coordinator.workspace.root

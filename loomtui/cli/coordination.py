@@ -310,6 +310,10 @@ def cmd_claim_list(args: argparse.Namespace) -> int:
         return 0
     if not claims:
         print("no live claims")
+        if args.sandbox and workspace.store.get_sandbox(_sandbox(args, workspace)) is None:
+            # A typo read as a holder with none: said, for the holder may be a person's name or a mistyped id.
+            print(f"note: no sandbox is {shown(args.sandbox)}; nothing is held under that name either",
+                  file=sys.stderr)
     now = time.time()
     for claim in claims:
         left = int(claim.expires - now)
