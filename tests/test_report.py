@@ -167,6 +167,8 @@ def build_store(workspace: Workspace) -> None:
                          {"rules": [{"name": "payments-high-risk"}]}),
         EscalationRecord(0, "s2", "post-gate", "rejected", "normal", "", D0 + 4 * H + 300, D0 + 4 * H + 1800,
                          {"rules": [{"name": "payments-high-risk"}, {"name": "failing-gates"}]}),
+        # The record a claim override leaves (no one was asked): an override, never an escalation opened.
+        EscalationRecord(0, "s2", "conflict-override", "overridden", "high", "", D0 + 5 * H, D0 + 5 * H, {}),
     ])
 
 

@@ -451,7 +451,8 @@ def _regressions(workspace: Workspace, outcome: EvalOutcome) -> int:
 
 
 def _escalations(workspace: Workspace, since: float, until: float) -> Escalations:
-    found = workspace.store.escalations_opened_between(since, until)
+    # A claim override's record asked no one (it was decided as it was made): counted under overrides, not here.
+    found = [e for e in workspace.store.escalations_opened_between(since, until) if e.kind != "conflict-override"]
     rules: Counter[str] = Counter()
     for escalation in found:
         rules.update({str(r.get("name")) for r in escalation.data.get("rules") or () if isinstance(r, dict)})
