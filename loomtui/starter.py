@@ -199,6 +199,13 @@ rules:
     when: {{gates_failed: ["*"]}}
     risk: high
     decision: block
+  - name: low-behaviour-score
+    description: Gate 2 scored the change below its pass score (70, the default of eval.pass_score; keep the
+      two alike), so its scope, tests, size or conventions look wrong and a lead reads why before it merges.
+    when: {{eval_score: {{under: 70}}}}
+    risk: high
+    decision: require
+    approvals: {{groups: [leads], count: 1}}
   - name: agents-ground-truth
     description: What every later agent is given (AGENTS.md, the ADRs, the conventions) and loomtui's own
       configuration change only with a lead.

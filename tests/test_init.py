@@ -37,8 +37,13 @@ def test_a_python_repository_gets_its_tests_as_a_gate_and_its_author_as_the_lead
     assert [(g.name, g.format) for g in config.gates] == [("tests", "junit"), ("compile", "mypy-json")]
     policy = load_policy(repo, ".loom/policy.yaml")
     assert policy.groups["leads"] == {"me@example.com"}
-    assert [rule.name for rule in policy.rules] == ["failing-gates", "agents-ground-truth", "runs-on-every-machine",
-                                                    "judges-its-own-checks", "large-change"]
+    assert [rule.name for rule in policy.rules] == ["failing-gates", "low-behaviour-score", "agents-ground-truth",
+                                                    "runs-on-every-machine", "judges-its-own-checks", "large-change"]
+    # Gate 2 below its pass score was invisible to the starter (its eval badge read "✓ · 55"): a lead reads why.
+    low = evaluate(policy, ChangeFacts(stage="post-gate", paths=("src/m.py",), eval_score=55))
+    assert (low.risk, low.rule_names()) == ("high", ("low-behaviour-score",))
+    assert evaluate(policy, ChangeFacts(stage="post-gate", paths=("src/m.py",), eval_score=70)).rule_names() == (
+        "default",)
     # A conftest.py hook can mark every failed test passed: the gates' pass is then the change's own word.
     assert "to what decides how the gates' checks run (their config, conftest.py, ...)" in done.stdout
     # A root `pytest.py` replaces the runner itself (`python -m pytest` puts the tree first on sys.path).

@@ -48,8 +48,9 @@ def cmd_init(args: argparse.Namespace) -> int:
     if "policy.yaml" in named:
         print(f"wrote {os.path.relpath(named['policy.yaml'], here)}: "
               + (f"{made.lead} is its one lead" if made.lead else "no lead yet: add yourself under groups.leads")
-              + "; red gates block; a change to what agents are given (AGENTS.md, CLAUDE.md and the like, the "
-                "ADRs) or .loom/, to what runs on every machine (.claude/, CI workflows, git hooks, .envrc, ...)"
+              + "; red gates block; gate 2 below its pass score, or a change to what agents are given (AGENTS.md, "
+                "CLAUDE.md and the like, the ADRs) or .loom/, to what runs on every machine (.claude/, CI workflows, "
+                "git hooks, .envrc, ...)"
               + (", to what decides how the gates' checks run (their config, conftest.py, ...)"
                  if starter_rule_for_checks(made) else "")
               + " or of over 400 lines waits for a lead; the rest for one approval from a lead")
