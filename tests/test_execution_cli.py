@@ -220,6 +220,9 @@ def test_rm_done_archives_every_merged_or_rejected_sandbox_and_names_those_it_re
     statuses = {r["id"]: r["status"] for r in listed}
     assert statuses == {merged["id"]: "archived", rejected["id"]: "archived", dirty["id"]: "merged",
                         waiting["id"]: "planned"}  # a planned task is not done with
+    # What each was is kept: a script counting outcomes told merged from rejected no more once archived.
+    was = {r["id"]: r["data"].get("archived_from") for r in listed if r["status"] == "archived"}
+    assert was == {merged["id"]: "merged", rejected["id"]: "rejected"}
     assert (Path(dirty["worktree"]) / "scratch.txt").read_text() == "uncommitted\n"
     again = json.loads(run(repo, "sandbox", "rm", "--done", "--json").stdout)
     assert again["removed"] == [] and [r["sandbox_id"] for r in again["refused"]] == [dirty["id"]]

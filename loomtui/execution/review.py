@@ -493,7 +493,9 @@ def remove(workspace: Workspace, sandbox_id: str, *, force: bool = False, delete
     if tip and (merged or delete_branch):
         repo.out("branch", "-D", record.branch)
         deleted = True
-    transition(workspace, record.id, ARCHIVED, data={"archived_at": time.time(), "saved_commit": saved},
+    # What it was (merged, rejected, failed, ...) kept: `sandbox list --all --json` told them apart no more.
+    transition(workspace, record.id, ARCHIVED, data={"archived_at": time.time(), "saved_commit": saved,
+                                                     "archived_from": str(record.status)},
                audit={"branch": record.branch, "branch_tip": tip, "branch_deleted": deleted,
                       "saved_commit": saved, "merged": merged,
                       **({"ignored_deleted": list(ignored[:100])} if ignored else {})})
