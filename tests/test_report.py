@@ -547,3 +547,23 @@ def test_a_broken_config_leaves_the_report_partial_not_refused(repo: Path) -> No
     partial = json.loads(done.stdout)["partial"]
     assert any(p.startswith(".loom/loom.yaml:2: invalid YAML") and "agent_trailers are not read" in p
                for p in partial), partial
+
+
+def test_a_claim_override_is_named_by_its_claim_and_not_counted_as_an_escalation_opened(tmp_path: Path) -> None:
+    """`lead overrode claim c5b186` named the sandbox as the claim, and its record counted as an escalation
+    opened, which no one was asked to decide."""
+    from loomtui.governance.coordinator import governed_coordinator
+    from tests.conftest import demo_repo
+
+    workspace = open_workspace(demo_repo(tmp_path))
+    try:
+        workspace.actor = "lead@example.com"
+        coordinator = governed_coordinator(workspace)
+        coordinator.claim("first", "payments/refunds.py")
+        taken = coordinator.claim("second", "payments/refunds.py", override_reason="hotfix").claim
+        m = compute_metrics(workspace, time.time() - 3600)
+        assert [(o.kind, o.subject, o.sandbox) for o in m.overrides] == [
+            ("claim", f"#{taken.id} payments/refunds.py", "second")]
+        assert m.escalations.opened == 0
+    finally:
+        workspace.close()

@@ -363,7 +363,10 @@ class _Reader:
         elif action in ("escalation.override", "claim.override"):
             kind = action.split(".")[0]
             on = str(details.get("sandbox", "")) if kind == "escalation" else sandbox
-            self.overrides.append(Override(entry.at, str(details.get("by") or entry.actor), kind, entry.subject, on,
+            # A claim by its number and target (it said "overrode claim c5b186", the sandbox's id, for the claim).
+            subject = entry.subject if kind == "escalation" or "claim" not in details else \
+                f"#{details['claim']} {details.get('target', '')}".rstrip()
+            self.overrides.append(Override(entry.at, str(details.get("by") or entry.actor), kind, subject, on,
                                            self.runtime(on), str(details.get("reason", ""))))
             self.tallies.add("overridden", entry.at, self.runtime(on))
         elif (what := refusal_key(entry)) is not None and what not in self.refused:
