@@ -303,14 +303,15 @@ def _gone_from_the_code(workspace: Workspace, claims: list[ClaimRecord]) -> dict
 
 def cmd_claim_list(args: argparse.Namespace) -> int:
     workspace = workspace_for(args)
-    claims = workspace.store.live_claims(_sandbox(args, workspace) if args.sandbox else None)
+    holder = _sandbox(args, workspace) if args.sandbox else None
+    claims = workspace.store.live_claims(holder)
     gone = _gone_from_the_code(workspace, claims)
     if args.json:
         print_json([{**_claim_dict(c), "gone": gone.get(c.id, [])} for c in claims])
         return 0
     if not claims:
         print("no live claims")
-        if args.sandbox and workspace.store.get_sandbox(_sandbox(args, workspace)) is None:
+        if holder is not None and workspace.store.get_sandbox(holder) is None:
             # A typo read as a holder with none: said, for the holder may be a person's name or a mistyped id.
             print(f"note: no sandbox is {shown(args.sandbox)}; nothing is held under that name either",
                   file=sys.stderr)

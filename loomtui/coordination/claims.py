@@ -43,11 +43,11 @@ without asking first): held from then on, but not coordinated before the code wa
 
 
 MAX_HELD_BY_NAME: Final = 20
+"""The most regions `hold_changed` claims one by one; more are held by one claim."""
 CONSTRUCTORS: Final = ("__init__", "__new__")
 """What a call of a class runs: near whatever uses the class."""
 MAX_SAME_NAME: Final = 50
 """Definitions of one name looked up as one (overloads): past any a file has by hand."""
-"""The most regions `hold_changed` claims one by one; more are held by one claim."""
 
 
 def claimed_before_writing(claim: ClaimRecord) -> bool:

@@ -317,11 +317,12 @@ def settle_unheard(workspace: Workspace, sandbox_id: str) -> list[int]:
 
     waiting = [record.id for record in workspace.store.sandbox_escalations(sandbox_id, status=EscalationStatus.OPEN)
                if record.kind in WAITING_KINDS]
+    if not waiting:  # the usual ended task: nothing more read (its unconfirmed claims lapse with their window)
+        return []
     gate = HookGate(workspace, sandbox_id, workspace.root)
     abandon_waits(gate, waiting, "its agent ended with its supervisor (killed) before a decision")
     gate.release_unconfirmed(everything=True)
-    if waiting:  # its broker died before closing (a worktree read: not on every advance of an ended task)
-        gate.release_unchanged()
+    gate.release_unchanged()
     return waiting
 
 

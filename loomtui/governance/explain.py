@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -44,12 +43,11 @@ def explain_sandbox(workspace: Workspace, policy: Policy, sandbox_id: str) -> di
                               "paths": [], "lines_changed": 0}}
     runs = workspace.store.gate_runs(record.id)
     gates = {run.gate: run.status for run in runs}
-    advisory = frozenset(run.gate for run in runs if run.data.get("blocking") is False)  # as its review reads them
     head = tip
     if Path(record.worktree).is_dir():
         head = agent_tree(workspace, record).snapshot(tip)[0]  # the worktree as it is, seen from outside
-    facts = replace(change_facts(workspace.root, base, head, gates=gates, runtime=record.runtime),
-                    advisory_gates=advisory)
+    facts = change_facts(workspace.root, base, head, gates=gates, runtime=record.runtime,
+                         advisory_gates=[run.gate for run in runs if run.advisory])  # as its review reads them
     return {
         "sandbox": record.id,
         "claim": claim,

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import tempfile
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
@@ -17,7 +17,7 @@ from loomtui.audit import AuditEntry, entry_or_none
 from loomtui.errors import LoomError, escape_controls, plural, quoted, shown
 from loomtui.gitcmd import Git
 from loomtui.governance.decision_notes import NOTES_REF, approvals_from_notes, target_mismatch
-from loomtui.governance.gitfacts import branch_head, change_facts, git_output
+from loomtui.governance.gitfacts import branch_head, change_facts, git_output, unnamed_files
 from loomtui.governance.policy import (
     ChangeFacts,
     Evaluation,
@@ -221,7 +221,7 @@ def run_gate(root: Path, policy: Policy | None = None, *, base: str | None = Non
         for run in store.gate_runs(sandbox.id):  # type: ignore[union-attr]
             if run.commit_sha == head_sha:  # results for another commit say nothing about this one
                 gates[run.gate] = run.status
-                if run.data.get("blocking") is False:
+                if run.advisory:
                     advisory.add(run.gate)
         approvals, rejected_by = _decisions_for(store, sandbox.id, head_sha,  # type: ignore[arg-type]
                                                 root=root, policy=policy, base_sha=base_sha, into=base,
@@ -229,8 +229,8 @@ def run_gate(root: Path, policy: Policy | None = None, *, base: str | None = Non
     elif store is None:
         notes.append(f"{without_store}: gate results recorded in loomtui are not visible; approvals are "
                      f"read from {NOTES_REF}")
-    facts = replace(change_facts(root, merge_base, head_sha, gates=gates, runtime=runtime, author=author,
-                                 onto=base_sha), advisory_gates=frozenset(advisory))
+    facts = change_facts(root, merge_base, head_sha, gates=gates, runtime=runtime, author=author, onto=base_sha,
+                         advisory_gates=advisory)
     evaluation = evaluate(policy, facts)
     if sandbox is None and policy.separation_of_duties and evaluation.outcome == "require":
         notes.append(f"separation of duties: the author is {facts.author or 'unknown'} as the head commit names "
@@ -263,10 +263,7 @@ def _remotes(root: Path) -> set[str]:
 def _refuse_unnamed_files(root: Path, base: str, head_sha: str, head: str) -> None:
     """A change with files whose names loomtui cannot read (`globs.name_problem`) fails closed, naming them, as
     the review refuses to judge one: a line break in a folder's name got past the `conftest.py` rules."""
-    from loomtui.coordination.diff import changed_files
-    from loomtui.globs import name_problem
-
-    unnamed = [path for path in changed_files(root, base, head_sha) if name_problem(path)]
+    unnamed = unnamed_files(root, base, head_sha)
     if unnamed:
         raise LoomError(f"{quoted(head)} changes files whose names loomtui cannot read "
                         f"({', '.join(shown(path) for path in unnamed[:5])}{' ...' if len(unnamed) > 5 else ''}): "

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
 
 from loomtui.coordination.diff import changed_files, diff_regions, merged_paths
 from loomtui.gitcmd import Git, GitFailed
+from loomtui.globs import name_problem
 from loomtui.governance.policy import ChangeFacts
 
 
@@ -37,9 +38,11 @@ def lines_changed(root: Path, base: str, head: str | None = None) -> int:
 
 def change_facts(root: Path, base: str, head: str | None = None, *, gates: Mapping[str, str] | None = None,
                  runtime: str | None = None, author: str | None = None,
-                 labels: Sequence[str] = (), onto: str | None = None) -> ChangeFacts:
+                 labels: Sequence[str] = (), onto: str | None = None,
+                 advisory_gates: Collection[str] = ()) -> ChangeFacts:
     """Facts for the post-gate policy run on the diff from base to head; with `onto` (the target's tip),
-    its paths are also those the merge into it changes there (`merged_paths`)."""
+    its paths are also those the merge into it changes there (`merged_paths`). `advisory_gates`: those of
+    `gates` configured `blocking: false`."""
     changes = diff_regions(root, base, head)
     paths = set(changed_files(root, base, head))
     if onto is not None and head is not None:
@@ -53,7 +56,14 @@ def change_facts(root: Path, base: str, head: str | None = None, *, gates: Mappi
         signature_changed=tuple(sorted({c.region_id for c in changes if c.signature_changed})),
         lines_changed=lines_changed(root, base, head),
         gates=dict(gates or {}),
+        advisory_gates=frozenset(advisory_gates),
         runtime=runtime,
         labels=tuple(labels),
         author=author if author is not None else (commit_author(root, head) if head else None),
     )
+
+
+def unnamed_files(root: Path, base: str, head: str) -> list[str]:
+    """The files the change from `base` to `head` touches whose names loomtui cannot read (`globs.name_problem`:
+    not UTF-8, a line break, `::`): no rule can be matched to them, so the review and the gate refuse to judge it."""
+    return [path for path in changed_files(root, base, head) if name_problem(path)]

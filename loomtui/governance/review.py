@@ -30,7 +30,6 @@ from loomtui.execution.lifecycle import (
 )
 from loomtui.execution.review import REVIEWED_PATHS_KEY, UNJUDGED_KEY, measured_from
 from loomtui.execution.sandboxes import get_sandbox, stopped_by
-from loomtui.globs import name_problem
 from loomtui.governance.escalations import (
     CLEARED,
     EscalationStatus,
@@ -38,7 +37,7 @@ from loomtui.governance.escalations import (
     open_escalation,
     override_expired,
 )
-from loomtui.governance.gitfacts import change_facts
+from loomtui.governance.gitfacts import change_facts, unnamed_files
 from loomtui.governance.policy import (
     ChangeFacts,
     Evaluation,
@@ -85,9 +84,7 @@ def _refuse_unnamed_files(workspace: Workspace, record: SandboxRecord, base: str
     """A change with files whose names loomtui cannot read (not UTF-8, a line break: `globs.name_problem`)
     is not reviewed, in one line naming them: gates, scoring and the policy could not match or store those
     names (the review ended on an unexpected UnicodeEncodeError), and a person must look at such a change."""
-    from loomtui.coordination.diff import changed_files
-
-    unnamed = [path for path in changed_files(workspace.root, base, tip) if name_problem(path)]
+    unnamed = unnamed_files(workspace.root, base, tip)
     if unnamed:
         raise LoomError(f"sandbox {record.id}: its change has files whose names loomtui cannot read "
                         f"({listed([shown(path) for path in unnamed])}): rename them on {record.branch}, or "
@@ -148,8 +145,8 @@ def review_sandbox(workspace: Workspace, sandbox_id: str, *, policy: Policy | No
         # From where tip and target meet, what the merge brings in: not from its base alone.
         change_facts(workspace.root, since, tip, gates={r.gate: r.status for r in results},
                      runtime=record.runtime, author=record.created_by or None,
-                     onto=repo.resolve_commit(f"refs/heads/{record.target}") if record.target else None),
-        advisory_gates=frozenset(r.gate for r in results if not r.blocking),
+                     onto=repo.resolve_commit(f"refs/heads/{record.target}") if record.target else None,
+                     advisory_gates=[r.gate for r in results if not r.blocking]),
         eval_score=report.score.total if report.score is not None else None,
         eval_items={item.name: str(item.status) for item in report.score.items} if report.score is not None else {},
         regressions=report.regressions, merged_breaks=breaks)

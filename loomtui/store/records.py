@@ -162,6 +162,11 @@ class GateRunRecord:
     fingerprint: str = ""
     """The check's settings: a stored result answers only for the same check."""
 
+    @property
+    def advisory(self) -> bool:
+        """Whether its check was configured `blocking: false` (shown, never failing gate 1 or a policy's glob)."""
+        return self.data.get("blocking") is False
+
 
 @dataclass(frozen=True, slots=True)
 class EvalReportRecord:

@@ -23,13 +23,21 @@ files held without a change for an edit's claim to be taken: twenty at a time, o
 file of the repository."""
 
 
-def own_held_files(workspace: Workspace, sandbox_id: str) -> set[str]:
-    """The files the claims this sandbox's agent took since it started hold."""
+def _own_claims(workspace: Workspace, sandbox_id: str) -> list[ClaimRecord]:
+    """The live claims this sandbox's agent took since it started."""
     record = workspace.store.get_sandbox(sandbox_id)
     started = record.data.get("started_at") if record is not None else None
     since = float(started) if isinstance(started, int | float) else 0.0
-    return {split_id(region)[0] for claim in workspace.store.live_claims(sandbox_id) if claim.created >= since
-            for region in claim.region_ids}
+    return [claim for claim in workspace.store.live_claims(sandbox_id) if claim.created >= since]
+
+
+def _files_of(claim: ClaimRecord) -> set[str]:
+    return {split_id(region)[0] for region in claim.region_ids}
+
+
+def own_held_files(workspace: Workspace, sandbox_id: str) -> set[str]:
+    """The files the claims this sandbox's agent took since it started hold."""
+    return {path for claim in _own_claims(workspace, sandbox_id) for path in _files_of(claim)}
 
 
 def changed_files(workspace: Workspace, sandbox_id: str) -> set[str]:
@@ -45,15 +53,11 @@ def unchanged_own_claims(workspace: Workspace, sandbox_id: str) -> list[ClaimRec
     worktree against its base): for its end, when they hold nothing it did (changed and put back, committed and
     reset, claimed and never edited, they kept every other sandbox out through its review). [] when the change
     cannot be read (kept, as before)."""
-    record = workspace.store.get_sandbox(sandbox_id)
-    started = record.data.get("started_at") if record is not None else None
-    since = float(started) if isinstance(started, int | float) else 0.0
     try:
         changed = changed_files(workspace, sandbox_id)
     except (LoomError, OSError):
         return []
-    return [claim for claim in workspace.store.live_claims(sandbox_id) if claim.created >= since
-            and not {split_id(region)[0] for region in claim.region_ids} & changed]
+    return [claim for claim in _own_claims(workspace, sandbox_id) if not _files_of(claim) & changed]
 
 
 def held_unchanged_refusal(workspace: Workspace, sandbox_id: str, path: str,
