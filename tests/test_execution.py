@@ -2009,3 +2009,35 @@ def test_a_running_agents_commit_holds_the_code_it_changed_within_a_beat(ws: Wor
     assert held.reason == "claimed by commit of src/app.py"
     tasks.remove(ws, record.id, force=True)
     assert ws.store.live_claims(record.id) == []
+
+
+@needs_bwrap
+def test_an_isolated_agent_s_supervisor_keeps_no_exited_bwrap_unreaped(ws: Workspace) -> None:
+    """The isolation probe's inner bwrap outlives the probe; a supervisor that already adopted
+    orphans kept it as `[bwrap] <defunct>` for the agent's whole run."""
+    record = tasks.create_sandbox(ws, "wait a while", "command", isolate=True, command=["sleep", "30"])
+    tasks.start(ws, record.id)
+    wait_until(lambda: (got := ws.store.get_sandbox(record.id)) is not None and got.status == "running",
+               what="the agent running")
+    running = ws.store.get_sandbox(record.id)
+    assert running is not None
+    supervisor = running.pid
+    assert isinstance(supervisor, int)
+    time.sleep(0.5)  # the agent's bwrap is up: a probe's leftover would be there by now
+
+    def zombie_children() -> list[int]:
+        found = []
+        for entry in os.listdir("/proc"):
+            try:
+                stat = Path(f"/proc/{entry}/stat").read_text()
+            except (OSError, ValueError):
+                continue
+            fields = stat.rsplit(")", 1)[-1].split()
+            if entry.isdigit() and fields[0] == "Z" and int(fields[1]) == supervisor:
+                found.append(int(entry))
+        return found
+
+    try:
+        assert zombie_children() == []
+    finally:
+        agent_control.stop(ws, record.id)

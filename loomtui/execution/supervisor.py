@@ -45,7 +45,7 @@ from loomtui.execution.agent_log import LogWriteFailed, LogWriter
 from loomtui.execution.cgroup_limits import SandboxGroups, group_name, sandbox_groups
 from loomtui.execution.context_files import CONTEXT_EDITED_KEY, keep_edited
 from loomtui.execution.faults import FaultWatch, fault_watch
-from loomtui.execution.isolation import ISOLATION_BWRAP
+from loomtui.execution.isolation import ISOLATION_BWRAP, isolation_status
 from loomtui.execution.leftovers import bring_in_commits, save_leftovers
 from loomtui.execution.lifecycle import EXITED, FAILED, LIVE, PLANNED, RUNNING, transition
 from loomtui.execution.pane_session import PaneFailed, PaneSession
@@ -185,6 +185,10 @@ class Supervisor:
 
     def run(self) -> int:
         self.cpu_at_start = _cpu_seconds()
+        if self.record.isolation == ISOLATION_BWRAP:
+            # Probed (once, cached) before this process adopts orphans: the probe's own inner bwrap
+            # outlives its parent, and adopted it stayed a `[bwrap] <defunct>` here for the whole run.
+            isolation_status()
         become_subreaper()  # an agent's double-forked helpers stay ours (and the broker's to answer)
         env = self.environment()
         try:
