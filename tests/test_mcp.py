@@ -334,10 +334,15 @@ def test_a_server_that_cannot_reach_its_store_says_so(billing: Path, ws: Workspa
         server.kill()
 
 
-def test_a_server_named_for_a_sandbox_reads_that_sandboxs_context(billing: Path, sandbox: sb.SandboxRecord) -> None:
+@pytest.mark.parametrize("from_worktree", [pytest.param(False, id="main-checkout-sandbox-flag"),
+                                           pytest.param(True, id="its-worktree-as-hook-install-recorded")])
+def test_a_server_named_for_a_sandbox_reads_that_sandboxs_context(billing: Path, sandbox: sb.SandboxRecord,
+                                                                 from_worktree: bool) -> None:
     """`loomtui mcp --sandbox ID` from the main checkout (the README's own-claude mode): its claims were the
-    sandbox's, but `context` said there was none, reading only the variable a sandbox's agent gets."""
-    server = RawServer(billing, server_env(), "--sandbox", sandbox.id)
+    sandbox's, but `context` said there was none, reading only the variable a sandbox's agent gets. So it
+    said in the sandbox's worktree, whose id `hook install` recorded there (a person's own claude in it)."""
+    server = (RawServer(Path(sandbox.worktree or ""), server_env()) if from_worktree
+              else RawServer(billing, server_env(), "--sandbox", sandbox.id))
     try:
         server.call("context", {})
         assert server.process.stdout is not None

@@ -373,15 +373,18 @@ def build_server(agent: Agent) -> Any:
 
 
 def _named_sandbox_context(settings: Settings) -> str | None:
-    """The context slice of the sandbox `--sandbox` names (its agent's own claude, outside it); None
-    with no --sandbox, or no slice made for it."""
+    """The context slice of the sandbox `--sandbox` names, else the one `hook install` recorded for this
+    worktree (a person's own claude, outside a sandbox's process); None with neither, or no slice made."""
     from loomtui.execution.sandbox_paths import sandbox_paths
+    from loomtui.governance.hooks import configured_sandbox
     from loomtui.repo import find_repo
 
-    if not settings.sandbox:
-        return None
     try:
-        path = sandbox_paths(find_repo(settings.cwd), settings.sandbox).context
+        repo = find_repo(settings.cwd)
+        named = settings.sandbox or configured_sandbox(repo.root)
+        if not named:
+            return None
+        path = sandbox_paths(repo, named).context
     except LoomError:
         return None
     return str(path) if path.is_file() else None
