@@ -223,6 +223,9 @@ def test_rm_done_archives_every_merged_or_rejected_sandbox_and_names_those_it_re
     # What each was is kept: a script counting outcomes told merged from rejected no more once archived.
     was = {r["id"]: r["data"].get("archived_from") for r in listed if r["status"] == "archived"}
     assert was == {merged["id"]: "merged", rejected["id"]: "rejected"}
+    text = run(repo, "sandbox", "list", "--all").stdout  # so does the table a person reads
+    row = {line.split()[0]: line for line in text.splitlines() if line.split()[:1] in ([merged["id"]], [rejected["id"]])}
+    assert row[merged["id"]].endswith("[was merged]") and row[rejected["id"]].endswith("[was rejected]"), text
     assert (Path(dirty["worktree"]) / "scratch.txt").read_text() == "uncommitted\n"
     again = json.loads(run(repo, "sandbox", "rm", "--done", "--json").stdout)
     assert again["removed"] == [] and [r["sandbox_id"] for r in again["refused"]] == [dirty["id"]]

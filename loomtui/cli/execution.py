@@ -275,6 +275,7 @@ def cmd_list(args: argparse.Namespace) -> int:
         flag = " [orphaned]" if r.data.get("orphan") else ""
         flag += " [worktree missing]" if r.worktree_missing else ""
         flag += " [stopped]" if engine.stopped_by(r) else ""
+        flag += f" [was {shown(r.data['archived_from'])}]" if r.data.get("archived_from") else ""
         print(f"{r.id:<8} {r.status:<16} {r.runtime:<{width}} {engine.isolation_label(r):<17} "
               f"{_age(now - r.created):>4}  {task}{flag}")
         step = steps[r.id]

@@ -85,8 +85,9 @@ def register(commands: Any) -> None:
     report.add_argument("--since", default=None, metavar="WHEN",
                         help="start of the window: a time ago (7d, 12h, 2w) or an ISO date (default: 7 days "
                              "before --until)")
-    report.add_argument("--until", default=None, metavar="WHEN", help="end of the window, not in it: a date is its midnight UTC, so "
-                             "--until 2026-11-02 ends with 1 November (default now)")
+    report.add_argument("--until", default=None, metavar="WHEN",
+                        help="end of the window, not in it: a date is its midnight UTC, so --until 2026-11-02 "
+                             "ends with 1 November (default now)")
     report.add_argument("--branch", type=nonempty_arg, default=None, metavar="BRANCH",
                         help="the branch whose commits are counted (default main, then master, then the branch "
                              "origin/HEAD names, then init.defaultBranch, then the one checked out)")
