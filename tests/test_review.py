@@ -597,6 +597,37 @@ def test_a_merge_into_another_branch_behind_the_target_is_not_sent_back_to_revie
     assert actions.count("policy.evaluated") == 1 and "sandbox.merge_unjudged" not in actions
 
 
+def test_a_merge_into_a_running_agent_s_branch_is_refused_until_it_has_ended(billing: Path) -> None:
+    """`sandbox merge B --into loom/A` while A's agent ran said "merged" and exited 0; A's next commit (or,
+    isolated, its branch synced from its own copy a second later) put the branch back: B marked merged, its
+    claims let go, the audit naming a merge commit no branch held."""
+    from loomtui.execution.agent_control import stop
+    from loomtui.governance.review import review_sandbox
+    from tests.conftest import wait_until
+
+    workspace, record = _idle_sandbox(billing)
+    worktree = Path(record.worktree)
+    (worktree / "docs" / "runbook.md").write_text((worktree / "docs" / "runbook.md").read_text() + "\nmore\n")
+    git(worktree, "commit", "-qam", "docs")
+    merge_mode(billing, "manual")
+    _agent_left(workspace, record, git(worktree, "rev-parse", "HEAD").strip())
+    assert review_sandbox(workspace, record.id).evaluation.outcome == "auto_approve"
+    busy = create_sandbox(workspace, "wait a while", "command", command=["sleep", "30"])
+    start(workspace, busy.id)
+    wait_until(lambda: workspace.store.get_sandbox(busy.id).status == "running", what="its agent running")
+    before = git(billing, "rev-parse", busy.branch)
+    refused = run_cli(billing, "sandbox", "merge", record.id, "--into", busy.branch)
+    assert refused.returncode == 1 and refused.stderr.count("\n") == 1, refused
+    assert f"{busy.branch} is sandbox {busy.id}'s branch, and its agent is running" in refused.stderr, refused.stderr
+    assert git(billing, "rev-parse", busy.branch) == before
+    assert workspace.store.get_sandbox(record.id).status == "approved"
+    stop(workspace, busy.id)
+    wait_until(lambda: workspace.store.get_sandbox(busy.id).status not in ("running", "paused"), what="its end")
+    merged = run_cli(billing, "sandbox", "merge", record.id, "--into", busy.branch)
+    assert merged.returncode == 0, merged.stderr
+    assert "more" in git(billing, "show", f"{busy.branch}:docs/runbook.md")
+
+
 def test_committed_gitattributes_neither_hide_a_patch_nor_force_a_conflicting_merge(billing: Path) -> None:
     """An approved `.gitattributes` (`-diff merge=union`) showed later changes' reviewers "Binary files differ"
     for a payments edit, and let a merge that conflicts through, both sides' lines kept."""

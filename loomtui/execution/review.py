@@ -34,6 +34,7 @@ from loomtui.execution.lifecycle import (
     transition,
 )
 from loomtui.execution.sandboxes import (
+    BRANCH_PREFIX,
     agent_tree,
     get_sandbox,
     is_person_checkout,
@@ -290,6 +291,7 @@ def merge(workspace: Workspace, sandbox_id: str, *, into: str | None = None,
         raise LoomError(f"sandbox {record.id} has no target branch to merge into")
     if not repo.local_branch_exists(target):
         raise LoomError(f"target branch {target!r} does not exist")
+    _refuse_a_running_agents_branch(workspace, target)
     tip = _branch_tip(repo, record)
     approved = record.approved_commit
     if approved and approved != tip:
@@ -303,6 +305,18 @@ def merge(workspace: Workspace, sandbox_id: str, *, into: str | None = None,
                data={"merged_commit": commit, "merged_into": target},
                audit={"commit": commit, "target": target, "branch_tip": tip})
     return MergeResult(record.id, target, commit, updated)
+
+
+def _refuse_a_running_agents_branch(workspace: Workspace, target: str) -> None:
+    """A sandbox's branch is a target (a task based on it merges there), but not while its agent runs: its
+    next commit, or its branch synced from its own copy under bubblewrap, put the branch back, the merge
+    reported done and lost."""
+    holder = workspace.store.get_sandbox(target.removeprefix(BRANCH_PREFIX)) if target.startswith(BRANCH_PREFIX) \
+        else None
+    if holder is not None and holder.branch == target and holder.status in LIVE:
+        raise LoomError(f"{target} is sandbox {holder.id}'s branch, and its agent is {holder.status}: a merge there "
+                        f"now would be undone by its next commit; nothing was merged: merge once it has ended",
+                        exit_code=1)
 
 
 def _merge_onto_target(workspace: Workspace, repo: Git, record: SandboxRecord, target: str, tip: str,
