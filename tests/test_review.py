@@ -191,6 +191,28 @@ def test_a_change_with_files_loomtui_cannot_name_is_not_reviewed_and_says_which(
     assert "UnicodeEncodeError" not in view.waits_on and not workspace.store.list_escalations()
 
 
+@pytest.mark.parametrize(("edit", "held"), [
+    pytest.param("{replace: {path: customers/service.py, old: email.strip().lower(), new: email.strip().casefold()}}",
+                 False, id="another-method"),
+    pytest.param("{append: customers/service.py, content: \"\\n\\ndef greet():\\n    return 'hi'\\n\"}",
+                 False, id="a-new-function-at-the-end"),
+    pytest.param("{replace: {path: customers/service.py, old: 'Decimal(\"1000.00\")', new: 'Decimal(\"1500.00\")'}}",
+                 True, id="lines-outside-every-function"),
+])
+def test_a_change_beside_what_another_holds_in_the_same_file_is_not_held_by_it(billing: Path, edit: str,
+                                                                                 held: bool) -> None:
+    """A change to one method was `held-by-another` (high risk, a lead's approval) over another sandbox's
+    claim on a different method of the same file: every changed file counted whole. A file counts whole
+    only where its change is outside every function and class (imports, constants), or no region."""
+    from loomtui.governance.coordinator import governed_coordinator
+
+    workspace = open_workspace(billing)
+    governed_coordinator(workspace).claim("holder", "customers/service.py::CustomerService.get")
+    sandbox_id = run_agent(workspace, f"- {edit}\n- {{commit: edit}}\n", "edit beside a held method")
+    [evaluation] = evaluated(workspace, sandbox_id)
+    assert ("held-by-another (built in)" in evaluation["rules"]) is held, evaluation
+
+
 def test_a_change_to_what_another_sandbox_holds_is_never_approved_by_the_policy_alone(billing: Path) -> None:
     """The pre-commit hook refused the agent's commit of a held file, loomtui saved its work at the end all the
     same, and the review (which read no claims) auto-approved it under `merge: auto`: it merged over the claim."""

@@ -257,18 +257,38 @@ def _own_hashes(scanned: list[_Scanned], lines: list[str]) -> dict[str, str]:
     for item in scanned:
         if item.parent is not None:
             children.setdefault(item.parent, []).append(item.region)
-    hashes: dict[str, str] = {}
-    for item in scanned:
-        region = item.region
-        own: list[str] = []
-        line = region.start
-        for child in children.get(region.qualname, ()):
-            own.extend(lines[line - 1 : child.start - 1])
-            own.append(f"\0{child.qualname}")
-            line = child.end + 1
-        own.extend(lines[line - 1 : region.end])
-        hashes[region.qualname] = sha256_text("\n".join(own))
-    return hashes
+    return {item.region.qualname: sha256_text("\n".join(_own_lines(
+        lines, item.region.start, item.region.end, children.get(item.region.qualname, ())))) for item in scanned}
+
+
+def _own_lines(lines: list[str], start: int, end: int, children: Sequence[Region]) -> list[str]:
+    """Lines `start`..`end` with each of `children` (in source order) reduced to a line naming it."""
+    own: list[str] = []
+    line = start
+    for child in children:
+        own.extend(lines[line - 1 : child.start - 1])
+        own.append(f"\0{child.qualname}")
+        line = child.end + 1
+    own.extend(lines[line - 1 : end])
+    return own
+
+
+def module_lines_changed(old_src: str, new_src: str, path: str) -> bool:
+    """Whether the lines outside every top-level function and class (imports, constants, module code) differ,
+    blank lines aside (a function added at the end brings two), as do the functions and classes there (one
+    added or removed is a region's change); a side that is not valid Python counts."""
+    budget = ParseBudget()
+    old, new = _scan(old_src, path, budget), _scan(new_src, path, budget)
+    if old is None or new is None:
+        return old_src != new_src
+
+    def outside(scanned: list[_Scanned], source: str) -> list[str]:
+        lines = source_lines(source)
+        top = sorted((item.region for item in scanned if item.parent == ""), key=lambda region: region.start)
+        return [line.rstrip() for line in _own_lines(lines, 1, len(lines), top)
+                if line.strip() and not line.startswith("\0")]
+
+    return outside(old, old_src) != outside(new, new_src)
 
 
 def changed_regions(old_src: str, new_src: str, path: str, budget: ParseBudget | None = None) -> list[RegionChange]:

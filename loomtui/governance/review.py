@@ -10,12 +10,14 @@ for the commit the policy saw: a sandbox that commits again is reviewed again.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from loomtui.audit import AuditEntry
+from loomtui.coordination.diff import module_lines_changed
 from loomtui.coordination.regions import overlaps, split_id
 from loomtui.errors import LoomError, abridged, listed, shown
 from loomtui.execution.gitops import Git
@@ -153,7 +155,7 @@ def review_sandbox(workspace: Workspace, sandbox_id: str, *, policy: Policy | No
     evaluation = _with_claim_stage(workspace, policy, record, evaluate(policy, facts), facts)
     if failure is not None:
         evaluation = with_failed_agent(evaluation, failure)
-    held = _held_by_others(workspace, record, facts)
+    held = _held_by_others(workspace, record, facts, since, tip)
     if held:
         evaluation = with_held_elsewhere(policy, evaluation, held)
     _hold_the_change(workspace, record, facts)
@@ -213,18 +215,34 @@ def _supersede_open_reviews(workspace: Workspace, sandbox_id: str, tip: str) -> 
                 workspace.record("escalation.superseded", str(stale.id), {"sandbox": sandbox_id, "commit": tip})
 
 
-def _held_by_others(workspace: Workspace, record: SandboxRecord, facts: ChangeFacts) -> str:
+def _held_by_others(workspace: Workspace, record: SandboxRecord, facts: ChangeFacts, base: str, tip: str) -> str:
     """What of this change other sandboxes' live exclusive claims hold, in a line ("" for nothing). The
     hooks refuse such writes, but not every write passes one (a runtime without editor hooks, a commit
-    the pre-commit hook refused whose work loomtui then saved at the agent's end): the review is the wall."""
+    the pre-commit hook refused whose work loomtui then saved at the agent's end): the review is the wall.
+
+    A file counts whole where its change touches lines outside every function and class (imports, constants,
+    module code), is not Python or not parsed, or is the merge's alone (the target renamed the file); else
+    only its changed regions do: one method's change was held by another's claim on a different method of
+    the file, and a function added at its end by a claim on any of it (the module's region changes too)."""
     changed: dict[str, list[str]] = {}  # by file: a team's thousands of claims are each looked up once
-    for region in (*facts.regions, *facts.all_paths()):
+    for region in facts.regions:
         changed.setdefault(split_id(region)[0], []).append(region)
+    own = set(changed)
+    for path in facts.all_paths():
+        changed.setdefault(path, [path])
+
+    @functools.cache
+    def whole(path: str) -> bool:  # read only for a file another holds part of
+        return path not in own or module_lines_changed(workspace.root, base, tip, path)
+
+    def touched(claim_region: str) -> bool:
+        path = split_id(claim_region)[0]
+        return any(whole(path) if mine == path else overlaps(claim_region, mine) for mine in changed.get(path, ()))
+
     held = sorted({f"{claim_region} (sandbox {claim.sandbox_id}, claim #{claim.id})"
                    for claim in workspace.store.live_claims()
                    if claim.sandbox_id != record.id and claim.mode == "exclusive"
-                   for claim_region in claim.region_ids
-                   if any(overlaps(claim_region, c) for c in changed.get(split_id(claim_region)[0], ()))})
+                   for claim_region in claim.region_ids if touched(claim_region)})
     return listed(held)
 
 
