@@ -638,6 +638,36 @@ def test_a_writer_held_past_the_lock_timeout_is_said_as_busy_not_as_the_database
         other.close()
 
 
+def test_a_team_clone_on_a_commit_from_before_the_team_store_opens_no_store_of_its_own(
+        billing_clones: tuple[Path, Path], postgres_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A clone of a team whose loom.yaml names the team's store, checked out on an older commit (a release tag,
+    a bisect, a branch from before): it made an SQLite store of its own, took the team's log as its own,
+    listed no sandboxes, took claims the team's store never saw; back on main its audit log read BROKEN."""
+    from tests.conftest import run_cli
+
+    first, _second = billing_clones
+    url, password = postgres_url.replace(postgres_url.split("//")[1].split("@")[0], USER), \
+        postgres_url.split("//")[1].split("@")[0].split(":")[1]
+    monkeypatch.setenv("PGPASSWORD", password)
+    before = git(first, "rev-parse", "HEAD")
+    config = first / ".loom" / "loom.yaml"
+    config.write_text(config.read_text() + f"store: {url}\n")
+    git(first, "commit", "-qam", "The team's store")
+    governed_coordinator(open_workspace(first)).claim("s-a", QUOTE)  # joined: the team's log mirrored here
+    git(first, "checkout", "-q", before)
+    old = run_cli(first, "claim", "list")
+    assert old.returncode == 1 and old.stderr.count("\n") == 1, old.stderr
+    assert f"this clone works in the team's store {redact(url)}" in old.stderr and "LOOMTUI_STORE" in old.stderr
+    assert not (first / ".git" / "loom" / "state.db").exists()
+    monkeypatch.setenv("LOOMTUI_STORE", "sqlite")  # asked for by name: a store of this clone's own, as before
+    assert run_cli(first, "status").returncode == 0
+    monkeypatch.delenv("LOOMTUI_STORE")
+    (first / ".git" / "loom" / "state.db").unlink()
+    git(first, "checkout", "-q", "main")
+    workspace = open_workspace(first)
+    assert workspace.audit.verify().ok and len(workspace.store.live_claims()) == 1
+
+
 def test_a_clone_with_an_audit_log_is_refused_an_empty_team_store_it_never_copied_to(
         billing_clones: tuple[Path, Path], postgres_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """A clone that joined the team's store by LOOMTUI_STORE, given a mistyped database name: an empty store was

@@ -86,13 +86,14 @@ def cmd_store_copy(args: argparse.Namespace) -> int:
 def _copy_back(paths: Any, source: Any, say: Any) -> tuple[Any, Any]:
     """The team's store copied into a new SQLite store, which takes the place of the one here."""
     from loomtui.store.copy import copy_store
-    from loomtui.store.moves import LEFT_FILE, record_move, replace_sqlite_store
+    from loomtui.store.moves import JOINED_FILE, LEFT_FILE, record_move, replace_sqlite_store
 
     if source.embedded:
         raise LoomError(f"{source.location}: the store here is SQLite already (to copy a team's store back, "
                         "set LOOMTUI_STORE to its URL)", exit_code=1)
     report, aside = replace_sqlite_store(paths, lambda new: copy_store(source, new, progress=say))
     record_move(paths, source.location, LEFT_FILE)
+    (paths.state_dir / JOINED_FILE).unlink(missing_ok=True)  # its own store now, by its own choice
     report.destination = str(paths.store_path)
     return report, aside
 

@@ -25,7 +25,13 @@ from loomtui.files import file_size
 from loomtui.gitcmd import Git
 from loomtui.identity import current_host
 from loomtui.repo import RepoPaths
-from loomtui.store.moves import refuse_a_left_store, refuse_a_moved_store, store_move
+from loomtui.store.moves import (
+    note_a_joined_store,
+    refuse_a_forgotten_team_store,
+    refuse_a_left_store,
+    refuse_a_moved_store,
+    store_move,
+)
 from loomtui.store.records import (
     ENDED_STATUSES,
     WORKTREE_MISSING_KEY,
@@ -140,9 +146,12 @@ def open_store(paths: RepoPaths, location: str | None = None, *, reads_only: boo
     mount, another user's checkout), it is then opened read-only rather than refused. `joining`: a
     team's store this clone's SQLite store is being copied into (`store copy --to URL`), opened even
     after this clone left another (see `moves.LEFT_FILE`)."""
+    configured = location is None and store_from_env() is None  # not asked for by name: loom.yaml's
     location = location or store_location(paths)
     if location == "sqlite":
         refuse_a_moved_store(paths)
+        if configured:
+            refuse_a_forgotten_team_store(paths)
         if reads_only and not _state_writable(paths):
             _refuse_a_truncated_store(paths)
             return SqliteStore(paths.store_path, read_only=True)
@@ -177,5 +186,8 @@ def open_store(paths: RepoPaths, location: str | None = None, *, reads_only: boo
         # audit log into it and took writes, while the real store's log then read BROKEN here.
         elsewhere = (f"this clone's audit log ({paths.audit_path}) holds entries of another store (to start "
                      f"the team's store from this clone: `loomtui store copy --to URL`)")
-    return PostgresStore(location, repository_namespace(paths), mirror=f"{current_host()}:{paths.audit_path}",
-                         name=_main_checkout(paths).name, elsewhere=elsewhere)
+    store = PostgresStore(location, repository_namespace(paths), mirror=f"{current_host()}:{paths.audit_path}",
+                          name=_main_checkout(paths).name, elsewhere=elsewhere)
+    if not joining:
+        note_a_joined_store(paths, redact(location))
+    return store

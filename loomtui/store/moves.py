@@ -10,6 +10,7 @@ takes the old one's place (kept beside it, renamed), and takes the note away.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import time
@@ -30,6 +31,9 @@ LEFT_FILE: Final = "store-left"
 The clone's audit log goes its own way from then on, beside the team's under the same log id: opened again
 from here, the team's store met a log file that disagreed with it (`audit verify`: BROKEN, and every decision
 taken on another machine read as written into the store by hand). So it is not, while the note stands."""
+JOINED_FILE: Final = "store-joined"
+"""The note that this clone works in a team's store: {"to": its URL without the password, "at": time}. A checkout
+of a commit from before the team named it (`store:`) would otherwise open an SQLite store of its own."""
 SQLITE_FILES: Final = ("", "-wal", "-shm")
 """An SQLite store's files: the database, and its write-ahead log and shared-memory index beside it."""
 
@@ -86,6 +90,25 @@ def refuse_a_moved_store(paths: RepoPaths) -> None:
             f"there now (this one is as it was then): set LOOMTUI_STORE to that URL, or `store:` in "
             f".loom/loom.yaml; to come back to SQLite, `loomtui store copy --to sqlite` with LOOMTUI_STORE set "
             "to it", exit_code=1)
+
+
+def note_a_joined_store(paths: RepoPaths, url: str) -> None:
+    """Note, once, that this clone works in the team's store at `url` (without its password)."""
+    if not (paths.state_dir / JOINED_FILE).exists():
+        with contextlib.suppress(StoreError):  # only a guard: a read-only state dir opens the store all the same
+            record_move(paths, url, JOINED_FILE)
+
+
+def refuse_a_forgotten_team_store(paths: RepoPaths) -> None:
+    """One line, when loom.yaml here names no team store (a commit from before the team's) but this clone
+    works in one: an SQLite store of its own would hold none of the team's work, and its log part of it."""
+    joined = store_move(paths, JOINED_FILE)
+    if joined is not None:
+        raise StoreError(
+            f"this clone works in the team's store {joined.to} (since {joined.when()}), but .loom/loom.yaml "
+            "here names no team store (a commit from before it?): nothing was opened; check out a commit "
+            "that names it, or set LOOMTUI_STORE to its URL (LOOMTUI_STORE=sqlite: a store of this clone's own, "
+            "apart from the team's)", exit_code=1)
 
 
 def refuse_a_left_store(paths: RepoPaths) -> None:
