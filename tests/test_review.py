@@ -619,6 +619,33 @@ def test_a_merge_into_another_branch_behind_the_target_is_not_sent_back_to_revie
     assert actions.count("policy.evaluated") == 1 and "sandbox.merge_unjudged" not in actions
 
 
+def test_a_lead_on_another_machine_sees_the_change_from_its_fetched_branch(billing: Path,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """A team's store: a lead's `sandbox diff` (and `d` in the app) of a change made on alice's laptop said
+    "branch loom/ID no longer exists", fetched from her push or not."""
+    from loomtui.execution import review
+
+    monkeypatch.setenv("LOOMTUI_HOST", "alice-laptop")
+    workspace, record = _idle_sandbox(billing)
+    worktree = Path(record.worktree)
+    (worktree / "docs" / "runbook.md").write_text((worktree / "docs" / "runbook.md").read_text() + "\nmore\n")
+    git(worktree, "commit", "-qam", "docs")
+    tip = git(worktree, "rev-parse", "HEAD")
+    _agent_left(workspace, record, tip)
+    monkeypatch.setenv("LOOMTUI_HOST", "bob-laptop")  # the lead's machine: the branch is alice's, fetched
+    git(billing, "update-ref", f"refs/remotes/origin/{record.branch}", tip)
+    git(billing, "update-ref", "-d", f"refs/heads/{record.branch}")
+    shown = review.diff(workspace, record.id)
+    assert [f.path for f in shown.files] == ["docs/runbook.md"] and "+more" in shown.patch
+    git(billing, "update-ref", "-d", f"refs/remotes/origin/{record.branch}")  # not fetched (yet)
+    missing = run_cli(billing, "sandbox", "diff", record.id)
+    assert missing.returncode == 1 and missing.stderr.count("\n") == 1, missing.stderr
+    assert f"is on alice-laptop: its branch {record.branch} is there, not here" in missing.stderr
+    assert "no longer exists" not in missing.stderr
+    merge = run_cli(billing, "sandbox", "merge", record.id)  # awaiting a decision there: where, not "not approved"
+    assert merge.returncode == 1 and f"sandbox {record.id} is on alice-laptop: merge it there" in merge.stderr, merge
+
+
 def test_a_merge_into_a_running_agent_s_branch_is_refused_until_it_has_ended(billing: Path) -> None:
     """`sandbox merge B --into loom/A` while A's agent ran said "merged" and exited 0; A's next commit (or,
     isolated, its branch synced from its own copy a second later) put the branch back: B marked merged, its

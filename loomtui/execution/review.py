@@ -38,6 +38,7 @@ from loomtui.execution.sandboxes import (
     agent_tree,
     get_sandbox,
     is_person_checkout,
+    on_this_host,
     refuse_elsewhere,
     sandbox_paths,
 )
@@ -124,10 +125,14 @@ def _nested_repositories(worktree: Path) -> list[str]:
 
 
 def sandbox_tip(repo: Git, record: SandboxRecord) -> str | None:
-    """The sandbox's branch tip; once it is merged and its branch gone, its merge commit's second parent."""
+    """The sandbox's branch tip; once it is merged and its branch gone, its merge commit's second parent; for a
+    sandbox on another machine (a team's store), its branch as fetched from a remote, if one has it."""
     tip = repo.resolve_commit(record.branch)
     if tip is None and record.merged_commit:
         tip = repo.resolve_commit(f"{record.merged_commit}^2")
+    if tip is None and not on_this_host(record) and record.branch:
+        fetched = repo.run("for-each-ref", "--format=%(objectname)", f"refs/remotes/*/{record.branch}")
+        tip = next(iter(fetched.out.split()), None) if fetched.status == 0 else None
     return tip
 
 
@@ -168,6 +173,9 @@ def diff(workspace: Workspace, sandbox_id: str, *, patch: bool = True) -> Sandbo
     tip = sandbox_tip(repo, record)
     if tip is None and record.status == PLANNED:  # its branch is made when it starts (after what it waits for)
         raise LoomError(f"sandbox {record.id} has not started: no branch yet, so no change to show", exit_code=1)
+    if tip is None and not on_this_host(record):  # its branch is on its machine, not gone
+        raise LoomError(f"sandbox {record.id} is on {record.host}: its branch {record.branch} is there, not here "
+                        "(pushed from there and fetched here, its change shows here)", exit_code=1)
     tip = tip or _branch_tip(repo, record)  # says the branch is gone
     base = measured_from(repo, record, tip)
     worktree = Path(record.worktree)

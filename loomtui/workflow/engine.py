@@ -446,6 +446,7 @@ def request_merge(workspace: Workspace, sandbox_id: str, *, into: str | None = N
     record = sandboxes.get_sandbox(workspace, sandbox_id)
     if record.status == MERGED:
         raise LoomError(f"sandbox {record.id} is already merged", exit_code=1)
+    sandboxes.refuse_elsewhere(record, "merge it")  # its branch is there: not "not approved" while it waits
     if record.status == PLANNED or record.status in LIVE:  # no change yet: advancing it would start its agent
         raise _not_approved(flow, record)
     if into:  # where it goes, said before following the decision (which may merge it: `merge: auto`)
