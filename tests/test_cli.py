@@ -78,6 +78,21 @@ def test_audit_verify_ok_then_broken(repo: Path) -> None:
     assert done.returncode == 1 and "BROKEN" in done.stdout and "audit.jsonl:2" in done.stdout
 
 
+def test_audit_verify_gives_its_verdict_beside_an_uncommitted_typo_in_the_config(repo: Path) -> None:
+    """A typo in loom.yaml or the policy, not committed yet: `audit verify` said only the typo (exit 2), no
+    verdict on the chain at all; the committed policy now serves for the signatures, and it says so."""
+    assert run_cli(repo, "claim", "add", "--sandbox", "a", "README.md").returncode == 0
+    (repo / ".loom").mkdir()
+    (repo / ".loom" / "loom.yaml").write_text("version: 1\nversion: 2\n")
+    done = run_cli(repo, "audit", "verify")
+    assert done.returncode == 0 and done.stdout.startswith("OK: "), (done.stdout, done.stderr)
+    assert "signatures checked against the committed policy (HEAD)" in done.stdout
+    assert ".loom/loom.yaml:2" in done.stdout
+    git(repo, "add", ".loom")
+    git(repo, "commit", "-qm", "a typo committed")  # nothing sound to check decisions against: said, as before
+    assert_one_line_error(run_cli(repo, "audit", "verify"), 2, ".loom/loom.yaml:2")
+
+
 def test_config_check_reports_file_line_and_key(repo: Path) -> None:
     (repo / ".loom").mkdir()
     (repo / ".loom" / "loom.yaml").write_text("version: 1\nruntimes:\n  claude:\n    argz: [x]\n")

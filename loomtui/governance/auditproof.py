@@ -80,10 +80,26 @@ def verify_audit(workspace: Workspace, refs: tuple[str, ...] = ()) -> AuditRepor
                if s.merged_into}
     anchors = anchor_report(workspace.root, entries, refs, sorted(targets))
     trusted = main_checkout(workspace.root)
-    policy = configured_policy(trusted, load_config(trusted))
+    policy, read_from = _policy_for_signatures(trusted)
     since = signatures_required_since(trusted, policy) if policy.decisions.require_signature else None
     signatures = check_decisions(entries, workspace.root, policy, since)
+    if read_from:
+        signatures.notes.append(read_from)
     return AuditReport(chain, anchors, signatures)
+
+
+def _policy_for_signatures(trusted: Path) -> tuple[Policy, str]:
+    """The policy the decisions' signatures are checked against, and a note when it is not the working tree's:
+    an uncommitted typo in loom.yaml or the policy left `audit verify` with no verdict at all (exit 2), the
+    committed policy then serves; the working tree's error is raised where that cannot be read either."""
+    try:
+        return configured_policy(trusted, load_config(trusted)), ""
+    except LoomError as broken:
+        try:
+            committed = policy_at(trusted, "HEAD")
+        except LoomError:
+            raise broken from None
+        return committed, f"signatures checked against the committed policy (HEAD): the working tree's: {broken}"
 
 
 # How far back the policy's history is read for when signatures began to be required; a requirement older
