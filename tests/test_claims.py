@@ -185,7 +185,9 @@ def test_a_task_refused_at_its_claims_tells_a_json_script_which_sandbox_was_kept
     [kept] = [s.id for s in coordinator.store.list_sandboxes() if s.task == "again"]
     assert plain.stderr.startswith(f"loomtui: error: sandbox {kept} rejected: claim on payments/refunds.py refused")
     assert plain.stderr.count("\n") == 1
-    assert "--after" not in plain.stderr  # held by a name, not a sandbox: nothing to wait for
+    assert "--after" not in plain.stderr  # held by a name, not a sandbox: nothing to wait for, but what frees it
+    assert "alice-task is no sandbox but a person's or an outside agent's name: `loomtui claim release --all " \
+           "--sandbox alice-task` lets its claims go" in plain.stderr
     # Held by a sandbox: how to run it once that one has merged, and how to drop the record.
     holder = json.loads(run_cli(repo, "sandbox", "new", "--runtime", "command", "--task", "holder", "--no-start",
                                 "--json", "--claim", "payments/ledger.py", "--", "true").stdout)["id"]
@@ -195,6 +197,11 @@ def test_a_task_refused_at_its_claims_tells_a_json_script_which_sandbox_was_kept
     assert waiting.returncode == 1 and waiting.stderr.rstrip().endswith(
         f"to start it once {holder} merged, run it again with --after {holder} (`loomtui sandbox rm {later}` "
         "drops this record)"), waiting.stderr
+    # refunds.py uses the ledger the holder holds: a warning beside the refusal, not what to wait for.
+    beside = run_cli(repo, "sandbox", "new", "--runtime", "command", "--task", "refunds again", "--claim",
+                     "payments/refunds.py", "--", "true")
+    assert beside.returncode == 1 and f"--after {holder}" not in beside.stderr, beside.stderr
+    assert "--sandbox alice-task` lets its claims go" in beside.stderr
     # A holder nothing moves on (the command that stated it killed): waiting on it would wait for good.
     docs = json.loads(run_cli(repo, "sandbox", "new", "--runtime", "command", "--task", "docs", "--no-start",
                               "--json", "--claim", "docs/runbook.md", "--", "true").stdout)["id"]

@@ -80,13 +80,17 @@ def _after_hint(workspace: Workspace, refused: LoomError) -> str:
     from loomtui.execution.lifecycle import EXITED, FAILED, REJECTED
     from loomtui.workflow.steps import nobody_on_it
 
-    holders = [record for record in (workspace.store.get_sandbox(h) for h in
-                                     sorted({c.sandbox_b for c in getattr(refused, "conflicts", ())}))
-               if record is not None]
-    if not holders:
+    # What refused it only (a dependency beside it is a warning: waiting for that one frees nothing).
+    named = sorted({c.sandbox_b for c in getattr(refused, "conflicts", ()) if c.blocking})
+    holders = [record for record in (workspace.store.get_sandbox(h) for h in named) if record is not None]
+    said, waitable = [], []
+    found = {record.id for record in holders}
+    for name in (h for h in named if h not in found):  # a person's, or an agent's outside loomtui: no merge comes
+        said.append(f"{name} is no sandbox but a person's or an outside agent's name: `loomtui claim release "
+                    f"--all --sandbox {name}` lets its claims go (theirs to run, or a lead's with --override REASON)")
+    if not said and not holders:
         return ""
     flow = _workflow(workspace)
-    said, waitable = [], []
     for record in holders:
         if record.status in (FAILED, EXITED, REJECTED):  # `--after` it: held at once, for good
             said.append(f"{record.id} ended without merging ({record.status}), its claims kept for a run again: "
