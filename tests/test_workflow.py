@@ -720,6 +720,13 @@ def test_after_an_unknown_or_rejected_task_is_one_clear_error(manual: Workspace)
                      "--script", str(edit(manual, "x", "lib.py", "x + 1", "x + 2")))
     assert result.returncode != 0 and result.stderr.count("\n") == 1 and "nosuch" in result.stderr
     assert manual.store.list_sandboxes(include_archived=True) == []
+    # After a task that exists: its worktree comes when it starts; the path was printed as if it were there.
+    first = tasks.create_sandbox(manual, "first", "script", script=edit(manual, "f", "lib.py", "x + 1", "x + 3"))
+    later = run_cli(manual.root, "sandbox", "new", "--runtime", "script", "--task", "t", "--after", first.id,
+                    "--script", str(edit(manual, "x", "lib.py", "x + 1", "x + 2")))
+    [line] = [line for line in later.stdout.splitlines() if line.startswith("  worktree ")]
+    assert later.returncode == 0 and line.endswith(" (made when it starts)"), later.stdout
+    assert not Path(line.split()[1]).exists()
 
 
 # -- merge conflicts -----------------------------------------------------------------------------

@@ -190,7 +190,8 @@ def cmd_new(args: argparse.Namespace) -> int:
         print("note: no --claim: no code is held for this agent, so another's edits to the same code are flagged "
               "only at merge, and gate 2 scores its scope lower (`loomtui claim suggest TEXT` ranks what a task "
               "touches)", file=sys.stderr)
-    print(f"  worktree {record.worktree}")
+    # A task after another gets its worktree when it starts, from that one's merge: not there to `cd` to yet.
+    print(f"  worktree {record.worktree}" + ("" if engine.has_worktree(record) else " (made when it starts)"))
     if record.status == PLANNED and view.step != "agent":  # no agent yet: nothing to follow
         print(f"  next     {view.line(STEP_HINTS)}")
     else:
