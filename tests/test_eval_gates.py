@@ -96,6 +96,11 @@ def test_a_regression_fails_gate_1_what_was_already_broken_does_not_and_the_base
         "checks"]
     runs = [e for e in workspace.audit.entries() if e.action == "eval.run" and e.subject == careless]
     assert [e.details["stored"] for e in runs] == [False, True]
+    # One gate asked, after both: its part of the stored eval (gate 1 ran its checks again, 3 s, unmarked).
+    one, two = evaluate(workspace, careless, which="1"), evaluate(workspace, careless, which="2")
+    assert one.stored and one.which == "1" and one.score is None and one.as_dict()["checks"] == first.as_dict()["checks"]
+    assert two.stored and two.which == "2" and two.score == first.score
+    assert [run.status for run in workspace.store.gate_runs(careless)].count("failed") == 1  # gate 1 ran once
 
 
 def test_a_test_that_passes_on_its_rerun_is_flaky_not_a_regression(tmp_path: Path) -> None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Final, Literal
 
 from loomtui.audit import listed_in_entry
@@ -139,8 +139,14 @@ def evaluate(workspace: Workspace, sandbox_id: str, *, which: GateChoice = "all"
     key = _eval_key(workspace, record.id, record.task, base, tip, which)
     if not force:
         row = workspace.store.latest_eval_report(record.id, SANDBOX_EVAL, key)
+        part_of_whole = row is None and which != "all"  # one gate asked of an eval of both, nothing changed since
+        if part_of_whole:
+            row = workspace.store.latest_eval_report(
+                record.id, SANDBOX_EVAL, _eval_key(workspace, record.id, record.task, base, tip, "all"))
         if row is not None:
             report = EvalReport.from_dict(row.data, stored=True, report_id=row.id)
+            if part_of_whole:
+                report = replace(report, which=which, score=None if which == "1" else report.score)
             _audit(workspace, report)
             return report
     if which == "2":
