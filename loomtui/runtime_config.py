@@ -11,8 +11,11 @@ from typing import Final, Literal, get_args
 from loomtui.errors import LoomError
 from loomtui.yamlcheck import Value, closest
 
-PLACEHOLDERS: Final = frozenset({"task", "context_file", "sandbox", "script", "worktree", "mcp_config"})
+PLACEHOLDER_NAMES: Final = ("task", "context_file", "sandbox", "worktree", "script", "mcp_config")
+PLACEHOLDERS: Final = frozenset(PLACEHOLDER_NAMES)
 """Names a runtime's argv may use as `{name}`; execution substitutes them per sandbox."""
+PLACEHOLDERS_SAID: Final = ", ".join(f"{{{name}}}" for name in PLACEHOLDER_NAMES)
+"""The placeholders as help and errors list them, in that order."""
 
 RuntimeMode = Literal["headless", "interactive"]
 RUNTIME_MODES: Final[tuple[RuntimeMode, ...]] = get_args(RuntimeMode)
@@ -171,7 +174,7 @@ def _runtime_argv(argv_value: Value) -> tuple[str, ...]:
             if match.group(1) not in PLACEHOLDERS:
                 guess = closest(match.group(1), PLACEHOLDERS)
                 hint = f"did you mean {{{guess}}}? " if guess else ""
-                allowed = ", ".join(f"{{{p}}}" for p in sorted(PLACEHOLDERS))
+                allowed = PLACEHOLDERS_SAID
                 raise item.error(
                     f"unknown placeholder {match.group(0)} ({hint}allowed: {allowed})"
                 )

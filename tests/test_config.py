@@ -319,7 +319,7 @@ def test_bad_placeholder() -> None:
     text = "runtimes:\n  mine:\n    argv: [mine, --task, '{taks}']\n"
     assert error_of(text) == (
         f"{PATH}:3: runtimes.mine.argv[2]: unknown placeholder {{taks}} (did you mean {{task}}? "
-        "allowed: {context_file}, {mcp_config}, {sandbox}, {script}, {task}, {worktree})"
+        "allowed: {task}, {context_file}, {sandbox}, {worktree}, {script}, {mcp_config})"
     )
     assert error_of("runtimes:\n  m:\n    argv:\n      - m\n      - '{foo}'\n").startswith(
         f"{PATH}:5: runtimes.m.argv[1]: unknown placeholder {{foo}} (allowed: "

@@ -34,6 +34,7 @@ from loomtui.execution.log_lines import MAX_TAIL_BYTES
 from loomtui.execution.readable_log import ReadableLog, readable_tail
 from loomtui.execution.runtimes import OUTPUT_PLAIN
 from loomtui.gitcmd import Git
+from loomtui.runtime_config import PLACEHOLDERS_SAID
 from loomtui.store import SandboxRecord
 from loomtui.workspace import Workspace
 
@@ -582,7 +583,7 @@ def register(commands: Any) -> None:
     new.add_argument("--script", type=nonempty_arg, metavar="FILE", help="the YAML script a `script` runtime replays")
     new.add_argument("command", nargs="*", metavar="-- PROGRAM ARG",
                      help="for the generic `command` runtime: the program and its arguments "
-                          "({task}, {context_file}, {sandbox} are substituted as whole arguments)")
+                          f"({PLACEHOLDERS_SAID} are substituted as whole arguments)")
     new.add_argument("--after", action="append", metavar="ID",
                      help="wait for sandbox ID's change to merge first (repeatable); this task's claims, "
                           "worktree and agent start from the merged target then")

@@ -85,7 +85,7 @@ class NewSandboxScreen(ModalScreen[NewSandboxRequest | None]):
                     yield Input(placeholder="after: ids", id="after",
                                 tooltip="ids of the sandboxes whose change merges before this one starts")
                 yield Input(placeholder="script file (script runtime only)", id="script")
-                yield Input(placeholder="command, e.g. ./fix.sh {task} (also {context_file}, {sandbox})",
+                yield Input(placeholder="command, e.g. ./fix.sh {task} (also {context_file}, {sandbox}, {worktree})",
                             id="command")
                 yield Label("Claims (suggested from the task; space toggles):")
                 yield TickList[str](id="claims")
