@@ -45,8 +45,10 @@ APP_BINDINGS: Final[list[BindingType]] = [
     # description, so neither the footer nor the help offers a key that only answers no.
     Binding("slash", "screen.filter", "", show=False, id="app.no_filter"),
     # ctrl+p too, Textual's own key for its palette: with `:` bound to it Textual binds ctrl+p no more, and it did
-    # nothing, the letters typed next running as keys (`t` switched the theme, `a` approved). `:` is the one shown.
-    Binding("ctrl+p", "command_palette", "", show=False, id="app.commands_ctrl_p"),
+    # nothing, the letters typed next running as keys (`t` switched the theme, `a` approved). `:` is the one the
+    # footer shows; `?` and `loomtui keys` list both (the README names both).
+    Binding("ctrl+p", "command_palette", "Commands", show=False, id="app.commands_ctrl_p",
+            tooltip="The command palette, as `:` (Textual's own key)"),
 ]
 """The app's own keys: help, commands, themes, the eight views, quit (on every screen but a modal one)."""
 
