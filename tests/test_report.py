@@ -431,7 +431,9 @@ def test_a_shallow_clone_is_partial_when_it_cuts_the_window(scenario: Workspace,
 def test_a_branch_that_cannot_be_found(scenario: Workspace, tmp_path: Path) -> None:
     done = run_cli(scenario.root, "report", "--branch", "nope")
     assert done.returncode == 2
-    assert done.stderr.count("\n") == 1 and "nope" in done.stderr and "--branch" in done.stderr
+    assert done.stderr.count("\n") == 1 and "nope" in done.stderr
+    # Given --branch already: the branches there are, not "name the main branch with --branch".
+    assert "with --branch" not in done.stderr and "; local branches: main, side11, " in done.stderr, done.stderr
     trunk = tmp_path / "trunk"
     trunk.mkdir()
     git(trunk, "init", "-q", "-b", "trunk")

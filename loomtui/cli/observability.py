@@ -54,6 +54,14 @@ def _trailer_arg(text: str) -> str:
     return name
 
 
+def _local_branches(workspace: Any) -> str:
+    """This repository's branches, a few of them, as a hint says them (`loom/` sandboxes' left out)."""
+    from loomtui.gitcmd import Git
+
+    names = [name for name in Git(workspace.root).branch_tips() if not name.startswith("loom/")]
+    return (", ".join(sorted(names)[:8]) + (f" and {len(names) - 8} more" if len(names) > 8 else "")) or "none"
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     from loomtui.observability.history import NoSuchBranch
     from loomtui.observability.metrics import compute_metrics
@@ -66,7 +74,9 @@ def cmd_report(args: argparse.Namespace) -> int:
     try:
         metrics = compute_metrics(workspace, since, until, args.branch, agent_trailers=args.agent_trailer or ())
     except NoSuchBranch as exc:
-        raise LoomError(f"{exc}; name the main branch with --branch") from None
+        # Named by --branch itself: the branches there are, not "use --branch".
+        hint = f"local branches: {_local_branches(workspace)}" if args.branch else "name the main branch with --branch"
+        raise LoomError(f"{exc}; {hint}") from None
     finally:
         workspace.close()
     print(render(metrics, "json" if args.json else args.format))
