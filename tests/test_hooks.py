@@ -663,6 +663,12 @@ def test_a_path_no_system_can_hold_is_refused_not_an_internal_error(billing: Pat
         broker.close()
     assert HookGate(ws, "agent-1", billing).check_edit("a\ud800.py").reason == (
         "a\\ud800.py is no file name: it cannot be encoded")  # in this process, no broker between
+    # From Claude Code's hook input itself: the file was read before it was asked ("internal error").
+    for tool, tool_input in (("Edit", {"file_path": "src/\ud800.py", "old_string": "a", "new_string": "b"}),
+                             ("Bash", {"command": "echo x > \ud800.py"})):
+        done = hook(payload(billing, tool, tool_input), "--sandbox", "agent-1")
+        assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stderr
+        assert "is no file name: it cannot be encoded" in done.stderr and "internal error" not in done.stderr
 
 def test_a_request_nested_to_the_parsers_limit_is_refused_not_an_internal_error(billing: Path, ws: Workspace) -> None:
     """Parsed in the broker's reading thread, checked in its worker, where the stack already held more:

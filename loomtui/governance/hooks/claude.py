@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final, Protocol
 
-from loomtui.errors import LoomError
+from loomtui.errors import LoomError, abridged, escape_controls
 from loomtui.governance.hooks.bash import CommandNotRead, bash_write_targets
 from loomtui.governance.hooks.edits import (
     MAX_PATH_CHARS,
@@ -118,6 +118,19 @@ _NUL_PATH: Final = "a path this call writes holds a NUL byte: no file is named s
 """Said to the agent (the permission prompt said "cannot check this call (ValueError)", no reason to act on)."""
 
 
+def _refuse_unnamable(paths: list[str]) -> None:
+    """HookInputError for a path no file can have: a NUL in it, or a lone surrogate (JSON's `\ud800`), which
+    cannot be encoded (reading the file raised it: "internal error: UnicodeEncodeError")."""
+    for path in paths:
+        if "\x00" in path:
+            raise HookInputError(_NUL_PATH)
+        try:
+            os.fsencode(path)
+        except UnicodeEncodeError:
+            raise HookInputError(f"{escape_controls(abridged(path, 200))} is no file name: it cannot be "
+                                 "encoded") from None
+
+
 def edit_targets(event: HookEvent) -> list[EditTarget] | None:
     """What a PreToolUse call writes; None for tools and commands that write no file."""
     tool, data = event.tool_name, event.tool_input
@@ -130,8 +143,7 @@ def edit_targets(event: HookEvent) -> list[EditTarget] | None:
         except CommandNotRead as exc:  # judged as unread, never as writing nothing: refused, saying how to go on
             raise HookInputError(f"loomtui cannot tell which files this command writes: {exc}; write files with "
                                  "the Edit or Write tool, or with a plainer command") from None
-        if any("\x00" in p for p in paths):
-            raise HookInputError(_NUL_PATH)
+        _refuse_unnamable(paths)
         return [EditTarget(_as_seen_here(p), None) for p in paths] or None
     if tool not in EDIT_TOOLS:
         return None
@@ -139,8 +151,7 @@ def edit_targets(event: HookEvent) -> list[EditTarget] | None:
     raw = data.get(key)
     if not isinstance(raw, str) or not raw:
         raise HookInputError(f"{tool} tool_input needs a '{key}' string")
-    if "\x00" in raw:
-        raise HookInputError(_NUL_PATH)
+    _refuse_unnamable([raw])
     path = _as_seen_here(absolute_path(raw, event.cwd))
     if tool == "NotebookEdit":
         return [EditTarget(path, None)]  # cells are JSON, not lines of code: the notebook is one region
