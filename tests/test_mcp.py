@@ -482,13 +482,19 @@ async def test_an_isolated_agent_searches_the_teams_context_through_its_broker(
     shutil.rmtree(tree / "docs")
     hidden = tmp_path / "hidden-checkout"
     hidden.mkdir()
+    # A lead's draft in the main checkout, not committed (a token in it): the checkout is hidden from the agent,
+    # and its search must not serve it either (it did, through the broker).
+    draft = ws.root / "docs" / "adr" / "0099-on-call-draft.md"
+    draft.write_text("# 99. On-call escalation\n\n## Status\n\nDraft\n\nPagerDuty token pd_live_9f8e7d6c5b4a.\n")
     env = server_env(LOOM_BROKER=str(broker), LOOM_REPO=str(hidden))
     params = StdioServerParameters(command=sys.executable, args=server_argv(tree, 30), env=env, cwd=str(tree))
     async with stdio_client(params) as (read, write_stream), ClientSession(read, write_stream) as client:
         await client.initialize()
         found = await call(client, "search_context", query="banker's rounding per line item", limit=3)
+        leaked = await call(client, "search_context", query="pagerduty token on-call escalation", limit=50)
         bad = await client.call_tool("search_context", {"query": "rounding", "limit": 0})
     assert found[0]["where"].startswith("docs/adr/0002") and found[0]["excerpt"]
+    assert "pd_live" not in json.dumps(leaked) and "0099" not in json.dumps(leaked), leaked
     assert bad.is_error and "limit: from 1 to 50 sections (got 0)" in bad.content[0].text  # type: ignore[union-attr]
 
 

@@ -331,7 +331,9 @@ MAX_SEARCH_RESULTS: Final = 50
 
 
 def op_search_context(gate: HookGate, request: Mapping[str, Any]) -> dict[str, Any]:
-    """The team's context (the trusted checkout's, which an isolated agent cannot read) searched for a topic."""
+    """The team's context (the trusted checkout's, which an isolated agent cannot read) searched for a topic: as
+    committed there, for a sandbox's agent (the lead's untracked drafts matching the sources, a note with a
+    token, were served to it, the checkout itself hidden from it); a person's own agent reads their files."""
     from loomtui.knowledge.engine import search_sections
     from loomtui.knowledge.sources import load_context
 
@@ -342,7 +344,8 @@ def op_search_context(gate: HookGate, request: Mapping[str, Any]) -> dict[str, A
     if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_SEARCH_RESULTS:
         raise LoomError(f"limit: from 1 to {MAX_SEARCH_RESULTS} sections (got {limit!r})")
     root = gate.workspace.root
-    return {"results": search_sections(load_context(root, gate.workspace.load_config().context), query, limit)}
+    context = load_context(root, gate.workspace.load_config().context, at="HEAD" if gate.managed else None)
+    return {"results": search_sections(context, query, limit)}
 
 
 def _text(request: Mapping[str, Any], name: str, limit: int | None = MAX_TEXT_CHARS) -> str:
