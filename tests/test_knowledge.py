@@ -670,3 +670,78 @@ def test_the_superseded_note_never_points_at_a_decision_that_does_not_stand(tmp_
         "ADR 0003": "it and ADR 0002: Per line each supersede the other: say which stands",
         "ADR 0004": "superseded by ADR 0009 (not in the repository): agents should follow the newer decision",
         "ADR 0007": "superseded by ADR 0008: Banker's: agents should follow the newer decision"}
+
+
+def _adrs(root: Path, files: dict[str, str]) -> None:
+    for path, text in files.items():
+        (root / path).parent.mkdir(parents=True, exist_ok=True)
+        (root / path).write_text(text)
+
+
+def _adr(number: int, title: str, status: str, decision: str) -> str:
+    return f"# {number}. {title}\n\nDate: 2023-01-01\n\n## Status\n\n{status}\n\n## Decision\n\n{decision}\n"
+
+
+def test_adr_numbers_are_each_folders_own(tmp_path: Path) -> None:
+    """A monorepo's services each number their ADRs from 1: payments' ADR 1, superseded by its ADR 2, was said
+    superseded by search's ADR 2, and search's accepted ADR 1 superseded by payments' ADR 2."""
+    from loomtui.knowledge.supersession import supersession
+
+    _adrs(tmp_path, {
+        "payments/docs/adr/0001-idempotent.md": _adr(1, "Refunds are idempotent",
+                                                     "Superseded by [2. Refund via ledger](0002-ledger.md)", "Keys."),
+        "payments/docs/adr/0002-ledger.md": _adr(2, "Refund via ledger", "Accepted\n\nSupersedes [1. Refunds are "
+                                                 "idempotent](0001-idempotent.md)", "Ledger."),
+        "search/docs/adr/0001-elasticsearch.md": _adr(1, "Use Elasticsearch", "Accepted", "Search on Elasticsearch."),
+        "search/docs/adr/0002-refresh.md": _adr(2, "Index refresh interval", "Accepted", "Every 30 s.")})
+    context = load_context(tmp_path, ContextConfig(sources=("**/docs/adr/*.md",)))
+    relation = supersession(context)
+    assert {section_id.split(":")[1]: relation.newer(section_id) for section_id in relation.by} == {
+        "payments/docs/adr/0001-idempotent.md": "ADR 0002: Refund via ledger"}
+    assert not any("search" in flag.adr for flag in adr_flags(context))
+
+
+def test_a_slice_gives_the_decision_in_force_first_and_marks_every_superseded_adr(tmp_path: Path) -> None:
+    """A chain (2 by 3, 3 by 6): ADR 2 went to the agent with no note (3 "does not stand"), and ADR 6 was not
+    picked at all; a bare `status: superseded` went unmarked; under a tight budget the old decision was kept
+    and the one in force left out (equal scores: by path, the older first)."""
+    _adrs(tmp_path, {
+        "docs/adr/0002-float.md": _adr(2, "Use float for invoice amounts", "Superseded by [3. Use Decimal]"
+                                       "(0003-decimal.md)", "Store invoice amounts as float."),
+        "docs/adr/0003-decimal.md": _adr(3, "Use Decimal for invoice amounts", "Superseded by [6. Use integer "
+                                         "cents](0006-cents.md)", "Invoice amounts are Decimal."),
+        "docs/adr/0006-cents.md": _adr(6, "Use integer cents", "Accepted\n\nSupersedes [3. Use Decimal]"
+                                       "(0003-decimal.md)", "Store integer cents."),
+        "docs/adr/0007-retries.md": "---\nstatus: superseded\n---\n# Retry invoice emails three times\n\n"
+                                    "## Decision Outcome\n\nInvoice emails are retried three times.\n"})
+    context = load_context(tmp_path, ContextConfig(sources=("docs/adr/*.md",)))
+    piece = slice_context(context, "change how invoice amounts are stored and retry invoice emails")
+    why = {pick.section.source: pick.why() for pick in piece.picks}
+    assert "SUPERSEDED by ADR 0006: Use integer cents (through ADR 0003)" in why["docs/adr/0002-float.md"], why
+    assert why["docs/adr/0007-retries.md"].endswith("; SUPERSEDED: not a decision in force"), why
+    assert "in force in place of ADR 0002: Use float for invoice amounts" in why["docs/adr/0006-cents.md"], why
+    order = [pick.section.source for pick in piece.picks]
+    assert order.index("docs/adr/0006-cents.md") < order.index("docs/adr/0002-float.md"), order
+    tight = slice_context(context, "invoice amounts", budget=50)
+    assert [pick.section.source for pick in tight.picks] == ["docs/adr/0006-cents.md"], tight.render()
+
+
+def test_an_adr_a_sandbox_got_superseded_since_makes_it_stale(workspace: Workspace, sample: Path) -> None:
+    """ADR 0002 in a sandbox's slice, then a new ADR superseding it: drift said "behind" (the app: "not in this
+    sandbox's sections"), and the agent went on following the old decision."""
+    now = time.time()
+    workspace.store.add_sandbox(SandboxRecord(id="inv3", task="Speed up invoice totals", runtime="script",
+                                              status="running", created=now, updated=now))
+    piece, context = slice_for_task(workspace, "Speed up invoice totals", at="HEAD")
+    assert any("0002" in pick.section.id for pick in piece.picks)
+    record_slice(workspace, "inv3", piece, context)
+    (sample / "docs" / "adr" / "0009-round-at-the-total.md").write_text(
+        "# 9. Round at the total\n\n## Status\n\nAccepted. Supersedes ADR 0002.\n\n## Decision\n\nPinned wording.\n")
+    git(sample, "add", "-A")
+    git(sample, "commit", "-qm", "ADR 9 supersedes 2")
+    drift = sandbox_drift_now(workspace, "inv3")
+    assert drift.status == "stale" and {
+        "id": "repo:docs/adr/0002-bankers-rounding-per-line-item.md",
+        "title": "ADR 0002: Banker's rounding, per line item, in one module",
+        "label": "docs/adr/0002-bankers-rounding-per-line-item.md [repo]",
+        "change": "superseded by ADR 0009: Round at the total"} in drift.changes, drift.changes

@@ -203,12 +203,17 @@ def sandbox_drift(sandbox_id: str, recorded: dict[str, Any], current: Context,
         return SandboxDrift(sandbox_id, "fresh", version, current.version)
     changes: list[dict[str, str]] = []
     had = {str(s.get("id")): s for s in recorded.get("sections", []) if isinstance(s, dict)}
+    relation = supersession(current)
     for section_id, old in had.items():
         now = current.section(section_id)
         if now is None:
             changes.append({"id": section_id, "title": str(old.get("title", "")), "change": "removed"})
         elif now.hash != old.get("hash"):
             changes.append({"id": section_id, "title": now.title, "label": now.label, "change": "changed"})
+        elif (newer := relation.newer(section_id)) != (old.get("superseded_by") or ""):
+            # An ADR it got, superseded since (by a new one: its own text the same): it read "behind".
+            changes.append({"id": section_id, "title": now.title, "label": now.label,
+                            "change": f"superseded by {newer}" if newer else "no longer superseded"})
     claims = [ClaimInput(str(c.get("target", "")), tuple(c.get("regions", ())), bool(c.get("suggested")))
               for c in recorded.get("claims", []) if isinstance(c, dict)]
     try:

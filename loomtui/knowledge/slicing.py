@@ -36,7 +36,7 @@ from loomtui.errors import LoomError
 from loomtui.globs import glob_spec
 from loomtui.knowledge.sections import CHARS_PER_TOKEN, Section, estimate_tokens
 from loomtui.knowledge.sources import REPO_LAYER, Context
-from loomtui.knowledge.supersession import supersession
+from loomtui.knowledge.supersession import Supersession, supersession
 from loomtui.knowledge.terms import TermIndex, display_forms, task_terms, term_index
 
 __all__ = ["MIN_SCORE", "ClaimInput", "Pick", "Slice", "pinned_sections", "slice_context"]
@@ -237,8 +237,11 @@ class Pick:
 
     def why(self) -> str:
         status = (self.section.adr.status if self.section.adr is not None else "").strip()
-        # A rejected or proposed ADR reads as a decision unless said otherwise (only a superseded one was).
+        # A rejected or proposed ADR reads as a decision unless said otherwise; so does a superseded one whose
+        # successor is not here to name (a bare `status: superseded`).
         unsettled = f"; {status.upper()}: not a decision in force" if status.lower().startswith(NOT_IN_FORCE) else ""
+        if not unsettled and not self.superseded_by and status.lower().startswith("superseded"):
+            unsettled = "; SUPERSEDED: not a decision in force"
         if self.pinned:
             return "pinned (context.pinned)" + unsettled
         if self.pulled_by == SHARED_REASON:
@@ -361,7 +364,8 @@ def slice_context(context: Context, task: str, claims: Sequence[ClaimInput] = ()
         raise LoomError(f"the context budget of {budget:,} tokens is smaller than the pinned sections "
                         f"({pinned_tokens:,} tokens in {len(pinned)}); raise {where} or pin less")
     index = term_index(context)
-    ranked = _rank(context, index, task, claims, repo_index)
+    relation = supersession(context)
+    ranked = _in_force_first(context, _rank(context, index, task, claims, repo_index), relation)
     picks = [Pick(s, 100.0, pinned=True) for s in pinned]
     used = pinned_tokens
     left_out: list[tuple[Pick, str]] = []
@@ -381,10 +385,32 @@ def slice_context(context: Context, task: str, claims: Sequence[ClaimInput] = ()
         picks += shared
         said = {pick.section.id for pick, _why in left_out}  # one that scored and did not fit is said already
         left_out += [(pick, why) for pick, why in over if pick.section.id not in said]
-    relation = supersession(context)
     picks = [replace(pick, superseded_by=relation.newer(pick.section.id)) for pick in picks]
     return Slice(task, list(claims), context.version, context.commit, budget, picks, left_out,
                  problems + list(context.problems))
+
+
+def _in_force_first(context: Context, ranked: list[Pick], relation: Supersession) -> list[Pick]:
+    """`ranked`, each superseded ADR preceded by the decisions standing in its place, ranked at least as high:
+    the old decision came first (on equal scores, by path) and a tight budget kept it and left the new one out,
+    or the task's words matched the old one only and its agent never got the decision in force."""
+    by_id = {pick.section.id: pick for pick in ranked}
+    placed: set[str] = set()
+    ordered: list[Pick] = []
+    for pick in ranked:
+        for standing_id in relation.standing_for(pick.section.id):
+            current, section = by_id.get(standing_id), context.section(standing_id)
+            if standing_id in placed or section is None:
+                continue
+            if current is None or current.score < pick.score:
+                current = replace(current or Pick(section, 0.0), score=pick.score, pulled_by=(
+                    f"in force in place of {pick.section.title}, which the task matched"))
+            ordered.append(current)
+            placed.add(standing_id)
+        if pick.section.id not in placed:
+            ordered.append(pick)
+            placed.add(pick.section.id)
+    return ordered
 
 
 SHARED_CONVENTIONS: Final = ("AGENTS.md", "CLAUDE.md")

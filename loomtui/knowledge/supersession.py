@@ -1,21 +1,28 @@
 """Which ADRs supersede which: one reading for the drift flags and the slices' notes.
 
 An ADR is superseded when its own status names another (`Superseded by ADR 0005`) or
-another says it supersedes it. Only a decision that stands supersedes anything: an ADR
-naming itself, one that is rejected, proposed or superseded itself, and two that each
-supersede the other say nothing of which stands; a number no ADR here has is said so.
+another says it supersedes it. Only a decision that stands, or stood once (superseded
+itself), supersedes anything: an ADR naming itself, one that is rejected, proposed or
+deprecated, and two that each supersede the other say nothing of which stands; a number
+no ADR here has is said so. A chain (2 superseded by 3, 3 by 6) is followed to the
+decision that stands now. A number is an ADR's of the same folder (each service of a
+monorepo numbers its own log from 1), else the one ADR so numbered anywhere.
 """
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass
+from pathlib import PurePosixPath
 from typing import Final
 
 from loomtui.knowledge.sections import Section
 from loomtui.knowledge.sources import Context
 
 NOT_STANDING: Final = ("rejected", "proposed", "superseded", "deprecated", "draft")
-"""ADR states that decide nothing now: such an ADR supersedes nothing."""
+"""ADR states that decide nothing now."""
+NEVER_STOOD: Final = tuple(state for state in NOT_STANDING if state != "superseded")
+"""ADR states of a decision never taken: such an ADR supersedes nothing (a superseded one did, once)."""
 
 
 @dataclass(frozen=True)
@@ -24,39 +31,92 @@ class Supersession:
     """Section id of each superseded ADR -> number -> title of each standing ADR superseding it."""
     each_other: tuple[tuple[Section, Section], ...]
     """ADRs that each supersede the other: neither stands over the other."""
+    successors: dict[str, tuple[str, ...]]
+    """Section id of each superseded ADR -> the section ids of the decisions standing in its place."""
 
     def newer(self, section_id: str) -> str:
         """The ADRs superseding this one, in one line ("" when none)."""
         return "; ".join(title for _number, title in sorted(self.by.get(section_id, {}).items()))
 
+    def standing_for(self, section_id: str) -> tuple[str, ...]:
+        """The section ids of the decisions that stand in this ADR's place (none when it is not superseded)."""
+        return self.successors.get(section_id, ())
+
+
+def _folder(section: Section) -> tuple[str, str]:
+    return section.layer, str(PurePosixPath(section.source).parent)
+
 
 def supersession(context: Context) -> Supersession:
     """Which ADRs of `context` supersede which."""
     adrs = [s for s in context.sections if s.adr is not None]
-    by_number = {s.adr.number: s for s in adrs if s.adr is not None and s.adr.number is not None}
-    newer: dict[str, dict[int, str]] = {}
+    here: dict[tuple[tuple[str, str], int], Section] = {}
+    anywhere: dict[int, list[Section]] = {}
+    for section in adrs:
+        number = section.adr.number if section.adr is not None else None
+        if number is not None:
+            here[_folder(section), number] = section
+            anywhere.setdefault(number, []).append(section)
+
+    def named(by: Section, number: int) -> Section | None:
+        found = here.get((_folder(by), number))
+        if found is None and len(anywhere.get(number, ())) == 1:
+            found = anywhere[number][0]
+        return found
+
+    steps: dict[str, dict[str, Section]] = {}  # older id -> newer id -> newer: one step each
+    missing: dict[str, set[int]] = {}
     for section in adrs:
         adr = section.adr
         assert adr is not None
-        if adr.state not in NOT_STANDING:
+        if adr.state not in NEVER_STOOD:
             for number in adr.supersedes:
-                older = by_number.get(number)
-                if older is not None and older is not section and adr.number is not None:
-                    newer.setdefault(older.id, {})[adr.number] = section.title
+                older = named(section, number)
+                if older is not None and older is not section:
+                    steps.setdefault(older.id, {})[section.id] = section
         for number in adr.superseded_by:
-            named = by_number.get(number)
-            if named is section:
+            newer = named(section, number)
+            if newer is section:
                 continue
-            if named is None:
-                newer.setdefault(section.id, {})[number] = f"ADR {number:04d} (not in the repository)"
-            elif named.adr is not None and named.adr.state not in NOT_STANDING:
-                newer.setdefault(section.id, {})[number] = named.title
-    numbers = {s.id: s.adr.number for s in adrs if s.adr is not None}
+            if newer is None:
+                missing.setdefault(section.id, set()).add(number)
+            elif newer.adr is not None and newer.adr.state not in NEVER_STOOD:
+                steps.setdefault(section.id, {})[newer.id] = newer
+    pairs = sorted({(a, b) if a < b else (b, a) for a, newer in steps.items() for b in newer
+                    if a in steps.get(b, {})})
+    for a, b in pairs:
+        del steps[a][b], steps[b][a]
     sections = {s.id: s for s in adrs}
-    both_ways = [(section_id, number) for section_id, by in newer.items() for number in by
-                 if numbers.get(section_id) in newer.get(by_number[number].id if number in by_number else "", {})]
-    pairs = {tuple(sorted((section_id, by_number[number].id))) for section_id, number in both_ways}
-    for section_id, number in both_ways:
-        del newer[section_id][number]
-    return Supersession({section_id: by for section_id, by in newer.items() if by},
-                        tuple((sections[a], sections[b]) for a, b in sorted(pairs)))
+    by: dict[str, dict[int, str]] = {}
+    successors: dict[str, tuple[str, ...]] = {}
+    for older_id in set(steps) | set(missing):
+        said, standing = _standing_ends(older_id, steps, missing)
+        if said:
+            by[older_id] = said
+            successors[older_id] = standing
+    return Supersession(by, tuple((sections[a], sections[b]) for a, b in pairs), successors)
+
+
+def _standing_ends(start: str, steps: dict[str, dict[str, Section]],
+                   missing: dict[str, set[int]]) -> tuple[dict[int, str], tuple[str, ...]]:
+    """What supersedes `start`, followed along the chain to what stands now (number -> title, as said), and
+    the section ids of those that stand."""
+    said: dict[int, str] = {number: f"ADR {number:04d} (not in the repository)" for number in missing.get(start, ())}
+    standing: list[str] = []
+    seen = {start}
+    frontier: deque[tuple[Section, Section | None]] = deque((newer, None) for newer in steps.get(start, {}).values())
+    while frontier:
+        node, through = frontier.popleft()
+        if node.id in seen or node.adr is None or node.adr.number is None:
+            continue
+        seen.add(node.id)
+        via = f" (through {through.title.split(':')[0]})" if through is not None else ""
+        onward = list(steps.get(node.id, {}).values())
+        if node.adr.state not in NOT_STANDING:
+            said[node.adr.number] = node.title + via
+            standing.append(node.id)
+        elif onward:
+            frontier.extend((newer, through or node) for newer in onward)
+        else:  # superseded itself, by nothing here that stands
+            said[node.adr.number] = node.title + via + " (itself superseded)"
+    return said, tuple(standing)
