@@ -745,3 +745,25 @@ def test_an_adr_a_sandbox_got_superseded_since_makes_it_stale(workspace: Workspa
         "title": "ADR 0002: Banker's rounding, per line item, in one module",
         "label": "docs/adr/0002-bankers-rounding-per-line-item.md [repo]",
         "change": "superseded by ADR 0009: Round at the total"} in drift.changes, drift.changes
+
+
+def test_an_adr_folders_template_index_and_dated_names_are_not_misread(tmp_path: Path) -> None:
+    """MADR's `adr-template.md` (status `{proposed | ... | superseded by ADR-0123}`) was a decision superseded
+    by ADR 123, given to agents as placeholders; the folder's README an ADR `[no status]`; a Log4brains ADR,
+    named by its date, "superseded by ADR 202307 (not in the repository)", and shown by its file name."""
+    _adrs(tmp_path, {
+        "docs/adr/adr-template.md": '---\nstatus: "{proposed | rejected | accepted | deprecated | ... | superseded by '
+                                    'ADR-0123}"\n---\n# {short title of solved problem and solution}\n\n'
+                                    "## Context and Problem Statement\n\n{Describe the context.}\n",
+        "docs/adr/README.md": "# Decisions\n\nThe index of our decisions: see each file.\n",
+        "docs/decisions/20230601-use-log4brains.md": "# Use Log4brains to manage the ADRs\n\n- Status: superseded "
+                                                     "by [20230715-use-madr](20230715-use-madr.md)\n",
+        "docs/decisions/20230715-use-madr.md": "# Use MADR everywhere\n\n- Status: accepted\n"})
+    context = load_context(tmp_path, ContextConfig(sources=("docs/adr/*.md", "docs/decisions/*.md")))
+    by_source = {s.source: s for s in context.sections}
+    assert "docs/adr/adr-template.md" not in by_source
+    assert by_source["docs/adr/README.md"].kind == "markdown" and by_source["docs/adr/README.md"].adr is None
+    dated = by_source["docs/decisions/20230601-use-log4brains.md"]
+    assert dated.title == "Use Log4brains to manage the ADRs" and dated.adr is not None
+    assert dated.adr.superseded_by == () and dated.adr.state == "superseded"
+    assert not any("0123" in flag.detail or "202307" in flag.detail for flag in adr_flags(context))

@@ -40,8 +40,9 @@ _CODE_SPAN = re.compile("`([^`\n\r\x0b\x0c\x1c-\x1e\x85\u2028\u2029]{2,200})`") 
 _ADR_NUMBER_IN_NAME = re.compile(r"^(\d{1,6})(?=[-_. ])")
 _ADR_NUMBER_IN_TITLE = re.compile(r"^(?:ADR[-\s]?)?#?(\d{1,6})[.:)\s-]+\s*(.*)$", re.IGNORECASE)
 _FIELD_LINE = re.compile(r"^\s*[-*]?\s*\**(date|status)\**\s*:\s*\**\s*(.+?)\s*$", re.IGNORECASE)
-_SUPERSEDED_BY = re.compile(r"superseded\s+by\s+(?:\[)?(?:ADR[-\s]?)?#?0*(\d{1,6})", re.IGNORECASE)
-_SUPERSEDES = re.compile(r"\bsupersedes\s+(?:\[)?(?:ADR[-\s]?)?#?0*(\d{1,6})", re.IGNORECASE)
+# Not a digit after: Log4brains names ADRs by date (`superseded by [20230715-use-madr](...)`), which read as ADR 202307.
+_SUPERSEDED_BY = re.compile(r"superseded\s+by\s+(?:\[)?(?:ADR[-\s]?)?#?0*(\d{1,6})(?!\d)", re.IGNORECASE)
+_SUPERSEDES = re.compile(r"\bsupersedes\s+(?:\[)?(?:ADR[-\s]?)?#?0*(\d{1,6})(?!\d)", re.IGNORECASE)
 _REF_SHAPE = re.compile(r"^[A-Za-z_./][\w./:-]*$")
 _SENTENCE_END = re.compile(r"[.;]\s+|[.;]$")
 _MAYBE_MARKUP: Final = frozenset(" #`~=-")
@@ -127,8 +128,8 @@ class Section:
 
     @property
     def title(self) -> str:
-        if self.adr is not None and self.adr.number is not None:
-            return f"ADR {self.adr.number:04d}: {self.adr.title}"
+        if self.adr is not None:  # one without a number (Log4brains names them by date): its own title
+            return f"ADR {self.adr.number:04d}: {self.adr.title}" if self.adr.number is not None else self.adr.title
         return self.heading[-1] + self._nth if self.heading else PurePosixPath(self.source).name
 
     @property
@@ -171,9 +172,22 @@ class Section:
 
 
 def is_adr_path(path: str) -> bool:
-    """Whether a Markdown source is an ADR: it lives in an `adr`, `adrs` or `decisions` directory."""
+    """Whether a Markdown source is an ADR: it lives in an `adr`, `adrs` or `decisions` directory, and is neither
+    the folder's index (`README.md`, `index.md`) nor a template (MADR ships `adr-template.md`, whose status
+    `{proposed | ... | superseded by ADR-0123}` read as a decision superseded by ADR 123)."""
     parts = PurePosixPath(path).parts
-    return any(part.lower() in _ADR_DIRS for part in parts[:-1])
+    return any(part.lower() in _ADR_DIRS for part in parts[:-1]) and not _not_an_adr(parts[-1])
+
+
+def is_adr_template(path: str) -> bool:
+    """Whether a file of an ADR folder is a template for new ones: not a decision, and no context."""
+    name = PurePosixPath(path).name.lower()
+    return "template" in name and any(part.lower() in _ADR_DIRS for part in PurePosixPath(path).parts[:-1])
+
+
+def _not_an_adr(name: str) -> bool:
+    stem = PurePosixPath(name.lower()).stem
+    return stem in ("readme", "index", "toc", "summary") or "template" in stem
 
 
 def split_source(layer: str, path: str, text: str) -> list[Section]:
@@ -182,6 +196,8 @@ def split_source(layer: str, path: str, text: str) -> list[Section]:
     if suffix in MARKDOWN_SUFFIXES:
         if is_adr_path(path):
             return [_adr_section(layer, path, text)]
+        if is_adr_template(path):
+            return []
         return split_markdown(layer, path, text)
     kind = "contract" if suffix in CONTRACT_SUFFIXES else "text"
     if not text.strip():
