@@ -31,7 +31,7 @@ from loomtui.errors import LoomError, shown
 from loomtui.globs import glob_spec, matchable, name_problem
 from loomtui.knowledge.rules import Rule, parse_rules
 from loomtui.knowledge.sections import MARKDOWN_SUFFIXES, Mention, Section, split_source
-from loomtui.knowledge.trees import FileTree, GitTree, SourceTree, git_text, head_commit
+from loomtui.knowledge.trees import FileTree, GitTree, LinkInTree, SourceTree, git_text, head_commit
 from loomtui.yamlcheck import undecodable_at
 
 __all__ = [
@@ -231,6 +231,10 @@ def _read_layer(name: str, tree: SourceTree | GitTree, patterns: Sequence[str], 
                 data, size = tree.read_blob(blob, MAX_SOURCE_BYTES)
             else:
                 data, blob, size = tree.read(path, MAX_SOURCE_BYTES)
+        except LinkInTree as exc:
+            if exc.target not in chosen:  # a link to a source is that source, read by its own name: nothing lost
+                problems.append(f"{label}: cannot read: {exc.strerror or exc}")
+            continue
         except OSError as exc:
             problems.append(f"{label}: cannot read: {exc.strerror or exc}")
             continue

@@ -46,6 +46,14 @@ class SourceTree(Protocol):
         ...
 
 
+class LinkInTree(OSError):
+    """A source that is a link to another file of the tree (`CLAUDE.md -> AGENTS.md`): not read through."""
+
+    def __init__(self, errno: int, strerror: str, target: str) -> None:
+        super().__init__(errno, strerror)
+        self.target = target
+
+
 class FileTree:
     """A directory on disk: a working tree (listed by git) or an outside directory (walked)."""
 
@@ -77,7 +85,8 @@ class FileTree:
         if os.path.islink(full):
             # As a commit's tree is read (a link's blob is its target): `CLAUDE.md -> AGENTS.md` was every section
             # twice in the working tree, once at HEAD, and a clean tree read as changed.
-            raise OSError(0, f"a link to {os.path.relpath(real, self._real)}, which is read once, by its own name")
+            target = os.path.relpath(real, self._real).replace(os.sep, "/")
+            raise LinkInTree(0, f"a link to {target}, which is read once, by its own name", target)
         # O_NONBLOCK: a FIFO planted as a source must not hang the read.
         fd = os.open(real, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
         with os.fdopen(fd, "rb") as handle:
