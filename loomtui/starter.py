@@ -125,11 +125,21 @@ def starter(root: Path, lead: str | None) -> Starter:
     """The starter files for the repository at `root`, `lead` (an email) its one lead to begin with."""
     unread: list[str] = []
     gates = found_gates(root, unread)
-    return Starter({CONFIG_PATH: _config_text(gates), POLICY_PATH: _policy_text(lead, gates)}, gates, lead,
-                   tuple(unread))
+    return Starter({CONFIG_PATH: _config_text(gates, _adr_globs(root)), POLICY_PATH: _policy_text(lead, gates)},
+                   gates, lead, tuple(unread))
 
 
-def _config_text(gates: tuple[Gate, ...]) -> str:
+ADR_FOLDERS: Final = ("docs/adr", "doc/adr", "docs/decisions", "docs/architecture/decisions", "adr", "decisions")
+"""Where teams keep their ADRs (`docs/adr`, adr-tools' `doc/adr`, MADR's and Log4brains' `docs/decisions`)."""
+
+
+def _adr_globs(root: Path) -> list[str]:
+    """The ADR folders the repository has, as sources (`docs/adr/*.md` when it has none yet)."""
+    return [f"{folder}/*.md" for folder in ADR_FOLDERS if (root / folder).is_dir()] or ["docs/adr/*.md"]
+
+
+def _config_text(gates: tuple[Gate, ...], adrs: list[str]) -> str:
+    sources = json.dumps(["AGENTS.md", "CLAUDE.md", *adrs, "docs/conventions/*.md"])
     lines = ["# loomtui's configuration for this repository (README: Configuration); `loomtui config check`",
              "# checks it. Commit it: every sandbox, and everyone's loomtui, reads the committed file.",
              "version: 1",
@@ -137,7 +147,7 @@ def _config_text(gates: tuple[Gate, ...]) -> str:
              "context:",
              "  # What agents are given of the team's conventions (README: Knowledge); a task gets the",
              "  # sections that bear on it, and the root AGENTS.md when nothing else does.",
-             '  sources: ["AGENTS.md", "CLAUDE.md", "docs/adr/*.md", "docs/conventions/*.md"]',
+             f"  sources: {sources}",
              "  budget_tokens: 8000",
              "# What each agent, and all it starts, may use at once: these are the defaults; `loomtui doctor`",
              "# says whether they hold here (README: Sandboxes, Isolation).",

@@ -210,3 +210,15 @@ def test_init_from_elsewhere_with_c_says_the_next_commands_with_c(tmp_path: Path
     assert checked.returncode == 0 and checked.stdout.startswith("OK: .loom/policy.yaml"), checked.stderr
     assert Path.cwd() != repo  # and this process is back where it was
     assert run_cli(elsewhere, "-C", "nowhere", "status").stderr == "loomtui: error: nowhere: no such directory\n"
+
+
+def test_init_takes_the_adr_folder_the_repository_has(tmp_path: Path) -> None:
+    """adr-tools keeps its ADRs in `doc/adr`: the starter named `docs/adr/*.md` only, and no agent got one."""
+    repo = own_repo(tmp_path / "tools", {"doc/adr/0001-record-architecture-decisions.md":
+                                         "# 1. Record architecture decisions\n\n## Status\n\nAccepted\n"})
+    assert run_cli(repo, "init").returncode == 0
+    sources = load_config(repo).context.sources
+    assert "doc/adr/*.md" in sources and "docs/adr/*.md" not in sources, sources
+    bare = own_repo(tmp_path / "bare", {"app.py": "X = 1\n"})  # none yet: where a new one would go
+    assert run_cli(bare, "init").returncode == 0
+    assert "docs/adr/*.md" in load_config(bare).context.sources
