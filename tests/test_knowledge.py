@@ -770,3 +770,17 @@ def test_an_adr_folders_template_index_and_dated_names_are_not_misread(tmp_path:
     assert dated.title == "Use Log4brains to manage the ADRs" and dated.adr is not None
     assert dated.adr.superseded_by == () and dated.adr.state == "superseded"
     assert not any("0123" in flag.detail or "202307" in flag.detail for flag in adr_flags(context))
+
+
+def test_a_byte_order_mark_is_dropped_and_utf16_is_said(tmp_path: Path) -> None:
+    """A UTF-8 BOM (Windows editors): the agent's text began with U+FEFF, the first heading was no heading and
+    an ADR went by its file name; UTF-16 (PowerShell's `>`) was "a binary file"."""
+    (tmp_path / "docs" / "adr").mkdir(parents=True)
+    (tmp_path / "docs" / "adr" / "0002-use-y.md").write_bytes(b"\xef\xbb\xbf# 2. Use Y\n\n## Status\n\nAccepted\n")
+    (tmp_path / "AGENTS.md").write_bytes(b"\xef\xbb\xbf# Conventions\r\n\r\nUse tabs.\r\n")
+    (tmp_path / "CLAUDE.md").write_bytes("# Claude\n\nHi.\n".encode("utf-16"))
+    context = load_context(tmp_path, ContextConfig(sources=("AGENTS.md", "CLAUDE.md", "docs/adr/*.md")))
+    by_source = {s.source: s for s in context.sections}
+    assert by_source["docs/adr/0002-use-y.md"].title == "ADR 0002: Use Y"
+    assert by_source["AGENTS.md"].heading == ("Conventions",) and "\ufeff" not in by_source["AGENTS.md"].text
+    assert "CLAUDE.md: UTF-16 text, skipped: save it as UTF-8" in context.problems, context.problems

@@ -164,9 +164,15 @@ def _version(pairs: Iterable[tuple[str, str, str]]) -> str:
 
 
 def _decode(data: bytes, shown_path: str, problems: list[str]) -> str | None:
+    """A source's text. A UTF-8 byte order mark (Windows editors write one) is dropped: before the `#` it made
+    the first heading no heading, and an ADR lost its title. UTF-16 (PowerShell's `>`) is said as such."""
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
+        problems.append(f"{shown_path}: UTF-16 text, skipped: save it as UTF-8")
+        return None
     if b"\0" in data[:_BINARY_SNIFF]:
         problems.append(f"{shown_path}: a binary file, skipped")
         return None
+    data = data.removeprefix(b"\xef\xbb\xbf")
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as exc:
