@@ -443,6 +443,7 @@ def test_broken_agent_settings_are_named_with_what_was_being_done(repo: Path) ->
     ("context", "slice", "--task", "x", "--at", ""), ("plan", "show", ""), ("policy", "test", ""),
     ("policy", "validate", ""), ("regions", ""), ("sandbox", "merge", "abc", "--into", ""),
     ("sandbox", "new", "--runtime", "script", "--task", "x", "--script", ""), ("hook", "install", ""),
+    ("claim", "list", "--sandbox", ""), ("claim", "release", "--all", "--sandbox", ""), ("-C", "", "status"),
 ])
 def test_an_empty_name_is_a_usage_error_not_the_default(repo: Path, args: tuple[str, ...]) -> None:
     """`gate --base "$UNSET"` gated against main, `hook install ""` installed into the current directory,
@@ -453,7 +454,7 @@ def test_an_empty_name_is_a_usage_error_not_the_default(repo: Path, args: tuple[
 
 
 @pytest.mark.parametrize("args", [("gate", "--base", "a" * 100_000), ("gate", "--head", "b" * 100_000),
-                                  ("audit", "verify", "--ref", "c" * 100_000)])
+                                  ("audit", "verify", "--ref", "c" * 100_000), ("sandbox", "review", "x" * 100_000)])
 def test_a_huge_name_is_said_cut_short(repo: Path, args: tuple[str, ...]) -> None:
     """The gate echoed a 100,000-character --base whole: one line of 100,040 bytes."""
     done = run_cli(repo, *args)

@@ -352,7 +352,7 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
         epilog="Exit codes: 0 ok, 1 a check failed or was refused, 2 usage or input error.",
     )
     parser.add_argument("--version", action="version", version=f"loomtui {__version__}")
-    parser.add_argument("-C", "--repo", metavar="PATH", default=None,
+    parser.add_argument("-C", "--repo", metavar="PATH", default=None, type=nonempty_arg,
                         help="run as if started in PATH (default: the current directory)")
     parser.set_defaults(handler=cmd_tui)
     commands = parser.add_subparsers(title="commands", metavar="COMMAND")

@@ -412,7 +412,7 @@ def register(commands: Any) -> None:
     add.add_argument("targets", nargs="+", metavar="TARGET",
                      help="what to claim: payments/refunds.py::RefundService.quote, payments/, 'payments/*.py', "
                           "payments/refunds.py:10-40")
-    add.add_argument("--sandbox", help=sandbox_help)
+    add.add_argument("--sandbox", type=nonempty_arg, help=sandbox_help)
     add.add_argument("--shared", action="store_true", help="a read claim: others may read too")
     add.add_argument("--new", action="store_true",
                      help="the targets are files not written yet (an agent's new module), claimed by their path")
@@ -426,7 +426,7 @@ def register(commands: Any) -> None:
     release.add_argument("claim_ids", nargs="*", type=id_arg, metavar="CLAIM_ID",
                          help="a claim's number, as `claim list` and `claim add` show it")
     release.add_argument("--all", action="store_true", help="every live claim of --sandbox")
-    release.add_argument("--sandbox", help=sandbox_help)
+    release.add_argument("--sandbox", type=nonempty_arg, help=sandbox_help)
     release.add_argument("--reason", default="released", help="recorded in the audit log")
     release.add_argument("--override", metavar="REASON", default=None,
                          help="release another sandbox's claim (only for those the policy lets override); "
@@ -437,7 +437,7 @@ def register(commands: Any) -> None:
     renew.add_argument("--ttl", type=lease_arg, default=None, metavar="SECONDS",
                        help="the new lease from now, at most 30 days (default: coordination.lease_seconds)")
     listing = add_command(claim, "list", cmd_claim_list, "live claims", json_flag=True, reads_only=True)
-    listing.add_argument("--sandbox", help="only this sandbox's claims")
+    listing.add_argument("--sandbox", type=nonempty_arg, help="only this sandbox's claims")
     suggest = add_command(claim, "suggest", cmd_claim_suggest,
                           "rank the regions a task's text most likely touches", json_flag=True)
     suggest.add_argument("task", nargs="+", metavar="TASK", help="the task's text (its words may be unquoted)")

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Final
 
 from loomtui.config import worktrees_problem
-from loomtui.errors import LoomError
+from loomtui.errors import LoomError, quoted
 from loomtui.repo import RepoPaths
 from loomtui.store import SandboxRecord
 from loomtui.workspace import Workspace
@@ -214,7 +214,7 @@ def record_paths(paths: RepoPaths, record: SandboxRecord) -> SandboxPaths:
 def check_id(text: str) -> str:
     """A sandbox id as typed by a user; anything that is not a safe slug is refused."""
     if not _ID_RE.fullmatch(text):
-        raise LoomError(f"{text!r} is not a sandbox id (lowercase letters, digits and '-')")
+        raise LoomError(f"{quoted(text)} is not a sandbox id (lowercase letters, digits and '-')")
     return text
 
 
