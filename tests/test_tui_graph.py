@@ -369,3 +369,16 @@ def test_an_edge_seen_from_its_other_end_reads_as_english() -> None:
     assert "  referenced by · payments/refunds.py" in label("references", False)
     assert "  imported by" in label("imports", False) and "  inherited by" in label("inherits", False)
     assert "  references ·" in label("references", True)
+
+
+def test_a_conflict_between_whole_files_keeps_their_names_when_cut_to_80_columns() -> None:
+    """At 80 columns `payments/tax.py × customers/validation.py` read `py × py` (a method's cut applied to paths)."""
+    from loomtui.coordination.claims import Conflict
+    from loomtui.tui.screens.graph import between
+
+    conflict = Conflict("dependency", "high", "45da47", "payments/tax.py", 1, "edfdb3", "customers/validation.py", 2,
+                        (), "tax uses validation")
+    assert between(conflict, {}, 40).plain == "45da47 tax.py × edfdb3 validation.py"
+    method = Conflict("overlap", "error", "a1", "payments/refunds.py::RefundService.quote", 1, "b2",
+                      "payments/refunds.py::RefundService.issue", 2, (), "")
+    assert between(method, {}, 24).plain == "a1 quote × b2 issue"

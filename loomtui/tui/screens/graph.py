@@ -46,6 +46,15 @@ def _short_region(region_id: str) -> str:
     return escape_controls(qualname or path)
 
 
+def _shorter_region(region_id: str) -> str:
+    """`method` of `Class.method`; a whole file's name without its folders (`tax.py`, not `py`)."""
+    path, _, qualname = region_id.partition("::")
+    if qualname:
+        return escape_controls(qualname.rpartition(".")[2])
+    folder = path.endswith("/")
+    return escape_controls(path.rstrip("/").rpartition("/")[2] + ("/" if folder else ""))
+
+
 def _cut_left(text: str, room: int) -> str:
     return text if len(text) <= room else "…" + text[len(text) - max(1, room) + 1:]
 
@@ -71,7 +80,7 @@ def between(conflict: Conflict, colours: dict[str, str], room: int) -> Text:
     region_a, region_b = _short_region(conflict.region_a), _short_region(conflict.region_b)
     fixed = len(a) + len(b) + 5  # two spaces and " × "
     if fixed + len(region_a) + len(region_b) > room:  # `Class.method` to `method`, then cut, then none
-        region_a, region_b = region_a.rpartition(".")[2], region_b.rpartition(".")[2]
+        region_a, region_b = _shorter_region(conflict.region_a), _shorter_region(conflict.region_b)
     if fixed + len(region_a) + len(region_b) > room:
         each = (room - fixed) // 2
         region_a, region_b = (_cut_left(region_a, each), _cut_left(region_b, each)) if each >= 8 else ("", "")
