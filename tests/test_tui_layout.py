@@ -500,3 +500,29 @@ async def test_the_evals_tab_leaves_the_table_its_id_status_next_and_task(repo: 
         await wait_for(pilot, lambda: app.screen.has_class("-evals"))
         await pilot.pause()
         assert {"id", "status", "next", "task", "risk"} <= set(table.layout_shown.keys()), table.layout_shown.keys()
+
+
+async def test_the_cursor_stays_on_its_row_when_rows_above_it_go() -> None:
+    """A sandbox removed above the selected one moved the cursor onto the next (DataTable keeps the index),
+    and `p`, `S` or `e` then acted on a sandbox the user never selected."""
+    from textual.app import App, ComposeResult
+
+    from loomtui.tui.widgets.fitted_table import FittedTable
+
+    class OneTable(App[None]):
+        def compose(self) -> ComposeResult:
+            yield FittedTable([FitColumn("n", "N"), FitColumn("text", "Text", flex=True)], id="table")
+
+    rows = {name: {"n": name, "text": Text(f"task {name}")} for name in ("a", "b", "c", "d")}
+    app = OneTable()
+    async with app.run_test(size=(60, 12)) as pilot:
+        table = app.query_one(FittedTable)
+        table.show_rows(rows)
+        table.focus()
+        await pilot.pause()
+        await pilot.press("down", "down")
+        await pilot.pause()
+        assert table.highlighted_key() == "c"
+        table.show_rows({key: cells for key, cells in rows.items() if key != "a"})
+        await pilot.pause()
+        assert table.highlighted_key() == "c" and table.cursor_row == 1

@@ -180,8 +180,10 @@ class FittedTable(DataTable[Cell]):
     # -- rows ------------------------------------------------------------------------------
 
     def show_rows(self, rows: Mapping[str, Mapping[str, Cell]]) -> None:
-        """Show exactly these rows, in this order."""
+        """Show exactly these rows, in this order; the cursor stays on its row's key (DataTable keeps its index:
+        a row removed above it moved it onto another sandbox, which `p`, `S` or `e` then acted on)."""
         narrowed = False
+        cursor = self.highlighted_key()
         for key in [k for k in self._rows if k not in rows]:
             narrowed |= self._narrows(self._rows.pop(key), {})
             self._plain.pop(key, None)
@@ -197,6 +199,8 @@ class FittedTable(DataTable[Cell]):
         elif not self.lay_out(remeasure=narrowed):
             for key in rows:
                 self._show_row(key)
+        if cursor in self._rows and self.highlighted_key() != cursor:
+            self.move_cursor(row=list(self._rows).index(cursor), animate=False)
 
     def cell(self, row: str, column: str) -> Cell:
         """The whole value of a row's cell, whether its column is shown at this width or not."""
