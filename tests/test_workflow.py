@@ -266,6 +266,23 @@ def test_two_processes_advancing_at_once_review_once(manual: Workspace) -> None:
     assert sb.get_sandbox(manual, sandbox_id).status == APPROVED
 
 
+def test_a_start_another_caller_won_is_no_failed_step(manual: Workspace) -> None:
+    """`S` (run again) planned the task and started it while the app's own advance, seeing it planned, started it
+    too: the supervisor refused the second ("already running") and the task showed "failed-step: start failed"
+    for its whole run."""
+    from loomtui.workflow.engine import Workflow
+
+    record = tasks.create_sandbox(manual, "wait a while", "command", command=["sleep", "20"])
+    planned = sb.get_sandbox(manual, record.id)
+    tasks.start(manual, record.id)
+    wait_until(lambda: sb.get_sandbox(manual, record.id).status == RUNNING, what="its agent running")
+    try:
+        assert Workflow(manual)._do(Step.START, planned) == "agent started (by another caller)"
+        assert not sb.get_sandbox(manual, record.id).data.get("step_error")
+    finally:
+        agent_control.stop(manual, record.id)
+
+
 def test_a_step_whose_caller_died_is_redone_and_a_live_holder_is_waited_for(manual: Workspace) -> None:
     sandbox_id = _ended_unadvanced(manual, "crash")
     # A reviewer that moved the sandbox to gating, took the lease, and was killed.

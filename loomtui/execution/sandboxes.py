@@ -508,6 +508,15 @@ def start(workspace: Workspace, sandbox_id: str, *, supervisor: str = SUPERVISOR
     return get_sandbox(workspace, record.id)
 
 
+def started_by_another(workspace: Workspace, sandbox_id: str) -> bool:
+    """After a refused start: whether another caller's start of the sandbox won (its agent runs, or its
+    supervisor is starting it), so nothing failed: the app's own advance lost the race to a person's `S`
+    and showed "start failed: already running" for the whole run."""
+    record = workspace.store.get_sandbox(sandbox_id)
+    return record is not None and (record.status in LIVE or (
+        record.status == PLANNED and is_alive(record.pid, record.pid_start)))
+
+
 def _refusal(answer: bytes) -> str:
     """Why the supervisor would not run the sandbox (`{"refused": ...}` on its first line), or ""."""
     try:

@@ -236,7 +236,12 @@ class Workflow:
             self.wake_waiters(record.id)
             return "rejected: the start was not approved"
         if step == Step.START:
-            start_agent(self.workspace, record)
+            try:
+                start_agent(self.workspace, record)
+            except LoomError:
+                if sandboxes.started_by_another(self.workspace, record.id):
+                    return "agent started (by another caller)"
+                raise
             return "agent started"
         if step == Step.SAVE:
             saved, error = save_leftovers(self.workspace, record, lambda line: self.say(f"{record.id}:   {line}"))

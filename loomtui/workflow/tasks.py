@@ -186,7 +186,12 @@ def _run_again(flow: Workflow, record: SandboxRecord) -> SandboxRecord:
                    reason=f"run again by {workspace.actor}", audit={"run": runs, "after": record.status},
                    data={**dict.fromkeys(RUN_KEYS), "claim_ids": claim_ids, RUNS_KEY: runs})
     sandboxes.mark_log(workspace, record.id, f"run {runs}, started again by {workspace.actor}")
-    return sandboxes.start(workspace, record.id, supervisor=SUPERVISOR)
+    try:
+        return sandboxes.start(workspace, record.id, supervisor=SUPERVISOR)
+    except LoomError:  # planned again, the app's own advance may start it first: it runs, as asked
+        if sandboxes.started_by_another(workspace, record.id):
+            return sandboxes.get_sandbox(workspace, record.id)
+        raise
 
 
 def release_lost(workspace: Workspace, sandbox_ids: Sequence[str]) -> list[str]:
