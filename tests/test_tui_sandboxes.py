@@ -607,3 +607,28 @@ async def test_a_slower_claim_check_of_an_earlier_choice_does_not_overwrite_the_
         release.set()
         await pilot.pause(0.5)
         assert "holder" in str(check.render()) and "No conflicts" not in str(check.render())
+
+
+async def test_a_form_reopened_with_a_refused_claim_keeps_the_task_field_in_sight(billing: Path) -> None:
+    """At 80x24, `n` after a refused claim opened the form scrolled down to the conflict, the task field (focused,
+    its text selected) out of sight: the space meant for the claims list replaced the task."""
+    from textual.containers import VerticalScroll
+    from textual.widgets import Input, Static
+
+    from loomtui.governance.coordinator import governed_coordinator
+    from loomtui.tui.screens.sandbox_forms import NewSandboxRequest, NewSandboxScreen
+
+    workspace = open_workspace(billing)
+    governed_coordinator(workspace).claim("holder", "payments/fx.py")
+    app = LoomApp(workspace)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_for(pilot, lambda: app.coordinator is not None)
+        draft = NewSandboxRequest("change the fx rate table", "command", "HEAD", ("payments/fx.py",), None,
+                                  command=("sh", "-c", "echo hi"))
+        form = NewSandboxScreen(["command", "script"], "command", draft=draft)
+        await app.push_screen(form)
+        check = form.query_one("#claim-check", Static)
+        await wait_for(pilot, lambda: "held by" in str(check.render()))
+        await pilot.pause()
+        assert app.focused is form.query_one("#task", Input)
+        assert form.query_one("#new-fields", VerticalScroll).scroll_y == 0

@@ -166,8 +166,11 @@ class NewSandboxScreen(ModalScreen[NewSandboxRequest | None]):
             text.rstrip()
             check.update(text)
             # Below the list, at the fields' foot: at 80x24 it showed its first line only ("... is held by"),
-            # and no key scrolled to who holds it. In view once it is laid out with its lines.
-            self.call_after_refresh(check.scroll_visible, animate=False)
+            # and no key scrolled to who holds it. In view once it is laid out with its lines, while the claims
+            # are being chosen: a form reopened with its claims scrolled the task field, focused with its text
+            # selected, out of sight, and the first key typed replaced the task.
+            if self.focused is self.query_one("#claims", SelectionList):
+                self.call_after_refresh(check.scroll_visible, animate=False)
 
     @on(Button.Pressed, "#start")
     def action_start(self) -> None:
