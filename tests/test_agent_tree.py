@@ -519,3 +519,17 @@ def test_past_the_number_of_files_git_may_refuse_the_snapshot_fails_saying_why(r
     with pytest.raises(GitFailed, match=r"^git add failed: BOM is prohibited in 'f\d\d.txt' if encoded as UTF-16LE "
                                         rf"\(and {REFUSED_MAX} other files git would not read\)$"):
         tree.snapshot(base)
+
+
+def test_a_managed_file_an_earlier_snapshot_took_is_put_back_as_the_base_has_it(repo: Path, tmp_path: Path) -> None:
+    """The context slice written as AGENTS.md, snapshotted (the app, woken by a store write) before the sandbox
+    named it managed: kept in loomtui's index, every later snapshot carried it and the agent's saved work
+    committed it (the team's AGENTS.md replaced on the branch, to be merged into main)."""
+    base, worktree, early = _agent_tree(repo, tmp_path, {"AGENTS.md": "# Team\n\nUse Decimal.\n"})
+    (worktree / "AGENTS.md").write_text("# Context for this task\n\nthe slice\n")
+    assert early.snapshot(base)[1] == ["AGENTS.md"]  # not managed yet: taken into the kept index
+    (worktree / "work.py").write_text("x = 1\n")
+    later = AgentTree(repo / ".git", worktree, tmp_path / "outside.index", ("AGENTS.md",))
+    tree, changed = later.snapshot(base)
+    assert changed == ["work.py"]
+    assert git(repo, "show", f"{tree}:AGENTS.md") == "# Team\n\nUse Decimal."

@@ -332,3 +332,25 @@ def test_after_loomtui_saves_what_an_agent_left_the_context_file_is_still_out_of
     assert git(worktree, "ls-files", "-v", "AGENTS.md").startswith("S ")
     status = subprocess.run(["git", "status", "--porcelain"], cwd=worktree, capture_output=True, text=True)
     assert status.stdout == ""
+
+
+def test_the_slice_stays_out_of_saved_work_when_the_worktree_was_read_while_it_was_written(
+        billing: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The app, woken by the audit entry of the slice, read the new worktree before the sandbox named AGENTS.md as
+    loomtui's: the slice stayed in loomtui's index, and the agent's work saved at its end committed it (the team's
+    AGENTS.md replaced on the branch, for review and merge into main)."""
+    stand_in(billing, "codex", "#!{python}\nopen('notes.txt', 'w').write('left uncommitted\\n')\n")
+    workspace = open_workspace(billing)
+    recorded = sb.record_context
+
+    def read_meanwhile(ws, sandbox_id, given, written):  # type: ignore[no-untyped-def]
+        sb.worktree_tree(ws, sb.get_sandbox(ws, sandbox_id))  # as the app's conflicts check does
+        return recorded(ws, sandbox_id, given, written)
+
+    monkeypatch.setattr(sb, "record_context", read_meanwhile)
+    record = tasks.create_sandbox(workspace, "make invoice totals round each line", "codex", isolate=False)
+    tasks.start(workspace, record.id)
+    done = agent_ended(workspace, record.id)
+    assert done.data.get("saved_commit"), done.data
+    committed = git(billing, "show", "--name-only", "--format=", record.branch).split()
+    assert committed == ["notes.txt"], committed

@@ -142,6 +142,13 @@ class AgentTree:
             changed, new_here = self._changed_blobs(scratch, base)
             for path in self._drop_ignored(scratch, changed, new_here):
                 del changed[path]
+            # loomtui's own files (the slice written as AGENTS.md) that a snapshot taken before they were named
+            # managed put in the kept index: as the base has them, never the agent's work (they were committed).
+            stale = [path for path in changed if self._is_left_out(path, self.managed)]
+            if stale:
+                self._as_in(scratch, base, stale)
+                for path in stale:
+                    del changed[path]
             if self.largest_file is not None:
                 # A file can grow between its size check and git's read of it (an agent running as the app
                 # looks): what git took past the limit is put back too, never left in loomtui's index.

@@ -397,6 +397,9 @@ def make_worktree(workspace: Workspace, sandbox_id: str, *, base_sha: str | None
                                     base_sha)
         git_dir = Git(paths.worktree).out("rev-parse", "--absolute-git-dir").strip()
         context_files = worktree_context_files(launch_argv, paths.worktree)  # where the agent reads: CLAUDE.md…
+        # Named before they are written: a snapshot of the worktree meanwhile (the app's, woken by any store
+        # write) took the slice as the agent's own AGENTS.md, and it was committed with its work.
+        workspace.store.update_sandbox(sandbox_id, data={"context_files": context_files})
         for name in context_files:
             write_context_file(paths.worktree / name, given.text)
     except (OSError, LoomError) as exc:
