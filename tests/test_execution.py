@@ -2041,3 +2041,22 @@ def test_an_isolated_agent_s_supervisor_keeps_no_exited_bwrap_unreaped(ws: Works
         assert zombie_children() == []
     finally:
         agent_control.stop(ws, record.id)
+
+
+def test_a_running_agents_claims_are_renewed_before_their_lease_runs_out(ws: Workspace, repo: Path) -> None:
+    """Nothing renewed a sandbox's claims: an agent at work past the lease (an hour by default) lost its regions to
+    the next sandbox without a word, and its next commit there was refused naming the newcomer."""
+    (repo / ".loom").mkdir(exist_ok=True)
+    (repo / ".loom" / "loom.yaml").write_text("version: 1\ncoordination:\n  lease_seconds: 6\n")
+    record = tasks.create_sandbox(ws, "work a while", "command", isolate=False, command=["sleep", "30"],
+                                  claims=["README.md"])
+    tasks.start(ws, record.id)
+    try:
+        [claim] = ws.store.live_claims(record.id)
+        time.sleep(10)  # past the first lease: renewed while the agent runs (it ran out at 6 s)
+        [held] = ws.store.live_claims(record.id)
+        assert held.id == claim.id and held.expires > time.time()
+        renewed = [e.details for e in ws.audit.entries() if e.action == "claim.renewed" and e.subject == record.id]
+        assert renewed and renewed[-1]["by"] == "its agent runs", renewed
+    finally:
+        agent_control.stop(ws, record.id)

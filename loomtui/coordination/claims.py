@@ -522,13 +522,7 @@ class Coordinator:
             raise LoomError(f"claim #{claim.id} already expires in {int(claim.expires - time.time())}s, later "
                             f"than a {lease:g}s lease would: a renewal only extends a lease (to end one, "
                             "release it)", exit_code=1)
-        self.store.renew_claim(claim.id, expires)
-        self.workspace.record("claim.renewed", claim.sandbox_id,
-                              {"claim": claim.id, "target": claim.target, "expires": expires,
-                               "previous_expires": claim.expires})
-        renewed = self.store.get_claim(claim.id)
-        assert renewed is not None
-        return renewed
+        return _extend_lease(self.workspace, claim, expires)
 
     def release_stale(self, now: float | None = None) -> list[ClaimRecord]:
         """Release expired leases and claims of ended sandboxes, each with an audit entry."""
@@ -635,6 +629,31 @@ def release_claim(workspace: Workspace, claim_id: int, reason: str = "released")
             workspace.record("claim.released", claim.sandbox_id,
                              {"claim": claim_id, "target": claim.target, "reason": reason})
     return released
+
+
+def _extend_lease(workspace: Workspace, claim: ClaimRecord, expires: float, **said: object) -> ClaimRecord:
+    """A live claim's lease moved to end at `expires`, with its audit entry (`said` added to it)."""
+    workspace.store.renew_claim(claim.id, expires)
+    workspace.record("claim.renewed", claim.sandbox_id, {"claim": claim.id, "target": claim.target, "expires": expires,
+                                                          "previous_expires": claim.expires, **said})
+    renewed = workspace.store.get_claim(claim.id)
+    assert renewed is not None
+    return renewed
+
+
+def keep_while_running(workspace: Workspace, sandbox_id: str, lease_seconds: float,
+                       now: float | None = None) -> list[ClaimRecord]:
+    """The claims of a sandbox whose agent runs, each renewed for a whole lease once half of it is gone: none
+    were, and an agent at work past the lease (an hour by default) lost its regions to the next sandbox without
+    a word, its next commit there refused. The renewed ones."""
+    now = time.time() if now is None else now
+    lease = lease_length(lease_seconds)
+    renewed = []
+    with workspace.store.transaction():
+        for claim in workspace.store.live_claims(sandbox_id):
+            if now < claim.expires < now + lease / 2:  # run out already: released, as any, and claimed again
+                renewed.append(_extend_lease(workspace, claim, now + lease, by="its agent runs"))
+    return renewed
 
 
 def check_holder(sandbox_id: str) -> str:

@@ -37,6 +37,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Final, Protocol, TypeVar
 
+from loomtui.config import CoordinationConfig
 from loomtui.errors import LoomError, StoreUnreachable
 from loomtui.execution import confinement, disk_room, git_links, login_copy
 from loomtui.execution.activity import AGENT_RESULT_KEYS, Activity, checker_for, parser_for
@@ -76,6 +77,8 @@ LOG_FAILURE_GRACE_S: Final = 5.0
 READ_CHUNK: Final = 65536  # a line longer than this is logged in pieces, byte for byte
 MAX_PARSED_LINE: Final = 16 * 1024 * 1024
 """The longest output line read as one event (Claude Code's result line repeats a denied Write's input)."""
+CLAIMS_CHECK_S: Final = 60.0
+"""How often, at most, a running agent's claims are looked at for renewal."""
 STORE_RETRY_MAX_S: Final = 30.0
 """The longest wait between heartbeats while the store cannot be written, and between the lines saying so."""
 _STOP: Final = object()
@@ -141,6 +144,8 @@ class Supervisor:
         self.fault_error: str | None = None
         self.commits_left_out: str | None = None  # why the agent's commits were not brought in (too large)
         self.state_checked = 0.0  # when the runtime state's size was last looked at (`_check_state_size`)
+        self.claims_kept = time.monotonic()  # when the agent's claims were last renewed (`_keep_claims`)
+        self.lease_seconds: float | None = None  # coordination.lease_seconds, read at the first beat
         self.disk_spared = False  # left running on a short disk that another agent fills (said once)
         self.agent_pid = 0
         self.stop_enforced = False  # the supervisor killed an agent whose stop outlived its caller
@@ -378,6 +383,7 @@ class Supervisor:
                     self._check_offline()
                     self._check_state_size()
                     self._check_disk_room()
+                    self._keep_claims()
                     self._finish_stop()
                     self.sync_git()  # the app's diff and review see commits within a beat
                     self.sync_logins()
@@ -392,6 +398,20 @@ class Supervisor:
                 if failures == 1 or time.monotonic() - said_at >= STORE_RETRY_MAX_S:
                     _diagnose(f"store write failed ({failures} in a row): {exc}")
                     said_at = time.monotonic()
+
+    def _keep_claims(self) -> None:
+        """Renew the agent's claims while it runs (looked at every quarter lease, at most every CLAIMS_CHECK_S)."""
+        if self.lease_seconds is None:
+            try:
+                self.lease_seconds = float(self.workspace.load_config().coordination.lease_seconds)
+            except LoomError:
+                self.lease_seconds = float(CoordinationConfig().lease_seconds)
+        if time.monotonic() < self.claims_kept + min(CLAIMS_CHECK_S, self.lease_seconds / 4):
+            return
+        self.claims_kept = time.monotonic()
+        from loomtui.coordination.claims import keep_while_running  # the index's modules: only once it is time
+
+        keep_while_running(self.workspace, self.record.id, self.lease_seconds)
 
     def _check_offline(self) -> None:
         """Stop an agent that has only waited for an unreachable model API for too long."""
