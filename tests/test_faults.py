@@ -78,3 +78,16 @@ def test_an_error_the_model_answered_after_is_no_failure(program: str, error: st
 def test_no_watch_for_programs_whose_faults_are_unknown() -> None:
     assert fault_watch("my-agent", 300) is None
     assert set(FAULT_SIGNS) == {"codex", "aider"}
+
+
+def test_an_error_the_cli_wrapped_at_its_width_is_read_whole() -> None:
+    """Aider wraps at 80 columns: the sandbox's error read "... OpenAIException - Connection" (and "... - fake
+    server", the 500 lost), its next line cut off."""
+    watch = fault_watch("aider", 300)
+    assert watch is not None
+    assert watch.feed("litellm.InternalServerError: InternalServerError: OpenAIException - Connection \n") == []
+    [said] = watch.feed("error.\n")
+    assert said["summary"] == ("model API: litellm.InternalServerError: InternalServerError: OpenAIException - "
+                               "Connection error.")
+    assert watch.failed_quietly(0, did_work=False).endswith("OpenAIException - Connection error.")  # type: ignore[union-attr]
+    assert [a["kind"] for a in watch.feed("litellm.NotFoundError: fake server error 404")] == ["error"]  # short: whole

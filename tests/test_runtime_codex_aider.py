@@ -409,5 +409,6 @@ def test_aider_model_api_refusing_the_request_fails_the_sandbox_though_aider_exi
     assert record.status == "failed" and record.exit_code == 0, (record.status, record.exit_code)
     error = str(record.data.get("error"))
     assert error.startswith("the agent exited 0 but reported a model API error and changed nothing: litellm."), error
+    assert error.rstrip(".").endswith("404"), error  # read whole, though Aider wraps its lines at 80 columns
     assert not commit_subjects(repo, record.branch), "nothing was written"
     assert [c.target for c in workspace.store.live_claims(sandbox)], "claims are kept for a retry"

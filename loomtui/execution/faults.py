@@ -44,6 +44,10 @@ FAULT_SIGNS: Final[dict[str, FaultSigns]] = {
 }
 
 
+WRAPPED_AT_LEAST: Final = 60
+"""An error line at least this long ending in a blank was cut by the CLI's wrapping (at its terminal width)."""
+
+
 class FaultWatch:
     """Watches one agent's output for model API faults (see the module docstring)."""
 
@@ -54,10 +58,17 @@ class FaultWatch:
         self.clock = clock
         self.last_error: str | None = None
         self.waiting_since: float | None = None
+        self.wrapped: str | None = None
+        """An error line cut where the CLI wrapped it (Aider wraps at 80 columns, a blank at the cut): its
+        next line is the rest ("... OpenAIException - Connection" / "error.")."""
 
     def feed(self, line: str) -> list[Activity]:
         """The activities in one output line (an error), and note whether the agent only waits."""
         text = line.strip()
+        if self.wrapped is not None:
+            what, self.wrapped = f"{self.wrapped} {text}".strip(), None
+            self.last_error = what
+            return [{"kind": "error", "summary": shorten(f"model API: {what}")}]
         if not text:
             return []
         waiting = self.signs.waiting is not None and self.signs.waiting.search(text) is not None
@@ -73,6 +84,9 @@ class FaultWatch:
             return []
         what = shorten(match["what"])
         self.last_error = what
+        if line.rstrip("\r\n").endswith(" ") and len(line.rstrip("\r\n")) >= WRAPPED_AT_LEAST:
+            self.wrapped = what  # said whole with the next line
+            return []
         return [{"kind": "error", "summary": shorten(f"model API: {what}")}]
 
     def overdue(self) -> str | None:
