@@ -1594,7 +1594,10 @@ def test_interactive_runtime_runs_in_a_tmux_session(ws: Workspace, repo: Path, b
     """)
     write_config(repo, 'chat:\n  argv: ["chat"]\n  mode: interactive\n')
     try:
-        record = running(ws, tasks.start(ws, tasks.create_sandbox(ws, "talk to me", "chat").id).id)
+        made = tasks.create_sandbox(ws, "talk to me", "chat")
+        started = run_cli(repo, "sandbox", "start", made.id)  # how to follow it: attach, as `sandbox new` says
+        assert started.returncode == 0 and f"`loomtui attach {made.id}` follows the agent" in started.stdout, started
+        record = running(ws, made.id)
         session = f"={sb.tmux_session(record.id)}"
         assert agent_control.attach_command(ws, record.id) == ["tmux", "attach-session", "-t", session]
         pane = session + ":"

@@ -196,9 +196,7 @@ def cmd_new(args: argparse.Namespace) -> int:
     if record.status == PLANNED and view.step != "agent":  # no agent yet: nothing to follow
         print(f"  next     {view.line(STEP_HINTS)}")
     else:
-        follow = (f"loomtui attach {record.id}" if (record.data.get("launch") or {}).get("mode") == "interactive"
-                  else f"loomtui sandbox logs {record.id} -f")
-        print(f"  follow   {follow}")
+        print(f"  follow   {_follow_command(record)}")
     if failed:
         print(f"loomtui: error: sandbox {record.id} was recorded, but {view.line(STEP_HINTS)}", file=sys.stderr)
     return failed
@@ -212,8 +210,14 @@ def cmd_start(args: argparse.Namespace) -> int:
     # Its supervisor has answered; it moves the sandbox on as the agent starts (planned still, said so).
     state = "starting" if record.status == PLANNED else record.status
     again = f" again (run {record.data[RUNS_KEY]})" if record.data.get(RUNS_KEY) else ""
-    print(f"sandbox {record.id} started{again} ({state}; `loomtui sandbox logs {record.id} -f` follows the agent)")
+    print(f"sandbox {record.id} started{again} ({state}; `{_follow_command(record)}` follows the agent)")
     return 0
+
+
+def _follow_command(record: SandboxRecord) -> str:
+    """How a person follows the agent: its logs, or, for one in tmux, the session (as `sandbox new` said it)."""
+    interactive = (record.data.get("launch") or {}).get("mode") == "interactive"
+    return f"loomtui attach {record.id}" if interactive else f"loomtui sandbox logs {record.id} -f"
 
 
 def cmd_drop_after(args: argparse.Namespace) -> int:
