@@ -217,7 +217,8 @@ def test_the_term_index_counts_words_as_the_task_splitter_does(tmp_path: Path) -
 
     texts = ["# Invoices\n\nThe InvoiceCalculator rounds invoices; invoiced HTTPServer calls `round_minor_units`.\n",
              "# Café\n\nNaïve café text, policies and policy, updates, x2y, AB, CamelCaseCamel, ies, dies.\n",
-             "# Templates\n\nTEMPLATE templates_v2 template-engine: \t\u00a0templating.\n"]
+             "# Templates\n\nTEMPLATE templates_v2 template-engine: \t\u00a0templating.\n",
+             "# Exports\n\nInvoices as PDFs and their URLs, through the APIs of HTTPServers, IDs.\n"]
     sections = [split_markdown("repo", f"d{i}.md", text)[0] for i, text in enumerate(texts)]
     index = TermIndex(sections)
     expected: dict[str, Counter[int]] = {}
@@ -229,6 +230,11 @@ def test_the_term_index_counts_words_as_the_task_splitter_does(tmp_path: Path) -
     for term, posts in expected.items():
         assert index.postings(term) == dict(posts), term
     assert "updat" not in index.vocabulary  # "updates": a stop word before and after stemming
+    # An acronym's plural is one word: "PDFs" was `pd` and `fs`, and a task about PDFs matched nothing.
+    assert {"pdf", "url", "api"} <= index.vocabulary and not {"pd", "fs", "ur", "ls"} & index.vocabulary
+    from loomtui.knowledge.terms import task_terms
+
+    assert task_terms("Export invoices as PDFs") == ["export", "invoic", "pdf"]
 
 
 def test_a_claim_pulls_what_names_it_most_specifically(workspace: Workspace) -> None:

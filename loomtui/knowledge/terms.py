@@ -29,7 +29,8 @@ _STOP_WORDS: Final = frozenset(
      "such", "via", "per", "each", "every", "other", "about", "after", "before", "over", "under", "up", "down",
      "out", "off", "get", "got", "let", "lets"]
 )
-WORD = re.compile(r"[A-Z]?[a-z]+|[A-Z]+(?![a-z])")
+# An acronym's plural is one word (`PDFs`, `URLs`, `APIs`: read as `pd`, `fs`, `ur`, `ls`, `ap` a task matched nowhere).
+WORD = re.compile(r"[A-Z]{2,}s(?![a-z])|[A-Z]?[a-z]+|[A-Z]+(?![a-z])")
 _STEM_CACHE: dict[str, str] = {}
 
 
