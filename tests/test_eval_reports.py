@@ -628,3 +628,15 @@ def test_a_junit_report_past_its_size_or_count_is_not_read_per_test(
     monkeypatch.setattr(module, "MAX_REPORT_BYTES", 1000)
     with pytest.raises(ReportProblem, match="bytes, more than 1,000"):
         read_junit(report)
+
+
+def test_a_check_killed_by_a_signal_says_so() -> None:
+    """A check the memory limit killed read `exit 137: exit 137`, as one more failing test."""
+    from loomtui.guardrails.checks import CheckRun, exit_said
+    from loomtui.guardrails.verdicts import judge
+
+    killed = CheckRun("failed", 137, 1.0, exit_said(137), (), "log")
+    assert judge(killed, None).reason == "exit 137 (SIGKILL: killed, as by its memory limit)"
+    assert exit_said(-15) == "exit -15 (SIGTERM)" and exit_said(1) == "exit 1" and exit_said(None) == "no exit code"
+    plain = CheckRun("failed", 1, 1.0, "1 failed, 3 passed", (), "log")
+    assert judge(plain, None).reason == "exit 1: 1 failed, 3 passed"

@@ -185,13 +185,27 @@ def read_report(report: Path) -> bytes:
         return handle.read(MAX_REPORT_BYTES + 1)[:MAX_REPORT_BYTES]
 
 
+def exit_said(code: int | None) -> str:
+    """`exit N`, naming the signal that ended the check where N says one (negative, or 128 + n as a shell and
+    bubblewrap report it): `exit 137` read as one more failing test, not as a check killed (its memory limit)."""
+    if code is None:
+        return "no exit code"
+    number = -code if code < 0 else code - 128 if 128 < code <= 192 else 0
+    try:
+        name = signal.Signals(number).name if number else ""
+    except ValueError:
+        name = ""
+    killed = ": killed, as by its memory limit" if name == "SIGKILL" else ""
+    return f"exit {code}" + (f" ({name}{killed})" if name else "")
+
+
 def _summary(tail: Sequence[str], exit_code: int | None) -> str:
     """The last non-decorative line of the output (pytest's `1 failed, 20 passed in 0.5s`)."""
     for line in reversed(tail):
         text = line.strip().strip("=").strip()
         if text and not set(text) <= set("!-=. "):
             return text[:200]
-    return "" if exit_code == 0 else f"exit {exit_code}"
+    return "" if exit_code == 0 else exit_said(exit_code)
 
 
 def _case_summary(cases: Sequence[TestCase]) -> str:

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from loomtui.guardrails.checks import CheckRun
+from loomtui.guardrails.checks import CheckRun, exit_said
 from loomtui.guardrails.classify import Classification, FindingDiff, classify, diff_findings, with_rerun
 
 
@@ -65,10 +65,10 @@ def judge(run: CheckRun, base: CheckRun | None, form: str = "exit") -> Verdict:
             return Verdict(exit_verdict.status, f"{exit_verdict.reason}; {note}")
         if run.cases == () and base is not None and base.cases == () and _same_failure(run, base):
             # No test yet, here nor at the base (pytest's exit 5): every change that added none was blocked.
-            return Verdict("passed", f"no test ran, nor at the base commit (exit {run.exit_code} there too)")
+            return Verdict("passed", f"no test ran, nor at the base commit ({exit_said(run.exit_code)} there too)")
         if run.cases is None or (not run.cases and run.outcome == "failed"):
             why = run.problem or "it reported no test"
-            return Verdict("failed", f"no per-test results ({why}); exit {run.exit_code}")
+            return Verdict("failed", f"no per-test results ({why}); {exit_said(run.exit_code)}")
         before = base.cases if base is not None else None
         tests = with_rerun(classify(before, run.cases), run.rerun)
         regressions = tests.regressions
@@ -77,18 +77,20 @@ def judge(run: CheckRun, base: CheckRun | None, form: str = "exit") -> Verdict:
             return Verdict("failed", f"{tests.summary()}; regressed: {named}", tests=tests)
         failing = any(case.outcome.is_fail for case in run.cases)
         if run.outcome == "failed" and not failing and not _same_failure(run, base):
-            return Verdict("failed", f"exit {run.exit_code} though no test failed ({tests.summary()})", tests=tests)
+            return Verdict("failed", f"{exit_said(run.exit_code)} though no test failed ({tests.summary()})",
+                           tests=tests)
         return Verdict("passed", tests.summary(), tests=tests)
     if form != "exit":
         if run.findings is None:
-            return Verdict("failed", f"no findings could be read ({run.problem}); exit {run.exit_code}")
+            return Verdict("failed", f"no findings could be read ({run.problem}); {exit_said(run.exit_code)}")
         diff = diff_findings(base.findings if base is not None else None, run.findings)
         return Verdict("failed" if diff.new else "passed", diff.summary(), findings=diff)
     if run.outcome == "passed":
         return Verdict("passed", run.summary)
     if _same_failure(run, base):
-        return Verdict("passed", f"already failing on the base commit (exit {run.exit_code} there too)")
-    return Verdict("failed", f"exit {run.exit_code}: {run.summary}")
+        return Verdict("passed", f"already failing on the base commit ({exit_said(run.exit_code)} there too)")
+    said = exit_said(run.exit_code)  # the summary is that very line where the output said nothing else
+    return Verdict("failed", said if run.summary in ("", said) else f"{said}: {run.summary}")
 
 
 def _same_failure(run: CheckRun, base: CheckRun | None) -> bool:
