@@ -213,6 +213,30 @@ def test_a_change_beside_what_another_holds_in_the_same_file_is_not_held_by_it(b
     assert ("held-by-another (built in)" in evaluation["rules"]) is held, evaluation
 
 
+def test_a_held_file_its_change_could_not_parse_within_its_budget_counts_whole(
+        billing: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Big files sorting first spent the parse budget a change's files share: the held file's change was one
+    unparsed whole-file region, a parse of it alone found only a function body changed, and the change to the
+    held method was not held-by-another (it merged)."""
+    from loomtui.coordination import signatures
+    from loomtui.governance.coordinator import governed_coordinator
+    from loomtui.governance.review import review_sandbox
+
+    monkeypatch.setattr(signatures, "LIBCST_NODES_PER_CHANGE", 400)  # as five 50,000-node tables do to 250,000
+    workspace, record = _idle_sandbox(billing)
+    governed_coordinator(workspace).claim("holder", "customers/service.py::CustomerService.get")
+    worktree = Path(record.worktree)
+    (worktree / "aaa_table.py").write_text("T = [" + ",".join(["0"] * 500) + "]\n")
+    service = worktree / "customers" / "service.py"
+    service.write_text(service.read_text().replace("return self._customers.get(customer_id)",
+                                                   "return self._customers.get(customer_id.strip())"))
+    git(worktree, "add", "-A")
+    git(worktree, "commit", "-qn", "-m", "tables, and a held method")  # past its hook, as an agent can
+    _agent_left(workspace, record, git(worktree, "rev-parse", "HEAD").strip())
+    outcome = review_sandbox(workspace, record.id)
+    assert "held-by-another (built in)" in outcome.evaluation.rule_names(), outcome.evaluation.rule_names()
+
+
 def test_a_change_to_what_another_sandbox_holds_is_never_approved_by_the_policy_alone(billing: Path) -> None:
     """The pre-commit hook refused the agent's commit of a held file, loomtui saved its work at the end all the
     same, and the review (which read no claims) auto-approved it under `merge: auto`: it merged over the claim."""

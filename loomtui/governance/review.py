@@ -233,7 +233,11 @@ def _held_by_others(workspace: Workspace, record: SandboxRecord, facts: ChangeFa
 
     @functools.cache
     def whole(path: str) -> bool:  # read only for a file another holds part of
-        return path not in own or module_lines_changed(workspace.root, base, tip, path)
+        # Its whole-file region with an unknown signature: not parsed (a change's parse budget, shared by its
+        # files, spent on big files sorting first), so none of its regions were read: never "only lines
+        # inside functions", though a parse of it alone would say so.
+        return path not in own or path in facts.signature_changed or \
+            module_lines_changed(workspace.root, base, tip, path)
 
     def touched(claim_region: str) -> bool:
         path = split_id(claim_region)[0]

@@ -179,15 +179,20 @@ def is_adr_path(path: str) -> bool:
     return any(part.lower() in _ADR_DIRS for part in parts[:-1]) and not _not_an_adr(parts[-1])
 
 
+_TEMPLATE_STEM = re.compile(r"(?:0+[-_])?(?:m?adr[-_])?template(?:[-_][a-z-]+)?")
+"""The names templates go by (`template`, MADR's `adr-template-minimal`, `0000-template`): not an ADR about
+templates (`0002-use-jinja-templates-for-emails`)."""
+
+
 def is_adr_template(path: str) -> bool:
     """Whether a file of an ADR folder is a template for new ones: not a decision, and no context."""
-    name = PurePosixPath(path).name.lower()
-    return "template" in name and any(part.lower() in _ADR_DIRS for part in PurePosixPath(path).parts[:-1])
+    parts = PurePosixPath(path.lower()).parts
+    return bool(_TEMPLATE_STEM.fullmatch(PurePosixPath(parts[-1]).stem)) and any(p in _ADR_DIRS for p in parts[:-1])
 
 
 def _not_an_adr(name: str) -> bool:
     stem = PurePosixPath(name.lower()).stem
-    return stem in ("readme", "index", "toc", "summary") or "template" in stem
+    return stem in ("readme", "index", "toc", "summary") or bool(_TEMPLATE_STEM.fullmatch(stem))
 
 
 def split_source(layer: str, path: str, text: str) -> list[Section]:
