@@ -645,7 +645,7 @@ def test_a_team_clone_on_a_commit_from_before_the_team_store_opens_no_store_of_i
     listed no sandboxes, took claims the team's store never saw; back on main its audit log read BROKEN."""
     from tests.conftest import run_cli
 
-    first, _second = billing_clones
+    first, second = billing_clones
     url, password = postgres_url.replace(postgres_url.split("//")[1].split("@")[0], USER), \
         postgres_url.split("//")[1].split("@")[0].split(":")[1]
     monkeypatch.setenv("PGPASSWORD", password)
@@ -654,6 +654,13 @@ def test_a_team_clone_on_a_commit_from_before_the_team_store_opens_no_store_of_i
     config.write_text(config.read_text() + f"store: {url}\n")
     git(first, "commit", "-qam", "The team's store")
     governed_coordinator(open_workspace(first)).claim("s-a", QUOTE)  # joined: the team's log mirrored here
+    # A look at the team's store by LOOMTUI_STORE, once, joins nothing: the clone keeps its own store.
+    assert run_cli(second, "claim", "add", "--sandbox", "bob", QUOTE).returncode == 0
+    monkeypatch.setenv("LOOMTUI_STORE", postgres_url)
+    assert run_cli(second, "claim", "list").returncode == 0
+    monkeypatch.delenv("LOOMTUI_STORE")
+    own = run_cli(second, "claim", "list")
+    assert own.returncode == 0 and "bob" in own.stdout, own
     git(first, "checkout", "-q", before)
     old = run_cli(first, "claim", "list")
     assert old.returncode == 1 and old.stderr.count("\n") == 1, old.stderr

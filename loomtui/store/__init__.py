@@ -188,6 +188,6 @@ def open_store(paths: RepoPaths, location: str | None = None, *, reads_only: boo
                      f"the team's store from this clone: `loomtui store copy --to URL`)")
     store = PostgresStore(location, repository_namespace(paths), mirror=f"{current_host()}:{paths.audit_path}",
                           name=_main_checkout(paths).name, elsewhere=elsewhere)
-    if not joining:
+    if configured and not joining:  # loom.yaml's `store:` named it: the team's (a URL given once is no joining)
         note_a_joined_store(paths, redact(location))
     return store
