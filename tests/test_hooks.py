@@ -664,11 +664,14 @@ def test_a_path_no_system_can_hold_is_refused_not_an_internal_error(billing: Pat
     assert HookGate(ws, "agent-1", billing).check_edit("a\ud800.py").reason == (
         "a\\ud800.py is no file name: it cannot be encoded")  # in this process, no broker between
     # From Claude Code's hook input itself: the file was read before it was asked ("internal error").
-    for tool, tool_input in (("Edit", {"file_path": "src/\ud800.py", "old_string": "a", "new_string": "b"}),
-                             ("Bash", {"command": "echo x > \ud800.py"})):
-        done = hook(payload(billing, tool, tool_input), "--sandbox", "agent-1")
+    for tool, tool_input, cwd in (
+            ("Edit", {"file_path": "src/\ud800.py", "old_string": "a", "new_string": "b"}, str(billing)),
+            ("Bash", {"command": "echo x > \ud800.py"}, str(billing)),
+            ("Write", {"file_path": "a.py", "content": "y"}, f"{billing}/\ud800")):  # in the call's cwd
+        done = hook({**payload(billing, tool, tool_input), "cwd": cwd}, "--sandbox", "agent-1")
         assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stderr
-        assert "is no file name: it cannot be encoded" in done.stderr and "internal error" not in done.stderr
+        assert "it cannot be encoded" in done.stderr or "is no directory name" in done.stderr, done.stderr
+        assert "internal error" not in done.stderr
 
 def test_a_request_nested_to_the_parsers_limit_is_refused_not_an_internal_error(billing: Path, ws: Workspace) -> None:
     """Parsed in the broker's reading thread, checked in its worker, where the stack already held more:

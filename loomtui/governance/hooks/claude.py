@@ -86,6 +86,8 @@ def parse_hook_input(text: str) -> HookEvent:
     cwd = data.get("cwd") or os.getcwd()
     if not isinstance(cwd, str) or not Path(cwd).is_absolute():
         raise HookInputError("hook input field 'cwd' must be an absolute path")
+    if "\x00" in cwd or not _encodable(cwd):  # a lone surrogate (JSON's \ud800): "internal error" where it was used
+        raise HookInputError(f"hook input field 'cwd' is no directory name: {escape_controls(abridged(cwd, 200))}")
     session = data.get("session_id", "")
     tool_input = data.get("tool_input")
     if not isinstance(tool_input, dict):
@@ -118,17 +120,22 @@ _NUL_PATH: Final = "a path this call writes holds a NUL byte: no file is named s
 """Said to the agent (the permission prompt said "cannot check this call (ValueError)", no reason to act on)."""
 
 
+def _encodable(path: str) -> bool:
+    try:
+        os.fsencode(path)
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def _refuse_unnamable(paths: list[str]) -> None:
     """HookInputError for a path no file can have: a NUL in it, or a lone surrogate (JSON's `\ud800`), which
     cannot be encoded (reading the file raised it: "internal error: UnicodeEncodeError")."""
     for path in paths:
         if "\x00" in path:
             raise HookInputError(_NUL_PATH)
-        try:
-            os.fsencode(path)
-        except UnicodeEncodeError:
-            raise HookInputError(f"{escape_controls(abridged(path, 200))} is no file name: it cannot be "
-                                 "encoded") from None
+        if not _encodable(path):
+            raise HookInputError(f"{escape_controls(abridged(path, 200))} is no file name: it cannot be encoded")
 
 
 def edit_targets(event: HookEvent) -> list[EditTarget] | None:
