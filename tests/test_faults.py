@@ -91,3 +91,24 @@ def test_an_error_the_cli_wrapped_at_its_width_is_read_whole() -> None:
                                "Connection error.")
     assert watch.failed_quietly(0, did_work=False).endswith("OpenAIException - Connection error.")  # type: ignore[union-attr]
     assert [a["kind"] for a in watch.feed("litellm.NotFoundError: fake server error 404")] == ["error"]  # short: whole
+
+
+def test_an_error_wrapped_over_several_lines_is_read_whole_and_ends_at_a_line_of_its_own() -> None:
+    """A 400 with its JSON wraps over three lines and more: it stopped after the second ("... However, your")."""
+    import textwrap
+
+    message = ("litellm.BadRequestError: OpenAIException - Error code: 400 - {'error': {'message': \"This model's "
+               "maximum context length is 128000 tokens. However, your messages resulted in 131072 tokens.\", "
+               "'code': 'context_length_exceeded'}}")
+    watch = fault_watch("aider", 60)
+    assert watch is not None
+    lines = textwrap.wrap(message, 80)
+    said = [a for i, line in enumerate(lines) for a in watch.feed(line + (" " if i < len(lines) - 1 else ""))]
+    assert [a["kind"] for a in said] == ["error"] and watch.last_error is not None
+    assert watch.last_error.endswith("'context_length_exceeded'}}"), watch.last_error
+    # A wrapped error followed by a line of its own (the model answered): said, then that line read as itself.
+    watch = fault_watch("aider", 60)
+    assert watch is not None
+    assert watch.feed(lines[0] + " ") == []
+    assert [a["kind"] for a in watch.feed("Tokens: 1.2k sent, 40 received.")] == ["error"]
+    assert watch.last_error is None  # answered since: no failure

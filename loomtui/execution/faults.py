@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final
 
+from loomtui.errors import abridged
 from loomtui.execution.activity import Activity, shorten
 
 
@@ -46,6 +47,18 @@ FAULT_SIGNS: Final[dict[str, FaultSigns]] = {
 
 WRAPPED_AT_LEAST: Final = 60
 """An error line at least this long ending in a blank was cut by the CLI's wrapping (at its terminal width)."""
+ERROR_KEPT: Final = 500
+"""The longest error kept for the sandbox's record (a wrapped one read across its lines up to it); its
+activity's summary is shorter still."""
+
+
+def _cut_by_wrapping(line: str) -> bool:
+    whole = line.rstrip("\r\n")
+    return whole.endswith(" ") and len(whole) >= WRAPPED_AT_LEAST
+
+
+def _error(what: str) -> Activity:
+    return {"kind": "error", "summary": shorten(f"model API: {what}")}
 
 
 class FaultWatch:
@@ -66,9 +79,15 @@ class FaultWatch:
         """The activities in one output line (an error), and note whether the agent only waits."""
         text = line.strip()
         if self.wrapped is not None:
-            what, self.wrapped = f"{self.wrapped} {text}".strip(), None
+            pending, self.wrapped = self.wrapped, None
+            if not text or self._a_line_of_its_own(text):  # the error ended: it is said, and this line read
+                return [_error(pending), *self.feed(line)]
+            what = abridged(f"{pending} {text}", ERROR_KEPT)
             self.last_error = what
-            return [{"kind": "error", "summary": shorten(f"model API: {what}")}]
+            if _cut_by_wrapping(line) and len(what) < ERROR_KEPT:  # three lines or more (a 400's JSON)
+                self.wrapped = what
+                return []
+            return [_error(what)]
         if not text:
             return []
         waiting = self.signs.waiting is not None and self.signs.waiting.search(text) is not None
@@ -82,12 +101,18 @@ class FaultWatch:
         match = self.signs.error.match(text)
         if match is None:
             return []
-        what = shorten(match["what"])
+        what = abridged(match["what"], ERROR_KEPT)
         self.last_error = what
-        if line.rstrip("\r\n").endswith(" ") and len(line.rstrip("\r\n")) >= WRAPPED_AT_LEAST:
+        if _cut_by_wrapping(line):
             self.wrapped = what  # said whole with the next line
             return []
-        return [{"kind": "error", "summary": shorten(f"model API: {what}")}]
+        return [_error(what)]
+
+    def _a_line_of_its_own(self, text: str) -> bool:
+        """A line that says something of itself (an error, a wait, an answer): no wrapped line's rest."""
+        signs = self.signs
+        return bool(signs.error.match(text) or (signs.waiting and signs.waiting.search(text))
+                    or (signs.answered and signs.answered.match(text)))
 
     def overdue(self) -> str | None:
         """Why the agent must be stopped: it has only waited for the API for too long; else None."""
