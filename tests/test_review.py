@@ -222,7 +222,7 @@ def test_a_held_file_its_change_could_not_parse_within_its_budget_counts_whole(
     from loomtui.governance.coordinator import governed_coordinator
     from loomtui.governance.review import review_sandbox
 
-    monkeypatch.setattr(signatures, "LIBCST_NODES_PER_CHANGE", 400)  # as five 50,000-node tables do to 250,000
+    monkeypatch.setattr(signatures, "LIBCST_NODES_PER_CHANGE", 1200)  # both sides of the file alone fit, not after the table
     workspace, record = _idle_sandbox(billing)
     governed_coordinator(workspace).claim("holder", "customers/service.py::CustomerService.get")
     worktree = Path(record.worktree)
