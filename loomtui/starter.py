@@ -125,7 +125,8 @@ def starter(root: Path, lead: str | None) -> Starter:
     """The starter files for the repository at `root`, `lead` (an email) its one lead to begin with."""
     unread: list[str] = []
     gates = found_gates(root, unread)
-    return Starter({CONFIG_PATH: _config_text(gates, _adr_globs(root)), POLICY_PATH: _policy_text(lead, gates)},
+    adrs = _adr_globs(root)
+    return Starter({CONFIG_PATH: _config_text(gates, adrs), POLICY_PATH: _policy_text(lead, gates, tuple(adrs))},
                    gates, lead, tuple(unread))
 
 
@@ -186,8 +187,11 @@ failures passed, a runner shadowed by a file of the same name, a toolchain or `r
 a change to it is the change judging itself (gitignore globs: any depth)."""
 
 
-def _policy_text(lead: str | None, gates: tuple[Gate, ...] = ()) -> str:
+def _policy_text(lead: str | None, gates: tuple[Gate, ...] = (), adrs: tuple[str, ...] = ("docs/adr/*.md",)) -> str:
     leads = json.dumps([lead] if lead else [])
+    # The ADR folders the context reads (`_adr_globs`): an agent's ADR in adr-tools' doc/adr, superseding the
+    # team's decision, went through as any change, and every later agent was told to follow it.
+    ground_truth = ", ".join(json.dumps(glob.removesuffix("*.md") + "**") for glob in adrs)
     setup = list(dict.fromkeys(glob for gate in gates for glob in CHECK_SETUP.get(gate.name, ())))
     return f"""\
 # Who may let an agent's change proceed (README: Policy). `loomtui policy validate` checks it,
@@ -221,7 +225,7 @@ rules:
       configuration change only with a lead.
     stage: post-gate
     when: {{paths: ["AGENTS.md", "AGENTS.override.md", "CLAUDE.md", "CLAUDE.local.md", "GEMINI.md",
-                   "CONVENTIONS.md", ".github/copilot-instructions.md", ".cursorrules", "docs/adr/**",
+                   "CONVENTIONS.md", ".github/copilot-instructions.md", ".cursorrules", {ground_truth},
                    "docs/conventions/**", ".loom/**"]}}
     risk: high
     decision: require

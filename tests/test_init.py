@@ -219,6 +219,11 @@ def test_init_takes_the_adr_folder_the_repository_has(tmp_path: Path) -> None:
     assert run_cli(repo, "init").returncode == 0
     sources = load_config(repo).context.sources
     assert "doc/adr/*.md" in sources and "docs/adr/*.md" not in sources, sources
+    # And a change there is the agents' ground truth: a lead decides (an agent's ADR superseding the team's
+    # went through as any change, and every later agent was told to follow it).
+    policy = load_policy(repo, ".loom/policy.yaml")
+    judged = evaluate(policy, ChangeFacts(stage="post-gate", paths=("doc/adr/0002-use-float-for-money.md",)))
+    assert (judged.risk, judged.rule_names()) == ("high", ("agents-ground-truth",))
     bare = own_repo(tmp_path / "bare", {"app.py": "X = 1\n"})  # none yet: where a new one would go
     assert run_cli(bare, "init").returncode == 0
     assert "docs/adr/*.md" in load_config(bare).context.sources
