@@ -794,3 +794,18 @@ def test_a_byte_order_mark_is_dropped_and_utf16_is_said(tmp_path: Path) -> None:
     assert by_source["docs/adr/0002-use-y.md"].title == "ADR 0002: Use Y"
     assert by_source["AGENTS.md"].heading == ("Conventions",) and "\ufeff" not in by_source["AGENTS.md"].text
     assert "CLAUDE.md: UTF-16 text, skipped: save it as UTF-8" in context.problems, context.problems
+
+
+def test_an_adr_superseded_itself_supersedes_no_decision_that_stands(tmp_path: Path) -> None:
+    """An ADR whose status is "Superseded by ADR 9" (none here) and which "Supersedes ADR 1": agents were told
+    ADR 1, the team's accepted decision, was superseded by it, "(itself superseded)", and to follow it."""
+    from loomtui.knowledge.supersession import supersession
+
+    _adrs(tmp_path, {
+        "doc/adr/0001-decimal.md": _adr(1, "Use Decimal for money", "Accepted", "Money is Decimal."),
+        "doc/adr/0003-notes.md": _adr(3, "Old refund notes", "Superseded by [9. Refund engine v2](0009-v2.md)\n\n"
+                                      "Supersedes [1. Use Decimal for money](0001-decimal.md)", "Money may be float.")})
+    context = load_context(tmp_path, ContextConfig(sources=("doc/adr/*.md",)))
+    relation = supersession(context)
+    assert relation.newer("repo:doc/adr/0001-decimal.md") == ""
+    assert relation.newer("repo:doc/adr/0003-notes.md") == "ADR 0009 (not in the repository)"

@@ -111,12 +111,10 @@ def _standing_ends(start: str, steps: dict[str, dict[str, Section]],
             continue
         seen.add(node.id)
         via = f" (through {through.title.split(':')[0]})" if through is not None else ""
-        onward = list(steps.get(node.id, {}).values())
         if node.adr.state not in NOT_STANDING:
             said[node.adr.number] = node.title + via
             standing.append(node.id)
-        elif onward:
-            frontier.extend((newer, through or node) for newer in onward)
-        else:  # superseded itself, by nothing here that stands
-            said[node.adr.number] = node.title + via + " (itself superseded)"
+        else:  # superseded itself: what stands is further on, or nowhere here (then it names no decision to follow:
+            # an ADR "superseded" and "superseding" the team's accepted one had agents follow it)
+            frontier.extend((newer, through or node) for newer in steps.get(node.id, {}).values())
     return said, tuple(standing)
