@@ -130,13 +130,25 @@ def starter(root: Path, lead: str | None) -> Starter:
                    gates, lead, tuple(unread))
 
 
-ADR_FOLDERS: Final = ("docs/adr", "doc/adr", "docs/decisions", "docs/architecture/decisions", "adr", "decisions")
-"""Where teams keep their ADRs (`docs/adr`, adr-tools' `doc/adr`, MADR's and Log4brains' `docs/decisions`)."""
+ADR_FOLDER_NAMES: Final = frozenset({"adr", "adrs", "decisions", "decision-records"})
+"""What teams name the folder of their ADRs, in any case and at any depth (`docs/adr`, adr-tools' `doc/adr`,
+MADR's and Log4brains' `docs/decisions`, `docs/ADR`): as the knowledge layer reads an ADR's path."""
+MAX_ADR_FOLDERS: Final = 20
 
 
 def _adr_globs(root: Path) -> list[str]:
-    """The ADR folders the repository has, as sources (`docs/adr/*.md` when it has none yet)."""
-    return [f"{folder}/*.md" for folder in ADR_FOLDERS if (root / folder).is_dir()] or ["docs/adr/*.md"]
+    """The folders of the repository's Markdown files that are ADR folders, as sources (`docs/adr/*.md` when it has
+    none yet): from git's listing, what it tracks or would (ignored and hidden folders aside)."""
+    listed = Git(root).run("ls-files", "-z", "-co", "--exclude-standard", "--", "*.md", "*.markdown")
+    folders: dict[str, bool] = {}  # the ADR folder -> whether some of its ADRs are in folders of their own
+    for name in listed.out.split("\0") if listed.status == 0 else ():
+        parts = Path(name).parts[:-1]
+        at = next((i for i, part in enumerate(parts) if part.lower() in ADR_FOLDER_NAMES), None)
+        if at is not None:
+            folder = "/".join(parts[:at + 1])
+            folders[folder] = folders.get(folder, False) or at + 1 < len(parts)
+    return [f"{folder}/**/*.md" if nested else f"{folder}/*.md"
+            for folder, nested in sorted(folders.items())[:MAX_ADR_FOLDERS]] or ["docs/adr/*.md"]
 
 
 def _config_text(gates: tuple[Gate, ...], adrs: list[str]) -> str:
@@ -191,7 +203,7 @@ def _policy_text(lead: str | None, gates: tuple[Gate, ...] = (), adrs: tuple[str
     leads = json.dumps([lead] if lead else [])
     # The ADR folders the context reads (`_adr_globs`): an agent's ADR in adr-tools' doc/adr, superseding the
     # team's decision, went through as any change, and every later agent was told to follow it.
-    ground_truth = ", ".join(json.dumps(glob.removesuffix("*.md") + "**") for glob in adrs)
+    ground_truth = ", ".join(json.dumps(glob.split("/*")[0] + "/**") for glob in adrs)
     setup = list(dict.fromkeys(glob for gate in gates for glob in CHECK_SETUP.get(gate.name, ())))
     return f"""\
 # Who may let an agent's change proceed (README: Policy). `loomtui policy validate` checks it,
