@@ -766,6 +766,9 @@ def test_an_adr_folders_template_index_and_dated_names_are_not_misread(tmp_path:
                                     "## Context and Problem Statement\n\n{Describe the context.}\n",
         "docs/adr/README.md": "# Decisions\n\nThe index of our decisions: see each file.\n",
         "docs/adr/adr-template-minimal.md": "# {short title}\n\n## Status\n\n{proposed | accepted}\n",
+        "docs/adr/ADR-000-template.md": "# ADR-000: [Title]\n\nStatus: {proposed | superseded by ADR-0123}\n",
+        "docs/adr/_template.md": "# NNNN: [Decision title]\n\nStatus: Accepted\n",
+        "docs/adr/template-engine-choice.md": "# Template engine choice\n\nStatus: Accepted\n",  # a decision
         "docs/adr/0003-use-jinja-templates-for-emails.md": "# 3. Use Jinja templates for emails\n\n## Status\n\n"
                                                            "Accepted\n",  # about templates: a decision
         "docs/decisions/20230601-use-log4brains.md": "# Use Log4brains to manage the ADRs\n\n- Status: superseded "
@@ -773,7 +776,9 @@ def test_an_adr_folders_template_index_and_dated_names_are_not_misread(tmp_path:
         "docs/decisions/20230715-use-madr.md": "# Use MADR everywhere\n\n- Status: accepted\n"})
     context = load_context(tmp_path, ContextConfig(sources=("docs/adr/*.md", "docs/decisions/*.md")))
     by_source = {s.source: s for s in context.sections}
-    assert "docs/adr/adr-template.md" not in by_source and "docs/adr/adr-template-minimal.md" not in by_source
+    for template in ("adr-template.md", "adr-template-minimal.md", "ADR-000-template.md", "_template.md"):
+        assert f"docs/adr/{template}" not in by_source, template
+    assert by_source["docs/adr/template-engine-choice.md"].adr is not None
     assert by_source["docs/adr/0003-use-jinja-templates-for-emails.md"].title == "ADR 0003: Use Jinja templates for emails"
     assert by_source["docs/adr/README.md"].kind == "markdown" and by_source["docs/adr/README.md"].adr is None
     dated = by_source["docs/decisions/20230601-use-log4brains.md"]

@@ -179,9 +179,11 @@ def is_adr_path(path: str) -> bool:
     return any(part.lower() in _ADR_DIRS for part in parts[:-1]) and not _not_an_adr(parts[-1])
 
 
-_TEMPLATE_STEM = re.compile(r"(?:0+[-_])?(?:m?adr[-_])?template(?:[-_][a-z-]+)?")
-"""The names templates go by (`template`, MADR's `adr-template-minimal`, `0000-template`): not an ADR about
-templates (`0002-use-jinja-templates-for-emails`)."""
+_TEMPLATE_STEM = re.compile(r"_?(?:m?adr[-_])?(?:0+[-_])?(?:m?adr[-_])?template"
+                            r"(?:[-_](?:adr|madr|nygard|bare|minimal|short|long|full|lite|v\d+))*")
+"""The names templates go by (`template`, `_template`, MADR's `adr-template-bare-minimal`, `0000-template`,
+`ADR-000-template`; lowercased): not an ADR about templates (`0002-use-jinja-templates-for-emails`), nor one
+whose name starts with the word (`template-engine-choice`)."""
 
 
 def is_adr_template(path: str) -> bool:
