@@ -112,3 +112,21 @@ def test_an_error_wrapped_over_several_lines_is_read_whole_and_ends_at_a_line_of
     assert watch.feed(lines[0] + " ") == []
     assert [a["kind"] for a in watch.feed("Tokens: 1.2k sent, 40 received.")] == ["error"]
     assert watch.last_error is None  # answered since: no failure
+
+
+def test_a_wrapped_line_that_fills_the_width_goes_on_and_a_long_error_is_cut_once() -> None:
+    """A wrapped line whose last word ends at column 80 has no blank: the error stopped there unsaid. And past 500
+    characters each further line added one more `…` ("... jbdbib…………")."""
+    watch = fault_watch("aider", 60)
+    assert watch is not None
+    first = "litellm.BadRequestError: OpenAIException - schema objects and cannot be used the"
+    assert len(first) == 80 and watch.feed(first) == []
+    watch.feed("field tools[0].function.parameters")
+    assert watch.last_error is not None and watch.last_error.endswith("used the field tools[0].function.parameters")
+    long = fault_watch("aider", 60)
+    assert long is not None
+    lines = ["litellm.BadRequestError: OpenAIException - {\"error\": {\"message\": \"This model is "] + [
+        " ".join(f"word{i:03d}" for i in range(j, j + 9)) + " " for j in range(0, 200, 9)] + ["end"]
+    said = [a for line in lines for a in long.feed(line)]
+    assert long.last_error is not None and long.last_error.count("…") == 1 and len(long.last_error) <= 500
+    assert [a["kind"] for a in said] == ["error"]

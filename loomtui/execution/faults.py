@@ -31,6 +31,8 @@ class FaultSigns:
     answered: re.Pattern[str] | None = None
     """A line saying the model answered: an error before it was one the CLI got past (a retry that
     worked), or no model API's at all (an `ERROR:` a command the agent ran printed)."""
+    wraps_at: int | None = None
+    """The width the CLI wraps its lines at, headless (Aider's console: 80 columns); None: it does not wrap."""
 
 
 # From each CLI's own output, seen with the real CLIs against a model API on loopback
@@ -41,7 +43,8 @@ FAULT_SIGNS: Final[dict[str, FaultSigns]] = {
                         answered=re.compile(r"^(?:codex|tokens used)$")),  # its message's header, its usage
     "aider": FaultSigns(error=re.compile(
         r"^(?P<what>litellm\.[A-Za-z]+(?:Error|Exception)\b.*|The API provider .+)"),
-        answered=re.compile(r"^Tokens: ")),  # after each of the model's replies
+        answered=re.compile(r"^Tokens: "),  # after each of the model's replies
+        wraps_at=80),
 }
 
 
@@ -50,11 +53,6 @@ WRAPPED_AT_LEAST: Final = 60
 ERROR_KEPT: Final = 500
 """The longest error kept for the sandbox's record (a wrapped one read across its lines up to it); its
 activity's summary is shorter still."""
-
-
-def _cut_by_wrapping(line: str) -> bool:
-    whole = line.rstrip("\r\n")
-    return whole.endswith(" ") and len(whole) >= WRAPPED_AT_LEAST
 
 
 def _error(what: str) -> Activity:
@@ -82,9 +80,10 @@ class FaultWatch:
             pending, self.wrapped = self.wrapped, None
             if not text or self._a_line_of_its_own(text):  # the error ended: it is said, and this line read
                 return [_error(pending), *self.feed(line)]
-            what = abridged(f"{pending} {text}", ERROR_KEPT)
+            joined = f"{pending} {text}"
+            what = abridged(joined, ERROR_KEPT)
             self.last_error = what
-            if _cut_by_wrapping(line) and len(what) < ERROR_KEPT:  # three lines or more (a 400's JSON)
+            if self._cut_by_wrapping(line) and what == joined:  # three lines or more (a 400's JSON), until it is cut
                 self.wrapped = what
                 return []
             return [_error(what)]
@@ -103,10 +102,18 @@ class FaultWatch:
             return []
         what = abridged(match["what"], ERROR_KEPT)
         self.last_error = what
-        if _cut_by_wrapping(line):
+        if self._cut_by_wrapping(line):
             self.wrapped = what  # said whole with the next line
             return []
         return [_error(what)]
+
+    def _cut_by_wrapping(self, line: str) -> bool:
+        """Whether the CLI cut this line at its width: a blank left where it broke, or a word that ended exactly
+        at the width (one wrapped line in six)."""
+        width = self.signs.wraps_at
+        whole = line.rstrip("\r\n")
+        return width is not None and ((whole.endswith(" ") and len(whole) >= WRAPPED_AT_LEAST)
+                                      or width - 1 <= len(whole) <= width)
 
     def _a_line_of_its_own(self, text: str) -> bool:
         """A line that says something of itself (an error, a wait, an answer): no wrapped line's rest."""
