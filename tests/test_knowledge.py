@@ -235,6 +235,8 @@ def test_the_term_index_counts_words_as_the_task_splitter_does(tmp_path: Path) -
     from loomtui.knowledge.terms import task_terms
 
     assert task_terms("Export invoices as PDFs") == ["export", "invoic", "pdf"]
+    assert task_terms("List PRs and VMs by IDs") == task_terms("List PR and VM by ID") == ["list", "pr", "vm", "id"]
+    assert {"id"} <= index.vocabulary and "ids" not in index.vocabulary
 
 
 def test_a_claim_pulls_what_names_it_most_specifically(workspace: Workspace) -> None:

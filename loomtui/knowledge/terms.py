@@ -56,7 +56,9 @@ _STOP_STEMS: Final = _STOP_WORDS | frozenset(_suffixes_off(w) for w in _STOP_WOR
 def stem_of(word: str) -> str:
     found = _STEM_CACHE.get(word)
     if found is None:
-        found = _suffixes_off(word.lower())
+        # An acronym's plural is its acronym (`PRs` is `pr`): the suffix rules keep three letters of a word.
+        found = _suffixes_off(word[:-1].lower() if len(word) > 2 and word[-1] == "s" and word[:-1].isupper()
+                              else word.lower())
         if len(found) < 2 or found in _STOP_STEMS:
             found = ""
         if len(_STEM_CACHE) < 200_000:
