@@ -661,6 +661,17 @@ def test_a_team_clone_on_a_commit_from_before_the_team_store_opens_no_store_of_i
     monkeypatch.delenv("LOOMTUI_STORE")
     own = run_cli(second, "claim", "list")
     assert own.returncode == 0 and "bob" in own.stdout, own
+    # A clone with no store of its own that works by LOOMTUI_STORE (as `store copy` says to): one shell without it
+    # opened a new SQLite store beside the team's (its log then read BROKEN there).
+    third = first.parent.parent / "c" / "billing"
+    git(first.parent.parent, "clone", "-q", str(first), str(third))
+    git(third, "checkout", "-q", before)
+    monkeypatch.setenv("LOOMTUI_STORE", postgres_url)
+    assert run_cli(third, "claim", "list").returncode == 0
+    monkeypatch.delenv("LOOMTUI_STORE")
+    bare = run_cli(third, "claim", "list")
+    assert bare.returncode == 1 and "nothing here names it (no LOOMTUI_STORE" in bare.stderr, bare.stderr
+    assert not (third / ".git" / "loom" / "state.db").exists()
     git(first, "checkout", "-q", before)
     old = run_cli(first, "claim", "list")
     assert old.returncode == 1 and old.stderr.count("\n") == 1, old.stderr

@@ -147,6 +147,7 @@ def open_store(paths: RepoPaths, location: str | None = None, *, reads_only: boo
     team's store this clone's SQLite store is being copied into (`store copy --to URL`), opened even
     after this clone left another (see `moves.LEFT_FILE`)."""
     configured = location is None and store_from_env() is None  # not asked for by name: loom.yaml's
+    own_sqlite = paths.store_path.exists()  # before this open: a store of the clone's own, besides any team's
     location = location or store_location(paths)
     if location == "sqlite":
         refuse_a_moved_store(paths)
@@ -188,6 +189,8 @@ def open_store(paths: RepoPaths, location: str | None = None, *, reads_only: boo
                      f"the team's store from this clone: `loomtui store copy --to URL`)")
     store = PostgresStore(location, repository_namespace(paths), mirror=f"{current_host()}:{paths.audit_path}",
                           name=_main_checkout(paths).name, elsewhere=elsewhere)
-    if configured and not joining:  # loom.yaml's `store:` named it: the team's (a URL given once is no joining)
+    # The team's store, named by loom.yaml's `store:`, or by LOOMTUI_STORE in a clone with no store of its own
+    # (`store copy` says to use it so); one look by LOOMTUI_STORE from a clone that has its own is no joining.
+    if not joining and (configured or not own_sqlite):
         note_a_joined_store(paths, redact(location))
     return store

@@ -105,10 +105,10 @@ def refuse_a_forgotten_team_store(paths: RepoPaths) -> None:
     joined = store_move(paths, JOINED_FILE)
     if joined is not None:
         raise StoreError(
-            f"this clone works in the team's store {joined.to} (since {joined.when()}), but .loom/loom.yaml "
-            "here names no team store (a commit from before it?): nothing was opened; check out a commit "
-            "that names it, or set LOOMTUI_STORE to its URL (LOOMTUI_STORE=sqlite: a store of this clone's own, "
-            "apart from the team's)", exit_code=1)
+            f"this clone works in the team's store {joined.to} (since {joined.when()}), but nothing here names it "
+            "(no LOOMTUI_STORE, and no `store:` in .loom/loom.yaml: a commit from before it?): nothing was opened; "
+            "set LOOMTUI_STORE to its URL, or check out a commit whose loom.yaml names it (LOOMTUI_STORE=sqlite: a "
+            "store of this clone's own, apart from the team's)", exit_code=1)
 
 
 def refuse_a_left_store(paths: RepoPaths) -> None:
