@@ -750,12 +750,19 @@ def test_an_adr_a_sandbox_got_superseded_since_makes_it_stale(workspace: Workspa
         "# 9. Round at the total\n\n## Status\n\nAccepted. Supersedes ADR 0002.\n\n## Decision\n\nPinned wording.\n")
     git(sample, "add", "-A")
     git(sample, "commit", "-qm", "ADR 9 supersedes 2")
+    said = {"id": "repo:docs/adr/0002-bankers-rounding-per-line-item.md",
+            "title": "ADR 0002: Banker's rounding, per line item, in one module",
+            "label": "docs/adr/0002-bankers-rounding-per-line-item.md [repo]",
+            "change": "superseded by ADR 0009: Round at the total"}
     drift = sandbox_drift_now(workspace, "inv3")
-    assert drift.status == "stale" and {
-        "id": "repo:docs/adr/0002-bankers-rounding-per-line-item.md",
-        "title": "ADR 0002: Banker's rounding, per line item, in one module",
-        "label": "docs/adr/0002-bankers-rounding-per-line-item.md [repo]",
-        "change": "superseded by ADR 0009: Round at the total"} in drift.changes, drift.changes
+    assert drift.status == "stale" and said in drift.changes, drift.changes
+    # Its own status edited as well, the usual way (adr-tools, MADR): said as superseded, not only "changed".
+    adr = sample / "docs" / "adr" / "0002-bankers-rounding-per-line-item.md"
+    text = adr.read_text()
+    status = text.index("## Status")
+    adr.write_text(text[:status] + "## Status\n\nSuperseded by ADR 0009\n\n## Was\n" + text[status + 9:])
+    git(sample, "commit", "-qam", "ADR 2: superseded")
+    assert said in sandbox_drift_now(workspace, "inv3").changes
 
 
 def test_an_adr_folders_template_index_and_dated_names_are_not_misread(tmp_path: Path) -> None:

@@ -208,12 +208,13 @@ def sandbox_drift(sandbox_id: str, recorded: dict[str, Any], current: Context,
         now = current.section(section_id)
         if now is None:
             changes.append({"id": section_id, "title": str(old.get("title", "")), "change": "removed"})
-        elif now.hash != old.get("hash"):
-            changes.append({"id": section_id, "title": now.title, "label": now.label, "change": "changed"})
         elif (newer := relation.newer(section_id)) != (old.get("superseded_by") or ""):
-            # An ADR it got, superseded since (by a new one: its own text the same): it read "behind".
+            # An ADR it got, superseded since: said so, whether its own status was edited too (the usual way) or
+            # not (a new ADR that supersedes it: it read "behind").
             changes.append({"id": section_id, "title": now.title, "label": now.label,
                             "change": f"superseded by {newer}" if newer else "no longer superseded"})
+        elif now.hash != old.get("hash"):
+            changes.append({"id": section_id, "title": now.title, "label": now.label, "change": "changed"})
     claims = [ClaimInput(str(c.get("target", "")), tuple(c.get("regions", ())), bool(c.get("suggested")))
               for c in recorded.get("claims", []) if isinstance(c, dict)]
     try:
