@@ -201,6 +201,7 @@ async def test_a_new_sandbox_that_fails_keeps_what_was_typed_for_n_to_reopen(bil
     async with app.run_test(size=SIZE) as pilot:
         form = await new_script_sandbox_form(pilot, app, billing.parent / "typo.yaml", "fix typos, carefully")
         form.query_one("#after", Input).value = "zzzzzz"  # no such sandbox
+        assert "{mcp_config}" in str(form.query_one("#command", Input).tooltip)  # every placeholder, from one list
         assert form.active_bindings["ctrl+s"].binding.show  # the footer offers it
         await pilot.press("ctrl+s")  # from the field being typed in: no Tab to the button
         await wait_for(pilot, lambda: any("no sandbox 'zzzzzz'" in str(n.message) for n in app._notifications))

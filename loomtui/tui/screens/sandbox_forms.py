@@ -18,6 +18,7 @@ from textual.widgets import Button, Input, Label, Select, SelectionList, Static
 from textual.widgets.selection_list import Selection
 
 from loomtui.coordination.suggest import suggest_regions
+from loomtui.runtime_config import PLACEHOLDERS_SAID
 from loomtui.tui.base import loom_app
 from loomtui.tui.keys import KeysFooter, shown_key
 from loomtui.tui.visible import visible_controls
@@ -85,8 +86,9 @@ class NewSandboxScreen(ModalScreen[NewSandboxRequest | None]):
                     yield Input(placeholder="after: ids", id="after",
                                 tooltip="ids of the sandboxes whose change merges before this one starts")
                 yield Input(placeholder="script file (script runtime only)", id="script")
-                yield Input(placeholder="command, e.g. ./fix.sh {task} (also {context_file}, {sandbox}, {worktree})",
-                            id="command")
+                # Every placeholder in its tooltip, from the one list (cut at 80 columns, the hint named three).
+                yield Input(placeholder="command, e.g. ./fix.sh {task} (placeholders: tooltip, sandbox new --help)",
+                            tooltip=f"Substituted as whole arguments: {PLACEHOLDERS_SAID}", id="command")
                 yield Label("Claims (suggested from the task; space toggles):")
                 yield TickList[str](id="claims")
                 yield Static(id="claim-check")
