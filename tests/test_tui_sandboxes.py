@@ -633,3 +633,32 @@ async def test_a_form_reopened_with_a_refused_claim_keeps_the_task_field_in_sigh
         await pilot.pause()
         assert app.focused is form.query_one("#task", Input)
         assert form.query_one("#new-fields", VerticalScroll).scroll_y == 0
+
+
+async def test_an_action_asked_again_while_it_runs_is_said_under_way_not_raced(billing: Path) -> None:
+    """`S` pressed twice: the second raced the first and its error read as a failure ("being advanced by process
+    N", the app's own; "is planned: start") though the run it asked for started."""
+    import threading
+
+    from loomtui.tui.screens.dashboard import DashboardScreen
+
+    app = LoomApp(open_workspace(billing))
+    release, calls = threading.Event(), []
+
+    def slow(_workspace, sandbox_id):  # type: ignore[no-untyped-def]
+        calls.append(sandbox_id)
+        release.wait(10)
+
+    async with app.run_test(size=SIZE) as pilot:
+        screen = app.screen
+        assert isinstance(screen, DashboardScreen)
+        screen._run("start abc123", slow, "abc123")
+        await wait_for(pilot, lambda: calls == ["abc123"])
+        screen._run("start abc123", slow, "abc123")
+        await pilot.pause()
+        assert any(str(n.message) == "start abc123: under way already" for n in app._notifications)
+        release.set()
+        await wait_for(pilot, lambda: any(str(n.message) == "start abc123: done" for n in app._notifications))
+        assert calls == ["abc123"]
+        screen._run("start abc123", slow, "abc123")  # once done, it runs again
+        await wait_for(pilot, lambda: calls == ["abc123", "abc123"])

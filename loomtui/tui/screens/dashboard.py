@@ -108,6 +108,8 @@ class DashboardScreen(LoomScreen[None]):
         # version it had just given the agent, for the rest of the 10 s)
         self._drift: dict[str, tuple[float, str, str]] = {}
         self._ages_at = 0.0  # when the Age column was last brought up to date
+        self._under_way: set[str] = set()  # the engine calls in flight, by label (`_run`)
+        self._under_way_lock = threading.Lock()
         self.evals = EvalsPane(id="evals")
 
     def compose(self) -> ComposeResult:
@@ -445,7 +447,15 @@ class DashboardScreen(LoomScreen[None]):
         self.app.push_screen(ConfirmScreen(question), lambda yes: self._run(label, call, *args) if yes else None)
 
     def _run(self, label: str, call: EngineCall, *args: object) -> None:
-        """Run an engine call in a worker; report its error in one line."""
+        """Run an engine call in a worker; report its error in one line. The same call asked again while it runs
+        (`S` pressed twice) is said to be under way: it raced itself, and its loser's error read as a failure
+        ("being advanced by process N", the app's own) while the run it asked for started."""
+        with self._under_way_lock:
+            again = label in self._under_way
+            self._under_way.add(label)
+        if again:
+            self.app.notify(f"{label}: under way already", title=label, timeout=3)
+            return
         self._engine_worker(label, call, args)
 
     @work(thread=True, group="sandbox-actions", exit_on_error=False)
@@ -462,6 +472,8 @@ class DashboardScreen(LoomScreen[None]):
             return
         finally:
             slow.cancel()
+            with self._under_way_lock:
+                self._under_way.discard(label)
         self.app.call_from_thread(self.app.notify, f"{label}: done", timeout=3)
 
     def _say_slow(self, label: str) -> None:
