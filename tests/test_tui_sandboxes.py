@@ -662,3 +662,19 @@ async def test_an_action_asked_again_while_it_runs_is_said_under_way_not_raced(b
         assert calls == ["abc123"]
         screen._run("start abc123", slow, "abc123")  # once done, it runs again
         await wait_for(pilot, lambda: calls == ["abc123", "abc123"])
+
+
+async def test_a_new_sandbox_refused_its_claims_says_what_frees_them_as_the_cli_does(billing: Path) -> None:
+    """The app's toast said only the refusal; `sandbox new` says how to run it once the holder merged."""
+    from loomtui.tui.screens.dashboard import DashboardScreen
+    from loomtui.tui.screens.sandbox_forms import NewSandboxRequest
+
+    workspace = open_workspace(billing)
+    holder = tasks.create_sandbox(workspace, "hold fx", "command", command=["true"], claims=["payments/fx.py"])
+    app = LoomApp(workspace)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = app.screen
+        assert isinstance(screen, DashboardScreen)
+        screen._create(NewSandboxRequest("change fx", "command", "HEAD", ("payments/fx.py",), None, command=("true",)))
+        await wait_for(pilot, lambda: any(f"run it again with --after {holder.id}" in str(n.message)
+                                          for n in app._notifications))

@@ -75,38 +75,6 @@ NEW_INPUT_HINTS: Final = {
 """What `sandbox new` adds when a runtime's input is missing (`MissingRuntimeInput.what`)."""
 
 
-def _after_hint(workspace: Workspace, refused: LoomError) -> str:
-    """For a claim other sandboxes hold: how to run the task once they have merged, or what frees a holder that
-    never will (one that failed keeps its claims; one nothing moves on), and that `rm` drops this record."""
-    from loomtui.execution.lifecycle import EXITED, FAILED, REJECTED
-    from loomtui.workflow.steps import nobody_on_it
-
-    # What refused it only (a dependency beside it is a warning: waiting for that one frees nothing).
-    named = sorted({c.sandbox_b for c in getattr(refused, "conflicts", ()) if c.blocking})
-    holders = [record for record in (workspace.store.get_sandbox(h) for h in named) if record is not None]
-    said, waitable = [], []
-    found = {record.id for record in holders}
-    for name in (h for h in named if h not in found):  # a person's, or an agent's outside loomtui: no merge comes
-        said.append(f"{name} is no sandbox but a person's or an outside agent's name: `loomtui claim release "
-                    f"--all --sandbox {name}` lets its claims go (theirs to run, or a lead's with --override REASON)")
-    if not said and not holders:
-        return ""
-    flow = _workflow(workspace)
-    for record in holders:
-        if record.status in (FAILED, EXITED, REJECTED):  # `--after` it: held at once, for good
-            said.append(f"{record.id} ended without merging ({record.status}), its claims kept for a run again: "
-                        f"`loomtui sandbox rm {record.id}` lets them go")
-        elif nobody_on_it(workspace, record, view := flow.view(record)):  # `--after` it: waits on nothing moving
-            said.append(f"nothing is moving {record.id} on (next: {view.line()}): "
-                        f"`loomtui sandbox advance {record.id}` does")
-        else:
-            waitable.append(record.id)
-    if waitable:
-        said.append(f"to start it once {listed(waitable)} merged, run it again with "
-                    f"{' '.join(f'--after {h}' for h in waitable)}")
-    return f"; {'; '.join(said)} (`loomtui sandbox rm {refused.recorded_sandbox}` drops this record)"
-
-
 def _credentials_warning(record: SandboxRecord) -> str:
     """Why the agent will fail at once for want of its vendor's credentials ("" when they are there), as `doctor`
     and the app's form say it: it started, then failed with "Not logged in", said nowhere before."""
@@ -150,7 +118,9 @@ def cmd_new(args: argparse.Namespace) -> int:
         raise (hinted_target(exc, workspace.root, named, new_file) if named else exc) from None
     except LoomError as exc:
         if exc.recorded_sandbox and not args.json:  # kept as a record: its id, for `sandbox list` and `rm`
-            raise LoomError(f"sandbox {exc.recorded_sandbox} rejected: {exc}{_after_hint(workspace, exc)}",
+            from loomtui.workflow.tasks import refused_claims_hint
+
+            raise LoomError(f"sandbox {exc.recorded_sandbox} rejected: {exc}{refused_claims_hint(workspace, exc)}",
                             exit_code=exc.exit_code) from None
         if not exc.recorded_sandbox:
             raise

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from loomtui.coordination.claims import ClaimRefused, claim_targets
-from loomtui.errors import LoomError, abridged
+from loomtui.errors import LoomError, abridged, listed
 from loomtui.execution import agent_control, review, sandboxes
 from loomtui.execution.context_files import CONTEXT_EDITED_KEY
 from loomtui.execution.lifecycle import ARCHIVED, DONE_WITH, EXITED, FAILED, PLANNED, REJECTED, transition
@@ -34,6 +34,7 @@ from loomtui.workflow.steps import (
     caller_id,
     has_merged,
     holding_step,
+    nobody_on_it,
 )
 from loomtui.workspace import Workspace
 
@@ -262,3 +263,32 @@ def drop_after(workspace: Workspace, sandbox_id: str, dropped: Sequence[str] = (
         workspace.record("sandbox.after_dropped", record.id, {"dropped": gone, "after": keep})
     Workflow(workspace).advance(record.id)
     return sandboxes.get_sandbox(workspace, record.id)
+
+
+def refused_claims_hint(workspace: Workspace, refused: LoomError) -> str:
+    """For a claim other sandboxes hold: how to run the task once they have merged, or what frees a holder that
+    never will (one that failed keeps its claims; one nothing moves on), and that `rm` drops this record."""
+    # What refused it only (a dependency beside it is a warning: waiting for that one frees nothing).
+    named = sorted({c.sandbox_b for c in getattr(refused, "conflicts", ()) if c.blocking})
+    holders = [record for record in (workspace.store.get_sandbox(h) for h in named) if record is not None]
+    said, waitable = [], []
+    found = {record.id for record in holders}
+    for name in (h for h in named if h not in found):  # a person's, or an agent's outside loomtui: no merge comes
+        said.append(f"{name} is no sandbox but a person's or an outside agent's name: `loomtui claim release "
+                    f"--all --sandbox {name}` lets its claims go (theirs to run, or a lead's with --override REASON)")
+    if not said and not holders:
+        return ""
+    flow = Workflow(workspace)
+    for record in holders:
+        if record.status in (FAILED, EXITED, REJECTED):  # `--after` it: held at once, for good
+            said.append(f"{record.id} ended without merging ({record.status}), its claims kept for a run again: "
+                        f"`loomtui sandbox rm {record.id}` lets them go")
+        elif nobody_on_it(workspace, record, view := flow.view(record)):  # `--after` it: waits on nothing moving
+            said.append(f"nothing is moving {record.id} on (next: {view.line()}): "
+                        f"`loomtui sandbox advance {record.id}` does")
+        else:
+            waitable.append(record.id)
+    if waitable:
+        said.append(f"to start it once {listed(waitable)} merged, run it again with "
+                    f"{' '.join(f'--after {h}' for h in waitable)}")
+    return f"; {'; '.join(said)} (`loomtui sandbox rm {refused.recorded_sandbox}` drops this record)"

@@ -518,7 +518,9 @@ class DashboardScreen(LoomScreen[None]):
             )
         except LoomError as exc:  # what was typed is kept: `n` opens the form with it, to mend
             app.call_from_thread(setattr, self, "_draft", request)
-            app.call_from_thread(app.notify, f"{exc} (n reopens the form as you left it)", title="new sandbox",
+            # What frees the claims it was refused, as `sandbox new` says it (the app's toast said only the refusal).
+            hint = tasks.refused_claims_hint(app.workspace, exc) if exc.recorded_sandbox else ""
+            app.call_from_thread(app.notify, f"{exc}{hint} (n reopens the form as you left it)", title="new sandbox",
                                  severity="error")
             return
         app.call_from_thread(setattr, self, "_draft", None)
