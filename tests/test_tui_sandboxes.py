@@ -633,6 +633,8 @@ async def test_a_form_reopened_with_a_refused_claim_keeps_the_task_field_in_sigh
         await pilot.pause()
         assert app.focused is form.query_one("#task", Input)
         assert form.query_one("#new-fields", VerticalScroll).scroll_y == 0
+        await pilot.press("s")  # typing goes on from the task, never over it
+        assert form.query_one("#task", Input).value == "change the fx rate tables"
 
 
 async def test_an_action_asked_again_while_it_runs_is_said_under_way_not_raced(billing: Path) -> None:

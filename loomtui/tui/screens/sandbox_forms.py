@@ -76,7 +76,8 @@ class NewSandboxScreen(ModalScreen[NewSandboxRequest | None]):
         with Vertical():
             yield Label(Text("New sandbox", style="bold"))
             with VerticalScroll(id="new-fields"):
-                yield Input(placeholder="task: what should the agent do?", id="task")
+                # Not selected when focused: reopened with a refused request's task, the first key replaced it.
+                yield Input(placeholder="task: what should the agent do?", id="task", select_on_focus=False)
                 with Horizontal():
                     yield Select([(f"{name} ({self.marks[name]})" if name in self.marks else name, name)
                                   for name in self.runtimes], value=self.default_runtime, allow_blank=False,
