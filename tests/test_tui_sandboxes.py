@@ -6,7 +6,7 @@ import dataclasses
 from pathlib import Path
 
 import pytest
-from textual.widgets import Log, SelectionList, Static
+from textual.widgets import Input, Log, SelectionList, Static
 from textual.widgets.selection_list import Selection
 
 from loomtui.execution import sandboxes
@@ -232,6 +232,11 @@ async def test_the_first_space_in_the_claims_list_ticks_the_first_suggestion(bil
         await pilot.press("space")
         await pilot.pause()
         assert list(claims.selected) == [claims.get_option_at_index(0).value]
+        # The task cut short (under 3 characters): the longer text's suggestions went on showing; the ticked stays.
+        ticked = list(claims.selected)
+        form.query_one("#task", Input).value = "fi"
+        await wait_for(pilot, lambda: claims.option_count == 1)
+        assert list(claims.selected) == ticked
 
 
 async def test_the_log_tabs_waiting_line_goes_once_the_agent_writes(tmp_path: Path) -> None:

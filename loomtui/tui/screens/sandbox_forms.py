@@ -126,7 +126,8 @@ class NewSandboxScreen(ModalScreen[NewSandboxRequest | None]):
             self.app.call_from_thread(self.query_one("#claim-check", Static).update,
                                       Text("Still indexing the repository: suggestions follow.", style="dim"))
             return
-        if len(task.strip()) < 3:
+        if len(task.strip()) < 3:  # too short to suggest from: the longer text's suggestions go (ticked ones stay)
+            self.app.call_from_thread(self._show_suggestions, task, [])
             return
         suggestions = suggest_regions(coordinator.index, task, limit=8)
         self.app.call_from_thread(self._show_suggestions, task, [s.region.id for s in suggestions])
