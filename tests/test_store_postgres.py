@@ -667,7 +667,11 @@ def test_a_team_clone_on_a_commit_from_before_the_team_store_opens_no_store_of_i
     git(first.parent.parent, "clone", "-q", str(first), str(third))
     git(third, "checkout", "-q", before)
     monkeypatch.setenv("LOOMTUI_STORE", postgres_url)
-    assert run_cli(third, "claim", "list").returncode == 0
+    assert run_cli(third, "status").returncode == 0  # a look only joins nothing
+    monkeypatch.delenv("LOOMTUI_STORE")
+    assert not (third / ".git" / "loom" / "store-joined").exists()
+    monkeypatch.setenv("LOOMTUI_STORE", postgres_url)
+    assert run_cli(third, "claim", "add", "--sandbox", "carol", "README.md").returncode == 0  # work: joined
     monkeypatch.delenv("LOOMTUI_STORE")
     bare = run_cli(third, "claim", "list")
     assert bare.returncode == 1 and "nothing here names it (no LOOMTUI_STORE" in bare.stderr, bare.stderr
@@ -683,7 +687,7 @@ def test_a_team_clone_on_a_commit_from_before_the_team_store_opens_no_store_of_i
     (first / ".git" / "loom" / "state.db").unlink()
     git(first, "checkout", "-q", "main")
     workspace = open_workspace(first)
-    assert workspace.audit.verify().ok and len(workspace.store.live_claims()) == 1
+    assert workspace.audit.verify().ok and {c.sandbox_id for c in workspace.store.live_claims()} == {"s-a", "carol"}
 
 
 def test_a_clone_with_an_audit_log_is_refused_an_empty_team_store_it_never_copied_to(

@@ -191,6 +191,7 @@ def open_store(paths: RepoPaths, location: str | None = None, *, reads_only: boo
                           name=_main_checkout(paths).name, elsewhere=elsewhere)
     # The team's store, named by loom.yaml's `store:`, or by LOOMTUI_STORE in a clone with no store of its own
     # (`store copy` says to use it so); one look by LOOMTUI_STORE from a clone that has its own is no joining.
-    if not joining and (configured or not own_sqlite):
+    # A read only (`status`, a look at a staging store) joins nothing.
+    if not joining and not reads_only and (configured or not own_sqlite):
         note_a_joined_store(paths, redact(location))
     return store

@@ -108,7 +108,8 @@ def refuse_a_forgotten_team_store(paths: RepoPaths) -> None:
             f"this clone works in the team's store {joined.to} (since {joined.when()}), but nothing here names it "
             "(no LOOMTUI_STORE, and no `store:` in .loom/loom.yaml: a commit from before it?): nothing was opened; "
             "set LOOMTUI_STORE to its URL, or check out a commit whose loom.yaml names it (LOOMTUI_STORE=sqlite: a "
-            "store of this clone's own, apart from the team's)", exit_code=1)
+            "store of this clone's own, apart from the team's; joined by mistake: delete "
+            f"{paths.state_dir / JOINED_FILE})", exit_code=1)
 
 
 def refuse_a_left_store(paths: RepoPaths) -> None:
