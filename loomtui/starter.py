@@ -133,22 +133,28 @@ def starter(root: Path, lead: str | None) -> Starter:
 ADR_FOLDER_NAMES: Final = frozenset({"adr", "adrs", "decisions", "decision-records"})
 """What teams name the folder of their ADRs, in any case and at any depth (`docs/adr`, adr-tools' `doc/adr`,
 MADR's and Log4brains' `docs/decisions`, `docs/ADR`): as the knowledge layer reads an ADR's path."""
-MAX_ADR_FOLDERS: Final = 20
+MAX_ADR_FOLDERS: Final = 100
+"""The most ADR folders named as sources (the shallowest first: a repository's own before its services')."""
 
 
 def _adr_globs(root: Path) -> list[str]:
-    """The folders of the repository's Markdown files that are ADR folders, as sources (`docs/adr/*.md` when it has
-    none yet): from git's listing, what it tracks or would (ignored and hidden folders aside)."""
+    """The folders of the repository's ADRs, as sources (`docs/adr/*.md` when it has none yet): from git's listing,
+    what it tracks or would, ignored and hidden folders aside (`.claude/skills/adr` is a skill, not ADRs). A file
+    counts as an ADR by its name, numbered or dated (`0001-use-cents.md`): a code package named `decisions` with a
+    README is none."""
     listed = Git(root).run("ls-files", "-z", "-co", "--exclude-standard", "--", "*.md", "*.markdown")
     folders: dict[str, bool] = {}  # the ADR folder -> whether some of its ADRs are in folders of their own
     for name in listed.out.split("\0") if listed.status == 0 else ():
-        parts = Path(name).parts[:-1]
+        path = Path(name)
+        parts = path.parts[:-1]
+        if not path.name[:1].isdigit() or any(part.startswith(".") for part in parts):
+            continue
         at = next((i for i, part in enumerate(parts) if part.lower() in ADR_FOLDER_NAMES), None)
         if at is not None:
             folder = "/".join(parts[:at + 1])
             folders[folder] = folders.get(folder, False) or at + 1 < len(parts)
-    return [f"{folder}/**/*.md" if nested else f"{folder}/*.md"
-            for folder, nested in sorted(folders.items())[:MAX_ADR_FOLDERS]] or ["docs/adr/*.md"]
+    ranked = sorted(folders.items(), key=lambda item: (item[0].count("/"), item[0]))[:MAX_ADR_FOLDERS]
+    return [f"{folder}/**/*.md" if nested else f"{folder}/*.md" for folder, nested in ranked] or ["docs/adr/*.md"]
 
 
 def _config_text(gates: tuple[Gate, ...], adrs: list[str]) -> str:
@@ -203,7 +209,7 @@ def _policy_text(lead: str | None, gates: tuple[Gate, ...] = (), adrs: tuple[str
     leads = json.dumps([lead] if lead else [])
     # The ADR folders the context reads (`_adr_globs`): an agent's ADR in adr-tools' doc/adr, superseding the
     # team's decision, went through as any change, and every later agent was told to follow it.
-    ground_truth = ", ".join(json.dumps(glob.split("/*")[0] + "/**") for glob in adrs)
+    ground_truth = ", ".join(json.dumps(glob.split("/*")[0] + "/**/*.md") for glob in adrs)  # its ADRs, not code
     setup = list(dict.fromkeys(glob for gate in gates for glob in CHECK_SETUP.get(gate.name, ())))
     return f"""\
 # Who may let an agent's change proceed (README: Policy). `loomtui policy validate` checks it,

@@ -226,13 +226,20 @@ def test_init_takes_the_adr_folder_the_repository_has(tmp_path: Path) -> None:
     assert (judged.risk, judged.rule_names()) == ("high", ("agents-ground-truth",))
     # Any case, any depth, a year's folder inside it: as the knowledge layer reads an ADR's path.
     cased = own_repo(tmp_path / "cased", {"docs/ADR/0001-cents.md": "# 1. Cents\n", "arch/decisions/2024/0002-x.md":
-                                          "# 2. X\n", "src/notes.md": "no ADR\n"})
+                                          "# 2. X\n", "src/notes.md": "no ADR\n",
+                                          # a skill named adr, and a code package named decisions: no ADRs
+                                          ".claude/skills/adr/SKILL.md": "# Write an ADR\n",
+                                          "src/loans/decisions/README.md": "# The credit decision engine\n",
+                                          "src/loans/decisions/engine.py": "X = 1\n"})
     assert run_cli(cased, "init").returncode == 0
     assert [s for s in load_config(cased).context.sources if "ADR" in s or "decisions" in s] == [
         "arch/decisions/**/*.md", "docs/ADR/*.md"]
     guarded = evaluate(load_policy(cased, ".loom/policy.yaml"),
                        ChangeFacts(stage="post-gate", paths=("arch/decisions/2024/0003-y.md",)))
     assert guarded.rule_names() == ("agents-ground-truth",)
+    code = evaluate(load_policy(cased, ".loom/policy.yaml"),
+                    ChangeFacts(stage="post-gate", paths=("src/loans/decisions/engine.py",)))
+    assert "agents-ground-truth" not in code.rule_names()
     bare = own_repo(tmp_path / "bare", {"app.py": "X = 1\n"})  # none yet: where a new one would go
     assert run_cli(bare, "init").returncode == 0
     assert "docs/adr/*.md" in load_config(bare).context.sources
