@@ -123,6 +123,13 @@ def test_a_wrapped_line_that_fills_the_width_goes_on_and_a_long_error_is_cut_onc
     assert len(first) == 80 and watch.feed(first) == []
     watch.feed("field tools[0].function.parameters")
     assert watch.last_error is not None and watch.last_error.endswith("used the field tools[0].function.parameters")
+    # One that filled the width unwrapped, Aider's retry line after it: not taken as its rest.
+    retried = fault_watch("aider", 60)
+    assert retried is not None
+    whole = "litellm.APIConnectionError: OpenAIException - Connection error to 127.0.0.1:9099"
+    assert len(whole) == 80 and retried.feed(whole) == []
+    assert [a["summary"] for a in retried.feed("Retrying in 0.2 seconds...")] == [f"model API: {whole}"]
+    assert retried.last_error == whole
     long = fault_watch("aider", 60)
     assert long is not None
     lines = ["litellm.BadRequestError: OpenAIException - {\"error\": {\"message\": \"This model is "] + [

@@ -33,6 +33,8 @@ class FaultSigns:
     worked), or no model API's at all (an `ERROR:` a command the agent ran printed)."""
     wraps_at: int | None = None
     """The width the CLI wraps its lines at, headless (Aider's console: 80 columns); None: it does not wrap."""
+    own_line: re.Pattern[str] | None = None
+    """A line of its own after an error that filled the width: never the rest of it (Aider's `Retrying in`)."""
 
 
 # From each CLI's own output, seen with the real CLIs against a model API on loopback
@@ -44,7 +46,7 @@ FAULT_SIGNS: Final[dict[str, FaultSigns]] = {
     "aider": FaultSigns(error=re.compile(
         r"^(?P<what>litellm\.[A-Za-z]+(?:Error|Exception)\b.*|The API provider .+)"),
         answered=re.compile(r"^Tokens: "),  # after each of the model's replies
-        wraps_at=80),
+        wraps_at=80, own_line=re.compile(r"^Retrying in ")),
 }
 
 
@@ -119,7 +121,8 @@ class FaultWatch:
         """A line that says something of itself (an error, a wait, an answer): no wrapped line's rest."""
         signs = self.signs
         return bool(signs.error.match(text) or (signs.waiting and signs.waiting.search(text))
-                    or (signs.answered and signs.answered.match(text)))
+                    or (signs.answered and signs.answered.match(text))
+                    or (signs.own_line and signs.own_line.match(text)))
 
     def overdue(self) -> str | None:
         """Why the agent must be stopped: it has only waited for the API for too long; else None."""
