@@ -873,3 +873,29 @@ def test_work_saved_at_the_agents_end_holds_the_code_it_changed(billing: Path) -
         ("payments/refunds.py::prorated_refund", "claimed by commit of payments/refunds.py")]
     with pytest.raises(ClaimRefused, match=f"held by sandbox {sandbox_id}"):
         governed_coordinator(workspace).claim("other", "payments/refunds.py::prorated_refund")
+
+
+def test_policy_explain_judges_with_the_eval_the_review_judged_with(tmp_path: Path) -> None:
+    """The review held a change for its low behaviour score (init's own `low-behaviour-score` rule); `policy explain`
+    and the policy view said "default: no rule applies", judging without gate 2's score."""
+    repo = tmp_path / "mine"
+    (repo / "app").mkdir(parents=True)
+    git(repo.parent, "init", "-q", "-b", "main", str(repo))
+    (repo / "app" / "items.py").write_text("class Item:\n    def __init__(self, price):\n        self.price = price\n\n"
+                                           "    def total(self, qty):\n        return self.price * qty\n")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-qm", "init")
+    assert run_cli(repo, "init").returncode == 0
+    git(repo, "add", ".loom")
+    git(repo, "commit", "-qm", "adopt")
+    workspace = open_workspace(repo)
+    record = create_sandbox(workspace, "Make Item.total return cents", "command", isolate=False,
+                            claims=("app/items.py::Item.total",),
+                            command=["sed", "-i", "s/self.price = price/self.price = price; self.cents = 1/",
+                                     "app/items.py"])
+    start(workspace, record.id)
+    wait_until_settled(workspace, record.id, timeout=120)
+    [reviewed] = evaluated(workspace, record.id)
+    assert "low-behaviour-score" in reviewed["rules"], reviewed
+    explained = json.loads(run_cli(repo, "policy", "explain", record.id, "--json").stdout)
+    assert explained["post-gate"]["rules"] == reviewed["rules"], (explained, reviewed)

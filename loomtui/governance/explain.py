@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from loomtui.coordination.regions import split_id
 from loomtui.execution.gitops import Git
@@ -12,6 +13,9 @@ from loomtui.execution.sandboxes import agent_tree, get_sandbox
 from loomtui.governance.gitfacts import change_facts
 from loomtui.governance.policy import ChangeFacts, Evaluation, Policy, evaluate
 from loomtui.workspace import Workspace
+
+if TYPE_CHECKING:
+    from loomtui.guardrails.evals import EvalReport
 
 
 def _summary(evaluation: Evaluation) -> dict[str, Any]:
@@ -24,6 +28,24 @@ def claim_facts(workspace: Workspace, sandbox_id: str, author: str | None = None
     regions = sorted({rid for c in workspace.store.live_claims(sandbox_id) for rid in c.region_ids})
     return ChangeFacts(stage="claim", paths=tuple(sorted({split_id(r)[0] for r in regions})),
                        regions=tuple(regions), author=author)
+
+
+def with_eval_facts(facts: ChangeFacts, workspace: Workspace, sandbox_id: str, tip: str) -> ChangeFacts:
+    """`facts` with gate 2's score and items and gate 1's regressions, as the sandbox's stored eval at `tip` has
+    them (the review judges with them: `policy explain` and the policy view said "no rule applies" of a change
+    the review had held for its low behaviour score)."""
+    from loomtui.guardrails.evals import latest_eval
+
+    report = latest_eval(workspace, sandbox_id)
+    return facts if report is None or report.commit != tip else replace(facts, **eval_fields(report))
+
+
+def eval_fields(report: EvalReport) -> dict[str, Any]:
+    """The facts an eval gives the policy: gate 2's score and items, gate 1's regressions."""
+    score = report.score
+    return {"eval_score": score.total if score is not None else None,
+            "eval_items": {item.name: str(item.status) for item in score.items} if score is not None else {},
+            "regressions": report.regressions}
 
 
 def explain_sandbox(workspace: Workspace, policy: Policy, sandbox_id: str) -> dict[str, Any]:
@@ -47,7 +69,10 @@ def explain_sandbox(workspace: Workspace, policy: Policy, sandbox_id: str) -> di
     if Path(record.worktree).is_dir():
         head = agent_tree(workspace, record).snapshot(tip)[0]  # the worktree as it is, seen from outside
     facts = change_facts(workspace.root, base, head, gates=gates, runtime=record.runtime,
+                         author=record.created_by or None,
+                         onto=repo.resolve_commit(f"refs/heads/{record.target}") if record.target else None,
                          advisory_gates=[run.gate for run in runs if run.advisory])  # as its review reads them
+    facts = with_eval_facts(facts, workspace, record.id, tip)
     return {
         "sandbox": record.id,
         "claim": claim,

@@ -39,6 +39,7 @@ from loomtui.governance.escalations import (
     open_escalation,
     override_expired,
 )
+from loomtui.governance.explain import eval_fields
 from loomtui.governance.gitfacts import change_facts, unnamed_files
 from loomtui.governance.policy import (
     ChangeFacts,
@@ -149,9 +150,7 @@ def review_sandbox(workspace: Workspace, sandbox_id: str, *, policy: Policy | No
                      runtime=record.runtime, author=record.created_by or None,
                      onto=repo.resolve_commit(f"refs/heads/{record.target}") if record.target else None,
                      advisory_gates=[r.gate for r in results if not r.blocking]),
-        eval_score=report.score.total if report.score is not None else None,
-        eval_items={item.name: str(item.status) for item in report.score.items} if report.score is not None else {},
-        regressions=report.regressions, merged_breaks=breaks)
+        **eval_fields(report), merged_breaks=breaks)
     evaluation = _with_claim_stage(workspace, policy, record, evaluate(policy, facts), facts)
     if failure is not None:
         evaluation = with_failed_agent(evaluation, failure)
