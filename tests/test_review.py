@@ -325,6 +325,7 @@ async def test_a_payments_change_waits_for_two_reviewers_then_merges(billing: Pa
     assert second.returncode == 0, second.stderr
     # The decision moves the sandbox on at once: approved, then (merge: manual) waiting for a person.
     assert "decision followed: now approved" in second.stdout
+    assert "  next: " in second.stdout and f"loomtui sandbox merge {sandbox_id}" in second.stdout  # what to run
     assert workspace.store.get_sandbox(sandbox_id).status == "approved"
     assert next_step(workspace, sandbox_id) == Step.WAIT_MERGE
     merged = cli(billing, "sandbox", "merge", sandbox_id)

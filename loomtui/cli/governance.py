@@ -274,6 +274,10 @@ def cmd_decide(args: argparse.Namespace) -> int:
             if not args.json:
                 for line in moved.done:
                     print(f"  sandbox {moved.sandbox_id}: {line}")
+                if moved.now.action is not None:  # a person's turn (`merge: manual`): what to run, as the list says
+                    from loomtui.cli import STEP_HINTS
+
+                    print(f"  next: {moved.now.line(STEP_HINTS)}")
     except StoreError as exc:  # the decision is recorded: said as done, and what did not follow (it exited 2)
         print(f"loomtui: warning: #{record.id}: the {args.decision} is recorded, but sandbox {record.sandbox_id} "
               f"was not moved on ({exc}); `loomtui sandbox advance {record.sandbox_id}` does it", file=sys.stderr)

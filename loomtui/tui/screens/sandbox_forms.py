@@ -88,7 +88,7 @@ class NewSandboxScreen(ModalScreen[NewSandboxRequest | None]):
                                 tooltip="ids of the sandboxes whose change merges before this one starts")
                 yield Input(placeholder="script file (script runtime only)", id="script")
                 # Every placeholder in its tooltip, from the one list (cut at 80 columns, the hint named three).
-                yield Input(placeholder="command, e.g. ./fix.sh {task} (placeholders: tooltip, sandbox new --help)",
+                yield Input(placeholder="command, e.g. ./fix.sh {task} (all placeholders: tooltip)",
                             tooltip=f"Substituted as whole arguments: {PLACEHOLDERS_SAID}", id="command")
                 yield Label("Claims (suggested from the task; space toggles):")
                 yield TickList[str](id="claims")
