@@ -479,6 +479,20 @@ def _idle_sandbox(billing: Path) -> tuple[Workspace, SandboxRecord]:
     return workspace, create_sandbox(workspace, "clarify the runbook", "script", script=script)
 
 
+def _approved_docs_change(billing: Path) -> tuple[Workspace, SandboxRecord]:
+    """A sandbox whose agent added a docs line and ended, reviewed and approved, waiting for a person to merge."""
+    from loomtui.governance.review import review_sandbox
+
+    workspace, record = _idle_sandbox(billing)
+    worktree = Path(record.worktree)
+    (worktree / "docs" / "runbook.md").write_text((worktree / "docs" / "runbook.md").read_text() + "\nmore\n")
+    git(worktree, "commit", "-qam", "docs")
+    merge_mode(billing, "manual")
+    _agent_left(workspace, record, git(worktree, "rev-parse", "HEAD").strip())
+    assert review_sandbox(workspace, record.id).evaluation.outcome == "auto_approve"
+    return workspace, record
+
+
 def _agent_left(workspace: Workspace, record: SandboxRecord, tip: str) -> None:
     """Its branch at `tip`, as an agent (which can write any commit) left it, and its agent ended."""
     from loomtui.execution.lifecycle import EXITED, PLANNED, RUNNING, transition
@@ -624,19 +638,11 @@ def test_a_merge_into_another_branch_behind_the_target_is_not_sent_back_to_revie
     """`sandbox merge --into release`, a branch behind main: the merge brought in main's later commits,
     which no review of the change against main judges; it was refused, reviewed again, refused again
     (40 reviews a call, the gates each time), and never merged."""
-    from loomtui.governance.review import review_sandbox
-
     git(billing, "branch", "release")
     (billing / "NOTES.txt").write_text("main moved on\n")
     git(billing, "add", "NOTES.txt")
     git(billing, "commit", "-qm", "notes")
-    workspace, record = _idle_sandbox(billing)
-    worktree = Path(record.worktree)
-    (worktree / "docs" / "runbook.md").write_text((worktree / "docs" / "runbook.md").read_text() + "\nmore\n")
-    git(worktree, "commit", "-qam", "docs")
-    merge_mode(billing, "manual")
-    _agent_left(workspace, record, git(worktree, "rev-parse", "HEAD").strip())
-    assert review_sandbox(workspace, record.id).evaluation.outcome == "auto_approve"
+    workspace, record = _approved_docs_change(billing)
     merged = run_cli(billing, "sandbox", "merge", record.id, "--into", "release")
     assert merged.returncode == 0, merged.stderr
     assert "more" in git(billing, "show", "release:docs/runbook.md")
@@ -676,16 +682,9 @@ def test_a_merge_into_a_running_agent_s_branch_is_refused_until_it_has_ended(bil
     isolated, its branch synced from its own copy a second later) put the branch back: B marked merged, its
     claims let go, the audit naming a merge commit no branch held."""
     from loomtui.execution.agent_control import stop
-    from loomtui.governance.review import review_sandbox
     from tests.conftest import wait_until
 
-    workspace, record = _idle_sandbox(billing)
-    worktree = Path(record.worktree)
-    (worktree / "docs" / "runbook.md").write_text((worktree / "docs" / "runbook.md").read_text() + "\nmore\n")
-    git(worktree, "commit", "-qam", "docs")
-    merge_mode(billing, "manual")
-    _agent_left(workspace, record, git(worktree, "rev-parse", "HEAD").strip())
-    assert review_sandbox(workspace, record.id).evaluation.outcome == "auto_approve"
+    workspace, record = _approved_docs_change(billing)
     busy = create_sandbox(workspace, "wait a while", "command", command=["sleep", "30"])
     start(workspace, busy.id)
     wait_until(lambda: workspace.store.get_sandbox(busy.id).status == "running", what="its agent running")
