@@ -143,6 +143,12 @@ class ContextLayer:
     sources: tuple[str, ...] = ("**/*.md",)
 
 
+ADR_FOLDER_NAMES: Final = frozenset({"adr", "adrs", "decisions", "decision-records"})
+"""What teams name the folder of their ADRs, in any case and at any depth (`docs/adr`, adr-tools' `doc/adr`,
+MADR's and Log4brains' `docs/decisions`): a Markdown file there is an ADR to the knowledge layer, and `init`
+names such folders as context sources."""
+
+
 @dataclass(frozen=True)
 class ContextConfig:
     """Which files feed an agent's context bundle, and how large it may be.

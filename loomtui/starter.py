@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
-from loomtui.config import CONFIG_PATH, LoomConfig
+from loomtui.config import ADR_FOLDER_NAMES, CONFIG_PATH, LoomConfig
 from loomtui.errors import LoomError
 from loomtui.gitcmd import Git
 from loomtui.json_text import parse_json
@@ -130,9 +130,6 @@ def starter(root: Path, lead: str | None) -> Starter:
                    gates, lead, tuple(unread))
 
 
-ADR_FOLDER_NAMES: Final = frozenset({"adr", "adrs", "decisions", "decision-records"})
-"""What teams name the folder of their ADRs, in any case and at any depth (`docs/adr`, adr-tools' `doc/adr`,
-MADR's and Log4brains' `docs/decisions`, `docs/ADR`): as the knowledge layer reads an ADR's path."""
 MAX_ADR_FOLDERS: Final = 100
 """The most ADR folders named as sources (the shallowest first: a repository's own before its services')."""
 

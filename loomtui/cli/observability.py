@@ -12,10 +12,13 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from loomtui.cli import add_command, nonempty_arg, positive_int_arg, print_json, workspace_for
 from loomtui.errors import LoomError
+
+if TYPE_CHECKING:
+    from loomtui.workspace import Workspace
 
 RUNTIMES = ("claude", "codex", "aider", "script")
 ENTRIES_PER_SANDBOX = 10
@@ -54,7 +57,7 @@ def _trailer_arg(text: str) -> str:
     return name
 
 
-def _local_branches(workspace: Any) -> str:
+def _local_branches(workspace: Workspace) -> str:
     """This repository's branches, a few of them, as a hint says them (`loom/` sandboxes' left out)."""
     from loomtui.gitcmd import Git
 

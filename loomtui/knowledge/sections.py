@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 from typing import Final
 
+from loomtui.config import ADR_FOLDER_NAMES
+
 __all__ = [
     "CHARS_PER_TOKEN",
     "AdrInfo",
@@ -32,7 +34,6 @@ CHARS_PER_TOKEN: Final = 4
 
 MARKDOWN_SUFFIXES: Final = frozenset({".md", ".markdown", ".mdx"})
 CONTRACT_SUFFIXES: Final = frozenset({".yaml", ".yml", ".json", ".proto", ".graphql", ".gql", ".avsc"})
-_ADR_DIRS: Final = frozenset({"adr", "adrs", "decisions", "decision-records"})
 
 _HEADING_OPENER = re.compile(r" {0,3}(#{1,6})[ \t]")
 _FENCE = re.compile(r"^ {0,3}(`{3,}|~{3,})(.*)$")
@@ -176,7 +177,7 @@ def is_adr_path(path: str) -> bool:
     the folder's index (`README.md`, `index.md`) nor a template (MADR ships `adr-template.md`, whose status
     `{proposed | ... | superseded by ADR-0123}` read as a decision superseded by ADR 123)."""
     parts = PurePosixPath(path).parts
-    return any(part.lower() in _ADR_DIRS for part in parts[:-1]) and not _not_an_adr(parts[-1])
+    return _in_adr_folder(parts) and not _not_an_adr(parts[-1])
 
 
 _TEMPLATE_STEM = re.compile(r"_?(?:m?adr[-_])?(?:0+[-_])?(?:m?adr[-_])?template"
@@ -188,8 +189,12 @@ whose name starts with the word (`template-engine-choice`)."""
 
 def is_adr_template(path: str) -> bool:
     """Whether a file of an ADR folder is a template for new ones: not a decision, and no context."""
-    parts = PurePosixPath(path.lower()).parts
-    return bool(_TEMPLATE_STEM.fullmatch(PurePosixPath(parts[-1]).stem)) and any(p in _ADR_DIRS for p in parts[:-1])
+    parts = PurePosixPath(path).parts
+    return bool(_TEMPLATE_STEM.fullmatch(PurePosixPath(parts[-1].lower()).stem)) and _in_adr_folder(parts)
+
+
+def _in_adr_folder(parts: tuple[str, ...]) -> bool:
+    return any(part.lower() in ADR_FOLDER_NAMES for part in parts[:-1])
 
 
 def _not_an_adr(name: str) -> bool:
