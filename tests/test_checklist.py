@@ -313,6 +313,14 @@ def test_9_coordination(ws: Workspace) -> None:
     assert claimed.answer == "yes" and claimed.facts["flagged"] == 2
     ws.record("sandbox.merge_conflict", "c1", {"paths": ["a.py"]})
     assert item(ws, 9).answer == "partly"
+    # The same merge tried again (the app retries a waiting merge each time the branch moves): one conflict.
+    ws.record("sandbox.merge_conflict", "c1", {"paths": ["a.py"]})
+    ws.record("hook.commit_refused", "c1", {"paths": ["b.py"]})
+    again = item(ws, 9)
+    assert again.facts["merge_conflicts"] == 1
+    # Refused commits said as commits: one refused claim and one refused commit read "2 refused claims".
+    assert "flagged before generation: 1 claim or agent edit refused, 1 agent commit refused" in " ".join(
+        again.evidence)
     # Plans ordered because their tasks' code collides, not those ordered only by a person's `after:`.
     ws.record("plan.scheduled", "r1", {"edges": [{"before": "a", "after": "b", "kind": "after"}]})
     ws.record("plan.scheduled", "r2", {"edges": [{"before": "a", "after": "b", "kind": "dependency"}]})

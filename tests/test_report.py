@@ -4,6 +4,7 @@ the four output formats (Prometheus parsed back), and each kind of bad input."""
 from __future__ import annotations
 
 import json
+import os
 import re
 import sqlite3
 import subprocess
@@ -123,6 +124,7 @@ ENTRIES = [
     (D0 + DAY + 6 * H + 0.5, "agent.claim_refused", "s3", {"target": "billing/y.py"}),  # asked again: one conflict
     (D0 + DAY + 6 * H + 1, "hook.commit_refused", "s3", {"paths": ["billing/y.py"]}),
     (D0 + DAY + 7 * H, "sandbox.merge_conflict", "s3", {"target": "main"}),
+    (D0 + DAY + 7 * H + 60, "sandbox.merge_conflict", "s3", {"target": "main"}),  # tried again: the same conflict
     moved(D0 + 3 * DAY + H, "s9", "merged", "approved"),  # after the window
 ]
 
@@ -376,6 +378,8 @@ def test_json_markdown_and_text_through_the_command(scenario: Workspace) -> None
     done = run_cli(scenario.root, "report", *window, "--json")
     assert done.returncode == 0, done.stderr
     data = json.loads(done.stdout)
+    both = run_cli(scenario.root, "report", *window, "--json", "--format", "json")  # one format, said twice
+    assert (both.returncode, json.loads(both.stdout)) == (0, data)
     assert (data["total"]["merged"], data["total"]["acceptance_rate"], data["branch"]) == (4, 0.8, "main")
     assert [d["key"] for d in data["by_day"]] == list(DAYS)
     markdown = run_cli(scenario.root, "report", *window, "--format", "markdown").stdout
@@ -480,6 +484,20 @@ def test_a_share_is_never_rounded_to_all_or_none() -> None:
 
     assert (percent(293 / 294), percent(1 / 500), percent(1.0), percent(0.0), percent(0.5)) == (
         ">99%", "<1%", "100%", "0%", "50%")
+
+
+def test_a_commit_dated_before_the_window_does_not_hide_the_commits_under_it(repo: Path) -> None:
+    """`git rev-list --since` stops at the first commit older than the window: one dated back (a rebase keeping
+    its dates, a wrong clock) hid every commit the window had under it ("1 of 1" for 2 of 3)."""
+    git(repo, "commit", "-q", "--allow-empty", "-m", "Agent work\n\nAssisted-by: Claude Code")
+    env = {"GIT_COMMITTER_DATE": "2020-11-01T00:00:00"}
+    subprocess.run(["git", "commit", "-q", "--allow-empty", "-m", "back-dated"], cwd=repo, check=True,
+                   env={**os.environ, **env})
+    git(repo, "commit", "-q", "--allow-empty", "-m", "More agent work\n\nAssisted-by: Claude Code")
+    workspace = open_workspace(repo)
+    m = compute_metrics(workspace, time.time() - 3600)
+    workspace.close()
+    assert (m.agent_commits, m.commits) == (2, 3)  # the repository's first commit, made now, is the third
 
 
 def test_until_alone_reports_the_week_before_it(repo: Path) -> None:

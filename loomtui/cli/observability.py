@@ -70,7 +70,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     from loomtui.observability.metrics import compute_metrics
     from loomtui.observability.report import render
 
-    if args.json and args.format != "text":  # two formats asked: neither is guessed
+    if args.json and args.format not in ("text", "json"):  # two formats asked: neither is guessed
         raise LoomError(f"--json and --format {args.format} ask for two formats; give one (--json is --format json)")
     since, until = _window(args)  # bad input is said before the repository is opened
     workspace = workspace_for(args)

@@ -139,13 +139,26 @@ class Evidence:
         return found
 
     @cached_property
-    def refused(self) -> int:
-        """Conflicts kept off by a refusal (a claim, an agent's edit or commit), each once however often
-        it was tried, as `report` counts them."""
+    def refusals(self) -> Counter[str]:
+        """Conflicts kept off by a refusal, by action (`claim.refused`: a claim or an agent's edit;
+        `hook.commit_refused`: an agent's commit), each once however often it was tried, as `report` counts them."""
         from loomtui.observability.metrics import NOT_CONFLICTS, refusal_key
 
-        return len({key for entry in self._window if entry.action not in NOT_CONFLICTS
-                    and (key := refusal_key(entry)) is not None})
+        kept_off = {key for entry in self._window if entry.action not in NOT_CONFLICTS
+                    and (key := refusal_key(entry)) is not None}
+        return Counter(action for action, _, _ in kept_off)
+
+    @property
+    def refused(self) -> int:
+        """Conflicts kept off by any refusal (`refusals`, all kinds)."""
+        return sum(self.refusals.values())
+
+    @cached_property
+    def merge_conflicts(self) -> int:
+        """Sandboxes whose merge met a conflict, each once however often the merge was tried (as `report`)."""
+        from loomtui.observability.metrics import merge_conflict_key
+
+        return len({key for entry in self._window if (key := merge_conflict_key(entry)) is not None})
 
     @cached_property
     def eval_reports(self) -> dict[str, EvalReportRecord]:
@@ -502,10 +515,17 @@ def _coordination(ev: Evidence) -> Answer:
     unclaimed = [s.id for s in ev.started if s.id not in holders]
     refused = ev.refused
     warned, plans = ev.warned("claim.added"), ev.actions["plan.scheduled"]
-    conflicts = ev.actions["sandbox.merge_conflict"]
+    conflicts = ev.merge_conflicts
+    # Refused claims and refused commits said apart: three refused commits and a claim read "4 refused claims".
+    refusals = ev.refusals
+    claims_refused = refusals["claim.refused"]
+    said_refused = f"{claims_refused} {'claim or agent edit' if claims_refused == 1 else 'claims or agent edits'}"
+    said_refused += " refused"
+    if refusals["hook.commit_refused"]:
+        said_refused += f", {plural(refusals['hook.commit_refused'], 'agent commit')} refused"
     seen = [f"{len(claimed)} of {plural(len(ev.started), 'started sandbox')} held claims "
             f"({plural(len(claims), 'claim')} in all)",
-            f"flagged before generation: {plural(refused, 'refused claim')}, {plural(warned, 'claim')} warned of "
+            f"flagged before generation: {said_refused}, {plural(warned, 'claim')} warned of "
             f"a conflict, {plural(plans, 'plan')} ordered ({ev.plans_kept_apart} by the code their tasks share)",
             f"merge conflicts found at merge time: {conflicts} (`sandbox.merge_conflict`)"]
     facts = {"claims": len(claims), "claimed": len(claimed), "started": len(ev.started), "merge_conflicts": conflicts,

@@ -25,6 +25,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Final
 
 from loomtui.errors import LoomError, shown
 from loomtui.gitcmd import Git, first_line
@@ -188,6 +189,39 @@ def _log(git: Git, *args: str) -> bytes:
     return done.out
 
 
+OLDER_IN_A_ROW: Final = 200
+"""The first-parent line is read back until this many commits in a row are older than the window: a commit
+dated earlier than it was made (a rebase keeping author dates, a wrong clock) is passed, not taken for the
+window's start (`git rev-list --since` stops at it, and the window's earlier commits went uncounted)."""
+
+
+def _first_parent_line(git: Git, tip: str, since: float, until: float) -> list[list[str]]:
+    """The first-parent line from `tip` back, each commit with its parents, committed in [since, until)."""
+    walk = git.pipe("rev-list", "--first-parent", "--parents", "--timestamp", tip)
+    assert walk.stdout is not None
+    rows: list[list[str]] = []
+    older = 0
+    whole = False  # the line read to its first commit (not left once the window was behind it)
+    try:
+        for raw in walk.stdout:
+            stamp, *row = raw.decode("ascii", "replace").split()
+            at = int(stamp)
+            older = older + 1 if at < since else 0
+            if older >= OLDER_IN_A_ROW:
+                break
+            if since <= at < until:
+                rows.append(row)
+        else:
+            whole = True
+    finally:
+        if not whole:
+            walk.kill()
+        status = walk.wait()
+    if whole and status != 0:
+        raise LoomError(f"git rev-list failed on {tip[:12]} (exit {status}): is the repository intact?")
+    return rows
+
+
 class NoSuchBranch(LoomError):
     """The branch to report on is not in the repository."""
 
@@ -232,14 +266,6 @@ def _shallow_note(git: Git, since: float) -> tuple[str, bool]:
     return f"shallow clone (history from {day}), which covers the window", False
 
 
-def _git_time(stamp: float) -> str:
-    """A moment git's date parser reads exactly: `@N` is seconds since the epoch only from N = 100000000
-    (1973-03-03) on; below it git read it as another date and a long window counted no commit at all."""
-    if stamp >= 100_000_000:
-        return f"@{int(stamp)}"
-    return datetime.fromtimestamp(max(0, int(stamp)), UTC).isoformat()
-
-
 def read_history(root: Path, branch: str | None, since: float, until: float,
                  agent_trailers: Sequence[str] = ()) -> History:
     """The commits that landed on `branch` during [since, until), each marked agent-made or not."""
@@ -252,9 +278,7 @@ def read_history(root: Path, branch: str | None, since: float, until: float,
     if git.raw("rev-parse", "--is-shallow-repository").out.strip() == b"true":
         note, cut = _shallow_note(git, since)
         (partial if cut else notes).append(note)
-    bounds = (f"--since={_git_time(since)}", f"--until={_git_time(until + 1)}")
-    rows = [row.split() for row in _log(git, "rev-list", "--first-parent", "--parents", *bounds, tip).decode()
-            .splitlines()]
+    rows = _first_parent_line(git, tip, since, until + 1)
     line = [row[0] for row in rows if row]
     if not line:
         return History(name, tip, partial=tuple(partial), notes=tuple(notes))

@@ -63,6 +63,15 @@ def refusal_key(entry: Entry) -> tuple[str, str, str] | None:
     return entry.action, entry.subject, json.dumps(target, sort_keys=True)
 
 
+def merge_conflict_key(entry: Entry) -> tuple[str, str] | None:
+    """The sandbox and branch a merge conflict was met on, so a merge tried again counts once: the app tries
+    a waiting merge again each time the branch moves, and one sandbox's conflict was counted six times.
+    None for an entry that is no merge conflict."""
+    if entry.action != "sandbox.merge_conflict":
+        return None
+    return entry.subject, str(entry.details.get("target", ""))
+
+
 SCHEDULED_APART = ("overlap", "dependency")
 """Plan edges that keep two tasks apart because their code collides (not an `after` a person wrote)."""
 
@@ -132,6 +141,7 @@ class Conflicts:
     scheduled_apart: int = 0
     """Plan edges that ordered two colliding tasks one after the other."""
     at_merge: int = 0
+    """Sandboxes whose merge met a conflict, each once per branch however often the merge was tried."""
 
     @property
     def prevented(self) -> int:
@@ -335,6 +345,7 @@ class _Reader:
         self.conflicts: Counter[str] = Counter()
         self.refused: set[tuple[str, str, str]] = set()
         self.scheduled: set[tuple[str, ...]] = set()  # (plan file, before, after, kind): once however often it ran
+        self.met_at_merge: set[tuple[str, str]] = set()
         self.overrides: list[Override] = []
 
     def runtime(self, sandbox_id: str) -> str:
@@ -382,7 +393,8 @@ class _Reader:
                     if key not in self.scheduled:
                         self.scheduled.add(key)
                         self.conflicts["scheduled_apart"] += 1
-        elif action == "sandbox.merge_conflict":
+        elif (met := merge_conflict_key(entry)) is not None and met not in self.met_at_merge:
+            self.met_at_merge.add(met)
             self.conflicts["at_merge"] += 1
 
     def _decision(self, sandbox: str, at: float) -> None:

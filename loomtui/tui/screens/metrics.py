@@ -25,6 +25,7 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.widgets import DataTable, Sparkline, Static
 
 from loomtui.errors import LoomError, plural
+from loomtui.observability.report import percent as report_percent
 from loomtui.tui.base import LoomScreen, loom_app, wrap_width
 from loomtui.tui.keys import KeysFooter
 from loomtui.tui.palette import PaletteEntry, RankedProvider
@@ -49,7 +50,8 @@ ANSWER_STYLES: Final = {"yes": "green", "partly": "yellow", "no": "bold red", "u
 
 
 def percent(value: float | None) -> str:
-    return "–" if value is None else f"{value:.0%}"
+    """As `report` says it (never 100% or 0% unless it is exactly so), or a dash for none."""
+    return "–" if value is None else report_percent(value)
 
 
 def duration(seconds: float | None) -> str:
