@@ -10,6 +10,7 @@ import json
 import os
 import shutil
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -899,3 +900,50 @@ def test_policy_explain_judges_with_the_eval_the_review_judged_with(tmp_path: Pa
     assert "low-behaviour-score" in reviewed["rules"], reviewed
     explained = json.loads(run_cli(repo, "policy", "explain", record.id, "--json").stdout)
     assert explained["post-gate"]["rules"] == reviewed["rules"], (explained, reviewed)
+
+
+def test_a_merge_follows_only_signed_approvals_where_the_policy_requires_them(billing: Path, tmp_path: Path) -> None:
+    """With signed decisions required, an unsigned approval written into the store and the log by hand (chain
+    intact) was refused by the gate and `audit verify`, but `sandbox merge` followed it, its commit naming the
+    forged entry as its audit head. Nor is an approval row without its approver an internal error."""
+    from loomtui.workflow.tamper_bench import make_key
+
+    keys = tmp_path / "keys"
+    keys.mkdir()
+    people = ("alice@example.com", "bob@example.com")
+    made = {who: make_key(keys, who.split("@")[0]) for who in people}
+    (billing / ".loom" / "allowed_signers").write_text(
+        "".join(f"{who} {Path(str(made[who]) + '.pub').read_text().strip()}\n" for who in people))
+    policy = billing / ".loom" / "policy.yaml"
+    policy.write_text(policy.read_text() + "decisions: {require_signature: true}\n")
+    git(billing, "add", ".loom")
+    git(billing, "commit", "-q", "-m", "signed decisions")
+    workspace = open_workspace(billing)
+    waiting = run_agent(workspace, REFUNDS_EDIT, "document refunds")
+    decided = int(workspace.store.get_sandbox(waiting).data[REVIEW_ESCALATION_KEY])
+    tip = git(billing, "rev-parse", f"loom/{waiting}")
+    escalation = workspace.store.get_escalation(decided)
+    assert escalation is not None
+    # A row naming no approver, as a hand-written one might: it counts for nothing, and nothing crashes.
+    workspace.store.update_escalation(decided, data={"approvals": [{"by": "alice@example.com", "commit": tip}]})
+    listed = cli(billing, "escalation", "list", "--all")
+    assert listed.returncode == 0, listed.stderr
+    # Alice signs hers; bob's is forged, unsigned, with the chain kept.
+    signed = subprocess.run([LOOMTUI, "escalation", "approve", str(decided)], cwd=billing, capture_output=True,
+                            text=True, env={**os.environ, "LOOM_USER": "alice@example.com",
+                                            "LOOM_SIGNING_KEY": str(made["alice@example.com"])}, timeout=120)
+    assert signed.returncode == 0 and "(verified)" in signed.stdout, signed.stdout + signed.stderr
+    workspace.audit.append("bob@example.com", "escalation.approve", str(decided),
+                           {"by": "bob@example.com", "reason": "", "commit": tip, "status": "approved",
+                            "sandbox": waiting})
+    now = workspace.store.get_escalation(decided)
+    assert now is not None
+    workspace.store.update_escalation(decided, status="approved", data={"approvals": [
+        *now.data["approvals"], {"user": "bob@example.com", "commit": tip, "at": time.time()}]})
+    workspace.store.update_sandbox(waiting, status="approved", data={"approved_commit": tip})
+    main = git(billing, "rev-parse", "main")
+    refused = cli(billing, "sandbox", "merge", waiting)
+    assert refused.returncode == 1, refused.stdout + refused.stderr
+    assert f"escalation #{decided} reads approved, but the policy requires signed decisions" in refused.stderr
+    assert "not signed: bob@example.com" in refused.stderr, refused.stderr
+    assert git(billing, "rev-parse", "main") == main

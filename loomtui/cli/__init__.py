@@ -324,6 +324,8 @@ LAYER_COMMANDS: Final[dict[str, str]] = {
 command line naming one loads only its module, not every layer's engines (~0.3 s a call)."""
 CORE_COMMANDS: Final = ("demo",)
 DEBUG_ENV: Final = "LOOMTUI_DEBUG"
+INTERNAL_ERROR_EXIT: Final = 70
+"""A case no check foresaw (sysexits' EX_SOFTWARE): apart from 1, a check's verdict, and 2, bad input."""
 """Set, an internal error (a bug) ends on its traceback rather than one line."""
 STEP_HINTS: Final = {
     "decide": "`loomtui escalation approve|reject {about}`",
@@ -614,7 +616,8 @@ def _run(argv: Sequence[str] | None) -> int:
         print(f"loomtui: {said} (a bug in loomtui: {DEBUG_ENV}=1 shows where)", file=sys.stderr)
         if _ASKED_FOR_JSON.get():
             print_json({"error": said})
-        return 1
+        # Not 1, a check's verdict: `loomtui gate` crashing read "needs approval" to CI, not "could not judge".
+        return INTERNAL_ERROR_EXIT
     finally:
         _warn_of_unmirrored_entries(_OPENED.get() or [])
         _OPENED.reset(opened)

@@ -38,7 +38,7 @@ from loomtui.demo.scenario import (
 )
 from loomtui.execution.gitops import Git
 from loomtui.execution.lifecycle import MERGED
-from loomtui.governance.escalations import EscalationStatus, queue
+from loomtui.governance.escalations import EscalationStatus, approvals, queue
 from loomtui.guardrails.evals import evaluate_baseline, latest_eval
 from loomtui.observability.checklist import checklist
 from loomtui.store import EscalationRecord, SandboxRecord
@@ -147,7 +147,7 @@ def _agent_summary(workspace: Workspace, record: SandboxRecord, entries: Sequenc
         "escalation": None if escalation is None else {
             "id": escalation.id, "status": escalation.status, "risk": escalation.risk,
             "outcome": escalation.data.get("outcome"),
-            "approvals": [a["user"] for a in escalation.data.get("approvals", [])]},
+            "approvals": [a.user for a in approvals(escalation)]},
         "next": flow.view(record).line(),
         "error": (record.data.get(STEP_ERROR_KEY) or {}).get("error") or record.data.get("error"),
     }

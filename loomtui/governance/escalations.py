@@ -93,8 +93,17 @@ def _requirements(escalation: EscalationRecord) -> list[Requirement]:
 def approvals(escalation: EscalationRecord, commit: str | None = None) -> list[Approval]:
     """Approvals still in force: those given for `commit` (the sandbox's current head); all of them
     without one (a pre-start escalation asks before there is any change to approve)."""
-    given = [Approval(a["user"], a["commit"], a["at"]) for a in escalation.data.get("approvals", [])]
+    given = [Approval(a["user"], str(a.get("commit") or ""), a["at"] if isinstance(a.get("at"), int | float) else 0.0)
+             for a in _approval_rows(escalation)]
     return given if not commit else [a for a in given if a.commit == commit]
+
+
+def _approval_rows(escalation: EscalationRecord) -> list[dict[str, Any]]:
+    """The store's approval rows that name who approved: a row written by hand without one (`{"by": ...}`)
+    counts for nothing, as any approval without its decision in the audit log (it ended the gate and
+    `escalation list` in an internal error)."""
+    rows = escalation.data.get("approvals")
+    return [a for a in rows if isinstance(a, dict) and isinstance(a.get("user"), str)] if isinstance(rows, list) else []
 
 
 def _opened_by(workspace: Workspace, kind: str, sandbox_id: str, facts: ChangeFacts) -> str:
@@ -178,7 +187,13 @@ def unmet_lines(escalation: EscalationRecord) -> list[str]:
 
 
 def _requirement_status(escalation: EscalationRecord, commit: str | None) -> list[tuple[bool, str]]:
-    users = [a.user for a in approvals(escalation, commit or escalation.data.get("commit"))]
+    return requirements_met_by(escalation, [a.user for a in approvals(escalation, commit or
+                                                                      escalation.data.get("commit"))])
+
+
+def requirements_met_by(escalation: EscalationRecord, users: Sequence[str]) -> list[tuple[bool, str]]:
+    """Whether approvals by `users` meet each of the escalation's requirements, and a line saying so (counted
+    as the last approval was: `decide` keeps whether the policy then separated the author's duties)."""
     author = escalation.data.get("author") or None
     separated = escalation.data.get(_SEPARATED) is not False
     return [requirement_status(req, users, author, separated) for req in _requirements(escalation)]
@@ -295,7 +310,7 @@ def decide(workspace: Workspace, policy: Policy, escalation_id: int, decision: s
         signed = _sign(workspace, policy, escalation, decision, commit, reason)
         status = OPEN
         if decision == "approve":
-            given = [a for a in escalation.data.get("approvals", []) if a["commit"] == commit]
+            given = [a for a in _approval_rows(escalation) if a.get("commit") == commit]
             given.append({"user": user, "commit": commit, "at": time.time()})
             data["approvals"] = given
             data[_SEPARATED] = policy.separation_of_duties
@@ -424,7 +439,7 @@ def why_not(policy: Policy, escalation: EscalationRecord, user: str, decision: s
         return "a blocked change cannot be approved, only overridden with a reason"
     if decision == "approve" and author_decides:
         return f"{user} is the author; separation of duties requires someone else to approve"
-    if decision == "approve" and any(same_person(a["user"], user) for a in escalation.data.get("approvals", [])):
+    if decision == "approve" and any(same_person(a.user, user) for a in approvals(escalation)):
         return f"{user} has already approved this commit"
     if decision == "reject":  # any member of a policy group may say no, not only those who may approve
         named = ", ".join(sorted(policy.groups))

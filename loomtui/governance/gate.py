@@ -17,6 +17,7 @@ from loomtui.audit import AuditEntry, entry_or_none
 from loomtui.errors import LoomError, escape_controls, plural, quoted, shown
 from loomtui.gitcmd import Git
 from loomtui.governance.decision_notes import NOTES_REF, approvals_from_notes, target_mismatch
+from loomtui.governance.escalations import approvals as approvals_given
 from loomtui.governance.gitfacts import branch_head, change_facts, git_output, unnamed_files
 from loomtui.governance.policy import (
     ChangeFacts,
@@ -315,7 +316,7 @@ def _decisions_for(store: Store, sandbox_id: str, head_sha: str, *, root: Path, 
     git = Git(root)
     at_base = committed_signers(root, policy, base_sha) if policy.decisions.require_signature else None
     for escalation in store.sandbox_escalations(sandbox_id, ("post-gate",)):
-        for user in [a["user"] for a in escalation.data.get("approvals", []) if a.get("commit") == head_sha]:
+        for user in [a.user for a in approvals_given(escalation, head_sha)]:
             entry = next((e for e in decided.get(str(escalation.id), ()) if same_person(e.actor, user)
                           and e.details.get("commit") == head_sha), None)
             if entry is None:

@@ -35,9 +35,11 @@ from loomtui.execution.sandboxes import get_sandbox, stopped_by
 from loomtui.governance.escalations import (
     CLEARED,
     EscalationStatus,
+    approvals,
     granted_regions,
     open_escalation,
     override_expired,
+    requirements_met_by,
 )
 from loomtui.governance.explain import eval_fields
 from loomtui.governance.gitfacts import change_facts, unnamed_files
@@ -342,11 +344,42 @@ def check_cleared(workspace: Workspace, escalation: EscalationRecord,
         raise LoomError(f"escalation #{escalation.id} reads {escalation.status} in the store, but the audit log "
                         f"holds no decision that made it so on {commit[:12] or 'its commit'}: not followed (was the "
                         "store changed by hand? `loomtui audit verify`)", exit_code=1)
+    _refuse_unsigned_decisions(workspace, escalation, commit, read, decision)
     expired = override_expired(escalation, decision.details.get("override_expires"))
     if expired is not None:
         when = datetime.fromtimestamp(expired, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
         raise LoomError(f"escalation #{escalation.id} was overridden until {when}, and that has passed: the change "
                         "needs a new override (with a reason) to go on", exit_code=1)
+
+
+def _refuse_unsigned_decisions(workspace: Workspace, escalation: EscalationRecord, commit: str,
+                               entries: Sequence[AuditEntry], decision: AuditEntry) -> None:
+    """Where the policy requires signed decisions, raise (exit 1) unless the decisions that cleared the
+    escalation are validly signed: its override, or approvals meeting every requirement counted from the
+    signed ones alone. The gate counted only signed approvals, while a merge followed an unsigned one written
+    into the store and the log by hand (the merge commit then named it as its audit head)."""
+    policy = configured_policy(workspace.root, workspace.load_config())
+    if not policy.decisions.require_signature:
+        return
+    from loomtui.governance.signing import VERIFIED, check_decisions
+
+    if escalation.status == EscalationStatus.OVERRIDDEN:
+        taken = [decision]
+    else:
+        taken = [e for e in entries if e.action == "escalation.approve" and e.subject == str(escalation.id)
+                 and e.details.get("commit", commit) == commit]
+    checked = check_decisions(taken, workspace.root, policy).decisions
+    signed = [str(d["actor"]) for d in checked if d["status"] == VERIFIED]
+    unsigned = sorted({f"{d['actor']} (seq {d['seq']}: {d['detail']})" for d in checked if d["status"] != VERIFIED})
+    if escalation.status == EscalationStatus.OVERRIDDEN:
+        short = [] if checked and checked[-1]["status"] == VERIFIED else ["its override is not validly signed"]
+    else:
+        short = [text for met, text in requirements_met_by(escalation, signed) if not met]
+    if short:
+        said = f"; not signed: {', '.join(unsigned)}" if unsigned else ""
+        raise LoomError(f"escalation #{escalation.id} reads {escalation.status}, but the policy requires signed "
+                        f"decisions and its signed ones fall short ({'; '.join(short)}){said}: not followed "
+                        "(`loomtui audit verify`)", exit_code=1)
 
 
 def check_approved(workspace: Workspace, record: SandboxRecord, tip: str) -> None:
@@ -409,5 +442,5 @@ def merge_trailers(workspace: Workspace, sandbox_id: str) -> list[tuple[str, str
         overrider = next((h.get("by") for h in reversed(escalation.data.get("history", []))
                           if h.get("event") == "override"), "?")
         return [*trailers, ("Loom-Overridden-by", str(overrider))]
-    people = ", ".join(a["user"] for a in escalation.data.get("approvals", [])) or "?"
+    people = ", ".join(a.user for a in approvals(escalation, str(escalation.data.get("commit") or ""))) or "?"
     return [*trailers, ("Loom-Approved-by", people)]
