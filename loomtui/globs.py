@@ -7,9 +7,11 @@ becomes a pattern that matches nothing. Both are a user's mistake to report in o
 
 from __future__ import annotations
 
+import functools
+import os
 import re
 import warnings
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -27,18 +29,30 @@ MAX_GLOBS = 1_000
 def glob_spec(patterns: Iterable[str]) -> pathspec.GitIgnoreSpec:
     """`patterns` compiled for matching, on RE2: Python's `re` backtracks, and a glob with a few
     stars against a long name an agent made (`*a*a*a*a*b`, 200 a's) held a supervisor for minutes."""
-    import pathspec  # here, not at the top: the app's first frame needs no glob (its import is 30 ms)
-    import re2
+    import re2  # here, not at the top, as pathspec (`_matchable_spec`): the app's first frame needs no glob
 
     patterns = list(patterns)
     try:
         with warnings.catch_warnings():  # `re`'s "possible nested set" for `[[`: the answer is below, one line
             warnings.simplefilter("ignore", FutureWarning)
-            return pathspec.GitIgnoreSpec.from_lines(patterns, backend="re2")
+            return _matchable_spec().from_lines(patterns, backend="re2")
     except re2.error:  # not a re.error: RE2 refuses what Python's `re` read as something else
         posix = any("[[:" in pattern for pattern in patterns)
         raise ValueError("RE2 cannot match it" + (" (a POSIX class such as [[:alpha:]]: write [a-zA-Z])"
                                                   if posix else "")) from None
+
+
+@functools.cache
+def _matchable_spec() -> type[pathspec.GitIgnoreSpec]:
+    """GitIgnoreSpec matching any name `matchable`: RE2 raised on a name that is not UTF-8 (a file in the
+    repository named in Latin-1), and a review that matched the commit's files ended in an error for good."""
+    import pathspec  # here, not at the top: its import is 30 ms
+
+    class MatchableSpec(pathspec.GitIgnoreSpec):
+        def match_file(self, file: str | os.PathLike[str], separators: Collection[str] | None = None) -> bool:
+            return super().match_file(matchable(os.fspath(file)), separators)
+
+    return MatchableSpec
 
 
 def glob_problem(pattern: str) -> str | None:

@@ -3,6 +3,7 @@ gathered from a real repository's commits."""
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Iterator
 from dataclasses import replace
@@ -372,3 +373,18 @@ def test_old_findings_removed_rules_and_deleted_tests_are_read_from_the_base(wor
     tests = score(gather_inputs(workspace, record, "main", removed, None), CONFIG).item("tests")
     assert tests.status == ItemStatus.FAIL
     assert tests.evidence == ("tests/test_currency.py::test_floats_are_refused_as_money: removed",)
+
+
+def test_a_file_name_that_is_not_utf8_elsewhere_in_the_repository_is_scored_around(workspace: Workspace) -> None:
+    """A Latin-1 file name anywhere in the repository (not in the change): RE2 raised on it as the score matched
+    the commit's files, and every review of a Python change failed, the sandbox stuck in `gating`."""
+    odd = os.fsencode(workspace.root) + b"/payments/caf\xe9.py"
+    with open(odd, "wb") as handle:
+        handle.write(b"X = 1\n")
+    git(workspace.root, "add", "-A")
+    git(workspace.root, "commit", "-qm", "a Latin-1 name")
+    record = sandbox(workspace, "Fix prorated refund rounding", "payments/refunds.py")
+    tip = commit_on_branch(workspace.root, "odd", {"payments/refunds.py": (UNUSED_DAYS, UNUSED_DAYS + "    # kept\n")})
+    inputs = gather_inputs(workspace, record, record.base_sha, tip, None)
+    assert inputs.claimed == ("payments/refunds.py",)
+    assert score(inputs, CONFIG).item("scope").status == ItemStatus.PASS

@@ -806,10 +806,11 @@ def test_an_agent_started_while_rm_checked_is_not_deleted_under_it(
     record = tasks.create_sandbox(ws, "not yet", "script", script=script)
     started = lifecycle.mark_removing
 
-    def start_first(workspace: Workspace, sandbox_id: str, removing: bool = True) -> SandboxRecord:
+    def start_first(workspace: Workspace, sandbox_id: str, removing: bool = True, *,
+                    no_review_runs: bool = False) -> SandboxRecord:
         if removing:  # what a start in another process does between rm's read and its mark
             lifecycle.transition(workspace, sandbox_id, RUNNING, allowed_from=frozenset({PLANNED}))
-        return started(workspace, sandbox_id, removing)
+        return started(workspace, sandbox_id, removing, no_review_runs=no_review_runs)
 
     monkeypatch.setattr(review, "mark_removing", start_first)
     with pytest.raises(review.RemoveRefused, match="is running; stop it first"):

@@ -365,6 +365,38 @@ def test_a_step_that_fails_unexpectedly_says_so_in_one_line_and_is_retried(manua
     assert advance(manual, sandbox_id, retry=True).status == APPROVED
 
 
+def test_a_review_that_fails_each_time_leaves_the_sandbox_removable_and_its_checks_closed(manual: Workspace,
+                                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A review failing for good (a non-UTF-8 file name crashed the score's glob each time) left the sandbox
+    `gating`: `sandbox rm --force` said "its gates are running" though none was, and its claim stayed. A check
+    its stopped review left `running` stayed so, and `report` counted the sandbox as never judged."""
+    import loomtui.workflow.engine as engine
+
+    sandbox_id = _ended_unadvanced(manual, "stuck")
+    run = manual.store.add_gate_run(sandbox_id, "tests", "c1")  # what the review that died had running
+
+    def failing_review(*args: object, **kwargs: object) -> object:
+        transition(manual, sandbox_id, GATING, reason="reviewing (then an odd input)")
+        raise UnicodeEncodeError("utf-8", "caf\udce9", 3, 4, "surrogates not allowed")
+
+    monkeypatch.setattr(engine, "review_sandbox", failing_review)
+    assert advance(manual, sandbox_id).status == GATING
+    removed = run_cli(manual.root, "sandbox", "rm", "--force", sandbox_id)
+    assert removed.returncode == 0, removed.stderr
+    record = sb.get_sandbox(manual, sandbox_id)
+    assert (record.status, record.data.get("archived_from")) == ("archived", GATING)
+    closed = manual.store.gate_run(run.id)
+    assert (closed.status, closed.data["summary"]) == ("error", "the sandbox was removed before its review ended")
+    assert not [c for c in manual.store.all_claims() if c.sandbox_id == sandbox_id]
+    # A redo closes what the dead review left running too (it stood beside the redo's passed run).
+    monkeypatch.undo()
+    other = _ended_unadvanced(manual, "redone")
+    transition(manual, other, GATING, reason="reviewing (then killed)")
+    left = manual.store.add_gate_run(other, "tests", "c2")
+    assert advance(manual, other, retry=True).status == APPROVED
+    assert manual.store.gate_run(left.id).status == "error"
+
+
 def test_sandbox_review_that_fails_unexpectedly_says_one_line_and_the_task_waits_for_a_retry(
         manual: Workspace, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     """`sandbox review` runs the review outside `advance`: the same odd input is one line and a non-zero

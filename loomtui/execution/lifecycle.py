@@ -57,7 +57,8 @@ TRANSITIONS: Final[dict[str, frozenset[str]]] = {
     EXITED: frozenset({GATING, AWAITING_REVIEW, APPROVED, REJECTED, FAILED, ARCHIVED, PLANNED}),
     FAILED: frozenset({GATING, AWAITING_REVIEW, REJECTED, ARCHIVED, PLANNED}),
     # GATING again: the workflow redoes a review whose process died mid-step.
-    GATING: frozenset({GATING, AWAITING_REVIEW, APPROVED, REJECTED, FAILED}),
+    # ARCHIVED: removed when its review stopped for good (under the step lease, so no review runs).
+    GATING: frozenset({GATING, AWAITING_REVIEW, APPROVED, REJECTED, FAILED, ARCHIVED}),
     AWAITING_REVIEW: frozenset({APPROVED, REJECTED, GATING, ARCHIVED}),
     APPROVED: frozenset({MERGED, REJECTED, AWAITING_REVIEW, GATING, ARCHIVED}),
     MERGED: frozenset({ARCHIVED}),
@@ -74,16 +75,19 @@ DELETING: Final = "deleting"
 _NOT_WHILE_REMOVING: Final = frozenset({GATING, RUNNING})
 
 
-def mark_removing(workspace: Workspace, sandbox_id: str, removing: bool = True) -> SandboxRecord:
+def mark_removing(workspace: Workspace, sandbox_id: str, removing: bool = True, *,
+                  no_review_runs: bool = False) -> SandboxRecord:
     """Mark a sandbox as being removed (or no longer), unless its review is running: removing its
-    worktree then would fail the gates and leave it in review with no worktree. Returns the record as
-    marked: its status then is the one to act on (its agent may have started since it was read)."""
+    worktree then would fail the gates and leave it in review with no worktree. `no_review_runs`: the
+    caller holds the task's step lease, under which every review runs, so one left `gating` has stopped
+    (its reviewer killed, or a review that fails each time: the sandbox could never be removed). Returns
+    the record as marked: its status then is the one to act on (its agent may have started since)."""
     store = workspace.store
     with store.transaction():
         current = store.get_sandbox(sandbox_id)
         if current is None:
             raise LoomError(f"no sandbox {sandbox_id}")
-        if removing and current.status == GATING:
+        if removing and current.status == GATING and not no_review_runs:
             raise LoomError(f"sandbox {sandbox_id} is being reviewed (its gates are running); nothing was "
                             "removed: remove it once the review has ended (if its reviewer died, "
                             f"`loomtui sandbox advance {sandbox_id}` reviews it again)", exit_code=1)

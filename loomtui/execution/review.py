@@ -26,6 +26,7 @@ from loomtui.execution.lifecycle import (
     APPROVED,
     ARCHIVED,
     DELETING,
+    GATING,
     LIVE,
     MERGED,
     PLANNED,
@@ -414,14 +415,14 @@ class RemoveResult:
 
 
 def remove(workspace: Workspace, sandbox_id: str, *, force: bool = False, delete_branch: bool = False,
-           grace: float = DEFAULT_GRACE_S) -> RemoveResult:
+           grace: float = DEFAULT_GRACE_S, no_review_runs: bool = False) -> RemoveResult:
     """Remove a sandbox's worktree and archive it, never losing work.
 
     Uncommitted changes refuse the removal, or with `force` are first committed to
     the sandbox branch. A running agent refuses it, or with `force` is stopped. The
     branch stays, unless it is merged into the target (its commits are safe there)
     or `delete_branch` is given (an unmerged branch also needs `force`). A refusal
-    is a `RemoveRefused` saying which.
+    is a `RemoveRefused` saying which. `no_review_runs`: see `mark_removing` (a stopped review is no refusal).
     """
     record = get_sandbox(workspace, sandbox_id)
     if record.status == ARCHIVED:
@@ -467,7 +468,8 @@ def remove(workspace: Workspace, sandbox_id: str, *, force: bool = False, delete
                         "nothing was removed: remove without --delete-branch, or finish those first", exit_code=1)
     # From here the sandbox is not reviewed or started by anyone else (its supervisor reviews an agent
     # that ends, the app advances tasks): its worktree is about to go. Refused while a review runs.
-    record = mark_removing(workspace, record.id)  # its agent may have started since it was read
+    # Its agent may have started since it was read.
+    record = mark_removing(workspace, record.id, no_review_runs=no_review_runs)
     try:
         if record.status in LIVE and not force:
             raise RemoveRefused(f"sandbox {record.id} is {record.status}; stop it first", reason="live",
@@ -515,6 +517,8 @@ def remove(workspace: Workspace, sandbox_id: str, *, force: bool = False, delete
     if tip and (merged or delete_branch):
         repo.out("branch", "-D", record.branch)
         deleted = True
+    if record.status == GATING:  # a stopped review's checks: never finished now
+        workspace.store.close_abandoned_gate_runs(record.id, "the sandbox was removed before its review ended")
     # What it was (merged, rejected, failed, ...) kept: `sandbox list --all --json` told them apart no more.
     transition(workspace, record.id, ARCHIVED, data={"archived_at": time.time(), "saved_commit": saved,
                                                      "archived_from": str(record.status)},

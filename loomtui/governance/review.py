@@ -130,6 +130,8 @@ def review_sandbox(workspace: Workspace, sandbox_id: str, *, policy: Policy | No
         # Superseded, not decided: what it asked about is no longer the change (or, on a redo, the one a
         # reviewer killed before naming it on the sandbox opened).
         _supersede_open_reviews(workspace, record.id, tip)
+    if redo:  # what the review that died left running is not running: it is never finished now
+        workspace.store.close_abandoned_gate_runs(record.id, "its review stopped before the check ended")
     failure = _agent_failure(record)
     record = transition(workspace, record.id, GATING, reason=f"reviewing commit {tip[:12]}",
                         allowed_from=frozenset({*REVIEWABLE, AWAITING_REVIEW, *([APPROVED] if again else []),

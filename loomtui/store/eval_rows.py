@@ -79,6 +79,18 @@ class EvalRows:
             subject, gate = (rows[0]["sandbox_id"], rows[0]["gate"]) if rows else ("", "")
             self._emit("gate.finished", subject, {"run": run_id, "gate": gate, "status": status})
 
+    def close_abandoned_gate_runs(self, sandbox_id: str, summary: str) -> int:
+        """Mark a sandbox's own runs still `running` as `error` with `summary`: their review ended without
+        finishing them (its process killed, or the review given up). Left running, the sandbox was one whose
+        gates were never judged, in `report` for good. How many were closed."""
+        with self.transaction():
+            rows = self._query("SELECT id, data FROM gate_runs WHERE sandbox_id = ? AND scope = 'sandbox' "
+                               "AND status = 'running'", (sandbox_id,))
+            for row in rows:
+                self._execute("UPDATE gate_runs SET status = 'error', finished = ?, data = ? WHERE id = ?",
+                              (time.time(), data_json({**json.loads(row["data"]), "summary": summary}), row["id"]))
+        return len(rows)
+
     def gate_runs(self, sandbox_id: str) -> list[GateRunRecord]:
         """A sandbox's own gate runs, oldest first."""
         rows = self._query("SELECT * FROM gate_runs WHERE sandbox_id = ? AND scope = 'sandbox' ORDER BY id",

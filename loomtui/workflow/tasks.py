@@ -216,7 +216,8 @@ def remove(workspace: Workspace, sandbox_id: str, *, force: bool = False, delete
     # recorded) is let finish first, or the merged change was archived as unmerged.
     record = sandboxes.get_sandbox(workspace, sandbox_id)
     with holding_step(workspace, record.id, "remove", busy=" (a review or a merge); remove it when that is done"):
-        result = review.remove(workspace, record.id, force=force, delete_branch=delete_branch, grace=grace)
+        result = review.remove(workspace, record.id, force=force, delete_branch=delete_branch, grace=grace,
+                               no_review_runs=True)
     Workflow(workspace).advance(result.sandbox_id)
     return result
 
