@@ -3,6 +3,7 @@ tmux session closing), turned into an ending the process carries out itself: its
 
 from __future__ import annotations
 
+import contextlib
 import signal
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -24,3 +25,13 @@ def on_ending_signals(act: Callable[[int], None]) -> Iterator[None]:
     finally:
         for signum, before in previous.items():
             signal.signal(signum, before)
+
+
+def _as_ctrl_c(_signum: int) -> None:
+    raise KeyboardInterrupt
+
+
+def as_interrupt() -> contextlib.AbstractContextManager[None]:
+    """While the block runs, SIGTERM and SIGHUP end it as Ctrl-C does (KeyboardInterrupt): what it undoes on
+    the way out is undone (a `sandbox rm` whose terminal closed left its sandbox marked removed, for good)."""
+    return on_ending_signals(_as_ctrl_c)

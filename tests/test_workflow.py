@@ -7,6 +7,8 @@ import dataclasses
 import json
 import multiprocessing
 import os
+import shutil
+import signal
 import subprocess
 import textwrap
 import time
@@ -395,6 +397,47 @@ def test_a_review_that_fails_each_time_leaves_the_sandbox_removable_and_its_chec
     left = manual.store.add_gate_run(other, "tests", "c2")
     assert advance(manual, other, retry=True).status == APPROVED
     assert manual.store.gate_run(left.id).status == "error"
+
+
+def test_a_removal_killed_before_it_deleted_anything_is_taken_back(manual: Workspace) -> None:
+    """`sandbox rm` killed after marking the sandbox (a SIGKILL, a terminal closed while it waited out the agent's
+    grace): "being removed" for good, never reviewed, an approval of it recorded and not followed."""
+    from loomtui.execution.lifecycle import mark_removing
+
+    sandbox_id = _ended_unadvanced(manual, "half-removed")
+    mark_removing(manual, sandbox_id)  # what the killed rm left: its mark, no lease, nothing deleted
+    view = next_step(manual, sb.get_sandbox(manual, sandbox_id))
+    assert view.step == Step.REVIEW, view
+    done = advance(manual, sandbox_id)
+    assert done.done[0].startswith("its removal had stopped before deleting anything"), done.done
+    assert done.status == APPROVED and not sb.get_sandbox(manual, sandbox_id).data.get("removing")
+    # One under way (it holds the step lease) is left alone.
+    other = _ended_unadvanced(manual, "being-removed")
+    holder = f"{os.getpid()}:{_my_start()}:0"
+    assert manual.store.take_step_lease(other, holder, "remove", is_gone=lambda _h: False) is None
+    mark_removing(manual, other)
+    assert next_step(manual, sb.get_sandbox(manual, other)).waits_on == "being removed"
+    assert advance(manual, other).status == EXITED and sb.get_sandbox(manual, other).data.get("removing") is True
+    manual.store.drop_step_lease(other, holder)
+
+
+def test_sandbox_rm_whose_terminal_closes_while_it_stops_the_agent_leaves_it_as_it_was(manual: Workspace) -> None:
+    """SIGHUP (or SIGTERM) while `rm --force` waits out a stubborn agent's grace ended it without undoing its mark."""
+    record = tasks.create_sandbox(manual, "stubborn", "command",
+                                  command=["sh", "-c", "trap '' TERM; while :; do sleep 0.2; done"])
+    tasks.start(manual, record.id)
+    wait_until(lambda: sb.get_sandbox(manual, record.id).status == RUNNING, what="its agent running")
+    try:
+        removing = subprocess.Popen([shutil.which("loomtui") or "loomtui", "sandbox", "rm", "--force", record.id],
+                                    cwd=manual.root, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        wait_until(lambda: sb.get_sandbox(manual, record.id).data.get("removing") is True, what="rm's mark")
+        time.sleep(0.5)
+        removing.send_signal(signal.SIGHUP)
+        assert removing.wait(timeout=30) == 130
+        current = sb.get_sandbox(manual, record.id)
+        assert current.data.get("removing") is False and current.status != "archived"
+    finally:
+        agent_control.stop(manual, record.id, grace=0.5)
 
 
 def test_sandbox_review_that_fails_unexpectedly_says_one_line_and_the_task_waits_for_a_retry(

@@ -230,14 +230,10 @@ def _tell(text: str) -> None:
         pass
 
 
-def _interrupt(_signum: int) -> None:
-    raise KeyboardInterrupt
-
-
 def cmd_demo(args: argparse.Namespace) -> int:
     from loomtui.demo import prepare_demo_repo
     from loomtui.demo.headless import run_headless
-    from loomtui.interrupts import on_ending_signals
+    from loomtui.interrupts import as_interrupt, on_ending_signals
     from loomtui.workspace import open_workspace
 
     repo = prepare_demo_repo()
@@ -246,7 +242,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         if args.headless or args.json:  # JSON is for a script: there is no screen to draw the app on
             # Each step is printed as it happens; --json prints only the final summary. A SIGTERM or
             # SIGHUP ends it as Ctrl-C does: the cleanup below still runs.
-            with on_ending_signals(_interrupt):
+            with as_interrupt():
                 summary = run_headless(workspace,
                                        on_step=None if args.json else lambda line: print(line, flush=True))
             if args.json:  # `repo` is where it ran: gone once this returns, unless kept

@@ -413,8 +413,11 @@ def cmd_rm(args: argparse.Namespace) -> int:
 
     if args.done:
         return _rm_done(args)
+    from loomtui.interrupts import as_interrupt
+
     try:
-        result = remove(workspace_for(args), args.id, force=args.force, delete_branch=args.delete_branch)
+        with as_interrupt():  # a stop of a live agent waits out its grace: a terminal closed meanwhile
+            result = remove(workspace_for(args), args.id, force=args.force, delete_branch=args.delete_branch)
     except review.RemoveRefused as exc:
         raise LoomError(_refusal(exc), exit_code=exc.exit_code) from None
     if args.json:

@@ -32,6 +32,8 @@ from loomtui.execution.lifecycle import (
     MERGED,
     PLANNED,
     REJECTED,
+    REMOVING_KEY,
+    mark_removing,
     transition,
 )
 from loomtui.execution.procs import is_alive
@@ -69,6 +71,7 @@ from loomtui.workflow.steps import (
     holder_text,
     holding_step,
     next_step,
+    removal_stopped,
 )
 from loomtui.workspace import Workspace
 
@@ -141,6 +144,11 @@ class Workflow:
             # Its branch, worktree and agent are on that machine: its steps are done there (this
             # clone would review a branch it lacks, and take over a lease it cannot judge); the view says so.
             return Advanced(record.id, (), view, record.status)
+        if removal_stopped(self.workspace, record) and self._take_back_removal(record.id, holder):
+            done.append("its removal had stopped before deleting anything (the process removing it is gone): "
+                        "taken back")
+            record = sandboxes.get_sandbox(self.workspace, record.id)
+            view = self.view(record)
         if record.status in (EXITED, FAILED) and not is_alive(record.pid, record.pid_start):
             withdrawn = settle_unheard(self.workspace, record.id)
             if withdrawn:
@@ -178,6 +186,20 @@ class Workflow:
             record = sandboxes.get_sandbox(self.workspace, record.id)
             view = self.view(record)
         return Advanced(record.id, tuple(done), view, record.status)
+
+    def _take_back_removal(self, sandbox_id: str, holder: str) -> bool:
+        """Clear the mark a stopped removal left, under the step lease (every removal holds it: one starting
+        now waits, and its own mark is never taken back); whether it was cleared."""
+        store = self.workspace.store
+        if store.take_step_lease(sandbox_id, holder, "remove", is_gone=holder_gone) is not None:
+            return False
+        try:
+            if sandboxes.get_sandbox(self.workspace, sandbox_id).data.get(REMOVING_KEY) is not True:
+                return False
+            mark_removing(self.workspace, sandbox_id, removing=False)
+            return True
+        finally:
+            store.drop_step_lease(sandbox_id, holder)
 
     def _step_failed(self, sandbox_id: str, step: str, exc: LoomError) -> str:
         """Record that `step` failed (shown as the task's next step, retried by `sandbox advance`)."""

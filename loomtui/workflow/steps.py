@@ -121,6 +121,16 @@ def _process_and_machine(holder: str) -> tuple[str, str | None]:
     return process, host if host and host != current_host() else None
 
 
+def removal_stopped(workspace: Workspace, record: SandboxRecord) -> bool:
+    """Whether the sandbox is marked as being removed by a removal that stopped before deleting anything (its
+    process killed): every removal runs under the task's step lease, and none holds it now. It is as it was;
+    the mark alone left it "being removed" for good, never reviewed, an approval of it not followed."""
+    if record.data.get(REMOVING_KEY) is not True:
+        return False
+    lease = workspace.store.step_lease(record.id)
+    return lease is None or holder_gone(lease[0])
+
+
 def holder_text(holder: str) -> str:
     """A `caller_id` for a person: `process 4242` (`on build-2` when it is another machine's)."""
     process, elsewhere = _process_and_machine(holder)
@@ -312,7 +322,8 @@ def _next_step(workspace: Workspace, record: SandboxRecord, merge_mode: str, kno
         return StepView(Step.FAILED_STEP, f"{error.get('step')} failed: {error.get('error')}",
                         PersonAction.RETRY, record.id)
     status = record.status
-    if record.data.get(REMOVING_KEY) and status not in LIVE and status != ARCHIVED:
+    if record.data.get(REMOVING_KEY) and status not in LIVE and status != ARCHIVED \
+            and not removal_stopped(workspace, record):
         return StepView(Step.DONE, "being removed")
     if status == PLANNED:
         return _planned_step(workspace, record, known)
