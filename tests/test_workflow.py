@@ -672,6 +672,19 @@ def test_an_agent_starting_while_the_history_is_packed_says_so(manual: Workspace
     assert not publishing(root) and next_step(manual, record).line() == "agent starting"
 
 
+def test_a_waiting_tasks_line_range_holds_the_code_those_lines_name_when_it_is_stated(manual: Workspace) -> None:
+    """A task after another claimed `path:N-M` as written: read again once the first merged, whose lines moved
+    the code, it held the function above the one meant and left that one free to anyone."""
+    first = tasks.create_sandbox(manual, "helper", "script", script=edit(manual, "h", "lib.py", "x + 1", "x + 2"))
+    waiting = tasks.create_sandbox(manual, "use helper", "script", after=[first.id], claims=["app.py:4-5"],
+                                   script=edit(manual, "caller", "app.py", "helper(1)", "helper(2)"))
+    assert waiting.data["claims"] == ["app.py::main"]
+    # A task that starts now resolves its lines now: kept as written, as claimed.
+    now = tasks.create_sandbox(manual, "ledger", "script", claims=["ledger.py:1-2"],
+                               script=edit(manual, "l", "ledger.py", "amount", "amount"))
+    assert now.data["claims"] == ["ledger.py:1-2"]
+
+
 def test_a_waiting_task_holds_nothing_until_its_dependency_merges(manual: Workspace) -> None:
     first = run_task(manual, "helper", "lib.py", "x + 1", "x + 2")
     second = tasks.create_sandbox(manual, "use helper", "script", after=[first], autostart=True,

@@ -24,6 +24,11 @@ _MAX_LINE_DIGITS = 12
 _GLOB_CHARS = frozenset("*?[")
 
 
+def is_line_range(target: str) -> bool:
+    """Whether a claim target is a file's lines (`path:10-40`, `path:12`), not a region, file or glob."""
+    return _LINE_RANGE.match(target.strip()) is not None and not _GLOB_CHARS & set(target)
+
+
 class BadTarget(LoomError):
     """A claim target that names no region or file of the repository, or is no target at all
     (an empty one, a bad glob, a path leaving the repository, a line range past the end)."""
@@ -63,7 +68,7 @@ class TargetResolver:
                                 f"({whole.warning}), so it has no regions: claim the file whole")
             raise BadTarget(f"unknown region {shown(target)}{self._did_you_mean(target)}")
         ranged = _LINE_RANGE.match(target)
-        if ranged and not _GLOB_CHARS & set(target):
+        if ranged and is_line_range(target):
             path = self.repo_path(ranged["path"])
             start, end = self._line_span(target, path, ranged["start"], ranged["end"] or ranged["start"])
             return self.regions_for_lines(path, start, end)

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from loomtui.coordination.claims import ClaimRefused, claim_targets
+from loomtui.coordination.targets import is_line_range
 from loomtui.errors import LoomError, abridged, listed
 from loomtui.execution import agent_control, review, sandboxes
 from loomtui.execution.context_files import CONTEXT_EDITED_KEY
@@ -57,15 +58,20 @@ def create_sandbox(
     """
     flow = Workflow(workspace)
     flow.policy  # noqa: B018  (a broken loom.yaml or policy is bad input too: said before anything is recorded)
+    resolved: dict[str, list[str]] = {}
     if claims:
         # A mistyped target is bad input: say so before anything is recorded. (A refused
         # claim, by contrast, is a decision, and leaves a rejected record behind.)
         coordinator = governed_coordinator(workspace)
-        for target in claims:
-            coordinator.resolve(target)
+        resolved = {target: coordinator.resolve(target) for target in claims}
     waits_on = [_dependency(workspace, ref) for ref in after]
     # After tasks merged already, archived since too (it waited on them for good: at `prepare`, no hint).
     prepare_now = all(has_merged(sandboxes.get_sandbox(workspace, w)) for w in waits_on)
+    if not prepare_now:
+        # Lines name the code they hold now: the tasks it waits on move them (a merge adding 40 lines above had
+        # `path:1908-1945` claim the method above the one meant, and left that one free to anyone).
+        claims = list(dict.fromkeys(region for target in claims
+                                    for region in (resolved[target] if is_line_range(target) else [target])))
     # Prepared here, so its errors reach the caller; the engine leaves it alone meanwhile (CREATOR_KEY).
     creator = {CREATOR_KEY: caller_id()} if prepare_now else {}
     record = sandboxes.plan_sandbox(
