@@ -645,6 +645,29 @@ def test_claim_add_takes_a_sandboxs_unique_id_prefix_as_every_command_does(repo:
         "releasing another sandbox's claim is an override, with a reason (--override REASON)"), theirs.stderr
 
 
+def test_naming_someone_elses_sandbox_as_the_holder_releases_its_claims_only_as_an_override(repo: Path) -> None:
+    """`claim release 24 --sandbox de6df5` by someone who did not start de6df5 released its claim with no
+    override, the region then free to claim: the rule `release_held` keeps for another holder's claims."""
+    (repo / "a.py").write_text("x = 1\n")
+    store = open_workspace(repo).store
+    store.add_sandbox(SandboxRecord(id="de6df5", task="t", runtime="script", status="awaiting_review", created=0,
+                                    updated=0, data={"created_by": "alice@example.com"}))
+    assert run_cli(repo, "claim", "add", "a.py", "--sandbox", "de6df5").returncode == 0
+    [held] = store.live_claims()
+    for asked in ((str(held.id),), ("--all",)):
+        refused = run_cli(repo, "claim", "release", *asked, "--sandbox", "de6df5", user="mallory@example.com")
+        assert refused.returncode == 1, refused.stdout
+        assert (f"claim #{held.id} is held by sandbox de6df5, which mallory@example.com did not start: releasing "
+                "it is an override, with a reason (--override REASON)") in refused.stderr
+    forced = run_cli(repo, "claim", "release", str(held.id), "--sandbox", "de6df5", "--override", "stuck",
+                     user="mallory@example.com")
+    assert forced.returncode == 1 and "mallory@example.com may not override" in forced.stderr
+    assert [c.id for c in store.live_claims()] == [held.id]
+    # The person who started it releases it as their own.
+    assert run_cli(repo, "claim", "release", "--all", "--sandbox", "de6df5",
+                   user="alice@example.com").stdout == "released 1 claim\n"
+
+
 def test_a_file_not_written_yet_is_claimed_by_its_path_when_asked_for(coordinator: Coordinator) -> None:
     """Two agents about to create the same module: neither could claim it (`no such file or region`)
     until one wrote it, and the other's write was the first to hear of it."""

@@ -78,6 +78,18 @@ def _sandbox(args: argparse.Namespace, workspace: Workspace) -> str:
     return known[0] if known else sandbox
 
 
+def _speaks_for(workspace: Workspace, sandbox: str) -> bool:
+    """Whether the caller releases `sandbox`'s claims as its own: from inside it, or as the person who started it.
+    Naming someone else's sandbox as the holder released its claims with no override (`claim release 3
+    --sandbox de6df5`), the regions then anyone's. A name that is no sandbox (a person's claims) is whoever names it."""
+    from loomtui.governance.policy import same_person
+
+    record = workspace.store.get_sandbox(sandbox)
+    if record is None or os.environ.get("LOOM_SANDBOX") == sandbox or not record.created_by:
+        return True
+    return same_person(record.created_by, workspace.actor)
+
+
 def lease_arg(text: str) -> float:
     """`--ttl`: what the engine accepts as a lease (finite, above 0, at most 30 days)."""
     try:
@@ -243,7 +255,10 @@ def cmd_claim_release(args: argparse.Namespace) -> int:
     if not args.all and not args.claim_ids:
         raise LoomError("name claim ids to release, or --all with --sandbox")
     sandbox = _sandbox(args, coordinator.workspace)
-    if args.all:
+    speaks_for = _speaks_for(coordinator.workspace, sandbox)
+    if args.all and not speaks_for:  # each claim as an override (refused, without one, on the first)
+        args.claim_ids = [c.id for c in coordinator.workspace.store.live_claims(sandbox)]
+    if args.all and speaks_for:
         count = coordinator.release_sandbox(sandbox, args.reason)
         store = coordinator.workspace.store
         if not count and store.get_sandbox(sandbox) is None and not store.sandbox_claims(sandbox):
@@ -258,7 +273,8 @@ def cmd_claim_release(args: argparse.Namespace) -> int:
     holders = set()
     for claim_id in args.claim_ids:
         try:
-            claim = coordinator.release_held(claim_id, sandbox, args.reason, override_reason=args.override)
+            claim = coordinator.release_held(claim_id, sandbox, args.reason, override_reason=args.override,
+                                             speaks_for=speaks_for)
         except OverrideNeeded as exc:
             raise LoomError(f"{exc} (--override REASON)", exit_code=exc.exit_code) from None
         if claim is None:
@@ -422,7 +438,8 @@ def register(commands: Any) -> None:
     add.add_argument("--override", metavar="REASON", default=None,
                      help="force a refused claim; recorded in the audit log as an override")
     release = add_command(claim, "release", cmd_claim_release,
-                          "release claims the sandbox holds (another sandbox's only with --override)")
+                          "release claims the sandbox holds (another sandbox's, or one of a sandbox someone "
+                          "else started, only with --override)")
     release.add_argument("claim_ids", nargs="*", type=id_arg, metavar="CLAIM_ID",
                          help="a claim's number, as `claim list` and `claim add` show it")
     release.add_argument("--all", action="store_true", help="every live claim of --sandbox")

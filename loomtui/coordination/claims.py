@@ -465,23 +465,27 @@ class Coordinator:
         return release_claim(self.workspace, claim_id, reason)
 
     def release_held(self, claim_id: int, sandbox_id: str, reason: str = "released", *,
-                     override_reason: str | None = None) -> ClaimRecord | None:
+                     override_reason: str | None = None, speaks_for: bool = True) -> ClaimRecord | None:
         """Release claim `claim_id` on behalf of `sandbox_id`; the claim, or None when it was not live.
 
         Another sandbox's claim is released only as an override (`override_reason`), by someone
         the policy lets override, as `add` forces a refused claim: else releasing it and claiming
-        the region again would get around that rule.
+        the region again would get around that rule. So is one of a sandbox the caller does not
+        speak for (`speaks_for` False: a person naming someone else's sandbox as the holder).
         """
         claim = self.store.get_claim(claim_id)
         if claim is None:
             raise LoomError(f"no claim #{claim_id}")
         if claim.released is not None:  # nothing to override: it said "held by sandbox X" of a claim held by none
             return None
-        if claim.sandbox_id != sandbox_id:
+        if claim.sandbox_id != sandbox_id or not speaks_for:
             actor = self.workspace.actor
-            if override_reason is None:
+            if override_reason is None and claim.sandbox_id != sandbox_id:
                 raise OverrideNeeded(f"claim #{claim_id} is held by sandbox {claim.sandbox_id}, not {sandbox_id}: "
                                      "releasing another sandbox's claim is an override, with a reason")
+            if override_reason is None:
+                raise OverrideNeeded(f"claim #{claim_id} is held by sandbox {sandbox_id}, which {actor} did not "
+                                     "start: releasing it is an override, with a reason")
             if not override_reason.strip():
                 raise LoomError("an override needs a reason")
             if not self.may_override(actor):
