@@ -21,7 +21,22 @@ from loomtui.json_text import parse_json
 RESTORED_ACTION = "audit.restored"
 RESTORE_HINT = ("`loomtui audit restore` writes the file again from the store's entries, where those are whole "
                 "(this one is kept aside)")
-"""What a broken chain's report says to do next (the command line and the audit view alike)."""
+
+
+def restore_hint(log: AuditLog) -> str:
+    """What a broken chain's report says to do next (the command line and the audit view alike): the restore,
+    unless the store's own copy is what broke (it sent a lead to `audit restore`, which refused and sent them
+    back to `audit verify`)."""
+    store = log.store
+    if store is None:
+        return RESTORE_HINT
+    try:
+        _check_chain(store.audit_entries_after(0))
+    except LoomError:
+        return ("the store's own copy of the log is broken too, so `loomtui audit restore` cannot mend it: the "
+                "entries were edited where they are kept; put the state store back from a backup, or keep this "
+                "report as the record of the tampering")
+    return RESTORE_HINT
 
 
 @dataclass(frozen=True)

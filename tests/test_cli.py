@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 import os
 import shutil
 import subprocess
@@ -539,6 +540,20 @@ def test_a_log_file_moved_away_is_restored_from_the_command_line(repo: Path, tmp
     again = run_cli(repo, "claim", "add", "--sandbox", "a", "README.md")
     assert again.returncode == 0 and "warning" not in again.stderr
     assert run_cli(repo, "audit", "restore").returncode == 1  # nothing to restore now: said, exit 1
+
+
+def test_a_store_whose_own_copy_was_edited_is_not_sent_to_audit_restore(repo: Path) -> None:
+    """An entry edited in the store: verify said `audit restore` puts it right, and restore refused, sending the
+    lead back to verify."""
+    assert run_cli(repo, "claim", "add", "--sandbox", "a", "README.md").returncode == 0
+    with sqlite3.connect(repo / ".git" / "loom" / "state.db") as db:
+        db.execute("UPDATE audit SET entry = replace(entry, 'README.md', 'OTHER.md') WHERE seq = "
+                   "(SELECT max(seq) FROM audit)")
+    broken = run_cli(repo, "audit", "verify")
+    assert broken.returncode == 1 and "audit restore` writes the file again" not in broken.stdout, broken.stdout
+    assert "next: the store's own copy of the log is broken too, so `loomtui audit restore` cannot mend it" \
+        in broken.stdout
+    assert run_cli(repo, "audit", "restore").returncode == 1
 
 
 def test_a_reader_that_stops_reading_is_no_success(repo: Path) -> None:

@@ -609,6 +609,23 @@ def test_an_override_that_ran_out_merges_nothing_until_a_lead_overrides_again(ma
     assert request_merge(manual, sandbox_id).status == MERGED
 
 
+def test_a_new_override_after_one_that_ran_out_moves_the_task_on(manual: Workspace) -> None:
+    """The step that failed for the override that ran out ("needs a new override") stood after the new one
+    was given, the sandbox awaiting review, until someone ran `sandbox advance`."""
+    sandbox_id = run_task(manual, "ledger", "ledger.py", "return amount", "return amount * 2")
+    assert wait_until_settled(manual, sandbox_id).step == Step.WAIT_DECISION
+    escalation = sb.get_sandbox(manual, sandbox_id).data["review_escalation"]
+    gone = run_cli(manual.root, "escalation", "override", str(escalation), "--reason", "r", "--hours", "1e-9",
+                   user="lead@example.com")
+    assert "needs a new override" in gone.stdout, gone.stdout
+    time.sleep(0.1)
+    again = run_cli(manual.root, "escalation", "override", str(escalation), "--reason", "real one", "--hours", "2",
+                    user="lead@example.com")
+    assert again.returncode == 0, again.stderr
+    assert "needs a new override" not in again.stdout, again.stdout
+    assert sb.get_sandbox(manual, sandbox_id).status == APPROVED
+
+
 def test_claims_are_released_on_reject_and_on_archive(manual: Workspace) -> None:
     rejected = run_task(manual, "ledger", "ledger.py", "return amount", "return amount * 2",
                         claims=["lib.py::helper"])

@@ -92,9 +92,9 @@ def cmd_audit_verify(args: argparse.Namespace) -> int:
     else:
         print("\n".join(report.lines(workspace.audit.path)))
         if not report.chain.ok and workspace.store is not None:
-            from loomtui.auditrestore import RESTORE_HINT
+            from loomtui.auditrestore import restore_hint
 
-            print(f"  next: {RESTORE_HINT}")
+            print(f"  next: {restore_hint(workspace.audit)}")
     return 0 if report.ok else 1
 
 

@@ -422,6 +422,13 @@ def advance(workspace: Workspace, sandbox_id: str, *, say: Say | None = None, re
     return Workflow(workspace, policy=policy, say=say).advance(sandbox_id, retry=retry)
 
 
+def advance_after_decision(workspace: Workspace, sandbox_id: str, *, policy: Policy | None = None) -> Advanced:
+    """Advance a task after a person's decision on its escalation: a step that failed for want of one is tried
+    again (an override given after the last one ran out left "follow-decision failed: ... needs a new override"
+    standing, the sandbox awaiting review, until someone ran `sandbox advance`)."""
+    return advance(workspace, sandbox_id, retry=True, policy=policy)
+
+
 def advance_all(workspace: Workspace, *, say: Say | None = None, retry: bool = False,
                 policy: Policy | None = None) -> list[Advanced]:
     """Do every step now due for every task."""

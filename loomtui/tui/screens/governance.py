@@ -318,9 +318,9 @@ class AuditScreen(LoomScreen[None]):
             for line in lines[1:]:
                 shown.append(f"\n {line}", style="red")
             if not report.chain.ok:
-                from loomtui.auditrestore import RESTORE_HINT
+                from loomtui.auditrestore import restore_hint
 
-                shown.append(f"\n next: {RESTORE_HINT}")
+                shown.append(f"\n next: {restore_hint(workspace.audit)}")
         newest = workspace.audit.tail(1)
         self._verified = (shown, newest[-1].seq if newest else 0)
         self.app.call_from_thread(self._show_verified)
