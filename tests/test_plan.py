@@ -20,6 +20,7 @@ from loomtui.workflow.plan import (
     parse_plan,
     schedule,
 )
+from tests.conftest import git
 
 PATH = "plan.yaml"
 
@@ -354,6 +355,28 @@ def test_the_demo_plan_on_the_real_graph_puts_rounding_first(billing: Path) -> N
         assert caller_first.waves == (("refunds", "invoices", "templates"), ("rounding",))
         # A claim on the whole module covers the method that makes the call.
         assert depends("payments/refunds.py", ROUNDING) is not None
+    finally:
+        workspace.close()
+
+
+def test_a_caller_of_a_class_depends_on_its_constructor(billing: Path) -> None:
+    """`Entry(...)` is an edge to the class, never to `Entry.__init__`: a task changing the constructor and one
+    changing its caller ran in one wave, while the claim checks warned of the pair."""
+    from loomtui.coordination.claims import nobody_overrides, open_coordinator
+    from loomtui.workspace import open_workspace
+
+    (billing / "payments" / "entry.py").write_text(
+        "class Entry:\n    def __init__(self, amount):\n        self.amount = amount\n")
+    (billing / "payments" / "book.py").write_text(
+        "from payments.entry import Entry\n\n\ndef book(amount):\n    return Entry(amount)\n")
+    git(billing, "add", "-A")
+    git(billing, "commit", "-q", "-m", "entries")
+    workspace = open_workspace(billing)
+    try:
+        _regions_of, depends = coordinator_relations(open_coordinator(workspace, may_override=nobody_overrides))
+        said = depends("payments/book.py::book", "payments/entry.py::Entry.__init__")
+        assert said is not None and "payments/entry.py::Entry" in said, said
+        assert depends("payments/entry.py::Entry.__init__", "payments/book.py::book") is None
     finally:
         workspace.close()
 

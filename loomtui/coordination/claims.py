@@ -259,6 +259,13 @@ class Coordinator:
         return list(dict.fromkeys(covered for same in self._same_name(region_id)
                                   for covered in (same, *self._descendants(same))))
 
+    def used_through(self, region_id: str) -> frozenset[str]:
+        """The regions a user's dependency edge lands on when it uses this one: what it covers (`covered`), and the
+        class of a constructor among them (`Engine()` is an edge to `Engine`, never to `__init__`), as the claim
+        checks count them (`_near_map`)."""
+        covered = self.covered(region_id)
+        return frozenset({*covered, *(cls for region in covered if (cls := self._built_by(region)))})
+
     def _built_by(self, region_id: str) -> str | None:
         """The class whose constructor (`__init__`, `__new__`) this region is, or None."""
         path, qualname = split_id(named_once(region_id))
