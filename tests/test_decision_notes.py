@@ -98,6 +98,24 @@ def test_approvals_travel_as_signed_notes_and_a_fresh_clone_passes_the_gate(
     assert not (clone / ".git" / "loom").exists()  # the CI clone grows no store
 
 
+def test_a_pull_requests_test_merge_is_judged_by_its_branchs_head(
+        tmp_path: Path, keys: dict[str, Path], monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
+    """GitHub's pull-request checkout is `refs/pull/N/merge`, a merge of the branch into the base: `--head HEAD`
+    read NEEDS APPROVAL for good, the approvals on the branch's head called "an earlier commit". One with a
+    change of its own added to the merge is no test merge, and is judged as it is."""
+    repo, head = _approved_branch(tmp_path, keys, monkeypatch)
+    clone = _clone(repo, tmp_path / "ci", notes=True)
+    git(clone, "checkout", "-q", "--detach", "origin/main")
+    git(clone, "merge", "-q", "--no-ff", "--no-edit", BRANCH)
+    code, report = _verdict(clone, "HEAD")
+    assert code == 0 and report["verdict"] == "PASS", report
+    assert any(f"is a test merge of {head[:12]} into main" in note for note in report["notes"])  # type: ignore[union-attr]
+    (clone / "payments" / "refunds.py").write_text((clone / "payments" / "refunds.py").read_text() + "# more\n")
+    git(clone, "commit", "-q", "-a", "--amend", "--no-edit")  # the merge with a change of its own
+    code, report = _verdict(clone, "HEAD")
+    assert code == 1 and report["verdict"] == "NEEDS APPROVAL", report
+
+
 def test_an_approval_for_a_merge_into_another_branch_does_not_count_for_this_one(
         tmp_path: Path, keys: dict[str, Path], monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
     """An approval of a commit reviewed against its diff into `feat` counted for `gate --base main`, where the

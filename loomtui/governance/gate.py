@@ -192,6 +192,12 @@ def run_gate(root: Path, policy: Policy | None = None, *, base: str | None = Non
     base_sha = branch_head(root, base)
     if base_sha is None:
         raise LoomError(f"base {quoted(base)} is not a commit")
+    notes: list[str] = []
+    branch_tip = _test_merge_of(root, head_sha, base_sha)
+    if branch_tip is not None:
+        notes.append(f"{head} is a test merge of {branch_tip[:12]} into {base} (a pull request's checkout in CI): "
+                     f"judged {branch_tip[:12]}, the branch's own head, which its approvals name")
+        head_sha = branch_tip
     meeting = (git_output(root, "merge-base", "--all", base, head_sha) or "").split()
     if len(meeting) > 1:  # the merge is from all of them: one, the branch's pick, hid a revert (fails closed)
         raise LoomError(f"{quoted(head)} and {quoted(base)} meet at {len(meeting)} commits "
@@ -211,7 +217,6 @@ def run_gate(root: Path, policy: Policy | None = None, *, base: str | None = Non
     runtime = None
     approvals: tuple[str, ...] = ()
     rejected_by: tuple[str, ...] = ()
-    notes: list[str] = []
     sandbox = _sandbox_of(store, root, head, head_sha) if store is not None else None
     author = None  # the head commit's author, unless the store knows whose task it is
     if sandbox is not None:
@@ -255,6 +260,19 @@ def run_gate(root: Path, policy: Policy | None = None, *, base: str | None = Non
     if not facts.paths:
         notes.insert(0, f"{head} adds no change to {base}: nothing to judge")
     return GateReport(base, head_sha, facts, evaluation, approvals, approved, notes, rejected_by)
+
+
+def _test_merge_of(root: Path, head_sha: str, base_sha: str) -> str | None:
+    """The branch's head when `head_sha` is a test merge of it into the base, as CI checks out a pull request
+    (GitHub's `refs/pull/N/merge`): two parents, the first the base's tip, and the very tree a clean merge of
+    the two makes, nothing added to it by hand. None for any other commit. Its approvals are on the branch's
+    head: the merge read NEEDS APPROVAL for good, its note calling that head "an earlier commit"."""
+    parents = (git_output(root, "rev-list", "--parents", "-n", "1", head_sha) or "").split()[1:]
+    if len(parents) != 2 or parents[0] != base_sha:
+        return None
+    merged = Git(root).run("merge-tree", "--write-tree", base_sha, parents[1])
+    tree = merged.out.split()[0] if merged.status == 0 and merged.out.strip() else None
+    return parents[1] if tree is not None and tree == git_output(root, "rev-parse", f"{head_sha}^{{tree}}") else None
 
 
 def _remotes(root: Path) -> set[str]:
