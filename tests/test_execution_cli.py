@@ -521,3 +521,25 @@ def test_a_sandbox_recorded_whose_agent_could_not_start_is_not_a_success(repo: P
     assert "was recorded, but failed-step: start failed: cannot start its supervisor" in done.stderr, done.stderr
     listed = run_cli(repo, "sandbox", "new", "--runtime", "script", "--task", "y", "--script", str(script), "--json")
     assert listed.returncode == 1 and json.loads(listed.stdout)["step"] == "failed-step"
+
+
+def test_a_store_that_refuses_writes_now_still_lists_and_doctor_says_so(repo: Path,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """A full disk with one dead supervisor to mark: `sandbox list` and `doctor` failed whole (exit 2, the store's
+    error), at the moment a person needed them; the list now shows what is recorded and says what was not marked."""
+    from loomtui.errors import StoreError
+    from loomtui.execution import recovery
+
+    record = tasks.create_sandbox(open_workspace(repo), "waits", "command", command=["true"])
+
+    def full(_workspace: object) -> object:
+        raise StoreError(".git/loom/state.db: cannot write the state store (database or disk is full)")
+
+    monkeypatch.setattr(recovery, "reconcile", full)
+    listed = run_cli(repo, "sandbox", "list")
+    assert listed.returncode == 0 and record.id in listed.stdout, listed.stderr
+    assert "note: what changed since is not marked (.git/loom/state.db: cannot write the state store" in listed.stderr
+    as_json = json.loads(run_cli(repo, "sandbox", "list", "--json").stdout)
+    assert "disk is full" in as_json["reconcile"]["error"]
+    doctor = run_cli(repo, "doctor")
+    assert "cannot mark what changed since" in doctor.stdout and "disk is full" in doctor.stdout, doctor.stdout

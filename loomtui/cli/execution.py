@@ -26,7 +26,7 @@ from loomtui.cli import (
     workspace_for,
 )
 from loomtui.coordination.targets import BadTarget
-from loomtui.errors import LoomError, abridged, listed, quoted, shown
+from loomtui.errors import LoomError, StoreError, abridged, listed, quoted, shown
 from loomtui.execution import agent_control, recovery, review
 from loomtui.execution import sandboxes as engine
 from loomtui.execution.lifecycle import PLANNED
@@ -233,16 +233,20 @@ def cmd_advance(args: argparse.Namespace) -> int:
 def cmd_list(args: argparse.Namespace) -> int:
     workspace = workspace_for(args)
     # Read-only (a mount nobody here may write): listed as recorded; a dead supervisor is not marked.
-    report = recovery.ReconcileReport() if workspace.store.read_only else _reconciled(workspace)
+    unmarked = None
+    try:
+        report = recovery.ReconcileReport() if workspace.store.read_only else _reconciled(workspace)
+    except StoreError as exc:  # a write refused now (a full disk): listed as recorded, as read-only, and said
+        report, unmarked = recovery.ReconcileReport(), f"what changed since is not marked ({exc})"
     records = engine.list_sandboxes(workspace, include_archived=args.all)
     steps = _next_steps(workspace, records)
     from loomtui.workflow.steps import nobody_on_it  # loaded by the commands that need it, not by every one
 
     if args.json:
         print_json({"sandboxes": [{**_record_dict(r), **_step_dict(steps[r.id])} for r in records],
-                    "reconcile": asdict(report)})
+                    "reconcile": {**asdict(report), "error": unmarked}})
         return 0
-    for line in report.lines():
+    for line in [*report.lines(), *([unmarked] if unmarked else [])]:
         print(f"note: {line}", file=sys.stderr)
     if not records:
         print("no sandboxes (start one with `loomtui sandbox new --runtime R --task TEXT`)")

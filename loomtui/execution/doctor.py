@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from loomtui.config import GENERIC_COMMAND, LimitsConfig
-from loomtui.errors import LoomError, NotARepository
+from loomtui.errors import LoomError, NotARepository, StoreError
 from loomtui.execution import cgroup_limits, disk_room
 from loomtui.execution.gitops import MERGE_TREE_MIN_VERSION, Git, git_version
 from loomtui.execution.isolation import PUBLISHED_OBJECTS, isolation_status
@@ -135,7 +135,12 @@ def _check_repository(report: DoctorReport, workspace: Workspace) -> None:
     report.add("audit", OK if verify.ok else ERROR, verify.summary(workspace.audit.path))
     from loomtui.execution.recovery import reconcile
 
-    found = reconcile(workspace)
+    try:
+        found = reconcile(workspace)
+    except StoreError as exc:  # a write refused (a full disk): said as this check's finding, the rest still run
+        report.add("sandboxes", ERROR, f"cannot mark what changed since (an agent that ended with its supervisor): "
+                                       f"{exc}")
+        return
     lines = found.lines()
     report.add("sandboxes", WARNING if lines else OK,
                "; ".join(lines) if lines else f"{len(found.alive)} running, all accounted for")
