@@ -1339,6 +1339,13 @@ def test_changed_ranges_are_lines_of_the_current_file() -> None:
     ("cp -tpayments /tmp/tax.py", ["payments/tax.py"]),  # an option's value attached
     ("echo x >> payments/tax.py # it's fine", ["payments/tax.py"]),  # a quote in a comment is no open quote
     ('git commit -m "use << for it"', []),  # one line: no here-document text taken from it
+    # Programs writing the file an option or their second operand names: each went through unseen.
+    ("sort -o payments/tax.py README.md && sort -opayments/a.py x", ["payments/tax.py", "payments/a.py"]),
+    ("uniq README.md payments/tax.py; uniq -f 1 README.md", ["payments/tax.py"]),
+    ("xxd -c 8 README.md payments/tax.py", ["payments/tax.py"]),
+    ("git diff --output=payments/tax.py HEAD", ["payments/tax.py"]),
+    ("find . -maxdepth 1 -name README.md -fprint payments/tax.py", ["payments/tax.py"]),
+    ("curl -o payments/tax.py http://127.0.0.1/x && wget -O out.py http://127.0.0.1/y", ["payments/tax.py", "out.py"]),
 ])
 def test_bash_write_targets_best_effort(tmp_path: Path, command: str, written: list[str]) -> None:
     expected = [w if w.startswith("/") else str(tmp_path / w) for w in written]

@@ -212,9 +212,46 @@ _WRITES_OPERANDS: Final = {
 }
 
 
+# Programs that write the file an option names (`sort -o F`, `git diff --output=F`, `find -fprint F`): none of
+# these was seen, and each wrote a file another sandbox held with only a lead's generic "may it run?" asked.
+_OUTPUT_OPTIONS: Final = {
+    "sort": ("-o", "--output"), "patch": ("-o", "--output"), "curl": ("-o", "--output"),
+    "wget": ("-O", "--output-document"), "git": ("--output",),
+    "cc": ("-o",), "gcc": ("-o",), "g++": ("-o",), "clang": ("-o",), "clang++": ("-o",),
+    "find": ("-fprint", "-fprint0", "-fprintf", "-fls"),
+}
+# Programs whose second operand is the file they write (`uniq IN OUT`, `xxd IN OUT`), with their options that
+# take a value.
+_WRITES_SECOND_OPERAND: Final = {
+    "uniq": frozenset({"-f", "-s", "-w", "--skip-fields", "--skip-chars", "--check-chars"}),
+    "xxd": frozenset({"-c", "-g", "-l", "-o", "-s", "-n", "-cols", "-groupsize", "-len", "-offset", "-seek", "-name"}),
+}
+
+
+def _option_values(args: Sequence[str], names: Sequence[str]) -> list[str]:
+    """The values of the options `names` in `args`: `-o F`, `--output F`, `--output=F`, and a short one's
+    attached (`-oF`, for one-letter options only)."""
+    values: list[str] = []
+    for position, arg in enumerate(args):
+        if arg == "--":
+            break
+        for name in names:
+            if arg == name and position + 1 < len(args):
+                values.append(args[position + 1])
+            elif name.startswith("--") and arg.startswith(f"{name}="):
+                values.append(arg.split("=", 1)[1])
+            elif len(name) == 2 and arg.startswith(name) and len(arg) > 2 and not arg.startswith("--"):
+                values.append(arg[2:])
+    return values
+
+
 def _program_writes(program: str, args: list[str], cwd: Path) -> list[str]:
     if program in _WRITES_OPERANDS:
         return _operands(args, _WRITES_OPERANDS[program])
+    if program in _OUTPUT_OPTIONS:
+        return _option_values(args, _OUTPUT_OPTIONS[program])
+    if program in _WRITES_SECOND_OPERAND:
+        return _operands(args, _WRITES_SECOND_OPERAND[program])[1:2]
     if program in ("sed", "perl"):
         return _in_place_files(args)
     if program in ("cp", "mv", "ln", "install", "rsync"):
