@@ -1344,6 +1344,7 @@ def test_changed_ranges_are_lines_of_the_current_file() -> None:
     ("uniq README.md payments/tax.py; uniq -f 1 README.md", ["payments/tax.py"]),
     ("xxd -c 8 README.md payments/tax.py", ["payments/tax.py"]),
     ("git diff --output=payments/tax.py HEAD", ["payments/tax.py"]),
+    ("git mv payments/tax.py secrets/tax.py && git rm -q old.py", ["payments/tax.py", "secrets/tax.py", "old.py"]),
     ("find . -maxdepth 1 -name README.md -fprint payments/tax.py", ["payments/tax.py"]),
     ("curl -o payments/tax.py http://127.0.0.1/x && wget -O out.py http://127.0.0.1/y", ["payments/tax.py", "out.py"]),
 ])

@@ -248,6 +248,8 @@ def _option_values(args: Sequence[str], names: Sequence[str]) -> list[str]:
 def _program_writes(program: str, args: list[str], cwd: Path) -> list[str]:
     if program in _WRITES_OPERANDS:
         return _operands(args, _WRITES_OPERANDS[program])
+    if program == "git" and args[:1] in (["mv"], ["rm"]):  # as mv and rm: `git mv` moved a held file unseen
+        return _program_writes(args[0], args[1:], cwd)
     if program in _OUTPUT_OPTIONS:
         return _option_values(args, _OUTPUT_OPTIONS[program])
     if program in _WRITES_SECOND_OPERAND:
