@@ -137,3 +137,26 @@ def test_a_wrapped_line_that_fills_the_width_goes_on_and_a_long_error_is_cut_onc
     said = [a for line in lines for a in long.feed(line)]
     assert long.last_error is not None and long.last_error.count("…") == 1 and len(long.last_error) <= 500
     assert [a["kind"] for a in said] == ["error"]
+
+
+def test_claude_only_retrying_the_api_is_overdue_after_the_timeout_and_an_answer_resets_it() -> None:
+    """A model API that accepts the connection and never answers: Claude Code waits its own timeout and retries
+    ten times, near an hour of "agent running" with nothing stopping it."""
+    from loomtui.execution.activity import parse_claude_stream
+    from loomtui.execution.faults import RetryWatch
+
+    clock = Clock()
+    watch = RetryWatch(300, clock)
+    retry = '{"type": "system", "subtype": "api_retry", "attempt": 1, "max_retries": 10, "error": "unknown"}'
+    answer = '{"type": "assistant", "message": {"content": [{"type": "text", "text": "Looking."}]}}'
+    watch.note(parse_claude_stream('{"type": "system", "subtype": "init", "model": "m"}'))
+    watch.note(parse_claude_stream(retry))
+    clock.now += 299
+    watch.note(parse_claude_stream(retry.replace('"attempt": 1', '"attempt": 2')))
+    assert watch.overdue() is None
+    clock.now += 2
+    assert watch.overdue() == ("the model API did not answer for 300 s (model API gave no answer: retry 2 of 10); "
+                               "the agent was stopped (runtime offline_timeout)")
+    watch.note(parse_claude_stream(answer))  # it answered: working again
+    clock.now += 1000
+    assert watch.overdue() is None

@@ -39,7 +39,7 @@ from typing import Any, Self
 
 import pytest
 
-from tests.conftest import demo_repo
+from tests.conftest import demo_repo, git
 from loomtui.execution import agent_control
 from loomtui.execution import sandboxes as sb
 from loomtui.execution.isolation import isolation_available
@@ -477,6 +477,40 @@ def test_malformed_stream_json_lines_are_skipped_and_counted(tmp_path: Path, mon
     assert summaries[:2] == ["session started (stand-in)", "Done."] and summaries[2].startswith("Long: xxx")
     assert summaries[3:] == ["denied: Write", "finished: success, 1 turns, 1 permission denial"], summaries[3:]
     assert done.data["agent_result"]["is_error"] is False
+    workspace.close()
+
+
+def test_claude_only_retrying_a_model_api_that_never_answers_is_stopped_after_the_offline_timeout(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A stand-in `claude` retrying as the real one does against an API that accepts and never answers (its own
+    timeout, then ten retries: near an hour of "agent running"): stopped after the runtime's offline_timeout."""
+    repo = claude_repo(tmp_path)
+    config = repo / ".loom" / "loom.yaml"
+    config.write_text(config.read_text().replace("runtimes:\n", "runtimes:\n  claude:\n    offline_timeout: 1\n", 1)
+                      if "runtimes:\n" in config.read_text() else
+                      config.read_text() + "runtimes:\n  claude:\n    offline_timeout: 1\n")
+    git(repo, "commit", "-qam", "offline after 1 s")
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    program = bin_dir / "claude"
+    program.write_text(f"#!{sys.executable}\n" + textwrap.dedent("""\
+        import json, time
+        print(json.dumps({"type": "system", "subtype": "init", "model": "stand-in"}), flush=True)
+        for attempt in range(1, 1000):
+            print(json.dumps({"type": "system", "subtype": "api_retry", "attempt": attempt, "max_retries": 1000,
+                              "error": "unknown"}), flush=True)
+            time.sleep(0.2)
+    """))
+    program.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "test")
+    workspace = open_workspace(repo)
+    record = tasks.start(workspace, tasks.create_sandbox(workspace, "wait", "claude", isolate=False).id)
+    done = sb.wait_for_status(workspace, record.id, {"exited", "failed"}, timeout=60)
+    assert done.status == "failed", done.data
+    assert str(done.data.get("error")).startswith("the model API did not answer for 1 s (model API gave no answer: "
+                                                  "retry "), done.data
+    assert "sandbox.offline" in [e["action"] for e in audit(workspace, record.id)]
     workspace.close()
 
 

@@ -138,6 +138,36 @@ class FaultWatch:
         return f"the agent exited 0 but reported a model API error and changed nothing: {self.last_error}"
 
 
+class RetryWatch:
+    """Watches Claude Code's stream-json for a model API it only retries (`api_retry` events): one that accepts
+    the connection and never answers has Claude wait its own timeout and try again ten times, near an hour of
+    "agent running". Once it has only retried for `offline_timeout`, the agent is stopped, as FaultWatch does
+    for Codex waiting for the network; anything else it says (the model's words, a tool call) resets it."""
+
+    def __init__(self, offline_timeout: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self.offline_timeout = offline_timeout
+        self.clock = clock
+        self.retrying_since: float | None = None
+        self.last_retry = ""
+
+    def note(self, activities: list[Activity]) -> None:
+        """Read one event's activities (`parse_claude_stream`)."""
+        for activity in activities:
+            if activity["kind"] == "retry":
+                self.last_retry = activity["summary"]
+                if self.retrying_since is None:
+                    self.retrying_since = self.clock()
+            elif activity["kind"] != "init":
+                self.retrying_since = None
+
+    def overdue(self) -> str | None:
+        """Why the agent must be stopped: it has only retried the API for too long; else None."""
+        if self.retrying_since is None or self.clock() - self.retrying_since < self.offline_timeout:
+            return None
+        return (f"the model API did not answer for {self.offline_timeout:g} s ({self.last_retry}); "
+                f"the agent was stopped (runtime offline_timeout)")
+
+
 def fault_watch(program: str, offline_timeout: float) -> FaultWatch | None:
     """The watch for a CLI (by program name); None for a program whose faults are not known."""
     signs = FAULT_SIGNS.get(program)

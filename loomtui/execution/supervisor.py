@@ -45,7 +45,7 @@ from loomtui.execution.agent_control import SPARE_ON_TERM
 from loomtui.execution.agent_log import LogWriteFailed, LogWriter
 from loomtui.execution.cgroup_limits import SandboxGroups, group_name, sandbox_groups
 from loomtui.execution.context_files import CONTEXT_EDITED_KEY, keep_edited
-from loomtui.execution.faults import FaultWatch, fault_watch
+from loomtui.execution.faults import FaultWatch, RetryWatch, fault_watch
 from loomtui.execution.isolation import ISOLATION_BWRAP, isolation_status
 from loomtui.execution.leftovers import bring_in_commits, save_leftovers
 from loomtui.execution.lifecycle import EXITED, FAILED, LIVE, PLANNED, RUNNING, transition
@@ -62,7 +62,7 @@ from loomtui.execution.procs import (
     written_bytes,
 )
 from loomtui.execution.runtime_state import state_overflow
-from loomtui.execution.runtimes import LaunchSpec
+from loomtui.execution.runtimes import OUTPUT_CLAUDE_STREAM, LaunchSpec
 from loomtui.execution.sandboxes import STARTED_BY_ENV, SandboxPaths, has_commits, record_paths, tmux_session
 from loomtui.gitcmd import Git
 from loomtui.store import SandboxRecord
@@ -141,6 +141,8 @@ class Supervisor:
         self.branch_tip: str | None = None  # where the sandbox's branch was at the last beat
         self.faults: FaultWatch | None = (fault_watch(self.spec.faults, self.spec.offline_timeout)
                                           if self.spec.faults and self.spec.mode != "interactive" else None)
+        self.retries: RetryWatch | None = (RetryWatch(self.spec.offline_timeout)
+                                           if self.spec.output == OUTPUT_CLAUDE_STREAM else None)
         self.fault_error: str | None = None
         self.commits_left_out: str | None = None  # why the agent's commits were not brought in (too large)
         self.state_checked = 0.0  # when the runtime state's size was last looked at (`_check_state_size`)
@@ -294,6 +296,8 @@ class Supervisor:
                     continue
                 line = whole.decode("utf-8", errors="replace").rstrip("\n")
                 found = parse(line)
+                if self.retries is not None:
+                    self.retries.note(found)
                 for activity in found:
                     self.activities.put(activity)
                 if not found and check is not None and not check(line):
@@ -415,7 +419,10 @@ class Supervisor:
 
     def _check_offline(self) -> None:
         """Stop an agent that has only waited for an unreachable model API for too long."""
-        why = self.faults.overdue() if self.faults is not None and self.fault_error is None else None
+        if self.fault_error is not None:
+            return
+        why = next((said for watch in (self.faults, self.retries) if watch is not None
+                    and (said := watch.overdue()) is not None), None)
         if why is not None:
             self._stop_for_fault("sandbox.offline", why)
 
