@@ -696,6 +696,13 @@ def test_a_waiting_tasks_line_range_holds_the_code_those_lines_name_when_it_is_s
     waiting = tasks.create_sandbox(manual, "use helper", "script", after=[first.id], claims=["app.py:4-5"],
                                    script=edit(manual, "caller", "app.py", "helper(1)", "helper(2)"))
     assert waiting.data["claims"] == ["app.py::main"]
+    # The code those lines held renamed meanwhile (as the task it waits on may do): its file is claimed whole, the
+    # task not stuck on "unknown region" for good.
+    (manual.root / "app.py").write_text((manual.root / "app.py").read_text().replace("def main", "def main2"))
+    git(manual.root, "commit", "-qam", "main renamed")
+    tasks.drop_after(manual, waiting.id)
+    advance(manual, waiting.id)
+    assert [c.target for c in manual.store.live_claims(waiting.id)] == ["app.py"]
     # A task that starts now resolves its lines now: kept as written, as claimed.
     now = tasks.create_sandbox(manual, "ledger", "script", claims=["ledger.py:1-2"],
                                script=edit(manual, "l", "ledger.py", "amount", "amount"))

@@ -12,12 +12,14 @@ already done first, so nothing is done twice and nothing is skipped).
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
-from loomtui.coordination.claims import ClaimRefused, claim_targets, release_claims_of
+from loomtui.coordination.claims import ClaimRefused, Coordinator, claim_targets, release_claims_of
+from loomtui.coordination.regions import split_id
+from loomtui.coordination.targets import BadTarget
 from loomtui.errors import LoomError, abridged, plural, shown
 from loomtui.execution import sandboxes
 from loomtui.execution.gitops import Git
@@ -57,6 +59,7 @@ from loomtui.store import SandboxRecord
 from loomtui.workflow.steps import (
     AFTER_DROPPED_KEY,
     AFTER_KEY,
+    CLAIMED_LINES_KEY,
     CLAIMS_WAIT_KEY,
     MERGE_CONFLICT_KEY,
     MERGE_REQUESTED_KEY,
@@ -308,9 +311,10 @@ class Workflow:
         workspace = self.workspace
         claims = list(record.claim_targets)
         if claims and not record.data.get("claim_ids"):
+            coordinator = governed_coordinator(workspace)
+            claims = _claims_now(coordinator, claims, record.data.get(CLAIMED_LINES_KEY) or {})
             try:
-                taken = claim_targets(governed_coordinator(workspace), record.id, claims,
-                                      reason=abridged(record.task, 200))
+                taken = claim_targets(coordinator, record.id, claims, reason=abridged(record.task, 200))
             except ClaimRefused as exc:
                 if not wait_for_claims:
                     transition(workspace, record.id, REJECTED, reason=str(exc), allowed_from=frozenset({PLANNED}))
@@ -420,6 +424,21 @@ def advance(workspace: Workspace, sandbox_id: str, *, say: Say | None = None, re
             policy: Policy | None = None) -> Advanced:
     """Do every step now due for one task (see `Workflow.advance`)."""
     return Workflow(workspace, policy=policy, say=say).advance(sandbox_id, retry=retry)
+
+
+def _claims_now(coordinator: Coordinator, claims: Sequence[str], from_lines: Mapping[str, str]) -> list[str]:
+    """A task's claims as it prepares: a region read from its lines (`CLAIMED_LINES_KEY`) that the tasks it waited
+    on renamed or removed is claimed as its whole file, never left unclaimed (its prepare failed for good on
+    "unknown region", and its awaited agent could stall it so)."""
+    now = []
+    for target in claims:
+        if target in from_lines:
+            try:
+                coordinator.resolve(target)
+            except BadTarget:
+                target = split_id(target)[0]
+        now.append(target)
+    return list(dict.fromkeys(now))
 
 
 def advance_after_decision(workspace: Workspace, sandbox_id: str, *, policy: Policy | None = None) -> Advanced:

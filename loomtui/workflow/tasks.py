@@ -27,6 +27,7 @@ from loomtui.workflow.steps import (
     AFTER_DROPPED_KEY,
     AFTER_KEY,
     AUTOSTART_KEY,
+    CLAIMED_LINES_KEY,
     CREATOR_KEY,
     RUNS_KEY,
     STEP_ERROR_KEY,
@@ -67,16 +68,19 @@ def create_sandbox(
     waits_on = [_dependency(workspace, ref) for ref in after]
     # After tasks merged already, archived since too (it waited on them for good: at `prepare`, no hint).
     prepare_now = all(has_merged(sandboxes.get_sandbox(workspace, w)) for w in waits_on)
+    from_lines = {}
     if not prepare_now:
         # Lines name the code they hold now: the tasks it waits on move them (a merge adding 40 lines above had
         # `path:1908-1945` claim the method above the one meant, and left that one free to anyone).
+        from_lines = {region: target for target in claims if is_line_range(target) for region in resolved[target]}
         claims = list(dict.fromkeys(region for target in claims
                                     for region in (resolved[target] if is_line_range(target) else [target])))
     # Prepared here, so its errors reach the caller; the engine leaves it alone meanwhile (CREATOR_KEY).
     creator = {CREATOR_KEY: caller_id()} if prepare_now else {}
     record = sandboxes.plan_sandbox(
         workspace, task, runtime, base=base, claims=claims, script=script, isolate=isolate, command=command,
-        data={AUTOSTART_KEY: autostart, **creator, **({AFTER_KEY: waits_on} if waits_on else {}), **(data or {})})
+        data={AUTOSTART_KEY: autostart, **creator, **({AFTER_KEY: waits_on} if waits_on else {}),
+              **({CLAIMED_LINES_KEY: from_lines} if from_lines else {}), **(data or {})})
     # Ctrl-C anywhere from here cancels the task (removed unless its agent started): mid-way, a planned task
     # was left holding its claims, its worktree half made; in the write below, or before the start, planned
     # for no one to start, exit 130 with nothing said.
