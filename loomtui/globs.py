@@ -12,7 +12,7 @@ import os
 import re
 import warnings
 from collections.abc import Collection, Iterable, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     import pathspec
@@ -51,6 +51,9 @@ def _matchable_spec() -> type[pathspec.GitIgnoreSpec]:
     class MatchableSpec(pathspec.GitIgnoreSpec):
         def match_file(self, file: str | os.PathLike[str], separators: Collection[str] | None = None) -> bool:
             return super().match_file(matchable(os.fspath(file)), separators)
+
+        def check_file(self, file: str | os.PathLike[str], separators: Collection[str] | None = None) -> Any:
+            return super().check_file(matchable(os.fspath(file)), separators)
 
     return MatchableSpec
 

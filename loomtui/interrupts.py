@@ -27,11 +27,21 @@ def on_ending_signals(act: Callable[[int], None]) -> Iterator[None]:
             signal.signal(signum, before)
 
 
-def _as_ctrl_c(_signum: int) -> None:
-    raise KeyboardInterrupt
+class EndingSignal(KeyboardInterrupt):
+    """SIGTERM or SIGHUP, raised as Ctrl-C is (`as_interrupt`); the process ends with 128 + `signum`, as one the
+    signal ended."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _raise_ending(signum: int) -> None:
+    raise EndingSignal(signum)
 
 
 def as_interrupt() -> contextlib.AbstractContextManager[None]:
-    """While the block runs, SIGTERM and SIGHUP end it as Ctrl-C does (KeyboardInterrupt): what it undoes on
-    the way out is undone (a `sandbox rm` whose terminal closed left its sandbox marked removed, for good)."""
-    return on_ending_signals(_as_ctrl_c)
+    """While the block runs, SIGTERM and SIGHUP end it as Ctrl-C does (an `EndingSignal`, a KeyboardInterrupt):
+    what it undoes on the way out is undone (a `sandbox rm` whose terminal closed left its sandbox marked
+    removed, for good)."""
+    return on_ending_signals(_raise_ending)

@@ -645,7 +645,8 @@ def test_claim_add_takes_a_sandboxs_unique_id_prefix_as_every_command_does(repo:
         "releasing another sandbox's claim is an override, with a reason (--override REASON)"), theirs.stderr
 
 
-def test_naming_someone_elses_sandbox_as_the_holder_releases_its_claims_only_as_an_override(repo: Path) -> None:
+def test_naming_someone_elses_sandbox_as_the_holder_releases_its_claims_only_as_an_override(
+        repo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """`claim release 24 --sandbox de6df5` by someone who did not start de6df5 released its claim with no
     override, the region then free to claim: the rule `release_held` keeps for another holder's claims."""
     (repo / "a.py").write_text("x = 1\n")
@@ -655,6 +656,7 @@ def test_naming_someone_elses_sandbox_as_the_holder_releases_its_claims_only_as_
     assert run_cli(repo, "claim", "add", "a.py", "--sandbox", "de6df5").returncode == 0
     [held] = store.live_claims()
     for asked in ((str(held.id),), ("--all",)):
+        monkeypatch.setenv("LOOM_SANDBOX", "de6df5")  # anyone may set it: no proof of being that sandbox
         refused = run_cli(repo, "claim", "release", *asked, "--sandbox", "de6df5", user="mallory@example.com")
         assert refused.returncode == 1, refused.stdout
         assert (f"claim #{held.id} is held by sandbox de6df5, which mallory@example.com did not start: releasing "

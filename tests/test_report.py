@@ -500,6 +500,21 @@ def test_a_commit_dated_before_the_window_does_not_hide_the_commits_under_it(rep
     assert (m.agent_commits, m.commits) == (2, 3)  # the repository's first commit, made now, is the third
 
 
+def test_a_back_dated_commit_of_the_main_line_is_not_taken_for_what_a_merge_brought(repo: Path) -> None:
+    """Left out of the window, a back-dated agent commit between two in it was walked as a side commit of the merge
+    after it: the merge counted agent-made."""
+    from loomtui.observability.history import read_history
+
+    subprocess.run(["git", "commit", "-q", "--allow-empty", "-m", "back-dated\n\nAssisted-by: Claude Code"],
+                   cwd=repo, check=True, env={**os.environ, "GIT_COMMITTER_DATE": "2020-11-01T00:00:00"})
+    git(repo, "checkout", "-q", "-b", "side")
+    git(repo, "commit", "-q", "--allow-empty", "-m", "a person's work")
+    git(repo, "checkout", "-q", "main")
+    git(repo, "merge", "-q", "--no-ff", "side", "-m", "merge the person's work")
+    landed = read_history(repo, None, time.time() - 3600, time.time() + 5).landed
+    assert [(c.subject, c.mark) for c in landed][-1] == ("merge the person's work", None)
+
+
 def test_until_alone_reports_the_week_before_it(repo: Path) -> None:
     done = run_cli(repo, "report", "--until", "2026-03-09")  # since stayed at 7 days before now: refused
     assert done.returncode == 0, done.stderr

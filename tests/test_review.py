@@ -947,3 +947,33 @@ def test_a_merge_follows_only_signed_approvals_where_the_policy_requires_them(bi
     assert f"escalation #{decided} reads approved, but the policy requires signed decisions" in refused.stderr
     assert "not signed: bob@example.com" in refused.stderr, refused.stderr
     assert git(billing, "rev-parse", "main") == main
+
+
+def test_a_signed_approval_of_a_tasks_start_lets_it_start(billing: Path, tmp_path: Path) -> None:
+    """With signed decisions required, a lead's verified approval of a task's start was not counted (its entry
+    names the branch's commit, the start's escalation none): the task could never start."""
+    from loomtui.workflow.tamper_bench import make_key
+
+    keys = tmp_path / "keys"
+    keys.mkdir()
+    key = make_key(keys, "lead")
+    (billing / ".loom" / "allowed_signers").write_text(
+        f"lead@example.com {Path(str(key) + '.pub').read_text().strip()}\n")
+    policy = billing / ".loom" / "policy.yaml"
+    policy.write_text(policy.read_text() + "decisions: {require_signature: true}\n")
+    git(billing, "add", ".loom")
+    git(billing, "commit", "-q", "-m", "signed decisions")
+    workspace = open_workspace(billing)
+    script = billing.parent / "ledger.yaml"
+    script.write_text(REFUNDS_EDIT.replace("refunds.py", "ledger.py"))
+    record = create_sandbox(workspace, "document the ledger", "script", script=script, claims=["payments/ledger.py"])
+    prestart = int(workspace.store.get_sandbox(record.id).data["awaiting_escalation"])
+    signed = subprocess.run([LOOMTUI, "escalation", "approve", str(prestart)], cwd=billing, capture_output=True,
+                            text=True, env={**os.environ, "LOOM_USER": "lead@example.com",
+                                            "LOOM_SIGNING_KEY": str(key)}, timeout=120)
+    assert signed.returncode == 0 and "(verified)" in signed.stdout, signed.stdout + signed.stderr
+    assert "reads approved, but the policy requires signed decisions" not in signed.stdout + signed.stderr
+    start(workspace, record.id)  # refused, before: "its signed ones fall short (0 of 1 approval from leads)"
+    wait_until_settled(workspace, record.id, timeout=120)
+    assert workspace.store.get_sandbox(record.id).status in ("approved", "awaiting_review"), \
+        workspace.store.get_sandbox(record.id).data

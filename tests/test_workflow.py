@@ -433,7 +433,7 @@ def test_sandbox_rm_whose_terminal_closes_while_it_stops_the_agent_leaves_it_as_
         wait_until(lambda: sb.get_sandbox(manual, record.id).data.get("removing") is True, what="rm's mark")
         time.sleep(0.5)
         removing.send_signal(signal.SIGHUP)
-        assert removing.wait(timeout=30) == 130
+        assert removing.wait(timeout=30) == 129  # 128 + SIGHUP, as a process the signal ended
         current = sb.get_sandbox(manual, record.id)
         assert current.data.get("removing") is False and current.status != "archived"
     finally:
@@ -624,6 +624,15 @@ def test_a_new_override_after_one_that_ran_out_moves_the_task_on(manual: Workspa
     assert again.returncode == 0, again.stderr
     assert "needs a new override" not in again.stdout, again.stdout
     assert sb.get_sandbox(manual, sandbox_id).status == APPROVED
+    # Decided where no advance followed (a command cut short, another machine): whoever advances next retries.
+    other = run_task(manual, "ledger again", "ledger.py", "return amount", "return amount * 3")
+    assert wait_until_settled(manual, other).step == Step.WAIT_DECISION
+    second = int(sb.get_sandbox(manual, other).data["review_escalation"])
+    lead = Workspace(manual.paths, manual.store, manual.audit, "lead@example.com")
+    decide(lead, load_policy(manual.root), second, "override", reason="r", expires_hours=1e-9)
+    assert advance(manual, other).now.step == Step.FAILED_STEP
+    decide(lead, load_policy(manual.root), second, "override", reason="real one", expires_hours=2)
+    assert advance(manual, other).status == APPROVED
 
 
 def test_claims_are_released_on_reject_and_on_archive(manual: Workspace) -> None:

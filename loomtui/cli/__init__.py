@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any, Final, NoReturn
 from loomtui import __version__
 from loomtui.cli.terminal import guard
 from loomtui.errors import LoomError, abridged, escape_controls
+from loomtui.interrupts import EndingSignal
 
 if TYPE_CHECKING:  # the engines load with the command that needs them, not with the hook's fast path
     from pathlib import Path
@@ -320,9 +321,9 @@ LAYER_COMMANDS: Final[dict[str, str]] = {
 command line naming one loads only its module, not every layer's engines (~0.3 s a call)."""
 CORE_COMMANDS: Final = ("demo",)
 DEBUG_ENV: Final = "LOOMTUI_DEBUG"
+"""Set, an internal error (a bug) ends on its traceback rather than one line."""
 INTERNAL_ERROR_EXIT: Final = 70
 """A case no check foresaw (sysexits' EX_SOFTWARE): apart from 1, a check's verdict, and 2, bad input."""
-"""Set, an internal error (a bug) ends on its traceback rather than one line."""
 STEP_HINTS: Final = {
     "decide": "`loomtui escalation approve|reject {about}`",
     "override": "`loomtui escalation override|reject {about} --reason TEXT`",
@@ -601,8 +602,8 @@ def _run(argv: Sequence[str] | None) -> int:
         if _ASKED_FOR_JSON.get():  # a script reading stdout reads why, not nothing
             print_json({"error": str(exc)})
         return exc.exit_code
-    except KeyboardInterrupt:
-        return 130
+    except KeyboardInterrupt as exc:  # Ctrl-C; SIGTERM or SIGHUP where a command ends on them as on it (`as_interrupt`)
+        return 128 + exc.signum if isinstance(exc, EndingSignal) else 130
     except BrokenPipeError:  # the reader stopped reading (`| head`): as a program killed by SIGPIPE, never success
         return 141
     except Exception as exc:  # noqa: BLE001 - a case no check foresaw: one line, as promised, not a traceback

@@ -79,13 +79,14 @@ def _sandbox(args: argparse.Namespace, workspace: Workspace) -> str:
 
 
 def _speaks_for(workspace: Workspace, sandbox: str) -> bool:
-    """Whether the caller releases `sandbox`'s claims as its own: from inside it, or as the person who started it.
+    """Whether the caller releases `sandbox`'s claims as its own: as the person who started it (an agent acts as
+    its task's author; `$LOOM_SANDBOX` proves nothing, anyone may set it).
     Naming someone else's sandbox as the holder released its claims with no override (`claim release 3
     --sandbox de6df5`), the regions then anyone's. A name that is no sandbox (a person's claims) is whoever names it."""
     from loomtui.governance.policy import same_person
 
     record = workspace.store.get_sandbox(sandbox)
-    if record is None or os.environ.get("LOOM_SANDBOX") == sandbox or not record.created_by:
+    if record is None or not record.created_by:
         return True
     return same_person(record.created_by, workspace.actor)
 

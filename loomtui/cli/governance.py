@@ -268,9 +268,9 @@ def cmd_decide(args: argparse.Namespace) -> int:
     moved = None
     try:
         if record.sandbox_id and workspace.store.get_sandbox(record.sandbox_id) is not None:
-            from loomtui.workflow.engine import advance_after_decision  # it may let the sandbox move on now
+            from loomtui.workflow.engine import advance  # the decision may let the sandbox move on now
 
-            moved = advance_after_decision(workspace, record.sandbox_id)
+            moved = advance(workspace, record.sandbox_id)
             if not args.json:
                 for line in moved.done:
                     print(f"  sandbox {moved.sandbox_id}: {line}")

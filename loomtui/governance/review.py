@@ -368,8 +368,9 @@ def _refuse_unsigned_decisions(workspace: Workspace, escalation: EscalationRecor
     if escalation.status == EscalationStatus.OVERRIDDEN:
         taken = [decision]
     else:
+        # As `_deciding_entry` reads them: a start's escalation names no commit (there is no change yet).
         taken = [e for e in entries if e.action == "escalation.approve" and e.subject == str(escalation.id)
-                 and e.details.get("commit", commit) == commit]
+                 and (not commit or e.details.get("commit", commit) == commit)]
     checked = check_decisions(taken, workspace.root, policy).decisions
     signed = [str(d["actor"]) for d in checked if d["status"] == VERIFIED]
     unsigned = sorted({f"{d['actor']} (seq {d['seq']}: {d['detail']})" for d in checked if d["status"] != VERIFIED})

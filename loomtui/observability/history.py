@@ -195,17 +195,22 @@ dated earlier than it was made (a rebase keeping author dates, a wrong clock) is
 window's start (`git rev-list --since` stops at it, and the window's earlier commits went uncounted)."""
 
 
-def _first_parent_line(git: Git, tip: str, since: float, until: float) -> list[list[str]]:
-    """The first-parent line from `tip` back, each commit with its parents, committed in [since, until)."""
+def _first_parent_line(git: Git, tip: str, since: float, until: float) -> tuple[list[list[str]], set[str]]:
+    """The first-parent line from `tip` back, each commit with its parents, committed in [since, until); and every
+    commit of the line read (those dated outside the window among them: a back-dated one between two in it is
+    the line's own, never what a merge brought)."""
     walk = git.pipe("rev-list", "--first-parent", "--parents", "--timestamp", tip)
-    assert walk.stdout is not None
+    assert walk.stdout is not None and walk.stdin is not None
+    walk.stdin.close()
     rows: list[list[str]] = []
+    read: set[str] = set()
     older = 0
     whole = False  # the line read to its first commit (not left once the window was behind it)
     try:
         for raw in walk.stdout:
             stamp, *row = raw.decode("ascii", "replace").split()
             at = int(stamp)
+            read.add(row[0])
             older = older + 1 if at < since else 0
             if older >= OLDER_IN_A_ROW:
                 break
@@ -217,9 +222,10 @@ def _first_parent_line(git: Git, tip: str, since: float, until: float) -> list[l
         if not whole:
             walk.kill()
         status = walk.wait()
+        walk.stdout.close()
     if whole and status != 0:
         raise LoomError(f"git rev-list failed on {tip[:12]} (exit {status}): is the repository intact?")
-    return rows
+    return rows, read
 
 
 class NoSuchBranch(LoomError):
@@ -278,7 +284,7 @@ def read_history(root: Path, branch: str | None, since: float, until: float,
     if git.raw("rev-parse", "--is-shallow-repository").out.strip() == b"true":
         note, cut = _shallow_note(git, since)
         (partial if cut else notes).append(note)
-    rows = _first_parent_line(git, tip, since, until + 1)
+    rows, on_the_line = _first_parent_line(git, tip, since, until + 1)
     line = [row[0] for row in rows if row]
     if not line:
         return History(name, tip, partial=tuple(partial), notes=tuple(notes))
@@ -287,7 +293,7 @@ def read_history(root: Path, branch: str | None, since: float, until: float,
     before = rows[-1][1] if len(rows[-1]) > 1 else None
     commits = parse_log(_log(git, "log", f"--format={_FORMAT}", line[0], *([f"^{before}"] if before else []),
                              "--"))
-    line_set = set(line)
+    line_set = on_the_line
     on_line = {sha for sha in line if sha in commits and since <= commits[sha].committed < until}
     marks = {sha: mark_of(c, agent_trailers) for sha, c in commits.items()}
     seen: set[str] = set()

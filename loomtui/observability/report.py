@@ -283,7 +283,8 @@ def render_prometheus(metrics: Metrics) -> str:
                 ({"kind": "scheduled_apart"}, conflicts.scheduled_apart)])
     out.family("agent_claims_refused", "An agent's claims refused as too broad or blocked by the policy (no conflict).",
                [({}, conflicts.agent_claims_refused)])
-    out.family("conflicts_at_merge", "Merges refused because they would conflict.", [({}, conflicts.at_merge)])
+    out.family("conflicts_at_merge", "Sandboxes whose merge met a conflict (each once per branch, however often "
+               "tried).", [({}, conflicts.at_merge)])
     out.family("escalations_opened", "Escalations opened in the report window, by risk.",
                [({"risk": risk}, n) for risk, n in sorted(metrics.escalations.by_risk.items())])
     out.family("escalation_rule_hits", "Escalations opened in the report window, by policy rule that fired.",

@@ -64,6 +64,7 @@ from loomtui.workflow.steps import (
     MERGE_CONFLICT_KEY,
     MERGE_REQUESTED_KEY,
     PRESTART_KEY,
+    REVIEW_ESCALATION_KEY,
     STEP_ERROR_KEY,
     KnownHolders,
     PersonAction,
@@ -158,7 +159,7 @@ class Workflow:
                 done.append(f"escalation {', '.join(f'#{e}' for e in withdrawn)} withdrawn: its agent ended "
                             "with its supervisor, before a decision")
         for _ in range(MAX_STEPS):
-            if view.step == Step.FAILED_STEP and retry:
+            if view.step == Step.FAILED_STEP and (retry or self._decided_since_it_failed(record)):
                 store.update_sandbox(record.id, data={STEP_ERROR_KEY: None})
                 record = sandboxes.get_sandbox(self.workspace, record.id)
                 view = self.view(record)
@@ -204,11 +205,26 @@ class Workflow:
         finally:
             store.drop_step_lease(sandbox_id, holder)
 
+    def _decided_since_it_failed(self, record: SandboxRecord) -> bool:
+        """Whether people decided the task's escalation after its step failed: a step that failed for want of a
+        decision is tried again by whoever advances it next (an override given after the last one ran out left
+        "follow-decision failed: ... needs a new override" standing, from the CLI, the app, or another machine)."""
+        failed_at = (record.data.get(STEP_ERROR_KEY) or {}).get("at")
+        if not isinstance(failed_at, int | float):
+            return False
+        for key in (REVIEW_ESCALATION_KEY, PRESTART_KEY):
+            named = record.data.get(key)
+            escalation = self.workspace.store.get_escalation(int(named)) if isinstance(named, int | str) \
+                and str(named).isdigit() else None
+            if escalation is not None and escalation.updated > failed_at and escalation.status in CLEARED:
+                return True
+        return False
+
     def _step_failed(self, sandbox_id: str, step: str, exc: LoomError) -> str:
         """Record that `step` failed (shown as the task's next step, retried by `sandbox advance`)."""
         current = sandboxes.get_sandbox(self.workspace, sandbox_id)
         self.workspace.store.update_sandbox(sandbox_id, data={STEP_ERROR_KEY: {
-            "step": step, "error": str(exc), "status": current.status}})
+            "step": step, "error": str(exc), "status": current.status, "at": time.time()}})
         self.workspace.record("workflow.step_failed", sandbox_id, {"step": step, "error": str(exc)})
         self.say(f"{sandbox_id}: {step} failed: {exc}")
         return f"{step} failed: {exc}"
@@ -439,13 +455,6 @@ def _claims_now(coordinator: Coordinator, claims: Sequence[str], from_lines: Map
                 target = split_id(target)[0]
         now.append(target)
     return list(dict.fromkeys(now))
-
-
-def advance_after_decision(workspace: Workspace, sandbox_id: str, *, policy: Policy | None = None) -> Advanced:
-    """Advance a task after a person's decision on its escalation: a step that failed for want of one is tried
-    again (an override given after the last one ran out left "follow-decision failed: ... needs a new override"
-    standing, the sandbox awaiting review, until someone ran `sandbox advance`)."""
-    return advance(workspace, sandbox_id, retry=True, policy=policy)
 
 
 def advance_all(workspace: Workspace, *, say: Say | None = None, retry: bool = False,

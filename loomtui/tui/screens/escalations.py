@@ -39,7 +39,7 @@ from loomtui.tui.visible import one_line, visible_text
 from loomtui.tui.widgets.fields import hanging
 from loomtui.tui.widgets.fitted_table import FitColumn, FittedTable
 from loomtui.tui.widgets.status_header import StatusHeader
-from loomtui.workflow.engine import advance_after_decision
+from loomtui.workflow.engine import advance
 
 SIGNED_EVENTS: Final = ("approve", "reject", "override")
 """History events that are a person's decision, each shown with its signature's verdict."""
@@ -486,7 +486,7 @@ class EscalationsScreen(LoomScreen[None]):
             # The decision may let its sandbox move on (start, merge, reject): the workflow says, in
             # the same toast (one per decision, not one per step over the detail pane).
             try:
-                moved = advance_after_decision(app.workspace, updated.sandbox_id, policy=app.policy)
+                moved = advance(app.workspace, updated.sandbox_id, policy=app.policy)
             except LoomError as exc:
                 app.call_from_thread(app.notify, str(exc), title="workflow", severity="error")
             else:
