@@ -80,3 +80,25 @@ def test_a_search_says_what_it_looked_for_and_where() -> None:
     grep = {"type": "assistant", "message": {"content": [
         {"type": "tool_use", "name": "Grep", "input": {"pattern": "def save", "path": "storage"}}]}}
     assert readable_lines(OUTPUT_CLAUDE_STREAM, [json.dumps(grep)]) == ["▸ Grep def save in storage"]
+
+
+def test_an_interactive_agents_pane_reads_as_its_screen_showed_it() -> None:
+    """Claude Code's TUI puts each word at its column and steps down rows: with the escapes only taken out, the
+    Log tab and `sandbox logs` read "Quicksafetycheck:Isthis" (and `sandbox logs` printed the escapes escaped)."""
+    from loomtui.execution.runtimes import OUTPUT_TERMINAL
+
+    pane = [
+        "\x1b7\x1b[r\x1b8\x1b[?25h\x1b[?2004h\r\r",
+        "\x1b[2G\x1b[93m\x1b[1mAccessing\x1b[12Gworkspace:\x1b[22m\x1b[39m\r\r",
+        "\r\r",
+        "\x1b[2GQuick\x1b[8Gsafety\x1b[15Gcheck:\x1b[22GIs\x1b[25Gthis?\r\r",
+        "\x1b]0;\u2733 Claude Code\x07\x1b[1A\x1b[2K\x1b[31m\u25cf\x1b[39m Reading 1 file\x1b[1B\x1b[3C\u23bf  notes.py\r\r",
+        "\x1b[1A\x1b[2K\x1b[31m\u25cf\x1b[39m Reading 1 file\x1b[1B\x1b[3C\u23bf  notes.py\r\r",  # drawn again
+        "typo\x08\x08od\r\r",
+        "\x1b[99999Gfar",
+    ]
+    shown = readable_lines(OUTPUT_TERMINAL, pane)
+    assert shown == [" Accessing workspace:", "", " Quick safety check: Is this?", "\u25cf Reading 1 file",
+                     "   \u23bf  notes.py", "\u25cf Reading 1 file", "   \u23bf  notes.py",
+                     "tyod",  # two backspaces, then "od" over "po"
+                     " " * 1000 + "far"], shown  # a column past any screen's: at most MAX_COLUMN blanks

@@ -1,5 +1,6 @@
 """An agent's log as a person reads it (`sandbox logs`, the app's Log tab): Claude Code's stream-json as
-what happened in each event, any other output as written."""
+what happened in each event, an interactive agent's pane as its screen showed it (terminal_text), any
+other output as written."""
 
 from __future__ import annotations
 
@@ -9,7 +10,8 @@ from typing import Final
 
 from loomtui.execution.activity import is_stream_json, parse_claude_stream
 from loomtui.execution.log_lines import MAX_LINE_BYTES, log_tail
-from loomtui.execution.runtimes import OUTPUT_CLAUDE_STREAM
+from loomtui.execution.runtimes import OUTPUT_CLAUDE_STREAM, OUTPUT_TERMINAL
+from loomtui.execution.terminal_text import TerminalLines
 
 READING_MARKS: Final = {"init": "·", "retry": "!", "tool": "▸", "error": "✗", "denied": "✗", "result": "■"}
 """The mark before each kind of activity in a log as a person reads it (what the model said has none)."""
@@ -30,6 +32,7 @@ class ReadableLog:
         # Cut from the event before it is read: a summary is cut to a line, and the path took most of it.
         self.inside = f"{worktree.rstrip('/')}/" if worktree else None
         self.piece_bytes = 0  # of a long event read so far in pieces
+        self.terminal = TerminalLines() if output == OUTPUT_TERMINAL else None
 
     def lines(self, lines: Iterable[str]) -> Iterator[str]:
         """Claude Code's stream-json as what happened in each event (the model's words whole, each tool it
@@ -37,6 +40,9 @@ class ReadableLog:
         nothing for an event that tells a reader nothing (a tool's output, a hook starting); any other line
         (loomtui's own notes, what the agent wrote to stderr) as written."""
         for line in lines:
+            if self.terminal is not None:  # an interactive agent's pane, as the screen showed it
+                yield from self.terminal.lines(line.removesuffix("\r"))
+                continue
             if self.output != OUTPUT_CLAUDE_STREAM:
                 yield line
                 continue

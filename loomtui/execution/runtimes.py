@@ -162,6 +162,8 @@ PRODUCT_NAMES: Final[dict[str, str]] = {
 OUTPUT_PLAIN: Final = "plain"
 OUTPUT_CLAUDE_STREAM: Final = "claude-stream-json"
 OUTPUT_SCRIPT_AGENT: Final = "script-agent"
+OUTPUT_TERMINAL: Final = "terminal"
+"""How an interactive agent's log is read (never a launch's output): its pane's terminal stream (terminal_text)."""
 
 
 @dataclass(frozen=True)

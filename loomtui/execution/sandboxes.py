@@ -58,7 +58,14 @@ from loomtui.execution.lifecycle import (
 from loomtui.execution.log_lines import MAX_TAIL_BYTES, LogCursor, log_tail, whole_lines
 from loomtui.execution.mcpconfig import mcp_config_path, write_mcp_config
 from loomtui.execution.procs import is_alive
-from loomtui.execution.runtimes import OUTPUT_PLAIN, LaunchSpec, find_runtime, prepare_launch, uses_placeholder
+from loomtui.execution.runtimes import (
+    OUTPUT_PLAIN,
+    OUTPUT_TERMINAL,
+    LaunchSpec,
+    find_runtime,
+    prepare_launch,
+    uses_placeholder,
+)
 from loomtui.execution.sandbox_paths import (
     TMUX_PREFIX as TMUX_PREFIX,
 )
@@ -552,6 +559,8 @@ def log_format(workspace: Workspace, sandbox_id: str) -> tuple[str, str | None]:
     the paths in it are under."""
     record = get_sandbox(workspace, sandbox_id)
     launch = record.data.get("launch") or {}
+    if launch.get("mode") == "interactive":  # what its pane drew: a terminal's stream, cursor moves and all
+        return OUTPUT_TERMINAL, record.worktree
     return str(launch.get("output") or OUTPUT_PLAIN), record.worktree
 
 
