@@ -388,7 +388,8 @@ class Workflow:
             result = merge(workspace, record.id, into=into, trailers=merge_trailers(workspace, record.id))
         except MergeConflict as exc:
             workspace.store.update_sandbox(record.id, data={MERGE_CONFLICT_KEY: {
-                "target": target, "target_sha": target_sha, "paths": exc.paths, "message": str(exc)}})
+                "target": target, "target_sha": target_sha, "branch_sha": tip, "paths": exc.paths,
+                "message": str(exc)}})
             return f"merge waits: {exc}"
         except MergeNeedsReview as exc:  # its next step is the review again (then the decision it asks for)
             refused = {"target_sha": target_sha, "paths": exc.paths}

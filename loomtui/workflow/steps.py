@@ -387,8 +387,10 @@ def _next_step(workspace: Workspace, record: SandboxRecord, merge_mode: str, kno
             return StepView(Step.REVIEW, f"its merge would change {', '.join(record.data[UNJUDGED_KEY])}, which its "
                                          "review did not judge")
         conflict = record.data.get(MERGE_CONFLICT_KEY)
+        # Stands while neither side moved: the target (another merge), nor the branch (the conflict resolved in its
+        # worktree, as the hint says: it read "merge-conflict" until the target moved, `m` refused).
         if conflict and conflict.get("target_sha") == Git(workspace.root).resolve_commit(
-                str(conflict.get("target"))):
+                str(conflict.get("target"))) and conflict.get("branch_sha", tip) == tip:
             return StepView(Step.MERGE_CONFLICT, str(conflict.get("message")), PersonAction.RESOLVE, record.id)
         if record.data.get(MERGE_REQUESTED_KEY) or merge_mode == MERGE_AUTO:
             return StepView(Step.MERGE)
