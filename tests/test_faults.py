@@ -62,7 +62,7 @@ def test_aider_exiting_0_after_an_api_error_with_nothing_changed_has_failed() ->
 @pytest.mark.parametrize(("program", "error", "answer"), [
     ("aider", "litellm.InternalServerError: OpenAIException - 500", "Tokens: 1.2k sent, 40 received."),
     ("codex", "ERROR: pip could not find a version that satisfies the requirement", "codex"),
-    ("codex", "ERROR: Reconnecting... 1/5", "tokens used"),
+    ("codex", "ERROR: Reconnecting... 1/5", "codex"),  # its reply's header (not `tokens used`: printed after any)
 ])
 def test_an_error_the_model_answered_after_is_no_failure(program: str, error: str, answer: str) -> None:
     """Aider's retry that worked, or an `ERROR:` line a command the agent ran printed: the agent needed no
@@ -160,3 +160,39 @@ def test_claude_only_retrying_the_api_is_overdue_after_the_timeout_and_an_answer
     watch.note(parse_claude_stream(answer))  # it answered: working again
     clock.now += 1000
     assert watch.overdue() is None
+
+
+def test_an_aider_error_after_a_reply_cut_mid_stream_on_the_same_line_is_read() -> None:
+    """A stream cut mid-reply: Aider prints what came, then the error on the same line; and a garbled 200 is "Empty
+    response received from LLM" with `0 received`. Both ended the sandbox `exited`, no activity, no reason."""
+    watch = fault_watch("aider", 300)
+    assert watch is not None
+    found = watch.feed("partial answerlitellm.APIConnectionError: APIConnectionError: OpenAIException - peer closed")
+    assert found == [{"kind": "error", "summary": "model API: litellm.APIConnectionError: APIConnectionError: "
+                                                  "OpenAIException - peer closed"}]
+    assert watch.failed_quietly(0, did_work=False) is not None
+    empty = fault_watch("aider", 300)
+    assert empty is not None
+    assert empty.feed("Empty response received from LLM. Check your provider account?") != []
+    empty.feed("Tokens: 3.9k sent, 0 received.")  # no answer: the error stands
+    said = empty.failed_quietly(0, did_work=False)
+    assert said is not None and "Empty response received from LLM" in said
+
+
+def test_codex_printing_its_usage_after_the_error_that_ended_it_keeps_the_error() -> None:
+    """`tokens used` follows the last ERROR whenever any tokens were used: taken as an answer, the reason was lost
+    ("exited with code 1" and nothing more)."""
+    watch = fault_watch("codex", 300)
+    assert watch is not None
+    for line in ("codex", "I'll patch it.", "ERROR: We're currently experiencing high demand", "tokens used", "120"):
+        watch.feed(line)
+    assert watch.last_error == "We're currently experiencing high demand"
+
+
+def test_aider_usage_is_summed_over_its_replies_with_the_sessions_cost() -> None:
+    """Aider prints each reply's tokens and the session's cost: `report` had "none reported" for every Aider run."""
+    watch = fault_watch("aider", 300)
+    assert watch is not None and watch.reported() is None
+    watch.feed("Tokens: 2.4k sent, 387 received. Cost: $0.0012 message, $0.0012 session.")
+    watch.feed("Tokens: 1,000 sent, 1.2k cache write, 13 received. Cost: $0.0004 message, $0.0016 session.")
+    assert watch.reported() == {"input_tokens": 3400.0, "output_tokens": 400.0, "cost_usd": 0.0016}

@@ -35,18 +35,26 @@ class FaultSigns:
     """The width the CLI wraps its lines at, headless (Aider's console: 80 columns); None: it does not wrap."""
     own_line: re.Pattern[str] | None = None
     """A line of its own after an error that filled the width: never the rest of it (Aider's `Retrying in`)."""
+    usage: re.Pattern[str] | None = None
+    """A line reporting a reply's tokens (`sent`, `received`, as `2.4k`) and the session's cost so far (`session`):
+    what `report` counts for the runtime (Aider's `Tokens: ...`)."""
 
 
 # From each CLI's own output, seen with the real CLIs against a model API on loopback
 # that is unreachable or answers errors (tests/test_runtime_codex_aider.py).
 FAULT_SIGNS: Final[dict[str, FaultSigns]] = {
+    # Not its usage (`tokens used`): printed after the error that ended it too, it took the error for answered.
     "codex": FaultSigns(error=re.compile(r"^ERROR: (?P<what>.+)"),
                         waiting=re.compile(r"waiting for network"),
-                        answered=re.compile(r"^(?:codex|tokens used)$")),  # its message's header, its usage
+                        answered=re.compile(r"^codex$")),  # its message's header
+    # Anywhere in a line: a reply cut mid-stream is printed, and the error follows it on the same line.
     "aider": FaultSigns(error=re.compile(
-        r"^(?P<what>litellm\.[A-Za-z]+(?:Error|Exception)\b.*|The API provider .+)"),
+        r"(?P<what>litellm\.[A-Za-z]+(?:Error|Exception)\b.*|^The API provider .+"
+        r"|^Empty response received from LLM.*)"),
         answered=re.compile(r"^Tokens: "),  # after each of the model's replies
-        wraps_at=80, own_line=re.compile(r"^Retrying in ")),
+        wraps_at=80, own_line=re.compile(r"^Retrying in "),
+        usage=re.compile(r"^Tokens: (?P<sent>[\d.,]+k?) sent, (?:.*, )?(?P<received>[\d.,]+k?) received\."
+                         r"(?: Cost: \$[\d.,]+ message, \$(?P<session>[\d.,]+) session\.)?")),
 }
 
 
@@ -71,6 +79,8 @@ class FaultWatch:
         self.clock = clock
         self.last_error: str | None = None
         self.waiting_since: float | None = None
+        self.usage: dict[str, float] = {}
+        """The tokens the agent reported, summed over its replies, and its session's cost (`reported`)."""
         self.wrapped: str | None = None
         """An error line cut where the CLI wrapped it (Aider wraps at 80 columns, a blank at the cut): its
         next line is the rest ("... OpenAIException - Connection" / "error.")."""
@@ -97,9 +107,10 @@ class FaultWatch:
         elif self.waiting_since is None:
             self.waiting_since = self.clock()
         if self.signs.answered is not None and self.signs.answered.match(text):
-            self.last_error = None  # the model answered since: an agent exiting 0 now ended well
+            if self._count_usage(text) != 0:  # `0 received`: the empty response said before it, no answer
+                self.last_error = None  # the model answered since: an agent exiting 0 now ended well
             return []
-        match = self.signs.error.match(text)
+        match = self.signs.error.search(text)
         if match is None:
             return []
         what = abridged(match["what"], ERROR_KEPT)
@@ -120,9 +131,24 @@ class FaultWatch:
     def _a_line_of_its_own(self, text: str) -> bool:
         """A line that says something of itself (an error, a wait, an answer): no wrapped line's rest."""
         signs = self.signs
-        return bool(signs.error.match(text) or (signs.waiting and signs.waiting.search(text))
+        return bool(signs.error.search(text) or (signs.waiting and signs.waiting.search(text))
                     or (signs.answered and signs.answered.match(text))
                     or (signs.own_line and signs.own_line.match(text)))
+
+    def _count_usage(self, text: str) -> float | None:
+        """Add a usage line's tokens (`usage`); the tokens received, None for no usage line."""
+        found = self.signs.usage.match(text) if self.signs.usage is not None else None
+        if found is None:
+            return None
+        for key, group in (("input_tokens", "sent"), ("output_tokens", "received")):
+            self.usage[key] = self.usage.get(key, 0) + _amount(found[group])
+        if found["session"]:
+            self.usage["cost_usd"] = _amount(found["session"])  # the session's so far: the last one said
+        return _amount(found["received"])
+
+    def reported(self) -> dict[str, float] | None:
+        """What the agent reported of its usage, as an `agent_result` (`report`'s tokens and cost); None: nothing."""
+        return dict(self.usage) if self.usage else None
 
     def overdue(self) -> str | None:
         """Why the agent must be stopped: it has only waited for the API for too long; else None."""
@@ -166,6 +192,12 @@ class RetryWatch:
             return None
         return (f"the model API did not answer for {self.offline_timeout:g} s ({self.last_retry}); "
                 f"the agent was stopped (runtime offline_timeout)")
+
+
+def _amount(said: str) -> float:
+    """`2.4k` as 2400, `1,234` as 1234 (as a CLI prints its counts)."""
+    text = said.replace(",", "")
+    return float(text[:-1]) * 1000 if text.endswith("k") else float(text)
 
 
 def fault_watch(program: str, offline_timeout: float) -> FaultWatch | None:

@@ -298,6 +298,8 @@ class Supervisor:
                 found = parse(line)
                 if self.retries is not None:
                     self.retries.note(found)
+                if self.faults is not None and (usage := self.faults.reported()) is not None:
+                    self.agent_result = usage  # Aider's `Tokens: ...` (no closing report of its own)
                 for activity in found:
                     self.activities.put(activity)
                 if not found and check is not None and not check(line):
