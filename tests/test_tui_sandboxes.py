@@ -192,6 +192,25 @@ async def test_an_agent_that_failed_without_a_change_says_s_runs_it_again_and_s_
         await wait_for(pilot, lambda: (workspace.store.get_sandbox(record.id) or record).data.get("runs") == 2)
 
 
+async def test_a_failed_step_says_r_retries_it_and_r_does(billing: Path) -> None:
+    """A failed step had no key: the Next column said "failed-step: ...", S refused it ("only a planned sandbox
+    ... starts"), the palette had no retry; only `loomtui sandbox advance` moved it."""
+    workspace = open_workspace(billing)
+    record = tasks.create_sandbox(workspace, "read the policy", "script", script=billing.parent / "typo.yaml")
+    workspace.store.update_sandbox(record.id, data={"step_error": {  # as a policy that could not be read left it
+        "step": "read the policy", "error": "rules: [[[: not YAML", "status": "planned", "at": 0}})
+    app = LoomApp(workspace)
+    async with app.run_test(size=SIZE) as pilot:
+        table = app.screen.query_one("#sandboxes", SandboxTable)
+        await wait_for(pilot, lambda: str(table.cell(record.id, "next")).startswith("R retries it · failed-step: "))
+        table.focus()
+        await pilot.pause()
+        assert "R" in {b.binding.key_display or b.binding.key for b in app.active_bindings.values()
+                       if b.binding.show}  # the footer offers it
+        await pilot.press("R")
+        await wait_for(pilot, lambda: "press S · " in str(table.cell(record.id, "next")))
+
+
 async def test_a_new_sandbox_that_fails_keeps_what_was_typed_for_n_to_reopen(billing: Path) -> None:
     from textual.widgets import Input, Select
 

@@ -15,6 +15,17 @@ def start(workspace: Workspace, sandbox_id: str) -> None:
     start_task(workspace, sandbox_id)
 
 
+def retry(workspace: Workspace, sandbox_id: str) -> None:
+    """Do the sandbox's next step now, a failed one tried again (`sandbox advance`); one that fails again is
+    raised, to be said in one line."""
+    from loomtui.workflow.engine import advance
+    from loomtui.workflow.steps import Step
+
+    moved = advance(workspace, sandbox_id, retry=True)
+    if moved.now.step == Step.FAILED_STEP:
+        raise LoomError(moved.now.line())
+
+
 def drop_after(workspace: Workspace, sandbox_id: str) -> None:
     """A held task stops waiting for the tasks it came after that will not merge; it starts without them."""
     from loomtui.workflow.tasks import drop_after as drop

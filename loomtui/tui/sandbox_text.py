@@ -37,6 +37,8 @@ def app_step_hints() -> dict[str, str]:
             "merge": f"press {shown_key('dashboard.merge', 'm')}",
             "start": f"press {shown_key('dashboard.start', 'S')}",
             "rerun": f"{shown_key('dashboard.start', 'S')} runs it again",
+            "retry": f"{shown_key('dashboard.retry', 'R')} retries it",
+            "advance": f"{shown_key('dashboard.retry', 'R')} does it now",
             "cancel": f"{shown_key('dashboard.drop_after', 'W')} starts it without, "
                       f"{shown_key('dashboard.archive', 'x')} archives it",
             "remove": f"{shown_key('dashboard.archive', 'x')} archives it",

@@ -567,6 +567,12 @@ class DashboardScreen(LoomScreen[None]):
         if (sandbox := self.selected_sandbox()) is not None:
             self._run(f"start {sandbox.id}", sandbox_calls.start, sandbox.id)
 
+    def action_retry(self, _twin: int = 1) -> None:
+        """`R`: the selected sandbox's next step now, a failed one tried again (`sandbox advance`)."""
+        sandbox = self.selected_sandbox()
+        if sandbox is not None and not self._elsewhere(sandbox, "retry it"):
+            self._run(f"retry {sandbox.id}", sandbox_calls.retry, sandbox.id)
+
     def action_drop_after(self, _twin: int = 1) -> None:
         """`W`: a held task stops waiting for those it came after that will not merge (asks first)."""
         sandbox = self.selected_sandbox()

@@ -17,9 +17,9 @@ from loomtui.tui.keys import shown_where_it_applies
 from loomtui.tui.sandbox_text import app_step_hints
 from loomtui.workflow.steps import PersonAction, Step, StepView
 
-HOST_KEYS: Final = frozenset({"start", "stop", "merge"})
+HOST_KEYS: Final = frozenset({"start", "stop", "merge", "retry"})
 """The footer's keys only the machine a sandbox runs on can use (`p` and `x` say so when pressed)."""
-FOLLOWS_SELECTION: Final = frozenset({"start", "stop", "merge", "diff", "evals", "open", "drop_after"})
+FOLLOWS_SELECTION: Final = frozenset({"start", "stop", "merge", "diff", "evals", "open", "drop_after", "retry"})
 """Actions the footer shows only while they apply to the selected sandbox (`open` needs one selected,
 and does nothing without: it has no twin)."""
 
@@ -30,6 +30,10 @@ DASHBOARD_BINDINGS: Final[list[BindingType]] = [
                                     tooltip="Start a planned agent, or rerun one with no change")),
     *shown_where_it_applies(Binding("s", "stop", "Stop", id="dashboard.stop",
                                     tooltip="Stop the agent (asks first; its work stays)")),
+    # A failed step, or one due that nothing here is doing: `sandbox advance` had no key (the Next column said
+    # "failed-step: ..." with nothing to press, S refused it, and the palette had no retry).
+    *shown_where_it_applies(Binding("R", "retry", "Retry", key_display="R", id="dashboard.retry",
+                                    tooltip="Its next step now: a failed step tried again")),
     *shown_where_it_applies(Binding("W", "drop_after", "Stop waiting", key_display="W", id="dashboard.drop_after",
                                     tooltip="Start a held task without those it waits for")),
     Binding("p", "pause_resume", "Pause/resume", id="dashboard.pause",
@@ -127,6 +131,8 @@ def key_applies(action: str, sandbox: SandboxRecord | None, step: StepView | Non
         return False  # another machine's sandbox: done there (refused here in one line if pressed)
     if action == "start":  # the Next column says "press S" (or "S runs it again") then
         return step is not None and step.action in (PersonAction.START, PersonAction.RERUN)
+    if action == "retry":  # the Next column says "R retries it" (or "R does it now") then
+        return step is not None and step.action in (PersonAction.RETRY, PersonAction.ADVANCE)
     if action == "drop_after":  # held: a task it waits for will never merge
         return step is not None and step.action == PersonAction.CANCEL
     if action == "stop":
