@@ -211,6 +211,29 @@ async def test_a_failed_step_says_r_retries_it_and_r_does(billing: Path) -> None
         await wait_for(pilot, lambda: "press S · " in str(table.cell(record.id, "next")))
 
 
+async def test_a_key_pressed_after_the_selected_row_went_says_so_and_acts_on_no_other(billing: Path) -> None:
+    """The selected sandbox archived from the CLI: the cursor fell on the row below, and `S` (no question asked)
+    reran a sandbox nobody chose."""
+    workspace = open_workspace(billing)
+    kept, going = (tasks.create_sandbox(workspace, f"task {n}", "script", script=billing.parent / "typo.yaml")
+                   for n in range(2))
+    app = LoomApp(workspace)
+    async with app.run_test(size=SIZE) as pilot:
+        table = app.screen.query_one("#sandboxes", SandboxTable)
+        await wait_for(pilot, lambda: table.row_count == 2)
+        table.focus()
+        table.move_cursor(row=table.get_row_index(going.id))
+        await pilot.pause()
+        tasks.remove(workspace, going.id, force=True)
+        await wait_for(pilot, lambda: table.row_count == 1)
+        await pilot.press("S")
+        await pilot.pause()
+        assert workspace.store.get_sandbox(kept.id).status == "planned"  # type: ignore[union-attr]
+        assert any(f"sandbox {going.id}, the one selected, is gone" in n.message for n in app._notifications)
+        await pilot.press("S")  # again, knowingly: it acts
+        await wait_for(pilot, lambda: (workspace.store.get_sandbox(kept.id) or kept).status != "planned")
+
+
 async def test_a_new_sandbox_that_fails_keeps_what_was_typed_for_n_to_reopen(billing: Path) -> None:
     from textual.widgets import Input, Select
 

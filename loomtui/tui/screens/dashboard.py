@@ -557,19 +557,31 @@ class DashboardScreen(LoomScreen[None]):
             return True
         return False
 
+    def _chosen(self, doing: str) -> SandboxRecord | None:
+        """The selected sandbox for a key that acts at once (no question asked), unless the row the cursor was on
+        went since (archived, removed from the CLI) and left it on another: then said, and None (press again)."""
+        sandbox = self.selected_sandbox()
+        gone = self.query_one("#sandboxes", SandboxTable).row_gone_under_cursor()
+        if sandbox is not None and gone is not None:
+            self.app.notify(f"sandbox {gone}, the one selected, is gone; the cursor is on {sandbox.id} now: press "
+                            "again to act on it", title=doing, severity="warning")
+            return None
+        return sandbox
+
     def action_pause_resume(self) -> None:
-        if (sandbox := self.selected_sandbox()) is not None and not self._elsewhere(sandbox, "pause or resume it"):
+        sandbox = self._chosen("pause or resume")
+        if sandbox is not None and not self._elsewhere(sandbox, "pause or resume it"):
             call = agent_control.resume if sandbox.status == PAUSED else agent_control.pause
             self._run(f"{call.__name__} {sandbox.id}", call, sandbox.id)
 
     def action_start(self, _twin: int = 1) -> None:
         """A planned sandbox's agent, started now (the engine says what holds it back, if anything)."""
-        if (sandbox := self.selected_sandbox()) is not None:
+        if (sandbox := self._chosen("start")) is not None:
             self._run(f"start {sandbox.id}", sandbox_calls.start, sandbox.id)
 
     def action_retry(self, _twin: int = 1) -> None:
         """`R`: the selected sandbox's next step now, a failed one tried again (`sandbox advance`)."""
-        sandbox = self.selected_sandbox()
+        sandbox = self._chosen("retry")
         if sandbox is not None and not self._elsewhere(sandbox, "retry it"):
             self._run(f"retry {sandbox.id}", sandbox_calls.retry, sandbox.id)
 
@@ -635,7 +647,7 @@ class DashboardScreen(LoomScreen[None]):
 
     def action_evals(self, merged: bool = False) -> None:
         """`e`: the selected sandbox's eval run again; `M`: the merged gate; either followed in the Evals tab."""
-        pane, sandbox = self.evals, self.selected_sandbox()
+        pane, sandbox = self.evals, (None if merged else self._chosen("eval"))
         if merged or sandbox is not None:
             self.query_one("#detail", TabbedContent).active = "tab-evals"
         if merged:

@@ -163,6 +163,7 @@ class FittedTable(DataTable[Cell]):
         self._widest = {c.key: cell_len(c.label) for c in self.fit_spec}  # grows with the cells set
         self.layout_shown = Layout(())
         self._unlaid = False  # rows were given while it had no width
+        self._cursor_row_gone: tuple[str, str | None] | None = None  # (the row that went, the row the cursor got)
 
     def _render_line_in_row(self, row_key: RowKey, line_no: int, base_style: Style, cursor_location: Coordinate,
                             hover_location: Coordinate) -> Any:
@@ -201,6 +202,15 @@ class FittedTable(DataTable[Cell]):
                 self._show_row(key)
         if cursor in self._rows and self.highlighted_key() != cursor:
             self.move_cursor(row=list(self._rows).index(cursor), animate=False)
+        elif cursor is not None and cursor not in self._rows:
+            self._cursor_row_gone = (cursor, self.highlighted_key())
+
+    def row_gone_under_cursor(self) -> str | None:
+        """The row the cursor was on when a refresh took it away, while the cursor stays on the row that left it
+        on (a key pressed now acts on a row nobody chose: `S` reran the sandbox below an archived one); None
+        otherwise. Said once: asked again, None."""
+        gone, self._cursor_row_gone = self._cursor_row_gone, None
+        return gone[0] if gone is not None and gone[1] == self.highlighted_key() else None
 
     def cell(self, row: str, column: str) -> Cell:
         """The whole value of a row's cell, whether its column is shown at this width or not."""
