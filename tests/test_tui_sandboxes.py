@@ -418,12 +418,15 @@ def test_the_archive_question_says_what_becomes_of_the_branch() -> None:
     from loomtui.store import SandboxRecord
     from loomtui.tui.screens.dashboard_keys import archive_question
 
-    def asked(status: str) -> str:
+    def asked(status: str, made: bool = True) -> str:
         return archive_question(SandboxRecord(id="ab12cd", task="t", runtime="script", status=status, created=0.0,
-                                              updated=0.0, branch="loom/ab12cd", data={"target": "main"}))
+                                              updated=0.0, branch="loom/ab12cd",
+                                              data={"target": "main", "worktree_made": made}))
 
     assert asked("merged").endswith("and its branch goes (its commits are in main).")
     assert asked("rejected").endswith("and the branch stays (unless its commits are all in main already).")
+    # A held task that never started: no worktree, no branch, no work to commit (it said all three would be).
+    assert asked("planned", made=False).startswith("Archive sandbox ab12cd? It never started: it has no worktree")
 
 
 async def test_another_machines_sandbox_is_not_archived_or_paused_from_here(repo: Path) -> None:

@@ -11,7 +11,7 @@ from textual.binding import Binding, BindingType
 
 from loomtui.execution.agent_control import DEFAULT_GRACE_S
 from loomtui.execution.lifecycle import APPROVED, AWAITING_REVIEW, LIVE, MERGED, PLANNED
-from loomtui.execution.sandboxes import on_this_host
+from loomtui.execution.sandboxes import has_worktree, on_this_host
 from loomtui.store import SandboxRecord
 from loomtui.tui.keys import shown_where_it_applies
 from loomtui.tui.sandbox_text import app_step_hints
@@ -94,6 +94,9 @@ def merge_question(sandbox: SandboxRecord) -> str:
 
 def archive_question(sandbox: SandboxRecord) -> str:
     """What `x` asks before it archives one sandbox."""
+    if not has_worktree(sandbox):  # a task still waiting on others: no worktree, no branch, nothing to save
+        return (f"Archive sandbox {sandbox.id}? It never started: it has no worktree or branch yet, and its task "
+                "is dropped (the tasks waiting on it are held).")
     target = sandbox.target or "its target"
     branch = (f"its branch goes (its commits are in {target})" if sandbox.status == MERGED else
               f"the branch stays (unless its commits are all in {target} already)")
@@ -119,7 +122,7 @@ def merge_refusal(sandbox: SandboxRecord, step: StepView | None) -> str | None:
     if sandbox.status == AWAITING_REVIEW and step is not None and step.step == Step.WAIT_DECISION:
         return f"sandbox {sandbox.id} is not approved yet: it {step.line(app_step_hints())}"
     if step is not None and step.step == Step.MERGE_CONFLICT:  # again, onto the same tip: the same conflict
-        return f"sandbox {sandbox.id}'s merge would conflict: {step.line(app_step_hints())}"
+        return f"sandbox {sandbox.id}: {step.line(app_step_hints())}"  # the step says "merge-conflict: ..."
     return None
 
 
