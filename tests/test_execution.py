@@ -1909,6 +1909,12 @@ def test_an_agent_that_fills_its_worktree_s_disk_is_stopped_before_it_is_full(
 
     checks = {check.name: check for check in run_doctor(repo).checks}
     assert checks["disk room"].level == "warning" and "the disk holding the worktrees" in checks["disk room"].detail
+    # And it is not started (its supervisor's first steps, before any beat, filled the disk: it died with nothing
+    # written, said "killed, or the machine restarted"); it waits, planned, to be started once there is room.
+    later = tasks.create_sandbox(ws, "wait again", "idler")
+    with pytest.raises(LoomError, match=f"sandbox {later.id} not started: the disk holding its worktree"):
+        tasks.start(ws, later.id)
+    assert sb.get_sandbox(ws, later.id).status == PLANNED
 
 
 def test_an_agents_runtime_state_is_counted_on_disk_and_past_its_cap_the_agent_stops(

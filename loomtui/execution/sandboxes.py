@@ -40,6 +40,7 @@ from typing import Any, Final
 
 from loomtui.config import LimitsConfig, RuntimeConfig
 from loomtui.errors import LoomError, quoted
+from loomtui.execution import disk_room
 from loomtui.execution.context_files import AgentContext, worktree_context_files
 from loomtui.execution.context_files import assemble as assemble_context
 from loomtui.execution.context_files import record as record_context
@@ -489,6 +490,13 @@ def start(workspace: Workspace, sandbox_id: str, *, supervisor: str = SUPERVISOR
     if not paths.worktree.is_dir():
         raise LoomError(f"sandbox {record.id}: its worktree {paths.worktree} is missing", exit_code=1)
     paths.dir.mkdir(parents=True, exist_ok=True)
+    # Its supervisor stops an agent under the floor on its first beat, but what it does before (packing the history
+    # its git reads) filled the disk: it died with nothing written, and was said "killed, or the machine restarted".
+    short = disk_room.shortage((("its worktree", paths.worktree), ("its log", paths.dir),
+                                ("the store", workspace.paths.store_path.parent)))
+    if short is not None:
+        raise LoomError(f"sandbox {record.id} not started: {short.said()}; free some room, then start it again",
+                        exit_code=1)
     command = [sys.executable, "-m", supervisor, str(workspace.root), record.id]
     try:
         with open(paths.supervisor_log, "ab") as diagnostics:
