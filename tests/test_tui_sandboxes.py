@@ -92,12 +92,13 @@ async def test_new_sandbox_runs_streams_stops_diffs_and_archives(billing: Path) 
 
 FAKE_CLAUDE = """\
 #!{python}
-import json
+import json, os
 print(json.dumps({{"type": "system", "subtype": "init", "model": "stand-in"}}), flush=True)
 print(json.dumps({{"type": "result", "subtype": "success", "is_error": False, "num_turns": 3,
                   "total_cost_usd": 0.25, "usage": {{"input_tokens": 900, "output_tokens": 120}},
                   "permission_denials": [{{"tool_name": "Write", "tool_use_id": "t1",
-                                          "tool_input": {{"file_path": "payments/[ledger].py"}}}}]}}), flush=True)
+                                          "tool_input": {{"file_path": os.getcwd() + "/payments/[ledger].py"}}}}]}}),
+      flush=True)
 """
 
 
@@ -126,7 +127,9 @@ async def test_the_detail_shows_what_the_agent_reported_tokens_cost_and_refused_
         await wait_for(pilot, lambda: "refused" in str(details.render()) and "tool call" in str(details.render()))
         shown = " ".join(str(details.render()).split())  # each value wraps under its label
         assert "3 turns, 900 in / 120 out tokens, $0.2500" in shown
-        assert "Write payments/[ledger].py" in shown  # agent text shown as it is, never read as markup
+        # Agent text shown as it is, never read as markup; a path in its worktree as the repository names it (the
+        # worktree's absolute path stood before it, as nowhere else).
+        assert shown.endswith("1 tool call refused Write payments/[ledger].py"), shown
         assert "no-change: the agent ended without a change" in shown
 
 

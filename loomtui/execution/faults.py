@@ -141,7 +141,7 @@ class FaultWatch:
         if found is None:
             return None
         for key, group in (("input_tokens", "sent"), ("output_tokens", "received")):
-            self.usage[key] = self.usage.get(key, 0) + _amount(found[group])
+            self.usage[key] = self.usage.get(key, 0) + round(_amount(found[group]))  # a count: `2.4k` is 2400
         if found["session"]:
             self.usage["cost_usd"] = _amount(found["session"])  # the session's so far: the last one said
         return _amount(found["received"])

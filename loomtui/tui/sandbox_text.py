@@ -150,12 +150,13 @@ def sandbox_fields(sandbox: SandboxRecord, step: StepView | None, diff: str | No
         fields.append(Field("after", ", ".join(str(a) for a in sandbox.after)))
     if diff is not None:
         fields.append(Field("diff", diff))
-    _agent_report(fields, sandbox.data.get("agent_result"))
+    _agent_report(fields, sandbox.data.get("agent_result"), sandbox.worktree)
     return fields
 
 
-def _agent_report(fields: list[Field], result: object) -> None:
-    """What the agent itself reported at its end: turns, tokens, cost, and every refused tool call."""
+def _agent_report(fields: list[Field], result: object, worktree: str | None) -> None:
+    """What the agent itself reported at its end: turns, tokens, cost, and every refused tool call (a path in its
+    worktree as the repository names it, as `sandbox logs` says it)."""
     if not isinstance(result, dict):
         return
     parts = []
@@ -170,7 +171,13 @@ def _agent_report(fields: list[Field], result: object) -> None:
     denials = result.get("denials") or []
     if denials:
         fields.append(Field("denied", f"{plural(len(denials), 'tool call')} refused", "bold yellow"))
-        fields.extend(Field("", f"{d.get('tool', '?')} {d.get('target', '')}") for d in denials[:10])
+        inside = f"{worktree.rstrip('/')}/" if worktree else None
+        fields.extend(Field("", f"{d.get('tool', '?')} {_in_repo(str(d.get('target', '')), inside)}")
+                      for d in denials[:10])
+
+
+def _in_repo(target: str, inside: str | None) -> str:
+    return target.removeprefix(inside) if inside else target
 
 
 def claims_text(held: Sequence[ClaimRecord], now: float) -> Text:
