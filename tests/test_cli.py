@@ -246,6 +246,9 @@ def test_a_path_typed_in_a_subdirectory_is_named_as_the_commands_take_it(repo: P
                                    "that is pkg/mod.py::deco)"), nested
     assert "from here" not in run_cli(here, "regions", "other.py").stderr  # nothing of that name here either
     assert "a directory; regions are listed for one file" in run_cli(repo, "regions", "pkg").stderr
+    # A region's id for its file: it read "its name holds `::` ... (and no file is so named)".
+    assert "pkg/mod.py::f is a region; regions are listed for a file: `loomtui regions pkg/mod.py`" in run_cli(
+        repo, "regions", "pkg/mod.py::f").stderr
     os.mkfifo(repo / "pkg" / "fifo.py")  # it said "no such file"
     assert "pkg/fifo.py: not a regular file" in run_cli(repo, "regions", "pkg/fifo.py").stderr
     assert run_cli(here, "claim", "add", "--sandbox", "a", "pkg/mod.py").returncode == 0

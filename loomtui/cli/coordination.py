@@ -168,6 +168,11 @@ def hinted_target(exc: LoomError, root: Path, raw: str,
 def cmd_regions(args: argparse.Namespace) -> int:
     coordinator = _coordinator(args)
     root = coordinator.index.root
+    if "::" in args.path and args.path.partition("::")[0] in coordinator.index.files:
+        # A region's id typed for its file: it read "its name holds `::`, ... (and no file is so named)".
+        file, _, _ = args.path.partition("::")
+        raise LoomError(f"{shown(args.path)} is a region; regions are listed for a file: `loomtui regions "
+                        f"{shown(file)}`")
     path = coordinator.repo_path(args.path)
     if path not in coordinator.index.files:
         if (root / path).is_file():  # running `loomtui index` would not change that
