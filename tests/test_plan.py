@@ -207,6 +207,9 @@ def test_nested_regions_overlap_and_say_so() -> None:
     (edge,) = result.edges
     assert (edge.before, edge.after, edge.kind) == ("a", "b", "overlap")
     assert edge.reason.startswith(f"a claims payments/refunds.py and b claims {QUOTE}, one inside the other")
+    # A property's getter and its setter: one name defined again, as the claim check says (not nested).
+    (twice,) = schedule(plan(task("a", "m.py::C.file"), task("b", "m.py::C.file#2")), regions, no_uses).edges
+    assert twice.reason.startswith("a claims m.py::C.file and b claims m.py::C.file#2, one name, defined again")
 
 
 def test_a_dependency_puts_the_callee_first() -> None:

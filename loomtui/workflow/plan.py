@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Final
 
 from loomtui.coordination.claims import Coordinator
 from loomtui.coordination.index import DEPENDENCY_KINDS, RepoIndex
-from loomtui.coordination.regions import overlaps
+from loomtui.coordination.regions import named_once, overlaps
 from loomtui.errors import ConfigError, LoomError, shown
 from loomtui.yamlcheck import ConfigErrors, Problems, Value, closest, compose, read_text
 
@@ -435,7 +435,9 @@ def _by_dependency(order: str, *, caller: str, callee: str, use: tuple[str, str,
 
 def _overlap_text(first: str, second: str, shared: Sequence[tuple[str, str]]) -> str:
     a, b = shared[0]
-    text = f"both claim {a}" if a == b else f"{first} claims {a} and {second} claims {b}, one inside the other"
+    # As the claim checks say it: a getter and its setter (`file`, `file#2`) are one name defined again, not nested.
+    how = "one name, defined again" if named_once(a) == named_once(b) else "one inside the other"
+    text = f"both claim {a}" if a == b else f"{first} claims {a} and {second} claims {b}, {how}"
     more = len(shared) - 1
     return text + (f" (and {more} more overlapping pair{'' if more == 1 else 's'})" if more else "")
 
