@@ -917,6 +917,17 @@ def test_cli_policy_validate(sample: Path, capsys: pytest.CaptureFixture[str],
         "(got 'blok'; did you mean 'block'?)\n")
 
 
+def test_cli_policy_validate_warns_of_a_rule_naming_no_runtime(sample: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`runtime: clade` validated without a word: a rule that never applies."""
+    policy = sample / ".loom" / "policy.yaml"
+    policy.write_text(policy.read_text().replace(
+        "\nmerge: auto", "\n  - name: claude-docs\n    when: {runtime: clade}\n    decision: block\nmerge: auto", 1))
+    assert main(["-C", str(sample), "policy", "validate"]) == 0
+    out = capsys.readouterr().out
+    assert "rule 'claude-docs': runtime 'clade' is no runtime here (did you mean 'claude'?); the rule never applies" \
+        in out, out
+
+
 def test_cli_policy_validate_without_a_policy(repo: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["-C", str(repo), "policy", "validate"]) == 0
     assert capsys.readouterr().out.startswith("OK: no policy file: the built-in default applies")

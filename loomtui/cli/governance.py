@@ -34,6 +34,7 @@ from loomtui.governance.policy import (
 from loomtui.identity import current_user
 from loomtui.repo import find_repo
 from loomtui.workspace import Workspace
+from loomtui.yamlcheck import closest
 
 
 def _policy(args: argparse.Namespace, explicit: str | None) -> tuple[Policy, Path]:
@@ -55,20 +56,38 @@ def cmd_validate(args: argparse.Namespace) -> int:
         return say_problems(exc, args.json)  # a YAML error, or loom.yaml's own, is a list of one
     user = current_user(root)
     groups = sorted(groups_of(policy, user))
+    warnings = [*policy.warnings, *_unknown_runtimes(policy, root)]
     if args.json:
         print_json({
             "ok": True, "source": policy.source, "summary": policy.summary(),
             "rules": [rule.name for rule in policy.rules], "groups": sorted(policy.groups),
-            "warnings": list(policy.warnings),
+            "warnings": warnings,
             "user": {"id": user, "groups": groups, "can_override": can_override(policy, user)},
         })
         return 0
     print(f"OK: {policy.summary()}")
-    for warning in policy.warnings:
+    for warning in warnings:
         print(f"warning: {warning}")
     print(f"you ({user}): groups {', '.join(groups) or 'none'}; "
           f"may override a block: {'yes' if can_override(policy, user) else 'no'}")
     return 0
+
+
+def _unknown_runtimes(policy: Policy, root: Path) -> list[str]:
+    """A `file:line` warning for each rule whose `runtime:` names no runtime here (built in or in loom.yaml): a
+    typo (`clade`) made a rule that never applies, said nowhere."""
+    try:
+        known = load_config(root).runtimes
+    except LoomError:  # loom.yaml's own problems are said where it is read
+        return []
+    found = []
+    for rule in policy.rules:
+        for name in rule.when.runtime or ():
+            if name not in known:
+                guess = closest(name, known)
+                found.append(f"{policy.source}:{rule.line}: rule {rule.name!r}: runtime {name!r} is no runtime here"
+                             f"{f' (did you mean {guess!r}?)' if guess else ''}; the rule never applies to it")
+    return found
 
 
 def cmd_test(args: argparse.Namespace) -> int:
