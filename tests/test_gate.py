@@ -105,6 +105,8 @@ def test_broken_policy_fails_closed(billing: Path) -> None:
     done = gate(billing)
     assert done.returncode == 2
     assert ".loom/policy.yaml:3" in done.stderr and "Traceback" not in done.stderr
+    # Its line is the base's, not the file checked out (in CI, the branch's own): said so.
+    assert "(the policy as main has it: `git show " in done.stderr, done.stderr
 
 
 def test_unknown_refs_are_one_clear_error(billing: Path) -> None:

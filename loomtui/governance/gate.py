@@ -211,7 +211,11 @@ def run_gate(root: Path, policy: Policy | None = None, *, base: str | None = Non
     _refuse_unnamed_files(root, merge_base, head_sha, head)
     if policy is None:
         # The tip's, not the merge base's: a branch forked from an old commit chose its own (looser) policy.
-        policy = policy_at(root, base_sha)
+        try:
+            policy = policy_at(root, base_sha)
+        except LoomError as exc:  # its lines are the base's, not the checked-out file's (in CI, the branch's)
+            raise LoomError(f"{exc} (the policy as {base} has it: `git show {base_sha[:12]}:.loom/policy.yaml`)",
+                            exit_code=exc.exit_code) from None
     gates: dict[str, str] = {}
     advisory: set[str] = set()  # `blocking: false` gates: shown, and matched only by name
     runtime = None
