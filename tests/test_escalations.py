@@ -155,7 +155,9 @@ def test_a_decision_after_the_sandbox_was_removed_says_so_and_is_listed(billing:
 
     policy, escalation_id = escalate(billing, payments_change())
     withdraw_open(open_workspace(billing), "sb1", "sandbox archived")
-    with pytest.raises(DecisionRefused) as refused:
+    from loomtui.governance.escalations import DecisionTooLate
+
+    with pytest.raises(DecisionTooLate) as refused:  # noted, not refused as one with no say is (the app says so)
         decide(as_user(billing, ALICE), policy, escalation_id, "approve")
     said = str(refused.value)
     assert "withdrawn before this approve" in said and "sandbox archived" in said

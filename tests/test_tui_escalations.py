@@ -143,6 +143,25 @@ async def test_a_decision_the_user_may_not_take_says_why_and_records_nothing(bil
         assert record.data["approvals"] == [] and record.status == "open"
 
 
+async def test_a_decision_on_a_request_withdrawn_while_it_was_read_says_it_was_noted_not_refused(billing: Path) -> None:
+    """Its sandbox removed while the lead read it: the toast said "not recorded" over "your approve is noted in its
+    history" (it is: a late decision)."""
+    from loomtui.governance.escalations import withdraw_open
+
+    escalate(billing, payments_change())
+    app = app_as(billing, "alice@example.com")
+    said: list[str] = []
+    notify = app.notify
+    app.notify = lambda message, **kwargs: (said.append(f"{kwargs.get('title')}: {message}"),  # type: ignore
+                                            notify(message, **kwargs))[1]
+    async with app.run_test(size=SIZE) as pilot:
+        await open_queue(app, pilot)
+        withdraw_open(app.workspace, "sb1", "sandbox archived")
+        await pilot.press("a")
+        await wait_for(pilot, lambda: any("is noted in its history" in line for line in said))
+        assert any(line.startswith("too late: noted only: ") for line in said), said
+
+
 async def test_while_the_policy_is_broken_a_decision_is_refused_as_the_command_line_refuses_it(
         billing: Path) -> None:
     """The app shows the last good policy while `.loom/policy.yaml` is broken; it took decisions under it too,

@@ -62,6 +62,10 @@ class DecisionRefused(LoomError):
     exit_code = 1
 
 
+class DecisionTooLate(DecisionRefused):
+    """The request was withdrawn before this decision: noted in its history, changing nothing."""
+
+
 def refuse_inside_sandbox() -> None:
     """Decisions are for people: a process inside a sandbox (an agent) is refused.
 
@@ -280,9 +284,7 @@ def decide(workspace: Workspace, policy: Policy, escalation_id: int, decision: s
     if decision in ("reject", "override") and not reason.strip():
         raise LoomError(f"{'an' if decision[0] in 'aeiou' else 'a'} {decision} needs a reason")
     user = workspace.actor
-    late = _too_late(workspace, policy, escalation_id, decision, reason)
-    if late:
-        raise DecisionRefused(late)
+    _refuse_if_withdrawn(workspace, policy, escalation_id, decision, reason)
     if expires_hours is not None and expires_hours > policy.overrides.max_hours:
         raise DecisionRefused(f"an override lasts at most {policy.overrides.max_hours}h by the policy "
                               f"(overrides.max_hours); {expires_hours:g}h was asked")
@@ -346,18 +348,19 @@ def decide(workspace: Workspace, policy: Policy, escalation_id: int, decision: s
     return updated
 
 
-def _too_late(workspace: Workspace, policy: Policy, escalation_id: int, decision: str, reason: str) -> str:
-    """A decision on a request the agent stopped waiting for: noted in its history (the agent
-    was already told no, so nothing changes) and refused with that said; "" otherwise. Only from
-    someone who could have taken it while it was open: anyone's note was an audit entry, without end."""
+def _refuse_if_withdrawn(workspace: Workspace, policy: Policy, escalation_id: int, decision: str,
+                         reason: str) -> None:
+    """A decision on a request the agent stopped waiting for: noted in its history (the agent was already told
+    no, so nothing changes) and refused with that said (DecisionTooLate). Only from someone who could have taken
+    it while it was open (else DecisionRefused, nothing noted): anyone's note was an audit entry, without end."""
     with workspace.store.transaction():
         escalation = workspace.store.get_escalation(escalation_id)
         if escalation is None or escalation.status != EscalationStatus.WITHDRAWN:
-            return ""
+            return
         as_open = replace(escalation, status=OPEN)
         if decision not in allowed_decisions(policy, as_open, workspace.actor):
             refused = why_not(policy, as_open, workspace.actor, decision)
-            return f"escalation #{escalation_id} was withdrawn, and {refused}"
+            raise DecisionRefused(f"escalation #{escalation_id} was withdrawn, and {refused}")
         why = next((h.get("reason") for h in reversed(escalation.data.get("history", []))
                     if h.get("event") == "withdrawn"), "")
         asked_by_agent = escalation.kind in ("permission-request", "question")  # the agent waited on it
@@ -370,8 +373,9 @@ def _too_late(workspace: Workspace, policy: Policy, escalation_id: int, decision
         workspace.record("escalation.late_decision", str(escalation_id),
                          {"by": workspace.actor, "decision": decision, "reason": reason, "note": note,
                           "sandbox": escalation.sandbox_id})
-    return (f"escalation #{escalation_id} was withdrawn before this {decision}: {note}; your {decision} is "
-            "noted in its history" + (", and the agent may ask again" if asked_by_agent else ""))
+    # Raised once the note is committed (raised inside the transaction, it would be rolled back).
+    raise DecisionTooLate(f"escalation #{escalation_id} was withdrawn before this {decision}: {note}; your {decision} "
+                          "is noted in its history" + (", and the agent may ask again" if asked_by_agent else ""))
 
 
 def _sign(workspace: Workspace, policy: Policy, escalation: EscalationRecord, decision: str, commit: str,

@@ -20,6 +20,7 @@ from textual.widgets import Button, DataTable, Input, Label, Static
 
 from loomtui.errors import LoomError, plural
 from loomtui.governance.escalations import (
+    DecisionTooLate,
     EscalationStatus,
     allowed_decisions,
     decide,
@@ -472,6 +473,9 @@ class EscalationsScreen(LoomScreen[None]):
         try:
             updated = decide(app.workspace, policy, escalation_id, decision,
                              reason=reason)
+        except DecisionTooLate as exc:  # noted in its history: "not recorded" over "your override is noted" read false
+            app.call_from_thread(app.notify, str(exc), title="too late: noted only", severity="warning")
+            return
         except LoomError as exc:
             app.call_from_thread(app.notify, str(exc), title="not recorded", severity="error")
             return
