@@ -171,6 +171,8 @@ def test_an_aider_error_after_a_reply_cut_mid_stream_on_the_same_line_is_read() 
     assert found == [{"kind": "error", "summary": "model API: litellm.APIConnectionError: APIConnectionError: "
                                                   "OpenAIException - peer closed"}]
     assert watch.failed_quietly(0, did_work=False) is not None
+    code = fault_watch("aider", 300)  # the model's reply quoting code that names the class: no error
+    assert code is not None and code.feed("    except litellm.RateLimitError as exc:") == [] and code.last_error is None
     empty = fault_watch("aider", 300)
     assert empty is not None
     assert empty.feed("Empty response received from LLM. Check your provider account?") != []

@@ -92,13 +92,22 @@ def test_an_interactive_agents_pane_reads_as_its_screen_showed_it() -> None:
         "\x1b[2G\x1b[93m\x1b[1mAccessing\x1b[12Gworkspace:\x1b[22m\x1b[39m\r\r",
         "\r\r",
         "\x1b[2GQuick\x1b[8Gsafety\x1b[15Gcheck:\x1b[22GIs\x1b[25Gthis?\r\r",
-        "\x1b]0;\u2733 Claude Code\x07\x1b[1A\x1b[2K\x1b[31m\u25cf\x1b[39m Reading 1 file\x1b[1B\x1b[3C\u23bf  notes.py\r\r",
-        "\x1b[1A\x1b[2K\x1b[31m\u25cf\x1b[39m Reading 1 file\x1b[1B\x1b[3C\u23bf  notes.py\r\r",  # drawn again
+        "\x1b]0;\u2733 Claude Code\x07\x1b[1A\x1b[2K\x1b[31m\u25cf\x1b[39m Reading 1 file\r\x1b[1B\x1b[3C\u23bf  notes.py\r\r",
+        "\x1b[1A\x1b[2K\x1b[31m\u25cf\x1b[39m Reading 1 file\r\x1b[1B\x1b[3C\u23bf  notes.py\r\r",  # drawn again
         "typo\x08\x08od\r\r",
         "\x1b[99999Gfar",
     ]
     shown = readable_lines(OUTPUT_TERMINAL, pane)
-    assert shown == [" Accessing workspace:", "", " Quick safety check: Is this?", "\u25cf Reading 1 file",
+    assert shown == ["", " Accessing workspace:", "", " Quick safety check: Is this?", "\u25cf Reading 1 file",
                      "   \u23bf  notes.py", "\u25cf Reading 1 file", "   \u23bf  notes.py",
                      "tyod",  # two backspaces, then "od" over "po"
                      " " * 1000 + "far"], shown  # a column past any screen's: at most MAX_COLUMN blanks
+    # Two equal lines of output are two lines (a redrawn spinner's frame was dropped, and with it a repeated
+    # list item or test line); Codex places each word at its row and column; a move down keeps the column.
+    assert readable_lines(OUTPUT_TERMINAL, ["\x1b[3G-\x1b[5Gtwo\r\r", "\x1b[3G-\x1b[5Gtwo\r\r"]) == [
+        "  - two", "  - two"]
+    assert readable_lines(OUTPUT_TERMINAL, [
+        "\x1b[10;1H\u2022 Here\x1b[10;8Hit\x1b[10;11His:\x1b[16;3Hword\x1b[16;8Hword\x1b[17;3HEND"]) == [
+        "\u2022 Here it is:", "  word word", "  END"]
+    assert readable_lines(OUTPUT_TERMINAL, ["  Second paragraph:\x1b[K\r\x1b[2C\x1b[1B- one\r\r"]) == [
+        "  Second paragraph:", "  - one"]

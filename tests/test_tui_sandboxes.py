@@ -212,6 +212,9 @@ async def test_a_failed_step_says_r_retries_it_and_r_does(billing: Path) -> None
                        if b.binding.show}  # the footer offers it
         await pilot.press("R")
         await wait_for(pilot, lambda: "press S · " in str(table.cell(record.id, "next")))
+        await pilot.press("R")  # nothing to retry now: said (it said "done" of nothing)
+        await wait_for(pilot, lambda: any(f"sandbox {record.id}: nothing to retry" in n.message
+                                          for n in app._notifications))
 
 
 async def test_a_key_pressed_after_the_selected_row_went_says_so_and_acts_on_no_other(billing: Path) -> None:
@@ -235,6 +238,18 @@ async def test_a_key_pressed_after_the_selected_row_went_says_so_and_acts_on_no_
         assert any(f"sandbox {going.id}, the one selected, is gone" in n.message for n in app._notifications)
         await pilot.press("S")  # again, knowingly: it acts
         await wait_for(pilot, lambda: (workspace.store.get_sandbox(kept.id) or kept).status != "planned")
+        # The last row going (the cursor moves up to the one above): the same; moved away and back, no warning.
+        third = tasks.create_sandbox(workspace, "task 3", "script", script=billing.parent / "typo.yaml")
+        await wait_for(pilot, lambda: table.row_count == 2)
+        last = list(table.rows)[-1].value
+        other = next(key.value for key in table.rows if key.value != last)
+        table.move_cursor(row=table.get_row_index(str(last)))
+        await pilot.pause()
+        tasks.remove(workspace, str(last), force=True)
+        await wait_for(pilot, lambda: table.row_count == 1)
+        await pilot.pause()
+        assert table.row_gone_under_cursor() == last
+        assert other in (third.id, kept.id)
 
 
 async def test_a_new_sandbox_that_fails_keeps_what_was_typed_for_n_to_reopen(billing: Path) -> None:

@@ -47,9 +47,10 @@ FAULT_SIGNS: Final[dict[str, FaultSigns]] = {
     "codex": FaultSigns(error=re.compile(r"^ERROR: (?P<what>.+)"),
                         waiting=re.compile(r"waiting for network"),
                         answered=re.compile(r"^codex$")),  # its message's header
-    # Anywhere in a line: a reply cut mid-stream is printed, and the error follows it on the same line.
+    # Anywhere in a line (a reply cut mid-stream is printed, the error after it on the same line), but as the error
+    # is printed, its class and a colon: `except litellm.RateLimitError as exc:` in a reply is code, no error.
     "aider": FaultSigns(error=re.compile(
-        r"(?P<what>litellm\.[A-Za-z]+(?:Error|Exception)\b.*|^The API provider .+"
+        r"(?P<what>litellm\.[A-Za-z]+(?:Error|Exception): .*|^The API provider .+"
         r"|^Empty response received from LLM.*)"),
         answered=re.compile(r"^Tokens: "),  # after each of the model's replies
         wraps_at=80, own_line=re.compile(r"^Retrying in "),

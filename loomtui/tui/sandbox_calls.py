@@ -18,9 +18,12 @@ def start(workspace: Workspace, sandbox_id: str) -> None:
 def retry(workspace: Workspace, sandbox_id: str) -> None:
     """Do the sandbox's next step now, a failed one tried again (`sandbox advance`); one that fails again is
     raised, to be said in one line."""
-    from loomtui.workflow.engine import advance
-    from loomtui.workflow.steps import Step
+    from loomtui.workflow.engine import Workflow, advance
+    from loomtui.workflow.steps import PersonAction, Step
 
+    now = Workflow(workspace).view(sandboxes.get_sandbox(workspace, sandbox_id))
+    if now.action not in (PersonAction.RETRY, PersonAction.ADVANCE):  # said why not (it said "done" of nothing)
+        raise LoomError(f"sandbox {sandbox_id}: nothing to retry: {now.line()}")
     moved = advance(workspace, sandbox_id, retry=True)
     if moved.now.step == Step.FAILED_STEP:
         raise LoomError(moved.now.line())

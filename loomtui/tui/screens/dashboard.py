@@ -612,7 +612,7 @@ class DashboardScreen(LoomScreen[None]):
 
     def action_open(self) -> None:
         """Enter: attach to an interactive agent's tmux session, else show its log."""
-        sandbox = self.selected_sandbox()
+        sandbox = self._chosen("open")  # never another agent's session than the one chosen
         if sandbox is None:
             return
         if sandbox.data.get("launch", {}).get("mode") == "interactive" and sandbox.status in LIVE:

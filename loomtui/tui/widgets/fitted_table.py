@@ -202,8 +202,19 @@ class FittedTable(DataTable[Cell]):
                 self._show_row(key)
         if cursor in self._rows and self.highlighted_key() != cursor:
             self.move_cursor(row=list(self._rows).index(cursor), animate=False)
-        elif cursor is not None and cursor not in self._rows:
-            self._cursor_row_gone = (cursor, self.highlighted_key())
+        elif cursor is not None and cursor not in self._rows and self._rows:
+            # Where DataTable puts the cursor (its index, kept within the rows), perhaps only once it lays out.
+            self._cursor_row_gone = (cursor, self._key_at(min(self.cursor_row, len(self._rows) - 1)))
+
+    def watch_cursor_coordinate(self, old: Coordinate, new: Coordinate) -> None:
+        super().watch_cursor_coordinate(old, new)
+        gone = self._cursor_row_gone
+        if gone is not None and self._key_at(new.row) != gone[1]:
+            self._cursor_row_gone = None  # moved since, by the reader: the row under it now is one chosen
+
+    def _key_at(self, row: int) -> str | None:
+        keys = list(self._rows)
+        return keys[row] if 0 <= row < len(keys) else None
 
     def row_gone_under_cursor(self) -> str | None:
         """The row the cursor was on when a refresh took it away, while the cursor stays on the row that left it
