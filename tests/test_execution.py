@@ -2070,3 +2070,15 @@ def test_a_running_agents_claims_are_renewed_before_their_lease_runs_out(ws: Wor
         assert renewed and renewed[-1]["by"] == "its agent runs", renewed
     finally:
         agent_control.stop(ws, record.id)
+
+
+def test_loomtuis_note_in_a_log_is_a_line_of_its_own_after_an_unfinished_one(ws: Workspace) -> None:
+    """An interactive agent's pane ends mid-line: the note between two runs was read as part of that line (and an
+    unended title before it hid it)."""
+    record = sb.plan_sandbox(ws, "t", "command", command=["true"])
+    log = sb.log_path(ws, record.id)
+    log.parent.mkdir(parents=True, exist_ok=True)
+    log.write_bytes(b"bye\x1b]0;")
+    sb.mark_log(ws, record.id, "run 2")
+    sb.mark_log(ws, record.id, "run 3")
+    assert log.read_bytes() == "bye\x1b]0;\n── loomtui: run 2 ──\n── loomtui: run 3 ──\n".encode()

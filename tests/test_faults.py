@@ -198,3 +198,8 @@ def test_aider_usage_is_summed_over_its_replies_with_the_sessions_cost() -> None
     watch.feed("Tokens: 2.4k sent, 387 received. Cost: $0.0012 message, $0.0012 session.")
     watch.feed("Tokens: 1,000 sent, 1.2k cache write, 13 received. Cost: $0.0004 message, $0.0016 session.")
     assert watch.reported() == {"input_tokens": 3400.0, "output_tokens": 400.0, "cost_usd": 0.0016}
+    # What only looks like a count is no usage line, and never fatal (`1.2.3` crashed the supervisor).
+    for odd in ("Tokens: 1.2.3 sent, 5 received.", "Tokens: . sent, 1 received.", "Tokens: k sent, 1 received.",
+                "Tokens: , sent, 1 received."):
+        assert watch.feed(odd) == []
+    assert watch.reported() == {"input_tokens": 3400.0, "output_tokens": 400.0, "cost_usd": 0.0016}

@@ -1345,6 +1345,9 @@ def test_changed_ranges_are_lines_of_the_current_file() -> None:
     ("xxd -c 8 README.md payments/tax.py", ["payments/tax.py"]),
     ("git diff --output=payments/tax.py HEAD", ["payments/tax.py"]),
     ("git mv payments/tax.py secrets/tax.py && git rm -q old.py", ["payments/tax.py", "secrets/tax.py", "old.py"]),
+    ("git -C . mv a.py b.py; git -c a.b=c rm c.py", ["a.py", "b.py", "c.py"]),  # its own options first
+    ("git restore --source HEAD~1 d.py && git checkout main -- e.py", ["d.py", "e.py"]),
+    ("sort -uo f.py x; curl -sSo g.py http://127.0.0.1/; wget -qO h.py http://127.0.0.1/", ["f.py", "g.py", "h.py"]),
     ("find . -maxdepth 1 -name README.md -fprint payments/tax.py", ["payments/tax.py"]),
     ("curl -o payments/tax.py http://127.0.0.1/x && wget -O out.py http://127.0.0.1/y", ["payments/tax.py", "out.py"]),
 ])

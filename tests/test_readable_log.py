@@ -111,3 +111,7 @@ def test_an_interactive_agents_pane_reads_as_its_screen_showed_it() -> None:
         "\u2022 Here it is:", "  word word", "  END"]
     assert readable_lines(OUTPUT_TERMINAL, ["  Second paragraph:\x1b[K\r\x1b[2C\x1b[1B- one\r\r"]) == [
         "  Second paragraph:", "  - one"]
+    # A title never ended hides nothing after it (it hid the rest of its line); moves cannot widen a line past
+    # MAX_COLUMN however many (an agent's 900 KB of `ESC[999C` read as 150 MB).
+    assert readable_lines(OUTPUT_TERMINAL, ["bye\x1b]0;still shown"]) == ["bye0;still shown"]
+    assert readable_lines(OUTPUT_TERMINAL, ["\x1b[999C" * 5000 + "x"]) == [" " * 1000 + "x"]

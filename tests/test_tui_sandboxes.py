@@ -252,6 +252,20 @@ async def test_a_key_pressed_after_the_selected_row_went_says_so_and_acts_on_no_
         assert other in (third.id, kept.id)
 
 
+async def test_with_no_sandbox_selected_a_key_says_so(billing: Path) -> None:
+    """An empty table: R, S, s, m, x, d did nothing, with nothing said."""
+    app = LoomApp(open_workspace(billing))
+    async with app.run_test(size=SIZE) as pilot:
+        table = app.screen.query_one("#sandboxes", SandboxTable)
+        table.focus()
+        await pilot.pause()
+        for key in ("R", "S", "s", "m", "x", "d"):
+            await pilot.press(key)
+        await pilot.pause()
+        said = [n.message for n in app._notifications if n.message.startswith("no sandbox selected (n makes one)")]
+        assert len(said) == 6, [n.message for n in app._notifications]
+
+
 async def test_a_new_sandbox_that_fails_keeps_what_was_typed_for_n_to_reopen(billing: Path) -> None:
     from textual.widgets import Input, Select
 

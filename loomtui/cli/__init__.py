@@ -1,7 +1,7 @@
 """The `loomtui` command: the TUI by default, and subcommands over the same engines.
 
 Exit codes: 0 ok, 1 a check failed (conflict, refused, broken audit chain), 2 usage
-or input error. A user's mistake is one line on stderr, never a traceback.
+or input error, 70 an internal error (a bug). A user's mistake is one line on stderr, never a traceback.
 
 A front-end: it may import any layer (each subcommand's module, `cli/<layer>.py`, loads
 its engines when it runs) and the TUI only inside `cmd_tui`/`cmd_demo`; nothing but
@@ -348,7 +348,8 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
         prog="loomtui",
         description="A terminal control plane for teams running several AI coding agents on one "
         "git repository. With no command, opens the dashboard for the repository you are in.",
-        epilog="Exit codes: 0 ok, 1 a check failed or was refused, 2 usage or input error.",
+        epilog="Exit codes: 0 ok, 1 a check failed or was refused, 2 usage or input error, 70 an internal error "
+               "(a bug in loomtui, never a verdict).",
     )
     parser.add_argument("--version", action="version", version=f"loomtui {__version__}")
     parser.add_argument("-C", "--repo", metavar="PATH", default=None, type=nonempty_arg,

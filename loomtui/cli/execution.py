@@ -273,12 +273,14 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def _next_steps(workspace: Workspace, records: list[SandboxRecord]) -> dict[str, StepView | None]:
-    """Each sandbox's next step; None for all when the policy or loom.yaml cannot be read (the listing
-    still lists; `sandbox advance` says what is wrong)."""
+    """Each sandbox's next step; None for all when the policy or loom.yaml cannot be read: the listing still
+    lists, and says why no sandbox has a next step (every `next:` went, with nothing said)."""
     try:
         workflow = _workflow(workspace)
         return dict(workflow.views(records))
-    except LoomError:
+    except LoomError as exc:
+        if records:
+            print(f"note: no next steps: {exc} (nothing moves until it is mended)", file=sys.stderr)
         return dict.fromkeys((r.id for r in records), None)
 
 

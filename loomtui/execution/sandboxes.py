@@ -556,8 +556,13 @@ def mark_log(workspace: Workspace, sandbox_id: str, note: str) -> None:
     """A line of loomtui's own in the agent's log, between two runs of its agent (no agent is writing)."""
     path = log_path(workspace, sandbox_id)
     try:
-        with open(path, "a", encoding="utf-8") as log:
-            log.write(f"── loomtui: {note} ──\n")
+        with open(path, "a+b") as log:
+            # On a line of its own: after an agent's unfinished last line, the note was read as part of it.
+            ended = log.seek(0, os.SEEK_END) == 0
+            if not ended:
+                log.seek(-1, os.SEEK_END)
+                ended = log.read(1) == b"\n"
+            log.write(("" if ended else "\n").encode() + f"── loomtui: {note} ──\n".encode())
     except OSError:
         pass  # the note is a courtesy: the run is recorded in the audit log all the same
 

@@ -18,7 +18,9 @@ from typing import Final
 
 _SEQUENCE: Final = re.compile(
     r"\x1b\[(?P<params>[0-?]*)[ -/]*(?P<final>[@-~])"  # CSI
-    r"|\x1b[\]P^_X][^\x07\x1b]*(?:\x07|\x1b\\)?"  # OSC (a title), DCS, PM, APC, SOS: said nothing
+    # OSC (a title), DCS, PM, APC, SOS, to their end: said nothing. One never ended is no such string: its ESC and
+    # letter go (below) and the rest is shown (it hid the rest of its line, loomtui's own note after it too).
+    r"|\x1b[\]P^_X][^\x07\x1b]*(?:\x07|\x1b\\)"
     r"|\x1b[ -/]*[0-~]?"  # the rest (ESC 7, ESC ( B)
     r"|(?P<control>[\x00-\x08\x0b-\x1f\x7f])"  # a control of its own (CR, BS, BEL, SI)
 )

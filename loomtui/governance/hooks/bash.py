@@ -229,27 +229,50 @@ _WRITES_SECOND_OPERAND: Final = {
 
 
 def _option_values(args: Sequence[str], names: Sequence[str]) -> list[str]:
-    """The values of the options `names` in `args`: `-o F`, `--output F`, `--output=F`, and a short one's
-    attached (`-oF`, for one-letter options only)."""
+    """The values of the options `names` in `args`: `-o F`, `--output F`, `--output=F`, and a one-letter one's
+    in a bundle of flags, attached or next (`-oF`, `-sSo F`, `-uoF`)."""
     values: list[str] = []
+    letters = {name[1] for name in names if len(name) == 2}
     for position, arg in enumerate(args):
         if arg == "--":
             break
-        for name in names:
-            if arg == name and position + 1 < len(args):
-                values.append(args[position + 1])
-            elif name.startswith("--") and arg.startswith(f"{name}="):
-                values.append(arg.split("=", 1)[1])
-            elif len(name) == 2 and arg.startswith(name) and len(arg) > 2 and not arg.startswith("--"):
-                values.append(arg[2:])
+        following = args[position + 1] if position + 1 < len(args) else None
+        if arg in names and following is not None:
+            values.append(following)
+        elif arg.startswith("--"):
+            values += [arg.split("=", 1)[1] for name in names if name.startswith("--") and arg.startswith(f"{name}=")]
+        elif arg.startswith("-") and len(arg) > 2 and (at := next((i for i, c in enumerate(arg[1:], 1)
+                                                                    if c in letters), None)) is not None:
+            rest = arg[at + 1:]
+            if rest:
+                values.append(rest)
+            elif following is not None:
+                values.append(following)
     return values
+
+
+_GIT_GLOBAL_WITH_VALUE: Final = frozenset({"-C", "-c", "--git-dir", "--work-tree", "--namespace", "--exec-path"})
+
+
+def _git_subcommand(args: list[str]) -> list[str]:
+    """`git`'s arguments from its subcommand on, its own options before it skipped (`git -C . mv a b`)."""
+    position = 0
+    while position < len(args) and args[position].startswith("-"):
+        position += 2 if args[position] in _GIT_GLOBAL_WITH_VALUE else 1
+    return args[position:]
 
 
 def _program_writes(program: str, args: list[str], cwd: Path) -> list[str]:
     if program in _WRITES_OPERANDS:
         return _operands(args, _WRITES_OPERANDS[program])
-    if program == "git" and args[:1] in (["mv"], ["rm"]):  # as mv and rm: `git mv` moved a held file unseen
-        return _program_writes(args[0], args[1:], cwd)
+    if program == "git":
+        sub = _git_subcommand(args)
+        if sub[:1] in (["mv"], ["rm"]):  # as mv and rm: `git mv` moved a held file unseen
+            return _program_writes(sub[0], sub[1:], cwd)
+        if sub[:1] == ["restore"]:  # the paths it puts back
+            return _operands(sub[1:], frozenset({"-s", "--source"}))
+        if sub[:1] == ["checkout"] and "--" in sub:  # `git checkout [REV] -- PATHS`
+            return sub[sub.index("--") + 1:]
     if program in _OUTPUT_OPTIONS:
         return _option_values(args, _OUTPUT_OPTIONS[program])
     if program in _WRITES_SECOND_OPERAND:

@@ -539,7 +539,7 @@ class DashboardScreen(LoomScreen[None]):
 
     def action_stop(self, _twin: int = 1) -> None:
         """`s`: stop the selected agent, once confirmed (its session cannot be taken up again)."""
-        sandbox = self.selected_sandbox()
+        sandbox = self._chosen("stop")
         if sandbox is None or self._elsewhere(sandbox, "stop it"):
             return
         if sandbox.status not in LIVE:  # the engine's one line says why: nothing to confirm
@@ -558,9 +558,14 @@ class DashboardScreen(LoomScreen[None]):
         return False
 
     def _chosen(self, doing: str) -> SandboxRecord | None:
-        """The selected sandbox for a key that acts at once (no question asked), unless the row the cursor was on
-        went since (archived, removed from the CLI) and left it on another: then said, and None (press again)."""
+        """The selected sandbox for a key that acts on it, unless the row the cursor was on went since (archived,
+        removed from the CLI) and left it on another: then said, and None (press again). None selected: said too
+        (the key did nothing, with nothing said)."""
         sandbox = self.selected_sandbox()
+        if sandbox is None:
+            self.app.notify(f"no sandbox selected ({shown_key('dashboard.new', 'n')} makes one)", title=doing,
+                            severity="warning")
+            return None
         gone = self.query_one("#sandboxes", SandboxTable).row_gone_under_cursor()
         if sandbox is not None and gone is not None:
             self.app.notify(f"sandbox {gone}, the one selected, is gone; the cursor is on {sandbox.id} now: press "
@@ -587,7 +592,7 @@ class DashboardScreen(LoomScreen[None]):
 
     def action_drop_after(self, _twin: int = 1) -> None:
         """`W`: a held task stops waiting for those it came after that will not merge (asks first)."""
-        sandbox = self.selected_sandbox()
+        sandbox = self._chosen("stop waiting")
         if sandbox is None:
             return
         if sandbox.status != PLANNED or not sandbox.after:  # said at once: nothing to confirm
@@ -629,7 +634,7 @@ class DashboardScreen(LoomScreen[None]):
         self.query_one("#detail", TabbedContent).active = "tab-log"
 
     def action_diff(self, _twin: int = 1) -> None:
-        if (sandbox := self.selected_sandbox()) is not None:
+        if (sandbox := self._chosen("diff")) is not None:
             self._show_diff(sandbox.id)
 
     @work(thread=True, group="diff", exit_on_error=False)
@@ -679,7 +684,7 @@ class DashboardScreen(LoomScreen[None]):
                     timeout=2)
 
     def action_merge(self, _twin: int = 1) -> None:
-        sandbox = self.selected_sandbox()
+        sandbox = self._chosen("merge")
         if sandbox is None or self._elsewhere(sandbox, "merge it"):
             return
         step = self.snapshot.steps.get(sandbox.id) if self.snapshot else None
@@ -691,7 +696,7 @@ class DashboardScreen(LoomScreen[None]):
                                  sandbox.id)
 
     def action_archive(self) -> None:
-        sandbox = self.selected_sandbox()
+        sandbox = self._chosen("archive")
         if sandbox is None or self._elsewhere(sandbox, "archive it"):
             return
         if sandbox.status in LIVE:  # refused, so not asked: it asked, and a `y` then met the refusal

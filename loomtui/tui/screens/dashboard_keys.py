@@ -142,6 +142,6 @@ def key_applies(action: str, sandbox: SandboxRecord | None, step: StepView | Non
         return sandbox.status in LIVE
     if action == "merge":
         return merge_refusal(sandbox, step) is None
-    if action == "evals":  # a planned one has no change to evaluate (pressed, the engine says so)
+    if action in ("evals", "diff"):  # a planned one has no change (pressed, the engine says so)
         return sandbox.status != PLANNED
     return True
