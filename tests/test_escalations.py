@@ -164,6 +164,7 @@ def test_a_decision_after_the_sandbox_was_removed_says_so_and_is_listed(billing:
     assert "may ask again" not in said and "told no" not in said
     listed = run_cli(billing, "escalation", "list", "--all").stdout
     assert f"#{escalation_id}" in listed and "withdrawn" in listed and "late-approve by alice@example.com" in listed
+    assert "withdrawn: nothing to decide" in listed and "approval" not in listed.split("withdrawn: nothing")[0][-60:]
     shown = run_cli(billing, "escalation", "show", str(escalation_id)).stdout
     assert "late-approve by alice@example.com" in shown and "decided after it was withdrawn" in shown
     # Someone with no say is refused as while it was open, and nothing is recorded (anyone's note was an

@@ -459,6 +459,13 @@ def test_the_archive_question_says_what_becomes_of_the_branch() -> None:
     assert asked("rejected").endswith("and the branch stays (unless its commits are all in main already).")
     # A held task that never started: no worktree, no branch, no work to commit (it said all three would be).
     assert asked("planned", made=False).startswith("Archive sandbox ab12cd? It never started: it has no worktree")
+    # One waiting for people's decision: the escalation it withdraws is said.
+    from loomtui.workflow.steps import Step, StepView
+
+    waiting = archive_question(SandboxRecord(id="ab12cd", task="t", runtime="script", status="awaiting_review",
+                                             created=0.0, updated=0.0, branch="loom/ab12cd", data={"target": "main"}),
+                               StepView(Step.WAIT_DECISION, "a decision on escalation #4"))
+    assert waiting.endswith(" It waits for a decision on escalation #4: that is withdrawn."), waiting
 
 
 async def test_another_machines_sandbox_is_not_archived_or_paused_from_here(repo: Path) -> None:

@@ -180,6 +180,9 @@ def status_lines(escalation: EscalationRecord, commit: str | None = None) -> lis
     """One line per requirement saying how far it is met, e.g. `1 of 2 from payments-team`: counted as
     the last approval was (`decide` keeps whether the policy then separated the author's duties; an
     approved escalation of a policy without it said the author's approval did not count)."""
+    if escalation.status in (EscalationStatus.WITHDRAWN, EscalationStatus.SUPERSEDED):
+        # Nothing to decide (a withdrawn block still said "only an override with a reason" lets it through).
+        return [f"{escalation.status}: nothing to decide"]
     if escalation.data.get("outcome") == "block":  # "0 of 2 from payments-team" read as a way on: none is
         return ["blocked: no approval lets it proceed, only an override with a reason"]
     return [text for _met, text in _requirement_status(escalation, commit)]

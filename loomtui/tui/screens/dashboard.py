@@ -702,7 +702,8 @@ class DashboardScreen(LoomScreen[None]):
         if sandbox.status in LIVE:  # refused, so not asked: it asked, and a `y` then met the refusal
             self._run(f"archive {sandbox.id}", sandbox_calls.archive, sandbox.id)
             return
-        self._run_once_confirmed(dashboard_keys.archive_question(sandbox), f"archive {sandbox.id}",
+        step = self.snapshot.steps.get(sandbox.id) if self.snapshot else None
+        self._run_once_confirmed(dashboard_keys.archive_question(sandbox, step), f"archive {sandbox.id}",
                                  sandbox_calls.archive, sandbox.id)
 
     def action_archive_done(self) -> None:

@@ -92,16 +92,19 @@ def merge_question(sandbox: SandboxRecord) -> str:
             "merge goes in.")
 
 
-def archive_question(sandbox: SandboxRecord) -> str:
-    """What `x` asks before it archives one sandbox."""
+def archive_question(sandbox: SandboxRecord, step: StepView | None = None) -> str:
+    """What `x` asks before it archives one sandbox (`step`: its next step, which may be people's decision)."""
+    # It withdraws the escalation people were to decide: said (archived, the escalation went without a word).
+    asked = (f" It waits for {step.waits_on}: that is withdrawn." if step is not None
+             and step.step in (Step.WAIT_DECISION, Step.WAIT_START_APPROVAL) else "")
     if not has_worktree(sandbox):  # a task still waiting on others: no worktree, no branch, nothing to save
         return (f"Archive sandbox {sandbox.id}? It never started: it has no worktree or branch yet, and its task "
-                "is dropped (the tasks waiting on it are held).")
+                f"is dropped (the tasks waiting on it are held).{asked}")
     target = sandbox.target or "its target"
     branch = (f"its branch goes (its commits are in {target})" if sandbox.status == MERGED else
               f"the branch stays (unless its commits are all in {target} already)")
     return (f"Archive sandbox {sandbox.id}? Its worktree is removed; uncommitted work is committed to "
-            f"{sandbox.branch or 'its branch'} first, and {branch}.")
+            f"{sandbox.branch or 'its branch'} first, and {branch}.{asked}")
 
 
 def archive_done_question(done: list[SandboxRecord]) -> str:
