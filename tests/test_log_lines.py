@@ -108,3 +108,22 @@ def test_a_reader_goes_on_across_the_log_being_moved_aside_and_misses_nothing(tm
     lines = [line for line in b"".join(read).decode().splitlines() if line.startswith("line ")]
     assert lines == [f"line {n:03}" for n in range(600)]
     assert b"".join(read).count("── loomtui: the agent's output before this is in agent.log.1".encode()) == 2
+
+
+def test_an_interactive_panes_unfinished_line_is_followed_once_nothing_more_comes(tmp_path: Path) -> None:
+    """Codex draws its screen without a newline: its Log tab showed nothing until 64 KiB of it had come."""
+    log = tmp_path / "agent.log"
+    log.write_bytes(b"")
+    batches: list[list[str]] = []
+    stop = threading.Event()
+    follower = threading.Thread(target=follow_lines, args=(log, batches.append, stop.is_set),
+                                kwargs={"start": 0, "unfinished": True})
+    follower.start()
+    try:
+        with log.open("ab") as handle:
+            handle.write(b"\x1b[10;1H\xe2\x80\xa2 Here it is")
+        wait_until(lambda: any("\u2022 Here it is" in line for batch in batches for line in batch),
+                   what="the unfinished line")
+    finally:
+        stop.set()
+        follower.join()

@@ -592,10 +592,14 @@ def follow_log(workspace: Workspace, sandbox_id: str, *, last: int = 0, poll: fl
     cursor = LogCursor(path)  # across the log's moves aside (agent.log.1) as it grows
     yield from log_tail(path, last, cursor.offset)
     pending = b""
+    # An interactive pane's unfinished line is said once nothing more comes (Codex draws without a newline).
+    unfinished = (record.data.get("launch") or {}).get("mode") == "interactive"
     while True:
         ended = get_sandbox(workspace, record.id).status not in LIVE | {PLANNED}
         chunk = cursor.read(MAX_TAIL_BYTES)  # a piece at a time: the agent may have written GBs
         complete, pending = whole_lines(pending + chunk)
+        if unfinished and pending and not complete and not chunk:
+            complete, pending = [pending], b""
         for line in complete:
             yield line.decode("utf-8", errors="replace")
         if ended and not chunk:

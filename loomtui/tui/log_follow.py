@@ -16,12 +16,14 @@ POLL_S: Final = 0.2
 
 
 def follow_lines(path: Path, emit: Callable[[list[str]], object], cancelled: Callable[[], bool],
-                 start: int | None = None) -> None:
+                 start: int | None = None, *, unfinished: bool = False) -> None:
     """Call `emit` with each batch of whole lines written to `path` from byte `start` on (default: its end
     now), until `cancelled()`, across the log's moves aside as it grows (agent.log.1); a file cut back (a
-    full disk) is followed from its new end, a missing one waited for."""
+    full disk) is followed from its new end, a missing one waited for. `unfinished`: a line left unfinished
+    while nothing more comes is said as it is (an interactive pane: Codex draws its screen without a newline,
+    and its Log tab showed nothing until 64 KiB of it had come)."""
     cursor = LogCursor(path, start)
-    pending = b""
+    pending = waiting = b""  # waiting: an unfinished line as the last look left it
     while not cancelled():
         # What is shown is the newest; more than a tail's worth since the last look is skipped
         # (`sandbox logs` has it all), not read whole into memory.
@@ -34,6 +36,9 @@ def follow_lines(path: Path, emit: Callable[[list[str]], object], cancelled: Cal
             pending += chunk
             chunk = cursor.read(MAX_TAIL_BYTES) if len(pending) < MAX_TAIL_BYTES else b""
         whole, pending = whole_lines(pending)
+        if unfinished and pending and not whole and pending == waiting:  # nothing more for a whole look
+            whole, pending = [pending], b""
+        waiting = pending
         if whole or skipped:
             said = [f"… {skipped:,} bytes of output skipped (`loomtui sandbox logs` has them)"] if skipped else []
             emit([*said, *(line.decode("utf-8", "replace") for line in whole)])
@@ -47,6 +52,7 @@ def follow_sandbox_log(workspace: Workspace, sandbox_id: str, write: Callable[[l
     `clear` takes away once there is (a blank tab read as broken)."""
     from loomtui.execution import sandboxes
     from loomtui.execution.readable_log import ReadableLog, readable_tail
+    from loomtui.execution.runtimes import OUTPUT_TERMINAL
     from loomtui.tui.sandbox_text import RUNNING_OR_TO_RUN
 
     path = Path(sandboxes.log_path(workspace, sandbox_id))
@@ -79,4 +85,4 @@ def follow_sandbox_log(workspace: Workspace, sandbox_id: str, write: Callable[[l
             clear()
         write(shown)
 
-    follow_lines(path, arrived, cancelled, start=position)
+    follow_lines(path, arrived, cancelled, start=position, unfinished=output == OUTPUT_TERMINAL)
