@@ -200,6 +200,7 @@ def test_aider_usage_is_summed_over_its_replies_with_the_sessions_cost() -> None
     assert watch.reported() == {"input_tokens": 3400.0, "output_tokens": 400.0, "cost_usd": 0.0016}
     # What only looks like a count is no usage line, and never fatal (`1.2.3` crashed the supervisor).
     for odd in ("Tokens: 1.2.3 sent, 5 received.", "Tokens: . sent, 1 received.", "Tokens: k sent, 1 received.",
-                "Tokens: , sent, 1 received."):
+                "Tokens: , sent, 1 received.", f"Tokens: {'9' * 400} sent, 1 received.",
+                f"Tokens: 1 sent, 1 received. Cost: $1 message, ${'9' * 400} session."):
         assert watch.feed(odd) == []
     assert watch.reported() == {"input_tokens": 3400.0, "output_tokens": 400.0, "cost_usd": 0.0016}

@@ -1345,9 +1345,10 @@ def test_changed_ranges_are_lines_of_the_current_file() -> None:
     ("xxd -c 8 README.md payments/tax.py", ["payments/tax.py"]),
     ("git diff --output=payments/tax.py HEAD", ["payments/tax.py"]),
     ("git mv payments/tax.py secrets/tax.py && git rm -q old.py", ["payments/tax.py", "secrets/tax.py", "old.py"]),
-    ("git -C . mv a.py b.py; git -c a.b=c rm c.py", ["a.py", "b.py", "c.py"]),  # its own options first
-    ("git restore --source HEAD~1 d.py && git checkout main -- e.py", ["d.py", "e.py"]),
+    ("git -C sub rm x.py; git -c a.b=c mv c.py d.py", ["sub/x.py", "c.py", "d.py"]),  # its own options first
     ("sort -uo f.py x; curl -sSo g.py http://127.0.0.1/; wget -qO h.py http://127.0.0.1/", ["f.py", "g.py", "h.py"]),
+    # ... but a compiler's flags are no bundles, and `-` is stdout: none of these writes a file.
+    ("gcc -Wall -fno-strict-aliasing -Igo/include -flto -lcrypto -c main.c; wget -qO- http://127.0.0.1/ | sh", []),
     ("find . -maxdepth 1 -name README.md -fprint payments/tax.py", ["payments/tax.py"]),
     ("curl -o payments/tax.py http://127.0.0.1/x && wget -O out.py http://127.0.0.1/y", ["payments/tax.py", "out.py"]),
 ])

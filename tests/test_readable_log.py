@@ -98,7 +98,7 @@ def test_an_interactive_agents_pane_reads_as_its_screen_showed_it() -> None:
         "\x1b[99999Gfar",
     ]
     shown = readable_lines(OUTPUT_TERMINAL, pane)
-    assert shown == ["", " Accessing workspace:", "", " Quick safety check: Is this?", "\u25cf Reading 1 file",
+    assert shown == [" Accessing workspace:", "", " Quick safety check: Is this?", "\u25cf Reading 1 file",
                      "   \u23bf  notes.py", "\u25cf Reading 1 file", "   \u23bf  notes.py",
                      "tyod",  # two backspaces, then "od" over "po"
                      " " * 1000 + "far"], shown  # a column past any screen's: at most MAX_COLUMN blanks
@@ -115,3 +115,9 @@ def test_an_interactive_agents_pane_reads_as_its_screen_showed_it() -> None:
     # MAX_COLUMN however many (an agent's 900 KB of `ESC[999C` read as 150 MB).
     assert readable_lines(OUTPUT_TERMINAL, ["bye\x1b]0;still shown"]) == ["bye0;still shown"]
     assert readable_lines(OUTPUT_TERMINAL, ["\x1b[999C" * 5000 + "x"]) == [" " * 1000 + "x"]
+    # Nor can rows: a staircase of `x ESC[B` adds at most a line's length and one row's width of blanks in all.
+    staircase = readable_lines(OUTPUT_TERMINAL, ["x\x1b[B" * 4000])
+    assert sum(len(line) for line in staircase) <= 4 * 4000 + 1000 + 4000
+    # Moves that draw nothing draw no blank line; a newline goes to the next row (`baz` is on foo's row).
+    assert readable_lines(OUTPUT_TERMINAL, ["\x1b[16;40H\x1b[K\x1b[16;1Hhello"]) == ["hello"]
+    assert readable_lines(OUTPUT_TERMINAL, ["\x1b[5;1Hfoo\r", "bar\x1b[5;5Hbaz"]) == ["foo", "bar", "    baz"]

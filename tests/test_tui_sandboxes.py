@@ -252,6 +252,24 @@ async def test_a_key_pressed_after_the_selected_row_went_says_so_and_acts_on_no_
         assert other in (third.id, kept.id)
 
 
+
+async def test_a_row_the_filter_hides_is_not_gone(billing: Path) -> None:
+    """Filtered away, the cursor's row read as gone: Enter, x, m, d said "the one selected is gone"."""
+    workspace = open_workspace(billing)
+    alpha, beta = (tasks.create_sandbox(workspace, task, "script", script=billing.parent / "typo.yaml")
+                   for task in ("alpha thing", "beta thing"))
+    app = LoomApp(workspace)
+    async with app.run_test(size=SIZE) as pilot:
+        table = app.screen.query_one("#sandboxes", SandboxTable)
+        await wait_for(pilot, lambda: table.row_count == 2)
+        table.focus()
+        table.move_cursor(row=table.get_row_index(alpha.id))
+        await pilot.pause()
+        await pilot.press("slash", "b", "e", "t")
+        await wait_for(pilot, lambda: [str(key.value) for key in table.rows] == [beta.id])
+        assert table.row_gone_under_cursor() is None
+
+
 async def test_with_no_sandbox_selected_a_key_says_so(billing: Path) -> None:
     """An empty table: R, S, s, m, x, d did nothing, with nothing said."""
     app = LoomApp(open_workspace(billing))

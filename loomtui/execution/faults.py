@@ -40,8 +40,9 @@ class FaultSigns:
     what `report` counts for the runtime (Aider's `Tokens: ...`)."""
 
 
-_COUNT: Final = r"\d{1,3}(?:,\d{3})*(?:\.\d+)?k?|\d+(?:\.\d+)?k?"
-"""A count as Aider prints it (`387`, `2.4k`, `1,234`); nothing else is read as one (`1.2.3` crashed the supervisor)."""
+_COUNT: Final = r"\d{1,3}(?:,\d{3}){0,3}(?:\.\d{1,3})?k?|\d{1,12}(?:\.\d{1,3})?k?"
+"""A count as Aider prints it (`387`, `2.4k`, `1,234`), of a size a count has: nothing else is read as one (`1.2.3`
+crashed the supervisor, and 400 digits were infinity)."""
 
 # From each CLI's own output, seen with the real CLIs against a model API on loopback
 # that is unreachable or answers errors (tests/test_runtime_codex_aider.py).
@@ -58,7 +59,7 @@ FAULT_SIGNS: Final[dict[str, FaultSigns]] = {
         answered=re.compile(r"^Tokens: "),  # after each of the model's replies
         wraps_at=80, own_line=re.compile(r"^Retrying in "),
         usage=re.compile(rf"^Tokens: (?P<sent>{_COUNT}) sent, (?:.*, )?(?P<received>{_COUNT}) received\."
-                         r"(?: Cost: \$[\d.,]+ message, \$(?P<session>\d+(?:\.\d+)?) session\.)?")),
+                         r"(?: Cost: \$[\d.,]+ message, \$(?P<session>\d{1,9}(?:\.\d{1,8})?) session\.)?$")),
 }
 
 

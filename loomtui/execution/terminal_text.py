@@ -51,7 +51,10 @@ class TerminalLines:
 
     def _rows(self, raw: str) -> list[str]:
         rows: list[str] = []
-        row = _Row()
+        # The blanks moves may add, all rows of the line together: a row's width was capped, not their number, and
+        # a staircase of `x ESC[B` read 400 KB of log as 100 MB.
+        blanks = _Blanks(len(raw) + MAX_COLUMN)
+        row = _Row(blanks)
         position = 0
         for match in _SEQUENCE.finditer(raw):
             row.write(raw[position:match.start()])
@@ -78,19 +81,35 @@ class TerminalLines:
                 row.back()
         row.write(raw[position:])
         said = row.text()
-        if said.strip() or not rows:  # a line's closing CR (the pane writes CR CR LF) starts no row of its own
+        # A line's closing CR (the pane writes CR CR LF) starts no row of its own, and a line of set-up sequences
+        # alone draws nothing; an empty line of the screen is a blank line.
+        if said.strip() or (not rows and "\x1b" not in raw):
             rows.append(said)
+        self.row = self.row + 1 if self.row is not None else None  # its newline: the next row
         return rows
+
+
+class _Blanks:
+    """The blanks one line's moves may still add (`_rows`)."""
+
+    def __init__(self, left: int) -> None:
+        self.left = left
+
+    def take(self, wanted: int) -> str:
+        given = min(max(wanted, 0), self.left)
+        self.left -= given
+        return " " * given
 
 
 class _Row:
     """The row being said: its pieces, and its length kept as it grows (joined once, when it is said: joined at
     every escape sequence, a line of 250,000 took seconds)."""
 
-    def __init__(self, column: int = 0) -> None:
-        column = min(max(column, 0), MAX_COLUMN)
-        self.parts = [" " * column] if column else []
-        self.column = column
+    def __init__(self, blanks: _Blanks, column: int = 0) -> None:
+        self.blanks = blanks
+        indent = blanks.take(min(column, MAX_COLUMN))
+        self.parts = [indent] if indent else []
+        self.column = len(indent)
 
     def write(self, text: str) -> None:
         if text:
@@ -109,14 +128,16 @@ class _Row:
         """At `target` on this row: spaces up to it; leftwards over what is said, a fresh row from there."""
         target = min(max(target, 0), MAX_COLUMN)
         if target >= self.column:
-            self.write(" " * (target - self.column))
+            self.write(self.blanks.take(target - self.column))
             return self
-        rows.append(self.text())
-        return _Row(target)
+        said = self.text()
+        if said.strip():  # blanks alone are no row (a move to column 40, then back to 1, drew none)
+            rows.append(said)
+        return _Row(self.blanks, target)
 
     def to_row(self, column: int, rows: list[str]) -> _Row:
         """Another row, at `column`: this one said if it holds anything."""
         said = self.text()
         if said.strip():
             rows.append(said)
-        return _Row(column)
+        return _Row(self.blanks, column)

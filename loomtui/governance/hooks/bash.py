@@ -228,9 +228,14 @@ _WRITES_SECOND_OPERAND: Final = {
 }
 
 
-def _option_values(args: Sequence[str], names: Sequence[str]) -> list[str]:
-    """The values of the options `names` in `args`: `-o F`, `--output F`, `--output=F`, and a one-letter one's
-    in a bundle of flags, attached or next (`-oF`, `-sSo F`, `-uoF`)."""
+_NO_BUNDLES: Final = frozenset({"cc", "gcc", "g++", "clang", "clang++", "find", "git"})
+"""Programs whose one-dash words are never bundles of one-letter flags (`-flto`, `-lcrypto`, `-fprint`)."""
+
+
+def _option_values(program: str, args: Sequence[str], names: Sequence[str]) -> list[str]:
+    """The files the options `names` in `args` name: `-o F`, `--output F`, `--output=F`, a one-letter one's value
+    attached (`-oF`), and one closing a bundle of letter flags (`sort -uo F`, `curl -sSo F`, `wget -qO F`). Not
+    `-`: that is stdout."""
     values: list[str] = []
     letters = {name[1] for name in names if len(name) == 2}
     for position, arg in enumerate(args):
@@ -241,40 +246,37 @@ def _option_values(args: Sequence[str], names: Sequence[str]) -> list[str]:
             values.append(following)
         elif arg.startswith("--"):
             values += [arg.split("=", 1)[1] for name in names if name.startswith("--") and arg.startswith(f"{name}=")]
-        elif arg.startswith("-") and len(arg) > 2 and (at := next((i for i, c in enumerate(arg[1:], 1)
-                                                                    if c in letters), None)) is not None:
-            rest = arg[at + 1:]
-            if rest:
-                values.append(rest)
-            elif following is not None:
-                values.append(following)
-    return values
+        elif arg.startswith("-") and len(arg) > 2 and arg[1] in letters:
+            values.append(arg[2:])
+        elif (program not in _NO_BUNDLES and arg.startswith("-") and len(arg) > 2 and arg[-1] in letters
+              and arg[1:-1].isalpha() and following is not None):
+            values.append(following)
+    return [value for value in values if value != "-"]
 
 
 _GIT_GLOBAL_WITH_VALUE: Final = frozenset({"-C", "-c", "--git-dir", "--work-tree", "--namespace", "--exec-path"})
 
 
-def _git_subcommand(args: list[str]) -> list[str]:
-    """`git`'s arguments from its subcommand on, its own options before it skipped (`git -C . mv a b`)."""
-    position = 0
+def _git_subcommand(args: list[str]) -> tuple[list[str], str]:
+    """`git`'s arguments from its subcommand on, its own options before it skipped (`git -c a=b mv x y`), and the
+    folder its paths are from (`git -C sub rm x.py` removes sub/x.py)."""
+    position, folder = 0, ""
     while position < len(args) and args[position].startswith("-"):
+        if args[position] == "-C" and position + 1 < len(args):
+            folder = os.path.join(folder, args[position + 1])
         position += 2 if args[position] in _GIT_GLOBAL_WITH_VALUE else 1
-    return args[position:]
+    return args[position:], folder
 
 
 def _program_writes(program: str, args: list[str], cwd: Path) -> list[str]:
     if program in _WRITES_OPERANDS:
         return _operands(args, _WRITES_OPERANDS[program])
     if program == "git":
-        sub = _git_subcommand(args)
+        sub, folder = _git_subcommand(args)
         if sub[:1] in (["mv"], ["rm"]):  # as mv and rm: `git mv` moved a held file unseen
-            return _program_writes(sub[0], sub[1:], cwd)
-        if sub[:1] == ["restore"]:  # the paths it puts back
-            return _operands(sub[1:], frozenset({"-s", "--source"}))
-        if sub[:1] == ["checkout"] and "--" in sub:  # `git checkout [REV] -- PATHS`
-            return sub[sub.index("--") + 1:]
+            return [os.path.join(folder, path) for path in _program_writes(sub[0], sub[1:], cwd / folder)]
     if program in _OUTPUT_OPTIONS:
-        return _option_values(args, _OUTPUT_OPTIONS[program])
+        return _option_values(program, args, _OUTPUT_OPTIONS[program])
     if program in _WRITES_SECOND_OPERAND:
         return _operands(args, _WRITES_SECOND_OPERAND[program])[1:2]
     if program in ("sed", "perl"):

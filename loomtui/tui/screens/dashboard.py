@@ -211,7 +211,8 @@ class DashboardScreen(LoomScreen[None]):
     def _sync_table(self, snapshot: DashboardSnapshot) -> None:
         table = self.query_one(SandboxTable)
         table.show_rows({
-            s.id: sandbox_row(s, snapshot, self.loom.clock()) for s in snapshot.sandboxes if self._visible(s)})
+            s.id: sandbox_row(s, snapshot, self.loom.clock()) for s in snapshot.sandboxes if self._visible(s)},
+            hidden={s.id for s in snapshot.sandboxes})  # the filter hides a row: it is not gone
         self._select_new()
         self._show_empty_state()
 

@@ -3,7 +3,7 @@ column takes the width left over (its text cut with …), nothing behind a horiz
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -180,9 +180,10 @@ class FittedTable(DataTable[Cell]):
 
     # -- rows ------------------------------------------------------------------------------
 
-    def show_rows(self, rows: Mapping[str, Mapping[str, Cell]]) -> None:
+    def show_rows(self, rows: Mapping[str, Mapping[str, Cell]], *, hidden: Collection[str] = ()) -> None:
         """Show exactly these rows, in this order; the cursor stays on its row's key (DataTable keeps its index:
-        a row removed above it moved it onto another sandbox, which `p`, `S` or `e` then acted on)."""
+        a row removed above it moved it onto another sandbox, which `p`, `S` or `e` then acted on). `hidden`: keys
+        left out though they still exist (a filter's): the cursor's row among them is not gone."""
         narrowed = False
         cursor = self.highlighted_key()
         for key in [k for k in self._rows if k not in rows]:
@@ -202,7 +203,7 @@ class FittedTable(DataTable[Cell]):
                 self._show_row(key)
         if cursor in self._rows and self.highlighted_key() != cursor:
             self.move_cursor(row=list(self._rows).index(cursor), animate=False)
-        elif cursor is not None and cursor not in self._rows and self._rows:
+        elif cursor is not None and cursor not in self._rows and cursor not in hidden and self._rows:
             # Where DataTable puts the cursor (its index, kept within the rows), perhaps only once it lays out.
             self._cursor_row_gone = (cursor, self._key_at(min(self.cursor_row, len(self._rows) - 1)))
 
