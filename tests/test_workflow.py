@@ -632,6 +632,8 @@ def test_a_new_override_after_one_that_ran_out_moves_the_task_on(manual: Workspa
     decide(lead, load_policy(manual.root), second, "override", reason="r", expires_hours=1e-9)
     assert advance(manual, other).now.step == Step.FAILED_STEP
     decide(lead, load_policy(manual.root), second, "override", reason="real one", expires_hours=2)
+    # Its step is due again, for any advance (the app advances only steps due: a failed one stood for good).
+    assert next_step(manual, sb.get_sandbox(manual, other)).step == Step.FOLLOW_DECISION
     assert advance(manual, other).status == APPROVED
 
 

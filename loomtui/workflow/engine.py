@@ -64,7 +64,6 @@ from loomtui.workflow.steps import (
     MERGE_CONFLICT_KEY,
     MERGE_REQUESTED_KEY,
     PRESTART_KEY,
-    REVIEW_ESCALATION_KEY,
     STEP_ERROR_KEY,
     KnownHolders,
     PersonAction,
@@ -159,7 +158,7 @@ class Workflow:
                 done.append(f"escalation {', '.join(f'#{e}' for e in withdrawn)} withdrawn: its agent ended "
                             "with its supervisor, before a decision")
         for _ in range(MAX_STEPS):
-            if view.step == Step.FAILED_STEP and (retry or self._decided_since_it_failed(record)):
+            if view.step == Step.FAILED_STEP and retry:
                 store.update_sandbox(record.id, data={STEP_ERROR_KEY: None})
                 record = sandboxes.get_sandbox(self.workspace, record.id)
                 view = self.view(record)
@@ -204,21 +203,6 @@ class Workflow:
             return True
         finally:
             store.drop_step_lease(sandbox_id, holder)
-
-    def _decided_since_it_failed(self, record: SandboxRecord) -> bool:
-        """Whether people decided the task's escalation after its step failed: a step that failed for want of a
-        decision is tried again by whoever advances it next (an override given after the last one ran out left
-        "follow-decision failed: ... needs a new override" standing, from the CLI, the app, or another machine)."""
-        failed_at = (record.data.get(STEP_ERROR_KEY) or {}).get("at")
-        if not isinstance(failed_at, int | float):
-            return False
-        for key in (REVIEW_ESCALATION_KEY, PRESTART_KEY):
-            named = record.data.get(key)
-            escalation = self.workspace.store.get_escalation(int(named)) if isinstance(named, int | str) \
-                and str(named).isdigit() else None
-            if escalation is not None and escalation.updated > failed_at and escalation.status in CLEARED:
-                return True
-        return False
 
     def _step_failed(self, sandbox_id: str, step: str, exc: LoomError) -> str:
         """Record that `step` failed (shown as the task's next step, retried by `sandbox advance`)."""

@@ -319,9 +319,25 @@ def next_step(workspace: Workspace, record: SandboxRecord, *, merge_mode: str = 
     return view
 
 
+def _decided_since_it_failed(workspace: Workspace, record: SandboxRecord, known: KnownHolders | None) -> bool:
+    """Whether people decided the task's escalation after its step failed: the failure is then past, and the
+    step is due again, for whoever advances next (an override given after the last one ran out left
+    "follow-decision failed: ... needs a new override" standing, on this machine and the one that decided it).
+    Judged by the two machines' clocks, as the lease and the store's times are."""
+    failed_at = (record.data.get(STEP_ERROR_KEY) or {}).get("at")
+    if not isinstance(failed_at, int | float):
+        return False
+    for key in (REVIEW_ESCALATION_KEY, PRESTART_KEY):
+        named = record.data.get(key)
+        escalation = _escalation(workspace, named, known) if str(named or "").isdigit() else None
+        if escalation is not None and escalation.updated > failed_at and escalation.status in CLEARED:
+            return True
+    return False
+
+
 def _next_step(workspace: Workspace, record: SandboxRecord, merge_mode: str, known: KnownHolders | None) -> StepView:
     error = record.data.get(STEP_ERROR_KEY)
-    if error and error.get("status") == record.status:
+    if error and error.get("status") == record.status and not _decided_since_it_failed(workspace, record, known):
         return StepView(Step.FAILED_STEP, f"{error.get('step')} failed: {error.get('error')}",
                         PersonAction.RETRY, record.id)
     status = record.status
