@@ -225,6 +225,9 @@ def remove(workspace: Workspace, sandbox_id: str, *, force: bool = False, delete
     # Under the task's step lease, as every step is: a merge under way (main moved, `merged` not yet
     # recorded) is let finish first, or the merged change was archived as unmerged.
     record = sandboxes.get_sandbox(workspace, sandbox_id)
+    # Another machine's first: its lease holder is never judged gone from here (a killed `rm` there read "being
+    # advanced by process N ... (a review or a merge)" for good, where "remove it there" is the way on).
+    sandboxes.refuse_elsewhere(record, "remove it")
     with holding_step(workspace, record.id, "remove", busy=" (a review or a merge); remove it when that is done"):
         result = review.remove(workspace, record.id, force=force, delete_branch=delete_branch, grace=grace,
                                no_review_runs=True)
