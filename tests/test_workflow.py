@@ -343,6 +343,7 @@ def test_a_step_whose_caller_died_is_redone_and_a_live_holder_is_waited_for(manu
     there = advance(manual, third)
     assert there.done == () and "on build-2: done there" in there.now.waits_on
     assert sb.get_sandbox(manual, third).status == EXITED
+    assert "next: review: on build-2: done there" in run_cli(manual.root, "sandbox", "list").stdout  # it said none
     # Its lease held there by a removal killed there: removed there, said so (not "being advanced ... (a review or a
     # merge)", for good, as its holder is never judged gone from here).
     assert manual.store.take_step_lease(third, remote, "remove", is_gone=lambda _h: False) is None

@@ -269,6 +269,8 @@ def cmd_list(args: argparse.Namespace) -> int:
         elif step is not None and nobody_on_it(workspace, r, step):  # it said nothing, and nothing moved it
             print(f"{'':<8} next: {step.line()} (due, and nothing here is doing it: "
                   f"{STEP_HINTS['advance'].format(about=r.id)})")
+        elif step is not None and not engine.on_this_host(r) and step.step != "done":
+            print(f"{'':<8} next: {step.line()}")  # another machine's step: "(on build-2: done there)"
     return 0
 
 
