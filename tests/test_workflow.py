@@ -497,9 +497,12 @@ def test_a_merge_whose_caller_died_after_moving_the_branch_is_recorded_not_redon
     record = sb.get_sandbox(manual, sandbox_id)
     git(manual.root, "merge", "-q", "--no-ff", "-m", "merged by a caller that then died", record.branch)
     before = git(manual.root, "rev-parse", "main")
-    done = request_merge(manual, sandbox_id)
-    assert done.status == MERGED and git(manual.root, "rev-parse", "main") == before
+    said = run_cli(manual.root, "sandbox", "merge", sandbox_id)
+    assert said.returncode == 0 and git(manual.root, "rev-parse", "main") == before
+    assert sb.get_sandbox(manual, sandbox_id).status == MERGED
     assert sb.get_sandbox(manual, sandbox_id).data["merged_commit"] == before
+    # Said as what it was, not "by another caller, which was merging it" (none was: the earlier one died).
+    assert said.stdout.rstrip().endswith("(found merged already: a merge cut short before it was recorded)"), said
 
 
 # -- claims go back when a task ends ----------------------------------------------------------------

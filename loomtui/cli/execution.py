@@ -401,7 +401,10 @@ def cmd_merge(args: argparse.Namespace) -> int:
     else:
         # Its own merge step's line, not any step (the release of its claims after another caller's merge)
         ours = any(line.startswith("merged into") and "found already merged" not in line for line in result.done)
-        by = "" if ours else " (by another caller, which was merging it)"
+        found = any("found already merged" in line for line in result.done)
+        # A merge its caller moved the branch for and never recorded (killed): no other caller was merging it.
+        by = "" if ours else (" (found merged already: a merge cut short before it was recorded)" if found
+                              else " (by another caller, which was merging it)")
         print(f"merged sandbox {record.id} into {merged['target']} as {str(merged['commit'])[:12]}{by}")
     return 0
 
