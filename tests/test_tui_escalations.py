@@ -25,6 +25,15 @@ def app_as(repo: Path, user: str) -> LoomApp:
     return LoomApp(workspace)
 
 
+def toasts_of(app: LoomApp) -> list[str]:
+    """Each toast the app shows from now on, as `title: message`."""
+    said: list[str] = []
+    notify = app.notify
+    app.notify = lambda message, **kwargs: (said.append(f"{kwargs.get('title')}: {message}"),  # type: ignore
+                                            notify(message, **kwargs))[1]
+    return said
+
+
 async def open_queue(app: LoomApp, pilot, rows: int = 1) -> DataTable:  # type: ignore[no-untyped-def]
     await wait_for(pilot, lambda: app.policy is not None)
     await pilot.press("3")
@@ -127,10 +136,7 @@ async def test_reject_asks_for_a_reason(billing: Path) -> None:
 async def test_a_decision_the_user_may_not_take_says_why_and_records_nothing(billing: Path) -> None:
     escalate(billing, payments_change())
     app = app_as(billing, CAROL)  # not in payments-team, not an overrider
-    said: list[str] = []
-    notify = app.notify
-    app.notify = lambda message, **kwargs: (said.append(f"{kwargs.get('title')}: {message}"),  # type: ignore
-                                            notify(message, **kwargs))[1]
+    said = toasts_of(app)
     async with app.run_test(size=SIZE) as pilot:
         await open_queue(app, pilot)
         screen = app.screen
@@ -150,10 +156,7 @@ async def test_a_decision_on_a_request_withdrawn_while_it_was_read_says_it_was_n
 
     escalate(billing, payments_change())
     app = app_as(billing, "alice@example.com")
-    said: list[str] = []
-    notify = app.notify
-    app.notify = lambda message, **kwargs: (said.append(f"{kwargs.get('title')}: {message}"),  # type: ignore
-                                            notify(message, **kwargs))[1]
+    said = toasts_of(app)
     async with app.run_test(size=SIZE) as pilot:
         await open_queue(app, pilot)
         withdraw_open(app.workspace, "sb1", "sandbox archived")
@@ -168,10 +171,7 @@ async def test_while_the_policy_is_broken_a_decision_is_refused_as_the_command_l
     where `loomtui escalation approve` refused each one: the two answered the same question apart."""
     _, escalation_id = escalate(billing, payments_change())
     app = app_as(billing, ALICE)
-    said: list[str] = []
-    notify = app.notify
-    app.notify = lambda message, **kwargs: (said.append(f"{kwargs.get('title')}: {message}"),  # type: ignore
-                                            notify(message, **kwargs))[1]
+    said = toasts_of(app)
     policy = billing / ".loom" / "policy.yaml"
     async with app.run_test(size=SIZE) as pilot:
         await open_queue(app, pilot)
