@@ -378,6 +378,20 @@ def test_generic_command_runtime_runs_the_given_argv_without_a_shell(tmp_path: P
     assert missing.returncode == 2 and "after `--`" in missing.stderr
 
 
+def test_following_an_agent_that_fails_ends_non_zero_saying_so(repo: Path) -> None:
+    """`logs -f` followed a failed agent to its end and exited 0, as for one that did its task: a script
+    waiting on it went on as though it had."""
+    created = run(repo, "sandbox", "new", "--runtime", "command", "--task", "fails", "--json", "--",
+                  "sh", "-c", "echo trying; exit 3")
+    sandbox_id = json.loads(created.stdout)["id"]
+    follow = run(repo, "sandbox", "logs", sandbox_id, "-f")
+    assert follow.returncode == 1 and "trying" in follow.stdout
+    assert follow.stderr.startswith(f"sandbox {sandbox_id}: the agent failed (exit code 3)"), follow.stderr
+    ok = run(repo, "sandbox", "new", "--runtime", "command", "--task", "works", "--json", "--", "echo", "done")
+    ok_id = json.loads(ok.stdout)["id"]
+    assert run(repo, "sandbox", "logs", ok_id, "-f").returncode == 0
+
+
 def test_a_program_given_by_a_relative_path_is_the_one_found_from_where_loomtui_ran(repo: Path,
                                                                                      tmp_path: Path) -> None:
     """`-- ../scripts/agent.sh` passed the check from the caller's folder, then was looked for in the

@@ -29,7 +29,7 @@ from loomtui.coordination.targets import BadTarget
 from loomtui.errors import LoomError, StoreError, abridged, listed, quoted, shown
 from loomtui.execution import agent_control, recovery, review
 from loomtui.execution import sandboxes as engine
-from loomtui.execution.lifecycle import PLANNED
+from loomtui.execution.lifecycle import FAILED, PLANNED
 from loomtui.execution.log_lines import MAX_TAIL_BYTES
 from loomtui.execution.readable_log import ReadableLog, readable_tail
 from loomtui.execution.runtimes import OUTPUT_PLAIN
@@ -314,7 +314,18 @@ def cmd_logs(args: argparse.Namespace) -> int:
         return 0
     for line in ReadableLog(output, worktree).lines(engine.follow_log(workspace, args.id, last=args.n)):
         print(line, flush=True)
-    return 0
+    return _agent_ending(engine.get_sandbox(workspace, args.id))
+
+
+def _agent_ending(record: SandboxRecord) -> int:
+    """How `logs -f` ends once the agent has: 1, with why, for an agent that failed (a script following it
+    read 0, as for one that finished its task); 0 otherwise."""
+    if record.status != FAILED:
+        return 0
+    why = record.data.get("error") or record.data.get("reason")
+    code = "" if record.exit_code is None else f" (exit code {record.exit_code})"
+    print(f"sandbox {record.id}: the agent failed{code}" + (f": {shown(str(why))}" if why else ""), file=sys.stderr)
+    return 1
 
 
 def cmd_stop(args: argparse.Namespace) -> int:
@@ -600,7 +611,8 @@ def register(commands: Any) -> None:
 
     logs = add_command(sandbox, "logs", cmd_logs, "print the agent's output", reads_only=True)
     _id_arg(logs)
-    logs.add_argument("-f", "--follow", action="store_true", help="keep printing until the agent ends")
+    logs.add_argument("-f", "--follow", action="store_true",
+                      help="keep printing until the agent ends (exit 1, saying why, if it failed)")
     logs.add_argument("-n", type=count_arg, default=50, metavar="N",
                       help="lines of the end of the log to print first (default 50)")
     logs.add_argument("--raw", action="store_true",
