@@ -44,6 +44,8 @@ BINARY_BYTES_PER_LINE = 40
 changed line per 40 bytes of it, old and new: it counted none, and 6,000 lines behind one NUL byte were a
 change of 0 lines, merged with no one asked."""
 _NO_OBJECT = "0" * 40
+BLOB_BATCH = 500
+"""Blobs read by one `cat-file --batch` (`Git.blob_texts`): few processes, a bounded piece in memory."""
 
 
 class GitFailed(LoomError):
@@ -277,6 +279,32 @@ class Git:
             if size.isdigit():  # not "<id> missing"
                 found[name] = (kind, int(size))
         return found
+
+    def blob_texts(self, names: Sequence[str], *, chunk: int = BLOB_BATCH) -> list[str]:
+        """The text of each `REV:PATH` (UTF-8, errors replaced; "" where there is no such blob), read
+        `chunk` at a time through `cat-file --batch`: a file at a time cost two processes each (a worktree's
+        3,000 new files, 28 s). A name with a newline, which the batch's lines cannot carry, is read alone."""
+        texts: dict[int, str] = {}
+        batched = [(i, name) for i, name in enumerate(names) if "\n" not in name]
+        for i, name in enumerate(names):
+            if "\n" in name:
+                done = self.raw("cat-file", "blob", name)
+                texts[i] = done.out.decode("utf-8", "replace") if done.status == 0 else ""
+        for start in range(0, len(batched), chunk):
+            part = batched[start : start + chunk]
+            out = self.feed("cat-file", "--batch", data="".join(f"{name}\n" for _, name in part).encode())
+            at = 0
+            for i, _name in part:
+                end = out.index(b"\n", at)
+                header = out[at:end].split()
+                at = end + 1
+                if len(header) == 3 and header[1] == b"blob":
+                    size = int(header[2])
+                    texts[i] = out[at : at + size].decode("utf-8", "replace")
+                    at += size + 1
+                else:
+                    texts[i] = ""  # missing (a new file, or no such revision) or not a blob
+        return [texts[i] for i in range(len(names))]
 
     def tree_entries(self, treeish: str, paths: Sequence[str] = (), *,
                      config: Sequence[str] = ()) -> list[TreeEntry]:

@@ -95,6 +95,43 @@ async def test_a_claim_from_another_process_updates_conflicts_live(billing: Path
         assert app.screen.query_one(StatusHeader).conflicts == table.row_count
 
 
+async def test_a_burst_of_claims_while_conflicts_are_recomputed_runs_no_second_recompute_beside_it(
+        billing: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each claim or sandbox event started a recompute in a thread worker; `exclusive` only marked the one
+    going cancelled, so on a slow repository (a worktree of 3,000 new files: 28 s) the threads piled up."""
+    import threading
+    import time
+
+    from loomtui.coordination import view
+
+    picture = view.coordination_picture
+    going: list[int] = []
+    most = [0]
+    lock = threading.Lock()
+
+    def slow_picture(coordinator):  # type: ignore[no-untyped-def]
+        with lock:
+            going.append(1)
+            most[0] = max(most[0], len(going))
+        time.sleep(0.3)
+        with lock:
+            going.pop()
+        return picture(coordinator)
+
+    monkeypatch.setattr(view, "coordination_picture", slow_picture)
+    coordinator = governed_coordinator(open_workspace(billing))
+    app = LoomApp(open_workspace(billing))
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: app.coordination is not None)
+        errors = ("PaymentError", "UnsupportedCurrencyError", "CurrencyMismatchError", "MissingRateError")
+        for n, error in enumerate(errors):  # four events, each read by the app while a recompute runs
+            coordinator.claim(f"burst{n}", f"payments/errors.py::{error}", reason="burst")
+            app.refresh_coordination()
+            await pilot.pause(0.05)
+        await wait_for(pilot, lambda: len(app.coordination.claims) == 6 and not going)  # type: ignore[union-attr]
+    assert most[0] == 1
+
+
 @pytest.mark.parametrize("lazy", [False, True])
 async def test_a_node_closed_and_the_cursor_on_it_stay_when_the_claims_change(
         billing: Path, lazy: bool, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -95,13 +95,16 @@ def _changes(root: Path, base: str, head: str | None) -> tuple[tuple[str, str, b
 
     found: list[tuple[str, str, bool]] = []
     budget = ParseBudget()
-    for path in changed_files(root, base, head):
-        old = _show(root, base, path)
+    paths = changed_files(root, base, head)
+    # Every side in one batch (two `git show` a file took 28 s for a worktree's 3,000 new files).
+    texts = Git(root).blob_texts([f"{base}:{p}" for p in paths] + ([f"{head}:{p}" for p in paths] if head else []))
+    for position, path in enumerate(paths):
+        old = texts[position]
         if head is None:
             target = root / path
             new = target.read_text("utf-8", "replace") if target.is_file() else ""
         else:
-            new = _show(root, head, path)
+            new = texts[len(paths) + position]
         if path.endswith(".py"):
             found += [(c.region_id, c.change, c.signature_changed) for c in changed_regions(old, new, path, budget)]
         else:

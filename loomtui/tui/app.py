@@ -33,6 +33,7 @@ from loomtui.tui.messages import (
     IndexProgress,
     StoreChanged,
 )
+from loomtui.tui.one_at_a_time import OneAtATime
 from loomtui.tui.palette import (
     BindingCommands,
     ClaimedRegions,
@@ -136,6 +137,7 @@ class LoomApp(App[int]):
         self.coordination: CoordinationPicture | None = None
         self.coordinator: Coordinator | None = None  # built by a worker; None until indexed
         self._kept: KeptCoordinator | None = None  # the coordination worker's (its module loads the index's)
+        self._coordination_runs = OneAtATime(self._coordination_worker)
         self._step_cache: StepCache = {}  # the poll worker's: each sandbox's next step, kept while unchanged
         self._tips: dict[str, str] | None = None  # every branch's tip, as `_watch_branches` last read them
         self._badge_cache: BadgeCache = {}  # the poll worker's: each eval report's badge
@@ -537,11 +539,16 @@ class LoomApp(App[int]):
     # -- coordination: index in a worker, conflicts recomputed when claims change ------
 
     def refresh_coordination(self, *, reindex: bool = False) -> None:
-        """Recompute claims and conflicts (and re-index first when asked) off the UI thread."""
-        self._coordination_worker(reindex)
+        """Recompute claims and conflicts (and re-index first when asked) off the UI thread: once more
+        after the run going, if one is."""
+        self._coordination_runs.request(reindex)
 
-    @work(thread=True, exclusive=True, group="coordination", exit_on_error=False)
-    def _coordination_worker(self, reindex: bool) -> None:
+    @work(thread=True, group="coordination", exit_on_error=False)
+    def _coordination_worker(self) -> None:
+        worker = get_current_worker()
+        self._coordination_runs.run_due(self._coordinate, lambda: worker.is_cancelled)
+
+    def _coordinate(self, reindex: bool) -> None:
         from loomtui.coordination.view import coordination_picture
         from loomtui.governance.coordinator import KeptCoordinator
 

@@ -37,7 +37,7 @@ def staged_request(tree: Path | None) -> dict[str, Any] | None:
     if not paths:
         return None
     python = [p for p in paths if p.endswith(".py") and "\n" not in p]
-    texts = _blobs(tree, [f"{base}:{p}" for p in python] + [f":{p}" for p in python])
+    texts = Git(tree or Path.cwd()).blob_texts([f"{base}:{p}" for p in python] + [f":{p}" for p in python])
     regions = [p for p in paths if p not in python]
     files: list[dict[str, str]] = []
     budget = MAX_COMMIT_TEXT
@@ -62,27 +62,6 @@ def staged_changes(tree: Path) -> tuple[list[str], list[str]]:
     for item in request["files"]:
         regions.extend(c.region_id for c in changed_regions(item["old"], item["new"], item["path"], budget))
     return request["paths"], list(dict.fromkeys(regions))
-
-
-def _blobs(tree: Path | None, names: list[str]) -> list[str]:
-    """The text of each `REV:PATH` (empty when it does not exist), in one `git cat-file --batch`."""
-    if not names:
-        return []
-    done = Git(tree or Path.cwd()).raw("cat-file", "--batch", data="".join(f"{n}\n" for n in names).encode())
-    if done.status != 0:
-        raise LoomError(f"git cat-file: {done.err.decode(errors='replace').strip() or 'failed'}")
-    out, at, texts = done.out, 0, []
-    for _name in names:
-        end = out.index(b"\n", at)
-        header = out[at:end].split()
-        at = end + 1
-        if len(header) == 3 and header[1] == b"blob":
-            size = int(header[2])
-            texts.append(out[at : at + size].decode("utf-8", "replace"))
-            at += size + 1
-        else:
-            texts.append("")  # missing (a new file, or no HEAD yet) or not a blob
-    return texts
 
 
 def git(tree: Path | None, *args: str, check: bool = True, env: Mapping[str, str] | None = None) -> str:
