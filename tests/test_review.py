@@ -676,6 +676,13 @@ def test_a_lead_on_another_machine_sees_the_change_from_its_fetched_branch(billi
     assert "no longer exists" not in missing.stderr
     merge = run_cli(billing, "sandbox", "merge", record.id)  # awaiting a decision there: where, not "not approved"
     assert merge.returncode == 1 and f"sandbox {record.id} is on alice-laptop: merge it there" in merge.stderr, merge
+    # Reviewed, evaluated and explained where it is (they said "no branch tip", and `none`, as for no change).
+    for command, doing in ((("sandbox", "review"), "review"), (("eval",), "evaluate")):
+        said = run_cli(billing, *command, record.id)
+        assert said.returncode == 1 and said.stderr.count("\n") == 1, said.stderr
+        assert f"its branch {record.branch} is there, not here, so {doing} it there" in said.stderr
+    explained = run_cli(billing, "policy", "explain", record.id).stdout
+    assert f"branch {record.branch} is on alice-laptop, not here" in explained, explained
 
 
 def test_a_merge_into_a_running_agent_s_branch_is_refused_until_it_has_ended(billing: Path) -> None:

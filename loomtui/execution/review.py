@@ -137,6 +137,18 @@ def sandbox_tip(repo: Git, record: SandboxRecord) -> str | None:
     return tip
 
 
+def tip_to_judge(repo: Git, record: SandboxRecord, doing: str) -> str:
+    """The sandbox's branch tip here, to `doing` (review, evaluate) it; one line saying why there is none
+    (another machine's sandbox: its branch is there, where it is judged)."""
+    tip = repo.resolve_commit(record.branch)
+    if tip is None and not on_this_host(record):
+        raise LoomError(f"sandbox {record.id} is on {record.host}: its branch {record.branch} is there, not here, "
+                        f"so {doing} it there", exit_code=1)
+    if tip is None or not record.base_sha:
+        raise LoomError(f"sandbox {record.id} has no branch tip or base commit to {doing}", exit_code=1)
+    return tip
+
+
 def _branch_tip(repo: Git, record: SandboxRecord) -> str:
     tip = repo.resolve_commit(record.branch)
     if tip is None:

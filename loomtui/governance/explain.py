@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 from loomtui.coordination.regions import split_id
 from loomtui.execution.gitops import Git
 from loomtui.execution.review import measured_from, sandbox_tip
-from loomtui.execution.sandboxes import agent_tree, get_sandbox
+from loomtui.execution.sandboxes import agent_tree, get_sandbox, on_this_host
 from loomtui.governance.gitfacts import change_facts
 from loomtui.governance.policy import ChangeFacts, Evaluation, Policy, evaluate
 from loomtui.workspace import Workspace
@@ -58,10 +58,12 @@ def explain_sandbox(workspace: Workspace, policy: Policy, sandbox_id: str) -> di
     if tip is not None and base is not None:
         base = measured_from(repo, record, tip)  # as the review measures it
     if tip is None or base is None:  # refused at its claims before any branch, or removed with it
-        missing = f"branch {record.branch}" if tip is None else f"base {record.base_sha or record.base_ref}"
+        missing = f"base {record.base_sha or record.base_ref} does not exist" if tip is not None else \
+            f"branch {record.branch} does not exist" if on_this_host(record) else \
+            f"branch {record.branch} is on {record.host}, not here (explained there, or here once fetched)"
         return {"sandbox": record.id, "claim": claim,
                 "post-gate": {"outcome": "none", "risk": "none", "rules": [],
-                              "explanation": [f"no change to evaluate: {missing} does not exist"],
+                              "explanation": [f"no change to evaluate: {missing}"],
                               "paths": [], "lines_changed": 0}}
     runs = workspace.store.gate_runs(record.id)
     gates = {run.gate: run.status for run in runs}

@@ -30,7 +30,7 @@ from loomtui.execution.lifecycle import (
     REJECTED,
     transition,
 )
-from loomtui.execution.review import REVIEWED_PATHS_KEY, UNJUDGED_KEY, measured_from
+from loomtui.execution.review import REVIEWED_PATHS_KEY, UNJUDGED_KEY, measured_from, tip_to_judge
 from loomtui.execution.sandboxes import get_sandbox, stopped_by
 from loomtui.governance.escalations import (
     CLEARED,
@@ -106,10 +106,8 @@ def review_sandbox(workspace: Workspace, sandbox_id: str, *, policy: Policy | No
     say = say or _quiet
     record = get_sandbox(workspace, sandbox_id)
     repo = Git(workspace.root)
-    tip = repo.resolve_commit(record.branch)
+    tip = tip_to_judge(repo, record, "review")
     base = record.base_sha
-    if tip is None or not base:
-        raise LoomError(f"sandbox {record.id} has no branch tip or base commit to review", exit_code=1)
     previous = _escalation(workspace, record)
     again = (record.status == AWAITING_REVIEW and previous is not None and previous.data.get("commit") != tip) or (
         record.status == APPROVED and (record.approved_commit != tip or bool(record.data.get(UNJUDGED_KEY))))

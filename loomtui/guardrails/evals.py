@@ -18,7 +18,7 @@ from typing import Any, Final, Literal
 from loomtui.audit import listed_in_entry
 from loomtui.errors import LoomError
 from loomtui.execution.gitops import Git
-from loomtui.execution.review import measured_from
+from loomtui.execution.review import measured_from, tip_to_judge
 from loomtui.execution.sandboxes import get_sandbox
 from loomtui.guardrails.baseline import baseline, fingerprint
 from loomtui.guardrails.checks import CheckRun
@@ -127,9 +127,7 @@ def evaluate(workspace: Workspace, sandbox_id: str, *, which: GateChoice = "all"
     """
     record = get_sandbox(workspace, sandbox_id)
     repo = Git(workspace.root)
-    tip = repo.resolve_commit(record.branch)
-    if tip is None or not record.base_sha:
-        raise LoomError(f"sandbox {record.id} has no branch tip or base commit to evaluate", exit_code=1)
+    tip = tip_to_judge(repo, record, "evaluate")
     base = measured_from(repo, record, tip)  # what a merge would bring in, as the review's facts
     if tip == base:
         # A planned sandbox, or one whose agent has committed nothing yet: its target's code was evaluated
