@@ -1150,6 +1150,8 @@ def test_after_a_merge_other_claims_on_regions_it_removed_are_reported_stale(man
                                   script=script(manual, "idle", "- {log: idle}\n"))
     # A reader's claim: the renamer's commit holds lib.py::helper, so an exclusive one is refused.
     governed_coordinator(manual).claim(holder.id, "lib.py::helper", mode="shared")
+    # A function in a file only its branch has (a commit there claimed it) is not gone: it is new.
+    governed_coordinator(manual).claim_regions(holder.id, "fresh.py", ["fresh.py::made"])
     request_merge(manual, renamer)
     stale = [e for e in manual.audit.entries() if e.action == "claim.stale"]
     assert [(e.subject, e.details["regions"], e.details["after_merge_of"]) for e in stale] == [
@@ -1158,7 +1160,8 @@ def test_after_a_merge_other_claims_on_regions_it_removed_are_reported_stale(man
     listed = run_cli(manual.root, "claim", "list")
     assert "! gone from the code: lib.py::helper (renamed, moved or deleted since" in listed.stdout
     as_json = json.loads(run_cli(manual.root, "claim", "list", "--json").stdout)
-    assert [(c["sandbox_id"], c["gone"]) for c in as_json] == [(holder.id, ["lib.py::helper"])]
+    assert sorted((c["sandbox_id"], c["gone"]) for c in as_json) == [(holder.id, []), (holder.id, ["lib.py::helper"])]
+    assert [line for line in listed.stdout.splitlines() if "gone from the code" in line and "fresh.py" in line] == []
 
 
 def test_archiving_a_sandbox_awaiting_review_withdraws_its_escalation(manual: Workspace) -> None:

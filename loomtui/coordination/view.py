@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from loomtui.coordination.claims import Conflict, Coordinator, edge_label
 from loomtui.coordination.diff import sandbox_signature_changes
 from loomtui.coordination.index import DEPENDENCY_KINDS, RepoIndex
-from loomtui.coordination.regions import ancestors
+from loomtui.coordination.regions import ancestors, split_id
 from loomtui.store import ClaimRecord
 
 
@@ -51,11 +51,13 @@ def owners_of(region_id: str, claims: list[ClaimRecord]) -> tuple[str, ...]:
 
 def gone_regions(claims: list[ClaimRecord], index: RepoIndex) -> dict[int, list[str]]:
     """Each claim's regions the code no longer has (renamed, moved or deleted since it was made, as by a
-    merge): a name that protects nothing. Regions inside files only: a file claimed may be one its agent
-    has yet to create."""
+    merge): a name that protects nothing. Regions inside files the code has only: a file claimed, or a
+    function in a file the code lacks, may be one its agent has yet to create or has made on its branch
+    (a commit there claims it)."""
     gone = {}
     for claim in claims:
-        missing = [rid for rid in claim.region_ids if "::" in rid and rid not in index.regions]
+        missing = [rid for rid in claim.region_ids
+                   if "::" in rid and rid not in index.regions and split_id(rid)[0] in index.files]
         if missing:
             gone[claim.id] = missing
     return gone

@@ -395,14 +395,16 @@ class Workflow:
         live = [c for c in self.workspace.store.live_claims() if c.sandbox_id != merged_id]
         if not live:
             return
+        from loomtui.coordination.view import gone_regions
+
         try:
-            regions = governed_coordinator(self.workspace).index.regions
+            index = governed_coordinator(self.workspace).index
         except LoomError as exc:
             self.say(f"claims not re-checked after the merge of {merged_id}: {exc}")
             return
+        stale = gone_regions(live, index)
         for claim in live:
-            gone = [rid for rid in claim.region_ids if rid not in regions and "::" in rid]
-            if gone:
+            if gone := stale.get(claim.id):
                 self.workspace.record("claim.stale", claim.sandbox_id, {
                     "claim": claim.id, "regions": gone, "after_merge_of": merged_id})
                 self.say(f"{claim.sandbox_id}: claim #{claim.id} names {', '.join(gone)}, gone from the target "
