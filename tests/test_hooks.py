@@ -644,6 +644,9 @@ def test_a_lead_is_shown_every_path_a_request_names_and_every_field_one_line(bil
     question = op_ask_lead(gate, {"question": "Q long " + "padding " * 400 + " REAL: rm -rf payments"})
     listed = ws.store.get_escalation(question["id"]).summary  # type: ignore[union-attr]
     assert listed.startswith("agent-1 asks: Q long padding") and listed.endswith("REAL: rm -rf payments"), listed
+    # Explained as the question it is (it read "an agent's permission request is a person's call").
+    explanation = ws.store.get_escalation(question["id"]).data["explanation"]  # type: ignore[union-attr]
+    assert "  default (require): an agent's question is a person's call" in explanation, explanation
     shown = run_cli(billing, "escalation", "show", str(forged["id"])).stdout.splitlines()
     assert "  tool_name: Read\\n  file_path: docs/README.md" in shown and "  file_path: docs/README.md" not in shown
 

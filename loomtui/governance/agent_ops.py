@@ -170,10 +170,11 @@ def op_ask_lead(gate: HookGate, request: Mapping[str, Any]) -> dict[str, Any]:
                     if isinstance(p, str)})
     policy = gate.policy()
     facts = ChangeFacts(stage="claim", paths=tuple(paths), runtime=gate.runtime)
-    evaluation = permission_evaluation(policy, facts)
+    evaluation = permission_evaluation(policy, facts, "question")
     if evaluation.outcome == "block" and paths:
         # A question about blocked code is still a question: the default approvers answer it.
-        evaluation = permission_evaluation(policy, ChangeFacts(stage="claim", paths=(), runtime=gate.runtime))
+        evaluation = permission_evaluation(policy, ChangeFacts(stage="claim", paths=(), runtime=gate.runtime),
+                                           "question")
     if evaluation.outcome == "block":
         raise LoomError("the policy names no one who may answer an agent's question")
     if refused := too_many_asks(gate):

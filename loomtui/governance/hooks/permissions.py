@@ -53,9 +53,9 @@ _DETAIL_KEY: Final = {"Bash": "command", "Write": "file_path", "Edit": "file_pat
 `command` the agent added beside it to make the line read as something else)."""
 
 
-def permission_evaluation(policy: Policy, facts: ChangeFacts) -> Evaluation:
-    """Who answers an agent's permission request: the claim-stage rules for the files it
-    names, else the policy's default approvers (a prompt is always a person's call)."""
+def permission_evaluation(policy: Policy, facts: ChangeFacts, asked: str = "permission request") -> Evaluation:
+    """Who answers an agent's permission request (or what else it `asked`: a question): the claim-stage
+    rules for the files it names, else the policy's default approvers (a prompt is always a person's call)."""
     evaluation = evaluate(policy, facts)
     if evaluation.outcome == "block" or evaluation.requirements:
         return evaluation
@@ -63,11 +63,11 @@ def permission_evaluation(policy: Policy, facts: ChangeFacts) -> Evaluation:
     groups = spec.groups if policy.default.decision == "require" and spec.groups else policy.override_groups
     count = spec.count if groups == spec.groups else 1
     if not groups:
-        rule = AppliedRule("default", "block", None, "the policy names no one who may answer a permission request")
+        rule = AppliedRule("default", "block", None, f"the policy names no one who may answer a {asked}")
         return Evaluation("claim", "block", evaluation.risk, (*evaluation.applied, rule), ())
     eligible = frozenset().union(*(policy.groups.get(name, frozenset()) for name in groups))
     requirement = Requirement("default", groups, count, eligible)
-    rule = AppliedRule("default", "require", None, "an agent's permission request is a person's call",
+    rule = AppliedRule("default", "require", None, f"an agent's {asked} is a person's call",
                        (requirement,))
     return Evaluation("claim", "require", evaluation.risk, (*evaluation.applied, rule), (requirement,),
                       evaluation.notes)
