@@ -519,6 +519,9 @@ def test_until_alone_reports_the_week_before_it(repo: Path) -> None:
     done = run_cli(repo, "report", "--until", "2026-03-09")  # since stayed at 7 days before now: refused
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith("loomtui report: 2026-03-02 00:00 to 2026-03-09 00:00 UTC")
+    # A window inside one minute is said to the second ("00:00 to 00:00" read as an empty window).
+    short = run_cli(repo, "report", "--since", "2026-03-09T00:00:05", "--until", "2026-03-09T00:00:45")
+    assert short.stdout.startswith("loomtui report: 2026-03-09 00:00:05 to 2026-03-09 00:00:45 UTC"), short
 
 
 def test_metrics_is_what_the_checklist_reads() -> None:

@@ -45,9 +45,10 @@ def duration(seconds: float | None) -> str:
     return f"{seconds / 86400:.1f} d"
 
 
-def _when(epoch: float) -> str:
+def _when(epoch: float, *, seconds: bool = False) -> str:
     moment = datetime.fromtimestamp(epoch, UTC)
-    return f"{moment.year:04d}-" + moment.strftime("%m-%d %H:%M")  # strftime's %Y drops a year's leading zeros
+    # strftime's %Y drops a year's leading zeros
+    return f"{moment.year:04d}-" + moment.strftime("%m-%d %H:%M:%S" if seconds else "%m-%d %H:%M")
 
 
 def _counts(counts: dict[str, int]) -> str:
@@ -146,7 +147,10 @@ def _override_lines(metrics: Metrics, *, bold: bool = False) -> list[str]:
 
 
 def _title(metrics: Metrics) -> str:
-    return f"{_when(metrics.since)} to {_when(metrics.until)} UTC, branch {metrics.branch}"
+    # A window inside one minute is said to the second: "12:00 to 12:00" read as an empty window.
+    exact = _when(metrics.since) == _when(metrics.until)
+    since, until = _when(metrics.since, seconds=exact), _when(metrics.until, seconds=exact)
+    return f"{since} to {until} UTC, branch {metrics.branch}"
 
 
 def render_text(metrics: Metrics) -> str:
