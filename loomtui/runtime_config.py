@@ -90,9 +90,10 @@ BUILTIN_RUNTIMES: Final[tuple[RuntimeConfig, ...]] = (
         # the only check a runtime without editor hooks gets, would never run: loomtui's
         # bubblewrap is the sandbox instead. The worktree is a git repository, but its
         # check must not stop a run either. `--` keeps a task starting with "-" from
-        # being read as an option.
-        argv=("codex", "exec", "--sandbox", "danger-full-access", "--skip-git-repo-check", "--color", "never",
-              "--", "{task}"),
+        # being read as an option. `--json`: its events are read (the tokens it used, the
+        # model API's errors, each command it ran), as Claude Code's stream-json is.
+        argv=("codex", "exec", "--json", "--sandbox", "danger-full-access", "--skip-git-repo-check",
+              "--color", "never", "--", "{task}"),
         network=True,
         description="OpenAI Codex CLI, headless",
         builtin=True,

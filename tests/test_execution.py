@@ -303,7 +303,8 @@ def test_a_claude_agent_writes_its_own_state_and_nothing_its_cli_obeys_outside(
 
 
 @pytest.mark.parametrize(("runtime", "expected"), [
-    ("codex", ["exec", "--sandbox", "danger-full-access", "--skip-git-repo-check", "--color", "never", "--", "TASK"]),
+    ("codex", ["exec", "--json", "--sandbox", "danger-full-access", "--skip-git-repo-check", "--color", "never", "--",
+               "TASK"]),
     ("aider", ["--yes-always", "--no-check-update", "--no-analytics", "--no-show-release-notes",
                "--no-show-model-warnings", "--no-pretty", "--no-fancy-input", "--no-detect-urls", "--no-gitignore",
                "--git-commit-verify", "--input-history-file=/dev/null", "--chat-history-file=/dev/null",

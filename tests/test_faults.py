@@ -77,7 +77,7 @@ def test_an_error_the_model_answered_after_is_no_failure(program: str, error: st
 
 def test_no_watch_for_programs_whose_faults_are_unknown() -> None:
     assert fault_watch("my-agent", 300) is None
-    assert set(FAULT_SIGNS) == {"codex", "aider"}
+    assert set(FAULT_SIGNS) == {"codex", "codex-json", "aider"}
 
 
 def test_an_error_the_cli_wrapped_at_its_width_is_read_whole() -> None:
@@ -189,6 +189,29 @@ def test_codex_printing_its_usage_after_the_error_that_ended_it_keeps_the_error(
     for line in ("codex", "I'll patch it.", "ERROR: We're currently experiencing high demand", "tokens used", "120"):
         watch.feed(line)
     assert watch.last_error == "We're currently experiencing high demand"
+
+
+def test_codex_events_are_read_as_the_lines_it_prints_a_command_s_error_never_the_api_s() -> None:
+    """`codex exec --json`: a model API's error and its wait for the network are events; an `ERROR:` in a
+    command's output (pip's, say) is the command's (read from plain output, it failed the sandbox)."""
+    clock = Clock()
+    watch = fault_watch("codex-json", 30)
+    assert watch is not None
+    watch.clock = clock
+    command = ('{"type":"item.completed","item":{"id":"item_0","type":"command_execution","command":"pip install x",'
+               '"aggregated_output":"ERROR: Could not find a version\\n","exit_code":1,"status":"failed"}}')
+    assert watch.feed(command) == [] and watch.last_error is None
+    assert watch.failed_quietly(0, did_work=False) is None
+    waiting = '{"type":"error","message":"Reconnecting... waiting for network (Connection failed)"}'
+    watch.feed(waiting)
+    clock.now += 31
+    watch.feed(waiting)
+    why = watch.overdue()
+    assert why is not None and "(Reconnecting... waiting for network (Connection failed))" in why
+    watch.feed('{"type":"item.completed","item":{"id":"item_1","type":"agent_message","text":"Done."}}')
+    assert watch.overdue() is None and watch.last_error is None  # it answered
+    watch.feed('{"type":"turn.failed","error":{"message":"We\u2019re currently experiencing high demand"}}')
+    assert watch.last_error == "We\u2019re currently experiencing high demand"
 
 
 def test_aider_usage_is_summed_over_its_replies_with_the_sessions_cost() -> None:

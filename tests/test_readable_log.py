@@ -121,3 +121,40 @@ def test_an_interactive_agents_pane_reads_as_its_screen_showed_it() -> None:
     # Moves that draw nothing draw no blank line; a newline goes to the next row (`baz` is on foo's row).
     assert readable_lines(OUTPUT_TERMINAL, ["\x1b[16;40H\x1b[K\x1b[16;1Hhello"]) == ["hello"]
     assert readable_lines(OUTPUT_TERMINAL, ["\x1b[5;1Hfoo\r", "bar\x1b[5;5Hbaz"]) == ["foo", "bar", "    baz"]
+
+
+def test_codex_events_read_as_what_it_did_with_its_tokens() -> None:
+    """`codex exec --json`, as Codex 0.171 wrote it against a model API on loopback (its plain output said its
+    tokens as one total after the error that ended it, and `report` counted none)."""
+    from loomtui.execution.activity import parse_codex_json
+    from loomtui.execution.runtimes import OUTPUT_CODEX_JSON
+
+    run = [
+        '{"type":"thread.started","thread_id":"01a24dcd-04af-7c13-9e2f-6f56a74ac6a4"}',
+        '{"type":"turn.started"}',
+        '{"type":"item.started","item":{"id":"item_0","type":"command_execution","command":"/bin/bash -lc '
+        "'echo hi > /w/tree/hello.txt'\",\"aggregated_output\":\"\",\"exit_code\":null,\"status\":\"in_progress\"}}",
+        '{"type":"item.completed","item":{"id":"item_0","type":"command_execution","command":"/bin/bash -lc '
+        "'echo hi > /w/tree/hello.txt'\",\"aggregated_output\":\"\",\"exit_code\":0,\"status\":\"completed\"}}",
+        '{"type":"item.completed","item":{"id":"item_1","type":"file_change","changes":[{"path":"/w/tree/a.py",'
+        '"kind":"update"}],"status":"completed"}}',
+        '{"type":"item.completed","item":{"id":"item_2","type":"agent_message","text":"Done, wrote hello.txt\\nand a.py"}}',
+        '{"type":"turn.completed","usage":{"input_tokens":200,"cached_input_tokens":50,"cache_write_input_tokens":0,'
+        '"output_tokens":40,"reasoning_output_tokens":0}}',
+    ]
+    assert readable_lines(OUTPUT_CODEX_JSON, ["Reading additional input from stdin...", *run], "/w/tree") == [
+        "Reading additional input from stdin...", "· session started", "▸ exec /bin/bash -lc 'echo hi > hello.txt'",
+        "▸ Edit a.py", "Done, wrote hello.txt", "and a.py", "■ finished: success, 200 in / 40 out tokens"]
+    result = parse_codex_json(run[-1])[0]
+    assert (result["kind"], result["input_tokens"], result["output_tokens"], result["cache_read_tokens"]) == (
+        "result", 200, 40, 50)
+    failed = [*run[:2], '{"type":"error","message":"We\\u2019re currently experiencing high demand"}',
+              '{"type":"turn.failed","error":{"message":"We\\u2019re currently experiencing high demand"}}']
+    assert readable_lines(OUTPUT_CODEX_JSON, failed)[-2:] == [
+        "✗ model API: We’re currently experiencing high demand",
+        "■ finished: error (We’re currently experiencing high demand)"]
+    ended = parse_codex_json(failed[-1])[0]
+    assert ended["is_error"] and ended["error"] == "We’re currently experiencing high demand"
+    broken = '{"type":"item.completed","item":{"type":"command_execution","command":"pytest","exit_code":2}}'
+    assert parse_codex_json(broken) == [{"kind": "error", "summary": "tool error: exit 2: pytest"}]
+    assert parse_codex_json("[1]") == parse_codex_json('{"type":"item.completed","item":"x"}') == []

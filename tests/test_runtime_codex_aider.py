@@ -267,6 +267,9 @@ def test_real_agent_free_edit_lands_held_region_refused_ledger_waits_for_people(
         if runtime == "codex":
             assert "apply_patch" in agents[name].api.tool_names()
             assert "exec_command" in agents[name].api.tool_names()
+            # Its tokens, from its --json events (`report` counted none for Codex).
+            used = record.data["agent_result"]
+            assert used["input_tokens"] > 0 and used["output_tokens"] > 0 and not used["is_error"], used
 
     # The free edit: in the worktree, committed by the agent itself on its branch.
     free = ended["free"]
@@ -353,10 +356,11 @@ def test_codex_model_api_answering_500_fails_the_sandbox_with_its_exit_code_clai
     assert api.requests, "codex never reached the model"
     assert record.status == "failed" and record.exit_code == 1, (record.status, record.exit_code, record.data)
     log = log_path(workspace, sandbox).read_text(errors="replace")
-    error = str(record.data.get("error"))  # with the API's error Codex printed: a code alone said nothing
-    said = [line.removeprefix("ERROR: ").strip() for line in log.splitlines() if line.startswith("ERROR: ")]
+    error = str(record.data.get("error"))  # with the API's error Codex said: a code alone said nothing
+    events = [json.loads(line) for line in log.splitlines() if line.startswith("{")]  # its --json events
+    said = [event["message"] for event in events if event.get("type") == "error"]
     assert said and error == f"exited with code 1: {said[-1]}", (error, said)
-    assert "ERROR" in log, log[-2000:]  # the agent's own words
+    assert record.data["agent_result"]["is_error"], record.data  # its turn failed, as it said
     assert [c.target for c in workspace.store.live_claims(sandbox)], "claims are kept for a retry"
     actions = [e["action"] for e in audit(workspace) if e["subject"].endswith(sandbox)]
     assert "sandbox.failed" in actions, actions

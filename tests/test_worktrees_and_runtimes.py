@@ -502,3 +502,18 @@ def test_doctor_warns_of_your_own_claude_settings_that_take_the_gate_out_of_ever
         settings.write_text(json.dumps(written))
         check = {c.name: c for c in run_doctor(repo).checks}["claude settings"]
         assert check.level == "warning" and said in check.detail and str(settings) in check.detail
+
+
+def test_codex_is_read_by_its_events_only_where_its_options_ask_for_them(ws: Workspace, bin_dir: Path) -> None:
+    """`--json` among Codex's options makes its output events (its tokens, its errors); a task reading `--json`,
+    after `--`, is no option, and a runtime of one's own without it is read as plain output."""
+    from loomtui.config import RuntimeConfig
+    from loomtui.execution.runtimes import OUTPUT_CODEX_JSON, OUTPUT_PLAIN
+
+    stand_in(bin_dir, "codex", "pass\n")
+    spec = _spec(ws, "codex")
+    assert (spec.output, spec.faults) == (OUTPUT_CODEX_JSON, "codex-json")
+    plain = RuntimeConfig(name="mine", argv=("codex", "exec", "--", "{task}"))
+    for task in ("--json", "--output-format=stream-json"):
+        spec = prepare_launch(plain, {"task": task}, search_path=os.environ["PATH"])
+        assert (spec.output, spec.faults) == (OUTPUT_PLAIN, "codex"), task

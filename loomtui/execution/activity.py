@@ -13,7 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 from loomtui.errors import abridged
-from loomtui.execution.runtimes import OUTPUT_CLAUDE_STREAM, OUTPUT_SCRIPT_AGENT
+from loomtui.execution.runtimes import OUTPUT_CLAUDE_STREAM, OUTPUT_CODEX_JSON, OUTPUT_SCRIPT_AGENT
 from loomtui.json_text import parse_json
 
 Activity = dict[str, Any]
@@ -44,16 +44,22 @@ def _tool_target(tool_input: Any) -> str:
     return ""
 
 
+def json_event(line: str) -> dict[str, Any] | None:
+    """A line of an agent's structured output as its event (one JSON object), or None."""
+    if not line.startswith("{"):
+        return None
+    try:
+        event = parse_json(line)
+    except ValueError:
+        return None
+    return event if isinstance(event, dict) else None
+
+
 def parse_claude_stream(line: str, *, whole_text: bool = False) -> list[Activity]:
     """Activities in one line of Claude Code's `--output-format stream-json` (with `whole_text`,
     what the model said is its summary whole, for a person reading the log, not cut to a line)."""
-    if not line.startswith("{"):
-        return []
-    try:
-        message = parse_json(line)
-    except ValueError:
-        return []
-    if not isinstance(message, dict):
+    message = json_event(line)
+    if message is None:
         return []
     kind = message.get("type")
     if kind == "system" and message.get("subtype") == "init":
@@ -139,6 +145,86 @@ def is_stream_json(line: str) -> bool:
         return False
 
 
+# Codex's `exec --json` events, as Codex 0.171 writes them: `thread.started`, `turn.started`, `item.started` and
+# `item.completed` (an `agent_message`, a `command_execution`, a `file_change`, an `mcp_tool_call`, a `web_search`,
+# an `error`...), `turn.completed` with the turn's `usage`, `turn.failed` with its `error`, and `error` for a model
+# API that failed (each of its reconnects too). Read rather than its plain output: the tokens it used are said in
+# numbers, and an `ERROR:` a command printed is the command's, never taken for the API's.
+
+
+def _text(value: Any) -> str:
+    return value if isinstance(value, str) else ""
+
+
+def parse_codex_json(line: str, *, whole_text: bool = False) -> list[Activity]:
+    """Activities in one line of `codex exec --json` (with `whole_text`, what the model said whole, for a
+    person reading the log, not cut to a line)."""
+    event = json_event(line)
+    if event is None:
+        return []
+    kind = event.get("type")
+    if kind == "thread.started":
+        return [{"kind": "init", "summary": "session started"}]
+    if kind == "error":
+        return [{"kind": "error", "summary": shorten(f"model API: {_text(event.get('message'))}")}]
+    if kind == "turn.completed":
+        return [_turn_end(event.get("usage"), None)]
+    if kind == "turn.failed":
+        error = event.get("error")
+        said = _text(error.get("message")) if isinstance(error, dict) else ""
+        return [_turn_end(None, said or "the turn failed")]
+    item = event.get("item")
+    if kind not in ("item.started", "item.completed") or not isinstance(item, dict):
+        return []
+    return _item(item, started=kind == "item.started", whole_text=whole_text)
+
+
+def _item(item: dict[str, Any], *, started: bool, whole_text: bool) -> list[Activity]:
+    """A command when it starts (and as an error when it ends failing), anything else once it is done."""
+    kind = item.get("type")
+    if kind == "command_execution":
+        command = _text(item.get("command"))
+        if started:
+            return [{"kind": "tool", "tool": "exec", "summary": shorten(f"exec {command}".strip())}]
+        code = item.get("exit_code")
+        if isinstance(code, int) and code != 0:
+            return [{"kind": "error", "summary": shorten(f"tool error: exit {code}: {command}")}]
+        return []
+    if started:
+        return []
+    if kind == "agent_message" and _text(item.get("text")).strip():
+        said = _text(item.get("text")).strip()
+        return [{"kind": "text", "summary": said if whole_text else shorten(said)}]
+    if kind == "file_change":
+        changes = item.get("changes")
+        paths = [_text(c.get("path")) for c in changes if isinstance(c, dict)] if isinstance(changes, list) else []
+        named = ", ".join(p for p in paths if p)
+        if item.get("status") == "failed":
+            return [{"kind": "error", "summary": shorten(f"tool error: Edit {named}".strip())}]
+        return [{"kind": "tool", "tool": "Edit", "summary": shorten(f"Edit {named}".strip())}]
+    if kind == "mcp_tool_call":
+        name = ".".join(part for part in (_text(item.get("server")), _text(item.get("tool"))) if part) or "tool"
+        return [{"kind": "tool", "tool": name, "summary": shorten(name)}]
+    if kind == "web_search":
+        return [{"kind": "tool", "tool": "WebSearch", "summary": shorten(f"WebSearch {_text(item.get('query'))}")}]
+    if kind == "error" and _text(item.get("message")):
+        return [{"kind": "error", "summary": shorten(_text(item.get("message")))}]
+    return []
+
+
+def _turn_end(usage: Any, error: str | None) -> Activity:
+    """A Codex turn's end as the closing `result` the supervisor keeps (`agent_result`): its tokens, or its error."""
+    used: dict[str, Any] = usage if isinstance(usage, dict) else {}
+    tokens = {"input_tokens": _count(used.get("input_tokens")), "output_tokens": _count(used.get("output_tokens")),
+              "cache_read_tokens": _count(used.get("cached_input_tokens")),
+              "cache_creation_tokens": _count(used.get("cache_write_input_tokens"))}
+    parts = ["success" if error is None else f"error ({shorten(error)})"]
+    if tokens["input_tokens"] or tokens["output_tokens"]:
+        parts.append(f"{tokens['input_tokens']} in / {tokens['output_tokens']} out tokens")
+    return {"kind": "result", "summary": "finished: " + ", ".join(parts), "turns": None, "cost_usd": None,
+            "is_error": error is not None, "error": shorten(error) if error else None, "denials": [], **tokens}
+
+
 def parse_script_agent(line: str) -> list[Activity]:
     """Activities in the script agent's step announcements."""
     match = SCRIPT_STEP.match(line)
@@ -150,6 +236,7 @@ def parse_script_agent(line: str) -> list[Activity]:
 
 PARSERS: dict[str, Callable[[str], list[Activity]]] = {
     OUTPUT_CLAUDE_STREAM: parse_claude_stream,
+    OUTPUT_CODEX_JSON: parse_codex_json,
     OUTPUT_SCRIPT_AGENT: parse_script_agent,
 }
 

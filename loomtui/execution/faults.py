@@ -13,11 +13,11 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Final
 
 from loomtui.errors import abridged
-from loomtui.execution.activity import Activity, shorten
+from loomtui.execution.activity import Activity, json_event, shorten
 
 
 @dataclass(frozen=True)
@@ -38,11 +38,33 @@ class FaultSigns:
     usage: re.Pattern[str] | None = None
     """A line reporting a reply's tokens (`sent`, `received`, as `2.4k`) and the session's cost so far (`session`):
     what `report` counts for the runtime (Aider's `Tokens: ...`)."""
+    events: Callable[[str], str] | None = None
+    """For structured output (Codex's `--json`): an event as the plain line the signs above read, "" for one that
+    is no sign."""
 
 
 _COUNT: Final = r"\d{1,3}(?:,\d{3}){0,3}(?:\.\d{1,3})?k?|\d{1,12}(?:\.\d{1,3})?k?"
 """A count as Aider prints it (`387`, `2.4k`, `1,234`), of a size a count has: nothing else is read as one (`1.2.3`
 crashed the supervisor, and 400 digits were infinity)."""
+
+
+def codex_sign_line(line: str) -> str:
+    """An event as the plain line Codex prints for it, where that line is a sign of the model API's state
+    (`faults`): its error (`ERROR: ...`, a reconnect's "waiting for network" among them), or the header of
+    the model's reply (`codex`: it answered). "" for any other event: a command's output is never a sign."""
+    event = json_event(line)
+    if event is None:
+        return ""
+    if event.get("type") == "error":
+        return f"ERROR: {event.get('message') or ''}"
+    if event.get("type") == "turn.failed":
+        error = event.get("error")
+        return f"ERROR: {str(error.get('message') or '') if isinstance(error, dict) else 'the turn failed'}"
+    item = event.get("item")
+    if event.get("type") == "item.completed" and isinstance(item, dict) and item.get("type") == "agent_message":
+        return "codex"
+    return ""
+
 
 # From each CLI's own output, seen with the real CLIs against a model API on loopback
 # that is unreachable or answers errors (tests/test_runtime_codex_aider.py).
@@ -61,6 +83,9 @@ FAULT_SIGNS: Final[dict[str, FaultSigns]] = {
         usage=re.compile(rf"^Tokens: (?P<sent>{_COUNT}) sent, (?:.*, )?(?P<received>{_COUNT}) received\."
                          r"(?: Cost: \$[\d.,]+ message, \$(?P<session>\d{1,9}(?:\.\d{1,8})?) session\.)?$")),
 }
+
+FAULT_SIGNS["codex-json"] = replace(FAULT_SIGNS["codex"], events=codex_sign_line)
+"""Codex's `exec --json`: its events read as the lines it prints without it."""
 
 
 WRAPPED_AT_LEAST: Final = 60
@@ -92,6 +117,8 @@ class FaultWatch:
 
     def feed(self, line: str) -> list[Activity]:
         """The activities in one output line (an error), and note whether the agent only waits."""
+        if self.signs.events is not None:
+            line = self.signs.events(line)
         text = line.strip()
         if self.wrapped is not None:
             pending, self.wrapped = self.wrapped, None

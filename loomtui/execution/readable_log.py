@@ -4,13 +4,13 @@ other output as written."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Final
 
-from loomtui.execution.activity import is_stream_json, parse_claude_stream
+from loomtui.execution.activity import Activity, is_stream_json, parse_claude_stream, parse_codex_json
 from loomtui.execution.log_lines import MAX_LINE_BYTES, log_tail
-from loomtui.execution.runtimes import OUTPUT_CLAUDE_STREAM, OUTPUT_TERMINAL
+from loomtui.execution.runtimes import OUTPUT_CLAUDE_STREAM, OUTPUT_CODEX_JSON, OUTPUT_TERMINAL
 from loomtui.execution.terminal_text import TerminalLines
 
 READING_MARKS: Final = {"init": "·", "retry": "!", "tool": "▸", "error": "✗", "denied": "✗", "result": "■"}
@@ -21,6 +21,9 @@ _FRAGMENT: Final = 4096
 """A line this long that is no event is part of one (a tail that began inside a tool's output, or a skip
 ahead): said by its size, as a whole event's pieces are, never printed (a tail printed 1 MiB of it)."""
 MAX_TAIL_LINES: Final = 100_000
+_EVENTS: Final[dict[str, Callable[..., list[Activity]]]] = {
+    OUTPUT_CLAUDE_STREAM: parse_claude_stream, OUTPUT_CODEX_JSON: parse_codex_json}
+"""Structured output, one JSON event a line, each read as what happened in it."""
 
 
 class ReadableLog:
@@ -33,17 +36,18 @@ class ReadableLog:
         self.inside = f"{worktree.rstrip('/')}/" if worktree else None
         self.piece_bytes = 0  # of a long event read so far in pieces
         self.terminal = TerminalLines() if output == OUTPUT_TERMINAL else None
+        self.events = _EVENTS.get(output)
 
     def lines(self, lines: Iterable[str]) -> Iterator[str]:
-        """Claude Code's stream-json as what happened in each event (the model's words whole, each tool it
-        called, errors, denials, its closing result; a path in the worktree as the repository names it) and
-        nothing for an event that tells a reader nothing (a tool's output, a hook starting); any other line
-        (loomtui's own notes, what the agent wrote to stderr) as written."""
+        """Claude Code's stream-json (and Codex's --json) as what happened in each event (the model's words
+        whole, each tool it called, errors, denials, its closing result; a path in the worktree as the
+        repository names it) and nothing for an event that tells a reader nothing (a tool's output, a hook
+        starting); any other line (loomtui's own notes, what the agent wrote to stderr) as written."""
         for line in lines:
             if self.terminal is not None:  # an interactive agent's pane, as the screen showed it
                 yield from self.terminal.lines(line.removesuffix("\r"))
                 continue
-            if self.output != OUTPUT_CLAUDE_STREAM:
+            if self.events is None:
                 yield line
                 continue
             size = len(line.encode("utf-8", "replace"))
@@ -58,8 +62,7 @@ class ReadableLog:
             if not event:
                 yield line
                 continue
-            for activity in parse_claude_stream(line.replace(self.inside, "") if self.inside else line,
-                                                whole_text=True):
+            for activity in self.events(line.replace(self.inside, "") if self.inside else line, whole_text=True):
                 mark = READING_MARKS.get(activity["kind"])
                 yield from [f"{mark} {activity['summary']}"] if mark else activity["summary"].splitlines()
 

@@ -161,7 +161,10 @@ PRODUCT_NAMES: Final[dict[str, str]] = {
 
 OUTPUT_PLAIN: Final = "plain"
 OUTPUT_CLAUDE_STREAM: Final = "claude-stream-json"
+OUTPUT_CODEX_JSON: Final = "codex-json"
 OUTPUT_SCRIPT_AGENT: Final = "script-agent"
+FAULTS_IN_EVENTS: Final = {OUTPUT_CODEX_JSON: "codex-json"}
+"""Structured output whose events say the model API's faults (execution.faults), by the signs read in them."""
 OUTPUT_TERMINAL: Final = "terminal"
 """How an interactive agent's log is read (never a launch's output): its pane's terminal stream (terminal_text)."""
 
@@ -310,8 +313,11 @@ def program_files(program: str, search_path: str | None, *, _depth: int = 0) -> 
 
 
 def _options(argv: Sequence[str]) -> list[str]:
-    """An argv's words, an option written `--name=value` as its two words (as the CLIs take it)."""
-    return [part for word in argv for part in (word.split("=", 1) if word.startswith("--") else (word,))]
+    """An argv's words up to `--` (after it, the task: one saying `--json` is no option), an option written
+    `--name=value` as its two words (as the CLIs take it)."""
+    words = list(argv)
+    options = words[: words.index("--")] if "--" in words else words
+    return [part for word in options for part in (word.split("=", 1) if word.startswith("--") else (word,))]
 
 
 AIDER_COMMAND_MARKS: Final = ("/", "!")
@@ -355,6 +361,8 @@ def prepare_launch(runtime: RuntimeConfig, values: Mapping[str, str],
         argv[0] = os.path.abspath(found)
     if program == "claude" and "stream-json" in _options(argv):
         output = OUTPUT_CLAUDE_STREAM
+    elif program == "codex" and "--json" in _options(argv):
+        output = OUTPUT_CODEX_JSON
     elif program == "loomtui" and "script-agent" in argv:
         output = OUTPUT_SCRIPT_AGENT
     else:
@@ -374,7 +382,7 @@ def prepare_launch(runtime: RuntimeConfig, values: Mapping[str, str],
         env_prefixes=vendor.prefixes,
         env_switched=vendor.switched,
         env_defaults=vendor.defaults,
-        faults=program if output == OUTPUT_PLAIN else "",
+        faults=program if output == OUTPUT_PLAIN else FAULTS_IN_EVENTS.get(output, ""),
         offline_timeout=runtime.offline_timeout,
     )
 

@@ -275,6 +275,9 @@ class Supervisor:
         writer.start()
         assert process.stdout is not None
         parse, check = parser_for(self.spec.output), checker_for(self.spec.output)
+        # Faults in plain output are its activities; in events (Codex's --json), the parser says them and
+        # the watch only reads them.
+        watch = self.faults.feed if self.faults is not None and parse is not None else None
         if parse is None and self.faults is not None:
             parse = self.faults.feed
         last = b"\n"
@@ -296,6 +299,8 @@ class Supervisor:
                     continue
                 line = whole.decode("utf-8", errors="replace").rstrip("\n")
                 found = parse(line)
+                if watch is not None:
+                    watch(line)
                 if self.retries is not None:
                     self.retries.note(found)
                 if self.faults is not None and (usage := self.faults.reported()) is not None:
