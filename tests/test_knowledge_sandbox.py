@@ -267,6 +267,35 @@ def test_refresh_gives_a_stale_agent_the_context_now_and_never_writes_through_it
     assert [e.subject for e in sliced].count(record.id) == 2
 
 
+def test_a_refresh_slices_for_the_code_held_now_from_its_target_which_drift_compares_with(billing: Path) -> None:
+    """A refresh read the claims the last slice recorded (a claim added since was never read), and both it and
+    drift read HEAD's context: a sandbox for `release` read stale at once, and a refresh gave it main's ADRs."""
+    from loomtui.execution.context_files import refresh
+    from loomtui.governance.coordinator import governed_coordinator
+    from loomtui.knowledge.engine import drift_report
+
+    workspace = open_workspace(billing)
+    record = tasks.create_sandbox(workspace, "tidy the notification templates", "command", command=["true"])
+    assert "0002" not in sb.sandbox_paths(workspace.paths, record.id).context.read_text()
+    governed_coordinator(workspace).claim(record.id, "payments/invoices.py", reason="it touches totals after all")
+    refresh(workspace, record.id)
+    assert "docs/adr/0002" in sb.sandbox_paths(workspace.paths, record.id).context.read_text()  # banker's rounding
+
+    git(billing, "branch", "release")
+    released = tasks.create_sandbox(workspace, "make invoice totals round each line", "command", command=["true"],
+                                    base="release")
+    adr = billing / "docs" / "adr" / "0009-totals-in-minor-units.md"
+    adr.write_text("# 9. Totals in minor units\n\n## Status\n\nAccepted\n\n## Decision\n\n"
+                   "Invoice totals are summed in minor units (`payments/invoices.py`).\n")
+    git(billing, "add", "-A")
+    git(billing, "commit", "-qm", "ADR 9, on main only")
+    drift = {d.sandbox: d for d in drift_report(workspace).sandboxes}
+    assert drift[released.id].status == "fresh", drift[released.id]  # release has no ADR 9
+    assert drift[record.id].status != "fresh"  # main's sandbox: ADR 9 is new to it
+    refresh(workspace, released.id)
+    assert "0009" not in sb.sandbox_paths(workspace.paths, released.id).context.read_text()
+
+
 def test_a_refresh_that_cannot_slice_says_why_in_one_line_and_audits_it(billing: Path) -> None:
     workspace = open_workspace(billing)
     record = tasks.create_sandbox(workspace, "make invoice totals round each line", "command", command=["true"])

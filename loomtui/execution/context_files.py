@@ -28,7 +28,7 @@ from loomtui.store import ENDED_STATUSES, SandboxRecord
 from loomtui.workspace import Workspace
 
 if TYPE_CHECKING:  # the knowledge engine loads when a sandbox is created, not with the supervisor
-    from loomtui.knowledge.slicing import Slice
+    from loomtui.knowledge.slicing import ClaimInput, Slice
     from loomtui.knowledge.sources import Context
 
 WORKTREE_FILES: Final[dict[str, str]] = {"claude": "CLAUDE.md", "codex": "AGENTS.md"}
@@ -103,8 +103,10 @@ class AgentContext:
     error: str | None = None
 
 
-def assemble(workspace: Workspace, task: str, claims: Sequence[str], base_sha: str) -> AgentContext:
-    """The slice for the task and its claims from the context at the base commit, rendered.
+def assemble(workspace: Workspace, task: str, claims: Sequence[str], base_sha: str | None,
+             held: Sequence[ClaimInput] | None = None) -> AgentContext:
+    """The slice for the task and its claims (or the regions `held`, resolved already) from the context at
+    the base commit, rendered.
 
     Without a usable knowledge layer (a broken source config, a budget below the pinned
     sections) the agent gets the task alone and `error` says why (`record` keeps and audits
@@ -113,7 +115,7 @@ def assemble(workspace: Workspace, task: str, claims: Sequence[str], base_sha: s
     from loomtui.knowledge.engine import slice_for_task
 
     try:
-        piece, context = slice_for_task(workspace, task, list(claims), at=base_sha)
+        piece, context = slice_for_task(workspace, task, list(claims), at=base_sha, claims=held)
     except LoomError as exc:
         return AgentContext(task_only(task), error=str(exc))
     return AgentContext(piece.render(), piece, context)
@@ -145,17 +147,22 @@ def context_warning(sandbox: SandboxRecord) -> str | None:
 
 
 def refresh(workspace: Workspace, sandbox_id: str) -> AgentContext:
-    """Slice a sandbox's task again from the context now (its claims as recorded), rewrite the files
-    its agent reads, and record the new slice; a running agent reads it on its next look."""
+    """Slice a sandbox's task again from the context now at its target's tip, for the code it holds now (its
+    claims as they are, else as it was created with), rewrite the files its agent reads, and record the new
+    slice; a running agent reads it on its next look."""
     from loomtui.execution.sandboxes import get_sandbox, sandbox_paths
+    from loomtui.knowledge.engine import context_commit
+    from loomtui.knowledge.slicing import ClaimInput
 
     sandbox = get_sandbox(workspace, sandbox_id)
     if sandbox.status in ENDED_STATUSES:  # no agent will read it again: nothing to record
         raise LoomError(f"sandbox {sandbox.id} is {sandbox.status}: its agent has ended for good, and no one reads "
                         "its context any more", exit_code=1)
-    recorded = sandbox.data.get("context") or {}
-    targets = [str(c.get("target")) for c in recorded.get("claims", []) if not c.get("suggested")]
-    given = assemble(workspace, sandbox.task, targets, "HEAD")
+    # Not the claims the last slice recorded: one cut to the task by a context error recorded none, and a
+    # claim added since was never read. Held regions as held (a file its commits made is in no index yet).
+    held = [ClaimInput(c.target, tuple(c.region_ids)) for c in workspace.store.live_claims(sandbox.id)]
+    given = assemble(workspace, sandbox.task, list(sandbox.claim_targets), context_commit(workspace, sandbox),
+                     held or None)
     if given.piece is None:
         error = given.error or "no slice"
         workspace.record("context.unavailable", sandbox.id, {"error": error, "refresh": True})

@@ -29,6 +29,7 @@ from loomtui.knowledge.sources import (
     resolve_mentions,
 )
 from loomtui.knowledge.supersession import supersession
+from loomtui.store import SandboxRecord
 from loomtui.workspace import Workspace
 
 __all__ = [
@@ -279,11 +280,30 @@ def convention_findings(root: Path, context: Context, files: Sequence[str] | Non
 
 def drift_context(workspace: Workspace, *, index: RepoIndex | None = None,
                   config: LoomConfig | None = None) -> Context:
-    """The context sandboxes are compared with: the repository's HEAD (what a new sandbox and
-    `context refresh` get; an uncommitted edit is not yet the team's), the working tree before
-    any commit; mentions matched to `index`."""
-    at = "HEAD" if head_commit(workspace.root) else None
-    return context_of(workspace, at=at, index=index, config=config)
+    """The repository's context now: at HEAD (an uncommitted edit is not yet the team's), the working
+    tree before any commit; mentions matched to `index`."""
+    return context_of(workspace, at=head_commit(workspace.root), index=index, config=config)
+
+
+def context_commit(workspace: Workspace, sandbox: SandboxRecord) -> str | None:
+    """The commit a sandbox's context is compared with and sliced again from: its target's tip (one for
+    `release` started from release, where main's newer ADRs are not in force: it read stale at once, and
+    a refresh handed it main's), HEAD's for one with no target here; None before any commit."""
+    tip = head_commit(workspace.root, f"refs/heads/{sandbox.target}") if sandbox.target else None
+    return tip or head_commit(workspace.root)
+
+
+class _ContextsAt:
+    """Contexts by commit, each read once (most sandboxes share their target's tip)."""
+
+    def __init__(self, workspace: Workspace, index: RepoIndex, config: LoomConfig, *known: Context) -> None:
+        self.workspace, self.index, self.config = workspace, index, config
+        self.read: dict[str | None, Context] = {context.commit: context for context in known}
+
+    def __call__(self, at: str | None) -> Context:
+        if at not in self.read:
+            self.read[at] = context_of(self.workspace, at=at, index=self.index, config=self.config)
+        return self.read[at]
 
 
 def _recorded(data: dict[str, Any]) -> dict[str, Any] | None:
@@ -303,24 +323,25 @@ def sandbox_drift_now(workspace: Workspace, sandbox_id: str, *, index: RepoIndex
         raise LoomError(f"no sandbox {sandbox_id}")
     config = workspace.load_config()
     index = index if index is not None else knowledge_index(workspace, config)
-    current = drift_context(workspace, index=index, config=config)
+    current = context_of(workspace, at=context_commit(workspace, record), index=index, config=config)
     return sandbox_drift(record.id, _recorded(record.data) or {}, current, index)
 
 
 def drift_report(workspace: Workspace, *, index: RepoIndex | None = None) -> DriftReport:
-    """Live sandboxes against the context at HEAD (`drift_context`); the ADRs and the conventions'
-    rules against the code, both as they are in the working tree (what the engineer is changing,
+    """Live sandboxes, each against the context at its target's tip (`context_commit`); the ADRs and the
+    conventions' rules against the code, both as they are in the working tree (what the engineer is changing,
     as the app's context view and the checklist see it)."""
     config = workspace.load_config()
     index = index if index is not None else knowledge_index(workspace, config)
     current = drift_context(workspace, index=index, config=config)
+    at = _ContextsAt(workspace, index, config, current)
     sandboxes = []
     for record in workspace.store.list_sandboxes():
         if record.ended_for_good:  # no agent of it reads a context again
             continue
         recorded = _recorded(record.data)
         if recorded is not None:
-            sandboxes.append(sandbox_drift(record.id, recorded, current, index))
+            sandboxes.append(sandbox_drift(record.id, recorded, at(context_commit(workspace, record)), index))
     worktree = current if current.commit is None else context_of(workspace, index=index, config=config)
     problems = list(dict.fromkeys([*current.problems, *worktree.problems]))
     unpinned = list(dict.fromkeys([*pinned_sections(current)[1], *pinned_sections(worktree)[1]]))
