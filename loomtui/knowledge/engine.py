@@ -243,7 +243,9 @@ def _missing_why(mention: Mention) -> str:
 
 
 def adr_flags(context: Context) -> list[AdrFlag]:
-    """ADRs whose mentioned paths or symbols no longer exist, or that another ADR supersedes."""
+    """ADRs whose mentioned paths or symbols no longer exist, or whose supersession is not as they say: another
+    supersedes one whose status does not say so, two supersede each other, or the one said to supersede it is
+    not here (one retired as it says, by a decision here that stands, is no flag)."""
     flags: list[AdrFlag] = []
     relation = supersession(context)
     disputed = {one.id: other for pair in relation.each_other for one, other in (pair, pair[::-1])}
@@ -264,6 +266,9 @@ def adr_flags(context: Context) -> list[AdrFlag]:
             flags.append(AdrFlag(section.id, section.title, "superseded",
                                  f"superseded by {newer} but its status is {adr.status or 'not set'!r}"))
         elif adr.state == "superseded" or adr.superseded_by:
+            standing = relation.standing_for(section.id)
+            if adr.state == "superseded" and standing and len(standing) == len(relation.by.get(section.id, {})):
+                continue  # retired as it says, by decisions here that stand: flagged, drift failed CI for good
             by = f" by {newer}" if newer else ""
             flags.append(AdrFlag(section.id, section.title, "superseded",
                                  f"superseded{by}: agents should follow the newer decision"))

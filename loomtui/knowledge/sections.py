@@ -45,7 +45,12 @@ _FIELD_LINE = re.compile(r"^\s*[-*]?\s*\**(date|status)\**\s*:\s*\**\s*(.+?)\s*$
 _SUPERSEDED_BY = re.compile(r"superseded\s+by\s+(?:\[)?(?:ADR[-\s]?)?#?0*(\d{1,6})(?!\d)", re.IGNORECASE)
 _SUPERSEDES = re.compile(r"\bsupersedes\s+(?:\[)?(?:ADR[-\s]?)?#?0*(\d{1,6})(?!\d)", re.IGNORECASE)
 _REF_SHAPE = re.compile(r"^[A-Za-z_./][\w./:-]*$")
-_SENTENCE_END = re.compile(r"[.;]\s+|[.;]$")
+_SENTENCE_END = re.compile(r"(?<!\d)\.\s+|;\s+|[.;]$")
+"""Where a status's first sentence ends: not at a number's dot (adr-tools' `Superseded by [5. Use X](...)`)."""
+_LINK = re.compile(r"\[([^\]\n]*)\]\([^)\n]*\)")
+_SUPERSEDES_LINE = re.compile(r"^[\s*_>-]*supersedes\b", re.IGNORECASE)
+"""A line saying what the ADR supersedes (adr-tools writes one under its status); prose mentioning the word
+elsewhere ("a draft claimed it supersedes ADR 3, which it does not") is no link."""
 _MAYBE_MARKUP: Final = frozenset(" #`~=-")
 """The first characters a heading, a setext heading's underline or a code fence can start with (up to three
 spaces first)."""
@@ -292,6 +297,7 @@ def parse_adr(path: str, text: str) -> AdrInfo:
         number = int(found.group(1))
     title = PurePosixPath(path).stem
     status = date = ""
+    links: list[str] = []  # the status section's lines and any `Supersedes ...` line
     lines = text.splitlines()
     current: str | None = None
     for line in lines:
@@ -310,6 +316,8 @@ def parse_adr(path: str, text: str) -> AdrInfo:
         stripped = line.strip()
         if not stripped:
             continue
+        if current == "status" or _SUPERSEDES_LINE.match(line):
+            links.append(stripped)
         if current in ("status", "date") and not (status if current == "status" else date):
             if current == "status":
                 status = stripped.lstrip("-* ")
@@ -326,13 +334,13 @@ def parse_adr(path: str, text: str) -> AdrInfo:
             elif which == "date" and not date:
                 date = value
     superseded_by = tuple(sorted({int(n) for n in _SUPERSEDED_BY.findall(status)}))
-    supersedes = tuple(sorted({int(n) for n in _SUPERSEDES.findall(text)} - {number or -1}))
+    supersedes = tuple(sorted({int(n) for n in _SUPERSEDES.findall("\n".join(links))} - {number or -1}))
     return AdrInfo(number, title, _first_sentence(status), date, supersedes, superseded_by)
 
 
 def _first_sentence(status: str) -> str:
     """The status itself: "Accepted. Supersedes ADR 0002." is "Accepted" (the links are parsed apart)."""
-    return _SENTENCE_END.split(status, maxsplit=1)[0].strip()
+    return _SENTENCE_END.split(_LINK.sub(r"[\1]", status), maxsplit=1)[0].strip()
 
 
 def code_refs(text: str) -> tuple[str, ...]:
