@@ -186,10 +186,13 @@ def _decode(data: bytes, shown_path: str, problems: list[str]) -> str | None:
 def _read_layer(name: str, tree: SourceTree | GitTree, patterns: Sequence[str], problems: list[str],
                 *, report_missing: bool) -> tuple[list[SourceFile], list[Section], list[Rule], dict[str, str | None]]:
     listing = tree.listing()
+    # A commit's symlinks, met as the working tree's are (`CLAUDE.md -> AGENTS.md` read "no such file" at
+    # every commit, and one leading out of the repository went unsaid there).
+    links = tree.links if isinstance(tree, GitTree) else {}
     spec = _spec(patterns)
     chosen: list[str] = []
     directories: dict[str, None] = {}
-    for path in sorted(listing):
+    for path in sorted([*listing, *links]):
         if problem := name_problem(path):  # matched as it reads, said, and left out (it failed every command)
             if spec.match_file(matchable(path)):
                 problems.append(f"{_where(name, shown(path))}: {problem}; not read (rename the file)")
@@ -218,7 +221,8 @@ def _read_layer(name: str, tree: SourceTree | GitTree, patterns: Sequence[str], 
                 own = _spec([pattern])
                 if not any(own.match_file(p) for p in chosen):
                     problems.append(f"{_where(name, literal)}: no file matches")
-            elif literal not in listing and not any(p.startswith(literal.rstrip("/") + "/") for p in chosen):
+            elif literal not in listing and literal not in links and \
+                    not any(p.startswith(literal.rstrip("/") + "/") for p in chosen):
                 problems.append(f"{_where(name, literal)}: no such file")
     files: list[SourceFile] = []
     sections: list[Section] = []
@@ -232,6 +236,8 @@ def _read_layer(name: str, tree: SourceTree | GitTree, patterns: Sequence[str], 
             break
         try:
             if isinstance(tree, GitTree):
+                if path in links:
+                    raise tree.link_problem(path)
                 blob = listing[path]
                 assert blob is not None
                 data, size = tree.read_blob(blob, MAX_SOURCE_BYTES)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import posixpath
 import stat
 import subprocess
 from pathlib import Path
@@ -120,18 +121,35 @@ class GitTree:
         self.commit = commit
         self.where = where
         self._batch: subprocess.Popen[bytes] | None = None
+        self.links: dict[str, str] = {}
+        """Each symlink the last `listing` met: path -> its blob (its target's path)."""
 
     def listing(self) -> dict[str, str | None]:
         out = git_text(self.repo, "ls-tree", "-r", "-z", "--full-tree", self.commit)
         files: dict[str, str | None] = {}
+        self.links = {}
         for record in out.split("\0"):
             if not record:
                 continue
             meta, _, path = record.partition("\t")
             mode, kind, sha = meta.split()
-            if kind == "blob" and mode != "120000":  # a symlink's blob is its target, not text
+            if kind == "blob" and mode == "120000":  # a symlink's blob is its target, not text
+                self.links[path] = sha
+            elif kind == "blob":
                 files[path] = sha
         return files
+
+    def link_problem(self, path: str) -> LinkInTree | OSError:
+        """What reading the symlink at `path` meets, as `FileTree.read` says it: a link to a file of the tree
+        (read by its own name), or one leading out of it."""
+        try:
+            target, _size = self.read_blob(self.links[path], 4096)
+        except OSError as exc:
+            return exc
+        joined = posixpath.normpath(posixpath.join(posixpath.dirname(path), target.decode("utf-8", "replace")))
+        if joined.startswith(("/", "../")) or joined == "..":
+            return OSError(0, "a symlink leading out of the tree")
+        return LinkInTree(0, f"a link to {joined}, which is read once, by its own name", joined)
 
     def read(self, path: str, limit: int) -> tuple[bytes, str, int]:
         raise NotImplementedError  # read_blob is used: the blob id comes from the listing
