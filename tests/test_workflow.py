@@ -770,6 +770,25 @@ def test_a_task_waiting_for_claims_starts_once_they_are_let_go(manual: Workspace
     wait_until(lambda: sb.get_sandbox(manual, second).status != PLANNED, timeout=30, what="the second started")
 
 
+def test_a_task_that_waited_for_claims_starts_from_what_their_holder_merged(manual: Workspace) -> None:
+    """It started from the commit it was stated on: its change then conflicted with the holder's merged one,
+    the very thing it waited to avoid (`--after` tasks already started from the target as it is)."""
+    holder = run_task(manual, "double", "lib.py", "x + 1", "x + 2", claims=["lib.py::helper"])
+    wait_until_settled(manual, holder)
+    assert sb.get_sandbox(manual, holder).status == APPROVED  # the merge is a person's: it holds its claim
+    waiter = tasks.create_sandbox(manual, "tune", "script", claims=["lib.py::helper"], autostart=True,
+                                  wait_for_claims=True, script=edit(manual, "tune", "lib.py", "def helper(x):",
+                                                                    "def helper(x):  # tuned"))
+    assert next_step(manual, sb.get_sandbox(manual, waiter.id)).step == Step.WAIT_CLAIMS
+    request_merge(manual, holder)
+    wait_until_settled(manual, waiter.id)
+    tuned = sb.get_sandbox(manual, waiter.id)
+    assert "x + 2" in git(manual.root, "show", f"{tuned.branch}:lib.py")  # the holder's merged change under it
+    assert tuned.data["base_sha"] == git(manual.root, "rev-parse", "main").strip()
+    request_merge(manual, waiter.id)
+    assert git(manual.root, "show", "main:lib.py") == "def helper(x):  # tuned\n    return x + 2"
+
+
 def test_merging_a_task_not_yet_started_is_refused_and_starts_nothing(manual: Workspace) -> None:
     """`sandbox merge` follows people's decisions first; on a planned task that advance used to start its agent."""
     record = sb.plan_sandbox(manual, "due", "script", script=edit(manual, "due", "lib.py", "x + 1", "x + 3"))

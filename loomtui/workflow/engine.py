@@ -61,6 +61,7 @@ from loomtui.workflow.steps import (
     AFTER_KEY,
     CLAIMED_LINES_KEY,
     CLAIMS_WAIT_KEY,
+    CLAIMS_WAITED_KEY,
     MERGE_CONFLICT_KEY,
     MERGE_REQUESTED_KEY,
     PRESTART_KEY,
@@ -251,10 +252,12 @@ class Workflow:
 
     def _do(self, step: Step, record: SandboxRecord) -> str:
         if step == Step.PREPARE:
-            # A task that waited on others starts from the target as they left it, and so does one that no longer
-            # waits (it started from the commit it was stated on: `W` said "from main as it is").
-            return self.prepare(record, wait_for_claims=True,
-                                from_target=bool(record.data.get(AFTER_KEY) or record.data.get(AFTER_DROPPED_KEY)))
+            # A task that waited on others (or for the code they held) starts from the target as they left it, and
+            # so does one that no longer waits (it started from the commit it was stated on: `W` said "from main
+            # as it is").
+            after = any(record.data.get(key) for key in (AFTER_KEY, AFTER_DROPPED_KEY))
+            held = bool(record.target) and any(record.data.get(key) for key in (CLAIMS_WAIT_KEY, CLAIMS_WAITED_KEY))
+            return self.prepare(record, wait_for_claims=True, from_target=after or held)
         if step == Step.REJECT_START:
             transition(self.workspace, record.id, REJECTED, allowed_from=frozenset({PLANNED}),
                        reason=f"the start was not approved ({self.view(record).waits_on})")
@@ -323,8 +326,9 @@ class Workflow:
                 workspace.store.update_sandbox(record.id, data={CLAIMS_WAIT_KEY: {"why": str(exc),
                                                                                   "holders": holders}})
                 return f"waits for claims held by {', '.join(holders) or 'another sandbox'}"
+            waited = {CLAIMS_WAITED_KEY: True} if record.data.get(CLAIMS_WAIT_KEY) else {}
             workspace.store.update_sandbox(record.id, data={"claim_ids": [c.id for c in taken],
-                                                             CLAIMS_WAIT_KEY: None})
+                                                             CLAIMS_WAIT_KEY: None, **waited})
             try:
                 prestart_check(workspace, record.id)
             except PrestartBlocked as exc:

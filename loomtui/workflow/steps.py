@@ -62,6 +62,9 @@ CREATOR_KEY: Final = "creator"
 so its errors (a refused claim) reach it; the engine does so only once it is gone."""
 CLAIMS_WAIT_KEY: Final = "claims_wait"
 """Why a task's claims could not be taken yet: {"why", "holders"} (other sandboxes hold them)."""
+CLAIMS_WAITED_KEY: Final = "claims_waited"
+"""A task waited for its claims: it starts from the target as their holders left it (it started from the commit
+it was stated on, and the holder's merged change then conflicted with it)."""
 CLAIMED_LINES_KEY: Final = "claimed_lines"
 """{region id: the line range (`path:10-40`) it was read from} for a task that waits on others: its claims are
 the regions those lines held when it was stated (`tasks.create_sandbox`)."""
