@@ -789,6 +789,23 @@ def test_a_task_that_waited_for_claims_starts_from_what_their_holder_merged(manu
     assert git(manual.root, "show", "main:lib.py") == "def helper(x):  # tuned\n    return x + 2"
 
 
+def test_a_task_waiting_for_a_failed_holder_s_claims_says_it_waits_until_that_one_runs_or_goes(
+        manual: Workspace) -> None:
+    """A failed sandbox keeps its claims (for a run again): the task waiting for them sat `planned` for good,
+    saying only who held them (`sandbox new --claim` said what frees them)."""
+    failed = tasks.create_sandbox(manual, "try", "command", claims=["lib.py::helper"], autostart=True,
+                                  command=["sh", "-c", "exit 3"])
+    wait_until(lambda: sb.get_sandbox(manual, failed.id).status == FAILED, timeout=30, what="the holder failed")
+    waiter = tasks.create_sandbox(manual, "tune", "script", claims=["lib.py::helper"], autostart=True,
+                                  wait_for_claims=True, script=edit(manual, "tune", "lib.py", "x + 1", "x + 3"))
+    view = next_step(manual, sb.get_sandbox(manual, waiter.id))
+    assert view.step == Step.WAIT_CLAIMS, view
+    assert view.waits_on.endswith(f"; {failed.id} failed and keeps its claims for a run again: until it is run "
+                                  "again or removed, this task waits"), view.waits_on
+    tasks.remove(manual, failed.id, force=True)  # as it says: the waiter starts
+    wait_until(lambda: sb.get_sandbox(manual, waiter.id).status != PLANNED, timeout=30, what="the waiter started")
+
+
 def test_merging_a_task_not_yet_started_is_refused_and_starts_nothing(manual: Workspace) -> None:
     """`sandbox merge` follows people's decisions first; on a planned task that advance used to start its agent."""
     record = sb.plan_sandbox(manual, "due", "script", script=edit(manual, "due", "lib.py", "x + 1", "x + 3"))

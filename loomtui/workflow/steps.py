@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from enum import StrEnum
@@ -458,6 +458,14 @@ def _how_it_ended(record: SandboxRecord) -> str | None:
     return f"exited with code {record.exit_code}" if record.exit_code else None
 
 
+def _never_letting_go(workspace: Workspace, holders: Sequence[str]) -> str:
+    """What a waiting task's line adds for a holder that ended without merging: it keeps its claims (for a run
+    again) and nothing will let them go by itself (the task sat `planned` for good, saying only who held them)."""
+    ended = [r for r in (workspace.store.get_sandbox(h) for h in holders) if r is not None and r.status == FAILED]
+    return "".join(f"; {r.id} failed and keeps its claims for a run again: until it is run again or removed, "
+                   "this task waits" for r in ended)
+
+
 def _planned_step(workspace: Workspace, record: SandboxRecord, known: KnownHolders | None) -> StepView:
     if is_alive(record.pid, record.pid_start):  # its supervisor is up: started once already
         if publishing(workspace.paths.state_dir / PUBLISHED_OBJECTS):
@@ -471,10 +479,10 @@ def _planned_step(workspace: Workspace, record: SandboxRecord, known: KnownHolde
         creator = record.data.get(CREATOR_KEY)
         if creator and not holder_gone(str(creator)):
             return StepView(Step.PREPARING, "being prepared by the process that stated it")
-        claims_wait = record.data.get(CLAIMS_WAIT_KEY)
-        if claims_wait and any(_holds_claims(workspace, str(holder), known)
-                               for holder in claims_wait.get("holders", [])):
-            return StepView(Step.WAIT_CLAIMS, str(claims_wait.get("why")))
+        claims_wait = record.data.get(CLAIMS_WAIT_KEY) or {}
+        holding = [str(h) for h in claims_wait.get("holders", []) if _holds_claims(workspace, str(h), known)]
+        if holding:
+            return StepView(Step.WAIT_CLAIMS, str(claims_wait.get("why")) + _never_letting_go(workspace, holding))
         if claims_wait:  # let go where nothing advances it (a lease ran out): whoever looks can go on
             return StepView(Step.PREPARE, "the claims it waited for are free", PersonAction.RETRY, record.id)
         return StepView(Step.PREPARE)
