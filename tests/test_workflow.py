@@ -1092,6 +1092,8 @@ def test_plan_show_run_and_cancel(manual: Workspace) -> None:
     twice = run_cli(manual.root, "plan", "run")
     assert twice.returncode == 1 and f".loom/plan.yaml is running already (plan run {run}: 2 tasks not ended)" \
         in twice.stderr and "--again" in twice.stderr
+    # Its hint names the run: `plan cancel` alone cancels the newest run of any file (another plan's).
+    assert f"`loomtui plan cancel {run}`" in twice.stderr, twice.stderr
     # ...however the file is spelled (`./` and the absolute path ran every task once more, each merged again).
     for spelled in ("./.loom/plan.yaml", str(manual.root / ".loom" / "plan.yaml")):
         again = run_cli(manual.root, "plan", "run", spelled)

@@ -169,7 +169,8 @@ def _refuse_a_second_run(workspace: Workspace, relative: str) -> None:
     if going:
         runs = list(dict.fromkeys(str(r.data[PLAN_KEY]["run"]) for r in going))
         raise LoomError(f"{relative} is running already (plan run {listed(runs)}: {plural(len(going), 'task')} not "
-                        f"ended); `loomtui plan cancel` first, or --again to state every task once more",
+                        f"ended); cancel that run first (`loomtui plan cancel {runs[-1]}`: with no run named, "
+                        f"the newest of any file goes), or --again to state every task once more",
                         exit_code=1)
 
 
