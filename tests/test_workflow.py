@@ -863,6 +863,23 @@ def test_a_task_after_a_failed_one_is_held_not_started_on_a_broken_base(manual: 
                                                    "no change to show\n")
 
 
+def test_a_task_after_one_merged_into_another_branch_is_held_not_started_without_it(manual: Workspace) -> None:
+    """`sandbox merge A --into release` counted as merged for a task after A on main: it started from main,
+    which lacks A's change; stated after that merge, it was prepared at once the same way."""
+    git(manual.root, "branch", "release")
+    first = run_task(manual, "double", "lib.py", "x + 1", "x + 2")
+    wait_until_settled(manual, first)
+    later = run_task(manual, "then", "app.py", "helper(1)", "helper(2)", after=[first])
+    request_merge(manual, first, into="release")
+    for waiting in (later, run_task(manual, "stated after", "app.py", "helper(1)", "helper(3)", after=[first])):
+        view = next_step(manual, sb.get_sandbox(manual, waiting))
+        assert (view.step, view.action) == (Step.HELD, PersonAction.CANCEL), view
+        assert view.waits_on.startswith(f"{first} merged into release, not main"), view.waits_on
+        assert not sb.has_worktree(sb.get_sandbox(manual, waiting))
+    tasks.drop_after(manual, later)  # as it says: started from main as it is
+    assert sb.has_worktree(sb.get_sandbox(manual, later))
+
+
 def test_a_task_after_one_that_ended_with_no_change_is_held_not_left_waiting(manual: Workspace) -> None:
     """Its dependency exited 0 without a commit: nothing of it will ever merge, yet the task said
     "waits for the merge of X (exited)" for good, with no hint."""

@@ -279,10 +279,20 @@ def has_merged(record: SandboxRecord) -> bool:
     return record.status == MERGED or (record.status == ARCHIVED and bool(record.merged_commit))
 
 
+def merged_elsewhere(other: SandboxRecord, record: SandboxRecord) -> str:
+    """The branch `other` merged into when that is not the one `record` starts from ("" otherwise): a task after
+    one merged `--into release` started from main without it."""
+    into = other.merged_into or other.target
+    return into if has_merged(other) and record.target and into and into != record.target else ""
+
+
 def _dependency_view(workspace: Workspace, record: SandboxRecord, known: KnownHolders | None) -> StepView | None:
     """Held or waiting because of the tasks it comes after; None once they have all merged."""
     waiting = []
     for other in dependencies(workspace, record, known):
+        if into := merged_elsewhere(other, record):  # its change is not where this one starts from
+            return StepView(Step.HELD, f"{other.id} merged into {into}, not {record.target}; not started on a "
+                                       "base that lacks it", PersonAction.CANCEL, record.id)
         if has_merged(other):
             continue
         # Ended with no change (failed, or exited without a commit): nothing of it will ever merge.

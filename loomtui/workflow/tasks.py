@@ -36,6 +36,7 @@ from loomtui.workflow.steps import (
     caller_id,
     has_merged,
     holding_step,
+    merged_elsewhere,
     nobody_on_it,
 )
 from loomtui.workspace import Workspace
@@ -81,6 +82,10 @@ def create_sandbox(
         workspace, task, runtime, base=base, claims=claims, script=script, isolate=isolate, command=command,
         data={AUTOSTART_KEY: autostart, **creator, **({AFTER_KEY: waits_on} if waits_on else {}),
               **({CLAIMED_LINES_KEY: from_lines} if from_lines else {}), **(data or {})})
+    if prepare_now and any(merged_elsewhere(sandboxes.get_sandbox(workspace, w), record) for w in waits_on):
+        # One merged into another branch (`--into release`): held, as its step says, never started without it.
+        prepare_now = False
+        workspace.store.update_sandbox(record.id, data={CREATOR_KEY: None})
     # Ctrl-C anywhere from here cancels the task (removed unless its agent started): mid-way, a planned task
     # was left holding its claims, its worktree half made; in the write below, or before the start, planned
     # for no one to start, exit 130 with nothing said.
@@ -267,7 +272,8 @@ def drop_after(workspace: Workspace, sandbox_id: str, dropped: Sequence[str] = (
         if strangers:
             raise LoomError(f"sandbox {record.id} does not wait for {', '.join(strangers)} (it waits for "
                             f"{', '.join(after)})")
-        unmerged = [other for other in after if not has_merged(sandboxes.get_sandbox(workspace, other))]
+        unmerged = [other for other in after if not has_merged(found := sandboxes.get_sandbox(workspace, other))
+                    or merged_elsewhere(found, record)]
         gone = named or unmerged
         if not gone:
             raise LoomError(f"sandbox {record.id}: the tasks it waits for have all merged", exit_code=1)
