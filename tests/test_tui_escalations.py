@@ -372,7 +372,9 @@ async def test_escalations_arriving_together_are_one_toast_not_a_pile(billing: P
     from textual.notifications import Notify
 
     app = app_as(billing, ALICE)
-    app.escalation_toasts.seconds = 1.5
+    # Long enough that the next two arrive while the first toast shows, on a loaded machine too (at 1.5 s a
+    # whole run's load let them come as a toast each).
+    app.escalation_toasts.seconds = 4
     said: list[str] = []
     post = app.post_message
     app.post_message = lambda message: (  # type: ignore[method-assign]
@@ -380,17 +382,17 @@ async def test_escalations_arriving_together_are_one_toast_not_a_pile(billing: P
     async with app.run_test(size=SIZE) as pilot:
         await wait_for(pilot, lambda: app.policy is not None)  # on the dashboard: the queue is not in view
         escalate(billing, payments_change())
-        await wait_for(pilot, lambda: any("waiting" in line for line in said), timeout=10)
+        await wait_for(pilot, lambda: any("waiting" in line for line in said))
         escalate(billing, payments_change())
         escalate(billing, payments_change())
-        await wait_for(pilot, lambda: sum("waiting" in line for line in said) == 2, timeout=10)
+        await wait_for(pilot, lambda: sum("waiting" in line for line in said) == 2)
         await pilot.pause(0.5)
         assert [line for line in said if "waiting" in line] == [
             "1 new escalation waiting: press 3", "2 new escalations waiting: press 3"]
         # Pressing 3 answers the toast: it goes, rather than stay over the queue's detail.
         app.escalation_toasts.seconds = 60
         escalate(billing, payments_change())
-        await wait_for(pilot, lambda: any("press 3" in str(n.message) for n in app._notifications), timeout=10)
+        await wait_for(pilot, lambda: any("press 3" in str(n.message) for n in app._notifications))
         await pilot.press("3")
         await pilot.pause()
         assert not [n.message for n in app._notifications if "press 3" in str(n.message)]
