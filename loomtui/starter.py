@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
@@ -126,7 +127,8 @@ def starter(root: Path, lead: str | None) -> Starter:
     unread: list[str] = []
     gates = found_gates(root, unread)
     adrs = _adr_globs(root)
-    return Starter({CONFIG_PATH: _config_text(gates, adrs), POLICY_PATH: _policy_text(lead, gates, tuple(adrs))},
+    config = _config_text(gates, adrs, _nested_instructions(root))
+    return Starter({CONFIG_PATH: config, POLICY_PATH: _policy_text(lead, gates, tuple(adrs))},
                    gates, lead, tuple(unread))
 
 
@@ -154,8 +156,17 @@ def _adr_globs(root: Path) -> list[str]:
     return [f"{folder}/**/*.md" if nested else f"{folder}/*.md" for folder, nested in ranked] or ["docs/adr/*.md"]
 
 
-def _config_text(gates: tuple[Gate, ...], adrs: list[str]) -> str:
-    sources = json.dumps(["AGENTS.md", "CLAUDE.md", *adrs, "docs/conventions/*.md"])
+def _nested_instructions(root: Path) -> list[str]:
+    """Each AGENTS.md or CLAUDE.md below the root (a monorepo's services' own), hidden folders aside, shallowest
+    first: sources are anchored at the root, so `AGENTS.md` named none of them and their rules reached no agent."""
+    listed = Git(root).run("ls-files", "-z", "-co", "--exclude-standard", "--", "*/AGENTS.md", "*/CLAUDE.md")
+    found = [name for name in (listed.out.split("\0") if listed.status == 0 else ())
+             if "/" in name and not any(part.startswith(".") for part in Path(name).parts[:-1])]
+    return sorted(found, key=lambda name: (name.count("/"), name))[:MAX_ADR_FOLDERS]
+
+
+def _config_text(gates: tuple[Gate, ...], adrs: list[str], nested: Sequence[str] = ()) -> str:
+    sources = json.dumps(["AGENTS.md", "CLAUDE.md", *nested, *adrs, "docs/conventions/*.md"])
     lines = ["# loomtui's configuration for this repository (README: Configuration); `loomtui config check`",
              "# checks it. Commit it: every sandbox, and everyone's loomtui, reads the committed file.",
              "version: 1",

@@ -243,3 +243,17 @@ def test_init_takes_the_adr_folder_the_repository_has(tmp_path: Path) -> None:
     bare = own_repo(tmp_path / "bare", {"app.py": "X = 1\n"})  # none yet: where a new one would go
     assert run_cli(bare, "init").returncode == 0
     assert "docs/adr/*.md" in load_config(bare).context.sources
+
+
+def test_init_takes_each_service_s_own_agents_file(tmp_path: Path) -> None:
+    """Sources are anchored at the root: `AGENTS.md` named no service's own, and their rules reached no agent."""
+    repo = own_repo(tmp_path / "mono", {"AGENTS.md": "# Rules\n\n## Style\n\nRun black.\n",
+                                        "services/payments/AGENTS.md": "# Payments\n\n## Testing\n\nSet SANDBOX=1.\n",
+                                        "services/shipping/api/CLAUDE.md": "# Shipping API\n\n## Carriers\n\nNever call one.\n",
+                                        ".claude/skills/x/AGENTS.md": "# a skill's\n", "app.py": "X = 1\n"})
+    assert run_cli(repo, "init").returncode == 0
+    sources = load_config(repo).context.sources
+    assert [s for s in sources if s.endswith(("AGENTS.md", "CLAUDE.md"))] == [
+        "AGENTS.md", "CLAUDE.md", "services/payments/AGENTS.md", "services/shipping/api/CLAUDE.md"], sources
+    sliced = run_cli(repo, "context", "slice", "--task", "payments tests need the sandbox")
+    assert "services/payments/AGENTS.md > Payments > Testing" in sliced.stdout, sliced.stdout
