@@ -340,6 +340,14 @@ def test_versions_follow_history_and_match_the_working_tree(sample: Path) -> Non
     git(sample, "add", "-A")
     git(sample, "commit", "-qm", "a larger context budget")
     assert context_versions(sample, config)[0].changed == (".loom/loom.yaml",)
+    # A directory a file glob matches holds no source: its files made a version `show` and `drift` never named.
+    (sample / "docs" / "conventions" / "odd.md").mkdir()
+    (sample / "docs" / "conventions" / "odd.md" / "inner.txt").write_text("x\n")
+    git(sample, "add", "-A")
+    git(sample, "commit", "-qm", "a directory named like a convention")
+    agents.write_text(agents.read_text() + "\nOne more rule.\n")
+    git(sample, "commit", "-qam", "AGENTS.md: one more rule")
+    assert context_versions(sample, config)[0].version == load_context(sample, config, at="HEAD").version
 
 
 def test_a_commit_to_agents_md_makes_a_sandbox_stale(workspace: Workspace, sample: Path) -> None:

@@ -463,7 +463,10 @@ def context_versions(root: Path, config: ContextConfig, *, limit: int = 20) -> l
         spec = _spec(sources)
         # The config too: a commit that only named other sources was listed with "[]" for what it changed.
         changed = tuple(n for n in names.lstrip("\n").split("\0") if n and (spec.match_file(n) or n == CONFIG_PATH))
-        pairs = [(REPO_LAYER, p, b or "") for p, b in sorted(files.items()) if spec.match_file(p)]
+        # The files a read of that commit takes (`_read_layer`): not those in a directory a file glob matched
+        # (`docs/conventions/odd.md/`), which listed a version no `show` or `drift` ever named.
+        pairs = [(REPO_LAYER, p, b or "") for p, b in sorted(files.items())
+                 if spec.match_file(p) and not name_problem(p) and _matched_directory(spec, p) is None]
         version = _version_of_layers(outside, pairs)
         entries.append(VersionEntry(version, commit, int(when or 0), subject, changed))
     return entries
