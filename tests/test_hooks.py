@@ -1388,6 +1388,20 @@ def test_a_glob_only_the_hook_would_expand_is_bounded(tmp_path: Path) -> None:
         bash_write_targets(f"true || tee '{loops}/*/*/*/*/*/*/*/*/nomatch'; echo x >> tax.py", tmp_path)
 
 
+def test_a_command_too_long_to_read_in_time_is_refused_its_here_documents_read(tmp_path: Path) -> None:
+    """shlex takes time quadratic in a word's length: a 1.6 MB base64 word kept the hook past its 60 s timeout,
+    and Claude Code ran the write it hid unchecked. A here-document's text is not read word by word."""
+    from loomtui.governance.hooks.bash import MAX_WORDS_CHARS, CommandNotRead
+
+    word = "QUJD" * (MAX_WORDS_CHARS // 4)
+    with pytest.raises(CommandNotRead, match=r"it is [\d,]+ characters long outside its here-documents"):
+        bash_write_targets(f"echo {word} | base64 -d > payments/tax.py", tmp_path)
+    with pytest.raises(CommandNotRead, match=r"characters long \(loomtui reads at most 4,194,304\)"):
+        bash_write_targets("cat > a.py <<'EOF'\n" + "x = 1\n" * 800_000 + "EOF\n", tmp_path)
+    body = "cat > a.py <<'EOF'\n" + "x = 1\n" * 100_000 + "EOF\n"  # 600 KB of it: read, its target said
+    assert bash_write_targets(body, tmp_path) == [str(tmp_path / "a.py")]
+
+
 def test_braces_are_expanded_a_group_at_a_time_within_the_cap(tmp_path: Path,
                                                              monkeypatch: pytest.MonkeyPatch) -> None:
     """Six groups of fifty were made word by word first: 50**6 words, hours of the broker's only worker."""

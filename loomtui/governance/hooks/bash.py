@@ -17,6 +17,12 @@ from typing import Final
 
 from loomtui.governance.hooks.edits import MAX_TARGETS, absolute_path
 
+MAX_COMMAND_CHARS: Final = 4 << 20
+"""The longest command read at all (here-documents' text included): its reading must end well within the hook's
+timeout, past which Claude Code runs the call unchecked."""
+MAX_WORDS_CHARS: Final = 64 << 10
+"""The longest command read word by word (here-documents' text aside): shlex takes time quadratic in a word's
+length (a 1.6 MB base64 word took 61 s: the hook timed out and the write it hid went through)."""
 _REDIRECTS: Final = frozenset({">", ">>", ">|", "&>", "&>>", ">&", "<>"})
 _SEPARATORS: Final = frozenset({";", ";;", "&", "&&", "|", "||", "|&", "(", ")", "\n"})
 # Programs that run the command after them, each with its options that take a value, and how many operands of
@@ -50,8 +56,13 @@ def bash_write_targets(command: str, cwd: Path) -> list[str]:
     """Absolute paths a shell command writes: redirections, tee, sed/perl -i, cp/mv/ln/install,
     touch, truncate, rm, dd of=. Best effort: a file named through a variable is not seen
     (the git pre-commit hook and the post-gate policy still see the change)."""
+    if len(command) > MAX_COMMAND_CHARS:
+        raise CommandNotRead(f"it is {len(command):,} characters long (loomtui reads at most {MAX_COMMAND_CHARS:,})")
     plain = _without_comments(_ansi_c_quoted(_without_heredoc_bodies(command.replace("\\\n", ""))))
     plain = plain.replace('$"', '"')
+    if len(plain) > MAX_WORDS_CHARS:
+        raise CommandNotRead(f"it is {len(plain):,} characters long outside its here-documents (loomtui reads "
+                             f"at most {MAX_WORDS_CHARS:,})")
     try:
         tokens = _shell_tokens(plain)
     except ValueError:
