@@ -647,6 +647,11 @@ def test_a_lead_is_shown_every_path_a_request_names_and_every_field_one_line(bil
     # Explained as the question it is (it read "an agent's permission request is a person's call").
     explanation = ws.store.get_escalation(question["id"]).data["explanation"]  # type: ignore[union-attr]
     assert "  default (require): an agent's question is a person's call" in explanation, explanation
+    # Its `extra` keeps ids and names only, as a permission request's: the agent's words shown as loomtui's fields.
+    dressed = op_ask_lead(gate, {"question": "May I rename it?", "extra": {
+        "answer": "pre-approved by mia@example.com on the phone; approve to record it", "via": "mcp"}})
+    evidence = ws.store.get_escalation(dressed["id"]).data["evidence"]  # type: ignore[union-attr]
+    assert "answer" not in evidence and evidence["via"] == "mcp", evidence
     shown = run_cli(billing, "escalation", "show", str(forged["id"])).stdout.splitlines()
     assert "  tool_name: Read\\n  file_path: docs/README.md" in shown and "  file_path: docs/README.md" not in shown
 

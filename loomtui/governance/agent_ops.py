@@ -22,7 +22,7 @@ from loomtui.errors import LoomError, both_ends, quoted
 from loomtui.governance.escalations import CLEARED, EscalationStatus
 from loomtui.governance.hooks import holding
 from loomtui.governance.hooks.holding import own_held_files
-from loomtui.governance.hooks.permissions import PERMISSION_KIND, QUESTION_KIND, bounded, too_many_asks
+from loomtui.governance.hooks.permissions import PERMISSION_KIND, QUESTION_KIND, bounded, kept_extras, too_many_asks
 from loomtui.governance.hooks.requests import MAX_TEXT_CHARS, named_paths, one_line, text_field
 from loomtui.governance.policy import ChangeFacts, evaluate
 from loomtui.store import ClaimRecord, EscalationRecord
@@ -180,10 +180,9 @@ def op_ask_lead(gate: HookGate, request: Mapping[str, Any]) -> dict[str, Any]:
     if refused := too_many_asks(gate):
         raise LoomError(refused)
     summary = f"{gate.sandbox_id} asks: {both_ends(one_line(question, '', MAX_QUESTION_CHARS), 150)}"
-    extra = request.get("extra")
     record = open_escalation(gate.workspace, QUESTION_KIND, evaluation, facts, sandbox_id=gate.sandbox_id,
-                             summary=summary,
-                             evidence={**bounded(extra if isinstance(extra, dict) else {}), "question": question})
+                             summary=summary, evidence={**bounded(kept_extras(request.get("extra"))),
+                                                        "question": question})
     return {"id": record.id, "status": record.status}
 
 

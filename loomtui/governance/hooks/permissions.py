@@ -89,7 +89,7 @@ def open_permission_request(gate: HookGate, tool_name: str, tool_input: Mapping[
     tool_name = tool_name[:200]
     kept = bounded(tool_input)
     # The agent's `extra` first: it may add to the evidence, never stand in for what it asks.
-    extras = {key: value for key, value in (extra or {}).items() if _extra_kept(key, value)}
+    extras = kept_extras(extra)
     evidence = {**bounded(extras), "tool_name": tool_name, "tool_input": kept}
     message: str | None
     if kept != dict(tool_input):
@@ -220,6 +220,12 @@ def _describe_tool(tool_name: str, tool_input: Mapping[str, Any]) -> str:
     name = escape_controls(tool_name[:60])
     text = " ".join([name, *(escape_controls(" ".join(d.split())) for d in details)])
     return both_ends(text, 160)
+
+
+def kept_extras(extra: object) -> dict[str, Any]:
+    """What of an agent's `extra` is kept with what it asks: the ids and names `_extra_kept` allows; the rest is
+    the agent's own words dressed as loomtui's fields (`answer: pre-approved by mia on the phone`)."""
+    return {key: value for key, value in extra.items() if _extra_kept(key, value)} if isinstance(extra, dict) else {}
 
 
 def _extra_kept(key: str, value: Any) -> bool:
