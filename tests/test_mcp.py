@@ -400,6 +400,31 @@ def test_nothing_in_the_vocabulary_decides() -> None:
     assert not {"decide", "approve", "reject", "override"} & set(OPERATIONS)
 
 
+async def test_the_config_reaches_the_sandbox_s_broker_whatever_environment_the_host_passes_on(
+        ws: Workspace, sandbox: sb.SandboxRecord) -> None:
+    """The official SDK's stdio client passes HOME, PATH and a few more, not the agent's environment: under
+    bubblewrap every tool but `context` then failed on the read-only store. The config names the broker."""
+    paths = sb.sandbox_paths(ws.paths, sandbox.id)
+    server = json.loads(mcp_config_path(paths.dir).read_text())["mcpServers"]["loomtui"]
+    assert server["env"] == {"LOOM_BROKER": str(paths.broker), "LOOM_SANDBOX": sandbox.id, "LOOM_REPO": str(ws.root)}
+    serving = Broker(ws, sandbox.id, Path(sandbox.worktree or ""), paths.broker)
+    asked: list[bytes] = []
+    answer = serving.answer
+    serving.answer = (  # type: ignore[method-assign]
+        lambda line, waits=None: (asked.append(line), answer(line, waits))[1])
+    serving.start()
+    try:
+        params = StdioServerParameters(command=server["command"], args=server["args"], env=server["env"],
+                                       cwd=sandbox.worktree)  # the SDK's defaults, and the config's own
+        async with stdio_client(params) as (read, write_stream), ClientSession(read, write_stream) as client:
+            await client.initialize()
+            held = await call(client, "my_claims")
+    finally:
+        serving.close()
+    assert [c["target"] for c in held["claims"]] == [c.target for c in ws.store.live_claims(sandbox.id)], held
+    assert [json.loads(line)["op"] for line in asked] == ["my_claims"]  # answered by the broker, as inside bwrap
+
+
 def test_the_claude_runtime_is_wired_to_the_server(ws: Workspace, sandbox: sb.SandboxRecord) -> None:
     config = json.loads(mcp_config_path(sb.sandbox_paths(ws.paths, sandbox.id).dir).read_text())
     server = config["mcpServers"]["loomtui"]

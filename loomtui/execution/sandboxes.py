@@ -397,7 +397,9 @@ def make_worktree(workspace: Workspace, sandbox_id: str, *, base_sha: str | None
         given = (AgentContext(context) if context is not None
                  else assemble_context(workspace, record.task, list(record.claim_targets), base_sha))
         paths.context.write_text(given.text, encoding="utf-8")
-        write_mcp_config(mcp_config_path(paths.dir), paths.worktree)  # loomtui's MCP server ({mcp_config})
+        # loomtui's MCP server ({mcp_config}), with what reaches its broker, whatever the host passes on
+        write_mcp_config(mcp_config_path(paths.dir), paths.worktree, env={
+            "LOOM_BROKER": str(paths.broker), "LOOM_SANDBOX": record.id, "LOOM_REPO": str(workspace.root)})
         with workspace.paths.worktrees_locked():
             if not has_worktree(record):
                 _clear_half_made(workspace, record, paths.worktree, base_sha)
