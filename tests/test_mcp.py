@@ -217,7 +217,11 @@ async def test_no_decision_in_time_withdraws_the_request_and_denies(
     async with session(tree, broker=broker, timeout=1) as client:
         answer = await call(client, "permission_prompt", **ledger_edit(tree))
     assert answer["behavior"] == "deny" and "within 1s; it was withdrawn" in answer["message"]
-    (escalation,) = ws.store.list_escalations()
+    # A question no one answered in time is answered `none`, not a lead's `no` (which a model acts on as one).
+    async with session(tree, broker=broker, timeout=1) as client:
+        unheard = await call(client, "ask_lead", question="May I rename Ledger.find_charge?")
+    assert unheard["answer"] == "none" and "not allowed for now (ask again later)" in unheard["message"], unheard
+    (escalation,) = [e for e in ws.store.list_escalations() if e.kind != "question"]
     assert escalation.status == "withdrawn"
     # A lead deciding now: noted in the history, refused with why, nothing changes.
     lead = open_workspace(billing)

@@ -187,9 +187,9 @@ class Agent:
                                    hears_decision=True)
         if ended.get("decision") is not None and ended.get("status") != "withdrawn":
             return ended
-        return {**ended, "decision": "deny",
-                "message": f"no decision on escalation #{escalation_id} within {wait:g}s; it was withdrawn "
-                           "(ask again later, or ask a lead with ask_lead)"}
+        return {**ended, "decision": "deny", "unanswered": True,
+                "message": f"no decision on escalation #{escalation_id} within {wait:g}s; it was withdrawn: "
+                           "not allowed for now (ask again later)"}
 
 
 # -- the permission prompt ------------------------------------------------------------------
@@ -337,7 +337,9 @@ def build_server(agent: Agent) -> Any:
 
     @server.tool(structured_output=False,
                  description="Ask a lead a yes/no question (e.g. may I change this public API?); waits for "
-                             "the answer. `paths` names the files it is about (their approvers answer).")
+                             "the answer: `yes`, `no`, or `none` when no lead answered in time (then do not do "
+                             "it yet; ask again later). `paths` names the files it is about (their approvers "
+                             "answer).")
     async def ask_lead(question: str, paths: list[str] | None = None) -> str:
         try:
             waiter = await agent.call(agent.waiter)
@@ -346,8 +348,10 @@ def build_server(agent: Agent) -> Any:
             status = await agent.wait_for(int(opened["id"]), "request_status", agent.settings.wait)
         except LoomError as exc:
             raise ToolError(str(exc)) from None
-        return json.dumps({"escalation": opened["id"], "answer": "yes" if status["decision"] == "allow" else "no",
-                           "message": status.get("message", "")}, indent=1)
+        # No answer in time is none, not a lead's no (read as a refusal, it was acted on as one).
+        said = "yes" if status["decision"] == "allow" else "none" if status.get("unanswered") else "no"
+        return json.dumps({"escalation": opened["id"], "answer": said, "message": status.get("message", "")},
+                          indent=1)
 
     @server.tool(structured_output=False,
                  description="The context loomtui assembled for this task: the team's conventions, ADRs and "
