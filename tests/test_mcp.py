@@ -237,10 +237,10 @@ async def test_no_decision_in_time_withdraws_the_request_and_denies(
 class RawServer:
     """`loomtui mcp` spoken to by hand (JSON-RPC lines), so a test can kill it mid-call."""
 
-    def __init__(self, worktree: Path, env: dict[str, str], *extra: str) -> None:
+    def __init__(self, worktree: Path, env: dict[str, str], *extra: str, errlog: TextIO | None = None) -> None:
         self.process = subprocess.Popen([sys.executable, *server_argv(worktree, 60, *extra)], cwd=worktree, env=env,
-                                        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                                        text=True)
+                                        stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                        stderr=errlog or subprocess.DEVNULL, text=True)
         self.send({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
             "protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "test", "version": "1"}}})
         assert self.process.stdout is not None
@@ -283,6 +283,24 @@ def test_a_server_killed_mid_wait_has_its_request_withdrawn_by_the_broker(
     withdrawn = wait_for_status(ws, "withdrawn")
     assert withdrawn.id == opened.id
     assert "connection closed" in withdrawn.data["history"][-1]["reason"]
+
+
+def test_a_client_gone_mid_call_ends_the_server_quietly(ws: Workspace, sandbox: sb.SandboxRecord, broker: Path,
+                                                         tmp_path: Path) -> None:
+    """Its answer met a closed pipe: "internal error: ExceptionGroup ... (a bug in loomtui ...)", exit 1, in the
+    agent's log each time a client was killed."""
+    tree = Path(sandbox.worktree or "")
+    errors = tmp_path / "server.err"
+    with errors.open("w") as errlog:
+        server = RawServer(tree, server_env(LOOM_BROKER=str(broker)), errlog=errlog)
+        server.call("permission_prompt", ledger_edit(tree))
+        wait_for_status(ws, "open")
+        assert server.process.stdout is not None and server.process.stdin is not None
+        server.process.stdout.close()
+        server.process.stdin.close()
+        code = server.process.wait(30)
+    assert code == 0 and "internal error" not in errors.read_text(), errors.read_text()
+    assert wait_for_status(ws, "withdrawn")  # and its request given up
 
 
 def test_outside_a_sandbox_the_next_server_withdraws_what_a_killed_one_left(

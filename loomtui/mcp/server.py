@@ -408,6 +408,11 @@ def run(settings: Settings) -> int:
         asyncio.run(server.run_stdio_async())
     except KeyboardInterrupt:
         return 130
+    except BaseExceptionGroup as group:
+        # The client went away mid-answer (its pipe closed): the end of the session, not a bug in loomtui. Its
+        # waits were given up as they unwound.
+        if group.split((BrokenPipeError, ConnectionResetError))[1] is not None:
+            raise
     finally:
         agent.close()
     return 0
