@@ -50,6 +50,7 @@ async def test_the_plan_view_draws_waves_and_why_a_task_waits(tmp_path: Path) ->
         await wait_for(pilot, lambda: f"sandbox {first.id}" in " ".join(str(plan_detail.render()).split()))
         # Its next step's key works in the sandboxes view, one ⏎ away (pressed here, `S` did nothing).
         assert "(⏎ then press S)" in " ".join(str(plan_detail.render()).split())
+        assert "(⏎ then press S)" in waves[0][0], waves[0][0]  # the tree's own line too: "(press S)" did nothing
         tree.move_cursor(run.children[1].children[0])
         await pilot.pause()
         detail = " ".join(str(app.screen.query_one("#plan-detail", Static).render()).split())

@@ -211,5 +211,6 @@ def _task_label(task: PlannedTask) -> Text:
     label = Text(f"{task.name} ")
     label.append(task.sandbox.status, style=STATUS_STYLES.get(task.sandbox.status, ""))
     if task.step is not None and str(task.step.step) != "done":
-        label.append(f"  {task.step.line(app_step_hints())}", style=STEP_STYLES.get(str(task.step.step), "dim"))
+        # Its keys work in the sandboxes view, one ⏎ away: "(press m)" here did nothing.
+        label.append(f"  {task.step.line(_plan_hints())}", style=STEP_STYLES.get(str(task.step.step), "dim"))
     return label
