@@ -202,6 +202,18 @@ def test_overlapping_claims_never_run_at_once_written_first_goes_first() -> None
     assert result.waves == (("a", "c"), ("b",))
 
 
+def test_tasks_on_one_file_wait_each_on_the_one_before_not_on_all_before_it() -> None:
+    """Pairs were met first with first: twelve tasks on one file had 66 edges, the last waiting on eleven (and the
+    app said "why: both claim ..." eleven times). A written `after:` stays, implied or not."""
+    names = [f"t{n}" for n in range(5)]
+    chain = schedule(plan(*(task(name, LEDGER) for name in names)), regions, no_uses)
+    assert [(e.before, e.after) for e in chain.edges] == list(zip(names, names[1:]))
+    assert chain.waves == tuple((name,) for name in names) and chain.waits_on("t4") == ("t3",)
+    written = schedule(plan(task("a", LEDGER), task("b", LEDGER), task("c", LEDGER, after=["a"])), regions, no_uses)
+    assert sorted((e.before, e.after, e.kind) for e in written.edges) == [
+        ("a", "b", "overlap"), ("a", "c", "after"), ("b", "c", "overlap")]
+
+
 def test_nested_regions_overlap_and_say_so() -> None:
     result = schedule(plan(task("a", "payments/refunds.py"), task("b", QUOTE)), regions, no_uses)
     (edge,) = result.edges
