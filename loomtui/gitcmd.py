@@ -48,6 +48,18 @@ BLOB_BATCH = 500
 """Blobs read by one `cat-file --batch` (`Git.blob_texts`): few processes, a bounded piece in memory."""
 
 
+_OBJECT_ID = re.compile(rb"[0-9a-f]{40}(?:[0-9a-f]{24})?")
+
+
+def _object_header(line: bytes) -> tuple[bytes, int] | None:
+    """An object's type and size from `cat-file --batch`'s header (`<id> <type> <size>`); None for anything else
+    (`<name> missing`, where the name may itself hold spaces and a `blob`)."""
+    parts = line.split(b" ")
+    if len(parts) != 3 or not _OBJECT_ID.fullmatch(parts[0]) or not parts[2].isdigit():
+        return None
+    return parts[1], int(parts[2])
+
+
 class GitFailed(LoomError):
     """A git command failed; the message carries git's own first error line."""
 
@@ -296,15 +308,29 @@ class Git:
             at = 0
             for i, _name in part:
                 end = out.index(b"\n", at)
-                header = out[at:end].split()
+                found = _object_header(out[at:end])
                 at = end + 1
-                if len(header) == 3 and header[1] == b"blob":
-                    size = int(header[2])
-                    texts[i] = out[at : at + size].decode("utf-8", "replace")
+                texts[i] = ""  # missing (a new file, or no such revision), or no blob (a tree, a submodule's commit)
+                if found is not None:  # its content follows whatever its type: skipped past, or a later text shifts
+                    kind, size = found
+                    if kind == b"blob":
+                        texts[i] = out[at : at + size].decode("utf-8", "replace")
                     at += size + 1
-                else:
-                    texts[i] = ""  # missing (a new file, or no such revision) or not a blob
         return [texts[i] for i in range(len(names))]
+
+    def blobs_present(self, names: Sequence[str]) -> list[bool]:
+        """Whether each `REV:PATH` is a blob (its header only: `cat-file --batch-check`, no content read)."""
+        present: dict[int, bool] = {}
+        batched = [(i, name) for i, name in enumerate(names) if "\n" not in name]
+        for i, name in enumerate(names):
+            if "\n" in name:
+                present[i] = self.run("cat-file", "-t", name).out == "blob"
+        if batched:
+            out = self.feed("cat-file", "--batch-check", data="".join(f"{name}\n" for _, name in batched).encode())
+            for (i, _name), header in zip(batched, out.split(b"\n"), strict=False):
+                found = _object_header(header)
+                present[i] = found is not None and found[0] == b"blob"
+        return [present.get(i, False) for i in range(len(names))]
 
     def tree_entries(self, treeish: str, paths: Sequence[str] = (), *,
                      config: Sequence[str] = ()) -> list[TreeEntry]:

@@ -452,6 +452,19 @@ def test_diff_to_regions_marks_signature_changes_and_unclaimed_edits(coordinator
     assert changes[QUOTE].claimed is False
     with pytest.raises(LoomError):
         diff_regions(root, "no-such-ref")
+    # Between commits too, a file become a directory beside it (its tree read mid-batch shifted every later text:
+    # the signature change went unseen), and a new file named like a header ("notes blob" crashed the review).
+    base = git(root, "rev-parse", "HEAD").strip()
+    (root / "docs" / "runbook.md").unlink()
+    (root / "docs" / "runbook.md").mkdir()
+    (root / "docs" / "runbook.md" / "x.txt").write_text("moved\n")
+    (root / "notes blob").write_text("n\n")
+    git(root, "add", "-A")
+    git(root, "commit", "-qm", "a file become a directory")
+    head = git(root, "rev-parse", "HEAD").strip()
+    committed = {c.region_id: c for c in diff_regions(root, base, head)}
+    assert committed[ROUNDING].signature_changed and committed["notes blob"].change == "added", committed
+    assert committed["docs/runbook.md"].change == "removed" and committed["docs/runbook.md/x.txt"].change == "added"
 
 
 @pytest.mark.parametrize("deep", ["x = " + "[" * 3000 + "]" * 3000 + "\n",  # refused by Python's parser

@@ -145,6 +145,8 @@ def test_blobs_are_read_in_batches_each_as_its_name_asks(repo: Path, monkeypatch
     for n, name in enumerate(names):
         (repo / name).write_text(f"text {n}\n" + "é" * n)
     (repo / "odd\nname.txt").write_text("newline\n")
+    (repo / "sub").mkdir()
+    (repo / "sub" / "inner.txt").write_text("inside\n")
     git(repo, "add", "-A")
     git(repo, "commit", "-qm", "files")
     runs: list[tuple[str, ...]] = []
@@ -155,7 +157,12 @@ def test_blobs_are_read_in_batches_each_as_its_name_asks(repo: Path, monkeypatch
         return raw(self, *args, **kwargs)
 
     monkeypatch.setattr(Git, "raw", counted)
-    asked = [f"HEAD:{name}" for name in names] + ["HEAD:missing.txt", "HEAD", "HEAD:odd\nname.txt", ":f1.txt"]
+    # A tree or a commit mid-batch (its content follows its header too: skipped, or every later text shifted),
+    # and a missing name holding " blob " (read as a header, it crashed the review).
+    asked = ["HEAD:sub", "HEAD", *(f"HEAD:{name}" for name in names), "HEAD:missing blob", "HEAD:odd\nname.txt",
+             ":f1.txt", "HEAD:sub/inner.txt"]
     texts = Git(repo).blob_texts(asked, chunk=3)
-    assert texts == [f"text {n}\n" + "é" * n for n in range(7)] + ["", "", "newline\n", "text 1\né"]
+    assert texts == ["", "", *(f"text {n}\n" + "é" * n for n in range(7)), "", "newline\n", "text 1\né", "inside\n"]
     assert len(runs) == 4 + 1  # eleven names in batches of three, the newline's alone
+    assert Git(repo).blobs_present(["HEAD:sub", "HEAD:f0.txt", "HEAD:missing blob", "HEAD:odd\nname.txt"]) == [
+        False, True, False, True]

@@ -9,9 +9,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from loomtui.coordination.claims import Coordinator
-from loomtui.coordination.regions import ancestors
+from loomtui.coordination.regions import ancestors, split_id
 from loomtui.errors import LoomError
-from loomtui.gitcmd import Git, unattributed
+from loomtui.gitcmd import BLOB_BATCH, Git, unattributed
 from loomtui.store import ENDED_STATUSES, ClaimRecord
 
 
@@ -95,22 +95,28 @@ def _changes(root: Path, base: str, head: str | None) -> tuple[tuple[str, str, b
 
     found: list[tuple[str, str, bool]] = []
     budget = ParseBudget()
+    git = Git(root)
     paths = changed_files(root, base, head)
-    # Every side in one batch (two `git show` a file took 28 s for a worktree's 3,000 new files).
-    texts = Git(root).blob_texts([f"{base}:{p}" for p in paths] + ([f"{head}:{p}" for p in paths] if head else []))
-    for position, path in enumerate(paths):
-        old = texts[position]
-        if head is None:
-            target = root / path
-            new = target.read_text("utf-8", "replace") if target.is_file() else ""
-        else:
-            new = texts[len(paths) + position]
-        if path.endswith(".py"):
+    # Read in batches (two `git show` a file took 28 s for a worktree's 3,000 new files), a batch's texts dropped
+    # once parsed; of any other file only whether each side has it (its text is never read).
+    python = [p for p in paths if p.endswith(".py")]
+    for start in range(0, len(python), BLOB_BATCH):
+        part = python[start : start + BLOB_BATCH]
+        olds = git.blob_texts([f"{base}:{p}" for p in part])
+        news = git.blob_texts([f"{head}:{p}" for p in part]) if head else [_on_disk(root / p) for p in part]
+        for path, old, new in zip(part, olds, news, strict=True):
             found += [(c.region_id, c.change, c.signature_changed) for c in changed_regions(old, new, path, budget)]
-        else:
-            kind = "added" if not old else "removed" if not new else "modified"
-            found.append((path, kind, False))
-    return tuple(found)
+    others = [p for p in paths if not p.endswith(".py")]
+    had = git.blobs_present([f"{base}:{p}" for p in others])
+    has = git.blobs_present([f"{head}:{p}" for p in others]) if head else [(root / p).is_file() for p in others]
+    for path, before, after in zip(others, had, has, strict=True):
+        found.append((path, "added" if not before else "removed" if not after else "modified", False))
+    order = {path: position for position, path in enumerate(paths)}  # as listed: file by file
+    return tuple(sorted(found, key=lambda change: order.get(split_id(change[0])[0], len(order))))
+
+
+def _on_disk(path: Path) -> str:
+    return path.read_text("utf-8", "replace") if path.is_file() else ""
 
 
 def sandbox_signature_changes(coordinator: Coordinator) -> set[str]:
