@@ -210,6 +210,11 @@ def test_codex_events_are_read_as_the_lines_it_prints_a_command_s_error_never_th
     assert why is not None and "(Reconnecting... waiting for network (Connection failed))" in why
     watch.feed('{"type":"item.completed","item":{"id":"item_1","type":"agent_message","text":"Done."}}')
     assert watch.overdue() is None and watch.last_error is None  # it answered
+    # A reconnect that worked, then a command that runs past the timeout: working, not offline (it was stopped).
+    watch.feed(waiting)
+    watch.feed('{"type":"item.started","item":{"id":"item_2","type":"command_execution","command":"pytest"}}')
+    clock.now += 300
+    assert watch.overdue() is None
     watch.feed('{"type":"turn.failed","error":{"message":"We\u2019re currently experiencing high demand"}}')
     assert watch.last_error == "We\u2019re currently experiencing high demand"
 

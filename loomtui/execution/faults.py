@@ -51,7 +51,8 @@ crashed the supervisor, and 400 digits were infinity)."""
 def codex_sign_line(line: str) -> str:
     """An event as the plain line Codex prints for it, where that line is a sign of the model API's state
     (`faults`): its error (`ERROR: ...`, a reconnect's "waiting for network" among them), or the header of
-    the model's reply (`codex`: it answered). "" for any other event: a command's output is never a sign."""
+    the model's reply (`codex`: it answered; any item it makes, or its turn's end, says as much). "" for any
+    other event: a command's output is never a sign."""
     event = json_event(line)
     if event is None:
         return ""
@@ -61,7 +62,10 @@ def codex_sign_line(line: str) -> str:
         error = event.get("error")
         return f"ERROR: {str(error.get('message') or '') if isinstance(error, dict) else 'the turn failed'}"
     item = event.get("item")
-    if event.get("type") == "item.completed" and isinstance(item, dict) and item.get("type") == "agent_message":
+    if (event.get("type") in ("item.started", "item.completed") and isinstance(item, dict)
+            and item.get("type") != "error") or event.get("type") == "turn.completed":
+        # The model answered (a command it runs, a file it changes, its words): no longer only waiting (a
+        # reconnect that worked, then minutes of commands, read as offline and was stopped).
         return "codex"
     return ""
 
