@@ -1217,6 +1217,18 @@ def test_after_a_merge_other_claims_on_regions_it_removed_are_reported_stale(man
     as_json = json.loads(run_cli(manual.root, "claim", "list", "--json").stdout)
     assert sorted((c["sandbox_id"], c["gone"]) for c in as_json) == [(holder.id, []), (holder.id, ["lib.py::helper"])]
     assert [line for line in listed.stdout.splitlines() if "gone from the code" in line and "fresh.py" in line] == []
+    # A file the holder's base had, deleted by a merge: gone, as a renamed function is (not taken for a new file).
+    reader = tasks.create_sandbox(manual, "read the ledger", "script",
+                                  script=script(manual, "idle2", "- {log: idle}\n"))
+    governed_coordinator(manual).claim(reader.id, "ledger.py::post", mode="shared")
+    deleter = tasks.create_sandbox(manual, "drop the ledger", "script", autostart=True, script=script(
+        manual, "drop", "- {delete: ledger.py}\n- {commit: drop the ledger}\n"))
+    wait_until_settled(manual, deleter.id)
+    escalation = sb.get_sandbox(manual, deleter.id).data["review_escalation"]
+    assert run_cli(manual.root, "escalation", "approve", str(escalation), user="lead@example.com").returncode == 0
+    request_merge(manual, deleter.id)
+    gone = json.loads(run_cli(manual.root, "claim", "list", "--json").stdout)
+    assert [c["gone"] for c in gone if c["sandbox_id"] == reader.id] == [["ledger.py::post"]], gone
 
 
 def test_archiving_a_sandbox_awaiting_review_withdraws_its_escalation(manual: Workspace) -> None:

@@ -313,12 +313,12 @@ def cmd_claim_renew(args: argparse.Namespace) -> int:
 
 def _gone_from_the_code(workspace: Workspace, claims: list[ClaimRecord]) -> dict[int, list[str]]:
     """`gone_regions` of the claims; empty when there are none or the index cannot be read here."""
-    from loomtui.coordination.view import gone_regions
+    from loomtui.coordination.view import gone_regions, made_on_branch
 
     if not claims:
         return {}
     try:
-        return gone_regions(claims, _index(workspace))
+        return gone_regions(claims, _index(workspace), made_on_branch(workspace.store, workspace.root))
     except (LoomError, OSError):
         return {}
 

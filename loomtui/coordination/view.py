@@ -3,13 +3,16 @@ dependency neighbourhood with the owner of every neighbour. Plain data for any U
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from loomtui.coordination.claims import Conflict, Coordinator, edge_label
 from loomtui.coordination.diff import sandbox_signature_changes
 from loomtui.coordination.index import DEPENDENCY_KINDS, RepoIndex
 from loomtui.coordination.regions import ancestors, split_id
-from loomtui.store import ClaimRecord
+from loomtui.gitcmd import Git
+from loomtui.store import ClaimRecord, Store
 
 
 @dataclass(frozen=True)
@@ -49,18 +52,30 @@ def owners_of(region_id: str, claims: list[ClaimRecord]) -> tuple[str, ...]:
     return tuple(sorted({c.sandbox_id for c in claims if covering & set(c.region_ids)}))
 
 
-def gone_regions(claims: list[ClaimRecord], index: RepoIndex) -> dict[int, list[str]]:
+def gone_regions(claims: list[ClaimRecord], index: RepoIndex,
+                 made_on_branch: Callable[[ClaimRecord, str], bool] | None = None) -> dict[int, list[str]]:
     """Each claim's regions the code no longer has (renamed, moved or deleted since it was made, as by a
-    merge): a name that protects nothing. Regions inside files the code has only: a file claimed, or a
-    function in a file the code lacks, may be one its agent has yet to create or has made on its branch
-    (a commit there claims it)."""
+    merge): a name that protects nothing. Regions inside files only: a file claimed may be one its agent
+    has yet to create; and a region in a file the code lacks that its holder's branch made (`made_on_branch`,
+    a commit there claims it) is new, not gone."""
     gone = {}
     for claim in claims:
-        missing = [rid for rid in claim.region_ids
-                   if "::" in rid and rid not in index.regions and split_id(rid)[0] in index.files]
+        missing = [rid for rid in claim.region_ids if "::" in rid and rid not in index.regions and not (
+            made_on_branch is not None and split_id(rid)[0] not in index.files
+            and made_on_branch(claim, split_id(rid)[0]))]
         if missing:
             gone[claim.id] = missing
     return gone
+
+
+def made_on_branch(store: Store, root: Path) -> Callable[[ClaimRecord, str], bool]:
+    """Whether a claim's file is one its holder's branch made: its sandbox's base commit has no such file."""
+    def made(claim: ClaimRecord, path: str) -> bool:
+        sandbox = store.get_sandbox(claim.sandbox_id)
+        if sandbox is None or not sandbox.base_sha:  # a person's claim, or a task not started: not on a branch
+            return False
+        return not Git(root).ok("cat-file", "-e", f"{sandbox.base_sha}:{path}")
+    return made
 
 
 def coordination_picture(coordinator: Coordinator) -> CoordinationPicture:
@@ -81,5 +96,5 @@ def coordination_picture(coordinator: Coordinator) -> CoordinationPicture:
         claims=claims, neighbourhoods=neighbourhoods,
         conflicts=coordinator.conflicts(signature_changed=sandbox_signature_changes(coordinator)),
         files=len(index.files), regions=index.region_count(), edges=index.edge_count(), stale=tuple(index.stale),
-        gone=gone_regions(claims, index),
+        gone=gone_regions(claims, index, made_on_branch(coordinator.store, coordinator.workspace.root)),
     )

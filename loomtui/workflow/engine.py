@@ -399,14 +399,14 @@ class Workflow:
         live = [c for c in self.workspace.store.live_claims() if c.sandbox_id != merged_id]
         if not live:
             return
-        from loomtui.coordination.view import gone_regions
+        from loomtui.coordination.view import gone_regions, made_on_branch
 
         try:
             index = governed_coordinator(self.workspace).index
         except LoomError as exc:
             self.say(f"claims not re-checked after the merge of {merged_id}: {exc}")
             return
-        stale = gone_regions(live, index)
+        stale = gone_regions(live, index, made_on_branch(self.workspace.store, self.workspace.root))
         for claim in live:
             if gone := stale.get(claim.id):
                 self.workspace.record("claim.stale", claim.sandbox_id, {
