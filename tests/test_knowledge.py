@@ -128,6 +128,9 @@ def test_an_adr_status_is_its_status_not_the_whole_line() -> None:
                       "Supersedes [1. Record decisions](0001-record-decisions.md)\n\n## Context\n\n"
                       "An earlier draft wrongly claimed it supersedes ADR 0003, which it does not.\n")
     assert (tools.status, tools.superseded_by, tools.supersedes) == ("Superseded by [5. Use CockroachDB]", (5,), (1,))
+    # A status field line's own links count (MADR's `* Status:`); a date's dot still ends its first sentence.
+    field = parse_adr("docs/adr/0005-x.md", "# 5. X\n\n* Status: accepted 2024-01-05. Supersedes ADR-0003\n")
+    assert (field.status, field.supersedes) == ("accepted 2024-01-05", (3,))
 
 
 def test_headings_close_as_commonmark_says_and_a_line_of_blanks_is_read_at_once() -> None:

@@ -45,8 +45,8 @@ _FIELD_LINE = re.compile(r"^\s*[-*]?\s*\**(date|status)\**\s*:\s*\**\s*(.+?)\s*$
 _SUPERSEDED_BY = re.compile(r"superseded\s+by\s+(?:\[)?(?:ADR[-\s]?)?#?0*(\d{1,6})(?!\d)", re.IGNORECASE)
 _SUPERSEDES = re.compile(r"\bsupersedes\s+(?:\[)?(?:ADR[-\s]?)?#?0*(\d{1,6})(?!\d)", re.IGNORECASE)
 _REF_SHAPE = re.compile(r"^[A-Za-z_./][\w./:-]*$")
-_SENTENCE_END = re.compile(r"(?<!\d)\.\s+|;\s+|[.;]$")
-"""Where a status's first sentence ends: not at a number's dot (adr-tools' `Superseded by [5. Use X](...)`)."""
+_SENTENCE_END = re.compile(r"\.\s+(?![^\[\]]*\])|;\s+|[.;]$")
+"""Where a status's first sentence ends: not inside a link's brackets (adr-tools' `Superseded by [5. Use X](...)`)."""
 _LINK = re.compile(r"\[([^\]\n]*)\]\([^)\n]*\)")
 _SUPERSEDES_LINE = re.compile(r"^[\s*_>-]*supersedes\b", re.IGNORECASE)
 """A line saying what the ADR supersedes (adr-tools writes one under its status); prose mentioning the word
@@ -331,6 +331,7 @@ def parse_adr(path: str, text: str) -> AdrInfo:
                 value = value[1:-1].strip()
             if which == "status" and not status:
                 status = value
+                links.append(value)  # MADR's `* Status: accepted. Supersedes ADR-0003`
             elif which == "date" and not date:
                 date = value
     superseded_by = tuple(sorted({int(n) for n in _SUPERSEDED_BY.findall(status)}))
