@@ -787,6 +787,17 @@ def test_a_task_that_waited_for_claims_starts_from_what_their_holder_merged(manu
     assert tuned.data["base_sha"] == git(manual.root, "rev-parse", "main").strip()
     request_merge(manual, waiter.id)
     assert git(manual.root, "show", "main:lib.py") == "def helper(x):  # tuned\n    return x + 2"
+    # One stated on a base of its own (a hotfix on a tag) starts from it still, however long it waited.
+    git(manual.root, "tag", "v1", "HEAD~2")
+    holder = run_task(manual, "hold", "lib.py", "x + 2", "x + 5", claims=["lib.py::helper"])
+    wait_until_settled(manual, holder)
+    hotfix = tasks.create_sandbox(manual, "hotfix", "script", claims=["lib.py::helper"], autostart=True,
+                                  wait_for_claims=True, base="v1",
+                                  script=edit(manual, "hotfix", "lib.py", "x + 1", "x + 1  # fixed"))
+    assert next_step(manual, sb.get_sandbox(manual, hotfix.id)).step == Step.WAIT_CLAIMS
+    tasks.remove(manual, holder, force=True)
+    wait_until_settled(manual, hotfix.id)
+    assert sb.get_sandbox(manual, hotfix.id).data["base_sha"] == git(manual.root, "rev-parse", "v1^{commit}").strip()
 
 
 def test_a_task_waiting_for_a_failed_holder_s_claims_says_it_waits_until_that_one_runs_or_goes(

@@ -256,7 +256,10 @@ class Workflow:
             # so does one that no longer waits (it started from the commit it was stated on: `W` said "from main
             # as it is").
             after = any(record.data.get(key) for key in (AFTER_KEY, AFTER_DROPPED_KEY))
-            held = bool(record.target) and any(record.data.get(key) for key in (CLAIMS_WAIT_KEY, CLAIMS_WAITED_KEY))
+            # Not one stated on a base of its own (a tag, a commit): a hotfix on v1 got main's code.
+            own_base = record.base_ref not in ("HEAD", record.target, f"refs/heads/{record.target}")
+            held = bool(record.target) and not own_base and any(
+                record.data.get(key) for key in (CLAIMS_WAIT_KEY, CLAIMS_WAITED_KEY))
             return self.prepare(record, wait_for_claims=True, from_target=after or held)
         if step == Step.REJECT_START:
             transition(self.workspace, record.id, REJECTED, allowed_from=frozenset({PLANNED}),
