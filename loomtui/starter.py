@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -132,6 +133,8 @@ def starter(root: Path, lead: str | None) -> Starter:
                    gates, lead, tuple(unread))
 
 
+MAX_INSTRUCTION_FILES: Final = 100
+"""The most services' own AGENTS.md or CLAUDE.md named as sources (the shallowest first)."""
 MAX_ADR_FOLDERS: Final = 100
 """The most ADR folders named as sources (the shallowest first: a repository's own before its services')."""
 
@@ -162,7 +165,9 @@ def _nested_instructions(root: Path) -> list[str]:
     listed = Git(root).run("ls-files", "-z", "-co", "--exclude-standard", "--", "*/AGENTS.md", "*/CLAUDE.md")
     found = [name for name in (listed.out.split("\0") if listed.status == 0 else ())
              if "/" in name and not any(part.startswith(".") for part in Path(name).parts[:-1])]
-    return sorted(found, key=lambda name: (name.count("/"), name))[:MAX_ADR_FOLDERS]
+    # As written literally: a source is a glob, and `app/[slug]/AGENTS.md` (a route's folder) matched no file.
+    return [re.sub(r"([\\\[\]*?])", r"\\\1", name)
+            for name in sorted(found, key=lambda name: (name.count("/"), name))[:MAX_INSTRUCTION_FILES]]
 
 
 def _config_text(gates: tuple[Gate, ...], adrs: list[str], nested: Sequence[str] = ()) -> str:

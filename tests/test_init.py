@@ -250,10 +250,14 @@ def test_init_takes_each_service_s_own_agents_file(tmp_path: Path) -> None:
     repo = own_repo(tmp_path / "mono", {"AGENTS.md": "# Rules\n\n## Style\n\nRun black.\n",
                                         "services/payments/AGENTS.md": "# Payments\n\n## Testing\n\nSet SANDBOX=1.\n",
                                         "services/shipping/api/CLAUDE.md": "# Shipping API\n\n## Carriers\n\nNever call one.\n",
+                                        "web/app/[slug]/AGENTS.md": "# Route\n\n## Slugs\n\nLowercase slugs.\n",
                                         ".claude/skills/x/AGENTS.md": "# a skill's\n", "app.py": "X = 1\n"})
     assert run_cli(repo, "init").returncode == 0
     sources = load_config(repo).context.sources
     assert [s for s in sources if s.endswith(("AGENTS.md", "CLAUDE.md"))] == [
-        "AGENTS.md", "CLAUDE.md", "services/payments/AGENTS.md", "services/shipping/api/CLAUDE.md"], sources
+        "AGENTS.md", "CLAUDE.md", "services/payments/AGENTS.md", "services/shipping/api/CLAUDE.md",
+        "web/app/\\[slug\\]/AGENTS.md"], sources  # a route's folder, written literally (a glob, it matched none)
+    shown = run_cli(repo, "context", "show").stdout
+    assert "repo:web/app/[slug]/AGENTS.md#Route > Slugs" in shown and "slug" not in shown.split("!", 1)[1], shown
     sliced = run_cli(repo, "context", "slice", "--task", "payments tests need the sandbox")
     assert "services/payments/AGENTS.md > Payments > Testing" in sliced.stdout, sliced.stdout
