@@ -282,8 +282,9 @@ def has_merged(record: SandboxRecord) -> bool:
 def merged_elsewhere(other: SandboxRecord, record: SandboxRecord) -> str:
     """The branch `other` merged into when that is not the one `record` starts from ("" otherwise): a task after
     one merged `--into release` started from main without it."""
-    into = other.merged_into or other.target
-    return into if has_merged(other) and record.target and into and into != record.target else ""
+    into = (other.merged_into or other.target).removeprefix("refs/heads/")  # `--into refs/heads/main` is main
+    return into if has_merged(other) and record.target and into and into != record.target.removeprefix(
+        "refs/heads/") else ""
 
 
 def _dependency_view(workspace: Workspace, record: SandboxRecord, known: KnownHolders | None) -> StepView | None:
