@@ -58,9 +58,10 @@ def sandbox(ws: Workspace) -> sb.SandboxRecord:
 
 
 @pytest.fixture
-def broker(ws: Workspace, sandbox: sb.SandboxRecord, tmp_path: Path) -> Iterator[Path]:
-    """The sandbox's broker, served from this process (the MCP server is its descendant)."""
-    socket_path = tmp_path / "broker.sock"
+def broker(ws: Workspace, sandbox: sb.SandboxRecord) -> Iterator[Path]:
+    """The sandbox's broker, where its supervisor serves it (its MCP config names it), served from this process
+    (the MCP server is its descendant)."""
+    socket_path = sb.sandbox_paths(ws.paths, sandbox.id).broker
     serving = Broker(ws, sandbox.id, Path(sandbox.worktree or ""), socket_path)
     serving.start()
     yield socket_path
@@ -429,7 +430,7 @@ async def test_the_config_reaches_the_sandbox_s_broker_whatever_environment_the_
     paths = sb.sandbox_paths(ws.paths, sandbox.id)
     server = json.loads(mcp_config_path(paths.dir).read_text())["mcpServers"]["loomtui"]
     assert server["env"] == {"LOOM_BROKER": str(paths.broker), "LOOM_SANDBOX": sandbox.id, "LOOM_REPO": str(ws.root)}
-    serving = Broker(ws, sandbox.id, Path(sandbox.worktree or ""), paths.broker)
+    serving = Broker(ws, sandbox.id, Path(sandbox.worktree or ""), paths.broker)  # as its supervisor serves it
     asked: list[bytes] = []
     answer = serving.answer
     serving.answer = (  # type: ignore[method-assign]
@@ -462,7 +463,7 @@ def test_the_claude_runtime_is_wired_to_the_server(ws: Workspace, sandbox: sb.Sa
 
 @pytest.mark.skipif(shutil.which("claude") is None, reason="the claude CLI is not on PATH")
 def test_real_claude_code_asks_a_lead_through_the_permission_tool(
-        billing: Path, ws: Workspace, sandbox: sb.SandboxRecord, tmp_path: Path) -> None:
+        billing: Path, ws: Workspace, sandbox: sb.SandboxRecord, broker: Path, tmp_path: Path) -> None:
     tree = Path(sandbox.worktree or "")
     target = tree / LEDGER
     new_text = target.read_text() + "\n\n# reviewed by a lead\n"
@@ -551,8 +552,10 @@ def test_the_broker_answers_every_line_and_a_search_matching_nothing_finds_nothi
     which "never raises", raised); a query matching nothing answered the first sections it scored anyway."""
     import socket as sockets
 
-    with sockets.socket(sockets.AF_UNIX) as client:
-        client.connect(str(broker))
+    from loomtui.governance.hooks.client import addressable
+
+    with sockets.socket(sockets.AF_UNIX) as client, addressable(broker) as address:
+        client.connect(address)
         reader = client.makefile("rb")
         refused = {"ok": False, "error": "a request is one line of JSON"}
         for line, expected in ((b'{"op": "my_claims", "n": ' + b"1" * 5000 + b"}\n", refused),
