@@ -184,6 +184,10 @@ async def test_inputs_nothing_foresaw_are_answers_not_tracebacks(
         assert theirs.id == 1
         odd = await client.call_tool("release", {"claim_id": True})
         assert odd.is_error and "valid integer" in odd.content[0].text  # type: ignore[union-attr]
+        # Nor is "yes" a boolean, nor "3" a number ("yes" claimed a new file the agent never said it would write).
+        loose = [await client.call_tool("claim", {"target": "customers/x.py", "new_file": "yes"}),
+                 await client.call_tool("search_context", {"query": "rounding", "limit": "3"})]
+        assert all(answer.is_error for answer in loose), loose
         assert [c.id for c in ws.store.live_claims()] == [theirs.id]
         listed = await client.list_tools()
     assert OWN_TOOLS == {f"mcp__loomtui__{tool.name}" for tool in listed.tools if tool.name != "permission_prompt"}

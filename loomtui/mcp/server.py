@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, TypeVar
 
-from pydantic import StrictInt  # (the MCP SDK's own dependency, loaded with it)
+from pydantic import StrictBool, StrictInt  # (the MCP SDK's own dependency, loaded with it)
 
 from loomtui.errors import LoomError
 from loomtui.mcp import PERMISSION_TOOL, SERVER_NAME
@@ -314,7 +314,7 @@ def build_server(agent: Agent) -> Any:
                  description="Claim a target (region id, file, directory, glob, or 'path:10-40') for this "
                              "sandbox before changing it; refused when another sandbox holds it. `new_file`: "
                              "the target is the path of a file not written yet.")
-    async def claim(target: str, reason: str = "", new_file: bool = False) -> str:
+    async def claim(target: str, reason: str = "", new_file: StrictBool = False) -> str:  # "yes" was true
         if await agent.call(agent.holds_nothing):
             raise ToolError("no sandbox to claim for: this server runs outside a loomtui sandbox, with no "
                             "--sandbox naming one and no `loomtui hook install` here (a claim under an id no "
@@ -369,7 +369,7 @@ def build_server(agent: Agent) -> Any:
     @server.tool(structured_output=False,
                  description="Search every section of the team's context (AGENTS.md, ADRs, conventions, "
                              "contracts) for a topic, e.g. 'rounding' or 'refund API'; best matches first.")
-    async def search_context(query: str, limit: int = 5) -> str:
+    async def search_context(query: str, limit: StrictInt = 5) -> str:
         # Asked of the broker in a sandbox: the main checkout, where the context lives, is hidden from it.
         return json.dumps((await answer_of("search_context", query=query, limit=limit))["results"], indent=1)
 
