@@ -567,14 +567,16 @@ async def test_x_on_a_running_sandbox_says_to_stop_it_first_without_asking(repo:
     workspace = open_workspace(repo)
     workspace.store.add_sandbox(SandboxRecord(id="run001", task="t", runtime="script", status="running",
                                               created=1.0, updated=1.0, host=current_host()))
+    from tests.test_tui_escalations import toasts_of
+
     app = LoomApp(workspace)
+    said = toasts_of(app)  # every toast, however soon it goes (a loaded run's poll came after it had gone)
     async with app.run_test(size=(120, 40), notifications=True) as pilot:
         await wait_for(pilot, lambda: app.latest_snapshot is not None and len(app.latest_snapshot.sandboxes) == 1)
         await pilot.press("x")
         await pilot.pause()
         assert not isinstance(app.screen, ConfirmScreen)
-        await wait_for(pilot, lambda: any("sandbox run001 is running; stop it first" in n.message
-                                          for n in app._notifications))
+        await wait_for(pilot, lambda: any("sandbox run001 is running; stop it first" in line for line in said))
 
 
 def test_w_asks_about_the_tasks_not_merged_by_name_and_state() -> None:
