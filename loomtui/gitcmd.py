@@ -60,6 +60,16 @@ def _object_header(line: bytes) -> tuple[bytes, int] | None:
     return parts[1], int(parts[2])
 
 
+def _by_batch_line(names: Sequence[str]) -> tuple[list[tuple[int, str]], list[tuple[int, str]]]:
+    """`names`, each with its place, split into those a batch's lines can carry and those holding a newline,
+    which must be asked alone."""
+    batched: list[tuple[int, str]] = []
+    alone: list[tuple[int, str]] = []
+    for i, name in enumerate(names):
+        (alone if "\n" in name else batched).append((i, name))
+    return batched, alone
+
+
 class GitFailed(LoomError):
     """A git command failed; the message carries git's own first error line."""
 
@@ -297,11 +307,10 @@ class Git:
         `chunk` at a time through `cat-file --batch`: a file at a time cost two processes each (a worktree's
         3,000 new files, 28 s). A name with a newline, which the batch's lines cannot carry, is read alone."""
         texts: dict[int, str] = {}
-        batched = [(i, name) for i, name in enumerate(names) if "\n" not in name]
-        for i, name in enumerate(names):
-            if "\n" in name:
-                done = self.raw("cat-file", "blob", name)
-                texts[i] = done.out.decode("utf-8", "replace") if done.status == 0 else ""
+        batched, alone = _by_batch_line(names)
+        for i, name in alone:
+            done = self.raw("cat-file", "blob", name)
+            texts[i] = done.out.decode("utf-8", "replace") if done.status == 0 else ""
         for start in range(0, len(batched), chunk):
             part = batched[start : start + chunk]
             out = self.feed("cat-file", "--batch", data="".join(f"{name}\n" for _, name in part).encode())
@@ -321,10 +330,9 @@ class Git:
     def blobs_present(self, names: Sequence[str]) -> list[bool]:
         """Whether each `REV:PATH` is a blob (its header only: `cat-file --batch-check`, no content read)."""
         present: dict[int, bool] = {}
-        batched = [(i, name) for i, name in enumerate(names) if "\n" not in name]
-        for i, name in enumerate(names):
-            if "\n" in name:
-                present[i] = self.run("cat-file", "-t", name).out == "blob"
+        batched, alone = _by_batch_line(names)
+        for i, name in alone:
+            present[i] = self.run("cat-file", "-t", name).out == "blob"
         if batched:
             out = self.feed("cat-file", "--batch-check", data="".join(f"{name}\n" for _, name in batched).encode())
             for (i, _name), header in zip(batched, out.split(b"\n"), strict=False):

@@ -58,11 +58,14 @@ def gone_regions(claims: list[ClaimRecord], index: RepoIndex,
     merge): a name that protects nothing. Regions inside files only: a file claimed may be one its agent
     has yet to create; and a region in a file the code lacks that its holder's branch made (`made_on_branch`,
     a commit there claims it) is new, not gone."""
+    def new_on_branch(claim: ClaimRecord, rid: str) -> bool:
+        path = split_id(rid)[0]
+        return made_on_branch is not None and path not in index.files and made_on_branch(claim, path)
+
     gone = {}
     for claim in claims:
-        missing = [rid for rid in claim.region_ids if "::" in rid and rid not in index.regions and not (
-            made_on_branch is not None and split_id(rid)[0] not in index.files
-            and made_on_branch(claim, split_id(rid)[0]))]
+        missing = [rid for rid in claim.region_ids
+                   if "::" in rid and rid not in index.regions and not new_on_branch(claim, rid)]
         if missing:
             gone[claim.id] = missing
     return gone
