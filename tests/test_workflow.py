@@ -38,6 +38,7 @@ from loomtui.execution.lifecycle import (
 from loomtui.governance.coordinator import governed_coordinator
 from loomtui.governance.escalations import DecisionRefused, allowed_decisions, decide
 from loomtui.governance.policy import load_policy
+from loomtui.store import SandboxRecord
 from loomtui.workflow import tasks
 from loomtui.workflow.engine import advance, request_merge, wait_until_settled
 from loomtui.workflow.steps import PersonAction, Step, next_step
@@ -1046,8 +1047,9 @@ def test_a_merge_stopped_by_local_changes_names_the_files_and_keeps_them(manual:
     assert sb.get_sandbox(manual, sandbox_id).status == MERGED and "x + 5" in (manual.root / "lib.py").read_text()
 
 
-def test_a_plan_run_cut_short_is_resumed_not_run_again(manual: Workspace, monkeypatch: pytest.MonkeyPatch) -> None:
-    """A `plan run` killed part way: run again, it stated every task once more, and those done were merged twice."""
+def _a_plan_run_cut_short(manual: Workspace, monkeypatch: pytest.MonkeyPatch) -> tuple[SandboxRecord, str]:
+    """A two-task plan whose `plan run` was killed after stating its first task, that task settled: the
+    sandbox and the run id."""
     from loomtui.workflow import planrun
 
     for name, (path, old, new) in {"caller": ("app.py", "helper(1)", "helper(2)"),
@@ -1069,9 +1071,14 @@ def test_a_plan_run_cut_short_is_resumed_not_run_again(manual: Workspace, monkey
         planrun.run_plan(manual)
     monkeypatch.setattr(planrun, "create_sandbox", stated)
     [first] = manual.store.list_sandboxes()
-    run = first.data["plan"]["run"]
     wait_until_settled(manual, first.id)
     assert sb.get_sandbox(manual, first.id).status == APPROVED  # done: the plan no longer reads as running
+    return first, first.data["plan"]["run"]
+
+
+def test_a_plan_run_cut_short_is_resumed_not_run_again(manual: Workspace, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A `plan run` killed part way: run again, it stated every task once more, and those done were merged twice."""
+    first, run = _a_plan_run_cut_short(manual, monkeypatch)
     again = run_cli(manual.root, "plan", "run")
     assert again.returncode == 1 and again.stderr.strip() == (
         f"loomtui: error: plan run {run} of .loom/plan.yaml was cut short: 1 of 2 tasks stated (callee), not caller; "
@@ -1085,6 +1092,26 @@ def test_a_plan_run_cut_short_is_resumed_not_run_again(manual: Workspace, monkey
     assert len(manual.store.list_sandboxes()) == 2  # the task done is not stated again
     nothing = run_cli(manual.root, "plan", "run", "--resume")
     assert nothing.returncode == 1 and "no run of .loom/plan.yaml was cut short: nothing to resume" in nothing.stderr
+
+
+def test_a_plan_run_cut_short_then_cancelled_is_over(manual: Workspace, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A run cut short that its lead cancelled is over: the next `plan run` states the plan afresh (it was
+    refused as cut short, `--resume` offered for the run just cancelled)."""
+    first, run = _a_plan_run_cut_short(manual, monkeypatch)
+    cancelled = run_cli(manual.root, "plan", "cancel", run)
+    assert cancelled.returncode == 0, cancelled.stderr
+    resume = run_cli(manual.root, "plan", "run", "--resume")
+    assert resume.returncode == 1 and "no run of .loom/plan.yaml was cut short" in resume.stderr, resume.stderr
+    refused = run_cli(manual.root, "plan", "run")
+    assert refused.returncode == 1 and refused.stderr.strip() == (
+        f"loomtui: error: .loom/plan.yaml's cancelled run left 1 task not ended: callee ({first.id}, approved); "
+        "see each through (merged or removed) first, or --again to state every task once more"), refused.stderr
+    merged = run_cli(manual.root, "sandbox", "merge", first.id)
+    assert merged.returncode == 0, merged.stderr
+    afresh = run_cli(manual.root, "plan", "run", "--json")
+    assert afresh.returncode == 0, afresh.stderr
+    said = json.loads(afresh.stdout)
+    assert said["run"] != run and first.id not in said["sandboxes"].values() and len(said["sandboxes"]) == 2
 
 
 def test_plan_show_run_and_cancel(manual: Workspace) -> None:

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from loomtui.cli import STEP_HINTS, add_command, add_group, nonempty_arg, print_json, say_problems, workspace_for
-from loomtui.errors import ConfigError
+from loomtui.errors import ConfigError, plural
 from loomtui.workflow.plan import PLAN_PATH, Schedule
 
 if TYPE_CHECKING:
@@ -86,7 +86,7 @@ def cmd_plan_run(args: argparse.Namespace) -> int:
     if args.json:
         print_json({"run": run.run_id, "sandboxes": run.sandboxes, **run.schedule.as_dict()})
     else:
-        print(f"plan run {run.run_id}: {len(run.sandboxes)} tasks (`loomtui plan show` follows them)")
+        print(f"plan run {run.run_id}: {plural(len(run.sandboxes), 'task')} (`loomtui plan show` follows them)")
     return 0
 
 

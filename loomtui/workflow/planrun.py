@@ -39,7 +39,8 @@ from loomtui.workspace import Workspace
 
 PLAN_KEY: Final = "plan"
 """On a planned task's sandbox: {"run", "file", "task", "waits_on", "reasons", "tasks"} ("tasks": every task
-its run states, in order: a run cut short is told by the tasks it did not state)."""
+its run states, in order: a run cut short is told by the tasks it did not state), and "cancelled" once
+`plan cancel` ended its run (then over, not cut short)."""
 
 Say = Callable[[str], None]
 
@@ -154,8 +155,8 @@ def _cut_short(workspace: Workspace, relative: str) -> CutShort | None:
         return None
     run_id, records = max(runs.items(), key=lambda run: max(r.created for r in run[1]))
     meant = records[0].data[PLAN_KEY].get("tasks")
-    if not isinstance(meant, list):
-        return None  # stated before a run said its tasks
+    if not isinstance(meant, list) or any(r.data[PLAN_KEY].get("cancelled") for r in records):
+        return None  # stated before a run said its tasks, or cancelled: over, nothing to resume
     stated = {str(r.data[PLAN_KEY].get("task")): r.id for r in records}
     missing = tuple(str(name) for name in meant if name not in stated)
     return CutShort(run_id, stated, missing) if missing else None
@@ -166,6 +167,12 @@ def _refuse_a_second_run(workspace: Workspace, relative: str) -> None:
     # leaves it as it is, and counted here it kept the file refused for good.
     going = [r for r in workspace.store.list_sandboxes() if isinstance(r.data.get(PLAN_KEY), dict)
              and r.data[PLAN_KEY].get("file") == relative and r.status not in (*ENDED_STATUSES, FAILED, EXITED)]
+    if going and all(r.data[PLAN_KEY].get("cancelled") for r in going):
+        # Cancelled already: the tasks it left are begun, and a run now would do each of them a second time.
+        left = listed([f"{r.data[PLAN_KEY].get('task')} ({r.id}, {r.status})" for r in going])
+        raise LoomError(f"{relative}'s cancelled run left {plural(len(going), 'task')} not ended: {left}; see "
+                        f"each through (merged or removed) first, or --again to state every task once more",
+                        exit_code=1)
     if going:
         runs = list(dict.fromkeys(str(r.data[PLAN_KEY]["run"]) for r in going))
         raise LoomError(f"{relative} is running already (plan run {listed(runs)}: {plural(len(going), 'task')} not "
@@ -245,9 +252,13 @@ class TaskCancel:
 
 def cancel_plan(workspace: Workspace, run_id: str | None = None) -> list[TaskCancel]:
     """Archive the plan's tasks that have not started (their claims go back); running ones are left.
-    Tasks archived already are not listed. Raises LoomError (exit 2) for an unknown `run_id`."""
+    Tasks archived already are not listed. The run is marked cancelled: one cut short is then over, its
+    unstated tasks no longer offered to `--resume`. Raises LoomError (exit 2) for an unknown `run_id`."""
     done = []
-    for name, record in plan_tasks(workspace, run_id).items():
+    tasks = plan_tasks(workspace, run_id)
+    for record in tasks.values():
+        workspace.store.update_sandbox(record.id, data={PLAN_KEY: {**record.data[PLAN_KEY], "cancelled": True}})
+    for name, record in tasks.items():
         starting = record.status == PLANNED and is_alive(record.pid, record.pid_start)  # its supervisor is up
         if record.status == PLANNED and not starting:
             try:
