@@ -1094,6 +1094,40 @@ def test_a_plan_run_cut_short_is_resumed_not_run_again(manual: Workspace, monkey
     assert nothing.returncode == 1 and "no run of .loom/plan.yaml was cut short: nothing to resume" in nothing.stderr
 
 
+def test_two_plan_runs_at_one_moment_state_the_tasks_once(manual: Workspace,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two `plan run`s of one file at the same moment each found no run going, and both stated every task."""
+    import threading
+
+    from loomtui.workflow import planrun
+
+    (manual.root / ".loom" / "callee.yaml").write_text(edit(manual, "callee", "lib.py", "x + 1", "x + 2").read_text())
+    (manual.root / ".loom" / "plan.yaml").write_text(
+        "version: 1\ntasks:\n"
+        "  - {name: callee, task: change it, runtime: script, script: .loom/callee.yaml, claims: ['lib.py::helper']}\n")
+    stated, inside, go_on = planrun.create_sandbox, threading.Event(), threading.Event()
+
+    def slow(*args: object, **kwargs: object) -> object:
+        inside.set()
+        go_on.wait(30)
+        return stated(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(planrun, "create_sandbox", slow)
+    first: list[planrun.PlanRun] = []
+    running = threading.Thread(target=lambda: first.append(planrun.run_plan(open_workspace(manual.root))))
+    running.start()
+    try:
+        assert inside.wait(30)
+        with pytest.raises(LoomError, match=r"^\.loom/plan\.yaml is being run by process \d+ now; `loomtui plan "
+                                             r"show` follows its tasks$"):
+            planrun.run_plan(manual)
+    finally:
+        go_on.set()
+        running.join(60)
+    assert len(first) == 1 and len(manual.store.list_sandboxes()) == 1
+    wait_until_settled(manual, first[0].sandboxes["callee"])
+
+
 def test_a_plan_run_cut_short_then_cancelled_is_over(manual: Workspace, monkeypatch: pytest.MonkeyPatch) -> None:
     """A run cut short that its lead cancelled is over: the next `plan run` states the plan afresh (it was
     refused as cut short, `--resume` offered for the run just cancelled)."""

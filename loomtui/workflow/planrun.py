@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import posixpath
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
@@ -33,7 +34,7 @@ from loomtui.workflow.plan import (
     raise_problems,
     schedule,
 )
-from loomtui.workflow.steps import StepView
+from loomtui.workflow.steps import StepView, caller_id, holder_gone, holder_text
 from loomtui.workflow.tasks import create_sandbox, remove
 from loomtui.workspace import Workspace
 
@@ -79,6 +80,27 @@ def run_plan(workspace: Workspace, relative: str = PLAN_PATH, *, say: Say | None
     say = say or (lambda _line: None)
     relative = plan_path(workspace, relative)  # one spelling: `./x` and `$PWD/x` ran the same plan a second time
     plan_schedule = scheduled(workspace, relative)
+    with _running(workspace, relative):
+        return _state_tasks(workspace, relative, plan_schedule, say, isolate, data_for, again, resume)
+
+
+@contextmanager
+def _running(workspace: Workspace, relative: str) -> Iterator[None]:
+    """The plan file's run lease while its tasks are stated: two `plan run`s at one moment each found no run
+    going, and both stated every task."""
+    holder = caller_id()
+    held_by = workspace.store.take_step_lease(f"plan:{relative}", holder, "plan-run", is_gone=holder_gone)
+    if held_by is not None:
+        raise LoomError(f"{relative} is being run by {holder_text(held_by)} now; `loomtui plan show` follows "
+                        f"its tasks", exit_code=1)
+    try:
+        yield
+    finally:
+        workspace.store.drop_step_lease(f"plan:{relative}", holder)
+
+
+def _state_tasks(workspace: Workspace, relative: str, plan_schedule: Schedule, say: Say, isolate: bool | None,
+                 data_for: Callable[[str], dict[str, Any]] | None, again: bool, resume: bool) -> PlanRun:
     short = _cut_short(workspace, relative)
     if resume and short is None:
         raise LoomError(f"no run of {relative} was cut short: nothing to resume", exit_code=1)
