@@ -907,7 +907,7 @@ def test_a_task_after_one_that_ended_with_no_change_is_held_not_left_waiting(man
 
 
 def test_a_held_task_dropping_the_failed_one_starts_from_the_target_as_it_is(manual: Workspace) -> None:
-    _, after_id = held_after_a_failure(manual)
+    failed_id, after_id = held_after_a_failure(manual)
     after = sb.get_sandbox(manual, after_id)
     view = advance(manual, after.id).now
     assert view.step == Step.HELD and view.action == PersonAction.CANCEL
@@ -920,7 +920,8 @@ def test_a_held_task_dropping_the_failed_one_starts_from_the_target_as_it_is(man
     git(manual.root, "commit", "-qm", "main moves on")
     done = run_cli(manual.root, "sandbox", "drop-after", after.id)
     assert done.returncode == 0, done.stderr
-    assert "waits for no other task" in done.stdout
+    assert done.stdout.startswith(f"sandbox {after.id} no longer waits for {failed_id}: ") and (
+        "waits for no other task" not in done.stdout), done.stdout
     wait_until_settled(manual, after.id)
     record = sb.get_sandbox(manual, after.id)
     assert record.status != PLANNED and record.data["base_sha"] == git(manual.root, "rev-parse", "main").strip()

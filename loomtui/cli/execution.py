@@ -191,12 +191,20 @@ def _follow_command(record: SandboxRecord) -> str:
 
 
 def cmd_drop_after(args: argparse.Namespace) -> int:
+    from loomtui.execution.sandboxes import get_sandbox
+    from loomtui.workflow.engine import Workflow
     from loomtui.workflow.steps import AFTER_KEY
     from loomtui.workflow.tasks import drop_after
 
-    record = drop_after(workspace_for(args), args.id, args.others)
+    workspace = workspace_for(args)
+    waited = get_sandbox(workspace, args.id).data.get(AFTER_KEY) or []
+    record = drop_after(workspace, args.id, args.others)
     after = record.data.get(AFTER_KEY) or []
-    _show(record, f"waits for {', '.join(after)}" if after else "waits for no other task")
+    # What it dropped and where it is now (it said "waits for no other task (planned)" as it started).
+    dropped = ", ".join(other for other in waited if other not in after)
+    still = f"; still waits for {', '.join(after)}" if after else ""
+    now = Workflow(workspace).view(record).line(STEP_HINTS)
+    print(f"sandbox {record.id} no longer waits for {dropped}{still}: {now}")
     return 0
 
 
