@@ -443,6 +443,13 @@ def test_a_sandbox_s_base_says_the_commit_it_started_from() -> None:
     # A base commit recorded, the worktree not made yet: not a branch (`d` said there was none).
     based = dataclasses.replace(planned, data={"base_sha": "3d6e9d1e6e" + "0" * 30})
     assert {f.label: f.value for f in sandbox_fields(based, None, None)}["branch"] == "loom/ab12ce (made when it starts)"
+    # One waiting on another task starts from its target's tip then, not the commit it was stated on.
+    after = dataclasses.replace(based, data={**based.data, "target": "main", "after": ["ab12cd"]})
+    assert {f.label: f.value for f in sandbox_fields(after, None, None)}["base"] == "main's tip when it starts"
+    waited = dataclasses.replace(based, data={**based.data, "target": "main", "claims_waited": True})
+    assert {f.label: f.value for f in sandbox_fields(waited, None, None)}["base"] == "main's tip when it starts"
+    tagged = dataclasses.replace(waited, base_ref="v1")  # waited for claims on a base of its own: from there
+    assert {f.label: f.value for f in sandbox_fields(tagged, None, None)}["base"] == "v1 at 3d6e9d1e6e"
     made = dataclasses.replace(planned, data={"base_sha": "3d6e9d1e6e" + "0" * 30, "worktree_made": True})
     assert {f.label: f.value for f in sandbox_fields(made, None, None)}["branch"] == "loom/ab12ce"
 

@@ -17,7 +17,7 @@ from loomtui.store import ClaimRecord, Event, SandboxRecord
 from loomtui.tui.keys import shown_key
 from loomtui.tui.visible import visible_controls
 from loomtui.tui.widgets.fields import Field
-from loomtui.workflow.steps import StepView
+from loomtui.workflow.steps import StepView, starts_from_target
 
 if TYPE_CHECKING:  # the knowledge engine loads in the drift worker, not with the dashboard
     from loomtui.knowledge.engine import SandboxDrift
@@ -56,7 +56,10 @@ QUIET_EVENTS: Final = frozenset({"audit.appended"})
 
 def _base(sandbox: SandboxRecord) -> str:
     """Where its worktree started: the ref it was given and the commit that was ("HEAD" alone said nothing
-    of a task that started from another's merge)."""
+    of a task that started from another's merge); for one that waits, where it will start."""
+    if sandbox.status == PLANNED and not sandboxes.has_worktree(sandbox) and starts_from_target(sandbox):
+        # Not the commit it was stated on ("HEAD at 1a2b3c"): it starts from its target as it is then.
+        return f"{sandbox.target}'s tip when it starts"
     sha = str(sandbox.data.get("base_sha") or "")[:10]
     ref = sandbox.base_ref or ""
     if sha and ref and not sha.startswith(ref):

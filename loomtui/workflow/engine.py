@@ -57,7 +57,6 @@ from loomtui.governance.review import (
 from loomtui.identity import current_host
 from loomtui.store import SandboxRecord
 from loomtui.workflow.steps import (
-    AFTER_DROPPED_KEY,
     AFTER_KEY,
     CLAIMED_LINES_KEY,
     CLAIMS_WAIT_KEY,
@@ -76,6 +75,7 @@ from loomtui.workflow.steps import (
     holding_step,
     next_step,
     removal_stopped,
+    starts_from_target,
 )
 from loomtui.workspace import Workspace
 
@@ -252,15 +252,8 @@ class Workflow:
 
     def _do(self, step: Step, record: SandboxRecord) -> str:
         if step == Step.PREPARE:
-            # A task that waited on others (or for the code they held) starts from the target as they left it, and
-            # so does one that no longer waits (it started from the commit it was stated on: `W` said "from main
-            # as it is").
-            after = any(record.data.get(key) for key in (AFTER_KEY, AFTER_DROPPED_KEY))
-            # Not one stated on a base of its own (a tag, a commit): a hotfix on v1 got main's code.
-            own_base = record.base_ref not in ("HEAD", record.target, f"refs/heads/{record.target}")
-            held = bool(record.target) and not own_base and any(
-                record.data.get(key) for key in (CLAIMS_WAIT_KEY, CLAIMS_WAITED_KEY))
-            return self.prepare(record, wait_for_claims=True, from_target=after or held)
+            # It started from the commit it was stated on: `W` said "from main as it is".
+            return self.prepare(record, wait_for_claims=True, from_target=starts_from_target(record))
         if step == Step.REJECT_START:
             transition(self.workspace, record.id, REJECTED, allowed_from=frozenset({PLANNED}),
                        reason=f"the start was not approved ({self.view(record).waits_on})")

@@ -65,6 +65,19 @@ CLAIMS_WAIT_KEY: Final = "claims_wait"
 CLAIMS_WAITED_KEY: Final = "claims_waited"
 """A task waited for its claims: it starts from the target as their holders left it (it started from the commit
 it was stated on, and the holder's merged change then conflicted with it)."""
+
+
+def starts_from_target(record: SandboxRecord) -> bool:
+    """Whether a task is prepared from its target's tip as it is when it starts, not the commit it was stated
+    on: one that waited on others (or for the code they held), or no longer waits, unless it was stated on a
+    base of its own (a tag, a commit: a hotfix on v1 got main's code)."""
+    after = any(record.data.get(key) for key in (AFTER_KEY, AFTER_DROPPED_KEY))
+    own_base = record.base_ref not in ("HEAD", record.target, f"refs/heads/{record.target}")
+    held = bool(record.target) and not own_base and any(
+        record.data.get(key) for key in (CLAIMS_WAIT_KEY, CLAIMS_WAITED_KEY))
+    return after or held
+
+
 CLAIMED_LINES_KEY: Final = "claimed_lines"
 """{region id: the line range (`path:10-40`) it was read from} for a task that waits on others: its claims are
 the regions those lines held when it was stated (`tasks.create_sandbox`)."""
