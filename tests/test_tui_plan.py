@@ -51,6 +51,10 @@ async def test_the_plan_view_draws_waves_and_why_a_task_waits(tmp_path: Path) ->
         # Its next step's key works in the sandboxes view, one ⏎ away (pressed here, `S` did nothing).
         assert "(⏎ then press S)" in " ".join(str(plan_detail.render()).split())
         assert "(⏎ then press S)" in waves[0][0], waves[0][0]  # the tree's own line too: "(press S)" did nothing
+        # The footer names that ⏎ (the tree's own was unnamed: the hints named a key the footer did not).
+        shown = {active.binding.key_display: active.binding.description
+                 for active in app.active_bindings.values() if active.binding.show}
+        assert shown.get("⏎") == "Its sandbox", shown
         tree.move_cursor(run.children[1].children[0])
         await pilot.pause()
         detail = " ".join(str(app.screen.query_one("#plan-detail", Static).render()).split())

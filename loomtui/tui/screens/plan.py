@@ -88,6 +88,14 @@ NO_TASKS: Final = ("No planned tasks. `loomtui plan run` states the tasks of .lo
                    "`loomtui sandbox new --after ID` makes one task wait on another.")
 
 
+class PlanTree(FittedTree[PlannedTask | None]):
+    """The plan's tree, its ⏎ said in the footer: a task's keys work in the sandboxes view, one ⏎ away (the
+    tree's own ⏎ is unnamed there, and the hints' "⏎ then press S" named a key the footer did not)."""
+
+    BINDINGS = [Binding("enter", "select_cursor", "Its sandbox", key_display="⏎", id="plan.open",
+                        tooltip="The selected task's sandbox, where the keys of its next step work")]
+
+
 class PlanScreen(LoomScreen[None]):
     """Plan runs as DAGs in waves; the selected task's sandbox, step and reasons on the right."""
 
@@ -109,7 +117,7 @@ class PlanScreen(LoomScreen[None]):
     def compose(self) -> ComposeResult:
         yield StatusHeader(id="status")
         with Horizontal(id="plan-body"):
-            yield FittedTree("plans", id="plan-tree")
+            yield PlanTree("plans", id="plan-tree")
             yield Static(id="plan-detail")
         yield KeysFooter()
 
