@@ -690,3 +690,29 @@ async def test_a_read_of_every_escalation_ending_after_h_asked_for_the_open_ones
         release.set()
         await pilot.pause(0.5)
         assert table.row_count == 1
+
+
+async def test_a_key_on_a_row_that_went_under_the_cursor_acts_on_nothing_until_pressed_again(billing: Path) -> None:
+    """The highlighted escalation decided elsewhere (or withdrawn: a hook's request after its 120 s) left the
+    cursor on the next row, and `a` approved that one, which the lead never chose."""
+    from loomtui.governance.escalations import decide
+    from tests.test_escalations import BOB, as_user
+
+    policy, first = escalate(billing, payments_change())
+    _, second = escalate(billing, payments_change())
+    app = app_as(billing, ALICE)
+    async with app.run_test(size=SIZE, notifications=True) as pilot:
+        table = await open_queue(app, pilot, rows=2)
+        chosen = int(table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value or 0)
+        other = second if chosen == first else first
+        said = toasts_of(app)
+        decide(as_user(billing, BOB), policy, chosen, "reject", reason="not this way")
+        await wait_for(pilot, lambda: table.row_count == 1)
+        await pilot.pause()
+        await pilot.press("a")
+        await wait_for(pilot, lambda: any(f"#{chosen}, the one selected, is gone" in line for line in said))
+        await pilot.pause(0.3)
+        store = app.workspace.store
+        assert not store.get_escalation(other).data.get("approvals"), said
+        await pilot.press("a")  # pressed again: the row it is on now is one chosen
+        await wait_for(pilot, lambda: len(store.get_escalation(other).data.get("approvals") or []) == 1)

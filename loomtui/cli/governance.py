@@ -6,7 +6,7 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Any, Final
+from typing import Any
 
 from loomtui.cli import (
     add_command,
@@ -308,16 +308,15 @@ def cmd_decide(args: argparse.Namespace) -> int:
     return 0
 
 
-_DECIDED_AS: Final = {"approve": "approved", "reject": "rejected", "override": "overridden"}
-
-
 def _followed_a_decision_made(workspace: Workspace, args: argparse.Namespace, refused: LoomError) -> bool:
     """The same decision asked again of an escalation it decided already (the command that took it was cut
     short before its sandbox moved on): the sandbox is moved on now and that is said (True: exit 0); it said
     "already approved", exit 1, and nothing moved the task unless the app was open."""
+    from loomtui.governance.escalations import DECIDED_AS
+
     record = workspace.store.get_escalation(args.id)
     if record is None or str(refused) != f"escalation #{record.id} is already {record.status}" or \
-            str(record.status) != _DECIDED_AS.get(args.decision) or not record.sandbox_id or \
+            str(record.status) != DECIDED_AS.get(args.decision) or not record.sandbox_id or \
             workspace.store.get_sandbox(record.sandbox_id) is None:
         return False
     if not any(entry.get("by") == workspace.actor and entry.get("event") == args.decision

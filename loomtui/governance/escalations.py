@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, Final
 
 from loomtui.errors import LoomError, StoreError
 from loomtui.execution.gitops import Git
@@ -54,6 +54,9 @@ OPEN = EscalationStatus.OPEN
 DECIDED = (EscalationStatus.APPROVED, EscalationStatus.REJECTED, EscalationStatus.OVERRIDDEN)
 CLEARED = (EscalationStatus.APPROVED, EscalationStatus.OVERRIDDEN)
 """Decided in favour: what was asked may go ahead."""
+DECIDED_AS: Final = {"approve": EscalationStatus.APPROVED, "reject": EscalationStatus.REJECTED,
+                     "override": EscalationStatus.OVERRIDDEN}
+"""The status each decision closes an escalation with (and its past tense, for saying it)."""
 
 
 class DecisionRefused(LoomError):

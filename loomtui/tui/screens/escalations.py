@@ -20,6 +20,7 @@ from textual.widgets import Button, DataTable, Input, Label, Static
 
 from loomtui.errors import LoomError, plural
 from loomtui.governance.escalations import (
+    DECIDED_AS,
     DecisionTooLate,
     EscalationStatus,
     allowed_decisions,
@@ -384,6 +385,14 @@ class EscalationsScreen(LoomScreen[None]):
         with_note = decision == APPROVE_WITH_NOTE
         decision = "approve" if with_note else decision
         escalation, policy = self.selected(), self.loom.policy
+        gone = self.query_one("#queue", FittedTable).row_gone_under_cursor()
+        if escalation is not None and gone is not None:
+            # Decided elsewhere or withdrawn (a hook's request after its wait): the cursor fell on the next row,
+            # and `a` approved that one, never chosen.
+            self.app.notify(f"#{gone}, the one selected, is gone (decided or withdrawn); the cursor is on "
+                            f"#{escalation.id} now: press again to {decision} it", title=f"not {DECIDED_AS[decision]}",
+                            severity="warning")
+            return
         if escalation is None or policy is None:  # the empty queue: said, not a key that does nothing
             self.app.notify("no escalation selected" if escalation is None else "the policy is not read yet",
                             title=f"cannot {decision}", severity="warning")
