@@ -60,6 +60,10 @@ class RepoPaths:
             raise LoomError(f"cannot create {self.state_dir}: {exc.strerror}") from None
         return self.state_dir
 
+    def main_checkout(self) -> Path:
+        """The repository's main working tree (a sandbox's worktree shares its git dir)."""
+        return self.common_dir.parent if self.common_dir.name == ".git" else self.root
+
     @contextmanager
     def worktrees_locked(self) -> Iterator[None]:
         """Held while git's worktree list is changed (`worktree add`, `worktree prune`).

@@ -62,12 +62,23 @@ class Workspace:
         self.store.close()
 
 
+def _a_sandbox_s_worktree(store: Store, root: Path) -> bool:
+    return any(record.worktree and Path(record.worktree).resolve() == root
+               for record in store.list_sandboxes(include_archived=True))
+
+
 def open_workspace(start: Path | str | None = None, *, reads_only: bool = False) -> Workspace:
     """Open the repository containing `start` (default: cwd), creating its state if new.
 
     `reads_only`: the caller only reads; state that cannot be written here is read, not refused."""
     paths = find_repo(start)
     store = open_store(paths, reads_only=reads_only)
+    main = paths.main_checkout()
+    if main != paths.root and _a_sandbox_s_worktree(store, paths.root):
+        # A person in an agent's worktree (committing the work it left, as a refused merge says): the policy,
+        # gates, config and git identity are the repository's, never the agent's files there (its policy of
+        # approving everything approved, then merged, its own change).
+        paths = RepoPaths(root=main, common_dir=paths.common_dir)
     return Workspace(
         paths=paths,
         store=store,

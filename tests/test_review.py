@@ -984,3 +984,29 @@ def test_a_signed_approval_of_a_tasks_start_lets_it_start(billing: Path, tmp_pat
     wait_until_settled(workspace, record.id, timeout=120)
     assert workspace.store.get_sandbox(record.id).status in ("approved", "awaiting_review"), \
         workspace.store.get_sandbox(record.id).data
+
+
+LOOSENED_POLICY = """\
+- {write: .loom/policy.yaml, content: "version: 1\\nrules:\\n  - {name: fine, when: {paths: ['**']}, decision: auto_approve}\\n"}
+- {append: payments/refunds.py, content: "\\nBACKDOOR = True\\n"}
+- {commit: "Loosen the policy"}
+"""
+
+
+def test_loomtui_in_a_sandbox_s_worktree_judges_by_the_repository_s_policy_not_the_agent_s(billing: Path) -> None:
+    """A person ran `loomtui sandbox review` in an agent's worktree (where a refused merge has them commit the
+    work left): the policy, gates and config read were the agent's files there, and its policy of approving
+    everything approved its own payments change, then merged it (and that policy) into main."""
+    workspace = open_workspace(billing)
+    sandbox_id = run_agent(workspace, LOOSENED_POLICY, "loosen the policy")
+    record = workspace.store.get_sandbox(sandbox_id)
+    assert record.status == "awaiting_review"
+    worktree = Path(record.worktree)
+    assert open_workspace(worktree).root == billing.resolve()  # the repository's own checkout, not the agent's
+    (worktree / "payments/refunds.py").write_text((worktree / "payments/refunds.py").read_text() + "# more\n")
+    git(worktree, "commit", "-qam", "finish it")
+    again = loomtui(worktree, "sandbox", "review", sandbox_id, "--json")
+    assert again.returncode == 0, again.stderr
+    assert json.loads(again.stdout)["status"] == "awaiting_review", again.stdout
+    [*_, judged] = evaluated(workspace, sandbox_id)
+    assert judged["outcome"] == "require" and "payments-high-risk" in judged["rules"], judged

@@ -33,7 +33,7 @@ def cmd_install(args: argparse.Namespace) -> int:
 
     workspace = open_workspace(args.path or args.repo)
     try:
-        worktree = workspace.root
+        worktree = find_repo(args.path or args.repo).root  # the workspace's root is the repository's own checkout
         found = args.sandbox or _sandbox_of(workspace, worktree)
         git_dir = None
         if found:  # a sandbox's worktree is its agent's: wired from its record, never from what is in it
@@ -55,17 +55,18 @@ def cmd_install(args: argparse.Namespace) -> int:
 
 def cmd_uninstall(args: argparse.Namespace) -> int:
     workspace = open_workspace(args.path or args.repo)
+    worktree = find_repo(args.path or args.repo).root  # the workspace's root is the repository's own checkout
     try:
-        if _sandbox_of(workspace, workspace.root) is not None:
-            raise LoomError(f"{workspace.root} is a sandbox's worktree: its agent's hooks stay while it lives "
+        if _sandbox_of(workspace, worktree) is not None:
+            raise LoomError(f"{worktree} is a sandbox's worktree: its agent's hooks stay while it lives "
                             "(`loomtui sandbox rm` removes it)")
-        done = hooks.uninstall_hooks(workspace.root)
+        done = hooks.uninstall_hooks(worktree)
     finally:
         workspace.close()
     if args.json:
-        print_json({"worktree": str(workspace.root), "undone": done})
+        print_json({"worktree": str(worktree), "undone": done})
     else:
-        print("\n".join(done) or f"no loomtui hooks installed in {workspace.root}")
+        print("\n".join(done) or f"no loomtui hooks installed in {worktree}")
     return 0
 
 

@@ -70,7 +70,7 @@ def store_location(paths: RepoPaths) -> str:
     location = store_from_env()
     if location:
         return location
-    location = configured_store(_main_checkout(paths))
+    location = configured_store(paths.main_checkout())
     problem = store_problem(location)
     if problem:
         raise StoreError(f"store: {problem}")
@@ -104,11 +104,6 @@ def repository_namespace(paths: RepoPaths) -> str:
     except (OSError, LoomError):
         pass  # found again next time
     return name
-
-
-def _main_checkout(paths: RepoPaths) -> Path:
-    """The repository's main working tree (a sandbox's worktree shares its git dir)."""
-    return paths.common_dir.parent if paths.common_dir.name == ".git" else paths.root
 
 
 def _refuse_a_truncated_store(paths: RepoPaths) -> None:
@@ -188,7 +183,7 @@ def open_store(paths: RepoPaths, location: str | None = None, *, reads_only: boo
         elsewhere = (f"this clone's audit log ({paths.audit_path}) holds entries of another store (to start "
                      f"the team's store from this clone: `loomtui store copy --to URL`)")
     store = PostgresStore(location, repository_namespace(paths), mirror=f"{current_host()}:{paths.audit_path}",
-                          name=_main_checkout(paths).name, elsewhere=elsewhere)
+                          name=paths.main_checkout().name, elsewhere=elsewhere)
     # The team's store, named by loom.yaml's `store:`, or by LOOMTUI_STORE in a clone with no store of its own
     # (`store copy` says to use it so); one look by LOOMTUI_STORE from a clone that has its own is no joining.
     # A read only (`status`, a look at a staging store) joins nothing.
