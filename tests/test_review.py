@@ -175,6 +175,17 @@ def test_a_failed_agents_change_is_never_approved_by_the_policy_alone(billing: P
     assert escalation is not None and "agent-failed" in escalation.summary
     shown = loomtui(billing, "escalation", "show", str(escalation.id))
     assert "the agent did not finish (exited with code 1): its change may be unfinished" in shown.stdout, shown.stderr
+    # A commit of anyone's after it (a fix beside the half-done work) is reviewed again: the failure still
+    # counts (it was forgotten once the sandbox was awaiting review, and the half-done change auto-approved).
+    worktree = Path(record.worktree)
+    (worktree / "docs").mkdir(exist_ok=True)
+    (worktree / "docs" / "typo.md").write_text("a typo fixed\n")
+    git(worktree, "add", "docs/typo.md")
+    git(worktree, "commit", "-qm", "one more fix")
+    again = cli(billing, "sandbox", "review", sandbox_id, "--json")
+    assert again.returncode == 0 and json.loads(again.stdout)["status"] == "awaiting_review", again.stdout
+    [_, judged] = evaluated(workspace, sandbox_id)
+    assert judged["outcome"] == "require" and "agent-failed (built in)" in judged["rules"], judged
 
 
 def test_a_change_with_files_loomtui_cannot_name_is_not_reviewed_and_says_which(billing: Path) -> None:

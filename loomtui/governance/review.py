@@ -265,12 +265,14 @@ def _hold_the_change(workspace: Workspace, record: SandboxRecord, facts: ChangeF
 
 def _agent_failure(record: SandboxRecord) -> str | None:
     """How a sandbox's agent failed or was stopped before it ended, in a few words; None when it ended
-    by itself. A stop someone asked for is no failure, but it too leaves the work where it was cut off."""
-    if record.status != FAILED:
-        stopper = stopped_by(record)
-        return f"stopped by {stopper} before it ended" if stopper else None
-    error = record.data.get("error")
-    return str(error) if error else f"exited with code {record.exit_code}"
+    by itself. A stop someone asked for is no failure, but it too leaves the work where it was cut off.
+    Its last run's, whatever the status now: reviewed again after a later commit, the sandbox is awaiting
+    review, and the failure was forgotten (a half-done change then approved by the policy alone)."""
+    error = record.data.get("error")  # set with the failed status, cleared only by a run again
+    if record.status == FAILED or error:
+        return str(error) if error else f"exited with code {record.exit_code}"
+    stopper = stopped_by(record)
+    return f"stopped by {stopper} before it ended" if stopper else None
 
 
 def _with_claim_stage(workspace: Workspace, policy: Policy, record: SandboxRecord, evaluation: Evaluation,
