@@ -37,6 +37,12 @@ def escape_controls(text: str) -> str:
                    else ch.encode("unicode_escape").decode("ascii") for ch in text)
 
 
+def blank(text: str) -> bool:
+    """Whether `text` shows nothing: only spaces, controls and invisible characters (a reason of zero-width
+    spaces read as given, and said nothing)."""
+    return all(ch.isspace() or not ch.isprintable() or ch in _INVISIBLE_CHARS for ch in text)
+
+
 def listed(items: Sequence[str], limit: int = 5) -> str:
     """The first `limit` items joined by commas, then `and N more` for the rest."""
     return ", ".join(items[:limit]) + (f" and {len(items) - limit} more" if len(items) > limit else "")

@@ -113,6 +113,8 @@ def test_reject_needs_a_reason(billing: Path) -> None:
         decide(as_user(billing, ALICE), policy, escalation_id, "reject")
     with pytest.raises(LoomError, match="^an override needs a reason$"):  # it said "a override"
         decide(as_user(billing, ALICE), policy, escalation_id, "override")
+    with pytest.raises(LoomError, match="^a reject needs a reason$"):  # zero-width characters: it says nothing
+        decide(as_user(billing, ALICE), policy, escalation_id, "reject", reason="\u200b\u200d \t")
     record = decide(as_user(billing, ALICE), policy, escalation_id, "reject", reason="rounds twice")
     assert record.status == "rejected"
     with pytest.raises(DecisionRefused, match="already rejected"):

@@ -28,7 +28,7 @@ from loomtui.config import MAX_LEASE_SECONDS, CoordinationConfig
 from loomtui.coordination.index import DEPENDENCY_KINDS, ProgressFn, RepoIndex
 from loomtui.coordination.regions import ancestors, named_once, overlaps, split_id
 from loomtui.coordination.targets import TargetResolver
-from loomtui.errors import LoomError, shown
+from loomtui.errors import LoomError, blank, shown
 from loomtui.store import ENDED_STATUSES, ClaimRecord, SandboxRecord, Store
 from loomtui.workspace import Workspace
 
@@ -416,7 +416,7 @@ class Coordinator:
         if mode not in MODES:
             raise LoomError(f"claim mode must be one of {', '.join(MODES)} (got {mode!r})")
         check_holder(sandbox_id)
-        if override_reason is not None and not override_reason.strip():
+        if override_reason is not None and blank(override_reason):
             raise LoomError("an override needs a reason")
         sandbox = self.store.get_sandbox(sandbox_id)
         if sandbox is not None and sandbox.status in ENDED_STATUSES:
@@ -493,7 +493,7 @@ class Coordinator:
             if override_reason is None:
                 raise OverrideNeeded(f"claim #{claim_id} is held by sandbox {sandbox_id}, which {actor} did not "
                                      "start: releasing it is an override, with a reason")
-            if not override_reason.strip():
+            if blank(override_reason):
                 raise LoomError("an override needs a reason")
             if not self.may_override(actor):
                 raise LoomError(f"{actor} may not override (the policy's overrides.groups decide who may)",

@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, Final
 
-from loomtui.errors import LoomError, StoreError
+from loomtui.errors import LoomError, StoreError, blank
 from loomtui.execution.gitops import Git
 from loomtui.governance.decision_notes import publish
 from loomtui.governance.policy import (
@@ -287,7 +287,7 @@ def decide(workspace: Workspace, policy: Policy, escalation_id: int, decision: s
     refuse_inside_sandbox()
     if decision not in ("approve", "reject", "override"):
         raise LoomError(f"decision must be approve, reject or override (got {decision!r})")
-    if decision in ("reject", "override") and not reason.strip():
+    if decision in ("reject", "override") and blank(reason):
         raise LoomError(f"{'an' if decision[0] in 'aeiou' else 'a'} {decision} needs a reason")
     user = workspace.actor
     _refuse_if_withdrawn(workspace, policy, escalation_id, decision, reason)

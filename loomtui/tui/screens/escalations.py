@@ -18,7 +18,7 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Button, DataTable, Input, Label, Static
 
-from loomtui.errors import LoomError, plural
+from loomtui.errors import LoomError, blank, plural
 from loomtui.governance.escalations import (
     DECIDED_AS,
     DecisionTooLate,
@@ -88,7 +88,7 @@ class ReasonScreen(ModalScreen[str | None]):
     @on(Button.Pressed, "#record")
     def _record(self) -> None:
         reason = self.query_one("#reason", Input).value.strip()
-        if not reason and self.required:
+        if blank(reason) and self.required:
             self.notify("a reason is required", severity="warning")
             return
         self.dismiss(reason)
