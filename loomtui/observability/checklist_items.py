@@ -542,6 +542,7 @@ def _coordination(ev: Evidence) -> Answer:
 
 def _acceptance(ev: Evidence) -> Answer:
     from loomtui.observability.metrics import compute_metrics
+    from loomtui.observability.report import percent
 
     if ev.branch is None:
         name = ev._trunk[0]
@@ -552,7 +553,7 @@ def _acceptance(ev: Evidence) -> Answer:
     rate = metrics.acceptance_rate
     seen = [f"last 7 days on {ev.branch}: {plural(metrics.agent_commits, 'agent-made commit')} of "
             f"{metrics.commits}; {plural(metrics.decided, 'change')} decided, {metrics.merged} merged"
-            + (f": acceptance {rate:.0%}" if rate is not None else ": no acceptance rate yet")]
+            + (f": acceptance {percent(rate)}" if rate is not None else ": no acceptance rate yet")]
     if metrics.partial:
         seen.append("partial: " + "; ".join(metrics.partial[:2]))
     facts = {"agent_commits": metrics.agent_commits, "commits": metrics.commits, "decided": metrics.decided,
