@@ -151,3 +151,35 @@ async def test_at_80_columns_long_actions_still_leave_the_subject(billing: Path)
         labels = [str(column.label) for column in table.columns.values()]
         assert labels[:4] == ["#", "Time (UTC)", "Action", "Subject"], labels
         assert str(table.get_row_at(table.row_count - 1)[3]) == "3fa9c1"
+
+
+async def test_esc_backs_out_one_level_in_every_view_from_its_pane_to_its_list_then_to_the_sandboxes(
+        billing: Path) -> None:
+    """From a view's detail pane `esc` went straight to the sandboxes (the Audit row being read lost); only the
+    Escalations view backed out to its list first."""
+    from loomtui.tui.screens.dashboard import DashboardScreen
+
+    workspace = open_workspace(billing)
+    workspace.record("test.first", "one")
+    app = LoomApp(workspace)
+    async with app.run_test(size=SIZE) as pilot:
+        for key in ("4", "5", "7", "8"):
+            await pilot.press(key)
+            await pilot.pause()
+            view = app.screen
+            home = view.query_one(view.AUTO_FOCUS)
+            await wait_for(pilot, lambda: app.focused is home)  # noqa: B023 (awaited in this turn)
+            for _ in range(4):  # to a pane beside the list (the metrics' list holds a table of its own)
+                await pilot.press("tab")
+                await pilot.pause()
+                focused = app.focused
+                if focused is not None and focused is not home and home not in focused.ancestors:
+                    break
+            else:
+                continue  # a view with nothing else to focus (no plan: one pane)
+            await pilot.press("escape")
+            await pilot.pause()
+            assert app.screen is view and app.focused is home, (key, app.focused)
+            await pilot.press("escape")
+            await pilot.pause()
+            assert isinstance(app.screen, DashboardScreen), key

@@ -50,7 +50,8 @@ async def test_the_plan_view_draws_waves_and_why_a_task_waits(tmp_path: Path) ->
         await wait_for(pilot, lambda: f"sandbox {first.id}" in " ".join(str(plan_detail.render()).split()))
         # Its next step's key works in the sandboxes view, one ⏎ away (pressed here, `S` did nothing).
         assert "(⏎ then press S)" in " ".join(str(plan_detail.render()).split())
-        assert "(⏎ then press S)" in waves[0][0], waves[0][0]  # the tree's own line too: "(press S)" did nothing
+        # The tree's own line too ("(press S)" did nothing), the key first: the end of a line is cut at 80 columns.
+        assert waves[0][0].startswith(f"{first.id} planned  ⏎ then press S · "), waves[0][0]
         # The footer names that ⏎ (the tree's own was unnamed: the hints named a key the footer did not).
         shown = {active.binding.key_display: active.binding.description
                  for active in app.active_bindings.values() if active.binding.show}

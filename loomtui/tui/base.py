@@ -69,6 +69,16 @@ class LoomScreen(Screen[ResultT]):
     def loom(self) -> LoomApp:
         return loom_app(self.app)
 
+    def back_out(self) -> None:
+        """esc backs out one level: from a detail pane to the view's own list (its AUTO_FOCUS), from there to
+        the sandboxes (from a pane of the Audit view it went to the sandboxes, the row read lost)."""
+        home = self.query(self.AUTO_FOCUS).first() if self.AUTO_FOCUS else None
+        focused = self.focused
+        if home is not None and focused is not None and focused is not home and home not in focused.ancestors:
+            home.focus()
+            return
+        self.app.switch_mode("dashboard")
+
     def no_filter_hint(self) -> str:
         """What to use instead of `/` in a view without a filter (said when `/` is pressed), or ""."""
         return ""

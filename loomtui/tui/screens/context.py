@@ -180,7 +180,7 @@ class ContextScreen(LoomScreen[None]):
             box.add_class("hidden")
             self.query_one("#sections", DataTable).focus()
             return
-        self.app.switch_mode("dashboard")
+        self.back_out()
 
 
 class ContextSections(RankedProvider):

@@ -546,9 +546,4 @@ class EscalationsScreen(LoomScreen[None]):
         self.reload()
 
     def action_back(self) -> None:
-        """esc backs out one level: from the detail to the queue, from the queue to the sandboxes."""
-        queue = self.query_one("#queue", FittedTable)
-        if self.focused is not None and self.focused is not queue:
-            queue.focus()
-            return
-        self.app.switch_mode("dashboard")
+        self.back_out()

@@ -199,7 +199,7 @@ class PolicyScreen(LoomScreen[None]):
             self.show_policy(fired, lines)
 
     def action_back(self) -> None:
-        self.app.switch_mode("dashboard")
+        self.back_out()
 
 
 # What happened first; who did it last, and cut (the detail pane has it whole): a long email
@@ -332,4 +332,4 @@ class AuditScreen(LoomScreen[None]):
                                   timeout=3 if intact else None)
 
     def action_back(self) -> None:
-        self.app.switch_mode("dashboard")
+        self.back_out()

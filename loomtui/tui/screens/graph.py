@@ -425,6 +425,6 @@ class GraphScreen(LoomScreen[None]):
         elif self.drawn and canvas.sandbox is not None:
             canvas.set_view(sandbox=None, conflict=None)
         else:
-            self.app.switch_mode("dashboard")
+            self.back_out()
             return
         self._title()

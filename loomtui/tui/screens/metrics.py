@@ -169,7 +169,7 @@ class MetricsScreen(LoomScreen[None]):
         self._compute(fresh=True)
 
     def action_back(self) -> None:
-        self.app.switch_mode("dashboard")
+        self.back_out()
 
     @work(thread=True, exclusive=True, group="metrics")
     def _compute(self, fresh: bool = False) -> None:

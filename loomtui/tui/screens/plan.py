@@ -93,7 +93,7 @@ class PlanTree(FittedTree[PlannedTask | None]):
     tree's own ⏎ is unnamed there, and the hints' "⏎ then press S" named a key the footer did not)."""
 
     BINDINGS = [Binding("enter", "select_cursor", "Its sandbox", key_display="⏎", id="plan.open",
-                        tooltip="The selected task's sandbox, where the keys of its next step work")]
+                        tooltip="The task's sandbox, where its next step's keys work")]
 
 
 class PlanScreen(LoomScreen[None]):
@@ -200,7 +200,7 @@ class PlanScreen(LoomScreen[None]):
         detail.update(render_fields(fields, inner_width(detail) or 40))
 
     def action_back(self) -> None:
-        self.app.switch_mode("dashboard")
+        self.back_out()
 
 
 def _plan_hints() -> dict[str, str]:
@@ -219,6 +219,8 @@ def _task_label(task: PlannedTask) -> Text:
     label = Text(f"{task.name} ")
     label.append(task.sandbox.status, style=STATUS_STYLES.get(task.sandbox.status, ""))
     if task.step is not None and str(task.step.step) != "done":
-        # Its keys work in the sandboxes view, one ⏎ away: "(press m)" here did nothing.
-        label.append(f"  {task.step.line(_plan_hints())}", style=STEP_STYLES.get(str(task.step.step), "dim"))
+        # Its keys work in the sandboxes view, one ⏎ away: "(press m)" here did nothing. The key first, as the
+        # sandboxes' Next column says it: at 80 columns the label's end, the key to press, was cut.
+        label.append(f"  {task.step.line(_plan_hints(), hint_first=True)}",
+                     style=STEP_STYLES.get(str(task.step.step), "dim"))
     return label
