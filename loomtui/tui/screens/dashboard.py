@@ -564,8 +564,11 @@ class DashboardScreen(LoomScreen[None]):
         (the key did nothing, with nothing said)."""
         sandbox = self.selected_sandbox()
         if sandbox is None:
-            self.app.notify(f"no sandbox selected ({shown_key('dashboard.new', 'n')} makes one)", title=doing,
-                            severity="warning")
+            hidden = sum(not self._visible(s) for s in self.snapshot.sandboxes) if self.snapshot else 0
+            # The filter hides every row: said so, not "n makes one" beside "(3 hidden)".
+            why = (f"the filter hides {plural(hidden, 'sandbox')}: {shown_key('dashboard.back', 'esc')} clears it"
+                   if hidden else f"{shown_key('dashboard.new', 'n')} makes one")
+            self.app.notify(f"no sandbox selected ({why})", title=doing, severity="warning")
             return None
         gone = self.query_one("#sandboxes", SandboxTable).row_gone_under_cursor()
         if sandbox is not None and gone is not None:
