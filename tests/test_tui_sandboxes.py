@@ -218,6 +218,25 @@ async def test_a_failed_step_says_r_retries_it_and_r_does(billing: Path) -> None
                                           for n in app._notifications))
 
 
+async def test_a_key_pressed_after_archiving_the_selected_row_here_acts_on_the_row_now_selected(
+        billing: Path) -> None:
+    """Archived with `x` `y` in this app, on purpose: the next key was refused as if the row had gone unseen
+    ("the one selected, is gone ... press again"), though the detail already showed the row now selected."""
+    workspace = open_workspace(billing)
+    kept, going = (planned_task(workspace, billing, f"task {n}") for n in range(2))
+    app = LoomApp(workspace)
+    async with app.run_test(size=SIZE, notifications=True) as pilot:
+        table = await table_on(app, pilot, going.id, rows=2)
+        await pilot.press("x")
+        await pilot.pause()
+        await pilot.press("y")
+        await wait_for(pilot, lambda: table.row_count == 1)
+        await pilot.pause()
+        await pilot.press("S")
+        await wait_for(pilot, lambda: (workspace.store.get_sandbox(kept.id) or kept).status != "planned")
+        assert not any("the one selected, is gone" in n.message for n in app._notifications)
+
+
 async def test_a_key_pressed_after_the_selected_row_went_says_so_and_acts_on_no_other(billing: Path) -> None:
     """The selected sandbox archived from the CLI: the cursor fell on the row below, and `S` (no question asked)
     reran a sandbox nobody chose."""

@@ -104,6 +104,7 @@ class DashboardScreen(LoomScreen[None]):
         self._detail_width = -1  # the width the detail's values were last wrapped for
         self._draft: NewSandboxRequest | None = None  # a new sandbox's request that failed, for `n` to reopen
         self._select_when_shown: str | None = None  # a sandbox made with `n`, selected once its row is in
+        self._archived_here: set[str] = set()  # rows a person here chose to archive: their going is no surprise
         # sandbox -> (when checked, what was found, the version it was found of: a refresh since said STALE of the
         # version it had just given the agent, for the rest of the 10 s)
         self._drift: dict[str, tuple[float, str, str]] = {}
@@ -571,7 +572,7 @@ class DashboardScreen(LoomScreen[None]):
             self.app.notify(f"no sandbox selected ({why})", title=doing, severity="warning")
             return None
         gone = self.query_one("#sandboxes", SandboxTable).row_gone_under_cursor()
-        if sandbox is not None and gone is not None:
+        if sandbox is not None and gone is not None and gone not in self._archived_here:
             self.app.notify(f"sandbox {gone}, the one selected, is gone; the cursor is on {sandbox.id} now: press "
                             "again to act on it", title=doing, severity="warning")
             return None
@@ -707,6 +708,7 @@ class DashboardScreen(LoomScreen[None]):
             self._run(f"archive {sandbox.id}", sandbox_calls.archive, sandbox.id)
             return
         step = self.snapshot.steps.get(sandbox.id) if self.snapshot else None
+        self._archived_here.add(sandbox.id)  # if `y` follows, the cursor's next row is one the person sees chosen
         self._run_once_confirmed(dashboard_keys.archive_question(sandbox, step), f"archive {sandbox.id}",
                                  sandbox_calls.archive, sandbox.id)
 
@@ -721,5 +723,6 @@ class DashboardScreen(LoomScreen[None]):
                             f"{'is' if len(finished) == 1 else 'are'} archived there"
                             if finished else "no merged or rejected sandbox to archive", title="archive", timeout=5)
             return
+        self._archived_here.update(s.id for s in done)
         self._run_once_confirmed(dashboard_keys.archive_done_question(done), "archive merged and rejected",
                                  sandbox_calls.archive_done)
