@@ -51,6 +51,7 @@ from loomtui.execution.lifecycle import (
     set_status,
 )
 from loomtui.execution.procs import OOM_SCORE_ADJ_AGENT, group_exists, identity, is_alive
+from loomtui.execution.sandbox_paths import TMUX
 from loomtui.execution.script_agent import parse_script
 from loomtui.identity import current_host
 from loomtui.store import SandboxRecord
@@ -1601,12 +1602,19 @@ def test_interactive_runtime_runs_in_a_tmux_session(ws: Workspace, repo: Path, b
         assert started.returncode == 0 and f"`loomtui attach {made.id}` follows the agent" in started.stdout, started
         record = running(ws, made.id)
         session = f"={sb.tmux_session(record.id)}"
-        assert agent_control.attach_command(ws, record.id) == ["tmux", "attach-session", "-t", session]
+        assert agent_control.attach_command(ws, record.id) == [*TMUX, "attach-session", "-t", session]
+        # From inside a person's tmux (another server): found all the same (loomtui's own server), and opened in
+        # a popup over their pane (the client switched to it was detached whole by C-b d or the agent's end).
+        monkeypatch.setenv("TMUX", f"{tmp_path}/another-server,1,0")
+        assert agent_control.attach_command(ws, record.id) == [
+            "tmux", "display-popup", "-E", "-w", "95%", "-h", "95%",
+            f"env -u TMUX tmux -L loomtui attach-session -t {session}"]
+        monkeypatch.delenv("TMUX")
         pane = session + ":"
-        screen = lambda: subprocess.run(["tmux", "capture-pane", "-p", "-t", pane],
+        screen = lambda: subprocess.run([*TMUX, "capture-pane", "-p", "-t", pane],
                                         capture_output=True, text=True, check=False).stdout
         wait_until(lambda: "ready>" in screen(), what="the prompt")
-        subprocess.run(["tmux", "send-keys", "-t", pane, "hello there", "Enter"], check=True)
+        subprocess.run([*TMUX, "send-keys", "-t", pane, "hello there", "Enter"], check=True)
         done = ended(ws, record.id)
         assert (done.status in EXITED_OK, done.exit_code) == (True, 0)
         assert git(repo, "show", f"{record.branch}:answer.txt") == "hello there"
@@ -1615,7 +1623,7 @@ def test_interactive_runtime_runs_in_a_tmux_session(ws: Workspace, repo: Path, b
         with pytest.raises(LoomError, match="its tmux session is gone"):
             agent_control.attach_command(ws, record.id)
     finally:
-        subprocess.run(["tmux", "kill-server"], capture_output=True, check=False)
+        subprocess.run([*TMUX, "kill-server"], capture_output=True, check=False)
 
 
 def test_attach_to_a_headless_sandbox_points_at_the_logs(ws: Workspace) -> None:
@@ -1697,9 +1705,9 @@ def test_a_claude_result_with_denials_tokens_and_cost_is_not_plain_success() -> 
 @pytest.mark.skipif(not isolation.isolation_available(), reason="bubblewrap is not usable here")
 def test_an_isolated_agent_commits_on_its_branch_but_cannot_touch_another_sandboxes(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest) -> None:
-    from tests.conftest import demo_repo
     from loomtui.workflow.tasks import create_sandbox, start
     from loomtui.workspace import open_workspace
+    from tests.conftest import demo_repo
 
     # The user's data folder where a user's is, outside /tmp (which the agent sees empty): there the
     # worktrees of every repository are.

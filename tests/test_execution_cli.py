@@ -15,6 +15,7 @@ from loomtui.errors import LoomError
 from loomtui.execution import agent_control, isolation, review
 from loomtui.execution import sandboxes as sb
 from loomtui.execution.doctor import run_doctor
+from loomtui.execution.sandbox_paths import TMUX
 from loomtui.workflow import tasks
 from loomtui.workflow.engine import wait_until_settled
 from loomtui.workspace import open_workspace
@@ -171,7 +172,7 @@ def test_bad_input_is_one_line_and_the_right_exit_code(repo: Path, script: Path,
 
     workspace = open_workspace(repo)
     workspace.store.update_sandbox(sandbox_id, status="running", data={"launch": {"mode": "interactive"}})
-    subprocess.run(["tmux", "new-session", "-d", "-s", tmux_session(sandbox_id), "sleep", "60"], check=True)
+    subprocess.run([*TMUX, "new-session", "-d", "-s", tmux_session(sandbox_id), "sleep", "60"], check=True)
     try:
         with pytest.MonkeyPatch.context() as env:
             env.delenv("TMUX", raising=False)
@@ -179,7 +180,7 @@ def test_bad_input_is_one_line_and_the_right_exit_code(repo: Path, script: Path,
                            f"attaching needs a terminal (stdin and stdout are not one; tmux draws there); "
                            f"`loomtui sandbox logs {sandbox_id}`")
     finally:
-        subprocess.run(["tmux", "kill-session", "-t", f"={tmux_session(sandbox_id)}"], check=False)
+        subprocess.run([*TMUX, "kill-session", "-t", f"={tmux_session(sandbox_id)}"], check=False)
         workspace.store.update_sandbox(sandbox_id, status="planned")
         workspace.close()
     (Path(created["worktree"]) / "scratch.txt").write_text("uncommitted\n")

@@ -39,16 +39,17 @@ from typing import Any, Self
 
 import pytest
 
-from tests.conftest import demo_repo, git
 from loomtui.execution import agent_control
 from loomtui.execution import sandboxes as sb
 from loomtui.execution.isolation import isolation_available
+from loomtui.execution.sandbox_paths import TMUX
 from loomtui.governance.escalations import decide
 from loomtui.governance.hooks.gate import awaiting
 from loomtui.governance.policy import load_policy
 from loomtui.workflow import tasks
 from loomtui.workflow.engine import wait_until_settled
 from loomtui.workspace import Workspace, open_workspace
+from tests.conftest import demo_repo, git
 from tests.fake_anthropic import FakeAnthropic, Turn, text, tool_use
 
 CLAUDE = shutil.which("claude")
@@ -518,7 +519,7 @@ def test_claude_only_retrying_a_model_api_that_never_answers_is_stopped_after_th
 
 
 def pane(session: str) -> str:
-    return subprocess.run(["tmux", "capture-pane", "-p", "-t", f"={session}:"], capture_output=True, text=True,
+    return subprocess.run([*TMUX, "capture-pane", "-p", "-t", f"={session}:"], capture_output=True, text=True,
                           check=False).stdout
 
 
@@ -561,11 +562,11 @@ def test_interactive_claude_in_tmux_takes_a_typed_prompt_and_its_edit_is_checked
         try:
             wait_for("the session", lambda: sb.get_sandbox(workspace, sandbox).data.get("tmux_session") == session)
             wait_for("the folder trust question", lambda: "trust this folder" in pane(session))
-            subprocess.run(["tmux", "send-keys", "-t", f"={session}:", "Enter"], check=True)
+            subprocess.run([*TMUX, "send-keys", "-t", f"={session}:", "Enter"], check=True)
             wait_for("the prompt", lambda: "for shortcuts" in pane(session))
-            subprocess.run(["tmux", "send-keys", "-t", f"={session}:", "-l", "write the hello module"], check=True)
+            subprocess.run([*TMUX, "send-keys", "-t", f"={session}:", "-l", "write the hello module"], check=True)
             time.sleep(0.3)
-            subprocess.run(["tmux", "send-keys", "-t", f"={session}:", "Enter"], check=True)
+            subprocess.run([*TMUX, "send-keys", "-t", f"={session}:", "Enter"], check=True)
             wait_for("the write", new_file.exists)
             wait_for("its PostToolUse", lambda: any(e["action"] == "claim.confirmed"
                                                     for e in audit(workspace, sandbox)))

@@ -47,15 +47,15 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import demo_repo
 from loomtui.execution import agent_control
 from loomtui.execution import sandboxes as sb
 from loomtui.execution.isolation import isolation_available
+from loomtui.execution.sandbox_paths import TMUX
 from loomtui.workflow import tasks
 from loomtui.workflow.engine import wait_until_settled
 from loomtui.workspace import Workspace, open_workspace
 from tests import test_runtime_codex_aider as headless
-from tests.conftest import quick_gates
+from tests.conftest import demo_repo, quick_gates
 from tests.fake_openai import FakeOpenAI, Turn, custom_call, text
 
 pytestmark = pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed")
@@ -106,19 +106,19 @@ class Session:
 
     def pane(self, history: int = 0) -> str:
         """What the pane shows (with `history` lines of its scrollback above)."""
-        return subprocess.run(["tmux", "capture-pane", "-p", "-S", str(-history), "-t", f"={self.tmux}:"],
+        return subprocess.run([*TMUX, "capture-pane", "-p", "-S", str(-history), "-t", f"={self.tmux}:"],
                               capture_output=True, text=True, check=False).stdout
 
     def type(self, keys: str, submitted: Callable[[], bool]) -> None:
         """Type a line into the TUI as a person would: the text, wait to see it, then Enter; press
         Enter again if the line was not taken (under load a TUI can read a quick Enter as part of
         the paste of the text, and keep the line in its composer)."""
-        subprocess.run(["tmux", "send-keys", "-t", f"={self.tmux}:", "-l", keys], check=True)
+        subprocess.run([*TMUX, "send-keys", "-t", f"={self.tmux}:", "-l", keys], check=True)
         self.wait_for(f"{keys!r} to show", lambda: keys in self.pane())
         for _attempt in range(3):
             time.sleep(0.3)
             # Not checked: the session may have ended on the previous Enter a moment ago.
-            subprocess.run(["tmux", "send-keys", "-t", f"={self.tmux}:", "Enter"], capture_output=True, check=False)
+            subprocess.run([*TMUX, "send-keys", "-t", f"={self.tmux}:", "Enter"], capture_output=True, check=False)
             deadline = time.monotonic() + 8
             while time.monotonic() < deadline:
                 if submitted():
@@ -126,7 +126,7 @@ class Session:
                 time.sleep(0.1)
 
     def alive(self) -> bool:
-        return subprocess.run(["tmux", "has-session", "-t", f"={self.tmux}"], capture_output=True,
+        return subprocess.run([*TMUX, "has-session", "-t", f"={self.tmux}"], capture_output=True,
                               check=False).returncode == 0
 
     def wait_for(self, what: str, check: Callable[[], bool], timeout: float = WAIT_S) -> None:

@@ -4,6 +4,7 @@ resume (SIGSTOP, SIGCONT to its process group), and attach to an interactive one
 from __future__ import annotations
 
 import os
+import shlex
 import signal
 import subprocess
 import time
@@ -13,7 +14,7 @@ from loomtui.errors import LoomError
 from loomtui.execution.leftovers import save_without_supervisor
 from loomtui.execution.lifecycle import EXITED, LIVE, PAUSED, RUNNING, transition
 from loomtui.execution.procs import group_exists, is_alive, signal_group
-from loomtui.execution.sandbox_paths import tmux_session
+from loomtui.execution.sandbox_paths import TMUX, tmux_session
 from loomtui.execution.sandboxes import get_sandbox, refuse_elsewhere
 from loomtui.store import SandboxRecord
 from loomtui.workspace import Workspace
@@ -123,9 +124,13 @@ def attach_command(workspace: Workspace, sandbox_id: str) -> list[str]:
         raise LoomError(f"sandbox {record.id} runs headless; follow its output with "
                         f"`loomtui sandbox logs {record.id} -f`", exit_code=1)
     session = tmux_session(record.id)
-    if record.status not in LIVE or subprocess.run(["tmux", "has-session", "-t", f"={session}"],
+    if record.status not in LIVE or subprocess.run([*TMUX, "has-session", "-t", f"={session}"],
                                                    capture_output=True, check=False).returncode != 0:
         raise LoomError(f"sandbox {record.id} is {record.status}; its tmux session is gone", exit_code=1)
-    # Inside tmux already, switching the client avoids a nested session.
-    verb = "switch-client" if os.environ.get("TMUX") else "attach-session"
-    return ["tmux", verb, "-t", f"={session}"]
+    attach = [*TMUX, "attach-session", "-t", f"={session}"]
+    if not os.environ.get("TMUX"):
+        return attach
+    # Inside a person's tmux: in a popup over the pane, where C-b d (or the agent's end) closes it and the
+    # pane is as it was. Switching the client to the session detached the whole client on either, and the app
+    # that ran it was left in a session out of sight.
+    return ["tmux", "display-popup", "-E", "-w", "95%", "-h", "95%", shlex.join(["env", "-u", "TMUX", *attach])]

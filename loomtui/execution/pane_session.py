@@ -17,7 +17,7 @@ import time
 from typing import Final
 
 from loomtui.errors import LoomError
-from loomtui.execution.sandbox_paths import SandboxPaths
+from loomtui.execution.sandbox_paths import TMUX, SandboxPaths
 
 PANE_POLL_S: Final = 0.2
 
@@ -34,7 +34,7 @@ class PaneSession:
         self.session = session
 
     def _tmux(self, *args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(["tmux", *args], capture_output=True, text=True, check=False)
+        return subprocess.run([*TMUX, *args], capture_output=True, text=True, check=False)
 
     def open(self, argv: list[str], env: dict[str, str]) -> int:
         """Start the session running `argv` behind the wrapper (which waits for `go`); the pane's pid."""

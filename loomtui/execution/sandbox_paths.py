@@ -220,3 +220,9 @@ def check_id(text: str) -> str:
 
 def tmux_session(sandbox_id: str) -> str:
     return TMUX_PREFIX + sandbox_id
+
+
+TMUX: Final = ("tmux", "-L", "loomtui")
+"""tmux on loomtui's own server: an interactive agent's session is found from any shell, whichever tmux server
+its starter's `$TMUX` named (one started from the app inside tmux was "gone" to `loomtui attach` in a plain
+shell), and a person's own sessions are never among its sessions."""
