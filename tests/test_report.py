@@ -259,6 +259,37 @@ def test_a_sandbox_run_again_is_one_sandbox_started_and_ended_and_its_tokens_cou
     assert by_key(m.by_day)[DAYS[2]].sandboxes_started == 1
 
 
+def test_tokens_in_are_every_input_token_read_and_a_cost_no_agent_said_is_not_known(scenario: Workspace) -> None:
+    """Claude's cache reads were left out of its tokens in (12 in, of 53,012 read) while Codex's counted them,
+    and Codex, which reports no cost, read "$0.00", as if free."""
+    from loomtui.execution.activity import parse_claude_stream, parse_codex_json
+
+    [claude] = parse_claude_stream(json.dumps({"type": "result", "subtype": "success", "total_cost_usd": 0.05,
+                                               "usage": {"input_tokens": 12, "output_tokens": 800,
+                                                         "cache_read_input_tokens": 48000,
+                                                         "cache_creation_input_tokens": 5000}}))
+    [codex] = parse_codex_json(json.dumps({"type": "turn.completed", "usage": {
+        "input_tokens": 24000, "cached_input_tokens": 20000, "output_tokens": 900}}))
+    for sid, runtime, result in (("c1", "claude", claude), ("x1", "codex", codex)):
+        scenario.store.add_sandbox(sandbox(sid, runtime, D0 + 2 * DAY, D0 + 2 * DAY + 3 * H,
+                                           ended_at=D0 + 2 * DAY + 2 * H, agent_result=result))
+        add_entries(scenario, [(D0 + 2 * DAY, "sandbox.planned", sid, {}),
+                               moved(D0 + 2 * DAY + 60, sid, "running", "planned"),
+                               moved(D0 + 2 * DAY + 2 * H, sid, "exited", "running")])
+    m = compute_metrics(scenario, D0 + 2 * DAY, UNTIL)
+    rows = by_key(m.by_runtime)
+    assert (rows["claude"].input_tokens, rows["claude"].cost_usd, rows["claude"].agents_costing) == (53012, 0.05, 1)
+    assert (rows["codex"].input_tokens, rows["codex"].agents_reporting, rows["codex"].agents_costing) == (24000, 1, 0)
+    text = render(m, "text")
+    codex_row = next(line for line in text.splitlines() if line.lstrip().startswith("codex"))
+    assert "n/a" in codex_row and "$0.00" not in codex_row, codex_row
+    assert dict(summary_lines(m))["Tokens"] == ("77,012 in (caches' included) / 1,700 out tokens, $0.05 (1 of 2 said "
+                                                "a cost) (2 agents reporting)")
+    prometheus = render(m, "prometheus")
+    assert 'loomtui_agent_cost_usd{runtime="claude"} 0.05' in prometheus
+    assert 'agent_cost_usd{runtime="codex"}' not in prometheus
+
+
 def test_agent_made_commits_by_each_kind_of_trailer(scenario: Workspace, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("LOOMTUI_AGENT_TRAILERS", raising=False)
     m = compute_metrics(scenario, SINCE, UNTIL)

@@ -19,7 +19,10 @@ from loomtui.json_text import parse_json
 Activity = dict[str, Any]
 SUMMARY_CHARS = 160
 AGENT_RESULT_KEYS = ("turns", "cost_usd", "is_error", "error", "input_tokens", "output_tokens", "cache_read_tokens",
-                     "cache_creation_tokens", "denials")
+                     "cache_creation_tokens", "input_tokens_read", "denials")
+"""What the supervisor keeps of an agent's closing report. `input_tokens_read`: every input token the model read,
+its cache's included, whichever way the vendor counts (Anthropic's `input_tokens` leaves the cache's out, OpenAI's
+holds them): one figure `report` can add up across runtimes (Claude's 12 tokens in had read 53,012)."""
 """What a sandbox keeps of its agent's own closing report (`agent_result` in its data)."""
 
 # The script agent announces each step as `[script] ACTION DETAIL` (see script_agent.py).
@@ -113,6 +116,7 @@ def _result(message: dict[str, Any]) -> list[Activity]:
               "output_tokens": _count(usage.get("output_tokens")),
               "cache_read_tokens": _count(usage.get("cache_read_input_tokens")),
               "cache_creation_tokens": _count(usage.get("cache_creation_input_tokens"))}
+    tokens["input_tokens_read"] = tokens["input_tokens"] + tokens["cache_read_tokens"] + tokens["cache_creation_tokens"]
     raw = message.get("permission_denials")
     denials = [{"tool": str(d.get("tool_name") or "tool"), "target": shorten(_tool_target(d.get("tool_input")))}
                for d in (raw if isinstance(raw, list) else []) if isinstance(d, dict)]
@@ -218,6 +222,7 @@ def _turn_end(usage: Any, error: str | None) -> Activity:
     tokens = {"input_tokens": _count(used.get("input_tokens")), "output_tokens": _count(used.get("output_tokens")),
               "cache_read_tokens": _count(used.get("cached_input_tokens")),
               "cache_creation_tokens": _count(used.get("cache_write_input_tokens"))}
+    tokens["input_tokens_read"] = tokens["input_tokens"]  # OpenAI's input holds its cached part
     parts = ["success" if error is None else f"error ({shorten(error)})"]
     if tokens["input_tokens"] or tokens["output_tokens"]:
         parts.append(f"{tokens['input_tokens']} in / {tokens['output_tokens']} out tokens")

@@ -97,7 +97,10 @@ class Breakdown:
     regressions_caught: int = 0
     agents_reporting: int = 0
     """Agents that reported tokens or cost at their end."""
+    agents_costing: int = 0
+    """Agents that reported a cost (Codex reports tokens alone: its cost is not known, not $0.00)."""
     input_tokens: int = 0
+    """Every input token the models read, their caches' included (`input_tokens_read` where an agent said it)."""
     output_tokens: int = 0
     cost_usd: float = 0.0
 
@@ -415,15 +418,18 @@ class _Reader:
         result = record.agent_result if record is not None else None
         if result is None:
             return
-        tokens_in, tokens_out = _number(result.get("input_tokens")), _number(result.get("output_tokens"))
-        cost = _number(result.get("cost_usd"))
+        tokens_in = _number(result.get("input_tokens_read"))
+        tokens_in = _number(result.get("input_tokens")) if tokens_in is None else tokens_in  # kept before it was said
+        tokens_out, cost = _number(result.get("output_tokens")), _number(result.get("cost_usd"))
         if tokens_in is None and tokens_out is None and cost is None:
             return
         runtime = self.runtime(sandbox)
         self.tallies.add("agents_reporting", at, runtime)
         self.tallies.add("input_tokens", at, runtime, int(tokens_in or 0))
         self.tallies.add("output_tokens", at, runtime, int(tokens_out or 0))
-        self.tallies.spend(cost or 0.0, at, runtime)
+        if cost is not None:
+            self.tallies.add("agents_costing", at, runtime)
+            self.tallies.spend(cost, at, runtime)
 
     def finish(self) -> None:
         for sandbox, at in self.ended.items():

@@ -58,7 +58,11 @@ def _counts(counts: dict[str, int]) -> str:
 def _tokens(row: Breakdown) -> str:
     if not row.agents_reporting:
         return "none reported"
-    return (f"{row.input_tokens:,} in / {row.output_tokens:,} out tokens, ${row.cost_usd:.2f} "
+    # A cost only of the agents that said one: Codex's tokens alone read as "$0.00", as if free.
+    some = f" ({row.agents_costing} of {row.agents_reporting} said a cost)" if (
+        row.agents_costing < row.agents_reporting) else ""
+    cost = f"${row.cost_usd:.2f}{some}" if row.agents_costing else "cost not reported"
+    return (f"{row.input_tokens:,} in (caches' included) / {row.output_tokens:,} out tokens, {cost} "
             f"({plural(row.agents_reporting, 'agent')} reporting)")
 
 
@@ -111,7 +115,7 @@ RUNTIME_COLUMNS: tuple[tuple[str, Callable[[Breakdown], str]], ...] = (
     # n/a where no agent reported usage (a command runtime): $0.00 read as free.
     ("tokens in", lambda b: f"{b.input_tokens:,}" if b.agents_reporting else "n/a"),
     ("tokens out", lambda b: f"{b.output_tokens:,}" if b.agents_reporting else "n/a"),
-    ("cost", lambda b: f"${b.cost_usd:.2f}" if b.agents_reporting else "n/a"),
+    ("cost", lambda b: f"${b.cost_usd:.2f}" if b.agents_costing else "n/a"),
 )
 DAY_COLUMNS: tuple[tuple[str, Callable[[Breakdown], str]], ...] = (
     ("day", lambda b: b.key), ("started", lambda b: str(b.sandboxes_started)),
@@ -241,12 +245,13 @@ _PER_RUNTIME: tuple[tuple[str, str, Callable[[Breakdown], float | None]], ...] =
     ("regressions_caught", "Tests that passed on the base and failed in a sandbox, in the window's evals.",
      lambda b: b.regressions_caught),
     ("agents_reporting_usage", "Agents that reported tokens or cost at their end.", lambda b: b.agents_reporting),
-    ("agent_input_tokens", "Input tokens agents reported, for agents that ended in the window.",
+    ("agent_input_tokens", "Input tokens agents' models read (their caches' included), for agents that ended in "
+     "the window.",
      lambda b: b.input_tokens),
     ("agent_output_tokens", "Output tokens agents reported, for agents that ended in the window.",
      lambda b: b.output_tokens),
-    ("agent_cost_usd", "Cost in US dollars agents reported, for agents that ended in the window.",
-     lambda b: b.cost_usd),
+    ("agent_cost_usd", "Cost in US dollars agents reported, for agents that ended in the window (absent where "
+     "none reported one).", lambda b: b.cost_usd if b.agents_costing else None),
     ("runtime_acceptance_ratio", "Merged over decided, per runtime (absent when nothing was decided).",
      lambda b: b.acceptance_rate),
     ("runtime_decision_seconds_median", "Median seconds from an agent's end to the decision, per runtime.",
