@@ -53,6 +53,7 @@ async def test_the_metrics_view_shows_the_week_per_runtime_and_the_checklist(rep
         await until(pilot, lambda: screen.metrics is not None and screen.query_one(StatusHeader).checklist != "")
         glance = _shown(screen.query_one("#metrics-glance", Static).content)
         assert "67% acceptance rate" in glance and "50% agent-made share" in glance  # 2 of 3 decided; 2 of 4 commits
+        assert glance.startswith("last 7 days: ") and " UTC, branch main" in glance  # the window said
         table = screen.query_one("#metrics-runtimes", DataTable)
         rows = {str(table.get_row_at(i)[0]): table.get_row_at(i) for i in range(table.row_count)}
         assert {"claude", "codex"} <= set(rows)  # and "unknown": the agent-made commit no sandbox made
@@ -62,6 +63,12 @@ async def test_the_metrics_view_shows_the_week_per_runtime_and_the_checklist(rep
         assert "checklist" in checklist and "/10" in checklist and " 1 " in checklist
         header = screen.query_one(StatusHeader)
         assert header.checklist.endswith("/10")  # the metrics view scored it; every header shows it
+        # The store moves while the view is shown: its figures follow (they stayed until `r`).
+        workspace.store.add_sandbox(SandboxRecord(id="dddddd", task="t", runtime="codex", status="merged",
+                                                  created=now - 20, updated=now - 10))
+        open_workspace(repo).record("sandbox.merged", "dddddd", {"from": "awaiting_review", "to": "merged"})
+        await until(pilot, lambda: "3 merged of 4 decided" in _shown(screen.query_one("#metrics-glance",
+                                                                                       Static).content))
         left = screen.query_one("#metrics-left")
         assert left.has_focus  # the keys scroll what is below the glance
         if left.max_scroll_y:

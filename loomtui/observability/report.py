@@ -150,7 +150,8 @@ def _override_lines(metrics: Metrics, *, bold: bool = False) -> list[str]:
             f"{o.reason or 'no reason given'}" for o in metrics.overrides]
 
 
-def _title(metrics: Metrics) -> str:
+def window_title(metrics: Metrics) -> str:
+    """The window and branch the figures are of, as the report's title says them."""
     # A window inside one minute is said to the second: "12:00 to 12:00" read as an empty window.
     exact = _when(metrics.since) == _when(metrics.until)
     since, until = _when(metrics.since, seconds=exact), _when(metrics.until, seconds=exact)
@@ -158,7 +159,7 @@ def _title(metrics: Metrics) -> str:
 
 
 def render_text(metrics: Metrics) -> str:
-    lines = [f"loomtui report: {_title(metrics)}"]
+    lines = [f"loomtui report: {window_title(metrics)}"]
     lines += [f"PARTIAL: {why}" for why in metrics.partial]
     lines += [f"note: {note}" for note in metrics.notes]
     lines.append("")
@@ -178,7 +179,7 @@ def render_text(metrics: Metrics) -> str:
 
 
 def render_markdown(metrics: Metrics) -> str:
-    lines = [f"## Agent work: {_title(metrics)}", ""]
+    lines = [f"## Agent work: {window_title(metrics)}", ""]
     lines += [f"> **Partial:** {why}" for why in metrics.partial]
     lines += [f"> Note: {note}" for note in metrics.notes]
     if metrics.partial or metrics.notes:

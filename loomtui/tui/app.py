@@ -60,6 +60,7 @@ if TYPE_CHECKING:  # the other views (and the engines only workers use) load aft
     from loomtui.tui.screens.escalations import EscalationsScreen
     from loomtui.tui.screens.governance import AuditScreen, PolicyScreen
     from loomtui.tui.screens.graph import GraphScreen
+    from loomtui.tui.screens.metrics import MetricsScreen
     from loomtui.tui.screens.plan import PlanScreen
 
 LISTEN_SECONDS = 30.0
@@ -460,6 +461,9 @@ class LoomApp(App[int]):
             cast("PolicyScreen", policy).show_policy()
         if "audit.appended" in kinds and (audit := cast("AuditScreen | None", self._mode_screen("audit"))):
             audit.reload()
+        metrics = self._mode_screen("metrics")
+        if metrics is not None and metrics is screen and "audit.appended" in kinds:  # hidden: it recomputes on resume
+            cast("MetricsScreen", metrics).store_changed()
         if any(k.startswith("escalation.") for k in kinds):
             if queue := cast("EscalationsScreen | None", self._mode_screen("escalations")):
                 queue.reload()

@@ -22,10 +22,12 @@ from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.timer import Timer
 from textual.widgets import DataTable, Sparkline, Static
 
 from loomtui.errors import LoomError, plural
 from loomtui.observability.report import percent as report_percent
+from loomtui.observability.report import window_title
 from loomtui.tui.base import LoomScreen, loom_app, wrap_width
 from loomtui.tui.keys import KeysFooter
 from loomtui.tui.palette import PaletteEntry, RankedProvider
@@ -81,13 +83,15 @@ def glance(metrics: Metrics) -> Group:
     figures = week_figures(metrics)
     for row in (figures[:2], figures[2:]):
         grid.add_row(*(cell for label, value in row for cell in (value, label + "  ")))
+    # The window said: "this week" read as the calendar week, while it is the last seven days up to the moment
+    # the figures were computed (recomputed as the store moves, and on `r`).
     text = Text(f"{metrics.merged} merged of {metrics.decided} decided; {metrics.agent_commits} of "
                 f"{plural(metrics.commits, 'commit')} on {metrics.branch} agent-made; "
                 f"{plural(len(metrics.overrides), 'override')}; "
                 f"{plural(metrics.conflicts.at_merge, 'conflict')} met at merge")
     for line in (*metrics.partial, *metrics.notes):
         text.append(f"\n! {line}", style="yellow")
-    return Group(grid, text)
+    return Group(Text(f"last 7 days: {window_title(metrics)}", style="dim"), grid, text)
 
 
 def checklist_item_text(item: Item, width: int = 0) -> Text:
@@ -134,6 +138,7 @@ class MetricsScreen(LoomScreen[None]):
         self.metrics: Metrics | None = None
         self.checklist: Checklist | None = None
         self._checklist_width = 0  # the width the checklist was last wrapped for
+        self._recompute_due: Timer | None = None
 
     def compose(self) -> ComposeResult:
         yield StatusHeader(id="status")
@@ -160,6 +165,16 @@ class MetricsScreen(LoomScreen[None]):
         self.action_recompute()
 
     def action_recompute(self) -> None:
+        self._compute()
+
+    def store_changed(self) -> None:
+        """The store moved while the view is shown: its figures computed again, a burst of events once, a second
+        on (a merge from the command line left "7 merged of 9" on screen until `r`)."""
+        if self._recompute_due is None:
+            self._recompute_due = self.set_timer(1.0, self._recompute_when_due)
+
+    def _recompute_when_due(self) -> None:
+        self._recompute_due = None
         self._compute()
 
     def action_recompute_now(self) -> None:
