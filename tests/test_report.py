@@ -196,7 +196,10 @@ def test_the_figures_of_a_known_window(scenario: Workspace) -> None:
     assert (m.overridden, m.rejected_before_start) == (1, 1)
     assert (m.total.sandboxes_created, m.total.sandboxes_started, m.total.sandboxes_ended) == (5, 4, 4)
     # Agent end to first decision: s1 600, s2 1800, s3 60, s4 5400 (ended before the window), s6 1800.
-    assert (m.median_decision_s, m.total.decisions_timed) == (1800, 5)
+    # s3's approval by the policy as its review ended is no person's decision: counted apart, not timed.
+    assert (m.median_decision_s, m.total.decisions_timed, m.total.decided_by_policy) == (1800, 4, 1)
+    assert dict(summary_lines(m))["Decisions"] == ("median 30 min from an agent's end to a person's decision "
+                                                   "(4 timed); 1 decided by the policy alone")
     assert (m.total.gated, m.total.first_try_passed, m.first_try_pass_rate) == (3, 2, pytest.approx(2 / 3))
     assert (m.total.regressions_caught, m.sandboxes_with_regressions, m.evals) == (2, 1, 3)
     c = m.conflicts
@@ -227,14 +230,15 @@ def test_per_runtime_and_per_day(scenario: Workspace) -> None:
     assert (claude.input_tokens, claude.output_tokens, claude.cost_usd, claude.agents_reporting) == \
         (4000, 300, 0.75, 2)
     assert (claude.gated, claude.first_try_passed, claude.regressions_caught) == (2, 1, 2)
-    assert (codex.merged, codex.median_decision_s, codex.gated, codex.first_try_passed) == (1, 60, 1, 1)
+    assert (codex.merged, codex.median_decision_s, codex.gated, codex.first_try_passed) == (1, None, 1, 1)
+    assert codex.decided_by_policy == 1
     assert (aider.merged, aider.median_decision_s, aider.sandboxes_started) == (1, 5400, 0)
     assert "script" not in runtimes or runtimes["script"].merged == 0  # s0 merged before the window
     days = by_key(m.by_day)
     assert tuple(days) == DAYS
     first, second, third = (days[d] for d in DAYS)
     assert (first.sandboxes_started, first.merged, first.rejected, first.median_decision_s) == (3, 2, 1, 1800)
-    assert (second.sandboxes_started, second.merged, second.rejected, second.median_decision_s) == (1, 2, 0, 60)
+    assert (second.sandboxes_started, second.merged, second.rejected, second.median_decision_s) == (1, 2, 0, None)
     assert (third.merged, third.commits, third.acceptance_rate) == (0, 0, None)
     assert (first.commits, first.agent_commits, second.commits, second.agent_commits) == (6, 6, 5, 1)
 

@@ -91,6 +91,9 @@ class Breakdown:
     """Commits landed on the branch (for a runtime: those its agents made)."""
     agent_commits: int = 0
     decisions_timed: int = 0
+    """People's decisions timed from the agent's end (the policy's own, at once, would pull the median down)."""
+    decided_by_policy: int = 0
+    """Changes the policy approved or rejected by itself, with no one asked."""
     median_decision_s: float | None = None
     gated: int = 0
     first_try_passed: int = 0
@@ -373,7 +376,7 @@ class _Reader:
         elif action in ("sandbox.merged", "sandbox.rejected"):
             self.outcome[sandbox] = (action.split(".")[1], entry.at)
         if action in ("sandbox.approved", "sandbox.rejected") and moved_from != "planned":
-            self._decision(sandbox, entry.at)
+            self._decision(sandbox, entry.at, by_policy=moved_from == "gating")
         elif action in ("escalation.override", "claim.override"):
             kind = action.split(".")[0]
             on = str(details.get("sandbox", "")) if kind == "escalation" else sandbox
@@ -400,9 +403,14 @@ class _Reader:
             self.met_at_merge.add(met)
             self.conflicts["at_merge"] += 1
 
-    def _decision(self, sandbox: str, at: float) -> None:
-        """The first decision after an agent's end: how long people (or the policy) took."""
+    def _decision(self, sandbox: str, at: float, *, by_policy: bool) -> None:
+        """The first decision after an agent's end: how long people took; one the policy took by itself as its
+        review ended is counted apart (five auto-approved docs changes made Claude's median 4 s)."""
         if sandbox in self.timed:
+            return
+        if by_policy:
+            self.timed.add(sandbox)
+            self.tallies.add("decided_by_policy", at, self.runtime(sandbox))
             return
         record = self.sandboxes.get(sandbox)
         ended = self.ended.get(sandbox)

@@ -87,8 +87,8 @@ def summary_lines(metrics: Metrics) -> list[tuple[str, str]]:
                        f"({percent(total.agent_share)}{merges}){markers}"),
         ("Sandboxes", f"{total.sandboxes_created} created, {total.sandboxes_started} started, "
                       f"{total.sandboxes_ended} ended"),
-        ("Decisions", f"median {duration(total.median_decision_s)} from an agent's end to a decision "
-                      f"({total.decisions_timed} timed)"),
+        ("Decisions", f"median {duration(total.median_decision_s)} from an agent's end to a person's decision "
+                      f"({total.decisions_timed} timed); {total.decided_by_policy} decided by the policy alone"),
         ("Gates", f"{total.first_try_passed} of {plural(total.gated, 'sandbox')} passed first try "
                   f"({percent(total.first_try_pass_rate)}); {plural(total.regressions_caught, 'regression')} "
                   f"caught in {plural(metrics.sandboxes_with_regressions, 'sandbox')} "
@@ -255,7 +255,7 @@ _PER_RUNTIME: tuple[tuple[str, str, Callable[[Breakdown], float | None]], ...] =
      "none reported one).", lambda b: b.cost_usd if b.agents_costing else None),
     ("runtime_acceptance_ratio", "Merged over decided, per runtime (absent when nothing was decided).",
      lambda b: b.acceptance_rate),
-    ("runtime_decision_seconds_median", "Median seconds from an agent's end to the decision, per runtime.",
+    ("runtime_decision_seconds_median", "Median seconds from an agent's end to a person's decision, per runtime.",
      lambda b: b.median_decision_s),
 )
 
@@ -276,7 +276,7 @@ def render_prometheus(metrics: Metrics) -> str:
         out.family(name, help_text, [({"runtime": row.key}, value(row)) for row in metrics.by_runtime])
     out.family("acceptance_ratio", "Agent changes merged over decided in the report window.",
                [({}, total.acceptance_rate)])
-    out.family("decision_seconds_median", "Median seconds from an agent's end to the decision on its change.",
+    out.family("decision_seconds_median", "Median seconds from an agent's end to a person's decision on its change.",
                [({}, total.median_decision_s)])
     out.family("gate_first_try_pass_ratio", "Share of gated sandboxes that passed every gate on the first try.",
                [({}, total.first_try_pass_rate)])
