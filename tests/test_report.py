@@ -633,10 +633,14 @@ def test_a_claim_override_is_named_by_its_claim_and_not_counted_as_an_escalation
         workspace.actor = "lead@example.com"
         coordinator = governed_coordinator(workspace)
         coordinator.claim("first", "payments/refunds.py")
+        with pytest.raises(LoomError):
+            coordinator.claim("second", "payments/refunds.py")  # refused, then overridden: no conflict prevented
         taken = coordinator.claim("second", "payments/refunds.py", override_reason="hotfix").claim
         m = compute_metrics(workspace, time.time() - 3600)
         assert [(o.kind, o.subject, o.sandbox) for o in m.overrides] == [
             ("claim", f"#{taken.id} payments/refunds.py", "second")]
         assert m.escalations.opened == 0
+        # It counted as "1 prevented", though both now hold the file (the same override untried: none).
+        assert (m.conflicts.claims_refused, m.conflicts.prevented) == (0, 0)
     finally:
         workspace.close()

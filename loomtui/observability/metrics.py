@@ -21,7 +21,7 @@ import statistics
 import time
 from collections import Counter
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from datetime import UTC, datetime
 from typing import Any, Final
 
@@ -350,6 +350,7 @@ class _Reader:
         self.before_start = 0
         self.conflicts: Counter[str] = Counter()
         self.refused: set[tuple[str, str, str]] = set()
+        self.overruled: set[tuple[str, str, str] | None] = set()
         self.scheduled: set[tuple[str, ...]] = set()  # (plan file, before, after, kind): once however often it ran
         self.met_at_merge: set[tuple[str, str]] = set()
         self.overrides: list[Override] = []
@@ -386,6 +387,11 @@ class _Reader:
             self.overrides.append(Override(entry.at, str(details.get("by") or entry.actor), kind, subject, on,
                                            self.runtime(on), str(details.get("reason", ""))))
             self.tallies.add("overridden", entry.at, self.runtime(on))
+            # A refusal a lead then overrode kept nothing apart: both hold the code (it counted as prevented).
+            overruled = refusal_key(replace(entry, action="claim.refused")) if kind == "claim" else None
+            if overruled in self.refused and overruled not in self.overruled:
+                self.overruled.add(overruled)
+                self.conflicts["claims_refused"] -= 1
         elif (what := refusal_key(entry)) is not None and what not in self.refused:
             self.refused.add(what)
             self.conflicts[REFUSALS[action]] += 1
