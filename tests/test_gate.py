@@ -40,6 +40,27 @@ def test_docs_only_change_passes(billing: Path) -> None:
     assert not (billing / ".git" / "loom").exists()  # a CI run leaves no store behind
 
 
+def test_a_policy_and_its_codeowners_kept_outside_dot_loom_judge_the_gate(billing: Path) -> None:
+    """The gate read only `.loom/` and the usual CODEOWNERS from the base: a policy at `governance/policy.yaml`
+    (as loom.yaml names it) or CODEOWNERS in `.gitlab/` failed it, exit 2, where `policy validate` passed."""
+    (billing / "governance").mkdir()
+    git(billing, "mv", ".loom/policy.yaml", "governance/policy.yaml")
+    (billing / ".gitlab").mkdir()
+    git(billing, "mv", "CODEOWNERS", ".gitlab/CODEOWNERS")
+    policy = billing / "governance/policy.yaml"
+    policy.write_text(policy.read_text().replace("codeowners: CODEOWNERS", "codeowners: .gitlab/CODEOWNERS"))
+    config = billing / ".loom/loom.yaml"
+    config.write_text(config.read_text().replace("policy: .loom/policy.yaml", "policy: governance/policy.yaml"))
+    git(billing, "add", "-A")
+    git(billing, "commit", "-qm", "the policy where governance keeps it")
+    assert run_cli(billing, "policy", "validate").returncode == 0
+    refunds = (billing / "payments/refunds.py").read_text()
+    branch_with(billing, "refunds", {"payments/refunds.py": refunds + "\n# note\n"})
+    done = gate(billing, "--json")
+    assert done.returncode == 1, done.stderr  # judged, by that policy: not an error
+    assert "payments-high-risk" in [r["name"] for r in json.loads(done.stdout)["rules"]]
+
+
 def test_payments_change_needs_two_approvals(billing: Path) -> None:
     refunds = (billing / "payments/refunds.py").read_text()
     branch_with(billing, "refunds", {"payments/refunds.py": refunds + "\n# note\n"})

@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
+import yaml
+
 from loomtui.audit import AuditEntry, entry_or_none
-from loomtui.errors import LoomError, escape_controls, plural, quoted, shown
+from loomtui.errors import ConfigError, LoomError, escape_controls, plural, quoted, shown
 from loomtui.gitcmd import Git
 from loomtui.governance.decision_notes import NOTES_REF, approvals_from_notes, target_mismatch
 from loomtui.governance.escalations import approvals as approvals_given
@@ -141,12 +144,39 @@ def policy_at(root: Path, rev: str) -> Policy:
     names = (git_output(root, "ls-tree", "-r", "--name-only", rev, "--", *POLICY_FILES) or "").splitlines()
     with tempfile.TemporaryDirectory(prefix="loomtui-policy-") as scratch:
         snapshot = Path(scratch)
-        for name in names:
-            done = Git(root).raw("show", f"{rev}:{name}")
-            if done.status == 0:
-                (snapshot / name).parent.mkdir(parents=True, exist_ok=True)
-                (snapshot / name).write_bytes(done.out)
-        return configured_policy(snapshot, load_config(snapshot))
+        _copy_at(root, rev, snapshot, names)
+        config = load_config(snapshot)
+        # The files loom.yaml and the policy name where they are, wherever that is (a policy in `governance/`,
+        # CODEOWNERS in `.gitlab/`, allowed_signers in `.github/`: the gate failed for a policy `policy validate`
+        # passed, "file not found").
+        _copy_at(root, rev, snapshot, [config.policy])
+        _copy_at(root, rev, snapshot, _files_the_policy_names(snapshot / config.policy))
+        return configured_policy(snapshot, config)
+
+
+def _copy_at(root: Path, rev: str, snapshot: Path, names: Sequence[str]) -> None:
+    """Each of `names` as `rev` has it, written under `snapshot` (one outside it, or none at `rev`, is not)."""
+    for name in names:
+        target = (snapshot / name).resolve()
+        if not name or not target.is_relative_to(snapshot.resolve()) or target.exists():
+            continue
+        done = Git(root).raw("show", f"{rev}:{name}")
+        if done.status == 0:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(done.out)
+
+
+def _files_the_policy_names(policy_file: Path) -> list[str]:
+    """The paths a policy file names (`codeowners:`, `decisions.allowed_signers`); none for one unread."""
+    try:
+        top = yaml.safe_load(policy_file.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        return []  # loading it says what is wrong
+    if not isinstance(top, dict):
+        return []
+    decisions = top.get("decisions")
+    named = [top.get("codeowners"), decisions.get("allowed_signers") if isinstance(decisions, dict) else None]
+    return [name for name in named if isinstance(name, str)]
 
 
 class NoBaseBranch(LoomError):
@@ -214,7 +244,9 @@ def run_gate(root: Path, policy: Policy | None = None, *, base: str | None = Non
         try:
             policy = policy_at(root, base_sha)
         except LoomError as exc:  # its lines are the base's, not the checked-out file's (in CI, the branch's)
-            raise LoomError(f"{exc} (the policy as {base} has it: `git show {base_sha[:12]}:.loom/policy.yaml`)",
+            # The file it is about (it named .loom/policy.yaml for a loom.yaml's or a CODEOWNERS' error).
+            about = exc.path if isinstance(exc, ConfigError) else ".loom/policy.yaml"
+            raise LoomError(f"{exc} (the policy as {base} has it: `git show {base_sha[:12]}:{about}`)",
                             exit_code=exc.exit_code) from None
     gates: dict[str, str] = {}
     advisory: set[str] = set()  # `blocking: false` gates: shown, and matched only by name
