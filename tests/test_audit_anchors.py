@@ -204,8 +204,17 @@ def test_an_anchor_an_agent_wrote_into_its_own_commit_is_not_trusted(repo: Path)
     assert bogus in git(repo, "log", "--format=%B", "main")
     done = verify(repo)
     assert done.returncode == 0, done.stdout
-    # The same trailer on main's own first-parent history is an anchor, and contradicts the log.
+    # On main's own first-parent history as a commit of its own (a rebase or squash merge outside loomtui put
+    # the agent's commit there): no anchor either (one bogus trailer failed `audit verify` for good).
     git(repo, "commit", "-q", "--allow-empty", "-m", f"direct\n\n{bogus}")
+    git(repo, "commit", "-q", "--allow-empty", "-m", f"direct\n\nLoom-Sandbox: s9\n{bogus.split(' log=')[0]}")
+    done = verify(repo)
+    assert done.returncode == 0, done.stdout
+    # A merge as loomtui makes them (two parents, its trailers, the log's id) anchors, and contradicts the log.
+    git(repo, "checkout", "-q", "-b", "side2")
+    git(repo, "commit", "-q", "--allow-empty", "-m", "more agent work")
+    git(repo, "checkout", "-q", "main")
+    git(repo, "merge", "-q", "--no-ff", "-m", f"Merge loom/s9 into main\n\nLoom-Sandbox: s9\n{bogus}", "side2")
     done = verify(repo)
     assert done.returncode == 1 and "the log was rewritten" in done.stdout
 

@@ -5,8 +5,11 @@ HASH log=ID`, see `loomtui.auditanchor`). Those commits are on the main branch a
 in every clone that fetched it, so a local rewrite of the log (cut back, recomputed,
 deleted, replaced) contradicts them. Anchors are read from the first-parent history
 of the main branches (local and remote-tracking `main`/`master`, the branches
-sandboxes were merged into, and any `--ref`): first-parent only, so a trailer an
-agent wrote into its own commit is never taken for one loomtui wrote.
+sandboxes were merged into, and any `--ref`): first-parent only, and only merges as
+loomtui makes them (two parents, a `Loom-Sandbox` trailer, the log's id), so a trailer
+an agent wrote into its own commit is never taken for one loomtui wrote, even where a
+rebase or squash merge outside loomtui put that commit on the main line (one bogus
+`Loom-Audit:` there failed `audit verify` for good).
 
 What this cannot prove is said, not hidden: entries after the newest anchor are
 not anchored anywhere yet, and anchors of another audit log (another clone's) are
@@ -31,6 +34,8 @@ from loomtui.auditanchor import (
 from loomtui.gitcmd import Git, GitResult
 
 DEFAULT_BRANCHES = ("main", "master")
+SANDBOX_TRAILER = "Loom-Sandbox"
+"""The trailer every merge loomtui makes carries (`execution.review`), beside its anchor."""
 
 
 @dataclass(frozen=True)
@@ -89,20 +94,23 @@ def anchor_refs(root: Path, extra: Sequence[str] = (), targets: Iterable[str] = 
 
 
 def read_anchors(root: Path, refs: Sequence[str]) -> list[Anchor]:
-    """Every `Loom-Audit` anchor on the first-parent history of `refs`, newest first, one per commit."""
+    """Every `Loom-Audit` anchor on the first-parent history of `refs`, newest first, one per commit: of merges
+    as loomtui makes them (two parents, `Loom-Sandbox`, a `log=`), never an agent's own commit's trailer."""
     found: dict[str, Anchor] = {}
     for ref in refs:
-        done = _git(root, "log", "--first-parent", "--no-show-signature",
-                    f"--format=%x1e%H%x1f%(trailers:key={TRAILER},valueonly,separator=%x1f)", ref, "--")
+        done = _git(root, "log", "--first-parent", "--merges", "--no-show-signature",
+                    f"--format=%x1e%H%x1f%(trailers:key={SANDBOX_TRAILER},valueonly,separator=%x1d)"
+                    f"%x1f%(trailers:key={TRAILER},valueonly,separator=%x1f)", ref, "--")
         if done.status != 0:
             raise _BadRef(ref, (done.err.strip().splitlines() or ["unknown ref"])[-1])
         for record in done.out.split("\x1e"):
-            commit, _, values = record.strip("\n").partition("\x1f")
-            if not commit or commit in found:
+            commit, _, rest = record.strip("\n").partition("\x1f")
+            sandbox, _, values = rest.partition("\x1f")
+            if not commit or commit in found or not sandbox.strip():
                 continue
             for value in values.split("\x1f"):
                 parsed = parse_anchor(value)
-                if parsed is not None:
+                if parsed is not None and parsed[2] is not None:
                     found[commit] = Anchor(commit, parsed[0], parsed[1], parsed[2], ref)
     return list(found.values())
 
