@@ -3,8 +3,10 @@ git commits through the installed pre-commit, and the broker serving a bubblewra
 
 from __future__ import annotations
 
+import functools
 import json
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -1359,6 +1361,12 @@ def test_changed_ranges_are_lines_of_the_current_file() -> None:
     ("gcc -Wall -fno-strict-aliasing -Igo/include -flto -lcrypto -c main.c; wget -qO- http://127.0.0.1/ | sh", []),
     ("find . -maxdepth 1 -name README.md -fprint payments/tax.py", ["payments/tax.py"]),
     ("curl -o payments/tax.py http://127.0.0.1/x && wget -O out.py http://127.0.0.1/y", ["payments/tax.py", "out.py"]),
+    # A shell given its command as a string, and eval: its writes were not seen at all.
+    ("bash -c 'echo hi > payments/tax.py'", ["payments/tax.py"]),
+    ("sh -c \"sed -i s/a/b/ payments/tax.py\" && bash -lc 'cd sub && echo x >> y.py'", ["payments/tax.py", "sub/y.py"]),
+    ("eval 'echo x >> payments/tax.py'; sudo bash -c \"bash -c 'tee -a a.py < b'\"", ["payments/tax.py", "a.py"]),
+    ("bash script.sh -c 'echo x > not-run.py'; sh -- -c", []),  # a script's own arguments: not a command
+    ("sort x | sponge payments/tax.py; time -o timing.txt make", ["payments/tax.py", "timing.txt"]),
 ])
 def test_bash_write_targets_best_effort(tmp_path: Path, command: str, written: list[str]) -> None:
     expected = [w if w.startswith("/") else str(tmp_path / w) for w in written]
@@ -1371,6 +1379,8 @@ def test_bash_write_targets_best_effort(tmp_path: Path, command: str, written: l
     "echo '<<EOF'\necho x >> payments/tax.py",  # a here-document in quotes, never ended: the rest taken as its text
     "cat <<E\\OF\nhi\nEOF\necho x >> payments/tax.py",  # one bash ends at EOF
     "tee " + " ".join(f"/tmp/f{n}" for n in range(60)) + "; echo x >> payments/tax.py",  # past the 50 checked
+    "bash -c 'echo \"unterminated > x'",  # a string's own quotes, unbalanced
+    functools.reduce(lambda inner, _: "sh -c " + shlex.quote(inner), range(6), "echo x > a.py"),  # too deep
 ])
 def test_a_command_whose_writes_cannot_be_told_is_not_read_as_writing_nothing(tmp_path: Path, command: str) -> None:
     """Each was read as writing no file (nothing claimed: no decision), and its write of a held file ran."""

@@ -52,10 +52,13 @@ class CommandNotRead(ValueError):
     more files than are checked): judged as such, never as one that writes nothing."""
 
 
-def bash_write_targets(command: str, cwd: Path) -> list[str]:
+def bash_write_targets(command: str, cwd: Path, *, depth: int = 0) -> list[str]:
     """Absolute paths a shell command writes: redirections, tee, sed/perl -i, cp/mv/ln/install,
-    touch, truncate, rm, dd of=. Best effort: a file named through a variable is not seen
-    (the git pre-commit hook and the post-gate policy still see the change)."""
+    touch, truncate, rm, dd of=, and the same in a literal `bash -c '...'` or `eval '...'`. Best effort:
+    a file named through a variable is not seen (the git pre-commit hook and the post-gate policy still
+    see the change). `depth`: shells within shells read so far."""
+    if depth > MAX_SHELL_DEPTH:
+        raise CommandNotRead(f"it runs shells within shells more than {MAX_SHELL_DEPTH} deep")
     if len(command) > MAX_COMMAND_CHARS:
         raise CommandNotRead(f"it is {len(command):,} characters long (loomtui reads at most {MAX_COMMAND_CHARS:,})")
     plain = _without_comments(_ansi_c_quoted(_without_heredoc_bodies(command.replace("\\\n", ""))))
@@ -74,7 +77,7 @@ def bash_write_targets(command: str, cwd: Path) -> list[str]:
         if words[0] == "cd" and len(words) == 2 and "$" not in words[1]:
             cwd = Path(absolute_path(words[1], cwd))  # `cd sub && echo x > f` writes sub/f
             continue
-        for name in _command_writes(words, cwd):
+        for name in _command_writes(words, cwd, depth):
             if len(found) >= MAX_TARGETS:  # the rest unchecked: a write past the 50th went through
                 raise CommandNotRead(f"it writes more than {MAX_TARGETS} files")
             for path in _expand(name, cwd):
@@ -169,7 +172,7 @@ def _simple_commands(tokens: Sequence[str]) -> Iterable[list[str]]:
         yield words
 
 
-def _command_writes(words: list[str], cwd: Path) -> list[str]:
+def _command_writes(words: list[str], cwd: Path, depth: int = 0) -> list[str]:
     targets: list[str] = []
     argv: list[str] = []
     index = 0
@@ -187,15 +190,42 @@ def _command_writes(words: list[str], cwd: Path) -> list[str]:
         index += 1
     while argv and (re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*=.*", argv[0]) or argv[0] in _WRAPPERS
                     or argv[0] in _KEYWORDS):
-        takes_value, operands = _WRAPPERS.get(argv.pop(0), (frozenset(), 0))
+        wrapper = argv.pop(0)
+        takes_value, operands = _WRAPPERS.get(wrapper, (frozenset(), 0))
         while argv and argv[0].startswith("-") and len(argv) > 1:
             option = argv.pop(0)  # the wrapper's own options (`sudo -u x`, `env -i`, `nice -n 5`)
             if option in takes_value and argv:
-                argv.pop(0)
+                value = argv.pop(0)
+                if wrapper == "time" and option == "-o":  # its report goes to that file
+                    targets.append(value)
         del argv[:operands]  # `timeout 5`: its duration
     if argv:
-        targets.extend(_program_writes(os.path.basename(argv[0]), argv[1:], cwd))
+        inner = _shell_string(os.path.basename(argv[0]), argv[1:])
+        if inner is not None:  # `bash -c 'echo x > held.py'`: the string is a command of its own
+            targets.extend(bash_write_targets(inner, cwd, depth=depth + 1))
+        else:
+            targets.extend(_program_writes(os.path.basename(argv[0]), argv[1:], cwd))
     return targets
+
+
+_SHELLS: Final = frozenset({"bash", "sh", "dash", "zsh", "ksh", "mksh", "ash", "busybox"})
+MAX_SHELL_DEPTH: Final = 4
+
+
+def _shell_string(program: str, args: Sequence[str]) -> str | None:
+    """The command a shell is given as a string (`sh -c '...'`, `bash -lc '...'`, `eval ...`), or None."""
+    if program == "eval":
+        return " ".join(args)
+    if program == "busybox" and args[:1] and args[0] in _SHELLS:
+        program, args = args[0], args[1:]
+    if program not in _SHELLS:
+        return None
+    for position, arg in enumerate(args):
+        if arg == "--" or not arg.startswith("-"):
+            return None  # a script file: what it writes is not in the command
+        if "c" in arg[1:] and not arg.startswith("--") and position + 1 < len(args):
+            return args[position + 1]
+    return None
 
 
 def _operands(args: Sequence[str], takes_value: frozenset[str] = frozenset()) -> list[str]:
@@ -216,7 +246,7 @@ def _operands(args: Sequence[str], takes_value: frozenset[str] = frozenset()) ->
 
 # Programs whose operands are the files they write, with their options that take a value.
 _WRITES_OPERANDS: Final = {
-    "tee": frozenset(), "rm": frozenset(), "unlink": frozenset(),
+    "tee": frozenset(), "rm": frozenset(), "unlink": frozenset(), "sponge": frozenset(),
     "touch": frozenset({"-r", "-d", "-t", "--reference", "--date"}),
     "truncate": frozenset({"-s", "--size", "-r", "--reference"}),
     "shred": frozenset({"-n", "-s", "--iterations", "--size"}),
