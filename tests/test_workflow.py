@@ -1604,12 +1604,16 @@ def test_a_task_stated_in_a_sandboxs_worktree_is_refused_and_a_branch_built_on_i
     `sandbox rm --delete-branch` then deleted the branch the new task was to merge into."""
     first = tasks.create_sandbox(manual, "first", "script", script=edit(manual, "first", "lib.py", "x + 1", "x + 2"))
     inside = open_workspace(Path(first.worktree))
-    try:
-        with pytest.raises(LoomError, match=rf"HEAD here is '?{first.branch}'?, a sandbox's branch \(this is its "
-                                            rf"worktree\): state tasks from your own checkout, or give --base"):
-            sb.plan_sandbox(inside, "nested", "script", script=edit(manual, "nested", "lib.py", "x + 1", "x + 3"))
+    try:  # from its worktree, loomtui acts from the repository's own checkout: its HEAD, its target
+        nested = sb.plan_sandbox(inside, "nested", "script", script=edit(manual, "nested", "lib.py", "x + 1", "x + 3"))
+        assert nested.data["target"] == git(manual.root, "branch", "--show-current").strip() != first.branch
     finally:
         inside.close()
+    # A checkout of a sandbox's branch of a person's own (not the sandbox's worktree) is still refused.
+    git(manual.root, "worktree", "add", "-q", "-f", str(manual.root.parent / "mine"), first.branch)
+    with pytest.raises(LoomError, match=rf"HEAD here is '?{first.branch}'?, a sandbox's branch"):
+        sb.plan_sandbox(open_workspace(manual.root.parent / "mine"), "nested", "script",
+                        script=edit(manual, "again", "lib.py", "x + 1", "x + 3"))
     built_on = sb.plan_sandbox(manual, "on purpose", "script", base=first.branch,
                                script=edit(manual, "on", "lib.py", "x + 1", "x + 4"))
     assert built_on.data["target"] == first.branch

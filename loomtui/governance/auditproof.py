@@ -26,7 +26,8 @@ from loomtui.audit import VerifyResult
 from loomtui.config import load_config
 from loomtui.errors import LoomError
 from loomtui.governance.anchors import AnchorReport, anchor_report
-from loomtui.governance.gate import POLICY_FILES, policy_at
+from loomtui.governance.checkout import POLICY_FILES
+from loomtui.governance.gate import policy_at
 from loomtui.governance.gitfacts import git_output
 from loomtui.governance.policy import Policy, configured_policy
 from loomtui.governance.signing import RequiredSince, SignatureReport, check_decisions, main_checkout, signers_ref

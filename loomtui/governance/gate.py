@@ -19,6 +19,7 @@ import yaml
 from loomtui.audit import AuditEntry, entry_or_none
 from loomtui.errors import ConfigError, LoomError, escape_controls, plural, quoted, shown
 from loomtui.gitcmd import Git
+from loomtui.governance.checkout import POLICY_FILES
 from loomtui.governance.decision_notes import NOTES_REF, approvals_from_notes, target_mismatch
 from loomtui.governance.escalations import approvals as approvals_given
 from loomtui.governance.gitfacts import branch_head, change_facts, git_output, unnamed_files
@@ -127,9 +128,6 @@ def _md(text: str) -> str:
     """Text from the change (its paths, a rule's why) as markdown shows it, never read as markdown: a path
     `a|b<!--/conftest.py` added a column and hid the rest of the comment, its **Needs** line and notes."""
     return escape_controls(text).translate(_MARKDOWN_SAID)
-
-
-POLICY_FILES = (".loom", "CODEOWNERS", ".github/CODEOWNERS", "docs/CODEOWNERS")
 
 
 def policy_at(root: Path, rev: str) -> Policy:

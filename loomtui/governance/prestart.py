@@ -7,6 +7,7 @@ escalation, and the agent does not start until it is approved (or overridden).
 from __future__ import annotations
 
 from loomtui.errors import LoomError
+from loomtui.governance.checkout import refuse_an_agents_policy
 from loomtui.governance.escalations import open_escalation
 from loomtui.governance.explain import claim_facts
 from loomtui.governance.policy import configured_policy, evaluate
@@ -23,6 +24,7 @@ def prestart_check(workspace: Workspace, sandbox_id: str) -> EscalationRecord | 
     facts = claim_facts(workspace, sandbox_id, author=author)
     if not facts.regions:
         return None
+    refuse_an_agents_policy(workspace.root)
     policy = configured_policy(workspace.root, workspace.load_config())
     evaluation = evaluate(policy, facts)
     if evaluation.outcome == "auto_approve" or (evaluation.outcome == "require" and not evaluation.requirements):

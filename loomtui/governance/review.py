@@ -32,6 +32,7 @@ from loomtui.execution.lifecycle import (
 )
 from loomtui.execution.review import REVIEWED_PATHS_KEY, UNJUDGED_KEY, measured_from, tip_to_judge
 from loomtui.execution.sandboxes import get_sandbox, stopped_by
+from loomtui.governance.checkout import refuse_an_agents_policy
 from loomtui.governance.escalations import (
     CLEARED,
     EscalationStatus,
@@ -105,6 +106,7 @@ def review_sandbox(workspace: Workspace, sandbox_id: str, *, policy: Policy | No
     """
     say = say or _quiet
     record = get_sandbox(workspace, sandbox_id)
+    refuse_an_agents_policy(workspace.root)
     repo = Git(workspace.root)
     tip = tip_to_judge(repo, record, "review")
     base = record.base_sha
