@@ -505,7 +505,7 @@ def test_the_accepted_forms_of_a_time() -> None:
             parse_when(odd, now)
     assert parse_when("2026-03-02", now) == D0
     assert parse_when("2026-03-02T01:00:00+01:00", now) == D0
-    done = run_cli(Path("/"), "report", "--since", "1d", "--until", "2d")
+    done = run_cli(Path("/"), "report", "--since", "2026-03-09", "--until", "2026-03-08")
     assert done.returncode == 2 and "is not before --until" in done.stderr
     # A date no window can say in UTC (year 1 at +14:00 is year 0 there): one line, not an internal error.
     for odd in ("0001-01-01T00:00:00+14:00", "9999-12-31T23:59:59-14:00"):
@@ -554,6 +554,9 @@ def test_until_alone_reports_the_week_before_it(repo: Path) -> None:
     done = run_cli(repo, "report", "--until", "2026-03-09")  # since stayed at 7 days before now: refused
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith("loomtui report: 2026-03-02 00:00 to 2026-03-09 00:00 UTC")
+    # A time ago is counted back from --until, as the default is (it was 7 days before now: a window of hours).
+    ago = run_cli(repo, "report", "--since", "2d", "--until", "2026-03-09")
+    assert ago.stdout.startswith("loomtui report: 2026-03-07 00:00 to 2026-03-09 00:00 UTC"), ago.stdout
     # A window inside one minute is said to the second ("00:00 to 00:00" read as an empty window).
     short = run_cli(repo, "report", "--since", "2026-03-09T00:00:05", "--until", "2026-03-09T00:00:45")
     assert short.stdout.startswith("loomtui report: 2026-03-09 00:00:05 to 2026-03-09 00:00:45 UTC"), short

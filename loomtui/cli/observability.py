@@ -39,8 +39,9 @@ def _window(args: argparse.Namespace) -> tuple[float, float]:
     now = time.time()
     until = parse_when(args.until, now, "--until") if args.until is not None else None
     end = now if until is None else until
-    # The default window is the 7 days before its end: `--until 2026-11-01` alone is the week up to it.
-    since = parse_when(args.since, now, "--since") if args.since is not None else max(0.0, end - DEFAULT_WINDOW_S)
+    # The default window is the 7 days before its end: `--until 2026-11-01` alone is the week up to it, and a
+    # time ago is counted back from it too (`--since 7d --until 2026-12-01` was 21 hours, 7 days before now).
+    since = parse_when(args.since, end, "--since") if args.since is not None else max(0.0, end - DEFAULT_WINDOW_S)
     if since >= end:
         raise LoomError(f"--since {args.since or '(7 days before --until)'} is not before --until "
                         f"{args.until or 'now'}", exit_code=2)
@@ -96,8 +97,8 @@ def register(commands: Any) -> None:
         "acceptance rate, the agent-made share of the branch's commits, time to decision, gates, conflicts, "
         "escalations, overrides, tokens and cost", json_flag=True, reads_only=True)
     report.add_argument("--since", default=None, metavar="WHEN",
-                        help="start of the window: a time ago (7d, 12h, 2w) or an ISO date (default: 7 days "
-                             "before --until)")
+                        help="start of the window: a time before --until (7d, 12h, 2w) or an ISO date "
+                             "(default: 7 days before --until)")
     report.add_argument("--until", default=None, metavar="WHEN",
                         help="end of the window, not in it: a date is its midnight UTC, so --until 2026-11-02 "
                              "ends with 1 November (default now)")
