@@ -35,6 +35,14 @@ def agent_history(repo: Path) -> None:
         git(repo, "commit", "-qm", f"change {number}" + (f"\n\n{trailer}" if trailer else ""))
 
 
+def test_tokens_fit_the_runtime_table_in_three_figures() -> None:
+    """At 80 columns the Tokens cell read "25,4" of 25,412 (a decimal, to the eye), and Cost was out of view."""
+    from loomtui.tui.screens.metrics import compact
+
+    assert [compact(n) for n in (0, 999, 1000, 25_412, 999_499, 3_100_000, 300_000_000_030)] == [
+        "0", "999", "1.0k", "25.4k", "999k", "3.1M", "300G"]
+
+
 async def test_the_metrics_view_shows_the_week_per_runtime_and_the_checklist(repo: Path) -> None:
     agent_history(repo)
     workspace = open_workspace(repo)

@@ -47,7 +47,7 @@ CHARTS: Final = (
 )
 RUNTIME_COLUMNS: Final = (("runtime", "Runtime"), ("ended", "Ended"), ("merged", "Merged"), ("rejected", "Rejected"),
                           ("acceptance", "Accepted"), ("decision", "To decision"), ("first_try", "Gate 1st try"),
-                          ("tokens", "Tokens"), ("cost", "Cost"))
+                          ("tokens", "Tokens in+out"), ("cost", "Cost"))
 ANSWER_STYLES: Final = {"yes": "green", "partly": "yellow", "no": "bold red", "unknown": "bold cyan"}
 
 
@@ -63,6 +63,15 @@ def duration(seconds: float | None) -> str:
         if seconds >= size:
             return f"{seconds / size:.1f}{unit}"
     return f"{seconds:.0f}s"
+
+
+def compact(count: int) -> str:
+    """A count in three figures or fewer (25.4k, 3.1M): "25,4" of "25,412" was what 80 columns showed."""
+    for unit, size in (("G", 10**9), ("M", 10**6), ("k", 10**3)):
+        if count >= size:
+            value = count / size
+            return f"{value:.1f}{unit}" if value < 100 else f"{value:.0f}{unit}"
+    return str(count)
 
 
 def week_figures(metrics: Metrics) -> tuple[tuple[str, str], ...]:
@@ -149,7 +158,8 @@ class MetricsScreen(LoomScreen[None]):
                     for key, label in CHARTS:
                         yield Static(Text(label, style="dim"), classes="chart-label")
                         yield Sparkline([], id=f"chart-{key}", classes="chart")
-                yield DataTable(id="metrics-runtimes", cursor_type="row", zebra_stripes=True)
+                # The runtime's name stays as the figures scroll sideways (at 80 columns it scrolled away).
+                yield DataTable(id="metrics-runtimes", cursor_type="row", zebra_stripes=True, fixed_columns=1)
             checklist = RewrappedStatic(Text("Checking the ten items…"), id="metrics-checklist", rewrap=self._rewrap)
             yield VerticalScroll(checklist, id="metrics-right")
         yield KeysFooter()
@@ -216,12 +226,13 @@ class MetricsScreen(LoomScreen[None]):
             self.query_one(f"#chart-{key}", Sparkline).data = [float(getattr(day, key)) for day in metrics.by_day]
         table = self.query_one("#metrics-runtimes", DataTable)
         rows = {str(row.key.value) for row in table.ordered_rows}
-        for runtime in metrics.by_runtime:
+        added = False
+        for runtime in sorted(metrics.by_runtime, key=lambda row: row.key):  # as `report` lists them
             cells = {
                 "runtime": Text(runtime.key), "ended": str(runtime.sandboxes_ended), "merged": str(runtime.merged),
                 "rejected": str(runtime.rejected), "acceptance": percent(runtime.acceptance_rate),
                 "decision": duration(runtime.median_decision_s), "first_try": percent(runtime.first_try_pass_rate),
-                "tokens": f"{runtime.input_tokens + runtime.output_tokens:,}" if runtime.agents_reporting else "–",
+                "tokens": compact(runtime.input_tokens + runtime.output_tokens) if runtime.agents_reporting else "–",
                 "cost": f"${runtime.cost_usd:.2f}" if runtime.agents_costing else "–",
             }
             if runtime.key in rows:
@@ -229,8 +240,11 @@ class MetricsScreen(LoomScreen[None]):
                     table.update_cell(runtime.key, column, value)
             else:
                 table.add_row(*cells.values(), key=runtime.key)
+                added = True
         for gone in rows - {r.key for r in metrics.by_runtime}:
             table.remove_row(gone)
+        if added and rows:  # a runtime new since: in its place, not last
+            table.sort("runtime", key=str)
         # Focusing the table scrolled the column down to it: the week at a glance comes first.
         self.query_one("#metrics-left", VerticalScroll).scroll_home(animate=False)
 
