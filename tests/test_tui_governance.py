@@ -183,3 +183,31 @@ async def test_esc_backs_out_one_level_in_every_view_from_its_pane_to_its_list_t
             await pilot.press("escape")
             await pilot.pause()
             assert isinstance(app.screen, DashboardScreen), key
+
+
+async def test_slash_filters_the_audit_view_by_action_subject_or_actor_and_esc_clears_it(billing: Path) -> None:
+    """`/` in the Audit view said "the Audit view has no / filter": a lead looking for one sandbox's entries
+    among hundreds read them all."""
+    from loomtui.tui.screens.dashboard import DashboardScreen
+
+    workspace = open_workspace(billing)
+    for action, subject in (("sandbox.planned", "ab12cd"), ("claim.added", "ef34gh"), ("sandbox.merged", "ab12cd")):
+        workspace.record(action, subject)
+    app = LoomApp(workspace)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("5")
+        await pilot.pause()
+        table = app.screen.query_one("#audit", DataTable)
+        await wait_for(pilot, lambda: table.row_count == 3)
+        await pilot.press("slash", *"AB12", "enter")  # any case
+        await wait_for(pilot, lambda: table.row_count == 2)
+        assert app.focused is table
+        await pilot.press("slash", "ctrl+u", *"nothing")
+        await wait_for(pilot, lambda: table.row_count == 0)
+        await wait_for(pilot, lambda: "holds 'nothing'" in str(app.screen.query_one("#audit-detail", Static).render()))
+        await pilot.press("escape")  # out of the filter: every entry again, still the Audit view
+        await wait_for(pilot, lambda: table.row_count == 3)
+        assert isinstance(app.screen, AuditScreen) and app.focused is table
+        await pilot.press("escape")
+        await pilot.pause()
+        assert isinstance(app.screen, DashboardScreen)

@@ -10,7 +10,7 @@ from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, VerticalScroll
-from textual.widgets import DataTable, OptionList, Select, Static
+from textual.widgets import DataTable, Input, OptionList, Select, Static
 
 from loomtui.audit import AuditEntry
 from loomtui.errors import LoomError, escape_controls, plural
@@ -223,17 +223,22 @@ class AuditScreen(LoomScreen[None]):
     BINDINGS = [
         Binding("v", "verify", "Verify", id="audit.verify",
                 tooltip="Verify the audit log's hash chain again"),
-        Binding("escape", "back", "Back", id="audit.back", tooltip="Back to the sandboxes"),
+        Binding("slash", "filter", "Filter", key_display="/", id="audit.filter",
+                tooltip="Only the entries whose action, subject or actor hold the text"),
+        Binding("escape", "back", "Back", id="audit.back", tooltip="Out of the filter, then back to the sandboxes"),
     ]
 
     def __init__(self) -> None:
         super().__init__()
+        self.filter_text = ""
         self.entries: dict[int, AuditEntry] = {}
         self._verified: tuple[Text, int] | None = None  # the last verify's line, and the newest entry then
 
     def compose(self) -> ComposeResult:
         yield StatusHeader(id="status")
         yield Static(id="verify")
+        yield Input(placeholder="entries whose action, subject or actor hold this (esc clears)", id="audit-filter",
+                    classes="hidden")
         with Horizontal(id="audit-body"):
             yield FittedTable(AUDIT_COLUMNS, id="audit")
             with VerticalScroll(id="audit-detail-pane"):
@@ -260,10 +265,13 @@ class AuditScreen(LoomScreen[None]):
             self.entries.setdefault(entry.seq, entry)
         for oldest in sorted(self.entries)[:-AUDIT_ROWS]:  # bounded, like every log here
             del self.entries[oldest]
+        wanted = self.filter_text.casefold()
         table.show_rows({str(seq): {
             "seq": str(seq), "ts": entry.ts[:19].replace("T", " "), "action": Text(entry.action),
             "subject": Text(entry.subject), "actor": Text(entry.actor),
-        } for seq, entry in sorted(self.entries.items())})
+        } for seq, entry in sorted(self.entries.items())
+            if wanted in f"{entry.action}\0{entry.subject}\0{entry.actor}".casefold()},
+            hidden={str(seq) for seq in self.entries})  # the filter hides a row: it is not gone
         if at_end and table.row_count:
             table.move_cursor(row=table.row_count - 1)
         self._show_entry()
@@ -285,7 +293,9 @@ class AuditScreen(LoomScreen[None]):
     def _show_entry(self) -> None:
         table = self.query_one("#audit", DataTable)
         if not table.row_count:
-            self.query_one("#audit-detail", Static).update(Text("The audit log is empty."))
+            self.query_one("#audit-detail", Static).update(Text(
+                f"No entry of the newest {len(self.entries)} holds {self.filter_text!r} (esc clears the filter)."
+                if self.entries else "The audit log is empty."))
             return
         key = table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value
         entry = self.entries.get(int(key or 0))
@@ -299,6 +309,21 @@ class AuditScreen(LoomScreen[None]):
             ("prev", entry.prev))], inner_width(detail) or 40))
         text.append("\n" + json.dumps(entry.details, indent=2, sort_keys=True, default=str))
         detail.update(text)
+
+    def action_filter(self) -> None:
+        """`/`: a lead looking for one sandbox's, one action's or one person's entries among the newest."""
+        box = self.query_one("#audit-filter", Input)
+        box.remove_class("hidden")
+        box.focus()
+
+    @on(Input.Changed, "#audit-filter")
+    def _filter_changed(self, event: Input.Changed) -> None:
+        self.filter_text = event.value
+        self._show_entries([])
+
+    @on(Input.Submitted, "#audit-filter")
+    def _filter_set(self) -> None:
+        self.query_one("#audit", DataTable).focus()
 
     @work(thread=True, exclusive=True, group="audit-verify", exit_on_error=False)
     def action_verify(self) -> None:
@@ -332,4 +357,10 @@ class AuditScreen(LoomScreen[None]):
                                   timeout=3 if intact else None)
 
     def action_back(self) -> None:
+        box = self.query_one("#audit-filter", Input)
+        if not box.has_class("hidden"):
+            box.value = ""
+            box.add_class("hidden")
+            self.query_one("#audit", DataTable).focus()
+            return
         self.back_out()
