@@ -8,7 +8,7 @@ from pathlib import Path
 
 from textual.widgets import Input, Select
 
-from loomtui.execution.lifecycle import APPROVED, AWAITING_REVIEW, MERGED, PLANNED, RUNNING
+from loomtui.execution.lifecycle import APPROVED, AWAITING_REVIEW, EXITED, MERGED, PLANNED, RUNNING
 from loomtui.store import SandboxRecord
 from loomtui.tui.app import LoomApp
 from loomtui.tui.screens.dashboard_keys import key_applies
@@ -124,6 +124,8 @@ def test_start_stop_and_merge_apply_only_where_they_can_work() -> None:
     assert not key_applies("diff", None, None)  # no sandbox selected: none of them
     # A planned sandbox has no change to evaluate (its eval read "✓ · 100" through its run, of its target's code).
     assert not applies("evals", PLANNED, startable) and applies("evals", AWAITING_REVIEW, None)
+    # Nor one whose agent ended without a change (`e` and `d` said "no change" when pressed).
+    assert not applies("evals", EXITED, None) and not applies("diff", EXITED, None)
 
 
 def test_help_names_where_a_key_works_in_textuals_words_not_loomtuis_class_names() -> None:

@@ -10,7 +10,7 @@ from typing import Final
 from textual.binding import Binding, BindingType
 
 from loomtui.execution.agent_control import DEFAULT_GRACE_S
-from loomtui.execution.lifecycle import APPROVED, AWAITING_REVIEW, LIVE, MERGED, PLANNED
+from loomtui.execution.lifecycle import APPROVED, AWAITING_REVIEW, EXITED, LIVE, MERGED, PLANNED
 from loomtui.execution.sandboxes import has_worktree, on_this_host
 from loomtui.store import SandboxRecord
 from loomtui.tui.keys import shown_where_it_applies
@@ -145,6 +145,6 @@ def key_applies(action: str, sandbox: SandboxRecord | None, step: StepView | Non
         return sandbox.status in LIVE
     if action == "merge":
         return merge_refusal(sandbox, step) is None
-    if action in ("evals", "diff"):  # a planned one has no change (pressed, the engine says so)
-        return sandbox.status != PLANNED
+    if action in ("evals", "diff"):  # a planned one has no change, nor one whose agent ended without one
+        return sandbox.status not in (PLANNED, EXITED)
     return True
