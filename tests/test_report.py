@@ -263,6 +263,30 @@ def test_a_sandbox_run_again_is_one_sandbox_started_and_ended_and_its_tokens_cou
     assert by_key(m.by_day)[DAYS[2]].sandboxes_started == 1
 
 
+def test_each_run_s_tokens_and_cost_count_in_the_window_it_ended_in(scenario: Workspace) -> None:
+    """A sandbox run again: its second run's $0.80 was counted in a window that closed before that run began
+    (read from the record at the first end), and again in the next window: side by side, spent twice."""
+    t = D0 + 2 * DAY
+    scenario.store.add_sandbox(sandbox("r1", "claude", t, t + 3 * H, ended_at=t + 2 * H,
+                                       agent_result={"input_tokens_read": 900, "output_tokens": 90, "cost_usd": 0.8}))
+    add_entries(scenario, [
+        (t, "sandbox.planned", "r1", {}), moved(t + 60, "r1", "running", "planned"),
+        moved(t + H, "r1", "exited", "running", usage={"input_tokens_read": 100, "output_tokens": 10,
+                                                        "cost_usd": 0.01}),
+        moved(t + H + 60, "r1", "planned", "exited"), moved(t + H + 70, "r1", "running", "planned"),
+        moved(t + 2 * H, "r1", "exited", "running", usage={"input_tokens_read": 900, "output_tokens": 90,
+                                                            "cost_usd": 0.8}),
+    ])
+
+    def claude(since: float, until: float) -> tuple[int, int, float, int]:
+        row = by_key(compute_metrics(scenario, since, until).by_runtime)["claude"]
+        return row.sandboxes_ended, row.input_tokens, row.cost_usd, row.agents_reporting
+
+    assert claude(t, t + 90 * 60) == (1, 100, 0.01, 1)  # the first run alone
+    assert claude(t + 90 * 60, t + 3 * H) == (1, 900, 0.8, 1)  # the second alone
+    assert claude(t, t + 3 * H) == (1, 1000, pytest.approx(0.81), 1)  # both: one sandbox, one agent reporting
+
+
 def test_tokens_in_are_every_input_token_read_and_a_cost_no_agent_said_is_not_known(scenario: Workspace) -> None:
     """Claude's cache reads were left out of its tokens in (12 in, of 53,012 read) while Codex's counted them,
     and Codex, which reports no cost, read "$0.00", as if free."""

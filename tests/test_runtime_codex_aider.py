@@ -270,6 +270,11 @@ def test_real_agent_free_edit_lands_held_region_refused_ledger_waits_for_people(
             # Its tokens, from its --json events (`report` counted none for Codex).
             used = record.data["agent_result"]
             assert used["input_tokens"] > 0 and used["output_tokens"] > 0 and not used["is_error"], used
+            # And its end's audit entry says this run's, for `report` to count in the window it ended in.
+            [end] = [e for e in audit(workspace) if e["subject"] == record.id and e["action"] == "sandbox.exited"]
+            assert end["details"]["usage"] == {"input_tokens_read": used["input_tokens_read"],
+                                               "input_tokens": used["input_tokens"],
+                                               "output_tokens": used["output_tokens"]}, end["details"]
 
     # The free edit: in the worktree, committed by the agent itself on its branch.
     free = ended["free"]

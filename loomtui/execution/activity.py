@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Final
 
 from loomtui.errors import abridged
 from loomtui.execution.runtimes import OUTPUT_CLAUDE_STREAM, OUTPUT_CODEX_JSON, OUTPUT_SCRIPT_AGENT
@@ -98,6 +98,20 @@ def parse_claude_stream(line: str, *, whole_text: bool = False) -> list[Activity
 
 def _count(value: Any) -> int:
     return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else 0
+
+
+USAGE_KEYS: Final = ("input_tokens_read", "input_tokens", "output_tokens", "cost_usd")
+"""What of an agent's closing report its end's audit entry keeps (`usage`): each run's tokens and cost counted in
+the window it ended in (read from the sandbox's record, a run again moved the first run's cost to the second's
+end, and two windows side by side counted it twice)."""
+
+
+def usage_of(result: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The tokens and cost of an agent's closing report, or None when it said none."""
+    if not result:
+        return None
+    usage = {key: result[key] for key in USAGE_KEYS if result.get(key) is not None}
+    return usage or None
 
 
 def _result(message: dict[str, Any]) -> list[Activity]:

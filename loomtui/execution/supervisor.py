@@ -40,7 +40,7 @@ from typing import Any, Final, Protocol, TypeVar
 from loomtui.config import CoordinationConfig
 from loomtui.errors import LoomError, StoreUnreachable
 from loomtui.execution import confinement, disk_room, git_links, login_copy
-from loomtui.execution.activity import AGENT_RESULT_KEYS, Activity, checker_for, parser_for
+from loomtui.execution.activity import AGENT_RESULT_KEYS, Activity, checker_for, parser_for, usage_of
 from loomtui.execution.agent_control import SPARE_ON_TERM
 from loomtui.execution.agent_log import LogWriteFailed, LogWriter
 from loomtui.execution.cgroup_limits import SandboxGroups, group_name, sandbox_groups
@@ -575,7 +575,9 @@ class Supervisor:
         try:
             _patiently("record the end", lambda: transition(
                 self.workspace, self.record.id, status, reason=reason, exit_code=code, data=data,
-                allowed_from=LIVE | {PLANNED}, audit={"exit_code": code, "signal": signame, "saved_commit": saved}))
+                allowed_from=LIVE | {PLANNED}, audit={"exit_code": code, "signal": signame, "saved_commit": saved,
+                                                      **({"usage": used} if (used := usage_of(self.agent_result))
+                                                         else {})}))
         except LoomError as exc:
             _diagnose(f"cannot record the end: {exc}")
             return 1

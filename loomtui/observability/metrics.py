@@ -350,6 +350,9 @@ class _Reader:
         self.before_start = 0
         self.conflicts: Counter[str] = Counter()
         self.refused: set[tuple[str, str, str]] = set()
+        self.run_usage: dict[str, list[tuple[float, dict[str, Any]]]] = {}
+        self.reporting: set[str] = set()  # sandboxes counted among the agents reporting usage, and a cost
+        self.costing: set[str] = set()
         self.overruled: set[tuple[str, str, str] | None] = set()
         self.scheduled: set[tuple[str, ...]] = set()  # (plan file, before, after, kind): once however often it ran
         self.met_at_merge: set[tuple[str, str]] = set()
@@ -371,6 +374,8 @@ class _Reader:
         elif action in AGENT_ENDS and moved_from in RAN:
             self.ended[sandbox] = entry.at
             self.timed.discard(sandbox)
+            if isinstance(usage := details.get("usage"), dict):  # this run's own, said at its end
+                self.run_usage.setdefault(sandbox, []).append((entry.at, usage))
         elif action == "sandbox.rejected" and moved_from == "planned":
             self.before_start += 1
             self.conflicts["rejected_at_claim"] += str(details.get("reason", "")).startswith("claim on")
@@ -428,21 +433,34 @@ class _Reader:
         self.tallies.wait(at - ended, at, self.runtime(sandbox))
 
     def _tokens(self, sandbox: str, at: float) -> None:
-        record = self.sandboxes.get(sandbox)
-        result = record.agent_result if record is not None else None
-        if result is None:
+        """The tokens and cost of the sandbox's runs that ended in the window, each at its end; of the last run
+        alone, from its record, where the ends said none (written before they did)."""
+        runs = self.run_usage.get(sandbox)
+        if runs:
+            for ended, usage in runs:
+                self._usage(sandbox, ended, usage)
             return
+        record = self.sandboxes.get(sandbox)
+        if record is not None and record.agent_result is not None:
+            self._usage(sandbox, at, record.agent_result)
+
+    def _usage(self, sandbox: str, at: float, result: dict[str, Any]) -> None:
+        """One run's report counted at its end; the sandbox as one agent reporting, however many runs."""
         tokens_in = _number(result.get("input_tokens_read"))
         tokens_in = _number(result.get("input_tokens")) if tokens_in is None else tokens_in  # kept before it was said
         tokens_out, cost = _number(result.get("output_tokens")), _number(result.get("cost_usd"))
         if tokens_in is None and tokens_out is None and cost is None:
             return
         runtime = self.runtime(sandbox)
-        self.tallies.add("agents_reporting", at, runtime)
+        if sandbox not in self.reporting:
+            self.reporting.add(sandbox)
+            self.tallies.add("agents_reporting", at, runtime)
         self.tallies.add("input_tokens", at, runtime, int(tokens_in or 0))
         self.tallies.add("output_tokens", at, runtime, int(tokens_out or 0))
         if cost is not None:
-            self.tallies.add("agents_costing", at, runtime)
+            if sandbox not in self.costing:
+                self.costing.add(sandbox)
+                self.tallies.add("agents_costing", at, runtime)
             self.tallies.spend(cost, at, runtime)
 
     def finish(self) -> None:
