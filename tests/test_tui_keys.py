@@ -98,7 +98,8 @@ async def test_the_footer_offers_what_applies_to_the_selected_sandbox_and_other_
         await wait_for(pilot, lambda: any("not approved yet" in note for _, note in notes))
         assert not app.screen.is_modal  # no question whose yes could only fail
         await pilot.press("W")  # not held either: said at once, no question about an empty list
-        await wait_for(pilot, lambda: any("it is awaiting_review" in note for _, note in notes))
+        await wait_for(pilot, lambda: any("it is awaiting_review; W starts a planned task without the tasks it "
+                                          "waits for" in note for _, note in notes))
         assert not app.screen.is_modal
         help_keys = {row[0] for row in key_rows(app)}
         assert {"m", "s", "S"} <= help_keys  # `?` still lists every key of the view

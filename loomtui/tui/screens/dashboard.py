@@ -602,7 +602,9 @@ class DashboardScreen(LoomScreen[None]):
             return
         if sandbox.status != PLANNED or not sandbox.after:  # said at once: nothing to confirm
             why = f"it is {sandbox.status}" if sandbox.status != PLANNED else "it waits for no other task"
-            self.app.notify(f"sandbox {sandbox.id}: {why}", title="stop waiting", severity="warning")
+            # What W is for, beside why it does nothing here ("it is exited" alone said neither).
+            self.app.notify(f"sandbox {sandbox.id}: {why}; W starts a planned task without the tasks it waits for",
+                            title="stop waiting", severity="warning")
             return
         self._ask_drop_after(sandbox)
 

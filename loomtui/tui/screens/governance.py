@@ -224,7 +224,7 @@ class AuditScreen(LoomScreen[None]):
         Binding("v", "verify", "Verify", id="audit.verify",
                 tooltip="Verify the audit log's hash chain again"),
         Binding("slash", "filter", "Filter", key_display="/", id="audit.filter",
-                tooltip="Only the entries whose action, subject or actor hold the text"),
+                tooltip="Entries whose action, subject or actor hold the text"),
         Binding("escape", "back", "Back", id="audit.back", tooltip="Out of the filter, then back to the sandboxes"),
     ]
 
