@@ -49,7 +49,8 @@ def listed(items: Sequence[str], limit: int = 5) -> str:
 
 
 def plural(count: int, noun: str) -> str:
-    """`1 sandbox`, `2 sandboxes`, `3 entries`: only the last word is inflected (a closing backtick kept)."""
+    """`1 sandbox`, `2 sandboxes`, `3 entries`, `1,167 changes`: only the last word is inflected (a closing
+    backtick kept); a count in the thousands is grouped ("1167 changes decided" read as a year)."""
     if count == 1:
         return f"{count} {noun}"
     head, _, last = noun.rpartition(" ")
@@ -61,7 +62,7 @@ def plural(count: int, noun: str) -> str:
     else:
         inflected = tail + "s"
     inflected += last[len(tail):]
-    return f"{count} {head + ' ' if head else ''}{inflected}"
+    return f"{count:,} {head + ' ' if head else ''}{inflected}"
 
 
 def both_ends(text: str, limit: int) -> str:

@@ -48,3 +48,12 @@ def test_a_task_in_the_app_is_one_honest_line() -> None:
     assert task_line("invoice\u202egnp.exe") == "invoice\\u202egnp.exe"  # not shown reversed
     assert task_line("") == ""
     assert task_text("one\ntwo\x1b[2J") == "one\ntwo\\x1b[2J"
+
+
+def test_a_count_is_said_with_its_noun_inflected_and_grouped_in_thousands() -> None:
+    """`1167 changes decided` read as a year, next to `$3703703.40`."""
+    from loomtui.errors import plural
+
+    assert [plural(n, noun) for n, noun in ((1, "sandbox"), (2, "sandbox"), (3, "entry"), (1167, "change"),
+                                            (2, "`claim`"))] == [
+        "1 sandbox", "2 sandboxes", "3 entries", "1,167 changes", "2 `claims`"]

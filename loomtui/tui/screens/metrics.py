@@ -233,7 +233,7 @@ class MetricsScreen(LoomScreen[None]):
                 "rejected": str(runtime.rejected), "acceptance": percent(runtime.acceptance_rate),
                 "decision": duration(runtime.median_decision_s), "first_try": percent(runtime.first_try_pass_rate),
                 "tokens": compact(runtime.input_tokens + runtime.output_tokens) if runtime.agents_reporting else "–",
-                "cost": f"${runtime.cost_usd:.2f}" if runtime.agents_costing else "–",
+                "cost": f"${runtime.cost_usd:,.2f}" if runtime.agents_costing else "–",
             }
             if runtime.key in rows:
                 for column, value in cells.items():
