@@ -703,7 +703,9 @@ def test_a_file_not_written_yet_is_claimed_by_its_path_when_asked_for(coordinato
                             ("../x.py", "may not leave the repository"),
                             (".git/config", "inside the git directory"),  # held, audited, touched by no change
                             ("d/" * 2100 + "x.py", "not a usable path"),  # OSError: an internal error
-                            ("d" * 300 + ".py", "not a usable path")):
+                            ("d" * 300 + ".py", "not a usable path"),
+                            # A file named `x.py:10-20` was claimed, which no one writes: the agent's new file not.
+                            ("payments/new2.py:10-20", "claimed by its path alone \\(it has no lines yet\\)")):
         with pytest.raises(LoomError, match=message):
             coordinator.claim("a", target, new_file=True)
     done = run_cli(coordinator.workspace.root, "claim", "add", "--sandbox", "c", "docs/new.md")

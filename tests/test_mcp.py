@@ -22,6 +22,7 @@ import pytest
 from mcp import ClientSession
 from mcp.client.stdio import StdioServerParameters, stdio_client
 
+from loomtui import __version__
 from loomtui.config import LoomConfig
 from loomtui.errors import LoomError
 from loomtui.execution import sandboxes as sb
@@ -249,7 +250,9 @@ class RawServer:
         self.send({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
             "protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "test", "version": "1"}}})
         assert self.process.stdout is not None
-        assert "result" in json.loads(self.process.stdout.readline())
+        initialized = json.loads(self.process.stdout.readline())
+        # Which loomtui it is (serverInfo.version was ""), for a client that shows it.
+        assert initialized["result"]["serverInfo"] == {"name": "loomtui", "version": __version__}, initialized
         self.send({"jsonrpc": "2.0", "method": "notifications/initialized"})
 
     def send(self, message: dict[str, Any]) -> None:

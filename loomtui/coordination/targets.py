@@ -117,6 +117,8 @@ class TargetResolver:
         target = target.strip()
         if not target or "\x00" in target or "::" in target or _GLOB_CHARS & set(target):
             raise BadTarget(f"{shown(target)}: a new file is claimed by its path (no region, glob or NUL)")
+        if _LINE_RANGE.match(target):  # claimed as a file named `x.py:10-20`, which no one writes
+            raise BadTarget(f"{shown(target)}: a new file is claimed by its path alone (it has no lines yet)")
         with _usable(target):
             path = self.repo_path(self.as_written(target))
             if path == "." or target.endswith("/") or (self.index.root / path).is_dir():

@@ -268,8 +268,11 @@ def build_server(agent: Agent) -> Any:
     from mcp.server.mcpserver import MCPServer
     from mcp.server.mcpserver.exceptions import ToolError
 
+    from loomtui import __version__
+
     server: Any = MCPServer(
         SERVER_NAME,
+        version=__version__,  # serverInfo.version was "" (a client showing it said nothing of which loomtui)
         instructions=(
             "loomtui coordinates the agents working on this repository. Before changing code, see "
             "my_claims and conflicts; claim what you will change, release what you no longer need. A "
