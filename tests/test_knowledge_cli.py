@@ -204,3 +204,18 @@ def test_show_in_a_repository_with_none_of_the_sources_says_where_conventions_go
     assert "note: none of context.sources is here (AGENTS.md, " in out and "(an AGENTS.md first)" in out
     (root / "AGENTS.md").write_text("# Here\n\nUse Decimal.\n")
     assert "note: none" not in run(capsys, root, "context", "show")[1]
+
+
+def test_slice_names_the_first_sections_left_out_and_counts_the_rest(sample: Path,
+                                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    """Every section left out was a line of its own: 3,300 lines for a large context."""
+    (sample / "docs/conventions/invoices.md").write_text("".join(f"## Invoice rule {n}\n\nInvoice totals rule {n}: {'x ' * 80}\n\n"
+                                                   for n in range(40)))
+    git(sample, "add", "-A")
+    git(sample, "commit", "-q", "-m", "many conventions")
+    code, out, _ = run(capsys, sample, "context", "slice", "--task", "invoice totals rule", "--budget", "60")
+    left = [line for line in out.splitlines() if line.startswith("  left out: ")]
+    assert code == 0 and len(left) == 20, out
+    code, raw, _ = run(capsys, sample, "context", "slice", "--task", "invoice totals rule", "--budget", "60", "--json")
+    every = len(json.loads(raw)["left_out"])
+    assert every > 20 and f"  ... and {every - 20:,} more left out (--json lists every one)" in out, out

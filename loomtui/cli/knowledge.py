@@ -172,6 +172,10 @@ def cmd_context_diff(args: argparse.Namespace) -> int:
     return 0
 
 
+SHOWN_LEFT_OUT = 20
+"""Sections left out that `context slice` names, before it says how many more there are."""
+
+
 def cmd_context_slice(args: argparse.Namespace) -> int:
     from loomtui.knowledge.engine import slice_for_task
 
@@ -194,8 +198,11 @@ def cmd_context_slice(args: argparse.Namespace) -> int:
     for pick in piece.picks:
         print(f"  {pick.tokens:>6,}  {pick.section.label}")
         print(f"          {pick.why()}")
-    for pick, reason in piece.left_out:
+    # The best left out first, a screenful of them: a large context's every other section read 3,300 lines.
+    for pick, reason in piece.left_out[:SHOWN_LEFT_OUT]:
         print(f"  left out: {pick.section.label}: {reason}")
+    if len(piece.left_out) > SHOWN_LEFT_OUT:
+        print(f"  ... and {len(piece.left_out) - SHOWN_LEFT_OUT:,} more left out (--json lists every one)")
     _print_problems(piece.problems)
     return 0
 
