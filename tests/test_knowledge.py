@@ -734,6 +734,12 @@ def test_adr_numbers_are_each_folders_own(tmp_path: Path) -> None:
     assert {section_id.split(":")[1]: relation.newer(section_id) for section_id in relation.by} == {
         "payments/docs/adr/0001-idempotent.md": "ADR 0002: Refund via ledger"}
     assert not any("search" in flag.adr for flag in adr_flags(context))
+    # Two of one folder with one number (two branches' ADR 0002, merged): flagged, to renumber one.
+    _adrs(tmp_path, {"search/docs/adr/0002-shards.md": _adr(2, "Three shards", "Accepted", "Three.")})
+    context = load_context(tmp_path, ContextConfig(sources=("**/docs/adr/*.md",)))
+    [flag] = adr_flags(context)
+    assert (flag.kind, flag.detail) == ("number", "its number is ADR 0002: Index refresh interval's too "
+                                                  "(search/docs/adr/0002-refresh.md): renumber one"), flag
 
 
 def test_a_slice_gives_the_decision_in_force_first_and_marks_every_superseded_adr(tmp_path: Path) -> None:

@@ -159,7 +159,7 @@ class SandboxDrift:
 class AdrFlag:
     adr: str
     title: str
-    kind: str  # missing | superseded
+    kind: str  # missing | superseded | number
     detail: str
 
     def as_dict(self) -> dict[str, str]:
@@ -243,12 +243,16 @@ def _missing_why(mention: Mention) -> str:
 
 
 def adr_flags(context: Context) -> list[AdrFlag]:
-    """ADRs whose mentioned paths or symbols no longer exist, or whose supersession is not as they say: another
+    """ADRs whose mentioned paths or symbols no longer exist, two of one folder with one number, or whose
+    supersession is not as they say: another
     supersedes one whose status does not say so, two supersede each other, or the one said to supersede it is
     not here (one retired as it says, by a decision here that stands, is no flag)."""
     flags: list[AdrFlag] = []
     relation = supersession(context)
     disputed = {one.id: other for pair in relation.each_other for one, other in (pair, pair[::-1])}
+    for first, second in relation.same_number:  # which one another ADR names is a guess: said, to renumber one
+        flags.append(AdrFlag(second.id, second.title, "number", f"its number is {first.title}'s too "
+                                                                f"({first.source}): renumber one"))
     for section in context.sections:
         adr = section.adr
         if adr is None:

@@ -33,6 +33,8 @@ class Supersession:
     """ADRs that each supersede the other: neither stands over the other."""
     successors: dict[str, tuple[str, ...]]
     """Section id of each superseded ADR -> the section ids of the decisions standing in its place."""
+    same_number: tuple[tuple[Section, Section], ...] = ()
+    """ADRs of one folder with one number (two branches' ADR 0007 merged): "supersedes ADR 7" names either."""
 
     def newer(self, section_id: str) -> str:
         """The ADRs superseding this one, in one line ("" when none)."""
@@ -52,9 +54,12 @@ def supersession(context: Context) -> Supersession:
     adrs = [s for s in context.sections if s.adr is not None]
     here: dict[tuple[tuple[str, str], int], Section] = {}
     anywhere: dict[int, list[Section]] = {}
+    same_number: list[tuple[Section, Section]] = []
     for section in adrs:
         number = section.adr.number if section.adr is not None else None
         if number is not None:
+            if (taken := here.get((_folder(section), number))) is not None:
+                same_number.append((taken, section))
             here[_folder(section), number] = section
             anywhere.setdefault(number, []).append(section)
 
@@ -94,7 +99,7 @@ def supersession(context: Context) -> Supersession:
         if said:
             by[older_id] = said
             successors[older_id] = standing
-    return Supersession(by, tuple((sections[a], sections[b]) for a, b in pairs), successors)
+    return Supersession(by, tuple((sections[a], sections[b]) for a, b in pairs), successors, tuple(same_number))
 
 
 def _standing_ends(start: str, steps: dict[str, dict[str, Section]],
