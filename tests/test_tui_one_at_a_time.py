@@ -54,6 +54,23 @@ def test_a_run_that_raises_leaves_the_next_request_starting_a_worker() -> None:
     assert calls == [False, True]
 
 
+def test_requests_made_while_a_run_raised_still_get_their_run() -> None:
+    """A run that raised (a non-LoomError in the coordination worker) dropped the requests made meanwhile: the
+    app's conflicts waited for the next store event."""
+    calls: list[bool] = []
+
+    def job(flag: bool) -> None:
+        calls.append(flag)
+        if len(calls) == 1:
+            runs_of.request(True)  # an event while it runs
+            raise RuntimeError("the index went away")
+
+    runs_of = OneAtATime(lambda: runs_of.run_due(job))
+    with pytest.raises(RuntimeError):
+        runs_of.request()
+    assert calls == [False, True]  # the request made meanwhile ran, then the error was said
+
+
 def test_a_cancelled_worker_stops_before_its_next_run() -> None:
     calls: list[bool] = []
     runs_of = OneAtATime(lambda: runs_of.run_due(calls.append, cancelled=lambda: True))

@@ -31,17 +31,24 @@ class OneAtATime:
         self._start()
 
     def run_due(self, job: Callable[[bool], object], cancelled: Callable[[], bool] = lambda: False) -> None:
-        """In the worker: run `job` while a run is due (each run reads what is new when it starts)."""
+        """In the worker: run `job` while a run is due (each run reads what is new when it starts). A run that
+        raises does not drop the requests made while it ran: the next run goes, then the error is raised."""
         ended = False
+        failed: Exception | None = None
         try:
             while not cancelled():
                 with self._lock:
                     flag, self._due = self._due, None
                     if flag is None:
                         self._running, ended = False, True  # a request from now starts a worker
-                        return
-                job(flag)
+                        break
+                try:
+                    job(flag)
+                except Exception as exc:  # raised once the runs due are done
+                    failed = exc
         finally:
-            if not ended:  # cancelled, or the job raised: the next request starts a worker afresh
+            if not ended:  # cancelled, or interrupted: the next request starts a worker afresh
                 with self._lock:
                     self._running = False
+        if failed is not None:
+            raise failed
