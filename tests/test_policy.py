@@ -789,6 +789,27 @@ def test_a_missing_codeowners_file_is_an_error_at_the_policy_line(tmp_path: Path
         "CODEOWNERS:3: invalid owner 'owner-without-at' (use @user, @org/team or an email address)")
 
 
+def test_one_rule_under_two_names_is_a_warning() -> None:
+    """A rule copied under a new name: both fired, and a change was explained by each, as if two things held it."""
+    policy = policy_of("""\
+- name: docs
+  when: {paths: ["docs/**"]}
+  decision: require
+  approvals: {groups: [leads], count: 1}
+- name: docs-again
+  when: {paths: ["docs/**"]}
+  decision: require
+  approvals: {groups: [leads], count: 1}
+- name: docs-by-two
+  when: {paths: ["docs/**"]}
+  decision: require
+  approvals: {groups: [leads], count: 2}
+""")
+    assert policy.warnings[-1] == (".loom/policy.yaml:11: rules: docs-again is docs (line 7) again under another "
+                                   "name: keep one")
+    assert not any("docs-by-two is" in warning for warning in policy.warnings)  # another rule: it asks for two
+
+
 def test_approvals_that_can_never_be_met_are_warnings_not_errors() -> None:
     policy = policy_of("""\
 - name: too-many

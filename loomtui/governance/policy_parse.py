@@ -8,7 +8,7 @@ user's first mistake. They are raised together, in line order (`PolicyErrors`).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path, PurePosixPath
@@ -143,6 +143,7 @@ def parse_policy(text: str, path: str, root: Path | None = None) -> Policy:
     problems.raise_any()
     if codeowners is not None:
         warnings.extend(_unknown_owner_warnings(codeowners, groups, path))
+    warnings.extend(_same_rule_warnings(rules, path))
     return Policy(
         groups=groups,
         rules=rules,
@@ -492,6 +493,20 @@ def _parse_codeowners_file(value: Value, root: Path | None, warnings: list[str])
     if not (root / relative).is_file():
         raise value.error(f"{relative}: file not found")
     return load_codeowners(root, relative)
+
+
+def _same_rule_warnings(rules: Sequence[Rule], path: str) -> list[str]:
+    """One rule written twice under two names (a copy left after an edit): each fires, and a change is
+    explained by both, as if two things held it."""
+    first: dict[str, Rule] = {}
+    warnings: list[str] = []
+    for rule in rules:
+        # Compared as written: its fields' reprs (its conditions hold lists, which do not hash).
+        earlier = first.setdefault(repr((rule.decision, rule.when, rule.stage, rule.risk, rule.approvals)), rule)
+        if earlier is not rule:
+            warnings.append(f"{path}:{rule.line}: rules: {rule.name} is {earlier.name} (line {earlier.line}) "
+                            "again under another name: keep one")
+    return warnings
 
 
 def _unknown_owner_warnings(
