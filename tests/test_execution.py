@@ -229,7 +229,7 @@ def test_claude_stand_in_gets_its_exact_argv_and_a_reduced_environment(
         "session started (stand-in)", "Editing the file.", "Edit app.py", "finished: success, 2 turns, $0.0100"]
     assert done.data["agent_result"] == {"turns": 2, "cost_usd": 0.01, "is_error": False, "error": None,
                                          "input_tokens": 0, "output_tokens": 0, "cache_read_tokens": 0,
-                                         "cache_creation_tokens": 0, "denials": []}
+                                         "cache_creation_tokens": 0, "input_tokens_read": 0, "denials": []}
 
 
 @pytest.mark.skipif(not isolation_available(), reason="bubblewrap is not usable here")

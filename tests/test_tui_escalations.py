@@ -716,3 +716,15 @@ async def test_a_key_on_a_row_that_went_under_the_cursor_acts_on_nothing_until_p
         assert not store.get_escalation(other).data.get("approvals"), said
         await pilot.press("a")  # pressed again: the row it is on now is one chosen
         await wait_for(pilot, lambda: len(store.get_escalation(other).data.get("approvals") or []) == 1)
+        # One decided here, gone from the queue on purpose: the next key acts on the row the cursor is on then.
+        _, third = escalate(billing, payments_change())
+        await wait_for(pilot, lambda: table.row_count == 2)
+        table.move_cursor(row=table.get_row_index(str(other)))
+        await pilot.pause()
+        await pilot.press("r")
+        await wait_for(pilot, lambda: isinstance(app.screen, ReasonScreen))
+        await pilot.press(*"not this way", "enter")
+        await wait_for(pilot, lambda: table.row_count == 1)
+        await pilot.pause()
+        await pilot.press("a")
+        await wait_for(pilot, lambda: len(store.get_escalation(third).data.get("approvals") or []) == 1)

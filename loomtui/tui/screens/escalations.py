@@ -139,6 +139,7 @@ class EscalationsScreen(LoomScreen[None]):
         """Other repositories' open escalations (a team store), by row key; shown, never decided here."""
         self._detail_key: str | None = None  # whose detail is shown: another's starts at its top
         self._deciding: set[int] = set()  # escalations whose decision is being recorded now
+        self._decided_here: set[str] = set()  # rows decided from this queue: their going is no surprise
 
     def compose(self) -> ComposeResult:
         yield StatusHeader(id="status")
@@ -386,7 +387,7 @@ class EscalationsScreen(LoomScreen[None]):
         decision = "approve" if with_note else decision
         escalation, policy = self.selected(), self.loom.policy
         gone = self.query_one("#queue", FittedTable).row_gone_under_cursor()
-        if escalation is not None and gone is not None:
+        if escalation is not None and gone is not None and gone not in self._decided_here:
             # Decided elsewhere or withdrawn (a hook's request after its wait): the cursor fell on the next row,
             # and `a` approved that one, never chosen.
             self.app.notify(f"#{gone}, the one selected, is gone (decided or withdrawn); the cursor is on "
@@ -461,6 +462,7 @@ class EscalationsScreen(LoomScreen[None]):
     def _record_decision(self, escalation_id: int, decision: str, reason: str) -> None:
         """Record it in a worker; until it is, another key on the same escalation is answered that it is."""
         self._deciding.add(escalation_id)
+        self._decided_here.add(str(escalation_id))
         self._record(escalation_id, decision, reason)
 
     @work(thread=True, group="decide", exit_on_error=False)
