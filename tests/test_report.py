@@ -285,6 +285,16 @@ def test_each_run_s_tokens_and_cost_count_in_the_window_it_ended_in(scenario: Wo
     assert claude(t, t + 90 * 60) == (1, 100, 0.01, 1)  # the first run alone
     assert claude(t + 90 * 60, t + 3 * H) == (1, 900, 0.8, 1)  # the second alone
     assert claude(t, t + 3 * H) == (1, 1000, pytest.approx(0.81), 1)  # both: one sandbox, one agent reporting
+    # A run that said nothing (its end's usage null) counts nothing: not the other run's, read from the record.
+    scenario.store.add_sandbox(sandbox("r2", "codex", t, t + 3 * H, ended_at=t + 2 * H,
+                                       agent_result={"input_tokens_read": 500, "output_tokens": 5}))
+    add_entries(scenario, [
+        moved(t + 2 * H + 10, "r2", "running", "planned"),
+        moved(t + 2 * H + 20, "r2", "exited", "running", usage={"input_tokens_read": 500, "output_tokens": 5}),
+        moved(t + 2 * H + 30, "r2", "planned", "exited"), moved(t + 2 * H + 40, "r2", "running", "planned"),
+        moved(t + 2 * H + 50, "r2", "failed", "running", usage=None)])
+    codex = by_key(compute_metrics(scenario, t + 2 * H + 25, t + 3 * H).by_runtime)["codex"]
+    assert (codex.sandboxes_ended, codex.input_tokens, codex.agents_reporting) == (1, 0, 0)
 
 
 def test_tokens_in_are_every_input_token_read_and_a_cost_no_agent_said_is_not_known(scenario: Workspace) -> None:

@@ -576,8 +576,8 @@ class Supervisor:
             _patiently("record the end", lambda: transition(
                 self.workspace, self.record.id, status, reason=reason, exit_code=code, data=data,
                 allowed_from=LIVE | {PLANNED}, audit={"exit_code": code, "signal": signame, "saved_commit": saved,
-                                                      **({"usage": used} if (used := usage_of(self.agent_result))
-                                                         else {})}))
+                                                      # null where this run said none: never another run's
+                                                      "usage": usage_of(self.agent_result)}))
         except LoomError as exc:
             _diagnose(f"cannot record the end: {exc}")
             return 1

@@ -374,8 +374,9 @@ class _Reader:
         elif action in AGENT_ENDS and moved_from in RAN:
             self.ended[sandbox] = entry.at
             self.timed.discard(sandbox)
-            if isinstance(usage := details.get("usage"), dict):  # this run's own, said at its end
-                self.run_usage.setdefault(sandbox, []).append((entry.at, usage))
+            if "usage" in details:  # this run's own, said at its end (null: it said none)
+                usage = details["usage"]
+                self.run_usage.setdefault(sandbox, []).append((entry.at, usage if isinstance(usage, dict) else {}))
         elif action == "sandbox.rejected" and moved_from == "planned":
             self.before_start += 1
             self.conflicts["rejected_at_claim"] += str(details.get("reason", "")).startswith("claim on")
@@ -434,9 +435,9 @@ class _Reader:
 
     def _tokens(self, sandbox: str, at: float) -> None:
         """The tokens and cost of the sandbox's runs that ended in the window, each at its end; of the last run
-        alone, from its record, where the ends said none (written before they did)."""
+        alone, from its record, where its end's entry was written before ends said them."""
         runs = self.run_usage.get(sandbox)
-        if runs:
+        if runs is not None:
             for ended, usage in runs:
                 self._usage(sandbox, ended, usage)
             return

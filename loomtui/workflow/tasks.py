@@ -163,7 +163,8 @@ def start(workspace: Workspace, sandbox_id: str) -> SandboxRecord:
 LAST_RUN_SETTLE_S: Final = 30.0
 """How long a run again waits for the last run's supervisor to finish."""
 RUN_KEYS: Final = ("agent_pid", "agent_pid_start", "exit_signal", "error", "started_at", "ended_at",
-                   "stop_requested", "killed_after_grace", "orphan", STEP_ERROR_KEY, CONTEXT_EDITED_KEY)
+                   "stop_requested", "killed_after_grace", "orphan", "agent_result", STEP_ERROR_KEY,
+                   CONTEXT_EDITED_KEY)
 """What a run of the agent leaves in its record, cleared when it runs again: a stop request kept would
 have the new supervisor kill the new agent, an old pid would be signalled."""
 
