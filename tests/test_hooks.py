@@ -1366,6 +1366,12 @@ def test_changed_ranges_are_lines_of_the_current_file() -> None:
     ("sh -c \"sed -i s/a/b/ payments/tax.py\" && bash -lc 'cd sub && echo x >> y.py'", ["payments/tax.py", "sub/y.py"]),
     ("eval 'echo x >> payments/tax.py'; sudo bash -c \"bash -c 'tee -a a.py < b'\"", ["payments/tax.py", "a.py"]),
     ("bash script.sh -c 'echo x > not-run.py'; sh -- -c", []),  # a script's own arguments: not a command
+    # A shell's options before -c (their values no script), + options, `-c --`, env -S: all went unseen.
+    ("bash -o pipefail -c 'echo x > a.py'; bash -O extglob -c 'echo x > b.py'; bash +e -c 'echo x > c.py'",
+     ["a.py", "b.py", "c.py"]),
+    ("bash -c -- 'echo x > d.py'; bash --rcfile /dev/null -c 'echo x > e.py'; bash -c -e 'echo x > f.py'",
+     ["d.py", "e.py", "f.py"]),
+    ("env -S \"bash -c 'echo x > g.py'\"; env --split-string='tee h.py' < x", ["g.py", "h.py"]),
     ("sort x | sponge payments/tax.py; time -o timing.txt make", ["payments/tax.py", "timing.txt"]),
 ])
 def test_bash_write_targets_best_effort(tmp_path: Path, command: str, written: list[str]) -> None:

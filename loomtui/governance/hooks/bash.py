@@ -29,7 +29,7 @@ _SEPARATORS: Final = frozenset({";", ";;", "&", "&&", "|", "||", "|&", "(", ")",
 # its own come before the command (`timeout 5 sed -i ...`): `nice -n 5 sed -i` read `5` as the program.
 _WRAPPERS: Final[dict[str, tuple[frozenset[str], int]]] = {
     "sudo": (frozenset({"-u", "-g", "-C", "-D", "-h", "-p", "-U", "-r", "-t", "--user", "--group"}), 0),
-    "env": (frozenset({"-u", "--unset", "-C", "--chdir", "-S", "--split-string"}), 0),
+    "env": (frozenset({"-u", "--unset", "-C", "--chdir"}), 0),  # -S: its value is a command (read as one)
     "nice": (frozenset({"-n", "--adjustment"}), 0),
     "ionice": (frozenset({"-c", "-n", "-p", "-P", "-u", "--class", "--classdata"}), 0),
     "timeout": (frozenset({"-s", "--signal", "-k", "--kill-after"}), 1),
@@ -192,8 +192,15 @@ def _command_writes(words: list[str], cwd: Path, depth: int = 0) -> list[str]:
                     or argv[0] in _KEYWORDS):
         wrapper = argv.pop(0)
         takes_value, operands = _WRAPPERS.get(wrapper, (frozenset(), 0))
-        while argv and argv[0].startswith("-") and len(argv) > 1:
+        while argv and argv[0].startswith("-") and (len(argv) > 1 or _splits(wrapper, argv[0])):
             option = argv.pop(0)  # the wrapper's own options (`sudo -u x`, `env -i`, `nice -n 5`)
+            if _splits(wrapper, option):  # its value is the command
+                split = option.partition("=")[2] if option.startswith("--") else option[2:]
+                try:
+                    argv[:0] = _shell_tokens(split or argv.pop(0))
+                except ValueError:
+                    raise CommandNotRead("its env -S string's quotes do not close") from None
+                break
             if option in takes_value and argv:
                 value = argv.pop(0)
                 if wrapper == "time" and option == "-o":  # its report goes to that file
@@ -208,24 +215,47 @@ def _command_writes(words: list[str], cwd: Path, depth: int = 0) -> list[str]:
     return targets
 
 
+def _splits(wrapper: str, option: str) -> bool:
+    """Whether `option` is env's `-S`/`--split-string`, whose value is the command it runs, split into words."""
+    return wrapper == "env" and option.startswith(("-S", "--split-string"))
+
+
 _SHELLS: Final = frozenset({"bash", "sh", "dash", "zsh", "ksh", "mksh", "ash", "busybox"})
 MAX_SHELL_DEPTH: Final = 4
 
 
+_SHELL_OPTIONS_WITH_VALUE: Final = frozenset({"-o", "+o", "-O", "+O", "--rcfile", "--init-file"})
+
+
 def _shell_string(program: str, args: Sequence[str]) -> str | None:
-    """The command a shell is given as a string (`sh -c '...'`, `bash -lc '...'`, `eval ...`), or None."""
+    """The command a shell is given as a string (`sh -c '...'`, `bash -o pipefail -c '...'`, `eval ...`), or
+    None for a shell running a script (what the script writes is not in the command)."""
     if program == "eval":
         return " ".join(args)
     if program == "busybox" and args[:1] and args[0] in _SHELLS:
         program, args = args[0], args[1:]
     if program not in _SHELLS:
         return None
-    for position, arg in enumerate(args):
-        if arg == "--" or not arg.startswith("-"):
-            return None  # a script file: what it writes is not in the command
-        if "c" in arg[1:] and not arg.startswith("--") and position + 1 < len(args):
-            return args[position + 1]
-    return None
+    given_c = False
+    position = 0
+    while position < len(args):
+        arg = args[position]
+        if arg == "--":
+            position += 1
+            break
+        if arg in _SHELL_OPTIONS_WITH_VALUE:  # its value is no script (`-o pipefail`)
+            position += 2
+            continue
+        if arg.startswith("--") or (arg[:1] in "-+" and len(arg) > 1):
+            given_c = given_c or (arg[:1] == "-" and not arg.startswith("--") and "c" in arg[1:])
+            position += 1
+            continue
+        break
+    if not given_c:
+        return None
+    if position >= len(args):  # `-c` and no command: nothing runs, or a form not read
+        raise CommandNotRead("a shell's -c names no command")
+    return args[position]
 
 
 def _operands(args: Sequence[str], takes_value: frozenset[str] = frozenset()) -> list[str]:
