@@ -235,6 +235,20 @@ async def test_a_key_pressed_after_archiving_the_selected_row_here_acts_on_the_r
         await pilot.press("S")
         await wait_for(pilot, lambda: (workspace.store.get_sandbox(kept.id) or kept).status != "planned")
         assert not any("the one selected, is gone" in n.message for n in app._notifications)
+        # Asked and answered no, then removed from the command line: gone unseen, said (the guard stayed off).
+        other, last = (planned_task(workspace, billing, f"task {n}") for n in (3, 4))
+        await wait_for(pilot, lambda: table.row_count == 3)
+        table.move_cursor(row=table.get_row_index(last.id))
+        await pilot.pause()
+        await pilot.press("x")
+        await pilot.pause()
+        await pilot.press("n")
+        await pilot.pause()
+        tasks.remove(workspace, last.id, force=True)
+        await wait_for(pilot, lambda: table.row_count == 2)
+        await pilot.press("S")
+        await wait_for(pilot, lambda: any(f"sandbox {last.id}, the one selected, is gone" in n.message
+                                          for n in app._notifications))
 
 
 async def test_a_key_pressed_after_the_selected_row_went_says_so_and_acts_on_no_other(billing: Path) -> None:

@@ -6,6 +6,7 @@ import contextlib
 import os
 import threading
 import time
+from collections.abc import Collection
 from typing import TYPE_CHECKING, Final
 
 from rich.text import Text
@@ -442,11 +443,18 @@ class DashboardScreen(LoomScreen[None]):
         self.diff_stats[sandbox_id] = stats
         self._show_detail()
 
-    def _run_once_confirmed(self, question: str, label: str, call: EngineCall, *args: object) -> None:
-        """Ask `question` (y/n); on yes, run the engine call as `_run` does."""
+    def _run_once_confirmed(self, question: str, label: str, call: EngineCall, *args: object,
+                            archiving: Collection[str] = ()) -> None:
+        """Ask `question` (y/n); on yes, run the engine call as `_run` does. `archiving`: the sandboxes a yes
+        archives, whose rows' going is then no surprise (noted on the yes only: a no left the guard off)."""
         from loomtui.tui.screens.sandbox_forms import ConfirmScreen
 
-        self.app.push_screen(ConfirmScreen(question), lambda yes: self._run(label, call, *args) if yes else None)
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self._archived_here.update(archiving)
+                self._run(label, call, *args)
+
+        self.app.push_screen(ConfirmScreen(question), answered)
 
     def _run(self, label: str, call: EngineCall, *args: object) -> None:
         """Run an engine call in a worker; report its error in one line. The same call asked again while it runs
@@ -710,9 +718,8 @@ class DashboardScreen(LoomScreen[None]):
             self._run(f"archive {sandbox.id}", sandbox_calls.archive, sandbox.id)
             return
         step = self.snapshot.steps.get(sandbox.id) if self.snapshot else None
-        self._archived_here.add(sandbox.id)  # if `y` follows, the cursor's next row is one the person sees chosen
         self._run_once_confirmed(dashboard_keys.archive_question(sandbox, step), f"archive {sandbox.id}",
-                                 sandbox_calls.archive, sandbox.id)
+                                 sandbox_calls.archive, sandbox.id, archiving=[sandbox.id])
 
     def action_archive_done(self) -> None:
         # This machine's: another's are archived there (asked here, they were skipped without a word).
@@ -725,6 +732,5 @@ class DashboardScreen(LoomScreen[None]):
                             f"{'is' if len(finished) == 1 else 'are'} archived there"
                             if finished else "no merged or rejected sandbox to archive", title="archive", timeout=5)
             return
-        self._archived_here.update(s.id for s in done)
         self._run_once_confirmed(dashboard_keys.archive_done_question(done), "archive merged and rejected",
-                                 sandbox_calls.archive_done)
+                                 sandbox_calls.archive_done, archiving=[s.id for s in done])
