@@ -109,9 +109,10 @@ def _write_and_close(stream: IO[bytes], data: bytes) -> None:
             stream.write(data)
 
 
-def _environment(env: Mapping[str, str] | None) -> dict[str, str]:
-    """The process environment in a C locale, then `env` on top."""
-    return {**os.environ, "LANGUAGE": "C", "LC_ALL": "C", **(env or {})}
+def _environment(env: Mapping[str, str | None] | None) -> dict[str, str]:
+    """The process environment in a C locale, then `env` on top (a name given None: left out)."""
+    merged = {**os.environ, "LANGUAGE": "C", "LC_ALL": "C", **(env or {})}
+    return {name: value for name, value in merged.items() if value is not None}
 
 
 class Git:
@@ -125,7 +126,7 @@ class Git:
         if not os.access(self.cwd, os.X_OK):
             raise LoomError(f"cannot run git in {self.cwd}: no such directory or no access")
 
-    def run(self, *args: str, env: Mapping[str, str] | None = None, timeout: float | None = None) -> GitResult:
+    def run(self, *args: str, env: Mapping[str, str | None] | None = None, timeout: float | None = None) -> GitResult:
         """Run `git ARGS`; return status and output whatever the status.
 
         Output is decoded as file names are (UTF-8, surrogateescape), one trailing newline
@@ -135,14 +136,14 @@ class Git:
         done = self.raw(*args, env=env, timeout=timeout)
         return GitResult(done.status, _text(done.out), _text(done.err))
 
-    def out(self, *args: str, env: Mapping[str, str] | None = None, timeout: float | None = None) -> str:
+    def out(self, *args: str, env: Mapping[str, str | None] | None = None, timeout: float | None = None) -> str:
         """Run `git ARGS` and return its stdout; raise GitFailed on a non-zero status."""
         result = self.run(*args, env=env, timeout=timeout)
         if result.status != 0:
             raise GitFailed(f"git {command_name(args)} failed: {first_line(result.err or result.out)}")
         return result.out
 
-    def raw(self, *args: str, data: bytes | None = None, env: Mapping[str, str] | None = None,
+    def raw(self, *args: str, data: bytes | None = None, env: Mapping[str, str | None] | None = None,
             timeout: float | None = None) -> RawResult:
         """Run `git ARGS` (with `data` on stdin, if given); status and bytes output whatever the status.
 
@@ -174,7 +175,7 @@ class Git:
                 raise
         return RawResult(process.returncode, out, err)
 
-    def feed(self, *args: str, data: bytes, env: Mapping[str, str] | None = None,
+    def feed(self, *args: str, data: bytes, env: Mapping[str, str | None] | None = None,
              timeout: float | None = None) -> bytes:
         """Run `git ARGS` with `data` on stdin; return stdout as bytes (for plumbing pipelines)."""
         done = self.raw(*args, data=data, env=env, timeout=timeout)
@@ -286,7 +287,7 @@ class Git:
             changed[path] = sizes.get(old, 0) + sizes.get(new, on_disk)
         return changed
 
-    def object_sizes(self, ids: Sequence[str], *, env: Mapping[str, str] | None = None,
+    def object_sizes(self, ids: Sequence[str], *, env: Mapping[str, str | None] | None = None,
                      timeout: float | None = None) -> dict[str, tuple[str, int]]:
         """Each of `ids` (full object names) with its type and size, read from its header
         (`cat-file --batch-check`); one git does not have is left out."""
@@ -357,7 +358,7 @@ class Git:
                 entries.append(TreeEntry(mode, kind, sha, int(size) if size.isdigit() else -1, path))
         return entries
 
-    def pipe(self, *args: str, env: Mapping[str, str] | None = None) -> subprocess.Popen[bytes]:
+    def pipe(self, *args: str, env: Mapping[str, str | None] | None = None) -> subprocess.Popen[bytes]:
         """Start `git ARGS` (such as `cat-file --batch`) to talk to over stdin and stdout; stderr is dropped."""
         self._check_cwd()
         try:
@@ -479,7 +480,7 @@ class UnattributedGit(Git):
         self.git_dir = git_dir
         self.scratch = scratch
 
-    def raw(self, *args: str, data: bytes | None = None, env: Mapping[str, str] | None = None,
+    def raw(self, *args: str, data: bytes | None = None, env: Mapping[str, str | None] | None = None,
             timeout: float | None = None) -> RawResult:
         # An index that does not exist is an empty one: no attributes read from it either.
         env = {**(env or {}), "GIT_INDEX_FILE": str(self.scratch / "index")}

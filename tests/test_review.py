@@ -1023,21 +1023,32 @@ def test_loomtui_in_a_sandbox_s_worktree_judges_by_the_repository_s_policy_not_t
     assert judged["outcome"] == "require" and "payments-high-risk" in judged["rules"], judged
 
 
-def test_a_checkout_of_an_agent_s_branch_judges_no_change_by_its_policy(billing: Path) -> None:
-    """A lead tried an agent's branch in the main checkout (`git checkout --detach loom/ID`): meanwhile every
-    review and decision read that agent's loosened policy there, and another agent's payments change was
-    approved by it, then merged with no approvals."""
+@pytest.mark.parametrize("way", ["detach", "own-branch", "path", "squash"])
+def test_a_checkout_of_an_agent_s_branch_judges_no_change_by_its_policy(billing: Path, way: str) -> None:
+    """A lead tried an agent's branch in the main checkout (`git checkout --detach loom/ID`, a branch of their
+    own from it, its policy file checked out or squash-merged uncommitted): meanwhile every review and decision
+    read that agent's loosened policy there, and another agent's payments change was approved by it, then
+    merged with no approvals."""
     workspace = open_workspace(billing)
     loosened = run_agent(workspace, LOOSENED_POLICY, "loosen the policy")
     other = run_agent(workspace, REFUNDS_EDIT.replace("refunds.py", "currency.py"), "document rounding")
     branch = workspace.store.get_sandbox(loosened).branch
-    git(billing, "checkout", "-q", "--detach", branch)
+    tried = {"detach": ("checkout", "-q", "--detach", branch), "own-branch": ("switch", "-q", "-c", "try", branch),
+             "path": ("checkout", branch, "--", ".loom/policy.yaml"), "squash": ("merge", "-q", "--squash", branch)}
     worktree = Path(workspace.store.get_sandbox(other).worktree)
     (worktree / "payments/currency.py").write_text((worktree / "payments/currency.py").read_text() + "# more\n")
     git(worktree, "commit", "-qam", "one more change")
+    git(billing, *tried[way])
     refused = cli(billing, "sandbox", "review", other)
-    assert refused.returncode == 1 and f"holds {branch}'s change to loomtui's config or policy" in refused.stderr, \
-        refused.stderr
+    said = f"holds {branch}'s change to loomtui's config or policy" if way in ("detach", "own-branch") else \
+        f"holds {branch}'s version of .loom/policy.yaml, uncommitted"
+    assert refused.returncode == 1 and said in refused.stderr, refused.stderr
+    # Nor does the hook answer another agent's edit by it (ledger-claims asks a lead first).
+    from loomtui.governance.hooks.gate import HookGate
+
+    with pytest.raises(LoomError, match="no change is judged by an agent's own policy"):
+        HookGate(open_workspace(billing), other, worktree).policy()
+    git(billing, "reset", "-q", "--hard")
     git(billing, "checkout", "-q", "main")
     again = cli(billing, "sandbox", "review", other, "--json")
     assert again.returncode == 0 and json.loads(again.stdout)["status"] == "awaiting_review", again.stderr

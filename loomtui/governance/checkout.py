@@ -1,31 +1,118 @@
 """Whose policy the checkout holds: loomtui judges by the files in the repository's own checkout, and a
-person who checked out an agent's branch there (to try it) put that agent's policy, gates and config in
-its place for every review and decision made meanwhile."""
+person who put an agent's branch there (checked out, a branch of their own made from it, its policy file
+checked out or squash-merged uncommitted) put that agent's policy, gates and config in its place for every
+review, decision, hook answer and override check made meanwhile."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Final
 
-from loomtui.errors import LoomError
-from loomtui.governance.gitfacts import git_output
+import yaml
+
+from loomtui.errors import ConfigError, LoomError
+from loomtui.gitcmd import Git
+from loomtui.workspace import Workspace
 
 POLICY_FILES: Final = (".loom", "CODEOWNERS", ".github/CODEOWNERS", "docs/CODEOWNERS")
 """Where loomtui's config, the policy and the code owners live in a repository."""
+_TRUNKS: Final = ("main", "master")
+_THIS_CHECKOUT: Final = dict.fromkeys(("GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE", "GIT_COMMON_DIR",
+                                       "GIT_OBJECT_DIRECTORY", "GIT_ALTERNATE_OBJECT_DIRECTORIES", "GIT_PREFIX"))
+"""git run on the checkout itself, never the repository a git hook's environment names (a commit in a sandbox's
+worktree runs its pre-commit hook with that worktree's GIT_DIR and index: its HEAD read as the checkout's)."""
 
 
-def refuse_an_agents_policy(root: Path) -> None:
-    """Raise LoomError (exit 1) when the checkout at `root` holds commits changing the policy files that only
-    sandboxes' `loom/` branches have (an agent's branch checked out, or a commit of one): judged by them, an
-    agent's change approved itself, and another agent's too. A branch of a person's own is theirs to judge by."""
-    # Commits of HEAD's that no person's branch, local or fetched, has (none at all on a branch of one's own).
-    found = git_output(root, "rev-list", "-n", "1", "HEAD", "--not", "--exclude=loom/*", "--branches",
-                       "--exclude=*/loom/*", "--remotes", "--", *POLICY_FILES)
-    if not found:
-        return
-    branch = git_output(root, "for-each-ref", "--count=1", "--contains", found, "--format=%(refname:short)",
-                        "refs/heads/loom/")
-    if branch:
-        raise LoomError(f"the checkout at {root} holds {branch}'s change to loomtui's config or policy "
-                        f"(commit {found[:12]}): no change is judged by an agent's own policy; check out your "
-                        "branch again (`git switch -`), then do it", exit_code=1)
+def _git(root: Path, *args: str) -> str | None:
+    done = Git(root).run(*args, env=_THIS_CHECKOUT)
+    return done.out.strip() if done.status == 0 else None
+_CANDIDATES: Final = 50
+"""Commits of HEAD's beyond the trunk that touch the policy's files, looked at (beyond them: not judged)."""
+
+
+def files_the_policy_names(policy_file: Path) -> list[str]:
+    """The paths a policy file names (`codeowners:`, `decisions.allowed_signers`); none for one unread."""
+    try:
+        top = yaml.safe_load(policy_file.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        return []  # loading it says what is wrong
+    if not isinstance(top, dict):
+        return []
+    decisions = top.get("decisions")
+    named = [top.get("codeowners"), decisions.get("allowed_signers") if isinstance(decisions, dict) else None]
+    return [name for name in named if isinstance(name, str)]
+
+
+def policy_paths(workspace: Workspace) -> list[str]:
+    """Every file loomtui's judging reads in the checkout: `.loom/`, the CODEOWNERS, and the policy and the
+    files it names wherever loom.yaml puts them (`governance/policy.yaml`)."""
+    try:
+        policy = workspace.load_config().policy
+    except ConfigError:
+        return list(POLICY_FILES)
+    return list(dict.fromkeys([*POLICY_FILES, policy, *files_the_policy_names(workspace.root / policy)]))
+
+
+def refuse_an_agents_policy(workspace: Workspace) -> None:
+    """Raise LoomError (exit 1) when the checkout holds a sandbox's change to the files `policy_paths` names:
+    a commit its agent made (after its branch's base) that the trunk lacks, or a file as a sandbox's branch
+    has it, uncommitted. Judged by it, an agent's change approved itself, and another agent's too."""
+    root, paths = workspace.root, policy_paths(workspace)
+    for commit in _commits_beyond_the_trunk(root, paths):
+        branch = _made_on(workspace, commit)
+        if branch:
+            raise LoomError(f"the checkout at {root} holds {branch}'s change to loomtui's config or policy "
+                            f"(commit {commit[:12]}): no change is judged by an agent's own policy; check out "
+                            "your branch again (`git switch -`), then do it", exit_code=1)
+    for path, branch in _files_as_a_sandbox_has_them(root, paths):
+        raise LoomError(f"the checkout at {root} holds {branch}'s version of {path}, uncommitted: no change is "
+                        f"judged by an agent's own policy; put yours back (`git restore -- {path}`), then do it",
+                        exit_code=1)
+
+
+def _commits_beyond_the_trunk(root: Path, paths: list[str]) -> list[str]:
+    """HEAD's commits touching `paths` that the trunk lacks (with no trunk: that no person's branch has)."""
+    trunk = next((name for name in _TRUNKS if _git(root, "rev-parse", "--verify", "--quiet", f"{name}^{{commit}}")),
+                 None)
+    beyond = [f"^{trunk}"] if trunk else ["--not", "--exclude=loom/*", "--branches", "--exclude=*/loom/*",
+                                          "--remotes"]
+    found = _git(root, "rev-list", "-n", str(_CANDIDATES), "HEAD", *beyond, "--", *paths)
+    return (found or "").split()
+
+
+def _made_on(workspace: Workspace, commit: str) -> str | None:
+    """The sandbox branch `commit` was made on (after its base), or None when no sandbox made it."""
+    listed = _git(workspace.root, "for-each-ref", "--contains", commit, "--format=%(refname:short)",
+                        "refs/heads/loom/") or ""
+    for branch in listed.split():
+        record = workspace.store.get_sandbox(branch.removeprefix("loom/"))
+        base = record.base_sha if record is not None else ""
+        # Its base's commits are the branch it started from, not its agent's (a task on release has them).
+        on_base = Git(workspace.root).run("merge-base", "--is-ancestor", commit, base, env=_THIS_CHECKOUT) if base \
+            else None
+        if on_base is None or on_base.status != 0:
+            return branch
+    return None
+
+
+def _files_as_a_sandbox_has_them(root: Path, paths: list[str]) -> list[tuple[str, str]]:
+    """Each of `paths` changed in the working tree whose content is a sandbox branch tip's (checked out from
+    it, or squash-merged), with that branch."""
+    git = Git(root)
+    listed = git.run("status", "--porcelain", "-z", "--no-renames", "--untracked-files=all", "--", *paths,
+                     env=_THIS_CHECKOUT).out
+    changed = [entry[3:] for entry in listed.split("\0") if len(entry) > 3]  # `XY path`, its status kept whole
+    if not changed:
+        return []
+    tips = [line.split(" ", 1) for line in (_git(
+        root, "for-each-ref", "--format=%(objectname) %(refname:short)", "refs/heads/loom/") or "").splitlines()]
+    found = []
+    for path in changed:
+        here = _git(root, "hash-object", "--", path)
+        # Every tip's blob at once (one process), then, for one that matches, which branch it is.
+        if not here or here not in git.object_sizes([f"{sha}:{path}" for sha, _name in tips], env=_THIS_CHECKOUT):
+            continue
+        branch = next(name for sha, name in tips if _git(root, "rev-parse", "--verify", "--quiet",
+                                                                 f"{sha}:{path}") == here)
+        found.append((path, branch))
+    return found

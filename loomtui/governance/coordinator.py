@@ -9,6 +9,7 @@ from collections.abc import Callable
 from loomtui.config import CoordinationConfig
 from loomtui.coordination.claims import Coordinator, OverrideCheck, WorktreeTree, open_coordinator
 from loomtui.coordination.index import ProgressFn, RepoIndex
+from loomtui.governance.checkout import refuse_an_agents_policy
 from loomtui.governance.policy import can_override, configured_policy
 from loomtui.workspace import Workspace
 
@@ -17,6 +18,7 @@ def policy_override_check(workspace: Workspace) -> OverrideCheck:
     """Ask the repository's policy, as it is when asked, whether a user may override."""
 
     def may_override(user: str) -> bool:
+        refuse_an_agents_policy(workspace)  # who may override is the team's policy's, never an agent's
         return can_override(configured_policy(workspace.root, workspace.load_config()), user)
 
     return may_override

@@ -286,7 +286,7 @@ def decide(workspace: Workspace, policy: Policy, escalation_id: int, decision: s
     lasts at most the policy's `overrides.max_hours`.
     """
     refuse_inside_sandbox()
-    refuse_an_agents_policy(workspace.root)  # `policy` was read from the checkout: an agent's, judging its change
+    refuse_an_agents_policy(workspace)  # `policy` was read from the checkout: an agent's, judging its change
     if decision not in ("approve", "reject", "override"):
         raise LoomError(f"decision must be approve, reject or override (got {decision!r})")
     if decision in ("reject", "override") and blank(reason):

@@ -14,12 +14,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
-import yaml
-
 from loomtui.audit import AuditEntry, entry_or_none
 from loomtui.errors import ConfigError, LoomError, escape_controls, plural, quoted, shown
 from loomtui.gitcmd import Git
-from loomtui.governance.checkout import POLICY_FILES
+from loomtui.governance.checkout import POLICY_FILES, files_the_policy_names
 from loomtui.governance.decision_notes import NOTES_REF, approvals_from_notes, target_mismatch
 from loomtui.governance.escalations import approvals as approvals_given
 from loomtui.governance.gitfacts import branch_head, change_facts, git_output, unnamed_files
@@ -148,7 +146,7 @@ def policy_at(root: Path, rev: str) -> Policy:
         # CODEOWNERS in `.gitlab/`, allowed_signers in `.github/`: the gate failed for a policy `policy validate`
         # passed, "file not found").
         _copy_at(root, rev, snapshot, [config.policy])
-        _copy_at(root, rev, snapshot, _files_the_policy_names(snapshot / config.policy))
+        _copy_at(root, rev, snapshot, files_the_policy_names(snapshot / config.policy))
         return configured_policy(snapshot, config)
 
 
@@ -162,19 +160,6 @@ def _copy_at(root: Path, rev: str, snapshot: Path, names: Sequence[str]) -> None
         if done.status == 0:
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_bytes(done.out)
-
-
-def _files_the_policy_names(policy_file: Path) -> list[str]:
-    """The paths a policy file names (`codeowners:`, `decisions.allowed_signers`); none for one unread."""
-    try:
-        top = yaml.safe_load(policy_file.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, yaml.YAMLError):
-        return []  # loading it says what is wrong
-    if not isinstance(top, dict):
-        return []
-    decisions = top.get("decisions")
-    named = [top.get("codeowners"), decisions.get("allowed_signers") if isinstance(decisions, dict) else None]
-    return [name for name in named if isinstance(name, str)]
 
 
 class NoBaseBranch(LoomError):

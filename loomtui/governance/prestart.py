@@ -24,7 +24,7 @@ def prestart_check(workspace: Workspace, sandbox_id: str) -> EscalationRecord | 
     facts = claim_facts(workspace, sandbox_id, author=author)
     if not facts.regions:
         return None
-    refuse_an_agents_policy(workspace.root)
+    refuse_an_agents_policy(workspace)
     policy = configured_policy(workspace.root, workspace.load_config())
     evaluation = evaluate(policy, facts)
     if evaluation.outcome == "auto_approve" or (evaluation.outcome == "require" and not evaluation.requirements):

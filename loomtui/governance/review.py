@@ -106,7 +106,7 @@ def review_sandbox(workspace: Workspace, sandbox_id: str, *, policy: Policy | No
     """
     say = say or _quiet
     record = get_sandbox(workspace, sandbox_id)
-    refuse_an_agents_policy(workspace.root)
+    refuse_an_agents_policy(workspace)
     repo = Git(workspace.root)
     tip = tip_to_judge(repo, record, "review")
     base = record.base_sha

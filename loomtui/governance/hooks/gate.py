@@ -35,6 +35,7 @@ from loomtui.audit import MAX_LISTED, listed_in_entry
 from loomtui.errors import LoomError, abridged, escape_controls
 from loomtui.execution.isolation import ISOLATION_BWRAP, PRIVATE_TMP
 from loomtui.execution.sandboxes import HOOK_SETTINGS_PATH, sandbox_paths
+from loomtui.governance.checkout import refuse_an_agents_policy
 from loomtui.governance.escalations import CLEARED, EscalationStatus
 from loomtui.governance.hooks.holding import held_unchanged_refusal, unchanged_own_claims
 from loomtui.governance.hooks.permissions import (
@@ -190,7 +191,13 @@ class HookGate:
         root = self.workspace.root
         watched = (root / config.policy, root / "CODEOWNERS", root / ".github" / "CODEOWNERS",
                    root / "docs" / "CODEOWNERS")
-        return self._cached(f"policy:{config.policy}", watched, lambda: configured_policy(root, config))
+        def load() -> Policy:
+            # Read again whenever those files change, as a checkout of an agent's branch changes them: then
+            # refused, never an agent's loosened claim-stage rules answering another agent's edits.
+            refuse_an_agents_policy(self.workspace)
+            return configured_policy(root, config)
+
+        return self._cached(f"policy:{config.policy}", watched, load)
 
     def _cached(self, key: str, files: Sequence[Path], load: Callable[[], T]) -> T:
         stamp = tuple(_stamp(f) for f in files)
