@@ -1129,6 +1129,27 @@ def test_two_plan_runs_at_one_moment_state_the_tasks_once(manual: Workspace,
     wait_until_settled(manual, first[0].sandboxes["callee"])
 
 
+def test_a_plan_run_lease_another_machine_left_lapses(manual: Workspace) -> None:
+    """A `plan run` killed on another machine of the team left its lease, which no pid here can judge: every
+    later run, `--resume` and `--again` were refused for good."""
+    from loomtui.workflow import planrun
+
+    (manual.root / ".loom" / "callee.yaml").write_text(edit(manual, "callee", "lib.py", "x + 1", "x + 2").read_text())
+    (manual.root / ".loom" / "plan.yaml").write_text(
+        "version: 1\ntasks:\n"
+        "  - {name: callee, task: change it, runtime: script, script: .loom/callee.yaml, claims: ['lib.py::helper']}\n")
+    lease = "plan:.loom/plan.yaml"
+    manual.store.take_step_lease(lease, f"4242:123:1@build-2#{int(time.time())}", "plan-run", is_gone=lambda _: True)
+    with pytest.raises(LoomError, match="is being run by process 4242 on build-2 now"):
+        planrun.run_plan(manual)
+    with pytest.raises(LoomError, match="is being run by process 4242 on build-2 now"):
+        planrun.run_plan(manual, again=True)  # while it is stating its tasks there, as it may be
+    stale = int(time.time() - planrun.PLAN_LEASE_S - 5)
+    manual.store.take_step_lease(lease, f"4242:123:1@build-2#{stale}", "plan-run", is_gone=lambda _: True)
+    ran = planrun.run_plan(manual)
+    wait_until_settled(manual, ran.sandboxes["callee"])
+
+
 def test_a_plan_run_cut_short_then_cancelled_is_over(manual: Workspace, monkeypatch: pytest.MonkeyPatch) -> None:
     """A run cut short that its lead cancelled is over: the next `plan run` states the plan afresh (it was
     refused as cut short, `--resume` offered for the run just cancelled)."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import posixpath
 import secrets
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -84,15 +85,26 @@ def run_plan(workspace: Workspace, relative: str = PLAN_PATH, *, say: Say | None
         return _state_tasks(workspace, relative, plan_schedule, say, isolate, data_for, again, resume)
 
 
+PLAN_LEASE_S: Final = 300.0
+"""How long a plan file's run lease holds: stating its tasks takes seconds, so an older one is a run that died
+(on another machine too, which no pid here can say: it kept every later run and resume refused)."""
+
+
+def _lease_gone(held: str) -> bool:
+    """Whether a plan lease's holder (`caller_id#taken`) has ended, or took it longer ago than a run takes."""
+    holder, _, taken = held.rpartition("#")
+    return not taken.isdigit() or holder_gone(holder) or time.time() - int(taken) > PLAN_LEASE_S
+
+
 @contextmanager
-def _running(workspace: Workspace, relative: str) -> Iterator[None]:
-    """The plan file's run lease while its tasks are stated: two `plan run`s at one moment each found no run
-    going, and both stated every task."""
-    holder = caller_id()
-    held_by = workspace.store.take_step_lease(f"plan:{relative}", holder, "plan-run", is_gone=holder_gone)
+def _running(workspace: Workspace, relative: str, doing: str = "plan-run") -> Iterator[None]:
+    """The plan file's run lease while its tasks are stated (or cancelled): two `plan run`s at one moment each
+    found no run going, and both stated every task; a cancel beside a run left the tasks stated after it."""
+    holder = f"{caller_id()}#{int(time.time())}"
+    held_by = workspace.store.take_step_lease(f"plan:{relative}", holder, doing, is_gone=_lease_gone)
     if held_by is not None:
-        raise LoomError(f"{relative} is being run by {holder_text(held_by)} now; `loomtui plan show` follows "
-                        f"its tasks", exit_code=1)
+        raise LoomError(f"{relative} is being run by {holder_text(held_by.rpartition('#')[0])} now; "
+                        "`loomtui plan show` follows its tasks", exit_code=1)
     try:
         yield
     finally:
@@ -276,8 +288,16 @@ def cancel_plan(workspace: Workspace, run_id: str | None = None) -> list[TaskCan
     """Archive the plan's tasks that have not started (their claims go back); running ones are left.
     Tasks archived already are not listed. The run is marked cancelled: one cut short is then over, its
     unstated tasks no longer offered to `--resume`. Raises LoomError (exit 2) for an unknown `run_id`."""
-    done = []
     tasks = plan_tasks(workspace, run_id)
+    files = {str(record.data[PLAN_KEY].get("file")) for record in tasks.values()}
+    if not files:
+        return []
+    with _running(workspace, files.pop(), "plan-cancel"):
+        return _cancel_tasks(workspace, tasks)
+
+
+def _cancel_tasks(workspace: Workspace, tasks: dict[str, SandboxRecord]) -> list[TaskCancel]:
+    done = []
     for record in tasks.values():
         workspace.store.update_sandbox(record.id, data={PLAN_KEY: {**record.data[PLAN_KEY], "cancelled": True}})
     for name, record in tasks.items():
