@@ -1609,6 +1609,13 @@ def test_interactive_runtime_runs_in_a_tmux_session(ws: Workspace, repo: Path, b
         assert agent_control.attach_command(ws, record.id) == [
             "tmux", "display-popup", "-E", "-w", "95%", "-h", "95%",
             f"env -u TMUX tmux -L loomtui attach-session -t {session}"]
+        monkeypatch.setattr(agent_control, "_tmux_version", lambda: (3, 1))  # no popups before tmux 3.2
+        assert agent_control.attach_command(ws, record.id) == ["env", "-u", "TMUX", *TMUX, "attach-session", "-t",
+                                                               session]
+        monkeypatch.undo()
+        monkeypatch.setenv("TMUX_TMPDIR", str(sockets))
+        monkeypatch.setenv("TMUX", f"{tmp_path}/another-server,1,0")
+        assert agent_control._tmux_version() != (0, 0)  # this machine's, read
         monkeypatch.delenv("TMUX")
         pane = session + ":"
         screen = lambda: subprocess.run([*TMUX, "capture-pane", "-p", "-t", pane],

@@ -4,6 +4,7 @@ resume (SIGSTOP, SIGCONT to its process group), and attach to an interactive one
 from __future__ import annotations
 
 import os
+import re
 import shlex
 import signal
 import subprocess
@@ -115,6 +116,13 @@ def resume(workspace: Workspace, sandbox_id: str) -> SandboxRecord:
     return _signal_agent(workspace, sandbox_id, signal.SIGCONT, expect=PAUSED, to=RUNNING, verb="resumed")
 
 
+def _tmux_version() -> tuple[int, int]:
+    """tmux's version as (major, minor) from `tmux -V` ("tmux 3.3a", "tmux next-3.4"); (0, 0) unread."""
+    said = subprocess.run(["tmux", "-V"], capture_output=True, text=True, check=False).stdout
+    found = re.search(r"(\d+)\.(\d+)", said)
+    return (int(found[1]), int(found[2])) if found else (0, 0)
+
+
 def attach_command(workspace: Workspace, sandbox_id: str) -> list[str]:
     """The tmux command that attaches the terminal to an interactive sandbox (detach: C-b d)."""
     record = get_sandbox(workspace, sandbox_id)
@@ -130,6 +138,8 @@ def attach_command(workspace: Workspace, sandbox_id: str) -> list[str]:
     attach = [*TMUX, "attach-session", "-t", f"={session}"]
     if not os.environ.get("TMUX"):
         return attach
+    if _tmux_version() < (3, 2):  # no popups before 3.2: a client of its own inside the pane (C-b C-b d detaches)
+        return ["env", "-u", "TMUX", *attach]
     # Inside a person's tmux: in a popup over the pane, where C-b d (or the agent's end) closes it and the
     # pane is as it was. Switching the client to the session detached the whole client on either, and the app
     # that ran it was left in a session out of sight.

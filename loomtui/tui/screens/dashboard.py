@@ -644,7 +644,11 @@ class DashboardScreen(LoomScreen[None]):
                 self.app.notify(str(exc), title="attach", severity="error")
                 return
             with self.app.suspend():
-                subprocess.run(command)
+                done = subprocess.run(command, check=False)
+            if done.returncode != 0:  # tmux said why on the screen now gone: said here too
+                self.app.notify(f"tmux could not attach to sandbox {sandbox.id} (exit {done.returncode}); "
+                                f"`loomtui attach {sandbox.id}` in a shell says why", title="attach",
+                                severity="error")
             return
         self.query_one("#detail", TabbedContent).active = "tab-log"
 
