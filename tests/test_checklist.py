@@ -325,6 +325,10 @@ def test_9_coordination(ws: Workspace) -> None:
     ws.record("plan.scheduled", "r1", {"edges": [{"before": "a", "after": "b", "kind": "after"}]})
     ws.record("plan.scheduled", "r2", {"edges": [{"before": "a", "after": "b", "kind": "dependency"}]})
     assert "2 plans ordered (1 by the code their tasks share)" in " ".join(item(ws, 9).evidence)
+    # A claim refused that a lead then overrode kept nothing off (both hold the code), as `report` says it.
+    ws.record("claim.refused", "c3", {"target": "d.py"})
+    ws.record("claim.override", "c3", {"target": "d.py", "claim": 7, "reason": "hotfix"})
+    assert "1 claim or agent edit refused" in " ".join(item(ws, 9).evidence)
 
 
 def test_9_a_sandbox_started_without_claims_is_partly(ws: Workspace) -> None:

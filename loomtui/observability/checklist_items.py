@@ -141,11 +141,13 @@ class Evidence:
     @cached_property
     def refusals(self) -> Counter[str]:
         """Conflicts kept off by a refusal, by action (`claim.refused`: a claim or an agent's edit;
-        `hook.commit_refused`: an agent's commit), each once however often it was tried, as `report` counts them."""
-        from loomtui.observability.metrics import NOT_CONFLICTS, refusal_key
+        `hook.commit_refused`: an agent's commit), each once however often it was tried, and none a lead then
+        overrode, as `report` counts them."""
+        from loomtui.observability.metrics import NOT_CONFLICTS, overruled_key, refusal_key
 
+        overruled = {overruled_key(entry) for entry in self._window}
         kept_off = {key for entry in self._window if entry.action not in NOT_CONFLICTS
-                    and (key := refusal_key(entry)) is not None}
+                    and (key := refusal_key(entry)) is not None and key not in overruled}
         return Counter(action for action, _, _ in kept_off)
 
     @property

@@ -63,6 +63,13 @@ def refusal_key(entry: Entry) -> tuple[str, str, str] | None:
     return entry.action, entry.subject, json.dumps(target, sort_keys=True)
 
 
+def overruled_key(entry: Entry) -> tuple[str, str, str] | None:
+    """The refusal a claim override overrules (`refusal_key` of a `claim.refused` of the same sandbox and
+    target), or None for an entry that is no claim override: the override let both hold the code, so that
+    refusal kept no conflict off."""
+    return refusal_key(replace(entry, action="claim.refused")) if entry.action == "claim.override" else None
+
+
 def merge_conflict_key(entry: Entry) -> tuple[str, str] | None:
     """The sandbox and branch a merge conflict was met on, so a merge tried again counts once: the app tries
     a waiting merge again each time the branch moves, and one sandbox's conflict was counted six times.
@@ -394,7 +401,7 @@ class _Reader:
                                            self.runtime(on), str(details.get("reason", ""))))
             self.tallies.add("overridden", entry.at, self.runtime(on))
             # A refusal a lead then overrode kept nothing apart: both hold the code (it counted as prevented).
-            overruled = refusal_key(replace(entry, action="claim.refused")) if kind == "claim" else None
+            overruled = overruled_key(entry)
             if overruled in self.refused and overruled not in self.overruled:
                 self.overruled.add(overruled)
                 self.conflicts["claims_refused"] -= 1
