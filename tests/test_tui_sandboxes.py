@@ -96,7 +96,8 @@ FAKE_CLAUDE = """\
 import json, os
 print(json.dumps({{"type": "system", "subtype": "init", "model": "stand-in"}}), flush=True)
 print(json.dumps({{"type": "result", "subtype": "success", "is_error": False, "num_turns": 3,
-                  "total_cost_usd": 0.25, "usage": {{"input_tokens": 900, "output_tokens": 120}},
+                  "total_cost_usd": 0.25, "usage": {{"input_tokens": 900, "output_tokens": 120,
+                                                             "cache_read_input_tokens": 1100}},
                   "permission_denials": [{{"tool_name": "Write", "tool_use_id": "t1",
                                           "tool_input": {{"file_path": os.getcwd() + "/payments/[ledger].py"}}}}]}}),
       flush=True)
@@ -127,7 +128,7 @@ async def test_the_detail_shows_what_the_agent_reported_tokens_cost_and_refused_
         details = app.screen.query_one("#details", Static)
         await wait_for(pilot, lambda: "refused" in str(details.render()) and "tool call" in str(details.render()))
         shown = " ".join(str(details.render()).split())  # each value wraps under its label
-        assert "3 turns, 900 in / 120 out tokens, $0.2500" in shown
+        assert "3 turns, 2,000 in / 120 out tokens, $0.2500" in shown  # its cache's read too (it said 900 in)
         # Agent text shown as it is, never read as markup; a path in its worktree as the repository names it (the
         # worktree's absolute path stood before it, as nowhere else).
         assert shown.endswith("1 tool call refused Write payments/[ledger].py"), shown

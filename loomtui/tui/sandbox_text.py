@@ -165,8 +165,9 @@ def _agent_report(fields: list[Field], result: object, worktree: str | None) -> 
     parts = []
     if result.get("turns") is not None:
         parts.append(f"{result['turns']} turns")
-    if result.get("input_tokens") or result.get("output_tokens"):
-        parts.append(f"{result.get('input_tokens', 0)} in / {result.get('output_tokens', 0)} out tokens")
+    read = result.get("input_tokens_read", result.get("input_tokens")) or 0  # its caches' too, as `report` counts
+    if read or result.get("output_tokens"):
+        parts.append(f"{read:,} in / {result.get('output_tokens') or 0:,} out tokens")
     if isinstance(result.get("cost_usd"), (int, float)):
         parts.append(f"${result['cost_usd']:.4f}")
     if parts:
