@@ -10,9 +10,10 @@ from typing import Any
 
 from loomtui.audit import AuditEntry, AuditLog
 from loomtui.config import LoomConfig, load_config
+from loomtui.gitcmd import Git
 from loomtui.identity import current_user
 from loomtui.repo import RepoPaths, find_repo
-from loomtui.store import Store, open_store
+from loomtui.store import SandboxRecord, Store, open_store
 
 
 class Workspace:
@@ -62,9 +63,17 @@ class Workspace:
         self.store.close()
 
 
-def _a_sandbox_s_worktree(store: Store, root: Path) -> bool:
-    return any(record.worktree and Path(record.worktree).resolve() == root
-               for record in store.list_sandboxes(include_archived=True))
+def _first_worktree(paths: RepoPaths) -> Path:
+    """The repository's own checkout as git lists it (the first of its worktrees), for a sandbox stated before
+    its record named it."""
+    listed = Git(paths.root).run("worktree", "list", "--porcelain").out.splitlines()
+    first = listed[0].removeprefix("worktree ") if listed and listed[0].startswith("worktree ") else ""
+    return Path(first).resolve() if first else paths.main_checkout()
+
+
+def _sandbox_of_worktree(store: Store, root: Path) -> SandboxRecord | None:
+    return next((record for record in store.list_sandboxes(include_archived=True)
+                 if record.worktree and Path(record.worktree).resolve() == root), None)
 
 
 def open_workspace(start: Path | str | None = None, *, reads_only: bool = False) -> Workspace:
@@ -73,11 +82,15 @@ def open_workspace(start: Path | str | None = None, *, reads_only: bool = False)
     `reads_only`: the caller only reads; state that cannot be written here is read, not refused."""
     paths = find_repo(start)
     store = open_store(paths, reads_only=reads_only)
-    main = paths.main_checkout()
-    if main != paths.root and _a_sandbox_s_worktree(store, paths.root):
+    # Perhaps a linked worktree: the checkout git's dir is not in (or git's dir is kept apart, `--separate-git-dir`).
+    linked = paths.main_checkout() != paths.root or paths.common_dir.name != ".git"
+    sandbox = _sandbox_of_worktree(store, paths.root) if linked else None
+    if sandbox is not None:
         # A person in an agent's worktree (committing the work it left, as a refused merge says): the policy,
         # gates, config and git identity are the repository's, never the agent's files there (its policy of
         # approving everything approved, then merged, its own change).
+        stated_from = str(sandbox.data.get("repo_root") or "")  # execution.sandboxes.REPO_ROOT_KEY
+        main = Path(stated_from) if stated_from and Path(stated_from).is_dir() else _first_worktree(paths)
         paths = RepoPaths(root=main, common_dir=paths.common_dir)
     return Workspace(
         paths=paths,

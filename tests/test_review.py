@@ -1054,3 +1054,22 @@ def test_a_checkout_of_an_agent_s_branch_judges_no_change_by_its_policy(billing:
     assert again.returncode == 0 and json.loads(again.stdout)["status"] == "awaiting_review", again.stderr
     [*_, judged] = evaluated(workspace, other)
     assert judged["outcome"] == "require" and "payments-high-risk" in judged["rules"], judged
+
+
+def test_loomtui_in_a_sandbox_s_worktree_of_a_clone_with_its_git_dir_apart_acts_from_the_checkout(
+        tmp_path: Path) -> None:
+    """`git clone --separate-git-dir`: git cannot say where the checkout is, and loomtui run in a sandbox's
+    worktree read the agent's policy there."""
+    source = tmp_path / "source"
+    source.mkdir()
+    git(source, "init", "-q", "-b", "main")
+    (source / "a.py").write_text("x = 1\n")
+    git(source, "add", "a.py")
+    git(source, "commit", "-qm", "first")
+    work = tmp_path / "work"
+    git(tmp_path, "clone", "-q", f"--separate-git-dir={tmp_path / 'store.git'}", str(source), str(work))
+    made = cli(work, "sandbox", "new", "--runtime", "command", "--no-start", "--task", "t", "--json", "--",
+               "/bin/true")
+    assert made.returncode == 0, made.stderr
+    worktree = Path(json.loads(made.stdout)["worktree"])
+    assert worktree.is_dir() and open_workspace(worktree).root == work.resolve()

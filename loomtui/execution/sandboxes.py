@@ -322,6 +322,11 @@ def _run_from_worktree(workspace: Workspace, launch: LaunchSpec, base: str, base
     return launch
 
 
+REPO_ROOT_KEY: Final = "repo_root"
+"""The repository's own checkout the sandbox was stated from: where loomtui run in its worktree acts from (git
+cannot say it of a clone whose git dir is kept apart)."""
+
+
 def plan_sandbox(
     workspace: Workspace, task: str, runtime: str, *, base: str = "HEAD", claims: Sequence[str] = (),
     script: Path | str | None = None, isolate: bool | None = None, command: Sequence[str] = (),
@@ -363,7 +368,7 @@ def plan_sandbox(
         base_ref=base, branch=BRANCH_PREFIX + sandbox_id, worktree=str(paths.worktree), isolation=isolation,
         host=current_host(),
         data={"base_sha": base_sha, "target": target, "launch": launch.to_data(), "claims": list(claims),
-              "created_by": workspace.actor, **(data or {})},
+              "created_by": workspace.actor, REPO_ROOT_KEY: str(workspace.root), **(data or {})},
     ))
     workspace.record("sandbox.planned", sandbox_id, {
         "runtime": runtime, "base": base, "base_sha": base_sha, "target": target,
