@@ -285,11 +285,26 @@ def _enable_worktree_config(git: _TreeGit) -> None:
         if git("config", "--get", "extensions.worktreeConfig", check=False).strip() == "true":
             return
         try:
+            _keep_the_main_worktree_s_own(git)
             git("config", "extensions.worktreeConfig", "true")
             return
         except LoomError:
             time.sleep(0.05)
     git("config", "extensions.worktreeConfig", "true")
+
+
+def _keep_the_main_worktree_s_own(git: _TreeGit) -> None:
+    """Move `core.bare` and `core.worktree` from the shared config to the main worktree's `config.worktree`, as
+    git asks before `extensions.worktreeConfig` is on: a bare repository used through linked worktrees otherwise
+    has every worktree read as bare (`git status` there: "must be run in a work tree")."""
+    common = Path(git("rev-parse", "--path-format=absolute", "--git-common-dir").strip())
+    shared = ["--file", str(common / "config")]
+    for key in ("core.bare", "core.worktree"):
+        value = git("config", *shared, "--get", key, check=False).strip()
+        if not value or (key == "core.bare" and value != "true"):
+            continue  # false, or not set: the shared config may keep it
+        git("config", "--file", str(common / "config.worktree"), key, value)
+        git("config", *shared, "--unset", key)
 
 
 def local_sandbox_id(tree: Path) -> str:
