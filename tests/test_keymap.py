@@ -93,12 +93,14 @@ async def test_the_app_answers_your_keys_names_them_in_its_hints_and_help_and_sa
     from loomtui.workspace import open_workspace
 
     write(keymap_file, "dashboard.new: a\napp.mode.escalations: ctrl+e\ndashboard.start: ctrl+s\nnope: b\n"
-                       "confirm.yes: Y\n")
+                       "confirm.yes: Y\nnope2: b\nnope3: b\nnope4: b\n")
     app = LoomApp(open_workspace(repo))
     async with app.run_test(size=(120, 40)) as pilot:
         await pilot.pause()
         said = [n.message for n in app._notifications if n.title == "keymap"]
+        # One toast for the file's four problems (a toast each covered the whole screen), the rest counted.
         assert len(said) == 1 and said[0].startswith(f"{keymap_file}:4: nope: no key has this id"), said
+        assert said[0].count("\n") == 3 and said[0].endswith("\nand 1 more"), said
         await pilot.press("n")  # not New any more
         await pilot.pause()
         assert isinstance(app.screen, DashboardScreen)

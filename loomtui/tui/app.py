@@ -63,6 +63,8 @@ if TYPE_CHECKING:  # the other views (and the engines only workers use) load aft
     from loomtui.tui.screens.metrics import MetricsScreen
     from loomtui.tui.screens.plan import PlanScreen
 
+SETTINGS_PROBLEMS_SHOWN = 3
+"""Lines of a theme's or the keymap's problems one toast says, before how many more there are."""
 LISTEN_SECONDS = 30.0
 """How long the listener waits for an event before it starts waiting again."""
 RETRY_SECONDS = 2.0
@@ -219,13 +221,14 @@ class LoomApp(App[int]):
         themes = self._themes
         self.loom_themes = [theme.name for theme in themes.themes]
         self.theme_problems = themes.problems
-        for problem in themes.problems:
-            self.notify(problem, title="theme skipped", severity="warning", timeout=8, markup=False)
-        for warning in themes.warnings:
-            self.notify(warning, title="theme contrast", severity="warning", timeout=10, markup=False)
-        for problem in self.keymap.problems:
-            self.notify(problem, title="keymap", severity="warning",
-                        timeout=10, markup=False)
+        # One toast a kind, however many lines: a toast each covered the whole 80x24 screen for seconds.
+        for title, problems in (("theme skipped", themes.problems), ("theme contrast", themes.warnings),
+                                ("keymap", self.keymap.problems)):
+            if problems:
+                shown = [*problems[:SETTINGS_PROBLEMS_SHOWN], *(
+                    [f"and {len(problems) - SETTINGS_PROBLEMS_SHOWN} more"] if len(problems) > SETTINGS_PROBLEMS_SHOWN
+                    else [])]
+                self.notify("\n".join(shown), title=title, severity="warning", timeout=10, markup=False)
         wanted = self.config.theme if self.config else DEFAULT_THEME
         self.theme = wanted if wanted in self.available_themes else DEFAULT_THEME
         if wanted != self.theme:  # a typo in loom.yaml's theme: said, not silently replaced
