@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from rich.text import Text
 from textual.widgets import DataTable, Input, Static
 
 from loomtui.tui.app import LoomApp
@@ -602,6 +603,10 @@ async def test_h_shows_every_escalation_superseded_and_withdrawn_too_then_only_t
         screen = app.screen
         assert isinstance(screen, EscalationsScreen)
         decided = next(e for e in screen.escalations if e.status == "approved")
+        # Its status is styled apart from its summary (a summary's own "[approved]" text read as decided).
+        summary = table.cell(str(decided.id), "summary")
+        assert isinstance(summary, Text) and summary.plain.startswith("[approved] ") and any(
+            span.end == len("[approved] ") and "italic" in str(span.style) for span in summary.spans), summary
         table.move_cursor(row=table.get_row_index(str(decided.id)))
         await pilot.pause()
         fresh = open_workspace(billing).store.add_escalation("post-gate", sandbox_id="sb2", risk="low", summary="new")

@@ -214,8 +214,9 @@ class EscalationsScreen(LoomScreen[None]):
             "kind": escalation.kind,
             "sandbox": Text(escalation.sandbox_id or "–"),
             "age": format_age(now - escalation.created),
-            "summary": Text(escalation.summary if escalation.status == EscalationStatus.OPEN
-                            else f"[{escalation.status}] {escalation.summary}"),
+            # Its status styled apart from its summary: a task whose own text began "[approved]" read as decided.
+            "summary": Text(escalation.summary) if escalation.status == EscalationStatus.OPEN
+            else Text.assemble((f"[{escalation.status}] ", "italic dim"), escalation.summary),
         } for key, escalation in wanted.items()})
         self._to_new_open(escalations)
         self.show_detail()
