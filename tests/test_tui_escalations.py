@@ -733,3 +733,20 @@ async def test_a_key_on_a_row_that_went_under_the_cursor_acts_on_nothing_until_p
         await pilot.pause()
         await pilot.press("a")
         await wait_for(pilot, lambda: len(store.get_escalation(third).data.get("approvals") or []) == 1)
+
+
+async def test_slash_filters_the_queue_by_summary_sandbox_or_rule_and_esc_clears_it(billing: Path) -> None:
+    """`/` said "the Escalations view has no / filter": a lead looked for one sandbox's in the whole queue."""
+    escalate(billing, payments_change())
+    open_workspace(billing).store.add_escalation("post-gate", sandbox_id="sb7", risk="low", summary="docs typo")
+    app = app_as(billing, ALICE)
+    async with app.run_test(size=SIZE) as pilot:
+        table = await open_queue(app, pilot, rows=2)
+        await pilot.press("slash", *"SB7", "enter")
+        await wait_for(pilot, lambda: table.row_count == 1)
+        assert app.focused is table and "docs typo" in str(table.get_row_at(0)[-1])
+        await pilot.press("slash", "ctrl+u", *"payments-high")  # a rule's name
+        await wait_for(pilot, lambda: table.row_count == 1 and "docs typo" not in str(table.get_row_at(0)[-1]))
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: table.row_count == 2)
+        assert isinstance(app.screen, EscalationsScreen)

@@ -98,6 +98,14 @@ class ReasonScreen(ModalScreen[str | None]):
         self.dismiss(None)
 
 
+def _searched(key: str, escalation: EscalationRecord) -> str:
+    """What `/` looks in: the row's number, summary, sandbox, kind, risk and the rules that applied."""
+    rules = " ".join(str(rule.get("name") if isinstance(rule, dict) else rule)
+                     for rule in escalation.data.get("rules") or [])
+    return "\0".join((key, escalation.summary, escalation.sandbox_id or "", escalation.kind, escalation.risk,
+                       str(escalation.status), rules)).casefold()
+
+
 class EscalationsScreen(LoomScreen[None]):
     """The queue a tech lead triages with a few keys."""
 
@@ -123,6 +131,8 @@ class EscalationsScreen(LoomScreen[None]):
                 tooltip="Every escalation, superseded ones too, or only open"),
         *shown_where_it_applies(Binding("R", "toggle_repositories", "All repos", id="escalations.all_repos",
                                         tooltip="Add other repositories' escalations (a team store)")),
+        Binding("slash", "filter", "Filter", key_display="/", id="escalations.filter", show=False,
+                tooltip="Those whose summary, sandbox or rules hold the text"),
         Binding("escape", "back", "Back", id="escalations.back",
                 show=False, tooltip="From the detail to the queue, then to the sandboxes"),  # esc backs out everywhere
     ]
@@ -140,9 +150,12 @@ class EscalationsScreen(LoomScreen[None]):
         self._detail_key: str | None = None  # whose detail is shown: another's starts at its top
         self._deciding: set[int] = set()  # escalations whose decision is being recorded now
         self._decided_here: set[str] = set()  # rows decided from this queue: their going is no surprise
+        self.filter_text = ""
 
     def compose(self) -> ComposeResult:
         yield StatusHeader(id="status")
+        yield Input(placeholder="escalations whose summary, sandbox or rules hold this (esc clears)",
+                    id="esc-filter", classes="hidden")
         with Horizontal(id="esc-body"):
             yield FittedTable(COLUMNS, id="queue")
             with VerticalScroll(id="esc-detail-pane"):
@@ -208,6 +221,7 @@ class EscalationsScreen(LoomScreen[None]):
         wanted = {str(e.id): e for e in escalations}  # the queue's order: the engine's
         wanted.update({key: e for key, (_repo, e) in self.elsewhere.items()})
         now = self.loom.clock()
+        wanted_text = self.filter_text.casefold()
         self.query_one("#queue", FittedTable).show_rows({key: {
             "id": Text(f"{self.elsewhere[key][0].name}#{escalation.id}") if key in self.elsewhere else key,
             "risk": Text(escalation.risk, style=RISK_STYLES.get(escalation.risk, "")),
@@ -217,7 +231,8 @@ class EscalationsScreen(LoomScreen[None]):
             # Its status styled apart from its summary: a task whose own text began "[approved]" read as decided.
             "summary": Text(escalation.summary) if escalation.status == EscalationStatus.OPEN
             else Text.assemble((f"[{escalation.status}] ", "italic dim"), escalation.summary),
-        } for key, escalation in wanted.items()})
+        } for key, escalation in wanted.items() if wanted_text in _searched(key, escalation)},
+            hidden=set(wanted))  # the filter hides a row: it is not gone
         self._to_new_open(escalations)
         self.show_detail()
         self.refresh_bindings()
@@ -548,5 +563,26 @@ class EscalationsScreen(LoomScreen[None]):
         self.refresh_bindings()
         self.reload()
 
+    def action_filter(self) -> None:
+        """`/`: a lead looking for one sandbox's, one rule's or one area's escalations in a long queue."""
+        box = self.query_one("#esc-filter", Input)
+        box.remove_class("hidden")
+        box.focus()
+
+    @on(Input.Changed, "#esc-filter")
+    def _filter_changed(self, event: Input.Changed) -> None:
+        self.filter_text = event.value
+        self.show_queue(self.escalations, [entry for entry in self.elsewhere.values()])
+
+    @on(Input.Submitted, "#esc-filter")
+    def _filter_set(self) -> None:
+        self.query_one("#queue", FittedTable).focus()
+
     def action_back(self) -> None:
+        box = self.query_one("#esc-filter", Input)
+        if not box.has_class("hidden"):
+            box.value = ""
+            box.add_class("hidden")
+            self.query_one("#queue", FittedTable).focus()
+            return
         self.back_out()
