@@ -113,6 +113,16 @@ def demo_repo(parent: Path) -> Path:
     return repo
 
 
+def one_commit_repo(path: Path) -> Path:
+    """A new repository at `path` on `main` with one commit of one file (`a.py`)."""
+    path.mkdir(parents=True)
+    git(path, "init", "-q", "-b", "main")
+    (path / "a.py").write_text("x = 1\n")
+    git(path, "add", "a.py")
+    git(path, "commit", "-qm", "first")
+    return path
+
+
 @pytest.fixture
 def billing(tmp_path: Path) -> Path:
     """A fresh committed copy of the bundled sample repo (the billing service)."""

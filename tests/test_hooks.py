@@ -1497,12 +1497,9 @@ def test_with_the_store_unreachable_the_broker_answers_why_rather_than_close_the
 def test_hooks_installed_in_a_bare_repository_s_worktree_leave_it_a_work_tree(tmp_path: Path) -> None:
     """A bare repository used through linked worktrees: per-worktree config turned on with `core.bare` left in
     the shared config made every worktree bare to git ("this operation must be run in a work tree")."""
-    source = tmp_path / "source"
-    source.mkdir()
-    git(source, "init", "-q", "-b", "main")
-    (source / "a.py").write_text("x = 1\n")
-    git(source, "add", "a.py")
-    git(source, "commit", "-qm", "first")
+    from tests.conftest import one_commit_repo
+
+    source = one_commit_repo(tmp_path / "source")
     git(tmp_path, "clone", "-q", "--bare", str(source), str(tmp_path / "repo.git"))
     git(tmp_path / "repo.git", "worktree", "add", "-q", str(tmp_path / "wt"), "main")
     done = run_cli(tmp_path / "wt", "hook", "install")

@@ -1060,12 +1060,9 @@ def test_loomtui_in_a_sandbox_s_worktree_of_a_clone_with_its_git_dir_apart_acts_
         tmp_path: Path) -> None:
     """`git clone --separate-git-dir`: git cannot say where the checkout is, and loomtui run in a sandbox's
     worktree read the agent's policy there."""
-    source = tmp_path / "source"
-    source.mkdir()
-    git(source, "init", "-q", "-b", "main")
-    (source / "a.py").write_text("x = 1\n")
-    git(source, "add", "a.py")
-    git(source, "commit", "-qm", "first")
+    from tests.conftest import one_commit_repo
+
+    source = one_commit_repo(tmp_path / "source")
     work = tmp_path / "work"
     git(tmp_path, "clone", "-q", f"--separate-git-dir={tmp_path / 'store.git'}", str(source), str(work))
     made = cli(work, "sandbox", "new", "--runtime", "command", "--no-start", "--task", "t", "--json", "--",

@@ -391,7 +391,7 @@ async def test_slash_in_a_view_without_a_filter_says_so_and_where_there_is_one_i
     async with app.run_test(size=SIZE) as pilot:
         await pilot.pause()
         for view, said in (("2", "the Claims view has no / filter: f shows one sandbox's claims at a time"),
-                           ("3", "the Escalations view has no / filter")):
+                           ("4", "the Policy view has no / filter")):
             await pilot.press(view)
             await pilot.pause()
             await pilot.press("slash")

@@ -13,6 +13,7 @@ from textual import events, on
 from textual.app import App
 from textual.screen import Screen
 from textual.widget import Widget
+from textual.widgets import Input
 
 if TYPE_CHECKING:
     from loomtui.tui.app import LoomApp
@@ -78,6 +79,24 @@ class LoomScreen(Screen[ResultT]):
             home.focus()
             return
         self.app.switch_mode("dashboard")
+
+    def open_filter(self, box_id: str) -> None:
+        """`/` in a view with a filter: its box shown and focused."""
+        box = self.query_one(box_id, Input)
+        box.remove_class("hidden")
+        box.focus()
+
+    def close_filter(self, box_id: str) -> bool:
+        """esc while the view's filter is shown: cleared, hidden and the view's list focused (True); False when
+        there is none to close (esc then backs out)."""
+        box = self.query_one(box_id, Input)
+        if box.has_class("hidden"):
+            return False
+        box.value = ""
+        box.add_class("hidden")
+        if self.AUTO_FOCUS:
+            self.query_one(self.AUTO_FOCUS).focus()
+        return True
 
     def no_filter_hint(self) -> str:
         """What to use instead of `/` in a view without a filter (said when `/` is pressed), or ""."""

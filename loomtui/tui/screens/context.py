@@ -165,22 +165,15 @@ class ContextScreen(LoomScreen[None]):
             table.move_cursor(row=table.get_row_index(section_id))
 
     def action_filter(self) -> None:
-        box = self.query_one("#context-filter", Input)
-        box.remove_class("hidden")
-        box.focus()
+        self.open_filter("#context-filter")
 
     @on(Input.Changed, "#context-filter")
     def _filter_changed(self, event: Input.Changed) -> None:
         self._fill(event.value)
 
     def action_back(self) -> None:
-        box = self.query_one("#context-filter", Input)
-        if not box.has_class("hidden"):
-            box.value = ""
-            box.add_class("hidden")
-            self.query_one("#sections", DataTable).focus()
-            return
-        self.back_out()
+        if not self.close_filter("#context-filter"):
+            self.back_out()
 
 
 class ContextSections(RankedProvider):

@@ -565,9 +565,7 @@ class EscalationsScreen(LoomScreen[None]):
 
     def action_filter(self) -> None:
         """`/`: a lead looking for one sandbox's, one rule's or one area's escalations in a long queue."""
-        box = self.query_one("#esc-filter", Input)
-        box.remove_class("hidden")
-        box.focus()
+        self.open_filter("#esc-filter")
 
     @on(Input.Changed, "#esc-filter")
     def _filter_changed(self, event: Input.Changed) -> None:
@@ -579,10 +577,5 @@ class EscalationsScreen(LoomScreen[None]):
         self.query_one("#queue", FittedTable).focus()
 
     def action_back(self) -> None:
-        box = self.query_one("#esc-filter", Input)
-        if not box.has_class("hidden"):
-            box.value = ""
-            box.add_class("hidden")
-            self.query_one("#queue", FittedTable).focus()
-            return
-        self.back_out()
+        if not self.close_filter("#esc-filter"):
+            self.back_out()

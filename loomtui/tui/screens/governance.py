@@ -312,9 +312,7 @@ class AuditScreen(LoomScreen[None]):
 
     def action_filter(self) -> None:
         """`/`: a lead looking for one sandbox's, one action's or one person's entries among the newest."""
-        box = self.query_one("#audit-filter", Input)
-        box.remove_class("hidden")
-        box.focus()
+        self.open_filter("#audit-filter")
 
     @on(Input.Changed, "#audit-filter")
     def _filter_changed(self, event: Input.Changed) -> None:
@@ -357,10 +355,5 @@ class AuditScreen(LoomScreen[None]):
                                   timeout=3 if intact else None)
 
     def action_back(self) -> None:
-        box = self.query_one("#audit-filter", Input)
-        if not box.has_class("hidden"):
-            box.value = ""
-            box.add_class("hidden")
-            self.query_one("#audit", DataTable).focus()
-            return
-        self.back_out()
+        if not self.close_filter("#audit-filter"):
+            self.back_out()
