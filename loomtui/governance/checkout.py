@@ -22,12 +22,14 @@ _THIS_CHECKOUT: Final = dict.fromkeys(("GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FI
 """git run on the checkout itself, never the repository a git hook's environment names (a commit in a sandbox's
 worktree runs its pre-commit hook with that worktree's GIT_DIR and index: its HEAD read as the checkout's)."""
 
-
-def _git(root: Path, *args: str) -> str | None:
-    done = Git(root).run(*args, env=_THIS_CHECKOUT)
-    return done.out.strip() if done.status == 0 else None
 _CANDIDATES: Final = 50
 """Commits of HEAD's beyond the trunk that touch the policy's files, looked at (beyond them: not judged)."""
+
+
+def _git(root: Path, *args: str) -> str | None:
+    """`git ARGS` on the checkout at `root` itself: its output, or None when git failed."""
+    done = Git(root).run(*args, env=_THIS_CHECKOUT)
+    return done.out.strip() if done.status == 0 else None
 
 
 def files_the_policy_names(policy_file: Path) -> list[str]:
@@ -83,14 +85,12 @@ def _commits_beyond_the_trunk(root: Path, paths: list[str]) -> list[str]:
 def _made_on(workspace: Workspace, commit: str) -> str | None:
     """The sandbox branch `commit` was made on (after its base), or None when no sandbox made it."""
     listed = _git(workspace.root, "for-each-ref", "--contains", commit, "--format=%(refname:short)",
-                        "refs/heads/loom/") or ""
+                  "refs/heads/loom/") or ""
     for branch in listed.split():
         record = workspace.store.get_sandbox(branch.removeprefix("loom/"))
         base = record.base_sha if record is not None else ""
         # Its base's commits are the branch it started from, not its agent's (a task on release has them).
-        on_base = Git(workspace.root).run("merge-base", "--is-ancestor", commit, base, env=_THIS_CHECKOUT) if base \
-            else None
-        if on_base is None or on_base.status != 0:
+        if not base or _git(workspace.root, "merge-base", "--is-ancestor", commit, base) is None:
             return branch
     return None
 
@@ -112,7 +112,7 @@ def _files_as_a_sandbox_has_them(root: Path, paths: list[str]) -> list[tuple[str
         # Every tip's blob at once (one process), then, for one that matches, which branch it is.
         if not here or here not in git.object_sizes([f"{sha}:{path}" for sha, _name in tips], env=_THIS_CHECKOUT):
             continue
-        branch = next(name for sha, name in tips if _git(root, "rev-parse", "--verify", "--quiet",
-                                                                 f"{sha}:{path}") == here)
+        branch = next(name for sha, name in tips
+                      if _git(root, "rev-parse", "--verify", "--quiet", f"{sha}:{path}") == here)
         found.append((path, branch))
     return found
