@@ -277,6 +277,21 @@ def test_an_isolated_agents_commit_of_a_file_past_the_limit_is_not_brought_in(re
     assert git(repo, "cat-file", "-s", f"{commit}:huge.bin") == "5000"
 
 
+def test_a_sync_while_another_worktree_is_being_added_brings_the_commits_in(repo: Path, tmp_path: Path) -> None:
+    """`git worktree add` of another sandbox under way (its admin dir made, its `commondir` not yet written):
+    `rev-list --all` read every worktree's HEAD and died on it ("failed to read .../commondir: Success"), and
+    the agent's commits stayed out of its branch, said nowhere."""
+    from loomtui.execution import privategit
+
+    private, base, commit = _private_commit(repo, tmp_path, {"code.py": b"x = 2\n"})
+    half_made = repo / ".git" / "worktrees" / "being-added"
+    half_made.mkdir(parents=True)
+    (half_made / "gitdir").write_text(f"{tmp_path / 'being-added' / '.git'}\n")
+    (half_made / "commondir").write_text("")
+    assert privategit.sync(private, repo, "loom/x", base=base) == commit  # type: ignore[arg-type]
+    assert git(repo, "rev-parse", "loom/x") == commit
+
+
 def test_a_sync_after_the_branch_was_deleted_makes_no_branch_again(repo: Path, tmp_path: Path) -> None:
     """`sandbox new` interrupted: its removal deleted the branch (audited `branch_deleted`), then the supervisor's
     last sync made it again from the agent's private ref (an empty old value to update-ref means "create")."""

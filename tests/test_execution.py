@@ -851,7 +851,7 @@ def _approve(ws: Workspace, sandbox_id: str) -> None:
 
 
 def test_clean_merge_carries_trailers_and_updates_the_checked_out_target(
-    ws: Workspace, repo: Path, tmp_path: Path,
+    ws: Workspace, repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     record = _finished_script_sandbox(ws, tmp_path, """\
         - {write: feature.py, content: "def feature():\\n    return 42\\n"}
@@ -884,7 +884,23 @@ def test_clean_merge_carries_trailers_and_updates_the_checked_out_target(
     merged = review.diff(ws, record.id)
     assert [(f.path, f.added, f.deleted) for f in merged.files] == [("feature.py", 2, 0)]
     assert "return 42" in merged.patch and "LATER" not in merged.patch
+    # `branch -D` reads every worktree: run while another sandbox's was half added, it failed ("failed to read
+    # .git/worktrees/<id>/commondir: Success"). Under the lock every `worktree add` holds.
+    from loomtui import repo as repo_paths
+    from loomtui.gitcmd import Git
+
+    deleting_unlocked: list[tuple[str, ...]] = []
+    git_out = Git.out
+
+    def watched(self: Git, *args: str, **kwargs: object) -> str:
+        if args[:1] == ("branch",) and not repo_paths._WORKTREES_THREAD_LOCK._is_owned():  # type: ignore[attr-defined]
+            deleting_unlocked.append(args)
+        return git_out(self, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(Git, "out", watched)
     assert review.remove(ws, record.id).branch_deleted  # merged: its commits are safe in main
+    assert deleting_unlocked == []
+    monkeypatch.undo()
     assert [f.path for f in review.diff(ws, record.id).files] == ["feature.py"]  # from the merge commit
 
 

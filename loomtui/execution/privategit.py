@@ -50,6 +50,9 @@ _base_paths: dict[str, int] = {}
 """Each sandbox base's paths, counted once in this process."""
 _trees_within: dict[str, None] = {}
 """Trees of new commits found within the limit (in the order looked at): not listed again."""
+BEYOND_THE_BRANCHES = ("--not", "--single-worktree", "--all")
+"""What the repository's refs reach already. `--single-worktree`: `--all` alone reads every worktree's HEAD, and a
+worktree being added meanwhile (its `commondir` still empty) failed the read, and the agent's commits stayed out."""
 
 
 def prepare(private: PrivateGit, root: Path, common_dir: Path, branch: str, published: Path) -> Path:
@@ -188,7 +191,7 @@ def _import_objects(repo: Git, private: PrivateGit, tip: str, base: str, largest
     reading = {"GIT_ALTERNATE_OBJECT_DIRECTORIES": str(private.objects)}
     # Bounded: git reads files the agent made, and one of them a FIFO would hold it (and this) for ever. Ids
     # only: with their paths a tree 2,000 folders deep made 100 KB of objects 500 MB of output here.
-    wanted = repo.feed("rev-list", "--objects", "--no-object-names", tip, "--not", "--all", data=b"", env=reading,
+    wanted = repo.feed("rev-list", "--objects", "--no-object-names", tip, *BEYOND_THE_BRANCHES, data=b"", env=reading,
                        timeout=IMPORT_TIMEOUT_S)
     if not wanted.strip():
         return
@@ -210,7 +213,7 @@ def _refuse_many_paths(repo: Git, tip: str, base: str, reading: dict[str, str]) 
     if base not in _base_paths:
         _base_paths[base] = _paths_in(repo, base, reading, PATHS_COUNTED_MAX) if base else 0
     allowed = _base_paths[base] + TREE_PATHS_ADDED_MAX
-    listed = repo.feed("rev-list", "--no-commit-header", "--format=%H %T", tip, "--not", "--all", data=b"",
+    listed = repo.feed("rev-list", "--no-commit-header", "--format=%H %T", tip, *BEYOND_THE_BRANCHES, data=b"",
                        env=reading, timeout=IMPORT_TIMEOUT_S).decode("ascii", "replace").split()
     commits = dict(zip(listed[0::2], listed[1::2], strict=False))
     if len(set(commits.values())) > NEW_TREES_COUNTED_MAX:
@@ -274,7 +277,7 @@ def _paths_of(repo: Git, tip: str, reading: dict[str, str], prefixes: set[str]) 
     time, at most NAMES_READ_MAX bytes, so a tree thousands of folders deep costs no more (by prefix, as named)."""
     found: dict[str, str] = {}
     read = 0
-    with _output(repo, ("rev-list", "--objects", tip, "--not", "--all"), reading) as process:
+    with _output(repo, ("rev-list", "--objects", tip, *BEYOND_THE_BRANCHES), reading) as process:
         for line in process.stdout or ():
             read += len(line)
             object_id, _, path = line.rstrip(b"\n").partition(b" ")

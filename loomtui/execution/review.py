@@ -513,8 +513,15 @@ def remove(workspace: Workspace, sandbox_id: str, *, force: bool = False, delete
             raise LoomError(f"cannot remove the worktree of {record.id}: {exc.strerror or exc}"
                             + (f" (the work was saved as {saved[:12]})" if saved else "")
                             + "; `loomtui sandbox rm` again finishes the removal", exit_code=1) from None
+    tip = repo.resolve_commit(record.branch)
+    merged = _branch_merged(repo, record)
+    deleted = False
+    # `branch -D` reads every worktree (is the branch checked out?): one being added meanwhile failed it.
     with workspace.paths.worktrees_locked():
         repo.run("worktree", "prune")
+        if tip and (merged or delete_branch):
+            repo.out("branch", "-D", record.branch)
+            deleted = True
     paths = sandbox_paths(workspace.paths, record.id)
     paths.outside_index.unlink(missing_ok=True)
     # Its runtime's own state (sessions, caches, its copy of the user's ~/.claude.json): no agent runs in
@@ -523,12 +530,6 @@ def remove(workspace: Workspace, sandbox_id: str, *, force: bool = False, delete
         remove_tree(paths.runtime_state)
     # A killed supervisor's (its agent stopped by now): none is made again.
     cgroup_limits.remove_left(cgroup_limits.group_name(workspace.paths.state_dir, record.id))
-    tip = repo.resolve_commit(record.branch)
-    merged = _branch_merged(repo, record)
-    deleted = False
-    if tip and (merged or delete_branch):
-        repo.out("branch", "-D", record.branch)
-        deleted = True
     if record.status == GATING:  # a stopped review's checks: never finished now
         workspace.store.close_abandoned_gate_runs(record.id, "the sandbox was removed before its review ended")
     # What it was (merged, rejected, failed, ...) kept: `sandbox list --all --json` told them apart no more.
