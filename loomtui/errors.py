@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import unicodedata
 from collections.abc import Sequence
 from typing import Final
 
@@ -24,6 +25,8 @@ def invisible_class() -> str:
     return "".join(chr(a) if a == b else f"{chr(a)}-{chr(b)}" for a, b in INVISIBLE_RANGES)
 
 
+_MARKS: Final = frozenset({"Mn", "Me", "Mc"})
+"""Combining marks: drawn on the character before them, nothing alone."""
 _INVISIBLE_CHARS: Final = frozenset(chr(code) for first, last in INVISIBLE_RANGES for code in range(first, last + 1))
 
 
@@ -38,9 +41,10 @@ def escape_controls(text: str) -> str:
 
 
 def blank(text: str) -> bool:
-    """Whether `text` shows nothing: only spaces, controls and invisible characters (a reason of zero-width
-    spaces read as given, and said nothing)."""
-    return all(ch.isspace() or not ch.isprintable() or ch in _INVISIBLE_CHARS for ch in text)
+    """Whether `text` shows nothing: only spaces, controls, invisible characters and marks with no letter to
+    sit on (a reason of zero-width spaces, or of one combining accent, read as given, and said nothing)."""
+    return all(ch.isspace() or not ch.isprintable() or ch in _INVISIBLE_CHARS
+               or unicodedata.category(ch) in _MARKS for ch in text)
 
 
 def listed(items: Sequence[str], limit: int = 5) -> str:

@@ -122,6 +122,8 @@ def test_override_needs_a_reason_permission_and_is_recorded(coordinator: Coordin
         coordinator.claim("b", QUOTE, override_reason=" ")
     with pytest.raises(LoomError, match="needs a reason"):
         coordinator.claim("b", QUOTE, override_reason="\u200b\u2060")  # invisible: no reason either
+    with pytest.raises(LoomError, match="needs a reason"):
+        coordinator.claim("b", QUOTE, override_reason=" \u0301\u20dd")  # accents on nothing: none either
     coordinator.workspace.actor = "carol@example.com"  # not in the policy's override groups
     with pytest.raises(ClaimRefused, match="may not override"):
         coordinator.claim("b", QUOTE, override_reason="I want it")
