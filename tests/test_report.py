@@ -243,6 +243,17 @@ def test_per_runtime_and_per_day(scenario: Workspace) -> None:
     assert (first.commits, first.agent_commits, second.commits, second.agent_commits) == (6, 6, 5, 1)
 
 
+def test_a_day_the_window_cuts_is_marked_with_the_part_it_holds(scenario: Workspace) -> None:
+    """`--since 14:30`: that day's row read as the whole day's figures."""
+    m = compute_metrics(scenario, D0 + 14.5 * H, D0 + 2 * DAY + 9 * H)
+    text, markdown = render(m, "text"), render(m, "markdown")
+    assert "2026-03-02 (from 14:30)" in text and "2026-03-04 (to 09:00)" in text
+    assert "| 2026-03-03 |" in markdown and "| 2026-03-02 (from 14:30) |" in markdown
+    within = compute_metrics(scenario, D0 + 10 * H, D0 + 11 * H)
+    assert "2026-03-02 (from 10:00 to 11:00)" in render(within, "text")
+    assert "(from" not in render(compute_metrics(scenario, SINCE, UNTIL), "text")
+
+
 def test_a_sandbox_run_again_is_one_sandbox_started_and_ended_and_its_tokens_count_once(
         scenario: Workspace) -> None:
     """`sandbox start ID` after a run that made no change: 5 created, 6 started, 6 ended, and the last

@@ -130,6 +130,19 @@ def _rows(columns: tuple[tuple[str, Callable[[Breakdown], str]], ...], rows: Ite
     return [[name for name, _ in columns], *([cell(row) for _, cell in columns] for row in rows)]
 
 
+def _day_rows(metrics: Metrics) -> list[list[str]]:
+    """The by-day table, a day the window cuts marked with the part it holds ("from 14:30", "to 09:00"): a
+    window starting at 14:30 showed that day's figures as the whole day's."""
+    table = _rows(DAY_COLUMNS, metrics.by_day)
+    since, until = datetime.fromtimestamp(metrics.since, UTC), datetime.fromtimestamp(metrics.until, UTC)
+    for row in table[1:]:
+        cut = [f"from {since:%H:%M}" if row[0] == f"{since:%Y-%m-%d}" and f"{since:%H:%M:%S}" != "00:00:00" else "",
+               f"to {until:%H:%M}" if row[0] == f"{until:%Y-%m-%d}" and f"{until:%H:%M:%S}" != "00:00:00" else ""]
+        if any(cut):
+            row[0] += f" ({' '.join(part for part in cut if part)})"
+    return table
+
+
 def _aligned(table: list[list[str]]) -> list[str]:
     widths = [max(len(row[i]) for row in table) for i in range(len(table[0]))]
     return ["  ".join(cell.ljust(w) if i == 0 else cell.rjust(w) for i, (cell, w) in enumerate(zip(row, widths,
@@ -166,7 +179,7 @@ def render_text(metrics: Metrics) -> str:
     lines += [f"{label:<12} {sentence}" for label, sentence in summary_lines(metrics)]
     if metrics.by_runtime:
         lines += ["", "By runtime", *_aligned(_rows(RUNTIME_COLUMNS, metrics.by_runtime))]
-    lines += ["", "By day (UTC)", *_aligned(_rows(DAY_COLUMNS, metrics.by_day))]
+    lines += ["", "By day (UTC)", *_aligned(_day_rows(metrics))]
     if metrics.overrides:
         lines += ["", "Overrides", *(f"  {line}" for line in _override_lines(metrics)[-SHOWN_CHANGES:])]
     if metrics.agent_changes:
@@ -187,7 +200,7 @@ def render_markdown(metrics: Metrics) -> str:
     lines += [f"- **{label}**: {sentence}" for label, sentence in summary_lines(metrics)]
     if metrics.by_runtime:
         lines += ["", "### By runtime", "", *_markdown_table(_rows(RUNTIME_COLUMNS, metrics.by_runtime))]
-    lines += ["", "### By day (UTC)", "", *_markdown_table(_rows(DAY_COLUMNS, metrics.by_day))]
+    lines += ["", "### By day (UTC)", "", *_markdown_table(_day_rows(metrics))]
     if metrics.overrides:
         lines += ["", "### Overrides", ""]
         lines += [f"- {line}" for line in _override_lines(metrics, bold=True)]
