@@ -1063,6 +1063,36 @@ def test_install_merges_settings_and_keeps_them_out_of_the_sandboxs_commits(bill
     assert git(tree, "status", "--porcelain") == ""
 
 
+def test_hook_install_waits_for_a_worktree_being_added(billing: Path, ws: Workspace) -> None:
+    """Two `sandbox new` at once: `git config --worktree` reads every worktree, and died on the other's being
+    added (`failed to read .git/worktrees/<id>/commondir: Success`), failing that sandbox's start. Its install
+    waits for the lock every `worktree add` holds."""
+    record = tasks.create_sandbox(ws, "plain", "script", script=_script(billing), isolate=False)
+    half_made = billing / ".git" / "worktrees" / "being-added"
+    adding, added = threading.Event(), threading.Event()
+
+    def add_another() -> None:  # as `git worktree add` does, under loomtui's lock
+        with ws.paths.worktrees_locked():
+            half_made.mkdir()
+            (half_made / "gitdir").write_text(f"{billing.parent / 'being-added' / '.git'}\n")
+            (half_made / "commondir").write_text("")
+            adding.set()
+            added.wait(0.5)
+            (half_made / "commondir").unlink()
+            (half_made / "gitdir").unlink()
+            half_made.rmdir()
+
+    other = threading.Thread(target=add_another)
+    other.start()
+    try:
+        assert adding.wait(10)
+        install_hooks(ws, Path(record.worktree), record.id)
+    finally:
+        added.set()
+        other.join()
+    assert git(Path(record.worktree), "config", "loom.sandbox") == record.id
+
+
 def test_hook_install_on_a_sandbox_runs_nothing_its_agent_planted_and_copies_no_file_it_names(
         billing: Path, ws: Workspace, tmp_path: Path) -> None:
     """The agent's worktree is its own: its `.git` file may name a git dir of its making with an fsmonitor,

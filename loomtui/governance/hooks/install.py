@@ -118,18 +118,21 @@ def install_hooks(workspace: Workspace, worktree: Path, sandbox_id: str, *,
         hooks_dir = _write_git_hooks(workspace.paths.state_dir / "hooks")
     except OSError as exc:
         raise LoomError(f"cannot install the agent hooks in {tree}: {exc.strerror or exc}") from None
-    _enable_worktree_config(git)
-    ours = [SETTINGS_PATH, LOCAL_SETTINGS_PATH, *managed]
-    tracked_files = set(git("ls-files", "-z", "--", *ours).split("\0")) - {""}
-    if tracked_files:
-        # The index is per worktree, so this hides our edits from this sandbox's commits only.
-        git("update-index", "--skip-worktree", "--", *sorted(tracked_files))
-    untracked = [name for name in ours if name not in tracked_files]
-    if untracked:
-        _exclude_for_worktree(git, git_dir, workspace.paths.common_dir, untracked)
+    # `git config --worktree` reads every worktree: one another sandbox's `worktree add` is writing meanwhile
+    # (its `commondir` still empty) failed it, and that sandbox's start ("failed to read ...: Success").
+    with workspace.paths.worktrees_locked():
+        _enable_worktree_config(git)
+        ours = [SETTINGS_PATH, LOCAL_SETTINGS_PATH, *managed]
+        tracked_files = set(git("ls-files", "-z", "--", *ours).split("\0")) - {""}
+        if tracked_files:
+            # The index is per worktree, so this hides our edits from this sandbox's commits only.
+            git("update-index", "--skip-worktree", "--", *sorted(tracked_files))
+        untracked = [name for name in ours if name not in tracked_files]
+        if untracked:
+            _exclude_for_worktree(git, git_dir, workspace.paths.common_dir, untracked)
+        git("config", "--worktree", "core.hooksPath", str(hooks_dir))
+        git("config", "--worktree", "loom.sandbox", sandbox_id)
     tracked = SETTINGS_PATH in tracked_files
-    git("config", "--worktree", "core.hooksPath", str(hooks_dir))
-    git("config", "--worktree", "loom.sandbox", sandbox_id)
     return InstallReport(str(tree), sandbox_id, str(settings), tracked, str(hooks_dir))
 
 
