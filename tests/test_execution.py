@@ -790,6 +790,43 @@ def test_force_removing_a_running_agent_saves_its_work_and_no_review_starts_on_t
     assert "sandbox.gating" not in audit_actions(ws, record.id)
 
 
+def test_rm_beside_a_supervisor_still_starting_waits_for_it_and_its_end_brings_no_worktree_back(
+        ws: Workspace, repo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`plan run` then `sandbox rm --force` at once (CI, once): the supervisor, refused its start, put the
+    worktree's git links back on its way out, after rm -rf: `<worktree>/.git` made again, the prune kept the
+    worktree (`branch -D`: "checked out at"), and its leftovers' save committed every file's deletion."""
+    from loomtui.execution import git_links
+
+    record = tasks.create_sandbox(ws, "wait", "command", isolate=False, command=["true"])
+    worktree = Path(record.worktree)
+    links = git_links.kept(worktree, Path(record.data["git_dir"]))
+    # The supervisor starting: a process of its own, alive a moment after the removal is marked.
+    starting = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(0.5)"])
+    ws.store.update_sandbox(record.id, pid=starting.pid, pid_start=identity(starting.pid))
+    try:
+        result = tasks.remove(ws, record.id, force=True)
+    finally:
+        starting.wait()
+    assert result.branch_deleted and not worktree.exists()
+    # Its end after the removal puts nothing back: the worktree stays gone, and nothing is saved.
+    assert git_links.put_back(links) == ([], [])
+    assert not worktree.exists() and not (Path(record.data["git_dir"])).exists()
+
+    # One that does not end within the wait: nothing removed, said.
+    record = tasks.create_sandbox(ws, "wait", "command", isolate=False, command=["true"])
+    stuck = subprocess.Popen(["sleep", "30"])
+    ws.store.update_sandbox(record.id, pid=stuck.pid, pid_start=identity(stuck.pid))
+    monkeypatch.setattr(review, "SUPERVISOR_SETTLE_S", 0.2)
+    try:
+        with pytest.raises(LoomError, match="its supervisor .* is still starting its agent; nothing was removed"):
+            tasks.remove(ws, record.id, force=True)
+    finally:
+        stuck.kill()
+        stuck.wait()
+    kept = sb.get_sandbox(ws, record.id)
+    assert Path(kept.worktree).is_dir() and not kept.data.get("removing")
+
+
 def test_a_sandbox_under_review_is_not_removed_and_keeps_its_worktree(ws: Workspace, tmp_path: Path) -> None:
     record = _finished_script_sandbox(ws, tmp_path, '- {write: a.txt, content: "agent\\n"}\n- {commit: "a"}\n')
     set_status(ws, record.id, GATING)  # as while its gates run

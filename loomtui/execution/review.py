@@ -14,7 +14,7 @@ from typing import Literal
 from loomtui.auditanchor import head_trailer
 from loomtui.errors import LoomError, listed, plural
 from loomtui.execution import cgroup_limits
-from loomtui.execution.agent_control import DEFAULT_GRACE_S, stop
+from loomtui.execution.agent_control import DEFAULT_GRACE_S, SUPERVISOR_SETTLE_S, stop
 from loomtui.execution.gitops import (
     MERGE_TREE_MIN_VERSION,
     Git,
@@ -34,6 +34,7 @@ from loomtui.execution.lifecycle import (
     mark_removing,
     transition,
 )
+from loomtui.execution.procs import is_alive
 from loomtui.execution.sandboxes import (
     BRANCH_PREFIX,
     agent_tree,
@@ -483,6 +484,18 @@ def remove(workspace: Workspace, sandbox_id: str, *, force: bool = False, delete
     # Its agent may have started since it was read.
     record = mark_removing(workspace, record.id, no_review_runs=no_review_runs)
     try:
+        # A supervisor still starting its agent (planned, its pid recorded) is refused the start now, but it
+        # puts back the worktree's git links and saves leftovers on its way out: run beside the rm -rf below,
+        # that made `<worktree>/.git` again (a prune kept the worktree, `branch -D` "checked out at") and
+        # committed every file's deletion to the branch. It ends at once: waited for, as `stop` waits.
+        if record.status == PLANNED and is_alive(record.pid, record.pid_start):
+            settled = time.monotonic() + SUPERVISOR_SETTLE_S
+            while is_alive(record.pid, record.pid_start) and time.monotonic() < settled:
+                time.sleep(0.05)
+            if is_alive(record.pid, record.pid_start):
+                raise LoomError(f"sandbox {record.id}: its supervisor (pid {record.pid}) is still starting its "
+                                "agent; nothing was removed, try again in a moment", exit_code=1)
+            record = get_sandbox(workspace, record.id)  # failed, if its start failed: still removed
         if record.status in LIVE and not force:
             raise RemoveRefused(f"sandbox {record.id} is {record.status}; stop it first", reason="live",
                                 branch=record.branch)
