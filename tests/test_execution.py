@@ -1386,6 +1386,12 @@ def test_isolated_agent_cannot_write_outside_its_worktree(ws: Workspace, repo: P
             results["machine_socket"] = "connected"
         except OSError as exc:
             results["machine_socket"] = exc.strerror
+        try:
+            sock = socket.socket(socket.AF_UNIX)
+            sock.connect(os.environ["PROBER_TMUX"])
+            results["tmux_socket"] = "connected"
+        except OSError as exc:
+            results["tmux_socket"] = exc.strerror
         main_ref = subprocess.run(["git", "update-ref", "refs/heads/main", "HEAD"], capture_output=True, check=False)
         results["move_main_branch"] = main_ref.returncode
         subprocess.run(["git", "add", "inside.txt"], check=True)
@@ -1398,7 +1404,7 @@ def test_isolated_agent_cannot_write_outside_its_worktree(ws: Workspace, repo: P
         results["env"] = sorted(os.environ)
         print(json.dumps(results), flush=True)
     """)
-    write_config(repo, 'prober:\n  argv: ["prober"]\n  env: [PROBER_TOKEN, PROBER_SOCKET]\n')
+    write_config(repo, 'prober:\n  argv: ["prober"]\n  env: [PROBER_TOKEN, PROBER_SOCKET, PROBER_TMUX]\n')
     home = repo.parent / "home"  # the user's credentials, which an agent could send away with the network
     (home / ".ssh").mkdir(parents=True)
     (home / ".ssh" / "id_ed25519").write_text("SECRET ssh key")
@@ -1448,6 +1454,17 @@ def test_isolated_agent_cannot_write_outside_its_worktree(ws: Workspace, repo: P
     listener.listen(1)
     request.addfinalizer(lambda: (listener.close(), socket_path.unlink(missing_ok=True)))
     monkeypatch.setenv("PROBER_SOCKET", str(socket_path))
+    # loomtui's own tmux server (`tmux -L loomtui`) where `TMUX_TMPDIR` puts it, outside /tmp: its `new-window`
+    # ran an agent's command as the person, outside the sandbox.
+    tmux_tmpdir = Path(tempfile.mkdtemp(prefix="loomtui-test-tmux-", dir="/var/tmp"))
+    request.addfinalizer(lambda: shutil.rmtree(tmux_tmpdir, ignore_errors=True))
+    (tmux_tmpdir / f"tmux-{os.getuid()}").mkdir(mode=0o700)
+    tmux_server = socket.socket(socket.AF_UNIX)
+    tmux_server.bind(str(tmux_tmpdir / f"tmux-{os.getuid()}" / "loomtui"))
+    tmux_server.listen(1)
+    request.addfinalizer(tmux_server.close)
+    monkeypatch.setenv("TMUX_TMPDIR", str(tmux_tmpdir))
+    monkeypatch.setenv("PROBER_TMUX", str(tmux_tmpdir / f"tmux-{os.getuid()}" / "loomtui"))
     monkeypatch.setenv("PROBER_TOKEN", "allowed")
     monkeypatch.setenv("LOOM_TEST_SECRET", "not allowed")
     main_before = git(repo, "rev-parse", "main")
@@ -1483,6 +1500,7 @@ def test_isolated_agent_cannot_write_outside_its_worktree(ws: Workspace, repo: P
     assert not set(results["run"]) & set(os.listdir("/run")), results["run"]
     if run is not None:
         assert results["machine_socket"] == "No such file or directory"
+    assert results["tmux_socket"] == "No such file or directory"
     assert results["move_main_branch"] != 0 and git(repo, "rev-parse", "main") == main_before
     assert results["own_commit"] == 0 and git(repo, "log", "-1", "--format=%s", record.branch) == "inside"
     # rerere's folder made (a commit exited 128 without it), the include read, the stash's ref not there.

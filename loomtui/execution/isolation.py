@@ -32,6 +32,7 @@ Without bwrap the agent runs as a plain process and `isolation` says "none".
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import re
@@ -77,8 +78,30 @@ connects (and an unshared network does not cover the filesystem's sockets). Need
 
 
 def _private_dirs() -> list[Path]:
-    """The folders the sandbox gets empty and its own: /tmp, and /run (/var/run too, when it is not a link)."""
-    return [PRIVATE_TMP, *(path for path in MACHINE_SOCKETS if path.is_dir() and not path.is_symlink())]
+    """The folders the sandbox gets empty and its own: /tmp, and /run (/var/run too, when it is not a link),
+    and tmux's socket folders elsewhere (`tmux_socket_dirs`)."""
+    machine = [PRIVATE_TMP, *(path for path in MACHINE_SOCKETS if path.is_dir() and not path.is_symlink())]
+    return [*machine, *(folder for folder in tmux_socket_dirs()
+                        if not any(folder.is_relative_to(outer.resolve()) for outer in machine))]
+
+
+def tmux_socket_dirs() -> list[Path]:
+    """tmux's socket folders outside /tmp: `$TMUX_TMPDIR/tmux-UID` (loomtui's own server, `tmux -L loomtui`, and the
+    person's, when it is set) and the folder of the socket `$TMUX` names. A socket on a read-only mount still
+    connects, and a server's `new-window` runs anything as the person, outside the sandbox: an isolated agent
+    ran `tmux -S .../tmux-0/loomtui new-window` and wrote the main checkout. The folder is made (0700, as tmux
+    makes it) when missing: a server started after the sandbox would otherwise show in it."""
+    found: list[Path] = []
+    base = os.environ.get("TMUX_TMPDIR", "")
+    if base and Path(base).is_absolute() and Path(base).is_dir():
+        folder = Path(base).resolve() / f"tmux-{os.getuid()}"
+        with contextlib.suppress(OSError):
+            folder.mkdir(mode=0o700, exist_ok=True)
+        found.append(folder)
+    named = Path(os.environ.get("TMUX", "").split(",")[0])
+    if named.is_absolute() and named.parent.name.startswith("tmux-"):  # never a folder of the person's own files
+        found.append(named.parent.resolve())
+    return sorted({folder for folder in found if folder.is_dir() and not folder.is_symlink()})
 
 
 @dataclass(frozen=True)
