@@ -882,6 +882,27 @@ def test_a_line_whose_string_never_closes_is_counted_in_one_pass() -> None:
     assert (done.returncode, done.stdout) == (0, "1\n"), done.stderr
 
 
+def test_a_request_past_the_broker_s_limit_is_refused_saying_so(
+        billing: Path, ws: Workspace, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A Write of 20 MB: the broker read 16 MiB, said so and closed, and the agent read "the loomtui broker closed
+    the connection" (its write failed before the answer was read)."""
+    from loomtui.governance.hooks import client as client_module
+
+    monkeypatch.setattr(client_module, "MAX_REQUEST_BYTES", 1000)
+    broker = Broker(ws, "agent-1", billing, tmp_path / "broker.sock")
+    broker.listen()
+    broker.start()
+    try:
+        client = BrokerClient(tmp_path / "broker.sock", timeout=10)
+        with pytest.raises(BrokerError, match=r"is 2,0\d\d bytes, over the 1,000 the loomtui broker reads; "
+                                              "write a file this large in parts"):
+            client.request("my_claims", pad="x" * 2000)
+        assert client.request("my_claims")["ok"]  # the connection is still of use
+        client.close()
+    finally:
+        broker.close()
+
+
 def test_a_large_request_of_too_many_values_is_refused_before_it_is_parsed(
         billing: Path, ws: Workspace, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """16 MB of `[],` parses to 5.6 million lists (480 MB); commas inside strings are not values."""

@@ -109,11 +109,15 @@ class BrokerClient:
     def _exchange(self, op: str, fields: dict[str, Any]) -> bytes:
         """One request line out and one answer line back; _Closed when the broker had closed the
         connection before (the write fails: nothing was read), BrokerError for any other failure."""
+        request = json.dumps({"op": op, **fields}).encode() + b"\n"
+        if len(request) > MAX_REQUEST_BYTES:  # the broker reads no further and closes: the agent read only that
+            raise BrokerError(f"the request is {len(request):,} bytes, over the {MAX_REQUEST_BYTES:,} the loomtui "
+                              "broker reads; write a file this large in parts (a smaller Write, then edits)")
         if self._socket is None:
             self._connect()
         assert self._socket is not None
         try:
-            self._socket.sendall(json.dumps({"op": op, **fields}).encode() + b"\n")
+            self._socket.sendall(request)
             line: bytes = self._reader.readline(MAX_REQUEST_BYTES + 1)
         except (BrokenPipeError, ConnectionResetError):  # its end was closed before it read this (idle)
             raise _Closed from None
