@@ -750,3 +750,10 @@ async def test_slash_filters_the_queue_by_summary_sandbox_or_rule_and_esc_clears
         await pilot.press("escape")
         await wait_for(pilot, lambda: table.row_count == 2)
         assert isinstance(app.screen, EscalationsScreen)
+        # Typed in one go (a paste, an app busy with gates): every key after `/` is the filter's, never `a`'s.
+        # Typed in one go (a paste, an app busy with gates), the keys after `/` are queued already: the box has the
+        # focus as `/` is handled, not once they are (`/ap` ran `a`, approving the selected change).
+        screen = app.screen
+        assert isinstance(screen, EscalationsScreen)
+        screen.action_filter()
+        assert app.focused is screen.query_one("#esc-filter", Input)

@@ -81,10 +81,12 @@ class LoomScreen(Screen[ResultT]):
         self.app.switch_mode("dashboard")
 
     def open_filter(self, box_id: str) -> None:
-        """`/` in a view with a filter: its box shown and focused."""
+        """`/` in a view with a filter: its box shown and focused at once. `focus()` waits its turn behind the keys
+        already queued: `/ap` typed in one go (a paste, a busy app) ran `a`, approving the selected change."""
         box = self.query_one(box_id, Input)
         box.remove_class("hidden")
-        box.focus()
+        self.set_focus(box)
+        self.refresh_bindings()
 
     def close_filter(self, box_id: str) -> bool:
         """esc while the view's filter is shown: cleared, hidden and the view's list focused (True); False when

@@ -377,10 +377,7 @@ class DashboardScreen(LoomScreen[None]):
             banner.update(Text(f"config error (keeping the last good config): {message}"))
 
     def action_filter(self) -> None:
-        box = self.query_one("#filter", Input)
-        box.remove_class("hidden")
-        box.focus()
-        self.refresh_bindings()
+        self.open_filter("#filter")
 
     @on(Input.Changed, "#filter")
     def _filter_changed(self, event: Input.Changed) -> None:
