@@ -182,6 +182,59 @@ def test_a_missing_or_malformed_junit_report_is_said_and_the_exit_code_used(tmp_
     assert broken_here.status == "failed" and "no per-test results (the JUnit report" in broken_here.summary
 
 
+def test_a_baseline_starved_of_its_report_is_measured_again_not_used_to_excuse_a_change_with_none(
+        tmp_path: Path) -> None:
+    """An agent's tests filled the disk while the base commit's run went beside them: that run wrote no report,
+    kept as the commit's baseline; then a change whose tests exit 1 before any report (its regression with them)
+    was judged by exit code, "already failing", and passed gate 1."""
+    workspace = make_repo(tmp_path)
+    honest = sandbox_with(workspace, "a doc", {"README.md": "hi\n"})
+    [kept] = run_configured_gates(workspace, honest)
+    assert kept.status == "passed" and kept.baseline_run is not None
+    starved = workspace.store.gate_run(kept.baseline_run)
+    result = dict(starved.data["result"], cases=None, outcome="failed", exit_code=1,
+                  problem="the JUnit report report is empty")
+    workspace.store.finish_gate_run(starved.id, "failed", {**starved.data, "result": result})
+    silent = "import os, sys\nif any(arg.startswith('--junitxml') for arg in sys.argv):\n    os._exit(1)\n"
+    hidden = sandbox_with(workspace, "labels in cents", {"shop/prices.py": PRICES.replace("/ 100", "// 100"),
+                                                          "tests/conftest.py": silent})
+    [judged] = run_configured_gates(workspace, hidden)
+    assert judged.status == "failed" and "no per-test results" in judged.summary, judged.summary
+    assert judged.baseline_run != starved.id and workspace.store.gate_run(judged.baseline_run).data["result"]["cases"]
+
+
+def test_what_a_check_writes_beside_its_report_goes_once_it_is_read(tmp_path: Path) -> None:
+    """300 MB a test wrote beside its report stayed in `.git/loom/evals` after the sandbox was removed."""
+    junk = ("import os, sys\nfolder = os.path.dirname(sys.argv[1])\nopen(os.path.join(folder, 'junk'), 'w')"
+            ".write('x' * 1000)\nopen(os.path.join(os.environ['TMPDIR'], 'junk'), 'w').write('x')\n"
+            "open(sys.argv[1], 'w').write('<testsuite><testcase classname=\\'t\\' name=\\'ok\\'/></testsuite>')\n")
+    gate = '  - name: writes\n    run: ["python", "writer.py", "{report}"]\n    format: junit\n'
+    workspace = make_repo(tmp_path, gates=gate, extra={"writer.py": junk})
+    sandbox = sandbox_with(workspace, "a doc", {"README.md": "hi\n"})
+    [result] = run_configured_gates(workspace, sandbox)
+    assert result.status == "passed", result.summary
+    for run_id in (result.run_id, result.baseline_run):
+        folder = Path(result.log).parent.parent / str(run_id)
+        assert (folder / "output.log").is_file() and (folder / "report.read").is_file()
+        assert not (folder / "reports").exists() and not (folder / "tmp").exists()
+
+
+def test_a_check_is_stopped_once_its_disk_runs_short(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A change's tests filling the disk filled the store's and the audit log's with it: stopped as an agent is."""
+    from loomtui.execution import disk_room
+    from loomtui.guardrails import checks
+
+    workspace = make_repo(tmp_path, gates='  - name: fills\n    run: ["sleep", "30"]\n    timeout: 60\n')
+    sandbox = sandbox_with(workspace, "a doc", {"README.md": "hi\n"})
+    monkeypatch.setattr(checks.disk_room, "shortage", lambda places: disk_room.Shortage(
+        "the check's run", Path(next(iter(places))[1]), 10 << 20, 1 << 30))
+    started = time.monotonic()
+    [result] = run_configured_gates(workspace, sandbox)
+    assert result.status == "error" and "stopped: the disk holding the check's run" in result.summary
+    assert "10.0 MiB free, under 1.0 GiB" in result.summary, result.summary
+    assert time.monotonic() - started < 20
+
+
 def test_a_report_that_is_not_a_regular_file_is_not_read(tmp_path: Path) -> None:
     fifo = ('  - name: fifo\n    run: ["python", "-c", "import os, sys; os.mkfifo(sys.argv[1])", "{report}"]\n'
             '    format: ruff-json\n    timeout: 10\n')

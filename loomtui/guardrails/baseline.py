@@ -120,8 +120,12 @@ def run_in_scratch(workspace: Workspace, gate: GateConfig, tree: Path, run_id: i
         def wrap(command: list[str], writable: Sequence[Path]) -> list[str]:
             return joined(confined_scratch_argv(workspace, tree, command, env, writable=[*writable, tmp]))
 
-        return run_check(gate, argv, tree, env, directory, wrap=wrap, progress=progress,
-                         rerun_failed=rerun_failed)
+        try:
+            return run_check(gate, argv, tree, env, directory, wrap=wrap, progress=progress,
+                             rerun_failed=rerun_failed)
+        finally:
+            with suppress(OSError):
+                remove_tree(tmp)  # what it left there (`run_check` empties its reports' folder)
 
 
 def _holder() -> dict[str, Any]:

@@ -34,6 +34,8 @@ from typing import Any, Final
 
 from loomtui.config import REPORT_PLACEHOLDER, GateConfig
 from loomtui.errors import plural
+from loomtui.execution import disk_room
+from loomtui.files import remove_tree
 from loomtui.guardrails.reports import (
     Finding,
     ReportProblem,
@@ -110,6 +112,10 @@ class _Process:
     error: str = ""
 
 
+DISK_LOOK_EVERY_S: Final = 1.0
+"""How often a running check's disks are looked at for the room left (`disk_room`)."""
+
+
 def _stream(argv: list[str], cwd: Path, env: Mapping[str, str], timeout: float, log: Path, *,
             mode: str, progress: Progress | None, started: float) -> _Process:
     """Run argv, appending every line of its output to `log`; kill its group at the timeout."""
@@ -150,10 +156,18 @@ def _stream(argv: list[str], cwd: Path, env: Mapping[str, str], timeout: float, 
     reader = threading.Thread(target=pump, daemon=True)
     reader.start()
     timed_out = False
-    try:
-        process.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        timed_out = True
+    short = None
+    deadline = time.monotonic() + timeout
+    while process.poll() is None and not timed_out and short is None:
+        try:
+            process.wait(timeout=max(0.0, min(DISK_LOOK_EVERY_S, deadline - time.monotonic())))
+        except subprocess.TimeoutExpired:
+            timed_out = time.monotonic() >= deadline
+            # A check runs the change's code, as its agent did: one filling the disk filled the store's and the
+            # audit log's with it, and starved the base commit's run beside it of its report (a baseline with
+            # none excused the change's own failure). Stopped as the agent's supervisor stops an agent.
+            short = disk_room.shortage((("the check's run", log.parent), ("its tree", cwd)))
+    if timed_out or short is not None:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(process.pid, signal.SIGKILL)  # the whole group: a test's children too
         process.wait()
@@ -164,6 +178,8 @@ def _stream(argv: list[str], cwd: Path, env: Mapping[str, str], timeout: float, 
     reader.join(timeout=5)
     if not reader.is_alive():
         process.stdout.close()
+    if short is not None:
+        return _Process(process.returncode, False, tuple(tail), f"stopped: {short.said()}")
     return _Process(process.returncode, timed_out, tuple(tail))
 
 
@@ -240,8 +256,19 @@ def run_check(gate: GateConfig, argv: Sequence[str], cwd: Path, env: Mapping[str
     """Run one check in `cwd`; its log and report files go to `run_dir` (created here).
 
     `argv` is the gate's command as it runs here (a bare `python` already resolved);
-    `wrap` confines it, and is told which paths the check must be able to write.
+    `wrap` confines it, and is told which paths the check must be able to write. What it wrote there goes
+    once read (a private copy of its report stays): 300 MB a test wrote beside its report stayed in
+    `.git/loom/evals` after the sandbox's removal, each review adding its own.
     """
+    try:
+        return _run_check(gate, argv, cwd, env, run_dir, wrap=wrap, progress=progress, rerun_failed=rerun_failed)
+    finally:
+        with contextlib.suppress(OSError):
+            remove_tree(run_dir / "reports")
+
+
+def _run_check(gate: GateConfig, argv: Sequence[str], cwd: Path, env: Mapping[str, str], run_dir: Path, *,
+               wrap: Wrap, progress: Progress | None, rerun_failed: bool) -> CheckRun:
     run_dir.mkdir(parents=True, exist_ok=True)
     reports = run_dir / "reports"
     reports.mkdir(exist_ok=True)
