@@ -116,6 +116,22 @@ def test_signature_change_raises_dependency_severity(coordinator: Coordinator) -
     assert conflict.severity == "high" and "signature" in conflict.explanation
 
 
+def test_a_region_held_by_a_failed_run_says_how_to_let_it_go(coordinator: Coordinator) -> None:
+    """A run that failed at once (no login) keeps its claims for a run again, an hour: the next task was refused
+    "held by sandbox a", nothing said of why it still was."""
+    coordinator.claim("a", QUOTE)
+    coordinator.store.add_sandbox(SandboxRecord(id="a", task="t", runtime="claude", status="running", created=1.0,
+                                                updated=1.0))
+    with pytest.raises(ClaimRefused) as running:
+        coordinator.claim("b", QUOTE)
+    assert "failed" not in str(running.value)
+    coordinator.store.update_sandbox("a", status="failed")
+    with pytest.raises(ClaimRefused) as failed:
+        coordinator.claim("b", QUOTE)
+    assert str(failed.value).endswith("; its agent failed and it keeps its claims for a run again: `loomtui sandbox "
+                                      "rm a` or `loomtui claim release --sandbox a --all` lets them go"), failed.value
+
+
 def test_override_needs_a_reason_permission_and_is_recorded(coordinator: Coordinator) -> None:
     coordinator.claim("a", QUOTE)
     with pytest.raises(LoomError, match="needs a reason"):

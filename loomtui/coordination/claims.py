@@ -361,6 +361,15 @@ class Coordinator:
             nested.sort(key=self._span_order)
         return [theirs, *nested]
 
+    def _kept_by_a_failed_run(self, holder: str) -> str:
+        """What a refusal adds when the holder's agent failed: it keeps its claims for a run again, until their
+        lease ends (a newcomer's next task was refused for an hour by a run that failed at once, unsaid)."""
+        record = self.store.get_sandbox(holder)
+        if record is None or record.status != "failed":
+            return ""
+        return (f"; its agent failed and it keeps its claims for a run again: `loomtui sandbox rm {holder}` or "
+                f"`loomtui claim release --sandbox {holder} --all` lets them go")
+
     def _span_order(self, region_id: str) -> tuple[int, int, str]:
         # The index's order of a file's regions: each before those nested in it.
         region = self.index.regions.get(region_id)
@@ -377,6 +386,7 @@ class Coordinator:
                 nested = ("" if mine == theirs else " (one name, defined again)" if again
                           else f" (nested in {mine})" if len(theirs) > len(mine) else f" (which contains {mine})")
                 held = f"{mine} is held by {them}" if mine == theirs else f"{mine} is held by {them}: {theirs}{nested}"
+                held += self._kept_by_a_failed_run(other.sandbox_id)
                 return Conflict("overlap", "error", sandbox_id, mine, claim_id, other.sandbox_id, theirs,
                                 other.id, path, held)
             if mode != other.mode:
