@@ -8,7 +8,7 @@ from pathlib import Path
 
 from textual.widgets import Input, Select
 
-from loomtui.execution.lifecycle import APPROVED, AWAITING_REVIEW, EXITED, MERGED, PLANNED, RUNNING
+from loomtui.execution.lifecycle import APPROVED, AWAITING_REVIEW, EXITED, FAILED, MERGED, PLANNED, RUNNING
 from loomtui.store import SandboxRecord
 from loomtui.tui.app import LoomApp
 from loomtui.tui.screens.dashboard_keys import key_applies
@@ -127,6 +127,10 @@ def test_start_stop_and_merge_apply_only_where_they_can_work() -> None:
     assert not applies("evals", PLANNED, startable) and applies("evals", AWAITING_REVIEW, None)
     # Nor one whose agent ended without a change (`e` and `d` said "no change" when pressed).
     assert not applies("evals", EXITED, None) and not applies("diff", EXITED, None)
+    # ...or failed without one (no login): `d` opened "0 files", `e` said "no change to evaluate".
+    nothing = StepView(Step.NO_CHANGE, "the agent failed without a change", PersonAction.RERUN, "sb1")
+    assert not applies("evals", FAILED, nothing) and not applies("diff", FAILED, nothing)
+    assert applies("diff", FAILED, StepView(Step.REVIEW))  # a half-done change is there to read
 
 
 def test_help_names_where_a_key_works_in_textuals_words_not_loomtuis_class_names() -> None:

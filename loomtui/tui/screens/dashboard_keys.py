@@ -145,6 +145,6 @@ def key_applies(action: str, sandbox: SandboxRecord | None, step: StepView | Non
         return sandbox.status in LIVE
     if action == "merge":
         return merge_refusal(sandbox, step) is None
-    if action in ("evals", "diff"):  # a planned one has no change, nor one whose agent ended without one
-        return sandbox.status not in (PLANNED, EXITED)
+    if action in ("evals", "diff"):  # a planned one has no change, nor one whose agent ended or failed without one
+        return sandbox.status not in (PLANNED, EXITED) and (step is None or step.step != Step.NO_CHANGE)
     return True
