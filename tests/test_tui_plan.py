@@ -162,6 +162,8 @@ async def test_the_plan_view_of_a_repository_without_a_plan_says_how_to_make_one
         await pilot.resize_terminal(100, 30)
         await pilot.pause()
         await wait_for(pilot, lambda: "`loomtui plan run`" in " ".join(str(detail.render()).split()))
+        await pilot.press("enter")  # the footer's ⏎, with no task to open: said, not nothing
+        await wait_for(pilot, lambda: any("No planned tasks" in str(n.message) for n in app._notifications))
 
 
 def test_a_task_archived_keeps_its_wave_for_the_tasks_after_it() -> None:

@@ -95,6 +95,13 @@ class PlanTree(FittedTree[PlannedTask | None]):
     BINDINGS = [Binding("enter", "select_cursor", "Its sandbox", key_display="⏎", id="plan.open",
                         tooltip="The task's sandbox, where its next step's keys work")]
 
+    def action_select_cursor(self) -> None:
+        """⏎ on no task (a repository without a plan) did nothing and said nothing: a key still answers."""
+        if self.cursor_node is None:
+            self.notify(NO_TASKS, title="No task to open", severity="warning")
+            return
+        super().action_select_cursor()
+
 
 class PlanScreen(LoomScreen[None]):
     """Plan runs as DAGs in waves; the selected task's sandbox, step and reasons on the right."""
