@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
 import textwrap
 from pathlib import Path
 
@@ -952,6 +953,22 @@ def test_cli_policy_validate_warns_of_a_rule_naming_no_runtime(sample: Path, cap
 def test_cli_policy_validate_without_a_policy(repo: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["-C", str(repo), "policy", "validate"]) == 0
     assert capsys.readouterr().out.startswith("OK: no policy file: the built-in default applies")
+
+
+def test_cli_policy_validate_of_a_policy_deleted_but_not_committed_says_the_committed_one_applies(
+        sample: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Reviews read the committed policy: "the built-in default applies" was read as the default applying."""
+    config = sample / ".loom" / "loom.yaml"  # as `init` writes it: the policy file where loomtui looks for it
+    config.write_text(config.read_text().replace("policy: .loom/policy.yaml\n", ""))
+    subprocess.run(["git", "add", "-A"], cwd=sample, check=True)
+    subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "policy"], cwd=sample,
+                   check=True)
+    (sample / ".loom" / "policy.yaml").unlink()
+    assert main(["-C", str(sample), "policy", "validate"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("OK: no policy file: the built-in default applies")
+    assert "warning: HEAD's .loom/policy.yaml still applies to reviews until its deletion is committed " \
+           "(.loom/policy.yaml: 13 rules;" in out, out
 
 
 def test_cli_policy_test(sample: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
