@@ -236,6 +236,18 @@ async def test_bad_config_shows_banner_and_keeps_last_good(repo: Path) -> None:
         assert app.screen.query_one("#banner", Static).has_class("hidden")
 
 
+async def test_a_config_broken_before_the_app_starts_is_not_said_to_keep_a_last_good_one(repo: Path) -> None:
+    config = repo / ".loom" / "loom.yaml"
+    config.parent.mkdir()
+    config.write_text("version: 1\ncoordination:\n  dependency_hops: many\n")
+    app = LoomApp(open_workspace(repo))
+    async with app.run_test(size=SIZE) as pilot:
+        banner = app.screen.query_one("#banner", Static)
+        await wait_for(pilot, lambda: not banner.has_class("hidden"))
+        said = str(banner.render())
+        assert "config error (none read well since the app started): .loom/loom.yaml:3" in said, said
+
+
 async def test_notifications_never_parse_markup(repo: Path) -> None:
     """Errors carry paths and task text; `[/x]` in one must show as text, not break rendering."""
     app = LoomApp(open_workspace(repo))

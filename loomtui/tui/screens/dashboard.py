@@ -374,7 +374,11 @@ class DashboardScreen(LoomScreen[None]):
         banner = self.query_one("#banner", Static)
         banner.set_class(message is None, "hidden")
         if message:
-            banner.update(Text(f"config error (keeping the last good config): {message}"))
+            # On a first start with the file already broken there is no last good one to keep.
+            settings = self.loom.settings
+            kept = ("keeping the last good config" if settings.config is not None and settings.policy is not None
+                    else "none read well since the app started")
+            banner.update(Text(f"config error ({kept}): {message}"))
 
     def action_filter(self) -> None:
         self.open_filter("#filter")
