@@ -2071,6 +2071,7 @@ def test_script_agent_help_shows_a_script_that_parses() -> None:
     assert [step.action for step in parse_script(example, "help")] == list(ACTIONS)  # every action, as parsed
     done = subprocess.run([sys.executable, "-m", "loomtui", "script-agent", "--help"], capture_output=True, text=True)
     assert done.returncode == 0 and "- {commit: " in done.stdout
+    assert max(map(len, SCRIPT_FORMAT.splitlines())) <= 79  # lines of 96 wrapped at 80 columns
 
 
 def test_a_supervisor_started_twice_says_why_in_its_log_when_no_one_reads_its_answer(

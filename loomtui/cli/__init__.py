@@ -438,19 +438,21 @@ SCRIPT_AGENT_HELP = "replay a YAML script of timed edits and commits here (the `
 
 
 SCRIPT_FORMAT = """\
-A script is a YAML list of steps; each waits `after` seconds (default 0), then does one thing:
+A script is a YAML list of steps; each waits `after` seconds (default 0),
+then does one thing:
 
   - {after: 0.5, write: payments/fx.py, content: "RATE = 1\\n"}
   - {after: 0.2, append: docs/notes.md, content: "one more line\\n"}
   - {replace: {path: api/app.py, old: "v1", new: "v2"}}
   - {delete: old_module.py}
   - {commit: "Use the new rate table"}
-  - {log: "tick {n}", repeat: 1000, every: 0.01}   # {n} counts 1..repeat
-  - {exit: 3}                                      # end here with this exit code
+  - {log: "tick {n}", repeat: 1000, every: 0.01}  # {n} counts 1..repeat
+  - {exit: 3}                                     # end here, exit code 3
 
-Paths are relative to the worktree and may not leave it; every error names file:line.
-LOOMTUI_SCRIPT_TIME_SCALE (default 1) multiplies every wait: 0.1 is ten times faster, 0 no wait.
-In .loom/loom.yaml nothing is needed: `loomtui sandbox new --runtime script --script FILE`."""
+Paths are relative to the worktree and may not leave it; every error names
+file:line. LOOMTUI_SCRIPT_TIME_SCALE (default 1) multiplies every wait: 0.1
+is ten times faster, 0 no wait. In .loom/loom.yaml nothing is needed:
+`loomtui sandbox new --runtime script --script FILE`."""
 
 
 def script_agent_arguments(parser: argparse.ArgumentParser) -> None:
