@@ -937,6 +937,7 @@ def test_clean_merge_carries_trailers_and_updates_the_checked_out_target(
     monkeypatch.setattr(Git, "out", watched)
     assert review.remove(ws, record.id).branch_deleted  # merged: its commits are safe in main
     assert deleting_unlocked == []
+    assert not Path(record.worktree).parent.exists()  # the repository's folder of worktrees, empty: gone too
     monkeypatch.undo()
     assert [f.path for f in review.diff(ws, record.id).files] == ["feature.py"]  # from the merge commit
 
@@ -1225,7 +1226,7 @@ def test_worktree_deleted_by_hand_is_marked_and_its_branch_kept(ws: Workspace, r
     assert git(repo, "branch", "--list", finished.branch).strip() == finished.branch
     # A worktree directory no sandbox owns is reported, never deleted.
     stray = sb.configured_worktrees_root(ws) / "stray"
-    stray.mkdir()
+    stray.mkdir(parents=True)  # its folder went with the last sandbox in it
     assert recovery.reconcile(ws).unknown_worktrees == [str(stray)] and stray.is_dir()
 
 

@@ -532,6 +532,8 @@ def remove(workspace: Workspace, sandbox_id: str, *, force: bool = False, delete
     # `branch -D` reads every worktree (is the branch checked out?): one being added meanwhile failed it.
     with workspace.paths.worktrees_locked():
         repo.run("worktree", "prune")
+        with contextlib.suppress(OSError):  # the repository's folder of worktrees, left empty by the last one
+            worktree.parent.rmdir()
         if tip and (merged or delete_branch):
             repo.out("branch", "-D", record.branch)
             deleted = True
