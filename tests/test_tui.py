@@ -382,6 +382,7 @@ async def test_the_new_sandbox_form_shows_runtimes_readably_and_starts_the_comma
         assert labels["codex (no credentials)"] == "codex"
         marked = {value for prompt, value in select._options if str(prompt).endswith(")")}
         assert select.value not in marked and {"not-here", "codex"} <= marked  # the default can run here
+        assert select.value == ("claude" if "claude" not in marked else "script")  # not `command`, which asks more
         select.value = "script"
         await pilot.pause()
         assert not form.query_one("#command", Input).display

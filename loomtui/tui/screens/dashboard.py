@@ -505,8 +505,9 @@ class DashboardScreen(LoomScreen[None]):
             elif not credential_status(runtime.argv[0], os.environ).ok:  # it would start, then fail at once
                 marks[name] = "no credentials"
         usable = [name for name in runtimes if name not in marks]
-        # Claude Code when it can run here; else the first that can (the script runtime always can).
-        default = next((name for name in ("claude", *usable) if name in usable), runtimes[0])
+        # Claude Code when it can run here; else the script runtime, which always can and needs nothing else (the
+        # first usable one was `command`, whose program field a newcomer had to find first), else the first usable.
+        default = next((name for name in ("claude", "script", *usable) if name in usable), runtimes[0])
         self.app.push_screen(NewSandboxScreen(runtimes, default, marks, draft=self._draft), self._create)
 
     def _create(self, request: NewSandboxRequest | None) -> None:
