@@ -190,3 +190,16 @@ def test_a_long_test_id_keeps_its_name_and_the_outcome_leaves_the_tests_to_the_t
     run = GateRunRecord(id=1, sandbox_id="s", gate="tests", status="failed", commit_sha="c", started=0.0, finished=1.0,
                         data={"summary": f"1 regression · 47 unchanged; regressed: {long_id}", "duration_s": 0.5})
     assert str(check_cells(run, 1.0, True)["outcome"]) == "1 regression · 47 unchanged"
+
+
+def test_a_sandbox_whose_review_runs_its_checks_is_not_said_to_wait_for_e() -> None:
+    """"No eval yet: e runs gate 1 ..." stood above its review's "tests running…"."""
+    from loomtui.store import GateRunRecord
+    from loomtui.tui.evals_text import EvalsView, summary_text
+
+    idle = str(summary_text(EvalsView("s"), "s", evaluating=False))
+    assert idle.startswith("No eval yet: e runs gate 1")
+    running = GateRunRecord(id=1, sandbox_id="s", gate="tests", status="running", commit_sha="c", started=0.0,
+                            finished=None)
+    said = str(summary_text(EvalsView("s", runs=(running,)), "s", evaluating=False))
+    assert said == "No eval yet: gate 1's checks are running (below); gate 2's score follows."

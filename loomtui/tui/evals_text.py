@@ -204,6 +204,8 @@ def summary_text(view: EvalsView | None, sandbox_id: str | None, evaluating: boo
     if view is None or view.sandbox_id != sandbox_id:
         return text.append("reading…", style="dim")
     report = view.report
+    if report is None and view.running:  # its review's checks (the supervisor's): "e runs gate 1" read as idle
+        return text.append("No eval yet: gate 1's checks are running (below); gate 2's score follows.", style="dim")
     if report is None:
         return text.append(f"No eval yet: {key} runs gate 1 (the checks, judged against the base commit) and "
                            "gate 2 (a score with its evidence).", style="dim")
