@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import os
 import shutil
 import signal
@@ -396,8 +397,14 @@ async def test_claim_release_conflicts_and_a_question_to_a_lead(
         assert taken["claimed"] is False and "held by sandbox rival-7" in taken["reason"]
         probe = await call(client, "conflicts", target=SERVICE)
         assert probe["free"] is False and probe["conflicts"][0]["b"]["sandbox"] == "rival-7"
-        mine = await call(client, "claim", target="customers/validation.py", reason="normalise emails")
+        mine = await call(client, "claim", target="customers/validation.py", reason="normaliser les e-mails (é)")
         assert mine["claimed"] is True
+        # Read as written: a time (not seconds since 1970), the reason's é (not "\u00e9").
+        raw = (await client.call_tool("my_claims", {})).content[0].text  # type: ignore[union-attr]
+        assert "(é)" in raw and "\\u00e9" not in raw, raw
+        [held] = json.loads(raw)["claims"]
+        assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\+00:00", held["expires"]), held
+        assert 0 < held["expires_in_s"] <= 3600
         unwritten = await client.call_tool("claim", {"target": "customers/emails.py"})
         assert unwritten.is_error and "no such file or region" in unwritten.content[0].text  # type: ignore[union-attr]
         new = await call(client, "claim", target="customers/emails.py", new_file=True)

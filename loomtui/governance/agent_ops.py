@@ -16,6 +16,7 @@ import os
 import sys
 import time
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Final
 
 from loomtui.errors import LoomError, both_ends, quoted
@@ -41,8 +42,11 @@ MAX_PATHS: Final = 50
 
 
 def _claim_dict(claim: ClaimRecord) -> dict[str, Any]:
+    """A claim as an agent reads it: its lease's end a time, not a count of seconds since 1970."""
+    ends = datetime.fromtimestamp(claim.expires, UTC).isoformat(timespec="seconds") if claim.expires else None
+    left = max(0, int(claim.expires - time.time())) if claim.expires else None
     return {"id": claim.id, "target": claim.target, "mode": claim.mode, "regions": list(claim.region_ids),
-            "expires": claim.expires, "reason": claim.reason}
+            "expires": ends, "expires_in_s": left, "reason": claim.reason}
 
 
 def _own_conflicts(gate: HookGate) -> list[dict[str, Any]]:

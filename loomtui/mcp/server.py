@@ -292,7 +292,8 @@ def build_server(agent: Agent) -> Any:
         return answer
 
     async def ask(op: str, **fields: Any) -> str:
-        return json.dumps(await answer_of(op, **fields), indent=1, default=str)
+        # As written, not escaped: a reason or a path in another script read "\\u00e9" to the model.
+        return json.dumps(await answer_of(op, **fields), indent=1, default=str, ensure_ascii=False)
 
     @server.tool(name=PERMISSION_TOOL, structured_output=False,
                  description="Claude Code's permission prompt (--permission-prompt-tool): loomtui answers "
@@ -374,7 +375,8 @@ def build_server(agent: Agent) -> Any:
                              "contracts) for a topic, e.g. 'rounding' or 'refund API'; best matches first.")
     async def search_context(query: str, limit: StrictInt = 5) -> str:
         # Asked of the broker in a sandbox: the main checkout, where the context lives, is hidden from it.
-        return json.dumps((await answer_of("search_context", query=query, limit=limit))["results"], indent=1)
+        return json.dumps((await answer_of("search_context", query=query, limit=limit))["results"], indent=1,
+                          ensure_ascii=False)
 
     return server
 
