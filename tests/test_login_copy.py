@@ -6,6 +6,8 @@ import base64
 import json
 import os
 import shutil
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -254,6 +256,27 @@ def test_a_change_every_heartbeat_is_said_once_until_the_two_agree(login: tuple[
     assert login_copy.sync(root) == []
     copy.write_text("junk again")
     assert len(login_copy.sync(root)) == 1
+
+
+def test_two_syncs_at_once_say_a_refused_change_once(login: tuple[Path, Path, Path],
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """The supervisor's beat and its end synced at once: both read the refusal as new (CI, once: two entries)."""
+    root, _user, copy = login
+    copy.write_text("junk")
+    judge = login_copy.refusal
+
+    def slowly(*args: object, **kwargs: object) -> str | None:
+        time.sleep(0.3)  # both inside the sync before either has saved what it said
+        return judge(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(login_copy, "refusal", slowly)
+    notes: list[object] = []
+    threads = [threading.Thread(target=lambda: notes.extend(login_copy.sync(root))) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(notes) == 1, notes
 
 
 def test_a_user_login_past_the_limit_is_copied_whole(tmp_path: Path) -> None:

@@ -31,13 +31,15 @@ from __future__ import annotations
 
 import base64
 import binascii
+import fcntl
 import hashlib
 import json
 import os
 import re
 import stat
 import time
-from collections.abc import Collection
+from collections.abc import Collection, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -121,9 +123,39 @@ def sync(root: Path) -> list[SyncNote]:
     """Bring every login copy under `root` in step with the user's (see the module); what went back to the
     user, and for each copy newly refused, why its change did not."""
     folder = root / _RECORDS
+    if not folder.is_dir():
+        return []
+    # One sync at a time: the supervisor's beat and its end (or two supervisors of one sandbox) both read a
+    # refusal as new, and said it twice.
+    with _locked(folder) as held:
+        return _sync_records(folder) if held else []
+
+
+@contextmanager
+def _locked(folder: Path, wait: float = 5.0) -> Iterator[bool]:
+    """Whether the records' lock was had within `wait` seconds: never waited on for ever (an agent run without
+    isolation can hold it), a sync skipped is done at the next beat."""
+    fd = os.open(folder / ".lock", os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+    try:
+        deadline = time.monotonic() + wait
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    yield False
+                    return
+                time.sleep(0.02)
+        yield True
+    finally:
+        os.close(fd)  # the lock goes with it
+
+
+def _sync_records(folder: Path) -> list[SyncNote]:
     notes: list[SyncNote] = []
     failed: OSError | None = None
-    for path in sorted(folder.glob("*.json")) if folder.is_dir() else ():
+    for path in sorted(folder.glob("*.json")):
         record = _load(path)
         try:
             note = _sync_one(path, record) if record is not None else None
