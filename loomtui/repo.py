@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import fcntl
+import os
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -23,6 +24,9 @@ agent could have configured there runs (fsmonitor, hooks, background maintenance
 
 
 _WORKTREES_THREAD_LOCK = threading.RLock()
+_WORKTREES_DEPTH = [0]  # how deep the thread holding _WORKTREES_THREAD_LOCK is in `worktrees_locked`
+WORKTREES_LOCK_HELD_ENV = "LOOMTUI_WORKTREES_LOCK_HELD"
+"""Set to 1 for the processes run while the worktrees lock is held: they hold it with their parent."""
 
 
 @dataclass(frozen=True)
@@ -66,19 +70,40 @@ class RepoPaths:
 
     @contextmanager
     def worktrees_locked(self) -> Iterator[None]:
-        """Held while git's worktree list is changed (`worktree add`, `worktree prune`).
+        """Held while git's worktree list is changed or read (`worktree add`, `prune`, `branch -D`, `config
+        --worktree`).
 
         Two at once race in git itself: one reads the other's half-written
         `.git/worktrees/<name>/commondir`, or prunes an entry still being made.
+        A process its holder runs under it (a person's git hook at a merge, given WORKTREES_LOCK_HELD_ENV)
+        holds it already: waiting for it there waited for ever.
         """
+        if os.environ.get(WORKTREES_LOCK_HELD_ENV) == "1":
+            yield
+            return
         self.ensure_state_dir()
-        # A record lock keeps out other processes; the thread lock, other threads of this one.
-        with _WORKTREES_THREAD_LOCK, open(self.state_dir / "worktrees.lock", "a+b") as handle:
-            fcntl.lockf(handle, fcntl.LOCK_EX)
+        # A record lock keeps out other processes; the thread lock, other threads of this one. Nested in one
+        # thread, only the outermost takes and lets go of the record lock (an inner one's close let it go).
+        with _WORKTREES_THREAD_LOCK:
+            if _WORKTREES_DEPTH[0]:
+                _WORKTREES_DEPTH[0] += 1
+                try:
+                    yield
+                finally:
+                    _WORKTREES_DEPTH[0] -= 1
+                return
             try:
-                yield
-            finally:
-                fcntl.lockf(handle, fcntl.LOCK_UN)
+                handle = open(self.state_dir / "worktrees.lock", "a+b")  # noqa: SIM115 - held across the yield
+            except OSError as exc:
+                raise LoomError(f"cannot open {self.state_dir / 'worktrees.lock'}: {exc.strerror or exc}") from None
+            with handle:
+                fcntl.lockf(handle, fcntl.LOCK_EX)
+                _WORKTREES_DEPTH[0] = 1
+                try:
+                    yield
+                finally:
+                    _WORKTREES_DEPTH[0] = 0
+                    fcntl.lockf(handle, fcntl.LOCK_UN)
 
 
 def _git(cwd: Path, *args: str) -> str:

@@ -120,16 +120,26 @@ def test_a_region_held_by_a_failed_run_says_how_to_let_it_go(coordinator: Coordi
     """A run that failed at once (no login) keeps its claims for a run again, an hour: the next task was refused
     "held by sandbox a", nothing said of why it still was."""
     coordinator.claim("a", QUOTE)
+    head = git(coordinator.workspace.root, "rev-parse", "HEAD")
+    git(coordinator.workspace.root, "branch", "loom/a")
     coordinator.store.add_sandbox(SandboxRecord(id="a", task="t", runtime="claude", status="running", created=1.0,
-                                                updated=1.0))
+                                                updated=1.0, branch="loom/a", data={"base_sha": head}))
     with pytest.raises(ClaimRefused) as running:
         coordinator.claim("b", QUOTE)
     assert "failed" not in str(running.value)
     coordinator.store.update_sandbox("a", status="failed")
     with pytest.raises(ClaimRefused) as failed:
         coordinator.claim("b", QUOTE)
-    assert str(failed.value).endswith("; its agent failed and it keeps its claims for a run again: `loomtui sandbox "
-                                      "rm a` or `loomtui claim release --sandbox a --all` lets them go"), failed.value
+    assert str(failed.value).endswith(
+        "; its agent failed without a change and it keeps its claims for a run again: `loomtui sandbox rm a` or "
+        "`loomtui claim release --sandbox a --all` (with `--override REASON` if someone else started it) lets them "
+        "go"), failed.value
+    # One that failed with a change is reviewed as it is: not a run again, nor a removal, to advise.
+    git(coordinator.workspace.root, "commit", "-q", "--allow-empty", "-m", "half done")
+    git(coordinator.workspace.root, "branch", "-f", "loom/a", "HEAD")
+    with pytest.raises(ClaimRefused) as reviewed:
+        coordinator.claim("b", QUOTE)
+    assert "failed" not in str(reviewed.value), reviewed.value
 
 
 def test_override_needs_a_reason_permission_and_is_recorded(coordinator: Coordinator) -> None:

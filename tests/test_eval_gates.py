@@ -201,6 +201,13 @@ def test_a_baseline_starved_of_its_report_is_measured_again_not_used_to_excuse_a
     [judged] = run_configured_gates(workspace, hidden)
     assert judged.status == "failed" and "no per-test results" in judged.summary, judged.summary
     assert judged.baseline_run != starved.id and workspace.store.gate_run(judged.baseline_run).data["result"]["cases"]
+    # A base whose suite truly writes no report is run again once, not at every review.
+    runs = len(workspace.store.shared_gate_runs("baseline", starved.commit_sha))
+    again = workspace.store.gate_run(judged.baseline_run)
+    workspace.store.finish_gate_run(again.id, "failed", {**again.data, "result": result})
+    [rejudged] = run_configured_gates(workspace, hidden)
+    assert len(workspace.store.shared_gate_runs("baseline", starved.commit_sha)) == runs
+    assert rejudged.baseline_run == again.id and rejudged.status == "passed", rejudged.summary
 
 
 def test_what_a_check_writes_beside_its_report_goes_once_it_is_read(tmp_path: Path) -> None:
@@ -233,6 +240,15 @@ def test_a_check_is_stopped_once_its_disk_runs_short(tmp_path: Path, monkeypatch
     assert result.status == "error" and "stopped: the disk holding the check's run" in result.summary
     assert "10.0 MiB free, under 1.0 GiB" in result.summary, result.summary
     assert time.monotonic() - started < 20
+    # A disk short already when it began, which it does not fill: it runs, as an agent would (every check on a
+    # disk with less than 1 GiB free was an error, every review blocked).
+    workspace = make_repo(tmp_path / "short", gates='  - name: quiet\n    run: ["sleep", "2"]\n    timeout: 60\n')
+    sandbox = sandbox_with(workspace, "a doc", {"README.md": "hi\n"})
+    monkeypatch.setattr(checks.disk_room, "shortage", lambda places: disk_room.Shortage(
+        "the check's run", Path(next(iter(places))[1]), 700 << 20, 1 << 30))
+    monkeypatch.setattr(checks.disk_room, "free_bytes", lambda path: 700 << 20)
+    [quiet] = run_configured_gates(workspace, sandbox)
+    assert quiet.status == "passed", quiet.summary
 
 
 def test_a_report_that_is_not_a_regular_file_is_not_read(tmp_path: Path) -> None:

@@ -1387,12 +1387,13 @@ def test_isolated_agent_cannot_write_outside_its_worktree(ws: Workspace, repo: P
             results["machine_socket"] = "connected"
         except OSError as exc:
             results["machine_socket"] = exc.strerror
-        try:
-            sock = socket.socket(socket.AF_UNIX)
-            sock.connect(os.environ["PROBER_TMUX"])
-            results["tmux_socket"] = "connected"
-        except OSError as exc:
-            results["tmux_socket"] = exc.strerror
+        for name in ("PROBER_TMUX", "PROBER_OWN_TMUX"):
+            try:
+                sock = socket.socket(socket.AF_UNIX)
+                sock.connect(os.environ[name])
+                results[name] = "connected"
+            except OSError as exc:
+                results[name] = exc.strerror
         main_ref = subprocess.run(["git", "update-ref", "refs/heads/main", "HEAD"], capture_output=True, check=False)
         results["move_main_branch"] = main_ref.returncode
         subprocess.run(["git", "add", "inside.txt"], check=True)
@@ -1405,7 +1406,7 @@ def test_isolated_agent_cannot_write_outside_its_worktree(ws: Workspace, repo: P
         results["env"] = sorted(os.environ)
         print(json.dumps(results), flush=True)
     """)
-    write_config(repo, 'prober:\n  argv: ["prober"]\n  env: [PROBER_TOKEN, PROBER_SOCKET, PROBER_TMUX]\n')
+    write_config(repo, 'prober:\n  argv: ["prober"]\n  env: [PROBER_TOKEN, PROBER_SOCKET, PROBER_TMUX, PROBER_OWN_TMUX]\n')
     home = repo.parent / "home"  # the user's credentials, which an agent could send away with the network
     (home / ".ssh").mkdir(parents=True)
     (home / ".ssh" / "id_ed25519").write_text("SECRET ssh key")
@@ -1466,6 +1467,13 @@ def test_isolated_agent_cannot_write_outside_its_worktree(ws: Workspace, repo: P
     request.addfinalizer(tmux_server.close)
     monkeypatch.setenv("TMUX_TMPDIR", str(tmux_tmpdir))
     monkeypatch.setenv("PROBER_TMUX", str(tmux_tmpdir / f"tmux-{os.getuid()}" / "loomtui"))
+    # And the person's own, started with `tmux -S` in a folder of theirs: the socket alone is hidden.
+    own_server = socket.socket(socket.AF_UNIX)
+    own_server.bind(str(tmux_tmpdir / "work.sock"))
+    own_server.listen(1)
+    request.addfinalizer(own_server.close)
+    monkeypatch.setenv("TMUX", f"{tmux_tmpdir / 'work.sock'},4242,0")
+    monkeypatch.setenv("PROBER_OWN_TMUX", str(tmux_tmpdir / "work.sock"))
     monkeypatch.setenv("PROBER_TOKEN", "allowed")
     monkeypatch.setenv("LOOM_TEST_SECRET", "not allowed")
     main_before = git(repo, "rev-parse", "main")
@@ -1501,7 +1509,8 @@ def test_isolated_agent_cannot_write_outside_its_worktree(ws: Workspace, repo: P
     assert not set(results["run"]) & set(os.listdir("/run")), results["run"]
     if run is not None:
         assert results["machine_socket"] == "No such file or directory"
-    assert results["tmux_socket"] == "No such file or directory"
+    assert results["PROBER_TMUX"] == "No such file or directory"
+    assert results["PROBER_OWN_TMUX"] == "Connection refused"  # /dev/null there
     assert results["move_main_branch"] != 0 and git(repo, "rev-parse", "main") == main_before
     assert results["own_commit"] == 0 and git(repo, "log", "-1", "--format=%s", record.branch) == "inside"
     # rerere's folder made (a commit exited 128 without it), the include read, the stash's ref not there.

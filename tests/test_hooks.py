@@ -1114,6 +1114,32 @@ def test_hook_install_waits_for_a_worktree_being_added(billing: Path, ws: Worksp
     assert git(Path(record.worktree), "config", "loom.sandbox") == record.id
 
 
+def test_the_worktrees_lock_nested_holds_to_the_outermost_and_a_process_run_under_it_does_not_wait(
+        billing: Path, ws: Workspace) -> None:
+    """An inner hold let go of the record lock as it closed its own file, the outer one's work unguarded; and a
+    person's git hook run at a merge (under the lock) that ran `loomtui` waited for its own parent for ever."""
+    from loomtui.repo import WORKTREES_LOCK_HELD_ENV
+
+    probe = ("import fcntl, sys\nwith open(sys.argv[1], 'a+b') as f:\n    try:\n"
+             "        fcntl.lockf(f, fcntl.LOCK_EX | fcntl.LOCK_NB)\n    except OSError:\n        sys.exit(3)\n")
+    lock_file = ws.paths.state_dir / "worktrees.lock"
+
+    def held_elsewhere() -> bool:
+        return subprocess.run([sys.executable, "-c", probe, str(lock_file)], check=False).returncode == 3
+
+    with ws.paths.worktrees_locked():
+        with ws.paths.worktrees_locked():
+            assert held_elsewhere()
+        assert held_elsewhere()  # still, after the inner one
+    assert not held_elsewhere()
+    under = ("import sys\nfrom loomtui.workspace import open_workspace\n"
+             "with open_workspace(sys.argv[1]).paths.worktrees_locked():\n    print('through')\n")
+    with ws.paths.worktrees_locked():
+        done = subprocess.run([sys.executable, "-c", under, str(billing)], capture_output=True, text=True,
+                              timeout=60, env={**os.environ, WORKTREES_LOCK_HELD_ENV: "1"}, check=False)
+    assert done.stdout.strip() == "through", done.stderr
+
+
 def test_hook_install_on_a_sandbox_runs_nothing_its_agent_planted_and_copies_no_file_it_names(
         billing: Path, ws: Workspace, tmp_path: Path) -> None:
     """The agent's worktree is its own: its `.git` file may name a git dir of its making with an fsmonitor,

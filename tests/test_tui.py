@@ -245,7 +245,7 @@ async def test_a_config_broken_before_the_app_starts_is_not_said_to_keep_a_last_
         banner = app.screen.query_one("#banner", Static)
         await wait_for(pilot, lambda: not banner.has_class("hidden"))
         said = str(banner.render())
-        assert "config error (none read well since the app started): .loom/loom.yaml:3" in said, said
+        assert "config error (no loom.yaml read well since the app started): .loom/loom.yaml:3" in said, said
 
 
 async def test_notifications_never_parse_markup(repo: Path) -> None:
@@ -382,10 +382,16 @@ async def test_the_new_sandbox_form_shows_runtimes_readably_and_starts_the_comma
         assert labels["codex (no credentials)"] == "codex"
         marked = {value for prompt, value in select._options if str(prompt).endswith(")")}
         assert select.value not in marked and {"not-here", "codex"} <= marked  # the default can run here
-        assert select.value == ("claude" if "claude" not in marked else "script")  # not `command`, which asks more
+        agents = [v for _p, v in select._options if v not in marked and v not in ("command", "script")]
+        expected = "claude" if "claude" in agents else agents[0] if agents else "script"
+        assert select.value == expected  # not `command`, which asks for a program first
         select.value = "script"
         await pilot.pause()
         assert not form.query_one("#command", Input).display
+        form.query_one("#task", Input).value = "say hello"
+        form.query_one("#start", Button).press()  # no script file: said in the form, not after it closed
+        await wait_for(pilot, lambda: any("needs a script file" in str(n.message) for n in app._notifications))
+        assert app.screen is form and app.focused is form.query_one("#script", Input)
         select.value = "command"
         await pilot.pause()
         assert form.query_one("#command", Input).display

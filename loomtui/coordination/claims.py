@@ -29,6 +29,7 @@ from loomtui.coordination.index import DEPENDENCY_KINDS, ProgressFn, RepoIndex
 from loomtui.coordination.regions import ancestors, named_once, overlaps, split_id
 from loomtui.coordination.targets import TargetResolver
 from loomtui.errors import LoomError, blank, shown
+from loomtui.gitcmd import Git
 from loomtui.store import ENDED_STATUSES, ClaimRecord, SandboxRecord, Store
 from loomtui.workspace import Workspace
 
@@ -163,6 +164,7 @@ class Coordinator:
                  worktree_tree: WorktreeTree | None = None, release_lapsed: Callable[[], object] | None = None) -> None:
         self.workspace = workspace
         self.store = workspace.store
+        self._failed_said: dict[str, str] = {}  # what a refusal adds of each holder, for one check or sweep
         self.index = index
         self.hops = dependency_hops
         self.lease_seconds = lease_seconds
@@ -330,6 +332,8 @@ class Coordinator:
               signature_changed: Iterable[str] = (), *, claim_id: int | None = None,
               lookup: Callable[[list[str]], list[ClaimRecord]] | None = None) -> list[Conflict]:
         """Conflicts a claim by `sandbox_id` on these regions has with other sandboxes' live claims."""
+        if lookup is None:  # one check on its own (`conflicts` clears it once for all of its own)
+            self._failed_said = {}
         covering = {rid: self.covered(rid) for rid in region_ids}
         near = self._near_map(covering)
         find = lookup or self.store.live_claims_on
@@ -362,13 +366,18 @@ class Coordinator:
         return [theirs, *nested]
 
     def _kept_by_a_failed_run(self, holder: str) -> str:
-        """What a refusal adds when the holder's agent failed: it keeps its claims for a run again, until their
-        lease ends (a newcomer's next task was refused for an hour by a run that failed at once, unsaid)."""
-        record = self.store.get_sandbox(holder)
-        if record is None or record.status != "failed":
-            return ""
-        return (f"; its agent failed and it keeps its claims for a run again: `loomtui sandbox rm {holder}` or "
-                f"`loomtui claim release --sandbox {holder} --all` lets them go")
+        """What a refusal adds when the holder's agent failed without a change: it keeps its claims for a run
+        again, until their lease ends (a newcomer's next task was refused for an hour by a run that failed at
+        once, unsaid). One that left a change is reviewed as it is: nothing to add."""
+        if holder not in self._failed_said:
+            record = self.store.get_sandbox(holder)
+            tip = Git(self.workspace.root).resolve_commit(record.branch) if record is not None and \
+                record.status == "failed" and record.branch else None
+            self._failed_said[holder] = "" if tip is None or record is None or tip != record.base_sha else (
+                f"; its agent failed without a change and it keeps its claims for a run again: `loomtui sandbox rm "
+                f"{holder}` or `loomtui claim release --sandbox {holder} --all` (with `--override REASON` if "
+                "someone else started it) lets them go")
+        return self._failed_said[holder]
 
     def _span_order(self, region_id: str) -> tuple[int, int, str]:
         # The index's order of a file's regions: each before those nested in it.
@@ -563,6 +572,7 @@ class Coordinator:
 
     def conflicts(self, signature_changed: Iterable[str] = ()) -> list[Conflict]:
         """Every conflict among live claims, each pair of regions reported once."""
+        self._failed_said = {}
         live = self.store.live_claims()
         by_region: dict[str, list[ClaimRecord]] = {}
         for claim in live:

@@ -44,6 +44,15 @@ class Shortage:
         return f"the disk holding {self.what} ({self.path}) has {amount(self.free)} free, under {amount(self.floor)}"
 
 
+def free_bytes(path: Path) -> int | None:
+    """The bytes free to unprivileged writers on the disk holding `path`, None where it cannot be looked at."""
+    try:
+        room = os.statvfs(path)
+    except OSError:
+        return None
+    return room.f_bavail * room.f_frsize
+
+
 def shortage(places: Iterable[tuple[str, Path]]) -> Shortage | None:
     """The first disk holding one of `places` (named as said) with less than its `floor` free to
     unprivileged writers, or None. A place that cannot be looked at is not counted as full."""

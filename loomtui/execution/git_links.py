@@ -58,12 +58,13 @@ def put_back(links: GitLinks) -> tuple[list[str], list[str]]:
     made it is a planted fsmonitor that runs as the person)."""
     changed: list[str] = []
     failed: list[str] = []
-    if any(path.name == ".git" and not path.parent.is_dir() for path in links.files):
-        # The worktree is removed (a `sandbox rm` beside a supervisor that never started its agent): written
-        # again, the link (mkdir'd with its folder) and admin files made it git's worktree again, which a prune
-        # kept (`branch -D`: "checked out at"), and its leftovers' save committed every file's deletion.
-        return changed, failed
     for path, text in links.files.items():
+        if not path.parent.is_dir():
+            # Its folder is gone (the worktree, or its admin dir, removed by a `sandbox rm` beside a supervisor that
+            # never started its agent): written again, made with its folder, the link and the admin files made it
+            # git's worktree again, which a prune kept (`branch -D`: "checked out at"), and its leftovers' save
+            # committed every file's deletion. A worktree moved away keeps its admin files put back.
+            continue
         try:
             if _text(path) == text and not path.is_symlink():
                 continue

@@ -377,12 +377,21 @@ def under_folders(paths: Iterable[Path], folders: Sequence[Path]) -> tuple[Path,
     return tuple(kept)
 
 
+def _tmux_socket_alone() -> list[Path]:
+    """The socket `$TMUX` names where its folder is not hidden (`tmux -S ~/work.sock`: the folder is the
+    person's): the socket alone, shown as /dev/null."""
+    named = Path(os.environ.get("TMUX", "").split(",")[0])
+    if not named.is_absolute() or not named.exists() or named.is_dir():
+        return []
+    return [] if any(named.is_relative_to(folder.resolve()) for folder in _private_dirs()) else [named]
+
+
 def _base_mounts(program: str, readable: Sequence[Path], checkouts: Sequence[Checkout]) -> list[str]:
     """The start of every confined command line: the filesystem read-only, a private /tmp and /run with
     `readable` bound back, and the person's `checkouts` empty folders but for what they show (on top of
     `readable`, which may hold one: a repository under /tmp; the outer first)."""
     argv = [program, "--ro-bind", "/", "/", "--dev", "/dev", *_fresh_tmpfs(SHARED_MEMORY), "--proc", "/proc",
-            *_private_mounts()]
+            *_private_mounts(), *_emptied(_tmux_socket_alone())]
     for path in readable:
         argv += ["--ro-bind-try", str(path), str(path)]
     for checkout in sorted(checkouts, key=lambda c: len(c.root.parts)):

@@ -35,6 +35,7 @@ from loomtui.execution.lifecycle import (
     transition,
 )
 from loomtui.execution.procs import is_alive
+from loomtui.execution.sandbox_paths import data_home
 from loomtui.execution.sandboxes import (
     BRANCH_PREFIX,
     agent_tree,
@@ -46,6 +47,7 @@ from loomtui.execution.sandboxes import (
 )
 from loomtui.files import remove_tree
 from loomtui.gitcmd import DIFF_READ_MAX, LARGE_FILES_BINARY, unattributed
+from loomtui.repo import WORKTREES_LOCK_HELD_ENV
 from loomtui.store import ENDED_STATUSES, SandboxRecord
 from loomtui.workspace import Workspace
 
@@ -375,7 +377,8 @@ def _merge_onto_target(workspace: Workspace, repo: Git, record: SandboxRecord, t
     updated: str | None = None
     if checked_out:
         place = checked_out[0]
-        done = Git(place).run("merge", "--ff-only", "--quiet", commit)
+        # Its git hooks run under the worktrees lock this holds: with it said, a `loomtui` they run does not wait.
+        done = Git(place).run("merge", "--ff-only", "--quiet", commit, env={WORKTREES_LOCK_HELD_ENV: "1"})
         if done.status != 0:
             said = done.err or done.out
             # git lists the files in its way one a line, tab-indented, under its first line.
@@ -494,7 +497,8 @@ def remove(workspace: Workspace, sandbox_id: str, *, force: bool = False, delete
                 time.sleep(0.05)
             if is_alive(record.pid, record.pid_start):
                 raise LoomError(f"sandbox {record.id}: its supervisor (pid {record.pid}) is still starting its "
-                                "agent; nothing was removed, try again in a moment", exit_code=1)
+                                f"agent; nothing was removed: once it runs, `loomtui sandbox rm {record.id} --force` "
+                                "stops and removes it", exit_code=1)
             record = get_sandbox(workspace, record.id)  # failed, if its start failed: still removed
         if record.status in LIVE and not force:
             raise RemoveRefused(f"sandbox {record.id} is {record.status}; stop it first", reason="live",
@@ -532,8 +536,11 @@ def remove(workspace: Workspace, sandbox_id: str, *, force: bool = False, delete
     # `branch -D` reads every worktree (is the branch checked out?): one being added meanwhile failed it.
     with workspace.paths.worktrees_locked():
         repo.run("worktree", "prune")
-        with contextlib.suppress(OSError):  # the repository's folder of worktrees, left empty by the last one
-            worktree.parent.rmdir()
+        if worktree.parent.parent == data_home() / "loomtui" / "worktrees":
+            # The repository's folder in the shared one, left empty by the last: never a folder of a
+            # `worktrees:` setting, which a sandbox starting meanwhile hides (bwrap needs it to exist).
+            with contextlib.suppress(OSError):
+                worktree.parent.rmdir()
         if tip and (merged or delete_branch):
             repo.out("branch", "-D", record.branch)
             deleted = True

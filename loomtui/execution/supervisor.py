@@ -48,7 +48,7 @@ from loomtui.execution.context_files import CONTEXT_EDITED_KEY, keep_edited
 from loomtui.execution.faults import FaultWatch, RetryWatch, fault_watch
 from loomtui.execution.isolation import ISOLATION_BWRAP, isolation_status
 from loomtui.execution.leftovers import bring_in_commits, save_leftovers
-from loomtui.execution.lifecycle import EXITED, FAILED, LIVE, PLANNED, RUNNING, transition
+from loomtui.execution.lifecycle import EXITED, FAILED, LIVE, PLANNED, REMOVING_KEY, RUNNING, transition
 from loomtui.execution.pane_session import PaneFailed, PaneSession
 from loomtui.execution.procs import (
     agent_child_hook,
@@ -634,10 +634,15 @@ def main(argv: list[str], *, hook_server: HookServerFactory | None = None,
         # record itself runs it; a later one would bind the broker's socket over the first's, and exit.
         with workspace.store.transaction():
             record = workspace.store.get_sandbox(sandbox_id) or record
-            if record.status != PLANNED or (record.pid and record.pid != me and is_alive(record.pid, record.pid_start)):
+            removing = record.data.get(REMOVING_KEY)
+            if record.status != PLANNED or removing or (record.pid and record.pid != me
+                                                        and is_alive(record.pid, record.pid_start)):
                 # Another's start won (and may have run it to its end by now): this one has nothing to run,
-                # and tells start() why on the line that would have said it was recorded.
-                why = (f"sandbox {sandbox_id} is already being started (supervisor pid {record.pid})"
+                # and tells start() why on the line that would have said it was recorded. One being removed
+                # is not started: its worktree may be going as this records itself (`sandbox rm` waits only for
+                # a supervisor it saw recorded).
+                why = (f"sandbox {sandbox_id} is being removed" if removing and record.status == PLANNED
+                       else f"sandbox {sandbox_id} is already being started (supervisor pid {record.pid})"
                        if record.status == PLANNED else f"sandbox {sandbox_id} is already {record.status}")
                 _diagnose(why)
                 try:

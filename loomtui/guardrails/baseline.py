@@ -147,12 +147,18 @@ def stored_baseline(workspace: Workspace, commit: str, gate: GateConfig) -> Gate
     return runs[-1] if runs else None
 
 
+MEASURED_ALONE_KEY: Final = "measured_alone"
+"""A baseline run again once the check beside whose run it wrote no report had stopped (`alone`)."""
+
+
 def baseline(workspace: Workspace, commit: str, gate: GateConfig, *, rerun_failed: bool = True,
-             progress: Progress | None = None, fresh: bool = False) -> tuple[CheckRun | None, GateRunRecord]:
+             progress: Progress | None = None, fresh: bool = False,
+             alone: bool = False) -> tuple[CheckRun | None, GateRunRecord]:
     """The check's result at `commit`: stored, awaited from the process running it, or run here.
 
     Returns (None, run) when the baseline could not run (an error: there is then no
-    baseline, and the change is judged on its own). `fresh`: run it again even if stored.
+    baseline, and the change is judged on its own). `fresh`: run it again even if stored; `alone`: marked
+    as run with no change's check beside it (MEASURED_ALONE_KEY).
     """
     mark = fingerprint(gate)
     deadline = time.monotonic() + 2 * gate.timeout + 60
@@ -160,7 +166,8 @@ def baseline(workspace: Workspace, commit: str, gate: GateConfig, *, rerun_faile
         run, mine = workspace.store.take_shared_run(BASELINE, commit, gate.name, mark, _holder(), _abandoned,
                                                     fresh=fresh)
         if mine:
-            result = _run_baseline(workspace, commit, gate, run, rerun_failed=rerun_failed, progress=progress)
+            result = _run_baseline(workspace, commit, gate, run, rerun_failed=rerun_failed, progress=progress,
+                                   alone=alone)
             return result, workspace.store.gate_run(run.id)
         if run.status != "running":
             return CheckRun.from_dict(run.data["result"]), run
@@ -186,7 +193,7 @@ def scratch_tree(workspace: Workspace, commit: str, name: str, base: str | None 
 
 
 def _run_baseline(workspace: Workspace, commit: str, gate: GateConfig, run: GateRunRecord, *,
-                  rerun_failed: bool, progress: Progress | None) -> CheckRun | None:
+                  rerun_failed: bool, progress: Progress | None, alone: bool = False) -> CheckRun | None:
     try:
         with scratch_tree(workspace, commit, f"base-{run.id}") as tree:
             result = run_in_scratch(workspace, gate, tree, run.id, progress=progress, rerun_failed=rerun_failed)
@@ -195,5 +202,6 @@ def _run_baseline(workspace: Workspace, commit: str, gate: GateConfig, run: Gate
         return None
     status = "error" if result.outcome == "error" else result.outcome
     workspace.store.finish_gate_run(run.id, status, {"result": result.as_dict(), "summary": result.summary,
-                                                     "holder": run.data.get("holder")})
+                                                     "holder": run.data.get("holder"),
+                                                     **({MEASURED_ALONE_KEY: True} if alone else {})})
     return None if status == "error" else result

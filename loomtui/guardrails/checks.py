@@ -19,6 +19,7 @@ What the results mean against a baseline is `guardrails.verdicts`' job, not this
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import shutil
 import signal
@@ -116,6 +117,11 @@ DISK_LOOK_EVERY_S: Final = 1.0
 """How often a running check's disks are looked at for the room left (`disk_room`)."""
 
 
+def _lost(found: disk_room.Shortage, free_at_start: Mapping[str, int | None]) -> int:
+    """What the disk `found` is about lost since the check began: what the check wrote, as far as can be told."""
+    return max(0, (free_at_start.get(str(found.path)) or found.free) - found.free)
+
+
 def _stream(argv: list[str], cwd: Path, env: Mapping[str, str], timeout: float, log: Path, *,
             mode: str, progress: Progress | None, started: float) -> _Process:
     """Run argv, appending every line of its output to `log`; kill its group at the timeout."""
@@ -157,6 +163,8 @@ def _stream(argv: list[str], cwd: Path, env: Mapping[str, str], timeout: float, 
     reader.start()
     timed_out = False
     short = None
+    places = (("the check's run", log.parent), ("its tree", cwd))
+    free_at_start = {str(path): disk_room.free_bytes(path) for _what, path in places}
     deadline = time.monotonic() + timeout
     while process.poll() is None and not timed_out and short is None:
         try:
@@ -165,8 +173,12 @@ def _stream(argv: list[str], cwd: Path, env: Mapping[str, str], timeout: float, 
             timed_out = time.monotonic() >= deadline
             # A check runs the change's code, as its agent did: one filling the disk filled the store's and the
             # audit log's with it, and starved the base commit's run beside it of its report (a baseline with
-            # none excused the change's own failure). Stopped as the agent's supervisor stops an agent.
-            short = disk_room.shortage((("the check's run", log.parent), ("its tree", cwd)))
+            # none excused the change's own failure). Stopped as the agent's supervisor stops an agent: what
+            # it wrote is what the disk lost since it began (a disk already short stops no check that writes
+            # nothing).
+            found = disk_room.shortage(places)
+            if found is not None and disk_room.stops(found, functools.partial(_lost, found, free_at_start)):
+                short = None if process.poll() is not None else found  # it ended meanwhile: as it ended
     if timed_out or short is not None:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(process.pid, signal.SIGKILL)  # the whole group: a test's children too

@@ -27,6 +27,7 @@ from loomtui.execution.review import measured_from
 from loomtui.execution.runtimes import LaunchSpec
 from loomtui.execution.sandboxes import get_sandbox
 from loomtui.guardrails.baseline import (
+    MEASURED_ALONE_KEY,
     baseline,
     fingerprint,
     gate_environment,
@@ -162,11 +163,15 @@ def run_configured_gates(workspace: Workspace, sandbox_id: str, *,
             try:  # whatever happens is recorded as what happened: a run is never left `running`
                 result = _sandbox_check(workspace, record, gate, runs[gate.name], commit, rerun)
                 base_run, base_record = theirs[gate.name].result() if gate.name in theirs else (None, None)
-                if gate.format == "junit" and result.cases is None and base_run is not None and base_run.cases is None:
+                if gate.format == "junit" and result.outcome != "error" and result.cases is None and \
+                        base_run is not None and base_run.cases is None and base_record is not None and \
+                        not base_record.data.get(MEASURED_ALONE_KEY):
                     # Neither wrote its report: judged by exit code, "already failing" passes. The base's run
                     # beside this one's, of the change's code, could be starved of its report (a full disk, kept
-                    # as the commit's baseline): measured again now that the change's code has stopped.
-                    base_run, base_record = baseline(workspace, base, gate, rerun_failed=rerun, fresh=True)
+                    # as the commit's baseline): measured again now that the change's check has stopped, once
+                    # (a base whose suite writes no report is not run again at every review).
+                    base_run, base_record = baseline(workspace, base, gate, rerun_failed=rerun, fresh=True,
+                                                     alone=True)
                 verdict = judge(result, base_run, gate.format)
             except (LoomError, OSError) as exc:
                 result = CheckRun("error", None, 0.0, f"the check could not run: {exc}", (), "")

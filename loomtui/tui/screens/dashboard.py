@@ -374,10 +374,12 @@ class DashboardScreen(LoomScreen[None]):
         banner = self.query_one("#banner", Static)
         banner.set_class(message is None, "hidden")
         if message:
-            # On a first start with the file already broken there is no last good one to keep.
+            # On a first start with a file already broken there is no last good one of it to keep.
             settings = self.loom.settings
             kept = ("keeping the last good config" if settings.config is not None and settings.policy is not None
-                    else "none read well since the app started")
+                    else "none read well since the app started" if settings.config is None and settings.policy is None
+                    else "no loom.yaml read well since the app started" if settings.config is None
+                    else "no policy read well since the app started")
             banner.update(Text(f"config error ({kept}): {message}"))
 
     def action_filter(self) -> None:
@@ -505,9 +507,10 @@ class DashboardScreen(LoomScreen[None]):
             elif not credential_status(runtime.argv[0], os.environ).ok:  # it would start, then fail at once
                 marks[name] = "no credentials"
         usable = [name for name in runtimes if name not in marks]
-        # Claude Code when it can run here; else the script runtime, which always can and needs nothing else (the
-        # first usable one was `command`, whose program field a newcomer had to find first), else the first usable.
-        default = next((name for name in ("claude", "script", *usable) if name in usable), runtimes[0])
+        # Claude Code when it can run here; else an agent that can (Codex logged in, Aider); else the script runtime
+        # (`command` came first of those, its program field to find before anything ran).
+        agents = [name for name in usable if name not in ("command", "script")]
+        default = next((name for name in ("claude", *agents, "script", *usable) if name in usable), runtimes[0])
         self.app.push_screen(NewSandboxScreen(runtimes, default, marks, draft=self._draft), self._create)
 
     def _create(self, request: NewSandboxRequest | None) -> None:

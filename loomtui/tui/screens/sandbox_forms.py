@@ -196,6 +196,10 @@ class NewSandboxScreen(ModalScreen[NewSandboxRequest | None]):
             self.notify("the command runtime needs a program to run", severity="warning")
             self.query_one("#command", Input).focus()
             return
+        if runtime == "script" and not script:
+            self.notify("the script runtime needs a script file to replay", severity="warning")
+            self.query_one("#script", Input).focus()
+            return
         self.dismiss(NewSandboxRequest(
             task=task, runtime=runtime, base=self.query_one("#base", Input).value.strip() or "HEAD",
             claims=tuple(self.query_one("#claims", SelectionList).selected),
