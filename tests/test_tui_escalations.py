@@ -756,4 +756,6 @@ async def test_slash_filters_the_queue_by_summary_sandbox_or_rule_and_esc_clears
         screen = app.screen
         assert isinstance(screen, EscalationsScreen)
         screen.action_filter()
-        assert app.focused is screen.query_one("#esc-filter", Input)
+        box = screen.query_one("#esc-filter", Input)
+        assert app.focused is box
+        assert not box.select_on_focus  # its focus event, after those keys, selected the first for the next to replace

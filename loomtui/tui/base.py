@@ -80,6 +80,12 @@ class LoomScreen(Screen[ResultT]):
             return
         self.app.switch_mode("dashboard")
 
+    @staticmethod
+    def filter_box(placeholder: str, box_id: str) -> Input:
+        """A view's `/` filter, hidden until `/`. Not selecting its text on focus: keys typed on after `/` in one
+        go reach it before its focus event, which selected the first and the next replaced it (`/ap` read "p")."""
+        return Input(placeholder=placeholder, id=box_id, classes="hidden", select_on_focus=False)
+
     def open_filter(self, box_id: str) -> None:
         """`/` in a view with a filter: its box shown and focused at once. `focus()` waits its turn behind the keys
         already queued: `/ap` typed in one go (a paste, a busy app) ran `a`, approving the selected change."""

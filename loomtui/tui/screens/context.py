@@ -68,8 +68,7 @@ class ContextScreen(LoomScreen[None]):
 
     def compose(self) -> ComposeResult:
         yield StatusHeader(id="status")
-        yield Input(placeholder=f"search the context ({shown_key('context.back', 'esc')} clears)", id="context-filter",
-                    classes="hidden")
+        yield self.filter_box(f"search the context ({shown_key('context.back', 'esc')} clears)", "context-filter")
         yield Static("", id="context-summary")
         with Horizontal(id="context-body"):
             yield FittedTable(SECTION_COLUMNS, id="sections")

@@ -119,8 +119,7 @@ class DashboardScreen(LoomScreen[None]):
         yield Static("", id="banner", classes="hidden")
         with Horizontal(id="body"):
             with Vertical(id="left"):
-                yield Input(placeholder=f"filter sandboxes ({shown_key('dashboard.back', 'esc')} clears)", id="filter",
-                            classes="hidden")
+                yield self.filter_box(f"filter sandboxes ({shown_key('dashboard.back', 'esc')} clears)", "filter")
                 yield Static("", id="empty")
                 yield SandboxTable(SANDBOX_COLUMNS, id="sandboxes")
             with TabbedContent(id="detail"):

@@ -154,8 +154,7 @@ class EscalationsScreen(LoomScreen[None]):
 
     def compose(self) -> ComposeResult:
         yield StatusHeader(id="status")
-        yield Input(placeholder="escalations whose summary, sandbox or rules hold this (esc clears)",
-                    id="esc-filter", classes="hidden")
+        yield self.filter_box("escalations whose summary, sandbox or rules hold this (esc clears)", "esc-filter")
         with Horizontal(id="esc-body"):
             yield FittedTable(COLUMNS, id="queue")
             with VerticalScroll(id="esc-detail-pane"):

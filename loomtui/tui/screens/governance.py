@@ -237,8 +237,7 @@ class AuditScreen(LoomScreen[None]):
     def compose(self) -> ComposeResult:
         yield StatusHeader(id="status")
         yield Static(id="verify")
-        yield Input(placeholder="entries whose action, subject or actor hold this (esc clears)", id="audit-filter",
-                    classes="hidden")
+        yield self.filter_box("entries whose action, subject or actor hold this (esc clears)", "audit-filter")
         with Horizontal(id="audit-body"):
             yield FittedTable(AUDIT_COLUMNS, id="audit")
             with VerticalScroll(id="audit-detail-pane"):
