@@ -7,6 +7,8 @@ conflict selected in the table; `esc` backs out of the zoom, then the filter, th
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from rich.text import Text
 from textual import events, on
 from textual.app import ComposeResult
@@ -24,7 +26,7 @@ from loomtui.errors import escape_controls, plural
 from loomtui.store import ClaimRecord
 from loomtui.tui.base import LoomScreen, wrap_width
 from loomtui.tui.keys import KeysFooter, shown_key
-from loomtui.tui.tree_state import label_key, restore_tree_state, tree_state
+from loomtui.tui.tree_state import NodePath, label_key, restore_tree_state, tree_state
 from loomtui.tui.widgets.claims_canvas import ClaimsCanvas, assign_colours, theme_palette
 from loomtui.tui.widgets.fields import wrap_value
 from loomtui.tui.widgets.fitted_tree import FittedTree
@@ -127,6 +129,7 @@ class GraphScreen(LoomScreen[None]):
         self._room = 0  # the Between column's width the table was filled for
         self._claims_by_sandbox: dict[str, list[ClaimRecord]] = {}  # the tree's, by the picture it shows
         self._conflicting: set[tuple[str, str]] = set()  # region pairs in conflict, both ways round
+        self._cursor_due: tuple[int, NodePath | None] = (0, None)  # the tree's build, and where its cursor goes
 
     def compose(self) -> ComposeResult:
         yield StatusHeader(id="status")
@@ -233,6 +236,9 @@ class GraphScreen(LoomScreen[None]):
         first visit seconds to build and lay out."""
         tree: Tree[str] = self.query_one("#claims-tree", Tree)
         state = tree_state(tree, _claims_key)
+        build, due = self._cursor_due
+        if due is not None:  # built again before the last build's cursor was put back: it goes where that one's did
+            state = replace(state, cursor=due)
         tree.clear()
         self._claims_by_sandbox = {}
         self._conflicting = {(c.region_a, c.region_b) for c in picture.conflicts}
@@ -255,8 +261,17 @@ class GraphScreen(LoomScreen[None]):
         for node in tree.root.children:
             if not node.children and (_claims_key(node),) in state.opened:
                 self._fill_sandbox(node)
+        self._cursor_due = (build + 1, None)
         if (at := restore_tree_state(tree, state, _claims_key)) is not None:
-            self.call_after_refresh(tree.move_cursor, at)
+            self._cursor_due = (build + 1, state.cursor)
+            self.call_after_refresh(self._put_cursor, tree, at, build + 1)
+
+    def _put_cursor(self, tree: Tree[str], node: TreeNode[str], build: int) -> None:
+        """The cursor back on its node once the tree is laid out, unless the tree was built again since (two
+        claim events in a row on a loaded machine: the second build read the cursor where the first left it)."""
+        if self._cursor_due[0] == build:
+            self._cursor_due = (build, None)
+            tree.move_cursor(node)
 
     @on(Tree.NodeExpanded, "#claims-tree")
     def _sandbox_opened(self, event: Tree.NodeExpanded[str]) -> None:
