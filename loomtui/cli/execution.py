@@ -147,7 +147,13 @@ def cmd_new(args: argparse.Namespace) -> int:
         print_json({**_record_dict(record), "step": str(view.step), "waits_on": view.waits_on,
                     "conflicts": [c.as_dict() for c in conflicts]})
         return failed
-    # A planned record whose supervisor is up is an agent starting, not a plan: say which.
+    # A planned record whose supervisor is up is an agent starting, not a plan: say which. Read again: a quick
+    # agent's supervisor may have run it to its end already (its record read before said "planned").
+    from loomtui.workflow.steps import AUTOSTART_KEY
+
+    if record.status == PLANNED and view.step != "agent" and record.data.get(AUTOSTART_KEY):
+        record = engine.get_sandbox(workspace, record.id)
+        view = _workflow(workspace).view(record)
     state = view.line(STEP_HINTS) if record.status == PLANNED and view.step == "agent" else record.status
     print(f"sandbox {record.id}: {record.runtime} on {record.branch} from {record.base_ref}, "
           f"{engine.isolation_label(record)}, {state}")
