@@ -57,7 +57,12 @@ class Terminal:
             time.sleep(0.1)
 
     def close(self) -> None:
+        # Its socket's path asked first: `kill-server` leaves the file (140 of them in /tmp/tmux-0 after a day).
+        where = subprocess.run(["tmux", "-L", self.socket, "display-message", "-p", "#{socket_path}"],
+                               capture_output=True, text=True).stdout.strip()
         subprocess.run(["tmux", "-L", self.socket, "kill-server"], capture_output=True)
+        if where:
+            Path(where).unlink(missing_ok=True)
 
 
 @pytest.fixture
