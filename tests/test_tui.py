@@ -208,24 +208,32 @@ async def test_filter_hides_rows_and_escape_clears_it(repo: Path) -> None:
         assert not app.screen.has_class("-zoom") and not footer_offers_back()
 
 
-async def test_bad_config_shows_banner_and_keeps_last_good(repo: Path) -> None:
+BROKEN_CONFIG = "version: 1\ncoordination:\n  dependency_hops: many\n"  # line 3: not an integer
+
+
+def _app_with_config(repo: Path, text: str) -> tuple[Path, LoomApp]:
+    """The app on `repo` with `text` as its .loom/loom.yaml (and that file, to change)."""
     config = repo / ".loom" / "loom.yaml"
     config.parent.mkdir()
-    config.write_text("version: 1\ntheme: loom-light\n")
-    app = LoomApp(open_workspace(repo))
+    config.write_text(text)
+    return config, LoomApp(open_workspace(repo))
+
+
+async def test_bad_config_shows_banner_and_keeps_last_good(repo: Path) -> None:
+    config, app = _app_with_config(repo, "version: 1\ntheme: loom-light\n")
     async with app.run_test(size=SIZE) as pilot:
         await pilot.pause()
         assert app.theme == "loom-light"
-        config.write_text("version: 1\ncoordination:\n  dependency_hops: many\n")
+        config.write_text(BROKEN_CONFIG)
         banner = app.screen.query_one("#banner", Static)
         await wait_for(pilot, lambda: not banner.has_class("hidden"))
-        assert ".loom/loom.yaml:3" in str(banner.render())
+        assert "config error (keeping the last good config): .loom/loom.yaml:3" in str(banner.render())
         assert app.config is not None and app.config.theme == "loom-light"
         config.write_text("version: 1\n")
         await wait_for(pilot, lambda: banner.has_class("hidden"))
         # Broken again, and fixed while another view is shown: the dashboard's banner goes all the same (it
         # stayed up for good).
-        config.write_text("version: 1\ncoordination:\n  dependency_hops: many\n")
+        config.write_text(BROKEN_CONFIG)
         await wait_for(pilot, lambda: not banner.has_class("hidden"))
         await pilot.press("4")
         await wait_for(pilot, lambda: app.current_mode == "policy")
@@ -237,10 +245,7 @@ async def test_bad_config_shows_banner_and_keeps_last_good(repo: Path) -> None:
 
 
 async def test_a_config_broken_before_the_app_starts_is_not_said_to_keep_a_last_good_one(repo: Path) -> None:
-    config = repo / ".loom" / "loom.yaml"
-    config.parent.mkdir()
-    config.write_text("version: 1\ncoordination:\n  dependency_hops: many\n")
-    app = LoomApp(open_workspace(repo))
+    _config, app = _app_with_config(repo, BROKEN_CONFIG)
     async with app.run_test(size=SIZE) as pilot:
         banner = app.screen.query_one("#banner", Static)
         await wait_for(pilot, lambda: not banner.has_class("hidden"))

@@ -40,7 +40,8 @@ def live_agent_group(record: SandboxRecord) -> int | None:
     return None
 
 
-def _wait(condition: Any, timeout: float, interval: float = 0.05) -> bool:
+def wait_until(condition: Any, timeout: float, interval: float = 0.05) -> bool:
+    """Whether `condition()` came to hold within `timeout` seconds, looked at every `interval`."""
     deadline = time.monotonic() + timeout
     while not condition():
         if time.monotonic() >= deadline:
@@ -63,21 +64,22 @@ def stop(workspace: Workspace, sandbox_id: str, *, grace: float = DEFAULT_GRACE_
     if group is not None:
         signal_group(group, signal.SIGTERM, spare=SPARE_ON_TERM)
         signal_group(group, signal.SIGCONT)  # a paused agent must run to act on SIGTERM
-        if not _wait(lambda: not group_exists(group), grace):
+        if not wait_until(lambda: not group_exists(group), grace):
             # Said in the store first, so the supervisor (which kills for a stop whose caller went away)
             # does not kill and record it too; recorded before the signal, so the entry precedes the exit.
             workspace.store.update_sandbox(record.id, data={"stop_requested": {**asked, "killing": True}})
             workspace.record("sandbox.killed", record.id, {"after_grace_s": grace, "signal": "SIGKILL"})
             killed = signal_group(group, signal.SIGKILL)
     # The supervisor records the exit; give it time, unless it is gone.
-    _wait(lambda: get_sandbox(workspace, record.id).status not in LIVE
+    wait_until(lambda: get_sandbox(workspace, record.id).status not in LIVE
           or not _supervisor_alive(workspace, record.id), SUPERVISOR_SETTLE_S)
     current = get_sandbox(workspace, record.id)
     if current.status not in LIVE:
         return current
     saved: str | None = None
     left: dict[str, object] = {}
-    if not _supervisor_alive(workspace, record.id) and (group is None or _wait(lambda: not group_exists(group), 5)):
+    if not _supervisor_alive(workspace, record.id) and (
+            group is None or wait_until(lambda: not group_exists(group), 5)):
         # Nothing of it runs, and no supervisor will bring in what it did: done here, as a reconcile does
         # (the review saw an empty change, or the branch as it stood when its supervisor died).
         saved, left = save_without_supervisor(workspace, current)

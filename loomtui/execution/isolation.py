@@ -101,7 +101,7 @@ def tmux_socket_dirs() -> list[Path]:
     named = Path(os.environ.get("TMUX", "").split(",")[0])
     if named.is_absolute() and named.parent.name.startswith("tmux-"):  # never a folder of the person's own files
         found.append(named.parent.resolve())
-    return sorted({folder for folder in found if folder.is_dir() and not folder.is_symlink()})
+    return sorted({folder for folder in found if folder.is_dir()})  # resolved: never a link
 
 
 @dataclass(frozen=True)
@@ -304,8 +304,6 @@ def _fresh_tmpfs(folder: Path) -> list[str]:
     return ["--size", str(size), "--tmpfs", str(folder)]
 
 
-def _private_mounts() -> list[str]:
-    return [argument for folder in _private_dirs() for argument in _fresh_tmpfs(folder)]
 
 
 def _emptied(paths: Iterable[Path]) -> list[str]:
@@ -377,21 +375,23 @@ def under_folders(paths: Iterable[Path], folders: Sequence[Path]) -> tuple[Path,
     return tuple(kept)
 
 
-def _tmux_socket_alone() -> list[Path]:
-    """The socket `$TMUX` names where its folder is not hidden (`tmux -S ~/work.sock`: the folder is the
-    person's): the socket alone, shown as /dev/null."""
+def _tmux_socket_alone(private: Sequence[Path]) -> list[Path]:
+    """The socket `$TMUX` names where its folder is not among the `private` ones (`tmux -S ~/work.sock`: the
+    folder is the person's): the socket alone, shown as /dev/null."""
     named = Path(os.environ.get("TMUX", "").split(",")[0])
     if not named.is_absolute() or not named.exists() or named.is_dir():
         return []
-    return [] if any(named.is_relative_to(folder.resolve()) for folder in _private_dirs()) else [named]
+    return [] if any(named.is_relative_to(folder.resolve()) for folder in private) else [named]
 
 
 def _base_mounts(program: str, readable: Sequence[Path], checkouts: Sequence[Checkout]) -> list[str]:
     """The start of every confined command line: the filesystem read-only, a private /tmp and /run with
     `readable` bound back, and the person's `checkouts` empty folders but for what they show (on top of
     `readable`, which may hold one: a repository under /tmp; the outer first)."""
+    private = _private_dirs()
     argv = [program, "--ro-bind", "/", "/", "--dev", "/dev", *_fresh_tmpfs(SHARED_MEMORY), "--proc", "/proc",
-            *_private_mounts(), *_emptied(_tmux_socket_alone())]
+            *(argument for folder in private for argument in _fresh_tmpfs(folder)),
+            *_emptied(_tmux_socket_alone(private))]
     for path in readable:
         argv += ["--ro-bind-try", str(path), str(path)]
     for checkout in sorted(checkouts, key=lambda c: len(c.root.parts)):

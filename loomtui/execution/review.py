@@ -14,7 +14,7 @@ from typing import Literal
 from loomtui.auditanchor import head_trailer
 from loomtui.errors import LoomError, listed, plural
 from loomtui.execution import cgroup_limits
-from loomtui.execution.agent_control import DEFAULT_GRACE_S, SUPERVISOR_SETTLE_S, stop
+from loomtui.execution.agent_control import DEFAULT_GRACE_S, SUPERVISOR_SETTLE_S, stop, wait_until
 from loomtui.execution.gitops import (
     MERGE_TREE_MIN_VERSION,
     Git,
@@ -491,11 +491,9 @@ def remove(workspace: Workspace, sandbox_id: str, *, force: bool = False, delete
         # puts back the worktree's git links and saves leftovers on its way out: run beside the rm -rf below,
         # that made `<worktree>/.git` again (a prune kept the worktree, `branch -D` "checked out at") and
         # committed every file's deletion to the branch. It ends at once: waited for, as `stop` waits.
-        if record.status == PLANNED and is_alive(record.pid, record.pid_start):
-            settled = time.monotonic() + SUPERVISOR_SETTLE_S
-            while is_alive(record.pid, record.pid_start) and time.monotonic() < settled:
-                time.sleep(0.05)
-            if is_alive(record.pid, record.pid_start):
+        supervisor = (record.pid, record.pid_start)
+        if record.status == PLANNED and is_alive(*supervisor):
+            if not wait_until(lambda: not is_alive(*supervisor), SUPERVISOR_SETTLE_S):
                 raise LoomError(f"sandbox {record.id}: its supervisor (pid {record.pid}) is still starting its "
                                 f"agent; nothing was removed: once it runs, `loomtui sandbox rm {record.id} --force` "
                                 "stops and removes it", exit_code=1)
