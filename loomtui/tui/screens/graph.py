@@ -102,6 +102,10 @@ class ConflictsTable(DataTable[Text | str]):
         self.post_message(self.Resized())
 
 
+CURSOR_TRIES = 50
+"""Refreshes waited for the rebuilt claims tree to lay out the node its cursor goes back to."""
+
+
 class GraphScreen(LoomScreen[None]):
     """Claims, neighbourhoods and conflicts, navigable with the keyboard."""
 
@@ -266,12 +270,17 @@ class GraphScreen(LoomScreen[None]):
             self._cursor_due = (build + 1, state.cursor)
             self.call_after_refresh(self._put_cursor, tree, at, build + 1)
 
-    def _put_cursor(self, tree: Tree[str], node: TreeNode[str], build: int) -> None:
-        """The cursor back on its node once the tree is laid out, unless the tree was built again since (two
-        claim events in a row on a loaded machine: the second build read the cursor where the first left it)."""
-        if self._cursor_due[0] == build:
-            self._cursor_due = (build, None)
-            tree.move_cursor(node)
+    def _put_cursor(self, tree: Tree[str], node: TreeNode[str], build: int, tries: int = 0) -> None:
+        """The cursor back on its node once the tree has laid it out (`move_cursor` goes to its line, -1 before:
+        on a loaded machine the refresh after a build had not always laid the rebuilt tree out, and the cursor
+        was left off the claim), unless the tree was built again since (that build reads where it goes)."""
+        if self._cursor_due[0] != build:
+            return
+        if node.line < 0 and tries < CURSOR_TRIES:
+            self.call_after_refresh(self._put_cursor, tree, node, build, tries + 1)
+            return
+        self._cursor_due = (build, None)
+        tree.move_cursor(node)
 
     @on(Tree.NodeExpanded, "#claims-tree")
     def _sandbox_opened(self, event: Tree.NodeExpanded[str]) -> None:
