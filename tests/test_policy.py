@@ -126,6 +126,29 @@ def test_each_require_must_be_met_on_its_own() -> None:
     assert met
 
 
+def test_a_rule_that_asks_for_more_matches_a_path_in_any_letter_case_and_one_that_grants_does_not() -> None:
+    # GNU make reads `makefile` before a protected `Makefile`; a case-insensitive checkout makes them one file.
+    policy = policy_of(PAYMENTS_AND_DOCS + """\
+- name: build
+  when: {paths: ["Makefile", "ci/**", "!ci/notes.txt"]}
+  decision: require
+  approvals: {groups: [leads], count: 1}
+""")
+    shadow = evaluate(policy, post("makefile"))
+    assert (shadow.outcome, shadow.rule_names()) == ("require", ("build",))
+    assert shadow.applied[0].why == (
+        "paths Makefile, ci/**, !ci/notes.txt matched makefile (in another letter case)")
+    assert evaluate(policy, post("Makefile")).applied[0].why == (
+        "paths Makefile, ci/**, !ci/notes.txt matched Makefile")
+    assert evaluate(policy, claim("PAYMENTS/api.py")).rule_names() == ("payments", "platform-review")
+    assert evaluate(policy, post("keys/Server.PEM")).outcome == "block"
+    assert evaluate(policy, post("CI/run.sh")).rule_names() == ("build",)
+    assert evaluate(policy, post("CI/Notes.TXT")).rule_names() == ("default",)  # the negation folds too
+    # An auto_approve rule stays exact: `Docs/` is not `docs/`, and gets the default.
+    granted = evaluate(policy, post("Docs/guide.MD"))
+    assert (granted.outcome, granted.rule_names()) == ("require", ("default",))
+
+
 def test_one_person_in_two_groups_counts_toward_both() -> None:
     policy = policy_of(PAYMENTS_AND_DOCS, head=GROUPS.replace("grace@example.com", "bob@example.com"))
     evaluation = evaluate(policy, post("payments/api.py"))

@@ -119,7 +119,9 @@ def evaluate(policy: Policy, facts: ChangeFacts) -> Evaluation:
     for rule in policy.rules:
         if rule.stage not in ("both", facts.stage):
             continue
-        match = _match(rule.when, facts, paths)
+        # A rule that asks for more reads `Makefile` and `makefile` as one: GNU make reads `makefile`
+        # first, and a case-insensitive checkout (macOS) makes them one file. One that grants stays exact.
+        match = _match(rule.when, facts, paths, any_case=rule.decision != "auto_approve")
         if match is None:
             continue
         requirements: tuple[Requirement, ...] = ()
@@ -170,17 +172,20 @@ def evaluate(policy: Policy, facts: ChangeFacts) -> Evaluation:
                       policy.separation_of_duties)
 
 
-def _match(when: Conditions, facts: ChangeFacts, paths: tuple[str, ...]) -> _Match | None:
-    """The reasons every condition of `when` holds for `facts`, or None when one does not."""
+def _match(when: Conditions, facts: ChangeFacts, paths: tuple[str, ...], any_case: bool) -> _Match | None:
+    """The reasons every condition of `when` holds for `facts`, or None when one does not.
+
+    With `any_case`, `paths` globs match whatever the letter case of a path."""
     if facts.stage == "claim" and _needs_diff(when):
         return None
     reasons: list[str] = []
     scope: set[str] | None = None
     if when.paths is not None:
-        matched = when.paths.matching(paths)
+        matched = when.paths.matching(paths, any_case)
         if not matched:
             return None
-        reasons.append(f"paths {_some(when.paths.patterns)} matched {_some(matched)}")
+        other_case = " (in another letter case)" if len(when.paths.matching(matched)) < len(matched) else ""
+        reasons.append(f"paths {_some(when.paths.patterns)} matched {_some(matched)}{other_case}")
         scope = set(matched)
     regions: tuple[str, ...] = ()
     if when.regions is not None:

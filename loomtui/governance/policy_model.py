@@ -96,14 +96,18 @@ class PathGlobs:
 
     patterns: tuple[str, ...]
     spec: pathspec.GitIgnoreSpec
+    folded: pathspec.GitIgnoreSpec
+    """The same globs in lower case, for matching paths in lower case."""
 
     @classmethod
     def of(cls, patterns: Sequence[str]) -> PathGlobs:
         """Compile already validated patterns."""
-        return cls(tuple(patterns), glob_spec(patterns))
+        return cls(tuple(patterns), glob_spec(patterns), glob_spec(p.lower() for p in patterns))
 
-    def matching(self, paths: Iterable[str]) -> tuple[str, ...]:
-        """The paths these globs match, in the order given."""
+    def matching(self, paths: Iterable[str], any_case: bool = False) -> tuple[str, ...]:
+        """The paths these globs match, in the order given; with `any_case`, whatever their letter case."""
+        if any_case:
+            return tuple(path for path in paths if self.spec.match_file(path) or self.folded.match_file(path.lower()))
         return tuple(path for path in paths if self.spec.match_file(path))
 
 
