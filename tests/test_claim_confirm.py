@@ -127,6 +127,28 @@ def test_a_refused_or_withdrawn_request_releases_its_claims(billing: Path, ws: W
     assert released.details["escalation"] == opened["id"]
 
 
+def test_a_call_refused_before_a_person_saw_it_lets_its_claims_go_at_once(billing: Path, ws: Workspace) -> None:
+    """Refused for its size (or a block, or too many asks), a call's claim held the function for the rest of
+    its window, every other sandbox refused it for a call that would never happen."""
+    gate = HookGate(ws, AGENT, billing, confirm_window=120, clock=Clock())
+    ledger_call(gate, billing, "toolu_shared")
+    ledger_call(gate, billing, "toolu_big")  # inside the same claim: it waits for both calls now
+    (claim,) = ws.store.live_claims(AGENT)
+    assert awaiting(claim) == ["toolu_shared", "toolu_big"]
+    refused = gate.open_permission_request("Edit", {"file_path": str(billing / LEDGER), "new_string": "x" * 70_000},
+                                           extra={"tool_use_id": "toolu_big"})
+    assert refused["decision"] == "deny"
+    (kept,) = ws.store.live_claims(AGENT)  # the other call may still come: it waits for that one alone
+    assert awaiting(kept) == ["toolu_shared"]
+    assert gate.open_permission_request("Edit", {"file_path": str(billing / LEDGER), "new_string": "x" * 70_000},
+                                        extra={"tool_use_id": "toolu_shared"})["decision"] == "deny"
+    assert ws.store.live_claims(AGENT) == []
+    (released,) = [e for e in ws.audit.entries() if e.action == "claim.released"]
+    assert released.details["reason"].startswith("the edit it was claimed for was refused: this Edit call cannot "
+                                                 "be put to a person whole")
+    assert released.details["tool_use_id"] == "toolu_shared"
+
+
 def test_a_call_no_one_was_asked_about_is_released_after_the_window(billing: Path, ws: Workspace) -> None:
     clock = Clock()
     gate = HookGate(ws, AGENT, billing, confirm_window=30, clock=clock)

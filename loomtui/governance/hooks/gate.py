@@ -449,6 +449,24 @@ class HookGate:
         return self._confirm([c for c in self.workspace.store.live_claims(self.sandbox_id)
                               if tool_use_id in awaiting(c)], {"tool": tool, "tool_use_id": tool_use_id})
 
+    def release_refused(self, tool_use_id: str, reason: str) -> list[int]:
+        """The tool call `tool_use_id` was refused before a person saw it: what was claimed for it alone goes
+        now (it held the regions until its confirm window closed), and a claim another call waits on too
+        waits for that one only."""
+        released = []
+        for claim in self.workspace.store.live_claims(self.sandbox_id):
+            waiting = awaiting(claim)
+            if tool_use_id not in waiting:
+                continue
+            rest = [call for call in waiting if call != tool_use_id]
+            if rest:
+                self.workspace.store.set_claim_reason(
+                    claim.id, f"{_AWAITING.sub('', claim.reason)}{AWAITING_MARK}{' '.join(rest)})")
+            else:
+                self._release(claim, f"the edit it was claimed for was refused: {reason}", tool_use_id=tool_use_id)
+                released.append(claim.id)
+        return released
+
     def _confirm(self, claims: Sequence[ClaimRecord], details: dict[str, Any]) -> list[int]:
         if not claims:
             return []

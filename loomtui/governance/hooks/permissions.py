@@ -99,6 +99,8 @@ def open_permission_request(gate: HookGate, tool_name: str, tool_input: Mapping[
     if message is not None:
         gate.workspace.record("hook.permission", gate.sandbox_id,
                               {"tool": tool_name, "decision": "deny", "reason": message})
+        if extras.get("tool_use_id"):
+            gate.release_refused(extras["tool_use_id"], message)
         return {"decision": "deny", "message": message}
     commit = (branch_head(gate.workspace.root, gate.branch) if gate.branch else None) or ""
     summary = f"{gate.sandbox_id} asks: {_describe_tool(tool_name, tool_input)}"
