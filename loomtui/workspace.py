@@ -19,11 +19,14 @@ from loomtui.store import SandboxRecord, Store, open_store
 class Workspace:
     """The opened repository's paths, store and audit log, and who is acting."""
 
-    def __init__(self, paths: RepoPaths, store: Store, audit: AuditLog, actor: str | None = None) -> None:
+    def __init__(self, paths: RepoPaths, store: Store, audit: AuditLog, actor: str | None = None, *,
+                 agent: str | None = None) -> None:
         self.paths = paths
         self.store = store
         self.audit = audit
         self._actor = actor
+        self.agent = agent
+        """The sandbox whose agent acts through this workspace (its hooks, its broker), named in each entry."""
 
     @property
     def actor(self) -> str:
@@ -39,7 +42,13 @@ class Workspace:
 
     def acting_as(self, actor: str) -> Workspace:
         """The same workspace (store, audit log) acting as `actor`; closing either closes both."""
-        return Workspace(self.paths, self.store, self.audit, actor)
+        return Workspace(self.paths, self.store, self.audit, actor, agent=self.agent)
+
+    def for_agent(self, sandbox_id: str) -> Workspace:
+        """The same workspace for what `sandbox_id`'s agent asks through its hooks: its entries stay under the
+        person who started it, each saying `agent: ID` (an agent's claim, with its own reason text, read as the
+        person's)."""
+        return Workspace(self.paths, self.store, self.audit, self._actor, agent=sandbox_id)
 
     @property
     def root(self) -> Path:
@@ -52,12 +61,15 @@ class Workspace:
     def record(self, action: str, subject: str = "", details: dict[str, Any] | None = None) -> AuditEntry:
         """Append an audit entry as the current user, in the current transaction if any
         (committed with the change it records, or rolled back with it)."""
-        return self.audit.append(self.actor, action, subject, details)
+        return self.audit.append(self.actor, action, subject, self._marked(details))
 
     def record_attempt(self, action: str, subject: str = "", details: dict[str, Any] | None = None) -> None:
         """Record something that changed nothing (a refusal) once the current transaction
         ends, whether it commits or rolls back (at once outside a transaction)."""
-        self.audit.append_after_transaction(self.actor, action, subject, details)
+        self.audit.append_after_transaction(self.actor, action, subject, self._marked(details))
+
+    def _marked(self, details: dict[str, Any] | None) -> dict[str, Any] | None:
+        return details if self.agent is None else {**(details or {}), "agent": self.agent}
 
     def close(self) -> None:
         self.store.close()

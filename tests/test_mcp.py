@@ -428,6 +428,12 @@ async def test_claim_release_conflicts_and_a_question_to_a_lead(
     (question,) = [e for e in ws.store.list_escalations() if e.kind == "question"]
     assert question.summary == f"{sandbox.id} asks: May I rename Ledger.find_charge?"
     assert ws.store.get_claim(ledger["claim"]["id"]).released is not None  # type: ignore[union-attr]
+    # In the log, what the agent did says so: its own reason text read as the person's who started it.
+    agents = [(e.action, e.details.get("agent")) for e in ws.audit.entries()
+              if e.action in ("claim.added", "claim.released", "escalation.opened")]
+    assert agents[0] == ("claim.added", None)  # rival-7's claim above, made in the test's own process
+    assert {agent for _action, agent in agents[1:]} == {sandbox.id}, agents
+    assert {action for action, _agent in agents[1:]} == {"claim.added", "claim.released", "escalation.opened"}
 
 
 def test_nothing_in_the_vocabulary_decides() -> None:

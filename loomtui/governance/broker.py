@@ -163,7 +163,7 @@ class Broker:
         if confirm_window is None:
             confirm_window = confirm_window_from_env()
         # One gate for the broker's life: its index and policy stay loaded between requests.
-        self.gate = HookGate(workspace, sandbox_id, worktree, confirm_window=confirm_window)
+        self.gate = HookGate(workspace.for_agent(sandbox_id), sandbox_id, worktree, confirm_window=confirm_window)
         self.path = socket_path
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
@@ -347,7 +347,8 @@ def channel_for(cwd: Path, *, sandbox: str | None = None, session_id: str = "") 
     trusted = os.environ.get("LOOM_REPO") or tree  # a sandbox's policy is the main checkout's
     sandbox_id = (os.environ.get("LOOM_SANDBOX") or sandbox or configured_sandbox(tree)
                   or session_sandbox(session_id))
-    return LocalChannel(HookGate(open_workspace(trusted), sandbox_id, tree, confirm_window=confirm_window_from_env()))
+    return LocalChannel(HookGate(open_workspace(trusted).for_agent(sandbox_id), sandbox_id, tree,
+                                 confirm_window=confirm_window_from_env()))
 
 
 def event_channel(event: HookEvent, sandbox: str | None) -> BrokerClient | LocalChannel | None:
