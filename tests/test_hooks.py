@@ -293,7 +293,10 @@ def test_an_approved_permission_request_covers_the_regions_its_call_changed_not_
     lead.actor = LEAD
     decide(lead, load_policy(billing, ".loom/policy.yaml"), request["id"], "approve")
     lead.close()
-    assert gate.check_tool("Edit", [{"path": str(ledger), "lines": [[1, 1]]}]).decision == "allow"  # the same
+    same = gate.check_tool("Edit", [{"path": str(ledger), "lines": [[1, 1]]}])  # the same region again
+    # Allowed unasked, the log naming the approval that let it through (it read only "inside this sandbox's claims").
+    assert same.decision == "allow" and same.reason.endswith(f"; approved already (escalation #{request['id']})")
+    assert [e for e in ws.audit.entries() if e.action == "hook.edit"][-1].details["reason"] == same.reason
     assert gate.check_tool("Write", [{"path": str(ledger), "lines": [[124, 140]]}]).decision == "ask"
 
 

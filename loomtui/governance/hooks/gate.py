@@ -383,10 +383,15 @@ class HookGate:
         if isinstance(claimed, Answer):
             return Answer(claimed.decision, claimed.reason, regions)
         done = "; ".join(claimed) if claimed else "inside this sandbox's claims"
-        if evaluation.outcome == "require" and not self._granted(regions):
+        if evaluation.outcome != "require":
+            return Answer("allow", done, regions)
+        granted = self._granted(regions)
+        if not granted:
             needs = "; ".join(f"{r.rule} needs {r.describe()}" for r in evaluation.requirements)
             return Answer("ask", f"policy requires approval before changing {rel}: {needs} ({done})", regions)
-        return Answer("allow", done, regions)
+        # Which decision let it through, for the log: a lead's approval of one call grants later edits of its regions.
+        said = ", ".join(f"#{number}" for number in granted)
+        return Answer("allow", f"{done}; approved already (escalation {said})", regions)
 
     def _claim(self, coordinator: Coordinator, rel: str, ranges: list[tuple[int, int]] | None,
                pending: str = "") -> list[str] | Answer:
@@ -527,13 +532,14 @@ class HookGate:
             found.extend(i for i in ids if i not in found)
         return tuple(found)
 
-    def _granted(self, regions: Sequence[str]) -> bool:
-        """Whether people already approved this sandbox changing these regions (before it
-        started, or on an earlier permission request): no need to ask again."""
+    def _granted(self, regions: Sequence[str]) -> tuple[int, ...]:
+        """The escalations in which people already approved this sandbox changing these regions (before it
+        started, or on an earlier permission request), one for each region; () when one is not approved
+        (then a person is asked)."""
         from loomtui.coordination.regions import ancestors, split_id
 
         # This sandbox's own: every escalation the repository ever cleared was read on each such edit.
-        scopes = [(e.kind, e.data.get("facts") or {}) for e in self.workspace.store.sandbox_escalations(
+        scopes = [(e.id, e.kind, e.data.get("facts") or {}) for e in self.workspace.store.sandbox_escalations(
                   self.sandbox_id, GRANTING_KINDS) if e.status in CLEARED]
 
         def covered(region: str, kind: str, facts: Mapping[str, Any]) -> bool:
@@ -546,7 +552,13 @@ class HookGate:
             return region in approved or bool(set(ancestors(region)) & approved) \
                 or split_id(region)[0] in whole_files
 
-        return bool(regions) and all(any(covered(r, kind, facts) for kind, facts in scopes) for r in regions)
+        granting: set[int] = set()
+        for region in regions:
+            number = next((number for number, kind, facts in scopes if covered(region, kind, facts)), None)
+            if number is None:
+                return ()
+            granting.add(number)
+        return tuple(sorted(granting))
 
     def check_commit(self, paths: Sequence[str], regions: Sequence[str],
                      files: Sequence[Mapping[str, Any]] = ()) -> Answer:
