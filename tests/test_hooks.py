@@ -4,6 +4,7 @@ git commits through the installed pre-commit, and the broker serving a bubblewra
 from __future__ import annotations
 
 import functools
+import io
 import json
 import os
 import shlex
@@ -1457,6 +1458,48 @@ def test_changed_ranges_are_lines_of_the_current_file() -> None:
 def test_bash_write_targets_best_effort(tmp_path: Path, command: str, written: list[str]) -> None:
     expected = [w if w.startswith("/") else str(tmp_path / w) for w in written]
     assert bash_write_targets(command, tmp_path) == expected
+
+
+def test_the_files_a_patch_or_an_archive_writes_are_read_from_it(tmp_path: Path) -> None:
+    """`git apply`, `patch`, `tar -x` and `unzip` wrote a held file with no file on their command line."""
+    import tarfile
+    import zipfile
+
+    for folder in ("payments", "sub", ".git"):  # the top of a repository: git apply's paths are from there
+        (tmp_path / folder).mkdir()
+    git_diff = ("diff --git a/payments/tax.py b/payments/tax.py\n--- a/payments/tax.py\n+++ b/payments/tax.py\n"
+                "@@ -1 +1 @@\n-x\n+y\ndiff --git a/old.py b/new.py\nsimilarity index 90%\nrename from old.py\n"
+                "rename to new.py\ndiff --git a/gone.py b/gone.py\n--- a/gone.py\n+++ /dev/null\n"
+                "diff --git \"a/t\\303\\251.py\" \"b/t\\303\\251.py\"\n--- \"a/t\\303\\251.py\"\n"
+                "+++ \"b/t\\303\\251.py\"\n")
+    (tmp_path / "fix.diff").write_text(git_diff)
+    plain = "--- payments/tax.py.orig\t2026-12-01 10:00:00\n+++ payments/tax.py\t2026-12-01 10:01:00\n@@ -1 +1 @@\n"
+    (tmp_path / "plain.diff").write_text(plain)
+    with tarfile.open(tmp_path / "bundle.tgz", "w:gz") as tar:
+        for name in ("payments/", "payments/tax.py", "./README.md"):
+            info = tarfile.TarInfo(name)
+            info.type = tarfile.DIRTYPE if name.endswith("/") else tarfile.REGTYPE
+            tar.addfile(info, io.BytesIO(b""))
+    with zipfile.ZipFile(tmp_path / "bundle.zip", "w") as bundle:
+        bundle.writestr("payments/", "")
+        bundle.writestr("payments/tax.py", "y\n")
+    patched = ["payments/tax.py", "old.py", "new.py", "gone.py", "té.py"]
+    for command, written in (
+            ("git apply fix.diff", patched),
+            ("git apply --index -R fix.diff && git -C sub apply -p2 ../fix.diff", [
+                *patched, "tax.py"]),  # -p2 strips payments/ too; from the top, not `sub`
+            ("git apply --stat fix.diff; git apply --check fix.diff", []),  # they write nothing
+            ("patch -p1 < fix.diff", patched),
+            ("patch -i fix.diff; patch --strip=1 --input=fix.diff -d sub", [*patched, *(f"sub/{p}" for p in patched)]),
+            ("patch < plain.diff", ["payments/tax.py.orig", "payments/tax.py"]),  # its folder exists: kept whole
+            ("patch -p0 -o out.py < plain.diff; patch payments/tax.py plain.diff", ["out.py", "payments/tax.py"]),
+            ("git diff | git apply -R; patch -p1 < missing.diff", []),  # piped or unreadable: not told here
+            ("tar -xzf bundle.tgz; tar xzf bundle.tgz -C sub; tar --extract --file=bundle.tgz", [
+                "payments/tax.py", "README.md", "sub/payments/tax.py", "sub/README.md"]),
+            ("tar -tzf bundle.tgz; tar czf out.tgz payments", ["out.tgz"]),  # listing and making write no member
+            ("unzip -o bundle.zip; unzip -q bundle.zip -d sub; unzip -l bundle.zip", [
+                "payments/tax.py", "sub/payments/tax.py"])):
+        assert bash_write_targets(command, tmp_path) == [str(tmp_path / w) for w in written], command
 
 
 @pytest.mark.parametrize("command", [

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Final
 
 from loomtui.governance.hooks.edits import MAX_TARGETS, absolute_path
+from loomtui.governance.hooks.unpacking import git_apply_writes, patch_writes, tar_writes, unzip_writes
 
 MAX_COMMAND_CHARS: Final = 4 << 20
 """The longest command read at all (here-documents' text included): its reading must end well within the hook's
@@ -175,6 +176,7 @@ def _simple_commands(tokens: Sequence[str]) -> Iterable[list[str]]:
 def _command_writes(words: list[str], cwd: Path, depth: int = 0) -> list[str]:
     targets: list[str] = []
     argv: list[str] = []
+    stdin: str | None = None
     index = 0
     while index < len(words):
         word = words[index]
@@ -184,6 +186,8 @@ def _command_writes(words: list[str], cwd: Path, depth: int = 0) -> list[str]:
                 argv.pop()  # `2>file`: the descriptor number is not an argument
             if word in _REDIRECTS and following is not None and not (word == ">&" and following.isdigit()):
                 targets.append(following)
+            elif word == "<" and following is not None:
+                stdin = following  # `patch -p1 < fix.diff`: the patch it applies
             index += 2
             continue
         argv.append(word)
@@ -211,7 +215,7 @@ def _command_writes(words: list[str], cwd: Path, depth: int = 0) -> list[str]:
         if inner is not None:  # `bash -c 'echo x > held.py'`: the string is a command of its own
             targets.extend(bash_write_targets(inner, cwd, depth=depth + 1))
         else:
-            targets.extend(_program_writes(os.path.basename(argv[0]), argv[1:], cwd))
+            targets.extend(_program_writes(os.path.basename(argv[0]), argv[1:], cwd, stdin))
     return targets
 
 
@@ -339,13 +343,21 @@ def _git_subcommand(args: list[str]) -> tuple[list[str], str]:
     return args[position:], folder
 
 
-def _program_writes(program: str, args: list[str], cwd: Path) -> list[str]:
+def _program_writes(program: str, args: list[str], cwd: Path, stdin: str | None = None) -> list[str]:
     if program in _WRITES_OPERANDS:
         return _operands(args, _WRITES_OPERANDS[program])
     if program == "git":
         sub, folder = _git_subcommand(args)
         if sub[:1] in (["mv"], ["rm"]):  # as mv and rm: `git mv` moved a held file unseen
             return [os.path.join(folder, path) for path in _program_writes(sub[0], sub[1:], cwd / folder)]
+        if sub[:1] == ["apply"]:  # the files its patches name
+            return git_apply_writes(sub[1:], cwd / folder)
+    if program == "patch":
+        return _option_values(program, args, _OUTPUT_OPTIONS[program]) + patch_writes(args, cwd, stdin)
+    if program == "tar":
+        return tar_writes(args, cwd)
+    if program == "unzip":
+        return unzip_writes(args, cwd)
     if program in _OUTPUT_OPTIONS:
         return _option_values(program, args, _OUTPUT_OPTIONS[program])
     if program in _WRITES_SECOND_OPERAND:
