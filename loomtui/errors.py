@@ -40,6 +40,16 @@ def escape_controls(text: str) -> str:
                    else ch.encode("unicode_escape").decode("ascii") for ch in text)
 
 
+_MARKDOWN_SAID: Final = str.maketrans({"|": "\\|", "<": "&lt;", ">": "&gt;", "&": "&amp;", "`": "\\`", "*": "\\*",
+                                       "_": "\\_", "[": "\\[", "]": "\\]", "\\": "\\\\", "\n": " ", "\r": " "})
+
+
+def markdown_said(text: str) -> str:
+    """Text from a change or a person (a path, a rule's why, a commit's subject, a reason) as markdown shows it,
+    never read as markdown: a path `a|b<!--/conftest.py` added a column and hid the rest of a comment."""
+    return escape_controls(text).translate(_MARKDOWN_SAID)
+
+
 def blank(text: str) -> bool:
     """Whether `text` shows nothing: only spaces, controls, invisible characters and marks with no letter to
     sit on (a reason of zero-width spaces, or of one combining accent, read as given, and said nothing)."""

@@ -243,6 +243,22 @@ def test_per_runtime_and_per_day(scenario: Workspace) -> None:
     assert (first.commits, first.agent_commits, second.commits, second.agent_commits) == (6, 6, 5, 1)
 
 
+def test_markdown_shows_a_commit_subject_and_a_reason_as_written_never_as_markup(scenario: Workspace) -> None:
+    """A task `Fix typo <!-- in the runbook`, merged, hid the rest of the weekly note on GitHub."""
+    import dataclasses
+
+    m = compute_metrics(scenario, SINCE, UNTIL)
+    first, *rest = m.agent_changes
+    hostile = dataclasses.replace(m, agent_changes=[
+        *rest, dataclasses.replace(first, subject="Fix typo <!-- in the runbook")],
+        overrides=[dataclasses.replace(m.overrides[0], reason="**approved** | by [ci](http://127.0.0.1/)")])
+    markdown = render(hostile, "markdown")
+    assert "<!--" not in markdown and ": Fix typo &lt;!-- in the runbook" in markdown
+    assert "\\*\\*approved\\*\\* \\| by \\[ci\\](http://127.0.0.1/)" in markdown
+    text = render(hostile, "text")  # a terminal reads no markup: as written
+    assert "Fix typo <!-- in the runbook" in text and "**approved** | by [ci]" in text
+
+
 def test_a_day_the_window_cuts_is_marked_with_the_part_it_holds(scenario: Workspace) -> None:
     """`--since 14:30`: that day's row read as the whole day's figures."""
     m = compute_metrics(scenario, D0 + 14.5 * H, D0 + 2 * DAY + 9 * H)

@@ -12,10 +12,10 @@ import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Final
+from typing import Any
 
 from loomtui.audit import AuditEntry, entry_or_none
-from loomtui.errors import ConfigError, LoomError, escape_controls, plural, quoted, shown
+from loomtui.errors import ConfigError, LoomError, markdown_said, plural, quoted, shown
 from loomtui.gitcmd import Git
 from loomtui.governance.checkout import POLICY_FILES, files_the_policy_names
 from loomtui.governance.decision_notes import NOTES_REF, approvals_from_notes, target_mismatch
@@ -104,28 +104,19 @@ class GateReport:
         if not self.empty:  # with no change nothing was judged: no rules to show
             out += [f"`{self.base}..{self.head[:12]}` · {self._size(' · ')} · risk **{self.evaluation.risk}**", "",
                     "| rule | decision | risk | why |", "| --- | --- | --- | --- |"]
-            out += [f"| {_md(a.name)} | {a.decision} | {a.risk or '–'} | {_md(a.why)} |"
+            out += [f"| {markdown_said(a.name)} | {a.decision} | {a.risk or '–'} | {markdown_said(a.why)} |"
                     for a in self.evaluation.applied]
             if self.evaluation.outcome == "block":  # the rules' approvals would not let it through
                 out += ["", "**Blocked:** no approval lets it through, only an override with a reason"]
             elif self.evaluation.requirements:
-                out += ["", "**Needs:** " + _md("; ".join(r.describe() for r in self.evaluation.requirements))]
+                needs = "; ".join(r.describe() for r in self.evaluation.requirements)
+                out += ["", "**Needs:** " + markdown_said(needs)]
         if self.approvals:
-            out += ["", "**Approved by:** " + _md(", ".join(self.approvals))]
+            out += ["", "**Approved by:** " + markdown_said(", ".join(self.approvals))]
         if self.rejected_by:
-            out += ["", "**Rejected by:** " + _md(", ".join(self.rejected_by))]
-        out += [f"\n> {_md(note)}" for note in self.notes]
+            out += ["", "**Rejected by:** " + markdown_said(", ".join(self.rejected_by))]
+        out += [f"\n> {markdown_said(note)}" for note in self.notes]
         return "\n".join(out)
-
-
-_MARKDOWN_SAID: Final = str.maketrans({"|": "\\|", "<": "&lt;", ">": "&gt;", "&": "&amp;", "`": "\\`", "*": "\\*",
-                                       "_": "\\_", "[": "\\[", "]": "\\]", "\\": "\\\\", "\n": " ", "\r": " "})
-
-
-def _md(text: str) -> str:
-    """Text from the change (its paths, a rule's why) as markdown shows it, never read as markdown: a path
-    `a|b<!--/conftest.py` added a column and hid the rest of the comment, its **Needs** line and notes."""
-    return escape_controls(text).translate(_MARKDOWN_SAID)
 
 
 def policy_at(root: Path, rev: str) -> Policy:

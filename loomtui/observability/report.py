@@ -12,7 +12,7 @@ import json
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 
-from loomtui.errors import plural
+from loomtui.errors import markdown_said, plural
 from loomtui.observability.metrics import Breakdown, Metrics
 
 FORMATS = ("text", "json", "markdown", "prometheus")
@@ -153,14 +153,15 @@ def _aligned(table: list[list[str]]) -> list[str]:
 def _markdown_table(table: list[list[str]]) -> list[str]:
     head, *body = table
     return ["| " + " | ".join(head) + " |", "|" + "|".join("---" if i == 0 else "--:" for i in range(len(head))) + "|",
-            *("| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |" for row in body)]
+            *("| " + " | ".join(markdown_said(cell) for cell in row) + " |" for row in body)]
 
 
-def _override_lines(metrics: Metrics, *, bold: bool = False) -> list[str]:
-    mark = "**" if bold else ""
-    return [f"{_when(o.at)} {mark}{o.by}{mark} overrode {o.kind} {o.subject}"
-            f"{' (sandbox ' + o.sandbox + ')' if o.sandbox and o.sandbox != o.subject else ''}: "
-            f"{o.reason or 'no reason given'}" for o in metrics.overrides]
+def _override_lines(metrics: Metrics, *, markdown: bool = False) -> list[str]:
+    mark = "**" if markdown else ""
+    said: Callable[[str], str] = markdown_said if markdown else str  # a reason is a person's words, never markup
+    return [f"{_when(o.at)} {mark}{said(o.by)}{mark} overrode {said(o.kind)} {said(o.subject)}"
+            f"{' (sandbox ' + said(o.sandbox) + ')' if o.sandbox and o.sandbox != o.subject else ''}: "
+            f"{said(o.reason) if o.reason else 'no reason given'}" for o in metrics.overrides]
 
 
 def window_title(metrics: Metrics) -> str:
@@ -193,21 +194,21 @@ def render_text(metrics: Metrics) -> str:
 
 def render_markdown(metrics: Metrics) -> str:
     lines = [f"## Agent work: {window_title(metrics)}", ""]
-    lines += [f"> **Partial:** {why}" for why in metrics.partial]
-    lines += [f"> Note: {note}" for note in metrics.notes]
+    lines += [f"> **Partial:** {markdown_said(why)}" for why in metrics.partial]
+    lines += [f"> Note: {markdown_said(note)}" for note in metrics.notes]
     if metrics.partial or metrics.notes:
         lines.append("")
-    lines += [f"- **{label}**: {sentence}" for label, sentence in summary_lines(metrics)]
+    lines += [f"- **{label}**: {markdown_said(sentence)}" for label, sentence in summary_lines(metrics)]
     if metrics.by_runtime:
         lines += ["", "### By runtime", "", *_markdown_table(_rows(RUNTIME_COLUMNS, metrics.by_runtime))]
     lines += ["", "### By day (UTC)", "", *_markdown_table(_day_rows(metrics))]
     if metrics.overrides:
         lines += ["", "### Overrides", ""]
-        lines += [f"- {line}" for line in _override_lines(metrics, bold=True)]
+        lines += [f"- {line}" for line in _override_lines(metrics, markdown=True)]
     if metrics.agent_changes:
         lines += ["", f"### Agent-made commits on {metrics.branch}", ""]
-        lines += [f"- `{c.sha[:10]}` {_when(c.committed)} {c.mark.runtime if c.mark else ''}: "
-                  f"{c.subject.replace('|', '/')}" for c in metrics.agent_changes[-SHOWN_CHANGES:]]
+        lines += [f"- `{c.sha[:10]}` {_when(c.committed)} {markdown_said(c.mark.runtime) if c.mark else ''}: "
+                  f"{markdown_said(c.subject)}" for c in metrics.agent_changes[-SHOWN_CHANGES:]]
         if len(metrics.agent_changes) > SHOWN_CHANGES:
             lines.append(f"- ... and {len(metrics.agent_changes) - SHOWN_CHANGES} older")
     return "\n".join(lines)
