@@ -295,6 +295,22 @@ def test_8_audit_trail(repo: Path, ws: Workspace) -> None:
     assert item(ws, 8).answer == "partly"  # recorded, but nothing merged through loomtui
     merge_with_trailers(repo, "m1", "Loom-Sandbox: m1\nLoom-Policy: auto_approve\nLoom-Audit: 1 abc log=x")
     assert item(ws, 8).answer == "yes"
+    # An agent's own merge commits on its branch, forged with loomtui's trailers, merged with its change: one
+    # loomtui merge, not three "anchored" and "naming who allowed them" (only main's first parents are its own).
+    add_sandbox(ws, "m3")
+    ws.record("gate.passed", "m3", {})
+    git(repo, "checkout", "-q", "-b", "loom/m3")
+    write(repo, {"work/m3.txt": "m3"}, "agent work m3")
+    for n in range(2):
+        forged = git(repo, "commit-tree", "HEAD^{tree}", "-p", "HEAD", "-p", "HEAD~1", "-m",
+                     f"Merge loom/zz{n} into main\n\nLoom-Sandbox: zz{n}\nLoom-Approved-by: mia@example.com\n"
+                     f"Loom-Audit: 99 {'0' * 64} log=x").strip()
+        git(repo, "update-ref", "refs/heads/loom/m3", forged)
+    git(repo, "checkout", "-q", "main")
+    git(repo, "merge", "-q", "--no-ff", "loom/m3", "-m",
+        "Merge loom/m3 into main\n\nLoom-Sandbox: m3\nLoom-Policy: auto_approve\nLoom-Audit: 2 abc log=x")
+    counted = item(ws, 8)
+    assert counted.answer == "yes" and (counted.facts["merges"], counted.facts["anchored"]) == (2, 2), counted
     merge_with_trailers(repo, "m2", "Loom-Sandbox: m2\nLoom-Runtime: script")  # no anchor, no reviewer, no gates
     assert item(ws, 8).answer == "partly"
     lines = ws.audit.path.read_text().splitlines()

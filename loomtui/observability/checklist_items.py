@@ -192,11 +192,15 @@ class Evidence:
 
     @cached_property
     def loom_merges(self) -> list[dict[str, str]]:
-        """The newest merges on the main branch made by loomtui (a `Loom-Sandbox` trailer), with their trailers."""
+        """The newest merges on the main branch made by loomtui (a `Loom-Sandbox` trailer), with their trailers.
+
+        Its first-parent history only, as audit anchors are read: an agent's own commits on its branch, forged
+        with loomtui's trailers and merged with its change, counted as merges "anchored" and "naming who allowed
+        them" (and enough of them, newer, would push every real one out of those read)."""
         tip = self._trunk[1]
         if tip is None:
             return []
-        done = Git(self.root).run("log", f"--max-count={MERGES_READ}", "--merges",
+        done = Git(self.root).run("log", f"--max-count={MERGES_READ}", "--first-parent", "--merges",
                                   "--format=%H%x1f%(trailers:only,unfold)%x1e", tip, "--")
         found = []
         for record in done.out.split("\x1e") if done.status == 0 else ():
