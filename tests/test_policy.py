@@ -978,20 +978,29 @@ def test_cli_policy_validate_without_a_policy(repo: Path, capsys: pytest.Capture
     assert capsys.readouterr().out.startswith("OK: no policy file: the built-in default applies")
 
 
-def test_cli_policy_validate_of_a_policy_deleted_but_not_committed_says_the_committed_one_applies(
+def test_a_policy_deleted_but_not_committed_judges_nothing_with_the_default(
         sample: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    """Reviews read the committed policy: "the built-in default applies" was read as the default applying."""
+    """Deleted uncommitted, the built-in default (one approval from anyone) judged a change the committed policy
+    gives to two people, while `policy validate` said the committed one still applied."""
     config = sample / ".loom" / "loom.yaml"  # as `init` writes it: the policy file where loomtui looks for it
     config.write_text(config.read_text().replace("policy: .loom/policy.yaml\n", ""))
     subprocess.run(["git", "add", "-A"], cwd=sample, check=True)
     subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "policy"], cwd=sample,
                    check=True)
     (sample / ".loom" / "policy.yaml").unlink()
-    assert main(["-C", str(sample), "policy", "validate"]) == 0
-    out = capsys.readouterr().out
-    assert out.startswith("OK: no policy file: the built-in default applies")
-    assert "warning: HEAD's .loom/policy.yaml still applies to reviews until its deletion is committed " \
-           "(.loom/policy.yaml: 13 rules;" in out, out
+    assert main(["-C", str(sample), "policy", "validate"]) == 2
+    said = ".loom/policy.yaml: the policy file is missing from this checkout but committed on HEAD: no change is " \
+           "judged by the built-in default meanwhile; put it back (`git checkout HEAD -- .loom/policy.yaml`), or " \
+           "commit its deletion to the main branch"
+    assert capsys.readouterr().err.strip().endswith(said)
+    with pytest.raises(ConfigError, match="committed on HEAD"):
+        load_policy(sample)
+    # A branch from before the team adopted loomtui, checked out: the main branch's policy is the one missing.
+    subprocess.run(["git", "checkout", "-q", "HEAD", "--", ".loom/policy.yaml"], cwd=sample, check=True)
+    subprocess.run(["git", "switch", "-q", "--orphan", "before-loomtui"], cwd=sample, check=True)
+    assert not (sample / ".loom" / "policy.yaml").exists()
+    with pytest.raises(ConfigError, match="committed on main: .*`git checkout main -- .loom/policy.yaml`"):
+        load_policy(sample)
 
 
 def test_cli_policy_test(sample: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:

@@ -56,7 +56,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
         return say_problems(exc, args.json)  # a YAML error, or loom.yaml's own, is a list of one
     user = current_user(root)
     groups = sorted(groups_of(policy, user))
-    warnings = [*policy.warnings, *_unknown_runtimes(policy, root), *_committed_still_applies(policy, root, args.file)]
+    warnings = [*policy.warnings, *_unknown_runtimes(policy, root)]
     if args.json:
         print_json({
             "ok": True, "source": policy.source, "summary": policy.summary(),
@@ -71,23 +71,6 @@ def cmd_validate(args: argparse.Namespace) -> int:
     print(f"you ({user}): groups {', '.join(groups) or 'none'}; "
           f"may override a block: {'yes' if can_override(policy, user) else 'no'}")
     return 0
-
-
-def _committed_still_applies(policy: Policy, root: Path, explicit: str | None) -> list[str]:
-    """With the policy file deleted in the working tree, reviews still read the committed one (a branch is judged
-    by its target's policy): "no policy file: the built-in default applies" was read as the default applying."""
-    if explicit or policy.source is not None:
-        return []
-    from loomtui.governance.gate import policy_at
-
-    try:
-        committed = policy_at(root, "HEAD")
-    except LoomError:
-        return []
-    if committed.source is None:
-        return []
-    return [f"HEAD's {committed.source} still applies to reviews until its deletion is committed "
-            f"({committed.summary()})"]
 
 
 def _unknown_runtimes(policy: Policy, root: Path) -> list[str]:

@@ -92,8 +92,27 @@ def load_policy(root: Path, relative: str = POLICY_PATH, *, named: bool = False)
         if named or relative != POLICY_PATH:
             raise ConfigError(relative, None, "the policy file named by `policy:` in .loom/loom.yaml "
                                               "does not exist")
+        committed = _committed_on(root, relative)
+        if committed is not None:
+            # Deleted, not committed (or a branch from before the team adopted loomtui checked out): the default,
+            # one approval from anyone, judged a change the committed policy gives to two people.
+            raise ConfigError(relative, None, f"the policy file is missing from this checkout but committed on "
+                                              f"{committed}: no change is judged by the built-in default "
+                                              f"meanwhile; put it back (`git checkout {committed} -- {relative}`), "
+                                              "or commit its deletion to the main branch")
         return default_policy()
     return read_policy_file(target, relative, root)
+
+
+def _committed_on(root: Path, relative: str) -> str | None:
+    """HEAD, or the main branch, where the repository holds `relative` committed; None where neither does."""
+    from loomtui.gitcmd import Git
+
+    git = Git(root)
+    for rev in ("HEAD", "main", "master"):
+        if git.run("cat-file", "-e", f"{rev}:{relative}").status == 0:
+            return rev
+    return None
 
 
 def configured_policy(root: Path, config: LoomConfig) -> Policy:
