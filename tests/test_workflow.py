@@ -35,8 +35,9 @@ from loomtui.execution.lifecycle import (
     RUNNING,
     transition,
 )
+from loomtui.gitcmd import Git
 from loomtui.governance.coordinator import governed_coordinator
-from loomtui.governance.escalations import DecisionRefused, allowed_decisions, decide
+from loomtui.governance.escalations import DecisionRefused, allowed_decisions, decide, queue, status_lines
 from loomtui.governance.policy import load_policy
 from loomtui.store import SandboxRecord
 from loomtui.workflow import tasks
@@ -608,6 +609,16 @@ def test_an_override_that_ran_out_merges_nothing_until_a_lead_overrides_again(ma
     decide(lead, policy, escalation, "override", reason="hotfix", expires_hours=0.0001)  # 0.36 s
     assert [e.details["override_expires"] for e in manual.audit.entries() if e.action == "escalation.override"]
     time.sleep(0.5)
+    # Out of every view, its sandbox "approved · press m" and the merge refused: a person's to decide again.
+    ran_out = next_step(manual, sb.get_sandbox(manual, sandbox_id))
+    assert (ran_out.step, ran_out.action, ran_out.about) == (Step.WAIT_DECISION, PersonAction.OVERRIDE, str(escalation))
+    assert ran_out.waits_on.startswith(f"a new override of escalation #{escalation} (the last ran out at ")
+    assert [e.id for e in queue(manual)] == [escalation]
+    assert status_lines(manual.store.get_escalation(escalation))[0].startswith("the override ran out at ")
+    tip = Git(manual.root).resolve_commit(sb.get_sandbox(manual, sandbox_id).branch)
+    manual.store.update_sandbox(sandbox_id, status=APPROVED, data={"approved_commit": tip})
+    assert next_step(manual, sb.get_sandbox(manual, sandbox_id)).action == PersonAction.OVERRIDE  # not "press m"
+    manual.store.update_sandbox(sandbox_id, status="awaiting_review")
     manual.store.update_escalation(escalation, data={"override_expires": time.time() + 3600})  # by hand
     with pytest.raises(LoomError, match=f"escalation #{escalation} was overridden until .*, and that has passed"):
         request_merge(manual, sandbox_id)
@@ -627,12 +638,13 @@ def test_a_new_override_after_one_that_ran_out_moves_the_task_on(manual: Workspa
     escalation = sb.get_sandbox(manual, sandbox_id).data["review_escalation"]
     gone = run_cli(manual.root, "escalation", "override", str(escalation), "--reason", "r", "--hours", "1e-9",
                    user="lead@example.com")
-    assert "needs a new override" in gone.stdout, gone.stdout
+    assert f"next: waits for a new override of escalation #{escalation} (the last ran out at " in gone.stdout, \
+        gone.stdout
     time.sleep(0.1)
     again = run_cli(manual.root, "escalation", "override", str(escalation), "--reason", "real one", "--hours", "2",
                     user="lead@example.com")
     assert again.returncode == 0, again.stderr
-    assert "needs a new override" not in again.stdout, again.stdout
+    assert "new override" not in again.stdout, again.stdout
     assert sb.get_sandbox(manual, sandbox_id).status == APPROVED
     # Decided where no advance followed (a command cut short, another machine): whoever advances next retries.
     other = run_task(manual, "ledger again", "ledger.py", "return amount", "return amount * 3")
@@ -640,7 +652,8 @@ def test_a_new_override_after_one_that_ran_out_moves_the_task_on(manual: Workspa
     second = int(sb.get_sandbox(manual, other).data["review_escalation"])
     lead = Workspace(manual.paths, manual.store, manual.audit, "lead@example.com")
     decide(lead, load_policy(manual.root), second, "override", reason="r", expires_hours=1e-9)
-    assert advance(manual, other).now.step == Step.FAILED_STEP
+    waiting = advance(manual, other).now  # a person's to decide again, not a step that failed
+    assert (waiting.step, waiting.action, waiting.about) == (Step.WAIT_DECISION, PersonAction.OVERRIDE, str(second))
     decide(lead, load_policy(manual.root), second, "override", reason="real one", expires_hours=2)
     # Its step is due again, for any advance (the app advances only steps due: a failed one stood for good).
     assert next_step(manual, sb.get_sandbox(manual, other)).step == Step.FOLLOW_DECISION

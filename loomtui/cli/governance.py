@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -278,8 +279,11 @@ def cmd_decide(args: argparse.Namespace) -> int:
     made: dict[str, Any] = next((h for h in reversed(record.data.get("history", []))
                                  if h.get("by") == workspace.actor), {})
     signed = made.get("signature", "unsigned")
+    expires = record.data.get("override_expires") if args.decision == "override" else None
+    until = (f" until {datetime.fromtimestamp(expires, UTC):%Y-%m-%d %H:%M:%S} UTC"
+             if isinstance(expires, (int, float)) else "")
     if not args.json:
-        print(f"#{record.id}: {args.decision} recorded by {workspace.actor} ({signed}); now {record.status}")
+        print(f"#{record.id}: {args.decision} recorded by {workspace.actor} ({signed}); now {record.status}{until}")
     unpublished = record.data.get("note_problem")
     if unpublished:  # kept in the store only: a CI gate in a fresh clone reads the decision from the note
         print(f"warning: a decision on #{record.id} is not published as a git note, so a CI gate in a fresh clone "
@@ -303,6 +307,7 @@ def cmd_decide(args: argparse.Namespace) -> int:
     if args.json:
         print_json({"escalation": record.id, "decision": args.decision, "by": workspace.actor, "signature": signed,
                     "status": str(record.status), "note_problem": unpublished or None,
+                    **({"override_expires": expires} if until else {}),
                     "sandbox": None if moved is None else {"id": moved.sandbox_id, "status": moved.status,
                                                            "done": list(moved.done), "next": moved.now.line()}})
     return 0
@@ -399,7 +404,9 @@ def register(commands: Any) -> None:
     show.add_argument("id", type=id_arg, metavar="ID", help="the escalation's number (`escalation list`)")
     for decision, help_text in (("approve", "approve (counts toward each requirement you are eligible for)"),
                                 ("reject", "reject, with a reason"),
-                                ("override", "override a block, with a reason (the policy's override groups)")):
+                                ("override", "let a change or a start the policy holds proceed, with a reason: a "
+                                             "block, approvals not given, a reviewer's rejection (the policy's "
+                                             "override groups); for --hours, then it needs a new override")):
         decide = add_command(escalation, decision, cmd_decide, help_text, json_flag=True)
         decide.set_defaults(decision=decision)
         decide.add_argument("id", type=id_arg, metavar="ID", help="the escalation's number (`escalation list`)")

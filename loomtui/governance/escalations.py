@@ -19,6 +19,7 @@ from typing import Any, Final
 
 from loomtui.errors import LoomError, StoreError, blank
 from loomtui.execution.gitops import Git
+from loomtui.execution.lifecycle import ARCHIVED, MERGED, REJECTED
 from loomtui.governance.checkout import refuse_an_agents_policy
 from loomtui.governance.decision_notes import publish
 from loomtui.governance.policy import (
@@ -187,9 +188,19 @@ def status_lines(escalation: EscalationRecord, commit: str | None = None) -> lis
     if escalation.status in (EscalationStatus.WITHDRAWN, EscalationStatus.SUPERSEDED):
         # Nothing to decide (a withdrawn block still said "only an override with a reason" lets it through).
         return [f"{escalation.status}: nothing to decide"]
+    expired = override_expired(escalation)
+    if expired is not None:  # out of every view, its sandbox said "press m", and the merge refused
+        return [f"the override ran out at {datetime.fromtimestamp(expired, UTC):%Y-%m-%d %H:%M UTC}: only a new "
+                "override with a reason lets it proceed"]
     if escalation.data.get("outcome") == "block":  # "0 of 2 from payments-team" read as a way on: none is
         return ["blocked: no approval lets it proceed, only an override with a reason"]
     return [text for _met, text in _requirement_status(escalation, commit)]
+
+
+def _still_waits(workspace: Workspace, escalation: EscalationRecord) -> bool:
+    """Whether the escalation's sandbox still waits on it: not merged, archived or rejected since."""
+    record = workspace.store.get_sandbox(escalation.sandbox_id) if escalation.sandbox_id else None
+    return record is not None and record.status not in (MERGED, ARCHIVED, REJECTED)
 
 
 def unmet_lines(escalation: EscalationRecord) -> list[str]:
@@ -252,6 +263,7 @@ def overridable(escalation: EscalationRecord) -> bool:
     author = escalation.data.get("author") or None
     return (escalation.data.get("outcome") == "block" or escalation.kind == "conflict-override"
             or escalation.status == EscalationStatus.REJECTED  # overruled by an override alone, if at all
+            or override_expired(escalation) is not None  # given again, or not at all
             or any(never_met(r, author, escalation.data.get(_SEPARATED) is not False)
                    for r in _requirements(escalation)))
 
@@ -469,6 +481,10 @@ def why_not(policy: Policy, escalation: EscalationRecord, user: str, decision: s
 
 
 def queue(workspace: Workspace, statuses: Sequence[str] = (OPEN,)) -> list[EscalationRecord]:
-    """Escalations in these statuses, riskiest first, then oldest."""
+    """Escalations in these statuses, riskiest first, then oldest. The open ones include those whose override
+    has run out while their sandbox still waits on it: a person's to decide again."""
     found = [e for status in statuses for e in workspace.store.list_escalations(status)]
+    if OPEN in statuses and EscalationStatus.OVERRIDDEN not in statuses:
+        found += [e for e in workspace.store.list_escalations(EscalationStatus.OVERRIDDEN)
+                  if override_expired(e) is not None and _still_waits(workspace, e)]
     return sorted(found, key=lambda e: (RISK_ORDER.get(e.risk, 3), e.created))

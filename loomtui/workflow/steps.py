@@ -12,6 +12,7 @@ import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Final
 
@@ -37,7 +38,7 @@ from loomtui.execution.procs import identity, is_alive
 from loomtui.execution.review import UNJUDGED_KEY
 from loomtui.execution.sandboxes import has_commits, has_worktree, stopped_by
 from loomtui.execution.seen_objects import publishing
-from loomtui.governance.escalations import CLEARED, EscalationStatus
+from loomtui.governance.escalations import CLEARED, EscalationStatus, override_expired
 from loomtui.governance.policy import MERGE_AUTO, MERGE_MANUAL
 from loomtui.identity import current_host
 from loomtui.store import EscalationRecord, SandboxRecord
@@ -327,6 +328,18 @@ def _escalation(workspace: Workspace, escalation_id: object, known: KnownHolders
     return found if found is not None else workspace.store.get_escalation(int(str(escalation_id)))
 
 
+def _override_ran_out(escalation: EscalationRecord) -> str:
+    """What a task waits on when the override that let it go on has run out, or "" when none has."""
+    expired = override_expired(escalation)
+    if expired is None:
+        return ""
+    return f"a new override of escalation #{escalation.id} (the last ran out at {_utc(expired)})"
+
+
+def _utc(epoch: float) -> str:
+    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
 def _deciding(escalation: EscalationRecord) -> PersonAction:
     """What a person does about an open escalation: a block is overridden or rejected, never approved."""
     return PersonAction.OVERRIDE if escalation.data.get("outcome") == "block" else PersonAction.DECIDE
@@ -420,12 +433,18 @@ def _next_step(workspace: Workspace, record: SandboxRecord, merge_mode: str, kno
                             + (f" (its agent {how})" if how else ""), _deciding(found), str(escalation))
         if state is None or state == EscalationStatus.SUPERSEDED:
             return StepView(Step.REVIEW)
+        if found is not None and (ran_out := _override_ran_out(found)):
+            return StepView(Step.WAIT_DECISION, ran_out, PersonAction.OVERRIDE, str(found.id))
         return StepView(Step.FOLLOW_DECISION, f"escalation #{escalation} was {state}", PersonAction.ADVANCE,
                         record.id)
     if status == APPROVED:
         tip = Git(workspace.root).resolve_commit(record.branch) if record.branch else None
         if tip and tip != record.approved_commit:
             return StepView(Step.REVIEW, "new commits since its approval")
+        overridden = _escalation(workspace, record.data.get(REVIEW_ESCALATION_KEY), known)
+        if overridden is not None and (ran_out := _override_ran_out(overridden)):
+            # "press m" read as the way on, and the merge then refused: "overridden until ..., that has passed".
+            return StepView(Step.WAIT_DECISION, ran_out, PersonAction.OVERRIDE, str(overridden.id))
         if record.data.get(UNJUDGED_KEY):
             return StepView(Step.REVIEW, f"its merge would change {', '.join(record.data[UNJUDGED_KEY])}, which its "
                                          "review did not judge")
@@ -516,6 +535,8 @@ def _planned_step(workspace: Workspace, record: SandboxRecord, known: KnownHolde
         escalation = record.data.get(PRESTART_KEY)
         return StepView(Step.WAIT_START_APPROVAL, f"approval to start (escalation #{escalation})",
                         _deciding(found), str(escalation))
+    if found is not None and (ran_out := _override_ran_out(found)):
+        return StepView(Step.WAIT_START_APPROVAL, ran_out, PersonAction.OVERRIDE, str(found.id))
     if state is not None and state not in CLEARED:
         return StepView(Step.REJECT_START, f"escalation #{record.data.get(PRESTART_KEY)} {state}")
     if record.data.get(AUTOSTART_KEY, True):
