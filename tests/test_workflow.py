@@ -586,6 +586,14 @@ def test_another_machines_task_is_started_stopped_merged_and_removed_only_there(
     started = run_cli(manual.root, "sandbox", "start", record.id)
     assert started.returncode == 1 and started.stderr.strip() == (
         f"loomtui: error: sandbox {record.id} is on build-2: start it there")
+    logs = run_cli(manual.root, "sandbox", "logs", record.id)  # it read "the agent wrote no output (yet)", exit 0
+    assert logs.returncode == 1 and logs.stderr.strip() == (
+        f"loomtui: error: sandbox {record.id} is on build-2: read its log there")
+    from loomtui.tui.log_follow import follow_sandbox_log
+
+    shown: list[str] = []
+    follow_sandbox_log(manual, record.id, shown.extend, lambda: None, lambda: True)  # the app's Log tab
+    assert shown == ["(it runs on build-2: its log is there)"]
     for refused, doing in ((lambda: agent_control.stop(manual, record.id), "stop it"),
                            (lambda: agent_control.pause(manual, record.id), "pause it"),
                            (lambda: review.merge(manual, record.id), "merge it"),

@@ -313,6 +313,8 @@ def cmd_logs(args: argparse.Namespace) -> int:
     # in escapes); --raw prints the log as the agent wrote it.
     output, worktree = (OUTPUT_PLAIN, None) if args.raw else engine.log_format(workspace, args.id)
     log = engine.log_path(workspace, args.id)
+    if not log.exists():  # another machine's (a team's store): "the agent wrote no output" read as silence
+        engine.refuse_elsewhere(engine.get_sandbox(workspace, args.id), "read its log")
     if not args.follow:
         lines, wrote = readable_tail(log, output, worktree, args.n)
         for line in lines:

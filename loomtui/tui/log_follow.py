@@ -68,7 +68,9 @@ def follow_sandbox_log(workspace: Workspace, sandbox_id: str, write: Callable[[l
     if waiting:
         record = workspace.store.get_sandbox(sandbox_id)
         live = record is not None and record.status in RUNNING_OR_TO_RUN
-        tail = ["(nothing to read here yet: its output so far is tool results; `loomtui sandbox logs --raw` "
+        elsewhere = record is not None and not path.exists() and not sandboxes.on_this_host(record)
+        tail = [f"(it runs on {record.host}: its log is there)" if elsewhere and record is not None else
+                "(nothing to read here yet: its output so far is tool results; `loomtui sandbox logs --raw` "
                 "has them)" if wrote else
                 "(no output yet: it appears here as the agent writes it)" if live else
                 "(the agent wrote no output)"]
