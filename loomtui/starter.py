@@ -256,18 +256,19 @@ rules:
       configuration change only with a lead.
     stage: post-gate
     when: {{paths: ["AGENTS.md", "AGENTS.override.md", "CLAUDE.md", "CLAUDE.local.md", "GEMINI.md",
-                   "CONVENTIONS.md", ".github/copilot-instructions.md", ".cursorrules", {ground_truth},
+                   "CONVENTIONS.md", ".github/copilot-instructions.md", ".github/instructions/**",
+                   ".github/prompts/**", ".cursorrules", {ground_truth},
                    "docs/conventions/**", ".loom/**"]}}
     risk: high
     decision: require
     approvals: {{groups: [leads], count: 1}}
   - name: runs-on-every-machine
     description: What tools run on their own, on each person's machine or in CI (agents' and editors'
-      settings, hooks and commands, CI workflows, git hooks, direnv), and how git reads and merges the
-      code (.gitattributes, submodules, LFS), changes only with a lead; an agent's line there runs wherever
-      the repository is checked out, or hides later changes from their reviewers.
+      settings, hooks, commands and skills, in any folder, CI workflows, git hooks, direnv), and how git
+      reads and merges the code (.gitattributes, submodules, LFS), changes only with a lead; an agent's
+      line there runs wherever the repository is checked out, or hides later changes from their reviewers.
     stage: post-gate
-    when: {{paths: [".claude/**", ".codex/**", ".mcp.json", ".cursor/**", ".vscode/**", ".devcontainer/**",
+    when: {{paths: ["**/.claude/**", "**/.codex/**", ".mcp.json", "**/.cursor/**", ".vscode/**", ".devcontainer/**",
                    ".github/workflows/**", ".github/actions/**", ".gitlab-ci.yml", ".circleci/**",
                    ".pre-commit-config.yaml", ".husky/**", ".githooks/**", ".envrc", ".aider.conf.yml",
                    "**/.gitattributes", ".gitmodules", ".lfsconfig"]}}
