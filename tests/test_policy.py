@@ -958,7 +958,7 @@ def test_cli_policy_validate(sample: Path, capsys: pytest.CaptureFixture[str],
     policy.write_text(policy.read_text().replace("decision: block", "decision: blok", 1))
     assert main(["-C", str(sample), "policy", "validate"]) == 2
     assert capsys.readouterr().err == (
-        "loomtui: error: .loom/policy.yaml:82: rules[9].decision: must be one of auto_approve, require, block "
+        "loomtui: error: .loom/policy.yaml:85: rules[9].decision: must be one of auto_approve, require, block "
         "(got 'blok'; did you mean 'block'?)\n")
 
 
@@ -1070,3 +1070,43 @@ def test_the_policy_view_says_a_condition_in_words_not_pythons_true(billing: Pat
     rules = {rule.name: _when(rule) for rule in load_policy(billing).rules}
     assert "True" not in " ".join(rules.values()), rules
     assert any(when.endswith("signature changed") for when in rules.values()), rules
+
+
+def test_what_no_path_rule_reads_is_put_to_a_lead(tmp_path: Path) -> None:
+    """A link named docs/architecture.md pointing at .git/config passed as a docs edit, auto-approved and merged
+    (the gates export no links); a `coding: utf-7` line hid `Ledger.post = ...` in a comment from the diff."""
+    from loomtui.governance.gitfacts import change_facts
+    from tests.conftest import demo_repo
+
+    root = demo_repo(tmp_path)
+    policy = load_policy(root)
+
+    def commit(message: str, *gitlinks: str) -> str:
+        subprocess.run(["git", "add", "-A"], cwd=root, check=True)
+        for gitlink in gitlinks:
+            subprocess.run(["git", "update-index", "--add", "--cacheinfo", gitlink], cwd=root, check=True)
+        subprocess.run(["git", "-c", "user.name=a", "-c", "user.email=agent@example.com", "commit", "-qm", message],
+                       cwd=root, check=True)
+        return subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, check=True, capture_output=True,
+                              text=True).stdout.strip()
+
+    base = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, check=True, capture_output=True,
+                          text=True).stdout.strip()
+    (root / "docs" / "runbook.md").write_text("reworded\n")
+    plain = commit("docs: reword")
+    assert (facts := change_facts(root, base, plain)).unusual == ()
+    assert evaluate(policy, facts).outcome == "auto_approve"  # a docs edit stays the docs rule's
+    (root / "docs" / "architecture.md").unlink()
+    (root / "docs" / "architecture.md").symlink_to("../.git/config")
+    (root / "docs" / "tidy.sh").write_text("#!/bin/sh\n")
+    (root / "docs" / "tidy.sh").chmod(0o755)
+    (root / "docs" / "notes.py").write_text("# -*- coding: utf-7 -*-\n# see +AAo-Ledger.post +AD0- None\n")
+    hostile = commit("docs: tidy", f"160000,{base},docs/vendor")
+    facts = change_facts(root, base, hostile)
+    assert set(facts.unusual) == {"symlink docs/architecture.md -> ../.git/config", "docs/notes.py declares coding utf-7",
+                                  "an executable new file: docs/tidy.sh", f"submodule docs/vendor at {base[:12]}"}
+    judged = evaluate(policy, facts)
+    assert (judged.outcome, judged.risk) == ("require", "high")
+    unusual = judged.applied[-1]
+    assert unusual.name == "unusual-files (built in)" and "symlink docs/architecture.md -> ../.git/config" in unusual.why
+    assert [r.groups for r in judged.requirements] == [policy.override_groups]

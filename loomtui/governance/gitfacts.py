@@ -9,6 +9,7 @@ from loomtui.coordination.diff import changed_files, diff_regions, merged_paths
 from loomtui.gitcmd import Git, GitFailed
 from loomtui.globs import name_problem
 from loomtui.governance.policy import ChangeFacts
+from loomtui.governance.unusual import unusual_entries
 
 
 def git_output(root: Path, *args: str) -> str | None:
@@ -60,6 +61,7 @@ def change_facts(root: Path, base: str, head: str | None = None, *, gates: Mappi
         runtime=runtime,
         labels=tuple(labels),
         author=author if author is not None else (commit_author(root, head) if head else None),
+        unusual=unusual_entries(root, base, head) if head is not None else (),
     )
 
 

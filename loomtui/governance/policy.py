@@ -37,6 +37,7 @@ from __future__ import annotations
 
 from loomtui.governance.policy_eval import (
     HELD_ELSEWHERE_RULE,
+    UNUSUAL_RULE,
     can_approve,
     can_override,
     combined,
@@ -147,4 +148,5 @@ __all__ = [
     "with_failed_agent",
     "with_held_elsewhere",
     "HELD_ELSEWHERE_RULE",
+    "UNUSUAL_RULE",
 ]

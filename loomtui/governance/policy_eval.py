@@ -61,6 +61,7 @@ def combined(first: Evaluation, second: Evaluation, label: str) -> Evaluation:
 
 FAILED_AGENT_RULE = "agent-failed (built in)"
 HELD_ELSEWHERE_RULE = "held-by-another (built in)"
+UNUSUAL_RULE = "unusual-files (built in)"
 
 
 def with_failed_agent(evaluation: Evaluation, failure: str) -> Evaluation:
@@ -76,11 +77,16 @@ def with_held_elsewhere(policy: Policy, evaluation: Evaluation, held: str) -> Ev
     editor hooks). Whatever the policy decided, it is a rule of its own, at least high risk (first in
     the queue), approved by someone who may force a refused claim (the override groups; anyone where
     the policy names none); a block stands."""
+    return _with_a_lead(policy, evaluation, HELD_ELSEWHERE_RULE, f"it changes what other sandboxes hold: {held}")
+
+
+def _with_a_lead(policy: Policy, evaluation: Evaluation, rule_name: str, why: str) -> Evaluation:
+    """`evaluation` with a built-in rule of its own, at least high risk, approved by one of the override groups
+    (anyone, where the policy names none); a block stands."""
     groups = policy.override_groups or (ANYONE,)
-    requirement = _group_requirement(policy, HELD_ELSEWHERE_RULE, groups, 1)
+    requirement = _group_requirement(policy, rule_name, groups, 1)
     blocked = evaluation.outcome == "block"
-    rule = AppliedRule(HELD_ELSEWHERE_RULE, "require", "high", f"it changes what other sandboxes hold: {held}",
-                       () if blocked else (requirement,))
+    rule = AppliedRule(rule_name, "require", "high", why, () if blocked else (requirement,))
     risks = [risk for risk in (evaluation.risk, "high") if risk in RISKS]
     return dataclasses.replace(evaluation, outcome="block" if blocked else "require",
                                risk=max(risks, key=RISKS.index), applied=(*evaluation.applied, rule),
@@ -168,8 +174,13 @@ def evaluate(policy: Policy, facts: ChangeFacts) -> Evaluation:
                      f"{'block' if outcome == 'block' else 'require approval'}")
     risks = [rule.risk for rule in applied if rule.risk is not None]
     risk = max(risks, key=RISKS.index) if risks else NORMAL_RISK
-    return Evaluation(facts.stage, outcome, risk, tuple(applied), requirements, tuple(notes),
-                      policy.separation_of_duties)
+    evaluation = Evaluation(facts.stage, outcome, risk, tuple(applied), requirements, tuple(notes),
+                            policy.separation_of_duties)
+    if facts.unusual:
+        # No path rule reads these (a link named docs/*.md to .git/config passed as docs, auto-approved).
+        evaluation = _with_a_lead(policy, evaluation, UNUSUAL_RULE,
+                                  f"it holds what no path rule reads: {'; '.join(facts.unusual)}")
+    return evaluation
 
 
 def _match(when: Conditions, facts: ChangeFacts, paths: tuple[str, ...], any_case: bool) -> _Match | None:

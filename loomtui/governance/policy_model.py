@@ -74,6 +74,9 @@ class ChangeFacts:
     """Tests gate 1 found broken by the change (PASS_TO_FAIL, or added and failing)."""
     merged_breaks: tuple[str, ...] = ()
     """Other pending sandboxes this change breaks something together with (the merged gate)."""
+    unusual: tuple[str, ...] = ()
+    """What the change holds that no path rule reads (`governance.unusual`): a link and its target, a
+    submodule, a file made executable, Python in an encoding a diff does not show."""
 
     def __post_init__(self) -> None:
         if self.stage not in _STAGES:

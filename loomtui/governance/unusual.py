@@ -1,0 +1,116 @@
+"""What a change holds that no path rule reads: a symbolic link and where it points, a submodule, a file made
+executable, Python source declared in an encoding that hides code from a diff.
+
+Path rules judge a change by its files' names. A link named `docs/architecture.md` pointing at `.git/config`
+passed as a docs edit, auto-approved, and the gates never saw it (they export no links); a `# coding: utf-7`
+line made `+AAo-Ledger.post +AD0- ...` in a comment code Python runs. Each is said to a person
+(`policy_eval.UNUSUAL_RULE`).
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Final
+
+from loomtui.errors import escape_controls
+from loomtui.gitcmd import Git, GitFailed
+
+__all__ = ["unusual_entries"]
+
+_LINK: Final = "120000"
+_SUBMODULE: Final = "160000"
+_EXECUTABLE: Final = "100755"
+_ABSENT: Final = "000000"
+_CODING: Final = re.compile(rb"^[ \t\f]*#.*?coding[:=][ \t]*([-\w.]+)", re.MULTILINE)
+"""PEP 263's declaration, on one of a file's first two lines."""
+_PLAIN_CODINGS: Final = frozenset({"utf-8", "utf8", "utf_8", "utf-8-sig", "ascii", "us-ascii", "latin-1",
+                                   "latin1", "iso-8859-1", "iso8859-1"})
+"""Encodings that show what Python reads: each byte, or each UTF-8 sequence, is the character a diff shows."""
+MAX_LISTED: Final = 20
+MAX_BLOB_READ: Final = 1 << 20
+"""The largest link or Python file read whole (a declaration is on its first two lines)."""
+
+
+def unusual_entries(root: Path, base: str, head: str) -> tuple[str, ...]:
+    """What the change from `base` to `head` holds that no path rule reads, one phrase each (at most
+    MAX_LISTED, then how many more): `symlink A -> B`, `submodule S at C`, `made executable: F`,
+    `F declares coding utf-7`."""
+    git = Git(root)
+    raw = git.raw("diff", "--raw", "-z", "--no-renames", "--no-abbrev", base, head)
+    if raw.status != 0:
+        return ()  # said by the facts' other readers
+    fields = raw.out.split(b"\0")
+    found: list[str] = []
+    links: list[tuple[str, str]] = []
+    python: list[tuple[str, str]] = []
+    for header, name in zip(fields[0::2], fields[1::2], strict=False):
+        parts = header.lstrip(b":").split()
+        if len(parts) < 5:
+            continue
+        old_mode, new_mode, new_sha = parts[0].decode(), parts[1].decode(), parts[3].decode()
+        path = escape_controls(name.decode("utf-8", "surrogateescape"))
+        if new_mode == _LINK:
+            links.append((path, new_sha))
+        elif new_mode == _SUBMODULE:
+            found.append(f"submodule {path} at {new_sha[:12]}")
+        elif new_mode == _EXECUTABLE and old_mode != _EXECUTABLE:
+            found.append(f"{'made executable' if old_mode != _ABSENT else 'an executable new file'}: {path}")
+        if new_mode not in (_LINK, _SUBMODULE, _ABSENT) and path.endswith((".py", ".pyw", ".pyi")):
+            python.append((path, new_sha))
+    sizes = _blob_sizes(git, [sha for _path, sha in links + python])
+    for path, sha in python:
+        if sizes.get(sha, 0) > MAX_BLOB_READ:  # its declaration unread: said rather than taken as plain
+            found.append(f"{path} is {sizes[sha]:,} bytes of Python, its declared encoding not read")
+    blobs = _blob_heads(git, [sha for _path, sha in links + python if sizes.get(sha, 0) <= MAX_BLOB_READ])
+    for path, sha in links:
+        target = escape_controls(blobs.get(sha, b"").decode("utf-8", "surrogateescape"))
+        found.append(f"symlink {path} -> {target or '?'}")
+    for path, sha in python:
+        declared = _CODING.search(b"\n".join(blobs.get(sha, b"").split(b"\n")[:2]))
+        coding = declared.group(1).decode("ascii", "replace").lower() if declared else ""
+        if coding and coding.replace("_", "-") not in _PLAIN_CODINGS and coding not in _PLAIN_CODINGS:
+            found.append(f"{path} declares coding {escape_controls(coding)}")
+    if len(found) > MAX_LISTED:
+        found = [*found[:MAX_LISTED], f"and {len(found) - MAX_LISTED} more"]
+    return tuple(found)
+
+
+def _blob_sizes(git: Git, shas: list[str]) -> dict[str, int]:
+    """Each blob's size, by one `git cat-file --batch-check`."""
+    if not shas:
+        return {}
+    try:
+        out = git.feed("cat-file", "--batch-check", data="".join(f"{sha}\n" for sha in dict.fromkeys(shas)).encode())
+    except GitFailed:
+        return {}
+    sizes = {}
+    for line in out.decode("ascii", "replace").splitlines():
+        sha, kind, size = (line.split() + ["", ""])[:3]
+        if kind == "blob" and size.isdigit():
+            sizes[sha] = int(size)
+    return sizes
+
+
+def _blob_heads(git: Git, shas: list[str], size: int = 4096) -> dict[str, bytes]:
+    """The first `size` bytes of each blob, read by one `git cat-file --batch`."""
+    if not shas:
+        return {}
+    try:
+        out = git.feed("cat-file", "--batch", data="".join(f"{sha}\n" for sha in dict.fromkeys(shas)).encode())
+    except GitFailed:
+        return {}
+    heads: dict[str, bytes] = {}
+    position = 0
+    while position < len(out):
+        end = out.find(b"\n", position)
+        if end < 0:
+            break
+        header = out[position:end].split()
+        position = end + 1
+        if len(header) != 3 or header[1] != b"blob":
+            continue  # `<sha> missing`: nothing follows
+        length = int(header[2])
+        heads[header[0].decode()] = out[position:position + min(length, size)]
+        position += length + 1
+    return heads
