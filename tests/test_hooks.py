@@ -1454,6 +1454,15 @@ def test_changed_ranges_are_lines_of_the_current_file() -> None:
      ["d.py", "e.py", "f.py"]),
     ("env -S \"bash -c 'echo x > g.py'\"; env --split-string='tee h.py' < x", ["g.py", "h.py"]),
     ("sort x | sponge payments/tax.py; time -o timing.txt make", ["payments/tax.py", "timing.txt"]),
+    # Each way into a folder: the write after `cd -- payments` or `pushd payments` was checked at the top.
+    ("cd -- payments && sed -i s/a/b/ a.py; cd -P /tmp && echo x > b.py", ["payments/a.py", "/tmp/b.py"]),
+    ("pushd payments && echo x > c.py; builtin cd sub; command cd x; echo y > d.py",
+     ["payments/c.py", "payments/sub/x/d.py"]),
+    ("cd payments && cd - && echo x > e.py; cd payments & echo x > f.py", ["e.py", "f.py"]),  # back; in a job
+    ("(cd payments && echo x > g.py); echo y > h.py; (cd sub)&&(echo z > i.py)", ["payments/g.py", "h.py", "i.py"]),
+    ("env -C payments sed -i s/a/b/ j.py > k.log; env --chdir=sub tee l.py; sudo -D payments touch m.py",
+     ["k.log", "payments/j.py", "sub/l.py", "payments/m.py"]),
+    ("popd; echo x > /tmp/abs.py", ["/tmp/abs.py"]),  # an absolute path is where it is, wherever the shell is
 ])
 def test_bash_write_targets_best_effort(tmp_path: Path, command: str, written: list[str]) -> None:
     expected = [w if w.startswith("/") else str(tmp_path / w) for w in written]
@@ -1510,6 +1519,9 @@ def test_the_files_a_patch_or_an_archive_writes_are_read_from_it(tmp_path: Path)
     "tee " + " ".join(f"/tmp/f{n}" for n in range(60)) + "; echo x >> payments/tax.py",  # past the 50 checked
     "bash -c 'echo \"unterminated > x'",  # a string's own quotes, unbalanced
     functools.reduce(lambda inner, _: "sh -c " + shlex.quote(inner), range(6), "echo x > a.py"),  # too deep
+    # A folder loomtui cannot tell, then a write in it: it was checked at the top of the tree.
+    'cd "$dir" && echo x > a.py', "cd $(git rev-parse --show-toplevel)/payments; echo x > a.py", "cd; echo x > a",
+    "CDPATH=/tmp cd payments && echo x > a.py", "popd && echo x > a.py", "cd - && echo x > a.py",
 ])
 def test_a_command_whose_writes_cannot_be_told_is_not_read_as_writing_nothing(tmp_path: Path, command: str) -> None:
     """Each was read as writing no file (nothing claimed: no decision), and its write of a held file ran."""

@@ -15,6 +15,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Final
 
+from loomtui.errors import quoted
 from loomtui.governance.hooks.edits import MAX_TARGETS, absolute_path
 from loomtui.governance.hooks.unpacking import git_apply_writes, patch_writes, tar_writes, unzip_writes
 
@@ -26,6 +27,8 @@ MAX_WORDS_CHARS: Final = 64 << 10
 length (a 1.6 MB base64 word took 61 s: the hook timed out and the write it hid went through)."""
 _REDIRECTS: Final = frozenset({">", ">>", ">|", "&>", "&>>", ">&", "<>"})
 _SEPARATORS: Final = frozenset({";", ";;", "&", "&&", "|", "||", "|&", "(", ")", "\n"})
+_PUNCTUATION: Final = re.compile(r"[;&|()<>\n]+")
+_PARENS: Final = re.compile(r"([()])")
 # Programs that run the command after them, each with its options that take a value, and how many operands of
 # its own come before the command (`timeout 5 sed -i ...`): `nice -n 5 sed -i` read `5` as the program.
 _WRAPPERS: Final[dict[str, tuple[frozenset[str], int]]] = {
@@ -39,6 +42,8 @@ _WRAPPERS: Final[dict[str, tuple[frozenset[str], int]]] = {
     "command": (frozenset(), 0), "nohup": (frozenset(), 0), "time": (frozenset({"-f", "-o"}), 0),
     "exec": (frozenset({"-a"}), 0), "builtin": (frozenset(), 0), "setsid": (frozenset(), 0),
 }
+_CHDIR_OPTIONS: Final = {"env": ("-C", "--chdir"), "sudo": ("-D", "--chdir")}
+"""A wrapper's options that run its command in another folder."""
 # Words that start a command in a compound one (`if true; then sed -i ...; fi`, `! sed ...`, `{ sed ...; }`).
 _KEYWORDS: Final = frozenset({"if", "then", "elif", "else", "while", "until", "do", "!", "{"})
 _HEREDOC: Final = re.compile(r"(?<!<)<<(-?)\s*(['\"]?)([A-Za-z0-9_.-]+)\2")
@@ -74,17 +79,67 @@ def bash_write_targets(command: str, cwd: Path, *, depth: int = 0) -> list[str]:
         # told, and none claimed were taken as none written (`echo x >> held.py # it's fine` went through).
         raise CommandNotRead("its quotes do not close") from None
     found: list[str] = []
-    for words in _simple_commands(tokens):
-        if words[0] == "cd" and len(words) == 2 and "$" not in words[1]:
-            cwd = Path(absolute_path(words[1], cwd))  # `cd sub && echo x > f` writes sub/f
+    where: Path | None = cwd  # None: a folder loomtui cannot tell (`cd "$dir"`, `cd -`, `popd`)
+    previous: Path | None = None
+    outer: list[tuple[Path | None, Path | None]] = []  # where each open subshell `(` began
+    for words, ended_by in _simple_commands(tokens):
+        if words == ["("]:
+            outer.append((where, previous))
             continue
-        for name in _command_writes(words, cwd, depth):
+        if words == [")"]:
+            if outer:
+                where, previous = outer.pop()
+            continue
+        moved = _changed_folder(words, where, previous)
+        if moved is not _NOT_CD:
+            if ended_by != "&":  # `cd sub & echo x > f`: the cd ran in a job of its own, f is written here
+                previous, where = where, moved
+            continue
+        for name in _command_writes(words, where or cwd, depth):
             if len(found) >= MAX_TARGETS:  # the rest unchecked: a write past the 50th went through
                 raise CommandNotRead(f"it writes more than {MAX_TARGETS} files")
-            for path in _expand(name, cwd):
+            if where is None and not name.startswith("/"):
+                raise CommandNotRead(f"it writes {quoted(name)} in a folder it changed to that loomtui cannot tell "
+                                     "(a variable's, `cd -`, `popd`)")
+            for path in _expand(name, where or cwd):
                 if path not in found:
                     found.append(path)
     return found
+
+
+_NOT_CD: Final = Path("/dev/null/not-a-cd")
+"""`_changed_folder`'s answer for a command that changes no folder."""
+_CD_OPTIONS: Final = frozenset({"-L", "-P", "-e", "-@", "-LP", "-PL", "-Pe"})
+
+
+def _changed_folder(words: list[str], where: Path | None, previous: Path | None) -> Path | None:
+    """The folder a `cd`/`pushd`/`popd` (`builtin cd`, `command cd`, options and `--` included) moves the shell
+    to: None when loomtui cannot tell where (a variable, `~`, `cd -` with no earlier cd here, a CDPATH given
+    it); _NOT_CD for any other command. `cd -- payments` and `pushd payments` went unseen, the write after
+    them checked at the top of the tree."""
+    assignments = [word for word in words if re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*=.*", word)]
+    words = words[len(assignments):]
+    while words[:1] in (["builtin"], ["command"]):
+        words = words[1:]
+    if not words or words[0] not in ("cd", "pushd", "popd"):
+        return _NOT_CD
+    if words[0] == "popd" or where is None:
+        return None
+    args = words[1:]
+    while args and (args[0] in _CD_OPTIONS or (args[0].startswith("-") and args[0] != "-" and args[0] != "--"
+                                                and set(args[0][1:]) <= set("LPe@"))):
+        args = args[1:]
+    if args[:1] == ["--"]:
+        args = args[1:]
+    if not args:
+        return None  # $HOME: the sandbox's own, not told here
+    target = args[0]
+    if target == "-":
+        return previous
+    if "$" in target or "`" in target or target.startswith("~") or (
+            any(a.startswith("CDPATH=") for a in assignments) and not target.startswith(("/", "./", "../"))):
+        return None
+    return Path(absolute_path(target, where))
 
 
 def _without_heredoc_bodies(command: str) -> str:
@@ -156,27 +211,35 @@ def _shell_tokens(text: str) -> list[str]:
     lexer.whitespace_split = True
     lexer.whitespace = " \t\r"
     lexer.commenters = ""  # `#` starts a comment only at a word's start; missing one is harmless
-    return list(lexer)
+    # shlex keeps a run of punctuation as one token: `(cd sub && x); y` gave `);`, a word, and the subshell's
+    # folder stood for `y`. A parenthesis is a token of its own.
+    return [piece for token in lexer
+            for piece in (_PARENS.split(token) if _PUNCTUATION.fullmatch(token) and _PARENS.search(token) else [token])
+            if piece]
 
 
-def _simple_commands(tokens: Sequence[str]) -> Iterable[list[str]]:
-    """Each simple command's words, with redirection targets as `>` `file` pairs kept in place."""
+def _simple_commands(tokens: Sequence[str]) -> Iterable[tuple[list[str], str]]:
+    """Each simple command's words, with redirection targets as `>` `file` pairs kept in place, and the
+    separator that ends it ("" at the end); a subshell's `(` and `)` each as a command of its own."""
     words: list[str] = []
     for token in tokens:
         if token in _SEPARATORS:
             if words:
-                yield words
+                yield words, token
+            if token in ("(", ")"):
+                yield [token], token
             words = []
         else:
             words.append(token)
     if words:
-        yield words
+        yield words, ""
 
 
 def _command_writes(words: list[str], cwd: Path, depth: int = 0) -> list[str]:
     targets: list[str] = []
     argv: list[str] = []
     stdin: str | None = None
+    chdir = ""  # where a wrapper runs the command (`env -C DIR`), from the shell's folder
     index = 0
     while index < len(words):
         word = words[index]
@@ -205,17 +268,24 @@ def _command_writes(words: list[str], cwd: Path, depth: int = 0) -> list[str]:
                 except ValueError:
                     raise CommandNotRead("its env -S string's quotes do not close") from None
                 break
-            if option in takes_value and argv:
+            if option.startswith("--chdir=") and wrapper in _CHDIR_OPTIONS:
+                chdir = os.path.join(chdir, option.partition("=")[2])
+            elif option in takes_value and argv:
                 value = argv.pop(0)
                 if wrapper == "time" and option == "-o":  # its report goes to that file
                     targets.append(value)
+                elif option in _CHDIR_OPTIONS.get(wrapper, ()):  # `env -C payments sed -i ...`: there
+                    chdir = os.path.join(chdir, value)
         del argv[:operands]  # `timeout 5`: its duration
     if argv:
+        # The command's own files are from the folder a wrapper moved it to; its redirections, the shell's.
+        there = Path(absolute_path(chdir, cwd)) if chdir else cwd
         inner = _shell_string(os.path.basename(argv[0]), argv[1:])
         if inner is not None:  # `bash -c 'echo x > held.py'`: the string is a command of its own
-            targets.extend(bash_write_targets(inner, cwd, depth=depth + 1))
+            targets.extend(bash_write_targets(inner, there, depth=depth + 1))
         else:
-            targets.extend(_program_writes(os.path.basename(argv[0]), argv[1:], cwd, stdin))
+            targets.extend(os.path.join(there, name) if chdir else name
+                           for name in _program_writes(os.path.basename(argv[0]), argv[1:], there, stdin))
     return targets
 
 
