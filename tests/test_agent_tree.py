@@ -548,3 +548,25 @@ def test_a_managed_file_an_earlier_snapshot_took_is_put_back_as_the_base_has_it(
     tree, changed = later.snapshot(base)
     assert changed == ["work.py"]
     assert git(repo, "show", f"{tree}:AGENTS.md") == "# Team\n\nUse Decimal."
+
+
+@pytest.mark.parametrize("largest_file", [None, 1 << 20])
+def test_a_file_the_agent_committed_that_a_gitignore_ignores_stays_in_a_later_snapshot(
+        repo: Path, tmp_path: Path, largest_file: int | None) -> None:
+    """The index, begun from the sandbox's base, never took the agent's force-added `tests/access.log` (under
+    `*.log`): the save at the agent's end committed its deletion, "work left uncommitted"."""
+    base, worktree, tree = _agent_tree(repo, tmp_path, {".gitignore": "*.log\n", "lib.py": "x = 1\n"},
+                                       largest_file=largest_file)
+    assert tree.snapshot(base)[1] == []  # the index, from the base
+    (worktree / "tests").mkdir()
+    (worktree / "tests" / "access.log").write_text("GET /refunds 200\n")
+    (worktree / "scratch.log").write_text("not committed: stays out\n")
+    git(worktree, "add", "-f", "tests/access.log")
+    git(worktree, "commit", "-qm", "fixture")
+    tip = git(worktree, "rev-parse", "HEAD")
+    snapshot, changed = tree.snapshot(tip)
+    assert changed == [] and snapshot == git(repo, "rev-parse", f"{tip}^{{tree}}")
+    (worktree / "tests" / "access.log").write_text("GET /refunds 500\n")  # changed after: saved as changed
+    assert tree.snapshot(tip)[1] == ["tests/access.log"]
+    (worktree / "tests" / "access.log").unlink()  # and deleted: saved as deleted
+    assert tree.snapshot(tip)[1] == ["tests/access.log"]

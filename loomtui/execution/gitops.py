@@ -139,7 +139,12 @@ class AgentTree:
             self.refused = []
             if added is None:
                 self.refused = self._add_all(scratch, left_out)
-            changed, new_here = self._changed_blobs(scratch, base)
+            changed, new_here, gone = self._changed_blobs(scratch, base)
+            kept_tracked = self._keep_tracked(scratch, gone, (*left_out, *(p for p, _why in self.refused)))
+            if kept_tracked:
+                if added is not None:
+                    added |= kept_tracked
+                changed, new_here, gone = self._changed_blobs(scratch, base)
             for path in self._drop_ignored(scratch, changed, new_here):
                 del changed[path]
             # loomtui's own files (the slice written as AGENTS.md) that a snapshot taken before they were named
@@ -171,13 +176,14 @@ class AgentTree:
         """The paths the last snapshot left out (too large, or refused by git), in the worktree still."""
         return sorted({*(path for path, _size in self.too_large), *(path for path, _why in self.refused)})
 
-    def _changed_blobs(self, index: Path, base: str) -> tuple[dict[str, str], set[str]]:
+    def _changed_blobs(self, index: Path, base: str) -> tuple[dict[str, str], set[str], list[str]]:
         """Each path of `index` that differs from `base`, with its blob there ('' for a deletion or a gitlink),
-        in git's order; and those of them `base` does not have."""
+        in git's order; those of them `base` does not have; and those `index` does not have."""
         raw = self._git(index, "diff-index", "--cached", "--no-renames", "-z", base, "--")
         fields = raw.split("\0")
         found: dict[str, str] = {}
         new_here: set[str] = set()
+        gone: list[str] = []
         for header, path in zip(fields[0::2], fields[1::2], strict=False):
             if not path:
                 continue
@@ -185,7 +191,29 @@ class AgentTree:
             found[path] = new if new_mode in ("100644", "100755", "120000") and new.strip("0") else ""
             if status == "A":
                 new_here.add(path)
-        return found, new_here
+            elif status == "D":
+                gone.append(path)
+        return found, new_here, gone
+
+    def _keep_tracked(self, index: Path, gone: list[str], left_out: tuple[str, ...]) -> set[str]:
+        """Put in `index` the files `base` tracks that it lacks while the worktree has them: ones a `.gitignore`
+        ignores, which `add --all` never takes into an index begun from an older commit (an agent's committed
+        `tests/data/access.log` under `*.log` was saved as deleted, "work left uncommitted"). Those put in."""
+        missing = [path for path in gone
+                   if not self._is_left_out(path, left_out) and os.path.lexists(self.worktree / path)]
+        if not missing:
+            return set()
+        too_large = self._past_limit(self._sizes(missing))  # as any other file: left out, said, kept in the worktree
+        self.too_large = sorted({*self.too_large, *too_large})
+        wanted = [path for path in missing if path not in {path for path, _size in too_large}]
+        if not wanted:
+            return set()
+        listed = ("\0".join(wanted) + "\0").encode("utf-8", "surrogateescape")
+        done = self._tree.raw(*DISTRUSTING_GIT_CONFIG, "--literal-pathspecs", "add", "--force",
+                              "--pathspec-from-file=-", "--pathspec-file-nul", env=self._env(index), data=listed)
+        if done.status != 0:
+            raise GitFailed(f"git add failed: {first_line(done.err.decode('utf-8', 'replace'))}")
+        return set(wanted)
 
     def _drop_ignored(self, index: Path, changed: dict[str, str], new_here: set[str]) -> set[str]:
         """Take out of `index` the files new since the base that a `.gitignore` of the change now ignores (they

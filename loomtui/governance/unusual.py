@@ -44,6 +44,7 @@ def unusual_entries(root: Path, base: str, head: str) -> tuple[str, ...]:
     found: list[str] = []
     links: list[tuple[str, str]] = []
     python: list[tuple[str, str]] = []
+    written: list[bytes] = []
     for header, name in zip(fields[0::2], fields[1::2], strict=False):
         parts = header.lstrip(b":").split()
         if len(parts) < 5:
@@ -58,6 +59,9 @@ def unusual_entries(root: Path, base: str, head: str) -> tuple[str, ...]:
             found.append(f"{'made executable' if old_mode != _ABSENT else 'an executable new file'}: {path}")
         if new_mode not in (_LINK, _SUBMODULE, _ABSENT) and path.endswith((".py", ".pyw", ".pyi")):
             python.append((path, new_sha))
+        if new_mode != _ABSENT:
+            written.append(name)
+    found += [f"committed though .gitignore ignores it: {path}" for path in _ignored(git, written)]
     sizes = _blob_sizes(git, [sha for _path, sha in links + python])
     for path, sha in python:
         if sizes.get(sha, 0) > MAX_BLOB_READ:  # its declaration unread: said rather than taken as plain
@@ -74,6 +78,17 @@ def unusual_entries(root: Path, base: str, head: str) -> tuple[str, ...]:
     if len(found) > MAX_LISTED:
         found = [*found[:MAX_LISTED], f"and {len(found) - MAX_LISTED} more"]
     return tuple(found)
+
+
+def _ignored(git: Git, paths: list[bytes]) -> list[str]:
+    """Those of `paths` the checkout's `.gitignore` files ignore: force-added (a `__pycache__/*.pyc` that runs
+    other code than its `.py` shows, a diff showing only "Bin")."""
+    if not paths:
+        return []
+    done = git.raw("check-ignore", "--no-index", "-z", "--stdin", data=b"\0".join(paths) + b"\0")
+    if done.status not in (0, 1):  # 1: none is ignored
+        return []
+    return [escape_controls(p.decode("utf-8", "surrogateescape")) for p in done.out.split(b"\0") if p]
 
 
 def _blob_sizes(git: Git, shas: list[str]) -> dict[str, int]:
