@@ -64,6 +64,11 @@ def glob_problem(pattern: str) -> str | None:
         return "it is a comment in gitignore syntax (write \\# for a literal #)"
     if "\0" in pattern or "\n" in pattern or "\r" in pattern:  # no path name holds one: it could never match
         return "it holds a NUL or a line break, which no path name does"
+    bare = pattern.removeprefix("!")
+    if bare.startswith(("./", "../")) or "/./" in bare or "/../" in bare:  # `./secrets/**` left secrets unblocked
+        return (f"a path here never holds . or .. (write {pattern[:len(pattern) - len(bare)]}"
+                f"{bare.removeprefix('./')!s} from the repository's top)" if bare.startswith("./")
+                else "a path here never holds . or .. (write it from the repository's top)")
     try:
         compiled = glob_spec([pattern])
     except re.error as exc:

@@ -90,6 +90,11 @@ def test_a_glob_with_many_stars_fails_a_long_name_at_once() -> None:
 
     assert "POSIX class" in (glob_problem("src/[[:alpha:]]") or "")  # one line, not RE2's own error
     assert "NUL" in (glob_problem("pay\0ments/**") or "")  # it was valid, and could never match
+    # Nor does `./secrets/**`: a policy's block on it validated, and never applied.
+    assert glob_problem("./secrets/**") == "a path here never holds . or .. (write secrets/** from the repository's top)"
+    assert glob_problem("!./a") == "a path here never holds . or .. (write !a from the repository's top)"
+    assert "never holds . or .." in (glob_problem("src/../secrets/*") or "")
+    assert glob_problem(".github/**") is None and glob_problem("a..b/**") is None
 
 
 def test_no_sql_or_sqlite_outside_store() -> None:

@@ -969,8 +969,14 @@ def test_cli_policy_validate_warns_of_a_rule_naming_no_runtime(sample: Path, cap
         "\nmerge: auto", "\n  - name: claude-docs\n    when: {runtime: clade}\n    decision: block\nmerge: auto", 1))
     assert main(["-C", str(sample), "policy", "validate"]) == 0
     out = capsys.readouterr().out
-    assert "rule 'claude-docs': runtime 'clade' is no runtime here (did you mean 'claude'?); the rule never applies" \
+    assert "rule 'claude-docs': runtime 'clade' names no runtime here (did you mean 'claude'?); the rule never applies" \
         in out, out
+    # A gate misspelt: the red-gates block never fired, and validate said OK.
+    policy.write_text(policy.read_text().replace("when: {gates_failed: [\"*\"]}", "when: {gates_failed: [\"test\"]}"))
+    assert main(["-C", str(sample), "policy", "validate"]) == 0
+    out = capsys.readouterr().out
+    assert "rule 'failing-gates': gates_failed 'test' names no gate here (did you mean 'tests'?); the rule never " \
+           "applies to it" in out, out
 
 
 def test_cli_policy_validate_without_a_policy(repo: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -1101,12 +1107,16 @@ def test_what_no_path_rule_reads_is_put_to_a_lead(tmp_path: Path) -> None:
     (root / "docs" / "tidy.sh").write_text("#!/bin/sh\n")
     (root / "docs" / "tidy.sh").chmod(0o755)
     (root / "docs" / "notes.py").write_text("# -*- coding: utf-7 -*-\n# see +AAo-Ledger.post +AD0- None\n")
+    (root / "payments" / "__pycache__").mkdir(exist_ok=True)
+    (root / "payments" / "__pycache__" / "refunds.cpython-311.pyc").write_bytes(b"\xa7\r\r\n other code")
+    subprocess.run(["git", "add", "-f", "payments/__pycache__/refunds.cpython-311.pyc"], cwd=root, check=True)
     hostile = commit("docs: tidy", f"160000,{base},docs/vendor")
     facts = change_facts(root, base, hostile)
     assert set(facts.unusual) == {"symlink docs/architecture.md -> ../.git/config", "docs/notes.py declares coding utf-7",
-                                  "an executable new file: docs/tidy.sh", f"submodule docs/vendor at {base[:12]}"}
+                                  "an executable new file: docs/tidy.sh", f"submodule docs/vendor at {base[:12]}",
+                                  "committed though .gitignore ignores it: payments/__pycache__/refunds.cpython-311.pyc"}
     judged = evaluate(policy, facts)
     assert (judged.outcome, judged.risk) == ("require", "high")
     unusual = judged.applied[-1]
     assert unusual.name == "unusual-files (built in)" and "symlink docs/architecture.md -> ../.git/config" in unusual.why
-    assert [r.groups for r in judged.requirements] == [policy.override_groups]
+    assert judged.requirements[-1].rule == unusual.name and judged.requirements[-1].groups == policy.override_groups

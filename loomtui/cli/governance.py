@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import fnmatch
 import json
 import sys
 from datetime import UTC, datetime
@@ -57,7 +58,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
         return say_problems(exc, args.json)  # a YAML error, or loom.yaml's own, is a list of one
     user = current_user(root)
     groups = sorted(groups_of(policy, user))
-    warnings = [*policy.warnings, *_unknown_runtimes(policy, root)]
+    warnings = [*policy.warnings, *_names_nothing_here(policy, root)]
     if args.json:
         print_json({
             "ok": True, "source": policy.source, "summary": policy.summary(),
@@ -74,19 +75,27 @@ def cmd_validate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _unknown_runtimes(policy: Policy, root: Path) -> list[str]:
-    """A `file:line` warning for each rule whose `runtime:` names no runtime here (built in or in loom.yaml): a
-    typo (`clade`) made a rule that never applies, said nowhere."""
+def _names_nothing_here(policy: Policy, root: Path) -> list[str]:
+    """A `file:line` warning for each rule whose `runtime:`, `gates_failed:` or `gates_passed:` names no runtime
+    or gate here (built in or in loom.yaml): a typo (`clade`, `test` for `tests`) made a rule that never
+    applies (a red-gates block that never fired), said nowhere."""
     try:
-        known = load_config(root).runtimes
+        config = load_config(root)
     except LoomError:  # loom.yaml's own problems are said where it is read
         return []
+    gates = [gate.name for gate in config.gates]
     found = []
     for rule in policy.rules:
-        for name in rule.when.runtime or ():
-            if name not in known:
-                guess = closest(name, known)
-                found.append(f"{policy.source}:{rule.line}: rule {rule.name!r}: runtime {name!r} is no runtime here"
+        named = [("runtime", name, name in config.runtimes, list(config.runtimes))
+                 for name in rule.when.runtime or ()]
+        named += [(key, name, any(fnmatch.fnmatchcase(gate, name) for gate in gates), gates)
+                  for key, names in (("gates_failed", rule.when.gates_failed), ("gates_passed", rule.when.gates_passed))
+                  for name in names or ()]
+        for key, name, known, choices in named:
+            if not known:
+                guess = closest(name, choices)
+                what = "runtime" if key == "runtime" else "gate"
+                found.append(f"{policy.source}:{rule.line}: rule {rule.name!r}: {key} {name!r} names no {what} here"
                              f"{f' (did you mean {guess!r}?)' if guess else ''}; the rule never applies to it")
     return found
 
