@@ -326,6 +326,9 @@ async def test_o_is_offered_on_a_block_only_and_asks_before_it_lets_the_change_t
             await pilot.press("enter")
             await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen))
             assert "config/prod.env" in app.screen.question or "block" in app.screen.question
+            # Each rule it lets through, by name (the first two lines of the explanation left out the rest).
+            applied = [rule["name"] for rule in app.workspace.store.get_escalation(blocked).data["rules"]]
+            assert applied and all(name in app.screen.question for name in applied), (applied, app.screen.question)
             await pilot.press(answer)
             store = app.workspace.store
             await wait_for(pilot, lambda s=status: store.get_escalation(blocked).status == s)

@@ -460,7 +460,10 @@ class EscalationsScreen(LoomScreen[None]):
         once more, saying what it lets through, as `m` asks before a merge."""
         from loomtui.tui.screens.sandbox_forms import ConfirmScreen
 
-        why = "; ".join(str(line).strip() for line in escalation.data.get("explanation", [])[:2]) or escalation.summary
+        # Every rule it lets through named (the first two lines left out `failing-gates`, the one overridden).
+        headline = str(next(iter(escalation.data.get("explanation") or []), escalation.summary)).strip()
+        named = [str(rule.get("name")) for rule in escalation.data.get("rules") or [] if isinstance(rule, dict)]
+        why = headline + (f"; rules: {', '.join(named)}" if named else "")
         target = f"sandbox {escalation.sandbox_id}'s change" if escalation.sandbox_id else "this change"
         hours = self.loom.policy.overrides.max_hours if self.loom.policy else 0
         question = (f"Override escalation #{escalation.id}? {target} goes on as if approved (it may merge into "
