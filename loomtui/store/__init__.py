@@ -30,6 +30,7 @@ from loomtui.store.moves import (
     refuse_a_forgotten_team_store,
     refuse_a_left_store,
     refuse_a_moved_store,
+    refuse_taking_the_team_log,
     store_move,
 )
 from loomtui.store.records import (
@@ -148,6 +149,8 @@ def open_store(paths: RepoPaths, location: str | None = None, *, reads_only: boo
         refuse_a_moved_store(paths)
         if configured:
             refuse_a_forgotten_team_store(paths)
+        elif not own_sqlite:
+            refuse_taking_the_team_log(paths)
         if reads_only and not _state_writable(paths):
             _refuse_a_truncated_store(paths)
             return SqliteStore(paths.store_path, read_only=True)

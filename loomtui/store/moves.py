@@ -107,9 +107,23 @@ def refuse_a_forgotten_team_store(paths: RepoPaths) -> None:
         raise StoreError(
             f"this clone works in the team's store {joined.to} (since {joined.when()}), but nothing here names it "
             "(no LOOMTUI_STORE, and no `store:` in .loom/loom.yaml: a commit from before it?): nothing was opened; "
-            "set LOOMTUI_STORE to its URL, or check out a commit whose loom.yaml names it (LOOMTUI_STORE=sqlite: a "
-            "store of this clone's own, apart from the team's; joined by mistake: delete "
+            "set LOOMTUI_STORE to its URL, or check out a commit whose loom.yaml names it (to leave the team for a "
+            "store of this clone's own: `loomtui store copy --to sqlite`; joined by mistake: delete "
             f"{paths.state_dir / JOINED_FILE})", exit_code=1)
+
+
+def refuse_taking_the_team_log(paths: RepoPaths) -> None:
+    """One line, when `LOOMTUI_STORE=sqlite` would make a new store of this clone's own in a clone that works in
+    a team's: the new store takes the audit log file it finds as its own, and that file is this machine's copy of
+    the team's log (the next team write read BROKEN here, and `audit restore` logged the mistake in the team's
+    log)."""
+    joined = store_move(paths, JOINED_FILE)
+    if joined is not None and paths.audit_path.is_file() and paths.audit_path.stat().st_size > 0:
+        raise StoreError(
+            f"this clone works in the team's store {joined.to} (since {joined.when()}), and {paths.audit_path} is "
+            "its copy of the team's audit log: a store of this clone's own would take that log over, so none was "
+            "made; to leave the team for one, `loomtui store copy --to sqlite` (it keeps the team's log apart)",
+            exit_code=1)
 
 
 def refuse_a_left_store(paths: RepoPaths) -> None:
