@@ -1463,6 +1463,12 @@ def test_changed_ranges_are_lines_of_the_current_file() -> None:
     ("env -C payments sed -i s/a/b/ j.py > k.log; env --chdir=sub tee l.py; sudo -D payments touch m.py",
      ["k.log", "payments/j.py", "sub/l.py", "payments/m.py"]),
     ("popd; echo x > /tmp/abs.py", ["/tmp/abs.py"]),  # an absolute path is where it is, wherever the shell is
+    # Wrappers and programs naming the file they write that went unseen.
+    ("doas -u root sed -i s/a/b/ a.py; flock /tmp/l sed -i s/a/b/ b.py; chronic tee c.py; unbuffer tee d.py",
+     ["a.py", "b.py", "c.py", "d.py"]),
+    ("busybox sed -i s/a/b/ e.py; iconv -t utf8 x -o f.py; strace -o g.log ls; openssl enc -in x -out h.bin",
+     ["e.py", "f.py", "g.log", "h.bin"]),
+    ("gunzip payments/i.py.gz; unxz j.py.xz; gunzip -c k.gz > l.py; gunzip -l m.gz", ["payments/i.py", "j.py", "l.py"]),
 ])
 def test_bash_write_targets_best_effort(tmp_path: Path, command: str, written: list[str]) -> None:
     expected = [w if w.startswith("/") else str(tmp_path / w) for w in written]
@@ -1522,6 +1528,8 @@ def test_the_files_a_patch_or_an_archive_writes_are_read_from_it(tmp_path: Path)
     # A folder loomtui cannot tell, then a write in it: it was checked at the top of the tree.
     'cd "$dir" && echo x > a.py', "cd $(git rev-parse --show-toplevel)/payments; echo x > a.py", "cd; echo x > a",
     "CDPATH=/tmp cd payments && echo x > a.py", "popd && echo x > a.py", "cd - && echo x > a.py",
+    # A file a command's output names: it was taken as a variable's, unseen.
+    "echo x > payments/ledger.py$(true)", "echo x > `echo payments/ledger.py`", "sed -i s/a/b/ $(ls *.py)",
 ])
 def test_a_command_whose_writes_cannot_be_told_is_not_read_as_writing_nothing(tmp_path: Path, command: str) -> None:
     """Each was read as writing no file (nothing claimed: no decision), and its write of a held file ran."""

@@ -41,6 +41,8 @@ _WRAPPERS: Final[dict[str, tuple[frozenset[str], int]]] = {
     "taskset": (frozenset(), 1), "chrt": (frozenset(), 1),
     "command": (frozenset(), 0), "nohup": (frozenset(), 0), "time": (frozenset({"-f", "-o"}), 0),
     "exec": (frozenset({"-a"}), 0), "builtin": (frozenset(), 0), "setsid": (frozenset(), 0),
+    "doas": (frozenset({"-u", "-C"}), 0), "chronic": (frozenset(), 0), "unbuffer": (frozenset(), 0),
+    "flock": (frozenset({"-w", "--timeout", "-E", "--conflict-exit-code"}), 1),  # its lock file, then the command
 }
 _CHDIR_OPTIONS: Final = {"env": ("-C", "--chdir"), "sudo": ("-D", "--chdir")}
 """A wrapper's options that run its command in another folder."""
@@ -277,6 +279,8 @@ def _command_writes(words: list[str], cwd: Path, depth: int = 0) -> list[str]:
                 elif option in _CHDIR_OPTIONS.get(wrapper, ()):  # `env -C payments sed -i ...`: there
                     chdir = os.path.join(chdir, value)
         del argv[:operands]  # `timeout 5`: its duration
+    if argv[:1] == ["busybox"] and len(argv) > 1 and argv[1] not in _SHELLS:
+        argv = argv[1:]  # `busybox sed -i ...`: the applet is the program
     if argv:
         # The command's own files are from the folder a wrapper moved it to; its redirections, the shell's.
         there = Path(absolute_path(chdir, cwd)) if chdir else cwd
@@ -364,6 +368,8 @@ _OUTPUT_OPTIONS: Final = {
     "wget": ("-O", "--output-document"), "git": ("--output",),
     "cc": ("-o",), "gcc": ("-o",), "g++": ("-o",), "clang": ("-o",), "clang++": ("-o",),
     "find": ("-fprint", "-fprint0", "-fprintf", "-fls"),
+    "iconv": ("-o", "--output"), "strace": ("-o", "--output"), "ltrace": ("-o", "--output"),
+    "openssl": ("-out",), "script": ("-O", "--log-out"),
 }
 # Programs whose second operand is the file they write (`uniq IN OUT`, `xxd IN OUT`), with their options that
 # take a value.
@@ -438,7 +444,17 @@ def _program_writes(program: str, args: list[str], cwd: Path, stdin: str | None 
         return _copy_targets(program, args, cwd)
     if program == "dd":
         return [a[3:] for a in args if a.startswith("of=")]
+    if program in _DECOMPRESSORS:  # `gunzip payments/x.py.gz` writes payments/x.py
+        if {"-c", "--stdout", "-l", "--list", "-t", "--test"} & set(args):
+            return []
+        suffix = _DECOMPRESSORS[program]
+        return [name.removesuffix(suffix) for name in _operands(args, frozenset({"-S", "--suffix"}))
+                if name.endswith(suffix)]
     return []
+
+
+_DECOMPRESSORS: Final = {"gunzip": ".gz", "unxz": ".xz", "bunzip2": ".bz2", "unzstd": ".zst", "unlzma": ".lzma"}
+"""Programs that write each FILE.SUFFIX they are given as FILE."""
 
 
 def _in_place_files(args: Sequence[str]) -> list[str]:
@@ -498,7 +514,9 @@ def _copy_targets(program: str, args: Sequence[str], cwd: Path) -> list[str]:
 
 
 def _expand(name: str, cwd: Path) -> list[str]:
-    if not name or "$" in name or "`" in name:
+    if "$(" in name or "`" in name or name.endswith("$"):  # `> ledger.py$(true)` (its `(` a token of its own)
+        raise CommandNotRead(f"a file it writes is named by a command's output ({quoted(name)})")
+    if not name or "$" in name:
         return []  # a variable's value is unknown here
     found = dict.fromkeys(path for word in _brace_words(name) for path in _expand_path(word, cwd))
     return list(found)[:MAX_TARGETS]
