@@ -971,6 +971,14 @@ def test_cli_policy_validate_warns_of_a_rule_naming_no_runtime(sample: Path, cap
     out = capsys.readouterr().out
     assert "rule 'claude-docs': runtime 'clade' names no runtime here (did you mean 'claude'?); the rule never applies" \
         in out, out
+    # Not committed as it is: this machine judges by it, CI and the other clones by the committed one.
+    assert "warning: .loom/policy.yaml is " in out and "while `loomtui gate` in CI and every other clone judge by " \
+           "the committed one" in out, out
+    subprocess.run(["git", "add", "-A"], cwd=sample, check=True)
+    subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "policy"], cwd=sample,
+                   check=True)
+    assert main(["-C", str(sample), "policy", "validate"]) == 0
+    assert "judge by the committed one" not in capsys.readouterr().out
     # A gate misspelt: the red-gates block never fired, and validate said OK.
     policy.write_text(policy.read_text().replace("when: {gates_failed: [\"*\"]}", "when: {gates_failed: [\"test\"]}"))
     assert main(["-C", str(sample), "policy", "validate"]) == 0

@@ -58,7 +58,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
         return say_problems(exc, args.json)  # a YAML error, or loom.yaml's own, is a list of one
     user = current_user(root)
     groups = sorted(groups_of(policy, user))
-    warnings = [*policy.warnings, *_names_nothing_here(policy, root)]
+    warnings = [*policy.warnings, *_names_nothing_here(policy, root),
+                 *([] if args.file else _not_committed(policy, root))]
     if args.json:
         print_json({
             "ok": True, "source": policy.source, "summary": policy.summary(),
@@ -73,6 +74,25 @@ def cmd_validate(args: argparse.Namespace) -> int:
     print(f"you ({user}): groups {', '.join(groups) or 'none'}; "
           f"may override a block: {'yes' if can_override(policy, user) else 'no'}")
     return 0
+
+
+def _not_committed(policy: Policy, root: Path) -> list[str]:
+    """A warning when the policy file here is not as HEAD has it: this machine's loomtui judges by it, CI's gate
+    and everyone else's by the committed one (an uncommitted `decision: block` blocked a sandbox here, unsaid)."""
+    if policy.source is None:
+        return []
+    from loomtui.gitcmd import Git
+
+    committed = Git(root).raw("show", f"HEAD:{policy.source}")
+    try:
+        here = (root / policy.source).read_bytes()
+    except OSError:
+        return []
+    if committed.status == 0 and committed.out == here:
+        return []
+    state = "changed and not committed" if committed.status == 0 else "not committed"
+    return [f"{policy.source} is {state}: loomtui judges by it on this machine as it is, while `loomtui gate` "
+            "in CI and every other clone judge by the committed one"]
 
 
 def _names_nothing_here(policy: Policy, root: Path) -> list[str]:
