@@ -106,3 +106,18 @@ async def test_shift_r_shows_every_repositorys_open_escalations_and_decides_none
         assert open_store(find_repo(repo)).list_escalations()[0].status == "open"
         await pilot.press("R")
         await wait_for(pilot, lambda: table.row_count == 0)
+        # The cursor on another repository's row, `R` back to this one's: the row it was on is hidden, not gone
+        # (`a` said "#<namespace>:1, the one selected, is gone (decided or withdrawn)").
+        app.workspace.store.add_escalation("post-gate", sandbox_id="ours", summary="ours")
+        await wait_for(pilot, lambda: table.row_count == 1)
+        await pilot.press("R")
+        await wait_for(pilot, lambda: table.row_count == 3)
+        await pilot.press("end")
+        await wait_for(pilot, lambda: "#" in str(table.get_row_at(table.cursor_row)[0]))
+        notes: list[str] = []
+        monkeypatch.setattr(app, "notify", lambda message, **_kw: notes.append(str(message)))
+        await pilot.press("R")
+        await wait_for(pilot, lambda: table.row_count == 1)
+        await pilot.press("a")
+        await pilot.pause()
+        assert not any("is gone" in note for note in notes), notes

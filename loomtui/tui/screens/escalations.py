@@ -145,6 +145,7 @@ class EscalationsScreen(LoomScreen[None]):
         self._open_seen: set[str] = set()  # the open escalations the queue last showed
         self.can_sign = True  # whether a signing key is set (read with the queue): said beside what you may do
         self.all_repositories = False
+        self._labels: dict[str, str] = {}  # another repository's row key: how its row named it
         self.elsewhere: dict[str, tuple[RepositoryRecord, EscalationRecord]] = {}
         """Other repositories' open escalations (a team store), by row key; shown, never decided here."""
         self._detail_key: str | None = None  # whose detail is shown: another's starts at its top
@@ -215,6 +216,12 @@ class EscalationsScreen(LoomScreen[None]):
 
     def show_queue(self, escalations: list[EscalationRecord],
                    elsewhere: Sequence[tuple[RepositoryRecord, EscalationRecord]] = ()) -> None:
+        # Rows this view's own choice leaves out (`R` back to this repository, `h` back to the open ones) are not
+        # gone: `a` said "#loom_91ad...:1, the one selected, is gone (decided or withdrawn)" of a row `R` hid.
+        chosen_away = {*([] if self.all_repositories else self.elsewhere),
+                       *([] if self.show_decided else
+                         (str(e.id) for e in self.escalations if e.status != EscalationStatus.OPEN))}
+        self._labels.update({key: f"{repo.name}#{e.id}" for key, (repo, e) in self.elsewhere.items()})
         self.escalations = escalations
         self.elsewhere = {f"{repo.namespace}:{e.id}": (repo, e) for repo, e in elsewhere}
         wanted = {str(e.id): e for e in escalations}  # the queue's order: the engine's
@@ -231,7 +238,7 @@ class EscalationsScreen(LoomScreen[None]):
             "summary": Text(escalation.summary) if escalation.status == EscalationStatus.OPEN
             else Text.assemble((f"[{escalation.status}] ", "italic dim"), escalation.summary),
         } for key, escalation in wanted.items() if wanted_text in _searched(key, escalation)},
-            hidden=set(wanted))  # the filter hides a row: it is not gone
+            hidden={*wanted, *chosen_away})  # the filter hides a row: it is not gone
         self._to_new_open(escalations)
         self.show_detail()
         self.refresh_bindings()
@@ -405,7 +412,8 @@ class EscalationsScreen(LoomScreen[None]):
         if escalation is not None and gone is not None and gone not in self._decided_here:
             # Decided elsewhere or withdrawn (a hook's request after its wait): the cursor fell on the next row,
             # and `a` approved that one, never chosen.
-            self.app.notify(f"#{gone}, the one selected, is gone (decided or withdrawn); the cursor is on "
+            self.app.notify(f"{self._labels.get(gone, '#' + gone)}, the one selected, is gone (decided or withdrawn); "
+                            "the cursor is on "
                             f"#{escalation.id} now: press again to {decision} it", title=f"not {DECIDED_AS[decision]}",
                             severity="warning")
             return
