@@ -538,6 +538,14 @@ def test_store_copy_moves_everything_verifies_it_the_audit_log_keeps_verifying_a
         assert isinstance(sqlite_again.store, SqliteStore)
         assert [c.sandbox_id for c in sqlite_again.store.live_claims()] == ["s-a", "s-c"]
         assert sqlite_again.audit.verify().ok
+        # Its log named apart from the team's from here on: both lines' anchors met in one main branch and each
+        # clone's `audit verify` read the other's as this log rewritten.
+        from loomtui.auditanchor import configured_log_id, log_id, log_identity
+
+        entries = list(sqlite_again.audit.entries())
+        assert entries[-1].action == "audit.forked" and "s3cret" not in json.dumps(entries[-1].details)
+        assert log_identity(entries) == log_id(entries[-1].hash) != log_id(entries[0].hash)
+        assert configured_log_id(repo) == log_identity(entries)
         governed_coordinator(sqlite_again).claim("s-d", "payments/currency.py::format_amount")
         assert sqlite_again.audit.verify().ok
     finally:
@@ -686,7 +694,8 @@ def test_a_team_clone_on_a_commit_from_before_the_team_store_opens_no_store_of_i
     monkeypatch.setenv("LOOMTUI_STORE", "sqlite")
     taken = run_cli(first, "status")
     assert taken.returncode == 1 and "its copy of the team's audit log: a store of this clone's own would take " \
-        "that log over, so none was made; to leave the team for one, `loomtui store copy --to sqlite`" in taken.stderr
+        f"that log over, so none was made; to leave the team for one, `LOOMTUI_STORE={redact(url)} loomtui store " \
+        "copy --to sqlite`" in taken.stderr
     monkeypatch.delenv("LOOMTUI_STORE")
     assert not (first / ".git" / "loom" / "state.db").exists()
     git(first, "checkout", "-q", "main")

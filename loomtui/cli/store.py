@@ -94,8 +94,28 @@ def _copy_back(paths: Any, source: Any, say: Any) -> tuple[Any, Any]:
     report, aside = replace_sqlite_store(paths, lambda new: copy_store(source, new, progress=say))
     record_move(paths, source.location, LEFT_FILE)
     (paths.state_dir / JOINED_FILE).unlink(missing_ok=True)  # its own store now, by its own choice
+    _fork_the_log(paths, source.location)
     report.destination = str(paths.store_path)
     return report, aside
+
+
+def _fork_the_log(paths: Any, team: str) -> None:
+    """The log copied here goes its own way from now: an `audit.forked` entry names it apart from the team's
+    (it kept the team's name, and once both lines of merges met in one main branch each clone's anchors read
+    the other's log as rewritten, for good), and this clone anchors with that name from now on."""
+    from loomtui.audit import AuditLog
+    from loomtui.auditanchor import FORKED_ACTION, log_id, remember_log_id
+    from loomtui.identity import current_user
+    from loomtui.store.postgres import redact
+    from loomtui.store.sqlite import SqliteStore
+
+    store = SqliteStore(paths.store_path)
+    try:
+        entry = AuditLog(paths.audit_path, store=store).append(
+            current_user(paths.root), FORKED_ACTION, "", {"from": redact(team), "store": "sqlite"})
+    finally:
+        store.close()
+    remember_log_id(paths.root, log_id(entry.hash))
 
 
 def _refuse_while_working(source: Any) -> None:

@@ -28,7 +28,7 @@ from loomtui.auditanchor import (
     LOG_ID_KEY,
     TRAILER,
     configured_log_id,
-    log_id,
+    log_identity,
     parse_anchor,
 )
 from loomtui.gitcmd import Git, GitResult
@@ -123,7 +123,7 @@ class _BadRef(Exception):
 def check_anchors(entries: Sequence[AuditEntry], anchors: Sequence[Anchor], refs: list[str],
                   configured: str | None) -> AnchorReport:
     """Whether the log holds every anchored (seq, hash) of this clone's log."""
-    mine = log_id(entries[0].hash) if entries else None
+    mine = log_identity(entries)
     report = AnchorReport(refs=refs, log=mine, configured=configured, anchors=list(anchors),
                           entries=len(entries))
     own = configured or mine

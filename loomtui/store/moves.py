@@ -108,7 +108,8 @@ def refuse_a_forgotten_team_store(paths: RepoPaths) -> None:
             f"this clone works in the team's store {joined.to} (since {joined.when()}), but nothing here names it "
             "(no LOOMTUI_STORE, and no `store:` in .loom/loom.yaml: a commit from before it?): nothing was opened; "
             "set LOOMTUI_STORE to its URL, or check out a commit whose loom.yaml names it (to leave the team for a "
-            "store of this clone's own: `loomtui store copy --to sqlite`; joined by mistake: delete "
+            "store of this clone's own: `loomtui store copy --to sqlite` with LOOMTUI_STORE set to its URL; joined "
+            "by mistake: delete "
             f"{paths.state_dir / JOINED_FILE})", exit_code=1)
 
 
@@ -122,7 +123,8 @@ def refuse_taking_the_team_log(paths: RepoPaths) -> None:
         raise StoreError(
             f"this clone works in the team's store {joined.to} (since {joined.when()}), and {paths.audit_path} is "
             "its copy of the team's audit log: a store of this clone's own would take that log over, so none was "
-            "made; to leave the team for one, `loomtui store copy --to sqlite` (it keeps the team's log apart)",
+            f"made; to leave the team for one, `LOOMTUI_STORE={joined.to} loomtui store copy --to sqlite` (it keeps "
+            "the team's log apart)",
             exit_code=1)
 
 
