@@ -135,15 +135,20 @@ def test_a_rule_that_asks_for_more_matches_a_path_in_any_letter_case_and_one_tha
   approvals: {groups: [leads], count: 1}
 """)
     shadow = evaluate(policy, post("makefile"))
-    assert (shadow.outcome, shadow.rule_names()) == ("require", ("build",))
+    assert (shadow.outcome, shadow.rule_names()) == ("require", ("build", "default"))
     assert shadow.applied[0].why == (
         "paths Makefile, ci/**, !ci/notes.txt matched makefile (in another letter case)")
     assert evaluate(policy, post("Makefile")).applied[0].why == (
         "paths Makefile, ci/**, !ci/notes.txt matched Makefile")
     assert evaluate(policy, claim("PAYMENTS/api.py")).rule_names() == ("payments", "platform-review")
     assert evaluate(policy, post("keys/Server.PEM")).outcome == "block"
-    assert evaluate(policy, post("CI/run.sh")).rule_names() == ("build",)
+    assert evaluate(policy, post("Makefile")).rule_names() == ("build",)  # as written: the rule's alone
+    assert evaluate(policy, post("CI/run.sh")).rule_names() == ("build", "default")
     assert evaluate(policy, post("CI/Notes.TXT")).rule_names() == ("default",)  # the negation folds too
+    # Matched only in another letter case, a rule asks for more, never for less than the default would:
+    # `API/handlers.py` needs platform's approval and the default's (it was platform's alone).
+    loosened = evaluate(policy, post("API/handlers.py"))
+    assert loosened.rule_names() == ("platform-review", "default"), loosened.rule_names()
     # An auto_approve rule stays exact: `Docs/` is not `docs/`, and gets the default.
     granted = evaluate(policy, post("Docs/guide.MD"))
     assert (granted.outcome, granted.rule_names()) == ("require", ("default",))

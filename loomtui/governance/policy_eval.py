@@ -135,7 +135,9 @@ def evaluate(policy: Policy, facts: ChangeFacts) -> Evaluation:
         if rule.decision == "auto_approve":
             spoken_for.update(p for p in paths if _covers(rule.when, p, facts))
         else:
-            spoken_for.update(scope)
+            # A path it matched only in another letter case gets its requirements besides, never instead of the
+            # default's: `API/backdoor.py` matched a rule for `api/**` asking one of `platform`, not the leads.
+            spoken_for.update(p for p in scope if rule.when.paths is None or rule.when.paths.matching([p]))
         if rule.decision == "require":
             assert rule.approvals is not None  # the parser insists on it
             requirements, unowned = _requirements(policy, rule.name, rule.approvals, scope)
