@@ -570,3 +570,8 @@ def test_a_file_the_agent_committed_that_a_gitignore_ignores_stays_in_a_later_sn
     assert tree.snapshot(tip)[1] == ["tests/access.log"]
     (worktree / "tests" / "access.log").unlink()  # and deleted: saved as deleted
     assert tree.snapshot(tip)[1] == ["tests/access.log"]
+    # A folder where the file was: its ignored files are not taken (a `config/db.secret` was saved).
+    (worktree / "tests" / "access.log").mkdir()
+    (worktree / "tests" / "access.log" / "db.log").write_text("password\n")
+    snapshot, changed = tree.snapshot(tip)
+    assert changed == ["tests/access.log"] and "db.log" not in git(repo, "ls-tree", "-r", "--name-only", snapshot)

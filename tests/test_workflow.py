@@ -626,6 +626,8 @@ def test_an_override_that_ran_out_merges_nothing_until_a_lead_overrides_again(ma
     tip = Git(manual.root).resolve_commit(sb.get_sandbox(manual, sandbox_id).branch)
     manual.store.update_sandbox(sandbox_id, status=APPROVED, data={"approved_commit": tip})
     assert next_step(manual, sb.get_sandbox(manual, sandbox_id)).action == PersonAction.OVERRIDE  # not "press m"
+    manual.store.update_sandbox(sandbox_id, status=MERGED)  # nothing waits on it any more: not in the queue
+    assert queue(manual) == []
     manual.store.update_sandbox(sandbox_id, status="awaiting_review")
     manual.store.update_escalation(escalation, data={"override_expires": time.time() + 3600})  # by hand
     with pytest.raises(LoomError, match=f"escalation #{escalation} was overridden until .*, and that has passed"):

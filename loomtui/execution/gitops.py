@@ -10,6 +10,7 @@ import functools
 import os
 import re
 import shutil
+import stat
 import tempfile
 from pathlib import Path
 from typing import Final
@@ -57,6 +58,14 @@ _REFUSED: Final = re.compile(r"^(?:fatal|error): ((?:BOM is (?:prohibited|requir
                              r"(?: if encoded as | from ).*)$", re.MULTILINE)
 """git's refusal of one file, which fails the whole `add`: its content does not convert as the `.gitattributes`
 of the change (which the agent writes) say (`working-tree-encoding`)."""
+
+
+def _file_or_link(path: Path) -> bool:
+    try:
+        mode = os.lstat(path).st_mode
+    except OSError:
+        return False
+    return stat.S_ISREG(mode) or stat.S_ISLNK(mode)
 
 
 class AgentTree:
@@ -199,8 +208,10 @@ class AgentTree:
         """Put in `index` the files `base` tracks that it lacks while the worktree has them: ones a `.gitignore`
         ignores, which `add --all` never takes into an index begun from an older commit (an agent's committed
         `tests/data/access.log` under `*.log` was saved as deleted, "work left uncommitted"). Those put in."""
+        # A file or a link only: a folder where the file was (`config` made `config/db.secret`) is new work, its
+        # ignored files no one's to add.
         missing = [path for path in gone
-                   if not self._is_left_out(path, left_out) and os.path.lexists(self.worktree / path)]
+                   if not self._is_left_out(path, left_out) and _file_or_link(self.worktree / path)]
         if not missing:
             return set()
         too_large = self._past_limit(self._sizes(missing))  # as any other file: left out, said, kept in the worktree

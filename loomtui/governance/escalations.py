@@ -19,7 +19,7 @@ from typing import Any, Final
 
 from loomtui.errors import LoomError, StoreError, blank
 from loomtui.execution.gitops import Git
-from loomtui.execution.lifecycle import ARCHIVED, MERGED, REJECTED
+from loomtui.execution.lifecycle import APPROVED, AWAITING_REVIEW, PLANNED
 from loomtui.governance.checkout import refuse_an_agents_policy
 from loomtui.governance.decision_notes import publish
 from loomtui.governance.policy import (
@@ -50,6 +50,11 @@ class EscalationStatus(StrEnum):
     OVERRIDDEN = "overridden"
     SUPERSEDED = "superseded"
     WITHDRAWN = "withdrawn"  # its sandbox was removed: nothing is left to decide
+
+REVIEW_ESCALATION_KEY: Final = "review_escalation"
+"""In a sandbox's data: the escalation its latest review opened."""
+PRESTART_ESCALATION_KEY: Final = "awaiting_escalation"
+"""In a sandbox's data: the escalation its start waits on."""
 
 
 OPEN = EscalationStatus.OPEN
@@ -197,10 +202,18 @@ def status_lines(escalation: EscalationRecord, commit: str | None = None) -> lis
     return [text for _met, text in _requirement_status(escalation, commit)]
 
 
-def _still_waits(workspace: Workspace, escalation: EscalationRecord) -> bool:
-    """Whether the escalation's sandbox still waits on it: not merged, archived or rejected since."""
-    record = workspace.store.get_sandbox(escalation.sandbox_id) if escalation.sandbox_id else None
-    return record is not None and record.status not in (MERGED, ARCHIVED, REJECTED)
+def _waiting_on(workspace: Workspace) -> dict[str, str]:
+    """Escalation id -> sandbox, for each sandbox's escalation it still waits on: its review's while it awaits
+    review or is approved, its start's while it is planned (an override of another kind, or of one it has moved
+    past, ran out with nothing waiting on it)."""
+    waiting: dict[str, str] = {}
+    keys: dict[str, str] = {AWAITING_REVIEW: REVIEW_ESCALATION_KEY, APPROVED: REVIEW_ESCALATION_KEY,
+                            PLANNED: PRESTART_ESCALATION_KEY}
+    for record in workspace.store.list_sandboxes():
+        key = keys.get(str(record.status))
+        if key and record.data.get(key):
+            waiting[str(record.data[key])] = record.id
+    return waiting
 
 
 def unmet_lines(escalation: EscalationRecord) -> list[str]:
@@ -485,6 +498,9 @@ def queue(workspace: Workspace, statuses: Sequence[str] = (OPEN,)) -> list[Escal
     has run out while their sandbox still waits on it: a person's to decide again."""
     found = [e for status in statuses for e in workspace.store.list_escalations(status)]
     if OPEN in statuses and EscalationStatus.OVERRIDDEN not in statuses:
-        found += [e for e in workspace.store.list_escalations(EscalationStatus.OVERRIDDEN)
-                  if override_expired(e) is not None and _still_waits(workspace, e)]
+        ran_out = [e for e in workspace.store.list_escalations(EscalationStatus.OVERRIDDEN)
+                   if override_expired(e) is not None and e.sandbox_id]
+        if ran_out:
+            waiting = _waiting_on(workspace)
+            found += [e for e in ran_out if waiting.get(str(e.id)) == e.sandbox_id]
     return sorted(found, key=lambda e: (RISK_ORDER.get(e.risk, 3), e.created))

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from loomtui.errors import LoomError
 from loomtui.governance.checkout import refuse_an_agents_policy
-from loomtui.governance.escalations import open_escalation
+from loomtui.governance.escalations import PRESTART_ESCALATION_KEY, open_escalation
 from loomtui.governance.explain import claim_facts
 from loomtui.governance.policy import configured_policy, evaluate
 from loomtui.store import EscalationRecord
@@ -37,7 +37,7 @@ def prestart_check(workspace: Workspace, sandbox_id: str) -> EscalationRecord | 
         summary=f"start of sandbox {sandbox_id} on {', '.join(facts.regions[:3])}"
                 + ("…" if len(facts.regions) > 3 else ""),
     )
-    workspace.store.update_sandbox(sandbox_id, data={"awaiting_escalation": escalation.id})
+    workspace.store.update_sandbox(sandbox_id, data={PRESTART_ESCALATION_KEY: escalation.id})
     return escalation
 
 

@@ -35,6 +35,7 @@ from loomtui.execution.sandboxes import get_sandbox, stopped_by
 from loomtui.governance.checkout import refuse_an_agents_policy
 from loomtui.governance.escalations import (
     CLEARED,
+    REVIEW_ESCALATION_KEY,
     EscalationStatus,
     approvals,
     granted_regions,
@@ -63,7 +64,7 @@ if TYPE_CHECKING:  # the eval engines load when a review runs, not with every fr
 
 Say = Callable[[str], None]
 REVIEWABLE = frozenset({EXITED, FAILED})
-ESCALATION_KEY = "review_escalation"
+ESCALATION_KEY = REVIEW_ESCALATION_KEY
 
 
 @dataclass(frozen=True)

@@ -38,7 +38,13 @@ from loomtui.execution.procs import identity, is_alive
 from loomtui.execution.review import UNJUDGED_KEY
 from loomtui.execution.sandboxes import has_commits, has_worktree, stopped_by
 from loomtui.execution.seen_objects import publishing
-from loomtui.governance.escalations import CLEARED, EscalationStatus, override_expired
+from loomtui.governance.escalations import (
+    CLEARED,
+    PRESTART_ESCALATION_KEY,
+    EscalationStatus,
+    override_expired,
+)
+from loomtui.governance.escalations import REVIEW_ESCALATION_KEY as REVIEW_ESCALATION_KEY  # the workflow's too
 from loomtui.governance.policy import MERGE_AUTO, MERGE_MANUAL
 from loomtui.identity import current_host
 from loomtui.store import EscalationRecord, SandboxRecord
@@ -50,9 +56,8 @@ AFTER_DROPPED_KEY: Final = "after_dropped"
 """The sandbox ids a task no longer waits on (`sandbox drop-after`): it starts from the target as it is."""
 AUTOSTART_KEY: Final = "autostart"
 """Start the agent as soon as nothing holds it back (False: a person starts it)."""
-PRESTART_KEY: Final = "awaiting_escalation"
+PRESTART_KEY: Final = PRESTART_ESCALATION_KEY
 """The pre-start escalation a planned sandbox waits on (governance's pre-start check sets it)."""
-REVIEW_ESCALATION_KEY: Final = "review_escalation"
 MERGE_REQUESTED_KEY: Final = "merge_requested"
 """A person asked for the merge (`m`, `loomtui sandbox merge`): {"by", "into"}."""
 MERGE_CONFLICT_KEY: Final = "merge_conflict"
