@@ -7,6 +7,7 @@ import functools
 import io
 import json
 import os
+import re
 import shlex
 import signal
 import subprocess
@@ -34,6 +35,7 @@ from loomtui.governance.hooks import (
     merge_settings,
 )
 from loomtui.governance.hooks.commit import NO_SANDBOX, staged_request
+from loomtui.governance.hooks.edits import CommandNotRead
 from loomtui.governance.hooks.install import SETTINGS_PATH, install_hooks
 from loomtui.governance.policy import ChangeFacts, evaluate, load_policy
 from loomtui.workflow import tasks
@@ -1458,11 +1460,15 @@ def test_changed_ranges_are_lines_of_the_current_file() -> None:
     ("cd -- payments && sed -i s/a/b/ a.py; cd -P /tmp && echo x > b.py", ["payments/a.py", "/tmp/b.py"]),
     ("pushd payments && echo x > c.py; builtin cd sub; command cd x; echo y > d.py",
      ["payments/c.py", "payments/sub/x/d.py"]),
-    ("cd payments && cd - && echo x > e.py; cd payments & echo x > f.py", ["e.py", "f.py"]),  # back; in a job
+    ("cd payments && cd - && echo x > e.py", ["e.py"]), ("cd payments & echo x > f.py", ["f.py"]),  # back; a job
     ("(cd payments && echo x > g.py); echo y > h.py; (cd sub)&&(echo z > i.py)", ["payments/g.py", "h.py", "i.py"]),
     ("env -C payments sed -i s/a/b/ j.py > k.log; env --chdir=sub tee l.py; sudo -D payments touch m.py",
      ["k.log", "payments/j.py", "sub/l.py", "payments/m.py"]),
     ("popd; echo x > /tmp/abs.py", ["/tmp/abs.py"]),  # an absolute path is where it is, wherever the shell is
+    # A cd in a pipeline or a job is a shell of its own; one in braces is the shell's; an absolute one is known.
+    ("cd payments | true; echo x > n.py; true | cd payments; echo x > o.py", ["n.py", "o.py"]),
+    ("{ cd payments; echo x > p.py; }; cd \"$X\"; cd /tmp; echo x > q.py", ["payments/p.py", "/tmp/q.py"]),
+    ("make && cd payments && echo x > r.py", ["payments/r.py"]),  # the chain goes on only once it is there
     # Wrappers and programs naming the file they write that went unseen.
     ("doas -u root sed -i s/a/b/ a.py; flock /tmp/l sed -i s/a/b/ b.py; chronic tee c.py; unbuffer tee d.py",
      ["a.py", "b.py", "c.py", "d.py"]),
@@ -1498,6 +1504,11 @@ def test_the_files_a_patch_or_an_archive_writes_are_read_from_it(tmp_path: Path)
     with zipfile.ZipFile(tmp_path / "bundle.zip", "w") as bundle:
         bundle.writestr("payments/", "")
         bundle.writestr("payments/tax.py", "y\n")
+    # A binary patch and a mode change have no ---/+++ lines: the header names the file.
+    (tmp_path / "bin.diff").write_text("diff --git a/payments/tax.py b/payments/tax.py\nindex 1..2 100644\n"
+                                       "GIT binary patch\nliteral 3\nKcmZ?\n\n")
+    (tmp_path / "mode.diff").write_text("diff --git a/payments/tax.py b/payments/tax.py\nold mode 100644\n"
+                                        "new mode 100755\n")
     patched = ["payments/tax.py", "old.py", "new.py", "gone.py", "té.py"]
     for command, written in (
             ("git apply fix.diff", patched),
@@ -1508,13 +1519,44 @@ def test_the_files_a_patch_or_an_archive_writes_are_read_from_it(tmp_path: Path)
             ("patch -i fix.diff; patch --strip=1 --input=fix.diff -d sub", [*patched, *(f"sub/{p}" for p in patched)]),
             ("patch < plain.diff", ["payments/tax.py.orig", "payments/tax.py"]),  # its folder exists: kept whole
             ("patch -p0 -o out.py < plain.diff; patch payments/tax.py plain.diff", ["out.py", "payments/tax.py"]),
-            ("git diff | git apply -R; patch -p1 < missing.diff", []),  # piped or unreadable: not told here
             ("tar -xzf bundle.tgz; tar xzf bundle.tgz -C sub; tar --extract --file=bundle.tgz", [
                 "payments/tax.py", "README.md", "sub/payments/tax.py", "sub/README.md"]),
             ("tar -tzf bundle.tgz; tar czf out.tgz payments", ["out.tgz"]),  # listing and making write no member
             ("unzip -o bundle.zip; unzip -q bundle.zip -d sub; unzip -l bundle.zip", [
-                "payments/tax.py", "sub/payments/tax.py"])):
+                "payments/tax.py", "sub/payments/tax.py"]),
+            # Each read as its program reads it (a review found each one read as another file, or none).
+            ("git apply bin.diff; git apply mode.diff", ["payments/tax.py"]),
+            ("git apply < plain.diff", ["tax.py.orig", "tax.py"]),  # -p1, as git applies any patch
+            ("git apply -p 0 plain.diff", ["payments/tax.py.orig", "payments/tax.py"]),
+            ("git apply --directory sub -p 1 plain.diff", ["sub/tax.py.orig", "sub/tax.py"]),
+            ("patch -F 3 -p1 < fix.diff", patched), ("patch -p1 -i fix.diff -r x.rej", [*patched, "x.rej"]),
+            ("tar -xzfbundle.tgz; unzip -dsub bundle", [
+                "payments/tax.py", "README.md", "sub/payments/tax.py"])):
         assert bash_write_targets(command, tmp_path) == [str(tmp_path / w) for w in written], command
+    # What cannot be told is refused, never taken as writing nothing: piped or missing input, options that
+    # rename what is written, an archive past what is read before a command runs.
+    import bz2
+
+    (tmp_path / "pad.tbz").write_bytes(bz2.compress(_tar_of({"zeros": b"\0" * (32 << 20), "payments/tax.py": b""})))
+    for command, said in (("git diff | git apply -R", "standard input"), ("curl -s x | tar -xz", "standard input"),
+                          ("patch -p1 < missing.diff", "cannot read before it runs"),
+                          ("tar -xzf bundle.tgz --strip-components=1", "--strip-components"),
+                          ("tar -xizf bundle.tgz", "-i"), ("unzip -j bundle.zip", "-j"),
+                          ("tar -xjf pad.tbz", "more than loomtui reads")):
+        with pytest.raises(CommandNotRead, match=re.escape(said)):
+            bash_write_targets(command, tmp_path)
+
+
+def _tar_of(files: dict[str, bytes]) -> bytes:
+    import tarfile
+
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode="w") as tar:
+        for name, data in files.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return out.getvalue()
 
 
 @pytest.mark.parametrize("command", [
@@ -1528,6 +1570,11 @@ def test_the_files_a_patch_or_an_archive_writes_are_read_from_it(tmp_path: Path)
     # A folder loomtui cannot tell, then a write in it: it was checked at the top of the tree.
     'cd "$dir" && echo x > a.py', "cd $(git rev-parse --show-toplevel)/payments; echo x > a.py", "cd; echo x > a",
     "CDPATH=/tmp cd payments && echo x > a.py", "popd && echo x > a.py", "cd - && echo x > a.py",
+    # A cd that may not have run, a place in pushd's stack, CDPATH, a folder env -C takes from a variable.
+    "false && cd docs; echo x > Makefile", "if true; then cd payments; fi; echo x > ledger.py",
+    "pushd docs; pushd +1; echo x > Makefile", "pushd -n docs; echo x > Makefile", "cd nowhere || true; echo > a",
+    "CDPATH=payments; cd sub; echo x > ledger.py", "export CDPATH=/x; cd sub && echo > a",
+    'env -C "$D" sed -i s/a/b/ ledger.py', 'cd "$X"; bash -c "echo > ledger.py"',
     # A file a command's output names: it was taken as a variable's, unseen.
     "echo x > payments/ledger.py$(true)", "echo x > `echo payments/ledger.py`", "sed -i s/a/b/ $(ls *.py)",
 ])

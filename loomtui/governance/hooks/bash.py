@@ -5,6 +5,7 @@ Stdlib only: it runs in the hook process, on every Bash call an agent makes.
 
 from __future__ import annotations
 
+import contextlib
 import fnmatch
 import glob
 import itertools
@@ -16,8 +17,9 @@ from pathlib import Path
 from typing import Final
 
 from loomtui.errors import quoted
-from loomtui.governance.hooks.edits import MAX_TARGETS, absolute_path
-from loomtui.governance.hooks.unpacking import git_apply_writes, patch_writes, tar_writes, unzip_writes
+from loomtui.governance.hooks.edits import MAX_TARGETS, CommandNotRead, absolute_path
+from loomtui.governance.hooks.shell_folders import Folders
+from loomtui.governance.hooks.unpacking import git_apply_writes, patch_writes, read_budget, tar_writes, unzip_writes
 
 MAX_COMMAND_CHARS: Final = 4 << 20
 """The longest command read at all (here-documents' text included): its reading must end well within the hook's
@@ -55,11 +57,6 @@ _BRACES: Final = re.compile(r"\{([^{}]*,[^{}]*)\}")
 _SEQUENCE: Final = re.compile(r"\{(-?\d+|[A-Za-z])\.\.(-?\d+|[A-Za-z])\}")
 
 
-class CommandNotRead(ValueError):
-    """A command whose written files cannot be told (unbalanced quotes, a here-document that never ends,
-    more files than are checked): judged as such, never as one that writes nothing."""
-
-
 def bash_write_targets(command: str, cwd: Path, *, depth: int = 0) -> list[str]:
     """Absolute paths a shell command writes: redirections, tee, sed/perl -i, cp/mv/ln/install,
     touch, truncate, rm, dd of=, and the same in a literal `bash -c '...'` or `eval '...'`. Best effort:
@@ -81,67 +78,39 @@ def bash_write_targets(command: str, cwd: Path, *, depth: int = 0) -> list[str]:
         # told, and none claimed were taken as none written (`echo x >> held.py # it's fine` went through).
         raise CommandNotRead("its quotes do not close") from None
     found: list[str] = []
-    where: Path | None = cwd  # None: a folder loomtui cannot tell (`cd "$dir"`, `cd -`, `popd`)
-    previous: Path | None = None
-    outer: list[tuple[Path | None, Path | None]] = []  # where each open subshell `(` began
-    for words, ended_by in _simple_commands(tokens):
-        if words == ["("]:
-            outer.append((where, previous))
-            continue
-        if words == [")"]:
-            if outer:
-                where, previous = outer.pop()
-            continue
-        moved = _changed_folder(words, where, previous)
-        if moved is not _NOT_CD:
-            if ended_by != "&":  # `cd sub & echo x > f`: the cd ran in a job of its own, f is written here
-                previous, where = where, moved
-            continue
-        for name in _command_writes(words, where or cwd, depth):
-            if len(found) >= MAX_TARGETS:  # the rest unchecked: a write past the 50th went through
-                raise CommandNotRead(f"it writes more than {MAX_TARGETS} files")
-            if where is None and not name.startswith("/"):
-                raise CommandNotRead(f"it writes {quoted(name)} in a folder it changed to that loomtui cannot tell "
-                                     "(a variable's, `cd -`, `popd`)")
-            for path in _expand(name, where or cwd):
-                if path not in found:
-                    found.append(path)
+    folders = Folders(cwd)
+    started_by = ""
+    with read_budget() if depth == 0 else contextlib.nullcontext():
+        for words, ended_by in _simple_commands(tokens):
+            if words == ["("]:
+                folders.enter_subshell()
+            elif words == [")"]:
+                folders.leave_subshell()
+            elif not folders.see(words, started_by, ended_by):
+                for path in _writes_in(words, folders.where, depth):
+                    if path not in found:
+                        if len(found) >= MAX_TARGETS:  # the rest unchecked: a write past the 50th went through
+                            raise CommandNotRead(f"it writes more than {MAX_TARGETS} files")
+                        found.append(path)
+            started_by = ended_by
     return found
 
 
-_NOT_CD: Final = Path("/dev/null/not-a-cd")
-"""`_changed_folder`'s answer for a command that changes no folder."""
-_CD_OPTIONS: Final = frozenset({"-L", "-P", "-e", "-@", "-LP", "-PL", "-Pe"})
+_NO_FOLDER: Final = Path("/nonexistent/a-folder-loomtui-cannot-tell")
+"""Where a command is read when the folder it runs in cannot be told: a file it writes there is refused."""
 
 
-def _changed_folder(words: list[str], where: Path | None, previous: Path | None) -> Path | None:
-    """The folder a `cd`/`pushd`/`popd` (`builtin cd`, `command cd`, options and `--` included) moves the shell
-    to: None when loomtui cannot tell where (a variable, `~`, `cd -` with no earlier cd here, a CDPATH given
-    it); _NOT_CD for any other command. `cd -- payments` and `pushd payments` went unseen, the write after
-    them checked at the top of the tree."""
-    assignments = [word for word in words if re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*=.*", word)]
-    words = words[len(assignments):]
-    while words[:1] in (["builtin"], ["command"]):
-        words = words[1:]
-    if not words or words[0] not in ("cd", "pushd", "popd"):
-        return _NOT_CD
-    if words[0] == "popd" or where is None:
-        return None
-    args = words[1:]
-    while args and (args[0] in _CD_OPTIONS or (args[0].startswith("-") and args[0] != "-" and args[0] != "--"
-                                                and set(args[0][1:]) <= set("LPe@"))):
-        args = args[1:]
-    if args[:1] == ["--"]:
-        args = args[1:]
-    if not args:
-        return None  # $HOME: the sandbox's own, not told here
-    target = args[0]
-    if target == "-":
-        return previous
-    if "$" in target or "`" in target or target.startswith("~") or (
-            any(a.startswith("CDPATH=") for a in assignments) and not target.startswith(("/", "./", "../"))):
-        return None
-    return Path(absolute_path(target, where))
+def _writes_in(words: list[str], where: Path | None, depth: int) -> list[str]:
+    """The files one simple command writes, run in `where` (None: a folder loomtui cannot tell, where any file
+    but one named by an absolute path is refused: a `bash -c` or a `git apply` there read from the old one)."""
+    found: list[str] = []
+    for name in _command_writes(words, where or _NO_FOLDER, depth):
+        for path in _expand(name, where or _NO_FOLDER):
+            if path.startswith(f"{_NO_FOLDER}/") or path == str(_NO_FOLDER):
+                raise CommandNotRead(f"it writes {quoted(name)} in a folder it changed to that loomtui cannot "
+                                     "tell (a variable's, `cd -`, `popd`, a `cd` that may not run)")
+            found.append(path)
+    return found
 
 
 def _without_heredoc_bodies(command: str) -> str:
@@ -283,7 +252,7 @@ def _command_writes(words: list[str], cwd: Path, depth: int = 0) -> list[str]:
         argv = argv[1:]  # `busybox sed -i ...`: the applet is the program
     if argv:
         # The command's own files are from the folder a wrapper moved it to; its redirections, the shell's.
-        there = Path(absolute_path(chdir, cwd)) if chdir else cwd
+        there = (_NO_FOLDER if any(c in chdir for c in "$`~") else Path(absolute_path(chdir, cwd))) if chdir else cwd
         inner = _shell_string(os.path.basename(argv[0]), argv[1:])
         if inner is not None:  # `bash -c 'echo x > held.py'`: the string is a command of its own
             targets.extend(bash_write_targets(inner, there, depth=depth + 1))
@@ -427,7 +396,7 @@ def _program_writes(program: str, args: list[str], cwd: Path, stdin: str | None 
         if sub[:1] in (["mv"], ["rm"]):  # as mv and rm: `git mv` moved a held file unseen
             return [os.path.join(folder, path) for path in _program_writes(sub[0], sub[1:], cwd / folder)]
         if sub[:1] == ["apply"]:  # the files its patches name
-            return git_apply_writes(sub[1:], cwd / folder)
+            return git_apply_writes(sub[1:], cwd / folder, stdin)
     if program == "patch":
         return _option_values(program, args, _OUTPUT_OPTIONS[program]) + patch_writes(args, cwd, stdin)
     if program == "tar":

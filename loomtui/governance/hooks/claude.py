@@ -29,9 +29,10 @@ from pathlib import Path
 from typing import Any, Final, Protocol
 
 from loomtui.errors import LoomError, abridged, escape_controls
-from loomtui.governance.hooks.bash import CommandNotRead, bash_write_targets
+from loomtui.governance.hooks.bash import bash_write_targets
 from loomtui.governance.hooks.edits import (
     MAX_PATH_CHARS,
+    CommandNotRead,
     EditTarget,
     absolute_path,
     changed_ranges,

@@ -21,6 +21,12 @@ MAX_PATH_CHARS: Final = 4096
 MAX_READ_BYTES: Final = 8 * 1024 * 1024
 """The largest file whose changed lines are worked out (a larger one is claimed whole)."""
 
+class CommandNotRead(ValueError):
+    """A command whose written files cannot be told (unbalanced quotes, a here-document that never ends,
+    more files than are checked, a patch or archive not readable before it runs): judged as such, never as
+    one that writes nothing."""
+
+
 @dataclass(frozen=True)
 class EditTarget:
     """A file a tool call will write, and the line ranges of its current text it changes.

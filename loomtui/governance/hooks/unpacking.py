@@ -2,32 +2,64 @@
 or an archive it unpacks (`tar -x`, `unzip`), read from the patch or the archive itself, since the hook runs
 before the command.
 
-Best effort, as the rest of the Bash reading: a patch or an archive that cannot be read now (made by an
-earlier part of the same command, or piped in) names nothing here; the pre-commit hook and the review still
-see what it wrote.
+What cannot be told is refused (`CommandNotRead`), never taken as writing nothing: a patch or an archive not
+readable before the command runs (piped in, or made earlier in the same command), one past what is read on a
+hook's path (`READ_BUDGET` for all of a command's, decompressed: a 153-byte archive of 32 MiB of zeros held the
+hook 15 s, past which Claude Code lets a call through), a read that failed part way (the names after it were
+left out), and the options that rename what is written (`--strip-components`, `--transform`, `unzip -j`).
 """
 
 from __future__ import annotations
 
+import contextvars
 import io
 import os
-from collections.abc import Sequence
+import re
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
-from typing import IO, Final
+from typing import IO, Final, cast
 
-from loomtui.governance.hooks.edits import MAX_TARGETS
+from loomtui.governance.hooks.edits import MAX_TARGETS, CommandNotRead
 
-__all__ = ["git_apply_writes", "patch_writes", "tar_writes", "unzip_writes"]
+__all__ = ["READ_BUDGET", "git_apply_writes", "patch_writes", "read_budget", "tar_writes", "unzip_writes"]
 
-MAX_PATCH_BYTES: Final = 16 << 20
-"""The most of a patch read for its file names: one larger is read that far."""
-MAX_ARCHIVE_BYTES: Final = 256 << 20
-"""The most of an archive read (decompressed as it is read) for its members' names."""
+READ_BUDGET: Final = 8 << 20
+"""The most bytes one command's patches and archives are read for their names, decompressed."""
 _LISTED: Final = MAX_TARGETS + 1
 """Names read at most: one more than a command may write, so that one over is refused as too many."""
+_left: contextvars.ContextVar[list[int]] = contextvars.ContextVar("loomtui_unpacking_budget")
+_HOW_ON: Final = "write it to a file first, in a command of its own, then apply or unpack it"
 
 
-def git_apply_writes(args: Sequence[str], cwd: Path) -> list[str]:
+@contextmanager
+def read_budget() -> Iterator[None]:
+    """One command's reading: its patches and archives share READ_BUDGET."""
+    token = _left.set([READ_BUDGET])
+    try:
+        yield
+    finally:
+        _left.reset(token)
+
+
+def _spend(count: int, what: str) -> None:
+    left = _left.get(None)
+    if left is None:  # called outside a command's reading (a test of one program): a budget of its own
+        left = [READ_BUDGET]
+        _left.set(left)
+    left[0] -= count
+    if left[0] < 0:
+        raise CommandNotRead(f"its patches and archives hold more than loomtui reads before a command runs "
+                             f"({READ_BUDGET >> 20} MiB, at {what})")
+
+
+# -- git apply, patch --------------------------------------------------------------------
+
+_GIT_APPLY_VALUES: Final = frozenset({"-p", "--directory", "--exclude", "--include", "-C", "--whitespace",
+                                      "--build-fake-ancestor"})
+
+
+def git_apply_writes(args: Sequence[str], cwd: Path, stdin: str | None = None) -> list[str]:
     """What `git apply ARGS` run in `cwd` writes: each patch's files, `-p` components stripped (1 by default),
     under `--directory`, from the top of the repository (as git reads them; in a folder it skips those outside
     it, taken here as written all the same). `--stat`, `--numstat`, `--summary` and `--check` alone write
@@ -35,158 +67,120 @@ def git_apply_writes(args: Sequence[str], cwd: Path) -> list[str]:
     if {"--stat", "--numstat", "--summary", "--check"} & set(args) and "--apply" not in args:
         return []
     strip, directory, patches = 1, "", []
-    for arg in args:
+    position = 0
+    while position < len(args):
+        arg = args[position]
+        value = args[position + 1] if position + 1 < len(args) else ""
+        if arg in _GIT_APPLY_VALUES:  # `-p 0`, `--directory payments`: the value is the next word
+            position += 2
+            if arg == "-p" and value.isdigit():
+                strip = int(value)
+            elif arg == "--directory":
+                directory = value
+            continue
         if arg.startswith("-p") and arg[2:].isdigit():
             strip = int(arg[2:])
         elif arg.startswith("--directory="):
             directory = arg.split("=", 1)[1]
         elif not arg.startswith("-") or arg == "-":
             patches.append(arg)
+        position += 1
+    if not patches or patches == ["-"]:
+        patches = [stdin] if stdin else [""]  # its standard input: `git apply < fix.diff`, or a pipe
     top = _repository_top(cwd)
     names = [name for patch in patches for name in _patch_names(patch, cwd, strip, patch_in=top)]
     return [str(top / directory / name) for name in names]
 
 
+_PATCH_VALUES: Final = {"-p": "--strip", "-i": "--input", "-d": "--directory", "-o": "--output", "-r": "--reject-file",
+                        "-F": "--fuzz", "-B": "--prefix", "-z": "--suffix", "-V": "--version-control",
+                        "-D": "--ifdef", "-Y": "--basename-prefix", "-g": "--get"}
+"""`patch`'s options that take a value, short and long."""
+
+
 def patch_writes(args: Sequence[str], cwd: Path, stdin: str | None) -> list[str]:
     """What `patch ARGS` writes: the file it is given (`patch FILE PATCH`), else the patch's files (from `-i`,
-    its second operand or its standard input), `-p` components stripped, under `-d`. `-o` is read elsewhere
-    (the file it names is all that is written)."""
-    strip: int | None = None
-    directory, patch_file, operands = "", stdin, []
+    its second operand or its standard input), `-p` components stripped, under `-d`; and a reject file (`-r`).
+    `-o` is read elsewhere (the file it names is all that is written)."""
+    values: dict[str, str] = {}
+    operands: list[str] = []
+    longs = {long: short for short, long in _PATCH_VALUES.items()}
     position = 0
     while position < len(args):
         arg = args[position]
         following = args[position + 1] if position + 1 < len(args) else ""
-        if arg in ("-o", "--output") or arg.startswith(("--output=", "-o")):
-            return []  # the output option's file is the one written
-        if arg in ("-p", "--strip", "-i", "--input", "-d", "--directory"):
-            value, position = following, position + 2
-        elif arg.startswith(("--strip=", "--input=", "--directory=")):
-            value, position = arg.split("=", 1)[1], position + 1
-            arg = arg.split("=", 1)[0]
-        elif arg[:2] in ("-p", "-i", "-d") and len(arg) > 2:
-            value, position, arg = arg[2:], position + 1, arg[:2]
-        else:
-            if not arg.startswith("-"):
-                operands.append(arg)
-            position += 1
+        if arg in _PATCH_VALUES or arg in longs:
+            values[longs.get(arg, arg)], position = following, position + 2
             continue
-        if arg in ("-p", "--strip") and value.isdigit():
-            strip = int(value)
-        elif arg in ("-i", "--input"):
-            patch_file = value
-        elif arg in ("-d", "--directory"):
-            directory = value
-    if operands:
-        if len(operands) > 1:
-            patch_file = operands[1]
-        return [os.path.join(directory, operands[0])]
-    if patch_file is None:
-        return []
-    names = _patch_names(patch_file, cwd, strip, patch_in=cwd / directory)
-    return [os.path.join(directory, name) for name in names]
-
-
-def tar_writes(args: Sequence[str], cwd: Path) -> list[str]:
-    """What `tar` writes: extracting (`-x`, `x`, `--extract`, `--get`), the archive's members (not its
-    folders), under `-C`; making or adding to one (`-c`, `-r`, `-u`), the archive."""
-    if not args:
-        return []
-    first = args[0]
-    old_style = not first.startswith("-")  # `tar xzf a.tgz`: letters, then the values of those that take one
-    letters = first if old_style else ""
-    def mode(letters: str, words: tuple[str, ...]) -> bool:
-        return (old_style and bool(set(letters) & set(first))) or any(
-            arg in words or (arg.startswith("-") and not arg.startswith("--") and bool(set(letters) & set(arg)))
-            for arg in args)
-
-    extracting = mode("x", ("--extract", "--get"))
-    making = mode("cru", ("--create", "--append", "--update"))
-    if not (extracting or making):
-        return []
-    archive, directory = None, ""
-    rest = list(args[1:] if old_style else args)
-    if old_style and "f" in letters:
-        values = [letter for letter in letters if letter in "fCbT"]  # the old style's letters that take a value
-        for letter, value in zip(values, rest, strict=False):
-            if letter == "f":
-                archive = value
-            elif letter == "C":
-                directory = value
-        rest = rest[len(values):]
-    for position, arg in enumerate(rest):
-        following = rest[position + 1] if position + 1 < len(rest) else None
-        if arg.startswith("--file="):
-            archive = arg.split("=", 1)[1]
-        elif arg.startswith("--directory="):
-            directory = arg.split("=", 1)[1]
-        elif arg in ("--file", "--directory", "-C") and following is not None:
-            archive, directory = (following, directory) if arg == "--file" else (archive, following)
-        elif arg.startswith("-") and not arg.startswith("--") and following is not None and arg.endswith("f"):
-            archive = following  # `-xzf a.tgz`
-        elif arg.startswith("-") and not arg.startswith("--") and following is not None and arg.endswith("C"):
-            directory = following
-    if archive is None or archive == "-":
-        return []
-    if making:
-        return [archive]  # a relative name is from where tar starts, before any -C
-    return [os.path.join(directory, name) for name in _tar_members(cwd / archive)]
-
-
-def unzip_writes(args: Sequence[str], cwd: Path) -> list[str]:
-    """What `unzip ARCHIVE` writes: its members (not its folders), under `-d`; listing, testing and piping
-    (`-l`, `-t`, `-v`, `-p`, `-c`, `-Z`) write nothing."""
-    archive, directory = None, ""
-    position = 0
-    while position < len(args):
-        arg = args[position]
-        if arg == "-d" and position + 1 < len(args):
-            directory = args[position + 1]
-            position += 2
-            continue
-        if arg == "-x":
-            break  # the names it leaves out follow: what it writes is a subset of every member
-        if arg.startswith("-") and set(arg[1:]) & set("ltvpcZ"):
-            return []
-        if not arg.startswith("-") and archive is None:
-            archive = arg
+        if arg.startswith("--") and "=" in arg and arg.split("=", 1)[0] in longs:
+            values[longs[arg.split("=", 1)[0]]] = arg.split("=", 1)[1]
+        elif arg[:2] in _PATCH_VALUES and len(arg) > 2:  # `-p1`, `-ifix.diff`
+            values[arg[:2]] = arg[2:]
+        elif not arg.startswith("-"):
+            operands.append(arg)
         position += 1
-    if archive is None:
-        return []
-    return [os.path.join(directory, name) for name in _zip_members(cwd / archive)]
+    if "-o" in values:
+        return []  # the output option's file is the one written
+    directory = values.get("-d", "")
+    rejects = [values["-r"]] if values.get("-r") not in (None, "", "-") else []
+    if operands:
+        return [os.path.join(directory, operands[0]), *rejects]
+    strip = int(values["-p"]) if values.get("-p", "").isdigit() else None
+    patch_file = values.get("-i") or (operands[1] if len(operands) > 1 else stdin) or ""
+    names = _patch_names(patch_file, cwd, strip, patch_in=cwd / directory)
+    return [*(os.path.join(directory, name) for name in names), *rejects]
 
 
-# -- reading -----------------------------------------------------------------------------
-
-
-def _patch_names(patch: str, cwd: Path, strip: int | None, patch_in: Path | None = None) -> list[str]:
+def _patch_names(patch: str, cwd: Path, strip: int | None, patch_in: Path) -> list[str]:
     """The files a patch names, as `patch` or `git apply` with `strip` finds them (None: `patch` with no
-    `-p`: a git diff's `a/`/`b/` go, another path stays whole where its folders exist, else its base name)."""
+    `-p`: a git diff's `a/`/`b/` go, another path stays whole where its folders exist, else its base name).
+    A git diff's header names the file too, for a change with no `---`/`+++` lines (a binary patch, a mode)."""
+    if not patch or patch == "-":
+        raise CommandNotRead(f"it applies a patch from its standard input, which loomtui cannot read before it runs: "
+                             f"{_HOW_ON}")
     try:
         with open(cwd / patch, "rb") as file:
-            text = file.read(MAX_PATCH_BYTES).decode("utf-8", "surrogateescape")
-    except (OSError, ValueError):
-        return []
-    lines = text.splitlines()
+            data = file.read(READ_BUDGET + 1)
+    except OSError as exc:
+        raise CommandNotRead(f"it applies {patch!r}, which loomtui cannot read before it runs "
+                             f"({exc.strerror or exc}): {_HOW_ON}") from None
+    _spend(len(data), patch)
+    lines = data.decode("utf-8", "surrogateescape").splitlines()
     git_diff = any(line.startswith("diff --git ") for line in lines)
     if strip is None and git_diff:
         strip = 1
     names: list[str] = []
     for line in lines:
         if line.startswith(("--- ", "+++ ")):
-            name = _unquoted(line[4:].split("\t", 1)[0].rstrip())
-            if name == "/dev/null":
-                continue
-            name = _stripped(name, strip, patch_in or cwd)
+            found = [_unquoted(line[4:].split("\t", 1)[0].rstrip())]
+        elif line.startswith("diff --git "):
+            found = _git_header_names(line[len("diff --git "):])
         elif line.startswith(("rename from ", "rename to ", "copy to ")) and git_diff:
-            name = _unquoted(line.split(" ", 2)[2])  # a repository path as it is: no a/ or b/ to strip
+            names.append(_unquoted(line.split(" ", 2)[2]))  # a repository path as it is: no a/ or b/ to strip
+            continue
         else:
             continue
-        if name and name not in names:
-            names.append(name)
-            if len(names) >= _LISTED:
-                break
-    return names
+        for name in found:
+            if name and name != "/dev/null":
+                names.append(_stripped(name, strip, patch_in))
+        if len(set(names)) >= _LISTED:
+            break
+    return [name for name in dict.fromkeys(names) if name]
+
+
+def _git_header_names(rest: str) -> list[str]:
+    """The two names of `diff --git a/X b/Y` (quoted where git quoted them); one name where a space in it makes
+    the split unclear and both halves are the same file (the usual case); [] where it cannot be told."""
+    if rest.startswith('"'):
+        end = rest.find('" ', 1)
+        if end > 0:
+            return [_unquoted(rest[:end + 1]), _unquoted(rest[end + 2:])]
+        return []
+    for middle in (i for i in range(len(rest)) if rest.startswith(" b/", i)):
+        old, new = rest[:middle], rest[middle + 1:]
+        if old[2:] == new[2:]:
+            return [old, new]
+    return []
 
 
 def _repository_top(folder: Path) -> Path:
@@ -218,46 +212,178 @@ def _unquoted(name: str) -> str:
         return name[1:-1]
 
 
-class _Bounded(io.RawIOBase):
-    """A file that reads as ended after `limit` bytes: an archive's names are read so far and no further."""
+# -- tar, unzip ----------------------------------------------------------------------------
 
-    def __init__(self, file: IO[bytes], limit: int) -> None:
-        self._file, self._left = file, limit
+_TAR_RENAMING: Final = re.compile(r"^--(strip-components|transform|xform|ignore-zeros)\b")
+_TAR_VALUE_LETTERS: Final = "fCbTXKLNgV"
+"""tar's one-letter options that take a value (the archive, a folder, a block count, a list file, ...)."""
+
+
+def tar_writes(args: Sequence[str], cwd: Path) -> list[str]:
+    """What `tar` writes: extracting (`-x`, `x`, `--extract`, `--get`), the archive's members (not its
+    folders), under `-C`; making or adding to one (`-c`, `-r`, `-u`), the archive."""
+    if not args:
+        return []
+    letters, values, rest = _tar_options(args)
+    extracting = "x" in letters or bool({"--extract", "--get"} & set(args))
+    making = bool(set("cru") & set(letters)) or bool({"--create", "--append", "--update"} & set(args))
+    if not (extracting or making):
+        return []
+    archive = values.get("f")
+    directory = values.get("C", "")
+    if archive is None or archive == "-":
+        if making:
+            return []  # to its standard output
+        raise CommandNotRead(f"it unpacks an archive from its standard input, which loomtui cannot read before it "
+                             f"runs: {_HOW_ON}")
+    if making:
+        return [archive]  # a relative name is from where tar starts, before any -C
+    renaming = [arg for arg in rest if _TAR_RENAMING.match(arg)] + (["-i"] if "i" in letters else [])
+    if renaming:
+        raise CommandNotRead(f"its {renaming[0].split('=')[0]} changes which files an archive's members become, "
+                             "which loomtui does not follow: unpack it plainly, into a folder of its own")
+    return [os.path.join(directory, name) for name in _tar_members(cwd / archive, archive)]
+
+
+def _tar_options(args: Sequence[str]) -> tuple[str, dict[str, str], list[str]]:
+    """tar's one-letter options (old style `xzf a.tgz`, or bundled `-xzfa.tgz`), the values of those that take
+    one (`f`: the archive, `C`: the folder), and its other words (long options, names)."""
+    letters, values, rest = "", {}, []
+    words = list(args)
+    if words and not words[0].startswith("-"):  # old style: letters, then the values of those that take one
+        first, words = words[0], words[1:]
+        letters += first
+        for letter in (letter for letter in first if letter in _TAR_VALUE_LETTERS):
+            if words:
+                values[letter] = words.pop(0)
+    position = 0
+    while position < len(words):
+        word = words[position]
+        position += 1
+        if word.startswith("--"):
+            name, _, value = word.partition("=")
+            if name in ("--file", "--directory") and not value and position < len(words):
+                value, position = words[position], position + 1
+            if name in ("--file", "--directory"):
+                values["f" if name == "--file" else "C"] = value
+            rest.append(word)
+        elif word.startswith("-") and len(word) > 1:
+            for index, letter in enumerate(word[1:], 1):
+                letters += letter
+                if letter in _TAR_VALUE_LETTERS:
+                    attached = word[index + 1:]
+                    if attached:
+                        values[letter] = attached
+                    elif position < len(words):
+                        values[letter], position = words[position], position + 1
+                    break
+        else:
+            rest.append(word)
+    return letters, values, rest
+
+
+def unzip_writes(args: Sequence[str], cwd: Path) -> list[str]:
+    """What `unzip ARCHIVE` writes: its members (not its folders), under `-d`; listing, testing and piping
+    (`-l`, `-t`, `-v`, `-p`, `-c`, `-Z`) write nothing."""
+    archive, directory = None, ""
+    position = 0
+    while position < len(args):
+        arg = args[position]
+        if arg == "-x":
+            break  # the names it leaves out follow: what it writes is a subset of every member
+        if arg == "-d" and position + 1 < len(args):
+            directory, position = args[position + 1], position + 2
+            continue
+        if arg.startswith("-d") and len(arg) > 2:
+            directory = arg[2:]
+        elif arg.startswith("-") and set(arg[1:]) & set("ltvpcZ"):
+            return []
+        elif arg.startswith("-") and "j" in arg[1:]:
+            raise CommandNotRead("its -j puts an archive's members in one folder, which loomtui does not follow: "
+                                 "unpack it plainly, into a folder of its own")
+        elif not arg.startswith("-") and archive is None:
+            archive = arg
+        position += 1
+    if archive is None:
+        return []
+    if not (cwd / archive).exists() and (cwd / f"{archive}.zip").exists():
+        archive = f"{archive}.zip"  # as unzip looks for it
+    return [os.path.join(directory, name) for name in _zip_members(cwd / archive, archive)]
+
+
+class _Bounded(io.RawIOBase):
+    """A file that counts what is read of it against the command's budget."""
+
+    def __init__(self, file: IO[bytes], named: str) -> None:
+        self._file, self._named = file, named
 
     def readable(self) -> bool:
         return True
 
     def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]
-        if self._left <= 0:
-            return 0
-        view = memoryview(buffer)[: self._left]
-        count = self._file.readinto(view)  # type: ignore[attr-defined]
-        self._left -= count or 0
-        return count or 0
+        data = self._file.read(len(buffer))
+        _spend(len(data), self._named)
+        buffer[:len(data)] = data
+        return len(data)
 
 
-def _tar_members(archive: Path) -> list[str]:
+def _decompressed(raw: IO[bytes], named: str) -> IO[bytes]:
+    """The archive's bytes as tar reads them, decompressed here, so that what is counted is what is read (the
+    compressed 153 bytes of 32 MiB of zeros counted 153)."""
+    import bz2
+    import gzip
+    import lzma
+
+    magic = raw.read(6)
+    raw.seek(0)
+    if magic.startswith(b"\x1f\x8b"):
+        return cast(IO[bytes], gzip.GzipFile(fileobj=raw))
+    if magic.startswith(b"BZh"):
+        return bz2.BZ2File(raw)
+    if magic.startswith(b"\xfd7zXZ\x00") or magic.startswith(b"\x5d\x00\x00"):
+        return lzma.LZMAFile(raw)
+    if magic.startswith(b"\x28\xb5\x2f\xfd"):
+        raise CommandNotRead(f"it unpacks {named!r}, compressed with zstd, which loomtui does not read: "
+                             "decompress it first, in a command of its own")
+    return raw
+
+
+def _tar_members(archive: Path, named: str) -> list[str]:
+    import lzma
     import tarfile  # here, not at the top: the hook's every Bash call reads this module, few unpack
+    import zlib
 
     names: list[str] = []
     try:
-        with open(archive, "rb") as raw, tarfile.open(fileobj=io.BufferedReader(_Bounded(raw, MAX_ARCHIVE_BYTES)),
-                                                       mode="r|*") as tar:
-            for member in tar:
+        with open(archive, "rb") as raw, _decompressed(raw, named) as plain, \
+                tarfile.open(fileobj=io.BufferedReader(_Bounded(plain, named)), mode="r|") as tar:
+            for member in tar:  # decompressed as it is read: what lies before a member is read, and spent
                 if not member.isdir():
                     names.append(member.name.lstrip("/").removeprefix("./"))
                 if len(names) >= _LISTED:
                     break
-    except (OSError, tarfile.TarError, EOFError, ValueError):
-        pass  # what was read so far (nothing, for no archive)
+    except CommandNotRead:
+        raise  # past the budget
+    except OSError as exc:
+        raise CommandNotRead(f"it unpacks {named!r}, which loomtui cannot read before it runs "
+                             f"({exc.strerror or exc}): {_HOW_ON}") from None
+    except (tarfile.TarError, EOFError, ValueError, zlib.error, lzma.LZMAError) as exc:
+        raise CommandNotRead(f"it unpacks {named!r}, which loomtui cannot read to its end ({exc}): the files "
+                             "after that are not told") from None
     return names
 
 
-def _zip_members(archive: Path) -> list[str]:
+def _zip_members(archive: Path, named: str) -> list[str]:
     import zipfile
 
     try:
+        _spend(min(archive.stat().st_size, 1 << 20), named)  # its central directory: read whole, at most this
         with zipfile.ZipFile(archive) as bundle:
             return [name.lstrip("/") for name in bundle.namelist() if not name.endswith("/")][:_LISTED]
-    except (OSError, zipfile.BadZipFile, ValueError):
-        return []
+    except CommandNotRead:
+        raise
+    except OSError as exc:
+        raise CommandNotRead(f"it unpacks {named!r}, which loomtui cannot read before it runs "
+                             f"({exc.strerror or exc}): {_HOW_ON}") from None
+    except (zipfile.BadZipFile, ValueError) as exc:
+        raise CommandNotRead(f"it unpacks {named!r}, which loomtui cannot read ({exc})") from None
