@@ -72,3 +72,21 @@ def test_a_deleted_config_is_read_as_the_defaults(repo: Path) -> None:
     config.unlink()
     watch.reload_if_changed()
     assert watch.problem is None and watch.config is not None and watch.config.theme != "loom-light"
+
+
+def test_a_file_read_empty_as_it_is_written_is_read_again_before_it_counts(repo: Path) -> None:
+    """Read between its truncation and its writing (an editor's save, `write_text`), loom.yaml was empty: the
+    built-in defaults were taken as the last good config, and the broken file written next kept them."""
+    config = repo / ".loom" / "loom.yaml"
+    write(config, "version: 1\ntheme: loom-light\n", tick=1)
+    watch = SettingsWatch(open_workspace(repo))
+    watch.reload_if_changed()
+    write(config, "", tick=2)  # caught half way through a save
+    watch.reload_if_changed()
+    assert watch.config is not None and watch.config.theme == "loom-light"
+    write(config, "version: 1\ncoordination:\n  dependency_hops: many\n", tick=3)  # the save ends, broken
+    assert watch.reload_if_changed() is True and watch.problem is not None
+    assert watch.config.theme == "loom-light"  # the last good one is the person's, not the defaults
+    write(config, "", tick=4)  # emptied on purpose: it counts once it stays so
+    watch.reload_if_changed()
+    assert watch.reload_if_changed() is True and watch.problem is None and watch.config.theme != "loom-light"

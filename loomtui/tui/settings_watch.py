@@ -23,12 +23,21 @@ class SettingsWatch:
         self._config_problem: str | None = None
         self._policy_problem: str | None = None
         self._mtimes: dict[str, int | None] = {}
+        self._emptied: set[str] = set()
 
     def _changed(self, path: Path) -> bool:
         try:
-            mtime: int | None = os.stat(path).st_mtime_ns
+            info = os.stat(path)
         except OSError:
-            mtime = None
+            mtime: int | None = None
+        else:
+            mtime = info.st_mtime_ns
+            if info.st_size == 0 and str(path) not in self._emptied and self._mtimes.get(str(path), -1) != -1:
+                # Emptied between reads, as an editor or `write_text` truncates before it writes: read again on
+                # the next look (the built-in defaults were taken as the last good config, for good).
+                self._emptied.add(str(path))
+                return False
+        self._emptied.discard(str(path))
         changed = self._mtimes.get(str(path), -1) != mtime
         self._mtimes[str(path)] = mtime
         return changed
