@@ -1120,12 +1120,16 @@ def test_what_no_path_rule_reads_is_put_to_a_lead(tmp_path: Path) -> None:
     (root / "docs" / "tidy.sh").write_text("#!/bin/sh\n")
     (root / "docs" / "tidy.sh").chmod(0o755)
     (root / "docs" / "notes.py").write_text("# -*- coding: utf-7 -*-\n# see +AAo-Ledger.post +AD0- None\n")
+    (root / "docs" / "long.py").write_text("#" * 5000 + "\n# coding: utf-7\n")  # line 2 counts past 4 KiB
+    (root / "docs" / "emacs.py").write_text("# -*- coding: utf-8-unix -*-\nx = 1\n")  # Python reads UTF-8
+    (root / "docs" / "runner").write_text("#!/usr/bin/env python3\n# coding: utf-7\n")  # a script with no .py
     (root / "payments" / "__pycache__").mkdir(exist_ok=True)
     (root / "payments" / "__pycache__" / "refunds.cpython-311.pyc").write_bytes(b"\xa7\r\r\n other code")
     subprocess.run(["git", "add", "-f", "payments/__pycache__/refunds.cpython-311.pyc"], cwd=root, check=True)
     hostile = commit("docs: tidy", f"160000,{base},docs/vendor")
     facts = change_facts(root, base, hostile)
     assert set(facts.unusual) == {"symlink docs/architecture.md -> ../.git/config", "docs/notes.py declares coding utf-7",
+                                  "docs/long.py declares coding utf-7", "docs/runner declares coding utf-7",
                                   "an executable new file: docs/tidy.sh", f"submodule docs/vendor at {base[:12]}",
                                   "committed though .gitignore ignores it: payments/__pycache__/refunds.cpython-311.pyc"}
     judged = evaluate(policy, facts)

@@ -24,9 +24,6 @@ _EXECUTABLE: Final = "100755"
 _ABSENT: Final = "000000"
 _CODING: Final = re.compile(rb"^[ \t\f]*#.*?coding[:=][ \t]*([-\w.]+)", re.MULTILINE)
 """PEP 263's declaration, on one of a file's first two lines."""
-_PLAIN_CODINGS: Final = frozenset({"utf-8", "utf8", "utf_8", "utf-8-sig", "ascii", "us-ascii", "latin-1",
-                                   "latin1", "iso-8859-1", "iso8859-1"})
-"""Encodings that show what Python reads: each byte, or each UTF-8 sequence, is the character a diff shows."""
 MAX_LISTED: Final = 20
 MAX_BLOB_READ: Final = 1 << 20
 """The largest link or Python file read whole (a declaration is on its first two lines)."""
@@ -57,27 +54,47 @@ def unusual_entries(root: Path, base: str, head: str) -> tuple[str, ...]:
             found.append(f"submodule {path} at {new_sha[:12]}")
         elif new_mode == _EXECUTABLE and old_mode != _EXECUTABLE:
             found.append(f"{'made executable' if old_mode != _ABSENT else 'an executable new file'}: {path}")
-        if new_mode not in (_LINK, _SUBMODULE, _ABSENT) and path.endswith((".py", ".pyw", ".pyi")):
-            python.append((path, new_sha))
-        if new_mode != _ABSENT:
-            written.append(name)
+        if new_mode not in (_LINK, _SUBMODULE, _ABSENT) and (path.endswith((".py", ".pyw", ".pyi"))
+                                                             or "." not in path.rsplit("/", 1)[-1]):
+            python.append((path, new_sha))  # with no suffix: a script, if it starts `#!...python`
+        if old_mode == _ABSENT and new_mode != _ABSENT:
+            written.append(name)  # added: a file tracked before though ignored now is no one's new doing
     found += [f"committed though .gitignore ignores it: {path}" for path in _ignored(git, written)]
     sizes = _blob_sizes(git, [sha for _path, sha in links + python])
-    for path, sha in python:
-        if sizes.get(sha, 0) > MAX_BLOB_READ:  # its declaration unread: said rather than taken as plain
-            found.append(f"{path} is {sizes[sha]:,} bytes of Python, its declared encoding not read")
     blobs = _blob_heads(git, [sha for _path, sha in links + python if sizes.get(sha, 0) <= MAX_BLOB_READ])
     for path, sha in links:
         target = escape_controls(blobs.get(sha, b"").decode("utf-8", "surrogateescape"))
         found.append(f"symlink {path} -> {target or '?'}")
     for path, sha in python:
-        declared = _CODING.search(b"\n".join(blobs.get(sha, b"").split(b"\n")[:2]))
-        coding = declared.group(1).decode("ascii", "replace").lower() if declared else ""
-        if coding and coding.replace("_", "-") not in _PLAIN_CODINGS and coding not in _PLAIN_CODINGS:
-            found.append(f"{path} declares coding {escape_controls(coding)}")
+        if path.endswith((".py", ".pyw", ".pyi")) and sizes.get(sha, 0) > MAX_BLOB_READ:
+            found.append(f"{path} is {sizes[sha]:,} bytes of Python, its declared encoding not read")
+            continue
+        first, second = (blobs.get(sha, b"").split(b"\n", 2) + [b"", b""])[:2]
+        if not path.endswith((".py", ".pyw", ".pyi")) and not (first.startswith(b"#!") and b"python" in first):
+            continue  # not Python
+        declared = _CODING.search(first + b"\n" + second)
+        coding = declared.group(1).decode("ascii", "replace") if declared else ""
+        if coding and not _plain_coding(coding):
+            found.append(f"{path} declares coding {escape_controls(coding.lower())}")
     if len(found) > MAX_LISTED:
         found = [*found[:MAX_LISTED], f"and {len(found) - MAX_LISTED} more"]
     return tuple(found)
+
+
+def _plain_coding(name: str) -> bool:
+    """Whether Python reads source declared in `name` as it shows: UTF-8, ASCII or Latin-1, under any of their
+    names (Python reads `utf-8-unix`, Emacs's, as UTF-8)."""
+    import codecs
+
+    normal = name.lower().replace("_", "-")
+    if normal == "utf-8" or normal.startswith("utf-8-"):
+        return True
+    if any(normal == latin or normal.startswith(latin + "-") for latin in ("latin-1", "iso-8859-1", "iso-latin-1")):
+        return True
+    try:
+        return codecs.lookup(normal).name in ("utf-8", "ascii", "iso8859-1", "latin-1")
+    except LookupError:
+        return False  # an encoding Python does not know: the file does not run, said all the same
 
 
 def _ignored(git: Git, paths: list[bytes]) -> list[str]:
@@ -107,12 +124,23 @@ def _blob_sizes(git: Git, shas: list[str]) -> dict[str, int]:
     return sizes
 
 
-def _blob_heads(git: Git, shas: list[str], size: int = 4096) -> dict[str, bytes]:
-    """The first `size` bytes of each blob, read by one `git cat-file --batch`."""
-    if not shas:
-        return {}
+def _blob_heads(git: Git, shas: list[str]) -> dict[str, bytes]:
+    """Each blob's first two lines (a link's target whole), read by `git cat-file --batch` a few at a time:
+    thousands of files of a megabyte each were all in memory at once."""
+    heads: dict[str, bytes] = {}
+    wanted = list(dict.fromkeys(shas))
+    for start in range(0, len(wanted), _BLOBS_AT_ONCE):
+        heads.update(_batch(git, wanted[start:start + _BLOBS_AT_ONCE]))
+    return heads
+
+
+_BLOBS_AT_ONCE: Final = 32
+"""Blobs one `cat-file --batch` reads: at most 32 MiB in memory at once."""
+
+
+def _batch(git: Git, shas: list[str]) -> dict[str, bytes]:
     try:
-        out = git.feed("cat-file", "--batch", data="".join(f"{sha}\n" for sha in dict.fromkeys(shas)).encode())
+        out = git.feed("cat-file", "--batch", data="".join(f"{sha}\n" for sha in shas).encode())
     except GitFailed:
         return {}
     heads: dict[str, bytes] = {}
@@ -126,6 +154,7 @@ def _blob_heads(git: Git, shas: list[str], size: int = 4096) -> dict[str, bytes]
         if len(header) != 3 or header[1] != b"blob":
             continue  # `<sha> missing`: nothing follows
         length = int(header[2])
-        heads[header[0].decode()] = out[position:position + min(length, size)]
+        blob = out[position:position + length]
+        heads[header[0].decode()] = b"\n".join(blob.split(b"\n", 2)[:2])
         position += length + 1
     return heads
