@@ -25,7 +25,7 @@ import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
+from typing import IO, Final
 
 from loomtui.errors import LoomError
 
@@ -43,6 +43,11 @@ BINARY_BYTES_PER_LINE = 40
 """A file git counts no lines in (binary to it: a NUL in its first 8 KB, or past DIFF_READ_MAX) counts one
 changed line per 40 bytes of it, old and new: it counted none, and 6,000 lines behind one NUL byte were a
 change of 0 lines, merged with no one asked."""
+THE_CHECKOUT_ITSELF: Final = dict.fromkeys(("GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE", "GIT_COMMON_DIR",
+                                             "GIT_OBJECT_DIRECTORY", "GIT_ALTERNATE_OBJECT_DIRECTORIES", "GIT_PREFIX"))
+"""An `env` for git run on a checkout itself, never the repository a git hook's environment names (a commit in a
+sandbox's worktree runs its pre-commit hook with that worktree's GIT_DIR and index: its HEAD read as the
+checkout's)."""
 _NO_OBJECT = "0" * 40
 BLOB_BATCH = 500
 """Blobs read by one `cat-file --batch` (`Git.blob_texts`): few processes, a bounded piece in memory."""

@@ -1008,8 +1008,8 @@ def test_a_policy_deleted_but_not_committed_judges_nothing_with_the_default(
                    check=True)
     (sample / ".loom" / "policy.yaml").unlink()
     assert main(["-C", str(sample), "policy", "validate"]) == 2
-    said = ".loom/policy.yaml: the policy file is missing from this checkout but committed on HEAD: no change is " \
-           "judged by the built-in default meanwhile; put it back (`git checkout HEAD -- .loom/policy.yaml`), or " \
+    said = ".loom/policy.yaml: the policy file is missing from this checkout but committed on HEAD, so nothing is " \
+           "judged until it is back (never by the built-in default): `git checkout HEAD -- .loom/policy.yaml`, or " \
            "commit its deletion to the main branch"
     assert capsys.readouterr().err.strip().endswith(said)
     with pytest.raises(ConfigError, match="committed on HEAD"):
@@ -1018,7 +1018,7 @@ def test_a_policy_deleted_but_not_committed_judges_nothing_with_the_default(
     subprocess.run(["git", "checkout", "-q", "HEAD", "--", ".loom/policy.yaml"], cwd=sample, check=True)
     subprocess.run(["git", "switch", "-q", "--orphan", "before-loomtui"], cwd=sample, check=True)
     assert not (sample / ".loom" / "policy.yaml").exists()
-    with pytest.raises(ConfigError, match="committed on main: .*`git checkout main -- .loom/policy.yaml`"):
+    with pytest.raises(ConfigError, match="committed on main, .*`git checkout main -- .loom/policy.yaml`"):
         load_policy(sample)
 
 

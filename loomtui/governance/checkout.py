@@ -11,24 +11,19 @@ from typing import Final
 import yaml
 
 from loomtui.errors import ConfigError, LoomError
-from loomtui.gitcmd import Git
+from loomtui.gitcmd import THE_CHECKOUT_ITSELF, Git
 from loomtui.workspace import Workspace
 
 POLICY_FILES: Final = (".loom", "CODEOWNERS", ".github/CODEOWNERS", "docs/CODEOWNERS")
 """Where loomtui's config, the policy and the code owners live in a repository."""
 _TRUNKS: Final = ("main", "master")
-_THIS_CHECKOUT: Final = dict.fromkeys(("GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE", "GIT_COMMON_DIR",
-                                       "GIT_OBJECT_DIRECTORY", "GIT_ALTERNATE_OBJECT_DIRECTORIES", "GIT_PREFIX"))
-"""git run on the checkout itself, never the repository a git hook's environment names (a commit in a sandbox's
-worktree runs its pre-commit hook with that worktree's GIT_DIR and index: its HEAD read as the checkout's)."""
-
 _CANDIDATES: Final = 50
 """Commits of HEAD's beyond the trunk that touch the policy's files, looked at (beyond them: not judged)."""
 
 
 def _git(root: Path, *args: str) -> str | None:
     """`git ARGS` on the checkout at `root` itself: its output, or None when git failed."""
-    done = Git(root).run(*args, env=_THIS_CHECKOUT)
+    done = Git(root).run(*args, env=THE_CHECKOUT_ITSELF)
     return done.out.strip() if done.status == 0 else None
 
 
@@ -100,7 +95,7 @@ def _files_as_a_sandbox_has_them(root: Path, paths: list[str]) -> list[tuple[str
     it, or squash-merged), with that branch."""
     git = Git(root)
     listed = git.run("status", "--porcelain", "-z", "--no-renames", "--untracked-files=all", "--", *paths,
-                     env=_THIS_CHECKOUT).out
+                     env=THE_CHECKOUT_ITSELF).out
     changed = [entry[3:] for entry in listed.split("\0") if len(entry) > 3]  # `XY path`, its status kept whole
     if not changed:
         return []
@@ -110,7 +105,7 @@ def _files_as_a_sandbox_has_them(root: Path, paths: list[str]) -> list[tuple[str
     for path in changed:
         here = _git(root, "hash-object", "--", path)
         # Every tip's blob at once (one process), then, for one that matches, which branch it is.
-        if not here or here not in git.object_sizes([f"{sha}:{path}" for sha, _name in tips], env=_THIS_CHECKOUT):
+        if not here or here not in git.object_sizes([f"{sha}:{path}" for sha, _name in tips], env=THE_CHECKOUT_ITSELF):
             continue
         branch = next(name for sha, name in tips
                       if _git(root, "rev-parse", "--verify", "--quiet", f"{sha}:{path}") == here)

@@ -97,20 +97,21 @@ def load_policy(root: Path, relative: str = POLICY_PATH, *, named: bool = False)
             # Deleted, not committed (or a branch from before the team adopted loomtui checked out): the default,
             # one approval from anyone, judged a change the committed policy gives to two people.
             raise ConfigError(relative, None, f"the policy file is missing from this checkout but committed on "
-                                              f"{committed}: no change is judged by the built-in default "
-                                              f"meanwhile; put it back (`git checkout {committed} -- {relative}`), "
-                                              "or commit its deletion to the main branch")
+                                              f"{committed}, so nothing is judged until it is back (never by the "
+                                              f"built-in default): `git checkout {committed} -- {relative}`, or "
+                                              "commit its deletion to the main branch")
         return default_policy()
     return read_policy_file(target, relative, root)
 
 
 def _committed_on(root: Path, relative: str) -> str | None:
-    """HEAD, or the main branch, where the repository holds `relative` committed; None where neither does."""
-    from loomtui.gitcmd import Git
+    """HEAD, or the main branch, where the checkout at `root` holds `relative` committed; None where neither
+    does. Asked of the checkout itself: in a sandbox's git hook, HEAD was the agent's branch."""
+    from loomtui.gitcmd import THE_CHECKOUT_ITSELF, Git
 
     git = Git(root)
     for rev in ("HEAD", "main", "master"):
-        if git.run("cat-file", "-e", f"{rev}:{relative}").status == 0:
+        if git.run("cat-file", "-e", f"{rev}:{relative}", env=THE_CHECKOUT_ITSELF).status == 0:
             return rev
     return None
 

@@ -69,7 +69,8 @@ def follow_sandbox_log(workspace: Workspace, sandbox_id: str, write: Callable[[l
         record = workspace.store.get_sandbox(sandbox_id)
         live = record is not None and record.status in RUNNING_OR_TO_RUN
         elsewhere = record is not None and not path.exists() and not sandboxes.on_this_host(record)
-        tail = [f"(it runs on {record.host}: its log is there)" if elsewhere and record is not None else
+        tail = [f"(it {'runs' if live else 'ran'} on {record.host}: its log is there)"
+                if elsewhere and record is not None else
                 "(nothing to read here yet: its output so far is tool results; `loomtui sandbox logs --raw` "
                 "has them)" if wrote else
                 "(no output yet: it appears here as the agent writes it)" if live else

@@ -470,7 +470,8 @@ class EscalationsScreen(LoomScreen[None]):
 
         # Every rule it lets through named (the first two lines left out `failing-gates`, the one overridden).
         headline = str(next(iter(escalation.data.get("explanation") or []), escalation.summary)).strip()
-        named = [str(rule.get("name")) for rule in escalation.data.get("rules") or [] if isinstance(rule, dict)]
+        named = [str(rule.get("name")) for rule in escalation.data.get("rules") or []
+                 if isinstance(rule, dict) and rule.get("decision") != "auto_approve"]
         why = headline + (f"; rules: {', '.join(named)}" if named else "")
         target = f"sandbox {escalation.sandbox_id}'s change" if escalation.sandbox_id else "this change"
         hours = self.loom.policy.overrides.max_hours if self.loom.policy else 0
