@@ -1545,6 +1545,22 @@ def test_the_files_a_patch_or_an_archive_writes_are_read_from_it(tmp_path: Path)
                           ("tar -xjf pad.tbz", "more than loomtui reads")):
         with pytest.raises(CommandNotRead, match=re.escape(said)):
             bash_write_targets(command, tmp_path)
+    # A FIFO named as the patch or archive held the hook (and the broker's only worker) for good.
+    os.mkfifo(tmp_path / "p.diff")
+    os.mkfifo(tmp_path / "a.tar")
+    said: list[str] = []
+
+    def read_fifos() -> None:
+        for command in ("git apply p.diff", "patch -p1 < p.diff", "tar -xf a.tar", "unzip a.tar"):
+            try:
+                bash_write_targets(command, tmp_path)
+            except CommandNotRead as refused:
+                said.append(str(refused))
+
+    reader = threading.Thread(target=read_fifos, daemon=True)
+    reader.start()
+    reader.join(20)
+    assert not reader.is_alive() and len(said) == 4 and all("no regular file" in s for s in said), said
 
 
 def _tar_of(files: dict[str, bytes]) -> bytes:
