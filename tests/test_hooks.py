@@ -1469,6 +1469,10 @@ def test_changed_ranges_are_lines_of_the_current_file() -> None:
     ("cd payments | true; echo x > n.py; true | cd payments; echo x > o.py", ["n.py", "o.py"]),
     ("{ cd payments; echo x > p.py; }; cd \"$X\"; cd /tmp; echo x > q.py", ["payments/p.py", "/tmp/q.py"]),
     ("make && cd payments && echo x > r.py", ["payments/r.py"]),  # the chain goes on only once it is there
+    ("mkdir -p new && cd new && echo x > s.py", ["new/s.py"]),  # not there yet: the chain says it is by then
+    ("pushd payments >/dev/null; make; popd >/dev/null; echo x > t.py", ["t.py"]),  # back where it was
+    # An operator stuck to a redirection (shlex keeps a run of punctuation whole): the file went unseen.
+    ("true;>u.py; true |>v.py; true &&>w.py echo EVIL", ["u.py", "v.py", "w.py"]),
     # Wrappers and programs naming the file they write that went unseen.
     ("doas -u root sed -i s/a/b/ a.py; flock /tmp/l sed -i s/a/b/ b.py; chronic tee c.py; unbuffer tee d.py",
      ["a.py", "b.py", "c.py", "d.py"]),
@@ -1477,6 +1481,8 @@ def test_changed_ranges_are_lines_of_the_current_file() -> None:
     ("gunzip payments/i.py.gz; unxz j.py.xz; gunzip -c k.gz > l.py; gunzip -l m.gz", ["payments/i.py", "j.py", "l.py"]),
 ])
 def test_bash_write_targets_best_effort(tmp_path: Path, command: str, written: list[str]) -> None:
+    (tmp_path / "payments" / "sub" / "x").mkdir(parents=True)  # a cd into a folder not there fails
+    (tmp_path / "sub").mkdir()
     expected = [w if w.startswith("/") else str(tmp_path / w) for w in written]
     assert bash_write_targets(command, tmp_path) == expected
 
@@ -1589,6 +1595,7 @@ def _tar_of(files: dict[str, bytes]) -> bytes:
     # A cd that may not have run, a place in pushd's stack, CDPATH, a folder env -C takes from a variable.
     "false && cd docs; echo x > Makefile", "if true; then cd payments; fi; echo x > ledger.py",
     "pushd docs; pushd +1; echo x > Makefile", "pushd -n docs; echo x > Makefile", "cd nowhere || true; echo > a",
+    "cd nowhere; sed -i s/a/b/ ledger.py", "cd payments docs; echo x > a.py",  # a cd that fails stays where it was
     "CDPATH=payments; cd sub; echo x > ledger.py", "export CDPATH=/x; cd sub && echo > a",
     'env -C "$D" sed -i s/a/b/ ledger.py', 'cd "$X"; bash -c "echo > ledger.py"',
     # A file a command's output names: it was taken as a variable's, unseen.

@@ -30,7 +30,8 @@ length (a 1.6 MB base64 word took 61 s: the hook timed out and the write it hid 
 _REDIRECTS: Final = frozenset({">", ">>", ">|", "&>", "&>>", ">&", "<>"})
 _SEPARATORS: Final = frozenset({";", ";;", "&", "&&", "|", "||", "|&", "(", ")", "\n"})
 _PUNCTUATION: Final = re.compile(r"[;&|()<>\n]+")
-_PARENS: Final = re.compile(r"([()])")
+_OPERATOR: Final = re.compile(r"&>>|<<<|;;|&&|\|\||\|&|>>|>\||&>|>&|<>|<<|[;&|()<>\n]")
+"""bash's operators, longest first: a run of punctuation shlex keeps whole (`);`, `;>`) is split into them."""
 # Programs that run the command after them, each with its options that take a value, and how many operands of
 # its own come before the command (`timeout 5 sed -i ...`): `nice -n 5 sed -i` read `5` as the program.
 _WRAPPERS: Final[dict[str, tuple[frozenset[str], int]]] = {
@@ -183,10 +184,9 @@ def _shell_tokens(text: str) -> list[str]:
     lexer.whitespace = " \t\r"
     lexer.commenters = ""  # `#` starts a comment only at a word's start; missing one is harmless
     # shlex keeps a run of punctuation as one token: `(cd sub && x); y` gave `);`, a word, and the subshell's
-    # folder stood for `y`. A parenthesis is a token of its own.
+    # folder stood for `y`; `true;>held.py` gave `;>`, and the file went unseen. Each operator is a token.
     return [piece for token in lexer
-            for piece in (_PARENS.split(token) if _PUNCTUATION.fullmatch(token) and _PARENS.search(token) else [token])
-            if piece]
+            for piece in (_OPERATOR.findall(token) if _PUNCTUATION.fullmatch(token) else [token])]
 
 
 def _simple_commands(tokens: Sequence[str]) -> Iterable[tuple[list[str], str]]:
