@@ -1123,15 +1123,25 @@ def test_what_no_path_rule_reads_is_put_to_a_lead(tmp_path: Path) -> None:
     (root / "docs" / "long.py").write_text("#" * 5000 + "\n# coding: utf-7\n")  # line 2 counts past 4 KiB
     (root / "docs" / "emacs.py").write_text("# -*- coding: utf-8-unix -*-\nx = 1\n")  # Python reads UTF-8
     (root / "docs" / "runner").write_text("#!/usr/bin/env python3\n# coding: utf-7\n")  # a script with no .py
+    (root / "docs" / "tool.sh").write_text("#!/usr/bin/env python3\n# -*- coding: utf-7 -*-\n")  # nor this one
+    (root / "docs" / "cr.py").write_bytes(b"def f(x):\n    # keep rounding\r    x = x * 100\n    return x\n")
+    (root / "docs" / "plain.sh").write_text("#!/bin/sh\n# coding: utf-7 means nothing here\n")
     (root / "payments" / "__pycache__").mkdir(exist_ok=True)
     (root / "payments" / "__pycache__" / "refunds.cpython-311.pyc").write_bytes(b"\xa7\r\r\n other code")
     subprocess.run(["git", "add", "-f", "payments/__pycache__/refunds.cpython-311.pyc"], cwd=root, check=True)
+    (root / "payments" / "fast.so").write_bytes(b"\x7fELF")
     hostile = commit("docs: tidy", f"160000,{base},docs/vendor")
     facts = change_facts(root, base, hostile)
     assert set(facts.unusual) == {"symlink docs/architecture.md -> ../.git/config", "docs/notes.py declares coding utf-7",
                                   "docs/long.py declares coding utf-7", "docs/runner declares coding utf-7",
+                                  "docs/tool.sh declares coding utf-7",
+                                  "docs/cr.py holds a carriage return or form feed Python reads as a line break or an "
+                                  "indentation, which a diff does not show",
                                   "an executable new file: docs/tidy.sh", f"submodule docs/vendor at {base[:12]}",
-                                  "committed though .gitignore ignores it: payments/__pycache__/refunds.cpython-311.pyc"}
+                                  "committed though .gitignore ignores it: payments/__pycache__/refunds.cpython-311.pyc",
+                                  "compiled code Python may run in place of its source: "
+                                  "payments/__pycache__/refunds.cpython-311.pyc",
+                                  "compiled code Python may run in place of its source: payments/fast.so"}
     judged = evaluate(policy, facts)
     assert (judged.outcome, judged.risk) == ("require", "high")
     unusual = judged.applied[-1]

@@ -24,6 +24,9 @@ _EXECUTABLE: Final = "100755"
 _ABSENT: Final = "000000"
 _CODING: Final = re.compile(rb"^[ \t\f]*#.*?coding[:=][ \t]*([-\w.]+)", re.MULTILINE)
 """PEP 263's declaration, on one of a file's first two lines."""
+_COMPILED: Final = (".pyc", ".pyo", ".so", ".pyd")
+"""Files Python imports before, or in place of, the source beside them (an unchecked-hash `.pyc`)."""
+_HIDDEN_BREAK: Final = re.compile(rb"\r(?!\n)|\f")
 MAX_LISTED: Final = 20
 MAX_BLOB_READ: Final = 1 << 20
 """The largest link or Python file read whole (a declaration is on its first two lines)."""
@@ -54,28 +57,33 @@ def unusual_entries(root: Path, base: str, head: str) -> tuple[str, ...]:
             found.append(f"submodule {path} at {new_sha[:12]}")
         elif new_mode == _EXECUTABLE and old_mode != _EXECUTABLE:
             found.append(f"{'made executable' if old_mode != _ABSENT else 'an executable new file'}: {path}")
-        if new_mode not in (_LINK, _SUBMODULE, _ABSENT) and (path.endswith((".py", ".pyw", ".pyi"))
-                                                             or "." not in path.rsplit("/", 1)[-1]):
-            python.append((path, new_sha))  # with no suffix: a script, if it starts `#!...python`
+        if old_mode == _ABSENT and path.endswith(_COMPILED):
+            found.append(f"compiled code Python may run in place of its source: {path}")
+        if new_mode not in (_LINK, _SUBMODULE, _ABSENT) and not path.endswith(_COMPILED):
+            python.append((path, new_sha))  # another suffix: a script, if it starts `#!...python`
         if old_mode == _ABSENT and new_mode != _ABSENT:
             written.append(name)  # added: a file tracked before though ignored now is no one's new doing
     found += [f"committed though .gitignore ignores it: {path}" for path in _ignored(git, written)]
     sizes = _blob_sizes(git, [sha for _path, sha in links + python])
     blobs = _blob_heads(git, [sha for _path, sha in links + python if sizes.get(sha, 0) <= MAX_BLOB_READ])
     for path, sha in links:
-        target = escape_controls(blobs.get(sha, b"").decode("utf-8", "surrogateescape"))
+        target = escape_controls(blobs.get(sha, (b"", False))[0].decode("utf-8", "surrogateescape"))
         found.append(f"symlink {path} -> {target or '?'}")
     for path, sha in python:
         if path.endswith((".py", ".pyw", ".pyi")) and sizes.get(sha, 0) > MAX_BLOB_READ:
             found.append(f"{path} is {sizes[sha]:,} bytes of Python, its declared encoding not read")
             continue
-        first, second = (blobs.get(sha, b"").split(b"\n", 2) + [b"", b""])[:2]
+        opening, hidden_break = blobs.get(sha, (b"", False))
+        first, second = (opening.split(b"\n", 2) + [b"", b""])[:2]
         if not path.endswith((".py", ".pyw", ".pyi")) and not (first.startswith(b"#!") and b"python" in first):
             continue  # not Python
         declared = _CODING.search(first + b"\n" + second)
         coding = declared.group(1).decode("ascii", "replace") if declared else ""
         if coding and not _plain_coding(coding):
             found.append(f"{path} declares coding {escape_controls(coding.lower())}")
+        if hidden_break:  # `# note\r    x = x * 100`: a comment in a diff, code to Python
+            found.append(f"{path} holds a carriage return or form feed Python reads as a line break or an "
+                         "indentation, which a diff does not show")
     if len(found) > MAX_LISTED:
         found = [*found[:MAX_LISTED], f"and {len(found) - MAX_LISTED} more"]
     return tuple(found)
@@ -124,10 +132,10 @@ def _blob_sizes(git: Git, shas: list[str]) -> dict[str, int]:
     return sizes
 
 
-def _blob_heads(git: Git, shas: list[str]) -> dict[str, bytes]:
-    """Each blob's first two lines (a link's target whole), read by `git cat-file --batch` a few at a time:
+def _blob_heads(git: Git, shas: list[str]) -> dict[str, tuple[bytes, bool]]:
+    """Each blob whole (at most MAX_BLOB_READ each), read by `git cat-file --batch` a few at a time:
     thousands of files of a megabyte each were all in memory at once."""
-    heads: dict[str, bytes] = {}
+    heads: dict[str, tuple[bytes, bool]] = {}
     wanted = list(dict.fromkeys(shas))
     for start in range(0, len(wanted), _BLOBS_AT_ONCE):
         heads.update(_batch(git, wanted[start:start + _BLOBS_AT_ONCE]))
@@ -138,12 +146,12 @@ _BLOBS_AT_ONCE: Final = 32
 """Blobs one `cat-file --batch` reads: at most 32 MiB in memory at once."""
 
 
-def _batch(git: Git, shas: list[str]) -> dict[str, bytes]:
+def _batch(git: Git, shas: list[str]) -> dict[str, tuple[bytes, bool]]:
     try:
         out = git.feed("cat-file", "--batch", data="".join(f"{sha}\n" for sha in shas).encode())
     except GitFailed:
         return {}
-    heads: dict[str, bytes] = {}
+    heads: dict[str, tuple[bytes, bool]] = {}
     position = 0
     while position < len(out):
         end = out.find(b"\n", position)
@@ -155,6 +163,7 @@ def _batch(git: Git, shas: list[str]) -> dict[str, bytes]:
             continue  # `<sha> missing`: nothing follows
         length = int(header[2])
         blob = out[position:position + length]
-        heads[header[0].decode()] = b"\n".join(blob.split(b"\n", 2)[:2])
+        # Kept small: its first two lines (a link's target whole), and whether it breaks lines unseen.
+        heads[header[0].decode()] = (b"\n".join(blob.split(b"\n", 2)[:2]), bool(_HIDDEN_BREAK.search(blob)))
         position += length + 1
     return heads
