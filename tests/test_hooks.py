@@ -1473,6 +1473,9 @@ def test_changed_ranges_are_lines_of_the_current_file() -> None:
     ("pushd payments >/dev/null; make; popd >/dev/null; echo x > t.py", ["t.py"]),  # back where it was
     # An operator stuck to a redirection (shlex keeps a run of punctuation whole): the file went unseen.
     ("true;>u.py; true |>v.py; true &&>w.py echo EVIL", ["u.py", "v.py", "w.py"]),
+    ("echo x > ~+/y.py; cd payments && ln -sf ../sub/z.py; cp --target-directory sub a.txt", [
+        "y.py", "payments/z.py", "payments/sub/a.txt"]),
+    ("coproc sed -i s/a/b/ b.py; wait", ["b.py"]),
     # Wrappers and programs naming the file they write that went unseen.
     ("doas -u root sed -i s/a/b/ a.py; flock /tmp/l sed -i s/a/b/ b.py; chronic tee c.py; unbuffer tee d.py",
      ["a.py", "b.py", "c.py", "d.py"]),
@@ -1537,7 +1540,8 @@ def test_the_files_a_patch_or_an_archive_writes_are_read_from_it(tmp_path: Path)
             ("git apply --directory sub -p 1 plain.diff", ["sub/tax.py.orig", "sub/tax.py"]),
             ("patch -F 3 -p1 < fix.diff", patched), ("patch -p1 -i fix.diff -r x.rej", [*patched, "x.rej"]),
             ("tar -xzfbundle.tgz; unzip -dsub bundle", [
-                "payments/tax.py", "README.md", "sub/payments/tax.py"])):
+                "payments/tax.py", "README.md", "sub/payments/tax.py"]),
+            ("tar -C sub -C ../payments -xzf bundle.tgz", ["payments/payments/tax.py", "payments/README.md"])):
         assert bash_write_targets(command, tmp_path) == [str(tmp_path / w) for w in written], command
     # What cannot be told is refused, never taken as writing nothing: piped or missing input, options that
     # rename what is written, an archive past what is read before a command runs.
@@ -1547,6 +1551,7 @@ def test_the_files_a_patch_or_an_archive_writes_are_read_from_it(tmp_path: Path)
     for command, said in (("git diff | git apply -R", "standard input"), ("curl -s x | tar -xz", "standard input"),
                           ("patch -p1 < missing.diff", "cannot read before it runs"),
                           ("tar -xzf bundle.tgz --strip-components=1", "--strip-components"),
+                          ("tar -xPzf bundle.tgz", "-P"), ("tar -xzf bundle.tgz --one-top-level=x", "--one-top-level"),
                           ("tar -xizf bundle.tgz", "-i"), ("unzip -j bundle.zip", "-j"),
                           ("tar -xjf pad.tbz", "more than loomtui reads")):
         with pytest.raises(CommandNotRead, match=re.escape(said)):
@@ -1596,6 +1601,7 @@ def _tar_of(files: dict[str, bytes]) -> bytes:
     "false && cd docs; echo x > Makefile", "if true; then cd payments; fi; echo x > ledger.py",
     "pushd docs; pushd +1; echo x > Makefile", "pushd -n docs; echo x > Makefile", "cd nowhere || true; echo > a",
     "cd nowhere; sed -i s/a/b/ ledger.py", "cd payments docs; echo x > a.py",  # a cd that fails stays where it was
+    "cd payments && echo x > ~-/ledger.py",  # the folder it was in before
     "CDPATH=payments; cd sub; echo x > ledger.py", "export CDPATH=/x; cd sub && echo > a",
     'env -C "$D" sed -i s/a/b/ ledger.py', 'cd "$X"; bash -c "echo > ledger.py"',
     # A file a command's output names: it was taken as a variable's, unseen.

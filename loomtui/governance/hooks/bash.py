@@ -50,7 +50,7 @@ _WRAPPERS: Final[dict[str, tuple[frozenset[str], int]]] = {
 _CHDIR_OPTIONS: Final = {"env": ("-C", "--chdir"), "sudo": ("-D", "--chdir")}
 """A wrapper's options that run its command in another folder."""
 # Words that start a command in a compound one (`if true; then sed -i ...; fi`, `! sed ...`, `{ sed ...; }`).
-_KEYWORDS: Final = frozenset({"if", "then", "elif", "else", "while", "until", "do", "!", "{"})
+_KEYWORDS: Final = frozenset({"if", "then", "elif", "else", "while", "until", "do", "!", "{", "coproc"})
 _HEREDOC: Final = re.compile(r"(?<!<)<<(-?)\s*(['\"]?)([A-Za-z0-9_.-]+)\2")
 _SUBSTITUTION: Final = re.compile(r"\$\(([^()]*)\)|`([^`]*)`")
 _ANSI_C: Final = re.compile(r"\$'((?:[^'\\]|\\.)*)'")
@@ -461,14 +461,16 @@ def _in_place_files(args: Sequence[str]) -> list[str]:
 def _copy_targets(program: str, args: Sequence[str], cwd: Path) -> list[str]:
     target_dir = None
     for position, arg in enumerate(args):
-        if arg == "-t" and position + 1 < len(args):
+        if arg in ("-t", "--target-directory") and position + 1 < len(args):
             target_dir = args[position + 1]
         elif arg.startswith("--target-directory="):
             target_dir = arg.split("=", 1)[1]
         elif arg.startswith("-t") and len(arg) > 2:  # `cp -tpayments x.py`
             target_dir = arg[2:]
-    operands = _operands(args, frozenset({"-t", "-S", "--suffix", "-m", "--mode", "-o", "-g"}))
+    operands = _operands(args, frozenset({"-t", "--target-directory", "-S", "--suffix", "-m", "--mode", "-o", "-g"}))
     if target_dir is None:
+        if program == "ln" and len(operands) == 1:  # `ln -sf ../x/held.py`: a link named as its target, here
+            return [os.path.basename(operands[0].rstrip("/"))]
         if len(operands) < 2:
             return []
         *sources, destination = operands
@@ -526,6 +528,10 @@ def _sequence_as_list(match: re.Match[str]) -> str:
 
 
 def _expand_path(word: str, cwd: Path) -> list[str]:
+    if word == "~+" or word.startswith("~+/"):  # bash's: the folder it is in
+        word = str(cwd) + word[2:]
+    elif word == "~-" or word.startswith("~-/"):  # the folder it was in: not told here
+        raise CommandNotRead(f"it writes {quoted(word)}, in the folder the shell was in before (~-)")
     path = absolute_path(word, cwd)
     if path.startswith("/dev/") or path == "/dev":
         return []

@@ -226,7 +226,7 @@ def _unquoted(name: str) -> str:
 
 # -- tar, unzip ----------------------------------------------------------------------------
 
-_TAR_RENAMING: Final = re.compile(r"^--(strip-components|transform|xform|ignore-zeros)\b")
+_TAR_RENAMING: Final = re.compile(r"^--(strip-components|transform|xform|ignore-zeros|absolute-names|one-top-level)\b")
 _TAR_VALUE_LETTERS: Final = "fCbTXKLNgV"
 """tar's one-letter options that take a value (the archive, a folder, a block count, a list file, ...)."""
 
@@ -250,7 +250,8 @@ def tar_writes(args: Sequence[str], cwd: Path) -> list[str]:
                              f"runs: {_HOW_ON}")
     if making:
         return [archive]  # a relative name is from where tar starts, before any -C
-    renaming = [arg for arg in rest if _TAR_RENAMING.match(arg)] + (["-i"] if "i" in letters else [])
+    renaming = [arg for arg in rest if _TAR_RENAMING.match(arg)]
+    renaming += [f"-{letter}" for letter in "iP" if letter in letters]  # --ignore-zeros, --absolute-names
     if renaming:
         raise CommandNotRead(f"its {renaming[0].split('=')[0]} changes which files an archive's members become, "
                              "which loomtui does not follow: unpack it plainly, into a folder of its own")
@@ -284,10 +285,10 @@ def _tar_options(args: Sequence[str]) -> tuple[str, dict[str, str], list[str]]:
                 letters += letter
                 if letter in _TAR_VALUE_LETTERS:
                     attached = word[index + 1:]
-                    if attached:
-                        values[letter] = attached
-                    elif position < len(words):
-                        values[letter], position = words[position], position + 1
+                    if not attached and position < len(words):
+                        attached, position = words[position], position + 1
+                    # Each -C goes on from the last (`-C sub -C ../payments` is payments/).
+                    values[letter] = os.path.join(values.get("C", ""), attached) if letter == "C" else attached
                     break
         else:
             rest.append(word)
