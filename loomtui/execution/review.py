@@ -272,10 +272,6 @@ REVIEWED_PATHS_KEY = "reviewed_paths"
 """The paths its review judged (its own change and what merging it into its target changed there then)."""
 UNJUDGED_KEY = "merge_unjudged"
 """Paths a merge would have changed that its review did not judge: it is reviewed again before it merges."""
-REVIEWED_AT_KEY = "reviewed_at"
-"""When its review judged it (the claims of other sandboxes made since are judged again before it merges)."""
-CLAIMED_SINCE_KEY = "merge_claimed_since"
-"""What other sandboxes claimed of its change since its review (a line): it is reviewed again before it merges."""
 
 
 class MergeNeedsReview(LoomError):

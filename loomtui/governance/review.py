@@ -11,7 +11,6 @@ for the commit the policy saw: a sandbox that commits again is reviewed again.
 from __future__ import annotations
 
 import functools
-import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -31,14 +30,7 @@ from loomtui.execution.lifecycle import (
     REJECTED,
     transition,
 )
-from loomtui.execution.review import (
-    CLAIMED_SINCE_KEY,
-    REVIEWED_AT_KEY,
-    REVIEWED_PATHS_KEY,
-    UNJUDGED_KEY,
-    measured_from,
-    tip_to_judge,
-)
+from loomtui.execution.review import REVIEWED_PATHS_KEY, UNJUDGED_KEY, measured_from, tip_to_judge
 from loomtui.execution.sandboxes import get_sandbox, stopped_by
 from loomtui.governance.checkout import refuse_an_agents_policy
 from loomtui.governance.escalations import (
@@ -121,8 +113,7 @@ def review_sandbox(workspace: Workspace, sandbox_id: str, *, policy: Policy | No
     base = record.base_sha
     previous = _escalation(workspace, record)
     again = (record.status == AWAITING_REVIEW and previous is not None and previous.data.get("commit") != tip) or (
-        record.status == APPROVED and (record.approved_commit != tip or bool(record.data.get(UNJUDGED_KEY))
-                                       or bool(record.data.get(CLAIMED_SINCE_KEY))))
+        record.status == APPROVED and (record.approved_commit != tip or bool(record.data.get(UNJUDGED_KEY))))
     redo = redo and record.status == GATING
     if record.status not in REVIEWABLE and not again and not redo:
         if record.status in (AWAITING_REVIEW, APPROVED):  # reviewed already, and nothing new since
@@ -178,8 +169,7 @@ def review_sandbox(workspace: Workspace, sandbox_id: str, *, policy: Policy | No
         "stage": "post-gate", "commit": tip, "outcome": evaluation.outcome, "risk": evaluation.risk,
         "rules": list(evaluation.rule_names()), "needs": [r.describe() for r in evaluation.requirements]})
     # What the merge may change: what was judged here (a merge onto a target that moved on is checked against it).
-    judged = {REVIEWED_PATHS_KEY: list(facts.paths), UNJUDGED_KEY: None, REVIEWED_AT_KEY: time.time(),
-              CLAIMED_SINCE_KEY: None}
+    judged = {REVIEWED_PATHS_KEY: list(facts.paths), UNJUDGED_KEY: None}
     if evaluation.outcome == "auto_approve":
         record = transition(workspace, record.id, APPROVED, allowed_from=frozenset({GATING}),
                             reason=f"auto-approved by the policy ({', '.join(evaluation.rule_names())})",
@@ -261,24 +251,6 @@ def _held_by_others(workspace: Workspace, record: SandboxRecord, facts: ChangeFa
                    for claim in workspace.store.live_claims()
                    if claim.sandbox_id != record.id and claim.mode == "exclusive"
                    for claim_region in claim.region_ids if touched(claim_region)})
-    return listed(held)
-
-
-def claimed_since_review(workspace: Workspace, record: SandboxRecord) -> str:
-    """What other sandboxes' live exclusive claims made since this sandbox's review hold of the files it judged,
-    in a line ("" for none): an override of its rejection, after another sandbox claimed the code, merged into
-    it with no `held-by-another` asked (that rule is judged at the review)."""
-    reviewed_at = record.data.get(REVIEWED_AT_KEY)
-    # Files it still holds are its own: no one claimed into them since (a claim on another function there
-    # is no reason to ask people again).
-    own = {split_id(region)[0] for claim in workspace.store.live_claims(record.id) for region in claim.region_ids}
-    paths = set(record.data.get(REVIEWED_PATHS_KEY) or ()) - own
-    if not isinstance(reviewed_at, (int, float)) or not paths:
-        return ""
-    held = sorted({f"{split_id(region)[0]} (sandbox {claim.sandbox_id}, claim #{claim.id})"
-                   for claim in workspace.store.live_claims()
-                   if claim.sandbox_id != record.id and claim.mode == "exclusive" and claim.created > reviewed_at
-                   for region in claim.region_ids if split_id(region)[0] in paths})
     return listed(held)
 
 

@@ -39,7 +39,7 @@ from loomtui.execution.lifecycle import (
     transition,
 )
 from loomtui.execution.procs import is_alive
-from loomtui.execution.review import CLAIMED_SINCE_KEY, UNJUDGED_KEY, MergeConflict, MergeNeedsReview, merge
+from loomtui.execution.review import UNJUDGED_KEY, MergeConflict, MergeNeedsReview, merge
 from loomtui.governance.agent_ops import settle_unheard
 from loomtui.governance.coordinator import governed_coordinator
 from loomtui.governance.escalations import CLEARED, withdraw_open
@@ -50,7 +50,6 @@ from loomtui.governance.review import (
     ReviewOutcome,
     check_approved,
     check_cleared,
-    claimed_since_review,
     follow_decision,
     merge_trailers,
     review_sandbox,
@@ -369,10 +368,6 @@ class Workflow:
                        audit={"commit": target_sha, "target": target, "branch_tip": tip, "recovered": True})
             self._after_merge(record.id)
             return f"merged into {target} (found already merged)"
-        held = claimed_since_review(workspace, record)
-        if held:  # judged again, `held-by-another` with it, before it merges into what others now hold
-            workspace.store.update_sandbox(record.id, data={CLAIMED_SINCE_KEY: held})
-            return f"merge waits: other sandboxes claimed what it changes since its review: {held}"
         try:
             result = merge(workspace, record.id, into=into, trailers=merge_trailers(workspace, record.id))
         except MergeConflict as exc:
@@ -529,8 +524,7 @@ def request_merge(workspace: Workspace, sandbox_id: str, *, into: str | None = N
     if result.status != MERGED:
         # Why it went back to a review first, when it did: "waits for a decision" alone read as a bug.
         why = next((line.removeprefix("merge waits: ") for line in result.done
-                    if line.startswith("merge waits: ") and ("did not judge" in line or "since its review" in line)),
-                   "")
+                    if line.startswith("merge waits: ") and "did not judge" in line), "")
         raise LoomError(f"sandbox {record.id} was not merged: {why + '; it now ' if why else ''}"
                         f"{result.now.line()}", exit_code=1)
     return result

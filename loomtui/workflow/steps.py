@@ -35,7 +35,7 @@ from loomtui.execution.lifecycle import (
     REMOVING_KEY,
 )
 from loomtui.execution.procs import identity, is_alive
-from loomtui.execution.review import CLAIMED_SINCE_KEY, UNJUDGED_KEY
+from loomtui.execution.review import UNJUDGED_KEY
 from loomtui.execution.sandboxes import has_commits, has_worktree, stopped_by
 from loomtui.execution.seen_objects import publishing
 from loomtui.governance.escalations import (
@@ -450,9 +450,6 @@ def _next_step(workspace: Workspace, record: SandboxRecord, merge_mode: str, kno
         if overridden is not None and (ran_out := _override_ran_out(overridden)):
             # "press m" read as the way on, and the merge then refused: "overridden until ..., that has passed".
             return StepView(Step.WAIT_DECISION, ran_out, PersonAction.OVERRIDE, str(overridden.id))
-        if record.data.get(CLAIMED_SINCE_KEY):
-            return StepView(Step.REVIEW, f"other sandboxes claimed what it changes since its review: "
-                                         f"{record.data[CLAIMED_SINCE_KEY]}")
         if record.data.get(UNJUDGED_KEY):
             return StepView(Step.REVIEW, f"its merge would change {', '.join(record.data[UNJUDGED_KEY])}, which its "
                                          "review did not judge")
