@@ -195,7 +195,7 @@ def status_lines(escalation: EscalationRecord, commit: str | None = None) -> lis
         return [f"{escalation.status}: nothing to decide"]
     expired = override_expired(escalation)
     if expired is not None:  # out of every view, its sandbox said "press m", and the merge refused
-        return [f"the override ran out at {datetime.fromtimestamp(expired, UTC):%Y-%m-%d %H:%M UTC}: only a new "
+        return [f"the override ran out at {minute_utc(expired)}: only a new "
                 "override with a reason lets it proceed"]
     if escalation.data.get("outcome") == "block":  # "0 of 2 from payments-team" read as a way on: none is
         return ["blocked: no approval lets it proceed, only an override with a reason"]
@@ -232,6 +232,11 @@ def requirements_met_by(escalation: EscalationRecord, users: Sequence[str]) -> l
     author = escalation.data.get("author") or None
     separated = escalation.data.get(_SEPARATED) is not False
     return [requirement_status(req, users, author, separated) for req in _requirements(escalation)]
+
+
+def minute_utc(epoch: float) -> str:
+    """A time as a person reads when an override ran out: `2026-12-07 09:17 UTC`."""
+    return f"{datetime.fromtimestamp(epoch, UTC):%Y-%m-%d %H:%M} UTC"
 
 
 def override_expired(escalation: EscalationRecord, expires: object = None) -> float | None:

@@ -12,7 +12,6 @@ import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Final
 
@@ -42,6 +41,7 @@ from loomtui.governance.escalations import (
     CLEARED,
     PRESTART_ESCALATION_KEY,
     EscalationStatus,
+    minute_utc,
     override_expired,
 )
 from loomtui.governance.escalations import REVIEW_ESCALATION_KEY as REVIEW_ESCALATION_KEY  # the workflow's too
@@ -338,11 +338,7 @@ def _override_ran_out(escalation: EscalationRecord) -> str:
     expired = override_expired(escalation)
     if expired is None:
         return ""
-    return f"a new override of escalation #{escalation.id} (the last ran out at {_utc(expired)})"
-
-
-def _utc(epoch: float) -> str:
-    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%d %H:%M UTC")
+    return f"a new override of escalation #{escalation.id} (the last ran out at {minute_utc(expired)})"
 
 
 def _deciding(escalation: EscalationRecord) -> PersonAction:
