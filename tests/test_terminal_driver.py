@@ -53,17 +53,26 @@ def test_the_output_thread_outlives_a_terminal_that_hung_up() -> None:
     assert terminal.writes == 1  # after the first failure nothing more is tried
 
 
+def _take_the_terminal(hang_up_signal: bool) -> None:
+    """In the child: the pseudo-terminal becomes its controlling terminal; without `hang_up_signal`, the
+    SIGHUP of its hanging up stays blocked (a blocked signal stays so through exec, whatever handler
+    Python installs) and never reaches the app."""
+    fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+    if not hang_up_signal:
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGHUP})
+
+
 class PseudoTerminal:
     """The installed command as the session leader on a pseudo-terminal of 120x30, as a terminal window
     runs a shell's command: closing the terminal hangs it up."""
 
-    def __init__(self, cwd: Path, *argv: str) -> None:
+    def __init__(self, cwd: Path, *argv: str, hang_up_signal: bool = True) -> None:
         self.master, slave = pty.openpty()
         fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 30, 120, 0, 0))
         env = {key: value for key, value in os.environ.items() if key not in ("COLUMNS", "LINES")}
         self.process = subprocess.Popen(
             [LOOMTUI, *argv], cwd=cwd, stdin=slave, stdout=slave, stderr=slave, env={**env, "TERM": "xterm-256color"},
-            start_new_session=True, preexec_fn=lambda: fcntl.ioctl(0, termios.TIOCSCTTY, 0))
+            start_new_session=True, preexec_fn=lambda: _take_the_terminal(hang_up_signal))
         os.close(slave)
         self.output = b""
 
@@ -121,6 +130,20 @@ def test_a_terminal_that_closes_ends_the_app(app_on_a_terminal: PseudoTerminal) 
     term.read(1.0)
     term.hang_up()
     assert term.process.wait(timeout=60) == 128 + signal.SIGHUP
+
+
+def test_a_terminal_that_reads_as_hung_up_ends_the_app(repo: Path) -> None:
+    """A hung-up terminal reads as nothing (or fails, EIO): Textual's input thread read it again and
+    again at full speed until the SIGHUP was handled, and took EIO for a crash (exit 1, a CI run's
+    failure). Here the SIGHUP never comes, so only the reads can end the app, as a hang-up does."""
+    term = PseudoTerminal(repo, hang_up_signal=False)
+    try:
+        term.wait_for(ENTER_ALTERNATE_SCREEN)
+        term.read(1.0)
+        term.hang_up()
+        assert term.process.wait(timeout=60) == 128 + signal.SIGHUP
+    finally:
+        term.end()
 
 
 def test_the_size_is_the_terminals_own_whatever_columns_and_lines_say(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -11,10 +11,17 @@ of the repository were left behind).
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import os
+import selectors
+import signal
 import sys
+from codecs import getincrementaldecoder
 from typing import Any, TextIO
 
+from textual._parser import ParseError
+from textual._xterm_parser import XTermParser
 from textual.drivers.linux_driver import LinuxDriver
 
 
@@ -63,6 +70,47 @@ class TerminalDriver(LinuxDriver):
     def resume_application_mode(self) -> None:
         self._suspended = False
         super().resume_application_mode()
+
+    def run_input_thread(self) -> None:
+        """Textual's input loop, but a terminal that reads as hung up (nothing, or EIO) ends the app as
+        the SIGHUP that comes with it does. Textual's read nothing again and again at full speed until the
+        SIGHUP was handled (for ever where none came), and took EIO for a crash (exit 1, not 128 + SIGHUP).
+        The app runs only on a terminal (`loomtui` refuses a pipe), where a raw-mode read of nothing
+        means the other end has gone."""
+        selector = selectors.SelectSelector()
+        selector.register(self.fileno, selectors.EVENT_READ)
+        parser = XTermParser(self._debug)
+        decode = getincrementaldecoder("utf-8")().decode
+
+        def take_input(timeout: float, final: bool = False) -> bool:
+            """Dispatch what the terminal sent within `timeout`; False once it has hung up."""
+            if selector.select(timeout):
+                try:
+                    data = os.read(self.fileno, 4096)
+                except OSError as error:
+                    if error.errno != errno.EIO:
+                        raise
+                    data = b""
+                if not data:
+                    return False
+                for event in parser.feed(decode(data, final=final)):
+                    self.process_message(event)
+            for event in parser.tick():
+                self.process_message(event)
+            return True
+
+        try:
+            while not self.exit_event.is_set():
+                if not take_input(0.1):
+                    self._app.call_later(self._app.exit, return_code=128 + signal.SIGHUP)
+                    return
+            selector.unregister(self.fileno)
+            take_input(0.1, final=True)
+        finally:
+            selector.close()
+            with contextlib.suppress(EOFError, ParseError):
+                for _event in parser.feed(""):
+                    pass
 
     def _sigcont_application(self, *args: object) -> None:
         if self._suspended:
