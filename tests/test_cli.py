@@ -184,7 +184,7 @@ def test_status_says_what_is_live_now_beside_every_row_ever_written(repo: Path) 
     data = json.loads(run_cli(repo, "status", "--json").stdout)
     assert data["now"] == {"sandboxes": 0, "claims": 1, "escalations": 0} and data["counts"]["claims"] == 2
     lines = run_cli(repo, "status").stdout.splitlines()
-    assert lines[1] == "  now: 0 sandboxes not archived, 1 live claim, 0 open escalations"
+    assert lines[1] == "  now: 0 sandboxes not archived, 1 live claim, 0 escalations to decide"
     assert lines[2] == "  ever: 0 sandboxes, 2 claims, 0 escalations, 0 gate runs, 6 events"
     # Only the file's end is compared: "(whole)" was said of a log `audit verify` calls broken.
     assert lines[3].endswith("(in step with the store; `loomtui audit verify` checks the whole chain)")

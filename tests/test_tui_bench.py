@@ -326,7 +326,7 @@ def test_the_snapshot_reads_no_decided_escalation_of_an_archived_sandbox(repo: P
         read = {e.id for e in store.live_escalations()}
         assert decided.id not in read and still_open.id in read
         snapshot = read_snapshot(workspace, 0)
-        assert [e.id for e in snapshot.open_escalations] == [e.id for e in store.list_escalations("open")]
+        assert [e.id for e in snapshot.escalations_to_decide] == [e.id for e in store.list_escalations("open")]
         for sandbox in store.list_sandboxes(include_archived=True):
             if sandbox.status != "archived":
                 assert snapshot.steps[sandbox.id] == next_step(workspace, sandbox), sandbox.id

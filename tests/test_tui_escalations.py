@@ -419,7 +419,7 @@ async def test_the_palette_finds_keys_sandboxes_and_escalations_and_goes_there(b
         return [str(results.get_option_at_index(i).prompt) for i in range(results.option_count)]
 
     async with app.run_test(size=SIZE) as pilot:
-        await wait_for(pilot, lambda: app.latest_snapshot is not None and app.latest_snapshot.open_escalations)
+        await wait_for(pilot, lambda: app.latest_snapshot is not None and app.latest_snapshot.escalations_to_decide)
         await pilot.press("colon")  # empty, the palette lists loomtui's keys before the table's cursor keys
         await wait_for(pilot, lambda: isinstance(app.screen, CommandPalette))
         listed = app.screen.query_one(CommandList)

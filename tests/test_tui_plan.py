@@ -180,7 +180,7 @@ def test_a_task_archived_keeps_its_wave_for_the_tasks_after_it() -> None:
     # `rounding` (wave 1) is archived: the snapshot lists the sandboxes not archived.
     shown = [task("templates", 1.0), task("refunds", 2.0, ("rounding",)), task("invoices", 3.0, ("rounding",)),
              task("receipts", 4.0, ("refunds",))]
-    snapshot = DashboardSnapshot(sandboxes=shown, gates_by_sandbox={}, risk_by_sandbox={}, open_escalations=[],
+    snapshot = DashboardSnapshot(sandboxes=shown, gates_by_sandbox={}, risk_by_sandbox={}, escalations_to_decide=[],
                                  claims_by_sandbox=None, claim_counts={}, steps={}, eval_badges={}, events=[],
                                  last_event_id=0)
     waves = plan_runs(snapshot)["r1"]

@@ -650,6 +650,11 @@ def test_a_new_override_after_one_that_ran_out_moves_the_task_on(manual: Workspa
                    user="lead@example.com")
     assert f"next: waits for a new override of escalation #{escalation} (the last ran out at " in gone.stdout, \
         gone.stdout
+    # Counted where a lead looks first (they counted open escalations only: "0" while the queue held it).
+    assert "1 escalation to decide" in run_cli(manual.root, "status").stdout
+    from loomtui.tui.snapshot import read_snapshot
+
+    assert [e.id for e in read_snapshot(manual, 0).escalations_to_decide] == [int(escalation)]
     time.sleep(0.1)
     again = run_cli(manual.root, "escalation", "override", str(escalation), "--reason", "real one", "--hours", "2",
                     user="lead@example.com")

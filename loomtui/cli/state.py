@@ -257,15 +257,18 @@ def cmd_status(args: argparse.Namespace) -> int:
     store = workspace.store
     status = store.status()
     behind = audit_file_behind(workspace)  # every write goes on; only the file's mirror has stopped
-    # The rows are every one ever written (released claims, decided escalations): what is live now beside them.
+    # The rows are every one ever written (released claims, decided escalations): what is live now beside them,
+    # the escalations as the queue has them (an override that ran out is a person's to decide again).
+    from loomtui.governance.escalations import queue
+
     now = {"sandboxes": len(store.list_sandboxes()), "claims": len(store.live_claims()),
-           "escalations": len(store.list_escalations("open"))}
+           "escalations": len(queue(workspace))}
     if args.json:
         print_json({**asdict(status), "now": now, "audit_file_problem": behind or None})
     else:
         print(f"store: {status.path} (schema {status.schema_version}, {status.journal_mode})")
         print(f"  now: {plural(now['sandboxes'], 'sandbox')} not archived, {plural(now['claims'], 'live claim')}, "
-              f"{plural(now['escalations'], 'open escalation')}")
+              f"{plural(now['escalations'], 'escalation')} to decide")
         print("  ever: " + ", ".join(plural(n, _ROW_NOUNS.get(name, name)) for name, n in status.counts.items()))
         # Only the file's end is compared here (cheap); the whole chain is what `audit verify` reads.
         print(f"audit: {behind}" if behind else f"audit: {workspace.audit.path} (in step with the store; "

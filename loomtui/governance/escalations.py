@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -34,7 +34,7 @@ from loomtui.governance.policy import (
     same_person,
 )
 from loomtui.governance.signing import BAD, VERIFIED, Decision, SigningError, sign_decision
-from loomtui.store import EscalationRecord
+from loomtui.store import EscalationRecord, SandboxRecord
 from loomtui.workspace import Workspace
 
 KINDS = ("pre-start", "post-gate", "conflict-override", "permission-request", "question")
@@ -202,18 +202,28 @@ def status_lines(escalation: EscalationRecord, commit: str | None = None) -> lis
     return [text for _met, text in _requirement_status(escalation, commit)]
 
 
-def _waiting_on(workspace: Workspace) -> dict[str, str]:
+def _waiting_on(sandboxes: Iterable[SandboxRecord]) -> dict[str, str]:
     """Escalation id -> sandbox, for each sandbox's escalation it still waits on: its review's while it awaits
     review or is approved, its start's while it is planned (an override of another kind, or of one it has moved
     past, ran out with nothing waiting on it)."""
     waiting: dict[str, str] = {}
     keys: dict[str, str] = {AWAITING_REVIEW: REVIEW_ESCALATION_KEY, APPROVED: REVIEW_ESCALATION_KEY,
                             PLANNED: PRESTART_ESCALATION_KEY}
-    for record in workspace.store.list_sandboxes():
+    for record in sandboxes:
         key = keys.get(str(record.status))
         if key and record.data.get(key):
             waiting[str(record.data[key])] = record.id
     return waiting
+
+
+def to_decide(escalations: Iterable[EscalationRecord], sandboxes: Iterable[SandboxRecord]) -> list[EscalationRecord]:
+    """Of `escalations`, those a person has to decide: the open ones, and each whose override ran out while its
+    sandbox (among `sandboxes`) still waits on it."""
+    found = list(escalations)
+    ran_out = {str(e.id) for e in found if e.status == EscalationStatus.OVERRIDDEN and e.sandbox_id
+               and override_expired(e) is not None}
+    waiting = _waiting_on(sandboxes) if ran_out else {}
+    return [e for e in found if e.status == OPEN or (str(e.id) in ran_out and waiting.get(str(e.id)) == e.sandbox_id)]
 
 
 def unmet_lines(escalation: EscalationRecord) -> list[str]:
@@ -506,6 +516,5 @@ def queue(workspace: Workspace, statuses: Sequence[str] = (OPEN,)) -> list[Escal
         ran_out = [e for e in workspace.store.list_escalations(EscalationStatus.OVERRIDDEN)
                    if override_expired(e) is not None and e.sandbox_id]
         if ran_out:
-            waiting = _waiting_on(workspace)
-            found += [e for e in ran_out if waiting.get(str(e.id)) == e.sandbox_id]
+            found += to_decide(ran_out, workspace.store.list_sandboxes())
     return sorted(found, key=lambda e: (RISK_ORDER.get(e.risk, 3), e.created))

@@ -353,7 +353,7 @@ class LoomApp(App[int]):
             header.conflicts = len(self.coordination.conflicts)
         if self.latest_snapshot is not None:
             header.sandboxes = len(self.latest_snapshot.sandboxes)
-            header.escalations = len(self.latest_snapshot.open_escalations)
+            header.escalations = len(self.latest_snapshot.escalations_to_decide)
 
     # -- live refresh -----------------------------------------------------------------
 

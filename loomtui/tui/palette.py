@@ -106,7 +106,7 @@ class SandboxesAndEscalations(RankedProvider):
             task = abridged(sandbox.task, 70)
             entries.append((f"sandbox {sandbox.id}: {task} ({sandbox.status}, {sandbox.runtime})",
                             partial(app.show_sandbox, sandbox.id), "open it in the sandboxes view"))
-        for escalation in snapshot.open_escalations:
+        for escalation in snapshot.escalations_to_decide:
             summary = abridged(escalation.summary, 70)
             entries.append((f"escalation #{escalation.id} ({escalation.risk}): {summary}",
                             partial(app.show_escalation, escalation.id),

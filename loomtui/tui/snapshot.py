@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from typing import Final, NamedTuple
 
 from loomtui.execution.sandboxes import branch_tips
-from loomtui.governance.escalations import EscalationStatus
+from loomtui.governance.escalations import to_decide
 from loomtui.governance.policy import MERGE_MANUAL
 from loomtui.store import ClaimRecord, EscalationRecord, Event, SandboxRecord
 from loomtui.workflow.steps import KnownHolders, StepView, branches_read, next_step
@@ -35,7 +35,8 @@ BadgeCache = dict[int, EvalBadge]
 @dataclass(frozen=True)
 class DashboardSnapshot:
     sandboxes: list[SandboxRecord]
-    open_escalations: list[EscalationRecord]
+    escalations_to_decide: list[EscalationRecord]
+    """The open ones and each override that ran out while its sandbox waits on it (`to_decide`)."""
     claims_by_sandbox: dict[str, list[ClaimRecord]] | None
     """None in a snapshot read without them (`read_snapshot(with_claims=False)`): counts only."""
     claim_counts: dict[str, int] = field(default_factory=dict)
@@ -88,7 +89,7 @@ def read_snapshot(workspace: Workspace, after_event: int, *, merge_mode: str = M
         eval_badges[subject] = badges[report_id]
     newest = max([s.updated for s in sandboxes] + [e.updated for e in escalations] + [0.0])
     cache: StepCache = {} if step_cache is None else step_cache
-    open_escalations = [e for e in escalations if e.status == EscalationStatus.OPEN]
+    escalations_to_decide = to_decide(escalations, sandboxes)
     known = KnownHolders.of(claim_counts, escalations, sandboxes)
     tips = branch_tips(workspace) if sandboxes else {}
     steps = {}
@@ -108,7 +109,7 @@ def read_snapshot(workspace: Workspace, after_event: int, *, merge_mode: str = M
         sandboxes=sandboxes,
         gates_by_sandbox=gates_by_sandbox,
         risk_by_sandbox=risk_by_sandbox,
-        open_escalations=open_escalations,
+        escalations_to_decide=escalations_to_decide,
         claims_by_sandbox=claims_by_sandbox,
         claim_counts=claim_counts,
         events=events,
