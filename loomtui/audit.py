@@ -489,20 +489,27 @@ class AuditLog:
             if (entry := entry_or_none(raw)) is not None:
                 yield entry
 
-    def tail(self, count: int = 20) -> list[AuditEntry]:
-        """The newest `count` entries, oldest first: the store's, which holds every committed one (the
-        file may lack some, when it was damaged or changed: see `file_behind`), else the file's."""
+    def tail(self, count: int = 20, keep: Callable[[AuditEntry], bool] | None = None) -> list[AuditEntry]:
+        """The newest `count` entries (of those `keep` takes, given it: the whole log is read), oldest first:
+        the store's, which holds every committed one (the file may lack some, when it was damaged or changed:
+        see `file_behind`), else the file's."""
+        if count <= 0:
+            return []
+        found: Iterator[AuditEntry] | None = None
         store = self.store
-        if store is not None and count > 0:
+        if store is not None:
             self._sync_quietly()
             try:
                 head = store.audit_head()
-                rows = store.audit_entries_after(max(0, head[0] - count)) if head is not None else []
+                after = 0 if keep is not None or head is None else max(0, head[0] - count)
+                rows = store.audit_entries_after(after) if head is not None else []
             except LoomError:
                 rows = []  # a store it may not read (inside a sandbox): the file is what there is
             if rows:
-                return [entry for _seq, _hash, line in rows if (entry := entry_or_none(line))][-count:]
-        return list(deque(self.entries(), maxlen=count)) if count > 0 else []
+                found = (entry for _seq, _hash, line in rows if (entry := entry_or_none(line)))
+        if found is None:
+            found = self.entries()
+        return list(deque(found if keep is None else filter(keep, found), maxlen=count))
 
     def file_behind(self) -> int | None:
         """The store's newest entry when the file does not end with it: after a sync, only when the

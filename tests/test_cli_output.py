@@ -59,6 +59,34 @@ def test_audit_tail_is_readable_lines_not_json(billing: Path) -> None:
     assert all(len(line) <= 120 for line in lines[1::2])
 
 
+def test_audit_tail_finds_entries_by_action_actor_subject_and_time_in_the_whole_log(billing: Path) -> None:
+    """A lead asking "who overrode what this week" had the newest N entries to read through by eye."""
+    run_cli(billing, "claim", "add", "--sandbox", "s1", QUOTE, user="ann@example.com")
+    run_cli(billing, "claim", "add", "--sandbox", "s2", "payments/refunds.py::RefundService.issue_refund",
+            user="bob@example.com")
+    run_cli(billing, "claim", "release", "--sandbox", "s1", "--all", user="ann@example.com")
+    for n in range(15):  # the matches are older than the newest 20 entries
+        assert run_cli(billing, "claim", "add", "--sandbox", f"x{n}", "notifications", user="cy@example.com").returncode == 0
+        run_cli(billing, "claim", "release", "--sandbox", f"x{n}", "--all", user="cy@example.com")
+
+    def shown(*args: str) -> list[tuple[str, str, str]]:
+        done = run_cli(billing, "audit", "tail", "--json", *args)
+        assert done.returncode == 0, done.stderr
+        return [(e["action"], e["subject"], e["actor"]) for e in json.loads(done.stdout)]
+
+    assert shown("--subject", "s1") == [("claim.added", "s1", "ann@example.com"),
+                                         ("claim.released", "s1", "ann@example.com")]
+    assert shown("--actor", "BOB@example.com") == [("claim.added", "s2", "bob@example.com")]
+    released = shown("--action", "claim.rel*", "--action", "nothing.*", "-n", "50")
+    assert len(released) == 16 and released[0] == ("claim.released", "s1", "ann@example.com")
+    assert shown("--action", "claim.*", "--actor", "ann@example.com", "-n", "1") == [
+        ("claim.released", "s1", "ann@example.com")]  # the newest of those that match
+    assert len(shown("--since", "1h", "-n", "50")) == 33 and shown("--since", "2999-01-01") == []
+    assert run_cli(billing, "audit", "tail", "--subject", "nobody").stdout == "(no entry matches)\n"
+    bad = run_cli(billing, "audit", "tail", "--since", "soon")
+    assert bad.returncode == 2 and bad.stderr.startswith("loomtui: error: --since: expected a time ago"), bad.stderr
+
+
 def test_audit_tail_over_a_damaged_log_warns_and_shows_the_store_s_entries(billing: Path) -> None:
     run_cli(billing, "claim", "add", "--sandbox", "s1", QUOTE)
     log = billing / ".git" / "loom" / "audit.jsonl"

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from textual.widgets import DataTable, Select, Static
 
 from loomtui.tui.app import LoomApp
@@ -211,3 +213,30 @@ async def test_slash_filters_the_audit_view_by_action_subject_or_actor_and_esc_c
         await pilot.press("escape")
         await pilot.pause()
         assert isinstance(app.screen, DashboardScreen)
+
+
+async def test_enter_in_the_audit_filter_searches_the_whole_log(billing: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The filter read only the newest 500 entries the view keeps ("no entry holds it" of a sandbox a month old)."""
+    from loomtui.tui.screens import governance
+
+    monkeypatch.setattr(governance, "AUDIT_ROWS", 4)
+    workspace = open_workspace(billing)
+    workspace.record("escalation.override", "17", {"reason": "hotfix"})
+    for n in range(6):
+        workspace.record("claim.added", f"s{n}")
+    app = LoomApp(workspace)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("5")
+        await pilot.pause()
+        table = app.screen.query_one("#audit", DataTable)
+        await wait_for(pilot, lambda: table.row_count == 4)
+        detail = app.screen.query_one("#audit-detail", Static)
+        await pilot.press("slash", *"override")
+        await wait_for(pilot, lambda: "enter searches the whole log" in str(detail.render()))
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: table.row_count == 1)
+        assert table.get_row_at(0)[2].plain == "escalation.override"
+        await pilot.press("slash", "ctrl+u", *"nothing", "enter")
+        await wait_for(pilot, lambda: "No entry in the whole log holds 'nothing'" in str(detail.render()))
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: table.row_count == 4)

@@ -4,15 +4,27 @@ and its starting configuration."""
 from __future__ import annotations
 
 import argparse
+import fnmatch
 import os
 import shlex
 import sys
+import time
+from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
-from loomtui.audit import is_whole
-from loomtui.cli import add_command, add_group, count_arg, print_json, problems_json, say_problems, workspace_for
+from loomtui.audit import AuditEntry, is_whole
+from loomtui.cli import (
+    add_command,
+    add_group,
+    count_arg,
+    nonempty_arg,
+    print_json,
+    problems_json,
+    say_problems,
+    workspace_for,
+)
 from loomtui.errors import LoomError, escape_controls, listed, plural, quoted
 from loomtui.gitcmd import Git
 from loomtui.yamlcheck import problem_lines
@@ -115,9 +127,29 @@ def cmd_audit_restore(args: argparse.Namespace) -> int:
     return 0
 
 
+def _entry_filter(args: argparse.Namespace) -> Callable[[AuditEntry], bool] | None:
+    """What `audit tail`'s --action, --actor, --subject and --since keep (all of them at once); None: all."""
+    from loomtui.observability.window import parse_when, stamp
+
+    since = parse_when(args.since, time.time()) if args.since is not None else None
+    actions, subject = args.action or [], args.subject
+    actor = args.actor.casefold() if args.actor is not None else None
+    if not actions and actor is None and subject is None and since is None:
+        return None
+
+    def keep(entry: AuditEntry) -> bool:
+        return ((not actions or any(fnmatch.fnmatchcase(entry.action, action) for action in actions))
+                and (actor is None or entry.actor.casefold() == actor)
+                and (subject is None or entry.subject == subject)
+                and (since is None or (stamp(entry.ts) or 0.0) >= since))
+
+    return keep
+
+
 def cmd_audit_tail(args: argparse.Namespace) -> int:
+    keep = _entry_filter(args)  # a bad --since is said before the repository is opened
     workspace = workspace_for(args)
-    entries = workspace.audit.tail(args.n)
+    entries = workspace.audit.tail(args.n, keep)
     behind = audit_file_behind(workspace)
     if behind:
         print(f"loomtui: warning: {behind} (shown: the store's entries)", file=sys.stderr)
@@ -130,7 +162,7 @@ def cmd_audit_tail(args: argparse.Namespace) -> int:
         print_json([asdict(e) for e in entries])
         return 0
     if not entries and args.n:
-        print("(the audit log is empty)")
+        print("(no entry matches)" if keep is not None else "(the audit log is empty)")
     for entry in entries:
         when = entry.ts[:19].replace("T", " ")  # to the second; --json has it whole
         print(f"{entry.seq:>6}  {when}  {entry.actor}  {entry.action}  {entry.subject}".rstrip())
@@ -287,8 +319,19 @@ def register(commands: Any) -> None:
     add_command(audit, "restore", cmd_audit_restore,
                 "write the log file again from the store's entries when it is damaged, cut short or gone (the "
                 "file as it was is kept aside; the restore is recorded)", json_flag=True)
-    tail = add_command(audit, "tail", cmd_audit_tail, "print the newest entries", json_flag=True, reads_only=True)
+    tail = add_command(audit, "tail", cmd_audit_tail,
+                       "print the newest entries, or the newest that match --action, --actor, --subject and --since "
+                       "(the whole log is searched)", json_flag=True, reads_only=True)
     tail.add_argument("-n", type=count_arg, default=20, metavar="N", help="how many entries (default 20)")
+    tail.add_argument("--action", action="append", type=nonempty_arg, metavar="GLOB",
+                      help="entries whose action matches, such as escalation.override or 'escalation.*' "
+                           "(repeatable: any of them)")
+    tail.add_argument("--actor", type=nonempty_arg, metavar="WHO",
+                      help="entries written as this person (as LOOM_USER names them; any letter case)")
+    tail.add_argument("--subject", type=nonempty_arg, metavar="ID",
+                      help="entries about this sandbox, escalation or claim id, exactly as the log names it")
+    tail.add_argument("--since", metavar="WHEN",
+                      help="entries written since: a time ago (30m, 12h, 7d, 2w) or an ISO date or time (UTC)")
 
     config = add_group(commands, "config", "the repository's .loom/loom.yaml")
     add_command(config, "check", cmd_config_check, "validate .loom/loom.yaml (errors name file:line)",

@@ -214,6 +214,11 @@ AUDIT_COLUMNS: Final = (FitColumn("seq", "#", 0), FitColumn("ts", "Time (UTC)", 
                         FitColumn("actor", "Actor", 4, max_width=20))
 
 
+def _holds(entry: AuditEntry, wanted: str) -> bool:
+    """Whether the entry's action, subject or actor holds `wanted` (casefolded)."""
+    return wanted in f"{entry.action}\0{entry.subject}\0{entry.actor}".casefold()
+
+
 class AuditScreen(LoomScreen[None]):
     """The newest audit entries, live, with the chain's verify status."""
 
@@ -224,7 +229,7 @@ class AuditScreen(LoomScreen[None]):
         Binding("v", "verify", "Verify", id="audit.verify",
                 tooltip="Verify the audit log's hash chain again"),
         Binding("slash", "filter", "Filter", key_display="/", id="audit.filter",
-                tooltip="Entries whose action, subject or actor hold the text"),
+                tooltip="Entries whose action, subject or actor hold the text (enter searches the whole log)"),
         Binding("escape", "back", "Back", id="audit.back", tooltip="Out of the filter, then back to the sandboxes"),
     ]
 
@@ -232,12 +237,16 @@ class AuditScreen(LoomScreen[None]):
         super().__init__()
         self.filter_text = ""
         self.entries: dict[int, AuditEntry] = {}
+        self.found: dict[int, AuditEntry] = {}
+        """The newest entries in the whole log that hold `searched` (the filter's text when enter was pressed)."""
+        self.searched = ""
         self._verified: tuple[Text, int] | None = None  # the last verify's line, and the newest entry then
 
     def compose(self) -> ComposeResult:
         yield StatusHeader(id="status")
         yield Static(id="verify")
-        yield self.filter_box("entries whose action, subject or actor hold this (esc clears)", "audit-filter")
+        yield self.filter_box("entries whose action, subject or actor hold this (enter searches the whole log; "
+                              "esc clears)", "audit-filter")
         with Horizontal(id="audit-body"):
             yield FittedTable(AUDIT_COLUMNS, id="audit")
             with VerticalScroll(id="audit-detail-pane"):
@@ -265,12 +274,12 @@ class AuditScreen(LoomScreen[None]):
         for oldest in sorted(self.entries)[:-AUDIT_ROWS]:  # bounded, like every log here
             del self.entries[oldest]
         wanted = self.filter_text.casefold()
+        shown = {**self.found, **self.entries} if self.searched == self.filter_text else self.entries
         table.show_rows({str(seq): {
             "seq": str(seq), "ts": entry.ts[:19].replace("T", " "), "action": Text(entry.action),
             "subject": Text(entry.subject), "actor": Text(entry.actor),
-        } for seq, entry in sorted(self.entries.items())
-            if wanted in f"{entry.action}\0{entry.subject}\0{entry.actor}".casefold()},
-            hidden={str(seq) for seq in self.entries})  # the filter hides a row: it is not gone
+        } for seq, entry in sorted(shown.items()) if _holds(entry, wanted)},
+            hidden={str(seq) for seq in (*self.entries, *self.found)})  # the filter hides a row: it is not gone
         if at_end and table.row_count:
             table.move_cursor(row=table.row_count - 1)
         self._show_entry()
@@ -292,9 +301,14 @@ class AuditScreen(LoomScreen[None]):
     def _show_entry(self) -> None:
         table = self.query_one("#audit", DataTable)
         if not table.row_count:
-            self.query_one("#audit-detail", Static).update(Text(
-                f"No entry of the newest {len(self.entries)} holds {self.filter_text!r} (esc clears the filter)."
-                if self.entries else "The audit log is empty."))
+            if self.filter_text and self.searched == self.filter_text:
+                said = f"No entry in the whole log holds {self.filter_text!r} (esc clears the filter)."
+            elif self.filter_text:
+                said = (f"No entry of the newest {len(self.entries)} holds {self.filter_text!r} (enter searches "
+                        "the whole log; esc clears the filter).")
+            else:
+                said = "The audit log is empty."
+            self.query_one("#audit-detail", Static).update(Text(said))
             return
         key = table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value
         entry = self.entries.get(int(key or 0))
@@ -321,6 +335,21 @@ class AuditScreen(LoomScreen[None]):
     @on(Input.Submitted, "#audit-filter")
     def _filter_set(self) -> None:
         self.query_one("#audit", DataTable).focus()
+        if self.filter_text and self.filter_text != self.searched:
+            self._search(self.filter_text)
+
+    @work(thread=True, exclusive=True, group="audit-search", exit_on_error=False)
+    def _search(self, text: str) -> None:
+        """The newest entries of the whole log that hold `text`: the view keeps only the newest 500."""
+        wanted = text.casefold()
+        found = self.loom.workspace.audit.tail(AUDIT_ROWS, lambda entry: _holds(entry, wanted))
+        self.app.call_from_thread(self._show_found, text, found)
+
+    def _show_found(self, text: str, found: list[AuditEntry]) -> None:
+        if text != self.filter_text:  # typed on since: this answers an older question
+            return
+        self.found, self.searched = {entry.seq: entry for entry in found}, text
+        self._show_entries([])
 
     @work(thread=True, exclusive=True, group="audit-verify", exit_on_error=False)
     def action_verify(self) -> None:
