@@ -1482,6 +1482,12 @@ def test_changed_ranges_are_lines_of_the_current_file() -> None:
     ("busybox sed -i s/a/b/ e.py; iconv -t utf8 x -o f.py; strace -o g.log ls; openssl enc -in x -out h.bin",
      ["e.py", "f.py", "g.log", "h.bin"]),
     ("gunzip payments/i.py.gz; unxz j.py.xz; gunzip -c k.gz > l.py; gunzip -l m.gz", ["payments/i.py", "j.py", "l.py"]),
+    # A command substitution inside double quotes runs as one outside them does: its writes went unseen.
+    ('echo "$(echo x > a.py)" "b`tee b.py < x`c"; echo "$(echo "$(echo q > c.py)")"', ["a.py", "b.py", "c.py"]),
+    ('x="$(cd payments && echo y > d.py)"; echo z > e.py', ["payments/d.py", "e.py"]),
+    # A `cd` chain inside a subshell ends with it (the file after it was refused as in a folder not told).
+    ("x=$(cd new && echo y > f.py); echo z > g.py", ["new/f.py", "g.py"]),
+    ("echo '$(echo x > no.py)' \"\\$(echo x > no.py)\" \"$((1<<2))\"; git commit -m \"fix: $(date)\"", []),
 ])
 def test_bash_write_targets_best_effort(tmp_path: Path, command: str, written: list[str]) -> None:
     (tmp_path / "payments" / "sub" / "x").mkdir(parents=True)  # a cd into a folder not there fails
@@ -1606,6 +1612,7 @@ def _tar_of(files: dict[str, bytes]) -> bytes:
     'env -C "$D" sed -i s/a/b/ ledger.py', 'cd "$X"; bash -c "echo > ledger.py"',
     # A file a command's output names: it was taken as a variable's, unseen.
     "echo x > payments/ledger.py$(true)", "echo x > `echo payments/ledger.py`", "sed -i s/a/b/ $(ls *.py)",
+    'echo "$(echo x > ledger.py "', 'echo "`echo x > ledger.py"',  # a substitution in quotes that never closes
 ])
 def test_a_command_whose_writes_cannot_be_told_is_not_read_as_writing_nothing(tmp_path: Path, command: str) -> None:
     """Each was read as writing no file (nothing claimed: no decision), and its write of a held file ran."""

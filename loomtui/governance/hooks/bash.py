@@ -72,6 +72,7 @@ def bash_write_targets(command: str, cwd: Path, *, depth: int = 0) -> list[str]:
     if len(plain) > MAX_WORDS_CHARS:
         raise CommandNotRead(f"it is {len(plain):,} characters long outside its here-documents (loomtui reads "
                              f"at most {MAX_WORDS_CHARS:,})")
+    plain = _substitutions_out_of_quotes(plain)
     try:
         tokens = _shell_tokens(plain)
     except ValueError:
@@ -164,6 +165,61 @@ def _without_comments(text: str) -> str:
         out.append(char)
         index += 1
     return "".join(out)
+
+
+def _substitutions_out_of_quotes(text: str, depth: int = 0) -> str:
+    """`text` with each command substitution inside double quotes (`"$(cmd)"`, `"\\`cmd\\`"`) taken out of them
+    in place (`""$(cmd)""`), read as one unquoted is: bash runs it there, and as part of one quoted word what
+    it wrote went unseen (`echo "$(echo x > held.py)"`)."""
+    if depth > MAX_SHELL_DEPTH:
+        raise CommandNotRead(f"it nests command substitutions in quotes more than {MAX_SHELL_DEPTH} deep")
+    out: list[str] = []
+    quote = ""
+    index = 0
+    while index < len(text):
+        char = text[index]
+        if char == "\\" and quote != "'" and index + 1 < len(text):
+            out.append(text[index:index + 2])
+            index += 2
+            continue
+        if quote == '"' and (char == "`" or (text.startswith("$(", index) and not text.startswith("$((", index))):
+            start = index + (1 if char == "`" else 2)
+            end = _substitution_end(text, start, char)
+            # Closed and opened again around it: `"a$(cmd)b"` is `"a"$(cmd)"b"` to the reader.
+            out.append(f'"$({_substitutions_out_of_quotes(text[start:end], depth + 1)})"')
+            index = end + 1
+            continue
+        if quote:
+            quote = "" if char == quote else quote
+        elif char in "'\"":
+            quote = char
+        out.append(char)
+        index += 1
+    return "".join(out)
+
+
+def _substitution_end(text: str, start: int, opened_by: str) -> int:
+    """Where the command substitution whose text starts at `start` ends: its closing backquote, or the `)`
+    matching its `$(` (quotes and parentheses inside it counted)."""
+    depth, quote, index = 1, "", start
+    while index < len(text):
+        char = text[index]
+        if char == "\\" and quote != "'":
+            index += 2
+            continue
+        if opened_by == "`":
+            if char == "`":
+                return index
+        elif quote:
+            quote = "" if char == quote else quote
+        elif char in "'\"":
+            quote = char
+        elif char in "()":
+            depth += 1 if char == "(" else -1
+            if not depth:
+                return index
+        index += 1
+    raise CommandNotRead("a command substitution in its quotes never closes")
 
 
 def _ansi_c_quoted(text: str) -> str:

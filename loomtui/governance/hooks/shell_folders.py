@@ -49,17 +49,20 @@ class Folders:
     def __init__(self, cwd: Path) -> None:
         self.where: Path | None = cwd
         self._previous: Path | None = None
-        self._outer: list[tuple[Path | None, Path | None]] = []  # where each open subshell `(` began
+        self._outer: list[tuple[Path | None, Path | None, bool]] = []  # where each open subshell `(` began
         self._cdpath = bool(os.environ.get("CDPATH"))  # a relative `cd` may land anywhere it names
         self._chained = False  # where is so only while the `&&` chain of a `cd` that may not have run goes on
         self._stack: list[Path | None] = []  # pushd's: popd goes back to the last
 
     def enter_subshell(self) -> None:
-        self._outer.append((self.where, self._previous))
+        # Its commands run only where the shell got to it: a `cd` chain outside says nothing of them.
+        self._outer.append((self.where, self._previous, self._chained))
+        self._chained = False
 
     def leave_subshell(self) -> None:
+        # As it was before, chain and all: `x=$(cd new && ...); echo y > f` wrote f where the shell was.
         if self._outer:
-            self.where, self._previous = self._outer.pop()
+            self.where, self._previous, self._chained = self._outer.pop()
 
     def see(self, words: Sequence[str], started_by: str, ended_by: str) -> bool:
         """Follow one simple command, begun after `started_by` and ended by `ended_by` (separators, "" for none);
