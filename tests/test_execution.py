@@ -708,6 +708,35 @@ def test_a_planted_git_repository_too_deep_to_remove_recursively_is_still_replac
     assert git(repo, "show", f"{done.branch}:work.txt") == "work"
 
 
+def test_what_an_agent_leaves_in_its_worktree_s_admin_dir_for_a_person_s_git_is_cleared_at_its_end(
+        ws: Workspace, repo: Path, tmp_path: Path) -> None:
+    """Only the link files were put back: a planted `rebase-merge/` made a person's `git rebase --abort` in the
+    worktree move main to the agent's commit (and `--continue` ran its `exec`), and a `logs/HEAD` linked to a
+    file of the person's had their next checkout append to it (a hostile agent's findings)."""
+    victim = tmp_path / "victim.cfg"
+    victim.write_text("[user]\n\tname = kept\n")
+    marker = tmp_path / "continued"
+    record = tasks.create_sandbox(ws, "plant", "command", isolate=False, command=["sh", "-c", (
+        "admin=$(sed 's/^gitdir: //' .git) && mkdir \"$admin/rebase-merge\" && "
+        "echo refs/heads/main > \"$admin/rebase-merge/head-name\" && "
+        f"echo 'exec touch {marker}' > \"$admin/rebase-merge/git-rebase-todo\" && "
+        f"rm -f \"$admin/logs/HEAD\" && mkdir -p \"$admin/logs\" && ln -s {victim} \"$admin/logs/HEAD\" && "
+        f"ln -sf {victim} \"$admin/COMMIT_EDITMSG\" && mkdir \"$admin/sub\" && echo work > work.txt")])
+    tasks.start(ws, record.id)
+    done = ended(ws, record.id)
+    assert "error" not in done.data, done.data["error"]
+    admin = Path(done.data["git_dir"])
+    assert sorted(done.data["git_links_put_back"]) == ["COMMIT_EDITMSG", "logs/HEAD", "rebase-merge", "sub"]
+    assert not [p for p in admin.iterdir() if p.name.startswith(".") or p.is_symlink()]
+    worktree = Path(done.worktree)
+    status = subprocess.run(["git", "status"], cwd=worktree, capture_output=True, text=True, check=False)
+    assert "rebase" not in status.stdout, status.stdout
+    git(worktree, "switch", "-q", "-c", "person-try")
+    git(worktree, "commit", "-q", "--allow-empty", "-m", "a person's own")
+    assert victim.read_text() == "[user]\n\tname = kept\n" and not marker.exists()
+    assert git(repo, "show", f"{done.branch}:work.txt") == "work"
+
+
 def test_rm_force_of_a_running_agent_that_writes_a_large_file_as_it_stops_keeps_it(
         ws: Workspace, repo: Path) -> None:
     """Checked before the stop: the agent, stopped by `rm --force`, wrote a file past `limits.file_size` on

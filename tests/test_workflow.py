@@ -1466,6 +1466,38 @@ def test_two_merges_into_one_target_at_once_both_land(manual: Workspace) -> None
     assert (manual.root / "left.txt").read_text() == "left" and (manual.root / "right.txt").read_text() == "right"
 
 
+@pytest.mark.parametrize("planted", ["a folder in its admin dir", "the person's checkout"])
+def test_a_merge_is_never_steered_by_what_a_sandbox_s_admin_dir_names_as_checked_out(manual: Workspace,
+                                                                                     planted: str) -> None:
+    """A running agent's admin dir said its worktree (a folder there whose `.git` linked to the repository, or
+    the person's own checkout) had main checked out: the merge into main ran `git merge --ff-only` there, and
+    fast-forwarded the person's own branch, not main (a hostile agent's finding)."""
+    from loomtui.execution.review import merge
+
+    record = sb.plan_sandbox(manual, "docs", "script",
+                             script=script(manual, "docs", "- {write: docs.txt, content: docs}\n- {commit: docs}\n"))
+    sb.make_worktree(manual, record.id)
+    sb.start(manual, record.id)
+    sb.wait_for_status(manual, record.id, {EXITED}, timeout=60)
+    assert advance(manual, record.id).status == APPROVED
+    hostile = sb.plan_sandbox(manual, "hostile", "script", script=script(manual, "hostile", "- {log: idle}\n"))
+    sb.make_worktree(manual, hostile.id)
+    admin = Path(sb.get_sandbox(manual, hostile.id).data["git_dir"])
+    if planted == "a folder in its admin dir":
+        (admin / "sub").mkdir()
+        (admin / "sub" / ".git").symlink_to(manual.paths.common_dir)
+        (admin / "gitdir").write_text(f"{admin / 'sub' / '.git'}\n")
+    else:
+        (admin / "gitdir").write_text(f"{manual.root / '.git'}\n")
+    (admin / "HEAD").write_text("ref: refs/heads/main\n")
+    git(manual.root, "switch", "-q", "-c", "feature")
+    before = git(manual.root, "rev-parse", "feature")
+    merged = merge(manual, record.id)
+    assert git(manual.root, "rev-parse", "main") == merged.commit  # the target moved, and it alone
+    assert git(manual.root, "rev-parse", "feature") == before
+    assert git(manual.root, "status", "--porcelain") == ""  # the person's index as their files are
+
+
 def test_a_merge_asked_for_while_another_caller_merges_it_waits_for_that_merge_and_says_so(
         manual: Workspace) -> None:
     """Two people (or a script and the app) asking at once: the one that found the step taken was told

@@ -20,7 +20,13 @@ from pathlib import Path
 from loomtui.files import remove_tree, write_atomically
 from loomtui.json_text import parse_json
 
-_ADMIN_FILES = ("commondir", "gitdir", "config.worktree", "HEAD")
+_ADMIN_FILES = ("commondir", "gitdir", "config.worktree", "HEAD", "loom-exclude")
+_ALSO_KEPT = frozenset({"index", "logs", "COMMIT_EDITMSG", "ORIG_HEAD", "MERGE_RR", "AUTO_MERGE"})
+"""What else of the admin dir stays at the agent's end, each a regular file as git leaves it (a link in its
+place is removed: git writes through it): the index (loomtui's save reads it), the reflog (`logs/HEAD`), and
+what a commit, reset or merge leaves. Anything else the agent left there is read by a person's git: a
+`rebase-merge/` whose `--abort` moved main to a blocked commit and whose `--continue` ran the agent's command,
+a `logs/HEAD` linked to a file of the person's that their next checkout appended to."""
 
 
 @dataclass(frozen=True)
@@ -53,11 +59,15 @@ def load(path: Path) -> GitLinks | None:
 
 
 def put_back(links: GitLinks) -> tuple[list[str], list[str]]:
-    """Write back each file that changed (a `.git` made a folder or a link is removed first): the names of
-    those put back, and what could not be (each tried whatever became of the others: one left as the agent
-    made it is a planted fsmonitor that runs as the person)."""
+    """Write back each file that changed (a `.git` made a folder or a link is removed first), and clear the
+    admin dir of all else the agent left in it (`_clear_admin_dir`): the names of those put back or removed,
+    and what could not be (each tried whatever became of the others: one left as the agent made it is a
+    planted fsmonitor that runs as the person)."""
     changed: list[str] = []
     failed: list[str] = []
+    admin = next((path.parent for path in links.files if path.name == "commondir"), None)
+    if admin is not None and admin.is_dir() and not admin.is_symlink():
+        _clear_admin_dir(admin, changed, failed)
     for path, text in links.files.items():
         if not path.parent.is_dir():
             # Its folder is gone (the worktree, or its admin dir, removed by a `sandbox rm` beside a supervisor that
@@ -68,22 +78,54 @@ def put_back(links: GitLinks) -> tuple[list[str], list[str]]:
         try:
             if _text(path) == text and not path.is_symlink():
                 continue
-            if path.is_symlink() or path.is_file():
-                path.unlink()
-            elif path.is_dir():  # a repository of the agent's making in place of the link: not its work
-                # Moved aside first, so the link is written whatever its removal meets (a tree of any depth).
-                aside = path.with_name(f".{path.name}.agent-{secrets.token_hex(4)}")
-                os.rename(path, aside)
-                try:
-                    remove_tree(aside)
-                except OSError as exc:  # left in the worktree, it would be saved to the branch as the agent's work
-                    failed.append(f"{aside.name}, the agent's {path.name} moved aside: {exc.strerror or exc}")
+            _remove(path, failed)  # a repository of the agent's making in place of the link: not its work
             if text is not None:
                 write_atomically(path, text)
             changed.append(path.name)
         except OSError as exc:
             failed.append(f"{path.name}: {exc.strerror or exc}")
     return changed, failed
+
+
+def _clear_admin_dir(admin: Path, changed: list[str], failed: list[str]) -> None:
+    """Remove from the worktree's admin dir what is neither a link file `put_back` writes nor `_ALSO_KEPT`, and
+    any link (or folder) where a file is kept; in `logs/`, all but a regular `HEAD`."""
+    try:
+        entries = list(admin.iterdir())
+        logs = admin / "logs"
+        if logs.is_dir() and not logs.is_symlink():
+            entries += [entry for entry in logs.iterdir() if entry.name != "HEAD" or not _plain_file(entry)]
+    except OSError as exc:
+        failed.append(f"{admin.name}: {exc.strerror or exc}")
+        return
+    for entry in entries:
+        if entry.parent == admin and (entry.name in _ADMIN_FILES or (  # the former put back as they were
+                entry.name in _ALSO_KEPT and not entry.is_symlink() and (entry.name == "logs") == entry.is_dir())):
+            continue
+        try:
+            _remove(entry, failed)
+        except OSError as exc:
+            failed.append(f"{entry.relative_to(admin)}: {exc.strerror or exc}")
+        else:
+            changed.append(str(entry.relative_to(admin)))
+
+
+def _plain_file(path: Path) -> bool:
+    return path.is_file() and not path.is_symlink()
+
+
+def _remove(path: Path, failed: list[str]) -> None:
+    """Remove a file, a link or a folder (moved aside first, so its name is free whatever its removal meets: a
+    tree of any depth); a folder that cannot be removed is said in `failed`."""
+    if path.is_symlink() or path.is_file():
+        path.unlink()
+    elif path.is_dir():
+        aside = path.with_name(f".{path.name}.agent-{secrets.token_hex(4)}")
+        os.rename(path, aside)
+        try:
+            remove_tree(aside)
+        except OSError as exc:  # left in the worktree, it would be saved to the branch as the agent's work
+            failed.append(f"{aside.name}, the agent's {path.name} moved aside: {exc.strerror or exc}")
 
 
 def not_put_back_said(failed: list[str], worktree: Path | str) -> str:

@@ -373,7 +373,10 @@ def _merge_onto_target(workspace: Workspace, repo: Git, record: SandboxRecord, t
     # Never a sandbox's worktree (an agent can point its HEAD at the target) nor a repository an agent
     # made and named as one: git run there would read the agent's config and hooks. Only a person's
     # checkout is updated.
-    checked_out = [place for place in repo.worktrees_with_branch(target) if is_person_checkout(workspace, place)]
+    # And asked of the checkout itself: a sandbox's admin dir can name a person's checkout as its own worktree
+    # with the target checked out, while that checkout's HEAD is a branch of the person's (fast-forwarded).
+    checked_out = [place for place in repo.worktrees_with_branch(target) if is_person_checkout(workspace, place)
+                   and Git(place).run("symbolic-ref", "-q", "HEAD").out.strip() == f"refs/heads/{target}"]
     updated: str | None = None
     if checked_out:
         place = checked_out[0]

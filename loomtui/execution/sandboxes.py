@@ -222,9 +222,13 @@ def is_person_checkout(workspace: Workspace, path: Path) -> bool:
     if is_sandbox_worktree(workspace, path):
         return False
     common = workspace.paths.common_dir.resolve()
+    if Path(path).resolve().is_relative_to(common):
+        # A folder an agent made in its worktree's admin dir (and named in its `gitdir`), whose `.git` links to
+        # the repository: the merge fast-forwarded the branch HEAD there named, a person's own, and not main.
+        return False
     dot_git = Path(path) / ".git"
     if dot_git.is_dir():
-        return dot_git.resolve() == common
+        return not dot_git.is_symlink() and dot_git.resolve() == common
     try:
         named = dot_git.read_text("utf-8").strip()
     except (OSError, UnicodeDecodeError):
