@@ -69,6 +69,35 @@ async def test_approve_with_a(billing: Path) -> None:
         assert len([n for n in app._notifications if "being recorded" in n.message]) == said
 
 
+async def test_a_pressed_twice_does_not_approve_the_next_escalation_unread(billing: Path,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """`a a` (a key held, or pressed twice): the first approval cleared #1, its row left, and the second `a`
+    approved #2, which took the cursor's place, never shown (and the change merged)."""
+    from loomtui.governance.policy import ChangeFacts
+    from loomtui.tui.screens import escalations
+
+    from tests.test_escalations import escalate as opened
+
+    monkeypatch.setattr(escalations, "KEY_SETTLE_S", 60.0)  # "at once", however loaded the machine
+
+    ids = [opened(billing, ChangeFacts(stage="post-gate", paths=(f"scripts/n{n}.sh",), lines_changed=3,
+                                       gates={"tests": "passed"}, author="agent@example.com"), commit=f"c{n}")[1]
+           for n in (1, 2)]
+    app = app_as(billing, "lead@example.com")
+    said = toasts_of(app)
+    async with app.run_test(size=SIZE, notifications=True) as pilot:
+        table = await open_queue(app, pilot, rows=2)
+        store = app.workspace.store
+        await pilot.press("a")
+        await wait_for(pilot, lambda: table.row_count == 1)
+        await pilot.press("a")  # at once: #2 has not been on the screen for a person to read
+        await wait_for(pilot, lambda: any(f"decided here, has left the queue; the cursor is on #{ids[1]} now: "
+                                          "press again to approve it" in line for line in said))
+        assert [store.get_escalation(i).status for i in ids] == ["approved", "open"]
+        await pilot.press("a")  # pressed again: approved
+        await wait_for(pilot, lambda: store.get_escalation(ids[1]).status == "approved")
+
+
 @pytest.mark.parametrize("user", [ALICE, CAROL])
 async def test_a_is_offered_only_to_whoever_may_approve_and_pressed_anyway_says_why(billing: Path, user: str) -> None:
     """The footer offered `a` to the change's own author (separation of duties) and to carol, in no group:

@@ -106,6 +106,11 @@ def _searched(key: str, escalation: EscalationRecord) -> str:
                        str(escalation.status), rules)).casefold()
 
 
+KEY_SETTLE_S: Final = 1.0
+"""A decision key within this long of the row decided here leaving the queue is not taken for the row that took
+its place: no one has read that one yet."""
+
+
 class EscalationsScreen(LoomScreen[None]):
     """The queue a tech lead triages with a few keys."""
 
@@ -151,6 +156,7 @@ class EscalationsScreen(LoomScreen[None]):
         self._detail_key: str | None = None  # whose detail is shown: another's starts at its top
         self._deciding: set[int] = set()  # escalations whose decision is being recorded now
         self._decided_here: set[str] = set()  # rows decided from this queue: their going is no surprise
+        self._went_here: tuple[str, float] | None = None  # the last of them to leave the queue, and when
         self.filter_text = ""
 
     def compose(self) -> ComposeResult:
@@ -222,6 +228,11 @@ class EscalationsScreen(LoomScreen[None]):
                        *([] if self.show_decided else
                          (str(e.id) for e in self.escalations if e.status != EscalationStatus.OPEN))}
         self._labels.update({key: f"{repo.name}#{e.id}" for key, (repo, e) in self.elsewhere.items()})
+        still_open = {str(e.id) for e in escalations if e.status == EscalationStatus.OPEN}
+        left = [str(e.id) for e in self.escalations if e.status == EscalationStatus.OPEN
+                and str(e.id) not in still_open and str(e.id) in self._decided_here]
+        if left:
+            self._went_here = (left[-1], time.monotonic())
         self.escalations = escalations
         self.elsewhere = {f"{repo.namespace}:{e.id}": (repo, e) for repo, e in elsewhere}
         wanted = {str(e.id): e for e in escalations}  # the queue's order: the engine's
@@ -409,13 +420,20 @@ class EscalationsScreen(LoomScreen[None]):
         decision = "approve" if with_note else decision
         escalation, policy = self.selected(), self.loom.policy
         gone = self.query_one("#queue", FittedTable).row_gone_under_cursor()
-        if escalation is not None and gone is not None and gone not in self._decided_here:
+        went_here, self._went_here = self._went_here, None
+        if escalation is not None and went_here is not None and went_here[0] != str(escalation.id) \
+                and time.monotonic() - went_here[1] < KEY_SETTLE_S:
+            gone, went = went_here[0], "decided here, has left the queue"
+        elif escalation is not None and gone is not None and gone not in self._decided_here:
+            went = "the one selected, is gone (decided or withdrawn)"
+        else:
+            gone = None
+        if escalation is not None and gone is not None:
             # Decided elsewhere or withdrawn (a hook's request after its wait): the cursor fell on the next row,
-            # and `a` approved that one, never chosen.
-            self.app.notify(f"{self._labels.get(gone, '#' + gone)}, the one selected, is gone (decided or withdrawn); "
-                            "the cursor is on "
-                            f"#{escalation.id} now: press again to {decision} it", title=f"not {DECIDED_AS[decision]}",
-                            severity="warning")
+            # and `a` approved that one, never chosen. Decided here a moment ago: `a a` (a key held or pressed
+            # twice) approved and merged the next change as well, never shown.
+            self.app.notify(f"{self._labels.get(gone, '#' + gone)}, {went}; the cursor is on #{escalation.id} now: "
+                            f"press again to {decision} it", title=f"not {DECIDED_AS[decision]}", severity="warning")
             return
         if escalation is None or policy is None:  # the empty queue: said, not a key that does nothing
             self.app.notify("no escalation selected" if escalation is None else "the policy is not read yet",
