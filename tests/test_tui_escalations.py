@@ -730,11 +730,15 @@ async def test_a_read_of_every_escalation_ending_after_h_asked_for_the_open_ones
         assert table.row_count == 1
 
 
-async def test_a_key_on_a_row_that_went_under_the_cursor_acts_on_nothing_until_pressed_again(billing: Path) -> None:
+async def test_a_key_on_a_row_that_went_under_the_cursor_acts_on_nothing_until_pressed_again(
+        billing: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The highlighted escalation decided elsewhere (or withdrawn: a hook's request after its 120 s) left the
     cursor on the next row, and `a` approved that one, which the lead never chose."""
     from loomtui.governance.escalations import decide
+    from loomtui.tui.screens import escalations
     from tests.test_escalations import BOB, as_user
+
+    monkeypatch.setattr(escalations, "KEY_SETTLE_S", 60.0)  # "at once", however loaded the machine
 
     policy, first = escalate(billing, payments_change())
     _, second = escalate(billing, payments_change())
@@ -754,7 +758,8 @@ async def test_a_key_on_a_row_that_went_under_the_cursor_acts_on_nothing_until_p
         assert not store.get_escalation(other).data.get("approvals"), said
         await pilot.press("a")  # pressed again: the row it is on now is one chosen
         await wait_for(pilot, lambda: len(store.get_escalation(other).data.get("approvals") or []) == 1)
-        # One decided here, gone from the queue on purpose: the next key acts on the row the cursor is on then.
+        # One decided here, gone from the queue on purpose: a key at once asks again too (`a a` approved the next
+        # row unread), and then acts on the row the cursor is on.
         _, third = escalate(billing, payments_change())
         await wait_for(pilot, lambda: table.row_count == 2)
         table.move_cursor(row=table.get_row_index(str(other)))
@@ -764,6 +769,9 @@ async def test_a_key_on_a_row_that_went_under_the_cursor_acts_on_nothing_until_p
         await pilot.press(*"not this way", "enter")
         await wait_for(pilot, lambda: table.row_count == 1)
         await pilot.pause()
+        await pilot.press("a")
+        await wait_for(pilot, lambda: any(f"#{other}, decided here, has left the queue" in line for line in said))
+        assert not store.get_escalation(third).data.get("approvals")
         await pilot.press("a")
         await wait_for(pilot, lambda: len(store.get_escalation(third).data.get("approvals") or []) == 1)
 
