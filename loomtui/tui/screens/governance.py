@@ -229,7 +229,7 @@ class AuditScreen(LoomScreen[None]):
         Binding("v", "verify", "Verify", id="audit.verify",
                 tooltip="Verify the audit log's hash chain again"),
         Binding("slash", "filter", "Filter", key_display="/", id="audit.filter",
-                tooltip="Entries whose action, subject or actor hold the text (enter searches the whole log)"),
+                tooltip="Entries holding the text (enter: in the whole log)"),
         Binding("escape", "back", "Back", id="audit.back", tooltip="Out of the filter, then back to the sandboxes"),
     ]
 
