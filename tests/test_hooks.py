@@ -1488,6 +1488,14 @@ def test_changed_ranges_are_lines_of_the_current_file() -> None:
     # A `cd` chain inside a subshell ends with it (the file after it was refused as in a folder not told).
     ("x=$(cd new && echo y > f.py); echo z > g.py", ["new/f.py", "g.py"]),
     ("echo '$(echo x > no.py)' \"\\$(echo x > no.py)\" \"$((1<<2))\"; git commit -m \"fix: $(date)\"", []),
+    # The words after a substitution are the same command's (they were read as a command of their own).
+    ('sed -i "s/old/$(cat VERSION)/" a.py; cp "$(ls notes.txt)" b.py; install -m 644 "$(ls x)" c.py',
+     ["a.py", "b.py", "c.py"]),
+    ('sed -i "s/a/`echo b`/g" d.py; perl -pi -e "s/a/$(cat x)/" e.py; sed -i s/old/$(cat V)/ f.py', [
+        "d.py", "e.py", "f.py"]),
+    ('cp $(echo x) g.py; ln -sf "$(pwd)/x" h.py', ["g.py", "h.py"]),
+    ("git commit -m \"$(cat <<'EOF'\nFix it (it's \"quoted\")\nEOF\n)\"", []),  # how Claude Code commits
+    ('echo "$(cat <<EOF\nbody\nEOF\necho x > i.py)"', ["i.py"]),
 ])
 def test_bash_write_targets_best_effort(tmp_path: Path, command: str, written: list[str]) -> None:
     (tmp_path / "payments" / "sub" / "x").mkdir(parents=True)  # a cd into a folder not there fails

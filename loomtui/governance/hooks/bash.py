@@ -58,21 +58,23 @@ _BRACES: Final = re.compile(r"\{([^{}]*,[^{}]*)\}")
 _SEQUENCE: Final = re.compile(r"\{(-?\d+|[A-Za-z])\.\.(-?\d+|[A-Za-z])\}")
 
 
-def bash_write_targets(command: str, cwd: Path, *, depth: int = 0) -> list[str]:
+def bash_write_targets(command: str, cwd: Path, *, depth: int = 0, bodies_gone: bool = False) -> list[str]:
     """Absolute paths a shell command writes: redirections, tee, sed/perl -i, cp/mv/ln/install,
     touch, truncate, rm, dd of=, and the same in a literal `bash -c '...'` or `eval '...'`. Best effort:
     a file named through a variable is not seen (the git pre-commit hook and the post-gate policy still
-    see the change). `depth`: shells within shells read so far."""
+    see the change). `depth`: shells within shells read so far; `bodies_gone`: the here-documents' text was
+    taken out already (a command substitution's, read on its own)."""
     if depth > MAX_SHELL_DEPTH:
         raise CommandNotRead(f"it runs shells within shells more than {MAX_SHELL_DEPTH} deep")
     if len(command) > MAX_COMMAND_CHARS:
         raise CommandNotRead(f"it is {len(command):,} characters long (loomtui reads at most {MAX_COMMAND_CHARS:,})")
-    plain = _without_comments(_ansi_c_quoted(_without_heredoc_bodies(command.replace("\\\n", ""))))
+    joined = command.replace("\\\n", "")
+    plain = _without_comments(_ansi_c_quoted(joined if bodies_gone else _without_heredoc_bodies(joined)))
     plain = plain.replace('$"', '"')
     if len(plain) > MAX_WORDS_CHARS:
         raise CommandNotRead(f"it is {len(plain):,} characters long outside its here-documents (loomtui reads "
                              f"at most {MAX_WORDS_CHARS:,})")
-    plain = _substitutions_out_of_quotes(plain)
+    plain, substitutions = _substitutions_set_aside(plain)
     try:
         tokens = _shell_tokens(plain)
     except ValueError:
@@ -80,20 +82,28 @@ def bash_write_targets(command: str, cwd: Path, *, depth: int = 0) -> list[str]:
         # told, and none claimed were taken as none written (`echo x >> held.py # it's fine` went through).
         raise CommandNotRead("its quotes do not close") from None
     found: list[str] = []
+
+    def take(paths: Iterable[str]) -> None:
+        for path in paths:
+            if path not in found:
+                if len(found) >= MAX_TARGETS:  # the rest unchecked: a write past the 50th went through
+                    raise CommandNotRead(f"it writes more than {MAX_TARGETS} files")
+                found.append(path)
+
     folders = Folders(cwd)
     started_by = ""
     with read_budget() if depth == 0 else contextlib.nullcontext():
         for words, ended_by in _simple_commands(tokens):
+            # Its command substitutions first, as bash runs them: in the folder it runs in, each a shell of its own.
+            for index in _SET_ASIDE.findall(" ".join(words)):
+                take(bash_write_targets(substitutions[int(index)], folders.where or _NO_FOLDER, depth=depth + 1,
+                                        bodies_gone=True))
             if words == ["("]:
                 folders.enter_subshell()
             elif words == [")"]:
                 folders.leave_subshell()
             elif not folders.see(words, started_by, ended_by):
-                for path in _writes_in(words, folders.where, depth):
-                    if path not in found:
-                        if len(found) >= MAX_TARGETS:  # the rest unchecked: a write past the 50th went through
-                            raise CommandNotRead(f"it writes more than {MAX_TARGETS} files")
-                        found.append(path)
+                take(_writes_in(words, folders.where, depth))
             started_by = ended_by
     return found
 
@@ -167,13 +177,13 @@ def _without_comments(text: str) -> str:
     return "".join(out)
 
 
-def _substitutions_out_of_quotes(text: str, depth: int = 0) -> str:
-    """`text` with each command substitution inside double quotes (`"$(cmd)"`, `"\\`cmd\\`"`) taken out of them
-    in place (`""$(cmd)""`), read as one unquoted is: bash runs it there, and as part of one quoted word what
-    it wrote went unseen (`echo "$(echo x > held.py)"`)."""
-    if depth > MAX_SHELL_DEPTH:
-        raise CommandNotRead(f"it nests command substitutions in quotes more than {MAX_SHELL_DEPTH} deep")
+def _substitutions_set_aside(text: str) -> tuple[str, list[str]]:
+    """`text` with each command substitution (`$(cmd)`, `\\`cmd\\``, outside single quotes) replaced by a mark in
+    its word, `$\\x01N\\x01`, and the commands, N each: a word keeps its place (`sed -i "s/a/$(cat v)/" f.py`
+    read `f.py` as a command of its own), and the command is read on its own, as bash runs it. A file named
+    by a mark is named by a command's output; a folder, unknown."""
     out: list[str] = []
+    set_aside: list[str] = []
     quote = ""
     index = 0
     while index < len(text):
@@ -182,11 +192,11 @@ def _substitutions_out_of_quotes(text: str, depth: int = 0) -> str:
             out.append(text[index:index + 2])
             index += 2
             continue
-        if quote == '"' and (char == "`" or (text.startswith("$(", index) and not text.startswith("$((", index))):
+        if quote != "'" and (char == "`" or (text.startswith("$(", index) and not text.startswith("$((", index))):
             start = index + (1 if char == "`" else 2)
             end = _substitution_end(text, start, char)
-            # Closed and opened again around it: `"a$(cmd)b"` is `"a"$(cmd)"b"` to the reader.
-            out.append(f'"$({_substitutions_out_of_quotes(text[start:end], depth + 1)})"')
+            out.append(f"$\x01{len(set_aside)}\x01")
+            set_aside.append(text[start:end])
             index = end + 1
             continue
         if quote:
@@ -195,7 +205,11 @@ def _substitutions_out_of_quotes(text: str, depth: int = 0) -> str:
             quote = char
         out.append(char)
         index += 1
-    return "".join(out)
+    return "".join(out), set_aside
+
+
+_SET_ASIDE: Final = re.compile("\\$\x01(\\d+)\x01")
+"""The mark a command substitution leaves in its word (`_substitutions_set_aside`)."""
 
 
 def _substitution_end(text: str, start: int, opened_by: str) -> int:
@@ -219,7 +233,7 @@ def _substitution_end(text: str, start: int, opened_by: str) -> int:
             if not depth:
                 return index
         index += 1
-    raise CommandNotRead("a command substitution in its quotes never closes")
+    raise CommandNotRead("a command substitution in it never closes")
 
 
 def _ansi_c_quoted(text: str) -> str:
@@ -541,8 +555,9 @@ def _copy_targets(program: str, args: Sequence[str], cwd: Path) -> list[str]:
 
 
 def _expand(name: str, cwd: Path) -> list[str]:
-    if "$(" in name or "`" in name or name.endswith("$"):  # `> ledger.py$(true)` (its `(` a token of its own)
-        raise CommandNotRead(f"a file it writes is named by a command's output ({quoted(name)})")
+    if "$(" in name or "`" in name or name.endswith("$") or _SET_ASIDE.search(name):  # `> ledger.py$(true)`
+        shown = _SET_ASIDE.sub("$(…)", name)
+        raise CommandNotRead(f"a file it writes is named by a command's output ({quoted(shown)})")
     if not name or "$" in name:
         return []  # a variable's value is unknown here
     found = dict.fromkeys(path for word in _brace_words(name) for path in _expand_path(word, cwd))
