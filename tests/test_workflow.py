@@ -1498,6 +1498,39 @@ def test_a_merge_is_never_steered_by_what_a_sandbox_s_admin_dir_names_as_checked
     assert git(manual.root, "status", "--porcelain") == ""  # the person's index as their files are
 
 
+@pytest.mark.parametrize("layout", ["a bare repository's own worktree", "a separate git dir"])
+def test_a_merge_brings_the_person_s_checkout_along_in_every_layout(tmp_path: Path, layout: str) -> None:
+    """A checkout in the bare repository's folder (`repo.git/main`, a common layout) was taken for a folder an
+    agent made in the git dir, and one made with `--separate-git-dir` for no checkout: the branch moved and the
+    checkout did not, its index staging the merge's undoing for the person's next commit."""
+    from loomtui.execution.review import merge
+
+    seed = make_repo(tmp_path / "seed", "manual")
+    if layout == "a bare repository's own worktree":
+        subprocess.run(["git", "clone", "-q", "--bare", str(seed), str(tmp_path / "repo.git")], check=True)
+        git(tmp_path / "repo.git", "worktree", "add", "-q", "main", "main")
+        checkout = tmp_path / "repo.git" / "main"
+    else:
+        checkout = tmp_path / "checkout"
+        subprocess.run(["git", "clone", "-q", "--separate-git-dir", str(tmp_path / "gitdir"), str(seed),
+                        str(checkout)], check=True)
+    workspace = open_workspace(checkout)
+    try:
+        # Not isolated: bubblewrap cannot mount a checkout inside the git dir (noted in the README).
+        record = sb.plan_sandbox(workspace, "docs", "script", isolate=False,
+                                 script=script(workspace, "docs", "- {write: docs.txt, content: docs}\n"
+                                                                  "- {commit: docs}\n"))
+        sb.make_worktree(workspace, record.id)
+        sb.start(workspace, record.id)
+        sb.wait_for_status(workspace, record.id, {EXITED}, timeout=60)
+        assert advance(workspace, record.id).status == APPROVED
+        merge(workspace, record.id)
+        assert (checkout / "docs.txt").read_text() == "docs"
+        assert git(checkout, "status", "--porcelain") == ""
+    finally:
+        workspace.close()
+
+
 def test_a_merge_asked_for_while_another_caller_merges_it_waits_for_that_merge_and_says_so(
         manual: Workspace) -> None:
     """Two people (or a script and the app) asking at once: the one that found the step taken was told

@@ -41,6 +41,7 @@ from loomtui.execution.sandboxes import (
     agent_tree,
     get_sandbox,
     is_person_checkout,
+    is_sandbox_worktree,
     on_this_host,
     refuse_elsewhere,
     sandbox_paths,
@@ -375,8 +376,13 @@ def _merge_onto_target(workspace: Workspace, repo: Git, record: SandboxRecord, t
     # checkout is updated.
     # And asked of the checkout itself: a sandbox's admin dir can name a person's checkout as its own worktree
     # with the target checked out, while that checkout's HEAD is a branch of the person's (fast-forwarded).
-    checked_out = [place for place in repo.worktrees_with_branch(target) if is_person_checkout(workspace, place)
-                   and Git(place).run("symbolic-ref", "-q", "HEAD").out.strip() == f"refs/heads/{target}"]
+    checked_out = [place for place in repo.worktrees_with_branch(target)
+                   if is_person_checkout(workspace, place) and _has_checked_out(place, target)]
+    if not checked_out and not is_sandbox_worktree(workspace, workspace.root) and \
+            _has_checked_out(workspace.root, target):
+        # Where loomtui runs, as git names it (`--separate-git-dir`, a `.git` linked elsewhere): left behind, the
+        # person's next commit there undid the merge.
+        checked_out = [workspace.root]
     updated: str | None = None
     if checked_out:
         place = checked_out[0]
@@ -395,6 +401,11 @@ def _merge_onto_target(workspace: Workspace, repo: Git, record: SandboxRecord, t
         repo.out("update-ref", "-m", f"loomtui: merge sandbox {record.id}", f"refs/heads/{target}", commit,
                  target_sha)
     return commit, updated
+
+
+def _has_checked_out(place: Path, target: str) -> bool:
+    """Whether the checkout at `place` (a person's) has `target` checked out, as its own HEAD says."""
+    return Git(place).run("symbolic-ref", "-q", "HEAD").out.strip() == f"refs/heads/{target}"
 
 
 def _refuse_unjudged(workspace: Workspace, repo: Git, record: SandboxRecord, target: str, target_sha: str, tip: str,

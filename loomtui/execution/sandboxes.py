@@ -222,9 +222,10 @@ def is_person_checkout(workspace: Workspace, path: Path) -> bool:
     if is_sandbox_worktree(workspace, path):
         return False
     common = workspace.paths.common_dir.resolve()
-    if Path(path).resolve().is_relative_to(common):
+    if Path(path).resolve().is_relative_to(common / "worktrees"):
         # A folder an agent made in its worktree's admin dir (and named in its `gitdir`), whose `.git` links to
         # the repository: the merge fast-forwarded the branch HEAD there named, a person's own, and not main.
+        # (A bare repository's own worktree, `repo.git/main`, is a person's.)
         return False
     dot_git = Path(path) / ".git"
     if dot_git.is_dir():
