@@ -721,12 +721,19 @@ def test_what_an_agent_leaves_in_its_worktree_s_admin_dir_for_a_person_s_git_is_
         "echo refs/heads/main > \"$admin/rebase-merge/head-name\" && "
         f"echo 'exec touch {marker}' > \"$admin/rebase-merge/git-rebase-todo\" && "
         f"rm -f \"$admin/logs/HEAD\" && mkdir -p \"$admin/logs\" && ln -s {victim} \"$admin/logs/HEAD\" && "
-        f"ln -sf {victim} \"$admin/COMMIT_EDITMSG\" && mkdir \"$admin/sub\" && echo work > work.txt")])
+        f"ln -sf {victim} \"$admin/COMMIT_EDITMSG\" && mkdir \"$admin/sub\" && rm -f \"$admin/ORIG_HEAD\" && mkfifo \"$admin/ORIG_HEAD\" && "
+        "mkfifo \"$admin/loom-exclude.new\" && echo x > \"$admin/sharedindex.0123\" && mkdir -p \"$admin/info\" && "
+        f"echo /d1/ > \"$admin/info/sparse-checkout\" && ln -f {victim} \"$admin/MERGE_RR\" && "
+        "echo work > work.txt")])
     tasks.start(ws, record.id)
     done = ended(ws, record.id)
     assert "error" not in done.data, done.data["error"]
     admin = Path(done.data["git_dir"])
-    assert sorted(done.data["git_links_put_back"]) == ["COMMIT_EDITMSG", "logs/HEAD", "rebase-merge", "sub"]
+    # A FIFO (a person's `git commit` waited on it for good) or a second link to a file goes; what git leaves
+    # there in ordinary use stays (a split index, a sparse checkout's patterns).
+    assert sorted(done.data["git_links_put_back"]) == [
+        "COMMIT_EDITMSG", "MERGE_RR", "ORIG_HEAD", "logs/HEAD", "loom-exclude.new", "rebase-merge", "sub"]
+    assert (admin / "sharedindex.0123").is_file() and (admin / "info" / "sparse-checkout").read_text() == "/d1/\n"
     assert not [p for p in admin.iterdir() if p.name.startswith(".") or p.is_symlink()]
     worktree = Path(done.worktree)
     status = subprocess.run(["git", "status"], cwd=worktree, capture_output=True, text=True, check=False)

@@ -14,6 +14,7 @@ import contextlib
 import json
 import os
 import secrets
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,12 +22,15 @@ from loomtui.files import remove_tree, write_atomically
 from loomtui.json_text import parse_json
 
 _ADMIN_FILES = ("commondir", "gitdir", "config.worktree", "HEAD", "loom-exclude")
-_ALSO_KEPT = frozenset({"index", "logs", "COMMIT_EDITMSG", "ORIG_HEAD", "MERGE_RR", "AUTO_MERGE"})
-"""What else of the admin dir stays at the agent's end, each a regular file as git leaves it (a link in its
-place is removed: git writes through it): the index (loomtui's save reads it), the reflog (`logs/HEAD`), and
-what a commit, reset or merge leaves. Anything else the agent left there is read by a person's git: a
-`rebase-merge/` whose `--abort` moved main to a blocked commit and whose `--continue` ran the agent's command,
-a `logs/HEAD` linked to a file of the person's that their next checkout appended to."""
+_KEPT_FILES = frozenset({"index", "COMMIT_EDITMSG", "ORIG_HEAD", "MERGE_RR", "AUTO_MERGE"})
+_KEPT_FOLDERS: dict[str, frozenset[str]] = {"logs": frozenset({"HEAD"}), "info": frozenset({"sparse-checkout"})}
+"""What else of the admin dir stays at the agent's end, each a regular file of one link as git leaves it (a
+symlink, a FIFO or a hard link in its place is removed: git writes through the first and the last, and waits on
+the second for good): the index (and a split index's `sharedindex.*`; loomtui's save reads it), the reflog
+(`logs/HEAD`), a sparse checkout's patterns (`info/sparse-checkout`) and what a commit, reset or merge leaves.
+Anything else the agent left there is read by a person's git: a `rebase-merge/` whose `--abort` moved main to a
+blocked commit and whose `--continue` ran the agent's command, a `logs/HEAD` linked to a file of the person's
+that their next checkout appended to."""
 
 
 @dataclass(frozen=True)
@@ -76,7 +80,7 @@ def put_back(links: GitLinks) -> tuple[list[str], list[str]]:
             # committed every file's deletion. A worktree moved away keeps its admin files put back.
             continue
         try:
-            if _text(path) == text and not path.is_symlink():
+            if _text(path) == text and (_plain_file(path) or not _mode(path)):  # a FIFO read as no file
                 continue
             _remove(path, failed)  # a repository of the agent's making in place of the link: not its work
             if text is not None:
@@ -88,19 +92,20 @@ def put_back(links: GitLinks) -> tuple[list[str], list[str]]:
 
 
 def _clear_admin_dir(admin: Path, changed: list[str], failed: list[str]) -> None:
-    """Remove from the worktree's admin dir what is neither a link file `put_back` writes nor `_ALSO_KEPT`, and
-    any link (or folder) where a file is kept; in `logs/`, all but a regular `HEAD`."""
+    """Remove from the worktree's admin dir what is neither a link file `put_back` writes nor kept as git
+    leaves it (`_KEPT_FILES`, `_KEPT_FOLDERS`)."""
     try:
-        entries = list(admin.iterdir())
-        logs = admin / "logs"
-        if logs.is_dir() and not logs.is_symlink():
-            entries += [entry for entry in logs.iterdir() if entry.name != "HEAD" or not _plain_file(entry)]
+        entries = [entry for entry in admin.iterdir() if entry.name not in _ADMIN_FILES]  # those put back
+        for folder, names in _KEPT_FOLDERS.items():
+            if stat.S_ISDIR(_mode(admin / folder)):
+                entries += [entry for entry in (admin / folder).iterdir()
+                            if entry.name not in names or not _plain_file(entry)]
     except OSError as exc:
         failed.append(f"{admin.name}: {exc.strerror or exc}")
         return
     for entry in entries:
-        if entry.parent == admin and (entry.name in _ADMIN_FILES or (  # the former put back as they were
-                entry.name in _ALSO_KEPT and not entry.is_symlink() and (entry.name == "logs") == entry.is_dir())):
+        if entry.parent == admin and (stat.S_ISDIR(_mode(entry)) if entry.name in _KEPT_FOLDERS else _plain_file(
+                entry) and (entry.name in _KEPT_FILES or entry.name.startswith("sharedindex."))):
             continue
         try:
             _remove(entry, failed)
@@ -110,22 +115,35 @@ def _clear_admin_dir(admin: Path, changed: list[str], failed: list[str]) -> None
             changed.append(str(entry.relative_to(admin)))
 
 
+def _mode(path: Path) -> int:
+    """The file's own mode (a link's, not what it leads to); 0 when it is not there."""
+    try:
+        return os.lstat(path).st_mode
+    except OSError:
+        return 0
+
+
 def _plain_file(path: Path) -> bool:
-    return path.is_file() and not path.is_symlink()
+    """A regular file of one link: nothing git reads or writes there reaches another file."""
+    try:
+        found = os.lstat(path)
+    except OSError:
+        return False
+    return stat.S_ISREG(found.st_mode) and found.st_nlink == 1
 
 
 def _remove(path: Path, failed: list[str]) -> None:
-    """Remove a file, a link or a folder (moved aside first, so its name is free whatever its removal meets: a
-    tree of any depth); a folder that cannot be removed is said in `failed`."""
-    if path.is_symlink() or path.is_file():
-        path.unlink()
-    elif path.is_dir():
+    """Remove a folder (moved aside first, so its name is free whatever its removal meets: a tree of any depth)
+    or anything else (a file, a link, a FIFO); a folder that cannot be removed is said in `failed`."""
+    if stat.S_ISDIR(_mode(path)):
         aside = path.with_name(f".{path.name}.agent-{secrets.token_hex(4)}")
         os.rename(path, aside)
         try:
             remove_tree(aside)
         except OSError as exc:  # left in the worktree, it would be saved to the branch as the agent's work
             failed.append(f"{aside.name}, the agent's {path.name} moved aside: {exc.strerror or exc}")
+    elif _mode(path):
+        path.unlink()
 
 
 def not_put_back_said(failed: list[str], worktree: Path | str) -> str:
