@@ -236,6 +236,7 @@ async def test_enter_in_the_audit_filter_searches_the_whole_log(billing: Path, m
         await pilot.press("enter")
         await wait_for(pilot, lambda: table.row_count == 1)
         assert table.get_row_at(0)[2].plain == "escalation.override"
+        await wait_for(pilot, lambda: "hotfix" in str(detail.render()))  # its details, the reason among them
         await pilot.press("slash", "ctrl+u", *"nothing", "enter")
         await wait_for(pilot, lambda: "No entry in the whole log holds 'nothing'" in str(detail.render()))
         await pilot.press("escape")

@@ -311,7 +311,7 @@ class AuditScreen(LoomScreen[None]):
             self.query_one("#audit-detail", Static).update(Text(said))
             return
         key = table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value
-        entry = self.entries.get(int(key or 0))
+        entry = self.entries.get(int(key or 0)) or self.found.get(int(key or 0))
         if entry is None:
             return
         detail = self.query_one("#audit-detail", Static)
