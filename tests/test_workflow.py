@@ -640,6 +640,25 @@ def test_an_override_that_ran_out_merges_nothing_until_a_lead_overrides_again(ma
     assert request_merge(manual, sandbox_id).status == MERGED
 
 
+async def test_the_app_counts_an_override_that_runs_out_with_nothing_written(manual: Workspace) -> None:
+    """An override running out writes nothing: the header said 3 escalations for good while `status` said 4."""
+    from loomtui.tui.app import LoomApp
+    from loomtui.tui.widgets.status_header import StatusHeader
+    from tests.test_tui import wait_for
+
+    sandbox_id = run_task(manual, "ledger", "ledger.py", "return amount", "return amount * 2")
+    assert wait_until_settled(manual, sandbox_id).step == Step.WAIT_DECISION
+    escalation = int(sb.get_sandbox(manual, sandbox_id).data["review_escalation"])
+    lead = Workspace(manual.paths, manual.store, manual.audit, "lead@example.com")
+    decide(lead, load_policy(manual.root), escalation, "override", reason="hotfix", expires_hours=4 / 3600)
+    app = LoomApp(manual)
+    async with app.run_test(size=(120, 40)) as pilot:
+        header = app.screen.query_one(StatusHeader)
+        await wait_for(pilot, lambda: app.latest_snapshot is not None and app.latest_snapshot.next_override_end)
+        assert header.escalations == 0
+        await wait_for(pilot, lambda: header.escalations == 1)  # within a second of its end, no event read
+
+
 def test_a_new_override_after_one_that_ran_out_moves_the_task_on(manual: Workspace) -> None:
     """The step that failed for the override that ran out ("needs a new override") stood after the new one
     was given, the sandbox awaiting review, until someone ran `sandbox advance`."""

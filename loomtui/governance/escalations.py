@@ -258,6 +258,14 @@ def override_expired(escalation: EscalationRecord, expires: object = None) -> fl
     return float(expires) if time.time() > expires else None
 
 
+def next_override_end(escalations: Iterable[EscalationRecord]) -> float | None:
+    """The soonest time one of these overrides runs out (None: none is still running): a view counting what is
+    to decide reads again then, as nothing is written when it does."""
+    ends = [float(e.data["override_expires"]) for e in escalations if e.status == EscalationStatus.OVERRIDDEN
+            and isinstance(e.data.get("override_expires"), (int, float)) and e.data["override_expires"] > time.time()]
+    return min(ends, default=None)
+
+
 def allowed_decisions(policy: Policy, escalation: EscalationRecord, user: str) -> list[str]:
     """Which of approve / reject / override this user may take on this escalation now (an override that
     ran out may be given again)."""

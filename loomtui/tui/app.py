@@ -137,6 +137,7 @@ class LoomApp(App[int]):
         self._store_state = "ok"
         self.loom_themes: list[str] = []
         self.latest_snapshot: DashboardSnapshot | None = None
+        self._override_due: float | None = None  # when the next override runs out, as the listener last read
         self.coordination: CoordinationPicture | None = None
         self.coordinator: Coordinator | None = None  # built by a worker; None until indexed
         self._kept: KeptCoordinator | None = None  # the coordination worker's (its module loads the index's)
@@ -378,7 +379,7 @@ class LoomApp(App[int]):
                     if seen is not None and newest > seen:
                         seen = self._read_store(seen)
                 elif seen is None or read_now or store.wait_for_events(
-                        seen, LISTEN_SECONDS, cancelled=lambda: worker.is_cancelled):
+                        seen, self._listen_seconds(), cancelled=lambda: worker.is_cancelled) or self._override_ended():
                     seen = self._read_store(seen)
                     read_now = False
             except LoomError as exc:
@@ -386,6 +387,16 @@ class LoomApp(App[int]):
                     self.call_from_thread(self._store_failed, str(exc))
                 failing = True
                 worker.cancelled_event.wait(RETRY_SECONDS)
+
+    def _listen_seconds(self) -> float:
+        """How long to wait for the store's events: until the next override runs out, at most LISTEN_SECONDS."""
+        due = self._override_due
+        return LISTEN_SECONDS if due is None else min(LISTEN_SECONDS, max(0.05, due - time.time()))
+
+    def _override_ended(self) -> bool:
+        """Whether an override ran out since the last read: the header's count and the palette change, and no
+        event says so (it read 3 escalations for good while `status` said 4)."""
+        return self._override_due is not None and time.time() >= self._override_due
 
     def _snapshot_after(self, seen: int | None, *, with_claims: bool = True) -> DashboardSnapshot:
         """The store's state and the events after event `seen` (None: the recent history only; a
@@ -398,6 +409,7 @@ class LoomApp(App[int]):
     def _read_store(self, seen: int | None) -> int:
         """Post a snapshot of what changed after event `seen`; the newest event id read."""
         snapshot = self._snapshot_after(seen)
+        self._override_due = snapshot.next_override_end
         if not get_current_worker().is_cancelled:
             self.post_message(StoreChanged(snapshot))
         return snapshot.last_event_id

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from typing import Final, NamedTuple
 
 from loomtui.execution.sandboxes import branch_tips
-from loomtui.governance.escalations import to_decide
+from loomtui.governance.escalations import next_override_end, to_decide
 from loomtui.governance.policy import MERGE_MANUAL
 from loomtui.store import ClaimRecord, EscalationRecord, Event, SandboxRecord
 from loomtui.workflow.steps import KnownHolders, StepView, branches_read, next_step
@@ -44,6 +44,8 @@ class DashboardSnapshot:
     risk_by_sandbox: dict[str, str] = field(default_factory=dict)  # from its newest escalation
     events: list[Event] = field(default_factory=list)
     last_event_id: int = 0
+    next_override_end: float | None = None
+    """When the next running override runs out (`escalations.next_override_end`): nothing is written then."""
     steps: dict[str, StepView] = field(default_factory=dict)  # what each sandbox does or waits for next
     eval_badges: dict[str, EvalBadge] = field(default_factory=dict)  # from each sandbox's newest eval
 
@@ -110,6 +112,7 @@ def read_snapshot(workspace: Workspace, after_event: int, *, merge_mode: str = M
         gates_by_sandbox=gates_by_sandbox,
         risk_by_sandbox=risk_by_sandbox,
         escalations_to_decide=escalations_to_decide,
+        next_override_end=next_override_end(escalations),
         claims_by_sandbox=claims_by_sandbox,
         claim_counts=claim_counts,
         events=events,
