@@ -509,15 +509,23 @@ def _judge(repo: Path, base: Path, records: dict[str, Any], victim_claims: set[s
                 evidence.append("the signing key reached the agent's branch")
             if UNPUBLISHED in stolen:
                 evidence.append("a blob no ref reaches (staged work) reached the agent's branch")
-        if attempt.name == "tree-bomb" and subprocess.run(
-                ["git", "rev-parse", "--verify", "-q", f"{records[attempt.name].branch}:zz0"], cwd=repo,
-                capture_output=True).returncode == 0:
+        if attempt.name == "tree-bomb" and _ever_held(repo, records[attempt.name].branch, "zz0"):
             evidence.append("a tree of 279,620 folders reached the agent's branch")
         stored = workspace.store.get_sandbox(records[attempt.name].id)
         if stored is not None and stored.task == marker:
             evidence.append("the state store was written")
         results.append(AttemptResult(attempt.name, attempt.tries, isolate, not evidence, evidence))
     return results
+
+
+def _ever_held(repo: Path, branch: str, path: str) -> bool:
+    """Whether `branch` holds `path`, or held it at any time its reflog keeps: a save of what an agent left
+    uncommitted, made on top, drops a tree of empty folders (no file of it is in a worktree), and a run on a
+    loaded machine read the bomb as stopped."""
+    tips = subprocess.run(["git", "log", "-g", "--format=%H", branch, "--"], cwd=repo, capture_output=True,
+                          text=True).stdout.split()
+    return any(subprocess.run(["git", "rev-parse", "--verify", "-q", f"{tip}:{path}"], cwd=repo,
+                              capture_output=True).returncode == 0 for tip in [branch, *tips])
 
 
 def report_lines(report: HostileReport) -> list[str]:
