@@ -4,8 +4,9 @@ built-in ones, and the parser of the file's `runtimes:` section (errors as `file
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
+from pathlib import PurePath
 from typing import Final, Literal, get_args
 
 from loomtui.errors import LoomError
@@ -47,7 +48,9 @@ class RuntimeConfig:
     """Seconds an agent may only wait for an unreachable model API before it is stopped."""
 
     def render_argv(self, values: Mapping[str, str]) -> tuple[str, ...]:
-        """argv with each `{placeholder}` replaced from `values`; no shell is involved."""
+        """argv with each `{placeholder}` replaced from `values`; no shell is involved (and `{task}` inside a
+        shell's script is refused: `sh -c 'echo {task}'` ran a task's `$(...)`)."""
+        refuse_task_in_a_shell_script(self.argv, f"runtime {self.name!r}")
 
         def substitute(match: re.Match[str]) -> str:
             name = match.group(1)
@@ -56,6 +59,27 @@ class RuntimeConfig:
             return values[name]
 
         return tuple(_PLACEHOLDER_RE.sub(substitute, arg) for arg in self.argv)
+
+
+_SHELLS: Final = frozenset({"sh", "bash", "dash", "zsh", "ksh", "mksh", "ash", "fish"})
+
+
+def refuse_task_in_a_shell_script(argv: Sequence[str], what: str) -> None:
+    """Raise (exit 2) when `{task}` is in the script a shell is given (`sh -c '... {task} ...'`): the task's text
+    would be read as shell there (a quote in it breaks the command, a `$(...)` runs), not passed as it is."""
+    for index, word in enumerate(argv):
+        shell = PurePath(word).name
+        if shell not in _SHELLS:
+            continue
+        rest = list(argv[index + 1:])
+        while rest and rest[0].startswith("-") and rest[0] != "--":
+            option = rest.pop(0)
+            if not option.startswith("--") and "c" in option[1:]:
+                if rest and "{task}" in rest[0]:
+                    raise LoomError(f"{what}: {{task}} is inside the script {shell} -c runs, where its text would be "
+                                    "read as shell; give it as an argument of its own "
+                                    f"({shell} -c '... \"$1\" ...' {shell} {{task}})", exit_code=2)
+                break
 
 
 # The runtimes that exist without any config. A task's text is never passed

@@ -564,3 +564,19 @@ def test_a_dangling_symlink_for_the_config_or_the_policy_is_an_error_not_the_def
         load_config(tmp_path)
     with pytest.raises(ConfigError, match=r"^\.loom/policy\.yaml: a symlink to 'missing\.yaml', which does not exist"):
         load_policy(tmp_path)
+
+
+@pytest.mark.parametrize("argv", [("sh", "-c", "echo {task}"), ("env", "bash", "-lc", 'echo "task: {task}"'),
+                                  ("/bin/dash", "-e", "-c", "x {task}")])
+def test_task_inside_a_shell_s_script_is_refused_as_shell_it_would_be_read_as(argv: tuple[str, ...]) -> None:
+    """`sh -c 'echo "task was: {task}"'` ran a task `say $(id -un) hi` as shell (`say root hi`), though the
+    help said the text is passed as whole arguments (a tech lead's walkthrough)."""
+    from loomtui.runtime_config import RuntimeConfig
+
+    runtime = RuntimeConfig(name="command", argv=argv)
+    with pytest.raises(LoomError, match=r"\{task\} is inside the script (sh|bash|dash) -c runs") as refused:
+        runtime.render_argv({"task": "say $(id -un) hi"})
+    assert refused.value.exit_code == 2
+    # As an argument of its own, the shell's $1: the text as it is.
+    safe = RuntimeConfig(name="command", argv=("sh", "-c", 'echo "task: $1"', "sh", "{task}"))
+    assert safe.render_argv({"task": "say $(id -un) hi"})[-1] == "say $(id -un) hi"

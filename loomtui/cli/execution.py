@@ -598,7 +598,8 @@ def register(commands: Any) -> None:
     new.add_argument("--script", type=nonempty_arg, metavar="FILE", help="the YAML script a `script` runtime replays")
     new.add_argument("command", nargs="*", metavar="-- PROGRAM ARG",
                      help="for the generic `command` runtime: the program and its arguments "
-                          f"({PLACEHOLDERS_SAID} are substituted as whole arguments)")
+                          f"({PLACEHOLDERS_SAID} are substituted in the arguments, never read by a shell: "
+                          "`sh -c 'echo {task}'` is refused; pass it on as `sh -c '... \"$1\"' sh {task}`)")
     new.add_argument("--after", action="append", metavar="ID",
                      help="wait for sandbox ID's change to merge first (repeatable); this task's claims, "
                           "worktree and agent start from the merged target then")

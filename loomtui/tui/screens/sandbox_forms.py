@@ -88,8 +88,8 @@ class NewSandboxScreen(ModalScreen[NewSandboxRequest | None]):
                                 tooltip="ids of the sandboxes whose change merges before this one starts")
                 yield Input(placeholder="script file (script runtime only)", id="script")
                 # Every placeholder in its tooltip, from the one list (cut at 80 columns, the hint named three).
-                yield Input(placeholder="command, e.g. ./fix.sh {task} (all placeholders: tooltip)",
-                            tooltip=f"Substituted as whole arguments: {PLACEHOLDERS_SAID}", id="command")
+                yield Input(placeholder=f"command, e.g. ./fix.sh {{task}} ({PLACEHOLDERS_SAID})",
+                            tooltip="Substituted in the arguments, never in a shell's -c script", id="command")
                 yield Label("Claims (suggested from the task; space toggles):")
                 yield TickList[str](id="claims")
                 yield Static(id="claim-check")
