@@ -396,6 +396,8 @@ async def test_o_overrules_a_reviewer_s_rejection_from_the_decided_list(billing:
         app.screen.query_one(Input).value = "the rounding is what the ADR asks for"
         await pilot.press("enter")
         await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen))
+        # Whose "no" it overrules, and why they said it (the question named the rules only).
+        assert f"It overrules {BOB}'s rejection (not the way to round)." in app.screen.question  # type: ignore[attr-defined]
         await pilot.press("y")
         store = app.workspace.store
         await wait_for(pilot, lambda: store.get_escalation(rejected).status == "overridden")  # type: ignore[union-attr]

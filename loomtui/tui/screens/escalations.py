@@ -493,8 +493,14 @@ class EscalationsScreen(LoomScreen[None]):
         why = headline + (f"; rules: {', '.join(named)}" if named else "")
         target = f"sandbox {escalation.sandbox_id}'s change" if escalation.sandbox_id else "this change"
         hours = self.loom.policy.overrides.max_hours if self.loom.policy else 0
+        # A rejection it overrules, with its reason: the question named the rules only, and a colleague's "no"
+        # was overruled unseen.
+        rejected = [f"{entry.get('by')}'s rejection ({entry.get('reason') or 'no reason given'})"
+                    for entry in escalation.data.get("history") or []
+                    if isinstance(entry, dict) and entry.get("event") == "reject"]
+        overrules = f" It overrules {'; '.join(rejected)}." if rejected else ""
         question = (f"Override escalation #{escalation.id}? {target} goes on as if approved (it may merge into "
-                    f"its target) for at most {hours:g}h, despite: {why}. Reason: {reason}")
+                    f"its target) for at most {hours:g}h, despite: {why}.{overrules} Reason: {reason}")
 
         def answered(yes: bool | None) -> None:
             if yes:
