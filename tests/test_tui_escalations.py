@@ -790,6 +790,9 @@ async def test_slash_filters_the_queue_by_summary_sandbox_or_rule_and_esc_clears
         assert app.focused is table and "docs typo" in str(table.get_row_at(0)[-1])
         await pilot.press("slash", "ctrl+u", *"payments-high")  # a rule's name
         await wait_for(pilot, lambda: table.row_count == 1 and "docs typo" not in str(table.get_row_at(0)[-1]))
+        await pilot.press("slash", "ctrl+u", *"zzz")  # none: said so, not "No escalations." (an empty queue)
+        detail = app.screen.query_one("#esc-detail", Static)
+        await wait_for(pilot, lambda: "No escalation shown holds 'zzz' (esc clears the filter)." in str(detail.render()))
         await pilot.press("escape")
         await wait_for(pilot, lambda: table.row_count == 2)
         assert isinstance(app.screen, EscalationsScreen)

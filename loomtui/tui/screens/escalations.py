@@ -291,6 +291,11 @@ class EscalationsScreen(LoomScreen[None]):
                 "\n", record.summary, "\n\n", ("Decide it from that repository: its policy judges it.", "dim"))))
             self.refresh_bindings()
             return
+        if escalation is None and self.filter_text and (self.escalations or self.elsewhere):
+            # "No escalations." read as an empty queue while the filter hid them all.
+            detail.update(Text(f"No escalation shown holds {self.filter_text!r} (esc clears the filter)."))
+            self.refresh_bindings()
+            return
         if escalation is None:
             detail.update(Text("No open escalations. Changes that need a person's decision "
                                "appear here live." if not self.show_decided else "No escalations."))
