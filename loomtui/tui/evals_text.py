@@ -161,7 +161,7 @@ def test_rows(report: EvalReport) -> list[PerTestRow]:
             cls_style = REGRESSION_STYLE if bad else CLASS_STYLES.get(test.cls, "")
             cells = {"cls": Text(test.cls.value, style=cls_style),
                      "flaky": Text("flaky" if test.flaky else "", style="yellow"),
-                     "test": Text(short_test_id(test.id), style=REGRESSION_STYLE if bad else ""),
+                     "test": Text(one_line(test.id), style=REGRESSION_STYLE if bad else ""),
                      "message": Text(one_line(test.message, MESSAGE_WIDTH), style="" if bad else "dim")}
             rows.append(PerTestRow(cells, _whole(test.cls.value, cls_style, test.id, test.message)))
         for finding in check.findings.new if check.findings is not None else ():

@@ -36,6 +36,7 @@ from loomtui.tui.evals_text import (
     one_line,
     read_evals,
     score_text,
+    short_test_id,
     summary_text,
     tail_lines,
     test_rows,
@@ -52,7 +53,7 @@ if TYPE_CHECKING:  # the eval engines load when an eval is read (a worker), not 
 CHECK_COLUMNS: Final = (("check", "Check"), ("status", "Status"), ("time", "Time"), ("blocking", "Blocking"),
                         ("outcome", "Outcome"))
 TEST_COLUMNS: Final = (FitColumn("cls", "Class", 0), FitColumn("flaky", "Flaky", 1),
-                        FitColumn("test", "Test", 2, flex=True, min_width=16, want=44),
+                        FitColumn("test", "Test", 2, flex=True, min_width=16, want=72, shorten=short_test_id),
                         FitColumn("message", "Message", 3, flex=True, min_width=8, want=30))
 """Fitted to the pane (a message ran on past it at 80 columns, cut mid-word): the whole test and message
 are under the table when a row is highlighted."""

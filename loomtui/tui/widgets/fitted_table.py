@@ -3,7 +3,7 @@ column takes the width left over (its text cut with …), nothing behind a horiz
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -50,6 +50,8 @@ class FitColumn:
     takes_room: bool = False
     """A flexible column that, short of room, takes its minimum from the flexible columns before it (down to
     theirs) rather than go."""
+    shorten: Callable[[str, int], str] | None = None
+    """How a cell wider than the column is cut (default: at its end, with …): a test id keeps its name."""
 
 
 @dataclass(frozen=True)
@@ -158,6 +160,7 @@ class FittedTable(DataTable[Cell]):
         kwargs.setdefault("zebra_stripes", True)
         super().__init__(**kwargs)
         self.fit_spec = tuple(columns)
+        self._shorten = {c.key: c.shorten for c in self.fit_spec if c.shorten is not None}
         self._rows: dict[str, dict[str, Cell]] = {}  # the whole cells, in row order
         self._plain: dict[str, dict[str, str]] = {}  # what each shown cell says, to skip unchanged ones
         self._widest = {c.key: cell_len(c.label) for c in self.fit_spec}  # grows with the cells set
@@ -238,10 +241,18 @@ class FittedTable(DataTable[Cell]):
         if not self.lay_out(remeasure=narrowed):
             self._show_row(row)
 
+    def _cut(self, column: str, cell: Cell, width: int) -> Cell:
+        shorten = self._shorten.get(column)
+        if shorten is not None and _cell_width(cell) > width:
+            plain = cell.plain if isinstance(cell, Text) else cell
+            cell = Text(shorten(plain, width), style=cell.style) if isinstance(cell, Text) else shorten(plain, width)
+        return cut(cell, width)
+
     def _show_row(self, key: str) -> None:
         if not self.layout_shown.widths:
             return  # not laid out yet (no width): the first layout adds every row
-        cells = {column: cut(self._rows[key].get(column, ""), width) for column, width in self.layout_shown.widths}
+        cells = {column: self._cut(column, self._rows[key].get(column, ""), width)
+                 for column, width in self.layout_shown.widths}
         plain = {column: str(value) for column, value in cells.items()}
         if key not in self.rows:
             self.add_row(*cells.values(), key=key)
