@@ -1496,6 +1496,12 @@ def test_changed_ranges_are_lines_of_the_current_file() -> None:
     ('cp $(echo x) g.py; ln -sf "$(pwd)/x" h.py', ["g.py", "h.py"]),
     ("git commit -m \"$(cat <<'EOF'\nFix it (it's \"quoted\")\nEOF\n)\"", []),  # how Claude Code commits
     ('echo "$(cat <<EOF\nbody\nEOF\necho x > i.py)"', ["i.py"]),
+    # A substitution in a `bash -c "..."` string or an `eval` (an internal error refused them all).
+    ('eval "$(ssh-agent -s)"; bash -c "echo $(date)"; sudo sh -c "echo $(whoami) >> j.log"', ["j.log"]),
+    # A `)` that closes nothing (a case's pattern, a comment's), and a backquote's own escapes: writes missed.
+    ('echo "$(case x in x) echo pwned > k.py;; esac)"; echo `echo "\\`echo x > l.py\\`"`', ["k.py", "l.py"]),
+    ('echo "$(echo hi # )\necho x > m.py)"; cd sub && x=$(cd ..; case y in y) echo x > n.py;; esac)',
+     ["m.py", "n.py"]),
 ])
 def test_bash_write_targets_best_effort(tmp_path: Path, command: str, written: list[str]) -> None:
     (tmp_path / "payments" / "sub" / "x").mkdir(parents=True)  # a cd into a folder not there fails
@@ -1742,3 +1748,14 @@ def test_hooks_installed_in_a_bare_repository_s_worktree_leave_it_a_work_tree(tm
     assert "a.py" in git(tmp_path / "wt", "ls-files")  # a work tree still (`git status` failed here)
     git(tmp_path / "wt", "status", "--porcelain")
     assert git(tmp_path / "repo.git", "rev-parse", "--is-bare-repository").strip() == "true"  # the repository's own
+
+
+def test_a_refusal_names_a_command_substitution_as_written_not_its_mark(tmp_path: Path) -> None:
+    """`git apply "$(ls *.patch)"` was refused as reading '$\\x010\\x01' (the mark a substitution leaves)."""
+    from loomtui.governance.hooks.bash import CommandNotRead
+
+    for command, said in (('git apply "$(ls *.patch)"', "it reads '$(…)'"),
+                          ('touch "$(date +%s).stamp"', "named by a command's output ('$(…).stamp')")):
+        with pytest.raises(CommandNotRead) as refused:
+            bash_write_targets(command, tmp_path)
+        assert said in str(refused.value) and "x01" not in str(refused.value), str(refused.value)

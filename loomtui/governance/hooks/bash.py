@@ -6,6 +6,7 @@ Stdlib only: it runs in the hook process, on every Bash call an agent makes.
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import fnmatch
 import glob
 import itertools
@@ -64,6 +65,18 @@ def bash_write_targets(command: str, cwd: Path, *, depth: int = 0, bodies_gone: 
     a file named through a variable is not seen (the git pre-commit hook and the post-gate policy still
     see the change). `depth`: shells within shells read so far; `bodies_gone`: the here-documents' text was
     taken out already (a command substitution's, read on its own)."""
+    if _SET_ASIDE_TEXTS.get() is not None:  # within a command being read: its substitutions' table is shared
+        return _read_command(command, cwd, depth, bodies_gone)
+    table = _SET_ASIDE_TEXTS.set([])
+    try:
+        return _read_command(command, cwd, depth, bodies_gone)
+    except CommandNotRead as exc:  # said with `$(…)` where a substitution's mark is
+        raise CommandNotRead(_SET_ASIDE_SAID.sub("$(…)", _SET_ASIDE.sub("$(…)", str(exc)))) from None
+    finally:
+        _SET_ASIDE_TEXTS.reset(table)
+
+
+def _read_command(command: str, cwd: Path, depth: int, bodies_gone: bool) -> list[str]:
     if depth > MAX_SHELL_DEPTH:
         raise CommandNotRead(f"it runs shells within shells more than {MAX_SHELL_DEPTH} deep")
     if len(command) > MAX_COMMAND_CHARS:
@@ -74,7 +87,8 @@ def bash_write_targets(command: str, cwd: Path, *, depth: int = 0, bodies_gone: 
     if len(plain) > MAX_WORDS_CHARS:
         raise CommandNotRead(f"it is {len(plain):,} characters long outside its here-documents (loomtui reads "
                              f"at most {MAX_WORDS_CHARS:,})")
-    plain, substitutions = _substitutions_set_aside(plain)
+    plain, own = _substitutions_set_aside(plain)
+    set_aside = _SET_ASIDE_TEXTS.get() or []
     try:
         tokens = _shell_tokens(plain)
     except ValueError:
@@ -95,9 +109,10 @@ def bash_write_targets(command: str, cwd: Path, *, depth: int = 0, bodies_gone: 
     with read_budget() if depth == 0 else contextlib.nullcontext():
         for words, ended_by in _simple_commands(tokens):
             # Its command substitutions first, as bash runs them: in the folder it runs in, each a shell of its own.
-            for index in _SET_ASIDE.findall(" ".join(words)):
-                take(bash_write_targets(substitutions[int(index)], folders.where or _NO_FOLDER, depth=depth + 1,
-                                        bodies_gone=True))
+            # (A mark of an outer shell's, in a `bash -c "..."` string, was read there; one typed in, nowhere.)
+            for index in map(int, _SET_ASIDE.findall(" ".join(words))):
+                if index in own:
+                    take(_read_command(set_aside[index], folders.where or _NO_FOLDER, depth + 1, True))
             if words == ["("]:
                 folders.enter_subshell()
             elif words == [")"]:
@@ -177,13 +192,17 @@ def _without_comments(text: str) -> str:
     return "".join(out)
 
 
-def _substitutions_set_aside(text: str) -> tuple[str, list[str]]:
+def _substitutions_set_aside(text: str) -> tuple[str, range]:
     """`text` with each command substitution (`$(cmd)`, `\\`cmd\\``, outside single quotes) replaced by a mark in
     its word, `$\\x01N\\x01`, and the commands, N each: a word keeps its place (`sed -i "s/a/$(cat v)/" f.py`
     read `f.py` as a command of its own), and the command is read on its own, as bash runs it. A file named
-    by a mark is named by a command's output; a folder, unknown."""
+    by a mark is named by a command's output; a folder, unknown. The marks' N, in the table the whole command
+    shares (`_SET_ASIDE_TEXTS`), are returned."""
     out: list[str] = []
-    set_aside: list[str] = []
+    set_aside = _SET_ASIDE_TEXTS.get()
+    if set_aside is None:
+        set_aside = []
+    first = len(set_aside)
     quote = ""
     index = 0
     while index < len(text):
@@ -196,7 +215,8 @@ def _substitutions_set_aside(text: str) -> tuple[str, list[str]]:
             start = index + (1 if char == "`" else 2)
             end = _substitution_end(text, start, char)
             out.append(f"$\x01{len(set_aside)}\x01")
-            set_aside.append(text[start:end])
+            # A backquote's text as bash reads it: \\`, \\$ and \\\\ are unescaped first.
+            set_aside.append(text[start:end] if char == "$" else _BACKQUOTE_ESCAPE.sub(r"\1", text[start:end]))
             index = end + 1
             continue
         if quote:
@@ -205,22 +225,29 @@ def _substitutions_set_aside(text: str) -> tuple[str, list[str]]:
             quote = char
         out.append(char)
         index += 1
-    return "".join(out), set_aside
+    return "".join(out), range(first, len(set_aside))
 
 
 _SET_ASIDE: Final = re.compile("\\$\x01(\\d+)\x01")
 """The mark a command substitution leaves in its word (`_substitutions_set_aside`)."""
+_SET_ASIDE_TEXTS: contextvars.ContextVar[list[str] | None] = contextvars.ContextVar("loomtui_set_aside", default=None)
+"""The commands the marks of the command being read stand for, by N (shells within it share it)."""
+_SET_ASIDE_SAID: Final = re.compile(r"\$\\x01\d+\\x01")
+"""A mark as `quoted` says it (its control characters escaped)."""
+_BACKQUOTE_ESCAPE: Final = re.compile(r"\\([`$\\])")
+_WORD_AT: Final = re.compile(r"[A-Za-z_]+(?=[\s;&|()]|$)")
 
 
 def _substitution_end(text: str, start: int, opened_by: str) -> int:
     """Where the command substitution whose text starts at `start` ends: its closing backquote, or the `)`
     matching its `$(` (quotes and parentheses inside it counted)."""
-    depth, quote, index = 1, "", start
+    depth, quote, index, cases = 1, "", start, 0
     while index < len(text):
         char = text[index]
         if char == "\\" and quote != "'":
             index += 2
             continue
+        starts_word = index == start or text[index - 1] in " \t\n;&|()"
         if opened_by == "`":
             if char == "`":
                 return index
@@ -228,6 +255,14 @@ def _substitution_end(text: str, start: int, opened_by: str) -> int:
             quote = "" if char == quote else quote
         elif char in "'\"":
             quote = char
+        elif char == "#" and starts_word:  # a comment: its `)` closes nothing
+            end = text.find("\n", index)
+            index = len(text) if end < 0 else end
+            continue
+        elif starts_word and (word := _WORD_AT.match(text, index)) is not None and word.group() in ("case", "esac"):
+            cases += 1 if word.group() == "case" else -1  # `case x in x) ...;; esac`: a pattern's `)` closes nothing
+        elif char == ")" and cases > 0 and depth == 1:
+            pass
         elif char in "()":
             depth += 1 if char == "(" else -1
             if not depth:
