@@ -61,25 +61,47 @@ class RuntimeConfig:
         return tuple(_PLACEHOLDER_RE.sub(substitute, arg) for arg in self.argv)
 
 
-_SHELLS: Final = frozenset({"sh", "bash", "dash", "zsh", "ksh", "mksh", "ash", "fish"})
+_SHELLS: Final = frozenset({"sh", "bash", "dash", "zsh", "ksh", "mksh", "ash", "yash", "posh"})
+_WRAPPERS: Final = frozenset({"env", "sudo", "doas", "nice", "ionice", "timeout", "nohup", "exec", "command", "setsid",
+                              "stdbuf", "time", "chrt", "taskset", "unbuffer", "chronic"})
+"""Programs that run the command after them: `env bash -c`, `timeout 5 sh -c` run a shell as `sh -c` does."""
+_SHELL_OPTIONS_WITH_VALUE: Final = frozenset({"-o", "+o", "-O", "+O", "--rcfile", "--init-file"})
 
 
 def refuse_task_in_a_shell_script(argv: Sequence[str], what: str) -> None:
     """Raise (exit 2) when `{task}` is in the script a shell is given (`sh -c '... {task} ...'`): the task's text
     would be read as shell there (a quote in it breaks the command, a `$(...)` runs), not passed as it is."""
-    for index, word in enumerate(argv):
-        shell = PurePath(word).name
-        if shell not in _SHELLS:
-            continue
-        rest = list(argv[index + 1:])
-        while rest and rest[0].startswith("-") and rest[0] != "--":
-            option = rest.pop(0)
-            if not option.startswith("--") and "c" in option[1:]:
-                if rest and "{task}" in rest[0]:
-                    raise LoomError(f"{what}: {{task}} is inside the script {shell} -c runs, where its text would be "
-                                    "read as shell; give it as an argument of its own "
-                                    f"({shell} -c '... \"$1\" ...' {shell} {{task}})", exit_code=2)
-                break
+    index = 0
+    while index < len(argv) and PurePath(argv[index]).name not in _SHELLS:
+        word = argv[index]
+        # Past the wrappers, their options and values, and assignments; any other program is no shell.
+        if index and not (PurePath(word).name in _WRAPPERS or word.startswith("-") or "=" in word or word.isdigit()):
+            return
+        if not index and PurePath(word).name not in _WRAPPERS:
+            return
+        index += 1
+    if index >= len(argv):
+        return
+    shell, asked, rest = PurePath(argv[index]).name, False, iter(argv[index + 1:])
+    for word in rest:
+        if word in _SHELL_OPTIONS_WITH_VALUE:
+            next(rest, None)
+        elif word == "--":
+            script = next(rest, "") if asked else ""
+            break
+        elif word[:1] in "-+" and len(word) > 1:
+            asked |= word[0] == "-" and not word.startswith("--") and "c" in word[1:]
+            if not word.startswith("--") and word[-1] in "oO":  # `-euo pipefail`: its value
+                next(rest, None)
+        else:
+            script = word if asked else ""
+            break
+    else:
+        return
+    if "{task}" in script:
+        raise LoomError(f"{what}: {{task}} is inside the script {shell} -c runs, where its text would be read as "
+                        f"shell; give it as an argument of its own ({shell} -c '... \"$1\" ...' {shell} {{task}})",
+                        exit_code=2)
 
 
 # The runtimes that exist without any config. A task's text is never passed
@@ -206,6 +228,10 @@ def _runtime_argv(argv_value: Value) -> tuple[str, ...]:
         argv.append(arg)
     if not argv[0].strip():
         raise argv_value.error("the program (first item) must not be empty")
+    try:  # said with the file's line, not first at a sandbox's start
+        refuse_task_in_a_shell_script(argv, "argv")
+    except LoomError as exc:
+        raise argv_value.error(str(exc).removeprefix("argv: ")) from None
     return tuple(argv)
 
 

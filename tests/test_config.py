@@ -566,8 +566,12 @@ def test_a_dangling_symlink_for_the_config_or_the_policy_is_an_error_not_the_def
         load_policy(tmp_path)
 
 
-@pytest.mark.parametrize("argv", [("sh", "-c", "echo {task}"), ("env", "bash", "-lc", 'echo "task: {task}"'),
-                                  ("/bin/dash", "-e", "-c", "x {task}")])
+@pytest.mark.parametrize("argv", [
+    ("sh", "-c", "echo {task}"), ("env", "bash", "-lc", 'echo "task: {task}"'), ("/bin/dash", "-e", "-c", "x {task}"),
+    # Its options first (a value of their own among them), or after -c: missed by the first reading.
+    ("bash", "-euo", "pipefail", "-c", "echo {task}"), ("sh", "-o", "pipefail", "-c", "{task}"),
+    ("bash", "-O", "extglob", "+e", "-c", "x{task}"), ("bash", "-c", "--", "echo {task}"),
+    ("bash", "-c", "-e", "echo {task}"), ("timeout", "5", "bash", "--norc", "-c", "echo {task}")])
 def test_task_inside_a_shell_s_script_is_refused_as_shell_it_would_be_read_as(argv: tuple[str, ...]) -> None:
     """`sh -c 'echo "task was: {task}"'` ran a task `say $(id -un) hi` as shell (`say root hi`), though the
     help said the text is passed as whole arguments (a tech lead's walkthrough)."""
@@ -580,3 +584,9 @@ def test_task_inside_a_shell_s_script_is_refused_as_shell_it_would_be_read_as(ar
     # As an argument of its own, the shell's $1: the text as it is.
     safe = RuntimeConfig(name="command", argv=("sh", "-c", 'echo "task: $1"', "sh", "{task}"))
     assert safe.render_argv({"task": "say $(id -un) hi"})[-1] == "say $(id -un) hi"
+    # In loom.yaml, said with its line (`doctor` said "ok", and every start was refused).
+    with pytest.raises(ConfigError, match=r"^\.loom/loom\.yaml:4: runtimes\.wrapped\.argv: \{task\} is inside the script"):
+        parse_config('version: 1\nruntimes:\n  wrapped:\n    argv: ["bash", "-lc", "echo {task} > out.txt"]\n', PATH)
+    # A shell's name as another program's argument is no shell (`--lang fish -c {task}` was refused).
+    for other in (("mytool", "--lang", "bash", "-c", "{task}"), ("bash", "run.sh", "{task}")):
+        RuntimeConfig(name="command", argv=other).render_argv({"task": "t"})
