@@ -98,6 +98,35 @@ async def test_a_pressed_twice_does_not_approve_the_next_escalation_unread(billi
         await wait_for(pilot, lambda: store.get_escalation(ids[1]).status == "approved")
 
 
+async def test_a_row_approved_here_in_part_and_finished_elsewhere_is_gone_as_any_other(
+        billing: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Alice gave one approval of two, Bob the second from the command line: the row left, and Alice's next `a`
+    (however long after) approved the row that took its place, unwarned (a second review's finding)."""
+    from loomtui.governance.escalations import decide
+    from loomtui.tui.screens import escalations
+    from tests.test_escalations import BOB, as_user
+
+    monkeypatch.setattr(escalations, "KEY_SETTLE_S", 0.0)  # read for as long as she likes: not the `a a` case
+    policy, first = escalate(billing, payments_change())
+    _, second = escalate(billing, payments_change())
+    app = app_as(billing, ALICE)
+    said = toasts_of(app)
+    async with app.run_test(size=SIZE, notifications=True) as pilot:
+        table = await open_queue(app, pilot, rows=2)
+        chosen = int(table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value or 0)
+        other = second if chosen == first else first
+        store = app.workspace.store
+        await pilot.press("a")
+        await wait_for(pilot, lambda: len(store.get_escalation(chosen).data.get("approvals") or []) == 1)
+        await wait_for(pilot, lambda: not any(w.group == "decide" and not w.is_finished for w in app.workers))
+        decide(as_user(billing, BOB), policy, chosen, "approve")
+        await wait_for(pilot, lambda: table.row_count == 1)
+        await pilot.pause()
+        await pilot.press("a")
+        await wait_for(pilot, lambda: any(f"#{chosen}, the one selected, is gone" in line for line in said))
+        assert not store.get_escalation(other).data.get("approvals")
+
+
 @pytest.mark.parametrize("user", [ALICE, CAROL])
 async def test_a_is_offered_only_to_whoever_may_approve_and_pressed_anyway_says_why(billing: Path, user: str) -> None:
     """The footer offered `a` to the change's own author (separation of duties) and to carol, in no group:

@@ -528,6 +528,11 @@ class EscalationsScreen(LoomScreen[None]):
         finally:
             self.app.call_from_thread(self._decided, escalation_id)
 
+    def _still_open(self, escalation_id: int) -> None:
+        # One approval of two given here, the second elsewhere: the row's going was not this lead's doing, and
+        # their next `a` approved the row that took its place.
+        self._decided_here.discard(str(escalation_id))
+
     def _decided(self, escalation_id: int) -> None:
         # A method of ours, not `set.discard`: Textual's call_from_thread fails on a builtin method.
         self._deciding.discard(escalation_id)
@@ -546,6 +551,8 @@ class EscalationsScreen(LoomScreen[None]):
         except LoomError as exc:
             app.call_from_thread(app.notify, str(exc), title="not recorded", severity="error")
             return
+        if updated.status == EscalationStatus.OPEN:  # still open: whoever decides it next, its going is theirs
+            app.call_from_thread(self._still_open, escalation_id)
         # "approve recorded (open)" read as if the approval had not counted: how far it is, then what is left.
         noun = {"approve": "approval", "reject": "rejection", "override": "override"}.get(decision, decision)
         progress = "; ".join(unmet_lines(updated)) if updated.status == EscalationStatus.OPEN else ""
