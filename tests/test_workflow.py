@@ -642,6 +642,8 @@ def test_an_override_that_ran_out_merges_nothing_until_a_lead_overrides_again(ma
 
 async def test_the_app_counts_an_override_that_runs_out_with_nothing_written(manual: Workspace) -> None:
     """An override running out writes nothing: the header said 3 escalations for good while `status` said 4."""
+    from textual.widgets import DataTable
+
     from loomtui.tui.app import LoomApp
     from loomtui.tui.widgets.status_header import StatusHeader
     from tests.test_tui import wait_for
@@ -656,7 +658,11 @@ async def test_the_app_counts_an_override_that_runs_out_with_nothing_written(man
         header = app.screen.query_one(StatusHeader)
         await wait_for(pilot, lambda: app.latest_snapshot is not None and app.latest_snapshot.next_override_end)
         assert header.escalations == 0
+        await pilot.press("3")
+        await pilot.pause()
+        table = app.screen.query_one("#queue", DataTable)
         await wait_for(pilot, lambda: header.escalations == 1)  # within a second of its end, no event read
+        await wait_for(pilot, lambda: table.row_count == 1)  # and in the queue itself (it stayed empty)
 
 
 def test_a_new_override_after_one_that_ran_out_moves_the_task_on(manual: Workspace) -> None:

@@ -450,7 +450,11 @@ class LoomApp(App[int]):
         self.notify("the store answers again", title="store", timeout=5)
 
     def on_store_changed(self, message: StoreChanged) -> None:
-        first = self.latest_snapshot is None
+        before = self.latest_snapshot
+        first = before is None
+        # Which are to decide changes with no event too (an override running out): the queue reads again then.
+        to_decide_changed = before is None or [e.id for e in before.escalations_to_decide] != [
+            e.id for e in message.snapshot.escalations_to_decide]
         if first:
             self.call_after_refresh(self._start_background)  # once the snapshot's frame is out
         self._last_event = message.snapshot.last_event_id
@@ -479,7 +483,7 @@ class LoomApp(App[int]):
         metrics = self._mode_screen("metrics")
         if metrics is not None and metrics is screen and "audit.appended" in kinds:  # hidden: it recomputes on resume
             cast("MetricsScreen", metrics).store_changed()
-        if any(k.startswith("escalation.") for k in kinds):
+        if any(k.startswith("escalation.") for k in kinds) or to_decide_changed:
             if queue := cast("EscalationsScreen | None", self._mode_screen("escalations")):
                 queue.reload()
             opened = kinds.count("escalation.opened")
