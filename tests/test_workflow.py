@@ -1523,7 +1523,9 @@ def test_a_merge_is_never_steered_by_what_a_sandbox_s_admin_dir_names_as_checked
     assert git(manual.root, "status", "--porcelain") == ""  # the person's index as their files are
 
 
-@pytest.mark.parametrize("layout", ["a bare repository's own worktree", "a separate git dir"])
+@pytest.mark.parametrize("layout", ["a bare repository's own worktree", "a separate git dir",
+                                    "a separate git dir, loomtui run from another checkout",
+                                    "a .git linked elsewhere, loomtui run from another checkout"])
 def test_a_merge_brings_the_person_s_checkout_along_in_every_layout(tmp_path: Path, layout: str) -> None:
     """A checkout in the bare repository's folder (`repo.git/main`, a common layout) was taken for a folder an
     agent made in the git dir, and one made with `--separate-git-dir` for no checkout: the branch moved and the
@@ -1535,20 +1537,37 @@ def test_a_merge_brings_the_person_s_checkout_along_in_every_layout(tmp_path: Pa
         subprocess.run(["git", "clone", "-q", "--bare", str(seed), str(tmp_path / "repo.git")], check=True)
         git(tmp_path / "repo.git", "worktree", "add", "-q", "main", "main")
         checkout = tmp_path / "repo.git" / "main"
-    else:
+    elif layout.startswith("a separate git dir"):
         checkout = tmp_path / "checkout"
         subprocess.run(["git", "clone", "-q", "--separate-git-dir", str(tmp_path / "gitdir"), str(seed),
                         str(checkout)], check=True)
-    workspace = open_workspace(checkout)
+    else:
+        checkout = tmp_path / "checkout"
+        subprocess.run(["git", "clone", "-q", str(seed), str(checkout)], check=True)
+        (checkout / ".git").rename(tmp_path / "kept.git")
+        (checkout / ".git").symlink_to(tmp_path / "kept.git")
+    runs_in = checkout
+    if "another checkout" in layout:  # a person's own worktree on a branch of theirs
+        git(checkout, "worktree", "add", "-q", "-b", "feature", str(tmp_path / "person-wt"))
+        runs_in = tmp_path / "person-wt"
+    workspace = open_workspace(runs_in)
     try:
         # Not isolated: bubblewrap cannot mount a checkout inside the git dir (noted in the README).
-        record = sb.plan_sandbox(workspace, "docs", "script", isolate=False,
+        record = sb.plan_sandbox(workspace, "docs", "script", isolate=False, base="main",
                                  script=script(workspace, "docs", "- {write: docs.txt, content: docs}\n"
                                                                   "- {commit: docs}\n"))
         sb.make_worktree(workspace, record.id)
         sb.start(workspace, record.id)
         sb.wait_for_status(workspace, record.id, {EXITED}, timeout=60)
         assert advance(workspace, record.id).status == APPROVED
+        if "another checkout" in layout:  # git names the git dir as the main checkout: where it is, unknown
+            before = git(checkout, "rev-parse", "main")
+            with pytest.raises(LoomError, match="main is checked out in this repository's main checkout, which git "
+                                                "cannot locate from here .*: run the merge there; nothing was changed"):
+                merge(workspace, record.id)
+            assert git(checkout, "rev-parse", "main") == before
+            workspace.close()
+            workspace = open_workspace(checkout)  # from there, it merges
         merge(workspace, record.id)
         assert (checkout / "docs.txt").read_text() == "docs"
         assert git(checkout, "status", "--porcelain") == ""

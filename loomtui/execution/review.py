@@ -376,13 +376,21 @@ def _merge_onto_target(workspace: Workspace, repo: Git, record: SandboxRecord, t
     # checkout is updated.
     # And asked of the checkout itself: a sandbox's admin dir can name a person's checkout as its own worktree
     # with the target checked out, while that checkout's HEAD is a branch of the person's (fast-forwarded).
-    checked_out = [place for place in repo.worktrees_with_branch(target)
+    places = repo.worktrees_with_branch(target)
+    checked_out = [place for place in places
                    if is_person_checkout(workspace, place) and _has_checked_out(place, target)]
     if not checked_out and not is_sandbox_worktree(workspace, workspace.root) and \
             _has_checked_out(workspace.root, target):
         # Where loomtui runs, as git names it (`--separate-git-dir`, a `.git` linked elsewhere): left behind, the
         # person's next commit there undid the merge.
         checked_out = [workspace.root]
+    common = workspace.paths.common_dir.resolve()
+    if not checked_out and any(Path(place).resolve() == common for place in places):
+        # git names the git dir itself as the main checkout (`--separate-git-dir`, a `.git` linked elsewhere): the
+        # checkout with the target is somewhere git cannot say, and moving the branch under it stages the undoing.
+        raise LoomError(f"{target} is checked out in this repository's main checkout, which git cannot locate from "
+                        f"here (its git dir is kept apart from it): run the merge there; nothing was changed",
+                        exit_code=1)
     updated: str | None = None
     if checked_out:
         place = checked_out[0]

@@ -228,8 +228,8 @@ def is_person_checkout(workspace: Workspace, path: Path) -> bool:
         # (A bare repository's own worktree, `repo.git/main`, is a person's.)
         return False
     dot_git = Path(path) / ".git"
-    if dot_git.is_dir():
-        return not dot_git.is_symlink() and dot_git.resolve() == common
+    if dot_git.is_dir():  # the main checkout (its `.git` may be a link to the git dir kept elsewhere)
+        return dot_git.resolve() == common
     try:
         named = dot_git.read_text("utf-8").strip()
     except (OSError, UnicodeDecodeError):
@@ -239,7 +239,8 @@ def is_person_checkout(workspace: Workspace, path: Path) -> bool:
     admin = (Path(path) / named[len("gitdir: "):]).resolve()
     sandboxes = {Path(r.data["git_dir"]).resolve() for r in workspace.store.list_sandboxes(include_archived=True)
                  if r.data.get("git_dir")}
-    return admin.parent == common / "worktrees" and admin not in sandboxes
+    # The main checkout of a `--separate-git-dir` repository names the git dir itself.
+    return admin == common or (admin.parent == common / "worktrees" and admin not in sandboxes)
 
 
 def _paths(workspace: Workspace, record: SandboxRecord) -> SandboxPaths:
