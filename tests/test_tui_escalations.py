@@ -82,20 +82,23 @@ async def test_a_pressed_twice_does_not_approve_the_next_escalation_unread(billi
 
     ids = [opened(billing, ChangeFacts(stage="post-gate", paths=(f"scripts/n{n}.sh",), lines_changed=3,
                                        gates={"tests": "passed"}, author="agent@example.com"), commit=f"c{n}")[1]
-           for n in (1, 2)]
+           for n in (1, 2, 3)]
     app = app_as(billing, "lead@example.com")
     said = toasts_of(app)
     async with app.run_test(size=SIZE, notifications=True) as pilot:
-        table = await open_queue(app, pilot, rows=2)
+        table = await open_queue(app, pilot, rows=3)
         store = app.workspace.store
         await pilot.press("a")
-        await wait_for(pilot, lambda: table.row_count == 1)
+        await wait_for(pilot, lambda: table.row_count == 2)
         await pilot.press("a")  # at once: #2 has not been on the screen for a person to read
         await wait_for(pilot, lambda: any(f"decided here, has left the queue; the cursor is on #{ids[1]} now: "
                                           "press again to approve it" in line for line in said))
-        assert [store.get_escalation(i).status for i in ids] == ["approved", "open"]
+        assert [store.get_escalation(i).status for i in ids] == ["approved", "open", "open"]
         await pilot.press("a")  # pressed again: approved
         await wait_for(pilot, lambda: store.get_escalation(ids[1]).status == "approved")
+        await wait_for(pilot, lambda: table.row_count == 1)
+        await pilot.press("home", "a")  # the cursor put there by the person: chosen, approved at once
+        await wait_for(pilot, lambda: store.get_escalation(ids[2]).status == "approved")
 
 
 async def test_a_row_approved_here_in_part_and_finished_elsewhere_is_gone_as_any_other(

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from typing import Final
 
 from rich.text import Text
-from textual import on, work
+from textual import events, on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
@@ -39,7 +39,7 @@ from loomtui.tui.keys import KeysFooter, is_twin, shown_where_it_applies
 from loomtui.tui.sandbox_text import RISK_STYLES, ages_due, format_age
 from loomtui.tui.visible import one_line, visible_text
 from loomtui.tui.widgets.fields import hanging
-from loomtui.tui.widgets.fitted_table import FitColumn, FittedTable
+from loomtui.tui.widgets.fitted_table import CURSOR_KEYS, FitColumn, FittedTable
 from loomtui.tui.widgets.status_header import StatusHeader
 from loomtui.workflow.engine import advance
 
@@ -419,6 +419,10 @@ class EscalationsScreen(LoomScreen[None]):
         # is overruled by an override alone (a reviewer's; a lead's stands).
         decision = "approve" if parameters[0] == APPROVE_WITH_NOTE else str(parameters[0])
         return decision in allowed_decisions(policy, escalation, self.loom.workspace.actor)
+
+    def on_key(self, event: events.Key) -> None:
+        if event.key in CURSOR_KEYS:  # the cursor put on a row by the person: one chosen, whatever left before
+            self._went_here = None
 
     def action_decide(self, decision: str, _twin: int = 1) -> None:
         with_note = decision == APPROVE_WITH_NOTE

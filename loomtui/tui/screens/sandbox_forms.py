@@ -89,7 +89,8 @@ class NewSandboxScreen(ModalScreen[NewSandboxRequest | None]):
                 yield Input(placeholder="script file (script runtime only)", id="script")
                 # Every placeholder in its tooltip, from the one list (cut at 80 columns, the hint named three).
                 yield Input(placeholder=f"command, e.g. ./fix.sh {{task}} ({PLACEHOLDERS_SAID})",
-                            tooltip="Substituted in the arguments, never in a shell's -c script", id="command")
+                            tooltip=f"Substituted in the arguments, never in a shell's -c script: {PLACEHOLDERS_SAID}",
+                            id="command")
                 yield Label("Claims (suggested from the task; space toggles):")
                 yield TickList[str](id="claims")
                 yield Static(id="claim-check")

@@ -10,6 +10,7 @@ from typing import Any, Final
 from rich.cells import cell_len
 from rich.style import Style
 from rich.text import Text
+from textual import events
 from textual.binding import Binding
 from textual.coordinate import Coordinate
 from textual.geometry import Size
@@ -118,6 +119,10 @@ def _share_spare(sizes: dict[str, int], flexible: list[str], wanted: Mapping[str
         growing = [key for key in growing if sizes[key] < wanted[key]]
 
 
+CURSOR_KEYS: Final = frozenset({"up", "down", "home", "end", "pageup", "pagedown"})
+"""The keys that move a table's cursor: a row the cursor is put on with them is one the person chose."""
+
+
 def cut(cell: Cell, width: int) -> Cell:
     """`cell` in at most `width` cells: a longer one ends in …. Styles are kept. A control character
     is drawn as its symbol, whoever built the cell: a task or a summary is an agent's words, and an
@@ -209,6 +214,10 @@ class FittedTable(DataTable[Cell]):
         elif cursor is not None and cursor not in self._rows and cursor not in hidden and self._rows:
             # Where DataTable puts the cursor (its index, kept within the rows), perhaps only once it lays out.
             self._cursor_row_gone = (cursor, self._key_at(min(self.cursor_row, len(self._rows) - 1)))
+
+    def on_key(self, event: events.Key) -> None:
+        if event.key in CURSOR_KEYS:  # put on a row by the person, even the one it is on: a row chosen
+            self._cursor_row_gone = None
 
     def watch_cursor_coordinate(self, old: Coordinate, new: Coordinate) -> None:
         super().watch_cursor_coordinate(old, new)
