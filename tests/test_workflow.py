@@ -640,10 +640,14 @@ def test_an_override_that_ran_out_merges_nothing_until_a_lead_overrides_again(ma
     assert request_merge(manual, sandbox_id).status == MERGED
 
 
-async def test_the_app_counts_an_override_that_runs_out_with_nothing_written(manual: Workspace) -> None:
+async def test_the_app_counts_an_override_that_runs_out_with_nothing_written(
+        manual: Workspace, monkeypatch: pytest.MonkeyPatch) -> None:
     """An override running out writes nothing: the header said 3 escalations for good while `status` said 4."""
+    import types
+
     from textual.widgets import DataTable
 
+    from loomtui.governance import escalations as governed
     from loomtui.tui.app import LoomApp
     from loomtui.tui.widgets.status_header import StatusHeader
     from tests.test_tui import wait_for
@@ -653,11 +657,17 @@ async def test_the_app_counts_an_override_that_runs_out_with_nothing_written(man
     escalation = int(sb.get_sandbox(manual, sandbox_id).data["review_escalation"])
     lead = Workspace(manual.paths, manual.store, manual.audit, "lead@example.com")
     decide(lead, load_policy(manual.root), escalation, "override", reason="hotfix", expires_hours=4 / 3600)
+    # Whether the override still runs is judged at the moment it was given until the app has read it running:
+    # a loaded machine took longer than its 4 seconds to start the app, and it was never read running.
+    given = time.time()
+    clock: dict[str, float | None] = {"now": given}
+    monkeypatch.setattr(governed, "time", types.SimpleNamespace(time=lambda: clock["now"] or time.time()))
     app = LoomApp(manual)
     async with app.run_test(size=(120, 40)) as pilot:
         header = app.screen.query_one(StatusHeader)
         await wait_for(pilot, lambda: app.latest_snapshot is not None and app.latest_snapshot.next_override_end)
         assert header.escalations == 0
+        clock["now"] = None
         await pilot.press("3")
         await pilot.pause()
         table = app.screen.query_one("#queue", DataTable)
