@@ -640,6 +640,76 @@ def test_an_override_that_ran_out_merges_nothing_until_a_lead_overrides_again(ma
     assert request_merge(manual, sandbox_id).status == MERGED
 
 
+def tighten(workspace: Workspace, rule: str, *, commit: bool = True) -> None:
+    """Add `rule` (policy YAML, indented as a rule) to the repository's policy, committed to main."""
+    policy = workspace.root / ".loom" / "policy.yaml"
+    policy.write_text(policy.read_text() + textwrap.indent(textwrap.dedent(rule), "  "))
+    if commit:
+        git(workspace.root, "commit", "-qam", "the policy tightened")
+
+
+def test_a_change_approved_before_the_policy_tightened_is_judged_again_before_it_merges(manual: Workspace) -> None:
+    """Auto-approved, then a rule asking a lead for its file landed: `m` merged it, unasked (CI's gate then said
+    NEEDS APPROVAL), as the review's judgement was never made again."""
+    sandbox_id = run_task(manual, "helper", "lib.py", "x + 1", "x + 2")
+    assert wait_until_settled(manual, sandbox_id).step == Step.WAIT_MERGE
+    tighten(manual, """\
+        - name: lib-needs-a-lead
+          when: {paths: ["lib.py"]}
+          decision: require
+          approvals: {groups: [leads], count: 1}
+    """)
+    view = next_step(manual, sb.get_sandbox(manual, sandbox_id))
+    assert (view.step, view.waits_on) == (Step.REVIEW, "the policy changed since its review")
+    with pytest.raises(LoomError, match="not approved"):
+        request_merge(manual, sandbox_id)
+    record = sb.get_sandbox(manual, sandbox_id)
+    escalation = manual.store.get_escalation(int(record.data["review_escalation"]))
+    assert (record.status, escalation.status) == ("awaiting_review", "open")
+    assert [r["name"] for r in escalation.data["rules"]] == ["anything", "lib-needs-a-lead"]
+    assert "x + 2" not in (manual.root / "lib.py").read_text()
+    evaluated = [e for e in manual.audit.entries() if e.action == "policy.evaluated" and e.subject == sandbox_id]
+    assert [e.details.get("policy_changed") for e in evaluated] == [None, True]
+    decide(Workspace(manual.paths, manual.store, manual.audit, "lead@example.com"), load_policy(manual.root),
+           escalation.id, "approve")
+    assert request_merge(manual, sandbox_id).status == MERGED
+
+
+def test_a_lead_s_approval_stands_when_the_changed_policy_asks_what_it_answered(manual: Workspace) -> None:
+    """A comment added to the policy, or a rule for other files, must not ask a lead to approve every change
+    waiting to merge again; a rule asking two leads must."""
+    lead = Workspace(manual.paths, manual.store, manual.audit, "lead@example.com")
+    approved = []
+    for name in ("ledger", "ledger-again"):
+        sandbox_id = run_task(manual, name, "ledger.py", "return amount", f"return amount * {len(approved) + 2}")
+        assert wait_until_settled(manual, sandbox_id).step == Step.WAIT_DECISION
+        escalation = int(sb.get_sandbox(manual, sandbox_id).data["review_escalation"])
+        decide(lead, load_policy(manual.root), escalation, "approve")
+        assert advance(manual, sandbox_id).status == APPROVED
+        approved.append((sandbox_id, escalation))
+    tighten(manual, """\
+        # the payments team asked for this one
+        - name: docs
+          when: {paths: ["docs/**"]}
+          decision: require
+          approvals: {groups: [leads], count: 1}
+    """, commit=False)
+    first, decided = approved[0]
+    assert next_step(manual, sb.get_sandbox(manual, first)).step == Step.REVIEW
+    assert request_merge(manual, first).status == MERGED  # judged again, and the decision answers it
+    assert sb.get_sandbox(manual, first).data["review_escalation"] == decided
+    assert len(manual.store.list_escalations()) == 2
+    git(manual.root, "checkout", "-q", "--", ".loom/policy.yaml")
+    policy = manual.root / ".loom" / "policy.yaml"
+    policy.write_text(policy.read_text().replace("leads: [lead@example.com]", "leads: [lead@example.com, "
+                                                 "cfo@example.com]").replace("count: 1}", "count: 2}"))
+    second, _ = approved[1]
+    with pytest.raises(LoomError, match="not approved"):
+        request_merge(manual, second)
+    asked = manual.store.get_escalation(int(sb.get_sandbox(manual, second).data["review_escalation"]))
+    assert asked.status == "open" and status_lines(asked) == ["0 of 2 approvals from leads"]
+
+
 async def test_the_app_counts_an_override_that_runs_out_with_nothing_written(
         manual: Workspace, monkeypatch: pytest.MonkeyPatch) -> None:
     """An override running out writes nothing: the header said 3 escalations for good while `status` said 4."""

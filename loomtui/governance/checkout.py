@@ -5,6 +5,8 @@ review, decision, hook answer and override check made meanwhile."""
 
 from __future__ import annotations
 
+import hashlib
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Final
 
@@ -48,6 +50,32 @@ def policy_paths(workspace: Workspace) -> list[str]:
     except ConfigError:
         return list(POLICY_FILES)
     return list(dict.fromkeys([*POLICY_FILES, policy, *files_the_policy_names(workspace.root / policy)]))
+
+
+POLICY_READ_KEY: Final = "policy_read"
+"""Sandbox data: `policy_fingerprint` as its last review read it (an approval is judged again once it changes)."""
+
+
+def policy_fingerprint(workspace: Workspace) -> str:
+    """A digest of the files `policy_paths` names as the checkout has them now (the folders among them aside):
+    a review records it, and a change approved under another policy is judged again before it merges (a policy
+    tightened after the approval merged it, unsaid; CI's gate then said NEEDS APPROVAL)."""
+    digest = hashlib.sha256()
+    for path in policy_paths(workspace):
+        file = workspace.root / path
+        try:
+            content = file.read_bytes() if file.is_file() else b""
+        except OSError as exc:  # unreadable now: said as such, never as the same policy
+            content = f"unreadable: {exc.strerror}".encode()
+        digest.update(f"{path}\0{len(content)}\0".encode() + content)
+    return digest.hexdigest()
+
+
+def policy_changed(workspace: Workspace, data: Mapping[str, object], now: str | None = None) -> bool:
+    """Whether the policy's files differ from those the review that wrote `data` read (`now`: the fingerprint,
+    when the caller has read it). A review from before reviews recorded it is not judged again."""
+    read = data.get(POLICY_READ_KEY)
+    return isinstance(read, str) and read != (now or policy_fingerprint(workspace))
 
 
 def refuse_an_agents_policy(workspace: Workspace) -> None:

@@ -226,6 +226,24 @@ def to_decide(escalations: Iterable[EscalationRecord], sandboxes: Iterable[Sandb
     return [e for e in found if e.status == OPEN or (str(e.id) in ran_out and waiting.get(str(e.id)) == e.sandbox_id)]
 
 
+def decision_answers(escalation: EscalationRecord | None, evaluation: Evaluation, commit: str) -> bool:
+    """Whether `escalation`'s decision in favour of `commit` answers `evaluation` as well (the same commit judged
+    again under a policy changed since): nothing it found that the decision did not see, and, for approvals, the
+    people who approved meet each of its requirements (groups and counts as the policy has them now)."""
+    if escalation is None or escalation.status not in CLEARED or escalation.data.get("commit") != commit \
+            or escalation.data.get("outcome") != evaluation.outcome:
+        return False
+    seen = {str(rule.get("name")) for rule in escalation.data.get("rules") or () if isinstance(rule, Mapping)}
+    if not {applied.name for applied in evaluation.applied} <= seen:
+        return False
+    if escalation.status == EscalationStatus.OVERRIDDEN:  # what it overrode, with a reason: no more is found now
+        return True
+    users = [a.user for a in approvals(escalation, commit)]
+    author = escalation.data.get("author") or None
+    return all(requirement_status(req, users, author, evaluation.separation_of_duties)[0]
+               for req in evaluation.requirements)
+
+
 def unmet_lines(escalation: EscalationRecord) -> list[str]:
     """`status_lines` of the requirements not met yet (what an approval leaves to do)."""
     return [text for met, text in _requirement_status(escalation, None) if not met]

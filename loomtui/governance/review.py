@@ -32,12 +32,13 @@ from loomtui.execution.lifecycle import (
 )
 from loomtui.execution.review import REVIEWED_PATHS_KEY, UNJUDGED_KEY, measured_from, tip_to_judge
 from loomtui.execution.sandboxes import get_sandbox, stopped_by
-from loomtui.governance.checkout import refuse_an_agents_policy
+from loomtui.governance.checkout import POLICY_READ_KEY, policy_changed, policy_fingerprint, refuse_an_agents_policy
 from loomtui.governance.escalations import (
     CLEARED,
     REVIEW_ESCALATION_KEY,
     EscalationStatus,
     approvals,
+    decision_answers,
     granted_regions,
     open_escalation,
     override_expired,
@@ -112,8 +113,11 @@ def review_sandbox(workspace: Workspace, sandbox_id: str, *, policy: Policy | No
     tip = tip_to_judge(repo, record, "review")
     base = record.base_sha
     previous = _escalation(workspace, record)
+    read = policy_fingerprint(workspace)
+    rejudged = record.status == APPROVED and policy_changed(workspace, record.data, read)
     again = (record.status == AWAITING_REVIEW and previous is not None and previous.data.get("commit") != tip) or (
-        record.status == APPROVED and (record.approved_commit != tip or bool(record.data.get(UNJUDGED_KEY))))
+        record.status == APPROVED and (record.approved_commit != tip or bool(record.data.get(UNJUDGED_KEY))
+                                       or rejudged))
     redo = redo and record.status == GATING
     if record.status not in REVIEWABLE and not again and not redo:
         if record.status in (AWAITING_REVIEW, APPROVED):  # reviewed already, and nothing new since
@@ -167,15 +171,24 @@ def review_sandbox(workspace: Workspace, sandbox_id: str, *, policy: Policy | No
     say(f"diff: {', '.join(facts.paths) or 'nothing'} ({facts.lines_changed} lines{signature})")
     workspace.record("policy.evaluated", record.id, {
         "stage": "post-gate", "commit": tip, "outcome": evaluation.outcome, "risk": evaluation.risk,
-        "rules": list(evaluation.rule_names()), "needs": [r.describe() for r in evaluation.requirements]})
-    # What the merge may change: what was judged here (a merge onto a target that moved on is checked against it).
-    judged = {REVIEWED_PATHS_KEY: list(facts.paths), UNJUDGED_KEY: None}
+        "rules": list(evaluation.rule_names()), "needs": [r.describe() for r in evaluation.requirements],
+        **({"policy_changed": True} if rejudged else {})})
+    # What the merge may change: what was judged here (a merge onto a target that moved on is checked against it),
+    # and under which policy (a change approved under another is judged again before it merges).
+    judged = {REVIEWED_PATHS_KEY: list(facts.paths), UNJUDGED_KEY: None, POLICY_READ_KEY: read}
     if evaluation.outcome == "auto_approve":
         record = transition(workspace, record.id, APPROVED, allowed_from=frozenset({GATING}),
                             reason=f"auto-approved by the policy ({', '.join(evaluation.rule_names())})",
                             # No escalation of an earlier review stays named: it is not what approved this.
                             data={"approved_commit": tip, ESCALATION_KEY: None, **judged}, audit={"commit": tip})
         return ReviewOutcome(record, tip, results, evaluation, None, report)
+    if rejudged and previous is not None and decision_answers(previous, evaluation, tip):
+        # What the changed policy asks, the decision already answered: kept (a comment edited in the policy, or a
+        # rule for other paths, asked a lead to approve every change waiting to merge again).
+        record = transition(workspace, record.id, APPROVED, allowed_from=frozenset({GATING}),
+                            reason=f"judged again under the changed policy: escalation #{previous.id}'s decision "
+                                   "answers it", data=judged, audit={"commit": tip})
+        return ReviewOutcome(record, tip, results, evaluation, previous, report)
     gates = {r.gate: {"status": r.status, "summary": r.summary, "failed_tests": list(r.failed_tests),
                       "run": r.run_id} for r in results}
     escalation = open_escalation(

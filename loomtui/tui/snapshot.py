@@ -5,7 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Final, NamedTuple
 
+from loomtui.execution.lifecycle import APPROVED
 from loomtui.execution.sandboxes import branch_tips
+from loomtui.governance.checkout import policy_fingerprint
 from loomtui.governance.escalations import next_override_end, to_decide
 from loomtui.governance.policy import MERGE_MANUAL
 from loomtui.store import ClaimRecord, EscalationRecord, Event, SandboxRecord
@@ -16,9 +18,10 @@ SANDBOX_EVAL: Final = "sandbox"
 """guardrails.evals.SANDBOX_EVAL, not imported: the eval engine (~0.15 s of imports) loads only once a
 sandbox has a report to read, not before the first frame (tests/test_tui_bench.py keeps the two equal)."""
 
-StepCache = dict[str, tuple[tuple[float, float, bool, tuple[tuple[str, str], ...], tuple[str | None, ...]], StepView]]
+StepCache = dict[str, tuple[tuple[float, float, bool, tuple[tuple[str, str], ...], tuple[str | None, ...],
+                                  str | None], StepView]]
 """sandbox id -> ((its `updated`, the newest change of any sandbox or escalation, whether it holds a claim, its
-gate runs' statuses), its step)."""
+gate runs' statuses, the tips of the branches it reads, the policy's fingerprint), its step)."""
 
 
 class EvalBadge(NamedTuple):
@@ -92,7 +95,8 @@ def read_snapshot(workspace: Workspace, after_event: int, *, merge_mode: str = M
     newest = max([s.updated for s in sandboxes] + [e.updated for e in escalations] + [0.0])
     cache: StepCache = {} if step_cache is None else step_cache
     escalations_to_decide = to_decide(escalations, sandboxes)
-    known = KnownHolders.of(claim_counts, escalations, sandboxes)
+    policy_read = policy_fingerprint(workspace) if any(s.status == APPROVED for s in sandboxes) else None
+    known = KnownHolders.of(claim_counts, escalations, sandboxes, policy_read)
     tips = branch_tips(workspace) if sandboxes else {}
     steps = {}
     for sandbox in sandboxes:
@@ -101,7 +105,7 @@ def read_snapshot(workspace: Workspace, after_event: int, *, merge_mode: str = M
         # does a commit made with git alone (a merge conflict resolved in the worktree: "resolve it" for good,
         # its review never run), nor the target moving on.
         key = (sandbox.updated, newest, sandbox.id in claim_counts, tuple(gates_by_sandbox[sandbox.id].items()),
-               tuple(tips.get(name) for name in branches_read(sandbox)))
+               tuple(tips.get(name) for name in branches_read(sandbox)), policy_read)
         cached = cache.get(sandbox.id)
         if cached is None or cached[0] != key:
             cached = (key, next_step(workspace, sandbox, merge_mode=merge_mode, known=known))

@@ -41,6 +41,7 @@ from loomtui.execution.lifecycle import (
 from loomtui.execution.procs import is_alive
 from loomtui.execution.review import UNJUDGED_KEY, MergeConflict, MergeNeedsReview, merge
 from loomtui.governance.agent_ops import settle_unheard
+from loomtui.governance.checkout import policy_changed
 from loomtui.governance.coordinator import governed_coordinator
 from loomtui.governance.escalations import CLEARED, withdraw_open
 from loomtui.governance.hooks import install_hooks
@@ -354,6 +355,8 @@ class Workflow:
         tip = repo.resolve_commit(record.branch)
         if tip:  # what approved this very commit is in the audit log (and an override may have run out since)
             check_approved(workspace, record, tip)
+        if policy_changed(workspace, record.data):  # since its step was read: its next step is the review again
+            return "merge waits: the policy changed since its review"
         requested = record.data.get(MERGE_REQUESTED_KEY) or {}
         into = requested.get("into") or None
         target = str(into or record.target or "")

@@ -37,6 +37,7 @@ from loomtui.execution.procs import identity, is_alive
 from loomtui.execution.review import UNJUDGED_KEY
 from loomtui.execution.sandboxes import has_commits, has_worktree, stopped_by
 from loomtui.execution.seen_objects import publishing
+from loomtui.governance.checkout import policy_changed, policy_fingerprint
 from loomtui.governance.escalations import (
     CLEARED,
     PRESTART_ESCALATION_KEY,
@@ -252,21 +253,23 @@ class KnownHolders:
     """The escalations read, by id: a review's or a start's is looked up here first."""
     sandboxes: Mapping[str, SandboxRecord] | None = None
     """The sandboxes read (those listed): a task's dependencies are looked up here first."""
+    policy_read: str | None = None
+    """`policy_fingerprint` as the caller read it (each approved change's step compares its review's with it)."""
 
     @classmethod
     def of(cls, claim_holders: Iterable[str], escalations: Iterable[EscalationRecord],
-           sandboxes: Iterable[SandboxRecord]) -> KnownHolders:
+           sandboxes: Iterable[SandboxRecord], policy_read: str | None = None) -> KnownHolders:
         """What the records read say: who holds claims, every escalation, the sandboxes listed."""
         everyone = list(escalations)
         return cls(frozenset(claim_holders),
                    frozenset(e.sandbox_id for e in everyone if e.sandbox_id and e.status == EscalationStatus.OPEN),
-                   {e.id: e for e in everyone}, {s.id: s for s in sandboxes})
+                   {e.id: e for e in everyone}, {s.id: s for s in sandboxes}, policy_read)
 
     @classmethod
     def read(cls, workspace: Workspace, sandboxes: Iterable[SandboxRecord]) -> KnownHolders:
         """The same, read from the store in two queries (for a listing of many sandboxes' steps)."""
         store = workspace.store
-        return cls.of(store.live_claim_counts(), store.live_escalations(), sandboxes)
+        return cls.of(store.live_claim_counts(), store.live_escalations(), sandboxes, policy_fingerprint(workspace))
 
 
 def _holds_claims(workspace: Workspace, sandbox_id: str, known: KnownHolders | None) -> bool:
@@ -446,6 +449,8 @@ def _next_step(workspace: Workspace, record: SandboxRecord, merge_mode: str, kno
         if overridden is not None and (ran_out := _override_ran_out(overridden)):
             # "press m" read as the way on, and the merge then refused: "overridden until ..., that has passed".
             return StepView(Step.WAIT_DECISION, ran_out, PersonAction.OVERRIDE, str(overridden.id))
+        if policy_changed(workspace, record.data, known.policy_read if known else None):
+            return StepView(Step.REVIEW, "the policy changed since its review")
         if record.data.get(UNJUDGED_KEY):
             return StepView(Step.REVIEW, f"its merge would change {', '.join(record.data[UNJUDGED_KEY])}, which its "
                                          "review did not judge")
