@@ -53,6 +53,24 @@ def test_same_region_exclusive_twice_is_refused_and_audited(coordinator: Coordin
     assert [c.sandbox_id for c in coordinator.store.live_claims()] == ["a"]
 
 
+def test_one_held_claim_named_many_ways_is_one_conflict_kept_off(coordinator: Coordinator) -> None:
+    """An agent asking for the code another holds 45 ways (`payments/*.py`, the file, line ranges 1-11 to 1-49)
+    made the week's "conflicts prevented" 47: a refusal is counted by the claims it collided with."""
+    from loomtui.observability.metrics import compute_metrics
+
+    coordinator.claim("a", QUOTE, reason="partial refunds")
+    for target in ("payments/refunds.py", "payments/*.py", QUOTE, SERVICE, "payments/refunds.py:1-40"):
+        with pytest.raises(ClaimRefused):
+            coordinator.claim("b", target)
+    coordinator.claim("a", ROUNDING)
+    with pytest.raises(ClaimRefused):
+        coordinator.claim("b", ROUNDING)  # another claim of a's: another conflict kept off
+    with pytest.raises(ClaimRefused):
+        coordinator.claim("c", QUOTE)  # and another sandbox's
+    conflicts = compute_metrics(coordinator.workspace, time.time() - 3600).conflicts
+    assert (conflicts.claims_refused, conflicts.prevented) == (3, 3)
+
+
 def test_nested_regions_overlap_both_ways(coordinator: Coordinator) -> None:
     coordinator.claim("a", QUOTE)
     with pytest.raises(ClaimRefused, match="nested"):

@@ -466,12 +466,13 @@ def test_the_broker_answers_for_its_own_sandbox_only_and_never_decides(billing: 
                 client.request(op, target="./" * 100_000 + "app.py")
         from loomtui.governance.coordinator import governed_coordinator
 
-        governed_coordinator(ws).claim("holder", "payments/refunds.py::RefundService.quote")
+        held = governed_coordinator(ws).claim("holder", "payments/refunds.py::RefundService.quote").claim
         refused = client.request("check_commit", paths=[f"dir{n}/" + "p" * 3000 for n in range(1000)],
                                  regions=["payments/refunds.py::RefundService.quote"])
         assert refused["decision"] == "deny"
         entry = [e for e in ws.audit.entries() if e.action == "hook.commit_refused"][-1]
         assert len(entry.details["paths"]) == 50 and entry.details["paths_total"] == 1000
+        assert entry.details["held"] == [held.id]  # what the report counts the conflict kept off by
         with pytest.raises(BrokerError, match="no permission request"):
             client.request("escalation_status", id=other["id"])
         with pytest.raises(BrokerError, match="no permission request"):

@@ -20,7 +20,7 @@ import json
 import statistics
 import time
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields, replace
 from datetime import UTC, datetime
 from typing import Any, Final
@@ -54,13 +54,19 @@ NOT_CONFLICTS: Final = frozenset({"agent.claim_refused"})
 
 
 def refusal_key(entry: Entry) -> tuple[str, str, str] | None:
-    """What a refusal kept off (its kind, sandbox and target), so one tried again counts once: an agent asking
-    again for the same code, or a racer retrying, counted each refusal as a conflict prevented. None for an
-    entry that is no refusal."""
+    """What a refusal kept off (its kind, sandbox, and the claims it collided with: its target where it names
+    none), so one tried again counts once: an agent asking again for the same code, a racer retrying, or one
+    naming the same held code 45 ways (`payments/*.py`, `invoices.py:1-12`, `:1-13`, ...) counted each refusal
+    as a conflict prevented. None for an entry that is no refusal."""
     if entry.action not in REFUSALS:
         return None  # (`agent.claim_refused` too: the report counts it apart, as no conflict)
-    target = entry.details.get("target", entry.details.get("paths"))
-    return entry.action, entry.subject, json.dumps(target, sort_keys=True)
+    held = entry.details.get("held")
+    if not isinstance(held, list):
+        conflicts = [c for c in entry.details.get("conflicts") or () if isinstance(c, Mapping)]
+        collided = [c for c in conflicts if c.get("severity") == "error"] or conflicts
+        held = sorted({str(c["b"].get("claim")) for c in collided if isinstance(c.get("b"), Mapping)})
+    what = held or entry.details.get("target", entry.details.get("paths"))
+    return entry.action, entry.subject, json.dumps(what, sort_keys=True)
 
 
 def overruled_key(entry: Entry) -> tuple[str, str, str] | None:

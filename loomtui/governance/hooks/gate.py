@@ -56,7 +56,7 @@ from loomtui.workspace import Workspace
 
 if TYPE_CHECKING:  # the coordination engine loads on the first edit check, not with the supervisor
     from loomtui.config import LoomConfig
-    from loomtui.coordination.claims import Coordinator
+    from loomtui.coordination.claims import Conflict, Coordinator
 
 __all__ = [  # with the request vocabulary and the permission requests, which moved out of this module
     "DEFAULT_CONFIRM_S", "GRANTING_KINDS", "NEVER_HAPPENED", "OPERATIONS", "PERMISSION_KIND", "SETTINGS_PATH",
@@ -570,6 +570,7 @@ class HookGate:
         request names is the agent's word (`hold_commits` claims what its commits did change).
         """
         self.release_unconfirmed()
+        blocking: list[Conflict] = []
         try:
             regions = [*regions, *_staged_regions(files)]
             coordinator = self.coordinator()
@@ -591,7 +592,9 @@ class HookGate:
                 return Answer("allow", "no region of this commit is held by another sandbox", tuple(regions))
         # Only refusals are recorded: an accepted commit is in git's own history.
         # At most MAX_LISTED of them (a commit of 3,900 long paths, refused five times, was 78 MB of log).
-        self._record("hook.commit_refused", {**listed_in_entry("paths", list(paths)), **answer.as_dict()})
+        # `held`: the claims it collided with, what the report counts a conflict kept off by (not the paths).
+        self._record("hook.commit_refused", {**listed_in_entry("paths", list(paths)), **answer.as_dict(),
+                                             **({"held": sorted({c.claim_b for c in blocking})} if blocking else {})})
         return answer
 
     def hold_commits(self, old: str, new: str) -> list[int]:
