@@ -98,6 +98,46 @@ def test_the_slice_is_where_the_agent_reads_it_and_never_part_of_its_work(
     assert kept.read_text() == "planted again\n" and (worktree / file).read_bytes() == context.read_bytes()
 
 
+FOLDER_AGENT = """\
+#!{python}
+import os
+os.remove("CLAUDE.md")
+os.mkdir("CLAUDE.md")
+open("CLAUDE.md/notes.md", "w").write("planted\\n")
+"""
+
+
+def test_a_context_file_made_a_folder_is_moved_aside_and_the_slice_written_back(
+        billing: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An agent that made CLAUDE.md a folder had every later run read none of loomtui's context (no file is
+    written over a folder, and the write-back's error was dropped), while `context drift` said "fresh"."""
+    from loomtui.errors import LoomError
+    from loomtui.execution import context_files
+
+    stand_in(billing, "claude", FOLDER_AGENT)
+    workspace = open_workspace(billing)
+    record = tasks.create_sandbox(workspace, "make invoice totals round each line", "claude", isolate=False)
+    worktree, paths = Path(record.worktree), sb.sandbox_paths(workspace.paths, record.id)
+    tasks.start(workspace, record.id)
+    done = agent_ended(workspace, record.id)
+    kept = paths.dir / "edited-CLAUDE.md"
+    assert done.data["context_edited"] == {"CLAUDE.md": str(kept)}
+    assert (kept / "notes.md").read_text() == "planted\n"  # the agent's, kept
+    assert (worktree / "CLAUDE.md").read_bytes() == paths.context.read_bytes()
+    # Made a folder again since its end, one that cannot be moved: the run again is refused, saying so.
+    (worktree / "CLAUDE.md").unlink()
+    (worktree / "CLAUDE.md").mkdir()
+
+    monkeypatch.setattr(context_files, "_move_aside", lambda *_args: "")  # as a rename that failed (EBUSY)
+    with pytest.raises(LoomError, match=f"sandbox {record.id} cannot run again: loomtui's context cannot be written "
+                                        "back to CLAUDE.md in its worktree"):
+        tasks.start(workspace, record.id)
+    monkeypatch.undo()
+    tasks.start(workspace, record.id)  # moved aside now, and the slice back for the run
+    agent_ended(workspace, record.id)
+    assert (worktree / "CLAUDE.md").read_bytes() == paths.context.read_bytes()
+
+
 async def test_the_context_tab_shows_what_the_agent_got_and_flags_it_stale(billing: Path) -> None:
     from textual.widgets import Static, TabbedContent
 

@@ -16,6 +16,8 @@ as `context.unavailable` with its id) and `context_warning` gives the line to sh
 from __future__ import annotations
 
 import contextlib
+import os
+import shutil
 import stat
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -69,23 +71,66 @@ def keep_edited(state_dir: Path, worktree: Path, context: Path, names: Sequence[
     edited: dict[str, str] = {}
     for name in names:
         path = worktree / name
-        try:  # the agent's: a link is not followed, a FIFO not opened, a huge file not read
+        found: os.stat_result | None = None
+        text = None
+        with contextlib.suppress(OSError):  # the agent's: no link followed, no FIFO opened, no huge file read
             found = path.lstat()
             text = path.read_bytes() if stat.S_ISREG(found.st_mode) and found.st_size <= MAX_KEPT_BYTES else None
-        except OSError:
-            text = None
         if text == given:
             continue
         kept = state_dir / f"edited-{Path(name).name}"
-        try:
-            if text is not None:
-                write_atomically(kept, text)
-        except OSError:
-            text = None
-        edited[name] = str(kept) if text is not None else ""
+        if found is not None and stat.S_ISDIR(found.st_mode):
+            # A folder in its place, files planted in it: no file is written back over a folder, and every run
+            # after read none of loomtui's context (`context drift` said "fresh"). Moved aside whole, as kept.
+            edited[name] = _move_aside(path, kept)
+        else:
+            try:
+                if text is not None:
+                    _clear_kept(kept)
+                    write_atomically(kept, text)
+            except OSError:
+                text = None
+            edited[name] = str(kept) if text is not None else ""
         with contextlib.suppress(OSError):  # by rename: a link there is replaced, never written through
             write_atomically(path, given)
     return edited
+
+
+def _clear_kept(kept: Path) -> None:
+    """Remove an earlier edit kept at `kept` (loomtui's own state dir) that a new one replaces, a folder too."""
+    if kept.is_dir() and not kept.is_symlink():
+        shutil.rmtree(kept)
+    else:
+        kept.unlink(missing_ok=True)
+
+
+def _move_aside(folder: Path, kept: Path) -> str:
+    """Move the agent's `folder` to `kept` (where it is, "" when it could not be moved: it stays in place)."""
+    try:
+        _clear_kept(kept)
+        os.rename(folder, kept)
+    except OSError:
+        return ""
+    return str(kept)
+
+
+def not_in_place(worktree: Path, context: Path, names: Sequence[str]) -> list[str]:
+    """Of the worktree's context files `names`, those that do not hold the context loomtui wrote (`context`):
+    an agent run with them would read something else, or nothing. None when `context` cannot be read."""
+    try:
+        given = context.read_bytes()
+    except OSError:
+        return []
+    wrong = []
+    for name in names:
+        path = worktree / name
+        try:
+            right = stat.S_ISREG(path.lstat().st_mode) and path.read_bytes() == given
+        except OSError:
+            right = False
+        if not right:
+            wrong.append(name)
+    return wrong
 
 
 def task_only(task: str) -> str:

@@ -14,9 +14,9 @@ from typing import Any, Final
 
 from loomtui.coordination.claims import ClaimRefused, claim_targets
 from loomtui.coordination.targets import is_line_range
-from loomtui.errors import LoomError, abridged, listed
+from loomtui.errors import LoomError, abridged, listed, shown
 from loomtui.execution import agent_control, review, sandboxes
-from loomtui.execution.context_files import CONTEXT_EDITED_KEY
+from loomtui.execution.context_files import CONTEXT_EDITED_KEY, keep_edited, not_in_place
 from loomtui.execution.lifecycle import ARCHIVED, DONE_WITH, EXITED, FAILED, PLANNED, REJECTED, transition
 from loomtui.execution.procs import is_alive
 from loomtui.execution.review import RemoveResult
@@ -186,10 +186,12 @@ def _run_again(flow: Workflow, record: SandboxRecord) -> SandboxRecord:
         record = sandboxes.get_sandbox(workspace, record.id)
         if flow.view(record).action != PersonAction.RERUN:  # moved on since it was read
             raise LoomError(f"sandbox {record.id} is {record.status}: {flow.view(record).line()}", exit_code=1)
-        worktree = sandboxes.record_paths(workspace.paths, record).worktree
+        paths = sandboxes.record_paths(workspace.paths, record)
+        worktree = paths.worktree
         if not worktree.is_dir():
             raise LoomError(f"sandbox {record.id}: its worktree {worktree} is gone; state the task again "
                             "(`sandbox new`)", exit_code=1)
+        _context_in_place(workspace, record, paths.dir, worktree, paths.context)
         claim_ids = record.data.get("claim_ids")
         if record.claim_targets and not workspace.store.live_claims(record.id):
             try:
@@ -209,6 +211,20 @@ def _run_again(flow: Workflow, record: SandboxRecord) -> SandboxRecord:
         if sandboxes.started_by_another(workspace, record.id):
             return sandboxes.get_sandbox(workspace, record.id)
         raise
+
+
+def _context_in_place(workspace: Workspace, record: SandboxRecord, state_dir: Path, worktree: Path,
+                      context: Path) -> None:
+    """Put the slice back in the worktree's context files for the agent run again (an edit since its end kept
+    aside, as at its end), or refuse the run (exit 1) naming those that cannot be: a run read none of it."""
+    names = [str(name) for name in record.context_files]
+    edited = keep_edited(state_dir, worktree, context, names)
+    if edited:
+        workspace.record("sandbox.context_edited", record.id, {"files": edited, "run_again": True})
+    if wrong := not_in_place(worktree, context, names):
+        raise LoomError(f"sandbox {record.id} cannot run again: loomtui's context cannot be written back to "
+                        f"{listed([shown(name) for name in wrong])} in its worktree {worktree}; move "
+                        f"{'it' if len(wrong) == 1 else 'them'} away, then run it again", exit_code=1)
 
 
 def release_lost(workspace: Workspace, sandbox_ids: Sequence[str]) -> list[str]:
