@@ -731,6 +731,21 @@ def test_naming_someone_elses_sandbox_as_the_holder_releases_its_claims_only_as_
                    user="alice@example.com").stdout == "released 1 claim\n"
 
 
+def test_inside_a_sandbox_claims_are_for_that_sandbox_only(repo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An agent run without isolation reaches the store: its `claim add payments/invoices.py --sandbox OTHER
+    --reason "lead hold"` was recorded as the person's claim (its `release` of another's was refused already)."""
+    (repo / "a.py").write_text("x = 1\n")
+    (repo / "b.py").write_text("y = 1\n")
+    monkeypatch.setenv("LOOM_SANDBOX", "agent-1")
+    for args in (("add", "a.py", "--sandbox", "other", "--reason", "lead hold"), ("release", "--all", "--sandbox", "other")):
+        refused = run_cli(repo, "claim", *args)
+        assert refused.returncode == 1 and refused.stderr.rstrip().endswith(
+            "for other is refused: an agent claims and releases for its own sandbox only"), refused.stderr
+    assert open_workspace(repo).store.live_claims() == []
+    assert run_cli(repo, "claim", "add", "b.py").returncode == 0  # its own, as $LOOM_SANDBOX names it
+    assert [c.sandbox_id for c in open_workspace(repo).store.live_claims()] == ["agent-1"]
+
+
 def test_a_file_not_written_yet_is_claimed_by_its_path_when_asked_for(coordinator: Coordinator) -> None:
     """Two agents about to create the same module: neither could claim it (`no such file or region`)
     until one wrote it, and the other's write was the first to hear of it."""
