@@ -286,6 +286,34 @@ def test_the_command_line_says_so_in_one_line_with_exit_2(repo: Path, tmp_path: 
         workspace.close()
 
 
+def test_a_program_loom_yaml_names_by_a_relative_path_is_the_repository_s_from_any_folder(repo: Path) -> None:
+    """`runtimes: {toy: {argv: [./scripts/agent.sh, '{task}']}}` ran from the repository's top folder only: from
+    `app/`, `sandbox new` and `plan run` said "does not exist ... install it", doctor "not on PATH", and the app's
+    form listed the runtime as not installed (the program was looked for from where loomtui ran)."""
+    from loomtui.config import load_config
+    from loomtui.execution.runtimes import runtime_installed
+    from tests.conftest import run_cli
+
+    agent = repo / "scripts" / "agent.sh"
+    agent.parent.mkdir()
+    agent.write_text("#!/bin/sh\necho \"$1\" > notes.txt\n")
+    agent.chmod(0o755)
+    (repo / "app").mkdir()
+    (repo / "app" / "items.py").write_text("x = 1\n")
+    (repo / ".loom").mkdir()
+    (repo / ".loom" / "loom.yaml").write_text("version: 1\nruntimes:\n  toy: {argv: [./scripts/agent.sh, '{task}']}\n")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-qm", "a runtime of our own")
+    made = run_cli(repo / "app", "sandbox", "new", "--runtime", "toy", "--task", "t", "--no-start", "--json")
+    assert made.returncode == 0, made.stderr
+    record = open_workspace(repo).store.get_sandbox(json.loads(made.stdout)["id"])
+    assert record is not None and record.data["launch"]["argv"][0] == str(Path(record.worktree) / "scripts" / "agent.sh")
+    doctor = run_cli(repo / "app", "doctor")
+    assert "runtime toy" in doctor.stdout and "./scripts/agent.sh -> " in doctor.stdout, doctor.stdout
+    runtime = load_config(repo).runtimes["toy"]
+    assert runtime_installed(runtime, repo) and not runtime_installed(runtime, repo / "app")
+
+
 # -- credentials per runtime ----------------------------------------------------------------------------
 
 

@@ -97,7 +97,7 @@ def _check_repository(report: DoctorReport, workspace: Workspace) -> None:
         report.add("config", ERROR, str(exc))
         config = None
     if config is not None:
-        for row in runtime_report(config):
+        for row in runtime_report(config, root=workspace.root):
             name = f"runtime {row['runtime']}"
             if row["program"] == GENERIC_COMMAND:  # a placeholder, not a program: nothing to find
                 report.add(name, OK, "runs the program given after `--`")

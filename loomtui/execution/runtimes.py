@@ -220,6 +220,15 @@ def uses_placeholder(runtime: RuntimeConfig, name: str) -> bool:
     return any(f"{{{name}}}" in arg for arg in runtime.argv)
 
 
+def config_program(program: str, root: Path | None) -> str:
+    """A program loom.yaml names by a relative path (`./scripts/agent.sh`) is the repository's: read from its
+    `root`, wherever loomtui runs (from a subfolder, every command said "does not exist", doctor "not on
+    PATH", the app's form "not installed"). A bare name is looked for on PATH, an absolute path is itself."""
+    if root is None or os.sep not in program or os.path.isabs(program):
+        return program
+    return str(root / program)
+
+
 def program_path(program: str, search_path: str | None) -> str | None:
     """Where `program` is found on `search_path` (PATH), or None."""
     return shutil.which(program, path=search_path)
@@ -334,14 +343,17 @@ def _as_the_program_reads_it(program: str, values: Mapping[str, str]) -> Mapping
 
 
 def prepare_launch(runtime: RuntimeConfig, values: Mapping[str, str],
-                   search_path: str | None = None) -> LaunchSpec:
-    """Render a runtime's argv for one sandbox and resolve its program on PATH.
+                   search_path: str | None = None, root: Path | None = None) -> LaunchSpec:
+    """Render a runtime's argv for one sandbox and resolve its program on PATH (one the config names by a
+    relative path, from the repository's `root`: `config_program`).
 
     Raises a one-line LoomError when the program is not installed, is not
     executable, or is a `#!` script whose interpreter is missing.
     """
     program = Path(runtime.render_argv(values)[0]).name
     argv = list(runtime.render_argv(_as_the_program_reads_it(program, values)))
+    if argv and runtime.argv and argv[0] == runtime.argv[0]:  # named in the config, not given with the task
+        argv[0] = config_program(argv[0], root)
     search = search_path if search_path is not None else os.environ.get("PATH")
     if argv[0] == "loomtui":
         # The script runtime runs loomtui itself: use this very installation,
@@ -387,12 +399,13 @@ def prepare_launch(runtime: RuntimeConfig, values: Mapping[str, str],
     )
 
 
-def runtime_installed(runtime: RuntimeConfig) -> bool:
-    """Whether a runtime's program is on PATH here (a runtime whose program comes with the task, as
-    `command`'s does, or that loomtui runs itself, counts as installed)."""
+def runtime_installed(runtime: RuntimeConfig, root: Path | None = None) -> bool:
+    """Whether a runtime's program is on PATH here, or in the repository at `root` (a runtime whose program
+    comes with the task, as `command`'s does, or that loomtui runs itself, counts as installed)."""
     program = runtime.argv[0] if runtime.argv else ""
     if not program or "{" in program or runtime.builtin and runtime.name == "script":
         return True
+    program = config_program(program, root)
     return shutil.which(program) is not None or Path(program).is_file()
 
 
@@ -499,8 +512,10 @@ def unasked_permissions(runtime: RuntimeConfig) -> str:
             f"{' '.join(PERMISSION_PROMPT_ARGS)})")
 
 
-def runtime_report(config: LoomConfig, search_path: str | None = None) -> list[dict[str, Any]]:
-    """For doctor: each configured runtime, its program and whether it is on PATH."""
+def runtime_report(config: LoomConfig, search_path: str | None = None,
+                   root: Path | None = None) -> list[dict[str, Any]]:
+    """For doctor: each configured runtime, its program and whether it is on PATH (or in the repository at
+    `root`, for one named by a relative path)."""
     rows = []
     for name in sorted(config.runtimes):
         runtime = config.runtimes[name]
@@ -508,7 +523,8 @@ def runtime_report(config: LoomConfig, search_path: str | None = None) -> list[d
         if program == "loomtui":
             found: str | None = sys.executable + " -m loomtui"
         else:
-            found = program_path(program, search_path if search_path is not None else os.environ.get("PATH"))
+            found = program_path(config_program(program, root),
+                                 search_path if search_path is not None else os.environ.get("PATH"))
         status = credential_status(program, os.environ)
         rows.append({"runtime": name, "program": program, "found": found, "mode": runtime.mode,
                      "network": runtime.network, "unasked": unasked_permissions(runtime),

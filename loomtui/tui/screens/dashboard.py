@@ -501,7 +501,7 @@ class DashboardScreen(LoomScreen[None]):
         runtimes = sorted(config.runtimes) if config else ["script"]
         marks: dict[str, str] = {}
         for name, runtime in (config.runtimes if config is not None else {}).items():
-            if not runtime_installed(runtime):
+            if not runtime_installed(runtime, self.loom.workspace.root):
                 marks[name] = "not installed"
             elif not credential_status(runtime.argv[0], os.environ).ok:  # it would start, then fail at once
                 marks[name] = "no credentials"
