@@ -152,6 +152,12 @@ def test_a_region_held_by_a_failed_run_says_how_to_let_it_go(coordinator: Coordi
         "; its agent failed without a change and it keeps its claims for a run again: `loomtui sandbox rm a` or "
         "`loomtui claim release --sandbox a --all` (with `--override REASON` if someone else started it) lets them "
         "go"), failed.value
+    # `sandbox new` adds how to go on: not the same advice twice in one line (a newcomer's first refusal).
+    from loomtui.workflow.tasks import refused_claims_hint
+
+    failed.value.recorded_sandbox = "b"  # type: ignore[attr-defined]
+    hint = refused_claims_hint(coordinator.workspace, failed.value)
+    assert hint == "; `loomtui sandbox rm b` drops this record", hint
     # One that failed with a change is reviewed as it is: not a run again, nor a removal, to advise.
     git(coordinator.workspace.root, "commit", "-q", "--allow-empty", "-m", "half done")
     git(coordinator.workspace.root, "branch", "-f", "loom/a", "HEAD")
@@ -262,8 +268,9 @@ def test_a_task_refused_at_its_claims_tells_a_json_script_which_sandbox_was_kept
     coordinator.store.update_sandbox(docs, status="failed")
     failed = run_cli(repo, "sandbox", "new", "--runtime", "command", "--task", "docs three", "--claim",
                      "docs/runbook.md", "--", "true")
-    assert f"{docs} ended without merging (failed), its claims kept for a run again: `loomtui sandbox rm " \
-           f"{docs}` lets them go" in failed.stderr and "--after" not in failed.stderr, failed.stderr
+    assert f"its agent failed without a change and it keeps its claims for a run again: `loomtui sandbox rm " \
+           f"{docs}`" in failed.stderr and "--after" not in failed.stderr, failed.stderr
+    assert failed.stderr.count(f"`loomtui sandbox rm {docs}`") == 1, failed.stderr  # said once, not twice
     removed = run_cli(repo, "sandbox", "rm", kept)
     assert removed.returncode == 0 and removed.stdout == f"removed sandbox {kept}; branch loom/{kept} never made\n"
 

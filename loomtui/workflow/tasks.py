@@ -317,6 +317,8 @@ def refused_claims_hint(workspace: Workspace, refused: LoomError) -> str:
         return ""
     flow = Workflow(workspace)
     for record in holders:
+        if record.status in (FAILED, EXITED, REJECTED) and f"`loomtui sandbox rm {record.id}`" in str(refused):
+            continue  # the refusal says it already (a holder whose agent failed without a change): not twice
         if record.status in (FAILED, EXITED, REJECTED):  # `--after` it: held at once, for good
             said.append(f"{record.id} ended without merging ({record.status}), its claims kept for a run again: "
                         f"`loomtui sandbox rm {record.id}` lets them go")
@@ -328,4 +330,5 @@ def refused_claims_hint(workspace: Workspace, refused: LoomError) -> str:
     if waitable:
         said.append(f"to start it once {listed(waitable)} merged, run it again with "
                     f"{' '.join(f'--after {h}' for h in waitable)}")
-    return f"; {'; '.join(said)} (`loomtui sandbox rm {refused.recorded_sandbox}` drops this record)"
+    drop = f"`loomtui sandbox rm {refused.recorded_sandbox}` drops this record"
+    return f"; {'; '.join(said)} ({drop})" if said else f"; {drop}"
