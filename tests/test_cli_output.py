@@ -137,3 +137,43 @@ def test_sandbox_new_says_its_agent_is_starting_not_planned(billing: Path) -> No
     held = run_cli(billing, "sandbox", "new", "--runtime", "script", "--script", str(script), "--task", "later",
                    "--no-start")
     assert held.stdout.splitlines()[0].endswith(", planned")  # not started: a plan it is
+
+
+def test_every_help_example_is_a_command_line_loomtui_takes() -> None:
+    """A newcomer found a whole command line in two of 82 help pages: the examples each page ends with now are
+    parsed here, so a renamed option fails this test before a reader copies it."""
+    import argparse
+    import contextlib
+    import io
+    import shlex
+
+    from loomtui.cli import build_parser
+    from loomtui.cli.examples import EXAMPLES
+
+    parser = build_parser()
+    shown = {sub.prog: sub for sub in _parsers(parser)}
+    for prog, lines in EXAMPLES.items():
+        assert prog in shown, f"no command {prog!r}"
+        help_text = shown[prog].format_help()
+        assert "\nexamples:\n" in help_text and all(f"\n  {line}\n" in help_text + "\n" for line in lines), help_text
+        for line in lines:
+            command = line.split("  #")[0].split(" && ")[0].split(" | ")[0]
+            argv = shlex.split(command)
+            assert argv[0] == "loomtui" and " ".join(argv[1:len(prog.split())]) == prog.removeprefix("loomtui "), line
+            with contextlib.redirect_stderr(io.StringIO()) as said:
+                try:
+                    parsed = parser.parse_args(argv[1:])
+                except SystemExit:
+                    raise AssertionError(f"{line}: {said.getvalue()}") from None
+            assert isinstance(parsed, argparse.Namespace)
+
+
+def _parsers(parser):  # type: ignore[no-untyped-def]
+    """Every parser below `parser`, its own included."""
+    import argparse
+
+    yield parser
+    for action in parser._actions:  # noqa: SLF001 - argparse keeps subcommands only there
+        if isinstance(action, argparse._SubParsersAction):  # noqa: SLF001
+            for sub in dict.fromkeys(action.choices.values()):
+                yield from _parsers(sub)

@@ -24,6 +24,7 @@ from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any, Final, NoReturn
 
 from loomtui import __version__
+from loomtui.cli.examples import examples_epilog
 from loomtui.cli.terminal import guard
 from loomtui.errors import LoomError, abridged, escape_controls
 from loomtui.interrupts import EndingSignal
@@ -58,6 +59,15 @@ class LoomArgumentParser(argparse.ArgumentParser):
         if _ASKED_FOR_JSON.get():  # as for every other error: a script parsing stdout reads why
             print_json({"error": line})
         self.exit(2, f"{self.prog}: error: {line}\n")
+
+
+class ExamplesFormatter(argparse.HelpFormatter):
+    """Help wrapped as argparse wraps it, but for the `examples:` block: one command line to a line."""
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        if text.startswith("examples:"):
+            return "\n".join(indent + line for line in text.splitlines())
+        return super()._fill_text(text, width, indent)
 
 
 _ASKED_FOR_JSON: ContextVar[bool] = ContextVar("loomtui_asked_for_json", default=False)
@@ -185,7 +195,9 @@ def add_command(parent: Any, name: str, handler: Handler, help_text: str, *,
                 json_flag: bool = False, reads_only: bool = False) -> argparse.ArgumentParser:
     """Add one subcommand with its handler (and `--json` when scripts will read it). `reads_only`:
     it changes nothing, so it also runs where the state cannot be written (a read-only mount)."""
-    sub: argparse.ArgumentParser = parent.add_parser(name, help=help_text, description=help_text)
+    sub: argparse.ArgumentParser = parent.add_parser(name, help=help_text, description=help_text,
+                                                     formatter_class=ExamplesFormatter)
+    sub.epilog = examples_epilog(sub.prog)
     # The deepest command's parser says usage errors.
     sub.set_defaults(handler=handler, command_parser=sub, reads_only=reads_only)
     if json_flag:
