@@ -422,6 +422,20 @@ def test_doctor_warns_when_a_claude_argv_would_refuse_permissions_unasked(repo: 
     assert "runtime claude-tty permissions" not in checks  # a person at the terminal answers its prompts
 
 
+def test_doctor_says_when_no_one_is_named_and_git_would_refuse_your_commits(repo: Path, tmp_path: Path,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """`init` warned once; `doctor` said nothing, and the next step it gave (`git commit`) failed with git's
+    "Author identity unknown" (a helper's first hour, on a machine with no git identity)."""
+    assert "identity" not in {c.name for c in run_doctor(repo).checks}
+    monkeypatch.setenv("GIT_CONFIG_GLOBAL", str(tmp_path / "no-global-config"))
+    monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
+    git(repo, "config", "--unset", "user.email")
+    [said] = [c for c in run_doctor(repo).checks if c.name == "identity"]
+    assert said.level == "warning" and "neither git's user.email nor LOOM_USER is set" in said.detail
+    monkeypatch.setenv("LOOM_USER", "dev@example.com")
+    assert "identity" not in {c.name for c in run_doctor(repo).checks}
+
+
 def test_each_state_path_is_the_sandboxs_own_with_the_users_login_and_settings_on_top(tmp_path: Path) -> None:
     """One own copy per state path that exists (one a variable names too); a path holding the home or
     the repository is none (the agent would have written all of it); what the agent left where a

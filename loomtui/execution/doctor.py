@@ -20,6 +20,7 @@ from loomtui.execution.gitops import MERGE_TREE_MIN_VERSION, Git, git_version
 from loomtui.execution.isolation import PUBLISHED_OBJECTS, isolation_status
 from loomtui.execution.runtimes import runtime_report
 from loomtui.files import file_size
+from loomtui.identity import current_user, named_by_login
 from loomtui.json_text import parse_json
 from loomtui.limit_values import file_size_bytes
 from loomtui.workspace import Workspace, open_workspace
@@ -91,6 +92,10 @@ def _check_claude_user_settings(report: DoctorReport) -> None:
 
 
 def _check_repository(report: DoctorReport, workspace: Workspace) -> None:
+    if named_by_login(workspace.root):  # `init` warned once; its next step (`git commit`) then failed unsaid
+        report.add("identity", WARNING, f"neither git's user.email nor LOOM_USER is set: loomtui records you as "
+                                        f"{current_user(workspace.root)!r}, whom no policy group names, and git "
+                                        "refuses your commits (`git config --global user.email you@example.com`)")
     try:
         config = workspace.load_config()
     except LoomError as exc:
