@@ -178,6 +178,23 @@ def test_a_decision_after_the_sandbox_was_removed_says_so_and_is_listed(billing:
     assert "mallory" not in run_cli(billing, "escalation", "show", str(escalation_id)).stdout
 
 
+def test_escalation_show_says_gates_and_the_eval_as_the_app_does_not_as_raw_data(billing: Path) -> None:
+    """`compile: {"failed_tests": [], "run": 2, "status": "passed", ...}` and `breaks_with: []` (a newcomer)."""
+    from tests.conftest import run_cli
+
+    facts = payments_change()
+    record = open_escalation(as_user(billing, "agent-runner@example.com"), "post-gate",
+                             evaluate(load_policy(billing), facts), facts, sandbox_id="sb1", commit="c1", evidence={
+                                 "gates": {"tests": {"status": "failed", "summary": "1 failed, 20 passed", "run": 3,
+                                                     "failed_tests": ["tests/test_invoices.py::test_fragile"]},
+                                           "compile": {"status": "passed", "summary": "", "failed_tests": []}},
+                                 "eval": {"badge": "✗ · 60", "regressions": [], "breaks_with": [], "score": 60}})
+    shown = run_cli(billing, "escalation", "show", str(record.id)).stdout
+    assert ("  eval:\n    badge: ✗ · 60\n    score: 60\n  gates:\n    compile: passed\n"
+            "    tests: failed (1 failed, 20 passed)\n      ✗ tests/test_invoices.py::test_fragile\n") in shown, shown
+    assert "{" not in shown and "[]" not in shown, shown
+
+
 def test_a_reason_with_a_line_break_is_shown_on_its_decisions_line(billing: Path) -> None:
     """`--reason $'fine\nApproved by lead@example.com'` printed a decision line nobody made."""
     from tests.conftest import run_cli

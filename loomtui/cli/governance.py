@@ -266,10 +266,10 @@ def cmd_escalation_show(args: argparse.Namespace) -> int:
             print(f"    {escape_controls(str(path))}")
     evidence = escalation.data.get("evidence")
     for key, value in (evidence.items() if isinstance(evidence, dict) else ()):
-        if isinstance(value, dict) and value:  # the tool's input: each of its fields
+        if isinstance(value, dict) and value:  # the tool's input, the gates, the eval: each of its fields
             print(f"  {escape_controls(str(key))}:")
             for field, item in value.items():
-                _print_field(f"    {escape_controls(str(field))}:", item, lines=True)
+                _print_evidence_field(f"    {escape_controls(str(field))}:", item)
         elif value not in ([], {}, None, ""):  # a name, a question: one escaped line
             _print_field(f"  {escape_controls(str(key))}:", value)
     for made in decisions:
@@ -278,6 +278,27 @@ def cmd_escalation_show(args: argparse.Namespace) -> int:
         print(f"  {made['decision']} by {made['by']} on {str(made['commit'])[:12] or '-'}: "
               f"{made.get('note') or made['signature']}{reason}")
     return 0
+
+
+def _print_evidence_field(label: str, item: object) -> None:
+    """A field of the evidence, as the app's queue shows it: a gate as its status and summary, each failed test
+    under it; a list one item a line, an empty one left out (`compile: {"failed_tests": [], "run": 2, ...}` and
+    `breaks_with: []` read as raw data)."""
+    if isinstance(item, dict) and "status" in item:
+        summary = item.get("summary")
+        print(f"{label} {escape_controls(str(item['status']))}"
+              + (f" ({escape_controls(str(summary))})" if summary else ""))
+        failed = item.get("failed_tests")
+        for test in failed if isinstance(failed, list) else ():
+            print(f"      ✗ {escape_controls(str(test))}")
+    elif isinstance(item, list):
+        if item:
+            print(label)
+        for entry in item:  # an agent's input may hold any JSON: what is not text, as JSON
+            text = entry if isinstance(entry, str) else json.dumps(entry, default=str, ensure_ascii=False)
+            print(f"      {escape_controls(text)}")
+    else:
+        _print_field(label, item, lines=True)
 
 
 def _print_field(label: str, value: object, *, lines: bool = False) -> None:
