@@ -8,7 +8,7 @@ from pathlib import Path
 
 from textual.widgets import Input, Select
 
-from loomtui.execution.lifecycle import APPROVED, AWAITING_REVIEW, EXITED, FAILED, MERGED, PLANNED, RUNNING
+from loomtui.execution.lifecycle import APPROVED, AWAITING_REVIEW, EXITED, FAILED, MERGED, PAUSED, PLANNED, RUNNING
 from loomtui.store import SandboxRecord
 from loomtui.tui.app import LoomApp
 from loomtui.tui.screens.dashboard_keys import key_applies
@@ -114,6 +114,8 @@ def test_start_stop_and_merge_apply_only_where_they_can_work() -> None:
     waiting = StepView(Step.WAIT_TASKS, "sb2's merge")
     assert applies("start", PLANNED, startable) and not applies("start", PLANNED, waiting)
     assert applies("stop", RUNNING, StepView(Step.AGENT)) and not applies("stop", MERGED, None)
+    # A paused agent's way on was in `?` only; a running one's pause stays out of a full footer.
+    assert applies("pause_resume", PAUSED, StepView(Step.AGENT)) and not applies("pause_resume", RUNNING, None)
     assert applies("merge", APPROVED, StepView(Step.WAIT_MERGE, "", PersonAction.MERGE, "sb1"))
     assert not applies("merge", AWAITING_REVIEW, StepView(Step.WAIT_DECISION, "#3", PersonAction.DECIDE, "3"))
     assert not applies("merge", MERGED, None) and not applies("merge", RUNNING, StepView(Step.AGENT))

@@ -590,7 +590,7 @@ class DashboardScreen(LoomScreen[None]):
             return None
         return sandbox
 
-    def action_pause_resume(self) -> None:
+    def action_pause_resume(self, _twin: int = 1) -> None:
         sandbox = self._chosen("pause or resume")
         if sandbox is not None and not self._elsewhere(sandbox, "pause or resume it"):
             call = agent_control.resume if sandbox.status == PAUSED else agent_control.pause

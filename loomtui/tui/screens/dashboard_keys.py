@@ -10,16 +10,17 @@ from typing import Final
 from textual.binding import Binding, BindingType
 
 from loomtui.execution.agent_control import DEFAULT_GRACE_S
-from loomtui.execution.lifecycle import APPROVED, AWAITING_REVIEW, EXITED, LIVE, MERGED, PLANNED
+from loomtui.execution.lifecycle import APPROVED, AWAITING_REVIEW, EXITED, LIVE, MERGED, PAUSED, PLANNED
 from loomtui.execution.sandboxes import has_worktree, on_this_host
 from loomtui.store import SandboxRecord
 from loomtui.tui.keys import shown_where_it_applies
 from loomtui.tui.sandbox_text import app_step_hints
 from loomtui.workflow.steps import PersonAction, Step, StepView
 
-HOST_KEYS: Final = frozenset({"start", "stop", "merge", "retry"})
-"""The footer's keys only the machine a sandbox runs on can use (`p` and `x` say so when pressed)."""
-FOLLOWS_SELECTION: Final = frozenset({"start", "stop", "merge", "diff", "evals", "open", "drop_after", "retry"})
+HOST_KEYS: Final = frozenset({"start", "stop", "merge", "retry", "pause_resume"})
+"""The footer's keys only the machine a sandbox runs on can use (`x` says so when pressed)."""
+FOLLOWS_SELECTION: Final = frozenset({"start", "stop", "merge", "diff", "evals", "open", "drop_after", "retry",
+                                      "pause_resume"})
 """Actions the footer shows only while they apply to the selected sandbox (`open` needs one selected,
 and does nothing without: it has no twin)."""
 
@@ -36,8 +37,9 @@ DASHBOARD_BINDINGS: Final[list[BindingType]] = [
                                     tooltip="Its next step now: a failed step tried again")),
     *shown_where_it_applies(Binding("W", "drop_after", "Stop waiting", key_display="W", id="dashboard.drop_after",
                                     tooltip="Start a held task without those it waits for")),
-    Binding("p", "pause_resume", "Pause/resume", id="dashboard.pause",
-            show=False, tooltip="Pause or resume the selected agent"),
+    # Shown for a paused agent (its way on was only in `?`); a running one's pause stays out of a full footer.
+    *shown_where_it_applies(Binding("p", "pause_resume", "Pause/resume", id="dashboard.pause",
+                                    tooltip="Pause or resume the selected agent")),
     Binding("enter", "open", "Open", id="dashboard.open",
             tooltip="Attach to the agent's tmux session, else show its log"),
     *shown_where_it_applies(Binding("d", "diff", "Diff", id="dashboard.diff", tooltip="The selected sandbox's diff")),
@@ -143,6 +145,8 @@ def key_applies(action: str, sandbox: SandboxRecord | None, step: StepView | Non
         return step is not None and step.action == PersonAction.CANCEL
     if action == "stop":
         return sandbox.status in LIVE
+    if action == "pause_resume":
+        return sandbox.status == PAUSED
     if action == "merge":
         return merge_refusal(sandbox, step) is None
     if action in ("evals", "diff"):  # a planned one has no change, nor one whose agent ended or failed without one
