@@ -640,6 +640,22 @@ def test_an_override_that_ran_out_merges_nothing_until_a_lead_overrides_again(ma
     assert request_merge(manual, sandbox_id).status == MERGED
 
 
+def test_a_rejected_sandbox_says_who_said_no_and_why(manual: Workspace) -> None:
+    """Its Details named the escalation only ("escalation #3 rejected"): the reason was one more view away."""
+    from loomtui.tui.sandbox_text import sandbox_fields
+
+    sandbox_id = run_task(manual, "ledger", "ledger.py", "return amount", "return amount * 2")
+    assert wait_until_settled(manual, sandbox_id).step == Step.WAIT_DECISION
+    escalation = int(sb.get_sandbox(manual, sandbox_id).data["review_escalation"])
+    decide(Workspace(manual.paths, manual.store, manual.audit, "lead@example.com"), load_policy(manual.root),
+           escalation, "reject", reason="floats for money (ADR 0001)")
+    record = advance(manual, sandbox_id)
+    assert record.status == REJECTED
+    said = f"escalation #{escalation} rejected by lead@example.com: floats for money (ADR 0001)"
+    why = [f.value for f in sandbox_fields(sb.get_sandbox(manual, sandbox_id), None, None) if f.label == "why"]
+    assert why == [said]
+
+
 def tighten(workspace: Workspace, rule: str, *, commit: bool = True) -> None:
     """Add `rule` (policy YAML, indented as a rule) to the repository's policy, committed to main."""
     policy = workspace.root / ".loom" / "policy.yaml"

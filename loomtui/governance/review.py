@@ -333,8 +333,12 @@ def follow_decision(workspace: Workspace, sandbox_id: str) -> SandboxRecord | No
     if escalation.status == EscalationStatus.REJECTED:
         if record.status == REJECTED:
             return None
+        # Who said no and why, as the sandbox's `reason` (its Details named the escalation only).
+        said = next((event for event in reversed(escalation.data.get("history") or ())
+                     if isinstance(event, dict) and event.get("event") == "reject"), {})
+        why = f" by {said.get('by')}" + (f": {said['reason']}" if said.get("reason") else "") if said else ""
         return transition(workspace, record.id, REJECTED, allowed_from=frozenset({AWAITING_REVIEW}),
-                          reason=f"escalation #{escalation.id} rejected")
+                          reason=f"escalation #{escalation.id} rejected{why}")
     commit = str(escalation.data.get("commit") or "")
     check_cleared(workspace, escalation)
     # From rejected too: a reviewer's rejection overruled by an override (`escalations.rejection_stands`).
