@@ -233,12 +233,19 @@ async def test_the_context_view_lists_searches_and_opens_sections_from_the_palet
     adr = billing / "docs" / "adr" / "0002-bankers-rounding-per-line-item.md"
     adr.write_text(adr.read_text() + "\nSee \x1b[31mred\x1b]0;retitled\x07 too.\n")  # drawn, never obeyed
     app = LoomApp(open_workspace(billing))
+    said: list[str] = []
+    notify = app.notify
+    app.notify = lambda message, **kw: (said.append(f"{kw.get('title')}: {message}"),  # type: ignore[method-assign]
+                                        notify(message, **kw))[1]
     async with app.run_test(size=(160, 45)) as pilot:
         await pilot.press("6")
         await pilot.pause()
         assert isinstance(app.screen, ContextScreen)
         table = app.screen.query_one("#sections", DataTable)
         await wait_for(pilot, lambda: table.row_count > 5, timeout=30)
+        assert not any("read again" in line for line in said)  # opened: its summary says it, no toast
+        await pilot.press("r")  # read again: said (the summary alone looked the same)
+        await wait_for(pilot, lambda: any(line.startswith("context read again: version ") for line in said))
         summary = str(app.screen.query_one("#context-summary", Static).render())
         assert "1 problem: context.pinned: 'AGENTS.md#Cash' matches no section" in summary
         assert "1 ADR flagged" in summary

@@ -78,10 +78,11 @@ class ContextScreen(LoomScreen[None]):
 
     def on_mount(self) -> None:
         self.loom.update_header(self.query_one(StatusHeader))
-        self.action_reload()
+        self.action_reload(said=False)
 
     @work(thread=True, exclusive=True, group="context-load", exit_on_error=False)
-    def action_reload(self) -> None:
+    def action_reload(self, said: bool = True) -> None:
+        """Read the team's context again (`r`: said in a toast once read, the summary line alone looked unchanged)."""
         from loomtui.knowledge.engine import adr_flags
 
         try:
@@ -91,9 +92,9 @@ class ContextScreen(LoomScreen[None]):
             self.app.call_from_thread(self.query_one("#context-summary", Static).update,
                                       Text(f" cannot read the context: {exc}", style="bold red"))
             return
-        self.app.call_from_thread(self._loaded, context, flags)
+        self.app.call_from_thread(self._loaded, context, flags, said)
 
-    def _loaded(self, context: Context, flags: dict[str, str]) -> None:
+    def _loaded(self, context: Context, flags: dict[str, str], said: bool = False) -> None:
         from loomtui.knowledge.slicing import context_problems
 
         self.context, self.flags = context, flags
@@ -105,6 +106,9 @@ class ContextScreen(LoomScreen[None]):
         self._fill(self.query_one("#context-filter", Input).value)
         if self.pending is not None:
             self.show_section(self.pending)
+        if said:
+            self.app.notify(f"version {context.version[:12]}, {plural(len(context.sections), 'section')}",
+                            title="context read again", timeout=3)
 
     def _fill(self, query: str) -> None:
         """Rows for every section, or the best matches for `query` (rapidfuzz), best first."""
