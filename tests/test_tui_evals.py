@@ -170,6 +170,14 @@ async def test_e_without_a_branch_is_refused_with_the_reason_and_m_finds_nothing
         assert "no branch tip" in note.message and note.severity == "warning"
         assert "sb1" not in pane.evaluating
         assert "No eval yet" in str(pane.query_one("#evals-summary", Static).render())
+        # ⏎ with the focus in the tab (its pane, or a table there) opened the Log tab, unasked.
+        pane.focus()
+        await pilot.pause()
+        await pilot.press("enter")
+        await pilot.pause()
+        assert app.screen.query_one("#detail", TabbedContent).active == "tab-evals"
+        app.screen.query_one("#sandboxes", SandboxTable).focus()
+        await pilot.pause()
 
         # `M`, the merged gate: with no sandbox awaiting review or approved there is nothing to merge.
         await pilot.press("M")

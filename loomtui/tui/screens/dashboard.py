@@ -545,11 +545,18 @@ class DashboardScreen(LoomScreen[None]):
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action == "back" and not parameters:  # shown while there is a filter or a zoom to back out of
             return self.has_class("-zoom") or not self.query_one("#filter", Input).has_class("hidden")
+        if action == "open" and self._focus_in_detail():
+            return False  # ⏎ in the Evals tab's checks (a scroll pane there) opened the Log tab, unasked
         if action in FOLLOWS_SELECTION and not parameters:  # the footer's key (its twin, `evals(0)`, answers else)
             sandbox = self.selected_sandbox()
             step = self.snapshot.steps.get(sandbox.id) if self.snapshot and sandbox else None
             return key_applies(action, sandbox, step)
         return True
+
+    def _focus_in_detail(self) -> bool:
+        """Whether the focus is in the detail's tabs (a pane, a table of the Evals tab), not the sandboxes."""
+        focused = self.focused
+        return focused is not None and any(node.id == "detail" for node in focused.ancestors_with_self)
 
     def action_stop(self, _twin: int = 1) -> None:
         """`s`: stop the selected agent, once confirmed (its session cannot be taken up again)."""
