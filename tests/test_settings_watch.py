@@ -90,3 +90,21 @@ def test_a_file_read_empty_as_it_is_written_is_read_again_before_it_counts(repo:
     write(config, "", tick=4)  # emptied on purpose: it counts once it stays so
     watch.reload_if_changed()
     assert watch.reload_if_changed() is True and watch.problem is None and watch.config.theme != "loom-light"
+
+
+def test_a_changed_codeowners_is_read_again_with_the_policy(repo: Path) -> None:
+    """Only loom.yaml and the policy file were watched: with a new CODEOWNERS the app judged and decided by
+    the old code owners."""
+    config, policy, owners = repo / ".loom" / "loom.yaml", repo / ".loom" / "policy.yaml", repo / "CODEOWNERS"
+    write(config, "version: 1\n", tick=1)
+    write(policy, "version: 1\ngroups: {leads: [a@x.io], seniors: [b@x.io]}\ncodeowners: CODEOWNERS\n", tick=1)
+    write(owners, "* @leads\n", tick=1)
+    watch = SettingsWatch(open_workspace(repo))
+    watch.reload_if_changed()
+    before = watch.policy
+    assert before is not None and before.codeowners is not None
+    assert watch.reload_if_changed() is False and watch.policy is before  # nothing changed: not read again
+    write(owners, "* @seniors\n", tick=2)
+    watch.reload_if_changed()
+    assert watch.policy is not before and watch.policy is not None
+    assert watch.policy.codeowners is not None and "seniors" in str(watch.policy.codeowners)

@@ -677,7 +677,7 @@ def test_a_change_approved_before_the_policy_tightened_is_judged_again_before_it
     """)
     view = next_step(manual, sb.get_sandbox(manual, sandbox_id))
     assert (view.step, view.waits_on) == (Step.REVIEW, "the policy changed since its review")
-    with pytest.raises(LoomError, match="not approved"):
+    with pytest.raises(LoomError, match="not approved; the policy changed since its approval and it was judged again"):
         request_merge(manual, sandbox_id)
     record = sb.get_sandbox(manual, sandbox_id)
     escalation = manual.store.get_escalation(int(record.data["review_escalation"]))
@@ -724,6 +724,78 @@ def test_a_lead_s_approval_stands_when_the_changed_policy_asks_what_it_answered(
         request_merge(manual, second)
     asked = manual.store.get_escalation(int(sb.get_sandbox(manual, second).data["review_escalation"]))
     assert asked.status == "open" and status_lines(asked) == ["0 of 2 approvals from leads"]
+
+
+def test_a_change_is_judged_again_by_the_policy_s_files_never_by_one_a_caller_read_before(manual: Workspace) -> None:
+    """The app (and `advance --all`) passed the policy it held: a change approved under A was judged again under A,
+    recorded as judged under B, and merged (a new CODEOWNERS, or a policy a merge just brought in)."""
+    sandbox_id = run_task(manual, "helper", "lib.py", "x + 1", "x + 2")
+    assert wait_until_settled(manual, sandbox_id).step == Step.WAIT_MERGE
+    held = load_policy(manual.root)  # as the app holds it
+    tighten(manual, """\
+        - name: lib-needs-a-lead
+          when: {paths: ["lib.py"]}
+          decision: require
+          approvals: {groups: [leads], count: 1}
+    """)
+    assert advance(manual, sandbox_id, policy=held).status == "awaiting_review"
+    escalation = manual.store.get_escalation(int(sb.get_sandbox(manual, sandbox_id).data["review_escalation"]))
+    assert [r["name"] for r in escalation.data["rules"]] == ["anything", "lib-needs-a-lead"]
+
+
+async def test_the_open_app_judges_an_approved_change_again_once_the_policy_s_files_change(
+        manual: Workspace) -> None:
+    """Nothing is written when the policy's files change: the app said "press m" while `sandbox list` said
+    review (an edit not committed moves no branch either)."""
+    from loomtui.tui.app import LoomApp
+    from tests.test_tui import wait_for
+
+    sandbox_id = run_task(manual, "helper", "lib.py", "x + 1", "x + 2")
+    assert wait_until_settled(manual, sandbox_id).step == Step.WAIT_MERGE
+    app = LoomApp(manual)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_for(pilot, lambda: app.latest_snapshot is not None and sandbox_id in app.latest_snapshot.steps)
+        # With a change approved, the listener looks at the policy's files every POLICY_LOOK_SECONDS, not 30 s.
+        from loomtui.tui.app import POLICY_LOOK_SECONDS
+
+        assert app.latest_snapshot is not None and app.latest_snapshot.policy_read is not None
+        await wait_for(pilot, lambda: app._listen_seconds() <= POLICY_LOOK_SECONDS)
+        policy = manual.root / ".loom" / "policy.yaml"
+        policy.write_text(policy.read_text() + "# read by the payments team\n")
+
+        def judged_again() -> bool:
+            return any(e.action == "policy.evaluated" and e.subject == sandbox_id and e.details.get("policy_changed")
+                       for e in manual.audit.entries())
+
+        await wait_for(pilot, judged_again)
+        await wait_for(pilot, lambda: app.latest_snapshot is not None
+                       and app.latest_snapshot.steps[sandbox_id].step == Step.WAIT_MERGE)  # approved as it was
+
+
+def test_an_override_stands_only_while_its_giver_may_still_override(manual: Workspace) -> None:
+    """Approvals were counted again against the groups as they are now; an override by someone moved out of the
+    override groups kept its change going."""
+    sandbox_id = run_task(manual, "ledger", "ledger.py", "return amount", "return amount * 2")
+    assert wait_until_settled(manual, sandbox_id).step == Step.WAIT_DECISION
+    escalation = int(sb.get_sandbox(manual, sandbox_id).data["review_escalation"])
+    decide(Workspace(manual.paths, manual.store, manual.audit, "lead@example.com"), load_policy(manual.root),
+           escalation, "override", reason="hotfix")
+    assert advance(manual, sandbox_id).status == APPROVED
+    policy = manual.root / ".loom" / "policy.yaml"
+    policy.write_text(policy.read_text() + "# the payments team's\n")  # a comment: the override stands
+    assert next_step(manual, sb.get_sandbox(manual, sandbox_id)).step == Step.REVIEW
+    assert advance(manual, sandbox_id).status == APPROVED
+    # A typo in loom.yaml is no policy change (which policy it names is not known): nothing is judged again.
+    config = manual.root / ".loom" / "loom.yaml"
+    config.write_text("version: 1\ngates: [\n")
+    assert next_step(manual, sb.get_sandbox(manual, sandbox_id)).step == Step.WAIT_MERGE
+    config.write_text("version: 1\n")
+    assert next_step(manual, sb.get_sandbox(manual, sandbox_id)).step == Step.WAIT_MERGE
+    policy.write_text(policy.read_text().replace("leads: [lead@example.com]", "leads: [cfo@example.com]"))
+    with pytest.raises(LoomError, match="not approved"):
+        request_merge(manual, sandbox_id)
+    asked = manual.store.get_escalation(int(sb.get_sandbox(manual, sandbox_id).data["review_escalation"]))
+    assert asked.id != escalation and asked.status == "open"
 
 
 async def test_the_app_counts_an_override_that_runs_out_with_nothing_written(

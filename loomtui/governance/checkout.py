@@ -6,7 +6,7 @@ review, decision, hook answer and override check made meanwhile."""
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Final
 
@@ -29,10 +29,27 @@ def _git(root: Path, *args: str) -> str | None:
     return done.out.strip() if done.status == 0 else None
 
 
+_LOADER: Final = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_READ: dict[tuple[str, int, int], object] = {}
+"""What a file said, by (path, mtime_ns, size): the app's snapshot asks for the policy's files each time it reads
+(a 1,000-rule policy parsed in pure Python took a snapshot from 26 ms to 1.3 s)."""
+
+
+def _as_last_read(file: Path, read: Callable[[], object]) -> object:
+    """`read()` of `file`, again only once the file changed (its mtime or size)."""
+    info = file.stat()
+    key = (str(file), info.st_mtime_ns, info.st_size)
+    if key not in _READ:
+        if len(_READ) > 64:
+            _READ.clear()
+        _READ[key] = read()
+    return _READ[key]
+
+
 def files_the_policy_names(policy_file: Path) -> list[str]:
     """The paths a policy file names (`codeowners:`, `decisions.allowed_signers`); none for one unread."""
     try:
-        top = yaml.safe_load(policy_file.read_text(encoding="utf-8"))
+        top = _as_last_read(policy_file, lambda: yaml.load(policy_file.read_text(encoding="utf-8"), Loader=_LOADER))
     except (OSError, UnicodeDecodeError, yaml.YAMLError):
         return []  # loading it says what is wrong
     if not isinstance(top, dict):
@@ -42,12 +59,23 @@ def files_the_policy_names(policy_file: Path) -> list[str]:
     return [name for name in named if isinstance(name, str)]
 
 
+def _policy_named(workspace: Workspace) -> str | None:
+    """The policy's path as loom.yaml names it; None while loom.yaml cannot be read."""
+    try:
+        try:
+            named = _as_last_read(workspace.paths.config_path, lambda: workspace.load_config().policy)
+        except FileNotFoundError:  # no loom.yaml: the defaults
+            named = workspace.load_config().policy
+    except (OSError, ConfigError):
+        return None
+    return str(named)
+
+
 def policy_paths(workspace: Workspace) -> list[str]:
     """Every file loomtui's judging reads in the checkout: `.loom/`, the CODEOWNERS, and the policy and the
     files it names wherever loom.yaml puts them (`governance/policy.yaml`)."""
-    try:
-        policy = workspace.load_config().policy
-    except ConfigError:
+    policy = _policy_named(workspace)
+    if policy is None:
         return list(POLICY_FILES)
     return list(dict.fromkeys([*POLICY_FILES, policy, *files_the_policy_names(workspace.root / policy)]))
 
@@ -56,10 +84,13 @@ POLICY_READ_KEY: Final = "policy_read"
 """Sandbox data: `policy_fingerprint` as its last review read it (an approval is judged again once it changes)."""
 
 
-def policy_fingerprint(workspace: Workspace) -> str:
+def policy_fingerprint(workspace: Workspace) -> str | None:
     """A digest of the files `policy_paths` names as the checkout has them now (the folders among them aside):
     a review records it, and a change approved under another policy is judged again before it merges (a policy
-    tightened after the approval merged it, unsaid; CI's gate then said NEEDS APPROVAL)."""
+    tightened after the approval merged it, unsaid; CI's gate then said NEEDS APPROVAL). None while loom.yaml
+    cannot be read (which policy it names is not known: a typo there, fixed, had every approval asked again)."""
+    if _policy_named(workspace) is None:
+        return None
     digest = hashlib.sha256()
     for path in policy_paths(workspace):
         file = workspace.root / path
@@ -73,9 +104,13 @@ def policy_fingerprint(workspace: Workspace) -> str:
 
 def policy_changed(workspace: Workspace, data: Mapping[str, object], now: str | None = None) -> bool:
     """Whether the policy's files differ from those the review that wrote `data` read (`now`: the fingerprint,
-    when the caller has read it). A review from before reviews recorded it is not judged again."""
+    when the caller has read it). A review from before reviews recorded it is not judged again, nor is anything
+    while loom.yaml cannot be read."""
     read = data.get(POLICY_READ_KEY)
-    return isinstance(read, str) and read != (now or policy_fingerprint(workspace))
+    if not isinstance(read, str):
+        return False
+    now = now or policy_fingerprint(workspace)
+    return now is not None and read != now
 
 
 def refuse_an_agents_policy(workspace: Workspace) -> None:

@@ -226,20 +226,28 @@ def to_decide(escalations: Iterable[EscalationRecord], sandboxes: Iterable[Sandb
     return [e for e in found if e.status == OPEN or (str(e.id) in ran_out and waiting.get(str(e.id)) == e.sandbox_id)]
 
 
-def decision_answers(escalation: EscalationRecord | None, evaluation: Evaluation, commit: str) -> bool:
+def decision_answers(escalation: EscalationRecord | None, evaluation: Evaluation, commit: str,
+                     policy: Policy, paths: Sequence[str]) -> bool:
     """Whether `escalation`'s decision in favour of `commit` answers `evaluation` as well (the same commit judged
-    again under a policy changed since): nothing it found that the decision did not see, and, for approvals, the
-    people who approved meet each of its requirements (groups and counts as the policy has them now)."""
+    again under `policy`, changed since): nothing it found that the decision did not see, no path the merge now
+    changes that it did not (the target renamed a file under it); for approvals, the
+    people who approved meet each of its requirements (groups and counts as the policy has them now); for an
+    override, its giver may still override (one moved out of the override groups kept a change going)."""
     if escalation is None or escalation.status not in CLEARED or escalation.data.get("commit") != commit \
             or escalation.data.get("outcome") != evaluation.outcome:
         return False
     seen = {str(rule.get("name")) for rule in escalation.data.get("rules") or () if isinstance(rule, Mapping)}
-    if not {applied.name for applied in evaluation.applied} <= seen:
+    facts = escalation.data.get("facts")
+    decided_paths = set(facts.get("paths") or ()) if isinstance(facts, Mapping) else set()
+    if not {applied.name for applied in evaluation.applied} <= seen or not set(paths) <= decided_paths:
         return False
-    if escalation.status == EscalationStatus.OVERRIDDEN:  # what it overrode, with a reason: no more is found now
-        return True
-    users = [a.user for a in approvals(escalation, commit)]
     author = escalation.data.get("author") or None
+    if escalation.status == EscalationStatus.OVERRIDDEN:  # what it overrode, with a reason: no more is found now
+        given = next((event for event in reversed(escalation.data.get("history") or ())
+                      if isinstance(event, Mapping) and event.get("event") == "override"), {})
+        by = str(given.get("by") or "")
+        return bool(by) and can_override(policy, by) and not (policy.separation_of_duties and same_person(author, by))
+    users = [a.user for a in approvals(escalation, commit)]
     return all(requirement_status(req, users, author, evaluation.separation_of_duties)[0]
                for req in evaluation.requirements)
 

@@ -66,6 +66,8 @@ if TYPE_CHECKING:  # the eval engines load when a review runs, not with every fr
 Say = Callable[[str], None]
 REVIEWABLE = frozenset({EXITED, FAILED})
 ESCALATION_KEY = REVIEW_ESCALATION_KEY
+REJUDGING_KEY = "rejudging"
+"""Sandbox data while a review judges an approved change again under a changed policy (kept for a redo)."""
 
 
 @dataclass(frozen=True)
@@ -99,9 +101,11 @@ def _refuse_unnamed_files(workspace: Workspace, record: SandboxRecord, base: str
                         f"remove the sandbox", exit_code=1)
 
 
-def review_sandbox(workspace: Workspace, sandbox_id: str, *, policy: Policy | None = None,
-                   say: Say | None = None, summary: str | None = None, redo: bool = False) -> ReviewOutcome:
-    """Gate and judge an ended sandbox (or one with new commits since its last review).
+def review_sandbox(workspace: Workspace, sandbox_id: str, *, say: Say | None = None, summary: str | None = None,
+                   redo: bool = False) -> ReviewOutcome:
+    """Gate and judge an ended sandbox (or one with new commits since its last review, or one approved under
+    another policy), by the policy's files as they are now: never a policy a caller read before (the app's,
+    a run over many sandboxes), which judged a change under the old rules and recorded the new ones' digest.
 
     `redo`: also a sandbox left `gating` by a reviewer that died mid-step (the workflow
     engine, which holds the step's lease, knows that nobody else is reviewing it).
@@ -113,8 +117,10 @@ def review_sandbox(workspace: Workspace, sandbox_id: str, *, policy: Policy | No
     tip = tip_to_judge(repo, record, "review")
     base = record.base_sha
     previous = _escalation(workspace, record)
-    read = policy_fingerprint(workspace)
-    rejudged = record.status == APPROVED and policy_changed(workspace, record.data, read)
+    # Or a review of that kind that stopped part way (a broken loom.yaml failed it): redone as what it was, or
+    # the approval it was to keep was asked for again.
+    rejudged = (record.status == APPROVED and policy_changed(workspace, record.data)) or (
+        redo and record.status == GATING and bool(record.data.get(REJUDGING_KEY)))
     again = (record.status == AWAITING_REVIEW and previous is not None and previous.data.get("commit") != tip) or (
         record.status == APPROVED and (record.approved_commit != tip or bool(record.data.get(UNJUDGED_KEY))
                                        or rejudged))
@@ -140,7 +146,7 @@ def review_sandbox(workspace: Workspace, sandbox_id: str, *, policy: Policy | No
     failure = _agent_failure(record)
     record = transition(workspace, record.id, GATING, reason=f"reviewing commit {tip[:12]}",
                         allowed_from=frozenset({*REVIEWABLE, AWAITING_REVIEW, *([APPROVED] if again else []),
-                                                *([GATING] if redo else [])}))
+                                                *([GATING] if redo else [])}), data={REJUDGING_KEY: rejudged})
     from loomtui.guardrails.evals import evaluate as run_eval
 
     report = run_eval(workspace, record.id)
@@ -152,7 +158,8 @@ def review_sandbox(workspace: Workspace, sandbox_id: str, *, policy: Policy | No
     if report.score is not None:
         say(f"score: {report.score.summary()}")
     breaks = _merged_breaks(workspace, record, say)
-    policy = policy or configured_policy(workspace.root, workspace.load_config())
+    read = policy_fingerprint(workspace)  # what judges, read together: a digest recorded is the policy that judged
+    policy = configured_policy(workspace.root, workspace.load_config())
     facts = replace(
         # From where tip and target meet, what the merge brings in: not from its base alone.
         change_facts(workspace.root, since, tip, gates={r.gate: r.status for r in results},
@@ -175,14 +182,15 @@ def review_sandbox(workspace: Workspace, sandbox_id: str, *, policy: Policy | No
         **({"policy_changed": True} if rejudged else {})})
     # What the merge may change: what was judged here (a merge onto a target that moved on is checked against it),
     # and under which policy (a change approved under another is judged again before it merges).
-    judged = {REVIEWED_PATHS_KEY: list(facts.paths), UNJUDGED_KEY: None, POLICY_READ_KEY: read}
+    judged = {REVIEWED_PATHS_KEY: list(facts.paths), UNJUDGED_KEY: None, POLICY_READ_KEY: read, REJUDGING_KEY: None}
     if evaluation.outcome == "auto_approve":
         record = transition(workspace, record.id, APPROVED, allowed_from=frozenset({GATING}),
                             reason=f"auto-approved by the policy ({', '.join(evaluation.rule_names())})",
                             # No escalation of an earlier review stays named: it is not what approved this.
                             data={"approved_commit": tip, ESCALATION_KEY: None, **judged}, audit={"commit": tip})
         return ReviewOutcome(record, tip, results, evaluation, None, report)
-    if rejudged and previous is not None and decision_answers(previous, evaluation, tip):
+    if rejudged and previous is not None and decision_answers(previous, evaluation, tip, policy, facts.paths) \
+            and _still_clears(workspace, previous):
         # What the changed policy asks, the decision already answered: kept (a comment edited in the policy, or a
         # rule for other paths, asked a lead to approve every change waiting to merge again).
         record = transition(workspace, record.id, APPROVED, allowed_from=frozenset({GATING}),
@@ -345,6 +353,16 @@ def follow_decision(workspace: Workspace, sandbox_id: str) -> SandboxRecord | No
     return transition(workspace, record.id, APPROVED, allowed_from=frozenset({AWAITING_REVIEW, REJECTED}),
                       reason=f"escalation #{escalation.id} {escalation.status}",
                       data={"approved_commit": commit}, audit={"escalation": escalation.id, "commit": commit})
+
+
+def _still_clears(workspace: Workspace, escalation: EscalationRecord) -> bool:
+    """Whether the decision still lets the change go as the merge checks it (signed, where the policy now asks
+    for signatures: kept unsigned, every merge then failed, and no decision could be given again)."""
+    try:
+        check_cleared(workspace, escalation)
+    except LoomError:
+        return False
+    return True
 
 
 def check_cleared(workspace: Workspace, escalation: EscalationRecord,

@@ -19,6 +19,7 @@ from textual.worker import Worker, WorkerState, get_current_worker
 
 from loomtui.config import LoomConfig
 from loomtui.errors import LoomError
+from loomtui.governance.checkout import policy_fingerprint
 from loomtui.governance.policy import MERGE_MANUAL, Policy
 from loomtui.repo import current_branch
 from loomtui.tui.base import NARROW_COLUMNS
@@ -66,6 +67,8 @@ if TYPE_CHECKING:  # the other views (and the engines only workers use) load aft
 SETTINGS_PROBLEMS_SHOWN = 3
 """Lines of a theme's or the keymap's problems one toast says, before how many more there are."""
 LISTEN_SECONDS = 30.0
+POLICY_LOOK_SECONDS = 2.0
+"""How often the listener looks at the policy's files while a sandbox is approved (a change writes nothing)."""
 """How long the listener waits for an event before it starts waiting again."""
 RETRY_SECONDS = 2.0
 """How often a store that failed is tried again."""
@@ -138,6 +141,7 @@ class LoomApp(App[int]):
         self.loom_themes: list[str] = []
         self.latest_snapshot: DashboardSnapshot | None = None
         self._override_due: float | None = None  # when the next override runs out, as the listener last read
+        self._policy_read: str | None = None  # the policy's digest as the listener last read it (an approved sandbox)
         self.coordination: CoordinationPicture | None = None
         self.coordinator: Coordinator | None = None  # built by a worker; None until indexed
         self._kept: KeptCoordinator | None = None  # the coordination worker's (its module loads the index's)
@@ -217,6 +221,7 @@ class LoomApp(App[int]):
         except Exception:  # an early read only: the listener reads again and reports what fails
             return
         self._last_event = self.latest_snapshot.last_event_id
+        self._heard(self.latest_snapshot)
 
     def on_mount(self) -> None:
         themes = self._themes
@@ -379,7 +384,8 @@ class LoomApp(App[int]):
                     if seen is not None and newest > seen:
                         seen = self._read_store(seen)
                 elif seen is None or read_now or store.wait_for_events(
-                        seen, self._listen_seconds(), cancelled=lambda: worker.is_cancelled) or self._override_ended():
+                        seen, self._listen_seconds(), cancelled=lambda: worker.is_cancelled) or self._override_ended() \
+                        or self._policy_moved():
                     seen = self._read_store(seen)
                     read_now = False
             except LoomError as exc:
@@ -391,7 +397,18 @@ class LoomApp(App[int]):
     def _listen_seconds(self) -> float:
         """How long to wait for the store's events: until the next override runs out, at most LISTEN_SECONDS."""
         due = self._override_due
-        return LISTEN_SECONDS if due is None else min(LISTEN_SECONDS, max(0.05, due - time.time()))
+        longest = LISTEN_SECONDS if self._policy_read is None else POLICY_LOOK_SECONDS
+        return longest if due is None else min(longest, max(0.05, due - time.time()))
+
+    def _heard(self, snapshot: DashboardSnapshot) -> None:
+        """Keep what the listener looks at between reads: when the next override runs out, the policy's digest."""
+        self._override_due = snapshot.next_override_end
+        self._policy_read = snapshot.policy_read
+
+    def _policy_moved(self) -> bool:
+        """Whether the policy's files changed since the last read, while a sandbox is approved: its step is then
+        the review again, and nothing is written to say so ("press m" stood while `sandbox list` said review)."""
+        return self._policy_read is not None and policy_fingerprint(self.workspace) != self._policy_read
 
     def _override_ended(self) -> bool:
         """Whether an override ran out since the last read: the header's count and the palette change, and no
@@ -409,7 +426,7 @@ class LoomApp(App[int]):
     def _read_store(self, seen: int | None) -> int:
         """Post a snapshot of what changed after event `seen`; the newest event id read."""
         snapshot = self._snapshot_after(seen)
-        self._override_due = snapshot.next_override_end
+        self._heard(snapshot)
         if not get_current_worker().is_cancelled:
             self.post_message(StoreChanged(snapshot))
         return snapshot.last_event_id

@@ -47,6 +47,8 @@ class DashboardSnapshot:
     risk_by_sandbox: dict[str, str] = field(default_factory=dict)  # from its newest escalation
     events: list[Event] = field(default_factory=list)
     last_event_id: int = 0
+    policy_read: str | None = None
+    """`policy_fingerprint` as read for the approved sandboxes' steps (None: none is approved)."""
     next_override_end: float | None = None
     """When the next running override runs out (`escalations.next_override_end`): nothing is written then."""
     steps: dict[str, StepView] = field(default_factory=dict)  # what each sandbox does or waits for next
@@ -117,6 +119,7 @@ def read_snapshot(workspace: Workspace, after_event: int, *, merge_mode: str = M
         risk_by_sandbox=risk_by_sandbox,
         escalations_to_decide=escalations_to_decide,
         next_override_end=next_override_end(escalations),
+        policy_read=policy_read,
         claims_by_sandbox=claims_by_sandbox,
         claim_counts=claim_counts,
         events=events,

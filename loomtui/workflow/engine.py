@@ -232,7 +232,7 @@ class Workflow:
         with holding_step(self.workspace, record.id, Step.REVIEW, busy="; try again when it is done"):
             try:
                 self.workspace.store.update_sandbox(record.id, data={STEP_ERROR_KEY: None})
-                outcome = review_sandbox(self.workspace, record.id, policy=self.policy,
+                outcome = review_sandbox(self.workspace, record.id,
                                          redo=record.status == GATING, say=self.say)
             except LoomError as exc:
                 failure = exc
@@ -275,7 +275,7 @@ class Workflow:
             self.workspace.store.update_sandbox(record.id, data={"save_error": None, "saved_commit": saved})
             return f"its work saved as {saved[:12]}" if saved else "nothing of it was left to save"
         if step == Step.REVIEW:
-            outcome = review_sandbox(self.workspace, record.id, policy=self.policy, redo=record.status == GATING,
+            outcome = review_sandbox(self.workspace, record.id, redo=record.status == GATING,
                                      say=lambda line: self.say(f"{record.id}:   {line}"))
             return f"reviewed: {outcome.line()}"
         if step == Step.FOLLOW_DECISION:
@@ -504,6 +504,8 @@ def request_merge(workspace: Workspace, sandbox_id: str, *, into: str | None = N
     if into:  # where it goes, said before following the decision (which may merge it: `merge: auto`)
         refuse_agent_branch(record, into)
         workspace.store.update_sandbox(record.id, data={MERGE_REQUESTED_KEY: {"by": workspace.actor, "into": into}})
+    # Judged again first where the policy changed since its approval: said when that is why it did not merge.
+    rejudged = record.status == APPROVED and policy_changed(workspace, record.data)
     # A person asking is a retry: a step that failed before (a merge into a branch that did not
     # exist) is tried again, with what they ask now, rather than repeated as the old failure.
     advanced = flow.advance(record.id, retry=True)  # people's decision first
@@ -513,7 +515,8 @@ def request_merge(workspace: Workspace, sandbox_id: str, *, into: str | None = N
     if record.status != APPROVED and into:
         workspace.store.update_sandbox(record.id, data={MERGE_REQUESTED_KEY: None})
     if record.status != APPROVED:
-        raise _not_approved(flow, record)
+        why = "the policy changed since its approval and it was judged again by it; " if rejudged else ""
+        raise _not_approved(flow, record, why)
     workspace.store.update_sandbox(record.id, data={MERGE_REQUESTED_KEY: {"by": workspace.actor, "into": into},
                                                     MERGE_CONFLICT_KEY: None})
     workspace.record("sandbox.merge_requested", record.id, {"into": into})
@@ -542,8 +545,8 @@ def refuse_agent_branch(record: SandboxRecord, target: str) -> None:
                         "branch (main, a release branch, the branch it was based on)", exit_code=1)
 
 
-def _not_approved(flow: Workflow, record: SandboxRecord) -> LoomError:
-    return LoomError(f"sandbox {record.id} is {record.status}, not approved; only an approved sandbox merges "
+def _not_approved(flow: Workflow, record: SandboxRecord, why: str = "") -> LoomError:
+    return LoomError(f"sandbox {record.id} is {record.status}, not approved; {why}only an approved sandbox merges "
                      f"({flow.view(record).line()})", exit_code=1)
 
 

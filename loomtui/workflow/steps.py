@@ -269,7 +269,9 @@ class KnownHolders:
     def read(cls, workspace: Workspace, sandboxes: Iterable[SandboxRecord]) -> KnownHolders:
         """The same, read from the store in two queries (for a listing of many sandboxes' steps)."""
         store = workspace.store
-        return cls.of(store.live_claim_counts(), store.live_escalations(), sandboxes, policy_fingerprint(workspace))
+        listed = list(sandboxes)
+        read = policy_fingerprint(workspace) if any(s.status == APPROVED for s in listed) else None
+        return cls.of(store.live_claim_counts(), store.live_escalations(), listed, read)
 
 
 def _holds_claims(workspace: Workspace, sandbox_id: str, known: KnownHolders | None) -> bool:
