@@ -66,6 +66,8 @@ def test_one_held_claim_named_many_ways_is_one_conflict_kept_off(coordinator: Co
     with pytest.raises(ClaimRefused):
         coordinator.claim("b", ROUNDING)  # another claim of a's: another conflict kept off
     with pytest.raises(ClaimRefused):
+        coordinator.claim("b", "payments/*.py")  # both of them at once: nothing new (each subset counted once)
+    with pytest.raises(ClaimRefused):
         coordinator.claim("c", QUOTE)  # and another sandbox's
     conflicts = compute_metrics(coordinator.workspace, time.time() - 3600).conflicts
     assert (conflicts.claims_refused, conflicts.prevented) == (3, 3)
@@ -729,6 +731,7 @@ def test_naming_someone_elses_sandbox_as_the_holder_releases_its_claims_only_as_
         assert refused.returncode == 1, refused.stdout
         assert (f"claim #{held.id} is held by sandbox de6df5, which mallory@example.com did not start: releasing "
                 "it is an override, with a reason (--override REASON)") in refused.stderr
+    monkeypatch.delenv("LOOM_SANDBOX")  # from a shell of one's own: an override inside a sandbox is refused
     forced = run_cli(repo, "claim", "release", str(held.id), "--sandbox", "de6df5", "--override", "stuck",
                      user="mallory@example.com")
     assert forced.returncode == 1 and "mallory@example.com may not override" in forced.stderr
@@ -751,6 +754,10 @@ def test_inside_a_sandbox_claims_are_for_that_sandbox_only(repo: Path, monkeypat
     assert open_workspace(repo).store.live_claims() == []
     assert run_cli(repo, "claim", "add", "b.py").returncode == 0  # its own, as $LOOM_SANDBOX names it
     assert [c.sandbox_id for c in open_workspace(repo).store.live_claims()] == ["agent-1"]
+    # Nor an override (a lead's), for its own sandbox either: it took another's code in the person's name.
+    for args in (("add", "b.py", "--override", "lead said so"), ("release", "1", "--override", "stale")):
+        refused = run_cli(repo, "claim", *args)
+        assert refused.returncode == 1 and "an override is refused" in refused.stderr, refused.stderr
 
 
 def test_a_file_not_written_yet_is_claimed_by_its_path_when_asked_for(coordinator: Coordinator) -> None:

@@ -78,13 +78,17 @@ def _sandbox(args: argparse.Namespace, workspace: Workspace) -> str:
     return known[0] if known else sandbox
 
 
-def _refuse_for_another(sandbox: str, doing: str) -> None:
-    """Inside a sandbox (its agent, run without isolation, reaches the store), claims are its own only: an agent's
-    `claim add --sandbox OTHER` was recorded as the person's claim, with the agent's reason (a helper's run)."""
+def _refuse_for_another(sandbox: str, doing: str, override: str | None) -> None:
+    """Inside a sandbox (its agent, run without isolation, reaches the store), claims are its own only, and never
+    an override (a lead's): an agent's `claim add --sandbox OTHER` was recorded as the person's claim, with the
+    agent's reason, and its `--override` took or let go of another's code in the person's name."""
     inside = os.environ.get("LOOM_SANDBOX", "")
     if inside and sandbox != inside:
         raise LoomError(f"from inside sandbox {shown(inside)}, {doing} for {shown(sandbox)} is refused: an agent "
                         "claims and releases for its own sandbox only", exit_code=1)
+    if inside and override is not None:
+        raise LoomError(f"from inside sandbox {shown(inside)}, an override is refused: overrides are a lead's, "
+                        "made from their own shell", exit_code=1)
 
 
 def _speaks_for(workspace: Workspace, sandbox: str) -> bool:
@@ -206,7 +210,7 @@ def cmd_regions(args: argparse.Namespace) -> int:
 def cmd_claim_add(args: argparse.Namespace) -> int:
     coordinator = _coordinator(args)
     sandbox = _sandbox(args, coordinator.workspace)
-    _refuse_for_another(sandbox, "a claim")
+    _refuse_for_another(sandbox, "a claim", args.override)
     results, refused = [], None
     try:
         with coordinator.store.transaction():  # several targets: all or nothing
@@ -271,7 +275,7 @@ def cmd_claim_release(args: argparse.Namespace) -> int:
     if not args.all and not args.claim_ids:
         raise LoomError("name claim ids to release, or --all with --sandbox")
     sandbox = _sandbox(args, coordinator.workspace)
-    _refuse_for_another(sandbox, "a release")
+    _refuse_for_another(sandbox, "a release", args.override)
     speaks_for = _speaks_for(coordinator.workspace, sandbox)
     if args.all and not speaks_for:  # each claim as an override (refused, without one, on the first)
         args.claim_ids = [c.id for c in coordinator.workspace.store.live_claims(sandbox)]

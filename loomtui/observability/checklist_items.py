@@ -143,11 +143,11 @@ class Evidence:
         """Conflicts kept off by a refusal, by action (`claim.refused`: a claim or an agent's edit;
         `hook.commit_refused`: an agent's commit), each once however often it was tried, and none a lead then
         overrode, as `report` counts them."""
-        from loomtui.observability.metrics import NOT_CONFLICTS, overruled_key, refusal_key
+        from loomtui.observability.metrics import NOT_CONFLICTS, overruled_keys, refusal_keys
 
-        overruled = {overruled_key(entry) for entry in self._window}
+        overruled = {key for entry in self._window for key in overruled_keys(entry)}
         kept_off = {key for entry in self._window if entry.action not in NOT_CONFLICTS
-                    and (key := refusal_key(entry)) is not None and key not in overruled}
+                    for key in refusal_keys(entry) if key not in overruled}
         return Counter(action for action, _, _ in kept_off)
 
     @property

@@ -53,27 +53,29 @@ REFUSALS: Final = {"claim.refused": "claims_refused", "agent.claim_refused": "ag
 NOT_CONFLICTS: Final = frozenset({"agent.claim_refused"})
 
 
-def refusal_key(entry: Entry) -> tuple[str, str, str] | None:
-    """What a refusal kept off (its kind, sandbox, and the claims it collided with: its target where it names
-    none), so one tried again counts once: an agent asking again for the same code, a racer retrying, or one
-    naming the same held code 45 ways (`payments/*.py`, `invoices.py:1-12`, `:1-13`, ...) counted each refusal
-    as a conflict prevented. None for an entry that is no refusal."""
+def refusal_keys(entry: Entry) -> list[tuple[str, str, str]]:
+    """What a refusal kept off: one (kind, sandbox, held claim) per claim it collided with (its target where it
+    names none), so a conflict counts once however it was asked for: an agent asking again for the same code, a
+    racer retrying, or one naming the same held code 45 ways (`payments/*.py`, `invoices.py:1-12`, `:1-13`, ...,
+    or each subset of several held functions) counted each refusal as a conflict prevented. [] for an entry
+    that is no refusal."""
     if entry.action not in REFUSALS:
-        return None  # (`agent.claim_refused` too: the report counts it apart, as no conflict)
+        return []  # (`agent.claim_refused` too: the report counts it apart, as no conflict)
     held = entry.details.get("held")
     if not isinstance(held, list):
         conflicts = [c for c in entry.details.get("conflicts") or () if isinstance(c, Mapping)]
         collided = [c for c in conflicts if c.get("severity") == "error"] or conflicts
         held = sorted({str(c["b"].get("claim")) for c in collided if isinstance(c.get("b"), Mapping)})
-    what = held or entry.details.get("target", entry.details.get("paths"))
-    return entry.action, entry.subject, json.dumps(what, sort_keys=True)
+    kept_off = [f"claim #{claim}" for claim in held] or [
+        json.dumps(entry.details.get("target", entry.details.get("paths")), sort_keys=True)]
+    return [(entry.action, entry.subject, what) for what in kept_off]
 
 
-def overruled_key(entry: Entry) -> tuple[str, str, str] | None:
-    """The refusal a claim override overrules (`refusal_key` of a `claim.refused` of the same sandbox and
-    target), or None for an entry that is no claim override: the override let both hold the code, so that
+def overruled_keys(entry: Entry) -> list[tuple[str, str, str]]:
+    """The refusals a claim override overrules (`refusal_keys` of a `claim.refused` of the same sandbox and
+    claims), or [] for an entry that is no claim override: the override let both hold the code, so that
     refusal kept no conflict off."""
-    return refusal_key(replace(entry, action="claim.refused")) if entry.action == "claim.override" else None
+    return refusal_keys(replace(entry, action="claim.refused")) if entry.action == "claim.override" else []
 
 
 def merge_conflict_key(entry: Entry) -> tuple[str, str] | None:
@@ -407,13 +409,13 @@ class _Reader:
                                            self.runtime(on), str(details.get("reason", ""))))
             self.tallies.add("overridden", entry.at, self.runtime(on))
             # A refusal a lead then overrode kept nothing apart: both hold the code (it counted as prevented).
-            overruled = overruled_key(entry)
-            if overruled in self.refused and overruled not in self.overruled:
-                self.overruled.add(overruled)
-                self.conflicts["claims_refused"] -= 1
-        elif (what := refusal_key(entry)) is not None and what not in self.refused:
-            self.refused.add(what)
-            self.conflicts[REFUSALS[action]] += 1
+            for overruled in overruled_keys(entry):
+                if overruled in self.refused and overruled not in self.overruled:
+                    self.overruled.add(overruled)
+                    self.conflicts["claims_refused"] -= 1
+        elif kept_off := [what for what in refusal_keys(entry) if what not in self.refused]:
+            self.refused.update(kept_off)
+            self.conflicts[REFUSALS[action]] += len(kept_off)
         elif action == "plan.scheduled":
             # A plan run twice kept the same tasks apart once: each run's edges counted anew (two runs of six
             # overlapping tasks read "10 scheduled apart").
