@@ -188,11 +188,13 @@ def test_escalation_show_says_gates_and_the_eval_as_the_app_does_not_as_raw_data
                                  "gates": {"tests": {"status": "failed", "summary": "1 failed, 20 passed", "run": 3,
                                                      "failed_tests": ["tests/test_invoices.py::test_fragile"]},
                                            "compile": {"status": "passed", "summary": "", "failed_tests": []}},
-                                 "eval": {"badge": "✗ · 60", "regressions": [], "breaks_with": [], "score": 60}})
+                                 "eval": {"badge": "✗ · 60", "regressions": [], "breaks_with": [], "score": 60},
+                                 # An agent's input is shown whole, a `status` in it too (only the gates' read so).
+                                 "tool_input": {"change": {"status": "active", "sql": "DROP TABLE payments"}}})
     shown = run_cli(billing, "escalation", "show", str(record.id)).stdout
     assert ("  eval:\n    badge: ✗ · 60\n    score: 60\n  gates:\n    compile: passed\n"
             "    tests: failed (1 failed, 20 passed)\n      ✗ tests/test_invoices.py::test_fragile\n") in shown, shown
-    assert "{" not in shown and "[]" not in shown, shown
+    assert "DROP TABLE payments" in shown and "[]" not in shown, shown
 
 
 def test_a_reason_with_a_line_break_is_shown_on_its_decisions_line(billing: Path) -> None:

@@ -431,8 +431,11 @@ def test_doctor_says_when_no_one_is_named_and_git_would_refuse_your_commits(repo
     monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
     git(repo, "config", "--unset", "user.email")
     [said] = [c for c in run_doctor(repo).checks if c.name == "identity"]
-    assert said.level == "warning" and "neither git's user.email nor LOOM_USER is set" in said.detail
-    monkeypatch.setenv("LOOM_USER", "dev@example.com")
+    assert said.level == "warning" and "git's user.email is not set: loomtui records you as " in said.detail
+    monkeypatch.setenv("LOOM_USER", "dev@example.com")  # named for loomtui; git still has no one for a commit
+    [said] = [c for c in run_doctor(repo).checks if c.name == "identity"]
+    assert said.detail.startswith("git's user.email is not set: `git commit` may stop at"), said.detail
+    git(repo, "config", "user.email", "dev@example.com")
     assert "identity" not in {c.name for c in run_doctor(repo).checks}
 
 

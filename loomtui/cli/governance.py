@@ -269,7 +269,7 @@ def cmd_escalation_show(args: argparse.Namespace) -> int:
         if isinstance(value, dict) and value:  # the tool's input, the gates, the eval: each of its fields
             print(f"  {escape_controls(str(key))}:")
             for field, item in value.items():
-                _print_evidence_field(f"    {escape_controls(str(field))}:", item)
+                _print_evidence_field(f"    {escape_controls(str(field))}:", item, gate=key == "gates")
         elif value not in ([], {}, None, ""):  # a name, a question: one escaped line
             _print_field(f"  {escape_controls(str(key))}:", value)
     for made in decisions:
@@ -280,11 +280,11 @@ def cmd_escalation_show(args: argparse.Namespace) -> int:
     return 0
 
 
-def _print_evidence_field(label: str, item: object) -> None:
+def _print_evidence_field(label: str, item: object, *, gate: bool) -> None:
     """A field of the evidence, as the app's queue shows it: a gate as its status and summary, each failed test
     under it; a list one item a line, an empty one left out (`compile: {"failed_tests": [], "run": 2, ...}` and
     `breaks_with: []` read as raw data)."""
-    if isinstance(item, dict) and "status" in item:
+    if gate and isinstance(item, dict) and "status" in item:  # an agent's input with a `status` is shown whole
         summary = item.get("summary")
         print(f"{label} {escape_controls(str(item['status']))}"
               + (f" ({escape_controls(str(summary))})" if summary else ""))

@@ -92,10 +92,12 @@ def _check_claude_user_settings(report: DoctorReport) -> None:
 
 
 def _check_repository(report: DoctorReport, workspace: Workspace) -> None:
-    if named_by_login(workspace.root):  # `init` warned once; its next step (`git commit`) then failed unsaid
-        report.add("identity", WARNING, f"neither git's user.email nor LOOM_USER is set: loomtui records you as "
-                                        f"{current_user(workspace.root)!r}, whom no policy group names, and git "
-                                        "refuses your commits (`git config --global user.email you@example.com`)")
+    if not Git(workspace.root).run("config", "user.email", timeout=5).out.strip():
+        # `init` warned once; its next step (`git commit`) then failed unsaid, with LOOM_USER set too.
+        who = (f"loomtui records you as {current_user(workspace.root)!r}, whom no policy group names, and "
+               if named_by_login(workspace.root) else "")
+        report.add("identity", WARNING, f"git's user.email is not set: {who}`git commit` may stop at \"Author "
+                                        "identity unknown\" (`git config --global user.email you@example.com`)")
     try:
         config = workspace.load_config()
     except LoomError as exc:
