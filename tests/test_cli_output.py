@@ -83,6 +83,16 @@ def test_audit_tail_finds_entries_by_action_actor_subject_and_time_in_the_whole_
         ("claim.released", "s1", "ann@example.com")]  # the newest of those that match
     assert len(shown("--since", "1h", "-n", "50")) == 33 and shown("--since", "2999-01-01") == []
     assert run_cli(billing, "audit", "tail", "--subject", "nobody").stdout == "(no entry matches)\n"
+    # A sandbox's escalations (their subject is the escalation's id) and `#4` as the queue names one.
+    from loomtui.governance.escalations import open_escalation
+    from loomtui.governance.policy import ChangeFacts, evaluate, load_policy
+    from loomtui.workspace import open_workspace
+
+    facts = ChangeFacts(stage="post-gate", paths=("payments/refunds.py",))
+    opened = open_escalation(open_workspace(billing), "post-gate", evaluate(load_policy(billing), facts), facts,
+                             sandbox_id="s1", commit="c1")
+    assert shown("--subject", "s1")[-1][:2] == ("escalation.opened", str(opened.id))
+    assert [a for a, _, _ in shown("--subject", f"#{opened.id}")] == ["escalation.opened"]
     bad = run_cli(billing, "audit", "tail", "--since", "soon")
     assert bad.returncode == 2 and bad.stderr.startswith("loomtui: error: --since: expected a time ago"), bad.stderr
 

@@ -132,7 +132,8 @@ def _entry_filter(args: argparse.Namespace) -> Callable[[AuditEntry], bool] | No
     from loomtui.observability.window import parse_when, stamp
 
     since = parse_when(args.since, time.time()) if args.since is not None else None
-    actions, subject = args.action or [], args.subject
+    # `#4` as the queue and `escalation list` name an escalation (it matched nothing).
+    actions, subject = args.action or [], args.subject.removeprefix("#") if args.subject else args.subject
     actor = args.actor.casefold() if args.actor is not None else None
     if not actions and actor is None and subject is None and since is None:
         return None
@@ -140,7 +141,8 @@ def _entry_filter(args: argparse.Namespace) -> Callable[[AuditEntry], bool] | No
     def keep(entry: AuditEntry) -> bool:
         return ((not actions or any(fnmatch.fnmatchcase(entry.action, action) for action in actions))
                 and (actor is None or entry.actor.casefold() == actor)
-                and (subject is None or entry.subject == subject)
+                # A sandbox's escalations too: their entries' subject is the escalation's id, and details name it.
+                and (subject is None or entry.subject == subject or entry.details.get("sandbox") == subject)
                 and (since is None or (stamp(entry.ts) or 0.0) >= since))
 
     return keep
@@ -329,7 +331,7 @@ def register(commands: Any) -> None:
     tail.add_argument("--actor", type=nonempty_arg, metavar="WHO",
                       help="entries written as this person (as LOOM_USER names them; any letter case)")
     tail.add_argument("--subject", type=nonempty_arg, metavar="ID",
-                      help="entries about this sandbox, escalation or claim id, exactly as the log names it")
+                      help="entries about this sandbox (its escalations' too), escalation (4 or #4) or claim id")
     tail.add_argument("--since", metavar="WHEN",
                       help="entries written since: a time ago (30m, 12h, 7d, 2w) or an ISO date or time (UTC)")
 
