@@ -772,6 +772,24 @@ async def test_the_open_app_judges_an_approved_change_again_once_the_policy_s_fi
                        and app.latest_snapshot.steps[sandbox_id].step == Step.WAIT_MERGE)  # approved as it was
 
 
+def test_a_policy_saved_with_a_typo_while_changes_wait_to_merge_moves_none_of_them(manual: Workspace) -> None:
+    """A stray save with the app open had every approved change's review fail on the typo, left in `gating`
+    with an error about a file fixed since, until someone pressed R on each."""
+    sandbox_id = run_task(manual, "helper", "lib.py", "x + 1", "x + 2")
+    assert wait_until_settled(manual, sandbox_id).step == Step.WAIT_MERGE
+    held = load_policy(manual.root)  # as the app holds it
+    policy = manual.root / ".loom" / "policy.yaml"
+    good = policy.read_text()
+    policy.write_text(good + "rules: [\n")  # no YAML: nothing is judged again until it reads
+    assert next_step(manual, sb.get_sandbox(manual, sandbox_id)).step == Step.WAIT_MERGE
+    assert advance(manual, sandbox_id, policy=held).status == APPROVED
+    policy.write_text(good + "extra_key: 1\n")  # YAML, but no policy: its review is refused before anything moves
+    assert next_step(manual, sb.get_sandbox(manual, sandbox_id)).step == Step.REVIEW
+    assert advance(manual, sandbox_id, policy=held).status == APPROVED
+    policy.write_text(good)
+    assert request_merge(manual, sandbox_id).status == MERGED
+
+
 def test_an_override_stands_only_while_its_giver_may_still_override(manual: Workspace) -> None:
     """Approvals were counted again against the groups as they are now; an override by someone moved out of the
     override groups kept its change going."""

@@ -429,13 +429,16 @@ def test_doctor_says_when_no_one_is_named_and_git_would_refuse_your_commits(repo
     assert "identity" not in {c.name for c in run_doctor(repo).checks}
     monkeypatch.setenv("GIT_CONFIG_GLOBAL", str(tmp_path / "no-global-config"))
     monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
+    for name in ("GIT_AUTHOR_EMAIL", "GIT_COMMITTER_EMAIL", "EMAIL"):
+        monkeypatch.delenv(name, raising=False)
     git(repo, "config", "--unset", "user.email")
     [said] = [c for c in run_doctor(repo).checks if c.name == "identity"]
-    assert said.level == "warning" and "git's user.email is not set: loomtui records you as " in said.detail
+    assert said.level == "warning" and "git cannot name you as a commit's author: loomtui records you as " in \
+        said.detail
     monkeypatch.setenv("LOOM_USER", "dev@example.com")  # named for loomtui; git still has no one for a commit
     [said] = [c for c in run_doctor(repo).checks if c.name == "identity"]
-    assert said.detail.startswith("git's user.email is not set: `git commit` may stop at"), said.detail
-    git(repo, "config", "user.email", "dev@example.com")
+    assert said.detail.startswith("git cannot name you as a commit's author: `git commit` stops at"), said.detail
+    monkeypatch.setenv("EMAIL", "dev@example.com")  # as git finds an author without user.email: no warning
     assert "identity" not in {c.name for c in run_doctor(repo).checks}
 
 

@@ -92,12 +92,14 @@ def _check_claude_user_settings(report: DoctorReport) -> None:
 
 
 def _check_repository(report: DoctorReport, workspace: Workspace) -> None:
-    if not Git(workspace.root).run("config", "user.email", timeout=5).out.strip():
-        # `init` warned once; its next step (`git commit`) then failed unsaid, with LOOM_USER set too.
+    if Git(workspace.root).run("var", "GIT_AUTHOR_IDENT", timeout=5).status != 0:
+        # `init` warned once; its next step (`git commit`) then failed unsaid, with LOOM_USER set too. Asked as a
+        # commit asks (user.email, EMAIL, GIT_AUTHOR_EMAIL): not where git can name the author another way.
         who = (f"loomtui records you as {current_user(workspace.root)!r}, whom no policy group names, and "
                if named_by_login(workspace.root) else "")
-        report.add("identity", WARNING, f"git's user.email is not set: {who}`git commit` may stop at \"Author "
-                                        "identity unknown\" (`git config --global user.email you@example.com`)")
+        report.add("identity", WARNING, f"git cannot name you as a commit's author: {who}`git commit` stops at "
+                                        "\"Author identity unknown\" (`git config --global user.email "
+                                        "you@example.com`)")
     try:
         config = workspace.load_config()
     except LoomError as exc:

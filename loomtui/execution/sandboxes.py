@@ -360,7 +360,7 @@ def plan_sandbox(
         "task": task, "sandbox": sandbox_id, "worktree": str(paths.worktree),
         "context_file": str(paths.context), "script": str(paths.script),
         "mcp_config": str(mcp_config_path(paths.dir)),
-    }, root=workspace.root)
+    }, root=None if command else workspace.root)  # a program given after `--` is the shell's: from where it ran
     launch = _run_from_worktree(workspace, launch, base, base_sha, paths.worktree, isolation)
     target = _merge_target(repo, base)
     if base == "HEAD" and target and target.startswith(BRANCH_PREFIX) and \

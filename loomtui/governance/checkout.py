@@ -30,33 +30,50 @@ def _git(root: Path, *args: str) -> str | None:
 
 
 _LOADER: Final = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-_READ: dict[tuple[str, int, int], object] = {}
-"""What a file said, by (path, mtime_ns, size): the app's snapshot asks for the policy's files each time it reads
-(a 1,000-rule policy parsed in pure Python took a snapshot from 26 ms to 1.3 s)."""
+DEFAULT_SIGNERS: Final = ".loom/allowed_signers"
+"""Where the policy's signers are when it names none (`DecisionSigning.allowed_signers`)."""
+_READ: dict[tuple[str, int, int, int, int], object] = {}
+"""What a file said (a few names, never the parsed file), by (path, inode, ctime_ns, mtime_ns, size): the app's
+snapshot asks for the policy's files each time it reads (a 1,000-rule policy parsed in pure Python took a snapshot
+from 26 ms to 1.3 s). The inode and ctime: a file replaced, or its mtime set back (`cp -p`), is read again."""
 
 
 def _as_last_read(file: Path, read: Callable[[], object]) -> object:
-    """`read()` of `file`, again only once the file changed (its mtime or size)."""
+    """`read()` of `file`, again only once the file changed."""
     info = file.stat()
-    key = (str(file), info.st_mtime_ns, info.st_size)
-    if key not in _READ:
+    key = (str(file), info.st_ino, info.st_ctime_ns, info.st_mtime_ns, info.st_size)
+    found = _READ.get(key, _READ)
+    if found is _READ:  # (a thread may clear it meanwhile: what was read is returned, not looked up again)
+        found = read()
         if len(_READ) > 64:
             _READ.clear()
-        _READ[key] = read()
-    return _READ[key]
+        _READ[key] = found
+    return found
+
+
+def _named_in(policy_file: Path) -> tuple[str, ...] | None:
+    """The paths a policy file names; None when it is no YAML (a typo being fixed)."""
+    try:
+        top = yaml.load(policy_file.read_text(encoding="utf-8"), Loader=_LOADER)
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        return None
+    decisions = top.get("decisions") if isinstance(top, dict) else None
+    named = [top.get("codeowners"), decisions.get("allowed_signers") if isinstance(decisions, dict) else None] \
+        if isinstance(top, dict) else []
+    return tuple(name for name in named if isinstance(name, str))
+
+
+def _policy_file_names(policy_file: Path) -> tuple[str, ...] | None:
+    try:
+        names = _as_last_read(policy_file, lambda: _named_in(policy_file))
+    except OSError:
+        return ()  # none there: the built-in default, or loading it says what is wrong
+    return names if isinstance(names, tuple) else None
 
 
 def files_the_policy_names(policy_file: Path) -> list[str]:
     """The paths a policy file names (`codeowners:`, `decisions.allowed_signers`); none for one unread."""
-    try:
-        top = _as_last_read(policy_file, lambda: yaml.load(policy_file.read_text(encoding="utf-8"), Loader=_LOADER))
-    except (OSError, UnicodeDecodeError, yaml.YAMLError):
-        return []  # loading it says what is wrong
-    if not isinstance(top, dict):
-        return []
-    decisions = top.get("decisions")
-    named = [top.get("codeowners"), decisions.get("allowed_signers") if isinstance(decisions, dict) else None]
-    return [name for name in named if isinstance(name, str)]
+    return list(_policy_file_names(policy_file) or ())
 
 
 def _policy_named(workspace: Workspace) -> str | None:
@@ -77,7 +94,8 @@ def policy_paths(workspace: Workspace) -> list[str]:
     policy = _policy_named(workspace)
     if policy is None:
         return list(POLICY_FILES)
-    return list(dict.fromkeys([*POLICY_FILES, policy, *files_the_policy_names(workspace.root / policy)]))
+    return list(dict.fromkeys([*POLICY_FILES, policy, DEFAULT_SIGNERS,
+                               *files_the_policy_names(workspace.root / policy)]))
 
 
 POLICY_READ_KEY: Final = "policy_read"
@@ -88,8 +106,11 @@ def policy_fingerprint(workspace: Workspace) -> str | None:
     """A digest of the files `policy_paths` names as the checkout has them now (the folders among them aside):
     a review records it, and a change approved under another policy is judged again before it merges (a policy
     tightened after the approval merged it, unsaid; CI's gate then said NEEDS APPROVAL). None while loom.yaml
-    cannot be read (which policy it names is not known: a typo there, fixed, had every approval asked again)."""
-    if _policy_named(workspace) is None:
+    cannot be read, or the policy is no YAML (a typo there, fixed, had every approval asked again)."""
+    policy = _policy_named(workspace)
+    if policy is None or _policy_file_names(workspace.root / policy) is None:
+        # Nor while the policy is no YAML: a typo saved with the app open had every approved change's review
+        # fail on it, left failed once it was fixed.
         return None
     digest = hashlib.sha256()
     for path in policy_paths(workspace):

@@ -137,6 +137,10 @@ def review_sandbox(workspace: Workspace, sandbox_id: str, *, say: Say | None = N
                         exit_code=1)
     _refuse_unnamed_files(workspace, record, base, tip)
     since = measured_from(repo, record, tip)  # a change that cannot be measured is refused before anything runs
+    # What judges, read before anything moves (a policy that does not load leaves the sandbox as it was, not in
+    # `gating` with its review failed), and with its digest: the one recorded is the policy that judged.
+    read = policy_fingerprint(workspace)
+    policy = configured_policy(workspace.root, workspace.load_config())
     if (again and previous is not None and previous.status == EscalationStatus.OPEN) or redo:
         # Superseded, not decided: what it asked about is no longer the change (or, on a redo, the one a
         # reviewer killed before naming it on the sandbox opened).
@@ -158,8 +162,6 @@ def review_sandbox(workspace: Workspace, sandbox_id: str, *, say: Say | None = N
     if report.score is not None:
         say(f"score: {report.score.summary()}")
     breaks = _merged_breaks(workspace, record, say)
-    read = policy_fingerprint(workspace)  # what judges, read together: a digest recorded is the policy that judged
-    policy = configured_policy(workspace.root, workspace.load_config())
     facts = replace(
         # From where tip and target meet, what the merge brings in: not from its base alone.
         change_facts(workspace.root, since, tip, gates={r.gate: r.status for r in results},
