@@ -103,7 +103,10 @@ class ConflictsTable(DataTable[Text | str]):
 
 
 CURSOR_TRIES = 50
-"""Refreshes waited for the rebuilt claims tree to lay out the node its cursor goes back to."""
+"""Refreshes waited for the rebuilt claims tree to lay out the node its cursor goes back to; then looked at again
+every CURSOR_RETRY_S as long (refreshes with nothing to draw come in a burst, before a loaded machine laid the
+tree out: a CI run found the cursor off its claim)."""
+CURSOR_RETRY_S = 0.05
 
 
 class GraphScreen(LoomScreen[None]):
@@ -278,6 +281,9 @@ class GraphScreen(LoomScreen[None]):
             return
         if node.line < 0 and tries < CURSOR_TRIES:
             self.call_after_refresh(self._put_cursor, tree, node, build, tries + 1)
+            return
+        if node.line < 0 and tries < 2 * CURSOR_TRIES:
+            self.set_timer(CURSOR_RETRY_S, lambda: self._put_cursor(tree, node, build, tries + 1))
             return
         self._cursor_due = (build, None)
         tree.move_cursor(node)
