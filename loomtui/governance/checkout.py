@@ -6,7 +6,7 @@ review, decision, hook answer and override check made meanwhile."""
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Final
 
@@ -57,9 +57,10 @@ def _named_in(policy_file: Path) -> tuple[str, ...] | None:
         top = yaml.load(policy_file.read_text(encoding="utf-8"), Loader=_LOADER)
     except (OSError, UnicodeDecodeError, yaml.YAMLError):
         return None
-    decisions = top.get("decisions") if isinstance(top, dict) else None
-    named = [top.get("codeowners"), decisions.get("allowed_signers") if isinstance(decisions, dict) else None] \
-        if isinstance(top, dict) else []
+    if not isinstance(top, dict):
+        return ()
+    decisions = top.get("decisions")
+    named = [top.get("codeowners"), decisions.get("allowed_signers") if isinstance(decisions, dict) else None]
     return tuple(name for name in named if isinstance(name, str))
 
 
@@ -94,8 +95,11 @@ def policy_paths(workspace: Workspace) -> list[str]:
     policy = _policy_named(workspace)
     if policy is None:
         return list(POLICY_FILES)
-    return list(dict.fromkeys([*POLICY_FILES, policy, DEFAULT_SIGNERS,
-                               *files_the_policy_names(workspace.root / policy)]))
+    return _paths_of(policy, files_the_policy_names(workspace.root / policy))
+
+
+def _paths_of(policy: str, named: Sequence[str]) -> list[str]:
+    return list(dict.fromkeys([*POLICY_FILES, policy, DEFAULT_SIGNERS, *named]))
 
 
 POLICY_READ_KEY: Final = "policy_read"
@@ -108,12 +112,13 @@ def policy_fingerprint(workspace: Workspace) -> str | None:
     tightened after the approval merged it, unsaid; CI's gate then said NEEDS APPROVAL). None while loom.yaml
     cannot be read, or the policy is no YAML (a typo there, fixed, had every approval asked again)."""
     policy = _policy_named(workspace)
-    if policy is None or _policy_file_names(workspace.root / policy) is None:
+    named = _policy_file_names(workspace.root / policy) if policy is not None else None
+    if policy is None or named is None:
         # Nor while the policy is no YAML: a typo saved with the app open had every approved change's review
         # fail on it, left failed once it was fixed.
         return None
     digest = hashlib.sha256()
-    for path in policy_paths(workspace):
+    for path in _paths_of(policy, named):
         file = workspace.root / path
         try:
             content = file.read_bytes() if file.is_file() else b""

@@ -226,6 +226,12 @@ def to_decide(escalations: Iterable[EscalationRecord], sandboxes: Iterable[Sandb
     return [e for e in found if e.status == OPEN or (str(e.id) in ran_out and waiting.get(str(e.id)) == e.sandbox_id)]
 
 
+def last_event(escalation: EscalationRecord, event: str) -> Mapping[str, Any]:
+    """The newest entry of `event` ("override", "reject", "withdrawn", ...) in the escalation's history; {} if none."""
+    return next((entry for entry in reversed(escalation.data.get("history") or ())
+                 if isinstance(entry, Mapping) and entry.get("event") == event), {})
+
+
 def decision_answers(escalation: EscalationRecord | None, evaluation: Evaluation, commit: str,
                      policy: Policy, paths: Sequence[str]) -> bool:
     """Whether `escalation`'s decision in favour of `commit` answers `evaluation` as well (the same commit judged
@@ -243,9 +249,7 @@ def decision_answers(escalation: EscalationRecord | None, evaluation: Evaluation
         return False
     author = escalation.data.get("author") or None
     if escalation.status == EscalationStatus.OVERRIDDEN:  # what it overrode, with a reason: no more is found now
-        given = next((event for event in reversed(escalation.data.get("history") or ())
-                      if isinstance(event, Mapping) and event.get("event") == "override"), {})
-        by = str(given.get("by") or "")
+        by = str(last_event(escalation, "override").get("by") or "")
         return bool(by) and can_override(policy, by) and not (policy.separation_of_duties and same_person(author, by))
     users = [a.user for a in approvals(escalation, commit)]
     return all(requirement_status(req, users, author, evaluation.separation_of_duties)[0]
@@ -443,8 +447,7 @@ def _refuse_if_withdrawn(workspace: Workspace, policy: Policy, escalation_id: in
         if decision not in allowed_decisions(policy, as_open, workspace.actor):
             refused = why_not(policy, as_open, workspace.actor, decision)
             raise DecisionRefused(f"escalation #{escalation_id} was withdrawn, and {refused}")
-        why = next((h.get("reason") for h in reversed(escalation.data.get("history", []))
-                    if h.get("event") == "withdrawn"), "")
+        why = last_event(escalation, "withdrawn").get("reason", "")
         asked_by_agent = escalation.kind in ("permission-request", "question")  # the agent waited on it
         note = (f"decided after the agent had given up ({why or 'it stopped waiting'}); the agent was already "
                 "told no") if asked_by_agent else f"decided after it was withdrawn ({why or 'its sandbox was removed'})"

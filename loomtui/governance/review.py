@@ -40,6 +40,7 @@ from loomtui.governance.escalations import (
     approvals,
     decision_answers,
     granted_regions,
+    last_event,
     open_escalation,
     override_expired,
     requirements_met_by,
@@ -344,8 +345,7 @@ def follow_decision(workspace: Workspace, sandbox_id: str) -> SandboxRecord | No
         if record.status == REJECTED:
             return None
         # Who said no and why, as the sandbox's `reason` (its Details named the escalation only).
-        said = next((event for event in reversed(escalation.data.get("history") or ())
-                     if isinstance(event, dict) and event.get("event") == "reject"), {})
+        said = last_event(escalation, "reject")
         why = f" by {said.get('by')}" + (f": {said['reason']}" if said.get("reason") else "") if said else ""
         return transition(workspace, record.id, REJECTED, allowed_from=frozenset({AWAITING_REVIEW}),
                           reason=f"escalation #{escalation.id} rejected{why}")
@@ -482,8 +482,7 @@ def merge_trailers(workspace: Workspace, sandbox_id: str) -> list[tuple[str, str
         return [("Loom-Policy", "auto_approve")]
     trailers = [("Loom-Escalation", f"#{escalation.id}")]
     if escalation.status == EscalationStatus.OVERRIDDEN:
-        overrider = next((h.get("by") for h in reversed(escalation.data.get("history", []))
-                          if h.get("event") == "override"), "?")
+        overrider = last_event(escalation, "override").get("by", "?")
         return [*trailers, ("Loom-Overridden-by", str(overrider))]
     people = ", ".join(a.user for a in approvals(escalation, str(escalation.data.get("commit") or ""))) or "?"
     return [*trailers, ("Loom-Approved-by", people)]

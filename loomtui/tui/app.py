@@ -67,9 +67,9 @@ if TYPE_CHECKING:  # the other views (and the engines only workers use) load aft
 SETTINGS_PROBLEMS_SHOWN = 3
 """Lines of a theme's or the keymap's problems one toast says, before how many more there are."""
 LISTEN_SECONDS = 30.0
+"""How long the listener waits for an event before it starts waiting again."""
 POLICY_LOOK_SECONDS = 2.0
 """How often the listener looks at the policy's files while a sandbox is approved (a change writes nothing)."""
-"""How long the listener waits for an event before it starts waiting again."""
 RETRY_SECONDS = 2.0
 """How often a store that failed is tried again."""
 CONFIG_CHECK_SECONDS = 0.5

@@ -25,7 +25,6 @@ class SettingsWatch:
         self._policy_problem: str | None = None
         self._mtimes: dict[str, int | None] = {}
         self._emptied: set[str] = set()
-        self._named: list[Path] | None = None  # the other files the policy reads (`policy_paths`)
 
     def _changed(self, path: Path) -> bool:
         try:
@@ -47,23 +46,18 @@ class SettingsWatch:
     def reload_if_changed(self) -> bool:
         """Read each file again if it changed (or was never read well); True when `problem` changed.
         A file left alone keeps its problem: a broken loom.yaml is still said after the policy is fixed."""
-        config_moved = self._changed(self.workspace.paths.config_path)
-        if config_moved or self.config is None:
+        if self._changed(self.workspace.paths.config_path) or self.config is None:
             try:
                 self.config = self.workspace.load_config()
                 self._config_problem = None
             except LoomError as exc:
                 self._config_problem = str(exc)
         config = self.config or LoomConfig()
-        policy_file = self.workspace.root / config.policy
-        moved = self._changed(policy_file)
-        if moved or config_moved or self._named is None:  # which files it names: read when those two change
-            self._named = [path for path in (self.workspace.root / name for name in policy_paths(self.workspace))
-                           if path != policy_file]
         # The files it names and the CODEOWNERS too: a CODEOWNERS changed left the app judging and deciding by
         # the old code owners (each looked at: `any` would stop at the first changed).
-        moved = any([moved, *(self._changed(path) for path in self._named if not path.is_dir())])
-        if moved or self.policy is None:
+        read = dict.fromkeys([self.workspace.root / config.policy,
+                              *(self.workspace.root / name for name in policy_paths(self.workspace))])
+        if any([self._changed(path) for path in read if not path.is_dir()]) or self.policy is None:
             try:
                 self.policy = configured_policy(self.workspace.root, config)
                 self._policy_problem = None
