@@ -851,6 +851,37 @@ async def test_the_app_counts_an_override_that_runs_out_with_nothing_written(
         await wait_for(pilot, lambda: table.row_count == 1)  # and in the queue itself (it stayed empty)
 
 
+def test_a_snapshot_read_as_an_override_runs_out_counts_it_or_wakes_for_it(
+        manual: Workspace, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An override running out between the snapshot's count of what is to decide and its read of the next end
+    was counted running with no end to wake for: the app's header stood at 0 for its listener's 30 s wait."""
+    import types
+
+    from loomtui.governance import escalations as governed
+    from loomtui.tui import snapshot as snapshots
+
+    sandbox_id = run_task(manual, "ledger", "ledger.py", "return amount", "return amount * 2")
+    assert wait_until_settled(manual, sandbox_id).step == Step.WAIT_DECISION
+    escalation = int(sb.get_sandbox(manual, sandbox_id).data["review_escalation"])
+    lead = Workspace(manual.paths, manual.store, manual.audit, "lead@example.com")
+    decide(lead, load_policy(manual.root), escalation, "override", reason="hotfix", expires_hours=1)
+    given = manual.store.get_escalation(escalation)
+    assert given is not None
+    end = float(given.data["override_expires"])
+    clock = {"now": end - 60}
+    monkeypatch.setattr(governed, "time", types.SimpleNamespace(time=lambda: clock["now"]))
+    counted = snapshots.to_decide
+
+    def count_then_run_out(*args: object, **kwargs: object) -> object:
+        found = counted(*args, **kwargs)
+        clock["now"] = end + 1  # the override runs out right after the count
+        return found
+
+    monkeypatch.setattr(snapshots, "to_decide", count_then_run_out)
+    read = snapshots.read_snapshot(manual, 0)
+    assert read.escalations_to_decide or read.next_override_end == end, read.next_override_end
+
+
 def test_a_new_override_after_one_that_ran_out_moves_the_task_on(manual: Workspace) -> None:
     """The step that failed for the override that ran out ("needs a new override") stood after the new one
     was given, the sandbox awaiting review, until someone ran `sandbox advance`."""

@@ -96,6 +96,9 @@ def read_snapshot(workspace: Workspace, after_event: int, *, merge_mode: str = M
         eval_badges[subject] = badges[report_id]
     newest = max([s.updated for s in sandboxes] + [e.updated for e in escalations] + [0.0])
     cache: StepCache = {} if step_cache is None else step_cache
+    # Read before what is to decide and the steps, which are judged later: an override running out between the
+    # two reads was counted running with no end to wake for (the app's header stood at 0 for its 30 s wait).
+    override_due = next_override_end(escalations)
     escalations_to_decide = to_decide(escalations, sandboxes)
     policy_read = policy_fingerprint(workspace) if any(s.status == APPROVED for s in sandboxes) else None
     known = KnownHolders.of(claim_counts, escalations, sandboxes, policy_read)
@@ -118,7 +121,7 @@ def read_snapshot(workspace: Workspace, after_event: int, *, merge_mode: str = M
         gates_by_sandbox=gates_by_sandbox,
         risk_by_sandbox=risk_by_sandbox,
         escalations_to_decide=escalations_to_decide,
-        next_override_end=next_override_end(escalations),
+        next_override_end=override_due,
         policy_read=policy_read,
         claims_by_sandbox=claims_by_sandbox,
         claim_counts=claim_counts,
