@@ -204,6 +204,9 @@ def test_init_from_elsewhere_with_c_says_the_next_commands_with_c(tmp_path: Path
     assert made.returncode == 0, made.stderr
     assert f"`git -C {repo} add .loom && git -C {repo} commit -m 'Adopt loomtui'`, `loomtui -C {repo} doctor`" \
         in made.stdout
+    # and so are the commands after them (`loomtui sandbox new` from here found no repository)
+    assert f"`loomtui -C {repo} sandbox new --runtime claude" in made.stdout and \
+        f"(or `loomtui -C {repo}` for the app)" in made.stdout
     git(elsewhere.parent, "-C", str(repo), "add", ".loom")  # works as said
     # A file given with -C is read from there, as git reads it (it was read from where the command was typed).
     checked = run_cli(elsewhere, "-C", str(repo), "policy", "validate", ".loom/policy.yaml")

@@ -76,12 +76,13 @@ def cmd_init(args: argparse.Namespace) -> int:
         print("loomtui: warning: this repository has no commit yet: a sandbox starts from one, so commit your code "
               "with .loom", file=sys.stderr)
     if here.resolve().is_relative_to(root.resolve()):
-        commit = f"git add {os.path.relpath(root / '.loom', here)} && git commit -m 'Adopt loomtui'`, `loomtui doctor"
-    else:  # `-C` from elsewhere: git and loomtui told where
-        commit = (f"git -C {shlex.quote(str(root))} add .loom && git -C {shlex.quote(str(root))} commit -m "
-                  f"'Adopt loomtui'`, `loomtui -C {shlex.quote(str(root))} doctor")
-    print(f"next: read both, `{commit}`, then "
-          "`loomtui sandbox new --runtime claude --task TEXT --claim PATH` (or `loomtui` for the app)")
+        git, loom = "git", "loomtui"
+        adding = os.path.relpath(root / '.loom', here)
+    else:  # `-C` from elsewhere: git and each loomtui command told where
+        git, loom = f"git -C {shlex.quote(str(root))}", f"loomtui -C {shlex.quote(str(root))}"
+        adding = ".loom"
+    print(f"next: read both, `{git} add {adding} && {git} commit -m 'Adopt loomtui'`, `{loom} doctor`, then "
+          f"`{loom} sandbox new --runtime claude --task TEXT --claim PATH` (or `{loom}` for the app)")
     return 0
 
 
