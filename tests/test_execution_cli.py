@@ -283,7 +283,9 @@ def test_doctor_reports_tools_runtimes_store_and_sandboxes(repo: Path, tmp_path:
     outside = run(tmp_path, "doctor")
     # The machine is checked (exit 0), and it says that is all that was (a reviewer read it as a pass).
     assert outside.returncode == 0 and "not inside a git repository" in outside.stdout
-    assert "only this machine's tools were checked" in outside.stdout
+    assert "only this machine's tools and the built-in runtimes were checked" in outside.stdout
+    # whether the agents are installed, asked before adopting it (the runtimes were left out)
+    assert "runtime claude " in outside.stdout and "runtime codex " in outside.stdout, outside.stdout
     assert "policy" not in outside.stdout  # said once: there is no repository
     (repo / ".loom").mkdir(exist_ok=True)
     (repo / ".loom" / "policy.yaml").write_text("version: 1\nrules: x\n")

@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
-from loomtui.config import GENERIC_COMMAND, LimitsConfig
+from loomtui.config import GENERIC_COMMAND, LimitsConfig, LoomConfig
 from loomtui.errors import LoomError, NotARepository, StoreError
 from loomtui.execution import cgroup_limits, disk_room
 from loomtui.execution.gitops import MERGE_TREE_MIN_VERSION, Git, git_version
@@ -91,6 +91,24 @@ def _check_claude_user_settings(report: DoctorReport) -> None:
                                                "Code asks nobody, a lead never sees what the policy sends them")
 
 
+def _check_runtimes(report: DoctorReport, config: LoomConfig, root: Path | None) -> None:
+    """Each runtime's program, found or not, its permissions and its credentials."""
+    for row in runtime_report(config, root=root):
+        name = f"runtime {row['runtime']}"
+        if row["program"] == GENERIC_COMMAND:  # a placeholder, not a program: nothing to find
+            report.add(name, OK, "runs the program given after `--`")
+        elif row["found"]:
+            report.add(name, OK, f"{row['program']} -> {row['found']} ({row['mode']})")
+        else:
+            report.add(name, WARNING, f"{row['program']} is not on PATH")
+        if row["unasked"]:
+            report.add(f"{name} permissions", WARNING, row["unasked"])
+        credentials = row["credentials"]
+        if credentials["needs_one_of"]:
+            # A vendor CLI without its credentials starts, then fails at its first request.
+            report.add(f"{name} credentials", OK if credentials["ok"] else WARNING, credentials["summary"])
+
+
 def _check_repository(report: DoctorReport, workspace: Workspace) -> None:
     if Git(workspace.root).run("var", "GIT_AUTHOR_IDENT", timeout=5).status != 0:
         # `init` warned once; its next step (`git commit`) then failed unsaid, with LOOM_USER set too. Asked as a
@@ -106,20 +124,7 @@ def _check_repository(report: DoctorReport, workspace: Workspace) -> None:
         report.add("config", ERROR, str(exc))
         config = None
     if config is not None:
-        for row in runtime_report(config, root=workspace.root):
-            name = f"runtime {row['runtime']}"
-            if row["program"] == GENERIC_COMMAND:  # a placeholder, not a program: nothing to find
-                report.add(name, OK, "runs the program given after `--`")
-            elif row["found"]:
-                report.add(name, OK, f"{row['program']} -> {row['found']} ({row['mode']})")
-            else:
-                report.add(name, WARNING, f"{row['program']} is not on PATH")
-            if row["unasked"]:
-                report.add(f"{name} permissions", WARNING, row["unasked"])
-            credentials = row["credentials"]
-            if credentials["needs_one_of"]:
-                # A vendor CLI without its credentials starts, then fails at its first request.
-                report.add(f"{name} credentials", OK if credentials["ok"] else WARNING, credentials["summary"])
+        _check_runtimes(report, config, workspace.root)
         # With no gates an agent's change reaches review untested: a change that breaks the tests passed.
         if config.gates:
             report.add("gates", OK, "gate 1 runs " + ", ".join(g.name for g in config.gates))
@@ -210,8 +215,10 @@ def run_doctor(start: Path | str | None = None) -> DoctorReport:
     try:
         workspace = open_workspace(start)
     except NotARepository as exc:  # the machine is checked still (a new user's first question); said so
-        report.add("repository", WARNING, f"{exc}; only this machine's tools were checked: run it inside a "
-                                          "repository for its config, store, audit log and sandboxes")
+        report.add("repository", WARNING, f"{exc}; only this machine's tools and the built-in runtimes were "
+                                          "checked: run it inside a repository for its config, store, audit log "
+                                          "and sandboxes")
+        _check_runtimes(report, LoomConfig(), None)  # whether the agents are installed: asked before adopting
         return report
     except LoomError as exc:  # a repository whose store cannot be opened
         report.add("repository", ERROR, str(exc))
