@@ -54,7 +54,7 @@ async def test_the_plan_view_draws_waves_and_why_a_task_waits(tmp_path: Path) ->
         assert waves[0][0].startswith(f"{first.id} planned  ⏎ then press S · "), waves[0][0]
         # The footer names that ⏎ (the tree's own was unnamed: the hints named a key the footer did not).
         shown = {active.binding.key_display: active.binding.description
-                 for active in app.active_bindings.values() if active.binding.show}
+                 for active in app.active_bindings.values() if active.binding.show and active.enabled}
         assert shown.get("⏎") == "Its sandbox", shown
         tree.move_cursor(run.children[1].children[0])
         await pilot.pause()
@@ -162,7 +162,10 @@ async def test_the_plan_view_of_a_repository_without_a_plan_says_how_to_make_one
         await pilot.resize_terminal(100, 30)
         await pilot.pause()
         await wait_for(pilot, lambda: "`loomtui plan run`" in " ".join(str(detail.render()).split()))
-        await pilot.press("enter")  # the footer's ⏎, with no task to open: said, not nothing
+        # The footer does not offer ⏎ with no task to open; pressed anyway, it is said, not nothing.
+        assert not any(active.binding.show and active.enabled and active.binding.id == "plan.open"
+                       for active in app.screen.active_bindings.values())
+        await pilot.press("enter")
         await wait_for(pilot, lambda: any("No planned tasks" in str(n.message) for n in app._notifications))
 
 

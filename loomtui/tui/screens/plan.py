@@ -21,7 +21,7 @@ from textual.widgets.tree import TreeNode
 
 from loomtui.store import SandboxRecord
 from loomtui.tui.base import LoomScreen, inner_width
-from loomtui.tui.keys import KeysFooter
+from loomtui.tui.keys import KeysFooter, is_twin, shown_where_it_applies
 from loomtui.tui.sandbox_text import STATUS_STYLES, STEP_STYLES, app_step_hints, task_text
 from loomtui.tui.snapshot import DashboardSnapshot
 from loomtui.tui.tree_state import label_key, restore_tree_state, tree_state
@@ -92,15 +92,26 @@ class PlanTree(FittedTree[PlannedTask | None]):
     """The plan's tree, its ⏎ said in the footer: a task's keys work in the sandboxes view, one ⏎ away (the
     tree's own ⏎ is unnamed there, and the hints' "⏎ then press S" named a key the footer did not)."""
 
-    BINDINGS = [Binding("enter", "select_cursor", "Its sandbox", key_display="⏎", id="plan.open",
-                        tooltip="The task's sandbox, where its next step's keys work")]
+    # Offered while the cursor is on a line (the empty view's footer offered it); pressed anyway, its twin answers.
+    BINDINGS = [*shown_where_it_applies(Binding("enter", "select_cursor", "Its sandbox", key_display="⏎",
+                                                id="plan.open", tooltip="The task's sandbox, where its next "
+                                                                        "step's keys work"))]
 
-    def action_select_cursor(self) -> None:
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "select_cursor" and not is_twin(parameters):
+            return self.cursor_node is not None
+        return super().check_action(action, parameters)
+
+    def action_select_cursor(self, *_twin: int) -> None:
         """⏎ on no task (a repository without a plan) did nothing and said nothing: a key still answers."""
         if self.cursor_node is None:
             self.notify(NO_TASKS, title="No task to open", severity="warning")
             return
         super().action_select_cursor()
+
+    def watch_cursor_line(self, previous_line: int, line: int) -> None:
+        super().watch_cursor_line(previous_line, line)
+        self.refresh_bindings()  # the footer's ⏎ follows whether the cursor is on a line
 
 
 class PlanScreen(LoomScreen[None]):
