@@ -786,7 +786,20 @@ def test_a_policy_saved_with_a_typo_while_changes_wait_to_merge_moves_none_of_th
     policy.write_text(good + "extra_key: 1\n")  # YAML, but no policy: its review is refused before anything moves
     assert next_step(manual, sb.get_sandbox(manual, sandbox_id)).step == Step.REVIEW
     assert advance(manual, sandbox_id, policy=held).status == APPROVED
-    policy.write_text(good)
+    failed = next_step(manual, sb.get_sandbox(manual, sandbox_id))
+    assert (failed.step, failed.action) == (Step.FAILED_STEP, PersonAction.RETRY), failed
+    assert "extra_key: unknown key" in failed.waits_on
+    # Fixed, the step is due again by itself (it read "review failed" until someone pressed R): judged again by
+    # the policy as it is, and as it was before the typo, nothing is.
+    policy.write_text(good + "# fixed\n")
+    assert next_step(manual, sb.get_sandbox(manual, sandbox_id)).step == Step.REVIEW
+    assert advance(manual, sandbox_id, policy=held).status == APPROVED
+    assert "step_error" not in sb.get_sandbox(manual, sandbox_id).data or \
+        sb.get_sandbox(manual, sandbox_id).data["step_error"] is None
+    policy.write_text(good + "extra_key: 1\n")
+    assert advance(manual, sandbox_id, policy=held).now.step == Step.FAILED_STEP
+    policy.write_text(good)  # fixed again: due again too, judged by it (the last review read "# fixed")
+    assert next_step(manual, sb.get_sandbox(manual, sandbox_id)).step == Step.REVIEW
     assert request_merge(manual, sandbox_id).status == MERGED
 
 

@@ -20,7 +20,7 @@ from typing import Final
 from loomtui.coordination.claims import ClaimRefused, Coordinator, claim_targets, release_claims_of
 from loomtui.coordination.regions import split_id
 from loomtui.coordination.targets import BadTarget
-from loomtui.errors import LoomError, abridged, plural, shown
+from loomtui.errors import ConfigError, LoomError, abridged, plural, shown
 from loomtui.execution import sandboxes
 from loomtui.execution.gitops import Git
 from loomtui.execution.leftovers import save_leftovers
@@ -41,7 +41,7 @@ from loomtui.execution.lifecycle import (
 from loomtui.execution.procs import is_alive
 from loomtui.execution.review import UNJUDGED_KEY, MergeConflict, MergeNeedsReview, merge
 from loomtui.governance.agent_ops import settle_unheard
-from loomtui.governance.checkout import policy_changed
+from loomtui.governance.checkout import policy_changed, policy_fingerprint
 from loomtui.governance.coordinator import governed_coordinator
 from loomtui.governance.escalations import CLEARED, withdraw_open
 from loomtui.governance.hooks import install_hooks
@@ -62,6 +62,7 @@ from loomtui.workflow.steps import (
     CLAIMED_LINES_KEY,
     CLAIMS_WAIT_KEY,
     CLAIMS_WAITED_KEY,
+    FAILED_ON_POLICY_KEY,
     MERGE_CONFLICT_KEY,
     MERGE_REQUESTED_KEY,
     PRESTART_KEY,
@@ -177,6 +178,8 @@ class Workflow:
                 again = self.view(record)
                 if again.step == view.step:
                     line = self._do(view.step, record)
+                    if record.data.get(STEP_ERROR_KEY) is not None:  # a failure past (decided, fixed since)
+                        store.update_sandbox(record.id, data={STEP_ERROR_KEY: None})
                     if line:
                         done.append(line)
                         self.say(f"{record.id}: {line}")
@@ -209,8 +212,10 @@ class Workflow:
     def _step_failed(self, sandbox_id: str, step: str, exc: LoomError) -> str:
         """Record that `step` failed (shown as the task's next step, retried by `sandbox advance`)."""
         current = sandboxes.get_sandbox(self.workspace, sandbox_id)
-        self.workspace.store.update_sandbox(sandbox_id, data={STEP_ERROR_KEY: {
-            "step": step, "error": str(exc), "status": current.status, "at": time.time()}})
+        failure: dict[str, object] = {"step": step, "error": str(exc), "status": current.status, "at": time.time()}
+        if isinstance(exc, ConfigError):  # the step is due again once the files change (see steps)
+            failure[FAILED_ON_POLICY_KEY] = policy_fingerprint(self.workspace)
+        self.workspace.store.update_sandbox(sandbox_id, data={STEP_ERROR_KEY: failure})
         self.workspace.record("workflow.step_failed", sandbox_id, {"step": step, "error": str(exc)})
         self.say(f"{sandbox_id}: {step} failed: {exc}")
         return f"{step} failed: {exc}"

@@ -270,8 +270,19 @@ class KnownHolders:
         """The same, read from the store in two queries (for a listing of many sandboxes' steps)."""
         store = workspace.store
         listed = list(sandboxes)
-        read = policy_fingerprint(workspace) if any(s.status == APPROVED for s in listed) else None
+        read = policy_fingerprint(workspace) if turns_on_the_policy(listed) else None
         return cls.of(store.live_claim_counts(), store.live_escalations(), listed, read)
+
+
+FAILED_ON_POLICY_KEY: Final = "policy"
+"""In a step's failure: `policy_fingerprint` when it failed on a file of the configuration (the policy or loom.yaml
+did not load); another digest later means the file changed since, and the step is due again."""
+
+
+def turns_on_the_policy(sandboxes: Iterable[SandboxRecord]) -> bool:
+    """Whether any of these sandboxes' steps turns on the policy's files as they are now (an approved change's,
+    judged again once they change; a step that failed on them, due again): read `policy_fingerprint` for them."""
+    return any(s.status == APPROVED or FAILED_ON_POLICY_KEY in (s.data.get(STEP_ERROR_KEY) or {}) for s in sandboxes)
 
 
 def _holds_claims(workspace: Workspace, sandbox_id: str, known: KnownHolders | None) -> bool:
@@ -381,9 +392,19 @@ def _decided_since_it_failed(workspace: Workspace, record: SandboxRecord, known:
     return False
 
 
+def _fixed_since_it_failed(workspace: Workspace, error: Mapping[str, object], known: KnownHolders | None) -> bool:
+    """Whether the step failed on the configuration's files, and they changed since: due again, for whoever
+    advances next (a policy saved with an unknown key, fixed, left "review failed" standing until `R`)."""
+    if FAILED_ON_POLICY_KEY not in error:
+        return False
+    now = known.policy_read if known is not None else policy_fingerprint(workspace)
+    return now is not None and now != error[FAILED_ON_POLICY_KEY]
+
+
 def _next_step(workspace: Workspace, record: SandboxRecord, merge_mode: str, known: KnownHolders | None) -> StepView:
     error = record.data.get(STEP_ERROR_KEY)
-    if error and error.get("status") == record.status and not _decided_since_it_failed(workspace, record, known):
+    if error and error.get("status") == record.status and not _decided_since_it_failed(workspace, record, known) \
+            and not _fixed_since_it_failed(workspace, error, known):
         return StepView(Step.FAILED_STEP, f"{error.get('step')} failed: {error.get('error')}",
                         PersonAction.RETRY, record.id)
     status = record.status
