@@ -772,6 +772,27 @@ async def test_the_open_app_judges_an_approved_change_again_once_the_policy_s_fi
                        and app.latest_snapshot.steps[sandbox_id].step == Step.WAIT_MERGE)  # approved as it was
 
 
+async def test_the_open_app_reviews_a_change_again_once_the_policy_it_failed_on_is_fixed(manual: Workspace) -> None:
+    """The row said "review failed: ...: unknown key" until someone pressed R, the file fixed long since."""
+    from loomtui.tui.app import LoomApp
+    from tests.test_tui import wait_for
+
+    sandbox_id = run_task(manual, "helper", "lib.py", "x + 1", "x + 2")
+    assert wait_until_settled(manual, sandbox_id).step == Step.WAIT_MERGE
+    policy = manual.root / ".loom" / "policy.yaml"
+    good = policy.read_text()
+    app = LoomApp(manual)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_for(pilot, lambda: app.latest_snapshot is not None and sandbox_id in app.latest_snapshot.steps)
+        policy.write_text(good + "extra_key: 1\n")
+        await wait_for(pilot, lambda: app.latest_snapshot is not None
+                       and app.latest_snapshot.steps[sandbox_id].step == Step.FAILED_STEP)
+        policy.write_text(good + "# fixed\n")
+        await wait_for(pilot, lambda: app.latest_snapshot is not None
+                       and app.latest_snapshot.steps[sandbox_id].step == Step.WAIT_MERGE)
+    assert sb.get_sandbox(manual, sandbox_id).data.get("step_error") is None
+
+
 def test_a_policy_saved_with_a_typo_while_changes_wait_to_merge_moves_none_of_them(manual: Workspace) -> None:
     """A stray save with the app open had every approved change's review fail on the typo, left in `gating`
     with an error about a file fixed since, until someone pressed R on each."""
