@@ -843,11 +843,24 @@ def test_an_override_stands_only_while_its_giver_may_still_override(manual: Work
     assert next_step(manual, sb.get_sandbox(manual, sandbox_id)).step == Step.WAIT_MERGE
     config.write_text("version: 1\n")
     assert next_step(manual, sb.get_sandbox(manual, sandbox_id)).step == Step.WAIT_MERGE
-    policy.write_text(policy.read_text().replace("leads: [lead@example.com]", "leads: [cfo@example.com]"))
+    # Given for the 24 hours the policy allowed, it no longer stands where the policy now allows 1.
+    shorter = policy.read_text().replace("overrides: {groups: [leads]}", "overrides: {groups: [leads], max_hours: 1}")
+    policy.write_text(shorter)
     with pytest.raises(LoomError, match="not approved"):
         request_merge(manual, sandbox_id)
     asked = manual.store.get_escalation(int(sb.get_sandbox(manual, sandbox_id).data["review_escalation"]))
     assert asked.id != escalation and asked.status == "open"
+    decide(Workspace(manual.paths, manual.store, manual.audit, "lead@example.com"), load_policy(manual.root),
+           asked.id, "override", reason="hotfix, an hour")
+    assert advance(manual, sandbox_id).status == APPROVED
+    policy.write_text(shorter + "# read again\n")  # an override as long as the policy allows stands
+    assert next_step(manual, sb.get_sandbox(manual, sandbox_id)).step == Step.REVIEW
+    assert advance(manual, sandbox_id).status == APPROVED
+    policy.write_text(policy.read_text().replace("leads: [lead@example.com]", "leads: [cfo@example.com]"))
+    with pytest.raises(LoomError, match="not approved"):
+        request_merge(manual, sandbox_id)
+    again = manual.store.get_escalation(int(sb.get_sandbox(manual, sandbox_id).data["review_escalation"]))
+    assert again.id not in (escalation, asked.id) and again.status == "open"
 
 
 async def test_the_app_counts_an_override_that_runs_out_with_nothing_written(

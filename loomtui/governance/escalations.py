@@ -238,7 +238,8 @@ def decision_answers(escalation: EscalationRecord | None, evaluation: Evaluation
     again under `policy`, changed since): nothing it found that the decision did not see, no path the merge now
     changes that it did not (the target renamed a file under it); for approvals, the
     people who approved meet each of its requirements (groups and counts as the policy has them now); for an
-    override, its giver may still override (one moved out of the override groups kept a change going)."""
+    override, its giver may still override (one moved out of the override groups kept a change going) and for
+    no longer than the policy's `overrides.max_hours` now allows (a 24-hour one stood where 1 hour was the most)."""
     if escalation is None or escalation.status not in CLEARED or escalation.data.get("commit") != commit \
             or escalation.data.get("outcome") != evaluation.outcome:
         return False
@@ -249,8 +250,13 @@ def decision_answers(escalation: EscalationRecord | None, evaluation: Evaluation
         return False
     author = escalation.data.get("author") or None
     if escalation.status == EscalationStatus.OVERRIDDEN:  # what it overrode, with a reason: no more is found now
-        by = str(last_event(escalation, "override").get("by") or "")
-        return bool(by) and can_override(policy, by) and not (policy.separation_of_duties and same_person(author, by))
+        given = last_event(escalation, "override")
+        by, at, expires = str(given.get("by") or ""), given.get("at"), escalation.data.get("override_expires")
+        # A second's leeway: its end and its event's time are two reads of the clock.
+        within = not isinstance(at, (int, float)) or not isinstance(expires, (int, float)) \
+            or expires - at <= policy.overrides.max_hours * 3600 + 1
+        return bool(by) and within and can_override(policy, by) \
+            and not (policy.separation_of_duties and same_person(author, by))
     users = [a.user for a in approvals(escalation, commit)]
     return all(requirement_status(req, users, author, evaluation.separation_of_duties)[0]
                for req in evaluation.requirements)
