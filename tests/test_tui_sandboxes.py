@@ -820,7 +820,8 @@ async def test_an_action_asked_again_while_it_runs_is_said_under_way_not_raced(b
 
 
 async def test_a_new_sandbox_refused_its_claims_says_what_frees_them_as_the_cli_does(billing: Path) -> None:
-    """The app's toast said only the refusal; `sandbox new` says how to run it once the holder merged."""
+    """The app's toast said only the refusal; `sandbox new` says how to run it once the holder merged (the app
+    in its own words: "run it again with --after ID" named a flag the form does not have)."""
     from loomtui.tui.screens.dashboard import DashboardScreen
     from loomtui.tui.screens.sandbox_forms import NewSandboxRequest
 
@@ -831,5 +832,6 @@ async def test_a_new_sandbox_refused_its_claims_says_what_frees_them_as_the_cli_
         screen = app.screen
         assert isinstance(screen, DashboardScreen)
         screen._create(NewSandboxRequest("change fx", "command", "HEAD", ("payments/fx.py",), None, command=("true",)))
-        await wait_for(pilot, lambda: any(f"run it again with --after {holder.id}" in str(n.message)
+        await wait_for(pilot, lambda: any(f"put {holder.id} in the form's \"after\" field" in str(n.message)
                                           for n in app._notifications))
+        assert not any("--after" in str(n.message) for n in app._notifications)

@@ -8,7 +8,7 @@ engine prepares it from the target's new tip, so its agent starts from their wor
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Final
 
@@ -302,9 +302,15 @@ def drop_after(workspace: Workspace, sandbox_id: str, dropped: Sequence[str] = (
     return sandboxes.get_sandbox(workspace, record.id)
 
 
-def refused_claims_hint(workspace: Workspace, refused: LoomError) -> str:
-    """For a claim other sandboxes hold: how to run the task once they have merged, or what frees a holder that
-    never will (one that failed keeps its claims; one nothing moves on), and that `rm` drops this record."""
+def _after_flags(holders: list[str]) -> str:
+    return f"run it again with {' '.join(f'--after {h}' for h in holders)}"
+
+
+def refused_claims_hint(workspace: Workspace, refused: LoomError,
+                        wait_for: Callable[[list[str]], str] = _after_flags) -> str:
+    """For a claim other sandboxes hold: how to run the task once they have merged (`wait_for` says it as the
+    front-end asks it: the CLI's `--after`), or what frees a holder that never will (one that failed keeps its
+    claims; one nothing moves on), and that `rm` drops this record."""
     # What refused it only (a dependency beside it is a warning: waiting for that one frees nothing).
     named = sorted({c.sandbox_b for c in getattr(refused, "conflicts", ()) if c.blocking})
     holders = [record for record in (workspace.store.get_sandbox(h) for h in named) if record is not None]
@@ -328,7 +334,6 @@ def refused_claims_hint(workspace: Workspace, refused: LoomError) -> str:
         else:
             waitable.append(record.id)
     if waitable:
-        said.append(f"to start it once {listed(waitable)} merged, run it again with "
-                    f"{' '.join(f'--after {h}' for h in waitable)}")
+        said.append(f"to start it once {listed(waitable)} merged, {wait_for(waitable)}")
     drop = f"`loomtui sandbox rm {refused.recorded_sandbox}` drops this record"
     return f"; {'; '.join(said)} ({drop})" if said else f"; {drop}"

@@ -72,6 +72,11 @@ DIFF_REREAD_S: Final = 5.0
 """How often the selected sandbox's diff line is read again while its agent runs (a snapshot of its worktree)."""
 
 
+def _in_the_form_s_after(holders: list[str]) -> str:
+    """How the `n` form waits on other tasks (the CLI's `--after ID` named a flag the form does not have)."""
+    return f"put {' '.join(holders)} in the form's \"after\" field"
+
+
 class SandboxTable(FittedTable):
     """The sandboxes table: `enter` opens the highlighted sandbox (the table's own `enter` selects
     a row, which the screen answers), and the footer says so while the table has focus."""
@@ -533,7 +538,7 @@ class DashboardScreen(LoomScreen[None]):
         except LoomError as exc:  # what was typed is kept: `n` opens the form with it, to mend
             app.call_from_thread(setattr, self, "_draft", request)
             # What frees the claims it was refused, as `sandbox new` says it (the app's toast said only the refusal).
-            hint = tasks.refused_claims_hint(app.workspace, exc) if exc.recorded_sandbox else ""
+            hint = tasks.refused_claims_hint(app.workspace, exc, _in_the_form_s_after) if exc.recorded_sandbox else ""
             app.call_from_thread(app.notify, f"{exc}{hint} (n reopens the form as you left it)", title="new sandbox",
                                  severity="error")
             return
