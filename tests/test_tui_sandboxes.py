@@ -446,6 +446,26 @@ async def test_a_commit_made_with_git_alone_is_reviewed_by_the_app(tmp_path: Pat
             sandboxes.get_sandbox(workspace, record.id)), timeout=20)
 
 
+async def test_the_log_tabs_waiting_line_goes_once_the_agent_ends_without_a_word(tmp_path: Path) -> None:
+    """A stopped agent's Log tab still said "(no output yet: it appears here as the agent writes it)"."""
+    repo = demo_repo(tmp_path)
+    workspace = open_workspace(repo)
+    flag = tmp_path / "end"
+    record = tasks.start(workspace, tasks.create_sandbox(
+        workspace, "end quietly", "command", isolate=False,
+        command=["sh", "-c", f'while [ ! -e "{flag}" ]; do sleep 0.05; done']).id)
+    app = LoomApp(workspace)
+    try:
+        async with app.run_test(size=(120, 40)) as pilot:
+            log = app.screen.query_one("#agent-log", Log)
+            await wait_for(pilot, lambda: any("no output yet" in line for line in log.lines), timeout=15)
+            flag.touch()
+            await wait_for(pilot, lambda: log.lines == ["(the agent wrote no output)"], timeout=15)
+    finally:
+        flag.touch()
+        wait_until_settled(workspace, record.id)
+
+
 async def test_the_log_tab_of_an_agent_that_wrote_nothing_says_so(tmp_path: Path) -> None:
     """It was blank, which read as a log that failed to load."""
     repo = demo_repo(tmp_path)

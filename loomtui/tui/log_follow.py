@@ -13,15 +13,18 @@ if TYPE_CHECKING:
     from loomtui.workspace import Workspace
 
 POLL_S: Final = 0.2
+STATUS_LOOK_S: Final = 1.0
+"""How often a Log tab waiting on a running agent's first words looks at whether it still runs."""
 
 
 def follow_lines(path: Path, emit: Callable[[list[str]], object], cancelled: Callable[[], bool],
-                 start: int | None = None, *, unfinished: bool = False) -> None:
+                 start: int | None = None, *, unfinished: bool = False,
+                 each_look: Callable[[], object] | None = None) -> None:
     """Call `emit` with each batch of whole lines written to `path` from byte `start` on (default: its end
     now), until `cancelled()`, across the log's moves aside as it grows (agent.log.1); a file cut back (a
     full disk) is followed from its new end, a missing one waited for. `unfinished`: a line left unfinished
     while nothing more comes is said as it is (an interactive pane: Codex draws its screen without a newline,
-    and its Log tab showed nothing until 64 KiB of it had come)."""
+    and its Log tab showed nothing until 64 KiB of it had come). `each_look` is called after each look."""
     cursor = LogCursor(path, start)
     pending = waiting = b""  # waiting: an unfinished line as the last look left it
     while not cancelled():
@@ -42,6 +45,8 @@ def follow_lines(path: Path, emit: Callable[[list[str]], object], cancelled: Cal
         if whole or skipped:
             said = [f"… {skipped:,} bytes of output skipped (`loomtui sandbox logs` has them)"] if skipped else []
             emit([*said, *(line.decode("utf-8", "replace") for line in whole)])
+        if each_look is not None:
+            each_look()
         time.sleep(POLL_S)
 
 
@@ -50,6 +55,7 @@ def follow_sandbox_log(workspace: Workspace, sandbox_id: str, write: Callable[[l
     """A sandbox's log as a person reads it (`readable_log`): its tail, then each line as it comes, given to
     `write` until `cancelled()`; with nothing to show yet, a line saying so and whether more may come, which
     `clear` takes away once there is (a blank tab read as broken)."""
+    from loomtui.errors import LoomError
     from loomtui.execution import sandboxes
     from loomtui.execution.readable_log import ReadableLog, readable_tail
     from loomtui.execution.runtimes import OUTPUT_TERMINAL
@@ -65,6 +71,7 @@ def follow_sandbox_log(workspace: Workspace, sandbox_id: str, write: Callable[[l
         position = 0
     tail, wrote = readable_tail(path, output, worktree, 200, position)
     waiting = not tail
+    live = False
     if waiting:
         record = workspace.store.get_sandbox(sandbox_id)
         live = record is not None and record.status in RUNNING_OR_TO_RUN
@@ -88,4 +95,22 @@ def follow_sandbox_log(workspace: Workspace, sandbox_id: str, write: Callable[[l
             clear()
         write(shown)
 
-    follow_lines(path, arrived, cancelled, start=position, unfinished=output == OUTPUT_TERMINAL)
+    looked = time.monotonic()
+
+    def ended_unheard() -> None:
+        """"(no output yet: ...)" stood after the agent had ended (stopped) without a word: said again then."""
+        nonlocal live, looked
+        if not (waiting and live and not wrote) or time.monotonic() - looked < STATUS_LOOK_S:
+            return
+        looked = time.monotonic()
+        try:
+            record = workspace.store.get_sandbox(sandbox_id)
+        except LoomError:  # the store away: the header says so, and the next look asks again
+            return
+        if record is None or record.status not in RUNNING_OR_TO_RUN:
+            live = False
+            clear()
+            write(["(the agent wrote no output)"])
+
+    follow_lines(path, arrived, cancelled, start=position, unfinished=output == OUTPUT_TERMINAL,
+                 each_look=ended_unheard)
