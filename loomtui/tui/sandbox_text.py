@@ -54,6 +54,12 @@ QUIET_EVENTS: Final = frozenset({"audit.appended"})
 """Events the Activity tab leaves out: bookkeeping that repeats what the entries beside it say."""
 
 
+def is_quiet(event: Event) -> bool:
+    """Whether the Activity tab leaves `event` out: a QUIET_EVENTS kind, or a sandbox's update that changed none
+    of what a line says (its data alone: a row reading `sandbox.updated  abc123` and nothing more)."""
+    return event.kind in QUIET_EVENTS or (event.kind == "sandbox.updated" and not event.data)
+
+
 def _base(sandbox: SandboxRecord) -> str:
     """Where its worktree started: the ref it was given and the commit that was ("HEAD" alone said nothing
     of a task that started from another's merge); for one that waits, where it will start."""
@@ -90,7 +96,8 @@ def format_event(event: Event) -> str:
     """One plain-text log line for an event (a Log never parses markup)."""
     stamp = datetime.fromtimestamp(event.ts).strftime("%H:%M:%S")
     details = " ".join(f"{k}={v}" for k, v in sorted(event.data.items()))
-    return f"{stamp}  {event.kind:<20} {event.subject}  {details}".rstrip()
+    # Escaped: a claim's target is an agent's text, and a Log writes what it is given to the terminal.
+    return escape_controls(f"{stamp}  {event.kind:<20} {event.subject}  {details}".rstrip())
 
 
 def home_short(path: str | None) -> str:

@@ -14,7 +14,7 @@ from textual import work
 from textual._context import NoActiveAppError
 
 from loomtui.store import Event
-from loomtui.tui.sandbox_text import QUIET_EVENTS, format_event
+from loomtui.tui.sandbox_text import format_event, is_quiet
 from loomtui.tui.widgets.bounded_log import BoundedLog
 
 
@@ -49,7 +49,7 @@ class ActivityLog(BoundedLog):
         fresh = [event for event in events if self.seen is None or event.id > self.seen]
         if fresh:
             self.seen = fresh[-1].id  # a store's events come in id order
-            self.write_lines(format_event(e) for e in fresh if e.kind not in QUIET_EVENTS)
+            self.write_lines(format_event(e) for e in fresh if not is_quiet(e))
 
     @work(thread=True, exclusive=True, group="activity-catch-up", exit_on_error=False)
     def _read_missed(self, store: EventSource, after: int, upto: int) -> None:
