@@ -275,8 +275,8 @@ class KnownHolders:
 
 
 FAILED_ON_POLICY_KEY: Final = "policy"
-"""In a step's failure: `policy_fingerprint` when it failed on a file of the configuration (the policy or loom.yaml
-did not load); another digest later means the file changed since, and the step is due again."""
+"""In a step's failure on the configuration (a ConfigError: the policy, or loom.yaml, did not load): `policy_fingerprint`
+then. Another digest later (the policy's files changed, or loom.yaml reads again) makes the step due again."""
 
 
 def turns_on_the_policy(sandboxes: Iterable[SandboxRecord]) -> bool:
