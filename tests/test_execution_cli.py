@@ -537,7 +537,7 @@ def test_a_sandbox_recorded_whose_agent_could_not_start_is_not_a_success(repo: P
     monkeypatch.setattr(engine, "start_agent", cannot)
     done = run_cli(repo, "sandbox", "new", "--runtime", "script", "--task", "x", "--script", str(script))
     assert done.returncode == 1
-    assert "was recorded, but failed-step: start failed: cannot start its supervisor" in done.stderr, done.stderr
+    assert "was recorded, but start failed: cannot start its supervisor" in done.stderr, done.stderr
     listed = run_cli(repo, "sandbox", "new", "--runtime", "script", "--task", "y", "--script", str(script), "--json")
     assert listed.returncode == 1 and json.loads(listed.stdout)["step"] == "failed-step"
 

@@ -207,7 +207,7 @@ async def test_a_failed_step_says_r_retries_it_and_r_does(billing: Path) -> None
     app = LoomApp(workspace)
     async with app.run_test(size=SIZE) as pilot:
         table = app.screen.query_one("#sandboxes", SandboxTable)
-        await wait_for(pilot, lambda: str(table.cell(record.id, "next")).startswith("R retries it · failed-step: "))
+        await wait_for(pilot, lambda: str(table.cell(record.id, "next")).startswith("R retries it · read the policy failed: "))
         table.focus()
         await pilot.pause()
         assert "R" in {b.binding.key_display or b.binding.key for b in app.active_bindings.values()

@@ -161,7 +161,9 @@ class Workflow:
                 done.append(f"escalation {', '.join(f'#{e}' for e in withdrawn)} withdrawn: its agent ended "
                             "with its supervisor, before a decision")
         for _ in range(MAX_STEPS):
-            if view.step == Step.FAILED_STEP and retry:
+            # A retry lets the failure go; so does a failure past (decided, or its files fixed, since): one left
+            # in the record read as failed again had its files come back as they were when it failed.
+            if record.data.get(STEP_ERROR_KEY) is not None and (retry or view.step != Step.FAILED_STEP):
                 store.update_sandbox(record.id, data={STEP_ERROR_KEY: None})
                 record = sandboxes.get_sandbox(self.workspace, record.id)
                 view = self.view(record)
@@ -178,8 +180,6 @@ class Workflow:
                 again = self.view(record)
                 if again.step == view.step:
                     line = self._do(view.step, record)
-                    if record.data.get(STEP_ERROR_KEY) is not None:  # a failure past (decided, fixed since)
-                        store.update_sandbox(record.id, data={STEP_ERROR_KEY: None})
                     if line:
                         done.append(line)
                         self.say(f"{record.id}: {line}")

@@ -228,7 +228,7 @@ class StepView:
         after it in brackets, or first (`hint_first`: a narrow column that cuts the end keeps it)."""
         if self.step in _WAITS_FOR:
             text = f"waits for {self.waits_on}"
-        elif self.step == Step.AGENT:
+        elif self.step in (Step.AGENT, Step.FAILED_STEP):  # "review failed: ...", not "failed-step: review failed"
             text = self.waits_on
         else:
             text = f"{self.step}: {self.waits_on}" if self.waits_on else str(self.step)
@@ -275,8 +275,9 @@ class KnownHolders:
 
 
 FAILED_ON_POLICY_KEY: Final = "policy"
-"""In a step's failure on the configuration (a ConfigError: the policy, or loom.yaml, did not load): `policy_fingerprint`
-then. Another digest later (the policy's files changed, or loom.yaml reads again) makes the step due again."""
+"""In a step's failure on the configuration (a ConfigError: the policy, or loom.yaml, did not load): the
+`policy_fingerprint` then. Another digest later (the policy's files changed, or loom.yaml reads again) makes the
+step due again."""
 
 
 def turns_on_the_policy(sandboxes: Iterable[SandboxRecord]) -> bool:
