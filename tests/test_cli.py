@@ -572,3 +572,16 @@ def test_a_reader_that_stops_reading_is_no_success(repo: Path) -> None:
     assert process.stdout is not None
     process.stdout.close()  # before the interpreter has started: its first write finds no reader
     assert process.wait(timeout=60) == 141
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="no /dev/full here")
+def test_output_that_cannot_be_written_is_one_line_and_no_verdict(repo: Path) -> None:
+    """`loomtui gate --json > /dev/full` exited 1, a check's "needs approval", on two tracebacks (its error's JSON
+    met the full disk too)."""
+    for command in (("status", "--json"), ("status",), ("sandbox", "diff", "nosuch", "--json")):
+        with open("/dev/full", "w") as full:
+            done = subprocess.run([sys.executable, "-m", "loomtui", *command], cwd=repo, stdout=full,
+                                  stderr=subprocess.PIPE, text=True, timeout=60)
+        expected = (2, "loomtui: error: no sandbox 'nosuch'\n") if "nosuch" in command else (
+            74, "loomtui: error: cannot write the output: No space left on device\n")
+        assert (done.returncode, done.stderr) == expected, (command, done.stderr)

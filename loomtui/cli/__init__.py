@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any, Final, NoReturn
 
 from loomtui import __version__
 from loomtui.cli.examples import examples_epilog
-from loomtui.cli.terminal import guard
+from loomtui.cli.terminal import guard, write_failed
 from loomtui.errors import LoomError, abridged, escape_controls
 from loomtui.interrupts import EndingSignal
 
@@ -336,6 +336,8 @@ DEBUG_ENV: Final = "LOOMTUI_DEBUG"
 """Set, an internal error (a bug) ends on its traceback rather than one line."""
 INTERNAL_ERROR_EXIT: Final = 70
 """A case no check foresaw (sysexits' EX_SOFTWARE): apart from 1, a check's verdict, and 2, bad input."""
+OUTPUT_ERROR_EXIT: Final = 74
+"""The output could not be written (sysexits' EX_IOERR: a full disk, a closed file): never a verdict either."""
 STEP_HINTS: Final = {
     "decide": "`loomtui escalation approve|reject {about}`",
     "override": "`loomtui escalation override|reject {about} --reason TEXT`",
@@ -611,23 +613,30 @@ def _run(argv: Sequence[str] | None) -> int:
             args.typed_in, args.repo = started_in, _enter(args.repo)
         if _draws_the_app(args):
             _check_terminal(args)
-        return int(args.handler(args))
+        code = int(args.handler(args))
+        sys.stdout.flush()  # what could not be written is said here, not by the interpreter's exit
+        return code
     except LoomError as exc:
         print(f"loomtui: error: {exc}", file=sys.stderr)
         if _ASKED_FOR_JSON.get():  # a script reading stdout reads why, not nothing
-            print_json({"error": str(exc)})
+            _print_json_error(str(exc))
         return exc.exit_code
     except KeyboardInterrupt as exc:  # Ctrl-C; SIGTERM or SIGHUP where a command ends on them as on it (`as_interrupt`)
         return 128 + exc.signum if isinstance(exc, EndingSignal) else 130
     except BrokenPipeError:  # the reader stopped reading (`| head`): as a program killed by SIGPIPE, never success
         return 141
     except Exception as exc:  # noqa: BLE001 - a case no check foresaw: one line, as promised, not a traceback
+        if isinstance(exc, OSError) and write_failed(sys.stdout):
+            # `gate --json > /dev/full` exited 1, "needs approval", on two tracebacks.
+            print(f"loomtui: error: cannot write the output: {exc.strerror or exc}", file=sys.stderr)
+            _let_the_output_go()
+            return OUTPUT_ERROR_EXIT
         if os.environ.get(DEBUG_ENV):
             raise
         said = f"internal error: {type(exc).__name__}: {abridged(str(exc), 300) or 'no message'}"
         print(f"loomtui: {said} (a bug in loomtui: {DEBUG_ENV}=1 shows where)", file=sys.stderr)
         if _ASKED_FOR_JSON.get():
-            print_json({"error": said})
+            _print_json_error(said)
         # Not 1, a check's verdict: `loomtui gate` crashing read "needs approval" to CI, not "could not judge".
         return INTERNAL_ERROR_EXIT
     finally:
@@ -639,6 +648,26 @@ def _run(argv: Sequence[str] | None) -> int:
             except OSError:
                 pass
         sys.stdout, sys.stderr = streams  # as they were, for a caller in this process
+
+
+def _let_the_output_go() -> None:
+    """Stdout could not be written (a full disk): what it still holds goes to /dev/null, so that neither an
+    error's JSON nor the interpreter's exit tries it again (an "Exception ignored" traceback, exit 120)."""
+    try:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
+
+
+def _print_json_error(said: str) -> None:
+    """An error as JSON on stdout, for a script reading it; nothing more where stdout cannot be written."""
+    if write_failed(sys.stdout):
+        return
+    try:
+        print_json({"error": said})
+        sys.stdout.flush()
+    except OSError:
+        _let_the_output_go()
 
 
 def _warn_of_unmirrored_entries(workspaces: Sequence[Workspace]) -> None:

@@ -31,33 +31,52 @@ def escaped(text: str) -> str:
     return _CONTROL.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), text)
 
 
-class TerminalText:
-    """A text stream that escapes control characters on their way to a terminal."""
+class GuardedText:
+    """A text stream that escapes control characters on their way to a terminal (`escape`), and keeps the error
+    a write met: an OSError from the output (a full disk) is then told from one of the command's own."""
 
-    def __init__(self, stream: TextIO) -> None:
+    def __init__(self, stream: TextIO, *, escape: bool) -> None:
         self._stream = stream
+        self._escape = escape
+        self.failed: OSError | None = None
 
     def write(self, text: str) -> int:
-        self._stream.write(escaped(text))
+        try:
+            self._stream.write(escaped(text) if self._escape else text)
+        except OSError as exc:
+            self.failed = exc
+            raise
         return len(text)
 
     def writelines(self, lines: Iterable[str]) -> None:
         for line in lines:
             self.write(line)
 
-    def __getattr__(self, name: str) -> Any:  # flush, isatty, fileno, encoding: the stream's own
+    def flush(self) -> None:
+        try:
+            self._stream.flush()
+        except OSError as exc:
+            self.failed = exc
+            raise
+
+    def __getattr__(self, name: str) -> Any:  # isatty, fileno, encoding: the stream's own
         return getattr(self._stream, name)
 
 
 def unguarded(stream: TextIO) -> TextIO:
-    """The stream under a `TerminalText`: for loomtui's own text only (a progress line's carriage return)."""
-    return stream._stream if isinstance(stream, TerminalText) else stream
+    """The stream under a `GuardedText`: for loomtui's own text only (a progress line's carriage return)."""
+    return stream._stream if isinstance(stream, GuardedText) else stream
+
+
+def write_failed(stream: TextIO) -> bool:
+    """Whether a write to `stream` (a `GuardedText`) met an OSError."""
+    return isinstance(stream, GuardedText) and stream.failed is not None
 
 
 def guard(stream: TextIO) -> TextIO:
-    """`stream` itself when it is not a terminal, else a `TerminalText` over it."""
+    """A `GuardedText` over `stream`, escaping what goes to a terminal."""
     try:
         tty = stream.isatty()
     except (AttributeError, ValueError):  # closed, or not a file
         tty = False
-    return TerminalText(stream) if tty else stream  # type: ignore[return-value]
+    return GuardedText(stream, escape=tty)  # type: ignore[return-value]
