@@ -107,6 +107,8 @@ def test_config_check_reports_file_line_and_key(repo: Path) -> None:
         assert done.returncode == 2 and said["ok"] is False, command
         assert len(said["problems"]) == 1 and said["problems"][0].startswith(".loom/loom.yaml:2: invalid YAML"), command
         assert said["error"] == said["problems"][0], command  # what every failed command's JSON says
+        # and stderr says it too, as every error does (a CI log keeping stderr alone read nothing)
+        assert done.stderr == f"loomtui: error: {said['problems'][0]}\n", command
 
 
 def test_config_check_tries_what_loom_yaml_names_its_policy_file_and_worktrees_place(repo: Path) -> None:

@@ -158,16 +158,15 @@ def problems_json(problems: Sequence[str]) -> dict[str, Any]:
 
 def say_problems(error: LoomError, as_json: bool, **extra: Any) -> int:
     """Every problem `error` stands for (a file's `ConfigErrors` hold several), each as file:line in line order,
-    where other commands name the first: for a script the list (`problems_json`, with `extra`), else a line
-    each on stderr. The error's exit code."""
+    where other commands name the first: a line each on stderr, and for a script the list too (`problems_json`,
+    with `extra`; a CI log keeping stderr alone said nothing). The error's exit code."""
     from loomtui.yamlcheck import problem_lines
 
     problems = problem_lines(error)
+    for problem in problems:
+        print(f"loomtui: error: {problem}", file=sys.stderr)
     if as_json:
         print_json({**problems_json(problems), **extra})
-    else:
-        for problem in problems:
-            print(f"loomtui: error: {problem}", file=sys.stderr)
     return error.exit_code
 
 
