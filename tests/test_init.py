@@ -4,6 +4,7 @@ same parsers as any (a new user had to piece both together from the README and t
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -184,6 +185,12 @@ def test_init_before_the_first_commit_finds_the_code_there_and_says_to_commit_it
     assert done.returncode == 0, done.stderr
     assert "gates compile (Python files)" in done.stdout
     assert "warning: this repository has no commit yet: a sandbox starts from one" in done.stderr
+    # A script asking for JSON is told too (it was said to a person only).
+    shutil.rmtree(root / ".loom")
+    scripted = run_cli(root, "init", "--json")
+    said = json.loads(scripted.stdout)
+    assert any(w.startswith("this repository has no commit yet") for w in said["warnings"]), said
+    assert "warning: this repository has no commit yet" in scripted.stderr
 
 
 def test_after_the_first_commit_a_stray_untracked_script_makes_no_python_gate(tmp_path: Path) -> None:

@@ -45,10 +45,22 @@ def cmd_init(args: argparse.Namespace) -> int:
     user = current_user(root)
     made = starter(root, user if user != "unknown" else None)
     written = write_starter(root, made)
+    # Said with --json too (on stderr, and in its `warnings`): a script adopting loomtui with no git identity
+    # made the login name the one lead, unsaid.
+    warnings = [f"{escape_controls(unread)}: its checks were not looked for" for unread in made.unread]
+    if made.lead and named_by_login(root):
+        warnings.append(f"neither git's user.email nor $LOOM_USER says who you are: the lead written is "
+                        f"your login name {made.lead!r}, and your decisions are recorded under it; set `git config "
+                        "user.email` and put that in .loom/policy.yaml's groups instead")
+    if Git(root).resolve_commit("HEAD") is None:
+        warnings.append("this repository has no commit yet: a sandbox starts from one, so commit your code "
+                        "with .loom")
+    for warning in warnings:
+        print(f"loomtui: warning: {warning}", file=sys.stderr)
     if args.json:
         print_json({"written": [str(path) for path in written], "lead": made.lead,
                     "gates": [{"name": g.name, "run": list(g.run), "found": g.found} for g in made.gates],
-                    "unread": list(made.unread)})
+                    "unread": list(made.unread), "warnings": warnings})
         return 0
     gates = ", ".join(f"{g.name} ({g.found})" for g in made.gates) or "none found: add yours (README: Guardrails)"
     # Paths and the next command as they work from here (run in a subfolder, `git add .loom` named nothing).
@@ -66,15 +78,6 @@ def cmd_init(args: argparse.Namespace) -> int:
               + (", to what decides how the gates' checks run (their config, conftest.py, ...)"
                  if starter_rule_for_checks(made) else "")
               + " or of over 400 lines waits for a lead; the rest for one approval from a lead")
-    for unread in made.unread:
-        print(f"loomtui: warning: {escape_controls(unread)}: its checks were not looked for", file=sys.stderr)
-    if made.lead and named_by_login(root):
-        print(f"loomtui: warning: neither git's user.email nor $LOOM_USER says who you are: the lead written is "
-              f"your login name {made.lead!r}, and your decisions are recorded under it; set `git config "
-              "user.email` and put that in .loom/policy.yaml's groups instead", file=sys.stderr)
-    if Git(root).resolve_commit("HEAD") is None:
-        print("loomtui: warning: this repository has no commit yet: a sandbox starts from one, so commit your code "
-              "with .loom", file=sys.stderr)
     if here.resolve().is_relative_to(root.resolve()):
         git, loom = "git", "loomtui"
         adding = os.path.relpath(root / '.loom', here)
