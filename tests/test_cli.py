@@ -576,6 +576,20 @@ def test_a_reader_that_stops_reading_is_no_success(repo: Path) -> None:
     assert process.wait(timeout=60) == 141
 
 
+def test_commands_that_only_read_read_a_store_they_cannot_write() -> None:
+    """On a read-only `.git/loom` (a mounted clone, another user's checkout) `checklist`, `regions`, `claim
+    suggest`, `context versions|slice`, `store repos` and `index` (its cache built in memory) were refused:
+    "cannot write the state store here ...; reading it needs no write access"."""
+    from loomtui.cli import build_parser
+
+    parser = build_parser()
+    for line in (["checklist"], ["index"], ["regions", "a.py"], ["claim", "suggest", "x"], ["context", "versions"],
+                 ["context", "slice", "--task", "x"], ["store", "repos"], ["status"], ["claim", "list"]):
+        assert parser.parse_args(line).reads_only, line
+    for line in (["claim", "add", "a.py"], ["sandbox", "new", "--runtime", "script", "--task", "x"]):
+        assert not parser.parse_args(line).reads_only, line
+
+
 @pytest.mark.skipif(not os.path.exists("/dev/full"), reason="no /dev/full here")
 def test_output_that_cannot_be_written_is_one_line_and_no_verdict(repo: Path) -> None:
     """`loomtui gate --json > /dev/full` exited 1, a check's "needs approval", on two tracebacks (its error's JSON

@@ -52,7 +52,7 @@ def register(commands: Any) -> None:
                             "or hybrid?\"), answered for this repository from "
                             "evidence (yes / partly / no, each with what was looked at and the next step), "
                             "the score and the verdict; exit 1 when an item could not be checked (a broken config: "
-                            "answered `unknown`, the score incomplete)", json_flag=True)
+                            "answered `unknown`, the score incomplete)", json_flag=True, reads_only=True)
     checklist.add_argument("--org-size", type=positive_int_arg, metavar="N",
                            help="engineers in the org: adds the article's minimum viable control plane for "
                                 "that size and what this repository lacks for it")

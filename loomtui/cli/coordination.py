@@ -436,8 +436,9 @@ def cmd_bench_index(args: argparse.Namespace) -> int:
 def register(commands: Any) -> None:
     """Add the coordination commands to the top-level parser."""
     add_command(commands, "index", cmd_index,
-                "parse the repository into regions and a dependency graph (cached)", json_flag=True)
-    regions = add_command(commands, "regions", cmd_regions, "list the regions of one file", json_flag=True)
+                "parse the repository into regions and a dependency graph (cached)", json_flag=True, reads_only=True)
+    regions = add_command(commands, "regions", cmd_regions, "list the regions of one file", json_flag=True,
+                          reads_only=True)
     regions.add_argument("path", type=nonempty_arg, metavar="PATH",
                          help="a Python file of the repository, relative to its root")
 
@@ -477,7 +478,7 @@ def register(commands: Any) -> None:
     listing = add_command(claim, "list", cmd_claim_list, "live claims", json_flag=True, reads_only=True)
     listing.add_argument("--sandbox", type=nonempty_arg, help="only this sandbox's claims")
     suggest = add_command(claim, "suggest", cmd_claim_suggest,
-                          "rank the regions a task's text most likely touches", json_flag=True)
+                          "rank the regions a task's text most likely touches", json_flag=True, reads_only=True)
     suggest.add_argument("task", nargs="+", metavar="TASK", help="the task's text (its words may be unquoted)")
     suggest.add_argument("--limit", type=positive_int_arg, default=10, metavar="N",
                          help="how many regions at most (default 10)")

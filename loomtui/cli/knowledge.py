@@ -285,7 +285,8 @@ def register(commands: Any) -> None:
                        reads_only=True)
     show.add_argument("--at", type=nonempty_arg, metavar="REF", help=at_help)
     versions = add_command(context, "versions", cmd_context_versions,
-                           "the context versions in git history (commits that changed a source)", json_flag=True)
+                           "the context versions in git history (commits that changed a source)", json_flag=True,
+                           reads_only=True)
     versions.add_argument("-n", type=positive_int_arg, default=20, metavar="N", help="how many (default 20)")
     diff = add_command(context, "diff", cmd_context_diff,
                        "the sections that differ between two versions (a version id, commit, ref or 'worktree')",
@@ -295,7 +296,8 @@ def register(commands: Any) -> None:
     diff.add_argument("new", metavar="V2", help="the newer version, as V1")
     diff.add_argument("--full", action="store_true", help="print each section's text diff")
     piece = add_command(context, "slice", cmd_context_slice,
-                        "the sections a task would get and why, without starting anything", json_flag=True)
+                        "the sections a task would get and why, without starting anything", json_flag=True,
+                        reads_only=True)
     piece.add_argument("--task", required=True, metavar="TEXT", help="the task, as an agent would get it")
     piece.add_argument("--claim", action="append", metavar="TARGET",
                        help="a claim target (region id, file, directory, glob, path:10-40); repeatable; "

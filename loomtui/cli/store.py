@@ -132,7 +132,7 @@ def _refuse_while_working(source: Any) -> None:
 def cmd_store_repos(args: argparse.Namespace) -> int:
     from loomtui.store import open_store
 
-    store = open_store(_paths(args))
+    store = open_store(_paths(args), reads_only=True)
     try:
         repos = store.repositories()
     finally:
@@ -163,7 +163,7 @@ def register(commands: Any) -> None:
                            "one kept beside it")
     add_command(store, "repos", cmd_store_repos,
                 "the repositories whose state is in this store's database, with their open escalations",
-                json_flag=True)
+                json_flag=True, reads_only=True)
 
 
 def cmd_bench_store(args: argparse.Namespace) -> int:
