@@ -54,6 +54,7 @@ def test_audit_tail_is_readable_lines_not_json(billing: Path) -> None:
     run_cli(billing, "claim", "add", "--sandbox", "s2", QUOTE)
     lines = run_cli(billing, "audit", "tail", "-n", "2").stdout.splitlines()
     assert len(lines) == 4 and lines[0].split()[0] == "1" and "claim.added" in lines[0]
+    assert lines[0].split()[3] == "UTC", lines[0]  # said, as the report and context versions say it
     assert lines[1].strip().startswith("claim=1  conflicts=[]  mode=exclusive")
     assert "conflicts=[1 item]" in lines[3] and "{" not in lines[3]
     assert all(len(line) <= 120 for line in lines[1::2])

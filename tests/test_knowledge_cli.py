@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import shutil
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -12,6 +14,16 @@ from loomtui.cli import main
 from tests.conftest import git
 
 SAMPLE = Path(__file__).resolve().parent.parent / "sample_repo"
+
+
+@pytest.fixture(autouse=True)
+def far_from_utc(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """A local time five hours from UTC: a listing in local time shows it."""
+    monkeypatch.setenv("TZ", "America/New_York")
+    time.tzset()
+    yield
+    monkeypatch.undo()
+    time.tzset()
 
 
 @pytest.fixture
@@ -40,6 +52,10 @@ def test_show_versions_and_slice(sample: Path, capsys: pytest.CaptureFixture[str
 
     code, out, _ = run(capsys, sample, "context", "versions", "--json")
     assert code == 0 and json.loads(out)["versions"][0]["version"] == shown["version"]
+    # Its times in UTC, said so, as every other listing's (it said local time, unlabelled: hours off theirs).
+    committed = json.loads(out)["versions"][0]["time"]
+    code, out, _ = run(capsys, sample, "context", "versions")
+    assert time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(committed)) in out, out
 
     code, out, _ = run(capsys, sample, "context", "slice", "--task", "Speed up invoice totals",
                        "--claim", "payments/invoices.py::InvoiceCalculator", "--json")

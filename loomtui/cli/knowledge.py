@@ -133,7 +133,7 @@ def cmd_context_versions(args: argparse.Namespace) -> int:
     if current.version != entries[0].version:
         print(f"{current.version}  (working tree, uncommitted changes to the sources)")
     for entry in entries:
-        when = time.strftime("%Y-%m-%d %H:%M", time.localtime(entry.time))
+        when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(entry.time))  # as every other listing says a time
         changed = ", ".join(entry.changed[:4]) + (" ..." if len(entry.changed) > 4 else "")
         print(f"{entry.version}  {entry.commit[:12]}  {when}  {entry.subject}  [{changed}]")
     return 0

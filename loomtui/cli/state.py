@@ -170,7 +170,7 @@ def cmd_audit_tail(args: argparse.Namespace) -> int:
     if not entries and args.n:
         print("(no entry matches)" if keep is not None else "(the audit log is empty)")
     for entry in entries:
-        when = entry.ts[:19].replace("T", " ")  # to the second; --json has it whole
+        when = entry.ts[:19].replace("T", " ") + " UTC"  # to the second (--json has it whole), and said UTC
         print(f"{entry.seq:>6}  {when}  {entry.actor}  {entry.action}  {entry.subject}".rstrip())
         if entry.details:
             print(f"{'':>8}{_readable(entry.details)}")
