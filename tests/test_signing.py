@@ -104,10 +104,14 @@ def test_a_signed_approval_verifies(tmp_path: Path, keys: dict[str, Path], monke
     assert verified.returncode == 0 and data["ok"] is True
     assert data["signatures"]["required"] is True
     assert data["signatures"]["decisions"] == [
-        {"seq": entry.seq, "escalation": str(escalation), "decision": "approve", "actor": ALICE,
+        {"seq": entry.seq, "escalation": int(escalation), "decision": "approve", "actor": ALICE,
          "status": "verified", "detail": f"signed by {ALICE}"}]
     shown = run(repo, "escalation", "show", str(escalation))
     assert shown.returncode == 0 and f"approve by {ALICE} on c1: verified" in shown.stdout
+    # `show --json` says what `list --json` says of it, and more (it had no `created`)
+    listed = json.loads(run(repo, "escalation", "list", "--all", "--json").stdout)[0]
+    whole = json.loads(run(repo, "escalation", "show", str(escalation), "--json").stdout)
+    assert {key: whole[key] for key in listed} == listed and "evidence" in whole
 
 
 def test_a_signature_by_a_key_not_in_allowed_signers_fails(tmp_path: Path, keys: dict[str, Path]) -> None:

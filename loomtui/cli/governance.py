@@ -206,9 +206,7 @@ def cmd_escalation_list(args: argparse.Namespace) -> int:
     workspace = workspace_for(args)
     found = queue(workspace, tuple(EscalationStatus) if args.all else (OPEN,))
     if args.json:
-        print_json([{"id": e.id, "kind": e.kind, "status": e.status, "risk": e.risk, "sandbox": e.sandbox_id,
-                     "summary": e.summary, "created": e.created, "approvals": status_lines(e),
-                     "explanation": e.data.get("explanation", []), "decisions": _decisions(e)} for e in found])
+        print_json([_escalation_json(e) for e in found])
         return 0
     if not found:
         print("no open escalations" if not args.all else "no escalations")
@@ -223,6 +221,16 @@ def cmd_escalation_list(args: argparse.Namespace) -> int:
 
 
 _DECISIONS = ("approve", "reject", "override")
+
+
+def _escalation_json(escalation: Any) -> dict[str, Any]:
+    """What `escalation list --json` says of each, and `show --json` begins with (`created` was list's only)."""
+    from loomtui.governance.escalations import status_lines
+
+    return {"id": escalation.id, "kind": escalation.kind, "status": escalation.status, "risk": escalation.risk,
+            "sandbox": escalation.sandbox_id, "summary": escalation.summary, "created": escalation.created,
+            "updated": escalation.updated, "approvals": status_lines(escalation),
+            "explanation": escalation.data.get("explanation", []), "decisions": _decisions(escalation)}
 
 
 def _decisions(escalation: Any) -> list[dict[str, Any]]:
@@ -246,11 +254,8 @@ def cmd_escalation_show(args: argparse.Namespace) -> int:
     facts = escalation.data.get("facts")
     paths = [str(p) for p in facts.get("paths") or ()] if isinstance(facts, dict) else []
     if args.json:
-        print_json({"id": escalation.id, "kind": escalation.kind, "status": escalation.status,
-                    "risk": escalation.risk, "sandbox": escalation.sandbox_id, "summary": escalation.summary,
-                    "commit": escalation.data.get("commit", ""), "approvals": status_lines(escalation),
-                    "explanation": escalation.data.get("explanation", []), "decisions": decisions,
-                    "paths": paths, "evidence": escalation.data.get("evidence") or {}})
+        print_json({**_escalation_json(escalation), "commit": escalation.data.get("commit", ""), "paths": paths,
+                    "evidence": escalation.data.get("evidence") or {}})
         return 0
     print(f"#{escalation.id} {escalation.kind}  risk {escalation.risk}  status {escalation.status}")
     print(f"  {escape_controls(escalation.summary)}")

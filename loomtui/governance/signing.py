@@ -372,7 +372,9 @@ def check_decisions(entries: Iterable[AuditEntry], root: Path, policy: Policy,
         by = entry.details.get("by")
         if verdict.status == VERIFIED and by is not None and by != entry.actor:
             verdict = Verdict(BAD, f"the entry says {by} decided, but it is {entry.actor}'s", signature)
-        report.decisions.append({"seq": entry.seq, "escalation": entry.subject, "decision": decision.decision,
+        # A number, as every other command gives an escalation's id.
+        escalation = int(entry.subject) if entry.subject.isdigit() else entry.subject
+        report.decisions.append({"seq": entry.seq, "escalation": escalation, "decision": decision.decision,
                                  "actor": entry.actor, "status": verdict.status, "detail": verdict.detail})
         if verdict.status == BAD:
             report.problems.append((entry.seq, f"seq {entry.seq}: {entry.action} #{entry.subject} by "
