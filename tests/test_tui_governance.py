@@ -221,7 +221,7 @@ async def test_enter_in_the_audit_filter_searches_the_whole_log(billing: Path, m
 
     monkeypatch.setattr(governance, "AUDIT_ROWS", 4)
     workspace = open_workspace(billing)
-    workspace.record("escalation.override", "17", {"reason": "hotfix"})
+    workspace.record("escalation.override", "17", {"reason": "hotfix 全角 \u202eexe"})
     for n in range(6):
         workspace.record("claim.added", f"s{n}")
     app = LoomApp(workspace)
@@ -237,6 +237,8 @@ async def test_enter_in_the_audit_filter_searches_the_whole_log(billing: Path, m
         await wait_for(pilot, lambda: table.row_count == 1)
         assert table.get_row_at(0)[2].plain == "escalation.override"
         await wait_for(pilot, lambda: "hotfix" in str(detail.render()))  # its details, the reason among them
+        # as typed (it read \u5168\u89d2), what draws nothing or reorders drawn as a symbol
+        assert '"reason": "hotfix 全角 �exe"' in str(detail.render()), str(detail.render())
         await pilot.press("slash", "ctrl+u", *"nothing", "enter")
         await wait_for(pilot, lambda: "No entry in the whole log holds 'nothing'" in str(detail.render()))
         await pilot.press("escape")

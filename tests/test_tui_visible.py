@@ -9,7 +9,7 @@ from pathlib import Path
 from loomtui.store import SandboxRecord
 from loomtui.tui.app import LoomApp
 from loomtui.tui.screens.sandbox_forms import DiffScreen
-from loomtui.tui.visible import one_line, visible_controls, without_escape_sequences
+from loomtui.tui.visible import VisibleText, one_line, visible_controls, without_escape_sequences
 from loomtui.tui.widgets.bounded_log import BoundedLog
 from loomtui.workspace import open_workspace
 from tests.conftest import wait_for
@@ -30,6 +30,10 @@ def test_escape_sequences_are_dropped_from_logs_and_drawn_elsewhere() -> None:
     assert without_escape_sequences("a \x1b]52;c;QUFB and more") == "a 52;c;QUFB and more"
     # One field of an agent's one line, however many newlines it holds.
     assert one_line("payments/currency.py\n    docs/README.md") == "payments/currency.py␊    docs/README.md"
+    # Built piece by piece, each control shows: Rich's own append dropped BEL and BS unseen, beside a ␛.
+    built = VisibleText()
+    built.append("ctl:\x1b[7mREV\x07 bs\x08 end", style="bold")
+    assert built.plain == "ctl:␛[7mREV␇ bs␈ end" and built.spans[0].end == len(built.plain)
 
 
 async def test_a_log_line_is_one_row_whatever_breaks_it_but_a_newline(repo: Path) -> None:

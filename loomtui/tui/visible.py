@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from typing import Final
 
+from rich.style import Style
 from rich.text import Text
 
 from loomtui.errors import INVISIBLE_RANGES
@@ -51,6 +52,14 @@ def without_escape_sequences(text: str) -> str:
     """`text` without terminal escape sequences (an agent's colours and cursor moves say nothing a
     log reader needs), any other control drawn as its symbol."""
     return visible_controls(_ESCAPE_SEQUENCE.sub("", text))
+
+
+class VisibleText(Text):
+    """A Text whose appended strings show their controls as symbols: Rich's own `append` drops BEL, BS, CR, VT
+    and FF unseen (an escalation's task showed its ESC as ␛ and its BEL not at all)."""
+
+    def append(self, text: str | Text, style: str | Style | None = None) -> Text:
+        return super().append(visible_controls(text) if isinstance(text, str) else text, style)
 
 
 def visible_text(text: Text) -> Text:

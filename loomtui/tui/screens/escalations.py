@@ -37,7 +37,7 @@ from loomtui.store.sql import SqlStore
 from loomtui.tui.base import LoomScreen, wrap_width
 from loomtui.tui.keys import KeysFooter, is_twin, shown_where_it_applies
 from loomtui.tui.sandbox_text import RISK_STYLES, ages_due, format_age
-from loomtui.tui.visible import one_line, visible_text
+from loomtui.tui.visible import VisibleText, one_line, visible_text
 from loomtui.tui.widgets.fields import hanging
 from loomtui.tui.widgets.fitted_table import CURSOR_KEYS, FitColumn, FittedTable
 from loomtui.tui.widgets.status_header import StatusHeader
@@ -302,7 +302,7 @@ class EscalationsScreen(LoomScreen[None]):
             self.refresh_bindings()
             return
         data = escalation.data
-        text = Text()
+        text = VisibleText()
         text.append(f"#{escalation.id} {escalation.kind}", style="bold")
         text.append(f"  risk {escalation.risk}  status {escalation.status}\n",
                     style=RISK_STYLES.get(escalation.risk, ""))
@@ -390,8 +390,7 @@ class EscalationsScreen(LoomScreen[None]):
             text.append(", ".join(offered) or "nothing here")
             if offered and policy.decisions.require_signature and not self.can_sign:
                 text.append(" — once you have a signing key (the policy requires signed decisions)", style="yellow")
-        text = visible_text(text)  # an agent's request, evidence included: never a control
-        detail.update(text)
+        detail.update(visible_text(text))  # an agent's request, evidence included: never a control
         self.refresh_bindings()
 
     # -- decisions -------------------------------------------------------------------

@@ -17,6 +17,7 @@ from loomtui.errors import LoomError, escape_controls, plural
 from loomtui.governance.policy import Policy, Rule
 from loomtui.tui.base import LoomScreen, inner_width
 from loomtui.tui.keys import KeysFooter
+from loomtui.tui.visible import visible_controls
 from loomtui.tui.widgets.fields import Field, render_fields
 from loomtui.tui.widgets.fitted_table import FitColumn, FittedTable
 from loomtui.tui.widgets.status_header import StatusHeader
@@ -320,7 +321,10 @@ class AuditScreen(LoomScreen[None]):
         text.append_text(render_fields([Field(label, str(value)) for label, value in (
             ("time", entry.ts), ("actor", entry.actor), ("subject", entry.subject), ("hash", entry.hash),
             ("prev", entry.prev))], inner_width(detail) or 40))
-        text.append("\n" + json.dumps(entry.details, indent=2, sort_keys=True, default=str))
+        # As written (a reason's 漢字 read \u6f22\u5b57), what JSON leaves unescaped then (C1 controls, a bidi
+        # override) drawn as symbols.
+        text.append("\n" + visible_controls(json.dumps(entry.details, indent=2, sort_keys=True, default=str,
+                                                       ensure_ascii=False)))
         detail.update(text)
 
     def action_filter(self) -> None:
