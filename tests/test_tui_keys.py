@@ -155,3 +155,20 @@ def test_every_described_key_of_loomtui_has_an_id_and_says_what_it_does() -> Non
         where = f"{binding.key} {binding.action}"
         assert binding.id and binding.tooltip, where  # `?`, the palette and the footer's hover say it
         assert len(binding.tooltip) <= 54 and not binding.tooltip.endswith("."), where  # one line of the palette
+
+
+async def test_the_palette_s_keys_command_is_loomtuis_help_and_it_offers_no_panel_esc_cannot_close(
+        world: Path) -> None:  # noqa: F811
+    """`: keys` opened Textual's keys panel: the app squeezed to 50 columns, and `esc` left it open."""
+    from loomtui.tui.screens.help import HelpScreen
+
+    app = LoomApp(open_workspace(world), clock=lambda: FIXED_NOW)
+    async with app.run_test(size=(120, 40)) as pilot:
+        commands = {command.title: command for command in app.get_system_commands(app.screen)}
+        assert "Maximize" not in commands and {"Keys", "Theme", "Quit"} <= commands.keys(), commands.keys()
+        commands["Keys"].callback()
+        await pilot.pause()
+        assert isinstance(app.screen, HelpScreen) and not app.screen.query("HelpPanel")
+        await pilot.press("escape")
+        await pilot.pause()
+        assert not isinstance(app.screen, HelpScreen)

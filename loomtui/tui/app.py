@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from functools import partial
 from typing import TYPE_CHECKING, cast
 
 from textual import events, work
-from textual.app import App, ScreenStackError
+from textual.app import App, ScreenStackError, SystemCommand
 from textual.command import CommandPalette
 from textual.css.query import NoMatches
 from textual.notifications import SeverityLevel
@@ -683,6 +683,14 @@ class LoomApp(App[int]):
         from loomtui.tui.screens.help import HelpScreen, key_rows
 
         self.push_screen(HelpScreen(key_rows(self)))
+
+    def get_system_commands(self, screen: Screen[object]) -> Iterable[SystemCommand]:
+        """Textual's own palette commands but its Keys and Maximize: its keys panel squeezed the app to 50
+        columns and no `esc` closed it (`?` lists every key here), and `z` is the views' zoom."""
+        for command in super().get_system_commands(screen):
+            if command.title not in ("Keys", "Maximize", "Minimize"):
+                yield command
+        yield SystemCommand("Keys", "Every key of this view and the app's, and what each does (as ?)", self.action_help)
 
     def action_next_theme(self) -> None:
         """`t`: the next of loomtui's themes, the shipped ones and the user's (T picks from all)."""
