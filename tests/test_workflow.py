@@ -1339,11 +1339,11 @@ def test_a_merge_into_a_missing_branch_fails_advance_says_so_and_a_right_one_the
     typo = run_cli(manual.root, "sandbox", "merge", sandbox_id, "--into", "nope")
     # The command line's typo is an input error, said before the merge step runs: nothing is recorded.
     assert (typo.returncode, typo.stderr) == (2, "loomtui: error: --into 'nope': no such branch here\n")
-    assert "failed-step" not in run_cli(manual.root, "sandbox", "advance", sandbox_id).stdout
+    assert "failed" not in run_cli(manual.root, "sandbox", "advance", sandbox_id).stdout
     with pytest.raises(LoomError, match="target branch 'nope' does not exist"):  # the engine's own step fails
         request_merge(manual, sandbox_id, into="nope")
     again = run_cli(manual.root, "sandbox", "advance", sandbox_id)  # retries, fails again: exit 1 for scripts
-    assert again.returncode == 1 and "failed-step" in again.stdout, again.stdout
+    assert again.returncode == 1 and "merge failed: target branch 'nope'" in again.stdout, again.stdout
     merged = run_cli(manual.root, "sandbox", "merge", sandbox_id, "--into", "main")  # not the old failure
     assert merged.returncode == 0, merged.stderr
     assert sb.get_sandbox(manual, sandbox_id).status == MERGED
