@@ -526,3 +526,34 @@ async def test_the_cursor_stays_on_its_row_when_rows_above_it_go() -> None:
         table.show_rows({key: cells for key, cells in rows.items() if key != "a"})
         await pilot.pause()
         assert table.highlighted_key() == "c" and table.cursor_row == 1
+
+
+@pytest.mark.parametrize("size", [(80, 24), (60, 20)])
+async def test_a_long_question_scrolls_inside_its_dialog_and_its_answers_stay_on_screen(
+        repo: Path, size: tuple[int, int]) -> None:
+    """An override's 200-word reason put the end of the question and its `y yes · n no` off screen at 80x24,
+    nothing scrolled; at 60 columns the dialogs' right border was cut off."""
+    from textual.widgets import Static
+
+    from loomtui.tui.screens.escalations import ReasonScreen
+    from loomtui.tui.screens.sandbox_forms import ConfirmScreen
+
+    app = LoomApp(open_workspace(repo))
+    async with app.run_test(size=size) as pilot:
+        await pilot.pause()
+        reason = " ".join(f"w{n:03}" for n in range(1, 201)) + " END"
+        await app.push_screen(ConfirmScreen(f"Override escalation #2? its change goes on: {reason}"))
+        await pilot.pause()
+        dialog = app.screen.query_one("ConfirmScreen > Vertical").region
+        answers = list(app.screen.query(Static))[-1]
+        assert "yes" in str(answers.render()) and answers.region.bottom <= size[1] - 1, answers.region
+        assert dialog.right <= size[0] and dialog.y >= 0, dialog
+        question = app.screen.query_one("#confirm-question")
+        await pilot.press("end")
+        await pilot.pause()
+        assert question.scroll_y > 0 and question.scroll_y == question.max_scroll_y
+        await pilot.press("n")
+        await pilot.pause()
+        await app.push_screen(ReasonScreen("Override escalation #2: why?"))
+        await pilot.pause()
+        assert app.screen.query_one("ReasonScreen > Vertical").region.right <= size[0]

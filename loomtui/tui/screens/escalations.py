@@ -64,8 +64,8 @@ class ReasonScreen(ModalScreen[str | None]):
     BINDINGS = [Binding("escape", "cancel", "Cancel", id="reason.cancel", tooltip="Go back without deciding")]
     DEFAULT_CSS = """
     ReasonScreen { align: center middle; }
-    ReasonScreen > Vertical { width: 70; height: auto; border: round $warning; background: $surface;
-                              padding: 1 2; }
+    ReasonScreen > Vertical { width: 70; max-width: 100%; height: auto; border: round $warning;
+                              background: $surface; padding: 1 2; }
     ReasonScreen Horizontal { height: auto; margin-top: 1; }
     """
 

@@ -223,8 +223,10 @@ class ConfirmScreen(ModalScreen[bool]):
     ]
     DEFAULT_CSS = """
     ConfirmScreen { align: center middle; }
-    ConfirmScreen > Vertical { width: 70; height: auto; border: round $warning; background: $surface;
-                               padding: 1 2; }
+    ConfirmScreen > Vertical { width: 70; max-width: 100%; height: auto; max-height: 100%; border: round $warning;
+                               background: $surface; padding: 1 2; }
+    /* A long question (an override's reason of 200 words) scrolls: its end and the y/n line were off screen. */
+    ConfirmScreen #confirm-question { height: auto; max-height: 60vh; }
     """
 
     def __init__(self, question: str) -> None:
@@ -233,7 +235,8 @@ class ConfirmScreen(ModalScreen[bool]):
 
     def compose(self) -> ComposeResult:
         with Vertical():
-            yield Static(Text(self.question))
+            with VerticalScroll(id="confirm-question"):
+                yield Static(Text(self.question))
             yield Static(Text(f"{shown_key('confirm.yes', 'y')} yes · {shown_key('confirm.no', 'n')} no", style="dim"))
         yield KeysFooter()
 
