@@ -176,8 +176,22 @@ async def test_e_without_a_branch_is_refused_with_the_reason_and_m_finds_nothing
         await pilot.press("enter")
         await pilot.pause()
         assert app.screen.query_one("#detail", TabbedContent).active == "tab-evals"
-        app.screen.query_one("#sandboxes", SandboxTable).focus()
+
+        def footer() -> set[str]:
+            return {key for key, active in app.screen.active_bindings.items()
+                    if active.binding.show and active.enabled}
+
+        assert "escape" in footer()  # the way back to the table, shown where it works (it was hidden)
+        # On the tabs themselves ⏎ opens, as the README says (it did nothing, unsaid).
+        app.screen.query_one("#detail Tabs").focus()
         await pilot.pause()
+        assert {"enter", "escape"} <= footer()
+        await pilot.press("enter")
+        await pilot.pause()
+        assert app.screen.query_one("#detail", TabbedContent).active == "tab-log"
+        await pilot.press("escape")
+        await pilot.pause()
+        assert app.focused is app.screen.query_one("#sandboxes", SandboxTable) and "escape" not in footer()
 
         # `M`, the merged gate: with no sandbox awaiting review or approved there is nothing to merge.
         await pilot.press("M")

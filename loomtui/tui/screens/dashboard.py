@@ -548,10 +548,12 @@ class DashboardScreen(LoomScreen[None]):
         app.call_from_thread(app.notify, f"sandbox {record.id} {said}", title="new sandbox")
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        if action == "back" and not parameters:  # shown while there is a filter or a zoom to back out of
-            return self.has_class("-zoom") or not self.query_one("#filter", Input).has_class("hidden")
-        if action == "open" and self._focus_in_detail():
-            return False  # ⏎ in the Evals tab's checks (a scroll pane there) opened the Log tab, unasked
+        if action == "back" and not parameters:  # shown while there is a filter, a zoom or the detail to back out of
+            return self.has_class("-zoom") or not self.query_one("#filter", Input).has_class("hidden") \
+                or self._focus_in_detail()
+        if action == "open" and self._focus_in_detail() and not isinstance(self.focused, Tabs):
+            return False  # ⏎ in the Evals tab's checks (a scroll pane there) opened the Log tab, unasked; on the
+            # tabs themselves it opens, as the README says
         if action in FOLLOWS_SELECTION and not parameters:  # the footer's key (its twin, `evals(0)`, answers else)
             sandbox = self.selected_sandbox()
             step = self.snapshot.steps.get(sandbox.id) if self.snapshot and sandbox else None
