@@ -48,7 +48,7 @@ class StoreMove:
     at: float
 
     def when(self) -> str:
-        return time.strftime("%Y-%m-%d %H:%M", time.localtime(self.at)) if self.at else "an unknown time"
+        return time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(self.at)) if self.at else "an unknown time"
 
 
 def store_move(paths: RepoPaths, name: str = MOVED_FILE) -> StoreMove | None:
