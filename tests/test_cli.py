@@ -594,10 +594,14 @@ def test_commands_that_only_read_read_a_store_they_cannot_write() -> None:
 def test_output_that_cannot_be_written_is_one_line_and_no_verdict(repo: Path) -> None:
     """`loomtui gate --json > /dev/full` exited 1, a check's "needs approval", on two tracebacks (its error's JSON
     met the full disk too)."""
-    for command in (("status", "--json"), ("status",), ("sandbox", "diff", "nosuch", "--json")):
+    full_disk = (74, "loomtui: error: cannot write the output: No space left on device\n")
+    for command, expected in ((("status", "--json"), full_disk), (("status",), full_disk),
+                              (("sandbox", "diff", "nosuch", "--json"), (2, "loomtui: error: no sandbox 'nosuch'\n")),
+                              # a usage error's JSON met it too, in the parser; help and a version exited 0
+                              (("gate", "--json", "--bogus"), (2, "loomtui gate: error: unrecognized arguments: "
+                                                                  "--bogus (see loomtui gate --help)\n")),
+                              (("--help",), full_disk), (("--version",), full_disk), (("status", "--help"), full_disk)):
         with open("/dev/full", "w") as full:
             done = subprocess.run([sys.executable, "-m", "loomtui", *command], cwd=repo, stdout=full,
                                   stderr=subprocess.PIPE, text=True, timeout=60)
-        expected = (2, "loomtui: error: no sandbox 'nosuch'\n") if "nosuch" in command else (
-            74, "loomtui: error: cannot write the output: No space left on device\n")
         assert (done.returncode, done.stderr) == expected, (command, done.stderr)

@@ -57,8 +57,24 @@ class LoomArgumentParser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         line = f"{escape_controls(message)} (see {self.prog} --help)"
         if _ASKED_FOR_JSON.get():  # as for every other error: a script parsing stdout reads why
-            print_json({"error": line})
+            _print_json_error(line)
         self.exit(2, f"{self.prog}: error: {line}\n")
+
+    def _print_message(self, message: str, file: Any = None) -> None:
+        """As argparse's, but help or a version that cannot be written is said, exit 74: argparse dropped the
+        error, and `--help > /dev/full` exited 0."""
+        if not message:
+            return
+        stream = file or sys.stderr
+        try:
+            stream.write(message)
+            stream.flush()
+        except OSError as exc:
+            if stream is sys.stderr:
+                return  # nowhere left to say it
+            _let_the_output_go()
+            print(f"loomtui: error: cannot write the output: {exc.strerror or exc}", file=sys.stderr)
+            raise SystemExit(OUTPUT_ERROR_EXIT) from None
 
 
 class ExamplesFormatter(argparse.HelpFormatter):
