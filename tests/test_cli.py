@@ -109,6 +109,12 @@ def test_config_check_reports_file_line_and_key(repo: Path) -> None:
         assert said["error"] == said["problems"][0], command  # what every failed command's JSON says
         # and stderr says it too, as every error does (a CI log keeping stderr alone read nothing)
         assert done.stderr == f"loomtui: error: {said['problems'][0]}\n", command
+    # So is a problem of the files loom.yaml names (its policy): it was said without --json only.
+    (repo / ".loom" / "loom.yaml").write_text("version: 1\n")
+    (repo / ".loom" / "policy.yaml").write_text("version: 1\nextra_key: 1\n")
+    named = run_cli(repo, "config", "check", "--json")
+    assert named.returncode == 2 and json.loads(named.stdout)["problems"] == [".loom/policy.yaml:2: extra_key: unknown key"]
+    assert named.stderr.startswith("loomtui: error: .loom/policy.yaml:2: extra_key: unknown key\n"), named.stderr
 
 
 def test_config_check_tries_what_loom_yaml_names_its_policy_file_and_worktrees_place(repo: Path) -> None:

@@ -228,18 +228,17 @@ def cmd_config_check(args: argparse.Namespace) -> int:
     if not config.gates:  # as doctor says: a change that breaks the tests would reach review as passed
         warnings.append(f"{config.source or CONFIG_PATH}: no gates: agents' changes reach review untested "
                         "(`loomtui init` finds a repository's tests; README: Guardrails)")
+    # On stderr with --json too, as every command's problems (a CI log keeping stderr alone read nothing).
+    for problem in problems:
+        print(f"loomtui: error: {problem}", file=sys.stderr)
     if args.json:
         print_json({**problems_json(problems), "source": config.source, "config": asdict(config),
                     "warnings": warnings})
-    elif problems:
-        for problem in problems:
-            print(f"loomtui: error: {problem}", file=sys.stderr)
-    else:
+    elif not problems:
         print(f"OK: {source}; runtimes: {', '.join(sorted(config.runtimes))}; gates: "
               f"{', '.join(g.name for g in config.gates) or 'none'}")
-    if warnings and not args.json:
-        for warning in warnings:
-            print(f"loomtui: warning: {warning}", file=sys.stderr)
+    for warning in warnings:
+        print(f"loomtui: warning: {warning}", file=sys.stderr)
     return 2 if problems else 0
 
 
