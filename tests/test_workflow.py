@@ -594,6 +594,26 @@ def test_another_machines_task_is_started_stopped_merged_and_removed_only_there(
     shown: list[str] = []
     follow_sandbox_log(manual, record.id, shown.extend, lambda: None, lambda: True)  # the app's Log tab
     assert shown == ["(it runs on build-2: its log is there)"]
+    # Once it ends there, its log is there still: the tab's look for a quiet agent's end said "(the agent wrote
+    # no output)" of it.
+    import threading
+
+    from loomtui.tui.log_follow import STATUS_LOOK_S
+
+    was, stop, cleared = sb.get_sandbox(manual, record.id).status, threading.Event(), []
+    shown.clear()
+    follower = threading.Thread(target=follow_sandbox_log, args=(
+        manual, record.id, shown.extend, lambda: cleared.append(True), stop.is_set))
+    follower.start()
+    try:
+        time.sleep(0.3)
+        manual.store.update_sandbox(record.id, status="exited")
+        time.sleep(STATUS_LOOK_S * 2.5)
+    finally:
+        stop.set()
+        follower.join()
+        manual.store.update_sandbox(record.id, status=was)
+    assert (shown, cleared) == (["(it runs on build-2: its log is there)"], []), shown
     for refused, doing in ((lambda: agent_control.stop(manual, record.id), "stop it"),
                            (lambda: agent_control.pause(manual, record.id), "pause it"),
                            (lambda: review.merge(manual, record.id), "merge it"),

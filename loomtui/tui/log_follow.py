@@ -71,11 +71,12 @@ def follow_sandbox_log(workspace: Workspace, sandbox_id: str, write: Callable[[l
         position = 0
     tail, wrote = readable_tail(path, output, worktree, 200, position)
     waiting = not tail
-    live = False
+    to_come = False  # the line says its output is still to come
     if waiting:
         record = workspace.store.get_sandbox(sandbox_id)
         live = record is not None and record.status in RUNNING_OR_TO_RUN
         elsewhere = record is not None and not path.exists() and not sandboxes.on_this_host(record)
+        to_come = live and not elsewhere and not wrote
         tail = [f"(it {'runs' if live else 'ran'} on {record.host}: its log is there)"
                 if elsewhere and record is not None else
                 "(nothing to read here yet: its output so far is tool results; `loomtui sandbox logs --raw` "
@@ -98,9 +99,10 @@ def follow_sandbox_log(workspace: Workspace, sandbox_id: str, write: Callable[[l
     looked = time.monotonic()
 
     def ended_unheard() -> None:
-        """"(no output yet: ...)" stood after the agent had ended (stopped) without a word: said again then."""
-        nonlocal live, looked
-        if not (waiting and live and not wrote) or time.monotonic() - looked < STATUS_LOOK_S:
+        """"(no output yet: ...)" stood after the agent had ended (stopped) without a word: said again then (not
+        of another machine's agent, whose log is there)."""
+        nonlocal to_come, looked
+        if not (waiting and to_come) or time.monotonic() - looked < STATUS_LOOK_S:
             return
         looked = time.monotonic()
         try:
@@ -108,7 +110,7 @@ def follow_sandbox_log(workspace: Workspace, sandbox_id: str, write: Callable[[l
         except LoomError:  # the store away: the header says so, and the next look asks again
             return
         if record is None or record.status not in RUNNING_OR_TO_RUN:
-            live = False
+            to_come = False
             clear()
             write(["(the agent wrote no output)"])
 
