@@ -523,6 +523,18 @@ def test_store_copy_moves_everything_verifies_it_the_audit_log_keeps_verifying_a
                             text=True, env={**os.environ, "LOOMTUI_STORE": postgres_url})
     assert "billing" in listed.stdout and " 1 open escalation " in listed.stdout and "(s)" not in listed.stdout
 
+    # Leaving waits for this machine's sandboxes to be done with (one left behind kept its claims and escalation
+    # in the team's queue, no clone able to end it), and for them only (another's agent kept a clone in for good).
+    from loomtui.identity import current_host
+
+    workspace.store.add_sandbox(dataclasses.replace(_sandbox("theirs"), status="running", host="build-2"))
+    workspace.store.add_sandbox(dataclasses.replace(_sandbox("mine01"), status="awaiting_review",
+                                                    host=current_host()))
+    waiting = subprocess.run([sys.executable, "-m", "loomtui", "store", "copy", "--to", "sqlite"], cwd=repo,
+                             capture_output=True, text=True)
+    assert waiting.returncode == 1 and "sandboxes are not done with on the team's store: mine01 (awaiting_review)" \
+        in waiting.stderr and "theirs" not in waiting.stderr, waiting.stderr
+    workspace.store.update_sandbox("mine01", status="archived")
     # And back: the team's store (with the claim made there) into a new SQLite store; the old one is kept.
     here = subprocess.run([sys.executable, "-m", "loomtui", "store", "copy", "--to", "sqlite", "--json"], cwd=repo,
                           capture_output=True, text=True)

@@ -45,7 +45,7 @@ def cmd_store_copy(args: argparse.Namespace) -> int:
     source = open_store(paths)
     say = (lambda line: None) if args.json else (lambda line: print(line, file=sys.stderr))
     try:
-        _refuse_while_working(source)
+        _refuse_while_working(source, leaving=back)
         if back:
             report, aside = _copy_back(paths, source, say)
         else:
@@ -118,15 +118,30 @@ def _fork_the_log(paths: Any, team: str) -> None:
     remember_log_id(paths.root, log_id(entry.hash))
 
 
-def _refuse_while_working(source: Any) -> None:
+def _refuse_while_working(source: Any, *, leaving: bool) -> None:
     """A copy taken while an agent runs or a review is under way is behind at once: its supervisor goes on
-    writing the old store and the audit log's file, which then disagrees with the new store for good."""
-    from loomtui.execution.lifecycle import GATING, LIVE
+    writing the old store and the audit log's file, which then disagrees with the new store for good.
+    `leaving` the team's store, only this machine's sandboxes count (another's agent always running kept a clone
+    in it for good), and they must be finished: one left behind kept its claims and its escalation in the team's
+    queue, and no clone could end it (its steps are this machine's, and this clone no longer opens that store)."""
+    from loomtui.execution.lifecycle import DONE_WITH, GATING, LIVE
+    from loomtui.identity import current_host
 
-    busy = [f"{r.id} ({r.status})" for r in source.list_sandboxes() if r.status in LIVE | {GATING}]
+    here = current_host()
+    mine = [r for r in source.list_sandboxes() if not leaving or not r.host or r.host == here]
+    busy = [f"{r.id} ({r.status})" for r in mine if r.status in LIVE | {GATING}]
     if busy:
         raise LoomError(f"sandboxes are at work on this store: {listed(busy)}; copy it once they have ended "
                         "(`loomtui sandbox list`; `loomtui sandbox stop ID` ends one now)", exit_code=1)
+    if not leaving:
+        return
+    holding = source.live_claim_counts()
+    unfinished = [f"{r.id} ({r.status})" for r in mine if r.status not in DONE_WITH or r.id in holding]
+    if unfinished:
+        raise LoomError(f"this machine's sandboxes are not done with on the team's store: {listed(unfinished)}; "
+                        "left there, their claims and escalations would stay in everyone's way with no clone able "
+                        "to end them: merge or reject each, or remove it (`loomtui sandbox rm ID`), then copy",
+                        exit_code=1)
 
 
 def cmd_store_repos(args: argparse.Namespace) -> int:
