@@ -7,6 +7,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from textual.widgets import DataTable, Static
 
 from loomtui.store import SandboxRecord
@@ -501,3 +503,29 @@ async def test_the_activity_feed_shows_its_newest_event_when_its_tab_is_chosen_a
         await wait_for(pilot, lambda: any("while-reading" in line for line in feed.lines))
         await pilot.pause()
         assert feed.scroll_offset.y == 0
+
+
+async def test_the_app_advances_no_other_machine_s_sandbox_and_nothing_while_the_store_is_away(
+        repo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Another machine's due sandbox was read every 2 s for good (its steps are done there), and while the store
+    was away each try put up a toast beside the header's one line."""
+    import dataclasses
+
+    workspace = open_workspace(repo)
+    now = time.time()
+    asked = SandboxRecord(id="mine01", task="t", runtime="script", status="approved", created=now, updated=now,
+                          data={"merge_requested": True})
+    workspace.store.add_sandbox(asked)
+    workspace.store.add_sandbox(dataclasses.replace(asked, id="theirs", host="build-2"))
+    app = LoomApp(workspace)
+    advanced: list[list[str]] = []
+    monkeypatch.setattr(app, "_advance_worker", advanced.append)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: app.latest_snapshot is not None
+                       and {"mine01", "theirs"} <= app.latest_snapshot.steps.keys())
+        app._advance_tasks()
+        assert advanced and all(ids == ["mine01"] for ids in advanced), advanced
+        advanced.clear()
+        app._store_state = "error"
+        app._advance_tasks()
+        assert advanced == []

@@ -283,10 +283,15 @@ class LoomApp(App[int]):
         """Advance the tasks whose next step is work. Supervisors advance their own sandboxes when
         the agent ends; this catches the rest (decisions taken elsewhere, a supervisor that died).
         The steps come from the poll's snapshot (kept while nothing changes), so an idle app asks
-        git nothing."""
+        git nothing. Not while the store is away (a toast every 2 s over the header's one line), nor another
+        machine's sandbox, whose steps are done there (its records were read every 2 s, for good)."""
+        from loomtui.execution.sandboxes import on_this_host
+
         snapshot = self.latest_snapshot
-        due = [s.id for s in snapshot.sandboxes if s.id in snapshot.steps and snapshot.steps[s.id].step.is_work] \
-            if snapshot is not None else []
+        if snapshot is None or self._store_state == "error":
+            return
+        due = [s.id for s in snapshot.sandboxes
+               if s.id in snapshot.steps and snapshot.steps[s.id].step.is_work and on_this_host(s)]
         if due:
             self._advance_worker(due)
 
