@@ -8,7 +8,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from textual.widgets import DataTable, Static
 
 from loomtui.store import SandboxRecord
