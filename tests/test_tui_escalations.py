@@ -848,3 +848,33 @@ async def test_slash_filters_the_queue_by_summary_sandbox_or_rule_and_esc_clears
         box = screen.query_one("#esc-filter", Input)
         assert app.focused is box
         assert not box.select_on_focus  # its focus event, after those keys, selected the first for the next to replace
+
+
+async def test_the_queue_read_while_the_store_was_away_is_read_again_once_it_answers(
+        billing: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The Escalations view's read failed with the store, and its queue stayed empty under a header counting the
+    escalations to decide, the store back, until the view was left and shown again."""
+    from loomtui.errors import StoreError
+    from loomtui.governance import escalations
+
+    workspace = open_workspace(billing)
+    workspace.store.add_escalation("post-gate", sandbox_id="sb1", risk="low", summary="docs typo")
+    read = escalations.queue
+    away = {"now": True}
+
+    def queue_of_a_store(*args: object, **kwargs: object) -> object:
+        if away["now"]:
+            raise StoreError("postgresql://loom@127.0.0.1/loom: cannot reach the database")
+        return read(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(escalations, "queue", queue_of_a_store)
+    app = LoomApp(workspace)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("3")
+        await pilot.pause()
+        table = app.screen.query_one("#queue", DataTable)
+        await pilot.pause(0.3)
+        assert table.row_count == 0
+        away["now"] = False
+        app._store_back()
+        await wait_for(pilot, lambda: table.row_count == 1)

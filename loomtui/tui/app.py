@@ -470,6 +470,11 @@ class LoomApp(App[int]):
         for header in self._headers():
             header.store_state = self._store_state
         self.notify("the store answers again", title="store", timeout=5)
+        # The view shown reads what it shows again, as on its return: the Escalations view's read had failed
+        # with the store, and its queue stayed empty under a header counting 3 to decide.
+        resume = getattr(self._shown_screen(), "on_screen_resume", None)
+        if callable(resume):
+            resume()
 
     def on_store_changed(self, message: StoreChanged) -> None:
         before = self.latest_snapshot
