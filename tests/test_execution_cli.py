@@ -298,6 +298,18 @@ def test_doctor_reports_tools_runtimes_store_and_sandboxes(repo: Path, tmp_path:
         checks["committed"]["detail"].startswith(".loom/policy.yaml not as committed")
 
 
+def test_doctor_with_the_team_s_store_away_names_the_store_and_checks_the_rest(
+        repo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """It said the outage as a "repository" error and left out the runtimes, gates and limits, which need no
+    store."""
+    monkeypatch.setenv("LOOMTUI_STORE", "postgresql://loom@127.0.0.1:1/loom")  # nothing listens on port 1
+    away = run(repo, "doctor", "--json")
+    checks = {c["name"]: c for c in json.loads(away.stdout)["checks"]}
+    assert away.returncode == 1 and checks["store"]["level"] == "error", checks
+    assert "cannot reach the database" in checks["store"]["detail"] and "repository" not in checks
+    assert {"runtime script", "gates", "limits", "policy"} <= checks.keys(), checks.keys()
+
+
 def test_without_bubblewrap_doctor_and_the_sandbox_say_not_isolated(
     repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
 ) -> None:

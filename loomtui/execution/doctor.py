@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
-from loomtui.config import GENERIC_COMMAND, LimitsConfig, LoomConfig
+from loomtui.config import GENERIC_COMMAND, LimitsConfig, LoomConfig, load_config
 from loomtui.errors import LoomError, NotARepository, StoreError
 from loomtui.execution import cgroup_limits, disk_room
 from loomtui.execution.gitops import MERGE_TREE_MIN_VERSION, Git, git_version
@@ -23,6 +23,7 @@ from loomtui.files import file_size
 from loomtui.identity import current_user, named_by_login
 from loomtui.json_text import parse_json
 from loomtui.limit_values import file_size_bytes
+from loomtui.repo import find_repo
 from loomtui.workspace import Workspace, open_workspace
 
 OK: Final = "ok"
@@ -109,30 +110,35 @@ def _check_runtimes(report: DoctorReport, config: LoomConfig, root: Path | None)
             report.add(f"{name} credentials", OK if credentials["ok"] else WARNING, credentials["summary"])
 
 
-def _check_repository(report: DoctorReport, workspace: Workspace) -> None:
-    if Git(workspace.root).run("var", "GIT_AUTHOR_IDENT", timeout=5).status != 0:
+def _check_files(report: DoctorReport, root: Path) -> LoomConfig | None:
+    """What needs no store: who you are to git, the config, its runtimes, gates and limits; the config read."""
+    if Git(root).run("var", "GIT_AUTHOR_IDENT", timeout=5).status != 0:
         # `init` warned once; its next step (`git commit`) then failed unsaid, with LOOM_USER set too. Asked as a
         # commit asks (user.email, EMAIL, GIT_AUTHOR_EMAIL): not where git can name the author another way.
-        who = (f"loomtui records you as {current_user(workspace.root)!r}, whom no policy group names, and "
-               if named_by_login(workspace.root) else "")
+        who = (f"loomtui records you as {current_user(root)!r}, whom no policy group names, and "
+               if named_by_login(root) else "")
         report.add("identity", WARNING, f"git cannot name you as a commit's author: {who}`git commit` stops at "
                                         "\"Author identity unknown\" (`git config --global user.email "
                                         "you@example.com`)")
     try:
-        config = workspace.load_config()
+        config = load_config(root)
     except LoomError as exc:
         report.add("config", ERROR, str(exc))
-        config = None
-    if config is not None:
-        _check_runtimes(report, config, workspace.root)
-        # With no gates an agent's change reaches review untested: a change that breaks the tests passed.
-        if config.gates:
-            report.add("gates", OK, "gate 1 runs " + ", ".join(g.name for g in config.gates))
-        else:
-            report.add("gates", WARNING, "no gates in .loom/loom.yaml: agents' changes reach review untested "
-                                         "(`loomtui init` finds a repository's tests; README: Guardrails)")
+        return None
+    _check_runtimes(report, config, root)
+    # With no gates an agent's change reaches review untested: a change that breaks the tests passed.
+    if config.gates:
+        report.add("gates", OK, "gate 1 runs " + ", ".join(g.name for g in config.gates))
+    else:
+        report.add("gates", WARNING, "no gates in .loom/loom.yaml: agents' changes reach review untested "
+                                     "(`loomtui init` finds a repository's tests; README: Guardrails)")
+    _check_limits(report, config.limits)
+    return config
+
+
+def _check_repository(report: DoctorReport, workspace: Workspace) -> None:
+    if _check_files(report, workspace.root) is not None:
         _check_worktrees(report, workspace)
-        _check_limits(report, config.limits)
     store = workspace.store
     try:
         problems = store.integrity_problems()
@@ -220,8 +226,13 @@ def run_doctor(start: Path | str | None = None) -> DoctorReport:
                                           "and sandboxes")
         _check_runtimes(report, LoomConfig(), None)  # whether the agents are installed: asked before adopting
         return report
-    except LoomError as exc:  # a repository whose store cannot be opened
-        report.add("repository", ERROR, str(exc))
+    except LoomError as exc:  # a repository whose store cannot be opened (a team's store away)
+        report.add("store" if isinstance(exc, StoreError) else "repository", ERROR, str(exc))
+        try:
+            root = find_repo(start).root
+        except LoomError:
+            return report
+        _check_files(report, root)  # the rest needs no store: it was all left out
         return report
     try:
         if Git(workspace.root).resolve_commit("HEAD") is None:
