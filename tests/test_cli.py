@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -611,3 +612,10 @@ def test_output_that_cannot_be_written_is_one_line_and_no_verdict(repo: Path) ->
             done = subprocess.run([sys.executable, "-m", "loomtui", *command], cwd=repo, stdout=full,
                                   stderr=subprocess.PIPE, text=True, timeout=60)
         assert (done.returncode, done.stderr) == expected, (command, done.stderr)
+    loomtui = f"{shlex.quote(sys.executable)} -m loomtui"
+    for shell, code in ((f"{loomtui} status --json > /dev/full 2>&1", 74),  # stderr full too: still no verdict
+                        (f"{loomtui} status --json >&-", 0),  # no stdout at all: nothing written, as before
+                        # a reader gone: 141, as for every command (`| head`), not "cannot write the output"
+                        (f"{loomtui} --help | true; exit ${{PIPESTATUS[0]}}", 141)):
+        done = subprocess.run(["bash", "-c", shell], cwd=repo, capture_output=True, text=True, timeout=60)
+        assert (done.returncode, done.stderr) == (code, ""), (shell, done.stderr)

@@ -308,6 +308,11 @@ def test_doctor_with_the_team_s_store_away_names_the_store_and_checks_the_rest(
     assert away.returncode == 1 and checks["store"]["level"] == "error", checks
     assert "cannot reach the database" in checks["store"]["detail"] and "repository" not in checks
     assert {"runtime script", "gates", "limits", "policy"} <= checks.keys(), checks.keys()
+    monkeypatch.delenv("LOOMTUI_STORE")
+    (repo / ".loom").mkdir(exist_ok=True)
+    (repo / ".loom" / "loom.yaml").write_text("version: 1\nstore: [\n")  # loom.yaml's own error: said once
+    broken = {c["name"]: c for c in json.loads(run(repo, "doctor", "--json").stdout)["checks"]}
+    assert broken["repository"]["level"] == "error" and "config" not in broken and "store" not in broken, broken
 
 
 def test_without_bubblewrap_doctor_and_the_sandbox_say_not_isolated(

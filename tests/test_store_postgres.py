@@ -535,6 +535,14 @@ def test_store_copy_moves_everything_verifies_it_the_audit_log_keeps_verifying_a
     assert waiting.returncode == 1 and "sandboxes are not done with on the team's store: mine01 (awaiting_review)" \
         in waiting.stderr and "theirs" not in waiting.stderr, waiting.stderr
     workspace.store.update_sandbox("mine01", status="archived")
+    # This clone's by its branch too, whatever host name it was recorded under (LOOMTUI_HOST in one shell only).
+    git(repo, "branch", "loom/mine02")
+    workspace.store.add_sandbox(dataclasses.replace(_sandbox("mine02"), status="awaiting_review",
+                                                    host="laptop-in-docker", branch="loom/mine02"))
+    renamed = subprocess.run([sys.executable, "-m", "loomtui", "store", "copy", "--to", "sqlite"], cwd=repo,
+                             capture_output=True, text=True)
+    assert renamed.returncode == 1 and "mine02 (awaiting_review)" in renamed.stderr, renamed.stderr
+    workspace.store.update_sandbox("mine02", status="archived")
     # And back: the team's store (with the claim made there) into a new SQLite store; the old one is kept.
     here = subprocess.run([sys.executable, "-m", "loomtui", "store", "copy", "--to", "sqlite", "--json"], cwd=repo,
                           capture_output=True, text=True)

@@ -66,6 +66,8 @@ class LoomArgumentParser(argparse.ArgumentParser):
         if not message:
             return
         stream = file or sys.stderr
+        if stream is None:  # a closed descriptor (`>&-`): nothing is written, as `print` writes nothing
+            return
         try:
             stream.write(message)
             stream.flush()
@@ -73,7 +75,9 @@ class LoomArgumentParser(argparse.ArgumentParser):
             if stream is sys.stderr:
                 return  # nowhere left to say it
             _let_the_output_go()
-            print(f"loomtui: error: cannot write the output: {exc.strerror or exc}", file=sys.stderr)
+            if isinstance(exc, BrokenPipeError):  # the reader stopped reading: as every command, 141
+                raise SystemExit(141) from None
+            _tell(f"loomtui: error: cannot write the output: {exc.strerror or exc}")
             raise SystemExit(OUTPUT_ERROR_EXIT) from None
 
 
@@ -629,7 +633,8 @@ def _run(argv: Sequence[str] | None) -> int:
         if _draws_the_app(args):
             _check_terminal(args)
         code = int(args.handler(args))
-        sys.stdout.flush()  # what could not be written is said here, not by the interpreter's exit
+        if sys.stdout is not None:  # None: a closed descriptor (`>&-`), which print writes nothing to
+            sys.stdout.flush()  # what could not be written is said here, not by the interpreter's exit
         return code
     except LoomError as exc:
         print(f"loomtui: error: {exc}", file=sys.stderr)
@@ -643,8 +648,8 @@ def _run(argv: Sequence[str] | None) -> int:
     except Exception as exc:  # noqa: BLE001 - a case no check foresaw: one line, as promised, not a traceback
         if isinstance(exc, OSError) and write_failed(sys.stdout):
             # `gate --json > /dev/full` exited 1, "needs approval", on two tracebacks.
-            print(f"loomtui: error: cannot write the output: {exc.strerror or exc}", file=sys.stderr)
             _let_the_output_go()
+            _tell(f"loomtui: error: cannot write the output: {exc.strerror or exc}")  # stderr may be full too
             return OUTPUT_ERROR_EXIT
         if os.environ.get(DEBUG_ENV):
             raise
@@ -676,7 +681,7 @@ def _let_the_output_go() -> None:
 
 def _print_json_error(said: str) -> None:
     """An error as JSON on stdout, for a script reading it; nothing more where stdout cannot be written."""
-    if write_failed(sys.stdout):
+    if sys.stdout is None or write_failed(sys.stdout):
         return
     try:
         print_json({"error": said})

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import sys
+from pathlib import Path
 from typing import Any
 
 from loomtui.cli import add_command, add_group, print_json
@@ -45,7 +46,7 @@ def cmd_store_copy(args: argparse.Namespace) -> int:
     source = open_store(paths)
     say = (lambda line: None) if args.json else (lambda line: print(line, file=sys.stderr))
     try:
-        _refuse_while_working(source, leaving=back)
+        _refuse_while_working(source, paths.root, leaving=back)
         if back:
             report, aside = _copy_back(paths, source, say)
         else:
@@ -118,17 +119,21 @@ def _fork_the_log(paths: Any, team: str) -> None:
     remember_log_id(paths.root, log_id(entry.hash))
 
 
-def _refuse_while_working(source: Any, *, leaving: bool) -> None:
+def _refuse_while_working(source: Any, root: Path, *, leaving: bool) -> None:
     """A copy taken while an agent runs or a review is under way is behind at once: its supervisor goes on
     writing the old store and the audit log's file, which then disagrees with the new store for good.
     `leaving` the team's store, only this machine's sandboxes count (another's agent always running kept a clone
     in it for good), and they must be finished: one left behind kept its claims and its escalation in the team's
-    queue, and no clone could end it (its steps are this machine's, and this clone no longer opens that store)."""
+    queue, and no clone could end it (its steps are this machine's, and this clone no longer opens that store).
+    This machine's: recorded on this host, or with its branch in this clone (recorded under another name for the
+    host, `LOOMTUI_HOST` set in one shell only)."""
     from loomtui.execution.lifecycle import DONE_WITH, GATING, LIVE
+    from loomtui.gitcmd import Git
     from loomtui.identity import current_host
 
-    here = current_host()
-    mine = [r for r in source.list_sandboxes() if not leaving or not r.host or r.host == here]
+    here, branches = current_host(), Git(root).branch_tips()
+    mine = [r for r in source.list_sandboxes()
+            if not leaving or not r.host or r.host == here or (r.branch and r.branch in branches)]
     busy = [f"{r.id} ({r.status})" for r in mine if r.status in LIVE | {GATING}]
     if busy:
         raise LoomError(f"sandboxes are at work on this store: {listed(busy)}; copy it once they have ended "

@@ -74,7 +74,10 @@ def write_failed(stream: TextIO) -> bool:
 
 
 def guard(stream: TextIO) -> TextIO:
-    """A `GuardedText` over `stream`, escaping what goes to a terminal."""
+    """A `GuardedText` over `stream`, escaping what goes to a terminal; None (a closed descriptor: `>&-`) as it is,
+    which `print` writes nothing to."""
+    if stream is None:
+        return stream
     try:
         tty = stream.isatty()
     except (AttributeError, ValueError):  # closed, or not a file

@@ -227,7 +227,10 @@ def run_doctor(start: Path | str | None = None) -> DoctorReport:
         _check_runtimes(report, LoomConfig(), None)  # whether the agents are installed: asked before adopting
         return report
     except LoomError as exc:  # a repository whose store cannot be opened (a team's store away)
-        report.add("store" if isinstance(exc, StoreError) else "repository", ERROR, str(exc))
+        if not isinstance(exc, StoreError):  # loom.yaml's own error: said once
+            report.add("repository", ERROR, str(exc))
+            return report
+        report.add("store", ERROR, str(exc))
         try:
             root = find_repo(start).root
         except LoomError:
