@@ -157,4 +157,10 @@ def test_codex_events_read_as_what_it_did_with_its_tokens() -> None:
     assert ended["is_error"] and ended["error"] == "We’re currently experiencing high demand"
     broken = '{"type":"item.completed","item":{"type":"command_execution","command":"pytest","exit_code":2}}'
     assert parse_codex_json(broken) == [{"kind": "error", "summary": "tool error: exit 2: pytest"}]
+    # What it said last, first: a commit the pre-commit hook refused read "exit 1" alone, the holder unsaid.
+    refused = json.dumps({"type": "item.completed", "item": {
+        "type": "command_execution", "command": "git commit -qm x", "exit_code": 1,
+        "aggregated_output": "loomtui: commit refused: a.py is held by sandbox 10793e (claim #1, exclusive)\n"}})
+    assert parse_codex_json(refused) == [{"kind": "error", "summary": "tool error: exit 1 (loomtui: commit refused: "
+                                          "a.py is held by sandbox 10793e (claim #1, exclusive)): git commit -qm x"}]
     assert parse_codex_json("[1]") == parse_codex_json('{"type":"item.completed","item":"x"}') == []

@@ -350,6 +350,11 @@ def test_tokens_in_are_every_input_token_read_and_a_cost_no_agent_said_is_not_kn
     assert "n/a" in codex_row and "$0.00" not in codex_row, codex_row
     assert dict(summary_lines(m))["Tokens"] == ("77,012 in (caches' included) / 1,700 out tokens, $0.05 (1 of 2 said "
                                                 "a cost) (2 agents reporting)")
+    # A cost under a cent is said so: a run's $0.00105 read "$0.00", free.
+    from loomtui.observability.report import dollars
+
+    assert [dollars(c) for c in (0.0, 0.00105, 0.005, 0.05, 1234.5)] == ["$0.00", "<$0.01", "$0.01", "$0.05",
+                                                                         "$1,234.50"]
     prometheus = render(m, "prometheus")
     assert 'loomtui_agent_cost_usd{runtime="claude"} 0.05' in prometheus
     assert 'agent_cost_usd{runtime="codex"}' not in prometheus

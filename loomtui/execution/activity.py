@@ -206,7 +206,11 @@ def _item(item: dict[str, Any], *, started: bool, whole_text: bool) -> list[Acti
             return [{"kind": "tool", "tool": "exec", "summary": shorten(f"exec {command}".strip())}]
         code = item.get("exit_code")
         if isinstance(code, int) and code != 0:
-            return [{"kind": "error", "summary": shorten(f"tool error: exit {code}: {command}")}]
+            # What it said, last: a commit refused by the pre-commit hook read "exit 1" alone, whose sandbox
+            # held the file only in the raw log.
+            output = [line.strip() for line in _text(item.get("aggregated_output")).splitlines() if line.strip()]
+            why = f" ({output[-1]})" if output else ""
+            return [{"kind": "error", "summary": shorten(f"tool error: exit {code}{why}: {command}")}]
         return []
     if started:
         return []

@@ -55,13 +55,18 @@ def _counts(counts: dict[str, int]) -> str:
     return ", ".join(f"{key} {n}" for key, n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))) or "none"
 
 
+def dollars(cost: float) -> str:
+    """A cost as a person reads it: cents, but under one cent said as such (a run's $0.001 read "$0.00", free)."""
+    return "$0.00" if cost <= 0 else "<$0.01" if cost < 0.005 else f"${cost:,.2f}"
+
+
 def _tokens(row: Breakdown) -> str:
     if not row.agents_reporting:
         return "none reported"
     # A cost only of the agents that said one: Codex's tokens alone read as "$0.00", as if free.
     some = f" ({row.agents_costing} of {row.agents_reporting} said a cost)" if (
         row.agents_costing < row.agents_reporting) else ""
-    cost = f"${row.cost_usd:,.2f}{some}" if row.agents_costing else "cost not reported"
+    cost = f"{dollars(row.cost_usd)}{some}" if row.agents_costing else "cost not reported"
     return (f"{row.input_tokens:,} in (caches' included) / {row.output_tokens:,} out tokens, {cost} "
             f"({plural(row.agents_reporting, 'agent')} reporting)")
 
@@ -115,7 +120,7 @@ RUNTIME_COLUMNS: tuple[tuple[str, Callable[[Breakdown], str]], ...] = (
     # n/a where no agent reported usage (a command runtime): $0.00 read as free.
     ("tokens in", lambda b: f"{b.input_tokens:,}" if b.agents_reporting else "n/a"),
     ("tokens out", lambda b: f"{b.output_tokens:,}" if b.agents_reporting else "n/a"),
-    ("cost", lambda b: f"${b.cost_usd:,.2f}" if b.agents_costing else "n/a"),
+    ("cost", lambda b: dollars(b.cost_usd) if b.agents_costing else "n/a"),
 )
 DAY_COLUMNS: tuple[tuple[str, Callable[[Breakdown], str]], ...] = (
     ("day", lambda b: b.key), ("started", lambda b: str(b.sandboxes_started)),
