@@ -456,6 +456,9 @@ def test_malformed_stream_json_lines_are_skipped_and_counted(tmp_path: Path, mon
         emit("Warning: something the CLI printed on its own")                    # not JSON
         emit("")
         emit(json.dumps({"type": "assistant", "message": {"content": [{"type": "text", "text": "Done."}]}}))
+        import os  # a path in its worktree, as Claude Code names it: whole
+        emit(json.dumps({"type": "assistant", "message": {"content": [
+            {"type": "tool_use", "name": "Read", "input": {"file_path": os.getcwd() + "/notes/a.md"}}]}}))
         # Lines longer than the supervisor's read (a 128 KB Write; the result repeats a denied one's input):
         # each was parsed in pieces, its tool call and the result (denials, cost) lost.
         emit(json.dumps({"type": "assistant", "message": {"content": [
@@ -475,8 +478,10 @@ def test_malformed_stream_json_lines_are_skipped_and_counted(tmp_path: Path, mon
     # The nested one killed the supervisor (RecursionError), and the agent with it.
     assert done.data["unparsed_lines"] == 4
     summaries = [a["summary"] for a in activities(workspace, record.id)]
-    assert summaries[:2] == ["session started (stand-in)", "Done."] and summaries[2].startswith("Long: xxx")
-    assert summaries[3:] == ["denied: Write", "finished: success, 1 turns, 1 permission denial"], summaries[3:]
+    # The path in its worktree as the repository names it, as the Log tab says it (it was whole, over two lines).
+    assert summaries[:3] == ["session started (stand-in)", "Done.", "Read notes/a.md"], summaries[:3]
+    assert summaries[3].startswith("Long: xxx")
+    assert summaries[4:] == ["denied: Write", "finished: success, 1 turns, 1 permission denial"], summaries[4:]
     assert done.data["agent_result"]["is_error"] is False
     workspace.close()
 

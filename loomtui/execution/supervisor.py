@@ -281,6 +281,9 @@ class Supervisor:
         if parse is None and self.faults is not None:
             parse = self.faults.feed
         last = b"\n"
+        # A path in the worktree as the repository names it, as the Log tab says it (the Activity tab's
+        # `Read /var/tmp/worktrees/.../fa7088/notifications/formatting.py` wrapped over two lines).
+        inside = f"{str(self.paths.worktree).rstrip('/')}/"
         pieces: list[bytes] = []  # a line longer than a chunk, read so far (parsed whole: a 128 KB Write)
         held = 0
         for chunk in iter(lambda: process.stdout.readline(READ_CHUNK), b""):  # type: ignore[union-attr]
@@ -298,7 +301,7 @@ class Supervisor:
                     self.unparsed_lines += 1
                     continue
                 line = whole.decode("utf-8", errors="replace").rstrip("\n")
-                found = parse(line)
+                found = parse(line.replace(inside, ""))
                 if watch is not None:
                     watch(line)
                 if self.retries is not None:
