@@ -2075,3 +2075,22 @@ def test_a_plan_whose_task_failed_runs_again_without_again(manual: Workspace) ->
     wait_until(lambda: sb.get_sandbox(manual, ran["fails"]).status == FAILED, timeout=60, what="the task failed")
     again = run_cli(manual.root, "plan", "run")
     assert again.returncode == 0, again.stderr
+
+
+def test_a_running_agent_that_asked_a_person_waits_for_that_decision(manual: Workspace) -> None:
+    """Blocked on a lead's answer to its permission request, it read "agent running" (the Next column, Details,
+    `sandbox list` gave no next line at all)."""
+    from loomtui.store import SandboxRecord
+    from loomtui.workflow.steps import KnownHolders
+
+    now = time.time()
+    manual.store.add_sandbox(SandboxRecord(id="asks01", task="t", runtime="claude", status="running", created=now,
+                                           updated=now))
+    assert next_step(manual, sb.get_sandbox(manual, "asks01")).line() == "agent running"
+    asked = manual.store.add_escalation("permission-request", sandbox_id="asks01", summary="asks: Bash echo x")
+    for known in (None, KnownHolders.read(manual, manual.store.list_sandboxes())):
+        view = next_step(manual, sb.get_sandbox(manual, "asks01"), known=known)
+        assert (view.step, view.action, view.about) == (Step.AGENT, PersonAction.DECIDE, str(asked.id))
+        assert view.line() == f"agent waits for a decision on its permission-request (escalation #{asked.id})"
+    manual.store.update_escalation(asked.id, status="approved")
+    assert next_step(manual, sb.get_sandbox(manual, "asks01")).line() == "agent running"

@@ -39,6 +39,8 @@ from loomtui.workspace import Workspace
 
 KINDS = ("pre-start", "post-gate", "conflict-override", "permission-request", "question")
 GRANTING_KINDS = ("pre-start", "permission-request")
+AGENT_ASKS: Final = ("permission-request", "question")
+"""The escalations a running agent opens, and waits on."""
 """Escalations whose approval lets a sandbox change the regions they were about."""
 RISK_ORDER = {"critical": 0, "high": 1, "medium": 2, "normal": 3, "low": 4}
 class EscalationStatus(StrEnum):
@@ -125,7 +127,7 @@ def _opened_by(workspace: Workspace, kind: str, sandbox_id: str, facts: ChangeFa
     as the history names an agent elsewhere), the author of a task's start or change that the
     policy holds, else whoever acted (an override asked for). Not merely whoever's process ran
     the step: a reviewer's approval may let the engine review the next task."""
-    if kind in ("permission-request", "question") and sandbox_id:
+    if kind in AGENT_ASKS and sandbox_id:
         return sandbox_id
     if kind in ("pre-start", "post-gate") and facts.author:
         return facts.author
@@ -454,7 +456,7 @@ def _refuse_if_withdrawn(workspace: Workspace, policy: Policy, escalation_id: in
             refused = why_not(policy, as_open, workspace.actor, decision)
             raise DecisionRefused(f"escalation #{escalation_id} was withdrawn, and {refused}")
         why = last_event(escalation, "withdrawn").get("reason", "")
-        asked_by_agent = escalation.kind in ("permission-request", "question")  # the agent waited on it
+        asked_by_agent = escalation.kind in AGENT_ASKS  # the agent waited on it
         note = (f"decided after the agent had given up ({why or 'it stopped waiting'}); the agent was already "
                 "told no") if asked_by_agent else f"decided after it was withdrawn ({why or 'its sandbox was removed'})"
         history = [*escalation.data.get("history", []),

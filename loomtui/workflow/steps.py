@@ -39,6 +39,7 @@ from loomtui.execution.sandboxes import has_commits, has_worktree, stopped_by
 from loomtui.execution.seen_objects import publishing
 from loomtui.governance.checkout import policy_changed, policy_fingerprint
 from loomtui.governance.escalations import (
+    AGENT_ASKS,
     CLEARED,
     PRESTART_ESCALATION_KEY,
     EscalationStatus,
@@ -298,6 +299,19 @@ def _has_open_escalation(workspace: Workspace, sandbox_id: str, known: KnownHold
     return bool(workspace.store.sandbox_escalations(sandbox_id, status="open"))
 
 
+def _asked_by_its_agent(workspace: Workspace, sandbox_id: str,
+                        known: KnownHolders | None) -> EscalationRecord | None:
+    """The open escalation a running agent waits on (its permission request or question), if any."""
+    if known is not None:
+        if sandbox_id not in known.escalated or known.escalations is None:
+            return None
+        found = [e for e in known.escalations.values()
+                 if e.sandbox_id == sandbox_id and e.status == EscalationStatus.OPEN and e.kind in AGENT_ASKS]
+    else:
+        found = workspace.store.sandbox_escalations(sandbox_id, AGENT_ASKS, status=EscalationStatus.OPEN)
+    return min(found, key=lambda e: e.id, default=None)
+
+
 def dependencies(workspace: Workspace, record: SandboxRecord,
                  known: KnownHolders | None = None) -> list[SandboxRecord]:
     """The sandboxes this task waits on (missing ones are skipped)."""
@@ -417,6 +431,10 @@ def _next_step(workspace: Workspace, record: SandboxRecord, merge_mode: str, kno
     if status == PAUSED:  # only `?` said how it goes on
         return StepView(Step.AGENT, "agent paused", PersonAction.RESUME, record.id)
     if status in LIVE:
+        # It waits for a person's decision, or goes nowhere (it read "agent running" while blocked on a lead).
+        if (asked := _asked_by_its_agent(workspace, record.id, known)) is not None:
+            return StepView(Step.AGENT, f"agent waits for a decision on its {asked.kind} (escalation #{asked.id})",
+                            PersonAction.DECIDE, str(asked.id))
         return StepView(Step.AGENT, f"agent {status}")
     if status == GATING:
         lease = workspace.store.step_lease(record.id)
