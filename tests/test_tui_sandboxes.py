@@ -368,22 +368,25 @@ async def test_the_first_space_in_the_claims_list_ticks_the_first_suggestion(bil
         assert list(claims.selected) == ticked
 
 
-async def test_the_log_tabs_waiting_line_goes_once_the_agent_writes(tmp_path: Path) -> None:
-    """"(no output yet ...)" stayed above the agent's first lines, as if it were one of them."""
+@pytest.mark.parametrize(("then", "shown"), [("; echo first words", ["first words"]),
+                                             ("", ["(the agent wrote no output)"])])
+async def test_the_log_tabs_waiting_line_goes_once_the_agent_writes_or_ends(
+        tmp_path: Path, then: str, shown: list[str]) -> None:
+    """"(no output yet ...)" stayed above the agent's first lines, as if it were one of them; and a stopped
+    agent's tab still said it, its output still to come."""
     repo = demo_repo(tmp_path)
     workspace = open_workspace(repo)
-    flag = tmp_path / "speak"
+    flag = tmp_path / "go"
     record = tasks.start(workspace, tasks.create_sandbox(
         workspace, "speak later", "command", isolate=False,
-        command=["sh", "-c", f'while [ ! -e "{flag}" ]; do sleep 0.05; done; echo first words']).id)
+        command=["sh", "-c", f'while [ ! -e "{flag}" ]; do sleep 0.05; done{then}']).id)
     app = LoomApp(workspace)
     try:
         async with app.run_test(size=(120, 40)) as pilot:
             log = app.screen.query_one("#agent-log", Log)
             await wait_for(pilot, lambda: any("no output yet" in line for line in log.lines), timeout=15)
             flag.touch()
-            await wait_for(pilot, lambda: "first words" in log.lines, timeout=15)
-            assert not any("no output yet" in line for line in log.lines), log.lines
+            await wait_for(pilot, lambda: log.lines == shown, timeout=15)
     finally:
         flag.touch()
         wait_until_settled(workspace, record.id)
@@ -444,26 +447,6 @@ async def test_a_commit_made_with_git_alone_is_reviewed_by_the_app(tmp_path: Pat
         tip = git(tree, "rev-parse", "HEAD").strip()
         await wait_for(pilot, lambda: (lambda s: s.status != "approved" or s.approved_commit == tip)(
             sandboxes.get_sandbox(workspace, record.id)), timeout=20)
-
-
-async def test_the_log_tabs_waiting_line_goes_once_the_agent_ends_without_a_word(tmp_path: Path) -> None:
-    """A stopped agent's Log tab still said "(no output yet: it appears here as the agent writes it)"."""
-    repo = demo_repo(tmp_path)
-    workspace = open_workspace(repo)
-    flag = tmp_path / "end"
-    record = tasks.start(workspace, tasks.create_sandbox(
-        workspace, "end quietly", "command", isolate=False,
-        command=["sh", "-c", f'while [ ! -e "{flag}" ]; do sleep 0.05; done']).id)
-    app = LoomApp(workspace)
-    try:
-        async with app.run_test(size=(120, 40)) as pilot:
-            log = app.screen.query_one("#agent-log", Log)
-            await wait_for(pilot, lambda: any("no output yet" in line for line in log.lines), timeout=15)
-            flag.touch()
-            await wait_for(pilot, lambda: log.lines == ["(the agent wrote no output)"], timeout=15)
-    finally:
-        flag.touch()
-        wait_until_settled(workspace, record.id)
 
 
 async def test_the_log_tab_of_an_agent_that_wrote_nothing_says_so(tmp_path: Path) -> None:
