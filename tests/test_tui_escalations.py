@@ -873,7 +873,9 @@ async def test_the_queue_read_while_the_store_was_away_is_read_again_once_it_ans
         await pilot.press("3")
         await pilot.pause()
         table = app.screen.query_one("#queue", DataTable)
-        await pilot.pause(0.3)
+        detail = app.screen.query_one("#esc-detail", Static)
+        # An empty queue read as nothing to decide: why it is empty is said
+        await wait_for(pilot, lambda: "could not be read: postgresql://" in str(detail.render()))
         assert table.row_count == 0
         away["now"] = False
         app._store_back()

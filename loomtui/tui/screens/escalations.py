@@ -208,7 +208,11 @@ class EscalationsScreen(LoomScreen[None]):
         # `h`: the whole history, the superseded (a new commit was reviewed) and withdrawn with the decided.
         asked = (self.show_decided, self.all_repositories)
         statuses = tuple(EscalationStatus) if self.show_decided else (OPEN,)
-        found = queue(self.loom.workspace, statuses)
+        try:
+            found = queue(self.loom.workspace, statuses)
+        except LoomError as exc:  # an empty queue read as nothing to decide while the store was away
+            self.app.call_from_thread(self._unread, str(exc))
+            return
         self.can_sign = signing_key(self.loom.workspace.root) is not None  # git config: read here, off the UI
         elsewhere = self.loom.workspace.store.open_escalations_elsewhere() if self.all_repositories else []
         self.app.call_from_thread(self._show_if_still_asked, asked, found, elsewhere)
@@ -275,6 +279,12 @@ class EscalationsScreen(LoomScreen[None]):
         if not table.row_count:
             return None
         return table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value
+
+    def _unread(self, why: str) -> None:
+        """The queue could not be read: said where its escalations would be (read again once the store answers)."""
+        if not self.escalations:
+            self.query_one("#esc-detail", Static).update(Text(f"The escalations could not be read: {why} (read "
+                                                              "again when the store answers)"))
 
     @on(DataTable.RowHighlighted, "#queue")
     def show_detail(self) -> None:
