@@ -50,14 +50,15 @@ def test_a_task_in_the_app_is_one_honest_line() -> None:
     assert task_text("one\ntwo\x1b[2J") == "one\ntwo\\x1b[2J"
 
 
-def test_the_activity_tab_says_each_event_on_one_escaped_line_and_leaves_out_the_empty_ones() -> None:
-    """A claim's target (an agent's text) reached the terminal as it was; a data-only update made a row
-    saying `sandbox.updated  abc123` and nothing more."""
+def test_the_activity_tab_draws_an_agent_s_text_in_an_event_and_leaves_out_the_empty_ones() -> None:
+    """A claim's target is an agent's text: its controls never reach the terminal (the Log draws them); a
+    data-only update made a row saying `sandbox.updated  abc123` and nothing more."""
     from loomtui.store import Event
     from loomtui.tui.sandbox_text import format_event, is_quiet
+    from loomtui.tui.widgets.activity_log import ActivityLog
 
-    claimed = Event(1, 0.0, "claim.added", "abc123", {"target": "a\x1b[2Jb.py", "mode": "write"})
-    assert format_event(claimed).endswith("abc123  mode=write target=a\\x1b[2Jb.py")
+    claimed = Event(1, 0.0, "claim.added", "abc123", {"target": "a\x1b[2Jb\x07.py", "mode": "write"})
+    assert ActivityLog._process_line(format_event(claimed)).endswith("abc123  mode=write target=ab␇.py")
     assert is_quiet(Event(2, 0.0, "sandbox.updated", "abc123", {}))
     assert not is_quiet(Event(3, 0.0, "sandbox.updated", "abc123", {"status": "exited"}))
     assert is_quiet(Event(4, 0.0, "audit.appended", "9", {}))

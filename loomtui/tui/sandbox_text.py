@@ -96,8 +96,7 @@ def format_event(event: Event) -> str:
     """One plain-text log line for an event (a Log never parses markup)."""
     stamp = datetime.fromtimestamp(event.ts).strftime("%H:%M:%S")
     details = " ".join(f"{k}={v}" for k, v in sorted(event.data.items()))
-    # Escaped: a claim's target is an agent's text, and a Log writes what it is given to the terminal.
-    return escape_controls(f"{stamp}  {event.kind:<20} {event.subject}  {details}".rstrip())
+    return f"{stamp}  {event.kind:<20} {event.subject}  {details}".rstrip()
 
 
 def home_short(path: str | None) -> str:
