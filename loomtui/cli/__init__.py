@@ -74,11 +74,7 @@ class LoomArgumentParser(argparse.ArgumentParser):
         except OSError as exc:
             if stream is sys.stderr:
                 return  # nowhere left to say it
-            _let_the_output_go()
-            if isinstance(exc, BrokenPipeError):  # the reader stopped reading: as every command, 141
-                raise SystemExit(141) from None
-            _tell(f"loomtui: error: cannot write the output: {exc.strerror or exc}")
-            raise SystemExit(OUTPUT_ERROR_EXIT) from None
+            raise SystemExit(_output_lost(exc)) from None
 
 
 class ExamplesFormatter(argparse.HelpFormatter):
@@ -647,10 +643,7 @@ def _run(argv: Sequence[str] | None) -> int:
         return 141
     except Exception as exc:  # noqa: BLE001 - a case no check foresaw: one line, as promised, not a traceback
         if isinstance(exc, OSError) and write_failed(sys.stdout):
-            # `gate --json > /dev/full` exited 1, "needs approval", on two tracebacks.
-            _let_the_output_go()
-            _tell(f"loomtui: error: cannot write the output: {exc.strerror or exc}")  # stderr may be full too
-            return OUTPUT_ERROR_EXIT
+            return _output_lost(exc)  # `gate --json > /dev/full` exited 1, "needs approval", on two tracebacks
         if os.environ.get(DEBUG_ENV):
             raise
         said = f"internal error: {type(exc).__name__}: {abridged(str(exc), 300) or 'no message'}"
@@ -668,6 +661,16 @@ def _run(argv: Sequence[str] | None) -> int:
             except OSError:
                 pass
         sys.stdout, sys.stderr = streams  # as they were, for a caller in this process
+
+
+def _output_lost(exc: OSError) -> int:
+    """Stdout could not take what was written: let it go, say so (stderr may be full too), and the exit code: 141
+    for a reader that stopped reading, as a program SIGPIPE ends; else OUTPUT_ERROR_EXIT. Never a verdict."""
+    _let_the_output_go()
+    if isinstance(exc, BrokenPipeError):
+        return 141
+    _tell(f"loomtui: error: cannot write the output: {exc.strerror or exc}")
+    return OUTPUT_ERROR_EXIT
 
 
 def _let_the_output_go() -> None:

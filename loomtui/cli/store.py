@@ -131,7 +131,7 @@ def _refuse_while_working(source: Any, root: Path, *, leaving: bool) -> None:
     from loomtui.gitcmd import Git
     from loomtui.identity import current_host
 
-    here, branches = current_host(), Git(root).branch_tips()
+    here, branches = current_host(), Git(root).branch_tips() if leaving else {}
     mine = [r for r in source.list_sandboxes()
             if not leaving or not r.host or r.host == here or (r.branch and r.branch in branches)]
     busy = [f"{r.id} ({r.status})" for r in mine if r.status in LIVE | {GATING}]

@@ -39,9 +39,9 @@ from loomtui.workspace import Workspace
 
 KINDS = ("pre-start", "post-gate", "conflict-override", "permission-request", "question")
 GRANTING_KINDS = ("pre-start", "permission-request")
+"""Escalations whose approval lets a sandbox change the regions they were about."""
 AGENT_ASKS: Final = ("permission-request", "question")
 """The escalations a running agent opens, and waits on."""
-"""Escalations whose approval lets a sandbox change the regions they were about."""
 RISK_ORDER = {"critical": 0, "high": 1, "medium": 2, "normal": 3, "low": 4}
 class EscalationStatus(StrEnum):
     """Where an escalation is. A member is its own string, as stored."""

@@ -6,11 +6,10 @@ from dataclasses import dataclass, field
 from typing import Final, NamedTuple
 
 from loomtui.execution.sandboxes import branch_tips
-from loomtui.governance.checkout import policy_fingerprint
 from loomtui.governance.escalations import next_override_end, to_decide
 from loomtui.governance.policy import MERGE_MANUAL
 from loomtui.store import ClaimRecord, EscalationRecord, Event, SandboxRecord
-from loomtui.workflow.steps import KnownHolders, StepView, branches_read, next_step, turns_on_the_policy
+from loomtui.workflow.steps import KnownHolders, StepView, branches_read, next_step, policy_read_for
 from loomtui.workspace import Workspace
 
 SANDBOX_EVAL: Final = "sandbox"
@@ -99,7 +98,7 @@ def read_snapshot(workspace: Workspace, after_event: int, *, merge_mode: str = M
     # two reads was counted running with no end to wake for (the app's header stood at 0 for its 30 s wait).
     override_due = next_override_end(escalations)
     escalations_to_decide = to_decide(escalations, sandboxes)
-    policy_read = policy_fingerprint(workspace) if turns_on_the_policy(sandboxes) else None
+    policy_read = policy_read_for(workspace, sandboxes)
     known = KnownHolders.of(claim_counts, escalations, sandboxes, policy_read)
     tips = branch_tips(workspace) if sandboxes else {}
     steps = {}

@@ -271,8 +271,7 @@ class KnownHolders:
         """The same, read from the store in two queries (for a listing of many sandboxes' steps)."""
         store = workspace.store
         listed = list(sandboxes)
-        read = policy_fingerprint(workspace) if turns_on_the_policy(listed) else None
-        return cls.of(store.live_claim_counts(), store.live_escalations(), listed, read)
+        return cls.of(store.live_claim_counts(), store.live_escalations(), listed, policy_read_for(workspace, listed))
 
 
 FAILED_ON_POLICY_KEY: Final = "policy"
@@ -281,10 +280,11 @@ FAILED_ON_POLICY_KEY: Final = "policy"
 step due again."""
 
 
-def turns_on_the_policy(sandboxes: Iterable[SandboxRecord]) -> bool:
-    """Whether any of these sandboxes' steps turns on the policy's files as they are now (an approved change's,
-    judged again once they change; a step that failed on them, due again): read `policy_fingerprint` for them."""
-    return any(s.status == APPROVED or FAILED_ON_POLICY_KEY in (s.data.get(STEP_ERROR_KEY) or {}) for s in sandboxes)
+def policy_read_for(workspace: Workspace, sandboxes: Iterable[SandboxRecord]) -> str | None:
+    """`policy_fingerprint`, where any of these sandboxes' steps turns on the policy's files as they are now (an
+    approved change's, judged again once they change; a step that failed on them, due again); else None, unread."""
+    turns = any(s.status == APPROVED or FAILED_ON_POLICY_KEY in (s.data.get(STEP_ERROR_KEY) or {}) for s in sandboxes)
+    return policy_fingerprint(workspace) if turns else None
 
 
 def _holds_claims(workspace: Workspace, sandbox_id: str, known: KnownHolders | None) -> bool:
