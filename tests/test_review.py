@@ -271,6 +271,32 @@ def test_a_change_to_what_another_sandbox_holds_is_never_approved_by_the_policy_
     assert escalation.risk == "high"  # first in a lead's queue, whatever the policy's rules said
 
 
+def test_a_refused_commit_that_merged_all_the_same_is_not_counted_as_a_conflict_prevented(billing: Path) -> None:
+    """The pre-commit hook refused the agent's commit of a held file; loomtui saved the work at its end and a
+    lead approved its `held-by-another` review: it merged over the claim, yet `report` and the checklist
+    still said "1 prevented before they landed"."""
+    from loomtui.governance.coordinator import governed_coordinator
+    from loomtui.observability.checklist import checklist
+    from loomtui.observability.metrics import compute_metrics
+
+    workspace = open_workspace(billing)
+    since = time.time() - 60
+    governed_coordinator(workspace).claim("holder", "notifications/templates/refund_issued.txt")
+    sandbox_id = run_agent(workspace, TYPO_FIX, "fix a typo in a held template")
+    assert [e.subject for e in workspace.audit.entries() if e.action == "hook.commit_refused"] == [sandbox_id]
+    before = compute_metrics(workspace, since).conflicts
+    assert (before.commits_refused, before.prevented, before.merged_over_claims) == (1, 1, 0)  # not landed yet
+    record = workspace.store.get_sandbox(sandbox_id)
+    escalation = str(record.data[REVIEW_ESCALATION_KEY])
+    assert cli(billing, "escalation", "approve", escalation, user="lead@example.com").returncode == 0
+    merged = cli(billing, "sandbox", "merge", sandbox_id)
+    assert merged.returncode == 0, merged.stderr
+    after = compute_metrics(workspace, since).conflicts
+    assert (after.commits_refused, after.prevented, after.merged_over_claims) == (0, 0, 1)
+    coordination = checklist(workspace).items[8]
+    assert "agent commit refused" not in " ".join(coordination.evidence), coordination.evidence
+
+
 def test_a_stopped_agents_change_is_never_approved_by_the_policy_alone(billing: Path) -> None:
     """Stopped halfway (`sandbox stop`, `s` in the app), its change is as unfinished as a crashed one's:
     under `merge: auto` it was approved and merged."""

@@ -143,11 +143,12 @@ class Evidence:
         """Conflicts kept off by a refusal, by action (`claim.refused`: a claim or an agent's edit;
         `hook.commit_refused`: an agent's commit), each once however often it was tried, and none a lead then
         overrode, as `report` counts them."""
-        from loomtui.observability.metrics import NOT_CONFLICTS, overruled_keys, refusal_keys
+        from loomtui.observability.metrics import NOT_CONFLICTS, merged_over_claims, overruled_keys, refusal_keys
 
         overruled = {key for entry in self._window for key in overruled_keys(entry)}
+        landed = merged_over_claims(self._window)  # the change a refusal kept off merged: it kept nothing off
         kept_off = {key for entry in self._window if entry.action not in NOT_CONFLICTS
-                    for key in refusal_keys(entry) if key not in overruled}
+                    for key in refusal_keys(entry) if key not in overruled and key[1] not in landed}
         return Counter(action for action, _, _ in kept_off)
 
     @property

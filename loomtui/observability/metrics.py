@@ -26,6 +26,7 @@ from datetime import UTC, datetime
 from typing import Any, Final
 
 from loomtui.errors import ConfigError
+from loomtui.governance.policy_eval import HELD_ELSEWHERE_RULE
 from loomtui.observability.history import History, Landed, agent_trailer_names, read_history
 from loomtui.observability.window import Entry, newest_entry_time, workspace_window
 from loomtui.store.metric_rows import EvalOutcome, GateOutcome, SandboxFacts
@@ -43,7 +44,7 @@ RAN = ("running", "paused")
 READ_ACTIONS = frozenset({
     "sandbox.running", "sandbox.exited", "sandbox.failed", "sandbox.approved", "sandbox.rejected", "sandbox.merged",
     "sandbox.merge_conflict", "escalation.override", "claim.override", "claim.refused", "agent.claim_refused",
-    "hook.commit_refused", "plan.scheduled",
+    "hook.commit_refused", "plan.scheduled", "escalation.opened",
 })
 """The audit actions a report reads; the window's other entries are counted, not parsed."""
 REFUSALS: Final = {"claim.refused": "claims_refused", "agent.claim_refused": "agent_claims_refused",
@@ -76,6 +77,20 @@ def overruled_keys(entry: Entry) -> list[tuple[str, str, str]]:
     claims), or [] for an entry that is no claim override: the override let both hold the code, so that
     refusal kept no conflict off."""
     return refusal_keys(replace(entry, action="claim.refused")) if entry.action == "claim.override" else []
+
+
+def merged_over_claims(entries: Iterable[Entry]) -> set[str]:
+    """The sandboxes merged though their change is what other sandboxes hold (a lead approved the review's
+    `held-by-another`): the hooks refused their edits or commits, yet the change landed (loomtui saves an
+    agent's uncommitted work at its end), so those refusals kept no conflict off."""
+    reviewed: set[str] = set()
+    merged: set[str] = set()
+    for entry in entries:
+        if entry.action == "escalation.opened" and HELD_ELSEWHERE_RULE in (entry.details.get("rules") or ()):
+            reviewed.add(str(entry.details.get("sandbox", "")))
+        elif entry.action == "sandbox.merged" and entry.subject in reviewed:
+            merged.add(entry.subject)
+    return merged
 
 
 def merge_conflict_key(entry: Entry) -> tuple[str, str] | None:
@@ -163,6 +178,9 @@ class Conflicts:
     """Plan edges that ordered two colliding tasks one after the other."""
     at_merge: int = 0
     """Sandboxes whose merge met a conflict, each once per branch however often the merge was tried."""
+    merged_over_claims: int = 0
+    """Sandboxes merged though they change what others hold, a lead approving it (`merged_over_claims`): their
+    refusals are not among those prevented."""
 
     @property
     def prevented(self) -> int:
@@ -479,7 +497,12 @@ class _Reader:
                 self.tallies.add("agents_costing", at, runtime)
             self.tallies.spend(cost, at, runtime)
 
-    def finish(self) -> None:
+    def finish(self, merged_over_claims: set[str]) -> None:
+        for key in sorted(self.refused - self.overruled):
+            if key[1] in merged_over_claims and key[0] not in NOT_CONFLICTS:
+                self.overruled.add(key)  # the change it was kept from landed: it kept nothing off
+                self.conflicts[REFUSALS[key[0]]] -= 1
+        self.conflicts["merged_over_claims"] = len(merged_over_claims)
         for sandbox, at in self.ended.items():
             self.tallies.add("sandboxes_ended", at, self.runtime(sandbox))
             self._tokens(sandbox, at)
@@ -578,7 +601,7 @@ def compute_metrics(workspace: Workspace, since: float, until: float | None = No
     reader = _Reader(tallies, sandboxes)
     for entry in entries:
         reader.read(entry)
-    reader.finish()
+    reader.finish(merged_over_claims(entries))
     gate_runs = store.first_gate_outcomes(since, until)
     runtime_of = {r.id: r.runtime for r in sandboxes.values()}
     runtime_of.update((r.id, r.runtime) for r in store.sandbox_facts(
@@ -612,7 +635,7 @@ def compute_metrics(workspace: Workspace, since: float, until: float | None = No
         evals=len(reports), sandboxes_with_regressions=with_regressions,
         conflicts=Conflicts(**{name: reader.conflicts[name] for name in (
             "claims_refused", "agent_claims_refused", "commits_refused", "rejected_at_claim", "scheduled_apart",
-            "at_merge")}),
+            "at_merge", "merged_over_claims")}),
         escalations=_escalations(workspace, since, until), overrides=tuple(reader.overrides),
         audit_entries=window.count, damaged_entries=tuple(damaged), partial=tuple(partial),
         notes=(*history.notes, *_notes(workspace, window.count)),

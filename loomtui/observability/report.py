@@ -82,6 +82,8 @@ def summary_lines(metrics: Metrics) -> list[tuple[str, str]]:
     before = (f"; {metrics.rejected_before_start} rejected before "
               f"{'it' if metrics.rejected_before_start == 1 else 'they'} started" if metrics.rejected_before_start
               else "")
+    over_claims = (f"; {plural(conflicts.merged_over_claims, 'sandbox')} merged over another's claim by a lead's "
+                   "approval (its refusals not counted)" if conflicts.merged_over_claims else "")
     people: dict[str, int] = {}
     for override in metrics.overrides:
         people[override.by] = people.get(override.by, 0) + 1
@@ -103,7 +105,7 @@ def summary_lines(metrics: Metrics) -> list[tuple[str, str]]:
                       f"refused, {plural(conflicts.commits_refused, 'agent commit')} refused, "
                       f"{plural(conflicts.scheduled_apart, 'task')} scheduled apart); {conflicts.at_merge} met at "
                       f"merge; {plural(conflicts.agent_claims_refused, 'agent claim')} refused as too broad or "
-                      "blocked"),
+                      f"blocked{over_claims}"),
         ("Escalations", f"{esc.opened} opened; by risk: {_counts(esc.by_risk)}; by rule: {_counts(esc.by_rule)}; "
                         f"now: {_counts(esc.by_status)}"),
         ("Overrides", f"{len(metrics.overrides)}, by {_counts(people)}" if metrics.overrides else "none"),
@@ -312,6 +314,9 @@ def render_prometheus(metrics: Metrics) -> str:
                 ({"kind": "scheduled_apart"}, conflicts.scheduled_apart)])
     out.family("agent_claims_refused", "An agent's claims refused as too broad or blocked by the policy (no conflict).",
                [({}, conflicts.agent_claims_refused)])
+    out.family("merged_over_claims", "Sandboxes merged though they change what other sandboxes hold (a lead "
+               "approved it): their refusals are not counted as conflicts prevented.",
+               [({}, conflicts.merged_over_claims)])
     out.family("conflicts_at_merge", "Sandboxes whose merge met a conflict (each once per branch, however often "
                "tried).", [({}, conflicts.at_merge)])
     out.family("escalations_opened", "Escalations opened in the report window, by risk.",
