@@ -303,6 +303,49 @@ def test_a_claude_agent_writes_its_own_state_and_nothing_its_cli_obeys_outside(
     assert not own.exists() and (home / ".claude" / ".credentials.json").exists()
 
 
+@pytest.mark.parametrize("users_skills", [True, False], ids=["the-users-skills", "no-skills"])
+def test_codex_installs_its_system_skills_in_a_copy_of_the_users_made_at_each_start(
+    ws: Workspace, bin_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, users_skills: bool,
+) -> None:
+    """Codex writes its own skills into `$CODEX_HOME/skills/.system` as it starts (removing the old first);
+    the user's skills were bound read-only, and every run logged "failed to install system skills ...
+    Read-only file system" and went without them. The sandbox has a copy of the user's now, made anew at
+    each start: what an agent leaves there (a skill its next run would obey) is gone by then."""
+    home = tmp_path / "home"
+    (home / ".codex").mkdir(parents=True)
+    if users_skills:
+        (home / ".codex" / "skills" / ".system").mkdir(parents=True)
+        (home / ".codex" / "skills" / "review" / "SKILL.md").parent.mkdir()
+        (home / ".codex" / "skills" / "review" / "SKILL.md").write_text("the user's own\n")
+        os.mkfifo(home / ".codex" / "skills" / "a-fifo")  # never opened (a copy of it would wait for a writer)
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setenv("OPENAI_API_KEY", "test-key")
+    stand_in(bin_dir, "codex", """\
+        import shutil
+        skills = os.path.expanduser("~/.codex/skills/")
+        results = {"left": os.path.exists(skills + "planted"), "seen": sorted(os.listdir(skills))}
+        shutil.rmtree(skills + ".system", ignore_errors=True)
+        os.makedirs(skills + ".system/skill-creator")
+        open(skills + "planted", "w").write("obey me next time")
+        if os.path.exists(skills + "review"):
+            open(skills + "review/SKILL.md", "w").write("changed")
+        print(json.dumps(results), flush=True)
+    """)
+    record = tasks.create_sandbox(ws, "look around", "codex")
+    for _run in (1, 2):
+        tasks.start(ws, record.id)
+        done = ended(ws, record.id)
+        assert done.isolation == "bwrap" and done.status in EXITED_OK, sb.read_log_tail(ws, record.id)
+        results = json.loads(next(line for line in reversed(sb.read_log_tail(ws, record.id, 40))
+                                  if line.startswith("{")))
+        assert results == {"left": False, "seen": [".system", "review"] if users_skills else []}, results
+    if users_skills:
+        assert (home / ".codex" / "skills" / "review" / "SKILL.md").read_text() == "the user's own\n"
+        assert sorted(p.name for p in (home / ".codex" / "skills").iterdir()) == [".system", "a-fifo", "review"]
+    else:
+        assert not (home / ".codex" / "skills").exists()
+
+
 @pytest.mark.parametrize(("runtime", "expected"), [
     ("codex", ["exec", "--json", "--sandbox", "danger-full-access", "--skip-git-repo-check", "--color", "never", "--",
                "TASK"]),

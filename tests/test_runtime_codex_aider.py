@@ -267,6 +267,8 @@ def test_real_agent_free_edit_lands_held_region_refused_ledger_waits_for_people(
         if runtime == "codex":
             assert "apply_patch" in agents[name].api.tool_names()
             assert "exec_command" in agents[name].api.tool_names()
+            # Its own system skills installed in the sandbox's folder (read-only, it said it could not).
+            assert "failed to install system skills" not in log, log[:2000]
             # Its tokens, from its --json events (`report` counted none for Codex).
             used = record.data["agent_result"]
             assert used["input_tokens"] > 0 and used["output_tokens"] > 0 and not used["is_error"], used

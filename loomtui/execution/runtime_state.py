@@ -17,6 +17,7 @@ import contextlib
 import hashlib
 import os
 import shutil
+import stat
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -138,6 +139,13 @@ def _own_folder(mine: Path, user: Path, folder: StateFolder) -> None:
     mine.mkdir(mode=0o700, parents=True, exist_ok=True)
     for name in folder.copied:
         _own_copy(mine / name, user / name)
+    for name in folder.afresh:
+        _make_point(mine / name, folder=True, fresh=True)  # whatever the last run left, at any depth
+        if (user / name).is_dir():
+            # Links kept as links, never followed: as the user's own folder bound there would show them. A
+            # file that cannot be read is left out (the rest is copied); a FIFO or socket is never opened.
+            with contextlib.suppress(OSError):
+                shutil.copytree(user / name, mine / name, symlinks=True, dirs_exist_ok=True, ignore=_not_files)
     for name in folder.obeyed:
         source, point = user / name, mine / name
         if source.exists():
@@ -146,6 +154,13 @@ def _own_folder(mine: Path, user: Path, folder: StateFolder) -> None:
             _make_point(point, folder=_is_folder_name(name), fresh=True)
             if not point.is_dir():
                 point.write_text("{}\n" if name.endswith(".json") else "", encoding="utf-8")
+
+
+def _not_files(folder: str, names: list[str]) -> set[str]:
+    """Of `names` in `folder`, those no copy should open: FIFOs, sockets, devices (a copy would block)."""
+    return {name for name in names
+            if not stat.S_ISREG(mode := os.lstat(os.path.join(folder, name)).st_mode)
+            and not stat.S_ISDIR(mode) and not stat.S_ISLNK(mode)}
 
 
 def _is_folder_name(name: str) -> bool:

@@ -60,6 +60,11 @@ class StateFolder:
     """Copied once when the sandbox first runs, then the sandbox's own to change."""
     instead: str = ""
     """The variable that, set, names the folder the CLI uses in its place (then this one is not made)."""
+    afresh: tuple[str, ...] = ()
+    """Folders the CLI obeys and also writes itself: a copy of the user's made anew at each start, so
+    what the agent leaves there is gone by its next run. Codex installs its system skills into
+    `skills/.system` as it starts (removing the old first); read-only, it logged "failed to install
+    system skills ... Read-only file system" and ran without them."""
 
 
 _CLAUDE_STATE: Final = StateFolder(
@@ -68,8 +73,8 @@ _CLAUDE_STATE: Final = StateFolder(
     logins=(".credentials.json",))
 _CODEX_STATE: Final = StateFolder(
     obeyed=("config.toml", "managed_config.toml", "AGENTS.md", "AGENTS.override.md", "hooks.json", "prompts",
-            "rules", "skills"),
-    logins=("auth.json",))
+            "rules"),
+    logins=("auth.json",), afresh=("skills",))
 STATE_FOLDERS: Final[dict[str, StateFolder]] = {
     "~/.claude": replace(_CLAUDE_STATE, instead="CLAUDE_CONFIG_DIR"),
     # Claude Code keeps its global config (~/.claude.json otherwise) in the folder $CLAUDE_CONFIG_DIR names.
