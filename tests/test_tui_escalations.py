@@ -630,6 +630,8 @@ async def test_an_agents_control_characters_never_reach_the_terminal_from_the_qu
         shown = [str(cell) for cell in table.get_row_at(0)]
         assert any("esc task" in cell for cell in shown) and not any("\x1b" in cell or "\x07" in cell
                                                                      for cell in shown), shown
+        # Each drawn, the BEL too (Rich's `Text(...)` dropped it unseen, beside the ␛ it shows).
+        assert any("␛]0;PWNED␇ ␛[2J end" in cell for cell in shown), shown
         app.notify(evil, title="a\x1btitle")
         await pilot.pause()
         toast = list(app._notifications)[-1]

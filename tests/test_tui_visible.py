@@ -34,6 +34,8 @@ def test_escape_sequences_are_dropped_from_logs_and_drawn_elsewhere() -> None:
     built = VisibleText()
     built.append("ctl:\x1b[7mREV\x07 bs\x08 end", style="bold")
     assert built.plain == "ctl:␛[7mREV␇ bs␈ end" and built.spans[0].end == len(built.plain)
+    # And given whole (a table's cell): `a\rb.py` read as `ab.py`.
+    assert VisibleText("a\rb.py \x0b\x0c", "bold").plain == "a␍b.py ␋␌"
 
 
 async def test_a_log_line_is_one_row_whatever_breaks_it_but_a_newline(repo: Path) -> None:

@@ -10,6 +10,7 @@ from loomtui.store import SandboxRecord
 from loomtui.tui.evals_text import gates_cell
 from loomtui.tui.sandbox_text import RISK_STYLES, STATUS_STYLES, STEP_STYLES, app_step_hints, format_age, task_line
 from loomtui.tui.snapshot import DashboardSnapshot
+from loomtui.tui.visible import VisibleText
 from loomtui.tui.widgets.fitted_table import FitColumn
 
 # In table order; `priority` says which stay as the width runs out (k9s-style): the rest are in
@@ -43,7 +44,7 @@ def sandbox_row(sandbox: SandboxRecord, snapshot: DashboardSnapshot, now: float)
         "next": Text(step.line(app_step_hints(), hint_first=True) if step and str(step.step) != "done" else "–",
                      style=STEP_STYLES.get(str(step.step), "") if step else ""),
         "id": sandbox.id,
-        "runtime": Text(sandbox.runtime),
+        "runtime": VisibleText(sandbox.runtime),
         "task": Text(task_line(sandbox.task)),
         "status": Text(sandbox.status, style=STATUS_STYLES.get(sandbox.status, "")),
         "age": format_age(now - sandbox.created),

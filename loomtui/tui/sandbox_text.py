@@ -15,7 +15,7 @@ from loomtui.execution import sandboxes
 from loomtui.execution.lifecycle import LIVE, PLANNED
 from loomtui.store import ClaimRecord, Event, SandboxRecord
 from loomtui.tui.keys import shown_key
-from loomtui.tui.visible import visible_controls
+from loomtui.tui.visible import VisibleText, visible_controls
 from loomtui.tui.widgets.fields import Field
 from loomtui.workflow.steps import StepView, starts_from_target
 
@@ -208,7 +208,7 @@ def context_text(given: object, drift: str) -> Text:
     """The Context tab: the slice the agent got (version, each section and why) and its drift line."""
     if not isinstance(given, dict):
         return Text("This sandbox got its task only (no context slice was recorded).")
-    text = Text()
+    text = VisibleText()
     text.append(f"version {str(given.get('version', '?'))[:12]}", style="bold")
     text.append(f"  commit {str(given.get('commit') or '?')[:12]}  "
                 f"~{given.get('tokens', 0)} of {given.get('budget_tokens', '?')} tokens\n", style="dim")

@@ -8,7 +8,7 @@ overwrote other widgets (the table's header, the row a lead reads before approvi
 from __future__ import annotations
 
 import re
-from typing import Final
+from typing import Any, Final
 
 from rich.style import Style
 from rich.text import Text
@@ -55,8 +55,12 @@ def without_escape_sequences(text: str) -> str:
 
 
 class VisibleText(Text):
-    """A Text whose appended strings show their controls as symbols: Rich's own `append` drops BEL, BS, CR, VT
-    and FF unseen (an escalation's task showed its ESC as ␛ and its BEL not at all)."""
+    """A Text whose strings, given or appended, show their controls as symbols: Rich's own `Text(...)` and
+    `append` drop BEL, BS, CR, VT and FF unseen (an escalation's task showed its ESC as ␛ and its BEL not at
+    all; a file `a\rb.py` read as `ab.py`)."""
+
+    def __init__(self, text: str = "", style: str | Style = "", **options: Any) -> None:
+        super().__init__(visible_controls(text), style, **options)
 
     def append(self, text: str | Text, style: str | Style | None = None) -> Text:
         return super().append(visible_controls(text) if isinstance(text, str) else text, style)

@@ -18,7 +18,7 @@ from loomtui.errors import LoomError, plural
 from loomtui.tui.base import LoomScreen, loom_app
 from loomtui.tui.keys import KeysFooter, shown_key
 from loomtui.tui.palette import PaletteEntry, RankedProvider
-from loomtui.tui.visible import visible_controls, visible_text
+from loomtui.tui.visible import VisibleText, visible_controls, visible_text
 from loomtui.tui.widgets.fields import reflowed
 from loomtui.tui.widgets.fitted_table import FitColumn, FittedTable
 from loomtui.tui.widgets.status_header import StatusHeader
@@ -122,9 +122,9 @@ class ContextScreen(LoomScreen[None]):
         flagged = {s for s in ids if s in self.flags or by_id[s].source in self.flags}
         table = self.query_one("#sections", FittedTable)
         table.show_rows({section_id: {
-            "title": Text(by_id[section_id].title, style="bold yellow" if section_id in flagged else ""),
-            "where": Text(f"{by_id[section_id].source}:{by_id[section_id].line}"),
-            "layer": Text(by_id[section_id].layer),
+            "title": VisibleText(by_id[section_id].title, style="bold yellow" if section_id in flagged else ""),
+            "where": VisibleText(f"{by_id[section_id].source}:{by_id[section_id].line}"),
+            "layer": VisibleText(by_id[section_id].layer),
         } for section_id in ids})
         table.move_cursor(row=0)  # the best match (or the first section) is where the eye goes
         self._show()
@@ -144,7 +144,7 @@ class ContextScreen(LoomScreen[None]):
         section = self.context.section(str(key))
         if section is None:
             return
-        text = Text()
+        text = VisibleText()
         # Drawn before Rich sees them: it drops BEL, BS, CR, VT and FF without a trace.
         text.append(f"{visible_controls(section.title)}\n", style="bold")
         text.append(f"{section.source}:{section.line}  layer {section.layer}  ~{section.tokens} tokens\n",

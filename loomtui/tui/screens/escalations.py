@@ -244,14 +244,14 @@ class EscalationsScreen(LoomScreen[None]):
         now = self.loom.clock()
         wanted_text = self.filter_text.casefold()
         self.query_one("#queue", FittedTable).show_rows({key: {
-            "id": Text(f"{self.elsewhere[key][0].name}#{escalation.id}") if key in self.elsewhere else key,
+            "id": VisibleText(f"{self.elsewhere[key][0].name}#{escalation.id}") if key in self.elsewhere else key,
             "risk": Text(escalation.risk, style=RISK_STYLES.get(escalation.risk, "")),
             "kind": escalation.kind,
-            "sandbox": Text(escalation.sandbox_id or "–"),
+            "sandbox": VisibleText(escalation.sandbox_id or "–"),
             "age": format_age(now - escalation.created),
             # Its status styled apart from its summary: a task whose own text began "[approved]" read as decided.
-            "summary": Text(escalation.summary) if escalation.status == EscalationStatus.OPEN
-            else Text.assemble((f"[{escalation.status}] ", "italic dim"), escalation.summary),
+            "summary": VisibleText(escalation.summary) if escalation.status == EscalationStatus.OPEN
+            else VisibleText().append(f"[{escalation.status}] ", "italic dim").append(escalation.summary),
         } for key, escalation in wanted.items() if wanted_text in _searched(key, escalation)},
             hidden={*wanted, *chosen_away})  # the filter hides a row: it is not gone
         self._to_new_open(escalations)

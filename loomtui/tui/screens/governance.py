@@ -17,7 +17,7 @@ from loomtui.errors import LoomError, escape_controls, plural
 from loomtui.governance.policy import Policy, Rule
 from loomtui.tui.base import LoomScreen, inner_width
 from loomtui.tui.keys import KeysFooter
-from loomtui.tui.visible import visible_controls
+from loomtui.tui.visible import VisibleText, visible_controls
 from loomtui.tui.widgets.fields import Field, render_fields
 from loomtui.tui.widgets.fitted_table import FitColumn, FittedTable
 from loomtui.tui.widgets.status_header import StatusHeader
@@ -105,9 +105,9 @@ class PolicyScreen(LoomScreen[None]):
             text.append(f"\n {problem} (showing the last good policy)", style="bold red")
         source.update(text)
         self.query_one("#rules", FittedTable).show_rows({rule.name: {
-            "fired": Text("●" if rule.name in fired else "", style="bold green"), "name": Text(rule.name),
+            "fired": Text("●" if rule.name in fired else "", style="bold green"), "name": VisibleText(rule.name),
             "stage": rule.stage, "decision": Text(rule.decision, style=DECISION_STYLES.get(rule.decision, "")),
-            "risk": rule.risk or "–", "when": Text(_when(rule)),
+            "risk": rule.risk or "–", "when": VisibleText(_when(rule)),
         } for rule in policy.rules})
         sandboxes = self.loom.latest_snapshot.sandboxes if self.loom.latest_snapshot else []
         select = self.query_one("#policy-sandbox", Select)
@@ -132,7 +132,7 @@ class PolicyScreen(LoomScreen[None]):
         """The highlighted rule in full, then the chosen sandbox's evaluation."""
         policy: Policy | None = self.loom.policy
         table = self.query_one("#rules", DataTable)
-        text = Text()
+        text = VisibleText()
         if policy is not None and table.row_count:
             name = table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value
             rule = next((r for r in policy.rules if r.name == name), None)
@@ -277,8 +277,8 @@ class AuditScreen(LoomScreen[None]):
         wanted = self.filter_text.casefold()
         shown = {**self.found, **self.entries} if self.searched == self.filter_text else self.entries
         table.show_rows({str(seq): {
-            "seq": str(seq), "ts": entry.ts[:19].replace("T", " "), "action": Text(entry.action),
-            "subject": Text(entry.subject), "actor": Text(entry.actor),
+            "seq": str(seq), "ts": entry.ts[:19].replace("T", " "), "action": VisibleText(entry.action),
+            "subject": VisibleText(entry.subject), "actor": VisibleText(entry.actor),
         } for seq, entry in sorted(shown.items()) if _holds(entry, wanted)},
             hidden={str(seq) for seq in (*self.entries, *self.found)})  # the filter hides a row: it is not gone
         if at_end and table.row_count:

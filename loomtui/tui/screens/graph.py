@@ -27,6 +27,7 @@ from loomtui.store import ClaimRecord
 from loomtui.tui.base import LoomScreen, wrap_width
 from loomtui.tui.keys import KeysFooter, shown_key
 from loomtui.tui.tree_state import NodePath, label_key, restore_tree_state, tree_state
+from loomtui.tui.visible import VisibleText
 from loomtui.tui.widgets.claims_canvas import ClaimsCanvas, assign_colours, theme_palette
 from loomtui.tui.widgets.fields import wrap_value
 from loomtui.tui.widgets.fitted_tree import FittedTree
@@ -360,7 +361,7 @@ class GraphScreen(LoomScreen[None]):
         def wrapped(value: str) -> str:  # region ids break after a `/`, not mid-name
             return "\n".join(wrap_value(value, width)) + "\n"
 
-        text = Text()
+        text = VisibleText()
         text.append(f"{conflict.severity} {conflict.kind}\n", style=SEVERITY_STYLES[conflict.severity])
         text.append(wrapped(conflict.explanation) + "\n")
         for label, claim_id, sandbox in (("A", conflict.claim_a, conflict.sandbox_a),

@@ -25,6 +25,7 @@ from loomtui.tui.keys import KeysFooter, is_twin, shown_where_it_applies
 from loomtui.tui.sandbox_text import STATUS_STYLES, STEP_STYLES, app_step_hints, task_text
 from loomtui.tui.snapshot import DashboardSnapshot
 from loomtui.tui.tree_state import label_key, restore_tree_state, tree_state
+from loomtui.tui.visible import VisibleText
 from loomtui.tui.widgets.fields import Field, render_fields
 from loomtui.tui.widgets.fitted_tree import FittedTree
 from loomtui.tui.widgets.status_header import StatusHeader
@@ -234,7 +235,7 @@ def _plan_key(node: TreeNode[PlannedTask | None]) -> str:
 
 
 def _task_label(task: PlannedTask) -> Text:
-    label = Text(f"{task.name} ")
+    label = VisibleText(f"{task.name} ")
     label.append(task.sandbox.status, style=STATUS_STYLES.get(task.sandbox.status, ""))
     if task.step is not None and str(task.step.step) != "done":
         # Its keys work in the sandboxes view, one ⏎ away: "(press m)" here did nothing. The key first, as the

@@ -21,7 +21,7 @@ from loomtui.coordination.suggest import suggest_regions
 from loomtui.runtime_config import PLACEHOLDERS_SAID
 from loomtui.tui.base import loom_app
 from loomtui.tui.keys import KeysFooter, shown_key
-from loomtui.tui.visible import visible_controls
+from loomtui.tui.visible import VisibleText, visible_controls
 from loomtui.tui.widgets.tick_list import TickList
 
 
@@ -106,7 +106,7 @@ class NewSandboxScreen(ModalScreen[NewSandboxRequest | None]):
                 self.query_one(f"#{field}", Input).value = value
             claims = self.query_one("#claims", SelectionList)
             for region_id in draft.claims:
-                claims.add_option(Selection(Text(region_id), region_id, True))
+                claims.add_option(Selection(VisibleText(region_id), region_id, True))
         self._show_script_field()
         self.query_one("#task", Input).focus()  # not the scrolling container around it: typing goes in
 
@@ -140,7 +140,7 @@ class NewSandboxScreen(ModalScreen[NewSandboxRequest | None]):
         ticked = set(claims.selected)
         claims.clear_options()
         for region_id in dict.fromkeys([*ticked, *region_ids]):
-            claims.add_option(Selection(Text(region_id), region_id, region_id in ticked))
+            claims.add_option(Selection(VisibleText(region_id), region_id, region_id in ticked))
         if claims.highlighted is None and claims.option_count:
             claims.highlighted = 0  # else the first space after tabbing in toggled nothing
 
@@ -154,7 +154,7 @@ class NewSandboxScreen(ModalScreen[NewSandboxRequest | None]):
         if coordinator is None:
             return
         conflicts = coordinator.check("(new)", list(region_ids)) if region_ids else []
-        text = Text()
+        text = VisibleText()
         for conflict in conflicts:
             style = "bold red" if conflict.blocking else "yellow"
             text.append(f"{conflict.severity} {conflict.kind}: ", style=style)
@@ -236,7 +236,7 @@ class ConfirmScreen(ModalScreen[bool]):
     def compose(self) -> ComposeResult:
         with Vertical():
             with VerticalScroll(id="confirm-question"):
-                yield Static(Text(self.question))
+                yield Static(VisibleText(self.question))
             yield Static(Text(f"{shown_key('confirm.yes', 'y')} yes · {shown_key('confirm.no', 'n')} no", style="dim"))
         yield KeysFooter()
 
