@@ -30,6 +30,15 @@ _MARKS: Final = frozenset({"Mn", "Me", "Mc"})
 _INVISIBLE_CHARS: Final = frozenset(chr(code) for first, last in INVISIBLE_RANGES for code in range(first, last + 1))
 
 
+def not_utf8(characters: str) -> str:
+    """What a UTF-8 encoder refused in `characters`, said plainly: the bytes a shell's `$'\\x9b'` gave (held as
+    surrogates, as Python decodes argv), or a lone surrogate JSON's `\\ud800` gave."""
+    try:
+        return "byte " + " ".join(f"0x{b:02x}" for b in characters.encode("utf-8", "surrogateescape"))
+    except UnicodeEncodeError:
+        return ", ".join(f"U+{ord(c):04X}" for c in characters)
+
+
 def escape_controls(text: str) -> str:
     """`text` with every unprintable or invisible character escaped (`\\n`, `\\x1b`, `\\u200b`, ...): it
     stays one line, and shows all it holds."""

@@ -131,6 +131,13 @@ def test_bad_input_is_one_line_and_the_right_exit_code(repo: Path, script: Path,
     one_line_error(run(repo, "sandbox", "new", "--runtime", "ghost", "--task", "x"), 2, "is not on PATH")
     one_line_error(run(repo, "sandbox", "new", "--runtime", "script", "--task", "   ", "--script", str(script)),
                    2, "the task is empty")
+    # A byte no UTF-8 text holds (the shell's $'\x9b'): the store refused it, an "internal error" (exit 70).
+    one_line_error(run(repo, "sandbox", "new", "--runtime", "script", "--task", "bad \udc9b byte", "--script",
+                       str(script)), 2, "--task is not UTF-8 text (byte 0x9b at character 5)")
+    one_line_error(run(repo, "claim", "add", "--sandbox", "s1", "--reason", "r\udc9b", "a.py"), 2,
+                   "--reason is not UTF-8 text (byte 0x9b at character 2)")
+    with pytest.raises(LoomError, match=r"the task is not UTF-8 text \(U\+D800 at character 3\)"):
+        tasks.create_sandbox(open_workspace(repo), "a \ud800", "script", script=script)  # JSON's lone \ud800 (MCP)
     one_line_error(run(repo, "sandbox", "logs", "../../etc"), 2, "is not a sandbox id")
     one_line_error(run(repo, "sandbox", "stop", "abcdef"), 2, "no sandbox 'abcdef'")
     bad = tmp_path / "bad.yaml"

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any, Final, NoReturn
 from loomtui import __version__
 from loomtui.cli.examples import examples_epilog
 from loomtui.cli.terminal import guard, write_failed
-from loomtui.errors import LoomError, abridged, escape_controls
+from loomtui.errors import LoomError, abridged, escape_controls, not_utf8
 from loomtui.interrupts import EndingSignal
 
 if TYPE_CHECKING:  # the engines load with the command that needs them, not with the hook's fast path
@@ -581,6 +581,30 @@ def _draws_the_app(args: argparse.Namespace) -> bool:
     return args.handler is cmd_tui or (args.handler is cmd_demo and not (args.headless or args.json))
 
 
+TEXT_ARGS: Final = frozenset({"task", "reason", "override", "sandbox", "actor", "subject", "action", "id", "runtime",
+                               "after", "run", "agent_trailer", "into", "branch", "base", "head"})
+"""The arguments that are text loomtui keeps (a store's row, an audit entry), not a file's name."""
+
+
+def _refuse_text_not_utf8(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
+    """A usage error for a text argument holding a byte no UTF-8 text has (the shell's `$'\\x9b'`, kept by
+    Python as a surrogate): the store refused it deep in a command, an "internal error" (a file's name may
+    hold one: not checked here)."""
+    for action in parser._actions:
+        if action.dest not in TEXT_ARGS:
+            continue
+        given = getattr(args, action.dest, None)
+        for value in given if isinstance(given, list) else [given]:
+            if not isinstance(value, str):
+                continue
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError as exc:
+                label = action.option_strings[-1] if action.option_strings else (action.metavar or action.dest.upper())
+                parser.error(f"{label} is not UTF-8 text ({not_utf8(value[exc.start:exc.end])} at character "
+                             f"{exc.start + 1})")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return the exit code."""
     try:
@@ -612,6 +636,7 @@ def _run(argv: Sequence[str] | None) -> int:
             f"{' '.join(early)} goes after the command: loomtui "
             f"{shlex.join([*(word for word in given if word not in early), *early])}" if early
             else f"unrecognized arguments: {' '.join(unknown)}")
+    _refuse_text_not_utf8(args, getattr(args, "command_parser", parser))
     _encode_what_the_terminal_can(sys.stdout, sys.stderr)
     # Untrusted text (file names, tasks, agents' output) never drives the terminal. Not around the
     # app: it escapes what it shows itself, and its crash report (rich, in colour, on sys.stderr)

@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from loomtui.config import LimitsConfig, RuntimeConfig
-from loomtui.errors import LoomError, quoted
+from loomtui.errors import LoomError, not_utf8, quoted
 from loomtui.execution import disk_room
 from loomtui.execution.context_files import AgentContext, worktree_context_files
 from loomtui.execution.context_files import assemble as assemble_context
@@ -272,6 +272,11 @@ def _checked_task(task: str) -> str:
         raise LoomError("the task is empty; say what the agent should do")
     if "\0" in task or len(task) > MAX_TASK_CHARS:
         raise LoomError(f"the task must be text of at most {MAX_TASK_CHARS} characters")
+    try:
+        task.encode("utf-8")
+    except UnicodeEncodeError as exc:  # a byte no UTF-8 text has (the shell's $'\x9b'), or JSON's lone \ud800
+        raise LoomError(f"the task is not UTF-8 text ({not_utf8(task[exc.start:exc.end])} at character "
+                        f"{exc.start + 1})") from None
     return task
 
 
