@@ -196,6 +196,47 @@ def test_script_agent_edits_and_commits_in_its_own_worktree(ws: Workspace, repo:
     assert "+VALUE = 1" in changes.patch
 
 
+def test_an_agent_flooding_its_activities_is_recorded_at_a_bounded_rate_its_closing_report_kept(
+    ws: Workspace, bin_dir: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A program printing tool-call lines as fast as it could (911,000 in 25 s) was a store row each, queued
+    without bound in the supervisor's memory. A burst is recorded, then a steady rate; the rest are counted
+    and said once; its closing report is kept."""
+    from loomtui.execution.activity import ACTIVITY_BURST
+
+    stand_in(bin_dir, "claude", """\
+        line = json.dumps({"type": "assistant", "message": {"content": [
+            {"type": "tool_use", "name": "Edit", "input": {"file_path": "x.py"}}]}})
+        sys.stdout.write((line + "\\n") * 5000)
+        print(json.dumps({"type": "result", "subtype": "success", "num_turns": 1, "is_error": False}), flush=True)
+    """)
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "test-key")
+    record = tasks.start(ws, tasks.create_sandbox(ws, "flood", "claude").id)
+    done = ended(ws, record.id)
+    assert done.status in EXITED_OK, done.data
+    activity = [e.data for e in ws.store.events_since(0) if e.kind == "sandbox.activity"]
+    tools = [a for a in activity if a.get("kind") == "tool"]
+    assert ACTIVITY_BURST <= len(tools) < 1000, len(tools)  # all 5,000 in well under a second: the burst, and a few
+    [note] = [a for a in activity if a.get("kind") == "note"]
+    assert "faster than 20 a second: the rest are counted" in note["summary"]
+    assert activity[-1]["summary"] == "finished: success, 1 turn"
+
+
+def test_the_activity_budget_keeps_a_burst_then_a_steady_rate_and_at_most_a_runs_worth() -> None:
+    from loomtui.execution import activity as act
+
+    now = [0.0]
+    budget = act.ActivityBudget(clock=lambda: now[0])
+    tool = {"kind": "tool", "summary": "Edit x.py"}
+    assert sum(budget.admit(tool) for _ in range(act.ACTIVITY_BURST + 50)) == act.ACTIVITY_BURST
+    assert budget.dropped == 50 and budget.admit({"kind": "result"})  # its closing report, always
+    now[0] += 1.0
+    assert sum(budget.admit(tool) for _ in range(100)) == act.ACTIVITY_RATE
+    budget.kept = act.MAX_ACTIVITIES
+    now[0] += 60.0
+    assert not budget.admit(tool)
+
+
 def test_claude_stand_in_gets_its_exact_argv_and_a_reduced_environment(
     ws: Workspace, repo: Path, bin_dir: Path, monkeypatch: pytest.MonkeyPatch,
 ) -> None:

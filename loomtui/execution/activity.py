@@ -9,6 +9,7 @@ fails an agent.
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Callable
 from typing import Any, Final
 
@@ -27,6 +28,50 @@ holds them): one figure `report` can add up across runtimes (Claude's 12 tokens 
 
 # The script agent announces each step as `[script] ACTION DETAIL` (see script_agent.py).
 SCRIPT_STEP = re.compile(r"^\[script\] (?P<action>[a-z]+)(?: (?P<detail>.*))?$")
+
+
+ACTIVITY_BURST: Final = 200
+ACTIVITY_RATE: Final = 20.0
+"""Activities recorded a second once a burst of ACTIVITY_BURST is spent (an agent's busiest turns make a few)."""
+MAX_ACTIVITIES: Final = 20_000
+"""Activities recorded in one run at most: the rest are counted (each is in the agent's log)."""
+
+
+class ActivityBudget:
+    """Which of an agent's activities become store rows: a burst, then a steady rate, at most MAX_ACTIVITIES a
+    run; the rest are counted. A program printing tool-call lines as fast as it could (911,000 in 25 s) was a
+    row each, queued without bound in the supervisor's memory, which no agent's memory limit covers. Its
+    closing report is always kept (its tokens and cost)."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self.clock = clock
+        self.tokens = float(ACTIVITY_BURST)
+        self.at = clock()
+        self.kept = 0
+        self.dropped = 0
+
+    def admit(self, activity: Activity) -> bool:
+        """Whether to record `activity` (else it is counted in `dropped`)."""
+        if activity.get("kind") == "result":
+            return True
+        now = self.clock()
+        self.tokens = min(float(ACTIVITY_BURST), self.tokens + (now - self.at) * ACTIVITY_RATE)
+        self.at = now
+        if self.tokens >= 1 and self.kept < MAX_ACTIVITIES:
+            self.tokens -= 1
+            self.kept += 1
+            return True
+        self.dropped += 1
+        return False
+
+    def first_dropped(self) -> Activity | None:
+        """The note that says activities are being left out, when the last one `admit` refused was the first."""
+        if self.dropped != 1:
+            return None
+        why = (f"more than {MAX_ACTIVITIES:,} this run" if self.kept >= MAX_ACTIVITIES
+               else f"faster than {ACTIVITY_RATE:g} a second")
+        return {"kind": "note", "summary": f"the agent's activities came {why}: the rest are counted, not each "
+                                           "recorded (all are in its log)"}
 
 
 def shorten(text: str) -> str:
@@ -136,7 +181,7 @@ def _result(message: dict[str, Any]) -> list[Activity]:
                for d in (raw if isinstance(raw, list) else []) if isinstance(d, dict)]
     parts = [str(outcome)]
     if turns is not None:
-        parts.append(f"{turns} turns")
+        parts.append(f"{turns} turn" if turns == 1 else f"{turns} turns")
     if isinstance(cost, (int, float)):
         parts.append(f"${cost:.4f}")
     if tokens["input_tokens"] or tokens["output_tokens"]:

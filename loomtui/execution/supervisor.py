@@ -40,7 +40,7 @@ from typing import Any, Final, Protocol, TypeVar
 from loomtui.config import CoordinationConfig
 from loomtui.errors import LoomError, StoreUnreachable
 from loomtui.execution import confinement, disk_room, git_links, login_copy
-from loomtui.execution.activity import AGENT_RESULT_KEYS, Activity, checker_for, parser_for, usage_of
+from loomtui.execution.activity import AGENT_RESULT_KEYS, Activity, ActivityBudget, checker_for, parser_for, usage_of
 from loomtui.execution.agent_control import SPARE_ON_TERM
 from loomtui.execution.agent_log import LogWriteFailed, LogWriter
 from loomtui.execution.cgroup_limits import SandboxGroups, group_name, sandbox_groups
@@ -127,7 +127,8 @@ class Supervisor:
         self.record = record
         self.paths: SandboxPaths = record_paths(workspace.paths, record)
         self.spec = LaunchSpec.from_data(record.data["launch"])
-        self.activities: queue.Queue[Any] = queue.Queue()
+        self.activities: queue.Queue[Any] = queue.Queue()  # bounded by what `budget` admits
+        self.budget = ActivityBudget()
         self.log: LogWriter | None = None
         self.log_error: str | None = None
         self.agent_result: dict[str, Any] = {}
@@ -309,7 +310,10 @@ class Supervisor:
                 if self.faults is not None and (usage := self.faults.reported()) is not None:
                     self.agent_result = usage  # Aider's `Tokens: ...` (no closing report of its own)
                 for activity in found:
-                    self.activities.put(activity)
+                    if self.budget.admit(activity):
+                        self.activities.put(activity)
+                    elif (note := self.budget.first_dropped()) is not None:
+                        self.activities.put(note)
                 if not found and check is not None and not check(line):
                     self.unparsed_lines += 1  # skipped (it is in the log), counted, never fatal
         if not last.endswith(b"\n"):
@@ -502,6 +506,8 @@ class Supervisor:
                                     "log_bytes": self.log.size if self.log else 0}
         if self.unparsed_lines:
             progress["unparsed_lines"] = self.unparsed_lines
+        if self.budget.dropped:
+            progress["activities_dropped"] = self.budget.dropped
         if self.agent_result:
             progress["agent_result"] = self.agent_result
         return progress
