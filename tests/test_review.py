@@ -223,6 +223,13 @@ def test_a_change_beside_what_another_holds_in_the_same_file_is_not_held_by_it(b
     sandbox_id = run_agent(workspace, f"- {edit}\n- {{commit: edit}}\n", "edit beside a held method")
     [evaluation] = evaluated(workspace, sandbox_id)
     assert ("held-by-another (built in)" in evaluation["rules"]) is held, evaluation
+    # The commit hook judges as the review does: a function added at the end was the module's change, so its
+    # commit was refused over the claim on `get`, and the claim of the change held the whole file.
+    refused = [e for e in workspace.audit.entries() if e.action == "hook.commit_refused" and e.subject == sandbox_id]
+    assert bool(refused) is held, refused
+    if not held:
+        taken = {region for claim in workspace.store.live_claims(sandbox_id) for region in claim.region_ids}
+        assert "customers/service.py" not in taken, taken
 
 
 def test_a_held_file_its_change_could_not_parse_within_its_budget_counts_whole(

@@ -30,22 +30,6 @@ def _git(root: Path, *args: str) -> str:
     return done.out
 
 
-def _show(root: Path, rev: str, path: str) -> str:
-    done = Git(root).raw("show", f"{rev}:{path}")
-    return done.out.decode("utf-8", "replace") if done.status == 0 else ""
-
-
-def module_lines_changed(root: Path, base: str, head: str, path: str) -> bool:
-    """Whether the change from `base` to `head` touches `path`'s lines outside every function and class
-    (`signatures.module_lines_changed`); for a file not Python, whether it changed at all."""
-    old, new = _show(root, base, path), _show(root, head, path)
-    if not path.endswith(".py"):
-        return old != new
-    from loomtui.coordination.signatures import module_lines_changed as outside_changed  # libcst: only here
-
-    return outside_changed(old, new, path)
-
-
 def changed_files(root: Path, base: str, head: str | None = None) -> list[str]:
     """Paths changed between `base` and `head` (default: the working tree, untracked included)."""
     _git(root, "rev-parse", "--verify", "--quiet", f"{base}^{{commit}}")

@@ -251,14 +251,27 @@ def _own_hashes(scanned: list[_Scanned], lines: list[str]) -> dict[str, str]:
     """Per region, a hash of its own lines: each nested region reduced to a line naming it.
 
     So editing a method modifies the method, not also its class and module;
-    adding, removing or renaming a method does modify the class.
+    adding, removing or renaming a method does modify the class. The module's own lines are its
+    `_module_lines` alone: a function added at its end, or one removed, is no change of the module's (as
+    the module, it held every claim on the file: the commit hook refused a new function beside a claimed
+    one, and its claim of the change took the whole file).
     """
     children: dict[str, list[Region]] = {}
     for item in scanned:
         if item.parent is not None:
             children.setdefault(item.parent, []).append(item.region)
-    return {item.region.qualname: sha256_text("\n".join(_own_lines(
-        lines, item.region.start, item.region.end, children.get(item.region.qualname, ())))) for item in scanned}
+    return {item.region.qualname: sha256_text("\n".join(
+        _module_lines(scanned, lines) if item.parent is None else
+        _own_lines(lines, item.region.start, item.region.end, children.get(item.region.qualname, ()))))
+        for item in scanned}
+
+
+def _module_lines(scanned: list[_Scanned], lines: list[str]) -> list[str]:
+    """The lines outside every top-level function and class (imports, constants, module code), blank lines
+    aside (a function added at the end brings two)."""
+    top = sorted((item.region for item in scanned if item.parent == ""), key=lambda region: region.start)
+    return [line.rstrip() for line in _own_lines(lines, 1, len(lines), top)
+            if line.strip() and not line.startswith("\0")]
 
 
 def _own_lines(lines: list[str], start: int, end: int, children: Sequence[Region]) -> list[str]:
@@ -271,24 +284,6 @@ def _own_lines(lines: list[str], start: int, end: int, children: Sequence[Region
         line = child.end + 1
     own.extend(lines[line - 1 : end])
     return own
-
-
-def module_lines_changed(old_src: str, new_src: str, path: str) -> bool:
-    """Whether the lines outside every top-level function and class (imports, constants, module code) differ,
-    blank lines aside (a function added at the end brings two), as do the functions and classes there (one
-    added or removed is a region's change); a side that is not valid Python counts."""
-    budget = ParseBudget()
-    old, new = _scan(old_src, path, budget), _scan(new_src, path, budget)
-    if old is None or new is None:
-        return old_src != new_src
-
-    def outside(scanned: list[_Scanned], source: str) -> list[str]:
-        lines = source_lines(source)
-        top = sorted((item.region for item in scanned if item.parent == ""), key=lambda region: region.start)
-        return [line.rstrip() for line in _own_lines(lines, 1, len(lines), top)
-                if line.strip() and not line.startswith("\0")]
-
-    return outside(old, old_src) != outside(new, new_src)
 
 
 def changed_regions(old_src: str, new_src: str, path: str, budget: ParseBudget | None = None) -> list[RegionChange]:

@@ -10,14 +10,12 @@ for the commit the policy saw: a sandbox that commits again is reviewed again.
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from loomtui.audit import AuditEntry
-from loomtui.coordination.diff import module_lines_changed
 from loomtui.coordination.regions import overlaps, split_id
 from loomtui.errors import LoomError, abridged, listed, shown
 from loomtui.execution.gitops import Git
@@ -173,7 +171,7 @@ def review_sandbox(workspace: Workspace, sandbox_id: str, *, say: Say | None = N
     evaluation = _with_claim_stage(workspace, policy, record, evaluate(policy, facts), facts)
     if failure is not None:
         evaluation = with_failed_agent(evaluation, failure)
-    held = _held_by_others(workspace, record, facts, since, tip)
+    held = _held_by_others(workspace, record, facts)
     if held:
         evaluation = with_held_elsewhere(policy, evaluation, held)
     _hold_the_change(workspace, record, facts)
@@ -243,15 +241,15 @@ def _supersede_open_reviews(workspace: Workspace, sandbox_id: str, tip: str) -> 
                 workspace.record("escalation.superseded", str(stale.id), {"sandbox": sandbox_id, "commit": tip})
 
 
-def _held_by_others(workspace: Workspace, record: SandboxRecord, facts: ChangeFacts, base: str, tip: str) -> str:
+def _held_by_others(workspace: Workspace, record: SandboxRecord, facts: ChangeFacts) -> str:
     """What of this change other sandboxes' live exclusive claims hold, in a line ("" for nothing). The
     hooks refuse such writes, but not every write passes one (a runtime without editor hooks, a commit
     the pre-commit hook refused whose work loomtui then saved at the agent's end): the review is the wall.
 
     A file counts whole where its change touches lines outside every function and class (imports, constants,
-    module code), is not Python or not parsed, or is the merge's alone (the target renamed the file); else
-    only its changed regions do: one method's change was held by another's claim on a different method of
-    the file, and a function added at its end by a claim on any of it (the module's region changes too)."""
+    module code: its module region changed), is not Python or not parsed, or is the merge's alone (the target
+    renamed the file); else only its changed regions do: one method's change was held by another's claim on
+    a different method of the file."""
     changed: dict[str, list[str]] = {}  # by file: a team's thousands of claims are each looked up once
     for region in facts.regions:
         changed.setdefault(split_id(region)[0], []).append(region)
@@ -259,13 +257,10 @@ def _held_by_others(workspace: Workspace, record: SandboxRecord, facts: ChangeFa
     for path in facts.all_paths():
         changed.setdefault(path, [path])
 
-    @functools.cache
-    def whole(path: str) -> bool:  # read only for a file another holds part of
-        # Its whole-file region with an unknown signature: not parsed (a change's parse budget, shared by its
-        # files, spent on big files sorting first), so none of its regions were read: never "only lines
-        # inside functions", though a parse of it alone would say so.
-        return path not in own or path in facts.signature_changed or \
-            module_lines_changed(workspace.root, base, tip, path)
+    def whole(path: str) -> bool:
+        # Its module region changed: its own lines, or not parsed (a change's parse budget, shared by its
+        # files, spent on big files sorting first), so none of its regions were read.
+        return path not in own or path in changed[path]
 
     def touched(claim_region: str) -> bool:
         path = split_id(claim_region)[0]
