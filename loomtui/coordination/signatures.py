@@ -248,39 +248,33 @@ def _scan(source: str, path: str, budget: ParseBudget) -> list[_Scanned] | None:
 
 
 def _own_hashes(scanned: list[_Scanned], lines: list[str]) -> dict[str, str]:
-    """Per region, a hash of its own lines: each nested region reduced to a line naming it.
+    """Per region, a hash of its own lines: those outside its nested regions, blank lines aside.
 
-    So editing a method modifies the method, not also its class and module;
-    adding, removing or renaming a method does modify the class. The module's own lines are its
-    `_module_lines` alone: a function added at its end, or one removed, is no change of the module's (as
-    the module, it held every claim on the file: the commit hook refused a new function beside a claimed
-    one, and its claim of the change took the whole file).
+    So editing a method modifies the method, not also its class and module; adding or removing a
+    function or a method is a region of its own added or removed, not a change of its class's or module's
+    (which held every claim inside it: the commit hook refused a new function beside another sandbox's
+    claimed one, and the claim loomtui took of the change held the whole file). Lines outside every
+    function and class (imports, constants, module code) are the module's own.
     """
     children: dict[str, list[Region]] = {}
     for item in scanned:
         if item.parent is not None:
             children.setdefault(item.parent, []).append(item.region)
-    return {item.region.qualname: sha256_text("\n".join(
-        _module_lines(scanned, lines) if item.parent is None else
-        _own_lines(lines, item.region.start, item.region.end, children.get(item.region.qualname, ()))))
-        for item in scanned}
-
-
-def _module_lines(scanned: list[_Scanned], lines: list[str]) -> list[str]:
-    """The lines outside every top-level function and class (imports, constants, module code), blank lines
-    aside (a function added at the end brings two)."""
-    top = sorted((item.region for item in scanned if item.parent == ""), key=lambda region: region.start)
-    return [line.rstrip() for line in _own_lines(lines, 1, len(lines), top)
-            if line.strip() and not line.startswith("\0")]
+    hashes = {}
+    for item in scanned:
+        start, end = (1, len(lines)) if item.parent is None else (item.region.start, item.region.end)
+        inside = sorted(children.get(item.region.qualname, ()), key=lambda region: region.start)
+        own = [line.rstrip() for line in _own_lines(lines, start, end, inside) if line.strip()]
+        hashes[item.region.qualname] = sha256_text("\n".join(own))
+    return hashes
 
 
 def _own_lines(lines: list[str], start: int, end: int, children: Sequence[Region]) -> list[str]:
-    """Lines `start`..`end` with each of `children` (in source order) reduced to a line naming it."""
+    """Lines `start`..`end` but those of `children` (in source order)."""
     own: list[str] = []
     line = start
     for child in children:
         own.extend(lines[line - 1 : child.start - 1])
-        own.append(f"\0{child.qualname}")
         line = child.end + 1
     own.extend(lines[line - 1 : end])
     return own
