@@ -148,6 +148,24 @@ def test_a_check_that_hangs_or_cannot_run_is_an_error_result(tmp_path: Path, gat
         assert check["result"] is None and expected in check["summary"]
 
 
+def test_a_check_named_by_a_path_runs_from_the_tree_whatever_folder_it_is_asked_from(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`run: ["./scripts/check.sh"]` was looked for from the caller's folder: "not on PATH" in every review
+    (the supervisor runs in the sandbox's state folder) and from a subfolder of the checkout."""
+    workspace = make_repo(tmp_path, gates='  - name: script\n    run: ["./scripts/check.sh"]\n',
+                          extra={"scripts/check.sh": "#!/bin/sh\necho checked\n"})
+    (workspace.root / "scripts" / "check.sh").chmod(0o755)
+    git(workspace.root, "commit", "-qam", "an executable check")
+    sandbox = sandbox_with(workspace, "anything", {"README.md": "hi\n"})
+    monkeypatch.chdir(workspace.root / "shop")
+    [result] = run_configured_gates(workspace, sandbox)
+    assert result.status == "passed", result.summary
+    (workspace.root / "scripts" / "check.sh").unlink()
+    git(workspace.root, "commit", "-qam", "no check")
+    [gone] = run_configured_gates(workspace, sandbox_with(workspace, "again", {"README.md": "ho\n"}))
+    assert gone.status == "error" and "'./scripts/check.sh' is no file in the tree the check runs in" in gone.summary
+
+
 def test_megabytes_of_output_are_all_on_disk_with_a_bounded_tail(tmp_path: Path) -> None:
     chatty = ('  - name: chatty\n    run: ["python", "-c", "import sys\\nfor i in range(200000): '
               'print(i, \'x\' * 40)\\nsys.exit(3)"]\n')

@@ -288,8 +288,12 @@ def _run_check(gate: GateConfig, argv: Sequence[str], cwd: Path, env: Mapping[st
     report = reports / "report"
     uses_report = any(REPORT_PLACEHOLDER in arg for arg in argv)
     started = time.monotonic()
-    if not argv or (shutil.which(argv[0], path=env.get("PATH")) is None and not Path(argv[0]).is_file()):
-        why = f"{argv[0] if argv else '(nothing)'!r} is not on PATH: is it installed?"
+    # A program named by a path (`./scripts/check.sh`) is the tree's, where it runs: read from the caller's
+    # folder, it was "not on PATH" in every review (the supervisor's folder) and from a subfolder.
+    if not argv or ("/" in argv[0] and not (cwd / argv[0]).is_file()) or (
+            "/" not in argv[0] and shutil.which(argv[0], path=env.get("PATH")) is None):
+        why = (f"{argv[0]!r} is no file in the tree the check runs in" if argv and "/" in argv[0] else
+               f"{argv[0] if argv else '(nothing)'!r} is not on PATH: is it installed?")
         log.write_text(why + "\n")
         return CheckRun("error", None, 0.0, why, (), str(log), problem=why)
     done = _stream(wrap(_substitute(argv, report), [reports]), cwd, env, gate.timeout, log, mode="w",
