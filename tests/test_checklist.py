@@ -281,6 +281,8 @@ def test_7_risk_routing(repo: Path, ws: Workspace) -> None:
     write(repo, {".loom/policy.yaml": POLICY.replace("risk: high", "risk: low")})
     assert item(ws, 7).answer == "partly"  # routed, but nothing is high risk
     write(repo, {".loom/policy.yaml": POLICY})
+    # A claim override's record asked no one: not an escalation by risk (as `report` counts them).
+    ws.store.add_escalation("conflict-override", sandbox_id="o1", risk="high", summary="forced", data={})
     routed = item(ws, 7)
     assert routed.answer == "yes" and routed.facts == {"routed": 1, "high": 1, "escalations": {}}
     write(repo, {".loom/policy.yaml": POLICY.replace("decision: require\n    approvals: {groups: [payments-team], "

@@ -713,3 +713,16 @@ def test_a_claim_override_is_named_by_its_claim_and_not_counted_as_an_escalation
         assert (m.conflicts.claims_refused, m.conflicts.prevented) == (0, 0)
     finally:
         workspace.close()
+
+
+def test_the_text_report_says_how_many_overrides_it_leaves_out() -> None:
+    """Past 20, the Overrides list stopped at 20 lines under "Overrides 25" with no word of the rest (the
+    agent-made commits' list says it)."""
+    from loomtui.observability.metrics import Breakdown, Metrics, Override
+
+    overrides = tuple(Override(D0 + n, "lead@example.com", "claim", f"#{n} a.py", "s1", "script", f"reason {n}")
+                      for n in range(25))
+    text = render(Metrics(since=D0, until=D0 + DAY, branch="main", total=Breakdown(key="all"), overrides=overrides),
+                  "text")
+    assert "reason 24" in text and "reason 4" not in text.replace("reason 24", "")
+    assert "  ... and 5 older (--format json lists all)" in text

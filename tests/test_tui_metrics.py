@@ -52,6 +52,8 @@ async def test_the_metrics_view_shows_the_week_per_runtime_and_the_checklist(rep
         workspace.store.add_sandbox(SandboxRecord(id=sandbox, task="t", runtime=runtime, status=status,
                                                   created=now - 60, updated=now - 30))
         workspace.record(f"sandbox.{status}", sandbox, {"from": "awaiting_review", "to": status})
+    workspace.record("sandbox.exited", "aaaaaa", {"from": "running", "to": "exited",
+                                                  "usage": {"cost_usd": 0.0005, "output_tokens": 10}})
     app = LoomApp(workspace)
     async with app.run_test(size=SIZE) as pilot:
         await pilot.press("8")
@@ -66,6 +68,7 @@ async def test_the_metrics_view_shows_the_week_per_runtime_and_the_checklist(rep
         rows = {str(table.get_row_at(i)[0]): table.get_row_at(i) for i in range(table.row_count)}
         assert {"claude", "codex"} <= set(rows)  # and "unknown": the agent-made commit no sandbox made
         assert [str(c) for c in rows["claude"][2:5]] == ["1", "1", "50%"]
+        assert str(rows["claude"][-1]) == "<$0.01"  # as `report` says it: a real cost read "$0.00"
         assert sum(screen.query_one("#chart-merged", Sparkline).data or []) == 2
         checklist = str(screen.query_one("#metrics-checklist", Static).render())
         assert "checklist" in checklist and "/10" in checklist and " 1 " in checklist

@@ -472,7 +472,8 @@ def _routing(ev: Evidence) -> Answer:
     risky = [r for r in routed if r.risk in ("high", "critical")]
     empty = sorted({g for r in routed if r.approvals is not None for g in r.approvals.groups
                     if g != ANYONE and not policy.groups.get(g)})
-    escalations = Counter(e.risk for e in ev.workspace.store.list_escalations())
+    # As `report` counts them: a claim override's record asked no one (it was decided as it was made).
+    escalations = Counter(e.risk for e in ev.workspace.store.list_escalations() if e.kind != "conflict-override")
     named = [f"{r.name} ({r.risk or 'no risk'})" for r in routed]
     seen = [f"{plural(len(routed), 'rule')} route to approvers" + (f" ({_some(named, 3)})" if named else ""),
             f"{plural(len(risky), 'high or critical rule')}; escalations by risk: "

@@ -190,6 +190,8 @@ def render_text(metrics: Metrics) -> str:
     lines += ["", "By day (UTC)", *_aligned(_day_rows(metrics))]
     if metrics.overrides:
         lines += ["", "Overrides", *(f"  {line}" for line in _override_lines(metrics)[-SHOWN_CHANGES:])]
+        if len(metrics.overrides) > SHOWN_CHANGES:
+            lines.append(f"  ... and {len(metrics.overrides) - SHOWN_CHANGES} older (--format json lists all)")
     if metrics.agent_changes:
         lines += ["", f"Agent-made commits on {metrics.branch} ({len(metrics.agent_changes)})"]
         lines += [f"  {c.sha[:10]}  {_when(c.committed)}  {(c.mark.runtime if c.mark else ''):<8}  {c.subject}"

@@ -26,8 +26,8 @@ from textual.timer import Timer
 from textual.widgets import DataTable, Sparkline, Static
 
 from loomtui.errors import LoomError, plural
+from loomtui.observability.report import dollars, window_title
 from loomtui.observability.report import percent as report_percent
-from loomtui.observability.report import window_title
 from loomtui.tui.base import LoomScreen, loom_app, wrap_width
 from loomtui.tui.keys import KeysFooter
 from loomtui.tui.palette import PaletteEntry, RankedProvider
@@ -233,7 +233,7 @@ class MetricsScreen(LoomScreen[None]):
                 "rejected": str(runtime.rejected), "acceptance": percent(runtime.acceptance_rate),
                 "decision": duration(runtime.median_decision_s), "first_try": percent(runtime.first_try_pass_rate),
                 "tokens": compact(runtime.input_tokens + runtime.output_tokens) if runtime.agents_reporting else "–",
-                "cost": f"${runtime.cost_usd:,.2f}" if runtime.agents_costing else "–",
+                "cost": dollars(runtime.cost_usd) if runtime.agents_costing else "–",  # $0.0005: "<$0.01", not $0.00
             }
             if runtime.key in rows:
                 for column, value in cells.items():
