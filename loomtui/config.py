@@ -327,10 +327,18 @@ def _gate_name(value: Value, first_line: dict[str, int]) -> str:
     return name
 
 
+_GATE_PLACEHOLDER: Final = re.compile(r"\{([a-z_]+)\}")
+
+
 def _gate_run(value: Value) -> tuple[str, ...]:
     run = value.as_str_list(non_empty=True)
     if not run[0].strip():
         raise value.error("the program (first item) must not be empty")
+    for item in value.as_list():  # a typo of {report} reached the check as its literal text
+        for match in _GATE_PLACEHOLDER.finditer(item.as_str()):
+            if match.group(0) != REPORT_PLACEHOLDER and closest(match.group(1), ("report",)):
+                raise item.error(f"unknown placeholder {match.group(0)} (did you mean {REPORT_PLACEHOLDER}? a gate "
+                                 "has that one alone)")
     if sum(arg.count(REPORT_PLACEHOLDER) for arg in run) > 1:
         raise value.error(f"{REPORT_PLACEHOLDER} may appear once")
     return tuple(run)

@@ -365,6 +365,9 @@ def test_duplicate_gate_name() -> None:
         ("gates:\n  - {name: t, run: [a], timeout: 0}\n", "2: gates[0].timeout: must be greater than 0 (got 0)"),
         ("gates:\n  - {name: t, run: [a], timeout: .inf}\n", "2: gates[0].timeout: must be a finite number (got .inf)"),
         ("gates:\n  - {name: '', run: [a]}\n", "2: gates[0].name: must not be empty"),
+        # A typo of {report} reached the check as its literal text (a runtime's was refused); `${HOME}`, `{x}` pass.
+        ("gates:\n  - {name: t, run: [sh, -c, 'echo ${HOME} {x}', '--out={reprot}']}\n",
+         "2: gates[0].run[3]: unknown placeholder {reprot} (did you mean {report}?"),
         ("runtimes:\n  mine:\n    mode: headless\n", "3: runtimes.mine.argv: required key missing"),
         ("gates:\n  - {name: t, run: [a], env: {A B: x}}\n", "2: gates[0].env.A B: invalid environment variable name"),
         ("gates:\n  - {name: t, run: [a], env: {A: [x]}}\n", "2: gates[0].env.A: expected a string"),
