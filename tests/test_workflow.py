@@ -1638,6 +1638,8 @@ def test_after_a_merge_other_claims_on_regions_it_removed_are_reported_stale(man
     governed_coordinator(manual).claim(holder.id, "lib.py::helper", mode="shared")
     # A function in a file only its branch has (a commit there claimed it) is not gone: it is new.
     governed_coordinator(manual).claim_regions(holder.id, "fresh.py", ["fresh.py::made"])
+    # Nor a function its branch added to a file the code has (it read "gone from the code: claim again").
+    governed_coordinator(manual).claim_regions(holder.id, "lib.py", ["lib.py::added_here"])
     request_merge(manual, renamer)
     stale = [e for e in manual.audit.entries() if e.action == "claim.stale"]
     assert [(e.subject, e.details["regions"], e.details["after_merge_of"]) for e in stale] == [
@@ -1646,8 +1648,10 @@ def test_after_a_merge_other_claims_on_regions_it_removed_are_reported_stale(man
     listed = run_cli(manual.root, "claim", "list")
     assert "! gone from the code: lib.py::helper (renamed, moved or deleted since" in listed.stdout
     as_json = json.loads(run_cli(manual.root, "claim", "list", "--json").stdout)
-    assert sorted((c["sandbox_id"], c["gone"]) for c in as_json) == [(holder.id, []), (holder.id, ["lib.py::helper"])]
+    assert sorted((c["sandbox_id"], c["gone"]) for c in as_json) == [
+        (holder.id, []), (holder.id, []), (holder.id, ["lib.py::helper"])]
     assert [line for line in listed.stdout.splitlines() if "gone from the code" in line and "fresh.py" in line] == []
+    assert "added_here" not in listed.stdout.split("! gone", 1)[1], listed.stdout
     # A file the holder's base had, deleted by a merge: gone, as a renamed function is (not taken for a new file).
     reader = tasks.create_sandbox(manual, "read the ledger", "script",
                                   script=script(manual, "idle2", "- {log: idle}\n"))

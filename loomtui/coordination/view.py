@@ -10,7 +10,7 @@ from pathlib import Path
 from loomtui.coordination.claims import Conflict, Coordinator, edge_label
 from loomtui.coordination.diff import sandbox_signature_changes
 from loomtui.coordination.index import DEPENDENCY_KINDS, RepoIndex
-from loomtui.coordination.regions import ancestors, split_id
+from loomtui.coordination.regions import ancestors, ast_regions, split_id
 from loomtui.gitcmd import Git
 from loomtui.store import ClaimRecord, Store
 
@@ -56,11 +56,10 @@ def gone_regions(claims: list[ClaimRecord], index: RepoIndex,
                  made_on_branch: Callable[[ClaimRecord, str], bool] | None = None) -> dict[int, list[str]]:
     """Each claim's regions the code no longer has (renamed, moved or deleted since it was made, as by a
     merge): a name that protects nothing. Regions inside files only: a file claimed may be one its agent
-    has yet to create; and a region in a file the code lacks that its holder's branch made (`made_on_branch`,
-    a commit there claims it) is new, not gone."""
+    has yet to create; and a region its holder's branch made (`made_on_branch`: a commit there claims it, a
+    function added to a file the code has too) is new, not gone."""
     def new_on_branch(claim: ClaimRecord, rid: str) -> bool:
-        path = split_id(rid)[0]
-        return made_on_branch is not None and path not in index.files and made_on_branch(claim, path)
+        return made_on_branch is not None and made_on_branch(claim, rid)
 
     gone = {}
     for claim in claims:
@@ -72,12 +71,24 @@ def gone_regions(claims: list[ClaimRecord], index: RepoIndex,
 
 
 def made_on_branch(store: Store, root: Path) -> Callable[[ClaimRecord, str], bool]:
-    """Whether a claim's file is one its holder's branch made: its sandbox's base commit has no such file."""
-    def made(claim: ClaimRecord, path: str) -> bool:
+    """Whether a claim's region is one its holder's branch made: its sandbox's base commit has no such file,
+    or the file there has no such region (a function the agent added was said "gone from the code: claim
+    again")."""
+    base_regions: dict[tuple[str, str], set[str] | None] = {}  # (base, path): its regions; None: no such file
+
+    def regions_at(base: str, path: str) -> set[str] | None:
+        if (base, path) not in base_regions:
+            done = Git(root).raw("show", f"{base}:{path}")
+            base_regions[base, path] = None if done.status != 0 else {
+                region.id for region in ast_regions(done.out.decode("utf-8", "surrogateescape"), path)}
+        return base_regions[base, path]
+
+    def made(claim: ClaimRecord, region_id: str) -> bool:
         sandbox = store.get_sandbox(claim.sandbox_id)
         if sandbox is None or not sandbox.base_sha:  # a person's claim, or a task not started: not on a branch
             return False
-        return not Git(root).ok("cat-file", "-e", f"{sandbox.base_sha}:{path}")
+        found = regions_at(sandbox.base_sha, split_id(region_id)[0])
+        return found is None or region_id not in found
     return made
 
 
