@@ -269,6 +269,17 @@ def test_a_check_is_stopped_once_its_disk_runs_short(tmp_path: Path, monkeypatch
     assert quiet.status == "passed", quiet.summary
 
 
+def test_a_findings_report_read_from_the_output_is_stdout_alone(tmp_path: Path) -> None:
+    """`ruff check --output-format json .` with a warning on stderr (its config's deprecated key): the JSON read
+    from stdout and stderr together was no JSON, and every sandbox failed ("no findings could be read")."""
+    lint = ('  - name: lint\n    run: ["python", "-c", "import sys; sys.stderr.write(\'warning: select is '
+            'deprecated\\\\n\'); print(\'[]\')"]\n    format: ruff-json\n')
+    workspace = make_repo(tmp_path, gates=lint)
+    [result] = run_configured_gates(workspace, sandbox_with(workspace, "anything", {"README.md": "hi\n"}))
+    assert (result.status, result.summary) == ("passed", "no findings"), result.summary
+    assert "warning: select is deprecated" in Path(result.log).read_text()  # said in the log all the same
+
+
 def test_a_report_that_is_not_a_regular_file_is_not_read(tmp_path: Path) -> None:
     fifo = ('  - name: fifo\n    run: ["python", "-c", "import os, sys; os.mkfifo(sys.argv[1])", "{report}"]\n'
             '    format: ruff-json\n    timeout: 10\n')

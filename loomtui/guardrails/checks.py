@@ -123,13 +123,16 @@ def _lost(found: disk_room.Shortage, free_at_start: Mapping[str, int | None]) ->
 
 
 def _stream(argv: list[str], cwd: Path, env: Mapping[str, str], timeout: float, log: Path, *,
-            mode: str, progress: Progress | None, started: float) -> _Process:
-    """Run argv, appending every line of its output to `log`; kill its group at the timeout."""
+            mode: str, progress: Progress | None, started: float, stderr_apart: Path | None = None) -> _Process:
+    """Run argv, appending every line of its output to `log` (its stderr to `stderr_apart`, where given);
+    kill its group at the timeout."""
     tail: deque[str] = deque(maxlen=OUTPUT_TAIL_LINES)
     lines = 0
     try:
-        process = subprocess.Popen(argv, cwd=cwd, env=dict(env), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                   stderr=subprocess.STDOUT, start_new_session=True)
+        with contextlib.ExitStack() as files:
+            stderr = files.enter_context(stderr_apart.open("wb")) if stderr_apart is not None else subprocess.STDOUT
+            process = subprocess.Popen(argv, cwd=cwd, env=dict(env), stdin=subprocess.DEVNULL,
+                                       stdout=subprocess.PIPE, stderr=stderr, start_new_session=True)
     except OSError as exc:
         return _Process(None, False, (), f"cannot run {argv[0]}: {exc.strerror or exc}")
     assert process.stdout is not None
@@ -296,8 +299,15 @@ def _run_check(gate: GateConfig, argv: Sequence[str], cwd: Path, env: Mapping[st
                f"{argv[0] if argv else '(nothing)'!r} is not on PATH: is it installed?")
         log.write_text(why + "\n")
         return CheckRun("error", None, 0.0, why, (), str(log), problem=why)
+    # A report read from the output is stdout's alone: a warning on stderr (ruff's about its config) made
+    # the JSON unreadable and failed every sandbox. Its stderr follows it in the log, once read.
+    stderr_apart = run_dir / "stderr.log" if gate.format not in ("exit", "junit") and not uses_report else None
     done = _stream(wrap(_substitute(argv, report), [reports]), cwd, env, gate.timeout, log, mode="w",
-                   progress=progress, started=started)
+                   progress=progress, started=started, stderr_apart=stderr_apart)
+    stdout_only = log.read_bytes()[:MAX_REPORT_BYTES] if stderr_apart is not None and log.exists() else b""
+    if stderr_apart is not None:
+        with contextlib.suppress(OSError), log.open("ab") as out, stderr_apart.open("rb") as said:
+            out.write(said.read(MAX_LOG_BYTES))
     duration = round(time.monotonic() - started, 2)
     if done.error:
         return CheckRun("error", None, duration, done.error, (), str(log), problem=done.error)
@@ -313,8 +323,7 @@ def _run_check(gate: GateConfig, argv: Sequence[str], cwd: Path, env: Mapping[st
             cases = tuple(read_junit(_private_copy(report, run_dir), cwd, shown_as=report.name))
             run = CheckRun(outcome, done.exit_code, duration, _case_summary(cases), done.tail, str(log), cases=cases)
             return _with_rerun(gate, argv, cwd, env, run_dir, wrap, run) if rerun_failed else run
-        text = (read_report(report) if uses_report else log.read_bytes()[:MAX_REPORT_BYTES]).decode(
-            "utf-8", "replace")
+        text = (read_report(report) if uses_report else stdout_only).decode("utf-8", "replace")
         findings = tuple(_read_findings(gate, text, cwd))
         counted = f"{len(findings)} finding{'s' if len(findings) != 1 else ''}"
         return CheckRun(outcome, done.exit_code, duration, counted, done.tail, str(log), findings=findings)
