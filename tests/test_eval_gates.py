@@ -130,7 +130,10 @@ def test_a_test_broken_by_what_ran_before_it_is_a_regression_not_flaky(tmp_path:
 
 
 @pytest.mark.parametrize("gate, expected", [
-    ('  - name: hangs\n    run: ["sh", "-c", "sleep 60 & sleep 60"]\n    timeout: 1\n', "timed out after 1s"),
+    # Hanging at the base commit too, as "already failing": not the change's doing (every sandbox on a hanging
+    # base was blocked by it, each needing an override).
+    ('  - name: hangs\n    run: ["sh", "-c", "sleep 60 & sleep 60"]\n    timeout: 1\n',
+     "not judged: it times out on the base commit too (timed out after 1s"),
     ('  - name: missing\n    run: ["no-such-checker-xyz"]\n', "'no-such-checker-xyz' is not on PATH"),
 ])
 def test_a_check_that_hangs_or_cannot_run_is_an_error_result(tmp_path: Path, gate: str, expected: str) -> None:
@@ -138,7 +141,7 @@ def test_a_check_that_hangs_or_cannot_run_is_an_error_result(tmp_path: Path, gat
     sandbox = sandbox_with(workspace, "anything", {"README.md": "hi\n"})
     started = time.monotonic()
     [result] = run_configured_gates(workspace, sandbox)
-    assert result.status == "error" and expected in result.summary
+    assert result.status == ("passed" if "hangs" in gate else "error") and expected in result.summary, result.summary
     assert time.monotonic() - started < 30  # the whole group was killed, not waited for
     if "missing" in gate:  # the baseline's JSON says why too, as its text does (it has no result to read)
         out = io.StringIO()
@@ -164,6 +167,13 @@ def test_a_check_named_by_a_path_runs_from_the_tree_whatever_folder_it_is_asked_
     git(workspace.root, "commit", "-qam", "no check")
     [gone] = run_configured_gates(workspace, sandbox_with(workspace, "again", {"README.md": "ho\n"}))
     assert gone.status == "error" and "'./scripts/check.sh' is no file in the tree the check runs in" in gone.summary
+
+
+def test_a_check_the_change_makes_hang_is_an_error_its_base_passing(tmp_path: Path) -> None:
+    gate = '  - name: hangs\n    run: ["sh", "-c", "test -f hang && sleep 60; true"]\n    timeout: 1\n'
+    workspace = make_repo(tmp_path, gates=gate)
+    [result] = run_configured_gates(workspace, sandbox_with(workspace, "a hang", {"hang": "x\n"}))
+    assert result.status == "error" and result.summary.startswith("timed out after 1s"), result.summary
 
 
 def test_megabytes_of_output_are_all_on_disk_with_a_bounded_tail(tmp_path: Path) -> None:

@@ -50,6 +50,8 @@ from loomtui.guardrails.reports import (
 )
 
 OUTPUT_TAIL_LINES: Final = 40
+TIMED_OUT: Final = "timed out after"
+"""How a check's run that ran out of time begins its summary."""
 PROGRESS_EVERY_S: Final = 1.0
 MAX_LOG_BYTES: Final = 256 * 1024 * 1024
 """A check's output kept on disk; beyond it the output is read (the check must not block) and dropped."""
@@ -312,7 +314,7 @@ def _run_check(gate: GateConfig, argv: Sequence[str], cwd: Path, env: Mapping[st
     if done.error:
         return CheckRun("error", None, duration, done.error, (), str(log), problem=done.error)
     if done.timed_out:
-        why = f"timed out after {gate.timeout:g}s; its whole process group was killed"
+        why = f"{TIMED_OUT} {gate.timeout:g}s; its whole process group was killed"
         return CheckRun("error", None, duration, why, done.tail, str(log), problem=why)
     outcome = "passed" if done.exit_code == 0 else "failed"
     summary = _summary(done.tail, done.exit_code)

@@ -164,7 +164,8 @@ def run_configured_gates(workspace: Workspace, sandbox_id: str, *,
                 result = _sandbox_check(workspace, record, gate, runs[gate.name], commit, rerun)
                 base_run, base_record = theirs[gate.name].result() if gate.name in theirs else (None, None)
                 if gate.format == "junit" and result.outcome != "error" and result.cases is None and \
-                        base_run is not None and base_run.cases is None and base_record is not None and \
+                        base_run is not None and base_run.outcome != "error" and base_run.cases is None and \
+                        base_record is not None and \
                         not base_record.data.get(MEASURED_ALONE_KEY):
                     # Neither wrote its report: judged by exit code, "already failing" passes. The base's run
                     # beside this one's, of the change's code, could be starved of its report (a full disk, kept
@@ -172,6 +173,8 @@ def run_configured_gates(workspace: Workspace, sandbox_id: str, *,
                     # (a base whose suite writes no report is not run again at every review).
                     base_run, base_record = baseline(workspace, base, gate, rerun_failed=rerun, fresh=True,
                                                      alone=True)
+                if base_run is None and base_record is not None and isinstance(base_record.data.get("result"), dict):
+                    base_run = CheckRun.from_dict(base_record.data["result"])  # its error: timed out there too?
                 verdict = judge(result, base_run, gate.format)
             except (LoomError, OSError) as exc:
                 result = CheckRun("error", None, 0.0, f"the check could not run: {exc}", (), "")

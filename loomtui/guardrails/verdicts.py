@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from loomtui.guardrails.checks import CheckRun, exit_said
+from loomtui.guardrails.checks import TIMED_OUT, CheckRun, exit_said
 from loomtui.guardrails.classify import Classification, FindingDiff, classify, diff_findings, with_rerun
 
 
@@ -55,6 +55,10 @@ def judge(run: CheckRun, base: CheckRun | None, form: str = "exit") -> Verdict:
     alone, a failure is "already failing" only when the base failed with the same code.
     """
     if run.outcome == "error":
+        if _timed_out(run) and base is not None and _timed_out(base):
+            # As a failure already failing: the check hangs at the base commit too, not by the change's doing
+            # (every sandbox on a hanging base was blocked, each needing an override).
+            return Verdict("passed", f"not judged: it times out on the base commit too ({run.summary})")
         return Verdict("error", run.summary)
     if form == "junit":
         if run.cases is None and base is not None and base.cases is None and base.outcome != "error":
@@ -91,6 +95,10 @@ def judge(run: CheckRun, base: CheckRun | None, form: str = "exit") -> Verdict:
         return Verdict("passed", f"already failing on the base commit ({exit_said(run.exit_code)} there too)")
     said = exit_said(run.exit_code)  # the summary is that very line where the output said nothing else
     return Verdict("failed", said if run.summary in ("", said) else f"{said}: {run.summary}")
+
+
+def _timed_out(run: CheckRun) -> bool:
+    return run.outcome == "error" and run.summary.startswith(TIMED_OUT)
 
 
 def _same_failure(run: CheckRun, base: CheckRun | None) -> bool:
