@@ -110,6 +110,16 @@ def test_markdown_splits_at_setext_headings_too() -> None:
     assert "- an item\n---" in sections[2].text and "Code\n===" in sections[2].text  # a list, a rule, code
 
 
+def test_a_markdown_front_matter_is_no_section() -> None:
+    """A docs site's `---\ntitle: ...\nsidebar_position: 2\n---` was a section of its own, sliced to agents."""
+    text = "---\ntitle: Code style\nsidebar_position: 2\n---\n\n# Style\n\nUse snake_case.\n"
+    [style] = split_markdown("repo", "docs/style.md", text)
+    assert (style.heading, style.line) == (("Style",), 6) and "sidebar_position" not in style.text
+    # A rule drawn on the first line, and text after it, is no front matter.
+    ruled = split_markdown("repo", "NOTES.md", "---\n\nAn intro.\n\n---\n\n# A\n\nx\n")
+    assert "An intro." in ruled[0].text
+
+
 def test_adr_metadata_nygard_and_superseded() -> None:
     adr = parse_adr("docs/adr/0007-queue.md", "# 7. Use a queue\n\nDate: 2024-05-01\n\n## Status\n\n"
                                                "Superseded by ADR 0009\n\n## Decision\n\nSupersedes ADR 3.\n")

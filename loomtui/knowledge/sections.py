@@ -224,13 +224,15 @@ def split_source(layer: str, path: str, text: str) -> list[Section]:
 
 def split_markdown(layer: str, path: str, text: str) -> list[Section]:
     """Split Markdown at its headings, ATX (`## Title`) and setext (`Title` over `===` or `---`), not inside
-    fenced code; blank sections are dropped."""
+    fenced code; blank sections are dropped, and so is a YAML front matter (a docs site's `title:` and
+    `sidebar_position:` were a section of their own, sliced to agents)."""
     lines = text.splitlines(keepends=True)
+    skip = _front_matter_end(lines)
     stack: list[tuple[int, str]] = []
-    starts: list[tuple[int, tuple[str, ...], int]] = [(0, (), 0)]  # (first line, heading path, heading's lines)
+    starts: list[tuple[int, tuple[str, ...], int]] = [(skip, (), 0)]  # (first line, heading path, heading's lines)
     fence: str | None = None
     for number, line in enumerate(lines):
-        if line[:1] not in _MAYBE_MARKUP:
+        if number < skip or line[:1] not in _MAYBE_MARKUP:
             continue  # prose: neither a heading nor a fence (most lines; the regexes are the cost)
         fenced = _FENCE.match(line)
         if fence is not None:
@@ -268,6 +270,21 @@ def split_markdown(layer: str, path: str, text: str) -> list[Section]:
         sections.append(Section(layer, path, heading_path, chunk.rstrip() + "\n", start + 1, "markdown",
                                 ordinal=ordinal, refs=code_refs(chunk)))
     return sections
+
+
+def _front_matter_end(lines: Sequence[str]) -> int:
+    """The first line after a YAML front matter (`---` on the first line, a `key:` next, to a `---` or `...`
+    line), or 0 (a rule drawn on the first line is no front matter)."""
+    if len(lines) < 2 or lines[0].rstrip() != "---" or not _FRONT_MATTER_KEY.match(lines[1]):
+        return 0
+    for number in range(1, min(len(lines), MAX_FRONT_MATTER_LINES)):
+        if lines[number].rstrip() in ("---", "..."):
+            return number + 1
+    return 0
+
+
+MAX_FRONT_MATTER_LINES: Final = 200
+_FRONT_MATTER_KEY: Final = re.compile(r"[A-Za-z_][\w-]*[ \t]*:")
 
 
 def _setext(lines: Sequence[str], number: int, after: int) -> tuple[int, str] | None:
