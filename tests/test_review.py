@@ -951,6 +951,9 @@ def test_policy_explain_judges_with_the_eval_the_review_judged_with(tmp_path: Pa
     assert "low-behaviour-score" in reviewed["rules"], reviewed
     explained = json.loads(run_cli(repo, "policy", "explain", record.id, "--json").stdout)
     assert explained["post-gate"]["rules"] == reviewed["rules"], (explained, reviewed)
+    # And the CI gate: it said "default: no rule applies" of the change (PASS once approved as it was).
+    gated = json.loads(run_cli(repo, "gate", "--head", f"loom/{record.id}", "--json").stdout)
+    assert "low-behaviour-score" in json.dumps(gated), gated
 
 
 def test_a_merge_follows_only_signed_approvals_where_the_policy_requires_them(billing: Path, tmp_path: Path) -> None:

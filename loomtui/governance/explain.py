@@ -16,6 +16,7 @@ from loomtui.workspace import Workspace
 
 if TYPE_CHECKING:
     from loomtui.guardrails.evals import EvalReport
+    from loomtui.store import Store
 
 
 def _summary(evaluation: Evaluation) -> dict[str, Any]:
@@ -30,13 +31,14 @@ def claim_facts(workspace: Workspace, sandbox_id: str, author: str | None = None
                        regions=tuple(regions), author=author)
 
 
-def with_eval_facts(facts: ChangeFacts, workspace: Workspace, sandbox_id: str, tip: str) -> ChangeFacts:
+def with_eval_facts(facts: ChangeFacts, store: Store, sandbox_id: str, tip: str) -> ChangeFacts:
     """`facts` with gate 2's score and items and gate 1's regressions, as the sandbox's stored eval at `tip` has
-    them (the review judges with them: `policy explain` and the policy view said "no rule applies" of a change
-    the review had held for its low behaviour score)."""
-    from loomtui.guardrails.evals import latest_eval
+    them (the review judges with them: `policy explain`, the policy view and `loomtui gate` said "no rule
+    applies" of a change the review had held for its low behaviour score)."""
+    from loomtui.guardrails.evals import SANDBOX_EVAL, EvalReport
 
-    report = latest_eval(workspace, sandbox_id)
+    row = store.latest_eval_report(sandbox_id, SANDBOX_EVAL)
+    report = EvalReport.from_dict(row.data, stored=True, report_id=row.id) if row is not None else None
     return facts if report is None or report.commit != tip else replace(facts, **eval_fields(report))
 
 
@@ -74,7 +76,7 @@ def explain_sandbox(workspace: Workspace, policy: Policy, sandbox_id: str) -> di
                          author=record.created_by or None,
                          onto=repo.resolve_commit(f"refs/heads/{record.target}") if record.target else None,
                          advisory_gates=[run.gate for run in runs if run.advisory])  # as its review reads them
-    facts = with_eval_facts(facts, workspace, record.id, tip)
+    facts = with_eval_facts(facts, workspace.store, record.id, tip)
     return {
         "sandbox": record.id,
         "claim": claim,

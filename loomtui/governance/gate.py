@@ -247,6 +247,10 @@ def run_gate(root: Path, policy: Policy | None = None, *, base: str | None = Non
                      f"read from {NOTES_REF}")
     facts = change_facts(root, merge_base, head_sha, gates=gates, runtime=runtime, author=author, onto=base_sha,
                          advisory_gates=advisory)
+    if sandbox is not None and store is not None:  # gate 2's score too, as its review judged it (PASS of a block)
+        from loomtui.governance.explain import with_eval_facts
+
+        facts = with_eval_facts(facts, store, sandbox.id, head_sha)
     evaluation = evaluate(policy, facts)
     if sandbox is None and policy.separation_of_duties and evaluation.outcome == "require":
         notes.append(f"separation of duties: the author is {facts.author or 'unknown'} as the head commit names "
