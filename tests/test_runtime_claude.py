@@ -481,7 +481,7 @@ def test_malformed_stream_json_lines_are_skipped_and_counted(tmp_path: Path, mon
     # The path in its worktree as the repository names it, as the Log tab says it (it was whole, over two lines).
     assert summaries[:3] == ["session started (stand-in)", "Done.", "Read notes/a.md"], summaries[:3]
     assert summaries[3].startswith("Long: xxx")
-    assert summaries[4:] == ["denied: Write", "finished: success, 1 turns, 1 permission denial"], summaries[4:]
+    assert summaries[4:] == ["denied: Write", "finished: success, 1 turn, 1 permission denial"], summaries[4:]
     assert done.data["agent_result"]["is_error"] is False
     workspace.close()
 

@@ -74,6 +74,11 @@ class ActivityBudget:
                                            "recorded (all are in its log)"}
 
 
+def turns_said(turns: object) -> str:
+    """An agent's turns as a phrase: "1 turn", "4 turns" (it said "1 turns")."""
+    return f"{turns} turn" if turns == 1 else f"{turns} turns"
+
+
 def shorten(text: str) -> str:
     """One line of at most SUMMARY_CHARS characters (an activity's summary)."""
     return abridged(text, SUMMARY_CHARS)
@@ -181,7 +186,7 @@ def _result(message: dict[str, Any]) -> list[Activity]:
                for d in (raw if isinstance(raw, list) else []) if isinstance(d, dict)]
     parts = [str(outcome)]
     if turns is not None:
-        parts.append(f"{turns} turn" if turns == 1 else f"{turns} turns")
+        parts.append(turns_said(turns))
     if isinstance(cost, (int, float)):
         parts.append(f"${cost:.4f}")
     if tokens["input_tokens"] or tokens["output_tokens"]:

@@ -12,6 +12,7 @@ from rich.text import Text
 
 from loomtui.errors import escape_controls, plural
 from loomtui.execution import sandboxes
+from loomtui.execution.activity import turns_said
 from loomtui.execution.lifecycle import LIVE, PLANNED
 from loomtui.store import ClaimRecord, Event, SandboxRecord
 from loomtui.tui.keys import shown_key
@@ -170,7 +171,7 @@ def _agent_report(fields: list[Field], result: object, worktree: str | None) -> 
         return
     parts = []
     if result.get("turns") is not None:
-        parts.append(f"{result['turns']} turns")
+        parts.append(turns_said(result["turns"]))
     read = result.get("input_tokens_read", result.get("input_tokens")) or 0  # its caches' too, as `report` counts
     if read or result.get("output_tokens"):
         parts.append(f"{read:,} in / {result.get('output_tokens') or 0:,} out tokens")
