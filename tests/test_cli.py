@@ -502,6 +502,10 @@ def test_config_check_names_every_problem_and_warns_of_no_gates(repo: Path) -> N
     (repo / ".loom" / "loom.yaml").write_text("")
     empty = run_cli(repo, "config", "check")
     assert empty.returncode == 0 and "no gates: agents' changes reach review untested" in empty.stderr
+    # A gate of `kind: behavioural` was accepted, listed, and never run, unsaid.
+    (repo / ".loom" / "loom.yaml").write_text("version: 1\ngates:\n  - {name: b, run: ['true'], kind: behavioural}\n")
+    kinded = run_cli(repo, "config", "check")
+    assert kinded.returncode == 0 and "gate 'b' is `kind: behavioural`, which no gate runs" in kinded.stderr
 
 
 def test_ctrl_c_before_a_command_begins_is_exit_130_not_a_traceback(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -228,6 +228,10 @@ def cmd_config_check(args: argparse.Namespace) -> int:
     if not config.gates:  # as doctor says: a change that breaks the tests would reach review as passed
         warnings.append(f"{config.source or CONFIG_PATH}: no gates: agents' changes reach review untested "
                         "(`loomtui init` finds a repository's tests; README: Guardrails)")
+    # Accepted, listed above, and never run: gate 1 runs the deterministic ones, gate 2 is loomtui's own score.
+    warnings += [f"{config.source or CONFIG_PATH}: gate {gate.name!r} is `kind: {gate.kind}`, which no gate runs "
+                 "(gate 2 is loomtui's own score, `eval:`): without `kind` gate 1 runs it"
+                 for gate in config.gates if gate.kind != "deterministic"]
     # On stderr with --json too, as every command's problems (a CI log keeping stderr alone read nothing).
     for problem in problems:
         print(f"loomtui: error: {problem}", file=sys.stderr)
