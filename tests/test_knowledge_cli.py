@@ -123,6 +123,21 @@ def test_a_pinned_section_that_no_longer_exists_is_said_by_show_and_drift(sample
     assert code == 0 and out.startswith("OK: ") and f"loomtui: warning: {problem}" in err
 
 
+def test_config_check_warns_of_a_missing_layer_and_pins_over_the_budget(sample: Path,
+                                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    """It said OK of both (the context was not loaded): every slice then went without the layer, or was refused."""
+    config = sample / ".loom" / "loom.yaml"
+    config.write_text(config.read_text().replace(
+        "budget_tokens: 6000",
+        "budget_tokens: 10\n  pinned: [AGENTS.md]\n  layers:\n    - {name: org, dir: ../no-org}"))
+    code, out, err = run(capsys, sample, "config", "check")
+    assert code == 0 and out.startswith("OK: "), err
+    assert "loomtui: warning: layer org: " in err and "no such directory; the layer is left out" in err
+    assert "loomtui: warning: context.budget_tokens: 10 is smaller than the pinned sections" in err
+    code, out, err = run(capsys, sample, "config", "check", "--json")
+    assert any("smaller than the pinned sections" in w for w in json.loads(out)["warnings"])
+
+
 def test_bad_input_is_one_line_exit_2(sample: Path, capsys: pytest.CaptureFixture[str]) -> None:
     config = sample / ".loom" / "loom.yaml"
     config.write_text(config.read_text().replace("budget_tokens: 6000", "budget_tokens: 10\n  pinned: [AGENTS.md]"))

@@ -224,7 +224,7 @@ def cmd_config_check(args: argparse.Namespace) -> int:
             check()
         except LoomError as exc:
             problems += problem_lines(exc)
-    warnings = _theme_warnings(config.theme) + _pin_warnings(paths.root, config)
+    warnings = _theme_warnings(config.theme) + _context_warnings(paths.root, config)
     if not config.gates:  # as doctor says: a change that breaks the tests would reach review as passed
         warnings.append(f"{config.source or CONFIG_PATH}: no gates: agents' changes reach review untested "
                         "(`loomtui init` finds a repository's tests; README: Guardrails)")
@@ -246,17 +246,27 @@ def cmd_config_check(args: argparse.Namespace) -> int:
     return 2 if problems else 0
 
 
-def _pin_warnings(root: Path, config: LoomConfig) -> list[str]:
-    """`context.pinned` selectors that match no section of the context as it is (as `context drift` says)."""
-    if not config.context.pinned:
-        return []
-    from loomtui.knowledge.slicing import pinned_sections
+def _context_warnings(root: Path, config: LoomConfig) -> list[str]:
+    """What `context:` names that does not work as the context is now, as `context show` says it: a layer
+    that is not there, a source that cannot be read, a `context.pinned` selector matching no section, and
+    pinned sections over the budget (every slice refused). Warnings: a sandbox still starts, with what is
+    there (it said OK of a layer whose folder does not exist)."""
+    from loomtui.knowledge.sections import estimate_tokens
+    from loomtui.knowledge.slicing import context_problems, pinned_sections
     from loomtui.knowledge.sources import load_context
 
     try:
-        return pinned_sections(load_context(root, config.context))[1]
-    except LoomError:
-        return []  # its sources' own problems are `context show`'s to say
+        context = load_context(root, config.context)
+    except LoomError as exc:
+        return [f"context: {exc}"]
+    warnings = context_problems(context)
+    pinned = pinned_sections(context)[0]
+    pinned_tokens = sum(estimate_tokens(section.text) for section in pinned)
+    if pinned_tokens > config.context.budget_tokens:
+        warnings.append(f"context.budget_tokens: {config.context.budget_tokens:,} is smaller than the pinned "
+                        f"sections ({pinned_tokens:,} tokens in {len(pinned)}): every slice is refused and "
+                        "agents get their task only; raise it or pin less")
+    return warnings
 
 
 def _theme_warnings(wanted: str) -> list[str]:
