@@ -294,6 +294,45 @@ def test_a_module_that_cannot_be_imported_is_an_error_named_by_its_path(reports:
     assert case.message == "ModuleNotFoundError: No module named 'no_such_module_zz'"
 
 
+def test_a_file_that_failed_collection_and_runs_now_is_fixed_and_a_stopped_run_is_not_judged(tmp_path: Path) -> None:
+    """Real pytest runs: fixing a test file's import read "a test removed" (gate 2 failed the fix), and a run
+    that stopped at the base's collection error read "passed (1 already failing)" with the change's failing
+    test never run."""
+    from loomtui.guardrails.checks import CheckRun
+    from loomtui.guardrails.verdicts import judge
+
+    project = write(tmp_path, {"tests/__init__.py": "", "tests/test_a.py": "def test_a():\n    pass\n",
+                               "tests/test_b.py": "import no_such_module_zz\n\ndef test_b():\n    pass\n"})
+
+    def run(name: str, *options: str) -> tuple[TestCase, ...]:
+        subprocess.run([*PYTEST, *options, f"--junitxml={tmp_path / name}", "tests"], cwd=project, env=inner_env(),
+                       capture_output=True, timeout=60, check=False)
+        return tuple(read_junit(tmp_path / name, project))
+
+    base_stopped, base_on = run("base.xml"), run("base-on.xml", "--continue-on-collection-errors")
+    (project / "tests/test_c.py").write_text("def test_c():\n    assert False\n")
+    stopped, went_on = run("c.xml"), run("c-on.xml", "--continue-on-collection-errors")
+    (project / "tests/test_b.py").write_text("def test_b():\n    pass\n")
+    fixed = run("fixed.xml")
+    assert [c.id for c in base_stopped] == ["tests/test_b.py"]  # pytest stopped there: test_a never ran
+
+    classes = {t.id: t.cls for t in classify(base_stopped, fixed).tests}
+    assert classes["tests/test_b.py"] is TestClass.FAIL_TO_PASS and TestClass.REMOVED not in classes.values()
+    assert classify(base_stopped, fixed).uncollected == ()
+    [gone] = classify(base_stopped, [c for c in fixed if not c.id.startswith("tests/test_b.py")]).tests[-1:]
+    assert (gone.id, gone.cls) == ("tests/test_b.py", TestClass.REMOVED)  # the broken file deleted: removed
+
+    def check(cases: tuple[TestCase, ...]) -> CheckRun:
+        failing = any(c.outcome.is_fail for c in cases)
+        return CheckRun("failed" if failing else "passed", 2 if failing else 0, 1.0, "", (), "", cases=cases)
+
+    verdict = judge(check(stopped), check(base_stopped), "junit")
+    assert verdict.status == "passed" and verdict.reason.startswith("not judged: no test ran, here nor on the base")
+    assert verdict.tests is not None and [t.id for t in verdict.tests.uncollected] == ["tests/test_b.py"]
+    verdict = judge(check(went_on), check(base_on), "junit")  # the other files run: the failing test is seen
+    assert verdict.status == "failed" and verdict.regressions == ("tests/test_c.py::test_c",)
+
+
 def test_a_single_testsuite_root_and_other_runners_attributes(tmp_path: Path) -> None:
     (tmp_path / "src").mkdir()
     (tmp_path / "src" / "test_y.py").write_text("")

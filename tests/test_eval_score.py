@@ -144,6 +144,17 @@ def test_tests_fail_for_a_removed_test_in_the_results_or_the_diff() -> None:
     assert evidence == ("tests/test_refunds.py::TestRefund::test_window: removed",)
 
 
+def test_tests_warn_that_no_test_ran_when_collection_failed_here_and_on_the_base() -> None:
+    """It read "no test removed, skipped or regressed" of a run in which pytest stopped at collection."""
+    stopped = with_tests(case("tests/test_b.py", classify.TestClass.FAIL_TO_FAIL, Outcome.error, Outcome.error,
+                              message="ModuleNotFoundError: No module named 'zz'"))
+    assert item(stopped, "tests") == (ItemStatus.WARN, "no test ran (1 file failed collection)", (
+        "tests/test_b.py: failed collection, here and on the base commit (ModuleNotFoundError: No module named 'zz')",))
+    fixed = with_tests(case("tests/test_b.py", classify.TestClass.FAIL_TO_PASS, Outcome.error, Outcome.passed),
+                       case("tests/test_b.py::test_b", classify.TestClass.ADDED, None, Outcome.passed))
+    assert item(fixed, "tests")[0] == ItemStatus.PASS
+
+
 def test_tests_fail_for_a_skip_without_a_reason_and_warn_with_one() -> None:
     silent = with_tests(case("tests/t.py::test_a", classify.TestClass.SKIPPED, Outcome.passed, Outcome.xfailed,
                              newly_skipped=True))

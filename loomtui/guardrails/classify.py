@@ -103,6 +103,13 @@ class Classification:
     def regressions(self) -> tuple[ClassifiedTest, ...]:
         return tuple(test for test in self.tests if test.is_regression)
 
+    @property
+    def uncollected(self) -> tuple[ClassifiedTest, ...]:
+        """When every result of the run is a file pytest could not collect (it stops there unless told
+        `--continue-on-collection-errors`), those: no test ran, so none could regress. Else empty."""
+        ran = [test for test in self.tests if test.after is not None]
+        return tuple(ran) if ran and all(is_collection_failure(t.id, t.after) for t in ran) else ()
+
     def counts(self) -> dict[str, int]:
         """Tests per class (every class, zeros too), and how many were flaky."""
         counts = {cls.value: 0 for cls in TestClass}
@@ -153,6 +160,16 @@ def _class_of(before: Outcome, after: Outcome) -> TestClass:
     return TestClass.PASS_TO_FAIL if after.is_fail else TestClass.PASS_TO_PASS
 
 
+def is_collection_failure(test_id: str, outcome: Outcome | None) -> bool:
+    """pytest's record of a file (or a folder's conftest) it could not collect: a failing id naming no test."""
+    return outcome is not None and outcome.is_fail and "::" not in test_id
+
+
+def _collected_now(test_id: str, now: Iterable[str]) -> bool:
+    """Whether a file that failed collection (or a folder whose conftest did) has tests run now."""
+    return any(path == test_id or path.startswith(test_id + "/") for path in {i.partition("::")[0] for i in now})
+
+
 def _sort_key(test: ClassifiedTest) -> tuple[int, str]:
     return (0 if test.is_regression else 1 + _ORDER.index(test.cls), test.id)
 
@@ -173,8 +190,16 @@ def classify(before: Sequence[TestCase] | None, after: Sequence[TestCase]) -> Cl
         cls = _class_of(old.outcome, case.outcome)
         tests.append(ClassifiedTest(test_id, cls, old.outcome, case.outcome, message=case.message or old.message,
                                     newly_skipped=cls is TestClass.SKIPPED and not old.outcome.is_skip))
-    tests.extend(ClassifiedTest(test_id, TestClass.REMOVED, old.outcome, None, message=old.message)
-                 for test_id, old in then.items() if test_id not in now)
+    for test_id, old in then.items():
+        if test_id in now:
+            continue
+        if is_collection_failure(test_id, old.outcome) and _collected_now(test_id, now):
+            # The file failed collection on the base and its tests run now: fixed, not a test removed (gate 2
+            # failed a change that fixed an import for "a test removed"). Its tests are each ADDED.
+            tests.append(ClassifiedTest(test_id, TestClass.FAIL_TO_PASS, old.outcome, Outcome.passed,
+                                        message=f"collected now (it failed collection: {old.message})"))
+            continue
+        tests.append(ClassifiedTest(test_id, TestClass.REMOVED, old.outcome, None, message=old.message))
     return Classification(tests=tuple(sorted(tests, key=_sort_key)), baseline=before is not None)
 
 

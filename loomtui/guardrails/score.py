@@ -239,16 +239,21 @@ def _tests(inputs: ScoreInputs) -> _Verdict:
             # what ran before it. A person should look, so it warns rather than passing unseen.
             skipped.append(f"{test.id}: failed, then passed on its re-run (flaky, or broken by test order){why}")
     failing = [f"{test}: removed" for test in sorted(removed)] + failing
+    # Nothing ran, so nothing could regress: a change's failing test read "no test ... regressed".
+    uncollected = [f"{test.id}: failed collection, here and on the base commit"
+                   + (f" ({test.message})" * bool(test.message))
+                   for test in (inputs.tests.uncollected if inputs.tests is not None else ())]
     reach = inputs.tests_reaching
     unreached = [f"{region}: changed, and no test reaches it" for region in reach.unreached] if reach else []
     results = "" if inputs.tests is not None else " (no per-test results: no junit gate ran)"
     if failing:
         return ItemStatus.FAIL, f"{plural(len(failing), 'test')} removed, skipped or regressed{results}", \
             failing + skipped + unreached
-    if skipped or unreached:
-        what = [f"{plural(len(skipped), 'test')} newly skipped with a reason or flaky"] if skipped else []
+    if skipped or unreached or uncollected:
+        what = [f"no test ran ({plural(len(uncollected), 'file')} failed collection)"] if uncollected else []
+        what += [f"{plural(len(skipped), 'test')} newly skipped with a reason or flaky"] if skipped else []
         what += [f"{plural(len(unreached), 'changed code region')} no test reaches"] if unreached else []
-        return ItemStatus.WARN, "; ".join(what) + results, skipped + unreached
+        return ItemStatus.WARN, "; ".join(what) + results, uncollected + skipped + unreached
     reached = f"; tests reach all {len(reach.reached)} changed code regions" if reach and reach.reached else ""
     return ItemStatus.PASS, f"no test removed, skipped or regressed{reached}{results}", ()
 

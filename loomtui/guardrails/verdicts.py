@@ -79,6 +79,12 @@ def judge(run: CheckRun, base: CheckRun | None, form: str = "exit") -> Verdict:
         if regressions:
             named = ", ".join(t.id for t in regressions[:3]) + (" ..." if len(regressions) > 3 else "")
             return Verdict("failed", f"{tests.summary()}; regressed: {named}", tests=tests)
+        if uncollected := tests.uncollected:
+            # The base stops at the same files (a new one would be a regression): no test of the change ran, and
+            # "passed (1 already failing)" read as if the change's new failing test had been run and passed.
+            named = ", ".join(t.id for t in uncollected[:3]) + (" ..." if len(uncollected) > 3 else "")
+            return Verdict("passed", f"not judged: no test ran, here nor on the base commit: {named} failed "
+                           "collection (pytest's --continue-on-collection-errors runs the other files)", tests=tests)
         failing = any(case.outcome.is_fail for case in run.cases)
         if run.outcome == "failed" and not failing and not _same_failure(run, base):
             return Verdict("failed", f"{exit_said(run.exit_code)} though no test failed ({tests.summary()})",
