@@ -954,6 +954,10 @@ def test_policy_explain_judges_with_the_eval_the_review_judged_with(tmp_path: Pa
     # And the CI gate: it said "default: no rule applies" of the change (PASS once approved as it was).
     gated = json.loads(run_cli(repo, "gate", "--head", f"loom/{record.id}", "--json").stdout)
     assert "low-behaviour-score" in json.dumps(gated), gated
+    # A gate 1 run again after the review is the newest eval, without a score: the score is still the review's.
+    assert run_cli(repo, "eval", record.id, "--gate", "1", "--force").returncode == 0
+    explained = json.loads(run_cli(repo, "policy", "explain", record.id, "--json").stdout)
+    assert explained["post-gate"]["rules"] == reviewed["rules"], (explained, reviewed)
 
 
 def test_a_merge_follows_only_signed_approvals_where_the_policy_requires_them(billing: Path, tmp_path: Path) -> None:

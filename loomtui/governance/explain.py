@@ -37,9 +37,15 @@ def with_eval_facts(facts: ChangeFacts, store: Store, sandbox_id: str, tip: str)
     applies" of a change the review had held for its low behaviour score)."""
     from loomtui.guardrails.evals import SANDBOX_EVAL, EvalReport
 
-    row = store.latest_eval_report(sandbox_id, SANDBOX_EVAL)
-    report = EvalReport.from_dict(row.data, stored=True, report_id=row.id) if row is not None else None
-    return facts if report is None or report.commit != tip else replace(facts, **eval_fields(report))
+    reports = [EvalReport.from_dict(row.data, stored=True, report_id=row.id)
+               for row in store.eval_reports_at(sandbox_id, SANDBOX_EVAL, tip)]
+    if not reports:
+        return facts
+    # Each from the newest eval at this tip that has it: after `eval --gate 1 --force` the newest has no score,
+    # and the change read "no rule applies" where the review had held it for its score.
+    scored = next((report for report in reports if report.score is not None), reports[0])
+    tested = next((report for report in reports if report.checks), reports[0])
+    return replace(facts, **{**eval_fields(scored), "regressions": tested.regressions})
 
 
 def eval_fields(report: EvalReport) -> dict[str, Any]:

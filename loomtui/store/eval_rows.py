@@ -171,6 +171,12 @@ class EvalRows:
                                "ORDER BY id DESC LIMIT 1", (subject, kind, fingerprint))
         return self._eval_report(rows[0]) if rows else None
 
+    def eval_reports_at(self, subject: str, kind: str, commit_sha: str, limit: int = 20) -> list[EvalReportRecord]:
+        """A subject's evals at one commit, newest first (at most `limit`)."""
+        rows = self._query("SELECT * FROM eval_reports WHERE subject = ? AND kind = ? AND commit_sha = ? "
+                           "ORDER BY id DESC LIMIT ?", (subject, kind, commit_sha, limit))
+        return [self._eval_report(row) for row in rows]
+
     def latest_eval_report_ids(self, kind: str) -> dict[str, int]:
         """The id of the newest eval of each subject of a kind (no report parsed: the app polls this)."""
         rows = self._query("SELECT subject, MAX(id) AS id FROM eval_reports WHERE kind = ? GROUP BY subject", (kind,))
