@@ -159,6 +159,10 @@ def build_store(workspace: Workspace) -> None:
         EvalReportRecord(0, "s0", "sandbox", "c0", "f", D0 - 9 * DAY, {"regressions": ["t::x"]}),
         EvalReportRecord(0, "s1", "sandbox", "c1", "f", D0 + 2 * H + 20, {"regressions": []}),
         EvalReportRecord(0, "s2", "sandbox", "c2a", "f", D0 + 4 * H + 20, {"regressions": ["t::a", "t::b"]}),
+        # Its agent told, one fixed then the other: the regressions caught are still two (the newest eval alone
+        # was read, and said none), each counted once.
+        EvalReportRecord(0, "s2", "sandbox", "c2b", "f", D0 + 4 * H + 900, {"regressions": ["t::a"]}),
+        EvalReportRecord(0, "s2", "sandbox", "c2c", "f", D0 + 4 * H + 950, {"regressions": []}),
         # Without the summary field: read whole (EvalReport), which finds none.
         EvalReportRecord(0, "s3", "sandbox", "c3", "f", D0 + DAY + 2 * H + 20, {"subject": "s3", "commit": "c3"}),
     ])
@@ -201,7 +205,7 @@ def test_the_figures_of_a_known_window(scenario: Workspace) -> None:
     assert dict(summary_lines(m))["Decisions"] == ("median 30 min from an agent's end to a person's decision "
                                                    "(4 timed); 1 decided by the policy alone")
     assert (m.total.gated, m.total.first_try_passed, m.first_try_pass_rate) == (3, 2, pytest.approx(2 / 3))
-    assert (m.total.regressions_caught, m.sandboxes_with_regressions, m.evals) == (2, 1, 3)
+    assert (m.total.regressions_caught, m.sandboxes_with_regressions, m.evals) == (2, 1, 5)
     c = m.conflicts
     assert (c.claims_refused, c.agent_claims_refused, c.commits_refused, c.rejected_at_claim, c.scheduled_apart,
             c.at_merge) == (1, 1, 1, 1, 2, 1)
@@ -492,7 +496,7 @@ def test_json_markdown_and_text_through_the_command(scenario: Workspace) -> None
     # The marks add up to more than the changes (one carries several), and the merge is one change: said.
     assert "8 of 11 commits that landed on main (73%; a merge and what it brought count as one); marked aider 2, " \
            "assisted-by 2, claude-code 2, codex 1, loomtui 1, trailer:Generated-by 1 (a change may carry several)" in text
-    assert "2 regressions caught in 1 sandbox (3 evals)" in text
+    assert "2 regressions caught in 1 sandbox (5 evals)" in text
     aider = next(line.split() for line in text.splitlines() if line.startswith("aider "))
     assert aider[-3:] == ["n/a", "n/a", "n/a"]  # it reported no usage: not "$0.00", which reads as free
 

@@ -528,18 +528,21 @@ def _gates(tallies: _Tallies, runs: Sequence[GateOutcome], runtime_of: dict[str,
         tallies.add("first_try_passed", first.started, runtime, int(all(s == "passed" for s in tried.values())))
 
 
-def _regressions(workspace: Workspace, outcome: EvalOutcome) -> int:
-    if outcome.regressions is not None:
-        return outcome.regressions
-    record = workspace.store.eval_report_by_id(outcome.id)  # a report without the summary field: read it whole
+def _regressions(workspace: Workspace, outcome: EvalOutcome) -> tuple[str, ...]:
+    """The tests an eval found regressed (read whole only where it found some, or does not say)."""
+    if outcome.regressions == 0:
+        return ()
+    record = workspace.store.eval_report_by_id(outcome.id)
     if record is None:
-        return 0
+        return ()
+    if isinstance(listed := record.data.get("regressions"), list):  # the report's own summary of its checks
+        return tuple(str(test) for test in listed)
     from loomtui.guardrails.evals import EvalReport  # here: the eval harness is slow to import, and rarely needed
 
     try:
-        return len(EvalReport.from_dict(record.data).regressions)
+        return EvalReport.from_dict(record.data).regressions
     except (KeyError, TypeError, ValueError, AttributeError):
-        return 0
+        return ()
 
 
 def _escalations(workspace: Workspace, since: float, until: float) -> Escalations:
@@ -608,11 +611,14 @@ def compute_metrics(workspace: Workspace, since: float, until: float | None = No
         sorted({run.sandbox_id for run in gate_runs} - runtime_of.keys())))
     _gates(tallies, gate_runs, runtime_of)
     reports = store.eval_outcomes_between(SANDBOX_EVAL, since, until)
-    with_regressions = 0
+    # Each test a sandbox's evals found regressed, once, when first found: the newest eval alone was read, so a
+    # regression caught and then fixed by the agent was gone from the figure (and a day could show fewer than an hour).
+    caught: dict[str, set[str]] = {}
     for report in reports:
-        caught = _regressions(workspace, report)
-        with_regressions += bool(caught)
-        tallies.add("regressions_caught", report.created, runtime_of.get(report.subject, UNKNOWN_RUNTIME), caught)
+        found = set(_regressions(workspace, report)) - caught.setdefault(report.subject, set())
+        caught[report.subject] |= found
+        tallies.add("regressions_caught", report.created, runtime_of.get(report.subject, UNKNOWN_RUNTIME), len(found))
+    with_regressions = sum(bool(tests) for tests in caught.values())
     try:
         configured = workspace.load_config().agent_trailers  # `observability.agent_trailers` in .loom/loom.yaml
     except ConfigError as exc:  # the history is still readable: figures, said as partial (it refused them all)

@@ -266,7 +266,8 @@ _PER_RUNTIME: tuple[tuple[str, str, Callable[[Breakdown], float | None]], ...] =
     ("gated_sandboxes", "Sandboxes whose gates first ran in the report window.", lambda b: b.gated),
     ("gate_first_try_passed", "Sandboxes whose gates all passed on the first commit gated.",
      lambda b: b.first_try_passed),
-    ("regressions_caught", "Tests that passed on the base and failed in a sandbox, in the window's evals.",
+    ("regressions_caught", "Tests that passed on the base and failed in a sandbox, in the window's evals "
+     "(each once a sandbox).",
      lambda b: b.regressions_caught),
     ("agents_reporting_usage", "Agents that reported tokens or cost at their end.", lambda b: b.agents_reporting),
     ("agent_input_tokens", "Input tokens agents' models read (their caches' included), for agents that ended in "

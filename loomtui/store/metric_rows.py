@@ -158,12 +158,11 @@ class MetricRows:
                 for r in rows if since <= first[r[0]] < until]
 
     def eval_outcomes_between(self, kind: str, since: float, until: float) -> list[EvalOutcome]:
-        """The newest eval of each subject of a kind among those made during [since, until), with how
-        many regressions it found (None when the report does not say: read it whole)."""
+        """Every eval of a kind made during [since, until), oldest first, with how many regressions it
+        found (None when the report does not say: read it whole)."""
         rows = self._query(
             f"SELECT id, subject, created, {self._json_length('regressions')} "
-            "FROM eval_reports WHERE id IN (SELECT MAX(id) FROM eval_reports WHERE kind = ? "
-            "AND created >= ? AND created < ? GROUP BY subject) ORDER BY id", (kind, since, until))
+            "FROM eval_reports WHERE kind = ? AND created >= ? AND created < ? ORDER BY id", (kind, since, until))
         return [EvalOutcome(int(r[0]), str(r[1]), float(r[2]), None if r[3] is None else int(r[3])) for r in rows]
 
     def eval_report_by_id(self, report_id: int) -> EvalReportRecord | None:
