@@ -170,7 +170,8 @@ def build_store(workspace: Workspace) -> None:
         EscalationRecord(0, "s0", "post-gate", "approved", "high", "", D0 - 9 * DAY, D0 - 9 * DAY,
                          {"rules": [{"name": "old-rule"}]}),
         EscalationRecord(0, "s1", "post-gate", "approved", "high", "", D0 + 2 * H + 300, D0 + 2 * H + 600,
-                         {"rules": [{"name": "payments-high-risk"}]}),
+                         # Met at the review on code its agent changed unasked: the same rule, one row by rule.
+                         {"rules": [{"name": "payments-high-risk (claim stage, not granted before)"}]}),
         EscalationRecord(0, "s2", "post-gate", "rejected", "normal", "", D0 + 4 * H + 300, D0 + 4 * H + 1800,
                          {"rules": [{"name": "payments-high-risk"}, {"name": "failing-gates"}]}),
         # The record a claim override leaves (no one was asked): an override, never an escalation opened.

@@ -36,6 +36,7 @@ validating the file), `policy_eval` (evaluation, approvals, overrides) and
 from __future__ import annotations
 
 from loomtui.governance.policy_eval import (
+    CLAIM_STAGE_LABEL,
     HELD_ELSEWHERE_RULE,
     UNUSUAL_RULE,
     can_approve,
@@ -147,6 +148,7 @@ __all__ = [
     "with_a_person",
     "with_failed_agent",
     "with_held_elsewhere",
+    "CLAIM_STAGE_LABEL",
     "HELD_ELSEWHERE_RULE",
     "UNUSUAL_RULE",
 ]

@@ -59,6 +59,8 @@ def combined(first: Evaluation, second: Evaluation, label: str) -> Evaluation:
                       first.notes + tuple(f"{label}: {note}" for note in second.notes), first.separation_of_duties)
 
 
+CLAIM_STAGE_LABEL = "claim stage, not granted before"
+"""How the review names a claim-stage rule it met on what an agent changed unasked (`combined`'s label)."""
 FAILED_AGENT_RULE = "agent-failed (built in)"
 HELD_ELSEWHERE_RULE = "held-by-another (built in)"
 UNUSUAL_RULE = "unusual-files (built in)"

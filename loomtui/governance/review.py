@@ -46,6 +46,7 @@ from loomtui.governance.escalations import (
 from loomtui.governance.explain import eval_fields
 from loomtui.governance.gitfacts import change_facts, unnamed_files
 from loomtui.governance.policy import (
+    CLAIM_STAGE_LABEL,
     ChangeFacts,
     Evaluation,
     Policy,
@@ -314,7 +315,7 @@ def _with_claim_stage(workspace: Workspace, policy: Policy, record: SandboxRecor
                                          regions=tuple(ungranted), runtime=record.runtime, author=facts.author))
     if claim.outcome == "auto_approve":
         return evaluation
-    return combined(evaluation, claim, "claim stage, not granted before")
+    return combined(evaluation, claim, CLAIM_STAGE_LABEL)
 
 
 def _escalation(workspace: Workspace, record: SandboxRecord) -> EscalationRecord | None:

@@ -26,7 +26,7 @@ from datetime import UTC, datetime
 from typing import Any, Final
 
 from loomtui.errors import ConfigError
-from loomtui.governance.policy_eval import HELD_ELSEWHERE_RULE
+from loomtui.governance.policy_eval import CLAIM_STAGE_LABEL, HELD_ELSEWHERE_RULE
 from loomtui.observability.history import History, Landed, agent_trailer_names, read_history
 from loomtui.observability.window import Entry, newest_entry_time, workspace_window
 from loomtui.store.metric_rows import EvalOutcome, GateOutcome, SandboxFacts
@@ -550,7 +550,9 @@ def _escalations(workspace: Workspace, since: float, until: float) -> Escalation
     found = [e for e in workspace.store.escalations_opened_between(since, until) if e.kind != "conflict-override"]
     rules: Counter[str] = Counter()
     for escalation in found:
-        rules.update({str(r.get("name")) for r in escalation.data.get("rules") or () if isinstance(r, dict)})
+        # One rule, whichever stage met it: `ledger-claims` and `ledger-claims (claim stage, ...)` were two rows.
+        rules.update({str(r.get("name")).removesuffix(f" ({CLAIM_STAGE_LABEL})")
+                      for r in escalation.data.get("rules") or () if isinstance(r, dict)})
     return Escalations(len(found), dict(Counter(e.risk for e in found)), dict(rules),
                        dict(Counter(e.status for e in found)), dict(Counter(e.kind for e in found)))
 
