@@ -2088,6 +2088,25 @@ def test_a_disk_out_of_files_is_short_of_room_too() -> None:
         assert short is not None and short.files and "files free, under 20 files" in short.said(), short
 
 
+def test_an_agent_that_fills_its_disk_with_fallocate_is_blamed_as_one_that_writes(
+        ws: Workspace, repo: Path, bin_dir: Path, small_disk: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`fallocate` (as writes through `mmap`) moves no count of bytes written: the agent that took the disk to
+    just above half its floor was left running, told once, every other sandbox on the disk refused at start."""
+    monkeypatch.setenv("LOOMTUI_WORKTREES", str(small_disk))
+    stand_in(bin_dir, "hog", """\
+        room = os.statvfs(".")
+        fd = os.open("hog.bin", os.O_WRONLY | os.O_CREAT)
+        os.posix_fallocate(fd, 0, room.f_bavail * room.f_frsize - (2 << 20))  # 2 MiB left, over half the floor
+        print("allocated", flush=True)
+        time.sleep(60)
+    """)
+    write_config(repo, 'hog:\n  argv: ["hog"]\n')
+    record = tasks.start(ws, tasks.create_sandbox(ws, "fill the disk", "hog").id)
+    done = ended(ws, record.id)
+    assert "sandbox.disk_full" in audit_actions(ws, record.id), audit_actions(ws, record.id)
+    assert "the disk holding its worktree" in str(done.data.get("error")), done.data
+
+
 def test_an_agent_that_fills_its_worktree_s_disk_is_stopped_before_it_is_full(
         ws: Workspace, repo: Path, bin_dir: Path, small_disk: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A worktree is on the person's disk, uncapped: an agent writing without end filled it, the store's

@@ -75,6 +75,42 @@ def shortage(places: Iterable[tuple[str, Path]]) -> Shortage | None:
 
 
 
+ALLOCATED_WALK_MOST: Final = 200_000
+"""Entries looked at to measure what an agent's files hold (`allocated_since`): a tree past it counts partly."""
+
+
+def allocated_since(roots: Iterable[Path], since: float, most: int = ALLOCATED_WALK_MOST) -> int:
+    """The disk space held by files under `roots` changed since `since` (their ctime, which no one can set back),
+    on each root's own disk. What `fallocate` or writes through `mmap` take, which no count of writes sees (an
+    agent filled its disk that way, unblamed). A whole file counts, however little of it changed."""
+    total = 0
+    seen = 0
+    for root in roots:
+        try:
+            device = os.stat(root, follow_symlinks=False).st_dev
+        except OSError:
+            continue
+        folders = [root]
+        while folders and seen < most:
+            try:
+                entries = list(os.scandir(folders.pop()))
+            except OSError:
+                continue
+            for entry in entries:
+                seen += 1
+                try:
+                    info = entry.stat(follow_symlinks=False)
+                except OSError:
+                    continue
+                if info.st_dev != device:  # another mount: not this disk's room
+                    continue
+                if entry.is_dir(follow_symlinks=False):
+                    folders.append(Path(entry.path))
+                elif entry.is_file(follow_symlinks=False) and info.st_ctime >= since:
+                    total += info.st_blocks * 512
+    return total
+
+
 def stops(short: Shortage, written: Callable[[], int]) -> bool:
     """Whether an agent is stopped for `short`: when it is out of files (no count says whose), when less
     than half the floor is left (every agent on the disk then), or when the agent has written at least the

@@ -69,6 +69,8 @@ from loomtui.store import SandboxRecord
 from loomtui.workspace import Workspace, open_workspace
 
 HEARTBEAT_S: Final = 2.0
+ALLOCATED_CHECK_S: Final = 10.0
+"""How often, while a disk is short, the files an agent changed are measured (a walk of its worktree)."""
 STATE_CHECK_S: Final = 10.0
 """How often the size of an isolated agent's runtime state is looked at (a walk of its folders)."""
 STOP_MARGIN_S: Final = 1.0
@@ -150,6 +152,8 @@ class Supervisor:
         self.claims_kept = time.monotonic()  # when the agent's claims were last renewed (`_keep_claims`)
         self.lease_seconds: float | None = None  # coordination.lease_seconds, read at the first beat
         self.disk_spared = False  # left running on a short disk that another agent fills (said once)
+        self.agent_started = 0.0  # the agent's start (wall clock): files changed since are its own (`_agent_written`)
+        self.allocated: tuple[float, int] = (0.0, 0)  # when its files were last measured, and what they hold
         self.agent_pid = 0
         self.stop_enforced = False  # the supervisor killed an agent whose stop outlived its caller
         self.start_refused = False  # the sandbox was moved (rejected, being removed) before the agent ran
@@ -234,6 +238,7 @@ class Supervisor:
     def _started(self, agent_pid: int, **data: Any) -> bool:
         # The entry is the task's author's (this process acts for them); who pressed start is said beside it.
         self.agent_pid = agent_pid
+        self.agent_started = time.time()
         by = os.environ.get(STARTED_BY_ENV, "")
         started_by = {"started_by": by} if by and by != self.workspace.actor else {}
         try:
@@ -467,10 +472,17 @@ class Supervisor:
                 "detail": short.said(), "agent_wrote": self._agent_written(), "left_running": True})
 
     def _agent_written(self) -> int:
-        """What the agent's processes have written to disk (its groups', else its process group's)."""
+        """What the agent's processes have written to disk (its groups', else its process group's), or what the
+        files it changed in its worktree and its sandbox's folder hold, if more (asked only while a disk is short)."""
         if self.groups is not None:
-            return written_bytes(self.groups.members())
-        return written_bytes(pid for pid, _ in group_members(self.agent_pid)) if self.agent_pid > 1 else 0
+            written = written_bytes(self.groups.members())
+        else:
+            written = written_bytes(pid for pid, _ in group_members(self.agent_pid)) if self.agent_pid > 1 else 0
+        measured, held = self.allocated
+        if self.agent_started and time.monotonic() >= measured + ALLOCATED_CHECK_S:
+            held = disk_room.allocated_since((self.paths.worktree, self.paths.dir), self.agent_started)
+            self.allocated = (time.monotonic(), held)
+        return max(written, held)
 
     def _stop_for_fault(self, action: str, why: str) -> None:
         """Stop the agent for `why` (its end says so), with an audit entry `action`."""
