@@ -182,6 +182,12 @@ def test_tests_warn_for_a_test_that_passed_on_the_base_and_only_on_its_rerun_her
     assert status == ItemStatus.WARN and "flaky" in headline
     assert evidence == ("tests/t.py::test_a: failed, then passed on its re-run (flaky, or broken by test order) "
                         "(assert 1 == 2)",)
+    # A test the change adds, flaky as soon as it is written: it passed unsaid.
+    added = replace(case("tests/t.py::test_new", classify.TestClass.ADDED, None, Outcome.passed), flaky=True)
+    status, headline, evidence = item(with_tests(added), "tests")
+    assert status == ItemStatus.WARN and "flaky" in headline
+    assert evidence == ("tests/t.py::test_new: added, failed, then passed on its re-run (flaky, or broken by test "
+                        "order)",)
 
 
 def test_tests_warn_for_changed_code_no_test_reaches() -> None:

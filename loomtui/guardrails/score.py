@@ -238,6 +238,10 @@ def _tests(inputs: ScoreInputs) -> _Verdict:
             # Passed on the base, failed here, passed alone on its re-run: maybe flaky, maybe broken by
             # what ran before it. A person should look, so it warns rather than passing unseen.
             skipped.append(f"{test.id}: failed, then passed on its re-run (flaky, or broken by test order){why}")
+        elif test.flaky and test.cls is TestClass.ADDED:
+            # A test the change adds that fails now and then reaches main as passed, unsaid: the same warning.
+            skipped.append(f"{test.id}: added, failed, then passed on its re-run (flaky, or broken by test "
+                           f"order){why}")
     failing = [f"{test}: removed" for test in sorted(removed)] + failing
     # Nothing ran, so nothing could regress: a change's failing test read "no test ... regressed".
     uncollected = [f"{test.id}: failed collection, here and on the base commit"
