@@ -698,13 +698,15 @@ def test_the_superseded_note_never_points_at_a_decision_that_does_not_stand(tmp_
              "docs/adr/0004-c.md": adr(4, "Superseded by ADR 0009", "Rounding up"),
              "docs/adr/0006-d.md": adr(6, "Rejected. Supersedes ADR 0004.", "Rounding down"),
              "docs/adr/0007-e.md": adr(7, "Superseded by ADR 0007", "Rounding mode"),
-             "docs/adr/0008-f.md": adr(8, "Accepted. Supersedes ADR 0007.", "Banker's")}
+             "docs/adr/0008-f.md": adr(8, "Accepted. Supersedes ADR 0007.", "Banker's"),
+             "docs/adr/0010-g.md": adr(10, "Superseded by ADR 0011", "Cents"),
+             "docs/adr/0011-h.md": adr(11, "Proposed. Supersedes ADR 0010.", "Mills")}
     root = tmp_path / "adrs"
     for path, text in files.items():
         (root / path).parent.mkdir(parents=True, exist_ok=True)
         (root / path).write_text(text)
     context = load_context(root, ContextConfig(sources=("docs/adr/*.md",)))
-    assert len([s for s in context.sections if s.adr is not None]) == 6
+    assert len([s for s in context.sections if s.adr is not None]) == 8
     numbers = {s.id: s.adr.number for s in context.sections if s.adr is not None}
     relation = supersession(context)
     by_number = {numbers[section_id]: relation.newer(section_id) for section_id in relation.by}
@@ -712,7 +714,10 @@ def test_the_superseded_note_never_points_at_a_decision_that_does_not_stand(tmp_
     assert {flag.title.split(":")[0]: flag.detail for flag in adr_flags(context)} == {
         "ADR 0002": "it and ADR 0003: At the total each supersede the other: say which stands",
         "ADR 0003": "it and ADR 0002: Per line each supersede the other: say which stands",
-        "ADR 0004": "superseded by ADR 0009 (not in the repository): agents should follow the newer decision"}
+        "ADR 0004": "superseded by ADR 0009 (not in the repository): agents should follow the newer decision",
+        # It named no one ("superseded: agents should follow the newer decision"), and the newer is only proposed.
+        "ADR 0010": "superseded, it says, by ADR 0011: Mills (proposed), which decides nothing yet: no decision in "
+                    "force replaces it (accept the newer one, or say this one's status as it stands)"}
     # ADR 0007 is retired as it says (ADR 0008, accepted, supersedes it): flagged, `context drift` failed CI for
     # good over a log kept exactly as adr-tools writes it.
 

@@ -273,6 +273,12 @@ def adr_flags(context: Context) -> list[AdrFlag]:
             standing = relation.standing_for(section.id)
             if adr.state == "superseded" and standing and len(standing) == len(relation.by.get(section.id, {})):
                 continue  # retired as it says, by decisions here that stand: flagged, drift failed CI for good
+            if not newer and (undecided := relation.undecided.get(section.id)):
+                # It named no one: "agents should follow the newer decision" of a newer one only proposed.
+                flags.append(AdrFlag(section.id, section.title, "superseded", (
+                    f"superseded, it says, by {'; '.join(undecided)}, which decides nothing yet: no decision in force "
+                    "replaces it (accept the newer one, or say this one's status as it stands)")))
+                continue
             by = f" by {newer}" if newer else ""
             flags.append(AdrFlag(section.id, section.title, "superseded",
                                  f"superseded{by}: agents should follow the newer decision"))

@@ -12,7 +12,7 @@ monorepo numbers its own log from 1), else the one ADR so numbered anywhere.
 from __future__ import annotations
 
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 from typing import Final
 
@@ -35,6 +35,8 @@ class Supersession:
     """Section id of each superseded ADR -> the section ids of the decisions standing in its place."""
     same_number: tuple[tuple[Section, Section], ...] = ()
     """ADRs of one folder with one number (two branches' ADR 0007 merged): "supersedes ADR 7" names either."""
+    undecided: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    """Section id of an ADR -> each ADR said to supersede it that decides nothing (`ADR 0002: X (proposed)`)."""
 
     def newer(self, section_id: str) -> str:
         """The ADRs superseding this one, in one line ("" when none)."""
@@ -71,22 +73,29 @@ def supersession(context: Context) -> Supersession:
 
     steps: dict[str, dict[str, Section]] = {}  # older id -> newer id -> newer: one step each
     missing: dict[str, set[int]] = {}
+    undecided: dict[str, dict[str, str]] = {}  # older id -> newer id -> how it is said, of newer ones deciding nothing
+
+    def step(older: Section, newer: Section) -> None:
+        if newer.adr is not None and newer.adr.state in NEVER_STOOD:
+            undecided.setdefault(older.id, {})[newer.id] = f"{newer.title} ({newer.adr.state})"
+        else:
+            steps.setdefault(older.id, {})[newer.id] = newer
+
     for section in adrs:
         adr = section.adr
         assert adr is not None
-        if adr.state not in NEVER_STOOD:
-            for number in adr.supersedes:
-                older = named(section, number)
-                if older is not None and older is not section:
-                    steps.setdefault(older.id, {})[section.id] = section
+        for number in adr.supersedes:
+            older = named(section, number)
+            if older is not None and older is not section:
+                step(older, section)
         for number in adr.superseded_by:
             newer = named(section, number)
             if newer is section:
                 continue
             if newer is None:
                 missing.setdefault(section.id, set()).add(number)
-            elif newer.adr is not None and newer.adr.state not in NEVER_STOOD:
-                steps.setdefault(section.id, {})[newer.id] = newer
+            else:
+                step(section, newer)
     pairs = sorted({(a, b) if a < b else (b, a) for a, newer in steps.items() for b in newer
                     if a in steps.get(b, {})})
     for a, b in pairs:
@@ -99,7 +108,8 @@ def supersession(context: Context) -> Supersession:
         if said:
             by[older_id] = said
             successors[older_id] = standing
-    return Supersession(by, tuple((sections[a], sections[b]) for a, b in pairs), successors, tuple(same_number))
+    return Supersession(by, tuple((sections[a], sections[b]) for a, b in pairs), successors, tuple(same_number),
+                        {older: tuple(said.values()) for older, said in undecided.items()})
 
 
 def _standing_ends(start: str, steps: dict[str, dict[str, Section]],
