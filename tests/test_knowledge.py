@@ -584,12 +584,14 @@ def test_a_link_to_another_source_is_read_once_in_the_working_tree_as_at_a_commi
     root.mkdir()
     (root / "AGENTS.md").write_text("# Rules\n\n## Money\n\nUse Decimal.\n\n## Style\n\nRun black.\n")
     (root / "CLAUDE.md").symlink_to("AGENTS.md")
+    (root / "C2.md").symlink_to("CLAUDE.md")  # a chain: read as what it names, at a commit as in the tree
+    (root / "GONE.md").symlink_to("nothing.md")
     (root / "docs").mkdir()
     (root / "docs" / "outside.md").symlink_to("/etc/passwd")
     git(root, "init", "-q", "-b", "main")
     git(root, "add", "-A")
     git(root, "commit", "-q", "-m", "docs")
-    config = ContextConfig(sources=("AGENTS.md", "CLAUDE.md"))
+    config = ContextConfig(sources=("AGENTS.md", "CLAUDE.md", "C2.md"))
     here, at_head = load_context(root, config), load_context(root, config, at="HEAD")
     assert [s.id for s in here.sections] == ["repo:AGENTS.md#Rules > Money", "repo:AGENTS.md#Rules > Style"]
     assert here.version == at_head.version
@@ -597,8 +599,15 @@ def test_a_link_to_another_source_is_read_once_in_the_working_tree_as_at_a_commi
     # At a commit alike (it read "CLAUDE.md: no such file" there: `init`'s own sources, at every drift).
     assert here.problems == [] == at_head.problems, (here.problems, at_head.problems)
     for at in (None, "HEAD"):
-        alone = load_context(root, ContextConfig(sources=("CLAUDE.md",)), at=at)  # its target no source: said
-        assert any(p.startswith("CLAUDE.md: ") and "a link to AGENTS.md" in p for p in alone.problems), alone.problems
+        # Its target no source: read through it, by its own name (it was left out, said "read once, by its own
+        # name"); a link to a link, or to nothing, is said.
+        alone = load_context(root, ContextConfig(sources=("CLAUDE.md", "C2.md", "GONE.md")), at=at)
+        assert [s.id for s in alone.sections] == ["repo:CLAUDE.md#Rules > Money", "repo:CLAUDE.md#Rules > Style"]
+        assert alone.version == load_context(root, ContextConfig(sources=("CLAUDE.md",))).version
+        assert len(alone.problems) == 1, alone.problems
+        assert alone.problems[0].startswith("GONE.md: cannot read: a link to nothing.md: no such file"), alone.problems
+        chain = load_context(root, ContextConfig(sources=("C2.md",)), at=at)
+        assert chain.problems == ["C2.md: cannot read: a link to CLAUDE.md, which is a link too"], chain.problems
         out = load_context(root, ContextConfig(sources=("docs/*.md",)), at=at)  # unsaid at a commit, it was
         assert out.problems == ["docs/outside.md: cannot read: a symlink leading out of the tree"], out.problems
 

@@ -235,18 +235,14 @@ def _read_layer(name: str, tree: SourceTree | GitTree, patterns: Sequence[str], 
                             f"most {MAX_LAYER_FILES:,} files and {MAX_LAYER_BYTES // (1024 * 1024)} MiB)")
             break
         try:
-            if isinstance(tree, GitTree):
-                if path in links:
-                    raise tree.link_problem(path)
-                blob = listing[path]
-                assert blob is not None
-                data, size = tree.read_blob(blob, MAX_SOURCE_BYTES)
-            else:
-                data, blob, size = tree.read(path, MAX_SOURCE_BYTES)
-        except LinkInTree as exc:
-            if exc.target not in chosen:  # a link to a source is that source, read by its own name: nothing lost
-                problems.append(f"{label}: cannot read: {exc.strerror or exc}")
-            continue
+            try:
+                data, blob, size = _read_file(tree, path, listing, links)
+            except LinkInTree as link:
+                if link.target in chosen:  # a link to a source is that source, read by its own name: nothing lost
+                    continue
+                # A link to a file no source names (`CLAUDE.md -> README.md`): read through it, by the link's name
+                # (it was left out, said as "read once, by its own name").
+                data, blob, size = _read_file(tree, link.target, listing, links, link=path)
         except OSError as exc:
             problems.append(f"{label}: cannot read: {exc.strerror or exc}")
             continue
@@ -269,6 +265,28 @@ def _read_layer(name: str, tree: SourceTree | GitTree, patterns: Sequence[str], 
         files.append(SourceFile(name, path, blob, size, truncated, len(found)))
         sections.extend(found)
     return files, sections, rules, listing
+
+
+def _read_file(tree: SourceTree | GitTree, path: str, listing: Mapping[str, str | None], links: Mapping[str, str],
+               *, link: str | None = None) -> tuple[bytes, str, int]:
+    """The first MAX_SOURCE_BYTES of a file of the tree, its blob id and its size; `link` names the symlink
+    read through to it (one link, never a chain)."""
+    try:
+        if isinstance(tree, GitTree):
+            if path in links:
+                raise tree.link_problem(path)
+            blob = listing.get(path)
+            if blob is None:
+                raise FileNotFoundError(0, "no such file")
+            data, size = tree.read_blob(blob, MAX_SOURCE_BYTES)
+            return data, blob, size
+        return tree.read(path, MAX_SOURCE_BYTES)
+    except OSError as exc:
+        if link is None:
+            raise
+        why = "a link too" if isinstance(exc, LinkInTree) else (exc.strerror or str(exc)).lower()
+        raise OSError(0, f"a link to {path}, which is {why}" if isinstance(exc, LinkInTree)
+                      else f"a link to {path}: {why}") from exc
 
 
 def _matched_directory(spec: pathspec.GitIgnoreSpec, path: str) -> str | None:

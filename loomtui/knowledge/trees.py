@@ -86,7 +86,11 @@ class FileTree:
         if os.path.islink(full):
             # As a commit's tree is read (a link's blob is its target): `CLAUDE.md -> AGENTS.md` was every section
             # twice in the working tree, once at HEAD, and a clean tree read as changed.
-            target = os.path.relpath(real, self._real).replace(os.sep, "/")
+            # The link's own target, as a commit's blob says it (not the end of a chain: `C2.md -> CLAUDE.md ->
+            # README.md` read README.md through C2.md here, and C2.md as CLAUDE.md at a commit).
+            target = posixpath.normpath(posixpath.join(posixpath.dirname(path), os.readlink(full)))
+            if target.startswith(("/", "../")) or target == "..":
+                target = os.path.relpath(real, self._real).replace(os.sep, "/")
             raise LinkInTree(0, f"a link to {target}, which is read once, by its own name", target)
         # O_NONBLOCK: a FIFO planted as a source must not hang the read.
         fd = os.open(real, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
