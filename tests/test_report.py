@@ -108,7 +108,7 @@ ENTRIES = [
     (D0 + H, "sandbox.planned", "s1", {}), moved(D0 + H + 60, "s1", "running", "planned"),
     moved(D0 + 2 * H, "s1", "exited", "running"), (D0 + 2 * H + 5, "context.sliced", "s1", {}),
     moved(D0 + 2 * H + 600, "s1", "approved", "awaiting_review"), moved(D0 + 2 * H + 700, "s1", "merged", "approved"),
-    moved(D0 + 3 * H + 60, "s2", "running", "planned"), moved(D0 + 4 * H, "s2", "exited", "running"),
+    moved(D0 + 3 * H + 60, "s2", "running", "planned"), moved(D0 + 4 * H, "s2", "failed", "running"),
     moved(D0 + 4 * H + 1800, "s2", "rejected", "awaiting_review"),
     moved(D0 + DAY + H + 60, "s3", "running", "planned"), moved(D0 + DAY + 2 * H, "s3", "exited", "running"),
     moved(D0 + DAY + 2 * H + 60, "s3", "approved", "gating"), moved(D0 + DAY + 3 * H, "s3", "merged", "approved"),
@@ -200,6 +200,8 @@ def test_the_figures_of_a_known_window(scenario: Workspace) -> None:
     assert (m.merged, m.rejected, m.decided, m.acceptance_rate) == (4, 1, 5, 0.8)
     assert (m.overridden, m.rejected_before_start) == (1, 1)
     assert (m.total.sandboxes_created, m.total.sandboxes_started, m.total.sandboxes_ended) == (5, 4, 4)
+    assert m.total.agents_failed == 1  # s2's agent failed (its change was still reviewed, and rejected)
+    assert dict(summary_lines(m))["Sandboxes"] == "5 created, 4 started, 4 ended (1 of them failed)"
     # Agent end to first decision: s1 600, s2 1800, s3 60, s4 5400 (ended before the window), s6 1800.
     # s3's approval by the policy as its review ended is no person's decision: counted apart, not timed.
     assert (m.median_decision_s, m.total.decisions_timed, m.total.decided_by_policy) == (1800, 4, 1)
@@ -235,6 +237,7 @@ def test_per_runtime_and_per_day(scenario: Workspace) -> None:
     assert (claude.input_tokens, claude.output_tokens, claude.cost_usd, claude.agents_reporting) == \
         (4000, 300, 0.75, 2)
     assert (claude.gated, claude.first_try_passed, claude.regressions_caught) == (2, 1, 2)
+    assert (claude.agents_failed, codex.agents_failed) == (1, 0)
     assert (codex.merged, codex.median_decision_s, codex.gated, codex.first_try_passed) == (1, None, 1, 1)
     assert codex.decided_by_policy == 1
     assert (aider.merged, aider.median_decision_s, aider.sandboxes_started) == (1, 5400, 0)

@@ -54,6 +54,7 @@ async def test_the_metrics_view_shows_the_week_per_runtime_and_the_checklist(rep
         workspace.record(f"sandbox.{status}", sandbox, {"from": "awaiting_review", "to": status})
     workspace.record("sandbox.exited", "aaaaaa", {"from": "running", "to": "exited",
                                                   "usage": {"cost_usd": 0.0005, "output_tokens": 10}})
+    workspace.record("sandbox.failed", "bbbbbb", {"from": "running", "to": "failed"})
     app = LoomApp(workspace)
     async with app.run_test(size=SIZE) as pilot:
         await pilot.press("8")
@@ -64,6 +65,7 @@ async def test_the_metrics_view_shows_the_week_per_runtime_and_the_checklist(rep
         glance = _shown(screen.query_one("#metrics-glance", Static).content)
         assert "67% acceptance rate" in glance and "50% agent-made share" in glance  # 2 of 3 decided; 2 of 4 commits
         assert glance.startswith("last 7 days: ") and " UTC, branch main" in glance  # the window said
+        assert "; 1 agent failed" in glance  # no figure counted agents that did not finish
         table = screen.query_one("#metrics-runtimes", DataTable)
         rows = {str(table.get_row_at(i)[0]): table.get_row_at(i) for i in range(table.row_count)}
         assert {"claude", "codex"} <= set(rows)  # and "unknown": the agent-made commit no sandbox made

@@ -114,6 +114,9 @@ class Breakdown:
     sandboxes_created: int = 0
     sandboxes_started: int = 0
     sandboxes_ended: int = 0
+    agents_failed: int = 0
+    """Of those ended, the agents whose last run failed (a non-zero exit, a model API that did not answer, stopped
+    for a fault): no figure said how many agents did not finish their task."""
     merged: int = 0
     rejected: int = 0
     overridden: int = 0
@@ -378,6 +381,7 @@ class _Reader:
         self.sandboxes = sandboxes
         self.outcome: dict[str, tuple[str, float]] = {}
         self.ended: dict[str, float] = {}
+        self.failed: set[str] = set()  # sandboxes whose last end in the window was `sandbox.failed`
         self.started: set[str] = set()
         self.timed: set[str] = set()
         self.before_start = 0
@@ -406,6 +410,7 @@ class _Reader:
                 self.tallies.add("sandboxes_started", entry.at, self.runtime(sandbox))
         elif action in AGENT_ENDS and moved_from in RAN:
             self.ended[sandbox] = entry.at
+            (self.failed.add if action == "sandbox.failed" else self.failed.discard)(sandbox)
             self.timed.discard(sandbox)
             if "usage" in details:  # this run's own, said at its end (null: it said none)
                 usage = details["usage"]
@@ -505,6 +510,8 @@ class _Reader:
         self.conflicts["merged_over_claims"] = len(merged_over_claims)
         for sandbox, at in self.ended.items():
             self.tallies.add("sandboxes_ended", at, self.runtime(sandbox))
+            if sandbox in self.failed:
+                self.tallies.add("agents_failed", at, self.runtime(sandbox))
             self._tokens(sandbox, at)
         for sandbox, (outcome, at) in self.outcome.items():
             self.tallies.add(outcome, at, self.runtime(sandbox))

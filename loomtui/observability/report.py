@@ -93,7 +93,7 @@ def summary_lines(metrics: Metrics) -> list[tuple[str, str]]:
         ("Agent-made", f"{total.agent_commits} of {plural(total.commits, 'commit')} that landed on {metrics.branch} "
                        f"({percent(total.agent_share)}{merges}){markers}"),
         ("Sandboxes", f"{total.sandboxes_created} created, {total.sandboxes_started} started, "
-                      f"{total.sandboxes_ended} ended"),
+                      f"{total.sandboxes_ended} ended ({total.agents_failed} of them failed)"),
         ("Decisions", f"median {duration(total.median_decision_s)} from an agent's end to a person's decision "
                       f"({total.decisions_timed} timed); {total.decided_by_policy} decided by the policy alone"),
         ("Gates", f"{total.first_try_passed} of {plural(total.gated, 'sandbox')} passed first try "
@@ -257,6 +257,8 @@ _PER_RUNTIME: tuple[tuple[str, str, Callable[[Breakdown], float | None]], ...] =
     ("sandboxes_created", "Sandboxes created in the report window.", lambda b: b.sandboxes_created),
     ("sandboxes_started", "Sandboxes whose agent started in the report window.", lambda b: b.sandboxes_started),
     ("sandboxes_ended", "Sandboxes whose agent ended in the report window.", lambda b: b.sandboxes_ended),
+    ("agents_failed", "Of the sandboxes whose agent ended in the report window, those whose last run failed.",
+     lambda b: b.agents_failed),
     ("changes_merged", "Agent changes merged in the report window.", lambda b: b.merged),
     ("changes_rejected", "Agent changes rejected (and not merged since) in the report window.", lambda b: b.rejected),
     ("changes_decided", "Agent changes merged or rejected in the report window.", lambda b: b.decided),

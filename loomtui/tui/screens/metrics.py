@@ -97,7 +97,8 @@ def glance(metrics: Metrics) -> Group:
     text = Text(f"{metrics.merged} merged of {metrics.decided} decided; {metrics.agent_commits} of "
                 f"{plural(metrics.commits, 'commit')} on {metrics.branch} agent-made; "
                 f"{plural(len(metrics.overrides), 'override')}; "
-                f"{plural(metrics.conflicts.at_merge, 'conflict')} met at merge")
+                f"{plural(metrics.conflicts.at_merge, 'conflict')} met at merge"
+                + (f"; {plural(failed, 'agent')} failed" if (failed := metrics.total.agents_failed) else ""))
     for line in (*metrics.partial, *metrics.notes):
         text.append(f"\n! {line}", style="yellow")
     return Group(Text(f"last 7 days: {window_title(metrics)}", style="dim"), grid, text)
