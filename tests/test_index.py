@@ -626,6 +626,23 @@ def test_added_and_removed_regions() -> None:
     assert changed_regions(BASE, BASE, "mod.py") == []
 
 
+@pytest.mark.parametrize(("old", "new", "changed"), [
+    # Each was no change of any region: the commit hook let it pass over another's claim, and no claim was taken.
+    ("def f():\n    return 1\n\n\ndef g():\n    return 2\n", "def g():\n    return 2\n\n\ndef f():\n    return 1\n",
+     "m.py"),  # two functions swapped: the module's order
+    ("def f():\n    return 1\n\nX = f()\n", "X = f()\n\ndef f():\n    return 1\n", "m.py"),  # now fails at import
+    ('def f():\n    return """a\n\nb"""\n', 'def f():\n    return """a\nb"""\n', "m.py::f"),  # its value
+    ('def f():\n    return """a  \nb"""\n', 'def f():\n    return """a\nb"""\n', "m.py::f"),  # a trailing space
+    ("class C:\n    def a(self):\n        pass\n\n    def b(self):\n        pass\n",
+     "class C:\n    def b(self):\n        pass\n\n    def a(self):\n        pass\n", "m.py::C"),  # methods swapped
+])
+def test_code_that_changed_is_always_some_region_s_change(old: str, new: str, changed: str) -> None:
+    assert [(c.region_id, c.change) for c in changed_regions(old, new, "m.py")] == [(changed, "modified")]
+    # A blank line between methods, or between functions, is still no one's change.
+    spaced = "class C:\n    def a(self):\n        pass\n\n\n    def b(self):\n        pass\n"
+    assert changed_regions(spaced, spaced.replace("\n\n\n", "\n\n"), "m.py") == []
+
+
 def test_a_new_function_is_not_a_signature_change() -> None:
     new = BASE + "\n\ndef test_free():\n    assert free(1) == 1\n"
     changes = changed_regions(BASE, new, "mod.py")

@@ -927,6 +927,26 @@ def test_work_saved_at_the_agents_end_holds_the_code_it_changed(billing: Path) -
         governed_coordinator(workspace).claim("other", "payments/refunds.py::prorated_refund")
 
 
+MOVE_HELD_METHOD = """\
+- {replace: {path: customers/service.py, old: "    def get(self, customer_id: str) -> Customer:\\n        \\"\\"\\"Return a customer by id, raising ``NotFoundError`` if unknown.\\"\\"\\"\\n        return self._customers.get(customer_id)\\n\\n", new: ""}}
+- {append: customers/service.py, content: "\\n    def get(self, customer_id: str) -> Customer:\\n        \\"\\"\\"Return a customer by id, raising ``NotFoundError`` if unknown.\\"\\"\\"\\n        return self._customers.get(customer_id)\\n"}
+- {commit: edit}
+"""
+
+
+def test_a_held_method_moved_in_its_class_is_refused_by_the_hook_and_flagged_by_the_review(billing: Path) -> None:
+    """Moving a method another sandbox holds changed no region's own lines: the hook let the commit pass, and the
+    review then held the change for `held-by-another` (the hook and the review disagreed, no claim was taken)."""
+    from loomtui.governance.coordinator import governed_coordinator
+
+    workspace = open_workspace(billing)
+    governed_coordinator(workspace).claim("holder", "customers/service.py::CustomerService.get")
+    sandbox_id = run_agent(workspace, MOVE_HELD_METHOD, "move get")
+    [evaluation] = evaluated(workspace, sandbox_id)
+    refused = [e for e in workspace.audit.entries() if e.action == "hook.commit_refused" and e.subject == sandbox_id]
+    assert refused and "held-by-another (built in)" in evaluation["rules"], (refused, evaluation["rules"])
+
+
 def test_policy_explain_judges_with_the_eval_the_review_judged_with(tmp_path: Path) -> None:
     """The review held a change for its low behaviour score (init's own `low-behaviour-score` rule); `policy explain`
     and the policy view said "default: no rule applies", judging without gate 2's score."""

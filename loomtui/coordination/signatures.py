@@ -248,7 +248,8 @@ def _scan(source: str, path: str, budget: ParseBudget) -> list[_Scanned] | None:
 
 
 def _own_hashes(scanned: list[_Scanned], lines: list[str]) -> dict[str, str]:
-    """Per region, a hash of its own lines: those outside its nested regions, blank lines aside.
+    """Per region, a hash of its own lines: those outside its nested regions (blank lines aside in a region that
+    has nested ones: they sit between them; a function's own are kept, as a blank line in a string is code).
 
     So editing a method modifies the method, not also its class and module; adding or removing a
     function or a method is a region of its own added or removed, not a change of its class's or module's
@@ -264,7 +265,8 @@ def _own_hashes(scanned: list[_Scanned], lines: list[str]) -> dict[str, str]:
     for item in scanned:
         start, end = (1, len(lines)) if item.parent is None else (item.region.start, item.region.end)
         inside = sorted(children.get(item.region.qualname, ()), key=lambda region: region.start)
-        own = [line.rstrip() for line in _own_lines(lines, start, end, inside) if line.strip()]
+        own = [line for line in _own_lines(lines, start, end, inside) if line.strip() or
+               (item.parent is not None and not inside)]
         hashes[item.region.qualname] = sha256_text("\n".join(own))
     return hashes
 
@@ -311,4 +313,35 @@ def changed_regions(old_src: str, new_src: str, path: str, budget: ParseBudget |
     for qualname, item in old_by_name.items():
         if qualname not in new_by_name:
             changes.append(RegionChange(item.region.id, "removed", True))
+    said = {change.region_id for change in changes}
+    for parent in _reordered(old, new):  # the same regions, in another order: their parent's code changed
+        if parent.region.id not in said:
+            changes.append(RegionChange(parent.region.id, "modified", False))
+    if not changes and _written(old_src) != _written(new_src):
+        # The code differs and no region's own lines do (a statement moved past a function): the module's change,
+        # never none (the hook let it pass, and no claim was taken of it). Blank lines alone are no one's.
+        module = next(item for item in new if item.parent is None)
+        changes.append(RegionChange(module.region.id, "modified", False))
     return changes
+
+
+def _written(source: str) -> list[str]:
+    return [line for line in source.splitlines() if line.strip()]
+
+
+def _reordered(old: list[_Scanned], new: list[_Scanned]) -> list[_Scanned]:
+    """The regions (of `new`) whose nested regions found on both sides come in another order."""
+    def order(scanned: list[_Scanned]) -> dict[str | None, list[str]]:
+        children: dict[str | None, list[str]] = {}
+        for item in sorted(scanned, key=lambda item: item.region.start):
+            children.setdefault(item.parent, []).append(item.region.qualname)
+        return children
+
+    before, after = order(old), order(new)
+    moved = []
+    for item in new:
+        common = set(before.get(item.region.qualname, ())) & set(after.get(item.region.qualname, ()))
+        if [q for q in before.get(item.region.qualname, ()) if q in common] != \
+                [q for q in after.get(item.region.qualname, ()) if q in common]:
+            moved.append(item)
+    return moved
