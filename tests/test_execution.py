@@ -235,6 +235,8 @@ def test_the_activity_budget_keeps_a_burst_then_a_steady_rate_and_at_most_a_runs
     budget.kept = act.MAX_ACTIVITIES
     now[0] += 60.0
     assert not budget.admit(tool)
+    # Closing reports are kept past the rate, but not without end (a program printing result lines was a row each).
+    assert sum(budget.admit({"kind": "result"}) for _ in range(act.MAX_RESULTS + 10)) == act.MAX_RESULTS - 1
 
 
 def test_claude_stand_in_gets_its_exact_argv_and_a_reduced_environment(

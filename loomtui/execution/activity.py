@@ -35,13 +35,16 @@ ACTIVITY_RATE: Final = 20.0
 """Activities recorded a second once a burst of ACTIVITY_BURST is spent (an agent's busiest turns make a few)."""
 MAX_ACTIVITIES: Final = 20_000
 """Activities recorded in one run at most: the rest are counted (each is in the agent's log)."""
+MAX_RESULTS: Final = 100
+"""Closing reports recorded in one run at most, whatever the rate (an agent makes one a run, an interactive one a
+few): a program printing result lines was a row each, 200,000 in one run."""
 
 
 class ActivityBudget:
     """Which of an agent's activities become store rows: a burst, then a steady rate, at most MAX_ACTIVITIES a
     run; the rest are counted. A program printing tool-call lines as fast as it could (911,000 in 25 s) was a
     row each, queued without bound in the supervisor's memory, which no agent's memory limit covers. Its
-    closing report is always kept (its tokens and cost)."""
+    closing reports are kept, up to MAX_RESULTS (its tokens and cost are read from the last, kept or not)."""
 
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self.clock = clock
@@ -49,11 +52,16 @@ class ActivityBudget:
         self.at = clock()
         self.kept = 0
         self.dropped = 0
+        self.results = 0
 
     def admit(self, activity: Activity) -> bool:
         """Whether to record `activity` (else it is counted in `dropped`)."""
         if activity.get("kind") == "result":
-            return True
+            if self.results < MAX_RESULTS:
+                self.results += 1
+                return True
+            self.dropped += 1
+            return False
         now = self.clock()
         self.tokens = min(float(ACTIVITY_BURST), self.tokens + (now - self.at) * ACTIVITY_RATE)
         self.at = now

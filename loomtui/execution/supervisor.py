@@ -315,6 +315,8 @@ class Supervisor:
                 if self.faults is not None and (usage := self.faults.reported()) is not None:
                     self.agent_result = usage  # Aider's `Tokens: ...` (no closing report of its own)
                 for activity in found:
+                    if activity.get("kind") == "result":  # its tokens and cost, whether or not its row is kept
+                        self.agent_result = {k: activity.get(k) for k in AGENT_RESULT_KEYS}
                     if self.budget.admit(activity):
                         self.activities.put(activity)
                     elif (note := self.budget.first_dropped()) is not None:
@@ -509,8 +511,6 @@ class Supervisor:
         self.stop_enforced = True  # after the kill: a store that refused the entry leaves it for the next beat
 
     def _emit(self, activity: Activity) -> None:
-        if activity.get("kind") == "result":
-            self.agent_result = {k: activity.get(k) for k in AGENT_RESULT_KEYS}
         self.workspace.store.append_event("sandbox.activity", self.record.id, activity)
 
     def _progress(self) -> dict[str, Any]:
