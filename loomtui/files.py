@@ -1,4 +1,5 @@
-"""Writing loomtui's own files safely: whole or not at all, and never through a link someone planted."""
+"""Writing loomtui's own files safely: whole or not at all, and never through a link someone planted; reading
+an agent's files without following what it swaps in between a look and a read."""
 
 from __future__ import annotations
 
@@ -6,9 +7,11 @@ import contextlib
 import errno
 import os
 import secrets
+import stat
 import subprocess
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import BinaryIO
 
 
 def write_atomically(path: Path, content: str | bytes, mode: int = 0o644, *, durable: bool = False,
@@ -44,6 +47,33 @@ def write_atomically(path: Path, content: str | bytes, mode: int = 0o644, *, dur
         partial.unlink(missing_ok=True)
         raise
     return True
+
+
+@contextlib.contextmanager
+def open_regular(path: Path | str, inside: str | None = None) -> Iterator[BinaryIO]:
+    """`path` opened for reading only when it is a regular file: never through a symlink at its end, never a
+    FIFO (which blocks), and, given `inside` (a real directory), never one reached through a linked folder out
+    of it. Else OSError. What is read is what was checked: an agent swapping a link or a FIFO in between a
+    `lstat` and an `open` had loomtui read a file hidden from it, or hang for good."""
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(errno.EINVAL, "not a regular file")
+        if inside is not None and not os.readlink(f"/proc/self/fd/{fd}").startswith(os.path.join(inside, "")):
+            raise OSError(errno.EXDEV, "a file outside the repository (through a linked folder)")
+        handle = os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+    with handle:
+        yield handle
+
+
+def read_regular(path: Path | str, limit: int) -> bytes | None:
+    """A regular file's bytes (see `open_regular`), or None when it is larger than `limit`; OSError as there."""
+    with open_regular(path) as handle:
+        data = handle.read(limit + 1)
+    return data if len(data) <= limit else None
 
 
 def file_size(path: Path) -> int:

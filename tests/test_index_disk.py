@@ -274,3 +274,22 @@ def test_a_cache_that_cannot_be_written_indexes_in_memory_and_says_so(tmp_path: 
     index = build_index(root, cache_dir=blocked)
     assert index.region_count() == 1 + 1 + 40 + MODULES * 10 and index.database == ":memory:"
     assert any("index cache not usable" in warning for warning in index.warnings)
+
+
+def test_a_source_swapped_for_a_fifo_or_a_link_after_its_look_is_never_opened_through(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The broker indexes an agent's files while it runs: a FIFO swapped in after the `lstat` blocked its reader in
+    `open()` for good (the supervisor's end waited on it: the sandbox read "running" forever), and a link had a
+    file hidden from the agent read and parsed."""
+    from loomtui.coordination import index_files
+
+    root = tmp_path / "repo"
+    root.mkdir()
+    (tmp_path / "secret.py").write_text("tok_live_SECRET = 1\n")
+    os.mkfifo(root / "pipe.py")
+    (root / "link.py").symlink_to(tmp_path / "secret.py")
+    regular = (tmp_path / "secret.py").lstat()
+    monkeypatch.setattr(index_files.os, "lstat", lambda path: regular)  # the look, made before the swap
+    warnings: list[str] = []
+    sources = index_files._read_sources(root, ["pipe.py", "link.py"], warnings, explicit=False)
+    assert sources == {} and len(warnings) == 2, (sources, warnings)

@@ -430,3 +430,38 @@ def test_the_slice_stays_out_of_saved_work_when_the_worktree_was_read_while_it_w
     assert done.data.get("saved_commit"), done.data
     committed = git(billing, "show", "--name-only", "--format=", record.branch).split()
     assert committed == ["notes.txt"], committed
+
+
+def test_a_context_file_swapped_for_a_link_or_a_fifo_after_its_look_is_never_read_through(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`context refresh` runs while the agent does: a link swapped in between loomtui's `lstat` and its read had a
+    file hidden from the agent (a lead's `.env.local`) copied aside as `edited-CLAUDE.md`, where the agent reads
+    it, and a FIFO hung the refresh for good. The look is made to say "a regular file" here, as in the race."""
+    import os
+    import stat as stat_module
+
+    from loomtui.execution import context_files
+    from loomtui.files import open_regular, read_regular
+
+    secret, worktree, state = tmp_path / "secret.env", tmp_path / "wt", tmp_path / "state"
+    worktree.mkdir()
+    state.mkdir()
+    secret.write_text("API_TOKEN=tok_live_SECRET\n")
+    context = state / "context.md"
+    context.write_text("# Context\n")
+    (worktree / "CLAUDE.md").symlink_to(secret)
+    os.mkfifo(worktree / "AGENTS.md")
+    regular = secret.lstat()
+    monkeypatch.setattr(Path, "lstat", lambda self: regular)  # the look, made before the swap
+    edited = context_files.keep_edited(state, worktree, context, ["CLAUDE.md", "AGENTS.md"])
+    assert edited == {"CLAUDE.md": "", "AGENTS.md": ""}  # unreadable, so nothing kept: the secret is nowhere
+    assert not any("tok_live" in p.read_text() for p in state.iterdir() if p.is_file())
+    assert context_files.not_in_place(worktree, context, ["CLAUDE.md", "AGENTS.md"]) == []  # written back
+    monkeypatch.undo()
+    assert stat_module.S_ISREG((worktree / "CLAUDE.md").lstat().st_mode)
+    # And through a linked folder out of the directory given: refused, as the index reads an agent's files.
+    (worktree / "out").symlink_to(tmp_path)
+    with pytest.raises(OSError, match="outside the repository"), \
+            open_regular(worktree / "out" / "secret.env", os.path.realpath(worktree)):
+        pass
+    assert read_regular(secret, 5) is None  # larger than the limit

@@ -15,6 +15,7 @@ from typing import TypeAlias
 
 from loomtui.coordination.regions import MAX_FILE_BYTES, FileFacts, file_facts
 from loomtui.errors import LoomError
+from loomtui.files import open_regular
 from loomtui.gitcmd import Git, RawResult
 from loomtui.globs import glob_spec, matchable
 from loomtui.repo import DISTRUSTING_GIT_CONFIG
@@ -165,14 +166,14 @@ def _stat_of(info: os.stat_result) -> FileStat:
     return (info.st_size, info.st_mtime_ns, info.st_ino, info.st_ctime_ns)
 
 
-def _read_large(full: str) -> _Source:
+def _read_large(full: str, real_root: str) -> _Source:
     # Hashed in chunks and never parsed: enormous files become file-level regions.
-    size = os.path.getsize(full)
-    blob = hashlib.sha1(b"blob %d\0" % size)
-    digest = hashlib.sha256()
-    lines = 0
-    last = b""
-    with open(full, "rb") as handle:
+    with open_regular(full, real_root) as handle:
+        size = os.fstat(handle.fileno()).st_size
+        blob = hashlib.sha1(b"blob %d\0" % size)
+        digest = hashlib.sha256()
+        lines = 0
+        last = b""
         for chunk in iter(lambda: handle.read(1 << 20), b""):
             blob.update(chunk)
             digest.update(chunk)
@@ -220,10 +221,12 @@ def _read_sources(
                 sources[path] = _Source(record[0], None, stat=stat_now, known=True)
                 continue
             if info.st_size > MAX_FILE_BYTES:
-                sources[path] = _read_large(full)
+                sources[path] = _read_large(full, real_root)
                 sources[path].stat = stat_now
                 continue
-            with open(full, "rb") as handle:
+            # Opened as looked at (no link, no FIFO, not out through a linked folder): an agent swapping a FIFO in
+            # after the look hung the broker's reader, and its supervisor's end, for good.
+            with open_regular(full, real_root) as handle:
                 data = handle.read()
         except FileNotFoundError:
             # Listed by git but deleted in the work tree.

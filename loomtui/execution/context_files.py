@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Final
 
 from loomtui.errors import LoomError
-from loomtui.files import write_atomically
+from loomtui.files import read_regular, write_atomically
 from loomtui.store import ENDED_STATUSES, SandboxRecord
 from loomtui.workspace import Workspace
 
@@ -75,7 +75,9 @@ def keep_edited(state_dir: Path, worktree: Path, context: Path, names: Sequence[
         text = None
         with contextlib.suppress(OSError):  # the agent's: no link followed, no FIFO opened, no huge file read
             found = path.lstat()
-            text = path.read_bytes() if stat.S_ISREG(found.st_mode) and found.st_size <= MAX_KEPT_BYTES else None
+            # Read as checked, in one open: a link swapped in after the look had a hidden file copied aside, where
+            # the agent reads it (`context refresh` runs while the agent does), and a FIFO hung the refresh.
+            text = read_regular(path, MAX_KEPT_BYTES)
         if text == given:
             continue
         kept = state_dir / f"edited-{Path(name).name}"
@@ -125,7 +127,7 @@ def not_in_place(worktree: Path, context: Path, names: Sequence[str]) -> list[st
     for name in names:
         path = worktree / name
         try:
-            right = stat.S_ISREG(path.lstat().st_mode) and path.read_bytes() == given
+            right = read_regular(path, len(given)) == given
         except OSError:
             right = False
         if not right:

@@ -45,7 +45,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Final, NamedTuple, TypeGuard
 
-from loomtui.files import write_atomically
+from loomtui.files import open_regular, write_atomically
 from loomtui.json_text import parse_json
 
 MAX_LOGIN_BYTES: Final = 64 * 1024
@@ -480,19 +480,10 @@ def _read_copy(copy: Path, limit: int) -> bytes | None:
     """The sandbox's copy, up to `limit` bytes and one more, never following what the agent planted
     there (a symlink, a FIFO): such a thing reads as a removed copy."""
     try:
-        fd = os.open(copy, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+        with open_regular(copy) as handle:
+            return handle.read(limit + 1)
     except OSError:
         return None
-    try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            return None
-        chunks, size = [], 0
-        while size <= limit and (chunk := os.read(fd, limit + 1 - size)):
-            chunks.append(chunk)
-            size += len(chunk)
-        return b"".join(chunks)
-    finally:
-        os.close(fd)
 
 
 def _set_copy(copy: Path, content: bytes | None) -> None:
