@@ -926,6 +926,33 @@ def test_a_large_request_of_too_many_values_is_refused_before_it_is_parsed(
     finally:
         broker.close()
 
+
+def test_requests_past_the_broker_s_rate_are_refused_and_said_not_each_audited(
+        billing: Path, ws: Workspace, tmp_path: Path) -> None:
+    """One agent's hook requests, each audited with a 4,000-character path, wrote 35 MB a second into the store and
+    the hash-chained log: past a burst and a steady rate each is refused, counted in one entry a minute."""
+    from loomtui.governance import broker as broker_module
+
+    broker = Broker(ws, "agent-1", billing, tmp_path / "broker.sock")
+    now = [0.0]
+    broker.budget = broker_module.RequestBudget(clock=lambda: now[0])
+    far = json.dumps({"op": "check_edit", "path": "/etc/" + "p" * 4000}).encode()
+    try:
+        answers = [broker.answer(far) for _ in range(broker_module.REQUEST_BURST + 5)]
+        assert [a["ok"] for a in answers].count(True) == broker_module.REQUEST_BURST
+        assert answers[-1]["error"].startswith("too many requests: at most 20 a second after a burst of 300")
+        now[0] += 1.0
+        assert sum(broker.answer(far)["ok"] for _ in range(30)) == broker_module.REQUEST_RATE
+    finally:
+        broker.close()
+    entries = [e for e in ws.audit.entries() if e.subject == "agent-1"]
+    refused = [e.details["refused"] for e in entries if e.action == "broker.requests_refused"]
+    assert refused == [1, 14], refused  # the first at once, the rest as the broker closed
+    edits = [e for e in entries if e.action == "hook.edit"]
+    assert len(edits) == broker_module.REQUEST_BURST + 20
+    assert max(len(json.dumps(e.details)) for e in edits) < 1000  # the path cut to 200 characters
+
+
 PROBE = """\
 import json, os, sqlite3, subprocess, sys
 from pathlib import Path

@@ -23,6 +23,8 @@ import socketserver
 import struct
 import sys
 import threading
+import time
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Final
@@ -65,6 +67,40 @@ backtracks (a line of `"\\"\\"...`, never closed, rescanned the rest at each quo
 supervisor for 49 s, 16 MB would have for weeks)."""
 POLL_S: Final = 0.05
 """How often the serving thread looks for a shutdown (a select with no connection waiting costs nothing)."""
+REQUEST_BURST: Final = 300
+REQUEST_RATE: Final = 20.0
+"""Requests answered a second once a burst of REQUEST_BURST is spent; past it each is refused, and counted in
+one entry a minute. Most are audited: one agent's requests wrote 35 MB a second into the store and the
+hash-chained log (125 GB an hour), which no limit of the agent's own covers (the supervisor writes them)."""
+REFUSED_SAID_S: Final = 60.0
+
+
+class RequestBudget:
+    """Which requests the broker answers: a burst, then a steady rate; the refused counted, said once a minute."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self.clock = clock
+        self.tokens = float(REQUEST_BURST)
+        self.at = clock()
+        self.refused = 0  # since the last entry said them
+        self.said_at = float("-inf")
+
+    def admit(self) -> bool:
+        now = self.clock()
+        self.tokens = min(float(REQUEST_BURST), self.tokens + (now - self.at) * REQUEST_RATE)
+        self.at = now
+        if self.tokens >= 1:
+            self.tokens -= 1
+            return True
+        self.refused += 1
+        return False
+
+    def to_say(self) -> int:
+        """How many were refused since they were last said, when it is time to say them (else 0)."""
+        if not self.refused or self.clock() < self.said_at + REFUSED_SAID_S:
+            return 0
+        count, self.refused, self.said_at = self.refused, 0, self.clock()
+        return count
 
 
 class _Handler(socketserver.StreamRequestHandler):
@@ -170,6 +206,8 @@ class Broker:
         self._sweeper: threading.Thread | None = None
         self._stopping = threading.Event()
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="broker")
+        self.budget = RequestBudget()
+        self._budget_lock = threading.Lock()
 
     def listen(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -247,6 +285,15 @@ class Broker:
         """One request line in, one answer out; never raises."""
         if len(line) > SMALL_REQUEST_BYTES and _values_in(line) > MAX_REQUEST_VALUES:
             return {"ok": False, "error": f"a request holds at most {MAX_REQUEST_VALUES:,} values"}
+        with self._budget_lock:
+            admitted, to_say = self.budget.admit(), self.budget.to_say()
+        if to_say:
+            with contextlib.suppress(Exception):  # the store down a moment: said at the next minute instead
+                self._worker.submit(self.gate.workspace.record, "broker.requests_refused", self.gate.sandbox_id,
+                                    {"refused": to_say, "rate": REQUEST_RATE, "burst": REQUEST_BURST}).result()
+        if not admitted:
+            return {"ok": False, "error": f"too many requests: at most {REQUEST_RATE:g} a second after a burst of "
+                                          f"{REQUEST_BURST}; slow down (each is audited)"}
         try:
             request = json.loads(line)
         except (ValueError, RecursionError):  # not JSON, a number of 5,000 digits, `[` nested 100,000 deep
@@ -292,6 +339,10 @@ class Broker:
         try:
             self._worker.submit(self.gate.release_unconfirmed, everything=True).result()
             self._worker.submit(self.gate.release_unchanged).result()
+            if self.budget.refused:  # refused since the last minute's entry: said before the broker goes
+                self._worker.submit(self.gate.workspace.record, "broker.requests_refused", self.gate.sandbox_id,
+                                    {"refused": self.budget.refused, "rate": REQUEST_RATE,
+                                     "burst": REQUEST_BURST}).result()
         except Exception as exc:  # noqa: BLE001 - closing must finish; the leases still run out
             print(f"broker: releasing unconfirmed claims failed: {type(exc).__name__}: {exc}",
                   file=sys.stderr, flush=True)

@@ -131,6 +131,8 @@ def _is_agent_settings(rel: PurePosixPath) -> bool:
 
 
 NAME_MAX: Final = 255
+MAX_SAID_PATH: Final = 200
+"""A path an agent gave, as audited and answered: cut to this many characters."""
 """The longest name of one file or folder, in bytes (Linux's filesystems)."""
 
 
@@ -249,6 +251,7 @@ class HookGate:
             os.fsencode(path)
         except UnicodeEncodeError:  # a lone surrogate (JSON's `\ud800`): the broker answered an internal error
             return Answer("deny", f"{escape_controls(path[:200])} is no file name: it cannot be encoded")
+        said = abridged(path, MAX_SAID_PATH)  # an entry holds it: a 4,000-character path was 220 KB an entry
         absolute = Path(os.path.normpath(self.tree / path))
         if any(len(os.fsencode(part)) > NAME_MAX for part in absolute.parts):
             # No file can have it: a claim on it would hold nothing (and reading it raised "internal error").
@@ -258,7 +261,7 @@ class HookGate:
         if resolved.is_relative_to(self.tree) and resolved != self.tree:
             rel = PurePosixPath(resolved.relative_to(self.tree).as_posix())
             if rel.parts[0] == ".git":
-                return Answer("deny", f"{path}: git's own files are not for agents to edit")
+                return Answer("deny", f"{said}: git's own files are not for agents to edit")
             if self.managed and _is_agent_settings(rel):
                 # settings.local.json too: `disableAllHooks` there, read again within seconds, let every
                 # later write through with no hook, no permission and no audit entry.
@@ -276,7 +279,7 @@ class HookGate:
                                       "and loomtui claims a file by one name; remove the others first")
             return str(rel)
         if absolute.is_relative_to(self.tree):
-            return Answer("deny", f"{path} leads out of the worktree through a symlink")
+            return Answer("deny", f"{said} leads out of the worktree through a symlink")
         # The innermost enclosing place decides: a sandbox's scratch dir may sit in the git dir,
         # and a checkout may sit under /tmp.
         guarded = (self.workspace.root.resolve(), self.workspace.paths.common_dir.resolve())
@@ -284,8 +287,8 @@ class HookGate:
         places += [(len(tmp.parts), True) for tmp in self.scratch
                    if resolved.is_relative_to(tmp) and resolved != tmp]
         if places and max(places)[1]:
-            return Answer("none", f"{path} is this sandbox's scratch space")
-        return Answer("deny", f"{path} is outside this sandbox's worktree {self.tree}; an agent writes "
+            return Answer("none", f"{said} is this sandbox's scratch space")
+        return Answer("deny", f"{said} is outside this sandbox's worktree {self.tree}; an agent writes "
                               "only there (and in its temporary directory)")
 
     # -- requests ------------------------------------------------------------------------
@@ -295,7 +298,7 @@ class HookGate:
         rel = self.relative(path)
         if isinstance(rel, Answer):
             if rel.decision != "none":
-                self._record("hook.edit", {"tool": tool, "path": path, **rel.as_dict()})
+                self._record("hook.edit", {"tool": tool, "path": abridged(path, MAX_SAID_PATH), **rel.as_dict()})
             return rel
         ranges = line_ranges(lines)
         self._changed = None
@@ -335,12 +338,12 @@ class HookGate:
             details: dict[str, Any] = {"tool": tool, "tool_use_id": tool_use_id or None, **answer.as_dict(),
                                        **listed_in_entry("regions", list(answer.regions))}
             if len(checked) == 1:
-                details.update(path=checked[0][0], lines=checked[0][1])
+                details.update(path=abridged(checked[0][0], MAX_SAID_PATH), lines=checked[0][1])
             else:
                 # The first MAX_LISTED, and how many: a 33 KB request naming a folder 1,000 times was one entry of
                 # 1.9 MB, in the shared store and the log kept for good.
-                details["targets"] = [{"path": p, "lines": lines, **a.as_dict()} for p, lines, a in
-                                      checked[:MAX_LISTED]]
+                details["targets"] = [{"path": abridged(p, MAX_SAID_PATH), "lines": lines, **a.as_dict()}
+                                      for p, lines, a in checked[:MAX_LISTED]]
                 if len(checked) > MAX_LISTED:
                     details["targets_total"] = len(checked)
             details["ms"] = round((time.perf_counter() - started) * 1000, 1)  # the gate's part of the hook's wait
