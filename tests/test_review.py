@@ -927,6 +927,10 @@ def test_work_saved_at_the_agents_end_holds_the_code_it_changed(billing: Path) -
         governed_coordinator(workspace).claim("other", "payments/refunds.py::prorated_refund")
 
 
+EDIT_GET_LAST = """\
+- {replace: {path: customers/service.py, old: "        return self._customers.get(customer_id)\\n", new: "        return self._customers.get(customer_id.strip())\\n"}}
+- {commit: edit get}
+"""
 MOVE_HELD_METHOD = """\
 - {replace: {path: customers/service.py, old: "    def get(self, customer_id: str) -> Customer:\\n        \\"\\"\\"Return a customer by id, raising ``NotFoundError`` if unknown.\\"\\"\\"\\n        return self._customers.get(customer_id)\\n\\n", new: ""}}
 - {append: customers/service.py, content: "\\n    def get(self, customer_id: str) -> Customer:\\n        \\"\\"\\"Return a customer by id, raising ``NotFoundError`` if unknown.\\"\\"\\"\\n        return self._customers.get(customer_id)\\n"}
@@ -945,6 +949,19 @@ def test_a_held_method_moved_in_its_class_is_refused_by_the_hook_and_flagged_by_
     [evaluation] = evaluated(workspace, sandbox_id)
     refused = [e for e in workspace.audit.entries() if e.action == "hook.commit_refused" and e.subject == sandbox_id]
     assert refused and "held-by-another (built in)" in evaluation["rules"], (refused, evaluation["rules"])
+
+
+def test_a_change_committed_as_the_agent_ends_is_held_before_its_gates_run(billing: Path) -> None:
+    """Codex and Aider commit as their last act: the change was claimed only once its gates had run (minutes, with
+    a real suite), another sandbox claimed its function meanwhile, and this change was flagged held-by-another."""
+    from loomtui.coordination.claims import COMMIT_CLAIM_REASON
+
+    workspace = open_workspace(billing)
+    sandbox_id = run_agent(workspace, EDIT_GET_LAST, "edit get")
+    held = [c for c in workspace.store.all_claims()
+            if c.sandbox_id == sandbox_id and c.reason.startswith(COMMIT_CLAIM_REASON)]
+    gated = [run.started for run in workspace.store.gate_runs(sandbox_id)]
+    assert held and gated and max(c.created for c in held) < min(gated), (held, gated)
 
 
 def test_policy_explain_judges_with_the_eval_the_review_judged_with(tmp_path: Path) -> None:

@@ -153,6 +153,12 @@ def review_sandbox(workspace: Workspace, sandbox_id: str, *, say: Say | None = N
                                                 *([GATING] if redo else [])}), data={REJUDGING_KEY: rejudged})
     from loomtui.guardrails.evals import evaluate as run_eval
 
+    # From where tip and target meet, what the merge brings in: not from its base alone.
+    facts = change_facts(workspace.root, since, tip, runtime=record.runtime, author=record.created_by or None,
+                         onto=repo.resolve_commit(f"refs/heads/{record.target}") if record.target else None)
+    # Held before the gates run, not after: an agent that commits as its last act (Codex, Aider) left its code
+    # unclaimed for its gates' minutes, another sandbox claimed it meanwhile, and this change was the one flagged.
+    _hold_the_change(workspace, record, facts)
     report = run_eval(workspace, record.id)
     results = list(report.checks)
     say("gates: " + ("; ".join(r.describe() for r in results) or "none configured"))
@@ -162,20 +168,15 @@ def review_sandbox(workspace: Workspace, sandbox_id: str, *, say: Say | None = N
     if report.score is not None:
         say(f"score: {report.score.summary()}")
     breaks = _merged_breaks(workspace, record, say)
-    facts = replace(
-        # From where tip and target meet, what the merge brings in: not from its base alone.
-        change_facts(workspace.root, since, tip, gates={r.gate: r.status for r in results},
-                     runtime=record.runtime, author=record.created_by or None,
-                     onto=repo.resolve_commit(f"refs/heads/{record.target}") if record.target else None,
-                     advisory_gates=[r.gate for r in results if not r.blocking]),
-        **eval_fields(report), merged_breaks=breaks)
+    facts = replace(facts, gates={r.gate: r.status for r in results},
+                    advisory_gates=frozenset(r.gate for r in results if not r.blocking), **eval_fields(report),
+                    merged_breaks=breaks)
     evaluation = _with_claim_stage(workspace, policy, record, evaluate(policy, facts), facts)
     if failure is not None:
         evaluation = with_failed_agent(evaluation, failure)
     held = _held_by_others(workspace, record, facts)
     if held:
         evaluation = with_held_elsewhere(policy, evaluation, held)
-    _hold_the_change(workspace, record, facts)
     signature = f", signature changed: {', '.join(facts.signature_changed)}" if facts.signature_changed else ""
     say(f"diff: {', '.join(facts.paths) or 'nothing'} ({facts.lines_changed} lines{signature})")
     workspace.record("policy.evaluated", record.id, {
