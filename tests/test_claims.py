@@ -81,6 +81,23 @@ def test_nested_regions_overlap_both_ways(coordinator: Coordinator) -> None:
         coordinator.claim("b", "payments/refunds.py")
 
 
+def test_a_claim_over_a_region_another_sandbox_added_on_its_branch_is_refused(coordinator: Coordinator) -> None:
+    """A function that exists only on a sandbox's branch (claimed by its commit) is in no index here: a claim on
+    its file, or its class, was granted over it, and `conflicts` then said the two overlap."""
+    import time
+
+    store = coordinator.workspace.store
+    store.add_claim("a", "payments/refunds.py::brand_new", "exclusive", "claimed by commit of payments/refunds.py",
+                    time.time() + 3600, ["payments/refunds.py::brand_new"])
+    store.add_claim("a", "payments/refunds.py::RefundService.added", "exclusive", "claimed by commit",
+                    time.time() + 3600, ["payments/refunds.py::RefundService.added"])
+    with pytest.raises(ClaimRefused, match=r"held by sandbox a .*\(nested in payments/refunds.py\)"):
+        coordinator.claim("b", "payments/refunds.py")
+    with pytest.raises(ClaimRefused, match="RefundService.added"):
+        coordinator.claim("b", "payments/refunds.py::RefundService")
+    coordinator.claim("b", "payments/invoices.py")  # another file: free
+
+
 def test_shared_claims_coexist_and_shared_vs_exclusive_warns(coordinator: Coordinator) -> None:
     coordinator.claim("a", QUOTE, mode="shared")
     assert coordinator.claim("b", QUOTE, mode="shared").conflicts == []

@@ -67,6 +67,8 @@ def _exercise(store: Store) -> list[Any]:
     first = store.add_claim("s1", "a.py::f", "exclusive", "edit", far, ["a.py::f", "a.py::f", "a.py"])
     store.add_claim("s2", "b.py", "shared", "read", far, ["b.py"])
     seen += [first, store.live_claims_on(["a.py"]), store.live_claims("s2"), store.set_claim_reason(first.id, "x")]
+    seen += [store.live_claims_under(["a.py"]), store.live_claims_under(["a.py::f", "b.py"])]
+    assert [c.id for c in seen[-2]] == [first.id] and seen[-1] == []  # by name, never a sibling's ("a.py::f2")
     seen += [store.release_claim(first.id, "done"), store.release_claim(first.id, "again"), store.all_claims()]
     seen += [store.sandbox_claims("s1"), store.sandboxes_with_prefix("s"), store.sandboxes_with_prefix("s2"),
              store.sandboxes_with_prefix("s%")]

@@ -337,7 +337,11 @@ class Coordinator:
         covering = {rid: self.covered(rid) for rid in region_ids}
         near = self._near_map(covering)
         find = lookup or self.store.live_claims_on
-        others = [c for c in find(self._candidates(covering, near)) if c.sandbox_id != sandbox_id]
+        found_claims = {c.id: c for c in find(self._candidates(covering, near))}
+        # And what is nested in them by name alone: a function another sandbox added on its branch is in no index
+        # here, so a claim on its file (or class) was granted over it (the review then flagged the holder's change).
+        found_claims.update((c.id, c) for c in self.store.live_claims_under(list(region_ids)))
+        others = [c for c in found_claims.values() if c.sandbox_id != sandbox_id]
         changed = set(signature_changed)
         near_by_file: dict[str, list[str]] = {}
         for neighbour in near:

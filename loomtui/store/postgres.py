@@ -370,6 +370,9 @@ class PostgresStore(SqlStore):
     def _json_value(self, key: str) -> str:
         return f"(data::json -> '{key}')"
 
+    def _in_byte_range(self, column: str) -> str:
+        return f'{column} COLLATE "C" >= ? AND {column} COLLATE "C" < ?'
+
     def _json_length(self, key: str) -> str:
         return (f"CASE WHEN json_typeof(data::json -> '{key}') = 'array' "
                 f"THEN json_array_length(data::json -> '{key}') END")
