@@ -288,6 +288,32 @@ def test_a_findings_report_read_from_the_output_is_stdout_alone(tmp_path: Path) 
     [result] = run_configured_gates(workspace, sandbox_with(workspace, "anything", {"README.md": "hi\n"}))
     assert (result.status, result.summary) == ("passed", "no findings"), result.summary
     assert "warning: select is deprecated" in Path(result.log).read_text()  # said in the log all the same
+    assert not (Path(result.log).parent / "stderr.log").exists()
+
+
+def test_a_findings_check_that_fails_reporting_nothing_fails_saying_why_and_keeps_its_stderr_bounded(
+        tmp_path: Path) -> None:
+    """mypy exits 2 with its error on stderr (a plugin that does not import, an agent's mypy.ini): read as "no
+    findings", gate 1 passed a check that never ran, its error in the log file alone; and 600 MiB on stderr was a
+    file of its own per run, never removed."""
+    from loomtui.guardrails import checks
+
+    broken = ('  - name: types\n    run: ["python", "-c", "import sys, os; sys.stderr.write(\'error: no plugin\\\\n\' '
+              '+ \'x\' * (3 << 20)) if os.path.exists(\'broken\') else None; print(\'\'); '
+              'sys.exit(2 if os.path.exists(\'broken\') else 0)"]\n    format: mypy-json\n')
+    workspace = make_repo(tmp_path, gates=broken)
+    [result] = run_configured_gates(workspace, sandbox_with(workspace, "anything", {"broken": "1\n"}))
+    assert result.status == "failed" and "exited 2 reporting no finding" in result.summary, result.summary
+    assert any("error: no plugin" in line for line in result.output_tail), result.output_tail
+    log = Path(result.log)
+    assert log.stat().st_size < 2 * checks.MAX_STDERR_BYTES and not (log.parent / "stderr.log").exists()
+    # Failing so at the base commit too: not the change's (every sandbox was blocked by a broken base).
+    git(workspace.root, "commit", "-q", "--allow-empty", "-m", "x")
+    (workspace.root / "broken").write_text("1\n")
+    git(workspace.root, "add", "broken")
+    git(workspace.root, "commit", "-qm", "the base breaks the tool")
+    [result] = run_configured_gates(workspace, sandbox_with(workspace, "again", {"README.md": "hi\n"}))
+    assert result.status == "passed" and "already failing on the base commit" in result.summary, result.summary
 
 
 def test_a_report_that_is_not_a_regular_file_is_not_read(tmp_path: Path) -> None:

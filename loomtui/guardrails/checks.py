@@ -29,7 +29,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Final
 
@@ -113,6 +113,13 @@ class _Process:
     timed_out: bool
     tail: tuple[str, ...]
     error: str = ""
+    stderr: bytes = b""
+    """Its stderr, kept apart (`_stream`'s `stderr_apart`), at most MAX_STDERR_BYTES of it."""
+
+
+MAX_STDERR_BYTES: Final = 1 << 20
+"""What a findings check's stderr keeps, apart from its report (a tool's warnings, its error); the rest is drained
+unkept: 600 MiB of it was a file of its own per run, base and change alike, never removed."""
 
 
 DISK_LOOK_EVERY_S: Final = 1.0
@@ -125,19 +132,26 @@ def _lost(found: disk_room.Shortage, free_at_start: Mapping[str, int | None]) ->
 
 
 def _stream(argv: list[str], cwd: Path, env: Mapping[str, str], timeout: float, log: Path, *,
-            mode: str, progress: Progress | None, started: float, stderr_apart: Path | None = None) -> _Process:
-    """Run argv, appending every line of its output to `log` (its stderr to `stderr_apart`, where given);
-    kill its group at the timeout."""
+            mode: str, progress: Progress | None, started: float, stderr_apart: bool = False) -> _Process:
+    """Run argv, appending every line of its output to `log` (with `stderr_apart`, its stdout alone: its stderr
+    is kept in `_Process.stderr`); kill its group at the timeout."""
     tail: deque[str] = deque(maxlen=OUTPUT_TAIL_LINES)
     lines = 0
     try:
-        with contextlib.ExitStack() as files:
-            stderr = files.enter_context(stderr_apart.open("wb")) if stderr_apart is not None else subprocess.STDOUT
-            process = subprocess.Popen(argv, cwd=cwd, env=dict(env), stdin=subprocess.DEVNULL,
-                                       stdout=subprocess.PIPE, stderr=stderr, start_new_session=True)
+        process = subprocess.Popen(argv, cwd=cwd, env=dict(env), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                   stderr=subprocess.PIPE if stderr_apart else subprocess.STDOUT,
+                                   start_new_session=True)
     except OSError as exc:
         return _Process(None, False, (), f"cannot run {argv[0]}: {exc.strerror or exc}")
     assert process.stdout is not None
+    said: list[bytes] = []
+
+    def drain() -> None:
+        kept = 0
+        while chunk := process.stderr.read1(65536):  # type: ignore[union-attr]
+            if kept < MAX_STDERR_BYTES:
+                said.append(chunk[: MAX_STDERR_BYTES - kept])
+            kept += len(chunk)
 
     def pump() -> None:
         # Chunks, not lines: a test runner's progress dots come without a newline for a while.
@@ -166,6 +180,9 @@ def _stream(argv: list[str], cwd: Path, env: Mapping[str, str], timeout: float, 
 
     reader = threading.Thread(target=pump, daemon=True)
     reader.start()
+    drainer = threading.Thread(target=drain, daemon=True) if stderr_apart else None
+    if drainer is not None:
+        drainer.start()
     timed_out = False
     short = None
     places = (("the check's run", log.parent), ("its tree", cwd))
@@ -195,9 +212,14 @@ def _stream(argv: list[str], cwd: Path, env: Mapping[str, str], timeout: float, 
     reader.join(timeout=5)
     if not reader.is_alive():
         process.stdout.close()
+    if drainer is not None:
+        drainer.join(timeout=5)
+        if not drainer.is_alive():
+            process.stderr.close()  # type: ignore[union-attr]
+    stderr = b"".join(said)
     if short is not None:
-        return _Process(process.returncode, False, tuple(tail), f"stopped: {short.said()}")
-    return _Process(process.returncode, timed_out, tuple(tail))
+        return _Process(process.returncode, False, tuple(tail), f"stopped: {short.said()}", stderr)
+    return _Process(process.returncode, timed_out, tuple(tail), stderr=stderr)
 
 
 def read_report(report: Path) -> bytes:
@@ -303,13 +325,16 @@ def _run_check(gate: GateConfig, argv: Sequence[str], cwd: Path, env: Mapping[st
         return CheckRun("error", None, 0.0, why, (), str(log), problem=why)
     # A report read from the output is stdout's alone: a warning on stderr (ruff's about its config) made
     # the JSON unreadable and failed every sandbox. Its stderr follows it in the log, once read.
-    stderr_apart = run_dir / "stderr.log" if gate.format not in ("exit", "junit") and not uses_report else None
+    stderr_apart = gate.format not in ("exit", "junit") and not uses_report
     done = _stream(wrap(_substitute(argv, report), [reports]), cwd, env, gate.timeout, log, mode="w",
                    progress=progress, started=started, stderr_apart=stderr_apart)
-    stdout_only = log.read_bytes()[:MAX_REPORT_BYTES] if stderr_apart is not None and log.exists() else b""
-    if stderr_apart is not None:
-        with contextlib.suppress(OSError), log.open("ab") as out, stderr_apart.open("rb") as said:
-            out.write(said.read(MAX_LOG_BYTES))
+    stdout_only = log.read_bytes()[:MAX_REPORT_BYTES] if stderr_apart and log.exists() else b""
+    if done.stderr:
+        with contextlib.suppress(OSError), log.open("ab") as out:
+            out.write(b"\n--- loomtui: its stderr ---\n" + done.stderr)
+        # What a lead sees of it: the tool's error was in the log file alone ("the ruff report is empty; exit 2").
+        said_lines = [line for line in done.stderr.decode("utf-8", "replace").splitlines() if line.strip()]
+        done = replace(done, tail=(*done.tail, *said_lines)[-OUTPUT_TAIL_LINES:])
     duration = round(time.monotonic() - started, 2)
     if done.error:
         return CheckRun("error", None, duration, done.error, (), str(log), problem=done.error)
@@ -327,6 +352,10 @@ def _run_check(gate: GateConfig, argv: Sequence[str], cwd: Path, env: Mapping[st
             return _with_rerun(gate, argv, cwd, env, run_dir, wrap, run) if rerun_failed else run
         text = (read_report(report) if uses_report else stdout_only).decode("utf-8", "replace")
         findings = tuple(_read_findings(gate, text, cwd))
+        if not findings and done.exit_code not in (0, None):
+            # The tool failed rather than found (mypy's exit 2: a plugin that does not import, said on stderr): "no
+            # findings" of a check that never ran passed gate 1.
+            raise ReportProblem(f"it exited {done.exit_code} reporting no finding ({summary})")
         counted = f"{len(findings)} finding{'s' if len(findings) != 1 else ''}"
         return CheckRun(outcome, done.exit_code, duration, counted, done.tail, str(log), findings=findings)
     except (ReportProblem, OSError) as exc:

@@ -91,6 +91,10 @@ def judge(run: CheckRun, base: CheckRun | None, form: str = "exit") -> Verdict:
                            tests=tests)
         return Verdict("passed", tests.summary(), tests=tests)
     if form != "exit":
+        if run.findings is None and base is not None and base.findings is None and _same_failure(run, base):
+            # The tool fails the same way at the base commit (its config broken there): not the change's doing.
+            return Verdict("passed", f"already failing on the base commit ({exit_said(run.exit_code)} there too, "
+                                     f"{run.problem})")
         if run.findings is None:
             return Verdict("failed", f"no findings could be read ({run.problem}); {exit_said(run.exit_code)}")
         diff = diff_findings(base.findings if base is not None else None, run.findings)
