@@ -155,6 +155,9 @@ def test_codex_events_read_as_what_it_did_with_its_tokens() -> None:
         "■ finished: error (We’re currently experiencing high demand)"]
     ended = parse_codex_json(failed[-1])[0]
     assert ended["is_error"] and ended["error"] == "We’re currently experiencing high demand"
+    # No usage said: its tokens are not known, not 0 (the agent counted as reporting, its replies as none).
+    from loomtui.execution.activity import usage_of
+    assert ended["input_tokens"] is None and usage_of(ended) is None
     broken = '{"type":"item.completed","item":{"type":"command_execution","command":"pytest","exit_code":2}}'
     assert parse_codex_json(broken) == [{"kind": "error", "summary": "tool error: exit 2: pytest"}]
     # What it said last, first: a commit the pre-commit hook refused read "exit 1" alone, the holder unsaid.

@@ -295,10 +295,15 @@ def _item(item: dict[str, Any], *, started: bool, whole_text: bool) -> list[Acti
 def _turn_end(usage: Any, error: str | None) -> Activity:
     """A Codex turn's end as the closing `result` the supervisor keeps (`agent_result`): its tokens, or its error."""
     used: dict[str, Any] = usage if isinstance(usage, dict) else {}
-    tokens = {"input_tokens": _count(used.get("input_tokens")), "output_tokens": _count(used.get("output_tokens")),
-              "cache_read_tokens": _count(used.get("cached_input_tokens")),
-              "cache_creation_tokens": _count(used.get("cache_write_input_tokens"))}
+    tokens: dict[str, int | None] = {
+        "input_tokens": _count(used.get("input_tokens")), "output_tokens": _count(used.get("output_tokens")),
+        "cache_read_tokens": _count(used.get("cached_input_tokens")),
+        "cache_creation_tokens": _count(used.get("cache_write_input_tokens"))}
     tokens["input_tokens_read"] = tokens["input_tokens"]  # OpenAI's input holds its cached part
+    if not isinstance(usage, dict):
+        # A failed turn says no usage: its tokens are not known (a reply served before a 500 read as 0 in / 0 out,
+        # and the agent as one reporting, where the report says "not said").
+        tokens = dict.fromkeys(tokens)
     parts = ["success" if error is None else f"error ({shorten(error)})"]
     if tokens["input_tokens"] or tokens["output_tokens"]:
         parts.append(f"{tokens['input_tokens']} in / {tokens['output_tokens']} out tokens")
