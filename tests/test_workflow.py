@@ -1054,6 +1054,8 @@ def test_a_waiting_tasks_line_range_holds_the_code_those_lines_name_when_it_is_s
     waiting = tasks.create_sandbox(manual, "use helper", "script", after=[first.id], claims=["app.py:4-5"],
                                    script=edit(manual, "caller", "app.py", "helper(1)", "helper(2)"))
     assert waiting.data["claims"] == ["app.py::main"]
+    # `sandbox list` says what it waits on, as `sandbox new` and the app's Next column did (its row said nothing).
+    assert f"next: waits for {first.id}" in run_cli(manual.root, "sandbox", "list").stdout
     # The code those lines held renamed meanwhile (as the task it waits on may do): its file is claimed whole, the
     # task not stuck on "unknown region" for good.
     (manual.root / "app.py").write_text((manual.root / "app.py").read_text().replace("def main", "def main2"))

@@ -254,7 +254,7 @@ def cmd_list(args: argparse.Namespace) -> int:
         report, unmarked = recovery.ReconcileReport(), f"what changed since is not marked ({exc})"
     records = engine.list_sandboxes(workspace, include_archived=args.all)
     steps = _next_steps(workspace, records)
-    from loomtui.workflow.steps import nobody_on_it  # loaded by the commands that need it, not by every one
+    from loomtui.workflow.steps import Step, nobody_on_it  # loaded by the commands that need it, not by every one
 
     if args.json:
         print_json({"sandboxes": [{**_record_dict(r), **_step_dict(steps[r.id])} for r in records],
@@ -278,7 +278,10 @@ def cmd_list(args: argparse.Namespace) -> int:
               f"{_age(now - r.created):>4}  {task}{flag}")
         step = steps[r.id]
         # A person's turn: what to run; or an agent starting, and what holds it (a first pack of the history).
-        if step is not None and (step.action is not None or (r.status == PLANNED and step.step == "agent")):
+        # A task waiting on others (`--after`, a held claim) says on what: its row said nothing, where the app's
+        # Next column and `sandbox new` did.
+        if step is not None and (step.action is not None or (r.status == PLANNED and step.step in (
+                "agent", Step.WAIT_TASKS, Step.WAIT_CLAIMS))):
             print(f"{'':<8} next: {step.line(STEP_HINTS)}")
         elif step is not None and nobody_on_it(workspace, r, step):  # it said nothing, and nothing moved it
             print(f"{'':<8} next: {step.line()} (due, and nothing here is doing it: "
