@@ -734,3 +734,23 @@ def test_the_text_report_says_how_many_overrides_it_leaves_out() -> None:
                   "text")
     assert "reason 24" in text and "reason 4" not in text.replace("reason 24", "")
     assert "  ... and 5 older (--format json lists all)" in text
+
+
+def test_a_merge_counts_over_another_s_claim_only_when_the_review_it_followed_said_so() -> None:
+    """A change held for `held-by-another` was reviewed again once the holder let go (no such rule then) and
+    approved: the report said a lead had approved a merge over another's claim, and left its refusals out."""
+    from loomtui.observability.metrics import merged_over_claims
+    from loomtui.observability.window import Entry
+
+    held = ["held-by-another (built in)"]
+
+    def opened(seq: int, sandbox: str, rules: list[str], kind: str = "post-gate") -> Entry:
+        return Entry(seq, float(seq), "a", "escalation.opened", str(seq), {"kind": kind, "sandbox": sandbox,
+                                                                            "rules": rules})
+
+    def merged(seq: int, sandbox: str) -> Entry:
+        return Entry(seq, float(seq), "a", "sandbox.merged", sandbox, {})
+
+    entries = [opened(1, "again", held), opened(2, "again", ["default"]), merged(3, "again"),
+               opened(4, "over", held), opened(5, "over", [], kind="conflict-override"), merged(6, "over")]
+    assert merged_over_claims(entries) == {"over"}

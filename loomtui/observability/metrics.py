@@ -83,12 +83,14 @@ def merged_over_claims(entries: Iterable[Entry]) -> set[str]:
     """The sandboxes merged though their change is what other sandboxes hold (a lead approved the review's
     `held-by-another`): the hooks refused their edits or commits, yet the change landed (loomtui saves an
     agent's uncommitted work at its end), so those refusals kept no conflict off."""
-    reviewed: set[str] = set()
+    held: dict[str, bool] = {}  # by sandbox: whether its latest review's escalation said `held-by-another`
     merged: set[str] = set()
     for entry in entries:
-        if entry.action == "escalation.opened" and HELD_ELSEWHERE_RULE in (entry.details.get("rules") or ()):
-            reviewed.add(str(entry.details.get("sandbox", "")))
-        elif entry.action == "sandbox.merged" and entry.subject in reviewed:
+        if entry.action == "escalation.opened" and entry.details.get("kind", "post-gate") == "post-gate":
+            # The latest review's alone: one reviewed again once the holder let go (held-by-another no more) and
+            # approved merged over no one's claim, and was said to.
+            held[str(entry.details.get("sandbox", ""))] = HELD_ELSEWHERE_RULE in (entry.details.get("rules") or ())
+        elif entry.action == "sandbox.merged" and held.get(entry.subject):
             merged.add(entry.subject)
     return merged
 
