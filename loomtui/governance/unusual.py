@@ -13,7 +13,7 @@ import re
 from pathlib import Path
 from typing import Final, NamedTuple
 
-from loomtui.errors import escape_controls
+from loomtui.errors import LoomError, escape_controls
 from loomtui.gitcmd import Git, GitFailed
 
 __all__ = ["unusual_entries"]
@@ -83,8 +83,12 @@ def unusual_entries(root: Path, base: str, head: str) -> tuple[str, ...]:
         target = escape_controls(blobs.get(sha, _Head()).opening.decode("utf-8", "surrogateescape"))
         found.append(f"symlink {path} -> {target or '?'}")
     for path, sha in python:
-        if path.endswith((".py", ".pyw", ".pyi")) and sizes.get(sha, 0) > MAX_BLOB_READ:
-            found.append(f"{path} is {sizes[sha]:,} bytes of Python, its declared encoding not read")
+        if sizes.get(sha, 0) > MAX_BLOB_READ:
+            if _text_with_nul(_blob_start(git, sha)):  # as git judges it: from its first 8,000 bytes
+                found.append(f"{path} is text with a NUL byte in it, which git shows as a binary file: none of it "
+                             "is in the diff")
+            if path.endswith((".py", ".pyw", ".pyi")):
+                found.append(f"{path} is {sizes[sha]:,} bytes of Python, its declared encoding not read")
             continue
         opening, hidden_break, text_with_nul = blobs.get(sha, _Head())
         if text_with_nul:  # `# notes\0` then `curl ... | sh`: "Binary files differ" to a lead, run by bash
@@ -156,18 +160,38 @@ _BLOBS_AT_ONCE: Final = 32
 
 
 def _text_with_nul(blob: bytes) -> bool:
-    """Whether git shows `blob` as binary only for NUL bytes in what is otherwise UTF-8 text (a UTF-16 file,
-    starting with its byte-order mark, is not such text)."""
-    if b"\0" not in blob[:_BINARY_PROBE] or blob.startswith((b"\xff\xfe", b"\xfe\xff")):
+    """Whether git shows `blob` as binary for NUL bytes in what is otherwise text: a few NULs among bytes nearly
+    all printable (a UTF-16 file, which decodes as such, is not). One Latin-1 `é`, one control byte or a
+    byte-order mark in front hid a script bash runs whole (strict UTF-8 and no control byte were asked)."""
+    head = blob[:_BINARY_PROBE]
+    if b"\0" not in head:
         return False
-    rest = blob.replace(b"\0", b"")
-    if _NOT_TEXT.search(rest):
-        return False
+    if blob.startswith((b"\xff\xfe", b"\xfe\xff")):
+        try:
+            blob.decode("utf-16")
+            return False
+        except UnicodeDecodeError:
+            pass
+    nuls = head.count(b"\0")
+    rest = head.replace(b"\0", b"")
+    # Text: NULs are few (UTF-16 without its mark is half NULs) and what is left is nearly all printable (a
+    # compiled file or an image is not: control bytes throughout).
+    return nuls * 10 <= len(head) and len(_NOT_TEXT.findall(rest)) <= 2 + len(rest) // 100
+
+
+def _blob_start(git: Git, sha: str) -> bytes:
+    """The first _BINARY_PROBE bytes of a blob (a large one is not read whole), b"" when it cannot be read."""
     try:
-        rest.decode("utf-8")
-    except UnicodeDecodeError:
-        return False
-    return True
+        process = git.pipe("cat-file", "blob", sha)
+    except LoomError:
+        return b""
+    assert process.stdin is not None and process.stdout is not None
+    process.stdin.close()
+    start = process.stdout.read(_BINARY_PROBE)
+    process.kill()
+    process.stdout.close()
+    process.wait()
+    return start
 
 
 def _batch(git: Git, shas: list[str]) -> dict[str, _Head]:
