@@ -699,6 +699,8 @@ def test_a_change_approved_before_the_policy_tightened_is_judged_again_before_it
     assert (view.step, view.waits_on) == (Step.REVIEW, "the policy changed since its review")
     with pytest.raises(LoomError, match="not approved; the policy changed since its approval and it was judged again"):
         request_merge(manual, sandbox_id)
+    # Its supervisor, finishing its end under a loaded machine, may judge it again too: read once it settles.
+    wait_until_settled(manual, sandbox_id)
     record = sb.get_sandbox(manual, sandbox_id)
     escalation = manual.store.get_escalation(int(record.data["review_escalation"]))
     assert (record.status, escalation.status) == ("awaiting_review", "open")
