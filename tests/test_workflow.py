@@ -2102,3 +2102,25 @@ def test_a_running_agent_that_asked_a_person_waits_for_that_decision(manual: Wor
         assert view.line() == f"agent waits for a decision on its permission-request (escalation #{asked.id})"
     manual.store.update_escalation(asked.id, status="approved")
     assert next_step(manual, sb.get_sandbox(manual, "asks01")).line() == "agent running"
+
+
+def test_a_task_that_waited_is_not_started_where_its_runtime_has_no_credentials(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A task queued `--after` another started in the environment of whoever's merge moved it on: an Aider with no
+    key or model fell into its sign-in flow, `running` for minutes, its model never asked."""
+    import dataclasses
+
+    from loomtui.workflow.engine import _refuse_a_start_without_credentials
+
+    for name in [n for n in os.environ if n.startswith(("OPENAI_", "ANTHROPIC_", "AIDER_", "CODEX_"))]:
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("HOME", str(tmp_path))  # no stored login either
+    launch = {"argv": ["aider", "--message", "t"]}
+    waited = SandboxRecord(id="w", task="t", runtime="aider", status="planned", created=0.0, updated=0.0,
+                           data={"after": ["x"], "launch": launch})
+    with pytest.raises(LoomError, match=r"not started here: runtime aider: .*OPENAI_API_KEY.*loomtui sandbox advance w"):
+        _refuse_a_start_without_credentials(waited)
+    # Started as it was made (its creator's own shell, which `sandbox new` warns of), or with the key here: as before.
+    _refuse_a_start_without_credentials(dataclasses.replace(waited, data={"launch": launch}))
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
+    _refuse_a_start_without_credentials(waited)

@@ -78,10 +78,9 @@ NEW_INPUT_HINTS: Final = {
 def _credentials_warning(record: SandboxRecord) -> str:
     """Why the agent will fail at once for want of its vendor's credentials ("" when they are there), as `doctor`
     and the app's form say it: it started, then failed with "Not logged in", said nowhere before."""
-    from loomtui.execution.runtimes import credential_status
+    from loomtui.execution.runtimes import launch_credentials
 
-    argv = (record.data.get("launch") or {}).get("argv") or [""]
-    status = credential_status(str(argv[0]), os.environ)
+    status = launch_credentials(record.data.get("launch"), os.environ)
     return "" if status.ok else f"runtime {record.runtime}: {status.summary()}, so its agent will fail at once " \
                                 "(`loomtui doctor` says where they are looked for)"
 

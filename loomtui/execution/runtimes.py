@@ -498,6 +498,12 @@ def credential_status(program: str, env: Mapping[str, str], extra: Sequence[str]
     return CredentialStatus(vendor.credentials, present, tuple(partial), login, vendor.note)
 
 
+def launch_credentials(launch: Any, env: Mapping[str, str]) -> CredentialStatus:
+    """`credential_status` of the program a sandbox's recorded launch (`data["launch"]`) runs."""
+    argv = (launch.get("argv") if isinstance(launch, dict) else None) or [""]
+    return credential_status(str(argv[0]), env)
+
+
 PERMISSION_PROMPT_ARGS: Final = ("--permission-prompt-tool", "mcp__loomtui__permission_prompt")
 
 

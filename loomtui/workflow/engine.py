@@ -11,6 +11,7 @@ already done first, so nothing is done twice and nothing is skipped).
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -266,6 +267,7 @@ class Workflow:
             self.wake_waiters(record.id)
             return "rejected: the start was not approved"
         if step == Step.START:
+            _refuse_a_start_without_credentials(record)
             try:
                 start_agent(self.workspace, record)
             except LoomError:
@@ -483,6 +485,21 @@ def wait_until_settled(workspace: Workspace, sandbox_id: str, *, timeout: float 
             record = sandboxes.get_sandbox(workspace, sandbox_id)
             raise LoomError(f"sandbox {sandbox_id} is still {record.status} after {timeout:g}s", exit_code=1)
         time.sleep(interval)
+
+
+def _refuse_a_start_without_credentials(record: SandboxRecord) -> None:
+    """A task that waited (on tasks to merge, on claims) starts in the environment of whatever moves it on: a
+    person's merge in another shell, the app, another sandbox's supervisor. Without its runtime's credentials
+    there its agent ran with none (Aider fell into a sign-in flow, `running` for minutes): not started, said."""
+    if not (record.data.get(AFTER_KEY) or record.data.get(CLAIMS_WAITED_KEY)):
+        return  # started as it was made, by its creator
+    from loomtui.execution.runtimes import launch_credentials
+
+    status = launch_credentials(record.data.get("launch"), os.environ)
+    if not status.ok:
+        raise LoomError(f"not started here: runtime {record.runtime}: {status.summary()} in the environment of the "
+                        f"process that would start it (it waited, and another's step moved it on); start it from a "
+                        f"shell that has them, `loomtui sandbox advance {record.id}`")
 
 
 def start_agent(workspace: Workspace, record: SandboxRecord) -> SandboxRecord:
