@@ -330,7 +330,11 @@ def test_9_coordination(ws: Workspace) -> None:
     claimed = item(ws, 9)
     assert claimed.answer == "yes" and claimed.facts["flagged"] == 2
     ws.record("sandbox.merge_conflict", "c1", {"paths": ["a.py"]})
-    assert item(ws, 9).answer == "partly"
+    conflicted = item(ws, 9)
+    assert conflicted.answer == "partly"
+    # Every task had its claims: the advice is where claims did not reach, not "give every task its claims".
+    assert "give every task its claims" not in conflicted.next_step and "claim the code tasks share" in \
+        conflicted.next_step
     # The same merge tried again (the app retries a waiting merge each time the branch moves): one conflict.
     ws.record("sandbox.merge_conflict", "c1", {"paths": ["a.py"]})
     ws.record("hook.commit_refused", "c1", {"paths": ["b.py"]})
@@ -347,6 +351,12 @@ def test_9_coordination(ws: Workspace) -> None:
     ws.record("claim.refused", "c3", {"target": "d.py"})
     ws.record("claim.override", "c3", {"target": "d.py", "claim": 7, "reason": "hotfix"})
     assert "1 claim or agent edit refused" in " ".join(item(ws, 9).evidence)
+    # A refused commit whose change a lead let merge over the claim: left out, and said so (it was unsaid).
+    ws.record("hook.commit_refused", "c4", {"paths": ["e.py"]})
+    ws.record("escalation.opened", "9", {"kind": "post-gate", "sandbox": "c4", "rules": ["held-by-another (built in)"]})
+    ws.record("sandbox.merged", "c4", {})
+    said = " ".join(item(ws, 9).evidence)
+    assert "1 agent commit refused (not counting those of 1 sandbox merged over another's claim" in said, said
 
 
 def test_9_a_sandbox_started_without_claims_is_partly(ws: Workspace) -> None:

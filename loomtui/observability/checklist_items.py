@@ -151,6 +151,13 @@ class Evidence:
                     for key in refusal_keys(entry) if key not in overruled and key[1] not in landed}
         return Counter(action for action, _, _ in kept_off)
 
+    @cached_property
+    def merged_over_claims(self) -> int:
+        """Sandboxes merged though a lead approved their `held-by-another` review (their refusals not counted)."""
+        from loomtui.observability.metrics import merged_over_claims
+
+        return len(merged_over_claims(self._window))
+
     @property
     def refused(self) -> int:
         """Conflicts kept off by any refusal (`refusals`, all kinds)."""
@@ -531,6 +538,9 @@ def _coordination(ev: Evidence) -> Answer:
     said_refused += " refused"
     if refusals["hook.commit_refused"]:
         said_refused += f", {plural(refusals['hook.commit_refused'], 'agent commit')} refused"
+    if ev.merged_over_claims:  # left out of the counts, unsaid: as `report` says it
+        said_refused += (f" (not counting those of {plural(ev.merged_over_claims, 'sandbox')} merged over another's "
+                         "claim by a lead's approval)")
     seen = [f"{len(claimed)} of {plural(len(ev.started), 'started sandbox')} held claims "
             f"({plural(len(claims), 'claim')} in all)",
             f"flagged before generation: {said_refused}, {plural(warned, 'claim')} warned of "
@@ -541,10 +551,14 @@ def _coordination(ev: Evidence) -> Answer:
     if not claims:
         return NO, seen, ("claim regions before agents start: `loomtui claim suggest \"TASK\"`, then "
                           "`loomtui sandbox new --claim TARGET ...` (or a .loom/plan.yaml)"), facts
-    if conflicts or unclaimed:
-        why = [f"started without claims: {_some(unclaimed)}"] if unclaimed else []
-        return PARTLY, seen + why, ("give every task its claims (`--claim`, or `loomtui plan run` to order "
-                                    "overlapping tasks)"), facts
+    if unclaimed:
+        return PARTLY, [*seen, f"started without claims: {_some(unclaimed)}"], (
+            "give every task its claims (`--claim`, or `loomtui plan run` to order overlapping tasks)"), facts
+    if conflicts:
+        # Every task had its claims: "give every task its claims" was no help. Conflicts met at merge are where
+        # claims did not reach (files no task named, two additions at one place).
+        return PARTLY, seen, ("claim the code tasks share, files whole where tasks add to them (`loomtui conflicts` "
+                              "shows overlaps), or order such tasks with `loomtui plan run`"), facts
     return YES, seen, "", facts
 
 
