@@ -357,6 +357,10 @@ def test_9_coordination(ws: Workspace) -> None:
     ws.record("sandbox.merged", "c4", {})
     said = " ".join(item(ws, 9).evidence)
     assert "1 agent commit refused (not counting those of 1 sandbox merged over another's claim" in said, said
+    # One that met its holder's change at merge anyway (the holder merged first and let go): not kept off.
+    ws.record("hook.commit_refused", "c5", {"paths": ["f.py"]})
+    ws.record("sandbox.merge_conflict", "c5", {"target": "main", "paths": ["f.py"]})
+    assert "1 agent commit refused" in " ".join(item(ws, 9).evidence)
 
 
 def test_9_a_sandbox_started_without_claims_is_partly(ws: Workspace) -> None:

@@ -754,3 +754,19 @@ def test_a_merge_counts_over_another_s_claim_only_when_the_review_it_followed_sa
     entries = [opened(1, "again", held), opened(2, "again", ["default"]), merged(3, "again"),
                opened(4, "over", held), opened(5, "over", [], kind="conflict-override"), merged(6, "over")]
     assert merged_over_claims(entries) == {"over"}
+
+
+def test_a_refused_commit_that_met_its_holder_at_merge_anyway_is_not_also_prevented(tmp_path: Path) -> None:
+    """The holder merged first and let go, so the refused sandbox's review flagged nothing and its change met the
+    holder's at merge: counted as prevented and as met at merge, one conflict read as two."""
+    root = tmp_path / "repo"
+    root.mkdir()
+    git(root, "init", "-q", "-b", "main")
+    workspace = open_workspace(root)
+    add_entries(workspace, [
+        (D0 + H, "hook.commit_refused", "s6", {"paths": ["billing/z.py"]}),
+        (D0 + H + 1, "hook.commit_refused", "s7", {"paths": ["billing/w.py"]}),  # kept off: never met at merge
+        (D0 + H + 60, "sandbox.merge_conflict", "s6", {"target": "main", "paths": ["billing/z.py"]})])
+    conflicts = compute_metrics(workspace, SINCE, UNTIL).conflicts
+    assert (conflicts.commits_refused, conflicts.prevented, conflicts.at_merge) == (1, 1, 1)
+    workspace.close()

@@ -143,9 +143,16 @@ class Evidence:
         """Conflicts kept off by a refusal, by action (`claim.refused`: a claim or an agent's edit;
         `hook.commit_refused`: an agent's commit), each once however often it was tried, and none a lead then
         overrode, as `report` counts them."""
-        from loomtui.observability.metrics import NOT_CONFLICTS, merged_over_claims, overruled_keys, refusal_keys
+        from loomtui.observability.metrics import (
+            NOT_CONFLICTS,
+            merged_over_claims,
+            met_at_merge_anyway,
+            overruled_keys,
+            refusal_keys,
+        )
 
-        overruled = {key for entry in self._window for key in overruled_keys(entry)}
+        overruled = {key for entry in self._window for key in overruled_keys(entry)} | met_at_merge_anyway(
+            self._window)
         landed = merged_over_claims(self._window)  # the change a refusal kept off merged: it kept nothing off
         kept_off = {key for entry in self._window if entry.action not in NOT_CONFLICTS
                     for key in refusal_keys(entry) if key not in overruled and key[1] not in landed}

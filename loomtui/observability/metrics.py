@@ -95,6 +95,24 @@ def merged_over_claims(entries: Iterable[Entry]) -> set[str]:
     return merged
 
 
+def met_at_merge_anyway(entries: Iterable[Entry]) -> set[tuple[str, str, str]]:
+    """The refusals whose sandbox met a conflict at merge on a file they named: its holder merged first and let
+    go, so the review had nothing to flag, and the change met the holder's at merge; counted as prevented and as
+    met at merge, one conflict was two."""
+    named: dict[tuple[str, str, str], set[str]] = {}
+    conflicted: dict[str, set[str]] = {}
+    for entry in entries:
+        if merge_conflict_key(entry) is not None:
+            conflicted.setdefault(entry.subject, set()).update(str(p) for p in entry.details.get("paths") or ())
+            continue
+        paths = entry.details.get("paths")
+        files = {str(p) for p in paths} if isinstance(paths, list) else \
+            {str(entry.details.get("target", "")).split("::")[0].split(":")[0]}
+        for key in refusal_keys(entry):
+            named.setdefault(key, set()).update(files)
+    return {key for key, files in named.items() if files & conflicted.get(key[1], set())}
+
+
 def merge_conflict_key(entry: Entry) -> tuple[str, str] | None:
     """The sandbox and branch a merge conflict was met on, so a merge tried again counts once: the app tries
     a waiting merge again each time the branch moves, and one sandbox's conflict was counted six times.
@@ -504,10 +522,10 @@ class _Reader:
                 self.tallies.add("agents_costing", at, runtime)
             self.tallies.spend(cost, at, runtime)
 
-    def finish(self, merged_over_claims: set[str]) -> None:
+    def finish(self, merged_over_claims: set[str], met_anyway: set[tuple[str, str, str]]) -> None:
         for key in sorted(self.refused - self.overruled):
-            if key[1] in merged_over_claims and key[0] not in NOT_CONFLICTS:
-                self.overruled.add(key)  # the change it was kept from landed: it kept nothing off
+            if (key[1] in merged_over_claims or key in met_anyway) and key[0] not in NOT_CONFLICTS:
+                self.overruled.add(key)  # the change it was kept from landed (or met the other at merge)
                 self.conflicts[REFUSALS[key[0]]] -= 1
         self.conflicts["merged_over_claims"] = len(merged_over_claims)
         for sandbox, at in self.ended.items():
@@ -615,7 +633,7 @@ def compute_metrics(workspace: Workspace, since: float, until: float | None = No
     reader = _Reader(tallies, sandboxes)
     for entry in entries:
         reader.read(entry)
-    reader.finish(merged_over_claims(entries))
+    reader.finish(merged_over_claims(entries), met_at_merge_anyway(entries))
     gate_runs = store.first_gate_outcomes(since, until)
     runtime_of = {r.id: r.runtime for r in sandboxes.values()}
     runtime_of.update((r.id, r.runtime) for r in store.sandbox_facts(
