@@ -230,6 +230,11 @@ def test_a_change_beside_what_another_holds_in_the_same_file_is_not_held_by_it(b
     if not held:
         taken = {region for claim in workspace.store.live_claims(sandbox_id) for region in claim.region_ids}
         assert "customers/service.py" not in taken, taken
+    else:  # the holder's method is held as part of the file: said so, not as if this change had edited it
+        [escalation] = [e for e in workspace.store.list_escalations() if e.sandbox_id == sandbox_id]
+        why = " ".join(str(r.get("why")) for r in escalation.data["rules"])
+        assert "customers/service.py::CustomerService.get (sandbox holder, claim #1, in customers/service.py, whose " \
+               "own lines (imports, constants, module code) this change touches, so all of it counts)" in why, why
 
 
 def test_a_held_file_its_change_could_not_parse_within_its_budget_counts_whole(

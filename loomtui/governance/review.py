@@ -264,14 +264,26 @@ def _held_by_others(workspace: Workspace, record: SandboxRecord, facts: ChangeFa
         # files, spent on big files sorting first), so none of its regions were read.
         return path not in own or path in changed[path]
 
-    def touched(claim_region: str) -> bool:
+    def touched(claim_region: str) -> str | None:
+        """How the change touches a held region: "" where it changed it, what else where only its file counts
+        whole (the holder's function read as changed, of a change to an import), None where it does not."""
         path = split_id(claim_region)[0]
-        return any(whole(path) if mine == path else overlaps(claim_region, mine) for mine in changed.get(path, ()))
+        mine = changed.get(path, ())
+        found = [region for region in mine if region != path and overlaps(claim_region, region)]
+        if path in mine and whole(path):
+            found.append(path)
+        if not found:
+            return None
+        if any(claim_region == region or not claim_region.startswith(region) for region in found):
+            return ""  # it changed the held region itself, or code inside it
+        region = max(found, key=len)  # the innermost that holds it: a class's own lines, else the module's
+        what = "imports, constants, module code" if region == path else "its attributes, its decorators"
+        return f", in {region}, whose own lines ({what}) this change touches, so all of it counts"
 
-    held = sorted({f"{claim_region} (sandbox {claim.sandbox_id}, claim #{claim.id})"
+    held = sorted({f"{claim_region} (sandbox {claim.sandbox_id}, claim #{claim.id}{how})"
                    for claim in workspace.store.live_claims()
                    if claim.sandbox_id != record.id and claim.mode == "exclusive"
-                   for claim_region in claim.region_ids if touched(claim_region)})
+                   for claim_region in claim.region_ids if (how := touched(claim_region)) is not None})
     return listed(held)
 
 
