@@ -143,6 +143,9 @@ def test_a_check_that_hangs_or_cannot_run_is_an_error_result(tmp_path: Path, gat
     [result] = run_configured_gates(workspace, sandbox)
     assert result.status == ("passed" if "hangs" in gate else "error") and expected in result.summary, result.summary
     assert time.monotonic() - started < 30  # the whole group was killed, not waited for
+    if "hangs" in gate:  # gate 2 says its tests were not judged (it read "no test ... regressed", 90)
+        tests_item = evaluate(workspace, sandbox, which="2").score.item("tests")  # type: ignore[union-attr]
+        assert tests_item.status == "warn" and "1 check not judged" in tests_item.headline, tests_item
     if "missing" in gate:  # the baseline's JSON says why too, as its text does (it has no result to read)
         out = io.StringIO()
         with contextlib.redirect_stdout(out):

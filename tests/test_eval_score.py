@@ -150,6 +150,10 @@ def test_tests_warn_that_no_test_ran_when_collection_failed_here_and_on_the_base
                               message="ModuleNotFoundError: No module named 'zz'"))
     assert item(stopped, "tests") == (ItemStatus.WARN, "no test ran (1 file failed collection)", (
         "tests/test_b.py: failed collection, here and on the base commit (ModuleNotFoundError: No module named 'zz')",))
+    # A check that hangs on the base commit too passed "not judged": its tests unknown, said (gate 2 read 90).
+    hung = replace(CLEAN, tests=None, not_judged=("tests (it times out on the base commit too (timed out))",))
+    assert item(hung, "tests") == (ItemStatus.WARN, "1 check not judged", (
+        "tests (it times out on the base commit too (timed out)): its tests not judged",))
     fixed = with_tests(case("tests/test_b.py", classify.TestClass.FAIL_TO_PASS, Outcome.error, Outcome.passed),
                        case("tests/test_b.py::test_b", classify.TestClass.ADDED, None, Outcome.passed))
     assert item(fixed, "tests")[0] == ItemStatus.PASS

@@ -25,6 +25,7 @@ from loomtui.guardrails.checks import CheckRun
 from loomtui.guardrails.classify import Classification
 from loomtui.guardrails.gates import GateResult, deterministic_gates, run_configured_gates
 from loomtui.guardrails.score import Score, gather_inputs, score
+from loomtui.guardrails.verdicts import NOT_JUDGED
 from loomtui.store import GateRunRecord
 from loomtui.workspace import Workspace
 
@@ -154,7 +155,10 @@ def evaluate(workspace: Workspace, sandbox_id: str, *, which: GateChoice = "all"
     report = EvalReport(record.id, tip, base, which, checks)
     if which != "1":
         config = workspace.load_config()
-        inputs = gather_inputs(workspace, record, base, tip, report.tests())
+        inputs = replace(gather_inputs(workspace, record, base, tip, report.tests()), not_judged=tuple(
+            f"{check.gate} ({check.summary.removeprefix(NOT_JUDGED)})" for check in checks
+            if check.status == "passed" and check.summary.startswith(NOT_JUDGED)
+            and not (check.tests is not None and check.tests.uncollected)))  # those said per file already
         report = EvalReport(record.id, tip, base, which, checks, score(inputs, config.eval))
     # Keyed as it stands now: the baseline this eval ran (when it was the first) is part of it.
     key = _eval_key(workspace, record.id, record.task, base, tip, which)

@@ -151,6 +151,8 @@ class ScoreInputs:
     findings: tuple[Finding, ...] = ()  # new ones only: absent at the base commit
     known_findings: int = 0  # findings in the changed files that the base commit already had
     suggested_regions: tuple[str, ...] = ()
+    not_judged: tuple[str, ...] = ()
+    """Checks that passed only as not judged (`gate: why`): a change that broke tests read "no test regressed"."""
 
 
 # -- pure scoring ---------------------------------------------------------------------------
@@ -249,12 +251,16 @@ def _tests(inputs: ScoreInputs) -> _Verdict:
                    for test in (inputs.tests.uncollected if inputs.tests is not None else ())]
     reach = inputs.tests_reaching
     unreached = [f"{region}: changed, and no test reaches it" for region in reach.unreached] if reach else []
-    results = "" if inputs.tests is not None else " (no per-test results: no junit gate ran)"
+    # A check that passed as "not judged" (it hangs on the base commit too): its tests unknown, said as such.
+    uncollected += [f"{check}: its tests not judged" for check in inputs.not_judged]
+    results = "" if inputs.tests is not None or inputs.not_judged else " (no per-test results: no junit gate ran)"
     if failing:
         return ItemStatus.FAIL, f"{plural(len(failing), 'test')} removed, skipped or regressed{results}", \
             failing + skipped + unreached
     if skipped or unreached or uncollected:
-        what = [f"no test ran ({plural(len(uncollected), 'file')} failed collection)"] if uncollected else []
+        collection = len(uncollected) - len(inputs.not_judged)
+        what = [f"no test ran ({plural(collection, 'file')} failed collection)"] if collection else []
+        what += [f"{plural(len(inputs.not_judged), 'check')} not judged"] if inputs.not_judged else []
         what += [f"{plural(len(skipped), 'test')} newly skipped with a reason or flaky"] if skipped else []
         what += [f"{plural(len(unreached), 'changed code region')} no test reaches"] if unreached else []
         return ItemStatus.WARN, "; ".join(what) + results, uncollected + skipped + unreached

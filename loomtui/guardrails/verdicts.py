@@ -10,10 +10,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 from loomtui.guardrails.checks import TIMED_OUT, CheckRun, exit_said
 from loomtui.guardrails.classify import Classification, FindingDiff, classify, diff_findings, with_rerun
+
+NOT_JUDGED: Final = "not judged: "
+"""How a check's verdict begins when it passed only because the base commit could not be judged either."""
 
 
 @dataclass(frozen=True)
@@ -58,7 +61,7 @@ def judge(run: CheckRun, base: CheckRun | None, form: str = "exit") -> Verdict:
         if _timed_out(run) and base is not None and _timed_out(base):
             # As a failure already failing: the check hangs at the base commit too, not by the change's doing
             # (every sandbox on a hanging base was blocked, each needing an override).
-            return Verdict("passed", f"not judged: it times out on the base commit too ({run.summary})")
+            return Verdict("passed", f"{NOT_JUDGED}it times out on the base commit too ({run.summary})")
         return Verdict("error", run.summary)
     if form == "junit":
         if run.cases is None and base is not None and base.cases is None and base.outcome != "error":
@@ -83,7 +86,7 @@ def judge(run: CheckRun, base: CheckRun | None, form: str = "exit") -> Verdict:
             # The base stops at the same files (a new one would be a regression): no test of the change ran, and
             # "passed (1 already failing)" read as if the change's new failing test had been run and passed.
             named = ", ".join(t.id for t in uncollected[:3]) + (" ..." if len(uncollected) > 3 else "")
-            return Verdict("passed", f"not judged: no test ran, here nor on the base commit: {named} failed "
+            return Verdict("passed", f"{NOT_JUDGED}no test ran, here nor on the base commit: {named} failed "
                            "collection (pytest's --continue-on-collection-errors runs the other files)", tests=tests)
         failing = any(case.outcome.is_fail for case in run.cases)
         if run.outcome == "failed" and not failing and not _same_failure(run, base):
